@@ -1,0 +1,31 @@
+"""What every activity needs: the database, mail, settings, the policy versions and the secret."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import asyncpg
+
+from activities.mail import Mailer
+from dsrflow.settings import Settings
+from policy.model import LoadedPolicy, parse_policy
+
+
+@dataclass
+class ActivityContext:
+    pool: asyncpg.Pool
+    settings: Settings
+    mailer: Mailer
+    secret: bytes
+    _policies: dict[str, LoadedPolicy] = field(default_factory=dict)
+
+    async def policy(self, version: str) -> LoadedPolicy:
+        """The policy a request started under, from the stored snapshot (never today's file)."""
+        if version not in self._policies:
+            content = await self.pool.fetchval(
+                "SELECT content FROM policy_versions WHERE version = $1", version
+            )
+            if content is None:
+                raise LookupError(f"policy version {version} is not stored")
+            self._policies[version] = parse_policy(content, f"policy version {version[:12]}")
+        return self._policies[version]

@@ -1,0 +1,182 @@
+"""Letters to data subjects (and alerts to staff), rendered from Jinja2 templates.
+
+Each purpose has three templates under ``activities/templates/letters/``:
+``{purpose}.subject.j2`` (one line), ``{purpose}.txt.j2`` and ``{purpose}.html.j2``. Shared pieces
+live in ``_base.txt.j2`` / ``_base.html.j2``, ``_footer.txt.j2`` and ``_macros.{txt,html}.j2``.
+
+Rendering is strict: a context key a template needs but the caller did not pass raises
+``jinja2.exceptions.UndefinedError`` (never a blank in a letter). HTML is autoescaped; text and
+subject lines are not (they are not HTML). This module is pure (no I/O besides reading the
+templates) so activities, the api and tests can all call it.
+
+Personal data: ``staff_alert`` goes to the controller's staff and never contains the subject's
+name or e-mail: it is rendered without ``subject`` in its context at all.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2.exceptions import UndefinedError
+from jinja2.runtime import Undefined
+
+__all__ = [
+    "PURPOSES",
+    "SUBJECT_PURPOSES",
+    "REQUIRED_CONTEXT",
+    "RenderedLetter",
+    "render_letter",
+    "longdate",
+    "longdatetime",
+]
+
+TEMPLATE_DIR = Path(__file__).resolve().parent / "templates" / "letters"
+
+PURPOSES: tuple[str, ...] = (
+    "acknowledgement",
+    "verification",
+    "reminder",
+    "extension",
+    "response",
+    "denial",
+    "closed_unverified",
+    "staff_alert",
+)
+
+#: Purposes whose letter goes to the data subject (the rest go to staff).
+SUBJECT_PURPOSES: tuple[str, ...] = tuple(p for p in PURPOSES if p != "staff_alert")
+
+_COMMON = ("controller", "request", "subject", "portal_url")
+
+#: Top-level context keys each purpose needs (nested keys are checked by StrictUndefined).
+REQUIRED_CONTEXT: dict[str, tuple[str, ...]] = {
+    "acknowledgement": (*_COMMON, "verification_required"),
+    "verification": (*_COMMON, "code", "link", "expires_at", "max_attempts"),
+    "reminder": (*_COMMON, "code", "link", "expires_at", "max_attempts"),
+    "extension": (*_COMMON, "reason", "new_due_date"),
+    "response": (*_COMMON, "outcome"),
+    "denial": (*_COMMON, "reason_code", "reason_label", "explanation", "authority"),
+    "closed_unverified": (*_COMMON, "expired_at"),
+    "staff_alert": ("controller", "request", "kind", "days_left", "detail"),
+}
+
+DENIAL_REASON_CODES = ("manifestly_unfounded", "excessive", "identity_not_established", "other")
+STAFF_ALERT_KINDS = ("due_in_7_days", "due_in_2_days", "overdue", "needs_attention")
+
+_MONTHS = (
+    "January", "February", "March", "April", "May", "June",
+    "July", "August", "September", "October", "November", "December",
+)
+
+
+@dataclass(frozen=True)
+class RenderedLetter:
+    subject: str
+    text: str
+    html: str
+
+
+def _fail_if_undefined(value: Any) -> None:
+    if isinstance(value, Undefined):
+        value._fail_with_undefined_error()  # raises UndefinedError naming the missing key
+
+
+def _as_utc(value: datetime) -> datetime:
+    # A naive datetime is taken to be UTC already (activities work in UTC).
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def longdate(value: date | datetime) -> str:
+    """``date(2026, 3, 2)`` -> ``"2 March 2026"`` (locale-independent). Datetimes use their UTC date."""
+    _fail_if_undefined(value)
+    if isinstance(value, datetime):
+        value = _as_utc(value).date()
+    if not isinstance(value, date):
+        raise TypeError(f"longdate expects a date, got {type(value).__name__}")
+    return f"{value.day} {_MONTHS[value.month - 1]} {value.year}"
+
+
+def longdatetime(value: datetime) -> str:
+    """``datetime(2026, 3, 2, 14, 5, tzinfo=UTC)`` -> ``"2 March 2026, 14:05 UTC"``."""
+    _fail_if_undefined(value)
+    if not isinstance(value, datetime):
+        raise TypeError(f"longdatetime expects a datetime, got {type(value).__name__}")
+    value = _as_utc(value)
+    return f"{longdate(value)}, {value:%H:%M} UTC"
+
+
+def shortid(value: Any) -> str:
+    """First block of a request uuid, for subject lines (the body always carries the full id)."""
+    _fail_if_undefined(value)
+    return str(value)[:8]
+
+
+def _plural(count: int, singular: str, plural: str | None = None) -> str:
+    _fail_if_undefined(count)
+    word = singular if abs(int(count)) == 1 else (plural or singular + "s")
+    return f"{count} {word}"
+
+
+env = Environment(
+    loader=FileSystemLoader(str(TEMPLATE_DIR)),
+    undefined=StrictUndefined,
+    autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=False, default=False),
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=False,
+)
+env.filters["longdate"] = longdate
+env.filters["longdatetime"] = longdatetime
+env.filters["shortid"] = shortid
+env.filters["plural"] = _plural
+
+
+_TRAILING_SPACE = re.compile(r"[ \t]+$", re.MULTILINE)
+_BLANK_RUNS = re.compile(r"\n{3,}")
+
+
+def _tidy_text(text: str) -> str:
+    text = _TRAILING_SPACE.sub("", text.replace("\r\n", "\n"))
+    return _BLANK_RUNS.sub("\n\n", text).strip("\n") + "\n"
+
+
+def _one_line(text: str) -> str:
+    # Collapses every whitespace run (including CR/LF, which would be header injection) to a space.
+    return " ".join(text.split())
+
+
+def render_letter(purpose: str, context: Mapping[str, Any]) -> RenderedLetter:
+    """Render the subject line, plain text and HTML of the letter for ``purpose``.
+
+    Raises ``ValueError`` for an unknown purpose (or an unknown ``reason_code`` / ``kind``) and
+    ``jinja2.exceptions.UndefinedError`` when a needed context key is missing.
+    """
+    if purpose not in PURPOSES:
+        raise ValueError(f"unknown letter purpose {purpose!r}; expected one of {', '.join(PURPOSES)}")
+
+    missing = [key for key in REQUIRED_CONTEXT[purpose] if key not in context]
+    if missing:
+        raise UndefinedError(f"letter {purpose!r}: missing context key(s): {', '.join(missing)}")
+
+    ctx = dict(context)
+    if purpose == "staff_alert":
+        # Staff alerts never carry the subject's identity: drop it so that any reference fails.
+        ctx.pop("subject", None)
+        if ctx["kind"] not in STAFF_ALERT_KINDS:
+            raise ValueError(f"staff_alert: unknown kind {ctx['kind']!r}")
+    if purpose == "denial" and ctx["reason_code"] not in DENIAL_REASON_CODES:
+        raise ValueError(f"denial: unknown reason_code {ctx['reason_code']!r}")
+
+    subject = _one_line(env.get_template(f"{purpose}.subject.j2").render(ctx))
+    if not subject:
+        raise ValueError(f"letter {purpose!r}: empty subject line")
+    ctx["letter_subject"] = subject
+    text = _tidy_text(env.get_template(f"{purpose}.txt.j2").render(ctx))
+    html = env.get_template(f"{purpose}.html.j2").render(ctx).strip() + "\n"
+    return RenderedLetter(subject=subject, text=text, html=html)

@@ -1,0 +1,165 @@
+"""Sending letters: each at most once, recorded as evidence, with the dsrflow headers.
+
+A letter's key (request, purpose, key) is unique in `sent_letters`. The row is inserted and the
+message sent inside one transaction: if sending fails the row disappears and a retry sends; once
+committed, a retried activity finds the row and sends nothing. The Message-ID derives from the key,
+so even a resend after a crash between SMTP and commit is recognisable as the same message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import date, datetime
+from email.message import EmailMessage
+from email.utils import formataddr, formatdate
+from typing import Any
+
+from temporalio import activity
+
+from activities.context import ActivityContext
+from activities.letter_templates import render_letter
+from dsrflow.audit import append_event
+from dsrflow.requests_store import get_request
+from schemas.workflow import LetterJob, LetterReceipt
+
+TYPE_LABELS = {
+    "access": "access to your personal data (Art. 15 GDPR)",
+    "portability": "a copy of your data in a portable format (Art. 20 GDPR)",
+    "erasure": "erasure (right to be forgotten, Art. 17 GDPR)",
+    "rectification": "rectification of inaccurate data (Art. 16 GDPR)",
+    "restriction": "restriction of processing (Art. 18 GDPR)",
+    "objection": "objection to processing (Art. 21 GDPR)",
+}
+DENIAL_LABELS = {
+    "manifestly_unfounded": "the request is manifestly unfounded (Art. 12(5) GDPR)",
+    "excessive": "the request is excessive, in particular because of its repetitive character (Art. 12(5) GDPR)",
+    "identity_not_established": "we could not establish your identity (Art. 12(6) GDPR)",
+    "other": "other reasons, explained below",
+}
+# Params that travel through the workflow as ISO strings and reach templates as dates.
+_DATE_PARAMS = {"new_due_date"}
+_DATETIME_PARAMS = {"expired_at", "expires_at", "package_expires_at"}
+
+
+def message_id_for(letter_key: str) -> str:
+    return f"<{hashlib.sha256(letter_key.encode()).hexdigest()[:32]}@dsrflow>"
+
+
+def _coerce(params: dict[str, Any]) -> dict[str, Any]:
+    out = dict(params)
+    for key in _DATE_PARAMS & out.keys():
+        out[key] = date.fromisoformat(out[key])
+    for key in _DATETIME_PARAMS & out.keys():
+        if isinstance(out[key], str):
+            out[key] = datetime.fromisoformat(out[key])
+    return out
+
+
+def _outcome(report: dict[str, Any]) -> dict[str, Any]:
+    results = report.get("results", [])
+    actions = [
+        {"system": r["system"], "category": r.get("detail", {}).get("category", "all"),
+         "action": r["action"], "records": r.get("records", 0)}
+        for r in results if r.get("records", 0)
+    ]
+    kept = [k for r in results for k in r.get("detail", {}).get("kept", [])]
+    for item in kept:
+        if isinstance(item.get("until"), str):
+            item["until"] = date.fromisoformat(item["until"])
+    summary = (
+        f"We completed your request across {len(results)} system(s)." if results
+        else "We searched every system that holds personal data for us."
+    )
+    return {
+        "summary": summary, "actions": actions, "kept": kept,
+        "package_link": report.get("package_link"),
+        "package_expires_at": report.get("package_expires_at"),
+    }
+
+
+async def build_context(ctx: ActivityContext, row: dict[str, Any], job: LetterJob) -> dict[str, Any]:
+    loaded = await ctx.policy(row["policy_version"])
+    policy = loaded.policy
+    context: dict[str, Any] = {
+        "controller": policy.controller.model_dump(mode="json"),
+        "request": {
+            "id": str(row["id"]),
+            "type": row["request_type"],
+            "type_label": TYPE_LABELS[row["request_type"]],
+            "regime": row["regime"],
+            "received_date": row["received_at"].date(),
+            "due_date": row["due_date"],
+            "extended_due_date": row["extended_due_date"],
+            "current_due_date": row["current_due_date"],
+        },
+        "subject": {"name": row["subject_name"], "email": row["subject_email"]},
+        "portal_url": f"{ctx.settings.base_url}/portal",
+    }
+    params = _coerce(job.params)
+    if job.purpose == "denial":
+        params["reason_label"] = DENIAL_LABELS[params["reason_code"]]
+        params["authority"] = policy.authority_for(row["country"]).model_dump(mode="json")
+    if job.purpose == "response":
+        params = {"outcome": _outcome(params.pop("report", {})), **params}
+    context.update(params)
+    return context
+
+
+async def deliver_letter(
+    ctx: ActivityContext, job: LetterJob, *, secrets: dict[str, Any] | None = None
+) -> LetterReceipt:
+    """Render and send one letter, at most once. `secrets` (a verification code and link) go into
+    the message only: the stored copy shows them withheld."""
+    letter_key = f"{job.request_id}:{job.purpose}:{job.key}"
+    message_id = message_id_for(letter_key)
+    async with ctx.pool.acquire() as conn:
+        if await conn.fetchval("SELECT 1 FROM sent_letters WHERE letter_key = $1", letter_key):
+            return LetterReceipt(letter_key=letter_key, message_id=message_id, already_sent=True)
+        row = await get_request(conn, job.request_id)
+        if row is None:
+            raise LookupError(f"request {job.request_id} not found")
+        context = await build_context(ctx, row, job)
+        sent = render_letter(job.purpose, {**context, **(secrets or {})})
+        kept = render_letter(job.purpose, {**context, **{k: "[withheld]" for k in (secrets or {})}})
+        policy = (await ctx.policy(row["policy_version"])).policy
+        recipient = policy.controller.staff_email if job.to_staff else row["subject_email"]
+
+        message = EmailMessage()
+        message["From"] = formataddr((policy.controller.name, policy.controller.sender_email))
+        message["To"] = recipient
+        message["Subject"] = sent.subject
+        message["Date"] = formatdate(localtime=False)
+        message["Message-ID"] = message_id
+        message["X-DSR-Request-Id"] = job.request_id
+        message["X-DSR-Purpose"] = job.purpose
+        message.set_content(sent.text)
+        message.add_alternative(sent.html, subtype="html")
+
+        async with conn.transaction():
+            inserted = await conn.fetchval(
+                """INSERT INTO sent_letters (letter_key, request_id, purpose, recipient, subject,
+                                             message_id, body_text, body_html)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                   ON CONFLICT (letter_key) DO NOTHING RETURNING 1""",
+                letter_key, job.request_id, job.purpose, recipient, kept.subject, message_id,
+                kept.text, kept.html,
+            )
+            if not inserted:  # a concurrent attempt got there first
+                return LetterReceipt(letter_key=letter_key, message_id=message_id, already_sent=True)
+            await ctx.mailer.send(message)
+            await append_event(
+                conn, event_key=f"letter:{letter_key}", request_id=job.request_id,
+                event_type="letter.sent", actor="workflow",
+                data={"purpose": job.purpose, "message_id": message_id, "to_staff": job.to_staff},
+            )
+    activity.logger.info("letter sent", extra={"purpose": job.purpose})
+    return LetterReceipt(letter_key=letter_key, message_id=message_id, already_sent=False)
+
+
+class LetterActivities:
+    def __init__(self, ctx: ActivityContext) -> None:
+        self.ctx = ctx
+
+    @activity.defn(name="send_letter")
+    async def send_letter(self, job: LetterJob) -> LetterReceipt:
+        return await deliver_letter(self.ctx, job)

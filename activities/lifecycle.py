@@ -1,0 +1,140 @@
+"""Activities of a request's life: registration with deadlines, status changes, events, extension,
+and the plan/execute stage that the processor fan-out fills in."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from temporalio import activity
+
+from activities.context import ActivityContext
+from dsrflow.audit import append_event
+from dsrflow.deadlines import compute_deadline
+from dsrflow.requests_store import get_request, set_status
+from schemas.requests import RequestType
+from schemas.workflow import (
+    Checkpoints,
+    EventRecord,
+    ExecutionReport,
+    ExtensionRecord,
+    Plan,
+    RequestFacts,
+    StartRequest,
+    Transition,
+)
+
+
+def deadline_checkpoints(due: date, timezone: str, warning_days: tuple[int, ...]) -> Checkpoints:
+    """Warnings at the start of the day N days before `due`, overdue when `due` ends, all in the
+    controller's timezone and returned as UTC instants for the workflow's timers."""
+    tz = ZoneInfo(timezone)
+
+    def start_of(day: date) -> datetime:
+        return datetime.combine(day, time.min, tzinfo=tz).astimezone(UTC)
+
+    return Checkpoints(
+        due_date=due,
+        warnings=[(days, start_of(due - timedelta(days=days))) for days in sorted(warning_days, reverse=True)],
+        overdue_at=start_of(due + timedelta(days=1)),
+    )
+
+
+class LifecycleActivities:
+    def __init__(self, ctx: ActivityContext) -> None:
+        self.ctx = ctx
+
+    async def _row(self, conn, request_id: str) -> dict:
+        row = await get_request(conn, request_id)
+        if row is None:
+            raise LookupError(f"request {request_id} not found")
+        return row
+
+    @activity.defn(name="prepare_request")
+    async def prepare_request(self, start: StartRequest) -> RequestFacts:
+        """Compute the statutory deadlines and record that the request was received."""
+        async with self.ctx.pool.acquire() as conn:
+            row = await self._row(conn, start.request_id)
+            policy = (await self.ctx.policy(start.policy_version)).policy
+            tz = policy.defaults.timezone
+            received_local = row["received_at"].astimezone(ZoneInfo(tz)).date()
+            deadline = compute_deadline(row["regime"], received_local, row["country"]
+                                        if row["regime"] == "gdpr" else None)
+            current = row["current_due_date"] or deadline.due_date
+            async with conn.transaction():
+                await conn.execute(
+                    """UPDATE dsr_requests SET due_date = $2, extended_due_date = $3,
+                           acknowledge_by = $4, current_due_date = $5, updated_at = now()
+                       WHERE id = $1""",
+                    start.request_id, deadline.due_date, deadline.extended_due_date,
+                    deadline.acknowledge_by, current,
+                )
+                await append_event(
+                    conn, event_key=f"{start.request_id}:received", request_id=start.request_id,
+                    event_type="request.received", actor="workflow",
+                    data={**deadline.as_json_dict(), "policy_version": start.policy_version},
+                )
+        warnings = policy.deadline_warnings_days
+        return RequestFacts(
+            request_id=start.request_id,
+            request_type=RequestType(row["request_type"]),
+            regime=row["regime"],
+            country=row["country"],
+            received_at=row["received_at"],
+            attested=row["attested_by"] is not None,
+            due_date=deadline.due_date,
+            extended_due_date=deadline.extended_due_date,
+            acknowledge_by=deadline.acknowledge_by,
+            due=deadline_checkpoints(deadline.due_date, tz, warnings),
+            extended=deadline_checkpoints(deadline.extended_due_date, tz, warnings),
+            verification_max_attempts=policy.verification.max_attempts,
+            reminder_after_days=policy.verification.reminder_after_days,
+            expires_after_days=policy.verification.expires_after_days,
+        )
+
+    @activity.defn(name="transition")
+    async def transition(self, change: Transition) -> None:
+        async with self.ctx.pool.acquire() as conn:
+            await set_status(
+                conn, change.request_id, change.status, event_key=f"{change.request_id}:{change.event_key}",
+                actor=change.actor, data=change.data,
+            )
+
+    @activity.defn(name="record_event")
+    async def record_event(self, event: EventRecord) -> None:
+        async with self.ctx.pool.acquire() as conn:
+            if event.event_type == "verification.succeeded":
+                await conn.execute(
+                    "UPDATE dsr_requests SET verified_at = coalesce(verified_at, now()) WHERE id = $1",
+                    event.request_id,
+                )
+            await append_event(
+                conn, event_key=f"{event.request_id}:{event.event_key}", request_id=event.request_id,
+                event_type=event.event_type, actor=event.actor, data=event.data,
+            )
+
+    @activity.defn(name="apply_extension")
+    async def apply_extension(self, record: ExtensionRecord) -> None:
+        async with self.ctx.pool.acquire() as conn, conn.transaction():
+            row = await self._row(conn, record.request_id)
+            await conn.execute(
+                """UPDATE dsr_requests SET extended = true, current_due_date = extended_due_date,
+                       updated_at = now() WHERE id = $1""",
+                record.request_id,
+            )
+            await append_event(
+                conn, event_key=f"{record.request_id}:extended", request_id=record.request_id,
+                event_type="deadline.extended", actor=record.actor,
+                data={"from": row["due_date"].isoformat(), "to": row["extended_due_date"].isoformat(),
+                      "reason": record.reason},
+            )
+
+    @activity.defn(name="plan_request")
+    async def plan_request(self, start: StartRequest) -> Plan:
+        """The plan under the request's policy version. Systems join it with the fan-out."""
+        await self.ctx.policy(start.policy_version)  # fails loudly if the snapshot is missing
+        return Plan(request_id=start.request_id, policy_version=start.policy_version, tasks=[])
+
+    @activity.defn(name="execute_plan")
+    async def execute_plan(self, plan: Plan) -> ExecutionReport:
+        return ExecutionReport(results=[])

@@ -1,0 +1,46 @@
+"""The FastAPI application: REST under /v1, health, the Temporal UI codec endpoint."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from temporalio.client import Client
+
+from api import codec, health, problems, public, requests
+from api.state import AppState
+from dsrflow.settings import Settings
+
+
+def create_app(settings: Settings, *, temporal_client: Client | None = None) -> FastAPI:
+    """The app; tests pass the client of their Temporal test environment."""
+    state = AppState(settings, temporal_client)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        await state.close()
+
+    app = FastAPI(
+        title="dsrflow",
+        summary="Data-subject requests run to their statutory deadline, with evidence.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.dsr = state
+    # The Temporal Web UI calls the codec endpoint from the browser, on another origin.
+    ui_origins = [settings.temporal_ui_url, f"http://localhost:{settings.temporal_ui_port}"]
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=ui_origins,
+        allow_credentials=True,
+        allow_methods=["POST", "OPTIONS"],
+        allow_headers=["content-type", "x-namespace", "authorization"],
+    )
+    problems.install(app)
+    app.include_router(health.router)
+    app.include_router(codec.router)
+    app.include_router(requests.router)
+    app.include_router(public.router)
+    return app

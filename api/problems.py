@@ -1,0 +1,59 @@
+"""Errors as `application/problem+json` (RFC 9457), with one entry per bad field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+PROBLEM = "application/problem+json"
+
+
+class Problem(Exception):
+    def __init__(self, status: int, title: str, detail: str | None = None, **extra: Any) -> None:
+        super().__init__(detail or title)
+        self.status, self.title, self.detail, self.extra = status, title, detail, extra
+
+
+def problem_response(status: int, title: str, detail: str | None = None, **extra: Any) -> JSONResponse:
+    body = {"type": "about:blank", "title": title, "status": status}
+    if detail:
+        body["detail"] = detail
+    body.update(extra)
+    headers = {"Retry-After": str(extra["retry_after"])} if "retry_after" in extra else None
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def _field(loc: tuple) -> str:
+    # Drop the "body"/"query" prefix: callers know where they put the field.
+    parts = [str(p) for p in loc[1:]] if loc and loc[0] in ("body", "query", "path", "header") else [str(p) for p in loc]
+    return ".".join(parts) or "body"
+
+
+def field_errors(errors: list[dict]) -> list[dict[str, str]]:
+    return [
+        {"field": _field(tuple(e.get("loc", ()))), "message": e["msg"].removeprefix("Value error, ")}
+        for e in errors
+    ]
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = field_errors(list(exc.errors()))
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+        return problem_response(422, "Invalid request", detail, errors=errors)
+
+    @app.exception_handler(Problem)
+    async def _problem(request: Request, exc: Problem) -> JSONResponse:
+        return problem_response(exc.status, exc.title, exc.detail, **exc.extra)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        response = problem_response(exc.status_code, str(exc.detail))
+        for key, value in (exc.headers or {}).items():
+            response.headers[key] = value
+        return response

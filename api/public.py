@@ -1,0 +1,71 @@
+"""The subject side of the REST API: submit a request, prove it is yours."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from api.problems import Problem
+from api.service import open_request, run_update
+from activities.verification import code_hash, link_token_hash
+from dsrflow.keys import load_secret_key
+from schemas.requests import Channel, NewRequest, PublicNewRequest, SubjectIdentity
+from schemas.workflow import VerifyAttempt
+from workflows.dsr import DataSubjectRequestWorkflow
+
+router = APIRouter(prefix="/v1/public", tags=["subject portal"])
+
+
+class VerifyBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    code: str | None = Field(None, examples=["123456"], description="the code from the e-mail")
+    token: str | None = Field(None, description="the token from the e-mail's link")
+
+    @model_validator(mode="after")
+    def _one(self):
+        if (self.code is None) == (self.token is None):
+            raise ValueError("send exactly one of code or token")
+        if self.code is not None and not re.fullmatch(r"\d{6,10}", self.code):
+            raise ValueError("code must be the 6-digit number from the e-mail")
+        if self.token is not None and not re.fullmatch(r"[0-9a-f]{64}", self.token):
+            raise ValueError("token must be the one from the e-mail's link")
+        return self
+
+
+@router.post("/requests", status_code=202)
+async def submit(body: PublicNewRequest, request: Request) -> dict[str, Any]:
+    """Submit a request. A code to confirm it is yours is e-mailed to the address given."""
+    state = request.app.state.dsr
+    new = NewRequest(
+        type=body.type, country=body.country, corrections=body.corrections,
+        restriction_grounds=body.restriction_grounds, objection_scope=body.objection_scope,
+        subject=SubjectIdentity(email=body.email, name=body.name), channel=Channel.web,
+    )
+    key = request.headers.get("idempotency-key")
+    row, _ = await open_request(state, new, actor="subject", idempotency_key=key, origin="subject")
+    return {"id": str(row["id"]), "status": row["status"],
+            "next": "check your e-mail for a code and send it to /v1/public/requests/{id}/verify"}
+
+
+@router.post("/requests/{request_id}/verify")
+async def verify(request_id: str, body: VerifyBody, request: Request) -> dict[str, Any]:
+    """Confirm your identity with the code or the link token from the e-mail."""
+    state = request.app.state.dsr
+    secret = load_secret_key(state.settings)
+    attempt = (
+        VerifyAttempt(code_hash=code_hash(secret, request_id, body.code)) if body.code
+        else VerifyAttempt(token_hash=link_token_hash(secret, request_id, body.token or ""))
+    )
+    result = await run_update(state, request_id, DataSubjectRequestWorkflow.verify, attempt)
+    if not result.verified:
+        raise Problem(
+            422 if not result.locked else 423,
+            "Wrong code" if not result.locked else "Verification locked",
+            f"{result.attempts_left} attempt(s) left" if not result.locked
+            else "too many wrong codes; ask us for a new code",
+            attempts_left=result.attempts_left, locked=result.locked,
+        )
+    return {"id": request_id, "verified": True}

@@ -1,0 +1,98 @@
+"""Staff REST for requests: open, read, and the compliance actions on a running request."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.auth import Staff, require_role
+from api.service import open_request, request_view, run_update
+from schemas.requests import DenialReason, NewRequest
+from schemas.workflow import CancelInput, DenyInput, ExtendInput, ResendInput
+from workflows.dsr import DataSubjectRequestWorkflow
+
+router = APIRouter(prefix="/v1/requests", tags=["requests"])
+
+
+class ExtendBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=10, max_length=4000, examples=["Request covers six systems and 9 years of records"])
+
+
+class DenyBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason_code: DenialReason
+    explanation: str = Field(min_length=10, max_length=4000)
+
+
+class CancelBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=3, max_length=4000, examples=["Subject withdrew the request by phone"])
+
+
+def _state(request: Request):
+    return request.app.state.dsr
+
+
+@router.post("", status_code=201)
+async def create(
+    body: NewRequest,
+    request: Request,
+    staff: Staff = require_role("agent"),
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> JSONResponse:
+    """Open a request. Repeating the call with the same `Idempotency-Key` header (or the same
+    `client_request_id`) returns the same request instead of opening a second one."""
+    state = _state(request)
+    row, created = await open_request(
+        state, body, actor=staff.actor, idempotency_key=idempotency_key, origin="staff"
+    )
+    view = await request_view(state, str(row["id"]))
+    return JSONResponse(jsonable_encoder(view), status_code=201 if created else 200)
+
+
+@router.get("/{request_id}")
+async def read(request_id: str, request: Request, staff: Staff = require_role("agent")) -> dict[str, Any]:
+    return jsonable_encoder(await request_view(_state(request), request_id))
+
+
+async def _act(request: Request, request_id: str, update: Any, arg: Any) -> dict[str, Any]:
+    state = _state(request)
+    await run_update(state, request_id, update, arg)
+    return jsonable_encoder(await request_view(state, request_id))
+
+
+@router.post("/{request_id}/extend")
+async def extend(request_id: str, body: ExtendBody, request: Request,
+                 staff: Staff = require_role("compliance")) -> dict[str, Any]:
+    """Extend the deadline once, before the due date, with the reason sent to the subject."""
+    return await _act(request, request_id, DataSubjectRequestWorkflow.extend,
+                      ExtendInput(reason=body.reason, actor=staff.actor))
+
+
+@router.post("/{request_id}/deny")
+async def deny(request_id: str, body: DenyBody, request: Request,
+               staff: Staff = require_role("compliance")) -> dict[str, Any]:
+    """Refuse the request (Art. 12(4)/(5)); the subject gets the reasons and their remedies."""
+    return await _act(request, request_id, DataSubjectRequestWorkflow.deny,
+                      DenyInput(reason_code=body.reason_code, explanation=body.explanation,
+                                actor=staff.actor))
+
+
+@router.post("/{request_id}/cancel")
+async def cancel(request_id: str, body: CancelBody, request: Request,
+                 staff: Staff = require_role("agent")) -> dict[str, Any]:
+    return await _act(request, request_id, DataSubjectRequestWorkflow.cancel,
+                      CancelInput(reason=body.reason, actor=staff.actor))
+
+
+@router.post("/{request_id}/resend-verification")
+async def resend_verification(request_id: str, request: Request,
+                              staff: Staff = require_role("agent")) -> dict[str, Any]:
+    """Send the subject a new code and link; the earlier ones stop working and attempts reset."""
+    return await _act(request, request_id, DataSubjectRequestWorkflow.resend_verification,
+                      ResendInput(actor=staff.actor))

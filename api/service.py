@@ -1,0 +1,116 @@
+"""What the staff API and the subject portal share: opening a request, asking its workflow to do
+something, and reading it back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.problems import Problem
+from api.state import AppState
+from dsrflow.requests_store import create_request, get_request, workflow_id_for
+from schemas.requests import NewRequest
+from schemas.workflow import RequestState, StartRequest
+from workflows.dsr import DataSubjectRequestWorkflow
+
+
+async def open_request(
+    state: AppState, new: NewRequest, *, actor: str, idempotency_key: str | None, origin: str
+) -> tuple[dict[str, Any], bool]:
+    """Store the request, then start its workflow. A repeat (same idempotency key) returns the
+    stored request and makes sure its workflow runs, so a start that failed can be retried."""
+    pool = await state.db()
+    row, created = await create_request(
+        pool, new, loaded_policy=state.policy, actor=actor, idempotency_key=idempotency_key,
+        origin=origin,
+    )
+    request_id = str(row["id"])
+    try:
+        client = await state.temporal()
+        await client.start_workflow(
+            DataSubjectRequestWorkflow.run,
+            StartRequest(request_id=request_id, policy_version=row["policy_version"]),
+            id=workflow_id_for(request_id),
+            task_queue=state.settings.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        )
+    except (RPCError, OSError, RuntimeError) as exc:
+        raise Problem(
+            503, "Request stored but not started",
+            f"request {request_id} is saved; its workflow could not start ({type(exc).__name__}). "
+            f"Repeat the call with the same Idempotency-Key to start it.",
+            request_id=request_id,
+        ) from None
+    return row, created
+
+
+async def _handle(state: AppState, request_id: str) -> WorkflowHandle:
+    client = await state.temporal()
+    return client.get_workflow_handle(workflow_id_for(request_id))
+
+
+async def run_update(state: AppState, request_id: str, update: Any, arg: Any) -> Any:
+    """Execute a workflow update; a refusal becomes 409 with the workflow's own reason."""
+    if await get_request(await state.db(), request_id) is None:
+        raise Problem(404, "Not found", f"no request {request_id}")
+    handle = await _handle(state, request_id)
+    try:
+        return await handle.execute_update(update, arg)
+    except WorkflowUpdateFailedError as exc:
+        cause = exc.cause
+        message = getattr(cause, "message", None) or str(cause or exc)
+        raise Problem(409, "Refused", message) from None
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise Problem(409, "Refused", "the request's workflow has finished") from None
+        raise
+
+
+async def live_state(state: AppState, request_id: str) -> RequestState | None:
+    try:
+        handle = await _handle(state, request_id)
+        return await handle.query(DataSubjectRequestWorkflow.state)
+    except Exception:  # noqa: BLE001 - the stored row still answers when the workflow cannot
+        return None
+
+
+async def request_view(state: AppState, request_id: str) -> dict[str, Any]:
+    row = await get_request(await state.db(), request_id)
+    if row is None:
+        raise Problem(404, "Not found", f"no request {request_id}")
+    live = await live_state(state, request_id)
+    view = {
+        "id": str(row["id"]),
+        "workflow_id": workflow_id_for(str(row["id"])),
+        "type": row["request_type"],
+        "regime": row["regime"],
+        "country": row["country"],
+        "channel": row["channel"],
+        "origin": row["origin"],
+        "status": row["status"],
+        "subject": {"email": row["subject_email"], "name": row["subject_name"],
+                    "customer_id": row["customer_id"]},
+        "details": row["details"],
+        "received_at": row["received_at"],
+        "due_date": row["due_date"],
+        "extended_due_date": row["extended_due_date"],
+        "current_due_date": row["current_due_date"],
+        "acknowledge_by": row["acknowledge_by"],
+        "extended": row["extended"],
+        "verified_at": row["verified_at"],
+        "policy_version": row["policy_version"],
+        "created_at": row["created_at"],
+        "closed_at": row["closed_at"],
+    }
+    if live is not None:
+        view.update(
+            status=live.status.value, overdue=live.overdue, warnings_sent=live.warnings_sent,
+            verification=live.verification.model_dump(mode="json") if live.verification else None,
+            plan=live.plan.model_dump(mode="json") if live.plan else None,
+            results=[r.model_dump(mode="json") for r in live.results],
+            closed_reason=live.closed_reason, extension_reason=live.extension_reason,
+        )
+    return view

@@ -1,0 +1,41 @@
+"""Resources the API shares between requests, connected lazily so the app starts (and `/healthz`
+can say what is missing) even while Postgres or Temporal is still coming up."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+from temporalio.client import Client
+
+from dsrflow.db import create_pool
+from dsrflow.settings import Settings
+from dsrflow.temporal_client import connect_client
+from policy.model import load_policy
+
+
+class AppState:
+    def __init__(self, settings: Settings, temporal_client: Client | None = None) -> None:
+        self.settings = settings
+        self.policy = load_policy(settings.policy_path)
+        self._pool: asyncpg.Pool | None = None
+        self._client: Client | None = temporal_client
+        self._lock = asyncio.Lock()
+
+    async def db(self) -> asyncpg.Pool:
+        if self._pool is None:
+            async with self._lock:
+                if self._pool is None:
+                    self._pool = await create_pool(self.settings.effective_database_url)
+        return self._pool
+
+    async def temporal(self) -> Client:
+        if self._client is None:
+            async with self._lock:
+                if self._client is None:
+                    self._client = await connect_client(self.settings)
+        return self._client
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()

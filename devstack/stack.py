@@ -1,0 +1,165 @@
+"""`dsrflow up`: the whole stack on one machine, on embedded defaults.
+
+Starts what is not configured externally (PostgreSQL, Temporal, the SMTP sink), applies migrations,
+then the worker and the API as child processes, and stops all of it, in reverse order, on Ctrl-C or
+SIGTERM. Everything lives under DSRFLOW_HOME, so a second `up` resumes with the same data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+import httpx
+
+from devstack.postgres import EmbeddedPostgres
+from devstack.processes import StackError, ensure_port_free, spawn, stop
+from devstack.smtp_sink import MailSink
+from devstack.temporal_server import TemporalDevServer
+from dsrflow.keys import load_keyring
+from dsrflow.migrate import migrate
+from dsrflow.settings import Settings
+
+APP_DATABASE = "dsrflow"
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+class Stack:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.home = settings.home.resolve()
+        self.logs = self.home / "logs"
+        self.env = {**os.environ, "DSRFLOW_HOME": str(self.home)}
+        # Stop actions, run last-started first.
+        self._stops: list[tuple[str, Callable[[], None]]] = []
+        self._children: list[tuple[str, subprocess.Popen]] = []
+
+    def _check_ports(self) -> None:
+        s = self.settings
+        ensure_port_free(s.api_port, "dsrflow API")
+        if not s.database_url:
+            ensure_port_free(s.postgres_port, "PostgreSQL")
+        if not s.temporal_address:
+            ensure_port_free(s.temporal_port, "Temporal frontend")
+            ensure_port_free(s.temporal_ui_port, "Temporal Web UI")
+        if not s.smtp_host:
+            ensure_port_free(s.smtp_port, "SMTP sink")
+
+    async def start(self) -> None:
+        s = self.settings
+        self.home.mkdir(parents=True, exist_ok=True)
+        self._check_ports()
+        load_keyring(s)  # create the payload key once, before any child races for it
+
+        if not s.database_url:
+            pg = EmbeddedPostgres(self.home / "pg", s.postgres_port)
+            pg.start(self.logs / "postgres.log")
+            self._stops.append(("PostgreSQL", pg.stop))
+            await pg.wait_ready()
+            await pg.ensure_database(APP_DATABASE)
+            self.env["DSRFLOW_DATABASE_URL"] = pg.url(APP_DATABASE)
+        if not s.smtp_host:
+            sink = MailSink(self.home / "mail", s.smtp_port)
+            sink.start()
+            self._stops.append(("SMTP sink", sink.stop))
+        if not s.temporal_address:
+            temporal = TemporalDevServer(s)
+            temporal.start(self.logs / "temporal.log")
+            self._stops.append(("Temporal", temporal.stop))
+            await asyncio.to_thread(temporal.wait_ready)
+
+        applied = await migrate(self.env.get("DSRFLOW_DATABASE_URL") or s.effective_database_url)
+        if applied:
+            _say(f"applied migrations: {', '.join(applied)}")
+
+        for role in ("worker", "api"):
+            proc = spawn([sys.executable, "-m", "dsrflow.cli", role], env=self.env, log_path=None)
+            self._children.append((role, proc))
+            self._stops.append((role, lambda p=proc: stop(p, signal.SIGTERM)))
+        await self._wait_healthy()
+
+    async def _wait_healthy(self, timeout: float = 90.0) -> None:
+        url = f"http://127.0.0.1:{self.settings.api_port}/healthz"
+        deadline = time.monotonic() + timeout
+        async with httpx.AsyncClient(timeout=5) as http:
+            while time.monotonic() < deadline:
+                self._check_children()
+                try:
+                    if (await http.get(url)).status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
+                await asyncio.sleep(0.5)
+        raise StackError(f"the API did not report healthy at {url} within {timeout:.0f}s")
+
+    def _check_children(self) -> None:
+        for role, proc in self._children:
+            if proc.poll() is not None:
+                raise StackError(f"the {role} exited with code {proc.returncode}")
+
+    def print_urls(self) -> None:
+        s = self.settings
+        lines = [
+            "dsrflow is up",
+            f"  API            {s.base_url}  (OpenAPI: {s.base_url}/docs, health: {s.base_url}/healthz)",
+            f"  Temporal UI    {s.temporal_ui_url}" if not s.temporal_address else
+            f"  Temporal       {s.temporal_address}",
+            f"  PostgreSQL     {self.env.get('DSRFLOW_DATABASE_URL', s.effective_database_url)}",
+            f"  Mail           {self.home / 'mail'} (.eml files; SMTP on 127.0.0.1:{s.smtp_port})"
+            if not s.smtp_host else f"  SMTP           {s.smtp_host}:{s.smtp_port}",
+            f"  Logs           {self.logs}",
+            "Press Ctrl-C to stop.",
+        ]
+        _say("\n".join(lines))
+
+    def stop_all(self) -> None:
+        while self._stops:
+            name, action = self._stops.pop()
+            try:
+                action()
+            except Exception as exc:  # noqa: BLE001 - keep stopping the rest
+                _say(f"while stopping {name}: {exc}")
+
+    async def watch(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
+            self._check_children()
+            try:
+                await asyncio.wait_for(stopping.wait(), 1.0)
+            except asyncio.TimeoutError:
+                pass
+
+
+async def run_up(settings: Settings) -> int:
+    stack = Stack(settings)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping.set)
+    try:
+        starting = asyncio.create_task(stack.start())
+        waiter = asyncio.create_task(stopping.wait())
+        await asyncio.wait({starting, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        if not starting.done():
+            starting.cancel()
+            _say("stopping before start-up finished")
+            return 130
+        waiter.cancel()
+        starting.result()
+        stack.print_urls()
+        await stack.watch(stopping)
+        _say("stopping")
+        return 0
+    except StackError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        await asyncio.to_thread(stack.stop_all)
+

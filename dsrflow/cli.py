@@ -1,0 +1,168 @@
+"""`dsrflow` command line: run the stack and its parts, and the operator's tools.
+
+Every command reads the one settings object; a bad variable ends the command with one line naming
+it and exit code 2. The process ends with `os._exit` after flushing, because short-lived Temporal
+SDK processes can crash at interpreter exit (sdk-python issue 300).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from datetime import date
+from enum import StrEnum
+from typing import Annotated
+
+import typer
+
+from dsrflow.settings import Settings, SettingsError, load_settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, help="dsrflow: data-subject requests, on time, with evidence.")
+token_app = typer.Typer(no_args_is_help=True, help="Staff API tokens.")
+audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit trail.")
+app.add_typer(token_app, name="token")
+app.add_typer(audit_app, name="audit")
+
+
+class Role(StrEnum):
+    agent = "agent"
+    compliance = "compliance"
+    admin = "admin"
+
+
+def _settings() -> Settings:
+    from dsrflow.logging import configure_logging
+
+    settings = load_settings()
+    configure_logging(environment=settings.environment, level=settings.log_level,
+                      redact_patterns=settings.redact_patterns)
+    return settings
+
+
+def _fail(message: str, code: int = 1) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+@app.command()
+def up() -> None:
+    """Start the whole stack (embedded PostgreSQL, Temporal, SMTP sink unless configured), the
+    worker and the API. Ctrl-C stops everything."""
+    from devstack.stack import run_up
+
+    raise typer.Exit(asyncio.run(run_up(_settings())))
+
+
+@app.command()
+def api() -> None:
+    """Run the HTTP API (REST, portal, codec endpoint)."""
+    import uvicorn
+
+    from api.app import create_app
+
+    settings = _settings()
+    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port,
+                log_config=None, access_log=False)
+
+
+@app.command()
+def worker() -> None:
+    """Run the Temporal worker for request workflows."""
+    from workers.dsr_worker import run_worker
+
+    asyncio.run(run_worker(_settings()))
+
+
+@app.command()
+def migrate() -> None:
+    """Apply pending database migrations."""
+    from dsrflow.migrate import migrate as apply
+
+    applied = asyncio.run(apply(_settings().effective_database_url))
+    typer.echo(f"applied {', '.join(applied)}" if applied else "database is up to date")
+
+
+@token_app.command("create")
+def token_create(
+    role: Annotated[Role, typer.Option(help="agent, compliance or admin")],
+    label: Annotated[str | None, typer.Option(help="who or what the token is for")] = None,
+) -> None:
+    """Create a staff token and print it alone on stdout (it is shown only this once)."""
+    from api.auth import create_token
+    from dsrflow.db import create_pool
+
+    async def run() -> str:
+        pool = await create_pool(_settings().effective_database_url, min_size=1, max_size=1)
+        try:
+            return await create_token(pool, role.value, label)
+        finally:
+            await pool.close()
+
+    typer.echo(asyncio.run(run()))
+
+
+@app.command()
+def deadline(
+    regime: Annotated[str, typer.Option(help="gdpr, uk_gdpr, ccpa, vcdpa, ctdpa, cpa, lgpd, pipeda")],
+    received: Annotated[str, typer.Option(help="date of receipt, YYYY-MM-DD")],
+    country: Annotated[str | None, typer.Option(help="ISO country whose holidays count (GDPR)")] = None,
+    verified: Annotated[str | None, typer.Option(help="date identity was verified, YYYY-MM-DD")] = None,
+) -> None:
+    """Print the statutory deadlines of a request as JSON."""
+    from dsrflow.deadlines import DeadlineError, compute_deadline
+
+    def parse(name: str, value: str | None) -> date | None:
+        if value is None:
+            return None
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            _fail(f"--{name}: expected a date as YYYY-MM-DD, got {value!r}", 2)
+        return None
+
+    try:
+        result = compute_deadline(regime, parse("received", received), country, parse("verified", verified))
+    except DeadlineError as exc:
+        _fail(str(exc), 2)
+    typer.echo(json.dumps(result.as_json_dict(), indent=2))
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Recompute the audit chain; print `ok N events` or the first broken row (exit 1)."""
+    from dsrflow.audit import verify_chain
+    from dsrflow.db import connect
+
+    async def run():
+        conn = await connect(_settings().effective_database_url)
+        try:
+            return await verify_chain(conn)
+        finally:
+            await conn.close()
+
+    report = asyncio.run(run())
+    typer.echo(report.describe())
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    code: int | str | None = 0
+    try:
+        app()
+    except SystemExit as exc:
+        code = exc.code
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        code = 2
+    except KeyboardInterrupt:
+        code = 130
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code if isinstance(code, int) else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,24 @@
+"""asyncpg pool creation, with JSON codecs so jsonb columns read and write Python values."""
+
+from __future__ import annotations
+
+import json
+
+import asyncpg
+
+
+async def init_connection(conn: asyncpg.Connection) -> None:
+    for name in ("json", "jsonb"):
+        await conn.set_type_codec(name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, init=init_connection)
+    assert pool is not None
+    return pool
+
+
+async def connect(url: str) -> asyncpg.Connection:
+    conn = await asyncpg.connect(url)
+    await init_connection(conn)
+    return conn

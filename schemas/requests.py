@@ -1,0 +1,184 @@
+"""The request contract: what an agent, the API or a subject submits to open a request."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator, model_validator
+
+from dsrflow.deadlines import Regime
+
+__all__ = [
+    "Channel", "DenialReason", "NewRequest", "ObjectionScope", "PublicNewRequest", "Regime",
+    "RequestStatus", "RequestType", "RestrictionGround", "SubjectIdentity",
+]
+
+
+class RequestType(StrEnum):
+    access = "access"
+    portability = "portability"
+    erasure = "erasure"
+    rectification = "rectification"
+    restriction = "restriction"
+    objection = "objection"
+
+
+class Channel(StrEnum):
+    web = "web"
+    email = "email"
+    phone = "phone"
+    post = "post"
+    api = "api"
+
+
+class RequestStatus(StrEnum):
+    awaiting_verification = "awaiting_verification"
+    in_progress = "in_progress"
+    awaiting_approval = "awaiting_approval"
+    completed = "completed"
+    denied = "denied"
+    cancelled = "cancelled"
+    closed_unverified = "closed_unverified"
+
+    @property
+    def is_closed(self) -> bool:
+        return self in _CLOSED
+
+
+_CLOSED = {
+    RequestStatus.completed, RequestStatus.denied, RequestStatus.cancelled,
+    RequestStatus.closed_unverified,
+}
+
+
+class RestrictionGround(StrEnum):
+    """The four grounds of Art. 18(1) GDPR, (a) to (d)."""
+
+    accuracy_contested = "accuracy_contested"
+    unlawful_processing = "unlawful_processing"
+    needed_for_legal_claims = "needed_for_legal_claims"
+    objection_pending = "objection_pending"
+
+
+class ObjectionScope(StrEnum):
+    direct_marketing = "direct_marketing"
+    profiling = "profiling"
+    legitimate_interest = "legitimate_interest"
+
+
+class DenialReason(StrEnum):
+    manifestly_unfounded = "manifestly_unfounded"
+    excessive = "excessive"
+    identity_not_established = "identity_not_established"
+    other = "other"
+
+
+_COUNTRY = re.compile(r"^[A-Za-z]{2}$")
+# Received dates a little ahead of our clock are clock skew between machines, not the future.
+_CLOCK_SKEW = timedelta(minutes=5)
+
+
+class SubjectIdentity(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    email: EmailStr
+    name: str | None = Field(None, min_length=1, max_length=200)
+    customer_id: str | None = Field(None, min_length=1, max_length=100)
+
+
+class _RequestDetails(BaseModel):
+    """Type-specific details, shared by the staff and the public forms."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    type: RequestType
+    country: str | None = Field(None, description="ISO 3166-1 alpha-2; the policy's default if omitted")
+    corrections: dict[str, str] | None = Field(
+        None, description="rectification: field name -> corrected value"
+    )
+    restriction_grounds: list[RestrictionGround] | None = Field(
+        None, description="restriction: the Art. 18(1) grounds invoked"
+    )
+    objection_scope: ObjectionScope | None = Field(None, description="objection: what is objected to")
+
+    @field_validator("country")
+    @classmethod
+    def _country(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not _COUNTRY.match(value):
+            raise ValueError("must be a two-letter ISO 3166-1 country code such as BE")
+        return value.upper()
+
+    @field_validator("corrections")
+    @classmethod
+    def _corrections(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        if value is not None and any(not k.strip() for k in value):
+            raise ValueError("field names must not be empty")
+        return value
+
+    @model_validator(mode="after")
+    def _details_match_type(self):
+        need = {
+            RequestType.rectification: ("corrections", "rectification needs at least one correction"),
+            RequestType.restriction: ("restriction_grounds", "restriction needs at least one Art. 18(1) ground"),
+            RequestType.objection: ("objection_scope", "objection needs a scope"),
+        }
+        for request_type, (field, message) in need.items():
+            value = getattr(self, field)
+            if self.type == request_type and not value:
+                raise _field_error(field, message)
+            if self.type != request_type and value:
+                raise _field_error(field, f"only applies to {request_type.value} requests")
+        return self
+
+    def details(self) -> dict:
+        return self.model_dump(
+            mode="json", include={"corrections", "restriction_grounds", "objection_scope"},
+            exclude_none=True,
+        )
+
+
+class NewRequest(_RequestDetails):
+    """A request opened by staff or through the API."""
+
+    regime: Regime = Regime.gdpr
+    subject: SubjectIdentity
+    received_at: datetime | None = Field(None, description="when the request reached us; default now")
+    channel: Channel = Channel.api
+    identity_attested: bool = Field(
+        False, description="an agent attests the subject is already authenticated; skips verification"
+    )
+    client_request_id: str | None = Field(
+        None, min_length=1, max_length=200, description="the caller's id; repeats return the same request"
+    )
+
+    @field_validator("received_at")
+    @classmethod
+    def _received(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("must include a timezone, e.g. 2026-01-31T10:00:00+01:00")
+        if value > datetime.now(UTC) + _CLOCK_SKEW:
+            raise ValueError("must not be in the future")
+        return value
+
+
+class PublicNewRequest(_RequestDetails):
+    """A request a data subject submits through the portal."""
+
+    email: EmailStr
+    name: str | None = Field(None, min_length=1, max_length=200)
+
+
+def _field_error(field: str, message: str) -> Exception:
+    # A model-level check that is about one field: report it on that field's location.
+    from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
+
+    return ValidationError.from_exception_data(
+        "request",
+        [InitErrorDetails(type=PydanticCustomError("value_error", message), loc=(field,), input=None)],
+    )

@@ -1,0 +1,204 @@
+"""Contracts between the request workflow, its activities and the API.
+
+Nothing here carries the subject's identities: workflow payloads hold request ids, dates, hashes
+and staff-written reasons only (and are encrypted by the payload codec besides).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from schemas.requests import DenialReason, RequestStatus, RequestType
+
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class _Contract(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StartRequest(_Contract):
+    request_id: str
+    policy_version: str
+
+
+class Checkpoints(_Contract):
+    """UTC instants at which the deadline watch acts for one due date."""
+
+    due_date: date
+    warnings: list[tuple[int, datetime]]  # (days before due, when)
+    overdue_at: datetime
+
+
+class RequestFacts(_Contract):
+    request_id: str
+    request_type: RequestType
+    regime: str
+    country: str
+    received_at: datetime
+    attested: bool
+    due_date: date
+    extended_due_date: date
+    acknowledge_by: date | None
+    due: Checkpoints
+    extended: Checkpoints
+    verification_max_attempts: int
+    reminder_after_days: int
+    expires_after_days: int
+
+
+class IssueChallenge(_Contract):
+    request_id: str
+    round: int
+    purpose: str  # "verification" or "reminder"
+    expires_at: datetime
+
+
+class Challenge(_Contract):
+    """Only hashes: the code and link token exist in clear text only in the e-mail."""
+
+    round: int
+    code_hash: str
+    token_hash: str
+    expires_at: datetime
+
+
+class VerifyAttempt(_Contract):
+    code_hash: str | None = None
+    token_hash: str | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self):
+        given = [h for h in (self.code_hash, self.token_hash) if h is not None]
+        if len(given) != 1 or not _HEX64.match(given[0]):
+            raise ValueError("exactly one of code_hash or token_hash, as 64 hex characters")
+        return self
+
+
+class VerifyResult(_Contract):
+    verified: bool
+    attempts_left: int
+    locked: bool
+
+
+class ExtendInput(_Contract):
+    reason: str = Field(min_length=10, max_length=4000)
+    actor: str = "staff"
+
+
+class DenyInput(_Contract):
+    reason_code: DenialReason
+    explanation: str = Field(min_length=10, max_length=4000)
+    actor: str = "staff"
+
+
+class CancelInput(_Contract):
+    reason: str = Field(min_length=3, max_length=4000)
+    actor: str = "staff"
+
+
+class ResendInput(_Contract):
+    actor: str = "staff"
+
+
+class LetterJob(_Contract):
+    request_id: str
+    purpose: str
+    key: str = "1"
+    params: dict[str, Any] = Field(default_factory=dict)
+    to_staff: bool = False
+
+
+class LetterReceipt(_Contract):
+    letter_key: str
+    message_id: str
+    already_sent: bool
+
+
+class Transition(_Contract):
+    request_id: str
+    status: RequestStatus
+    event_key: str
+    actor: str = "workflow"
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class EventRecord(_Contract):
+    request_id: str
+    event_type: str
+    event_key: str
+    actor: str = "workflow"
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class ExtensionRecord(_Contract):
+    request_id: str
+    reason: str
+    actor: str
+
+
+class SystemTask(_Contract):
+    """One system's part of a plan; the fan-out fills these in."""
+
+    system: str
+    action: str
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class Plan(_Contract):
+    request_id: str
+    policy_version: str
+    tasks: list[SystemTask] = Field(default_factory=list)
+
+
+class TaskResult(_Contract):
+    system: str
+    action: str
+    status: str
+    records: int = 0
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class ExecutionReport(_Contract):
+    results: list[TaskResult] = Field(default_factory=list)
+
+
+class VerificationState(_Contract):
+    required: bool
+    verified_at: datetime | None = None
+    method: str | None = None
+    attempts_left: int = 0
+    locked: bool = False
+    expires_at: datetime | None = None
+    round: int = 0
+
+
+class RequestState(_Contract):
+    """What the `state` query answers: the request's live state, without personal data."""
+
+    request_id: str
+    status: RequestStatus
+    request_type: RequestType | None = None
+    regime: str | None = None
+    received_at: datetime | None = None
+    due_date: date | None = None
+    extended_due_date: date | None = None
+    current_due_date: date | None = None
+    acknowledge_by: date | None = None
+    extended: bool = False
+    extension_reason: str | None = None
+    overdue: bool = False
+    warnings_sent: list[int] = Field(default_factory=list)
+    verification: VerificationState | None = None
+    plan: Plan | None = None
+    results: list[TaskResult] = Field(default_factory=list)
+    closed_reason: str | None = None
+
+    @field_validator("warnings_sent")
+    @classmethod
+    def _sorted(cls, value: list[int]) -> list[int]:
+        return sorted(value, reverse=True)

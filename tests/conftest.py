@@ -1,0 +1,130 @@
+"""Session fixtures: real PostgreSQL, Temporal (dev server and time-skipping server), SMTP sink.
+
+Everything runs from the packaged binaries over loopback; nothing is mocked but, where a test says
+so, an activity replaced by a fake registered under the real activity's name.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from devstack.postgres import EmbeddedPostgres
+from devstack.processes import find_binary, free_port
+from devstack.smtp_sink import MailSink
+from dsrflow.db import create_pool
+from dsrflow.keys import load_keyring
+from dsrflow.logging import configure_logging
+from dsrflow.migrate import migrate
+from dsrflow.settings import Settings
+from dsrflow.temporal_client import build_data_converter
+from workflows.search_attributes import SEARCH_ATTRIBUTES
+
+
+@pytest.fixture(scope="session")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("dsrflow-home")
+
+
+@pytest.fixture(scope="session")
+async def postgres(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[EmbeddedPostgres]:
+    data = tmp_path_factory.mktemp("pg")
+    server = EmbeddedPostgres(data / "data", free_port())
+    server.start(data / "postgres.log")
+    try:
+        await server.wait_ready()
+        yield server
+    finally:
+        server.stop()
+
+
+async def make_database(server: EmbeddedPostgres, prefix: str = "t") -> str:
+    """A new, migrated database; returns its URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    await server.ensure_database(name)
+    await migrate(server.url(name))
+    return server.url(name)
+
+
+@pytest.fixture(scope="session")
+async def database_url(postgres: EmbeddedPostgres) -> str:
+    return await make_database(postgres, "dsrflow")
+
+
+@pytest.fixture(scope="session")
+def mail_sink(home: Path) -> Iterator[MailSink]:
+    sink = MailSink(home / "mail", free_port())
+    sink.start()
+    yield sink
+    sink.stop()
+
+
+@pytest.fixture(scope="session")
+def settings(home: Path, database_url: str, mail_sink: MailSink) -> Settings:
+    configure_logging(environment="development", level="info")
+    return Settings(
+        DSRFLOW_HOME=home,
+        DSRFLOW_DATABASE_URL=database_url,
+        SMTP_HOST="127.0.0.1",
+        SMTP_PORT=mail_sink.port,
+        DSRFLOW_PUBLIC_URL="http://127.0.0.1:8000",
+    )
+
+
+@pytest.fixture(scope="session")
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(database_url, min_size=1, max_size=10)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture(scope="session")
+async def dev_server(settings: Settings) -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(find_binary("temporal")),
+        data_converter=build_data_converter(load_keyring(settings)),
+        search_attributes=SEARCH_ATTRIBUTES,
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+async def time_skipping(settings: Settings) -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(find_binary("temporal-test-server")),
+        data_converter=build_data_converter(load_keyring(settings)),
+    )
+    await env.client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=env.client.namespace,
+            search_attributes={
+                key.name: IndexedValueType.Value(f"INDEXED_VALUE_TYPE_{key.indexed_value_type.name}")
+                for key in SEARCH_ATTRIBUTES
+            },
+        )
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture
+def task_queue() -> str:
+    return f"tq-{uuid.uuid4().hex[:8]}"
+
+
+def raw_client(env: WorkflowEnvironment) -> Client:
+    """A client on the same server without our data converter: sees what the server stores."""
+    return Client(env.client.service_client, namespace=env.client.namespace)
+
+
+os.environ.setdefault("DSRFLOW_ENV", "development")

@@ -1,0 +1,53 @@
+"""Helpers shared by the tests: an API client on the real app, staff tokens, the mailbox."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from email.message import EmailMessage
+
+import asyncpg
+import httpx
+from temporalio.client import Client
+
+from api.app import create_app
+from api.auth import create_token
+from devstack.smtp_sink import MailSink, read_mailbox
+from dsrflow.settings import Settings
+
+
+@contextlib.asynccontextmanager
+async def api_client(settings: Settings, client: Client, task_queue: str) -> AsyncIterator[httpx.AsyncClient]:
+    """The real FastAPI app in-process, talking to the given Temporal client and task queue."""
+    app = create_app(settings.model_copy(update={"task_queue": task_queue}), temporal_client=client)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=60) as http:
+        yield http
+    await app.state.dsr.close()
+
+
+async def staff_headers(pool: asyncpg.Pool, role: str = "compliance") -> dict[str, str]:
+    return {"Authorization": f"Bearer {await create_token(pool, role, 'tests')}"}
+
+
+def letters_for(sink: MailSink, request_id: str, purpose: str | None = None) -> list[EmailMessage]:
+    return [
+        m for m in read_mailbox(sink.directory)
+        if m["X-DSR-Request-Id"] == request_id and (purpose is None or m["X-DSR-Purpose"] == purpose)
+    ]
+
+
+async def wait_for_letter(sink: MailSink, request_id: str, purpose: str, timeout: float = 30) -> EmailMessage:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        found = letters_for(sink, request_id, purpose)
+        if found:
+            return found[-1]
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no {purpose} letter for {request_id} within {timeout}s")
+
+
+def text_of(message: EmailMessage) -> str:
+    return message.get_body(preferencelist=("plain",)).get_content()

@@ -1,0 +1,375 @@
+"""docker-compose.yml and the Dockerfile agree with the code they run.
+
+Docker does not run here, so these tests read the files: every variable the api and worker get is
+one `Settings` reads (a renamed setting breaks the build here, not in production), every address
+names a service of the file on a port that service listens on, and the image holds every package.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import shlex
+import tomllib
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+import yaml
+
+from dsrflow.settings import Settings
+from temporalio.api.enums.v1 import IndexedValueType
+from workflows.search_attributes import SEARCH_ATTRIBUTES
+
+ROOT = Path(__file__).resolve().parent.parent
+APP_SERVICES = ("api", "worker")
+EXPECTED_SERVICES = {
+    "postgres", "temporal", "temporal-ui", "mailcatcher", "api", "worker", "temporal-setup",
+}
+EXPECTED_SEARCH_ATTRIBUTES = {
+    "DsrStatus": "Keyword", "DsrType": "Keyword", "DsrRegime": "Keyword", "DsrDueDate": "Datetime",
+}
+# Without these a production process would start embedded components or fail to decrypt.
+REQUIRED_APP_VARIABLES = {
+    "DSRFLOW_ENV", "DSRFLOW_DATABASE_URL", "TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "SMTP_HOST",
+    "SMTP_PORT", "SMTP_STARTTLS", "DSRFLOW_API_HOST", "DSRFLOW_API_PORT", "DSRFLOW_PUBLIC_URL",
+    "DSRFLOW_ENCRYPTION_KEYS", "DSRFLOW_HOME",
+}
+_CLI_TYPES = {
+    "INDEXED_VALUE_TYPE_TEXT": "Text",
+    "INDEXED_VALUE_TYPE_KEYWORD": "Keyword",
+    "INDEXED_VALUE_TYPE_INT": "Int",
+    "INDEXED_VALUE_TYPE_DOUBLE": "Double",
+    "INDEXED_VALUE_TYPE_BOOL": "Bool",
+    "INDEXED_VALUE_TYPE_DATETIME": "Datetime",
+    "INDEXED_VALUE_TYPE_KEYWORD_LIST": "KeywordList",
+}
+_VARIABLE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
+_TEST_KEY = "k1:" + base64.b64encode(bytes(range(32))).decode()
+
+
+# Helpers ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def interpolate(value: str, env: dict[str, str]) -> str:
+    """Compose's `${VAR}`, `${VAR:-default}`, `${VAR:?message}` and `$$`, against `env` only."""
+
+    def replace(match: re.Match) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name, op, arg = match.groups()
+        value = env.get(name)
+        # The colon forms treat an empty value as unset.
+        if value is not None and (value or not (op or "").startswith(":")):
+            return value
+        if op is None:
+            return ""
+        if op.endswith("-"):
+            return arg
+        raise AssertionError(f"{name} is required: {arg}")
+
+    return _VARIABLE.sub(replace, value)
+
+
+def environment(service: dict) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) for item in env)
+    return {key: "" if value is None else str(value) for key, value in env.items()}
+
+
+def app_environment(compose: dict, name: str) -> dict[str, str]:
+    """The api's or worker's variables as Compose would pass them, with a valid key supplied."""
+    raw = environment(compose["services"][name])
+    return {key: interpolate(value, {"DSRFLOW_ENCRYPTION_KEYS": _TEST_KEY}) for key, value in raw.items()}
+
+
+def container_ports(service: dict) -> set[int]:
+    """Ports the service listens on inside the compose network (`ports` targets and `expose`)."""
+    found = {int(str(port).split("/")[0]) for port in service.get("expose", [])}
+    for port in service.get("ports", []):
+        if isinstance(port, dict):
+            found.add(int(port["target"]))
+        else:
+            found.add(int(str(port).split("/")[0].rsplit(":", 1)[-1]))
+    return found
+
+
+def published_ports(service: dict) -> dict[int, int]:
+    """Container port -> port published on the host."""
+    published: dict[int, int] = {}
+    for port in service.get("ports", []):
+        if isinstance(port, dict):
+            published[int(port["target"])] = int(port["published"])
+        else:
+            parts = str(port).split("/")[0].split(":")
+            if len(parts) >= 2:
+                published[int(parts[-1])] = int(parts[-2])
+    return published
+
+
+def settings_aliases() -> set[str]:
+    aliases: set[str] = set()
+    for field in Settings.model_fields.values():
+        aliases.update(str(choice) for choice in field.validation_alias.choices)
+    return aliases
+
+
+def split_address(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host, int(port)
+
+
+def command_lines(service: dict) -> list[str]:
+    command = service.get("command") or []
+    text = command if isinstance(command, str) else "\n".join(command)
+    return [line.strip() for line in text.replace("$$", "$").splitlines() if line.strip()]
+
+
+# Services -----------------------------------------------------------------------------------
+
+
+def test_all_services_are_defined(compose: dict) -> None:
+    assert EXPECTED_SERVICES <= set(compose["services"])
+
+
+def test_api_and_worker_share_one_environment_block(compose: dict) -> None:
+    shared = compose["x-dsrflow-env"]
+    for name in APP_SERVICES:
+        assert compose["services"][name]["environment"] == shared
+
+
+def test_api_and_worker_run_the_cli_from_the_local_image(compose: dict) -> None:
+    services = compose["services"]
+    assert services["api"]["command"] == ["dsrflow", "api"]
+    assert services["worker"]["command"] == ["dsrflow", "worker"]
+    for name in APP_SERVICES:
+        assert services[name]["build"] in (".", {"context": "."})
+
+
+def test_api_and_worker_start_after_their_dependencies(compose: dict) -> None:
+    for name in APP_SERVICES:
+        depends = compose["services"][name]["depends_on"]
+        assert depends["postgres"]["condition"] == "service_healthy"
+        assert depends["temporal-setup"]["condition"] == "service_completed_successfully"
+        assert "mailcatcher" in depends
+
+
+def test_postgres_has_a_healthcheck_and_a_volume(compose: dict) -> None:
+    postgres = compose["services"]["postgres"]
+    assert postgres["image"].startswith("postgres:16")
+    assert "pg_isready" in postgres["healthcheck"]["test"]
+    assert any(str(v).endswith(":/var/lib/postgresql/data") for v in postgres["volumes"])
+
+
+# Environment of the app ---------------------------------------------------------------------
+
+
+def test_app_gets_every_variable_needed_to_reach_external_components(compose: dict) -> None:
+    for name in APP_SERVICES:
+        missing = REQUIRED_APP_VARIABLES - set(environment(compose["services"][name]))
+        assert not missing, f"{name} lacks {sorted(missing)}"
+
+
+def test_app_sets_only_variables_settings_reads(compose: dict) -> None:
+    aliases = settings_aliases()
+    assert REQUIRED_APP_VARIABLES <= aliases, "a required variable is no longer a setting"
+    for name in APP_SERVICES:
+        unknown = set(environment(compose["services"][name])) - aliases
+        assert not unknown, f"{name} sets variables Settings does not read: {sorted(unknown)}"
+
+
+def test_app_environment_is_valid_production_settings(
+    compose: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in APP_SERVICES:
+        for alias in settings_aliases():
+            monkeypatch.delenv(alias, raising=False)
+        for key, value in app_environment(compose, name).items():
+            monkeypatch.setenv(key, value)
+        settings = Settings()
+        assert settings.environment == "production"
+        assert settings.database_url and settings.temporal_address and settings.smtp_host
+        assert settings.keyring and settings.api_host == "0.0.0.0"
+
+
+def test_encryption_keys_are_required_with_a_helpful_message(compose: dict) -> None:
+    value = compose["x-dsrflow-env"]["DSRFLOW_ENCRYPTION_KEYS"]
+    match = re.fullmatch(r"\$\{DSRFLOW_ENCRYPTION_KEYS:\?([^}]+)\}", value)
+    assert match, "DSRFLOW_ENCRYPTION_KEYS must be required, without a default key"
+    assert "base64" in match.group(1) and "comma" in match.group(1)
+    with pytest.raises(AssertionError, match="DSRFLOW_ENCRYPTION_KEYS is required"):
+        interpolate(value, {})
+
+
+# Addresses resolve to services --------------------------------------------------------------
+
+
+def test_temporal_address_is_the_temporal_service(compose: dict) -> None:
+    services = compose["services"]
+    for name in APP_SERVICES:
+        host, port = split_address(app_environment(compose, name)["TEMPORAL_ADDRESS"])
+        assert host in services
+        assert port in container_ports(services[host])
+        assert services[host]["image"].startswith("temporalio/auto-setup")
+
+
+def test_database_url_is_the_postgres_service(compose: dict) -> None:
+    services = compose["services"]
+    for name in APP_SERVICES:
+        url = urlparse(app_environment(compose, name)["DSRFLOW_DATABASE_URL"])
+        assert url.hostname == "postgres"
+        assert (url.port or 5432) in container_ports(services["postgres"])
+        assert url.path == "/dsrflow"
+
+
+def test_postgres_creates_the_app_and_temporal_databases(compose: dict) -> None:
+    init = compose["configs"]["postgres-init"]["content"]
+    url = urlparse(app_environment(compose, "api")["DSRFLOW_DATABASE_URL"])
+    temporal_env = environment(compose["services"]["temporal"])
+    assert f"CREATE ROLE {url.username} LOGIN" in init
+    assert f"CREATE DATABASE dsrflow OWNER {url.username}" in init
+    for database in (temporal_env["DBNAME"], temporal_env["VISIBILITY_DBNAME"]):
+        assert f"CREATE DATABASE {database} OWNER {temporal_env['POSTGRES_USER']}" in init
+    # The passwords the init script gives the roles are the ones the clients use, defaulted or not.
+    for chosen in ({}, {"DSRFLOW_DB_PASSWORD": "app-pw", "TEMPORAL_DB_PASSWORD": "wf-pw"}):
+        resolve = lambda value: interpolate(value, chosen)  # noqa: E731
+        postgres_env = {k: resolve(v) for k, v in environment(compose["services"]["postgres"]).items()}
+        app_url = urlparse(resolve(compose["x-dsrflow-env"]["DSRFLOW_DATABASE_URL"]))
+        assert app_url.password == postgres_env["DSRFLOW_DB_PASSWORD"]
+        assert resolve(temporal_env["POSTGRES_PWD"]) == postgres_env["TEMPORAL_DB_PASSWORD"]
+        assert postgres_env["POSTGRES_PASSWORD"]
+    assert ":'dsrflow_pw'" in init and '"$$DSRFLOW_DB_PASSWORD"' in init
+    assert ":'temporal_pw'" in init and '"$$TEMPORAL_DB_PASSWORD"' in init
+    mounts = compose["services"]["postgres"]["configs"]
+    assert any(m["source"] == "postgres-init" and m["target"].startswith(
+        "/docker-entrypoint-initdb.d/") for m in mounts)
+
+
+def test_temporal_persists_in_the_postgres_service(compose: dict) -> None:
+    services = compose["services"]
+    env = environment(services["temporal"])
+    assert env["DB"] == "postgres12"
+    assert env["POSTGRES_SEEDS"] in services
+    assert services[env["POSTGRES_SEEDS"]]["image"].startswith("postgres:")
+    assert int(env["DB_PORT"]) in container_ports(services[env["POSTGRES_SEEDS"]])
+    assert env["POSTGRES_USER"] and env["POSTGRES_PWD"]
+    assert services["temporal"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+
+
+def test_smtp_host_is_the_mail_catcher(compose: dict) -> None:
+    services = compose["services"]
+    for name in APP_SERVICES:
+        env = app_environment(compose, name)
+        assert env["SMTP_HOST"] == "mailcatcher"
+        assert int(env["SMTP_PORT"]) in container_ports(services["mailcatcher"])
+        assert env["SMTP_STARTTLS"] == "false"
+
+
+def test_api_listens_on_its_published_port(compose: dict) -> None:
+    env = app_environment(compose, "api")
+    port = int(env["DSRFLOW_API_PORT"])
+    assert port in published_ports(compose["services"]["api"])
+    public = urlparse(env["DSRFLOW_PUBLIC_URL"])
+    assert public.port == published_ports(compose["services"]["api"])[port]
+
+
+# Temporal UI and search attributes ----------------------------------------------------------
+
+
+def test_ui_codec_endpoint_is_the_api_as_the_browser_sees_it(compose: dict) -> None:
+    services = compose["services"]
+    ui = environment(services["temporal-ui"])
+    assert split_address(ui["TEMPORAL_ADDRESS"])[0] == "temporal"
+    assert ui["TEMPORAL_CORS_ORIGINS"]
+    codec = urlparse(ui["TEMPORAL_CODEC_ENDPOINT"])
+    assert codec.path.rstrip("/").endswith("/codec")
+    api_port = int(app_environment(compose, "api")["DSRFLOW_API_PORT"])
+    assert codec.port == published_ports(services["api"])[api_port]
+    assert codec.hostname in ("localhost", "127.0.0.1")
+    public = urlparse(app_environment(compose, "api")["DSRFLOW_PUBLIC_URL"])
+    assert (codec.scheme, codec.netloc) == (public.scheme, public.netloc)
+
+
+def registered_search_attributes(compose: dict) -> dict[str, str]:
+    service = compose["services"]["temporal-setup"]
+    registered: dict[str, str] = {}
+    for line in command_lines(service):
+        words = shlex.split(line)
+        if words[:4] != ["temporal", "operator", "search-attribute", "create"]:
+            continue
+        options = list(zip(words[4::2], words[5::2]))
+        assert dict(options).get("--address") == compose["x-dsrflow-env"]["TEMPORAL_ADDRESS"]
+        names = [value for flag, value in options if flag == "--name"]
+        types = [value for flag, value in options if flag == "--type"]
+        # The CLI pairs each --name with the --type after it; an unpaired name is silently dropped.
+        assert len(names) == len(types), line
+        registered.update(zip(names, types))
+    return registered
+
+
+def test_setup_registers_exactly_the_workflow_search_attributes(compose: dict) -> None:
+    service = compose["services"]["temporal-setup"]
+    assert service["image"].startswith("temporalio/admin-tools")
+    assert service["depends_on"]["temporal"]
+    registered = registered_search_attributes(compose)
+    assert registered == EXPECTED_SEARCH_ATTRIBUTES
+    in_code = {
+        key.name: _CLI_TYPES[IndexedValueType.Name(key.indexed_value_type)]
+        for key in SEARCH_ATTRIBUTES
+    }
+    assert registered == in_code
+
+
+# Image --------------------------------------------------------------------------------------
+
+
+def dockerfile_instructions() -> list[tuple[str, list[str]]]:
+    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    instructions = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            keyword, _, rest = line.partition(" ")
+            instructions.append((keyword.upper(), rest.strip()))
+    return instructions
+
+
+def test_dockerfile_copies_every_package() -> None:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    packages = {name.split(".")[0] for name in pyproject["tool"]["setuptools"]["packages"]}
+    copied: set[str] = set()
+    for keyword, rest in dockerfile_instructions():
+        if keyword != "COPY":
+            continue
+        words = [w for w in shlex.split(rest) if not w.startswith("--")]
+        sources, destination = words[:-1], words[-1]
+        # One folder per COPY, into a folder of the same name: `COPY a b dest/` flattens them.
+        if len(sources) == 1 and Path(destination.rstrip("/")).name == sources[0].rstrip("/"):
+            copied.add(sources[0].rstrip("/"))
+        else:
+            copied.update(s for s in sources if s.endswith((".toml", ".md")))
+    assert packages <= copied, f"not copied: {sorted(packages - copied)}"
+    assert {"pyproject.toml", "README.md"} <= copied
+
+
+def test_dockerfile_builds_a_non_root_api_image() -> None:
+    instructions = dockerfile_instructions()
+    keywords = dict(instructions)
+    assert keywords["FROM"].startswith("python:3.11-slim")
+    assert any(k == "RUN" and "pip install --no-cache-dir ." in r for k, r in instructions)
+    user = [r for k, r in instructions if k == "USER"]
+    assert user and user[-1] not in ("root", "0")
+    assert "8000" in keywords["EXPOSE"].split()
+    assert keywords["CMD"] == '["dsrflow", "api"]'
+
+
+def test_dockerignore_keeps_local_state_out_of_the_image() -> None:
+    ignored = set((ROOT / ".dockerignore").read_text().split())
+    assert {".venv", ".dsrflow", "tests", "bench", ".git"} <= ignored
+    assert any("__pycache__" in entry for entry in ignored)

@@ -1,0 +1,317 @@
+"""Deadline arithmetic: hand-worked examples, properties over 2020-2035, and input errors.
+
+Every expected date in EXAMPLES was worked out by hand from the rules and checked against a
+calendar (weekday noted) and the holiday lists of the `holidays` package; none is produced by
+running the code under test.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+import pytest
+from dateutil.relativedelta import relativedelta
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dsrflow.deadlines import (
+    Deadline,
+    DeadlineError,
+    Regime,
+    compute_deadline,
+    default_country,
+    is_working_day,
+)
+
+D = date.fromisoformat
+
+# (regime, country, received, verified, due, extended, acknowledge_by, clock_start)
+EXAMPLES = [
+    pytest.param(
+        "gdpr", None, "2026-01-31", None, "2026-03-02", "2026-04-30", None, "2026-01-31",
+        # +1 month clamps to Sat 28 Feb -> Mon 2 Mar; +3 months = Thu 30 Apr, a working day.
+        id="gdpr-be-month-end-clamp-weekend",
+    ),
+    pytest.param(
+        "gdpr", "BE", "2028-01-31", None, "2028-02-29", "2028-05-02", None, "2028-01-31",
+        # Leap year: clamps to Tue 29 Feb. +3 months = Sun 30 Apr -> Mon 1 May (Labour Day) -> Tue 2 May.
+        id="gdpr-be-leap-year-and-labour-day",
+    ),
+    pytest.param(
+        "gdpr", "BE", "2026-06-21", None, "2026-07-22", "2026-09-21", None, "2026-06-21",
+        # Tue 21 Jul is the Belgian National Day -> Wed 22 Jul; extended Mon 21 Sep.
+        id="gdpr-be-national-day",
+    ),
+    pytest.param(
+        "gdpr", "BE", "2026-10-11", None, "2026-11-12", "2027-01-11", None, "2026-10-11",
+        # Wed 11 Nov is Armistice Day -> Thu 12 Nov; extended Mon 11 Jan 2027.
+        id="gdpr-be-armistice",
+    ),
+    pytest.param(
+        "gdpr", "BE", "2026-03-06", None, "2026-04-07", "2026-06-08", None, "2026-03-06",
+        # Mon 6 Apr is Easter Monday -> Tue 7 Apr; extended Sat 6 Jun -> Mon 8 Jun.
+        id="gdpr-be-easter-monday",
+    ),
+    pytest.param(
+        "gdpr", "BE", "2026-04-23", None, "2026-05-26", "2026-07-23", None, "2026-04-23",
+        # Sat 23 May -> Sun 24 (Pentecost) -> Mon 25 (Whit Monday) -> Tue 26 May; extended Thu 23 Jul.
+        id="gdpr-be-weekend-then-whit-monday",
+    ),
+    pytest.param(
+        "gdpr", "BE", "2026-03-10", "2026-03-20", "2026-04-10", "2026-06-10", None, "2026-03-10",
+        # EU clock runs from receipt even though identity was verified later: Fri 10 Apr, Wed 10 Jun.
+        id="gdpr-verification-does-not-pause",
+    ),
+    pytest.param(
+        "gdpr", "BE", "2026-03-03", None, "2026-04-03", "2026-06-03", None, "2026-03-03",
+        # Fri 3 Apr (Good Friday) is a working day in Belgium; extended Wed 3 Jun.
+        id="gdpr-be-good-friday-is-working",
+    ),
+    pytest.param(
+        "gdpr", "DE", "2026-03-03", None, "2026-04-07", "2026-06-03", None, "2026-03-03",
+        # Same receipt in Germany: Fri 3 Apr Good Friday -> Sat, Sun -> Mon 6 Easter Monday -> Tue 7 Apr.
+        id="gdpr-de-good-friday-and-easter-monday",
+    ),
+    pytest.param(
+        "gdpr", "fr", "2026-04-08", None, "2026-05-11", "2026-07-08", None, "2026-04-08",
+        # Lower-case code accepted. Fri 8 May is Victory Day in France -> Mon 11 May; extended Wed 8 Jul.
+        id="gdpr-fr-victory-day",
+    ),
+    pytest.param(
+        "uk_gdpr", None, "2026-07-31", None, "2026-09-01", "2026-11-02", None, "2026-07-31",
+        # Mon 31 Aug is the Late Summer Bank Holiday -> Tue 1 Sep; extended Sat 31 Oct -> Mon 2 Nov.
+        id="uk-gdpr-bank-holiday",
+    ),
+    pytest.param(
+        "uk_gdpr", None, "2026-03-20", "2026-04-03", "2026-05-05", "2026-07-03", None, "2026-04-03",
+        # Clock starts at verification (3 Apr): Sun 3 May -> Mon 4 May (May Day) -> Tue 5 May;
+        # extended Fri 3 Jul.
+        id="uk-gdpr-clock-starts-at-verification",
+    ),
+    pytest.param(
+        "uk_gdpr", "GB", "2026-11-26", None, "2026-12-29", "2027-02-26", None, "2026-11-26",
+        # Sat 26 Dec -> Sun 27 -> Mon 28 (Boxing Day observed) -> Tue 29 Dec; extended Fri 26 Feb.
+        id="uk-gdpr-boxing-day-observed",
+    ),
+    pytest.param(
+        "ccpa", None, "2026-11-20", "2026-12-01", "2027-01-04", "2027-02-18", "2026-12-08", "2026-11-20",
+        # Received Fri 20 Nov. Business days: 23, 24, 25 Nov (1-3); 26 Thanksgiving and 27 (CA day
+        # after Thanksgiving) skipped, then the weekend; 30 Nov, 1, 2, 3, 4 Dec (4-8); 7, 8 Dec (9-10).
+        # 45 days = 4 Jan 2027, 90 days = 18 Feb 2027. Verification later changes nothing.
+        id="ccpa-thanksgiving",
+    ),
+    pytest.param(
+        "ccpa", "us", "2026-01-01", None, "2026-02-15", "2026-04-01", "2026-01-15", "2026-01-01",
+        # 45 days lands on Sun 15 Feb and stays there (calendar days, no roll); 90 days = Wed 1 Apr.
+        # Ack: Fri 2 Jan, 5-9 Jan, 12-15 Jan -> 10th business day Thu 15 Jan.
+        id="ccpa-no-roll-forward",
+    ),
+    pytest.param(
+        "vcdpa", None, "2026-03-01", None, "2026-04-15", "2026-05-30", None, "2026-03-01",
+        # +45 = 15 Apr; +90 = Sat 30 May (no roll).
+        id="vcdpa",
+    ),
+    pytest.param(
+        "ctdpa", None, "2026-12-20", None, "2027-02-03", "2027-03-20", None, "2026-12-20",
+        # +45 across the year end = 3 Feb 2027; +90 = 20 Mar 2027.
+        id="ctdpa",
+    ),
+    pytest.param(
+        "cpa", None, "2028-02-01", None, "2028-03-17", "2028-05-01", None, "2028-02-01",
+        # Leap February has 29 days: +45 = 17 Mar; +90 = 1 May.
+        id="cpa-leap-year",
+    ),
+    pytest.param(
+        "lgpd", None, "2026-12-20", None, "2027-01-04", "2027-01-04", None, "2026-12-20",
+        # +15 = 4 Jan 2027; no extension, so extended == due.
+        id="lgpd",
+    ),
+    pytest.param(
+        "pipeda", None, "2026-02-10", None, "2026-03-12", "2026-04-11", None, "2026-02-10",
+        # +30 = 12 Mar; +60 = Sat 11 Apr (no roll).
+        id="pipeda",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "regime, country, received, verified, due, extended, ack, clock_start", EXAMPLES
+)
+def test_worked_examples(
+    regime: str,
+    country: str | None,
+    received: str,
+    verified: str | None,
+    due: str,
+    extended: str,
+    ack: str | None,
+    clock_start: str,
+) -> None:
+    deadline = compute_deadline(
+        regime, D(received), country=country, verified=D(verified) if verified else None
+    )
+    assert deadline == Deadline(
+        due_date=D(due),
+        extended_due_date=D(extended),
+        acknowledge_by=D(ack) if ack else None,
+        clock_start=D(clock_start),
+    )
+
+
+def test_as_json_dict() -> None:
+    deadline = compute_deadline(Regime.ccpa, D("2026-11-20"))
+    assert deadline.as_json_dict() == {
+        "due_date": "2027-01-04",
+        "extended_due_date": "2027-02-18",
+        "acknowledge_by": "2026-12-08",
+    }
+    assert compute_deadline("gdpr", D("2026-01-31")).as_json_dict()["acknowledge_by"] is None
+
+
+def test_regime_accepts_enum_and_any_case() -> None:
+    received = D("2026-01-31")
+    assert compute_deadline(Regime.gdpr, received) == compute_deadline(" GDPR ", received)
+    assert [r.value for r in Regime] == [
+        "gdpr", "uk_gdpr", "ccpa", "vcdpa", "ctdpa", "cpa", "lgpd", "pipeda",
+    ]
+
+
+@pytest.mark.parametrize(
+    "regime, country",
+    [
+        ("gdpr", "BE"), ("uk_gdpr", "GB"), ("ccpa", "US"), ("vcdpa", "US"), ("ctdpa", "US"),
+        ("cpa", "US"), ("lgpd", "BR"), ("pipeda", "CA"),
+    ],
+)
+def test_default_country(regime: str, country: str) -> None:
+    assert default_country(regime) == country
+    assert default_country(Regime(regime)) == country
+
+
+def test_is_working_day() -> None:
+    assert is_working_day(D("2026-07-22"), "BE")
+    assert not is_working_day(D("2026-07-21"), "BE")  # National Day
+    assert is_working_day(D("2026-07-21"), "de")  # not a German holiday; code is case-insensitive
+    assert not is_working_day(D("2026-02-28"), "BE")  # Saturday
+    assert not is_working_day(D("2026-08-31"), "GB", "ENG")  # Late Summer Bank Holiday
+    assert not is_working_day(D("2026-11-27"), "US", "CA")  # CA day after Thanksgiving
+    assert is_working_day(D("2026-11-27"), "US")  # not a federal holiday
+
+
+# --- properties -------------------------------------------------------------------------------
+
+received_dates = st.dates(min_value=date(2020, 1, 1), max_value=date(2035, 12, 31))
+eu_countries = st.sampled_from(["BE", "DE", "FR", "NL", "IE"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(received=received_dates, country=eu_countries)
+def test_gdpr_properties(received: date, country: str) -> None:
+    deadline = compute_deadline(Regime.gdpr, received, country=country)
+    one_month = received + relativedelta(months=1)  # relativedelta clamps to the month's end
+    three_months = received + relativedelta(months=3)
+
+    assert is_working_day(deadline.due_date, country)
+    assert is_working_day(deadline.extended_due_date, country)
+    assert deadline.due_date >= one_month
+    assert deadline.extended_due_date >= three_months
+    assert deadline.extended_due_date >= deadline.due_date
+    assert deadline.due_date <= one_month + timedelta(days=10)
+    assert deadline.due_date - received <= timedelta(days=31 + 10)
+    # Rolling forward stops at the first working day: nothing in between was one.
+    day = one_month
+    while day < deadline.due_date:
+        assert not is_working_day(day, country)
+        day += timedelta(days=1)
+    assert deadline.clock_start == received
+    assert deadline.acknowledge_by is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(received=received_dates, delay=st.integers(min_value=0, max_value=60))
+def test_uk_gdpr_clock_starts_at_verification(received: date, delay: int) -> None:
+    verified = received + timedelta(days=delay)
+    deadline = compute_deadline("uk_gdpr", received, verified=verified)
+    assert deadline.clock_start == verified
+    assert deadline.due_date >= verified + relativedelta(months=1)
+    assert deadline.extended_due_date >= verified + relativedelta(months=3)
+    assert is_working_day(deadline.due_date, "GB", "ENG")
+    # The EU regime ignores verification entirely.
+    assert compute_deadline("gdpr", received, verified=verified) == compute_deadline("gdpr", received)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    received=received_dates,
+    regime=st.sampled_from(["ccpa", "vcdpa", "ctdpa", "cpa", "lgpd", "pipeda"]),
+    delay=st.none() | st.integers(min_value=0, max_value=60),
+)
+def test_calendar_day_regimes(received: date, regime: str, delay: int | None) -> None:
+    verified = None if delay is None else received + timedelta(days=delay)
+    deadline = compute_deadline(regime, received, verified=verified)
+    days, extended = {"lgpd": (15, 15), "pipeda": (30, 60)}.get(regime, (45, 90))
+    assert deadline.due_date - received == timedelta(days=days)
+    assert deadline.extended_due_date - received == timedelta(days=extended)
+    assert deadline.clock_start == received
+    if regime == "ccpa":
+        ack = deadline.acknowledge_by
+        assert ack is not None and is_working_day(ack, "US", "CA")
+        # Two full working weeks (12 days from a Sunday to the second Friday) plus a few holidays.
+        assert received + timedelta(days=12) <= ack <= received + timedelta(days=21)
+        assert sum(is_working_day(received + timedelta(days=n), "US", "CA")
+                   for n in range(1, (ack - received).days + 1)) == 10
+    else:
+        assert deadline.acknowledge_by is None
+
+
+# --- errors -----------------------------------------------------------------------------------
+
+
+def test_unknown_regime() -> None:
+    with pytest.raises(DeadlineError, match=r"^regime: unknown 'foo'; expected one of gdpr, uk_gdpr"):
+        compute_deadline("foo", D("2026-01-01"))
+    with pytest.raises(DeadlineError, match=r"^regime:"):
+        default_country("hipaa")
+
+
+@pytest.mark.parametrize("country", ["XX", "GB", "US", "", "be-x"])
+def test_gdpr_rejects_non_member_state(country: str) -> None:
+    with pytest.raises(DeadlineError, match=r"^country:"):
+        compute_deadline("gdpr", D("2026-01-01"), country=country)
+
+
+def test_other_regimes_reject_foreign_country() -> None:
+    with pytest.raises(DeadlineError, match=r"^country:"):
+        compute_deadline("ccpa", D("2026-01-01"), country="DE")
+    with pytest.raises(DeadlineError, match=r"^country:"):
+        compute_deadline("uk_gdpr", D("2026-01-01"), country="BE")
+
+
+def test_is_working_day_unknown_calendar() -> None:
+    with pytest.raises(DeadlineError, match=r"^country: no holiday calendar for 'XX'"):
+        is_working_day(D("2026-01-05"), "XX")
+    with pytest.raises(DeadlineError, match=r"^subdivision:"):
+        is_working_day(D("2026-01-05"), "US", "ZZ")
+
+
+@pytest.mark.parametrize("regime", list(Regime))
+def test_verified_before_received(regime: Regime) -> None:
+    with pytest.raises(DeadlineError, match=r"^verified: 2026-01-09 is earlier than received 2026-01-10"):
+        compute_deadline(regime, D("2026-01-10"), verified=D("2026-01-09"))
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"received": datetime(2026, 1, 10, 12, 0)}, "received"),
+        ({"received": "2026-01-10"}, "received"),
+        ({"received": D("2026-01-10"), "verified": datetime(2026, 1, 11)}, "verified"),
+    ],
+)
+def test_rejects_non_dates(kwargs: dict, name: str) -> None:
+    with pytest.raises(DeadlineError, match=rf"^{name}: expected a datetime.date"):
+        compute_deadline("gdpr", **kwargs)
+
+
+def test_deadline_error_is_value_error() -> None:
+    assert issubclass(DeadlineError, ValueError)

@@ -1,0 +1,365 @@
+"""Letter rendering: every purpose renders from a full context, strictly, escaped where HTML."""
+
+from __future__ import annotations
+
+import copy
+from datetime import UTC, date, datetime
+
+import pytest
+from jinja2.exceptions import UndefinedError
+
+from activities.letter_templates import (
+    PURPOSES,
+    SUBJECT_PURPOSES,
+    TEMPLATE_DIR,
+    RenderedLetter,
+    longdate,
+    longdatetime,
+    render_letter,
+)
+
+REQUEST_ID = "3f2b8c1e-9a4d-4e6f-8b2a-1c5d7e9f0a12"
+EVIL_NAME = '<script>alert("x")</script>'
+SUBJECT_EMAIL = "jane.doe@example.org"
+EXPIRES = datetime(2026, 2, 7, 14, 5, tzinfo=UTC)
+
+AUTHORITY = {
+    "name": "Autorité de protection des données / Gegevensbeschermingsautoriteit "
+    "(Data Protection Authority)",
+    "address": "Rue de la Presse 35 / Drukpersstraat 35, 1000 Brussels, Belgium",
+    "website": "https://www.dataprotectionauthority.be",
+    "email": "contact@apd-gba.be",
+    "phone": "+32 2 274 48 00",
+}
+
+KEPT = [
+    {
+        "what": "Invoices and payment confirmations (minimised)",
+        "basis": "Art. 17(3)(b) GDPR (compliance with a legal obligation)",
+        "law": "Belgian VAT Code Art. 60 §4; CIR 92 Art. 315",
+        "until": date(2036, 1, 1),
+    }
+]
+
+ACTIONS = [
+    {"system": "crm", "category": "contact details", "action": "erased", "records": 3},
+    {"system": "email", "category": "marketing preferences", "action": "erased", "records": 1},
+]
+
+
+def base_context() -> dict:
+    return {
+        "controller": {
+            "name": "Connexeon BV",
+            "registration": "0867496536",
+            "address": "Aalmoezenierstraat 20A, 2000 Antwerpen, Belgium",
+            "privacy_email": "privacy@onetagger.com",
+        },
+        "request": {
+            "id": REQUEST_ID,
+            "type": "erasure",
+            "type_label": "erasure (right to be forgotten, Art. 17 GDPR)",
+            "regime": "gdpr",
+            "received_date": date(2026, 1, 31),
+            "due_date": date(2026, 3, 2),
+            "extended_due_date": date(2026, 4, 30),
+            "current_due_date": date(2026, 3, 2),
+        },
+        "subject": {"name": EVIL_NAME, "email": SUBJECT_EMAIL},
+        "portal_url": "https://privacy.onetagger.com/requests",
+    }
+
+
+EXTRA: dict[str, dict] = {
+    "acknowledgement": {"verification_required": True},
+    "verification": {
+        "code": "482913",
+        "link": "https://privacy.onetagger.com/verify?token=abc&x=1",
+        "expires_at": EXPIRES,
+        "max_attempts": 5,
+    },
+    "reminder": {
+        "code": "730118",
+        "link": "https://privacy.onetagger.com/verify?token=def",
+        "expires_at": EXPIRES,
+        "max_attempts": 5,
+    },
+    "extension": {
+        "reason": "Your request concerns records in twelve systems, including archived billing data.",
+        "new_due_date": date(2026, 4, 30),
+    },
+    "response": {
+        "outcome": {
+            "summary": "We erased your account, contact details and marketing preferences.",
+            "actions": ACTIONS,
+            "kept": KEPT,
+            "package_link": None,
+            "package_expires_at": None,
+        }
+    },
+    "denial": {
+        "reason_code": "excessive",
+        "reason_label": "Manifestly excessive request",
+        "explanation": "This is the fifth identical request in two weeks; we answered it on 2 February 2026.",
+        "authority": AUTHORITY,
+    },
+    "closed_unverified": {"expired_at": EXPIRES},
+    "staff_alert": {"kind": "due_in_7_days", "days_left": 7, "detail": "Billing connector awaits a manual step."},
+}
+
+
+def full_context(purpose: str, **overrides) -> dict:
+    ctx = base_context()
+    ctx.update(copy.deepcopy(EXTRA[purpose]))
+    ctx.update(overrides)
+    return ctx
+
+
+def test_every_purpose_has_three_templates():
+    assert set(EXTRA) == set(PURPOSES)
+    for purpose in PURPOSES:
+        for suffix in ("subject.j2", "txt.j2", "html.j2"):
+            assert (TEMPLATE_DIR / f"{purpose}.{suffix}").is_file(), (purpose, suffix)
+
+
+@pytest.mark.parametrize("purpose", PURPOSES)
+def test_renders_with_single_line_subject_and_request_id(purpose):
+    letter = render_letter(purpose, full_context(purpose))
+    assert isinstance(letter, RenderedLetter)
+    assert letter.subject.strip() == letter.subject
+    assert letter.subject
+    assert "\n" not in letter.subject and "\r" not in letter.subject
+    assert REQUEST_ID in letter.text
+    assert REQUEST_ID in letter.html
+    assert letter.html.startswith("<!DOCTYPE html>")
+    assert '<html lang="en"' in letter.html
+    assert letter.text.endswith("\n") and not letter.text.endswith("\n\n")
+    assert "\n\n\n" not in letter.text
+
+
+@pytest.mark.parametrize("purpose", SUBJECT_PURPOSES)
+def test_subject_letters_name_controller_contact_and_escape_html(purpose):
+    letter = render_letter(purpose, full_context(purpose))
+    for part in (letter.text, letter.html):
+        assert "privacy@onetagger.com" in part
+        assert "Connexeon BV" in part
+        assert "0867496536" in part
+    # The name is escaped in HTML, verbatim in the plain text.
+    assert "<script>" not in letter.html
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in letter.html
+    assert f"Dear {EVIL_NAME}," in letter.text
+    # The subject's name never goes into the subject line.
+    assert "script" not in letter.subject
+
+
+def test_greeting_without_a_name():
+    ctx = full_context("acknowledgement")
+    ctx["subject"]["name"] = None
+    letter = render_letter("acknowledgement", ctx)
+    assert letter.text.startswith("Hello,\n")
+    assert "None" not in letter.text and "None" not in letter.html
+
+
+def test_link_is_attribute_escaped_in_html():
+    letter = render_letter("verification", full_context("verification"))
+    assert 'href="https://privacy.onetagger.com/verify?token=abc&amp;x=1"' in letter.html
+    assert "https://privacy.onetagger.com/verify?token=abc&x=1" in letter.text
+
+
+@pytest.mark.parametrize("kind", ["due_in_7_days", "due_in_2_days", "overdue", "needs_attention"])
+def test_staff_alert_has_id_but_no_subject_identity(kind):
+    days_left = {"due_in_7_days": 7, "due_in_2_days": 2, "overdue": -3, "needs_attention": 12}[kind]
+    letter = render_letter("staff_alert", full_context("staff_alert", kind=kind, days_left=days_left))
+    assert letter.subject.startswith(f"[dsrflow] Request {REQUEST_ID[:8]} ")
+    for part in (letter.subject, letter.text, letter.html):
+        assert SUBJECT_EMAIL not in part
+        assert "<script" not in part and "&lt;script" not in part and "alert(" not in part
+        assert "jane" not in part.lower()
+    assert REQUEST_ID in letter.text and REQUEST_ID in letter.html
+    assert "Billing connector awaits a manual step." in letter.text
+
+
+def test_staff_alert_subject_lines():
+    def subject(kind, days_left):
+        return render_letter("staff_alert", full_context("staff_alert", kind=kind, days_left=days_left)).subject
+
+    assert subject("due_in_7_days", 7) == "[dsrflow] Request 3f2b8c1e due in 7 days"
+    assert subject("due_in_2_days", 2) == "[dsrflow] Request 3f2b8c1e due in 2 days"
+    assert subject("due_in_2_days", 1) == "[dsrflow] Request 3f2b8c1e due in 1 day"
+    assert subject("overdue", -1) == "[dsrflow] Request 3f2b8c1e overdue"
+    assert subject("needs_attention", 5) == "[dsrflow] Request 3f2b8c1e needs attention"
+
+
+def test_staff_alert_does_not_need_subject_in_context():
+    ctx = full_context("staff_alert")
+    del ctx["subject"]
+    del ctx["portal_url"]
+    letter = render_letter("staff_alert", ctx)
+    assert REQUEST_ID in letter.text
+
+
+def test_staff_alert_rejects_unknown_kind():
+    with pytest.raises(ValueError, match="due_in_30_days"):
+        render_letter("staff_alert", full_context("staff_alert", kind="due_in_30_days"))
+
+
+@pytest.mark.parametrize(
+    "reason_code", ["manifestly_unfounded", "excessive", "identity_not_established", "other"]
+)
+def test_denial_gives_reasons_authority_and_judicial_remedy(reason_code):
+    letter = render_letter("denial", full_context("denial", reason_code=reason_code))
+    for part in (letter.text, letter.html):
+        assert AUTHORITY["name"] in part
+        assert AUTHORITY["address"] in part
+        assert AUTHORITY["website"] in part
+        assert "judicial remedy" in part
+        assert "lodge a complaint" in part
+        assert "Court of First Instance" in part
+        assert "Manifestly excessive request" in part
+        assert "fifth identical request" in part
+    if reason_code == "identity_not_established":
+        assert "https://privacy.onetagger.com/requests" in letter.text.split("\n--\n")[0]
+
+
+def test_denial_rejects_unknown_reason_code():
+    with pytest.raises(ValueError, match="because_we_said_so"):
+        render_letter("denial", full_context("denial", reason_code="because_we_said_so"))
+
+
+def test_extension_states_reason_and_new_date():
+    letter = render_letter("extension", full_context("extension"))
+    for part in (letter.text, letter.html):
+        assert "including archived billing data" in part
+        assert "30 April 2026" in part
+        assert "2 March 2026" in part
+        assert "two further months" in part
+        assert "Article 12(3)" in part
+
+
+def test_acknowledgement_with_and_without_verification():
+    with_code = render_letter("acknowledgement", full_context("acknowledgement"))
+    without = render_letter("acknowledgement", full_context("acknowledgement", verification_required=False))
+    for part in (with_code.text, with_code.html):
+        assert "31 January 2026" in part
+        assert "2 March 2026" in part
+        assert "one month" in part
+        assert "two further months" in part
+        assert "separate e-mail" in part
+    assert "separate e-mail" not in without.text
+    assert "separate e-mail" not in without.html
+
+
+def test_acknowledgement_other_regime_makes_no_gdpr_month_claim():
+    ctx = full_context("acknowledgement")
+    ctx["request"]["regime"] = "ccpa"
+    letter = render_letter("acknowledgement", ctx)
+    assert "one month" not in letter.text
+    assert "2 March 2026" in letter.text
+
+
+@pytest.mark.parametrize("purpose", ["verification", "reminder"])
+def test_code_letters(purpose):
+    ctx = full_context(purpose)
+    letter = render_letter(purpose, ctx)
+    for part in (letter.text, letter.html):
+        assert ctx["code"] in part
+        assert "7 February 2026, 14:05 UTC" in part
+        assert "5 incorrect attempts" in part
+    assert ctx["link"] in letter.text
+    assert ctx["code"] not in letter.subject
+    if purpose == "reminder":
+        for part in (letter.text, letter.html):
+            assert "not yet been able to confirm your identity" in part
+            assert "no longer work" in part
+            assert "close it" in part
+
+
+def test_closed_unverified():
+    letter = render_letter("closed_unverified", full_context("closed_unverified"))
+    for part in (letter.text, letter.html):
+        assert "closed" in part
+        assert "7 February 2026, 14:05 UTC" in part
+        assert "https://privacy.onetagger.com/requests" in part
+        assert "not disclosed, changed or deleted" in part
+
+
+def test_response_erasure_lists_erased_and_kept():
+    letter = render_letter("response", full_context("response"))
+    for part in (letter.text, letter.html):
+        assert "What we erased" in part
+        assert "contact details" in part and "marketing preferences" in part
+        assert "What we kept, and why" in part
+        assert "Art. 17(3)(b)" in part
+        assert "Belgian VAT Code Art. 60 §4" in part
+        assert "1 January 2036" in part
+        assert "restricted" in part
+        assert "no personal data about you" not in part
+        assert "Download your data" not in part
+        # Rights reminder with contact details, no complaint paragraph needed here.
+        assert "Your rights" in part
+
+
+def test_response_without_any_data_found():
+    ctx = full_context("response")
+    ctx["outcome"].update(actions=[], kept=[])
+    letter = render_letter("response", ctx)
+    for part in (letter.text, letter.html):
+        assert "We found no personal data about you in our systems." in part
+        assert "What we kept" not in part
+
+
+def test_response_access_with_package_link():
+    ctx = full_context("response")
+    ctx["request"].update(type="access", type_label="access (Art. 15 GDPR)")
+    ctx["outcome"].update(
+        actions=[{"system": "crm", "category": "account", "action": "exported", "records": 2}],
+        kept=[],
+        package_link="https://privacy.onetagger.com/v1/public/packages/tok123",
+        package_expires_at=datetime(2026, 3, 9, 23, 59, tzinfo=UTC),
+    )
+    letter = render_letter("response", ctx)
+    for part in (letter.text, letter.html):
+        assert "https://privacy.onetagger.com/v1/public/packages/tok123" in part
+        assert "9 March 2026, 23:59 UTC" in part
+        assert "What we found" in part
+        assert "What we kept" not in part
+        assert "Art. 19" not in part
+
+
+def test_missing_top_level_key_raises():
+    ctx = full_context("extension")
+    del ctx["reason"]
+    with pytest.raises(UndefinedError, match="reason"):
+        render_letter("extension", ctx)
+
+
+@pytest.mark.parametrize(
+    ("purpose", "path"),
+    [
+        ("acknowledgement", ("request", "current_due_date")),
+        ("denial", ("authority", "website")),
+        ("response", ("outcome", "kept")),
+        ("verification", ("controller", "privacy_email")),
+        ("staff_alert", ("request", "type_label")),
+    ],
+)
+def test_missing_nested_key_raises_instead_of_blank(purpose, path):
+    ctx = full_context(purpose)
+    del ctx[path[0]][path[1]]
+    with pytest.raises(UndefinedError):
+        render_letter(purpose, ctx)
+
+
+def test_unknown_purpose_raises_value_error_naming_it():
+    with pytest.raises(ValueError, match="apology"):
+        render_letter("apology", base_context())
+
+
+def test_date_filters():
+    assert longdate(date(2026, 3, 2)) == "2 March 2026"
+    assert longdate(date(2025, 12, 31)) == "31 December 2025"
+    assert longdate(datetime(2026, 3, 2, 23, 30, tzinfo=UTC)) == "2 March 2026"
+    assert longdatetime(datetime(2026, 3, 2, 14, 5, tzinfo=UTC)) == "2 March 2026, 14:05 UTC"
+    assert longdatetime(datetime(2026, 3, 2, 14, 5)) == "2 March 2026, 14:05 UTC"
+    with pytest.raises(TypeError):
+        longdate("2026-03-02")

@@ -1,0 +1,64 @@
+"""Each malformed variable stops start-up with one line naming it, and a non-zero exit."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from dsrflow.settings import SettingsError, load_settings
+
+BAD_VALUES = [
+    ("DSRFLOW_API_PORT", "eighty", "DSRFLOW_API_PORT: expected a TCP port number"),
+    ("DSRFLOW_API_PORT", "70000", "DSRFLOW_API_PORT: expected a TCP port number"),
+    ("SMTP_PORT", "-1", "SMTP_PORT: expected a TCP port number"),
+    ("SMTP_STARTTLS", "maybe", "SMTP_STARTTLS: expected true or false"),
+    ("DSRFLOW_DATABASE_URL", "mysql://db/x", "DSRFLOW_DATABASE_URL: expected a PostgreSQL URL"),
+    ("TEMPORAL_ADDRESS", "temporal", "TEMPORAL_ADDRESS: expected host:port"),
+    ("TEMPORAL_ADDRESS", "http://temporal:7233", "TEMPORAL_ADDRESS: expected a host name"),
+    ("SMTP_HOST", "mail host", "SMTP_HOST: expected a host name"),
+    ("DSRFLOW_ENCRYPTION_KEYS", "k1", "DSRFLOW_ENCRYPTION_KEYS: expected comma-separated key-id:base64-key"),
+    ("DSRFLOW_ENCRYPTION_KEYS", "k1:c2hvcnQ=", "DSRFLOW_ENCRYPTION_KEYS: expected 32 bytes"),
+    ("DSRFLOW_SECRET_KEY", "abc", "DSRFLOW_SECRET_KEY: expected base64 of 32 random bytes"),
+    ("DSRFLOW_ENV", "prod", "DSRFLOW_ENV: expected 'development' or 'production'"),
+    ("DSRFLOW_REDACT_PATTERNS", "not json", "DSRFLOW_REDACT_PATTERNS: expected a JSON list"),
+    ("DSRFLOW_POLICY", "/nonexistent/policy.yaml", "DSRFLOW_POLICY: expected the path of a policy YAML"),
+]
+
+
+@pytest.mark.parametrize(("variable", "value", "message"), BAD_VALUES)
+def test_bad_value_names_the_variable(monkeypatch, variable, value, message):
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert str(caught.value).startswith(message)
+    assert "\n" not in str(caught.value)
+
+
+def test_secrets_are_not_echoed(monkeypatch):
+    monkeypatch.setenv("DSRFLOW_ENCRYPTION_KEYS", "k1:bm90LWEta2V5")
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert "bm90LWEta2V5" not in str(caught.value)
+
+
+def test_defaults(monkeypatch):
+    for name in ("DSRFLOW_HOME", "DSRFLOW_API_PORT", "TEMPORAL_NAMESPACE", "DSRFLOW_DATABASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    settings = load_settings()
+    assert str(settings.home) == ".dsrflow"
+    assert settings.api_port == 8000
+    assert settings.temporal_namespace == "default"
+    assert settings.effective_database_url.endswith(":5433/dsrflow")
+
+
+def test_cli_exits_non_zero_with_one_line():
+    env = {**os.environ, "DSRFLOW_API_PORT": "abc"}
+    done = subprocess.run([sys.executable, "-m", "dsrflow.cli", "migrate"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "error: DSRFLOW_API_PORT: expected a TCP port number between 1 and 65535 (got 'abc')"
+    )

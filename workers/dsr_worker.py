@@ -1,0 +1,77 @@
+"""The request worker: the single place where workflows and activities are wired to a task queue."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.context import ActivityContext
+from activities.letters import LetterActivities
+from activities.lifecycle import LifecycleActivities
+from activities.mail import Mailer
+from activities.verification import VerificationActivities
+from dsrflow.db import create_pool
+from dsrflow.keys import load_secret_key
+from dsrflow.logging import get_logger
+from dsrflow.settings import Settings
+from dsrflow.temporal_client import connect_client
+from workflows.dsr import DataSubjectRequestWorkflow
+
+WORKFLOWS: Sequence[type] = (DataSubjectRequestWorkflow,)
+
+
+def build_activities(ctx: ActivityContext) -> list[Any]:
+    lifecycle = LifecycleActivities(ctx)
+    letters = LetterActivities(ctx)
+    verification = VerificationActivities(ctx)
+    return [
+        lifecycle.prepare_request, lifecycle.transition, lifecycle.record_event,
+        lifecycle.apply_extension, lifecycle.plan_request, lifecycle.execute_plan,
+        letters.send_letter, verification.issue_verification,
+    ]
+
+
+def activity_context(settings: Settings, pool: asyncpg.Pool) -> ActivityContext:
+    return ActivityContext(
+        pool=pool, settings=settings, mailer=Mailer(settings), secret=load_secret_key(settings)
+    )
+
+
+def build_worker(
+    client: Client, settings: Settings, pool: asyncpg.Pool, *, task_queue: str | None = None,
+    activity_overrides: Sequence[Any] = (),
+) -> Worker:
+    """A worker for request workflows. `activity_overrides` replace activities of the same name
+    (tests register fakes this way)."""
+    activities = {getattr(a, "__temporal_activity_definition").name: a
+                  for a in build_activities(activity_context(settings, pool))}
+    for fake in activity_overrides:
+        activities[getattr(fake, "__temporal_activity_definition").name] = fake
+    return Worker(
+        client,
+        task_queue=task_queue or settings.task_queue,
+        workflows=list(WORKFLOWS),
+        activities=list(activities.values()),
+    )
+
+
+async def run_worker(settings: Settings) -> None:
+    log = get_logger("dsrflow.worker")
+    client = await connect_client(settings)
+    pool = await create_pool(settings.effective_database_url)
+    worker = build_worker(client, settings, pool)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("worker started", task_queue=settings.task_queue)
+    async with worker:
+        await stop.wait()
+    await pool.close()
+    log.info("worker stopped")
