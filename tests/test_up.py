@@ -33,14 +33,15 @@ def _env(home: Path, ports: dict[str, int]) -> dict[str, str]:
     return env
 
 
-async def _wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 90) -> dict:
+async def _wait_healthy(port: int, proc: subprocess.Popen, log: Path, run: int, timeout: float = 90) -> dict:
+    """Healthy, and `up` has printed its URLs for the `run`th time (it has finished starting)."""
     deadline = time.monotonic() + timeout
     async with httpx.AsyncClient(timeout=5) as http:
         while time.monotonic() < deadline:
             assert proc.poll() is None, f"dsrflow up exited early with {proc.returncode}"
             try:
                 response = await http.get(f"http://127.0.0.1:{port}/healthz")
-                if response.status_code == 200:
+                if response.status_code == 200 and log.read_text().count("dsrflow is up") == run:
                     return response.json()
             except httpx.HTTPError:
                 pass
@@ -69,7 +70,7 @@ async def test_up_runs_stops_and_resumes(tmp_path):
 
     proc = _start(env, log)
     try:
-        health = await _wait_healthy(ports["api"], proc)
+        health = await _wait_healthy(ports["api"], proc, log, run=1)
         assert health["components"] == {"postgres": "ok", "temporal": "ok", "smtp": "ok"}
         async with httpx.AsyncClient() as http:
             assert (await http.get(f"http://127.0.0.1:{ports['ui']}/")).status_code == 200
@@ -93,7 +94,7 @@ async def test_up_runs_stops_and_resumes(tmp_path):
 
     proc = _start(env, log)
     try:
-        await _wait_healthy(ports["api"], proc)
+        await _wait_healthy(ports["api"], proc, log, run=2)
         conn = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:{ports['pg']}/dsrflow")
         assert await conn.fetchval("SELECT note FROM kept_across_runs") == "first run"
         await conn.close()
