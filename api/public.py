@@ -62,7 +62,7 @@ async def verify(request_id: str, body: VerifyBody, request: Request) -> dict[st
     result = await run_update(state, request_id, DataSubjectRequestWorkflow.verify, attempt)
     if not result.verified:
         raise Problem(
-            422 if not result.locked else 423,
+            400 if not result.locked else 423,
             "Wrong code" if not result.locked else "Verification locked",
             f"{result.attempts_left} attempt(s) left" if not result.locked
             else "too many wrong codes; ask us for a new code",

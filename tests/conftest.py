@@ -98,8 +98,10 @@ async def dev_server(settings: Settings) -> AsyncIterator[WorkflowEnvironment]:
     await env.shutdown()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 async def time_skipping(settings: Settings) -> AsyncIterator[WorkflowEnvironment]:
+    """A fresh time-skipping server per test: virtual time moved by one test never leaks into
+    the next."""
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=str(find_binary("temporal-test-server")),
         data_converter=build_data_converter(load_keyring(settings)),

@@ -56,6 +56,7 @@ class DataSubjectRequestWorkflow:
         self._status = RequestStatus.awaiting_verification
         self._closed_reason: str | None = None
         self._challenge: Challenge | None = None
+        self._issuing = False
         self._attempts = 0
         self._verified_at: datetime | None = None
         self._verified_method: str | None = None
@@ -128,6 +129,9 @@ class DataSubjectRequestWorkflow:
 
     async def _issue_challenge(self, purpose: str, expires_at: datetime) -> None:
         next_round = (self._challenge.round if self._challenge else 0) + 1
+        # The e-mail goes out inside the activity, so the subject may answer before it returns:
+        # `verify` waits for this flag instead of judging the new code against the old hashes.
+        self._issuing = True
         self._challenge = await workflow.execute_activity(
             "issue_verification",
             IssueChallenge(
@@ -137,6 +141,7 @@ class DataSubjectRequestWorkflow:
             **_ACTIVITY,
         )
         self._attempts = 0
+        self._issuing = False
 
     async def _close_unverified(self, expired_at: datetime) -> None:
         self._set_status(RequestStatus.closed_unverified, "identity not verified in time")
@@ -225,8 +230,9 @@ class DataSubjectRequestWorkflow:
     @workflow.update
     async def verify(self, attempt: VerifyAttempt) -> VerifyResult:
         facts = self._require_facts()
+        await workflow.wait_condition(lambda: not self._issuing and self._challenge is not None)
         challenge = self._challenge
-        assert challenge is not None  # the validator admits attempts only with a live challenge
+        assert challenge is not None
         expected, given, method = (
             (challenge.code_hash, attempt.code_hash, "email_code") if attempt.code_hash
             else (challenge.token_hash, attempt.token_hash, "email_link")
@@ -250,11 +256,11 @@ class DataSubjectRequestWorkflow:
     def _validate_verify(self, attempt: VerifyAttempt) -> None:
         if self._status != RequestStatus.awaiting_verification or self._verified_at:
             raise ValueError(f"request is not awaiting verification (status {self._status.value})")
-        if self._challenge is None:
+        if self._challenge is None and not self._issuing:
             raise ValueError("no verification code has been sent yet; try again in a moment")
-        if self._attempts >= self._require_facts().verification_max_attempts:
+        if self._attempts >= self._require_facts().verification_max_attempts and not self._issuing:
             raise ValueError("verification is locked after too many wrong codes; ask for a new code")
-        if workflow.now() >= self._challenge.expires_at:
+        if self._challenge is not None and workflow.now() >= self._challenge.expires_at:
             raise ValueError("the verification code has expired")
 
     @workflow.update

@@ -1,0 +1,28 @@
+"""Saved histories of real request runs, replayed by tests/test_replay.py.
+
+Their payloads are AES-GCM encrypted like every payload dsrflow sends to Temporal, with the
+TEST-ONLY key in `test-key` (committed on purpose: it protects nothing and must never be used
+outside tests). Regenerate the histories with `.venv/bin/python -m tests.histories.record`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dsrflow.settings import parse_key_list
+
+DIRECTORY = Path(__file__).resolve().parent
+KEY_FILE = DIRECTORY / "test-key"
+
+
+def key_line() -> str:
+    """The `kid:base64` line of the test-only key file (comment lines skipped)."""
+    lines = [line.strip() for line in KEY_FILE.read_text().splitlines()]
+    return ",".join(line for line in lines if line and not line.startswith("#"))
+
+
+KEYS: list[tuple[str, bytes]] = parse_key_list(key_line())
+
+
+def history_files() -> list[Path]:
+    return sorted(DIRECTORY.glob("*.json"))

@@ -1,0 +1,171 @@
+"""Record the histories that tests/test_replay.py replays.
+
+    .venv/bin/python -m tests.histories.record
+
+Starts its own embedded PostgreSQL, SMTP sink and Temporal dev server (nothing else needs to run),
+drives real requests through the real API and worker, and writes each workflow's history to
+`tests/histories/<name>.json`. Payloads are encrypted with the TEST-ONLY key in
+`tests/histories/test-key`. Re-record only on purpose: a history that no longer replays means the
+workflow change would break requests already running in production.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+import tempfile
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import asyncpg
+import httpx
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from devstack.postgres import EmbeddedPostgres
+from devstack.processes import find_binary, free_port
+from devstack.smtp_sink import MailSink
+from dsrflow.db import create_pool
+from dsrflow.logging import configure_logging
+from dsrflow.migrate import migrate
+from dsrflow.settings import Settings
+from dsrflow.temporal_client import build_data_converter
+from schemas.workflow import ExecutionReport, Plan
+from tests.histories import DIRECTORY, KEYS, key_line
+from tests.support import api_client, staff_headers, text_of, wait_for_letter
+from workers.dsr_worker import activity_context, build_activities, build_worker
+from workflows.dsr import DataSubjectRequestWorkflow
+from workflows.search_attributes import SEARCH_ATTRIBUTES
+
+TASK_QUEUE = "dsr-record"
+_CODE = re.compile(r"enter:\s*\n\s*(\d{6,10})\s*\n")
+
+
+class PlanGate:
+    """Holds `execute_plan` of chosen requests until released, then runs the real activity.
+
+    A fan-out takes a while in production; holding it lets a staff update (the extension) arrive
+    while the request is in progress, deterministically. The recorded history is the one a slow
+    real fan-out would produce.
+    """
+
+    def __init__(self, real: Callable[[Plan], Awaitable[ExecutionReport]]) -> None:
+        self.real = real
+        self.entered: dict[str, asyncio.Event] = {}
+        self.release: dict[str, asyncio.Event] = {}
+
+    def hold(self, request_id: str) -> None:
+        self.entered[request_id] = asyncio.Event()
+        self.release[request_id] = asyncio.Event()
+
+    def activity(self):
+        @activity.defn(name="execute_plan")
+        async def execute_plan(plan: Plan) -> ExecutionReport:
+            if plan.request_id in self.release:
+                self.entered[plan.request_id].set()
+                await self.release[plan.request_id].wait()
+            return await self.real(plan)
+
+        return execute_plan
+
+
+async def _history_of(client: Client, request_id: str) -> str:
+    handle = client.get_workflow_handle_for(DataSubjectRequestWorkflow.run, f"dsr-{request_id}")
+    state = await handle.result()
+    assert state.status == "completed", state.status
+    return (await handle.fetch_history()).to_json()
+
+
+async def record_attested_erasure(http: httpx.AsyncClient, pool: asyncpg.Pool, sink: MailSink,
+                                  client: Client) -> str:
+    r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
+        "type": "erasure", "subject": {"email": "replay.erasure@example.com"},
+        "identity_attested": True})
+    r.raise_for_status()
+    rid = r.json()["id"]
+    await wait_for_letter(sink, rid, "response")
+    return await _history_of(client, rid)
+
+
+async def record_verified_access_extended(http: httpx.AsyncClient, pool: asyncpg.Pool, sink: MailSink,
+                                          client: Client, gate: PlanGate) -> str:
+    r = await http.post("/v1/public/requests", json={"type": "access", "email": "replay.access@example.com"})
+    assert r.status_code == 202, r.text
+    rid = r.json()["id"]
+    gate.hold(rid)
+    letter = await wait_for_letter(sink, rid, "verification")
+    match = _CODE.search(text_of(letter))
+    assert match, "no code in the verification letter"
+    code = match.group(1)
+    wrong = f"{(int(code) + 1) % 10 ** len(code):0{len(code)}d}"
+
+    r = await http.post(f"/v1/public/requests/{rid}/verify", json={"code": wrong})
+    assert 400 <= r.status_code < 500 and r.json().get("locked") is False, r.text
+    r = await http.post(f"/v1/public/requests/{rid}/verify", json={"code": code})
+    assert r.status_code == 200, r.text
+
+    await asyncio.wait_for(gate.entered[rid].wait(), 30)
+    r = await http.post(f"/v1/requests/{rid}/extend", headers=await staff_headers(pool, "compliance"),
+                        json={"reason": "The request covers several systems and years of records"})
+    assert r.status_code == 200, r.text
+    await wait_for_letter(sink, rid, "extension")
+    gate.release[rid].set()
+    await wait_for_letter(sink, rid, "response")
+    return await _history_of(client, rid)
+
+
+async def main() -> int:
+    configure_logging(environment="development", level="warning")
+    with tempfile.TemporaryDirectory(prefix="dsrflow-record-") as tmp:
+        home = Path(tmp)
+        pg = EmbeddedPostgres(home / "pg", free_port())
+        pg.start(home / "postgres.log")
+        sink = MailSink(home / "mail", free_port())
+        env: WorkflowEnvironment | None = None
+        pool: asyncpg.Pool | None = None
+        try:
+            await pg.wait_ready()
+            await pg.ensure_database("dsrflow")
+            url = pg.url("dsrflow")
+            await migrate(url)
+            sink.start()
+            settings = Settings(
+                DSRFLOW_HOME=home, DSRFLOW_DATABASE_URL=url, SMTP_HOST="127.0.0.1",
+                SMTP_PORT=sink.port, DSRFLOW_PUBLIC_URL="http://127.0.0.1:8000",
+                DSRFLOW_ENCRYPTION_KEYS=key_line(), DSRFLOW_TASK_QUEUE=TASK_QUEUE,
+            )
+            env = await WorkflowEnvironment.start_local(
+                dev_server_existing_path=str(find_binary("temporal")),
+                data_converter=build_data_converter(KEYS),
+                search_attributes=SEARCH_ATTRIBUTES,
+            )
+            pool = await create_pool(url, min_size=1, max_size=10)
+            real = next(a for a in build_activities(activity_context(settings, pool))
+                        if a.__temporal_activity_definition.name == "execute_plan")
+            gate = PlanGate(real)
+            histories: dict[str, str] = {}
+            async with build_worker(env.client, settings, pool, task_queue=TASK_QUEUE,
+                                    activity_overrides=[gate.activity()]):
+                async with api_client(settings, env.client, TASK_QUEUE) as http:
+                    histories["attested_erasure"] = await record_attested_erasure(
+                        http, pool, sink, env.client)
+                    histories["verified_access_extended"] = await record_verified_access_extended(
+                        http, pool, sink, env.client, gate)
+            for name, text in histories.items():
+                path = DIRECTORY / f"{name}.json"
+                path.write_text(text + ("" if text.endswith("\n") else "\n"))
+                print(f"wrote {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
+            return 0
+        finally:
+            if pool is not None:
+                await pool.close()
+            if env is not None:
+                await env.shutdown()
+            sink.stop()
+            pg.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))

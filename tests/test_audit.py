@@ -1,0 +1,114 @@
+"""The audit trail: append-only, hash-chained, and `dsrflow audit verify` finds the first tampered row."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from dsrflow.audit import append_event
+from dsrflow.db import connect, create_pool
+from tests.conftest import make_database
+from tests.support import api_client, staff_headers, wait_for_letter
+from workflows.dsr import DataSubjectRequestWorkflow
+from workers.dsr_worker import build_worker
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+async def audit_verify(database_url: str, home: Path) -> subprocess.CompletedProcess[str]:
+    """Run `dsrflow audit verify` the way an operator would: a separate process, env config."""
+    env = {**os.environ, "DSRFLOW_DATABASE_URL": database_url, "DSRFLOW_HOME": str(home)}
+    return await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "dsrflow.cli", "audit", "verify"],
+        env=env, cwd=REPO, capture_output=True, text=True, timeout=60,
+    )
+
+
+@pytest.fixture
+async def fresh_db(postgres):
+    url = await make_database(postgres, "audit")
+    pool = await create_pool(url, min_size=1, max_size=5)
+    yield url, pool
+    await pool.close()
+
+
+async def test_verify_passes_after_a_real_run_and_names_the_tampered_row(
+    fresh_db, settings, dev_server, mail_sink, task_queue, tmp_path
+):
+    url, pool = fresh_db
+    db_settings = settings.model_copy(update={"database_url": url})
+    async with build_worker(dev_server.client, db_settings, pool, task_queue=task_queue):
+        async with api_client(db_settings, dev_server.client, task_queue) as http:
+            r = await http.post("/v1/requests", headers=await staff_headers(pool), json={
+                "type": "erasure", "subject": {"email": "audit.subject@example.com"},
+                "identity_attested": True})
+            assert r.status_code == 201, r.text
+            rid = r.json()["id"]
+            await wait_for_letter(mail_sink, rid, "response")
+            handle = dev_server.client.get_workflow_handle_for(DataSubjectRequestWorkflow.run, f"dsr-{rid}")
+            assert (await handle.result()).status == "completed"
+
+    events = await pool.fetch("SELECT seq, actor FROM audit_events ORDER BY seq")
+    assert len(events) >= 3, "a completed request leaves several events"
+
+    ok = await audit_verify(url, tmp_path)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    match = re.search(r"\bok (\d+) events\b", ok.stdout)
+    assert match, ok.stdout
+    assert int(match.group(1)) == len(events) > 0
+
+    # Tamper with one byte of one middle row, bypassing the append-only trigger the way someone
+    # with superuser access to the database could.
+    target = events[len(events) // 2]
+    actor = target["actor"]
+    tampered = actor[:-1] + ("x" if actor[-1] != "x" else "y")
+    conn = await connect(url)
+    try:
+        await conn.execute("SET session_replication_role = replica")
+        await conn.execute("UPDATE audit_events SET actor = $2 WHERE seq = $1", target["seq"], tampered)
+    finally:
+        await conn.close()
+
+    broken = await audit_verify(url, tmp_path)
+    assert broken.returncode == 1, broken.stdout + broken.stderr
+    assert f"broken at event {target['seq']}" in broken.stdout, broken.stdout
+    assert "ok " not in broken.stdout
+
+
+async def test_audit_table_refuses_update_delete_and_truncate(fresh_db):
+    url, pool = fresh_db
+    async with pool.acquire() as conn:
+        await append_event(conn, event_key="t:append-only", event_type="test.event", actor="tests")
+        with pytest.raises(asyncpg.PostgresError, match="append-only"):
+            await conn.execute("UPDATE audit_events SET actor = 'mallory'")
+        with pytest.raises(asyncpg.PostgresError, match="append-only"):
+            await conn.execute("DELETE FROM audit_events")
+        with pytest.raises(asyncpg.PostgresError, match="append-only"):
+            await conn.execute("TRUNCATE audit_events")
+        row = await conn.fetchrow("SELECT actor FROM audit_events WHERE event_key = 't:append-only'")
+    assert row["actor"] == "tests"
+
+
+async def test_appending_the_same_event_key_twice_stores_one_row(fresh_db, tmp_path):
+    url, pool = fresh_db
+    async with pool.acquire() as conn:
+        first = await append_event(conn, event_key="t:once", event_type="test.event", actor="tests",
+                                   data={"n": 1})
+        second = await append_event(conn, event_key="t:once", event_type="test.event", actor="tests",
+                                    data={"n": 2})
+        rows = await conn.fetch("SELECT data, hash FROM audit_events WHERE event_key = 't:once'")
+    assert first == second
+    assert len(rows) == 1
+    assert rows[0]["data"] == {"n": 1} and rows[0]["hash"] == first
+
+    result = await audit_verify(url, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ok 1 events" in result.stdout

@@ -1,0 +1,146 @@
+"""Intake through the REST API: invalid input is refused field by field and stores nothing,
+repeats are idempotent, and staff endpoints demand a valid token with the right role."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from dsrflow.hashing import token_hash
+from tests.support import api_client, staff_headers
+from workers.dsr_worker import build_worker
+
+PROBLEM = "application/problem+json"
+
+
+@pytest.fixture
+async def http(settings, pool, dev_server, task_queue):
+    async with build_worker(dev_server.client, settings, pool, task_queue=task_queue):
+        async with api_client(settings, dev_server.client, task_queue) as client:
+            yield client
+
+
+def unique_email(tag: str) -> str:
+    return f"{tag}.{uuid.uuid4().hex[:10]}@example.com"
+
+
+async def count_requests(pool) -> int:
+    return await pool.fetchval("SELECT count(*) FROM dsr_requests")
+
+
+async def count_for(pool, email: str) -> int:
+    return await pool.fetchval("SELECT count(*) FROM dsr_requests WHERE subject_email = $1", email)
+
+
+def assert_problem(response, status: int) -> dict:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith(PROBLEM), response.headers["content-type"]
+    body = response.json()
+    assert body["status"] == status
+    return body
+
+
+def _future() -> str:
+    return (datetime.now(UTC) + timedelta(days=2)).isoformat()
+
+
+INVALID_STAFF_REQUESTS = [
+    pytest.param({"received_at": _future()}, "received_at", id="future-received_at"),
+    pytest.param({"received_at": "2026-01-31T10:00:00"}, "received_at", id="naive-received_at"),
+    pytest.param({"regime": "martian_law"}, "regime", id="unknown-regime"),
+    pytest.param({"type": "rectification"}, "corrections", id="rectification-without-corrections"),
+    pytest.param({"type": "objection"}, "objection_scope", id="objection-without-scope"),
+    pytest.param({"subject": {"email": "not-an-address"}}, "subject.email", id="malformed-subject-email"),
+    pytest.param({"favourite_colour": "blue"}, "favourite_colour", id="unknown-extra-field"),
+]
+
+
+@pytest.mark.parametrize(("change", "field"), INVALID_STAFF_REQUESTS)
+async def test_invalid_staff_request_is_refused_per_field_and_not_stored(http, pool, change, field):
+    headers = await staff_headers(pool, "agent")
+    body = {"type": "erasure", "subject": {"email": unique_email("invalid")}, **change}
+    before = await count_requests(pool)
+
+    r = await http.post("/v1/requests", headers=headers, json=body)
+
+    problem = assert_problem(r, 422)
+    fields = [e["field"] for e in problem["errors"]]
+    assert fields == [field], problem
+    assert all(e["message"] for e in problem["errors"])
+    assert await count_requests(pool) == before
+
+
+async def test_invalid_public_request_is_refused_per_field_and_not_stored(http, pool):
+    before = await count_requests(pool)
+
+    r = await http.post("/v1/public/requests", json={"type": "access", "email": "nobody-at-example"})
+
+    problem = assert_problem(r, 422)
+    assert [e["field"] for e in problem["errors"]] == ["email"], problem
+    assert await count_requests(pool) == before
+
+
+async def test_same_idempotency_key_returns_the_same_request(http, pool):
+    headers = {**await staff_headers(pool, "agent"), "Idempotency-Key": f"ticket-{uuid.uuid4().hex}"}
+    email = unique_email("idem")
+    body = {"type": "erasure", "subject": {"email": email}, "identity_attested": True}
+
+    first = await http.post("/v1/requests", headers=headers, json=body)
+    second = await http.post("/v1/requests", headers=headers, json=body)
+
+    assert first.status_code == 201, first.text
+    assert second.status_code == 200, second.text
+    assert second.json()["id"] == first.json()["id"]
+    assert await count_for(pool, email) == 1
+
+
+async def test_same_client_request_id_returns_the_same_request(http, pool):
+    headers = await staff_headers(pool, "agent")
+    email = unique_email("client-id")
+    body = {"type": "erasure", "subject": {"email": email}, "identity_attested": True,
+            "client_request_id": f"crm-{uuid.uuid4().hex}"}
+
+    first = await http.post("/v1/requests", headers=headers, json=body)
+    second = await http.post("/v1/requests", headers=headers, json=body)
+
+    assert first.status_code == 201, first.text
+    assert second.status_code == 200, second.text
+    assert second.json()["id"] == first.json()["id"]
+    assert await count_for(pool, email) == 1
+
+
+async def test_staff_endpoints_need_a_valid_token(http, pool):
+    email = unique_email("auth")
+    body = {"type": "erasure", "subject": {"email": email}}
+    revoked = await staff_headers(pool, "compliance")
+    await pool.execute("UPDATE staff_tokens SET revoked_at = now() WHERE token_hash = $1",
+                       token_hash(revoked["Authorization"].removeprefix("Bearer ")))
+
+    for headers in ({}, {"Authorization": "Bearer dsr_not-a-token-we-issued"}, revoked):
+        assert_problem(await http.post("/v1/requests", headers=headers, json=body), 401)
+        assert_problem(await http.get(f"/v1/requests/{uuid.uuid4()}", headers=headers), 401)
+    assert await count_for(pool, email) == 0
+
+
+async def test_agent_cannot_extend(http, pool):
+    agent = await staff_headers(pool, "agent")
+    r = await http.post("/v1/requests", headers=agent, json={
+        "type": "access", "subject": {"email": unique_email("extend")}})
+    assert r.status_code == 201, r.text
+    rid = r.json()["id"]
+
+    refused = await http.post(f"/v1/requests/{rid}/extend", headers=agent,
+                              json={"reason": "The request covers many systems and years"})
+
+    assert_problem(refused, 403)
+    view = await http.get(f"/v1/requests/{rid}", headers=agent)
+    assert view.status_code == 200, view.text
+    assert view.json()["extended"] is False
+
+
+@pytest.mark.parametrize("request_id", [str(uuid.uuid4()), "not-a-uuid"], ids=["unknown-uuid", "not-a-uuid"])
+async def test_unknown_request_is_404_problem(http, pool, request_id):
+    r = await http.get(f"/v1/requests/{request_id}", headers=await staff_headers(pool, "agent"))
+    assert_problem(r, 404)
