@@ -11,7 +11,12 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.problems import Problem
 from api.state import AppState
-from dsrflow.requests_store import create_request, get_request, workflow_id_for
+from dsrflow.requests_store import (
+    IdempotencyConflict,
+    create_request,
+    get_request,
+    workflow_id_for,
+)
 from schemas.requests import NewRequest
 from schemas.workflow import RequestState, StartRequest
 from workflows.dsr import DataSubjectRequestWorkflow
@@ -23,10 +28,13 @@ async def open_request(
     """Store the request, then start its workflow. A repeat (same idempotency key) returns the
     stored request and makes sure its workflow runs, so a start that failed can be retried."""
     pool = await state.db()
-    row, created = await create_request(
-        pool, new, loaded_policy=state.policy, actor=actor, idempotency_key=idempotency_key,
-        origin=origin,
-    )
+    try:
+        row, created = await create_request(
+            pool, new, loaded_policy=state.policy, actor=actor, idempotency_key=idempotency_key,
+            origin=origin,
+        )
+    except IdempotencyConflict as exc:
+        raise Problem(409, "Idempotency key reused", str(exc)) from None
     request_id = str(row["id"])
     try:
         client = await state.temporal()

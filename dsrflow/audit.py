@@ -56,6 +56,8 @@ async def append_event(
         if existing:
             return existing
         prev = await conn.fetchval("SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1") or GENESIS
+        # Hash what Postgres will store: jsonb normalises numbers (1e20 reads back as an int).
+        data = await conn.fetchval("SELECT $1::jsonb", data or {})
         # Postgres keeps microseconds; truncating here makes the hashed value the stored value.
         occurred = (occurred_at or datetime.now(UTC)).astimezone(UTC)
         row = {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -11,6 +13,17 @@ import asyncpg
 from dsrflow.audit import append_event
 from policy.model import LoadedPolicy
 from schemas.requests import NewRequest, RequestStatus
+
+
+class IdempotencyConflict(Exception):
+    """An idempotency key repeated with a request that differs from the first one."""
+
+
+def _fingerprint(new: NewRequest) -> str:
+    """What makes two submissions the same request (received_at defaults to 'now' on each)."""
+    body = new.model_dump(mode="json", exclude={"received_at"} if new.received_at is None else set())
+    body["subject"]["email"] = body["subject"]["email"].lower()
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
 def workflow_id_for(request_id: str) -> str:
@@ -34,8 +47,18 @@ async def create_request(
     idempotency_key: str | None,
     origin: str = "staff",
 ) -> tuple[dict[str, Any], bool]:
-    """Store a new request; return (row, created). A repeated idempotency key returns the first."""
-    key = idempotency_key or (f"client:{new.client_request_id}" if new.client_request_id else None)
+    """Store a new request; return (row, created).
+
+    A repeated idempotency key (per origin: staff and subjects never share keys) returns the first
+    request; the same key with a different request is refused with IdempotencyConflict.
+    """
+    if idempotency_key:
+        key = f"{origin}:header:{idempotency_key}"
+    elif new.client_request_id:
+        key = f"{origin}:client:{new.client_request_id}"
+    else:
+        key = None
+    fingerprint = _fingerprint(new)
     request_id = str(uuid.uuid4())
     received = new.received_at or datetime.now(UTC)
     status = (
@@ -45,19 +68,24 @@ async def create_request(
         await record_policy_version(conn, loaded_policy)
         row = await conn.fetchrow(
             """INSERT INTO dsr_requests
-                 (id, idempotency_key, request_type, regime, country, channel, origin,
+                 (id, idempotency_key, intake_fingerprint, request_type, regime, country, channel, origin,
                   subject_email, subject_name, customer_id, details, received_at, status,
                   attested_by, policy_version)
-               VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)
+               VALUES ($1,$2,$16,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)
                ON CONFLICT (idempotency_key) DO NOTHING
                RETURNING *""",
             request_id, key, new.type.value, new.regime.value,
             new.country or loaded_policy.policy.defaults.country, new.channel.value, origin,
             str(new.subject.email), new.subject.name, new.subject.customer_id, new.details(),
             received, status.value, actor if new.identity_attested else None, loaded_policy.version,
+            fingerprint,
         )
         if row is None:
             existing = await conn.fetchrow("SELECT * FROM dsr_requests WHERE idempotency_key = $1", key)
+            if existing["intake_fingerprint"] != fingerprint:
+                raise IdempotencyConflict(
+                    "this idempotency key was already used for a different request"
+                )
             return dict(existing), False
         await append_event(
             conn, event_key=f"{request_id}:created", request_id=request_id,

@@ -5,6 +5,7 @@
 CREATE TABLE dsr_requests (
     id                uuid PRIMARY KEY,
     idempotency_key   text UNIQUE,
+    intake_fingerprint text,
     request_type      text NOT NULL,
     regime            text NOT NULL,
     country           text NOT NULL,

@@ -144,3 +144,21 @@ async def test_agent_cannot_extend(http, pool):
 async def test_unknown_request_is_404_problem(http, pool, request_id):
     r = await http.get(f"/v1/requests/{request_id}", headers=await staff_headers(pool, "agent"))
     assert_problem(r, 404)
+
+
+async def test_keys_are_per_origin_and_bound_to_the_request(http, pool):
+    """A subject cannot reach a staff request by guessing its key, and a key reused for another
+    request is refused rather than answered with the first one."""
+    headers = {**await staff_headers(pool, "agent"), "Idempotency-Key": f"ticket-{uuid.uuid4().hex[:6]}"}
+    email = unique_email("key")
+    staff = await http.post("/v1/requests", headers=headers,
+                            json={"type": "erasure", "subject": {"email": email}})
+    assert staff.status_code == 201
+    public = await http.post("/v1/public/requests", headers={"Idempotency-Key": headers["Idempotency-Key"]},
+                             json={"type": "access", "email": unique_email("other")})
+    assert public.status_code == 202 and public.json()["id"] != staff.json()["id"]
+    reused = await http.post("/v1/requests", headers=headers,
+                             json={"type": "access", "subject": {"email": email}})
+    body = assert_problem(reused, 409)
+    assert "different request" in body["detail"]
+    assert await count_for(pool, email) == 1
