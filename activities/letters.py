@@ -9,7 +9,7 @@ so even a resend after a crash between SMTP and commit is recognisable as the sa
 from __future__ import annotations
 
 import hashlib
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate
 from typing import Any
@@ -19,9 +19,14 @@ from temporalio import activity
 from activities.context import ActivityContext
 from activities.letter_templates import render_letter
 from dsrflow.audit import append_event
+from dsrflow.hashing import keyed_hash, token_hash
 from dsrflow.requests_store import get_request
-from schemas.workflow import LetterJob, LetterReceipt
+from policy.model import Policy
+from schemas.workflow import LetterJob, LetterReceipt, TaskResult
 
+_ACTION_WORDS = {"erase": "erased", "rectify": "corrected", "restrict": "restricted",
+                 "object": "stopped processing as you objected", "access": "found"}
+_ART19_ACTIONS = {"erase", "rectify", "restrict"}
 TYPE_LABELS = {
     "access": "access to your personal data (Art. 15 GDPR)",
     "portability": "a copy of your data in a portable format (Art. 20 GDPR)",
@@ -55,26 +60,32 @@ def _coerce(params: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _outcome(report: dict[str, Any]) -> dict[str, Any]:
-    results = report.get("results", [])
+def _outcome(report: dict[str, Any], policy: Policy, package_link: str | None,
+             package_expires_at: datetime | None) -> dict[str, Any]:
+    """The response letter's account of what was done, from the execution report."""
+    results = [TaskResult.model_validate(r) for r in report.get("results", [])]
     actions = [
-        {"system": r["system"], "category": r.get("detail", {}).get("category", "all"),
-         "action": r["action"], "records": r.get("records", 0)}
-        for r in results if r.get("records", 0)
+        {"system": policy.systems[r.system].label if r.system in policy.systems else r.system,
+         "category": ", ".join(sorted(r.datasets)) or "all records",
+         "action": _ACTION_WORDS.get(r.action, r.action), "records": r.changed or r.found}
+        for r in results if r.found or r.changed
     ]
-    kept = [k for r in results for k in r.get("detail", {}).get("kept", [])]
-    for item in kept:
-        if isinstance(item.get("until"), str):
-            item["until"] = date.fromisoformat(item["until"])
-    summary = (
-        f"We completed your request across {len(results)} system(s)." if results
-        else "We searched every system that holds personal data for us."
-    )
-    return {
-        "summary": summary, "actions": actions, "kept": kept,
-        "package_link": report.get("package_link"),
-        "package_expires_at": report.get("package_expires_at"),
-    }
+    package = report.get("package")
+    if package:
+        for system, count in package.get("systems", {}).items():
+            label = policy.systems[system].label if system in policy.systems else system
+            actions.append({"system": label, "category": "copy of your data",
+                            "action": "included in your package", "records": count})
+    kept: list[dict[str, Any]] = []  # records kept under a legal hold, once holds apply
+    told = sorted({policy.recipients[r.recipient].name for r in results
+                   if r.recipient and r.recipient in policy.recipients and r.status == "done"
+                   and r.action in _ART19_ACTIONS})
+    summary = "We have completed your request."
+    if told:
+        summary += (" As Art. 19 GDPR requires, we informed the recipients of your data: "
+                    + "; ".join(told) + ".")
+    return {"summary": summary, "actions": actions, "kept": kept,
+            "package_link": package_link, "package_expires_at": package_expires_at}
 
 
 async def build_context(ctx: ActivityContext, row: dict[str, Any], job: LetterJob) -> dict[str, Any]:
@@ -100,9 +111,27 @@ async def build_context(ctx: ActivityContext, row: dict[str, Any], job: LetterJo
         params["reason_label"] = DENIAL_LABELS[params["reason_code"]]
         params["authority"] = policy.authority_for(row["country"]).model_dump(mode="json")
     if job.purpose == "response":
-        params = {"outcome": _outcome(params.pop("report", {})), **params}
+        report = params.pop("report", {})
+        link, expires = None, None
+        if report.get("package"):
+            link, expires = await issue_package_link(ctx, report["package"]["package_id"],
+                                                     policy.package_link_days)
+        params = {"outcome": _outcome(report, policy, link, expires), **params}
     context.update(params)
     return context
+
+
+async def issue_package_link(ctx: ActivityContext, package_id: str, days: int) -> tuple[str, datetime]:
+    """The download link of a package. The token is derived from the secret (so a retried letter
+    carries the same link) and only its hash is stored."""
+    token = keyed_hash(ctx.secret, "package-token", package_id)
+    expires = datetime.now(UTC) + timedelta(days=days)
+    stored = await ctx.pool.fetchval(
+        """UPDATE packages SET token_hash = $2, expires_at = coalesce(expires_at, $3)
+           WHERE id = $1 RETURNING expires_at""",
+        package_id, token_hash(token), expires,
+    )
+    return f"{ctx.settings.base_url}/v1/public/packages/{token}", stored or expires
 
 
 async def deliver_letter(
@@ -120,7 +149,11 @@ async def deliver_letter(
             raise LookupError(f"request {job.request_id} not found")
         context = await build_context(ctx, row, job)
         sent = render_letter(job.purpose, {**context, **(secrets or {})})
-        kept = render_letter(job.purpose, {**context, **{k: "[withheld]" for k in (secrets or {})}})
+        kept_context = {**context, **{k: "[withheld]" for k in (secrets or {})}}
+        if context.get("outcome", {}).get("package_link"):
+            # The stored copy must not open the subject's package.
+            kept_context["outcome"] = {**context["outcome"], "package_link": "[withheld]"}
+        kept = render_letter(job.purpose, kept_context)
         policy = (await ctx.policy(row["policy_version"])).policy
         recipient = policy.controller.staff_email if job.to_staff else row["subject_email"]
 

@@ -1,5 +1,5 @@
-"""Activities of a request's life: registration with deadlines, status changes, events, extension,
-and the plan/execute stage that the processor fan-out fills in."""
+"""Activities of a request's life: registration with deadlines, status changes, events and the
+extension."""
 
 from __future__ import annotations
 
@@ -16,9 +16,7 @@ from schemas.requests import RequestType
 from schemas.workflow import (
     Checkpoints,
     EventRecord,
-    ExecutionReport,
     ExtensionRecord,
-    Plan,
     RequestFacts,
     StartRequest,
     Transition,
@@ -128,13 +126,3 @@ class LifecycleActivities:
                 data={"from": row["due_date"].isoformat(), "to": row["extended_due_date"].isoformat(),
                       "reason": record.reason},
             )
-
-    @activity.defn(name="plan_request")
-    async def plan_request(self, start: StartRequest) -> Plan:
-        """The plan under the request's policy version. Systems join it with the fan-out."""
-        await self.ctx.policy(start.policy_version)  # fails loudly if the snapshot is missing
-        return Plan(request_id=start.request_id, policy_version=start.policy_version, tasks=[])
-
-    @activity.defn(name="execute_plan")
-    async def execute_plan(self, plan: Plan) -> ExecutionReport:
-        return ExecutionReport(results=[])

@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from temporalio.client import Client
 
-from api import codec, health, problems, public, requests
+from api import callbacks, codec, health, problems, public, requests
 from api.state import AppState
 from dsrflow.settings import Settings
 
@@ -43,4 +43,5 @@ def create_app(settings: Settings, *, temporal_client: Client | None = None) -> 
     app.include_router(codec.router)
     app.include_router(requests.router)
     app.include_router(public.router)
+    app.include_router(callbacks.router)
     return app

@@ -5,12 +5,18 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from datetime import UTC, datetime
+
 from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from api.problems import Problem
 from api.service import open_request, run_update
 from activities.verification import code_hash, link_token_hash
+from activities.packages import read_package
+from dsrflow.audit import append_event
+from dsrflow.hashing import token_hash
 from dsrflow.keys import load_secret_key
 from schemas.requests import Channel, NewRequest, PublicNewRequest, SubjectIdentity
 from schemas.workflow import VerifyAttempt
@@ -69,3 +75,28 @@ async def verify(request_id: str, body: VerifyBody, request: Request) -> dict[st
             attempts_left=result.attempts_left, locked=result.locked,
         )
     return {"id": request_id, "verified": True}
+
+
+@router.get("/packages/{token}")
+async def download_package(token: str, request: Request) -> StreamingResponse:
+    """Download an access or portability package with the token from the response letter."""
+    state = request.app.state.dsr
+    if not re.fullmatch(r"[0-9a-f]{64}", token):
+        raise Problem(404, "Not found", "no package for this link")
+    pool = await state.db()
+    row = await pool.fetchrow("SELECT * FROM packages WHERE token_hash = $1", token_hash(token))
+    if row is None:
+        raise Problem(404, "Not found", "no package for this link")
+    if row["expires_at"] is None or row["expires_at"] <= datetime.now(UTC):
+        raise Problem(410, "Link expired", "this download link has expired; ask us for a new one")
+    async with pool.acquire() as conn:
+        await conn.execute("UPDATE packages SET downloaded_at = coalesce(downloaded_at, now()) WHERE id = $1", row["id"])
+        await append_event(
+            conn, event_key=f"{row['request_id']}:downloaded:{row['id']}", request_id=str(row["request_id"]),
+            event_type="package.downloaded", actor="subject", data={"package_id": str(row["id"])},
+        )
+    chunks = read_package(state.settings.home, load_secret_key(state.settings), str(row["id"]))
+    filename = f"{row['kind']}-{str(row['request_id'])[:8]}.zip"
+    return StreamingResponse(chunks, media_type="application/zip",
+                             headers={"Content-Disposition": f'attachment; filename="{filename}"',
+                                      "Cache-Control": "no-store"})

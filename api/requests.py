@@ -12,7 +12,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.auth import Staff, require_role
 from api.service import open_request, request_view, run_update
 from schemas.requests import DenialReason, NewRequest
-from schemas.workflow import CancelInput, DenyInput, ExtendInput, ResendInput
+from schemas.workflow import (
+    CancelInput,
+    DenyInput,
+    ExtendInput,
+    ResendInput,
+    ResolveTaskInput,
+    RetryTaskInput,
+)
 from workflows.dsr import DataSubjectRequestWorkflow
 
 router = APIRouter(prefix="/v1/requests", tags=["requests"])
@@ -96,3 +103,28 @@ async def resend_verification(request_id: str, request: Request,
     """Send the subject a new code and link; the earlier ones stop working and attempts reset."""
     return await _act(request, request_id, DataSubjectRequestWorkflow.resend_verification,
                       ResendInput(actor=staff.actor))
+
+
+class TaskBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    system: str = Field(min_length=1, max_length=64, examples=["billing"])
+
+
+class ResolveBody(TaskBody):
+    note: str = Field(min_length=5, max_length=2000, examples=["Told the provider by e-mail, ticket 88"])
+
+
+@router.post("/{request_id}/retry-task")
+async def retry_task(request_id: str, body: TaskBody, request: Request,
+                     staff: Staff = require_role("compliance")) -> dict[str, Any]:
+    """Run a system's task again after it needed attention (e.g. once the system is back)."""
+    return await _act(request, request_id, DataSubjectRequestWorkflow.retry_task,
+                      RetryTaskInput(system=body.system, actor=staff.actor))
+
+
+@router.post("/{request_id}/resolve-task")
+async def resolve_task(request_id: str, body: ResolveBody, request: Request,
+                       staff: Staff = require_role("compliance")) -> dict[str, Any]:
+    """Record that staff carried out a system's action by other means."""
+    return await _act(request, request_id, DataSubjectRequestWorkflow.resolve_task,
+                      ResolveTaskInput(system=body.system, note=body.note, actor=staff.actor))

@@ -18,9 +18,13 @@ from collections.abc import Callable
 import httpx
 
 from devstack.postgres import EmbeddedPostgres
-from devstack.processes import StackError, ensure_port_free, spawn, stop
+from devstack.demo.email_marketing import BASE_PATH as EMAIL_BASE_PATH
+from devstack.demo.email_marketing_db import ensure_email_marketing_database
+from devstack.demo.sql_systems import ensure_demo_databases
+from devstack.processes import StackError, ensure_port_free, spawn, stop, wait_for_port
 from devstack.smtp_sink import MailSink
 from devstack.temporal_server import TemporalDevServer
+from dsrflow.db import with_database
 from dsrflow.keys import load_keyring
 from dsrflow.migrate import migrate
 from dsrflow.settings import Settings
@@ -52,6 +56,8 @@ class Stack:
             ensure_port_free(s.temporal_ui_port, "Temporal Web UI")
         if not s.smtp_host:
             ensure_port_free(s.smtp_port, "SMTP sink")
+        if s.demo:
+            ensure_port_free(s.demo_opendsr_port, "demo e-mail marketing (OpenDSR) service")
 
     async def start(self) -> None:
         s = self.settings
@@ -59,6 +65,7 @@ class Stack:
         self._check_ports()
         load_keyring(s)  # create the payload key once, before any child races for it
 
+        pg: EmbeddedPostgres | None = None
         if not s.database_url:
             pg = EmbeddedPostgres(self.home / "pg", s.postgres_port)
             pg.start(self.logs / "postgres.log")
@@ -76,15 +83,36 @@ class Stack:
             self._stops.append(("Temporal", temporal.stop))
             await asyncio.to_thread(temporal.wait_ready)
 
-        applied = await migrate(self.env.get("DSRFLOW_DATABASE_URL") or s.effective_database_url)
+        database_url = self.env.get("DSRFLOW_DATABASE_URL") or s.effective_database_url
+        applied = await migrate(database_url)
         if applied:
             _say(f"applied migrations: {', '.join(applied)}")
+        if s.demo:
+            await self._start_demo_systems(database_url, pg)
 
         for role in ("worker", "api"):
             proc = spawn([sys.executable, "-m", "dsrflow.cli", role], env=self.env, log_path=None)
             self._children.append((role, proc))
             self._stops.append((role, lambda p=proc: stop(p, signal.SIGTERM)))
         await self._wait_healthy()
+
+    async def _start_demo_systems(self, database_url: str, server: EmbeddedPostgres | None) -> None:
+        """The demo processor systems of the default policy: three Postgres databases and the
+        OpenDSR e-mail marketing service, seeded once and kept across runs."""
+        port = self.settings.demo_opendsr_port
+        ensure_port_free(port, "demo e-mail marketing (OpenDSR) service")
+        await ensure_demo_databases(server, lambda name: with_database(database_url, name))
+        email_url = with_database(database_url, "email_marketing")
+        await ensure_email_marketing_database(server, email_url)
+        proc = spawn(
+            [sys.executable, "-m", "devstack.demo.email_marketing", "--port", str(port),
+             "--database-url", email_url, "--home", str(self.home / "demo")],
+            env=self.env, log_path=self.logs / "email_marketing.log",
+        )
+        self._children.append(("demo e-mail marketing service", proc))
+        self._stops.append(("demo e-mail marketing service", lambda: stop(proc, signal.SIGTERM)))
+        self.env["DSRFLOW_DEMO_OPENDSR_URL"] = f"http://127.0.0.1:{port}{EMAIL_BASE_PATH}"
+        await asyncio.to_thread(wait_for_port, port, "demo e-mail marketing service", 60, proc)
 
     async def _wait_healthy(self, timeout: float = 90.0) -> None:
         url = f"http://127.0.0.1:{self.settings.api_port}/healthz"
@@ -115,6 +143,8 @@ class Stack:
             f"  PostgreSQL     {self.env.get('DSRFLOW_DATABASE_URL', s.effective_database_url)}",
             f"  Mail           {self.home / 'mail'} (.eml files; SMTP on 127.0.0.1:{s.smtp_port})"
             if not s.smtp_host else f"  SMTP           {s.smtp_host}:{s.smtp_port}",
+            f"  Demo systems   crm, analytics, billing (Postgres), e-mail marketing (OpenDSR at "
+            f"{self.env.get('DSRFLOW_DEMO_OPENDSR_URL')})" if s.demo else "  Demo systems   off",
             f"  Logs           {self.logs}",
             "Press Ctrl-C to stop.",
         ]

@@ -13,6 +13,7 @@ import asyncpg
 from dsrflow.audit import append_event
 from policy.model import LoadedPolicy
 from schemas.requests import NewRequest, RequestStatus
+from schemas.workflow import workflow_id_for  # noqa: F401 - re-exported for callers
 
 
 class IdempotencyConflict(Exception):
@@ -24,11 +25,6 @@ def _fingerprint(new: NewRequest) -> str:
     body = new.model_dump(mode="json", exclude={"received_at"} if new.received_at is None else set())
     body["subject"]["email"] = body["subject"]["email"].lower()
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
-
-
-def workflow_id_for(request_id: str) -> str:
-    """Workflow ids derive from request ids only: never personal data."""
-    return f"dsr-{request_id}"
 
 
 async def record_policy_version(conn: asyncpg.Connection, loaded: LoadedPolicy) -> None:

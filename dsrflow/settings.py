@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     temporal_port: int = _port_field(7233, "DSRFLOW_TEMPORAL_PORT")
     temporal_ui_port: int = _port_field(8233, "DSRFLOW_TEMPORAL_UI_PORT")
     task_queue: str = Field("dsr", validation_alias=AliasChoices("DSRFLOW_TASK_QUEUE"))
+    # `dsrflow up` seeds and starts the demo processor systems (crm, analytics, billing, email).
+    demo: bool = Field(True, validation_alias=AliasChoices("DSRFLOW_DEMO"))
+    demo_opendsr_port: int = _port_field(8100, "DSRFLOW_DEMO_OPENDSR_PORT")
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", validation_alias=AliasChoices("DSRFLOW_LOG_LEVEL")
     )

@@ -8,7 +8,9 @@ import re
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError, field_validator
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError, field_validator, model_validator
 
 from dsrflow.deadlines import Regime
 
@@ -60,12 +62,135 @@ class Authority(_Strict):
     phone: str
 
 
+_IDENT = r"^[a-z_][a-z0-9_]{0,62}$"
+
+
+class Category(_Strict):
+    """A data category from the privacy policy, with the Art. 15 information about it."""
+
+    label: str
+    purposes: list[str]
+    legal_bases: list[str]
+    retention: str
+    source: str = "the data subject"
+
+
+class Recipient(_Strict):
+    """A recipient (processor) named in the privacy policy: told of erasure, rectification and
+    restriction under Art. 19 when it is also a system we fan out to."""
+
+    name: str
+    role: str
+    categories: list[str] = Field(default_factory=list)
+    location: str = "EEA"
+    safeguards: str | None = None
+
+
+class FieldRule(_Strict):
+    """One column: its category, whether the subject provided it, how erasure treats it."""
+
+    category: str
+    provided: bool = True
+    erase: Literal["null", "hash", "fixed", "keep"] = "null"
+    value: str | int | None = None  # for erase: fixed
+    identity: Literal["email", "name", "customer_id"] | None = None  # rectification target
+
+    @model_validator(mode="after")
+    def _fixed_has_value(self):
+        if self.erase == "fixed" and self.value is None:
+            raise ValueError("erase: fixed needs a value")
+        return self
+
+
+class Reference(_Strict):
+    """Rows of this dataset belong to the subject through a parent dataset's rows."""
+
+    dataset: str
+    column: str  # the foreign-key column in this dataset
+    parent_column: str | None = None  # the parent's column it points at; default the parent's key
+
+
+class Dataset(_Strict):
+    name: str = Field(pattern=_IDENT)
+    table: str = Field(pattern=_IDENT)
+    key: str = Field("id", pattern=_IDENT)
+    identify: dict[Literal["email", "customer_id", "name"], str] = Field(default_factory=dict)
+    via: Reference | None = None
+    erasure: Literal["delete", "anonymise"] = "delete"
+    restricted_column: str | None = Field(None, pattern=_IDENT)
+    # Column updates that carry out an objection, per scope, e.g.
+    # {direct_marketing: {marketing_opt_in: false}}.
+    objection_updates: dict[Literal["direct_marketing", "profiling", "legitimate_interest"], dict[str, Any]] = Field(
+        default_factory=dict
+    )
+    fields: dict[str, FieldRule]
+
+    @model_validator(mode="after")
+    def _found_somehow(self):
+        if not self.identify and self.via is None:
+            raise ValueError("needs `identify` (subject identity -> column) or `via` (a parent dataset)")
+        for column in [*self.identify.values(), *self.fields]:
+            if not re.fullmatch(_IDENT, column):
+                raise ValueError(f"{column!r} is not a plain column name")
+        return self
+
+
+class System(_Strict):
+    """A system holding personal data and how to reach it."""
+
+    label: str
+    connector: Literal["sql", "opendsr", "http", "manual_email"]
+    config: dict[str, Any] = Field(default_factory=dict)
+    recipient: str | None = None  # the Recipient this system is, for Art. 19 notices
+    datasets: list[Dataset] = Field(default_factory=list)
+    # Async processors: how long to wait for completion before the task needs attention.
+    completion_timeout_days: int = Field(14, ge=1)
+
+    @model_validator(mode="after")
+    def _datasets(self):
+        names = [d.name for d in self.datasets]
+        if len(set(names)) != len(names):
+            raise ValueError("dataset names must be unique within a system")
+        for dataset in self.datasets:
+            if dataset.via and dataset.via.dataset not in names:
+                raise ValueError(f"dataset {dataset.name!r} refers to unknown dataset {dataset.via.dataset!r}")
+        if self.connector == "sql" and not self.datasets:
+            raise ValueError("a sql system needs datasets")
+        return self
+
+
 class Policy(_Strict):
     controller: Controller
     defaults: Defaults = Defaults()
     verification: Verification = Verification()
     deadline_warnings_days: tuple[int, ...] = (7, 2)
     supervisory_authorities: dict[str, Authority]
+    rights: dict[str, str] = Field(default_factory=dict)
+    categories: dict[str, Category] = Field(default_factory=dict)
+    recipients: dict[str, Recipient] = Field(default_factory=dict)
+    systems: dict[str, System] = Field(default_factory=dict)
+    # Days an access package download link stays valid.
+    package_link_days: int = Field(7, ge=1, le=90)
+
+    @model_validator(mode="after")
+    def _references(self):
+        for name, system in self.systems.items():
+            if not re.fullmatch(_IDENT, name):
+                raise ValueError(f"system name {name!r} must be lower-case letters, digits and _")
+            if system.recipient and system.recipient not in self.recipients:
+                raise ValueError(f"systems.{name}.recipient: unknown recipient {system.recipient!r}")
+            for dataset in system.datasets:
+                for column, rule in dataset.fields.items():
+                    if rule.category not in self.categories:
+                        raise ValueError(
+                            f"systems.{name}.datasets.{dataset.name}.fields.{column}: "
+                            f"unknown category {rule.category!r}"
+                        )
+        for name, recipient in self.recipients.items():
+            unknown = set(recipient.categories) - set(self.categories)
+            if unknown:
+                raise ValueError(f"recipients.{name}.categories: unknown {sorted(unknown)}")
+        return self
 
     def authority_for(self, country: str) -> Authority:
         return self.supervisory_authorities.get(country) or self.supervisory_authorities[self.defaults.country]

@@ -17,6 +17,15 @@ from schemas.requests import DenialReason, RequestStatus, RequestType
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
+def workflow_id_for(request_id: str) -> str:
+    """Workflow ids derive from request ids only: never personal data."""
+    return f"dsr-{request_id}"
+
+
+def task_workflow_id(request_id: str, system: str, action: str, attempt: int) -> str:
+    return f"{workflow_id_for(request_id)}-{system}-{action}-{attempt}"
+
+
 class _Contract(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -142,29 +151,87 @@ class ExtensionRecord(_Contract):
 
 
 class SystemTask(_Contract):
-    """One system's part of a plan; the fan-out fills these in."""
+    """One system's part of a plan."""
 
     system: str
-    action: str
-    detail: dict[str, Any] = Field(default_factory=dict)
+    action: str  # access | erase | rectify | restrict | lift_restriction | object
+    connector: str
+    label: str
+    recipient: str | None = None  # the Art. 19 recipient this system is, if any
+    completion_timeout_days: int = 14
+    scope: str | None = None  # objection scope
 
 
 class Plan(_Contract):
     request_id: str
     policy_version: str
+    request_type: str
     tasks: list[SystemTask] = Field(default_factory=list)
+
+
+class TaskInput(_Contract):
+    request_id: str
+    policy_version: str
+    task: SystemTask
+    attempt: int = 1
+    external_id: str | None = None
 
 
 class TaskResult(_Contract):
     system: str
     action: str
+    status: str  # done | not_found | needs_attention | pending
+    found: int = 0
+    changed: int = 0
+    kept: int = 0
+    datasets: dict[str, dict[str, int]] = Field(default_factory=dict)
+    external_id: str | None = None
+    message: str | None = None
+    attempt: int = 1
+    recipient: str | None = None
+
+    @property
+    def records(self) -> int:
+        return self.found
+
+
+class TaskRecord(_Contract):
+    request_id: str
+    result: TaskResult
+
+
+class ProcessorUpdate(_Contract):
+    """A processor's word on an asynchronous task (verified callback or poll)."""
+
     status: str
-    records: int = 0
-    detail: dict[str, Any] = Field(default_factory=dict)
+    message: str | None = None
+
+
+class RetryTaskInput(_Contract):
+    system: str
+    actor: str = "staff"
+
+
+class ResolveTaskInput(_Contract):
+    """Staff confirm they carried out a system's action by other means (e.g. told a processor
+    whose API has no such request type)."""
+
+    system: str
+    note: str = Field(min_length=5, max_length=2000)
+    actor: str = "staff"
+
+
+class PackageInfo(_Contract):
+    package_id: str
+    kind: str  # access | portability
+    records: int
+    size_bytes: int
+    systems: dict[str, int] = Field(default_factory=dict)
 
 
 class ExecutionReport(_Contract):
     results: list[TaskResult] = Field(default_factory=list)
+    package: PackageInfo | None = None
 
 
 class VerificationState(_Contract):
@@ -196,6 +263,7 @@ class RequestState(_Contract):
     verification: VerificationState | None = None
     plan: Plan | None = None
     results: list[TaskResult] = Field(default_factory=list)
+    package: PackageInfo | None = None
     closed_reason: str | None = None
 
     @field_validator("warnings_sent")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+import yaml
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
@@ -27,6 +28,7 @@ from dsrflow.logging import configure_logging
 from dsrflow.migrate import migrate
 from dsrflow.settings import Settings
 from dsrflow.temporal_client import build_data_converter
+from policy.model import DEFAULT_POLICY
 from workflows.search_attributes import SEARCH_ATTRIBUTES
 
 
@@ -69,7 +71,18 @@ def mail_sink(home: Path) -> Iterator[MailSink]:
 
 
 @pytest.fixture(scope="session")
-def settings(home: Path, database_url: str, mail_sink: MailSink) -> Settings:
+def lifecycle_policy(home: Path) -> Path:
+    """The default policy without processor systems: lifecycle tests exercise deadlines,
+    verification and letters; the fan-out tests bring their own systems (tests/fanout_stack.py)."""
+    content = yaml.safe_load(DEFAULT_POLICY.read_text())
+    content["systems"] = {}
+    path = home / "lifecycle-policy.yaml"
+    path.write_text(yaml.safe_dump(content, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="session")
+def settings(home: Path, database_url: str, mail_sink: MailSink, lifecycle_policy: Path) -> Settings:
     configure_logging(environment="development", level="info")
     return Settings(
         DSRFLOW_HOME=home,
@@ -77,6 +90,7 @@ def settings(home: Path, database_url: str, mail_sink: MailSink) -> Settings:
         SMTP_HOST="127.0.0.1",
         SMTP_PORT=mail_sink.port,
         DSRFLOW_PUBLIC_URL="http://127.0.0.1:8000",
+        DSRFLOW_POLICY=lifecycle_policy,
     )
 
 

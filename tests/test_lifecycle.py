@@ -20,18 +20,18 @@ from workers.dsr_worker import activity_context, build_worker
 from workflows.dsr import DataSubjectRequestWorkflow
 
 
-def _policy(**verification):
-    """The default policy, with verification numbers changed for a test."""
-    content = load_policy().content
+def _policy(settings, **verification):
+    """The tests' policy, with verification numbers changed for a test."""
+    content = load_policy(settings.policy_path).content
     return parse_policy({**content, "verification": {**content["verification"], **verification}})
 
 
-async def _open(env, pool, task_queue, *, loaded=None, received_at=None, attested=False,
+async def _open(env, pool, task_queue, settings, *, loaded=None, received_at=None, attested=False,
                 request_type="erasure") -> str:
     """Store a request received now on the virtual clock (or at `received_at`) and start it."""
     client = env.client
     received_at = received_at or await env.get_current_time()
-    loaded = loaded or load_policy()
+    loaded = loaded or load_policy(settings.policy_path)
     new = NewRequest(type=request_type, subject={"email": f"s{uuid.uuid4().hex[:6]}@example.com"},
                      identity_attested=attested)
     row, _ = await create_request(pool, new, loaded_policy=loaded, actor="test", idempotency_key=None)
@@ -65,9 +65,9 @@ async def test_gdpr_clock_from_31_january(settings, pool, time_skipping, mail_si
     env, client = time_skipping, time_skipping.client
     received = datetime(2027, 1, 31, 9, 0, tzinfo=UTC)
     await _skip_to(env, received)
-    loaded = _policy(expires_after_days=60, reminder_after_days=40)
+    loaded = _policy(settings, expires_after_days=60, reminder_after_days=40)
     async with build_worker(client, settings, pool, task_queue=task_queue):
-        rid = await _open(env, pool, task_queue, loaded=loaded, received_at=received)
+        rid = await _open(env, pool, task_queue, settings, loaded=loaded, received_at=received)
         await wait_for_letter(mail_sink, rid, "verification")
         state = await _state(client, rid)
         assert (state.due_date, state.extended_due_date) == (date(2027, 3, 1), date(2027, 4, 30))
@@ -179,7 +179,7 @@ async def test_five_wrong_codes_lock(settings, pool, time_skipping, mail_sink, t
 async def test_unverified_request_is_reminded_then_closed(settings, pool, time_skipping, mail_sink, task_queue):
     env, client = time_skipping, time_skipping.client
     async with build_worker(client, settings, pool, task_queue=task_queue):
-        rid = await _open(env, pool, task_queue)
+        rid = await _open(env, pool, task_queue, settings)
         await wait_for_letter(mail_sink, rid, "verification")
         await env.sleep(timedelta(days=1, hours=23))
         assert letters_for(mail_sink, rid, "reminder") == []
@@ -202,7 +202,7 @@ async def test_extension_once_before_due_date(settings, pool, time_skipping, mai
     async with build_worker(client, settings, pool, task_queue=task_queue):
         async with api_client(settings, client, task_queue) as http:
             compliance = await staff_headers(pool, "compliance")
-            rid = await _open(env, pool, task_queue, loaded=_policy(expires_after_days=120))
+            rid = await _open(env, pool, task_queue, settings, loaded=_policy(settings, expires_after_days=120))
             await wait_for_letter(mail_sink, rid, "verification")
             reason = "Your request covers nine years of support history across several systems."
             r = await http.post(f"/v1/requests/{rid}/extend", headers=compliance, json={"reason": reason})
@@ -216,7 +216,7 @@ async def test_extension_once_before_due_date(settings, pool, time_skipping, mai
             assert len(letters_for(mail_sink, rid, "extension")) == 1
 
             # Another request whose first due date has passed cannot be extended any more.
-            late = await _open(env, pool, task_queue, loaded=_policy(expires_after_days=120))
+            late = await _open(env, pool, task_queue, settings, loaded=_policy(settings, expires_after_days=120))
             await wait_for_letter(mail_sink, late, "verification")
             state = await _state(client, late)
             await _skip_to(env, datetime.combine(state.due_date + timedelta(days=2), datetime.min.time(), UTC))
@@ -230,7 +230,7 @@ async def test_denial_letter_names_the_authority_and_remedies(settings, pool, ti
     env, client = time_skipping, time_skipping.client
     async with build_worker(client, settings, pool, task_queue=task_queue):
         async with api_client(settings, client, task_queue) as http:
-            rid = await _open(env, pool, task_queue)
+            rid = await _open(env, pool, task_queue, settings)
             await wait_for_letter(mail_sink, rid, "verification")
             r = await http.post(f"/v1/requests/{rid}/deny", headers=await staff_headers(pool),
                                 json={"reason_code": "manifestly_unfounded",
@@ -261,7 +261,7 @@ async def test_letter_retried_after_sending_is_sent_once(settings, pool, time_sk
 
     env, client = time_skipping, time_skipping.client
     async with build_worker(client, settings, pool, task_queue=task_queue, activity_overrides=[send_then_fail]):
-        rid = await _open(env, pool, task_queue, attested=True)
+        rid = await _open(env, pool, task_queue, settings, attested=True)
         await client.get_workflow_handle(workflow_id_for(rid)).result()
     assert len(letters_for(mail_sink, rid, "acknowledgement")) == 1
     assert len(letters_for(mail_sink, rid, "response")) == 1

@@ -12,9 +12,11 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.context import ActivityContext
+from activities.fanout import FanoutActivities
 from activities.letters import LetterActivities
 from activities.lifecycle import LifecycleActivities
 from activities.mail import Mailer
+from activities.packages import PackageActivities
 from activities.verification import VerificationActivities
 from dsrflow.db import create_pool
 from dsrflow.keys import load_secret_key
@@ -22,18 +24,22 @@ from dsrflow.logging import get_logger
 from dsrflow.settings import Settings
 from dsrflow.temporal_client import connect_client
 from workflows.dsr import DataSubjectRequestWorkflow
+from workflows.system_task import SystemTaskWorkflow
 
-WORKFLOWS: Sequence[type] = (DataSubjectRequestWorkflow,)
+WORKFLOWS: Sequence[type] = (DataSubjectRequestWorkflow, SystemTaskWorkflow)
 
 
 def build_activities(ctx: ActivityContext) -> list[Any]:
     lifecycle = LifecycleActivities(ctx)
     letters = LetterActivities(ctx)
     verification = VerificationActivities(ctx)
+    fanout = FanoutActivities(ctx)
+    packages = PackageActivities(ctx)
     return [
         lifecycle.prepare_request, lifecycle.transition, lifecycle.record_event,
-        lifecycle.apply_extension, lifecycle.plan_request, lifecycle.execute_plan,
-        letters.send_letter, verification.issue_verification,
+        lifecycle.apply_extension, letters.send_letter, verification.issue_verification,
+        fanout.plan_request, fanout.run_system_action, fanout.poll_system_action,
+        fanout.record_task_result, packages.build_package,
     ]
 
 

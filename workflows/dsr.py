@@ -29,17 +29,26 @@ with workflow.unsafe.imports_passed_through():
         ExtensionRecord,
         IssueChallenge,
         LetterJob,
+        PackageInfo,
         Plan,
         RequestFacts,
         RequestState,
         ResendInput,
+        ResolveTaskInput,
+        RetryTaskInput,
         StartRequest,
+        SystemTask,
+        TaskInput,
+        TaskRecord,
+        TaskResult,
         Transition,
+        task_workflow_id,
         VerificationState,
         VerifyAttempt,
         VerifyResult,
     )
     from workflows import search_attributes as sa
+    from workflows.system_task import SystemTaskWorkflow
 
 _ACTIVITY = dict(
     start_to_close_timeout=timedelta(minutes=2),
@@ -65,7 +74,9 @@ class DataSubjectRequestWorkflow:
         self._warnings_sent: set[tuple[bool, int]] = set()
         self._overdue = False
         self._plan: Plan | None = None
-        self._report = ExecutionReport()
+        self._results: dict[str, TaskResult] = {}
+        self._package: PackageInfo | None = None
+        self._retrying = 0
 
     # ---- main line ------------------------------------------------------------------------
 
@@ -149,7 +160,7 @@ class DataSubjectRequestWorkflow:
         await self._letter("closed_unverified", params={"expired_at": expired_at.isoformat()})
 
     async def _process(self) -> None:
-        """plan -> execute -> respond. The fan-out fills in the plan's tasks."""
+        """plan -> execute -> respond."""
         if self._status != RequestStatus.in_progress:
             self._set_status(RequestStatus.in_progress)
             await self._transition("in_progress", {"verified_by": self._verified_method})
@@ -162,14 +173,63 @@ class DataSubjectRequestWorkflow:
         )
         if self._closed:
             return
-        self._report = await workflow.execute_activity(
-            "execute_plan", self._plan, result_type=ExecutionReport, **_ACTIVITY
-        )
+        if self._plan.request_type in ("access", "portability"):
+            package = await workflow.execute_activity(
+                "build_package", self._plan, result_type=PackageInfo,
+                start_to_close_timeout=timedelta(hours=2), heartbeat_timeout=timedelta(minutes=5),
+                retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=5)),
+            )
+            self._package = package
+        else:
+            await asyncio.gather(*(self._run_task(task, 1) for task in self._plan.tasks))
+            await self._settle_attention()
         if self._closed:
             return
-        await self._letter("response", params={"report": self._report.model_dump(mode="json")})
+        await self._letter("response", params={"report": self._report_now().model_dump(mode="json")})
         self._set_status(RequestStatus.completed)
         await self._transition("completed", {"tasks": len(self._plan.tasks)})
+
+    async def _run_task(self, task: SystemTask, attempt: int) -> None:
+        self._results[task.system] = TaskResult(
+            system=task.system, action=task.action, status="pending", attempt=attempt,
+            recipient=task.recipient)
+        self._results[task.system] = await workflow.execute_child_workflow(
+            SystemTaskWorkflow.run,
+            TaskInput(request_id=self._request_id, policy_version=self._policy_version,
+                      task=task, attempt=attempt),
+            id=task_workflow_id(self._request_id, task.system, task.action, attempt),
+            result_type=TaskResult,
+        )
+
+    async def _settle_attention(self) -> None:
+        """A system that needs attention holds the response back until staff retry it (or
+        close the request); the other systems have carried on meanwhile."""
+        alerted: set[tuple[str, int]] = set()
+        while not self._closed:
+            stuck = [r for r in self._results.values() if r.status == "needs_attention"]
+            if not stuck and not self._retrying:
+                return
+            for result in stuck:
+                if (result.system, result.attempt) not in alerted:
+                    alerted.add((result.system, result.attempt))
+                    await self._letter(
+                        "staff_alert", key=f"attention:{result.system}:{result.attempt}", to_staff=True,
+                        params={"kind": "needs_attention", "days_left": self._days_left(),
+                                "detail": f"{result.system} ({result.action}): {result.message or 'failed'}"},
+                    )
+            stuck_now = {(r.system, r.attempt) for r in stuck}
+            await workflow.wait_condition(
+                lambda: self._closed or {(r.system, r.attempt) for r in self._results.values()
+                                         if r.status == "needs_attention"} != stuck_now
+                and not self._retrying
+            )
+
+    def _days_left(self) -> int:
+        due = self._current_checkpoints().overdue_at
+        return max((due - workflow.now()).days, 0)
+
+    def _report_now(self) -> ExecutionReport:
+        return ExecutionReport(results=list(self._results.values()), package=self._package)
 
     # ---- deadline watch ---------------------------------------------------------------------
 
@@ -330,6 +390,46 @@ class DataSubjectRequestWorkflow:
     def _validate_cancel(self, request: CancelInput) -> None:
         self._require_open()
 
+    @workflow.update
+    async def retry_task(self, request: RetryTaskInput) -> TaskResult:
+        assert self._plan is not None
+        task = next(t for t in self._plan.tasks if t.system == request.system)
+        self._retrying += 1
+        try:
+            await self._record("task.retried", f"retry:{request.system}:{self._results[request.system].attempt + 1}",
+                               {"system": request.system}, request.actor)
+            await self._run_task(task, self._results[request.system].attempt + 1)
+        finally:
+            self._retrying -= 1
+        return self._results[request.system]
+
+    @retry_task.validator
+    def _validate_retry(self, request: RetryTaskInput) -> None:
+        self._require_attention(request.system)
+
+    @workflow.update
+    async def resolve_task(self, request: ResolveTaskInput) -> TaskResult:
+        result = self._results[request.system].model_copy(update={
+            "status": "done", "message": f"resolved by staff: {request.note}"})
+        self._results[request.system] = result
+        await self._record("task.resolved", f"resolved:{request.system}:{result.attempt}",
+                           {"system": request.system, "note": request.note}, request.actor)
+        await workflow.execute_activity(
+            "record_task_result", TaskRecord(request_id=self._request_id, result=result), **_ACTIVITY)
+        return result
+
+    @resolve_task.validator
+    def _validate_resolve(self, request: ResolveTaskInput) -> None:
+        self._require_attention(request.system)
+
+    def _require_attention(self, system: str) -> None:
+        self._require_open()
+        result = self._results.get(system)
+        if result is None:
+            raise ValueError(f"no task for system {system!r} in this request's plan")
+        if result.status != "needs_attention":
+            raise ValueError(f"the {system} task is {result.status}; only a task needing attention can be retried or resolved")
+
     @workflow.query
     def state(self) -> RequestState:
         facts = self._facts
@@ -349,7 +449,8 @@ class DataSubjectRequestWorkflow:
             warnings_sent=sorted({days for _, days in self._warnings_sent}),
             verification=self._verification_state() if facts else None,
             plan=self._plan,
-            results=self._report.results,
+            results=list(self._results.values()),
+            package=self._package,
             closed_reason=self._closed_reason,
         )
 

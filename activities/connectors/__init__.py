@@ -1,0 +1,42 @@
+"""Connector kinds, one module each; `build_connector` picks the one a system's policy names."""
+
+from __future__ import annotations
+
+import os
+import re
+from importlib import import_module
+from typing import Any
+
+from activities.connectors.base import Connector, ConnectorEnv
+
+_KINDS = {
+    "sql": ("activities.connectors.sql", "SqlConnector"),
+    "opendsr": ("activities.connectors.opendsr", "OpenDsrConnector"),
+}
+_VAR = re.compile(r"\$\{([A-Z0-9_]+)(?::-([^}]*))?\}")
+
+
+def expand_env(value: Any) -> Any:
+    """Replace `${VAR}` and `${VAR:-default}` in connector config strings, recursively. The
+    policy file (and so its version hash) keeps the placeholders, never the values."""
+    if isinstance(value, str):
+        def replace(match: re.Match) -> str:
+            found = os.environ.get(match.group(1))
+            if found is None and match.group(2) is None:
+                raise KeyError(f"environment variable {match.group(1)} is not set")
+            return found if found is not None else match.group(2)
+
+        return _VAR.sub(replace, value)
+    if isinstance(value, dict):
+        return {k: expand_env(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_env(v) for v in value]
+    return value
+
+
+def build_connector(env: ConnectorEnv) -> Connector:
+    kind = env.system.connector
+    if kind not in _KINDS:
+        raise NotImplementedError(f"system {env.system_name}: connector kind {kind!r} is not available")
+    module, name = _KINDS[kind]
+    return getattr(import_module(module), name)(env)

@@ -32,7 +32,8 @@ from dsrflow.logging import configure_logging
 from dsrflow.migrate import migrate
 from dsrflow.settings import Settings
 from dsrflow.temporal_client import build_data_converter
-from schemas.workflow import ExecutionReport, Plan
+from schemas.workflow import PackageInfo, Plan
+from tests.fanout_stack import fanout_stack
 from tests.histories import DIRECTORY, KEYS, key_line
 from tests.support import api_client, staff_headers, text_of, wait_for_letter
 from workers.dsr_worker import activity_context, build_activities, build_worker
@@ -44,14 +45,14 @@ _CODE = re.compile(r"enter:\s*\n\s*(\d{6,10})\s*\n")
 
 
 class PlanGate:
-    """Holds `execute_plan` of chosen requests until released, then runs the real activity.
+    """Holds `build_package` of chosen requests until released, then runs the real activity.
 
     A fan-out takes a while in production; holding it lets a staff update (the extension) arrive
     while the request is in progress, deterministically. The recorded history is the one a slow
     real fan-out would produce.
     """
 
-    def __init__(self, real: Callable[[Plan], Awaitable[ExecutionReport]]) -> None:
+    def __init__(self, real: Callable[[Plan], Awaitable[PackageInfo]]) -> None:
         self.real = real
         self.entered: dict[str, asyncio.Event] = {}
         self.release: dict[str, asyncio.Event] = {}
@@ -61,14 +62,14 @@ class PlanGate:
         self.release[request_id] = asyncio.Event()
 
     def activity(self):
-        @activity.defn(name="execute_plan")
-        async def execute_plan(plan: Plan) -> ExecutionReport:
+        @activity.defn(name="build_package")
+        async def build_package(plan: Plan) -> PackageInfo:
             if plan.request_id in self.release:
                 self.entered[plan.request_id].set()
                 await self.release[plan.request_id].wait()
             return await self.real(plan)
 
-        return execute_plan
+        return build_package
 
 
 async def _history_of(client: Client, request_id: str) -> str:
@@ -81,7 +82,7 @@ async def _history_of(client: Client, request_id: str) -> str:
 async def record_attested_erasure(http: httpx.AsyncClient, pool: asyncpg.Pool, sink: MailSink,
                                   client: Client) -> str:
     r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
-        "type": "erasure", "subject": {"email": "replay.erasure@example.com"},
+        "type": "erasure", "subject": {"email": "grace@example.com"},
         "identity_attested": True})
     r.raise_for_status()
     rid = r.json()["id"]
@@ -91,7 +92,7 @@ async def record_attested_erasure(http: httpx.AsyncClient, pool: asyncpg.Pool, s
 
 async def record_verified_access_extended(http: httpx.AsyncClient, pool: asyncpg.Pool, sink: MailSink,
                                           client: Client, gate: PlanGate) -> str:
-    r = await http.post("/v1/public/requests", json={"type": "access", "email": "replay.access@example.com"})
+    r = await http.post("/v1/public/requests", json={"type": "access", "email": "ada@example.com"})
     assert r.status_code == 202, r.text
     rid = r.json()["id"]
     gate.hold(rid)
@@ -142,13 +143,16 @@ async def main() -> int:
                 search_attributes=SEARCH_ATTRIBUTES,
             )
             pool = await create_pool(url, min_size=1, max_size=10)
-            real = next(a for a in build_activities(activity_context(settings, pool))
-                        if a.__temporal_activity_definition.name == "execute_plan")
-            gate = PlanGate(real)
             histories: dict[str, str] = {}
-            async with build_worker(env.client, settings, pool, task_queue=TASK_QUEUE,
-                                    activity_overrides=[gate.activity()]):
-                async with api_client(settings, env.client, TASK_QUEUE) as http:
+            # The real fan-out, against the demo systems, so replay covers it too.
+            async with fanout_stack(pg, settings, env.client, home) as stack:
+                settings = stack.settings.model_copy(update={"task_queue": TASK_QUEUE})
+                real = next(a for a in build_activities(activity_context(settings, pool))
+                            if a.__temporal_activity_definition.name == "build_package")
+                gate = PlanGate(real)
+                async with build_worker(env.client, settings, pool, task_queue=TASK_QUEUE,
+                                        activity_overrides=[gate.activity()]), \
+                        api_client(settings, env.client, TASK_QUEUE) as http:
                     histories["attested_erasure"] = await record_attested_erasure(
                         http, pool, sink, env.client)
                     histories["verified_access_extended"] = await record_verified_access_extended(

@@ -1,0 +1,90 @@
+"""The one interface every connector kind implements.
+
+Connectors run inside activities only: they receive the subject's identities (personal data) from
+the activity, and return results that carry counts and references, never personal data, because
+results travel back into workflow history.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from policy.model import Policy, System
+
+TaskStatus = Literal["done", "pending", "not_found", "needs_attention"]
+
+
+@dataclass(frozen=True)
+class Subject:
+    """Who the request is about: read from Postgres by the activity, never put in a payload."""
+
+    request_id: str
+    email: str
+    name: str | None = None
+    customer_id: str | None = None
+
+
+@dataclass(frozen=True)
+class AccessRecord:
+    """One record of the subject's data, for the access / portability package."""
+
+    dataset: str
+    category: str
+    provided: bool
+    fields: dict[str, Any]
+
+
+@dataclass
+class ActionOutcome:
+    """What one action did in one system. No personal data: counts, dataset names, references."""
+
+    status: TaskStatus
+    found: int = 0
+    changed: int = 0
+    kept: int = 0
+    # Per-dataset counts, e.g. {"contacts": {"found": 1, "changed": 1}}
+    datasets: dict[str, dict[str, int]] = field(default_factory=dict)
+    # For asynchronous processors: their reference for the job, to poll or match callbacks.
+    external_id: str | None = None
+    message: str | None = None
+
+
+class PermanentConnectorError(Exception):
+    """A failure retrying cannot fix (bad credentials, 4xx): the task needs attention."""
+
+
+class Connector(Protocol):
+    async def access(self, subject: Subject) -> AsyncIterator[AccessRecord]: ...
+
+    async def erase(self, subject: Subject) -> ActionOutcome: ...
+
+    async def rectify(self, subject: Subject, corrections: dict[str, str]) -> ActionOutcome: ...
+
+    async def restrict(self, subject: Subject) -> ActionOutcome: ...
+
+    async def lift_restriction(self, subject: Subject) -> ActionOutcome: ...
+
+    async def object(self, subject: Subject, scope: str) -> ActionOutcome: ...
+
+    async def status(self, subject: Subject, external_id: str) -> ActionOutcome:
+        """For asynchronous processors: where the job stands now."""
+        ...
+
+    # Asynchronous processors may also define `job_id(subject, action) -> str | None`: the id
+    # the job will have, recorded before submission so early callbacks can be matched.
+
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class ConnectorEnv:
+    """What a connector may need from its surroundings."""
+
+    system_name: str
+    system: System
+    policy: Policy
+    settings: Any  # dsrflow.settings.Settings
+    secret: bytes
+    callback_url: str

@@ -1,0 +1,362 @@
+"""OpenDSR v2, controller side: hand access and erasure to a processor that speaks the protocol.
+
+System config (strings go through `expand_env`):
+    base_url            the processor's OpenDSR root, e.g. ${EMAIL_MARKETING_URL:-http://127.0.0.1:8020/opendsr}
+    discovery_path      default /discovery (relative to base_url, or an absolute URL)
+    headers             extra request headers, e.g. authorization (the protocol leaves auth to the processor)
+    regulation          default gdpr
+    category            category of the records access returns, default marketing;
+    categories          or per dataset: {dataset: category}
+    access_timeout_seconds (60), poll_interval_seconds (1), timeout_seconds (30)
+    verify_signatures   default true: status responses must carry a valid X-OpenDSR-Signature
+
+Erasure is asynchronous: `erase` submits and returns `pending` with the subject_request_id as
+external_id; completion arrives as a signed callback at `env.callback_url`, or through `status`.
+Access is synchronous from the caller's side: it submits, polls for a bounded time, and reads
+the results. Request ids are derived from (request, system, action), so a retried activity
+re-submits the same id and the processor answers with the job it already has.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from activities.connectors import expand_env
+from activities.connectors.base import (
+    AccessRecord,
+    ActionOutcome,
+    ConnectorEnv,
+    PermanentConnectorError,
+    Subject,
+    TaskStatus,
+)
+from activities.connectors.opendsr_signature import (
+    SIGNATURE_HEADER,
+    ProcessorCertificateError,
+    ProcessorCertificates,
+)
+from policy.model import Policy, System
+
+API_VERSION = "2.0"
+# Fixed forever: changing it would give retried requests new ids, and so second jobs.
+_ID_NAMESPACE = uuid.UUID("5b1f8a8e-3d4c-4f53-9a51-0d5f0c2e7a11")
+_STATUS: dict[str, TaskStatus] = {
+    "pending": "pending",
+    "in_progress": "pending",
+    "completed": "done",
+    "cancelled": "needs_attention",
+}
+
+
+class OpenDsrUnavailable(Exception):
+    """The processor is unreachable, throttling (429) or failing (5xx): retrying may help."""
+
+
+def subject_request_id(request_id: str, system_name: str, action: str) -> str:
+    """The OpenDSR subject_request_id for one action of one request in one system.
+
+    Name-based (a UUID v5 digest) so retries are idempotent, but carrying the version-4 bits:
+    the specification requires v4 ids and strict processors check them.
+    """
+    digest = uuid.uuid5(_ID_NAMESPACE, f"{request_id}/{system_name}/{action}")
+    return str(uuid.UUID(bytes=digest.bytes, version=4))
+
+
+def discovery_url_for(system: System) -> str:
+    """Where a system's discovery document is: the callback endpoint verifies signatures with
+    the certificate it names (`ProcessorCertificates.verify(discovery_url_for(system), ...)`)."""
+    config = expand_env(system.config)
+    return _join(str(config["base_url"]), str(config.get("discovery_path", "/discovery")))
+
+
+def systems_for_processor_domain(policy: Policy, domain: str) -> list[tuple[str, System]]:
+    """The opendsr systems whose configured host is `domain` (a callback's
+    X-OpenDSR-Processor-Domain header): only their discovery URLs may vouch for the callback.
+    The header picks among our own configuration; it never supplies a URL."""
+    found = []
+    for name, system in policy.systems.items():
+        if system.connector == "opendsr" and urlsplit(discovery_url_for(system)).hostname == domain.strip().lower():
+            found.append((name, system))
+    return found
+
+
+def outcome_from_status(document: dict[str, Any]) -> ActionOutcome:
+    """An ActionOutcome from a status response or (verified) callback body."""
+    state = document.get("request_status")
+    status = _STATUS.get(state, "needs_attention") if isinstance(state, str) else "needs_attention"
+    count = document.get("results_count")
+    count = count if isinstance(count, int) and count >= 0 else 0
+    message = None
+    if state == "cancelled":
+        message = "the processor reports the request as cancelled"
+    elif status == "needs_attention":
+        message = "the processor reported an unknown request status"
+    return ActionOutcome(
+        status=status,
+        # Only erasure is followed through status/callbacks: its count is what was erased.
+        found=count if status == "done" else 0,
+        changed=count if status == "done" else 0,
+        external_id=document.get("subject_request_id"),
+        message=message,
+    )
+
+
+def _join(base_url: str, path: str) -> str:
+    if urlsplit(path).scheme:
+        return path
+    return base_url.rstrip("/") + "/" + path.lstrip("/")
+
+
+class OpenDsrConnector:
+    def __init__(self, env: ConnectorEnv) -> None:
+        self.env = env
+        self.name = env.system_name
+        config = expand_env(env.system.config)
+        if not config.get("base_url"):
+            raise PermanentConnectorError(f"system {self.name}: the opendsr connector needs config.base_url")
+        self.base_url = str(config["base_url"]).rstrip("/")
+        self.discovery_url = _join(self.base_url, str(config.get("discovery_path", "/discovery")))
+        self.regulation = str(config.get("regulation", "gdpr"))
+        self.category = str(config.get("category", "marketing"))
+        self.categories: dict[str, str] = dict(config.get("categories") or {})
+        self.access_timeout = float(config.get("access_timeout_seconds", 60))
+        self.poll_interval = float(config.get("poll_interval_seconds", 1.0))
+        self.verify_signatures = bool(config.get("verify_signatures", True))
+        self._auth_headers = {str(k): str(v) for k, v in (config.get("headers") or {}).items()}
+        self._http = httpx.AsyncClient(
+            timeout=float(config.get("timeout_seconds", 30)), headers={"Accept": "application/json"}
+        )
+        self._certificates = ProcessorCertificates(self._http)
+        self._discovery: dict[str, Any] | None = None
+
+    # -- the Connector interface -----------------------------------------------------------
+
+    async def erase(self, subject: Subject) -> ActionOutcome:
+        return await self._submit(subject, "erasure")
+
+    async def status(self, subject: Subject, external_id: str) -> ActionOutcome:
+        return outcome_from_status(await self._request_status(external_id))
+
+    def job_id(self, subject: Subject, action: str) -> str | None:
+        """The id a job will carry, known before it is submitted: the fan-out records it first so
+        a callback that beats the activity's own report still finds its task."""
+        kind = {"erase": "erasure"}.get(action)
+        return subject_request_id(subject.request_id, self.name, kind) if kind else None
+
+    async def access(self, subject: Subject) -> AsyncIterator[AccessRecord]:
+        outcome = await self._submit(subject, "access")
+        if outcome.status != "pending" or outcome.external_id is None:
+            raise PermanentConnectorError(f"system {self.name}: {outcome.message}")
+        document = await self._wait_until_completed(outcome.external_id)
+        results_url = document.get("results_url")
+        if not results_url:
+            return  # completed without results: the processor holds nothing about the subject
+        response = await self._call("GET", str(results_url), signed="if_present")
+        for dataset, provided, records in self._datasets(response.json()):
+            for record in records:
+                if isinstance(record, dict):
+                    yield AccessRecord(
+                        dataset=dataset,
+                        category=self.categories.get(dataset, self.category),
+                        provided=provided,
+                        fields=record,
+                    )
+
+    async def object(self, subject: Subject, scope: str) -> ActionOutcome:
+        if scope != "direct_marketing":
+            return ActionOutcome(
+                status="not_found",
+                message=f"{self.env.system.label} is only used for direct marketing: "
+                f"an objection to {scope} has nothing to act on here",
+            )
+        # OpenDSR v2 has no objection type; the demo processor advertises an `unsubscribe`
+        # extension in its discovery document. Only ever sent to the processor's own host.
+        extension = ((await self._discover()).get("extensions") or {}).get("unsubscribe")
+        unsubscribe_url = extension.get("url") if isinstance(extension, dict) else None
+        if not isinstance(unsubscribe_url, str) or urlsplit(unsubscribe_url).netloc != urlsplit(self.base_url).netloc:
+            return self._manual(
+                "objection", "ask the processor to stop direct marketing to the subject and suppress the address"
+            )
+        email_hash = hashlib.sha256(subject.email.strip().lower().encode("utf-8")).hexdigest()
+        response = await self._call("POST", unsubscribe_url, json={"email_hash": email_hash})
+        result = response.json()
+        matched, unsubscribed = int(result.get("matched", 0)), int(result.get("unsubscribed", 0))
+        return ActionOutcome(
+            status="done" if matched else "not_found",
+            found=matched,
+            changed=unsubscribed,
+            datasets={"subscribers": {"found": matched, "changed": unsubscribed}},
+            message=None if matched else "not a subscriber; the address is suppressed against future marketing",
+        )
+
+    async def rectify(self, subject: Subject, corrections: dict[str, str]) -> ActionOutcome:
+        return self._manual("rectification", "send the processor the correction (Art. 16 and 19)")
+
+    async def restrict(self, subject: Subject) -> ActionOutcome:
+        return self._manual("restriction", "ask the processor to restrict processing (Art. 18 and 19)")
+
+    async def lift_restriction(self, subject: Subject) -> ActionOutcome:
+        return self._manual("lifting a restriction", "tell the processor the restriction has ended (Art. 18(3))")
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    # -- protocol --------------------------------------------------------------------------
+
+    def _manual(self, what: str, todo: str) -> ActionOutcome:
+        return ActionOutcome(
+            status="needs_attention",
+            message=f"OpenDSR v2 has no request type for {what}, so nothing was sent to "
+            f"{self.env.system.label}: the processor must be told manually — {todo}",
+        )
+
+    def _not_sent(self, why: str) -> ActionOutcome:
+        return ActionOutcome(
+            status="needs_attention",
+            message=f"nothing was sent to {self.env.system.label} over OpenDSR because {why}: "
+            "the processor must be told manually",
+        )
+
+    async def _discover(self) -> dict[str, Any]:
+        if self._discovery is None:
+            document = (await self._call("GET", self.discovery_url)).json()
+            if not isinstance(document, dict):
+                raise PermanentConnectorError(f"system {self.name}: the discovery document is not a JSON object")
+            self._discovery = document
+        return self._discovery
+
+    def _identities(self, subject: Subject, discovery: dict[str, Any]) -> list[dict[str, str]]:
+        supported = {
+            (i.get("identity_type"), i.get("identity_format"))
+            for i in discovery.get("supported_identities") or [] if isinstance(i, dict)
+        }
+        email = subject.email.strip()
+        if ("email", "raw") in supported:
+            return [{"identity_type": "email", "identity_value": email, "identity_format": "raw"}]
+        if ("email", "sha256") in supported:
+            digest = hashlib.sha256(email.lower().encode("utf-8")).hexdigest()
+            return [{"identity_type": "email", "identity_value": digest, "identity_format": "sha256"}]
+        return []
+
+    async def _submit(self, subject: Subject, kind: str) -> ActionOutcome:
+        discovery = await self._discover()
+        if kind not in (discovery.get("supported_subject_request_types") or []):
+            return self._not_sent(f"its discovery document does not offer {kind} requests")
+        identities = self._identities(subject, discovery)
+        if not identities:
+            return self._not_sent("it accepts no e-mail identity (raw or sha256)")
+        request_id = subject_request_id(subject.request_id, self.name, kind)
+        body = {
+            "subject_request_id": request_id,
+            "subject_request_type": kind,
+            "subject_identities": identities,
+            "submitted_time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+            "regulation": self.regulation,
+            "status_callback_urls": [self.env.callback_url] if self.env.callback_url else [],
+            "api_version": API_VERSION,
+        }
+        response = await self._call("POST", f"{self.base_url}/requests", json=body, accept=(409,))
+        # Some processors answer a re-submitted id with 409: the job exists, so follow it.
+        answer = {"subject_request_id": request_id} if response.status_code == 409 else response.json()
+        if not isinstance(answer, dict) or answer.get("subject_request_id") != request_id:
+            raise PermanentConnectorError(f"system {self.name}: the processor acknowledged a different request id")
+        expected = answer.get("expected_completion_time")
+        return ActionOutcome(
+            status="pending",
+            external_id=request_id,
+            message=f"processor expects completion by {expected}" if expected else None,
+        )
+
+    async def _request_status(self, external_id: str) -> dict[str, Any]:
+        response = await self._call("GET", f"{self.base_url}/requests/{external_id}", signed=True)
+        document = response.json()
+        if not isinstance(document, dict) or document.get("subject_request_id") != external_id:
+            raise PermanentConnectorError(f"system {self.name}: status response is for a different request")
+        return document
+
+    async def _wait_until_completed(self, external_id: str) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.access_timeout
+        while True:
+            document = await self._request_status(external_id)
+            state = document.get("request_status")
+            if state == "completed":
+                return document
+            if state not in ("pending", "in_progress"):
+                raise PermanentConnectorError(f"system {self.name}: access request {external_id} is {state}")
+            if loop.time() + self.poll_interval > deadline:
+                # Retryable: the retry re-submits the same id and keeps waiting for the same job.
+                raise OpenDsrUnavailable(
+                    f"system {self.name}: access request {external_id} not completed within "
+                    f"{self.access_timeout:.0f}s"
+                )
+            await asyncio.sleep(self.poll_interval)
+
+    @staticmethod
+    def _datasets(results: Any) -> list[tuple[str, bool, list[Any]]]:
+        """Results as (dataset, provided, records): a list of {name, provided, records}, or a
+        plain {dataset: [records]} mapping (then nothing is marked as provided)."""
+        datasets = results.get("datasets") if isinstance(results, dict) else None
+        if isinstance(datasets, list):
+            return [
+                (str(d.get("name")), bool(d.get("provided", False)), list(d.get("records") or []))
+                for d in datasets if isinstance(d, dict) and d.get("name")
+            ]
+        if isinstance(datasets, dict):
+            return [(str(k), False, list(v or [])) for k, v in datasets.items()]
+        return []
+
+    async def _call(
+        self,
+        method: str,
+        url: str,
+        *,
+        json: dict[str, Any] | None = None,
+        signed: bool | str = False,
+        accept: tuple[int, ...] = (),
+    ) -> httpx.Response:
+        """One HTTP exchange. Errors name the system, method, path and status, never the subject.
+
+        `signed`: True when the response must carry a valid signature (status responses),
+        "if_present" when one is checked only if sent (results: their transport is not specified).
+        """
+        path = urlsplit(url).path
+        same_host = urlsplit(url).netloc == urlsplit(self.base_url).netloc
+        try:
+            response = await self._http.request(
+                method, url, json=json, headers=self._auth_headers if same_host else None
+            )
+        except httpx.TransportError as exc:
+            raise OpenDsrUnavailable(f"system {self.name}: {method} {path} failed: {type(exc).__name__}") from exc
+        code = response.status_code
+        if code == 429 or code >= 500:
+            raise OpenDsrUnavailable(f"system {self.name}: processor answered HTTP {code} to {method} {path}")
+        if code in accept:
+            return response
+        if not response.is_success:
+            raise PermanentConnectorError(f"system {self.name}: processor answered HTTP {code} to {method} {path}")
+        if signed == "if_present" and SIGNATURE_HEADER not in response.headers:
+            return response
+        if signed and self.verify_signatures:
+            await self._check_signature(response, f"{method} {path}")
+        return response
+
+    async def _check_signature(self, response: httpx.Response, what: str) -> None:
+        try:
+            valid = await self._certificates.verify(
+                self.discovery_url, response.content, response.headers.get(SIGNATURE_HEADER)
+            )
+        except ProcessorCertificateError as exc:
+            raise OpenDsrUnavailable(f"system {self.name}: cannot get the processor certificate: {exc}") from None
+        if not valid:
+            raise PermanentConnectorError(
+                f"system {self.name}: the response to {what} is not signed by the processor certificate"
+            )

@@ -1,0 +1,182 @@
+"""OpenDSR signatures: processors sign callbacks (and responses) over the raw body with the key of
+the certificate their discovery document points at; controllers verify before parsing anything.
+
+Signatures are RSASSA-PKCS1-v1_5 over SHA-256 (ECDSA over SHA-256 is accepted too: both are
+FIPS 186-4 schemes), sent base64-encoded in `X-OpenDSR-Signature`.
+
+We check that the signature matches the certificate the processor publishes at its configured
+discovery URL; we do not validate the certificate chain. The specification asks processors for a
+CA-issued certificate, the demo processor uses a self-signed one, and the trust anchor here is the
+discovery URL in our own policy, fetched by us.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import datetime as dt
+import ipaddress
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.x509.oid import NameOID
+
+SIGNATURE_HEADER = "X-OpenDSR-Signature"
+DOMAIN_HEADER = "X-OpenDSR-Processor-Domain"
+
+_CERTIFICATE_YEARS = 10
+
+
+class ProcessorCertificateError(Exception):
+    """The processor's certificate cannot be obtained: discovery or certificate fetch failed, or
+    what came back is not a usable certificate."""
+
+
+def sign(body: bytes, private_key_pem: bytes) -> str:
+    """The base64 signature of `body`, exactly as it goes over the wire."""
+    key = serialization.load_pem_private_key(private_key_pem, password=None)
+    if isinstance(key, rsa.RSAPrivateKey):
+        signature = key.sign(body, padding.PKCS1v15(), hashes.SHA256())
+    elif isinstance(key, ec.EllipticCurvePrivateKey):
+        signature = key.sign(body, ec.ECDSA(hashes.SHA256()))
+    else:
+        raise ValueError(f"unsupported signing key type {type(key).__name__}")
+    return base64.b64encode(signature).decode("ascii")
+
+
+def verify(body: bytes, signature_b64: str, certificate_pem: bytes) -> bool:
+    """Whether `signature_b64` is a valid signature of the raw `body` by the certificate's key.
+
+    Never raises: a malformed signature, header or certificate is simply not a valid signature.
+    """
+    try:
+        signature = base64.b64decode("".join(signature_b64.split()), validate=True)
+        public_key = x509.load_pem_x509_certificate(certificate_pem).public_key()
+        if isinstance(public_key, rsa.RSAPublicKey):
+            public_key.verify(signature, body, padding.PKCS1v15(), hashes.SHA256())
+        elif isinstance(public_key, ec.EllipticCurvePublicKey):
+            public_key.verify(signature, body, ec.ECDSA(hashes.SHA256()))
+        else:
+            return False
+    except (InvalidSignature, ValueError, TypeError, binascii.Error, AttributeError):
+        return False
+    return True
+
+
+def generate_processor_identity(common_name: str) -> tuple[bytes, bytes]:
+    """A new RSA 2048 key and a self-signed certificate for it, valid for ten years.
+
+    Returns (private key PEM, certificate PEM). `common_name` is the processor's domain; it also
+    goes in the subject alternative name, as an IP address when it is one.
+    """
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([
+        x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "dsrflow demo processor"),
+    ])
+    try:
+        alt_name: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(common_name))
+    except ValueError:
+        alt_name = x509.DNSName(common_name)
+    now = dt.datetime.now(dt.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=365 * _CERTIFICATE_YEARS + 2))
+        .add_extension(x509.SubjectAlternativeName([alt_name]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True, content_commitment=False, key_encipherment=False,
+                data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
+                encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return key_pem, certificate.public_bytes(serialization.Encoding.PEM)
+
+
+class ProcessorCertificates:
+    """Processor certificates by discovery URL, fetched once and kept until invalidated.
+
+    `get` reads the discovery document, follows its `processor_certificate` URL (which must be on
+    the discovery document's host, as the specification requires) and caches the PEM. A callback
+    whose signature fails against a cached certificate may come after a key rotation: `verify`
+    retries once with a freshly fetched certificate.
+    """
+
+    def __init__(self, client: httpx.AsyncClient | None = None, *, timeout: float = 10.0) -> None:
+        self._client = client or httpx.AsyncClient(timeout=timeout)
+        self._owns_client = client is None
+        self._cache: dict[str, bytes] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def get(self, discovery_url: str) -> bytes:
+        cached = self._cache.get(discovery_url)
+        if cached is not None:
+            return cached
+        lock = self._locks.setdefault(discovery_url, asyncio.Lock())
+        async with lock:
+            cached = self._cache.get(discovery_url)
+            if cached is None:
+                cached = await self._fetch(discovery_url)
+                self._cache[discovery_url] = cached
+            return cached
+
+    def invalidate(self, discovery_url: str) -> None:
+        self._cache.pop(discovery_url, None)
+
+    async def verify(self, discovery_url: str, body: bytes, signature_b64: str | None) -> bool:
+        """Verify a raw body against the processor's certificate, refreshing it once on failure.
+
+        Raises ProcessorCertificateError only when no certificate can be obtained at all.
+        """
+        if not signature_b64:
+            return False
+        if verify(body, signature_b64, await self.get(discovery_url)):
+            return True
+        self.invalidate(discovery_url)
+        return verify(body, signature_b64, await self.get(discovery_url))
+
+    async def aclose(self) -> None:
+        if self._owns_client:
+            await self._client.aclose()
+
+    async def _fetch(self, discovery_url: str) -> bytes:
+        try:
+            response = await self._client.get(discovery_url, headers={"Accept": "application/json"})
+            response.raise_for_status()
+            location = response.json().get("processor_certificate")
+        except (httpx.HTTPError, ValueError, AttributeError) as exc:
+            raise ProcessorCertificateError(f"discovery document {discovery_url}: {exc}") from None
+        if not isinstance(location, str) or not location:
+            raise ProcessorCertificateError(f"discovery document {discovery_url} names no processor_certificate")
+        certificate_url = urljoin(discovery_url, location)
+        if urlsplit(certificate_url).hostname != urlsplit(discovery_url).hostname:
+            raise ProcessorCertificateError(
+                f"discovery document {discovery_url}: processor_certificate is on another host"
+            )
+        try:
+            response = await self._client.get(certificate_url)
+            response.raise_for_status()
+            pem = response.content
+            x509.load_pem_x509_certificate(pem)
+        except httpx.HTTPError as exc:
+            raise ProcessorCertificateError(f"processor certificate {certificate_url}: {exc}") from None
+        except ValueError:
+            raise ProcessorCertificateError(f"processor certificate {certificate_url} is not a PEM certificate") from None
+        return pem

@@ -1,0 +1,334 @@
+"""The `sql` connector: a PostgreSQL database whose tables the policy describes as datasets.
+
+Everything about the database comes from the policy: which tables, how a row is found to be the
+subject's (an identity column, or a parent dataset's row it points at), what each column is and
+what erasure does to it. The code holds no table or column names.
+
+Rules worth knowing:
+- rows are the subject's when an identity column matches (e-mail case-insensitively, customer id;
+  a name only in a dataset that has no e-mail / customer-id column), or when they point at the
+  subject's rows of the `via` parent dataset, recursively;
+- erasure runs in one transaction, children before parents. `delete` deletes; `anonymise` applies
+  the field rules. A parent whose rows an anonymised child keeps pointing at (its link column is
+  not erased to null) is anonymised instead of deleted, so no foreign key is broken;
+- `hash` writes keyed_hash(secret, system, dataset, column, value); a value that already is such a
+  digest (64 hex characters) is left alone, so running erasure again changes nothing;
+- the database schema is checked against the policy on first use: a missing table or column is a
+  PermanentConnectorError naming system, dataset and column, and so is any data error;
+  unreachable databases raise SqlSystemUnavailable, which retrying can fix.
+Messages carry names and counts, never the subject's values.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections import defaultdict
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
+from datetime import date, datetime, time
+from decimal import Decimal
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import asyncpg
+
+from activities.connectors import expand_env
+from activities.connectors.base import AccessRecord, ActionOutcome, ConnectorEnv, PermanentConnectorError, Subject
+from activities.connectors.sql_queries import (
+    SCHEMA_QUERY,
+    TEXT_TYPES,
+    Plan,
+    delete_rows,
+    select_fields,
+    select_keys_page,
+    update_by_key,
+    update_rows,
+)
+from dsrflow.hashing import keyed_hash
+from policy.model import Dataset
+
+_DIGEST = re.compile(r"[0-9a-f]{64}")
+_TRANSIENT = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InsufficientResourcesError,
+    asyncpg.exceptions.TransactionRollbackError,
+)
+_CONFIGURATION = (
+    asyncpg.exceptions.SyntaxOrAccessError,  # undefined table / column, privileges
+    asyncpg.InvalidCatalogNameError,  # no such database
+    asyncpg.InvalidAuthorizationSpecificationError,  # bad user or password
+)
+
+
+class SqlSystemUnavailable(ConnectionError):
+    """The database cannot be reached right now; the activity's retry policy should try again."""
+
+
+def plain(value: Any) -> Any:
+    """A column value as JSON-friendly data for the access package: dates as ISO 8601, decimals
+    as exact strings, addresses and other types as their text."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (datetime, date, time)):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).hex()
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    return str(value)
+
+
+def _category_groups(dataset: Dataset) -> list[tuple[str, bool, list[str]]]:
+    groups: dict[tuple[str, bool], list[str]] = {}
+    for column, rule in dataset.fields.items():
+        groups.setdefault((rule.category, rule.provided), []).append(column)
+    return [(category, provided, columns) for (category, provided), columns in groups.items()]
+
+
+def _rowcount(status: str) -> int:
+    """The row count at the end of a command status such as 'DELETE 3'."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
+class SqlConnector:
+    prefetch = 500  # rows per round trip of the access cursor: memory stays flat
+    page = 500  # rows per page when erasure hashes values in Python
+
+    def __init__(self, env: ConnectorEnv) -> None:
+        self.env = env
+        self.name = env.system_name
+        try:
+            self.plan = Plan(env.system)
+        except ValueError as exc:
+            raise PermanentConnectorError(f"system {self.name!r}: {exc}") from None
+        self._pool: asyncpg.Pool | None = None
+        self._pool_lock = asyncio.Lock()
+        self._types: dict[str, dict[str, str]] | None = None  # table -> column -> SQL type
+
+    # Connection, schema check, errors ---------------------------------------------------------
+
+    def _url(self) -> str:
+        try:
+            config = expand_env(self.env.system.config)
+        except KeyError as exc:
+            raise PermanentConnectorError(f"system {self.name!r}: config: {exc.args[0]}") from None
+        if config.get("url"):
+            return str(config["url"])
+        if not config.get("database"):
+            raise PermanentConnectorError(f"system {self.name!r}: config needs `database` or `url`")
+        base = urlsplit(self.env.settings.effective_database_url)
+        return urlunsplit(base._replace(path="/" + quote(str(config["database"]))))
+
+    @contextmanager
+    def _mapped(self, dataset: str | None = None) -> Iterator[None]:
+        where = f"system {self.name!r}" + (f", dataset {dataset!r}" if dataset else "")
+        try:
+            yield
+        except (PermanentConnectorError, SqlSystemUnavailable):
+            raise
+        except _CONFIGURATION as exc:
+            raise PermanentConnectorError(f"{where}: {exc}") from None
+        except asyncpg.DataError as exc:
+            # The server's message may quote a value (a correction, an e-mail): name the kind only.
+            raise PermanentConnectorError(f"{where}: {type(exc).__name__} (SQLSTATE {exc.sqlstate})") from None
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            raise PermanentConnectorError(
+                f"{where}: {type(exc).__name__} on constraint {exc.constraint_name!r}"
+            ) from None
+        except _TRANSIENT as exc:
+            raise SqlSystemUnavailable(f"{where}: database unavailable ({type(exc).__name__})") from None
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
+        with self._mapped():
+            async with self._pool_lock:
+                if self._pool is None:
+                    self._pool = await asyncpg.create_pool(self._url(), min_size=0, max_size=2)
+            async with self._pool.acquire() as conn:
+                if self._types is None:
+                    self._types = await self._check_schema(conn)
+                yield conn
+
+    async def _check_schema(self, conn: asyncpg.Connection) -> dict[str, dict[str, str]]:
+        used = [(d, self.plan.columns_used(d)) for d in self.plan.parents_first]
+        tables = sorted({table for _, by_table in used for table in by_table})
+        types: dict[str, dict[str, str]] = defaultdict(dict)
+        for row in await conn.fetch(SCHEMA_QUERY, tables):
+            types[row["table"]][row["column"]] = row["type"]
+        for dataset, by_table in used:
+            where = f"system {self.name!r}, dataset {dataset.name!r}"
+            for table, columns in by_table.items():
+                if table not in types:
+                    raise PermanentConnectorError(f"{where}: table {table!r} does not exist")
+                for column in sorted(columns - types[table].keys()):
+                    raise PermanentConnectorError(f"{where}: column {column!r} does not exist in table {table!r}")
+            for column, rule in dataset.fields.items():
+                if rule.erase == "hash" and types[dataset.table][column].split("(")[0] not in TEXT_TYPES:
+                    raise PermanentConnectorError(f"{where}: column {column!r}: erase: hash needs a text column")
+        return dict(types)
+
+    def _column_types(self, dataset: Dataset) -> Mapping[str, str]:
+        assert self._types is not None
+        return self._types[dataset.table]
+
+    async def _update(self, conn: asyncpg.Connection, dataset: Dataset, subject: Subject,
+                      values: Mapping[str, Any]) -> dict[str, int]:
+        sql, args = update_rows(self.plan, dataset, subject, values, self._column_types(dataset))
+        with self._mapped(dataset.name):
+            row = await conn.fetchrow(sql, *args)
+        return {"found": row["found"], "changed": row["changed"]}
+
+    @staticmethod
+    def _outcome(counts: dict[str, dict[str, int]], message: str | None = None) -> ActionOutcome:
+        found = sum(c["found"] for c in counts.values())
+        changed = sum(c["changed"] for c in counts.values())
+        # Nothing to apply in this system is done; something to apply but no rows is not_found.
+        status = "done" if found or not counts else "not_found"
+        return ActionOutcome(status=status, found=found, changed=changed,
+                             datasets=counts, message=message)
+
+    # Actions --------------------------------------------------------------------------------
+
+    async def access(self, subject: Subject) -> AsyncIterator[AccessRecord]:
+        """Every row of the subject's, once per category its listed columns belong to. One read-
+        only snapshot across datasets; a server-side cursor per dataset."""
+        async with self._connection() as conn:
+            with self._mapped():
+                async with conn.transaction(isolation="repeatable_read", readonly=True):
+                    for dataset in self.plan.parents_first:
+                        groups = _category_groups(dataset)
+                        sql, args = select_fields(self.plan, dataset, subject)
+                        with self._mapped(dataset.name):
+                            async for row in conn.cursor(sql, *args, prefetch=self.prefetch):
+                                for category, provided, columns in groups:
+                                    yield AccessRecord(
+                                        dataset=dataset.name, category=category, provided=provided,
+                                        fields={c: plain(row[c]) for c in columns},
+                                    )
+
+    async def erase(self, subject: Subject) -> ActionOutcome:
+        counts: dict[str, dict[str, int]] = {}
+        async with self._connection() as conn:
+            with self._mapped():
+                async with conn.transaction():
+                    for dataset in self.plan.children_first:
+                        if self.plan.erasure[dataset.name] == "delete":
+                            sql, args = delete_rows(self.plan, dataset, subject)
+                            with self._mapped(dataset.name):
+                                deleted = _rowcount(await conn.execute(sql, *args))
+                            counts[dataset.name] = {"found": deleted, "changed": deleted, "deleted": deleted}
+                        else:
+                            counts[dataset.name] = await self._anonymise(conn, dataset, subject)
+        return self._outcome(counts)
+
+    async def _anonymise(self, conn: asyncpg.Connection, dataset: Dataset, subject: Subject) -> dict[str, int]:
+        rules = {c: r for c, r in dataset.fields.items() if r.erase != "keep"}
+        hashed = [c for c, r in rules.items() if r.erase == "hash"]
+        values = {c: (None if r.erase == "null" else r.value) for c, r in rules.items() if r.erase != "hash"}
+        types = self._column_types(dataset)
+        if not hashed:
+            if not values:  # every field kept: nothing to change, but say what was found
+                sql, args = select_keys_page(self.plan, dataset, subject, [], None, 2**31 - 1)
+                with self._mapped(dataset.name):
+                    found = len(await conn.fetch(sql, *args))
+                return {"found": found, "changed": 0, "anonymised": 0}
+            counts = await self._update(conn, dataset, subject, values)
+            return {**counts, "anonymised": counts["changed"]}
+        # Hashes are computed here (the secret never goes to the database): page through the
+        # subject's rows by key and update each one.
+        update_sql, constant_args = update_by_key(dataset, hashed, values, types)
+        found, after = 0, None
+        with self._mapped(dataset.name):
+            while True:
+                sql, args = select_keys_page(self.plan, dataset, subject, hashed, after, self.page)
+                rows = await conn.fetch(sql, *args)
+                if not rows:
+                    break
+                await conn.executemany(update_sql, [
+                    (row[0], *(self._hash(dataset, c, row[i + 1]) for i, c in enumerate(hashed)), *constant_args)
+                    for row in rows
+                ])
+                found += len(rows)
+                after = rows[-1][0]
+        return {"found": found, "changed": found, "anonymised": found}
+
+    def _hash(self, dataset: Dataset, column: str, value: Any) -> str | None:
+        if value is None:
+            return None
+        text = str(value)
+        if _DIGEST.fullmatch(text):
+            return text
+        return keyed_hash(self.env.secret, self.name, dataset.name, column, text)
+
+    async def rectify(self, subject: Subject, corrections: dict[str, str]) -> ActionOutcome:
+        """A key is an identity ("email", "name", "customer_id": every column declaring it) or a
+        column name listed in a dataset's fields; keys matching nothing are named in the message."""
+        plans: dict[str, dict[str, Any]] = {}
+        used: set[str] = set()
+        for dataset in self.plan.children_first:  # children first: parents still match as before
+            updates = {}
+            for key, value in corrections.items():
+                for column, rule in dataset.fields.items():
+                    if rule.identity == key or column == key:
+                        updates[column] = value
+                        used.add(key)
+            if updates:
+                plans[dataset.name] = updates
+        counts: dict[str, dict[str, int]] = {}
+        if plans:
+            async with self._connection() as conn:
+                with self._mapped():
+                    async with conn.transaction():
+                        for name, updates in plans.items():
+                            dataset = self.plan.datasets[name]
+                            counts[name] = await self._update(conn, dataset, subject, updates)
+        unknown = sorted(set(corrections) - used)
+        message = f"no field in this system for: {', '.join(unknown)}" if unknown else None
+        return self._outcome(counts, message)
+
+    async def _set_everywhere(self, subject: Subject, updates: dict[str, dict[str, Any]],
+                              message: str | None = None) -> ActionOutcome:
+        counts: dict[str, dict[str, int]] = {}
+        if updates:
+            async with self._connection() as conn:
+                with self._mapped():
+                    async with conn.transaction():
+                        for name, values in updates.items():
+                            counts[name] = await self._update(conn, self.plan.datasets[name], subject, values)
+        return self._outcome(counts, message)
+
+    async def _restriction(self, subject: Subject, restricted: bool) -> ActionOutcome:
+        updates = {d.name: {d.restricted_column: restricted}
+                   for d in self.plan.parents_first if d.restricted_column}
+        missing = [d.name for d in self.plan.parents_first if not d.restricted_column]
+        message = f"no restriction column in: {', '.join(missing)}" if missing else None
+        return await self._set_everywhere(subject, updates, message)
+
+    async def restrict(self, subject: Subject) -> ActionOutcome:
+        return await self._restriction(subject, True)
+
+    async def lift_restriction(self, subject: Subject) -> ActionOutcome:
+        return await self._restriction(subject, False)
+
+    async def object(self, subject: Subject, scope: str) -> ActionOutcome:
+        updates = {d.name: dict(d.objection_updates[scope])
+                   for d in self.plan.parents_first if d.objection_updates.get(scope)}
+        message = None if updates else f"no dataset in this system carries out objection scope {scope!r}"
+        return await self._set_everywhere(subject, updates, message)
+
+    async def status(self, subject: Subject, external_id: str) -> ActionOutcome:
+        return ActionOutcome(status="done")  # every action here completes synchronously
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()

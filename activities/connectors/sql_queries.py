@@ -1,0 +1,218 @@
+"""SQL for the `sql` connector, built only from the validated policy.
+
+Identifiers (tables, columns) come from the policy and are quoted by `ident`; every value the
+subject or a correction brings is a query parameter. Each query names its tables with aliases
+(t1, t2, ...) and qualifies every column, so a column missing from a parent table is an error
+rather than a silent reference to the outer query.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from activities.connectors.base import Subject
+from policy.model import Dataset, System
+
+_IDENT = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+# Identities that single a person out; a name alone does not (many people share one).
+STRONG_IDENTITIES = ("email", "customer_id")
+
+
+def ident(name: str) -> str:
+    """Quote an identifier from the policy; refuse anything the policy model would refuse."""
+    if not _IDENT.fullmatch(name):
+        raise ValueError(f"{name!r} is not a plain identifier")
+    return f'"{name}"'
+
+
+def as_text(value: Any) -> str | None:
+    """A value as the text PostgreSQL parses for the column's type (see `Query.value`)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+class Query:
+    """Collects parameters and table aliases while one statement is built."""
+
+    def __init__(self) -> None:
+        self.args: list[Any] = []
+        self._aliases = 0
+
+    def arg(self, value: Any) -> str:
+        self.args.append(value)
+        return f"${len(self.args)}"
+
+    def value(self, value: Any, pg_type: str) -> str:
+        """A parameter converted to the column's type by PostgreSQL, whatever its Python type:
+        corrections arrive as strings, policy values as YAML scalars."""
+        return f"CAST({self.arg(as_text(value))}::text AS {pg_type})"
+
+    def alias(self) -> str:
+        self._aliases += 1
+        return f"t{self._aliases}"
+
+
+class Plan:
+    """A sql system's datasets in dependency order, and how erasure treats each."""
+
+    def __init__(self, system: System) -> None:
+        self.system = system
+        self.datasets = {d.name: d for d in system.datasets}
+        self.children: dict[str, list[Dataset]] = {name: [] for name in self.datasets}
+        for dataset in system.datasets:
+            if dataset.via:
+                self.children[dataset.via.dataset].append(dataset)
+        ordered: list[Dataset] = []
+
+        def visit(dataset: Dataset, path: tuple[str, ...]) -> None:
+            if any(done.name == dataset.name for done in ordered):
+                return
+            if dataset.name in path:
+                raise ValueError(f"datasets refer to each other in a cycle: {' -> '.join(path)}")
+            if dataset.via:
+                visit(self.datasets[dataset.via.dataset], (*path, dataset.name))
+            ordered.append(dataset)
+
+        for dataset in system.datasets:
+            visit(dataset, ())
+        self.parents_first: list[Dataset] = ordered
+        self.children_first: list[Dataset] = ordered[::-1]
+        self.erasure = self._erasure_modes()
+
+    def _erasure_modes(self) -> dict[str, str]:
+        """A parent cannot be deleted while an anonymised child keeps pointing at it: such a
+        parent is anonymised instead. A child that nulls its link column frees its parent."""
+        modes = {d.name: d.erasure for d in self.parents_first}
+        for dataset in self.children_first:  # every child is decided before its parent
+            for child in self.children[dataset.name]:
+                assert child.via is not None
+                link = child.fields.get(child.via.column)
+                keeps_link = link is None or link.erase != "null"
+                if modes[child.name] == "anonymise" and keeps_link:
+                    modes[dataset.name] = "anonymise"
+        return modes
+
+    def columns_used(self, dataset: Dataset) -> dict[str, set[str]]:
+        """Every (table -> columns) this dataset's queries touch, for checking the schema."""
+        used = {dataset.key, *dataset.identify.values(), *dataset.fields}
+        if dataset.restricted_column:
+            used.add(dataset.restricted_column)
+        for updates in dataset.objection_updates.values():
+            used.update(updates)
+        tables = {dataset.table: used}
+        if dataset.via:
+            used.add(dataset.via.column)
+            parent = self.datasets[dataset.via.dataset]
+            tables.setdefault(parent.table, set()).add(dataset.via.parent_column or parent.key)
+        return tables
+
+
+def match(plan: Plan, dataset: Dataset, subject: Subject, q: Query, alias: str) -> str:
+    """A condition on `alias` (a row of `dataset`) that holds for the subject's rows: an identity
+    column matches, or the row points at one of the subject's rows in the parent dataset."""
+    col = lambda name: f"{alias}.{ident(name)}"  # noqa: E731
+    clauses: list[str] = []
+    identities = {"email": subject.email, "customer_id": subject.customer_id, "name": subject.name}
+    for identity in STRONG_IDENTITIES:
+        column, value = dataset.identify.get(identity), identities[identity]
+        if column and value:
+            if identity == "email":
+                clauses.append(f"lower({col(column)}::text) = lower({q.arg(value)}::text)")
+            else:
+                clauses.append(f"{col(column)}::text = {q.arg(value)}::text")
+    name_column = dataset.identify.get("name")
+    if name_column and subject.name and not any(i in dataset.identify for i in STRONG_IDENTITIES):
+        clauses.append(f"{col(name_column)}::text = {q.arg(subject.name)}::text")
+    if dataset.via:
+        parent = plan.datasets[dataset.via.dataset]
+        parent_alias = q.alias()
+        parent_column = dataset.via.parent_column or parent.key
+        clauses.append(
+            f"{col(dataset.via.column)} IN (SELECT {parent_alias}.{ident(parent_column)} "
+            f"FROM {ident(parent.table)} AS {parent_alias} "
+            f"WHERE {match(plan, parent, subject, q, parent_alias)})"
+        )
+    return "(" + " OR ".join(clauses) + ")" if clauses else "FALSE"
+
+
+def select_fields(plan: Plan, dataset: Dataset, subject: Subject) -> tuple[str, list[Any]]:
+    q, alias = Query(), "t0"
+    columns = ", ".join(f"{alias}.{ident(c)}" for c in dataset.fields)
+    where = match(plan, dataset, subject, q, alias)
+    sql = (f"SELECT {columns} FROM {ident(dataset.table)} AS {alias} WHERE {where} "
+           f"ORDER BY {alias}.{ident(dataset.key)}")
+    return sql, q.args
+
+
+def delete_rows(plan: Plan, dataset: Dataset, subject: Subject) -> tuple[str, list[Any]]:
+    q, alias = Query(), "t0"
+    where = match(plan, dataset, subject, q, alias)
+    return f"DELETE FROM {ident(dataset.table)} AS {alias} WHERE {where}", q.args
+
+
+def update_rows(
+    plan: Plan, dataset: Dataset, subject: Subject, values: Mapping[str, Any], types: Mapping[str, str]
+) -> tuple[str, list[Any]]:
+    """Set `values` on the subject's rows; the statement returns (found, changed): rows already
+    holding every value count as found but not changed, which keeps repeated actions honest."""
+    q, alias = Query(), "t0"
+    where = match(plan, dataset, subject, q, alias)
+    key, table = ident(dataset.key), ident(dataset.table)
+    assignments, differs = [], []
+    for column, value in values.items():
+        expr = "NULL" if value is None else q.value(value, types[column])
+        assignments.append(f"{ident(column)} = {expr}")
+        differs.append(f"u.{ident(column)} IS DISTINCT FROM {expr}")
+    sql = (
+        f"WITH found AS (SELECT {alias}.{key} AS k FROM {table} AS {alias} WHERE {where}), "
+        f"changed AS (UPDATE {table} AS u SET {', '.join(assignments)} FROM found "
+        f"WHERE u.{key} = found.k AND ({' OR '.join(differs)}) RETURNING 1) "
+        f"SELECT (SELECT count(*) FROM found) AS found, (SELECT count(*) FROM changed) AS changed"
+    )
+    return sql, q.args
+
+
+def select_keys_page(
+    plan: Plan, dataset: Dataset, subject: Subject, columns: list[str], after: Any, limit: int
+) -> tuple[str, list[Any]]:
+    """One page (keyset pagination) of the subject's rows: key plus `columns`."""
+    q, alias = Query(), "t0"
+    where = match(plan, dataset, subject, q, alias)
+    key = f"{alias}.{ident(dataset.key)}"
+    if after is not None:
+        where += f" AND {key} > {q.arg(after)}"
+    selected = ", ".join([key, *(f"{alias}.{ident(c)}" for c in columns)])
+    sql = (f"SELECT {selected} FROM {ident(dataset.table)} AS {alias} WHERE {where} "
+           f"ORDER BY {key} LIMIT {int(limit)}")
+    return sql, q.args
+
+
+def update_by_key(
+    dataset: Dataset, hashed: list[str], values: Mapping[str, Any], types: Mapping[str, str]
+) -> tuple[str, list[Any]]:
+    """UPDATE one row, for executemany: $1 is the key, $2.. the hashed columns' new values, then
+    the constant `values` (null / fixed), returned as the arguments to append to every row's."""
+    q = Query()
+    for _ in range(1 + len(hashed)):
+        q.arg(None)
+    assignments = [f"{ident(c)} = ${i + 2}" for i, c in enumerate(hashed)]
+    for column, value in values.items():
+        expr = "NULL" if value is None else q.value(value, types[column])
+        assignments.append(f"{ident(column)} = {expr}")
+    sql = f"UPDATE {ident(dataset.table)} SET {', '.join(assignments)} WHERE {ident(dataset.key)} = $1"
+    return sql, q.args[1 + len(hashed):]
+
+
+SCHEMA_QUERY = """
+SELECT c.relname AS table, a.attname AS column, format_type(a.atttypid, a.atttypmod) AS type
+FROM pg_catalog.pg_attribute a
+JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+WHERE c.relname = ANY($1::text[]) AND c.relkind IN ('r', 'p', 'v', 'f')
+  AND pg_catalog.pg_table_is_visible(c.oid) AND a.attnum > 0 AND NOT a.attisdropped
+"""
+TEXT_TYPES = ("text", "character varying", "character", "citext")

@@ -1,0 +1,194 @@
+"""Activities of the processor fan-out: plan, act on one system, ask an asynchronous processor
+how far it got, and record each system's result as evidence."""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import asynccontextmanager
+from typing import Any
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.connectors import build_connector
+from activities.connectors.base import (
+    ActionOutcome,
+    Connector,
+    ConnectorEnv,
+    PermanentConnectorError,
+    Subject,
+)
+from activities.context import ActivityContext
+from dsrflow.audit import append_event
+from dsrflow.requests_store import get_request
+from schemas.workflow import Plan, StartRequest, SystemTask, TaskInput, TaskRecord, TaskResult
+
+# What each request type asks of every system.
+ACTIONS = {
+    "access": "access",
+    "portability": "access",
+    "erasure": "erase",
+    "rectification": "rectify",
+    "restriction": "restrict",
+    "objection": "object",
+}
+
+
+def subject_of(row: dict[str, Any]) -> Subject:
+    return Subject(
+        request_id=str(row["id"]), email=row["subject_email"], name=row["subject_name"],
+        customer_id=row["customer_id"],
+    )
+
+
+@asynccontextmanager
+async def open_connector(ctx: ActivityContext, policy_version: str, system: str):
+    """A connector for one system as the request's policy version describes it."""
+    policy = (await ctx.policy(policy_version)).policy
+    connector: Connector = build_connector(ConnectorEnv(
+        system_name=system, system=policy.systems[system], policy=policy, settings=ctx.settings,
+        secret=ctx.secret, callback_url=f"{ctx.settings.base_url}/v1/callbacks/opendsr?system={system}",
+    ))
+    try:
+        yield connector
+    finally:
+        await connector.close()
+
+
+@asynccontextmanager
+async def heartbeating(every: float = 5.0):
+    """Heartbeat while the body runs, so a worker that dies is noticed within the heartbeat
+    timeout rather than the whole start-to-close timeout."""
+    async def beat() -> None:
+        while True:
+            activity.heartbeat()
+            await asyncio.sleep(every)
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+
+
+def _result(task: TaskInput, outcome: ActionOutcome) -> TaskResult:
+    return TaskResult(
+        system=task.task.system, action=task.task.action, status=outcome.status,
+        found=outcome.found, changed=outcome.changed, kept=outcome.kept,
+        datasets=outcome.datasets, external_id=outcome.external_id, message=outcome.message,
+        attempt=task.attempt, recipient=task.task.recipient,
+    )
+
+
+class FanoutActivities:
+    def __init__(self, ctx: ActivityContext) -> None:
+        self.ctx = ctx
+
+    async def _row(self, request_id: str) -> dict[str, Any]:
+        row = await get_request(self.ctx.pool, request_id)
+        if row is None:
+            raise ApplicationError(f"request {request_id} not found", non_retryable=True)
+        return row
+
+    @activity.defn(name="plan_request")
+    async def plan_request(self, start: StartRequest) -> Plan:
+        """Every system of the request's policy version gets the request type's action."""
+        row = await self._row(start.request_id)
+        policy = (await self.ctx.policy(start.policy_version)).policy
+        action = ACTIONS[row["request_type"]]
+        scope = (row["details"] or {}).get("objection_scope")
+        plan = Plan(
+            request_id=start.request_id, policy_version=start.policy_version,
+            request_type=row["request_type"],
+            tasks=[
+                SystemTask(system=name, action=action, connector=system.connector,
+                           label=system.label, recipient=system.recipient,
+                           completion_timeout_days=system.completion_timeout_days, scope=scope)
+                for name, system in policy.systems.items()
+            ],
+        )
+        async with self.ctx.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO request_plans (request_id, plan) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                start.request_id, plan.model_dump(mode="json"),
+            )
+            await append_event(
+                conn, event_key=f"{start.request_id}:planned", request_id=start.request_id,
+                event_type="plan.created", actor="workflow",
+                data={"tasks": [f"{t.system}:{t.action}" for t in plan.tasks]},
+            )
+        return plan
+
+    @activity.defn(name="run_system_action")
+    async def run_system_action(self, task: TaskInput) -> TaskResult:
+        """Carry out one action in one system. Connectors are idempotent, so a retry after a
+        crash finishes the job instead of doing it twice."""
+        async with heartbeating():
+            return await self._run(task)
+
+    async def _run(self, task: TaskInput) -> TaskResult:
+        row = await self._row(task.request_id)
+        subject = subject_of(row)
+        details = row["details"] or {}
+        try:
+            async with open_connector(self.ctx, task.policy_version, task.task.system) as connector:
+                action = task.task.action
+                job_id = getattr(connector, "job_id", None)
+                if job_id is not None and (external := job_id(subject, action)):
+                    await self._record(task.request_id, TaskResult(
+                        system=task.task.system, action=action, status="pending",
+                        external_id=external, attempt=task.attempt, recipient=task.task.recipient))
+                if action == "erase":
+                    outcome = await connector.erase(subject)
+                elif action == "rectify":
+                    outcome = await connector.rectify(subject, details.get("corrections", {}))
+                elif action == "restrict":
+                    outcome = await connector.restrict(subject)
+                elif action == "lift_restriction":
+                    outcome = await connector.lift_restriction(subject)
+                elif action == "object":
+                    outcome = await connector.object(subject, task.task.scope or "direct_marketing")
+                else:
+                    raise ApplicationError(f"unknown action {action}", non_retryable=True)
+        except PermanentConnectorError as exc:
+            raise ApplicationError(str(exc), type="PermanentConnectorError", non_retryable=True) from None
+        return _result(task, outcome)
+
+    @activity.defn(name="poll_system_action")
+    async def poll_system_action(self, task: TaskInput) -> TaskResult:
+        row = await self._row(task.request_id)
+        try:
+            async with heartbeating(), open_connector(self.ctx, task.policy_version, task.task.system) as connector:
+                outcome = await connector.status(subject_of(row), task.external_id or "")
+        except PermanentConnectorError as exc:
+            raise ApplicationError(str(exc), type="PermanentConnectorError", non_retryable=True) from None
+        outcome.external_id = outcome.external_id or task.external_id
+        return _result(task, outcome)
+
+    @activity.defn(name="record_task_result")
+    async def record_task_result(self, record: TaskRecord) -> None:
+        """Store a system's (interim or final) result and audit it."""
+        await self._record(record.request_id, record.result)
+
+    async def _record(self, request_id: str, result: TaskResult) -> None:
+        async with self.ctx.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                """INSERT INTO system_tasks (request_id, system, action, status, found, changed,
+                                             kept, datasets, external_id, message, attempt)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                   ON CONFLICT (request_id, system, action) DO UPDATE SET
+                     status = EXCLUDED.status, found = EXCLUDED.found, changed = EXCLUDED.changed,
+                     kept = EXCLUDED.kept, datasets = EXCLUDED.datasets,
+                     external_id = coalesce(EXCLUDED.external_id, system_tasks.external_id),
+                     message = EXCLUDED.message, attempt = EXCLUDED.attempt, updated_at = now()""",
+                request_id, result.system, result.action, result.status, result.found,
+                result.changed, result.kept, result.datasets, result.external_id, result.message,
+                result.attempt,
+            )
+            await append_event(
+                conn,
+                event_key=f"{request_id}:task:{result.system}:{result.action}:{result.attempt}:{result.status}",
+                request_id=request_id, event_type=f"task.{result.status}", actor="workflow",
+                data={"system": result.system, "action": result.action, "found": result.found,
+                      "changed": result.changed, "kept": result.kept, "message": result.message},
+            )

@@ -1,0 +1,171 @@
+"""Access and portability packages: a zip with JSON and CSV per system and category, plus an HTML
+summary with the Art. 15 information, streamed into an encrypted file under
+`$DSRFLOW_HOME/packages`. Records pass through small spools, so memory does not grow with the
+subject's data."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import tempfile
+import uuid
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import IO, Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from temporalio import activity
+
+from activities.context import ActivityContext
+from activities.fanout import open_connector, subject_of
+from dsrflow.audit import append_event
+from dsrflow.filecrypt import EncryptedWriter, decrypt_chunks, file_key
+from dsrflow.requests_store import get_request
+from schemas.workflow import PackageInfo, Plan
+
+_SPOOL_IN_MEMORY = 256 * 1024  # per (system, dataset, category); beyond it, spill to disk
+_templates = Environment(
+    loader=FileSystemLoader(Path(__file__).with_name("templates") / "package"),
+    autoescape=select_autoescape(["html.j2"]),
+)
+FILE_PURPOSE = "dsrflow-packages"
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, (Decimal, uuid.UUID)):
+        return str(value)
+    if isinstance(value, (bytes, memoryview)):
+        return bytes(value).hex()
+    return str(value)
+
+
+@dataclass
+class _Spool:
+    """The records of one (system, dataset, category), as JSON lines, until they go in the zip."""
+
+    system: str
+    dataset: str
+    category: str
+    file: IO[bytes] = field(default_factory=lambda: tempfile.SpooledTemporaryFile(_SPOOL_IN_MEMORY))
+    columns: list[str] = field(default_factory=list)
+    count: int = 0
+
+    def add(self, fields: dict[str, Any]) -> None:
+        for column in fields:
+            if column not in self.columns:
+                self.columns.append(column)
+        self.file.write(json.dumps(fields, default=_json_default).encode() + b"\n")
+        self.count += 1
+
+    def rows(self) -> Iterator[dict[str, Any]]:
+        self.file.seek(0)
+        for line in self.file:
+            yield json.loads(line)
+
+
+def _write_json(archive: zipfile.ZipFile, name: str, spool: _Spool) -> None:
+    with archive.open(name, "w") as out:
+        out.write(b"[\n")
+        for i, row in enumerate(spool.rows()):
+            out.write((b",\n" if i else b"") + json.dumps(row, ensure_ascii=False, indent=None).encode())
+        out.write(b"\n]\n")
+
+
+def _write_csv(archive: zipfile.ZipFile, name: str, spool: _Spool) -> None:
+    with archive.open(name, "w") as raw, io.TextIOWrapper(raw, encoding="utf-8", newline="") as out:
+        writer = csv.DictWriter(out, fieldnames=spool.columns, extrasaction="ignore")
+        writer.writeheader()
+        for row in spool.rows():
+            writer.writerow({k: v if not isinstance(v, (dict, list)) else json.dumps(v) for k, v in row.items()})
+
+
+def package_path(ctx: ActivityContext, package_id: str) -> Path:
+    directory = ctx.settings.home.resolve() / "packages"
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return directory / f"{package_id}.zip.enc"
+
+
+def read_package(settings_home: Path, secret: bytes, package_id: str) -> Iterator[bytes]:
+    path = settings_home.resolve() / "packages" / f"{package_id}.zip.enc"
+    return decrypt_chunks(path, file_key(secret, FILE_PURPOSE), package_id)
+
+
+class PackageActivities:
+    def __init__(self, ctx: ActivityContext) -> None:
+        self.ctx = ctx
+
+    @activity.defn(name="build_package")
+    async def build_package(self, plan: Plan) -> PackageInfo:
+        ctx = self.ctx
+        row = await get_request(ctx.pool, plan.request_id)
+        if row is None:
+            raise LookupError(f"request {plan.request_id} not found")
+        existing = await ctx.pool.fetchrow(
+            "SELECT * FROM packages WHERE request_id = $1 AND kind = $2", plan.request_id, plan.request_type)
+        if existing:  # built by an earlier attempt that crashed before reporting
+            return PackageInfo(package_id=str(existing["id"]), kind=existing["kind"],
+                               records=existing["records"], size_bytes=existing["size_bytes"])
+        policy = (await ctx.policy(plan.policy_version)).policy
+        portability = plan.request_type == "portability"
+        subject = subject_of(row)
+        package_id = str(uuid.uuid5(uuid.UUID(plan.request_id), plan.request_type))
+        path = package_path(ctx, package_id)
+
+        spools: dict[tuple[str, str, str], _Spool] = {}
+        for task in plan.tasks:
+            async with open_connector(ctx, plan.policy_version, task.system) as connector:
+                async for record in connector.access(subject):
+                    if portability and not record.provided:
+                        continue
+                    key = (task.system, record.dataset, record.category)
+                    spools.setdefault(key, _Spool(*key)).add(record.fields)
+                    if sum(s.count for s in spools.values()) % 500 == 0:
+                        activity.heartbeat()
+
+        contents = []
+        writer = EncryptedWriter(path, file_key(ctx.secret, FILE_PURPOSE), package_id)
+        with zipfile.ZipFile(writer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            for (system, dataset, category), spool in sorted(spools.items()):
+                base = f"{system}/{category}/{dataset}"
+                _write_json(archive, f"{base}.json", spool)
+                _write_csv(archive, f"{base}.csv", spool)
+                contents.append({
+                    "system_label": policy.systems[system].label,
+                    "category_label": policy.categories[category].label if category in policy.categories else category,
+                    "records": spool.count, "files": [f"{base}.json", f"{base}.csv"],
+                })
+                spool.file.close()
+            summary = _templates.get_template("summary.html.j2").render(
+                controller=policy.controller, request_id=plan.request_id, kind=plan.request_type,
+                generated_on=datetime.now(UTC).date().isoformat(), contents=contents,
+                categories=policy.categories, recipients=policy.recipients, rights=policy.rights,
+                authority=policy.authority_for(row["country"]),
+            )
+            archive.writestr("summary.html", summary)
+        writer.close()
+
+        records = sum(s.count for s in spools.values())
+        per_system: dict[str, int] = {}
+        for (system, _, _), spool in spools.items():
+            per_system[system] = per_system.get(system, 0) + spool.count
+        size = path.stat().st_size
+        async with ctx.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                """INSERT INTO packages (id, request_id, kind, path, size_bytes, records)
+                   VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING""",
+                package_id, plan.request_id, plan.request_type, str(path), size, records,
+            )
+            await append_event(
+                conn, event_key=f"{plan.request_id}:package", request_id=plan.request_id,
+                event_type="package.built", actor="workflow",
+                data={"package_id": package_id, "records": records, "systems": per_system},
+            )
+        return PackageInfo(package_id=package_id, kind=plan.request_type, records=records,
+                           size_bytes=size, systems=per_system)

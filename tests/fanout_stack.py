@@ -1,0 +1,87 @@
+"""A complete stack for fan-out tests: the demo systems (three Postgres databases and the OpenDSR
+e-mail service over loopback), the API served by uvicorn (processors call back over HTTP), a
+policy pointing at them, and a worker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import uvicorn
+import yaml
+
+from api.app import create_app
+from devstack.demo.email_marketing import BASE_PATH, create_email_marketing_app
+from devstack.demo.email_marketing_db import ensure_email_marketing_database
+from devstack.demo.sql_systems import SQL_SYSTEMS, ensure_demo_databases
+from devstack.postgres import EmbeddedPostgres
+from devstack.processes import free_port
+from activities.connectors.opendsr_signature import generate_processor_identity
+from dsrflow.settings import Settings
+from policy.model import DEFAULT_POLICY, LoadedPolicy, load_policy
+
+
+@dataclass
+class FanoutStack:
+    settings: Settings
+    policy: LoadedPolicy
+    databases: dict[str, str]  # system -> database URL
+    api_url: str
+    email_url: str
+
+
+async def serve(app, port: int) -> tuple[uvicorn.Server, asyncio.Task]:
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.05)
+    return server, task
+
+
+@contextlib.asynccontextmanager
+async def fanout_stack(postgres: EmbeddedPostgres, settings: Settings, client, tmp: Path,
+                       *, email_delay: float = 0.5) -> AsyncIterator[FanoutStack]:
+    suffix = uuid.uuid4().hex[:6]
+    names = {system: f"{system}_{suffix}" for system in (*SQL_SYSTEMS, "email_marketing")}
+    await ensure_demo_databases(postgres, postgres.url, names={s: names[s] for s in SQL_SYSTEMS})
+    email_db = postgres.url(names["email_marketing"])
+    await ensure_email_marketing_database(postgres, email_db)
+
+    email_port, api_port = free_port(), free_port()
+    email_url = f"http://127.0.0.1:{email_port}{BASE_PATH}"
+    content = yaml.safe_load(DEFAULT_POLICY.read_text())
+    for system in SQL_SYSTEMS:
+        content["systems"][system]["config"] = {"database": names[system]}
+    content["systems"]["email_marketing"]["config"]["base_url"] = email_url
+    policy_path = tmp / f"policy-{suffix}.yaml"
+    policy_path.write_text(yaml.safe_dump(content, sort_keys=False))
+
+    api_url = f"http://127.0.0.1:{api_port}"
+    stack_settings = settings.model_copy(update={
+        "policy_path": policy_path, "public_url": api_url, "task_queue": f"fanout-{suffix}",
+    })
+    key_pem, cert_pem = generate_processor_identity("127.0.0.1")
+    email_app = create_email_marketing_app(email_db, public_url=f"http://127.0.0.1:{email_port}",
+                                           key_pem=key_pem, cert_pem=cert_pem,
+                                           completion_delay=email_delay)
+    servers = [await serve(email_app, email_port),
+               await serve(create_app(stack_settings, temporal_client=client), api_port)]
+    try:
+        yield FanoutStack(
+            settings=stack_settings, policy=load_policy(policy_path),
+            databases={s: postgres.url(n) for s, n in names.items()},
+            api_url=api_url, email_url=email_url,
+        )
+    finally:
+        for server, task in reversed(servers):
+            server.should_exit = True
+            await task
+
+
+def api(stack: FanoutStack) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=stack.api_url, timeout=60)

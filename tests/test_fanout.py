@@ -1,0 +1,174 @@
+"""The processor fan-out end to end: the demo systems, the OpenDSR processor over loopback with
+signed callbacks, access packages, erasure, rectification, and a worker lost mid-fan-out."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import re
+import zipfile
+
+import asyncpg
+import pytest
+from temporalio import activity
+
+from schemas.workflow import TaskInput, TaskResult, workflow_id_for
+from tests.fanout_stack import api, fanout_stack
+from tests.support import letters_for, staff_headers, text_of, wait_for_letter
+from workers.dsr_worker import activity_context, build_activities, build_worker
+from workflows.dsr import DataSubjectRequestWorkflow
+
+
+@pytest.fixture
+async def stack(postgres, settings, dev_server, tmp_path):
+    async with fanout_stack(postgres, settings, dev_server.client, tmp_path) as running:
+        yield running
+
+
+async def _count(url: str, sql: str, *args) -> int:
+    conn = await asyncpg.connect(url)
+    try:
+        return await conn.fetchval(sql, *args)
+    finally:
+        await conn.close()
+
+
+async def _open(http, pool, body: dict) -> str:
+    r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"),
+                        json={"identity_attested": True, **body})
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
+async def _result(client, rid: str) -> dict:
+    return await asyncio.wait_for(client.get_workflow_handle(workflow_id_for(rid)).result(), 90)
+
+
+async def test_access_for_ada_returns_all_four_systems(stack, pool, dev_server, mail_sink):
+    async with build_worker(dev_server.client, stack.settings, pool), api(stack) as http:
+        rid = await _open(http, pool, {"type": "access", "subject": {"email": "ada@example.com"}})
+        state = await _result(dev_server.client, rid)
+        assert state["status"] == "completed"
+        assert set(state["package"]["systems"]) == {"crm", "analytics", "billing", "email_marketing"}
+
+        letter = text_of(await wait_for_letter(mail_sink, rid, "response"))
+        link = re.search(r"(http://\S+/v1/public/packages/[0-9a-f]{64})", letter).group(1)
+        stored = await pool.fetchval("SELECT body_text FROM sent_letters WHERE request_id = $1 AND purpose = 'response'", rid)
+        assert link not in stored  # the kept copy of the letter cannot open the package
+        download = await http.get(link.removeprefix(stack.api_url))
+        assert download.status_code == 200, download.text
+    archive = zipfile.ZipFile(io.BytesIO(download.content))
+    names = archive.namelist()
+    assert "summary.html" in names
+    assert any(n.startswith("billing/payments/invoices") and n.endswith(".json") for n in names)
+    assert any(n.startswith("email_marketing/") for n in names)
+    contacts = json.loads(archive.read(next(n for n in names if n.endswith("contacts.json"))))
+    assert any(row.get("email") == "ada@example.com" for row in contacts)
+    summary = archive.read("summary.html").decode()
+    for expected in ("Legal basis", "Retention", "Gegevensbeschermingsautoriteit", "Google Analytics"):
+        assert expected in summary
+    # Nothing of ada's lies in clear text on disk.
+    path = await pool.fetchval("SELECT path FROM packages WHERE request_id = $1", rid)
+    assert b"ada@example.com" not in open(path, "rb").read()
+
+
+async def test_erasure_for_grace_everywhere_and_idempotent(stack, pool, dev_server, mail_sink):
+    db = stack.databases
+    others_before = await _count(db["crm"], "SELECT count(*) FROM contacts WHERE email <> 'grace@example.com'")
+    async with build_worker(dev_server.client, stack.settings, pool), api(stack) as http:
+        rid = await _open(http, pool, {"type": "erasure", "subject": {"email": "grace@example.com"}})
+        state = await _result(dev_server.client, rid)
+        assert state["status"] == "completed", state
+        results = {r["system"]: r for r in state["results"]}
+        assert {s: r["status"] for s, r in results.items()} == {
+            "crm": "done", "analytics": "done", "billing": "done", "email_marketing": "done"}
+        assert await _count(db["crm"], "SELECT count(*) FROM contacts WHERE lower(email) = 'grace@example.com'") == 0
+        assert await _count(db["billing"], "SELECT count(*) FROM customers WHERE lower(email) = 'grace@example.com'") == 0
+        assert await _count(db["analytics"], "SELECT count(*) FROM users WHERE lower(email) = 'grace@example.com'") == 0
+        assert await _count(db["email_marketing"], "SELECT count(*) FROM subscribers WHERE email = 'grace@example.com'") == 0
+        assert await _count(db["crm"], "SELECT count(*) FROM contacts WHERE email <> 'grace@example.com'") == others_before
+        events = await pool.fetch("SELECT event_type FROM audit_events WHERE request_id = $1", rid)
+        assert "processor.callback" in {e["event_type"] for e in events}
+        letter = text_of(await wait_for_letter(mail_sink, rid, "response"))
+        assert "Art. 19" in letter
+
+        again = await _open(http, pool, {"type": "erasure", "subject": {"email": "grace@example.com"}})
+        second = await _result(dev_server.client, again)
+        assert second["status"] == "completed"
+        assert all(r["changed"] == 0 for r in second["results"]), second["results"]
+
+
+async def test_rectification_of_ada_reaches_every_system_holding_her_name(stack, pool, dev_server):
+    db = stack.databases
+    async with build_worker(dev_server.client, stack.settings, pool), api(stack) as http:
+        rid = await _open(http, pool, {"type": "rectification", "subject": {"email": "ada@example.com"},
+                                       "corrections": {"name": "Ada King", "last_name": "King"}})
+        handle = dev_server.client.get_workflow_handle(workflow_id_for(rid))
+
+        async def email_task_flagged() -> bool:
+            state = await handle.query(DataSubjectRequestWorkflow.state)
+            return any(r.system == "email_marketing" and r.status == "needs_attention" for r in state.results)
+
+        for _ in range(100):
+            if await email_task_flagged():
+                break
+            await asyncio.sleep(0.2)
+        assert await email_task_flagged()  # OpenDSR has no rectification: staff must tell them
+        assert await _count(db["crm"], "SELECT count(*) FROM contacts WHERE email = 'ada@example.com' AND last_name = 'King'") == 1
+        assert await _count(db["billing"], "SELECT count(*) FROM customers WHERE email = 'ada@example.com' AND name = 'Ada King'") == 1
+        r = await http.post(f"/v1/requests/{rid}/resolve-task", headers=await staff_headers(pool, "compliance"),
+                            json={"system": "email_marketing", "note": "Told the newsletter provider by e-mail, ticket 88"})
+        assert r.status_code == 200, r.text
+        assert (await _result(dev_server.client, rid))["status"] == "completed"
+
+
+async def test_worker_lost_mid_fanout_completes_with_each_action_once(stack, pool, dev_server, mail_sink):
+    """The first worker applies the billing erasure and dies before reporting it; a second
+    worker retries, finds nothing left to do, and the request completes."""
+    db = stack.databases
+    applied = asyncio.Event()
+    real = next(a for a in build_activities(activity_context(stack.settings, pool))
+                if a.__temporal_activity_definition.name == "run_system_action")
+
+    @activity.defn(name="run_system_action")
+    async def apply_then_hang(task: TaskInput) -> TaskResult:
+        result = await real(task)
+        if task.task.system == "billing":
+            applied.set()
+            await asyncio.Event().wait()  # never reports: the worker dies here
+        return result
+
+    async with api(stack) as http:
+        first = build_worker(dev_server.client, stack.settings, pool, activity_overrides=[apply_then_hang])
+        first_run = asyncio.create_task(first.run())
+        rid = await _open(http, pool, {"type": "erasure", "subject": {"email": "ada@example.com"}})
+        await asyncio.wait_for(applied.wait(), 60)
+        assert await _count(db["billing"], "SELECT count(*) FROM customers WHERE email = 'ada@example.com'") == 0
+        first_run.cancel()  # the worker is gone; its activity never completes
+        try:
+            await first_run
+        except (asyncio.CancelledError, Exception):
+            pass
+        async with build_worker(dev_server.client, stack.settings, pool):
+            state = await _result(dev_server.client, rid)
+    assert state["status"] == "completed"
+    billing = next(r for r in state["results"] if r["system"] == "billing")
+    assert billing["status"] in ("done", "not_found") and billing["changed"] == 0
+    assert len(letters_for(mail_sink, rid, "response")) == 1
+    assert await pool.fetchval("SELECT count(*) FROM system_tasks WHERE request_id = $1 AND status <> 'needs_attention'", rid) == 4
+
+
+async def test_callback_with_bad_signature_is_refused(stack, pool, dev_server):
+    before = await pool.fetchval("SELECT count(*) FROM audit_events WHERE event_type = 'processor.callback'")
+    async with api(stack) as http:
+        body = json.dumps({"subject_request_id": "00000000-0000-4000-8000-000000000000",
+                           "request_status": "completed"})
+        r = await http.post("/v1/callbacks/opendsr?system=email_marketing", content=body,
+                            headers={"X-OpenDSR-Signature": "bm90IGEgc2lnbmF0dXJl",
+                                     "Content-Type": "application/json"})
+        assert r.status_code == 403
+        unsigned = await http.post("/v1/callbacks/opendsr?system=email_marketing", content=body)
+        assert unsigned.status_code == 403
+    after = await pool.fetchval("SELECT count(*) FROM audit_events WHERE event_type = 'processor.callback'")
+    assert after == before

@@ -1,0 +1,110 @@
+"""The shipped policy loads and says what the privacy policy says; mistakes name file and path."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from policy.model import DEFAULT_POLICY, PolicyError, load_policy
+
+RAW = yaml.safe_load(DEFAULT_POLICY.read_text())
+
+
+def write(tmp_path: Path, content: dict | str) -> Path:
+    path = tmp_path / "policy.yaml"
+    path.write_text(content if isinstance(content, str) else yaml.safe_dump(content, sort_keys=False))
+    return path
+
+
+def test_shipped_policy_loads() -> None:
+    loaded = load_policy()
+    policy = loaded.policy
+    assert len(loaded.version) == 64
+    assert set(policy.categories) == {
+        "account", "website_functionality", "payments", "communications", "demo_access", "logs",
+        "cookies_analytics", "marketing",
+    }
+    assert {"access", "rectification", "erasure", "restriction", "objection", "portability"} <= set(policy.rights)
+    assert len(policy.recipients) == 8 and "google_analytics" in policy.recipients
+    assert all(r.safeguards and "SCC" in r.safeguards for r in policy.recipients.values())
+    assert {n: s.connector for n, s in policy.systems.items()} == {
+        "crm": "sql", "analytics": "sql", "billing": "sql", "email_marketing": "opendsr",
+    }
+    assert all(s.recipient in policy.recipients for s in policy.systems.values())
+    assert policy.systems["email_marketing"].datasets == []
+    # Placeholders stay in the policy (and its version hash); connectors expand them.
+    assert policy.systems["email_marketing"].config["base_url"].startswith("${DSRFLOW_DEMO_OPENDSR_URL:-")
+
+
+def test_shipped_policy_encodes_the_privacy_policy() -> None:
+    categories = load_policy().policy.categories
+    assert "12 months after your last user session" in categories["account"].retention
+    assert "24 months" in categories["cookies_analytics"].retention
+    assert "12 months" in categories["logs"].retention
+    assert any("6(1)(c)" in basis for basis in categories["payments"].legal_bases)
+    assert any("6(1)(a)" in basis for basis in categories["marketing"].legal_bases)
+    assert "payment service provider" in categories["payments"].source
+
+
+def test_every_field_states_category_provided_and_erase_rule() -> None:
+    for name, system in RAW["systems"].items():
+        for dataset in system.get("datasets", []):
+            for column, rule in dataset["fields"].items():
+                missing = {"category", "provided", "erase"} - set(rule)
+                assert not missing, f"systems.{name}.datasets.{dataset['name']}.fields.{column}: {missing}"
+
+
+def test_contacts_carry_out_marketing_and_profiling_objections() -> None:
+    contacts = next(d for d in load_policy().policy.systems["crm"].datasets if d.name == "contacts")
+    assert contacts.objection_updates == {
+        "direct_marketing": {"marketing_opt_in": False}, "profiling": {"profiling_opt_out": True},
+    }
+
+
+def test_unknown_category_names_file_and_field(tmp_path: Path) -> None:
+    content = copy.deepcopy(RAW)
+    content["systems"]["crm"]["datasets"][0]["fields"]["phone"]["category"] = "hobbies"
+    path = write(tmp_path, content)
+    with pytest.raises(PolicyError) as caught:
+        load_policy(path)
+    message = str(caught.value)
+    assert str(path) in message
+    assert "systems.crm.datasets.contacts.fields.phone" in message and "hobbies" in message
+
+
+def test_bad_connector_kind_names_its_path(tmp_path: Path) -> None:
+    content = copy.deepcopy(RAW)
+    content["systems"]["x"] = {"label": "X", "connector": "ftp"}
+    with pytest.raises(PolicyError, match=r"systems\.x\.connector"):
+        load_policy(write(tmp_path, content))
+
+
+def test_bad_erase_rule_names_its_path(tmp_path: Path) -> None:
+    content = copy.deepcopy(RAW)
+    content["systems"]["billing"]["datasets"][0]["fields"]["email"]["erase"] = "shred"
+    with pytest.raises(PolicyError, match=r"systems\.billing\.datasets\.0\.fields\.email\.erase"):
+        load_policy(write(tmp_path, content))
+
+
+def test_unknown_recipient_is_named(tmp_path: Path) -> None:
+    content = copy.deepcopy(RAW)
+    content["systems"]["crm"]["recipient"] = "nobody"
+    with pytest.raises(PolicyError, match=r"systems\.crm\.recipient: unknown recipient 'nobody'"):
+        load_policy(write(tmp_path, content))
+
+
+def test_invalid_yaml(tmp_path: Path) -> None:
+    path = write(tmp_path, "controller: [unclosed\n")
+    with pytest.raises(PolicyError, match="not valid YAML") as caught:
+        load_policy(path)
+    assert str(path) in str(caught.value)
+
+
+def test_unknown_top_level_key_is_named(tmp_path: Path) -> None:
+    content = copy.deepcopy(RAW)
+    content["retention_rules"] = {}
+    with pytest.raises(PolicyError, match="retention_rules"):
+        load_policy(write(tmp_path, content))

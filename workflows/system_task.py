@@ -1,0 +1,100 @@
+"""SystemTaskWorkflow: one action in one system, as a child of the request's workflow.
+
+Synchronous systems finish in one activity. Asynchronous processors (OpenDSR) answer later: a
+verified callback arrives as the `processor_update` signal, polling is the fallback, and no answer
+before the system's completion timeout leaves the task needing attention. Retryable failures are
+retried with backoff; a permanent one, or retries running out, flags the task instead of failing
+the request.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from schemas.workflow import ProcessorUpdate, TaskInput, TaskRecord, TaskResult
+
+_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=10),
+    maximum_attempts=8,
+    non_retryable_error_types=["PermanentConnectorError"],
+)
+_POLL_FIRST = timedelta(minutes=5)
+_POLL_MAX = timedelta(hours=6)
+
+
+@workflow.defn(name="SystemTaskWorkflow")
+class SystemTaskWorkflow:
+    def __init__(self) -> None:
+        self._update: ProcessorUpdate | None = None
+
+    @workflow.run
+    async def run(self, task: TaskInput) -> TaskResult:
+        result = await self._act("run_system_action", task)
+        if result.status == "pending":
+            await self._record(task, result)
+            result = await self._await_processor(task.model_copy(update={"external_id": result.external_id}), result)
+        await self._record(task, result)
+        return result
+
+    @workflow.signal
+    def processor_update(self, update: ProcessorUpdate) -> None:
+        self._update = update
+
+    async def _await_processor(self, task: TaskInput, pending: TaskResult) -> TaskResult:
+        give_up = workflow.now() + timedelta(days=task.task.completion_timeout_days)
+        interval = _POLL_FIRST
+        while True:
+            remaining = give_up - workflow.now()
+            if remaining <= timedelta(0):
+                return pending.model_copy(update={
+                    "status": "needs_attention",
+                    "message": f"no answer from the processor within {task.task.completion_timeout_days} days",
+                })
+            try:
+                await workflow.wait_condition(lambda: self._update is not None, timeout=min(interval, remaining))
+            except TimeoutError:
+                polled = await self._act("poll_system_action", task)
+                if polled.status != "pending":
+                    return polled
+                interval = min(interval * 2, _POLL_MAX)
+                continue
+            update, self._update = self._update, None
+            assert update is not None
+            if update.status in ("completed", "done"):
+                # Trust, but confirm: the callback was signed; the processor's own status
+                # endpoint gives the final counts.
+                polled = await self._act("poll_system_action", task)
+                if polled.status != "pending":
+                    return polled
+            elif update.status == "cancelled":
+                return pending.model_copy(update={"status": "needs_attention",
+                                                  "message": "the processor cancelled the request"})
+
+    async def _act(self, name: str, task: TaskInput) -> TaskResult:
+        try:
+            return await workflow.execute_activity(
+                name, task, result_type=TaskResult,
+                start_to_close_timeout=timedelta(minutes=10), heartbeat_timeout=timedelta(seconds=30),
+                retry_policy=_RETRY,
+            )
+        except ActivityError as exc:
+            cause = exc.cause
+            message = getattr(cause, "message", None) or str(cause or exc)
+            return TaskResult(system=task.task.system, action=task.task.action,
+                              status="needs_attention", message=message[:500],
+                              attempt=task.attempt, recipient=task.task.recipient,
+                              external_id=task.external_id)
+
+    async def _record(self, task: TaskInput, result: TaskResult) -> None:
+        await workflow.execute_activity(
+            "record_task_result", TaskRecord(request_id=task.request_id, result=result),
+            start_to_close_timeout=timedelta(minutes=1),
+            retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=1)),
+        )
