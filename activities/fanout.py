@@ -20,6 +20,7 @@ from activities.connectors.base import (
 )
 from activities.context import ActivityContext
 from dsrflow.audit import append_event
+from dsrflow.hashing import keyed_hash
 from dsrflow.requests_store import get_request
 from schemas.workflow import Plan, StartRequest, SystemTask, TaskInput, TaskRecord, TaskResult
 
@@ -32,6 +33,10 @@ ACTIONS = {
     "restriction": "restrict",
     "objection": "object",
 }
+
+
+def suppression_hash(secret: bytes, email: str) -> str:
+    return keyed_hash(secret, "suppression", email.strip().lower())
 
 
 def subject_of(row: dict[str, Any]) -> Subject:
@@ -48,6 +53,7 @@ async def open_connector(ctx: ActivityContext, policy_version: str, system: str)
     connector: Connector = build_connector(ConnectorEnv(
         system_name=system, system=policy.systems[system], policy=policy, settings=ctx.settings,
         secret=ctx.secret, callback_url=f"{ctx.settings.base_url}/v1/callbacks/opendsr?system={system}",
+        pool=ctx.pool, mailer=ctx.mailer,
     ))
     try:
         yield connector
@@ -112,6 +118,13 @@ class FanoutActivities:
                 "INSERT INTO request_plans (request_id, plan) VALUES ($1, $2) ON CONFLICT DO NOTHING",
                 start.request_id, plan.model_dump(mode="json"),
             )
+            if row["request_type"] == "objection" and scope == "direct_marketing":
+                # From now on an import of this address is refused, whatever the systems say.
+                await conn.execute(
+                    """INSERT INTO suppressions (identifier_hash, scope, request_id)
+                       VALUES ($1, 'direct_marketing', $2) ON CONFLICT DO NOTHING""",
+                    suppression_hash(self.ctx.secret, row["subject_email"]), start.request_id,
+                )
             await append_event(
                 conn, event_key=f"{start.request_id}:planned", request_id=start.request_id,
                 event_type="plan.created", actor="workflow",

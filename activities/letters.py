@@ -116,7 +116,18 @@ async def build_context(ctx: ActivityContext, row: dict[str, Any], job: LetterJo
         if report.get("package"):
             link, expires = await issue_package_link(ctx, report["package"]["package_id"],
                                                      policy.package_link_days)
-        params = {"outcome": _outcome(report, policy, link, expires), **params}
+        outcome = _outcome(report, policy, link, expires)
+        decision = params.pop("decision", None)
+        if decision:
+            outcome["summary"] = (
+                "We considered your objection to processing based on our legitimate interests "
+                "(Art. 21(1) GDPR). "
+                + ("We have compelling legitimate grounds that override your interests, so the "
+                   "processing continues: " if decision["compelling_grounds"]
+                   else "We found no compelling grounds to continue, so we have stopped that processing. ")
+                + decision["explanation"]
+            )
+        params = {"outcome": outcome, **params}
     context.update(params)
     return context
 

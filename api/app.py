@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from temporalio.client import Client
 
-from api import callbacks, codec, health, problems, public, requests
+from api import callbacks, codec, health, manual_confirm, problems, public, requests, suppressions
 from api.state import AppState
 from dsrflow.settings import Settings
 
@@ -44,4 +44,6 @@ def create_app(settings: Settings, *, temporal_client: Client | None = None) -> 
     app.include_router(requests.router)
     app.include_router(public.router)
     app.include_router(callbacks.router)
+    app.include_router(manual_confirm.router)
+    app.include_router(suppressions.router)
     return app

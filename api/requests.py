@@ -16,6 +16,7 @@ from schemas.workflow import (
     CancelInput,
     DenyInput,
     ExtendInput,
+    ObjectionDecision,
     ResendInput,
     ResolveTaskInput,
     RetryTaskInput,
@@ -128,3 +129,19 @@ async def resolve_task(request_id: str, body: ResolveBody, request: Request,
     """Record that staff carried out a system's action by other means."""
     return await _act(request, request_id, DataSubjectRequestWorkflow.resolve_task,
                       ResolveTaskInput(system=body.system, note=body.note, actor=staff.actor))
+
+
+class DecisionBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    compelling_grounds: bool
+    explanation: str = Field(min_length=10, max_length=4000)
+
+
+@router.post("/{request_id}/decide-objection")
+async def decide_objection(request_id: str, body: DecisionBody, request: Request,
+                           staff: Staff = require_role("compliance")) -> dict[str, Any]:
+    """Decide an objection to legitimate-interest processing: without compelling grounds the
+    processing stops in every system; with them, the subject is told why it continues."""
+    return await _act(request, request_id, DataSubjectRequestWorkflow.decide_objection,
+                      ObjectionDecision(compelling_grounds=body.compelling_grounds,
+                                        explanation=body.explanation, actor=staff.actor))

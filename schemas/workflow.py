@@ -212,6 +212,15 @@ class RetryTaskInput(_Contract):
     actor: str = "staff"
 
 
+class ObjectionDecision(_Contract):
+    """Compliance's decision on an objection to processing based on legitimate interests
+    (Art. 21(1)): stop, unless the controller demonstrates compelling legitimate grounds."""
+
+    compelling_grounds: bool
+    explanation: str = Field(min_length=10, max_length=4000)
+    actor: str = "staff"
+
+
 class ResolveTaskInput(_Contract):
     """Staff confirm they carried out a system's action by other means (e.g. told a processor
     whose API has no such request type)."""
@@ -264,6 +273,8 @@ class RequestState(_Contract):
     plan: Plan | None = None
     results: list[TaskResult] = Field(default_factory=list)
     package: PackageInfo | None = None
+    awaiting_decision: bool = False
+    decision: ObjectionDecision | None = None
     closed_reason: str | None = None
 
     @field_validator("warnings_sent")

@@ -172,3 +172,76 @@ async def test_callback_with_bad_signature_is_refused(stack, pool, dev_server):
         assert unsigned.status_code == 403
     after = await pool.fetchval("SELECT count(*) FROM audit_events WHERE event_type = 'processor.callback'")
     assert after == before
+
+
+async def test_direct_marketing_objection_unsubscribes_and_suppresses(stack, pool, dev_server):
+    db = stack.databases
+    async with build_worker(dev_server.client, stack.settings, pool), api(stack) as http:
+        rid = await _open(http, pool, {"type": "objection", "objection_scope": "direct_marketing",
+                                       "subject": {"email": "ada@example.com"}})
+        state = await _result(dev_server.client, rid)
+        assert state["status"] == "completed", state
+        assert await _count(db["crm"], "SELECT count(*) FROM contacts WHERE email = 'ada@example.com' AND marketing_opt_in") == 0
+        assert await _count(db["crm"], "SELECT count(*) FROM contacts WHERE email <> 'ada@example.com' AND marketing_opt_in") > 0
+        email_task = next(r for r in state["results"] if r["system"] == "email_marketing")
+        assert email_task["status"] == "done", email_task
+        check = await http.post("/v1/suppressions/check", headers=await staff_headers(pool, "agent"),
+                                json={"emails": ["ADA@example.com", "grace@example.com"]})
+        assert check.json() == {"suppressed": ["ADA@example.com"]}
+
+
+async def test_legitimate_interest_objection_waits_for_compliance(stack, pool, dev_server, mail_sink):
+    db = stack.databases
+    async with build_worker(dev_server.client, stack.settings, pool), api(stack) as http:
+        rid = await _open(http, pool, {"type": "objection", "objection_scope": "legitimate_interest",
+                                       "subject": {"email": "ada@example.com"}})
+        handle = dev_server.client.get_workflow_handle(workflow_id_for(rid))
+        for _ in range(100):
+            if (await handle.query(DataSubjectRequestWorkflow.state)).awaiting_decision:
+                break
+            await asyncio.sleep(0.1)
+        assert (await handle.query(DataSubjectRequestWorkflow.state)).awaiting_decision
+        restricted = "SELECT count(*) FROM page_events e JOIN users u USING (user_id) WHERE u.email = 'ada@example.com' AND e.restricted"
+        assert await _count(db["analytics"], restricted) == 0
+        agent = await http.post(f"/v1/requests/{rid}/decide-objection", headers=await staff_headers(pool, "agent"),
+                                json={"compelling_grounds": False, "explanation": "No overriding interest in analytics."})
+        assert agent.status_code == 403
+        r = await http.post(f"/v1/requests/{rid}/decide-objection", headers=await staff_headers(pool, "compliance"),
+                            json={"compelling_grounds": False, "explanation": "No overriding interest in analytics."})
+        assert r.status_code == 200, r.text
+        assert (await _result(dev_server.client, rid))["status"] == "completed"
+        assert await _count(db["analytics"], restricted) > 0
+        letter = text_of(await wait_for_letter(mail_sink, rid, "response"))
+        assert "stopped that processing" in letter
+
+
+async def test_processor_that_never_answers_is_flagged_after_its_timeout(postgres, settings, pool, time_skipping, tmp_path, mail_sink):
+    from datetime import timedelta
+
+    env = time_skipping
+    async with fanout_stack(postgres, settings, env.client, tmp_path, email_delay=10**7) as silent:
+        async with build_worker(env.client, silent.settings, pool), api(silent) as http:
+            rid = await _open(http, pool, {"type": "erasure", "subject": {"email": "grace@example.com"}})
+            handle = env.client.get_workflow_handle(workflow_id_for(rid))
+
+            async def email_status() -> str | None:
+                state = await handle.query(DataSubjectRequestWorkflow.state)
+                return next((r.status for r in state.results if r.system == "email_marketing"), None)
+
+            for _ in range(100):
+                if await email_status() == "pending" and len((await handle.query(DataSubjectRequestWorkflow.state)).results) == 4:
+                    break
+                await asyncio.sleep(0.1)
+            await env.sleep(timedelta(days=13))
+            assert await email_status() == "pending"
+            await env.sleep(timedelta(days=1, hours=1))
+            for _ in range(100):
+                if await email_status() == "needs_attention":
+                    break
+                await asyncio.sleep(0.1)
+            assert await email_status() == "needs_attention"
+            alert = await wait_for_letter(mail_sink, rid, "staff_alert")
+            assert "email_marketing" in text_of(alert)
+            state = await handle.query(DataSubjectRequestWorkflow.state)
+            assert state.status == "in_progress"  # the response waits for staff
+            await handle.terminate("test over")

@@ -29,6 +29,7 @@ def _env(home: Path, ports: dict[str, int]) -> dict[str, str]:
         DSRFLOW_TEMPORAL_PORT=str(ports["temporal"]),
         DSRFLOW_TEMPORAL_UI_PORT=str(ports["ui"]),
         SMTP_PORT=str(ports["smtp"]),
+        DSRFLOW_DEMO_OPENDSR_PORT=str(ports["demo"]),
     )
     return env
 
@@ -64,7 +65,7 @@ def _start(env: dict[str, str], log: Path) -> subprocess.Popen:
 
 async def test_up_runs_stops_and_resumes(tmp_path):
     home = tmp_path / "home"
-    ports = {name: free_port() for name in ("api", "pg", "temporal", "ui", "smtp")}
+    ports = {name: free_port() for name in ("api", "pg", "temporal", "ui", "smtp", "demo")}
     env = _env(home, ports)
     log = tmp_path / "up.log"
 
@@ -107,7 +108,7 @@ async def test_up_runs_stops_and_resumes(tmp_path):
 async def test_port_in_use_is_named(tmp_path):
     import socket
 
-    ports = {name: free_port() for name in ("api", "pg", "temporal", "ui", "smtp")}
+    ports = {name: free_port() for name in ("api", "pg", "temporal", "ui", "smtp", "demo")}
     with socket.socket() as blocker:
         blocker.bind(("127.0.0.1", ports["api"]))
         blocker.listen()

@@ -29,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
         ExtensionRecord,
         IssueChallenge,
         LetterJob,
+        ObjectionDecision,
         PackageInfo,
         Plan,
         RequestFacts,
@@ -77,6 +78,7 @@ class DataSubjectRequestWorkflow:
         self._results: dict[str, TaskResult] = {}
         self._package: PackageInfo | None = None
         self._retrying = 0
+        self._decision: ObjectionDecision | None = None
 
     # ---- main line ------------------------------------------------------------------------
 
@@ -173,7 +175,18 @@ class DataSubjectRequestWorkflow:
         )
         if self._closed:
             return
-        if self._plan.request_type in ("access", "portability"):
+        if self._needs_decision():
+            await self._letter(
+                "staff_alert", key="objection-decision", to_staff=True,
+                params={"kind": "needs_attention", "days_left": self._days_left(),
+                        "detail": "objection to legitimate-interest processing: decide whether compelling grounds exist"},
+            )
+            await workflow.wait_condition(lambda: self._decision is not None or self._closed)
+            if self._closed:
+                return
+        if self._decision is not None and self._decision.compelling_grounds:
+            pass  # processing continues on compelling grounds; the response explains them
+        elif self._plan.request_type in ("access", "portability"):
             package = await workflow.execute_activity(
                 "build_package", self._plan, result_type=PackageInfo,
                 start_to_close_timeout=timedelta(hours=2), heartbeat_timeout=timedelta(minutes=5),
@@ -185,7 +198,10 @@ class DataSubjectRequestWorkflow:
             await self._settle_attention()
         if self._closed:
             return
-        await self._letter("response", params={"report": self._report_now().model_dump(mode="json")})
+        params: dict = {"report": self._report_now().model_dump(mode="json")}
+        if self._decision is not None:
+            params["decision"] = self._decision.model_dump(mode="json", exclude={"actor"})
+        await self._letter("response", params=params)
         self._set_status(RequestStatus.completed)
         await self._transition("completed", {"tasks": len(self._plan.tasks)})
 
@@ -408,6 +424,25 @@ class DataSubjectRequestWorkflow:
         self._require_attention(request.system)
 
     @workflow.update
+    async def decide_objection(self, decision: ObjectionDecision) -> RequestState:
+        self._decision = decision
+        await self._record("objection.decided", "objection-decision",
+                           {"compelling_grounds": decision.compelling_grounds,
+                            "explanation": decision.explanation}, decision.actor)
+        return self.state()
+
+    @decide_objection.validator
+    def _validate_decision(self, decision: ObjectionDecision) -> None:
+        self._require_open()
+        if not self._needs_decision() or self._decision is not None:
+            raise ValueError("this request is not an objection awaiting a decision")
+
+    def _needs_decision(self) -> bool:
+        plan = self._plan
+        return (plan is not None and plan.request_type == "objection"
+                and any(t.scope == "legitimate_interest" for t in plan.tasks))
+
+    @workflow.update
     async def resolve_task(self, request: ResolveTaskInput) -> TaskResult:
         result = self._results[request.system].model_copy(update={
             "status": "done", "message": f"resolved by staff: {request.note}"})
@@ -451,6 +486,8 @@ class DataSubjectRequestWorkflow:
             plan=self._plan,
             results=list(self._results.values()),
             package=self._package,
+            awaiting_decision=self._needs_decision() and self._decision is None and not self._closed,
+            decision=self._decision,
             closed_reason=self._closed_reason,
         )
 

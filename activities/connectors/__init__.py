@@ -12,6 +12,7 @@ from activities.connectors.base import Connector, ConnectorEnv
 _KINDS = {
     "sql": ("activities.connectors.sql", "SqlConnector"),
     "opendsr": ("activities.connectors.opendsr", "OpenDsrConnector"),
+    "manual_email": ("activities.connectors.manual_email", "ManualEmailConnector"),
 }
 _VAR = re.compile(r"\$\{([A-Z0-9_]+)(?::-([^}]*))?\}")
 

@@ -88,3 +88,5 @@ class ConnectorEnv:
     settings: Any  # dsrflow.settings.Settings
     secret: bytes
     callback_url: str
+    pool: Any = None  # the app database (asyncpg pool), for connectors that keep state there
+    mailer: Any = None  # activities.mail.Mailer, for connectors that work by e-mail

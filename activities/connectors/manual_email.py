@@ -1,0 +1,329 @@
+"""manual_email: a processor without an API, asked by e-mail and confirming through a signed link.
+
+System config (strings go through `expand_env`):
+    contact_email   the processor's privacy contact (required)
+    contact_name    how to address them, e.g. "Privacy team" (optional)
+    reminder_days   days without confirmation before a reminder, default 3
+
+Erasure, rectification, restriction (and lifting it) and objection each send the processor's
+contact one e-mail with the minimum needed to act: who we are, what to do (the corrected values,
+the objection's scope), the subject's e-mail address (the one identifier they need, nothing
+else), our request reference and a confirmation link `{base_url}/v1/callbacks/manual/{token}`.
+The token is derived from our secret and (request, system, action), so every retry computes the
+same link; only its sha256 is stored, as the task's external id (`job_id` gives it to the fan-out
+before the e-mail goes out). The action is `pending` until the processor confirms on that page
+(api/manual_confirm.py), which signals the task's workflow; its polls of `status` send a reminder
+once `reminder_days` have passed since the last e-mail.
+
+The `manual_tasks` row makes the e-mail go out once: it is inserted and the e-mail sent inside one
+transaction, so a failed send leaves no row (a retry sends) and a committed row means sent (a retry
+sends nothing). The Message-ID derives from the row's key, so even a resend after a crash between
+SMTP and commit is recognisable as the same message.
+
+Access and portability are out of scope of the automatic package here: `access` yields nothing,
+and says so in the request's audit trail (`access.not_automated`), so staff know that the copy of
+the data this processor holds must be obtained from it by hand if the subject wants it (the
+package's summary still names the processor among the recipients).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator, Mapping
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import formataddr, formatdate, parseaddr
+from typing import Any
+
+from activities.connectors import expand_env
+from activities.connectors.base import (
+    AccessRecord,
+    ActionOutcome,
+    ConnectorEnv,
+    PermanentConnectorError,
+    Subject,
+)
+from activities.letter_templates import RenderedLetter, env as letter_env
+from activities.letters import message_id_for
+from dsrflow.audit import append_event
+from dsrflow.hashing import keyed_hash
+
+REQUEST_PURPOSE = "processor_request"
+REMINDER_PURPOSE = "processor_reminder"
+TOKEN_PURPOSE = "manual-confirm"
+
+_SCOPES = {
+    "direct_marketing": "direct marketing (Art. 21(2) and (3) GDPR): stop using the data subject's data "
+    "for direct marketing, including profiling related to it, and suppress the address so it is not "
+    "contacted again",
+    "profiling": "profiling (Art. 21(1) GDPR): stop profiling the data subject",
+    "legitimate_interest": "processing based on our legitimate interests (Art. 21(1) GDPR): stop that "
+    "processing of the data subject's data, keeping it stored only, until we tell you otherwise",
+}
+# (title, what the processor is asked to do). Objections get their scope appended.
+_ACTIONS: dict[str, tuple[str, str]] = {
+    "erase": (
+        "erasure",
+        "Erase all personal data of the data subject below that you process on our behalf, "
+        "including copies, and stop any processing of it (Art. 17 GDPR).",
+    ),
+    "rectify": (
+        "rectification",
+        "Correct the personal data of the data subject below that you process on our behalf, "
+        "replacing it with the corrected values listed here (Art. 16 GDPR).",
+    ),
+    "restrict": (
+        "restriction of processing",
+        "Restrict the processing of the personal data of the data subject below: keep it stored, "
+        "but do not otherwise process it until we tell you the restriction has ended (Art. 18 GDPR).",
+    ),
+    "lift_restriction": (
+        "end of a restriction of processing",
+        "The restriction of processing of the data subject below has ended: you may again process "
+        "their personal data as our instructions provide (Art. 18(3) GDPR).",
+    ),
+    "object": (
+        "objection",
+        "The data subject below objects to",
+    ),
+}
+
+
+def confirmation_token(secret: bytes, request_id: str, system: str, action: str) -> str:
+    """The link token of one action of one request at one system (hex); never stored."""
+    return keyed_hash(secret, TOKEN_PURPOSE, request_id, system, action)
+
+
+def external_id_for(token: str) -> str:
+    """What is stored instead of the token: its sha256 (hex)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _tidy(text: str) -> str:
+    lines = [line.rstrip() for line in text.replace("\r\n", "\n").split("\n")]
+    tidy = "\n".join(lines)
+    while "\n\n\n" in tidy:
+        tidy = tidy.replace("\n\n\n", "\n\n")
+    return tidy.strip("\n") + "\n"
+
+
+def render_processor_mail(purpose: str, context: Mapping[str, Any]) -> RenderedLetter:
+    """Subject line, text and HTML of a processor e-mail, through the letters' (strict, escaping)
+    Jinja environment. Not a letter purpose: these go to processors, not to data subjects."""
+    if purpose not in (REQUEST_PURPOSE, REMINDER_PURPOSE):
+        raise ValueError(f"unknown processor mail purpose {purpose!r}")
+    ctx = dict(context)
+    subject = _one_line(letter_env.get_template(f"{purpose}.subject.j2").render(ctx))
+    ctx["letter_subject"] = subject
+    text = _tidy(letter_env.get_template(f"{purpose}.txt.j2").render(ctx))
+    html = letter_env.get_template(f"{purpose}.html.j2").render(ctx).strip() + "\n"
+    return RenderedLetter(subject=subject, text=text, html=html)
+
+
+class ManualEmailConnector:
+    def __init__(self, env: ConnectorEnv) -> None:
+        self.env = env
+        self.name = env.system_name
+        config = expand_env(env.system.config)
+        contact = str(config.get("contact_email") or "").strip()
+        if "@" not in parseaddr(contact)[1] or parseaddr(contact)[1] != contact:
+            raise PermanentConnectorError(
+                f"system {self.name}: the manual_email connector needs config.contact_email, one e-mail address"
+            )
+        self.contact_email = contact
+        self.contact_name = str(config["contact_name"]).strip() if config.get("contact_name") else None
+        try:
+            self.reminder_days = int(config.get("reminder_days", 3))
+        except (TypeError, ValueError):
+            self.reminder_days = 0
+        if self.reminder_days < 1:
+            raise PermanentConnectorError(f"system {self.name}: config.reminder_days must be a whole number >= 1")
+        if env.pool is None or env.mailer is None:
+            raise PermanentConnectorError(f"system {self.name}: the manual_email connector needs the database and mail")
+
+    # -- the Connector interface -----------------------------------------------------------
+
+    def job_id(self, subject: Subject, action: str) -> str | None:
+        """The task's external id, known before the e-mail goes out (so the task row exists when
+        the processor follows the link)."""
+        if action not in _ACTIONS:
+            return None
+        return external_id_for(self._token(subject.request_id, action))
+
+    async def erase(self, subject: Subject) -> ActionOutcome:
+        return await self._ask(subject, "erase")
+
+    async def rectify(self, subject: Subject, corrections: dict[str, str]) -> ActionOutcome:
+        if not corrections:
+            return ActionOutcome(status="needs_attention",
+                                 message="the request names no corrections to send to the processor")
+        return await self._ask(subject, "rectify")
+
+    async def restrict(self, subject: Subject) -> ActionOutcome:
+        return await self._ask(subject, "restrict")
+
+    async def lift_restriction(self, subject: Subject) -> ActionOutcome:
+        return await self._ask(subject, "lift_restriction")
+
+    async def object(self, subject: Subject, scope: str) -> ActionOutcome:
+        if scope not in _SCOPES:
+            raise PermanentConnectorError(f"system {self.name}: unknown objection scope {scope!r}")
+        return await self._ask(subject, "object", scope=scope)
+
+    async def status(self, subject: Subject, external_id: str) -> ActionOutcome:
+        """Done once the processor confirmed; otherwise a reminder when `reminder_days` have
+        passed since the last e-mail, and still pending."""
+        async with self.env.pool.acquire() as conn:
+            row = await conn.fetchrow(
+                "SELECT * FROM manual_tasks WHERE external_id = $1 AND system = $2", external_id, self.name)
+            if row is None:
+                return ActionOutcome(status="needs_attention", external_id=external_id,
+                                     message=f"no e-mail to {self.env.system.label} is on record for this task")
+            if row["confirmed_at"] is not None:
+                return self._confirmed(row)
+            async with conn.transaction():
+                # The row lock makes concurrent polls send one reminder between them.
+                due = await conn.fetchrow(
+                    """UPDATE manual_tasks SET reminders = reminders + 1, last_reminded_at = now()
+                       WHERE external_id = $1 AND confirmed_at IS NULL
+                         AND coalesce(last_reminded_at, sent_at) <= now() - make_interval(days => $2)
+                       RETURNING *""",
+                    external_id, self.reminder_days,
+                )
+                if due is not None:
+                    number = int(due["reminders"])
+                    message = await self._compose(
+                        conn, subject, REMINDER_PURPOSE, due["action"], scope=None,
+                        key=f"{subject.request_id}:{REMINDER_PURPOSE}:{self.name}:{due['action']}:{number}",
+                        extra={"reminder_number": number, "first_sent_at": due["sent_at"]},
+                        in_reply_to=due["message_id"],
+                    )
+                    await self.env.mailer.send(message)
+                    await self._audit(conn, subject.request_id, due["action"], REMINDER_PURPOSE,
+                                      message["Message-ID"], key_suffix=str(number))
+        return self._pending(row["action"], external_id, reminded=due is not None)
+
+    async def access(self, subject: Subject) -> AsyncIterator[AccessRecord]:
+        """Nothing automatic: the processor is only reachable by e-mail. The audit trail records
+        that this system's data is not in the package, so it is never silently missing."""
+        async with self.env.pool.acquire() as conn:
+            await append_event(
+                conn, event_key=f"{subject.request_id}:access-not-automated:{self.name}",
+                request_id=subject.request_id, event_type="access.not_automated", actor="workflow",
+                data={"system": self.name, "connector": "manual_email",
+                      "detail": f"{self.env.system.label} has no API: the data it holds is not in the "
+                      "package; ask the processor for a copy by hand if the data subject wants it"},
+            )
+        return
+        yield  # an async generator that yields nothing
+
+    async def close(self) -> None:
+        return None
+
+    # -- e-mail ------------------------------------------------------------------------------
+
+    def _token(self, request_id: str, action: str) -> str:
+        return confirmation_token(self.env.secret, request_id, self.name, action)
+
+    async def _ask(self, subject: Subject, action: str, *, scope: str | None = None) -> ActionOutcome:
+        token = self._token(subject.request_id, action)
+        external_id = external_id_for(token)
+        key = f"{subject.request_id}:{REQUEST_PURPOSE}:{self.name}:{action}"
+        async with self.env.pool.acquire() as conn:
+            existing = await conn.fetchrow(
+                "SELECT * FROM manual_tasks WHERE request_id = $1 AND system = $2 AND action = $3",
+                subject.request_id, self.name, action,
+            )
+            if existing is not None:  # sent by an earlier attempt
+                return self._confirmed(existing) if existing["confirmed_at"] else self._pending(action, external_id)
+            message = await self._compose(conn, subject, REQUEST_PURPOSE, action, scope=scope, key=key)
+            async with conn.transaction():
+                inserted = await conn.fetchval(
+                    """INSERT INTO manual_tasks (request_id, system, action, external_id, contact_email, message_id)
+                       VALUES ($1, $2, $3, $4, $5, $6)
+                       ON CONFLICT (request_id, system, action) DO NOTHING RETURNING 1""",
+                    subject.request_id, self.name, action, external_id, self.contact_email, message["Message-ID"],
+                )
+                if inserted:  # else a concurrent attempt sent it
+                    await self.env.mailer.send(message)
+                    await self._audit(conn, subject.request_id, action, REQUEST_PURPOSE, message["Message-ID"])
+        return self._pending(action, external_id)
+
+    async def _compose(
+        self, conn: Any, subject: Subject, purpose: str, action: str, *, scope: str | None, key: str,
+        extra: dict[str, Any] | None = None, in_reply_to: str | None = None,
+    ) -> EmailMessage:
+        request = await conn.fetchrow(
+            "SELECT details, current_due_date FROM dsr_requests WHERE id = $1", subject.request_id)
+        if request is None:
+            raise PermanentConnectorError(f"system {self.name}: request {subject.request_id} not found")
+        details = request["details"] or {}
+        if action == "object":
+            scope = scope or details.get("objection_scope") or "direct_marketing"
+        title, instruction = _ACTIONS[action]
+        if action == "object":
+            instruction = f"{instruction} {_SCOPES.get(scope or '', scope)}."
+        controller = self.env.policy.controller
+        token = self._token(subject.request_id, action)
+        context = {
+            "controller": controller.model_dump(mode="json"),
+            "processor": {"label": self.env.system.label, "contact_name": self.contact_name},
+            "request": {"id": subject.request_id, "due_date": request["current_due_date"]},
+            "action": action,
+            "action_title": title,
+            "instruction": instruction,
+            "corrections": sorted((details.get("corrections") or {}).items()) if action == "rectify" else [],
+            "subject_email": subject.email,
+            "confirm_url": f"{self.env.settings.base_url}/v1/callbacks/manual/{token}",
+            "reminder_days": self.reminder_days,
+            **(extra or {}),
+        }
+        rendered = render_processor_mail(purpose, context)
+        message = EmailMessage()
+        message["From"] = formataddr((controller.name, str(controller.sender_email)))
+        message["To"] = formataddr((self.contact_name, self.contact_email)) if self.contact_name else self.contact_email
+        message["Reply-To"] = str(controller.privacy_email)
+        message["Subject"] = rendered.subject
+        message["Date"] = formatdate(localtime=False)
+        message["Message-ID"] = message_id_for(key)
+        if in_reply_to:
+            message["In-Reply-To"] = in_reply_to
+            message["References"] = in_reply_to
+        message["Auto-Submitted"] = "auto-generated"
+        message["X-DSR-Request-Id"] = subject.request_id
+        message["X-DSR-Purpose"] = purpose
+        message.set_content(rendered.text)
+        message.add_alternative(rendered.html, subtype="html")
+        return message
+
+    async def _audit(self, conn: Any, request_id: str, action: str, purpose: str, message_id: str,
+                     key_suffix: str = "") -> None:
+        await append_event(
+            conn, event_key=f"{request_id}:{purpose}:{self.name}:{action}" + (f":{key_suffix}" if key_suffix else ""),
+            request_id=request_id, event_type=f"processor.{'reminded' if purpose == REMINDER_PURPOSE else 'asked'}",
+            actor="workflow",
+            data={"system": self.name, "action": action, "to": self.contact_email, "message_id": message_id},
+        )
+
+    def _pending(self, action: str, external_id: str, *, reminded: bool = False) -> ActionOutcome:
+        what = "reminded" if reminded else "asked"
+        return ActionOutcome(
+            status="pending", external_id=external_id,
+            message=f"{what} {self.env.system.label} ({self.contact_email}) by e-mail to carry out the "
+            f"{_ACTIONS[action][0]}; waiting for their confirmation",
+        )
+
+    def _confirmed(self, row: Mapping[str, Any]) -> ActionOutcome:
+        confirmed: datetime = row["confirmed_at"]
+        return ActionOutcome(
+            status="done", external_id=row["external_id"],
+            message=f"{self.env.system.label} confirmed the {_ACTIONS[row['action']][0]} on "
+            f"{confirmed.astimezone(UTC):%Y-%m-%d %H:%M} UTC",
+        )
+
+
+__all__ = ["ManualEmailConnector", "confirmation_token", "external_id_for", "render_processor_mail"]

@@ -1,0 +1,195 @@
+"""Confirmation pages for processors asked by e-mail (connector kind `manual_email`).
+
+The e-mail carries `/v1/callbacks/manual/{token}`. GET shows what was asked and a button, and
+changes nothing: mail scanners and link previews follow links. POST records the confirmation once
+(with an optional note), audits it and signals the task's workflow. Only the token's sha256 is
+stored (the task's external id), so the token is looked up by its hash. The page shows no personal
+data: whoever holds the link already has the e-mail that names the data subject.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from html import escape
+from typing import Any
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+from temporalio.service import RPCError, RPCStatusCode
+
+from dsrflow.audit import append_event
+from dsrflow.logging import get_logger
+from schemas.workflow import ProcessorUpdate, task_workflow_id
+from workflows.system_task import SystemTaskWorkflow
+
+router = APIRouter(prefix="/v1/callbacks/manual", tags=["processor callbacks"])
+log = get_logger("dsrflow.api.manual_confirm")
+
+_TOKEN = re.compile(r"^[0-9a-f]{64}$")
+_NOTE_MAX = 2000
+_BODY_MAX = 16 * 1024
+_ACTIONS = {
+    "erase": "erase the data subject's personal data",
+    "rectify": "correct the data subject's personal data",
+    "restrict": "restrict the processing of the data subject's personal data",
+    "lift_restriction": "end the restriction of processing of the data subject's personal data",
+    "object": "stop the processing the data subject objected to",
+}
+# The link is a credential: keep it out of caches, referrers, search engines and frames.
+_HEADERS = {
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Robots-Tag": "noindex, nofollow",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'",
+}
+_STYLE = """
+body { margin: 0; background: #f3f4f6; color: #1f2937; font: 16px/1.5 Arial, Helvetica, sans-serif; }
+main { max-width: 40rem; margin: 2rem auto; padding: 1.5rem 2rem; background: #fff; border: 1px solid #d1d5db; }
+h1 { font-size: 1.4rem; line-height: 1.3; color: #111827; margin: 0 0 1rem; }
+table { border-collapse: collapse; width: 100%; margin: 0 0 1rem; }
+th, td { text-align: left; vertical-align: top; padding: .4rem .6rem; border: 1px solid #d1d5db; }
+th { background: #f3f4f6; width: 40%; }
+label { display: block; font-weight: bold; margin: 1rem 0 .3rem; }
+.hint { color: #374151; font-size: .9rem; margin: 0 0 .4rem; }
+textarea { width: 100%; box-sizing: border-box; font: inherit; padding: .5rem; border: 1px solid #4b5563; }
+button { margin-top: 1rem; padding: .7rem 1.3rem; font: inherit; font-weight: bold; color: #fff;
+         background: #1d4ed8; border: 2px solid #1d4ed8; border-radius: 4px; cursor: pointer; }
+:focus-visible { outline: 3px solid #b45309; outline-offset: 2px; }
+.ok { border-left: 4px solid #047857; padding: .5rem 1rem; background: #ecfdf5; }
+"""
+
+
+def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
+    html = (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        '<meta name="robots" content="noindex, nofollow">\n'
+        f"<title>{escape(title)}</title>\n<style>{_STYLE}</style>\n</head>\n<body>\n<main>\n"
+        f"<h1>{escape(title)}</h1>\n{body}\n</main>\n</body>\n</html>\n"
+    )
+    return HTMLResponse(html, status_code=status, headers=_HEADERS)
+
+
+def _not_found() -> HTMLResponse:
+    return _page(
+        "Link not recognised",
+        "<p>This confirmation link is not valid. Please check that you copied the whole address "
+        "from our e-mail, or reply to that e-mail.</p>",
+        status=404,
+    )
+
+
+def _details(task: dict[str, Any]) -> str:
+    return (
+        "<table>\n"
+        f'<tr><th scope="row">Controller</th><td>{escape(task["controller"] or "")}</td></tr>\n'
+        f'<tr><th scope="row">Processor</th><td>{escape(task["label"] or task["system"])}</td></tr>\n'
+        f'<tr><th scope="row">What we asked</th><td>{escape(_ACTIONS.get(task["action"], task["action"]))}</td></tr>\n'
+        f'<tr><th scope="row">Our request reference</th><td>{escape(str(task["request_id"]))}</td></tr>\n'
+        "</table>"
+    )
+
+
+def _already(task: dict[str, Any]) -> HTMLResponse:
+    when = task["confirmed_at"].strftime("%d %B %Y, %H:%M UTC").lstrip("0")
+    return _page(
+        "Already confirmed",
+        f'<p class="ok">This request was confirmed on {escape(when)}. Thank you: there is nothing '
+        f"more to do.</p>\n{_details(task)}",
+    )
+
+
+async def _task(request: Request, token: str) -> dict[str, Any] | None:
+    if not _TOKEN.fullmatch(token):
+        return None
+    pool = await request.app.state.dsr.db()
+    # Labels come from the policy version the request runs under, like everything it does.
+    row = await pool.fetchrow(
+        """SELECT m.request_id, m.system, m.action, m.confirmed_at,
+                  p.content -> 'controller' ->> 'name' AS controller,
+                  p.content -> 'systems' -> m.system ->> 'label' AS label
+             FROM manual_tasks m
+             JOIN dsr_requests r ON r.id = m.request_id
+             LEFT JOIN policy_versions p ON p.version = r.policy_version
+            WHERE m.external_id = $1""",
+        hashlib.sha256(token.encode()).hexdigest(),
+    )
+    return dict(row) if row else None
+
+
+@router.get("/{token}", response_class=HTMLResponse, summary="Confirmation page for a processor asked by e-mail")
+async def confirmation_page(request: Request, token: str) -> HTMLResponse:
+    task = await _task(request, token)
+    if task is None:
+        return _not_found()
+    if task["confirmed_at"] is not None:
+        return _already(task)
+    return _page(
+        "Confirm a data-subject request",
+        "<p>We asked you by e-mail to act on a data-subject request. When you have done so, "
+        "please confirm below.</p>\n"
+        f"{_details(task)}\n"
+        '<form method="post">\n'
+        '<label for="note">Note (optional)</label>\n'
+        '<p class="hint" id="note-hint">For example, that you held no data about this person, or '
+        "what you could not do and why. Please do not include the person's data.</p>\n"
+        f'<textarea id="note" name="note" rows="4" maxlength="{_NOTE_MAX}" aria-describedby="note-hint"></textarea>\n'
+        '<button type="submit">Confirm that the request has been carried out</button>\n'
+        "</form>",
+    )
+
+
+@router.post("/{token}", response_class=HTMLResponse, summary="Record a processor's confirmation")
+async def confirm(request: Request, token: str) -> HTMLResponse:
+    task = await _task(request, token)
+    if task is None:
+        return _not_found()
+    if task["confirmed_at"] is not None:
+        return _already(task)
+    body = (await request.body())[:_BODY_MAX]
+    note = (parse_qs(body.decode("utf-8", "replace")).get("note") or [""])[0].strip()[:_NOTE_MAX] or None
+    request_id, system, action = str(task["request_id"]), task["system"], task["action"]
+
+    external_id = hashlib.sha256(token.encode()).hexdigest()
+    state = request.app.state.dsr
+    pool = await state.db()
+    async with pool.acquire() as conn, conn.transaction():
+        confirmed = await conn.fetchval(
+            """UPDATE manual_tasks SET confirmed_at = now(), confirmation_note = $2
+               WHERE external_id = $1 AND confirmed_at IS NULL RETURNING confirmed_at""",
+            external_id, note,
+        )
+        if confirmed is None:  # a concurrent POST got there first
+            earlier = await conn.fetchval("SELECT confirmed_at FROM manual_tasks WHERE external_id = $1", external_id)
+            return _already({**task, "confirmed_at": earlier})
+        # The note may hold anything: it stays in manual_tasks, never in the append-only trail.
+        await append_event(
+            conn, event_key=f"{request_id}:manual-confirm:{system}:{action}", request_id=request_id,
+            event_type="processor.confirmed", actor=f"processor:{system}",
+            data={"system": system, "action": action, "channel": "manual_email", "note": note is not None},
+        )
+        attempt = await conn.fetchval(
+            "SELECT attempt FROM system_tasks WHERE request_id = $1 AND system = $2 AND action = $3",
+            task["request_id"], system, action,
+        )
+
+    if attempt is not None:
+        client = await state.temporal()
+        child = task_workflow_id(request_id, system, action, attempt)
+        try:
+            await client.get_workflow_handle(child).signal(
+                SystemTaskWorkflow.processor_update, ProcessorUpdate(status="completed"))
+        except RPCError as exc:
+            # NOT_FOUND: the task already settled. Anything else: the confirmation is stored and the
+            # task's next poll of the connector finds it, so the processor still gets its answer.
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                log.warning("could not signal the task workflow", workflow_id=child, status=str(exc.status))
+    return _page(
+        "Thank you: confirmation recorded",
+        f'<p class="ok">We have recorded that the request has been carried out.</p>\n{_details(task)}\n'
+        "<p>You can close this page.</p>",
+    )

@@ -1,0 +1,207 @@
+"""Processors without an API (connector kind `manual_email`): the e-mail to their privacy contact,
+the confirmation link (GET changes nothing, POST confirms and completes the task), once-only
+sending across retries, and reminders paced by `reminder_days`."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from temporalio import activity
+
+import tests.fanout_stack as fanout_stack_module
+from activities.connectors import build_connector
+from activities.connectors.base import ConnectorEnv, Subject
+from activities.connectors.manual_email import confirmation_token, external_id_for
+from activities.mail import Mailer
+from dsrflow.requests_store import create_request
+from policy.model import DEFAULT_POLICY, load_policy
+from schemas.requests import NewRequest
+from schemas.workflow import TaskInput, TaskResult, workflow_id_for
+from tests.fanout_stack import api, fanout_stack
+from tests.support import letters_for, staff_headers, text_of, wait_for_letter
+from workers.dsr_worker import activity_context, build_activities, build_worker
+from workflows.dsr import DataSubjectRequestWorkflow
+
+SURVEYS = {
+    "label": "Survey service (customer surveys)",
+    "connector": "manual_email",
+    "config": {"contact_email": "privacy@surveys.example"},
+    "recipient": "surveys",
+}
+_LINK = re.compile(r"(http://\S+/v1/callbacks/manual/([0-9a-f]{64}))")
+
+
+def policy_with_surveys(directory: Path) -> Path:
+    """The shipped policy plus a survey provider reached by e-mail."""
+    content = yaml.safe_load(DEFAULT_POLICY.read_text())
+    content["systems"]["surveys"] = SURVEYS
+    path = directory / "policy-with-surveys.yaml"
+    path.write_text(yaml.safe_dump(content, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+async def stack(postgres, settings, dev_server, tmp_path, monkeypatch):
+    # fanout_stack builds its policy from DEFAULT_POLICY; point it at a copy with the extra system.
+    monkeypatch.setattr(fanout_stack_module, "DEFAULT_POLICY", policy_with_surveys(tmp_path))
+    async with fanout_stack(postgres, settings, dev_server.client, tmp_path) as running:
+        assert running.policy.policy.systems["surveys"].connector == "manual_email"
+        yield running
+
+
+async def _eventually(check, timeout: float = 60) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await check():
+        if loop.time() > deadline:
+            raise AssertionError(f"{check.__name__} still false after {timeout}s")
+        await asyncio.sleep(0.2)
+
+
+async def test_erasure_waits_for_the_processor_to_confirm_by_link(stack, pool, dev_server, mail_sink):
+    real = next(a for a in build_activities(activity_context(stack.settings, pool))
+                if a.__temporal_activity_definition.name == "run_system_action")
+
+    @activity.defn(name="run_system_action")
+    async def lost_after_sending(task: TaskInput) -> TaskResult:
+        """The first attempt at the survey provider sends its e-mail, then the worker 'dies'
+        before reporting: Temporal retries the activity, which must not mail again."""
+        result = await real(task)
+        if task.task.system == "surveys" and activity.info().attempt == 1:
+            raise RuntimeError("lost before reporting")
+        return result
+
+    async with build_worker(dev_server.client, stack.settings, pool, activity_overrides=[lost_after_sending]), \
+            api(stack) as http:
+        r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
+            "identity_attested": True, "type": "erasure", "subject": {"email": "grace@example.com"}})
+        assert r.status_code == 201, r.text
+        rid = r.json()["id"]
+        handle = dev_server.client.get_workflow_handle(workflow_id_for(rid))
+
+        mail = await wait_for_letter(mail_sink, rid, "processor_request", timeout=60)
+        assert mail["To"] == "privacy@surveys.example"
+        assert mail["Message-ID"].endswith("@dsrflow>")
+        body = text_of(mail)
+        assert "grace@example.com" in body and rid in body and "Connexeon BV" in body
+        assert "erasure" in mail["Subject"] and "grace" not in mail["Subject"]
+        link, token = _LINK.search(body).groups()
+        assert link.startswith(stack.settings.base_url)
+
+        async def surveys_reported() -> bool:  # the retried attempt finished: task row has its message
+            return bool(await pool.fetchval(
+                "SELECT message FROM system_tasks WHERE request_id = $1 AND system = 'surveys'", rid))
+
+        async def others_settled() -> bool:
+            state = await handle.query(DataSubjectRequestWorkflow.state)
+            return all(r.status == "done" for r in state.results if r.system != "surveys") and len(state.results) == 5
+
+        await _eventually(surveys_reported)
+        await _eventually(others_settled)
+        task = await pool.fetchrow("SELECT * FROM system_tasks WHERE request_id = $1 AND system = 'surveys'", rid)
+        assert task["status"] == "pending"
+        assert task["external_id"] == hashlib.sha256(token.encode()).hexdigest()
+        assert len(letters_for(mail_sink, rid, "processor_request")) == 1  # the retry sent nothing
+        state = await handle.query(DataSubjectRequestWorkflow.state)
+        assert state.status == "in_progress"
+        assert next(r for r in state.results if r.system == "surveys").status == "pending"
+
+        # Link scanners follow links: a GET shows the page and changes nothing.
+        page = await http.get(link.removeprefix(stack.api_url))
+        assert page.status_code == 200
+        assert '<form method="post">' in page.text and '<label for="note">' in page.text
+        assert "grace" not in page.text and page.headers["cache-control"] == "no-store"
+        await asyncio.sleep(1)
+        assert await pool.fetchval("SELECT confirmed_at FROM manual_tasks WHERE external_id = $1",
+                                   task["external_id"]) is None
+        assert (await handle.query(DataSubjectRequestWorkflow.state)).status == "in_progress"
+
+        confirmed = await http.post(link.removeprefix(stack.api_url), data={"note": "Deleted from our panel."})
+        assert confirmed.status_code == 200, confirmed.text
+        assert "confirmation recorded" in confirmed.text
+        state = await asyncio.wait_for(handle.result(), 60)
+        assert state["status"] == "completed", state
+        assert {r["system"]: r["status"] for r in state["results"]}["surveys"] == "done"
+        response = text_of(await wait_for_letter(mail_sink, rid, "response"))
+        assert "Art. 19" in response and "Survey service provider" in response
+
+        again = await http.post(link.removeprefix(stack.api_url), data={"note": "twice"})
+        assert again.status_code == 200 and "Already confirmed" in again.text
+        events = await pool.fetch(
+            "SELECT actor, data FROM audit_events WHERE request_id = $1 AND event_type = 'processor.confirmed'", rid)
+        assert [e["actor"] for e in events] == ["processor:surveys"]
+        assert await pool.fetchval("SELECT confirmation_note FROM manual_tasks WHERE external_id = $1",
+                                   task["external_id"]) == "Deleted from our panel."
+        assert len(letters_for(mail_sink, rid, "processor_request")) == 1
+        assert letters_for(mail_sink, rid, "processor_reminder") == []
+
+        for path in (f"/v1/callbacks/manual/{'0' * 64}", "/v1/callbacks/manual/not-a-token"):
+            assert (await http.get(path)).status_code == 404
+            assert (await http.post(path, data={"note": "x"})).status_code == 404
+
+
+async def test_status_reminds_only_after_reminder_days(pool, settings, mail_sink, tmp_path):
+    loaded = load_policy(policy_with_surveys(tmp_path))
+    row, _ = await create_request(
+        pool, NewRequest(type="rectification", subject={"email": "ada@example.com"}, identity_attested=True,
+                         corrections={"name": "Ada King"}),
+        loaded_policy=loaded, actor="tests", idempotency_key=None,
+    )
+    rid = str(row["id"])
+    secret = b"s" * 32
+    connector = build_connector(ConnectorEnv(
+        system_name="surveys", system=loaded.policy.systems["surveys"], policy=loaded.policy,
+        settings=settings, secret=secret, callback_url="", pool=pool, mailer=Mailer(settings)))
+    subject = Subject(request_id=rid, email="ada@example.com")
+    external_id = connector.job_id(subject, "rectify")
+    assert external_id == external_id_for(confirmation_token(secret, rid, "surveys", "rectify"))
+
+    first = await connector.rectify(subject, {"name": "Ada King"})
+    assert (first.status, first.external_id) == ("pending", external_id)
+    assert (await connector.rectify(subject, {"name": "Ada King"})).status == "pending"  # a retry
+    [asked] = letters_for(mail_sink, rid, "processor_request")
+    assert "Ada King" in text_of(asked) and "ada@example.com" in text_of(asked)
+
+    async def backdate(column: str, days: float) -> None:
+        await pool.execute(f"UPDATE manual_tasks SET {column} = now() - make_interval(secs => $2) "
+                           "WHERE external_id = $1", external_id, days * 86400)
+
+    def reminders() -> list:
+        return letters_for(mail_sink, rid, "processor_reminder")
+
+    assert (await connector.status(subject, external_id)).status == "pending"
+    await backdate("sent_at", 2.9)
+    assert (await connector.status(subject, external_id)).status == "pending"
+    assert reminders() == []
+
+    await backdate("sent_at", 3.1)
+    polled = await connector.status(subject, external_id)
+    assert polled.status == "pending" and "reminded" in (polled.message or "")
+    [reminder] = reminders()
+    assert reminder["In-Reply-To"] == asked["Message-ID"]
+    assert reminder["To"] == "privacy@surveys.example"
+    assert _LINK.search(text_of(reminder)).group(1) == _LINK.search(text_of(asked)).group(1)  # same link
+    assert (await connector.status(subject, external_id)).status == "pending"
+    assert len(reminders()) == 1  # not again until reminder_days after the reminder
+
+    await backdate("last_reminded_at", 3.1)
+    await connector.status(subject, external_id)
+    assert len(reminders()) == 2
+    assert len({m["Message-ID"] for m in reminders()}) == 2
+
+    await pool.execute("UPDATE manual_tasks SET confirmed_at = now() WHERE external_id = $1", external_id)
+    await backdate("last_reminded_at", 10)
+    assert (await connector.status(subject, external_id)).status == "done"
+    assert len(reminders()) == 2
+    assert len(letters_for(mail_sink, rid, "processor_request")) == 1
+
+    # Access is out of scope here, and says so in the request's history.
+    assert [r async for r in connector.access(subject)] == []
+    assert await pool.fetchval("SELECT count(*) FROM audit_events WHERE request_id = $1 AND "
+                               "event_type = 'access.not_automated'", rid) == 1
+    await connector.close()
