@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 from typing import Any
 
 from temporalio import activity
@@ -15,12 +17,17 @@ from activities.connectors.base import (
     ActionOutcome,
     Connector,
     ConnectorEnv,
+    ErasureContext,
+    HeldRecord,
+    LegalClaimsHold,
     PermanentConnectorError,
     Subject,
 )
+from activities.connectors.sql_erasure import kept_summary
 from activities.context import ActivityContext
 from dsrflow.audit import append_event
 from dsrflow.hashing import keyed_hash
+from dsrflow.holds_store import active_holds_for, subject_hash
 from dsrflow.requests_store import get_request
 from schemas.workflow import Plan, StartRequest, SystemTask, TaskInput, TaskRecord, TaskResult
 
@@ -77,12 +84,12 @@ async def heartbeating(every: float = 5.0):
         task.cancel()
 
 
-def _result(task: TaskInput, outcome: ActionOutcome) -> TaskResult:
+def _result(task: TaskInput, outcome: ActionOutcome, kept: list[dict] | None = None) -> TaskResult:
     return TaskResult(
         system=task.task.system, action=task.task.action, status=outcome.status,
         found=outcome.found, changed=outcome.changed, kept=outcome.kept,
         datasets=outcome.datasets, external_id=outcome.external_id, message=outcome.message,
-        attempt=task.attempt, recipient=task.task.recipient,
+        attempt=task.attempt, recipient=task.task.recipient, kept_records=kept or [],
     )
 
 
@@ -142,7 +149,9 @@ class FanoutActivities:
     async def _run(self, task: TaskInput) -> TaskResult:
         row = await self._row(task.request_id)
         subject = subject_of(row)
+        policy_system = (await self.ctx.policy(task.policy_version)).policy.systems[task.task.system]
         details = row["details"] or {}
+        kept: list[dict] = []
         try:
             async with open_connector(self.ctx, task.policy_version, task.task.system) as connector:
                 action = task.task.action
@@ -152,7 +161,19 @@ class FanoutActivities:
                         system=task.task.system, action=action, status="pending",
                         external_id=external, attempt=task.attempt, recipient=task.task.recipient))
                 if action == "erase":
-                    outcome = await connector.erase(subject)
+                    context, legal = await self.erasure_context_for(
+                        task.policy_version, task.task.system, subject)
+                    if legal and not policy_system.datasets:
+                        # A processor we cannot ask record by record: the hold keeps it all.
+                        outcome = ActionOutcome(status="done", message="kept under a legal-claims hold")
+                        outcome.held = [HeldRecord("all", "all", "legal_claims", h.id, None) for h in context.legal_holds]
+                    else:
+                        outcome = await connector.erase(subject, context)
+                    await self.keep_evidence(task.request_id, task.task.system, task.policy_version,
+                                             subject, outcome)
+                    policy = (await self.ctx.policy(task.policy_version)).policy
+                    kept = kept_summary(policy, task.task.system, outcome.held, legal)
+                    outcome.kept = outcome.kept or len(outcome.held)
                 elif action == "rectify":
                     outcome = await connector.rectify(subject, details.get("corrections", {}))
                 elif action == "restrict":
@@ -165,7 +186,41 @@ class FanoutActivities:
                     raise ApplicationError(f"unknown action {action}", non_retryable=True)
         except PermanentConnectorError as exc:
             raise ApplicationError(str(exc), type="PermanentConnectorError", non_retryable=True) from None
-        return _result(task, outcome)
+        return _result(task, outcome, kept)
+
+    async def erasure_context_for(self, policy_version: str, system: str,
+                                  subject: Subject) -> tuple[ErasureContext, dict[str, dict]]:
+        """Today in the controller's timezone, and the legal-claims holds on this subject that
+        cover this system."""
+        policy = (await self.ctx.policy(policy_version)).policy
+        today = datetime.now(ZoneInfo(policy.defaults.timezone)).date()
+        holds = await active_holds_for(self.ctx.pool, subject_hash(self.ctx.secret, subject.email))
+        applying = {str(h["id"]): h for h in holds if not h["systems"] or system in h["systems"]}
+        context = ErasureContext(today=today, legal_holds=tuple(
+            LegalClaimsHold(id=hold_id, categories=tuple(h["categories"]) if h["categories"] else None,
+                            basis=h["basis"], review_date=h["review_date"])
+            for hold_id, h in applying.items()))
+        return context, applying
+
+    async def keep_evidence(self, request_id: str, system: str, policy_version: str, subject: Subject,
+                            outcome: ActionOutcome, origin: str = "request") -> None:
+        """Schedule the erasure of what was held, and ledger what was erased (record keys stay
+        here, in Postgres; the workflow sees counts)."""
+        who = subject_hash(self.ctx.secret, subject.email)
+        async with self.ctx.pool.acquire() as conn, conn.transaction():
+            await conn.executemany(
+                """INSERT INTO deferred_erasures (request_id, subject_hash, system, dataset, record_key,
+                                                  hold_kind, hold_ref, erase_after, policy_version)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING""",
+                [(request_id, who, system, h.dataset, h.key, h.hold_kind, h.hold_ref,
+                  h.until + timedelta(days=1) if h.until else None, policy_version)
+                 for h in outcome.held])
+            await conn.executemany(
+                """INSERT INTO erasure_ledger (subject_hash, system, dataset, record_key, action,
+                                               policy_version, request_id, origin)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8)""",
+                [(who, system, dataset, key, action, policy_version, request_id, origin)
+                 for dataset, keys in outcome.erased.items() for key, action in keys])
 
     @activity.defn(name="poll_system_action")
     async def poll_system_action(self, task: TaskInput) -> TaskResult:

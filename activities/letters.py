@@ -60,6 +60,18 @@ def _coerce(params: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _kept_item(kept: dict[str, Any], policy: Policy) -> dict[str, Any]:
+    system = policy.systems[kept["system"]].label if kept["system"] in policy.systems else kept["system"]
+    what = (f"{kept['records']} {kept['dataset']} record(s) in {system}" if kept["dataset"] != "all"
+            else f"your data in {system}")
+    if kept["hold_kind"] == "legal_claims":
+        law = f"{kept['law']}; we review this hold by the date given"
+    else:
+        law = f"{kept['law']}; minimised to what that law requires"
+    return {"what": what, "basis": kept["basis"], "law": law,
+            "until": date.fromisoformat(kept["until"]) if kept.get("until") else None}
+
+
 def _outcome(report: dict[str, Any], policy: Policy, package_link: str | None,
              package_expires_at: datetime | None) -> dict[str, Any]:
     """The response letter's account of what was done, from the execution report."""
@@ -76,7 +88,7 @@ def _outcome(report: dict[str, Any], policy: Policy, package_link: str | None,
             label = policy.systems[system].label if system in policy.systems else system
             actions.append({"system": label, "category": "copy of your data",
                             "action": "included in your package", "records": count})
-    kept: list[dict[str, Any]] = []  # records kept under a legal hold, once holds apply
+    kept = [_kept_item(k, policy) for r in results for k in r.kept_records]
     told = sorted({policy.recipients[r.recipient].name for r in results
                    if r.recipient and r.recipient in policy.recipients and r.status == "done"
                    and r.action in _ART19_ACTIONS})

@@ -12,7 +12,7 @@ import tempfile
 import uuid
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -22,9 +22,11 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from temporalio import activity
 
 from activities.context import ActivityContext
+from activities.connectors.base import Subject
 from activities.fanout import open_connector, subject_of
 from dsrflow.audit import append_event
 from dsrflow.filecrypt import EncryptedWriter, decrypt_chunks, file_key
+from dsrflow.holds_store import subject_hash
 from dsrflow.requests_store import get_request
 from schemas.workflow import PackageInfo, Plan
 
@@ -101,6 +103,15 @@ class PackageActivities:
     def __init__(self, ctx: ActivityContext) -> None:
         self.ctx = ctx
 
+    async def _with_held_records(self, subject: Subject) -> Subject:
+        """Records kept under a hold are minimised and no longer match the subject's identities;
+        they are still the subject's data, found by key."""
+        rows = await self.ctx.pool.fetch(
+            """SELECT system, dataset, array_agg(record_key) AS keys FROM deferred_erasures
+               WHERE subject_hash = $1 AND done_at IS NULL GROUP BY system, dataset""",
+            subject_hash(self.ctx.secret, subject.email))
+        return replace(subject, held={f"{r['system']}.{r['dataset']}": list(r["keys"]) for r in rows})
+
     @activity.defn(name="build_package")
     async def build_package(self, plan: Plan) -> PackageInfo:
         ctx = self.ctx
@@ -114,7 +125,7 @@ class PackageActivities:
                                records=existing["records"], size_bytes=existing["size_bytes"])
         policy = (await ctx.policy(plan.policy_version)).policy
         portability = plan.request_type == "portability"
-        subject = subject_of(row)
+        subject = await self._with_held_records(subject_of(row))
         package_id = str(uuid.uuid5(uuid.UUID(plan.request_id), plan.request_type))
         path = package_path(ctx, package_id)
 

@@ -8,7 +8,17 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from temporalio.client import Client
 
-from api import callbacks, codec, health, manual_confirm, problems, public, requests, suppressions
+from api import (
+    callbacks,
+    codec,
+    health,
+    legal_holds,
+    manual_confirm,
+    problems,
+    public,
+    requests,
+    suppressions,
+)
 from api.state import AppState
 from dsrflow.settings import Settings
 
@@ -46,4 +56,5 @@ def create_app(settings: Settings, *, temporal_client: Client | None = None) -> 
     app.include_router(callbacks.router)
     app.include_router(manual_confirm.router)
     app.include_router(suppressions.router)
+    app.include_router(legal_holds.router)
     return app

@@ -94,6 +94,9 @@ class FieldRule(_Strict):
     erase: Literal["null", "hash", "fixed", "keep"] = "null"
     value: str | int | None = None  # for erase: fixed
     identity: Literal["email", "name", "customer_id"] | None = None  # rectification target
+    # Kept in a record held under a statutory obligation (the fields the obligation needs);
+    # every other field is erased by its rule when the record is minimised.
+    held: bool = False
 
     @model_validator(mode="after")
     def _fixed_has_value(self):
@@ -110,6 +113,30 @@ class Reference(_Strict):
     parent_column: str | None = None  # the parent's column it points at; default the parent's key
 
 
+class StatutoryHold(_Strict):
+    """A legal obligation to keep records (Art. 17(3)(b) GDPR), e.g. accounting law."""
+
+    label: str
+    basis: str
+    law: str
+    years: int = Field(ge=1, le=50)  # kept until 31 December of the document's year + years
+
+
+class DatasetHold(_Strict):
+    """How a statutory hold applies to a dataset: by each record's document date, or for as long
+    as records of a child dataset that refer to it are held."""
+
+    statute: str
+    date_column: str | None = Field(None, pattern=_IDENT)
+    through: str | None = None  # a child dataset's name
+
+    @model_validator(mode="after")
+    def _one(self):
+        if (self.date_column is None) == (self.through is None):
+            raise ValueError("needs exactly one of date_column or through")
+        return self
+
+
 class Dataset(_Strict):
     name: str = Field(pattern=_IDENT)
     table: str = Field(pattern=_IDENT)
@@ -124,6 +151,7 @@ class Dataset(_Strict):
         default_factory=dict
     )
     fields: dict[str, FieldRule]
+    hold: DatasetHold | None = None
 
     @model_validator(mode="after")
     def _found_somehow(self):
@@ -171,6 +199,7 @@ class Policy(_Strict):
     systems: dict[str, System] = Field(default_factory=dict)
     # Days an access package download link stays valid.
     package_link_days: int = Field(7, ge=1, le=90)
+    statutory_holds: dict[str, StatutoryHold] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _references(self):
@@ -179,7 +208,14 @@ class Policy(_Strict):
                 raise ValueError(f"system name {name!r} must be lower-case letters, digits and _")
             if system.recipient and system.recipient not in self.recipients:
                 raise ValueError(f"systems.{name}.recipient: unknown recipient {system.recipient!r}")
+            names = {d.name for d in system.datasets}
             for dataset in system.datasets:
+                hold = dataset.hold
+                where = f"systems.{name}.datasets.{dataset.name}.hold"
+                if hold and hold.statute not in self.statutory_holds:
+                    raise ValueError(f"{where}.statute: unknown statutory hold {hold.statute!r}")
+                if hold and hold.through and hold.through not in names:
+                    raise ValueError(f"{where}.through: unknown dataset {hold.through!r}")
                 for column, rule in dataset.fields.items():
                     if rule.category not in self.categories:
                         raise ValueError(

@@ -189,10 +189,8 @@ class TaskResult(_Contract):
     message: str | None = None
     attempt: int = 1
     recipient: str | None = None
-
-    @property
-    def records(self) -> int:
-        return self.found
+    # What a legal hold kept: [{system, dataset, records, hold_kind, basis, law, until}]
+    kept_records: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class TaskRecord(_Contract):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from temporalio import activity
 
 import tests.fanout_stack as fanout_stack_module
 from activities.connectors import build_connector
-from activities.connectors.base import ConnectorEnv, Subject
+from activities.connectors.base import ConnectorEnv, ErasureContext, LegalClaimsHold, Subject
 from activities.connectors.manual_email import confirmation_token, external_id_for
 from activities.mail import Mailer
 from dsrflow.requests_store import create_request
@@ -66,12 +67,15 @@ async def _eventually(check, timeout: float = 60) -> None:
 async def test_erasure_waits_for_the_processor_to_confirm_by_link(stack, pool, dev_server, mail_sink):
     real = next(a for a in build_activities(activity_context(stack.settings, pool))
                 if a.__temporal_activity_definition.name == "run_system_action")
+    attempts: list[int] = []
 
     @activity.defn(name="run_system_action")
     async def lost_after_sending(task: TaskInput) -> TaskResult:
         """The first attempt at the survey provider sends its e-mail, then the worker 'dies'
         before reporting: Temporal retries the activity, which must not mail again."""
         result = await real(task)
+        if task.task.system == "surveys":
+            attempts.append(activity.info().attempt)
         if task.task.system == "surveys" and activity.info().attempt == 1:
             raise RuntimeError("lost before reporting")
         return result
@@ -106,6 +110,7 @@ async def test_erasure_waits_for_the_processor_to_confirm_by_link(stack, pool, d
         task = await pool.fetchrow("SELECT * FROM system_tasks WHERE request_id = $1 AND system = 'surveys'", rid)
         assert task["status"] == "pending"
         assert task["external_id"] == hashlib.sha256(token.encode()).hexdigest()
+        assert attempts == [1, 2]
         assert len(letters_for(mail_sink, rid, "processor_request")) == 1  # the retry sent nothing
         state = await handle.query(DataSubjectRequestWorkflow.state)
         assert state.status == "in_progress"
@@ -199,6 +204,13 @@ async def test_status_reminds_only_after_reminder_days(pool, settings, mail_sink
     assert (await connector.status(subject, external_id)).status == "done"
     assert len(reminders()) == 2
     assert len(letters_for(mail_sink, rid, "processor_request")) == 1
+
+    # A legal-claims hold on the processor's categories: no erasure request goes out.
+    hold = LegalClaimsHold(id="hold-1", categories=("website_functionality",), basis="claim",
+                           review_date=date(2030, 1, 1))
+    held = await connector.erase(subject, ErasureContext(today=date.today(), legal_holds=(hold,)))
+    assert held.status == "needs_attention" and "hold-1" in (held.message or "")
+    assert await pool.fetchval("SELECT count(*) FROM manual_tasks WHERE request_id = $1 AND action = 'erase'", rid) == 0
 
     # Access is out of scope here, and says so in the request's history.
     assert [r async for r in connector.access(subject)] == []

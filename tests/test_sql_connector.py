@@ -160,21 +160,26 @@ async def test_erasure_removes_grace_and_nobody_else(systems: Systems) -> None:
         "crm.support_requests": await systems.value("crm", "SELECT count(*) FROM support_requests WHERE contact_id = $1", contact_id),
         "crm.chat_transcripts": await systems.value("crm", "SELECT count(*) FROM chat_transcripts WHERE contact_id = $1", contact_id),
         "analytics.users": 1,
-        "billing.customers": 1,
-        "billing.mandates": await systems.value("billing", "SELECT count(*) FROM mandates WHERE customer_id = $1", customer_id),
     }
+    # Her (revoked) mandate is an accounting record: it and the customer data it needs are kept.
+    mandates = await systems.value("billing", "SELECT count(*) FROM mandates WHERE customer_id = $1", customer_id)
+    assert mandates > 0
     events = await systems.value("analytics", "SELECT count(*) FROM page_events WHERE user_id = 'C-000001'")
     assert events > 0 and mine["crm.support_requests"] > 0
 
     outcomes = {s: await c.erase(GRACE) for s, c in systems.connectors.items()}
     assert all(o.status == "done" for o in outcomes.values())
-    assert outcomes["crm"].datasets["contacts"] == {"found": 1, "changed": 1, "deleted": 1}
+    assert outcomes["crm"].datasets["contacts"] == {"found": 1, "changed": 1, "deleted": 1, "kept": 0}
     assert outcomes["analytics"].datasets["page_events"]["anonymised"] == events
     assert outcomes["billing"].datasets["invoices"]["found"] == 0
 
     after = await systems.counts()
-    # Page events stay as anonymous statistics; every other row of hers is gone, nobody else's.
+    # Page events stay as anonymous statistics, accounting records are held; every other row of
+    # hers is gone, nobody else's.
     assert after == {k: v - mine.get(k, 0) for k, v in before.items()}
+    assert outcomes["billing"].kept == 1 + mandates
+    kept = await systems.value("billing", "SELECT count(*) FROM customers WHERE id = $1 AND restricted AND email IS NULL AND phone IS NULL", customer_id)
+    assert kept == 1
     assert await systems.value("crm", "SELECT count(*) FROM contacts WHERE lower(email) LIKE 'grace@%'") == 0
     for table in ("support_requests", "chat_transcripts"):
         assert await systems.value("crm", f"SELECT count(*) FROM {table} WHERE contact_id = $1", contact_id) == 0
@@ -204,7 +209,7 @@ async def test_anonymised_child_keeps_its_parent(postgres: EmbeddedPostgres, tem
     try:
         contact_id = await systems.value("crm", "SELECT id FROM contacts WHERE email = 'grace@example.com'")
         outcome = await systems.connectors["crm"].erase(GRACE)
-        assert outcome.datasets["contacts"] == {"found": 1, "changed": 1, "anonymised": 1}
+        assert outcome.datasets["contacts"] == {"found": 1, "changed": 1, "anonymised": 1, "kept": 0}
         assert outcome.datasets["chat_transcripts"]["deleted"] == 1
         row = (await systems.fetch("crm", "SELECT * FROM contacts WHERE id = $1", contact_id))[0]
         assert len(row["email"]) == 64 and row["first_name"] is None and row["phone"] is None

@@ -12,6 +12,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.context import ActivityContext
+from activities.deferred import DeferredErasureActivities
 from activities.fanout import FanoutActivities
 from activities.letters import LetterActivities
 from activities.lifecycle import LifecycleActivities
@@ -23,10 +24,12 @@ from dsrflow.keys import load_secret_key
 from dsrflow.logging import get_logger
 from dsrflow.settings import Settings
 from dsrflow.temporal_client import connect_client
+from workers.schedules import ensure_schedules
 from workflows.dsr import DataSubjectRequestWorkflow
+from workflows.erasure_sweep import ErasureSweepWorkflow
 from workflows.system_task import SystemTaskWorkflow
 
-WORKFLOWS: Sequence[type] = (DataSubjectRequestWorkflow, SystemTaskWorkflow)
+WORKFLOWS: Sequence[type] = (DataSubjectRequestWorkflow, SystemTaskWorkflow, ErasureSweepWorkflow)
 
 
 def build_activities(ctx: ActivityContext) -> list[Any]:
@@ -35,11 +38,12 @@ def build_activities(ctx: ActivityContext) -> list[Any]:
     verification = VerificationActivities(ctx)
     fanout = FanoutActivities(ctx)
     packages = PackageActivities(ctx)
+    deferred = DeferredErasureActivities(ctx)
     return [
         lifecycle.prepare_request, lifecycle.transition, lifecycle.record_event,
         lifecycle.apply_extension, letters.send_letter, verification.issue_verification,
         fanout.plan_request, fanout.run_system_action, fanout.poll_system_action,
-        fanout.record_task_result, packages.build_package,
+        fanout.record_task_result, packages.build_package, deferred.sweep,
     ]
 
 
@@ -72,6 +76,7 @@ async def run_worker(settings: Settings) -> None:
     client = await connect_client(settings)
     pool = await create_pool(settings.effective_database_url)
     worker = build_worker(client, settings, pool)
+    await ensure_schedules(client, settings.task_queue)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -7,8 +7,9 @@ results travel back into workflow history.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any, Literal, Protocol
 
 from policy.model import Policy, System
@@ -24,6 +25,34 @@ class Subject:
     email: str
     name: str | None = None
     customer_id: str | None = None
+    # Records kept under a hold, "system.dataset" -> record keys: minimised, they no longer carry
+    # the identities, but they are still the subject's and an access request must show them.
+    held: Mapping[str, Sequence[str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LegalClaimsHold:
+    """A hold placed by compliance (Art. 17(3)(e)) that applies to this system."""
+
+    id: str
+    categories: tuple[str, ...] | None  # None: every category
+    basis: str
+    review_date: date
+
+
+@dataclass(frozen=True)
+class HeldRecord:
+    dataset: str
+    key: str
+    hold_kind: str  # statutory | legal_claims
+    hold_ref: str  # statute key or legal hold id
+    until: date | None  # None: until the legal-claims hold is released
+
+
+@dataclass(frozen=True)
+class ErasureContext:
+    today: date
+    legal_holds: tuple[LegalClaimsHold, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -49,6 +78,10 @@ class ActionOutcome:
     # For asynchronous processors: their reference for the job, to poll or match callbacks.
     external_id: str | None = None
     message: str | None = None
+    # Erasure only; record keys stay in the activity (ledger, deferred erasures), never in
+    # workflow payloads.
+    erased: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # dataset -> (key, action)
+    held: list[HeldRecord] = field(default_factory=list)
 
 
 class PermanentConnectorError(Exception):
@@ -58,7 +91,7 @@ class PermanentConnectorError(Exception):
 class Connector(Protocol):
     async def access(self, subject: Subject) -> AsyncIterator[AccessRecord]: ...
 
-    async def erase(self, subject: Subject) -> ActionOutcome: ...
+    async def erase(self, subject: Subject, context: ErasureContext | None = None) -> ActionOutcome: ...
 
     async def rectify(self, subject: Subject, corrections: dict[str, str]) -> ActionOutcome: ...
 

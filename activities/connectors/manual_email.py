@@ -15,6 +15,9 @@ before the e-mail goes out). The action is `pending` until the processor confirm
 (api/manual_confirm.py), which signals the task's workflow; its polls of `status` send a reminder
 once `reminder_days` have passed since the last e-mail.
 
+Erasure under a legal-claims hold that reaches the processor's categories sends nothing and needs
+attention: the processor cannot be asked to destroy what the hold keeps.
+
 The `manual_tasks` row makes the e-mail go out once: it is inserted and the e-mail sent inside one
 transaction, so a failed send leaves no row (a retry sends) and a committed row means sent (a retry
 sends nothing). The Message-ID derives from the row's key, so even a resend after a crash between
@@ -40,6 +43,7 @@ from activities.connectors.base import (
     AccessRecord,
     ActionOutcome,
     ConnectorEnv,
+    ErasureContext,
     PermanentConnectorError,
     Subject,
 )
@@ -128,7 +132,10 @@ class ManualEmailConnector:
     def __init__(self, env: ConnectorEnv) -> None:
         self.env = env
         self.name = env.system_name
-        config = expand_env(env.system.config)
+        try:
+            config = expand_env(env.system.config)
+        except KeyError as exc:  # an unset ${VAR}: retrying will not set it
+            raise PermanentConnectorError(f"system {self.name}: {exc.args[0]}") from None
         contact = str(config.get("contact_email") or "").strip()
         if "@" not in parseaddr(contact)[1] or parseaddr(contact)[1] != contact:
             raise PermanentConnectorError(
@@ -154,7 +161,16 @@ class ManualEmailConnector:
             return None
         return external_id_for(self._token(subject.request_id, action))
 
-    async def erase(self, subject: Subject) -> ActionOutcome:
+    async def erase(self, subject: Subject, context: ErasureContext | None = None) -> ActionOutcome:
+        held = self._holds(context)
+        if held:
+            # Art. 17(3)(e): asking the processor to erase would destroy what the hold keeps.
+            return ActionOutcome(
+                status="needs_attention",
+                message=f"legal-claims hold {', '.join(held)} covers the data {self.env.system.label} "
+                "holds: no erasure request was sent; decide with compliance what to ask the processor "
+                "(for example a restriction), then resolve the task",
+            )
         return await self._ask(subject, "erase")
 
     async def rectify(self, subject: Subject, corrections: dict[str, str]) -> ActionOutcome:
@@ -225,6 +241,16 @@ class ManualEmailConnector:
         return None
 
     # -- e-mail ------------------------------------------------------------------------------
+
+    def _holds(self, context: ErasureContext | None) -> list[str]:
+        """Ids of the legal-claims holds that reach this processor's categories (all, if the
+        policy names none for its recipient)."""
+        if context is None:
+            return []
+        recipient = self.env.policy.recipients.get(self.env.system.recipient or "")
+        categories = set(recipient.categories) if recipient else set()
+        return [hold.id for hold in context.legal_holds
+                if hold.categories is None or not categories or categories & set(hold.categories)]
 
     def _token(self, request_id: str, action: str) -> str:
         return confirmation_token(self.env.secret, request_id, self.name, action)

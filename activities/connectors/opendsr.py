@@ -34,6 +34,7 @@ from activities.connectors.base import (
     AccessRecord,
     ActionOutcome,
     ConnectorEnv,
+    ErasureContext,
     PermanentConnectorError,
     Subject,
     TaskStatus,
@@ -139,7 +140,7 @@ class OpenDsrConnector:
 
     # -- the Connector interface -----------------------------------------------------------
 
-    async def erase(self, subject: Subject) -> ActionOutcome:
+    async def erase(self, subject: Subject, context: ErasureContext | None = None) -> ActionOutcome:
         return await self._submit(subject, "erasure")
 
     async def status(self, subject: Subject, external_id: str) -> ActionOutcome:

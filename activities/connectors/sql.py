@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from datetime import date, datetime, time
 from decimal import Decimal
@@ -34,12 +34,20 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import asyncpg
 
 from activities.connectors import expand_env
-from activities.connectors.base import AccessRecord, ActionOutcome, ConnectorEnv, PermanentConnectorError, Subject
+from activities.connectors.base import (
+    AccessRecord,
+    ActionOutcome,
+    ConnectorEnv,
+    ErasureContext,
+    PermanentConnectorError,
+    Subject,
+)
+from activities.connectors.sql_erasure import HoldAwareErasure
 from activities.connectors.sql_queries import (
     SCHEMA_QUERY,
     TEXT_TYPES,
+    ident,
     Plan,
-    delete_rows,
     select_fields,
     select_keys_page,
     update_by_key,
@@ -93,10 +101,6 @@ def _category_groups(dataset: Dataset) -> list[tuple[str, bool, list[str]]]:
         groups.setdefault((rule.category, rule.provided), []).append(column)
     return [(category, provided, columns) for (category, provided), columns in groups.items()]
 
-
-def _rowcount(status: str) -> int:
-    """The row count at the end of a command status such as 'DELETE 3'."""
-    return int(status.rsplit(" ", 1)[-1])
 
 
 class SqlConnector:
@@ -206,7 +210,8 @@ class SqlConnector:
                 async with conn.transaction(isolation="repeatable_read", readonly=True):
                     for dataset in self.plan.parents_first:
                         groups = _category_groups(dataset)
-                        sql, args = select_fields(self.plan, dataset, subject)
+                        sql, args = select_fields(self.plan, dataset, subject,
+                                                  subject.held.get(f"{self.name}.{dataset.name}"))
                         with self._mapped(dataset.name):
                             async for row in conn.cursor(sql, *args, prefetch=self.prefetch):
                                 for category, provided, columns in groups:
@@ -215,20 +220,81 @@ class SqlConnector:
                                         fields={c: plain(row[c]) for c in columns},
                                     )
 
-    async def erase(self, subject: Subject) -> ActionOutcome:
+    async def erase(self, subject: Subject, context: ErasureContext | None = None) -> ActionOutcome:
+        """Erase the subject's rows, keeping (minimised, restricted) what a hold requires; one
+        transaction, children before parents."""
+        run = HoldAwareErasure(self.plan, self.env.policy, context or ErasureContext(today=date.today()))
         counts: dict[str, dict[str, int]] = {}
+        erased: dict[str, list[tuple[str, str]]] = {}
         async with self._connection() as conn:
             with self._mapped():
                 async with conn.transaction():
                     for dataset in self.plan.children_first:
-                        if self.plan.erasure[dataset.name] == "delete":
-                            sql, args = delete_rows(self.plan, dataset, subject)
-                            with self._mapped(dataset.name):
-                                deleted = _rowcount(await conn.execute(sql, *args))
-                            counts[dataset.name] = {"found": deleted, "changed": deleted, "deleted": deleted}
-                        else:
-                            counts[dataset.name] = await self._anonymise(conn, dataset, subject)
-        return self._outcome(counts)
+                        with self._mapped(dataset.name):
+                            counts[dataset.name], erased[dataset.name] = await self._erase_dataset(
+                                conn, run, dataset, subject)
+        outcome = self._outcome(counts)
+        outcome.kept = sum(c["kept"] for c in counts.values())
+        outcome.erased = {d: keys for d, keys in erased.items() if keys}
+        outcome.held = run.held_records()
+        return outcome
+
+    async def _erase_dataset(self, conn: asyncpg.Connection, run: HoldAwareErasure, dataset: Dataset,
+                             subject: Subject) -> tuple[dict[str, int], list[tuple[str, str]]]:
+        rows = await run.rows(conn, dataset, subject)
+        held = run.decide(dataset, rows)
+        free = [r["key"] for r in rows if r["key"] not in held]
+        legal = any(kind == "legal_claims" for _, kind, _ in held.values())
+        minimised = await run.minimise(conn, dataset, list(held), dict(self._column_types(dataset)), legal)
+        counts = {"found": len(rows), "changed": minimised, "kept": len(held)}
+        if self.plan.erasure[dataset.name] == "delete":
+            gone = await run.delete(conn, dataset, free)
+            counts.update(changed=minimised + len(gone), deleted=len(gone))
+            return counts, [(key, "deleted") for key in gone]
+        if held and free:
+            raise PermanentConnectorError(
+                f"system {self.name!r}, dataset {dataset.name!r}: some rows are held and the rest "
+                f"would be anonymised; give the dataset `erasure: delete` or hold all of it")
+        if held:
+            return counts, []
+        anonymised = await self._anonymise(conn, dataset, subject)
+        counts.update(changed=anonymised["changed"], anonymised=anonymised["anonymised"])
+        return counts, [(key, "anonymised") for key in free]
+
+    async def erase_keys(self, keys: Mapping[str, Sequence[str]]) -> dict[str, list[tuple[str, str]]]:
+        """Erase given records (a hold ended, or a restore brought them back): deleted, or
+        anonymised by the dataset's rules. Records already gone are skipped."""
+        erased: dict[str, list[tuple[str, str]]] = {}
+        async with self._connection() as conn:
+            with self._mapped():
+                async with conn.transaction():
+                    for dataset in self.plan.children_first:
+                        wanted = list(keys.get(dataset.name, ()))
+                        if not wanted:
+                            continue
+                        with self._mapped(dataset.name):
+                            if self.plan.erasure[dataset.name] == "delete":
+                                gone = await HoldAwareErasure.delete(conn, dataset, wanted)
+                                erased[dataset.name] = [(k, "deleted") for k in gone]
+                            else:
+                                done = await self._anonymise_keys(conn, dataset, wanted)
+                                erased[dataset.name] = [(k, "anonymised") for k in done]
+        return erased
+
+    async def _anonymise_keys(self, conn: asyncpg.Connection, dataset: Dataset, keys: list[str]) -> list[str]:
+        rules = {c: r for c, r in dataset.fields.items() if r.erase != "keep"}
+        hashed = [c for c, r in rules.items() if r.erase == "hash"]
+        values = {c: (None if r.erase == "null" else r.value) for c, r in rules.items() if r.erase != "hash"}
+        key = ident(dataset.key)
+        selected = ", ".join([key, *(ident(c) for c in hashed)])
+        rows = await conn.fetch(
+            f"SELECT {selected} FROM {ident(dataset.table)} WHERE {key}::text = ANY($1::text[])", keys)
+        update_sql, constant_args = update_by_key(dataset, hashed, values, self._column_types(dataset))
+        await conn.executemany(update_sql, [
+            (row[0], *(self._hash(dataset, c, row[i + 1]) for i, c in enumerate(hashed)), *constant_args)
+            for row in rows
+        ])
+        return [str(row[0]) for row in rows]
 
     async def _anonymise(self, conn: asyncpg.Connection, dataset: Dataset, subject: Subject) -> dict[str, int]:
         rules = {c: r for c, r in dataset.fields.items() if r.erase != "keep"}

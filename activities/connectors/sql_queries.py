@@ -140,19 +140,18 @@ def match(plan: Plan, dataset: Dataset, subject: Subject, q: Query, alias: str) 
     return "(" + " OR ".join(clauses) + ")" if clauses else "FALSE"
 
 
-def select_fields(plan: Plan, dataset: Dataset, subject: Subject) -> tuple[str, list[Any]]:
+def select_fields(plan: Plan, dataset: Dataset, subject: Subject,
+                  held_keys: Any = None) -> tuple[str, list[Any]]:
+    """The subject's rows, plus rows kept under a hold (by key: minimised, they no longer carry
+    the identities that `match` looks for)."""
     q, alias = Query(), "t0"
     columns = ", ".join(f"{alias}.{ident(c)}" for c in dataset.fields)
     where = match(plan, dataset, subject, q, alias)
+    if held_keys:
+        where = f"({where} OR {alias}.{ident(dataset.key)}::text = ANY({q.arg(list(held_keys))}::text[]))"
     sql = (f"SELECT {columns} FROM {ident(dataset.table)} AS {alias} WHERE {where} "
            f"ORDER BY {alias}.{ident(dataset.key)}")
     return sql, q.args
-
-
-def delete_rows(plan: Plan, dataset: Dataset, subject: Subject) -> tuple[str, list[Any]]:
-    q, alias = Query(), "t0"
-    where = match(plan, dataset, subject, q, alias)
-    return f"DELETE FROM {ident(dataset.table)} AS {alias} WHERE {where}", q.args
 
 
 def update_rows(

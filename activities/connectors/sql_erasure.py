@@ -1,0 +1,156 @@
+"""Erasure in a sql system, record by record, under legal holds (Art. 17(3)).
+
+For every dataset, children first, each of the subject's rows is either erased (deleted or
+anonymised as the policy says), or held:
+- a legal-claims hold placed by compliance keeps the rows of the categories it covers as they
+  are, restricted, until it is released;
+- a statutory hold keeps a record until 31 December of its document's year + the statute's
+  years; the record is minimised to the fields the obligation needs (`held: true`) and
+  restricted;
+- a parent row that a held child still points at is held (minimised) as long as the child is.
+Held records are returned so the activity can schedule their erasure for when the hold ends.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import date
+from typing import Any
+
+import asyncpg
+
+from activities.connectors.base import ErasureContext, HeldRecord, LegalClaimsHold
+from activities.connectors.sql_queries import Plan, Query, ident, match
+from policy.model import Dataset, Policy
+
+
+def retention_end(document_date: date, years: int) -> date:
+    """Kept until 31 December of the document's year + `years` (VAT Code Art. 60 §4 style)."""
+    return date(document_date.year + years, 12, 31)
+
+
+def _categories(dataset: Dataset) -> set[str]:
+    return {rule.category for rule in dataset.fields.values()}
+
+
+def _covering(holds: tuple[LegalClaimsHold, ...], dataset: Dataset) -> LegalClaimsHold | None:
+    for hold in holds:
+        if hold.categories is None or set(hold.categories) & _categories(dataset):
+            return hold
+    return None
+
+
+class HoldAwareErasure:
+    """One erasure of one subject in one sql system, inside the caller's transaction."""
+
+    def __init__(self, plan: Plan, policy: Policy, context: ErasureContext) -> None:
+        self.plan = plan
+        self.policy = policy
+        self.context = context
+        # dataset -> key -> (until, hold kind, hold ref) for rows kept in this run
+        self.held: dict[str, dict[str, tuple[date | None, str, str]]] = defaultdict(dict)
+        # dataset -> key -> the parent key its `via` column points at
+        self.parents: dict[str, dict[str, str]] = defaultdict(dict)
+
+    async def rows(self, conn: asyncpg.Connection, dataset: Dataset, subject) -> list[asyncpg.Record]:
+        q, alias = Query(), "t0"
+        where = match(self.plan, dataset, subject, q, alias)
+        extra = []
+        if dataset.hold and dataset.hold.date_column:
+            extra.append(f"{alias}.{ident(dataset.hold.date_column)} AS doc_date")
+        if dataset.via:
+            extra.append(f"{alias}.{ident(dataset.via.column)}::text AS parent_key")
+        columns = ", ".join([f"{alias}.{ident(dataset.key)}::text AS key", *extra])
+        return await conn.fetch(f"SELECT {columns} FROM {ident(dataset.table)} AS {alias} WHERE {where}", *q.args)
+
+    def decide(self, dataset: Dataset, rows: list[asyncpg.Record]) -> dict[str, tuple[date | None, str, str]]:
+        """Which of these rows are held, until when and why."""
+        for row in rows:
+            if dataset.via and row["parent_key"] is not None:
+                self.parents[dataset.name][row["key"]] = row["parent_key"]
+        legal = _covering(self.context.legal_holds, dataset)
+        if legal is not None:
+            self.held[dataset.name] = {row["key"]: (None, "legal_claims", legal.id) for row in rows}
+            return self.held[dataset.name]
+        held: dict[str, tuple[date | None, str, str]] = {}
+        hold = dataset.hold
+        if hold and hold.date_column:
+            years = self.policy.statutory_holds[hold.statute].years
+            for row in rows:
+                if row["doc_date"] is not None:
+                    until = retention_end(row["doc_date"], years)
+                    if until >= self.context.today:
+                        held[row["key"]] = (until, "statutory", hold.statute)
+        # Rows that a held child row still refers to stay as long as the child does.
+        for child in self.plan.children[dataset.name]:
+            for child_key, (until, kind, ref) in self.held[child.name].items():
+                parent_key = self.parents[child.name].get(child_key)
+                if parent_key is None or parent_key not in {r["key"] for r in rows}:
+                    continue
+                current = held.get(parent_key)
+                if current is None or (current[0] is not None and (until is None or until > current[0])):
+                    held[parent_key] = (until, kind, ref)
+        self.held[dataset.name] = held
+        return held
+
+    async def minimise(self, conn: asyncpg.Connection, dataset: Dataset, keys: list[str],
+                       types: dict[str, str], legal: bool) -> int:
+        """Held rows: restricted; under a statute, every field the obligation does not need is
+        cleared (legal-claims holds keep the evidence as it is)."""
+        if not keys:
+            return 0
+        q = Query()
+        assignments = []
+        if not legal:
+            for column, rule in dataset.fields.items():
+                if rule.held or rule.erase == "keep":
+                    continue
+                value = rule.value if rule.erase == "fixed" else None
+                assignments.append(f"{ident(column)} = " + ("NULL" if value is None else q.value(value, types[column])))
+        if dataset.restricted_column:
+            assignments.append(f"{ident(dataset.restricted_column)} = true")
+        if not assignments:
+            return 0
+        sql = (f"UPDATE {ident(dataset.table)} SET {', '.join(assignments)} "
+               f"WHERE {ident(dataset.key)}::text = ANY({q.arg(keys)}::text[])")
+        status = await conn.execute(sql, *q.args)
+        return int(status.split()[-1])
+
+    @staticmethod
+    async def delete(conn: asyncpg.Connection, dataset: Dataset, keys: list[str]) -> list[str]:
+        if not keys:
+            return []
+        rows = await conn.fetch(
+            f"DELETE FROM {ident(dataset.table)} WHERE {ident(dataset.key)}::text = ANY($1::text[]) "
+            f"RETURNING {ident(dataset.key)}::text AS key", keys)
+        return [r["key"] for r in rows]
+
+    def held_records(self) -> list[HeldRecord]:
+        return [
+            HeldRecord(dataset=dataset, key=key, hold_kind=kind, hold_ref=ref, until=until)
+            for dataset, rows in self.held.items()
+            for key, (until, kind, ref) in rows.items()
+        ]
+
+
+def kept_summary(policy: Policy, system: str, held: list[HeldRecord],
+                 legal_holds: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per dataset and hold: how many records were kept, under what, until when (no keys)."""
+    groups: dict[tuple[str, str, str], list[HeldRecord]] = defaultdict(list)
+    for record in held:
+        groups[(record.dataset, record.hold_kind, record.hold_ref)].append(record)
+    summary = []
+    for (dataset, kind, ref), records in sorted(groups.items()):
+        if kind == "statutory":
+            statute = policy.statutory_holds[ref]
+            basis, law = statute.basis, statute.law
+            until = max((r.until for r in records if r.until), default=None)
+        else:
+            hold = legal_holds.get(ref, {})
+            basis = hold.get("basis", "Art. 17(3)(e) GDPR")
+            law = "a legal claim (establishment, exercise or defence of legal claims)"
+            until = hold.get("review_date")
+        summary.append({"system": system, "dataset": dataset, "records": len(records),
+                        "hold_kind": kind, "basis": basis, "law": law,
+                        "until": until.isoformat() if until else None})
+    return summary

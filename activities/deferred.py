@@ -1,0 +1,92 @@
+"""Deferred erasure: records kept under a hold are erased when the hold ends.
+
+Statutory holds end on a date: the record is erased by key. A legal-claims hold ends when
+compliance releases it: the subject's erasure is run again in that system, so whatever still
+falls under a statute is minimised and kept, and the rest goes. Holds are re-checked first: a
+record another active hold still covers stays.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from temporalio import activity
+
+from activities.context import ActivityContext
+from activities.fanout import FanoutActivities, open_connector, subject_of
+from dsrflow.holds_store import active_holds_for
+from dsrflow.requests_store import get_request
+from schemas.holds import SweepInput, SweepReport
+
+
+class DeferredErasureActivities:
+    def __init__(self, ctx: ActivityContext) -> None:
+        self.ctx = ctx
+        self.fanout = FanoutActivities(ctx)
+
+    @activity.defn(name="sweep_deferred_erasures")
+    async def sweep(self, sweep: SweepInput) -> SweepReport:
+        ctx = self.ctx
+        as_of = sweep.as_of or datetime.now(UTC)
+        rows = await ctx.pool.fetch(
+            """SELECT d.*, h.released_at FROM deferred_erasures d
+               LEFT JOIN legal_holds h ON d.hold_kind = 'legal_claims' AND h.id::text = d.hold_ref
+               WHERE d.done_at IS NULL AND ($1::text IS NULL OR d.subject_hash = $1)
+               ORDER BY d.id""",
+            sweep.subject_hash,
+        )
+        statutory: dict[tuple[str, str], list] = defaultdict(list)  # (version, system) -> rows
+        released: dict[tuple[str, str, str], list] = defaultdict(list)  # (version, system, request)
+        still_held = 0
+        for row in rows:
+            policy = (await ctx.policy(row["policy_version"])).policy
+            today = as_of.astimezone(ZoneInfo(policy.defaults.timezone)).date()
+            holds = await active_holds_for(ctx.pool, row["subject_hash"])
+            if any(not h["systems"] or row["system"] in h["systems"] for h in holds):
+                still_held += 1  # a legal-claims hold covers it now: not today
+            elif row["hold_kind"] == "statutory" and row["erase_after"] <= today:
+                statutory[(row["policy_version"], row["system"])].append(row)
+            elif row["hold_kind"] == "legal_claims" and row["released_at"] is not None:
+                released[(row["policy_version"], row["system"], str(row["request_id"]))].append(row)
+            else:
+                still_held += 1
+
+        per_system: dict[str, int] = defaultdict(int)
+        for (version, system), due in statutory.items():
+            keys: dict[str, list[str]] = defaultdict(list)
+            for row in due:
+                keys[row["dataset"]].append(row["record_key"])
+            async with open_connector(ctx, version, system) as connector:
+                erased = await connector.erase_keys(keys)
+            await self._settle(due, erased, system, version)
+            per_system[system] += sum(len(v) for v in erased.values())
+            activity.heartbeat()
+        for (version, system, request_id), due in released.items():
+            # The hold kept the records as they were: erase them as the request would have, so
+            # what a statute still requires is minimised and kept, and the rest goes.
+            subject = subject_of(await get_request(ctx.pool, request_id))
+            context, _ = await self.fanout.erasure_context_for(version, system, subject)
+            async with open_connector(ctx, version, system) as connector:
+                outcome = await connector.erase(subject, context)
+            await self.fanout.keep_evidence(request_id, system, version, subject, outcome, origin="deferred")
+            await self._settle(due, outcome.erased, system, version, ledger=False)
+            per_system[system] += sum(len(v) for v in outcome.erased.values())
+        return SweepReport(erased=sum(per_system.values()), still_held=still_held, systems=dict(per_system))
+
+    async def _settle(self, due: list, erased: dict[str, list[tuple[str, str]]], system: str,
+                      version: str, *, ledger: bool = True) -> None:
+        """Mark the rows done (erased now, or found already gone) and ledger what went."""
+        actions = {(dataset, key): action for dataset, pairs in erased.items() for key, action in pairs}
+        async with self.ctx.pool.acquire() as conn, conn.transaction():
+            await conn.execute("UPDATE deferred_erasures SET done_at = now() WHERE id = ANY($1::bigint[])",
+                               [row["id"] for row in due])
+            if ledger:
+                await conn.executemany(
+                    """INSERT INTO erasure_ledger (subject_hash, system, dataset, record_key, action,
+                                                   policy_version, request_id, origin)
+                       VALUES ($1, $2, $3, $4, $5, $6, $7, 'deferred')""",
+                    [(row["subject_hash"], system, row["dataset"], row["record_key"],
+                      actions[(row["dataset"], row["record_key"])], version, row["request_id"])
+                     for row in due if (row["dataset"], row["record_key"]) in actions])

@@ -1,0 +1,135 @@
+"""Legal holds: erasure keeps what the law requires, minimised and restricted, says so, and erases
+it when the hold ends."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import re
+import zipfile
+from datetime import UTC, date, datetime, timedelta
+
+import asyncpg
+import pytest
+
+from activities.context import ActivityContext
+from dsrflow.holds_store import place_hold
+from dsrflow.keys import load_secret_key
+from schemas.holds import SweepInput
+from schemas.workflow import workflow_id_for
+from tests.fanout_stack import api, fanout_stack
+from tests.support import staff_headers, text_of, wait_for_letter
+from workers.dsr_worker import build_worker
+from workflows.erasure_sweep import ErasureSweepWorkflow
+
+
+async def _rows(url: str, sql: str, *args) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(url)
+    try:
+        return await conn.fetch(sql, *args)
+    finally:
+        await conn.close()
+
+
+async def _erase(http, pool, client, email: str) -> tuple[str, dict]:
+    r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"),
+                        json={"type": "erasure", "subject": {"email": email}, "identity_attested": True})
+    assert r.status_code == 201, r.text
+    rid = r.json()["id"]
+    return rid, await asyncio.wait_for(client.get_workflow_handle(workflow_id_for(rid)).result(), 90)
+
+
+async def test_erasure_keeps_accounting_records_minimised_and_says_so(postgres, settings, pool, dev_server, tmp_path, mail_sink):
+    async with fanout_stack(postgres, settings, dev_server.client, tmp_path) as stack:
+        db = stack.databases
+        invoices_before = await _rows(db["billing"], """
+            SELECT i.id, i.number, i.total FROM invoices i JOIN customers c ON c.id = i.customer_id
+            WHERE c.email = 'ada@example.com' ORDER BY i.id""")
+        assert len(invoices_before) == 3
+        async with build_worker(dev_server.client, stack.settings, pool), api(stack) as http:
+            rid, state = await _erase(http, pool, dev_server.client, "ada@example.com")
+            assert state["status"] == "completed", state
+            assert await _rows(db["crm"], "SELECT 1 FROM contacts WHERE email = 'ada@example.com'") == []
+            assert await _rows(db["analytics"], "SELECT 1 FROM users WHERE email = 'ada@example.com'") == []
+            assert await _rows(db["email_marketing"], "SELECT 1 FROM subscribers WHERE email = 'ada@example.com'") == []
+
+            invoices = await _rows(db["billing"], "SELECT id, number, total, restricted FROM invoices WHERE id = ANY($1::bigint[])",
+                                   [r["id"] for r in invoices_before])
+            assert [(r["number"], r["total"]) for r in invoices] == [(r["number"], r["total"]) for r in invoices_before]
+            assert all(r["restricted"] for r in invoices)
+            customer = (await _rows(db["billing"], "SELECT * FROM customers WHERE customer_number = 'C-000000'"))[0]
+            assert customer["email"] is None and customer["phone"] is None and customer["notes"] is None
+            assert customer["name"] == "Ada Lovelace" and customer["vat_number"] and customer["restricted"]
+            payments = await _rows(db["billing"], "SELECT restricted FROM payments WHERE invoice_id = ANY($1::bigint[])",
+                                   [r["id"] for r in invoices_before])
+            assert payments and all(p["restricted"] for p in payments)
+
+            billing = next(r for r in state["results"] if r["system"] == "billing")
+            assert billing["kept"] > 0 and billing["kept_records"]
+            letter = text_of(await wait_for_letter(mail_sink, rid, "response"))
+            assert "What we kept" in letter and "Art. 17(3)(b)" in letter
+            assert "VAT Code Art. 60" in letter and "31 December 2036" in letter
+            due = await pool.fetch("SELECT dataset, erase_after FROM deferred_erasures WHERE request_id = $1", rid)
+            assert {r["dataset"] for r in due} >= {"invoices", "payments", "customers"}
+            assert date(2036, 1, 1) in {r["erase_after"] for r in due}
+
+            # Access afterwards: only the kept billing records.
+            r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
+                "type": "access", "subject": {"email": "ada@example.com"}, "identity_attested": True})
+            access = r.json()["id"]
+            state = await asyncio.wait_for(dev_server.client.get_workflow_handle(workflow_id_for(access)).result(), 90)
+            assert set(state["package"]["systems"]) == {"billing"}
+            link = re.search(r"/v1/public/packages/[0-9a-f]{64}", text_of(await wait_for_letter(mail_sink, access, "response"))).group(0)
+            archive = zipfile.ZipFile(io.BytesIO((await http.get(link)).content))
+            assert any("invoices" in n for n in archive.namelist())
+            assert not any(n.startswith(("crm/", "analytics/")) for n in archive.namelist())
+
+
+async def test_legal_claims_hold_blocks_erasure_until_released(postgres, settings, pool, dev_server, tmp_path, mail_sink):
+    async with fanout_stack(postgres, settings, dev_server.client, tmp_path) as stack:
+        db = stack.databases
+        async with pool.acquire() as conn:
+            hold = await place_hold(conn, secret=load_secret_key(stack.settings), email="grace@example.com",
+                                    customer_id=None, systems=["crm"], categories=None,
+                                    basis="Art. 17(3)(e) GDPR", reason="Dispute over a support contract, claim 2026/17",
+                                    review_date=date.today() + timedelta(days=90), actor="compliance:test")
+        async with build_worker(dev_server.client, stack.settings, pool), api(stack) as http:
+            rid, state = await _erase(http, pool, dev_server.client, "grace@example.com")
+            assert state["status"] == "completed"
+            contacts = await _rows(db["crm"], "SELECT restricted FROM contacts WHERE email = 'grace@example.com'")
+            assert contacts and all(c["restricted"] for c in contacts)
+            assert await _rows(db["billing"], "SELECT 1 FROM customers WHERE email = 'grace@example.com'") == []
+            letter = text_of(await wait_for_letter(mail_sink, rid, "response"))
+            assert "legal claim" in letter and "CRM" in letter
+
+            r = await http.delete(f"/v1/legal-holds/{hold['id']}", headers=await staff_headers(pool, "compliance"))
+            assert r.status_code in (202, 204), r.text
+            for _ in range(100):
+                if not await _rows(db["crm"], "SELECT 1 FROM contacts WHERE email = 'grace@example.com'"):
+                    break
+                await asyncio.sleep(0.2)
+            assert await _rows(db["crm"], "SELECT 1 FROM contacts WHERE email = 'grace@example.com'") == []
+            ledger = await pool.fetch("SELECT origin FROM erasure_ledger WHERE system = 'crm' AND request_id = $1", rid)
+            assert "deferred" in {r["origin"] for r in ledger}
+
+
+async def test_sweep_erases_what_became_due_and_leaves_the_rest(postgres, settings, pool, time_skipping, tmp_path):
+    """Ada's 2025 invoices are kept until 31 Dec 2035, her 2026 invoice until 31 Dec 2036."""
+    env = time_skipping
+    async with fanout_stack(postgres, settings, env.client, tmp_path) as stack:
+        db = stack.databases
+        async with build_worker(env.client, stack.settings, pool), api(stack) as http:
+            rid, _ = await _erase(http, pool, env.client, "ada@example.com")
+            now = await env.get_current_time()
+            await env.sleep(datetime(2036, 1, 2, 12, tzinfo=UTC) - now)
+            report = await env.client.execute_workflow(
+                ErasureSweepWorkflow.run, SweepInput(reason="test"), id=f"sweep-{rid}",
+                task_queue=stack.settings.task_queue)
+            assert report.erased > 0
+            held_invoices = [int(r["record_key"]) for r in await pool.fetch(
+                "SELECT record_key FROM deferred_erasures WHERE request_id = $1 AND dataset = 'invoices'", rid)]
+            assert len(held_invoices) == 3
+            left = await _rows(db["billing"], "SELECT issued_on FROM invoices WHERE id = ANY($1::bigint[])", held_invoices)
+            assert [r["issued_on"].year for r in left] == [2026]
+            done = await pool.fetch("SELECT dataset, done_at IS NOT NULL AS done, erase_after FROM deferred_erasures WHERE request_id = $1", rid)
+            assert all(r["done"] == (r["erase_after"] <= date(2036, 1, 2)) for r in done)
