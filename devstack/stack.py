@@ -112,6 +112,10 @@ class Stack:
         self._children.append(("demo e-mail marketing service", proc))
         self._stops.append(("demo e-mail marketing service", lambda: stop(proc, signal.SIGTERM)))
         self.env["DSRFLOW_DEMO_OPENDSR_URL"] = f"http://127.0.0.1:{port}{EMAIL_BASE_PATH}"
+        # The policy's e-mail-only processors: in the demo their mail lands in the sink too, and
+        # confirming means clicking the link in it.
+        self.env.setdefault("DSRFLOW_SURVEYS_PRIVACY_EMAIL", "privacy@surveys.example")
+        self.env.setdefault("DSRFLOW_WORK_MANAGEMENT_PRIVACY_EMAIL", "privacy@work-management.example")
         await asyncio.to_thread(wait_for_port, port, "demo e-mail marketing service", 60, proc)
 
     async def _wait_healthy(self, timeout: float = 90.0) -> None:

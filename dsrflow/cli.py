@@ -22,8 +22,10 @@ from dsrflow.settings import Settings, SettingsError, load_settings
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, help="dsrflow: data-subject requests, on time, with evidence.")
 token_app = typer.Typer(no_args_is_help=True, help="Staff API tokens.")
 audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit trail.")
+erasure_app = typer.Typer(no_args_is_help=True, help="The erasure ledger.")
 app.add_typer(token_app, name="token")
 app.add_typer(audit_app, name="audit")
+app.add_typer(erasure_app, name="erasure")
 
 
 class Role(StrEnum):
@@ -146,6 +148,35 @@ def audit_verify() -> None:
     typer.echo(report.describe())
     if not report.ok:
         raise typer.Exit(1)
+
+
+@erasure_app.command("replay")
+def erasure_replay(
+    since: Annotated[str, typer.Option(help="re-erase what was erased on or after YYYY-MM-DD")],
+) -> None:
+    """After restoring a backup: erase again every record the ledger says was erased since the
+    date and that the restore brought back. Prints what was re-erased per system."""
+    from activities.erasure_replay import replay_erasures
+    from dsrflow.db import create_pool
+    from workers.dsr_worker import activity_context
+
+    try:
+        day = date.fromisoformat(since)
+    except ValueError:
+        _fail(f"--since: expected a date as YYYY-MM-DD, got {since!r}", 2)
+
+    async def run() -> dict[str, int]:
+        settings = _settings()
+        pool = await create_pool(settings.effective_database_url, min_size=1, max_size=2)
+        try:
+            return await replay_erasures(activity_context(settings, pool), day)
+        finally:
+            await pool.close()
+
+    again = asyncio.run(run())
+    total = sum(again.values())
+    detail = ", ".join(f"{system}: {n}" for system, n in sorted(again.items()) if n)
+    typer.echo(f"re-erased {total} record(s)" + (f" ({detail})" if detail else ""))
 
 
 def main() -> None:

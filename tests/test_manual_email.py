@@ -8,19 +8,16 @@ import asyncio
 import hashlib
 import re
 from datetime import date
-from pathlib import Path
 
 import pytest
-import yaml
 from temporalio import activity
 
-import tests.fanout_stack as fanout_stack_module
 from activities.connectors import build_connector
 from activities.connectors.base import ConnectorEnv, ErasureContext, LegalClaimsHold, Subject
 from activities.connectors.manual_email import confirmation_token, external_id_for
 from activities.mail import Mailer
 from dsrflow.requests_store import create_request
-from policy.model import DEFAULT_POLICY, load_policy
+from policy.model import load_policy
 from schemas.requests import NewRequest
 from schemas.workflow import TaskInput, TaskResult, workflow_id_for
 from tests.fanout_stack import api, fanout_stack
@@ -28,29 +25,16 @@ from tests.support import letters_for, staff_headers, text_of, wait_for_letter
 from workers.dsr_worker import activity_context, build_activities, build_worker
 from workflows.dsr import DataSubjectRequestWorkflow
 
-SURVEYS = {
-    "label": "Survey service (customer surveys)",
-    "connector": "manual_email",
-    "config": {"contact_email": "privacy@surveys.example"},
-    "recipient": "surveys",
-}
+SURVEYS_CONTACT = "privacy@surveys.example"
 _LINK = re.compile(r"(http://\S+/v1/callbacks/manual/([0-9a-f]{64}))")
-
-
-def policy_with_surveys(directory: Path) -> Path:
-    """The shipped policy plus a survey provider reached by e-mail."""
-    content = yaml.safe_load(DEFAULT_POLICY.read_text())
-    content["systems"]["surveys"] = SURVEYS
-    path = directory / "policy-with-surveys.yaml"
-    path.write_text(yaml.safe_dump(content, sort_keys=False))
-    return path
 
 
 @pytest.fixture
 async def stack(postgres, settings, dev_server, tmp_path, monkeypatch):
-    # fanout_stack builds its policy from DEFAULT_POLICY; point it at a copy with the extra system.
-    monkeypatch.setattr(fanout_stack_module, "DEFAULT_POLICY", policy_with_surveys(tmp_path))
-    async with fanout_stack(postgres, settings, dev_server.client, tmp_path) as running:
+    # The shipped policy's survey provider, with its privacy contact from the environment.
+    monkeypatch.setenv("DSRFLOW_SURVEYS_PRIVACY_EMAIL", SURVEYS_CONTACT)
+    async with fanout_stack(postgres, settings, dev_server.client, tmp_path,
+                            keep_manual=("surveys",)) as running:
         assert running.policy.policy.systems["surveys"].connector == "manual_email"
         yield running
 
@@ -89,7 +73,7 @@ async def test_erasure_waits_for_the_processor_to_confirm_by_link(stack, pool, d
         handle = dev_server.client.get_workflow_handle(workflow_id_for(rid))
 
         mail = await wait_for_letter(mail_sink, rid, "processor_request", timeout=60)
-        assert mail["To"] == "privacy@surveys.example"
+        assert mail["To"] == "Privacy team <privacy@surveys.example>"
         assert mail["Message-ID"].endswith("@dsrflow>")
         body = text_of(mail)
         assert "grace@example.com" in body and rid in body and "Connexeon BV" in body
@@ -150,8 +134,9 @@ async def test_erasure_waits_for_the_processor_to_confirm_by_link(stack, pool, d
             assert (await http.post(path, data={"note": "x"})).status_code == 404
 
 
-async def test_status_reminds_only_after_reminder_days(pool, settings, mail_sink, tmp_path):
-    loaded = load_policy(policy_with_surveys(tmp_path))
+async def test_status_reminds_only_after_reminder_days(pool, settings, mail_sink, monkeypatch):
+    monkeypatch.setenv("DSRFLOW_SURVEYS_PRIVACY_EMAIL", SURVEYS_CONTACT)
+    loaded = load_policy()
     row, _ = await create_request(
         pool, NewRequest(type="rectification", subject={"email": "ada@example.com"}, identity_attested=True,
                          corrections={"name": "Ada King"}),
@@ -189,7 +174,7 @@ async def test_status_reminds_only_after_reminder_days(pool, settings, mail_sink
     assert polled.status == "pending" and "reminded" in (polled.message or "")
     [reminder] = reminders()
     assert reminder["In-Reply-To"] == asked["Message-ID"]
-    assert reminder["To"] == "privacy@surveys.example"
+    assert reminder["To"] == "Privacy team <privacy@surveys.example>"
     assert _LINK.search(text_of(reminder)).group(1) == _LINK.search(text_of(asked)).group(1)  # same link
     assert (await connector.status(subject, external_id)).status == "pending"
     assert len(reminders()) == 1  # not again until reminder_days after the reminder

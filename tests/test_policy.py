@@ -32,6 +32,7 @@ def test_shipped_policy_loads() -> None:
     assert all(r.safeguards and "SCC" in r.safeguards for r in policy.recipients.values())
     assert {n: s.connector for n, s in policy.systems.items()} == {
         "crm": "sql", "analytics": "sql", "billing": "sql", "email_marketing": "opendsr",
+        "surveys": "manual_email", "work_management": "manual_email",
     }
     assert all(s.recipient in policy.recipients for s in policy.systems.values())
     assert policy.systems["email_marketing"].datasets == []

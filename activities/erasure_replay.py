@@ -1,0 +1,43 @@
+"""Re-erasure after a backup restore: everything the ledger says was erased since a date, that a
+restore has brought back, is erased again (by record key, as the policy version of the original
+erasure describes the system)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import date
+
+from activities.context import ActivityContext
+from activities.fanout import open_connector
+
+
+async def replay_erasures(ctx: ActivityContext, since: date) -> dict[str, int]:
+    """Erase again what came back; returns records re-erased per system."""
+    rows = await ctx.pool.fetch(
+        """SELECT DISTINCT ON (system, dataset, record_key) policy_version, system, dataset,
+                  record_key, subject_hash, request_id
+           FROM erasure_ledger WHERE erased_at >= $1 AND action = 'deleted'
+           ORDER BY system, dataset, record_key, erased_at DESC""",
+        since,
+    )
+    groups: dict[tuple[str, str], list] = defaultdict(list)
+    for row in rows:
+        groups[(row["policy_version"], row["system"])].append(row)
+    again: dict[str, int] = defaultdict(int)
+    for (version, system), entries in groups.items():
+        keys: dict[str, list[str]] = defaultdict(list)
+        for entry in entries:
+            keys[entry["dataset"]].append(entry["record_key"])
+        async with open_connector(ctx, version, system) as connector:
+            erased = await connector.erase_keys(keys)
+        by_key = {(e["dataset"], e["record_key"]): e for e in entries}
+        await ctx.pool.executemany(
+            """INSERT INTO erasure_ledger (subject_hash, system, dataset, record_key, action,
+                                           policy_version, request_id, origin)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, 'replay')""",
+            [(by_key[(dataset, key)]["subject_hash"], system, dataset, key, action, version,
+              by_key[(dataset, key)]["request_id"])
+             for dataset, pairs in erased.items() for key, action in pairs],
+        )
+        again[system] += sum(len(pairs) for pairs in erased.values())
+    return dict(again)
