@@ -242,16 +242,17 @@ class FanoutActivities:
         async with self.ctx.pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 """INSERT INTO system_tasks (request_id, system, action, status, found, changed,
-                                             kept, datasets, external_id, message, attempt)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                                             kept, datasets, external_id, message, attempt, kept_records)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
                    ON CONFLICT (request_id, system, action) DO UPDATE SET
                      status = EXCLUDED.status, found = EXCLUDED.found, changed = EXCLUDED.changed,
                      kept = EXCLUDED.kept, datasets = EXCLUDED.datasets,
+                     kept_records = EXCLUDED.kept_records,
                      external_id = coalesce(EXCLUDED.external_id, system_tasks.external_id),
                      message = EXCLUDED.message, attempt = EXCLUDED.attempt, updated_at = now()""",
                 request_id, result.system, result.action, result.status, result.found,
                 result.changed, result.kept, result.datasets, result.external_id, result.message,
-                result.attempt,
+                result.attempt, result.kept_records,
             )
             await append_event(
                 conn,

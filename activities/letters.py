@@ -157,6 +157,12 @@ async def issue_package_link(ctx: ActivityContext, package_id: str, days: int) -
     return f"{ctx.settings.base_url}/v1/public/packages/{token}", stored or expires
 
 
+def notifies_subject(row: dict[str, Any]) -> bool:
+    """A request the controller opened itself under a retention rule writes to the subject only
+    where the rule says so (`notify_subject`); staff letters go out whatever the origin."""
+    return row["origin"] != "retention" or bool((row["details"] or {}).get("notify_subject"))
+
+
 async def deliver_letter(
     ctx: ActivityContext, job: LetterJob, *, secrets: dict[str, Any] | None = None
 ) -> LetterReceipt:
@@ -170,6 +176,14 @@ async def deliver_letter(
         row = await get_request(conn, job.request_id)
         if row is None:
             raise LookupError(f"request {job.request_id} not found")
+        if not job.to_staff and not notifies_subject(row):
+            await append_event(
+                conn, event_key=f"letter:{letter_key}:suppressed", request_id=job.request_id,
+                event_type="letter.suppressed", actor="workflow",
+                data={"purpose": job.purpose, "origin": row["origin"],
+                      "rule": (row["details"] or {}).get("retention_rule")},
+            )
+            return LetterReceipt(letter_key=letter_key, message_id=message_id, already_sent=False)
         context = await build_context(ctx, row, job)
         sent = render_letter(job.purpose, {**context, **(secrets or {})})
         kept_context = {**context, **{k: "[withheld]" for k in (secrets or {})}}

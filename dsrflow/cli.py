@@ -23,9 +23,11 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
 token_app = typer.Typer(no_args_is_help=True, help="Staff API tokens.")
 audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit trail.")
 erasure_app = typer.Typer(no_args_is_help=True, help="The erasure ledger.")
+retention_app = typer.Typer(no_args_is_help=True, help="The policy's retention periods.")
 app.add_typer(token_app, name="token")
 app.add_typer(audit_app, name="audit")
 app.add_typer(erasure_app, name="erasure")
+app.add_typer(retention_app, name="retention")
 
 
 class Role(StrEnum):
@@ -177,6 +179,42 @@ def erasure_replay(
     total = sum(again.values())
     detail = ", ".join(f"{system}: {n}" for system, n in sorted(again.items()) if n)
     typer.echo(f"re-erased {total} record(s)" + (f" ({detail})" if detail else ""))
+
+
+@retention_app.command("plan")
+def retention_plan(
+    as_of: Annotated[str | None, typer.Option(
+        "--as-of", help="judge as of the start of YYYY-MM-DD (controller's timezone); default now")] = None,
+) -> None:
+    """Print, per retention rule, what the daily retention sweep would erase (counts per system
+    and dataset, never an address). Changes nothing."""
+    from datetime import UTC, datetime, time
+    from zoneinfo import ZoneInfo
+
+    from activities.retention import current_policy, describe, plan_retention
+    from dsrflow.db import create_pool
+    from workers.dsr_worker import activity_context
+
+    day = None
+    if as_of is not None:
+        try:
+            day = date.fromisoformat(as_of)
+        except ValueError:
+            _fail(f"--as-of: expected a date as YYYY-MM-DD, got {as_of!r}", 2)
+
+    async def run() -> str:
+        settings = _settings()
+        pool = await create_pool(settings.effective_database_url, min_size=1, max_size=2)
+        try:
+            ctx = activity_context(settings, pool)
+            loaded = current_policy(ctx)
+            moment = (datetime.combine(day, time.min, tzinfo=ZoneInfo(loaded.policy.defaults.timezone))
+                      if day else datetime.now(UTC))
+            return describe(await plan_retention(ctx, loaded, moment), moment, loaded)
+        finally:
+            await pool.close()
+
+    typer.echo(asyncio.run(run()))
 
 
 def main() -> None:

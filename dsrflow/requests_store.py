@@ -42,11 +42,14 @@ async def create_request(
     actor: str,
     idempotency_key: str | None,
     origin: str = "staff",
+    extra_details: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """Store a new request; return (row, created).
 
     A repeated idempotency key (per origin: staff and subjects never share keys) returns the first
     request; the same key with a different request is refused with IdempotencyConflict.
+    `extra_details` are stored beside the request's own details (a retention request records its
+    rule and whether the subject is told).
     """
     if idempotency_key:
         key = f"{origin}:header:{idempotency_key}"
@@ -72,7 +75,8 @@ async def create_request(
                RETURNING *""",
             request_id, key, new.type.value, new.regime.value,
             new.country or loaded_policy.policy.defaults.country, new.channel.value, origin,
-            str(new.subject.email), new.subject.name, new.subject.customer_id, new.details(),
+            str(new.subject.email), new.subject.name, new.subject.customer_id,
+            {**new.details(), **(extra_details or {})},
             received, status.value, actor if new.identity_attested else None, loaded_policy.version,
             fingerprint,
         )

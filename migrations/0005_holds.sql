@@ -49,3 +49,6 @@ CREATE TABLE erasure_ledger (
     erased_at     timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX erasure_ledger_time ON erasure_ledger (erased_at);
+
+-- What each system's erasure kept under a hold (no record keys): evidence for compliance.
+ALTER TABLE system_tasks ADD COLUMN kept_records jsonb NOT NULL DEFAULT '[]'::jsonb;

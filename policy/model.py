@@ -187,6 +187,52 @@ class System(_Strict):
         return self
 
 
+class ActivitySource(_Strict):
+    """One source of a row's "last activity": a column of the row itself, or (with `dataset`) the
+    latest value of a column over a child dataset's rows that point at it."""
+
+    column: str = Field(pattern=_IDENT)
+    dataset: str | None = Field(None, pattern=_IDENT)  # a child dataset (its `via` is the rule's dataset)
+
+
+class RetentionRule(_Strict):
+    """A retention period from the privacy policy, applied daily by the retention sweep.
+
+    A row expires when its last activity (the latest of `last_activity`'s sources; a row with none
+    never expires) is more than `months` before the sweep. `erase_subject` opens an erasure request
+    for the row's subject (every system, hold-aware); `delete_rows` erases the expired rows in bulk
+    by the dataset's erasure rules, with their child rows, or with `categories` clears only the
+    fields of those categories."""
+
+    name: str = Field(pattern=_IDENT)
+    label: str
+    system: str
+    dataset: str
+    last_activity: list[ActivitySource] = Field(min_length=1)
+    months: int = Field(ge=1, le=240)
+    action: Literal["erase_subject", "delete_rows"]
+    # erase_subject: whether the subject gets the request's letters (acknowledgement, response).
+    notify_subject: bool = False
+    # delete_rows: clear only these categories' fields instead of erasing whole rows.
+    categories: list[str] | None = Field(None, min_length=1)
+    # Work per sweep, oldest first: subjects (erase_subject) or rows (delete_rows); the rest waits
+    # for the next day, so a first run over a large backlog does not flood the workers.
+    max_per_run: int = Field(500, ge=1, le=100_000)
+
+    @field_validator("last_activity", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, dict) else value
+
+    @model_validator(mode="after")
+    def _action_options(self):
+        if self.action == "delete_rows" and self.notify_subject:
+            raise ValueError("notify_subject applies to erase_subject rules only")
+        if self.action == "erase_subject" and self.categories is not None:
+            raise ValueError("categories apply to delete_rows rules only")
+        return self
+
+
 class Policy(_Strict):
     controller: Controller
     defaults: Defaults = Defaults()
@@ -200,6 +246,7 @@ class Policy(_Strict):
     # Days an access package download link stays valid.
     package_link_days: int = Field(7, ge=1, le=90)
     statutory_holds: dict[str, StatutoryHold] = Field(default_factory=dict)
+    retention: list[RetentionRule] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _references(self):
@@ -226,7 +273,61 @@ class Policy(_Strict):
             unknown = set(recipient.categories) - set(self.categories)
             if unknown:
                 raise ValueError(f"recipients.{name}.categories: unknown {sorted(unknown)}")
+        named: set[str] = set()
+        for index, rule in enumerate(self.retention):
+            if rule.name in named:
+                raise ValueError(f"retention.{index}.name: {rule.name!r} is used by an earlier rule")
+            named.add(rule.name)
+            self._check_retention(f"retention.{index}", rule)
         return self
+
+    def _check_retention(self, where: str, rule: RetentionRule) -> None:
+        system = self.systems.get(rule.system)
+        if system is None:
+            raise ValueError(f"{where}.system: unknown system {rule.system!r}")
+        if system.connector != "sql":
+            raise ValueError(f"{where}.system: {rule.system!r} is a {system.connector} system; "
+                             f"retention rules need a sql system's datasets")
+        datasets = {d.name: d for d in system.datasets}
+        dataset = datasets.get(rule.dataset)
+        if dataset is None:
+            raise ValueError(f"{where}.dataset: unknown dataset {rule.dataset!r} in system {rule.system!r}")
+        for i, source in enumerate(rule.last_activity):
+            owner = dataset
+            if source.dataset is not None:
+                owner = datasets.get(source.dataset)
+                if owner is None or owner.via is None or owner.via.dataset != dataset.name:
+                    raise ValueError(f"{where}.last_activity.{i}.dataset: {source.dataset!r} is not a "
+                                     f"dataset of {rule.system!r} that refers to {dataset.name!r}")
+            if source.column not in owner.fields:
+                raise ValueError(f"{where}.last_activity.{i}.column: unknown column {source.column!r} "
+                                 f"(not among the fields of dataset {owner.name!r})")
+        if rule.action == "erase_subject" and "email" not in dataset.identify:
+            raise ValueError(f"{where}.dataset: erase_subject needs a dataset that identifies "
+                             f"subjects by e-mail; {dataset.name!r} does not")
+        if rule.action != "delete_rows":
+            return
+        # Bulk removal is not hold-aware: it may not touch records a statute makes us keep.
+        children = {d.name: [c for c in system.datasets if c.via and c.via.dataset == d.name]
+                    for d in system.datasets}
+        reached, todo = [], [dataset]
+        while todo:
+            current = todo.pop()
+            reached.append(current)
+            if rule.categories is None:
+                todo.extend(children[current.name])
+        for current in reached:
+            if current.hold is not None:
+                raise ValueError(f"{where}.action: delete_rows would reach dataset {current.name!r}, "
+                                 f"which is under statutory hold {current.hold.statute!r}; use "
+                                 f"erase_subject (erasure is hold-aware)")
+        if rule.categories is not None:
+            unknown = sorted(set(rule.categories) - set(self.categories))
+            if unknown:
+                raise ValueError(f"{where}.categories: unknown {unknown}")
+            if not any(f.category in rule.categories and f.erase != "keep" for f in dataset.fields.values()):
+                raise ValueError(f"{where}.categories: no field of dataset {dataset.name!r} in "
+                                 f"{rule.categories} is erased (all are `keep`): the rule would change nothing")
 
     def authority_for(self, country: str) -> Authority:
         return self.supervisory_authorities.get(country) or self.supervisory_authorities[self.defaults.country]

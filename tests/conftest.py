@@ -76,6 +76,7 @@ def lifecycle_policy(home: Path) -> Path:
     verification and letters; the fan-out tests bring their own systems (tests/fanout_stack.py)."""
     content = yaml.safe_load(DEFAULT_POLICY.read_text())
     content["systems"] = {}
+    content["retention"] = []  # its rules name the systems dropped above
     path = home / "lifecycle-policy.yaml"
     path.write_text(yaml.safe_dump(content, sort_keys=False))
     return path

@@ -18,6 +18,7 @@ from activities.letters import LetterActivities
 from activities.lifecycle import LifecycleActivities
 from activities.mail import Mailer
 from activities.packages import PackageActivities
+from activities.retention import RetentionActivities
 from activities.verification import VerificationActivities
 from dsrflow.db import create_pool
 from dsrflow.keys import load_secret_key
@@ -27,9 +28,11 @@ from dsrflow.temporal_client import connect_client
 from workers.schedules import ensure_schedules
 from workflows.dsr import DataSubjectRequestWorkflow
 from workflows.erasure_sweep import ErasureSweepWorkflow
+from workflows.retention_sweep import RetentionSweepWorkflow
 from workflows.system_task import SystemTaskWorkflow
 
-WORKFLOWS: Sequence[type] = (DataSubjectRequestWorkflow, SystemTaskWorkflow, ErasureSweepWorkflow)
+WORKFLOWS: Sequence[type] = (DataSubjectRequestWorkflow, SystemTaskWorkflow, ErasureSweepWorkflow,
+                              RetentionSweepWorkflow)
 
 
 def build_activities(ctx: ActivityContext) -> list[Any]:
@@ -39,11 +42,12 @@ def build_activities(ctx: ActivityContext) -> list[Any]:
     fanout = FanoutActivities(ctx)
     packages = PackageActivities(ctx)
     deferred = DeferredErasureActivities(ctx)
+    retention = RetentionActivities(ctx)
     return [
         lifecycle.prepare_request, lifecycle.transition, lifecycle.record_event,
         lifecycle.apply_extension, letters.send_letter, verification.issue_verification,
         fanout.plan_request, fanout.run_system_action, fanout.poll_system_action,
-        fanout.record_task_result, packages.build_package, deferred.sweep,
+        fanout.record_task_result, packages.build_package, deferred.sweep, retention.sweep,
     ]
 
 

@@ -14,23 +14,33 @@ from temporalio.client import (
 )
 
 from schemas.holds import SweepInput
+from schemas.retention import RetentionSweepInput
 from workflows.erasure_sweep import ErasureSweepWorkflow
+from workflows.retention_sweep import RetentionSweepWorkflow
 
 SWEEP_SCHEDULE_ID = "dsrflow-erasure-sweep"
+RETENTION_SCHEDULE_ID = "dsrflow-retention-sweep"
 
 
-async def ensure_schedules(client: Client, task_queue: str) -> None:
+async def _ensure(client: Client, schedule_id: str, action: ScheduleActionStartWorkflow,
+                  offset: timedelta) -> None:
     try:
         await client.create_schedule(
-            SWEEP_SCHEDULE_ID,
-            Schedule(
-                action=ScheduleActionStartWorkflow(
-                    ErasureSweepWorkflow.run, SweepInput(reason="daily sweep"),
-                    id="dsrflow-erasure-sweep-run", task_queue=task_queue,
-                ),
-                spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(days=1),
-                                                                  offset=timedelta(hours=2))]),
-            ),
+            schedule_id,
+            Schedule(action=action, spec=ScheduleSpec(
+                intervals=[ScheduleIntervalSpec(every=timedelta(days=1), offset=offset)])),
         )
     except ScheduleAlreadyRunningError:
         pass
+
+
+async def ensure_schedules(client: Client, task_queue: str) -> None:
+    await _ensure(client, SWEEP_SCHEDULE_ID, ScheduleActionStartWorkflow(
+        ErasureSweepWorkflow.run, SweepInput(reason="daily sweep"),
+        id="dsrflow-erasure-sweep-run", task_queue=task_queue,
+    ), offset=timedelta(hours=2))
+    # An hour after the erasure sweep, so the two daily runs do not compete for the workers.
+    await _ensure(client, RETENTION_SCHEDULE_ID, ScheduleActionStartWorkflow(
+        RetentionSweepWorkflow.run, RetentionSweepInput(reason="daily retention sweep"),
+        id="dsrflow-retention-sweep-run", task_queue=task_queue,
+    ), offset=timedelta(hours=3))

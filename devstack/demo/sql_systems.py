@@ -20,7 +20,7 @@ from devstack.demo.subjects import SEED, DemoSubject, demo_subjects
 from devstack.postgres import EmbeddedPostgres
 
 SQL_SYSTEMS = ("crm", "analytics", "billing")
-SEED_VERSION = "1"
+SEED_VERSION = "2"  # 2: crm contacts have last_seen_at (a version-1 database is upgraded)
 # Every generated date lies before this instant; ada's invoices are fixed in 2025 and 2026.
 REFERENCE = datetime(2026, 6, 17, 12, 0, tzinfo=UTC)
 _LOCK_KEY = 7_301_926  # advisory lock: two processes seeding the same database take turns
@@ -47,7 +47,8 @@ CREATE TABLE contacts (
     marketing_opt_in boolean NOT NULL DEFAULT false,
     profiling_opt_out boolean NOT NULL DEFAULT false,
     restricted boolean NOT NULL DEFAULT false,
-    created_at timestamptz NOT NULL DEFAULT now()
+    created_at timestamptz NOT NULL DEFAULT now(),
+    last_seen_at timestamptz
 );
 CREATE INDEX contacts_email ON contacts (lower(email));
 CREATE TABLE support_requests (
@@ -145,7 +146,7 @@ _COLUMNS: dict[str, dict[str, tuple[str, ...]]] = {
     "crm": {
         "companies": ("id", "name", "vat_number"),
         "contacts": ("id", "email", "first_name", "last_name", "phone", "company_id", "notes",
-                     "marketing_opt_in", "profiling_opt_out", "restricted", "created_at"),
+                     "marketing_opt_in", "profiling_opt_out", "restricted", "created_at", "last_seen_at"),
         "support_requests": ("id", "contact_id", "subject", "body", "created_at", "restricted"),
         "chat_transcripts": ("id", "contact_id", "transcript", "started_at", "restricted"),
     },
@@ -192,8 +193,23 @@ def _before(rng: random.Random, max_days: int, min_days: int = 1) -> datetime:
     return REFERENCE - timedelta(days=rng.randint(min_days, max_days), seconds=rng.randint(0, 86_399))
 
 
+def _last_seen(rng: random.Random, subject: DemoSubject, created: datetime) -> datetime:
+    """The contact's last user session. About one in five stopped using the account more than
+    13 months before REFERENCE (or never came back after signing up), so the retention rule for
+    inactive accounts has work to do; the rest were seen in the 150 days before REFERENCE."""
+    if subject.index < 3:  # the README's subjects are active users
+        return REFERENCE - timedelta(days=3 + subject.index, seconds=rng.randint(0, 86_399))
+    if rng.random() < 0.2:
+        span = max(int((REFERENCE - timedelta(days=400) - created).total_seconds()), 0)
+        return created + timedelta(seconds=rng.randint(0, span))
+    earliest = max(created, REFERENCE - timedelta(days=150))
+    return earliest + timedelta(seconds=rng.randint(0, int((REFERENCE - earliest).total_seconds())))
+
+
 def crm_rows(subjects: list[DemoSubject]) -> dict[str, list[tuple]]:
     rng = _rng("crm")
+    # A generator of its own: the other columns keep the values they had before last_seen_at.
+    seen_rng = random.Random(f"{SEED}:crm:last_seen")
     companies: dict[str, int] = {}
     rows: dict[str, list[tuple]] = {table: [] for table in _COLUMNS["crm"]}
     for s in (s for s in subjects if s.in_crm):
@@ -209,7 +225,7 @@ def crm_rows(subjects: list[DemoSubject]) -> dict[str, list[tuple]]:
         contact_id = s.index + 1
         rows["contacts"].append((
             contact_id, s.email, s.first_name, s.last_name, s.phone, company_id, rng.choice(_NOTES),
-            s.in_email_marketing, rng.random() < 0.1, False, created,
+            s.in_email_marketing, rng.random() < 0.1, False, created, _last_seen(seen_rng, s, created),
         ))
         requests = {0: 2, 1: 1}.get(s.index, rng.randint(0, 3))
         for _ in range(requests):
@@ -289,11 +305,28 @@ def billing_rows(subjects: list[DemoSubject]) -> dict[str, list[tuple]]:
 _ROWS = {"crm": crm_rows, "analytics": analytics_rows, "billing": billing_rows}
 
 
+async def _upgrade(conn: asyncpg.Connection, system: str, version: str, subjects: list[DemoSubject]) -> None:
+    """Bring a database seeded by an earlier SEED_VERSION up to date, keeping its data."""
+    if system == "crm" and version == "1":
+        await conn.execute("ALTER TABLE contacts ADD COLUMN IF NOT EXISTS last_seen_at timestamptz")
+        columns = _COLUMNS["crm"]["contacts"]
+        rows = crm_rows(subjects)["contacts"]
+        await conn.execute(
+            "UPDATE contacts c SET last_seen_at = v.seen FROM unnest($1::bigint[], $2::timestamptz[]) "
+            "AS v(id, seen) WHERE c.id = v.id AND c.last_seen_at IS NULL",
+            [r[columns.index("id")] for r in rows], [r[columns.index("last_seen_at")] for r in rows],
+        )
+    await conn.execute("UPDATE demo_meta SET value = $1 WHERE key = 'seeded'", SEED_VERSION)
+
+
 async def _seed(conn: asyncpg.Connection, system: str, subjects: list[DemoSubject]) -> bool:
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_KEY)
         if await conn.fetchval("SELECT to_regclass('public.demo_meta')") is not None:
-            if await conn.fetchval("SELECT value FROM demo_meta WHERE key = 'seeded'") is not None:
+            version = await conn.fetchval("SELECT value FROM demo_meta WHERE key = 'seeded'")
+            if version is not None:
+                if version != SEED_VERSION:
+                    await _upgrade(conn, system, version, subjects)
                 return False
         await conn.execute(SCHEMAS[system])
         rows = _ROWS[system](subjects)

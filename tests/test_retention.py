@@ -1,0 +1,302 @@
+"""Retention: the privacy policy's periods as policy rules, a plan that changes nothing, and a daily
+sweep that opens erasure requests for inactive accounts and clears expired web logs in bulk."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import os
+import re
+import subprocess
+import sys
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+import pytest
+import yaml
+from dateutil.relativedelta import relativedelta
+
+from activities.letters import notifies_subject
+from dsrflow.holds_store import place_hold
+from dsrflow.keys import load_secret_key
+from policy.model import DEFAULT_POLICY, PolicyError, load_policy, parse_policy
+from schemas.retention import RetentionSweepInput
+from schemas.workflow import workflow_id_for
+from tests.fanout_stack import api, fanout_stack
+from workers.dsr_worker import build_worker
+from workers.schedules import RETENTION_SCHEDULE_ID, SWEEP_SCHEDULE_ID, ensure_schedules
+from workflows.retention_sweep import RetentionSweepWorkflow
+
+RAW = yaml.safe_load(DEFAULT_POLICY.read_text())
+DEMO_TABLES = {
+    "crm": ["companies", "contacts", "support_requests", "chat_transcripts"],
+    "analytics": ["users", "page_events"],
+    "billing": ["customers", "invoices", "payments", "mandates"],
+}
+
+
+async def _fetch(url: str, sql: str, *args) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(url)
+    try:
+        return await conn.fetch(sql, *args)
+    finally:
+        await conn.close()
+
+
+async def _value(url: str, sql: str, *args):
+    return (await _fetch(url, sql, *args))[0][0]
+
+
+# The rules as policy ------------------------------------------------------------------------------
+
+def test_shipped_policy_has_the_privacy_policys_periods() -> None:
+    rules = {r.name: r for r in load_policy().policy.retention}
+    assert set(rules) == {"inactive_accounts", "web_logs", "analytics"}
+    accounts = rules["inactive_accounts"]
+    assert (accounts.system, accounts.dataset, accounts.months, accounts.action) == ("crm", "contacts", 12, "erase_subject")
+    assert accounts.notify_subject is False
+    assert [s.column for s in accounts.last_activity] == ["last_seen_at", "created_at"]
+    logs = rules["web_logs"]
+    assert (logs.dataset, logs.months, logs.action, logs.categories) == ("page_events", 12, "delete_rows", ["logs"])
+    analytics = rules["analytics"]
+    assert (analytics.dataset, analytics.months, analytics.action) == ("users", 24, "delete_rows")
+    assert [(s.dataset, s.column) for s in analytics.last_activity] == [(None, "signup_at"), ("page_events", "occurred_at")]
+
+
+def _with_rule(**changes) -> dict:
+    content = copy.deepcopy(RAW)
+    rule = {"name": "test_rule", "label": "A rule under test", "system": "crm", "dataset": "contacts",
+            "last_activity": {"column": "last_seen_at"}, "months": 12, "action": "erase_subject"}
+    rule.update(changes)
+    content["retention"].append({k: v for k, v in rule.items() if v is not None})
+    return content
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"system": "mainframe"}, r"retention\.3\.system: unknown system 'mainframe'"),
+    ({"system": "email_marketing"}, r"retention\.3\.system: 'email_marketing' is a opendsr system"),
+    ({"dataset": "leads"}, r"retention\.3\.dataset: unknown dataset 'leads' in system 'crm'"),
+    ({"last_activity": {"column": "last_login"}}, r"retention\.3\.last_activity\.0\.column: unknown column 'last_login'"),
+    ({"last_activity": [{"column": "created_at"}, {"dataset": "companies", "column": "name"}]},
+     r"retention\.3\.last_activity\.1\.dataset: 'companies' is not a dataset of 'crm' that refers to 'contacts'"),
+    ({"last_activity": {"dataset": "support_requests", "column": "opened"}},
+     r"retention\.3\.last_activity\.0\.column: unknown column 'opened' \(not among the fields of dataset 'support_requests'\)"),
+    ({"system": "billing", "dataset": "invoices", "last_activity": {"column": "issued_on"}, "action": "delete_rows"},
+     r"retention\.3\.action: delete_rows would reach dataset 'invoices', which is under statutory hold 'be_accounting'"),
+    ({"system": "billing", "dataset": "customers", "last_activity": {"column": "name"}, "action": "delete_rows"},
+     r"retention\.3\.action: delete_rows would reach dataset '(customers|invoices|mandates|payments)'"),
+    ({"system": "analytics", "dataset": "page_events", "last_activity": {"column": "occurred_at"}},
+     r"retention\.3\.dataset: erase_subject needs a dataset that identifies subjects by e-mail"),
+    ({"action": "delete_rows", "categories": ["horoscope"]}, r"retention\.3\.categories: unknown \['horoscope'\]"),
+    ({"action": "delete_rows", "categories": ["marketing"]}, r"retention\.3\.categories: .*all are `keep`"),
+    ({"action": "delete_rows", "notify_subject": True}, r"notify_subject applies to erase_subject rules only"),
+    ({"categories": ["logs"]}, r"categories apply to delete_rows rules only"),
+    ({"name": "web_logs"}, r"retention\.3\.name: 'web_logs' is used by an earlier rule"),
+    ({"months": 0}, r"retention\.3\.months"),
+    ({"action": "archive"}, r"retention\.3\.action"),
+])
+def test_bad_rules_are_refused_naming_their_path(tmp_path: Path, changes: dict, message: str) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text(yaml.safe_dump(_with_rule(**changes), sort_keys=False))
+    with pytest.raises(PolicyError, match=message) as caught:
+        load_policy(path)
+    assert str(path) in str(caught.value)
+
+
+def test_a_valid_extra_rule_loads() -> None:
+    content = _with_rule(last_activity=[{"column": "created_at"}, {"dataset": "support_requests", "column": "created_at"}],
+                         notify_subject=True)
+    rule = parse_policy(content).policy.retention[-1]
+    assert rule.notify_subject and rule.last_activity[1].dataset == "support_requests"
+
+
+def test_only_retention_requests_can_go_without_subject_letters() -> None:
+    assert notifies_subject({"origin": "staff", "details": {}})
+    assert notifies_subject({"origin": "subject", "details": {"notify_subject": False}})
+    assert not notifies_subject({"origin": "retention", "details": {"retention_rule": "inactive_accounts"}})
+    assert not notifies_subject({"origin": "retention", "details": {"notify_subject": False}})
+    assert notifies_subject({"origin": "retention", "details": {"notify_subject": True}})
+
+
+# The plan ---------------------------------------------------------------------------------------
+
+async def _snapshot(stack, pool) -> dict[str, object]:
+    sums = {}
+    for system, tables in DEMO_TABLES.items():
+        for table in tables:
+            sums[f"{system}.{table}"] = await _value(
+                stack.databases[system], f"SELECT count(*)::text || md5(coalesce(string_agg(x::text, '|' ORDER BY x::text), '')) FROM {table} x")
+    for table in ("dsr_requests", "audit_events", "erasure_ledger", "policy_versions", "sent_letters"):
+        sums[f"app.{table}"] = await pool.fetchval(f"SELECT count(*) FROM {table}")
+    return sums
+
+
+async def test_retention_plan_prints_counts_and_changes_nothing(postgres, settings, pool, dev_server, tmp_path):
+    async with fanout_stack(postgres, settings, dev_server.client, tmp_path) as stack:
+        db = stack.databases
+        # The seed's own day: its dates are fixed relative to it, so the numbers are too.
+        as_of = datetime(2026, 6, 16, 22, tzinfo=UTC)  # 17 June 2026, 00:00 in Brussels
+        cutoff = as_of - relativedelta(months=12)
+        inactive = await _value(db["crm"], "SELECT count(DISTINCT lower(email)) FROM contacts "
+                                           "WHERE greatest(last_seen_at, created_at) < $1", cutoff)
+        old_logs = await _value(db["analytics"], "SELECT count(*) FROM page_events WHERE occurred_at < $1 "
+                                                 "AND (ip IS NOT NULL OR device_id IS NOT NULL)", cutoff)
+        assert inactive > 50 and old_logs > 1000
+        before = await _snapshot(stack, pool)
+
+        env = {**os.environ, "DSRFLOW_HOME": str(stack.settings.home),
+               "DSRFLOW_DATABASE_URL": stack.settings.effective_database_url,
+               "DSRFLOW_POLICY": str(stack.settings.policy_path)}
+        done = subprocess.run([sys.executable, "-m", "dsrflow.cli", "retention", "plan", "--as-of", "2026-06-17"],
+                              env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        out = done.stdout
+        assert "@" not in out, "the plan must not print addresses"
+        assert "as of 2026-06-17T00:00:00+02:00" in out
+        subjects = re.search(r"crm\.contacts: (\d+) subject\(s\)", out)
+        alone = re.search(r"left alone: (\d+) under a legal-claims hold, (\d+) with an erasure request open", out)
+        # Other tests share the app database: their holds and open requests are left alone.
+        assert int(subjects.group(1)) + int(alone.group(1)) + int(alone.group(2)) == inactive
+        logs = re.search(r"analytics\.page_events: (\d+) row\(s\) fields of logs cleared", out)
+        held_rows = re.search(r"web_logs: .*\n.*\n  left alone: (\d+) row\(s\)", out)
+        assert int(logs.group(1)) + int(held_rows.group(1)) == old_logs
+        assert re.search(r"^analytics: delete_rows analytics\.users, 24 months after the latest of signup_at, "
+                         r"max\(page_events\.occurred_at\)$", out, re.M)
+        assert out.strip().splitlines()[-1].startswith("total: ")
+
+        assert await _snapshot(stack, pool) == before
+
+        bad = subprocess.run([sys.executable, "-m", "dsrflow.cli", "retention", "plan", "--as-of", "17/06/2026"],
+                             env=env, capture_output=True, text=True, timeout=60)
+        assert bad.returncode == 2 and "--as-of" in bad.stderr
+
+
+# The sweep --------------------------------------------------------------------------------------
+
+async def _retention_request(pool, email: str, timeout: float = 30) -> dict:
+    for _ in range(int(timeout * 10)):
+        row = await pool.fetchrow("SELECT * FROM dsr_requests WHERE origin = 'retention' AND subject_email = $1 "
+                                  "ORDER BY created_at DESC LIMIT 1", email)
+        if row:
+            return dict(row)
+        await asyncio.sleep(0.1)
+    raise AssertionError("no retention request")
+
+
+async def test_sweep_erases_accounts_inactive_for_more_than_12_months(postgres, settings, pool, time_skipping, tmp_path):
+    env = time_skipping
+    async with fanout_stack(postgres, settings, env.client, tmp_path) as stack:
+        crm = stack.databases["crm"]
+        now = await env.get_current_time()
+        chosen = await _fetch(crm, "SELECT id, email FROM contacts WHERE id > 3 AND email IS NOT NULL ORDER BY id LIMIT 2")
+        (gone_id, gone), (stays_id, stays) = [(r["id"], r["email"]) for r in chosen]
+        # Everyone else used the app yesterday; the two chosen last did 13 and 11 months ago.
+        conn = await asyncpg.connect(crm)
+        await conn.execute("UPDATE contacts SET last_seen_at = $1", now - timedelta(days=1))
+        for contact, months in ((gone_id, 13), (stays_id, 11)):
+            await conn.execute("UPDATE contacts SET last_seen_at = $2, created_at = $3 WHERE id = $1",
+                               contact, now - relativedelta(months=months), now - relativedelta(years=3))
+        await conn.close()
+
+        async with build_worker(env.client, stack.settings, pool), api(stack):
+            async def sweep(name: str):
+                return await env.client.execute_workflow(
+                    RetentionSweepWorkflow.run, RetentionSweepInput(reason="test"),
+                    id=f"retention-{name}-{uuid.uuid4().hex[:6]}", task_queue=stack.settings.task_queue)
+
+            report = await sweep("first")
+            accounts = next(r for r in report.rules if r.rule == "inactive_accounts")
+            assert (accounts.due, accounts.started, accounts.held, accounts.in_progress) == (1, 1, 0, 0)
+            assert {r.rule for r in report.rules} == {"inactive_accounts", "web_logs", "analytics"}
+            assert "@" not in report.model_dump_json()
+
+            request = await _retention_request(pool, gone)
+            assert request["attested_by"] == "retention:inactive_accounts"
+            assert request["details"] == {"retention_rule": "inactive_accounts", "notify_subject": False}
+            state = await asyncio.wait_for(env.client.get_workflow_handle(workflow_id_for(str(request["id"]))).result(), 120)
+            assert state["status"] == "completed", state
+            assert await _fetch(crm, "SELECT 1 FROM contacts WHERE id = $1", gone_id) == []
+            assert await _fetch(crm, "SELECT 1 FROM contacts WHERE id = $1", stays_id) != []
+            # No verification, no letters to the subject (the policy says not to), evidence kept.
+            letters = await pool.fetch("SELECT purpose FROM sent_letters WHERE request_id = $1 AND recipient = $2",
+                                       request["id"], gone)
+            assert letters == []
+            suppressed = await pool.fetch("SELECT data->>'purpose' AS purpose FROM audit_events "
+                                          "WHERE request_id = $1 AND event_type = 'letter.suppressed'", request["id"])
+            assert {r["purpose"] for r in suppressed} == {"acknowledgement", "response"}
+            assert await pool.fetchval("SELECT count(*) FROM audit_events WHERE event_type = 'retention.applied' "
+                                       "AND data->>'rule' = 'inactive_accounts' AND (data->>'started')::int = 1") >= 1
+
+            # The same day again: nothing left to do.
+            again = next(r for r in (await sweep("again")).rules if r.rule == "inactive_accounts")
+            assert (again.due, again.started) == (0, 0)
+
+            # Two months later the other account has been inactive for 13 months too.
+            await env.sleep(timedelta(days=62))
+            later = next(r for r in (await sweep("later")).rules if r.rule == "inactive_accounts")
+            assert (later.due, later.started) == (1, 1)
+            request = await _retention_request(pool, stays)
+            state = await asyncio.wait_for(env.client.get_workflow_handle(workflow_id_for(str(request["id"]))).result(), 120)
+            assert state["status"] == "completed", state
+            assert await _fetch(crm, "SELECT 1 FROM contacts WHERE id = $1", stays_id) == []
+            assert await _value(crm, "SELECT count(*) FROM contacts") > 800  # everyone else stays
+
+
+async def test_sweep_clears_web_logs_older_than_12_months_in_bulk(postgres, settings, pool, dev_server, tmp_path):
+    async with fanout_stack(postgres, settings, dev_server.client, tmp_path) as stack:
+        db = stack.databases["analytics"]
+        now = datetime.now(UTC)
+        cutoff = now - relativedelta(months=12)
+        # A legal-claims hold on a subject's analytics data keeps their logs as they are.
+        async with pool.acquire() as conn:
+            await place_hold(conn, secret=load_secret_key(stack.settings), email="tracked@example.com",
+                             customer_id=None, systems=["analytics"], categories=None,
+                             basis="Art. 17(3)(e) GDPR", reason="Dispute about tracking, claim 2026/31",
+                             review_date=date.today() + timedelta(days=90), actor="compliance:test")
+        try:
+            count = "SELECT count(*) FROM page_events WHERE {} AND ip IS NOT NULL AND device_id IS NOT NULL"
+            old = await _value(db, count.format("occurred_at < $1"), cutoff - timedelta(minutes=5))
+            recent = await _value(db, count.format("occurred_at > $1"), cutoff + timedelta(minutes=5))
+            tracked_old = await _value(db, count.format("occurred_at < $1 AND user_id = 'C-000002'"), cutoff)
+            linked = await _value(db, "SELECT count(*) FROM page_events WHERE user_id IS NOT NULL")
+            assert old > 1000 and recent > 1000 and tracked_old > 0
+
+            async with build_worker(dev_server.client, stack.settings, pool):
+                report = await dev_server.client.execute_workflow(
+                    RetentionSweepWorkflow.run, RetentionSweepInput(reason="test", rules=["web_logs"]),
+                    id=f"retention-logs-{uuid.uuid4().hex[:6]}", task_queue=stack.settings.task_queue)
+                (logs,) = report.rules
+                assert logs.rule == "web_logs" and logs.held == tracked_old
+                assert logs.removed["page_events"] == logs.due - logs.held >= old - tracked_old
+
+                left = "SELECT count(*) FROM page_events WHERE occurred_at < $1 AND (ip IS NOT NULL OR device_id IS NOT NULL)"
+                assert await _value(db, left, cutoff - timedelta(minutes=5)) == tracked_old
+                assert await _value(db, count.format("occurred_at > $1"), cutoff + timedelta(minutes=5)) == recent
+                # Only the log fields went: the events still count as (pseudonymous) analytics.
+                assert await _value(db, "SELECT count(*) FROM page_events WHERE user_id IS NOT NULL") == linked
+
+                again = (await dev_server.client.execute_workflow(
+                    RetentionSweepWorkflow.run, RetentionSweepInput(reason="test", rules=["web_logs"]),
+                    id=f"retention-logs-{uuid.uuid4().hex[:6]}", task_queue=stack.settings.task_queue)).rules[0]
+                assert again.removed.get("page_events", 0) <= 5  # at most what aged past the cutoff meanwhile
+        finally:
+            await pool.execute("UPDATE legal_holds SET released_at = now(), released_by = 'test' "
+                               "WHERE subject_email = 'tracked@example.com' AND released_at IS NULL")
+
+
+async def test_worker_creates_the_daily_schedules_once(dev_server, task_queue):
+    client = dev_server.client
+    await ensure_schedules(client, task_queue)
+    await ensure_schedules(client, task_queue)  # a second worker start changes nothing
+    try:
+        described = await client.get_schedule_handle(RETENTION_SCHEDULE_ID).describe()
+        action = described.schedule.action
+        assert action.workflow == "RetentionSweepWorkflow" and action.task_queue == task_queue
+        assert described.schedule.spec.intervals[0].every == timedelta(days=1)
+        erasure = await client.get_schedule_handle(SWEEP_SCHEDULE_ID).describe()
+        assert erasure.schedule.action.workflow == "ErasureSweepWorkflow"
+    finally:
+        for schedule_id in (RETENTION_SCHEDULE_ID, SWEEP_SCHEDULE_ID):
+            await client.get_schedule_handle(schedule_id).delete()
