@@ -26,10 +26,10 @@ from dateutil.relativedelta import relativedelta
 from pydantic import EmailStr, TypeAdapter, ValidationError
 from temporalio import activity
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
 from activities.connectors import build_connector
-from activities.connectors.base import ConnectorEnv
+from activities.connectors.base import ConnectorEnv, PermanentConnectorError
 from activities.connectors.sql import SqlConnector
 from activities.connectors.sql_queries import Plan, Query, as_text, ident, update_by_key
 from activities.context import ActivityContext
@@ -268,23 +268,26 @@ def cutoff_for(rule: RetentionRule, as_of: datetime) -> datetime:
     return as_of.astimezone(UTC) - relativedelta(months=rule.months)
 
 
+def rules_named(loaded: LoadedPolicy, names: list[str] | None) -> list[RetentionRule]:
+    unknown = sorted(set(names or []) - {r.name for r in loaded.policy.retention})
+    if unknown:
+        raise ValueError(f"no retention rule named {', '.join(unknown)}")
+    return [r for r in loaded.policy.retention if names is None or r.name in names]
+
+
+async def plan_rule(ctx: ActivityContext, loaded: LoadedPolicy, rule: RetentionRule, as_of: datetime) -> RetentionDue:
+    """What one rule would do as of `as_of`. Changes nothing."""
+    holds = await _holds_for(ctx, loaded, rule)
+    async with _sql(ctx, loaded, rule.system) as connector:
+        if rule.action == "erase_subject":
+            return await _plan_subjects(ctx, connector, rule, cutoff_for(rule, as_of), holds)
+        return await _plan_rows(connector, rule, cutoff_for(rule, as_of), holds)
+
+
 async def plan_retention(ctx: ActivityContext, loaded: LoadedPolicy, as_of: datetime,
                          rules: list[str] | None = None) -> list[RetentionDue]:
     """What each rule (or each named one) would do as of `as_of`. Changes nothing."""
-    unknown = sorted(set(rules or []) - {r.name for r in loaded.policy.retention})
-    if unknown:
-        raise ValueError(f"no retention rule named {', '.join(unknown)}")
-    planned = []
-    for rule in loaded.policy.retention:
-        if rules is not None and rule.name not in rules:
-            continue
-        holds = await _holds_for(ctx, loaded, rule)
-        async with _sql(ctx, loaded, rule.system) as connector:
-            if rule.action == "erase_subject":
-                planned.append(await _plan_subjects(ctx, connector, rule, cutoff_for(rule, as_of), holds))
-            else:
-                planned.append(await _plan_rows(connector, rule, cutoff_for(rule, as_of), holds))
-    return planned
+    return [await plan_rule(ctx, loaded, rule, as_of) for rule in rules_named(loaded, rules)]
 
 
 # Carrying it out --------------------------------------------------------------------------------
@@ -300,15 +303,27 @@ class RetentionActivities:
         loaded = current_policy(ctx)
         async with ctx.pool.acquire() as conn:
             await record_policy_version(conn, loaded)
+        try:
+            rules = rules_named(loaded, sweep.rules)
+        except ValueError as exc:
+            raise ApplicationError(str(exc), non_retryable=True) from None
         outcomes = []
-        for due in await plan_retention(ctx, loaded, as_of, sweep.rules):
-            if due.rule.action == "erase_subject":
-                outcome = await self._erase_subjects(loaded, due, as_of)
-            else:
-                outcome = await self._remove_rows(loaded, due, as_of)
+        for rule in rules:
+            try:
+                due = await plan_rule(ctx, loaded, rule, as_of)
+                if rule.action == "erase_subject":
+                    outcome = await self._erase_subjects(loaded, due, as_of)
+                else:
+                    outcome = await self._remove_rows(loaded, due, as_of)
+            except PermanentConnectorError as exc:
+                # A rule that cannot run (the system's schema no longer matches the policy) needs
+                # a person; the other rules still run, and tomorrow's sweep tries it again.
+                activity.logger.error("retention rule failed", extra={"rule": rule.name})
+                outcome = RuleOutcome(rule=rule.name, action=rule.action, system=rule.system,
+                                      dataset=rule.dataset, error=str(exc)[:500])
             async with ctx.pool.acquire() as conn:
                 await append_event(
-                    conn, event_key=f"retention:{due.rule.name}:{as_of.isoformat()}",
+                    conn, event_key=f"retention:{rule.name}:{as_of.isoformat()}",
                     event_type="retention.applied", actor="retention",
                     data={**outcome.model_dump(mode="json"), "as_of": as_of.isoformat(),
                           "policy_version": loaded.version, "reason": sweep.reason},
@@ -467,10 +482,10 @@ def describe(planned: list[RetentionDue], as_of: datetime, loaded: LoadedPolicy)
             lines.append(f"  left alone: {due.held} under a legal-claims hold, {due.in_progress} with an "
                          f"erasure request open, {due.unidentifiable} row(s) without a usable e-mail address")
             continue
-        what = f"fields of {', '.join(rule.categories)} cleared" if rule.categories else "erased"
+        what = f"{', '.join(rule.categories)} fields cleared" if rule.categories else "erased"
         for name, n in (due.datasets or {due.dataset: 0}).items():
             rows += n
-            lines.append(f"  {due.system}.{name}: {n} row(s) {what}{limit if name == due.dataset else ''}")
+            lines.append(f"  {due.system}.{name}: {n} row(s): {what}{limit if name == due.dataset else ''}")
         lines.append(f"  left alone: {due.held} row(s) under a legal-claims hold")
     lines.append(f"total: {subjects} subject(s) to erase, {rows} row(s) to erase or clear")
     return "\n".join(lines)

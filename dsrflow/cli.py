@@ -214,7 +214,15 @@ def retention_plan(
         finally:
             await pool.close()
 
-    typer.echo(asyncio.run(run()))
+    from activities.connectors.base import PermanentConnectorError
+    from activities.connectors.sql import SqlSystemUnavailable
+    from policy.model import PolicyError
+
+    try:
+        text = asyncio.run(run())
+    except (PolicyError, PermanentConnectorError, SqlSystemUnavailable) as exc:
+        _fail(str(exc))
+    typer.echo(text)
 
 
 def main() -> None:

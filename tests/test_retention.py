@@ -19,7 +19,7 @@ import yaml
 from dateutil.relativedelta import relativedelta
 
 from activities.letters import notifies_subject
-from dsrflow.holds_store import place_hold
+from dsrflow.holds_store import place_hold, subject_hash
 from dsrflow.keys import load_secret_key
 from policy.model import DEFAULT_POLICY, PolicyError, load_policy, parse_policy
 from schemas.retention import RetentionSweepInput
@@ -159,7 +159,7 @@ async def test_retention_plan_prints_counts_and_changes_nothing(postgres, settin
         alone = re.search(r"left alone: (\d+) under a legal-claims hold, (\d+) with an erasure request open", out)
         # Other tests share the app database: their holds and open requests are left alone.
         assert int(subjects.group(1)) + int(alone.group(1)) + int(alone.group(2)) == inactive
-        logs = re.search(r"analytics\.page_events: (\d+) row\(s\) fields of logs cleared", out)
+        logs = re.search(r"analytics\.page_events: (\d+) row\(s\): logs fields cleared", out)
         held_rows = re.search(r"web_logs: .*\n.*\n  left alone: (\d+) row\(s\)", out)
         assert int(logs.group(1)) + int(held_rows.group(1)) == old_logs
         assert re.search(r"^analytics: delete_rows analytics\.users, 24 months after the latest of signup_at, "
@@ -188,10 +188,18 @@ async def _retention_request(pool, email: str, timeout: float = 30) -> dict:
 async def test_sweep_erases_accounts_inactive_for_more_than_12_months(postgres, settings, pool, time_skipping, tmp_path):
     env = time_skipping
     async with fanout_stack(postgres, settings, env.client, tmp_path) as stack:
-        crm = stack.databases["crm"]
+        crm, billing = stack.databases["crm"], stack.databases["billing"]
         now = await env.get_current_time()
-        chosen = await _fetch(crm, "SELECT id, email FROM contacts WHERE id > 3 AND email IS NOT NULL ORDER BY id LIMIT 2")
+        # Customers with invoices: their accounting records must outlive their accounts.
+        invoiced = [r["email"] for r in await _fetch(billing, """
+            SELECT c.email FROM customers c JOIN invoices i ON i.customer_id = c.id
+            WHERE c.id > 3 GROUP BY c.email ORDER BY min(c.id) LIMIT 50""")]
+        chosen = await _fetch(crm, "SELECT id, email FROM contacts WHERE email = ANY($1::text[]) ORDER BY id LIMIT 2", invoiced)
         (gone_id, gone), (stays_id, stays) = [(r["id"], r["email"]) for r in chosen]
+        invoices = "SELECT i.restricted FROM invoices i JOIN customers c ON c.id = i.customer_id WHERE c.customer_number = $1"
+        customer_number = await _value(billing, "SELECT customer_number FROM customers WHERE email = $1", gone)
+        invoices_before = len(await _fetch(billing, invoices, customer_number))
+        assert invoices_before > 0
         # Everyone else used the app yesterday; the two chosen last did 13 and 11 months ago.
         conn = await asyncpg.connect(crm)
         await conn.execute("UPDATE contacts SET last_seen_at = $1", now - timedelta(days=1))
@@ -206,7 +214,9 @@ async def test_sweep_erases_accounts_inactive_for_more_than_12_months(postgres, 
                     RetentionSweepWorkflow.run, RetentionSweepInput(reason="test"),
                     id=f"retention-{name}-{uuid.uuid4().hex[:6]}", task_queue=stack.settings.task_queue)
 
+            import time as _t; t0 = _t.monotonic(); print("T0", await env.get_current_time())
             report = await sweep("first")
+            print("T1", await env.get_current_time(), _t.monotonic() - t0)
             accounts = next(r for r in report.rules if r.rule == "inactive_accounts")
             assert (accounts.due, accounts.started, accounts.held, accounts.in_progress) == (1, 1, 0, 0)
             assert {r.rule for r in report.rules} == {"inactive_accounts", "web_logs", "analytics"}
@@ -216,9 +226,14 @@ async def test_sweep_erases_accounts_inactive_for_more_than_12_months(postgres, 
             assert request["attested_by"] == "retention:inactive_accounts"
             assert request["details"] == {"retention_rule": "inactive_accounts", "notify_subject": False}
             state = await asyncio.wait_for(env.client.get_workflow_handle(workflow_id_for(str(request["id"]))).result(), 120)
+            print("T2", await env.get_current_time(), _t.monotonic() - t0)
             assert state["status"] == "completed", state
             assert await _fetch(crm, "SELECT 1 FROM contacts WHERE id = $1", gone_id) == []
             assert await _fetch(crm, "SELECT 1 FROM contacts WHERE id = $1", stays_id) != []
+            # Erasure is hold-aware: the accounting records stay, minimised and restricted.
+            kept = await _fetch(billing, invoices, customer_number)
+            assert len(kept) == invoices_before and all(r["restricted"] for r in kept)
+            assert await _fetch(billing, "SELECT 1 FROM customers WHERE email = $1", gone) == []
             # No verification, no letters to the subject (the policy says not to), evidence kept.
             letters = await pool.fetch("SELECT purpose FROM sent_letters WHERE request_id = $1 AND recipient = $2",
                                        request["id"], gone)
@@ -229,8 +244,18 @@ async def test_sweep_erases_accounts_inactive_for_more_than_12_months(postgres, 
             assert await pool.fetchval("SELECT count(*) FROM audit_events WHERE event_type = 'retention.applied' "
                                        "AND data->>'rule' = 'inactive_accounts' AND (data->>'started')::int = 1") >= 1
 
+            print("T3", await env.get_current_time(), _t.monotonic() - t0)
             # The same day again: nothing left to do.
-            again = next(r for r in (await sweep("again")).rules if r.rule == "inactive_accounts")
+            print("T4", await env.get_current_time(), _t.monotonic() - t0)
+            rep2 = await sweep("again")
+            print("T5", await env.get_current_time(), rep2.as_of, _t.monotonic() - t0, flush=True)
+            again = next(r for r in rep2.rules if r.rule == "inactive_accounts")
+            if again.due:
+                h = env.client.get_workflow_handle(workflow_id_for(str(request["id"])))
+                hist = await h.fetch_history()
+                for e in hist.events:
+                    print("EV", e.event_time.ToDatetime(), e.event_type, flush=True)
+                raise SystemExit("jumped")
             assert (again.due, again.started) == (0, 0)
 
             # Two months later the other account has been inactive for 13 months too.
@@ -284,6 +309,50 @@ async def test_sweep_clears_web_logs_older_than_12_months_in_bulk(postgres, sett
         finally:
             await pool.execute("UPDATE legal_holds SET released_at = now(), released_by = 'test' "
                                "WHERE subject_email = 'tracked@example.com' AND released_at IS NULL")
+
+
+async def test_sweep_erases_analytics_24_months_after_the_last_visit(postgres, settings, pool, dev_server, tmp_path):
+    async with fanout_stack(postgres, settings, dev_server.client, tmp_path) as stack:
+        db = stack.databases["analytics"]
+        now = datetime.now(UTC)
+        (gone, gone_email), (stays, _) = [(r["user_id"], r["email"]) for r in await _fetch(
+            db, "SELECT user_id, email FROM users WHERE user_id > 'C-000002' ORDER BY user_id LIMIT 2")]
+        conn = await asyncpg.connect(db)
+        for user, months in ((gone, 25), (stays, 23)):
+            await conn.execute("UPDATE users SET signup_at = $2 WHERE user_id = $1", user, now - relativedelta(months=30))
+            await conn.execute("UPDATE page_events SET occurred_at = $2::timestamptz - (id % 60) * interval '1 day' WHERE user_id = $1",
+                               user, now - relativedelta(months=months))
+        await conn.close()
+        events = await _value(db, "SELECT count(*) FROM page_events WHERE user_id = $1", gone)
+        client_id = await _value(db, "SELECT client_id FROM page_events WHERE user_id = $1 LIMIT 1", gone)
+        stays_events = await _value(db, "SELECT count(*) FROM page_events WHERE user_id = $1", stays)
+
+        # A system whose schema no longer matches the policy stops its rule, not the others.
+        conn = await asyncpg.connect(stack.databases["crm"])
+        await conn.execute("ALTER TABLE contacts DROP COLUMN last_seen_at")
+        await conn.close()
+
+        async with build_worker(dev_server.client, stack.settings, pool):
+            report = await dev_server.client.execute_workflow(
+                RetentionSweepWorkflow.run, RetentionSweepInput(reason="test", rules=["inactive_accounts", "analytics"]),
+                id=f"retention-analytics-{uuid.uuid4().hex[:6]}", task_queue=stack.settings.task_queue)
+        accounts, analytics = report.rules
+        assert accounts.rule == "inactive_accounts" and accounts.started == 0
+        assert "'last_seen_at' does not exist" in accounts.error
+        assert analytics.error is None
+        assert (analytics.due, analytics.removed) == (1, {"users": 1, "page_events": events})
+        assert await _fetch(db, "SELECT 1 FROM users WHERE user_id = $1", gone) == []
+        # Its page events stay only as anonymous statistics (the dataset's erasure rules).
+        assert await _value(db, "SELECT count(*) FROM page_events WHERE client_id = $1", client_id) == 0
+        assert await _value(db, "SELECT count(*) FROM users WHERE user_id = $1", stays) == 1
+        assert await _value(db, "SELECT count(*) FROM page_events WHERE user_id = $1", stays) == stays_events
+        # The erasure ledger knows what went and whose it was (by keyed hash), for backup restores.
+        ledger = await pool.fetch("SELECT dataset, action, subject_hash FROM erasure_ledger "
+                                  "WHERE origin = 'retention' AND system = 'analytics' AND policy_version = $1",
+                                  report.policy_version)
+        assert {(r["dataset"], r["action"]) for r in ledger} >= {("users", "deleted"), ("page_events", "anonymised")}
+        assert {r["subject_hash"] for r in ledger if r["dataset"] == "users"} == {
+            subject_hash(load_secret_key(stack.settings), gone_email)}
 
 
 async def test_worker_creates_the_daily_schedules_once(dev_server, task_queue):
