@@ -191,7 +191,7 @@ def retention_plan(
     from datetime import UTC, datetime, time
     from zoneinfo import ZoneInfo
 
-    from activities.retention import current_policy, describe, plan_retention
+    from activities.retention_plan import current_policy, describe, plan_retention
     from dsrflow.db import create_pool
     from workers.dsr_worker import activity_context
 
