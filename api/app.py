@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
 from temporalio.client import Client
 
 from api import (
@@ -14,11 +16,13 @@ from api import (
     health,
     legal_holds,
     manual_confirm,
+    portal,
     problems,
     public,
     requests,
     suppressions,
 )
+from api.ratelimit import RateLimiter
 from api.state import AppState
 from dsrflow.settings import Settings
 
@@ -39,6 +43,7 @@ def create_app(settings: Settings, *, temporal_client: Client | None = None) -> 
         lifespan=lifespan,
     )
     app.state.dsr = state
+    app.state.rate_limiter = RateLimiter()
     # The Temporal Web UI calls the codec endpoint from the browser, on another origin.
     ui_origins = [settings.temporal_ui_url, f"http://localhost:{settings.temporal_ui_port}"]
     app.add_middleware(
@@ -57,4 +62,6 @@ def create_app(settings: Settings, *, temporal_client: Client | None = None) -> 
     app.include_router(manual_confirm.router)
     app.include_router(suppressions.router)
     app.include_router(legal_holds.router)
+    app.include_router(portal.router)
+    app.mount("/static", StaticFiles(directory=Path(__file__).with_name("static")), name="static")
     return app

@@ -92,6 +92,9 @@ def settings(home: Path, database_url: str, mail_sink: MailSink, lifecycle_polic
         SMTP_PORT=mail_sink.port,
         DSRFLOW_PUBLIC_URL="http://127.0.0.1:8000",
         DSRFLOW_POLICY=lifecycle_policy,
+        # Every test client calls from 127.0.0.1: tests/test_ratelimit.py sets its own limits.
+        DSRFLOW_RATE_SUBMIT_PER_IP="10000/hour",
+        DSRFLOW_RATE_VERIFY_PER_IP="10000/hour",
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import AsyncIterator
 from email.message import EmailMessage
 
@@ -51,3 +52,11 @@ async def wait_for_letter(sink: MailSink, request_id: str, purpose: str, timeout
 
 def text_of(message: EmailMessage) -> str:
     return message.get_body(preferencelist=("plain",)).get_content()
+
+
+def verification_code(message: EmailMessage) -> str:
+    return re.search(r"\b(\d{6})\b", text_of(message)).group(1)
+
+
+def verification_link(message: EmailMessage) -> str:
+    return re.search(r"(https?://\S+/portal/requests/\S+/verify\?token=[0-9a-f]{64})", text_of(message)).group(1)
