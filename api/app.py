@@ -13,6 +13,7 @@ from temporalio.client import Client
 from api import (
     callbacks,
     codec,
+    evidence,
     health,
     legal_holds,
     manual_confirm,
@@ -63,5 +64,6 @@ def create_app(settings: Settings, *, temporal_client: Client | None = None) -> 
     app.include_router(suppressions.router)
     app.include_router(legal_holds.router)
     app.include_router(portal.router)
+    app.include_router(evidence.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).with_name("static")), name="static")
     return app
