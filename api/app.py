@@ -13,6 +13,7 @@ from api import (
     codec,
     health,
     legal_holds,
+    listing,
     manual_confirm,
     problems,
     public,
@@ -51,6 +52,7 @@ def create_app(settings: Settings, *, temporal_client: Client | None = None) -> 
     problems.install(app)
     app.include_router(health.router)
     app.include_router(codec.router)
+    app.include_router(listing.router)
     app.include_router(requests.router)
     app.include_router(public.router)
     app.include_router(callbacks.router)
