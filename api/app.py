@@ -18,6 +18,7 @@ from api import (
     problems,
     public,
     requests,
+    session,
     suppressions,
 )
 from api.state import AppState
@@ -50,6 +51,7 @@ def create_app(settings: Settings, *, temporal_client: Client | None = None) -> 
         allow_headers=["content-type", "x-namespace", "authorization"],
     )
     problems.install(app)
+    session.install(app)
     app.include_router(health.router)
     app.include_router(codec.router)
     app.include_router(listing.router)
