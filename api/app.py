@@ -13,10 +13,12 @@ from api import (
     codec,
     health,
     legal_holds,
+    listing,
     manual_confirm,
     problems,
     public,
     requests,
+    session,
     suppressions,
 )
 from api.state import AppState
@@ -49,8 +51,10 @@ def create_app(settings: Settings, *, temporal_client: Client | None = None) -> 
         allow_headers=["content-type", "x-namespace", "authorization"],
     )
     problems.install(app)
+    session.install(app)
     app.include_router(health.router)
     app.include_router(codec.router)
+    app.include_router(listing.router)
     app.include_router(requests.router)
     app.include_router(public.router)
     app.include_router(callbacks.router)
