@@ -16,6 +16,7 @@ from temporalio import activity
 
 from activities.context import ActivityContext
 from activities.fanout import FanoutActivities, open_connector, subject_of
+from activities.ledger import erase_records, write_ledger
 from dsrflow.holds_store import active_holds_for
 from dsrflow.requests_store import get_request
 from schemas.holds import SweepInput, SweepReport
@@ -55,11 +56,8 @@ class DeferredErasureActivities:
 
         per_system: dict[str, int] = defaultdict(int)
         for (version, system), due in statutory.items():
-            keys: dict[str, list[str]] = defaultdict(list)
-            for row in due:
-                keys[row["dataset"]].append(row["record_key"])
             async with open_connector(ctx, version, system) as connector:
-                erased = await connector.erase_keys(keys)
+                erased = await erase_records(connector, due)
             await self._settle(due, erased, system, version)
             per_system[system] += sum(len(v) for v in erased.values())
             activity.heartbeat()
@@ -83,10 +81,7 @@ class DeferredErasureActivities:
             await conn.execute("UPDATE deferred_erasures SET done_at = now() WHERE id = ANY($1::bigint[])",
                                [row["id"] for row in due])
             if ledger:
-                await conn.executemany(
-                    """INSERT INTO erasure_ledger (subject_hash, system, dataset, record_key, action,
-                                                   policy_version, request_id, origin)
-                       VALUES ($1, $2, $3, $4, $5, $6, $7, 'deferred')""",
-                    [(row["subject_hash"], system, row["dataset"], row["record_key"],
-                      actions[(row["dataset"], row["record_key"])], version, row["request_id"])
-                     for row in due if (row["dataset"], row["record_key"]) in actions])
+                await write_ledger(conn, [
+                    (row["subject_hash"], system, row["dataset"], row["record_key"],
+                     actions[(row["dataset"], row["record_key"])], version, row["request_id"], "deferred")
+                    for row in due if (row["dataset"], row["record_key"]) in actions])

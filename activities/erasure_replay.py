@@ -9,6 +9,7 @@ from datetime import date
 
 from activities.context import ActivityContext
 from activities.fanout import open_connector
+from activities.ledger import erase_records, write_ledger
 
 
 async def replay_erasures(ctx: ActivityContext, since: date) -> dict[str, int]:
@@ -25,19 +26,12 @@ async def replay_erasures(ctx: ActivityContext, since: date) -> dict[str, int]:
         groups[(row["policy_version"], row["system"])].append(row)
     again: dict[str, int] = defaultdict(int)
     for (version, system), entries in groups.items():
-        keys: dict[str, list[str]] = defaultdict(list)
-        for entry in entries:
-            keys[entry["dataset"]].append(entry["record_key"])
         async with open_connector(ctx, version, system) as connector:
-            erased = await connector.erase_keys(keys)
+            erased = await erase_records(connector, entries)
         by_key = {(e["dataset"], e["record_key"]): e for e in entries}
-        await ctx.pool.executemany(
-            """INSERT INTO erasure_ledger (subject_hash, system, dataset, record_key, action,
-                                           policy_version, request_id, origin)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, 'replay')""",
-            [(by_key[(dataset, key)]["subject_hash"], system, dataset, key, action, version,
-              by_key[(dataset, key)]["request_id"])
-             for dataset, pairs in erased.items() for key, action in pairs],
-        )
+        await write_ledger(ctx.pool, [
+            (by_key[(dataset, key)]["subject_hash"], system, dataset, key, action, version,
+             by_key[(dataset, key)]["request_id"], "replay")
+            for dataset, pairs in erased.items() for key, action in pairs])
         again[system] += sum(len(pairs) for pairs in erased.values())
     return dict(again)

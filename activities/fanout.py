@@ -25,6 +25,7 @@ from activities.connectors.base import (
 )
 from activities.connectors.sql_erasure import kept_summary
 from activities.context import ActivityContext
+from activities.ledger import write_ledger
 from dsrflow.audit import append_event
 from dsrflow.hashing import keyed_hash
 from dsrflow.holds_store import active_holds_for, subject_hash
@@ -110,6 +111,8 @@ class FanoutActivities:
         policy = (await self.ctx.policy(start.policy_version)).policy
         action = ACTIONS[row["request_type"]]
         scope = (row["details"] or {}).get("objection_scope")
+        # A retention rule may reach only some systems (marketing data at the e-mail processor).
+        reach = (row["details"] or {}).get("systems") or list(policy.systems)
         plan = Plan(
             request_id=start.request_id, policy_version=start.policy_version,
             request_type=row["request_type"],
@@ -117,7 +120,7 @@ class FanoutActivities:
                 SystemTask(system=name, action=action, connector=system.connector,
                            label=system.label, recipient=system.recipient,
                            completion_timeout_days=system.completion_timeout_days, scope=scope)
-                for name, system in policy.systems.items()
+                for name, system in policy.systems.items() if name in reach
             ],
         )
         async with self.ctx.pool.acquire() as conn, conn.transaction():
@@ -215,12 +218,8 @@ class FanoutActivities:
                 [(request_id, who, system, h.dataset, h.key, h.hold_kind, h.hold_ref,
                   h.until + timedelta(days=1) if h.until else None, policy_version)
                  for h in outcome.held])
-            await conn.executemany(
-                """INSERT INTO erasure_ledger (subject_hash, system, dataset, record_key, action,
-                                               policy_version, request_id, origin)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8)""",
-                [(who, system, dataset, key, action, policy_version, request_id, origin)
-                 for dataset, keys in outcome.erased.items() for key, action in keys])
+            await write_ledger(conn, [(who, system, dataset, key, action, policy_version, request_id, origin)
+                                      for dataset, keys in outcome.erased.items() for key, action in keys])
 
     @activity.defn(name="poll_system_action")
     async def poll_system_action(self, task: TaskInput) -> TaskResult:

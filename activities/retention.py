@@ -3,9 +3,10 @@
 `plan_retention` (activities/retention_plan.py) finds, rule by rule, what has outlived its period
 as of a moment, and changes nothing. The `retention_sweep` activity carries the plan out:
 - `erase_subject`: one erasure request per subject (origin `retention`, identity attested by the
-  system), started like any other request, so it reaches every system and is hold-aware. Requests
-  are idempotent per rule, subject (keyed hash) and day; a subject with an erasure request already
-  open, or under a legal-claims hold on the rule's system, is left alone;
+  system), started like any other request, so it reaches every system (or the rule's `systems`)
+  and is hold-aware. Requests are idempotent per rule, subject (keyed hash) and last activity; a
+  subject with an erasure request already open, erased by the rule since its last activity, or
+  under a legal-claims hold on the systems reached, is left alone;
 - `delete_rows`: the expired rows are erased in bulk by their dataset's rules, child rows first
   (deleted ones go to the erasure ledger), or with `categories` only those fields are cleared.
   Rows of a subject under a legal-claims hold that covers them stay.
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import UTC, datetime
-from zoneinfo import ZoneInfo
 
 from temporalio import activity
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
@@ -24,8 +24,9 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
 from activities.connectors.base import PermanentConnectorError
 from activities.connectors.sql import SqlConnector
-from activities.connectors.sql_queries import Query, ident, update_by_key
+from activities.connectors.sql_queries import Query, ident
 from activities.context import ActivityContext
+from activities.ledger import write_ledger
 from activities.retention_plan import (  # noqa: F401 - plan_retention re-exported for callers
     RetentionDue,
     cleared_fields,
@@ -41,9 +42,19 @@ from activities.retention_plan import (  # noqa: F401 - plan_retention re-export
 )
 from dsrflow.audit import append_event
 from dsrflow.holds_store import subject_hash
-from dsrflow.requests_store import IdempotencyConflict, create_request, record_policy_version
-from policy.model import Dataset, LoadedPolicy, RetentionRule
-from schemas.requests import Channel, NewRequest, RequestStatus, RequestType, SubjectIdentity
+from dsrflow.requests_store import (
+    IdempotencyConflict,
+    create_request,
+    record_policy_version,
+)
+from policy.model import Dataset, LoadedPolicy
+from schemas.requests import (
+    Channel,
+    NewRequest,
+    RequestStatus,
+    RequestType,
+    SubjectIdentity,
+)
 from schemas.retention import RetentionReport, RetentionSweepInput, RuleOutcome
 from schemas.workflow import StartRequest, workflow_id_for
 
@@ -91,7 +102,6 @@ class RetentionActivities:
 
     async def _erase_subjects(self, loaded: LoadedPolicy, due: RetentionDue, as_of: datetime) -> RuleOutcome:
         ctx, rule = self.ctx, due.rule
-        day = as_of.astimezone(ZoneInfo(loaded.policy.defaults.timezone)).date().isoformat()
         client = activity.client()
         started = in_progress = 0
         for subject in due.subjects[:rule.max_per_run]:
@@ -100,12 +110,16 @@ class RetentionActivities:
                 subject=SubjectIdentity(email=subject.email, name=subject.name, customer_id=subject.customer_id),
                 identity_attested=True,
             )
-            key = f"{rule.name}:{subject_hash(ctx.secret, subject.email)}:{day}"
+            # One request per subject and last activity: a repeat run finds it, a later activity
+            # (even on the same day) opens a new one.
+            key = f"{rule.name}:{subject_hash(ctx.secret, subject.email)}:{subject.last_activity.isoformat()}"
             try:
                 row, _ = await create_request(
                     ctx.pool, new, loaded_policy=loaded, actor=f"retention:{rule.name}", idempotency_key=key,
                     origin="retention",
-                    extra_details={"retention_rule": rule.name, "notify_subject": rule.notify_subject},
+                    extra_details={"retention_rule": rule.name, "notify_subject": rule.notify_subject,
+                                   "retention_last_activity": subject.last_activity.isoformat(),
+                                   **({"systems": rule.systems} if rule.systems else {})},
                 )
             except IdempotencyConflict:
                 in_progress += 1  # today's request for this subject was opened with other identities
@@ -127,6 +141,7 @@ class RetentionActivities:
         return RuleOutcome(rule=rule.name, action=rule.action, system=rule.system, dataset=rule.dataset,
                            due=due.count + due.held + due.in_progress, started=started, held=due.held,
                            in_progress=due.in_progress + in_progress, unidentifiable=due.unidentifiable,
+                           already_erased=due.already_erased,
                            deferred=max(due.count - rule.max_per_run, 0))
 
     async def _remove_rows(self, loaded: LoadedPolicy, due: RetentionDue, as_of: datetime) -> RuleOutcome:
@@ -150,7 +165,7 @@ class RetentionActivities:
                 if rule.categories is None:
                     batch = await self._erase_rows(loaded, connector, dataset, keys)
                 else:
-                    batch = {dataset.name: await _clear_fields(connector, rule, dataset, keys)}
+                    batch = {dataset.name: len(await connector.clear_fields(dataset, keys, cleared_fields(dataset, rule)))}
                 for name, n in batch.items():
                     removed[name] += n
                 done += len(keys)
@@ -195,29 +210,8 @@ class RetentionActivities:
                     if r[1]:
                         owners[(name, r[0])] = r[1]
         erased = await connector.erase_keys(wanted)
-        await self.ctx.pool.executemany(
-            """INSERT INTO erasure_ledger (subject_hash, system, dataset, record_key, action,
-                                           policy_version, request_id, origin)
-               VALUES ($1, $2, $3, $4, $5, $6, NULL, 'retention')""",
-            [(subject_hash(self.ctx.secret, owners[(name, key)]), connector.name, name, key, action, loaded.version)
-             for name, pairs in erased.items() for key, action in pairs if (name, key) in owners])
+        await write_ledger(self.ctx.pool, [
+            (subject_hash(self.ctx.secret, owners[(name, key)]), connector.name, name, key, action,
+             loaded.version, None, "retention")
+            for name, pairs in erased.items() for key, action in pairs if (name, key) in owners])
         return {name: len(pairs) for name, pairs in erased.items() if pairs}
-
-
-async def _clear_fields(connector: SqlConnector, rule: RetentionRule, dataset: Dataset, keys: list[str]) -> int:
-    """Apply the erase rules of the rule's categories' fields to these rows; the rows stay."""
-    cleared = cleared_fields(dataset, rule)
-    hashed = [c for c, f in cleared.items() if f.erase == "hash"]
-    values = {c: (None if f.erase == "null" else f.value) for c, f in cleared.items() if f.erase != "hash"}
-    key = ident(dataset.key)
-    async with connector._connection() as conn, conn.transaction():
-        with connector._mapped(dataset.name):
-            selected = ", ".join([key, *(ident(c) for c in hashed)])
-            rows = await conn.fetch(
-                f"SELECT {selected} FROM {ident(dataset.table)} WHERE {key}::text = ANY($1::text[])", keys)
-            update_sql, constant_args = update_by_key(dataset, hashed, values, connector._column_types(dataset))
-            await conn.executemany(update_sql, [
-                (row[0], *(connector._hash(dataset, c, row[i + 1]) for i, c in enumerate(hashed)), *constant_args)
-                for row in rows
-            ])
-    return len(rows)

@@ -36,6 +36,7 @@ class DueSubject:
     """Whose erasure a rule asks for. Personal data: it never leaves the retention activity."""
 
     email: str
+    last_activity: datetime
     name: str | None = None
     customer_id: str | None = None
 
@@ -53,6 +54,7 @@ class RetentionDue:
     held: int = 0
     in_progress: int = 0
     unidentifiable: int = 0
+    already_erased: int = 0  # erase_subject: a retention request of this rule since the last activity
 
 
 def current_policy(ctx: ActivityContext) -> LoadedPolicy:
@@ -156,14 +158,16 @@ def expired_rows(plan: Plan, rule: RetentionRule, cutoff: datetime, holds: tuple
 async def holds_for(ctx: ActivityContext, loaded: LoadedPolicy, rule: RetentionRule) -> tuple[list[str], list[str]]:
     """Subjects (addresses, customer ids) under an active legal-claims hold that covers what the
     rule would touch."""
-    system = loaded.policy.systems[rule.system]
-    touched = set(rule.categories or [f.category for d in system.datasets for f in d.fields.values()])
+    systems = rule.systems or [rule.system]
+    touched = set(rule.categories or [f.category for name in systems
+                                      for d in loaded.policy.systems[name].datasets for f in d.fields.values()])
     emails, customers = [], []
     for h in await ctx.pool.fetch("SELECT subject_email, customer_id, systems, categories "
                                   "FROM legal_holds WHERE released_at IS NULL"):
-        if h["systems"] and rule.system not in h["systems"]:
+        if h["systems"] and not set(systems) & set(h["systems"]):
             continue
-        if h["categories"] and not touched & set(h["categories"]):
+        # A system without datasets (a processor) may hold any category.
+        if h["categories"] and touched and not touched & set(h["categories"]):
             continue
         if h["subject_email"]:
             emails.append(h["subject_email"].strip().lower())
@@ -178,7 +182,7 @@ async def _plan_subjects(ctx: ActivityContext, connector: SqlConnector, rule: Re
     dataset = plan.datasets[rule.dataset]
     q = Query()
     ids = {i: f"t0.{ident(c)}::text AS {i}" for i, c in dataset.identify.items()}
-    sql = expired_rows(plan, rule, cutoff, holds, [*ids.values(), "held"], q)
+    sql = expired_rows(plan, rule, cutoff, holds, [*ids.values(), "held", "last_activity"], q)
     sql += f" ORDER BY t0.last_activity, t0.{ident(dataset.key)}"
     async with connector._connection() as conn, conn.transaction(readonly=True):
         with connector._mapped(dataset.name):
@@ -194,17 +198,29 @@ async def _plan_subjects(ctx: ActivityContext, connector: SqlConnector, rule: Re
             continue
         if row["held"]:
             held.add(email)
-        seen.setdefault(email, DueSubject(email=email, name=_bounded(row.get("name"), 200),
-                                          customer_id=_bounded(row.get("customer_id"), 100)))
+        # Rows come oldest activity first: the subject's last activity is that of its last row.
+        seen.pop(email, None)
+        seen[email] = DueSubject(email=email, last_activity=row["last_activity"],
+                                 name=_bounded(row.get("name"), 200), customer_id=_bounded(row.get("customer_id"), 100))
     open_now = {r[0] for r in await ctx.pool.fetch(
         """SELECT DISTINCT lower(subject_email) FROM dsr_requests
            WHERE request_type = 'erasure' AND status = ANY($1::text[]) AND lower(subject_email) = ANY($2::text[])""",
         _OPEN, list(seen))}
-    for email, subject in seen.items():
+    # Erased once for this last activity (done, or closed by staff) is enough; a later activity
+    # makes the subject due again when its own period ends.
+    erased_for = dict(await ctx.pool.fetch(
+        """SELECT lower(subject_email), max((details->>'retention_last_activity')::timestamptz)
+           FROM dsr_requests WHERE origin = 'retention' AND details->>'retention_rule' = $1
+             AND status <> ALL($2::text[]) AND lower(subject_email) = ANY($3::text[])
+           GROUP BY 1""",
+        rule.name, _OPEN, list(seen)))
+    for email, subject in sorted(seen.items(), key=lambda item: item[1].last_activity):
         if email in held:
             due.held += 1
         elif email in open_now:
             due.in_progress += 1
+        elif erased_for.get(email) is not None and erased_for[email] >= subject.last_activity:
+            due.already_erased += 1
         else:
             due.subjects.append(subject)
     due.count = len(due.subjects)
@@ -290,10 +306,12 @@ def describe(planned: list[RetentionDue], as_of: datetime, loaded: LoadedPolicy)
                      f"{rule.months} months after the latest of {after}")
         if rule.action == "erase_subject":
             subjects += due.count
+            reach = f"in {', '.join(rule.systems)}" if rule.systems else "in every system"
             lines.append(f"  {due.system}.{due.dataset}: {due.count} subject(s): an erasure request each, "
-                         f"in every system (records under a hold are kept){limit}")
+                         f"{reach} (records under a hold are kept){limit}")
             lines.append(f"  left alone: {due.held} under a legal-claims hold, {due.in_progress} with an "
-                         f"erasure request open, {due.unidentifiable} row(s) without a usable e-mail address")
+                         f"erasure request open, {due.already_erased} erased since their last activity, "
+                         f"{due.unidentifiable} row(s) without a usable e-mail address")
             continue
         what = f"{', '.join(rule.categories)} fields cleared" if rule.categories else "erased"
         for name, n in (due.datasets or {due.dataset: 0}).items():

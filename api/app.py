@@ -16,11 +16,13 @@ from api import (
     evidence,
     health,
     legal_holds,
+    listing,
     manual_confirm,
     portal,
     problems,
     public,
     requests,
+    session,
     suppressions,
 )
 from api.ratelimit import RateLimiter
@@ -55,8 +57,10 @@ def create_app(settings: Settings, *, temporal_client: Client | None = None) -> 
         allow_headers=["content-type", "x-namespace", "authorization"],
     )
     problems.install(app)
+    session.install(app)
     app.include_router(health.router)
     app.include_router(codec.router)
+    app.include_router(listing.router)
     app.include_router(requests.router)
     app.include_router(public.router)
     app.include_router(callbacks.router)

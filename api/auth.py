@@ -1,68 +1,101 @@
-"""Staff bearer tokens: stored only as hashes, each with one role.
+"""Who is calling: staff by bearer token (API) or by console session cookie, with a role.
 
-Roles nest: an `agent` opens and watches requests, `compliance` may also extend, deny and hold,
-`admin` may also manage tokens.
+`require_role` serves the REST API: no credentials 401, a lower role 403. `require_console_role`
+serves HTML pages: a visitor who is not signed in is sent to the sign-in page instead. A request
+authenticated by the session cookie must carry the CSRF token when it changes anything; a bearer
+token is never sent by a browser on its own, so bearer calls need none.
 """
 
 from __future__ import annotations
 
-import secrets
-import uuid
-from dataclasses import dataclass
+from urllib.parse import quote
 
-import asyncpg
 from fastapi import Depends, Request
 
+from api.csrf import SAFE_METHODS, SESSION_COOKIE, csrf_valid, session_binding
 from api.problems import Problem
-from dsrflow.hashing import token_hash
+from dsrflow.staff_tokens import ROLES, Staff, authenticate, create_token, session_staff
 
-ROLES = ("agent", "compliance", "admin")
-_TOKEN_PREFIX = "dsr_"
+__all__ = ["ROLES", "Staff", "create_token", "require_console_role", "require_role",
+           "ConsoleSignInRequired", "ConsoleForbidden"]
 
-
-@dataclass(frozen=True)
-class Staff:
-    token_id: str
-    role: str
-
-    @property
-    def actor(self) -> str:
-        return f"{self.role}:{self.token_id[:8]}"
+SIGN_IN_PATH = "/console/sign-in"
+CONSOLE_HOME = "/console/"
 
 
-async def create_token(pool: asyncpg.Pool, role: str, label: str | None = None) -> str:
-    if role not in ROLES:
+class ConsoleSignInRequired(Exception):
+    """A console page was asked for without a live session: go to the sign-in page."""
+
+    def __init__(self, next_path: str) -> None:
+        super().__init__(next_path)
+        self.location = f"{SIGN_IN_PATH}?next={quote(next_path, safe='/')}"
+
+
+class ConsoleForbidden(Exception):
+    """A console page refused to a signed-in member of staff (role too low, or a stale form)."""
+
+    def __init__(self, title: str, detail: str) -> None:
+        super().__init__(detail)
+        self.title, self.detail = title, detail
+
+
+def require_role(minimum: str, *, csrf: bool = True):
+    """Dependency returning the calling Staff (bearer token or console session).
+
+    `csrf=False` only for endpoints that change nothing even on POST and are called by a
+    browser that cannot send our token (the Temporal UI's codec calls)."""
+    return Depends(_staff_dependency(minimum, console=False, csrf=csrf))
+
+
+def require_console_role(minimum: str):
+    """Dependency for console pages returning the signed-in Staff; redirects to the sign-in page
+    when there is no session and answers an HTML 403 page for a lower role."""
+    return Depends(_staff_dependency(minimum, console=True, csrf=True))
+
+
+def _staff_dependency(minimum: str, *, console: bool, csrf: bool):
+    if minimum not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
-    token = _TOKEN_PREFIX + secrets.token_urlsafe(32)
-    await pool.execute(
-        "INSERT INTO staff_tokens (id, token_hash, role, label) VALUES ($1, $2, $3, $4)",
-        uuid.uuid4(), token_hash(token), role, label,
-    )
-    return token
 
-
-async def authenticate(pool: asyncpg.Pool, token: str) -> Staff | None:
-    row = await pool.fetchrow(
-        "SELECT id, role FROM staff_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
-        token_hash(token),
-    )
-    return Staff(str(row["id"]), row["role"]) if row else None
-
-
-def require_role(minimum: str):
-    rank = ROLES.index(minimum)
+    def refuse(title: str, detail: str) -> Exception:
+        return ConsoleForbidden(title, detail) if console else Problem(403, title, detail)
 
     async def dependency(request: Request) -> Staff:
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            raise Problem(401, "Authentication required", "send Authorization: Bearer <token>",
-                          )
-        staff = await authenticate(await request.app.state.dsr.db(), token.strip())
-        if staff is None:
-            raise Problem(401, "Authentication required", "the token is unknown or revoked")
-        if ROLES.index(staff.role) < rank:
-            raise Problem(403, "Forbidden", f"this action needs the {minimum} role; you are {staff.role}")
+        staff = await _identify(request, console=console)
+        if csrf and request.method not in SAFE_METHODS and request.state.session_id:
+            if not await csrf_valid(request, session_binding(request.state.session_id)):
+                raise refuse("CSRF check failed", "the form is missing its csrf_token or it is "
+                             "stale; reload the page and try again")
+        if not staff.has_role(minimum):
+            raise refuse("Forbidden", f"this action needs the {minimum} role; you are {staff.role}")
+        request.state.staff = staff
         return staff
 
-    return Depends(dependency)
+    return dependency
+
+
+async def _identify(request: Request, *, console: bool) -> Staff:
+    pool = await request.app.state.dsr.db()
+    request.state.session_id = None
+    header = request.headers.get("authorization")
+    if header:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Problem(401, "Authentication required", "send Authorization: Bearer <token>")
+        staff = await authenticate(pool, token.strip())
+        if staff is None:
+            raise Problem(401, "Authentication required", "the token is unknown or revoked")
+        return staff
+    session_id = request.cookies.get(SESSION_COOKIE)
+    staff = await session_staff(pool, session_id) if session_id else None
+    if staff is None:
+        if console:
+            # After signing in the browser comes back here with a GET: a form's target would
+            # answer 405, so a refused POST returns to the console's start page.
+            path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            raise ConsoleSignInRequired(path if request.method in SAFE_METHODS else CONSOLE_HOME)
+        raise Problem(401, "Authentication required",
+                      "send Authorization: Bearer <token>, or sign in to the console"
+                      + (" again: the session has ended" if session_id else ""))
+    request.state.session_id = session_id
+    return staff

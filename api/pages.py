@@ -1,9 +1,13 @@
-"""What every server-rendered page shares (subject portal, staff console, evidence pack,
-dashboard): one Jinja environment, the security headers, and errors shown as pages.
+"""Server-rendered HTML pages: one Jinja environment for the console, the portal, the evidence
+pack and the dashboard.
 
-A route of a page router raises `Problem` like any API route; `problem_pages(template)` gives the
-router a route class that renders it with that template (status and `Retry-After` kept) instead of
-answering problem+json, which a browser would show as raw text.
+Every template gets `csrf_token()` (the token its forms send back), `staff` (the signed-in member
+of staff, once a console dependency has run) and `controller` (from the policy). Pages are never
+cached, never framed.
+
+A page route raises `Problem` like any API route; `problem_pages(template)` gives its router a
+route class that renders the problem with that template (status and `Retry-After` kept) instead
+of answering problem+json, which a browser would show as raw text.
 """
 
 from __future__ import annotations
@@ -19,37 +23,36 @@ from fastapi.templating import Jinja2Templates
 
 from activities.letter_templates import longdate, longdatetime
 from activities.letters import TYPE_LABELS
+from api.csrf import csrf_token
 from api.problems import Problem
 
+PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+}
 
 
-def _common(request: Request) -> dict[str, Any]:
-    """What every page may show: who the controller is (from the policy the API runs with)."""
-    return {"controller": request.app.state.dsr.policy.policy.controller}
+def _page_context(request: Request) -> dict[str, Any]:
+    return {"csrf_token": lambda: csrf_token(request), "staff": getattr(request.state, "staff", None),
+            "controller": request.app.state.dsr.policy.policy.controller}
 
 
-templates = Jinja2Templates(directory=Path(__file__).with_name("templates"), context_processors=[_common])
+templates = Jinja2Templates(directory=Path(__file__).with_name("templates"), context_processors=[_page_context])
 templates.env.filters["longdate"] = longdate
 templates.env.filters["longdatetime"] = longdatetime
 templates.env.globals["TYPE_LABELS"] = TYPE_LABELS
 
-# Pages carry links with tokens (verification, downloads) and show request data: keep them out of
-# caches, referrers and frames; scripts and styles only from our own /static.
-SECURITY_HEADERS = {
-    "Cache-Control": "no-store",
-    "Referrer-Policy": "no-referrer",
-    "X-Frame-Options": "DENY",
-    "X-Content-Type-Options": "nosniff",
-    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; "
-    "script-src 'self'; frame-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-}
 
-
-def render(request: Request, template: str, context: dict[str, Any] | None = None, *,
-           status: int = 200, headers: dict[str, str] | None = None) -> HTMLResponse:
+def render(
+    request: Request, name: str, context: dict[str, Any] | None = None, *, status_code: int = 200,
+    headers: dict[str, str] | None = None,
+) -> HTMLResponse:
     return templates.TemplateResponse(
-        request, template, context or {}, status_code=status,
-        headers={**SECURITY_HEADERS, **(headers or {})},
+        request, name, context or {}, status_code=status_code, headers={**PAGE_HEADERS, **(headers or {})}
     )
 
 
@@ -65,7 +68,7 @@ def problem_pages(template: str) -> type[APIRoute]:
                     return await handler(request)
                 except Problem as problem:
                     retry = problem.extra.get("retry_after")
-                    return render(request, template, {"problem": problem}, status=problem.status,
+                    return render(request, template, {"problem": problem}, status_code=problem.status,
                                   headers={"Retry-After": str(retry)} if retry else None)
 
             return route

@@ -66,7 +66,7 @@ def _form_page(request: Request, values: dict[str, Any], errors: dict[str, str],
         "values": values, "errors": errors, "restriction_labels": RESTRICTION_LABELS,
         "objection_labels": OBJECTION_LABELS, "submission": values.get("submission") or uuid.uuid4().hex,
         **extra,
-    }, status=status)
+    }, status_code=status)
 
 
 def _corrections(form: FormData) -> dict[str, str]:
@@ -165,7 +165,7 @@ def _verify_page(request: Request, row: dict[str, Any], *, token: str | None = N
     return render(request, "portal/verify.html", {
         "row": row, "token": token, "error": error,
         "awaiting": row["status"] == RequestStatus.awaiting_verification,
-    }, status=status)
+    }, status_code=status)
 
 
 @router.get("/requests/{request_id}/verify", response_class=HTMLResponse)

@@ -213,6 +213,9 @@ class RetentionRule(_Strict):
     action: Literal["erase_subject", "delete_rows"]
     # erase_subject: whether the subject gets the request's letters (acknowledgement, response).
     notify_subject: bool = False
+    # erase_subject: the systems the erasure reaches (default: every system), for data held
+    # elsewhere than where its last activity is recorded (marketing data at the e-mail processor).
+    systems: list[str] | None = Field(None, min_length=1)
     # delete_rows: clear only these categories' fields instead of erasing whole rows.
     categories: list[str] | None = Field(None, min_length=1)
     # Work per sweep, oldest first: subjects (erase_subject) or rows (delete_rows); the rest waits
@@ -230,6 +233,8 @@ class RetentionRule(_Strict):
             raise ValueError("notify_subject applies to erase_subject rules only")
         if self.action == "erase_subject" and self.categories is not None:
             raise ValueError("categories apply to delete_rows rules only")
+        if self.action == "delete_rows" and self.systems is not None:
+            raise ValueError("systems apply to erase_subject rules only")
         return self
 
 
@@ -302,6 +307,9 @@ class Policy(_Strict):
             if source.column not in owner.fields:
                 raise ValueError(f"{where}.last_activity.{i}.column: unknown column {source.column!r} "
                                  f"(not among the fields of dataset {owner.name!r})")
+        for i, name in enumerate(rule.systems or []):
+            if name not in self.systems:
+                raise ValueError(f"{where}.systems.{i}: unknown system {name!r}")
         if rule.action == "erase_subject" and "email" not in dataset.identify:
             raise ValueError(f"{where}.dataset: erase_subject needs a dataset that identifies "
                              f"subjects by e-mail; {dataset.name!r} does not")

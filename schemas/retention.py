@@ -33,6 +33,7 @@ class RuleOutcome(BaseModel):
     held: int = 0  # left alone: a legal-claims hold covers them
     in_progress: int = 0  # erase_subject: an erasure request for the subject is already open
     unidentifiable: int = 0  # erase_subject: no usable e-mail address on the row
+    already_erased: int = 0  # erase_subject: erased by this rule since their last activity
     deferred: int = 0  # beyond the rule's max_per_run: left for the next run
     error: str | None = None  # the rule could not run (names and counts only); the others did
 

@@ -60,3 +60,15 @@ def verification_code(message: EmailMessage) -> str:
 
 def verification_link(message: EmailMessage) -> str:
     return re.search(r"(https?://\S+/portal/requests/\S+/verify\?token=[0-9a-f]{64})", text_of(message)).group(1)
+
+
+PROBLEM = "application/problem+json"
+
+
+def assert_problem(response: httpx.Response, status: int) -> dict:
+    """The response is an RFC 9457 problem with this status; returns its body."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith(PROBLEM), response.headers["content-type"]
+    body = response.json()
+    assert body["status"] == status
+    return body

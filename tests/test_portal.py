@@ -91,7 +91,7 @@ async def test_link_shows_a_button_and_only_the_button_verifies(http, pool, mail
     page = await http.get(f"/{path}")
     assert page.status_code == 200
     assert "Yes, I made this request" in page.text
-    assert page.headers["referrer-policy"] == "no-referrer"
+    assert page.headers["referrer-policy"] == "same-origin"
     assert await pool.fetchval("SELECT status FROM dsr_requests WHERE id = $1", rid) == "awaiting_verification"
 
     r = await http.post(f"/portal/requests/{rid}/verify", data={"token": token})

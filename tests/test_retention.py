@@ -53,11 +53,14 @@ async def _value(url: str, sql: str, *args):
 
 def test_shipped_policy_has_the_privacy_policys_periods() -> None:
     rules = {r.name: r for r in load_policy().policy.retention}
-    assert set(rules) == {"inactive_accounts", "web_logs", "analytics"}
+    assert set(rules) == {"inactive_accounts", "marketing_data", "web_logs", "analytics"}
     accounts = rules["inactive_accounts"]
     assert (accounts.system, accounts.dataset, accounts.months, accounts.action) == ("crm", "contacts", 12, "erase_subject")
     assert accounts.notify_subject is False
     assert [s.column for s in accounts.last_activity] == ["last_seen_at", "created_at"]
+    marketing = rules["marketing_data"]
+    assert (marketing.dataset, marketing.months, marketing.systems) == ("contacts", 12, ["email_marketing"])
+    assert [s.column for s in marketing.last_activity] == ["last_marketing_email_at"]
     logs = rules["web_logs"]
     assert (logs.dataset, logs.months, logs.action, logs.categories) == ("page_events", 12, "delete_rows", ["logs"])
     analytics = rules["analytics"]
@@ -75,27 +78,29 @@ def _with_rule(**changes) -> dict:
 
 
 @pytest.mark.parametrize(("changes", "message"), [
-    ({"system": "mainframe"}, r"retention\.3\.system: unknown system 'mainframe'"),
-    ({"system": "email_marketing"}, r"retention\.3\.system: 'email_marketing' is a opendsr system"),
-    ({"dataset": "leads"}, r"retention\.3\.dataset: unknown dataset 'leads' in system 'crm'"),
-    ({"last_activity": {"column": "last_login"}}, r"retention\.3\.last_activity\.0\.column: unknown column 'last_login'"),
+    ({"system": "mainframe"}, r"retention\.4\.system: unknown system 'mainframe'"),
+    ({"system": "email_marketing"}, r"retention\.4\.system: 'email_marketing' is a opendsr system"),
+    ({"dataset": "leads"}, r"retention\.4\.dataset: unknown dataset 'leads' in system 'crm'"),
+    ({"last_activity": {"column": "last_login"}}, r"retention\.4\.last_activity\.0\.column: unknown column 'last_login'"),
     ({"last_activity": [{"column": "created_at"}, {"dataset": "companies", "column": "name"}]},
-     r"retention\.3\.last_activity\.1\.dataset: 'companies' is not a dataset of 'crm' that refers to 'contacts'"),
+     r"retention\.4\.last_activity\.1\.dataset: 'companies' is not a dataset of 'crm' that refers to 'contacts'"),
     ({"last_activity": {"dataset": "support_requests", "column": "opened"}},
-     r"retention\.3\.last_activity\.0\.column: unknown column 'opened' \(not among the fields of dataset 'support_requests'\)"),
+     r"retention\.4\.last_activity\.0\.column: unknown column 'opened' \(not among the fields of dataset 'support_requests'\)"),
     ({"system": "billing", "dataset": "invoices", "last_activity": {"column": "issued_on"}, "action": "delete_rows"},
-     r"retention\.3\.action: delete_rows would reach dataset 'invoices', which is under statutory hold 'be_accounting'"),
+     r"retention\.4\.action: delete_rows would reach dataset 'invoices', which is under statutory hold 'be_accounting'"),
     ({"system": "billing", "dataset": "customers", "last_activity": {"column": "name"}, "action": "delete_rows"},
-     r"retention\.3\.action: delete_rows would reach dataset '(customers|invoices|mandates|payments)'"),
+     r"retention\.4\.action: delete_rows would reach dataset '(customers|invoices|mandates|payments)'"),
     ({"system": "analytics", "dataset": "page_events", "last_activity": {"column": "occurred_at"}},
-     r"retention\.3\.dataset: erase_subject needs a dataset that identifies subjects by e-mail"),
-    ({"action": "delete_rows", "categories": ["horoscope"]}, r"retention\.3\.categories: unknown \['horoscope'\]"),
-    ({"action": "delete_rows", "categories": ["marketing"]}, r"retention\.3\.categories: .*all are `keep`"),
+     r"retention\.4\.dataset: erase_subject needs a dataset that identifies subjects by e-mail"),
+    ({"action": "delete_rows", "categories": ["horoscope"]}, r"retention\.4\.categories: unknown \['horoscope'\]"),
+    ({"action": "delete_rows", "categories": ["payments"]}, r"retention\.4\.categories: .*all are `keep`"),
+    ({"systems": ["email_marketing", "mainframe"]}, r"retention\.4\.systems\.1: unknown system 'mainframe'"),
+    ({"action": "delete_rows", "systems": ["crm"]}, r"systems apply to erase_subject rules only"),
     ({"action": "delete_rows", "notify_subject": True}, r"notify_subject applies to erase_subject rules only"),
     ({"categories": ["logs"]}, r"categories apply to delete_rows rules only"),
-    ({"name": "web_logs"}, r"retention\.3\.name: 'web_logs' is used by an earlier rule"),
-    ({"months": 0}, r"retention\.3\.months"),
-    ({"action": "archive"}, r"retention\.3\.action"),
+    ({"name": "web_logs"}, r"retention\.4\.name: 'web_logs' is used by an earlier rule"),
+    ({"months": 0}, r"retention\.4\.months"),
+    ({"action": "archive"}, r"retention\.4\.action"),
 ])
 def test_bad_rules_are_refused_naming_their_path(tmp_path: Path, changes: dict, message: str) -> None:
     path = tmp_path / "policy.yaml"
@@ -156,9 +161,10 @@ async def test_retention_plan_prints_counts_and_changes_nothing(postgres, settin
         assert "@" not in out, "the plan must not print addresses"
         assert "as of 2026-06-17T00:00:00+02:00" in out
         subjects = re.search(r"crm\.contacts: (\d+) subject\(s\)", out)
-        alone = re.search(r"left alone: (\d+) under a legal-claims hold, (\d+) with an erasure request open", out)
-        # Other tests share the app database: their holds and open requests are left alone.
-        assert int(subjects.group(1)) + int(alone.group(1)) + int(alone.group(2)) == inactive
+        alone = re.search(r"left alone: (\d+) under a legal-claims hold, (\d+) with an erasure request open, "
+                          r"(\d+) erased since their last activity", out)
+        # Other tests share the app database: their holds, open requests and erasures are left alone.
+        assert int(subjects.group(1)) + sum(int(n) for n in alone.groups()) == inactive
         logs = re.search(r"analytics\.page_events: (\d+) row\(s\): logs fields cleared", out)
         held_rows = re.search(r"web_logs: .*\n.*\n  left alone: (\d+) row\(s\)", out)
         assert int(logs.group(1)) + int(held_rows.group(1)) == old_logs
@@ -202,7 +208,7 @@ async def test_sweep_erases_accounts_inactive_for_more_than_12_months(postgres, 
         assert invoices_before > 0
         # Everyone else used the app yesterday; the two chosen last did 13 and 11 months ago.
         conn = await asyncpg.connect(crm)
-        await conn.execute("UPDATE contacts SET last_seen_at = $1", now - timedelta(days=1))
+        await conn.execute("UPDATE contacts SET last_seen_at = $1, last_marketing_email_at = NULL", now - timedelta(days=1))
         for contact, months in ((gone_id, 13), (stays_id, 11)):
             await conn.execute("UPDATE contacts SET last_seen_at = $2, created_at = $3 WHERE id = $1",
                                contact, now - relativedelta(months=months), now - relativedelta(years=3))
@@ -220,12 +226,13 @@ async def test_sweep_erases_accounts_inactive_for_more_than_12_months(postgres, 
                 report = await sweep("first")
                 accounts = next(r for r in report.rules if r.rule == "inactive_accounts")
                 assert (accounts.due, accounts.started, accounts.held, accounts.in_progress) == (1, 1, 0, 0)
-                assert {r.rule for r in report.rules} == {"inactive_accounts", "web_logs", "analytics"}
+                assert {r.rule for r in report.rules} == {"inactive_accounts", "marketing_data", "web_logs", "analytics"}
                 assert "@" not in report.model_dump_json()
 
                 request = await _retention_request(pool, gone)
                 assert request["attested_by"] == "retention:inactive_accounts"
-                assert request["details"] == {"retention_rule": "inactive_accounts", "notify_subject": False}
+                assert request["details"] == {"retention_rule": "inactive_accounts", "notify_subject": False,
+                                              "retention_last_activity": request["details"]["retention_last_activity"]}
                 state = await asyncio.wait_for(env.client.get_workflow_handle(workflow_id_for(str(request["id"]))).result(), 120)
                 assert state["status"] == "completed", state
                 assert await _fetch(crm, "SELECT 1 FROM contacts WHERE id = $1", gone_id) == []

@@ -46,15 +46,17 @@ from activities.connectors.sql_erasure import HoldAwareErasure
 from activities.connectors.sql_queries import (
     SCHEMA_QUERY,
     TEXT_TYPES,
-    ident,
     Plan,
+    erased_rules,
+    ident,
     select_fields,
     select_keys_page,
+    split_rules,
     update_by_key,
     update_rows,
 )
 from dsrflow.hashing import keyed_hash
-from policy.model import Dataset
+from policy.model import Dataset, FieldRule
 
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 _TRANSIENT = (
@@ -281,14 +283,23 @@ class SqlConnector:
                                 erased[dataset.name] = [(k, "anonymised") for k in done]
         return erased
 
+    async def clear_fields(self, dataset: Dataset, keys: Sequence[str], rules: Mapping[str, FieldRule]) -> list[str]:
+        """Apply these field rules (hash, null or a value) to the rows with these keys, in one
+        transaction; the rows stay. Returns the keys of the rows found."""
+        async with self._connection() as conn, conn.transaction():
+            with self._mapped(dataset.name):
+                return await self._clear_by_key(conn, dataset, keys, rules)
+
     async def _anonymise_keys(self, conn: asyncpg.Connection, dataset: Dataset, keys: list[str]) -> list[str]:
-        rules = {c: r for c, r in dataset.fields.items() if r.erase != "keep"}
-        hashed = [c for c, r in rules.items() if r.erase == "hash"]
-        values = {c: (None if r.erase == "null" else r.value) for c, r in rules.items() if r.erase != "hash"}
+        return await self._clear_by_key(conn, dataset, keys, erased_rules(dataset))
+
+    async def _clear_by_key(self, conn: asyncpg.Connection, dataset: Dataset, keys: Sequence[str],
+                            rules: Mapping[str, FieldRule]) -> list[str]:
+        hashed, values = split_rules(rules)
         key = ident(dataset.key)
         selected = ", ".join([key, *(ident(c) for c in hashed)])
         rows = await conn.fetch(
-            f"SELECT {selected} FROM {ident(dataset.table)} WHERE {key}::text = ANY($1::text[])", keys)
+            f"SELECT {selected} FROM {ident(dataset.table)} WHERE {key}::text = ANY($1::text[])", list(keys))
         update_sql, constant_args = update_by_key(dataset, hashed, values, self._column_types(dataset))
         await conn.executemany(update_sql, [
             (row[0], *(self._hash(dataset, c, row[i + 1]) for i, c in enumerate(hashed)), *constant_args)
@@ -297,9 +308,7 @@ class SqlConnector:
         return [str(row[0]) for row in rows]
 
     async def _anonymise(self, conn: asyncpg.Connection, dataset: Dataset, subject: Subject) -> dict[str, int]:
-        rules = {c: r for c, r in dataset.fields.items() if r.erase != "keep"}
-        hashed = [c for c, r in rules.items() if r.erase == "hash"]
-        values = {c: (None if r.erase == "null" else r.value) for c, r in rules.items() if r.erase != "hash"}
+        hashed, values = split_rules(erased_rules(dataset))
         types = self._column_types(dataset)
         if not hashed:
             if not values:  # every field kept: nothing to change, but say what was found
@@ -398,3 +407,4 @@ class SqlConnector:
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await pool.close()
+

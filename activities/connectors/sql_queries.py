@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from activities.connectors.base import Subject
-from policy.model import Dataset, System
+from policy.model import Dataset, FieldRule, System
 
 _IDENT = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 # Identities that single a person out; a name alone does not (many people share one).
@@ -215,3 +215,15 @@ WHERE c.relname = ANY($1::text[]) AND c.relkind IN ('r', 'p', 'v', 'f')
   AND pg_catalog.pg_table_is_visible(c.oid) AND a.attnum > 0 AND NOT a.attisdropped
 """
 TEXT_TYPES = ("text", "character varying", "character", "citext")
+
+
+def erased_rules(dataset: Dataset) -> dict[str, FieldRule]:
+    return {c: r for c, r in dataset.fields.items() if r.erase != "keep"}
+
+
+def split_rules(rules: Mapping[str, FieldRule]) -> tuple[list[str], dict[str, Any]]:
+    """The columns whose values are hashed here (the secret never goes to the database), and the
+    constant each other column is set to."""
+    hashed = [c for c, r in rules.items() if r.erase == "hash"]
+    values = {c: (None if r.erase == "null" else r.value) for c, r in rules.items() if r.erase != "hash"}
+    return hashed, values

@@ -20,7 +20,9 @@ from devstack.demo.subjects import SEED, DemoSubject, demo_subjects
 from devstack.postgres import EmbeddedPostgres
 
 SQL_SYSTEMS = ("crm", "analytics", "billing")
-SEED_VERSION = "2"  # 2: crm contacts have last_seen_at (a version-1 database is upgraded)
+SEED_VERSION = "3"  # 2: crm contacts have last_seen_at; 3: and last_marketing_email_at
+# Columns later seed versions added to crm contacts: an older database is upgraded in place.
+_ADDED_CONTACT_COLUMNS = {"2": "last_seen_at", "3": "last_marketing_email_at"}
 # Every generated date lies before this instant; ada's invoices are fixed in 2025 and 2026.
 REFERENCE = datetime(2026, 6, 17, 12, 0, tzinfo=UTC)
 _LOCK_KEY = 7_301_926  # advisory lock: two processes seeding the same database take turns
@@ -48,7 +50,10 @@ CREATE TABLE contacts (
     profiling_opt_out boolean NOT NULL DEFAULT false,
     restricted boolean NOT NULL DEFAULT false,
     created_at timestamptz NOT NULL DEFAULT now(),
-    last_seen_at timestamptz
+    last_seen_at timestamptz,
+    -- When the controller last sent this contact a newsletter (its campaign tool records it):
+    -- marketing data goes 12 months after the last communication.
+    last_marketing_email_at timestamptz
 );
 CREATE INDEX contacts_email ON contacts (lower(email));
 CREATE TABLE support_requests (
@@ -146,7 +151,8 @@ _COLUMNS: dict[str, dict[str, tuple[str, ...]]] = {
     "crm": {
         "companies": ("id", "name", "vat_number"),
         "contacts": ("id", "email", "first_name", "last_name", "phone", "company_id", "notes",
-                     "marketing_opt_in", "profiling_opt_out", "restricted", "created_at", "last_seen_at"),
+                     "marketing_opt_in", "profiling_opt_out", "restricted", "created_at", "last_seen_at",
+                     "last_marketing_email_at"),
         "support_requests": ("id", "contact_id", "subject", "body", "created_at", "restricted"),
         "chat_transcripts": ("id", "contact_id", "transcript", "started_at", "restricted"),
     },
@@ -206,10 +212,24 @@ def _last_seen(rng: random.Random, subject: DemoSubject, created: datetime) -> d
     return earliest + timedelta(seconds=rng.randint(0, int((REFERENCE - earliest).total_seconds())))
 
 
+def _last_marketing_email(rng: random.Random, subject: DemoSubject, created: datetime) -> datetime | None:
+    """The last newsletter sent to a subscriber: the monthly one for most, but about one in seven
+    stopped receiving them (bounced, paused) more than 12 months before REFERENCE, so the
+    marketing retention rule has work to do. Non-subscribers never got one."""
+    if not subject.in_email_marketing:
+        return None
+    if subject.index >= 3 and rng.random() < 0.15:
+        latest = REFERENCE - timedelta(days=380)
+        span = max(int((latest - created).total_seconds()), 0)
+        return created + timedelta(seconds=rng.randint(0, span))
+    return REFERENCE - timedelta(days=rng.randint(1, 30), seconds=rng.randint(0, 86_399))
+
+
 def crm_rows(subjects: list[DemoSubject]) -> dict[str, list[tuple]]:
     rng = _rng("crm")
-    # A generator of its own: the other columns keep the values they had before last_seen_at.
+    # Generators of their own: the other columns keep the values they had before these columns.
     seen_rng = random.Random(f"{SEED}:crm:last_seen")
+    mailed_rng = random.Random(f"{SEED}:crm:last_marketing_email")
     companies: dict[str, int] = {}
     rows: dict[str, list[tuple]] = {table: [] for table in _COLUMNS["crm"]}
     for s in (s for s in subjects if s.in_crm):
@@ -226,6 +246,7 @@ def crm_rows(subjects: list[DemoSubject]) -> dict[str, list[tuple]]:
         rows["contacts"].append((
             contact_id, s.email, s.first_name, s.last_name, s.phone, company_id, rng.choice(_NOTES),
             s.in_email_marketing, rng.random() < 0.1, False, created, _last_seen(seen_rng, s, created),
+            _last_marketing_email(mailed_rng, s, created),
         ))
         requests = {0: 2, 1: 1}.get(s.index, rng.randint(0, 3))
         for _ in range(requests):
@@ -307,15 +328,18 @@ _ROWS = {"crm": crm_rows, "analytics": analytics_rows, "billing": billing_rows}
 
 async def _upgrade(conn: asyncpg.Connection, system: str, version: str, subjects: list[DemoSubject]) -> None:
     """Bring a database seeded by an earlier SEED_VERSION up to date, keeping its data."""
-    if system == "crm" and version == "1":
-        await conn.execute("ALTER TABLE contacts ADD COLUMN IF NOT EXISTS last_seen_at timestamptz")
+    if system == "crm":
         columns = _COLUMNS["crm"]["contacts"]
         rows = crm_rows(subjects)["contacts"]
-        await conn.execute(
-            "UPDATE contacts c SET last_seen_at = v.seen FROM unnest($1::bigint[], $2::timestamptz[]) "
-            "AS v(id, seen) WHERE c.id = v.id AND c.last_seen_at IS NULL",
-            [r[columns.index("id")] for r in rows], [r[columns.index("last_seen_at")] for r in rows],
-        )
+        for added_in, column in _ADDED_CONTACT_COLUMNS.items():
+            if int(version) >= int(added_in):
+                continue
+            await conn.execute(f"ALTER TABLE contacts ADD COLUMN IF NOT EXISTS {column} timestamptz")
+            await conn.execute(
+                f"UPDATE contacts c SET {column} = v.value FROM unnest($1::bigint[], $2::timestamptz[]) "
+                f"AS v(id, value) WHERE c.id = v.id AND c.{column} IS NULL",
+                [r[columns.index("id")] for r in rows], [r[columns.index(column)] for r in rows],
+            )
     await conn.execute("UPDATE demo_meta SET value = $1 WHERE key = 'seeded'", SEED_VERSION)
 
 

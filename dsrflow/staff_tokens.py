@@ -1,0 +1,137 @@
+"""Staff tokens and the console sessions signed in with them.
+
+A token is stored only as its sha256 and carries one role. Roles nest: an `agent` opens and
+watches requests, `compliance` may also extend, deny, approve and hold, `admin` may also manage
+tokens. A console session is a random id in a cookie, stored as its sha256 too; it lives no longer
+than its token: revoking the token ends the sessions signed in with it.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from dsrflow.audit import append_event
+from dsrflow.hashing import token_hash
+
+ROLES = ("agent", "compliance", "admin")
+_TOKEN_PREFIX = "dsr_"
+SESSION_LIFETIME = timedelta(hours=12)
+
+
+@dataclass(frozen=True)
+class Staff:
+    token_id: str
+    role: str
+    label: str | None = None
+
+    @property
+    def actor(self) -> str:
+        return f"{self.role}:{self.token_id[:8]}"
+
+    def has_role(self, minimum: str) -> bool:
+        return ROLES.index(self.role) >= ROLES.index(minimum)
+
+
+async def create_token(
+    pool: asyncpg.Pool, role: str, label: str | None = None, *, actor: str | None = None
+) -> str:
+    """A new token, returned once; with `actor` (a token made over the API) the creation is audited."""
+    return (await issue_token(pool, role, label, actor=actor))[1]
+
+
+async def issue_token(
+    pool: asyncpg.Pool, role: str, label: str | None = None, *, actor: str | None = None
+) -> tuple[str, str]:
+    """(token id, token)."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    token = _TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token_id = str(uuid.uuid4())
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(
+            "INSERT INTO staff_tokens (id, token_hash, role, label) VALUES ($1, $2, $3, $4)",
+            token_id, token_hash(token), role, label,
+        )
+        if actor:
+            await append_event(conn, event_key=f"token:{token_id}:created", event_type="staff.token_created",
+                               actor=actor, data={"token_id": token_id, "role": role})
+    return token_id, token
+
+
+async def authenticate(pool: asyncpg.Pool, token: str) -> Staff | None:
+    row = await pool.fetchrow(
+        "SELECT id, role, label FROM staff_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
+        token_hash(token),
+    )
+    return Staff(str(row["id"]), row["role"], row["label"]) if row else None
+
+
+async def list_tokens(pool: asyncpg.Pool, *, include_revoked: bool = False) -> list[dict[str, Any]]:
+    """Ids, roles, labels and dates; never a token (only hashes are stored anyway)."""
+    rows = await pool.fetch(
+        "SELECT id, role, label, created_at, revoked_at FROM staff_tokens"
+        " WHERE $1 OR revoked_at IS NULL ORDER BY created_at, id",
+        include_revoked,
+    )
+    return [{**dict(r), "id": str(r["id"])} for r in rows]
+
+
+async def revoke_token(pool: asyncpg.Pool, token_id: str, *, actor: str) -> dict[str, Any] | None:
+    """Revoke a token and end its sessions; None when there is no such token. Revoking twice
+    keeps the first revocation time."""
+    try:
+        uuid.UUID(token_id)
+    except ValueError:
+        return None
+    async with pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(
+            """UPDATE staff_tokens SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1
+               RETURNING id, role, label, created_at, revoked_at""",
+            token_id,
+        )
+        if row is None:
+            return None
+        ended = await conn.fetchval(
+            """WITH ended AS (UPDATE staff_sessions SET ended_at = now()
+                              WHERE token_id = $1 AND ended_at IS NULL RETURNING 1)
+               SELECT count(*) FROM ended""",
+            token_id,
+        )
+        await append_event(conn, event_key=f"token:{token_id}:revoked", event_type="staff.token_revoked",
+                           actor=actor, data={"token_id": token_id, "sessions_ended": ended})
+    return {**dict(row), "id": str(row["id"])}
+
+
+async def start_session(pool: asyncpg.Pool, staff: Staff) -> tuple[str, datetime]:
+    """A new session for a signed-in token: (session id for the cookie, expiry)."""
+    session_id = secrets.token_urlsafe(32)
+    expires_at = datetime.now(UTC) + SESSION_LIFETIME
+    await pool.execute(
+        "INSERT INTO staff_sessions (id_hash, token_id, expires_at) VALUES ($1, $2, $3)",
+        token_hash(session_id), staff.token_id, expires_at,
+    )
+    return session_id, expires_at
+
+
+async def session_staff(pool: asyncpg.Pool, session_id: str) -> Staff | None:
+    """Who a live session belongs to: not ended, not expired, its token not revoked."""
+    row = await pool.fetchrow(
+        """SELECT t.id, t.role, t.label FROM staff_sessions s JOIN staff_tokens t ON t.id = s.token_id
+           WHERE s.id_hash = $1 AND s.ended_at IS NULL AND s.expires_at > now()
+             AND t.revoked_at IS NULL""",
+        token_hash(session_id),
+    )
+    return Staff(str(row["id"]), row["role"], row["label"]) if row else None
+
+
+async def end_session(pool: asyncpg.Pool, session_id: str) -> None:
+    await pool.execute(
+        "UPDATE staff_sessions SET ended_at = coalesce(ended_at, now()) WHERE id_hash = $1",
+        token_hash(session_id),
+    )

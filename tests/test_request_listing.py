@@ -1,0 +1,222 @@
+"""The staff queue `GET /v1/requests`: order by due date, keyset pages, filters, bad parameters,
+and that the queue's queries read an index on a large table instead of the whole table."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from bench.queue_listing import seed_queue
+from dsrflow.db import create_pool
+from dsrflow.request_queries import RequestFilters, encode_cursor, queue_query
+from tests.conftest import make_database
+from tests.support import api_client, assert_problem, staff_headers
+
+TODAY = datetime.now(ZoneInfo("Europe/Brussels")).date()  # the shipped policy's timezone
+
+
+@pytest.fixture
+async def queue_url(postgres) -> str:
+    """A database of its own: the queue lists every request, so other tests' rows stay out."""
+    return await make_database(postgres, "queue")
+
+
+@pytest.fixture
+async def queue_db(queue_url):
+    pool = await create_pool(queue_url)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+async def http(settings, queue_url, queue_db):
+    # Listing reads Postgres only: no Temporal client.
+    async with api_client(settings.model_copy(update={"database_url": queue_url}), None, "unused") as client:
+        client.headers.update(await staff_headers(queue_db, "agent"))
+        yield client
+
+
+async def seed(pool, *, due: int | None, status: str = "in_progress", type: str = "access",
+               regime: str = "gdpr", extended: bool = False, stuck_task: bool = False) -> str:
+    """A request as its workflow leaves it; `due` is the current due date in days from today."""
+    request_id = str(uuid.uuid4())
+    current = TODAY + timedelta(days=due) if due is not None else None
+    first = current - timedelta(days=60) if current and extended else current
+    closed = status in ("completed", "denied", "cancelled", "closed_unverified")
+    await pool.execute(
+        """INSERT INTO dsr_requests (id, request_type, regime, country, channel, subject_email,
+               received_at, status, policy_version, due_date, extended_due_date, current_due_date,
+               extended, closed_at)
+           VALUES ($1, $2, $3, 'BE', 'api', $4, $5, $6, 'v1', $7, $8, $9, $10, $11)""",
+        request_id, type, regime, f"{request_id[:8]}@example.com", datetime.now(UTC), status,
+        first, current, current, extended, datetime.now(UTC) if closed else None,
+    )
+    if stuck_task:
+        await pool.execute(
+            "INSERT INTO system_tasks (request_id, system, action, status) VALUES ($1, 'crm', 'erase', 'needs_attention')",
+            request_id)
+    return request_id
+
+
+async def all_pages(http, params: dict, limit: int) -> list[list[str]]:
+    pages, cursor = [], None
+    while True:
+        r = await http.get("/v1/requests", params={**params, "limit": limit, **({"cursor": cursor} if cursor else {})})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        pages.append([item["id"] for item in body["items"]])
+        cursor = body["next_cursor"]
+        if cursor is None:
+            return pages
+
+
+async def test_queue_is_ordered_by_due_date_then_id_across_pages(http, queue_db):
+    dues = [5, 1, 1, 3, None, -2, 10, 1]
+    ids = [await seed(queue_db, due=d) for d in dues]
+    expected = [i for _, i in sorted(zip([d if d is not None else 10**6 for d in dues], ids))]
+
+    pages = await all_pages(http, {}, limit=3)
+
+    assert [len(p) for p in pages] == [3, 3, 2]
+    assert [i for page in pages for i in page] == expected
+
+
+async def test_a_request_opened_between_pages_neither_repeats_nor_shifts_rows(http, queue_db):
+    ids = [await seed(queue_db, due=d) for d in (2, 4, 6, 8)]
+    first = (await http.get("/v1/requests", params={"limit": 2})).json()
+    assert [i["id"] for i in first["items"]] == ids[:2]
+
+    await seed(queue_db, due=1)  # sorts before the cursor: an OFFSET would repeat ids[1]
+    second = (await http.get("/v1/requests", params={"limit": 2, "cursor": first["next_cursor"]})).json()
+
+    assert [i["id"] for i in second["items"]] == ids[2:]
+    assert second["next_cursor"] is None
+
+
+@pytest.fixture
+async def varied(queue_db) -> dict[str, str]:
+    return {
+        "open_overdue": await seed(queue_db, due=-1),
+        "open_due_today": await seed(queue_db, due=0, type="erasure"),
+        "closed_past_due": await seed(queue_db, due=-10, status="completed"),
+        "extended": await seed(queue_db, due=30, extended=True),
+        "approval": await seed(queue_db, due=3, status="awaiting_approval"),
+        "stuck": await seed(queue_db, due=4, type="erasure", stuck_task=True),
+        "stuck_but_cancelled": await seed(queue_db, due=2, type="erasure", status="cancelled", stuck_task=True),
+        "verifying": await seed(queue_db, due=20, status="awaiting_verification", type="portability", regime="uk_gdpr"),
+        "no_due_date_yet": await seed(queue_db, due=None, status="awaiting_verification"),
+    }
+
+
+FILTERS = [
+    pytest.param({}, set(), id="none"),  # empty set: every request
+    pytest.param({"status": ["in_progress", "awaiting_approval"]},
+                 {"open_overdue", "open_due_today", "extended", "approval", "stuck"}, id="statuses"),
+    pytest.param({"type": "erasure"}, {"open_due_today", "stuck", "stuck_but_cancelled"}, id="type"),
+    pytest.param({"regime": "uk_gdpr"}, {"verifying"}, id="regime"),
+    pytest.param({"overdue": "true"}, {"open_overdue"}, id="overdue"),
+    pytest.param({"due_before": (TODAY + timedelta(days=1)).isoformat()},
+                 {"open_overdue", "open_due_today", "closed_past_due"}, id="due_before"),
+    pytest.param({"needs_attention": "true"}, {"approval", "stuck"}, id="needs_attention"),
+    pytest.param({"needs_attention": "true", "status": "in_progress"}, {"stuck"}, id="combined"),
+]
+
+
+@pytest.mark.parametrize(("params", "expected"), FILTERS)
+async def test_filters(http, varied, params, expected):
+    r = await http.get("/v1/requests", params=params)
+
+    assert r.status_code == 200, r.text
+    found = {name for name, rid in varied.items() if rid in {i["id"] for i in r.json()["items"]}}
+    assert found == (expected or set(varied))
+
+
+async def test_not_overdue_is_the_complement(http, varied):
+    r = await http.get("/v1/requests", params={"overdue": "false"})
+    assert {i["id"] for i in r.json()["items"]} == set(varied.values()) - {varied["open_overdue"]}
+
+
+async def test_rows_say_days_left_overdue_and_attention(http, varied):
+    items = {i["id"]: i for i in (await http.get("/v1/requests")).json()["items"]}
+
+    overdue = items[varied["open_overdue"]]
+    assert (overdue["days_left"], overdue["overdue"], overdue["needs_attention"]) == (-1, True, False)
+    assert items[varied["closed_past_due"]]["overdue"] is False
+    assert items[varied["stuck"]]["needs_attention"] is True
+    assert items[varied["stuck_but_cancelled"]]["needs_attention"] is False
+    extended = items[varied["extended"]]
+    assert extended["current_due_date"] == (TODAY + timedelta(days=30)).isoformat()
+    assert extended["due_date"] == (TODAY - timedelta(days=30)).isoformat()
+    assert items[varied["no_due_date_yet"]]["days_left"] is None
+
+
+@pytest.mark.parametrize("form", ["{id}", "dsr-{id}"], ids=["request-id", "workflow-id"])
+async def test_search_by_exact_request_id(http, varied, form):
+    wanted = varied["stuck"]
+    r = await http.get("/v1/requests", params={"q": form.format(id=wanted)})
+    assert [i["id"] for i in r.json()["items"]] == [wanted]
+
+
+BAD = [
+    pytest.param({"status": "finished"}, "status", id="status"),
+    pytest.param({"type": "gossip"}, "type", id="type"),
+    pytest.param({"regime": "martian"}, "regime", id="regime"),
+    pytest.param({"overdue": "perhaps"}, "overdue", id="overdue"),
+    pytest.param({"needs_attention": "2"}, "needs_attention", id="needs_attention"),
+    pytest.param({"due_before": "31/12/2026"}, "due_before", id="due_before"),
+    pytest.param({"q": "ada@example.com"}, "q", id="q"),
+    pytest.param({"limit": "0"}, "limit", id="limit-low"),
+    pytest.param({"limit": "5000"}, "limit", id="limit-high"),
+    pytest.param({"cursor": "bm90LWEtY3Vyc29y"}, "cursor", id="cursor"),
+]
+
+
+@pytest.mark.parametrize(("params", "field"), BAD)
+async def test_bad_parameter_is_422_naming_it(http, params, field):
+    problem = assert_problem(await http.get("/v1/requests", params=params), 422)
+    assert [e["field"].split(".")[0] for e in problem["errors"]] == [field], problem
+
+
+async def test_listing_needs_staff(http):
+    assert_problem(await http.get("/v1/requests", headers={"Authorization": ""}), 401)
+
+
+PLANNED = [
+    pytest.param(RequestFilters(), id="all"),
+    pytest.param(RequestFilters(overdue=True), id="overdue"),
+    pytest.param(RequestFilters(status=["in_progress"]), id="status"),
+    pytest.param(RequestFilters(type="erasure"), id="type"),
+    pytest.param(RequestFilters(needs_attention=True), id="needs_attention"),
+    pytest.param(RequestFilters(due_before=TODAY + timedelta(days=3)), id="due_before"),
+]
+
+
+@pytest.fixture(scope="module")
+async def big_queue(postgres):
+    """100,000 requests (the benchmark's data)."""
+    pool = await create_pool(await make_database(postgres, "bigqueue"))
+    await seed_queue(pool, 100_000, TODAY)
+    yield pool
+    await pool.close()
+
+
+def _nodes(plan: dict):
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from _nodes(child)
+
+
+@pytest.mark.parametrize("filters", PLANNED)
+@pytest.mark.parametrize("paged", [False, True], ids=["first-page", "later-page"])
+async def test_queue_reads_an_index_not_the_whole_table(big_queue, filters, paged):
+    cursor = encode_cursor(TODAY, str(uuid.UUID(int=0))) if paged else None
+    sql, args = queue_query(filters, limit=50, cursor=cursor, today=TODAY)
+
+    plan = (await big_queue.fetchval(f"EXPLAIN (FORMAT JSON) {sql}", *args))[0]["Plan"]
+
+    scans = [n for n in _nodes(plan) if n.get("Relation Name") == "dsr_requests"]
+    assert scans and all(n["Node Type"] != "Seq Scan" for n in scans), json.dumps(plan, indent=1)

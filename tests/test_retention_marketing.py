@@ -1,0 +1,87 @@
+"""Retention of marketing data: 12 months after the last newsletter, the subject's data at the
+e-mail marketing processor is erased (an erasure request that reaches that system only), once per
+last communication."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+from dateutil.relativedelta import relativedelta
+
+from schemas.retention import RetentionSweepInput
+from schemas.workflow import workflow_id_for
+from tests.fanout_stack import api, fanout_stack
+from workers.dsr_worker import build_worker
+from workflows.retention_sweep import RetentionSweepWorkflow
+
+
+async def _rows(url: str, sql: str, *args) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(url)
+    try:
+        return await conn.fetch(sql, *args)
+    finally:
+        await conn.close()
+
+
+async def test_marketing_data_goes_12_months_after_the_last_newsletter(postgres, settings, pool, dev_server, tmp_path):
+    async with fanout_stack(postgres, settings, dev_server.client, tmp_path, email_delay=0.1) as stack:
+        crm, processor = stack.databases["crm"], stack.databases["email_marketing"]
+        subscribed = [r["email"] for r in await _rows(processor, "SELECT email FROM subscribers ORDER BY id")]
+        chosen = await _rows(crm, "SELECT id, email FROM contacts WHERE email = ANY($1::text[]) AND id > 3 "
+                                  "ORDER BY id LIMIT 2", subscribed)
+        (gone_id, gone), (stays_id, stays) = [(r["id"], r["email"]) for r in chosen]
+        now = datetime.now(UTC)
+        # Everyone had this month's newsletter but the two chosen: 13 and 11 months ago.
+        conn = await asyncpg.connect(crm)
+        await conn.execute("UPDATE contacts SET last_marketing_email_at = $1 "
+                           "WHERE last_marketing_email_at IS NOT NULL", now - timedelta(days=3))
+        for contact, months in ((gone_id, 13), (stays_id, 11)):
+            await conn.execute("UPDATE contacts SET last_marketing_email_at = $2 WHERE id = $1",
+                               contact, now - relativedelta(months=months))
+        await conn.close()
+        contacts_before = await _rows(crm, "SELECT * FROM contacts ORDER BY id")
+
+        async def sweep() -> object:
+            report = await dev_server.client.execute_workflow(
+                RetentionSweepWorkflow.run, RetentionSweepInput(reason="test", rules=["marketing_data"]),
+                id=f"retention-marketing-{uuid.uuid4().hex[:6]}", task_queue=stack.settings.task_queue)
+            (outcome,) = report.rules
+            return outcome
+
+        async with build_worker(dev_server.client, stack.settings, pool), api(stack):
+            first = await sweep()
+            assert (first.rule, first.due, first.started, first.error) == ("marketing_data", 1, 1, None)
+            request = await pool.fetchrow("SELECT * FROM dsr_requests WHERE origin = 'retention' "
+                                          "AND subject_email = $1", gone)
+            assert request["details"]["systems"] == ["email_marketing"]
+            handle = dev_server.client.get_workflow_handle(workflow_id_for(str(request["id"])))
+            state = await asyncio.wait_for(handle.result(), 60)
+            assert state["status"] == "completed", state
+
+            # Only the processor was asked: its subscriber is gone; the account and its consent
+            # record in the CRM, and the other subscriber, are as they were.
+            plan = await pool.fetchval("SELECT plan FROM request_plans WHERE request_id = $1", request["id"])
+            assert [t["system"] for t in plan["tasks"]] == ["email_marketing"]
+            assert await _rows(processor, "SELECT 1 FROM subscribers WHERE email = $1", gone) == []
+            assert await _rows(processor, "SELECT 1 FROM subscribers WHERE email = $1", stays) != []
+            assert await _rows(crm, "SELECT * FROM contacts ORDER BY id") == contacts_before
+
+            # Erased once for this last newsletter: the next runs leave the subject alone.
+            again = await sweep()
+            assert (again.due, again.started, again.already_erased) == (0, 0, 1)
+
+            # A newsletter went out later (they subscribed again); 12 months after it, it goes again.
+            conn = await asyncpg.connect(crm)
+            await conn.execute("UPDATE contacts SET last_marketing_email_at = $2 WHERE id = $1",
+                               gone_id, now - relativedelta(months=12, days=5))
+            await conn.close()
+            later = await sweep()
+            assert (later.due, later.started, later.already_erased) == (1, 1, 0)
+            requests = await pool.fetch("SELECT id FROM dsr_requests WHERE origin = 'retention' "
+                                        "AND subject_email = ANY($1::text[]) ORDER BY created_at", [gone, stays])
+            assert len(requests) == 2
+            handle = dev_server.client.get_workflow_handle(workflow_id_for(str(requests[-1]["id"])))
+            assert (await asyncio.wait_for(handle.result(), 60))["status"] == "completed"
