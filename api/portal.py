@@ -22,6 +22,7 @@ from api.pages import problem_pages, render
 from api.problems import Problem, field_errors
 from api.public import CODE, check_identity, find_package, subject_email_of, submit_request
 from api.ratelimit import limiter
+from api.service import live_state
 from dsrflow.requests_store import get_request
 from schemas.requests import ObjectionScope, PublicNewRequest, RequestStatus, RestrictionGround
 
@@ -150,30 +151,43 @@ async def _request_row(request: Request, request_id: str) -> dict[str, Any]:
     return row
 
 
+async def _current(request: Request, request_id: str) -> tuple[dict[str, Any], RequestStatus]:
+    """The request row and its status as the subject should see it now. The workflow knows first
+    (the row follows a moment later): a subject who has just confirmed must not be told we are
+    still waiting for them, nor see the due date from before an extension."""
+    row = await _request_row(request, request_id)
+    live = await live_state(request.app.state.dsr, request_id)
+    status = live.status if live else RequestStatus(row["status"])
+    confirmed = row["verified_at"] or (live and live.verification and live.verification.verified_at)
+    if status == RequestStatus.awaiting_verification and confirmed:
+        status = RequestStatus.in_progress
+    if live and live.current_due_date:
+        row = {**row, "current_due_date": live.current_due_date, "extended": live.extended}
+    return row, status
+
+
 @router.get("/requests/{request_id}", response_class=HTMLResponse)
 async def status_page(request: Request, request_id: str, verified: bool = False) -> HTMLResponse:
-    row = await _request_row(request, request_id)
-    status = RequestStatus(row["status"])
+    row, status = await _current(request, request_id)
     return render(request, "portal/status.html", {
         "row": row, "status_words": STATUS_WORDS[status], "verified": verified,
-        "awaiting_verification": status == RequestStatus.awaiting_verification,
+        "awaiting_verification": status == RequestStatus.awaiting_verification, "status": status,
     })
 
 
 def _verify_page(request: Request, row: dict[str, Any], *, token: str | None = None,
-                 error: str | None = None, status: int = 200) -> HTMLResponse:
-    return render(request, "portal/verify.html", {
-        "row": row, "token": token, "error": error,
-        "awaiting": row["status"] == RequestStatus.awaiting_verification,
-    }, status_code=status)
+                 error: str | None = None, status: int = 200, awaiting: bool = True) -> HTMLResponse:
+    return render(request, "portal/verify.html", {"row": row, "token": token, "error": error,
+                                                  "awaiting": awaiting}, status_code=status)
 
 
 @router.get("/requests/{request_id}/verify", response_class=HTMLResponse)
 async def verify_page(request: Request, request_id: str, token: str = "") -> HTMLResponse:
     """The code form; with the e-mail's link (`?token=`), a single button instead. Opening the
     link changes nothing by itself: mail scanners follow links, so only the button confirms."""
-    row = await _request_row(request, request_id)
-    return _verify_page(request, row, token=token if _TOKEN.match(token) else None)
+    row, status = await _current(request, request_id)
+    return _verify_page(request, row, token=token if _TOKEN.match(token) else None,
+                        awaiting=status == RequestStatus.awaiting_verification)
 
 
 @router.post("/requests/{request_id}/verify", response_class=HTMLResponse)
