@@ -15,38 +15,24 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from pydantic import ValidationError
-from starlette.datastructures import FormData
-
+from api import request_form
 from api.pages import problem_pages, render
-from api.problems import Problem, field_errors
+from api.problems import Problem
 from api.public import CODE, check_identity, find_package, subject_email_of, submit_request
 from api.ratelimit import limiter
 from api.service import live_state
 from dsrflow.requests_store import get_request
-from schemas.requests import ObjectionScope, PublicNewRequest, RequestStatus, RestrictionGround
+from schemas.requests import PublicNewRequest, RequestStatus
 
 router = APIRouter(prefix="/portal", tags=["subject portal pages"], include_in_schema=False,
                    route_class=problem_pages("portal/problem.html"))
 
-_SUBMISSION = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 _TOKEN = re.compile(r"^[0-9a-f]{64}$")
 # Friendlier words than the validator's for the fields a subject fills in.
 _MESSAGES = {
     "type": "Choose what you are asking us to do.",
     "email": "Enter your e-mail address, like name@example.com.",
     "country": "Enter the two-letter code of your country, like BE or FR.",
-}
-RESTRICTION_LABELS = {
-    RestrictionGround.accuracy_contested: "You contest the accuracy of your data (Art. 18(1)(a))",
-    RestrictionGround.unlawful_processing: "The processing is unlawful but you do not want your data erased (Art. 18(1)(b))",
-    RestrictionGround.needed_for_legal_claims: "We no longer need the data but you need it for legal claims (Art. 18(1)(c))",
-    RestrictionGround.objection_pending: "You objected and are waiting for our decision (Art. 18(1)(d))",
-}
-OBJECTION_LABELS = {
-    ObjectionScope.direct_marketing: "Direct marketing (newsletters, offers)",
-    ObjectionScope.profiling: "Profiling",
-    ObjectionScope.legitimate_interest: "Other processing based on our legitimate interests",
 }
 STATUS_WORDS = {
     RequestStatus.awaiting_verification: "Waiting for you to confirm that the request is yours.",
@@ -64,68 +50,29 @@ def _form_page(request: Request, values: dict[str, Any], errors: dict[str, str],
                status: int = 200, **extra: Any) -> HTMLResponse:
     # A fresh submission id per form: sending the same form twice opens one request.
     return render(request, "portal/request_form.html", {
-        "values": values, "errors": errors, "restriction_labels": RESTRICTION_LABELS,
-        "objection_labels": OBJECTION_LABELS, "submission": values.get("submission") or uuid.uuid4().hex,
-        **extra,
+        "values": values, "errors": errors, **request_form.LABELS,
+        "submission": values.get("submission") or uuid.uuid4().hex, **extra,
     }, status_code=status)
 
 
-def _corrections(form: FormData) -> dict[str, str]:
-    """The rectification fields: a corrected name, and any other `field: value` lines."""
-    corrections = {}
-    if name := str(form.get("correct_name", "")).strip():
-        corrections["name"] = name
-    for line in str(form.get("other_corrections", "")).splitlines():
-        if line.strip():
-            field, sep, value = line.partition(":")
-            if not sep or not field.strip() or not value.strip():
-                raise ValueError("Write each other correction on its own line as: what it is: the correct value.")
-            corrections[field.strip()] = value.strip()
-    return corrections
-
-
-def _payload(form: FormData) -> tuple[dict[str, Any], dict[str, str]]:
-    """The public request the form describes; only the chosen type's details count."""
-    kind = str(form.get("type", ""))
-    body: dict[str, Any] = {"type": kind or None, "email": str(form.get("email", "")).strip(),
-                            "country": str(form.get("country", "")).strip() or None,
-                            "name": str(form.get("name", "")).strip() or None}
-    errors: dict[str, str] = {}
-    if kind == "rectification":
-        try:
-            body["corrections"] = _corrections(form)
-        except ValueError as exc:
-            errors["corrections"] = str(exc)
-    elif kind == "restriction":
-        body["restriction_grounds"] = [str(g) for g in form.getlist("restriction_grounds")]
-    elif kind == "objection":
-        body["objection_scope"] = str(form.get("objection_scope", "")) or None
-    return body, errors
-
-
 @router.get("", response_class=HTMLResponse)
-async def request_form(request: Request) -> HTMLResponse:
+async def form_page(request: Request) -> HTMLResponse:
     return _form_page(request, {}, {})
 
 
 @router.post("/requests", response_class=HTMLResponse)
 async def submit(request: Request) -> Response:
     form = await request.form()
-    values = {key: str(value) for key, value in form.items()}
-    values["restriction_grounds"] = [str(g) for g in form.getlist("restriction_grounds")]
-    body, errors = _payload(form)
-    new = None
-    try:
-        new = PublicNewRequest.model_validate(body)
-    except ValidationError as exc:
-        for error in field_errors(list(exc.errors())):
-            field = error["field"].split(".")[0]
-            errors.setdefault(field, _MESSAGES.get(field, error["message"]))
-    if new is None or errors:
+    values = request_form.form_values(form)
+    errors: dict[str, str] = {}
+    body = {**request_form.details(form, errors), "email": request_form.text(form, "email") or "",
+            "name": request_form.text(form, "name")}
+    new = request_form.validate(PublicNewRequest, body, errors, _MESSAGES)
+    if new is None:
         return _form_page(request, values, errors, status=422)
     await limiter(request).hit(request, "submit", email=str(new.email))
     submission = values.get("submission", "")
-    key = f"portal:{submission}" if _SUBMISSION.match(submission) else None
+    key = f"portal:{submission}" if request_form.SUBMISSION.match(submission) else None
     row = await submit_request(request.app.state.dsr, new, key)
     return RedirectResponse(f"/portal/requests/{row['id']}/verify", status_code=303)
 
