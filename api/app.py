@@ -13,6 +13,9 @@ from temporalio.client import Client
 from api import (
     callbacks,
     codec,
+    console,
+    console_request,
+    dashboard,
     evidence,
     health,
     legal_holds,
@@ -69,5 +72,8 @@ def create_app(settings: Settings, *, temporal_client: Client | None = None) -> 
     app.include_router(legal_holds.router)
     app.include_router(portal.router)
     app.include_router(evidence.router)
+    app.include_router(console.router)  # before console_request: /console/requests/new is no request id
+    app.include_router(console_request.router)
+    app.include_router(dashboard.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).with_name("static")), name="static")
     return app

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import HTMLResponse
 
-from api.auth import Staff, require_role
+from api.auth import Staff, require_console_role, require_role
 from api.pages import render
 from api.problems import Problem
 from dsrflow.evidence import assemble_evidence
@@ -36,6 +36,7 @@ async def evidence_json(request_id: str, request: Request,
 
 @router.get("/{request_id}/evidence.html", response_class=HTMLResponse)
 async def evidence_page(request_id: str, request: Request,
-                        staff: Staff = require_role("compliance")) -> HTMLResponse:
-    """The evidence pack as one page, to print or save as PDF."""
+                        staff: Staff = require_console_role("compliance")) -> HTMLResponse:
+    """The evidence pack as one page, to print or save as PDF (a bearer token or a console
+    session; a browser that is not signed in is sent to the sign-in page)."""
     return render(request, "console/evidence.html", {"pack": await _pack(request, request_id), "staff": staff})

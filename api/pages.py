@@ -56,6 +56,11 @@ def render(
     )
 
 
+def render_fragment(request: Request, name: str, context: dict[str, Any]) -> str:
+    """A template rendered to a string with the pages' common context (for live regions)."""
+    return templates.get_template(name).render({**_page_context(request), "request": request, **context})
+
+
 def problem_pages(template: str) -> type[APIRoute]:
     """A route class whose `Problem`s become `template` pages (context: `problem`)."""
 

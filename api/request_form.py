@@ -71,14 +71,16 @@ def details(form: FormData, errors: dict[str, str]) -> dict[str, Any]:
 
 
 def validate(model: type[M], body: dict[str, Any], errors: dict[str, str],
-                           messages: dict[str, str] | None = None) -> M | None:
-    """The model, or None with `errors` holding one message per top-level field (friendlier
-    `messages` where given). Errors found earlier in `errors` are kept."""
+             messages: dict[str, str] | None = None, *, nested: tuple[str, ...] = ()) -> M | None:
+    """The model, or None with `errors` holding one message per form field (friendlier
+    `messages` where given). A field is the first part of the error's location, or the second
+    for the `nested` objects the form shows flat. Errors found earlier in `errors` are kept."""
     try:
         parsed = model.model_validate(body)
     except ValidationError as exc:
         for error in field_errors(list(exc.errors())):
-            field = error["field"].split(".")[0]
+            parts = error["field"].split(".")
+            field = parts[1] if parts[0] in nested and len(parts) > 1 else parts[0]
             errors.setdefault(field, (messages or {}).get(field, error["message"]))
         return None
     return None if errors else parsed

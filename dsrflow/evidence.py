@@ -97,7 +97,7 @@ async def assemble_evidence(pool: asyncpg.Pool, request_id: str, *, secret: byte
             return None
         events, chain = await verify_request_segment(conn, request_id)
         letters = [dict(r) for r in await conn.fetch(
-            """SELECT purpose, recipient, subject, message_id, sent_at, body_text, body_html
+            """SELECT letter_key, purpose, recipient, subject, message_id, sent_at, body_text, body_html
                  FROM sent_letters WHERE request_id = $1 ORDER BY sent_at, letter_key""", request_id)]
         plan = await conn.fetchrow("SELECT plan, created_at FROM request_plans WHERE request_id = $1", request_id)
         tasks = [dict(r) for r in await conn.fetch(

@@ -54,6 +54,21 @@ def text_of(message: EmailMessage) -> str:
     return message.get_body(preferencelist=("plain",)).get_content()
 
 
+CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+async def console_sign_in(http: httpx.AsyncClient, pool: asyncpg.Pool, role: str) -> str:
+    """Sign this client in to the console with a new `role` token (ending any session it had);
+    returns its forms' CSRF token."""
+    http.cookies.clear()
+    form = await http.get("/console/sign-in")
+    token = await create_token(pool, role, "console tests")
+    answer = await http.post("/console/sign-in",
+                             data={"token": token, "csrf_token": CSRF_FIELD.search(form.text).group(1)})
+    assert answer.status_code == 303, answer.text
+    return CSRF_FIELD.search((await http.get("/console/")).text).group(1)
+
+
 def verification_code(message: EmailMessage) -> str:
     return re.search(r"\b(\d{6})\b", text_of(message)).group(1)
 

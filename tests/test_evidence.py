@@ -82,11 +82,15 @@ async def test_pack_of_a_verified_and_extended_request(http, pool, mail_sink):
     assert code not in page.text
 
 
-@pytest.mark.parametrize(("role", "status"), [(None, 401), ("agent", 403)])
-async def test_pack_needs_compliance(http, pool, role, status):
+@pytest.mark.parametrize(("role", "json_status", "page_status"), [(None, 401, 303), ("agent", 403, 403)])
+async def test_pack_needs_compliance(http, pool, role, json_status, page_status):
     headers = await staff_headers(pool, role) if role else {}
-    for suffix in ("evidence", "evidence.html"):
-        assert (await http.get(f"/v1/requests/{uuid.uuid4()}/{suffix}", headers=headers)).status_code == status
+    rid = uuid.uuid4()
+    assert (await http.get(f"/v1/requests/{rid}/evidence", headers=headers)).status_code == json_status
+    page = await http.get(f"/v1/requests/{rid}/evidence.html", headers=headers)
+    assert page.status_code == page_status
+    if page_status == 303:  # a browser is sent to sign in, and back here after
+        assert page.headers["location"] == f"/console/sign-in?next=/v1/requests/{rid}/evidence.html"
 
 
 async def test_unknown_request_is_404(http, pool):
