@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import re
 from collections.abc import AsyncIterator
+from datetime import date
 from email.message import EmailMessage
 
 import asyncpg
@@ -48,6 +49,18 @@ async def wait_for_letter(sink: MailSink, request_id: str, purpose: str, timeout
             return found[-1]
         await asyncio.sleep(0.1)
     raise AssertionError(f"no {purpose} letter for {request_id} within {timeout}s")
+
+
+async def wait_for_due_date(pool: asyncpg.Pool, request_id: str, timeout: float = 30) -> date:
+    """The request's current due date, once its workflow has computed it."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        due = await pool.fetchval("SELECT current_due_date FROM dsr_requests WHERE id = $1", request_id)
+        if due:
+            return due
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no due date for {request_id} within {timeout}s")
 
 
 def text_of(message: EmailMessage) -> str:

@@ -11,7 +11,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.support import CSRF_FIELD, api_client, console_sign_in, staff_headers, wait_for_letter
+from tests.support import (
+    CSRF_FIELD,
+    api_client,
+    console_sign_in,
+    staff_headers,
+    wait_for_due_date,
+    wait_for_letter,
+)
 from workers.dsr_worker import build_worker
 
 HTMX = {"HX-Request": "true"}
@@ -34,12 +41,8 @@ async def open_request(http, pool, *, days_ago: int = 0, kind: str = "erasure", 
         "type": kind, "subject": {"email": unique_email("console")}, "received_at": received,
         "identity_attested": attested})
     assert r.status_code == 201, r.text
-    rid = r.json()["id"]
-    for _ in range(200):  # the workflow computes the due date
-        if await pool.fetchval("SELECT current_due_date FROM dsr_requests WHERE id = $1", rid):
-            return rid
-        await asyncio.sleep(0.05)
-    raise AssertionError("no due date")
+    await wait_for_due_date(pool, r.json()["id"])
+    return r.json()["id"]
 
 
 async def test_queue_needs_a_session(http):
