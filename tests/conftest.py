@@ -142,6 +142,17 @@ def task_queue() -> str:
     return f"tq-{uuid.uuid4().hex[:8]}"
 
 
+@pytest.fixture
+async def http(settings, pool, dev_server, task_queue):
+    """The real app in-process (httpx over ASGI) with a worker on this test's task queue."""
+    from tests.support import api_client  # support imports the app; keep conftest light to import
+    from workers.dsr_worker import build_worker
+
+    async with build_worker(dev_server.client, settings, pool, task_queue=task_queue):
+        async with api_client(settings, dev_server.client, task_queue) as client:
+            yield client
+
+
 def raw_client(env: WorkflowEnvironment) -> Client:
     """A client on the same server without our data converter: sees what the server stores."""
     return Client(env.client.service_client, namespace=env.client.namespace)

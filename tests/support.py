@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import uuid
 from collections.abc import AsyncIterator
 from datetime import date
 from email.message import EmailMessage
@@ -27,6 +28,10 @@ async def api_client(settings: Settings, client: Client, task_queue: str) -> Asy
     async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=60) as http:
         yield http
     await app.state.dsr.close()
+
+
+def unique_email(tag: str) -> str:
+    return f"{tag}.{uuid.uuid4().hex[:10]}@example.com"
 
 
 async def staff_headers(pool: asyncpg.Pool, role: str = "compliance") -> dict[str, str]:

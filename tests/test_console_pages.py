@@ -6,33 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import re
-import uuid
 from datetime import UTC, datetime, timedelta
-
-import pytest
 
 from tests.support import (
     CSRF_FIELD,
-    api_client,
     console_sign_in,
     staff_headers,
+    unique_email,
     wait_for_due_date,
     wait_for_letter,
 )
-from workers.dsr_worker import build_worker
 
 HTMX = {"HX-Request": "true"}
-
-
-@pytest.fixture
-async def http(settings, pool, dev_server, task_queue):
-    async with build_worker(dev_server.client, settings, pool, task_queue=task_queue):
-        async with api_client(settings, dev_server.client, task_queue) as client:
-            yield client
-
-
-def unique_email(tag: str) -> str:
-    return f"{tag}.{uuid.uuid4().hex[:10]}@example.com"
 
 
 async def open_request(http, pool, *, days_ago: int = 0, kind: str = "erasure", attested: bool = False) -> str:

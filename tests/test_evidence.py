@@ -20,20 +20,12 @@ from schemas.workflow import workflow_id_for
 from tests.conftest import make_database
 from tests.fanout_stack import api, fanout_stack
 from tests.support import (
-    api_client,
     staff_headers,
     verification_code,
     verification_link,
     wait_for_letter,
 )
 from workers.dsr_worker import build_worker
-
-
-@pytest.fixture
-async def http(settings, pool, dev_server, task_queue):
-    async with build_worker(dev_server.client, settings, pool, task_queue=task_queue):
-        async with api_client(settings, dev_server.client, task_queue) as client:
-            yield client
 
 
 async def test_pack_of_a_verified_and_extended_request(http, pool, mail_sink, dev_server):

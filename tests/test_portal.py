@@ -8,28 +8,14 @@ import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
 
-import pytest
-
 from dsrflow.hashing import token_hash
 from tests.support import (
-    api_client,
     staff_headers,
+    unique_email,
     verification_code,
     verification_link,
     wait_for_letter,
 )
-from workers.dsr_worker import build_worker
-
-
-@pytest.fixture
-async def http(settings, pool, dev_server, task_queue):
-    async with build_worker(dev_server.client, settings, pool, task_queue=task_queue):
-        async with api_client(settings, dev_server.client, task_queue) as client:
-            yield client
-
-
-def unique_email(tag: str) -> str:
-    return f"{tag}.{uuid.uuid4().hex[:10]}@example.com"
 
 
 async def submit(http, **fields) -> str:

@@ -13,13 +13,10 @@ from collections.abc import AsyncIterator, Callable
 import httpx
 
 from api.app import create_app
+from tests.support import unique_email
 from workers.dsr_worker import build_worker
 
 PROBLEM = "application/problem+json"
-
-
-def unique_email(tag: str) -> str:
-    return f"{tag}.{uuid.uuid4().hex[:10]}@example.com"
 
 
 def unique_ip() -> str:
