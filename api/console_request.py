@@ -121,8 +121,10 @@ async def _context(request: Request, request_id: str, staff: Staff) -> dict[str,
 
 
 def _region(request: Request, request_id: str, context: dict[str, Any], notice: dict[str, Any] | None = None):
+    # A closed request hardly changes any more (a download, a late callback): poll it gently.
+    every = "30s" if context["status"].is_closed else "3s"
     return live_region(request, "console/_request_live.html", context, notice=notice,
-                       poll_url=f"/console/requests/{request_id}/live", region_id="live", every="3s")
+                       poll_url=f"/console/requests/{request_id}/live", region_id="live", every=every)
 
 
 @router.get("/{request_id}", response_class=HTMLResponse)
