@@ -33,13 +33,14 @@ async def dashboard(request: Request, staff: Staff = require_console_role("compl
     due_labels = [b.start.strftime("%d %b") if b.label not in ("overdue", "later") else b.label for b in due]
     charts = [
         ("received", "Requests received per month, by type", months,
-         bar_chart("received", months, per_type or {"none": [0] * MONTHS}, title="Requests received per month",
+         bar_chart("received", months, per_type or {"none": [0] * MONTHS}, legend=True,
+                   title="Requests received per month",
                    description="Stacked bars: requests received each month, by type, last 12 months.")),
         ("median", "Median days from receipt to answer, by month answered", months,
          line_chart("median", months, [m.median_days for m in closed], title="Median days to close",
                     description="Median number of days from receipt to the answer, by month of answer.")),
         ("ontime", "Share answered on time, by month answered", months,
-         bar_chart("ontime", months, {"on time": [m.on_time_share or 0 for m in closed]}, top=1.0,
+         bar_chart("ontime", months, {"on time": [m.on_time_share or 0 for m in closed]}, top=1.0, whole=False,
                    fmt=_percent, title="Share answered on time",
                    description="Share of the requests answered each month that were answered by their due date.")),
         ("dueweek", "Open requests by due week", due_labels,

@@ -12,6 +12,7 @@ of answering problem+json, which a browser would show as raw text.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,8 @@ def _page_context(request: Request) -> dict[str, Any]:
 
 
 templates = Jinja2Templates(directory=Path(__file__).with_name("templates"), context_processors=[_page_context])
+# JSON to read on a page (autoescaped like any text; `tojson` would show "<" as \u003c).
+templates.env.filters["json"] = lambda value: json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
 templates.env.filters["longdate"] = longdate
 templates.env.filters["longdatetime"] = longdatetime
 templates.env.globals["TYPE_LABELS"] = TYPE_LABELS

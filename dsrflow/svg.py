@@ -17,13 +17,16 @@ _INK, _GRID, _FONT = "#374151", "#d1d5db", 'font-family="Arial, Helvetica, sans-
 _LEFT, _RIGHT, _TOP, _BOTTOM = 44, 12, 14, 40
 
 
-def nice_ticks(maximum: float, count: int = 4) -> list[float]:
-    """0 and round steps (1, 2 or 5 times a power of ten) up to at least `maximum`."""
+def nice_ticks(maximum: float, count: int = 4, *, whole: bool = False) -> list[float]:
+    """0 and round steps (1, 2 or 5 times a power of ten) up to at least `maximum`; `whole`
+    steps are at least 1 (counts have no halves)."""
     if maximum <= 0:
         return [0, 1]
     raw = maximum / count
     power = 10 ** math.floor(math.log10(raw))
     step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    if whole:
+        step = max(step, 1)
     return [step * i for i in range(int(math.ceil(maximum / step - 1e-9)) + 1)]
 
 
@@ -35,9 +38,9 @@ class _Frame:
     """The plot area: value axis with gridlines, category labels along the bottom."""
 
     def __init__(self, labels: Sequence[str], top: float, width: int, height: int,
-                 fmt: Callable[[float], str]) -> None:
+                 fmt: Callable[[float], str], whole: bool) -> None:
         self.labels, self.width, self.height = labels, width, height
-        self.ticks = nice_ticks(top)
+        self.ticks = nice_ticks(top, whole=whole)
         self.top = self.ticks[-1]
         self.plot_w = width - _LEFT - _RIGHT
         self.plot_h = height - _TOP - _BOTTOM
@@ -86,10 +89,11 @@ def _legend(names: Sequence[str], width: int, height: int) -> list[str]:
 
 def bar_chart(ident: str, labels: Sequence[str], series: dict[str, Sequence[float]], *, title: str,
               description: str, fmt: Callable[[float], str] = _number, top: float | None = None,
-              width: int = 560, height: int = 260) -> str:
-    """Bars per label; several series stack, bottom to top in the order given, with a legend."""
+              whole: bool = True, legend: bool | None = None, width: int = 560, height: int = 260) -> str:
+    """Bars per label; several series stack, bottom to top in the order given. A legend names
+    the series when there are several, or when `legend` asks for it."""
     totals = [sum(values[i] for values in series.values()) for i in range(len(labels))]
-    frame = _Frame(labels, top or max(totals, default=0), width, height, fmt)
+    frame = _Frame(labels, top or max(totals, default=0), width, height, fmt, whole)
     body = frame.axes()
     bar_w = frame.slot * 0.64
     for i, label in enumerate(labels):
@@ -103,7 +107,7 @@ def bar_chart(ident: str, labels: Sequence[str], series: dict[str, Sequence[floa
                             f'height="{y0 - y1:.1f}" fill="{PALETTE[s % len(PALETTE)]}">'
                             f'<title>{escape(tip)}</title></rect>')
                 base += value
-    if len(series) > 1:
+    if legend or (legend is None and len(series) > 1):
         body += _legend(list(series), width, height)
     return _svg(ident, title, description, width, height, body)
 
@@ -112,7 +116,8 @@ def line_chart(ident: str, labels: Sequence[str], values: Sequence[float | None]
                description: str, fmt: Callable[[float], str] = _number, top: float | None = None,
                width: int = 560, height: int = 260) -> str:
     """A line through the values; a gap where a value is None (nothing to measure that month)."""
-    frame = _Frame(labels, top or max((v for v in values if v is not None), default=0), width, height, fmt)
+    frame = _Frame(labels, top or max((v for v in values if v is not None), default=0), width, height, fmt,
+                   whole=False)
     body, points = frame.axes(), []
     run: list[str] = []
     for i, value in enumerate([*values, None]):

@@ -164,3 +164,28 @@ async def test_compliance_extends_and_the_due_date_changes_in_place(browser, sit
     assert page.url == f"{site}/console/requests/{rid}"
     await expect(page.get_by_role("heading", name="Extend the deadline")).to_have_count(0)
     await shots(page, "after")
+
+
+async def test_compliance_reads_the_evidence_pack_and_the_dashboard(browser, site, pool, dev_server, shots):
+    async with httpx.AsyncClient(base_url=site, timeout=30) as http:
+        r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
+            "type": "erasure", "subject": {"email": f"evidence.{uuid.uuid4().hex[:8]}@example.com"},
+            "identity_attested": True})
+    rid = r.json()["id"]
+    await dev_server.client.get_workflow_handle(f"dsr-{rid}").result()
+    page = await signed_in(browser, site, pool, "compliance", f"/console/requests/{rid}")
+    await expect(page.locator("#status")).to_contain_text("completed")
+
+    await page.get_by_role("link", name="Evidence pack").click()
+    await expect(page.get_by_role("heading", level=1)).to_contain_text(rid)
+    await expect(page.locator("#chain-result")).to_contain_text("linked into the hash chain")
+    await shots(page, "evidence")
+    pdf = ARTIFACTS / f"evidence-{rid[:8]}.pdf"
+    await page.pdf(path=str(pdf))  # what "save as PDF" gives
+    assert pdf.read_bytes().startswith(b"%PDF")
+
+    await page.goto(f"{site}/console/dashboard")
+    charts = page.locator("figure.chart svg")
+    await expect(charts).to_have_count(4)
+    await expect(charts.first.locator("rect >> nth=0")).to_be_attached()
+    await shots(page, "dashboard")

@@ -104,6 +104,7 @@ def test_nice_ticks():
     assert nice_ticks(100) == [0, 50, 100]
     assert nice_ticks(1.0) == [0, 0.5, 1.0]
     assert nice_ticks(93) == [0, 50, 100]
+    assert nice_ticks(1, whole=True) == [0, 1] and nice_ticks(3, whole=True) == [0, 1, 2, 3]
 
 
 def test_bar_chart_stacks_series_and_escapes_text():
