@@ -9,7 +9,6 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-import asyncpg
 import pytest
 import uvicorn
 from fastapi import FastAPI, Request, Response
@@ -151,11 +150,3 @@ def connector_for(base_url: str, callback_url: str, **config) -> OpenDsrConnecto
 def population_subscribers() -> list[str]:
     """Subscribers other than the README's named subjects, for tests that change them."""
     return [s.email for s in demo_subjects() if s.in_email_marketing and s.index >= 3]
-
-
-async def fetch(url: str, query: str, *args):
-    conn = await asyncpg.connect(url)
-    try:
-        return await conn.fetch(query, *args)
-    finally:
-        await conn.close()

@@ -20,9 +20,9 @@ from devstack.processes import free_port
 from tests.opendsr.support import (
     Receiver,
     connector_for,
-    fetch,
     population_subscribers,
 )
+from tests.support import fetch_rows
 
 
 async def test_access_returns_ada_records(processor: str, processor_db: str, receiver: tuple[Receiver, str]) -> None:
@@ -41,7 +41,7 @@ async def test_access_returns_ada_records(processor: str, processor_db: str, rec
     assert activity and all(not r.provided for r in activity)
     assert {r.fields["event"] for r in activity} <= {"sent", "open", "click"}
     assert all(r.category == "marketing" for r in records)
-    expected = await fetch(
+    expected = await fetch_rows(
         processor_db,
         "SELECT a.id FROM campaign_activity a JOIN subscribers s ON s.id = a.subscriber_id WHERE s.email = $1",
         "ada@example.com",
@@ -91,9 +91,9 @@ async def test_objection_and_unsupported_actions(
             assert outcome.status == "needs_attention" and "manually" in outcome.message
     finally:
         await connector.close()
-    [row] = await fetch(processor_db, "SELECT subscribed, unsubscribed_at FROM subscribers WHERE email = $1", email)
+    [row] = await fetch_rows(processor_db, "SELECT subscribed, unsubscribed_at FROM subscribers WHERE email = $1", email)
     assert row["subscribed"] is False and row["unsubscribed_at"] is not None
-    assert await fetch(processor_db, "SELECT 1 FROM suppressions WHERE email_sha256 = $1", email_hash(email))
+    assert await fetch_rows(processor_db, "SELECT 1 FROM suppressions WHERE email_sha256 = $1", email_hash(email))
 
 
 async def test_client_errors_are_permanent_and_outages_are_not(processor: str, receiver: tuple[Receiver, str]) -> None:
@@ -125,17 +125,17 @@ async def test_seeding_is_deterministic_and_idempotent(postgres: EmbeddedPostgre
     )
     first, second = (postgres.url(f"email_seed_{uuid.uuid4().hex[:8]}") for _ in range(2))
     await ensure_email_marketing_database(postgres, first)
-    [before] = await fetch(first, digest)
+    [before] = await fetch_rows(first, digest)
     await ensure_email_marketing_database(postgres, first)
     await ensure_email_marketing_database(None, second)  # creates the database itself
-    [again] = await fetch(first, digest)
-    [elsewhere] = await fetch(second, digest)
+    [again] = await fetch_rows(first, digest)
+    [elsewhere] = await fetch_rows(second, digest)
     assert dict(before) == dict(again) == dict(elsewhere)
     assert before["subscribers"] == sum(s.in_email_marketing for s in demo_subjects())
-    emails = {r["email"] for r in await fetch(first, "SELECT email FROM subscribers")}
+    emails = {r["email"] for r in await fetch_rows(first, "SELECT email FROM subscribers")}
     assert {"ada@example.com", "grace@example.com"} <= emails
     assert "tracked@example.com" not in emails
     # Someone erased stays erased when the service starts again.
-    await fetch(first, "DELETE FROM subscribers WHERE email = 'ada@example.com'")
+    await fetch_rows(first, "DELETE FROM subscribers WHERE email = 'ada@example.com'")
     await ensure_email_marketing_database(postgres, first)
-    assert not await fetch(first, "SELECT 1 FROM subscribers WHERE email = 'ada@example.com'")
+    assert not await fetch_rows(first, "SELECT 1 FROM subscribers WHERE email = 'ada@example.com'")

@@ -30,10 +30,10 @@ from tests.opendsr.support import (
     Receiver,
     Served,
     connector_for,
-    fetch,
     population_subscribers,
     processor_app,
 )
+from tests.support import fetch_rows
 
 
 async def test_discovery_and_certificate(processor: str, identity: tuple[bytes, bytes]) -> None:
@@ -54,7 +54,7 @@ async def test_erasure_completes_through_a_signed_callback(
     processor: str, processor_db: str, receiver: tuple[Receiver, str]
 ) -> None:
     recorder, callback_url = receiver
-    assert await fetch(processor_db, "SELECT id FROM subscribers WHERE email = 'grace@example.com'")
+    assert await fetch_rows(processor_db, "SELECT id FROM subscribers WHERE email = 'grace@example.com'")
     recorder.fail_next = 1  # the first delivery fails: the processor must retry
     connector = connector_for(processor, callback_url)
     subject = Subject(request_id=str(uuid.uuid4()), email="grace@example.com", name="Grace Hopper")
@@ -91,15 +91,15 @@ async def test_erasure_completes_through_a_signed_callback(
     finally:
         await connector.close()
 
-    assert not await fetch(processor_db, "SELECT 1 FROM subscribers WHERE email = 'grace@example.com'")
-    assert not await fetch(
+    assert not await fetch_rows(processor_db, "SELECT 1 FROM subscribers WHERE email = 'grace@example.com'")
+    assert not await fetch_rows(
         processor_db, "SELECT 1 FROM campaign_activity a LEFT JOIN subscribers s ON s.id = a.subscriber_id "
         "WHERE s.id IS NULL"
     )
-    assert await fetch(processor_db, "SELECT 1 FROM suppressions WHERE email_sha256 = $1 AND reason = 'erasure'",
+    assert await fetch_rows(processor_db, "SELECT 1 FROM suppressions WHERE email_sha256 = $1 AND reason = 'erasure'",
                        email_hash("grace@example.com"))
     # The processor's request log holds hashes, never the address.
-    rows = await fetch(processor_db, "SELECT identity_hashes::text AS h FROM dsr_requests")
+    rows = await fetch_rows(processor_db, "SELECT identity_hashes::text AS h FROM dsr_requests")
     assert all("grace" not in r["h"] for r in rows)
 
 
@@ -136,7 +136,7 @@ async def test_retried_erase_is_one_job(
     finally:
         await first.close()
         await second.close()
-    rows = await fetch(processor_db, "SELECT 1 FROM dsr_requests WHERE subject_request_id = $1", a.external_id)
+    rows = await fetch_rows(processor_db, "SELECT 1 FROM dsr_requests WHERE subject_request_id = $1", a.external_id)
     assert len(rows) == 1
     await asyncio.sleep(0.5)
     assert recorder.count(a.external_id) == 1
@@ -181,7 +181,7 @@ async def test_pending_requests_survive_a_restart(
     try:
         outcome = await connector.erase(subject)
         await served.stop()  # before the delay is over
-        [row] = await fetch(processor_db, "SELECT request_status FROM dsr_requests WHERE subject_request_id = $1",
+        [row] = await fetch_rows(processor_db, "SELECT request_status FROM dsr_requests WHERE subject_request_id = $1",
                             outcome.external_id)
         assert row["request_status"] == "pending"
         served = await Served(processor_app(processor_db, identity, port, delay=1.5), port).start()
@@ -190,4 +190,4 @@ async def test_pending_requests_survive_a_restart(
     finally:
         await connector.close()
         await served.stop()
-    assert not await fetch(processor_db, "SELECT 1 FROM subscribers WHERE email = $1", email)
+    assert not await fetch_rows(processor_db, "SELECT 1 FROM subscribers WHERE email = $1", email)
