@@ -28,6 +28,7 @@ from api.request_form import text
 from api.service import live_state, run_update
 from dsrflow.evidence import assemble_evidence
 from dsrflow.keys import load_secret_key
+from dsrflow.requests_store import get_request
 from schemas.requests import DenialReason, RequestStatus
 from schemas.workflow import (
     CancelInput,
@@ -163,6 +164,8 @@ async def act(request: Request, request_id: str, action: str,
         raise Problem(404, "No such action", f"There is no action {action!r}.")
     if not staff.has_role(spec.role):
         raise ConsoleForbidden("Forbidden", f"{action} needs the {spec.role} role; you are {staff.role}")
+    if await get_request(await request.app.state.dsr.db(), request_id) is None:
+        raise Problem(404, "Request not found", f"There is no request {request_id}.")
     form = await request.form()
     status, notice = 200, {"flash": spec.done}
     try:
