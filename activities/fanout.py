@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 from typing import Any
@@ -171,9 +172,8 @@ class FanoutActivities:
                         outcome = ActionOutcome(status="done", message="kept under a legal-claims hold")
                         outcome.held = [HeldRecord("all", "all", "legal_claims", h.id, None) for h in context.legal_holds]
                     else:
-                        outcome = await connector.erase(subject, context)
-                    await self.keep_evidence(task.request_id, task.task.system, task.policy_version,
-                                             subject, outcome)
+                        outcome = await self.erase_with_evidence(
+                            connector, task.request_id, task.task.system, task.policy_version, subject, context)
                     policy = (await self.ctx.policy(task.policy_version)).policy
                     kept = kept_summary(policy, task.task.system, outcome.held, legal)
                     outcome.kept = outcome.kept or len(outcome.held)
@@ -204,6 +204,22 @@ class FanoutActivities:
                             basis=h["basis"], review_date=h["review_date"])
             for hold_id, h in applying.items()))
         return context, applying
+
+    async def erase_with_evidence(self, connector: Connector, request_id: str, system: str, policy_version: str,
+                                  subject: Subject, context: ErasureContext, origin: str = "request") -> ActionOutcome:
+        """Erase, keeping the evidence before the system commits where it can (see
+        ErasureContext.before_commit), otherwise right after."""
+        kept = False
+
+        async def keep(outcome: ActionOutcome) -> None:
+            nonlocal kept
+            await self.keep_evidence(request_id, system, policy_version, subject, outcome, origin)
+            kept = True
+
+        outcome = await connector.erase(subject, replace(context, before_commit=keep))
+        if not kept:
+            await self.keep_evidence(request_id, system, policy_version, subject, outcome, origin)
+        return outcome
 
     async def keep_evidence(self, request_id: str, system: str, policy_version: str, subject: Subject,
                             outcome: ActionOutcome, origin: str = "request") -> None:

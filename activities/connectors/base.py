@@ -7,7 +7,7 @@ results travel back into workflow history.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Literal, Protocol
@@ -53,6 +53,11 @@ class HeldRecord:
 class ErasureContext:
     today: date
     legal_holds: tuple[LegalClaimsHold, ...] = ()
+    # Called with the outcome before a transactional system commits its erasure, to make the
+    # evidence (erasure ledger, deferred erasures) durable first: a crash in between leaves
+    # evidence of an erasure that the retry then completes, never an erasure without evidence.
+    # A system that cannot do this leaves it uncalled, and the caller records after.
+    before_commit: Callable[[ActionOutcome], Awaitable[None]] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
