@@ -7,11 +7,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from activities.packages import read_package
 from activities.verification import code_hash, link_token_hash
+from api.pages import render
 from api.problems import Problem
 from api.ratelimit import limiter
 from api.service import open_request, run_update
@@ -116,10 +117,16 @@ async def verify(request_id: str, body: VerifyBody, request: Request) -> dict[st
 
 
 @router.get("/packages/{token}")
-async def download_package(token: str, request: Request) -> StreamingResponse:
-    """Download an access or portability package with the token from the response letter."""
+async def download_package(token: str, request: Request) -> Response:
+    """Download an access or portability package with the token from the response letter.
+    A browser following an expired or unknown link gets the portal's page saying so."""
     state = request.app.state.dsr
-    row = await find_package(state, token)
+    try:
+        row = await find_package(state, token)
+    except Problem as problem:
+        if "text/html" not in request.headers.get("accept", ""):
+            raise
+        return render(request, "portal/problem.html", {"problem": problem}, status_code=problem.status)
     pool = await state.db()
     async with pool.acquire() as conn:
         await conn.execute("UPDATE packages SET downloaded_at = coalesce(downloaded_at, now()) WHERE id = $1", row["id"])

@@ -174,5 +174,10 @@ async def test_package_page_wraps_the_download_link(http, pool):
 
     gone = await http.get(f"/portal/packages/{expired}")
     assert gone.status_code == 410 and "this download link has expired" in gone.text
+    # The letter's own link, opened in a browser, says so on a page too; the API still answers JSON.
+    browser = await http.get(f"/v1/public/packages/{expired}", headers={"Accept": "text/html,*/*"})
+    assert browser.status_code == 410 and browser.headers["content-type"].startswith("text/html")
+    api = await http.get(f"/v1/public/packages/{expired}")
+    assert api.status_code == 410 and api.headers["content-type"].startswith("application/problem+json")
     unknown = await http.get(f"/portal/packages/{secrets.token_hex(32)}")
     assert unknown.status_code == 404 and unknown.headers["content-type"].startswith("text/html")
