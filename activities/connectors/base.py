@@ -78,6 +78,9 @@ class ActionOutcome:
     # For asynchronous processors: their reference for the job, to poll or match callbacks.
     external_id: str | None = None
     message: str | None = None
+    # A sentence for the subject's response letter (e.g. when a processor states the data will
+    # be gone); no personal data.
+    note: str | None = None
     # Erasure only; record keys stay in the activity (ledger, deferred erasures), never in
     # workflow payloads.
     erased: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # dataset -> (key, action)
