@@ -74,11 +74,10 @@ class HttpConnector:
     def __init__(self, env: ConnectorEnv) -> None:
         self.env = env
         self.name = env.system_name
+        env.system.http_config()  # validated as written (the policy was, too)
         try:
-            config = env.system.http_config()
-            # Non-secret settings may come from the environment (`${VAR:-default}`).
-            self.config = config.model_copy(update={
-                "base_url": expand_env(config.base_url), "vars": expand_env(config.vars)})
+            # Non-secret settings may come from the environment (`${VAR:-default}`): URLs, ids.
+            self.config = HttpConfig.model_validate(expand_env(env.system.config))
         except (KeyError, ValueError) as exc:
             raise PermanentConnectorError(f"system {self.name}: config: {exc.args[0]}") from None
         secrets = read_secrets(self.name, self.config)

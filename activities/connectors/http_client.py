@@ -202,7 +202,9 @@ class HttpExchange:
             if body is not None:
                 payload = {"data": _form(body)} if self.config.body_format == "form" else {"json": body}
             try:
-                response = await self.http.request(spec.method, url, params=_plain(query), headers=headers, **payload)
+                # (httpx drops a URL's own query when given params, even empty ones: next-page links)
+                params = {"params": _plain(query)} if query else {}
+                response = await self.http.request(spec.method, url, headers=headers, **params, **payload)
             except httpx.TransportError as exc:
                 if attempt >= retry.attempts:
                     raise HttpSystemUnavailable(f"system {self.system}: {what} failed: {type(exc).__name__}") from None
