@@ -33,7 +33,7 @@ class Served:
     method: str
     path: str
     status: int
-    at: float
+    at: float  # when it arrived
     body: Any = None
 
 
@@ -97,7 +97,7 @@ def create_standin_app(standin: StandIn, *, media_type: str = "application/json"
 
     @app.middleware("http")
     async def faults_and_log(request: Request, call_next):
-        path = request.url.path
+        path, arrived = request.url.path, time.time()
         if "/_standin/" in path:
             return await call_next(request)
         body = None
@@ -107,11 +107,11 @@ def create_standin_app(standin: StandIn, *, media_type: str = "application/json"
         for fault in standin.faults:
             if fault.times > 0 and (fault.path is None or fault.path in path):
                 fault.times -= 1
-                standin.served.append(Served(request.method, path, fault.status, time.time(), body))
+                standin.served.append(Served(request.method, path, fault.status, arrived, body))
                 headers = {"Retry-After": fault.retry_after} if fault.retry_after else None
                 return standin.error(fault.status, "injected by the stand-in", headers, media_type)
         response: Response = await call_next(request)
-        standin.served.append(Served(request.method, path, response.status_code, time.time(), body))
+        standin.served.append(Served(request.method, path, response.status_code, arrived, body))
         return response
 
     @app.post("/_standin/faults")
