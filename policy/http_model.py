@@ -12,11 +12,17 @@ connector reads them when it starts and names any that is missing.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import yaml
 
 from jinja2 import StrictUndefined, TemplateSyntaxError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+if TYPE_CHECKING:
+    from policy.model import Policy
 
 _ENV_NAME = r"^[A-Z][A-Z0-9_]*$"
 _NAME = r"^[a-z_][a-z0-9_]{0,62}$"
@@ -310,3 +316,53 @@ class HttpConfig(_Strict):
         """Every environment variable the configuration reads: name -> the field naming it."""
         auth = self.auth.model_dump()
         return {value: f"auth.{field}" for field, value in auth.items() if field.endswith("_env") and value}
+
+
+def check_http_references(name: str, config: HttpConfig, policy: Policy) -> None:
+    """What an http system's configuration names must exist in the policy."""
+    where = f"systems.{name}.config"
+    for statute in sorted(config.statutes() - set(policy.statutory_holds)):
+        raise ValueError(f"{where}.datasets: unknown statutory hold {statute!r}")
+    for dataset_name, dataset in config.datasets.items():
+        if dataset.category not in policy.categories:
+            raise ValueError(f"{where}.datasets.{dataset_name}.category: unknown category {dataset.category!r}")
+    for i, identifier in enumerate(config.identifiers):
+        source = policy.systems.get(identifier.system)
+        if source is None or identifier.system == name:
+            raise ValueError(f"{where}.identifiers.{i}.system: unknown system {identifier.system!r}")
+        if source.connector == "sql" and identifier.dataset not in {d.name for d in source.datasets}:
+            raise ValueError(f"{where}.identifiers.{i}.dataset: unknown dataset {identifier.dataset!r} "
+                             f"in system {identifier.system!r}")
+
+
+def inline_http_files(content: dict, path: Path, shipped: Path) -> None:
+    """Replace each http system's `config: {file: ..., vars: {...}}` by the file's content, its
+    `vars` overlaid by the policy's: the stored policy (and so its version) then holds all of it.
+    A file is looked for next to the policy, then among the shipped ones (`shipped`/http/).
+    Problems raise ValueError naming the file and the path."""
+    systems = content.get("systems")
+    for name, system in (systems.items() if isinstance(systems, dict) else ()):
+        if not isinstance(system, dict) or system.get("connector") != "http":
+            continue
+        config = system.get("config")
+        if not isinstance(config, dict) or "file" not in config:
+            continue
+        extra = sorted(set(config) - {"file", "vars"})
+        if extra:
+            raise ValueError(f"{path}: systems.{name}.config: with `file`, only `vars` may be given, not {extra}")
+        relative = Path(str(config["file"]))
+        found = next((c for c in (path.parent / relative, shipped / relative) if c.is_file()), None)
+        if found is None:
+            raise ValueError(f"{path}: systems.{name}.config.file: {relative} not found next to the policy "
+                             f"or in {shipped}")
+        try:
+            loaded = yaml.safe_load(found.read_text())
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{found}: not valid YAML: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{found}: expected a mapping at the top level")
+        overrides = config.get("vars") or {}
+        if not isinstance(overrides, dict):
+            raise ValueError(f"{path}: systems.{name}.config.vars: expected a mapping")
+        loaded["vars"] = {**(loaded.get("vars") or {}), **overrides}
+        system["config"] = loaded

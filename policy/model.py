@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError, field_validator, model_validator
 
 from dsrflow.deadlines import Regime
-from policy.http_model import HttpConfig
+from policy.http_model import HttpConfig, check_http_references, inline_http_files
 
 DEFAULT_POLICY = Path(__file__).with_name("connexeon.yaml")
 
@@ -284,7 +284,7 @@ class Policy(_Strict):
                             f"unknown category {rule.category!r}"
                         )
             if system.connector == "http":
-                self._check_http(name, system.http_config())
+                check_http_references(name, system.http_config(), self)
         for name, recipient in self.recipients.items():
             unknown = set(recipient.categories) - set(self.categories)
             if unknown:
@@ -296,21 +296,6 @@ class Policy(_Strict):
             named.add(rule.name)
             self._check_retention(f"retention.{index}", rule)
         return self
-
-    def _check_http(self, name: str, config: HttpConfig) -> None:
-        where = f"systems.{name}.config"
-        for statute in sorted(config.statutes() - set(self.statutory_holds)):
-            raise ValueError(f"{where}.datasets: unknown statutory hold {statute!r}")
-        for dataset_name, dataset in config.datasets.items():
-            if dataset.category not in self.categories:
-                raise ValueError(f"{where}.datasets.{dataset_name}.category: unknown category {dataset.category!r}")
-        for i, identifier in enumerate(config.identifiers):
-            source = self.systems.get(identifier.system)
-            if source is None or identifier.system == name:
-                raise ValueError(f"{where}.identifiers.{i}.system: unknown system {identifier.system!r}")
-            if source.connector == "sql" and identifier.dataset not in {d.name for d in source.datasets}:
-                raise ValueError(f"{where}.identifiers.{i}.dataset: unknown dataset {identifier.dataset!r} "
-                                 f"in system {identifier.system!r}")
 
     def _check_retention(self, where: str, rule: RetentionRule) -> None:
         system = self.systems.get(rule.system)
@@ -400,38 +385,8 @@ def load_policy(path: Path | None = None) -> LoadedPolicy:
         raise PolicyError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(content, dict):
         raise PolicyError(f"{path}: expected a mapping at the top level")
-    _inline_http_files(content, path)
+    try:
+        inline_http_files(content, path, DEFAULT_POLICY.parent)
+    except ValueError as exc:
+        raise PolicyError(str(exc)) from None
     return parse_policy(content, str(path))
-
-
-def _inline_http_files(content: dict, path: Path) -> None:
-    """Replace each http system's `config: {file: ..., vars: {...}}` by the file's content, its
-    `vars` overlaid by the policy's: the stored policy (and so its version) then holds all of it.
-    A file is looked for next to the policy, then among the shipped ones (policy/http/)."""
-    systems = content.get("systems")
-    for name, system in (systems.items() if isinstance(systems, dict) else ()):
-        if not isinstance(system, dict) or system.get("connector") != "http":
-            continue
-        config = system.get("config")
-        if not isinstance(config, dict) or "file" not in config:
-            continue
-        extra = sorted(set(config) - {"file", "vars"})
-        if extra:
-            raise PolicyError(f"{path}: systems.{name}.config: with `file`, only `vars` may be given, not {extra}")
-        relative = Path(str(config["file"]))
-        candidates = [path.parent / relative, DEFAULT_POLICY.parent / relative]
-        found = next((c for c in candidates if c.is_file()), None)
-        if found is None:
-            raise PolicyError(f"{path}: systems.{name}.config.file: {relative} not found next to the policy "
-                              f"or in {DEFAULT_POLICY.parent}")
-        try:
-            loaded = yaml.safe_load(found.read_text())
-        except yaml.YAMLError as exc:
-            raise PolicyError(f"{found}: not valid YAML: {exc}") from None
-        if not isinstance(loaded, dict):
-            raise PolicyError(f"{found}: expected a mapping at the top level")
-        overrides = config.get("vars") or {}
-        if not isinstance(overrides, dict):
-            raise PolicyError(f"{path}: systems.{name}.config.vars: expected a mapping")
-        loaded["vars"] = {**(loaded.get("vars") or {}), **overrides}
-        system["config"] = loaded

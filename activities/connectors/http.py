@@ -297,7 +297,9 @@ class HttpConnector:
         found = sum(c.get("found", 0) for c in datasets.values())
         changed = sum(n for c in datasets.values() for k, n in c.items() if k not in ("found", "kept"))
         if not found and not changed:
-            return ActionOutcome(status="not_found", datasets=datasets,
-                                 message=f"{self.config.service} holds no record of the subject")
+            where = sorted({i.system for i in self.config.identifiers})
+            message = (f"no identifiers of the subject in {', '.join(where)} to ask {self.config.service} about"
+                       if "identifiers" in datasets else f"{self.config.service} holds no record of the subject")
+            return ActionOutcome(status="not_found", datasets=datasets, message=message)
         note = render_note(action.note, collected, self.clock.now()) if action.note else None
         return ActionOutcome(status="done", found=found, changed=changed, datasets=datasets, note=note)
