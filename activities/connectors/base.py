@@ -110,6 +110,10 @@ class Connector(Protocol):
 
     # Asynchronous processors may also define `job_id(subject, action) -> str | None`: the id
     # the job will have, recorded before submission so early callbacks can be matched.
+    # Connectors that need data from other systems before any of them acts define
+    # `needs_preparation(system, action) -> bool` (static) and `prepare(subject, action)`: the
+    # planning activity calls them (the http kind snapshots GA4's identifiers this way).
+    # `erase_keys(keys)` erases records a hold kept, by key, once the hold ends.
 
     async def close(self) -> None: ...
 
