@@ -77,7 +77,9 @@ def create_mailchimp_app(api_key: str = "standin0000-us21") -> Any:
             return None
         return problem(401, "Your API key may be invalid, or you've attempted to access the wrong datacenter.")
 
-    def member_of(list_id: str, digest: str) -> dict[str, Any] | Response:
+    def member_of(request: Request, list_id: str, digest: str) -> dict[str, Any] | Response:
+        if (refusal := refused(request)) is not None:
+            return refusal
         member = data.members.get(list_id, {}).get(digest)
         if member is None:
             return problem(404, "The requested resource could not be found.")
@@ -94,15 +96,11 @@ def create_mailchimp_app(api_key: str = "standin0000-us21") -> Any:
 
     @app.get("/3.0/lists/{list_id}/members/{digest}")
     async def member(list_id: str, digest: str, request: Request):
-        if (refusal := refused(request)) is not None:
-            return refusal
-        return member_of(list_id, digest)
+        return member_of(request, list_id, digest)
 
     @app.patch("/3.0/lists/{list_id}/members/{digest}")
     async def update_member(list_id: str, digest: str, request: Request):
-        if (refusal := refused(request)) is not None:
-            return refusal
-        found = member_of(list_id, digest)
+        found = member_of(request, list_id, digest)
         if isinstance(found, Response):
             return found
         changes = json.loads(await request.body() or b"{}")
@@ -113,9 +111,7 @@ def create_mailchimp_app(api_key: str = "standin0000-us21") -> Any:
 
     @app.post("/3.0/lists/{list_id}/members/{digest}/actions/delete-permanent")
     async def delete_permanent(list_id: str, digest: str, request: Request):
-        if (refusal := refused(request)) is not None:
-            return refusal
-        found = member_of(list_id, digest)
+        found = member_of(request, list_id, digest)
         if isinstance(found, Response):
             return found
         del data.members[list_id][digest]

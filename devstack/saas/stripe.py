@@ -90,23 +90,17 @@ def create_stripe_app(api_key: str = "sk_test_standin") -> Any:
         limit = standin.page_size(request.query_params.get("limit"), 10, 100)
         return {"object": "list", "data": rows[:limit], "has_more": len(rows) > limit, "url": path}
 
-    @app.get("/v1/customers")
-    async def customers(request: Request):
-        if not authorised(request):
-            return refuse()
-        return listing(request, data.customers, "/v1/customers", email=request.query_params.get("email"))
+    def list_route(path: str, objects: dict[str, dict], filter_param: str):
+        async def route(request: Request):
+            if not authorised(request):
+                return refuse()
+            return listing(request, objects, path, **{filter_param: request.query_params.get(filter_param)})
+        return route
 
-    @app.get("/v1/invoices")
-    async def invoices(request: Request):
-        if not authorised(request):
-            return refuse()
-        return listing(request, data.invoices, "/v1/invoices", customer=request.query_params.get("customer"))
-
-    @app.get("/v1/charges")
-    async def charges(request: Request):
-        if not authorised(request):
-            return refuse()
-        return listing(request, data.charges, "/v1/charges", customer=request.query_params.get("customer"))
+    for path, objects, filter_param in (("/v1/customers", data.customers, "email"),
+                                        ("/v1/invoices", data.invoices, "customer"),
+                                        ("/v1/charges", data.charges, "customer")):
+        app.add_api_route(path, list_route(path, objects, filter_param), methods=["GET"])
 
     @app.post("/v1/customers/{customer_id}")
     async def update_customer(customer_id: str, request: Request):
