@@ -74,8 +74,8 @@ class HttpConnector:
     def __init__(self, env: ConnectorEnv) -> None:
         self.env = env
         self.name = env.system_name
-        env.system.http_config()  # validated as written (the policy was, too)
         try:
+            env.system.http_config()  # as written (a policy that was not loaded by load_policy)
             # Non-secret settings may come from the environment (`${VAR:-default}`): URLs, ids.
             self.config = HttpConfig.model_validate(expand_env(env.system.config))
         except (KeyError, ValueError) as exc:
