@@ -13,7 +13,7 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.connectors import build_connector
+from activities.connectors import build_connector, connector_class
 from activities.connectors.base import (
     ActionOutcome,
     Connector,
@@ -91,7 +91,7 @@ def _result(task: TaskInput, outcome: ActionOutcome, kept: list[dict] | None = N
         system=task.task.system, action=task.task.action, status=outcome.status,
         found=outcome.found, changed=outcome.changed, kept=outcome.kept,
         datasets=outcome.datasets, external_id=outcome.external_id, message=outcome.message,
-        attempt=task.attempt, recipient=task.task.recipient, kept_records=kept or [],
+        attempt=task.attempt, recipient=task.task.recipient, kept_records=kept or [], note=outcome.note,
     )
 
 
@@ -124,6 +124,7 @@ class FanoutActivities:
                 for name, system in policy.systems.items() if name in reach
             ],
         )
+        await self._prepare(plan, subject_of(row), policy)
         async with self.ctx.pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 "INSERT INTO request_plans (request_id, plan) VALUES ($1, $2) ON CONFLICT DO NOTHING",
@@ -142,6 +143,21 @@ class FanoutActivities:
                 data={"tasks": [f"{t.system}:{t.action}" for t in plan.tasks]},
             )
         return plan
+
+    async def _prepare(self, plan: Plan, subject: Subject, policy: Any) -> None:
+        """Before any system acts: connectors that need something from other systems take it
+        now (GA4 deletion needs the analytics identifiers the analytics erasure removes). A
+        connector that cannot start is left alone here: its own task reports why."""
+        for task in plan.tasks:
+            kind = connector_class(task.connector, task.system)
+            needs = getattr(kind, "needs_preparation", None)
+            if needs is None or not needs(policy.systems[task.system], task.action):
+                continue
+            try:
+                async with open_connector(self.ctx, plan.policy_version, task.system) as connector:
+                    await connector.prepare(subject, task.action)
+            except PermanentConnectorError:
+                continue
 
     @activity.defn(name="run_system_action")
     async def run_system_action(self, task: TaskInput) -> TaskResult:

@@ -53,12 +53,19 @@ def _fail(message: str, code: int = 1) -> None:
 
 
 @app.command()
-def up() -> None:
+def up(
+    demo_saas: Annotated[bool, typer.Option(
+        "--demo-saas", help="also run the Stripe, HubSpot, Mailchimp and GA4 stand-ins and add them "
+                            "to the policy as http systems")] = False,
+) -> None:
     """Start the whole stack (embedded PostgreSQL, Temporal, SMTP sink unless configured), the
     worker and the API. Ctrl-C stops everything."""
     from devstack.stack import run_up
 
-    raise typer.Exit(asyncio.run(run_up(_settings())))
+    settings = _settings()
+    if demo_saas:
+        settings = settings.model_copy(update={"demo_saas": True})
+    raise typer.Exit(asyncio.run(run_up(settings)))
 
 
 @app.command()

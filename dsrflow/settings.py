@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     rate_submit_per_email: str = Field("5/hour", validation_alias=AliasChoices("DSRFLOW_RATE_SUBMIT_PER_EMAIL"))
     rate_verify_per_ip: str = Field("30/hour", validation_alias=AliasChoices("DSRFLOW_RATE_VERIFY_PER_IP"))
     rate_verify_per_email: str = Field("10/hour", validation_alias=AliasChoices("DSRFLOW_RATE_VERIFY_PER_EMAIL"))
+    # `dsrflow up --demo-saas`: also the Stripe, HubSpot, Mailchimp and GA4 stand-ins, as http systems.
+    demo_saas: bool = Field(False, validation_alias=AliasChoices("DSRFLOW_DEMO_SAAS"))
+    demo_saas_port: int = _port_field(8110, "DSRFLOW_DEMO_SAAS_PORT")
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", validation_alias=AliasChoices("DSRFLOW_LOG_LEVEL")
     )

@@ -191,6 +191,8 @@ class TaskResult(_Contract):
     recipient: str | None = None
     # What a legal hold kept: [{system, dataset, records, hold_kind, basis, law, until}]
     kept_records: list[dict[str, Any]] = Field(default_factory=list)
+    # A sentence for the subject's letter, e.g. when a processor states the data will be gone.
+    note: str | None = None
 
 
 class TaskRecord(_Contract):

@@ -46,7 +46,8 @@ async def serve(app, port: int) -> tuple[uvicorn.Server, asyncio.Task]:
 @contextlib.asynccontextmanager
 async def fanout_stack(postgres: EmbeddedPostgres, settings: Settings, client, tmp: Path,
                        *, email_delay: float = 0.5,
-                       keep_manual: tuple[str, ...] = ()) -> AsyncIterator[FanoutStack]:
+                       keep_manual: tuple[str, ...] = (),
+                       extra_systems: dict | None = None) -> AsyncIterator[FanoutStack]:
     suffix = uuid.uuid4().hex[:6]
     names = {system: f"{system}_{suffix}" for system in (*SQL_SYSTEMS, "email_marketing")}
     await ensure_demo_databases(postgres, postgres.url, names={s: names[s] for s in SQL_SYSTEMS})
@@ -63,6 +64,7 @@ async def fanout_stack(postgres: EmbeddedPostgres, settings: Settings, client, t
     for system in SQL_SYSTEMS:
         content["systems"][system]["config"] = {"database": names[system]}
     content["systems"]["email_marketing"]["config"]["base_url"] = email_url
+    content["systems"].update(extra_systems or {})  # e.g. http systems (tests/test_saas_*.py)
     policy_path = tmp / f"policy-{suffix}.yaml"
     policy_path.write_text(yaml.safe_dump(content, sort_keys=False))
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import asyncio
 import contextlib
 import re
@@ -114,3 +116,22 @@ async def fetch_rows(url: str, sql: str, *args) -> list[asyncpg.Record]:
         return await conn.fetch(sql, *args)
     finally:
         await conn.close()
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that gives a dsrflow process (`dsrflow worker`, a CLI command) these
+    settings: each set field under its variable's name."""
+    env: dict[str, str] = {}
+    for name, field in Settings.model_fields.items():
+        value = getattr(settings, name)
+        alias = field.validation_alias
+        if value is None or alias is None:
+            continue
+        variable = alias.choices[0]  # type: ignore[union-attr]
+        if isinstance(value, bool):
+            env[variable] = "true" if value else "false"
+        elif isinstance(value, list):
+            env[variable] = json.dumps(value)
+        else:
+            env[variable] = str(value)
+    return env

@@ -83,6 +83,9 @@ class ActionOutcome:
     # For asynchronous processors: their reference for the job, to poll or match callbacks.
     external_id: str | None = None
     message: str | None = None
+    # A sentence for the subject's response letter (e.g. when a processor states the data will
+    # be gone); no personal data.
+    note: str | None = None
     # Erasure only; record keys stay in the activity (ledger, deferred erasures), never in
     # workflow payloads.
     erased: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # dataset -> (key, action)
@@ -112,6 +115,10 @@ class Connector(Protocol):
 
     # Asynchronous processors may also define `job_id(subject, action) -> str | None`: the id
     # the job will have, recorded before submission so early callbacks can be matched.
+    # Connectors that need data from other systems before any of them acts define
+    # `needs_preparation(system, action) -> bool` (static) and `prepare(subject, action)`: the
+    # planning activity calls them (the http kind snapshots GA4's identifiers this way).
+    # `erase_keys(keys)` erases records a hold kept, by key, once the hold ends.
 
     async def close(self) -> None: ...
 
