@@ -188,7 +188,8 @@ async def test_sign_out_needs_csrf_and_ends_the_session(browser, pool):
 
 
 async def test_revoking_the_token_ends_its_sessions(browser, pool):
-    token_id, token = await issue_token(pool, "compliance")
+    row, token = await issue_token(pool, "compliance")
+    token_id = row["id"]
     await sign_in(browser, token)
 
     await revoke_token(pool, token_id, actor="admin:test")
