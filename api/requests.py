@@ -6,13 +6,19 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request
 from fastapi.encoders import jsonable_encoder
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from activities.packages import read_package
 from api.auth import Staff, require_role
+from api.problems import Problem
 from api.service import open_request, request_view, run_update
+from dsrflow.audit import append_event
+from dsrflow.keys import load_secret_key
+from dsrflow.requests_store import get_request
 from schemas.requests import DenialReason, NewRequest
 from schemas.workflow import (
+    ApproveInput,
     CancelInput,
     DenyInput,
     ExtendInput,
@@ -104,6 +110,43 @@ async def resend_verification(request_id: str, request: Request,
     """Send the subject a new code and link; the earlier ones stop working and attempts reset."""
     return await _act(request, request_id, DataSubjectRequestWorkflow.resend_verification,
                       ResendInput(actor=staff.actor))
+
+
+class ApproveBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    note: str | None = Field(None, max_length=2000, examples=["Package checked: 4 systems, no third-party data"])
+
+
+@router.post("/{request_id}/approve")
+async def approve(request_id: str, request: Request, body: ApproveBody | None = None,
+                  staff: Staff = require_role("compliance")) -> dict[str, Any]:
+    """Release a response the policy holds for compliance (status `awaiting_approval`): the
+    response letter, with the package link for access and portability, goes out now. Review the
+    package first with `GET /v1/requests/{id}/package`; refuse with `deny` instead."""
+    return await _act(request, request_id, DataSubjectRequestWorkflow.approve,
+                      ApproveInput(note=body.note if body else None, actor=staff.actor))
+
+
+@router.get("/{request_id}/package", response_class=StreamingResponse,
+            responses={200: {"content": {"application/zip": {}}, "description": "the package (zip)"}})
+async def package(request_id: str, request: Request, staff: Staff = require_role("compliance")) -> StreamingResponse:
+    """The access or portability package as the subject will receive it, for review before
+    approval. Each download is audited (`package.reviewed`)."""
+    state = _state(request)
+    pool = await state.db()
+    row = await get_request(pool, request_id)
+    found = row and await pool.fetchrow(
+        "SELECT id, kind FROM packages WHERE request_id = $1 ORDER BY created_at DESC LIMIT 1", row["id"])
+    if not found:
+        raise Problem(404, "Not found", f"no package for request {request_id}")
+    async with pool.acquire() as conn:
+        await append_event(conn, event_key=f"{request_id}:reviewed:{found['id']}:{staff.token_id}",
+                           request_id=request_id, event_type="package.reviewed", actor=staff.actor,
+                           data={"package_id": str(found["id"])})
+    chunks = read_package(state.settings.home, load_secret_key(state.settings), str(found["id"]))
+    return StreamingResponse(chunks, media_type="application/zip", headers={
+        "Content-Disposition": f'attachment; filename="{found["kind"]}-{request_id[:8]}-review.zip"',
+        "Cache-Control": "no-store"})
 
 
 class TaskBody(BaseModel):

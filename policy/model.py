@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError, field_validator, model_validator
 
 from dsrflow.deadlines import Regime
+from schemas.requests import RequestType
 
 DEFAULT_POLICY = Path(__file__).with_name("connexeon.yaml")
 
@@ -245,6 +246,8 @@ class Policy(_Strict):
     systems: dict[str, System] = Field(default_factory=dict)
     # Days an access package download link stays valid.
     package_link_days: int = Field(7, ge=1, le=90)
+    # Request types whose response (with its package) compliance approves before it is sent.
+    approval_required_for: list[RequestType] = Field(default_factory=list)
     statutory_holds: dict[str, StatutoryHold] = Field(default_factory=dict)
     retention: list[RetentionRule] = Field(default_factory=list)
 

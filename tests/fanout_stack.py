@@ -62,6 +62,8 @@ async def fanout_stack(postgres: EmbeddedPostgres, settings: Settings, client, t
                           if system["connector"] != "manual_email" or name in keep_manual}
     for system in SQL_SYSTEMS:
         content["systems"][system]["config"] = {"database": names[system]}
+    # Responses go out without compliance approval here; tests/test_approval.py covers the gate.
+    content["approval_required_for"] = []
     content["systems"]["email_marketing"]["config"]["base_url"] = email_url
     policy_path = tmp / f"policy-{suffix}.yaml"
     policy_path.write_text(yaml.safe_dump(content, sort_keys=False))
