@@ -35,11 +35,7 @@ with workflow.unsafe.imports_passed_through():
         ResolveTaskInput,
         RetryTaskInput,
         StartRequest,
-        SystemTask,
-        TaskInput,
-        TaskRecord,
         TaskResult,
-        task_workflow_id,
         VerificationState,
         VerifyAttempt,
         VerifyResult,
@@ -47,7 +43,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import search_attributes as sa
     from workflows.deadline_watch import DeadlineWatch
     from workflows.dsr_steps import ACTIVITY, record_event, record_transition, send_letter
-    from workflows.system_task import SystemTaskWorkflow
+    from workflows.task_fanout import SystemTasks
     from workflows.verification import IdentityVerification
 
 # workflow.patched ids: requests started before a change replay the old way.
@@ -67,9 +63,8 @@ class DataSubjectRequestWorkflow:
         self._extension_reason: str | None = None
         self._watch = DeadlineWatch()
         self._plan: Plan | None = None
-        self._results: dict[str, TaskResult] = {}
+        self._tasks = SystemTasks()
         self._package: PackageInfo | None = None
-        self._retrying = 0
         self._decision: ObjectionDecision | None = None
         self._approval: ApproveInput | None = None
 
@@ -156,8 +151,8 @@ class DataSubjectRequestWorkflow:
             )
             self._package = package
         else:
-            await asyncio.gather(*(self._run_task(task, 1) for task in self._plan.tasks))
-            await self._settle_attention()
+            await self._tasks.run_all(self._plan)
+            await self._tasks.settle(self.request_id, lambda: self.closed, self._days_left)
         if self.closed:
             return
         if self._require_facts().approval_required and workflow.patched(APPROVAL_GATE):
@@ -187,47 +182,12 @@ class DataSubjectRequestWorkflow:
         self._set_status(RequestStatus.in_progress)
         await self._transition("approved", {}, self._approval.actor)
 
-    async def _run_task(self, task: SystemTask, attempt: int) -> None:
-        self._results[task.system] = TaskResult(
-            system=task.system, action=task.action, status="pending", attempt=attempt,
-            recipient=task.recipient)
-        self._results[task.system] = await workflow.execute_child_workflow(
-            SystemTaskWorkflow.run,
-            TaskInput(request_id=self.request_id, policy_version=self._policy_version,
-                      task=task, attempt=attempt),
-            id=task_workflow_id(self.request_id, task.system, task.action, attempt),
-            result_type=TaskResult,
-        )
-
-    async def _settle_attention(self) -> None:
-        """A system that needs attention holds the response back until staff retry it (or
-        close the request); the other systems have carried on meanwhile."""
-        alerted: set[tuple[str, int]] = set()
-        while not self.closed:
-            stuck = [r for r in self._results.values() if r.status == "needs_attention"]
-            if not stuck and not self._retrying:
-                return
-            for result in stuck:
-                if (result.system, result.attempt) not in alerted:
-                    alerted.add((result.system, result.attempt))
-                    await self._letter(
-                        "staff_alert", key=f"attention:{result.system}:{result.attempt}", to_staff=True,
-                        params={"kind": "needs_attention", "days_left": self._days_left(),
-                                "detail": f"{result.system} ({result.action}): {result.message or 'failed'}"},
-                    )
-            stuck_now = {(r.system, r.attempt) for r in stuck}
-            await workflow.wait_condition(
-                lambda: self.closed or {(r.system, r.attempt) for r in self._results.values()
-                                         if r.status == "needs_attention"} != stuck_now
-                and not self._retrying
-            )
-
     def _days_left(self) -> int:
         due = self.current_checkpoints().overdue_at
         return max((due - workflow.now()).days, 0)
 
     def _report_now(self) -> ExecutionReport:
-        return ExecutionReport(results=list(self._results.values()), package=self._package)
+        return ExecutionReport(results=list(self._tasks.results.values()), package=self._package)
 
     def current_checkpoints(self) -> Checkpoints:
         facts = self._require_facts()
@@ -312,15 +272,7 @@ class DataSubjectRequestWorkflow:
     @workflow.update
     async def retry_task(self, request: RetryTaskInput) -> TaskResult:
         assert self._plan is not None
-        task = next(t for t in self._plan.tasks if t.system == request.system)
-        self._retrying += 1
-        try:
-            await self._record("task.retried", f"retry:{request.system}:{self._results[request.system].attempt + 1}",
-                               {"system": request.system}, request.actor)
-            await self._run_task(task, self._results[request.system].attempt + 1)
-        finally:
-            self._retrying -= 1
-        return self._results[request.system]
+        return await self._tasks.retry(self._plan, request.system, request.actor)
 
     @retry_task.validator
     def _validate_retry(self, request: RetryTaskInput) -> None:
@@ -361,14 +313,7 @@ class DataSubjectRequestWorkflow:
 
     @workflow.update
     async def resolve_task(self, request: ResolveTaskInput) -> TaskResult:
-        result = self._results[request.system].model_copy(update={
-            "status": "done", "message": f"resolved by staff: {request.note}"})
-        self._results[request.system] = result
-        await self._record("task.resolved", f"resolved:{request.system}:{result.attempt}",
-                           {"system": request.system, "note": request.note}, request.actor)
-        await workflow.execute_activity(
-            "record_task_result", TaskRecord(request_id=self.request_id, result=result), **ACTIVITY)
-        return result
+        return await self._tasks.resolve(self.request_id, request.system, request.note, request.actor)
 
     @resolve_task.validator
     def _validate_resolve(self, request: ResolveTaskInput) -> None:
@@ -376,11 +321,7 @@ class DataSubjectRequestWorkflow:
 
     def _require_attention(self, system: str) -> None:
         self._require_open()
-        result = self._results.get(system)
-        if result is None:
-            raise ValueError(f"no task for system {system!r} in this request's plan")
-        if result.status != "needs_attention":
-            raise ValueError(f"the {system} task is {result.status}; only a task needing attention can be retried or resolved")
+        self._tasks.require_attention(system)
 
     @workflow.query
     def state(self) -> RequestState:
@@ -401,7 +342,7 @@ class DataSubjectRequestWorkflow:
             warnings_sent=self._watch.days_sent(),
             verification=self._verification.state(facts) if facts else None,
             plan=self._plan,
-            results=list(self._results.values()),
+            results=list(self._tasks.results.values()),
             package=self._package,
             awaiting_decision=self._needs_decision() and self._decision is None and not self.closed,
             decision=self._decision,
