@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import Staff, require_role
 from api.problems import Problem
@@ -18,6 +18,14 @@ router = APIRouter(prefix="/v1/requests", tags=["audit"])
 
 
 class AuditEvent(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "seq": 1207, "event_key": "3f2a9c1e-8b7d-4e21-9a55-0c6d2b9e4f10:extended",
+        "event_type": "deadline.extended", "actor": "compliance:5c0e1d2a",
+        "data": {"from": "2026-12-21", "to": "2027-02-22", "reason": "Six systems and nine years of records"},
+        "occurred_at": "2026-12-02T10:15:00.123456Z",
+        "prev_hash": "9b74c9897bac770ffc029102a200c5de0e4e1b5d8a8f9e7c3a2b1d0c9e8f7a6b",
+        "hash": "4e07408562bedb8b60ce05c1decfe3ad16b72230967de01f640b7e4729b49fce"}]})
+
     seq: int = Field(description="position in the whole audit chain")
     event_key: str = Field(description="unique key; part of what is hashed")
     event_type: str = Field(examples=["deadline.extended"])

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import Staff, require_role
+from api.fields import Text
 from api.problems import Problem
 from dsrflow.staff_tokens import issue_token, list_tokens, revoke_token
 
@@ -19,19 +20,20 @@ class NewToken(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={
         "examples": [{"role": "agent", "label": "Support desk, Ghent"}]})
     role: Literal["agent", "compliance", "admin"]
-    label: str | None = Field(None, min_length=1, max_length=200, description="who or what the token is for")
+    label: Text | None = Field(None, min_length=1, max_length=200, description="who or what the token is for")
 
 
 class TokenView(BaseModel):
-    id: str
-    role: str
-    label: str | None
+    id: str = Field(examples=["5c0e1d2a-7f3b-4c8e-9d1a-2b3c4d5e6f70"])
+    role: str = Field(examples=["agent"])
+    label: str | None = Field(examples=["Support desk, Ghent"])
     created_at: datetime
     revoked_at: datetime | None
 
 
 class CreatedToken(TokenView):
-    token: str = Field(description="the bearer token; shown only in this response, stored only as a hash")
+    token: str = Field(description="the bearer token; shown only in this response, stored only as a hash",
+                       examples=["dsr_Jx8k2v9QmZr4tY6uWb1nC3eF5gH7iK0lM2oP4qR6sT8"])
 
 
 class TokenList(BaseModel):

@@ -65,6 +65,13 @@ class RequestFilters(BaseModel):
 class RequestSummary(BaseModel):
     """One row of the queue."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "id": "3f2a9c1e-8b7d-4e21-9a55-0c6d2b9e4f10", "type": "erasure", "status": "in_progress",
+        "regime": "gdpr", "country": "BE", "channel": "email", "origin": "staff",
+        "subject_email": "ada@example.com", "received_at": "2026-11-20T09:00:00Z",
+        "due_date": "2026-12-21", "current_due_date": "2026-12-21", "extended": False,
+        "days_left": 4, "overdue": False, "needs_attention": True, "closed_at": None}]})
+
     id: str
     type: RequestType
     status: RequestStatus
@@ -85,7 +92,8 @@ class RequestSummary(BaseModel):
 
 class RequestPage(BaseModel):
     items: list[RequestSummary]
-    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null on the last page")
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null on the last page",
+                                    examples=["WyIyMDI2LTEyLTIxIiwiM2YyYTljMWUtOGI3ZC00ZTIxLTlhNTUtMGM2ZDJiOWU0ZjEwIl0"])
 
 
 def queue_cursor(due: date, request_id: str) -> str:

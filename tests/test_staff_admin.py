@@ -100,10 +100,18 @@ async def test_admin_creates_lists_and_revokes_tokens(http, pool):
 
 
 @pytest.mark.parametrize(("body", "field"), [({"role": "root"}, "role"), ({"role": "agent", "label": ""}, "label"),
-                                             ({"role": "agent", "scopes": ["all"]}, "scopes")])
+                                             ({"role": "agent", "scopes": ["all"]}, "scopes"),
+                                             ({"role": "agent", "label": "desk\u0000"}, "label")])
 async def test_bad_token_request_names_the_field(http, pool, body, field):
     r = await http.post("/v1/tokens", headers=await staff_headers(pool, "admin"), json=body)
     assert [e["field"] for e in assert_problem(r, 422)["errors"]] == [field]
+
+
+async def test_text_postgres_cannot_store_is_422_not_500(http, pool):
+    r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
+        "type": "erasure", "subject": {"email": "nul@example.com", "name": "Ada\u0000"}})
+    assert "NUL" in assert_problem(r, 422)["detail"]
+    assert await pool.fetchval("SELECT count(*) FROM dsr_requests WHERE subject_email = 'nul@example.com'") == 0
 
 
 async def test_revoking_an_unknown_token_is_404(http, pool):
