@@ -15,8 +15,7 @@ from temporalio.worker import Replayer
 from dsrflow.temporal_client import build_data_converter
 from dsrflow.keys import load_keyring
 from schemas.workflow import workflow_id_for
-from tests.support import api_client, assert_problem, letters_for, staff_headers, wait_for_letter
-from workers.dsr_worker import build_worker
+from tests.support import assert_problem, letters_for, served, staff_headers, wait_for_letter
 from workflows.dsr import DataSubjectRequestWorkflow
 
 
@@ -31,9 +30,8 @@ def approval_settings(settings, lifecycle_policy, tmp_path):
 
 @pytest.fixture
 async def http(approval_settings, pool, dev_server, task_queue):
-    async with build_worker(dev_server.client, approval_settings, pool, task_queue=task_queue):
-        async with api_client(approval_settings, dev_server.client, task_queue) as client:
-            yield client
+    async with served(approval_settings, pool, dev_server.client, task_queue) as client:
+        yield client
 
 
 async def open_request(http, pool, type_: str) -> str:

@@ -10,6 +10,7 @@ Deterministic: every side effect is an activity; the only clock is `workflow.now
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from temporalio import workflow
@@ -133,13 +134,10 @@ class DataSubjectRequestWorkflow:
         if self.closed:
             return
         if self._needs_decision():
-            await self._letter(
-                "staff_alert", key="objection-decision", to_staff=True,
-                params={"kind": "needs_attention", "days_left": self._days_left(),
-                        "detail": "objection to legitimate-interest processing: decide whether compelling grounds exist"},
-            )
-            await workflow.wait_condition(lambda: self._decision is not None or self.closed)
-            if self.closed:
+            if not await self._ask_staff(
+                "objection-decision", lambda: self._decision is not None,
+                "objection to legitimate-interest processing: decide whether compelling grounds exist",
+            ):
                 return
         if self._decision is not None and self._decision.compelling_grounds:
             pass  # processing continues on compelling grounds; the response explains them
@@ -171,16 +169,19 @@ class DataSubjectRequestWorkflow:
         out: hold it until the `approve` update (or a denial or cancellation)."""
         self._set_status(RequestStatus.awaiting_approval)
         await self._transition("awaiting_approval", {"package_id": self._package.package_id if self._package else None})
-        await self._letter(
-            "staff_alert", key="approval", to_staff=True,
-            params={"kind": "needs_attention", "days_left": self._days_left(),
-                    "detail": "the response is ready and waits for compliance approval before it is sent"},
-        )
-        await workflow.wait_condition(lambda: self._approval is not None or self.closed)
-        if self.closed:
+        if not await self._ask_staff("approval", lambda: self._approval is not None,
+                                     "the response is ready and waits for compliance approval before it is sent"):
             return
         self._set_status(RequestStatus.in_progress)
         await self._transition("approved", {}, self._approval.actor)
+
+    async def _ask_staff(self, key: str, answered: Callable[[], bool], detail: str) -> bool:
+        """Alert staff that the request waits for them, then wait for their answer; False if the
+        request was closed instead."""
+        await self._letter("staff_alert", key=key, to_staff=True,
+                           params={"kind": "needs_attention", "days_left": self._days_left(), "detail": detail})
+        await workflow.wait_condition(lambda: answered() or self.closed)
+        return not self.closed
 
     def _days_left(self) -> int:
         due = self.current_checkpoints().overdue_at
