@@ -6,7 +6,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 from temporalio.client import Client
 
@@ -16,6 +15,7 @@ from api import (
     console,
     console_request,
     dashboard,
+    events,
     evidence,
     health,
     legal_holds,
@@ -27,6 +27,7 @@ from api import (
     requests,
     session,
     suppressions,
+    tokens,
 )
 from api.ratelimit import RateLimiter
 from api.state import AppState
@@ -51,20 +52,16 @@ def create_app(settings: Settings, *, temporal_client: Client | None = None) -> 
     app.state.dsr = state
     app.state.rate_limiter = RateLimiter()
     # The Temporal Web UI calls the codec endpoint from the browser, on another origin.
-    ui_origins = [settings.temporal_ui_url, f"http://localhost:{settings.temporal_ui_port}"]
-    app.add_middleware(
-        CORSMiddleware,
-        allow_origins=ui_origins,
-        allow_credentials=True,
-        allow_methods=["POST", "OPTIONS"],
-        allow_headers=["content-type", "x-namespace", "authorization"],
-    )
+    app.add_middleware(codec.CodecCORSMiddleware, origins=[
+        settings.temporal_ui_url, f"http://localhost:{settings.temporal_ui_port}"])
     problems.install(app)
     session.install(app)
     app.include_router(health.router)
     app.include_router(codec.router)
     app.include_router(listing.router)
     app.include_router(requests.router)
+    app.include_router(events.router)
+    app.include_router(tokens.router)
     app.include_router(public.router)
     app.include_router(callbacks.router)
     app.include_router(manual_confirm.router)

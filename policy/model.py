@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError, fi
 
 from dsrflow.deadlines import Regime
 from policy.http_model import HttpConfig, check_http_references, inline_http_files
+from schemas.requests import RequestType
 
 DEFAULT_POLICY = Path(__file__).with_name("connexeon.yaml")
 
@@ -264,6 +265,8 @@ class Policy(_Strict):
     systems: dict[str, System] = Field(default_factory=dict)
     # Days an access package download link stays valid.
     package_link_days: int = Field(7, ge=1, le=90)
+    # Request types whose response (with its package) compliance approves before it is sent.
+    approval_required_for: list[RequestType] = Field(default_factory=list)
     statutory_holds: dict[str, StatutoryHold] = Field(default_factory=dict)
     retention: list[RetentionRule] = Field(default_factory=list)
 

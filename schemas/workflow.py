@@ -58,6 +58,9 @@ class RequestFacts(_Contract):
     verification_max_attempts: int
     reminder_after_days: int
     expires_after_days: int
+    # The policy asks compliance to approve the response (and package) before it goes out.
+    # Absent from requests prepared before the approval gate existed: they have none.
+    approval_required: bool = False
 
 
 class IssueChallenge(_Contract):
@@ -111,6 +114,13 @@ class CancelInput(_Contract):
 
 
 class ResendInput(_Contract):
+    actor: str = "staff"
+
+
+class ApproveInput(_Contract):
+    """Compliance releases the response (and the access package) for sending."""
+
+    note: str | None = Field(None, max_length=2000)
     actor: str = "staff"
 
 
@@ -275,6 +285,8 @@ class RequestState(_Contract):
     package: PackageInfo | None = None
     awaiting_decision: bool = False
     decision: ObjectionDecision | None = None
+    approval_required: bool = False
+    approval: ApproveInput | None = None
     closed_reason: str | None = None
 
     @field_validator("warnings_sent")

@@ -63,6 +63,8 @@ async def fanout_stack(postgres: EmbeddedPostgres, settings: Settings, client, t
                           if system["connector"] != "manual_email" or name in keep_manual}
     for system in SQL_SYSTEMS:
         content["systems"][system]["config"] = {"database": names[system]}
+    # Responses go out without compliance approval here; tests/test_approval.py covers the gate.
+    content["approval_required_for"] = []
     content["systems"]["email_marketing"]["config"]["base_url"] = email_url
     content["systems"].update(extra_systems or {})  # e.g. http systems (tests/test_saas_*.py)
     policy_path = tmp / f"policy-{suffix}.yaml"

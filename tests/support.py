@@ -36,6 +36,16 @@ def unique_email(tag: str) -> str:
     return f"{tag}.{uuid.uuid4().hex[:10]}@example.com"
 
 
+@contextlib.asynccontextmanager
+async def served(settings: Settings, pool: asyncpg.Pool, client: Client, task_queue: str) -> AsyncIterator[httpx.AsyncClient]:
+    """A worker on `task_queue` and an API client on the real app, both with these settings."""
+    from workers.dsr_worker import build_worker
+
+    async with build_worker(client, settings, pool, task_queue=task_queue):
+        async with api_client(settings, client, task_queue) as http:
+            yield http
+
+
 async def staff_headers(pool: asyncpg.Pool, role: str = "compliance") -> dict[str, str]:
     return {"Authorization": f"Bearer {await create_token(pool, role, 'tests')}"}
 
