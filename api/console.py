@@ -21,7 +21,8 @@ from api.listing import controller_today
 from api.pages import problem_pages, render
 from api.service import open_request
 from dsrflow.deadlines import Regime
-from dsrflow.request_queries import OPEN_STATUSES, InvalidCursor, RequestFilters, list_requests
+from dsrflow.cursors import InvalidCursor
+from dsrflow.request_queries import OPEN_STATUSES, RequestFilters, list_requests
 from schemas.requests import Channel, NewRequest, RequestStatus
 
 router = APIRouter(prefix="/console", tags=["console"], include_in_schema=False,
