@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 from temporalio.client import Client
 
 from api import (
     callbacks,
     codec,
+    console,
+    console_request,
+    dashboard,
     events,
+    evidence,
     health,
     legal_holds,
     listing,
     manual_confirm,
+    portal,
     problems,
     public,
     requests,
@@ -22,6 +29,7 @@ from api import (
     suppressions,
     tokens,
 )
+from api.ratelimit import RateLimiter
 from api.state import AppState
 from dsrflow.settings import Settings
 
@@ -42,6 +50,7 @@ def create_app(settings: Settings, *, temporal_client: Client | None = None) -> 
         lifespan=lifespan,
     )
     app.state.dsr = state
+    app.state.rate_limiter = RateLimiter()
     # The Temporal Web UI calls the codec endpoint from the browser, on another origin.
     app.add_middleware(codec.CodecCORSMiddleware, origins=[
         settings.temporal_ui_url, f"http://localhost:{settings.temporal_ui_port}"])
@@ -58,4 +67,10 @@ def create_app(settings: Settings, *, temporal_client: Client | None = None) -> 
     app.include_router(manual_confirm.router)
     app.include_router(suppressions.router)
     app.include_router(legal_holds.router)
+    app.include_router(portal.router)
+    app.include_router(evidence.router)
+    app.include_router(console.router)  # before console_request: /console/requests/new is no request id
+    app.include_router(console_request.router)
+    app.include_router(dashboard.router)
+    app.mount("/static", StaticFiles(directory=Path(__file__).with_name("static")), name="static")
     return app

@@ -85,6 +85,9 @@ async def _identify(request: Request, *, console: bool) -> Staff:
         staff = await authenticate(pool, token.strip())
         if staff is None:
             raise Problem(401, "Authentication required", "the token is unknown or revoked")
+        # A page fetched with a bearer token (a script saving the evidence pack, say) still
+        # renders its forms; their CSRF token is bound to the token id, which no session accepts.
+        request.state.csrf_binding = f"bearer:{staff.token_id}"
         return staff
     session_id = request.cookies.get(SESSION_COOKIE)
     staff = await session_staff(pool, session_id) if session_id else None

@@ -1,19 +1,31 @@
-"""Server-rendered HTML pages: one Jinja environment for the console and the portal.
+"""Server-rendered HTML pages: one Jinja environment for the console, the portal, the evidence
+pack and the dashboard.
 
-Every template gets `csrf_token()` (the token its forms send back) and `staff` (the signed-in
-member of staff, once a console dependency has run). Pages are never cached, never framed.
+Every template gets `csrf_token()` (the token its forms send back), `staff` (the signed-in member
+of staff, once a console dependency has run) and `controller` (from the policy). Pages are never
+cached, never framed.
+
+A page route raises `Problem` like any API route; `problem_pages(template)` gives its router a
+route class that renders the problem with that template (status and `Retry-After` kept) instead
+of answering problem+json, which a browser would show as raw text.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fastapi import Request
+from fastapi import Request, Response
 from fastapi.responses import HTMLResponse
+from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 
+from activities.letter_templates import longdate, longdatetime
+from activities.letters import TYPE_LABELS
 from api.csrf import csrf_token
+from api.problems import Problem
 
 PAGE_HEADERS = {
     "Cache-Control": "no-store",
@@ -26,15 +38,47 @@ PAGE_HEADERS = {
 
 
 def _page_context(request: Request) -> dict[str, Any]:
-    return {"csrf_token": lambda: csrf_token(request), "staff": getattr(request.state, "staff", None)}
+    return {"csrf_token": lambda: csrf_token(request), "staff": getattr(request.state, "staff", None),
+            "controller": request.app.state.dsr.policy.policy.controller}
 
 
 templates = Jinja2Templates(directory=Path(__file__).with_name("templates"), context_processors=[_page_context])
+# JSON to read on a page (autoescaped like any text; `tojson` would show "<" as \u003c).
+templates.env.filters["json"] = lambda value: json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+templates.env.filters["longdate"] = longdate
+templates.env.filters["longdatetime"] = longdatetime
+templates.env.globals["TYPE_LABELS"] = TYPE_LABELS
 
 
 def render(
-    request: Request, name: str, context: dict[str, Any] | None = None, *, status_code: int = 200
+    request: Request, name: str, context: dict[str, Any] | None = None, *, status_code: int = 200,
+    headers: dict[str, str] | None = None,
 ) -> HTMLResponse:
     return templates.TemplateResponse(
-        request, name, context or {}, status_code=status_code, headers=PAGE_HEADERS
+        request, name, context or {}, status_code=status_code, headers={**PAGE_HEADERS, **(headers or {})}
     )
+
+
+def render_fragment(request: Request, name: str, context: dict[str, Any]) -> str:
+    """A template rendered to a string with the pages' common context (for live regions)."""
+    return templates.get_template(name).render({**_page_context(request), "request": request, **context})
+
+
+def problem_pages(template: str) -> type[APIRoute]:
+    """A route class whose `Problem`s become `template` pages (context: `problem`)."""
+
+    class ProblemPageRoute(APIRoute):
+        def get_route_handler(self) -> Callable:
+            handler = super().get_route_handler()
+
+            async def route(request: Request) -> Response:
+                try:
+                    return await handler(request)
+                except Problem as problem:
+                    retry = problem.extra.get("retry_after")
+                    return render(request, template, {"problem": problem}, status_code=problem.status,
+                                  headers={"Retry-After": str(retry)} if retry else None)
+
+            return route
+
+    return ProblemPageRoute

@@ -3,26 +3,31 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Any
 
-from datetime import UTC, datetime
-
 from fastapi import APIRouter, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from api.problems import Problem
-from api.service import open_request, run_update
-from activities.verification import code_hash, link_token_hash
 from activities.packages import read_package
+from activities.verification import code_hash, link_token_hash
+from api.pages import render
+from api.problems import Problem
+from api.ratelimit import limiter
+from api.service import open_request, run_update
+from api.state import AppState
 from dsrflow.audit import append_event
 from dsrflow.hashing import token_hash
 from dsrflow.keys import load_secret_key
+from dsrflow.requests_store import get_request
 from schemas.requests import Channel, NewRequest, PublicNewRequest, SubjectIdentity
-from schemas.workflow import VerifyAttempt
+from schemas.workflow import VerifyAttempt, VerifyResult
 from workflows.dsr import DataSubjectRequestWorkflow
 
 router = APIRouter(prefix="/v1/public", tags=["subject portal"])
+_TOKEN = re.compile(r"[0-9a-f]{64}")
+CODE = re.compile(r"\d{6,10}")
 
 
 class VerifyBody(BaseModel):
@@ -34,38 +39,72 @@ class VerifyBody(BaseModel):
     def _one(self):
         if (self.code is None) == (self.token is None):
             raise ValueError("send exactly one of code or token")
-        if self.code is not None and not re.fullmatch(r"\d{6,10}", self.code):
+        if self.code is not None and not CODE.fullmatch(self.code):
             raise ValueError("code must be the 6-digit number from the e-mail")
-        if self.token is not None and not re.fullmatch(r"[0-9a-f]{64}", self.token):
+        if self.token is not None and not _TOKEN.fullmatch(self.token):
             raise ValueError("token must be the one from the e-mail's link")
         return self
 
 
-@router.post("/requests", status_code=202)
-async def submit(body: PublicNewRequest, request: Request) -> dict[str, Any]:
-    """Submit a request. A code to confirm it is yours is e-mailed to the address given."""
-    state = request.app.state.dsr
+async def submit_request(state: AppState, body: PublicNewRequest, idempotency_key: str | None) -> dict[str, Any]:
+    """Store a subject's request and start its workflow (the portal's form and the API's JSON)."""
     new = NewRequest(
         type=body.type, country=body.country, corrections=body.corrections,
         restriction_grounds=body.restriction_grounds, objection_scope=body.objection_scope,
         subject=SubjectIdentity(email=body.email, name=body.name), channel=Channel.web,
     )
-    key = request.headers.get("idempotency-key")
-    row, _ = await open_request(state, new, actor="subject", idempotency_key=key, origin="subject")
+    row, _ = await open_request(state, new, actor="subject", idempotency_key=idempotency_key,
+                                origin="subject")
+    return row
+
+
+async def subject_email_of(state: AppState, request_id: str) -> str | None:
+    """The address a verification attempt is counted against (None for an unknown request)."""
+    row = await get_request(await state.db(), request_id)
+    return row["subject_email"] if row else None
+
+
+async def check_identity(state: AppState, request_id: str, *, code: str | None = None,
+                         token: str | None = None) -> VerifyResult:
+    """Hash what the subject typed (or the link's token) and ask the workflow whether it matches."""
+    secret = load_secret_key(state.settings)
+    attempt = (
+        VerifyAttempt(code_hash=code_hash(secret, request_id, code)) if code
+        else VerifyAttempt(token_hash=link_token_hash(secret, request_id, token or ""))
+    )
+    return await run_update(state, request_id, DataSubjectRequestWorkflow.verify, attempt)
+
+
+async def find_package(state: AppState, token: str) -> dict[str, Any]:
+    """The package a download token opens; 404 for an unknown token, 410 once it has expired."""
+    if not _TOKEN.fullmatch(token):
+        raise Problem(404, "Not found", "no package for this link")
+    pool = await state.db()
+    row = await pool.fetchrow("SELECT * FROM packages WHERE token_hash = $1", token_hash(token))
+    if row is None:
+        raise Problem(404, "Not found", "no package for this link")
+    if row["expires_at"] is None or row["expires_at"] <= datetime.now(UTC):
+        raise Problem(410, "Link expired", "this download link has expired; ask us for a new one")
+    return dict(row)
+
+
+@router.post("/requests", status_code=202)
+async def submit(body: PublicNewRequest, request: Request) -> dict[str, Any]:
+    """Submit a request. A code to confirm it is yours is e-mailed to the address given.
+    Limited per client IP and per address (429 with `Retry-After`)."""
+    await limiter(request).hit(request, "submit", email=str(body.email))
+    row = await submit_request(request.app.state.dsr, body, request.headers.get("idempotency-key"))
     return {"id": str(row["id"]), "status": row["status"],
             "next": "check your e-mail for a code and send it to /v1/public/requests/{id}/verify"}
 
 
 @router.post("/requests/{request_id}/verify")
 async def verify(request_id: str, body: VerifyBody, request: Request) -> dict[str, Any]:
-    """Confirm your identity with the code or the link token from the e-mail."""
+    """Confirm your identity with the code or the link token from the e-mail.
+    Limited per client IP and per address (429 with `Retry-After`)."""
     state = request.app.state.dsr
-    secret = load_secret_key(state.settings)
-    attempt = (
-        VerifyAttempt(code_hash=code_hash(secret, request_id, body.code)) if body.code
-        else VerifyAttempt(token_hash=link_token_hash(secret, request_id, body.token or ""))
-    )
-    result = await run_update(state, request_id, DataSubjectRequestWorkflow.verify, attempt)
+    await limiter(request).hit(request, "verify", email=await subject_email_of(state, request_id))
+    result = await check_identity(state, request_id, code=body.code, token=body.token)
     if not result.verified:
         raise Problem(
             400 if not result.locked else 423,
@@ -78,17 +117,17 @@ async def verify(request_id: str, body: VerifyBody, request: Request) -> dict[st
 
 
 @router.get("/packages/{token}")
-async def download_package(token: str, request: Request) -> StreamingResponse:
-    """Download an access or portability package with the token from the response letter."""
+async def download_package(token: str, request: Request) -> Response:
+    """Download an access or portability package with the token from the response letter.
+    A browser following an expired or unknown link gets the portal's page saying so."""
     state = request.app.state.dsr
-    if not re.fullmatch(r"[0-9a-f]{64}", token):
-        raise Problem(404, "Not found", "no package for this link")
+    try:
+        row = await find_package(state, token)
+    except Problem as problem:
+        if "text/html" not in request.headers.get("accept", ""):
+            raise
+        return render(request, "portal/problem.html", {"problem": problem}, status_code=problem.status)
     pool = await state.db()
-    row = await pool.fetchrow("SELECT * FROM packages WHERE token_hash = $1", token_hash(token))
-    if row is None:
-        raise Problem(404, "Not found", "no package for this link")
-    if row["expires_at"] is None or row["expires_at"] <= datetime.now(UTC):
-        raise Problem(410, "Link expired", "this download link has expired; ask us for a new one")
     async with pool.acquire() as conn:
         await conn.execute("UPDATE packages SET downloaded_at = coalesce(downloaded_at, now()) WHERE id = $1", row["id"])
         await append_event(

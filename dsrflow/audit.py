@@ -114,3 +114,34 @@ async def request_events(
         request_id, after_seq, limit,
     )
     return [dict(r) for r in rows]
+
+
+async def verify_request_segment(conn: asyncpg.Connection, request_id: str) -> tuple[list[dict[str, Any]], ChainReport]:
+    """A request's events with their hashes, and whether each is anchored in the chain.
+
+    The request's events are not consecutive (other requests' events interleave), so each one is
+    checked against its neighbours in the whole chain: its `prev_hash` is the hash of the row
+    before it, its own hash is that of its content, and the row after it names its hash. A row
+    edited and re-hashed therefore breaks the link to its successor. (`dsrflow audit verify`
+    checks the whole chain.)
+    """
+    rows = await conn.fetch(
+        """SELECT e.*,
+                  (SELECT p.hash FROM audit_events p WHERE p.seq < e.seq ORDER BY p.seq DESC LIMIT 1) AS before_hash,
+                  (SELECT n.prev_hash FROM audit_events n WHERE n.seq > e.seq ORDER BY n.seq LIMIT 1) AS next_prev_hash
+             FROM audit_events e WHERE e.request_id = $1 ORDER BY e.seq""",
+        request_id,
+    )
+    report = ChainReport(True, len(rows))
+    for row in rows:
+        linked = verify_rows([row], start_hash=row["before_hash"] or GENESIS)
+        if not linked.ok:
+            report = ChainReport(False, len(rows), linked.broken_seq, linked.reason)
+            break
+        if row["next_prev_hash"] is not None and row["next_prev_hash"] != row["hash"]:
+            report = ChainReport(False, len(rows), row["seq"], "the next row does not name this row's hash")
+            break
+    events = [{"seq": r["seq"], "occurred_at": r["occurred_at"], "event_type": r["event_type"],
+               "actor": r["actor"], "data": r["data"], "prev_hash": r["prev_hash"], "hash": r["hash"]}
+              for r in rows]
+    return events, report

@@ -66,10 +66,20 @@ class Settings(BaseSettings):
     postgres_port: int = _port_field(5433, "DSRFLOW_POSTGRES_PORT")
     temporal_port: int = _port_field(7233, "DSRFLOW_TEMPORAL_PORT")
     temporal_ui_port: int = _port_field(8233, "DSRFLOW_TEMPORAL_UI_PORT")
+    # Where staff reach the Temporal Web UI when it is not the embedded one on this machine.
+    temporal_ui_public_url: str | None = Field(
+        None, validation_alias=AliasChoices("DSRFLOW_TEMPORAL_UI_URL")
+    )
     task_queue: str = Field("dsr", validation_alias=AliasChoices("DSRFLOW_TASK_QUEUE"))
     # `dsrflow up` seeds and starts the demo processor systems (crm, analytics, billing, email).
     demo: bool = Field(True, validation_alias=AliasChoices("DSRFLOW_DEMO"))
     demo_opendsr_port: int = _port_field(8100, "DSRFLOW_DEMO_OPENDSR_PORT")
+    # Subject portal and public API rate limits, "N/period" (period: second, minute, hour, day, or
+    # a count of them such as 10m); per client IP and per keyed hash of the e-mail address.
+    rate_submit_per_ip: str = Field("20/hour", validation_alias=AliasChoices("DSRFLOW_RATE_SUBMIT_PER_IP"))
+    rate_submit_per_email: str = Field("5/hour", validation_alias=AliasChoices("DSRFLOW_RATE_SUBMIT_PER_EMAIL"))
+    rate_verify_per_ip: str = Field("30/hour", validation_alias=AliasChoices("DSRFLOW_RATE_VERIFY_PER_IP"))
+    rate_verify_per_email: str = Field("10/hour", validation_alias=AliasChoices("DSRFLOW_RATE_VERIFY_PER_EMAIL"))
     # `dsrflow up --demo-saas`: also the Stripe, HubSpot, Mailchimp and GA4 stand-ins, as http systems.
     demo_saas: bool = Field(False, validation_alias=AliasChoices("DSRFLOW_DEMO_SAAS"))
     demo_saas_port: int = _port_field(8110, "DSRFLOW_DEMO_SAAS_PORT")
@@ -120,7 +130,14 @@ class Settings(BaseSettings):
             raise ValueError("host:port of the Temporal frontend, such as temporal:7233")
         return value
 
-    @field_validator("public_url")
+    @field_validator("rate_submit_per_ip", "rate_submit_per_email", "rate_verify_per_ip",
+                     "rate_verify_per_email")
+    @classmethod
+    def _check_rate(cls, value: str) -> str:
+        parse_rate(value)
+        return value
+
+    @field_validator("public_url", "temporal_ui_public_url")
     @classmethod
     def _check_public_url(cls, value: str | None) -> str | None:
         if value is None:
@@ -186,7 +203,24 @@ class Settings(BaseSettings):
 
     @property
     def temporal_ui_url(self) -> str:
-        return f"http://127.0.0.1:{self.temporal_ui_port}"
+        return self.temporal_ui_public_url or f"http://127.0.0.1:{self.temporal_ui_port}"
+
+    def rate(self, action: str, per: str) -> tuple[int, int]:
+        """(allowed hits, window in seconds) for `action` (submit, verify) per `ip` or `email`."""
+        return parse_rate(getattr(self, f"rate_{action}_per_{per}"))
+
+
+_PERIODS = {"s": 1, "second": 1, "m": 60, "minute": 60, "h": 3600, "hour": 3600, "d": 86400, "day": 86400}
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*([a-z]+?)s?\s*$")
+
+
+def parse_rate(value: str) -> tuple[int, int]:
+    """"10/hour" -> (10, 3600); "3/10m" -> (3, 600)."""
+    match = _RATE.match(value.lower())
+    unit = _PERIODS.get(match.group(3)) if match else None
+    if not match or unit is None or int(match.group(1)) < 1 or match.group(2) == "0":
+        raise ValueError("a rate such as 10/hour, 5/minute or 3/10m (count/period)")
+    return int(match.group(1)), unit * int(match.group(2) or 1)
 
 
 def decode_secret(value: str) -> bytes:

@@ -94,6 +94,9 @@ def settings(home: Path, database_url: str, mail_sink: MailSink, lifecycle_polic
         SMTP_PORT=mail_sink.port,
         DSRFLOW_PUBLIC_URL="http://127.0.0.1:8000",
         DSRFLOW_POLICY=lifecycle_policy,
+        # Every test client calls from 127.0.0.1: tests/test_ratelimit.py sets its own limits.
+        DSRFLOW_RATE_SUBMIT_PER_IP="10000/hour",
+        DSRFLOW_RATE_VERIFY_PER_IP="10000/hour",
     )
 
 
@@ -139,6 +142,17 @@ async def time_skipping(settings: Settings) -> AsyncIterator[WorkflowEnvironment
 @pytest.fixture
 def task_queue() -> str:
     return f"tq-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+async def http(settings, pool, dev_server, task_queue):
+    """The real app in-process (httpx over ASGI) with a worker on this test's task queue."""
+    from tests.support import api_client  # support imports the app; keep conftest light to import
+    from workers.dsr_worker import build_worker
+
+    async with build_worker(dev_server.client, settings, pool, task_queue=task_queue):
+        async with api_client(settings, dev_server.client, task_queue) as client:
+            yield client
 
 
 def raw_client(env: WorkflowEnvironment) -> Client:

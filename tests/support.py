@@ -6,7 +6,10 @@ import json
 
 import asyncio
 import contextlib
+import re
+import uuid
 from collections.abc import AsyncIterator
+from datetime import date
 from email.message import EmailMessage
 
 import asyncpg
@@ -27,6 +30,10 @@ async def api_client(settings: Settings, client: Client, task_queue: str) -> Asy
     async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=60) as http:
         yield http
     await app.state.dsr.close()
+
+
+def unique_email(tag: str) -> str:
+    return f"{tag}.{uuid.uuid4().hex[:10]}@example.com"
 
 
 @contextlib.asynccontextmanager
@@ -61,8 +68,43 @@ async def wait_for_letter(sink: MailSink, request_id: str, purpose: str, timeout
     raise AssertionError(f"no {purpose} letter for {request_id} within {timeout}s")
 
 
+async def wait_for_due_date(pool: asyncpg.Pool, request_id: str, timeout: float = 30) -> date:
+    """The request's current due date, once its workflow has computed it."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        due = await pool.fetchval("SELECT current_due_date FROM dsr_requests WHERE id = $1", request_id)
+        if due:
+            return due
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no due date for {request_id} within {timeout}s")
+
+
 def text_of(message: EmailMessage) -> str:
     return message.get_body(preferencelist=("plain",)).get_content()
+
+
+CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+async def console_sign_in(http: httpx.AsyncClient, pool: asyncpg.Pool, role: str) -> str:
+    """Sign this client in to the console with a new `role` token (ending any session it had);
+    returns its forms' CSRF token."""
+    http.cookies.clear()
+    form = await http.get("/console/sign-in")
+    token = await create_token(pool, role, "console tests")
+    answer = await http.post("/console/sign-in",
+                             data={"token": token, "csrf_token": CSRF_FIELD.search(form.text).group(1)})
+    assert answer.status_code == 303, answer.text
+    return CSRF_FIELD.search((await http.get("/console/")).text).group(1)
+
+
+def verification_code(message: EmailMessage) -> str:
+    return re.search(r"\b(\d{6})\b", text_of(message)).group(1)
+
+
+def verification_link(message: EmailMessage) -> str:
+    return re.search(r"(https?://\S+/portal/requests/\S+/verify\?token=[0-9a-f]{64})", text_of(message)).group(1)
 
 
 PROBLEM = "application/problem+json"

@@ -2,7 +2,8 @@
 
 One row per endpoint. Calls name resources that do not exist (or send a body that is checked only
 after authorisation), so a permitted call answers 404/422/200 without changing anything; 401 is
-no credentials, 403 a role too low. Console pages answer 303 (to the sign-in page) instead of 401.
+no credentials, 403 a role too low. Pages for a browser (the console, the evidence pack's HTML)
+answer 303 (to the sign-in page) instead of 401.
 To add an endpoint, add its row: `test_every_api_endpoint_has_a_row` fails until you do.
 """
 
@@ -18,6 +19,7 @@ NO_REQUEST = "00000000-0000-4000-8000-000000000000"
 NO_HOLD = "00000000-0000-4000-8000-000000000001"
 NO_TOKEN = "00000000-0000-4000-8000-000000000002"
 R = f"/v1/requests/{NO_REQUEST}"
+C = f"/console/requests/{NO_REQUEST}"
 EMPTY_PAYLOADS = {"payloads": []}
 REASON = {"reason": "Covers many systems and years of records"}
 
@@ -45,6 +47,8 @@ MATRIX = [
     Row("POST",   f"{R}/approve",                       None,                                   401, 403, 404, 404),
     Row("GET",    f"{R}/package",                       None,                                   401, 403, 404, 404),
     Row("GET",    f"{R}/events",                        None,                                   401, 403, 404, 404),
+    Row("GET",    f"{R}/evidence",                      None,                                   401, 403, 404, 404),
+    Row("GET",    f"{R}/evidence.html",                 None,                                   303, 403, 404, 404),
     Row("POST",   f"{R}/retry-task",                    {"system": "crm"},                      401, 403, 404, 404),
     Row("POST",   f"{R}/resolve-task",                  {"system": "crm", "note": "Done by phone"},
                                                                                                 401, 403, 404, 404),
@@ -61,6 +65,16 @@ MATRIX = [
     Row("POST",   "/codec/encode",                      EMPTY_PAYLOADS,                         401, 200, 200, 200),
     Row("POST",   "/codec/decode",                      EMPTY_PAYLOADS,                         401, 200, 200, 200),
     Row("POST",   "/console/sign-out",                  None,                                   303, 303, 303, 303),
+    Row("GET",    "/console/",                          None,                                   303, 200, 200, 200),
+    Row("GET",    "/console/queue",                     None,                                   303, 200, 200, 200),
+    Row("GET",    "/console/requests/new",              None,                                   303, 200, 200, 200),
+    Row("POST",   "/console/requests",                  {},                                     303, 422, 422, 422),
+    Row("GET",    C,                                    None,                                   303, 404, 404, 404),
+    Row("GET",    f"{C}/live",                          None,                                   303, 404, 404, 404),
+    Row("GET",    f"{C}/letters/final/0",               None,                                   303, 404, 404, 404),
+    Row("POST",   f"{C}/cancel",                        None,                                   303, 404, 404, 404),
+    Row("POST",   f"{C}/extend",                        None,                                   303, 403, 404, 404),
+    Row("GET",    "/console/dashboard",                 None,                                   303, 403, 200, 200),
 ]
 
 # Open to everyone by design: the subject's side, processor callbacks, health, the API's docs.
@@ -98,3 +112,14 @@ async def test_every_api_endpoint_has_a_row(http):
     staff = {(method.upper(), path) for path, ops in schema["paths"].items() for method in ops
              if not path.startswith(PUBLIC_PREFIXES)}
     assert staff - {(r.method, _template(r.path)) for r in MATRIX} == set()
+
+
+def test_every_console_page_has_a_row():
+    from api import console, console_request, dashboard, session
+
+    public = {"/console/sign-in"}
+    routes = [route for module in (console, console_request, dashboard, session) for route in module.router.routes
+              if route.path not in public]
+    missing = [f"{sorted(route.methods)} {route.path}" for route in routes
+               if not any(row.method in route.methods and route.path_regex.match(row.path) for row in MATRIX)]
+    assert missing == []

@@ -9,21 +9,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from dsrflow.hashing import token_hash
-from tests.support import api_client, staff_headers
-from workers.dsr_worker import build_worker
+from tests.support import staff_headers, unique_email
 
 PROBLEM = "application/problem+json"
-
-
-@pytest.fixture
-async def http(settings, pool, dev_server, task_queue):
-    async with build_worker(dev_server.client, settings, pool, task_queue=task_queue):
-        async with api_client(settings, dev_server.client, task_queue) as client:
-            yield client
-
-
-def unique_email(tag: str) -> str:
-    return f"{tag}.{uuid.uuid4().hex[:10]}@example.com"
 
 
 async def count_requests(pool) -> int:

@@ -1,0 +1,145 @@
+"""What the console's pages show, worked out from the data: days-left badges, the timeline's
+words for each audit event, which actions the signed-in role may take now, the Temporal UI
+link, and live regions that a page polls and that answer 204 while nothing has changed."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import Request, Response
+from fastapi.responses import HTMLResponse
+from markupsafe import Markup
+
+from api.pages import PAGE_HEADERS, render_fragment
+from dsrflow.settings import Settings
+from schemas.requests import RequestStatus
+from schemas.workflow import RequestState, workflow_id_for
+
+SOON_DAYS = 7
+
+
+@dataclass(frozen=True)
+class Badge:
+    css: str  # overdue | soon | later | closed
+    text: str
+
+
+def days_left_badge(days_left: int | None, status: RequestStatus) -> Badge:
+    """Overdue in red, due within a week in amber, later in green; closed requests in grey."""
+    if status.is_closed:
+        return Badge("closed", "closed")
+    if days_left is None:
+        return Badge("later", "no due date yet")
+    if days_left < 0:
+        return Badge("overdue", f"overdue by {-days_left} day{'s' if days_left != -1 else ''}")
+    if days_left == 0:
+        return Badge("soon", "due today")
+    return Badge("soon" if days_left <= SOON_DAYS else "later", f"{days_left} day{'s' if days_left != 1 else ''} left")
+
+
+_EVENT_WORDS = {
+    "request.created": "Request opened",
+    "request.received": "Received; deadlines computed",
+    "plan.created": "Plan made under the request's policy version",
+    "verification.succeeded": "Identity verified",
+    "verification.failed": "Wrong verification code",
+    "verification.locked": "Verification locked after too many wrong codes",
+    "verification.resent": "New verification code sent",
+    "deadline.extended": "Deadline extended",
+    "deadline.overdue": "Due date passed",
+    "letter.sent": "Letter sent",
+    "letter.suppressed": "Letter not sent (retention request)",
+    "package.built": "Access package built",
+    "package.downloaded": "Package downloaded by the subject",
+    "processor.callback": "Processor reported back",
+    "processor.confirmed": "Processor confirmed by e-mail link",
+    "processor.asked": "Processor asked by e-mail",
+    "processor.reminded": "Processor reminded by e-mail",
+    "task.retried": "Task retried",
+    "task.resolved": "Task resolved by staff",
+    "objection.decided": "Objection decided",
+    "retention.applied": "Retention rule applied",
+}
+
+
+def describe_event(event: Mapping[str, Any]) -> str:
+    """One line for the timeline; the details that matter most beside the words."""
+    kind, data = event["event_type"], event["data"] or {}
+    words = _EVENT_WORDS.get(kind)
+    if kind.startswith("status."):
+        words = f"Status: {kind.removeprefix('status.').replace('_', ' ')}"
+    elif kind.startswith("deadline.due_in_"):
+        words = f"Deadline warning: {kind.removeprefix('deadline.due_in_').replace('_', ' ')} left"
+    elif kind.startswith("task."):
+        words = words or f"{data.get('system', 'system')} task {kind.removeprefix('task.').replace('_', ' ')}"
+    words = words or kind
+    detail = {
+        "letter.sent": data.get("purpose"),
+        "verification.succeeded": data.get("method"),
+        "verification.failed": f"{data.get('attempts_left')} attempt(s) left" if "attempts_left" in data else None,
+        "deadline.extended": f"{data.get('from')} → {data.get('to')}: {data.get('reason')}",
+        "task.retried": data.get("system"), "task.resolved": data.get("system"),
+        "status.denied": data.get("reason_code"), "status.cancelled": data.get("reason"),
+    }.get(kind)
+    return f"{words} ({detail})" if detail else words
+
+
+def temporal_ui_link(settings: Settings, request_id: str) -> str:
+    workflow_id = quote(workflow_id_for(request_id), safe="")
+    return f"{settings.temporal_ui_url}/namespaces/{quote(settings.temporal_namespace, safe='')}/workflows/{workflow_id}"
+
+
+def allowed_actions(role_of: Any, live: RequestState | None, row: Mapping[str, Any],
+                    results: list[Mapping[str, Any]]) -> set[str]:
+    """The actions this member of staff may take on the request as it is now (the workflow has
+    the last word: a stale page's action is refused with its reason)."""
+    status = live.status if live else RequestStatus(row["status"])
+    if status.is_closed:
+        return set()
+    allowed = {"cancel"}
+    if status == RequestStatus.awaiting_verification:
+        allowed.add("resend-verification")
+    if role_of("compliance"):
+        allowed.add("deny")
+        if not (live.extended if live else row["extended"]) and not (live and live.overdue):
+            allowed.add("extend")
+        if status == RequestStatus.awaiting_approval:
+            allowed.add("approve")
+        if live and live.awaiting_decision:
+            allowed.add("decide-objection")
+        if any(r["status"] == "needs_attention" for r in results):
+            allowed.update({"retry-task", "resolve-task"})
+    return allowed
+
+
+@dataclass(frozen=True)
+class LiveRegion:
+    """A region of a page that polls `poll_url` for itself. Its markup carries a version (a digest
+    of what it shows); a poll naming the current version gets 204 and htmx leaves the region
+    alone, so a half-typed form inside it survives until something really changed."""
+
+    html: Markup
+    version: str
+
+    def response(self, request: Request, status_code: int = 200) -> Response:
+        if request.query_params.get("v") == self.version and status_code == 200:
+            return Response(status_code=204, headers={"Cache-Control": "no-store"})
+        return HTMLResponse(str(self.html), status_code=status_code, headers=PAGE_HEADERS)
+
+
+def live_region(request: Request, template: str, context: dict[str, Any], *, poll_url: str,
+                region_id: str, every: str, notice: dict[str, Any] | None = None) -> LiveRegion:
+    """`notice` (the outcome of an action) is shown once: the version is that of the region
+    without it, so the next poll that finds nothing else changed leaves it on screen."""
+    body = render_fragment(request, template, context)
+    version = hashlib.sha256(body.encode()).hexdigest()[:16]
+    if notice:
+        body = render_fragment(request, template, {**context, **notice})
+    separator = "&" if "?" in poll_url else "?"
+    html = Markup('<div id="{}" hx-get="{}" hx-trigger="every {}" hx-swap="outerHTML" data-version="{}">').format(
+        region_id, f"{poll_url}{separator}v={version}", every, version) + Markup(body) + Markup("</div>")
+    return LiveRegion(html, version)

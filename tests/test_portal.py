@@ -1,0 +1,183 @@
+"""The subject portal over the real app, worker and Temporal dev server: the request form, its
+errors, verification by code and by the e-mail's link, the status page and the package page."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from dsrflow.hashing import token_hash
+from tests.support import (
+    staff_headers,
+    unique_email,
+    verification_code,
+    verification_link,
+    wait_for_letter,
+)
+
+
+async def submit(http, **fields) -> str:
+    """Send the form; return the request id from the redirect to its verification page."""
+    form = await http.get("/portal")
+    submission = re.search(r'name="submission" value="([^"]+)"', form.text).group(1)
+    r = await http.post("/portal/requests", data={"submission": submission, **fields})
+    assert r.status_code == 303, r.text
+    match = re.fullmatch(r"/portal/requests/([0-9a-f-]{36})/verify", r.headers["location"])
+    assert match, r.headers["location"]
+    return match.group(1)
+
+
+async def test_form_is_labelled_and_needs_no_script(http):
+    r = await http.get("/portal")
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/html")
+    html = r.text
+    assert "<script" not in html
+    # Every text input has a label pointing at it.
+    for field in ("email", "name", "country", "correct_name", "other_corrections", "reference"):
+        assert f'<label for="{field}">' in html, field
+        assert f'id="{field}"' in html
+    assert html.count('type="radio" name="type"') == 6
+    assert r.headers["cache-control"] == "no-store"
+
+
+async def test_submit_then_verify_by_code(http, pool, mail_sink):
+    email = unique_email("portal")
+    rid = await submit(http, type="access", email=email, country="fr", name="Ada Portal")
+
+    row = await pool.fetchrow("SELECT * FROM dsr_requests WHERE id = $1", rid)
+    assert (row["subject_email"], row["country"], row["channel"], row["origin"]) == (email, "FR", "web", "subject")
+    page = await http.get(f"/portal/requests/{rid}/verify")
+    assert page.status_code == 200
+    assert email not in page.text  # the page never shows the address
+
+    code = verification_code(await wait_for_letter(mail_sink, rid, "verification"))
+    wrong = "000000" if code != "000000" else "111111"
+    r = await http.post(f"/portal/requests/{rid}/verify", data={"code": wrong})
+    assert r.status_code == 400
+    assert "That code is not right. You have 4 attempt(s) left." in r.text
+
+    r = await http.post(f"/portal/requests/{rid}/verify", data={"code": f"{code[:3]} {code[3:]}"})
+    assert r.status_code == 303, r.text
+    assert r.headers["location"] == f"/portal/requests/{rid}?verified=true"
+    status = await http.get(r.headers["location"])
+    assert "you have confirmed that the request is yours" in status.text
+    assert "access to your personal data" in status.text
+    assert email not in status.text and "Ada Portal" not in status.text
+
+
+async def test_link_shows_a_button_and_only_the_button_verifies(http, pool, mail_sink):
+    rid = await submit(http, type="erasure", email=unique_email("link"))
+    link = verification_link(await wait_for_letter(mail_sink, rid, "verification"))
+    path = link.split("://", 1)[1].split("/", 1)[1]
+    token = link.rsplit("token=", 1)[1]
+
+    page = await http.get(f"/{path}")
+    assert page.status_code == 200
+    assert "Yes, I made this request" in page.text
+    assert page.headers["referrer-policy"] == "same-origin"
+    assert await pool.fetchval("SELECT status FROM dsr_requests WHERE id = $1", rid) == "awaiting_verification"
+
+    r = await http.post(f"/portal/requests/{rid}/verify", data={"token": token})
+    assert r.status_code == 303, r.text
+    status = await http.get(f"/portal/requests/{rid}")
+    assert "We are working on your request." in status.text or "answered" in status.text
+    again = await http.get(f"/{path}")
+    assert "There is nothing to confirm for this request." in again.text
+
+
+async def test_errors_name_each_field_and_store_nothing(http, pool):
+    before = await pool.fetchval("SELECT count(*) FROM dsr_requests")
+    r = await http.post("/portal/requests", data={"email": "not-an-address", "country": "Belgium"})
+    assert r.status_code == 422
+    for message in ("Choose what you are asking us to do.", "Enter your e-mail address",
+                    "Enter the two-letter code of your country"):
+        assert message in r.text
+    assert 'aria-invalid="true"' in r.text
+    assert 'value="not-an-address"' in r.text  # what was typed is kept
+
+    r = await http.post("/portal/requests", data={"type": "rectification", "email": unique_email("rect"),
+                                                   "other_corrections": "no colon here"})
+    assert r.status_code == 422
+    assert "Write each other correction on its own line" in r.text
+    r = await http.post("/portal/requests", data={"type": "restriction", "email": unique_email("restr")})
+    assert r.status_code == 422
+    assert "restriction needs at least one Art. 18(1) ground" in r.text
+    assert await pool.fetchval("SELECT count(*) FROM dsr_requests") == before
+
+
+async def test_type_details_reach_the_request(http, pool):
+    rid = await submit(http, type="rectification", email=unique_email("details"),
+                       correct_name="Ada Lovelace", other_corrections="phone: +32 470 12 34 56\n",
+                       # Details of another type are not this request's: ignored, not refused.
+                       objection_scope="profiling")
+    details = await pool.fetchval("SELECT details FROM dsr_requests WHERE id = $1", rid)
+    assert details == {"corrections": {"name": "Ada Lovelace", "phone": "+32 470 12 34 56"}}
+
+    rid = await submit(http, type="restriction", email=unique_email("details"),
+                       restriction_grounds=["accuracy_contested", "objection_pending"])
+    details = await pool.fetchval("SELECT details FROM dsr_requests WHERE id = $1", rid)
+    assert details == {"restriction_grounds": ["accuracy_contested", "objection_pending"]}
+
+
+async def test_same_form_sent_twice_opens_one_request(http, pool):
+    email = unique_email("twice")
+    form = await http.get("/portal")
+    submission = re.search(r'name="submission" value="([^"]+)"', form.text).group(1)
+    data = {"submission": submission, "type": "access", "email": email}
+    first = await http.post("/portal/requests", data=data)
+    second = await http.post("/portal/requests", data=data)
+    assert first.headers["location"] == second.headers["location"]
+    assert await pool.fetchval("SELECT count(*) FROM dsr_requests WHERE subject_email = $1", email) == 1
+
+
+async def test_answers_do_not_reveal_whether_an_address_has_requests(http, pool):
+    known = unique_email("known")
+    await submit(http, type="access", email=known)
+    pages = []
+    for email in (known, unique_email("unknown")):
+        rid = await submit(http, type="access", email=email)
+        page = await http.get(f"/portal/requests/{rid}/verify")
+        pages.append(page.text.replace(rid, "RID"))
+    assert pages[0] == pages[1]
+
+
+async def test_status_lookup_by_reference(http, pool):
+    rid = await submit(http, type="access", email=unique_email("lookup"))
+    r = await http.get("/portal/status", params={"reference": f" {rid} "})
+    assert r.status_code == 303 and r.headers["location"] == f"/portal/requests/{rid}"
+    missing = await http.get(f"/portal/requests/{uuid.uuid4()}")
+    assert missing.status_code == 404
+    assert missing.headers["content-type"].startswith("text/html")
+    assert "We have no request with this reference" in missing.text
+
+
+async def test_package_page_wraps_the_download_link(http, pool):
+    staff = await staff_headers(pool, "agent")
+    r = await http.post("/v1/requests", headers=staff, json={
+        "type": "access", "subject": {"email": unique_email("pkg")}, "identity_attested": True})
+    rid = r.json()["id"]
+    token, expired = secrets.token_hex(32), secrets.token_hex(32)
+    for tok, expires in ((token, datetime.now(UTC) + timedelta(days=7)),
+                         (expired, datetime.now(UTC) - timedelta(minutes=1))):
+        await pool.execute(
+            """INSERT INTO packages (id, request_id, kind, path, size_bytes, records, token_hash, expires_at)
+               VALUES ($1, $2, 'access', '/nonexistent', 20480, 42, $3, $4)""",
+            uuid.uuid4(), rid, token_hash(tok), expires)
+
+    page = await http.get(f"/portal/packages/{token}")
+    assert page.status_code == 200
+    assert "42 record(s)" in page.text and "20.0 KB" in page.text
+    assert f'href="/v1/public/packages/{token}"' in page.text
+
+    gone = await http.get(f"/portal/packages/{expired}")
+    assert gone.status_code == 410 and "this download link has expired" in gone.text
+    # The letter's own link, opened in a browser, says so on a page too; the API still answers JSON.
+    browser = await http.get(f"/v1/public/packages/{expired}", headers={"Accept": "text/html,*/*"})
+    assert browser.status_code == 410 and browser.headers["content-type"].startswith("text/html")
+    api = await http.get(f"/v1/public/packages/{expired}")
+    assert api.status_code == 410 and api.headers["content-type"].startswith("application/problem+json")
+    unknown = await http.get(f"/portal/packages/{secrets.token_hex(32)}")
+    assert unknown.status_code == 404 and unknown.headers["content-type"].startswith("text/html")
