@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     # `dsrflow up` seeds and starts the demo processor systems (crm, analytics, billing, email).
     demo: bool = Field(True, validation_alias=AliasChoices("DSRFLOW_DEMO"))
     demo_opendsr_port: int = _port_field(8100, "DSRFLOW_DEMO_OPENDSR_PORT")
+    # Seconds the demo e-mail processor takes to carry out a request (benchmarks set 0).
+    demo_opendsr_delay: float = Field(2.0, ge=0, validation_alias=AliasChoices("DSRFLOW_DEMO_OPENDSR_DELAY"))
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", validation_alias=AliasChoices("DSRFLOW_LOG_LEVEL")
     )
