@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import sys
 from datetime import date
 from enum import StrEnum
 from typing import Annotated
 
+import asyncpg
 import typer
 
 from dsrflow.settings import Settings, SettingsError, load_settings
@@ -233,6 +235,12 @@ def main() -> None:
         code = exc.code
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        code = 2
+    except (ConnectionError, socket.gaierror, asyncpg.PostgresConnectionError, asyncpg.InvalidCatalogNameError,
+            asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError) as exc:
+        # Most often the database is not running: say so in one line, not a traceback.
+        print(f"error: cannot reach the database (DSRFLOW_DATABASE_URL, or start it with "
+              f"`dsrflow up`): {exc}", file=sys.stderr)
         code = 2
     except KeyboardInterrupt:
         code = 130

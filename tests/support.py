@@ -63,3 +63,12 @@ def assert_problem(response: httpx.Response, status: int) -> dict:
     body = response.json()
     assert body["status"] == status
     return body
+
+
+async def fetch_rows(url: str, sql: str, *args) -> list[asyncpg.Record]:
+    """Rows from a database by URL (a demo system's, a processor's), on a connection of its own."""
+    conn = await asyncpg.connect(url)
+    try:
+        return await conn.fetch(sql, *args)
+    finally:
+        await conn.close()

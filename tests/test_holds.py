@@ -10,25 +10,15 @@ import zipfile
 from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
-import pytest
 
-from activities.context import ActivityContext
 from dsrflow.holds_store import place_hold
 from dsrflow.keys import load_secret_key
 from schemas.holds import SweepInput
 from schemas.workflow import workflow_id_for
 from tests.fanout_stack import api, fanout_stack
-from tests.support import staff_headers, text_of, wait_for_letter
+from tests.support import fetch_rows, staff_headers, text_of, wait_for_letter
 from workers.dsr_worker import build_worker
 from workflows.erasure_sweep import ErasureSweepWorkflow
-
-
-async def _rows(url: str, sql: str, *args) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(url)
-    try:
-        return await conn.fetch(sql, *args)
-    finally:
-        await conn.close()
 
 
 async def _erase(http, pool, client, email: str) -> tuple[str, dict]:
@@ -42,25 +32,25 @@ async def _erase(http, pool, client, email: str) -> tuple[str, dict]:
 async def test_erasure_keeps_accounting_records_minimised_and_says_so(postgres, settings, pool, dev_server, tmp_path, mail_sink):
     async with fanout_stack(postgres, settings, dev_server.client, tmp_path) as stack:
         db = stack.databases
-        invoices_before = await _rows(db["billing"], """
+        invoices_before = await fetch_rows(db["billing"], """
             SELECT i.id, i.number, i.total FROM invoices i JOIN customers c ON c.id = i.customer_id
             WHERE c.email = 'ada@example.com' ORDER BY i.id""")
         assert len(invoices_before) == 3
         async with build_worker(dev_server.client, stack.settings, pool), api(stack) as http:
             rid, state = await _erase(http, pool, dev_server.client, "ada@example.com")
             assert state["status"] == "completed", state
-            assert await _rows(db["crm"], "SELECT 1 FROM contacts WHERE email = 'ada@example.com'") == []
-            assert await _rows(db["analytics"], "SELECT 1 FROM users WHERE email = 'ada@example.com'") == []
-            assert await _rows(db["email_marketing"], "SELECT 1 FROM subscribers WHERE email = 'ada@example.com'") == []
+            assert await fetch_rows(db["crm"], "SELECT 1 FROM contacts WHERE email = 'ada@example.com'") == []
+            assert await fetch_rows(db["analytics"], "SELECT 1 FROM users WHERE email = 'ada@example.com'") == []
+            assert await fetch_rows(db["email_marketing"], "SELECT 1 FROM subscribers WHERE email = 'ada@example.com'") == []
 
-            invoices = await _rows(db["billing"], "SELECT id, number, total, restricted FROM invoices WHERE id = ANY($1::bigint[])",
+            invoices = await fetch_rows(db["billing"], "SELECT id, number, total, restricted FROM invoices WHERE id = ANY($1::bigint[])",
                                    [r["id"] for r in invoices_before])
             assert [(r["number"], r["total"]) for r in invoices] == [(r["number"], r["total"]) for r in invoices_before]
             assert all(r["restricted"] for r in invoices)
-            customer = (await _rows(db["billing"], "SELECT * FROM customers WHERE customer_number = 'C-000000'"))[0]
+            customer = (await fetch_rows(db["billing"], "SELECT * FROM customers WHERE customer_number = 'C-000000'"))[0]
             assert customer["email"] is None and customer["phone"] is None and customer["notes"] is None
             assert customer["name"] == "Ada Lovelace" and customer["vat_number"] and customer["restricted"]
-            payments = await _rows(db["billing"], "SELECT restricted FROM payments WHERE invoice_id = ANY($1::bigint[])",
+            payments = await fetch_rows(db["billing"], "SELECT restricted FROM payments WHERE invoice_id = ANY($1::bigint[])",
                                    [r["id"] for r in invoices_before])
             assert payments and all(p["restricted"] for p in payments)
 
@@ -96,19 +86,19 @@ async def test_legal_claims_hold_blocks_erasure_until_released(postgres, setting
         async with build_worker(dev_server.client, stack.settings, pool), api(stack) as http:
             rid, state = await _erase(http, pool, dev_server.client, "grace@example.com")
             assert state["status"] == "completed"
-            contacts = await _rows(db["crm"], "SELECT restricted FROM contacts WHERE email = 'grace@example.com'")
+            contacts = await fetch_rows(db["crm"], "SELECT restricted FROM contacts WHERE email = 'grace@example.com'")
             assert contacts and all(c["restricted"] for c in contacts)
-            assert await _rows(db["billing"], "SELECT 1 FROM customers WHERE email = 'grace@example.com'") == []
+            assert await fetch_rows(db["billing"], "SELECT 1 FROM customers WHERE email = 'grace@example.com'") == []
             letter = text_of(await wait_for_letter(mail_sink, rid, "response"))
             assert "legal claim" in letter and "CRM" in letter
 
             r = await http.delete(f"/v1/legal-holds/{hold['id']}", headers=await staff_headers(pool, "compliance"))
             assert r.status_code in (202, 204), r.text
             for _ in range(100):
-                if not await _rows(db["crm"], "SELECT 1 FROM contacts WHERE email = 'grace@example.com'"):
+                if not await fetch_rows(db["crm"], "SELECT 1 FROM contacts WHERE email = 'grace@example.com'"):
                     break
                 await asyncio.sleep(0.2)
-            assert await _rows(db["crm"], "SELECT 1 FROM contacts WHERE email = 'grace@example.com'") == []
+            assert await fetch_rows(db["crm"], "SELECT 1 FROM contacts WHERE email = 'grace@example.com'") == []
             ledger = await pool.fetch("SELECT origin FROM erasure_ledger WHERE system = 'crm' AND request_id = $1", rid)
             assert "deferred" in {r["origin"] for r in ledger}
 
@@ -132,7 +122,7 @@ async def test_sweep_erases_what_became_due_and_leaves_the_rest(postgres, settin
             held_invoices = [int(r["record_key"]) for r in await pool.fetch(
                 "SELECT record_key FROM deferred_erasures WHERE request_id = $1 AND dataset = 'invoices'", rid)]
             assert len(held_invoices) == 3
-            left = await _rows(db["billing"], "SELECT issued_on FROM invoices WHERE id = ANY($1::bigint[])", held_invoices)
+            left = await fetch_rows(db["billing"], "SELECT issued_on FROM invoices WHERE id = ANY($1::bigint[])", held_invoices)
             assert [r["issued_on"].year for r in left] == [2026]
             done = await pool.fetch("SELECT dataset, done_at IS NOT NULL AS done, erase_after FROM deferred_erasures WHERE request_id = $1", rid)
             assert all(r["done"] == (r["erase_after"] <= date(2036, 1, 2)) for r in done)
@@ -145,10 +135,10 @@ async def test_erasure_replay_after_a_backup_restore(postgres, settings, pool, d
 
     async with fanout_stack(postgres, settings, dev_server.client, tmp_path) as stack:
         db = stack.databases
-        contact = (await _rows(db["crm"], "SELECT * FROM contacts WHERE email = 'grace@example.com'"))[0]
+        contact = (await fetch_rows(db["crm"], "SELECT * FROM contacts WHERE email = 'grace@example.com'"))[0]
         async with build_worker(dev_server.client, stack.settings, pool), api(stack) as http:
             await _erase(http, pool, dev_server.client, "grace@example.com")
-        assert await _rows(db["crm"], "SELECT 1 FROM contacts WHERE id = $1", contact["id"]) == []
+        assert await fetch_rows(db["crm"], "SELECT 1 FROM contacts WHERE id = $1", contact["id"]) == []
         # A backup from before the erasure is restored: her contact row is back.
         columns = list(contact.keys())
         conn = await asyncpg.connect(db["crm"])
@@ -163,7 +153,7 @@ async def test_erasure_replay_after_a_backup_restore(postgres, settings, pool, d
                               env=env, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
         assert "re-erased" in done.stdout and "crm: 1" in done.stdout
-        assert await _rows(db["crm"], "SELECT 1 FROM contacts WHERE id = $1", contact["id"]) == []
+        assert await fetch_rows(db["crm"], "SELECT 1 FROM contacts WHERE id = $1", contact["id"]) == []
         again = subprocess.run([sys.executable, "-m", "dsrflow.cli", "erasure", "replay", "--since", today],
                                env=env, capture_output=True, text=True, timeout=120)
         assert again.stdout.strip() == "re-erased 0 record(s)"

@@ -25,6 +25,7 @@ from policy.model import DEFAULT_POLICY, PolicyError, load_policy, parse_policy
 from schemas.retention import RetentionSweepInput
 from schemas.workflow import workflow_id_for
 from tests.fanout_stack import api, fanout_stack
+from tests.support import fetch_rows
 from workers.dsr_worker import build_worker
 from workers.schedules import RETENTION_SCHEDULE_ID, SWEEP_SCHEDULE_ID, ensure_schedules
 from workflows.retention_sweep import RetentionSweepWorkflow
@@ -37,16 +38,8 @@ DEMO_TABLES = {
 }
 
 
-async def _fetch(url: str, sql: str, *args) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(url)
-    try:
-        return await conn.fetch(sql, *args)
-    finally:
-        await conn.close()
-
-
 async def _value(url: str, sql: str, *args):
-    return (await _fetch(url, sql, *args))[0][0]
+    return (await fetch_rows(url, sql, *args))[0][0]
 
 
 # The rules as policy ------------------------------------------------------------------------------
@@ -197,14 +190,14 @@ async def test_sweep_erases_accounts_inactive_for_more_than_12_months(postgres, 
         crm, billing = stack.databases["crm"], stack.databases["billing"]
         now = await env.get_current_time()
         # Customers with invoices: their accounting records must outlive their accounts.
-        invoiced = [r["email"] for r in await _fetch(billing, """
+        invoiced = [r["email"] for r in await fetch_rows(billing, """
             SELECT c.email FROM customers c JOIN invoices i ON i.customer_id = c.id
             WHERE c.id > 3 GROUP BY c.email ORDER BY min(c.id) LIMIT 50""")]
-        chosen = await _fetch(crm, "SELECT id, email FROM contacts WHERE email = ANY($1::text[]) ORDER BY id LIMIT 2", invoiced)
+        chosen = await fetch_rows(crm, "SELECT id, email FROM contacts WHERE email = ANY($1::text[]) ORDER BY id LIMIT 2", invoiced)
         (gone_id, gone), (stays_id, stays) = [(r["id"], r["email"]) for r in chosen]
         invoices = "SELECT i.restricted FROM invoices i JOIN customers c ON c.id = i.customer_id WHERE c.customer_number = $1"
         customer_number = await _value(billing, "SELECT customer_number FROM customers WHERE email = $1", gone)
-        invoices_before = len(await _fetch(billing, invoices, customer_number))
+        invoices_before = len(await fetch_rows(billing, invoices, customer_number))
         assert invoices_before > 0
         # Everyone else used the app yesterday; the two chosen last did 13 and 11 months ago.
         conn = await asyncpg.connect(crm)
@@ -235,12 +228,12 @@ async def test_sweep_erases_accounts_inactive_for_more_than_12_months(postgres, 
                                               "retention_last_activity": request["details"]["retention_last_activity"]}
                 state = await asyncio.wait_for(env.client.get_workflow_handle(workflow_id_for(str(request["id"]))).result(), 120)
                 assert state["status"] == "completed", state
-                assert await _fetch(crm, "SELECT 1 FROM contacts WHERE id = $1", gone_id) == []
-                assert await _fetch(crm, "SELECT 1 FROM contacts WHERE id = $1", stays_id) != []
+                assert await fetch_rows(crm, "SELECT 1 FROM contacts WHERE id = $1", gone_id) == []
+                assert await fetch_rows(crm, "SELECT 1 FROM contacts WHERE id = $1", stays_id) != []
                 # Erasure is hold-aware: the accounting records stay, minimised and restricted.
-                kept = await _fetch(billing, invoices, customer_number)
+                kept = await fetch_rows(billing, invoices, customer_number)
                 assert len(kept) == invoices_before and all(r["restricted"] for r in kept)
-                assert await _fetch(billing, "SELECT 1 FROM customers WHERE email = $1", gone) == []
+                assert await fetch_rows(billing, "SELECT 1 FROM customers WHERE email = $1", gone) == []
                 # No verification, no letters to the subject (the policy says not to), evidence kept.
                 letters = await pool.fetch("SELECT purpose FROM sent_letters WHERE request_id = $1 AND recipient = $2",
                                            request["id"], gone)
@@ -262,7 +255,7 @@ async def test_sweep_erases_accounts_inactive_for_more_than_12_months(postgres, 
                 request = await _retention_request(pool, stays)
                 state = await asyncio.wait_for(env.client.get_workflow_handle(workflow_id_for(str(request["id"]))).result(), 120)
                 assert state["status"] == "completed", state
-                assert await _fetch(crm, "SELECT 1 FROM contacts WHERE id = $1", stays_id) == []
+                assert await fetch_rows(crm, "SELECT 1 FROM contacts WHERE id = $1", stays_id) == []
                 assert await _value(crm, "SELECT count(*) FROM contacts") > 800  # everyone else stays
 
 
@@ -312,7 +305,7 @@ async def test_sweep_erases_analytics_24_months_after_the_last_visit(postgres, s
     async with fanout_stack(postgres, settings, dev_server.client, tmp_path) as stack:
         db = stack.databases["analytics"]
         now = datetime.now(UTC)
-        (gone, gone_email), (stays, _) = [(r["user_id"], r["email"]) for r in await _fetch(
+        (gone, gone_email), (stays, _) = [(r["user_id"], r["email"]) for r in await fetch_rows(
             db, "SELECT user_id, email FROM users WHERE user_id > 'C-000002' ORDER BY user_id LIMIT 2")]
         conn = await asyncpg.connect(db)
         for user, months in ((gone, 25), (stays, 23)):
@@ -338,7 +331,7 @@ async def test_sweep_erases_analytics_24_months_after_the_last_visit(postgres, s
         assert "'last_seen_at' does not exist" in accounts.error
         assert analytics.error is None
         assert (analytics.due, analytics.removed) == (1, {"users": 1, "page_events": events})
-        assert await _fetch(db, "SELECT 1 FROM users WHERE user_id = $1", gone) == []
+        assert await fetch_rows(db, "SELECT 1 FROM users WHERE user_id = $1", gone) == []
         # Its page events stay only as anonymous statistics (the dataset's erasure rules).
         assert await _value(db, "SELECT count(*) FROM page_events WHERE client_id = $1", client_id) == 0
         assert await _value(db, "SELECT count(*) FROM users WHERE user_id = $1", stays) == 1
@@ -373,7 +366,7 @@ async def test_a_crm_demo_database_seeded_before_last_seen_at_is_upgraded(postgr
 
     names = {s: f"{s}_{uuid.uuid4().hex[:6]}" for s in DEMO_TABLES}
     assert await ensure_demo_databases(postgres, postgres.url, names) == dict.fromkeys(DEMO_TABLES, True)
-    expected = await _fetch(postgres.url(names["crm"]), "SELECT id, last_seen_at FROM contacts ORDER BY id")
+    expected = await fetch_rows(postgres.url(names["crm"]), "SELECT id, last_seen_at FROM contacts ORDER BY id")
     # What version 1 left behind: no last_seen_at column.
     conn = await asyncpg.connect(postgres.url(names["crm"]))
     await conn.execute("ALTER TABLE contacts DROP COLUMN last_seen_at; UPDATE demo_meta SET value = '1' WHERE key = 'seeded'")
@@ -381,5 +374,5 @@ async def test_a_crm_demo_database_seeded_before_last_seen_at_is_upgraded(postgr
 
     assert await ensure_demo_databases(postgres, postgres.url, names) == dict.fromkeys(DEMO_TABLES, False)
     crm = postgres.url(names["crm"])
-    assert await _fetch(crm, "SELECT id, last_seen_at FROM contacts ORDER BY id") == expected
+    assert await fetch_rows(crm, "SELECT id, last_seen_at FROM contacts ORDER BY id") == expected
     assert await _value(crm, "SELECT value FROM demo_meta WHERE key = 'seeded'") == SEED_VERSION

@@ -14,23 +14,16 @@ from dateutil.relativedelta import relativedelta
 from schemas.retention import RetentionSweepInput
 from schemas.workflow import workflow_id_for
 from tests.fanout_stack import api, fanout_stack
+from tests.support import fetch_rows
 from workers.dsr_worker import build_worker
 from workflows.retention_sweep import RetentionSweepWorkflow
-
-
-async def _rows(url: str, sql: str, *args) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(url)
-    try:
-        return await conn.fetch(sql, *args)
-    finally:
-        await conn.close()
 
 
 async def test_marketing_data_goes_12_months_after_the_last_newsletter(postgres, settings, pool, dev_server, tmp_path):
     async with fanout_stack(postgres, settings, dev_server.client, tmp_path, email_delay=0.1) as stack:
         crm, processor = stack.databases["crm"], stack.databases["email_marketing"]
-        subscribed = [r["email"] for r in await _rows(processor, "SELECT email FROM subscribers ORDER BY id")]
-        chosen = await _rows(crm, "SELECT id, email FROM contacts WHERE email = ANY($1::text[]) AND id > 3 "
+        subscribed = [r["email"] for r in await fetch_rows(processor, "SELECT email FROM subscribers ORDER BY id")]
+        chosen = await fetch_rows(crm, "SELECT id, email FROM contacts WHERE email = ANY($1::text[]) AND id > 3 "
                                   "ORDER BY id LIMIT 2", subscribed)
         (gone_id, gone), (stays_id, stays) = [(r["id"], r["email"]) for r in chosen]
         now = datetime.now(UTC)
@@ -42,7 +35,7 @@ async def test_marketing_data_goes_12_months_after_the_last_newsletter(postgres,
             await conn.execute("UPDATE contacts SET last_marketing_email_at = $2 WHERE id = $1",
                                contact, now - relativedelta(months=months))
         await conn.close()
-        contacts_before = await _rows(crm, "SELECT * FROM contacts ORDER BY id")
+        contacts_before = await fetch_rows(crm, "SELECT * FROM contacts ORDER BY id")
 
         async def sweep() -> object:
             report = await dev_server.client.execute_workflow(
@@ -54,8 +47,9 @@ async def test_marketing_data_goes_12_months_after_the_last_newsletter(postgres,
         async with build_worker(dev_server.client, stack.settings, pool), api(stack):
             first = await sweep()
             assert (first.rule, first.due, first.started, first.error) == ("marketing_data", 1, 1, None)
-            request = await pool.fetchrow("SELECT * FROM dsr_requests WHERE origin = 'retention' "
-                                          "AND subject_email = $1", gone)
+            # Other tests share the app database (and the demo subjects): this rule's requests only.
+            mine = "origin = 'retention' AND details->>'retention_rule' = 'marketing_data'"
+            request = await pool.fetchrow(f"SELECT * FROM dsr_requests WHERE {mine} AND subject_email = $1", gone)
             assert request["details"]["systems"] == ["email_marketing"]
             handle = dev_server.client.get_workflow_handle(workflow_id_for(str(request["id"])))
             state = await asyncio.wait_for(handle.result(), 60)
@@ -65,9 +59,9 @@ async def test_marketing_data_goes_12_months_after_the_last_newsletter(postgres,
             # record in the CRM, and the other subscriber, are as they were.
             plan = await pool.fetchval("SELECT plan FROM request_plans WHERE request_id = $1", request["id"])
             assert [t["system"] for t in plan["tasks"]] == ["email_marketing"]
-            assert await _rows(processor, "SELECT 1 FROM subscribers WHERE email = $1", gone) == []
-            assert await _rows(processor, "SELECT 1 FROM subscribers WHERE email = $1", stays) != []
-            assert await _rows(crm, "SELECT * FROM contacts ORDER BY id") == contacts_before
+            assert await fetch_rows(processor, "SELECT 1 FROM subscribers WHERE email = $1", gone) == []
+            assert await fetch_rows(processor, "SELECT 1 FROM subscribers WHERE email = $1", stays) != []
+            assert await fetch_rows(crm, "SELECT * FROM contacts ORDER BY id") == contacts_before
 
             # Erased once for this last newsletter: the next runs leave the subject alone.
             again = await sweep()
@@ -80,7 +74,7 @@ async def test_marketing_data_goes_12_months_after_the_last_newsletter(postgres,
             await conn.close()
             later = await sweep()
             assert (later.due, later.started, later.already_erased) == (1, 1, 0)
-            requests = await pool.fetch("SELECT id FROM dsr_requests WHERE origin = 'retention' "
+            requests = await pool.fetch(f"SELECT id FROM dsr_requests WHERE {mine} "
                                         "AND subject_email = ANY($1::text[]) ORDER BY created_at", [gone, stays])
             assert len(requests) == 2
             handle = dev_server.client.get_workflow_handle(workflow_id_for(str(requests[-1]["id"])))

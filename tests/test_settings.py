@@ -62,3 +62,16 @@ def test_cli_exits_non_zero_with_one_line():
     assert done.stderr.strip() == (
         "error: DSRFLOW_API_PORT: expected a TCP port number between 1 and 65535 (got 'abc')"
     )
+
+
+@pytest.mark.parametrize("command", [["migrate"], ["audit", "verify"], ["retention", "plan"]])
+def test_cli_says_in_one_line_when_the_database_is_unreachable(tmp_path, command):
+    from devstack.processes import free_port
+
+    env = {**os.environ, "DSRFLOW_HOME": str(tmp_path),
+           "DSRFLOW_DATABASE_URL": f"postgresql://dsrflow@127.0.0.1:{free_port()}/dsrflow"}
+    done = subprocess.run([sys.executable, "-m", "dsrflow.cli", *command], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: cannot reach the database") and len(done.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in done.stderr

@@ -141,7 +141,7 @@ class OpenDsrConnector:
     # -- the Connector interface -----------------------------------------------------------
 
     async def erase(self, subject: Subject, context: ErasureContext | None = None) -> ActionOutcome:
-        return await self._submit(subject, "erasure")
+        return await self._submit(subject, "erasure", callbacks=True)
 
     async def status(self, subject: Subject, external_id: str) -> ActionOutcome:
         return outcome_from_status(await self._request_status(external_id))
@@ -153,7 +153,8 @@ class OpenDsrConnector:
         return subject_request_id(subject.request_id, self.name, kind) if kind else None
 
     async def access(self, subject: Subject) -> AsyncIterator[AccessRecord]:
-        outcome = await self._submit(subject, "access")
+        # Access waits for the export here, polling: a callback would find no task to wake.
+        outcome = await self._submit(subject, "access", callbacks=False)
         if outcome.status != "pending" or outcome.external_id is None:
             raise PermanentConnectorError(f"system {self.name}: {outcome.message}")
         document = await self._wait_until_completed(outcome.external_id)
@@ -247,7 +248,7 @@ class OpenDsrConnector:
             return [{"identity_type": "email", "identity_value": digest, "identity_format": "sha256"}]
         return []
 
-    async def _submit(self, subject: Subject, kind: str) -> ActionOutcome:
+    async def _submit(self, subject: Subject, kind: str, *, callbacks: bool) -> ActionOutcome:
         discovery = await self._discover()
         if kind not in (discovery.get("supported_subject_request_types") or []):
             return self._not_sent(f"its discovery document does not offer {kind} requests")
@@ -261,7 +262,7 @@ class OpenDsrConnector:
             "subject_identities": identities,
             "submitted_time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
             "regulation": self.regulation,
-            "status_callback_urls": [self.env.callback_url] if self.env.callback_url else [],
+            "status_callback_urls": [self.env.callback_url] if callbacks and self.env.callback_url else [],
             "api_version": API_VERSION,
         }
         response = await self._call("POST", f"{self.base_url}/requests", json=body, accept=(409,))
