@@ -138,6 +138,22 @@ class BenchStack:
     def pid(self, role: str) -> int:
         return next(proc.pid for name, proc in self.stack._children if name == role)
 
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time used so far, per component: where a run's work went."""
+        roles = {proc.pid: name for name, proc in self.stack._children}
+        used: dict[str, float] = {}
+        me = psutil.Process()
+        for proc in [me, *me.children(recursive=True)]:
+            try:
+                times = proc.cpu_times()
+                name = proc.name()
+            except psutil.Error:
+                continue
+            role = roles.get(proc.pid) or ("bench" if proc.pid == me.pid else
+                                           "postgres" if name.startswith("postgres") else name)
+            used[role] = used.get(role, 0.0) + times.user + times.system
+        return used
+
     async def api(self, role: str = "agent") -> httpx.AsyncClient:
         token = await create_token(self.pool, role, "bench")
         return httpx.AsyncClient(base_url=self.api_url, timeout=120,

@@ -55,7 +55,7 @@ async def shape_of(client: Client, workflow_id: str) -> Shape:
                  updates=updates, children=kids)
 
 
-async def _erasures(bench: BenchStack, emails: list[str]) -> float:
+async def erasures(bench: BenchStack, emails: list[str]) -> float:
     """Seconds from the first POST until the last of the requests completed."""
     limit = asyncio.Semaphore(CONCURRENCY)
     async with await bench.api() as http:
@@ -89,6 +89,11 @@ async def _skeletons(client: Client, shape: Shape, count: int, run: str) -> floa
     return time.perf_counter() - start
 
 
+def _per_request(before: dict[str, float], after: dict[str, float], count: int) -> dict[str, float]:
+    return {role: round((after[role] - before.get(role, 0.0)) * 1000 / count)
+            for role in after if after[role] - before.get(role, 0.0) >= 0.05}
+
+
 async def main(requests: int, runs: int, results) -> None:
     load_before = load_1min()
     emails = [s.email for s in demo_subjects()]
@@ -97,7 +102,7 @@ async def main(requests: int, runs: int, results) -> None:
                                 log_path=bench.home / "logs" / "skeleton_worker.log")
         try:
             # One real request first: its history gives the shape, and it warms every cache.
-            await _erasures(bench, ["ada@example.com"])
+            await erasures(bench, ["ada@example.com"])
             first = await bench.pool.fetchval("SELECT id FROM dsr_requests LIMIT 1")
             real_shape = await shape_of(bench.client, workflow_id_for(str(first)))
             await _skeletons(bench.client, real_shape, 1, "warmup")
@@ -109,13 +114,18 @@ async def main(requests: int, runs: int, results) -> None:
             for run in range(runs):
                 batch = [emails[(3 + run * requests + i) % len(emails)] for i in range(requests)]
                 load = load_1min()
-                real = await _erasures(bench, batch)
+                cpu = bench.cpu_seconds()
+                real = await erasures(bench, batch)
+                cpu_real = bench.cpu_seconds()
                 ceiling = await _skeletons(bench.client, real_shape, requests, str(run))
+                cpu_skeleton = bench.cpu_seconds()
                 row = {"run": run + 1, "load_1min": load, "requests": requests,
                        "real_seconds": round(real, 2), "skeleton_seconds": round(ceiling, 2),
                        "real_per_second": round(requests / real, 2),
                        "skeleton_per_second": round(requests / ceiling, 2),
-                       "ratio": round(ceiling / real, 3)}
+                       "ratio": round(ceiling / real, 3),
+                       "cpu_ms_per_request": _per_request(cpu, cpu_real, requests),
+                       "skeleton_cpu_ms_per_request": _per_request(cpu_real, cpu_skeleton, requests)}
                 print(row)
                 rows.append(row)
         finally:
