@@ -9,7 +9,9 @@ import contextlib
 import json
 import os
 import platform
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -66,6 +68,8 @@ def arguments(doc: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=doc.strip().splitlines()[0])
     parser.add_argument("--results", type=Path, default=RESULTS, help="directory for the JSON result")
     parser.add_argument("--runs", type=int, default=3, help="repetitions; figures are their median")
+    parser.add_argument("--profile", type=Path,
+                        help="directory for py-spy profiles of the measured processes (pip install py-spy)")
     return parser
 
 
@@ -88,6 +92,28 @@ def write_result(results: Path, name: str, *, params: dict[str, Any], figures: d
     path.write_text(json.dumps(document, indent=2, default=str) + "\n")
     print(f"wrote {path}")
     return path
+
+
+@contextlib.contextmanager
+def profiled(pids: dict[str, int], directory: Path | None, label: str) -> Iterator[None]:
+    """With a directory, py-spy samples each process meanwhile into <label>-<name>.txt (collapsed
+    stacks: `python -m bench.profile_top FILE` summarises one)."""
+    if directory is None:
+        yield
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    spy = Path(sys.executable).with_name("py-spy")
+    spies = [subprocess.Popen([str(spy), "record", "-r", "50", "-f", "raw", "--nonblocking",
+                               "-o", str(directory / f"{label}-{name}.txt"), "-p", str(pid)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for name, pid in pids.items()]
+    try:
+        yield
+    finally:
+        for process in spies:
+            process.send_signal(signal.SIGINT)
+        for process in spies:
+            process.wait(30)
 
 
 def bench_policy(path: Path) -> Path:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -26,7 +25,6 @@ import asyncpg
 from temporalio.testing import ActivityEnvironment
 
 from activities.fanout import FanoutActivities
-from activities.packages import PackageActivities
 from bench.common import arguments, bench_policy, load_1min, median, write_result
 from devstack.demo.sql_systems import ensure_demo_databases
 from devstack.postgres import EmbeddedPostgres
@@ -74,19 +72,6 @@ async def _plan(pool: asyncpg.Pool) -> Plan:
     return plan.model_copy(update={"tasks": [t for t in plan.tasks if t.connector == "sql"]})
 
 
-async def build_once(plan_json: str) -> dict[str, Any]:
-    """In the child process: build the package and report time and peak memory."""
-    settings = load_settings()
-    pool = await create_pool(settings.effective_database_url, max_size=2)
-    plan = Plan.model_validate_json(plan_json)
-    start = time.perf_counter()
-    info = await ActivityEnvironment().run(PackageActivities(activity_context(settings, pool)).build_package, plan)
-    seconds = time.perf_counter() - start
-    await pool.close()
-    return {"seconds": round(seconds, 2), "records": info.records, "size_bytes": info.size_bytes,
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
-
-
 async def _copy(url: str, path: Path) -> float:
     conn = await asyncpg.connect(url)
     try:
@@ -97,7 +82,7 @@ async def _copy(url: str, path: Path) -> float:
         await conn.close()
 
 
-async def main(events: int, runs: int, results: Path) -> None:
+async def main(events: int, runs: int, results: Path, profile: Path | None) -> None:
     load_before = load_1min()
     with tempfile.TemporaryDirectory(prefix="dsrflow-bench-") as tmp:
         home = Path(tmp)
@@ -117,8 +102,12 @@ async def main(events: int, runs: int, results: Path) -> None:
             for run in range(runs):
                 await pool.execute("DELETE FROM packages WHERE request_id = $1", plan.request_id)
                 load = load_1min()
-                child = subprocess.run([sys.executable, "-m", "bench.export", "--build", plan.model_dump_json()],
-                                       check=True, capture_output=True, text=True)
+                command = [sys.executable, "-m", "bench.export_build", plan.model_dump_json()]
+                if profile:  # py-spy's collapsed stacks of the build, for bench/profile_top.py
+                    profile.mkdir(parents=True, exist_ok=True)
+                    command = [str(Path(sys.executable).with_name("py-spy")), "record", "-r", "50", "-f", "raw",
+                               "-o", str(profile / f"b4-build-{run + 1}.txt"), "--", *command]
+                child = subprocess.run(command, check=True, capture_output=True, text=True)
                 build = json.loads(child.stdout.strip().splitlines()[-1])
                 copy = await _copy(server.url("analytics"), home / "copy.csv")
                 row = {"run": run + 1, "load_1min": load, **build, "copy_seconds": round(copy, 2),
@@ -146,9 +135,5 @@ async def main(events: int, runs: int, results: Path) -> None:
 if __name__ == "__main__":
     parser = arguments(__doc__)
     parser.add_argument("--events", type=int, default=1_000_000)
-    parser.add_argument("--build", metavar="PLAN_JSON", help="internal: build the package for this plan once")
     args = parser.parse_args()
-    if args.build:
-        print(json.dumps(asyncio.run(build_once(args.build))))
-        os._exit(0)
-    asyncio.run(main(args.events, args.runs, args.results))
+    asyncio.run(main(args.events, args.runs, args.results, args.profile))

@@ -10,14 +10,15 @@ figures are their median and 95th percentile; the reported figures are the media
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
-from bench.common import arguments, embedded_stack, load_1min, median, p95, write_result
+from bench.common import arguments, embedded_stack, load_1min, median, p95, profiled, write_result
 from bench.throughput import erasures
 from devstack.demo.subjects import demo_subjects
 
 
-async def main(requests: int, runs: int, results) -> None:
+async def main(requests: int, runs: int, results: Path, profile: Path | None) -> None:
     load_before = load_1min()
     everywhere = [s.email for s in demo_subjects()
                   if s.in_crm and s.in_billing and s.in_analytics and s.in_email_marketing]
@@ -26,8 +27,9 @@ async def main(requests: int, runs: int, results) -> None:
         rows: list[dict[str, Any]] = []
         for run in range(runs):
             load = load_1min()
-            seconds = [await erasures(bench, [everywhere[(run * requests + i) % (len(everywhere) - 1)]])
-                       for i in range(requests)]
+            with profiled({"worker": bench.pid("worker"), "api": bench.pid("api")}, profile, f"b2-{run + 1}"):
+                seconds = [await erasures(bench, [everywhere[(run * requests + i) % (len(everywhere) - 1)]])
+                           for i in range(requests)]
             row = {"run": run + 1, "load_1min": load, "requests": requests,
                    "median_seconds": round(median(seconds), 3), "p95_seconds": round(p95(seconds), 3),
                    "seconds": [round(s, 3) for s in seconds]}
@@ -46,4 +48,4 @@ if __name__ == "__main__":
     parser = arguments(__doc__)
     parser.add_argument("--requests", type=int, default=30)
     args = parser.parse_args()
-    asyncio.run(main(args.requests, args.runs, args.results))
+    asyncio.run(main(args.requests, args.runs, args.results, args.profile))

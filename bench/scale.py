@@ -14,11 +14,14 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import psutil
 
-from bench.common import BenchStack, arguments, embedded_stack, load_1min, median, p95, write_result
+from bench.common import (
+    BenchStack, arguments, embedded_stack, load_1min, median, p95, profiled, write_result,
+)
 from bench.queue_listing import seed_queue
 
 CONCURRENCY = 20
@@ -77,14 +80,16 @@ async def _listing_p95(bench: BenchStack, calls: int) -> dict[str, float]:
         return p95s
 
 
-async def main(open_count: int, closed: int, calls: int, runs: int, results) -> None:
+async def main(open_count: int, closed: int, calls: int, runs: int, results: Path,
+               profile: Path | None) -> None:
     load_before = load_1min()
     async with embedded_stack(demo=False) as bench:
         worker, temporal = bench.pid("worker"), _temporal_pid()
         idle = {"worker_rss_mb": await _rss_mb(worker), "temporal_rss_mb": await _rss_mb(temporal)}
         start = time.perf_counter()
-        posted = await _open_requests(bench, open_count)
-        await _until_codes_sent(bench, open_count)
+        with profiled({"worker": worker, "api": bench.pid("api")}, profile, "b3-open"):
+            posted = await _open_requests(bench, open_count)
+            await _until_codes_sent(bench, open_count)
         waiting = time.perf_counter() - start
         await asyncio.sleep(5)  # let the last workflow tasks finish
         memory = {"worker_rss_mb": await _rss_mb(worker), "temporal_rss_mb": await _rss_mb(temporal),
@@ -121,4 +126,4 @@ if __name__ == "__main__":
     parser.add_argument("--closed", type=int, default=100_000)
     parser.add_argument("--calls", type=int, default=100, help="GETs per filter and run")
     args = parser.parse_args()
-    asyncio.run(main(args.open_count, args.closed, args.calls, args.runs, args.results))
+    asyncio.run(main(args.open_count, args.closed, args.calls, args.runs, args.results, args.profile))

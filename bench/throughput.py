@@ -13,13 +13,14 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 
 from bench.common import (
-    BenchStack, arguments, embedded_stack, load_1min, median, write_result,
+    BenchStack, arguments, embedded_stack, load_1min, median, profiled, write_result,
 )
 from bench.skeleton import TASK_QUEUE, Shape, SkeletonWorkflow
 from devstack.demo.subjects import demo_subjects
@@ -94,7 +95,7 @@ def _per_request(before: dict[str, float], after: dict[str, float], count: int) 
             for role in after if after[role] - before.get(role, 0.0) >= 0.05}
 
 
-async def main(requests: int, runs: int, results) -> None:
+async def main(requests: int, runs: int, results: Path, profile: Path | None) -> None:
     load_before = load_1min()
     emails = [s.email for s in demo_subjects()]
     async with embedded_stack(opendsr_delay=0.0) as bench:
@@ -115,9 +116,11 @@ async def main(requests: int, runs: int, results) -> None:
                 batch = [emails[(3 + run * requests + i) % len(emails)] for i in range(requests)]
                 load = load_1min()
                 cpu = bench.cpu_seconds()
-                real = await erasures(bench, batch)
+                with profiled({"worker": bench.pid("worker"), "api": bench.pid("api")}, profile, f"b1-real-{run + 1}"):
+                    real = await erasures(bench, batch)
                 cpu_real = bench.cpu_seconds()
-                ceiling = await _skeletons(bench.client, real_shape, requests, str(run))
+                with profiled({"worker": skeleton_worker.pid}, profile, f"b1-skeleton-{run + 1}"):
+                    ceiling = await _skeletons(bench.client, real_shape, requests, str(run))
                 cpu_skeleton = bench.cpu_seconds()
                 row = {"run": run + 1, "load_1min": load, "requests": requests,
                        "real_seconds": round(real, 2), "skeleton_seconds": round(ceiling, 2),
@@ -149,4 +152,4 @@ if __name__ == "__main__":
     parser = arguments(__doc__)
     parser.add_argument("--requests", type=int, default=300)
     args = parser.parse_args()
-    asyncio.run(main(args.requests, args.runs, args.results))
+    asyncio.run(main(args.requests, args.runs, args.results, args.profile))
