@@ -67,8 +67,8 @@ class DeferredErasureActivities:
             subject = subject_of(await get_request(ctx.pool, request_id))
             context, _ = await self.fanout.erasure_context_for(version, system, subject)
             async with open_connector(ctx, version, system) as connector:
-                outcome = await connector.erase(subject, context)
-            await self.fanout.keep_evidence(request_id, system, version, subject, outcome, origin="deferred")
+                outcome = await self.fanout.erase_with_evidence(connector, request_id, system, version, subject,
+                                                                context, origin="deferred")
             await self._settle(due, outcome.erased, system, version, ledger=False)
             per_system[system] += sum(len(v) for v in outcome.erased.values())
         return SweepReport(erased=sum(per_system.values()), still_held=still_held, systems=dict(per_system))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.connectors import build_connector
+from activities.connectors import build_connector, connector_class
 from activities.connectors.base import (
     ActionOutcome,
     Connector,
@@ -90,7 +91,7 @@ def _result(task: TaskInput, outcome: ActionOutcome, kept: list[dict] | None = N
         system=task.task.system, action=task.task.action, status=outcome.status,
         found=outcome.found, changed=outcome.changed, kept=outcome.kept,
         datasets=outcome.datasets, external_id=outcome.external_id, message=outcome.message,
-        attempt=task.attempt, recipient=task.task.recipient, kept_records=kept or [],
+        attempt=task.attempt, recipient=task.task.recipient, kept_records=kept or [], note=outcome.note,
     )
 
 
@@ -123,6 +124,7 @@ class FanoutActivities:
                 for name, system in policy.systems.items() if name in reach
             ],
         )
+        await self._prepare(plan, subject_of(row), policy)
         async with self.ctx.pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 "INSERT INTO request_plans (request_id, plan) VALUES ($1, $2) ON CONFLICT DO NOTHING",
@@ -141,6 +143,21 @@ class FanoutActivities:
                 data={"tasks": [f"{t.system}:{t.action}" for t in plan.tasks]},
             )
         return plan
+
+    async def _prepare(self, plan: Plan, subject: Subject, policy: Any) -> None:
+        """Before any system acts: connectors that need something from other systems take it
+        now (GA4 deletion needs the analytics identifiers the analytics erasure removes). A
+        connector that cannot start is left alone here: its own task reports why."""
+        for task in plan.tasks:
+            kind = connector_class(task.connector, task.system)
+            needs = getattr(kind, "needs_preparation", None)
+            if needs is None or not needs(policy.systems[task.system], task.action):
+                continue
+            try:
+                async with open_connector(self.ctx, plan.policy_version, task.system) as connector:
+                    await connector.prepare(subject, task.action)
+            except PermanentConnectorError:
+                continue
 
     @activity.defn(name="run_system_action")
     async def run_system_action(self, task: TaskInput) -> TaskResult:
@@ -171,9 +188,8 @@ class FanoutActivities:
                         outcome = ActionOutcome(status="done", message="kept under a legal-claims hold")
                         outcome.held = [HeldRecord("all", "all", "legal_claims", h.id, None) for h in context.legal_holds]
                     else:
-                        outcome = await connector.erase(subject, context)
-                    await self.keep_evidence(task.request_id, task.task.system, task.policy_version,
-                                             subject, outcome)
+                        outcome = await self.erase_with_evidence(
+                            connector, task.request_id, task.task.system, task.policy_version, subject, context)
                     policy = (await self.ctx.policy(task.policy_version)).policy
                     kept = kept_summary(policy, task.task.system, outcome.held, legal)
                     outcome.kept = outcome.kept or len(outcome.held)
@@ -204,6 +220,22 @@ class FanoutActivities:
                             basis=h["basis"], review_date=h["review_date"])
             for hold_id, h in applying.items()))
         return context, applying
+
+    async def erase_with_evidence(self, connector: Connector, request_id: str, system: str, policy_version: str,
+                                  subject: Subject, context: ErasureContext, origin: str = "request") -> ActionOutcome:
+        """Erase, keeping the evidence before the system commits where it can (see
+        ErasureContext.before_commit), otherwise right after."""
+        kept = False
+
+        async def keep(outcome: ActionOutcome) -> None:
+            nonlocal kept
+            await self.keep_evidence(request_id, system, policy_version, subject, outcome, origin)
+            kept = True
+
+        outcome = await connector.erase(subject, replace(context, before_commit=keep))
+        if not kept:
+            await self.keep_evidence(request_id, system, policy_version, subject, outcome, origin)
+        return outcome
 
     async def keep_evidence(self, request_id: str, system: str, policy_version: str, subject: Subject,
                             outcome: ActionOutcome, origin: str = "request") -> None:

@@ -79,7 +79,7 @@ def _outcome(report: dict[str, Any], policy: Policy, package_link: str | None,
     actions = [
         {"system": policy.systems[r.system].label if r.system in policy.systems else r.system,
          "category": ", ".join(sorted(r.datasets)) or "all records",
-         "action": _ACTION_WORDS.get(r.action, r.action), "records": r.changed or r.found}
+         "action": _ACTION_WORDS.get(r.action, r.action), "records": r.changed or r.found, "note": r.note}
         for r in results if r.found or r.changed
     ]
     package = report.get("package")

@@ -88,6 +88,7 @@ class LifecycleActivities:
             verification_max_attempts=policy.verification.max_attempts,
             reminder_after_days=policy.verification.reminder_after_days,
             expires_after_days=policy.verification.expires_after_days,
+            approval_required=RequestType(row["request_type"]) in policy.approval_required_for,
         )
 
     @activity.defn(name="transition")

@@ -5,12 +5,12 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 from temporalio.client import Client
 
 from api import (
     callbacks,
     codec,
+    events,
     health,
     legal_holds,
     listing,
@@ -20,6 +20,7 @@ from api import (
     requests,
     session,
     suppressions,
+    tokens,
 )
 from api.state import AppState
 from dsrflow.settings import Settings
@@ -42,20 +43,16 @@ def create_app(settings: Settings, *, temporal_client: Client | None = None) -> 
     )
     app.state.dsr = state
     # The Temporal Web UI calls the codec endpoint from the browser, on another origin.
-    ui_origins = [settings.temporal_ui_url, f"http://localhost:{settings.temporal_ui_port}"]
-    app.add_middleware(
-        CORSMiddleware,
-        allow_origins=ui_origins,
-        allow_credentials=True,
-        allow_methods=["POST", "OPTIONS"],
-        allow_headers=["content-type", "x-namespace", "authorization"],
-    )
+    app.add_middleware(codec.CodecCORSMiddleware, origins=[
+        settings.temporal_ui_url, f"http://localhost:{settings.temporal_ui_port}"])
     problems.install(app)
     session.install(app)
     app.include_router(health.router)
     app.include_router(codec.router)
     app.include_router(listing.router)
     app.include_router(requests.router)
+    app.include_router(events.router)
+    app.include_router(tokens.router)
     app.include_router(public.router)
     app.include_router(callbacks.router)
     app.include_router(manual_confirm.router)

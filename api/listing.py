@@ -7,11 +7,10 @@ from typing import Annotated
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query, Request
-from fastapi.exceptions import RequestValidationError
 
 from api.auth import Staff, require_role
 from api.state import AppState
-from dsrflow.request_queries import InvalidCursor, RequestFilters, RequestPage, list_requests
+from dsrflow.request_queries import RequestFilters, RequestPage, list_requests
 
 router = APIRouter(prefix="/v1/requests", tags=["requests"])
 
@@ -32,9 +31,5 @@ async def index(
     """Requests by current (extended) due date, soonest first, then by id. Filters combine;
     follow `next_cursor` for the next page."""
     state: AppState = request.app.state.dsr
-    try:
-        return await list_requests(await state.db(), filters, limit=limit, cursor=cursor,
-                                   today=controller_today(state))
-    except InvalidCursor as exc:
-        raise RequestValidationError(
-            [{"loc": ("query", "cursor"), "msg": str(exc), "type": "value_error"}]) from None
+    return await list_requests(await state.db(), filters, limit=limit, cursor=cursor,
+                               today=controller_today(state))

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from dsrflow.cursors import InvalidCursor
 
 PROBLEM = "application/problem+json"
 
@@ -46,6 +49,18 @@ def install(app: FastAPI) -> None:
         errors = field_errors(list(exc.errors()))
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
         return problem_response(422, "Invalid request", detail, errors=errors)
+
+    @app.exception_handler(InvalidCursor)
+    async def _cursor(request: Request, exc: InvalidCursor) -> JSONResponse:
+        # Every paged listing takes its cursor as the query parameter `cursor`.
+        return problem_response(422, "Invalid request", f"cursor: {exc}",
+                                errors=[{"field": "cursor", "message": str(exc)}])
+
+    @app.exception_handler(asyncpg.UntranslatableCharacterError)
+    @app.exception_handler(asyncpg.CharacterNotInRepertoireError)
+    async def _unstorable_text(request: Request, exc: asyncpg.PostgresError) -> JSONResponse:
+        # A body field the schema did not guard (NUL characters cannot be stored in PostgreSQL).
+        return problem_response(422, "Invalid request", "text must not contain NUL (\\u0000) characters")
 
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:

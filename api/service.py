@@ -120,5 +120,7 @@ async def request_view(state: AppState, request_id: str) -> dict[str, Any]:
             plan=live.plan.model_dump(mode="json") if live.plan else None,
             results=[r.model_dump(mode="json") for r in live.results],
             closed_reason=live.closed_reason, extension_reason=live.extension_reason,
+            approval_required=live.approval_required,
+            approval=live.approval.model_dump(mode="json") if live.approval else None,
         )
     return view

@@ -23,7 +23,7 @@ from devstack.postgres import EmbeddedPostgres
 from devstack.processes import free_port
 from dsrflow.db import create_pool
 from dsrflow.migrate import migrate
-from dsrflow.request_queries import RequestFilters, encode_cursor, list_requests
+from dsrflow.request_queries import RequestFilters, list_requests, queue_cursor
 
 
 async def seed_queue(pool: asyncpg.Pool, rows: int, today: date, *, open_every: int = 4) -> None:
@@ -75,7 +75,7 @@ async def main(rows: int) -> None:
             await migrate(server.url("bench"))
             pool = await create_pool(server.url("bench"))
             await seed_queue(pool, rows, today)
-            deep = encode_cursor(today + timedelta(days=180), str(uuid.UUID(int=0)))
+            deep = queue_cursor(today + timedelta(days=180), str(uuid.UUID(int=0)))
             print(f"{rows} requests; median of 20 runs, 50 rows a page")
             for name, filters in CASES.items():
                 first = await _median_ms(pool, filters, None, today)

@@ -18,6 +18,8 @@ from collections.abc import Callable
 import httpx
 
 from devstack.postgres import EmbeddedPostgres
+from devstack.saas.__main__ import demo_environment
+from devstack.saas.policy import write_demo_saas_policy
 from devstack.demo.email_marketing import BASE_PATH as EMAIL_BASE_PATH
 from devstack.demo.email_marketing_db import ensure_email_marketing_database
 from devstack.demo.sql_systems import ensure_demo_databases
@@ -28,6 +30,7 @@ from dsrflow.db import with_database
 from dsrflow.keys import load_keyring
 from dsrflow.migrate import migrate
 from dsrflow.settings import Settings
+from policy.model import DEFAULT_POLICY
 
 APP_DATABASE = "dsrflow"
 
@@ -58,6 +61,8 @@ class Stack:
             ensure_port_free(s.smtp_port, "SMTP sink")
         if s.demo:
             ensure_port_free(s.demo_opendsr_port, "demo e-mail marketing (OpenDSR) service")
+        if s.demo_saas:
+            ensure_port_free(s.demo_saas_port, "SaaS stand-ins")
 
     async def start(self) -> None:
         s = self.settings
@@ -89,6 +94,8 @@ class Stack:
             _say(f"applied migrations: {', '.join(applied)}")
         if s.demo:
             await self._start_demo_systems(database_url, pg)
+        if s.demo_saas:
+            await self._start_saas_standins()
 
         for role in ("worker", "api"):
             proc = spawn([sys.executable, "-m", "dsrflow.cli", role], env=self.env, log_path=None)
@@ -118,6 +125,19 @@ class Stack:
         self.env.setdefault("DSRFLOW_SURVEYS_PRIVACY_EMAIL", "privacy@surveys.example")
         self.env.setdefault("DSRFLOW_WORK_MANAGEMENT_PRIVACY_EMAIL", "privacy@work-management.example")
         await asyncio.to_thread(wait_for_port, port, "demo e-mail marketing service", 60, proc)
+
+    async def _start_saas_standins(self) -> None:
+        """The SaaS stand-ins (devstack/saas) in one process, and a copy of the policy with the
+        http systems of policy/http/demo-systems.yaml pointed at them through the environment."""
+        port = self.settings.demo_saas_port
+        home = self.home / "saas"
+        proc = spawn([sys.executable, "-m", "devstack.saas", "--port", str(port), "--home", str(home)],
+                     env=self.env, log_path=self.logs / "saas.log")
+        self._children.append(("SaaS stand-ins", proc))
+        self._stops.append(("SaaS stand-ins", lambda: stop(proc, signal.SIGTERM)))
+        self.env.update(demo_environment(port, home))
+        self.env["DSRFLOW_POLICY"] = str(write_demo_saas_policy(self.settings.policy_path or DEFAULT_POLICY, self.home))
+        await asyncio.to_thread(wait_for_port, port, "SaaS stand-ins", 60, proc)
 
     async def _wait_healthy(self, timeout: float = 90.0) -> None:
         url = f"http://127.0.0.1:{self.settings.api_port}/healthz"
@@ -150,6 +170,8 @@ class Stack:
             if not s.smtp_host else f"  SMTP           {s.smtp_host}:{s.smtp_port}",
             f"  Demo systems   crm, analytics, billing (Postgres), e-mail marketing (OpenDSR at "
             f"{self.env.get('DSRFLOW_DEMO_OPENDSR_URL')})" if s.demo else "  Demo systems   off",
+            f"  SaaS systems   Stripe, HubSpot, Mailchimp, GA4 stand-ins on 127.0.0.1:{s.demo_saas_port} "
+            f"(policy {self.env.get('DSRFLOW_POLICY')})" if s.demo_saas else "  SaaS systems   off",
             f"  Logs           {self.logs}",
             "Press Ctrl-C to stop.",
         ]

@@ -104,10 +104,13 @@ async def verify_chain(conn: asyncpg.Connection) -> ChainReport:
     return verify_rows(rows)
 
 
-async def request_events(conn: asyncpg.Connection, request_id: str) -> list[dict[str, Any]]:
+async def request_events(
+    conn: asyncpg.Connection | asyncpg.Pool, request_id: str, *, after_seq: int = 0, limit: int | None = None
+) -> list[dict[str, Any]]:
+    """A request's events in chain order (optionally a page: after `after_seq`, at most `limit`)."""
     rows = await conn.fetch(
-        "SELECT seq, event_type, actor, data, occurred_at, hash FROM audit_events"
-        " WHERE request_id = $1 ORDER BY seq",
-        request_id,
+        "SELECT seq, event_key, event_type, actor, data, occurred_at, prev_hash, hash FROM audit_events"
+        " WHERE request_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        request_id, after_seq, limit,
     )
     return [dict(r) for r in rows]

@@ -53,12 +53,19 @@ def _fail(message: str, code: int = 1) -> None:
 
 
 @app.command()
-def up() -> None:
+def up(
+    demo_saas: Annotated[bool, typer.Option(
+        "--demo-saas", help="also run the Stripe, HubSpot, Mailchimp and GA4 stand-ins and add them "
+                            "to the policy as http systems")] = False,
+) -> None:
     """Start the whole stack (embedded PostgreSQL, Temporal, SMTP sink unless configured), the
     worker and the API. Ctrl-C stops everything."""
     from devstack.stack import run_up
 
-    raise typer.Exit(asyncio.run(run_up(_settings())))
+    settings = _settings()
+    if demo_saas:
+        settings = settings.model_copy(update={"demo_saas": True})
+    raise typer.Exit(asyncio.run(run_up(settings)))
 
 
 @app.command()
@@ -90,23 +97,54 @@ def migrate() -> None:
     typer.echo(f"applied {', '.join(applied)}" if applied else "database is up to date")
 
 
+async def _with_pool(work):
+    """Run `work(pool)` against the app database with a one-connection pool."""
+    from dsrflow.db import create_pool
+
+    pool = await create_pool(_settings().effective_database_url, min_size=1, max_size=1)
+    try:
+        return await work(pool)
+    finally:
+        await pool.close()
+
+
 @token_app.command("create")
 def token_create(
     role: Annotated[Role, typer.Option(help="agent, compliance or admin")],
     label: Annotated[str | None, typer.Option(help="who or what the token is for")] = None,
 ) -> None:
     """Create a staff token and print it alone on stdout (it is shown only this once)."""
-    from api.auth import create_token
-    from dsrflow.db import create_pool
+    from dsrflow.staff_tokens import issue_token
 
-    async def run() -> str:
-        pool = await create_pool(_settings().effective_database_url, min_size=1, max_size=1)
-        try:
-            return await create_token(pool, role.value, label)
-        finally:
-            await pool.close()
+    _, token = asyncio.run(_with_pool(lambda pool: issue_token(pool, role.value, label, actor="cli")))
+    typer.echo(token)
 
-    typer.echo(asyncio.run(run()))
+
+@token_app.command("list")
+def token_list(
+    all_: Annotated[bool, typer.Option("--all", help="include revoked tokens")] = False,
+) -> None:
+    """Print one line per token: id, role, created, revoked, label. Never a token itself."""
+    from dsrflow.staff_tokens import list_tokens
+
+    rows = asyncio.run(_with_pool(lambda pool: list_tokens(pool, include_revoked=all_)))
+    for row in rows:
+        revoked = f"revoked {row['revoked_at']:%Y-%m-%d %H:%M}" if row["revoked_at"] else "active"
+        typer.echo(f"{row['id']}  {row['role']:<10}  created {row['created_at']:%Y-%m-%d %H:%M}  "
+                   f"{revoked:<24}  {row['label'] or ''}".rstrip())
+
+
+@token_app.command("revoke")
+def token_revoke(
+    token_id: Annotated[str, typer.Argument(help="the token's id, from `dsrflow token list`")],
+) -> None:
+    """Revoke a token at once; console sessions signed in with it end too."""
+    from dsrflow.staff_tokens import revoke_token
+
+    row = asyncio.run(_with_pool(lambda pool: revoke_token(pool, token_id, actor="cli")))
+    if row is None:
+        _fail(f"token-id: no staff token {token_id!r} (see `dsrflow token list --all`)", 2)
+    typer.echo(f"revoked {row['id']} ({row['role']}) at {row['revoked_at']:%Y-%m-%d %H:%M:%S %Z}")
 
 
 @app.command()

@@ -9,15 +9,13 @@ expressions used here.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import uuid
 from datetime import date, datetime
 
 import asyncpg
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from dsrflow.cursors import decode_cursor, encode_cursor
 from dsrflow.deadlines import Regime
 from schemas.requests import RequestStatus, RequestType
 
@@ -35,10 +33,6 @@ _ATTENTION_FILTER = (
     f"({_OPEN} AND r.id IN ({_STUCK} UNION ALL "
     f"SELECT a.id FROM dsr_requests a WHERE a.status = 'awaiting_approval'))"
 )
-
-
-class InvalidCursor(ValueError):
-    """A cursor this module did not write (or one damaged on the way)."""
 
 
 class RequestFilters(BaseModel):
@@ -71,6 +65,13 @@ class RequestFilters(BaseModel):
 class RequestSummary(BaseModel):
     """One row of the queue."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "id": "3f2a9c1e-8b7d-4e21-9a55-0c6d2b9e4f10", "type": "erasure", "status": "in_progress",
+        "regime": "gdpr", "country": "BE", "channel": "email", "origin": "staff",
+        "subject_email": "ada@example.com", "received_at": "2026-11-20T09:00:00Z",
+        "due_date": "2026-12-21", "current_due_date": "2026-12-21", "extended": False,
+        "days_left": 4, "overdue": False, "needs_attention": True, "closed_at": None}]})
+
     id: str
     type: RequestType
     status: RequestStatus
@@ -91,21 +92,13 @@ class RequestSummary(BaseModel):
 
 class RequestPage(BaseModel):
     items: list[RequestSummary]
-    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null on the last page")
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null on the last page",
+                                    examples=["WyIyMDI2LTEyLTIxIiwiM2YyYTljMWUtOGI3ZC00ZTIxLTlhNTUtMGM2ZDJiOWU0ZjEwIl0"])
 
 
-def encode_cursor(due: date, request_id: str) -> str:
-    raw = json.dumps([due.isoformat(), request_id], separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[date, uuid.UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        due, request_id = json.loads(raw)
-        return date.fromisoformat(due), uuid.UUID(request_id)
-    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
-        raise InvalidCursor("not a cursor from an earlier page of this listing") from None
+def queue_cursor(due: date, request_id: str) -> str:
+    """The cursor that continues the queue after the row (due, request_id)."""
+    return encode_cursor(due.isoformat(), request_id)
 
 
 class _Args(list):
@@ -144,7 +137,7 @@ def queue_query(
     args = _Args()
     clauses = _where(filters, today, args)
     if cursor is not None:
-        due, after_id = decode_cursor(cursor)
+        due, after_id = decode_cursor(cursor, date.fromisoformat, uuid.UUID)
         clauses.append(f"({_DUE}, r.id) > ({args.add(due)}, {args.add(after_id)})")
     where = " AND ".join(clauses) or "true"
     sql = f"""SELECT r.id, r.request_type, r.status, r.regime, r.country, r.channel, r.origin,
@@ -168,7 +161,8 @@ async def list_requests(
     """One page of requests matching `filters`, by current due date then id.
 
     `today` is the controller's date (its timezone decides when a request becomes overdue);
-    the default is the machine's date. Raises InvalidCursor for a cursor it did not write.
+    the default is the machine's date. Raises InvalidCursor (dsrflow.cursors) for a cursor it
+    did not write.
     """
     if not 1 <= limit <= 1000:
         raise ValueError("limit must be between 1 and 1000")
@@ -180,7 +174,7 @@ async def list_requests(
     last = rows[-1] if more else None
     return RequestPage(
         items=[_summary(row, today) for row in rows],
-        next_cursor=encode_cursor(last["queue_due"], str(last["id"])) if last else None,
+        next_cursor=queue_cursor(last["queue_due"], str(last["id"])) if last else None,
     )
 
 

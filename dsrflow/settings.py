@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     demo_opendsr_port: int = _port_field(8100, "DSRFLOW_DEMO_OPENDSR_PORT")
     # Seconds the demo e-mail processor takes to carry out a request (benchmarks set 0).
     demo_opendsr_delay: float = Field(2.0, ge=0, validation_alias=AliasChoices("DSRFLOW_DEMO_OPENDSR_DELAY"))
+    # `dsrflow up --demo-saas`: also the Stripe, HubSpot, Mailchimp and GA4 stand-ins, as http systems.
+    demo_saas: bool = Field(False, validation_alias=AliasChoices("DSRFLOW_DEMO_SAAS"))
+    demo_saas_port: int = _port_field(8110, "DSRFLOW_DEMO_SAAS_PORT")
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", validation_alias=AliasChoices("DSRFLOW_LOG_LEVEL")
     )

@@ -22,6 +22,7 @@ from dsrflow.hashing import token_hash
 ROLES = ("agent", "compliance", "admin")
 _TOKEN_PREFIX = "dsr_"
 SESSION_LIFETIME = timedelta(hours=12)
+_VIEW = "id, role, label, created_at, revoked_at"
 
 
 @dataclass(frozen=True)
@@ -38,30 +39,33 @@ class Staff:
         return ROLES.index(self.role) >= ROLES.index(minimum)
 
 
-async def create_token(
-    pool: asyncpg.Pool, role: str, label: str | None = None, *, actor: str | None = None
-) -> str:
-    """A new token, returned once; with `actor` (a token made over the API) the creation is audited."""
-    return (await issue_token(pool, role, label, actor=actor))[1]
+async def create_token(pool: asyncpg.Pool, role: str, label: str | None = None) -> str:
+    """A new token (unaudited: for tests and fixtures; people use `issue_token`)."""
+    return (await issue_token(pool, role, label))[1]
 
 
 async def issue_token(
     pool: asyncpg.Pool, role: str, label: str | None = None, *, actor: str | None = None
-) -> tuple[str, str]:
-    """(token id, token)."""
+) -> tuple[dict[str, Any], str]:
+    """(the token's row as `list_tokens` shows it, the token). With `actor` (who made it: an
+    admin over the API, the CLI) the creation is audited."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
     token = _TOKEN_PREFIX + secrets.token_urlsafe(32)
     token_id = str(uuid.uuid4())
     async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(
-            "INSERT INTO staff_tokens (id, token_hash, role, label) VALUES ($1, $2, $3, $4)",
+        row = await conn.fetchrow(
+            f"INSERT INTO staff_tokens (id, token_hash, role, label) VALUES ($1, $2, $3, $4) RETURNING {_VIEW}",
             token_id, token_hash(token), role, label,
         )
         if actor:
             await append_event(conn, event_key=f"token:{token_id}:created", event_type="staff.token_created",
                                actor=actor, data={"token_id": token_id, "role": role})
-    return token_id, token
+    return _view(row), token
+
+
+def _view(row: asyncpg.Record) -> dict[str, Any]:
+    return {**dict(row), "id": str(row["id"])}
 
 
 async def authenticate(pool: asyncpg.Pool, token: str) -> Staff | None:
@@ -75,11 +79,10 @@ async def authenticate(pool: asyncpg.Pool, token: str) -> Staff | None:
 async def list_tokens(pool: asyncpg.Pool, *, include_revoked: bool = False) -> list[dict[str, Any]]:
     """Ids, roles, labels and dates; never a token (only hashes are stored anyway)."""
     rows = await pool.fetch(
-        "SELECT id, role, label, created_at, revoked_at FROM staff_tokens"
-        " WHERE $1 OR revoked_at IS NULL ORDER BY created_at, id",
+        f"SELECT {_VIEW} FROM staff_tokens WHERE $1 OR revoked_at IS NULL ORDER BY created_at, id",
         include_revoked,
     )
-    return [{**dict(r), "id": str(r["id"])} for r in rows]
+    return [_view(r) for r in rows]
 
 
 async def revoke_token(pool: asyncpg.Pool, token_id: str, *, actor: str) -> dict[str, Any] | None:
@@ -91,8 +94,7 @@ async def revoke_token(pool: asyncpg.Pool, token_id: str, *, actor: str) -> dict
         return None
     async with pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(
-            """UPDATE staff_tokens SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1
-               RETURNING id, role, label, created_at, revoked_at""",
+            f"UPDATE staff_tokens SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1 RETURNING {_VIEW}",
             token_id,
         )
         if row is None:
@@ -105,7 +107,7 @@ async def revoke_token(pool: asyncpg.Pool, token_id: str, *, actor: str) -> dict
         )
         await append_event(conn, event_key=f"token:{token_id}:revoked", event_type="staff.token_revoked",
                            actor=actor, data={"token_id": token_id, "sessions_ended": ended})
-    return {**dict(row), "id": str(row["id"])}
+    return _view(row)
 
 
 async def start_session(pool: asyncpg.Pool, staff: Staff) -> tuple[str, datetime]:

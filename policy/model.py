@@ -13,6 +13,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError, field_validator, model_validator
 
 from dsrflow.deadlines import Regime
+from policy.http_model import HttpConfig, check_http_references, inline_http_files
+from schemas.requests import RequestType
 
 DEFAULT_POLICY = Path(__file__).with_name("connexeon.yaml")
 
@@ -184,7 +186,20 @@ class System(_Strict):
                 raise ValueError(f"dataset {dataset.name!r} refers to unknown dataset {dataset.via.dataset!r}")
         if self.connector == "sql" and not self.datasets:
             raise ValueError("a sql system needs datasets")
+        if self.connector == "http":
+            self.http_config()
         return self
+
+    def http_config(self) -> HttpConfig:
+        """An http system's configuration, validated (unknown fields and bad templates fail here,
+        naming their path under `config`)."""
+        if "file" in self.config:
+            raise ValueError("config.file: load the policy with load_policy, which inlines the file")
+        try:
+            return HttpConfig.model_validate(self.config)
+        except ValidationError as exc:
+            raise ValueError("; ".join(
+                f"config.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())) from None
 
 
 class ActivitySource(_Strict):
@@ -250,6 +265,8 @@ class Policy(_Strict):
     systems: dict[str, System] = Field(default_factory=dict)
     # Days an access package download link stays valid.
     package_link_days: int = Field(7, ge=1, le=90)
+    # Request types whose response (with its package) compliance approves before it is sent.
+    approval_required_for: list[RequestType] = Field(default_factory=list)
     statutory_holds: dict[str, StatutoryHold] = Field(default_factory=dict)
     retention: list[RetentionRule] = Field(default_factory=list)
 
@@ -274,6 +291,8 @@ class Policy(_Strict):
                             f"systems.{name}.datasets.{dataset.name}.fields.{column}: "
                             f"unknown category {rule.category!r}"
                         )
+            if system.connector == "http":
+                check_http_references(name, system.http_config(), self)
         for name, recipient in self.recipients.items():
             unknown = set(recipient.categories) - set(self.categories)
             if unknown:
@@ -377,4 +396,8 @@ def load_policy(path: Path | None = None) -> LoadedPolicy:
         raise PolicyError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(content, dict):
         raise PolicyError(f"{path}: expected a mapping at the top level")
+    try:
+        inline_http_files(content, path, DEFAULT_POLICY.parent)
+    except ValueError as exc:
+        raise PolicyError(str(exc)) from None
     return parse_policy(content, str(path))

@@ -58,6 +58,9 @@ class RequestFacts(_Contract):
     verification_max_attempts: int
     reminder_after_days: int
     expires_after_days: int
+    # The policy asks compliance to approve the response (and package) before it goes out.
+    # Absent from requests prepared before the approval gate existed: they have none.
+    approval_required: bool = False
 
 
 class IssueChallenge(_Contract):
@@ -111,6 +114,13 @@ class CancelInput(_Contract):
 
 
 class ResendInput(_Contract):
+    actor: str = "staff"
+
+
+class ApproveInput(_Contract):
+    """Compliance releases the response (and the access package) for sending."""
+
+    note: str | None = Field(None, max_length=2000)
     actor: str = "staff"
 
 
@@ -191,6 +201,8 @@ class TaskResult(_Contract):
     recipient: str | None = None
     # What a legal hold kept: [{system, dataset, records, hold_kind, basis, law, until}]
     kept_records: list[dict[str, Any]] = Field(default_factory=list)
+    # A sentence for the subject's letter, e.g. when a processor states the data will be gone.
+    note: str | None = None
 
 
 class TaskRecord(_Contract):
@@ -273,6 +285,8 @@ class RequestState(_Contract):
     package: PackageInfo | None = None
     awaiting_decision: bool = False
     decision: ObjectionDecision | None = None
+    approval_required: bool = False
+    approval: ApproveInput | None = None
     closed_reason: str | None = None
 
     @field_validator("warnings_sent")

@@ -77,6 +77,8 @@ def lifecycle_policy(home: Path) -> Path:
     content = yaml.safe_load(DEFAULT_POLICY.read_text())
     content["systems"] = {}
     content["retention"] = []  # its rules name the systems dropped above
+    # Responses go out without compliance approval here; tests/test_approval.py covers the gate.
+    content["approval_required_for"] = []
     path = home / "lifecycle-policy.yaml"
     path.write_text(yaml.safe_dump(content, sort_keys=False))
     return path

@@ -46,7 +46,8 @@ async def serve(app, port: int) -> tuple[uvicorn.Server, asyncio.Task]:
 @contextlib.asynccontextmanager
 async def fanout_stack(postgres: EmbeddedPostgres, settings: Settings, client, tmp: Path,
                        *, email_delay: float = 0.5,
-                       keep_manual: tuple[str, ...] = ()) -> AsyncIterator[FanoutStack]:
+                       keep_manual: tuple[str, ...] = (),
+                       extra_systems: dict | None = None) -> AsyncIterator[FanoutStack]:
     suffix = uuid.uuid4().hex[:6]
     names = {system: f"{system}_{suffix}" for system in (*SQL_SYSTEMS, "email_marketing")}
     await ensure_demo_databases(postgres, postgres.url, names={s: names[s] for s in SQL_SYSTEMS})
@@ -62,7 +63,10 @@ async def fanout_stack(postgres: EmbeddedPostgres, settings: Settings, client, t
                           if system["connector"] != "manual_email" or name in keep_manual}
     for system in SQL_SYSTEMS:
         content["systems"][system]["config"] = {"database": names[system]}
+    # Responses go out without compliance approval here; tests/test_approval.py covers the gate.
+    content["approval_required_for"] = []
     content["systems"]["email_marketing"]["config"]["base_url"] = email_url
+    content["systems"].update(extra_systems or {})  # e.g. http systems (tests/test_saas_*.py)
     policy_path = tmp / f"policy-{suffix}.yaml"
     policy_path.write_text(yaml.safe_dump(content, sort_keys=False))
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
@@ -25,6 +27,16 @@ async def api_client(settings: Settings, client: Client, task_queue: str) -> Asy
     async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=60) as http:
         yield http
     await app.state.dsr.close()
+
+
+@contextlib.asynccontextmanager
+async def served(settings: Settings, pool: asyncpg.Pool, client: Client, task_queue: str) -> AsyncIterator[httpx.AsyncClient]:
+    """A worker on `task_queue` and an API client on the real app, both with these settings."""
+    from workers.dsr_worker import build_worker
+
+    async with build_worker(client, settings, pool, task_queue=task_queue):
+        async with api_client(settings, client, task_queue) as http:
+            yield http
 
 
 async def staff_headers(pool: asyncpg.Pool, role: str = "compliance") -> dict[str, str]:
@@ -72,3 +84,22 @@ async def fetch_rows(url: str, sql: str, *args) -> list[asyncpg.Record]:
         return await conn.fetch(sql, *args)
     finally:
         await conn.close()
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that gives a dsrflow process (`dsrflow worker`, a CLI command) these
+    settings: each set field under its variable's name."""
+    env: dict[str, str] = {}
+    for name, field in Settings.model_fields.items():
+        value = getattr(settings, name)
+        alias = field.validation_alias
+        if value is None or alias is None:
+            continue
+        variable = alias.choices[0]  # type: ignore[union-attr]
+        if isinstance(value, bool):
+            env[variable] = "true" if value else "false"
+        elif isinstance(value, list):
+            env[variable] = json.dumps(value)
+        else:
+            env[variable] = str(value)
+    return env

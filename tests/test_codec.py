@@ -81,16 +81,18 @@ async def test_keys_rotate_and_unknown_keys_are_named():
         await EncryptionCodec([new]).decode([sealed])
 
 
-async def test_codec_endpoint_round_trip(settings):
+async def test_codec_endpoint_round_trip(settings, pool):
     import httpx
 
     from api.app import create_app
+    from tests.support import staff_headers
 
     app = create_app(settings)
+    headers = await staff_headers(pool, "agent")
     plain = {"payloads": [{"metadata": {"encoding": base64.b64encode(b"json/plain").decode()},
                            "data": base64.b64encode(b'"hello"').decode()}]}
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
-        encoded = (await http.post("/codec/encode", json=plain)).json()
+        encoded = (await http.post("/codec/encode", json=plain, headers=headers)).json()
         assert encoded["payloads"][0]["metadata"]["encoding"] == base64.b64encode(b"binary/encrypted").decode()
-        decoded = (await http.post("/codec/decode", json=encoded)).json()
+        decoded = (await http.post("/codec/decode", json=encoded, headers=headers)).json()
     assert decoded == plain

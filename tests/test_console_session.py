@@ -9,7 +9,9 @@ from datetime import date, timedelta
 
 import httpx
 import pytest
-from fastapi import Request
+from typing import Annotated
+
+from fastapi import Form, Request
 
 from api.app import create_app
 from api.auth import Staff, require_console_role
@@ -33,6 +35,10 @@ async def app(settings):
     @app.get("/console/probe-agent")
     async def agent_page(request: Request, staff: Staff = require_console_role("agent")):
         return render(request, "console/base.html")
+
+    @app.post("/console/probe-form")
+    async def agent_form(note: Annotated[str, Form()], staff: Staff = require_console_role("agent")):
+        return {"note": note, "role": staff.role}
 
     yield app
     await app.state.dsr.close()
@@ -155,6 +161,17 @@ async def test_cookie_authenticated_changes_need_the_csrf_token(browser, pool):
     assert await holds_on(pool, email) == 1
 
 
+async def test_a_console_form_with_fields_passes_its_csrf_token_in_the_form(browser, pool):
+    await sign_in(browser, await create_token(pool, "agent"))
+    csrf = await page_csrf(browser)
+
+    refused = await browser.post("/console/probe-form", data={"note": "hello"})
+    accepted = await browser.post("/console/probe-form", data={"note": "hello", "csrf_token": csrf})
+
+    assert refused.status_code == 403 and "stale" in refused.text
+    assert accepted.status_code == 200 and accepted.json() == {"note": "hello", "role": "agent"}
+
+
 async def test_bearer_calls_need_no_csrf_token(app, pool):
     email = f"bearer.{uuid.uuid4().hex[:8]}@example.com"
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as api:
@@ -188,7 +205,8 @@ async def test_sign_out_needs_csrf_and_ends_the_session(browser, pool):
 
 
 async def test_revoking_the_token_ends_its_sessions(browser, pool):
-    token_id, token = await issue_token(pool, "compliance")
+    row, token = await issue_token(pool, "compliance")
+    token_id = row["id"]
     await sign_in(browser, token)
 
     await revoke_token(pool, token_id, actor="admin:test")

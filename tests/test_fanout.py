@@ -1,22 +1,27 @@
 """The processor fan-out end to end: the demo systems, the OpenDSR processor over loopback with
-signed callbacks, access packages, erasure, rectification, and a worker lost mid-fan-out."""
+signed callbacks, access packages, erasure, rectification, and a worker process killed mid-fan-out."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
+import os
 import re
+import subprocess
+import sys
 import zipfile
 
 import asyncpg
 import pytest
-from temporalio import activity
+from temporalio.service import RPCError
 
-from schemas.workflow import TaskInput, TaskResult, workflow_id_for
+from schemas.workflow import workflow_id_for
 from tests.fanout_stack import api, fanout_stack
-from tests.support import letters_for, staff_headers, text_of, wait_for_letter
-from workers.dsr_worker import activity_context, build_activities, build_worker
+from tests.support import letters_for, settings_env, staff_headers, text_of, wait_for_letter
+from workers.dsr_worker import build_worker
+from workers.schedules import RETENTION_SCHEDULE_ID, SWEEP_SCHEDULE_ID
 from workflows.dsr import DataSubjectRequestWorkflow
 
 
@@ -123,38 +128,48 @@ async def test_rectification_of_ada_reaches_every_system_holding_her_name(stack,
         assert (await _result(dev_server.client, rid))["status"] == "completed"
 
 
-async def test_worker_lost_mid_fanout_completes_with_each_action_once(stack, pool, dev_server, mail_sink):
-    """The first worker applies the billing erasure and dies before reporting it; a second
-    worker retries, finds nothing left to do, and the request completes."""
+async def test_worker_killed_mid_erasure_completes_with_each_action_once(stack, pool, dev_server, mail_sink, tmp_path):
+    """A worker process is killed (SIGKILL) while its billing erasure waits inside its
+    transaction; the transaction dies with it, another worker retries once the heartbeat
+    times out, and the request completes: the erasure applied once, one response letter."""
     db = stack.databases
-    applied = asyncio.Event()
-    real = next(a for a in build_activities(activity_context(stack.settings, pool))
-                if a.__temporal_activity_definition.name == "run_system_action")
-
-    @activity.defn(name="run_system_action")
-    async def apply_then_hang(task: TaskInput) -> TaskResult:
-        result = await real(task)
-        if task.task.system == "billing":
-            applied.set()
-            await asyncio.Event().wait()  # never reports: the worker dies here
-        return result
-
-    async with api(stack) as http:
-        first = build_worker(dev_server.client, stack.settings, pool, activity_overrides=[apply_then_hang])
-        first_run = asyncio.create_task(first.run())
-        rid = await _open(http, pool, {"type": "erasure", "subject": {"email": "ada@example.com"}})
-        await asyncio.wait_for(applied.wait(), 60)
-        assert await _count(db["billing"], "SELECT count(*) FROM customers WHERE email = 'ada@example.com'") == 0
-        first_run.cancel()  # the worker is gone; its activity never completes
-        try:
-            await first_run
-        except (asyncio.CancelledError, Exception):
-            pass
-        async with build_worker(dev_server.client, stack.settings, pool):
-            state = await _result(dev_server.client, rid)
+    blocker = await asyncpg.connect(db["billing"])
+    hold = blocker.transaction()
+    await hold.start()
+    # Her customer row, locked: the erasure's transaction waits on it until the worker dies.
+    await blocker.execute("SELECT 1 FROM customers WHERE email = 'ada@example.com' FOR UPDATE")
+    target = dev_server.client.service_client.config.target_host
+    env = {**os.environ, **settings_env(stack.settings), "TEMPORAL_ADDRESS": target}
+    with open(tmp_path / "worker.log", "wb") as log:
+        worker = subprocess.Popen([sys.executable, "-m", "dsrflow.cli", "worker"], env=env,
+                                  stdout=log, stderr=subprocess.STDOUT)
+    try:
+        async with api(stack) as http:
+            rid = await _open(http, pool, {"type": "erasure", "subject": {"email": "ada@example.com"}})
+            waiting = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            # Asked on a connection of its own: inside the blocker's transaction the statistics
+            # would stay as they were when it began.
+            for _ in range(300):
+                if await _count(db["billing"], waiting):
+                    break
+                await asyncio.sleep(0.1)
+            assert await _count(db["billing"], waiting), (tmp_path / "worker.log").read_text()[-3000:]
+            worker.kill()
+            worker.wait(timeout=30)
+            await hold.rollback()  # the dead worker's statement ends; its transaction cannot commit
+            await blocker.close()
+            async with build_worker(dev_server.client, stack.settings, pool):
+                state = await _result(dev_server.client, rid)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        for schedule_id in (RETENTION_SCHEDULE_ID, SWEEP_SCHEDULE_ID):  # the process worker made them
+            with contextlib.suppress(RPCError):
+                await dev_server.client.get_schedule_handle(schedule_id).delete()
     assert state["status"] == "completed"
     billing = next(r for r in state["results"] if r["system"] == "billing")
-    assert billing["status"] in ("done", "not_found") and billing["changed"] == 0
+    assert billing["status"] == "done" and billing["changed"] > 0
+    assert await _count(db["billing"], "SELECT count(*) FROM customers WHERE email = 'ada@example.com'") == 0
     assert len(letters_for(mail_sink, rid, "response")) == 1
     assert await pool.fetchval("SELECT count(*) FROM system_tasks WHERE request_id = $1 AND status <> 'needs_attention'", rid) == 4
 

@@ -6,7 +6,6 @@ import re
 import uuid
 from datetime import UTC, date, datetime, timedelta
 
-import pytest
 from temporalio import activity
 
 from activities.letters import deliver_letter

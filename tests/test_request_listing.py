@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from bench.queue_listing import seed_queue
 from dsrflow.db import create_pool
-from dsrflow.request_queries import RequestFilters, encode_cursor, queue_query
+from dsrflow.request_queries import RequestFilters, queue_cursor, queue_query
 from tests.conftest import make_database
 from tests.support import api_client, assert_problem, staff_headers
 
@@ -213,7 +213,7 @@ def _nodes(plan: dict):
 @pytest.mark.parametrize("filters", PLANNED)
 @pytest.mark.parametrize("paged", [False, True], ids=["first-page", "later-page"])
 async def test_queue_reads_an_index_not_the_whole_table(big_queue, filters, paged):
-    cursor = encode_cursor(TODAY, str(uuid.UUID(int=0))) if paged else None
+    cursor = queue_cursor(TODAY, str(uuid.UUID(int=0))) if paged else None
     sql, args = queue_query(filters, limit=50, cursor=cursor, today=TODAY)
 
     plan = (await big_queue.fetchval(f"EXPLAIN (FORMAT JSON) {sql}", *args))[0]["Plan"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import uuid
+from datetime import date
 from dataclasses import replace
 from collections.abc import AsyncIterator
 
@@ -16,7 +17,7 @@ import pytest
 import yaml
 
 from activities.connectors import build_connector
-from activities.connectors.base import ConnectorEnv, PermanentConnectorError, Subject
+from activities.connectors.base import ConnectorEnv, ErasureContext, PermanentConnectorError, Subject
 from activities.connectors.sql import SqlConnector, SqlSystemUnavailable
 from devstack.demo.sql_systems import SQL_SYSTEMS, ensure_demo_databases
 from devstack.postgres import EmbeddedPostgres
@@ -195,6 +196,32 @@ async def test_erasure_removes_grace_and_nobody_else(systems: Systems) -> None:
     again = {s: await c.erase(GRACE) for s, c in systems.connectors.items()}
     assert all(o.status == "not_found" and o.changed == 0 for o in again.values())
     assert await systems.checksums() == checksums
+
+
+async def test_evidence_is_kept_before_the_erasure_commits(systems: Systems) -> None:
+    """The erasure ledger is written inside the system's transaction: if keeping the evidence
+    fails, nothing is erased (the activity's retry does both); if it succeeds, it names every
+    erased record."""
+    crm = systems.connectors["crm"]
+    checksums = await systems.checksums()
+
+    async def unavailable(outcome) -> None:
+        raise ConnectionError("the app database went away")
+
+    with pytest.raises(ConnectionError):
+        await crm.erase(GRACE, ErasureContext(today=date.today(), before_commit=unavailable))
+    assert await systems.checksums() == checksums
+
+    seen = []
+
+    async def keep(outcome) -> None:
+        # Still inside the transaction: the rows are gone for it, not yet for anyone else.
+        seen.append(outcome)
+        assert await systems.value("crm", "SELECT count(*) FROM contacts WHERE email = 'grace@example.com'") == 1
+
+    outcome = await crm.erase(GRACE, ErasureContext(today=date.today(), before_commit=keep))
+    assert seen == [outcome] and outcome.erased["contacts"] and all(a == "deleted" for _, a in outcome.erased["contacts"])
+    assert await systems.value("crm", "SELECT count(*) FROM contacts WHERE email = 'grace@example.com'") == 0
 
 
 async def test_anonymised_child_keeps_its_parent(postgres: EmbeddedPostgres, template: dict[str, str]) -> None:

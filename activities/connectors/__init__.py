@@ -13,6 +13,7 @@ _KINDS = {
     "sql": ("activities.connectors.sql", "SqlConnector"),
     "opendsr": ("activities.connectors.opendsr", "OpenDsrConnector"),
     "manual_email": ("activities.connectors.manual_email", "ManualEmailConnector"),
+    "http": ("activities.connectors.http", "HttpConnector"),
 }
 _VAR = re.compile(r"\$\{([A-Z0-9_]+)(?::-([^}]*))?\}")
 
@@ -35,9 +36,12 @@ def expand_env(value: Any) -> Any:
     return value
 
 
-def build_connector(env: ConnectorEnv) -> Connector:
-    kind = env.system.connector
+def connector_class(kind: str, system_name: str = "?") -> type:
     if kind not in _KINDS:
-        raise NotImplementedError(f"system {env.system_name}: connector kind {kind!r} is not available")
+        raise NotImplementedError(f"system {system_name}: connector kind {kind!r} is not available")
     module, name = _KINDS[kind]
-    return getattr(import_module(module), name)(env)
+    return getattr(import_module(module), name)
+
+
+def build_connector(env: ConnectorEnv) -> Connector:
+    return connector_class(env.system.connector, env.system_name)(env)

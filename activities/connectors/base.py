@@ -7,7 +7,7 @@ results travel back into workflow history.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Literal, Protocol
@@ -53,6 +53,11 @@ class HeldRecord:
 class ErasureContext:
     today: date
     legal_holds: tuple[LegalClaimsHold, ...] = ()
+    # Called with the outcome before a transactional system commits its erasure, to make the
+    # evidence (erasure ledger, deferred erasures) durable first: a crash in between leaves
+    # evidence of an erasure that the retry then completes, never an erasure without evidence.
+    # A system that cannot do this leaves it uncalled, and the caller records after.
+    before_commit: Callable[[ActionOutcome], Awaitable[None]] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,9 @@ class ActionOutcome:
     # For asynchronous processors: their reference for the job, to poll or match callbacks.
     external_id: str | None = None
     message: str | None = None
+    # A sentence for the subject's response letter (e.g. when a processor states the data will
+    # be gone); no personal data.
+    note: str | None = None
     # Erasure only; record keys stay in the activity (ledger, deferred erasures), never in
     # workflow payloads.
     erased: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # dataset -> (key, action)
@@ -107,6 +115,10 @@ class Connector(Protocol):
 
     # Asynchronous processors may also define `job_id(subject, action) -> str | None`: the id
     # the job will have, recorded before submission so early callbacks can be matched.
+    # Connectors that need data from other systems before any of them acts define
+    # `needs_preparation(system, action) -> bool` (static) and `prepare(subject, action)`: the
+    # planning activity calls them (the http kind snapshots GA4's identifiers this way).
+    # `erase_keys(keys)` erases records a hold kept, by key, once the hold ends.
 
     async def close(self) -> None: ...
 

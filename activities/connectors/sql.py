@@ -225,7 +225,8 @@ class SqlConnector:
     async def erase(self, subject: Subject, context: ErasureContext | None = None) -> ActionOutcome:
         """Erase the subject's rows, keeping (minimised, restricted) what a hold requires; one
         transaction, children before parents."""
-        run = HoldAwareErasure(self.plan, self.env.policy, context or ErasureContext(today=date.today()))
+        context = context or ErasureContext(today=date.today())
+        run = HoldAwareErasure(self.plan, self.env.policy, context)
         counts: dict[str, dict[str, int]] = {}
         erased: dict[str, list[tuple[str, str]]] = {}
         async with self._connection() as conn:
@@ -235,10 +236,12 @@ class SqlConnector:
                         with self._mapped(dataset.name):
                             counts[dataset.name], erased[dataset.name] = await self._erase_dataset(
                                 conn, run, dataset, subject)
-        outcome = self._outcome(counts)
-        outcome.kept = sum(c["kept"] for c in counts.values())
-        outcome.erased = {d: keys for d, keys in erased.items() if keys}
-        outcome.held = run.held_records()
+                    outcome = self._outcome(counts)
+                    outcome.kept = sum(c["kept"] for c in counts.values())
+                    outcome.erased = {d: keys for d, keys in erased.items() if keys}
+                    outcome.held = run.held_records()
+                    if context.before_commit is not None:
+                        await context.before_commit(outcome)
         return outcome
 
     async def _erase_dataset(self, conn: asyncpg.Connection, run: HoldAwareErasure, dataset: Dataset,

@@ -1,0 +1,305 @@
+"""The `http` connector: a SaaS API described by configuration (policy/http_model.py), not code.
+
+An action runs its steps in order. Read steps collect records (into datasets for the access
+package and the counts; by step name for later steps' `for_each`); action steps send one request
+per item. Erasure first finds the records the way access does, works out which ones a statutory
+hold keeps (policy/http_model.DatasetHold), and lets the steps' `if` templates choose between
+minimising a held record and deleting a free one. Templates see:
+
+    subject   {email, name, customer_id}      item     the for_each record
+    vars      the configuration's vars        held     {dataset: [kept record keys]}
+    steps     {step name: records so far}     corrections   (rectify) the corrected values
+
+A step over `identifiers` sends one request per identifier snapshotted when the request was
+planned (http_identifiers.py), each through the daily quota: when the quota runs out the task
+stays pending, and the workflow's polling carries on with the rest on a later day.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import httpx
+from temporalio.exceptions import ApplicationError
+
+from activities.connectors import expand_env
+from activities.connectors.base import (
+    AccessRecord,
+    ActionOutcome,
+    ConnectorEnv,
+    ErasureContext,
+    PermanentConnectorError,
+    Subject,
+)
+from activities.connectors.http_auth import Credentials, read_secrets
+from activities.connectors.http_client import HttpExchange, dig, records_at
+from activities.connectors.http_holds import held_records, holds_over
+from activities.connectors.http_identifiers import (
+    accepted_summary,
+    mark_accepted,
+    open_identifiers,
+    snapshot_identifiers,
+)
+from activities.connectors.http_notes import render_note
+from activities.connectors.http_quota import QuotaExhausted, QuotaLedger, ServiceClock
+from policy.http_model import Action, HttpConfig, Step
+from policy.model import System
+
+PENDING_QUOTA = "http-quota"  # external_id of a task waiting for the next quota day
+
+
+@dataclass
+class _Run:
+    """What one action has found and done so far."""
+
+    context: dict[str, Any]
+    found: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    by_step: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    step_dataset: dict[str, str | None] = field(default_factory=dict)
+    effects: dict[str, dict[str, int]] = field(default_factory=dict)
+    erased: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    collected: dict[str, list[Any]] = field(default_factory=dict)
+    held: dict[str, dict[str, tuple[date, str]]] = field(default_factory=dict)
+    waiting: QuotaExhausted | None = None
+
+    def count(self, dataset: str, effect: str, n: int = 1) -> None:
+        counts = self.effects.setdefault(dataset, {})
+        counts[effect] = counts.get(effect, 0) + n
+
+
+class HttpConnector:
+    def __init__(self, env: ConnectorEnv) -> None:
+        self.env = env
+        self.name = env.system_name
+        try:
+            env.system.http_config()  # as written (a policy that was not loaded by load_policy)
+            # Non-secret settings may come from the environment (`${VAR:-default}`): URLs, ids.
+            self.config = HttpConfig.model_validate(expand_env(env.system.config))
+        except (KeyError, ValueError) as exc:
+            raise PermanentConnectorError(f"system {self.name}: config: {exc.args[0]}") from None
+        secrets = read_secrets(self.name, self.config)
+        self._http = httpx.AsyncClient(timeout=self.config.timeout_seconds)
+        credentials = Credentials(self.name, self.config.service, self.config.auth, secrets, self._http)
+        self.clock = ServiceClock()
+        ledger = QuotaLedger(env.pool, f"{self.config.limits.key or self.name}", self.config.limits, self.clock)
+        self.exchange = HttpExchange(self.name, self.config, credentials, self._http, ledger)
+
+    @staticmethod
+    def needs_preparation(system: System, action: str) -> bool:
+        return action == "erase" and bool(system.http_config().identifiers)
+
+    async def prepare(self, subject: Subject, action: str) -> None:
+        if action == "erase" and self.config.identifiers:
+            await snapshot_identifiers(self.env, self.config.identifiers, subject)
+
+    # -- the Connector interface -----------------------------------------------------------
+
+    async def access(self, subject: Subject) -> AsyncIterator[AccessRecord]:
+        action = self.config.actions.access
+        if action is None:
+            return
+        run = await self._run(action, subject, "access")
+        for dataset_name, records in run.found.items():
+            dataset = self.config.datasets[dataset_name]
+            for record in records:
+                fields = {k: record.get(k) for k in dataset.fields} if dataset.fields else record
+                yield AccessRecord(dataset=dataset_name, category=dataset.category,
+                                   provided=dataset.provided, fields=fields)
+
+    async def erase(self, subject: Subject, context: ErasureContext | None = None) -> ActionOutcome:
+        action = self.config.actions.erase
+        if action is None:
+            return self._manual("erasure")
+        today = context.today if context else datetime.now(UTC).date()
+        run = await self._run(action, subject, "erase", today=today)
+        outcome = await self._outcome(action, run, subject)
+        outcome.erased = {d: keys for d, keys in run.erased.items() if keys}
+        outcome.held = held_records(run.held)
+        outcome.kept = len(outcome.held)
+        return outcome
+
+    async def erase_keys(self, keys: Mapping[str, Sequence[str]]) -> dict[str, list[tuple[str, str]]]:
+        """A hold ended: run the erase action's deleting steps for these records, by key."""
+        action = self.config.actions.erase
+        run = _Run(context=self._context(None))
+        if action is None:
+            return {}
+        for step in action.steps:
+            source = self._source_dataset(action, step.for_each)
+            if step.effect != "deleted" or source not in keys:
+                continue
+            items = [{self.config.datasets[source].key: key} for key in keys[source]]
+            await self._act(step, source, items, run)
+        return {d: v for d, v in run.erased.items() if v}
+
+    async def status(self, subject: Subject, external_id: str) -> ActionOutcome:
+        if external_id == PENDING_QUOTA:
+            return await self.erase(subject)  # carry on with what the quota held back
+        return ActionOutcome(status="done")
+
+    async def object(self, subject: Subject, scope: str) -> ActionOutcome:
+        action = self.config.actions.object.get(scope)  # type: ignore[call-overload]
+        if action is None:
+            return ActionOutcome(status="not_found", message=f"{self.config.service} is not configured "
+                                 f"for objections to {scope}: nothing to act on there")
+        return await self._outcome(action, await self._run(action, subject, f"object.{scope}"), subject)
+
+    async def rectify(self, subject: Subject, corrections: dict[str, str]) -> ActionOutcome:
+        return await self._simple("rectify", "rectification", subject, {"corrections": corrections})
+
+    async def restrict(self, subject: Subject) -> ActionOutcome:
+        return await self._simple("restrict", "restriction", subject)
+
+    async def lift_restriction(self, subject: Subject) -> ActionOutcome:
+        return await self._simple("lift_restriction", "lifting a restriction", subject)
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    # -- running actions -------------------------------------------------------------------
+
+    async def _simple(self, name: str, what: str, subject: Subject, extra: dict | None = None) -> ActionOutcome:
+        action = getattr(self.config.actions, name)
+        if action is None:
+            return self._manual(what)
+        return await self._outcome(action, await self._run(action, subject, name, extra=extra), subject)
+
+    def _manual(self, what: str) -> ActionOutcome:
+        return ActionOutcome(status="needs_attention", message=(
+            f"the {self.config.service} configuration of system {self.name} has no requests for {what}: "
+            f"carry it out in {self.config.service} by hand, then resolve the task"))
+
+    def _context(self, subject: Subject | None) -> dict[str, Any]:
+        who = {"email": subject.email, "name": subject.name, "customer_id": subject.customer_id} if subject else {}
+        return {"subject": who, "vars": self.config.vars, "steps": {}, "held": {}, "corrections": {}}
+
+    def _source_dataset(self, action: Action, step_name: str | None) -> str | None:
+        for step in self._steps(action):
+            if step.name == step_name:
+                return step.dataset
+        return None
+
+    def _steps(self, action: Action) -> list[Step]:
+        found = getattr(self.config.actions, action.find).steps if action.find else []
+        return [*found, *action.steps]
+
+    async def _run(self, action: Action, subject: Subject, name: str, *, today: date | None = None,
+                   extra: dict | None = None) -> _Run:
+        run = _Run(context={**self._context(subject), **(extra or {})})
+        holds_known = False
+        try:
+            for step in self._steps(action):
+                where = f"{name}.{step.name}"
+                if step.effect is not None and today is not None and not holds_known:
+                    run.held = holds_over(self.config, self.env.policy, run.found, today)
+                    run.context["held"] = {d: sorted(keys) for d, keys in run.held.items()}
+                    holds_known = True
+                if step.for_each == "identifiers":
+                    await self._identifiers(step, subject, run, where)
+                    if run.waiting:
+                        break
+                    continue
+                items = run.by_step.get(step.for_each, []) if step.for_each else [None]
+                source = run.step_dataset.get(step.for_each) if step.for_each else step.dataset
+                if step.effect is not None:
+                    await self._act(step, source, items, run, where)
+                else:
+                    await self._read(step, items, run, where)
+        except QuotaExhausted as exc:
+            # Not the identifiers' own pacing: the whole attempt waits for the new quota day.
+            delay = max(exc.resumes_at - self.clock.now(), timedelta(seconds=1))
+            raise ApplicationError(f"system {self.name}: {exc}", type="HttpQuotaExhausted",
+                                   next_retry_delay=delay) from None
+        return run
+
+    async def _read(self, step: Step, items: list[Any], run: _Run, where: str) -> None:
+        run.step_dataset[step.name] = step.dataset
+        collected = run.by_step.setdefault(step.name, [])
+        for item in items:
+            context = {**run.context, "item": item}
+            if not self.exchange.truthy(step.if_, context, where):
+                continue
+            async for _, document in self.exchange.pages(step, where, context):
+                if document is None:
+                    continue
+                records = records_at(document, step.records or "")
+                collected.extend(records)
+                if step.dataset:
+                    run.found.setdefault(step.dataset, []).extend(records)
+        run.context["steps"] = {**run.context["steps"], step.name: collected}
+
+    async def _act(self, step: Step, source: str | None, items: list[Any], run: _Run, where: str = "") -> None:
+        where = where or f"erase.{step.name}"
+        key_field = self.config.datasets[source].key if source else None
+        for item in items:
+            context = {**run.context, "item": item}
+            if not self.exchange.truthy(step.if_, context, where):
+                continue
+            answered = None
+            async for status, document in self.exchange.pages(step, where, context):
+                answered = status, document
+            assert answered is not None
+            status, document = answered
+            self._collect(step, document, run)
+            target = source or step.dataset or step.name
+            if item is None and step.dataset:
+                # One request for the whole dataset (e.g. delete by e-mail): count its records.
+                run.count(target, step.effect or "", len(run.found.get(step.dataset, [])))
+            elif status not in step.missing:
+                run.count(target, step.effect or "")
+            if step.effect == "deleted" and isinstance(item, dict) and key_field and item.get(key_field):
+                run.erased.setdefault(target, []).append((str(item[key_field]), "deleted"))
+
+    def _collect(self, step: Step, document: Any, run: _Run) -> dict[str, Any]:
+        values = {name: dig(document, path) for name, path in step.collect.items()}
+        for name, value in values.items():
+            if value is not None:
+                run.collected.setdefault(name, []).append(value)
+        return values
+
+    async def _identifiers(self, step: Step, subject: Subject, run: _Run, where: str) -> None:
+        for row in await open_identifiers(self.env, subject.request_id):
+            context = {**run.context, "item": {"type": row["id_type"], "value": row["value"]}}
+            if not self.exchange.truthy(step.if_, context, where):
+                continue
+            try:
+                document = None
+                async for _, document in self.exchange.pages(step, where, context):
+                    pass
+            except QuotaExhausted as exc:
+                run.waiting = exc
+                return
+            await mark_accepted(self.env, subject.request_id, row["id_type"], row["value_hash"],
+                                self._collect(step, document, run))
+
+    async def _outcome(self, action: Action, run: _Run, subject: Subject) -> ActionOutcome:
+        datasets: dict[str, dict[str, int]] = {}
+        for name, records in run.found.items():
+            datasets[name] = {"found": len(records)}
+        for name, effects in run.effects.items():
+            datasets.setdefault(name, {"found": 0}).update(effects)
+        for name, keys in run.held.items():
+            datasets.setdefault(name, {"found": 0})["kept"] = len(keys)
+        collected = run.collected
+        if any(s.for_each == "identifiers" for s in self._steps(action)):
+            total, accepted, collected = await accepted_summary(self.env, subject.request_id)
+            datasets["identifiers"] = {"found": total, "submitted": accepted}
+            if run.waiting is not None:
+                return ActionOutcome(
+                    status="pending", external_id=PENDING_QUOTA, datasets=datasets, found=total,
+                    changed=accepted, message=(
+                        f"{accepted} of {total} identifiers accepted by {self.config.service}; its daily quota "
+                        f"({run.waiting.limit}) is used up, the rest follows after "
+                        f"{run.waiting.resumes_at.isoformat(timespec='minutes')}"))
+        found = sum(c.get("found", 0) for c in datasets.values())
+        changed = sum(n for c in datasets.values() for k, n in c.items() if k not in ("found", "kept"))
+        if not found and not changed:
+            where = sorted({i.system for i in self.config.identifiers})
+            message = (f"no identifiers of the subject in {', '.join(where)} to ask {self.config.service} about"
+                       if "identifiers" in datasets else f"{self.config.service} holds no record of the subject")
+            return ActionOutcome(status="not_found", datasets=datasets, message=message)
+        note = render_note(action.note, collected, self.clock.now()) if action.note else None
+        return ActionOutcome(status="done", found=found, changed=changed, datasets=datasets, note=note)

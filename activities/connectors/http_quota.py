@@ -1,0 +1,98 @@
+"""Rate limits and daily quotas of an http system, kept in Postgres so every worker, and every
+later activity attempt, sees the same count (migrations/0008_http_quota.sql).
+
+Per second: each request reserves the next free slot of its bucket in one statement and waits
+for it, so N workers together stay under the rate. Per day: a request takes one unit of the
+day's quota first; when none is left it raises QuotaExhausted with the time the next quota day
+begins, and the caller lets the workflow wait (a timer), never a sleeping activity.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import asyncpg
+from temporalio import activity
+
+from policy.http_model import Limits
+
+
+class QuotaExhausted(Exception):
+    def __init__(self, bucket: str, limit: int, resumes_at: datetime) -> None:
+        super().__init__(f"daily quota of {limit} requests used up; it renews at {resumes_at.isoformat()}")
+        self.limit = limit
+        self.resumes_at = resumes_at
+
+
+class ServiceClock:
+    """Now, as the workflow sees it: inside an activity, the time the server scheduled this
+    attempt (virtual under the time-skipping test server) plus the time spent since; outside
+    one, the wall clock."""
+
+    def __init__(self) -> None:
+        self._start = time.monotonic()
+        try:
+            self._base = activity.info().current_attempt_scheduled_time
+        except RuntimeError:
+            self._base = None
+
+    def now(self) -> datetime:
+        if self._base is None:
+            return datetime.now(UTC)
+        return self._base.astimezone(UTC) + timedelta(seconds=time.monotonic() - self._start)
+
+
+class QuotaLedger:
+    def __init__(self, pool: asyncpg.Pool | None, bucket: str, limits: Limits, clock: ServiceClock) -> None:
+        self.pool = pool
+        self.bucket = bucket
+        self.limits = limits
+        self.clock = clock
+        self.zone = ZoneInfo(limits.timezone)
+
+    async def acquire(self) -> None:
+        """Take one request's share of the daily quota, then wait for this bucket's next slot."""
+        if self.limits.per_day is not None:
+            await self._take_daily_unit()
+        if self.limits.per_second is not None:
+            await self._wait_for_slot(1.0 / self.limits.per_second)
+
+    def _quota_day(self) -> tuple[datetime, datetime]:
+        local = self.clock.now().astimezone(self.zone)
+        start = local.replace(hour=0, minute=0, second=0, microsecond=0)
+        following = (start + timedelta(days=1, hours=3)).replace(hour=0)  # DST-proof
+        return start, following
+
+    async def _take_daily_unit(self) -> None:
+        if self.pool is None:
+            raise RuntimeError("a daily quota needs the app database")
+        day, following = self._quota_day()
+        used = await self.pool.fetchval(
+            """INSERT INTO http_quota_days (bucket, day, used) VALUES ($1, $2, 1)
+               ON CONFLICT (bucket, day) DO UPDATE SET used = http_quota_days.used + 1
+               WHERE http_quota_days.used < $3
+               RETURNING used""",
+            self.bucket, day.date(), self.limits.per_day)
+        if used is None:
+            raise QuotaExhausted(self.bucket, self.limits.per_day or 0, following.astimezone(UTC))
+
+    async def _wait_for_slot(self, interval: float) -> None:
+        if self.pool is None:
+            raise RuntimeError("a rate limit needs the app database")
+        step = timedelta(seconds=interval)
+        wait = await self.pool.fetchval(
+            """INSERT INTO http_rate_slots AS s (bucket, next_at) VALUES ($1, clock_timestamp() + $2)
+               ON CONFLICT (bucket) DO UPDATE SET next_at = greatest(s.next_at, clock_timestamp()) + $2
+               RETURNING extract(epoch FROM (s.next_at - $2 - clock_timestamp()))::float8""",
+            self.bucket, step)
+        if wait and wait > 0:
+            await asyncio.sleep(wait)
+
+    async def used_today(self) -> int:
+        day, _ = self._quota_day()
+        return await self.pool.fetchval(
+            "SELECT coalesce(max(used), 0) FROM http_quota_days WHERE bucket = $1 AND day = $2",
+            self.bucket, day.date())

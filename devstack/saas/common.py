@@ -1,0 +1,133 @@
+"""What every SaaS stand-in shares: a log of the requests it served, faults a test can inject
+(a 429 with Retry-After, a 5xx), OAuth 2.0 access tokens that a test can expire, list pages a
+test can make small, and a `/_standin` control API for stand-ins run as a separate process.
+
+Stand-ins speak the documented wire format of the service they replace (paths, auth, error
+bodies, paging) closely enough that the shipped configuration under policy/http works against
+either. They keep their data in memory."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+ErrorBody = Callable[[int, str], dict[str, Any]]
+
+
+@dataclass
+class Fault:
+    status: int
+    retry_after: str | None = None
+    times: int = 1
+    path: str | None = None  # only requests whose path contains this
+
+
+@dataclass
+class Served:
+    method: str
+    path: str
+    status: int
+    at: float  # when it arrived
+    body: Any = None
+
+
+@dataclass
+class Tokens:
+    """OAuth 2.0 access tokens this stand-in issued, each with its expiry."""
+
+    lifetime: int = 1800
+    issued: dict[str, float] = field(default_factory=dict)
+
+    def issue(self) -> dict[str, Any]:
+        token = secrets.token_urlsafe(24)
+        self.issued[token] = time.time() + self.lifetime
+        return {"access_token": token, "token_type": "bearer", "expires_in": self.lifetime}
+
+    def valid(self, token: str) -> bool:
+        return self.issued.get(token, 0) > time.time()
+
+    def expire_all(self) -> None:
+        """Every token issued so far expires now (the client still believes they are good)."""
+        self.issued = {token: 0.0 for token in self.issued}
+
+
+@dataclass
+class StandIn:
+    name: str
+    error_body: ErrorBody
+    faults: list[Fault] = field(default_factory=list)
+    served: list[Served] = field(default_factory=list)
+    tokens: Tokens = field(default_factory=Tokens)
+    max_page_size: int = 100
+
+    def inject(self, status: int, *, retry_after: str | None = None, times: int = 1, path: str | None = None) -> None:
+        self.faults.append(Fault(status, retry_after, times, path))
+
+    def error(self, status: int, message: str, headers: dict[str, str] | None = None,
+              media_type: str = "application/json") -> JSONResponse:
+        return JSONResponse(self.error_body(status, message), status_code=status, headers=headers,
+                            media_type=media_type)
+
+    def requests(self, method: str | None = None, contains: str = "") -> list[Served]:
+        return [s for s in self.served if (method is None or s.method == method) and contains in s.path]
+
+    def page_size(self, asked: Any, default: int, cap: int) -> int:
+        try:
+            wanted = int(asked) if asked is not None else default
+        except ValueError:
+            wanted = default
+        return max(1, min(wanted, cap, self.max_page_size))
+
+
+def bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    return header[7:].strip() if header.lower().startswith("bearer ") else None
+
+
+def create_standin_app(standin: StandIn, *, media_type: str = "application/json") -> FastAPI:
+    """An app that logs every request, answers injected faults first, and offers /_standin."""
+    app = FastAPI(title=f"{standin.name} stand-in", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.standin = standin
+
+    @app.middleware("http")
+    async def faults_and_log(request: Request, call_next):
+        path, arrived = request.url.path, time.time()
+        if "/_standin/" in path:
+            return await call_next(request)
+        body = None
+        if request.method in ("POST", "PUT", "PATCH"):
+            raw = await request.body()
+            body = raw.decode(errors="replace") if raw else None
+        for fault in standin.faults:
+            if fault.times > 0 and (fault.path is None or fault.path in path):
+                fault.times -= 1
+                standin.served.append(Served(request.method, path, fault.status, arrived, body))
+                headers = {"Retry-After": fault.retry_after} if fault.retry_after else None
+                return standin.error(fault.status, "injected by the stand-in", headers, media_type)
+        response: Response = await call_next(request)
+        standin.served.append(Served(request.method, path, response.status_code, arrived, body))
+        return response
+
+    @app.post("/_standin/faults")
+    async def add_fault(request: Request) -> dict:
+        document = await request.json()
+        standin.inject(int(document["status"]), retry_after=document.get("retry_after"),
+                       times=int(document.get("times", 1)), path=document.get("path"))
+        return {"faults": len(standin.faults)}
+
+    @app.post("/_standin/expire-tokens")
+    async def expire_tokens() -> dict:
+        standin.tokens.expire_all()
+        return {"expired": len(standin.tokens.issued)}
+
+    @app.get("/_standin/requests")
+    async def served() -> list[dict]:
+        return [{"method": s.method, "path": s.path, "status": s.status} for s in standin.served]
+
+    return app

@@ -1,0 +1,109 @@
+"""Google Analytics User Deletion API stand-in, with Google's OAuth 2.0 token endpoint.
+
+Documented behaviour it keeps: service-account auth by the JWT bearer grant (`POST /token`,
+grant_type urn:ietf:params:oauth:grant-type:jwt-bearer, an RS256-signed assertion whose `aud` is
+the token URL and whose scope includes analytics.user.deletion), access tokens valid for an hour;
+`POST /analytics/v3/userDeletion/userDeletionRequests:upsert` taking
+{kind, id: {type: CLIENT_ID|USER_ID|APP_INSTANCE_ID, userId}, propertyId} and answering the
+resource with `deletionRequestTime`; errors as {"error": {code, message, status}}."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from fastapi import Request
+
+from devstack.saas.common import StandIn, bearer, create_standin_app
+
+SCOPE = "https://www.googleapis.com/auth/analytics.user.deletion"
+UPSERT = "/analytics/v3/userDeletion/userDeletionRequests:upsert"
+_STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
+           429: "RESOURCE_EXHAUSTED"}
+ID_TYPES = {"CLIENT_ID", "USER_ID", "APP_INSTANCE_ID"}
+
+
+def _error(status: int, message: str) -> dict[str, Any]:
+    return {"error": {"code": status, "message": message, "status": _STATUS.get(status, "INTERNAL")}}
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def new_service_account(client_email: str = "dsrflow@standin.iam.gserviceaccount.com") -> dict[str, str]:
+    """A service-account key in Google's JSON key format."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption()).decode()
+    return {"type": "service_account", "client_email": client_email, "private_key_id": "standin",
+            "private_key": pem, "token_uri": "https://oauth2.googleapis.com/token"}
+
+
+class DeletionData:
+    def __init__(self) -> None:
+        self.accounts: dict[str, Any] = {}  # client_email -> public key
+        self.properties: set[str] = set()  # properties the service account may use; empty: any
+        self.requests: list[dict[str, Any]] = []
+
+    def trust(self, service_account: dict[str, str]) -> None:
+        private = serialization.load_pem_private_key(service_account["private_key"].encode(), password=None)
+        self.accounts[service_account["client_email"]] = private.public_key()
+
+
+def create_ga4_app() -> Any:
+    data = DeletionData()
+    standin = StandIn("Google Analytics", _error)
+    standin.tokens.lifetime = 3600
+    app = create_standin_app(standin)
+    app.state.data = data
+
+    def check_assertion(assertion: str, audience: str) -> str | None:
+        try:
+            header, claims, signature = assertion.split(".")
+            document = json.loads(_unb64(claims))
+            public = data.accounts[document["iss"]]
+            public.verify(_unb64(signature), f"{header}.{claims}".encode(), padding.PKCS1v15(), hashes.SHA256())
+        except (ValueError, KeyError, InvalidSignature):
+            return "Invalid JWT Signature."
+        if document.get("aud") != audience or document.get("exp", 0) < time.time():
+            return "Invalid JWT: audience or expiry"
+        if SCOPE not in str(document.get("scope", "")).split():
+            return "Invalid OAuth scope or ID token audience provided."
+        return None
+
+    @app.post("/token")
+    async def token(request: Request):
+        form = dict(parse_qsl((await request.body()).decode()))
+        if form.get("grant_type") != "urn:ietf:params:oauth:grant-type:jwt-bearer":
+            return standin.error(400, "unsupported_grant_type")
+        problem = check_assertion(form.get("assertion", ""), str(request.url))
+        if problem:
+            return standin.error(400, problem)
+        return standin.tokens.issue()
+
+    @app.post(UPSERT)
+    async def upsert(request: Request):
+        token_ = bearer(request)
+        if token_ is None or not standin.tokens.valid(token_):
+            return standin.error(401, "Request had invalid authentication credentials.")
+        body = json.loads(await request.body() or b"{}")
+        identity = body.get("id") or {}
+        property_id = str(body.get("propertyId") or "")
+        if identity.get("type") not in ID_TYPES or not identity.get("userId") or not property_id:
+            return standin.error(400, "Invalid value: id.type, id.userId and propertyId are required.")
+        if data.properties and property_id not in data.properties:
+            return standin.error(403, "User does not have sufficient permissions for this property.")
+        stamp = datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+        data.requests.append({"type": identity["type"], "userId": identity["userId"], "propertyId": property_id})
+        return {"kind": "analytics#userDeletionRequest", "id": identity, "propertyId": property_id,
+                "deletionRequestTime": stamp}
+
+    return app

@@ -1,0 +1,158 @@
+"""HubSpot stand-in: OAuth 2.0 tokens, contacts (CRM v3 search), their notes, GDPR delete.
+
+Documented behaviour it keeps: `POST /oauth/v1/token` (form; refresh_token or client_credentials
+grant) answering {access_token, refresh_token, expires_in}; bearer tokens that expire
+(401, category EXPIRED_AUTHENTICATION); search with filterGroups, `limit` and `after`, answering
+{total, results, paging.next.after}; association lists paged by `paging.next.{after, link}`;
+`POST /crm/v3/objects/contacts/gdpr-delete` {objectId, idProperty} answering 204, and adding an
+e-mail address that matches no contact to the blocklist; errors as
+{status: error, message, correlationId, category}."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl
+
+from fastapi import Request
+from fastapi.responses import Response
+
+from devstack.saas.common import StandIn, bearer, create_standin_app
+
+_CATEGORY = {400: "VALIDATION_ERROR", 401: "EXPIRED_AUTHENTICATION", 403: "MISSING_SCOPES",
+             404: "OBJECT_NOT_FOUND", 429: "RATE_LIMITS"}
+
+
+def _error(status: int, message: str) -> dict[str, Any]:
+    return {"status": "error", "message": message, "correlationId": str(uuid.uuid4()),
+            "category": _CATEGORY.get(status, "INTERNAL_ERROR")}
+
+
+def _stamp() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class HubSpotData:
+    def __init__(self, client_id: str, client_secret: str, refresh_token: str) -> None:
+        self.client_id, self.client_secret, self.refresh_token = client_id, client_secret, refresh_token
+        self.contacts: dict[str, dict[str, Any]] = {}
+        self.notes: dict[str, dict[str, Any]] = {}
+        self.note_links: dict[str, list[str]] = {}  # contact id -> note ids
+        self.blocklist: set[str] = set()
+        self.gdpr_deleted: list[str] = []
+
+    def add_contact(self, email: str, firstname: str, lastname: str, **properties: str) -> str:
+        contact_id = str(100 + len(self.contacts) + len(self.gdpr_deleted))
+        self.contacts[contact_id] = {
+            "id": contact_id, "createdAt": _stamp(), "updatedAt": _stamp(), "archived": False,
+            "properties": {"email": email, "firstname": firstname, "lastname": lastname,
+                           "hs_object_id": contact_id, **properties}}
+        self.note_links[contact_id] = []
+        return contact_id
+
+    def add_note(self, contact_id: str, body: str) -> str:
+        note_id = str(9000 + len(self.notes))
+        self.notes[note_id] = {"id": note_id, "createdAt": _stamp(), "updatedAt": _stamp(), "archived": False,
+                               "properties": {"hs_note_body": body, "hs_timestamp": _stamp()}}
+        self.note_links[contact_id].append(note_id)
+        return note_id
+
+    def find(self, email: str) -> str | None:
+        return next((cid for cid, c in self.contacts.items()
+                     if c["properties"]["email"].lower() == email.strip().lower()), None)
+
+
+def create_hubspot_app(client_id: str = "standin-client", client_secret: str = "standin-secret",
+                       refresh_token: str = "standin-refresh") -> Any:
+    data = HubSpotData(client_id, client_secret, refresh_token)
+    standin = StandIn("HubSpot", _error)
+    app = create_standin_app(standin)
+    app.state.data = data
+
+    def refused(request: Request) -> Response | None:
+        token = bearer(request)
+        if token is None or not standin.tokens.valid(token):
+            return standin.error(401, "The OAuth token used to make this call expired or is not valid.")
+        return None
+
+    @app.post("/oauth/v1/token")
+    async def token(request: Request):
+        form = dict(parse_qsl((await request.body()).decode()))
+        if form.get("client_id") != data.client_id or form.get("client_secret") != data.client_secret:
+            return standin.error(400, "missing or unknown client_id / client_secret")
+        if form.get("grant_type") == "refresh_token":
+            if form.get("refresh_token") != data.refresh_token:
+                return standin.error(400, "missing or invalid refresh token")
+            data.refresh_token = secrets.token_urlsafe(16)  # rotated, as OAuth 2.1 advises
+        elif form.get("grant_type") != "client_credentials":
+            return standin.error(400, "unsupported grant_type")
+        return {**standin.tokens.issue(), "refresh_token": data.refresh_token}
+
+    @app.post("/crm/v3/objects/contacts/search")
+    async def search(request: Request):
+        if (refusal := refused(request)) is not None:
+            return refusal
+        query = await request.json()
+        filters = [f for group in query.get("filterGroups", []) for f in group.get("filters", [])]
+        rows = list(data.contacts.values())
+        for f in filters:
+            if f.get("operator") != "EQ":
+                return standin.error(400, f"operator {f.get('operator')} is not supported by the stand-in")
+            rows = [r for r in rows if str(r["properties"].get(f["propertyName"], "")).lower() == str(f["value"]).lower()]
+        start = int(query.get("after") or 0)
+        limit = standin.page_size(query.get("limit"), 10, 200)
+        page = rows[start:start + limit]
+        wanted = query.get("properties") or ["email", "firstname", "lastname"]
+        body: dict[str, Any] = {"total": len(rows), "results": [
+            {**r, "properties": {k: v for k, v in r["properties"].items() if k in wanted or k == "hs_object_id"}}
+            for r in page]}
+        if start + limit < len(rows):
+            body["paging"] = {"next": {"after": str(start + limit)}}
+        return body
+
+    @app.get("/crm/v3/objects/contacts/{contact_id}/associations/notes")
+    async def associations(contact_id: str, request: Request):
+        if (refusal := refused(request)) is not None:
+            return refusal
+        if contact_id not in data.contacts:
+            return standin.error(404, "Object not found.")
+        links = data.note_links[contact_id]
+        start = int(request.query_params.get("after") or 0)
+        limit = standin.page_size(request.query_params.get("limit"), 100, 500)
+        body: dict[str, Any] = {"results": [{"id": n, "type": "contact_to_note"} for n in links[start:start + limit]]}
+        if start + limit < len(links):
+            after = str(start + limit)
+            link = str(request.url.include_query_params(after=after))
+            body["paging"] = {"next": {"after": after, "link": link}}
+        return body
+
+    @app.get("/crm/v3/objects/notes/{note_id}")
+    async def note(note_id: str, request: Request):
+        if (refusal := refused(request)) is not None:
+            return refusal
+        if note_id not in data.notes:
+            return standin.error(404, "Object not found.")
+        return data.notes[note_id]
+
+    @app.post("/crm/v3/objects/contacts/gdpr-delete")
+    async def gdpr_delete(request: Request):
+        if (refusal := refused(request)) is not None:
+            return refusal
+        document = json.loads(await request.body() or b"{}")
+        object_id, id_property = str(document.get("objectId", "")), document.get("idProperty")
+        contact_id = data.find(object_id) if id_property == "email" else object_id
+        if contact_id not in data.contacts:
+            if id_property == "email":
+                data.blocklist.add(object_id.strip().lower())
+                return Response(status_code=204)
+            return standin.error(404, "Object not found.")
+        contact = data.contacts.pop(contact_id)
+        for note_id in data.note_links.pop(contact_id, []):
+            data.notes.pop(note_id, None)
+        data.gdpr_deleted.append(contact["properties"]["email"])
+        return Response(status_code=204)
+
+    return app

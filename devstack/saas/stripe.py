@@ -1,0 +1,130 @@
+"""Stripe stand-in: customers, invoices and charges (API v1).
+
+Documented behaviour it keeps: secret-key auth as a bearer token (or HTTP basic with the key as
+user name), form-encoded POST bodies, lists as {object: list, data, has_more, url} newest first
+with `limit` (1-100) and `starting_after`, `email` as a case-sensitive filter on customers,
+`customer` on invoices and charges, an empty string unsetting a field, DELETE answering
+{id, object, deleted: true}, errors as {"error": {type, code, message}}."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import time
+from typing import Any
+from urllib.parse import parse_qsl
+
+from fastapi import Request
+from fastapi.responses import JSONResponse
+
+from devstack.saas.common import StandIn, bearer, create_standin_app
+
+_UNSETTABLE = {"phone", "description", "name", "shipping", "address"}
+
+
+def _error(status: int, message: str) -> dict[str, Any]:
+    kind = {401: ("invalid_request_error", None), 404: ("invalid_request_error", "resource_missing"),
+            429: ("invalid_request_error", "rate_limit")}.get(status, ("api_error", None))
+    if status not in (401, 404, 429) and status < 500:
+        kind = ("invalid_request_error", "parameter_invalid")
+    body: dict[str, Any] = {"type": kind[0], "message": message}
+    if kind[1]:
+        body["code"] = kind[1]
+    return {"error": body}
+
+
+class StripeData:
+    def __init__(self, api_key: str) -> None:
+        self.api_key = api_key
+        self.customers: dict[str, dict[str, Any]] = {}
+        self.invoices: dict[str, dict[str, Any]] = {}
+        self.charges: dict[str, dict[str, Any]] = {}
+
+    def add_customer(self, email: str, name: str, *, phone: str | None = None, created: int | None = None) -> str:
+        customer_id = f"cus_{secrets.token_hex(7)}"
+        self.customers[customer_id] = {
+            "id": customer_id, "object": "customer", "email": email, "name": name, "phone": phone,
+            "description": None, "address": None, "shipping": None, "metadata": {},
+            "created": created or int(time.time()), "livemode": False}
+        return customer_id
+
+    def add_invoice(self, customer: str, created: int, total: int = 12100, currency: str = "eur") -> str:
+        invoice_id = f"in_{secrets.token_hex(8)}"
+        self.invoices[invoice_id] = {
+            "id": invoice_id, "object": "invoice", "customer": customer,
+            "customer_email": self.customers[customer]["email"], "number": f"INV-{len(self.invoices) + 1:05d}",
+            "created": created, "total": total, "currency": currency, "status": "paid"}
+        return invoice_id
+
+    def add_charge(self, customer: str, created: int, amount: int = 12100) -> str:
+        charge_id = f"ch_{secrets.token_hex(8)}"
+        self.charges[charge_id] = {
+            "id": charge_id, "object": "charge", "customer": customer, "amount": amount, "currency": "eur",
+            "created": created, "paid": True, "receipt_email": self.customers[customer]["email"]}
+        return charge_id
+
+
+def create_stripe_app(api_key: str = "sk_test_standin") -> Any:
+    data = StripeData(api_key)
+    standin = StandIn("Stripe", _error)
+    app = create_standin_app(standin)
+    app.state.data = data
+
+    def authorised(request: Request) -> bool:
+        header = request.headers.get("authorization", "")
+        if header.lower().startswith("basic "):
+            user = base64.b64decode(header[6:]).decode(errors="replace").split(":", 1)[0]
+            return user == data.api_key
+        return bearer(request) == data.api_key
+
+    def refuse() -> JSONResponse:
+        return standin.error(401, "Invalid API Key provided.")
+
+    def listing(request: Request, objects: dict[str, dict], path: str, **filters: str | None) -> dict:
+        rows = [o for o in objects.values() if all(v is None or o.get(k) == v for k, v in filters.items())]
+        rows.sort(key=lambda o: (o["created"], o["id"]), reverse=True)
+        after = request.query_params.get("starting_after")
+        if after:
+            ids = [o["id"] for o in rows]
+            rows = rows[ids.index(after) + 1:] if after in ids else []
+        limit = standin.page_size(request.query_params.get("limit"), 10, 100)
+        return {"object": "list", "data": rows[:limit], "has_more": len(rows) > limit, "url": path}
+
+    def list_route(path: str, objects: dict[str, dict], filter_param: str):
+        async def route(request: Request):
+            if not authorised(request):
+                return refuse()
+            return listing(request, objects, path, **{filter_param: request.query_params.get(filter_param)})
+        return route
+
+    for path, objects, filter_param in (("/v1/customers", data.customers, "email"),
+                                        ("/v1/invoices", data.invoices, "customer"),
+                                        ("/v1/charges", data.charges, "customer")):
+        app.add_api_route(path, list_route(path, objects, filter_param), methods=["GET"])
+
+    @app.post("/v1/customers/{customer_id}")
+    async def update_customer(customer_id: str, request: Request):
+        if not authorised(request):
+            return refuse()
+        customer = data.customers.get(customer_id)
+        if customer is None:
+            return standin.error(404, f"No such customer: '{customer_id}'")
+        form = parse_qsl((await request.body()).decode(), keep_blank_values=True)
+        for key, value in form:
+            if key.startswith("metadata[") and key.endswith("]"):
+                customer["metadata"][key[9:-1]] = str(value)
+            elif key in _UNSETTABLE or key == "email":
+                customer[key] = None if value == "" else str(value)
+            else:
+                return standin.error(400, f"Received unknown parameter: {key}")
+        return customer
+
+    @app.delete("/v1/customers/{customer_id}")
+    async def delete_customer(customer_id: str, request: Request):
+        if not authorised(request):
+            return refuse()
+        if data.customers.pop(customer_id, None) is None:
+            return standin.error(404, f"No such customer: '{customer_id}'")
+        return {"id": customer_id, "object": "customer", "deleted": True}
+
+    return app

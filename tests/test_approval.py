@@ -1,0 +1,125 @@
+"""The release gate: where the policy asks for it, the response (with the subject's package) waits
+in `awaiting_approval` until compliance approves it, or denies the request."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import uuid
+import zipfile
+
+import pytest
+import yaml
+from temporalio.worker import Replayer
+
+from dsrflow.temporal_client import build_data_converter
+from dsrflow.keys import load_keyring
+from schemas.workflow import workflow_id_for
+from tests.support import assert_problem, letters_for, served, staff_headers, wait_for_letter
+from workflows.dsr import DataSubjectRequestWorkflow
+
+
+@pytest.fixture
+def approval_settings(settings, lifecycle_policy, tmp_path):
+    content = yaml.safe_load(lifecycle_policy.read_text())
+    content["approval_required_for"] = ["access"]
+    path = tmp_path / "approval-policy.yaml"
+    path.write_text(yaml.safe_dump(content, sort_keys=False))
+    return settings.model_copy(update={"policy_path": path})
+
+
+@pytest.fixture
+async def http(approval_settings, pool, dev_server, task_queue):
+    async with served(approval_settings, pool, dev_server.client, task_queue) as client:
+        yield client
+
+
+async def open_request(http, pool, type_: str) -> str:
+    r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
+        "type": type_, "subject": {"email": f"gate.{uuid.uuid4().hex[:8]}@example.com"}, "identity_attested": True})
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
+async def wait_for_status(http, pool, request_id: str, status: str, timeout: float = 30) -> dict:
+    headers = await staff_headers(pool, "agent")
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while True:
+        view = (await http.get(f"/v1/requests/{request_id}", headers=headers)).json()
+        if view["status"] == status:
+            return view
+        assert loop.time() < end, f"status stayed {view['status']}"
+        await asyncio.sleep(0.1)
+
+
+async def event_types(pool, request_id: str) -> list[str]:
+    rows = await pool.fetch("SELECT event_type FROM audit_events WHERE request_id = $1 ORDER BY seq", uuid.UUID(request_id))
+    return [r["event_type"] for r in rows]
+
+
+async def test_access_response_waits_for_compliance_approval(http, pool, mail_sink, dev_server, approval_settings):
+    rid = await open_request(http, pool, "access")
+    compliance = await staff_headers(pool, "compliance")
+
+    view = await wait_for_status(http, pool, rid, "awaiting_approval")
+    assert view["approval_required"] is True and view["approval"] is None
+    await wait_for_letter(mail_sink, rid, "staff_alert")
+    assert letters_for(mail_sink, rid, "response") == []
+    queue = (await http.get("/v1/requests", headers=compliance, params={"q": rid, "needs_attention": "true"})).json()
+    assert [i["id"] for i in queue["items"]] == [rid]
+
+    review = await http.get(f"/v1/requests/{rid}/package", headers=compliance)
+    assert review.status_code == 200 and review.headers["content-type"] == "application/zip"
+    assert "summary.html" in zipfile.ZipFile(io.BytesIO(review.content)).namelist()
+    assert_problem(await http.post(f"/v1/requests/{rid}/approve", headers=await staff_headers(pool, "agent")), 403)
+
+    approved = await http.post(f"/v1/requests/{rid}/approve", headers=compliance, json={"note": "Package checked"})
+
+    assert approved.status_code == 200, approved.text
+    assert approved.json()["status"] in ("in_progress", "completed")
+    assert approved.json()["approval"]["note"] == "Package checked"
+    assert "/v1/public/packages/" in (await wait_for_letter(mail_sink, rid, "response")).get_body(("plain",)).get_content()
+    handle = dev_server.client.get_workflow_handle(workflow_id_for(rid))
+    assert (await handle.result())["status"] == "completed"
+    events = await event_types(pool, rid)
+    gate = ["status.awaiting_approval", "package.reviewed", "approval.granted", "status.in_progress", "status.completed"]
+    assert [e for e in events if e in gate] == gate
+    # The run with the gate replays deterministically against the same code.
+    replayer = Replayer(workflows=[DataSubjectRequestWorkflow],
+                        data_converter=build_data_converter(load_keyring(approval_settings)))
+    await replayer.replay_workflow(await handle.fetch_history())
+
+
+async def test_compliance_may_deny_instead_of_approving(http, pool, mail_sink):
+    rid = await open_request(http, pool, "access")
+    await wait_for_status(http, pool, rid, "awaiting_approval")
+
+    denied = await http.post(f"/v1/requests/{rid}/deny", headers=await staff_headers(pool, "compliance"),
+                             json={"reason_code": "manifestly_unfounded", "explanation": "The package would disclose another person's data"})
+
+    assert denied.status_code == 200, denied.text
+    await wait_for_letter(mail_sink, rid, "denial")
+    await wait_for_status(http, pool, rid, "denied")
+    assert letters_for(mail_sink, rid, "response") == []
+
+
+async def test_types_without_the_gate_complete_and_cannot_be_approved(http, pool, mail_sink):
+    rid = await open_request(http, pool, "erasure")
+    await wait_for_letter(mail_sink, rid, "response")
+    view = await wait_for_status(http, pool, rid, "completed")
+    assert view["approval_required"] is False
+
+    compliance = await staff_headers(pool, "compliance")
+
+    assert_problem(await http.post(f"/v1/requests/{rid}/approve", headers=compliance), 409)
+    r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
+        "type": "access", "subject": {"email": f"unverified.{uuid.uuid4().hex[:8]}@example.com"}})
+    await wait_for_letter(mail_sink, r.json()["id"], "verification")
+    early = await http.post(f"/v1/requests/{r.json()['id']}/approve", headers=compliance)
+    assert "not awaiting approval (status awaiting_verification)" in assert_problem(early, 409)["detail"]
+
+
+async def test_package_review_of_a_request_without_one_is_404(http, pool):
+    rid = await open_request(http, pool, "erasure")
+    assert_problem(await http.get(f"/v1/requests/{rid}/package", headers=await staff_headers(pool, "compliance")), 404)

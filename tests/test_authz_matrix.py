@@ -1,0 +1,100 @@
+"""Authorisation matrix: every staff endpoint x {no credentials, agent, compliance, admin}.
+
+One row per endpoint. Calls name resources that do not exist (or send a body that is checked only
+after authorisation), so a permitted call answers 404/422/200 without changing anything; 401 is
+no credentials, 403 a role too low. Console pages answer 303 (to the sign-in page) instead of 401.
+To add an endpoint, add its row: `test_every_api_endpoint_has_a_row` fails until you do.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import pytest
+
+from tests.support import api_client, staff_headers
+
+NO_REQUEST = "00000000-0000-4000-8000-000000000000"
+NO_HOLD = "00000000-0000-4000-8000-000000000001"
+NO_TOKEN = "00000000-0000-4000-8000-000000000002"
+R = f"/v1/requests/{NO_REQUEST}"
+EMPTY_PAYLOADS = {"payloads": []}
+REASON = {"reason": "Covers many systems and years of records"}
+
+
+class Row(NamedTuple):
+    method: str
+    path: str
+    body: Any
+    none: int
+    agent: int
+    compliance: int
+    admin: int
+
+
+MATRIX = [
+    #   method    path                                  body                                    none agent compl admin
+    Row("GET",    "/v1/requests",                       None,                                   401, 200, 200, 200),
+    Row("POST",   "/v1/requests",                       {},                                     401, 422, 422, 422),
+    Row("GET",    R,                                    None,                                   401, 404, 404, 404),
+    Row("POST",   f"{R}/cancel",                        {"reason": "Withdrawn"},                401, 404, 404, 404),
+    Row("POST",   f"{R}/resend-verification",           None,                                   401, 404, 404, 404),
+    Row("POST",   f"{R}/extend",                        REASON,                                 401, 403, 404, 404),
+    Row("POST",   f"{R}/deny",                          {"reason_code": "excessive", "explanation": "Fourth identical request this month"},
+                                                                                                401, 403, 404, 404),
+    Row("POST",   f"{R}/approve",                       None,                                   401, 403, 404, 404),
+    Row("GET",    f"{R}/package",                       None,                                   401, 403, 404, 404),
+    Row("GET",    f"{R}/events",                        None,                                   401, 403, 404, 404),
+    Row("POST",   f"{R}/retry-task",                    {"system": "crm"},                      401, 403, 404, 404),
+    Row("POST",   f"{R}/resolve-task",                  {"system": "crm", "note": "Done by phone"},
+                                                                                                401, 403, 404, 404),
+    Row("POST",   f"{R}/decide-objection",              {"compelling_grounds": False, "explanation": "No overriding grounds"},
+                                                                                                401, 403, 404, 404),
+    Row("POST",   "/v1/suppressions/check",             {"emails": ["nobody@example.com"]},     401, 200, 200, 200),
+    Row("GET",    "/v1/legal-holds",                    None,                                   401, 403, 200, 200),
+    Row("POST",   "/v1/legal-holds",                    {},                                     401, 403, 422, 422),
+    Row("GET",    f"/v1/legal-holds/{NO_HOLD}",         None,                                   401, 403, 404, 404),
+    Row("DELETE", f"/v1/legal-holds/{NO_HOLD}",         None,                                   401, 403, 404, 404),
+    Row("GET",    "/v1/tokens",                         None,                                   401, 403, 403, 200),
+    Row("POST",   "/v1/tokens",                         {},                                     401, 403, 403, 422),
+    Row("DELETE", f"/v1/tokens/{NO_TOKEN}",             None,                                   401, 403, 403, 404),
+    Row("POST",   "/codec/encode",                      EMPTY_PAYLOADS,                         401, 200, 200, 200),
+    Row("POST",   "/codec/decode",                      EMPTY_PAYLOADS,                         401, 200, 200, 200),
+    Row("POST",   "/console/sign-out",                  None,                                   303, 303, 303, 303),
+]
+
+# Open to everyone by design: the subject's side, processor callbacks, health, the API's docs.
+PUBLIC_PREFIXES = ("/v1/public/", "/v1/callbacks/", "/healthz")
+
+
+@pytest.fixture(scope="module")
+async def http(settings):
+    # Every call stops before the workflow engine: no Temporal client.
+    async with api_client(settings, None, "unused") as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+async def credentials(pool) -> dict[str, dict[str, str]]:
+    return {"none": {}, **{role: await staff_headers(pool, role) for role in ("agent", "compliance", "admin")}}
+
+
+@pytest.mark.parametrize("who", ["none", "agent", "compliance", "admin"])
+@pytest.mark.parametrize("row", MATRIX, ids=[f"{r.method} {r.path.replace(NO_REQUEST, '{id}')}" for r in MATRIX])
+async def test_matrix(http, credentials, row: Row, who: str):
+    response = await http.request(row.method, row.path, headers=credentials[who],
+                                  **({"json": row.body} if row.body is not None else {}))
+    assert response.status_code == getattr(row, who), response.text
+
+
+def _template(path: str) -> str:
+    for concrete, name in ((NO_REQUEST, "{request_id}"), (NO_HOLD, "{hold_id}"), (NO_TOKEN, "{token_id}")):
+        path = path.replace(concrete, name)
+    return path
+
+
+async def test_every_api_endpoint_has_a_row(http):
+    schema = (await http.get("/openapi.json")).json()
+    staff = {(method.upper(), path) for path, ops in schema["paths"].items() for method in ops
+             if not path.startswith(PUBLIC_PREFIXES)}
+    assert staff - {(r.method, _template(r.path)) for r in MATRIX} == set()

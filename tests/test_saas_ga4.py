@@ -1,0 +1,167 @@
+"""The shipped GA4 User Deletion configuration against the Google stand-in over loopback:
+service-account tokens (renewed when expired), one request per identifier, the note for the
+letter, Retry-After, a refused property, and the daily quota spread over days on virtual time."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import asyncpg
+import pytest
+import yaml
+
+from activities.connectors.base import PermanentConnectorError
+from devstack.saas.ga4 import create_ga4_app, new_service_account
+from dsrflow.requests_store import create_request
+from policy.model import DEFAULT_POLICY
+from schemas.requests import NewRequest
+from schemas.workflow import workflow_id_for
+from tests.fanout_stack import api, fanout_stack
+from tests.saas_support import connector, http_policy, http_system, served, subject
+from tests.support import staff_headers
+from workers.dsr_worker import build_worker
+from workflows.dsr import DataSubjectRequestWorkflow
+
+
+@pytest.fixture
+async def google(monkeypatch, tmp_path):
+    app = create_ga4_app()
+    account = new_service_account()
+    app.state.data.trust(account)
+    key_file = tmp_path / "service-account.json"
+    key_file.write_text(json.dumps(account))
+    async with served(app) as url:
+        monkeypatch.setenv("GA4_API_BASE", f"{url}/analytics/v3")
+        monkeypatch.setenv("GA4_TOKEN_URL", f"{url}/token")
+        monkeypatch.setenv("GA4_SERVICE_ACCOUNT", str(key_file))
+        monkeypatch.setenv("GA4_PROPERTY_ID", str(uuid.uuid4().int % 10**9))  # its own quota ledger
+        yield app
+
+
+async def _request_with_identifiers(pool, loaded, values: list[tuple[str, str]]) -> str:
+    row, _ = await create_request(pool, NewRequest(type="erasure", subject={"email": "tracked@example.com"}),
+                                  loaded_policy=loaded, actor="tests", idempotency_key=None)
+    await pool.executemany(
+        "INSERT INTO http_identifiers (request_id, system, id_type, value_hash, value) VALUES ($1, 'ga4', $2, $3, $4)",
+        [(row["id"], kind, f"h{i}", value) for i, (kind, value) in enumerate(values)])
+    return str(row["id"])
+
+
+def _policy(tmp_path: Path):
+    return http_policy(tmp_path, {"ga4": http_system("http/ga4.yaml", "Google Analytics 4")}, keep=("analytics",))
+
+
+async def test_one_deletion_request_per_identifier_and_a_note_for_the_letter(google, pool, tmp_path):
+    loaded = _policy(tmp_path)
+    rid = await _request_with_identifiers(pool, loaded, [("CLIENT_ID", "GA1.1.111.222"), ("CLIENT_ID", "GA1.1.333.444"),
+                                                        ("USER_ID", "C-0001")])
+    connector_ = connector(loaded, "ga4", pool)
+    try:
+        outcome = await connector_.erase(subject("tracked@example.com", rid))
+        standin = google.state.standin
+        standin.tokens.expire_all()  # Google tokens last an hour; a retry later needs a new one
+        again = await connector_.erase(subject("tracked@example.com", rid))
+    finally:
+        await connector_.close()
+    sent = google.state.data.requests
+    assert sorted((r["type"], r["userId"]) for r in sent) == [
+        ("CLIENT_ID", "GA1.1.111.222"), ("CLIENT_ID", "GA1.1.333.444"), ("USER_ID", "C-0001")]
+    assert outcome.status == "done" and outcome.datasets == {"identifiers": {"found": 3, "submitted": 3}}
+    assert "Google accepted our request to delete your Google Analytics data on" in outcome.note
+    assert "within 72 hours" in outcome.note and "by " in outcome.note
+    # Accepted identifiers are not kept, nor sent twice.
+    assert await pool.fetchval("SELECT count(*) FROM http_identifiers WHERE request_id = $1 AND value IS NOT NULL",
+                               uuid.UUID(rid)) == 0
+    assert again.status == "done" and len(sent) == 3
+    assert len(standin.requests("POST", "/token")) == 1  # nothing left to send: no new token needed
+
+
+async def test_retry_after_and_an_expired_token(google, pool, tmp_path):
+    loaded = _policy(tmp_path)
+    rid = await _request_with_identifiers(pool, loaded, [("CLIENT_ID", "GA1.1.1.1"), ("CLIENT_ID", "GA1.1.2.2")])
+    standin = google.state.standin
+    standin.inject(429, retry_after="2", path=":upsert")
+    connector_ = connector(loaded, "ga4", pool)
+    try:
+        await connector_.exchange.credentials.headers()  # a token fetched earlier ...
+        standin.tokens.expire_all()  # ... that has expired by the time it is used
+        outcome = await connector_.erase(subject("tracked@example.com", rid))
+    finally:
+        await connector_.close()
+    assert outcome.status == "done" and len(google.state.data.requests) == 2
+    upserts = standin.requests("POST", ":upsert")
+    assert [u.status for u in upserts] == [429, 401, 200, 200]
+    assert upserts[1].at - upserts[0].at >= 2.0
+    assert len(standin.requests("POST", "/token")) == 2
+
+
+async def test_a_refused_property_is_permanent_and_named(google, pool, tmp_path):
+    loaded = _policy(tmp_path)
+    google.state.data.properties = {"1"}
+    rid = await _request_with_identifiers(pool, loaded, [("CLIENT_ID", "GA1.1.1.1")])
+    connector_ = connector(loaded, "ga4", pool)
+    try:
+        with pytest.raises(PermanentConnectorError) as raised:
+            await connector_.erase(subject("tracked@example.com", rid))
+    finally:
+        await connector_.close()
+    assert str(raised.value).startswith(
+        "system ga4: Google Analytics 4 answered HTTP 403 to POST /userDeletion/userDeletionRequests:upsert "
+        "(erase.user_deletion) [PERMISSION_DENIED]")
+
+
+async def test_600_identifiers_are_spread_over_days_within_the_daily_quota(
+        google, postgres, settings, pool, time_skipping, tmp_path, mail_sink):
+    env = time_skipping
+    # The shipped configuration, paced faster than 1.5/s so the test does not take 7 minutes.
+    shipped = yaml.safe_load((DEFAULT_POLICY.parent / "http/ga4.yaml").read_text())
+    shipped["limits"]["per_second"] = 200
+    (tmp_path / "http").mkdir()
+    (tmp_path / "http/ga4.yaml").write_text(yaml.safe_dump(shipped))
+    ga4 = http_system("http/ga4.yaml", "Google Analytics 4", completion_timeout_days=30)
+    async with fanout_stack(postgres, settings, env.client, tmp_path, extra_systems={"ga4": ga4}) as stack:
+        conn = await asyncpg.connect(stack.databases["analytics"])
+        try:
+            user = await conn.fetchval("SELECT user_id FROM users WHERE email = 'tracked@example.com'")
+            await conn.executemany(
+                "INSERT INTO page_events (id, user_id, client_id, url, occurred_at) "
+                "VALUES ($1, $2, $3, '/pricing', now())",
+                [(10**6 + i, user, f"GA1.1.{10**8 + i}.1700000000") for i in range(600)])
+            expected = 1 + await conn.fetchval(
+                "SELECT count(DISTINCT client_id) FROM page_events WHERE user_id = $1", user)
+        finally:
+            await conn.close()
+        async with build_worker(env.client, stack.settings, pool), api(stack) as http:
+            r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
+                "type": "erasure", "identity_attested": True, "subject": {"email": "tracked@example.com"}})
+            assert r.status_code == 201, r.text
+            rid = r.json()["id"]
+            handle = env.client.get_workflow_handle(workflow_id_for(rid))
+
+            async def ga4_task():  # what staff see: the task as recorded
+                return await pool.fetchrow("SELECT * FROM system_tasks WHERE request_id = $1 AND system = 'ga4'",
+                                           uuid.UUID(rid))
+
+            for _ in range(600):  # the first day's 500, then the quota runs out
+                task = await ga4_task()
+                if task is not None and task["external_id"] == "http-quota":
+                    break
+                await asyncio.sleep(0.1)
+            assert task["status"] == "pending"
+            assert "500 of" in task["message"] and "daily quota (500) is used up" in task["message"]
+            assert len(google.state.data.requests) == 500
+            await env.sleep(timedelta(days=2))
+            await asyncio.wait_for(handle.result(), 120)
+            state = await handle.query(DataSubjectRequestWorkflow.state)
+            task = next(t for t in state.results if t.system == "ga4")
+    sent = google.state.data.requests
+    assert task.status == "done" and len(sent) == expected > 500
+    assert len({(r["type"], r["userId"]) for r in sent}) == expected  # each identifier once
+    days = await pool.fetch("SELECT day, used FROM http_quota_days WHERE bucket = $1 ORDER BY day",
+                            f"ga4-property-{sent[0]['propertyId']}")
+    assert [d["used"] for d in days][0] == 500 and all(d["used"] <= 500 for d in days)
+    assert sum(d["used"] for d in days) == expected and len(days) >= 2

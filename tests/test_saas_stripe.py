@@ -1,0 +1,131 @@
+"""The shipped Stripe configuration against the Stripe stand-in over loopback: access with paging,
+erasure under the billing hold, Retry-After, and a refused key."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, date, datetime
+
+import pytest
+
+from activities.connectors.base import ErasureContext, PermanentConnectorError
+from devstack.saas.stripe import create_stripe_app
+from tests.saas_support import collect, connector, http_policy, http_system, served, subject
+
+KEY = "sk_test_51standin"
+NOW = int(time.time())
+YEAR = 365 * 86400
+
+
+@pytest.fixture
+async def stripe(monkeypatch, tmp_path):
+    app = create_stripe_app(KEY)
+    async with served(app) as url:
+        monkeypatch.setenv("STRIPE_API_BASE", url)
+        monkeypatch.setenv("STRIPE_SECRET_KEY", KEY)
+        loaded = http_policy(tmp_path, {"billing_stripe": http_system("http/stripe.yaml", "Stripe billing")})
+        yield app, loaded
+
+
+async def test_access_pages_through_customers_invoices_and_charges(stripe, pool):
+    app, loaded = stripe
+    data, standin = app.state.data, app.state.standin
+    standin.max_page_size = 2  # Stripe's own cap is 100: small pages make paging visible
+    customer = data.add_customer("ada@example.com", "Ada Lovelace", phone="+32 470 00 00 00")
+    data.add_customer("other@example.com", "Someone Else")
+    for i in range(5):
+        data.add_invoice(customer, NOW - i * 86400)
+    data.add_charge(customer, NOW)
+    connector_ = connector(loaded, "billing_stripe", pool)
+    try:
+        records = await collect(connector_, subject("ada@example.com"))
+    finally:
+        await connector_.close()
+    by_dataset = {}
+    for record in records:
+        by_dataset.setdefault(record.dataset, []).append(record)
+    assert len(by_dataset["customers"]) == 1
+    assert by_dataset["customers"][0].fields["phone"] == "+32 470 00 00 00"
+    assert by_dataset["customers"][0].category == "account"
+    assert len(by_dataset["invoices"]) == 5 and by_dataset["invoices"][0].category == "payments"
+    assert set(by_dataset["invoices"][0].fields) == {"id", "number", "created", "total", "currency", "status"}
+    assert len(by_dataset["charges"]) == 1
+    invoice_pages = standin.requests("GET", "/v1/invoices")
+    assert len(invoice_pages) == 3  # 2 + 2 + 1, following starting_after
+
+
+async def test_erasure_keeps_a_customer_with_invoices_under_the_billing_hold(stripe, pool):
+    app, loaded = stripe
+    data = app.state.data
+    kept = data.add_customer("ada@example.com", "Ada Lovelace", phone="+32 470 00 00 00")
+    data.add_invoice(kept, NOW - YEAR)
+    connector_ = connector(loaded, "billing_stripe", pool)
+    try:
+        outcome = await connector_.erase(subject("ada@example.com"), ErasureContext(today=date.today()))
+    finally:
+        await connector_.close()
+    assert outcome.status == "done"
+    customer = data.customers[kept]
+    assert customer["phone"] is None and customer["metadata"] == {"dsr_restricted": "true"}
+    assert customer["name"] == "Ada Lovelace"  # an invoice must show it
+    held = {(h.dataset, h.hold_ref) for h in outcome.held}
+    assert held == {("customers", "be_accounting"), ("invoices", "be_accounting")}
+    invoice_year = datetime.fromtimestamp(NOW - YEAR, UTC).year
+    assert {h.until for h in outcome.held} == {date(invoice_year + 10, 12, 31)}
+    assert outcome.datasets["customers"] == {"found": 1, "minimised": 1, "kept": 1}
+    assert outcome.erased == {}
+
+    # When the hold ends, the deferred sweep erases the customer by key.
+    connector_ = connector(loaded, "billing_stripe", pool)
+    try:
+        erased = await connector_.erase_keys({"customers": [kept], "invoices": ["in_x"]})
+    finally:
+        await connector_.close()
+    assert erased == {"customers": [(kept, "deleted")]}
+    assert kept not in data.customers
+
+
+async def test_erasure_deletes_a_customer_without_held_documents(stripe, pool):
+    app, loaded = stripe
+    data = app.state.data
+    old = data.add_customer("grace@example.com", "Grace Hopper")
+    data.add_invoice(old, NOW - 12 * YEAR)  # beyond the 10-year hold
+    connector_ = connector(loaded, "billing_stripe", pool)
+    try:
+        outcome = await connector_.erase(subject("grace@example.com"), ErasureContext(today=date.today()))
+        again = await connector_.erase(subject("grace@example.com"), ErasureContext(today=date.today()))
+    finally:
+        await connector_.close()
+    assert old not in data.customers
+    assert outcome.erased == {"customers": [(old, "deleted")]} and outcome.held == []
+    assert outcome.datasets["customers"] == {"found": 1, "deleted": 1}
+    assert again.status == "not_found"
+
+
+async def test_a_429_with_retry_after_is_honoured(stripe, pool):
+    app, loaded = stripe
+    app.state.data.add_customer("ada@example.com", "Ada Lovelace")
+    app.state.standin.inject(429, retry_after="1", path="/v1/customers")
+    connector_ = connector(loaded, "billing_stripe", pool)
+    try:
+        records = await collect(connector_, subject("ada@example.com"))
+    finally:
+        await connector_.close()
+    assert [r.dataset for r in records] == ["customers"]
+    first, second = app.state.standin.requests("GET", "/v1/customers")[:2]
+    assert first.status == 429 and second.status == 200
+    assert second.at - first.at >= 1.0
+
+
+async def test_a_refused_key_is_a_permanent_error_naming_system_and_status(stripe, pool, monkeypatch):
+    _, loaded = stripe
+    monkeypatch.setenv("STRIPE_SECRET_KEY", "sk_test_wrong")
+    connector_ = connector(loaded, "billing_stripe", pool)
+    try:
+        with pytest.raises(PermanentConnectorError) as raised:
+            await collect(connector_, subject("ada@example.com"))
+    finally:
+        await connector_.close()
+    message = str(raised.value)
+    assert "system billing_stripe" in message and "HTTP 401" in message and "GET /v1/customers" in message
+    assert "ada@example.com" not in message

@@ -1,0 +1,92 @@
+"""The fan-out inside a request's workflow: one child workflow per system in the plan, the staff
+alerts for tasks that need attention, and the staff's retries and resolutions of those tasks.
+
+Deterministic like the workflow that owns it: the child workflows, activities and letters are the
+workflow's own commands, in the order the workflow has always issued them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from schemas.workflow import Plan, SystemTask, TaskInput, TaskRecord, TaskResult, task_workflow_id
+    from workflows.dsr_steps import ACTIVITY, record_event, send_letter
+    from workflows.system_task import SystemTaskWorkflow
+
+
+class SystemTasks:
+    def __init__(self) -> None:
+        self.results: dict[str, TaskResult] = {}
+        self._retrying = 0
+
+    async def run_all(self, plan: Plan) -> None:
+        await asyncio.gather(*(self._run(plan, task, 1) for task in plan.tasks))
+
+    async def _run(self, plan: Plan, task: SystemTask, attempt: int) -> None:
+        self.results[task.system] = TaskResult(
+            system=task.system, action=task.action, status="pending", attempt=attempt,
+            recipient=task.recipient)
+        self.results[task.system] = await workflow.execute_child_workflow(
+            SystemTaskWorkflow.run,
+            TaskInput(request_id=plan.request_id, policy_version=plan.policy_version, task=task, attempt=attempt),
+            id=task_workflow_id(plan.request_id, task.system, task.action, attempt),
+            result_type=TaskResult,
+        )
+
+    def _stuck(self) -> list[TaskResult]:
+        return [r for r in self.results.values() if r.status == "needs_attention"]
+
+    async def settle(self, request_id: str, closed: Callable[[], bool], days_left: Callable[[], int]) -> None:
+        """A system that needs attention holds the response back until staff retry it (or
+        close the request); the other systems have carried on meanwhile."""
+        alerted: set[tuple[str, int]] = set()
+        while not closed():
+            stuck = self._stuck()
+            if not stuck and not self._retrying:
+                return
+            for result in stuck:
+                if (result.system, result.attempt) not in alerted:
+                    alerted.add((result.system, result.attempt))
+                    await send_letter(
+                        request_id, "staff_alert", key=f"attention:{result.system}:{result.attempt}", to_staff=True,
+                        params={"kind": "needs_attention", "days_left": days_left(),
+                                "detail": f"{result.system} ({result.action}): {result.message or 'failed'}"},
+                    )
+            stuck_now = {(r.system, r.attempt) for r in stuck}
+            await workflow.wait_condition(
+                lambda: closed() or {(r.system, r.attempt) for r in self._stuck()} != stuck_now
+                and not self._retrying
+            )
+
+    async def retry(self, plan: Plan, system: str, actor: str) -> TaskResult:
+        """Run a task that needs attention again, as its next attempt (the `retry_task` update)."""
+        task = next(t for t in plan.tasks if t.system == system)
+        self._retrying += 1
+        try:
+            attempt = self.results[system].attempt + 1
+            await record_event(plan.request_id, "task.retried", f"retry:{system}:{attempt}", {"system": system}, actor)
+            await self._run(plan, task, self.results[system].attempt + 1)
+        finally:
+            self._retrying -= 1
+        return self.results[system]
+
+    async def resolve(self, request_id: str, system: str, note: str, actor: str) -> TaskResult:
+        """Staff carried the task out by other means (the `resolve_task` update)."""
+        result = self.results[system].model_copy(update={"status": "done", "message": f"resolved by staff: {note}"})
+        self.results[system] = result
+        await record_event(request_id, "task.resolved", f"resolved:{system}:{result.attempt}",
+                           {"system": system, "note": note}, actor)
+        await workflow.execute_activity(
+            "record_task_result", TaskRecord(request_id=request_id, result=result), **ACTIVITY)
+        return result
+
+    def require_attention(self, system: str) -> None:
+        result = self.results.get(system)
+        if result is None:
+            raise ValueError(f"no task for system {system!r} in this request's plan")
+        if result.status != "needs_attention":
+            raise ValueError(f"the {system} task is {result.status}; only a task needing attention can be retried or resolved")
