@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
 import tempfile
 import uuid
 import zipfile
@@ -48,44 +49,84 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+def _csv_value(value: Any) -> Any:
+    """A field as its CSV cell: what the JSON file says, nested values as JSON text."""
+    if value is None or isinstance(value, (str, int, float)):
+        return value
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, default=_json_default)
+    return _json_default(value)
+
+
+def _spool_file() -> IO[bytes]:
+    return tempfile.SpooledTemporaryFile(_SPOOL_IN_MEMORY)
+
+
 @dataclass
 class _Spool:
-    """The records of one (system, dataset, category), as JSON lines, until they go in the zip."""
+    """The records of one (system, dataset, category) until they go in the zip: each already as
+    its JSON text and CSV row, so the zip only copies bytes. Rows are written to CSV with the
+    columns seen so far; only when a later record brings a new column is the CSV rebuilt."""
 
     system: str
     dataset: str
     category: str
-    file: IO[bytes] = field(default_factory=lambda: tempfile.SpooledTemporaryFile(_SPOOL_IN_MEMORY))
+    file: IO[bytes] = field(default_factory=_spool_file)  # JSON, one record a line
+    csv_file: IO[bytes] = field(default_factory=_spool_file)
     columns: list[str] = field(default_factory=list)
     count: int = 0
+    _csv: Any = None
+    _csv_text: Any = None
+    _csv_stale: bool = False
 
     def add(self, fields: dict[str, Any]) -> None:
         for column in fields:
             if column not in self.columns:
                 self.columns.append(column)
-        self.file.write(json.dumps(fields, default=_json_default).encode() + b"\n")
+                self._csv_stale = self._csv_stale or self.count > 0
+        self.file.write(json.dumps(fields, default=_json_default, ensure_ascii=False).encode() + b"\n")
+        if not self._csv_stale:
+            if self._csv is None:
+                self._csv_text = io.TextIOWrapper(self.csv_file, encoding="utf-8", newline="")
+                self._csv = csv.writer(self._csv_text)
+            self._csv.writerow([_csv_value(fields.get(c)) for c in self.columns])
         self.count += 1
 
-    def rows(self) -> Iterator[dict[str, Any]]:
+    def json_lines(self) -> Iterator[bytes]:
         self.file.seek(0)
         for line in self.file:
-            yield json.loads(line)
+            yield line.rstrip(b"\n")
+
+    def close(self) -> None:
+        if self._csv_text is not None:
+            self._csv_text.detach()
+        self.csv_file.close()
+        self.file.close()
 
 
 def _write_json(archive: zipfile.ZipFile, name: str, spool: _Spool) -> None:
     with archive.open(name, "w") as out:
         out.write(b"[\n")
-        for i, row in enumerate(spool.rows()):
-            out.write((b",\n" if i else b"") + json.dumps(row, ensure_ascii=False, indent=None).encode())
+        for i, line in enumerate(spool.json_lines()):
+            out.write((b",\n" if i else b"") + line)
         out.write(b"\n]\n")
 
 
 def _write_csv(archive: zipfile.ZipFile, name: str, spool: _Spool) -> None:
-    with archive.open(name, "w") as raw, io.TextIOWrapper(raw, encoding="utf-8", newline="") as out:
-        writer = csv.DictWriter(out, fieldnames=spool.columns, extrasaction="ignore")
-        writer.writeheader()
-        for row in spool.rows():
-            writer.writerow({k: v if not isinstance(v, (dict, list)) else json.dumps(v) for k, v in row.items()})
+    with archive.open(name, "w") as raw:
+        with io.TextIOWrapper(raw, encoding="utf-8", newline="") as out:
+            csv.writer(out).writerow(spool.columns)
+            if spool._csv_stale:
+                writer = csv.writer(out)
+                for line in spool.json_lines():
+                    row = json.loads(line)
+                    writer.writerow([_csv_value(row.get(c)) for c in spool.columns])
+                return
+            out.flush()
+            if spool._csv_text is not None:
+                spool._csv_text.flush()
+            spool.csv_file.seek(0)
+            shutil.copyfileobj(spool.csv_file, out.buffer, _SPOOL_IN_MEMORY)
 
 
 def package_path(ctx: ActivityContext, package_id: str) -> Path:
@@ -130,14 +171,19 @@ class PackageActivities:
         path = package_path(ctx, package_id)
 
         spools: dict[tuple[str, str, str], _Spool] = {}
+        seen = 0
         for task in plan.tasks:
             async with open_connector(ctx, plan.policy_version, task.system) as connector:
                 async for record in connector.access(subject):
                     if portability and not record.provided:
                         continue
                     key = (task.system, record.dataset, record.category)
-                    spools.setdefault(key, _Spool(*key)).add(record.fields)
-                    if sum(s.count for s in spools.values()) % 500 == 0:
+                    spool = spools.get(key)
+                    if spool is None:
+                        spool = spools[key] = _Spool(*key)
+                    spool.add(record.fields)
+                    seen += 1
+                    if seen % 500 == 0:
                         activity.heartbeat()
 
         contents = []
@@ -152,7 +198,7 @@ class PackageActivities:
                     "category_label": policy.categories[category].label if category in policy.categories else category,
                     "records": spool.count, "files": [f"{base}.json", f"{base}.csv"],
                 })
-                spool.file.close()
+                spool.close()
             summary = _templates.get_template("summary.html.j2").render(
                 controller=policy.controller, request_id=plan.request_id, kind=plan.request_type,
                 generated_on=datetime.now(UTC).date().isoformat(), contents=contents,

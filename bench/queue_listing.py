@@ -26,18 +26,18 @@ from dsrflow.migrate import migrate
 from dsrflow.request_queries import RequestFilters, list_requests, queue_cursor
 
 
-async def seed_queue(pool: asyncpg.Pool, rows: int, today: date) -> None:
-    """`rows` requests: a quarter open, due dates spread over two years around `today`, and one
-    open erasure in about twelve with a system task waiting for staff."""
+async def seed_queue(pool: asyncpg.Pool, rows: int, today: date, *, open_every: int = 4) -> None:
+    """`rows` requests: one in `open_every` open (none when 0), due dates spread over two years
+    around `today`, and one open erasure in about twelve with a system task waiting for staff."""
     await pool.execute(
         """INSERT INTO dsr_requests (id, request_type, regime, country, channel, subject_email,
                received_at, status, policy_version, due_date, current_due_date)
            SELECT gen_random_uuid(),
                   (ARRAY['access','erasure','portability','rectification','restriction','objection'])[1 + n % 6],
                   'gdpr', 'BE', 'api', 'subject' || n || '@example.com', now(),
-                  CASE WHEN n % 4 = 0 THEN 'in_progress' ELSE 'completed' END, 'v1',
-                  $1::date + (n % 730) - 365, $1::date + (n % 730) - 365
-           FROM generate_series(1, $2::int) AS n""", today, rows)
+                  CASE WHEN $3::int > 0 AND n % $3::int = 0 THEN 'in_progress' ELSE 'completed' END,
+                  'v1', $1::date + (n % 730) - 365, $1::date + (n % 730) - 365
+           FROM generate_series(1, $2::int) AS n""", today, rows, open_every)
     await pool.execute(
         """INSERT INTO system_tasks (request_id, system, action, status)
            SELECT id, 'crm', 'erase', 'needs_attention' FROM dsr_requests

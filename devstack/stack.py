@@ -113,7 +113,8 @@ class Stack:
         await ensure_email_marketing_database(server, email_url)
         proc = spawn(
             [sys.executable, "-m", "devstack.demo.email_marketing", "--port", str(port),
-             "--database-url", email_url, "--home", str(self.home / "demo")],
+             "--database-url", email_url, "--home", str(self.home / "demo"),
+             "--delay", str(self.settings.demo_opendsr_delay)],
             env=self.env, log_path=self.logs / "email_marketing.log",
         )
         self._children.append(("demo e-mail marketing service", proc))

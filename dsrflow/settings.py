@@ -74,6 +74,8 @@ class Settings(BaseSettings):
     # `dsrflow up` seeds and starts the demo processor systems (crm, analytics, billing, email).
     demo: bool = Field(True, validation_alias=AliasChoices("DSRFLOW_DEMO"))
     demo_opendsr_port: int = _port_field(8100, "DSRFLOW_DEMO_OPENDSR_PORT")
+    # Seconds the demo e-mail processor takes to carry out a request (benchmarks set 0).
+    demo_opendsr_delay: float = Field(2.0, ge=0, validation_alias=AliasChoices("DSRFLOW_DEMO_OPENDSR_DELAY"))
     # Subject portal and public API rate limits, "N/period" (period: second, minute, hour, day, or
     # a count of them such as 10m); per client IP and per keyed hash of the e-mail address.
     rate_submit_per_ip: str = Field("20/hour", validation_alias=AliasChoices("DSRFLOW_RATE_SUBMIT_PER_IP"))

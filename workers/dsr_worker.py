@@ -10,6 +10,7 @@ from typing import Any
 import asyncpg
 from temporalio.client import Client
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.context import ActivityContext
 from activities.deferred import DeferredErasureActivities
@@ -30,6 +31,17 @@ from workflows.dsr import DataSubjectRequestWorkflow
 from workflows.erasure_sweep import ErasureSweepWorkflow
 from workflows.retention_sweep import RetentionSweepWorkflow
 from workflows.system_task import SystemTaskWorkflow
+
+# Worker options beyond the SDK's defaults; bench/skeleton_worker.py uses them too, so the
+# throughput ceiling is measured under the same settings.
+# The sandbox re-imports a workflow's module for every workflow it starts or replays; with
+# PYTHONDONTWRITEBYTECODE (our image sets it) that means compiling workflows/dsr.py each time, a
+# fifth of the worker's CPU in BENCHMARKS.md B3. Our workflow modules hold no state, so they are
+# imported once; the replay tests (tests/test_replay.py) still run them in the full sandbox.
+WORKER_TUNING: dict[str, Any] = {
+    "workflow_runner": SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows", "schemas")),
+}
 
 WORKFLOWS: Sequence[type] = (DataSubjectRequestWorkflow, SystemTaskWorkflow, ErasureSweepWorkflow,
                               RetentionSweepWorkflow)
@@ -72,6 +84,7 @@ def build_worker(
         task_queue=task_queue or settings.task_queue,
         workflows=list(WORKFLOWS),
         activities=list(activities.values()),
+        **WORKER_TUNING,
     )
 
 

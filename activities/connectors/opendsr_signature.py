@@ -16,7 +16,9 @@ import asyncio
 import base64
 import binascii
 import datetime as dt
+import functools
 import ipaddress
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -37,9 +39,15 @@ class ProcessorCertificateError(Exception):
     what came back is not a usable certificate."""
 
 
+@functools.lru_cache(maxsize=4)
+def _signing_key(private_key_pem: bytes) -> Any:
+    # Loading an RSA key checks it, which costs about 100 ms of CPU: once per key, not per body.
+    return serialization.load_pem_private_key(private_key_pem, password=None)
+
+
 def sign(body: bytes, private_key_pem: bytes) -> str:
     """The base64 signature of `body`, exactly as it goes over the wire."""
-    key = serialization.load_pem_private_key(private_key_pem, password=None)
+    key = _signing_key(private_key_pem)
     if isinstance(key, rsa.RSAPrivateKey):
         signature = key.sign(body, padding.PKCS1v15(), hashes.SHA256())
     elif isinstance(key, ec.EllipticCurvePrivateKey):

@@ -1,0 +1,100 @@
+"""The ceiling for B1: a workflow with the shape of a real request — as many activities, child
+workflows, timers, signals and updates as a real request's history shows — each doing nothing.
+
+One workflow type plays both parent and child: a `Shape` with children is a request, each child
+shape a system task. The first activity of a step that expects messages sends them to its own
+workflow (as a processor's callback signals a system task), and the step waits for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from pydantic import BaseModel
+from temporalio import activity, workflow
+
+TASK_QUEUE = "bench-skeleton"
+# The same options as the request workflow's own activities (workflows/dsr.py _ACTIVITY).
+_OPTIONS = dict(start_to_close_timeout=timedelta(minutes=2))
+
+
+class Shape(BaseModel):
+    activities_before: int  # before the children start (all of a child's activities)
+    activities_after: int = 0
+    timers: int = 0
+    signals: int = 0
+    updates: int = 0
+    children: list[Shape] = []
+
+    def totals(self) -> dict[str, int]:
+        kids = [child.totals() for child in self.children]
+        return {
+            "activities": self.activities_before + self.activities_after + sum(k["activities"] for k in kids),
+            "child_workflows": len(self.children) + sum(k["child_workflows"] for k in kids),
+            "timers": self.timers + sum(k["timers"] for k in kids),
+            "signals": self.signals + sum(k["signals"] for k in kids),
+            "updates": self.updates + sum(k["updates"] for k in kids),
+        }
+
+
+class Messages(BaseModel):
+    signals: int
+    updates: int
+
+
+@activity.defn(name="skeleton_noop")
+async def noop(payload: str) -> str:
+    return payload
+
+
+@activity.defn(name="skeleton_message")
+async def message(messages: Messages) -> None:
+    handle = activity.client().get_workflow_handle(activity.info().workflow_id)
+    for _ in range(messages.signals):
+        await handle.signal("poke")
+    for _ in range(messages.updates):
+        await handle.execute_update("touch")
+
+
+ACTIVITIES = [noop, message]
+
+
+@workflow.defn(name="SkeletonWorkflow")
+class SkeletonWorkflow:
+    def __init__(self) -> None:
+        self._signals = 0
+        self._updates = 0
+
+    @workflow.signal
+    def poke(self) -> None:
+        self._signals += 1
+
+    @workflow.update
+    def touch(self) -> None:
+        self._updates += 1
+
+    @workflow.run
+    async def run(self, shape: Shape) -> int:
+        # A timer that never fires, cancelled at the end, as the deadline watch's is.
+        timers = [asyncio.create_task(workflow.sleep(timedelta(days=30))) for _ in range(shape.timers)]
+        for i in range(shape.activities_before):
+            await self._activity(shape if i == 0 else None)
+        info = workflow.info()
+        await asyncio.gather(*(
+            workflow.execute_child_workflow(SkeletonWorkflow.run, child, id=f"{info.workflow_id}-{n}")
+            for n, child in enumerate(shape.children)))
+        for _ in range(shape.activities_after):
+            await self._activity(None)
+        for timer in timers:
+            timer.cancel()
+        return shape.totals()["activities"]
+
+    async def _activity(self, expecting: Shape | None) -> None:
+        if expecting is None or not (expecting.signals or expecting.updates):
+            await workflow.execute_activity(noop, workflow.info().workflow_id, **_OPTIONS)
+            return
+        await workflow.execute_activity(
+            message, Messages(signals=expecting.signals, updates=expecting.updates), **_OPTIONS)
+        await workflow.wait_condition(
+            lambda: self._signals >= expecting.signals and self._updates >= expecting.updates)

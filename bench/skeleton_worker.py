@@ -1,0 +1,34 @@
+"""The worker for bench/skeleton.py's workflows, a process of its own as the request worker is.
+
+    python -m bench.skeleton_worker      (the stack's settings come from the environment)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+from temporalio.worker import Worker
+
+from bench.skeleton import ACTIVITIES, TASK_QUEUE, SkeletonWorkflow
+from dsrflow.settings import load_settings
+from dsrflow.temporal_client import connect_client
+from workers.dsr_worker import WORKER_TUNING
+
+
+async def main() -> None:
+    client = await connect_client(load_settings())
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    # The request worker's settings, so the two differ in the work only.
+    async with Worker(client, task_queue=TASK_QUEUE, workflows=[SkeletonWorkflow],
+                      activities=ACTIVITIES, **WORKER_TUNING):
+        print("skeleton worker started", flush=True)
+        await stop.wait()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
+    os._exit(0)  # sdk-python issue 300: no crash at interpreter exit

@@ -1,0 +1,155 @@
+"""B1 throughput: erasure requests completed per second against the engine's ceiling.
+
+    .venv/bin/python -m bench.throughput [--requests 300] [--runs 3]
+
+On the embedded stack (bench/common.py), each run posts `--requests` erasures (identity attested,
+one demo subject each) to `POST /v1/requests` and waits for every workflow to complete; then, in
+the same run, as many skeleton workflows (bench/skeleton.py) with the shape counted from a real
+request's history, on a worker with the same settings. The figure is the ratio of the two rates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowHandle
+
+from bench.common import (
+    BenchStack, arguments, embedded_stack, load_1min, median, profiled, write_result,
+)
+from bench.skeleton import TASK_QUEUE, Shape, SkeletonWorkflow
+from devstack.demo.subjects import demo_subjects
+from devstack.processes import spawn, stop
+from schemas.workflow import workflow_id_for
+
+CONCURRENCY = 20  # API calls in flight: a busy front office, not a flood
+
+
+async def shape_of(client: Client, workflow_id: str) -> Shape:
+    """Count what a finished workflow (and, recursively, its children) did, from its history."""
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    before = after = timers = signals = updates = 0
+    children: list[str] = []
+    for event in history.events:
+        kind = event.event_type
+        if kind == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            if children:
+                after += 1
+            else:
+                before += 1
+        elif kind == EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED:
+            children.append(event.start_child_workflow_execution_initiated_event_attributes.workflow_id)
+        elif kind == EventType.EVENT_TYPE_TIMER_STARTED:
+            timers += 1
+        elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
+            signals += 1
+        elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED:
+            updates += 1
+    kids = [await shape_of(client, child) for child in children]
+    kids.sort(key=lambda s: (s.activities_before, s.timers, s.signals, s.updates))
+    return Shape(activities_before=before, activities_after=after, timers=timers, signals=signals,
+                 updates=updates, children=kids)
+
+
+async def erasures(bench: BenchStack, emails: list[str]) -> float:
+    """Seconds from the first POST until the last of the requests completed."""
+    limit = asyncio.Semaphore(CONCURRENCY)
+    async with await bench.api() as http:
+        async def one(email: str) -> None:
+            async with limit:
+                r = await http.post("/v1/requests", json={
+                    "type": "erasure", "identity_attested": True, "subject": {"email": email}})
+            if r.status_code != 201:
+                raise RuntimeError(f"POST /v1/requests answered {r.status_code}: {r.text}")
+            state = await bench.client.get_workflow_handle(workflow_id_for(r.json()["id"])).result()
+            if state["status"] != "completed":
+                raise RuntimeError(f"request {r.json()['id']} ended {state['status']}")
+
+        start = time.perf_counter()
+        await asyncio.gather(*(one(email) for email in emails))
+        return time.perf_counter() - start
+
+
+async def _skeletons(client: Client, shape: Shape, count: int, run: str) -> float:
+    """The same: started as the API starts requests (CONCURRENCY at a time), awaited to the end."""
+    limit = asyncio.Semaphore(CONCURRENCY)
+
+    async def one(n: int) -> None:
+        async with limit:
+            handle: WorkflowHandle = await client.start_workflow(
+                SkeletonWorkflow.run, shape, id=f"skeleton-{run}-{n}", task_queue=TASK_QUEUE)
+        await handle.result()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(one(n) for n in range(count)))
+    return time.perf_counter() - start
+
+
+def _per_request(before: dict[str, float], after: dict[str, float], count: int) -> dict[str, float]:
+    return {role: round((after[role] - before.get(role, 0.0)) * 1000 / count)
+            for role in after if after[role] - before.get(role, 0.0) >= 0.05}
+
+
+async def main(requests: int, runs: int, results: Path, profile: Path | None) -> None:
+    load_before = load_1min()
+    emails = [s.email for s in demo_subjects()]
+    async with embedded_stack(opendsr_delay=0.0) as bench:
+        skeleton_worker = spawn([sys.executable, "-m", "bench.skeleton_worker"],
+                                log_path=bench.home / "logs" / "skeleton_worker.log")
+        try:
+            # One real request first: its history gives the shape, and it warms every cache.
+            await erasures(bench, ["ada@example.com"])
+            first = await bench.pool.fetchval("SELECT id FROM dsr_requests LIMIT 1")
+            real_shape = await shape_of(bench.client, workflow_id_for(str(first)))
+            await _skeletons(bench.client, real_shape, 1, "warmup")
+            skeleton_shape = await shape_of(bench.client, "skeleton-warmup-0")
+            print(f"real request: {real_shape.totals()}; skeleton: {skeleton_shape.totals()}")
+            if skeleton_shape.totals() != real_shape.totals():
+                raise RuntimeError("the skeleton's history does not have the real request's shape")
+            rows: list[dict[str, Any]] = []
+            for run in range(runs):
+                batch = [emails[(3 + run * requests + i) % len(emails)] for i in range(requests)]
+                load = load_1min()
+                cpu = bench.cpu_seconds()
+                with profiled({"worker": bench.pid("worker"), "api": bench.pid("api")}, profile, f"b1-real-{run + 1}"):
+                    real = await erasures(bench, batch)
+                cpu_real = bench.cpu_seconds()
+                with profiled({"worker": skeleton_worker.pid}, profile, f"b1-skeleton-{run + 1}"):
+                    ceiling = await _skeletons(bench.client, real_shape, requests, str(run))
+                cpu_skeleton = bench.cpu_seconds()
+                row = {"run": run + 1, "load_1min": load, "requests": requests,
+                       "real_seconds": round(real, 2), "skeleton_seconds": round(ceiling, 2),
+                       "real_per_second": round(requests / real, 2),
+                       "skeleton_per_second": round(requests / ceiling, 2),
+                       "ratio": round(ceiling / real, 3),
+                       "cpu_ms_per_request": _per_request(cpu, cpu_real, requests),
+                       "skeleton_cpu_ms_per_request": _per_request(cpu_real, cpu_skeleton, requests)}
+                print(row)
+                rows.append(row)
+        finally:
+            stop(skeleton_worker)
+    write_result(
+        results, "b1_throughput",
+        params={"requests": requests, "runs": runs, "api_concurrency": CONCURRENCY,
+                "opendsr_completion_delay": 0.0},
+        figures={"real_per_second": median([r["real_per_second"] for r in rows]),
+                 "skeleton_per_second": median([r["skeleton_per_second"] for r in rows]),
+                 "ratio": median([r["ratio"] for r in rows]), "target_ratio": 0.7,
+                 "shape": real_shape.totals()},
+        runs=rows, load_before=load_before,
+        notes=["ratio = skeleton seconds / real seconds for the same number of requests, per run",
+               "the skeleton mirrors activities, child workflows, timers, signals and updates; "
+               "not the request's search-attribute upserts"],
+    )
+
+
+if __name__ == "__main__":
+    parser = arguments(__doc__)
+    parser.add_argument("--requests", type=int, default=300)
+    args = parser.parse_args()
+    asyncio.run(main(args.requests, args.runs, args.results, args.profile))

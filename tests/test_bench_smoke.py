@@ -1,0 +1,44 @@
+"""Each benchmark, run as `make bench` runs it but tiny: it still starts its stack, does the work
+and writes a complete JSON result. Times are not checked here (bench/ is where speed is judged)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CASES = {
+    "throughput": (["--requests", "2", "--runs", "1"], "b1_throughput",
+                   {"real_per_second", "skeleton_per_second", "ratio", "shape"}),
+    "latency": (["--requests", "2", "--runs", "1"], "b2_latency", {"median_seconds", "p95_seconds"}),
+    "scale": (["--open", "3", "--closed", "200", "--calls", "3", "--runs", "1"], "b3_scale",
+              {"worker_rss_mb", "temporal_rss_mb", "list_p95_ms"}),
+    "export": (["--events", "200", "--runs", "1"], "b4_export",
+               {"build_seconds", "copy_seconds", "ratio", "peak_rss_mb"}),
+}
+
+
+@pytest.mark.parametrize("script", CASES)
+def test_benchmark_runs_small_and_writes_its_result(script: str, tmp_path: Path) -> None:
+    args, name, figures = CASES[script]
+    done = subprocess.run([sys.executable, "-m", f"bench.{script}", *args, "--results", str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads((tmp_path / f"{name}.json").read_text())
+    assert result["benchmark"] == name
+    assert result["machine"]["cores"] >= 1 and result["machine"]["memory_gb"] > 0
+    assert set(result["load_1min"]) == {"before", "after"}
+    assert figures <= set(result["figures"]), result["figures"]
+    assert len(result["runs"]) == 1 and "load_1min" in result["runs"][0]
+    if script == "throughput":
+        # The ceiling is only a ceiling if the skeleton does the engine work of a request: four
+        # systems, so four child workflows, one (OpenDSR) signalled by the processor's callback.
+        shape = result["figures"]["shape"]
+        assert shape["child_workflows"] == 4 and shape["signals"] == 1, shape
+        assert shape["activities"] > 2 * shape["child_workflows"], shape
+

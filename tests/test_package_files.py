@@ -1,0 +1,53 @@
+"""The JSON and CSV files of an access package, as the subject opens them: the records of one
+(system, dataset, category) spooled and written into the zip."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import zipfile
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from activities.packages import _Spool, _write_csv, _write_json
+
+
+def _files(records: list[dict]) -> tuple[list, list[list[str]]]:
+    spool = _Spool("crm", "contacts", "account")
+    for record in records:
+        spool.add(record)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        _write_json(archive, "x.json", spool)
+        _write_csv(archive, "x.csv", spool)
+    spool.close()
+    archive = zipfile.ZipFile(buffer)
+    rows = list(csv.reader(io.StringIO(archive.read("x.csv").decode("utf-8"), newline="")))
+    return json.loads(archive.read("x.json")), rows
+
+
+def test_values_read_the_same_in_json_and_csv() -> None:
+    when = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
+    record = {"name": "Zoë \"Z\" Peeters", "note": "line one\nline two", "amount": Decimal("12.10"),
+              "seen_at": when, "tags": {"since": when, "list": [1, "é"]}, "missing": None, "vip": True}
+    data, rows = _files([record])
+    assert data == [{"name": "Zoë \"Z\" Peeters", "note": "line one\nline two", "amount": "12.10",
+                     "seen_at": when.isoformat(), "tags": {"since": when.isoformat(), "list": [1, "é"]},
+                     "missing": None, "vip": True}]
+    assert rows == [list(record),
+                    ["Zoë \"Z\" Peeters", "line one\nline two", "12.10", when.isoformat(),
+                     json.dumps({"since": when.isoformat(), "list": [1, "é"]}), "", "True"]]
+
+
+def test_a_column_first_seen_in_a_later_record_gets_a_csv_column_for_every_row() -> None:
+    data, rows = _files([{"email": "a@example.com"}, {"email": "b@example.com", "phone": "+32 470"},
+                         {"phone": "+32 471"}])
+    assert [list(r) for r in data] == [["email"], ["email", "phone"], ["phone"]]
+    assert rows == [["email", "phone"], ["a@example.com", ""], ["b@example.com", "+32 470"], ["", "+32 471"]]
+
+
+def test_many_records_spill_to_disk_and_all_arrive() -> None:
+    data, rows = _files([{"n": n, "url": f"https://onetagger.com/p/{n}"} for n in range(20_000)])
+    assert len(data) == 20_000 and data[-1] == {"n": 19_999, "url": "https://onetagger.com/p/19999"}
+    assert len(rows) == 20_001 and rows[-1] == ["19999", "https://onetagger.com/p/19999"]
