@@ -26,8 +26,7 @@ import re
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
-from datetime import date, datetime, time
-from decimal import Decimal
+from datetime import date
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -49,6 +48,7 @@ from activities.connectors.sql_queries import (
     Plan,
     erased_rules,
     ident,
+    plain,
     select_fields,
     select_keys_page,
     split_rules,
@@ -77,24 +77,6 @@ _CONFIGURATION = (
 
 class SqlSystemUnavailable(ConnectionError):
     """The database cannot be reached right now; the activity's retry policy should try again."""
-
-
-def plain(value: Any) -> Any:
-    """A column value as JSON-friendly data for the access package: dates as ISO 8601, decimals
-    as exact strings, addresses and other types as their text."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, (datetime, date, time)):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return bytes(value).hex()
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    return str(value)
 
 
 def _category_groups(dataset: Dataset) -> list[tuple[str, bool, list[str]]]:
