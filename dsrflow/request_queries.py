@@ -25,7 +25,14 @@ OPEN_STATUSES = tuple(s for s in RequestStatus if not s.is_closed)
 _DUE = "coalesce(r.current_due_date, DATE '9999-12-31')"
 # Literal values, not a parameter, so the planner can use the partial index on open requests.
 _OPEN = f"r.status IN ({', '.join(repr(s.value) for s in OPEN_STATUSES)})"
-_STUCK = "SELECT t.request_id FROM system_tasks t WHERE t.status = 'needs_attention'"
+# Waiting for staff: a system task they must handle, or an objection they must decide (the
+# workflow alerted them and has recorded no decision yet); migrations/0009 indexes both parts.
+_STUCK = (
+    "SELECT t.request_id FROM system_tasks t WHERE t.status = 'needs_attention' UNION ALL "
+    "SELECT l.request_id FROM sent_letters l WHERE l.purpose = 'staff_alert' "
+    "AND l.letter_key LIKE '%:objection-decision' AND NOT EXISTS (SELECT 1 FROM audit_events e "
+    "WHERE e.request_id = l.request_id AND e.event_type = 'objection.decided')"
+)
 _ATTENTION = f"(r.status = 'awaiting_approval' OR ({_OPEN} AND r.id IN ({_STUCK})))"
 # The same condition written for a filter: the few ids that need attention are gathered first
 # instead of testing every row in due-date order until a page is full.
@@ -50,7 +57,8 @@ class RequestFilters(BaseModel):
     due_before: date | None = Field(
         None, description="current due date strictly before this date", examples=["2026-12-01"])
     needs_attention: bool | None = Field(
-        None, description="true: awaiting compliance approval, or a system task waiting for staff")
+        None, description="true: awaiting compliance approval, a system task waiting for staff, "
+                          "or an objection waiting for their decision")
     q: uuid.UUID | None = Field(
         None, description="exact request id (the workflow id `dsr-<id>` is accepted too)")
 

@@ -218,6 +218,17 @@ async def test_legitimate_interest_objection_waits_for_compliance(stack, pool, d
         assert (await handle.query(DataSubjectRequestWorkflow.state)).awaiting_decision
         restricted = "SELECT count(*) FROM page_events e JOIN users u USING (user_id) WHERE u.email = 'ada@example.com' AND e.restricted"
         assert await _count(db["analytics"], restricted) == 0
+        compliance = await staff_headers(pool, "compliance")
+
+        async def in_queue() -> dict:
+            listed = await http.get("/v1/requests", params={"q": rid}, headers=compliance)
+            return listed.json()["items"][0]
+
+        for _ in range(100):  # the staff alert goes out just after the workflow starts waiting
+            if (await in_queue())["needs_attention"]:
+                break
+            await asyncio.sleep(0.1)
+        assert (await in_queue())["needs_attention"] is True
         agent = await http.post(f"/v1/requests/{rid}/decide-objection", headers=await staff_headers(pool, "agent"),
                                 json={"compelling_grounds": False, "explanation": "No overriding interest in analytics."})
         assert agent.status_code == 403
@@ -225,6 +236,7 @@ async def test_legitimate_interest_objection_waits_for_compliance(stack, pool, d
                             json={"compelling_grounds": False, "explanation": "No overriding interest in analytics."})
         assert r.status_code == 200, r.text
         assert (await _result(dev_server.client, rid))["status"] == "completed"
+        assert (await in_queue())["needs_attention"] is False
         assert await _count(db["analytics"], restricted) > 0
         letter = text_of(await wait_for_letter(mail_sink, rid, "response"))
         assert "stopped that processing" in letter

@@ -41,7 +41,8 @@ async def http(settings, queue_url, queue_db):
 
 
 async def seed(pool, *, due: int | None, status: str = "in_progress", type: str = "access",
-               regime: str = "gdpr", extended: bool = False, stuck_task: bool = False) -> str:
+               regime: str = "gdpr", extended: bool = False, stuck_task: bool = False,
+               objection_alert: bool = False) -> str:
     """A request as its workflow leaves it; `due` is the current due date in days from today."""
     request_id = str(uuid.uuid4())
     current = TODAY + timedelta(days=due) if due is not None else None
@@ -59,6 +60,12 @@ async def seed(pool, *, due: int | None, status: str = "in_progress", type: str 
         await pool.execute(
             "INSERT INTO system_tasks (request_id, system, action, status) VALUES ($1, 'crm', 'erase', 'needs_attention')",
             request_id)
+    if objection_alert:  # the workflow alerted staff to decide an objection (and nothing decided yet)
+        await pool.execute(
+            """INSERT INTO sent_letters (letter_key, request_id, purpose, recipient, subject, message_id,
+                   body_text, body_html)
+               VALUES ($1, $2, 'staff_alert', 'privacy@example.com', 'Decide', $1, '', '')""",
+            f"{request_id}:staff_alert:objection-decision", request_id)
     return request_id
 
 
@@ -107,6 +114,7 @@ async def varied(queue_db) -> dict[str, str]:
         "approval": await seed(queue_db, due=3, status="awaiting_approval"),
         "stuck": await seed(queue_db, due=4, type="erasure", stuck_task=True),
         "stuck_but_cancelled": await seed(queue_db, due=2, type="erasure", status="cancelled", stuck_task=True),
+        "objection_to_decide": await seed(queue_db, due=6, type="objection", objection_alert=True),
         "verifying": await seed(queue_db, due=20, status="awaiting_verification", type="portability", regime="uk_gdpr"),
         "no_due_date_yet": await seed(queue_db, due=None, status="awaiting_verification"),
     }
@@ -115,14 +123,15 @@ async def varied(queue_db) -> dict[str, str]:
 FILTERS = [
     pytest.param({}, set(), id="none"),  # empty set: every request
     pytest.param({"status": ["in_progress", "awaiting_approval"]},
-                 {"open_overdue", "open_due_today", "extended", "approval", "stuck"}, id="statuses"),
+                 {"open_overdue", "open_due_today", "extended", "approval", "stuck", "objection_to_decide"},
+                 id="statuses"),
     pytest.param({"type": "erasure"}, {"open_due_today", "stuck", "stuck_but_cancelled"}, id="type"),
     pytest.param({"regime": "uk_gdpr"}, {"verifying"}, id="regime"),
     pytest.param({"overdue": "true"}, {"open_overdue"}, id="overdue"),
     pytest.param({"due_before": (TODAY + timedelta(days=1)).isoformat()},
                  {"open_overdue", "open_due_today", "closed_past_due"}, id="due_before"),
-    pytest.param({"needs_attention": "true"}, {"approval", "stuck"}, id="needs_attention"),
-    pytest.param({"needs_attention": "true", "status": "in_progress"}, {"stuck"}, id="combined"),
+    pytest.param({"needs_attention": "true"}, {"approval", "stuck", "objection_to_decide"}, id="needs_attention"),
+    pytest.param({"needs_attention": "true", "status": "in_progress"}, {"stuck", "objection_to_decide"}, id="combined"),
 ]
 
 
