@@ -90,7 +90,9 @@ async def _identify(request: Request, *, console: bool) -> Staff:
         request.state.csrf_binding = f"bearer:{staff.token_id}"
         return staff
     session_id = request.cookies.get(SESSION_COOKIE)
-    staff = await session_staff(pool, session_id) if session_id else None
+    # htmx's own GETs are the page polling its live parts: reading, not someone using it.
+    used = not (request.method in SAFE_METHODS and request.headers.get("hx-request"))
+    staff = await session_staff(pool, session_id, used=used) if session_id else None
     if staff is None:
         if console:
             # After signing in the browser comes back here with a GET: a form's target would

@@ -23,7 +23,7 @@ from api.csrf import (
     sign_in_binding,
 )
 from api.pages import render
-from dsrflow.staff_tokens import SESSION_LIFETIME, authenticate, end_session, session_staff, start_session
+from dsrflow.staff_tokens import SESSION_IDLE, SESSION_LIFETIME, authenticate, end_session, session_staff, start_session
 
 __all__ = ["csrf_token", "install", "router"]
 
@@ -42,7 +42,8 @@ def _sign_in_page(request: Request, next_path: str, *, error: str | None = None,
     nonce = secrets.token_urlsafe(24)
     request.state.csrf_binding = sign_in_binding(nonce)
     response = render(request, "console/sign_in.html",
-                      {"next": next_path, "error": error, "hours": int(SESSION_LIFETIME.total_seconds() // 3600)},
+                      {"next": next_path, "error": error, "hours": int(SESSION_LIFETIME.total_seconds() // 3600),
+                       "idle_minutes": int(SESSION_IDLE.total_seconds() // 60)},
                       status_code=status_code)
     response.set_cookie(SIGN_IN_COOKIE, nonce, max_age=_SIGN_IN_MAX_AGE, path=SIGN_IN_PATH,
                         httponly=True, samesite="strict", secure=cookie_secure(request))

@@ -3,7 +3,8 @@
 A token is stored only as its sha256 and carries one role. Roles nest: an `agent` opens and
 watches requests, `compliance` may also extend, deny, approve and hold, `admin` may also manage
 tokens. A console session is a random id in a cookie, stored as its sha256 too; it lives no longer
-than its token: revoking the token ends the sessions signed in with it.
+than its token: revoking the token ends the sessions signed in with it. It ends after
+SESSION_LIFETIME at the latest, and after SESSION_IDLE without use.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dsrflow.hashing import token_hash
 ROLES = ("agent", "compliance", "admin")
 _TOKEN_PREFIX = "dsr_"
 SESSION_LIFETIME = timedelta(hours=12)
+SESSION_IDLE = timedelta(minutes=30)
 _VIEW = "id, role, label, created_at, revoked_at"
 
 
@@ -121,13 +123,18 @@ async def start_session(pool: asyncpg.Pool, staff: Staff) -> tuple[str, datetime
     return session_id, expires_at
 
 
-async def session_staff(pool: asyncpg.Pool, session_id: str) -> Staff | None:
-    """Who a live session belongs to: not ended, not expired, its token not revoked."""
+async def session_staff(pool: asyncpg.Pool, session_id: str, *, used: bool = True) -> Staff | None:
+    """Who a live session belongs to: not ended, not expired or idle, its token not revoked.
+
+    `used=False` for what a page does on its own (a live region polling): it reads the session
+    without counting as use, so an open page does not keep an unattended session alive."""
     row = await pool.fetchrow(
-        """SELECT t.id, t.role, t.label FROM staff_sessions s JOIN staff_tokens t ON t.id = s.token_id
-           WHERE s.id_hash = $1 AND s.ended_at IS NULL AND s.expires_at > now()
-             AND t.revoked_at IS NULL""",
-        token_hash(session_id),
+        """UPDATE staff_sessions s SET last_used_at = CASE WHEN $3 THEN now() ELSE s.last_used_at END
+           FROM staff_tokens t
+           WHERE t.id = s.token_id AND s.id_hash = $1 AND s.ended_at IS NULL AND s.expires_at > now()
+             AND s.last_used_at > now() - $2::interval AND t.revoked_at IS NULL
+           RETURNING t.id, t.role, t.label""",
+        token_hash(session_id), SESSION_IDLE, used,
     )
     return Staff(str(row["id"]), row["role"], row["label"]) if row else None
 

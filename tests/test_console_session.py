@@ -222,3 +222,30 @@ async def test_expired_session_is_refused(browser, pool):
     await pool.execute("UPDATE staff_sessions SET expires_at = now() - interval '1 second' WHERE id_hash = encode(sha256($1::bytea), 'hex')",
                        browser.cookies["dsrflow_session"].encode())
     assert_problem(await browser.get("/v1/requests"), 401)
+
+
+async def _idle_for(pool, browser, minutes: int) -> None:
+    await pool.execute("UPDATE staff_sessions SET last_used_at = now() - make_interval(mins => $2) "
+                       "WHERE id_hash = encode(sha256($1::bytea), 'hex')",
+                       browser.cookies["dsrflow_session"].encode(), minutes)
+
+
+async def test_a_session_left_idle_for_half_an_hour_ends(browser, pool):
+    await sign_in(browser, await create_token(pool, "agent"))
+    await _idle_for(pool, browser, 29)
+    assert (await browser.get("/console/probe-agent")).status_code == 200  # used: its idle clock restarts
+    await _idle_for(pool, browser, 31)
+    assert (await browser.get("/console/probe-agent")).status_code == 303
+    assert_problem(await browser.get("/v1/requests"), 401)
+
+
+async def test_a_page_polling_itself_does_not_keep_its_session_alive(browser, pool):
+    await sign_in(browser, await create_token(pool, "agent"))
+    await _idle_for(pool, browser, 29)
+    poll = {"HX-Request": "true"}
+    assert (await browser.get("/console/probe-agent", headers=poll)).status_code == 200
+    await pool.execute("UPDATE staff_sessions SET last_used_at = last_used_at - interval '2 minutes' "
+                       "WHERE id_hash = encode(sha256($1::bytea), 'hex')", browser.cookies["dsrflow_session"].encode())
+    ended = await browser.get("/console/probe-agent", headers=poll)
+    # htmx turns this into a full page load of the sign-in page
+    assert ended.status_code == 401 and ended.headers["HX-Redirect"].startswith("/console/sign-in")
