@@ -41,4 +41,6 @@ def test_benchmark_runs_small_and_writes_its_result(script: str, tmp_path: Path)
         shape = result["figures"]["shape"]
         assert shape["child_workflows"] == 4 and shape["signals"] == 1, shape
         assert shape["activities"] > 2 * shape["child_workflows"], shape
+    if script == "scale":
+        assert {"all", "console"} <= set(result["figures"]["list_p95_ms"])
 
