@@ -5,14 +5,16 @@ subject's data."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
+import functools
 import io
 import json
 import shutil
 import tempfile
 import uuid
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -23,12 +25,13 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from temporalio import activity
 
 from activities.context import ActivityContext
-from activities.connectors.base import Subject
-from activities.fanout import open_connector, subject_of
+from activities.connectors.base import PartOpener, Subject
+from activities.fanout import heartbeating, open_connector, subject_of
 from dsrflow.audit import append_event
 from dsrflow.filecrypt import EncryptedWriter, decrypt_chunks, file_key
 from dsrflow.holds_store import subject_hash
 from dsrflow.requests_store import get_request
+from policy.model import Policy
 from schemas.workflow import PackageInfo, Plan
 
 _SPOOL_IN_MEMORY = 256 * 1024  # per (system, dataset, category); beyond it, spill to disk
@@ -92,7 +95,23 @@ class _Spool:
             self._csv.writerow([_csv_value(fields.get(c)) for c in self.columns])
         self.count += 1
 
-    def json_lines(self) -> Iterator[bytes]:
+    def copy_part(self, columns: list[str]) -> None:
+        """A connector's `export` is about to stream a part with these columns. A second part
+        with other columns (the same category, but not provided by the subject) means the CSV is
+        rebuilt from the JSON at the end, with every column."""
+        if self.columns and columns != self.columns:
+            self._csv_stale = True
+        self.columns.extend(c for c in columns if c not in self.columns)
+
+    # ExportPart: a connector that writes the files itself (`export`) streams them in here.
+    async def json_lines(self, chunk: bytes) -> None:
+        self.file.write(chunk)
+        self.count += chunk.count(b"\n")
+
+    async def csv_rows(self, chunk: bytes) -> None:
+        self.csv_file.write(chunk)
+
+    def json_records(self) -> Iterator[bytes]:
         self.file.seek(0)
         for line in self.file:
             yield line.rstrip(b"\n")
@@ -105,11 +124,16 @@ class _Spool:
 
 
 def _write_json(archive: zipfile.ZipFile, name: str, spool: _Spool) -> None:
+    """The spooled lines as one JSON array, a record a line: each line's newline becomes ",\n"
+    block by block, and the last one's comma is dropped."""
+    spool.file.seek(0)
     with archive.open(name, "w") as out:
         out.write(b"[\n")
-        for i, line in enumerate(spool.json_lines()):
-            out.write((b",\n" if i else b"") + line)
-        out.write(b"\n]\n")
+        pending = b""
+        while block := spool.file.read(_SPOOL_IN_MEMORY):
+            out.write(pending)
+            pending = block.replace(b"\n", b",\n")
+        out.write(pending[:-2] + b"\n]\n")
 
 
 def _write_csv(archive: zipfile.ZipFile, name: str, spool: _Spool) -> None:
@@ -118,7 +142,7 @@ def _write_csv(archive: zipfile.ZipFile, name: str, spool: _Spool) -> None:
             csv.writer(out).writerow(spool.columns)
             if spool._csv_stale:
                 writer = csv.writer(out)
-                for line in spool.json_lines():
+                for line in spool.json_records():
                     row = json.loads(line)
                     writer.writerow([_csv_value(row.get(c)) for c in spool.columns])
                 return
@@ -127,6 +151,45 @@ def _write_csv(archive: zipfile.ZipFile, name: str, spool: _Spool) -> None:
                 spool._csv_text.flush()
             spool.csv_file.seek(0)
             shutil.copyfileobj(spool.csv_file, out.buffer, _SPOOL_IN_MEMORY)
+
+
+def _part_opener(spools: dict[tuple[str, str, str], _Spool], system: str, portability: bool) -> PartOpener:
+    """Where a connector's `export` writes each (dataset, category): a new spool, or nowhere for
+    what the subject did not provide when the package is for portability."""
+    def part(dataset: str, category: str, provided: bool, columns: list[str]) -> _Spool | None:
+        if portability and not provided:
+            return None
+        key = (system, dataset, category)
+        spool = spools.get(key) or spools.setdefault(key, _Spool(*key))
+        spool.copy_part(columns)
+        return spool
+
+    return part
+
+
+def filled(spools: dict[tuple[str, str, str], _Spool]) -> dict[tuple[str, str, str], _Spool]:
+    """The spools that received records (an `export` opens one for every category it reads)."""
+    for key in [k for k, spool in spools.items() if not spool.count]:
+        spools.pop(key).close()
+    return spools
+
+
+def _write_archive(writer: EncryptedWriter, spools: dict[tuple[str, str, str], _Spool], policy: Policy,
+                   summary: Callable[..., str]) -> None:
+    contents = []
+    with zipfile.ZipFile(writer, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        for (system, dataset, category), spool in sorted(spools.items()):
+            base = f"{system}/{category}/{dataset}"
+            _write_json(archive, f"{base}.json", spool)
+            _write_csv(archive, f"{base}.csv", spool)
+            contents.append({
+                "system_label": policy.systems[system].label,
+                "category_label": policy.categories[category].label if category in policy.categories else category,
+                "records": spool.count, "files": [f"{base}.json", f"{base}.csv"],
+            })
+            spool.close()
+        archive.writestr("summary.html", summary(contents=contents))
+    writer.close()
 
 
 def package_path(ctx: ActivityContext, package_id: str) -> Path:
@@ -170,10 +233,19 @@ class PackageActivities:
         package_id = str(uuid.uuid5(uuid.UUID(plan.request_id), plan.request_type))
         path = package_path(ctx, package_id)
 
+        async with heartbeating():
+            spools = await self._gather(plan, subject, portability)
+            return await self._write(plan, row, policy, spools, package_id, path)
+
+    async def _gather(self, plan: Plan, subject: Subject, portability: bool) -> dict[tuple[str, str, str], _Spool]:
+        """Every system's records for the package, spooled per (system, dataset, category)."""
         spools: dict[tuple[str, str, str], _Spool] = {}
-        seen = 0
         for task in plan.tasks:
-            async with open_connector(ctx, plan.policy_version, task.system) as connector:
+            async with open_connector(self.ctx, plan.policy_version, task.system) as connector:
+                export = getattr(connector, "export", None)
+                if export is not None:
+                    await export(subject, _part_opener(spools, task.system, portability))
+                    continue
                 async for record in connector.access(subject):
                     if portability and not record.provided:
                         continue
@@ -182,31 +254,21 @@ class PackageActivities:
                     if spool is None:
                         spool = spools[key] = _Spool(*key)
                     spool.add(record.fields)
-                    seen += 1
-                    if seen % 500 == 0:
-                        activity.heartbeat()
+        return filled(spools)
 
-        contents = []
-        writer = EncryptedWriter(path, file_key(ctx.secret, FILE_PURPOSE), package_id)
-        with zipfile.ZipFile(writer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-            for (system, dataset, category), spool in sorted(spools.items()):
-                base = f"{system}/{category}/{dataset}"
-                _write_json(archive, f"{base}.json", spool)
-                _write_csv(archive, f"{base}.csv", spool)
-                contents.append({
-                    "system_label": policy.systems[system].label,
-                    "category_label": policy.categories[category].label if category in policy.categories else category,
-                    "records": spool.count, "files": [f"{base}.json", f"{base}.csv"],
-                })
-                spool.close()
-            summary = _templates.get_template("summary.html.j2").render(
-                controller=policy.controller, request_id=plan.request_id, kind=plan.request_type,
-                generated_on=datetime.now(UTC).date().isoformat(), contents=contents,
-                categories=policy.categories, recipients=policy.recipients, rights=policy.rights,
-                authority=policy.authority_for(row["country"]),
-            )
-            archive.writestr("summary.html", summary)
-        writer.close()
+    async def _write(self, plan: Plan, row: Any, policy: Policy, spools: dict[tuple[str, str, str], _Spool],
+                     package_id: str, path: Path) -> PackageInfo:
+        ctx = self.ctx
+        summary = functools.partial(
+            _templates.get_template("summary.html.j2").render,
+            controller=policy.controller, request_id=plan.request_id, kind=plan.request_type,
+            generated_on=datetime.now(UTC).date().isoformat(),
+            categories=policy.categories, recipients=policy.recipients, rights=policy.rights,
+            authority=policy.authority_for(row["country"]))
+        # Compressing is the long part for a large package: in a thread (zlib lets go of the GIL),
+        # so the worker's other activities and the heartbeat carry on meanwhile.
+        await asyncio.to_thread(_write_archive, EncryptedWriter(path, file_key(ctx.secret, FILE_PURPOSE), package_id),
+                                spools, policy, summary)
 
         records = sum(s.count for s in spools.values())
         per_system: dict[str, int] = {}

@@ -29,6 +29,7 @@ from dsrflow.migrate import migrate
 from dsrflow.settings import Settings
 from dsrflow.temporal_client import build_data_converter
 from policy.model import DEFAULT_POLICY
+from tests.sql_demo import systems, template  # noqa: F401 (fixtures for the sql connector's tests)
 from workflows.search_attributes import SEARCH_ATTRIBUTES
 
 

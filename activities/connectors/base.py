@@ -96,6 +96,19 @@ class PermanentConnectorError(Exception):
     """A failure retrying cannot fix (bad credentials, 4xx): the task needs attention."""
 
 
+class ExportPart(Protocol):
+    """Where one (dataset, category) of an `export` goes: its records as JSON, one object a
+    line, and as CSV rows without a header, each in chunks as they arrive."""
+
+    async def json_lines(self, chunk: bytes) -> None: ...
+
+    async def csv_rows(self, chunk: bytes) -> None: ...
+
+
+# part(dataset, category, provided, columns) -> where that part goes, or None to leave it out.
+PartOpener = Callable[[str, str, bool, list[str]], ExportPart | None]
+
+
 class Connector(Protocol):
     async def access(self, subject: Subject) -> AsyncIterator[AccessRecord]: ...
 
@@ -119,6 +132,8 @@ class Connector(Protocol):
     # `needs_preparation(system, action) -> bool` (static) and `prepare(subject, action)`: the
     # planning activity calls them (the http kind snapshots GA4's identifiers this way).
     # `erase_keys(keys)` erases records a hold kept, by key, once the hold ends.
+    # Connectors whose store can write the package's files itself define `export(subject, part)`
+    # (see ExportPart); the package builder then uses it instead of `access`.
 
     async def close(self) -> None: ...
 

@@ -38,14 +38,17 @@ from activities.connectors.base import (
     ActionOutcome,
     ConnectorEnv,
     ErasureContext,
+    PartOpener,
     PermanentConnectorError,
     Subject,
 )
 from activities.connectors.sql_erasure import HoldAwareErasure
+from activities.connectors.sql_export import CSV_ROWS, JSON_LINES, export_queries
 from activities.connectors.sql_queries import (
     SCHEMA_QUERY,
     TEXT_TYPES,
     Plan,
+    category_groups,
     erased_rules,
     ident,
     plain,
@@ -77,14 +80,6 @@ _CONFIGURATION = (
 
 class SqlSystemUnavailable(ConnectionError):
     """The database cannot be reached right now; the activity's retry policy should try again."""
-
-
-def _category_groups(dataset: Dataset) -> list[tuple[str, bool, list[str]]]:
-    groups: dict[tuple[str, bool], list[str]] = {}
-    for column, rule in dataset.fields.items():
-        groups.setdefault((rule.category, rule.provided), []).append(column)
-    return [(category, provided, columns) for (category, provided), columns in groups.items()]
-
 
 
 class SqlConnector:
@@ -193,7 +188,7 @@ class SqlConnector:
             with self._mapped():
                 async with conn.transaction(isolation="repeatable_read", readonly=True):
                     for dataset in self.plan.parents_first:
-                        groups = _category_groups(dataset)
+                        groups = category_groups(dataset)
                         sql, args = select_fields(self.plan, dataset, subject,
                                                   subject.held.get(f"{self.name}.{dataset.name}"))
                         with self._mapped(dataset.name):
@@ -203,6 +198,24 @@ class SqlConnector:
                                         dataset=dataset.name, category=category, provided=provided,
                                         fields={c: plain(row[c]) for c in columns},
                                     )
+
+    async def export(self, subject: Subject, part: PartOpener) -> None:
+        """What `access` reads, written by PostgreSQL: per (dataset, category) a COPY of the
+        records as JSON lines and one as CSV rows (activities/connectors/sql_export.py)."""
+        async with self._connection() as conn:
+            with self._mapped():
+                async with conn.transaction(isolation="repeatable_read", readonly=True):
+                    for dataset in self.plan.parents_first:
+                        held = subject.held.get(f"{self.name}.{dataset.name}")
+                        for category, provided, columns in category_groups(dataset):
+                            sink = part(dataset.name, category, provided, columns)
+                            if sink is None:
+                                continue
+                            json_sql, csv_sql, args = export_queries(
+                                self.plan, dataset, subject, held, columns, self._column_types(dataset))
+                            with self._mapped(dataset.name):
+                                await conn.copy_from_query(json_sql, *args, output=sink.json_lines, **JSON_LINES)
+                                await conn.copy_from_query(csv_sql, *args, output=sink.csv_rows, **CSV_ROWS)
 
     async def erase(self, subject: Subject, context: ErasureContext | None = None) -> ActionOutcome:
         """Erase the subject's rows, keeping (minimised, restricted) what a hold requires; one

@@ -9,7 +9,7 @@ rather than a silent reference to the outer query.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any
@@ -160,16 +160,27 @@ def match(plan: Plan, dataset: Dataset, subject: Subject, q: Query, alias: str) 
     return "(" + " OR ".join(clauses) + ")" if clauses else "FALSE"
 
 
-def select_fields(plan: Plan, dataset: Dataset, subject: Subject,
-                  held_keys: Any = None) -> tuple[str, list[Any]]:
+def category_groups(dataset: Dataset) -> list[tuple[str, bool, list[str]]]:
+    """(category, provided by the subject, columns) for each category the dataset's fields fall in."""
+    groups: dict[tuple[str, bool], list[str]] = {}
+    for column, rule in dataset.fields.items():
+        groups.setdefault((rule.category, rule.provided), []).append(column)
+    return [(category, provided, columns) for (category, provided), columns in groups.items()]
+
+
+def select_fields(plan: Plan, dataset: Dataset, subject: Subject, held_keys: Any = None,
+                  columns: Sequence[str] | None = None,
+                  expression: Callable[[str, str], str] | None = None) -> tuple[str, list[Any]]:
     """The subject's rows, plus rows kept under a hold (by key: minimised, they no longer carry
-    the identities that `match` looks for)."""
+    the identities that `match` looks for): `columns` (default: the dataset's fields), each as
+    `expression(column, reference)` when given (named after its column)."""
     q, alias = Query(), "t0"
-    columns = ", ".join(f"{alias}.{ident(c)}" for c in dataset.fields)
+    refs = [(c, f"{alias}.{ident(c)}") for c in (dataset.fields if columns is None else columns)]
+    select = ", ".join(f"{expression(c, ref)} AS {ident(c)}" if expression else ref for c, ref in refs)
     where = match(plan, dataset, subject, q, alias)
     if held_keys:
         where = f"({where} OR {alias}.{ident(dataset.key)}::text = ANY({q.arg(list(held_keys))}::text[]))"
-    sql = (f"SELECT {columns} FROM {ident(dataset.table)} AS {alias} WHERE {where} "
+    sql = (f"SELECT {select} FROM {ident(dataset.table)} AS {alias} WHERE {where} "
            f"ORDER BY {alias}.{ident(dataset.key)}")
     return sql, q.args
 

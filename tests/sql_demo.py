@@ -1,0 +1,106 @@
+"""The seeded demo SQL systems as sql connectors, for the connector's tests: seeded once per test
+module into template databases; each test gets its own copy (CREATE DATABASE ... TEMPLATE), so
+tests do not depend on their order. tests/conftest.py registers the fixtures."""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+import yaml
+
+from activities.connectors import build_connector
+from activities.connectors.base import ConnectorEnv, Subject
+from activities.connectors.sql import SqlConnector
+from devstack.demo.sql_systems import SQL_SYSTEMS, ensure_demo_databases
+from devstack.postgres import EmbeddedPostgres
+from dsrflow.settings import Settings
+from policy.model import DEFAULT_POLICY, Policy, parse_policy
+
+SECRET = b"k" * 32
+ADA = Subject(request_id="r-ada", email="Ada@Example.com", name="Ada Lovelace")
+GRACE = Subject(request_id="r-grace", email="grace@example.com")
+TRACKED = Subject(request_id="r-tracked", email="tracked@example.com")
+TABLES = {
+    "crm": ["companies", "contacts", "support_requests", "chat_transcripts"],
+    "analytics": ["users", "page_events"],
+    "billing": ["customers", "invoices", "payments", "mandates"],
+}
+
+
+def policy_for(names: dict[str, str], edit=None) -> Policy:
+    content = copy.deepcopy(yaml.safe_load(DEFAULT_POLICY.read_text()))
+    for system, database in names.items():
+        content["systems"][system]["config"] = {"database": database}
+    if edit:
+        edit(content)
+    return parse_policy(content).policy
+
+
+class Systems:
+    """Connectors to one set of demo databases, plus direct connections for checking."""
+
+    def __init__(self, server: EmbeddedPostgres, names: dict[str, str], policy: Policy) -> None:
+        self.server, self.names, self.policy = server, names, policy
+        settings = Settings(DSRFLOW_DATABASE_URL=server.url("not_used"))
+        self.connectors: dict[str, SqlConnector] = {
+            system: build_connector(ConnectorEnv(  # type: ignore[misc]
+                system_name=system, system=policy.systems[system], policy=policy, settings=settings,
+                secret=SECRET, callback_url="http://127.0.0.1:8000/v1/callbacks/opendsr",
+            ))
+            for system in SQL_SYSTEMS
+        }
+
+    async def fetch(self, system: str, sql: str, *args):
+        conn = await asyncpg.connect(self.server.url(self.names[system]))
+        try:
+            return await conn.fetch(sql, *args)
+        finally:
+            await conn.close()
+
+    async def value(self, system: str, sql: str, *args):
+        return (await self.fetch(system, sql, *args))[0][0]
+
+    async def counts(self) -> dict[str, int]:
+        return {f"{s}.{t}": await self.value(s, f"SELECT count(*) FROM {t}") for s in TABLES for t in TABLES[s]}
+
+    async def checksums(self) -> dict[str, str]:
+        return {
+            f"{s}.{t}": await self.value(s, f"SELECT md5(string_agg(x::text, '|' ORDER BY x::text)) FROM {t} x")
+            for s in TABLES for t in TABLES[s]
+        }
+
+    async def close(self) -> None:
+        for connector in self.connectors.values():
+            await connector.close()
+
+
+@pytest.fixture(scope="module")
+async def template(postgres: EmbeddedPostgres) -> dict[str, str]:
+    names = {system: f"tpl_{system}_{uuid.uuid4().hex[:8]}" for system in SQL_SYSTEMS}
+    assert await ensure_demo_databases(postgres, postgres.url, names) == dict.fromkeys(SQL_SYSTEMS, True)
+    return names
+
+
+async def clone(server: EmbeddedPostgres, template: dict[str, str]) -> dict[str, str]:
+    names = {system: f"{system}_{uuid.uuid4().hex[:8]}" for system in SQL_SYSTEMS}
+    conn = await asyncpg.connect(server.url())
+    try:
+        for system, name in names.items():
+            await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template[system]}"')
+    finally:
+        await conn.close()
+    return names
+
+
+@pytest.fixture
+async def systems(postgres: EmbeddedPostgres, template: dict[str, str]) -> AsyncIterator[Systems]:
+    names = await clone(postgres, template)
+    found = Systems(postgres, names, policy_for(names))
+    yield found
+    await found.close()
+
+
