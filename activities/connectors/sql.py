@@ -43,7 +43,7 @@ from activities.connectors.base import (
     Subject,
 )
 from activities.connectors.sql_erasure import HoldAwareErasure
-from activities.connectors.sql_export import CSV_ROWS, JSON_LINES, export_queries
+from activities.connectors.sql_export import CSV_ROWS, JSON_LINES, SESSION, export_queries
 from activities.connectors.sql_queries import (
     SCHEMA_QUERY,
     TEXT_TYPES,
@@ -205,6 +205,7 @@ class SqlConnector:
         async with self._connection() as conn:
             with self._mapped():
                 async with conn.transaction(isolation="repeatable_read", readonly=True):
+                    await conn.execute(SESSION)
                     for dataset in self.plan.parents_first:
                         held = subject.held.get(f"{self.name}.{dataset.name}")
                         for category, provided, columns in category_groups(dataset):

@@ -39,10 +39,15 @@ def as_text(value: Any) -> str | None:
 
 
 def plain(value: Any) -> Any:
-    """A column value as JSON-friendly data for the access package: dates as ISO 8601, decimals
-    as exact strings, addresses and other types as their text."""
+    """A column value as JSON-friendly data for the access package: dates and times as ISO 8601
+    (fractions of a second without trailing zeros), decimals as exact strings, addresses and
+    other types as their text."""
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
+    if isinstance(value, (datetime, time)) and value.microsecond:
+        # As PostgreSQL writes it in JSON (sql_export.py copies that): no trailing zeros.
+        head, _, rest = value.isoformat().partition(".")
+        return f"{head}.{rest[:6].rstrip('0')}{rest[6:]}"
     if isinstance(value, (datetime, date, time)):
         return value.isoformat()
     if isinstance(value, Decimal):
