@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import json
-
 import asyncio
 import contextlib
+import csv
+import io
+import json
 import re
 import uuid
+import zipfile
 from collections.abc import AsyncIterator
 from datetime import date
 from email.message import EmailMessage
@@ -17,6 +19,7 @@ import httpx
 from temporalio.client import Client
 
 from api.app import create_app
+from activities.packages import _write_csv, _write_json
 from api.auth import create_token
 from devstack.smtp_sink import MailSink, read_mailbox
 from dsrflow.settings import Settings
@@ -145,3 +148,16 @@ def settings_env(settings: Settings) -> dict[str, str]:
         else:
             env[variable] = str(value)
     return env
+
+
+def read_spool(spool) -> tuple[list, list[list[str]]]:
+    """A package spool (activities/packages.py) as the subject reads its two files from the zip:
+    the parsed JSON and the parsed CSV rows. Closes the spool."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        _write_json(archive, "x.json", spool)
+        _write_csv(archive, "x.csv", spool)
+    spool.close()
+    archive = zipfile.ZipFile(buffer)
+    rows = list(csv.reader(io.StringIO(archive.read("x.csv").decode("utf-8"), newline="")))
+    return json.loads(archive.read("x.json")), rows

@@ -3,28 +3,19 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-import zipfile
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from activities.packages import _Spool, _write_csv, _write_json
+from activities.packages import _Spool
+from tests.support import read_spool
 
 
 def _files(records: list[dict]) -> tuple[list, list[list[str]]]:
     spool = _Spool("crm", "contacts", "account")
     for record in records:
         spool.add(record)
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        _write_json(archive, "x.json", spool)
-        _write_csv(archive, "x.csv", spool)
-    spool.close()
-    archive = zipfile.ZipFile(buffer)
-    rows = list(csv.reader(io.StringIO(archive.read("x.csv").decode("utf-8"), newline="")))
-    return json.loads(archive.read("x.json")), rows
+    return read_spool(spool)
 
 
 def test_values_read_the_same_in_json_and_csv() -> None:

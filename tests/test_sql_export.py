@@ -3,31 +3,18 @@ rows with COPY) gives files that read exactly as those built record by record fr
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-import zipfile
 from dataclasses import replace
 
 import pytest
 
-from activities.packages import _part_opener, _Spool, _write_csv, _write_json, filled
+from activities.packages import _part_opener, _Spool, filled
 from tests.sql_demo import ADA, GRACE, Systems
+from tests.support import read_spool
 
 
 def _read(spools: dict[tuple[str, str, str], _Spool]) -> dict[tuple[str, str, str], tuple[list, list]]:
-    """Each spool as the subject reads it from the package: parsed JSON and parsed CSV rows."""
-    read = {}
-    for key, spool in spools.items():
-        buffer = io.BytesIO()
-        with zipfile.ZipFile(buffer, "w") as archive:
-            _write_json(archive, "x.json", spool)
-            _write_csv(archive, "x.csv", spool)
-        spool.close()
-        archive = zipfile.ZipFile(buffer)
-        rows = list(csv.reader(io.StringIO(archive.read("x.csv").decode("utf-8"), newline="")))
-        read[key] = (json.loads(archive.read("x.json")), rows)
-    return read
+    return {key: read_spool(spool) for key, spool in spools.items()}
 
 
 async def _both(systems: Systems, system: str, subject, portability: bool = False):
