@@ -18,8 +18,8 @@ import asyncpg
 import httpx
 from temporalio.client import Client
 
-from api.app import create_app
 from activities.packages import _write_csv, _write_json
+from api.app import create_app
 from api.auth import create_token
 from devstack.smtp_sink import MailSink, read_mailbox
 from dsrflow.settings import Settings
