@@ -61,8 +61,13 @@ async def test_an_expired_token_is_refreshed(hubspot, pool):
     statuses = [s.status for s in standin.requests("POST", "/contacts/search")]
     assert statuses == [200, 401, 200]
     assert len(standin.requests("POST", "/oauth/v1/token")) == 2
-    # HubSpot rotated the refresh token: the second grant used the first one, and it worked.
-    assert data.refresh_token != "refresh-1"
+    # HubSpot keeps the refresh token: a later connector (the next activity) can use it too.
+    later = connector(policy(tmp, False), "crm_hubspot", pool)
+    try:
+        assert len(await collect(later, subject("ada@example.com"))) == 1
+    finally:
+        await later.close()
+    assert [s.status for s in standin.requests("POST", "/oauth/v1/token")] == [200, 200, 200]
 
 
 async def test_gdpr_delete_without_blocklisting_leaves_unknown_addresses_alone(hubspot, pool):

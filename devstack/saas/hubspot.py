@@ -11,7 +11,6 @@ e-mail address that matches no contact to the blocklist; errors as
 from __future__ import annotations
 
 import json
-import secrets
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -86,9 +85,10 @@ def create_hubspot_app(client_id: str = "standin-client", client_secret: str = "
         if form.get("grant_type") == "refresh_token":
             if form.get("refresh_token") != data.refresh_token:
                 return standin.error(400, "missing or invalid refresh token")
-            data.refresh_token = secrets.token_urlsafe(16)  # rotated, as OAuth 2.1 advises
         elif form.get("grant_type") != "client_credentials":
             return standin.error(400, "unsupported grant_type")
+        # HubSpot's refresh token stays the same: its docs say to store the one from the install
+        # and use it for every new access token.
         return {**standin.tokens.issue(), "refresh_token": data.refresh_token}
 
     @app.post("/crm/v3/objects/contacts/search")
