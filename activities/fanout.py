@@ -86,6 +86,32 @@ async def heartbeating(every: float = 5.0):
         task.cancel()
 
 
+async def store_task_result(ctx: ActivityContext, request_id: str, result: TaskResult) -> None:
+    """A system's (interim or final) result for a request, stored and audited."""
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        await conn.execute(
+            """INSERT INTO system_tasks (request_id, system, action, status, found, changed,
+                                         kept, datasets, external_id, message, attempt, kept_records)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+               ON CONFLICT (request_id, system, action) DO UPDATE SET
+                 status = EXCLUDED.status, found = EXCLUDED.found, changed = EXCLUDED.changed,
+                 kept = EXCLUDED.kept, datasets = EXCLUDED.datasets,
+                 kept_records = EXCLUDED.kept_records,
+                 external_id = coalesce(EXCLUDED.external_id, system_tasks.external_id),
+                 message = EXCLUDED.message, attempt = EXCLUDED.attempt, updated_at = now()""",
+            request_id, result.system, result.action, result.status, result.found,
+            result.changed, result.kept, result.datasets, result.external_id, result.message,
+            result.attempt, result.kept_records,
+        )
+        await append_event(
+            conn,
+            event_key=f"{request_id}:task:{result.system}:{result.action}:{result.attempt}:{result.status}",
+            request_id=request_id, event_type=f"task.{result.status}", actor="workflow",
+            data={"system": result.system, "action": result.action, "found": result.found,
+                  "changed": result.changed, "kept": result.kept, "message": result.message},
+        )
+
+
 def _result(task: TaskInput, outcome: ActionOutcome, kept: list[dict] | None = None) -> TaskResult:
     return TaskResult(
         system=task.task.system, action=task.task.action, status=outcome.status,
@@ -270,25 +296,4 @@ class FanoutActivities:
         await self._record(record.request_id, record.result)
 
     async def _record(self, request_id: str, result: TaskResult) -> None:
-        async with self.ctx.pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                """INSERT INTO system_tasks (request_id, system, action, status, found, changed,
-                                             kept, datasets, external_id, message, attempt, kept_records)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-                   ON CONFLICT (request_id, system, action) DO UPDATE SET
-                     status = EXCLUDED.status, found = EXCLUDED.found, changed = EXCLUDED.changed,
-                     kept = EXCLUDED.kept, datasets = EXCLUDED.datasets,
-                     kept_records = EXCLUDED.kept_records,
-                     external_id = coalesce(EXCLUDED.external_id, system_tasks.external_id),
-                     message = EXCLUDED.message, attempt = EXCLUDED.attempt, updated_at = now()""",
-                request_id, result.system, result.action, result.status, result.found,
-                result.changed, result.kept, result.datasets, result.external_id, result.message,
-                result.attempt, result.kept_records,
-            )
-            await append_event(
-                conn,
-                event_key=f"{request_id}:task:{result.system}:{result.action}:{result.attempt}:{result.status}",
-                request_id=request_id, event_type=f"task.{result.status}", actor="workflow",
-                data={"system": result.system, "action": result.action, "found": result.found,
-                      "changed": result.changed, "kept": result.kept, "message": result.message},
-            )
+        await store_task_result(self.ctx, request_id, result)

@@ -25,14 +25,15 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from temporalio import activity
 
 from activities.context import ActivityContext
-from activities.connectors.base import PartOpener, Subject
-from activities.fanout import heartbeating, open_connector, subject_of
+from activities.connectors.base import PartOpener, PermanentConnectorError, Subject
+from activities.fanout import heartbeating, open_connector, store_task_result, subject_of
+from activities.letters import deliver_letter
 from dsrflow.audit import append_event
 from dsrflow.filecrypt import EncryptedWriter, decrypt_chunks, file_key
 from dsrflow.holds_store import subject_hash
 from dsrflow.requests_store import get_request
 from policy.model import Policy
-from schemas.workflow import PackageInfo, Plan
+from schemas.workflow import LetterJob, PackageInfo, Plan, TaskResult
 
 _SPOOL_IN_MEMORY = 256 * 1024  # per (system, dataset, category); beyond it, spill to disk
 _templates = Environment(
@@ -234,27 +235,60 @@ class PackageActivities:
         path = package_path(ctx, package_id)
 
         async with heartbeating():
-            spools = await self._gather(plan, subject, portability)
-            return await self._write(plan, row, policy, spools, package_id, path)
+            spools: dict[tuple[str, str, str], _Spool] = {}
+            failed = await self._gather(plan, subject, portability, spools)
+            if failed:
+                for spool in spools.values():
+                    spool.close()
+                await self._needs_attention(plan, row, failed)
+                # Retried (backing off to every 5 minutes) until the system can be read again.
+                raise RuntimeError("the package cannot be built: " + "; ".join(failed.values()))
+            await self._attention_resolved(plan)
+            return await self._write(plan, row, policy, filled(spools), package_id, path)
 
-    async def _gather(self, plan: Plan, subject: Subject, portability: bool) -> dict[tuple[str, str, str], _Spool]:
-        """Every system's records for the package, spooled per (system, dataset, category)."""
-        spools: dict[tuple[str, str, str], _Spool] = {}
+    async def _gather(self, plan: Plan, subject: Subject, portability: bool,
+                      spools: dict[tuple[str, str, str], _Spool]) -> dict[str, str]:
+        """Every system's records for the package, spooled per (system, dataset, category); the
+        systems that refused to be read, with their message."""
+        failed: dict[str, str] = {}
         for task in plan.tasks:
-            async with open_connector(self.ctx, plan.policy_version, task.system) as connector:
-                export = getattr(connector, "export", None)
-                if export is not None:
-                    await export(subject, _part_opener(spools, task.system, portability))
-                    continue
-                async for record in connector.access(subject):
-                    if portability and not record.provided:
+            try:
+                async with open_connector(self.ctx, plan.policy_version, task.system) as connector:
+                    export = getattr(connector, "export", None)
+                    if export is not None:
+                        await export(subject, _part_opener(spools, task.system, portability))
                         continue
-                    key = (task.system, record.dataset, record.category)
-                    spool = spools.get(key)
-                    if spool is None:
-                        spool = spools[key] = _Spool(*key)
-                    spool.add(record.fields)
-        return filled(spools)
+                    async for record in connector.access(subject):
+                        if portability and not record.provided:
+                            continue
+                        key = (task.system, record.dataset, record.category)
+                        spool = spools.get(key)
+                        if spool is None:
+                            spool = spools[key] = _Spool(*key)
+                        spool.add(record.fields)
+            except PermanentConnectorError as exc:
+                failed[task.system] = str(exc)
+        return failed
+
+    async def _needs_attention(self, plan: Plan, row: Any, failed: dict[str, str]) -> None:
+        """A system that cannot be read (credentials, permissions, configuration) holds the
+        package back: its task shows as needing attention in the queue and on the request page,
+        and staff get one alert per system, as for a failed fan-out task."""
+        due = row["current_due_date"]
+        for system, message in failed.items():
+            await store_task_result(self.ctx, plan.request_id, TaskResult(
+                system=system, action=plan.request_type, status="needs_attention", message=message))
+            await deliver_letter(self.ctx, LetterJob(
+                request_id=plan.request_id, purpose="staff_alert", key=f"package-{system}", to_staff=True,
+                params={"kind": "needs_attention", "days_left": (due - date.today()).days if due else 0,
+                        "detail": f"the {plan.request_type} package cannot be read from {system}: {message}. "
+                                  "It is retried every few minutes and goes out once the system can be read."}))
+
+    async def _attention_resolved(self, plan: Plan) -> None:
+        await self.ctx.pool.execute(
+            """UPDATE system_tasks SET status = 'done', message = NULL, updated_at = now()
+               WHERE request_id = $1 AND action = $2 AND status = 'needs_attention'""",
+            plan.request_id, plan.request_type)
 
     async def _write(self, plan: Plan, row: Any, policy: Policy, spools: dict[tuple[str, str, str], _Spool],
                      package_id: str, path: Path) -> PackageInfo:

@@ -79,3 +79,33 @@ async def test_erasure_through_stripe_and_ga4(saas, postgres, settings, pool, de
     assert "invoices record(s) in Stripe (card payments)" in letter
     assert await pool.fetchval("SELECT count(*) FROM deferred_erasures WHERE request_id = $1 AND system = 'billing_stripe'",
                                uuid.UUID(rid)) == 2
+
+
+async def test_a_system_that_refuses_to_be_read_holds_the_package_back_and_alerts_staff(
+        saas, postgres, settings, pool, dev_server, tmp_path, mail_sink, monkeypatch):
+    _, stripe = saas
+    stripe.state.data.add_customer("grace@example.com", "Grace Hopper")
+    monkeypatch.setenv("STRIPE_SECRET_KEY", "sk_test_revoked")
+    systems = {"billing_stripe": http_system("http/stripe.yaml", "Stripe (card payments)")}
+    async with fanout_stack(postgres, settings, dev_server.client, tmp_path, extra_systems=systems) as stack:
+        async with build_worker(dev_server.client, stack.settings, pool), api(stack) as http:
+            r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
+                "type": "access", "identity_attested": True, "subject": {"email": "grace@example.com"}})
+            assert r.status_code == 201, r.text
+            rid = r.json()["id"]
+            alert = text_of(await wait_for_letter(mail_sink, rid, "staff_alert", timeout=60))
+            assert "billing_stripe" in alert and "HTTP 401" in alert and "grace@example.com" not in alert
+            task = await pool.fetchrow("SELECT * FROM system_tasks WHERE request_id = $1", uuid.UUID(rid))
+            assert (task["system"], task["action"], task["status"]) == ("billing_stripe", "access", "needs_attention")
+            listed = await http.get("/v1/requests", params={"q": rid}, headers=await staff_headers(pool, "agent"))
+            assert listed.json()["items"][0]["needs_attention"] is True
+
+            monkeypatch.setenv("STRIPE_SECRET_KEY", "sk_test_e2e")  # the key is put right
+            state = await asyncio.wait_for(dev_server.client.get_workflow_handle(workflow_id_for(rid)).result(), 120)
+            assert state["status"] == "completed"
+            assert state["package"]["systems"]["billing_stripe"] == 1  # Grace's customer record
+            assert await pool.fetchval("SELECT status FROM system_tasks WHERE request_id = $1",
+                                       uuid.UUID(rid)) == "done"
+            item = (await http.get("/v1/requests", params={"q": rid},
+                                   headers=await staff_headers(pool, "agent"))).json()["items"][0]
+            assert item["needs_attention"] is False
