@@ -203,7 +203,7 @@ class FanoutActivities:
                 action = task.task.action
                 job_id = getattr(connector, "job_id", None)
                 if job_id is not None and (external := job_id(subject, action)):
-                    await self._record(task.request_id, TaskResult(
+                    await store_task_result(self.ctx, task.request_id, TaskResult(
                         system=task.task.system, action=action, status="pending",
                         external_id=external, attempt=task.attempt, recipient=task.task.recipient))
                 if action == "erase":
@@ -293,7 +293,5 @@ class FanoutActivities:
     @activity.defn(name="record_task_result")
     async def record_task_result(self, record: TaskRecord) -> None:
         """Store a system's (interim or final) result and audit it."""
-        await self._record(record.request_id, record.result)
+        await store_task_result(self.ctx, record.request_id, record.result)
 
-    async def _record(self, request_id: str, result: TaskResult) -> None:
-        await store_task_result(self.ctx, request_id, result)

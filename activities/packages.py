@@ -140,9 +140,9 @@ def _write_json(archive: zipfile.ZipFile, name: str, spool: _Spool) -> None:
 def _write_csv(archive: zipfile.ZipFile, name: str, spool: _Spool) -> None:
     with archive.open(name, "w") as raw:
         with io.TextIOWrapper(raw, encoding="utf-8", newline="") as out:
-            csv.writer(out).writerow(spool.columns)
+            writer = csv.writer(out)
+            writer.writerow(spool.columns)
             if spool._csv_stale:
-                writer = csv.writer(out)
                 for line in spool.json_records():
                     row = json.loads(line)
                     writer.writerow([_csv_value(row.get(c)) for c in spool.columns])
@@ -154,14 +154,21 @@ def _write_csv(archive: zipfile.ZipFile, name: str, spool: _Spool) -> None:
             shutil.copyfileobj(spool.csv_file, out.buffer, _SPOOL_IN_MEMORY)
 
 
+def spool_for(spools: dict[tuple[str, str, str], _Spool], key: tuple[str, str, str]) -> _Spool:
+    """The spool of one (system, dataset, category), opened on first use."""
+    spool = spools.get(key)
+    if spool is None:
+        spool = spools[key] = _Spool(*key)
+    return spool
+
+
 def _part_opener(spools: dict[tuple[str, str, str], _Spool], system: str, portability: bool) -> PartOpener:
     """Where a connector's `export` writes each (dataset, category): a new spool, or nowhere for
     what the subject did not provide when the package is for portability."""
     def part(dataset: str, category: str, provided: bool, columns: list[str]) -> _Spool | None:
         if portability and not provided:
             return None
-        key = (system, dataset, category)
-        spool = spools.get(key) or spools.setdefault(key, _Spool(*key))
+        spool = spool_for(spools, (system, dataset, category))
         spool.copy_part(columns)
         return spool
 
@@ -261,11 +268,7 @@ class PackageActivities:
                     async for record in connector.access(subject):
                         if portability and not record.provided:
                             continue
-                        key = (task.system, record.dataset, record.category)
-                        spool = spools.get(key)
-                        if spool is None:
-                            spool = spools[key] = _Spool(*key)
-                        spool.add(record.fields)
+                        spool_for(spools, (task.system, record.dataset, record.category)).add(record.fields)
             except PermanentConnectorError as exc:
                 failed[task.system] = str(exc)
         return failed
@@ -285,10 +288,14 @@ class PackageActivities:
                                   "It is retried every few minutes and goes out once the system can be read."}))
 
     async def _attention_resolved(self, plan: Plan) -> None:
-        await self.ctx.pool.execute(
-            """UPDATE system_tasks SET status = 'done', message = NULL, updated_at = now()
-               WHERE request_id = $1 AND action = $2 AND status = 'needs_attention'""",
-            plan.request_id, plan.request_type)
+        """The systems an earlier attempt could not read have been read: their tasks are done,
+        stored and audited as every task change is."""
+        for system in await self.ctx.pool.fetch(
+                """SELECT system FROM system_tasks
+                   WHERE request_id = $1 AND action = $2 AND status = 'needs_attention'""",
+                plan.request_id, plan.request_type):
+            await store_task_result(self.ctx, plan.request_id, TaskResult(
+                system=system["system"], action=plan.request_type, status="done"))
 
     async def _write(self, plan: Plan, row: Any, policy: Policy, spools: dict[tuple[str, str, str], _Spool],
                      package_id: str, path: Path) -> PackageInfo:

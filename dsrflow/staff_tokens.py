@@ -123,19 +123,23 @@ async def start_session(pool: asyncpg.Pool, staff: Staff) -> tuple[str, datetime
     return session_id, expires_at
 
 
+_LIVE_SESSION = """t.id = s.token_id AND s.id_hash = $1 AND s.ended_at IS NULL AND s.expires_at > now()
+                   AND s.last_used_at > now() - $2::interval AND t.revoked_at IS NULL"""
+
+
 async def session_staff(pool: asyncpg.Pool, session_id: str, *, used: bool = True) -> Staff | None:
     """Who a live session belongs to: not ended, not expired or idle, its token not revoked.
 
     `used=False` for what a page does on its own (a live region polling): it reads the session
-    without counting as use, so an open page does not keep an unattended session alive."""
-    row = await pool.fetchrow(
-        """UPDATE staff_sessions s SET last_used_at = CASE WHEN $3 THEN now() ELSE s.last_used_at END
-           FROM staff_tokens t
-           WHERE t.id = s.token_id AND s.id_hash = $1 AND s.ended_at IS NULL AND s.expires_at > now()
-             AND s.last_used_at > now() - $2::interval AND t.revoked_at IS NULL
-           RETURNING t.id, t.role, t.label""",
-        token_hash(session_id), SESSION_IDLE, used,
-    )
+    without counting as use (and without writing), so an open page does not keep an unattended
+    session alive."""
+    if used:
+        sql = f"""UPDATE staff_sessions s SET last_used_at = now() FROM staff_tokens t
+                  WHERE {_LIVE_SESSION} RETURNING t.id, t.role, t.label"""
+    else:
+        sql = f"""SELECT t.id, t.role, t.label FROM staff_sessions s, staff_tokens t
+                  WHERE {_LIVE_SESSION}"""
+    row = await pool.fetchrow(sql, token_hash(session_id), SESSION_IDLE)
     return Staff(str(row["id"]), row["role"], row["label"]) if row else None
 
 

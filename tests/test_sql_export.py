@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 
-from activities.packages import _part_opener, _Spool, filled
+from activities.packages import _part_opener, _Spool, filled, spool_for
 from tests.sql_demo import ADA, GRACE, Systems
 from tests.support import read_spool
 
@@ -22,8 +22,7 @@ async def _both(systems: Systems, system: str, subject, portability: bool = Fals
     async for record in systems.connectors[system].access(subject):
         if portability and not record.provided:
             continue
-        key = (system, record.dataset, record.category)
-        by_record.setdefault(key, _Spool(*key)).add(record.fields)
+        spool_for(by_record, (system, record.dataset, record.category)).add(record.fields)
     by_copy: dict[tuple[str, str, str], _Spool] = {}
     await systems.connectors[system].export(subject, _part_opener(by_copy, system, portability))
     return _read(by_record), _read(filled(by_copy))
