@@ -19,8 +19,7 @@ from collections import defaultdict
 from datetime import UTC, datetime
 
 from temporalio import activity
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.exceptions import ApplicationError
 
 from activities.connectors.base import PermanentConnectorError
 from activities.connectors.sql import SqlConnector
@@ -47,16 +46,15 @@ from dsrflow.requests_store import (
     create_request,
     record_policy_version,
 )
+from dsrflow.request_start import start_request_workflow
 from policy.model import Dataset, LoadedPolicy
 from schemas.requests import (
     Channel,
     NewRequest,
-    RequestStatus,
     RequestType,
     SubjectIdentity,
 )
 from schemas.retention import RetentionReport, RetentionSweepInput, RuleOutcome
-from schemas.workflow import StartRequest, workflow_id_for
 
 _BATCH = 1000  # rows per round trip of a bulk removal
 
@@ -124,18 +122,7 @@ class RetentionActivities:
             except IdempotencyConflict:
                 in_progress += 1  # today's request for this subject was opened with other identities
                 continue
-            if not RequestStatus(row["status"]).is_closed:
-                request_id = str(row["id"])
-                try:
-                    await client.start_workflow(
-                        "DataSubjectRequestWorkflow",
-                        StartRequest(request_id=request_id, policy_version=row["policy_version"]),
-                        id=workflow_id_for(request_id), task_queue=activity.info().task_queue,
-                        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                    )
-                except WorkflowAlreadyStartedError:
-                    pass  # it ran and finished already: a repeat must not erase again
+            await start_request_workflow(client, row, loaded.policy, task_queue=activity.info().task_queue)
             started += 1
             activity.heartbeat()
         return RuleOutcome(rule=rule.name, action=rule.action, system=rule.system, dataset=rule.dataset,

@@ -6,11 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
-from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.problems import Problem
 from api.state import AppState
+from dsrflow.request_start import start_request_workflow
 from dsrflow.requests_store import (
     IdempotencyConflict,
     create_request,
@@ -18,7 +18,7 @@ from dsrflow.requests_store import (
     workflow_id_for,
 )
 from schemas.requests import NewRequest
-from schemas.workflow import RequestState, StartRequest
+from schemas.workflow import RequestState
 from workflows.dsr import DataSubjectRequestWorkflow
 
 
@@ -37,14 +37,8 @@ async def open_request(
         raise Problem(409, "Idempotency key reused", str(exc)) from None
     request_id = str(row["id"])
     try:
-        client = await state.temporal()
-        await client.start_workflow(
-            DataSubjectRequestWorkflow.run,
-            StartRequest(request_id=request_id, policy_version=row["policy_version"]),
-            id=workflow_id_for(request_id),
-            task_queue=state.settings.task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        )
+        await start_request_workflow(await state.temporal(), row, state.policy.policy,
+                                     task_queue=state.settings.task_queue)
     except (RPCError, OSError, RuntimeError) as exc:
         raise Problem(
             503, "Request stored but not started",

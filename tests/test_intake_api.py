@@ -3,13 +3,16 @@ repeats are idempotent, and staff endpoints demand a valid token with the right 
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from dsrflow.hashing import token_hash
-from tests.support import staff_headers, unique_email
+from dsrflow.request_start import start_request_workflow
+from policy.model import load_policy
+from tests.support import letters_for, staff_headers, unique_email, wait_for_letter
 
 PROBLEM = "application/problem+json"
 
@@ -150,3 +153,33 @@ async def test_keys_are_per_origin_and_bound_to_the_request(http, pool):
     body = assert_problem(reused, 409)
     assert "different request" in body["detail"]
     assert await count_for(pool, email) == 1
+
+
+async def _runs(client, request_id: str) -> int:
+    return len([w async for w in client.list_workflows(f"WorkflowId = 'dsr-{request_id}'")])
+
+
+async def test_a_repeat_after_the_request_finished_never_runs_it_again(http, pool, mail_sink, dev_server, settings):
+    """The same Idempotency-Key sent after the request completed answers the stored request; no
+    second acknowledgement, response or run (and a stale row saying it still runs changes nothing:
+    Temporal refuses to reuse a closed request's workflow id)."""
+    headers = {**await staff_headers(pool, "agent"), "Idempotency-Key": f"ticket-{uuid.uuid4().hex}"}
+    body = {"type": "erasure", "subject": {"email": unique_email("after-close")}, "identity_attested": True}
+    first = await http.post("/v1/requests", headers=headers, json=body)
+    request_id = first.json()["id"]
+    await wait_for_letter(mail_sink, request_id, "response")
+    handle = dev_server.client.get_workflow_handle(f"dsr-{request_id}")
+    await handle.result()
+
+    again = await http.post("/v1/requests", headers=headers, json=body)
+    assert again.status_code == 200, again.text
+    assert again.json()["id"] == request_id
+    assert again.json()["status"] == "completed"
+    row = dict(await pool.fetchrow("SELECT * FROM dsr_requests WHERE id = $1", uuid.UUID(request_id)))
+    await start_request_workflow(dev_server.client, {**row, "status": "in_progress"},
+                                 load_policy(settings.policy_path).policy, task_queue="tq-unused")
+
+    assert await _runs(dev_server.client, request_id) == 1
+    await asyncio.sleep(1)  # a second run, had one started, would have acknowledged by now
+    for purpose in ("acknowledgement", "response"):
+        assert len(letters_for(mail_sink, request_id, purpose)) == 1, purpose
