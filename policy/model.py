@@ -6,11 +6,18 @@ import hashlib
 import json
 import re
 from pathlib import Path
+from typing import Annotated, Any, Literal
 
 import yaml
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from dsrflow.deadlines import Regime
 from policy.http_model import HttpConfig, check_http_references, inline_http_files
@@ -257,7 +264,10 @@ class Policy(_Strict):
     controller: Controller
     defaults: Defaults = Defaults()
     verification: Verification = Verification()
-    deadline_warnings_days: tuple[int, ...] = (7, 2)
+    # Staff warnings, N days before the current due date (each becomes alert kind due_in_N_days).
+    deadline_warnings_days: tuple[Annotated[int, Field(ge=1, le=90)], ...] = (7, 2)
+    # A request step that failed, or kept failing this long, flags the request for staff.
+    attention_after_minutes: int = Field(15, ge=1, le=24 * 60)
     supervisory_authorities: dict[str, Authority]
     rights: dict[str, str] = Field(default_factory=dict)
     categories: dict[str, Category] = Field(default_factory=dict)

@@ -33,6 +33,9 @@ class _Contract(BaseModel):
 class StartRequest(_Contract):
     request_id: str
     policy_version: str
+    # The policy's attention_after_minutes, known before the first step runs (requests started
+    # before it existed use the default).
+    attention_after_minutes: int = 15
 
 
 class Checkpoints(_Contract):
