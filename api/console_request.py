@@ -4,42 +4,30 @@ may take now. The live part of the page polls itself every few seconds and chang
 workflow moves on; actions post through htmx and swap it in place (without JavaScript, a form
 posts and the page comes back).
 
-Actions call the same workflow updates as the REST API (api/service.py `run_update`): the
-workflow decides, and its refusal is shown beside the form.
+Actions are those of api/staff_actions.py, run like the REST API runs them (api/service.py
+`run_update`): the workflow decides, and its refusal is shown beside the form.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 from starlette.datastructures import FormData
 
-from api.auth import ConsoleForbidden, Staff, require_console_role
+from api.auth import Staff, require_console_role
 from api.console_view import allowed_actions, days_left_badge, describe_event, live_region, temporal_ui_link
 from api.listing import controller_today
 from api.pages import PAGE_HEADERS, problem_pages, render
 from api.problems import Problem, field_errors
-from api.request_form import text
 from api.service import live_state, run_update
+from api.staff_actions import STAFF_ACTIONS, Situation, StaffAction
 from dsrflow.evidence import assemble_evidence
 from dsrflow.keys import load_secret_key
 from dsrflow.requests_store import get_request
 from schemas.requests import DenialReason, RequestStatus
-from schemas.workflow import (
-    CancelInput,
-    DenyInput,
-    ExtendInput,
-    ObjectionDecision,
-    ResendInput,
-    ResolveTaskInput,
-    RetryTaskInput,
-)
-from workflows.dsr import DataSubjectRequestWorkflow as Workflow
 
 router = APIRouter(prefix="/console/requests", tags=["console"], include_in_schema=False,
                    route_class=problem_pages("console/problem.html"))
@@ -47,43 +35,6 @@ router = APIRouter(prefix="/console/requests", tags=["console"], include_in_sche
 _LETTER_HEADERS = {**PAGE_HEADERS, "X-Frame-Options": "SAMEORIGIN",
                    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
                    "frame-ancestors 'self'; base-uri 'none'; form-action 'none'"}
-
-
-@dataclass(frozen=True)
-class Action:
-    role: str
-    update: Any  # the workflow update it runs
-    build: Callable[[FormData, str], BaseModel]  # (form, actor) -> the update's input
-    done: str
-
-
-ACTIONS = {
-    "extend": Action("compliance", Workflow.extend,
-                     lambda f, actor: ExtendInput(reason=text(f, "reason") or "", actor=actor),
-                     "Deadline extended; the subject is told the reason and the new date."),
-    "deny": Action("compliance", Workflow.deny,
-                   lambda f, actor: DenyInput(reason_code=text(f, "reason_code") or "other",
-                                              explanation=text(f, "explanation") or "", actor=actor),
-                   "Request denied; the letter with the reasons and remedies is sent."),
-    "cancel": Action("agent", Workflow.cancel,
-                     lambda f, actor: CancelInput(reason=text(f, "reason") or "", actor=actor),
-                     "Request cancelled."),
-    "resend-verification": Action("agent", Workflow.resend_verification,
-                                  lambda f, actor: ResendInput(actor=actor),
-                                  "A new code and link are sent; the old ones no longer work."),
-    "retry-task": Action("compliance", Workflow.retry_task,
-                         lambda f, actor: RetryTaskInput(system=text(f, "system") or "", actor=actor),
-                         "The task ran again."),
-    "resolve-task": Action("compliance", Workflow.resolve_task,
-                           lambda f, actor: ResolveTaskInput(system=text(f, "system") or "",
-                                                             note=text(f, "note") or "", actor=actor),
-                           "The task is recorded as handled."),
-    "decide-objection": Action("compliance", Workflow.decide_objection,
-                               lambda f, actor: ObjectionDecision(
-                                   compelling_grounds=f.get("compelling_grounds") == "true",
-                                   explanation=text(f, "explanation") or "", actor=actor),
-                               "Decision recorded."),
-}
 
 
 def _tasks(pack: dict[str, Any], live) -> list[dict[str, Any]]:
@@ -115,7 +66,10 @@ async def _context(request: Request, request_id: str, staff: Staff) -> dict[str,
         or (deadlines["extension"] or {}).get("reason"),
         "badge": days_left_badge(days_left, status), "tasks": tasks,
         "timeline": [(e, describe_event(e)) for e in reversed(pack["audit"]["events"])],
-        "actions": allowed_actions(staff.has_role, live, {"status": row["status"], "extended": extended}, tasks),
+        "actions": allowed_actions(staff.has_role, Situation(
+            status=status, extended=extended, overdue=bool(live and live.overdue),
+            awaiting_decision=bool(live and live.awaiting_decision),
+            needs_attention=any(t["status"] == "needs_attention" for t in tasks))),
         "denial_reasons": list(DenialReason),
         "temporal_link": temporal_ui_link(state.settings, request_id),
     }
@@ -132,7 +86,7 @@ def _region(request: Request, request_id: str, context: dict[str, Any], notice: 
 async def request_page(request: Request, request_id: str, done: str | None = None,
                        staff: Staff = require_console_role("agent")) -> HTMLResponse:
     context = await _context(request, request_id, staff)
-    notice = {"flash": ACTIONS[done].done} if done in ACTIONS else None
+    notice = {"flash": STAFF_ACTIONS[done].done} if done in STAFF_ACTIONS else None
     return render(request, "console/request.html",
                   {**context, "live_region": _region(request, request_id, context, notice).html})
 
@@ -155,33 +109,42 @@ async def letter(request: Request, request_id: str, purpose: str, key: str,
     return HTMLResponse(body, headers=_LETTER_HEADERS)
 
 
+async def _run(request: Request, request_id: str, action: StaffAction, form: FormData, staff: Staff) -> Problem | None:
+    """Run the action; None once the workflow accepted it, else why not (a bad field, or the
+    workflow's own reason)."""
+    try:
+        await run_update(request.app.state.dsr, request_id, action.update,
+                         action.workflow_input(action.body_from_form(form), staff.actor))
+    except ValidationError as exc:
+        errors = field_errors(list(exc.errors()))
+        return Problem(422, "Invalid", "; ".join(f"{e['field']}: {e['message']}" for e in errors))
+    except Problem as problem:
+        return problem
+    return None
+
+
 @router.post("/{request_id}/{action}", response_class=HTMLResponse)
 async def act(request: Request, request_id: str, action: str,
               staff: Staff = require_console_role("agent")) -> Response:
-    """Run one action; the outcome (or the workflow's refusal) shows on the request page."""
-    spec = ACTIONS.get(action)
-    if spec is None:
-        raise Problem(404, "No such action", f"There is no action {action!r}.")
-    if not staff.has_role(spec.role):
-        raise ConsoleForbidden("Forbidden", f"{action} needs the {spec.role} role; you are {staff.role}")
+    """Run one action of api/staff_actions.py; the outcome, or why it was refused (an unknown
+    action, a role too low, a bad field, the workflow's reason), shows on the request page. With
+    htmx only the live region comes back: a whole page would nest inside it."""
+    spec = STAFF_ACTIONS.get(action)
+    refusal = (Problem(404, "No such action", f"There is no action {action!r}.") if spec is None
+               else Problem(403, "Forbidden", f"{action} needs the {spec.role} role; you are {staff.role}")
+               if not staff.has_role(spec.role) else None)
     if await get_request(await request.app.state.dsr.db(), request_id) is None:
-        raise Problem(404, "Request not found", f"There is no request {request_id}.")
+        raise refusal or Problem(404, "Request not found", f"There is no request {request_id}.")
     form = await request.form()
-    status, notice = 200, {"flash": spec.done}
-    try:
-        await run_update(request.app.state.dsr, request_id, spec.update, spec.build(form, staff.actor))
-    except ValidationError as exc:
-        status = 422
-        notice = {"error": "; ".join(e["message"] for e in field_errors(list(exc.errors())))}
-    except Problem as problem:
-        if problem.status == 404:
-            raise
-        status, notice = problem.status, {"error": problem.detail or problem.title}
-    if status == 200 and not request.headers.get("hx-request"):
+    refused = refusal or await _run(request, request_id, spec, form, staff)
+    htmx = bool(request.headers.get("hx-request"))
+    if refused is None and not htmx:
         return RedirectResponse(f"/console/requests/{request_id}?done={action}", status_code=303)
-    notice |= {"failed_action": action if status != 200 else None, "values": dict(form.items())}
+    notice = ({"flash": spec.done} if refused is None
+              else {"error": refused.detail or refused.title, "failed_action": action})
     context = await _context(request, request_id, staff)
-    region = _region(request, request_id, context, notice)
-    if request.headers.get("hx-request"):
+    region = _region(request, request_id, context, {**notice, "values": dict(form.items())})
+    status = refused.status if refused else 200
+    if htmx:
         return region.response(request, status_code=status)
     return render(request, "console/request.html", {**context, "live_region": region.html}, status_code=status)

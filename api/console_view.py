@@ -5,7 +5,7 @@ link, and live regions that a page polls and that answer 204 while nothing has c
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -15,9 +15,10 @@ from fastapi.responses import HTMLResponse
 from markupsafe import Markup
 
 from api.pages import PAGE_HEADERS, render_fragment
+from api.staff_actions import STAFF_ACTIONS, Situation
 from dsrflow.settings import Settings
 from schemas.requests import RequestStatus
-from schemas.workflow import RequestState, workflow_id_for
+from schemas.workflow import workflow_id_for
 
 SOON_DAYS = 7
 
@@ -93,27 +94,13 @@ def temporal_ui_link(settings: Settings, request_id: str) -> str:
     return f"{settings.temporal_ui_url}/namespaces/{quote(settings.temporal_namespace, safe='')}/workflows/{workflow_id}"
 
 
-def allowed_actions(role_of: Any, live: RequestState | None, row: Mapping[str, Any],
-                    results: list[Mapping[str, Any]]) -> set[str]:
-    """The actions this member of staff may take on the request as it is now (the workflow has
-    the last word: a stale page's action is refused with its reason)."""
-    status = live.status if live else RequestStatus(row["status"])
-    if status.is_closed:
+def allowed_actions(role_of: Callable[[str], bool], situation: Situation) -> set[str]:
+    """The actions this member of staff (`role_of`: whether they hold a role) may take on the
+    request as it is now. A closed request takes none; the workflow has the last word: a stale
+    page's action is refused with its reason."""
+    if situation.status.is_closed:
         return set()
-    allowed = {"cancel"}
-    if status == RequestStatus.awaiting_verification:
-        allowed.add("resend-verification")
-    if role_of("compliance"):
-        allowed.add("deny")
-        if not (live.extended if live else row["extended"]) and not (live and live.overdue):
-            allowed.add("extend")
-        if status == RequestStatus.awaiting_approval:
-            allowed.add("approve")
-        if live and live.awaiting_decision:
-            allowed.add("decide-objection")
-        if any(r["status"] == "needs_attention" for r in results):
-            allowed.update({"retry-task", "resolve-task"})
-    return allowed
+    return {name for name, action in STAFF_ACTIONS.items() if role_of(action.role) and action.available(situation)}
 
 
 @dataclass(frozen=True)

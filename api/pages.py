@@ -50,12 +50,19 @@ templates.env.filters["longdatetime"] = longdatetime
 templates.env.globals["TYPE_LABELS"] = TYPE_LABELS
 
 
+# htmx swaps an answer into the element that asked for it (a live region). A whole page there
+# would show a second header inside the page: a page answering htmx (an error, a refusal, the
+# service unavailable) replaces the page's <main> instead.
+_HTMX_WHOLE_PAGE = {"HX-Retarget": "main", "HX-Reselect": "main", "HX-Reswap": "outerHTML"}
+
+
 def render(
     request: Request, name: str, context: dict[str, Any] | None = None, *, status_code: int = 200,
     headers: dict[str, str] | None = None,
 ) -> HTMLResponse:
+    htmx = _HTMX_WHOLE_PAGE if request.headers.get("hx-request") else {}
     return templates.TemplateResponse(
-        request, name, context or {}, status_code=status_code, headers={**PAGE_HEADERS, **(headers or {})}
+        request, name, context or {}, status_code=status_code, headers={**PAGE_HEADERS, **htmx, **(headers or {})}
     )
 
 

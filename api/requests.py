@@ -1,54 +1,29 @@
-"""Staff REST for requests: open, read, and the compliance actions on a running request."""
+"""Staff REST for requests: open, read, review the package, and the staff actions on a running
+request (one endpoint per action of api/staff_actions.py)."""
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
 from activities.packages import read_package
 from api.auth import Staff, require_role
-from api.fields import Text
 from api.openapi_examples import NEW_REQUEST, REQUEST_VIEW, json_response
 from api.problems import Problem
 from api.service import open_request, request_view, run_update
+from api.staff_actions import STAFF_ACTIONS, StaffAction
 from dsrflow.audit import append_event
 from dsrflow.keys import load_secret_key
 from dsrflow.requests_store import get_request
-from schemas.requests import DenialReason, NewRequest
-from schemas.workflow import (
-    ApproveInput,
-    CancelInput,
-    DenyInput,
-    ExtendInput,
-    ObjectionDecision,
-    ResendInput,
-    ResolveTaskInput,
-    RetryTaskInput,
-)
-from workflows.dsr import DataSubjectRequestWorkflow
+from schemas.requests import NewRequest
 
 router = APIRouter(prefix="/v1/requests", tags=["requests"])
-
-
-class ExtendBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    reason: Text = Field(min_length=10, max_length=4000, examples=["Request covers six systems and 9 years of records"])
-
-
-class DenyBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    reason_code: DenialReason
-    explanation: Text = Field(min_length=10, max_length=4000,
-                              examples=["This is the fourth identical request in a month; we answered on 2 March"])
-
-
-class CancelBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    reason: Text = Field(min_length=3, max_length=4000, examples=["Subject withdrew the request by phone"])
 
 
 def _state(request: Request):
@@ -81,59 +56,6 @@ async def read(request_id: str, request: Request, staff: Staff = require_role("a
     return jsonable_encoder(await request_view(_state(request), request_id))
 
 
-async def _act(request: Request, request_id: str, update: Any, arg: Any) -> dict[str, Any]:
-    state = _state(request)
-    await run_update(state, request_id, update, arg)
-    return jsonable_encoder(await request_view(state, request_id))
-
-
-@router.post("/{request_id}/extend", responses=_VIEW)
-async def extend(request_id: str, body: ExtendBody, request: Request,
-                 staff: Staff = require_role("compliance")) -> dict[str, Any]:
-    """Extend the deadline once, before the due date, with the reason sent to the subject."""
-    return await _act(request, request_id, DataSubjectRequestWorkflow.extend,
-                      ExtendInput(reason=body.reason, actor=staff.actor))
-
-
-@router.post("/{request_id}/deny", responses=_VIEW)
-async def deny(request_id: str, body: DenyBody, request: Request,
-               staff: Staff = require_role("compliance")) -> dict[str, Any]:
-    """Refuse the request (Art. 12(4)/(5)); the subject gets the reasons and their remedies."""
-    return await _act(request, request_id, DataSubjectRequestWorkflow.deny,
-                      DenyInput(reason_code=body.reason_code, explanation=body.explanation,
-                                actor=staff.actor))
-
-
-@router.post("/{request_id}/cancel", responses=_VIEW)
-async def cancel(request_id: str, body: CancelBody, request: Request,
-                 staff: Staff = require_role("agent")) -> dict[str, Any]:
-    return await _act(request, request_id, DataSubjectRequestWorkflow.cancel,
-                      CancelInput(reason=body.reason, actor=staff.actor))
-
-
-@router.post("/{request_id}/resend-verification", responses=_VIEW)
-async def resend_verification(request_id: str, request: Request,
-                              staff: Staff = require_role("agent")) -> dict[str, Any]:
-    """Send the subject a new code and link; the earlier ones stop working and attempts reset."""
-    return await _act(request, request_id, DataSubjectRequestWorkflow.resend_verification,
-                      ResendInput(actor=staff.actor))
-
-
-class ApproveBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    note: Text | None = Field(None, max_length=2000, examples=["Package checked: 4 systems, no third-party data"])
-
-
-@router.post("/{request_id}/approve", responses=_VIEW)
-async def approve(request_id: str, request: Request, body: ApproveBody | None = None,
-                  staff: Staff = require_role("compliance")) -> dict[str, Any]:
-    """Release a response the policy holds for compliance (status `awaiting_approval`): the
-    response letter, with the package link for access and portability, goes out now. Review the
-    package first with `GET /v1/requests/{id}/package`; refuse with `deny` instead."""
-    return await _act(request, request_id, DataSubjectRequestWorkflow.approve,
-                      ApproveInput(note=body.note if body else None, actor=staff.actor))
-
-
 @router.get("/{request_id}/package", response_class=StreamingResponse,
             responses={200: {"content": {"application/zip": {}}, "description": "the package (zip)"}})
 async def package(request_id: str, request: Request, staff: Staff = require_role("compliance")) -> StreamingResponse:
@@ -156,43 +78,28 @@ async def package(request_id: str, request: Request, staff: Staff = require_role
         "Cache-Control": "no-store"})
 
 
-class TaskBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    system: Text = Field(min_length=1, max_length=64, examples=["billing"])
+def _action_endpoint(action: StaffAction) -> Callable[..., Any]:
+    """`POST /v1/requests/{id}/<action>`: the action's body as JSON, its role required; answers
+    the request as it is afterwards, or 409 with the workflow's reason for refusing."""
+
+    async def endpoint(request_id: str, request: Request, staff: Staff,
+                       body: BaseModel | None = None) -> dict[str, Any]:
+        state = _state(request)
+        await run_update(state, request_id, action.update, action.workflow_input(body, staff.actor))
+        return jsonable_encoder(await request_view(state, request_id))
+
+    # FastAPI reads parameters from the signature: give it this action's body model and role.
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    parameters = [inspect.Parameter("request_id", keyword, annotation=str),
+                  inspect.Parameter("request", keyword, annotation=Request),
+                  inspect.Parameter("staff", keyword, annotation=Staff, default=require_role(action.role))]
+    if action.body is not None:
+        parameters.append(inspect.Parameter("body", keyword, annotation=action.body) if action.body_required
+                          else inspect.Parameter("body", keyword, annotation=action.body | None, default=None))
+    endpoint.__signature__ = inspect.Signature(parameters, return_annotation=dict[str, Any])  # type: ignore[attr-defined]
+    return endpoint
 
 
-class ResolveBody(TaskBody):
-    note: Text = Field(min_length=5, max_length=2000, examples=["Told the provider by e-mail, ticket 88"])
-
-
-@router.post("/{request_id}/retry-task", responses=_VIEW)
-async def retry_task(request_id: str, body: TaskBody, request: Request,
-                     staff: Staff = require_role("compliance")) -> dict[str, Any]:
-    """Run a system's task again after it needed attention (e.g. once the system is back)."""
-    return await _act(request, request_id, DataSubjectRequestWorkflow.retry_task,
-                      RetryTaskInput(system=body.system, actor=staff.actor))
-
-
-@router.post("/{request_id}/resolve-task", responses=_VIEW)
-async def resolve_task(request_id: str, body: ResolveBody, request: Request,
-                       staff: Staff = require_role("compliance")) -> dict[str, Any]:
-    """Record that staff carried out a system's action by other means."""
-    return await _act(request, request_id, DataSubjectRequestWorkflow.resolve_task,
-                      ResolveTaskInput(system=body.system, note=body.note, actor=staff.actor))
-
-
-class DecisionBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    compelling_grounds: bool
-    explanation: Text = Field(min_length=10, max_length=4000,
-                              examples=["Fraud monitoring of this account is required by our card acquirer"])
-
-
-@router.post("/{request_id}/decide-objection", responses=_VIEW)
-async def decide_objection(request_id: str, body: DecisionBody, request: Request,
-                           staff: Staff = require_role("compliance")) -> dict[str, Any]:
-    """Decide an objection to legitimate-interest processing: without compelling grounds the
-    processing stops in every system; with them, the subject is told why it continues."""
-    return await _act(request, request_id, DataSubjectRequestWorkflow.decide_objection,
-                      ObjectionDecision(compelling_grounds=body.compelling_grounds,
-                                        explanation=body.explanation, actor=staff.actor))
+for _action in STAFF_ACTIONS.values():
+    router.add_api_route(f"/{{request_id}}/{_action.name}", _action_endpoint(_action), methods=["POST"],
+                         name=_action.name.replace("-", "_"), description=_action.description, responses=_VIEW)

@@ -1,0 +1,152 @@
+"""The staff actions on a running request, in one table: the role each needs, the workflow update
+it runs, what the caller sends (a JSON body on the REST API, a form on the console) and the
+update's input built from it, what staff are told once it is done, and when it makes sense.
+
+The REST endpoints (api/requests.py), the console's `act` route (api/console_request.py) and the
+console's choice of forms to show (api/console_view.py `allowed_actions`) all read this table, so
+an action the console offers is one it can run, with the role the API asks for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.datastructures import FormData
+
+from api.fields import Text
+from schemas.requests import DenialReason, RequestStatus
+from schemas.workflow import (
+    ApproveInput,
+    CancelInput,
+    DenyInput,
+    ExtendInput,
+    ObjectionDecision,
+    ResendInput,
+    ResolveTaskInput,
+    RetryTaskInput,
+)
+from workflows.dsr import DataSubjectRequestWorkflow as Workflow
+
+
+class ExtendBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: Text = Field(min_length=10, max_length=4000, examples=["Request covers six systems and 9 years of records"])
+
+
+class DenyBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason_code: DenialReason
+    explanation: Text = Field(min_length=10, max_length=4000,
+                              examples=["This is the fourth identical request in a month; we answered on 2 March"])
+
+
+class CancelBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: Text = Field(min_length=3, max_length=4000, examples=["Subject withdrew the request by phone"])
+
+
+class ApproveBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    note: Text | None = Field(None, max_length=2000, examples=["Package checked: 4 systems, no third-party data"])
+
+
+class TaskBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    system: Text = Field(min_length=1, max_length=64, examples=["billing"])
+
+
+class ResolveBody(TaskBody):
+    note: Text = Field(min_length=5, max_length=2000, examples=["Told the provider by e-mail, ticket 88"])
+
+
+class DecisionBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    compelling_grounds: bool
+    explanation: Text = Field(min_length=10, max_length=4000,
+                              examples=["Fraud monitoring of this account is required by our card acquirer"])
+
+
+@dataclass(frozen=True)
+class Situation:
+    """What decides which actions make sense on an open request now."""
+
+    status: RequestStatus
+    extended: bool
+    overdue: bool
+    awaiting_decision: bool  # an objection waits for compliance's decision
+    needs_attention: bool  # some system's task needs staff
+
+
+@dataclass(frozen=True)
+class StaffAction:
+    name: str
+    role: str  # the lowest role that may take it
+    update: Any  # the workflow update it runs
+    input: type[BaseModel]  # the update's input: the body's fields and the actor
+    body: type[BaseModel] | None  # what the caller sends; None: nothing
+    done: str  # what staff are told once the workflow accepted it
+    available: Callable[[Situation], bool]  # on an open request; the workflow has the last word
+    description: str  # for the API's documentation
+    body_required: bool = True
+
+    def workflow_input(self, body: BaseModel | None, actor: str) -> BaseModel:
+        return self.input(**(body.model_dump() if body else {}), actor=actor)
+
+    def body_from_form(self, form: FormData) -> BaseModel | None:
+        """The body from a console form: its fields by name, blanks left out so that a missing
+        value is named as such (raises pydantic's ValidationError)."""
+        if self.body is None:
+            return None
+        values = {name: str(form[name]).strip() for name in self.body.model_fields if name in form}
+        return self.body.model_validate({name: value for name, value in values.items() if value})
+
+
+def _always(situation: Situation) -> bool:
+    return True
+
+
+_ACTIONS = [
+    StaffAction(
+        "extend", "compliance", Workflow.extend, ExtendInput, ExtendBody,
+        "Deadline extended; the subject is told the reason and the new date.",
+        lambda s: not s.extended and not s.overdue,
+        "Extend the deadline once, before the due date, with the reason sent to the subject."),
+    StaffAction(
+        "deny", "compliance", Workflow.deny, DenyInput, DenyBody,
+        "Request denied; the letter with the reasons and remedies is sent.", _always,
+        "Refuse the request (Art. 12(4)/(5)); the subject gets the reasons and their remedies."),
+    StaffAction(
+        "cancel", "agent", Workflow.cancel, CancelInput, CancelBody, "Request cancelled.", _always,
+        "Close the request without answering it (the subject withdrew it, say), with the reason."),
+    StaffAction(
+        "approve", "compliance", Workflow.approve, ApproveInput, ApproveBody,
+        "Release approved; the response goes to the subject now.",
+        lambda s: s.status == RequestStatus.awaiting_approval,
+        "Release a response the policy holds for compliance (status `awaiting_approval`): the "
+        "response letter, with the package link for access and portability, goes out now. Review the "
+        "package first with `GET /v1/requests/{id}/package`; refuse with `deny` instead.",
+        body_required=False),
+    StaffAction(
+        "resend-verification", "agent", Workflow.resend_verification, ResendInput, None,
+        "A new code and link are sent; the old ones no longer work.",
+        lambda s: s.status == RequestStatus.awaiting_verification,
+        "Send the subject a new code and link; the earlier ones stop working and attempts reset."),
+    StaffAction(
+        "retry-task", "compliance", Workflow.retry_task, RetryTaskInput, TaskBody, "The task ran again.",
+        lambda s: s.needs_attention,
+        "Run a system's task again after it needed attention (e.g. once the system is back)."),
+    StaffAction(
+        "resolve-task", "compliance", Workflow.resolve_task, ResolveTaskInput, ResolveBody,
+        "The task is recorded as handled.", lambda s: s.needs_attention,
+        "Record that staff carried out a system's action by other means."),
+    StaffAction(
+        "decide-objection", "compliance", Workflow.decide_objection, ObjectionDecision, DecisionBody,
+        "Decision recorded.", lambda s: s.awaiting_decision,
+        "Decide an objection to legitimate-interest processing: without compelling grounds the "
+        "processing stops in every system; with them, the subject is told why it continues."),
+]
+STAFF_ACTIONS: dict[str, StaffAction] = {action.name: action for action in _ACTIONS}
+
