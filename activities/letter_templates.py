@@ -16,7 +16,7 @@ name or e-mail: it is rendered without ``subject`` in its context at all.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -25,6 +25,8 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from jinja2.exceptions import UndefinedError
 from jinja2.runtime import Undefined
+
+from policy.model import Policy
 
 __all__ = [
     "PURPOSES",
@@ -67,7 +69,15 @@ REQUIRED_CONTEXT: dict[str, tuple[str, ...]] = {
 }
 
 DENIAL_REASON_CODES = ("manifestly_unfounded", "excessive", "identity_not_established", "other")
-STAFF_ALERT_KINDS = ("due_in_7_days", "due_in_2_days", "overdue", "needs_attention")
+
+
+def staff_alert_kinds(warning_days: Iterable[int]) -> tuple[str, ...]:
+    """The staff alerts a policy can cause: one warning per `deadline_warnings_days` entry."""
+    return (*(f"due_in_{days}_days" for days in warning_days), "overdue", "needs_attention")
+
+
+# The policy's default warning days, for a context that does not name its own.
+DEFAULT_WARNING_DAYS: tuple[int, ...] = Policy.model_fields["deadline_warnings_days"].default
 
 _MONTHS = (
     "January", "February", "March", "April", "May", "June",
@@ -168,7 +178,7 @@ def render_letter(purpose: str, context: Mapping[str, Any]) -> RenderedLetter:
     if purpose == "staff_alert":
         # Staff alerts never carry the subject's identity: drop it so that any reference fails.
         ctx.pop("subject", None)
-        if ctx["kind"] not in STAFF_ALERT_KINDS:
+        if ctx["kind"] not in staff_alert_kinds(ctx.get("warning_days", DEFAULT_WARNING_DAYS)):
             raise ValueError(f"staff_alert: unknown kind {ctx['kind']!r}")
     if purpose == "denial" and ctx["reason_code"] not in DENIAL_REASON_CODES:
         raise ValueError(f"denial: unknown reason_code {ctx['reason_code']!r}")

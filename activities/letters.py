@@ -1,9 +1,10 @@
 """Sending letters: each at most once, recorded as evidence, with the dsrflow headers.
 
-A letter's key (request, purpose, key) is unique in `sent_letters`. The row is inserted and the
-message sent inside one transaction: if sending fails the row disappears and a retry sends; once
-committed, a retried activity finds the row and sends nothing. The Message-ID derives from the key,
-so even a resend after a crash between SMTP and commit is recognisable as the same message.
+A letter's key (request, purpose, key) is unique in `sent_letters`. The message goes out through
+the outbox (activities/outbox.py): claimed before the SMTP transaction, its evidence row written
+when it is marked sent, so a retried activity finds the row and sends nothing, and a crash outside
+the SMTP transaction never sends twice. The Message-ID derives from the key, so the one resend the
+outbox allows (a sender that died inside the SMTP transaction) is recognisable as the same message.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ from email.utils import formataddr, formatdate
 from typing import Any
 
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.context import ActivityContext
 from activities.letter_templates import render_letter
+from activities.outbox import Sent, send_once
 from dsrflow.audit import append_event
 from dsrflow.hashing import keyed_hash, token_hash
 from dsrflow.requests_store import get_request
@@ -119,6 +122,8 @@ async def build_context(ctx: ActivityContext, row: dict[str, Any], job: LetterJo
         "portal_url": f"{ctx.settings.base_url}/portal",
     }
     params = _coerce(job.params)
+    if job.purpose == "staff_alert":
+        params["warning_days"] = policy.deadline_warnings_days
     if job.purpose == "denial":
         params["reason_label"] = DENIAL_LABELS[params["reason_code"]]
         params["authority"] = policy.authority_for(row["country"]).model_dump(mode="json")
@@ -185,7 +190,7 @@ async def deliver_letter(
             )
             return LetterReceipt(letter_key=letter_key, message_id=message_id, already_sent=False)
         context = await build_context(ctx, row, job)
-        sent = render_letter(job.purpose, {**context, **(secrets or {})})
+        rendered = render_letter(job.purpose, {**context, **(secrets or {})})
         kept_context = {**context, **{k: "[withheld]" for k in (secrets or {})}}
         if context.get("outcome", {}).get("package_link"):
             # The stored copy must not open the subject's package.
@@ -197,31 +202,35 @@ async def deliver_letter(
         message = EmailMessage()
         message["From"] = formataddr((policy.controller.name, policy.controller.sender_email))
         message["To"] = recipient
-        message["Subject"] = sent.subject
+        message["Subject"] = rendered.subject
         message["Date"] = formatdate(localtime=False)
         message["Message-ID"] = message_id
         message["X-DSR-Request-Id"] = job.request_id
         message["X-DSR-Purpose"] = job.purpose
-        message.set_content(sent.text)
-        message.add_alternative(sent.html, subtype="html")
+        message.set_content(rendered.text)
+        message.add_alternative(rendered.html, subtype="html")
 
-        async with conn.transaction():
-            inserted = await conn.fetchval(
-                """INSERT INTO sent_letters (letter_key, request_id, purpose, recipient, subject,
-                                             message_id, body_text, body_html)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-                   ON CONFLICT (letter_key) DO NOTHING RETURNING 1""",
-                letter_key, job.request_id, job.purpose, recipient, kept.subject, message_id,
-                kept.text, kept.html,
-            )
-            if not inserted:  # a concurrent attempt got there first
-                return LetterReceipt(letter_key=letter_key, message_id=message_id, already_sent=True)
-            await ctx.mailer.send(message)
-            await append_event(
-                conn, event_key=f"letter:{letter_key}", request_id=job.request_id,
-                event_type="letter.sent", actor="workflow",
-                data={"purpose": job.purpose, "message_id": message_id, "to_staff": job.to_staff},
-            )
+    async def record(conn) -> None:
+        # Marked sent with its evidence row and audit event, in one transaction (outbox.py).
+        await conn.execute(
+            """INSERT INTO sent_letters (letter_key, request_id, purpose, recipient, subject,
+                                         message_id, body_text, body_html)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (letter_key) DO NOTHING""",
+            letter_key, job.request_id, job.purpose, recipient, kept.subject, message_id,
+            kept.text, kept.html,
+        )
+        await append_event(
+            conn, event_key=f"letter:{letter_key}", request_id=job.request_id,
+            event_type="letter.sent", actor="workflow",
+            data={"purpose": job.purpose, "message_id": message_id, "to_staff": job.to_staff},
+        )
+
+    sent = await send_once(ctx.pool, ctx.mailer, f"letter:{letter_key}", message,
+                           request_id=job.request_id, on_sent=record)
+    if sent is Sent.BUSY:  # a live attempt is sending it: let this one retry after it
+        raise ApplicationError("this letter is being sent by another attempt")
+    if sent is Sent.ALREADY:
+        return LetterReceipt(letter_key=letter_key, message_id=message_id, already_sent=True)
     activity.logger.info("letter sent", extra={"purpose": job.purpose})
     return LetterReceipt(letter_key=letter_key, message_id=message_id, already_sent=False)
 

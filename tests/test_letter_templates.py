@@ -363,3 +363,13 @@ def test_date_filters():
     assert longdatetime(datetime(2026, 3, 2, 14, 5)) == "2 March 2026, 14:05 UTC"
     with pytest.raises(TypeError):
         longdate("2026-03-02")
+
+
+def test_staff_alert_kinds_follow_the_policy_warning_days():
+    """A policy warning 10 and 3 days ahead gets those alerts (and no longer the default 7)."""
+    ten = render_letter("staff_alert", full_context("staff_alert", kind="due_in_10_days", days_left=10,
+                                                    warning_days=(10, 3)))
+    assert ten.subject == "[dsrflow] Request 3f2b8c1e due in 10 days"
+    assert "can be extended" in ten.text  # the Art. 12(3) reminder applies to every warning
+    with pytest.raises(ValueError, match="due_in_7_days"):
+        render_letter("staff_alert", full_context("staff_alert", kind="due_in_7_days", warning_days=(10, 3)))

@@ -14,6 +14,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from activities.context import ActivityContext
 from activities.deferred import DeferredErasureActivities
+from activities.errors import ClassifyingInterceptor
 from activities.fanout import FanoutActivities
 from activities.letters import LetterActivities
 from activities.lifecycle import LifecycleActivities
@@ -84,6 +85,7 @@ def build_worker(
         task_queue=task_queue or settings.task_queue,
         workflows=list(WORKFLOWS),
         activities=list(activities.values()),
+        interceptors=[ClassifyingInterceptor()],
         **WORKER_TUNING,
     )
 

@@ -18,10 +18,11 @@ once `reminder_days` have passed since the last e-mail.
 Erasure under a legal-claims hold that reaches the processor's categories sends nothing and needs
 attention: the processor cannot be asked to destroy what the hold keeps.
 
-The `manual_tasks` row makes the e-mail go out once: it is inserted and the e-mail sent inside one
-transaction, so a failed send leaves no row (a retry sends) and a committed row means sent (a retry
-sends nothing). The Message-ID derives from the row's key, so even a resend after a crash between
-SMTP and commit is recognisable as the same message.
+Each e-mail goes out once through the outbox (activities/outbox.py): the `manual_tasks` row (or a
+reminder's count) is written when the message is marked sent, so a committed row means sent and a
+retry sends nothing, and a crash outside the SMTP transaction never sends twice. The Message-ID
+derives from the e-mail's key, so the outbox's one resend after a sender died inside the SMTP
+transaction is recognisable as the same message.
 
 Access and portability are out of scope of the automatic package here: `access` yields nothing,
 and says so in the request's audit trail (`access.not_automated`), so staff know that the copy of
@@ -49,6 +50,7 @@ from activities.connectors.base import (
 )
 from activities.letter_templates import RenderedLetter, env as letter_env
 from activities.letters import message_id_for
+from activities.outbox import OnSent, Sent, send_once
 from dsrflow.audit import append_event
 from dsrflow.hashing import keyed_hash
 
@@ -201,27 +203,31 @@ class ManualEmailConnector:
                                      message=f"no e-mail to {self.env.system.label} is on record for this task")
             if row["confirmed_at"] is not None:
                 return self._confirmed(row)
-            async with conn.transaction():
-                # The row lock makes concurrent polls send one reminder between them.
-                due = await conn.fetchrow(
-                    """UPDATE manual_tasks SET reminders = reminders + 1, last_reminded_at = now()
-                       WHERE external_id = $1 AND confirmed_at IS NULL
-                         AND coalesce(last_reminded_at, sent_at) <= now() - make_interval(days => $2)
-                       RETURNING *""",
-                    external_id, self.reminder_days,
-                )
-                if due is not None:
-                    number = int(due["reminders"])
-                    message = await self._compose(
-                        conn, subject, REMINDER_PURPOSE, due["action"], scope=None,
-                        key=f"{subject.request_id}:{REMINDER_PURPOSE}:{self.name}:{due['action']}:{number}",
-                        extra={"reminder_number": number, "first_sent_at": due["sent_at"]},
-                        in_reply_to=due["message_id"],
-                    )
-                    await self.env.mailer.send(message)
-                    await self._audit(conn, subject.request_id, due["action"], REMINDER_PURPOSE,
-                                      message["Message-ID"], key_suffix=str(number))
-        return self._pending(row["action"], external_id, reminded=due is not None)
+            due = await conn.fetchrow(
+                """SELECT * FROM manual_tasks WHERE external_id = $1 AND confirmed_at IS NULL
+                     AND coalesce(last_reminded_at, sent_at) <= now() - make_interval(days => $2)""",
+                external_id, self.reminder_days,
+            )
+            if due is None:
+                return self._pending(row["action"], external_id)
+            number = int(due["reminders"]) + 1
+            message = await self._compose(
+                conn, subject, REMINDER_PURPOSE, due["action"], scope=None,
+                key=f"{subject.request_id}:{REMINDER_PURPOSE}:{self.name}:{due['action']}:{number}",
+                extra={"reminder_number": number, "first_sent_at": due["sent_at"]},
+                in_reply_to=due["message_id"],
+            )
+
+        async def record(c: Any) -> None:
+            await c.execute(
+                """UPDATE manual_tasks SET reminders = $2, last_reminded_at = now()
+                   WHERE external_id = $1 AND reminders < $2""", external_id, number)
+            await self._audit(c, subject.request_id, due["action"], REMINDER_PURPOSE,
+                              message["Message-ID"], key_suffix=str(number))
+
+        # Concurrent polls compute the same reminder number: one of them sends it.
+        reminded = await self._send(subject, message, record) is Sent.SENT
+        return self._pending(row["action"], external_id, reminded=reminded)
 
     async def access(self, subject: Subject) -> AsyncIterator[AccessRecord]:
         """Nothing automatic: the processor is only reachable by e-mail. The audit trail records
@@ -267,17 +273,23 @@ class ManualEmailConnector:
             if existing is not None:  # sent by an earlier attempt
                 return self._confirmed(existing) if existing["confirmed_at"] else self._pending(action, external_id)
             message = await self._compose(conn, subject, REQUEST_PURPOSE, action, scope=scope, key=key)
-            async with conn.transaction():
-                inserted = await conn.fetchval(
-                    """INSERT INTO manual_tasks (request_id, system, action, external_id, contact_email, message_id)
-                       VALUES ($1, $2, $3, $4, $5, $6)
-                       ON CONFLICT (request_id, system, action) DO NOTHING RETURNING 1""",
-                    subject.request_id, self.name, action, external_id, self.contact_email, message["Message-ID"],
-                )
-                if inserted:  # else a concurrent attempt sent it
-                    await self.env.mailer.send(message)
-                    await self._audit(conn, subject.request_id, action, REQUEST_PURPOSE, message["Message-ID"])
+
+        async def record(c: Any) -> None:
+            await c.execute(
+                """INSERT INTO manual_tasks (request_id, system, action, external_id, contact_email, message_id)
+                   VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (request_id, system, action) DO NOTHING""",
+                subject.request_id, self.name, action, external_id, self.contact_email, message["Message-ID"],
+            )
+            await self._audit(c, subject.request_id, action, REQUEST_PURPOSE, message["Message-ID"])
+
+        if await self._send(subject, message, record) is Sent.BUSY:
+            # Another live attempt is asking the processor right now: retry once it has.
+            raise ConnectionError(f"system {self.name}: the e-mail to the processor is being sent by another attempt")
         return self._pending(action, external_id)
+
+    async def _send(self, subject: Subject, message: EmailMessage, record: OnSent) -> Sent:
+        return await send_once(self.env.pool, self.env.mailer, str(message["Message-ID"]), message,
+                               request_id=subject.request_id, on_sent=record)
 
     async def _compose(
         self, conn: Any, subject: Subject, purpose: str, action: str, *, scope: str | None, key: str,

@@ -1,0 +1,72 @@
+"""Which failures retrying can cure, and which it cannot.
+
+A step that can only fail must not be retried for ever in silence: the worker's interceptor
+(`ClassifyingInterceptor`, wired in workers/dsr_worker.py) turns every deterministic error an
+activity raises into a non-retryable `ApplicationError` that carries its message, so the step
+fails at once and the workflow flags the request for staff (workflows/dsr_steps.py). Transient
+failures (database, SMTP, a processor or Temporal unreachable) propagate unchanged and are retried
+with backoff. An error of neither list keeps the old behaviour, retried, and the workflow's
+attention threshold still bounds how long that goes unnoticed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+import jinja2
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor
+
+# The database is restarting, unreachable or shedding load (connection classes 08, 53, 57, and
+# 40: a serialisation failure or deadlock succeeds when tried again).
+TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,  # refused, reset, timed out (TimeoutError is an OSError)
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,  # the connection went away under the query
+    asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, crash shutdown, starting up
+    asyncpg.exceptions.InsufficientResourcesError,  # too many connections, disk full
+    asyncpg.exceptions.TransactionRollbackError,
+)
+
+# Mistakes in data, policy or code: the same input fails the same way on every attempt.
+DETERMINISTIC_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError,  # includes pydantic's ValidationError and a bad country or date
+    LookupError,  # KeyError, IndexError, a request or policy entry that does not exist
+    TypeError,
+    AttributeError,
+    NotImplementedError,
+    jinja2.TemplateError,  # a letter that cannot render
+    asyncpg.DataError,
+    asyncpg.IntegrityConstraintViolationError,
+    asyncpg.exceptions.SyntaxOrAccessError,  # a missing table or column: a migration not applied
+)
+
+
+def is_deterministic(exc: BaseException) -> bool:
+    return isinstance(exc, DETERMINISTIC_ERRORS) and not isinstance(exc, TRANSIENT_DB_ERRORS)
+
+
+def failure_message(exc: BaseException) -> str:
+    """What staff read about a failed step: the error's kind and message, without a traceback."""
+    text = str(exc).strip() or "no message"
+    return f"{type(exc).__name__}: {text}"[:500]
+
+
+class _ClassifyingActivityInbound(ActivityInboundInterceptor):
+    async def execute_activity(self, input: ExecuteActivityInput) -> Any:
+        try:
+            return await super().execute_activity(input)
+        except ApplicationError:
+            raise  # classified where it was raised
+        except Exception as exc:
+            if not is_deterministic(exc):
+                raise
+            activity.logger.warning("step failed for good", extra={"error": type(exc).__name__})
+            raise ApplicationError(failure_message(exc), type=type(exc).__name__, non_retryable=True) from exc
+
+
+class ClassifyingInterceptor(Interceptor):
+    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
+        return _ClassifyingActivityInbound(next)
