@@ -18,9 +18,11 @@ from api import (
     events,
     evidence,
     health,
+    home,
     legal_holds,
     listing,
     manual_confirm,
+    outages,
     portal,
     problems,
     public,
@@ -55,7 +57,9 @@ def create_app(settings: Settings, *, temporal_client: Client | None = None) -> 
     app.add_middleware(codec.CodecCORSMiddleware, origins=[
         settings.temporal_ui_url, f"http://localhost:{settings.temporal_ui_port}"])
     problems.install(app)
+    outages.install(app)
     session.install(app)
+    app.include_router(home.router)
     app.include_router(health.router)
     app.include_router(codec.router)
     app.include_router(listing.router)

@@ -50,17 +50,20 @@ templates.env.filters["longdatetime"] = longdatetime
 templates.env.globals["TYPE_LABELS"] = TYPE_LABELS
 
 
-# htmx swaps an answer into the element that asked for it (a live region). A whole page there
-# would show a second header inside the page: a page answering htmx (an error, a refusal, the
-# service unavailable) replaces the page's <main> instead.
+# htmx swaps an answer into the element that asked for it (a live region polling, or an action's
+# form). A whole page there would show a second header inside the page. So a page answering an
+# action (an error, a refusal, the service unavailable) replaces the page's <main> instead, and
+# one answering a poll is not swapped at all: the page stays as it is until a poll succeeds.
 _HTMX_WHOLE_PAGE = {"HX-Retarget": "main", "HX-Reselect": "main", "HX-Reswap": "outerHTML"}
+_HTMX_POLL = {"HX-Reswap": "none"}
 
 
 def render(
     request: Request, name: str, context: dict[str, Any] | None = None, *, status_code: int = 200,
     headers: dict[str, str] | None = None,
 ) -> HTMLResponse:
-    htmx = _HTMX_WHOLE_PAGE if request.headers.get("hx-request") else {}
+    htmx = ({} if not request.headers.get("hx-request")
+            else _HTMX_POLL if request.method == "GET" else _HTMX_WHOLE_PAGE)
     return templates.TemplateResponse(
         request, name, context or {}, status_code=status_code, headers={**PAGE_HEADERS, **htmx, **(headers or {})}
     )
@@ -69,6 +72,25 @@ def render(
 def render_fragment(request: Request, name: str, context: dict[str, Any]) -> str:
     """A template rendered to a string with the pages' common context (for live regions)."""
     return templates.get_template(name).render({**_page_context(request), "request": request, **context})
+
+
+def prefers_html(accept: str | None) -> bool:
+    """Whether an `Accept` header names HTML ahead of JSON, as a browser's does. `*/*` alone
+    (curl, most HTTP libraries) is an API client's."""
+    weights: dict[str, float] = {}
+    for part in (accept or "").split(","):
+        media, *parameters = (piece.strip() for piece in part.split(";"))
+        weight = 1.0
+        for parameter in parameters:
+            key, _, value = parameter.partition("=")
+            if key.strip() == "q":
+                try:
+                    weight = float(value)
+                except ValueError:
+                    weight = 0.0
+        weights[media.lower()] = weight
+    html = weights.get("text/html", 0.0)
+    return html > 0 and html >= weights.get("application/json", 0.0)
 
 
 def problem_pages(template: str) -> type[APIRoute]:

@@ -1,0 +1,127 @@
+"""A component down: the API answers 503 with `Retry-After`, naming it, and recovers by itself.
+
+PostgreSQL is a real server of this test's own (the session's is shared), stopped and started
+again; the workflow engine is a Temporal dev server of its own that is shut down, or an address
+nothing listens on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from api.outages import unavailable_component
+from devstack.postgres import EmbeddedPostgres
+from devstack.processes import find_binary, free_port
+from dsrflow.db import create_pool
+from dsrflow.keys import load_keyring
+from dsrflow.temporal_client import build_data_converter
+from tests.conftest import make_database
+from tests.support import api_client, assert_problem, console_sign_in, served, staff_headers, unique_email
+from workers.dsr_worker import build_worker
+
+BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+NO_SUCH_LINK = "/v1/callbacks/manual/" + "0" * 64
+
+
+@pytest.fixture
+async def own_postgres(tmp_path: Path) -> AsyncIterator[EmbeddedPostgres]:
+    server = EmbeddedPostgres(tmp_path / "data", free_port())
+    server.start(tmp_path / "postgres.log")
+    try:
+        await server.wait_ready()
+        yield server
+    finally:
+        server.stop()
+
+
+def assert_unavailable(response, component: str) -> None:
+    body = assert_problem(response, 503)
+    assert body["component"] == component and component in body["detail"]
+    assert int(response.headers["retry-after"]) > 0
+
+
+def assert_unavailable_page(response) -> None:
+    assert response.status_code == 503, response.text
+    assert response.headers["content-type"].startswith("text/html")
+    assert int(response.headers["retry-after"]) > 0
+    assert "Service briefly unavailable" in response.text and "try again" in response.text
+
+
+async def test_database_outage_answers_503_and_the_api_recovers(own_postgres, settings, dev_server, task_queue,
+                                                                tmp_path):
+    url = await make_database(own_postgres, "outage")
+    new = {"type": "access", "subject": {"email": unique_email("outage")}}
+    pool = await create_pool(url, min_size=1, max_size=4)
+    async with served(settings.model_copy(update={"database_url": url}), pool, dev_server.client, task_queue) as http:
+        agent = await staff_headers(pool, "agent")
+        csrf = await console_sign_in(http, pool, "agent")
+        opened = await http.post("/v1/requests", headers=agent, json=new)
+        assert opened.status_code == 201, opened.text
+        rid = opened.json()["id"]
+        assert (await http.get(NO_SUCH_LINK, headers=BROWSER)).status_code == 404
+
+        own_postgres.stop()
+
+        assert_unavailable(await http.post("/v1/requests", headers=agent, json=new), "database")
+        assert_unavailable(await http.get("/v1/requests", headers=agent), "database")
+        assert_unavailable(await http.get(f"/v1/requests/{rid}", headers=agent), "database")
+        assert_unavailable(await http.post(f"/v1/requests/{rid}/cancel", headers=agent, json={"reason": "Withdrawn"}),
+                           "database")
+        assert_unavailable(await http.post(NO_SUCH_LINK, data={"note": "done"}), "database")
+        # Pages, for a browser: the console, the portal, a processor's confirmation link.
+        assert_unavailable_page(await http.get("/console/", headers=BROWSER))
+        assert_unavailable_page(await http.get(f"/portal/requests/{rid}", headers=BROWSER))
+        assert_unavailable_page(await http.get(NO_SUCH_LINK, headers=BROWSER))
+        # The console's htmx: a poll leaves the page as it is; an action's answer replaces <main>.
+        poll = await http.get(f"/console/requests/{rid}/live", headers={"HX-Request": "true"})
+        assert poll.status_code == 503 and poll.headers["hx-reswap"] == "none"
+        action = await http.post(f"/console/requests/{rid}/cancel", headers={"HX-Request": "true"},
+                                 data={"csrf_token": csrf, "reason": "Withdrawn by phone"})
+        assert_unavailable_page(action)
+        assert (action.headers["hx-retarget"], action.headers["hx-reswap"]) == ("main", "outerHTML")
+
+        own_postgres.start(tmp_path / "postgres-again.log")
+        await own_postgres.wait_ready()
+
+        assert (await http.get("/v1/requests", headers=agent)).status_code == 200
+        again = await http.post("/v1/requests", headers=agent, json={**new, "subject": {"email": unique_email("back")}})
+        assert again.status_code == 201, again.text
+        assert (await http.get(f"/console/requests/{rid}")).status_code == 200
+        # The worker's steps failed during the outage and were retried: the request carries on.
+        cancelled = await http.post(f"/v1/requests/{rid}/cancel", headers=agent, json={"reason": "Withdrawn"})
+        assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled", cancelled.text
+        await http.post(f"/v1/requests/{again.json()['id']}/cancel", headers=agent, json={"reason": "Withdrawn"})
+    await pool.close()
+
+
+async def test_workflow_engine_down_answers_503_naming_it(settings, pool, task_queue):
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(find_binary("temporal")),
+        data_converter=build_data_converter(load_keyring(settings)))
+    agent = await staff_headers(pool, "agent")
+    async with api_client(settings, env.client, task_queue) as http:
+        async with build_worker(env.client, settings, pool, task_queue=task_queue):
+            opened = await http.post("/v1/requests", headers=agent, json={
+                "type": "erasure", "subject": {"email": unique_email("engine")}})
+            assert opened.status_code == 201, opened.text
+        await env.shutdown()
+
+        cancel = await http.post(f"/v1/requests/{opened.json()['id']}/cancel", headers=agent,
+                                 json={"reason": "Withdrawn by phone"})
+
+    assert_unavailable(cancel, "workflow engine")
+    # A client that cannot even connect (the API started while the engine was down).
+    nowhere = settings.model_copy(update={"temporal_address": f"127.0.0.1:{free_port()}"})
+    async with api_client(nowhere, None, task_queue) as http:
+        refused = await http.post(f"/v1/requests/{opened.json()['id']}/resend-verification", headers=agent)
+    assert_unavailable(refused, "workflow engine")
+
+
+def test_errors_that_are_no_outage_stay_errors():
+    assert unavailable_component(ValueError("bad input")) is None
+    assert unavailable_component(RuntimeError("a bug")) is None
+    assert unavailable_component(OSError("raised by our own code")) is None
