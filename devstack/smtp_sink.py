@@ -47,6 +47,10 @@ class MailSink:
         self.directory.mkdir(parents=True, exist_ok=True)
         self._controller.start()
 
+    @property
+    def running(self) -> bool:
+        return self._controller.loop.is_running()
+
     def stop(self) -> None:
         self._controller.stop()
 

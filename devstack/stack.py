@@ -2,7 +2,8 @@
 
 Starts what is not configured externally (PostgreSQL, Temporal, the SMTP sink), applies migrations,
 then the worker and the API as child processes, and stops all of it, in reverse order, on Ctrl-C or
-SIGTERM. Everything lives under DSRFLOW_HOME, so a second `up` resumes with the same data.
+SIGTERM. A worker or API that exits is restarted (devstack/supervisor.py). Everything lives under
+DSRFLOW_HOME, so a second `up` resumes with the same data.
 """
 
 from __future__ import annotations
@@ -10,21 +11,21 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable
 
 import httpx
 
-from devstack.postgres import EmbeddedPostgres
-from devstack.saas.__main__ import demo_environment
-from devstack.saas.policy import write_demo_saas_policy
 from devstack.demo.email_marketing import BASE_PATH as EMAIL_BASE_PATH
 from devstack.demo.email_marketing_db import ensure_email_marketing_database
 from devstack.demo.sql_systems import ensure_demo_databases
-from devstack.processes import StackError, ensure_port_free, spawn, stop, wait_for_port
+from devstack.postgres import EmbeddedPostgres
+from devstack.processes import StackError, ensure_port_free, spawn, wait_for_port
+from devstack.saas.__main__ import demo_environment
+from devstack.saas.policy import write_demo_saas_policy
 from devstack.smtp_sink import MailSink
+from devstack.supervisor import EssentialProcess, RestartingProcess
 from devstack.temporal_server import TemporalDevServer
 from dsrflow.db import with_database
 from dsrflow.keys import load_keyring
@@ -47,7 +48,11 @@ class Stack:
         self.env = {**os.environ, "DSRFLOW_HOME": str(self.home)}
         # Stop actions, run last-started first.
         self._stops: list[tuple[str, Callable[[], None]]] = []
-        self._children: list[tuple[str, subprocess.Popen]] = []
+        # What the rest stands on, checked first: when one of these ends, the stack stops.
+        self._infrastructure: list[EssentialProcess] = []
+        self._sink: MailSink | None = None
+        # The worker, the API and the demo systems, by role (bench/common.py reads their pids).
+        self._children: list[tuple[str, EssentialProcess | RestartingProcess]] = []
 
     def _check_ports(self) -> None:
         s = self.settings
@@ -75,6 +80,8 @@ class Stack:
             pg = EmbeddedPostgres(self.home / "pg", s.postgres_port)
             pg.start(self.logs / "postgres.log")
             self._stops.append(("PostgreSQL", pg.stop))
+            assert pg.proc is not None
+            self._infrastructure.append(EssentialProcess("PostgreSQL", pg.proc, self.logs / "postgres.log"))
             await pg.wait_ready()
             await pg.ensure_database(APP_DATABASE)
             self.env["DSRFLOW_DATABASE_URL"] = pg.url(APP_DATABASE)
@@ -82,10 +89,14 @@ class Stack:
             sink = MailSink(self.home / "mail", s.smtp_port)
             sink.start()
             self._stops.append(("SMTP sink", sink.stop))
+            self._sink = sink
         if not s.temporal_address:
             temporal = TemporalDevServer(s)
             temporal.start(self.logs / "temporal.log")
             self._stops.append(("Temporal", temporal.stop))
+            assert temporal.proc is not None
+            self._infrastructure.append(
+                EssentialProcess("the Temporal dev server", temporal.proc, self.logs / "temporal.log"))
             await asyncio.to_thread(temporal.wait_ready)
 
         database_url = self.env.get("DSRFLOW_DATABASE_URL") or s.effective_database_url
@@ -97,10 +108,11 @@ class Stack:
         if s.demo_saas:
             await self._start_saas_standins()
 
-        for role in ("worker", "api"):
-            proc = spawn([sys.executable, "-m", "dsrflow.cli", role], env=self.env, log_path=None)
-            self._children.append((role, proc))
-            self._stops.append((role, lambda p=proc: stop(p, signal.SIGTERM)))
+        for role, name in (("worker", "worker"), ("api", "API")):
+            child = RestartingProcess(name, [sys.executable, "-m", "dsrflow.cli", role], env=self.env,
+                                      log_path=self.logs / f"{role}.log", say=_say)
+            self._children.append((role, child))
+            self._stops.append((role, child.stop))
         await self._wait_healthy()
 
     async def _start_demo_systems(self, database_url: str, server: EmbeddedPostgres | None) -> None:
@@ -111,14 +123,16 @@ class Stack:
         await ensure_demo_databases(server, lambda name: with_database(database_url, name))
         email_url = with_database(database_url, "email_marketing")
         await ensure_email_marketing_database(server, email_url)
+        log = self.logs / "email_marketing.log"
         proc = spawn(
             [sys.executable, "-m", "devstack.demo.email_marketing", "--port", str(port),
              "--database-url", email_url, "--home", str(self.home / "demo"),
              "--delay", str(self.settings.demo_opendsr_delay)],
-            env=self.env, log_path=self.logs / "email_marketing.log",
+            env=self.env, log_path=log,
         )
-        self._children.append(("demo e-mail marketing service", proc))
-        self._stops.append(("demo e-mail marketing service", lambda: stop(proc, signal.SIGTERM)))
+        child = EssentialProcess("the demo e-mail marketing service", proc, log)
+        self._children.append(("demo e-mail marketing service", child))
+        self._stops.append(("demo e-mail marketing service", child.stop))
         self.env["DSRFLOW_DEMO_OPENDSR_URL"] = f"http://127.0.0.1:{port}{EMAIL_BASE_PATH}"
         # The policy's e-mail-only processors: in the demo their mail lands in the sink too, and
         # confirming means clicking the link in it.
@@ -131,10 +145,12 @@ class Stack:
         http systems of policy/http/demo-systems.yaml pointed at them through the environment."""
         port = self.settings.demo_saas_port
         home = self.home / "saas"
+        log = self.logs / "saas.log"
         proc = spawn([sys.executable, "-m", "devstack.saas", "--port", str(port), "--home", str(home)],
-                     env=self.env, log_path=self.logs / "saas.log")
-        self._children.append(("SaaS stand-ins", proc))
-        self._stops.append(("SaaS stand-ins", lambda: stop(proc, signal.SIGTERM)))
+                     env=self.env, log_path=log)
+        child = EssentialProcess("the SaaS stand-ins", proc, log)
+        self._children.append(("SaaS stand-ins", child))
+        self._stops.append(("SaaS stand-ins", child.stop))
         self.env.update(demo_environment(port, home))
         self.env["DSRFLOW_POLICY"] = str(write_demo_saas_policy(self.settings.policy_path or DEFAULT_POLICY, self.home))
         await asyncio.to_thread(wait_for_port, port, "SaaS stand-ins", 60, proc)
@@ -154,9 +170,13 @@ class Stack:
         raise StackError(f"the API did not report healthy at {url} within {timeout:.0f}s")
 
     def _check_children(self) -> None:
-        for role, proc in self._children:
-            if proc.poll() is not None:
-                raise StackError(f"the {role} exited with code {proc.returncode}")
+        """Raise when the stack must stop; restart a worker or API that exited."""
+        if self._sink is not None and not self._sink.running:
+            raise StackError("the SMTP sink stopped; it runs inside dsrflow up: see the messages above")
+        for component in self._infrastructure:
+            component.check()
+        for _, child in self._children:
+            child.check()
 
     def print_urls(self) -> None:
         s = self.settings
@@ -172,7 +192,7 @@ class Stack:
             f"{self.env.get('DSRFLOW_DEMO_OPENDSR_URL')})" if s.demo else "  Demo systems   off",
             f"  SaaS systems   Stripe, HubSpot, Mailchimp, GA4 stand-ins on 127.0.0.1:{s.demo_saas_port} "
             f"(policy {self.env.get('DSRFLOW_POLICY')})" if s.demo_saas else "  SaaS systems   off",
-            f"  Logs           {self.logs}",
+            f"  Logs           {self.logs} (worker.log, api.log, postgres.log, temporal.log, ...)",
             "Press Ctrl-C to stop.",
         ]
         _say("\n".join(lines))
@@ -190,7 +210,7 @@ class Stack:
             self._check_children()
             try:
                 await asyncio.wait_for(stopping.wait(), 1.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
 

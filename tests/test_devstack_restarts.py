@@ -1,0 +1,120 @@
+"""`dsrflow up` restarts a worker or API that dies, and stops, naming it, on a crash loop."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+
+from devstack.smtp_sink import read_mailbox
+from tests.up_process import (
+    child_of_up,
+    free_ports,
+    start_up,
+    stop_up,
+    up_env,
+    wait_healthy,
+)
+
+
+async def _wait_for_line(log: Path, text: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in log.read_text():
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"{text!r} not in the output of dsrflow up within {timeout}s:\n{log.read_text()[-3000:]}")
+
+
+async def _kill_and_see_restarted(proc: subprocess.Popen, log: Path, home: Path, role: str, name: str) -> None:
+    victim = child_of_up(proc, role)
+    os.kill(victim.pid, signal.SIGKILL)
+    await _wait_for_line(log, f"the {name} was killed by SIGKILL; restarting it in 1s (restart 1); "
+                              f"its log: {home / 'logs' / f'{role}.log'}")
+    await _wait_for_line(log, f"the {name} restarted (pid ")
+    assert child_of_up(proc, role).pid != victim.pid
+    assert f"--- dsrflow up: restart 1 of the {name}, which was killed by SIGKILL ---" in \
+        (home / "logs" / f"{role}.log").read_text()
+
+
+async def test_killed_worker_and_api_are_restarted_and_a_request_completes(tmp_path, lifecycle_policy):
+    home = tmp_path / "home"
+    ports = free_ports()
+    env = up_env(home, ports, DSRFLOW_DEMO="false", DSRFLOW_POLICY=str(lifecycle_policy))
+    log = tmp_path / "up.log"
+    proc = start_up(env, log)
+    try:
+        await wait_healthy(ports["api"], proc, log)
+        await _kill_and_see_restarted(proc, log, home, "worker", "worker")
+        await _kill_and_see_restarted(proc, log, home, "api", "API")
+        await wait_healthy(ports["api"], proc, log)
+
+        created = await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-m", "dsrflow.cli", "token", "create", "--role", "agent"],
+            env=env, capture_output=True, text=True, check=True)
+        token = created.stdout.strip()
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{ports['api']}", timeout=10,
+                                     headers={"Authorization": f"Bearer {token}"}) as http:
+            r = await http.post("/v1/requests", json={
+                "type": "erasure", "subject": {"email": "restart@example.com"}, "identity_attested": True})
+            assert r.status_code == 201, r.text
+            rid = r.json()["id"]
+            deadline = time.monotonic() + 60
+            while (status := (await http.get(f"/v1/requests/{rid}")).json()["status"]) != "completed":
+                assert time.monotonic() < deadline, f"request {rid} still {status}"
+                await asyncio.sleep(0.5)
+        purposes = [m["X-DSR-Purpose"] for m in read_mailbox(home / "mail") if m["X-DSR-Request-Id"] == rid]
+        assert purposes.count("response") == 1, purposes
+        assert proc.poll() is None
+    finally:
+        stop_up(proc)
+    assert proc.returncode == 0, log.read_text()[-3000:]
+
+
+async def test_crash_looping_worker_stops_the_stack_naming_it(tmp_path, lifecycle_policy):
+    home = tmp_path / "home"
+    ports = free_ports()
+    # An empty task queue passes the settings check but every worker start fails on it.
+    env = up_env(home, ports, DSRFLOW_DEMO="false", DSRFLOW_POLICY=str(lifecycle_policy), DSRFLOW_TASK_QUEUE="")
+    log = tmp_path / "up.log"
+    proc = start_up(env, log)
+    try:
+        proc.wait(150)
+    finally:
+        if proc.poll() is None:
+            stop_up(proc)
+    output = log.read_text()
+    assert proc.returncode == 1, output[-3000:]
+    for n in range(1, 6):
+        assert f"(restart {n}); its log: {home / 'logs' / 'worker.log'}" in output
+    assert (f"error: the worker is crash-looping: it exited with code 1 after 5 restarts within 60s "
+            f"(last logged: ValueError: Task queue required); its log: {home / 'logs' / 'worker.log'}") in output
+    assert "the API" not in output  # only the worker failed, and only it was restarted
+
+
+async def test_a_dead_temporal_server_stops_the_stack_naming_it_and_its_log(tmp_path, lifecycle_policy):
+    home = tmp_path / "home"
+    ports = free_ports()
+    env = up_env(home, ports, DSRFLOW_DEMO="false", DSRFLOW_POLICY=str(lifecycle_policy))
+    log = tmp_path / "up.log"
+    proc = start_up(env, log)
+    try:
+        await wait_healthy(ports["api"], proc, log)
+        temporal = next(c for c in psutil.Process(proc.pid).children() if c.name() == "temporal")
+        os.kill(temporal.pid, signal.SIGKILL)
+        proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            stop_up(proc)
+    output = log.read_text()
+    assert proc.returncode == 1, output[-3000:]
+    assert (f"error: the Temporal dev server was killed by SIGKILL; its log: {home / 'logs' / 'temporal.log'}"
+            in output)
+    assert "restarting" not in output  # the worker and API were not restarted meanwhile
