@@ -63,6 +63,8 @@ _EVENT_WORDS = {
     "task.retried": "Task retried",
     "task.resolved": "Task resolved by staff",
     "objection.decided": "Objection decided",
+    "package.reviewed": "Package reviewed by compliance",
+    "approval.granted": "Release approved",
     "retention.applied": "Retention rule applied",
 }
 

@@ -7,6 +7,7 @@ Screenshots of each step are kept under tests/artifacts/ (not in git); each test
 
 from __future__ import annotations
 
+import contextlib
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -37,14 +38,15 @@ async def browser() -> AsyncIterator[Browser]:
         await launched.close()
 
 
-@pytest.fixture
-async def site(settings, pool, dev_server, task_queue) -> AsyncIterator[str]:
-    """The whole app on a free loopback port, its links pointing there, with a worker."""
+@contextlib.asynccontextmanager
+async def served_site(settings, pool, client, task_queue: str) -> AsyncIterator[str]:
+    """The whole app with these settings on a free loopback port, its links pointing there, with
+    a worker; yields its address."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     site_settings = settings.model_copy(update={"public_url": url, "task_queue": task_queue})
-    app = create_app(site_settings, temporal_client=dev_server.client)
-    async with build_worker(dev_server.client, site_settings, pool, task_queue=task_queue):
+    app = create_app(site_settings, temporal_client=client)
+    async with build_worker(client, site_settings, pool, task_queue=task_queue):
         server, task = await serve(app, port)
         try:
             yield url
@@ -52,6 +54,12 @@ async def site(settings, pool, dev_server, task_queue) -> AsyncIterator[str]:
             server.should_exit = True
             await task
             await app.state.dsr.close()
+
+
+@pytest.fixture
+async def site(settings, pool, dev_server, task_queue) -> AsyncIterator[str]:
+    async with served_site(settings, pool, dev_server.client, task_queue) as url:
+        yield url
 
 
 @pytest.fixture
@@ -69,13 +77,14 @@ def shots(request) -> AsyncIterator:
     print(f"\nscreenshots: {', '.join(str(p) for p in taken)}")
 
 
-async def open_request(site: str, pool, *, days_ago: int) -> str:
-    """An erasure received `days_ago`, once its workflow has computed the due date."""
+async def open_request(site: str, pool, *, days_ago: int = 0, **fields) -> str:
+    """A request (an unverified erasure, unless `fields` say otherwise) received `days_ago`, once
+    its workflow has computed the due date."""
     received = (datetime.now(UTC) - timedelta(days=days_ago)).isoformat()
     async with httpx.AsyncClient(base_url=site, timeout=30) as http:
         r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
             "type": "erasure", "subject": {"email": f"browser.{uuid.uuid4().hex[:8]}@example.com"},
-            "received_at": received})
+            "received_at": received, **fields})
     assert r.status_code == 201, r.text
     await wait_for_due_date(pool, r.json()["id"])
     return r.json()["id"]

@@ -1,0 +1,193 @@
+"""Every action button the console's request page can render, pressed in a real browser by each
+role that sees it (agent, compliance, admin), with its visible outcome: the confirmation, the
+status, the letter sent. And a refused action shows its refusal inside the page, never a second
+page nested in it. Same setup as tests/test_browser.py (Debian's Chromium, uvicorn, a worker).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from playwright.async_api import Page, expect
+
+from tests.fanout_stack import fanout_stack
+from tests.support import staff_headers
+from tests.test_approval import approval_settings  # noqa: F401 (fixture: access needs approval)
+from tests.test_browser import CHROMIUM, browser, open_request, served_site, shots, signed_in, site  # noqa: F401
+from workers.dsr_worker import build_worker
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)")
+POLLS = re.compile(r"/live\?v=")
+SLOW = 30_000  # ms: what a worker does after an action (letters, the next steps)
+OPEN_UNVERIFIED = {"agent": {"cancel", "resend-verification"},
+                   "compliance": {"cancel", "resend-verification", "extend", "deny"}}
+OPEN_UNVERIFIED["admin"] = OPEN_UNVERIFIED["compliance"]
+
+
+@pytest.fixture
+async def approval_site(approval_settings, pool, dev_server, task_queue) -> AsyncIterator[str]:  # noqa: F811
+    async with served_site(approval_settings, pool, dev_server.client, task_queue) as url:
+        yield url
+
+
+@pytest.fixture
+async def systems_site(postgres, settings, pool, dev_server, tmp_path) -> AsyncIterator[str]:
+    """The demo systems behind the site: an OpenDSR processor that cannot rectify (its task needs
+    attention) and analytics under legitimate interest (an objection waits for a decision)."""
+    async with fanout_stack(postgres, settings, dev_server.client, tmp_path) as stack:
+        async with build_worker(dev_server.client, stack.settings, pool):
+            yield stack.api_url
+
+
+async def offered(page: Page) -> set[str]:
+    """The actions whose forms the page shows."""
+    return set(await page.locator("#live form[hx-post]").evaluate_all(
+        "forms => forms.map(f => f.getAttribute('hx-post').split('/').pop())"))
+
+
+async def press(page: Page, action: str, fields: dict[str, str] | None = None, *, flash: str) -> None:
+    """Fill in one action's form and send it, as a person does, and see its confirmation. The
+    page's polls are held meanwhile, so that no poll swaps the form away under the typing hand."""
+    await page.route(POLLS, lambda route: route.abort())
+    form = page.locator(f'#live form[hx-post$="/{action}"]')
+    for label, value in (fields or {}).items():
+        field = form.get_by_label(label)
+        kind = await field.evaluate("e => e.type")
+        if kind == "select-one":
+            await field.select_option(value)
+        elif kind == "radio":
+            await field.check()
+        else:
+            await field.fill(value)
+    await form.get_by_role("button").click()
+    await expect(page.locator("#live .flash")).to_contain_text(flash)
+    await page.unroute(POLLS)
+
+
+async def assert_one_page(page: Page) -> None:
+    await expect(page.locator("header")).to_have_count(1)
+    await expect(page.locator("main")).to_have_count(1)
+
+
+def letters(page: Page):
+    return page.locator("section[aria-labelledby=letters-title]")
+
+
+@pytest.mark.parametrize("role", ["agent", "compliance", "admin"])
+async def test_each_button_on_an_open_request_works_for_each_role_that_sees_it(
+        role, browser, approval_site, pool, shots):  # noqa: F811
+    site = approval_site
+    rid = await open_request(site, pool, days_ago=3)
+    page = await signed_in(browser, site, pool, role, f"/console/requests/{rid}")
+    await expect(page.locator("#letters-title")).to_have_text("Letters (2)", timeout=SLOW)  # receipt, code
+    assert await offered(page) == OPEN_UNVERIFIED[role]
+    await page.evaluate("window.notReloaded = true")
+
+    await press(page, "resend-verification", flash="A new code and link are sent")
+    await expect(page.locator(".timeline")).to_contain_text("New verification code sent")
+    await expect(page.locator("#letters-title")).to_have_text("Letters (3)", timeout=SLOW)
+    if role != "agent":
+        extended = await pool.fetchval("SELECT extended_due_date FROM dsr_requests WHERE id = $1", rid)
+        await press(page, "extend", {"Reason (sent to the subject)": "The request covers nine systems"},
+                    flash="Deadline extended")
+        await expect(page.locator("#due-date")).to_contain_text(str(extended))
+    await press(page, "cancel", {"Reason": "Withdrawn by phone"}, flash="Request cancelled.")
+    await expect(page.locator("#status")).to_contain_text("cancelled")
+    await expect(page.get_by_role("heading", name="Actions")).to_have_count(0)
+    assert await page.evaluate("window.notReloaded") is True
+    await shots(page, "cancelled")
+
+    held = await open_request(site, pool, type="access", identity_attested=True)
+    await page.goto(f"{site}/console/requests/{held}")
+    await expect(page.locator("#status")).to_contain_text("awaiting approval", timeout=SLOW)
+    if role == "agent":
+        assert await offered(page) == {"cancel"}
+        return
+    assert await offered(page) == {"approve", "deny", "cancel", "extend"}
+    await press(page, "approve", {"Note": "Package checked"}, flash="Release approved")
+    await expect(page.locator("#status")).to_contain_text("completed", timeout=SLOW)
+    await expect(letters(page)).to_contain_text("response", timeout=SLOW)
+    await expect(page.locator(".timeline")).to_contain_text("Release approved")
+    await shots(page, "approved")
+
+    refused = await open_request(site, pool)
+    await page.goto(f"{site}/console/requests/{refused}")
+    await press(page, "deny", {"Ground": "manifestly_unfounded",
+                               "Explanation (sent to the subject)": "The same request was answered last week"},
+                flash="Request denied")
+    await expect(page.locator("#status")).to_contain_text("denied", timeout=SLOW)
+    await expect(letters(page)).to_contain_text("denial", timeout=SLOW)
+    await shots(page, "denied")
+
+
+@pytest.mark.parametrize("role", ["compliance", "admin"])
+async def test_task_and_objection_buttons_work(role, browser, systems_site, pool, shots):  # noqa: F811
+    site = systems_site
+    rid = await open_request(site, pool, type="rectification", identity_attested=True,
+                             subject={"email": "ada@example.com"}, corrections={"name": "Ada King"})
+    page = await signed_in(browser, site, pool, role, f"/console/requests/{rid}")
+    await expect(page.locator("#tasks")).to_contain_text("needs attention", timeout=SLOW)  # OpenDSR cannot rectify
+    assert await offered(page) == {"retry-task", "resolve-task", "deny", "cancel", "extend"}
+
+    await press(page, "retry-task", {"System": "email_marketing"}, flash="The task ran again.")
+    await expect(page.locator(".timeline")).to_contain_text("Task retried (email_marketing)")
+    await press(page, "resolve-task", {"System": "email_marketing", "How it was handled": "Told them by e-mail, ticket 88"},
+                flash="The task is recorded as handled.")
+    await expect(page.locator("#status")).to_contain_text("completed", timeout=SLOW)
+    await expect(page.locator(".timeline")).to_contain_text("Task resolved by staff (email_marketing)")
+    await shots(page, "task-resolved")
+
+    objection = await open_request(site, pool, type="objection", objection_scope="legitimate_interest",
+                                   identity_attested=True, subject={"email": "ada@example.com"})
+    await page.goto(f"{site}/console/requests/{objection}")
+    await expect(page.locator("#live")).to_contain_text("waiting for a compliance decision", timeout=SLOW)
+    assert await offered(page) == {"decide-objection", "deny", "cancel", "extend"}
+    await press(page, "decide-objection", {"No: stop the processing": "", "Explanation (sent to the subject)":
+                                           "No overriding interest in analytics"}, flash="Decision recorded.")
+    await expect(page.locator("#status")).to_contain_text("completed", timeout=SLOW)
+    await expect(letters(page)).to_contain_text("response", timeout=SLOW)
+    await shots(page, "objection-decided")
+
+
+async def test_a_refused_action_shows_inside_the_page(browser, site, pool, shots):  # noqa: F811
+    rid = await open_request(site, pool)
+    page = await signed_in(browser, site, pool, "agent", f"/console/requests/{rid}")
+    await expect(page.locator("#live form")).to_have_count(2)
+
+    # A page gone stale (its polls held): the request was cancelled elsewhere meanwhile.
+    await page.route(POLLS, lambda route: route.abort())
+    async with httpx.AsyncClient(base_url=site, timeout=30) as http:
+        r = await http.post(f"/v1/requests/{rid}/cancel", headers=await staff_headers(pool, "agent"),
+                            json={"reason": "Withdrawn by phone"})
+    assert r.status_code == 200, r.text
+    form = page.locator('#live form[hx-post$="/cancel"]')
+    await form.get_by_label("Reason").fill("Withdrawn by e-mail")
+    await form.get_by_role("button").click()
+    await expect(page.locator("#live [role=alert]")).to_contain_text(re.compile("closed|finished"))
+    await assert_one_page(page)
+    await shots(page, "stale")
+    await page.unroute(POLLS)
+
+    # A role too low, or no such action (a tampered form): said in the live region.
+    other = await open_request(site, pool)
+    await page.goto(f"{site}/console/requests/{other}")
+    for path, says in (("approve", "approve needs the compliance role"), ("publish", "There is no action 'publish'")):
+        await page.evaluate("""path => htmx.ajax('POST', path, {source: document.querySelector('#live form'),
+                                                              target: '#live', swap: 'outerHTML'})""",
+                            f"/console/requests/{other}/{path}")
+        await expect(page.locator("#live [role=alert]")).to_contain_text(says)
+        await assert_one_page(page)
+    await shots(page, "tampered")
+
+    # A form whose CSRF token went stale: the refusal page takes the place of <main>, not of the region.
+    await page.route(POLLS, lambda route: route.abort())
+    form = page.locator('#live form[hx-post$="/cancel"]')
+    await form.locator("input[name=csrf_token]").evaluate("e => e.value = 'stale'")
+    await form.get_by_label("Reason").fill("Withdrawn by e-mail")
+    await form.get_by_role("button").click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text("CSRF check failed")
+    await assert_one_page(page)
+    await shots(page, "csrf")
