@@ -15,7 +15,6 @@ from typing import Any
 
 import asyncpg
 import jinja2
-from temporalio import activity
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor
 
@@ -63,7 +62,6 @@ class _ClassifyingActivityInbound(ActivityInboundInterceptor):
         except Exception as exc:
             if not is_deterministic(exc):
                 raise
-            activity.logger.warning("step failed for good", extra={"error": type(exc).__name__})
             raise ApplicationError(failure_message(exc), type=type(exc).__name__, non_retryable=True) from exc
 
 

@@ -13,6 +13,7 @@ from dsrflow.audit import append_event
 from dsrflow.deadlines import compute_deadline
 from dsrflow.requests_store import get_request, set_status
 from schemas.requests import RequestType
+from schemas.steps import TroubleRecord
 from schemas.workflow import (
     Checkpoints,
     EventRecord,
@@ -126,4 +127,27 @@ class LifecycleActivities:
                 event_type="deadline.extended", actor=record.actor,
                 data={"from": row["due_date"].isoformat(), "to": row["extended_due_date"].isoformat(),
                       "reason": record.reason},
+            )
+
+    @activity.defn(name="record_step_trouble")
+    async def record_step_trouble(self, record: TroubleRecord) -> None:
+        """Open a failing step's trouble (the request then needs attention), or close it."""
+        trouble = record.trouble
+        async with self.ctx.pool.acquire() as conn, conn.transaction():
+            if record.resolution is None:
+                await conn.execute(
+                    """INSERT INTO step_troubles (request_id, trouble_key, step, message, transient, since)
+                       VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING""",
+                    record.request_id, trouble.key, trouble.step, trouble.message, trouble.transient, trouble.since)
+            else:
+                await conn.execute(
+                    """UPDATE step_troubles SET resolved_at = coalesce(resolved_at, now()), resolution = $3
+                       WHERE request_id = $1 AND trouble_key = $2""",
+                    record.request_id, trouble.key, record.resolution)
+            await append_event(
+                conn, event_key=f"{record.request_id}:trouble:{trouble.key}:{'closed' if record.resolution else 'opened'}",
+                request_id=record.request_id, event_type="step.resolved" if record.resolution else "step.failed",
+                actor=record.actor,
+                data={"step": trouble.step, "message": trouble.message, "transient": trouble.transient,
+                      **({"resolution": record.resolution} if record.resolution else {})},
             )

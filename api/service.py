@@ -8,6 +8,7 @@ from typing import Any
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from api.outages import RETRY_AFTER, WORKFLOW_ENGINE
 from api.problems import Problem
 from api.state import AppState
 from dsrflow.request_start import start_request_workflow
@@ -42,9 +43,10 @@ async def open_request(
     except (RPCError, OSError, RuntimeError) as exc:
         raise Problem(
             503, "Request stored but not started",
-            f"request {request_id} is saved; its workflow could not start ({type(exc).__name__}). "
-            f"Repeat the call with the same Idempotency-Key to start it.",
-            request_id=request_id,
+            f"request {request_id} is saved; its workflow could not start: the {WORKFLOW_ENGINE} is "
+            f"not answering ({type(exc).__name__}). Repeat the call with the same Idempotency-Key "
+            f"in {RETRY_AFTER} seconds to start it.",
+            request_id=request_id, component=WORKFLOW_ENGINE, retry_after=RETRY_AFTER,
         ) from None
     return row, created
 
@@ -116,5 +118,7 @@ async def request_view(state: AppState, request_id: str) -> dict[str, Any]:
             closed_reason=live.closed_reason, extension_reason=live.extension_reason,
             approval_required=live.approval_required,
             approval=live.approval.model_dump(mode="json") if live.approval else None,
+            # A failed step waiting for staff (POST .../retry-step or .../skip-step).
+            trouble=live.trouble.model_dump(mode="json") if live.trouble else None,
         )
     return view

@@ -18,6 +18,7 @@ from starlette.datastructures import FormData
 
 from api.fields import Text
 from schemas.requests import DenialReason, RequestStatus
+from schemas.steps import RetryStepInput, SkipStepInput, StepTrouble
 from schemas.workflow import (
     ApproveInput,
     CancelInput,
@@ -62,6 +63,12 @@ class ResolveBody(TaskBody):
     note: Text = Field(min_length=5, max_length=2000, examples=["Told the provider by e-mail, ticket 88"])
 
 
+class SkipBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    note: Text = Field(min_length=5, max_length=2000,
+                       examples=["Sent the acknowledgement by hand from the privacy mailbox, ticket 91"])
+
+
 class DecisionBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     compelling_grounds: bool
@@ -78,6 +85,7 @@ class Situation:
     overdue: bool
     awaiting_decision: bool  # an objection waits for compliance's decision
     needs_attention: bool  # some system's task needs staff
+    failed_step: StepTrouble | None = None  # a step of the request's own that failed
 
 
 @dataclass(frozen=True)
@@ -142,6 +150,17 @@ _ACTIONS = [
         "resolve-task", "compliance", Workflow.resolve_task, ResolveTaskInput, ResolveBody,
         "The task is recorded as handled.", lambda s: s.needs_attention,
         "Record that staff carried out a system's action by other means."),
+    StaffAction(
+        "retry-step", "compliance", Workflow.retry_step, RetryStepInput, None, "The step runs again.",
+        lambda s: s.failed_step is not None,
+        "Run a failed step of the request again (registration, a letter, the package) once its "
+        "cause is fixed; the request's `trouble` says which step failed and why."),
+    StaffAction(
+        "skip-step", "compliance", Workflow.skip_step, SkipStepInput, SkipBody,
+        "The step is recorded as done by other means.",
+        lambda s: s.failed_step is not None and s.failed_step.skippable,
+        "Record that staff did a failed step's work by other means (sent a letter by hand, say); "
+        "the request carries on. Registration and planning cannot be skipped."),
     StaffAction(
         "decide-objection", "compliance", Workflow.decide_objection, ObjectionDecision, DecisionBody,
         "Decision recorded.", lambda s: s.awaiting_decision,

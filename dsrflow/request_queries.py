@@ -25,10 +25,12 @@ OPEN_STATUSES = tuple(s for s in RequestStatus if not s.is_closed)
 _DUE = "coalesce(r.current_due_date, DATE '9999-12-31')"
 # Literal values, not a parameter, so the planner can use the partial index on open requests.
 _OPEN = f"r.status IN ({', '.join(repr(s.value) for s in OPEN_STATUSES)})"
-# Waiting for staff: a system task they must handle, or an objection they must decide (the
-# workflow alerted them and has recorded no decision yet); migrations/0009 indexes both parts.
+# Waiting for staff: a system task they must handle, a step that failed (migration 0011), or an
+# objection they must decide (the workflow alerted them and has recorded no decision yet);
+# migrations/0009 and 0011 index each part.
 _STUCK = (
     "SELECT t.request_id FROM system_tasks t WHERE t.status = 'needs_attention' UNION ALL "
+    "SELECT s.request_id FROM step_troubles s WHERE s.resolved_at IS NULL UNION ALL "
     "SELECT l.request_id FROM sent_letters l WHERE l.purpose = 'staff_alert' "
     "AND l.letter_key LIKE '%:objection-decision' AND NOT EXISTS (SELECT 1 FROM audit_events e "
     "WHERE e.request_id = l.request_id AND e.event_type = 'objection.decided')"

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from schemas.requests import DenialReason, RequestStatus, RequestType
+from schemas.steps import StepTrouble
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -291,6 +292,8 @@ class RequestState(_Contract):
     approval_required: bool = False
     approval: ApproveInput | None = None
     closed_reason: str | None = None
+    # A step that failed, or kept failing, and waits for staff to retry or skip it.
+    trouble: StepTrouble | None = None
 
     @field_validator("warnings_sent")
     @classmethod

@@ -50,6 +50,8 @@ MATRIX = [
     Row("GET",    f"{R}/evidence",                      None,                                   401, 403, 404, 404),
     Row("GET",    f"{R}/evidence.html",                 None,                                   303, 403, 404, 404),
     Row("POST",   f"{R}/retry-task",                    {"system": "crm"},                      401, 403, 404, 404),
+    Row("POST",   f"{R}/retry-step",                    None,                                   401, 403, 404, 404),
+    Row("POST",   f"{R}/skip-step",                     {"note": "sent by hand"},               401, 403, 404, 404),
     Row("POST",   f"{R}/resolve-task",                  {"system": "crm", "note": "Done by phone"},
                                                                                                 401, 403, 404, 404),
     Row("POST",   f"{R}/decide-objection",              {"compelling_grounds": False, "explanation": "No overriding grounds"},

@@ -373,3 +373,14 @@ def test_staff_alert_kinds_follow_the_policy_warning_days():
     assert "can be extended" in ten.text  # the Art. 12(3) reminder applies to every warning
     with pytest.raises(ValueError, match="due_in_7_days"):
         render_letter("staff_alert", full_context("staff_alert", kind="due_in_7_days", warning_days=(10, 3)))
+
+
+def test_staff_alert_for_a_request_whose_registration_failed():
+    """A step failing before the deadlines exist still reaches staff, saying so."""
+    ctx = full_context("staff_alert", kind="needs_attention", days_left=None,
+                       detail="the step prepare_request failed: ValueError: unknown country")
+    ctx["request"] = {**ctx["request"], "due_date": None, "extended_due_date": None, "current_due_date": None}
+    letter = render_letter("staff_alert", ctx)
+    for part in (letter.text, letter.html):
+        assert "not yet computed" in part and "prepare_request failed" in part
+        assert "Days left" not in part and "None" not in part

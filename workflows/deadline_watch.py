@@ -16,7 +16,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from schemas.requests import RequestStatus
     from schemas.workflow import Checkpoints
-    from workflows.dsr_steps import record_event, send_letter
+    from workflows.dsr_steps import RequestClosed, record_event, send_letter
 
 
 class WatchedRequest(Protocol):
@@ -43,6 +43,12 @@ class DeadlineWatch:
 
     async def run(self, request: WatchedRequest) -> None:
         """Warn staff before the current due date and flag it when it passes."""
+        try:
+            await self._watch(request)
+        except RequestClosed:
+            pass  # closed while one of its alerts waited for staff
+
+    async def _watch(self, request: WatchedRequest) -> None:
         while not request.closed:
             checkpoints = request.current_checkpoints()
             pending = [

@@ -14,11 +14,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from schemas.requests import RequestStatus
+    from schemas.steps import RetryStepInput, SkipStepInput
     from schemas.workflow import (
         ApproveInput,
         CancelInput,
@@ -43,12 +43,22 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows import search_attributes as sa
     from workflows.deadline_watch import DeadlineWatch
-    from workflows.dsr_steps import ACTIVITY, record_event, record_transition, send_letter
+    from workflows.dsr_steps import (
+        PACKAGING,
+        Decision,
+        RequestClosed,
+        record_event,
+        record_transition,
+        run_step,
+        send_letter,
+    )
+    from workflows.step_trouble import StepTroubles
     from workflows.task_fanout import SystemTasks
     from workflows.verification import IdentityVerification
 
 # workflow.patched ids: requests started before a change replay the old way.
 APPROVAL_GATE = "approval-gate"
+OBJECTION_GATE = "objection-gate"
 
 
 @workflow.defn(name="DataSubjectRequestWorkflow")
@@ -68,6 +78,8 @@ class DataSubjectRequestWorkflow:
         self._package: PackageInfo | None = None
         self._decision: ObjectionDecision | None = None
         self._approval: ApproveInput | None = None
+        self._troubles = StepTroubles()
+        self.attention_after = timedelta(minutes=15)
 
     # ---- main line ------------------------------------------------------------------------
 
@@ -75,25 +87,29 @@ class DataSubjectRequestWorkflow:
     async def run(self, start: StartRequest) -> RequestState:
         self.request_id = start.request_id
         self._policy_version = start.policy_version
-        self._facts = await workflow.execute_activity(
-            "prepare_request", start, result_type=RequestFacts, **ACTIVITY
-        )
-        facts = self._facts
-        self._status = (
-            RequestStatus.in_progress if facts.attested else RequestStatus.awaiting_verification
-        )
-        self._publish_search_attributes()
-        watch = asyncio.create_task(self._watch.run(self))
+        self.attention_after = timedelta(minutes=start.attention_after_minutes)
+        watch: asyncio.Task[None] | None = None
+        try:
+            self._facts = await run_step("prepare_request", start, result_type=RequestFacts, skippable=False)
+            facts = self._require_facts()
+            self._status = (
+                RequestStatus.in_progress if facts.attested else RequestStatus.awaiting_verification
+            )
+            self._publish_search_attributes()
+            watch = asyncio.create_task(self._watch.run(self))
 
-        await self._letter("acknowledgement", params={"verification_required": not facts.attested})
-        if not facts.attested:
-            await self._verify_identity()
-        if not self.closed:
-            await self._process()
+            await self._letter("acknowledgement", params={"verification_required": not facts.attested})
+            if not facts.attested:
+                await self._verify_identity()
+            if not self.closed:
+                await self._process()
+        except RequestClosed:
+            pass  # closed by staff while a failed step waited for them
 
         # Staff updates may still be finishing their letters; let them, then stop the watch.
         await workflow.wait_condition(workflow.all_handlers_finished)
-        watch.cancel()
+        if watch is not None:
+            watch.cancel()
         return self.state()
 
     # What the deadline watch reads (workflows.deadline_watch.WatchedRequest).
@@ -125,15 +141,14 @@ class DataSubjectRequestWorkflow:
             self._set_status(RequestStatus.in_progress)
             await self._transition("in_progress", {"verified_by": self._verification.method})
         facts = self._require_facts()
-        self._plan = await workflow.execute_activity(
+        self._plan = await run_step(
             "plan_request",
             StartRequest(request_id=facts.request_id, policy_version=self._policy_version),
-            result_type=Plan,
-            **ACTIVITY,
+            result_type=Plan, skippable=False,
         )
         if self.closed:
             return
-        if self._needs_decision():
+        if self._needs_decision() and workflow.patched(OBJECTION_GATE):
             if not await self._ask_staff(
                 "objection-decision", lambda: self._decision is not None,
                 "objection to legitimate-interest processing: decide whether compelling grounds exist",
@@ -142,12 +157,8 @@ class DataSubjectRequestWorkflow:
         if self._decision is not None and self._decision.compelling_grounds:
             pass  # processing continues on compelling grounds; the response explains them
         elif self._plan.request_type in ("access", "portability"):
-            package = await workflow.execute_activity(
-                "build_package", self._plan, result_type=PackageInfo,
-                start_to_close_timeout=timedelta(hours=2), heartbeat_timeout=timedelta(minutes=5),
-                retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=5)),
-            )
-            self._package = package
+            self._package = await run_step("build_package", self._plan, result_type=PackageInfo,
+                                           timeouts=PACKAGING, skippable=False)
         else:
             await self._tasks.run_all(self._plan)
             await self._tasks.settle(self.request_id, lambda: self.closed, self._days_left)
@@ -222,10 +233,9 @@ class DataSubjectRequestWorkflow:
         facts = self._require_facts()
         self._extended = True
         self._extension_reason = request.reason
-        await workflow.execute_activity(
+        await run_step(
             "apply_extension",
             ExtensionRecord(request_id=self.request_id, reason=request.reason, actor=request.actor),
-            **ACTIVITY,
         )
         self._publish_search_attributes()
         await self._letter(
@@ -268,11 +278,12 @@ class DataSubjectRequestWorkflow:
 
     @cancel.validator
     def _validate_cancel(self, request: CancelInput) -> None:
-        self._require_open()
+        self._require_open(facts=False)  # a request whose registration fails can still be cancelled
 
     @workflow.update
     async def retry_task(self, request: RetryTaskInput) -> TaskResult:
         assert self._plan is not None
+        self._require_attention(request.system)  # again, atomically: a concurrent retry may have passed too
         return await self._tasks.retry(self._plan, request.system, request.actor)
 
     @retry_task.validator
@@ -281,8 +292,9 @@ class DataSubjectRequestWorkflow:
 
     @workflow.update
     async def approve(self, request: ApproveInput) -> RequestState:
-        await self._record("approval.granted", "approval", {"note": request.note}, request.actor)
+        self._validate_approve(request)  # again: a concurrent approval may have passed validation too
         self._approval = request
+        await self._record("approval.granted", "approval", {"note": request.note}, request.actor)
         # Answer once the main line has moved on, so the caller sees the response on its way.
         await workflow.wait_condition(lambda: self._status != RequestStatus.awaiting_approval)
         return self.state()
@@ -314,11 +326,43 @@ class DataSubjectRequestWorkflow:
 
     @workflow.update
     async def resolve_task(self, request: ResolveTaskInput) -> TaskResult:
+        self._require_attention(request.system)  # again, atomically
         return await self._tasks.resolve(self.request_id, request.system, request.note, request.actor)
 
     @resolve_task.validator
     def _validate_resolve(self, request: ResolveTaskInput) -> None:
         self._require_attention(request.system)
+
+    # ---- a failing step (workflows/dsr_steps.py, workflows/step_trouble.py) ----------------
+
+    async def step_failed(self, step: str, message: str, *, transient: bool, skippable: bool) -> Decision:
+        return await self._troubles.failed(
+            self.request_id, step, message, transient=transient, skippable=skippable,
+            attention_after=self.attention_after, closed=lambda: self.closed,
+            days_left=self._days_left() if self._facts else None)
+
+    async def step_recovered(self) -> None:
+        await self._troubles.recovered(self.request_id)
+
+    @workflow.update
+    async def retry_step(self, request: RetryStepInput) -> RequestState:
+        self._troubles.decide("retry", request.actor)
+        return self.state()
+
+    @retry_step.validator
+    def _validate_retry_step(self, request: RetryStepInput) -> None:
+        self._require_open(facts=False)
+        self._troubles.require("retry")
+
+    @workflow.update
+    async def skip_step(self, request: SkipStepInput) -> RequestState:
+        self._troubles.decide("skip", request.actor, request.note)
+        return self.state()
+
+    @skip_step.validator
+    def _validate_skip_step(self, request: SkipStepInput) -> None:
+        self._require_open(facts=False)
+        self._troubles.require("skip")
 
     def _require_attention(self, system: str) -> None:
         self._require_open()
@@ -350,17 +394,23 @@ class DataSubjectRequestWorkflow:
             approval_required=facts.approval_required if facts else False,
             approval=self._approval,
             closed_reason=self._closed_reason,
+            trouble=self._troubles.current,
         )
 
     # ---- helpers ----------------------------------------------------------------------------
 
     def _require_facts(self) -> RequestFacts:
         if self._facts is None:
+            trouble = self._troubles.current
+            if trouble is not None:
+                raise ValueError(f"the request could not be registered ({trouble.message}); "
+                                 "retry the step once its cause is fixed, or cancel the request")
             raise ValueError("the request is still being registered; try again in a moment")
         return self._facts
 
-    def _require_open(self) -> None:
-        self._require_facts()
+    def _require_open(self, *, facts: bool = True) -> None:
+        if facts:
+            self._require_facts()
         if self.closed:
             raise ValueError(f"request is already closed (status {self._status.value})")
 

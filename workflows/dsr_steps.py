@@ -1,46 +1,127 @@
-"""The activity calls a request's workflow and its helpers (identity verification, deadline watch)
-make: each one step of the request's life, recorded in Postgres and the audit trail."""
+"""The activity calls a request's workflow and its helpers (identity verification, deadline watch,
+fan-out) make: each one step of the request's life, recorded in Postgres and the audit trail.
+
+Every step goes through `run_step`, which bounds how it can fail:
+- timeouts that fit the step: a short database write is retried 30 s after a worker dies with it;
+  a step that sends mail or builds a package heartbeats, so its loss is noticed within seconds;
+- transient errors (database, SMTP, a processor unreachable) are retried with backoff for the
+  policy's `attention_after_minutes`; deterministic ones fail at once (activities/errors.py);
+- a step that failed, or kept failing past that threshold, is handed to the workflow that owns it
+  (a `StepSupervisor`: the request's workflow), which flags the request, alerts staff once and
+  waits for them to retry or skip it; a transient failure is also retried on its own. Inside an
+  update handler a failure is not waited on: it fails the update, so staff see the reason at once.
+"""
 
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError, RetryState, TimeoutError
 
 with workflow.unsafe.imports_passed_through():
     from schemas.requests import RequestStatus
     from schemas.workflow import EventRecord, LetterJob, Transition
 
-ACTIVITY = dict(
-    start_to_close_timeout=timedelta(minutes=2),
-    retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=1)),
-)
+# Short database writes: a lost attempt is retried after 30 s.
+SHORT = dict(start_to_close_timeout=timedelta(seconds=30))
+# Steps that send e-mail: SMTP (30 s) plus the outbox's patience for a restarting database
+# (activities/outbox.py), heartbeating so that a worker lost mid-send is noticed in 15 s.
+MAILING = dict(start_to_close_timeout=timedelta(minutes=4), heartbeat_timeout=timedelta(seconds=15))
+# Building an access package: long, heartbeating.
+PACKAGING = dict(start_to_close_timeout=timedelta(hours=2), heartbeat_timeout=timedelta(minutes=1))
+
+RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
+                    maximum_interval=timedelta(minutes=1))
+# Requests started before the policy carried a threshold.
+DEFAULT_ATTENTION_AFTER = timedelta(minutes=15)
+
+Decision = Literal["retry", "skip"]
+
+
+class RequestClosed(Exception):
+    """The request was closed (cancelled, denied) while one of its steps waited for staff."""
+
+
+@runtime_checkable
+class StepSupervisor(Protocol):
+    """What a workflow implements to be told about its failing steps."""
+
+    attention_after: timedelta
+
+    async def step_failed(self, step: str, message: str, *, transient: bool, skippable: bool) -> Decision: ...
+
+    async def step_recovered(self) -> None: ...
+
+
+def describe_failure(error: FailureError) -> tuple[str, bool]:
+    """(message for staff, transient?) of a failed activity: its (last attempt's) application
+    error's message; a step that kept failing until its time ran out is transient, one that
+    failed for good (non-retryable) is not."""
+    transient = getattr(error, "retry_state", None) != RetryState.NON_RETRYABLE_FAILURE
+    message = str(error)
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, TimeoutError):
+            message = "kept failing until its time ran out"
+        elif isinstance(cause, ApplicationError):
+            message = cause.message
+            break
+        cause = cause.__cause__
+    return message[:500], transient
+
+
+async def run_step(activity: str, arg: Any, *, result_type: type | None = None,
+                   timeouts: dict[str, timedelta] | None = None, skippable: bool = True) -> Any:
+    """Run one step; returns its result, or None when staff skipped it (only a `skippable` step:
+    one whose effect staff can bring about by other means, such as a letter)."""
+    owner = workflow.instance()
+    supervisor = owner if isinstance(owner, StepSupervisor) else None
+    timeouts = timeouts or SHORT
+    attention = supervisor.attention_after if supervisor else DEFAULT_ATTENTION_AFTER
+    troubled = False
+    while True:
+        try:
+            result = await workflow.execute_activity(
+                activity, arg, result_type=result_type, retry_policy=RETRY,
+                schedule_to_close_timeout=timeouts["start_to_close_timeout"] + attention, **timeouts)
+        except ActivityError as error:
+            if supervisor is None or workflow.current_update_info() is not None:
+                raise
+            message, transient = describe_failure(error)
+            troubled = True
+            if await supervisor.step_failed(activity, message, transient=transient, skippable=skippable) == "skip":
+                return None
+            continue
+        if troubled:
+            await supervisor.step_recovered()  # type: ignore[union-attr] # troubled implies a supervisor
+        return result
 
 
 async def send_letter(
     request_id: str, purpose: str, *, key: str = "1", params: dict | None = None, to_staff: bool = False
 ) -> None:
-    await workflow.execute_activity(
+    await run_step(
         "send_letter",
         LetterJob(request_id=request_id, purpose=purpose, key=key, params=params or {}, to_staff=to_staff),
-        **ACTIVITY,
+        timeouts=MAILING,
     )
 
 
 async def record_event(request_id: str, event_type: str, key: str, data: dict, actor: str = "workflow") -> None:
-    await workflow.execute_activity(
+    await run_step(
         "record_event",
         EventRecord(request_id=request_id, event_type=event_type, event_key=key, actor=actor, data=data),
-        **ACTIVITY,
     )
 
 
 async def record_transition(
     request_id: str, status: RequestStatus, event: str, data: dict, actor: str = "workflow"
 ) -> None:
-    await workflow.execute_activity(
+    await run_step(
         "transition",
         Transition(request_id=request_id, status=status, event_key=f"status:{event}", actor=actor, data=data),
-        **ACTIVITY,
+        skippable=False,  # the stored status is what the queue and the subject see
     )

@@ -11,10 +11,11 @@ import asyncio
 from collections.abc import Callable
 
 from temporalio import workflow
+from temporalio.exceptions import ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
     from schemas.workflow import Plan, SystemTask, TaskInput, TaskRecord, TaskResult, task_workflow_id
-    from workflows.dsr_steps import ACTIVITY, record_event, send_letter
+    from workflows.dsr_steps import describe_failure, record_event, run_step, send_letter
     from workflows.system_task import SystemTaskWorkflow
 
 
@@ -30,12 +31,18 @@ class SystemTasks:
         self.results[task.system] = TaskResult(
             system=task.system, action=task.action, status="pending", attempt=attempt,
             recipient=task.recipient)
-        self.results[task.system] = await workflow.execute_child_workflow(
-            SystemTaskWorkflow.run,
-            TaskInput(request_id=plan.request_id, policy_version=plan.policy_version, task=task, attempt=attempt),
-            id=task_workflow_id(plan.request_id, task.system, task.action, attempt),
-            result_type=TaskResult,
-        )
+        try:
+            self.results[task.system] = await workflow.execute_child_workflow(
+                SystemTaskWorkflow.run,
+                TaskInput(request_id=plan.request_id, policy_version=plan.policy_version, task=task, attempt=attempt),
+                id=task_workflow_id(plan.request_id, task.system, task.action, attempt),
+                result_type=TaskResult,
+            )
+        except ChildWorkflowError as error:
+            # The task's own bookkeeping failed for good: staff see why and retry or resolve it.
+            message, _ = describe_failure(error)
+            self.results[task.system] = self.results[task.system].model_copy(
+                update={"status": "needs_attention", "message": message})
 
     def _stuck(self) -> list[TaskResult]:
         return [r for r in self.results.values() if r.status == "needs_attention"]
@@ -65,11 +72,13 @@ class SystemTasks:
     async def retry(self, plan: Plan, system: str, actor: str) -> TaskResult:
         """Run a task that needs attention again, as its next attempt (the `retry_task` update)."""
         task = next(t for t in plan.tasks if t.system == system)
+        attempt = self.results[system].attempt + 1
+        # Taken before the first await, so a concurrent retry of the same task is refused.
+        self.results[system] = self.results[system].model_copy(update={"status": "pending", "attempt": attempt})
         self._retrying += 1
         try:
-            attempt = self.results[system].attempt + 1
             await record_event(plan.request_id, "task.retried", f"retry:{system}:{attempt}", {"system": system}, actor)
-            await self._run(plan, task, self.results[system].attempt + 1)
+            await self._run(plan, task, attempt)
         finally:
             self._retrying -= 1
         return self.results[system]
@@ -80,8 +89,7 @@ class SystemTasks:
         self.results[system] = result
         await record_event(request_id, "task.resolved", f"resolved:{system}:{result.attempt}",
                            {"system": system, "note": note}, actor)
-        await workflow.execute_activity(
-            "record_task_result", TaskRecord(request_id=request_id, result=result), **ACTIVITY)
+        await run_step("record_task_result", TaskRecord(request_id=request_id, result=result))
         return result
 
     def require_attention(self, system: str) -> None:

@@ -24,7 +24,7 @@ with workflow.unsafe.imports_passed_through():
         VerifyAttempt,
         VerifyResult,
     )
-    from workflows.dsr_steps import ACTIVITY, record_event
+    from workflows.dsr_steps import MAILING, record_event, run_step
 
 
 class IdentityVerification:
@@ -70,11 +70,10 @@ class IdentityVerification:
         # The e-mail goes out inside the activity, so the subject may answer before it returns:
         # `check` waits for this flag instead of judging the new code against the old hashes.
         self.issuing = True
-        self.challenge = await workflow.execute_activity(
+        self.challenge = await run_step(
             "issue_verification",
             IssueChallenge(request_id=request_id, round=next_round, purpose=purpose, expires_at=expires_at),
-            result_type=Challenge,
-            **ACTIVITY,
+            result_type=Challenge, timeouts=MAILING, skippable=False,
         )
         self.attempts = 0
         self.issuing = False

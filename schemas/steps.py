@@ -1,0 +1,42 @@
+"""Contracts of a request's failing steps: what the workflow shows staff about a step that failed
+or kept failing, what it records, and staff's answer (retry it, or skip it having done its work by
+other means)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Contract(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StepTrouble(_Contract):
+    key: str  # "<step>:<n>", n counting the request's troubles
+    step: str  # the activity, e.g. "send_letter", "prepare_request"
+    message: str
+    transient: bool  # kept failing for a reason that may pass (and is retried on its own)
+    skippable: bool  # staff may skip it, having done its work by other means
+    since: datetime
+
+
+class TroubleRecord(_Contract):
+    """A trouble to store (open) or close (`resolution` set)."""
+
+    request_id: str
+    trouble: StepTrouble
+    resolution: str | None = None
+    actor: str = "workflow"
+
+
+class RetryStepInput(_Contract):
+    actor: str = "staff"
+
+
+class SkipStepInput(_Contract):
+    """Staff did the failing step's work by other means (e.g. sent the letter themselves)."""
+
+    note: str = Field(min_length=5, max_length=2000)
+    actor: str = "staff"

@@ -1,0 +1,101 @@
+"""A request's failing step, as its workflow handles it (workflows/dsr_steps.py `run_step`).
+
+A step that failed for good, or kept failing past the policy's threshold, opens a trouble: stored
+(so the queue shows the request as needing attention), alerted to staff once, and shown by the
+`state` query. The step then waits: a transient trouble is retried on its own after another
+threshold, or sooner when staff say so; a deterministic one waits for staff to retry it (after
+fixing its cause) or skip it (having done its work by other means). Repeated failures of the same
+step stay one trouble, with one alert. The trouble closes when the step succeeds or is skipped.
+
+Deterministic like the workflow that owns it. Its own bookkeeping runs as plain activities retried
+until the database answers, never through `run_step`, so a trouble cannot cause another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import timedelta
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from schemas.steps import StepTrouble, TroubleRecord
+    from schemas.workflow import LetterJob
+    from workflows.dsr_steps import MAILING, RETRY, SHORT, Decision, RequestClosed
+
+
+class StepTroubles:
+    def __init__(self) -> None:
+        self.current: StepTrouble | None = None
+        self._count = 0
+        self._decision: tuple[Decision, str, str] | None = None  # (decision, actor, note)
+        self._opened: asyncio.Task[None] | None = None
+
+    async def failed(self, request_id: str, step: str, message: str, *, transient: bool, skippable: bool,
+                     attention_after: timedelta, closed: Callable[[], bool], days_left: int | None) -> Decision:
+        """Open (or carry on) the step's trouble and wait for what to do next."""
+        if self.current is None or self.current.step != step:
+            self._count += 1
+            self.current = StepTrouble(key=f"{step}:{self._count}", step=step, message=message,
+                                       transient=transient, skippable=skippable, since=workflow.now())
+            # In the background: the database or the mail relay may be what is failing.
+            self._opened = asyncio.create_task(self._open(request_id, self.current, days_left))
+        else:
+            self.current = self.current.model_copy(update={"message": message, "transient": transient})
+        self._decision = None
+        try:
+            await workflow.wait_condition(lambda: self._decision is not None or closed(),
+                                          timeout=attention_after if transient else None)
+        except asyncio.TimeoutError:
+            return "retry"  # transient: try again on our own
+        if closed():
+            await self._close(request_id, "the request was closed meanwhile", "workflow")
+            raise RequestClosed
+        assert self._decision is not None
+        decision, actor, note = self._decision
+        if decision == "skip":
+            await self._close(request_id, f"skipped by staff: {note}", actor)
+        return decision
+
+    async def recovered(self, request_id: str) -> None:
+        """The troubled step has succeeded (on its own or retried by staff)."""
+        if self.current is not None:
+            actor = self._decision[1] if self._decision else "workflow"
+            await self._close(request_id, "the step succeeded when tried again", actor)
+
+    def decide(self, decision: Decision, actor: str, note: str = "") -> None:
+        self.require(decision)
+        self._decision = (decision, actor, note)
+
+    def require(self, decision: Decision) -> None:
+        """Refuse a decision nothing waits for (checked by the validator and again, atomically,
+        by the update's handler)."""
+        trouble = self.current
+        if trouble is None:
+            raise ValueError("no step of this request has failed; there is nothing to retry or skip")
+        if self._decision is not None:
+            raise ValueError(f"the failed step {trouble.step} has already been answered")
+        if decision == "skip" and not trouble.skippable:
+            raise ValueError(f"the step {trouble.step} cannot be skipped: retry it once its cause is fixed, "
+                             "or cancel the request")
+
+    async def _open(self, request_id: str, trouble: StepTrouble, days_left: int | None) -> None:
+        await workflow.execute_activity("record_step_trouble", TroubleRecord(request_id=request_id, trouble=trouble),
+                                        retry_policy=RETRY, **SHORT)
+        await workflow.execute_activity(
+            "send_letter",
+            LetterJob(request_id=request_id, purpose="staff_alert", key=f"step:{trouble.key}", to_staff=True,
+                      params={"kind": "needs_attention", "days_left": days_left,
+                              "detail": f"the step {trouble.step} failed: {trouble.message}"}),
+            retry_policy=RETRY, **MAILING)
+
+    async def _close(self, request_id: str, resolution: str, actor: str) -> None:
+        trouble, self.current, self._decision = self.current, None, None
+        assert trouble is not None
+        if self._opened is not None:
+            await self._opened  # the trouble is on record before it is closed
+        await workflow.execute_activity(
+            "record_step_trouble",
+            TroubleRecord(request_id=request_id, trouble=trouble, resolution=resolution, actor=actor),
+            retry_policy=RETRY, **SHORT)
