@@ -52,7 +52,9 @@ def unavailable_component(exc: BaseException) -> str | None:
     if isinstance(exc, _DATABASE_ERRORS):
         return DATABASE
     if isinstance(exc, RPCError):
-        return WORKFLOW_ENGINE if exc.status == RPCStatusCode.UNAVAILABLE else None
+        # The client has retried UNAVAILABLE for a while before giving up; DEADLINE_EXCEEDED is an
+        # engine that took the connection but did not answer in time (restarting, overloaded).
+        return WORKFLOW_ENGINE if exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED) else None
     if isinstance(exc, OSError):
         # Refused or reset connections and timeouts (a pool's acquire, a connect): whose?
         return _raised_in(exc)

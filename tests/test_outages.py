@@ -118,7 +118,11 @@ async def test_workflow_engine_down_answers_503_naming_it(settings, pool, task_q
     nowhere = settings.model_copy(update={"temporal_address": f"127.0.0.1:{free_port()}"})
     async with api_client(nowhere, None, task_queue) as http:
         refused = await http.post(f"/v1/requests/{opened.json()['id']}/resend-verification", headers=agent)
+        stored = await http.post("/v1/requests", headers=agent, json={
+            "type": "erasure", "subject": {"email": unique_email("not-started")}})
     assert_unavailable(refused, "workflow engine")
+    assert_unavailable(stored, "workflow engine")
+    assert "same Idempotency-Key" in stored.json()["detail"]
 
 
 def test_errors_that_are_no_outage_stay_errors():
