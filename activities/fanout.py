@@ -3,11 +3,11 @@ how far it got, and record each system's result as evidence."""
 
 from __future__ import annotations
 
-import asyncio
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from temporalio import activity
@@ -26,12 +26,18 @@ from activities.connectors.base import (
 )
 from activities.connectors.sql_erasure import kept_summary
 from activities.context import ActivityContext
+from activities.heartbeat import heartbeating
 from activities.ledger import write_ledger
+from activities.task_outcomes import did_nothing, load_outcome, save_outcome
 from dsrflow.audit import append_event
+from dsrflow.failpoints import failpoint
 from dsrflow.hashing import keyed_hash
 from dsrflow.holds_store import active_holds_for, subject_hash
 from dsrflow.requests_store import get_request
 from schemas.workflow import Plan, StartRequest, SystemTask, TaskInput, TaskRecord, TaskResult
+
+# More evidence written in the transaction that keeps an erasure's evidence.
+Evidence = Callable[[Any, ActionOutcome], Awaitable[None]]
 
 # What each request type asks of every system.
 ACTIONS = {
@@ -68,22 +74,6 @@ async def open_connector(ctx: ActivityContext, policy_version: str, system: str)
         yield connector
     finally:
         await connector.close()
-
-
-@asynccontextmanager
-async def heartbeating(every: float = 5.0):
-    """Heartbeat while the body runs, so a worker that dies is noticed within the heartbeat
-    timeout rather than the whole start-to-close timeout."""
-    async def beat() -> None:
-        while True:
-            activity.heartbeat()
-            await asyncio.sleep(every)
-
-    task = asyncio.create_task(beat())
-    try:
-        yield
-    finally:
-        task.cancel()
 
 
 async def store_task_result(ctx: ActivityContext, request_id: str, result: TaskResult) -> None:
@@ -193,11 +183,22 @@ class FanoutActivities:
             return await self._run(task)
 
     async def _run(self, task: TaskInput) -> TaskResult:
+        earlier = await load_outcome(self.ctx.pool, task)
+        if earlier is not None and earlier.committed:
+            return earlier.result  # this attempt acted before its worker died: report that
+        result = await self._act(task)
+        if earlier is not None and did_nothing(result):
+            # The earlier try's effect committed after its evidence was kept: it is the outcome.
+            result = earlier.result
+        failpoint("task-effect-committed")
+        await save_outcome(self.ctx.pool, task, result, committed=True)
+        return result
+
+    async def _act(self, task: TaskInput) -> TaskResult:
         row = await self._row(task.request_id)
         subject = subject_of(row)
         policy_system = (await self.ctx.policy(task.policy_version)).policy.systems[task.task.system]
         details = row["details"] or {}
-        kept: list[dict] = []
         try:
             async with open_connector(self.ctx, task.policy_version, task.task.system) as connector:
                 action = task.task.action
@@ -209,16 +210,24 @@ class FanoutActivities:
                 if action == "erase":
                     context, legal = await self.erasure_context_for(
                         task.policy_version, task.task.system, subject)
+                    policy = (await self.ctx.policy(task.policy_version)).policy
+
+                    def result_of(outcome: ActionOutcome) -> TaskResult:
+                        outcome.kept = outcome.kept or len(outcome.held)
+                        return _result(task, outcome, kept_summary(policy, task.task.system, outcome.held, legal))
+
+                    async def provisional(conn: Any, outcome: ActionOutcome) -> None:
+                        await save_outcome(conn, task, result_of(outcome), committed=False)
+
                     if legal and not policy_system.datasets:
                         # A processor we cannot ask record by record: the hold keeps it all.
                         outcome = ActionOutcome(status="done", message="kept under a legal-claims hold")
                         outcome.held = [HeldRecord("all", "all", "legal_claims", h.id, None) for h in context.legal_holds]
                     else:
                         outcome = await self.erase_with_evidence(
-                            connector, task.request_id, task.task.system, task.policy_version, subject, context)
-                    policy = (await self.ctx.policy(task.policy_version)).policy
-                    kept = kept_summary(policy, task.task.system, outcome.held, legal)
-                    outcome.kept = outcome.kept or len(outcome.held)
+                            connector, task.request_id, task.task.system, task.policy_version, subject, context,
+                            also=provisional)
+                    return result_of(outcome)
                 elif action == "rectify":
                     outcome = await connector.rectify(subject, details.get("corrections", {}))
                 elif action == "restrict":
@@ -231,7 +240,7 @@ class FanoutActivities:
                     raise ApplicationError(f"unknown action {action}", non_retryable=True)
         except PermanentConnectorError as exc:
             raise ApplicationError(str(exc), type="PermanentConnectorError", non_retryable=True) from None
-        return _result(task, outcome, kept)
+        return _result(task, outcome)
 
     async def erasure_context_for(self, policy_version: str, system: str,
                                   subject: Subject) -> tuple[ErasureContext, dict[str, dict]]:
@@ -248,27 +257,31 @@ class FanoutActivities:
         return context, applying
 
     async def erase_with_evidence(self, connector: Connector, request_id: str, system: str, policy_version: str,
-                                  subject: Subject, context: ErasureContext, origin: str = "request") -> ActionOutcome:
+                                  subject: Subject, context: ErasureContext, origin: str = "request",
+                                  also: Evidence | None = None) -> ActionOutcome:
         """Erase, keeping the evidence before the system commits where it can (see
-        ErasureContext.before_commit), otherwise right after."""
+        ErasureContext.before_commit), otherwise right after. `also` writes more evidence in the
+        same transaction (the task's provisional outcome)."""
         kept = False
 
         async def keep(outcome: ActionOutcome) -> None:
             nonlocal kept
-            await self.keep_evidence(request_id, system, policy_version, subject, outcome, origin)
+            await self.keep_evidence(request_id, system, policy_version, subject, outcome, origin, also)
             kept = True
 
         outcome = await connector.erase(subject, replace(context, before_commit=keep))
         if not kept:
-            await self.keep_evidence(request_id, system, policy_version, subject, outcome, origin)
+            await self.keep_evidence(request_id, system, policy_version, subject, outcome, origin, also)
         return outcome
 
     async def keep_evidence(self, request_id: str, system: str, policy_version: str, subject: Subject,
-                            outcome: ActionOutcome, origin: str = "request") -> None:
+                            outcome: ActionOutcome, origin: str = "request", also: Evidence | None = None) -> None:
         """Schedule the erasure of what was held, and ledger what was erased (record keys stay
         here, in Postgres; the workflow sees counts)."""
         who = subject_hash(self.ctx.secret, subject.email)
         async with self.ctx.pool.acquire() as conn, conn.transaction():
+            if also is not None:
+                await also(conn, outcome)
             await conn.executemany(
                 """INSERT INTO deferred_erasures (request_id, subject_hash, system, dataset, record_key,
                                                   hold_kind, hold_ref, erase_after, policy_version)

@@ -19,6 +19,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.context import ActivityContext
+from activities.heartbeat import heartbeating
 from activities.letter_templates import render_letter
 from activities.outbox import Sent, send_once
 from dsrflow.audit import append_event
@@ -172,7 +173,13 @@ async def deliver_letter(
     ctx: ActivityContext, job: LetterJob, *, secrets: dict[str, Any] | None = None
 ) -> LetterReceipt:
     """Render and send one letter, at most once. `secrets` (a verification code and link) go into
-    the message only: the stored copy shows them withheld."""
+    the message only: the stored copy shows them withheld. Heartbeats meanwhile (a slow relay, a
+    database coming back: see workflows/dsr_steps.py MAILING)."""
+    async with heartbeating():
+        return await _deliver(ctx, job, secrets)
+
+
+async def _deliver(ctx: ActivityContext, job: LetterJob, secrets: dict[str, Any] | None) -> LetterReceipt:
     letter_key = f"{job.request_id}:{job.purpose}:{job.key}"
     message_id = message_id_for(letter_key)
     async with ctx.pool.acquire() as conn:

@@ -27,15 +27,14 @@ import asyncio
 import enum
 from collections.abc import Awaitable, Callable
 from email.message import EmailMessage
-from typing import Any
 
 import aiosmtplib
 import asyncpg
-from temporalio import activity
 
 from activities.errors import TRANSIENT_DB_ERRORS
 from activities.mail import Mailer
 from dsrflow.audit import append_event
+from dsrflow.failpoints import failpoint
 
 RECORD_PATIENCE = 120.0  # seconds a sent message waits for the database to come back
 
@@ -71,6 +70,7 @@ async def send_once(pool: asyncpg.Pool, mailer: Mailer, key: str, message: Email
             except _NOT_ACCEPTED:
                 await conn.execute("UPDATE mail_outbox SET state = 'failed' WHERE mail_key = $1", key)
                 raise
+            failpoint("mail-accepted")
         finally:
             await _unlock(conn, key)
     await _record_sent(pool, key, on_sent)
@@ -126,11 +126,5 @@ async def _record_sent(pool: asyncpg.Pool, key: str, on_sent: OnSent) -> None:
         except TRANSIENT_DB_ERRORS:
             if loop.time() + delay > give_up:
                 raise
-            _heartbeat(f"sent {key}; waiting for the database to record it")
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
-
-
-def _heartbeat(detail: Any) -> None:
-    if activity.in_activity():
-        activity.heartbeat(detail)

@@ -26,7 +26,8 @@ from temporalio import activity
 
 from activities.context import ActivityContext
 from activities.connectors.base import PartOpener, PermanentConnectorError, Subject
-from activities.fanout import heartbeating, open_connector, store_task_result, subject_of
+from activities.fanout import open_connector, store_task_result, subject_of
+from activities.heartbeat import heartbeating
 from activities.letters import deliver_letter
 from dsrflow.audit import append_event
 from dsrflow.filecrypt import EncryptedWriter, decrypt_chunks, file_key

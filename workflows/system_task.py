@@ -81,7 +81,7 @@ class SystemTaskWorkflow:
         try:
             return await workflow.execute_activity(
                 name, task, result_type=TaskResult,
-                start_to_close_timeout=timedelta(minutes=10), heartbeat_timeout=timedelta(seconds=30),
+                start_to_close_timeout=timedelta(minutes=10), heartbeat_timeout=timedelta(seconds=15),
                 retry_policy=_RETRY,
             )
         except ActivityError as exc:

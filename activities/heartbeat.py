@@ -1,0 +1,26 @@
+"""Heartbeats for steps that may take a while (a connector, a package, an e-mail): a worker that
+dies is noticed within the step's heartbeat timeout rather than its whole start-to-close timeout,
+and the step is retried elsewhere within seconds."""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import asynccontextmanager
+
+from temporalio import activity
+
+
+@asynccontextmanager
+async def heartbeating(every: float = 3.0):
+    """Heartbeat while the body runs, so a worker that dies is noticed within the heartbeat
+    timeout rather than the whole start-to-close timeout."""
+    async def beat() -> None:
+        while activity.in_activity():  # the same code also runs in a CLI or a test
+            activity.heartbeat()
+            await asyncio.sleep(every)
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()

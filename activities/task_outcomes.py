@@ -1,0 +1,49 @@
+"""What one action did in one system, kept per request, system, action and staff attempt.
+
+Stored with the evidence of the effect, before a transactional system commits (`committed` false)
+and again once the action returned (`committed` true). A retry of the same attempt after a worker
+died returns the committed outcome instead of acting again, and one that finds only the provisional
+outcome acts again: if the system then has nothing left to do, the earlier attempt's effect did
+commit, and its outcome is the true one (never "not found, 0 records" for data that was erased).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+
+from schemas.workflow import TaskInput, TaskResult
+
+
+@dataclass(frozen=True)
+class StoredOutcome:
+    result: TaskResult
+    committed: bool
+
+
+def _key(task: TaskInput) -> tuple[str, str, str, int]:
+    return task.request_id, task.task.system, task.task.action, task.attempt
+
+
+async def load_outcome(conn: asyncpg.Pool | asyncpg.Connection, task: TaskInput) -> StoredOutcome | None:
+    row = await conn.fetchrow(
+        "SELECT outcome, committed FROM task_outcomes WHERE request_id = $1 AND system = $2 "
+        "AND action = $3 AND attempt = $4", *_key(task))
+    if row is None:
+        return None
+    return StoredOutcome(TaskResult.model_validate(row["outcome"]), row["committed"])
+
+
+async def save_outcome(conn: asyncpg.Pool | asyncpg.Connection, task: TaskInput, result: TaskResult, *,
+                       committed: bool) -> None:
+    await conn.execute(
+        """INSERT INTO task_outcomes (request_id, system, action, attempt, outcome, committed)
+           VALUES ($1, $2, $3, $4, $5, $6)
+           ON CONFLICT (request_id, system, action, attempt) DO UPDATE
+             SET outcome = EXCLUDED.outcome, committed = EXCLUDED.committed, stored_at = now()""",
+        *_key(task), result.model_dump(mode="json"), committed)
+
+
+def did_nothing(result: TaskResult) -> bool:
+    return not (result.found or result.changed or result.kept)

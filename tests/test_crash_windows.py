@@ -1,0 +1,211 @@
+"""Crash windows, each opened by killing a real worker process at the line it follows (a failpoint,
+dsrflow/failpoints.py) or by stopping a real PostgreSQL at that moment: exactly once in effect,
+nothing lost."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from aiosmtpd.controller import Controller
+from temporalio.service import RPCError
+
+from devstack.postgres import EmbeddedPostgres
+from devstack.processes import free_port
+from devstack.smtp_sink import read_mailbox
+from dsrflow.db import create_pool
+from dsrflow.requests_store import create_request, workflow_id_for
+from policy.model import load_policy
+from schemas.requests import NewRequest
+from schemas.workflow import StartRequest
+from tests.conftest import make_database
+from tests.fanout_stack import api, fanout_stack
+from tests.support import api_client, letters_for, settings_env, staff_headers, text_of, wait_for_letter
+from workers.dsr_worker import build_worker
+from workers.schedules import RETENTION_SCHEDULE_ID, SWEEP_SCHEDULE_ID
+from workflows.dsr import DataSubjectRequestWorkflow
+
+
+@contextlib.asynccontextmanager
+async def worker_process(settings, client, tmp_path: Path, *, failpoints: str) -> AsyncIterator[subprocess.Popen]:
+    """`dsrflow worker` as its own process, dying at the named failpoints."""
+    env = {**os.environ, **settings_env(settings), "TEMPORAL_ADDRESS": client.service_client.config.target_host,
+           "DSRFLOW_FAILPOINTS": failpoints}
+    with open(tmp_path / "worker.log", "wb") as log:
+        worker = subprocess.Popen([sys.executable, "-m", "dsrflow.cli", "worker"], env=env,
+                                  stdout=log, stderr=subprocess.STDOUT)
+    try:
+        yield worker
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        worker.wait(timeout=30)
+        for schedule_id in (RETENTION_SCHEDULE_ID, SWEEP_SCHEDULE_ID):  # the process worker made them
+            with contextlib.suppress(RPCError):
+                await client.get_schedule_handle(schedule_id).delete()
+
+
+async def died(worker: subprocess.Popen, tmp_path: Path, timeout: float = 60) -> None:
+    for _ in range(int(timeout * 10)):
+        if worker.poll() is not None:
+            assert worker.returncode == -9, (tmp_path / "worker.log").read_text()[-3000:]
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("the worker never reached its failpoint: " + (tmp_path / "worker.log").read_text()[-3000:])
+
+
+async def _erase_ada(http, pool) -> str:
+    r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"),
+                        json={"type": "erasure", "subject": {"email": "ada@example.com"}, "identity_attested": True})
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
+def _comparable(results: list[dict]) -> dict[str, tuple]:
+    return {r["system"]: (r["status"], r["found"], r["changed"], r["kept"], sorted(r["datasets"]), r["kept_records"])
+            for r in results}
+
+
+async def test_a_task_result_survives_a_worker_killed_after_the_erasure_committed(
+        postgres, settings, dev_server, pool, mail_sink, tmp_path):
+    """The worker dies right after a system's erasure committed, before the step reported back.
+    The retry reports the effect that happened: every system's result, the response letter and its
+    Art. 19 recipients are those of a clean run (not "not found, 0 records")."""
+    client = dev_server.client
+    for run in ("clean", "crash"):
+        (tmp_path / run).mkdir()
+    async with fanout_stack(postgres, settings, client, tmp_path / "clean") as clean, api(clean) as http:
+        async with build_worker(client, clean.settings, pool):
+            clean_id = await _erase_ada(http, pool)
+            clean_state = await client.get_workflow_handle(workflow_id_for(clean_id)).result()
+    async with fanout_stack(postgres, settings, client, tmp_path / "crash") as crash, api(crash) as http:
+        async with worker_process(crash.settings, client, tmp_path, failpoints="task-effect-committed") as worker:
+            crash_id = await _erase_ada(http, pool)
+            await died(worker, tmp_path)
+        async with build_worker(client, crash.settings, pool):
+            crash_state = await asyncio.wait_for(client.get_workflow_handle(workflow_id_for(crash_id)).result(), 120)
+
+    assert crash_state["status"] == clean_state["status"] == "completed"
+    assert _comparable(crash_state["results"]) == _comparable(clean_state["results"])
+    assert any(r["changed"] for r in crash_state["results"])
+
+    def letter(rid: str) -> str:
+        (message,) = letters_for(mail_sink, rid, "response")
+        # The two runs differ only in their request id and the address of their own API.
+        return re.sub(r"http://127\.0\.0\.1:\d+", "<api>", text_of(message).replace(rid, "<id>"))
+
+    assert letter(crash_id) == letter(clean_id)
+    assert "Art. 19" in letter(crash_id)
+
+
+class _GatedWriter:
+    """An SMTP sink that, once armed, keeps the message it accepted (as a mailbox would) but holds
+    back its "250 accepted" answer until released: the sender waits inside the SMTP transaction."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.armed = True
+        self.arrived = threading.Event()
+        self.release = threading.Event()
+
+    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: N802
+        self.directory.mkdir(parents=True, exist_ok=True)
+        (self.directory / f"{time.time_ns()}-{uuid.uuid4().hex[:8]}.eml").write_bytes(envelope.original_content)
+        if self.armed:
+            self.armed = False
+            self.arrived.set()
+            while not self.release.is_set():
+                await asyncio.sleep(0.05)
+        return "250 Message accepted for delivery"
+
+
+@pytest.fixture
+def gated_sink(tmp_path: Path) -> Iterator[tuple[_GatedWriter, int]]:
+    handler = _GatedWriter(tmp_path / "mail")
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield handler, port
+    handler.release.set()
+    controller.stop()
+
+
+async def test_a_letter_accepted_while_the_database_restarts_goes_out_once(
+        settings, dev_server, task_queue, gated_sink, tmp_path):
+    """PostgreSQL stops while the relay holds the acknowledgement's "accepted" answer: the letter
+    was sent, and recording that waits for the database instead of failing the step, whose retry
+    would send it again. One acknowledgement, recorded once, and the request completes."""
+    sink, smtp_port = gated_sink
+    server = EmbeddedPostgres(tmp_path / "pg", free_port())
+    server.start(tmp_path / "postgres.log")
+    try:
+        await server.wait_ready()
+        url = await make_database(server, "crash")
+        own = settings.model_copy(update={"database_url": url, "smtp_port": smtp_port})
+        loaded = load_policy(own.policy_path)
+        pool = await create_pool(url, min_size=1, max_size=10)
+        try:
+            row, _ = await create_request(pool, NewRequest(type="erasure", subject={"email": "ada@example.com"},
+                                                           identity_attested=True),
+                                          loaded_policy=loaded, actor="test", idempotency_key=None)
+            rid = str(row["id"])
+            async with build_worker(dev_server.client, own, pool, task_queue=task_queue):
+                handle = await dev_server.client.start_workflow(
+                    DataSubjectRequestWorkflow.run, StartRequest(request_id=rid, policy_version=loaded.version),
+                    id=workflow_id_for(rid), task_queue=task_queue)
+                assert await asyncio.to_thread(sink.arrived.wait, 30)
+                server.stop()
+                sink.release.set()  # "accepted": the worker now finds the database gone
+                await asyncio.sleep(3)
+                server.start(tmp_path / "postgres.log")
+                await server.wait_ready()
+                state = await asyncio.wait_for(handle.result(), 120)
+            assert state.status.value == "completed"
+            letters = await pool.fetch("SELECT purpose FROM sent_letters WHERE request_id = $1", uuid.UUID(rid))
+            events = [r["event_type"] for r in await pool.fetch(
+                "SELECT event_type FROM audit_events WHERE request_id = $1", uuid.UUID(rid))]
+        finally:
+            await pool.close()
+    finally:
+        server.stop()
+    mailbox = [m for m in read_mailbox(sink.directory) if m["X-DSR-Request-Id"] == rid]
+    assert sorted(m["X-DSR-Purpose"] for m in mailbox) == ["acknowledgement", "response"]
+    assert sorted(r["purpose"] for r in letters) == ["acknowledgement", "response"]
+    assert "mail.resent" not in events and events.count("letter.sent") == 2
+
+
+async def test_a_worker_killed_inside_the_smtp_transaction_resends_by_the_documented_rule(
+        settings, dev_server, pool, mail_sink, tmp_path):
+    """The worker dies after the relay accepted the acknowledgement but before recording it: no one
+    can know it arrived, so the retry sends it again with the same Message-ID (mail systems treat
+    that as one message) and says so in the audit trail; it is recorded once, and nothing else of
+    the request repeats."""
+    client = dev_server.client
+    task_queue = f"crash-{uuid.uuid4().hex[:6]}"
+    own = settings.model_copy(update={"task_queue": task_queue})
+    async with worker_process(own, client, tmp_path, failpoints="mail-accepted") as worker:
+        async with api_client(own, client, task_queue) as http:
+            r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
+                "type": "erasure", "subject": {"email": "ada@example.com"}, "identity_attested": True})
+            rid = r.json()["id"]
+        await died(worker, tmp_path)
+    async with build_worker(client, own, pool, task_queue=task_queue):
+        await wait_for_letter(mail_sink, rid, "response")
+        await client.get_workflow_handle(workflow_id_for(rid)).result()
+    acks = letters_for(mail_sink, rid, "acknowledgement")
+    assert len(acks) == 2 and acks[0]["Message-ID"] == acks[1]["Message-ID"]
+    assert len(letters_for(mail_sink, rid, "response")) == 1
+    assert await pool.fetchval("SELECT count(*) FROM sent_letters WHERE request_id = $1", uuid.UUID(rid)) == 2
+    resent = await pool.fetch("SELECT data FROM audit_events WHERE request_id = $1 AND event_type = 'mail.resent'",
+                              uuid.UUID(rid))
+    assert len(resent) == 1 and re.search("unknown", resent[0]["data"]["reason"])
