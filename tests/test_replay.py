@@ -19,12 +19,17 @@ from dsrflow.codec import ENCODING
 from dsrflow.temporal_client import build_data_converter
 from tests.histories import KEYS, history_files
 from workflows.dsr import DataSubjectRequestWorkflow
+from workflows.system_task import SystemTaskWorkflow
 
 HISTORIES = history_files()
 
 
 def test_saved_histories_exist():
-    assert HISTORIES, "no tests/histories/*.json: run `.venv/bin/python -m tests.histories.record`"
+    """Every path a running request can be on is covered by a saved history."""
+    names = {p.stem for p in HISTORIES}
+    assert {"attested_erasure", "verified_access_extended", "objection_decided", "task_retried_and_resolved",
+            "approved_access", "system_task_erasure_billing", "system_task_erasure_email_marketing"} <= names, (
+        "missing tests/histories/*.json: run `.venv/bin/python -m tests.histories.record`")
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
@@ -35,7 +40,9 @@ async def test_history_replays_with_current_workflow(path: Path):
     encodings = {base64.b64decode(p["metadata"]["encoding"]) for p in started["input"]["payloads"]}
     assert encodings == {ENCODING}
 
-    replayer = Replayer(workflows=[DataSubjectRequestWorkflow], data_converter=build_data_converter(KEYS))
+    # Each history names its workflow type: a request's, or one system's task (its child).
+    replayer = Replayer(workflows=[DataSubjectRequestWorkflow, SystemTaskWorkflow],
+                        data_converter=build_data_converter(KEYS))
     result = await replayer.replay_workflow(
         WorkflowHistory.from_json(f"dsr-replay-{path.stem}", text), raise_on_replay_failure=False
     )

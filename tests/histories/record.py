@@ -1,8 +1,8 @@
 """Record the histories that tests/test_replay.py replays.
 
-    .venv/bin/python -m tests.histories.record
+    .venv/bin/python -m tests.histories.record [--again]
 
-Starts its own embedded PostgreSQL, SMTP sink and Temporal dev server (nothing else needs to run),
+Writes the histories that are missing (`--again`: all of them). Starts its own embedded PostgreSQL, SMTP sink and Temporal dev server (nothing else needs to run),
 drives real requests through the real API and worker, and writes each workflow's history to
 `tests/histories/<name>.json`. Payloads are encrypted with the TEST-ONLY key in
 `tests/histories/test-key`. Re-record only on purpose: a history that no longer replays means the
@@ -20,6 +20,7 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+import yaml
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
@@ -32,7 +33,7 @@ from dsrflow.logging import configure_logging
 from dsrflow.migrate import migrate
 from dsrflow.settings import Settings
 from dsrflow.temporal_client import build_data_converter
-from schemas.workflow import PackageInfo, Plan
+from schemas.workflow import PackageInfo, Plan, task_workflow_id
 from tests.fanout_stack import fanout_stack
 from tests.histories import DIRECTORY, KEYS, key_line
 from tests.support import api_client, staff_headers, text_of, wait_for_letter
@@ -79,6 +80,84 @@ async def _history_of(client: Client, request_id: str) -> str:
     return (await handle.fetch_history()).to_json()
 
 
+async def _task_history(client: Client, request_id: str, system: str, action: str, attempt: int = 1) -> str:
+    """A SystemTaskWorkflow's history (a child of the request's workflow)."""
+    handle = client.get_workflow_handle(task_workflow_id(request_id, system, action, attempt))
+    await handle.result()
+    return (await handle.fetch_history()).to_json()
+
+
+async def _until(check: Callable[[], Awaitable[bool]], what: str) -> None:
+    for _ in range(300):
+        if await check():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def _state(client: Client, request_id: str):
+    return await client.get_workflow_handle(f"dsr-{request_id}").query(DataSubjectRequestWorkflow.state)
+
+
+async def record_objection_decided(http: httpx.AsyncClient, pool: asyncpg.Pool, client: Client) -> str:
+    """An objection to legitimate-interest processing, decided by compliance (the objection gate)."""
+    r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
+        "type": "objection", "objection_scope": "legitimate_interest",
+        "subject": {"email": "ada@example.com"}, "identity_attested": True})
+    r.raise_for_status()
+    rid = r.json()["id"]
+    await _until(lambda: _awaiting_decision(client, rid), "the objection decision")
+    r = await http.post(f"/v1/requests/{rid}/decide-objection", headers=await staff_headers(pool, "compliance"),
+                        json={"compelling_grounds": False, "explanation": "No overriding interest in analytics."})
+    r.raise_for_status()
+    return await _history_of(client, rid)
+
+
+async def _awaiting_decision(client: Client, rid: str) -> bool:
+    return (await _state(client, rid)).awaiting_decision
+
+
+async def record_task_retried_and_resolved(http: httpx.AsyncClient, pool: asyncpg.Pool, client: Client) -> str:
+    """A rectification the OpenDSR processor cannot do: its task needs attention, is retried (and
+    needs attention again), then resolved by staff."""
+    r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
+        "type": "rectification", "subject": {"email": "grace@example.com"}, "identity_attested": True,
+        "corrections": {"name": "Grace B. Hopper"}})
+    r.raise_for_status()
+    rid = r.json()["id"]
+    compliance = await staff_headers(pool, "compliance")
+
+    async def stuck(attempt: int) -> bool:
+        return any(t.system == "email_marketing" and t.status == "needs_attention" and t.attempt == attempt
+                   for t in (await _state(client, rid)).results)
+
+    await _until(lambda: stuck(1), "the e-mail task needing attention")
+    r = await http.post(f"/v1/requests/{rid}/retry-task", headers=compliance, json={"system": "email_marketing"})
+    r.raise_for_status()
+    await _until(lambda: stuck(2), "the retried task needing attention")
+    r = await http.post(f"/v1/requests/{rid}/resolve-task", headers=compliance,
+                        json={"system": "email_marketing", "note": "Told the provider by e-mail, ticket 88"})
+    r.raise_for_status()
+    return await _history_of(client, rid)
+
+
+async def record_approved_access(http: httpx.AsyncClient, pool: asyncpg.Pool, client: Client) -> str:
+    """An access request held for compliance's approval (the approval gate), then approved."""
+    r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
+        "type": "access", "subject": {"email": "grace@example.com"}, "identity_attested": True})
+    r.raise_for_status()
+    rid = r.json()["id"]
+
+    async def awaiting() -> bool:
+        return (await _state(client, rid)).status == "awaiting_approval"
+
+    await _until(awaiting, "the approval gate")
+    r = await http.post(f"/v1/requests/{rid}/approve", headers=await staff_headers(pool, "compliance"),
+                        json={"note": "Package checked"})
+    r.raise_for_status()
+    return await _history_of(client, rid)
+
+
 async def record_attested_erasure(http: httpx.AsyncClient, pool: asyncpg.Pool, sink: MailSink,
                                   client: Client) -> str:
     r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
@@ -115,6 +194,14 @@ async def record_verified_access_extended(http: httpx.AsyncClient, pool: asyncpg
     gate.release[rid].set()
     await wait_for_letter(sink, rid, "response")
     return await _history_of(client, rid)
+
+
+def approval_policy(settings: Settings, home: Path) -> Settings:
+    content = yaml.safe_load(Path(settings.policy_path).read_text())
+    content["approval_required_for"] = ["access"]
+    path = home / "approval-policy.yaml"
+    path.write_text(yaml.safe_dump(content, sort_keys=False))
+    return settings.model_copy(update={"policy_path": path})
 
 
 async def main() -> int:
@@ -157,8 +244,26 @@ async def main() -> int:
                         http, pool, sink, env.client)
                     histories["verified_access_extended"] = await record_verified_access_extended(
                         http, pool, sink, env.client, gate)
+                    histories["objection_decided"] = await record_objection_decided(http, pool, env.client)
+                    histories["task_retried_and_resolved"] = await record_task_retried_and_resolved(
+                        http, pool, env.client)
+                    erasure_id = re.search(r'"workflowId": "dsr-([0-9a-f-]{36})-', histories["attested_erasure"])
+                    assert erasure_id, "no request id in the erasure's history"
+                    histories["system_task_erasure_billing"] = await _task_history(
+                        env.client, erasure_id.group(1), "billing", "erase")
+                    histories["system_task_erasure_email_marketing"] = await _task_history(
+                        env.client, erasure_id.group(1), "email_marketing", "erase")
+                # The same stack, with the policy's approval gate for access requests.
+                gated = approval_policy(settings, home)
+                async with build_worker(env.client, gated, pool, task_queue=TASK_QUEUE), \
+                        api_client(gated, env.client, TASK_QUEUE) as http:
+                    histories["approved_access"] = await record_approved_access(http, pool, env.client)
             for name, text in histories.items():
                 path = DIRECTORY / f"{name}.json"
+                if path.exists() and "--again" not in sys.argv:
+                    # An old history is the point: it proves today's code replays what ran before.
+                    print(f"kept {path.name} (pass --again to record it anew)")
+                    continue
                 path.write_text(text + ("" if text.endswith("\n") else "\n"))
                 print(f"wrote {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
             return 0
