@@ -123,3 +123,19 @@ async def test_types_without_the_gate_complete_and_cannot_be_approved(http, pool
 async def test_package_review_of_a_request_without_one_is_404(http, pool):
     rid = await open_request(http, pool, "erasure")
     assert_problem(await http.get(f"/v1/requests/{rid}/package", headers=await staff_headers(pool, "compliance")), 404)
+
+
+async def test_two_concurrent_approvals_release_once(http, pool, mail_sink):
+    """Two compliance officers press Approve at the same moment: one releases the response, the
+    other is told it is no longer awaiting approval (the handler re-checks what its validator saw)."""
+    rid = await open_request(http, pool, "access")
+    await wait_for_status(http, pool, rid, "awaiting_approval")
+    headers = await staff_headers(pool, "compliance")
+    answers = await asyncio.gather(*(http.post(f"/v1/requests/{rid}/approve", headers=headers,
+                                               json={"note": f"officer {n}"}) for n in (1, 2)))
+    assert sorted(a.status_code for a in answers) == [200, 409], [a.text for a in answers]
+    assert "not awaiting approval" in next(a for a in answers if a.status_code == 409).json()["detail"]
+    await wait_for_letter(mail_sink, rid, "response")
+    await wait_for_status(http, pool, rid, "completed")
+    assert (await event_types(pool, rid)).count("approval.granted") == 1
+    assert len(letters_for(mail_sink, rid, "response")) == 1

@@ -286,3 +286,29 @@ async def test_portability_package_holds_only_what_ada_provided(stack, pool, dev
     assert not any("page_events" in n or "invoices" in n for n in names)
     contacts = json.loads(archive.read(next(n for n in names if n.endswith("contacts.json"))))
     assert contacts and "email" in contacts[0] and "notes" not in contacts[0]
+
+
+async def test_two_concurrent_retries_of_a_task_run_it_once(stack, pool, dev_server):
+    """Two officers retry the same task at once: one retry runs (attempt 2), the other is refused."""
+    async with build_worker(dev_server.client, stack.settings, pool), api(stack) as http:
+        rid = await _open(http, pool, {"type": "rectification", "subject": {"email": "ada@example.com"},
+                                       "corrections": {"name": "Ada King"}})
+        handle = dev_server.client.get_workflow_handle(workflow_id_for(rid))
+
+        async def email_task() -> object:
+            state = await handle.query(DataSubjectRequestWorkflow.state)
+            return next((r for r in state.results if r.system == "email_marketing"), None)
+
+        for _ in range(100):
+            task = await email_task()
+            if task is not None and task.status == "needs_attention":
+                break
+            await asyncio.sleep(0.2)
+        compliance = await staff_headers(pool, "compliance")
+        answers = await asyncio.gather(*(http.post(f"/v1/requests/{rid}/retry-task", headers=compliance,
+                                                   json={"system": "email_marketing"}) for _ in range(2)))
+        assert sorted(a.status_code for a in answers) == [200, 409], [a.text for a in answers]
+        assert (await email_task()).attempt == 2
+        retried = await pool.fetchval("SELECT count(*) FROM audit_events WHERE request_id = $1 "
+                                      "AND event_type = 'task.retried'", rid)
+        assert retried == 1
