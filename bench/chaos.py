@@ -61,7 +61,9 @@ class Plan:
         return self.lead + len(self.faults) * self.spacing
 
 
-FULL = Plan("chaos", 200, FULL_FAULTS, lead=8, spacing=15, outage=3, drain_timeout=900)
+# 200 erasures over 168 s is about 1.2 a second: below what 2 shared cores sustain with the
+# processors reached by e-mail (at 1.6/s the fault-free pass itself queued, p95 26 s).
+FULL = Plan("chaos", 200, FULL_FAULTS, lead=8, spacing=20, outage=3, drain_timeout=900)
 # The smoke's drain timeout keeps `make test` bounded: a request still open 35 s after the last
 # fault has already missed the p95 target by then.
 SMOKE = Plan("chaos_smoke", 12, SMOKE_FAULTS, lead=2, spacing=6, outage=1, drain_timeout=35)
