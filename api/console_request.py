@@ -69,7 +69,8 @@ async def _context(request: Request, request_id: str, staff: Staff) -> dict[str,
         "actions": allowed_actions(staff.has_role, Situation(
             status=status, extended=extended, overdue=bool(live and live.overdue),
             awaiting_decision=bool(live and live.awaiting_decision),
-            needs_attention=any(t["status"] == "needs_attention" for t in tasks))),
+            needs_attention=any(t["status"] == "needs_attention" for t in tasks),
+            failed_step=live.trouble if live else None)),
         "denial_reasons": list(DenialReason),
         "temporal_link": temporal_ui_link(state.settings, request_id),
     }

@@ -65,6 +65,8 @@ _EVENT_WORDS = {
     "objection.decided": "Objection decided",
     "package.reviewed": "Package reviewed by compliance",
     "approval.granted": "Release approved",
+    "step.failed": "A step failed",
+    "step.resolved": "Failed step answered",
     "retention.applied": "Retention rule applied",
 }
 
@@ -86,6 +88,8 @@ def describe_event(event: Mapping[str, Any]) -> str:
         "verification.failed": f"{data.get('attempts_left')} attempt(s) left" if "attempts_left" in data else None,
         "deadline.extended": f"{data.get('from')} → {data.get('to')}: {data.get('reason')}",
         "task.retried": data.get("system"), "task.resolved": data.get("system"),
+        "step.failed": f"{data.get('step')}: {data.get('message')}",
+        "step.resolved": f"{data.get('step')}: {data.get('resolution')}",
         "status.denied": data.get("reason_code"), "status.cancelled": data.get("reason"),
     }.get(kind)
     return f"{words} ({detail})" if detail else words

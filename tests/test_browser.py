@@ -39,14 +39,15 @@ async def browser() -> AsyncIterator[Browser]:
 
 
 @contextlib.asynccontextmanager
-async def served_site(settings, pool, client, task_queue: str) -> AsyncIterator[str]:
+async def served_site(settings, pool, client, task_queue: str, activity_overrides=()) -> AsyncIterator[str]:
     """The whole app with these settings on a free loopback port, its links pointing there, with
-    a worker; yields its address."""
+    a worker (running the fakes of `activity_overrides` in place of the real activities); yields
+    its address."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     site_settings = settings.model_copy(update={"public_url": url, "task_queue": task_queue})
     app = create_app(site_settings, temporal_client=client)
-    async with build_worker(client, site_settings, pool, task_queue=task_queue):
+    async with build_worker(client, site_settings, pool, task_queue=task_queue, activity_overrides=activity_overrides):
         server, task = await serve(app, port)
         try:
             yield url

@@ -1,6 +1,6 @@
 """Every action button the console's request page can render, pressed in a real browser by each
 role that sees it (agent, compliance, admin), with its visible outcome: the confirmation, the
-status, the letter sent. And a refused action shows its refusal inside the page, never a second
+status, the letter sent, the timeline. And a refused action shows its refusal inside the page, never a second
 page nested in it. Same setup as tests/test_browser.py (Debian's Chromium, uvicorn, a worker).
 """
 
@@ -11,13 +11,16 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from temporalio import activity
 from playwright.async_api import Page, expect
 
+from activities.letters import deliver_letter
+from schemas.workflow import LetterJob, LetterReceipt
 from tests.fanout_stack import fanout_stack
 from tests.support import staff_headers
 from tests.test_approval import approval_settings  # noqa: F401 (fixture: access needs approval)
 from tests.test_browser import CHROMIUM, browser, open_request, served_site, shots, signed_in, site  # noqa: F401
-from workers.dsr_worker import build_worker
+from workers.dsr_worker import activity_context, build_worker
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)")
 POLLS = re.compile(r"/live\?v=")
@@ -40,6 +43,24 @@ async def systems_site(postgres, settings, pool, dev_server, tmp_path) -> AsyncI
     async with fanout_stack(postgres, settings, dev_server.client, tmp_path) as stack:
         async with build_worker(dev_server.client, stack.settings, pool):
             yield stack.api_url
+
+
+@pytest.fixture
+async def refusing_relay(settings, pool, dev_server, task_queue) -> AsyncIterator[tuple[str, set[str]]]:
+    """The site behind a mail relay that refuses every acknowledgement (a fake `send_letter`: a
+    deterministic error, so the step fails at once and waits for staff) except those of the
+    requests in the set it yields with the site's address."""
+    ctx = activity_context(settings, pool)
+    fixed: set[str] = set()
+
+    @activity.defn(name="send_letter")
+    async def send_letter(job: LetterJob) -> LetterReceipt:
+        if job.purpose == "acknowledgement" and job.request_id not in fixed:
+            raise ValueError("550 5.7.1 the relay refuses this sender")
+        return await deliver_letter(ctx, job)
+
+    async with served_site(settings, pool, dev_server.client, task_queue, activity_overrides=[send_letter]) as url:
+        yield url, fixed
 
 
 async def offered(page: Page) -> set[str]:
@@ -150,6 +171,29 @@ async def test_task_and_objection_buttons_work(role, browser, systems_site, pool
     await expect(page.locator("#status")).to_contain_text("completed", timeout=SLOW)
     await expect(letters(page)).to_contain_text("response", timeout=SLOW)
     await shots(page, "objection-decided")
+
+
+async def test_failed_step_buttons_work_for_each_role_that_sees_them(browser, refusing_relay, pool, shots):  # noqa: F811
+    """An acknowledgement the relay refuses flags its step at once; compliance has it run again
+    once the relay is fixed, an admin records another as sent by hand."""
+    site, fixed = refusing_relay
+    retried, skipped = [await open_request(site, pool, identity_attested=True) for _ in range(2)]
+    pages = {rid: await signed_in(browser, site, pool, role, f"/console/requests/{rid}")
+             for rid, role in ((retried, "compliance"), (skipped, "admin"))}
+    for page in pages.values():
+        await expect(page.locator("#failed-step")).to_contain_text("the relay refuses this sender", timeout=SLOW)
+        assert await offered(page) == {"retry-step", "skip-step", "deny", "cancel", "extend"}
+
+    fixed.add(retried)
+    await press(pages[retried], "retry-step", flash="The step runs again.")
+    await expect(letters(pages[retried])).to_contain_text("acknowledgement", timeout=SLOW)
+    await expect(pages[retried].locator("#failed-step")).to_have_count(0)
+    await shots(pages[retried], "step-retried")
+    await press(pages[skipped], "skip-step", {"How its work was done": "Posted the acknowledgement by hand"},
+                flash="The step is recorded as done by other means.")
+    await expect(pages[skipped].locator(".timeline")).to_contain_text("Failed step answered", timeout=SLOW)
+    await expect(pages[skipped].locator("#failed-step")).to_have_count(0)
+    await shots(pages[skipped], "step-skipped")
 
 
 async def test_a_refused_action_shows_inside_the_page(browser, site, pool, shots):  # noqa: F811
