@@ -60,7 +60,7 @@ class RequestFilters(BaseModel):
         None, description="current due date strictly before this date", examples=["2026-12-01"])
     needs_attention: bool | None = Field(
         None, description="true: awaiting compliance approval, a system task waiting for staff, "
-                          "or an objection waiting for their decision")
+                          "a failed step of the request, or an objection waiting for their decision")
     q: uuid.UUID | None = Field(
         None, description="exact request id (the workflow id `dsr-<id>` is accepted too)")
 
