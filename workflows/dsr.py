@@ -45,6 +45,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.deadline_watch import DeadlineWatch
     from workflows.dsr_steps import (
         PACKAGING,
+        PLANNING,
         Decision,
         RequestClosed,
         record_event,
@@ -144,7 +145,7 @@ class DataSubjectRequestWorkflow:
         self._plan = await run_step(
             "plan_request",
             StartRequest(request_id=facts.request_id, policy_version=self._policy_version),
-            result_type=Plan, skippable=False,
+            result_type=Plan, timeouts=PLANNING, skippable=False,
         )
         if self.closed:
             return
