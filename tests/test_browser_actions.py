@@ -11,15 +11,23 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from temporalio import activity
 from playwright.async_api import Page, expect
+from temporalio import activity
 
 from activities.letters import deliver_letter
 from schemas.workflow import LetterJob, LetterReceipt
 from tests.fanout_stack import fanout_stack
 from tests.support import staff_headers
 from tests.test_approval import approval_settings  # noqa: F401 (fixture: access needs approval)
-from tests.test_browser import CHROMIUM, browser, open_request, served_site, shots, signed_in, site  # noqa: F401
+from tests.test_browser import (  # noqa: F401
+    CHROMIUM,
+    browser,
+    open_request,
+    served_site,
+    shots,
+    signed_in,
+    site,
+)
 from workers.dsr_worker import activity_context, build_worker
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)")
@@ -40,9 +48,9 @@ async def approval_site(approval_settings, pool, dev_server, task_queue) -> Asyn
 async def systems_site(postgres, settings, pool, dev_server, tmp_path) -> AsyncIterator[str]:
     """The demo systems behind the site: an OpenDSR processor that cannot rectify (its task needs
     attention) and analytics under legitimate interest (an objection waits for a decision)."""
-    async with fanout_stack(postgres, settings, dev_server.client, tmp_path) as stack:
-        async with build_worker(dev_server.client, stack.settings, pool):
-            yield stack.api_url
+    async with (fanout_stack(postgres, settings, dev_server.client, tmp_path) as stack,
+                build_worker(dev_server.client, stack.settings, pool)):
+        yield stack.api_url
 
 
 @pytest.fixture
@@ -100,9 +108,9 @@ def letters(page: Page):
 @pytest.mark.parametrize("role", ["agent", "compliance", "admin"])
 async def test_each_button_on_an_open_request_works_for_each_role_that_sees_it(
         role, browser, approval_site, pool, shots):  # noqa: F811
-    site = approval_site
-    rid = await open_request(site, pool, days_ago=3)
-    page = await signed_in(browser, site, pool, role, f"/console/requests/{rid}")
+    url = approval_site
+    rid = await open_request(url, pool, days_ago=3)
+    page = await signed_in(browser, url, pool, role, f"/console/requests/{rid}")
     await expect(page.locator("#letters-title")).to_have_text("Letters (2)", timeout=SLOW)  # receipt, code
     assert await offered(page) == OPEN_UNVERIFIED[role]
     await page.evaluate("window.notReloaded = true")
@@ -121,8 +129,8 @@ async def test_each_button_on_an_open_request_works_for_each_role_that_sees_it(
     assert await page.evaluate("window.notReloaded") is True
     await shots(page, "cancelled")
 
-    held = await open_request(site, pool, type="access", identity_attested=True)
-    await page.goto(f"{site}/console/requests/{held}")
+    held = await open_request(url, pool, type="access", identity_attested=True)
+    await page.goto(f"{url}/console/requests/{held}")
     await expect(page.locator("#status")).to_contain_text("awaiting approval", timeout=SLOW)
     if role == "agent":
         assert await offered(page) == {"cancel"}
@@ -134,8 +142,8 @@ async def test_each_button_on_an_open_request_works_for_each_role_that_sees_it(
     await expect(page.locator(".timeline")).to_contain_text("Release approved")
     await shots(page, "approved")
 
-    refused = await open_request(site, pool)
-    await page.goto(f"{site}/console/requests/{refused}")
+    refused = await open_request(url, pool)
+    await page.goto(f"{url}/console/requests/{refused}")
     await press(page, "deny", {"Ground": "manifestly_unfounded",
                                "Explanation (sent to the subject)": "The same request was answered last week"},
                 flash="Request denied")
@@ -146,10 +154,10 @@ async def test_each_button_on_an_open_request_works_for_each_role_that_sees_it(
 
 @pytest.mark.parametrize("role", ["compliance", "admin"])
 async def test_task_and_objection_buttons_work(role, browser, systems_site, pool, shots):  # noqa: F811
-    site = systems_site
-    rid = await open_request(site, pool, type="rectification", identity_attested=True,
+    url = systems_site
+    rid = await open_request(url, pool, type="rectification", identity_attested=True,
                              subject={"email": "ada@example.com"}, corrections={"name": "Ada King"})
-    page = await signed_in(browser, site, pool, role, f"/console/requests/{rid}")
+    page = await signed_in(browser, url, pool, role, f"/console/requests/{rid}")
     await expect(page.locator("#tasks")).to_contain_text("needs attention", timeout=SLOW)  # OpenDSR cannot rectify
     assert await offered(page) == {"retry-task", "resolve-task", "deny", "cancel", "extend"}
 
@@ -161,9 +169,9 @@ async def test_task_and_objection_buttons_work(role, browser, systems_site, pool
     await expect(page.locator(".timeline")).to_contain_text("Task resolved by staff (email_marketing)")
     await shots(page, "task-resolved")
 
-    objection = await open_request(site, pool, type="objection", objection_scope="legitimate_interest",
+    objection = await open_request(url, pool, type="objection", objection_scope="legitimate_interest",
                                    identity_attested=True, subject={"email": "ada@example.com"})
-    await page.goto(f"{site}/console/requests/{objection}")
+    await page.goto(f"{url}/console/requests/{objection}")
     await expect(page.locator("#live")).to_contain_text("waiting for a compliance decision", timeout=SLOW)
     assert await offered(page) == {"decide-objection", "deny", "cancel", "extend"}
     await press(page, "decide-objection", {"No: stop the processing": "", "Explanation (sent to the subject)":
@@ -176,9 +184,9 @@ async def test_task_and_objection_buttons_work(role, browser, systems_site, pool
 async def test_failed_step_buttons_work_for_each_role_that_sees_them(browser, refusing_relay, pool, shots):  # noqa: F811
     """An acknowledgement the relay refuses flags its step at once; compliance has it run again
     once the relay is fixed, an admin records another as sent by hand."""
-    site, fixed = refusing_relay
-    retried, skipped = [await open_request(site, pool, identity_attested=True) for _ in range(2)]
-    pages = {rid: await signed_in(browser, site, pool, role, f"/console/requests/{rid}")
+    url, fixed = refusing_relay
+    retried, skipped = [await open_request(url, pool, identity_attested=True) for _ in range(2)]
+    pages = {rid: await signed_in(browser, url, pool, role, f"/console/requests/{rid}")
              for rid, role in ((retried, "compliance"), (skipped, "admin"))}
     for page in pages.values():
         await expect(page.locator("#failed-step")).to_contain_text("the relay refuses this sender", timeout=SLOW)

@@ -20,7 +20,14 @@ from dsrflow.db import create_pool
 from dsrflow.keys import load_keyring
 from dsrflow.temporal_client import build_data_converter
 from tests.conftest import make_database
-from tests.support import api_client, assert_problem, console_sign_in, served, staff_headers, unique_email
+from tests.support import (
+    api_client,
+    assert_problem,
+    console_sign_in,
+    served,
+    staff_headers,
+    unique_email,
+)
 from workers.dsr_worker import build_worker
 
 BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
