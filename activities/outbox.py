@@ -1,24 +1,28 @@
 """Sending an e-mail at most once per key, across crashes, retries and database outages.
 
-Every message dsrflow sends (letters, processor requests and reminders) goes through `send_once`:
+Every message dsrflow sends (letters, processor requests and reminders) goes through `send_once`.
+Its `mail_outbox` row moves through these states, each committed before the next step:
 
-1. Claim: a `mail_outbox` row for the key is committed in state `claimed` before any SMTP traffic.
-   The claimer holds a session advisory lock on the key for the whole send, so a second, live
-   attempt (a poll running beside another, an activity retried while its first attempt still
-   runs) never sends alongside it: it is told the message is `busy`.
-2. Send: one SMTP transaction. If the relay refused it or could not be reached, the claim is
-   released (`failed`) and the error propagates: the retry sends normally.
-3. Record: the claim becomes `sent`, together with the caller's own records (the letter's
-   evidence row, the manual task, the audit event), in one transaction. If the database is down at
-   that moment, the record is retried for up to `RECORD_PATIENCE` seconds before the attempt fails.
+1. `claimed`: before any SMTP traffic. The claimer holds a session advisory lock on the key for the
+   whole send, so a second, live attempt (a poll beside another, an activity retried while its
+   first attempt still runs) never sends alongside it: it is told the message is `busy`.
+2. `data_sent`: the relay accepted the envelope (sender, recipients) and the message itself is
+   about to go. If this cannot be recorded (the database is down) the message is not sent.
+3. `sent`: the relay accepted the message; written with the caller's own records (the letter's
+   evidence row, the manual task, the audit event) in one transaction. A database down at that
+   moment is waited for, up to `RECORD_PATIENCE` seconds.
+   If the relay refused the message, or the connection failed and this process saw it, the row
+   becomes `failed` and the error propagates: the retry sends again.
 
-A row found `sent` means sent: nothing goes out again. A row found `claimed` whose lock is free
-means the attempt that claimed it died inside the SMTP transaction (or the database stayed down
-past the patience above), so nobody can know whether the relay accepted the message. The rule:
-**send it again, with the same Message-ID**, and record `mail.resent` in the audit trail. A lost
-response letter would breach the statutory deadline; a second copy of the same message (same
-Message-ID, which mail systems use to recognise a duplicate) does not. The window in which this can
-happen is the SMTP transaction alone.
+A retry that finds the row with its lock free (the attempt that wrote it has died) acts on the
+state it finds, and the audit trail says what it did:
+- `sent`: nothing; `failed`: it sends;
+- `claimed`: the sender died before the relay had the message, so it sends (`mail.resent`);
+- `data_sent`: the sender died after handing the relay the message, before hearing its answer.
+  A relay keeps a message it received in full, and a process killed while writing the few
+  kilobytes of a letter to its socket is the rare exception; sending again would put a second
+  copy in the subject's mailbox in every other case. The rule: **it is recorded as sent and not
+  sent again** (`mail.unconfirmed`, which names the Message-ID for staff to check with the relay).
 """
 
 from __future__ import annotations
@@ -28,7 +32,6 @@ import enum
 from collections.abc import Awaitable, Callable
 from email.message import EmailMessage
 
-import aiosmtplib
 import asyncpg
 
 from activities.errors import TRANSIENT_DB_ERRORS
@@ -38,16 +41,10 @@ from dsrflow.failpoints import failpoint
 
 RECORD_PATIENCE = 120.0  # seconds a sent message waits for the database to come back
 
-# The relay answered, or was never reached: it did not accept the message.
-# (A reply with an error code, HELO to DATA, is a refusal; a connection lost mid-way is not known.)
-_NOT_ACCEPTED = (aiosmtplib.SMTPConnectError, aiosmtplib.SMTPConnectTimeoutError,
-                 aiosmtplib.SMTPResponseException, aiosmtplib.SMTPRecipientsRefused,
-                 aiosmtplib.SMTPNotSupported, ConnectionRefusedError)
-
 
 class Sent(enum.Enum):
     SENT = "sent"  # this call sent it
-    ALREADY = "already"  # an earlier attempt did
+    ALREADY = "already"  # an earlier attempt did (or, dying, handed it to the relay)
     BUSY = "busy"  # a live attempt is sending it right now
 
 
@@ -65,10 +62,19 @@ async def send_once(pool: asyncpg.Pool, mailer: Mailer, key: str, message: Email
             state = await _claim(conn, key, message, request_id)
             if state == "sent":
                 return Sent.ALREADY
+            if state == "data_sent":
+                await _record_sent(pool, key, on_sent)
+                return Sent.ALREADY
+
+            async def before_data() -> None:
+                await conn.execute("UPDATE mail_outbox SET state = 'data_sent' WHERE mail_key = $1", key)
+
+            failpoint("mail-claimed")
             try:
-                await mailer.send(message)
-            except _NOT_ACCEPTED:
-                await conn.execute("UPDATE mail_outbox SET state = 'failed' WHERE mail_key = $1", key)
+                await mailer.send(message, before_data=before_data)
+            except Exception:
+                # Seen failing by this process: the relay did not confirm it, so a retry sends.
+                await _mark_failed(conn, key)
                 raise
             failpoint("mail-accepted")
         finally:
@@ -86,22 +92,38 @@ async def _claim(conn: asyncpg.Connection, key: str, message: EmailMessage, requ
                 "INSERT INTO mail_outbox (mail_key, request_id, message_id, state) VALUES ($1, $2, $3, 'claimed')",
                 key, request_id, message["Message-ID"])
             return "new"
-        if found["state"] == "sent":
-            return "sent"
-        if found["state"] == "claimed":
-            # Its sender died inside the SMTP transaction: the outcome is unknown (module doc).
+        state = str(found["state"])
+        if state == "sent":
+            return state
+        outcome = _DIED.get(state)
+        if outcome is not None:
+            event_type, reason = outcome
             await append_event(
-                conn, event_key=f"mail-resent:{key}:{found['attempts']}", request_id=request_id,
-                event_type="mail.resent", actor="workflow",
-                data={"mail_key": key, "message_id": message["Message-ID"],
-                      "reason": "an earlier attempt died during the SMTP transaction; whether the "
-                                "relay accepted the message is unknown, so it is sent again with "
-                                "the same Message-ID"},
-            )
-        await conn.execute(
-            "UPDATE mail_outbox SET state = 'claimed', attempts = attempts + 1, claimed_at = now() "
-            "WHERE mail_key = $1", key)
-        return str(found["state"])
+                conn, event_key=f"{event_type}:{key}:{found['attempts']}", request_id=request_id,
+                event_type=event_type, actor="workflow",
+                data={"mail_key": key, "message_id": message["Message-ID"], "reason": reason})
+        if state != "data_sent":
+            await conn.execute(
+                "UPDATE mail_outbox SET state = 'claimed', attempts = attempts + 1, claimed_at = now() "
+                "WHERE mail_key = $1", key)
+        return state
+
+
+# What a retry does about a message whose sender died, by the state the sender left (module doc).
+_DIED = {
+    "claimed": ("mail.resent", "an earlier attempt died before the relay received the message; "
+                               "it is sent now"),
+    "data_sent": ("mail.unconfirmed", "an earlier attempt died after handing the message to the "
+                                      "relay, before hearing its answer; it is recorded as sent and "
+                                      "not sent again (check with the relay by its Message-ID)"),
+}
+
+
+async def _mark_failed(conn: asyncpg.Connection, key: str) -> None:
+    try:
+        await conn.execute("UPDATE mail_outbox SET state = 'failed' WHERE mail_key = $1", key)
+    except TRANSIENT_DB_ERRORS:
+        pass  # left `claimed` or `data_sent`: a retry reads it as a sender that died (module doc)
 
 
 async def _unlock(conn: asyncpg.Connection, key: str) -> None:

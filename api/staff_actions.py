@@ -152,13 +152,13 @@ _ACTIONS = [
         "Record that staff carried out a system's action by other means."),
     StaffAction(
         "retry-step", "compliance", Workflow.retry_step, RetryStepInput, None, "The step runs again.",
-        lambda s: s.failed_step is not None,
+        lambda s: s.failed_step is not None and s.failed_step.answered_by is None,
         "Run a failed step of the request again (registration, a letter, the package) once its "
         "cause is fixed; the request's `trouble` says which step failed and why."),
     StaffAction(
         "skip-step", "compliance", Workflow.skip_step, SkipStepInput, SkipBody,
         "The step is recorded as done by other means.",
-        lambda s: s.failed_step is not None and s.failed_step.skippable,
+        lambda s: s.failed_step is not None and s.failed_step.answered_by is None and s.failed_step.skippable,
         "Record that staff did a failed step's work by other means (sent a letter by hand, say); "
         "the request carries on. Registration and planning cannot be skipped."),
     StaffAction(

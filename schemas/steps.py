@@ -20,6 +20,7 @@ class StepTrouble(_Contract):
     transient: bool  # kept failing for a reason that may pass (and is retried on its own)
     skippable: bool  # staff may skip it, having done its work by other means
     since: datetime
+    answered_by: str | None = None  # staff asked for a retry or a skip; it is under way
 
 
 class TroubleRecord(_Contract):

@@ -88,7 +88,7 @@ async def run_step(activity: str, arg: Any, *, result_type: type | None = None,
         try:
             result = await workflow.execute_activity(
                 activity, arg, result_type=result_type, retry_policy=RETRY,
-                schedule_to_close_timeout=timeouts["start_to_close_timeout"] + attention, **timeouts)
+                schedule_to_close_timeout=max(timeouts["start_to_close_timeout"], attention), **timeouts)
         except ActivityError as error:
             if supervisor is None or workflow.current_update_info() is not None:
                 raise

@@ -42,7 +42,8 @@ class StepTroubles:
             # In the background: the database or the mail relay may be what is failing.
             self._opened = asyncio.create_task(self._open(request_id, self.current, days_left))
         else:
-            self.current = self.current.model_copy(update={"message": message, "transient": transient})
+            self.current = self.current.model_copy(
+                update={"message": message, "transient": transient, "answered_by": None})
         self._decision = None
         try:
             await workflow.wait_condition(lambda: self._decision is not None or closed(),
@@ -67,6 +68,8 @@ class StepTroubles:
     def decide(self, decision: Decision, actor: str, note: str = "") -> None:
         self.require(decision)
         self._decision = (decision, actor, note)
+        assert self.current is not None
+        self.current = self.current.model_copy(update={"answered_by": actor})
 
     def require(self, decision: Decision) -> None:
         """Refuse a decision nothing waits for (checked by the validator and again, atomically,
