@@ -60,27 +60,31 @@ async def send_once(pool: asyncpg.Pool, mailer: Mailer, key: str, message: Email
             return Sent.BUSY
         try:
             state = await _claim(conn, key, message, request_id)
-            if state == "sent":
-                return Sent.ALREADY
-            if state == "data_sent":
-                await _record_sent(pool, key, on_sent)
-                return Sent.ALREADY
-
-            async def before_data() -> None:
-                await conn.execute("UPDATE mail_outbox SET state = 'data_sent' WHERE mail_key = $1", key)
-
-            failpoint("mail-claimed")
-            try:
-                await mailer.send(message, before_data=before_data)
-            except Exception:
-                # Seen failing by this process: the relay did not confirm it, so a retry sends.
-                await _mark_failed(conn, key)
-                raise
-            failpoint("mail-accepted")
+            if state not in ("sent", "data_sent"):
+                await _send(conn, mailer, key, message)
         finally:
             await _unlock(conn, key)
+    if state == "sent":
+        return Sent.ALREADY
+    # Recorded on a connection of its own, the claim's given back: letters waiting for the
+    # database must not hold the pool's connections between them.
     await _record_sent(pool, key, on_sent)
-    return Sent.SENT
+    # A message a dead sender handed to the relay is recorded, not sent again (module doc).
+    return Sent.ALREADY if state == "data_sent" else Sent.SENT
+
+
+async def _send(conn: asyncpg.Connection, mailer: Mailer, key: str, message: EmailMessage) -> None:
+    async def before_data() -> None:
+        await conn.execute("UPDATE mail_outbox SET state = 'data_sent' WHERE mail_key = $1", key)
+
+    failpoint("mail-claimed")
+    try:
+        await mailer.send(message, before_data=before_data)
+    except Exception:
+        # Seen failing by this process: the relay did not confirm it, so a retry sends.
+        await _mark_failed(conn, key)
+        raise
+    failpoint("mail-accepted")
 
 
 async def _claim(conn: asyncpg.Connection, key: str, message: EmailMessage, request_id: str | None) -> str:

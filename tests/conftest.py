@@ -6,6 +6,7 @@ so, an activity replaced by a fake registered under the real activity's name.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -38,16 +39,22 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("dsrflow-home")
 
 
-@pytest.fixture(scope="session")
-async def postgres(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[EmbeddedPostgres]:
-    data = tmp_path_factory.mktemp("pg")
-    server = EmbeddedPostgres(data / "data", free_port())
-    server.start(data / "postgres.log")
+@contextlib.asynccontextmanager
+async def running_postgres(directory: Path) -> AsyncIterator[EmbeddedPostgres]:
+    """A PostgreSQL server of its own, data and log under `directory`, stopped afterwards."""
+    server = EmbeddedPostgres(directory / "data", free_port())
+    server.start(directory / "postgres.log")
     try:
         await server.wait_ready()
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+async def postgres(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[EmbeddedPostgres]:
+    async with running_postgres(tmp_path_factory.mktemp("pg")) as server:
+        yield server
 
 
 async def make_database(server: EmbeddedPostgres, prefix: str = "t") -> str:

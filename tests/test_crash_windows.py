@@ -20,7 +20,6 @@ import pytest
 from aiosmtpd.controller import Controller
 from temporalio.service import RPCError
 
-from devstack.postgres import EmbeddedPostgres
 from devstack.processes import free_port
 from devstack.smtp_sink import read_mailbox
 from dsrflow.db import create_pool
@@ -28,7 +27,7 @@ from dsrflow.requests_store import create_request, workflow_id_for
 from policy.model import load_policy
 from schemas.requests import NewRequest
 from schemas.workflow import StartRequest
-from tests.conftest import make_database
+from tests.conftest import make_database, running_postgres
 from tests.fanout_stack import api, fanout_stack
 from tests.support import api_client, letters_for, settings_env, staff_headers, text_of, wait_for_letter
 from workers.dsr_worker import build_worker
@@ -146,10 +145,8 @@ async def test_a_letter_accepted_while_the_database_restarts_goes_out_once(
     was sent, and recording that waits for the database instead of failing the step, whose retry
     would send it again. One acknowledgement, recorded once, and the request completes."""
     sink, smtp_port = gated_sink
-    server = EmbeddedPostgres(tmp_path / "pg", free_port())
-    server.start(tmp_path / "postgres.log")
-    try:
-        await server.wait_ready()
+    (tmp_path / "pg").mkdir()
+    async with running_postgres(tmp_path / "pg") as server:
         url = await make_database(server, "crash")
         own = settings.model_copy(update={"database_url": url, "smtp_port": smtp_port})
         loaded = load_policy(own.policy_path)
@@ -167,7 +164,7 @@ async def test_a_letter_accepted_while_the_database_restarts_goes_out_once(
                 server.stop()
                 sink.release.set()  # "accepted": the worker now finds the database gone
                 await asyncio.sleep(3)
-                server.start(tmp_path / "postgres.log")
+                server.start(tmp_path / "pg" / "postgres-again.log")
                 await server.wait_ready()
                 state = await asyncio.wait_for(handle.result(), 120)
             assert state.status.value == "completed"
@@ -176,8 +173,6 @@ async def test_a_letter_accepted_while_the_database_restarts_goes_out_once(
                 "SELECT event_type FROM audit_events WHERE request_id = $1", uuid.UUID(rid))]
         finally:
             await pool.close()
-    finally:
-        server.stop()
     mailbox = [m for m in read_mailbox(sink.directory) if m["X-DSR-Request-Id"] == rid]
     assert sorted(m["X-DSR-Purpose"] for m in mailbox) == ["acknowledgement", "response"]
     assert sorted(r["purpose"] for r in letters) == ["acknowledgement", "response"]

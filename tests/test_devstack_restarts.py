@@ -24,6 +24,14 @@ from tests.up_process import (
 )
 
 
+def _launch(tmp_path: Path, policy: Path, **extra: str) -> tuple[Path, dict[str, int], dict[str, str], Path,
+                                                                  subprocess.Popen]:
+    """`dsrflow up` without demo systems, on the lifecycle policy: (home, ports, env, log, process)."""
+    home, ports, log = tmp_path / "home", free_ports(), tmp_path / "up.log"
+    env = up_env(home, ports, DSRFLOW_DEMO="false", DSRFLOW_POLICY=str(policy), **extra)
+    return home, ports, env, log, start_up(env, log)
+
+
 async def _wait_for_line(log: Path, text: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -45,11 +53,7 @@ async def _kill_and_see_restarted(proc: subprocess.Popen, log: Path, home: Path,
 
 
 async def test_killed_worker_and_api_are_restarted_and_a_request_completes(tmp_path, lifecycle_policy):
-    home = tmp_path / "home"
-    ports = free_ports()
-    env = up_env(home, ports, DSRFLOW_DEMO="false", DSRFLOW_POLICY=str(lifecycle_policy))
-    log = tmp_path / "up.log"
-    proc = start_up(env, log)
+    home, ports, env, log, proc = _launch(tmp_path, lifecycle_policy)
     try:
         await wait_healthy(ports["api"], proc, log)
         await _kill_and_see_restarted(proc, log, home, "worker", "worker")
@@ -79,12 +83,8 @@ async def test_killed_worker_and_api_are_restarted_and_a_request_completes(tmp_p
 
 
 async def test_crash_looping_worker_stops_the_stack_naming_it(tmp_path, lifecycle_policy):
-    home = tmp_path / "home"
-    ports = free_ports()
     # An empty task queue passes the settings check but every worker start fails on it.
-    env = up_env(home, ports, DSRFLOW_DEMO="false", DSRFLOW_POLICY=str(lifecycle_policy), DSRFLOW_TASK_QUEUE="")
-    log = tmp_path / "up.log"
-    proc = start_up(env, log)
+    home, ports, env, log, proc = _launch(tmp_path, lifecycle_policy, DSRFLOW_TASK_QUEUE="")
     try:
         proc.wait(150)
     finally:
@@ -100,11 +100,7 @@ async def test_crash_looping_worker_stops_the_stack_naming_it(tmp_path, lifecycl
 
 
 async def test_a_dead_temporal_server_stops_the_stack_naming_it_and_its_log(tmp_path, lifecycle_policy):
-    home = tmp_path / "home"
-    ports = free_ports()
-    env = up_env(home, ports, DSRFLOW_DEMO="false", DSRFLOW_POLICY=str(lifecycle_policy))
-    log = tmp_path / "up.log"
-    proc = start_up(env, log)
+    home, ports, env, log, proc = _launch(tmp_path, lifecycle_policy)
     try:
         await wait_healthy(ports["api"], proc, log)
         temporal = next(c for c in psutil.Process(proc.pid).children() if c.name() == "temporal")

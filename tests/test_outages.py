@@ -19,7 +19,7 @@ from devstack.processes import find_binary, free_port
 from dsrflow.db import create_pool
 from dsrflow.keys import load_keyring
 from dsrflow.temporal_client import build_data_converter
-from tests.conftest import make_database
+from tests.conftest import make_database, running_postgres
 from tests.support import (
     api_client,
     assert_problem,
@@ -36,13 +36,8 @@ NO_SUCH_LINK = "/v1/callbacks/manual/" + "0" * 64
 
 @pytest.fixture
 async def own_postgres(tmp_path: Path) -> AsyncIterator[EmbeddedPostgres]:
-    server = EmbeddedPostgres(tmp_path / "data", free_port())
-    server.start(tmp_path / "postgres.log")
-    try:
-        await server.wait_ready()
+    async with running_postgres(tmp_path) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def assert_unavailable(response, component: str) -> None:

@@ -2,7 +2,7 @@
 fan-out) make: each one step of the request's life, recorded in Postgres and the audit trail.
 
 Every step goes through `run_step`, which bounds how it can fail:
-- timeouts that fit the step: a short database write is retried 30 s after a worker dies with it;
+- timeouts that fit the step: a short database write is retried 10 s after a worker dies with it;
   a step that sends mail or builds a package heartbeats, so its loss is noticed within seconds;
 - transient errors (database, SMTP, a processor unreachable) are retried with backoff for the
   policy's `attention_after_minutes`; deterministic ones fail at once (activities/errors.py);
@@ -25,8 +25,9 @@ with workflow.unsafe.imports_passed_through():
     from schemas.requests import RequestStatus
     from schemas.workflow import EventRecord, LetterJob, Transition
 
-# Short database writes: a lost attempt is retried after 30 s.
-SHORT = dict(start_to_close_timeout=timedelta(seconds=30))
+# Short database writes: an attempt lost with its worker (or stuck on a database that is
+# restarting) is tried again after 10 s; each write is idempotent.
+SHORT = dict(start_to_close_timeout=timedelta(seconds=10))
 # Steps that send e-mail: SMTP (30 s) plus the outbox's patience for a restarting database
 # (activities/outbox.py), heartbeating so that a worker lost mid-send is noticed in 15 s.
 MAILING = dict(start_to_close_timeout=timedelta(minutes=4), heartbeat_timeout=timedelta(seconds=15))

@@ -17,6 +17,7 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from schemas.workflow import ProcessorUpdate, TaskInput, TaskRecord, TaskResult
+    from workflows.dsr_steps import run_step
 
 _RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
@@ -93,8 +94,4 @@ class SystemTaskWorkflow:
                               external_id=task.external_id)
 
     async def _record(self, task: TaskInput, result: TaskResult) -> None:
-        await workflow.execute_activity(
-            "record_task_result", TaskRecord(request_id=task.request_id, result=result),
-            start_to_close_timeout=timedelta(minutes=1),
-            retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=1)),
-        )
+        await run_step("record_task_result", TaskRecord(request_id=task.request_id, result=result))
