@@ -18,7 +18,6 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from schemas.requests import RequestStatus
-    from schemas.steps import RetryStepInput, SkipStepInput
     from schemas.workflow import (
         ApproveInput,
         CancelInput,
@@ -33,10 +32,7 @@ with workflow.unsafe.imports_passed_through():
         RequestFacts,
         RequestState,
         ResendInput,
-        ResolveTaskInput,
-        RetryTaskInput,
         StartRequest,
-        TaskResult,
         VerificationState,
         VerifyAttempt,
         VerifyResult,
@@ -46,13 +42,13 @@ with workflow.unsafe.imports_passed_through():
     from workflows.dsr_steps import (
         PACKAGING,
         PLANNING,
-        Decision,
         RequestClosed,
         record_event,
         record_transition,
         run_step,
         send_letter,
     )
+    from workflows.staff_carry_on import CarryOn
     from workflows.step_trouble import StepTroubles
     from workflows.task_fanout import SystemTasks
     from workflows.verification import IdentityVerification
@@ -63,7 +59,7 @@ OBJECTION_GATE = "objection-gate"
 
 
 @workflow.defn(name="DataSubjectRequestWorkflow")
-class DataSubjectRequestWorkflow:
+class DataSubjectRequestWorkflow(CarryOn):
     def __init__(self) -> None:
         self.request_id = ""
         self._policy_version = ""
@@ -282,16 +278,6 @@ class DataSubjectRequestWorkflow:
         self._require_open(facts=False)  # a request whose registration fails can still be cancelled
 
     @workflow.update
-    async def retry_task(self, request: RetryTaskInput) -> TaskResult:
-        assert self._plan is not None
-        self._require_attention(request.system)  # again, atomically: a concurrent retry may have passed too
-        return await self._tasks.retry(self._plan, request.system, request.actor)
-
-    @retry_task.validator
-    def _validate_retry(self, request: RetryTaskInput) -> None:
-        self._require_attention(request.system)
-
-    @workflow.update
     async def approve(self, request: ApproveInput) -> RequestState:
         self._validate_approve(request)  # again: a concurrent approval may have passed validation too
         self._approval = request
@@ -324,50 +310,6 @@ class DataSubjectRequestWorkflow:
         plan = self._plan
         return (plan is not None and plan.request_type == "objection"
                 and any(t.scope == "legitimate_interest" for t in plan.tasks))
-
-    @workflow.update
-    async def resolve_task(self, request: ResolveTaskInput) -> TaskResult:
-        self._require_attention(request.system)  # again, atomically
-        return await self._tasks.resolve(self.request_id, request.system, request.note, request.actor)
-
-    @resolve_task.validator
-    def _validate_resolve(self, request: ResolveTaskInput) -> None:
-        self._require_attention(request.system)
-
-    # ---- a failing step (workflows/dsr_steps.py, workflows/step_trouble.py) ----------------
-
-    async def step_failed(self, step: str, message: str, *, transient: bool, skippable: bool) -> Decision:
-        return await self._troubles.failed(
-            self.request_id, step, message, transient=transient, skippable=skippable,
-            attention_after=self.attention_after, closed=lambda: self.closed,
-            days_left=self._days_left() if self._facts else None)
-
-    async def step_recovered(self) -> None:
-        await self._troubles.recovered(self.request_id)
-
-    @workflow.update
-    async def retry_step(self, request: RetryStepInput) -> RequestState:
-        self._troubles.decide("retry", request.actor)
-        return self.state()
-
-    @retry_step.validator
-    def _validate_retry_step(self, request: RetryStepInput) -> None:
-        self._require_open(facts=False)
-        self._troubles.require("retry")
-
-    @workflow.update
-    async def skip_step(self, request: SkipStepInput) -> RequestState:
-        self._troubles.decide("skip", request.actor, request.note)
-        return self.state()
-
-    @skip_step.validator
-    def _validate_skip_step(self, request: SkipStepInput) -> None:
-        self._require_open(facts=False)
-        self._troubles.require("skip")
-
-    def _require_attention(self, system: str) -> None:
-        self._require_open()
-        self._tasks.require_attention(system)
 
     @workflow.query
     def state(self) -> RequestState:

@@ -1,0 +1,98 @@
+"""What staff do when something of a request failed, as updates of its workflow: retry or resolve
+a system's task that needs attention, retry or skip a failed step of the request's own
+(workflows/dsr_steps.py, workflows/step_trouble.py).
+
+A mixin of DataSubjectRequestWorkflow (Temporal registers the updates of its base classes), kept
+apart so that the workflow's main line stays readable. Every handler re-checks, before its first
+await, what its validator checked: two staff members pressing the same button at once get one
+action and one refusal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from schemas.steps import RetryStepInput, SkipStepInput
+    from schemas.workflow import (
+        Plan,
+        RequestFacts,
+        RequestState,
+        ResolveTaskInput,
+        RetryTaskInput,
+        TaskResult,
+    )
+    from workflows.dsr_steps import Decision
+    from workflows.step_trouble import StepTroubles
+    from workflows.task_fanout import SystemTasks
+
+
+class CarryOn:
+    # Provided by DataSubjectRequestWorkflow.
+    request_id: str
+    attention_after: timedelta
+    _facts: RequestFacts | None
+    _plan: Plan | None
+    _tasks: SystemTasks
+    _troubles: StepTroubles
+    closed: bool
+    _days_left: Callable[[], int]
+    _require_open: Callable[..., None]
+    state: Callable[[], RequestState]
+
+    @workflow.update
+    async def retry_task(self, request: RetryTaskInput) -> TaskResult:
+        assert self._plan is not None
+        self._require_attention(request.system)  # again, atomically: a concurrent retry may have passed too
+        return await self._tasks.retry(self._plan, request.system, request.actor)
+
+    @retry_task.validator
+    def _validate_retry(self, request: RetryTaskInput) -> None:
+        self._require_attention(request.system)
+
+    @workflow.update
+    async def resolve_task(self, request: ResolveTaskInput) -> TaskResult:
+        self._require_attention(request.system)  # again, atomically
+        return await self._tasks.resolve(self.request_id, request.system, request.note, request.actor)
+
+    @resolve_task.validator
+    def _validate_resolve(self, request: ResolveTaskInput) -> None:
+        self._require_attention(request.system)
+
+    # ---- a failing step (workflows/dsr_steps.py, workflows/step_trouble.py) ----------------
+
+    async def step_failed(self, step: str, message: str, *, transient: bool, skippable: bool) -> Decision:
+        return await self._troubles.failed(
+            self.request_id, step, message, transient=transient, skippable=skippable,
+            attention_after=self.attention_after, closed=lambda: self.closed,
+            days_left=self._days_left() if self._facts else None)
+
+    async def step_recovered(self) -> None:
+        await self._troubles.recovered(self.request_id)
+
+    @workflow.update
+    async def retry_step(self, request: RetryStepInput) -> RequestState:
+        self._troubles.decide("retry", request.actor)
+        return self.state()
+
+    @retry_step.validator
+    def _validate_retry_step(self, request: RetryStepInput) -> None:
+        self._require_open(facts=False)
+        self._troubles.require("retry")
+
+    @workflow.update
+    async def skip_step(self, request: SkipStepInput) -> RequestState:
+        self._troubles.decide("skip", request.actor, request.note)
+        return self.state()
+
+    @skip_step.validator
+    def _validate_skip_step(self, request: SkipStepInput) -> None:
+        self._require_open(facts=False)
+        self._troubles.require("skip")
+
+    def _require_attention(self, system: str) -> None:
+        self._require_open()
+        self._tasks.require_attention(system)
