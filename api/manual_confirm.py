@@ -143,12 +143,34 @@ async def confirmation_page(request: Request, token: str) -> HTMLResponse:
     )
 
 
+async def _tell_task(request: Request, task: dict[str, Any]) -> None:
+    """Signal the task's workflow that the processor confirmed. Temporal unreachable: the answer
+    is 503 (the processor's page tries again, and a repeat signals again), not a silent wait for
+    the task's next poll, hours away."""
+    state = request.app.state.dsr
+    request_id, system, action = str(task["request_id"]), task["system"], task["action"]
+    attempt = await (await state.db()).fetchval(
+        "SELECT attempt FROM system_tasks WHERE request_id = $1 AND system = $2 AND action = $3",
+        task["request_id"], system, action,
+    )
+    if attempt is None:
+        return
+    client = await state.temporal()
+    try:
+        await client.get_workflow_handle(task_workflow_id(request_id, system, action, attempt)).signal(
+            SystemTaskWorkflow.processor_update, ProcessorUpdate(status="completed"))
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:  # NOT_FOUND: the task has settled already
+            raise
+
+
 @router.post("/{token}", response_class=HTMLResponse, summary="Record a processor's confirmation")
 async def confirm(request: Request, token: str) -> HTMLResponse:
     task = await _task(request, token)
     if task is None:
         return _not_found()
     if task["confirmed_at"] is not None:
+        await _tell_task(request, task)  # a repeat after the first answer was lost in an outage
         return _already(task)
     body = (await request.body())[:_BODY_MAX]
     note = (parse_qs(body.decode("utf-8", "replace")).get("note") or [""])[0].strip()[:_NOTE_MAX] or None
@@ -172,22 +194,8 @@ async def confirm(request: Request, token: str) -> HTMLResponse:
             event_type="processor.confirmed", actor=f"processor:{system}",
             data={"system": system, "action": action, "channel": "manual_email", "note": note is not None},
         )
-        attempt = await conn.fetchval(
-            "SELECT attempt FROM system_tasks WHERE request_id = $1 AND system = $2 AND action = $3",
-            task["request_id"], system, action,
-        )
 
-    if attempt is not None:
-        client = await state.temporal()
-        child = task_workflow_id(request_id, system, action, attempt)
-        try:
-            await client.get_workflow_handle(child).signal(
-                SystemTaskWorkflow.processor_update, ProcessorUpdate(status="completed"))
-        except RPCError as exc:
-            # NOT_FOUND: the task already settled. Anything else: the confirmation is stored and the
-            # task's next poll of the connector finds it, so the processor still gets its answer.
-            if exc.status != RPCStatusCode.NOT_FOUND:
-                log.warning("could not signal the task workflow", workflow_id=child, status=str(exc.status))
+    await _tell_task(request, task)
     return _page(
         "Thank you: confirmation recorded",
         f'<p class="ok">We have recorded that the request has been carried out.</p>\n{_details(task)}\n'

@@ -16,12 +16,13 @@ from activities.connectors import build_connector
 from activities.connectors.base import ConnectorEnv, ErasureContext, LegalClaimsHold, Subject
 from activities.connectors.manual_email import confirmation_token, external_id_for
 from activities.mail import Mailer
+from devstack.processes import free_port
 from dsrflow.requests_store import create_request
 from policy.model import load_policy
 from schemas.requests import NewRequest
 from schemas.workflow import TaskInput, TaskResult, workflow_id_for
 from tests.fanout_stack import api, fanout_stack
-from tests.support import letters_for, staff_headers, text_of, wait_for_letter
+from tests.support import api_client, letters_for, staff_headers, text_of, wait_for_letter
 from workers.dsr_worker import activity_context, build_activities, build_worker
 from workflows.dsr import DataSubjectRequestWorkflow
 
@@ -202,3 +203,33 @@ async def test_status_reminds_only_after_reminder_days(pool, settings, mail_sink
     assert await pool.fetchval("SELECT count(*) FROM audit_events WHERE request_id = $1 AND "
                                "event_type = 'access.not_automated'", rid) == 1
     await connector.close()
+
+
+async def test_a_confirmation_while_temporal_is_unreachable_is_answered_503_and_a_repeat_completes(
+        stack, pool, dev_server, mail_sink):
+    """The processor confirms while the workflow engine cannot be reached: the confirmation is
+    stored but the task cannot be told, so the answer is 503 (not a silent wait for the task's next
+    poll, hours away); the page's repeat tells the task, which completes."""
+    async with build_worker(dev_server.client, stack.settings, pool), api(stack) as http:
+        r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
+            "identity_attested": True, "type": "erasure", "subject": {"email": "grace@example.com"}})
+        rid = r.json()["id"]
+        _, token = _LINK.search(text_of(await wait_for_letter(mail_sink, rid, "processor_request", 60))).groups()
+
+        async def asked() -> bool:
+            return bool(await pool.fetchval("SELECT count(*) FROM system_tasks WHERE request_id = $1 "
+                                            "AND system = 'surveys' AND status = 'pending'", rid))
+
+        await _eventually(asked)
+        nowhere = stack.settings.model_copy(update={"temporal_address": f"127.0.0.1:{free_port()}"})
+        async with api_client(nowhere, None, stack.settings.task_queue) as cut_off:
+            first = await cut_off.post(f"/v1/callbacks/manual/{token}", data={"note": "done"})
+        assert first.status_code == 503, first.text
+        assert await pool.fetchval("SELECT confirmed_at FROM manual_tasks WHERE external_id = $1",
+                                   external_id_for(token)) is not None
+
+        again = await http.post(f"/v1/callbacks/manual/{token}", data={"note": "done"})
+        assert again.status_code == 200, again.text
+        state = await asyncio.wait_for(dev_server.client.get_workflow_handle(workflow_id_for(rid)).result(), 60)
+    assert state["status"] == "completed"
+    assert {r["system"]: r["status"] for r in state["results"]}["surveys"] == "done"
