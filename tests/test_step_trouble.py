@@ -11,11 +11,12 @@ from datetime import timedelta
 from temporalio import activity
 
 from activities.letters import deliver_letter
+from dsrflow.deadlines import DeadlineError
 from dsrflow.requests_store import create_request, workflow_id_for
 from policy.model import load_policy
 from schemas.requests import NewRequest
-from schemas.workflow import LetterJob, LetterReceipt, StartRequest
-from tests.support import letters_for, staff_headers, unique_email
+from schemas.workflow import LetterJob, LetterReceipt, RequestFacts, StartRequest
+from tests.support import api_client, letters_for, staff_headers, unique_email
 from workers.dsr_worker import activity_context, build_worker
 from workflows.dsr import DataSubjectRequestWorkflow
 
@@ -33,48 +34,58 @@ async def _state(client, rid):
     return await client.get_workflow_handle(workflow_id_for(rid)).query(DataSubjectRequestWorkflow.state)
 
 
-async def test_a_step_that_can_only_fail_flags_the_request_and_staff_can_cancel(http, pool, mail_sink, dev_server):
-    """A calendar the regime does not have makes the registration step fail for good: at once, not
-    after endless retries; the queue shows the request needing attention, staff get one alert
-    naming the cause, a retry fails the same way without a second alert, and cancelling ends it."""
-    headers = await staff_headers(pool, "compliance")
-    r = await http.post("/v1/requests", headers=headers, json={
-        "type": "erasure", "subject": {"email": unique_email("bad-country")}, "country": "US",
-        "identity_attested": True})
-    assert r.status_code == 201, r.text
-    rid = r.json()["id"]
+@activity.defn(name="prepare_request")
+async def unregistrable(start: StartRequest) -> RequestFacts:
+    """Registration failing the way only a change of data or code can cure (a calendar the regime
+    does not have, say): the classifying interceptor makes it fail at once."""
+    raise DeadlineError("country: 'US' is not an EU/EEA member state code")
 
-    async def trouble():
-        return (await _state(dev_server.client, rid)).trouble
 
-    found = await _eventually(trouble, timeout=15)
-    assert found.step == "prepare_request" and not found.transient and not found.skippable
-    assert found.message == "DeadlineError: country: 'US' is not an EU/EEA member state code"
-    alert = (await _eventually(lambda: asyncio.sleep(0, letters_for(mail_sink, rid, "staff_alert"))))[0]
-    assert "prepare_request" in alert.get_body(("plain",)).get_content()
-    listed = await http.get("/v1/requests", params={"needs_attention": "true", "q": rid}, headers=headers)
-    assert [item["id"] for item in listed.json()["items"]] == [rid]
-    assert listed.json()["items"][0]["needs_attention"] is True
+async def test_a_step_that_can_only_fail_flags_the_request_and_staff_can_cancel(
+        settings, pool, mail_sink, dev_server, task_queue):
+    """Registration fails for good: at once, not after endless retries; the queue shows the request
+    needing attention, staff get one alert naming the cause, a retry fails the same way without a
+    second alert, and cancelling ends it."""
+    async with build_worker(dev_server.client, settings, pool, task_queue=task_queue,
+                            activity_overrides=[unregistrable]), \
+            api_client(settings, dev_server.client, task_queue) as http:
+        headers = await staff_headers(pool, "compliance")
+        r = await http.post("/v1/requests", headers=headers, json={
+            "type": "erasure", "subject": {"email": unique_email("unregistrable")}, "identity_attested": True})
+        assert r.status_code == 201, r.text
+        rid = r.json()["id"]
 
-    refused = await http.post(f"/v1/requests/{rid}/extend", headers=headers, json={"reason": "need more time please"})
-    assert refused.status_code == 409 and "could not be registered" in refused.json()["detail"]
-    skip = await http.post(f"/v1/requests/{rid}/skip-step", headers=headers, json={"note": "skipping is not possible"})
-    assert skip.status_code == 409 and "cannot be skipped" in skip.json()["detail"]
+        async def trouble():
+            return (await _state(dev_server.client, rid)).trouble
 
-    retried = await http.post(f"/v1/requests/{rid}/retry-step", headers=headers)
-    assert retried.status_code == 200, retried.text
-    again = await _eventually(trouble)
-    assert again.key == found.key  # the same trouble, still open
-    await asyncio.sleep(1)
-    assert len(letters_for(mail_sink, rid, "staff_alert")) == 1
+        found = await _eventually(trouble, timeout=15)
+        assert found.step == "prepare_request" and not found.transient and not found.skippable
+        assert found.message == "DeadlineError: country: 'US' is not an EU/EEA member state code"
+        alert = (await _eventually(lambda: asyncio.sleep(0, letters_for(mail_sink, rid, "staff_alert"))))[0]
+        assert "prepare_request" in alert.get_body(("plain",)).get_content()
+        listed = await http.get("/v1/requests", params={"needs_attention": "true", "q": rid}, headers=headers)
+        assert [item["id"] for item in listed.json()["items"]] == [rid]
+        assert listed.json()["items"][0]["needs_attention"] is True
 
-    cancelled = await http.post(f"/v1/requests/{rid}/cancel", headers=headers, json={"reason": "wrong calendar"})
-    assert cancelled.status_code == 200, cancelled.text
-    handle = dev_server.client.get_workflow_handle_for(DataSubjectRequestWorkflow.run, workflow_id_for(rid))
-    result = await handle.result()
-    assert result.status.value == "cancelled" and result.trouble is None
-    events = [e["event_type"] for e in (await http.get(f"/v1/requests/{rid}/events", headers=headers)).json()["events"]]
-    assert "step.failed" in events
+        refused = await http.post(f"/v1/requests/{rid}/extend", headers=headers, json={"reason": "need more time please"})
+        assert refused.status_code == 409 and "could not be registered" in refused.json()["detail"]
+        skip = await http.post(f"/v1/requests/{rid}/skip-step", headers=headers, json={"note": "skipping is not possible"})
+        assert skip.status_code == 409 and "cannot be skipped" in skip.json()["detail"]
+
+        retried = await http.post(f"/v1/requests/{rid}/retry-step", headers=headers)
+        assert retried.status_code == 200, retried.text
+        again = await _eventually(trouble)
+        assert again.key == found.key  # the same trouble, still open
+        await asyncio.sleep(1)
+        assert len(letters_for(mail_sink, rid, "staff_alert")) == 1
+
+        cancelled = await http.post(f"/v1/requests/{rid}/cancel", headers=headers, json={"reason": "wrong calendar"})
+        assert cancelled.status_code == 200, cancelled.text
+        handle = dev_server.client.get_workflow_handle_for(DataSubjectRequestWorkflow.run, workflow_id_for(rid))
+        result = await handle.result()
+        assert result.status.value == "cancelled" and result.trouble is None
+        events = [e["event_type"] for e in (await http.get(f"/v1/requests/{rid}/events", headers=headers)).json()["events"]]
+        assert "step.failed" in events
 
 
 async def test_a_step_failing_past_the_threshold_is_flagged_and_recovers_on_its_own(
