@@ -135,7 +135,8 @@ class RequestProcessor:
                 try:
                     changed = await self.complete(request_id)
                     break
-                except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
+                # A connection lost to a database restart (InterfaceError) is as passing as the rest.
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError) as exc:
                     log.warning("opendsr request not processed; retrying", subject_request_id=request_id,
                                 attempt=attempt, error=type(exc).__name__)
                     await asyncio.sleep(attempt)
