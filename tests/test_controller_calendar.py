@@ -9,7 +9,13 @@ from datetime import date
 import pytest
 
 from dsrflow.deadlines import compute_deadline, receipt_date
-from tests.support import staff_headers, text_of, unique_email, wait_for_due_date, wait_for_letter
+from tests.support import (
+    staff_headers,
+    text_of,
+    unique_email,
+    wait_for_due_date,
+    wait_for_letter,
+)
 from tests.test_portal import submit
 
 BRUSSELS = "Europe/Brussels"
