@@ -23,6 +23,7 @@ from activities.heartbeat import heartbeating
 from activities.letter_templates import render_letter
 from activities.outbox import Sent, send_once
 from dsrflow.audit import append_event
+from dsrflow.deadlines import receipt_date
 from dsrflow.hashing import keyed_hash, token_hash
 from dsrflow.requests_store import get_request
 from policy.model import Policy
@@ -114,7 +115,8 @@ async def build_context(ctx: ActivityContext, row: dict[str, Any], job: LetterJo
             "type": row["request_type"],
             "type_label": TYPE_LABELS[row["request_type"]],
             "regime": row["regime"],
-            "received_date": row["received_at"].date(),
+            # The date the deadline counts from, so a letter and its due date agree.
+            "received_date": receipt_date(row["received_at"], policy.defaults.timezone),
             "due_date": row["due_date"],
             "extended_due_date": row["extended_due_date"],
             "current_due_date": row["current_due_date"],

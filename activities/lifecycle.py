@@ -10,7 +10,7 @@ from temporalio import activity
 
 from activities.context import ActivityContext
 from dsrflow.audit import append_event
-from dsrflow.deadlines import compute_deadline
+from dsrflow.deadlines import compute_deadline, receipt_date
 from dsrflow.requests_store import get_request, set_status
 from schemas.requests import RequestType
 from schemas.steps import TroubleRecord
@@ -56,9 +56,12 @@ class LifecycleActivities:
             row = await self._row(conn, start.request_id)
             policy = (await self.ctx.policy(start.policy_version)).policy
             tz = policy.defaults.timezone
-            received_local = row["received_at"].astimezone(ZoneInfo(tz)).date()
-            deadline = compute_deadline(row["regime"], received_local, row["country"]
-                                        if row["regime"] == "gdpr" else None)
+            # The controller's calendar, never the subject's country (Reg. 1182/71 Art. 2(1)):
+            # the subject's country is only a fact about them, and any valid code may arrive.
+            deadline = compute_deadline(
+                row["regime"], receipt_date(row["received_at"], tz),
+                establishment=policy.defaults.country if row["regime"] == "gdpr" else None,
+            )
             current = row["current_due_date"] or deadline.due_date
             async with conn.transaction():
                 await conn.execute(

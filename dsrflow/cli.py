@@ -151,7 +151,9 @@ def token_revoke(
 def deadline(
     regime: Annotated[str, typer.Option(help="gdpr, uk_gdpr, ccpa, vcdpa, ctdpa, cpa, lgpd, pipeda")],
     received: Annotated[str, typer.Option(help="date of receipt, YYYY-MM-DD")],
-    country: Annotated[str | None, typer.Option(help="ISO country whose holidays count (GDPR)")] = None,
+    country: Annotated[str | None, typer.Option(
+        help="GDPR: the member state where the controller is established, whose holidays count"
+             " (default BE); never the subject's country")] = None,
     verified: Annotated[str | None, typer.Option(help="date identity was verified, YYYY-MM-DD")] = None,
 ) -> None:
     """Print the statutory deadlines of a request as JSON."""

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 from functools import lru_cache
+from zoneinfo import ZoneInfo
 
 import holidays
 from dateutil.relativedelta import relativedelta
@@ -46,7 +47,8 @@ class Deadline:
         }
 
 
-# Holiday calendar (country, subdivision) each regime counts working days in.
+# Holiday calendar (country, subdivision) each regime counts working days in. For `gdpr` it is the
+# default only: the controller's member state replaces it (see `compute_deadline`).
 _CALENDARS: dict[Regime, tuple[str, str | None]] = {
     Regime.gdpr: ("BE", None),
     Regime.uk_gdpr: ("GB", "ENG"),
@@ -65,12 +67,16 @@ _EEA = frozenset(
 )
 
 # Regimes counted in plain calendar days: (days to respond, days including the one extension).
-# Their statutes do not move a deadline that lands on a weekend or holiday, so neither do we.
 _CALENDAR_DAYS: dict[Regime, tuple[int, int]] = {
     **dict.fromkeys((Regime.ccpa, Regime.vcdpa, Regime.ctdpa, Regime.cpa), (45, 90)),
     Regime.lgpd: (15, 15),  # the LGPD allows no extension
     Regime.pipeda: (30, 60),
 }
+
+# Canada's Interpretation Act s. 26 moves a time limit that ends on a holiday to the next day that
+# is not one, and s. 35 makes every Sunday a holiday (but not Saturday). The US state laws and the
+# LGPD are applied as plain calendar days: their deadline stays where it lands.
+_SUNDAY_AND_HOLIDAYS_MOVE = frozenset({Regime.pipeda})
 
 
 def default_country(regime: Regime | str) -> str:
@@ -81,12 +87,24 @@ def is_working_day(day: date, country: str, subdivision: str | None = None) -> b
     return day.weekday() < 5 and day not in _holidays(country.upper(), subdivision, day.year)
 
 
+def receipt_date(received_at: datetime, timezone: str) -> date:
+    """The day a request was received, as the controller counts it: its local date, not UTC's."""
+    return received_at.astimezone(ZoneInfo(timezone)).date()
+
+
 def compute_deadline(
     regime: Regime | str,
     received: date,
-    country: str | None = None,
+    establishment: str | None = None,
     verified: date | None = None,
 ) -> Deadline:
+    """Deadlines of a request received on `received` (the controller's local date).
+
+    `establishment` is the country where the controller is established, never the subject's: under
+    Reg. 1182/71 Art. 2(1) and 3(4) the public holidays that move a GDPR deadline are those of the
+    member state where the controller acts. Only `gdpr` varies by member state; the other regimes
+    have one calendar each and refuse any other country.
+    """
     reg = _parse_regime(regime)
     _check_date("received", received)
     if verified is not None:
@@ -95,7 +113,7 @@ def compute_deadline(
             raise DeadlineError(
                 f"verified: {verified.isoformat()} is earlier than received {received.isoformat()}"
             )
-    cal_country, subdiv = _calendar(reg, country)
+    cal_country, subdiv = _calendar(reg, establishment)
 
     if reg in (Regime.gdpr, Regime.uk_gdpr):
         # The ICO starts the UK clock once identity is confirmed; EU Art. 12(3) runs from receipt
@@ -114,10 +132,14 @@ def compute_deadline(
     acknowledge_by = None
     if reg is Regime.ccpa:  # CCPA regulations s. 7021(a): confirm receipt within 10 business days
         acknowledge_by = _add_working_days(received, 10, cal_country, subdiv)
+    due, extended = received + timedelta(days=days), received + timedelta(days=extended_days)
+    if reg in _SUNDAY_AND_HOLIDAYS_MOVE:
+        due = _past_sundays_and_holidays(due, cal_country, subdiv)
+        extended = _past_sundays_and_holidays(extended, cal_country, subdiv)
     # Verification does not pause these clocks: they always run from receipt.
     return Deadline(
-        due_date=received + timedelta(days=days),
-        extended_due_date=received + timedelta(days=extended_days),
+        due_date=due,
+        extended_due_date=extended,
         acknowledge_by=acknowledge_by,
         clock_start=received,
     )
@@ -137,18 +159,17 @@ def _check_date(name: str, value: object) -> None:
         raise DeadlineError(f"{name}: expected a datetime.date, got {type(value).__name__}")
 
 
-def _calendar(regime: Regime, country: str | None) -> tuple[str, str | None]:
+def _calendar(regime: Regime, establishment: str | None) -> tuple[str, str | None]:
     default, subdiv = _CALENDARS[regime]
-    if country is None:
+    if establishment is None:
         return default, subdiv
-    code = country.strip().upper() if isinstance(country, str) else country
+    code = establishment.strip().upper() if isinstance(establishment, str) else establishment
     if regime is Regime.gdpr:
         if code not in _EEA:
-            raise DeadlineError(f"country: {country!r} is not an EU/EEA member state code")
+            raise DeadlineError(f"country: {establishment!r} is not an EU/EEA member state code")
         return code, None
-    # Only GDPR varies by member state; another country here means the request was misrouted.
     if code != default:
-        raise DeadlineError(f"country: {regime} uses the {default} calendar, got {country!r}")
+        raise DeadlineError(f"country: {regime} uses the {default} calendar, got {establishment!r}")
     return default, subdiv
 
 
@@ -164,6 +185,12 @@ def _holidays(country: str, subdivision: str | None, year: int) -> frozenset[dat
 
 def _roll_forward(day: date, country: str, subdivision: str | None) -> date:
     while not is_working_day(day, country, subdivision):
+        day += timedelta(days=1)
+    return day
+
+
+def _past_sundays_and_holidays(day: date, country: str, subdivision: str | None) -> date:
+    while day.weekday() == 6 or day in _holidays(country, subdivision, day.year):
         day += timedelta(days=1)
     return day
 

@@ -94,7 +94,9 @@ class _RequestDetails(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     type: RequestType
-    country: str | None = Field(None, description="ISO 3166-1 alpha-2; the policy's default if omitted")
+    country: str | None = Field(
+        None, description="the subject's country, ISO 3166-1 alpha-2 (the policy's default if omitted); "
+        "kept as a fact about the subject, never the holiday calendar of the deadline")
     corrections: dict[str, str] | None = Field(
         None, description="rectification: field name -> corrected value"
     )

@@ -1,4 +1,4 @@
-"""Deadline arithmetic: hand-worked examples, properties over 2020-2035, and input errors.
+"""Deadline arithmetic: hand-worked examples, properties over 2020-2035, input errors and the CLI.
 
 Every expected date in EXAMPLES was worked out by hand from the rules and checked against a
 calendar (weekday noted) and the holiday lists of the `holidays` package; none is produced by
@@ -7,8 +7,12 @@ running the code under test.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+import json
+import subprocess
+import sys
+from datetime import UTC, date, datetime, timedelta
 
+import holidays
 import pytest
 from dateutil.relativedelta import relativedelta
 from hypothesis import given, settings
@@ -21,11 +25,12 @@ from dsrflow.deadlines import (
     compute_deadline,
     default_country,
     is_working_day,
+    receipt_date,
 )
 
 D = date.fromisoformat
 
-# (regime, country, received, verified, due, extended, acknowledge_by, clock_start)
+# (regime, controller's establishment, received, verified, due, extended, acknowledge_by, clock_start)
 EXAMPLES = [
     pytest.param(
         "gdpr", None, "2026-01-31", None, "2026-03-02", "2026-04-30", None, "2026-01-31",
@@ -69,12 +74,13 @@ EXAMPLES = [
     ),
     pytest.param(
         "gdpr", "DE", "2026-03-03", None, "2026-04-07", "2026-06-03", None, "2026-03-03",
-        # Same receipt in Germany: Fri 3 Apr Good Friday -> Sat, Sun -> Mon 6 Easter Monday -> Tue 7 Apr.
+        # Same receipt by a controller in Germany: Fri 3 Apr Good Friday -> Sat, Sun -> Mon 6 Easter Monday -> Tue 7 Apr.
         id="gdpr-de-good-friday-and-easter-monday",
     ),
     pytest.param(
         "gdpr", "fr", "2026-04-08", None, "2026-05-11", "2026-07-08", None, "2026-04-08",
-        # Lower-case code accepted. Fri 8 May is Victory Day in France -> Mon 11 May; extended Wed 8 Jul.
+        # A controller in France (lower-case code accepted): Fri 8 May is Victory Day -> Mon 11 May;
+        # extended Wed 8 Jul.
         id="gdpr-fr-victory-day",
     ),
     pytest.param(
@@ -128,18 +134,34 @@ EXAMPLES = [
     ),
     pytest.param(
         "pipeda", None, "2026-02-10", None, "2026-03-12", "2026-04-11", None, "2026-02-10",
-        # +30 = 12 Mar; +60 = Sat 11 Apr (no roll).
+        # +30 = Thu 12 Mar; +60 = Sat 11 Apr, which is not a holiday (Interpretation Act s. 35).
         id="pipeda",
+    ),
+    pytest.param(
+        "pipeda", None, "2026-02-06", None, "2026-03-09", "2026-04-07", None, "2026-02-06",
+        # +30 = Sun 8 Mar -> Mon 9 Mar (Interpretation Act s. 26); +60 = Tue 7 Apr.
+        id="pipeda-sunday-moves",
+    ),
+    pytest.param(
+        "pipeda", "CA", "2026-06-01", None, "2026-07-02", "2026-07-31", None, "2026-06-01",
+        # +30 = Wed 1 Jul (Canada Day) -> Thu 2 Jul; +60 = Fri 31 Jul.
+        id="pipeda-canada-day-moves",
+    ),
+    pytest.param(
+        "pipeda", None, "2026-03-04", None, "2026-04-04", "2026-05-04", None, "2026-03-04",
+        # +30 = Fri 3 Apr (Good Friday) -> Sat 4 Apr, the next day that is not a holiday;
+        # +60 = Sun 3 May -> Mon 4 May.
+        id="pipeda-good-friday-to-saturday",
     ),
 ]
 
 
 @pytest.mark.parametrize(
-    "regime, country, received, verified, due, extended, ack, clock_start", EXAMPLES
+    "regime, establishment, received, verified, due, extended, ack, clock_start", EXAMPLES
 )
 def test_worked_examples(
     regime: str,
-    country: str | None,
+    establishment: str | None,
     received: str,
     verified: str | None,
     due: str,
@@ -148,7 +170,7 @@ def test_worked_examples(
     clock_start: str,
 ) -> None:
     deadline = compute_deadline(
-        regime, D(received), country=country, verified=D(verified) if verified else None
+        regime, D(received), establishment=establishment, verified=D(verified) if verified else None
     )
     assert deadline == Deadline(
         due_date=D(due),
@@ -207,7 +229,7 @@ eu_countries = st.sampled_from(["BE", "DE", "FR", "NL", "IE"])
 @settings(max_examples=300, deadline=None)
 @given(received=received_dates, country=eu_countries)
 def test_gdpr_properties(received: date, country: str) -> None:
-    deadline = compute_deadline(Regime.gdpr, received, country=country)
+    deadline = compute_deadline(Regime.gdpr, received, establishment=country)
     one_month = received + relativedelta(months=1)  # relativedelta clamps to the month's end
     three_months = received + relativedelta(months=3)
 
@@ -243,13 +265,13 @@ def test_uk_gdpr_clock_starts_at_verification(received: date, delay: int) -> Non
 @settings(max_examples=200, deadline=None)
 @given(
     received=received_dates,
-    regime=st.sampled_from(["ccpa", "vcdpa", "ctdpa", "cpa", "lgpd", "pipeda"]),
+    regime=st.sampled_from(["ccpa", "vcdpa", "ctdpa", "cpa", "lgpd"]),
     delay=st.none() | st.integers(min_value=0, max_value=60),
 )
 def test_calendar_day_regimes(received: date, regime: str, delay: int | None) -> None:
     verified = None if delay is None else received + timedelta(days=delay)
     deadline = compute_deadline(regime, received, verified=verified)
-    days, extended = {"lgpd": (15, 15), "pipeda": (30, 60)}.get(regime, (45, 90))
+    days, extended = {"lgpd": (15, 15)}.get(regime, (45, 90))
     assert deadline.due_date - received == timedelta(days=days)
     assert deadline.extended_due_date - received == timedelta(days=extended)
     assert deadline.clock_start == received
@@ -262,6 +284,57 @@ def test_calendar_day_regimes(received: date, regime: str, delay: int | None) ->
                    for n in range(1, (ack - received).days + 1)) == 10
     else:
         assert deadline.acknowledge_by is None
+
+
+def _holiday_in_canada(day: date) -> bool:
+    return day.weekday() == 6 or day in holidays.country_holidays("CA", years=day.year)
+
+
+@settings(max_examples=200, deadline=None)
+@given(received=received_dates, delay=st.none() | st.integers(min_value=0, max_value=60))
+def test_pipeda_moves_past_sundays_and_holidays(received: date, delay: int | None) -> None:
+    verified = None if delay is None else received + timedelta(days=delay)
+    deadline = compute_deadline("pipeda", received, verified=verified)
+    for days, moved in ((30, deadline.due_date), (60, deadline.extended_due_date)):
+        day = received + timedelta(days=days)
+        assert day <= moved <= day + timedelta(days=4)
+        # It stops at the first day that is not a Sunday or holiday: a Saturday counts as one.
+        while day < moved:
+            assert _holiday_in_canada(day)
+            day += timedelta(days=1)
+        assert not _holiday_in_canada(moved)
+    assert deadline.clock_start == received and deadline.acknowledge_by is None
+
+
+# --- receipt date and the CLI -----------------------------------------------------------------
+
+
+def test_receipt_date_is_the_controllers_local_date() -> None:
+    # Winter: Brussels is UTC+1, so 23:30 UTC is already the next day there.
+    assert receipt_date(datetime(2026, 2, 9, 23, 30, tzinfo=UTC), "Europe/Brussels") == D("2026-02-10")
+    # Summer: UTC+2, so 21:59 UTC is still the same day and 22:00 the next.
+    assert receipt_date(datetime(2026, 7, 9, 21, 59, tzinfo=UTC), "Europe/Brussels") == D("2026-07-09")
+    assert receipt_date(datetime(2026, 7, 9, 22, 0, tzinfo=UTC), "Europe/Brussels") == D("2026-07-10")
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "dsrflow.cli", "deadline", *args],
+                          check=False, capture_output=True, text=True, timeout=60)
+
+
+def test_cli_country_is_the_controllers_establishment() -> None:
+    # Default: the Belgian controller, for whom Fri 8 May is a working day.
+    default = _cli("--regime", "gdpr", "--received", "2026-04-08")
+    assert default.returncode == 0, default.stderr
+    assert json.loads(default.stdout)["due_date"] == "2026-05-08"
+    # A controller established in France: 8 May is Victory Day there.
+    french = _cli("--regime", "gdpr", "--country", "FR", "--received", "2026-04-08")
+    assert french.returncode == 0, french.stderr
+    assert json.loads(french.stdout)["due_date"] == "2026-05-11"
+    # A controller outside the EU/EEA has no GDPR member-state calendar.
+    refused = _cli("--regime", "gdpr", "--country", "GB", "--received", "2026-04-08")
+    assert refused.returncode == 2
+    assert "country: 'GB' is not an EU/EEA member state code" in refused.stderr
 
 
 # --- errors -----------------------------------------------------------------------------------
@@ -277,14 +350,14 @@ def test_unknown_regime() -> None:
 @pytest.mark.parametrize("country", ["XX", "GB", "US", "", "be-x"])
 def test_gdpr_rejects_non_member_state(country: str) -> None:
     with pytest.raises(DeadlineError, match=r"^country:"):
-        compute_deadline("gdpr", D("2026-01-01"), country=country)
+        compute_deadline("gdpr", D("2026-01-01"), establishment=country)
 
 
 def test_other_regimes_reject_foreign_country() -> None:
     with pytest.raises(DeadlineError, match=r"^country:"):
-        compute_deadline("ccpa", D("2026-01-01"), country="DE")
+        compute_deadline("ccpa", D("2026-01-01"), establishment="DE")
     with pytest.raises(DeadlineError, match=r"^country:"):
-        compute_deadline("uk_gdpr", D("2026-01-01"), country="BE")
+        compute_deadline("uk_gdpr", D("2026-01-01"), establishment="BE")
 
 
 def test_is_working_day_unknown_calendar() -> None:
