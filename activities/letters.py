@@ -96,12 +96,23 @@ def _outcome(report: dict[str, Any], policy: Policy, package_link: str | None,
     told = sorted({policy.recipients[r.recipient].name for r in results
                    if r.recipient and r.recipient in policy.recipients and r.status == "done"
                    and r.action in _ART19_ACTIONS})
-    summary = "We have completed your request."
-    if told:
-        summary += (" As Art. 19 GDPR requires, we informed the recipients of your data: "
-                    + "; ".join(told) + ".")
+    # The letter itself says the request is completed; the summary adds only what is specific.
+    summary = ("As Art. 19 GDPR requires, we informed the recipients of your data: " + "; ".join(told) + "."
+               if told else "")
     return {"summary": summary, "actions": actions, "kept": kept,
             "package_link": package_link, "package_expires_at": package_expires_at}
+
+
+def decision_summary(decision: dict[str, Any]) -> str:
+    """The objection response's account of compliance's Art. 21(1) decision."""
+    return (
+        "We considered your objection to processing based on our legitimate interests "
+        "(Art. 21(1) GDPR). "
+        + ("We have compelling legitimate grounds that override your interests, so the "
+           "processing continues: " if decision["compelling_grounds"]
+           else "We found no compelling grounds to continue, so we have stopped that processing. ")
+        + decision["explanation"]
+    )
 
 
 async def build_context(ctx: ActivityContext, row: dict[str, Any], job: LetterJob) -> dict[str, Any]:
@@ -137,14 +148,7 @@ async def build_context(ctx: ActivityContext, row: dict[str, Any], job: LetterJo
         outcome = _outcome(report, policy, link, expires)
         decision = params.pop("decision", None)
         if decision:
-            outcome["summary"] = (
-                "We considered your objection to processing based on our legitimate interests "
-                "(Art. 21(1) GDPR). "
-                + ("We have compelling legitimate grounds that override your interests, so the "
-                   "processing continues: " if decision["compelling_grounds"]
-                   else "We found no compelling grounds to continue, so we have stopped that processing. ")
-                + decision["explanation"]
-            )
+            outcome["summary"] = decision_summary(decision)
         params = {"outcome": outcome, **params}
     context.update(params)
     return context
