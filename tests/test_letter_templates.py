@@ -106,6 +106,7 @@ EXTRA: dict[str, dict] = {
             "summary": "We erased your account, contact details and marketing preferences.",
             "actions": ACTIONS,
             "kept": KEPT,
+            "informed": [],
             "package_link": None,
             "package_expires_at": None,
         }
@@ -594,3 +595,11 @@ def test_the_reading_check_finds_what_it_looks_for():
     assert {p.split(":")[0] for p in _problems(empty) if "empty section" in p} == {"text", "html"}
     unfilled = RenderedLetter(good.subject, good.text + "Kept until: None\n", good.html.replace("</p>", "{{ x }}</p>", 1))
     assert {p.split(":")[0] for p in _problems(unfilled) if "unfilled" in p} == {"text", "html"}
+
+
+def test_response_names_the_recipients_art19_reached_once():
+    letter = _render_case("response-erasure-kept", "gdpr")
+    for part in (letter.text, unescape(letter.html)):
+        assert part.count("Financial services and accounting provider") == 1
+        assert "who these recipients are" not in part  # they are named: nothing left to ask
+        assert "4 records of invoices in Billing" in part and "support requests" in part
