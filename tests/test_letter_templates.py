@@ -500,6 +500,12 @@ def _letter_cases() -> dict[str, tuple[str, dict]]:
 LETTER_CASES = _letter_cases()
 
 
+def test_the_reading_check_covers_every_letter_purpose():
+    """A purpose added later (a cancellation letter, say) must be added to the cases above."""
+    covered = {purpose for purpose, _ in LETTER_CASES.values()}
+    assert covered == {*PURPOSES, MANUAL_REQUEST, MANUAL_REMINDER}
+
+
 def _render_case(case: str, regime: str) -> RenderedLetter:
     purpose, extra = LETTER_CASES[case]
     ctx = base_context()
