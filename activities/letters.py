@@ -40,11 +40,12 @@ TYPE_LABELS = {
     "restriction": "restriction of processing (Art. 18 GDPR)",
     "objection": "objection to processing (Art. 21 GDPR)",
 }
+# Each completes the denial letter's "This is because ...".
 DENIAL_LABELS = {
     "manifestly_unfounded": "the request is manifestly unfounded (Art. 12(5) GDPR)",
     "excessive": "the request is excessive, in particular because of its repetitive character (Art. 12(5) GDPR)",
     "identity_not_established": "we could not establish your identity (Art. 12(6) GDPR)",
-    "other": "other reasons, explained below",
+    "other": "of the reasons explained below",
 }
 # Params that travel through the workflow as ISO strings and reach templates as dates.
 _DATE_PARAMS = {"new_due_date"}
@@ -65,9 +66,15 @@ def _coerce(params: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _readable(dataset: str) -> str:
+    # Dataset names are identifiers ("support_requests"); the subject reads words.
+    return dataset.replace("_", " ")
+
+
 def _kept_item(kept: dict[str, Any], policy: Policy) -> dict[str, Any]:
     system = policy.systems[kept["system"]].label if kept["system"] in policy.systems else kept["system"]
-    what = (f"{kept['records']} {kept['dataset']} record(s) in {system}" if kept["dataset"] != "all"
+    records = f"{kept['records']} record{'' if kept['records'] == 1 else 's'}"
+    what = (f"{records} of {_readable(kept['dataset'])} in {system}" if kept["dataset"] != "all"
             else f"your data in {system}")
     if kept["hold_kind"] == "legal_claims":
         law = f"{kept['law']}; we review this hold by the date given"
@@ -83,7 +90,7 @@ def _outcome(report: dict[str, Any], policy: Policy, package_link: str | None,
     results = [TaskResult.model_validate(r) for r in report.get("results", [])]
     actions = [
         {"system": policy.systems[r.system].label if r.system in policy.systems else r.system,
-         "category": ", ".join(sorted(r.datasets)) or "all records",
+         "category": ", ".join(sorted(map(_readable, r.datasets))) or "all records",
          "action": _ACTION_WORDS.get(r.action, r.action), "records": r.changed or r.found, "note": r.note}
         for r in results if r.found or r.changed
     ]
@@ -97,12 +104,22 @@ def _outcome(report: dict[str, Any], policy: Policy, package_link: str | None,
     told = sorted({policy.recipients[r.recipient].name for r in results
                    if r.recipient and r.recipient in policy.recipients and r.status == "done"
                    and r.action in _ART19_ACTIONS})
-    summary = "We have completed your request."
-    if told:
-        summary += (" As Art. 19 GDPR requires, we informed the recipients of your data: "
-                    + "; ".join(told) + ".")
-    return {"summary": summary, "actions": actions, "kept": kept,
+    # The letter itself says the request is completed and, after the actions, whom Art. 19 reached;
+    # the summary is left for what only this request says (an objection decision).
+    return {"summary": "", "actions": actions, "kept": kept, "informed": told,
             "package_link": package_link, "package_expires_at": package_expires_at}
+
+
+def decision_summary(decision: dict[str, Any]) -> str:
+    """The objection response's account of compliance's Art. 21(1) decision."""
+    return (
+        "We considered your objection to processing based on our legitimate interests "
+        "(Art. 21(1) GDPR). "
+        + ("We have compelling legitimate grounds that override your interests, so the "
+           "processing continues: " if decision["compelling_grounds"]
+           else "We found no compelling grounds to continue, so we have stopped that processing. ")
+        + decision["explanation"]
+    )
 
 
 async def build_context(ctx: ActivityContext, row: dict[str, Any], job: LetterJob) -> dict[str, Any]:
@@ -139,14 +156,7 @@ async def build_context(ctx: ActivityContext, row: dict[str, Any], job: LetterJo
         outcome = _outcome(report, policy, link, expires)
         decision = params.pop("decision", None)
         if decision:
-            outcome["summary"] = (
-                "We considered your objection to processing based on our legitimate interests "
-                "(Art. 21(1) GDPR). "
-                + ("We have compelling legitimate grounds that override your interests, so the "
-                   "processing continues: " if decision["compelling_grounds"]
-                   else "We found no compelling grounds to continue, so we have stopped that processing. ")
-                + decision["explanation"]
-            )
+            outcome["summary"] = decision_summary(decision)
         params = {"outcome": outcome, **params}
     context.update(params)
     return context
