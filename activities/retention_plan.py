@@ -149,6 +149,8 @@ def expired_rows(plan: Plan, rule: RetentionRule, cutoff: datetime, holds: tuple
     last = _last_activity(plan, rule, q, "t0")
     held = _held(plan, dataset, holds, q, "t0")
     where = f"{last} < {q.arg(cutoff)}::timestamptz AND {_changing(plan, rule, q, 't0')}"
+    if rule.only_where_set:
+        where += " AND (" + " OR ".join(f"t0.{ident(c)} IS NOT NULL" for c in rule.only_where_set) + ")"
     return (f"SELECT {', '.join(columns)} FROM (SELECT t0.*, {last} AS last_activity, {held} AS held "
             f"FROM {ident(dataset.table)} AS t0 WHERE {where}) AS t0")
 
@@ -302,7 +304,8 @@ def describe(planned: list[RetentionDue], as_of: datetime, loaded: LoadedPolicy)
         rule = due.rule
         after = ", ".join(f"max({s.dataset}.{s.column})" if s.dataset else s.column for s in rule.last_activity)
         limit = f" (at most {rule.max_per_run} this run)" if due.count > rule.max_per_run else ""
-        lines.append(f"{rule.name}: {rule.action} {due.system}.{due.dataset}, "
+        scope = f" (rows with {' or '.join(rule.only_where_set)} set)" if rule.only_where_set else ""
+        lines.append(f"{rule.name}: {rule.action} {due.system}.{due.dataset}{scope}, "
                      f"{rule.months} months after the latest of {after}")
         if rule.action == "erase_subject":
             subjects += due.count

@@ -122,22 +122,59 @@ class Reference(_Strict):
     parent_column: str | None = None  # the parent's column it points at; default the parent's key
 
 
+class HoldPeriod(_Strict):
+    """A retention period that a later law set for documents of `from_year` onwards."""
+
+    from_year: int = Field(ge=1900, le=2200)
+    years: int = Field(ge=1, le=50)
+    law: str  # the law that set it, named in the evidence and the DPO's documentation
+
+
 class StatutoryHold(_Strict):
-    """A legal obligation to keep records (Art. 17(3)(b) GDPR), e.g. accounting law."""
+    """A legal obligation to keep records (Art. 17(3)(b) GDPR), e.g. accounting law.
+
+    A record is kept until 31 December of its document's year + the years that apply to that
+    year: `years`, or the period of the latest `later_periods` entry whose `from_year` the
+    document's year has reached (a law that lengthens the period for new documents only)."""
 
     label: str
     basis: str
     law: str
-    years: int = Field(ge=1, le=50)  # kept until 31 December of the document's year + years
+    years: int = Field(ge=1, le=50)
+    later_periods: list[HoldPeriod] = Field(default_factory=list)
+
+    @field_validator("later_periods")
+    @classmethod
+    def _ascending(cls, value: list[HoldPeriod]) -> list[HoldPeriod]:
+        starts = [p.from_year for p in value]
+        if starts != sorted(set(starts)):
+            raise ValueError("from_year must strictly increase")
+        return value
+
+    def years_for(self, document_year: int) -> int:
+        years = self.years
+        for period in self.later_periods:
+            if document_year >= period.from_year:
+                years = period.years
+        return years
 
 
 class DatasetHold(_Strict):
     """How a statutory hold applies to a dataset: by each record's document date, or for as long
-    as records of a child dataset that refer to it are held."""
+    as records of a child dataset that refer to it are held.
+
+    `date_column` names one column or several: with several, the record's date is the latest
+    of them that is set (a direct-debit mandate counts from its last collection, or from its
+    signature while nothing was collected under it)."""
 
     statute: str
-    date_column: str | None = Field(None, pattern=_IDENT)
+    date_column: list[Annotated[str, Field(pattern=_IDENT)]] | None = Field(None, min_length=1)
     through: str | None = None  # a child dataset's name
+
+    @field_validator("date_column", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _one(self):
@@ -221,7 +258,8 @@ class RetentionRule(_Strict):
     """A retention period from the privacy policy, applied daily by the retention sweep.
 
     A row expires when its last activity (the latest of `last_activity`'s sources; a row with none
-    never expires) is more than `months` before the sweep. `erase_subject` opens an erasure request
+    never expires) is more than `months` before the sweep, and, with `only_where_set`, one of
+    those columns is set. `erase_subject` opens an erasure request
     for the row's subject (every system, hold-aware); `delete_rows` erases the expired rows in bulk
     by the dataset's erasure rules, with their child rows, or with `categories` clears only the
     fields of those categories."""
@@ -232,6 +270,9 @@ class RetentionRule(_Strict):
     dataset: str
     last_activity: list[ActivitySource] = Field(min_length=1)
     months: int = Field(ge=1, le=240)
+    # Rows where none of these columns is set are out of the rule's reach (e.g. a contact with no
+    # marketing consent and no newsletter has no marketing data to erase).
+    only_where_set: list[Annotated[str, Field(pattern=_IDENT)]] | None = Field(None, min_length=1)
     action: Literal["erase_subject", "delete_rows"]
     # erase_subject: whether the subject gets the request's letters (acknowledgement, response).
     notify_subject: bool = False
@@ -295,6 +336,10 @@ class Policy(_Strict):
                     raise ValueError(f"{where}.statute: unknown statutory hold {hold.statute!r}")
                 if hold and hold.through and hold.through not in names:
                     raise ValueError(f"{where}.through: unknown dataset {hold.through!r}")
+                for column in (hold.date_column or []) if hold else []:
+                    if column not in dataset.fields:
+                        raise ValueError(f"{where}.date_column: unknown column {column!r} "
+                                         f"(not among the fields of dataset {dataset.name!r})")
                 for column, rule in dataset.fields.items():
                     if rule.category not in self.categories:
                         raise ValueError(
@@ -336,6 +381,10 @@ class Policy(_Strict):
             if source.column not in owner.fields:
                 raise ValueError(f"{where}.last_activity.{i}.column: unknown column {source.column!r} "
                                  f"(not among the fields of dataset {owner.name!r})")
+        for i, column in enumerate(rule.only_where_set or []):
+            if column not in dataset.fields:
+                raise ValueError(f"{where}.only_where_set.{i}: unknown column {column!r} "
+                                 f"(not among the fields of dataset {dataset.name!r})")
         for i, name in enumerate(rule.systems or []):
             if name not in self.systems:
                 raise ValueError(f"{where}.systems.{i}: unknown system {name!r}")

@@ -75,6 +75,48 @@ async def test_erasure_keeps_accounting_records_minimised_and_says_so(postgres, 
             assert not any(n.startswith(("crm/", "analytics/")) for n in archive.namelist())
 
 
+async def test_kept_until_follows_the_document_year_and_the_last_collection(postgres, settings, pool, dev_server, tmp_path, mail_sink):
+    """Law of 20 November 2022: a 2022 invoice is kept 7 years from 1 January 2023 (until 31
+    December 2029), a 2023 invoice 10 years (until 31 December 2033). A mandate signed in 2018
+    (7 years would have ended in 2025) counts from its last collection, in 2025: until 2035."""
+    async with fanout_stack(postgres, settings, dev_server.client, tmp_path) as stack:
+        billing = stack.databases["billing"]
+        conn = await asyncpg.connect(billing)
+        customer = await conn.fetchval(
+            "INSERT INTO customers (customer_number, email, name, vat_number, phone) "
+            "VALUES ('C-LEDGER', 'lena.ledger@example.com', 'Lena Ledger', 'BE0123456789', '+32 3 000 00 00') RETURNING id")
+        invoice = ("INSERT INTO invoices (customer_id, number, issued_on, net_amount, vat_amount, total) "
+                   "VALUES ($1, $2, $3, 100, 21, 121) RETURNING id")
+        old = await conn.fetchval(invoice, customer, "OT-2022-LEDGER", date(2022, 12, 30))
+        new = await conn.fetchval(invoice, customer, "OT-2023-LEDGER", date(2023, 1, 2))
+        payment = await conn.fetchval("INSERT INTO payments (invoice_id, paid_on, amount, method) "
+                                      "VALUES ($1, '2022-12-31', 121, 'SEPA direct debit') RETURNING id", old)
+        mandate = await conn.fetchval(
+            "INSERT INTO mandates (customer_id, mandate_reference, iban_last4, signed_on, last_collection_on, status) "
+            "VALUES ($1, 'MND-LEDGER', '1234', '2018-03-01', '2025-11-03', 'active') RETURNING id", customer)
+        await conn.close()
+        async with build_worker(dev_server.client, stack.settings, pool), api(stack) as http:
+            rid, state = await _erase(http, pool, dev_server.client, "lena.ledger@example.com")
+            assert state["status"] == "completed", state
+            due = {(r["dataset"], int(r["record_key"])): r["erase_after"] for r in await pool.fetch(
+                "SELECT dataset, record_key, erase_after FROM deferred_erasures WHERE request_id = $1", rid)}
+            assert due == {
+                ("invoices", old): date(2030, 1, 1), ("payments", payment): date(2030, 1, 1),
+                ("invoices", new): date(2034, 1, 1), ("mandates", mandate): date(2036, 1, 1),
+                # The customer data the documents need goes with the last of them.
+                ("customers", customer): date(2036, 1, 1),
+            }
+            kept = await fetch_rows(billing, "SELECT iban_last4, restricted FROM mandates WHERE id = $1", mandate)
+            assert [(r["iban_last4"], r["restricted"]) for r in kept] == [(None, True)]
+            letter = text_of(await wait_for_letter(mail_sink, rid, "response"))
+            kept_until = re.findall(r"- (\d+) (\w+) record\(s\) in Billing.*?Kept until: ([^\r\n]+)", letter, re.S)
+            assert sorted(kept_until) == sorted([
+                ("1", "invoices", "31 December 2029"), ("1", "payments", "31 December 2029"),
+                ("1", "invoices", "31 December 2033"), ("1", "mandates", "31 December 2035"),
+                ("1", "customers", "31 December 2035")])
+            assert "Law of 20 November 2022" in letter
+
+
 async def test_legal_claims_hold_blocks_erasure_until_released(postgres, settings, pool, dev_server, tmp_path, mail_sink):
     async with fanout_stack(postgres, settings, dev_server.client, tmp_path) as stack:
         db = stack.databases

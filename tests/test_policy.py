@@ -65,6 +65,28 @@ def test_contacts_carry_out_marketing_and_profiling_objections() -> None:
     }
 
 
+def test_accounting_records_are_kept_7_years_before_2023_and_10_from_2023() -> None:
+    """Law of 20 November 2022: the 10-year period applies to documents of 2023 and later."""
+    policy = load_policy().policy
+    statute = policy.statutory_holds["be_accounting"]
+    assert [statute.years_for(year) for year in (2015, 2022, 2023, 2030)] == [7, 7, 10, 10]
+    mandates = next(d for d in policy.systems["billing"].datasets if d.name == "mandates")
+    assert mandates.hold is not None and mandates.hold.date_column == ["signed_on", "last_collection_on"]
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda c: c["statutory_holds"]["be_accounting"]["later_periods"].append(
+        {"from_year": 2020, "years": 8, "law": "x"}), r"statutory_holds\.be_accounting\.later_periods: .*from_year must strictly increase"),
+    (lambda c: c["systems"]["billing"]["datasets"][3]["hold"].update(date_column=["signed_on", "collected"]),
+     r"systems\.billing\.datasets\.mandates\.hold\.date_column: unknown column 'collected'"),
+])
+def test_bad_statutory_hold_settings_name_their_path(tmp_path: Path, change, message: str) -> None:
+    content = copy.deepcopy(RAW)
+    change(content)
+    with pytest.raises(PolicyError, match=message):
+        load_policy(write(tmp_path, content))
+
+
 def test_unknown_category_names_file_and_field(tmp_path: Path) -> None:
     content = copy.deepcopy(RAW)
     content["systems"]["crm"]["datasets"][0]["fields"]["phone"]["category"] = "hobbies"

@@ -53,7 +53,8 @@ def test_shipped_policy_has_the_privacy_policys_periods() -> None:
     assert [s.column for s in accounts.last_activity] == ["last_seen_at", "created_at"]
     marketing = rules["marketing_data"]
     assert (marketing.dataset, marketing.months, marketing.systems) == ("contacts", 12, ["email_marketing"])
-    assert [s.column for s in marketing.last_activity] == ["last_marketing_email_at"]
+    assert [s.column for s in marketing.last_activity] == ["last_marketing_email_at", "marketing_consent_at", "created_at"]
+    assert marketing.only_where_set == ["last_marketing_email_at", "marketing_consent_at"]
     logs = rules["web_logs"]
     assert (logs.dataset, logs.months, logs.action, logs.categories) == ("page_events", 12, "delete_rows", ["logs"])
     analytics = rules["analytics"]
@@ -88,6 +89,7 @@ def _with_rule(**changes) -> dict:
     ({"action": "delete_rows", "categories": ["horoscope"]}, r"retention\.4\.categories: unknown \['horoscope'\]"),
     ({"action": "delete_rows", "categories": ["payments"]}, r"retention\.4\.categories: .*all are `keep`"),
     ({"systems": ["email_marketing", "mainframe"]}, r"retention\.4\.systems\.1: unknown system 'mainframe'"),
+    ({"only_where_set": ["consented_on"]}, r"retention\.4\.only_where_set\.0: unknown column 'consented_on'"),
     ({"action": "delete_rows", "systems": ["crm"]}, r"systems apply to erase_subject rules only"),
     ({"action": "delete_rows", "notify_subject": True}, r"notify_subject applies to erase_subject rules only"),
     ({"categories": ["logs"]}, r"categories apply to delete_rows rules only"),
@@ -201,7 +203,9 @@ async def test_sweep_erases_accounts_inactive_for_more_than_12_months(postgres, 
         assert invoices_before > 0
         # Everyone else used the app yesterday; the two chosen last did 13 and 11 months ago.
         conn = await asyncpg.connect(crm)
-        await conn.execute("UPDATE contacts SET last_seen_at = $1, last_marketing_email_at = NULL", now - timedelta(days=1))
+        # Nobody has marketing data (no newsletter, no consent): only the accounts rule has work.
+        await conn.execute("UPDATE contacts SET last_seen_at = $1, last_marketing_email_at = NULL, "
+                           "marketing_consent_at = NULL", now - timedelta(days=1))
         for contact, months in ((gone_id, 13), (stays_id, 11)):
             await conn.execute("UPDATE contacts SET last_seen_at = $2, created_at = $3 WHERE id = $1",
                                contact, now - relativedelta(months=months), now - relativedelta(years=3))
@@ -366,13 +370,23 @@ async def test_a_crm_demo_database_seeded_before_last_seen_at_is_upgraded(postgr
 
     names = {s: f"{s}_{uuid.uuid4().hex[:6]}" for s in DEMO_TABLES}
     assert await ensure_demo_databases(postgres, postgres.url, names) == dict.fromkeys(DEMO_TABLES, True)
-    expected = await fetch_rows(postgres.url(names["crm"]), "SELECT id, last_seen_at FROM contacts ORDER BY id")
-    # What version 1 left behind: no last_seen_at column.
-    conn = await asyncpg.connect(postgres.url(names["crm"]))
-    await conn.execute("ALTER TABLE contacts DROP COLUMN last_seen_at; UPDATE demo_meta SET value = '1' WHERE key = 'seeded'")
+    contacts = "SELECT id, last_seen_at, marketing_consent_at FROM contacts ORDER BY id"
+    mandates = "SELECT id, last_collection_on FROM mandates ORDER BY id"
+    crm, billing = postgres.url(names["crm"]), postgres.url(names["billing"])
+    expected = await fetch_rows(crm, contacts), await fetch_rows(billing, mandates)
+    assert any(r["last_collection_on"] for r in expected[1])
+    # What version 1 left behind in the crm (no last_seen_at, no consent date), and version 3 in
+    # billing (no last collection of mandates).
+    conn = await asyncpg.connect(crm)
+    await conn.execute("ALTER TABLE contacts DROP COLUMN last_seen_at, DROP COLUMN marketing_consent_at; "
+                       "UPDATE demo_meta SET value = '1' WHERE key = 'seeded'")
+    await conn.close()
+    conn = await asyncpg.connect(billing)
+    await conn.execute("ALTER TABLE mandates DROP COLUMN last_collection_on; "
+                       "UPDATE demo_meta SET value = '3' WHERE key = 'seeded'")
     await conn.close()
 
     assert await ensure_demo_databases(postgres, postgres.url, names) == dict.fromkeys(DEMO_TABLES, False)
-    crm = postgres.url(names["crm"])
-    assert await fetch_rows(crm, "SELECT id, last_seen_at FROM contacts ORDER BY id") == expected
-    assert await _value(crm, "SELECT value FROM demo_meta WHERE key = 'seeded'") == SEED_VERSION
+    assert (await fetch_rows(crm, contacts), await fetch_rows(billing, mandates)) == expected
+    for url in (crm, billing):
+        assert await _value(url, "SELECT value FROM demo_meta WHERE key = 'seeded'") == SEED_VERSION

@@ -1,6 +1,7 @@
-"""Retention of marketing data: 12 months after the last newsletter, the subject's data at the
-e-mail marketing processor is erased (an erasure request that reaches that system only), once per
-last communication."""
+"""Retention of marketing data: 12 months after the last newsletter (for a subscriber never mailed,
+after the later of their consent and their account's creation), the subject's data at the e-mail
+marketing processor is erased (an erasure request that reaches that system only), once per last
+communication."""
 
 from __future__ import annotations
 
@@ -27,13 +28,15 @@ async def test_marketing_data_goes_12_months_after_the_last_newsletter(postgres,
                                   "ORDER BY id LIMIT 2", subscribed)
         (gone_id, gone), (stays_id, stays) = [(r["id"], r["email"]) for r in chosen]
         now = datetime.now(UTC)
-        # Everyone had this month's newsletter but the two chosen: 13 and 11 months ago.
+        # Everyone had this month's newsletter but the two chosen: 13 and 11 months ago (they
+        # consented and signed up years before, so the newsletter is what counts).
         conn = await asyncpg.connect(crm)
         await conn.execute("UPDATE contacts SET last_marketing_email_at = $1 "
                            "WHERE last_marketing_email_at IS NOT NULL", now - timedelta(days=3))
         for contact, months in ((gone_id, 13), (stays_id, 11)):
-            await conn.execute("UPDATE contacts SET last_marketing_email_at = $2 WHERE id = $1",
-                               contact, now - relativedelta(months=months))
+            await conn.execute("UPDATE contacts SET last_marketing_email_at = $2, marketing_consent_at = $3, "
+                               "created_at = $3 WHERE id = $1",
+                               contact, now - relativedelta(months=months), now - relativedelta(years=3))
         await conn.close()
         contacts_before = await fetch_rows(crm, "SELECT * FROM contacts ORDER BY id")
 
@@ -79,3 +82,47 @@ async def test_marketing_data_goes_12_months_after_the_last_newsletter(postgres,
             assert len(requests) == 2
             handle = dev_server.client.get_workflow_handle(workflow_id_for(str(requests[-1]["id"])))
             assert (await asyncio.wait_for(handle.result(), 60))["status"] == "completed"
+
+
+async def test_a_subscriber_never_mailed_counts_from_the_later_of_consent_and_account_creation(
+        postgres, settings, pool, dev_server, tmp_path):
+    """Privacy policy 1.6 ("12 months since the last communication") also reaches subscribers who
+    never received a newsletter; a contact who neither consented nor was mailed is left alone."""
+    async with fanout_stack(postgres, settings, dev_server.client, tmp_path, email_delay=0.1) as stack:
+        crm, processor = stack.databases["crm"], stack.databases["email_marketing"]
+        subscribed = [r["email"] for r in await fetch_rows(processor, "SELECT email FROM subscribers ORDER BY id")]
+        # Not the subscribers the test above chose: the app database, with its retention
+        # requests, is shared.
+        chosen = await fetch_rows(crm, "SELECT id, email FROM contacts WHERE email = ANY($1::text[]) AND id > 3 "
+                                  "ORDER BY id OFFSET 2 LIMIT 3", subscribed)
+        (gone_id, gone), (stays_id, stays), (unasked_id, unasked) = [(r["id"], r["email"]) for r in chosen]
+        now = datetime.now(UTC)
+        conn = await asyncpg.connect(crm)
+        await conn.execute("UPDATE contacts SET last_marketing_email_at = $1 "
+                           "WHERE last_marketing_email_at IS NOT NULL", now - timedelta(days=3))
+        # Never mailed: consented 14 months ago on an account of 3 years (due); consented 13
+        # months ago on an account created 11 months ago (the creation counts: not yet due);
+        # no consent on record at all (no marketing data to erase: never reached).
+        for contact, consent, created in ((gone_id, relativedelta(months=14), relativedelta(years=3)),
+                                          (stays_id, relativedelta(months=13), relativedelta(months=11)),
+                                          (unasked_id, None, relativedelta(years=3))):
+            await conn.execute("UPDATE contacts SET last_marketing_email_at = NULL, marketing_consent_at = $2, "
+                               "created_at = $3 WHERE id = $1",
+                               contact, consent and now - consent, now - created)
+        await conn.close()
+
+        async with build_worker(dev_server.client, stack.settings, pool), api(stack):
+            report = await dev_server.client.execute_workflow(
+                RetentionSweepWorkflow.run, RetentionSweepInput(reason="test", rules=["marketing_data"]),
+                id=f"retention-never-mailed-{uuid.uuid4().hex[:6]}", task_queue=stack.settings.task_queue)
+            (outcome,) = report.rules
+            assert (outcome.due, outcome.started, outcome.error) == (1, 1, None)
+            mine = "origin = 'retention' AND details->>'retention_rule' = 'marketing_data'"
+            requests = await pool.fetch(f"SELECT * FROM dsr_requests WHERE {mine} AND subject_email = ANY($1::text[])",
+                                        [gone, stays, unasked])
+            assert [r["subject_email"] for r in requests] == [gone]
+            handle = dev_server.client.get_workflow_handle(workflow_id_for(str(requests[0]["id"])))
+            assert (await asyncio.wait_for(handle.result(), 60))["status"] == "completed"
+            assert await fetch_rows(processor, "SELECT 1 FROM subscribers WHERE email = $1", gone) == []
+            for email in (stays, unasked):
+                assert await fetch_rows(processor, "SELECT 1 FROM subscribers WHERE email = $1", email) != []

@@ -1,6 +1,7 @@
 """Statutory holds over records an http system returned (Art. 17(3)(b)): e.g. Stripe invoices and
-charges are accounting documents, kept until 31 December of their year + the statute's years,
-and the customer they belong to is kept (minimised) for as long as any of them is."""
+charges are accounting documents, kept until 31 December of their year + the years the statute
+sets for documents of that year, and the customer they belong to is kept (minimised) for as long
+as any of them is."""
 
 from __future__ import annotations
 
@@ -40,12 +41,12 @@ def holds_over(config: HttpConfig, policy: Policy, found: dict[str, list[dict[st
         hold = dataset.hold
         if hold is None or hold.date_field is None:
             continue
-        years = policy.statutory_holds[hold.statute].years
+        statute = policy.statutory_holds[hold.statute]
         for record in found.get(name, []):
             issued = document_date(record.get(hold.date_field))
             if issued is None:
                 continue
-            until = retention_end(issued, years)
+            until = retention_end(issued, statute)
             if until >= today:
                 held.setdefault(name, {})[str(record.get(dataset.key))] = (until, hold.statute)
     for name, dataset in config.datasets.items():

@@ -4,8 +4,8 @@ For every dataset, children first, each of the subject's rows is either erased (
 anonymised as the policy says), or held:
 - a legal-claims hold placed by compliance keeps the rows of the categories it covers as they
   are, restricted, until it is released;
-- a statutory hold keeps a record until 31 December of its document's year + the statute's
-  years; the record is minimised to the fields the obligation needs (`held: true`) and
+- a statutory hold keeps a record until 31 December of its document's year + the years the
+  statute sets for documents of that year; the record is minimised to the fields the obligation needs (`held: true`) and
   restricted;
 - a parent row that a held child still points at is held (minimised) as long as the child is.
 Held records are returned so the activity can schedule their erasure for when the hold ends.
@@ -21,12 +21,14 @@ import asyncpg
 
 from activities.connectors.base import ErasureContext, HeldRecord, LegalClaimsHold
 from activities.connectors.sql_queries import Plan, Query, ident, match
-from policy.model import Dataset, Policy
+from policy.model import Dataset, Policy, StatutoryHold
 
 
-def retention_end(document_date: date, years: int) -> date:
-    """Kept until 31 December of the document's year + `years` (VAT Code Art. 60 §4 style)."""
-    return date(document_date.year + years, 12, 31)
+def retention_end(document_date: date, statute: StatutoryHold) -> date:
+    """Kept until 31 December of the document's year + the years that apply to a document of
+    that year: the period runs from 1 January after it (VAT Code Art. 60 §4, CIR 92 Art. 315),
+    and the Law of 20 November 2022 lengthened it for documents of 2023 onwards only."""
+    return date(document_date.year + statute.years_for(document_date.year), 12, 31)
 
 
 def _categories(dataset: Dataset) -> set[str]:
@@ -57,7 +59,9 @@ class HoldAwareErasure:
         where = match(self.plan, dataset, subject, q, alias)
         extra = []
         if dataset.hold and dataset.hold.date_column:
-            extra.append(f"{alias}.{ident(dataset.hold.date_column)} AS doc_date")
+            # The latest of the columns that is set (GREATEST skips NULLs).
+            dates = ", ".join(f"{alias}.{ident(c)}" for c in dataset.hold.date_column)
+            extra.append(f"GREATEST({dates}) AS doc_date")
         if dataset.via:
             extra.append(f"{alias}.{ident(dataset.via.column)}::text AS parent_key")
         columns = ", ".join([f"{alias}.{ident(dataset.key)}::text AS key", *extra])
@@ -75,10 +79,10 @@ class HoldAwareErasure:
         held: dict[str, tuple[date | None, str, str]] = {}
         hold = dataset.hold
         if hold and hold.date_column:
-            years = self.policy.statutory_holds[hold.statute].years
+            statute = self.policy.statutory_holds[hold.statute]
             for row in rows:
                 if row["doc_date"] is not None:
-                    until = retention_end(row["doc_date"], years)
+                    until = retention_end(row["doc_date"], statute)
                     if until >= self.context.today:
                         held[row["key"]] = (until, "statutory", hold.statute)
         # Rows that a held child row still refers to stay as long as the child does.
@@ -135,12 +139,15 @@ class HoldAwareErasure:
 
 def kept_summary(policy: Policy, system: str, held: list[HeldRecord],
                  legal_holds: dict[str, Any]) -> list[dict[str, Any]]:
-    """Per dataset and hold: how many records were kept, under what, until when (no keys)."""
-    groups: dict[tuple[str, str, str], list[HeldRecord]] = defaultdict(list)
+    """Per dataset, hold and end date: how many records were kept, under what, until when (no
+    keys). A statute's records are grouped by their own end date, so the letter says when each
+    goes (a 2022 invoice years before a 2023 one), not only when the last one does."""
+    groups: dict[tuple[str, str, str, str], list[HeldRecord]] = defaultdict(list)
     for record in held:
-        groups[(record.dataset, record.hold_kind, record.hold_ref)].append(record)
+        until = record.until.isoformat() if record.hold_kind == "statutory" and record.until else ""
+        groups[(record.dataset, record.hold_kind, record.hold_ref, until)].append(record)
     summary = []
-    for (dataset, kind, ref), records in sorted(groups.items()):
+    for (dataset, kind, ref, _), records in sorted(groups.items()):
         if kind == "statutory":
             statute = policy.statutory_holds[ref]
             basis, law = statute.basis, statute.law

@@ -20,9 +20,17 @@ from devstack.demo.subjects import SEED, DemoSubject, demo_subjects
 from devstack.postgres import EmbeddedPostgres
 
 SQL_SYSTEMS = ("crm", "analytics", "billing")
-SEED_VERSION = "3"  # 2: crm contacts have last_seen_at; 3: and last_marketing_email_at
-# Columns later seed versions added to crm contacts: an older database is upgraded in place.
-_ADDED_CONTACT_COLUMNS = {"2": "last_seen_at", "3": "last_marketing_email_at"}
+# 2: crm contacts have last_seen_at; 3: and last_marketing_email_at; 4: and marketing_consent_at,
+# and billing mandates have last_collection_on.
+SEED_VERSION = "4"
+# Columns later seed versions added, per system: (version, table, column, type). An older
+# database is upgraded in place.
+_ADDED_COLUMNS = {
+    "crm": [("2", "contacts", "last_seen_at", "timestamptz"),
+            ("3", "contacts", "last_marketing_email_at", "timestamptz"),
+            ("4", "contacts", "marketing_consent_at", "timestamptz")],
+    "billing": [("4", "mandates", "last_collection_on", "date")],
+}
 # Every generated date lies before this instant; ada's invoices are fixed in 2025 and 2026.
 REFERENCE = datetime(2026, 6, 17, 12, 0, tzinfo=UTC)
 _LOCK_KEY = 7_301_926  # advisory lock: two processes seeding the same database take turns
@@ -53,7 +61,10 @@ CREATE TABLE contacts (
     last_seen_at timestamptz,
     -- When the controller last sent this contact a newsletter (its campaign tool records it):
     -- marketing data goes 12 months after the last communication.
-    last_marketing_email_at timestamptz
+    last_marketing_email_at timestamptz,
+    -- When the contact consented to newsletters (the sign-up form records it): a subscriber who
+    -- was never mailed counts from the later of this and created_at.
+    marketing_consent_at timestamptz
 );
 CREATE INDEX contacts_email ON contacts (lower(email));
 CREATE TABLE support_requests (
@@ -139,6 +150,9 @@ CREATE TABLE mandates (
     mandate_reference text,
     iban_last4 text,
     signed_on date,
+    -- The last collection under the mandate (the payment provider reports it): the mandate is
+    -- kept counted from it.
+    last_collection_on date,
     status text,
     restricted boolean NOT NULL DEFAULT false
 );
@@ -152,7 +166,7 @@ _COLUMNS: dict[str, dict[str, tuple[str, ...]]] = {
         "companies": ("id", "name", "vat_number"),
         "contacts": ("id", "email", "first_name", "last_name", "phone", "company_id", "notes",
                      "marketing_opt_in", "profiling_opt_out", "restricted", "created_at", "last_seen_at",
-                     "last_marketing_email_at"),
+                     "last_marketing_email_at", "marketing_consent_at"),
         "support_requests": ("id", "contact_id", "subject", "body", "created_at", "restricted"),
         "chat_transcripts": ("id", "contact_id", "transcript", "started_at", "restricted"),
     },
@@ -168,7 +182,7 @@ _COLUMNS: dict[str, dict[str, tuple[str, ...]]] = {
                      "currency", "restricted"),
         "payments": ("id", "invoice_id", "paid_on", "amount", "method", "reference", "restricted"),
         "mandates": ("id", "customer_id", "mandate_reference", "iban_last4", "signed_on", "status",
-                     "restricted"),
+                     "restricted", "last_collection_on"),
     },
 }
 
@@ -225,11 +239,21 @@ def _last_marketing_email(rng: random.Random, subject: DemoSubject, created: dat
     return REFERENCE - timedelta(days=rng.randint(1, 30), seconds=rng.randint(0, 86_399))
 
 
+def _marketing_consent(rng: random.Random, subject: DemoSubject, created: datetime,
+                       last_mailed: datetime | None) -> datetime | None:
+    """When a subscriber consented: at sign-up or in the two weeks after, before any newsletter."""
+    if not subject.in_email_marketing:
+        return None
+    consent = created + timedelta(days=rng.randint(0, 14), seconds=rng.randint(0, 86_399))
+    return min(consent, last_mailed) if last_mailed else consent
+
+
 def crm_rows(subjects: list[DemoSubject]) -> dict[str, list[tuple]]:
     rng = _rng("crm")
     # Generators of their own: the other columns keep the values they had before these columns.
     seen_rng = random.Random(f"{SEED}:crm:last_seen")
     mailed_rng = random.Random(f"{SEED}:crm:last_marketing_email")
+    consent_rng = random.Random(f"{SEED}:crm:marketing_consent")
     companies: dict[str, int] = {}
     rows: dict[str, list[tuple]] = {table: [] for table in _COLUMNS["crm"]}
     for s in (s for s in subjects if s.in_crm):
@@ -243,10 +267,11 @@ def crm_rows(subjects: list[DemoSubject]) -> dict[str, list[tuple]]:
             company_id = companies[s.company]
         created = _before(rng, 900, 200)
         contact_id = s.index + 1
+        last_mailed = _last_marketing_email(mailed_rng, s, created)
         rows["contacts"].append((
             contact_id, s.email, s.first_name, s.last_name, s.phone, company_id, rng.choice(_NOTES),
             s.in_email_marketing, rng.random() < 0.1, False, created, _last_seen(seen_rng, s, created),
-            _last_marketing_email(mailed_rng, s, created),
+            last_mailed, _marketing_consent(consent_rng, s, created, last_mailed),
         ))
         requests = {0: 2, 1: 1}.get(s.index, rng.randint(0, 3))
         for _ in range(requests):
@@ -316,11 +341,20 @@ def billing_rows(subjects: list[DemoSubject]) -> dict[str, list[tuple]]:
             status = rng.choice(["active", "active", "revoked"])
         if status is not None:
             mandate_id = len(rows["mandates"]) + 1
+            signed = _before(rng, 900, 30).date()
             rows["mandates"].append((
                 mandate_id, customer_id, f"MND-{mandate_id:06d}", f"{rng.randint(0, 9999):04d}",
-                _before(rng, 900, 30).date(), status, False,
+                signed, status, False, _last_collection(rows, customer_id, signed),
             ))
     return rows
+
+
+def _last_collection(rows: dict[str, list[tuple]], customer_id: int, signed: date) -> date | None:
+    """The customer's last direct-debit payment since the mandate was signed (None: no collection)."""
+    invoices = {r[0] for r in rows["invoices"] if r[1] == customer_id}
+    collected = [r[2] for r in rows["payments"]
+                 if r[1] in invoices and r[4] == "SEPA direct debit" and r[2] >= signed]
+    return max(collected, default=None)
 
 
 _ROWS = {"crm": crm_rows, "analytics": analytics_rows, "billing": billing_rows}
@@ -328,18 +362,16 @@ _ROWS = {"crm": crm_rows, "analytics": analytics_rows, "billing": billing_rows}
 
 async def _upgrade(conn: asyncpg.Connection, system: str, version: str, subjects: list[DemoSubject]) -> None:
     """Bring a database seeded by an earlier SEED_VERSION up to date, keeping its data."""
-    if system == "crm":
-        columns = _COLUMNS["crm"]["contacts"]
-        rows = crm_rows(subjects)["contacts"]
-        for added_in, column in _ADDED_CONTACT_COLUMNS.items():
-            if int(version) >= int(added_in):
-                continue
-            await conn.execute(f"ALTER TABLE contacts ADD COLUMN IF NOT EXISTS {column} timestamptz")
-            await conn.execute(
-                f"UPDATE contacts c SET {column} = v.value FROM unnest($1::bigint[], $2::timestamptz[]) "
-                f"AS v(id, value) WHERE c.id = v.id AND c.{column} IS NULL",
-                [r[columns.index("id")] for r in rows], [r[columns.index(column)] for r in rows],
-            )
+    added = [a for a in _ADDED_COLUMNS.get(system, []) if int(version) < int(a[0])]
+    generated = _ROWS[system](subjects) if added else {}
+    for _, table, column, kind in added:
+        columns, rows = _COLUMNS[system][table], generated[table]
+        await conn.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {kind}")
+        await conn.execute(
+            f"UPDATE {table} t SET {column} = v.value FROM unnest($1::bigint[], $2::{kind}[]) "
+            f"AS v(id, value) WHERE t.id = v.id AND t.{column} IS NULL",
+            [r[columns.index("id")] for r in rows], [r[columns.index(column)] for r in rows],
+        )
     await conn.execute("UPDATE demo_meta SET value = $1 WHERE key = 'seeded'", SEED_VERSION)
 
 
