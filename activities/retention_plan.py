@@ -23,7 +23,8 @@ from activities.connectors.base import ConnectorEnv
 from activities.connectors.sql import SqlConnector
 from activities.connectors.sql_queries import Plan, Query, as_text, ident
 from activities.context import ActivityContext
-from policy.model import Dataset, LoadedPolicy, RetentionRule, load_policy
+from policy.keeping import RetentionRule
+from policy.model import Dataset, LoadedPolicy, load_policy
 from schemas.requests import RequestStatus
 
 _EMAIL = TypeAdapter(EmailStr)

@@ -16,16 +16,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
-
 from jinja2 import StrictUndefined, TemplateSyntaxError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
+
+from policy.strict import IDENT, StrictModel
 
 if TYPE_CHECKING:
     from policy.model import Policy
 
 _ENV_NAME = r"^[A-Z][A-Z0-9_]*$"
-_NAME = r"^[a-z_][a-z0-9_]{0,62}$"
 _syntax = ImmutableSandboxedEnvironment(undefined=StrictUndefined)
 
 
@@ -45,23 +45,19 @@ def _compiles(value: Any) -> Any:
     return value
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class BearerAuth(_Strict):
+class BearerAuth(StrictModel):
     type: Literal["bearer"]
     token_env: str = Field(pattern=_ENV_NAME)
 
 
-class ApiKeyAuth(_Strict):
+class ApiKeyAuth(StrictModel):
     type: Literal["api_key"]
     header: str = "X-API-Key"
     key_env: str = Field(pattern=_ENV_NAME)
     prefix: str = ""  # e.g. "apikey " for services that want a scheme word before the key
 
 
-class BasicAuth(_Strict):
+class BasicAuth(StrictModel):
     type: Literal["basic"]
     username: str | None = None  # a literal user name (Mailchimp accepts any), or
     username_env: str | None = Field(None, pattern=_ENV_NAME)
@@ -74,7 +70,7 @@ class BasicAuth(_Strict):
         return self
 
 
-class OAuth2Auth(_Strict):
+class OAuth2Auth(StrictModel):
     """OAuth 2.0 access tokens, fetched and refreshed before expiry or after a 401.
 
     grant client_credentials: client_id_env + client_secret_env;
@@ -109,7 +105,7 @@ class OAuth2Auth(_Strict):
 Auth = BearerAuth | ApiKeyAuth | BasicAuth | OAuth2Auth
 
 
-class Pagination(_Strict):
+class Pagination(StrictModel):
     """How to get the next page.
 
     cursor: the next cursor comes from `cursor_path` in the body (HubSpot `paging.next.after`) or
@@ -140,7 +136,7 @@ class Pagination(_Strict):
         return self
 
 
-class RequestSpec(_Strict):
+class RequestSpec(StrictModel):
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
     path: str  # relative to base_url; {{ }} values are URL-escaped
     query: dict[str, Any] = Field(default_factory=dict)
@@ -150,7 +146,7 @@ class RequestSpec(_Strict):
     _templates = field_validator("path", "query", "body", "headers")(_compiles)
 
 
-class Step(_Strict):
+class Step(StrictModel):
     """One request (or one per item of `for_each`).
 
     A read step has `records` (where the records are in the response: a dotted path, "" for the
@@ -160,7 +156,7 @@ class Step(_Strict):
     `if` is a template: the step (or item) is skipped when it renders empty or false.
     """
 
-    name: str = Field(pattern=_NAME)
+    name: str = Field(pattern=IDENT)
     request: RequestSpec
     for_each: str | None = None  # an earlier step's name, or `identifiers`
     if_: str | None = Field(None, alias="if")
@@ -187,7 +183,7 @@ class Step(_Strict):
         return self
 
 
-class Action(_Strict):
+class Action(StrictModel):
     """The requests of one action. `find`: run another action's steps first (erase usually
     finds the records the way access does). `note`: a sentence for the subject's response
     letter, rendered with `collected` (the steps' collected values) and `accepted_at`."""
@@ -199,7 +195,7 @@ class Action(_Strict):
 
 
 
-class Actions(_Strict):
+class Actions(StrictModel):
     access: Action | None = None
     erase: Action | None = None
     rectify: Action | None = None
@@ -209,7 +205,7 @@ class Actions(_Strict):
         default_factory=dict)
 
 
-class DatasetHold(_Strict):
+class DatasetHold(StrictModel):
     """A statutory hold on a dataset's records: by each record's date (`date_field`, epoch
     seconds or ISO 8601), or for as long as records of `through` datasets that point at it are."""
 
@@ -224,7 +220,7 @@ class DatasetHold(_Strict):
         return self
 
 
-class HttpDataset(_Strict):
+class HttpDataset(StrictModel):
     category: str
     provided: bool = True
     key: str = "id"
@@ -233,7 +229,7 @@ class HttpDataset(_Strict):
     hold: DatasetHold | None = None
 
 
-class Identifier(_Strict):
+class Identifier(StrictModel):
     """An identifier the service knows the subject by, read from another system's access
     records when the request is planned (before any system erases it)."""
 
@@ -243,7 +239,7 @@ class Identifier(_Strict):
     field: str
 
 
-class Limits(_Strict):
+class Limits(StrictModel):
     """Shared by every worker through the quota ledger in Postgres. `key` groups systems that
     share a quota (GA4: per property); `timezone` is where the service's quota day starts."""
 
@@ -253,14 +249,14 @@ class Limits(_Strict):
     timezone: str = "UTC"
 
 
-class Retry(_Strict):
+class Retry(StrictModel):
     attempts: int = Field(4, ge=1, le=20)  # per request, inside one activity attempt
     backoff_seconds: float = Field(1.0, ge=0)
     # A longer Retry-After ends the activity attempt; Temporal retries it after that delay.
     max_inline_wait_seconds: float = Field(30, ge=0)
 
 
-class HttpConfig(_Strict):
+class HttpConfig(StrictModel):
     service: str
     base_url: str
     auth: Auth = Field(discriminator="type")
@@ -279,7 +275,7 @@ class HttpConfig(_Strict):
     @model_validator(mode="after")
     def _references(self):
         for name, dataset in self.datasets.items():
-            if not re.fullmatch(_NAME, name):
+            if not re.fullmatch(IDENT, name):
                 raise ValueError(f"datasets: {name!r} must be lower-case letters, digits and _")
             for child in dataset.hold.through if dataset.hold else []:
                 if child not in self.datasets or self.datasets[child].parent_field is None:

@@ -21,6 +21,8 @@ from pydantic import (
 
 from dsrflow.deadlines import Regime
 from policy.http_model import HttpConfig, check_http_references, inline_http_files
+from policy.keeping import DatasetHold, RetentionRule, StatutoryHold
+from policy.strict import IDENT, StrictModel
 from schemas.requests import RequestType
 
 DEFAULT_POLICY = Path(__file__).with_name("connexeon.yaml")
@@ -30,11 +32,7 @@ class PolicyError(Exception):
     """The policy file is unreadable or invalid; the message names file and path."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Controller(_Strict):
+class Controller(StrictModel):
     name: str
     registration: str
     address: str
@@ -43,7 +41,7 @@ class Controller(_Strict):
     sender_email: EmailStr
 
 
-class Defaults(_Strict):
+class Defaults(StrictModel):
     regime: Regime = Regime.gdpr
     country: str = "BE"
     timezone: str = "Europe/Brussels"
@@ -56,14 +54,14 @@ class Defaults(_Strict):
         return value
 
 
-class Verification(_Strict):
+class Verification(StrictModel):
     max_attempts: int = Field(5, ge=1, le=20)
     reminder_after_days: int = Field(2, ge=1)
     expires_after_days: int = Field(7, ge=1)
     code_digits: int = Field(6, ge=6, le=10)
 
 
-class Authority(_Strict):
+class Authority(StrictModel):
     name: str
     address: str
     website: str
@@ -71,10 +69,7 @@ class Authority(_Strict):
     phone: str
 
 
-_IDENT = r"^[a-z_][a-z0-9_]{0,62}$"
-
-
-class Category(_Strict):
+class Category(StrictModel):
     """A data category from the privacy policy, with the Art. 15 information about it."""
 
     label: str
@@ -84,7 +79,7 @@ class Category(_Strict):
     source: str = "the data subject"
 
 
-class Recipient(_Strict):
+class Recipient(StrictModel):
     """A recipient (processor) named in the privacy policy: told of erasure, rectification and
     restriction under Art. 19 when it is also a system we fan out to."""
 
@@ -95,7 +90,7 @@ class Recipient(_Strict):
     safeguards: str | None = None
 
 
-class FieldRule(_Strict):
+class FieldRule(StrictModel):
     """One column: its category, whether the subject provided it, how erasure treats it."""
 
     category: str
@@ -114,7 +109,7 @@ class FieldRule(_Strict):
         return self
 
 
-class Reference(_Strict):
+class Reference(StrictModel):
     """Rows of this dataset belong to the subject through a parent dataset's rows."""
 
     dataset: str
@@ -122,75 +117,14 @@ class Reference(_Strict):
     parent_column: str | None = None  # the parent's column it points at; default the parent's key
 
 
-class HoldPeriod(_Strict):
-    """A retention period that a later law set for documents of `from_year` onwards."""
-
-    from_year: int = Field(ge=1900, le=2200)
-    years: int = Field(ge=1, le=50)
-    law: str  # the law that set it, named in the evidence and the DPO's documentation
-
-
-class StatutoryHold(_Strict):
-    """A legal obligation to keep records (Art. 17(3)(b) GDPR), e.g. accounting law.
-
-    A record is kept until 31 December of its document's year + the years that apply to that
-    year: `years`, or the period of the latest `later_periods` entry whose `from_year` the
-    document's year has reached (a law that lengthens the period for new documents only)."""
-
-    label: str
-    basis: str
-    law: str
-    years: int = Field(ge=1, le=50)
-    later_periods: list[HoldPeriod] = Field(default_factory=list)
-
-    @field_validator("later_periods")
-    @classmethod
-    def _ascending(cls, value: list[HoldPeriod]) -> list[HoldPeriod]:
-        starts = [p.from_year for p in value]
-        if starts != sorted(set(starts)):
-            raise ValueError("from_year must strictly increase")
-        return value
-
-    def years_for(self, document_year: int) -> int:
-        years = self.years
-        for period in self.later_periods:
-            if document_year >= period.from_year:
-                years = period.years
-        return years
-
-
-class DatasetHold(_Strict):
-    """How a statutory hold applies to a dataset: by each record's document date, or for as long
-    as records of a child dataset that refer to it are held.
-
-    `date_column` names one column or several: with several, the record's date is the latest
-    of them that is set (a direct-debit mandate counts from its last collection, or from its
-    signature while nothing was collected under it)."""
-
-    statute: str
-    date_column: list[Annotated[str, Field(pattern=_IDENT)]] | None = Field(None, min_length=1)
-    through: str | None = None  # a child dataset's name
-
-    @field_validator("date_column", mode="before")
-    @classmethod
-    def _one_or_many(cls, value: Any) -> Any:
-        return [value] if isinstance(value, str) else value
-
-    @model_validator(mode="after")
-    def _one(self):
-        if (self.date_column is None) == (self.through is None):
-            raise ValueError("needs exactly one of date_column or through")
-        return self
-
-
-class Dataset(_Strict):
-    name: str = Field(pattern=_IDENT)
-    table: str = Field(pattern=_IDENT)
-    key: str = Field("id", pattern=_IDENT)
+class Dataset(StrictModel):
+    name: str = Field(pattern=IDENT)
+    table: str = Field(pattern=IDENT)
+    key: str = Field("id", pattern=IDENT)
     identify: dict[Literal["email", "customer_id", "name"], str] = Field(default_factory=dict)
     via: Reference | None = None
     erasure: Literal["delete", "anonymise"] = "delete"
-    restricted_column: str | None = Field(None, pattern=_IDENT)
+    restricted_column: str | None = Field(None, pattern=IDENT)
     # Column updates that carry out an objection, per scope, e.g.
     # {direct_marketing: {marketing_opt_in: false}}.
     objection_updates: dict[Literal["direct_marketing", "profiling", "legitimate_interest"], dict[str, Any]] = Field(
@@ -204,12 +138,12 @@ class Dataset(_Strict):
         if not self.identify and self.via is None:
             raise ValueError("needs `identify` (subject identity -> column) or `via` (a parent dataset)")
         for column in [*self.identify.values(), *self.fields]:
-            if not re.fullmatch(_IDENT, column):
+            if not re.fullmatch(IDENT, column):
                 raise ValueError(f"{column!r} is not a plain column name")
         return self
 
 
-class System(_Strict):
+class System(StrictModel):
     """A system holding personal data and how to reach it."""
 
     label: str
@@ -246,62 +180,7 @@ class System(_Strict):
                 f"config.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())) from None
 
 
-class ActivitySource(_Strict):
-    """One source of a row's "last activity": a column of the row itself, or (with `dataset`) the
-    latest value of a column over a child dataset's rows that point at it."""
-
-    column: str = Field(pattern=_IDENT)
-    dataset: str | None = Field(None, pattern=_IDENT)  # a child dataset (its `via` is the rule's dataset)
-
-
-class RetentionRule(_Strict):
-    """A retention period from the privacy policy, applied daily by the retention sweep.
-
-    A row expires when its last activity (the latest of `last_activity`'s sources; a row with none
-    never expires) is more than `months` before the sweep, and, with `only_where_set`, one of
-    those columns is set. `erase_subject` opens an erasure request
-    for the row's subject (every system, hold-aware); `delete_rows` erases the expired rows in bulk
-    by the dataset's erasure rules, with their child rows, or with `categories` clears only the
-    fields of those categories."""
-
-    name: str = Field(pattern=_IDENT)
-    label: str
-    system: str
-    dataset: str
-    last_activity: list[ActivitySource] = Field(min_length=1)
-    months: int = Field(ge=1, le=240)
-    # Rows where none of these columns is set are out of the rule's reach (e.g. a contact with no
-    # marketing consent and no newsletter has no marketing data to erase).
-    only_where_set: list[Annotated[str, Field(pattern=_IDENT)]] | None = Field(None, min_length=1)
-    action: Literal["erase_subject", "delete_rows"]
-    # erase_subject: whether the subject gets the request's letters (acknowledgement, response).
-    notify_subject: bool = False
-    # erase_subject: the systems the erasure reaches (default: every system), for data held
-    # elsewhere than where its last activity is recorded (marketing data at the e-mail processor).
-    systems: list[str] | None = Field(None, min_length=1)
-    # delete_rows: clear only these categories' fields instead of erasing whole rows.
-    categories: list[str] | None = Field(None, min_length=1)
-    # Work per sweep, oldest first: subjects (erase_subject) or rows (delete_rows); the rest waits
-    # for the next day, so a first run over a large backlog does not flood the workers.
-    max_per_run: int = Field(500, ge=1, le=100_000)
-
-    @field_validator("last_activity", mode="before")
-    @classmethod
-    def _one_or_many(cls, value: Any) -> Any:
-        return [value] if isinstance(value, dict) else value
-
-    @model_validator(mode="after")
-    def _action_options(self):
-        if self.action == "delete_rows" and self.notify_subject:
-            raise ValueError("notify_subject applies to erase_subject rules only")
-        if self.action == "erase_subject" and self.categories is not None:
-            raise ValueError("categories apply to delete_rows rules only")
-        if self.action == "delete_rows" and self.systems is not None:
-            raise ValueError("systems apply to erase_subject rules only")
-        return self
-
-
-class Policy(_Strict):
+class Policy(StrictModel):
     controller: Controller
     defaults: Defaults = Defaults()
     verification: Verification = Verification()
@@ -324,7 +203,7 @@ class Policy(_Strict):
     @model_validator(mode="after")
     def _references(self):
         for name, system in self.systems.items():
-            if not re.fullmatch(_IDENT, name):
+            if not re.fullmatch(IDENT, name):
                 raise ValueError(f"system name {name!r} must be lower-case letters, digits and _")
             if system.recipient and system.recipient not in self.recipients:
                 raise ValueError(f"systems.{name}.recipient: unknown recipient {system.recipient!r}")

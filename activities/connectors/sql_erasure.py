@@ -21,7 +21,8 @@ import asyncpg
 
 from activities.connectors.base import ErasureContext, HeldRecord, LegalClaimsHold
 from activities.connectors.sql_queries import Plan, Query, ident, match
-from policy.model import Dataset, Policy, StatutoryHold
+from policy.keeping import StatutoryHold
+from policy.model import Dataset, Policy
 
 
 def retention_end(document_date: date, statute: StatutoryHold) -> date:

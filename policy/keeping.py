@@ -1,0 +1,127 @@
+"""How long the controller keeps data, as its policy says: the legal obligations to keep records
+(statutory holds, Art. 17(3)(b) GDPR), how each applies to a dataset, and the retention periods
+the daily sweep applies."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from policy.strict import IDENT, StrictModel
+
+
+class HoldPeriod(StrictModel):
+    """A retention period that a later law set for documents of `from_year` onwards."""
+
+    from_year: int = Field(ge=1900, le=2200)
+    years: int = Field(ge=1, le=50)
+    law: str  # the law that set it, named in the evidence and the DPO's documentation
+
+
+class StatutoryHold(StrictModel):
+    """A legal obligation to keep records (Art. 17(3)(b) GDPR), e.g. accounting law.
+
+    A record is kept until 31 December of its document's year + the years that apply to that
+    year: `years`, or the period of the latest `later_periods` entry whose `from_year` the
+    document's year has reached (a law that lengthens the period for new documents only)."""
+
+    label: str
+    basis: str
+    law: str
+    years: int = Field(ge=1, le=50)
+    later_periods: list[HoldPeriod] = Field(default_factory=list)
+
+    @field_validator("later_periods")
+    @classmethod
+    def _ascending(cls, value: list[HoldPeriod]) -> list[HoldPeriod]:
+        starts = [p.from_year for p in value]
+        if starts != sorted(set(starts)):
+            raise ValueError("from_year must strictly increase")
+        return value
+
+    def years_for(self, document_year: int) -> int:
+        years = self.years
+        for period in self.later_periods:
+            if document_year >= period.from_year:
+                years = period.years
+        return years
+
+
+class DatasetHold(StrictModel):
+    """How a statutory hold applies to a dataset: by each record's document date, or for as long
+    as records of a child dataset that refer to it are held.
+
+    `date_column` names one column or several: with several, the record's date is the latest
+    of them that is set (a direct-debit mandate counts from its last collection, or from its
+    signature while nothing was collected under it)."""
+
+    statute: str
+    date_column: list[Annotated[str, Field(pattern=IDENT)]] | None = Field(None, min_length=1)
+    through: str | None = None  # a child dataset's name
+
+    @field_validator("date_column", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _one(self):
+        if (self.date_column is None) == (self.through is None):
+            raise ValueError("needs exactly one of date_column or through")
+        return self
+
+
+class ActivitySource(StrictModel):
+    """One source of a row's "last activity": a column of the row itself, or (with `dataset`) the
+    latest value of a column over a child dataset's rows that point at it."""
+
+    column: str = Field(pattern=IDENT)
+    dataset: str | None = Field(None, pattern=IDENT)  # a child dataset (its `via` is the rule's dataset)
+
+
+class RetentionRule(StrictModel):
+    """A retention period from the privacy policy, applied daily by the retention sweep.
+
+    A row expires when its last activity (the latest of `last_activity`'s sources; a row with none
+    never expires) is more than `months` before the sweep, and, with `only_where_set`, one of
+    those columns is set. `erase_subject` opens an erasure request
+    for the row's subject (every system, hold-aware); `delete_rows` erases the expired rows in bulk
+    by the dataset's erasure rules, with their child rows, or with `categories` clears only the
+    fields of those categories."""
+
+    name: str = Field(pattern=IDENT)
+    label: str
+    system: str
+    dataset: str
+    last_activity: list[ActivitySource] = Field(min_length=1)
+    months: int = Field(ge=1, le=240)
+    # Rows where none of these columns is set are out of the rule's reach (e.g. a contact with no
+    # marketing consent and no newsletter has no marketing data to erase).
+    only_where_set: list[Annotated[str, Field(pattern=IDENT)]] | None = Field(None, min_length=1)
+    action: Literal["erase_subject", "delete_rows"]
+    # erase_subject: whether the subject gets the request's letters (acknowledgement, response).
+    notify_subject: bool = False
+    # erase_subject: the systems the erasure reaches (default: every system), for data held
+    # elsewhere than where its last activity is recorded (marketing data at the e-mail processor).
+    systems: list[str] | None = Field(None, min_length=1)
+    # delete_rows: clear only these categories' fields instead of erasing whole rows.
+    categories: list[str] | None = Field(None, min_length=1)
+    # Work per sweep, oldest first: subjects (erase_subject) or rows (delete_rows); the rest waits
+    # for the next day, so a first run over a large backlog does not flood the workers.
+    max_per_run: int = Field(500, ge=1, le=100_000)
+
+    @field_validator("last_activity", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, dict) else value
+
+    @model_validator(mode="after")
+    def _action_options(self):
+        if self.action == "delete_rows" and self.notify_subject:
+            raise ValueError("notify_subject applies to erase_subject rules only")
+        if self.action == "erase_subject" and self.categories is not None:
+            raise ValueError("categories apply to delete_rows rules only")
+        if self.action == "delete_rows" and self.systems is not None:
+            raise ValueError("systems apply to erase_subject rules only")
+        return self
