@@ -107,6 +107,7 @@ def _result(task: TaskInput, outcome: ActionOutcome, kept: list[dict] | None = N
         system=task.task.system, action=task.task.action, status=outcome.status,
         found=outcome.found, changed=outcome.changed, kept=outcome.kept,
         datasets=outcome.datasets, external_id=outcome.external_id, message=outcome.message,
+        poll_after_seconds=outcome.poll_after_seconds,
         attempt=task.attempt, recipient=task.task.recipient, kept_records=kept or [], note=outcome.note,
     )
 

@@ -200,6 +200,7 @@ class TaskResult(_Contract):
     kept: int = 0
     datasets: dict[str, dict[str, int]] = Field(default_factory=dict)
     external_id: str | None = None
+    poll_after_seconds: int | None = None  # an asynchronous processor's expected completion
     message: str | None = None
     attempt: int = 1
     recipient: str | None = None

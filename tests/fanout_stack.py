@@ -45,7 +45,7 @@ async def serve(app, port: int) -> tuple[uvicorn.Server, asyncio.Task]:
 
 @contextlib.asynccontextmanager
 async def fanout_stack(postgres: EmbeddedPostgres, settings: Settings, client, tmp: Path,
-                       *, email_delay: float = 0.5,
+                       *, email_delay: float = 0.5, callback_attempts: int = 5,
                        keep_manual: tuple[str, ...] = (),
                        extra_systems: dict | None = None) -> AsyncIterator[FanoutStack]:
     suffix = uuid.uuid4().hex[:6]
@@ -77,7 +77,8 @@ async def fanout_stack(postgres: EmbeddedPostgres, settings: Settings, client, t
     key_pem, cert_pem = generate_processor_identity("127.0.0.1")
     email_app = create_email_marketing_app(email_db, public_url=f"http://127.0.0.1:{email_port}",
                                            key_pem=key_pem, cert_pem=cert_pem,
-                                           completion_delay=email_delay)
+                                           completion_delay=email_delay,
+                                           callback_attempts=callback_attempts)
     servers = [await serve(email_app, email_port),
                await serve(create_app(stack_settings, temporal_client=client), api_port)]
     try:

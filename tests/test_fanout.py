@@ -104,6 +104,21 @@ async def test_erasure_for_grace_everywhere_and_idempotent(stack, pool, dev_serv
         assert all(r["changed"] == 0 for r in second["results"]), second["results"]
 
 
+async def test_lost_callback_costs_seconds_not_minutes(postgres, settings, pool, dev_server, tmp_path):
+    """A processor whose callbacks never arrive (callback_attempts=0) is polled when it said it
+    would be done: the erasure completes within the test's 60 s, not after a 5-minute poll."""
+    async with fanout_stack(postgres, settings, dev_server.client, tmp_path, callback_attempts=0) as lost, \
+            build_worker(dev_server.client, lost.settings, pool), api(lost) as http:
+        rid = await _open(http, pool, {"type": "erasure", "subject": {"email": "grace@example.com"}})
+        state = await asyncio.wait_for(dev_server.client.get_workflow_handle(workflow_id_for(rid)).result(), 60)
+        assert state["status"] == "completed", state
+        marketing = next(r for r in state["results"] if r["system"] == "email_marketing")
+        assert marketing["status"] == "done" and marketing["changed"] > 0, marketing
+        events = {e["event_type"] for e in await pool.fetch(
+            "SELECT event_type FROM audit_events WHERE request_id = $1", rid)}
+        assert "processor.callback" not in events  # the poll, not a callback, settled it
+
+
 async def test_rectification_of_ada_reaches_every_system_holding_her_name(stack, pool, dev_server):
     db = stack.databases
     async with build_worker(dev_server.client, stack.settings, pool), api(stack) as http:

@@ -28,6 +28,9 @@ _RETRY = RetryPolicy(
 )
 _POLL_FIRST = timedelta(minutes=5)
 _POLL_MAX = timedelta(hours=6)
+# A processor that says when it expects to finish is asked shortly after: its callback is best
+# effort (a lost one must not cost minutes), and later polls back off from there.
+_POLL_GRACE = timedelta(seconds=5)
 
 
 @workflow.defn(name="SystemTaskWorkflow")
@@ -51,6 +54,8 @@ class SystemTaskWorkflow:
     async def _await_processor(self, task: TaskInput, pending: TaskResult) -> TaskResult:
         give_up = workflow.now() + timedelta(days=task.task.completion_timeout_days)
         interval = _POLL_FIRST
+        if pending.poll_after_seconds is not None:
+            interval = min(timedelta(seconds=pending.poll_after_seconds) + _POLL_GRACE, _POLL_FIRST)
         while True:
             remaining = give_up - workflow.now()
             if remaining <= timedelta(0):

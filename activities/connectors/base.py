@@ -82,6 +82,9 @@ class ActionOutcome:
     datasets: dict[str, dict[str, int]] = field(default_factory=dict)
     # For asynchronous processors: their reference for the job, to poll or match callbacks.
     external_id: str | None = None
+    # For asynchronous processors: when they expect to be done, so the first poll does not wait
+    # for a callback that may have been lost.
+    poll_after_seconds: int | None = None
     message: str | None = None
     # A sentence for the subject's response letter (e.g. when a processor states the data will
     # be gone); no personal data.

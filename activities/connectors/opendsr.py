@@ -91,6 +91,17 @@ def systems_for_processor_domain(policy: Policy, domain: str) -> list[tuple[str,
     return found
 
 
+def _seconds_until(moment: Any) -> int | None:
+    """Whole seconds from now to an RFC 3339 time (0 if past); None when absent or unreadable."""
+    try:
+        when = dt.datetime.fromisoformat(str(moment))
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0, int((when - dt.datetime.now(dt.UTC)).total_seconds()))
+
+
 def outcome_from_status(document: dict[str, Any]) -> ActionOutcome:
     """An ActionOutcome from a status response or (verified) callback body."""
     state = document.get("request_status")
@@ -284,6 +295,7 @@ class OpenDsrConnector:
         return ActionOutcome(
             status="pending",
             external_id=request_id,
+            poll_after_seconds=_seconds_until(expected),
             message=f"processor expects completion by {expected}" if expected else None,
         )
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -22,6 +23,11 @@ from devstack.demo.email_marketing_db import erase_subject, export_subject
 
 API_VERSION = "2.0"
 log = structlog.get_logger("devstack.demo.email_marketing")
+T = TypeVar("T")
+
+
+class _Outage(Exception):
+    """The database stayed away through every retry."""
 
 
 def rfc3339(moment: dt.datetime) -> str:
@@ -131,23 +137,28 @@ class RequestProcessor:
         if delay > 0:
             await asyncio.sleep(delay)
         try:
-            for attempt in range(1, 6):
-                try:
-                    changed = await self.complete(request_id)
-                    break
-                # A connection lost to a database restart (InterfaceError) is as passing as the rest.
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError) as exc:
-                    log.warning("opendsr request not processed; retrying", subject_request_id=request_id,
-                                attempt=attempt, error=type(exc).__name__)
-                    await asyncio.sleep(attempt)
-            else:
-                return  # left pending: the next start resumes it
+            changed = await self._through_outages(self.complete, request_id, "opendsr request not processed")
             if changed:
-                await self.deliver(request_id)
+                await self._through_outages(self.deliver, request_id, "opendsr callbacks not read")
+        except _Outage:
+            return  # left pending or due: the next start resumes it
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("opendsr request failed; left for the next start", subject_request_id=request_id)
+
+    @staticmethod
+    async def _through_outages(step: Callable[[str], Awaitable[T]], request_id: str, what: str) -> T:
+        """Run `step`, retrying while the database is away (a restart takes seconds)."""
+        for attempt in range(1, 6):
+            try:
+                return await step(request_id)
+            # A connection lost to a database restart (InterfaceError) is as passing as the rest.
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError) as exc:
+                log.warning(f"{what}; retrying", subject_request_id=request_id, attempt=attempt,
+                            error=type(exc).__name__)
+                await asyncio.sleep(attempt)
+        raise _Outage
 
     # -- the work --------------------------------------------------------------------------
 
