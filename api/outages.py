@@ -34,7 +34,8 @@ _DATABASE_ERRORS: tuple[type[Exception], ...] = (
     asyncpg.TooManyConnectionsError,
 )
 # The types to hand to `unavailable_component`: it decides which of them are an outage.
-CONNECTION_ERRORS: tuple[type[Exception], ...] = (*_DATABASE_ERRORS, RPCError, OSError, RuntimeError)
+CONNECTION_ERRORS: tuple[type[Exception], ...] = (*_DATABASE_ERRORS, asyncpg.InterfaceError, asyncpg.InternalClientError,
+                                                   RPCError, OSError, RuntimeError)
 _LIBRARIES = {Path(asyncpg.__file__).parent: DATABASE, Path(temporalio.__file__).parent: WORKFLOW_ENGINE}
 
 
@@ -50,6 +51,12 @@ def _raised_in(exc: BaseException) -> str | None:
 def unavailable_component(exc: BaseException) -> str | None:
     """The component `exc` says is unreachable, or None when it is no outage (a bug, bad input)."""
     if isinstance(exc, _DATABASE_ERRORS):
+        return DATABASE
+    if isinstance(exc, asyncpg.InterfaceError) and "connection is closed" in str(exc):
+        return DATABASE  # a pooled connection the server dropped (restart), met on its next use
+    if isinstance(exc, asyncpg.InternalClientError):
+        # How asyncpg reports a connection whose server vanished in mid-protocol; seen when a
+        # restart terminates the backend under a query.
         return DATABASE
     if isinstance(exc, RPCError):
         # The client has retried UNAVAILABLE for a while before giving up; DEADLINE_EXCEEDED is an

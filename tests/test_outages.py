@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
@@ -131,3 +132,24 @@ def test_errors_that_are_no_outage_stay_errors():
     assert unavailable_component(ValueError("bad input")) is None
     assert unavailable_component(RuntimeError("a bug")) is None
     assert unavailable_component(OSError("raised by our own code")) is None
+    assert unavailable_component(asyncpg.InterfaceError("connection has been released back to the pool")) is None
+
+
+async def test_a_connection_dropped_under_the_api_is_an_outage(own_postgres):
+    """A restart drops connections the API holds: each way asyncpg reports that is read as the
+    database being away (503), never as a bug (500)."""
+    url = await make_database(own_postgres, "dropped")
+    seen: list[BaseException] = []
+    victim, killer = await asyncpg.connect(url), await asyncpg.connect(url)
+    try:
+        await killer.execute("SELECT pg_terminate_backend($1)", victim.get_server_pid())
+        for _ in range(2):  # the first use learns of the drop; the second meets a closed connection
+            try:
+                await victim.fetchval("SELECT 1")
+            except Exception as exc:  # noqa: BLE001 - collecting whatever asyncpg raises
+                seen.append(exc)
+    finally:
+        await killer.close()
+        victim.terminate()
+    assert len(seen) == 2, seen
+    assert [unavailable_component(exc) for exc in seen] == ["database", "database"], seen
