@@ -125,6 +125,10 @@ class FanoutActivities:
     @activity.defn(name="plan_request")
     async def plan_request(self, start: StartRequest) -> Plan:
         """Every system of the request's policy version gets the request type's action."""
+        async with heartbeating():  # it may call a processor first: a lost worker shows in seconds
+            return await self._plan(start)
+
+    async def _plan(self, start: StartRequest) -> Plan:
         row = await self._row(start.request_id)
         policy = (await self.ctx.policy(start.policy_version)).policy
         action = ACTIONS[row["request_type"]]

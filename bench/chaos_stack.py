@@ -24,6 +24,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
 
 from devstack.demo.sql_systems import SQL_SYSTEMS
 from devstack.postgres import EmbeddedPostgres
@@ -157,7 +158,17 @@ class ChaosStack:
         a run crossed their hour: they are paused (a restarted worker leaves them so)."""
         assert self.client is not None
         for schedule_id in (SWEEP_SCHEDULE_ID, RETENTION_SCHEDULE_ID):
-            await self.client.get_schedule_handle(schedule_id).pause(note="chaos suite run")
+            handle = self.client.get_schedule_handle(schedule_id)
+            for attempt in range(20):
+                try:
+                    await handle.pause(note="chaos suite run")
+                    break
+                except RPCError as exc:
+                    # A schedule just created starts its scheduler a moment later (seen on a
+                    # loaded machine): until then the server answers NOT_FOUND.
+                    if exc.status != RPCStatusCode.NOT_FOUND or attempt == 19:
+                        raise
+                    await asyncio.sleep(0.25)
 
     @contextlib.asynccontextmanager
     async def connection(self, database: str = APP_DATABASE) -> AsyncIterator[asyncpg.Connection]:

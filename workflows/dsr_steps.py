@@ -31,8 +31,9 @@ SHORT = dict(start_to_close_timeout=timedelta(seconds=10))
 # Steps that send e-mail: SMTP (30 s) plus the outbox's patience for a restarting database
 # (activities/outbox.py), heartbeating so that a worker lost mid-send is noticed in 15 s.
 MAILING = dict(start_to_close_timeout=timedelta(minutes=4), heartbeat_timeout=timedelta(seconds=15))
-# Planning may ask a processor first (GA4 identifiers before the analytics erasure): an HTTP call.
-PLANNING = dict(start_to_close_timeout=timedelta(minutes=2))
+# Planning may ask a processor first (GA4 identifiers before the analytics erasure): an HTTP call,
+# heartbeating so that a worker lost while planning costs seconds, not the 2 minutes.
+PLANNING = dict(start_to_close_timeout=timedelta(minutes=2), heartbeat_timeout=timedelta(seconds=15))
 # Building an access package: long, heartbeating.
 PACKAGING = dict(start_to_close_timeout=timedelta(hours=2), heartbeat_timeout=timedelta(minutes=1))
 
