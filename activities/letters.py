@@ -138,7 +138,7 @@ def remedies_context(policy: Policy, regime: str, country: str, *, appeal: bool)
 def refuses_in_part(outcome: dict[str, Any], decision: dict[str, Any] | None) -> bool:
     """A response that does not do all the subject asked: records kept (Art. 17(3)), data left out
     of a copy, processing that continues on compelling grounds (Art. 21(1))."""
-    return bool(outcome["kept"] or outcome["withheld"] or (decision and decision["compelling_grounds"]))
+    return bool(outcome["kept"] or outcome.get("withheld") or (decision and decision["compelling_grounds"]))
 
 
 # Letters that refuse, whatever their parameters; `cancellation` does unless the subject withdrew.
