@@ -166,12 +166,13 @@ async def build_context(ctx: ActivityContext, row: dict[str, Any], job: LetterJo
         "portal_url": f"{ctx.settings.base_url}/portal",
     }
     params = _coerce(job.params)
-    if job.purpose == "staff_alert":
-        params["warning_days"] = policy.deadline_warnings_days
+
     def remedies() -> dict[str, Any]:
         return remedies_context(policy, row["regime"], row["country"],
                                 appeal=bool(context["request"]["appeal_of"]))
 
+    if job.purpose == "staff_alert":
+        params["warning_days"] = policy.deadline_warnings_days
     if job.purpose == "denial":
         params["reason_label"] = DENIAL_LABELS[params["reason_code"]]
     if job.purpose in _REFUSALS or (job.purpose == "cancellation" and not params["withdrawn"]):
