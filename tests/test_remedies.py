@@ -8,8 +8,12 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+from temporalio import activity
+
+from activities.letters import deliver_letter
 from dsrflow.deadlines import receipt_date
 from dsrflow.requests_store import workflow_id_for
+from schemas.workflow import LetterJob, LetterReceipt
 from tests.support import (
     api_client,
     assert_problem,
@@ -21,7 +25,7 @@ from tests.support import (
     wait_for_due_date,
     wait_for_letter,
 )
-from workers.dsr_worker import build_worker
+from workers.dsr_worker import activity_context, build_worker
 
 BRUSSELS = "Gegevensbeschermingsautoriteit"
 OTTAWA = "Office of the Privacy Commissioner of Canada"
@@ -86,6 +90,32 @@ async def test_staff_cancel_tells_the_subject_why_with_remedies_once(http, pool,
     sent = next(e for e in await _events(http, pool, rid)
                 if e["event_type"] == "letter.sent" and e["data"]["purpose"] == "cancellation")
     assert sent["data"]["refusal"] is True
+
+
+async def test_the_cancellation_letter_survives_a_worker_lost_after_sending(settings, pool, dev_server, mail_sink, task_queue):
+    """The activity sends the letter, then dies before reporting (as a worker does): its retry
+    finds the letter sent and sends nothing more."""
+    ctx = activity_context(settings, pool)
+
+    @activity.defn(name="send_letter")
+    async def send_then_die(job: LetterJob) -> LetterReceipt:
+        receipt = await deliver_letter(ctx, job)
+        if job.purpose == "cancellation" and activity.info().attempt == 1:
+            raise RuntimeError("worker lost after the relay accepted the message")
+        return receipt
+
+    client = dev_server.client
+    async with build_worker(client, settings, pool, task_queue=task_queue, activity_overrides=[send_then_die]), \
+            api_client(settings, client, task_queue) as http:
+        rid = (await _open(http, pool))["id"]
+        await wait_for_letter(mail_sink, rid, "verification")
+        r = await http.post(f"/v1/requests/{rid}/cancel", headers=await staff_headers(pool, "agent"),
+                            json={"reason": "Opened twice by mistake; the other request goes on."})
+        assert r.status_code == 200, r.text
+        await client.get_workflow_handle(workflow_id_for(rid)).result()
+    assert len(letters_for(mail_sink, rid, "cancellation")) == 1
+    assert await pool.fetchval("SELECT count(*) FROM sent_letters WHERE request_id = $1 AND purpose = 'cancellation'",
+                               rid) == 1
 
 
 async def test_a_withdrawal_is_recorded_as_such_and_confirmed_without_remedies(http, pool, mail_sink, dev_server):
