@@ -647,3 +647,33 @@ def test_response_names_the_recipients_art19_reached_once():
         assert part.count("Financial services and accounting provider") == 1
         assert "who these recipients are" not in part  # they are named: nothing left to ask
         assert "4 records of invoices in Billing" in part and "support requests" in part
+
+
+@pytest.mark.parametrize(("regime", "authority", "court", "appeal"), [
+    ("gdpr", "Gegevensbeschermingsautoriteit", "Court of First Instance", None),
+    ("uk_gdpr", "Information Commissioner's Office", "High Court", None),
+    ("ccpa", "California Privacy Protection Agency", "§ 1798.150", None),
+    ("vcdpa", "Attorney General of Virginia", "no private right of action", "within 60 days"),
+    ("ctdpa", "Attorney General of Connecticut", "no private right of action", "within 60 days"),
+    ("cpa", "Colorado Department of Law", "no private right of action", "within 45 days"),
+    ("lgpd", "Autoridade Nacional de Proteção de Dados", "Art. 22 LGPD", None),
+    ("pipeda", "Office of the Privacy Commissioner of Canada", "Federal Court", None),
+])
+def test_a_refusal_names_the_remedies_of_its_regime(regime, authority, court, appeal):
+    for case in ("denial-other", "closed_unverified", "cancellation-by-staff", "response-erasure-kept"):
+        letter = _render_case(case, regime)
+        for part in (letter.text, unescape(letter.html)):
+            assert authority in part and court in part, (case, regime)
+            assert ("Your right to appeal" in part) is bool(appeal), (case, regime)
+            if appeal:
+                assert appeal in part
+    others = {n for n in ("Gegevensbeschermingsautoriteit", "Information Commissioner", "Privacy Commissioner")
+              if n not in authority}
+    assert not any(name in _render_case("denial-other", regime).text for name in others)
+
+
+def test_a_withdrawal_and_an_upheld_objection_carry_no_remedies():
+    for case in ("cancellation-withdrawn", "response-objection-upheld", "response-rectification"):
+        assert "Your right to complain" not in _render_case(case, "gdpr").text, case
+    assert "Your right to complain" not in _render_case("extension", "gdpr").text  # only PIPEDA's notice
+    assert "Privacy Commissioner of Canada" in _render_case("extension", "pipeda").text

@@ -150,7 +150,7 @@ async def test_extend_is_refused_where_the_law_allows_no_extension(http, pool, m
     r = await http.post(f"/v1/requests/{lgpd}/extend", headers=await staff_headers(pool, "compliance"),
                         json={"reason": "Six systems to search, and archived records."})
     body = assert_problem(r, 409)
-    assert "lgpd regime allows no extension" in body["detail"] and due.isoformat() in body["detail"]
+    assert "(lgpd) allows no extension" in body["detail"] and due.isoformat() in body["detail"]
     view = (await http.get(f"/v1/requests/{lgpd}", headers=await staff_headers(pool, "agent"))).json()
     assert view["extended"] is False and view["current_due_date"] == due.isoformat()
     events = await _events(http, pool, lgpd)

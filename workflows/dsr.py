@@ -248,8 +248,8 @@ class DataSubjectRequestWorkflow(CarryOn, Refusals):
             raise ValueError("the deadline has already been extended once; it cannot be extended again")
         facts = self._require_facts()
         if facts.extended_due_date <= facts.due_date:
-            raise ValueError(f"the {facts.regime} regime allows no extension: the request must be "
-                             f"answered by {facts.due_date.isoformat()}")
+            raise ValueError(f"the law of this request ({facts.regime}) allows no extension of its "
+                             f"deadline: it must be answered by {facts.due_date.isoformat()}")
         due = facts.due
         if workflow.now() >= due.overdue_at:
             raise ValueError(
