@@ -677,3 +677,13 @@ def test_a_withdrawal_and_an_upheld_objection_carry_no_remedies():
         assert "Your right to complain" not in _render_case(case, "gdpr").text, case
     assert "Your right to complain" not in _render_case("extension", "gdpr").text  # only PIPEDA's notice
     assert "Privacy Commissioner of Canada" in _render_case("extension", "pipeda").text
+
+
+def test_a_copy_with_data_left_out_says_so_and_never_claims_every_system():
+    letter = _render_case("response-access-withheld", "gdpr")
+    for part in (letter.text, unescape(letter.html)):
+        assert "What we could not include, and why" in part and "Survey service provider" in part
+        assert "for each of our systems but those named below" in part
+        assert "Your right to complain to the supervisory authority" in part
+    complete = _render_case("response-access-package", "gdpr").text
+    assert "but those named below" not in complete and "Your right to complain" not in complete
