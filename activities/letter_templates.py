@@ -48,6 +48,7 @@ PURPOSES: tuple[str, ...] = (
     "response",
     "denial",
     "closed_unverified",
+    "cancellation",
     "staff_alert",
 )
 
@@ -63,8 +64,10 @@ REQUIRED_CONTEXT: dict[str, tuple[str, ...]] = {
     "reminder": (*_COMMON, "code", "link", "expires_at", "max_attempts"),
     "extension": (*_COMMON, "reason", "new_due_date"),
     "response": (*_COMMON, "outcome"),
-    "denial": (*_COMMON, "reason_code", "reason_label", "explanation", "authority"),
-    "closed_unverified": (*_COMMON, "expired_at"),
+    "denial": (*_COMMON, "reason_code", "reason_label", "explanation", "remedies"),
+    "closed_unverified": (*_COMMON, "expired_at", "remedies"),
+    # `remedies` too, unless the subject withdrew the request (checked in render_letter).
+    "cancellation": (*_COMMON, "reason", "withdrawn"),
     "staff_alert": ("controller", "request", "kind", "days_left", "detail"),
 }
 
@@ -180,6 +183,9 @@ def render_letter(purpose: str, context: Mapping[str, Any]) -> RenderedLetter:
         ctx.pop("subject", None)
         if ctx["kind"] not in staff_alert_kinds(ctx.get("warning_days", DEFAULT_WARNING_DAYS)):
             raise ValueError(f"staff_alert: unknown kind {ctx['kind']!r}")
+    if purpose == "cancellation" and not ctx["withdrawn"] and "remedies" not in ctx:
+        raise UndefinedError("letter 'cancellation': a cancellation by staff refuses the request: "
+                             "missing context key(s): remedies")
     if purpose == "denial" and ctx["reason_code"] not in DENIAL_REASON_CODES:
         raise ValueError(f"denial: unknown reason_code {ctx['reason_code']!r}")
 

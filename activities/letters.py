@@ -23,7 +23,7 @@ from activities.heartbeat import heartbeating
 from activities.letter_templates import render_letter
 from activities.outbox import Sent, send_once
 from dsrflow.audit import append_event
-from dsrflow.deadlines import receipt_date
+from dsrflow.deadlines import appeal_days, receipt_date
 from dsrflow.hashing import keyed_hash, token_hash
 from dsrflow.requests_store import get_request
 from policy.model import Policy
@@ -101,12 +101,15 @@ def _outcome(report: dict[str, Any], policy: Policy, package_link: str | None,
             actions.append({"system": label, "category": "copy of your data",
                             "action": "included in your package", "records": count})
     kept = [_kept_item(k, policy) for r in results for k in r.kept_records]
+    # Systems whose data the package could not include, and why: a refusal in part (Art. 15).
+    withheld = [{"system": policy.systems[system].label if system in policy.systems else system, "why": why}
+                for system, why in sorted(((package or {}).get("withheld") or {}).items())]
     told = sorted({policy.recipients[r.recipient].name for r in results
                    if r.recipient and r.recipient in policy.recipients and r.status == "done"
                    and r.action in _ART19_ACTIONS})
     # The letter itself says the request is completed and, after the actions, whom Art. 19 reached;
     # the summary is left for what only this request says (an objection decision).
-    return {"summary": "", "actions": actions, "kept": kept, "informed": told,
+    return {"summary": "", "actions": actions, "kept": kept, "withheld": withheld, "informed": told,
             "package_link": package_link, "package_expires_at": package_expires_at}
 
 
@@ -120,6 +123,26 @@ def decision_summary(decision: dict[str, Any]) -> str:
            else "We found no compelling grounds to continue, so we have stopped that processing. ")
         + decision["explanation"]
     )
+
+
+def remedies_context(policy: Policy, regime: str, country: str, *, appeal: bool) -> dict[str, Any]:
+    """What the `_remedies` partial says in a letter that refuses in whole or in part (Art. 12(4)
+    GDPR and its counterparts): the regime's authority, courts and, unless the request is itself
+    an appeal, the appeal its law grants, with the statutory days to answer it."""
+    remedies = policy.remedies_for(regime, country).model_dump(mode="json")
+    if remedies["appeal"] is not None:
+        remedies["appeal"] = None if appeal else {**remedies["appeal"], "days": appeal_days(regime)}
+    return remedies
+
+
+def refuses_in_part(outcome: dict[str, Any], decision: dict[str, Any] | None) -> bool:
+    """A response that does not do all the subject asked: records kept (Art. 17(3)), data left out
+    of a copy, processing that continues on compelling grounds (Art. 21(1))."""
+    return bool(outcome["kept"] or outcome.get("withheld") or (decision and decision["compelling_grounds"]))
+
+
+# Letters that refuse, whatever their parameters; `cancellation` does unless the subject withdrew.
+_REFUSALS = {"denial", "closed_unverified"}
 
 
 async def build_context(ctx: ActivityContext, row: dict[str, Any], job: LetterJob) -> dict[str, Any]:
@@ -137,16 +160,25 @@ async def build_context(ctx: ActivityContext, row: dict[str, Any], job: LetterJo
             "due_date": row["due_date"],
             "extended_due_date": row["extended_due_date"],
             "current_due_date": row["current_due_date"],
+            "appeal_of": (row["details"] or {}).get("appeal_of"),
         },
         "subject": {"name": row["subject_name"], "email": row["subject_email"]},
         "portal_url": f"{ctx.settings.base_url}/portal",
     }
     params = _coerce(job.params)
+
+    def remedies() -> dict[str, Any]:
+        return remedies_context(policy, row["regime"], row["country"],
+                                appeal=bool(context["request"]["appeal_of"]))
+
     if job.purpose == "staff_alert":
         params["warning_days"] = policy.deadline_warnings_days
     if job.purpose == "denial":
         params["reason_label"] = DENIAL_LABELS[params["reason_code"]]
-        params["authority"] = policy.authority_for(row["country"]).model_dump(mode="json")
+    if job.purpose in _REFUSALS or (job.purpose == "cancellation" and not params["withdrawn"]):
+        params["remedies"] = remedies()
+    if job.purpose == "extension" and policy.remedies_for(row["regime"], row["country"]).complaint_on_extension:
+        params["complaint"] = remedies()  # not a refusal: only the right to complain of the extension
     if job.purpose == "response":
         report = params.pop("report", {})
         link, expires = None, None
@@ -158,6 +190,8 @@ async def build_context(ctx: ActivityContext, row: dict[str, Any], job: LetterJo
         if decision:
             outcome["summary"] = decision_summary(decision)
         params = {"outcome": outcome, **params}
+        if refuses_in_part(outcome, decision):
+            params["remedies"] = remedies()
     context.update(params)
     return context
 
@@ -241,7 +275,10 @@ async def _deliver(ctx: ActivityContext, job: LetterJob, secrets: dict[str, Any]
         await append_event(
             conn, event_key=f"letter:{letter_key}", request_id=job.request_id,
             event_type="letter.sent", actor="workflow",
-            data={"purpose": job.purpose, "message_id": message_id, "to_staff": job.to_staff},
+            # A letter with the remedies refuses in whole or in part: such a request can be
+            # appealed where the law grants it (dsrflow/appeals.py).
+            data={"purpose": job.purpose, "message_id": message_id, "to_staff": job.to_staff,
+                  "refusal": "remedies" in context},
         )
 
     sent = await send_once(ctx.pool, ctx.mailer, f"letter:{letter_key}", message,

@@ -61,6 +61,8 @@ class LifecycleActivities:
             deadline = compute_deadline(
                 row["regime"], receipt_date(row["received_at"], tz),
                 establishment=policy.defaults.country if row["regime"] == "gdpr" else None,
+                # An appeal has its own statutory period (dsrflow/appeals.py).
+                appeal=bool((row["details"] or {}).get("appeal_of")),
             )
             current = row["current_due_date"] or deadline.due_date
             async with conn.transaction():

@@ -70,7 +70,9 @@ async def _context(request: Request, request_id: str, staff: Staff) -> dict[str,
             status=status, extended=extended, overdue=bool(live and live.overdue),
             awaiting_decision=bool(live and live.awaiting_decision),
             needs_attention=any(t["status"] == "needs_attention" for t in tasks),
-            failed_step=live.trouble if live else None)),
+            failed_step=live.trouble if live else None,
+            # Unknown until registered (the workflow refuses until then, with its reason).
+            extensible=deadlines["due_date"] is None or deadlines["extended_due_date"] != deadlines["due_date"])),
         "denial_reasons": list(DenialReason),
         "temporal_link": temporal_ui_link(state.settings, request_id),
     }

@@ -11,6 +11,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.outages import RETRY_AFTER, WORKFLOW_ENGINE
 from api.problems import Problem
 from api.state import AppState
+from dsrflow.appeals import AppealRefused, check_appeal
 from dsrflow.request_start import start_request_workflow
 from dsrflow.requests_store import (
     IdempotencyConflict,
@@ -29,6 +30,11 @@ async def open_request(
     """Store the request, then start its workflow. A repeat (same idempotency key) returns the
     stored request and makes sure its workflow runs, so a start that failed can be retried."""
     pool = await state.db()
+    try:
+        new = await check_appeal(pool, new)
+    except AppealRefused as exc:
+        raise Problem(422, "Invalid request", f"{exc.field}: {exc}",
+                      errors=[{"field": exc.field, "message": str(exc)}]) from None
     try:
         row, created = await create_request(
             pool, new, loaded_policy=state.policy, actor=actor, idempotency_key=idempotency_key,
@@ -116,6 +122,7 @@ async def request_view(state: AppState, request_id: str) -> dict[str, Any]:
             plan=live.plan.model_dump(mode="json") if live.plan else None,
             results=[r.model_dump(mode="json") for r in live.results],
             closed_reason=live.closed_reason, extension_reason=live.extension_reason,
+            withdrawn_by_subject=live.withdrawn_by_subject,
             approval_required=live.approval_required,
             approval=live.approval.model_dump(mode="json") if live.approval else None,
             # A failed step waiting for staff (POST .../retry-step or .../skip-step).

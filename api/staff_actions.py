@@ -46,7 +46,11 @@ class DenyBody(BaseModel):
 
 class CancelBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    reason: Text = Field(min_length=3, max_length=4000, examples=["Subject withdrew the request by phone"])
+    reason: Text = Field(min_length=3, max_length=4000, examples=["Subject withdrew the request by phone"],
+                         description="sent to the subject")
+    withdrawn_by_subject: bool = Field(
+        False, description="the subject withdrew the request themselves: recorded as such, and the "
+        "subject gets a confirmation instead of a letter with the reasons and their remedies")
 
 
 class ApproveBody(BaseModel):
@@ -86,6 +90,7 @@ class Situation:
     awaiting_decision: bool  # an objection waits for compliance's decision
     needs_attention: bool  # some system's task needs staff
     failed_step: StepTrouble | None = None  # a step of the request's own that failed
+    extensible: bool = True  # the request's law allows an extension (the LGPD does not)
 
 
 @dataclass(frozen=True)
@@ -120,7 +125,7 @@ _ACTIONS = [
     StaffAction(
         "extend", "compliance", Workflow.extend, ExtendInput, ExtendBody,
         "Deadline extended; the subject is told the reason and the new date.",
-        lambda s: not s.extended and not s.overdue,
+        lambda s: s.extensible and not s.extended and not s.overdue,
         "Extend the deadline once, before the due date, with the reason sent to the subject."),
     StaffAction(
         "deny", "compliance", Workflow.deny, DenyInput, DenyBody,
@@ -128,7 +133,8 @@ _ACTIONS = [
         "Refuse the request (Art. 12(4)/(5)); the subject gets the reasons and their remedies."),
     StaffAction(
         "cancel", "agent", Workflow.cancel, CancelInput, CancelBody, "Request cancelled.", _always,
-        "Close the request without answering it (the subject withdrew it, say), with the reason."),
+        "Close the request without answering it, with the reason: the subject is told why, with their "
+        "remedies; or, with `withdrawn_by_subject`, the subject's own withdrawal is recorded and confirmed."),
     StaffAction(
         "approve", "compliance", Workflow.approve, ApproveInput, ApproveBody,
         "Release approved; the response goes to the subject now.",

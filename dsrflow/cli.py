@@ -155,6 +155,8 @@ def deadline(
         help="GDPR: the member state where the controller is established, whose holidays count"
              " (default BE); never the subject's country")] = None,
     verified: Annotated[str | None, typer.Option(help="date identity was verified, YYYY-MM-DD")] = None,
+    appeal: Annotated[bool, typer.Option(
+        help="the deadlines of an appeal of a refused request (vcdpa, ctdpa, cpa)")] = False,
 ) -> None:
     """Print the statutory deadlines of a request as JSON."""
     from dsrflow.deadlines import DeadlineError, compute_deadline
@@ -169,7 +171,8 @@ def deadline(
         return None
 
     try:
-        result = compute_deadline(regime, parse("received", received), country, parse("verified", verified))
+        result = compute_deadline(regime, parse("received", received), country, parse("verified", verified),
+                                  appeal=appeal)
     except DeadlineError as exc:
         _fail(str(exc), 2)
     typer.echo(json.dumps(result.as_json_dict(), indent=2))

@@ -73,6 +73,15 @@ _CALENDAR_DAYS: dict[Regime, tuple[int, int]] = {
     Regime.pipeda: (30, 60),
 }
 
+# Appeals of a refusal, where a US state law grants one: (days to answer from receipt of the
+# appeal, days including the one extension). VCDPA § 59.1-577(C) and CTDPA § 42-518(d): 60 days,
+# no extension; CPA § 6-1-1306(3)(b): 45 days, extendable by 60.
+_APPEAL_DAYS: dict[Regime, tuple[int, int]] = {
+    Regime.vcdpa: (60, 60),
+    Regime.ctdpa: (60, 60),
+    Regime.cpa: (45, 105),
+}
+
 # Canada's Interpretation Act s. 26 moves a time limit that ends on a holiday to the next day that
 # is not one, and s. 35 makes every Sunday a holiday (but not Saturday). The US state laws and the
 # LGPD are applied as plain calendar days: their deadline stays where it lands.
@@ -81,6 +90,15 @@ _SUNDAY_AND_HOLIDAYS_MOVE = frozenset({Regime.pipeda})
 
 def default_country(regime: Regime | str) -> str:
     return _CALENDARS[_parse_regime(regime)][0]
+
+
+def grants_appeal(regime: Regime | str) -> bool:
+    """Whether the law of `regime` lets the subject appeal a refusal to the controller."""
+    return _parse_regime(regime) in _APPEAL_DAYS
+
+
+def appeal_days(regime: Regime | str) -> int:
+    return _APPEAL_DAYS[_parse_regime(regime)][0]
 
 
 def is_working_day(day: date, country: str, subdivision: str | None = None) -> bool:
@@ -97,13 +115,16 @@ def compute_deadline(
     received: date,
     establishment: str | None = None,
     verified: date | None = None,
+    *,
+    appeal: bool = False,
 ) -> Deadline:
     """Deadlines of a request received on `received` (the controller's local date).
 
     `establishment` is the country where the controller is established, never the subject's: under
     Reg. 1182/71 Art. 2(1) and 3(4) the public holidays that move a GDPR deadline are those of the
     member state where the controller acts. Only `gdpr` varies by member state; the other regimes
-    have one calendar each and refuse any other country.
+    have one calendar each and refuse any other country. `appeal`: the deadlines of an appeal of
+    a refused request, under a regime that grants one (`grants_appeal`).
     """
     reg = _parse_regime(regime)
     _check_date("received", received)
@@ -114,6 +135,13 @@ def compute_deadline(
                 f"verified: {verified.isoformat()} is earlier than received {received.isoformat()}"
             )
     cal_country, subdiv = _calendar(reg, establishment)
+    if appeal:  # calendar days, like the regime's own deadline
+        if reg not in _APPEAL_DAYS:
+            raise DeadlineError(f"regime: {reg} grants no appeal to the controller")
+        days, extended_days = _APPEAL_DAYS[reg]
+        return Deadline(due_date=received + timedelta(days=days),
+                        extended_due_date=received + timedelta(days=extended_days),
+                        acknowledge_by=None, clock_start=received)
 
     if reg in (Regime.gdpr, Regime.uk_gdpr):
         # The ICO starts the UK clock once identity is confirmed; EU Art. 12(3) runs from receipt

@@ -22,6 +22,7 @@ from pydantic import (
 from dsrflow.deadlines import Regime
 from policy.http_model import HttpConfig, check_http_references, inline_http_files
 from policy.keeping import DatasetHold, RetentionRule, StatutoryHold
+from policy.remedies import Authority, Remedies
 from policy.strict import IDENT, StrictModel
 from schemas.requests import RequestType
 
@@ -59,14 +60,6 @@ class Verification(StrictModel):
     reminder_after_days: int = Field(2, ge=1)
     expires_after_days: int = Field(7, ge=1)
     code_digits: int = Field(6, ge=6, le=10)
-
-
-class Authority(StrictModel):
-    name: str
-    address: str
-    website: str
-    email: EmailStr
-    phone: str
 
 
 class Category(StrictModel):
@@ -189,6 +182,8 @@ class Policy(StrictModel):
     # A request step that failed, or kept failing this long, flags the request for staff.
     attention_after_minutes: int = Field(15, ge=1, le=24 * 60)
     supervisory_authorities: dict[str, Authority]
+    # Per regime, what a refusal in whole or in part tells the subject (policy/remedies.py).
+    remedies: dict[Regime, Remedies]
     rights: dict[str, str] = Field(default_factory=dict)
     categories: dict[str, Category] = Field(default_factory=dict)
     recipients: dict[str, Recipient] = Field(default_factory=dict)
@@ -202,6 +197,10 @@ class Policy(StrictModel):
 
     @model_validator(mode="after")
     def _references(self):
+        missing = [regime.value for regime in Regime if regime not in self.remedies]
+        if missing:
+            raise ValueError(f"remedies: no entry for regime(s) {', '.join(missing)}: a refusal "
+                             f"under them could not name the subject's remedies")
         for name, system in self.systems.items():
             if not re.fullmatch(IDENT, name):
                 raise ValueError(f"system name {name!r} must be lower-case letters, digits and _")
@@ -296,6 +295,14 @@ class Policy(StrictModel):
 
     def authority_for(self, country: str) -> Authority:
         return self.supervisory_authorities.get(country) or self.supervisory_authorities[self.defaults.country]
+
+    def remedies_for(self, regime: str, country: str) -> Remedies:
+        """The remedies of a request under `regime` from a subject in `country`, its authority
+        named (a GDPR request's: the one of the subject's country where the policy lists it)."""
+        remedies = self.remedies[Regime(regime)]
+        if remedies.authority is None:
+            remedies = remedies.model_copy(update={"authority": self.authority_for(country)})
+        return remedies
 
 
 class LoadedPolicy(BaseModel):

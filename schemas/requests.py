@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
@@ -104,6 +105,9 @@ class _RequestDetails(BaseModel):
         None, description="restriction: the Art. 18(1) grounds invoked"
     )
     objection_scope: ObjectionScope | None = Field(None, description="objection: what is objected to")
+    appeal_of: uuid.UUID | None = Field(
+        None, description="an appeal (VCDPA, CTDPA, CPA): the id of the subject's request we refused, "
+        "in whole or in part; the appeal takes its regime and has its own statutory deadline")
 
     @field_validator("country")
     @classmethod
@@ -138,7 +142,7 @@ class _RequestDetails(BaseModel):
 
     def details(self) -> dict:
         return self.model_dump(
-            mode="json", include={"corrections", "restriction_grounds", "objection_scope"},
+            mode="json", include={"corrections", "restriction_grounds", "objection_scope", "appeal_of"},
             exclude_none=True,
         )
 

@@ -114,6 +114,9 @@ class DenyInput(_Contract):
 
 class CancelInput(_Contract):
     reason: str = Field(min_length=3, max_length=4000)
+    # The subject withdrew the request themselves (recorded as such, and confirmed to them);
+    # otherwise staff close it unanswered, and the subject is told why with their remedies.
+    withdrawn_by_subject: bool = False
     actor: str = "staff"
 
 
@@ -251,6 +254,9 @@ class PackageInfo(_Contract):
     records: int
     size_bytes: int
     systems: dict[str, int] = Field(default_factory=dict)
+    # Systems whose data the package could not include, and why: the response letter names them
+    # and, as for any refusal in part, the subject's remedies (activities/letters.py).
+    withheld: dict[str, str] = Field(default_factory=dict)
 
 
 class ExecutionReport(_Contract):
@@ -293,6 +299,7 @@ class RequestState(_Contract):
     approval_required: bool = False
     approval: ApproveInput | None = None
     closed_reason: str | None = None
+    withdrawn_by_subject: bool = False  # cancelled because the subject withdrew the request
     # A step that failed, or kept failing, and waits for staff to retry or skip it.
     trouble: StepTrouble | None = None
 

@@ -87,7 +87,7 @@ async def press(page: Page, action: str, fields: dict[str, str] | None = None, *
         kind = await field.evaluate("e => e.type")
         if kind == "select-one":
             await field.select_option(value)
-        elif kind == "radio":
+        elif kind in ("radio", "checkbox"):
             await field.check()
         else:
             await field.fill(value)
@@ -123,8 +123,12 @@ async def test_each_button_on_an_open_request_works_for_each_role_that_sees_it(
         await press(page, "extend", {"Reason (sent to the subject)": "The request covers nine systems"},
                     flash="Deadline extended")
         await expect(page.locator("#due-date")).to_contain_text(str(extended))
-    await press(page, "cancel", {"Reason": "Withdrawn by phone"}, flash="Request cancelled.")
+    await press(page, "cancel", {"Reason": "Withdrawn by phone", "The subject withdrew it themselves": "yes"},
+                flash="Request cancelled.")
     await expect(page.locator("#status")).to_contain_text("cancelled")
+    cancelled = await pool.fetchval(
+        "SELECT data FROM audit_events WHERE request_id = $1 AND event_type = 'status.cancelled'", rid)
+    assert cancelled == {"reason": "Withdrawn by phone", "withdrawn_by_subject": True}
     await expect(page.get_by_role("heading", name="Actions")).to_have_count(0)
     assert await page.evaluate("window.notReloaded") is True
     await shots(page, "cancelled")

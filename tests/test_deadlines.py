@@ -24,6 +24,7 @@ from dsrflow.deadlines import (
     Regime,
     compute_deadline,
     default_country,
+    grants_appeal,
     is_working_day,
     receipt_date,
 )
@@ -388,3 +389,30 @@ def test_rejects_non_dates(kwargs: dict, name: str) -> None:
 
 def test_deadline_error_is_value_error() -> None:
     assert issubclass(DeadlineError, ValueError)
+
+
+@pytest.mark.parametrize(
+    "regime, due, extended",
+    [
+        ("vcdpa", "2026-03-13", "2026-03-13"),  # Va. Code § 59.1-577(C): 60 days, no extension
+        ("ctdpa", "2026-03-13", "2026-03-13"),  # Conn. Gen. Stat. § 42-518(d): 60 days
+        ("cpa", "2026-02-26", "2026-04-27"),  # C.R.S. § 6-1-1306(3)(b): 45 days, +60
+    ],
+)
+def test_appeal_deadlines(regime: str, due: str, extended: str) -> None:
+    result = compute_deadline(regime, D("2026-01-12"), appeal=True)
+    assert (result.due_date, result.extended_due_date) == (D(due), D(extended))
+    assert grants_appeal(regime)
+
+
+@pytest.mark.parametrize("regime", ["gdpr", "uk_gdpr", "ccpa", "lgpd", "pipeda"])
+def test_no_appeal_outside_the_us_state_laws_that_grant_one(regime: str) -> None:
+    assert not grants_appeal(regime)
+    with pytest.raises(DeadlineError, match=rf"^regime: {regime} grants no appeal"):
+        compute_deadline(regime, D("2026-01-12"), appeal=True)
+
+
+def test_cli_appeal() -> None:
+    result = _cli("--regime", "cpa", "--received", "2026-01-12", "--appeal")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["due_date"] == "2026-02-26"

@@ -255,6 +255,23 @@ async def test_legitimate_interest_objection_waits_for_compliance(stack, pool, d
         assert await _count(db["analytics"], restricted) > 0
         letter = text_of(await wait_for_letter(mail_sink, rid, "response"))
         assert "stopped that processing" in letter
+        assert "Your right to complain" not in letter  # the objection was upheld: nothing refused
+
+        # Overridden on compelling grounds, the objection is refused in part: the remedies follow.
+        again = await _open(http, pool, {"type": "objection", "objection_scope": "legitimate_interest",
+                                         "subject": {"email": "ada@example.com"}})
+        handle = dev_server.client.get_workflow_handle(workflow_id_for(again))
+        for _ in range(100):
+            if (await handle.query(DataSubjectRequestWorkflow.state)).awaiting_decision:
+                break
+            await asyncio.sleep(0.1)
+        r = await http.post(f"/v1/requests/{again}/decide-objection", headers=compliance, json={
+            "compelling_grounds": True, "explanation": "Fraud monitoring of this account is required by our acquirer."})
+        assert r.status_code == 200, r.text
+        assert (await _result(dev_server.client, again))["status"] == "completed"
+        letter = text_of(await wait_for_letter(mail_sink, again, "response"))
+        assert "compelling legitimate grounds" in letter and "Fraud monitoring" in letter
+        assert "Your right to complain to the supervisory authority" in letter and "Gegevensbeschermingsautoriteit" in letter
 
 
 async def test_processor_that_never_answers_is_flagged_after_its_timeout(postgres, settings, pool, time_skipping, tmp_path, mail_sink):

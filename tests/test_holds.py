@@ -59,6 +59,9 @@ async def test_erasure_keeps_accounting_records_minimised_and_says_so(postgres, 
             letter = text_of(await wait_for_letter(mail_sink, rid, "response"))
             assert "What we kept" in letter and "Art. 17(3)(b)" in letter
             assert "VAT Code Art. 60" in letter and "31 December 2036" in letter
+            # Records kept refuse the erasure in part: the letter names the remedies (Art. 12(4)).
+            assert "Your right to complain to the supervisory authority" in letter
+            assert "Gegevensbeschermingsautoriteit" in letter and "Your right to a judicial remedy" in letter
             due = await pool.fetch("SELECT dataset, erase_after FROM deferred_erasures WHERE request_id = $1", rid)
             assert {r["dataset"] for r in due} >= {"invoices", "payments", "customers"}
             assert date(2036, 1, 1) in {r["erase_after"] for r in due}
@@ -69,7 +72,9 @@ async def test_erasure_keeps_accounting_records_minimised_and_says_so(postgres, 
             access = r.json()["id"]
             state = await asyncio.wait_for(dev_server.client.get_workflow_handle(workflow_id_for(access)).result(), 90)
             assert set(state["package"]["systems"]) == {"billing"}
-            link = re.search(r"/v1/public/packages/[0-9a-f]{64}", text_of(await wait_for_letter(mail_sink, access, "response"))).group(0)
+            access_letter = text_of(await wait_for_letter(mail_sink, access, "response"))
+            assert "Gegevensbeschermingsautoriteit" not in access_letter  # nothing refused: no remedies
+            link = re.search(r"/v1/public/packages/[0-9a-f]{64}", access_letter).group(0)
             archive = zipfile.ZipFile(io.BytesIO((await http.get(link)).content))
             assert any("invoices" in n for n in archive.namelist())
             assert not any(n.startswith(("crm/", "analytics/")) for n in archive.namelist())

@@ -27,7 +27,14 @@ from activities.letter_templates import (
     render_letter,
     staff_alert_kinds,
 )
-from activities.letters import DENIAL_LABELS, TYPE_LABELS, _outcome, decision_summary
+from activities.letters import (
+    DENIAL_LABELS,
+    TYPE_LABELS,
+    _outcome,
+    decision_summary,
+    refuses_in_part,
+    remedies_context,
+)
 from dsrflow.deadlines import Regime
 from policy.model import load_policy
 
@@ -44,6 +51,10 @@ AUTHORITY = {
     "email": "contact@apd-gba.be",
     "phone": "+32 2 274 48 00",
 }
+
+# The remedies of a refusal under the GDPR, as the default policy words them for a Belgian subject.
+REMEDIES = remedies_context(load_policy().policy, "gdpr", "BE", appeal=False)
+assert REMEDIES["authority"] == AUTHORITY
 
 KEPT = [
     {
@@ -115,9 +126,11 @@ EXTRA: dict[str, dict] = {
         "reason_code": "excessive",
         "reason_label": "Manifestly excessive request",
         "explanation": "This is the fifth identical request in two weeks; we answered it on 2 February 2026.",
-        "authority": AUTHORITY,
+        "remedies": REMEDIES,
     },
-    "closed_unverified": {"expired_at": EXPIRES},
+    "closed_unverified": {"expired_at": EXPIRES, "remedies": REMEDIES},
+    "cancellation": {"reason": "Your request repeats request 5d0c, which we answered on 2 February 2026.",
+                     "withdrawn": False, "remedies": REMEDIES},
     "staff_alert": {"kind": "due_in_7_days", "days_left": 7, "detail": "Billing connector awaits a manual step."},
 }
 
@@ -351,7 +364,7 @@ def test_missing_top_level_key_raises():
     ("purpose", "path"),
     [
         ("acknowledgement", ("request", "current_due_date")),
-        ("denial", ("authority", "website")),
+        ("denial", ("remedies", "judicial")),
         ("response", ("outcome", "kept")),
         ("verification", ("controller", "privacy_email")),
         ("staff_alert", ("request", "type_label")),
@@ -440,13 +453,23 @@ _REPORTS = {
 }
 
 
-def _response(request_type: str, decision: dict | None = None) -> tuple[str, dict]:
+def _response(request_type: str, decision: dict | None = None, report: dict | None = None) -> tuple[str, dict]:
     link = "https://privacy.onetagger.com/v1/public/packages/tok123" if request_type == "access" else None
     expires = datetime(2026, 3, 9, 23, 59, tzinfo=UTC) if link else None
-    outcome = _outcome(_REPORTS[request_type], _POLICY, link, expires)
+    outcome = _outcome(report or _REPORTS[request_type], _POLICY, link, expires)
     if decision:
         outcome["summary"] = decision_summary(decision)
-    return "response", {"request_type": request_type, "outcome": outcome}
+    extra = {"request_type": request_type, "outcome": outcome}
+    return "response", {**extra, REMEDIES_OF_REGIME: True} if refuses_in_part(outcome, decision) else extra
+
+
+# A case's marker for the remedies of the regime it is rendered in (activities/letters.py): as a
+# refusal (`remedies`), as an appeal's refusal (no further appeal), or an extension's complaint.
+REMEDIES_OF_REGIME, APPEAL_REMEDIES, COMPLAINT_OF_REGIME = "remedies-of-regime", "appeal-remedies", "complaint-of-regime"
+
+_WITHHELD_ACCESS = {**_REPORTS["access"], "package": {
+    **_REPORTS["access"]["package"],
+    "withheld": {"surveys": "The survey provider did not send us its copy of your data in time."}}}
 
 
 def _processor(purpose: str, action: str, scope: str | None = None) -> tuple[str, dict]:
@@ -470,7 +493,7 @@ def _letter_cases() -> dict[str, tuple[str, dict]]:
         "acknowledgement-verified": ("acknowledgement", {"verification_required": False}),
         "verification": ("verification", EXTRA["verification"]),
         "reminder": ("reminder", EXTRA["reminder"]),
-        "extension": ("extension", EXTRA["extension"]),
+        "extension": ("extension", {**EXTRA["extension"], COMPLAINT_OF_REGIME: True}),
         "response-erasure-kept": _response("erasure"),
         "response-access-package": _response("access"),
         "response-rectification": _response("rectification"),
@@ -479,13 +502,21 @@ def _letter_cases() -> dict[str, tuple[str, dict]]:
         "response-objection-refused": _response("objection", {
             "compelling_grounds": True,
             "explanation": "We need the records to detect fraud on your account, which protects you as well."}),
-        "closed_unverified": ("closed_unverified", EXTRA["closed_unverified"]),
+        "response-access-withheld": _response("access", report=_WITHHELD_ACCESS),
+        "closed_unverified": ("closed_unverified", {"expired_at": EXPIRES, REMEDIES_OF_REGIME: True}),
+        "cancellation-by-staff": ("cancellation", {"reason": EXTRA["cancellation"]["reason"], "withdrawn": False,
+                                                   REMEDIES_OF_REGIME: True}),
+        "cancellation-withdrawn": ("cancellation", {"reason": "The subject withdrew it by phone on 3 February.",
+                                                    "withdrawn": True}),
+        "denial-of-an-appeal": ("denial", {
+            "reason_code": "other", "reason_label": DENIAL_LABELS["other"], APPEAL_REMEDIES: True,
+            "explanation": "We reviewed our decision and confirm it: the records are needed to defend a claim."}),
     }
     for code, label in DENIAL_LABELS.items():
         cases[f"denial-{code}"] = ("denial", {
             "reason_code": code, "reason_label": label,
             "explanation": "This is the fifth identical request in two weeks; we answered it on 2 February 2026.",
-            "authority": _POLICY.authority_for(_POLICY.defaults.country).model_dump(mode="json")})
+            REMEDIES_OF_REGIME: True})
     for kind in staff_alert_kinds(DEFAULT_WARNING_DAYS):
         days_left = int(kind.split("_")[2]) if kind.startswith("due_in_") else {"overdue": -3}.get(kind, 12)
         cases[f"staff_alert-{kind}"] = ("staff_alert", {"kind": kind, "days_left": days_left,
@@ -513,6 +544,13 @@ def _render_case(case: str, regime: str) -> RenderedLetter:
     extra = copy.deepcopy(extra)
     request_type = extra.pop("request_type", "erasure")
     ctx["request"].update(regime=regime, type=request_type, type_label=TYPE_LABELS[request_type])
+    if extra.pop(REMEDIES_OF_REGIME, False):
+        extra["remedies"] = remedies_context(_POLICY, regime, "BE", appeal=False)
+    if extra.pop(APPEAL_REMEDIES, False):
+        ctx["request"]["appeal_of"] = "9d1e2f3a-4b5c-4d6e-8f70-8192a3b4c5d6"
+        extra["remedies"] = remedies_context(_POLICY, regime, "BE", appeal=True)
+    if extra.pop(COMPLAINT_OF_REGIME, False) and _POLICY.remedies[regime].complaint_on_extension:
+        extra["complaint"] = remedies_context(_POLICY, regime, "BE", appeal=False)
     ctx.update(extra)
     if purpose in (MANUAL_REQUEST, MANUAL_REMINDER):
         return render_processor_mail(purpose, ctx)
@@ -609,3 +647,43 @@ def test_response_names_the_recipients_art19_reached_once():
         assert part.count("Financial services and accounting provider") == 1
         assert "who these recipients are" not in part  # they are named: nothing left to ask
         assert "4 records of invoices in Billing" in part and "support requests" in part
+
+
+@pytest.mark.parametrize(("regime", "authority", "court", "appeal"), [
+    ("gdpr", "Gegevensbeschermingsautoriteit", "Court of First Instance", None),
+    ("uk_gdpr", "Information Commissioner's Office", "High Court", None),
+    ("ccpa", "California Privacy Protection Agency", "§ 1798.150", None),
+    ("vcdpa", "Attorney General of Virginia", "no private right of action", "within 60 days"),
+    ("ctdpa", "Attorney General of Connecticut", "no private right of action", "within 60 days"),
+    ("cpa", "Colorado Department of Law", "no private right of action", "within 45 days"),
+    ("lgpd", "Autoridade Nacional de Proteção de Dados", "Art. 22 LGPD", None),
+    ("pipeda", "Office of the Privacy Commissioner of Canada", "Federal Court", None),
+])
+def test_a_refusal_names_the_remedies_of_its_regime(regime, authority, court, appeal):
+    for case in ("denial-other", "closed_unverified", "cancellation-by-staff", "response-erasure-kept"):
+        letter = _render_case(case, regime)
+        for part in (letter.text, unescape(letter.html)):
+            assert authority in part and court in part, (case, regime)
+            assert ("Your right to appeal" in part) is bool(appeal), (case, regime)
+            if appeal:
+                assert appeal in part
+    others = {n for n in ("Gegevensbeschermingsautoriteit", "Information Commissioner", "Privacy Commissioner")
+              if n not in authority}
+    assert not any(name in _render_case("denial-other", regime).text for name in others)
+
+
+def test_a_withdrawal_and_an_upheld_objection_carry_no_remedies():
+    for case in ("cancellation-withdrawn", "response-objection-upheld", "response-rectification"):
+        assert "Your right to complain" not in _render_case(case, "gdpr").text, case
+    assert "Your right to complain" not in _render_case("extension", "gdpr").text  # only PIPEDA's notice
+    assert "Privacy Commissioner of Canada" in _render_case("extension", "pipeda").text
+
+
+def test_a_copy_with_data_left_out_says_so_and_never_claims_every_system():
+    letter = _render_case("response-access-withheld", "gdpr")
+    for part in (letter.text, unescape(letter.html)):
+        assert "What we could not include, and why" in part and "Survey service provider" in part
+        assert "for each of our systems but those named below" in part
+        assert "Your right to complain to the supervisory authority" in part
+    complete = _render_case("response-access-package", "gdpr").text
+    assert "but those named below" not in complete and "Your right to complain" not in complete

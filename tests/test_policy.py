@@ -131,3 +131,16 @@ def test_unknown_top_level_key_is_named(tmp_path: Path) -> None:
     content["retention_rules"] = {}
     with pytest.raises(PolicyError, match="retention_rules"):
         load_policy(write(tmp_path, content))
+
+
+def test_every_regime_has_its_remedies(tmp_path: Path) -> None:
+    """A refusal under any regime names an authority: a policy that leaves one out fails to load."""
+    policy = load_policy().policy
+    assert policy.remedies_for("uk_gdpr", "GB").authority.name == "Information Commissioner's Office"
+    assert policy.remedies_for("lgpd", "BR").authority.name.startswith("Autoridade Nacional")
+    # A GDPR subject's own authority where the policy lists it, else the controller's.
+    assert policy.remedies_for("gdpr", "FR").authority == policy.supervisory_authorities["BE"]
+    content = copy.deepcopy(RAW)
+    del content["remedies"]["lgpd"]
+    with pytest.raises(PolicyError, match=r"remedies: no entry for regime\(s\) lgpd"):
+        load_policy(write(tmp_path, content))

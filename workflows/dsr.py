@@ -20,9 +20,7 @@ with workflow.unsafe.imports_passed_through():
     from schemas.requests import RequestStatus
     from schemas.workflow import (
         ApproveInput,
-        CancelInput,
         Checkpoints,
-        DenyInput,
         ExecutionReport,
         ExtendInput,
         ExtensionRecord,
@@ -48,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
         run_step,
         send_letter,
     )
+    from workflows.refusals import Refusals
     from workflows.staff_carry_on import CarryOn
     from workflows.step_trouble import StepTroubles
     from workflows.task_fanout import SystemTasks
@@ -59,7 +58,7 @@ OBJECTION_GATE = "objection-gate"
 
 
 @workflow.defn(name="DataSubjectRequestWorkflow")
-class DataSubjectRequestWorkflow(CarryOn):
+class DataSubjectRequestWorkflow(CarryOn, Refusals):
     def __init__(self) -> None:
         self.request_id = ""
         self._policy_version = ""
@@ -69,6 +68,7 @@ class DataSubjectRequestWorkflow(CarryOn):
         self._verification = IdentityVerification()
         self._extended = False
         self._extension_reason: str | None = None
+        self._withdrawn = False  # cancelled: the subject withdrew it themselves
         self._watch = DeadlineWatch()
         self._plan: Plan | None = None
         self._tasks = SystemTasks()
@@ -246,36 +246,16 @@ class DataSubjectRequestWorkflow(CarryOn):
         self._require_open()
         if self._extended:
             raise ValueError("the deadline has already been extended once; it cannot be extended again")
-        due = self._require_facts().due
+        facts = self._require_facts()
+        if facts.extended_due_date <= facts.due_date:
+            raise ValueError(f"the law of this request ({facts.regime}) allows no extension of its "
+                             f"deadline: it must be answered by {facts.due_date.isoformat()}")
+        due = facts.due
         if workflow.now() >= due.overdue_at:
             raise ValueError(
                 f"the due date {due.due_date.isoformat()} has passed; an extension must be "
                 f"notified before it"
             )
-
-    @workflow.update
-    async def deny(self, request: DenyInput) -> RequestState:
-        self._set_status(RequestStatus.denied, request.reason_code.value)
-        await self._transition("denied", {"reason_code": request.reason_code.value}, request.actor)
-        await self._letter(
-            "denial",
-            params={"reason_code": request.reason_code.value, "explanation": request.explanation},
-        )
-        return self.state()
-
-    @deny.validator
-    def _validate_deny(self, request: DenyInput) -> None:
-        self._require_open()
-
-    @workflow.update
-    async def cancel(self, request: CancelInput) -> RequestState:
-        self._set_status(RequestStatus.cancelled, request.reason)
-        await self._transition("cancelled", {"reason": request.reason}, request.actor)
-        return self.state()
-
-    @cancel.validator
-    def _validate_cancel(self, request: CancelInput) -> None:
-        self._require_open(facts=False)  # a request whose registration fails can still be cancelled
 
     @workflow.update
     async def approve(self, request: ApproveInput) -> RequestState:
@@ -337,6 +317,7 @@ class DataSubjectRequestWorkflow(CarryOn):
             approval_required=facts.approval_required if facts else False,
             approval=self._approval,
             closed_reason=self._closed_reason,
+            withdrawn_by_subject=self._withdrawn,
             trouble=self._troubles.current,
         )
 

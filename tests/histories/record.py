@@ -196,6 +196,24 @@ async def record_verified_access_extended(http: httpx.AsyncClient, pool: asyncpg
     return await _history_of(client, rid)
 
 
+async def record_cancelled_by_staff(http: httpx.AsyncClient, pool: asyncpg.Pool, sink: MailSink,
+                                    client: Client) -> str:
+    """Staff close a request unanswered while it waits for the subject's identity: the subject
+    gets the cancellation letter with the reason and the remedies."""
+    r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
+        "type": "erasure", "subject": {"email": "linus@example.com"}})
+    r.raise_for_status()
+    rid = r.json()["id"]
+    await wait_for_letter(sink, rid, "verification")
+    r = await http.post(f"/v1/requests/{rid}/cancel", headers=await staff_headers(pool, "agent"),
+                        json={"reason": "Opened twice by mistake; the other request goes on"})
+    assert r.status_code == 200, r.text
+    await wait_for_letter(sink, rid, "cancellation")
+    handle = client.get_workflow_handle_for(DataSubjectRequestWorkflow.run, f"dsr-{rid}")
+    assert (await handle.result()).status == "cancelled"
+    return (await handle.fetch_history()).to_json()
+
+
 def approval_policy(settings: Settings, home: Path) -> Settings:
     content = yaml.safe_load(Path(settings.policy_path).read_text())
     content["approval_required_for"] = ["access"]
@@ -247,6 +265,7 @@ async def main() -> int:
                     histories["objection_decided"] = await record_objection_decided(http, pool, env.client)
                     histories["task_retried_and_resolved"] = await record_task_retried_and_resolved(
                         http, pool, env.client)
+                    histories["cancelled_by_staff"] = await record_cancelled_by_staff(http, pool, sink, env.client)
                     erasure_id = re.search(r'"workflowId": "dsr-([0-9a-f-]{36})-', histories["attested_erasure"])
                     assert erasure_id, "no request id in the erasure's history"
                     histories["system_task_erasure_billing"] = await _task_history(

@@ -1,0 +1,43 @@
+"""What a refusal, whole or in part, tells the subject, per regime: the rule that obliges us to say
+it, the authority they can complain to (named, with its contact details), the courts, and the
+appeal where the law grants one (the US state laws). Letters read all of it from here, never from
+their templates, so that a DPO changes an address or a sentence in the policy alone."""
+
+from __future__ import annotations
+
+from pydantic import EmailStr
+
+from policy.strict import StrictModel
+
+
+class Authority(StrictModel):
+    name: str
+    address: str
+    website: str
+    # Not every authority publishes an e-mail address or a telephone line for complaints.
+    email: EmailStr | None = None
+    phone: str | None = None
+
+
+class Appeal(StrictModel):
+    """The appeal a US state law grants against a refusal. Its deadline is statutory and lives
+    with the others in dsrflow/deadlines.py (`compute_deadline(..., appeal=True)`)."""
+
+    rule: str  # the provision granting it, e.g. "Va. Code § 59.1-577(C)"
+
+
+class Remedies(StrictModel):
+    # Completes "As ... requires, we set out our reasons and the remedies available to you."
+    refusal_rule: str
+    # Completes "Your right to complain to ...", e.g. "the supervisory authority".
+    authority_title: str
+    # The right to complain, with its source; the authority's details follow it.
+    complaint: str
+    # The authority; none: the supervisory authority of the subject's country where the policy
+    # lists one, else that of the controller's country (GDPR Art. 77 and 56).
+    authority: Authority | None = None
+    judicial_heading: str = "Your right to a judicial remedy"
+    judicial: str
+    appeal: Appeal | None = None
+    # PIPEDA s. 8(4): the extension notice also names the right to complain about the extension.
+    complaint_on_extension: bool = False
