@@ -22,6 +22,7 @@ from activities.context import ActivityContext
 from activities.heartbeat import heartbeating
 from activities.letter_templates import render_letter
 from activities.outbox import Sent, send_once
+from activities.processor_exports import missing_reasons
 from dsrflow.audit import append_event
 from dsrflow.deadlines import receipt_date
 from dsrflow.hashing import keyed_hash, token_hash
@@ -100,13 +101,18 @@ def _outcome(report: dict[str, Any], policy: Policy, package_link: str | None,
             label = policy.systems[system].label if system in policy.systems else system
             actions.append({"system": label, "category": "copy of your data",
                             "action": "included in your package", "records": count})
+        for system, count in package.get("processor_files", {}).items():
+            label = policy.systems[system].label if system in policy.systems else system
+            actions.append({"system": label, "category": "the copy of your data our processor sent us",
+                            "action": "included in your package", "records": count, "unit": "file"})
     kept = [_kept_item(k, policy) for r in results for k in r.kept_records]
     told = sorted({policy.recipients[r.recipient].name for r in results
                    if r.recipient and r.recipient in policy.recipients and r.status == "done"
                    and r.action in _ART19_ACTIONS})
     # The letter itself says the request is completed and, after the actions, whom Art. 19 reached;
     # the summary is left for what only this request says (an objection decision).
-    return {"summary": "", "actions": actions, "kept": kept, "informed": told,
+    missing = missing_reasons(package.get("missing", {}), policy) if package else []
+    return {"summary": "", "actions": actions, "kept": kept, "informed": told, "missing": missing,
             "package_link": package_link, "package_expires_at": package_expires_at}
 
 
