@@ -132,11 +132,11 @@ class _Parser:
             return
         raw_name = options[b"filename"].decode("utf-8", "replace")
         if name != FILE_FIELD:
-            raise RefusedFile(f"unexpected file field {name!r}: send the files as {FILE_FIELD!r}")
+            raise RefusedFile(f"Unexpected file field {name!r}: send the files as {FILE_FIELD!r}")
         if not raw_name:  # a file input left empty: browsers still send the part
             return
         if len(self.into.files) >= MAX_FILES:
-            raise RefusedFile(f"at most {MAX_FILES} files can be sent at once: put them in a ZIP archive")
+            raise RefusedFile(f"At most {MAX_FILES} files can be sent at once: put them in a ZIP archive")
         filename = self._unique(safe_name(raw_name))
         check = ContentCheck(filename, kind_for(filename, self.limits.kinds), self.limits.max_file_bytes,
                              tuple(self.limits.kinds))
@@ -159,13 +159,13 @@ class _Parser:
         if self._file is not None:
             self.total += len(chunk)
             if self.total > self.limits.max_total_bytes:
-                raise RefusedFile(f"the files together are larger than the limit of {self.limits.max_total_mb} MB",
+                raise RefusedFile(f"The files together are larger than the limit of {self.limits.max_total_mb} MB",
                                   status=413)
             self._file.check.feed(chunk)
             self._file.writer.write(chunk)
         elif self._field is not None:
             if len(self._field) + len(chunk) > _FIELD_MAX:
-                raise RefusedFile("a form field is too long", status=413)
+                raise RefusedFile("A form field is too long", status=413)
             self._field += chunk
 
     def on_part_end(self) -> None:
@@ -195,10 +195,10 @@ async def receive_export(request: Request, task: dict[str, Any]) -> ReceivedExpo
             multipart.write(chunk)
         multipart.finalize()
         if not received.files and not received.no_data:
-            raise RefusedFile("choose at least one file to send, or tick the box saying you hold no data "
+            raise RefusedFile("Choose at least one file to send, or tick the box saying you hold no data "
                               "about this person")
         if received.files and received.no_data:
-            raise RefusedFile("you sent files and also ticked the box saying you hold no data: "
+            raise RefusedFile("You sent files and also ticked the box saying you hold no data: "
                               "untick the box, or send no files")
     except RefusedFile as refused:
         received.discard()
@@ -210,7 +210,7 @@ async def receive_export(request: Request, task: dict[str, Any]) -> ReceivedExpo
 
 
 def _sentence(message: str) -> str:
-    return message[:1].upper() + message[1:].rstrip(".") + "."
+    return message.rstrip(".") + "."
 
 
 async def keep_export(pool: Any, task: dict[str, Any], external_id: str, received: ReceivedExport) -> bool:
