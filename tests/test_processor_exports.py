@@ -17,8 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from playwright.async_api import expect
+
 from tests.fanout_stack import api, fanout_stack
 from tests.support import letters_for, staff_headers, text_of, wait_for_letter
+from tests.test_browser import CHROMIUM, browser, shots  # noqa: F401 (fixtures)
 from schemas.workflow import workflow_id_for
 from workers.dsr_worker import build_worker
 from workflows.dsr import DataSubjectRequestWorkflow
@@ -214,6 +217,39 @@ async def test_staff_resolve_a_processor_that_never_sent_its_export_and_the_lett
         built = await pool.fetchval("SELECT data FROM audit_events WHERE request_id = $1 "
                                     "AND event_type = 'package.built'", rid)
         assert built["missing"] == {"surveys": "not_provided"}
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)")
+async def test_the_processor_sends_its_export_with_the_pages_form_in_a_browser(
+        postgres, settings, pool, dev_server, mail_sink, tmp_path, surveys_contact, browser, shots):  # noqa: F811
+    async with fanout_stack(postgres, settings, dev_server.client, tmp_path, keep_manual=("surveys",)) as stack, \
+            build_worker(dev_server.client, stack.settings, pool), api(stack) as http:
+        rid = await _open_access(http, pool)
+        asked = text_of(await wait_for_letter(mail_sink, rid, "processor_request", 60))
+        link = stack.api_url + _LINK.search(asked).group(1)
+        page = await browser.new_page()
+        try:
+            await page.goto(link)
+            await expect(page.get_by_role("heading")).to_have_text("Send your export for a data-subject request")
+            await shots(page, "upload-form")
+            await page.get_by_label("Your export").set_input_files(
+                [{"name": "answers.html", "mimeType": "text/html", "buffer": b"<html></html>"}])
+            await page.get_by_role("button", name="Send the export").click()
+            await expect(page.get_by_role("alert")).to_contain_text("answers.html: only .json, .csv, .pdf, .txt, .zip")
+            await shots(page, "refused")
+            await page.get_by_label("Your export").set_input_files(
+                [{"name": "answers.csv", "mimeType": "text/csv", "buffer": ANSWERS}])
+            await page.get_by_label("Note (optional)").fill("Answers to our 2026 panel.")
+            await page.get_by_role("button", name="Send the export").click()
+            await expect(page.get_by_role("heading")).to_have_text("Thank you: export received")
+            await expect(page.locator(".ok")).to_contain_text("We have received 1 file: answers.csv.")
+            await shots(page, "received")
+        finally:
+            await page.close()
+        handle = dev_server.client.get_workflow_handle(workflow_id_for(rid))
+        assert (await asyncio.wait_for(handle.result(), 60))["status"] == "completed"
+        _, archive = await _package(http, mail_sink, rid)
+        assert archive.read("surveys/files/answers.csv") == ANSWERS
 
 
 def _zip(members: dict[str, bytes]) -> bytes:
