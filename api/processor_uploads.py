@@ -23,7 +23,14 @@ from fastapi import Request
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from dsrflow.audit import append_event
-from dsrflow.export_files import KIND_OF_EXTENSION, MEDIA_TYPES, ContentCheck, RefusedFile, kind_for, safe_name
+from dsrflow.export_files import (
+    KIND_OF_EXTENSION,
+    MEDIA_TYPES,
+    ContentCheck,
+    RefusedFile,
+    kind_for,
+    safe_name,
+)
 from dsrflow.export_store import export_writer
 from dsrflow.filecrypt import EncryptedWriter
 from dsrflow.keys import load_secret_key

@@ -16,13 +16,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-
 from playwright.async_api import expect
 
+from schemas.workflow import workflow_id_for
 from tests.fanout_stack import api, fanout_stack
 from tests.support import letters_for, staff_headers, text_of, wait_for_letter
 from tests.test_browser import CHROMIUM, browser, shots  # noqa: F401 (fixtures)
-from schemas.workflow import workflow_id_for
 from workers.dsr_worker import build_worker
 from workflows.dsr import DataSubjectRequestWorkflow
 
@@ -109,7 +108,8 @@ async def test_access_waits_for_the_processors_upload_and_packages_its_files(
             "executable": [("files", ("answers.txt", b"MZ\x90\x00\x03" + bytes(200), "text/plain"))],
             "extension": [("files", ("setup.exe", b"hello", "application/octet-stream"))],
             "pdf": [("files", ("scan.pdf", b"not a pdf at all", "application/pdf"))],
-            "zip": [("files", ("all.zip", _zip({"a.csv": b"x,y\n", "page.html": b"<html></html>"}), "application/zip"))],
+            "zip": [("files", ("all.zip", _zip({"a.csv": b"x,y\n", "page.html": b"<html></html>"}),
+                               "application/zip"))],
         }
         messages = {
             "HTML": "answers.csv: looks like HTML or other markup",
@@ -123,7 +123,8 @@ async def test_access_waits_for_the_processors_upload_and_packages_its_files(
             r = await http.post(path, files=[("files", ("profile.json", PROFILE, "application/json")), *files])
             assert r.status_code == 422, (case, r.status_code, r.text)
             assert messages[case] in r.text, (case, r.text)
-        nothing = await http.post(path, data={"note": "here you go"}, files=[("files", ("", b"", "application/octet-stream"))])
+        nothing = await http.post(path, data={"note": "here you go"},
+                                  files=[("files", ("", b"", "application/octet-stream"))])
         assert nothing.status_code == 422 and "Choose at least one file" in nothing.text
         big = await http.post(path, files=[("files", ("answers.csv", b"a,b\n" + b"1,2\n" * 300_000, "text/csv"))])
         assert big.status_code == 413 and "larger than the limit of 1 MB" in big.text
