@@ -255,7 +255,40 @@ async def test_the_processor_sends_its_export_with_the_pages_form_in_a_browser(
 
 def _zip(members: dict[str, bytes]) -> bytes:
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for name, data in members.items():
             archive.writestr(name, data)
     return buffer.getvalue()
+
+
+@pytest.mark.parametrize(("name", "data", "problem"), [
+    ("inner.zip", _zip({"nested.zip": _zip({"a.csv": b"x\n"})}), "nested.zip: only .json, .csv, .pdf, .txt files"),
+    ("notes.txt", "Grüße".encode("utf-16"), "notes.txt: is not plain text"),
+    ("data.json", b"not json at all", "data.json: is not JSON"),
+    ("bomb.zip", _zip({"big.csv": b"0" * (5 * 1024 * 1024)}), "bomb.zip: unpacks to more than 4 MB"),
+    ("empty.csv", b"", "empty.csv: the file is empty"),
+    ("page.txt", b"\n  <!DOCTYPE html><p>hi</p>", "page.txt: looks like HTML or other markup"),
+])
+def test_content_decides_what_is_accepted(name, data, problem):
+    """Unit-level companions of the upload test: what the page would answer 413/422 with."""
+    from dsrflow.export_files import ContentCheck, RefusedFile, kind_for
+
+    kinds = ("json", "csv", "pdf", "text", "zip")
+    with pytest.raises(RefusedFile, match=re.escape(problem)):
+        check = ContentCheck(name, kind_for(name, kinds), 1024 * 1024, kinds)
+        check.feed(data)
+        check.finish()
+
+
+def test_a_zip_of_accepted_files_and_json_with_a_byte_order_mark_are_accepted():
+    from dsrflow.export_files import ContentCheck, kind_for
+
+    kinds = ("json", "csv", "pdf", "text", "zip")
+    for name, data, media_type in [
+        ("all.zip", _zip({"a.csv": b"x,y\n1,2\n", "d/b.json": b"[1]", "c.pdf": b"%PDF-1.7\n%%EOF\n"}),
+         "application/zip"),
+        ("bom.json", "\ufeff{\"ok\": true}".encode(), "application/json"),
+    ]:
+        check = ContentCheck(name, kind_for(name, kinds), 1024 * 1024, kinds)
+        check.feed(data)
+        assert check.finish() == media_type
