@@ -103,7 +103,7 @@ def _outcome(report: dict[str, Any], policy: Policy, package_link: str | None,
                             "action": "included in your package", "records": count})
         for system, count in package.get("processor_files", {}).items():
             label = policy.systems[system].label if system in policy.systems else system
-            actions.append({"system": label, "category": "the copy of your data our processor sent us",
+            actions.append({"system": label, "category": "copy of your data, as this processor sent it",
                             "action": "included in your package", "records": count, "unit": "file"})
     kept = [_kept_item(k, policy) for r in results for k in r.kept_records]
     told = sorted({policy.recipients[r.recipient].name for r in results

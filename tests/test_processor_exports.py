@@ -151,7 +151,7 @@ async def test_access_waits_for_the_processors_upload_and_packages_its_files(
         state = await asyncio.wait_for(handle.result(), 60)
         assert state["status"] == "completed", state
         letter, archive = await _package(http, mail_sink, rid)
-        assert "Survey service provider, the copy of your data our processor sent us: included in your " \
+        assert "Survey service provider, copy of your data, as this processor sent it: included in your " \
                "package (2 files)" in letter
         assert "for each of our systems" in letter and "does not include" not in letter
         assert archive.read("surveys/files/answers.csv") == ANSWERS
