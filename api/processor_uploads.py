@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import Request
+from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from dsrflow.audit import append_event
@@ -210,6 +211,9 @@ async def receive_export(request: Request, task: dict[str, Any]) -> ReceivedExpo
     except RefusedFile as refused:
         received.discard()
         raise UploadRefused(refused.status, _sentence(refused.message)) from None
+    except FormParserError:
+        received.discard()
+        raise UploadRefused(422, "The upload could not be read as a form (multipart/form-data).") from None
     except Exception:
         received.discard()
         raise

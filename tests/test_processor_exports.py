@@ -126,6 +126,11 @@ async def test_access_waits_for_the_processors_upload_and_packages_its_files(
         nothing = await http.post(path, data={"note": "here you go"},
                                   files=[("files", ("", b"", "application/octet-stream"))])
         assert nothing.status_code == 422 and "Choose at least one file" in nothing.text
+        garbled = b"\r\n--xyz\r\nContent-Disposition: form-data\r\r\n\x00"
+        for body, content_type in ((b"note=hi", "application/x-www-form-urlencoded"),
+                                   (garbled, "multipart/form-data; boundary=xyz")):
+            malformed = await http.post(path, content=body, headers={"content-type": content_type})
+            assert malformed.status_code == 422, malformed.text
         big = await http.post(path, files=[("files", ("answers.csv", b"a,b\n" + b"1,2\n" * 300_000, "text/csv"))])
         assert big.status_code == 413 and "larger than the limit of 1 MB" in big.text
         assert _uploads(stack.settings.home) == before  # refused uploads leave no file behind
