@@ -241,6 +241,9 @@ class FanoutActivities:
                     outcome = await connector.lift_restriction(subject)
                 elif action == "object":
                     outcome = await connector.object(subject, task.task.scope or "direct_marketing")
+                elif action == "access" and hasattr(connector, "request_export"):
+                    # Only processors without an API run an access task: the package reads the rest.
+                    outcome = await connector.request_export(subject)
                 else:
                     raise ApplicationError(f"unknown action {action}", non_retryable=True)
         except PermanentConnectorError as exc:

@@ -22,6 +22,7 @@ from activities.context import ActivityContext
 from activities.heartbeat import heartbeating
 from activities.letter_templates import render_letter
 from activities.outbox import Sent, send_once
+from activities.processor_exports import missing_reasons
 from dsrflow.audit import append_event
 from dsrflow.deadlines import appeal_days, receipt_date
 from dsrflow.hashing import keyed_hash, token_hash
@@ -100,16 +101,19 @@ def _outcome(report: dict[str, Any], policy: Policy, package_link: str | None,
             label = policy.systems[system].label if system in policy.systems else system
             actions.append({"system": label, "category": "copy of your data",
                             "action": "included in your package", "records": count})
+        for system, count in package.get("processor_files", {}).items():
+            label = policy.systems[system].label if system in policy.systems else system
+            actions.append({"system": label, "category": "copy of your data, as this processor sent it",
+                            "action": "included in your package", "records": count, "unit": "file"})
     kept = [_kept_item(k, policy) for r in results for k in r.kept_records]
-    # Systems whose data the package could not include, and why: a refusal in part (Art. 15).
-    withheld = [{"system": policy.systems[system].label if system in policy.systems else system, "why": why}
-                for system, why in sorted(((package or {}).get("withheld") or {}).items())]
     told = sorted({policy.recipients[r.recipient].name for r in results
                    if r.recipient and r.recipient in policy.recipients and r.status == "done"
                    and r.action in _ART19_ACTIONS})
     # The letter itself says the request is completed and, after the actions, whom Art. 19 reached;
     # the summary is left for what only this request says (an objection decision).
-    return {"summary": "", "actions": actions, "kept": kept, "withheld": withheld, "informed": told,
+    # Systems whose data the package could not include, and why: a refusal in part (Art. 15).
+    missing = missing_reasons(package.get("missing", {}), policy) if package else []
+    return {"summary": "", "actions": actions, "kept": kept, "informed": told, "missing": missing,
             "package_link": package_link, "package_expires_at": package_expires_at}
 
 
@@ -138,7 +142,7 @@ def remedies_context(policy: Policy, regime: str, country: str, *, appeal: bool)
 def refuses_in_part(outcome: dict[str, Any], decision: dict[str, Any] | None) -> bool:
     """A response that does not do all the subject asked: records kept (Art. 17(3)), data left out
     of a copy, processing that continues on compelling grounds (Art. 21(1))."""
-    return bool(outcome["kept"] or outcome.get("withheld") or (decision and decision["compelling_grounds"]))
+    return bool(outcome["kept"] or outcome.get("missing") or (decision and decision["compelling_grounds"]))
 
 
 # Letters that refuse, whatever their parameters; `cancellation` does unless the subject withdrew.

@@ -29,6 +29,7 @@ from activities.connectors.base import PartOpener, PermanentConnectorError, Subj
 from activities.fanout import open_connector, store_task_result, subject_of
 from activities.heartbeat import heartbeating
 from activities.letters import deliver_letter
+from activities.processor_exports import ProcessorFiles, missing_reasons, processor_files, write_processor_files
 from dsrflow.audit import append_event
 from dsrflow.filecrypt import EncryptedWriter, decrypt_chunks, file_key
 from dsrflow.holds_store import subject_hash
@@ -184,7 +185,7 @@ def filled(spools: dict[tuple[str, str, str], _Spool]) -> dict[tuple[str, str, s
 
 
 def _write_archive(writer: EncryptedWriter, spools: dict[tuple[str, str, str], _Spool], policy: Policy,
-                   summary: Callable[..., str]) -> None:
+                   summary: Callable[..., str], uploaded: ProcessorFiles, secret: bytes) -> None:
     contents = []
     with zipfile.ZipFile(writer, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
         for (system, dataset, category), spool in sorted(spools.items()):
@@ -197,7 +198,9 @@ def _write_archive(writer: EncryptedWriter, spools: dict[tuple[str, str, str], _
                 "records": spool.count, "files": [f"{base}.json", f"{base}.csv"],
             })
             spool.close()
-        archive.writestr("summary.html", summary(contents=contents))
+        listed = write_processor_files(archive, uploaded, policy, secret)
+        archive.writestr("summary.html", summary(contents=contents, processor_files=listed,
+                                                 missing=missing_reasons(uploaded.missing, policy)))
     writer.close()
 
 
@@ -234,8 +237,10 @@ class PackageActivities:
         existing = await ctx.pool.fetchrow(
             "SELECT * FROM packages WHERE request_id = $1 AND kind = $2", plan.request_id, plan.request_type)
         if existing:  # built by an earlier attempt that crashed before reporting
+            uploaded = await processor_files(ctx.pool, plan)  # the letter must still name what is missing
             return PackageInfo(package_id=str(existing["id"]), kind=existing["kind"],
-                               records=existing["records"], size_bytes=existing["size_bytes"])
+                               records=existing["records"], size_bytes=existing["size_bytes"],
+                               processor_files=uploaded.counts(), missing=uploaded.missing)
         policy = (await ctx.policy(plan.policy_version)).policy
         portability = plan.request_type == "portability"
         subject = await self._with_held_records(subject_of(row))
@@ -252,7 +257,8 @@ class PackageActivities:
                 # Retried (backing off to every 5 minutes) until the system can be read again.
                 raise RuntimeError("the package cannot be built: " + "; ".join(failed.values()))
             await self._attention_resolved(plan)
-            return await self._write(plan, row, policy, filled(spools), package_id, path)
+            uploaded = await processor_files(ctx.pool, plan)
+            return await self._write(plan, row, policy, filled(spools), package_id, path, uploaded)
 
     async def _gather(self, plan: Plan, subject: Subject, portability: bool,
                       spools: dict[tuple[str, str, str], _Spool]) -> dict[str, str]:
@@ -299,7 +305,7 @@ class PackageActivities:
                 system=system["system"], action=plan.request_type, status="done"))
 
     async def _write(self, plan: Plan, row: Any, policy: Policy, spools: dict[tuple[str, str, str], _Spool],
-                     package_id: str, path: Path) -> PackageInfo:
+                     package_id: str, path: Path, uploaded: ProcessorFiles) -> PackageInfo:
         ctx = self.ctx
         summary = functools.partial(
             _templates.get_template("summary.html.j2").render,
@@ -310,7 +316,7 @@ class PackageActivities:
         # Compressing is the long part for a large package: in a thread (zlib lets go of the GIL),
         # so the worker's other activities and the heartbeat carry on meanwhile.
         await asyncio.to_thread(_write_archive, EncryptedWriter(path, file_key(ctx.secret, FILE_PURPOSE), package_id),
-                                spools, policy, summary)
+                                spools, policy, summary, uploaded, ctx.secret)
 
         records = sum(s.count for s in spools.values())
         per_system: dict[str, int] = {}
@@ -326,7 +332,9 @@ class PackageActivities:
             await append_event(
                 conn, event_key=f"{plan.request_id}:package", request_id=plan.request_id,
                 event_type="package.built", actor="workflow",
-                data={"package_id": package_id, "records": records, "systems": per_system},
+                data={"package_id": package_id, "records": records, "systems": per_system,
+                      "processor_files": uploaded.counts(), "missing": uploaded.missing},
             )
         return PackageInfo(package_id=package_id, kind=plan.request_type, records=records,
-                           size_bytes=size, systems=per_system)
+                           size_bytes=size, systems=per_system, processor_files=uploaded.counts(),
+                           missing=uploaded.missing)

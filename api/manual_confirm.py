@@ -5,6 +5,10 @@ changes nothing: mail scanners and link previews follow links. POST records the 
 (with an optional note), audits it and signals the task's workflow. Only the token's sha256 is
 stored (the task's external id), so the token is looked up by its hash. The page shows no personal
 data: whoever holds the link already has the e-mail that names the data subject.
+
+For an access or portability request the processor answers with its export instead: the page is an
+upload form, and the POST streams the files in (api/processor_uploads.py) and confirms the task
+with them; the link stops taking files once the task is answered (409) or the link expired (403).
 """
 
 from __future__ import annotations
@@ -19,6 +23,15 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from temporalio.service import RPCError, RPCStatusCode
 
+from api.processor_uploads import (
+    FILE_FIELD,
+    UploadRefused,
+    accepted_types,
+    keep_export,
+    limits_of,
+    receive_export,
+    refuse_if_closed,
+)
 from dsrflow.audit import append_event
 from dsrflow.logging import get_logger
 from schemas.workflow import ProcessorUpdate, task_workflow_id
@@ -36,6 +49,7 @@ _ACTIONS = {
     "restrict": "restrict the processing of the data subject's personal data",
     "lift_restriction": "end the restriction of processing of the data subject's personal data",
     "object": "stop the processing the data subject objected to",
+    "access": "send us your export of the data subject's personal data",
 }
 # The link is a credential: keep it out of caches, referrers, search engines and frames.
 _HEADERS = {
@@ -55,6 +69,8 @@ th, td { text-align: left; vertical-align: top; padding: .4rem .6rem; border: 1p
 th { background: #f3f4f6; width: 40%; }
 label { display: block; font-weight: bold; margin: 1rem 0 .3rem; }
 .hint { color: #374151; font-size: .9rem; margin: 0 0 .4rem; }
+input[type=file] { display: block; font: inherit; }
+.problem { border-left: 4px solid #b91c1c; padding: .5rem 1rem; background: #fef2f2; }
 textarea { width: 100%; box-sizing: border-box; font: inherit; padding: .5rem; border: 1px solid #4b5563; }
 button { margin-top: 1rem; padding: .7rem 1.3rem; font: inherit; font-weight: bold; color: #fff;
          background: #1d4ed8; border: 2px solid #1d4ed8; border-radius: 4px; cursor: pointer; }
@@ -110,8 +126,10 @@ async def _task(request: Request, token: str) -> dict[str, Any] | None:
     # Labels come from the policy version the request runs under, like everything it does.
     row = await pool.fetchrow(
         """SELECT m.request_id, m.system, m.action, m.confirmed_at,
+                  coalesce(m.last_reminded_at, m.sent_at) AS last_mailed_at, r.status AS request_status,
                   p.content -> 'controller' ->> 'name' AS controller,
-                  p.content -> 'systems' -> m.system ->> 'label' AS label
+                  p.content -> 'systems' -> m.system ->> 'label' AS label,
+                  p.content -> 'processor_exports' AS exports_policy
              FROM manual_tasks m
              JOIN dsr_requests r ON r.id = m.request_id
              LEFT JOIN policy_versions p ON p.version = r.policy_version
@@ -128,6 +146,8 @@ async def confirmation_page(request: Request, token: str) -> HTMLResponse:
         return _not_found()
     if task["confirmed_at"] is not None:
         return _already(task)
+    if task["action"] == "access":
+        return _upload_page(task)
     return _page(
         "Confirm a data-subject request",
         "<p>We asked you by e-mail to act on a data-subject request. When you have done so, "
@@ -171,7 +191,12 @@ async def confirm(request: Request, token: str) -> HTMLResponse:
         return _not_found()
     if task["confirmed_at"] is not None:
         await _tell_task(request, task)  # a repeat after the first answer was lost in an outage
+        if task["action"] == "access":
+            return _refused(task, UploadRefused(409, "This request has already been answered: no more "
+                                                "files can be added. If something is missing, reply to our e-mail."))
         return _already(task)
+    if task["action"] == "access":
+        return await _upload(request, token, task)
     body = (await request.body())[:_BODY_MAX]
     note = (parse_qs(body.decode("utf-8", "replace")).get("note") or [""])[0].strip()[:_NOTE_MAX] or None
     request_id, system, action = str(task["request_id"]), task["system"], task["action"]
@@ -201,3 +226,60 @@ async def confirm(request: Request, token: str) -> HTMLResponse:
         f'<p class="ok">We have recorded that the request has been carried out.</p>\n{_details(task)}\n'
         "<p>You can close this page.</p>",
     )
+
+
+def _upload_page(task: dict[str, Any], problem: UploadRefused | None = None) -> HTMLResponse:
+    """The form a processor sends its export with (or says it holds nothing)."""
+    limits = limits_of(task)
+    try:
+        refuse_if_closed(task, limits)
+    except UploadRefused as closed:
+        return _refused(task, closed)
+    alert = f'<p class="problem" role="alert">{escape(problem.message)}</p>\n' if problem else ""
+    return _page(
+        "Send your export for a data-subject request",
+        f"{alert}<p>We asked you by e-mail for a copy of the personal data you hold about a data subject "
+        "on our behalf. Please send it here: the files go to the data subject with the rest of their "
+        "data, so send it in a form they can read.</p>\n"
+        f"{_details(task)}\n"
+        '<form method="post" enctype="multipart/form-data">\n'
+        f'<label for="files">Your export</label>\n'
+        f'<p class="hint" id="files-hint">JSON, CSV, PDF or plain-text files, or a ZIP archive of them; at most '
+        f"{limits.max_file_mb} MB a file and {limits.max_total_mb} MB in all. Web pages, programs and other "
+        "kinds of file are refused.</p>\n"
+        f'<input type="file" id="files" name="{FILE_FIELD}" multiple accept="{escape(accepted_types(limits))}" '
+        'aria-describedby="files-hint">\n'
+        '<label><input type="checkbox" name="no_data" value="1"> We hold no personal data about this person</label>\n'
+        '<label for="note">Note (optional)</label>\n'
+        '<p class="hint" id="note-hint">For example, what the files contain, or what you could not include '
+        "and why.</p>\n"
+        f'<textarea id="note" name="note" rows="4" maxlength="{_NOTE_MAX}" aria-describedby="note-hint"></textarea>\n'
+        '<button type="submit">Send the export</button>\n'
+        "</form>",
+        status=problem.status if problem else 200,
+    )
+
+
+def _refused(task: dict[str, Any], refused: UploadRefused) -> HTMLResponse:
+    title = {409: "Already answered", 403: "Link expired"}.get(refused.status, "Upload refused")
+    return _page(title, f'<p class="problem" role="alert">{escape(refused.message)}</p>\n{_details(task)}',
+                 status=refused.status)
+
+
+async def _upload(request: Request, token: str, task: dict[str, Any]) -> HTMLResponse:
+    """Receive the export; a refusal shows the form again with the reason, and keeps nothing."""
+    try:
+        received = await receive_export(request, task)
+    except UploadRefused as refused:
+        if refused.status in (403, 409):
+            return _refused(task, refused)
+        return _upload_page(task, refused)
+    pool = await request.app.state.dsr.db()
+    if not await keep_export(pool, task, hashlib.sha256(token.encode()).hexdigest(), received):
+        return _refused(task, UploadRefused(409, "This request was answered meanwhile: your files were not kept."))
+    await _tell_task(request, task)
+    sent = (f"We have received {len(received.files)} file{'' if len(received.files) == 1 else 's'}: "
+            + ", ".join(f.filename for f in received.files) + "."
+            if received.files else "We have recorded that you hold no personal data about this person.")
+    return _page("Thank you: export received",
+                 f'<p class="ok">{escape(sent)}</p>\n{_details(task)}\n<p>You can close this page.</p>')

@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from dsrflow.deadlines import Regime
+from policy.exports import ProcessorExports
 from policy.http_model import HttpConfig, check_http_references, inline_http_files
 from policy.keeping import DatasetHold, RetentionRule, StatutoryHold
 from policy.remedies import Authority, Remedies
@@ -190,6 +191,8 @@ class Policy(StrictModel):
     systems: dict[str, System] = Field(default_factory=dict)
     # Days an access package download link stays valid.
     package_link_days: int = Field(7, ge=1, le=90)
+    # What processors without an API may upload as their export for an access package.
+    processor_exports: ProcessorExports = ProcessorExports()
     # Request types whose response (with its package) compliance approves before it is sent.
     approval_required_for: list[RequestType] = Field(default_factory=list)
     statutory_holds: dict[str, StatutoryHold] = Field(default_factory=dict)

@@ -167,6 +167,11 @@ class ExtensionRecord(_Contract):
     actor: str
 
 
+# The connector kind of processors without an API: asked by e-mail, even for their export in an
+# access or portability package (workflows/processor_exports.py).
+ASKED_BY_EMAIL = "manual_email"
+
+
 class SystemTask(_Contract):
     """One system's part of a plan."""
 
@@ -254,9 +259,10 @@ class PackageInfo(_Contract):
     records: int
     size_bytes: int
     systems: dict[str, int] = Field(default_factory=dict)
-    # Systems whose data the package could not include, and why: the response letter names them
-    # and, as for any refusal in part, the subject's remedies (activities/letters.py).
-    withheld: dict[str, str] = Field(default_factory=dict)
+    # Processors asked by e-mail: files each sent, and those whose export is missing (and why:
+    # activities/processor_exports.py MISSING_REASONS).
+    processor_files: dict[str, int] = Field(default_factory=dict)
+    missing: dict[str, str] = Field(default_factory=dict)
 
 
 class ExecutionReport(_Contract):

@@ -47,7 +47,8 @@ async def serve(app, port: int) -> tuple[uvicorn.Server, asyncio.Task]:
 async def fanout_stack(postgres: EmbeddedPostgres, settings: Settings, client, tmp: Path,
                        *, email_delay: float = 0.5, callback_attempts: int = 5,
                        keep_manual: tuple[str, ...] = (),
-                       extra_systems: dict | None = None) -> AsyncIterator[FanoutStack]:
+                       extra_systems: dict | None = None,
+                       policy_updates: dict | None = None) -> AsyncIterator[FanoutStack]:
     suffix = uuid.uuid4().hex[:6]
     names = {system: f"{system}_{suffix}" for system in (*SQL_SYSTEMS, "email_marketing")}
     await ensure_demo_databases(postgres, postgres.url, names={s: names[s] for s in SQL_SYSTEMS})
@@ -67,6 +68,7 @@ async def fanout_stack(postgres: EmbeddedPostgres, settings: Settings, client, t
     content["approval_required_for"] = []
     content["systems"]["email_marketing"]["config"]["base_url"] = email_url
     content["systems"].update(extra_systems or {})  # e.g. http systems (tests/test_saas_*.py)
+    content.update(policy_updates or {})  # e.g. small upload limits (tests/test_processor_exports.py)
     policy_path = tmp / f"policy-{suffix}.yaml"
     policy_path.write_text(yaml.safe_dump(content, sort_keys=False))
 

@@ -118,6 +118,7 @@ EXTRA: dict[str, dict] = {
             "actions": ACTIONS,
             "kept": KEPT,
             "informed": [],
+            "missing": [],
             "package_link": None,
             "package_expires_at": None,
         }
@@ -447,16 +448,21 @@ _REPORTS = {
     ]},
     "access": {"results": [_task("crm", "access", found=3, datasets={"contacts": {"found": 3}})],
                "package": {"package_id": "pkg-1", "systems": {"crm": 3, "billing": 2}}},
+    # A processor without an API sent its export; staff resolved the other's task without one.
+    "access-missing": {"results": [_task("surveys", "access"),
+                                   _task("work_management", "access", message="resolved by staff: no answer")],
+                       "package": {"package_id": "pkg-2", "systems": {"crm": 3},
+                                   "processor_files": {"surveys": 2}, "missing": {"work_management": "not_provided"}}},
     "rectification": {"results": [_task("crm", "rectify", changed=1, datasets={"contacts": {"rectified": 1}},
                                         recipient="communication_crm")]},
     "objection": {"results": [_task("email_marketing", "object", changed=1)]},
 }
 
 
-def _response(request_type: str, decision: dict | None = None, report: dict | None = None) -> tuple[str, dict]:
+def _response(request_type: str, decision: dict | None = None, report: str | None = None) -> tuple[str, dict]:
     link = "https://privacy.onetagger.com/v1/public/packages/tok123" if request_type == "access" else None
     expires = datetime(2026, 3, 9, 23, 59, tzinfo=UTC) if link else None
-    outcome = _outcome(report or _REPORTS[request_type], _POLICY, link, expires)
+    outcome = _outcome(_REPORTS[report or request_type], _POLICY, link, expires)
     if decision:
         outcome["summary"] = decision_summary(decision)
     extra = {"request_type": request_type, "outcome": outcome}
@@ -467,9 +473,6 @@ def _response(request_type: str, decision: dict | None = None, report: dict | No
 # refusal (`remedies`), as an appeal's refusal (no further appeal), or an extension's complaint.
 REMEDIES_OF_REGIME, APPEAL_REMEDIES, COMPLAINT_OF_REGIME = "remedies-of-regime", "appeal-remedies", "complaint-of-regime"
 
-_WITHHELD_ACCESS = {**_REPORTS["access"], "package": {
-    **_REPORTS["access"]["package"],
-    "withheld": {"surveys": "The survey provider did not send us its copy of your data in time."}}}
 
 
 def _processor(purpose: str, action: str, scope: str | None = None) -> tuple[str, dict]:
@@ -483,7 +486,8 @@ def _processor(purpose: str, action: str, scope: str | None = None) -> tuple[str
         "corrections": [("city", "Gent"), ("last_name", "Peeters")] if action == "rectify" else [],
         "subject_email": SUBJECT_EMAIL,
         "confirm_url": "https://privacy.onetagger.com/v1/callbacks/manual/tok456",
-        "reminder_days": 3, **extra,
+        "reminder_days": 3,
+        "upload": _POLICY.processor_exports.model_dump(mode="json") if action == "access" else None, **extra,
     }
 
 
@@ -496,13 +500,13 @@ def _letter_cases() -> dict[str, tuple[str, dict]]:
         "extension": ("extension", {**EXTRA["extension"], COMPLAINT_OF_REGIME: True}),
         "response-erasure-kept": _response("erasure"),
         "response-access-package": _response("access"),
+        "response-access-processor-missing": _response("access", report="access-missing"),
         "response-rectification": _response("rectification"),
         "response-objection-upheld": _response("objection", {
             "compelling_grounds": False, "explanation": "Your data is no longer used for that purpose."}),
         "response-objection-refused": _response("objection", {
             "compelling_grounds": True,
             "explanation": "We need the records to detect fraud on your account, which protects you as well."}),
-        "response-access-withheld": _response("access", report=_WITHHELD_ACCESS),
         "closed_unverified": ("closed_unverified", {"expired_at": EXPIRES, REMEDIES_OF_REGIME: True}),
         "cancellation-by-staff": ("cancellation", {"reason": EXTRA["cancellation"]["reason"], "withdrawn": False,
                                                    REMEDIES_OF_REGIME: True}),
@@ -679,11 +683,16 @@ def test_a_withdrawal_and_an_upheld_objection_carry_no_remedies():
     assert "Privacy Commissioner of Canada" in _render_case("extension", "pipeda").text
 
 
-def test_a_copy_with_data_left_out_says_so_and_never_claims_every_system():
-    letter = _render_case("response-access-withheld", "gdpr")
-    for part in (letter.text, unescape(letter.html)):
-        assert "What we could not include, and why" in part and "Survey service provider" in part
-        assert "for each of our systems but those named below" in part
+def test_access_response_names_the_processor_whose_export_is_missing():
+    """Staff resolved a processor's export task without its files: the letter names it and why,
+    lists the files the other processor sent, and never claims the download is complete."""
+    letter = _render_case("response-access-processor-missing", "gdpr")
+    for part in (letter.text, _html_as_text(letter.html)):
+        assert "What your download does not include" in part
+        assert "Work management provider: this processor of ours did not send us the copy of your data" in part
+        assert "2 files" in part
+        assert "for each of our systems" not in part
         assert "Your right to complain to the supervisory authority" in part
-    complete = _render_case("response-access-package", "gdpr").text
-    assert "but those named below" not in complete and "Your right to complain" not in complete
+    complete = _render_case("response-access-package", "gdpr")
+    assert "for each of our systems" in complete.text and "does not include" not in complete.text
+    assert "Your right to complain" not in complete.text

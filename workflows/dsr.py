@@ -37,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows import search_attributes as sa
     from workflows.deadline_watch import DeadlineWatch
+    from workflows.processor_exports import collect_exports
     from workflows.dsr_steps import (
         PACKAGING,
         PLANNING,
@@ -154,6 +155,8 @@ class DataSubjectRequestWorkflow(CarryOn, Refusals):
         if self._decision is not None and self._decision.compelling_grounds:
             pass  # processing continues on compelling grounds; the response explains them
         elif self._plan.request_type in ("access", "portability"):
+            if not await collect_exports(self._tasks, self._plan, lambda: self.closed, self._days_left):
+                return
             self._package = await run_step("build_package", self._plan, result_type=PackageInfo,
                                            timeouts=PACKAGING, skippable=False)
         else:

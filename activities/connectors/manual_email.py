@@ -24,10 +24,12 @@ retry sends nothing, and a crash outside the SMTP transaction never sends twice.
 derives from the e-mail's key, so the outbox's one resend after a sender died inside the SMTP
 transaction is recognisable as the same message.
 
-Access and portability are out of scope of the automatic package here: `access` yields nothing,
-and says so in the request's audit trail (`access.not_automated`), so staff know that the copy of
-the data this processor holds must be obtained from it by hand if the subject wants it (the
-package's summary still names the processor among the recipients).
+Access and portability ask the processor for its export (`request_export`, action `access`):
+the same e-mail and link, whose page takes an upload of its files instead of a confirmation
+(api/manual_confirm.py, api/processor_uploads.py; limits in the policy's `processor_exports`).
+The upload confirms the task; the request's response waits for it (or for staff to resolve the
+task), and the package takes the files from there (activities/processor_exports.py), so `access`
+itself reads nothing.
 """
 
 from __future__ import annotations
@@ -91,6 +93,12 @@ _ACTIONS: dict[str, tuple[str, str]] = {
     "object": (
         "objection",
         "The data subject below objects to",
+    ),
+    "access": (
+        "copy of the data (export)",
+        "Send us a copy of all personal data of the data subject below that you process on our behalf, "
+        "so that we can give it to them (Art. 15 and 20 GDPR). Upload it on the page the link below "
+        "opens, in a form they can read: JSON, CSV, PDF or plain-text files, or a ZIP archive of them.",
     ),
 }
 
@@ -192,6 +200,10 @@ class ManualEmailConnector:
             raise PermanentConnectorError(f"system {self.name}: unknown objection scope {scope!r}")
         return await self._ask(subject, "object", scope=scope)
 
+    async def request_export(self, subject: Subject) -> ActionOutcome:
+        """Access and portability: ask the processor to upload its export of the subject's data."""
+        return await self._ask(subject, "access")
+
     async def status(self, subject: Subject, external_id: str) -> ActionOutcome:
         """Done once the processor confirmed; otherwise a reminder when `reminder_days` have
         passed since the last e-mail, and still pending."""
@@ -230,16 +242,7 @@ class ManualEmailConnector:
         return self._pending(row["action"], external_id, reminded=reminded)
 
     async def access(self, subject: Subject) -> AsyncIterator[AccessRecord]:
-        """Nothing automatic: the processor is only reachable by e-mail. The audit trail records
-        that this system's data is not in the package, so it is never silently missing."""
-        async with self.env.pool.acquire() as conn:
-            await append_event(
-                conn, event_key=f"{subject.request_id}:access-not-automated:{self.name}",
-                request_id=subject.request_id, event_type="access.not_automated", actor="workflow",
-                data={"system": self.name, "connector": "manual_email",
-                      "detail": f"{self.env.system.label} has no API: the data it holds is not in the "
-                      "package; ask the processor for a copy by hand if the data subject wants it"},
-            )
+        """Nothing to read: the processor's uploaded export goes into the package as its files."""
         return
         yield  # an async generator that yields nothing
 
@@ -318,6 +321,7 @@ class ManualEmailConnector:
             "subject_email": subject.email,
             "confirm_url": f"{self.env.settings.base_url}/v1/callbacks/manual/{token}",
             "reminder_days": self.reminder_days,
+            "upload": self.env.policy.processor_exports.model_dump(mode="json") if action == "access" else None,
             **(extra or {}),
         }
         rendered = render_processor_mail(purpose, context)
@@ -357,10 +361,10 @@ class ManualEmailConnector:
 
     def _confirmed(self, row: Mapping[str, Any]) -> ActionOutcome:
         confirmed: datetime = row["confirmed_at"]
+        what = "sent its export" if row["action"] == "access" else f"confirmed the {_ACTIONS[row['action']][0]}"
         return ActionOutcome(
             status="done", external_id=row["external_id"],
-            message=f"{self.env.system.label} confirmed the {_ACTIONS[row['action']][0]} on "
-            f"{confirmed.astimezone(UTC):%Y-%m-%d %H:%M} UTC",
+            message=f"{self.env.system.label} {what} on {confirmed.astimezone(UTC):%Y-%m-%d %H:%M} UTC",
         )
 
 

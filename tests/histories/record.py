@@ -12,6 +12,7 @@ workflow change would break requests already running in production.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import sys
 import tempfile
@@ -214,6 +215,22 @@ async def record_cancelled_by_staff(http: httpx.AsyncClient, pool: asyncpg.Pool,
     return (await handle.fetch_history()).to_json()
 
 
+async def record_access_with_processor_export(http: httpx.AsyncClient, pool: asyncpg.Pool, sink: MailSink,
+                                             client: Client) -> str:
+    """An access request with a processor without an API: asked for its export, which it uploads
+    on its link's page before the package is built (workflows/processor_exports.py)."""
+    r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
+        "type": "access", "subject": {"email": "ada@example.com"}, "identity_attested": True})
+    r.raise_for_status()
+    rid = r.json()["id"]
+    asked = text_of(await wait_for_letter(sink, rid, "processor_request", 60))
+    link = re.search(r"/v1/callbacks/manual/[0-9a-f]{64}", asked)
+    assert link, "no upload link in the processor's e-mail"
+    r = await http.post(link.group(0), files=[("files", ("answers.csv", b"question,answer\nq1,yes\n", "text/csv"))])
+    assert r.status_code == 200, r.text
+    return await _history_of(client, rid)
+
+
 def approval_policy(settings: Settings, home: Path) -> Settings:
     content = yaml.safe_load(Path(settings.policy_path).read_text())
     content["approval_required_for"] = ["access"]
@@ -277,6 +294,14 @@ async def main() -> int:
                 async with build_worker(env.client, gated, pool, task_queue=TASK_QUEUE), \
                         api_client(gated, env.client, TASK_QUEUE) as http:
                     histories["approved_access"] = await record_approved_access(http, pool, env.client)
+            # The survey provider, reached only by e-mail, in an access request.
+            os.environ.setdefault("DSRFLOW_SURVEYS_PRIVACY_EMAIL", "privacy@surveys.example")
+            async with fanout_stack(pg, settings, env.client, home, keep_manual=("surveys",)) as manual:
+                by_email = manual.settings.model_copy(update={"task_queue": TASK_QUEUE})
+                async with build_worker(env.client, by_email, pool, task_queue=TASK_QUEUE), \
+                        api_client(by_email, env.client, TASK_QUEUE) as http:
+                    histories["access_with_processor_export"] = await record_access_with_processor_export(
+                        http, pool, sink, env.client)
             for name, text in histories.items():
                 path = DIRECTORY / f"{name}.json"
                 if path.exists() and "--again" not in sys.argv:

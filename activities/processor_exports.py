@@ -1,0 +1,89 @@
+"""Processors' uploaded exports in an access or portability package.
+
+A processor without an API answers on its link's page (api/processor_uploads.py); here its files
+are copied, decrypted only in memory, into the package under its system's folder
+(`<system>/files/<name>`), next to what the other systems' connectors exported. A processor that
+did not send its export (staff resolved its task without one, or the request began before
+processors were asked) is named as missing, with the reason, in the package's summary and in the
+response letter: the package never passes for complete when it is not.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dsrflow.export_store import read_export
+from policy.model import Policy
+from schemas.workflow import ASKED_BY_EMAIL, Plan
+
+# Why a processor's data is not in the package, as the subject reads it after the processor's name.
+MISSING_REASONS = {
+    "not_provided": "this processor of ours did not send us the copy of your data it holds, so we could "
+                    "not include it",
+    "not_asked": "we did not obtain from this processor of ours the copy of your data it holds, so we "
+                 "could not include it",
+}
+
+
+@dataclass
+class ProcessorFiles:
+    """The uploaded files per system, and the systems asked by e-mail whose export is missing."""
+
+    files: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    missing: dict[str, str] = field(default_factory=dict)  # system -> MISSING_REASONS key
+
+    def counts(self) -> dict[str, int]:
+        return {system: len(rows) for system, rows in self.files.items()}
+
+
+async def processor_files(pool: Any, plan: Plan) -> ProcessorFiles:
+    asked = [task.system for task in plan.tasks if task.connector == ASKED_BY_EMAIL]
+    found = ProcessorFiles()
+    if not asked:
+        return found
+    rows = await pool.fetch(
+        """SELECT m.system, m.confirmed_at, e.id, e.filename, e.media_type, e.size_bytes, e.sha256, e.path
+             FROM manual_tasks m LEFT JOIN processor_exports e ON e.external_id = m.external_id
+            WHERE m.request_id = $1 AND m.action = 'access' AND m.system = ANY($2::text[])
+            ORDER BY m.system, e.filename""",
+        plan.request_id, asked)
+    for system in asked:
+        mine = [r for r in rows if r["system"] == system]
+        if not mine:
+            found.missing[system] = "not_asked"
+        elif mine[0]["confirmed_at"] is None:
+            found.missing[system] = "not_provided"
+        else:  # answered: its files, or none when it told us it holds no data
+            found.files[system] = [dict(r) for r in mine if r["id"] is not None]
+    return found
+
+
+def write_processor_files(archive: zipfile.ZipFile, found: ProcessorFiles, policy: Policy,
+                          secret: bytes) -> list[dict[str, Any]]:
+    """Copy each uploaded file into the archive; the summary's rows describing them."""
+    listed = []
+    for system, rows in sorted(found.files.items()):
+        for row in rows:
+            name = f"{system}/files/{row['filename']}"
+            with archive.open(name, "w") as out:
+                for chunk in read_export(Path(row["path"]), secret, str(row["id"])):
+                    out.write(chunk)
+            listed.append({"system_label": policy.systems[system].label if system in policy.systems else system,
+                           "file": name, "media_type": row["media_type"], "size_bytes": row["size_bytes"],
+                           "sha256": row["sha256"]})
+    return listed
+
+
+def missing_reasons(missing: dict[str, str], policy: Policy) -> list[dict[str, str]]:
+    """What the subject reads about each missing system: its name and why."""
+    out = []
+    for system, code in sorted(missing.items()):
+        label = policy.systems[system].label if system in policy.systems else system
+        out.append({"system": label, "reason": MISSING_REASONS.get(code, MISSING_REASONS["not_asked"])})
+    return out
+
+
+__all__ = ["MISSING_REASONS", "ProcessorFiles", "missing_reasons", "processor_files", "write_processor_files"]
