@@ -24,6 +24,7 @@ TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
     OSError,  # refused, reset, timed out (TimeoutError is an OSError)
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,  # the connection went away under the query
+    asyncpg.InternalClientError,  # ... or in mid-protocol (seen when a restart ends the backend)
     asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, crash shutdown, starting up
     asyncpg.exceptions.InsufficientResourcesError,  # too many connections, disk full
     asyncpg.exceptions.TransactionRollbackError,

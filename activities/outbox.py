@@ -12,7 +12,8 @@ Its `mail_outbox` row moves through these states, each committed before the next
    evidence row, the manual task, the audit event) in one transaction. A database down at that
    moment is waited for, up to `RECORD_PATIENCE` seconds.
    If the relay refused the message, or the connection failed and this process saw it, the row
-   becomes `failed` and the error propagates: the retry sends again.
+   becomes `failed` (waited for through a database restart, like `sent`) and the error
+   propagates: the retry sends again.
 
 A retry that finds the row with its lock free (the attempt that wrote it has died) acts on the
 state it finds, and the audit trail says what it did:
@@ -61,7 +62,7 @@ async def send_once(pool: asyncpg.Pool, mailer: Mailer, key: str, message: Email
         try:
             state = await _claim(conn, key, message, request_id)
             if state not in ("sent", "data_sent"):
-                await _send(conn, mailer, key, message)
+                await _send(pool, conn, mailer, key, message)
         finally:
             await _unlock(conn, key)
     if state == "sent":
@@ -73,7 +74,8 @@ async def send_once(pool: asyncpg.Pool, mailer: Mailer, key: str, message: Email
     return Sent.ALREADY if state == "data_sent" else Sent.SENT
 
 
-async def _send(conn: asyncpg.Connection, mailer: Mailer, key: str, message: EmailMessage) -> None:
+async def _send(pool: asyncpg.Pool, conn: asyncpg.Connection, mailer: Mailer, key: str,
+                message: EmailMessage) -> None:
     async def before_data() -> None:
         await conn.execute("UPDATE mail_outbox SET state = 'data_sent' WHERE mail_key = $1", key)
 
@@ -81,8 +83,12 @@ async def _send(conn: asyncpg.Connection, mailer: Mailer, key: str, message: Ema
     try:
         await mailer.send(message, before_data=before_data)
     except Exception:
-        # Seen failing by this process: the relay did not confirm it, so a retry sends.
-        await _mark_failed(conn, key)
+        # Seen failing by this process: the relay did not confirm it, so a retry sends. This
+        # must be written down even through a database restart: a `data_sent` left behind (the
+        # database committed it, then dropped the connection before saying so, and the message
+        # never went) would be read by the retry as handed to the relay, and never sent.
+        await _patiently(pool, lambda c: c.execute(
+            "UPDATE mail_outbox SET state = 'failed' WHERE mail_key = $1 AND state <> 'sent'", key))
         raise
     failpoint("mail-accepted")
 
@@ -123,13 +129,6 @@ _DIED = {
 }
 
 
-async def _mark_failed(conn: asyncpg.Connection, key: str) -> None:
-    try:
-        await conn.execute("UPDATE mail_outbox SET state = 'failed' WHERE mail_key = $1", key)
-    except TRANSIENT_DB_ERRORS:
-        pass  # left `claimed` or `data_sent`: a retry reads it as a sender that died (module doc)
-
-
 async def _unlock(conn: asyncpg.Connection, key: str) -> None:
     try:
         await conn.execute("SELECT pg_advisory_unlock(hashtextextended($1, 0))", key)
@@ -139,15 +138,23 @@ async def _unlock(conn: asyncpg.Connection, key: str) -> None:
 
 async def _record_sent(pool: asyncpg.Pool, key: str, on_sent: OnSent) -> None:
     """Mark the message sent, with the caller's records; the database may be restarting."""
+    async def record(conn: asyncpg.Connection) -> None:
+        await conn.execute("UPDATE mail_outbox SET state = 'sent', sent_at = now() WHERE mail_key = $1", key)
+        await on_sent(conn)
+
+    await _patiently(pool, record)
+
+
+async def _patiently(pool: asyncpg.Pool, write: Callable[[asyncpg.Connection], Awaitable[object]]) -> None:
+    """Run `write` in a transaction of its own, waiting up to `RECORD_PATIENCE` seconds for a
+    database that is restarting."""
     loop = asyncio.get_running_loop()
     give_up = loop.time() + RECORD_PATIENCE
     delay = 0.5
     while True:
         try:
             async with pool.acquire() as conn, conn.transaction():
-                await conn.execute(
-                    "UPDATE mail_outbox SET state = 'sent', sent_at = now() WHERE mail_key = $1", key)
-                await on_sent(conn)
+                await write(conn)
             return
         except TRANSIENT_DB_ERRORS:
             if loop.time() + delay > give_up:
