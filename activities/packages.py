@@ -7,21 +7,19 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import functools
 import io
 import json
 import shutil
 import tempfile
 import uuid
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 from temporalio import activity
 
 from activities.context import ActivityContext
@@ -29,18 +27,16 @@ from activities.connectors.base import PartOpener, PermanentConnectorError, Subj
 from activities.fanout import open_connector, store_task_result, subject_of
 from activities.heartbeat import heartbeating
 from activities.letters import deliver_letter
+from activities.package_summary import part_files, render_summary
 from dsrflow.audit import append_event
 from dsrflow.filecrypt import EncryptedWriter, decrypt_chunks, file_key
 from dsrflow.holds_store import subject_hash
 from dsrflow.requests_store import get_request
+from policy.disclosure import PORTABLE_ORIGINS, Origin
 from policy.model import Policy
 from schemas.workflow import LetterJob, PackageInfo, Plan, TaskResult
 
 _SPOOL_IN_MEMORY = 256 * 1024  # per (system, dataset, category); beyond it, spill to disk
-_templates = Environment(
-    loader=FileSystemLoader(Path(__file__).with_name("templates") / "package"),
-    autoescape=select_autoescape(["html.j2"]),
-)
 FILE_PURPOSE = "dsrflow-packages"
 
 
@@ -79,13 +75,15 @@ class _Spool:
     file: IO[bytes] = field(default_factory=_spool_file)  # JSON, one record a line
     csv_file: IO[bytes] = field(default_factory=_spool_file)
     columns: list[str] = field(default_factory=list)
+    origin_of: dict[str, Origin] = field(default_factory=dict)  # column -> origin, for the summary
     count: int = 0
     _csv: Any = None
     _csv_text: Any = None
     _csv_stale: bool = False
 
-    def add(self, fields: dict[str, Any]) -> None:
+    def add(self, fields: dict[str, Any], origin: Origin) -> None:
         for column in fields:
+            self.origin_of.setdefault(column, origin)
             if column not in self.columns:
                 self.columns.append(column)
                 self._csv_stale = self._csv_stale or self.count > 0
@@ -97,12 +95,13 @@ class _Spool:
             self._csv.writerow([_csv_value(fields.get(c)) for c in self.columns])
         self.count += 1
 
-    def copy_part(self, columns: list[str]) -> None:
+    def copy_part(self, columns: list[str], origin: Origin) -> None:
         """A connector's `export` is about to stream a part with these columns. A second part
-        with other columns (the same category, but not provided by the subject) means the CSV is
-        rebuilt from the JSON at the end, with every column."""
+        with other columns (the same category, another origin) means the CSV is rebuilt from the
+        JSON at the end, with every column."""
         if self.columns and columns != self.columns:
             self._csv_stale = True
+        self.origin_of.update(dict.fromkeys(columns, origin))
         self.columns.extend(c for c in columns if c not in self.columns)
 
     # ExportPart: a connector that writes the files itself (`export`) streams them in here.
@@ -165,12 +164,12 @@ def spool_for(spools: dict[tuple[str, str, str], _Spool], key: tuple[str, str, s
 
 def _part_opener(spools: dict[tuple[str, str, str], _Spool], system: str, portability: bool) -> PartOpener:
     """Where a connector's `export` writes each (dataset, category): a new spool, or nowhere for
-    what the subject did not provide when the package is for portability."""
-    def part(dataset: str, category: str, provided: bool, columns: list[str]) -> _Spool | None:
-        if portability and not provided:
+    derived or inferred data when the package is for portability."""
+    def part(dataset: str, category: str, origin: Origin, columns: list[str]) -> _Spool | None:
+        if portability and origin not in PORTABLE_ORIGINS:
             return None
         spool = spool_for(spools, (system, dataset, category))
-        spool.copy_part(columns)
+        spool.copy_part(columns, origin)
         return spool
 
     return part
@@ -183,21 +182,14 @@ def filled(spools: dict[tuple[str, str, str], _Spool]) -> dict[tuple[str, str, s
     return spools
 
 
-def _write_archive(writer: EncryptedWriter, spools: dict[tuple[str, str, str], _Spool], policy: Policy,
-                   summary: Callable[..., str]) -> None:
-    contents = []
+def _write_archive(writer: EncryptedWriter, spools: dict[tuple[str, str, str], _Spool], summary: str) -> None:
     with zipfile.ZipFile(writer, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
-        for (system, dataset, category), spool in sorted(spools.items()):
-            base = f"{system}/{category}/{dataset}"
-            _write_json(archive, f"{base}.json", spool)
-            _write_csv(archive, f"{base}.csv", spool)
-            contents.append({
-                "system_label": policy.systems[system].label,
-                "category_label": policy.categories[category].label if category in policy.categories else category,
-                "records": spool.count, "files": [f"{base}.json", f"{base}.csv"],
-            })
+        for key, spool in sorted(spools.items()):
+            json_name, csv_name = part_files(*key)
+            _write_json(archive, json_name, spool)
+            _write_csv(archive, csv_name, spool)
             spool.close()
-        archive.writestr("summary.html", summary(contents=contents))
+        archive.writestr("summary.html", summary)
     writer.close()
 
 
@@ -267,9 +259,10 @@ class PackageActivities:
                         await export(subject, _part_opener(spools, task.system, portability))
                         continue
                     async for record in connector.access(subject):
-                        if portability and not record.provided:
+                        if portability and record.origin not in PORTABLE_ORIGINS:
                             continue
-                        spool_for(spools, (task.system, record.dataset, record.category)).add(record.fields)
+                        spool_for(spools, (task.system, record.dataset, record.category)).add(
+                            record.fields, record.origin)
             except PermanentConnectorError as exc:
                 failed[task.system] = str(exc)
         return failed
@@ -301,16 +294,12 @@ class PackageActivities:
     async def _write(self, plan: Plan, row: Any, policy: Policy, spools: dict[tuple[str, str, str], _Spool],
                      package_id: str, path: Path) -> PackageInfo:
         ctx = self.ctx
-        summary = functools.partial(
-            _templates.get_template("summary.html.j2").render,
-            controller=policy.controller, request_id=plan.request_id, kind=plan.request_type,
-            generated_on=datetime.now(UTC).date().isoformat(),
-            categories=policy.categories, recipients=policy.recipients, rights=policy.rights,
-            authority=policy.authority_for(row["country"]))
+        summary = render_summary(policy, spools, request_id=plan.request_id, kind=plan.request_type,
+                                 generated_on=datetime.now(UTC).date().isoformat(), country=row["country"])
         # Compressing is the long part for a large package: in a thread (zlib lets go of the GIL),
         # so the worker's other activities and the heartbeat carry on meanwhile.
         await asyncio.to_thread(_write_archive, EncryptedWriter(path, file_key(ctx.secret, FILE_PURPOSE), package_id),
-                                spools, policy, summary)
+                                spools, summary)
 
         records = sum(s.count for s in spools.values())
         per_system: dict[str, int] = {}

@@ -9,6 +9,7 @@ from dataclasses import replace
 import pytest
 
 from activities.packages import _part_opener, _Spool, filled, spool_for
+from policy.disclosure import PORTABLE_ORIGINS
 from tests.sql_demo import ADA, GRACE, Systems
 from tests.support import read_spool
 
@@ -20,9 +21,9 @@ def _read(spools: dict[tuple[str, str, str], _Spool]) -> dict[tuple[str, str, st
 async def _both(systems: Systems, system: str, subject, portability: bool = False):
     by_record: dict[tuple[str, str, str], _Spool] = {}
     async for record in systems.connectors[system].access(subject):
-        if portability and not record.provided:
+        if portability and record.origin not in PORTABLE_ORIGINS:
             continue
-        spool_for(by_record, (system, record.dataset, record.category)).add(record.fields)
+        spool_for(by_record, (system, record.dataset, record.category)).add(record.fields, record.origin)
     by_copy: dict[tuple[str, str, str], _Spool] = {}
     await systems.connectors[system].export(subject, _part_opener(by_copy, system, portability))
     return _read(by_record), _read(filled(by_copy))
@@ -53,12 +54,14 @@ async def test_copied_files_read_as_the_records_do(systems: Systems, system: str
         assert "2026-01-02T02:04:05.12+00:00" in [r.get("created_at") for r in account]
 
 
-async def test_portability_leaves_out_what_the_subject_did_not_provide(systems: Systems) -> None:
+async def test_portability_leaves_out_what_we_derived_or_inferred(systems: Systems) -> None:
     records, copied = await _both(systems, "crm", ADA, portability=True)
     assert copied == records
-    assert copied and all(set(data[0]) <= {"first_name", "last_name", "email", "phone", "marketing_opt_in",
-                                           "profiling_opt_out", "subject", "body", "transcript"}
-                          for data, _ in copied.values())
+    columns = {column for data, _ in copied.values() for column in data[0]}
+    # Observed data (when she signed up and was last seen) is hers to take along (WP242 rev.01);
+    # staff notes and the CRM's engagement segment are ours.
+    assert {"email", "first_name", "created_at", "last_seen_at", "transcript", "started_at"} <= columns
+    assert not columns & {"notes", "engagement_segment"}
 
 
 async def test_a_subject_with_nothing_in_a_system_gets_no_files(systems: Systems) -> None:

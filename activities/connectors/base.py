@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Literal, Protocol
 
+from policy.disclosure import Origin
 from policy.model import Policy, System
 
 TaskStatus = Literal["done", "pending", "not_found", "needs_attention"]
@@ -66,7 +67,7 @@ class AccessRecord:
 
     dataset: str
     category: str
-    provided: bool
+    origin: Origin  # provided, observed, derived or inferred (policy/disclosure.py)
     fields: dict[str, Any]
 
 
@@ -108,8 +109,8 @@ class ExportPart(Protocol):
     async def csv_rows(self, chunk: bytes) -> None: ...
 
 
-# part(dataset, category, provided, columns) -> where that part goes, or None to leave it out.
-PartOpener = Callable[[str, str, bool, list[str]], ExportPart | None]
+# part(dataset, category, origin, columns) -> where that part goes, or None to leave it out.
+PartOpener = Callable[[str, str, Origin, list[str]], ExportPart | None]
 
 
 class Connector(Protocol):

@@ -193,9 +193,9 @@ class SqlConnector:
                                                   subject.held.get(f"{self.name}.{dataset.name}"))
                         with self._mapped(dataset.name):
                             async for row in conn.cursor(sql, *args, prefetch=self.prefetch):
-                                for category, provided, columns in groups:
+                                for category, origin, columns in groups:
                                     yield AccessRecord(
-                                        dataset=dataset.name, category=category, provided=provided,
+                                        dataset=dataset.name, category=category, origin=origin,
                                         fields={c: plain(row[c]) for c in columns},
                                     )
 
@@ -208,8 +208,8 @@ class SqlConnector:
                     await conn.execute(SESSION)
                     for dataset in self.plan.parents_first:
                         held = subject.held.get(f"{self.name}.{dataset.name}")
-                        for category, provided, columns in category_groups(dataset):
-                            sink = part(dataset.name, category, provided, columns)
+                        for category, origin, columns in category_groups(dataset):
+                            sink = part(dataset.name, category, origin, columns)
                             if sink is None:
                                 continue
                             json_sql, csv_sql, args = export_queries(
