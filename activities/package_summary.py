@@ -24,10 +24,10 @@ _templates = Environment(
     autoescape=select_autoescape(["html.j2"]),
 )
 ORIGIN_LABELS = {
-    "provided": "provided by you",
-    "observed": "observed from your use of our Website and Service",
-    "derived": "derived by us from other data",
-    "inferred": "inferred by us about you",
+    "provided": "Provided by you",
+    "observed": "Observed from your use of our Website and Service",
+    "derived": "Derived by us from other data",
+    "inferred": "Inferred by us about you",
 }
 
 
@@ -51,9 +51,18 @@ class _System:
     parts: list[dict[str, Any]] = field(default_factory=list)
 
 
+def _policy_order(policy: Policy, key: tuple[str, str, str]) -> tuple:
+    """Systems by label (a stored policy's mappings keep no order), each system's datasets in
+    the order the policy lists them (parents first)."""
+    system, dataset, category = key
+    datasets = [d.name for d in policy.systems[system].datasets]
+    return (policy.systems[system].label.casefold(), system,
+            datasets.index(dataset) if dataset in datasets else len(datasets), dataset, category)
+
+
 def _found(policy: Policy, parts: Mapping[tuple[str, str, str], FoundPart]) -> list[_System]:
     systems: dict[str, _System] = {}
-    for (system, dataset, category), part in sorted(parts.items()):
+    for (system, dataset, category), part in sorted(parts.items(), key=lambda p: _policy_order(policy, p[0])):
         found = systems.setdefault(system, _System(policy.systems[system].label))
         by_origin: dict[str, list[str]] = {}
         for column, origin in part.origin_of.items():

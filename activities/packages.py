@@ -13,7 +13,7 @@ import shutil
 import tempfile
 import uuid
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -23,7 +23,7 @@ from typing import IO, Any
 from temporalio import activity
 
 from activities.context import ActivityContext
-from activities.connectors.base import PartOpener, PermanentConnectorError, Subject
+from activities.connectors.base import AccessRecord, PartOpener, PermanentConnectorError, Subject
 from activities.fanout import open_connector, store_task_result, subject_of
 from activities.heartbeat import heartbeating
 from activities.letters import deliver_letter
@@ -81,10 +81,10 @@ class _Spool:
     _csv_text: Any = None
     _csv_stale: bool = False
 
-    def add(self, fields: dict[str, Any], origin: Origin) -> None:
+    def add(self, fields: dict[str, Any], origin_of: Mapping[str, Origin]) -> None:
         for column in fields:
-            self.origin_of.setdefault(column, origin)
             if column not in self.columns:
+                self.origin_of[column] = origin_of[column]
                 self.columns.append(column)
                 self._csv_stale = self._csv_stale or self.count > 0
         self.file.write(json.dumps(fields, default=_json_default, ensure_ascii=False).encode() + b"\n")
@@ -95,13 +95,12 @@ class _Spool:
             self._csv.writerow([_csv_value(fields.get(c)) for c in self.columns])
         self.count += 1
 
-    def copy_part(self, columns: list[str], origin: Origin) -> None:
+    def copy_part(self, columns: list[str], origin_of: Mapping[str, Origin]) -> None:
         """A connector's `export` is about to stream a part with these columns. A second part
-        with other columns (the same category, another origin) means the CSV is rebuilt from the
-        JSON at the end, with every column."""
+        with other columns means the CSV is rebuilt from the JSON at the end, with every column."""
         if self.columns and columns != self.columns:
             self._csv_stale = True
-        self.origin_of.update(dict.fromkeys(columns, origin))
+        self.origin_of.update({c: origin_of[c] for c in columns})
         self.columns.extend(c for c in columns if c not in self.columns)
 
     # ExportPart: a connector that writes the files itself (`export`) streams them in here.
@@ -165,14 +164,21 @@ def spool_for(spools: dict[tuple[str, str, str], _Spool], key: tuple[str, str, s
 def _part_opener(spools: dict[tuple[str, str, str], _Spool], system: str, portability: bool) -> PartOpener:
     """Where a connector's `export` writes each (dataset, category): a new spool, or nowhere for
     derived or inferred data when the package is for portability."""
-    def part(dataset: str, category: str, origin: Origin, columns: list[str]) -> _Spool | None:
-        if portability and origin not in PORTABLE_ORIGINS:
+    def part(dataset: str, category: str, origin_of: Mapping[str, Origin]) -> tuple[_Spool, list[str]] | None:
+        columns = [c for c, origin in origin_of.items() if not portability or origin in PORTABLE_ORIGINS]
+        if not columns:
             return None
         spool = spool_for(spools, (system, dataset, category))
-        spool.copy_part(columns, origin)
-        return spool
+        spool.copy_part(columns, origin_of)
+        return spool, columns
 
     return part
+
+
+def portable(record: AccessRecord) -> dict[str, Any]:
+    """The fields of a record a portability package holds: provided and observed (Art. 20(1),
+    WP242 rev.01), never derived or inferred."""
+    return {c: v for c, v in record.fields.items() if record.origin_of[c] in PORTABLE_ORIGINS}
 
 
 def filled(spools: dict[tuple[str, str, str], _Spool]) -> dict[tuple[str, str, str], _Spool]:
@@ -259,10 +265,10 @@ class PackageActivities:
                         await export(subject, _part_opener(spools, task.system, portability))
                         continue
                     async for record in connector.access(subject):
-                        if portability and record.origin not in PORTABLE_ORIGINS:
-                            continue
-                        spool_for(spools, (task.system, record.dataset, record.category)).add(
-                            record.fields, record.origin)
+                        fields = portable(record) if portability else record.fields
+                        if fields:
+                            spool_for(spools, (task.system, record.dataset, record.category)).add(
+                                fields, record.origin_of)
             except PermanentConnectorError as exc:
                 failed[task.system] = str(exc)
         return failed

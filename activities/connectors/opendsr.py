@@ -195,8 +195,8 @@ class OpenDsrConnector:
                     yield AccessRecord(
                         dataset=dataset,
                         category=self.categories.get(dataset, self.category),
-                        origin=self.origins.get(dataset, self.origin),
                         fields=record,
+                        origin_of=dict.fromkeys(record, self.origins.get(dataset, self.origin)),
                     )
 
     async def object(self, subject: Subject, scope: str) -> ActionOutcome:

@@ -166,12 +166,12 @@ def match(plan: Plan, dataset: Dataset, subject: Subject, q: Query, alias: str) 
     return "(" + " OR ".join(clauses) + ")" if clauses else "FALSE"
 
 
-def category_groups(dataset: Dataset) -> list[tuple[str, Origin, list[str]]]:
-    """(category, origin, columns) for each category and origin the dataset's fields fall in."""
-    groups: dict[tuple[str, Origin], list[str]] = {}
+def category_groups(dataset: Dataset) -> list[tuple[str, dict[str, Origin]]]:
+    """(category, {column: origin}) for each category the dataset's fields fall in."""
+    groups: dict[str, dict[str, Origin]] = {}
     for column, rule in dataset.fields.items():
-        groups.setdefault((rule.category, dataset.origin_of(column)), []).append(column)
-    return [(category, origin, columns) for (category, origin), columns in groups.items()]
+        groups.setdefault(rule.category, {})[column] = dataset.origin_of(column)
+    return list(groups.items())
 
 
 def select_fields(plan: Plan, dataset: Dataset, subject: Subject, held_keys: Any = None,

@@ -38,8 +38,8 @@ async def test_access_returns_ada_records(processor: str, processor_db: str, rec
     assert len(subscribers) == 1
     assert subscribers[0].fields["email"] == "ada@example.com"
     # Where the records come from is the policy's call: marked, or observed by default.
-    assert subscribers[0].fields["first_name"] == "Ada" and subscribers[0].origin == "provided"
-    assert activity and all(r.origin == "observed" for r in activity)
+    assert subscribers[0].fields["first_name"] == "Ada" and set(subscribers[0].origin_of.values()) == {"provided"}
+    assert activity and all(set(r.origin_of.values()) == {"observed"} for r in activity)
     assert {r.fields["event"] for r in activity} <= {"sent", "open", "click"}
     assert all(r.category == "marketing" for r in records)
     expected = await fetch_rows(
