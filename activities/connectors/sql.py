@@ -209,8 +209,7 @@ class SqlConnector:
                     for dataset in self.plan.parents_first:
                         held = subject.held.get(f"{self.name}.{dataset.name}")
                         for category, origins in category_groups(dataset):
-                            opened = part(dataset.name, category, origins)
-                            if opened is None:
+                            if (opened := part(dataset.name, category, origins)) is None:
                                 continue
                             sink, columns = opened
                             json_sql, csv_sql, args = export_queries(
