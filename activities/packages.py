@@ -7,41 +7,37 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import functools
 import io
 import json
 import shutil
 import tempfile
 import uuid
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 from temporalio import activity
 
 from activities.context import ActivityContext
-from activities.connectors.base import PartOpener, PermanentConnectorError, Subject
+from activities.connectors.base import AccessRecord, PartOpener, PermanentConnectorError, Subject
 from activities.fanout import open_connector, store_task_result, subject_of
 from activities.heartbeat import heartbeating
 from activities.letters import deliver_letter
-from activities.processor_exports import ProcessorFiles, missing_reasons, processor_files, write_processor_files
+from activities.package_summary import part_files, render_summary
+from activities.processor_exports import ProcessorFiles, listed_files, missing_reasons, processor_files, write_processor_files
 from dsrflow.audit import append_event
 from dsrflow.filecrypt import EncryptedWriter, decrypt_chunks, file_key
 from dsrflow.holds_store import subject_hash
 from dsrflow.requests_store import get_request
+from policy.disclosure import PORTABLE_ORIGINS, Origin
 from policy.model import Policy
 from schemas.workflow import LetterJob, PackageInfo, Plan, TaskResult
 
 _SPOOL_IN_MEMORY = 256 * 1024  # per (system, dataset, category); beyond it, spill to disk
-_templates = Environment(
-    loader=FileSystemLoader(Path(__file__).with_name("templates") / "package"),
-    autoescape=select_autoescape(["html.j2"]),
-)
 FILE_PURPOSE = "dsrflow-packages"
 
 
@@ -80,14 +76,16 @@ class _Spool:
     file: IO[bytes] = field(default_factory=_spool_file)  # JSON, one record a line
     csv_file: IO[bytes] = field(default_factory=_spool_file)
     columns: list[str] = field(default_factory=list)
+    origin_of: dict[str, Origin] = field(default_factory=dict)  # column -> origin, for the summary
     count: int = 0
     _csv: Any = None
     _csv_text: Any = None
     _csv_stale: bool = False
 
-    def add(self, fields: dict[str, Any]) -> None:
+    def add(self, fields: dict[str, Any], origin_of: Mapping[str, Origin]) -> None:
         for column in fields:
             if column not in self.columns:
+                self.origin_of[column] = origin_of[column]
                 self.columns.append(column)
                 self._csv_stale = self._csv_stale or self.count > 0
         self.file.write(json.dumps(fields, default=_json_default, ensure_ascii=False).encode() + b"\n")
@@ -98,12 +96,12 @@ class _Spool:
             self._csv.writerow([_csv_value(fields.get(c)) for c in self.columns])
         self.count += 1
 
-    def copy_part(self, columns: list[str]) -> None:
+    def copy_part(self, columns: list[str], origin_of: Mapping[str, Origin]) -> None:
         """A connector's `export` is about to stream a part with these columns. A second part
-        with other columns (the same category, but not provided by the subject) means the CSV is
-        rebuilt from the JSON at the end, with every column."""
+        with other columns means the CSV is rebuilt from the JSON at the end, with every column."""
         if self.columns and columns != self.columns:
             self._csv_stale = True
+        self.origin_of.update({c: origin_of[c] for c in columns})
         self.columns.extend(c for c in columns if c not in self.columns)
 
     # ExportPart: a connector that writes the files itself (`export`) streams them in here.
@@ -166,15 +164,22 @@ def spool_for(spools: dict[tuple[str, str, str], _Spool], key: tuple[str, str, s
 
 def _part_opener(spools: dict[tuple[str, str, str], _Spool], system: str, portability: bool) -> PartOpener:
     """Where a connector's `export` writes each (dataset, category): a new spool, or nowhere for
-    what the subject did not provide when the package is for portability."""
-    def part(dataset: str, category: str, provided: bool, columns: list[str]) -> _Spool | None:
-        if portability and not provided:
+    derived or inferred data when the package is for portability."""
+    def part(dataset: str, category: str, origin_of: Mapping[str, Origin]) -> tuple[_Spool, list[str]] | None:
+        columns = [c for c, origin in origin_of.items() if not portability or origin in PORTABLE_ORIGINS]
+        if not columns:
             return None
         spool = spool_for(spools, (system, dataset, category))
-        spool.copy_part(columns)
-        return spool
+        spool.copy_part(columns, origin_of)
+        return spool, columns
 
     return part
+
+
+def portable(record: AccessRecord) -> dict[str, Any]:
+    """The fields of a record a portability package holds: provided and observed (Art. 20(1),
+    WP242 rev.01), never derived or inferred."""
+    return {c: v for c, v in record.fields.items() if record.origin_of[c] in PORTABLE_ORIGINS}
 
 
 def filled(spools: dict[tuple[str, str, str], _Spool]) -> dict[tuple[str, str, str], _Spool]:
@@ -184,23 +189,16 @@ def filled(spools: dict[tuple[str, str, str], _Spool]) -> dict[tuple[str, str, s
     return spools
 
 
-def _write_archive(writer: EncryptedWriter, spools: dict[tuple[str, str, str], _Spool], policy: Policy,
-                   summary: Callable[..., str], uploaded: ProcessorFiles, secret: bytes) -> None:
-    contents = []
+def _write_archive(writer: EncryptedWriter, spools: dict[tuple[str, str, str], _Spool], summary: str,
+                   uploaded: ProcessorFiles, secret: bytes) -> None:
     with zipfile.ZipFile(writer, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
-        for (system, dataset, category), spool in sorted(spools.items()):
-            base = f"{system}/{category}/{dataset}"
-            _write_json(archive, f"{base}.json", spool)
-            _write_csv(archive, f"{base}.csv", spool)
-            contents.append({
-                "system_label": policy.systems[system].label,
-                "category_label": policy.categories[category].label if category in policy.categories else category,
-                "records": spool.count, "files": [f"{base}.json", f"{base}.csv"],
-            })
+        for key, spool in sorted(spools.items()):
+            json_name, csv_name = part_files(*key)
+            _write_json(archive, json_name, spool)
+            _write_csv(archive, csv_name, spool)
             spool.close()
-        listed = write_processor_files(archive, uploaded, policy, secret)
-        archive.writestr("summary.html", summary(contents=contents, processor_files=listed,
-                                                 missing=missing_reasons(uploaded.missing, policy)))
+        write_processor_files(archive, uploaded, secret)
+        archive.writestr("summary.html", summary)
     writer.close()
 
 
@@ -273,9 +271,10 @@ class PackageActivities:
                         await export(subject, _part_opener(spools, task.system, portability))
                         continue
                     async for record in connector.access(subject):
-                        if portability and not record.provided:
-                            continue
-                        spool_for(spools, (task.system, record.dataset, record.category)).add(record.fields)
+                        fields = portable(record) if portability else record.fields
+                        if fields:
+                            spool_for(spools, (task.system, record.dataset, record.category)).add(
+                                fields, record.origin_of)
             except PermanentConnectorError as exc:
                 failed[task.system] = str(exc)
         return failed
@@ -307,16 +306,14 @@ class PackageActivities:
     async def _write(self, plan: Plan, row: Any, policy: Policy, spools: dict[tuple[str, str, str], _Spool],
                      package_id: str, path: Path, uploaded: ProcessorFiles) -> PackageInfo:
         ctx = self.ctx
-        summary = functools.partial(
-            _templates.get_template("summary.html.j2").render,
-            controller=policy.controller, request_id=plan.request_id, kind=plan.request_type,
-            generated_on=datetime.now(UTC).date().isoformat(),
-            categories=policy.categories, recipients=policy.recipients, rights=policy.rights,
-            authority=policy.authority_for(row["country"]))
+        summary = render_summary(policy, spools, request_id=plan.request_id, kind=plan.request_type,
+                                 generated_on=datetime.now(UTC).date().isoformat(), country=row["country"],
+                                 processor_files=listed_files(uploaded, policy),
+                                 missing=missing_reasons(uploaded.missing, policy))
         # Compressing is the long part for a large package: in a thread (zlib lets go of the GIL),
         # so the worker's other activities and the heartbeat carry on meanwhile.
         await asyncio.to_thread(_write_archive, EncryptedWriter(path, file_key(ctx.secret, FILE_PURPOSE), package_id),
-                                spools, policy, summary, uploaded, ctx.secret)
+                                spools, summary, uploaded, ctx.secret)
 
         records = sum(s.count for s in spools.values())
         per_system: dict[str, int] = {}

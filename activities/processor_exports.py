@@ -61,20 +61,22 @@ async def processor_files(pool: Any, plan: Plan) -> ProcessorFiles:
     return found
 
 
-def write_processor_files(archive: zipfile.ZipFile, found: ProcessorFiles, policy: Policy,
-                          secret: bytes) -> list[dict[str, Any]]:
-    """Copy each uploaded file into the archive; the summary's rows describing them."""
-    listed = []
+def listed_files(found: ProcessorFiles, policy: Policy) -> list[dict[str, Any]]:
+    """The summary's rows describing each uploaded file, under the name it has in the archive."""
+    return [{"system": system,
+             "system_label": policy.systems[system].label if system in policy.systems else system,
+             "file": f"{system}/files/{row['filename']}", "media_type": row["media_type"],
+             "size_bytes": row["size_bytes"], "sha256": row["sha256"]}
+            for system, rows in sorted(found.files.items()) for row in rows]
+
+
+def write_processor_files(archive: zipfile.ZipFile, found: ProcessorFiles, secret: bytes) -> None:
+    """Copy each uploaded file, decrypted, into the archive (names as in `listed_files`)."""
     for system, rows in sorted(found.files.items()):
         for row in rows:
-            name = f"{system}/files/{row['filename']}"
-            with archive.open(name, "w") as out:
+            with archive.open(f"{system}/files/{row['filename']}", "w") as out:
                 for chunk in read_export(Path(row["path"]), secret, str(row["id"])):
                     out.write(chunk)
-            listed.append({"system_label": policy.systems[system].label if system in policy.systems else system,
-                           "file": name, "media_type": row["media_type"], "size_bytes": row["size_bytes"],
-                           "sha256": row["sha256"]})
-    return listed
 
 
 def missing_reasons(missing: dict[str, str], policy: Policy) -> list[dict[str, str]]:
@@ -86,4 +88,5 @@ def missing_reasons(missing: dict[str, str], policy: Policy) -> list[dict[str, s
     return out
 
 
-__all__ = ["MISSING_REASONS", "ProcessorFiles", "missing_reasons", "processor_files", "write_processor_files"]
+__all__ = ["MISSING_REASONS", "ProcessorFiles", "listed_files", "missing_reasons", "processor_files",
+           "write_processor_files"]

@@ -20,6 +20,7 @@ from jinja2 import StrictUndefined, TemplateSyntaxError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
+from policy.disclosure import Origin
 from policy.strict import IDENT, StrictModel
 
 if TYPE_CHECKING:
@@ -222,7 +223,7 @@ class DatasetHold(StrictModel):
 
 class HttpDataset(StrictModel):
     category: str
-    provided: bool = True
+    origin: Origin  # where the records come from (policy/disclosure.py)
     key: str = "id"
     parent_field: str | None = None  # the field holding the key of the record it belongs to
     fields: list[str] | None = None  # the fields the access package shows; default all

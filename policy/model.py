@@ -21,6 +21,7 @@ from pydantic import (
 
 from dsrflow.deadlines import Regime
 from policy.exports import ProcessorExports
+from policy.disclosure import ORIGINS, AutomatedDecisions, Origin, Profiling
 from policy.http_model import HttpConfig, check_http_references, inline_http_files
 from policy.keeping import DatasetHold, RetentionRule, StatutoryHold
 from policy.remedies import Authority, Remedies
@@ -77,7 +78,10 @@ class Recipient(StrictModel):
     """A recipient (processor) named in the privacy policy: told of erasure, rectification and
     restriction under Art. 19 when it is also a system we fan out to."""
 
-    name: str
+    name: str  # the kind of recipient, as the privacy policy words it
+    # Who it is (company name and country), where the controller knows: an access package names
+    # recipients (CJEU C-154/21) and falls back to `name` only where this is unset.
+    identity: str | None = None
     role: str
     categories: list[str] = Field(default_factory=list)
     location: str = "EEA"
@@ -85,10 +89,10 @@ class Recipient(StrictModel):
 
 
 class FieldRule(StrictModel):
-    """One column: its category, whether the subject provided it, how erasure treats it."""
+    """One column: its category, where it comes from, how erasure treats it."""
 
     category: str
-    provided: bool = True
+    origin: Origin | None = None  # default: the dataset's
     erase: Literal["null", "hash", "fixed", "keep"] = "null"
     value: str | int | None = None  # for erase: fixed
     identity: Literal["email", "name", "customer_id"] | None = None  # rectification target
@@ -124,6 +128,8 @@ class Dataset(StrictModel):
     objection_updates: dict[Literal["direct_marketing", "profiling", "legitimate_interest"], dict[str, Any]] = Field(
         default_factory=dict
     )
+    # Where the columns come from, unless a column says otherwise (`fields.<column>.origin`).
+    origin: Origin | None = None
     fields: dict[str, FieldRule]
     hold: DatasetHold | None = None
 
@@ -134,7 +140,16 @@ class Dataset(StrictModel):
         for column in [*self.identify.values(), *self.fields]:
             if not re.fullmatch(IDENT, column):
                 raise ValueError(f"{column!r} is not a plain column name")
+        for column, rule in self.fields.items():
+            if rule.origin is None and self.origin is None:
+                raise ValueError(f"fields.{column}.origin: dataset {self.name!r} sets no origin, so the "
+                                 f"column needs one of {', '.join(ORIGINS)}")
         return self
+
+    def origin_of(self, column: str) -> Origin:
+        origin = self.fields[column].origin or self.origin
+        assert origin is not None  # checked at load
+        return origin
 
 
 class System(StrictModel):
@@ -160,6 +175,12 @@ class System(StrictModel):
             raise ValueError("a sql system needs datasets")
         if self.connector == "http":
             self.http_config()
+        if self.connector == "opendsr":
+            marked = {"config.origin": self.config.get("origin"),
+                      **{f"config.origins.{d}": o for d, o in (self.config.get("origins") or {}).items()}}
+            for where, origin in marked.items():
+                if origin is not None and origin not in ORIGINS:
+                    raise ValueError(f"{where}: {origin!r} is not an origin ({', '.join(ORIGINS)})")
         return self
 
     def http_config(self) -> HttpConfig:
@@ -197,6 +218,8 @@ class Policy(StrictModel):
     approval_required_for: list[RequestType] = Field(default_factory=list)
     statutory_holds: dict[str, StatutoryHold] = Field(default_factory=dict)
     retention: list[RetentionRule] = Field(default_factory=list)
+    # Art. 15(1)(h): what access packages say about automated decisions and profiling.
+    automated_decisions: AutomatedDecisions | None = None
 
     @model_validator(mode="after")
     def _references(self):
@@ -239,7 +262,26 @@ class Policy(StrictModel):
                 raise ValueError(f"retention.{index}.name: {rule.name!r} is used by an earlier rule")
             named.add(rule.name)
             self._check_retention(f"retention.{index}", rule)
+        if self.automated_decisions and self.automated_decisions.profiling:
+            self._check_profiling(self.automated_decisions.profiling)
         return self
+
+    def _check_profiling(self, profiling: Profiling) -> None:
+        where = "automated_decisions.profiling"
+        system = self.systems.get(profiling.system)
+        if system is None:
+            raise ValueError(f"{where}.system: unknown system {profiling.system!r}")
+        dataset = next((d for d in system.datasets if d.name == profiling.dataset), None)
+        if dataset is None:
+            raise ValueError(f"{where}.dataset: unknown dataset {profiling.dataset!r} in system {profiling.system!r}")
+        for column in [*profiling.columns, *filter(None, [profiling.objection_column])]:
+            if column not in dataset.fields:
+                raise ValueError(f"{where}: unknown column {column!r} (not among the fields of dataset "
+                                 f"{dataset.name!r})")
+        for column in profiling.columns:
+            if dataset.origin_of(column) not in ("derived", "inferred"):
+                raise ValueError(f"{where}.columns: {column!r} is a profile's result, so its origin must be "
+                                 f"derived or inferred, not {dataset.origin_of(column)!r}")
 
     def _check_retention(self, where: str, rule: RetentionRule) -> None:
         system = self.systems.get(rule.system)

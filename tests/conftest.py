@@ -85,6 +85,7 @@ def lifecycle_policy(home: Path) -> Path:
     content = yaml.safe_load(DEFAULT_POLICY.read_text())
     content["systems"] = {}
     content["retention"] = []  # its rules name the systems dropped above
+    content["automated_decisions"].pop("profiling")  # and so does the profile's
     # Responses go out without compliance approval here; tests/test_approval.py covers the gate.
     content["approval_required_for"] = []
     path = home / "lifecycle-policy.yaml"

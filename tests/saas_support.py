@@ -39,6 +39,8 @@ def http_policy(tmp: Path, systems: dict[str, dict[str, Any]], keep: tuple[str, 
     content = copy.deepcopy(yaml.safe_load(DEFAULT_POLICY.read_text()))
     content["systems"] = {name: s for name, s in content["systems"].items() if name in keep}
     content["retention"] = [r for r in content["retention"] if r["system"] in keep]
+    if content["automated_decisions"]["profiling"]["system"] not in keep:
+        content["automated_decisions"].pop("profiling")
     content["systems"].update(systems)
     path = tmp / f"policy-{uuid.uuid4().hex[:6]}.yaml"
     path.write_text(yaml.safe_dump(content, sort_keys=False))

@@ -14,7 +14,7 @@ from tests.support import read_spool
 def _files(records: list[dict]) -> tuple[list, list[list[str]]]:
     spool = _Spool("crm", "contacts", "account")
     for record in records:
-        spool.add(record)
+        spool.add(record, dict.fromkeys(record, "provided"))
     return read_spool(spool)
 
 

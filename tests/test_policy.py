@@ -50,18 +50,21 @@ def test_shipped_policy_encodes_the_privacy_policy() -> None:
     assert "payment service provider" in categories["payments"].source
 
 
-def test_every_field_states_category_provided_and_erase_rule() -> None:
+def test_every_field_states_category_origin_and_erase_rule() -> None:
     for name, system in RAW["systems"].items():
         for dataset in system.get("datasets", []):
             for column, rule in dataset["fields"].items():
-                missing = {"category", "provided", "erase"} - set(rule)
+                missing = {"category", "erase"} - set(rule)
+                if "origin" not in dataset:
+                    missing |= {"origin"} - set(rule)
                 assert not missing, f"systems.{name}.datasets.{dataset['name']}.fields.{column}: {missing}"
 
 
 def test_contacts_carry_out_marketing_and_profiling_objections() -> None:
     contacts = next(d for d in load_policy().policy.systems["crm"].datasets if d.name == "contacts")
     assert contacts.objection_updates == {
-        "direct_marketing": {"marketing_opt_in": False}, "profiling": {"profiling_opt_out": True},
+        "direct_marketing": {"marketing_opt_in": False},
+        "profiling": {"profiling_opt_out": True, "engagement_segment": None},
     }
 
 
@@ -144,3 +147,39 @@ def test_every_regime_has_its_remedies(tmp_path: Path) -> None:
     del content["remedies"]["lgpd"]
     with pytest.raises(PolicyError, match=r"remedies: no entry for regime\(s\) lgpd"):
         load_policy(write(tmp_path, content))
+
+
+def _contacts(content: dict) -> dict:
+    return content["systems"]["crm"]["datasets"][0]
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    # A misspelt origin names the column and the values it may take.
+    (lambda c: _contacts(c)["fields"]["notes"].update(origin="staff"),
+     r"systems\.crm\.datasets\.0\.fields\.notes\.origin: Input should be 'provided', 'observed', 'derived' or 'inferred'"),
+    (lambda c: _contacts(c).update(origin="typed"), r"systems\.crm\.datasets\.0\.origin: Input should be 'provided'"),
+    # A column nobody marked: neither it nor its dataset says where it comes from.
+    (lambda c: _contacts(c).pop("origin"),
+     r"systems\.crm\.datasets\.0: .*fields\.email\.origin: dataset 'contacts' sets no origin"),
+    (lambda c: c["systems"]["email_marketing"]["config"]["origins"].update(campaign_activity="seen"),
+     r"systems\.email_marketing: .*config\.origins\.campaign_activity: 'seen' is not an origin"),
+    # A profile is something we inferred: a profiling result marked as provided is a mistake.
+    (lambda c: _contacts(c)["fields"]["engagement_segment"].update(origin="provided"),
+     r"automated_decisions\.profiling\.columns: 'engagement_segment' is a profile's result, so its origin must be derived or inferred"),
+    (lambda c: c["automated_decisions"]["profiling"].update(objection_column="no_profiling"),
+     r"automated_decisions\.profiling: unknown column 'no_profiling'"),
+])
+def test_bad_origin_or_profiling_settings_name_their_column(tmp_path: Path, change, message: str) -> None:
+    content = copy.deepcopy(RAW)
+    change(content)
+    with pytest.raises(PolicyError, match=message):
+        load_policy(write(tmp_path, content))
+
+
+def test_shipped_policy_marks_observed_and_inferred_data() -> None:
+    """WP242 rev.01: analytics events are observed (portable); the CRM's segment is inferred."""
+    systems = load_policy().policy.systems
+    events = next(d for d in systems["analytics"].datasets if d.name == "page_events")
+    contacts = next(d for d in systems["crm"].datasets if d.name == "contacts")
+    assert {events.origin_of(c) for c in events.fields} == {"observed"}
+    assert contacts.origin_of("engagement_segment") == "inferred" and contacts.origin_of("email") == "provided"

@@ -370,7 +370,7 @@ async def test_a_crm_demo_database_seeded_before_last_seen_at_is_upgraded(postgr
 
     names = {s: f"{s}_{uuid.uuid4().hex[:6]}" for s in DEMO_TABLES}
     assert await ensure_demo_databases(postgres, postgres.url, names) == dict.fromkeys(DEMO_TABLES, True)
-    contacts = "SELECT id, last_seen_at, marketing_consent_at FROM contacts ORDER BY id"
+    contacts = "SELECT id, last_seen_at, marketing_consent_at, engagement_segment FROM contacts ORDER BY id"
     mandates = "SELECT id, last_collection_on FROM mandates ORDER BY id"
     crm, billing = postgres.url(names["crm"]), postgres.url(names["billing"])
     expected = await fetch_rows(crm, contacts), await fetch_rows(billing, mandates)
@@ -378,7 +378,8 @@ async def test_a_crm_demo_database_seeded_before_last_seen_at_is_upgraded(postgr
     # What version 1 left behind in the crm (no last_seen_at, no consent date), and version 3 in
     # billing (no last collection of mandates).
     conn = await asyncpg.connect(crm)
-    await conn.execute("ALTER TABLE contacts DROP COLUMN last_seen_at, DROP COLUMN marketing_consent_at; "
+    await conn.execute("ALTER TABLE contacts DROP COLUMN last_seen_at, DROP COLUMN marketing_consent_at, "
+                       "DROP COLUMN engagement_segment; "
                        "UPDATE demo_meta SET value = '1' WHERE key = 'seeded'")
     await conn.close()
     conn = await asyncpg.connect(billing)

@@ -48,7 +48,7 @@ async def test_access_returns_each_subjects_rows_with_policy_categories(systems:
             rules = datasets[record.dataset].fields
             assert record.fields and set(record.fields) <= set(rules)
             assert all(rules[c].category == record.category for c in record.fields)
-            assert all(rules[c].provided == record.provided for c in record.fields)
+            assert all(datasets[record.dataset].origin_of(c) == record.origin_of[c] for c in record.fields)
     contact = next(r for r in ada["crm"] if r.dataset == "contacts" and r.category == "account")
     assert contact.fields["email"] == "ada@example.com" and contact.fields["first_name"] == "Ada"
     assert "restricted" not in contact.fields  # only columns the policy lists
@@ -235,7 +235,7 @@ async def test_restriction_lift_and_objection(systems: Systems) -> None:
 async def test_missing_column_or_table_is_permanent(postgres: EmbeddedPostgres, template: dict[str, str]) -> None:
     def add_column(content: dict) -> None:
         contacts = content["systems"]["crm"]["datasets"][0]
-        contacts["fields"]["fax"] = {"category": "account", "provided": True, "erase": "null"}
+        contacts["fields"]["fax"] = {"category": "account", "erase": "null"}
 
     def rename_table(content: dict) -> None:
         content["systems"]["billing"]["datasets"][2]["table"] = "settlements"

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Literal, Protocol
 
+from policy.disclosure import Origin
 from policy.model import Policy, System
 
 TaskStatus = Literal["done", "pending", "not_found", "needs_attention"]
@@ -66,8 +67,9 @@ class AccessRecord:
 
     dataset: str
     category: str
-    provided: bool
     fields: dict[str, Any]
+    # Where each field comes from: provided, observed, derived or inferred (policy/disclosure.py).
+    origin_of: Mapping[str, Origin]
 
 
 @dataclass
@@ -108,8 +110,9 @@ class ExportPart(Protocol):
     async def csv_rows(self, chunk: bytes) -> None: ...
 
 
-# part(dataset, category, provided, columns) -> where that part goes, or None to leave it out.
-PartOpener = Callable[[str, str, bool, list[str]], ExportPart | None]
+# part(dataset, category, {column: origin}) -> where that part goes and the columns it takes
+# (a portability package leaves derived and inferred ones out), or None to leave it all out.
+PartOpener = Callable[[str, str, Mapping[str, Origin]], tuple[ExportPart, list[str]] | None]
 
 
 class Connector(Protocol):

@@ -107,7 +107,7 @@ class HttpConnector:
             for record in records:
                 fields = {k: record.get(k) for k in dataset.fields} if dataset.fields else record
                 yield AccessRecord(dataset=dataset_name, category=dataset.category,
-                                   provided=dataset.provided, fields=fields)
+                                   fields=fields, origin_of=dict.fromkeys(fields, dataset.origin))
 
     async def erase(self, subject: Subject, context: ErasureContext | None = None) -> ActionOutcome:
         action = self.config.actions.erase

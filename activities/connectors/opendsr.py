@@ -7,6 +7,9 @@ System config (strings go through `expand_env`):
     regulation          default gdpr
     category            category of the records access returns, default marketing;
     categories          or per dataset: {dataset: category}
+    origin              origin of the records access returns (policy/disclosure.py), default
+                        observed: an unmarked dataset stays in portability packages;
+    origins             or per dataset: {dataset: origin}
     access_timeout_seconds (60), poll_interval_seconds (1), timeout_seconds (30)
     verify_signatures   default true: status responses must carry a valid X-OpenDSR-Signature
 
@@ -46,6 +49,7 @@ from activities.connectors.opendsr_signature import (
     ProcessorCertificateError,
     ProcessorCertificates,
 )
+from policy.disclosure import Origin
 from policy.model import Policy, System
 
 API_VERSION = "2.0"
@@ -148,6 +152,8 @@ class OpenDsrConnector:
         self.regulation = str(config.get("regulation", "gdpr"))
         self.category = str(config.get("category", "marketing"))
         self.categories: dict[str, str] = dict(config.get("categories") or {})
+        self.origin: Origin = config.get("origin", "observed")
+        self.origins: dict[str, Origin] = dict(config.get("origins") or {})
         self.access_timeout = float(config.get("access_timeout_seconds", 60))
         self.poll_interval = float(config.get("poll_interval_seconds", 1.0))
         self.verify_signatures = bool(config.get("verify_signatures", True))
@@ -183,14 +189,14 @@ class OpenDsrConnector:
         if not results_url:
             return  # completed without results: the processor holds nothing about the subject
         response = await self._call("GET", str(results_url), signed="if_present")
-        for dataset, provided, records in self._datasets(response.json()):
+        for dataset, records in self._datasets(response.json()):
             for record in records:
                 if isinstance(record, dict):
                     yield AccessRecord(
                         dataset=dataset,
                         category=self.categories.get(dataset, self.category),
-                        provided=provided,
                         fields=record,
+                        origin_of=dict.fromkeys(record, self.origins.get(dataset, self.origin)),
                     )
 
     async def object(self, subject: Subject, scope: str) -> ActionOutcome:
@@ -325,17 +331,18 @@ class OpenDsrConnector:
             await asyncio.sleep(self.poll_interval)
 
     @staticmethod
-    def _datasets(results: Any) -> list[tuple[str, bool, list[Any]]]:
-        """Results as (dataset, provided, records): a list of {name, provided, records}, or a
-        plain {dataset: [records]} mapping (then nothing is marked as provided)."""
+    def _datasets(results: Any) -> list[tuple[str, list[Any]]]:
+        """Results as (dataset, records), from a list of {name, records} or a plain
+        {dataset: [records]} mapping. Where the records come from is the controller's call,
+        made in the policy (`origins`), not the processor's."""
         datasets = results.get("datasets") if isinstance(results, dict) else None
         if isinstance(datasets, list):
             return [
-                (str(d.get("name")), bool(d.get("provided", False)), list(d.get("records") or []))
+                (str(d.get("name")), list(d.get("records") or []))
                 for d in datasets if isinstance(d, dict) and d.get("name")
             ]
         if isinstance(datasets, dict):
-            return [(str(k), False, list(v or [])) for k, v in datasets.items()]
+            return [(str(k), list(v or [])) for k, v in datasets.items()]
         return []
 
     async def _call(

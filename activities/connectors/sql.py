@@ -193,10 +193,10 @@ class SqlConnector:
                                                   subject.held.get(f"{self.name}.{dataset.name}"))
                         with self._mapped(dataset.name):
                             async for row in conn.cursor(sql, *args, prefetch=self.prefetch):
-                                for category, provided, columns in groups:
+                                for category, origins in groups:
                                     yield AccessRecord(
-                                        dataset=dataset.name, category=category, provided=provided,
-                                        fields={c: plain(row[c]) for c in columns},
+                                        dataset=dataset.name, category=category, origin_of=origins,
+                                        fields={c: plain(row[c]) for c in origins},
                                     )
 
     async def export(self, subject: Subject, part: PartOpener) -> None:
@@ -208,10 +208,10 @@ class SqlConnector:
                     await conn.execute(SESSION)
                     for dataset in self.plan.parents_first:
                         held = subject.held.get(f"{self.name}.{dataset.name}")
-                        for category, provided, columns in category_groups(dataset):
-                            sink = part(dataset.name, category, provided, columns)
-                            if sink is None:
+                        for category, origins in category_groups(dataset):
+                            if (opened := part(dataset.name, category, origins)) is None:
                                 continue
+                            sink, columns = opened
                             json_sql, csv_sql, args = export_queries(
                                 self.plan, dataset, subject, held, columns, self._column_types(dataset))
                             with self._mapped(dataset.name):

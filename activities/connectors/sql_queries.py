@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from activities.connectors.base import Subject
+from policy.disclosure import Origin
 from policy.model import Dataset, FieldRule, System
 
 _IDENT = re.compile(r"[a-z_][a-z0-9_]{0,62}")
@@ -165,12 +166,12 @@ def match(plan: Plan, dataset: Dataset, subject: Subject, q: Query, alias: str) 
     return "(" + " OR ".join(clauses) + ")" if clauses else "FALSE"
 
 
-def category_groups(dataset: Dataset) -> list[tuple[str, bool, list[str]]]:
-    """(category, provided by the subject, columns) for each category the dataset's fields fall in."""
-    groups: dict[tuple[str, bool], list[str]] = {}
+def category_groups(dataset: Dataset) -> list[tuple[str, dict[str, Origin]]]:
+    """(category, {column: origin}) for each category the dataset's fields fall in."""
+    groups: dict[str, dict[str, Origin]] = {}
     for column, rule in dataset.fields.items():
-        groups.setdefault((rule.category, rule.provided), []).append(column)
-    return [(category, provided, columns) for (category, provided), columns in groups.items()]
+        groups.setdefault(rule.category, {})[column] = dataset.origin_of(column)
+    return list(groups.items())
 
 
 def select_fields(plan: Plan, dataset: Dataset, subject: Subject, held_keys: Any = None,

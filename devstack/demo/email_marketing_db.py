@@ -242,9 +242,8 @@ async def export_subject(conn: asyncpg.Connection, hashes: list[str]) -> tuple[d
         [r["id"] for r in subscribers],
     )
     datasets = [
-        # The subscriber record is what the subject gave us; activity is observed about them.
-        {"name": "subscribers", "provided": True, "records": [_jsonable(r) for r in subscribers]},
-        {"name": "campaign_activity", "provided": False, "records": [_jsonable(r) for r in activity]},
+        {"name": "subscribers", "records": [_jsonable(r) for r in subscribers]},
+        {"name": "campaign_activity", "records": [_jsonable(r) for r in activity]},
     ]
     return {"datasets": datasets}, len(subscribers) + len(activity)
 

@@ -21,14 +21,15 @@ from devstack.postgres import EmbeddedPostgres
 
 SQL_SYSTEMS = ("crm", "analytics", "billing")
 # 2: crm contacts have last_seen_at; 3: and last_marketing_email_at; 4: and marketing_consent_at,
-# and billing mandates have last_collection_on.
-SEED_VERSION = "4"
+# and billing mandates have last_collection_on; 5: crm contacts have engagement_segment.
+SEED_VERSION = "5"
 # Columns later seed versions added, per system: (version, table, column, type). An older
 # database is upgraded in place.
 _ADDED_COLUMNS = {
     "crm": [("2", "contacts", "last_seen_at", "timestamptz"),
             ("3", "contacts", "last_marketing_email_at", "timestamptz"),
-            ("4", "contacts", "marketing_consent_at", "timestamptz")],
+            ("4", "contacts", "marketing_consent_at", "timestamptz"),
+            ("5", "contacts", "engagement_segment", "text")],
     "billing": [("4", "mandates", "last_collection_on", "date")],
 }
 # Every generated date lies before this instant; ada's invoices are fixed in 2025 and 2026.
@@ -64,7 +65,10 @@ CREATE TABLE contacts (
     last_marketing_email_at timestamptz,
     -- When the contact consented to newsletters (the sign-up form records it): a subscriber who
     -- was never mailed counts from the later of this and created_at.
-    marketing_consent_at timestamptz
+    marketing_consent_at timestamptz,
+    -- The CRM's profile of the contact, computed from their activity; none for a contact who
+    -- objected to profiling.
+    engagement_segment text
 );
 CREATE INDEX contacts_email ON contacts (lower(email));
 CREATE TABLE support_requests (
@@ -166,7 +170,7 @@ _COLUMNS: dict[str, dict[str, tuple[str, ...]]] = {
         "companies": ("id", "name", "vat_number"),
         "contacts": ("id", "email", "first_name", "last_name", "phone", "company_id", "notes",
                      "marketing_opt_in", "profiling_opt_out", "restricted", "created_at", "last_seen_at",
-                     "last_marketing_email_at", "marketing_consent_at"),
+                     "last_marketing_email_at", "marketing_consent_at", "engagement_segment"),
         "support_requests": ("id", "contact_id", "subject", "body", "created_at", "restricted"),
         "chat_transcripts": ("id", "contact_id", "transcript", "started_at", "restricted"),
     },
@@ -248,6 +252,14 @@ def _marketing_consent(rng: random.Random, subject: DemoSubject, created: dateti
     return min(consent, last_mailed) if last_mailed else consent
 
 
+def _engagement_segment(profiling_opt_out: bool, last_seen: datetime) -> str | None:
+    """The CRM's segment: from how long ago the contact last used the Service."""
+    if profiling_opt_out:
+        return None
+    idle = REFERENCE - last_seen
+    return "active user" if idle < timedelta(days=30) else "occasional user" if idle < timedelta(days=150) else "at risk"
+
+
 def crm_rows(subjects: list[DemoSubject]) -> dict[str, list[tuple]]:
     rng = _rng("crm")
     # Generators of their own: the other columns keep the values they had before these columns.
@@ -268,10 +280,13 @@ def crm_rows(subjects: list[DemoSubject]) -> dict[str, list[tuple]]:
         created = _before(rng, 900, 200)
         contact_id = s.index + 1
         last_mailed = _last_marketing_email(mailed_rng, s, created)
+        notes, opted_out = rng.choice(_NOTES), rng.random() < 0.1
+        last_seen = _last_seen(seen_rng, s, created)
         rows["contacts"].append((
-            contact_id, s.email, s.first_name, s.last_name, s.phone, company_id, rng.choice(_NOTES),
-            s.in_email_marketing, rng.random() < 0.1, False, created, _last_seen(seen_rng, s, created),
+            contact_id, s.email, s.first_name, s.last_name, s.phone, company_id, notes,
+            s.in_email_marketing, opted_out, False, created, last_seen,
             last_mailed, _marketing_consent(consent_rng, s, created, last_mailed),
+            _engagement_segment(opted_out, last_seen),
         ))
         requests = {0: 2, 1: 1}.get(s.index, rng.randint(0, 3))
         for _ in range(requests):

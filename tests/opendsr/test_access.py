@@ -27,7 +27,7 @@ from tests.support import fetch_rows
 
 async def test_access_returns_ada_records(processor: str, processor_db: str, receiver: tuple[Receiver, str]) -> None:
     _, callback_url = receiver
-    connector = connector_for(processor, callback_url)
+    connector = connector_for(processor, callback_url, origins={"subscribers": "provided"})
     subject = Subject(request_id=str(uuid.uuid4()), email="Ada@Example.com ")
     try:
         records = [record async for record in connector.access(subject)]
@@ -37,8 +37,9 @@ async def test_access_returns_ada_records(processor: str, processor_db: str, rec
     activity = [r for r in records if r.dataset == "campaign_activity"]
     assert len(subscribers) == 1
     assert subscribers[0].fields["email"] == "ada@example.com"
-    assert subscribers[0].fields["first_name"] == "Ada" and subscribers[0].provided
-    assert activity and all(not r.provided for r in activity)
+    # Where the records come from is the policy's call: marked, or observed by default.
+    assert subscribers[0].fields["first_name"] == "Ada" and set(subscribers[0].origin_of.values()) == {"provided"}
+    assert activity and all(set(r.origin_of.values()) == {"observed"} for r in activity)
     assert {r.fields["event"] for r in activity} <= {"sent", "open", "click"}
     assert all(r.category == "marketing" for r in records)
     expected = await fetch_rows(

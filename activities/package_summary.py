@@ -1,0 +1,135 @@
+"""The package's summary.html: the Art. 15(1) information about this subject, built from what the
+package holds for them rather than from everything the policy could hold.
+
+Per system, the categories found with their record counts and where each column came from;
+purposes, legal bases, retention and source of those categories only; the recipients of those
+categories, by name where the policy knows it (CJEU C-154/21) and otherwise by kind; and the
+Art. 15(1)(h) statement on automated decisions and profiling as it applies to this subject."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from policy.disclosure import AutomatedDecisions
+from policy.model import Policy
+
+_templates = Environment(
+    loader=FileSystemLoader(Path(__file__).with_name("templates") / "package"),
+    autoescape=select_autoescape(["html.j2"]),
+)
+ORIGIN_LABELS = {
+    "provided": "Provided by you",
+    "observed": "Observed from your use of our Website and Service",
+    "derived": "Derived by us from other data",
+    "inferred": "Inferred by us about you",
+}
+
+
+class FoundPart(Protocol):
+    """What the summary needs of one (system, dataset, category) of the package."""
+
+    count: int
+    origin_of: dict[str, str]  # column -> origin
+
+    def json_records(self) -> Iterable[bytes]: ...
+
+
+def part_files(system: str, dataset: str, category: str) -> list[str]:
+    base = f"{system}/{category}/{dataset}"
+    return [f"{base}.json", f"{base}.csv"]
+
+
+@dataclass
+class _System:
+    label: str
+    parts: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _policy_order(policy: Policy, key: tuple[str, str, str]) -> tuple:
+    """Systems by label (a stored policy's mappings keep no order), each system's datasets in
+    the order the policy lists them (parents first)."""
+    system, dataset, category = key
+    datasets = [d.name for d in policy.systems[system].datasets]
+    return (policy.systems[system].label.casefold(), system,
+            datasets.index(dataset) if dataset in datasets else len(datasets), dataset, category)
+
+
+def _found(policy: Policy, parts: Mapping[tuple[str, str, str], FoundPart]) -> list[_System]:
+    systems: dict[str, _System] = {}
+    for (system, dataset, category), part in sorted(parts.items(), key=lambda p: _policy_order(policy, p[0])):
+        found = systems.setdefault(system, _System(policy.systems[system].label))
+        by_origin: dict[str, list[str]] = {}
+        for column, origin in part.origin_of.items():
+            by_origin.setdefault(origin, []).append(column)
+        found.parts.append({
+            "dataset": dataset.replace("_", " "),
+            "category": policy.categories[category].label if category in policy.categories else category,
+            "records": part.count, "files": part_files(system, dataset, category),
+            "obtained": [(ORIGIN_LABELS[o], columns) for o, columns in by_origin.items()],
+        })
+    return list(systems.values())
+
+
+def _recipients(policy: Policy, systems: set[str], categories: set[str]) -> list[dict[str, Any]]:
+    """The recipients of the categories found, and the processors running the systems found."""
+    processors = {policy.systems[s].recipient for s in systems}
+    chosen = []
+    for key, recipient in policy.recipients.items():
+        theirs = categories & set(recipient.categories)
+        if not theirs and key not in processors:
+            continue
+        chosen.append({
+            "name": recipient.identity or recipient.name, "named": recipient.identity is not None,
+            "kind": recipient.name, "role": recipient.role,
+            "categories": sorted(policy.categories[c].label for c in theirs),
+            "location": recipient.location, "safeguards": recipient.safeguards,
+        })
+    return sorted(chosen, key=lambda r: (not r["named"], r["name"]))
+
+
+def _profiling(statement: AutomatedDecisions | None, parts: Mapping[tuple[str, str, str], FoundPart],
+               kind: str) -> dict[str, Any] | None:
+    """How the policy's profiling applies to this subject, read from the records of theirs that
+    the package holds: no record, no profile; an objection recorded, no profile either;
+    otherwise the profile, with its result when the package holds it (an access package does,
+    a portability package leaves inferred data out)."""
+    profiling = statement.profiling if statement else None
+    if profiling is None:
+        return None
+    records = [json.loads(line) for (system, dataset, _), part in parts.items()
+               if (system, dataset) == (profiling.system, profiling.dataset) for line in part.json_records()]
+    if not records:
+        return {"status": "no_record"}
+    objections = [r[profiling.objection_column] for r in records if profiling.objection_column in r]
+    if objections and all(objections):
+        return {"status": "objected"}
+    results = sorted({f"{column.replace('_', ' ')}: {r[column]}" for r in records
+                      for column in profiling.columns if r.get(column) is not None})
+    return {"status": "profiled", "logic": profiling.logic, "significance": profiling.significance,
+            "results": results, "portability": kind == "portability"}
+
+
+def render_summary(policy: Policy, parts: Mapping[tuple[str, str, str], FoundPart], *, request_id: str,
+                   kind: str, generated_on: str, country: str,
+                   processor_files: Sequence[Mapping[str, Any]] = (),
+                   missing: Sequence[Mapping[str, str]] = ()) -> str:
+    """The summary; `processor_files` and `missing` are what processors without an API sent, or
+    did not (activities/processor_exports.py)."""
+    # A processor that sent files holds data of the subject's: its recipient is listed too.
+    systems = {system for system, _, _ in parts} | {f["system"] for f in processor_files}
+    categories = {category for _, _, category in parts}
+    return _templates.get_template("summary.html.j2").render(
+        controller=policy.controller, request_id=request_id, kind=kind, generated_on=generated_on,
+        systems=_found(policy, parts),
+        categories=[policy.categories[c] for c in sorted(categories) if c in policy.categories],
+        recipients=_recipients(policy, systems, categories),
+        decisions=policy.automated_decisions.decisions if policy.automated_decisions else None,
+        profiling=_profiling(policy.automated_decisions, parts, kind),
+        rights=policy.rights, authority=policy.authority_for(country),
+        processor_files=processor_files, missing=missing)

@@ -1,0 +1,41 @@
+"""What the policy tells the subject about their own data beyond where it lives: where each piece
+of data comes from (its origin, WP242 rev.01), which decides what a portability package holds,
+and the Art. 15(1)(h) statement on automated decisions and profiling."""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+from pydantic import Field
+
+from policy.strict import IDENT, StrictModel
+
+# WP242 rev.01 (Art. 29 WP guidelines on the right to data portability), section III.1:
+# - provided: typed in or uploaded by the subject (account details, messages, choices they made);
+# - observed: recorded from their use of the service (activity logs, page views, device data);
+# - derived / inferred: created by the controller from the other two (scores, segments, totals).
+Origin = Literal["provided", "observed", "derived", "inferred"]
+ORIGINS: tuple[str, ...] = get_args(Origin)
+# Art. 20(1) covers data "provided by" the subject, which WP242 reads as provided and observed.
+PORTABLE_ORIGINS = frozenset({"provided", "observed"})
+
+
+class Profiling(StrictModel):
+    """Where the profile the controller keeps about a subject lives, and what it means."""
+
+    system: str = Field(pattern=IDENT)
+    dataset: str = Field(pattern=IDENT)
+    # The profile's results (a segment, a score): each must be a `derived` or `inferred` column.
+    columns: list[str] = Field(min_length=1)
+    # True in this column when the subject objected to profiling (Art. 21): no profile is kept.
+    objection_column: str | None = None
+    logic: str  # "meaningful information about the logic involved"
+    significance: str  # "the significance and the envisaged consequences"
+
+
+class AutomatedDecisions(StrictModel):
+    """The Art. 15(1)(h) statement: decisions based solely on automated processing (Art. 22(1)
+    and (4)), and profiling, told to each subject as it applies to them."""
+
+    decisions: str
+    profiling: Profiling | None = None
