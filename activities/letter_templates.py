@@ -48,6 +48,7 @@ PURPOSES: tuple[str, ...] = (
     "response",
     "denial",
     "closed_unverified",
+    "restriction_lift",
     "staff_alert",
 )
 
@@ -65,6 +66,7 @@ REQUIRED_CONTEXT: dict[str, tuple[str, ...]] = {
     "response": (*_COMMON, "outcome"),
     "denial": (*_COMMON, "reason_code", "reason_label", "explanation", "authority"),
     "closed_unverified": (*_COMMON, "expired_at"),
+    "restriction_lift": (*_COMMON, "reason", "lift_on", "notice_days", "restriction"),
     "staff_alert": ("controller", "request", "kind", "days_left", "detail"),
 }
 

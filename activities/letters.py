@@ -22,6 +22,7 @@ from activities.context import ActivityContext
 from activities.heartbeat import heartbeating
 from activities.letter_templates import render_letter
 from activities.outbox import Sent, send_once
+from activities.restrictions import lift_letter_context
 from dsrflow.audit import append_event
 from dsrflow.deadlines import receipt_date
 from dsrflow.hashing import keyed_hash, token_hash
@@ -48,7 +49,7 @@ DENIAL_LABELS = {
     "other": "of the reasons explained below",
 }
 # Params that travel through the workflow as ISO strings and reach templates as dates.
-_DATE_PARAMS = {"new_due_date"}
+_DATE_PARAMS = {"new_due_date", "lift_on"}
 _DATETIME_PARAMS = {"expired_at", "expires_at", "package_expires_at"}
 
 
@@ -147,6 +148,8 @@ async def build_context(ctx: ActivityContext, row: dict[str, Any], job: LetterJo
     if job.purpose == "denial":
         params["reason_label"] = DENIAL_LABELS[params["reason_code"]]
         params["authority"] = policy.authority_for(row["country"]).model_dump(mode="json")
+    if job.purpose == "restriction_lift":
+        params.update(await lift_letter_context(ctx, row, policy))
     if job.purpose == "response":
         report = params.pop("report", {})
         link, expires = None, None

@@ -22,6 +22,7 @@ from pydantic import (
 from dsrflow.deadlines import Regime
 from policy.http_model import HttpConfig, check_http_references, inline_http_files
 from policy.keeping import DatasetHold, RetentionRule, StatutoryHold
+from policy.restriction import RestrictionPolicy
 from policy.strict import IDENT, StrictModel
 from schemas.requests import RequestType
 
@@ -199,6 +200,7 @@ class Policy(StrictModel):
     approval_required_for: list[RequestType] = Field(default_factory=list)
     statutory_holds: dict[str, StatutoryHold] = Field(default_factory=dict)
     retention: list[RetentionRule] = Field(default_factory=list)
+    restriction: RestrictionPolicy = RestrictionPolicy()
 
     @model_validator(mode="after")
     def _references(self):

@@ -27,6 +27,7 @@ from activities.letter_templates import (
     render_letter,
     staff_alert_kinds,
 )
+from activities.restrictions import GROUND_LABELS
 from activities.letters import DENIAL_LABELS, TYPE_LABELS, _outcome, decision_summary
 from dsrflow.deadlines import Regime
 from policy.model import load_policy
@@ -118,6 +119,16 @@ EXTRA: dict[str, dict] = {
         "authority": AUTHORITY,
     },
     "closed_unverified": {"expired_at": EXPIRES},
+    "restriction_lift": {
+        "reason": "The court case you needed the records for was settled on 3 February 2026.",
+        "lift_on": date(2026, 2, 9), "notice_days": 0,
+        "restriction": {
+            "since": datetime(2025, 11, 4, 9, 30, tzinfo=UTC),
+            "grounds": ["you needed the data for the establishment, exercise or defence of legal claims "
+                        "(Art. 18(1)(c) GDPR)"],
+            "recipients": ["Financial services and accounting provider"],
+        },
+    },
     "staff_alert": {"kind": "due_in_7_days", "days_left": 7, "detail": "Billing connector awaits a manual step."},
 }
 
@@ -480,6 +491,11 @@ def _letter_cases() -> dict[str, tuple[str, dict]]:
             "compelling_grounds": True,
             "explanation": "We need the records to detect fraud on your account, which protects you as well."}),
         "closed_unverified": ("closed_unverified", EXTRA["closed_unverified"]),
+        "restriction_lift": ("restriction_lift", {**EXTRA["restriction_lift"], "request_type": "restriction"}),
+        "restriction_lift-notice-two-grounds": ("restriction_lift", {
+            **EXTRA["restriction_lift"], "request_type": "restriction", "notice_days": 14,
+            "restriction": {"since": datetime(2025, 11, 4, 9, 30, tzinfo=UTC), "recipients": [],
+                            "grounds": [GROUND_LABELS["accuracy_contested"], GROUND_LABELS["objection_pending"]]}}),
     }
     for code, label in DENIAL_LABELS.items():
         cases[f"denial-{code}"] = ("denial", {
