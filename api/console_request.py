@@ -27,6 +27,7 @@ from api.staff_actions import STAFF_ACTIONS, Situation, StaffAction
 from dsrflow.evidence import assemble_evidence
 from dsrflow.keys import load_secret_key
 from dsrflow.requests_store import get_request
+from dsrflow.restrictions_store import as_view, restriction_for
 from schemas.requests import DenialReason, RequestStatus
 
 router = APIRouter(prefix="/console/requests", tags=["console"], include_in_schema=False,
@@ -60,6 +61,7 @@ async def _context(request: Request, request_id: str, staff: Staff) -> dict[str,
     extended = live.extended if live else deadlines["extended"]
     days_left = (due - controller_today(state)).days if due else None
     tasks = _tasks(pack, live)
+    restriction = as_view(await restriction_for(await state.db(), request_id))
     return {
         "pack": pack, "r": row, "live": live, "status": status, "due": due, "extended": extended,
         "extension_reason": (live.extension_reason if live else None)
@@ -70,7 +72,9 @@ async def _context(request: Request, request_id: str, staff: Staff) -> dict[str,
             status=status, extended=extended, overdue=bool(live and live.overdue),
             awaiting_decision=bool(live and live.awaiting_decision),
             needs_attention=any(t["status"] == "needs_attention" for t in tasks),
-            failed_step=live.trouble if live else None)),
+            failed_step=live.trouble if live else None,
+            restriction=restriction["status"] if restriction else None)),
+        "restriction": restriction,
         "denial_reasons": list(DenialReason),
         "temporal_link": temporal_ui_link(state.settings, request_id),
     }

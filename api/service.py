@@ -12,6 +12,7 @@ from api.outages import RETRY_AFTER, WORKFLOW_ENGINE
 from api.problems import Problem
 from api.state import AppState
 from dsrflow.request_start import start_request_workflow
+from dsrflow.restrictions_store import as_view, restriction_for
 from dsrflow.requests_store import (
     IdempotencyConflict,
     create_request,
@@ -108,6 +109,8 @@ async def request_view(state: AppState, request_id: str) -> dict[str, Any]:
         "policy_version": row["policy_version"],
         "created_at": row["created_at"],
         "closed_at": row["closed_at"],
+        # A restriction request's restriction once in force: grounds, systems, since, its lift.
+        "restriction": as_view(await restriction_for(await state.db(), request_id)),
     }
     if live is not None:
         view.update(
