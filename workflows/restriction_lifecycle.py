@@ -78,6 +78,8 @@ class RestrictionLifecycle:
             await workflow.sleep(lift_on - workflow.now())
         await self._lift_everywhere(lift.actor)
         self._restriction_phase = "lifted"
+        # A staff resolution of the lift's last task may still be recording itself.
+        await workflow.wait_condition(workflow.all_handlers_finished)
         self.keeping_restriction = False
 
     async def _lift_everywhere(self, actor: str) -> None:
