@@ -28,7 +28,8 @@ def test_saved_histories_exist():
     """Every path a running request can be on is covered by a saved history."""
     names = {p.stem for p in HISTORIES}
     assert {"attested_erasure", "verified_access_extended", "objection_decided", "task_retried_and_resolved",
-            "approved_access", "system_task_erasure_billing", "system_task_erasure_email_marketing"} <= names, (
+            "approved_access", "system_task_erasure_billing", "system_task_erasure_email_marketing",
+            "restriction_lifted"} <= names, (
         "missing tests/histories/*.json: run `.venv/bin/python -m tests.histories.record`")
 
 
