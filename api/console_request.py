@@ -81,8 +81,12 @@ async def _context(request: Request, request_id: str, staff: Staff) -> dict[str,
 
 
 def _region(request: Request, request_id: str, context: dict[str, Any], notice: dict[str, Any] | None = None):
-    # A closed request hardly changes any more (a download, a late callback): poll it gently.
-    every = "30s" if context["status"].is_closed else "3s"
+    # A closed request hardly changes any more (a download, a late callback): poll it gently; a
+    # completed restriction still goes into force and is lifted.
+    restriction = context["restriction"]
+    in_hand = (context["r"]["type"] == "restriction" and context["status"] == RequestStatus.completed
+               and (restriction is None or restriction["status"] != "lifted"))
+    every = "30s" if context["status"].is_closed and not in_hand else "3s"
     return live_region(request, "console/_request_live.html", context, notice=notice,
                        poll_url=f"/console/requests/{request_id}/live", region_id="live", every=every)
 
