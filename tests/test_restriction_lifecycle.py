@@ -6,15 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from dateutil.relativedelta import relativedelta
 
+from dsrflow.holds_store import place_hold
+from dsrflow.keys import load_secret_key
+from schemas.holds import SweepInput
 from schemas.retention import RetentionSweepInput
 from schemas.workflow import workflow_id_for
 from tests.fanout_stack import api, fanout_stack
 from tests.support import assert_problem, fetch_rows, letters_for, staff_headers, text_of, wait_for_letter
 from workers.dsr_worker import build_worker
+from workflows.erasure_sweep import ErasureSweepWorkflow
 from workflows.retention_sweep import RetentionSweepWorkflow
 
 LIFT = {"reason": "The court case you needed the records for was settled on 3 February."}
@@ -145,3 +149,45 @@ async def test_restriction_is_shown_kept_from_retention_and_lifted_only_as_told(
             # Lifted: the next sweep clears the logs it kept.
             await sweep_web_logs()
             assert (await fetch_rows(analytics, old_logs, cutoff))[0]["n"] == 0
+
+
+async def test_deferred_erasure_leaves_what_a_legal_claims_restriction_keeps(postgres, settings, pool, dev_server, tmp_path, mail_sink):
+    """Grace's CRM records, kept under a legal-claims hold when she was erased, would go when the
+    hold is released; her restriction under 18(1)(c) keeps them until it is lifted."""
+    async with fanout_stack(postgres, settings, dev_server.client, tmp_path) as stack:
+        crm = stack.databases["crm"]
+        contacts = "SELECT count(*) AS n FROM contacts WHERE email = 'grace@example.com'"
+        async with pool.acquire() as conn:
+            hold = await place_hold(conn, secret=load_secret_key(stack.settings), email="grace@example.com",
+                                    customer_id=None, systems=["crm"], categories=None,
+                                    basis="Art. 17(3)(e) GDPR", reason="Dispute over a support contract, claim 2026/17",
+                                    review_date=date.today() + timedelta(days=90), actor="compliance:test")
+        async with build_worker(dev_server.client, stack.settings, pool), api(stack) as http:
+            compliance = await staff_headers(pool, "compliance")
+            r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
+                "type": "erasure", "subject": {"email": "grace@example.com"}, "identity_attested": True})
+            erasure = r.json()["id"]
+            await asyncio.wait_for(dev_server.client.get_workflow_handle(workflow_id_for(erasure)).result(), 90)
+            kept = (await fetch_rows(crm, contacts))[0]["n"]
+            assert kept > 0
+
+            rid = await _restrict(http, pool, "grace@example.com", ["needed_for_legal_claims"])
+            r = await http.delete(f"/v1/legal-holds/{hold['id']}", headers=compliance)
+            assert r.status_code in (202, 204), r.text
+
+            async def kept_by_restriction() -> list[dict]:
+                return [e for e in await _events(pool, rid) if e["event_type"] == "restriction.kept_from_erasure"]
+
+            audited = await _until(kept_by_restriction)
+            assert audited and audited[0]["data"]["by"] == "deferred erasure" and audited[0]["data"]["records"] > 0
+            assert (await fetch_rows(crm, contacts))[0]["n"] == kept
+
+            r = await http.post(f"/v1/requests/{rid}/lift-restriction", headers=compliance, json=LIFT)
+            assert r.status_code == 200, r.text
+            await _resolve_email_task(http, pool, rid, "lift_restriction")
+            await asyncio.wait_for(dev_server.client.get_workflow_handle(workflow_id_for(rid)).result(), 60)
+            report = await dev_server.client.execute_workflow(
+                ErasureSweepWorkflow.run, SweepInput(reason="test"), id=f"sweep-{rid}",
+                task_queue=stack.settings.task_queue)
+            assert report.erased > 0
+            assert (await fetch_rows(crm, contacts))[0]["n"] == 0
