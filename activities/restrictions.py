@@ -15,7 +15,12 @@ from dsrflow.holds_store import subject_hash
 from dsrflow.requests_store import get_request
 from dsrflow.restrictions_store import restriction_for
 from policy.model import Policy
-from schemas.restrictions import LiftAnnounced, LiftCarriedOut, LiftSchedule, RestrictionInForce
+from schemas.restrictions import (
+    LiftAnnounced,
+    LiftCarriedOut,
+    LiftSchedule,
+    RestrictionInForce,
+)
 
 # Each completes "... because ..." in the letters and names the ground on the request page.
 GROUND_LABELS = {

@@ -12,13 +12,13 @@ from api.outages import RETRY_AFTER, WORKFLOW_ENGINE
 from api.problems import Problem
 from api.state import AppState
 from dsrflow.request_start import start_request_workflow
-from dsrflow.restrictions_store import as_view, restriction_for
 from dsrflow.requests_store import (
     IdempotencyConflict,
     create_request,
     get_request,
     workflow_id_for,
 )
+from dsrflow.restrictions_store import as_view, restriction_for
 from schemas.requests import NewRequest
 from schemas.workflow import RequestState
 from workflows.dsr import DataSubjectRequestWorkflow

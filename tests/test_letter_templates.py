@@ -27,8 +27,8 @@ from activities.letter_templates import (
     render_letter,
     staff_alert_kinds,
 )
-from activities.restrictions import GROUND_LABELS
 from activities.letters import DENIAL_LABELS, TYPE_LABELS, _outcome, decision_summary
+from activities.restrictions import GROUND_LABELS
 from dsrflow.deadlines import Regime
 from policy.model import load_policy
 

@@ -16,7 +16,14 @@ from schemas.holds import SweepInput
 from schemas.retention import RetentionSweepInput
 from schemas.workflow import workflow_id_for
 from tests.fanout_stack import api, fanout_stack
-from tests.support import assert_problem, fetch_rows, letters_for, staff_headers, text_of, wait_for_letter
+from tests.support import (
+    assert_problem,
+    fetch_rows,
+    letters_for,
+    staff_headers,
+    text_of,
+    wait_for_letter,
+)
 from workers.dsr_worker import build_worker
 from workflows.erasure_sweep import ErasureSweepWorkflow
 from workflows.retention_sweep import RetentionSweepWorkflow
