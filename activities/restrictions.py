@@ -99,4 +99,5 @@ class RestrictionActivities:
                                "AND lifted_at IS NULL", lift.request_id)
             await append_event(
                 conn, event_key=f"{lift.request_id}:restriction:lifted", request_id=lift.request_id,
-                event_type="restriction.lifted", actor=lift.actor, data={"systems": lift.systems})
+                event_type="restriction.lifted", actor=lift.actor,
+                data={"systems": lift.systems, "recipients": lift.recipients})

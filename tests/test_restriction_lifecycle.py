@@ -47,26 +47,25 @@ async def _view(http, pool, rid: str) -> dict:
     return r.json()
 
 
-async def _resolve_email_task(http, pool, rid: str, action: str) -> None:
-    """The e-mail processor speaks OpenDSR, which has no restriction: staff tell it by hand."""
-    async def waiting() -> bool:
-        view = await _view(http, pool, rid)
-        return any(t["system"] == "email_marketing" and t["action"] == action and t["status"] == "needs_attention"
-                   for t in view.get("results") or [])
+async def _resolve_email_task(http, pool, sink, rid: str, action: str) -> None:
+    """The e-mail processor speaks OpenDSR, which has no restriction: staff are alerted (once per
+    task, the restriction's and the lift's) and tell it by hand."""
+    async def alerted() -> bool:
+        return any(f"email_marketing ({action})" in text_of(m) for m in letters_for(sink, rid, "staff_alert"))
 
-    assert await _until(waiting), await _view(http, pool, rid)
+    assert await _until(alerted), [text_of(m) for m in letters_for(sink, rid, "staff_alert")]
     r = await http.post(f"/v1/requests/{rid}/resolve-task", headers=await staff_headers(pool, "compliance"),
                         json={"system": "email_marketing", "note": "Told the e-mail processor by phone, ticket 12"})
     assert r.status_code == 200, r.text
 
 
-async def _restrict(http, pool, email: str, grounds: list[str]) -> str:
+async def _restrict(http, pool, mail_sink, email: str, grounds: list[str]) -> str:
     r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
         "type": "restriction", "restriction_grounds": grounds, "subject": {"email": email},
         "identity_attested": True})
     assert r.status_code == 201, r.text
     rid = r.json()["id"]
-    await _resolve_email_task(http, pool, rid, "restrict")
+    await _resolve_email_task(http, pool, mail_sink, rid, "restrict")
 
     async def in_force() -> dict | None:
         view = await _view(http, pool, rid)
@@ -99,7 +98,7 @@ async def test_restriction_is_shown_kept_from_retention_and_lifted_only_as_told(
 
         async with build_worker(dev_server.client, stack.settings, pool), api(stack) as http:
             compliance = await staff_headers(pool, "compliance")
-            rid = await _restrict(http, pool, "tracked@example.com", ["needed_for_legal_claims"])
+            rid = await _restrict(http, pool, mail_sink, "tracked@example.com", ["needed_for_legal_claims"])
 
             # The ground, the systems reached and since when: on the request and in the list.
             view = await _view(http, pool, rid)
@@ -131,10 +130,11 @@ async def test_restriction_is_shown_kept_from_retention_and_lifted_only_as_told(
             assert letter["X-DSR-Purpose"] == "restriction_lift"
             assert "Article 18(3)" in body and LIFT["reason"] in body and "legal claims" in body
             assert "The restriction ends today" in body
+            assert "Google Analytics (Google)" in body  # an Art. 19 recipient the lift will reach
             twice = await http.post(f"/v1/requests/{rid}/lift-restriction", headers=compliance, json=LIFT)
             assert "already being lifted" in assert_problem(twice, 409)["detail"]
 
-            await _resolve_email_task(http, pool, rid, "lift_restriction")
+            await _resolve_email_task(http, pool, mail_sink, rid, "lift_restriction")
             result = await asyncio.wait_for(dev_server.client.get_workflow_handle(workflow_id_for(rid)).result(), 60)
             assert result["status"] == "completed"
             lifted = {t["system"]: t["status"] for t in result["results"] if t["action"] == "lift_restriction"}
@@ -147,6 +147,7 @@ async def test_restriction_is_shown_kept_from_retention_and_lifted_only_as_told(
             assert lift_tasks and told < min(lift_tasks)
             done = next(e for e in events if e["event_type"] == "restriction.lifted")
             assert set(done["data"]["systems"]) == set(lifted) and done["actor"].startswith("compliance")
+            assert "google_analytics" in done["data"]["recipients"]
             assert len(letters_for(mail_sink, rid, "restriction_lift")) == 1
             view = await _view(http, pool, rid)
             assert view["restriction"]["status"] == "lifted" and view["restriction"]["lift_reason"] == LIFT["reason"]
@@ -178,7 +179,7 @@ async def test_deferred_erasure_leaves_what_a_legal_claims_restriction_keeps(pos
             kept = (await fetch_rows(crm, contacts))[0]["n"]
             assert kept > 0
 
-            rid = await _restrict(http, pool, "grace@example.com", ["needed_for_legal_claims"])
+            rid = await _restrict(http, pool, mail_sink, "grace@example.com", ["needed_for_legal_claims"])
             r = await http.delete(f"/v1/legal-holds/{hold['id']}", headers=compliance)
             assert r.status_code in (202, 204), r.text
 
@@ -191,7 +192,7 @@ async def test_deferred_erasure_leaves_what_a_legal_claims_restriction_keeps(pos
 
             r = await http.post(f"/v1/requests/{rid}/lift-restriction", headers=compliance, json=LIFT)
             assert r.status_code == 200, r.text
-            await _resolve_email_task(http, pool, rid, "lift_restriction")
+            await _resolve_email_task(http, pool, mail_sink, rid, "lift_restriction")
             await asyncio.wait_for(dev_server.client.get_workflow_handle(workflow_id_for(rid)).result(), 60)
             report = await dev_server.client.execute_workflow(
                 ErasureSweepWorkflow.run, SweepInput(reason="test"), id=f"sweep-{rid}",

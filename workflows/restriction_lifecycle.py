@@ -88,7 +88,7 @@ class RestrictionLifecycle:
         assert self._plan is not None
         plan = self._plan.model_copy(update={"tasks": [
             t.model_copy(update={"action": "lift_restriction"}) for t in self._plan.tasks]})
-        self._plan, self._tasks = plan, SystemTasks()
+        self._plan, self._tasks = plan, SystemTasks(alert_key="lift-attention")
         await self._tasks.run_all(plan)
         await self._tasks.settle(self.request_id, lambda: False, self._days_left)
         results = self._tasks.results.values()
