@@ -104,7 +104,7 @@ class StaffAction:
     input: type[BaseModel]  # the update's input: the body's fields and the actor
     body: type[BaseModel] | None  # what the caller sends; None: nothing
     done: str  # what staff are told once the workflow accepted it
-    available: Callable[[Situation], bool]  # on an open request; the workflow has the last word
+    available: Callable[[Situation], bool]  # when it makes sense; the workflow has the last word
     description: str  # for the API's documentation
     body_required: bool = True
     after_close: bool = False  # may be offered on a closed request (a completed restriction's)
