@@ -3,12 +3,13 @@
 Statutory holds end on a date: the record is erased by key. A legal-claims hold ends when
 compliance releases it: the subject's erasure is run again in that system, so whatever still
 falls under a statute is minimised and kept, and the rest goes. Holds are re-checked first: a
-record another active hold still covers stays.
+record another active hold still covers stays, and so does a record whose subject restricted its
+processing under a ground that keeps it from erasure (activities/restriction_guard.py).
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -17,6 +18,7 @@ from temporalio import activity
 from activities.context import ActivityContext
 from activities.fanout import FanoutActivities, open_connector, subject_of
 from activities.ledger import erase_records, write_ledger
+from activities.restriction_guard import audit_kept_from_deferred, kept_by_restrictions
 from dsrflow.holds_store import active_holds_for
 from dsrflow.requests_store import get_request
 from schemas.holds import SweepInput, SweepReport
@@ -41,12 +43,17 @@ class DeferredErasureActivities:
         statutory: dict[tuple[str, str], list] = defaultdict(list)  # (version, system) -> rows
         released: dict[tuple[str, str, str], list] = defaultdict(list)  # (version, system, request)
         still_held = 0
+        restricted = await kept_by_restrictions(ctx)
+        kept: Counter[str] = Counter()  # restriction request -> records it kept today
         for row in rows:
             policy = (await ctx.policy(row["policy_version"])).policy
             today = as_of.astimezone(ZoneInfo(policy.defaults.timezone)).date()
             holds = await active_holds_for(ctx.pool, row["subject_hash"])
             if any(not h["systems"] or row["system"] in h["systems"] for h in holds):
                 still_held += 1  # a legal-claims hold covers it now: not today
+            elif row["subject_hash"] in restricted:
+                still_held += 1  # the subject restricted it, e.g. needing it for legal claims
+                kept.update(restricted[row["subject_hash"]])
             elif row["hold_kind"] == "statutory" and row["erase_after"] <= today:
                 statutory[(row["policy_version"], row["system"])].append(row)
             elif row["hold_kind"] == "legal_claims" and row["released_at"] is not None:
@@ -54,6 +61,7 @@ class DeferredErasureActivities:
             else:
                 still_held += 1
 
+        await audit_kept_from_deferred(ctx, kept, as_of)
         per_system: dict[str, int] = defaultdict(int)
         for (version, system), due in statutory.items():
             async with open_connector(ctx, version, system) as connector:

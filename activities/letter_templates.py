@@ -49,6 +49,7 @@ PURPOSES: tuple[str, ...] = (
     "denial",
     "closed_unverified",
     "cancellation",
+    "restriction_lift",
     "staff_alert",
 )
 
@@ -68,6 +69,7 @@ REQUIRED_CONTEXT: dict[str, tuple[str, ...]] = {
     "closed_unverified": (*_COMMON, "expired_at", "remedies"),
     # `remedies` too, unless the subject withdrew the request (checked in render_letter).
     "cancellation": (*_COMMON, "reason", "withdrawn"),
+    "restriction_lift": (*_COMMON, "reason", "lift_on", "notice_days", "restriction"),
     "staff_alert": ("controller", "request", "kind", "days_left", "detail"),
 }
 

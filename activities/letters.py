@@ -23,6 +23,7 @@ from activities.heartbeat import heartbeating
 from activities.letter_templates import render_letter
 from activities.outbox import Sent, send_once
 from activities.processor_exports import missing_reasons
+from activities.restrictions import lift_letter_context
 from dsrflow.audit import append_event
 from dsrflow.deadlines import appeal_days, receipt_date
 from dsrflow.hashing import keyed_hash, token_hash
@@ -49,7 +50,7 @@ DENIAL_LABELS = {
     "other": "of the reasons explained below",
 }
 # Params that travel through the workflow as ISO strings and reach templates as dates.
-_DATE_PARAMS = {"new_due_date"}
+_DATE_PARAMS = {"new_due_date", "lift_on"}
 _DATETIME_PARAMS = {"expired_at", "expires_at", "package_expires_at"}
 
 
@@ -183,6 +184,8 @@ async def build_context(ctx: ActivityContext, row: dict[str, Any], job: LetterJo
         params["remedies"] = remedies()
     if job.purpose == "extension" and policy.remedies_for(row["regime"], row["country"]).complaint_on_extension:
         params["complaint"] = remedies()  # not a refusal: only the right to complain of the extension
+    if job.purpose == "restriction_lift":
+        params.update(await lift_letter_context(ctx, row, policy))
     if job.purpose == "response":
         report = params.pop("report", {})
         link, expires = None, None

@@ -26,6 +26,7 @@ from activities.connectors.sql import SqlConnector
 from activities.connectors.sql_queries import Query, ident
 from activities.context import ActivityContext
 from activities.ledger import write_ledger
+from activities.restriction_guard import audit_kept_from_retention
 from activities.retention_plan import (  # noqa: F401 - plan_retention re-exported for callers
     RetentionDue,
     cleared_fields,
@@ -82,6 +83,7 @@ class RetentionActivities:
                     outcome = await self._erase_subjects(loaded, due, as_of)
                 else:
                     outcome = await self._remove_rows(loaded, due, as_of)
+                await audit_kept_from_retention(ctx, loaded, rule, as_of)
             except PermanentConnectorError as exc:
                 # A rule that cannot run (the system's schema no longer matches the policy) needs
                 # a person; the other rules still run, and tomorrow's sweep tries it again.

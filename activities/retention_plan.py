@@ -23,6 +23,7 @@ from activities.connectors.base import ConnectorEnv
 from activities.connectors.sql import SqlConnector
 from activities.connectors.sql_queries import Plan, Query, as_text, ident
 from activities.context import ActivityContext
+from dsrflow.restrictions_store import keeping_from_erasure
 from policy.keeping import RetentionRule
 from policy.model import Dataset, LoadedPolicy, load_policy
 from schemas.requests import RequestStatus
@@ -160,7 +161,7 @@ def expired_rows(plan: Plan, rule: RetentionRule, cutoff: datetime, holds: tuple
 
 async def holds_for(ctx: ActivityContext, loaded: LoadedPolicy, rule: RetentionRule) -> tuple[list[str], list[str]]:
     """Subjects (addresses, customer ids) under an active legal-claims hold that covers what the
-    rule would touch."""
+    rule would touch, or under a restriction that keeps their records from erasure."""
     systems = rule.systems or [rule.system]
     touched = set(rule.categories or [f.category for name in systems
                                       for d in loaded.policy.systems[name].datasets for f in d.fields.values()])
@@ -176,6 +177,11 @@ async def holds_for(ctx: ActivityContext, loaded: LoadedPolicy, rule: RetentionR
             emails.append(h["subject_email"].strip().lower())
         if h["customer_id"]:
             customers.append(h["customer_id"].strip().lower())
+    # A restriction that keeps the subject's records from erasure keeps them like a hold, in every
+    # system (activities/restriction_guard.py).
+    for r in await keeping_from_erasure(ctx.pool):
+        emails += [r["email"]] if r["email"] else []
+        customers += [r["customer_id"]] if r["customer_id"] else []
     return emails, customers
 
 

@@ -27,6 +27,7 @@ from api import (
     problems,
     public,
     requests,
+    restrictions,
     session,
     suppressions,
     tokens,
@@ -71,6 +72,7 @@ def create_app(settings: Settings, *, temporal_client: Client | None = None) -> 
     app.include_router(manual_confirm.router)
     app.include_router(suppressions.router)
     app.include_router(legal_holds.router)
+    app.include_router(restrictions.router)
     app.include_router(portal.router)
     app.include_router(evidence.router)
     app.include_router(console.router)  # before console_request: /console/requests/new is no request id

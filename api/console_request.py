@@ -27,6 +27,7 @@ from api.staff_actions import STAFF_ACTIONS, Situation, StaffAction
 from dsrflow.evidence import assemble_evidence
 from dsrflow.keys import load_secret_key
 from dsrflow.requests_store import get_request
+from dsrflow.restrictions_store import as_view, restriction_for
 from schemas.requests import DenialReason, RequestStatus
 
 router = APIRouter(prefix="/console/requests", tags=["console"], include_in_schema=False,
@@ -60,6 +61,7 @@ async def _context(request: Request, request_id: str, staff: Staff) -> dict[str,
     extended = live.extended if live else deadlines["extended"]
     days_left = (due - controller_today(state)).days if due else None
     tasks = _tasks(pack, live)
+    restriction = as_view(await restriction_for(await state.db(), request_id))
     return {
         "pack": pack, "r": row, "live": live, "status": status, "due": due, "extended": extended,
         "extension_reason": (live.extension_reason if live else None)
@@ -72,15 +74,21 @@ async def _context(request: Request, request_id: str, staff: Staff) -> dict[str,
             needs_attention=any(t["status"] == "needs_attention" for t in tasks),
             failed_step=live.trouble if live else None,
             # Unknown until registered (the workflow refuses until then, with its reason).
-            extensible=deadlines["due_date"] is None or deadlines["extended_due_date"] != deadlines["due_date"])),
+            extensible=deadlines["due_date"] is None or deadlines["extended_due_date"] != deadlines["due_date"]),
+            restriction=restriction["status"] if restriction else None)),
+        "restriction": restriction,
         "denial_reasons": list(DenialReason),
         "temporal_link": temporal_ui_link(state.settings, request_id),
     }
 
 
 def _region(request: Request, request_id: str, context: dict[str, Any], notice: dict[str, Any] | None = None):
-    # A closed request hardly changes any more (a download, a late callback): poll it gently.
-    every = "30s" if context["status"].is_closed else "3s"
+    # A closed request hardly changes any more (a download, a late callback): poll it gently; a
+    # completed restriction still goes into force and is lifted.
+    restriction = context["restriction"]
+    in_hand = (context["r"]["type"] == "restriction" and context["status"] == RequestStatus.completed
+               and (restriction is None or restriction["status"] != "lifted"))
+    every = "30s" if context["status"].is_closed and not in_hand else "3s"
     return live_region(request, "console/_request_live.html", context, notice=notice,
                        poll_url=f"/console/requests/{request_id}/live", region_id="live", every=every)
 

@@ -68,6 +68,10 @@ _EVENT_WORDS = {
     "step.failed": "A step failed",
     "step.resolved": "Failed step answered",
     "retention.applied": "Retention rule applied",
+    "restriction.in_force": "Restriction in force",
+    "restriction.lift_requested": "Restriction lift decided; the subject is told first",
+    "restriction.lifted": "Restriction lifted in every system",
+    "restriction.kept_from_erasure": "Restricted records kept from an erasure",
 }
 
 
@@ -91,6 +95,8 @@ def describe_event(event: Mapping[str, Any]) -> str:
         "step.failed": f"{data.get('step')}: {data.get('message')}",
         "step.resolved": f"{data.get('step')}: {data.get('resolution')}",
         "status.denied": data.get("reason_code"), "status.cancelled": data.get("reason"),
+        "restriction.lift_requested": data.get("reason"),
+        "restriction.kept_from_erasure": data.get("by"),
     }.get(kind)
     return f"{words} ({detail})" if detail else words
 
@@ -102,11 +108,10 @@ def temporal_ui_link(settings: Settings, request_id: str) -> str:
 
 def allowed_actions(role_of: Callable[[str], bool], situation: Situation) -> set[str]:
     """The actions this member of staff (`role_of`: whether they hold a role) may take on the
-    request as it is now. A closed request takes none; the workflow has the last word: a stale
-    page's action is refused with its reason."""
-    if situation.status.is_closed:
-        return set()
-    return {name for name, action in STAFF_ACTIONS.items() if role_of(action.role) and action.available(situation)}
+    request as it is now. A closed request takes none but those that act after its close (lifting
+    a restriction in force); the workflow has the last word: a stale page's action is refused with
+    its reason."""
+    return {name for name, action in STAFF_ACTIONS.items() if role_of(action.role) and action.offered(situation)}
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from dsrflow.requests_store import (
     get_request,
     workflow_id_for,
 )
+from dsrflow.restrictions_store import as_view, restriction_for
 from schemas.requests import NewRequest
 from schemas.workflow import RequestState
 from workflows.dsr import DataSubjectRequestWorkflow
@@ -114,6 +115,8 @@ async def request_view(state: AppState, request_id: str) -> dict[str, Any]:
         "policy_version": row["policy_version"],
         "created_at": row["created_at"],
         "closed_at": row["closed_at"],
+        # A restriction request's restriction once in force: grounds, systems, since, its lift.
+        "restriction": as_view(await restriction_for(await state.db(), request_id)),
     }
     if live is not None:
         view.update(

@@ -18,6 +18,7 @@ from starlette.datastructures import FormData
 
 from api.fields import Text
 from schemas.requests import DenialReason, RequestStatus
+from schemas.restrictions import LiftRestrictionInput
 from schemas.steps import RetryStepInput, SkipStepInput, StepTrouble
 from schemas.workflow import (
     ApproveInput,
@@ -73,6 +74,12 @@ class SkipBody(BaseModel):
                        examples=["Sent the acknowledgement by hand from the privacy mailbox, ticket 91"])
 
 
+class LiftBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: Text = Field(min_length=10, max_length=4000,
+                         examples=["The court case the subject needed the records for was settled on 3 March"])
+
+
 class DecisionBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     compelling_grounds: bool
@@ -91,6 +98,7 @@ class Situation:
     needs_attention: bool  # some system's task needs staff
     failed_step: StepTrouble | None = None  # a step of the request's own that failed
     extensible: bool = True  # the request's law allows an extension (the LGPD does not)
+    restriction: str | None = None  # a restriction's phase: active | lifting | lifted
 
 
 @dataclass(frozen=True)
@@ -101,9 +109,13 @@ class StaffAction:
     input: type[BaseModel]  # the update's input: the body's fields and the actor
     body: type[BaseModel] | None  # what the caller sends; None: nothing
     done: str  # what staff are told once the workflow accepted it
-    available: Callable[[Situation], bool]  # on an open request; the workflow has the last word
+    available: Callable[[Situation], bool]  # when it makes sense; the workflow has the last word
     description: str  # for the API's documentation
     body_required: bool = True
+    after_close: bool = False  # may be offered on a closed request (a completed restriction's)
+
+    def offered(self, situation: Situation) -> bool:
+        return (self.after_close or not situation.status.is_closed) and self.available(situation)
 
     def workflow_input(self, body: BaseModel | None, actor: str) -> BaseModel:
         return self.input(**(body.model_dump() if body else {}), actor=actor)
@@ -119,6 +131,11 @@ class StaffAction:
 
 def _always(situation: Situation) -> bool:
     return True
+
+
+def _carrying_on(situation: Situation) -> bool:
+    """Open, or a completed restriction whose lift is under way (its tasks and steps)."""
+    return not situation.status.is_closed or situation.restriction == "lifting"
 
 
 _ACTIONS = [
@@ -150,28 +167,38 @@ _ACTIONS = [
         "Send the subject a new code and link; the earlier ones stop working and attempts reset."),
     StaffAction(
         "retry-task", "compliance", Workflow.retry_task, RetryTaskInput, TaskBody, "The task ran again.",
-        lambda s: s.needs_attention,
-        "Run a system's task again after it needed attention (e.g. once the system is back)."),
+        lambda s: s.needs_attention and _carrying_on(s),
+        "Run a system's task again after it needed attention (e.g. once the system is back).", after_close=True),
     StaffAction(
         "resolve-task", "compliance", Workflow.resolve_task, ResolveTaskInput, ResolveBody,
-        "The task is recorded as handled.", lambda s: s.needs_attention,
-        "Record that staff carried out a system's action by other means."),
+        "The task is recorded as handled.", lambda s: s.needs_attention and _carrying_on(s),
+        "Record that staff carried out a system's action by other means.", after_close=True),
     StaffAction(
         "retry-step", "compliance", Workflow.retry_step, RetryStepInput, None, "The step runs again.",
-        lambda s: s.failed_step is not None and s.failed_step.answered_by is None,
+        lambda s: s.failed_step is not None and s.failed_step.answered_by is None and _carrying_on(s),
         "Run a failed step of the request again (registration, a letter, the package) once its "
-        "cause is fixed; the request's `trouble` says which step failed and why."),
+        "cause is fixed; the request's `trouble` says which step failed and why.", after_close=True),
     StaffAction(
         "skip-step", "compliance", Workflow.skip_step, SkipStepInput, SkipBody,
         "The step is recorded as done by other means.",
-        lambda s: s.failed_step is not None and s.failed_step.answered_by is None and s.failed_step.skippable,
+        lambda s: (s.failed_step is not None and s.failed_step.answered_by is None and s.failed_step.skippable
+                   and _carrying_on(s)),
         "Record that staff did a failed step's work by other means (sent a letter by hand, say); "
-        "the request carries on. Registration and planning cannot be skipped."),
+        "the request carries on. Registration and planning cannot be skipped.", after_close=True),
     StaffAction(
         "decide-objection", "compliance", Workflow.decide_objection, ObjectionDecision, DecisionBody,
         "Decision recorded.", lambda s: s.awaiting_decision,
         "Decide an objection to legitimate-interest processing: without compelling grounds the "
         "processing stops in every system; with them, the subject is told why it continues."),
+    StaffAction(
+        "lift-restriction", "compliance", Workflow.lift_restriction, LiftRestrictionInput, LiftBody,
+        "The subject has been told; the restriction is being lifted in every system.",
+        lambda s: s.restriction == "active",
+        "End a restriction of processing (Art. 18) that is in force, with the reason the subject is "
+        "told. The letter goes out first (Art. 18(3)); after the policy's `restriction.lift_notice_days` "
+        "the lift is carried to every system and the Art. 19 recipients among them. Refused (409) "
+        "while the restriction is not in force, or once it is being or has been lifted.",
+        after_close=True),
 ]
 STAFF_ACTIONS: dict[str, StaffAction] = {action.name: action for action in _ACTIONS}
 

@@ -25,6 +25,7 @@ from policy.disclosure import ORIGINS, AutomatedDecisions, Origin, Profiling
 from policy.http_model import HttpConfig, check_http_references, inline_http_files
 from policy.keeping import DatasetHold, RetentionRule, StatutoryHold
 from policy.remedies import Authority, Remedies
+from policy.restriction import RestrictionPolicy
 from policy.strict import IDENT, StrictModel
 from schemas.requests import RequestType
 
@@ -220,6 +221,7 @@ class Policy(StrictModel):
     retention: list[RetentionRule] = Field(default_factory=list)
     # Art. 15(1)(h): what access packages say about automated decisions and profiling.
     automated_decisions: AutomatedDecisions | None = None
+    restriction: RestrictionPolicy = RestrictionPolicy()
 
     @model_validator(mode="after")
     def _references(self):

@@ -185,6 +185,37 @@ async def test_task_and_objection_buttons_work(role, browser, systems_site, pool
     await shots(page, "objection-decided")
 
 
+async def test_lift_restriction_button_tells_the_subject_then_lifts(browser, systems_site, pool, shots):  # noqa: F811
+    """A completed restriction in force shows its ground and offers compliance (only) its lift; the
+    lift's tasks are resolved on the same page until the restriction is recorded lifted."""
+    url = systems_site
+    rid = await open_request(url, pool, type="restriction", identity_attested=True,
+                             restriction_grounds=["needed_for_legal_claims"], subject={"email": "ada@example.com"})
+    page = await signed_in(browser, url, pool, "compliance", f"/console/requests/{rid}")
+    await expect(page.locator("#tasks")).to_contain_text("needs attention", timeout=SLOW)  # OpenDSR cannot restrict
+    await press(page, "resolve-task", {"System": "email_marketing", "How it was handled": "Told them by phone, ticket 7"},
+                flash="The task is recorded as handled.")
+    await expect(page.locator("#restriction")).to_contain_text("active", timeout=SLOW)
+    await expect(page.locator("#restriction")).to_contain_text("needed for legal claims")
+    assert await offered(page) == {"lift-restriction"}
+    agent = await signed_in(browser, url, pool, "agent", f"/console/requests/{rid}")
+    await expect(agent.locator("#restriction")).to_contain_text("active")
+    assert await offered(agent) == set()
+
+    await press(page, "lift-restriction", {"Reason (sent to the subject)": "The claim was settled on 3 March"},
+                flash="The subject has been told")
+    await expect(letters(page)).to_contain_text("restriction lift", timeout=SLOW)
+    await expect(page.locator("#restriction")).to_contain_text("lifting")
+    await expect(page.locator("#tasks")).to_contain_text("needs attention", timeout=SLOW)  # nor lift one
+    assert await offered(page) == {"retry-task", "resolve-task"}
+    await press(page, "resolve-task", {"System": "email_marketing", "How it was handled": "Told them it ended, ticket 8"},
+                flash="The task is recorded as handled.")
+    await expect(page.locator("#restriction")).to_contain_text("lifted", timeout=SLOW)
+    await expect(page.locator(".timeline")).to_contain_text("Restriction lifted in every system")
+    assert await offered(page) == set()
+    await shots(page, "restriction-lifted")
+
+
 async def test_failed_step_buttons_work_for_each_role_that_sees_them(browser, refusing_relay, pool, shots):  # noqa: F811
     """An acknowledgement the relay refuses flags its step at once; compliance has it run again
     once the relay is fixed, an admin records another as sent by hand."""

@@ -35,6 +35,7 @@ from activities.letters import (
     refuses_in_part,
     remedies_context,
 )
+from activities.restrictions import GROUND_LABELS
 from dsrflow.deadlines import Regime
 from policy.model import load_policy
 
@@ -132,6 +133,16 @@ EXTRA: dict[str, dict] = {
     "closed_unverified": {"expired_at": EXPIRES, "remedies": REMEDIES},
     "cancellation": {"reason": "Your request repeats request 5d0c, which we answered on 2 February 2026.",
                      "withdrawn": False, "remedies": REMEDIES},
+    "restriction_lift": {
+        "reason": "The court case you needed the records for was settled on 3 February 2026.",
+        "lift_on": date(2026, 2, 9), "notice_days": 0,
+        "restriction": {
+            "since": datetime(2025, 11, 4, 9, 30, tzinfo=UTC),
+            "grounds": ["you needed the data for the establishment, exercise or defence of legal claims "
+                        "(Art. 18(1)(c) GDPR)"],
+            "recipients": ["Financial services and accounting provider"],
+        },
+    },
     "staff_alert": {"kind": "due_in_7_days", "days_left": 7, "detail": "Billing connector awaits a manual step."},
 }
 
@@ -515,6 +526,11 @@ def _letter_cases() -> dict[str, tuple[str, dict]]:
         "denial-of-an-appeal": ("denial", {
             "reason_code": "other", "reason_label": DENIAL_LABELS["other"], APPEAL_REMEDIES: True,
             "explanation": "We reviewed our decision and confirm it: the records are needed to defend a claim."}),
+        "restriction_lift": ("restriction_lift", {**EXTRA["restriction_lift"], "request_type": "restriction"}),
+        "restriction_lift-notice-two-grounds": ("restriction_lift", {
+            **EXTRA["restriction_lift"], "request_type": "restriction", "notice_days": 14,
+            "restriction": {"since": datetime(2025, 11, 4, 9, 30, tzinfo=UTC), "recipients": [],
+                            "grounds": [GROUND_LABELS["accuracy_contested"], GROUND_LABELS["objection_pending"]]}}),
     }
     for code, label in DENIAL_LABELS.items():
         cases[f"denial-{code}"] = ("denial", {

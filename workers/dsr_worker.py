@@ -20,6 +20,7 @@ from activities.letters import LetterActivities
 from activities.lifecycle import LifecycleActivities
 from activities.mail import Mailer
 from activities.packages import PackageActivities
+from activities.restrictions import RestrictionActivities
 from activities.retention import RetentionActivities
 from activities.verification import VerificationActivities
 from dsrflow.db import create_pool
@@ -56,11 +57,13 @@ def build_activities(ctx: ActivityContext) -> list[Any]:
     packages = PackageActivities(ctx)
     deferred = DeferredErasureActivities(ctx)
     retention = RetentionActivities(ctx)
+    restrictions = RestrictionActivities(ctx)
     return [
         lifecycle.prepare_request, lifecycle.transition, lifecycle.record_event,
         lifecycle.apply_extension, lifecycle.record_step_trouble, letters.send_letter, verification.issue_verification,
         fanout.plan_request, fanout.run_system_action, fanout.poll_system_action,
         fanout.record_task_result, packages.build_package, deferred.sweep, retention.sweep,
+        restrictions.record_restriction, restrictions.announce_lift, restrictions.record_lifted,
     ]
 
 

@@ -3,7 +3,8 @@
 received -> acknowledged -> identity verified (unless attested) -> plan -> execute ->
 [compliance approval, where the policy asks for it] -> respond, with a deadline watch running
 beside it (workflows/deadline_watch.py) and staff updates (extend, deny, cancel, approve, resend
-verification) answered at any time. Identity verification lives in workflows/verification.py.
+verification) answered at any time. Identity verification lives in workflows/verification.py; a
+completed restriction stays in force until lifted (workflows/restriction_lifecycle.py).
 Deterministic: every side effect is an activity; the only clock is `workflow.now()`.
 """
 
@@ -48,6 +49,7 @@ with workflow.unsafe.imports_passed_through():
         send_letter,
     )
     from workflows.refusals import Refusals
+    from workflows.restriction_lifecycle import RestrictionLifecycle
     from workflows.staff_carry_on import CarryOn
     from workflows.step_trouble import StepTroubles
     from workflows.task_fanout import SystemTasks
@@ -59,7 +61,7 @@ OBJECTION_GATE = "objection-gate"
 
 
 @workflow.defn(name="DataSubjectRequestWorkflow")
-class DataSubjectRequestWorkflow(CarryOn, Refusals):
+class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals):
     def __init__(self) -> None:
         self.request_id = ""
         self._policy_version = ""
@@ -108,6 +110,7 @@ class DataSubjectRequestWorkflow(CarryOn, Refusals):
         await workflow.wait_condition(workflow.all_handlers_finished)
         if watch is not None:
             watch.cancel()
+        await self.keep_restriction_until_lifted()  # a restriction stays in force until lifted
         return self.state()
 
     # What the deadline watch reads (workflows.deadline_watch.WatchedRequest).

@@ -42,6 +42,7 @@ class CarryOn:
     _days_left: Callable[[], int]
     _require_open: Callable[..., None]
     state: Callable[[], RequestState]
+    keeping_restriction: bool  # workflows/restriction_lifecycle.py
 
     @workflow.update
     async def retry_task(self, request: RetryTaskInput) -> TaskResult:
@@ -67,7 +68,7 @@ class CarryOn:
     async def step_failed(self, step: str, message: str, *, transient: bool, skippable: bool) -> Decision:
         return await self._troubles.failed(
             self.request_id, step, message, transient=transient, skippable=skippable,
-            attention_after=self.attention_after, closed=lambda: self.closed,
+            attention_after=self.attention_after, closed=lambda: self.closed and not self.keeping_restriction,
             days_left=self._days_left() if self._facts else None)
 
     async def step_recovered(self) -> None:
@@ -80,7 +81,7 @@ class CarryOn:
 
     @retry_step.validator
     def _validate_retry_step(self, request: RetryStepInput) -> None:
-        self._require_open(facts=False)
+        self._require_carrying_on(facts=False)
         self._troubles.require("retry")
 
     @workflow.update
@@ -90,9 +91,14 @@ class CarryOn:
 
     @skip_step.validator
     def _validate_skip_step(self, request: SkipStepInput) -> None:
-        self._require_open(facts=False)
+        self._require_carrying_on(facts=False)
         self._troubles.require("skip")
 
     def _require_attention(self, system: str) -> None:
-        self._require_open()
+        self._require_carrying_on()
         self._tasks.require_attention(system)
+
+    def _require_carrying_on(self, *, facts: bool = True) -> None:
+        """Open, or a completed restriction whose workflow still runs steps (its lift's)."""
+        if not self.keeping_restriction:
+            self._require_open(facts=facts)

@@ -20,9 +20,12 @@ with workflow.unsafe.imports_passed_through():
 
 
 class SystemTasks:
-    def __init__(self) -> None:
+    def __init__(self, alert_key: str = "attention") -> None:
         self.results: dict[str, TaskResult] = {}
         self._retrying = 0
+        # Staff alerts are sent once per key: a second fan-out of the same request (a restriction's
+        # lift) needs keys of its own.
+        self._alert_key = alert_key
 
     async def run_all(self, plan: Plan) -> None:
         await asyncio.gather(*(self._run(plan, task, 1) for task in plan.tasks))
@@ -59,7 +62,7 @@ class SystemTasks:
                 if (result.system, result.attempt) not in alerted:
                     alerted.add((result.system, result.attempt))
                     await send_letter(
-                        request_id, "staff_alert", key=f"attention:{result.system}:{result.attempt}", to_staff=True,
+                        request_id, "staff_alert", key=f"{self._alert_key}:{result.system}:{result.attempt}", to_staff=True,
                         params={"kind": "needs_attention", "days_left": days_left(),
                                 "detail": f"{result.system} ({result.action}): {result.message or 'failed'}"},
                     )

@@ -142,6 +142,40 @@ async def record_task_retried_and_resolved(http: httpx.AsyncClient, pool: asyncp
     return await _history_of(client, rid)
 
 
+async def record_restriction_lifted(http: httpx.AsyncClient, pool: asyncpg.Pool, client: Client) -> str:
+    """A restriction under Art. 18(1)(c), in force (the OpenDSR processor's task resolved by
+    staff), then lifted by compliance: the letter, the lift in every system (the processor's
+    again resolved by staff), the restriction recorded lifted."""
+    r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
+        "type": "restriction", "restriction_grounds": ["needed_for_legal_claims"],
+        "subject": {"email": "grace@example.com"}, "identity_attested": True})
+    r.raise_for_status()
+    rid = r.json()["id"]
+    compliance = await staff_headers(pool, "compliance")
+
+    async def stuck(action: str) -> bool:
+        return any(t.system == "email_marketing" and t.action == action and t.status == "needs_attention"
+                   for t in (await _state(client, rid)).results)
+
+    async def resolve(action: str) -> None:
+        await _until(lambda: stuck(action), f"the e-mail task ({action}) needing attention")
+        answer = await http.post(f"/v1/requests/{rid}/resolve-task", headers=compliance,
+                                 json={"system": "email_marketing", "note": "Told the provider by phone"})
+        answer.raise_for_status()
+
+    async def in_force() -> bool:
+        row = await pool.fetchrow("SELECT 1 FROM restrictions WHERE request_id = $1", rid)
+        return row is not None
+
+    await resolve("restrict")
+    await _until(in_force, "the restriction in force")
+    r = await http.post(f"/v1/requests/{rid}/lift-restriction", headers=compliance,
+                        json={"reason": "The claim the subject needed the records for was settled"})
+    r.raise_for_status()
+    await resolve("lift_restriction")
+    return await _history_of(client, rid)
+
+
 async def record_approved_access(http: httpx.AsyncClient, pool: asyncpg.Pool, client: Client) -> str:
     """An access request held for compliance's approval (the approval gate), then approved."""
     r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
@@ -283,6 +317,7 @@ async def main() -> int:
                     histories["task_retried_and_resolved"] = await record_task_retried_and_resolved(
                         http, pool, env.client)
                     histories["cancelled_by_staff"] = await record_cancelled_by_staff(http, pool, sink, env.client)
+                    histories["restriction_lifted"] = await record_restriction_lifted(http, pool, env.client)
                     erasure_id = re.search(r'"workflowId": "dsr-([0-9a-f-]{36})-', histories["attested_erasure"])
                     assert erasure_id, "no request id in the erasure's history"
                     histories["system_task_erasure_billing"] = await _task_history(

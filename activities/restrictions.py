@@ -1,0 +1,103 @@
+"""Activities of a restriction's lifecycle (Art. 18 GDPR), as the request's workflow runs it
+(workflows/restriction_lifecycle.py): record it in force, announce its lift, record it lifted.
+Each is idempotent (a retry finds its row and its audit event already there)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from temporalio import activity
+
+from activities.context import ActivityContext
+from dsrflow.audit import append_event
+from dsrflow.holds_store import subject_hash
+from dsrflow.requests_store import get_request
+from dsrflow.restrictions_store import restriction_for
+from policy.model import Policy
+from schemas.restrictions import (
+    LiftAnnounced,
+    LiftCarriedOut,
+    LiftSchedule,
+    RestrictionInForce,
+)
+
+# Each completes "... because ..." in the letters and names the ground on the request page.
+GROUND_LABELS = {
+    "accuracy_contested": "you contested the accuracy of your personal data (Art. 18(1)(a) GDPR)",
+    "unlawful_processing": "the processing was unlawful and you opposed the erasure of your data "
+                           "(Art. 18(1)(b) GDPR)",
+    "needed_for_legal_claims": "you needed the data for the establishment, exercise or defence of "
+                               "legal claims (Art. 18(1)(c) GDPR)",
+    "objection_pending": "you objected to the processing and we were verifying whether our "
+                         "legitimate grounds override yours (Art. 18(1)(d) GDPR)",
+}
+
+
+async def lift_letter_context(ctx: ActivityContext, row: dict[str, Any], policy: Policy) -> dict[str, Any]:
+    """What the lift letter says besides the workflow's params: since when the restriction has
+    been in force, on which grounds, and which Art. 19 recipients will be told of its end."""
+    restriction = await restriction_for(ctx.pool, str(row["id"]))
+    if restriction is None:
+        raise LookupError(f"no restriction recorded for request {row['id']}")
+    recipients = sorted({policy.recipients[policy.systems[s].recipient].name for s in restriction["systems"]
+                         if s in policy.systems and policy.systems[s].recipient in policy.recipients})
+    return {"restriction": {"since": restriction["since"], "grounds": [GROUND_LABELS[g] for g in restriction["grounds"]],
+                            "recipients": recipients}}
+
+
+class RestrictionActivities:
+    def __init__(self, ctx: ActivityContext) -> None:
+        self.ctx = ctx
+
+    @activity.defn(name="record_restriction")
+    async def record_restriction(self, restriction: RestrictionInForce) -> None:
+        """The restriction is in force: its grounds (from the request), the systems it reached and
+        whether, under the request's policy version, it keeps the records from every erasure."""
+        async with self.ctx.pool.acquire() as conn, conn.transaction():
+            row = await get_request(conn, restriction.request_id)
+            if row is None:
+                raise LookupError(f"request {restriction.request_id} not found")
+            policy = (await self.ctx.policy(row["policy_version"])).policy
+            grounds = list((row["details"] or {}).get("restriction_grounds") or [])
+            keeps = bool(set(grounds) & set(policy.restriction.keeps_from_erasure))
+            await conn.execute(
+                """INSERT INTO restrictions (request_id, subject_hash, grounds, systems, keeps_from_erasure)
+                   VALUES ($1, $2, $3, $4, $5) ON CONFLICT (request_id) DO NOTHING""",
+                row["id"], subject_hash(self.ctx.secret, row["subject_email"]), grounds,
+                restriction.systems, keeps)
+            await append_event(
+                conn, event_key=f"{restriction.request_id}:restriction:in_force", request_id=restriction.request_id,
+                event_type="restriction.in_force", actor="workflow",
+                data={"grounds": grounds, "systems": restriction.systems, "keeps_from_erasure": keeps})
+
+    @activity.defn(name="announce_restriction_lift")
+    async def announce_lift(self, lift: LiftAnnounced) -> LiftSchedule:
+        """Compliance decided to lift it: record who and why, and when it takes effect (after the
+        policy's notice period from now, when the letter goes out)."""
+        async with self.ctx.pool.acquire() as conn, conn.transaction():
+            row = await get_request(conn, lift.request_id)
+            if row is None:
+                raise LookupError(f"request {lift.request_id} not found")
+            days = (await self.ctx.policy(row["policy_version"])).policy.restriction.lift_notice_days
+            effective = datetime.now(UTC) + timedelta(days=days)
+            await conn.execute(
+                """UPDATE restrictions SET lift_reason = $2, lift_requested_by = $3, lift_requested_at = now(),
+                                           lift_effective_on = $4
+                   WHERE request_id = $1 AND lift_requested_at IS NULL""",
+                row["id"], lift.reason, lift.actor, effective)
+            await append_event(
+                conn, event_key=f"{lift.request_id}:restriction:lift_requested", request_id=lift.request_id,
+                event_type="restriction.lift_requested", actor=lift.actor,
+                data={"reason": lift.reason, "notice_days": days})
+        return LiftSchedule(notice_days=days)
+
+    @activity.defn(name="record_restriction_lifted")
+    async def record_lifted(self, lift: LiftCarriedOut) -> None:
+        async with self.ctx.pool.acquire() as conn, conn.transaction():
+            await conn.execute("UPDATE restrictions SET lifted_at = now() WHERE request_id = $1::uuid "
+                               "AND lifted_at IS NULL", lift.request_id)
+            await append_event(
+                conn, event_key=f"{lift.request_id}:restriction:lifted", request_id=lift.request_id,
+                event_type="restriction.lifted", actor=lift.actor,
+                data={"systems": lift.systems, "recipients": lift.recipients})

@@ -1,0 +1,55 @@
+"""Restrictions of processing (Art. 18 GDPR) in Postgres: one row per restriction request once its
+fan-out finished, until it is lifted. Read by the request view, the restriction list, and the
+sweeps that must not erase what an active restriction keeps (retention, deferred erasure)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+Executor = asyncpg.Connection | asyncpg.Pool
+
+
+def phase(row: dict[str, Any] | asyncpg.Record | None) -> str | None:
+    """active | lifting (the subject was told, the systems not yet all lifted) | lifted."""
+    if row is None:
+        return None
+    if row["lifted_at"] is not None:
+        return "lifted"
+    return "lifting" if row["lift_requested_at"] is not None else "active"
+
+
+def as_view(row: asyncpg.Record | None) -> dict[str, Any] | None:
+    """A restriction as the request page and the REST view show it."""
+    if row is None:
+        return None
+    return {
+        "status": phase(row), "grounds": list(row["grounds"]), "systems": list(row["systems"]),
+        "since": row["since"], "keeps_from_erasure": row["keeps_from_erasure"],
+        "lift_reason": row["lift_reason"], "lift_requested_by": row["lift_requested_by"],
+        "lift_requested_at": row["lift_requested_at"], "lift_effective_on": row["lift_effective_on"],
+        "lifted_at": row["lifted_at"],
+    }
+
+
+async def restriction_for(conn: Executor, request_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM restrictions WHERE request_id = $1::uuid", request_id)
+
+
+async def list_restrictions(conn: Executor, *, active: bool | None, limit: int = 200) -> list[asyncpg.Record]:
+    """Newest first; `active`: only those not yet lifted (True), only lifted ones (False)."""
+    return await conn.fetch(
+        """SELECT * FROM restrictions
+           WHERE $1::boolean IS NULL OR (lifted_at IS NULL) = $1
+           ORDER BY since DESC LIMIT $2""", active, limit)
+
+
+async def keeping_from_erasure(conn: Executor) -> list[asyncpg.Record]:
+    """Active restrictions under a ground that keeps the records from any erasure the controller
+    starts itself, with the restricted subject's identities (for the retention sweep's SQL)."""
+    return await conn.fetch(
+        """SELECT r.request_id, r.subject_hash, r.systems, r.grounds,
+                  lower(d.subject_email) AS email, lower(d.customer_id) AS customer_id
+           FROM restrictions r JOIN dsr_requests d ON d.id = r.request_id
+           WHERE r.lifted_at IS NULL AND r.keeps_from_erasure""")

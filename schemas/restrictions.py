@@ -1,0 +1,44 @@
+"""Contracts of a restriction's lifecycle (Art. 18 GDPR): recorded once in force, lifted only by an
+explicit step announced to the subject first. No personal data: request ids, system names and
+staff-written reasons only."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Contract(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LiftRestrictionInput(_Contract):
+    """Compliance ends a restriction, with the reason the subject is told."""
+
+    reason: str = Field(min_length=10, max_length=4000)
+    actor: str = "staff"
+
+
+class RestrictionInForce(_Contract):
+    """The restriction request's fan-out finished: the systems it reached."""
+
+    request_id: str
+    systems: list[str]
+
+
+class LiftAnnounced(_Contract):
+    request_id: str
+    reason: str
+    actor: str
+
+
+class LiftSchedule(_Contract):
+    """When the lift takes effect: after the policy's notice period from the letter."""
+
+    notice_days: int
+
+
+class LiftCarriedOut(_Contract):
+    request_id: str
+    systems: list[str]  # every system the lift was carried to
+    recipients: list[str]  # the Art. 19 recipients among them, told of the lift
+    actor: str

@@ -1,0 +1,201 @@
+"""A restriction of processing has a lifecycle (Art. 18 GDPR): in force with its ground shown, kept
+from the controller's own erasures under 18(1)(c), and ended only by compliance's explicit lift,
+which the subject is told of before any system is lifted (18(3)), and which reaches every system."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, date, datetime, timedelta
+
+from dateutil.relativedelta import relativedelta
+
+from dsrflow.holds_store import place_hold
+from dsrflow.keys import load_secret_key
+from schemas.holds import SweepInput
+from schemas.retention import RetentionSweepInput
+from schemas.workflow import workflow_id_for
+from tests.fanout_stack import api, fanout_stack
+from tests.support import (
+    assert_problem,
+    fetch_rows,
+    letters_for,
+    staff_headers,
+    text_of,
+    wait_for_letter,
+)
+from workers.dsr_worker import build_worker
+from workflows.erasure_sweep import ErasureSweepWorkflow
+from workflows.retention_sweep import RetentionSweepWorkflow
+
+LIFT = {"reason": "The court case you needed the records for was settled on 3 February."}
+
+
+async def _until(check, timeout: float = 60):
+    """The first truthy value of `check()` within `timeout` seconds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = await check()
+        if value or asyncio.get_running_loop().time() > deadline:
+            return value
+        await asyncio.sleep(0.2)
+
+
+async def _view(http, pool, rid: str) -> dict:
+    r = await http.get(f"/v1/requests/{rid}", headers=await staff_headers(pool, "agent"))
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+async def _resolve_email_task(http, pool, sink, rid: str, action: str) -> None:
+    """The e-mail processor speaks OpenDSR, which has no restriction: staff are alerted (once per
+    task, the restriction's and the lift's) and tell it by hand."""
+    async def alerted() -> bool:
+        return any(f"email_marketing ({action})" in text_of(m) for m in letters_for(sink, rid, "staff_alert"))
+
+    assert await _until(alerted), [text_of(m) for m in letters_for(sink, rid, "staff_alert")]
+    r = await http.post(f"/v1/requests/{rid}/resolve-task", headers=await staff_headers(pool, "compliance"),
+                        json={"system": "email_marketing", "note": "Told the e-mail processor by phone, ticket 12"})
+    assert r.status_code == 200, r.text
+
+
+async def _restrict(http, pool, mail_sink, email: str, grounds: list[str]) -> str:
+    r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
+        "type": "restriction", "restriction_grounds": grounds, "subject": {"email": email},
+        "identity_attested": True})
+    assert r.status_code == 201, r.text
+    rid = r.json()["id"]
+    await _resolve_email_task(http, pool, mail_sink, rid, "restrict")
+
+    async def in_force() -> dict | None:
+        view = await _view(http, pool, rid)
+        return view if (view["restriction"] or {}).get("status") == "active" else None
+
+    view = await _until(in_force)
+    assert view and view["status"] == "completed", view
+    return rid
+
+
+async def _events(pool, rid: str) -> list[dict]:
+    rows = await pool.fetch("SELECT seq, event_type, actor, data FROM audit_events WHERE request_id = $1 ORDER BY seq", rid)
+    return [dict(r) for r in rows]
+
+
+async def test_restriction_is_shown_kept_from_retention_and_lifted_only_as_told(postgres, settings, pool, dev_server, tmp_path, mail_sink):
+    async with fanout_stack(postgres, settings, dev_server.client, tmp_path) as stack:
+        analytics = stack.databases["analytics"]
+        cutoff = datetime.now(UTC) - relativedelta(months=12)
+        old_logs = ("SELECT count(*) AS n FROM page_events WHERE user_id = 'C-000002' AND occurred_at < $1 "
+                    "AND ip IS NOT NULL AND device_id IS NOT NULL")
+        restricted = "SELECT restricted FROM users WHERE email = 'tracked@example.com'"
+        tracked_old = (await fetch_rows(analytics, old_logs, cutoff))[0]["n"]
+        assert tracked_old > 0
+
+        async def sweep_web_logs():
+            return (await dev_server.client.execute_workflow(
+                RetentionSweepWorkflow.run, RetentionSweepInput(reason="test", rules=["web_logs"]),
+                id=f"retention-logs-{uuid.uuid4().hex[:6]}", task_queue=stack.settings.task_queue)).rules[0]
+
+        async with build_worker(dev_server.client, stack.settings, pool), api(stack) as http:
+            compliance = await staff_headers(pool, "compliance")
+            rid = await _restrict(http, pool, mail_sink, "tracked@example.com", ["needed_for_legal_claims"])
+
+            # The ground, the systems reached and since when: on the request and in the list.
+            view = await _view(http, pool, rid)
+            assert view["restriction"]["grounds"] == ["needed_for_legal_claims"]
+            assert "analytics" in view["restriction"]["systems"] and view["restriction"]["keeps_from_erasure"]
+            listed = (await http.get("/v1/restrictions", params={"active": "true"}, headers=compliance)).json()
+            assert rid in {item["request_id"] for item in listed["items"]}
+            assert [r["restricted"] for r in await fetch_rows(analytics, restricted)] == [True]
+
+            # Under 18(1)(c) the retention sweep leaves the subject's expired logs, and says why.
+            logs = await sweep_web_logs()
+            assert logs.held >= tracked_old
+            assert (await fetch_rows(analytics, old_logs, cutoff))[0]["n"] == tracked_old
+            kept = [e for e in await _events(pool, rid) if e["event_type"] == "restriction.kept_from_erasure"]
+            assert kept and kept[0]["data"]["rule"] == "web_logs" and kept[0]["data"]["records"] == tracked_old
+
+            # Lifting needs compliance and a reason.
+            no_reason = await http.post(f"/v1/requests/{rid}/lift-restriction", headers=compliance, json={})
+            assert "reason" in str(assert_problem(no_reason, 422))
+            agent = await http.post(f"/v1/requests/{rid}/lift-restriction", headers=await staff_headers(pool, "agent"), json=LIFT)
+            assert agent.status_code == 403
+            assert (await _view(http, pool, rid))["restriction"]["status"] == "active"
+
+            r = await http.post(f"/v1/requests/{rid}/lift-restriction", headers=compliance, json=LIFT)
+            assert r.status_code == 200, r.text
+            # The subject's letter is out when the call returns, before any system is lifted.
+            letter = await wait_for_letter(mail_sink, rid, "restriction_lift", timeout=5)
+            body = text_of(letter)
+            assert letter["X-DSR-Purpose"] == "restriction_lift"
+            assert "Article 18(3)" in body and LIFT["reason"] in body and "legal claims" in body
+            assert "The restriction ends today" in body
+            assert "Google Analytics (Google)" in body  # an Art. 19 recipient the lift will reach
+            twice = await http.post(f"/v1/requests/{rid}/lift-restriction", headers=compliance, json=LIFT)
+            assert "already being lifted" in assert_problem(twice, 409)["detail"]
+
+            await _resolve_email_task(http, pool, mail_sink, rid, "lift_restriction")
+            result = await asyncio.wait_for(dev_server.client.get_workflow_handle(workflow_id_for(rid)).result(), 60)
+            assert result["status"] == "completed"
+            lifted = {t["system"]: t["status"] for t in result["results"] if t["action"] == "lift_restriction"}
+            assert lifted.keys() == {"crm", "analytics", "billing", "email_marketing"}, result["results"]
+            assert [r["restricted"] for r in await fetch_rows(analytics, restricted)] == [False]
+
+            events = await _events(pool, rid)
+            told = next(e["seq"] for e in events if e["event_type"] == "letter.sent" and e["data"]["purpose"] == "restriction_lift")
+            lift_tasks = [e["seq"] for e in events if e["event_type"].startswith("task.") and e["data"].get("action") == "lift_restriction"]
+            assert lift_tasks and told < min(lift_tasks)
+            done = next(e for e in events if e["event_type"] == "restriction.lifted")
+            assert set(done["data"]["systems"]) == set(lifted) and done["actor"].startswith("compliance")
+            assert "google_analytics" in done["data"]["recipients"]
+            assert len(letters_for(mail_sink, rid, "restriction_lift")) == 1
+            view = await _view(http, pool, rid)
+            assert view["restriction"]["status"] == "lifted" and view["restriction"]["lift_reason"] == LIFT["reason"]
+            after = await http.post(f"/v1/requests/{rid}/lift-restriction", headers=compliance, json=LIFT)
+            assert_problem(after, 409)
+
+            # Lifted: the next sweep clears the logs it kept.
+            await sweep_web_logs()
+            assert (await fetch_rows(analytics, old_logs, cutoff))[0]["n"] == 0
+
+
+async def test_deferred_erasure_leaves_what_a_legal_claims_restriction_keeps(postgres, settings, pool, dev_server, tmp_path, mail_sink):
+    """Grace's CRM records, kept under a legal-claims hold when she was erased, would go when the
+    hold is released; her restriction under 18(1)(c) keeps them until it is lifted."""
+    async with fanout_stack(postgres, settings, dev_server.client, tmp_path) as stack:
+        crm = stack.databases["crm"]
+        contacts = "SELECT count(*) AS n FROM contacts WHERE email = 'grace@example.com'"
+        async with pool.acquire() as conn:
+            hold = await place_hold(conn, secret=load_secret_key(stack.settings), email="grace@example.com",
+                                    customer_id=None, systems=["crm"], categories=None,
+                                    basis="Art. 17(3)(e) GDPR", reason="Dispute over a support contract, claim 2026/17",
+                                    review_date=date.today() + timedelta(days=90), actor="compliance:test")
+        async with build_worker(dev_server.client, stack.settings, pool), api(stack) as http:
+            compliance = await staff_headers(pool, "compliance")
+            r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
+                "type": "erasure", "subject": {"email": "grace@example.com"}, "identity_attested": True})
+            erasure = r.json()["id"]
+            await asyncio.wait_for(dev_server.client.get_workflow_handle(workflow_id_for(erasure)).result(), 90)
+            kept = (await fetch_rows(crm, contacts))[0]["n"]
+            assert kept > 0
+
+            rid = await _restrict(http, pool, mail_sink, "grace@example.com", ["needed_for_legal_claims"])
+            r = await http.delete(f"/v1/legal-holds/{hold['id']}", headers=compliance)
+            assert r.status_code in (202, 204), r.text
+
+            async def kept_by_restriction() -> list[dict]:
+                return [e for e in await _events(pool, rid) if e["event_type"] == "restriction.kept_from_erasure"]
+
+            audited = await _until(kept_by_restriction)
+            assert audited and audited[0]["data"]["by"] == "deferred erasure" and audited[0]["data"]["records"] > 0
+            assert (await fetch_rows(crm, contacts))[0]["n"] == kept
+
+            r = await http.post(f"/v1/requests/{rid}/lift-restriction", headers=compliance, json=LIFT)
+            assert r.status_code == 200, r.text
+            await _resolve_email_task(http, pool, mail_sink, rid, "lift_restriction")
+            await asyncio.wait_for(dev_server.client.get_workflow_handle(workflow_id_for(rid)).result(), 60)
+            report = await dev_server.client.execute_workflow(
+                ErasureSweepWorkflow.run, SweepInput(reason="test"), id=f"sweep-{rid}",
+                task_queue=stack.settings.task_queue)
+            assert report.erased > 0
+            assert (await fetch_rows(crm, contacts))[0]["n"] == 0

@@ -1,0 +1,120 @@
+"""A restriction's life after its request completed (Art. 18 GDPR): in force, recorded with its
+grounds and the systems it reached, until compliance lifts it with a reason (the
+`lift_restriction` update). The subject is told before the lift takes effect (Art. 18(3)): the
+letter first, then the policy's notice period (0 days by default), then the lift is carried to
+every system of the restriction's plan (which tells the Art. 19 recipients among them), and the
+restriction is recorded lifted.
+
+A mixin of DataSubjectRequestWorkflow: the request's workflow stays open, with its status
+`completed`, while the restriction is in force, so the lift's letter, tasks and failed steps run
+(and are retried or resolved by staff) like those of any request. Requests started before this
+existed end with their response, as they always did (the `restriction-lifecycle` patch).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from schemas.requests import RequestStatus, RequestType
+    from schemas.restrictions import (
+        LiftAnnounced,
+        LiftCarriedOut,
+        LiftRestrictionInput,
+        LiftSchedule,
+        RestrictionInForce,
+    )
+    from schemas.workflow import Plan, RequestFacts, RequestState
+    from workflows.dsr_steps import run_step, send_letter
+    from workflows.task_fanout import SystemTasks
+
+RESTRICTION_LIFECYCLE = "restriction-lifecycle"
+
+
+class RestrictionLifecycle:
+    # Provided by DataSubjectRequestWorkflow.
+    request_id: str
+    _facts: RequestFacts | None
+    _status: RequestStatus
+    _plan: Plan | None
+    _tasks: SystemTasks
+    _days_left: Callable[[], int]
+    _require_facts: Callable[[], RequestFacts]
+    state: Callable[[], RequestState]
+
+    # None until the restriction is on record; then active -> lifting -> lifted.
+    _restriction_phase: str | None = None
+    _lift: LiftRestrictionInput | None = None
+    _lift_announced = False
+    # True from the end of the request to the end of the lift: the request is completed, yet its
+    # workflow still runs steps that staff may have to retry, skip or resolve.
+    keeping_restriction = False
+
+    async def keep_restriction_until_lifted(self) -> None:
+        facts = self._facts
+        if (facts is None or facts.request_type != RequestType.restriction or self._plan is None
+                or self._status != RequestStatus.completed or not workflow.patched(RESTRICTION_LIFECYCLE)):
+            return
+        self.keeping_restriction = True
+        reached = sorted(r.system for r in self._tasks.results.values() if r.status == "done")
+        await run_step("record_restriction", RestrictionInForce(request_id=self.request_id, systems=reached),
+                       skippable=False)
+        self._restriction_phase = "active"
+        await workflow.wait_condition(lambda: self._lift is not None)
+        lift = self._lift
+        assert lift is not None
+        schedule: LiftSchedule = await run_step(
+            "announce_restriction_lift", LiftAnnounced(request_id=self.request_id, reason=lift.reason, actor=lift.actor),
+            result_type=LiftSchedule, skippable=False)
+        lift_on = workflow.now() + timedelta(days=schedule.notice_days)
+        await send_letter(self.request_id, "restriction_lift",
+                          params={"reason": lift.reason, "lift_on": lift_on.date().isoformat(),
+                                  "notice_days": schedule.notice_days})
+        self._lift_announced = True
+        if schedule.notice_days:
+            await workflow.sleep(lift_on - workflow.now())
+        await self._lift_everywhere(lift.actor)
+        self._restriction_phase = "lifted"
+        # A staff resolution of the lift's last task may still be recording itself.
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        self.keeping_restriction = False
+
+    async def _lift_everywhere(self, actor: str) -> None:
+        """Every system of the restriction's plan, reached or not (lifting is idempotent): the
+        lift's tasks replace the restriction's as the ones staff see, retry and resolve."""
+        assert self._plan is not None
+        plan = self._plan.model_copy(update={"tasks": [
+            t.model_copy(update={"action": "lift_restriction"}) for t in self._plan.tasks]})
+        self._plan, self._tasks = plan, SystemTasks(alert_key="lift-attention")
+        await self._tasks.run_all(plan)
+        await self._tasks.settle(self.request_id, lambda: False, self._days_left)
+        results = self._tasks.results.values()
+        await run_step("record_restriction_lifted", LiftCarriedOut(
+            request_id=self.request_id, systems=sorted(t.system for t in plan.tasks), actor=actor,
+            recipients=sorted({r.recipient for r in results if r.recipient and r.status == "done"})),
+            skippable=False)
+
+    @workflow.update
+    async def lift_restriction(self, request: LiftRestrictionInput) -> RequestState:
+        self._validate_lift(request)  # again, atomically: a concurrent lift may have passed validation too
+        self._lift = request
+        self._restriction_phase = "lifting"
+        # Answer once the subject has been told, so the caller sees the letter on its way.
+        await workflow.wait_condition(lambda: self._lift_announced)
+        return self.state()
+
+    @lift_restriction.validator
+    def _validate_lift(self, request: LiftRestrictionInput) -> None:
+        facts = self._require_facts()
+        if facts.request_type != RequestType.restriction:
+            raise ValueError(f"this is a {facts.request_type.value} request: only a restriction can be lifted")
+        phase = self._restriction_phase
+        if phase == "lifting":
+            raise ValueError("the restriction is already being lifted")
+        if phase == "lifted":
+            raise ValueError("the restriction has already been lifted")
+        if phase is None:
+            raise ValueError(f"the restriction is not in force (status {self._status.value})")
