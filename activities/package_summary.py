@@ -116,7 +116,7 @@ def _profiling(statement: AutomatedDecisions | None, parts: Mapping[tuple[str, s
 
 
 def render_summary(policy: Policy, parts: Mapping[tuple[str, str, str], FoundPart], *, request_id: str,
-                   kind: str, generated_on: str, country: str,
+                   kind: str, generated_on: str, regime: str, country: str,
                    processor_files: Sequence[Mapping[str, Any]] = (),
                    missing: Sequence[Mapping[str, str]] = ()) -> str:
     """The summary; `processor_files` and `missing` are what processors without an API sent, or
@@ -131,5 +131,5 @@ def render_summary(policy: Policy, parts: Mapping[tuple[str, str, str], FoundPar
         recipients=_recipients(policy, systems, categories),
         decisions=policy.automated_decisions.decisions if policy.automated_decisions else None,
         profiling=_profiling(policy.automated_decisions, parts, kind),
-        rights=policy.rights, authority=policy.authority_for(country),
+        rights=policy.rights, remedies=policy.remedies_for(regime, country),
         processor_files=processor_files, missing=missing)

@@ -307,7 +307,8 @@ class PackageActivities:
                      package_id: str, path: Path, uploaded: ProcessorFiles) -> PackageInfo:
         ctx = self.ctx
         summary = render_summary(policy, spools, request_id=plan.request_id, kind=plan.request_type,
-                                 generated_on=datetime.now(UTC).date().isoformat(), country=row["country"],
+                                 generated_on=datetime.now(UTC).date().isoformat(),
+                                 regime=row["regime"], country=row["country"],
                                  processor_files=listed_files(uploaded, policy),
                                  missing=missing_reasons(uploaded.missing, policy))
         # Compressing is the long part for a large package: in a thread (zlib lets go of the GIL),

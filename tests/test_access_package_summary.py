@@ -27,9 +27,9 @@ async def stack(postgres, settings, dev_server, tmp_path):
         yield running
 
 
-async def _package(http, pool, client, mail_sink, kind: str, email: str) -> zipfile.ZipFile:
+async def _package(http, pool, client, mail_sink, kind: str, email: str, regime: str = "gdpr") -> zipfile.ZipFile:
     r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"),
-                        json={"type": kind, "subject": {"email": email}, "identity_attested": True})
+                        json={"type": kind, "subject": {"email": email}, "identity_attested": True, "regime": regime})
     assert r.status_code == 201, r.text
     rid = r.json()["id"]
     state = await asyncio.wait_for(client.get_workflow_handle(workflow_id_for(rid)).result(), 90)
@@ -123,3 +123,12 @@ async def test_portability_package_holds_provided_and_observed_data_only(stack, 
     assert "the data we observed from your use of our Website and Service" in summary
     assert "The profile itself is inferred by us, so it is not part of this portable copy" in summary
     assert "Inferred by us" not in summary and "Derived by us" not in summary
+
+
+async def test_the_summary_names_the_authority_of_the_requests_regime(stack, pool, dev_server, mail_sink):
+    """A UK GDPR request's copy names the ICO, never the Belgian authority (policy `remedies`)."""
+    async with build_worker(dev_server.client, stack.settings, pool), api(stack) as http:
+        archive = await _package(http, pool, dev_server.client, mail_sink, "access", "ada@example.com", "uk_gdpr")
+    summary = _summary(archive)
+    assert "You may complain to the Information Commissioner: Information Commissioner's Office" in summary
+    assert "Gegevensbeschermingsautoriteit" not in summary
