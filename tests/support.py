@@ -11,7 +11,7 @@ import re
 import uuid
 import zipfile
 from collections.abc import AsyncIterator
-from datetime import date
+from datetime import date, timedelta
 from email.message import EmailMessage
 
 import asyncpg
@@ -22,6 +22,8 @@ from activities.packages import _write_csv, _write_json
 from api.app import create_app
 from api.auth import create_token
 from devstack.smtp_sink import MailSink, read_mailbox
+from dsrflow.holds_store import place_hold
+from dsrflow.keys import load_secret_key
 from dsrflow.settings import Settings
 
 
@@ -161,3 +163,12 @@ def read_spool(spool) -> tuple[list, list[list[str]]]:
     archive = zipfile.ZipFile(buffer)
     rows = list(csv.reader(io.StringIO(archive.read("x.csv").decode("utf-8"), newline="")))
     return json.loads(archive.read("x.json")), rows
+
+
+async def place_claims_hold(pool: asyncpg.Pool, settings: Settings, email: str, systems: list[str]) -> dict:
+    """Compliance's Art. 17(3)(e) legal-claims hold on a subject's records in `systems`."""
+    async with pool.acquire() as conn:
+        return await place_hold(conn, secret=load_secret_key(settings), email=email,
+                                customer_id=None, systems=systems, categories=None,
+                                basis="Art. 17(3)(e) GDPR", reason="Dispute over a support contract, claim 2026/17",
+                                review_date=date.today() + timedelta(days=90), actor="compliance:test")

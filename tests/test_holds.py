@@ -7,16 +7,14 @@ import asyncio
 import io
 import re
 import zipfile
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 
 import asyncpg
 
-from dsrflow.holds_store import place_hold
-from dsrflow.keys import load_secret_key
 from schemas.holds import SweepInput
 from schemas.workflow import workflow_id_for
 from tests.fanout_stack import api, fanout_stack
-from tests.support import fetch_rows, staff_headers, text_of, wait_for_letter
+from tests.support import fetch_rows, place_claims_hold, staff_headers, text_of, wait_for_letter
 from workers.dsr_worker import build_worker
 from workflows.erasure_sweep import ErasureSweepWorkflow
 
@@ -125,11 +123,7 @@ async def test_kept_until_follows_the_document_year_and_the_last_collection(post
 async def test_legal_claims_hold_blocks_erasure_until_released(postgres, settings, pool, dev_server, tmp_path, mail_sink):
     async with fanout_stack(postgres, settings, dev_server.client, tmp_path) as stack:
         db = stack.databases
-        async with pool.acquire() as conn:
-            hold = await place_hold(conn, secret=load_secret_key(stack.settings), email="grace@example.com",
-                                    customer_id=None, systems=["crm"], categories=None,
-                                    basis="Art. 17(3)(e) GDPR", reason="Dispute over a support contract, claim 2026/17",
-                                    review_date=date.today() + timedelta(days=90), actor="compliance:test")
+        hold = await place_claims_hold(pool, stack.settings, "grace@example.com", ["crm"])
         async with build_worker(dev_server.client, stack.settings, pool), api(stack) as http:
             rid, state = await _erase(http, pool, dev_server.client, "grace@example.com")
             assert state["status"] == "completed"

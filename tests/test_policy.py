@@ -77,6 +77,14 @@ def test_accounting_records_are_kept_7_years_before_2023_and_10_from_2023() -> N
     assert mandates.hold is not None and mandates.hold.date_column == ["signed_on", "last_collection_on"]
 
 
+def _assert_refused(tmp_path: Path, change, message: str) -> None:
+    """The shipped policy, changed by `change`, fails to load with `message`."""
+    content = copy.deepcopy(RAW)
+    change(content)
+    with pytest.raises(PolicyError, match=message):
+        load_policy(write(tmp_path, content))
+
+
 @pytest.mark.parametrize(("change", "message"), [
     (lambda c: c["statutory_holds"]["be_accounting"]["later_periods"].append(
         {"from_year": 2020, "years": 8, "law": "x"}), r"statutory_holds\.be_accounting\.later_periods: .*from_year must strictly increase"),
@@ -84,10 +92,7 @@ def test_accounting_records_are_kept_7_years_before_2023_and_10_from_2023() -> N
      r"systems\.billing\.datasets\.mandates\.hold\.date_column: unknown column 'collected'"),
 ])
 def test_bad_statutory_hold_settings_name_their_path(tmp_path: Path, change, message: str) -> None:
-    content = copy.deepcopy(RAW)
-    change(content)
-    with pytest.raises(PolicyError, match=message):
-        load_policy(write(tmp_path, content))
+    _assert_refused(tmp_path, change, message)
 
 
 def test_unknown_category_names_file_and_field(tmp_path: Path) -> None:
@@ -170,10 +175,7 @@ def _contacts(content: dict) -> dict:
      r"automated_decisions\.profiling: unknown column 'no_profiling'"),
 ])
 def test_bad_origin_or_profiling_settings_name_their_column(tmp_path: Path, change, message: str) -> None:
-    content = copy.deepcopy(RAW)
-    change(content)
-    with pytest.raises(PolicyError, match=message):
-        load_policy(write(tmp_path, content))
+    _assert_refused(tmp_path, change, message)
 
 
 def test_shipped_policy_marks_observed_and_inferred_data() -> None:

@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime
 
 from dateutil.relativedelta import relativedelta
 
-from dsrflow.holds_store import place_hold
-from dsrflow.keys import load_secret_key
 from schemas.holds import SweepInput
 from schemas.retention import RetentionSweepInput
 from schemas.workflow import workflow_id_for
@@ -20,6 +18,7 @@ from tests.support import (
     assert_problem,
     fetch_rows,
     letters_for,
+    place_claims_hold,
     staff_headers,
     text_of,
     wait_for_letter,
@@ -165,11 +164,7 @@ async def test_deferred_erasure_leaves_what_a_legal_claims_restriction_keeps(pos
     async with fanout_stack(postgres, settings, dev_server.client, tmp_path) as stack:
         crm = stack.databases["crm"]
         contacts = "SELECT count(*) AS n FROM contacts WHERE email = 'grace@example.com'"
-        async with pool.acquire() as conn:
-            hold = await place_hold(conn, secret=load_secret_key(stack.settings), email="grace@example.com",
-                                    customer_id=None, systems=["crm"], categories=None,
-                                    basis="Art. 17(3)(e) GDPR", reason="Dispute over a support contract, claim 2026/17",
-                                    review_date=date.today() + timedelta(days=90), actor="compliance:test")
+        hold = await place_claims_hold(pool, stack.settings, "grace@example.com", ["crm"])
         async with build_worker(dev_server.client, stack.settings, pool), api(stack) as http:
             compliance = await staff_headers(pool, "compliance")
             r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
