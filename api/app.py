@@ -34,6 +34,7 @@ from api import (
 )
 from api.ratelimit import RateLimiter
 from api.state import AppState
+from dsrflow.production import codec_cors_origins
 from dsrflow.settings import Settings
 
 
@@ -55,8 +56,7 @@ def create_app(settings: Settings, *, temporal_client: Client | None = None) -> 
     app.state.dsr = state
     app.state.rate_limiter = RateLimiter()
     # The Temporal Web UI calls the codec endpoint from the browser, on another origin.
-    app.add_middleware(codec.CodecCORSMiddleware, origins=[
-        settings.temporal_ui_url, f"http://localhost:{settings.temporal_ui_port}"])
+    app.add_middleware(codec.CodecCORSMiddleware, origins=codec_cors_origins(settings))
     problems.install(app)
     outages.install(app)
     session.install(app)

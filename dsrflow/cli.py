@@ -19,6 +19,7 @@ from typing import Annotated
 import asyncpg
 import typer
 
+from dsrflow.production import refuse_unsafe_production
 from dsrflow.settings import Settings, SettingsError, load_settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, help="dsrflow: data-subject requests, on time, with evidence.")
@@ -76,6 +77,7 @@ def api() -> None:
     from api.app import create_app
 
     settings = _settings()
+    refuse_unsafe_production(settings)
     uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port,
                 log_config=None, access_log=False)
 
@@ -85,7 +87,9 @@ def worker() -> None:
     """Run the Temporal worker for request workflows."""
     from workers.dsr_worker import run_worker
 
-    asyncio.run(run_worker(_settings()))
+    settings = _settings()
+    refuse_unsafe_production(settings)
+    asyncio.run(run_worker(settings))
 
 
 @app.command()

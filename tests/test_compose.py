@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import re
+import secrets
 import shlex
 import tomllib
 from pathlib import Path
@@ -17,6 +18,7 @@ from urllib.parse import urlparse
 import pytest
 import yaml
 
+from dsrflow.production import production_problems
 from dsrflow.settings import Settings
 from temporalio.api.enums.v1 import IndexedValueType
 from workflows.search_attributes import SEARCH_ATTRIBUTES
@@ -24,7 +26,7 @@ from workflows.search_attributes import SEARCH_ATTRIBUTES
 ROOT = Path(__file__).resolve().parent.parent
 APP_SERVICES = ("api", "worker")
 EXPECTED_SERVICES = {
-    "postgres", "temporal", "temporal-ui", "mailcatcher", "api", "worker", "temporal-setup",
+    "postgres", "temporal", "temporal-ui", "api", "worker", "temporal-setup",
 }
 EXPECTED_SEARCH_ATTRIBUTES = {
     "DsrStatus": "Keyword", "DsrType": "Keyword", "DsrRegime": "Keyword", "DsrDueDate": "Datetime",
@@ -33,8 +35,13 @@ EXPECTED_SEARCH_ATTRIBUTES = {
 REQUIRED_APP_VARIABLES = {
     "DSRFLOW_ENV", "DSRFLOW_DATABASE_URL", "TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "SMTP_HOST",
     "SMTP_PORT", "SMTP_STARTTLS", "DSRFLOW_API_HOST", "DSRFLOW_API_PORT", "DSRFLOW_PUBLIC_URL",
-    "DSRFLOW_ENCRYPTION_KEYS", "DSRFLOW_HOME",
+    "DSRFLOW_ENCRYPTION_KEYS", "DSRFLOW_SECRET_KEY", "DSRFLOW_HOME", "DSRFLOW_TEMPORAL_UI_URL",
 }
+# Secrets the operator must choose: the file has no default for any of them.
+REQUIRED_SECRETS = (
+    "DSRFLOW_ENCRYPTION_KEYS", "DSRFLOW_SECRET_KEY", "DSRFLOW_DB_PASSWORD", "TEMPORAL_DB_PASSWORD",
+    "POSTGRES_PASSWORD", "SMTP_HOST",
+)
 _CLI_TYPES = {
     "INDEXED_VALUE_TYPE_TEXT": "Text",
     "INDEXED_VALUE_TYPE_KEYWORD": "Keyword",
@@ -45,7 +52,17 @@ _CLI_TYPES = {
     "INDEXED_VALUE_TYPE_KEYWORD_LIST": "KeywordList",
 }
 _VARIABLE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
-_TEST_KEY = "k1:" + base64.b64encode(bytes(range(32))).decode()
+
+def _random_b64() -> str:
+    return base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+# What an operator exports before `docker compose up`, as the file's header says.
+OPERATOR_ENV = {
+    "DSRFLOW_ENCRYPTION_KEYS": f"k1:{_random_b64()}", "DSRFLOW_SECRET_KEY": _random_b64(),
+    "DSRFLOW_DB_PASSWORD": secrets.token_urlsafe(16), "TEMPORAL_DB_PASSWORD": secrets.token_urlsafe(16),
+    "POSTGRES_PASSWORD": secrets.token_urlsafe(16), "SMTP_HOST": "relay.example.com",
+}
 
 
 # Helpers ------------------------------------------------------------------------------------
@@ -54,6 +71,11 @@ _TEST_KEY = "k1:" + base64.b64encode(bytes(range(32))).decode()
 @pytest.fixture(scope="module")
 def compose() -> dict:
     return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+@pytest.fixture(scope="module")
+def dev_override() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.dev.yml").read_text())
 
 
 def interpolate(value: str, env: dict[str, str]) -> str:
@@ -84,9 +106,9 @@ def environment(service: dict) -> dict[str, str]:
 
 
 def app_environment(compose: dict, name: str) -> dict[str, str]:
-    """The api's or worker's variables as Compose would pass them, with a valid key supplied."""
+    """The api's or worker's variables as Compose would pass them, the operator's secrets supplied."""
     raw = environment(compose["services"][name])
-    return {key: interpolate(value, {"DSRFLOW_ENCRYPTION_KEYS": _TEST_KEY}) for key, value in raw.items()}
+    return {key: interpolate(value, OPERATOR_ENV) for key, value in raw.items()}
 
 
 def container_ports(service: dict) -> set[int]:
@@ -157,7 +179,7 @@ def test_api_and_worker_start_after_their_dependencies(compose: dict) -> None:
         depends = compose["services"][name]["depends_on"]
         assert depends["postgres"]["condition"] == "service_healthy"
         assert depends["temporal-setup"]["condition"] == "service_completed_successfully"
-        assert "mailcatcher" in depends
+        assert "mailcatcher" not in depends
 
 
 def test_postgres_has_a_healthcheck_and_a_volume(compose: dict) -> None:
@@ -196,6 +218,8 @@ def test_app_environment_is_valid_production_settings(
         assert settings.environment == "production"
         assert settings.database_url and settings.temporal_address and settings.smtp_host
         assert settings.keyring and settings.api_host == "0.0.0.0"
+        # ...and the api and worker would start with them (dsrflow/production.py).
+        assert production_problems(settings) == []
 
 
 def test_encryption_keys_are_required_with_a_helpful_message(compose: dict) -> None:
@@ -237,7 +261,7 @@ def test_postgres_creates_the_app_and_temporal_databases(compose: dict) -> None:
     for database in (temporal_env["DBNAME"], temporal_env["VISIBILITY_DBNAME"]):
         assert f"CREATE DATABASE {database} OWNER {temporal_env['POSTGRES_USER']}" in init
     # The passwords the init script gives the roles are the ones the clients use, defaulted or not.
-    for chosen in ({}, {"DSRFLOW_DB_PASSWORD": "app-pw", "TEMPORAL_DB_PASSWORD": "wf-pw"}):
+    for chosen in (OPERATOR_ENV, {**OPERATOR_ENV, "DSRFLOW_DB_PASSWORD": "app-pw", "TEMPORAL_DB_PASSWORD": "wf-pw"}):
         resolve = lambda value: interpolate(value, chosen)  # noqa: E731
         postgres_env = {k: resolve(v) for k, v in environment(compose["services"]["postgres"]).items()}
         app_url = urlparse(resolve(compose["x-dsrflow-env"]["DSRFLOW_DATABASE_URL"]))
@@ -262,13 +286,58 @@ def test_temporal_persists_in_the_postgres_service(compose: dict) -> None:
     assert services["temporal"]["depends_on"]["postgres"]["condition"] == "service_healthy"
 
 
-def test_smtp_host_is_the_mail_catcher(compose: dict) -> None:
-    services = compose["services"]
+def test_production_file_sends_through_the_operators_relay(compose: dict) -> None:
+    # A mail catcher shows every verification code and package link to whoever reaches it.
+    assert not any("mailpit" in str(service.get("image")) for service in compose["services"].values())
     for name in APP_SERVICES:
         env = app_environment(compose, name)
+        assert env["SMTP_HOST"] == OPERATOR_ENV["SMTP_HOST"]
+        assert env["SMTP_STARTTLS"] == "true"
+    with pytest.raises(AssertionError, match="SMTP_HOST is required"):
+        interpolate(compose["x-dsrflow-env"]["SMTP_HOST"], {})
+
+
+def test_dev_override_adds_the_mail_catcher_on_loopback_only(compose: dict, dev_override: dict) -> None:
+    catcher = dev_override["services"]["mailcatcher"]
+    assert "mailpit" in catcher["image"]
+    assert all(str(port).startswith("127.0.0.1:") for port in catcher["ports"])
+    for name in APP_SERVICES:
+        # Compose merges these maps into the production file's service of the same name.
+        service = dev_override["services"][name]
+        assert "mailcatcher" in service["depends_on"]
+        env = {**app_environment(compose, name), **environment(service)}
         assert env["SMTP_HOST"] == "mailcatcher"
-        assert int(env["SMTP_PORT"]) in container_ports(services["mailcatcher"])
+        assert int(env["SMTP_PORT"]) in container_ports(catcher)
         assert env["SMTP_STARTTLS"] == "false"
+    assert set(dev_override["services"]) == {"mailcatcher", *APP_SERVICES}
+
+
+def test_every_secret_must_be_chosen(compose: dict) -> None:
+    """No default password or key: `docker compose up` stops, naming the variable, until it is set."""
+    text = (ROOT / "docker-compose.yml").read_text()
+    for name in REQUIRED_SECRETS:
+        uses = re.findall(r"\$\{" + name + r"(:?[-?][^}]*)?\}", text)
+        assert uses, f"{name} is not used"
+        assert all(use.startswith(":?") for use in uses), f"{name} has a default or may be empty"
+    with pytest.raises(AssertionError, match="DSRFLOW_DB_PASSWORD is required"):
+        interpolate(compose["x-dsrflow-env"]["DSRFLOW_DATABASE_URL"], {})
+
+
+def test_only_the_api_is_published_beyond_this_host(compose: dict, dev_override: dict) -> None:
+    """The Temporal UI, Temporal's frontend and the mail catcher answer anyone without a login."""
+    for services in (compose["services"], dev_override["services"]):
+        for name, service in services.items():
+            for port in service.get("ports", []):
+                if name != "api":
+                    assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} on every interface"
+
+
+def test_temporal_ui_is_read_only(compose: dict) -> None:
+    ui = environment(compose["services"]["temporal-ui"])
+    # Otherwise anyone reaching the UI can terminate, reset or signal every request.
+    assert ui["TEMPORAL_DISABLE_WRITE_ACTIONS"] == "true"
+    origin = urlparse(app_environment(compose, "api")["DSRFLOW_TEMPORAL_UI_URL"])
+    assert origin.port == published_ports(compose["services"]["temporal-ui"])[int(ui["TEMPORAL_UI_PORT"])]
 
 
 def test_api_listens_on_its_published_port(compose: dict) -> None:
