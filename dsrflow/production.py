@@ -18,12 +18,14 @@ DEFAULT_PASSWORDS = frozenset({
     "", "dsrflow", "postgres", "temporal", "password", "secret", "changeme", "admin", "root",
 })
 # Random 32 bytes hold ~31 distinct values; fewer than 16 is a key typed by hand or made for a
-# test (all zeros, bytes 0..31, a repeated phrase), never one drawn from a random source.
+# test (all zeros, a repeated phrase), never one drawn from a random source.
 _MIN_DISTINCT_BYTES = 16
 
 
 def _weak(key: bytes) -> bool:
-    return len(set(key)) < _MIN_DISTINCT_BYTES
+    # A constant step between bytes is the other test favourite: bytes(range(32)).
+    steps = {(later - earlier) % 256 for earlier, later in zip(key, key[1:])}
+    return len(set(key)) < _MIN_DISTINCT_BYTES or len(steps) == 1
 
 
 def production_problems(settings: Settings) -> list[str]:
