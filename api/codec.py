@@ -4,10 +4,14 @@ The UI posts `{"payloads": [...]}` (protobuf JSON) to `/codec/decode` and `/code
 Staff only: a bearer token, or the console's session cookie, which the UI sends when its codec
 setting "include cross-origin credentials" is on (CORS in api/app.py allows the UI's origin with
 credentials). No CSRF token: the UI cannot send one, and encoding or decoding changes nothing;
-which pages may read the answer is what CORS decides.
+which pages may read the answer is what CORS decides. A payload that is not encrypted is answered
+marked as such, never passed through as if it had been decoded.
 """
 
 from __future__ import annotations
+
+import base64
+import json
 
 from cryptography.exceptions import InvalidTag
 from fastapi import APIRouter, Request
@@ -17,10 +21,10 @@ from google.protobuf.message import DecodeError
 from pydantic import BaseModel, Field
 from google.protobuf import json_format
 from starlette.types import ASGIApp, Receive, Scope, Send
-from temporalio.api.common.v1 import Payloads
+from temporalio.api.common.v1 import Payload, Payloads
 
 from api.auth import Staff, require_role
-from dsrflow.codec import EncryptionCodec, UnknownKeyError
+from dsrflow.codec import ENCODING, EncryptionCodec, UnknownKeyError
 from dsrflow.keys import load_keyring
 
 router = APIRouter(prefix="/codec", tags=["codec"])
@@ -61,11 +65,34 @@ class CodecPayloads(BaseModel):
     payloads: list[CodecPayload]
 
 
+UNENCRYPTED_MARK = "dsrflow-unencrypted"
+
+
+def _marked(payload: Payload) -> Payload:
+    """An unencrypted payload, shown as such: every payload dsrflow writes is encrypted, so a clear
+    one was written by something else (a misconfigured worker, a signal sent straight to Temporal)
+    and already sits in clear on the server. Passing it through would look like a decoded one."""
+    encoding = payload.metadata.get("encoding", b"").decode(errors="replace")
+    try:
+        shown = payload.data.decode() if encoding.startswith("json/") else None
+    except UnicodeDecodeError:
+        shown = None
+    warning = {"warning": "NOT ENCRYPTED: this payload is stored in clear on the Temporal server",
+               "encoding": encoding,
+               "data": shown if shown is not None else base64.b64encode(payload.data).decode()}
+    return Payload(metadata={"encoding": b"json/plain", UNENCRYPTED_MARK: b"true"},
+                   data=json.dumps(warning).encode())
+
+
+def _decode(codec: EncryptionCodec, payloads: list[Payload]) -> list[Payload]:
+    return [codec.decrypt(p) if p.metadata.get("encoding") == ENCODING else _marked(p) for p in payloads]
+
+
 async def _transform(request: Request, body: CodecPayloads, decode: bool) -> dict:
     codec = _codec(request)
     try:
-        payloads = json_format.ParseDict(body.model_dump(), Payloads())
-        result = await (codec.decode if decode else codec.encode)(list(payloads.payloads))
+        payloads = list(json_format.ParseDict(body.model_dump(), Payloads()).payloads)
+        result = _decode(codec, payloads) if decode else await codec.encode(payloads)
     except (json_format.ParseError, UnknownKeyError, InvalidTag, DecodeError) as exc:
         # Not base64, a key this deployment does not hold, or tampered ciphertext.
         raise RequestValidationError([{"loc": ("body", "payloads"), "type": "value_error",

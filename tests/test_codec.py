@@ -96,3 +96,63 @@ async def test_codec_endpoint_round_trip(settings, pool):
         assert encoded["payloads"][0]["metadata"]["encoding"] == base64.b64encode(b"binary/encrypted").decode()
         decoded = (await http.post("/codec/decode", json=encoded, headers=headers)).json()
     assert decoded == plain
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
+
+
+async def _sealed_email(settings) -> dict:
+    """A payload as the worker leaves it on the Temporal server, holding a subject's address."""
+    from google.protobuf import json_format
+    from temporalio.api.common.v1 import Payload
+
+    from dsrflow.keys import load_keyring
+
+    sealed = EncryptionCodec(load_keyring(settings)).encrypt(
+        Payload(metadata={"encoding": b"json/plain"}, data=f'"{EMAIL}"'.encode()))
+    return json_format.MessageToDict(sealed)
+
+
+async def test_codec_endpoint_decodes_nothing_for_a_caller_without_staff_credentials(settings, pool):
+    import httpx
+
+    from api.app import create_app
+    from tests.support import staff_headers
+
+    app = create_app(settings)
+    body = {"payloads": [await _sealed_email(settings)]}
+    origin = {"origin": settings.temporal_ui_url}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+        for headers in ({}, origin, {**origin, "authorization": "Bearer not-a-token"},
+                        {**origin, "cookie": "dsrflow_session=forged"}):
+            answer = await http.post("/codec/decode", json=body, headers=headers)
+            assert answer.status_code == 401, headers
+            assert EMAIL not in answer.text
+        staff = await http.post("/codec/decode", json=body, headers=await staff_headers(pool, "agent"))
+    assert staff.status_code == 200
+    assert base64.b64decode(staff.json()["payloads"][0]["data"]) == f'"{EMAIL}"'.encode()
+
+
+async def test_codec_endpoint_marks_an_unencrypted_payload_instead_of_passing_it_through(settings, pool):
+    import json
+
+    import httpx
+
+    from api.app import create_app
+    from tests.support import staff_headers
+
+    app = create_app(settings)
+    clear = {"metadata": {"encoding": _b64(b"json/plain")}, "data": _b64(b'"planted by hand"')}
+    body = {"payloads": [clear, await _sealed_email(settings)]}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+        answer = await http.post("/codec/decode", json=body, headers=await staff_headers(pool, "agent"))
+    assert answer.status_code == 200
+    marked, decoded = answer.json()["payloads"]
+    assert marked != clear
+    assert base64.b64decode(marked["metadata"]["dsrflow-unencrypted"]) == b"true"
+    shown = json.loads(base64.b64decode(marked["data"]))
+    assert shown["warning"].startswith("NOT ENCRYPTED") and shown["data"] == '"planted by hand"'
+    # The encrypted one beside it is decoded as usual, without a mark.
+    assert "dsrflow-unencrypted" not in decoded["metadata"]
+    assert base64.b64decode(decoded["data"]) == f'"{EMAIL}"'.encode()
