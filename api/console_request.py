@@ -23,7 +23,7 @@ from api.listing import controller_today
 from api.pages import PAGE_HEADERS, problem_pages, render
 from api.problems import Problem, field_errors
 from api.service import live_state, run_update
-from api.staff_actions import STAFF_ACTIONS, Situation, StaffAction
+from api.staff_actions import STAFF_ACTIONS, Situation, StaffAction, may_read
 from dsrflow.evidence import assemble_evidence
 from dsrflow.keys import load_secret_key
 from dsrflow.requests_store import get_request
@@ -67,7 +67,11 @@ async def _context(request: Request, request_id: str, staff: Staff) -> dict[str,
         "extension_reason": (live.extension_reason if live else None)
         or (deadlines["extension"] or {}).get("reason"),
         "badge": days_left_badge(days_left, status), "tasks": tasks,
-        "timeline": [(e, describe_event(e)) for e in reversed(pack["audit"]["events"])],
+        # What the REST API would not show this role, the page does not show either.
+        "timeline": ([(e, describe_event(e)) for e in reversed(pack["audit"]["events"])]
+                     if may_read(staff.has_role, "audit-timeline") else None),
+        "legal_claims_holds": (pack["holds"]["legal_claims_holds"]
+                               if may_read(staff.has_role, "legal-claims-holds") else []),
         "actions": allowed_actions(staff.has_role, Situation(
             status=status, extended=extended, overdue=bool(live and live.overdue),
             awaiting_decision=bool(live and live.awaiting_decision),

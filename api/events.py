@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import Staff, require_role
+from api.staff_actions import READABLE_BY
 from api.problems import Problem
 from dsrflow.audit import request_events
 from dsrflow.cursors import decode_cursor, encode_cursor
@@ -48,7 +49,7 @@ class EventPage(BaseModel):
 async def events(
     request_id: str,
     request: Request,
-    staff: Staff = require_role("compliance"),
+    staff: Staff = require_role(READABLE_BY["audit-timeline"]),
     limit: Annotated[int, Query(ge=1, le=500, description="events per page")] = 100,
     cursor: Annotated[str | None, Query(max_length=200, description="`next_cursor` of the previous page")] = None,
 ) -> EventPage:

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError, Va
 from temporalio.common import WorkflowIDConflictPolicy
 
 from api.auth import Staff, require_role
+from api.staff_actions import READABLE_BY
 from api.problems import Problem
 from api.state import AppState
 from dsrflow.holds_store import (
@@ -154,7 +155,7 @@ async def place(request: Request, staff: Staff = require_role("compliance")) -> 
 @router.get("")
 async def index(
     request: Request,
-    staff: Staff = require_role("compliance"),
+    staff: Staff = require_role(READABLE_BY["legal-claims-holds"]),
     active: Annotated[bool | None, Query(description="true: only active holds; false: only released ones")] = None,
     email: Annotated[EmailStr | None, Query(description="only holds on this subject")] = None,
 ) -> dict[str, Any]:
@@ -167,7 +168,7 @@ async def index(
 
 
 @router.get("/{hold_id}")
-async def read(hold_id: str, request: Request, staff: Staff = require_role("compliance")) -> dict[str, Any]:
+async def read(hold_id: str, request: Request, staff: Staff = require_role(READABLE_BY["legal-claims-holds"])) -> dict[str, Any]:
     hold = await get_hold(await _state(request).db(), hold_id)
     if hold is None:
         raise Problem(404, "Not found", f"no legal hold {hold_id}")

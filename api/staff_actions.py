@@ -87,6 +87,16 @@ class DecisionBody(BaseModel):
                               examples=["Fraud monitoring of this account is required by our card acquirer"])
 
 
+# What staff may read beside what they may do, the one rule for the REST endpoints and the console
+# page alike: the audit timeline (every actor, every decision) and legal-claims holds (their
+# reasons speak of litigation) are compliance's; agents see a request's status, tasks and letters.
+READABLE_BY = {"audit-timeline": "compliance", "legal-claims-holds": "compliance"}
+
+
+def may_read(has_role: Callable[[str], bool], what: str) -> bool:
+    return has_role(READABLE_BY[what])
+
+
 @dataclass(frozen=True)
 class Situation:
     """What decides which actions make sense on an open request now."""
