@@ -4,7 +4,8 @@ update's input built from it, what staff are told once it is done, and when it m
 
 The REST endpoints (api/requests.py), the console's `act` route (api/console_request.py) and the
 console's choice of forms to show (api/console_view.py `allowed_actions`) all read this table, so
-an action the console offers is one it can run, with the role the API asks for.
+an action the console offers is one it can run, with the role the API asks for. `READABLE_BY`
+does the same for what staff may read: the REST endpoints and the console page take it from here.
 """
 
 from __future__ import annotations
