@@ -86,9 +86,11 @@ class Settings(BaseSettings):
     # Attempts on one request from one client: below the policy's verification.max_attempts, so
     # that one client cannot use up the code's attempts and lock the subject out.
     rate_verify_per_request: str = Field("3/hour", validation_alias=AliasChoices("DSRFLOW_RATE_VERIFY_PER_REQUEST"))
+    # Tokens are too long to guess; this keeps a guessing loop from costing a lookup per try.
     rate_signin_per_ip: str = Field("20/10m", validation_alias=AliasChoices("DSRFLOW_RATE_SIGNIN_PER_IP"))
     rate_callback_per_ip: str = Field("600/minute", validation_alias=AliasChoices("DSRFLOW_RATE_CALLBACK_PER_IP"))
-    rate_health_per_ip: str = Field("120/minute", validation_alias=AliasChoices("DSRFLOW_RATE_HEALTH_PER_IP"))
+    # Generous for monitors polling every second or two; each call probes every component.
+    rate_health_per_ip: str = Field("300/minute", validation_alias=AliasChoices("DSRFLOW_RATE_HEALTH_PER_IP"))
     # Unverified requests open at once, over every address: each one lives for the verification
     # window and sends mail from the controller's domain. Beyond it public intake answers 503.
     max_unverified_open: int = Field(
