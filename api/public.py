@@ -83,7 +83,7 @@ async def check_identity(request: Request, request_id: str, *, code: str | None 
     if result.verified:
         row = await get_request(await state.db(), request_id)
         if row is not None:
-            await limiter(request).spend(state, "submit", email=row["subject_email"])
+            await limiter(request).spend(request, "submit", email=row["subject_email"])
     return result
 
 

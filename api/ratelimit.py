@@ -103,8 +103,9 @@ class RateLimiter:
         if hits >= allowed:
             raise _too_many(retry_after)
 
-    async def spend(self, state: AppState, action: str, *, email: str) -> None:
+    async def spend(self, request: Request, action: str, *, email: str) -> None:
         """Spend one of `email`'s allowance of `action` (a request it has verified)."""
+        state: AppState = request.app.state.dsr
         _, window = state.settings.rate(action, "email")
         pool = await state.db()
         await pool.fetchrow(_HIT, self._bucket(state, action, "email", _address(email)), float(window))
