@@ -13,6 +13,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.connectors.opendsr import discovery_url_for
 from activities.connectors.opendsr_signature import ProcessorCertificates, ProcessorCertificateError
 from api.problems import Problem
+from api.ratelimit import limiter
 from dsrflow.audit import append_event
 from schemas.workflow import ProcessorUpdate, task_workflow_id
 from workflows.system_task import SystemTaskWorkflow
@@ -31,7 +32,9 @@ def _discovery_url(request: Request, system: str) -> str:
 
 @router.post("/opendsr", status_code=202)
 async def opendsr_callback(request: Request, system: str = Query(..., max_length=64)) -> JSONResponse:
-    """Status callback from an OpenDSR processor (signed with `X-OpenDSR-Signature`)."""
+    """Status callback from an OpenDSR processor (signed with `X-OpenDSR-Signature`).
+    Limited per client (429 with `Retry-After`) before the body is read or a signature checked."""
+    await limiter(request).hit(request, "callback")
     body = await request.body()
     signature = request.headers.get("x-opendsr-signature", "")
     discovery = _discovery_url(request, system)
