@@ -17,7 +17,8 @@ import pytest
 from activities.connectors.base import PermanentConnectorError
 from activities.connectors.opendsr import subject_request_id
 from api.body_limits import DEFAULT_LIMIT
-from tests.saas_support import connector, subject
+from devstack.saas.hubspot import create_hubspot_app
+from tests.saas_support import collect, connector, http_policy, http_system, subject
 from tests.support import assert_problem, staff_headers, unique_email
 from tests.untrusted_support import (
     PROCESSOR,
@@ -215,6 +216,39 @@ async def test_a_results_url_on_another_host_is_not_followed(pool, processor, tm
         finally:
             await opendsr.close()
     assert elsewhere.seen == []  # not called at all: neither the credentials nor the subject's job went there
+
+
+async def test_a_next_page_link_to_another_host_is_not_followed(pool, tmp_path, monkeypatch):
+    """A compromised HubSpot answers with a next-page link on a host of its choosing: the bearer
+    token would go with the request if we followed it."""
+    elsewhere = Recorder()
+    hubspot = create_hubspot_app("client-1", "secret-1", "refresh-1")
+    async with served(elsewhere.app()) as other:
+        other_host = other.removeprefix("http://").encode()
+
+        async def links_elsewhere(scope, receive, send):
+            # The stand-in builds its next link from the Host it was asked under.
+            if scope["type"] == "http" and scope["path"].endswith("/associations/notes"):
+                scope = {**scope, "headers": [(k, other_host if k == b"host" else v) for k, v in scope["headers"]]}
+            await hubspot(scope, receive, send)
+
+        async with served(links_elsewhere) as url:
+            for name, value in {"HUBSPOT_API_BASE": url, "HUBSPOT_CLIENT_ID": "client-1",
+                                "HUBSPOT_CLIENT_SECRET": "secret-1", "HUBSPOT_REFRESH_TOKEN": "refresh-1"}.items():
+                monkeypatch.setenv(name, value)
+            hubspot.state.standin.max_page_size = 2
+            ada = hubspot.state.data.add_contact("ada@example.com", "Ada", "Lovelace")
+            for i in range(5):
+                hubspot.state.data.add_note(ada, f"call {i}")
+            policy = http_policy(tmp_path, {"crm_hubspot": http_system(
+                "http/hubspot.yaml", "HubSpot CRM", vars={"blocklist_email": False})})
+            crm = connector(policy, "crm_hubspot", pool)
+            try:
+                with pytest.raises(PermanentConnectorError, match="another host than HubSpot's configured one"):
+                    await collect(crm, subject("ada@example.com"))
+            finally:
+                await crm.close()
+    assert elsewhere.seen == []
 
 
 # -- /healthz ----------------------------------------------------------------------------------
