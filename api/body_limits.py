@@ -9,14 +9,15 @@ Either way the answer is 413 problem+json and the route never sees the body.
 
 The manual processors' upload route streams files of up to the policy's own limit
 (api/processor_uploads.py counts them against that limit as they arrive): it is the one route
-left to enforce its own cap.
+left to enforce its own cap, and the same route's plain confirmation form reads with
+`read_capped`.
 """
 
 from __future__ import annotations
 
 import re
 
-from fastapi import HTTPException
+from fastapi import HTTPException, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.problems import problem_response
@@ -41,6 +42,19 @@ class BodyTooLarge(HTTPException):
     def __init__(self, limit: int) -> None:
         super().__init__(413, "Request body too large")
         self.limit = limit
+
+
+async def read_capped(request: Request, limit: int) -> bytes:
+    """The whole body, refused (413) the moment it passes `limit`: for a route the middleware
+    leaves to itself."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def limit_for(method: str, path: str) -> int | None:

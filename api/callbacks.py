@@ -14,7 +14,11 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.connectors import expand_env
 from activities.connectors.opendsr import trust_anchor_for
-from activities.connectors.opendsr_signature import ProcessorCertificates, ProcessorCertificateError, TrustAnchor
+from activities.connectors.opendsr_signature import (
+    ProcessorCertificateError,
+    ProcessorCertificates,
+    TrustAnchor,
+)
 from api.callback_replay import DEFAULT_MAX_AGE_SECONDS, forget, remember, signed_time
 from api.problems import Problem
 from dsrflow.audit import append_event

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import json
+import re
 import uuid
 from urllib.parse import urlencode
 
@@ -18,8 +20,15 @@ from activities.connectors.base import PermanentConnectorError
 from activities.connectors.opendsr import subject_request_id
 from api.body_limits import DEFAULT_LIMIT
 from devstack.saas.hubspot import create_hubspot_app
+from tests.fanout_stack import api, fanout_stack
 from tests.saas_support import collect, connector, http_policy, http_system, subject
-from tests.support import assert_problem, staff_headers, unique_email
+from tests.support import (
+    assert_problem,
+    staff_headers,
+    text_of,
+    unique_email,
+    wait_for_letter,
+)
 from tests.untrusted_support import (
     PROCESSOR,
     Recorder,
@@ -67,6 +76,33 @@ async def test_an_oversized_body_is_refused_before_anything_reads_it(settings, p
     # Nothing stored, and not even the rate limiter was reached: the route never ran.
     assert await _count(pool, "SELECT count(*) FROM dsr_requests") == requests
     assert await _count(pool, "SELECT coalesce(sum(hits), 0) FROM rate_limit_counters") == counters
+
+
+async def test_a_manual_confirmation_reads_no_more_than_its_form(postgres, settings, pool, dev_server, mail_sink,
+                                                                 tmp_path, monkeypatch):
+    """The manual processors' route is left to cap its own bodies (uploads are large): its plain
+    confirmation form must still not read an unbounded body."""
+    monkeypatch.setenv("DSRFLOW_SURVEYS_PRIVACY_EMAIL", "privacy@surveys.example")
+    async with fanout_stack(postgres, settings, dev_server.client, tmp_path, keep_manual=("surveys",)) as stack, \
+            build_worker(dev_server.client, stack.settings, pool), api(stack) as http:
+        created = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
+            "identity_attested": True, "type": "erasure", "subject": {"email": "grace@example.com"}})
+        assert created.status_code == 201, created.text
+        rid = created.json()["id"]
+        letter = text_of(await wait_for_letter(mail_sink, rid, "processor_request", timeout=60))
+        token = re.search(r"/v1/callbacks/manual/([0-9a-f]{64})", letter).group(1)
+        external_id = hashlib.sha256(token.encode()).hexdigest()
+        for _ in range(300):  # the e-mail goes out before the activity records its task
+            if await pool.fetchval("SELECT 1 FROM manual_tasks WHERE external_id = $1", external_id):
+                break
+            await asyncio.sleep(0.1)
+        huge = urlencode({"note": "n" * (2 * 1024 * 1024)})
+        response = await http.post(f"/v1/callbacks/manual/{token}", content=huge,
+                                   headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert_problem(response, 413)
+        assert await pool.fetchval("SELECT confirmed_at FROM manual_tasks WHERE external_id = $1",
+                                   external_id) is None
+        assert await pool.fetchval("SELECT 1 FROM manual_tasks WHERE external_id = $1", external_id)
 
 
 async def test_free_text_and_lists_in_a_request_are_bounded(settings, pool, dev_server):

@@ -20,7 +20,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from activities.connectors.opendsr_signature import SIGNATURE_HEADER, generate_processor_identity, sign
+from activities.connectors.opendsr_signature import (
+    SIGNATURE_HEADER,
+    generate_processor_identity,
+    sign,
+)
 from api.app import create_app
 from devstack.processes import free_port
 from dsrflow.settings import Settings
