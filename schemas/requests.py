@@ -6,8 +6,9 @@ import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator, model_validator
 
 from dsrflow.deadlines import Regime
 
@@ -81,6 +82,13 @@ _COUNTRY = re.compile(r"^[A-Za-z]{2}$")
 _CLOCK_SKEW = timedelta(minutes=5)
 
 
+# Bounds on what a stranger can make us store and carry through a workflow: a field name is short,
+# a corrected value is a name, an address or a number, and no record has hundreds of fields.
+FieldName = Annotated[str, StringConstraints(max_length=100)]
+CorrectedValue = Annotated[str, StringConstraints(max_length=1000)]
+MAX_CORRECTIONS = 50
+
+
 class SubjectIdentity(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
@@ -98,11 +106,11 @@ class _RequestDetails(BaseModel):
     country: str | None = Field(
         None, description="the subject's country, ISO 3166-1 alpha-2 (the policy's default if omitted); "
         "kept as a fact about the subject, never the holiday calendar of the deadline")
-    corrections: dict[str, str] | None = Field(
-        None, description="rectification: field name -> corrected value"
+    corrections: dict[FieldName, CorrectedValue] | None = Field(
+        None, max_length=MAX_CORRECTIONS, description="rectification: field name -> corrected value"
     )
     restriction_grounds: list[RestrictionGround] | None = Field(
-        None, description="restriction: the Art. 18(1) grounds invoked"
+        None, max_length=len(RestrictionGround), description="restriction: the Art. 18(1) grounds invoked"
     )
     objection_scope: ObjectionScope | None = Field(None, description="objection: what is objected to")
     appeal_of: uuid.UUID | None = Field(
