@@ -35,7 +35,17 @@ def test_a_column_first_seen_in_a_later_record_gets_a_csv_column_for_every_row()
     data, rows = _files([{"email": "a@example.com"}, {"email": "b@example.com", "phone": "+32 470"},
                          {"phone": "+32 471"}])
     assert [list(r) for r in data] == [["email"], ["email", "phone"], ["phone"]]
-    assert rows == [["email", "phone"], ["a@example.com", ""], ["b@example.com", "+32 470"], ["", "+32 471"]]
+    # A phone number's leading + would make a spreadsheet read it as a formula (dsrflow/plain_text.py).
+    assert rows == [["email", "phone"], ["a@example.com", ""], ["b@example.com", "'+32 470"], ["", "'+32 471"]]
+
+
+def test_a_processors_formulas_in_values_and_column_names_open_as_text() -> None:
+    """CSV injection (issue 14, item 10) from a processor's export: values and column names."""
+    data, rows = _files([{"=cmd|' /C calc'!A0": "x", "total": -3, "credit": Decimal("-12.50"),
+                          "label": "-5 + 2", "note": "\r=1+1", "ok": "3-2"}])
+    assert rows == [["'=cmd|' /C calc'!A0", "total", "credit", "label", "note", "ok"],
+                    ["x", "-3", "-12.50", "'-5 + 2", "'\r=1+1", "3-2"]]
+    assert data[0]["label"] == "-5 + 2" and data[0]["note"] == "\r=1+1"
 
 
 def test_many_records_spill_to_disk_and_all_arrive() -> None:
