@@ -10,6 +10,7 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator, model_validator
 
 from dsrflow.deadlines import Regime
+from dsrflow.plain_text import OneLine
 
 __all__ = [
     "Channel", "DenialReason", "NewRequest", "ObjectionScope", "PublicNewRequest", "Regime",
@@ -85,8 +86,9 @@ class SubjectIdentity(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     email: EmailStr
-    name: str | None = Field(None, min_length=1, max_length=200)
-    customer_id: str | None = Field(None, min_length=1, max_length=100)
+    # Both reach letters (and the name a salutation): one line, no control characters.
+    name: OneLine | None = Field(None, min_length=1, max_length=200)
+    customer_id: OneLine | None = Field(None, min_length=1, max_length=100)
 
 
 class _RequestDetails(BaseModel):
@@ -98,7 +100,7 @@ class _RequestDetails(BaseModel):
     country: str | None = Field(
         None, description="the subject's country, ISO 3166-1 alpha-2 (the policy's default if omitted); "
         "kept as a fact about the subject, never the holiday calendar of the deadline")
-    corrections: dict[str, str] | None = Field(
+    corrections: dict[OneLine, OneLine] | None = Field(
         None, description="rectification: field name -> corrected value"
     )
     restriction_grounds: list[RestrictionGround] | None = Field(
@@ -157,7 +159,7 @@ class NewRequest(_RequestDetails):
     identity_attested: bool = Field(
         False, description="an agent attests the subject is already authenticated; skips verification"
     )
-    client_request_id: str | None = Field(
+    client_request_id: OneLine | None = Field(
         None, min_length=1, max_length=200, description="the caller's id; repeats return the same request"
     )
 
@@ -177,7 +179,7 @@ class PublicNewRequest(_RequestDetails):
     """A request a data subject submits through the portal."""
 
     email: EmailStr
-    name: str | None = Field(None, min_length=1, max_length=200)
+    name: OneLine | None = Field(None, min_length=1, max_length=200)
 
 
 def _field_error(field: str, message: str) -> Exception:
