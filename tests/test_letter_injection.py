@@ -32,7 +32,7 @@ async def test_corrections_and_staff_free_text_refuse_control_characters(http, p
     email = unique_email("inject")
     r = await http.post("/v1/public/requests", json={
         "type": "rectification", "email": email, "corrections": {"name": "Ada\r\nX-Evil: 1"}})
-    assert [e["field"] for e in assert_problem(r, 422)["errors"]][0].startswith("corrections")
+    assert next(e["field"] for e in assert_problem(r, 422)["errors"]).startswith("corrections")
     assert await count_for(pool, email) == 0
     # Staff text may hold the line breaks of a text area, but no other control character.
     r = await http.post(f"/v1/requests/{uuid.uuid4()}/deny", headers=await staff_headers(pool, "compliance"),

@@ -17,7 +17,14 @@ from dsrflow.export_store import export_writer
 from dsrflow.keys import load_secret_key
 from schemas.copies import PurgeInput, PurgeReport
 from schemas.workflow import workflow_id_for
-from tests.support import assert_problem, settings_env, staff_headers, text_of, unique_email, wait_for_letter
+from tests.support import (
+    assert_problem,
+    settings_env,
+    staff_headers,
+    text_of,
+    unique_email,
+    wait_for_letter,
+)
 from workers.schedules import PACKAGE_PURGE_SCHEDULE_ID, ensure_schedules
 from workflows.package_purge import PackagePurgeWorkflow
 
@@ -48,7 +55,7 @@ async def _events(pool, request_id: str, event_type: str) -> list[dict]:
 
 
 def _purge_cli(settings, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "dsrflow.cli", "packages", "purge", *args],
+    return subprocess.run([sys.executable, "-m", "dsrflow.cli", "packages", "purge", *args], check=False,
                           env={**os.environ, **settings_env(settings), "PYTHONPATH": str(REPO)},
                           cwd=REPO, capture_output=True, text=True, timeout=120)
 
