@@ -20,6 +20,7 @@ from api.state import AppState
 from dsrflow.audit import append_event
 from dsrflow.hashing import token_hash
 from dsrflow.keys import load_secret_key
+from dsrflow.package_purge import ERASED, EXPIRED
 from dsrflow.requests_store import get_request
 from schemas.requests import Channel, NewRequest, PublicNewRequest, SubjectIdentity
 from schemas.workflow import VerifyAttempt, VerifyResult
@@ -28,6 +29,11 @@ from workflows.dsr import DataSubjectRequestWorkflow
 router = APIRouter(prefix="/v1/public", tags=["subject portal"])
 _TOKEN = re.compile(r"[0-9a-f]{64}")
 CODE = re.compile(r"\d{6,10}")
+# Why a package's file is gone (dsrflow/package_purge.py), as the subject reads it.
+PURGED = {
+    EXPIRED: "this download link has expired and the package has been deleted; ask us for a new one",
+    ERASED: "this package has been deleted because we erased your data at your request",
+}
 
 
 class VerifyBody(BaseModel):
@@ -88,13 +94,16 @@ async def check_identity(request: Request, request_id: str, *, code: str | None 
 
 
 async def find_package(state: AppState, token: str) -> dict[str, Any]:
-    """The package a download token opens; 404 for an unknown token, 410 once it has expired."""
+    """The package a download token opens; 404 for an unknown token, 410 once it has expired or
+    been deleted."""
     if not _TOKEN.fullmatch(token):
         raise Problem(404, "Not found", "no package for this link")
     pool = await state.db()
     row = await pool.fetchrow("SELECT * FROM packages WHERE token_hash = $1", token_hash(token))
     if row is None:
         raise Problem(404, "Not found", "no package for this link")
+    if row["purged_at"] is not None:
+        raise Problem(410, "Package deleted", PURGED[row["purge_reason"]])
     if row["expires_at"] is None or row["expires_at"] <= datetime.now(UTC):
         raise Problem(410, "Link expired", "this download link has expired; ask us for a new one")
     return dict(row)

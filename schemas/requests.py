@@ -11,6 +11,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator, model_validator
 
 from dsrflow.deadlines import Regime
+from dsrflow.plain_text import OneLine
 
 __all__ = [
     "Channel", "DenialReason", "NewRequest", "ObjectionScope", "PublicNewRequest", "Regime",
@@ -84,8 +85,8 @@ _CLOCK_SKEW = timedelta(minutes=5)
 
 # Bounds on what a stranger can make us store and carry through a workflow: a field name is short,
 # a corrected value is a name, an address or a number, and no record has hundreds of fields.
-FieldName = Annotated[str, StringConstraints(max_length=100)]
-CorrectedValue = Annotated[str, StringConstraints(max_length=1000)]
+FieldName = Annotated[OneLine, StringConstraints(max_length=100)]
+CorrectedValue = Annotated[OneLine, StringConstraints(max_length=1000)]
 MAX_CORRECTIONS = 50
 
 
@@ -93,8 +94,9 @@ class SubjectIdentity(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     email: EmailStr
-    name: str | None = Field(None, min_length=1, max_length=200)
-    customer_id: str | None = Field(None, min_length=1, max_length=100)
+    # Both reach letters (and the name a salutation): one line, no control characters.
+    name: OneLine | None = Field(None, min_length=1, max_length=200)
+    customer_id: OneLine | None = Field(None, min_length=1, max_length=100)
 
 
 class _RequestDetails(BaseModel):
@@ -165,7 +167,7 @@ class NewRequest(_RequestDetails):
     identity_attested: bool = Field(
         False, description="an agent attests the subject is already authenticated; skips verification"
     )
-    client_request_id: str | None = Field(
+    client_request_id: OneLine | None = Field(
         None, min_length=1, max_length=200, description="the caller's id; repeats return the same request"
     )
 
@@ -185,7 +187,7 @@ class PublicNewRequest(_RequestDetails):
     """A request a data subject submits through the portal."""
 
     email: EmailStr
-    name: str | None = Field(None, min_length=1, max_length=200)
+    name: OneLine | None = Field(None, min_length=1, max_length=200)
 
 
 def _field_error(field: str, message: str) -> Exception:
