@@ -26,6 +26,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from jinja2.exceptions import UndefinedError
 from jinja2.runtime import Undefined
 
+from dsrflow.plain_text import one_line
 from policy.model import Policy
 
 __all__ = [
@@ -162,8 +163,9 @@ def _tidy_text(text: str) -> str:
 
 
 def _one_line(text: str) -> str:
-    # Collapses every whitespace run (including CR/LF, which would be header injection) to a space.
-    return " ".join(text.split())
+    # Collapses every whitespace run (including CR/LF, which would be header injection) and any
+    # other control character to a space.
+    return " ".join(one_line(text).split())
 
 
 def render_letter(purpose: str, context: Mapping[str, Any]) -> RenderedLetter:
@@ -179,7 +181,11 @@ def render_letter(purpose: str, context: Mapping[str, Any]) -> RenderedLetter:
     if missing:
         raise UndefinedError(f"letter {purpose!r}: missing context key(s): {', '.join(missing)}")
 
-    ctx = dict(context)
+    # Names and free text (a reason, an explanation) are checked at intake; folded to one line
+    # here as well, so nothing stored by another path forges a line of a letter or a header.
+    ctx = {k: one_line(v) if isinstance(v, str) else v for k, v in context.items()}
+    if isinstance(ctx.get("subject"), Mapping) and isinstance(ctx["subject"].get("name"), str):
+        ctx["subject"] = {**ctx["subject"], "name": one_line(ctx["subject"]["name"])}
     if purpose == "staff_alert":
         # Staff alerts never carry the subject's identity: drop it so that any reference fails.
         ctx.pop("subject", None)

@@ -11,6 +11,7 @@ from temporalio import activity
 from activities.context import ActivityContext
 from dsrflow.audit import append_event
 from dsrflow.deadlines import compute_deadline, receipt_date
+from dsrflow.package_purge import purge_subject_copies
 from dsrflow.requests_store import get_request, set_status
 from schemas.requests import RequestType
 from schemas.steps import TroubleRecord
@@ -104,6 +105,11 @@ class LifecycleActivities:
                 conn, change.request_id, change.status, event_key=f"{change.request_id}:{change.event_key}",
                 actor=change.actor, data=change.data,
             )
+            if change.status == "completed" and (await self._row(conn, change.request_id))["request_type"] == "erasure":
+                # Our own copies of the subject's data (packages, processors' uploads) go with it.
+                # Here rather than in the workflow: running requests replay unchanged, and a retry
+                # finds the files already gone (dsrflow/package_purge.py).
+                await purge_subject_copies(conn, change.request_id)
 
     @activity.defn(name="record_event")
     async def record_event(self, event: EventRecord) -> None:

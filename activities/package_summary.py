@@ -9,6 +9,7 @@ Art. 15(1)(h) statement on automated decisions and profiling as it applies to th
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,8 +41,19 @@ class FoundPart(Protocol):
     def json_records(self) -> Iterable[bytes]: ...
 
 
+_UNSAFE_IN_ENTRY = re.compile(r'[\x00-\x1f\x7f-\x9f\u2028\u2029/\\:*?"<>|]')
+
+
+def entry_segment(name: str) -> str:
+    """One folder or file name of a zip entry, from a name a processor chose (an OpenDSR
+    dataset): no separators, so no absolute path and no `..` climbing out of the folder the
+    subject unpacks into, no control characters, no leading dot (a hidden file), short."""
+    cleaned = _UNSAFE_IN_ENTRY.sub("_", name).strip().lstrip(".")[:100]
+    return cleaned or "_"
+
+
 def part_files(system: str, dataset: str, category: str) -> list[str]:
-    base = f"{system}/{category}/{dataset}"
+    base = "/".join(entry_segment(n) for n in (system, category, dataset))
     return [f"{base}.json", f"{base}.csv"]
 
 

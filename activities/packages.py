@@ -32,6 +32,7 @@ from activities.processor_exports import ProcessorFiles, listed_files, missing_r
 from dsrflow.audit import append_event
 from dsrflow.filecrypt import EncryptedWriter, decrypt_chunks, file_key
 from dsrflow.holds_store import subject_hash
+from dsrflow.plain_text import csv_cell
 from dsrflow.requests_store import get_request
 from policy.disclosure import PORTABLE_ORIGINS, Origin
 from policy.model import Policy
@@ -52,12 +53,13 @@ def _json_default(value: Any) -> Any:
 
 
 def _csv_value(value: Any) -> Any:
-    """A field as its CSV cell: what the JSON file says, nested values as JSON text."""
-    if value is None or isinstance(value, (str, int, float)):
+    """A field as its CSV cell: what the JSON file says, nested values as JSON text, and text a
+    spreadsheet would run as a formula neutralised (dsrflow/plain_text.py; the JSON keeps it)."""
+    if value is None or isinstance(value, (bool, int, float)):
         return value
     if isinstance(value, (dict, list)):
         return json.dumps(value, default=_json_default)
-    return _json_default(value)
+    return csv_cell(value if isinstance(value, str) else _json_default(value))
 
 
 def _spool_file() -> IO[bytes]:
@@ -141,7 +143,7 @@ def _write_csv(archive: zipfile.ZipFile, name: str, spool: _Spool) -> None:
     with archive.open(name, "w") as raw:
         with io.TextIOWrapper(raw, encoding="utf-8", newline="") as out:
             writer = csv.writer(out)
-            writer.writerow(spool.columns)
+            writer.writerow([csv_cell(c) for c in spool.columns])  # a processor names its columns
             if spool._csv_stale:
                 for line in spool.json_records():
                     row = json.loads(line)

@@ -46,7 +46,7 @@ async def processor_files(pool: Any, plan: Plan) -> ProcessorFiles:
         return found
     rows = await pool.fetch(
         """SELECT m.system, m.confirmed_at, e.id, e.filename, e.media_type, e.size_bytes, e.sha256, e.path
-             FROM manual_tasks m LEFT JOIN processor_exports e ON e.external_id = m.external_id
+             FROM manual_tasks m LEFT JOIN processor_exports e ON e.external_id = m.external_id AND e.purged_at IS NULL
             WHERE m.request_id = $1 AND m.action = 'access' AND m.system = ANY($2::text[])
             ORDER BY m.system, e.filename""",
         plan.request_id, asked)

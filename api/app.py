@@ -32,6 +32,7 @@ from api import (
     suppressions,
     tokens,
 )
+from api.body_limits import BodyLimitMiddleware
 from api.ratelimit import RateLimiter
 from api.state import AppState
 from dsrflow.production import codec_cors_origins
@@ -57,6 +58,8 @@ def create_app(settings: Settings, *, temporal_client: Client | None = None) -> 
     app.state.rate_limiter = RateLimiter()
     # The Temporal Web UI calls the codec endpoint from the browser, on another origin.
     app.add_middleware(codec.CodecCORSMiddleware, origins=codec_cors_origins(settings))
+    # Added last, so outermost: no body reaches a route (or the CORS layer) uncapped.
+    app.add_middleware(BodyLimitMiddleware)
     problems.install(app)
     outages.install(app)
     session.install(app)

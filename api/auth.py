@@ -16,7 +16,7 @@ from api.csrf import SAFE_METHODS, SESSION_COOKIE, csrf_valid, session_binding
 from api.problems import Problem
 from dsrflow.staff_tokens import ROLES, Staff, authenticate, create_token, session_staff
 
-__all__ = ["ROLES", "Staff", "create_token", "require_console_role", "require_role",
+__all__ = ["ROLES", "Staff", "create_token", "require_console_role", "require_role", "staff_from_token",
            "ConsoleSignInRequired", "ConsoleForbidden"]
 
 SIGN_IN_PATH = "/console/sign-in"
@@ -72,6 +72,14 @@ def _staff_dependency(minimum: str, *, console: bool, csrf: bool):
         return staff
 
     return dependency
+
+
+async def staff_from_token(request: Request) -> Staff | None:
+    """The staff member whose bearer token the request carries, None when it carries none (401
+    for a wrong one): for public endpoints that tell staff more than they tell anyone."""
+    if not request.headers.get("authorization"):
+        return None
+    return await _identify(request, console=False)
 
 
 async def _identify(request: Request, *, console: bool) -> Staff:

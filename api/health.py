@@ -1,19 +1,31 @@
-"""`GET /healthz`: each component answers within a short timeout, or the service is unhealthy."""
+"""`GET /healthz`: each component answers within a short timeout, or the service is unhealthy.
+
+Anyone may ask whether the service is up (load balancers, uptime monitors): they get `ok` or
+`unavailable` and nothing else. Which component fails, and why (host names, driver errors), is
+for staff only: a bearer token of any staff role adds the details. The SMTP probe opens a
+session with the relay, so its result is kept for `_SMTP_TTL` seconds: polling /healthz cannot
+be turned into a stream of connections to the mail relay.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+import time
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 
 import aiosmtplib
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from api.outages import CONNECTION_ERRORS, unavailable_component
+from api.ratelimit import limiter
+from api.auth import staff_from_token
 from api.state import AppState
 
 router = APIRouter()
 _TIMEOUT = 3.0
+_SMTP_TTL = 30.0
 
 
 async def _postgres(state: AppState) -> None:
@@ -26,7 +38,7 @@ async def _temporal(state: AppState) -> None:
     await client.service_client.check_health(timeout=timedelta(seconds=_TIMEOUT))
 
 
-async def _smtp(state: AppState) -> None:
+async def _smtp_session(state: AppState) -> None:
     s = state.settings
     smtp = aiosmtplib.SMTP(hostname=s.effective_smtp_host, port=s.smtp_port, timeout=_TIMEOUT, start_tls=False)
     await smtp.connect()
@@ -34,27 +46,65 @@ async def _smtp(state: AppState) -> None:
     await smtp.quit()
 
 
-CHECKS: dict[str, Callable[[AppState], Awaitable[None]]] = {
-    "postgres": _postgres,
-    "temporal": _temporal,
-    "smtp": _smtp,
-}
+class CachedProbe:
+    """One probe's last outcome, reused while fresh; concurrent callers share one probe."""
+
+    def __init__(self, probe: Callable[[AppState], Awaitable[None]], ttl: float) -> None:
+        self.probe, self.ttl = probe, ttl
+        self._lock = asyncio.Lock()
+        self._at = -ttl
+        self._error: Exception | None = None
+
+    async def __call__(self, state: AppState) -> None:
+        async with self._lock:
+            if time.monotonic() - self._at >= self.ttl:
+                try:
+                    await asyncio.wait_for(self.probe(state), _TIMEOUT + 1)
+                    self._error = None
+                except Exception as exc:  # noqa: BLE001 - kept and re-raised to every caller
+                    self._error = exc
+                self._at = time.monotonic()
+        if self._error is not None:
+            raise self._error
 
 
-async def _run(name: str, state: AppState) -> tuple[str, str]:
+def _checks(request: Request) -> dict[str, Callable[[AppState], Awaitable[None]]]:
+    checks = getattr(request.app.state, "health_checks", None)
+    if checks is None:  # one cache per app: each app has its own relay
+        checks = {"postgres": _postgres, "temporal": _temporal, "smtp": CachedProbe(_smtp_session, _SMTP_TTL)}
+        request.app.state.health_checks = checks
+    return checks
+
+
+async def _run(name: str, check: Callable[[AppState], Awaitable[None]], state: AppState) -> tuple[str, str]:
     try:
-        await asyncio.wait_for(CHECKS[name](state), _TIMEOUT + 1)
+        await asyncio.wait_for(check(state), _TIMEOUT + 1)
         return name, "ok"
     except Exception as exc:  # noqa: BLE001 - any failure means the component is down
         return name, f"unavailable: {type(exc).__name__}: {exc}"[:300]
 
 
+async def _count(request: Request) -> None:
+    """Each call probes every component: a client calling in a loop is refused (429) first. The
+    counters live in the database health may be reporting down: then health answers unlimited."""
+    try:
+        await asyncio.wait_for(limiter(request).hit(request, "health"), _TIMEOUT)
+    except (*CONNECTION_ERRORS, TimeoutError) as exc:
+        if not isinstance(exc, TimeoutError) and unavailable_component(exc) is None:
+            raise
+
+
 @router.get("/healthz", tags=["health"])
 async def healthz(request: Request) -> JSONResponse:
+    """`ok` (200) or `unavailable` (503). With a staff bearer token: each component's state."""
+    staff = await staff_from_token(request)  # first: a wrong token is 401 whatever the health
     state: AppState = request.app.state.dsr
-    results = dict(await asyncio.gather(*(_run(name, state) for name in CHECKS)))
+    await _count(request)
+    results = dict(await asyncio.gather(*(_run(name, check, state) for name, check in _checks(request).items())))
     failing = [name for name, status in results.items() if status != "ok"]
-    body = {"status": "ok" if not failing else "unavailable", "components": results}
-    if failing:
-        body["failing"] = failing
+    body: dict = {"status": "ok" if not failing else "unavailable"}
+    if staff is not None:
+        body["components"] = results
+        if failing:
+            body["failing"] = failing
     return JSONResponse(body, status_code=503 if failing else 200)

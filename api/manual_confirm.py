@@ -23,6 +23,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from temporalio.service import RPCError, RPCStatusCode
 
+from api.body_limits import read_capped
 from api.processor_uploads import (
     FILE_FIELD,
     UploadRefused,
@@ -197,7 +198,7 @@ async def confirm(request: Request, token: str) -> HTMLResponse:
         return _already(task)
     if task["action"] == "access":
         return await _upload(request, token, task)
-    body = (await request.body())[:_BODY_MAX]
+    body = await read_capped(request, _BODY_MAX)  # this route is left uncapped for uploads
     note = (parse_qs(body.decode("utf-8", "replace")).get("note") or [""])[0].strip()[:_NOTE_MAX] or None
     request_id, system, action = str(task["request_id"]), task["system"], task["action"]
 

@@ -18,7 +18,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from api import request_form
 from api.pages import problem_pages, render
 from api.problems import Problem
-from api.public import CODE, check_identity, find_package, subject_email_of, submit_request
+from api.public import CODE, admit_submission, check_identity, find_package, submit_request
 from api.ratelimit import limiter
 from api.service import live_state
 from dsrflow.requests_store import get_request
@@ -70,7 +70,7 @@ async def submit(request: Request) -> Response:
     new = request_form.validate(PublicNewRequest, body, errors, _MESSAGES)
     if new is None:
         return _form_page(request, values, errors, status=422)
-    await limiter(request).hit(request, "submit", email=str(new.email))
+    await admit_submission(request, str(new.email))
     submission = values.get("submission", "")
     key = f"portal:{submission}" if request_form.SUBMISSION.match(submission) else None
     row = await submit_request(request.app.state.dsr, new, key)
@@ -140,8 +140,7 @@ async def verify_page(request: Request, request_id: str, token: str = "") -> HTM
 @router.post("/requests/{request_id}/verify", response_class=HTMLResponse)
 async def verify(request: Request, request_id: str) -> Response:
     row = await _request_row(request, request_id)
-    state = request.app.state.dsr
-    await limiter(request).hit(request, "verify", email=await subject_email_of(state, request_id))
+    await limiter(request).hit(request, "verify", request_id=request_id)
     form = await request.form()
     token = str(form.get("token", "")).strip()
     code = re.sub(r"\s", "", str(form.get("code", "")))
@@ -151,7 +150,7 @@ async def verify(request: Request, request_id: str) -> Response:
     if not token and not CODE.fullmatch(code):
         return _verify_page(request, row, error="Enter the code from our e-mail: 6 digits, like 123456.",
                             status=422)
-    result = await check_identity(state, request_id, code=None if token else code, token=token or None)
+    result = await check_identity(request, request_id, code=None if token else code, token=token or None)
     if result.verified:
         return RedirectResponse(f"/portal/requests/{request_id}?verified=true", status_code=303)
     if result.locked:

@@ -20,6 +20,7 @@ from api.state import AppState
 from dsrflow.audit import append_event
 from dsrflow.hashing import token_hash
 from dsrflow.keys import load_secret_key
+from dsrflow.package_purge import ERASED, EXPIRED
 from dsrflow.requests_store import get_request
 from schemas.requests import Channel, NewRequest, PublicNewRequest, SubjectIdentity
 from schemas.workflow import VerifyAttempt, VerifyResult
@@ -28,6 +29,11 @@ from workflows.dsr import DataSubjectRequestWorkflow
 router = APIRouter(prefix="/v1/public", tags=["subject portal"])
 _TOKEN = re.compile(r"[0-9a-f]{64}")
 CODE = re.compile(r"\d{6,10}")
+# Why a package's file is gone (dsrflow/package_purge.py), as the subject reads it.
+PURGED = {
+    EXPIRED: "this download link has expired and the package has been deleted; ask us for a new one",
+    ERASED: "this package has been deleted because we erased your data at your request",
+}
 
 
 class VerifyBody(BaseModel):
@@ -46,6 +52,15 @@ class VerifyBody(BaseModel):
         return self
 
 
+async def admit_submission(request: Request, email: str) -> None:
+    """The limits a subject's request passes before anything is stored: this client's rate, the
+    address's allowance of verified requests, and the ceiling of unverified requests open."""
+    rate = limiter(request)
+    await rate.hit(request, "submit")
+    await rate.check_allowance(request, "submit", email=email)
+    await rate.check_unverified_ceiling(request)
+
+
 async def submit_request(state: AppState, body: PublicNewRequest, idempotency_key: str | None) -> dict[str, Any]:
     """Store a subject's request and start its workflow (the portal's form and the API's JSON)."""
     new = NewRequest(
@@ -59,31 +74,36 @@ async def submit_request(state: AppState, body: PublicNewRequest, idempotency_ke
     return row
 
 
-async def subject_email_of(state: AppState, request_id: str) -> str | None:
-    """The address a verification attempt is counted against (None for an unknown request)."""
-    row = await get_request(await state.db(), request_id)
-    return row["subject_email"] if row else None
-
-
-async def check_identity(state: AppState, request_id: str, *, code: str | None = None,
+async def check_identity(request: Request, request_id: str, *, code: str | None = None,
                          token: str | None = None) -> VerifyResult:
-    """Hash what the subject typed (or the link's token) and ask the workflow whether it matches."""
+    """Hash what the subject typed (or the link's token) and ask the workflow whether it matches.
+    A request verified spends one of its address's allowance of submissions (the caller has
+    counted the attempt against the client and the request already)."""
+    state: AppState = request.app.state.dsr
     secret = load_secret_key(state.settings)
     attempt = (
         VerifyAttempt(code_hash=code_hash(secret, request_id, code)) if code
         else VerifyAttempt(token_hash=link_token_hash(secret, request_id, token or ""))
     )
-    return await run_update(state, request_id, DataSubjectRequestWorkflow.verify, attempt)
+    result = await run_update(state, request_id, DataSubjectRequestWorkflow.verify, attempt)
+    if result.verified:
+        row = await get_request(await state.db(), request_id)
+        if row is not None:
+            await limiter(request).spend(request, "submit", email=row["subject_email"])
+    return result
 
 
 async def find_package(state: AppState, token: str) -> dict[str, Any]:
-    """The package a download token opens; 404 for an unknown token, 410 once it has expired."""
+    """The package a download token opens; 404 for an unknown token, 410 once it has expired or
+    been deleted."""
     if not _TOKEN.fullmatch(token):
         raise Problem(404, "Not found", "no package for this link")
     pool = await state.db()
     row = await pool.fetchrow("SELECT * FROM packages WHERE token_hash = $1", token_hash(token))
     if row is None:
         raise Problem(404, "Not found", "no package for this link")
+    if row["purged_at"] is not None:
+        raise Problem(410, "Package deleted", PURGED[row["purge_reason"]])
     if row["expires_at"] is None or row["expires_at"] <= datetime.now(UTC):
         raise Problem(410, "Link expired", "this download link has expired; ask us for a new one")
     return dict(row)
@@ -92,8 +112,9 @@ async def find_package(state: AppState, token: str) -> dict[str, Any]:
 @router.post("/requests", status_code=202)
 async def submit(body: PublicNewRequest, request: Request) -> dict[str, Any]:
     """Submit a request. A code to confirm it is yours is e-mailed to the address given.
-    Limited per client IP and per address (429 with `Retry-After`)."""
-    await limiter(request).hit(request, "submit", email=str(body.email))
+    Limited per client (429 with `Retry-After`) and per address's verified requests (429); while
+    too many unverified requests are open, 503 with `Retry-After`."""
+    await admit_submission(request, str(body.email))
     row = await submit_request(request.app.state.dsr, body, request.headers.get("idempotency-key"))
     return {"id": str(row["id"]), "status": row["status"],
             "next": "check your e-mail for a code and send it to /v1/public/requests/{id}/verify"}
@@ -102,10 +123,9 @@ async def submit(body: PublicNewRequest, request: Request) -> dict[str, Any]:
 @router.post("/requests/{request_id}/verify")
 async def verify(request_id: str, body: VerifyBody, request: Request) -> dict[str, Any]:
     """Confirm your identity with the code or the link token from the e-mail.
-    Limited per client IP and per address (429 with `Retry-After`)."""
-    state = request.app.state.dsr
-    await limiter(request).hit(request, "verify", email=await subject_email_of(state, request_id))
-    result = await check_identity(state, request_id, code=body.code, token=body.token)
+    Limited per client and per request and client (429 with `Retry-After`)."""
+    await limiter(request).hit(request, "verify", request_id=request_id)
+    result = await check_identity(request, request_id, code=body.code, token=body.token)
     if not result.verified:
         raise Problem(
             400 if not result.locked else 423,

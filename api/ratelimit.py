@@ -1,22 +1,31 @@
-"""Rate limits on what anyone may call without signing in: submitting a request and verifying it,
-through the portal or the public API, per client IP and per e-mail address.
+"""Rate limits on what anyone may call without signing in: submitting a request and verifying it
+(through the portal or the public API), the console's sign-in, processor callbacks and health.
 
 Fixed windows counted in Postgres (`rate_limit_counters`), so that every API process shares the
 count: an attacker cannot multiply the limit by landing on another process. Buckets are keyed
 hashes, so the table holds no address and no IP. A refused call is a `Problem` 429 with
 `retry_after`: the API answers it as problem+json with a `Retry-After` header, the portal as a page.
 
-The client IP is what the server sees (`request.client`); behind a reverse proxy, run uvicorn with
+What is counted is chosen so that nobody can spend someone else's allowance:
+- a client is an IPv4 address or an IPv6 /64 (one subscriber gets a whole /64 to pick from);
+- verification attempts count per client, and per request *and* client, never per e-mail
+  address: a stranger's wrong codes use up the stranger's attempts, not the subject's;
+- the per-address allowance of submissions is spent only when a request is verified, so
+  unverified requests in someone's name cannot block them from asking.
+
+The client is what the server sees (`request.client`); behind a reverse proxy, run uvicorn with
 `--proxy-headers --forwarded-allow-ips=<proxy>` so that it is the subject's, not the proxy's.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import time
 
 from fastapi import Request
 
 from api.problems import Problem
+from api.state import AppState
 from dsrflow.hashing import keyed_hash
 from dsrflow.keys import load_secret_key
 
@@ -29,38 +38,99 @@ ON CONFLICT (bucket) DO UPDATE SET
     window_end = CASE WHEN c.window_end <= now() THEN excluded.window_end ELSE c.window_end END
 RETURNING hits, greatest(ceil(extract(epoch FROM c.window_end - now())), 1)::int AS retry_after
 """
+# The same primary-key lookup whether or not the bucket exists, so its timing says nothing about
+# whether an address has requests.
+_PEEK = """
+SELECT coalesce(max(hits), 0) AS hits,
+       coalesce(max(greatest(ceil(extract(epoch FROM window_end - now())), 1)::int), 1) AS retry_after
+FROM rate_limit_counters WHERE bucket = $1 AND window_end > now()
+"""
+_UNVERIFIED_OPEN = "SELECT count(*) FROM dsr_requests WHERE status = 'awaiting_verification'"
+# Seconds a client is asked to wait when the ceiling of unverified requests is reached.
+CEILING_RETRY_AFTER = 300
 # Ended windows are deleted now and then, not on every hit.
 _SWEEP_EVERY = 600.0
+
+
+def client_of(request: Request) -> str:
+    """The client a limit counts: the IPv4 address, or the /64 network of an IPv6 address."""
+    host = request.client.host if request.client else "unknown"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
+def _too_many(retry_after: int) -> Problem:
+    # The same words whichever limit it is: a refusal must not tell a stranger which bucket (and
+    # so whether someone else has been using this address) ran out.
+    return Problem(429, "Too many requests", f"too many attempts; try again in {retry_after} second(s)",
+                   retry_after=retry_after)
 
 
 class RateLimiter:
     def __init__(self) -> None:
         self._last_sweep = 0.0
 
-    async def hit(self, request: Request, action: str, *, email: str | None = None) -> None:
-        """Count one `action` (submit, verify) from this client, and for `email` if given; raise
-        a 429 Problem when either is over its limit. The IP is counted first: a client over its
-        limit does not use up the address's allowance."""
-        state = request.app.state.dsr
-        settings = state.settings
-        secret = load_secret_key(settings)
-        buckets = [("ip", request.client.host if request.client else "unknown")]
-        if email is not None:
-            buckets.append(("email", email.strip().lower()))
+    async def hit(self, request: Request, action: str, *, request_id: str | None = None) -> None:
+        """Count one `action` from this client, and for this client on `request_id` if given;
+        raise a 429 Problem when either is over its limit. The client is counted first: a
+        client over its limit does not use up its allowance on the request."""
+        state: AppState = request.app.state.dsr
+        client = client_of(request)
+        buckets = [("ip", (client,))]
+        if request_id is not None:
+            buckets.append(("request", (request_id, client)))
         pool = await state.db()
-        for per, value in buckets:
-            allowed, window = settings.rate(action, per)
-            hits, retry_after = await pool.fetchrow(
-                _HIT, keyed_hash(secret, "rate-limit", action, per, value), float(window))
+        for per, values in buckets:
+            allowed, window = state.settings.rate(action, per)
+            hits, retry_after = await pool.fetchrow(_HIT, self._bucket(state, action, per, *values), float(window))
             if hits > allowed:
-                # The same words whichever limit it is: a refusal must not tell a stranger that
-                # someone else has been using this address.
-                raise Problem(429, "Too many requests",
-                              f"too many attempts; try again in {retry_after} second(s)",
-                              retry_after=retry_after)
+                raise _too_many(retry_after)
+        await self._sweep(pool)
+
+    async def check_allowance(self, request: Request, action: str, *, email: str) -> None:
+        """429 if `email` has used up its allowance of `action`; spends nothing (`spend` does)."""
+        state: AppState = request.app.state.dsr
+        allowed, _ = state.settings.rate(action, "email")
+        pool = await state.db()
+        hits, retry_after = await pool.fetchrow(_PEEK, self._bucket(state, action, "email", _address(email)))
+        if hits >= allowed:
+            raise _too_many(retry_after)
+
+    async def spend(self, request: Request, action: str, *, email: str) -> None:
+        """Spend one of `email`'s allowance of `action` (a request it has verified)."""
+        state: AppState = request.app.state.dsr
+        _, window = state.settings.rate(action, "email")
+        pool = await state.db()
+        await pool.fetchrow(_HIT, self._bucket(state, action, "email", _address(email)), float(window))
+
+    async def check_unverified_ceiling(self, request: Request) -> None:
+        """503 while as many unverified requests are open as the service takes at once."""
+        state: AppState = request.app.state.dsr
+        pool = await state.db()
+        if await pool.fetchval(_UNVERIFIED_OPEN) >= state.settings.max_unverified_open:
+            raise Problem(503, "Too many requests waiting",
+                          "we are receiving more requests than usual; please try again in a few minutes",
+                          retry_after=CEILING_RETRY_AFTER)
+
+    @staticmethod
+    def _bucket(state: AppState, action: str, per: str, *values: str) -> str:
+        return keyed_hash(load_secret_key(state.settings), "rate-limit", action, per, *values)
+
+    async def _sweep(self, pool) -> None:
         if time.monotonic() - self._last_sweep > _SWEEP_EVERY:
             self._last_sweep = time.monotonic()
             await pool.execute("DELETE FROM rate_limit_counters WHERE window_end < now()")
+
+
+def _address(email: str) -> str:
+    return email.strip().lower()
 
 
 def limiter(request: Request) -> RateLimiter:

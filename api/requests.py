@@ -65,9 +65,13 @@ async def package(request_id: str, request: Request, staff: Staff = require_role
     pool = await state.db()
     row = await get_request(pool, request_id)
     found = row and await pool.fetchrow(
-        "SELECT id, kind FROM packages WHERE request_id = $1 ORDER BY created_at DESC LIMIT 1", row["id"])
+        "SELECT id, kind, purged_at, purge_reason FROM packages WHERE request_id = $1 ORDER BY created_at DESC LIMIT 1",
+        row["id"])
     if not found:
         raise Problem(404, "Not found", f"no package for request {request_id}")
+    if found["purged_at"] is not None:
+        raise Problem(410, "Package deleted", f"the package's file was deleted ({found['purge_reason']}) on "
+                      f"{found['purged_at']:%Y-%m-%d}; the audit trail records it")
     async with pool.acquire() as conn:
         await append_event(conn, event_key=f"{request_id}:reviewed:{found['id']}:{staff.token_id}",
                            request_id=request_id, event_type="package.reviewed", actor=staff.actor,

@@ -23,6 +23,8 @@ from api.csrf import (
     sign_in_binding,
 )
 from api.pages import render
+from api.problems import Problem
+from api.ratelimit import limiter
 from dsrflow.staff_tokens import SESSION_IDLE, SESSION_LIFETIME, authenticate, end_session, session_staff, start_session
 
 __all__ = ["csrf_token", "install", "router"]
@@ -66,6 +68,13 @@ async def sign_in(
     next: Annotated[str | None, Form()] = None,
 ) -> Response:
     next_path = _safe_next(next)
+    try:
+        # Before the token is looked up: guessing tokens costs a client its allowance first.
+        await limiter(request).hit(request, "signin")
+    except Problem as refused:
+        page = _sign_in_page(request, next_path, status_code=429, error=refused.detail)
+        page.headers["Retry-After"] = str(refused.extra["retry_after"])
+        return page
     nonce = request.cookies.get(SIGN_IN_COOKIE)
     if not nonce or not await csrf_valid(request, sign_in_binding(nonce)):
         return _sign_in_page(request, next_path, status_code=403,

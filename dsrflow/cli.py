@@ -27,10 +27,12 @@ token_app = typer.Typer(no_args_is_help=True, help="Staff API tokens.")
 audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit trail.")
 erasure_app = typer.Typer(no_args_is_help=True, help="The erasure ledger.")
 retention_app = typer.Typer(no_args_is_help=True, help="The policy's retention periods.")
+packages_app = typer.Typer(no_args_is_help=True, help="Access and portability packages kept on disk.")
 app.add_typer(token_app, name="token")
 app.add_typer(audit_app, name="audit")
 app.add_typer(erasure_app, name="erasure")
 app.add_typer(retention_app, name="retention")
+app.add_typer(packages_app, name="packages")
 
 
 class Role(StrEnum):
@@ -272,6 +274,21 @@ def retention_plan(
     except (PolicyError, PermanentConnectorError, SqlSystemUnavailable) as exc:
         _fail(str(exc))
     typer.echo(text)
+
+
+@packages_app.command("purge")
+def packages_purge(
+    yes: Annotated[bool, typer.Option("--yes", help="delete them; without it, only count")] = False,
+) -> None:
+    """Delete the package files whose download link has expired (what the hourly
+    `dsrflow-package-purge` schedule does). Without --yes, only says how many it would delete."""
+    from datetime import UTC, datetime
+
+    from dsrflow.package_purge import purge_expired
+
+    report = asyncio.run(_with_pool(lambda pool: purge_expired(pool, datetime.now(UTC), dry_run=not yes,
+                                                               actor="cli")))
+    typer.echo(report.describe(done=yes) + ("" if yes else "; run with --yes to delete them"))
 
 
 def main() -> None:

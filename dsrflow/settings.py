@@ -76,12 +76,26 @@ class Settings(BaseSettings):
     demo_opendsr_port: int = _port_field(8100, "DSRFLOW_DEMO_OPENDSR_PORT")
     # Seconds the demo e-mail processor takes to carry out a request (benchmarks set 0).
     demo_opendsr_delay: float = Field(2.0, ge=0, validation_alias=AliasChoices("DSRFLOW_DEMO_OPENDSR_DELAY"))
-    # Subject portal and public API rate limits, "N/period" (period: second, minute, hour, day, or
-    # a count of them such as 10m); per client IP and per keyed hash of the e-mail address.
+    # Rate limits on what anyone may call without signing in, "N/period" (period: second, minute,
+    # hour, day, or a count of them such as 10m), per client (an IPv4 address, an IPv6 /64).
     rate_submit_per_ip: str = Field("20/hour", validation_alias=AliasChoices("DSRFLOW_RATE_SUBMIT_PER_IP"))
+    # Verified requests per e-mail address: an unverified submission never spends it, so nobody
+    # can use up someone else's allowance by asking in their name.
     rate_submit_per_email: str = Field("5/hour", validation_alias=AliasChoices("DSRFLOW_RATE_SUBMIT_PER_EMAIL"))
     rate_verify_per_ip: str = Field("30/hour", validation_alias=AliasChoices("DSRFLOW_RATE_VERIFY_PER_IP"))
-    rate_verify_per_email: str = Field("10/hour", validation_alias=AliasChoices("DSRFLOW_RATE_VERIFY_PER_EMAIL"))
+    # Attempts on one request from one client: below the policy's verification.max_attempts, so
+    # that one client cannot use up the code's attempts and lock the subject out.
+    rate_verify_per_request: str = Field("3/hour", validation_alias=AliasChoices("DSRFLOW_RATE_VERIFY_PER_REQUEST"))
+    # Tokens are too long to guess; this keeps a guessing loop from costing a lookup per try.
+    rate_signin_per_ip: str = Field("20/10m", validation_alias=AliasChoices("DSRFLOW_RATE_SIGNIN_PER_IP"))
+    rate_callback_per_ip: str = Field("600/minute", validation_alias=AliasChoices("DSRFLOW_RATE_CALLBACK_PER_IP"))
+    # Generous for monitors polling every second or two; each call probes every component.
+    rate_health_per_ip: str = Field("300/minute", validation_alias=AliasChoices("DSRFLOW_RATE_HEALTH_PER_IP"))
+    # Unverified requests open at once, over every address: each one lives for the verification
+    # window and sends mail from the controller's domain. Beyond it public intake answers 503.
+    max_unverified_open: int = Field(
+        10000, ge=1, validation_alias=AliasChoices("DSRFLOW_MAX_UNVERIFIED_OPEN")
+    )
     # `dsrflow up --demo-saas`: also the Stripe, HubSpot, Mailchimp and GA4 stand-ins, as http systems.
     demo_saas: bool = Field(False, validation_alias=AliasChoices("DSRFLOW_DEMO_SAAS"))
     demo_saas_port: int = _port_field(8110, "DSRFLOW_DEMO_SAAS_PORT")
@@ -133,7 +147,8 @@ class Settings(BaseSettings):
         return value
 
     @field_validator("rate_submit_per_ip", "rate_submit_per_email", "rate_verify_per_ip",
-                     "rate_verify_per_email")
+                     "rate_verify_per_request", "rate_signin_per_ip", "rate_callback_per_ip",
+                     "rate_health_per_ip")
     @classmethod
     def _check_rate(cls, value: str) -> str:
         parse_rate(value)
@@ -208,7 +223,8 @@ class Settings(BaseSettings):
         return self.temporal_ui_public_url or f"http://127.0.0.1:{self.temporal_ui_port}"
 
     def rate(self, action: str, per: str) -> tuple[int, int]:
-        """(allowed hits, window in seconds) for `action` (submit, verify) per `ip` or `email`."""
+        """(allowed hits, window in seconds) for `action` (submit, verify, signin, callback,
+        health) per `ip`, `email` or `request`."""
         return parse_rate(getattr(self, f"rate_{action}_per_{per}"))
 
 

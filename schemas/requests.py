@@ -6,10 +6,12 @@ import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator, model_validator
 
 from dsrflow.deadlines import Regime
+from dsrflow.plain_text import OneLine
 
 __all__ = [
     "Channel", "DenialReason", "NewRequest", "ObjectionScope", "PublicNewRequest", "Regime",
@@ -81,12 +83,20 @@ _COUNTRY = re.compile(r"^[A-Za-z]{2}$")
 _CLOCK_SKEW = timedelta(minutes=5)
 
 
+# Bounds on what a stranger can make us store and carry through a workflow: a field name is short,
+# a corrected value is a name, an address or a number, and no record has hundreds of fields.
+FieldName = Annotated[OneLine, StringConstraints(max_length=100)]
+CorrectedValue = Annotated[OneLine, StringConstraints(max_length=1000)]
+MAX_CORRECTIONS = 50
+
+
 class SubjectIdentity(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     email: EmailStr
-    name: str | None = Field(None, min_length=1, max_length=200)
-    customer_id: str | None = Field(None, min_length=1, max_length=100)
+    # Both reach letters (and the name a salutation): one line, no control characters.
+    name: OneLine | None = Field(None, min_length=1, max_length=200)
+    customer_id: OneLine | None = Field(None, min_length=1, max_length=100)
 
 
 class _RequestDetails(BaseModel):
@@ -98,11 +108,11 @@ class _RequestDetails(BaseModel):
     country: str | None = Field(
         None, description="the subject's country, ISO 3166-1 alpha-2 (the policy's default if omitted); "
         "kept as a fact about the subject, never the holiday calendar of the deadline")
-    corrections: dict[str, str] | None = Field(
-        None, description="rectification: field name -> corrected value"
+    corrections: dict[FieldName, CorrectedValue] | None = Field(
+        None, max_length=MAX_CORRECTIONS, description="rectification: field name -> corrected value"
     )
     restriction_grounds: list[RestrictionGround] | None = Field(
-        None, description="restriction: the Art. 18(1) grounds invoked"
+        None, max_length=len(RestrictionGround), description="restriction: the Art. 18(1) grounds invoked"
     )
     objection_scope: ObjectionScope | None = Field(None, description="objection: what is objected to")
     appeal_of: uuid.UUID | None = Field(
@@ -157,7 +167,7 @@ class NewRequest(_RequestDetails):
     identity_attested: bool = Field(
         False, description="an agent attests the subject is already authenticated; skips verification"
     )
-    client_request_id: str | None = Field(
+    client_request_id: OneLine | None = Field(
         None, min_length=1, max_length=200, description="the caller's id; repeats return the same request"
     )
 
@@ -177,7 +187,7 @@ class PublicNewRequest(_RequestDetails):
     """A request a data subject submits through the portal."""
 
     email: EmailStr
-    name: str | None = Field(None, min_length=1, max_length=200)
+    name: OneLine | None = Field(None, min_length=1, max_length=200)
 
 
 def _field_error(field: str, message: str) -> Exception:

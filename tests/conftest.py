@@ -106,6 +106,10 @@ def settings(home: Path, database_url: str, mail_sink: MailSink, lifecycle_polic
         # Every test client calls from 127.0.0.1: tests/test_ratelimit.py sets its own limits.
         DSRFLOW_RATE_SUBMIT_PER_IP="10000/hour",
         DSRFLOW_RATE_VERIFY_PER_IP="10000/hour",
+        DSRFLOW_RATE_VERIFY_PER_REQUEST="10000/hour",
+        DSRFLOW_RATE_SIGNIN_PER_IP="10000/hour",
+        DSRFLOW_RATE_CALLBACK_PER_IP="10000/hour",
+        DSRFLOW_RATE_HEALTH_PER_IP="10000/hour",
     )
 
 

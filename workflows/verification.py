@@ -34,6 +34,8 @@ class IdentityVerification:
         self.attempts = 0
         self.verified_at: datetime | None = None
         self.method: str | None = None
+        # One attempt judged at a time, in the order they arrived (see `check`).
+        self._judging = asyncio.Lock()
 
     async def run(self, request_id: str, facts: RequestFacts, closed: Callable[[], bool]) -> datetime | None:
         """Send the code and wait for the subject; return the expiry instant if the window
@@ -80,22 +82,33 @@ class IdentityVerification:
 
     async def check(self, request_id: str, facts: RequestFacts, attempt: VerifyAttempt) -> VerifyResult:
         """Judge one attempt (the `verify` update)."""
-        await workflow.wait_condition(lambda: not self.issuing and self.challenge is not None)
-        challenge = self.challenge
-        assert challenge is not None
-        expected, given, method = (
-            (challenge.code_hash, attempt.code_hash, "email_code") if attempt.code_hash
-            else (challenge.token_hash, attempt.token_hash, "email_link")
-        )
-        if hmac.compare_digest(expected, given or ""):
-            self.verified_at = workflow.now()
-            self.method = method
+        async with self._judging:
+            await workflow.wait_condition(lambda: not self.issuing and self.challenge is not None)
+            challenge = self.challenge
+            assert challenge is not None
+            # The validator saw the count before any handler of its activation ran: attempts
+            # arriving together all pass it, so the limit is enforced again here, where the
+            # count is current, or concurrent guesses would be compared beyond it.
+            if (self.attempts >= facts.verification_max_attempts
+                    and workflow.patched("verification-attempt-lock")):
+                return VerifyResult(verified=False, attempts_left=0, locked=True)
+            expected, given, method = (
+                (challenge.code_hash, attempt.code_hash, "email_code") if attempt.code_hash
+                else (challenge.token_hash, attempt.token_hash, "email_link")
+            )
+            verified = hmac.compare_digest(expected, given or "")
+            if verified:
+                self.verified_at = workflow.now()
+                self.method = method
+            else:
+                self.attempts += 1
+            attempts = self.attempts
+        if verified:
             await record_event(request_id, "verification.succeeded", f"verified:{challenge.round}", {"method": method})
             return VerifyResult(verified=True, attempts_left=0, locked=False)
-        self.attempts += 1
-        left = max(facts.verification_max_attempts - self.attempts, 0)
+        left = max(facts.verification_max_attempts - attempts, 0)
         await record_event(
-            request_id, "verification.failed", f"failed:{challenge.round}:{self.attempts}",
+            request_id, "verification.failed", f"failed:{challenge.round}:{attempts}",
             {"method": method, "attempts_left": left},
         )
         if left == 0:

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 from jinja2 import StrictUndefined, UndefinedError
@@ -160,6 +160,12 @@ class HttpExchange:
                 url, query = str(following), {}
                 if not url.startswith(("http://", "https://")):
                     url = self.base_url + "/" + url.lstrip("/")
+                elif _origin(url) != _origin(self.base_url):
+                    # The next link comes from the service's answer: following it elsewhere would
+                    # hand our credentials to whoever it names.
+                    raise PermanentConnectorError(
+                        f"system {self.system}: {where} pointed its next page at another host than "
+                        f"{self.config.service}'s configured one; not followed")
                 continue
             if paging.style == "offset":
                 offset += len(page)
@@ -244,6 +250,11 @@ class HttpExchange:
             return ""
         # Only a short token-like code: a service's free-text message may quote the subject.
         return f" [{code}]" if isinstance(code, (str, int)) and _CODE.fullmatch(str(code)) else ""
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme.lower(), parts.netloc.lower()
 
 
 def _hint(code: int) -> str:

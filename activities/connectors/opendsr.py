@@ -12,6 +12,14 @@ System config (strings go through `expand_env`):
     origins             or per dataset: {dataset: origin}
     access_timeout_seconds (60), poll_interval_seconds (1), timeout_seconds (30)
     verify_signatures   default true: status responses must carry a valid X-OpenDSR-Signature
+    processor_certificate_pem  the processor's certificate, pinned: signatures are checked against
+                        it and it is never fetched (needed outside development when discovery is
+                        not https)
+    callback_max_age_seconds (3600)  a callback whose signed status_changed_time is older is refused
+
+Every URL a processor hands us (results_url, extension URLs) is followed only on the configured
+host (the base URL's or the discovery URL's scheme, host and port): the credentials in `headers`
+never go anywhere else, and a compromised processor cannot point us at an internal address.
 
 Erasure is asynchronous: `erase` submits and returns `pending` with the subject_request_id as
 external_id; completion arrives as a signed callback at `env.callback_url`, or through `status`.
@@ -42,25 +50,22 @@ from activities.connectors.base import (
     ErasureContext,
     PermanentConnectorError,
     Subject,
-    TaskStatus,
 )
 from activities.connectors.opendsr_signature import (
     SIGNATURE_HEADER,
     ProcessorCertificateError,
+    InsecureTrustAnchor,
     ProcessorCertificates,
+    TrustAnchor,
+    trust_anchor,
 )
+from activities.connectors.opendsr_documents import datasets_of, outcome_from_status, seconds_until
 from policy.disclosure import Origin
 from policy.model import Policy, System
 
 API_VERSION = "2.0"
 # Fixed forever: changing it would give retried requests new ids, and so second jobs.
 _ID_NAMESPACE = uuid.UUID("5b1f8a8e-3d4c-4f53-9a51-0d5f0c2e7a11")
-_STATUS: dict[str, TaskStatus] = {
-    "pending": "pending",
-    "in_progress": "pending",
-    "completed": "done",
-    "cancelled": "needs_attention",
-}
 
 
 class OpenDsrUnavailable(Exception):
@@ -78,10 +83,22 @@ def subject_request_id(request_id: str, system_name: str, action: str) -> str:
 
 
 def discovery_url_for(system: System) -> str:
-    """Where a system's discovery document is: the callback endpoint verifies signatures with
-    the certificate it names (`ProcessorCertificates.verify(discovery_url_for(system), ...)`)."""
+    """Where a system's discovery document is: unless a certificate is pinned, signatures are
+    verified with the certificate it names (`trust_anchor_for`)."""
     config = expand_env(system.config)
     return _join(str(config["base_url"]), str(config.get("discovery_path", "/discovery")))
+
+
+def trust_anchor_for(system: System, environment: str) -> TrustAnchor:
+    """What vouches for a system's signatures (raises InsecureTrustAnchor for plain http outside
+    development, unless the certificate is pinned)."""
+    pinned = expand_env(system.config).get("processor_certificate_pem")
+    return trust_anchor(discovery_url_for(system), str(pinned) if pinned else None, environment)
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme.lower(), parts.netloc.lower()
 
 
 def systems_for_processor_domain(policy: Policy, domain: str) -> list[tuple[str, System]]:
@@ -93,38 +110,6 @@ def systems_for_processor_domain(policy: Policy, domain: str) -> list[tuple[str,
         if system.connector == "opendsr" and urlsplit(discovery_url_for(system)).hostname == domain.strip().lower():
             found.append((name, system))
     return found
-
-
-def _seconds_until(moment: Any) -> int | None:
-    """Whole seconds from now to an RFC 3339 time (0 if past); None when absent or unreadable."""
-    try:
-        when = dt.datetime.fromisoformat(str(moment))
-    except ValueError:
-        return None
-    if when.tzinfo is None:
-        return None
-    return max(0, int((when - dt.datetime.now(dt.UTC)).total_seconds()))
-
-
-def outcome_from_status(document: dict[str, Any]) -> ActionOutcome:
-    """An ActionOutcome from a status response or (verified) callback body."""
-    state = document.get("request_status")
-    status = _STATUS.get(state, "needs_attention") if isinstance(state, str) else "needs_attention"
-    count = document.get("results_count")
-    count = count if isinstance(count, int) and count >= 0 else 0
-    message = None
-    if state == "cancelled":
-        message = "the processor reports the request as cancelled"
-    elif status == "needs_attention":
-        message = "the processor reported an unknown request status"
-    return ActionOutcome(
-        status=status,
-        # Only erasure is followed through status/callbacks: its count is what was erased.
-        found=count if status == "done" else 0,
-        changed=count if status == "done" else 0,
-        external_id=document.get("subject_request_id"),
-        message=message,
-    )
 
 
 @functools.cache
@@ -163,6 +148,7 @@ class OpenDsrConnector:
             verify=_tls_context(),
         )
         self._certificates = ProcessorCertificates(self._http)
+        self._origins = {_origin(self.base_url), _origin(self.discovery_url)}
         self._discovery: dict[str, Any] | None = None
 
     # -- the Connector interface -----------------------------------------------------------
@@ -189,7 +175,7 @@ class OpenDsrConnector:
         if not results_url:
             return  # completed without results: the processor holds nothing about the subject
         response = await self._call("GET", str(results_url), signed="if_present")
-        for dataset, records in self._datasets(response.json()):
+        for dataset, records in datasets_of(response.json()):
             for record in records:
                 if isinstance(record, dict):
                     yield AccessRecord(
@@ -301,7 +287,7 @@ class OpenDsrConnector:
         return ActionOutcome(
             status="pending",
             external_id=request_id,
-            poll_after_seconds=_seconds_until(expected),
+            poll_after_seconds=seconds_until(expected),
             message=f"processor expects completion by {expected}" if expected else None,
         )
 
@@ -330,21 +316,6 @@ class OpenDsrConnector:
                 )
             await asyncio.sleep(self.poll_interval)
 
-    @staticmethod
-    def _datasets(results: Any) -> list[tuple[str, list[Any]]]:
-        """Results as (dataset, records), from a list of {name, records} or a plain
-        {dataset: [records]} mapping. Where the records come from is the controller's call,
-        made in the policy (`origins`), not the processor's."""
-        datasets = results.get("datasets") if isinstance(results, dict) else None
-        if isinstance(datasets, list):
-            return [
-                (str(d.get("name")), list(d.get("records") or []))
-                for d in datasets if isinstance(d, dict) and d.get("name")
-            ]
-        if isinstance(datasets, dict):
-            return [(str(k), list(v or [])) for k, v in datasets.items()]
-        return []
-
     async def _call(
         self,
         method: str,
@@ -360,11 +331,14 @@ class OpenDsrConnector:
         "if_present" when one is checked only if sent (results: their transport is not specified).
         """
         path = urlsplit(url).path
-        same_host = urlsplit(url).netloc == urlsplit(self.base_url).netloc
+        if _origin(url) not in self._origins:
+            # A URL from the processor's own answers (results_url): never sent anywhere but the
+            # configured host, with or without credentials.
+            raise PermanentConnectorError(
+                f"system {self.name}: the processor pointed {method} {path} at another host than the "
+                "configured one; not followed")
         try:
-            response = await self._http.request(
-                method, url, json=json, headers=self._auth_headers if same_host else None
-            )
+            response = await self._http.request(method, url, json=json, headers=self._auth_headers)
         except httpx.TransportError as exc:
             raise OpenDsrUnavailable(f"system {self.name}: {method} {path} failed: {type(exc).__name__}") from exc
         code = response.status_code
@@ -382,9 +356,10 @@ class OpenDsrConnector:
 
     async def _check_signature(self, response: httpx.Response, what: str) -> None:
         try:
-            valid = await self._certificates.verify(
-                self.discovery_url, response.content, response.headers.get(SIGNATURE_HEADER)
-            )
+            anchor = trust_anchor_for(self.env.system, self.env.settings.environment)
+            valid = await self._certificates.verify(anchor, response.content, response.headers.get(SIGNATURE_HEADER))
+        except InsecureTrustAnchor as exc:
+            raise PermanentConnectorError(f"system {self.name}: {exc}") from None
         except ProcessorCertificateError as exc:
             raise OpenDsrUnavailable(f"system {self.name}: cannot get the processor certificate: {exc}") from None
         if not valid:

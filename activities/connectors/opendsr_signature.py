@@ -7,7 +7,13 @@ FIPS 186-4 schemes), sent base64-encoded in `X-OpenDSR-Signature`.
 We check that the signature matches the certificate the processor publishes at its configured
 discovery URL; we do not validate the certificate chain. The specification asks processors for a
 CA-issued certificate, the demo processor uses a self-signed one, and the trust anchor here is the
-discovery URL in our own policy, fetched by us.
+discovery URL in our own policy, fetched by us. That anchor is only as good as the channel it is
+fetched over: outside development it must be https, or the system's config pins the certificate
+itself (`processor_certificate_pem`), and then nothing is fetched at all.
+
+Anyone can post a callback with a bad signature. Such a post must not make us fetch anything
+each time (a reflection and load amplifier): the certificate is re-fetched after a failed
+signature at most once per `refresh_interval`, and a failed fetch is not retried within it either.
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ import binascii
 import datetime as dt
 import functools
 import ipaddress
+import time
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -37,6 +45,30 @@ _CERTIFICATE_YEARS = 10
 class ProcessorCertificateError(Exception):
     """The processor's certificate cannot be obtained: discovery or certificate fetch failed, or
     what came back is not a usable certificate."""
+
+
+class InsecureTrustAnchor(ProcessorCertificateError):
+    """Outside development, a plain-http discovery URL with no pinned certificate: anyone on the
+    network path could substitute the certificate, so nothing it signs is believed."""
+
+
+@dataclass(frozen=True)
+class TrustAnchor:
+    """What vouches for a processor's signatures: its discovery URL, or a certificate pinned in
+    the system's config (then the URL is never fetched for certificates)."""
+
+    discovery_url: str
+    pinned_certificate: bytes | None = None
+
+
+def trust_anchor(discovery_url: str, pinned_pem: str | None, environment: str) -> TrustAnchor:
+    """The anchor for a system, refused (InsecureTrustAnchor) when it is plain http outside
+    development. The demo processor and the tests run over http on loopback in development."""
+    pinned = pinned_pem.encode("ascii") if pinned_pem else None
+    if pinned is None and environment != "development" and urlsplit(discovery_url).scheme != "https":
+        raise InsecureTrustAnchor(
+            f"discovery URL {discovery_url} is not https and no processor_certificate_pem is pinned")
+    return TrustAnchor(discovery_url, pinned)
 
 
 @functools.lru_cache(maxsize=4)
@@ -124,14 +156,19 @@ class ProcessorCertificates:
     `get` reads the discovery document, follows its `processor_certificate` URL (which must be on
     the discovery document's host, as the specification requires) and caches the PEM. A callback
     whose signature fails against a cached certificate may come after a key rotation: `verify`
-    retries once with a freshly fetched certificate.
+    retries with a freshly fetched certificate, unless one was fetched (or failed to be) within
+    the last `refresh_interval` seconds.
     """
 
-    def __init__(self, client: httpx.AsyncClient | None = None, *, timeout: float = 10.0) -> None:
+    def __init__(self, client: httpx.AsyncClient | None = None, *, timeout: float = 10.0,
+                 refresh_interval: float = 60.0) -> None:
         self._client = client or httpx.AsyncClient(timeout=timeout)
         self._owns_client = client is None
+        self.refresh_interval = refresh_interval
         self._cache: dict[str, bytes] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._fetched_at: dict[str, float] = {}  # last fetch attempt, whatever its outcome
+        self._failure: dict[str, ProcessorCertificateError] = {}
 
     async def get(self, discovery_url: str) -> bytes:
         cached = self._cache.get(discovery_url)
@@ -141,24 +178,45 @@ class ProcessorCertificates:
         async with lock:
             cached = self._cache.get(discovery_url)
             if cached is None:
-                cached = await self._fetch(discovery_url)
+                failure = self._failure.get(discovery_url)
+                if failure is not None and not self._may_fetch(discovery_url):
+                    raise failure
+                self._fetched_at[discovery_url] = time.monotonic()
+                try:
+                    cached = await self._fetch(discovery_url)
+                except ProcessorCertificateError as exc:
+                    self._failure[discovery_url] = exc
+                    raise
+                self._failure.pop(discovery_url, None)
                 self._cache[discovery_url] = cached
             return cached
+
+    def _may_fetch(self, discovery_url: str) -> bool:
+        last = self._fetched_at.get(discovery_url)
+        return last is None or time.monotonic() - last >= self.refresh_interval
 
     def invalidate(self, discovery_url: str) -> None:
         self._cache.pop(discovery_url, None)
 
-    async def verify(self, discovery_url: str, body: bytes, signature_b64: str | None) -> bool:
-        """Verify a raw body against the processor's certificate, refreshing it once on failure.
+    async def verify(self, anchor: TrustAnchor | str, body: bytes, signature_b64: str | None) -> bool:
+        """Verify a raw body against the processor's certificate, refreshing it on failure at most
+        once per `refresh_interval`.
 
         Raises ProcessorCertificateError only when no certificate can be obtained at all.
         """
+        if isinstance(anchor, str):
+            anchor = TrustAnchor(anchor)
         if not signature_b64:
             return False
-        if verify(body, signature_b64, await self.get(discovery_url)):
+        if anchor.pinned_certificate is not None:
+            return verify(body, signature_b64, anchor.pinned_certificate)
+        url = anchor.discovery_url
+        if verify(body, signature_b64, await self.get(url)):
             return True
-        self.invalidate(discovery_url)
-        return verify(body, signature_b64, await self.get(discovery_url))
+        if not self._may_fetch(url):
+            return False
+        self.invalidate(url)
+        return verify(body, signature_b64, await self.get(url))
 
     async def aclose(self) -> None:
         if self._owns_client:

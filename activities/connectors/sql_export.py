@@ -5,7 +5,8 @@ JSON, one object a line, and as CSV rows. Python only moves bytes, so a subject 
 rows costs little more than the COPY itself. The values read exactly as the record-by-record
 `access` gives them (`sql_queries.plain`): dates and times in ISO 8601 as PostgreSQL's JSON writes
 them (in UTC), numerics as exact strings, bytea as hex, json as its text, other types as their
-PostgreSQL output; in the CSV, booleans as True/False and arrays as JSON.
+PostgreSQL output; in the CSV, booleans as True/False and arrays as JSON, and text that would run
+as a spreadsheet formula with a leading apostrophe (dsrflow/plain_text.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 from activities.connectors.base import Subject
 from activities.connectors.sql_queries import Plan, select_fields
+from dsrflow.plain_text import sql_csv_cell
 from policy.model import Dataset
 
 # COPY's CSV format with a delimiter and a quote character that JSON text never holds raw (it
@@ -60,7 +62,9 @@ def csv_expression(types: Mapping[str, str], columns: Sequence[str]) -> Callable
             return f"to_json({ref})::text"
         if _base(pg_type) in _TIMES:
             return f"(to_json({ref}) #>> '{{}}')"
-        return _as_text(ref, pg_type) or ref
+        # Text a spreadsheet would run as a formula gets its apostrophe here, as `_csv_value`
+        # gives it record by record; numbers (a negative amount) stay numbers.
+        return sql_csv_cell(_as_text(ref, pg_type) or ref)
 
     if len(columns) > 1:
         return text

@@ -76,6 +76,8 @@ class RequestProcessor:
         document["expected_completion_time"] = rfc3339(row["expected_completion_time"])
         if callback_url is not None:
             document["status_callback_url"] = callback_url
+            # Signed with the body: the controller refuses a callback replayed after it went stale.
+            document["status_changed_time"] = rfc3339(row["status_changed_time"])
         document["subject_request_id"] = str(row["subject_request_id"])
         document["request_status"] = row["request_status"]
         document["api_version"] = API_VERSION

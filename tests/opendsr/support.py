@@ -26,6 +26,7 @@ from devstack.demo.email_marketing_db import ensure_email_marketing_database
 from devstack.demo.subjects import demo_subjects
 from devstack.postgres import EmbeddedPostgres
 from devstack.processes import free_port
+from dsrflow.settings import Settings
 from policy.model import System, load_policy
 
 CALLBACK_PATH = "/v1/callbacks/opendsr"
@@ -139,7 +140,7 @@ def connector_for(base_url: str, callback_url: str, **config) -> OpenDsrConnecto
         config={"base_url": "${DSRFLOW_TEST_UNSET_EMAIL_URL:-" + base_url + "}", "poll_interval_seconds": 0.2, **config},
     )
     env = ConnectorEnv(
-        system_name="email_marketing", system=system, policy=load_policy().policy, settings=None,
+        system_name="email_marketing", system=system, policy=load_policy().policy, settings=Settings(),
         secret=b"0" * 32, callback_url=callback_url,
     )
     connector = build_connector(env)

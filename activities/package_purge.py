@@ -1,0 +1,22 @@
+"""The activity of the scheduled package purge (dsrflow/package_purge.py does the work)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from temporalio import activity
+
+from activities.context import ActivityContext
+from dsrflow.package_purge import purge_expired
+from schemas.copies import PurgeInput, PurgeReport
+
+
+class PackagePurgeActivities:
+    def __init__(self, ctx: ActivityContext) -> None:
+        self.ctx = ctx
+
+    @activity.defn(name="purge_expired_packages")
+    async def purge_expired_packages(self, purge: PurgeInput) -> PurgeReport:
+        report = await purge_expired(self.ctx.pool, purge.as_of or datetime.now(UTC))
+        activity.logger.info("expired packages purged", extra={"packages": report.packages})
+        return report

@@ -1,0 +1,74 @@
+"""Signed OpenDSR callbacks are believed once, and only while fresh.
+
+A valid signature proves the processor wrote the body, not when it sent it: someone who captured
+a callback (a log, a proxy, a compromised relay) could post it again later, for instance an old
+`in_progress` after the job completed. So a callback whose signed `status_changed_time` is older
+than the system's `callback_max_age_seconds` (or more than a few minutes in the future) is
+refused, and a body already acted on is refused as a replay (digests in `opendsr_callbacks_seen`,
+shared by every API process). The specification does not make the timestamp mandatory: a body
+without one is still refused when replayed, for as long as its digest is kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from api.problems import Problem
+
+TIME_FIELD = "status_changed_time"
+DEFAULT_MAX_AGE_SECONDS = 3600
+_CLOCK_SKEW = timedelta(minutes=5)
+_SWEEP_EVERY = 600.0
+_last_sweep = 0.0
+
+
+def _stale(message: str) -> Problem:
+    return Problem(422, "Stale callback", f"{TIME_FIELD}: {message}",
+                   errors=[{"field": TIME_FIELD, "message": message}])
+
+
+def signed_time(payload: dict[str, Any], max_age_seconds: float) -> datetime | None:
+    """The callback's signed status time, refused (422) when unreadable, too old or in the future."""
+    raw = payload.get(TIME_FIELD)
+    if raw is None:
+        return None
+    try:
+        when = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
+    except ValueError:
+        raise _stale("must be an RFC 3339 time") from None
+    if when.tzinfo is None:
+        raise _stale("must include a timezone")
+    now = datetime.now(UTC)
+    if when > now + _CLOCK_SKEW:
+        raise _stale("is in the future")
+    if now - when > timedelta(seconds=max_age_seconds):
+        raise _stale(f"is more than {int(max_age_seconds)} seconds old; the status is polled instead")
+    return when
+
+
+async def remember(conn: asyncpg.Connection, system: str, body: bytes, when: datetime | None,
+                   max_age_seconds: float) -> None:
+    """Record the callback as seen, in the caller's transaction; 409 if it was seen before."""
+    global _last_sweep
+    expires = when + timedelta(seconds=max_age_seconds) + _CLOCK_SKEW if when else None
+    inserted = await conn.fetchval(
+        "INSERT INTO opendsr_callbacks_seen (system, body_sha256, expires_at) VALUES ($1, $2, $3) "
+        "ON CONFLICT DO NOTHING RETURNING true",
+        system, hashlib.sha256(body).digest(), expires,
+    )
+    if not inserted:
+        raise Problem(409, "Callback already received", "this signed callback was already processed")
+    if time.monotonic() - _last_sweep > _SWEEP_EVERY:
+        _last_sweep = time.monotonic()
+        await conn.execute("DELETE FROM opendsr_callbacks_seen WHERE expires_at < now()")
+
+
+async def forget(pool: asyncpg.Pool, system: str, body: bytes) -> None:
+    """Undo `remember` for a callback that could not be delivered to its task."""
+    await pool.execute("DELETE FROM opendsr_callbacks_seen WHERE system = $1 AND body_sha256 = $2",
+                       system, hashlib.sha256(body).digest())

@@ -1,0 +1,70 @@
+"""Text that reaches a mail header, a letter or a spreadsheet: what it may carry.
+
+A name or an identifier is one line: a CR/LF in it would start a new header (or forge a line of
+a letter), and other control characters (escape sequences, NUL, Unicode line separators) have no
+place in either. Free text written by staff (a reason, an explanation) may hold line breaks,
+which a browser's text area sends, but no other control character.
+
+Intake refuses both (422 naming the field, `OneLine` / `FreeText`); rendering folds what is left
+to one line anyway (`one_line`), as defence in depth for rows stored before these checks or
+written by another path.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import AfterValidator
+
+# C0 and C1 controls, DEL, and the Unicode line and paragraph separators.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_CONTROL_BUT_LINE_BREAKS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029]")
+_CONTROL_RUNS = re.compile(r"\s*[\x00-\x1f\x7f-\x9f\u2028\u2029][\s\x00-\x1f\x7f-\x9f\u2028\u2029]*")
+
+
+def one_line(value: str) -> str:
+    """The text with every run of control characters (and the spaces around it) as one space."""
+    return _CONTROL_RUNS.sub(" ", value).strip()
+
+
+def _refuse_controls(value: str) -> str:
+    if _CONTROL.search(value):
+        raise ValueError("must be one line, without line breaks or control characters")
+    return value
+
+
+def _refuse_controls_but_line_breaks(value: str) -> str:
+    if _CONTROL_BUT_LINE_BREAKS.search(value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+OneLine = Annotated[str, AfterValidator(_refuse_controls)]
+FreeText = Annotated[str, AfterValidator(_refuse_controls_but_line_breaks)]
+
+# Spreadsheets run a cell that starts with one of these as a formula (or, tab and CR, after
+# trimming it): =HYPERLINK(...) leaks data, =cmd|... runs programs (CSV injection).
+FORMULA_START = "=+-@\t\r"
+# A cell that is a plain decimal number is read as that number, never as a formula: a credit
+# note's -12.50 or an exponent's 1e-5 stays as it is.
+_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+# The same two rules for PostgreSQL, whose COPY writes the `sql` systems' CSV rows itself.
+SQL_FORMULA_START = r"^[-=+@\t\r]"
+SQL_NUMBER = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$"
+
+
+def csv_cell(value: str) -> str:
+    """A text cell as a spreadsheet can open it safely: one that would run as a formula gets a
+    leading apostrophe, which spreadsheets show as text and do not display (OWASP's advice)."""
+    if value[:1] and value[0] in FORMULA_START and not _NUMBER.fullmatch(value):
+        return "'" + value
+    return value
+
+
+def sql_csv_cell(expression: str) -> str:
+    """`csv_cell` as a PostgreSQL expression over any value, as text in the type's own output
+    (format's %s; a cast would write an inet as 1.2.3.4/32). NULL stays NULL."""
+    text = f"format('%s', {expression})"
+    return (f"(CASE WHEN {expression} IS NULL THEN NULL WHEN {text} ~ '{SQL_FORMULA_START}' "
+            f"AND {text} !~ '{SQL_NUMBER}' THEN '''' || {text} ELSE {text} END)")

@@ -1,0 +1,149 @@
+"""Copies that escape expiry and erasure (issue 14, item 8): a package file is deleted once its
+download link has expired (the hourly schedule's workflow, or `dsrflow packages purge`), and
+every package and processor upload of a subject once an erasure of that subject completes.
+Both are audited, and a link to a deleted package answers 410 saying why."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+from dsrflow.export_store import export_writer
+from dsrflow.keys import load_secret_key
+from schemas.copies import PurgeInput, PurgeReport
+from schemas.workflow import workflow_id_for
+from tests.support import (
+    assert_problem,
+    settings_env,
+    staff_headers,
+    text_of,
+    unique_email,
+    wait_for_letter,
+)
+from workers.schedules import PACKAGE_PURGE_SCHEDULE_ID, ensure_schedules
+from workflows.package_purge import PackagePurgeWorkflow
+
+REPO = Path(__file__).resolve().parent.parent
+_LINK = re.compile(r"/v1/public/packages/[0-9a-f]{64}")
+
+
+async def _open(http, pool, type_: str, email: str) -> str:
+    r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"),
+                        json={"type": type_, "subject": {"email": email}, "identity_attested": True})
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
+async def _access_with_link(http, pool, mail_sink, email: str) -> tuple[str, str, Path]:
+    """An access request answered: its download link, and its package's file on disk."""
+    rid = await _open(http, pool, "access", email)
+    link = _LINK.search(text_of(await wait_for_letter(mail_sink, rid, "response", timeout=60))).group(0)
+    path = Path(await pool.fetchval("SELECT path FROM packages WHERE request_id = $1", uuid.UUID(rid)))
+    assert path.exists() and (await http.get(link)).status_code == 200
+    return rid, link, path
+
+
+async def _events(pool, request_id: str, event_type: str) -> list[dict]:
+    rows = await pool.fetch("SELECT data FROM audit_events WHERE request_id = $1 AND event_type = $2",
+                            uuid.UUID(request_id), event_type)
+    return [dict(r["data"]) for r in rows]
+
+
+def _purge_cli(settings, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "dsrflow.cli", "packages", "purge", *args], check=False,
+                          env={**os.environ, **settings_env(settings), "PYTHONPATH": str(REPO)},
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+
+
+async def test_a_package_whose_link_expired_is_deleted_and_its_link_says_so(
+        http, pool, mail_sink, dev_server, settings, task_queue):
+    email = unique_email("expired")
+    rid, link, path = await _access_with_link(http, pool, mail_sink, email)
+    # Seven days later (the policy's package_link_days): the link has expired.
+    await pool.execute("UPDATE packages SET expires_at = now() - interval '1 minute' WHERE request_id = $1",
+                       uuid.UUID(rid))
+
+    # The operator's command counts first and deletes nothing without --yes; it names no one.
+    dry = await asyncio.to_thread(_purge_cli, settings)
+    assert dry.returncode == 0, dry.stderr
+    assert re.fullmatch(r"would delete [1-9]\d* package file\(s\) \(\d+ bytes\); run with --yes to delete them\n",
+                        dry.stdout), dry.stdout
+    assert "@" not in dry.stdout + dry.stderr and path.exists()
+
+    # The hourly schedule runs this workflow.
+    await ensure_schedules(dev_server.client, task_queue)
+    schedule = await dev_server.client.get_schedule_handle(PACKAGE_PURGE_SCHEDULE_ID).describe()
+    assert schedule.schedule.action.workflow == "PackagePurgeWorkflow"
+    report = await dev_server.client.execute_workflow(
+        PackagePurgeWorkflow.run, PurgeInput(), id=f"purge-{uuid.uuid4().hex[:8]}", task_queue=task_queue,
+        result_type=PurgeReport)
+    assert report.packages >= 1
+    assert not path.exists()
+    row = await pool.fetchrow("SELECT purged_at, purge_reason FROM packages WHERE request_id = $1", uuid.UUID(rid))
+    assert row["purged_at"] is not None and row["purge_reason"] == "link_expired"
+    assert [e["reason"] for e in await _events(pool, rid, "package.purged")] == ["link_expired"]
+
+    problem = assert_problem(await http.get(link), 410)
+    assert "deleted" in problem["detail"] and "@" not in problem["detail"]
+    page = await http.get(link, headers={"Accept": "text/html"})
+    assert page.status_code == 410 and "deleted" in page.text
+    review = await http.get(f"/v1/requests/{rid}/package", headers=await staff_headers(pool, "compliance"))
+    assert_problem(review, 410)
+
+    again = await asyncio.to_thread(_purge_cli, settings, "--yes")
+    assert again.returncode == 0 and again.stdout.startswith("deleted "), again.stdout + again.stderr
+    assert len(await _events(pool, rid, "package.purged")) == 1  # once, whoever runs it
+
+
+async def _fake_upload(pool, settings, request_id: str) -> Path:
+    """What a processor without an API leaves when it answers an access request on its page
+    (api/processor_uploads.py): an encrypted file under uploads/ and its row."""
+    external_id = f"manual-{uuid.uuid4().hex}"
+    await pool.execute(
+        """INSERT INTO manual_tasks (request_id, system, action, external_id, contact_email, message_id, confirmed_at)
+           VALUES ($1, 'surveys', 'access', $2, 'privacy@surveys.example', '<m@x>', now())""",
+        uuid.UUID(request_id), external_id)
+    upload_id = str(uuid.uuid4())
+    writer, part = export_writer(settings.home, load_secret_key(settings), upload_id)
+    writer.write(b'{"answers": ["I like the product"]}')
+    writer.close()
+    path = part.with_suffix(".enc")
+    part.rename(path)
+    await pool.execute(
+        """INSERT INTO processor_exports (id, request_id, system, external_id, filename, media_type, size_bytes,
+                                          sha256, path) VALUES ($1, $2, 'surveys', $3, 'answers.json',
+                                          'application/json', 36, 'x', $4)""",
+        uuid.UUID(upload_id), uuid.UUID(request_id), external_id, str(path))
+    return path
+
+
+async def test_an_erasure_deletes_the_subjects_packages_and_uploads_and_nobody_elses(
+        http, pool, mail_sink, dev_server, settings):
+    email, other = unique_email("erased"), unique_email("bystander")
+    rid, link, path = await _access_with_link(http, pool, mail_sink, email)
+    upload = await _fake_upload(pool, settings, rid)
+    other_rid, other_link, other_path = await _access_with_link(http, pool, mail_sink, other)
+
+    erasure = await _open(http, pool, "erasure", email.upper())  # the same subject, however written
+    state = await asyncio.wait_for(dev_server.client.get_workflow_handle(workflow_id_for(erasure)).result(), 60)
+    assert state["status"] == "completed"
+
+    assert not path.exists() and not upload.exists()
+    assert not list(Path(settings.home, "uploads").glob(f"{upload.stem}*"))
+    [event] = await _events(pool, rid, "package.purged")
+    assert event["reason"] == "subject_erased" and event["erasure_request_id"] == erasure
+    [uploaded] = await _events(pool, rid, "processor_export.purged")
+    assert uploaded["system"] == "surveys" and uploaded["erasure_request_id"] == erasure
+    assert await pool.fetchval("SELECT purged_at IS NOT NULL FROM processor_exports WHERE request_id = $1",
+                               uuid.UUID(rid))
+    problem = assert_problem(await http.get(link), 410)
+    assert "erased" in problem["detail"]
+
+    # Another subject's package is untouched.
+    assert other_path.exists() and (await http.get(other_link)).status_code == 200
+    assert not await _events(pool, other_rid, "package.purged")

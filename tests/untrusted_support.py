@@ -1,0 +1,132 @@
+"""Stand-ins for the untrusted-input tests: an OpenDSR processor whose discovery and certificate
+fetches are counted (and can be broken), a host that records whoever calls it, and the API served
+over HTTP with a policy naming that processor."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import datetime as dt
+import json
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from activities.connectors.opendsr_signature import (
+    SIGNATURE_HEADER,
+    generate_processor_identity,
+    sign,
+)
+from api.app import create_app
+from devstack.processes import free_port
+from dsrflow.settings import Settings
+from tests.fanout_stack import serve
+
+PROCESSOR = "forged_proc"
+
+
+@dataclass
+class FakeProcessor:
+    """An OpenDSR processor over loopback: discovery names its certificate; erasure jobs stay
+    pending; status says completed with a `results_url` the test chooses."""
+
+    key_pem: bytes
+    cert_pem: bytes
+    broken: bool = False
+    results_url: str | None = None
+    hits: list[str] = field(default_factory=list)
+    url: str = ""
+
+    def signed(self, document: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
+        body = json.dumps(document).encode()
+        return body, {SIGNATURE_HEADER: sign(body, self.key_pem), "Content-Type": "application/json"}
+
+    def app(self) -> Starlette:
+        async def discovery(request: Request) -> Response:
+            self.hits.append("discovery")
+            if self.broken:
+                return JSONResponse({"error": "internal"}, status_code=500)
+            return JSONResponse({"api_version": "2.0", "processor_certificate": "/opendsr/cert.pem",
+                                 "supported_subject_request_types": ["access", "erasure"],
+                                 "supported_identities": [{"identity_type": "email", "identity_format": "raw"}]})
+
+        async def certificate(request: Request) -> Response:
+            self.hits.append("certificate")
+            return Response(self.cert_pem, media_type="application/x-pem-file")
+
+        async def submit(request: Request) -> Response:
+            body = await request.json()
+            return JSONResponse({"subject_request_id": body["subject_request_id"],
+                                 "expected_completion_time": "2099-01-01T00:00:00Z"}, status_code=201)
+
+        async def status(request: Request) -> Response:
+            return JSONResponse({"subject_request_id": request.path_params["rid"], "request_status": "completed",
+                                 "results_url": self.results_url})
+
+        return Starlette(routes=[
+            Route("/opendsr/discovery", discovery), Route("/opendsr/cert.pem", certificate),
+            Route("/opendsr/requests", submit, methods=["POST"]), Route("/opendsr/requests/{rid}", status),
+        ])
+
+
+def fake_processor() -> FakeProcessor:
+    key_pem, cert_pem = generate_processor_identity("127.0.0.1")
+    return FakeProcessor(key_pem, cert_pem)
+
+
+@dataclass
+class Recorder:
+    """A host nobody configured: records the headers of every request that reaches it."""
+
+    seen: list[dict[str, str]] = field(default_factory=list)
+
+    def app(self) -> Starlette:
+        async def anything(request: Request) -> Response:
+            self.seen.append(dict(request.headers))
+            return JSONResponse({"datasets": {"stolen": [{"x": 1}]}, "results": []})
+
+        return Starlette(routes=[Route("/{path:path}", anything, methods=["GET", "POST"])])
+
+
+@contextlib.asynccontextmanager
+async def served(app) -> AsyncIterator[str]:
+    port = free_port()
+    server, task = await serve(app, port)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+def processor_policy(tmp: Path, lifecycle_policy: Path, system_config: dict[str, Any]) -> Path:
+    """The lifecycle policy with one OpenDSR system, `forged_proc`."""
+    content = copy.deepcopy(yaml.safe_load(lifecycle_policy.read_text()))
+    content["systems"] = {PROCESSOR: {"label": "Forged processor", "connector": "opendsr",
+                                      "config": {"origin": "observed", **system_config}}}
+    path = tmp / f"policy-{uuid.uuid4().hex[:6]}.yaml"
+    path.write_text(yaml.safe_dump(content, sort_keys=False))
+    return path
+
+
+@contextlib.asynccontextmanager
+async def api_over_http(settings: Settings, client, **updates: Any) -> AsyncIterator[str]:
+    """The real app on uvicorn (so bodies arrive as a real server delivers them)."""
+    app = create_app(settings.model_copy(update=updates), temporal_client=client)
+    try:
+        async with served(app) as url:
+            yield url
+    finally:
+        await app.state.dsr.close()
+
+
+def rfc3339(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
