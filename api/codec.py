@@ -17,9 +17,9 @@ from cryptography.exceptions import InvalidTag
 from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
+from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 from pydantic import BaseModel, Field
-from google.protobuf import json_format
 from starlette.types import ASGIApp, Receive, Scope, Send
 from temporalio.api.common.v1 import Payload, Payloads
 

@@ -8,9 +8,10 @@ settings first and stop with one line per problem, each naming the variable to s
 
 from __future__ import annotations
 
+from itertools import pairwise
 from urllib.parse import urlparse
 
-from dsrflow.settings import Settings, SettingsError, parse_key_list, decode_secret
+from dsrflow.settings import Settings, SettingsError, decode_secret, parse_key_list
 
 # Passwords that ship as defaults (docker-compose.yml's fallbacks, the postgres image's examples)
 # or that everyone tries first.
@@ -24,7 +25,7 @@ _MIN_DISTINCT_BYTES = 16
 
 def _weak(key: bytes) -> bool:
     # A constant step between bytes is the other test favourite: bytes(range(32)).
-    steps = {(later - earlier) % 256 for earlier, later in zip(key, key[1:])}
+    steps = {(later - earlier) % 256 for earlier, later in pairwise(key)}
     return len(set(key)) < _MIN_DISTINCT_BYTES or len(steps) == 1
 
 
@@ -58,11 +59,11 @@ def production_problems(settings: Settings) -> list[str]:
 def _cors_problems(settings: Settings) -> list[str]:
     # The codec endpoint trusts the Web UI's origin with the staff's cookie (api/codec.py).
     if not settings.temporal_ui_public_url:
-        return ["DSRFLOW_TEMPORAL_UI_URL: must be set in production; the default is the dev "
-                "server's Web UI, which would be allowed to call the codec endpoint"]
+        return [("DSRFLOW_TEMPORAL_UI_URL: must be set in production; the default is the dev "
+                 "server's Web UI, which would be allowed to call the codec endpoint")]
     if urlparse(settings.temporal_ui_public_url).port == settings.temporal_ui_port:
-        return [f"DSRFLOW_TEMPORAL_UI_URL: port {settings.temporal_ui_port} is the dev server's "
-                "Web UI (DSRFLOW_TEMPORAL_UI_PORT); name the production UI's origin"]
+        return [(f"DSRFLOW_TEMPORAL_UI_URL: port {settings.temporal_ui_port} is the dev server's "
+                 "Web UI (DSRFLOW_TEMPORAL_UI_PORT); name the production UI's origin")]
     return []
 
 

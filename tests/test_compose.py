@@ -7,24 +7,39 @@ names a service of the file on a port that service listens on, and the image hol
 
 from __future__ import annotations
 
-import base64
 import re
-import secrets
 import shlex
 import tomllib
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
-import yaml
+from temporalio.api.enums.v1 import IndexedValueType
 
 from dsrflow.production import production_problems
 from dsrflow.settings import Settings
-from temporalio.api.enums.v1 import IndexedValueType
+from tests.compose_support import (
+    APP_SERVICES,
+    OPERATOR_ENV,
+    ROOT,
+    app_environment,
+    command_lines,
+    container_ports,
+    environment,
+    interpolate,
+    load_compose,
+    published_ports,
+    settings_aliases,
+    split_address,
+)
 from workflows.search_attributes import SEARCH_ATTRIBUTES
 
-ROOT = Path(__file__).resolve().parent.parent
-APP_SERVICES = ("api", "worker")
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return load_compose()
+
+
 EXPECTED_SERVICES = {
     "postgres", "temporal", "temporal-ui", "api", "worker", "temporal-setup",
 }
@@ -37,11 +52,6 @@ REQUIRED_APP_VARIABLES = {
     "SMTP_PORT", "SMTP_STARTTLS", "DSRFLOW_API_HOST", "DSRFLOW_API_PORT", "DSRFLOW_PUBLIC_URL",
     "DSRFLOW_ENCRYPTION_KEYS", "DSRFLOW_SECRET_KEY", "DSRFLOW_HOME", "DSRFLOW_TEMPORAL_UI_URL",
 }
-# Secrets the operator must choose: the file has no default for any of them.
-REQUIRED_SECRETS = (
-    "DSRFLOW_ENCRYPTION_KEYS", "DSRFLOW_SECRET_KEY", "DSRFLOW_DB_PASSWORD", "TEMPORAL_DB_PASSWORD",
-    "POSTGRES_PASSWORD", "SMTP_HOST",
-)
 _CLI_TYPES = {
     "INDEXED_VALUE_TYPE_TEXT": "Text",
     "INDEXED_VALUE_TYPE_KEYWORD": "Keyword",
@@ -51,108 +61,6 @@ _CLI_TYPES = {
     "INDEXED_VALUE_TYPE_DATETIME": "Datetime",
     "INDEXED_VALUE_TYPE_KEYWORD_LIST": "KeywordList",
 }
-_VARIABLE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
-
-def _random_b64() -> str:
-    return base64.b64encode(secrets.token_bytes(32)).decode()
-
-
-# What an operator exports before `docker compose up`, as the file's header says.
-OPERATOR_ENV = {
-    "DSRFLOW_ENCRYPTION_KEYS": f"k1:{_random_b64()}", "DSRFLOW_SECRET_KEY": _random_b64(),
-    "DSRFLOW_DB_PASSWORD": secrets.token_urlsafe(16), "TEMPORAL_DB_PASSWORD": secrets.token_urlsafe(16),
-    "POSTGRES_PASSWORD": secrets.token_urlsafe(16), "SMTP_HOST": "relay.example.com",
-}
-
-
-# Helpers ------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def compose() -> dict:
-    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-
-
-@pytest.fixture(scope="module")
-def dev_override() -> dict:
-    return yaml.safe_load((ROOT / "docker-compose.dev.yml").read_text())
-
-
-def interpolate(value: str, env: dict[str, str]) -> str:
-    """Compose's `${VAR}`, `${VAR:-default}`, `${VAR:?message}` and `$$`, against `env` only."""
-
-    def replace(match: re.Match) -> str:
-        if match.group(0) == "$$":
-            return "$"
-        name, op, arg = match.groups()
-        value = env.get(name)
-        # The colon forms treat an empty value as unset.
-        if value is not None and (value or not (op or "").startswith(":")):
-            return value
-        if op is None:
-            return ""
-        if op.endswith("-"):
-            return arg
-        raise AssertionError(f"{name} is required: {arg}")
-
-    return _VARIABLE.sub(replace, value)
-
-
-def environment(service: dict) -> dict[str, str]:
-    env = service.get("environment") or {}
-    if isinstance(env, list):
-        env = dict(item.split("=", 1) for item in env)
-    return {key: "" if value is None else str(value) for key, value in env.items()}
-
-
-def app_environment(compose: dict, name: str) -> dict[str, str]:
-    """The api's or worker's variables as Compose would pass them, the operator's secrets supplied."""
-    raw = environment(compose["services"][name])
-    return {key: interpolate(value, OPERATOR_ENV) for key, value in raw.items()}
-
-
-def container_ports(service: dict) -> set[int]:
-    """Ports the service listens on inside the compose network (`ports` targets and `expose`)."""
-    found = {int(str(port).split("/")[0]) for port in service.get("expose", [])}
-    for port in service.get("ports", []):
-        if isinstance(port, dict):
-            found.add(int(port["target"]))
-        else:
-            found.add(int(str(port).split("/")[0].rsplit(":", 1)[-1]))
-    return found
-
-
-def published_ports(service: dict) -> dict[int, int]:
-    """Container port -> port published on the host."""
-    published: dict[int, int] = {}
-    for port in service.get("ports", []):
-        if isinstance(port, dict):
-            published[int(port["target"])] = int(port["published"])
-        else:
-            parts = str(port).split("/")[0].split(":")
-            if len(parts) >= 2:
-                published[int(parts[-1])] = int(parts[-2])
-    return published
-
-
-def settings_aliases() -> set[str]:
-    aliases: set[str] = set()
-    for field in Settings.model_fields.values():
-        aliases.update(str(choice) for choice in field.validation_alias.choices)
-    return aliases
-
-
-def split_address(address: str) -> tuple[str, int]:
-    host, _, port = address.rpartition(":")
-    return host, int(port)
-
-
-def command_lines(service: dict) -> list[str]:
-    command = service.get("command") or []
-    text = command if isinstance(command, str) else "\n".join(command)
-    return [line.strip() for line in text.replace("$$", "$").splitlines() if line.strip()]
-
-
 # Services -----------------------------------------------------------------------------------
 
 
@@ -262,7 +170,7 @@ def test_postgres_creates_the_app_and_temporal_databases(compose: dict) -> None:
         assert f"CREATE DATABASE {database} OWNER {temporal_env['POSTGRES_USER']}" in init
     # The passwords the init script gives the roles are the ones the clients use, defaulted or not.
     for chosen in (OPERATOR_ENV, {**OPERATOR_ENV, "DSRFLOW_DB_PASSWORD": "app-pw", "TEMPORAL_DB_PASSWORD": "wf-pw"}):
-        resolve = lambda value: interpolate(value, chosen)  # noqa: E731
+        resolve = lambda value: interpolate(value, chosen)
         postgres_env = {k: resolve(v) for k, v in environment(compose["services"]["postgres"]).items()}
         app_url = urlparse(resolve(compose["x-dsrflow-env"]["DSRFLOW_DATABASE_URL"]))
         assert app_url.password == postgres_env["DSRFLOW_DB_PASSWORD"]
@@ -284,60 +192,6 @@ def test_temporal_persists_in_the_postgres_service(compose: dict) -> None:
     assert int(env["DB_PORT"]) in container_ports(services[env["POSTGRES_SEEDS"]])
     assert env["POSTGRES_USER"] and env["POSTGRES_PWD"]
     assert services["temporal"]["depends_on"]["postgres"]["condition"] == "service_healthy"
-
-
-def test_production_file_sends_through_the_operators_relay(compose: dict) -> None:
-    # A mail catcher shows every verification code and package link to whoever reaches it.
-    assert not any("mailpit" in str(service.get("image")) for service in compose["services"].values())
-    for name in APP_SERVICES:
-        env = app_environment(compose, name)
-        assert env["SMTP_HOST"] == OPERATOR_ENV["SMTP_HOST"]
-        assert env["SMTP_STARTTLS"] == "true"
-    with pytest.raises(AssertionError, match="SMTP_HOST is required"):
-        interpolate(compose["x-dsrflow-env"]["SMTP_HOST"], {})
-
-
-def test_dev_override_adds_the_mail_catcher_on_loopback_only(compose: dict, dev_override: dict) -> None:
-    catcher = dev_override["services"]["mailcatcher"]
-    assert "mailpit" in catcher["image"]
-    assert all(str(port).startswith("127.0.0.1:") for port in catcher["ports"])
-    for name in APP_SERVICES:
-        # Compose merges these maps into the production file's service of the same name.
-        service = dev_override["services"][name]
-        assert "mailcatcher" in service["depends_on"]
-        env = {**app_environment(compose, name), **environment(service)}
-        assert env["SMTP_HOST"] == "mailcatcher"
-        assert int(env["SMTP_PORT"]) in container_ports(catcher)
-        assert env["SMTP_STARTTLS"] == "false"
-    assert set(dev_override["services"]) == {"mailcatcher", *APP_SERVICES}
-
-
-def test_every_secret_must_be_chosen(compose: dict) -> None:
-    """No default password or key: `docker compose up` stops, naming the variable, until it is set."""
-    text = (ROOT / "docker-compose.yml").read_text()
-    for name in REQUIRED_SECRETS:
-        uses = re.findall(r"\$\{" + name + r"(:?[-?][^}]*)?\}", text)
-        assert uses, f"{name} is not used"
-        assert all(use.startswith(":?") for use in uses), f"{name} has a default or may be empty"
-    with pytest.raises(AssertionError, match="DSRFLOW_DB_PASSWORD is required"):
-        interpolate(compose["x-dsrflow-env"]["DSRFLOW_DATABASE_URL"], {})
-
-
-def test_only_the_api_is_published_beyond_this_host(compose: dict, dev_override: dict) -> None:
-    """The Temporal UI, Temporal's frontend and the mail catcher answer anyone without a login."""
-    for services in (compose["services"], dev_override["services"]):
-        for name, service in services.items():
-            for port in service.get("ports", []):
-                if name != "api":
-                    assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} on every interface"
-
-
-def test_temporal_ui_is_read_only(compose: dict) -> None:
-    ui = environment(compose["services"]["temporal-ui"])
-    # Otherwise anyone reaching the UI can terminate, reset or signal every request.
-    assert ui["TEMPORAL_DISABLE_WRITE_ACTIONS"] == "true"
-    origin = urlparse(app_environment(compose, "api")["DSRFLOW_TEMPORAL_UI_URL"])
-    assert origin.port == published_ports(compose["services"]["temporal-ui"])[int(ui["TEMPORAL_UI_PORT"])]
 
 
 def test_api_listens_on_its_published_port(compose: dict) -> None:

@@ -10,7 +10,13 @@ from __future__ import annotations
 import pytest
 
 from api.staff_actions import READABLE_BY
-from tests.support import console_sign_in, place_claims_hold, staff_headers, unique_email, wait_for_due_date
+from tests.support import (
+    console_sign_in,
+    place_claims_hold,
+    staff_headers,
+    unique_email,
+    wait_for_due_date,
+)
 
 HOLD_REASON = "Dispute over a support contract, claim 2026/17"  # tests/support.py place_claims_hold
 ROLE_RANK = {"agent": 0, "compliance": 1, "admin": 2}
