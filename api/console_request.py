@@ -74,7 +74,7 @@ async def _context(request: Request, request_id: str, staff: Staff) -> dict[str,
             needs_attention=any(t["status"] == "needs_attention" for t in tasks),
             failed_step=live.trouble if live else None,
             # Unknown until registered (the workflow refuses until then, with its reason).
-            extensible=deadlines["due_date"] is None or deadlines["extended_due_date"] != deadlines["due_date"]),
+            extensible=deadlines["due_date"] is None or deadlines["extended_due_date"] != deadlines["due_date"],
             restriction=restriction["status"] if restriction else None)),
         "restriction": restriction,
         "denial_reasons": list(DenialReason),
