@@ -68,7 +68,8 @@ async def submit(request: Request) -> Response:
     body = {**request_form.details(form, errors), "email": request_form.text(form, "email") or "",
             "name": request_form.text(form, "name")}
     new = request_form.validate(PublicNewRequest, body, errors, _MESSAGES)
-    if new is None:
+    request_form.check_corrections(request.app.state.dsr.policy.policy.systems.values(), new, errors)
+    if new is None or errors:
         return _form_page(request, values, errors, status=422)
     await limiter(request).hit(request, "submit", email=str(new.email))
     submission = values.get("submission", "")

@@ -77,6 +77,8 @@ class DenialReason(StrEnum):
 
 
 _COUNTRY = re.compile(r"^[A-Za-z]{2}$")
+MAX_CORRECTIONS = 20
+MAX_CORRECTION_LENGTH = 1000  # the policy's per-column max_length is at most this
 # Received dates a little ahead of our clock are clock skew between machines, not the future.
 _CLOCK_SKEW = timedelta(minutes=5)
 
@@ -121,8 +123,16 @@ class _RequestDetails(BaseModel):
     @field_validator("corrections")
     @classmethod
     def _corrections(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        # Bounded before the policy looks at each one (policy/rectification.py): a person has a
+        # handful of fields to correct, not hundreds.
+        if value is not None and len(value) > MAX_CORRECTIONS:
+            raise ValueError(f"at most {MAX_CORRECTIONS} corrections in one request")
         if value is not None and any(not k.strip() for k in value):
             raise ValueError("field names must not be empty")
+        if value is not None and any(len(k) > 63 for k in value):
+            raise ValueError("field names must be at most 63 characters")
+        if value is not None and any(len(v) > MAX_CORRECTION_LENGTH for v in value.values()):
+            raise ValueError(f"each corrected value must be at most {MAX_CORRECTION_LENGTH} characters")
         return value
 
     @model_validator(mode="after")
