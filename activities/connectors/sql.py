@@ -178,9 +178,15 @@ class SqlConnector:
                     raise PermanentConnectorError(
                         f"system {self.name!r}, dataset {dataset.name!r}: the identities given "
                         f"({', '.join(i for i in STRONG_IDENTITIES if i in dataset.identify)}) point at "
-                        f"different records; nothing was read or changed here. Check them with the "
-                        f"subject; resolve this task once handled, or cancel and open a new request")
+                        f"different records, so this request reads and changes nothing until staff "
+                        f"check them with the subject (cancel it and open a new one with the right "
+                        f"identities)")
             yield conn
+
+    async def check_identities(self, subject: Subject) -> None:
+        """Raise PermanentConnectorError if the subject's identities disagree in this system."""
+        async with self._subject_connection(subject):
+            pass
 
     def _column_types(self, dataset: Dataset) -> Mapping[str, str]:
         assert self._types is not None
