@@ -37,7 +37,7 @@ _MESSAGES = {
 STATUS_WORDS = {
     RequestStatus.awaiting_verification: "Waiting for you to confirm that the request is yours.",
     RequestStatus.in_progress: "We are working on your request.",
-    RequestStatus.awaiting_approval: "Our answer is being checked before we send it.",
+    RequestStatus.awaiting_approval: "Our privacy team is checking your request before we act on it or send our answer.",
     RequestStatus.completed: "We have answered your request by e-mail.",
     RequestStatus.denied: "We have refused your request. Our e-mail explains why and how you can challenge it.",
     RequestStatus.cancelled: "This request was cancelled.",
