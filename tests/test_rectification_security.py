@@ -7,8 +7,8 @@ wrong hands"."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 import re
+import uuid
 
 import asyncpg
 import pytest

@@ -174,10 +174,10 @@ class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals):
             await self._tasks.settle(self.request_id, lambda: self.closed, self._days_left)
         if self.closed:
             return
-        if self._require_facts().approval_required and self._approval is None and workflow.patched(APPROVAL_GATE):
-            if not await self._await_approval(
-                    "the response is ready and waits for compliance approval before it is sent"):
-                return
+        if (self._require_facts().approval_required and self._approval is None and workflow.patched(APPROVAL_GATE)
+                and not await self._await_approval(
+                    "the response is ready and waits for compliance approval before it is sent")):
+            return
         params: dict = {"report": self._report_now().model_dump(mode="json")}
         if self._decision is not None:
             params["decision"] = self._decision.model_dump(mode="json", exclude={"actor"})

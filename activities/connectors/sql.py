@@ -43,16 +43,20 @@ from activities.connectors.base import (
     Subject,
 )
 from activities.connectors.sql_erasure import HoldAwareErasure
-from activities.connectors.sql_export import CSV_ROWS, JSON_LINES, SESSION, export_queries
+from activities.connectors.sql_export import (
+    CSV_ROWS,
+    JSON_LINES,
+    SESSION,
+    export_queries,
+)
+from activities.connectors.sql_identities import check_identities
 from activities.connectors.sql_queries import (
     SCHEMA_QUERY,
-    STRONG_IDENTITIES,
     TEXT_TYPES,
     Plan,
     category_groups,
     erased_rules,
     ident,
-    identity_conflict,
     plain,
     select_fields,
     select_keys_page,
@@ -164,27 +168,15 @@ class SqlConnector:
 
     @asynccontextmanager
     async def _subject_connection(self, subject: Subject) -> AsyncIterator[asyncpg.Connection]:
-        """A connection for acting on the subject's rows, once every identity given agrees on
-        whose rows they are: identities are OR-matched, so an e-mail plus another person's
-        customer id would otherwise reach both people. A conflict stops this system's task
-        (PermanentConnectorError: needs attention) before anything is read or changed."""
+        """A connection for acting on the subject's rows, once their identities agree on whose
+        rows they are (activities/connectors/sql_identities.py)."""
         async with self._connection() as conn:
-            for dataset in self.plan.parents_first:
-                if (query := identity_conflict(dataset, subject)) is None:
-                    continue
-                with self._mapped(dataset.name):
-                    conflicting = await conn.fetchval(query[0], *query[1])
-                if conflicting:
-                    raise PermanentConnectorError(
-                        f"system {self.name!r}, dataset {dataset.name!r}: the identities given "
-                        f"({', '.join(i for i in STRONG_IDENTITIES if i in dataset.identify)}) point at "
-                        f"different records, so this request reads and changes nothing until staff "
-                        f"check them with the subject (cancel it and open a new one with the right "
-                        f"identities)")
+            with self._mapped():
+                await check_identities(conn, self.name, self.plan.parents_first, subject)
             yield conn
 
     async def check_identities(self, subject: Subject) -> None:
-        """Raise PermanentConnectorError if the subject's identities disagree in this system."""
+        """PermanentConnectorError if the subject's identities disagree in this system."""
         async with self._subject_connection(subject):
             pass
 

@@ -142,7 +142,7 @@ def match(plan: Plan, dataset: Dataset, subject: Subject, q: Query, alias: str) 
     """A condition on `alias` (a row of `dataset`) that holds for the subject's rows: an identity
     column matches, or the row points at one of the subject's rows in the parent dataset."""
     col = lambda name: f"{alias}.{ident(name)}"  # noqa: E731
-    clauses: list[str] = [equal for _, equal in _identity_clauses(dataset, subject, q, alias)]
+    clauses: list[str] = [equal for _, equal in identity_clauses(dataset, subject, q, alias)]
     name_column = dataset.identify.get("name")
     if name_column and subject.name and not any(i in dataset.identify for i in STRONG_IDENTITIES):
         clauses.append(f"{col(name_column)}::text = {q.arg(subject.name)}::text")
@@ -158,7 +158,7 @@ def match(plan: Plan, dataset: Dataset, subject: Subject, q: Query, alias: str) 
     return "(" + " OR ".join(clauses) + ")" if clauses else "FALSE"
 
 
-def _identity_clauses(dataset: Dataset, subject: Subject, q: Query, alias: str) -> list[tuple[str, str]]:
+def identity_clauses(dataset: Dataset, subject: Subject, q: Query, alias: str) -> list[tuple[str, str]]:
     """(column, "the row's column holds the subject's value") per strong identity the subject
     has and the dataset identifies by; e-mail compares case-insensitively."""
     identities = {"email": subject.email, "customer_id": subject.customer_id}
@@ -170,21 +170,6 @@ def _identity_clauses(dataset: Dataset, subject: Subject, q: Query, alias: str) 
             clauses.append((column, f"lower({cell}) = lower({q.arg(value)}::text)" if identity == "email"
                             else f"{cell} = {q.arg(value)}::text"))
     return clauses
-
-
-def identity_conflict(dataset: Dataset, subject: Subject) -> tuple[str, list[Any]] | None:
-    """A count of the dataset's rows that one of the subject's identities finds while another
-    contradicts it (an e-mail plus someone else's customer id); None where the dataset is found
-    by fewer than two of them. A value already erased to its digest contradicts nothing."""
-    q = Query()
-    clauses = _identity_clauses(dataset, subject, q, "r")
-    if len(clauses) < 2:
-        return None
-    contradicted = " OR ".join(
-        f"(r.{ident(column)} IS NOT NULL AND r.{ident(column)}::text !~ '^[0-9a-f]{{64}}$' AND NOT ({equal}))"
-        for column, equal in clauses)
-    found = " OR ".join(equal for _, equal in clauses)
-    return f"SELECT count(*) FROM {ident(dataset.table)} AS r WHERE ({found}) AND ({contradicted})", q.args
 
 
 def category_groups(dataset: Dataset) -> list[tuple[str, dict[str, Origin]]]:
