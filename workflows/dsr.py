@@ -194,7 +194,7 @@ class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals):
             return False
         self._set_status(RequestStatus.in_progress)
         await self._transition("approved", {}, self._approval.actor)
-        return True
+        return not self.closed  # a cancellation may have come in meanwhile
 
     async def _ask_staff(self, key: str, answered: Callable[[], bool], detail: str) -> bool:
         """Alert staff that the request waits for them, then wait for their answer; False if the
