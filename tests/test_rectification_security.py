@@ -17,6 +17,7 @@ from schemas.workflow import workflow_id_for
 from tests.fanout_stack import api, fanout_stack
 from tests.support import (
     assert_problem,
+    console_sign_in,
     letters_for,
     staff_headers,
     unique_email,
@@ -136,6 +137,9 @@ async def test_verified_rectification_waits_for_compliance_then_changes_only_dec
         assert await _snapshot(stack) == before  # verified, but no system touched yet
         assert await pool.fetchval("SELECT count(*) FROM system_tasks WHERE request_id = $1", rid) == 0
         assert_problem(await http.post(f"/v1/requests/{rid}/approve", headers=await staff_headers(pool, "agent")), 403)
+        await console_sign_in(http, pool, "compliance")
+        page = await http.get(f"/console/requests/{rid}")
+        assert "The corrections have been checked: the systems may be changed now." in page.text
 
         approved = await http.post(f"/v1/requests/{rid}/approve", headers=await staff_headers(pool, "compliance"),
                                    json={"note": "Name change checked against the subject's ID"})
