@@ -101,7 +101,9 @@ class _RequestDetails(BaseModel):
         None, description="the subject's country, ISO 3166-1 alpha-2 (the policy's default if omitted); "
         "kept as a fact about the subject, never the holiday calendar of the deadline")
     corrections: dict[str, str] | None = Field(
-        None, description="rectification: field name -> corrected value"
+        None, description="rectification: field name -> corrected value; only fields the controller's policy "
+        "declares rectifiable, each value in that field's format and length (a 422 names the field and lists "
+        "what can be corrected); at most 20"
     )
     restriction_grounds: list[RestrictionGround] | None = Field(
         None, description="restriction: the Art. 18(1) grounds invoked"
