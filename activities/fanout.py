@@ -205,6 +205,7 @@ class FanoutActivities:
         policy_system = (await self.ctx.policy(task.policy_version)).policy.systems[task.task.system]
         details = row["details"] or {}
         try:
+            await self._identities_agree(task.policy_version, subject)
             async with open_connector(self.ctx, task.policy_version, task.task.system) as connector:
                 action = task.task.action
                 job_id = getattr(connector, "job_id", None)
@@ -249,6 +250,18 @@ class FanoutActivities:
         except PermanentConnectorError as exc:
             raise ApplicationError(str(exc), type="PermanentConnectorError", non_retryable=True) from None
         return _result(task, outcome)
+
+    async def _identities_agree(self, policy_version: str, subject: Subject) -> None:
+        """Identities that point at different people in any sql system stop every task, not
+        only that system's: an e-mail with another person's customer id must not erase (or
+        change) the e-mail's owner elsewhere either. One identity cannot disagree with itself."""
+        if not subject.customer_id:
+            return
+        policy = (await self.ctx.policy(policy_version)).policy
+        for name, system in policy.systems.items():
+            if system.connector == "sql":
+                async with open_connector(self.ctx, policy_version, name) as connector:
+                    await connector.check_identities(subject)
 
     async def erasure_context_for(self, policy_version: str, system: str,
                                   subject: Subject) -> tuple[ErasureContext, dict[str, dict]]:

@@ -95,7 +95,9 @@ class LifecycleActivities:
             verification_max_attempts=policy.verification.max_attempts,
             reminder_after_days=policy.verification.reminder_after_days,
             expires_after_days=policy.verification.expires_after_days,
-            approval_required=RequestType(row["request_type"]) in policy.approval_required_for,
+            # Retention erasures are attested by the system, not by staff: no approval.
+            approval_required=policy.approval_required(
+                RequestType(row["request_type"]), row["attested_by"] is not None and row["origin"] == "staff"),
         )
 
     @activity.defn(name="transition")

@@ -126,7 +126,8 @@ async def create_request(request: Request, staff: Staff = require_console_role("
         "identity_attested": form.get("identity_attested") == "true",
     }
     new = request_form.validate(NewRequest, body, errors, nested=("subject",))
-    if new is None:
+    request_form.check_corrections(state.policy.policy.systems.values(), new, errors)
+    if new is None or errors:
         return _new_request_page(request, values, errors, status=422)
     submission = values.get("submission", "")
     key = f"console:{submission}" if request_form.SUBMISSION.match(submission) else None

@@ -37,7 +37,7 @@ _MESSAGES = {
 STATUS_WORDS = {
     RequestStatus.awaiting_verification: "Waiting for you to confirm that the request is yours.",
     RequestStatus.in_progress: "We are working on your request.",
-    RequestStatus.awaiting_approval: "Our answer is being checked before we send it.",
+    RequestStatus.awaiting_approval: "Our privacy team is checking your request before we act on it or send our answer.",
     RequestStatus.completed: "We have answered your request by e-mail.",
     RequestStatus.denied: "We have refused your request. Our e-mail explains why and how you can challenge it.",
     RequestStatus.cancelled: "This request was cancelled.",
@@ -68,7 +68,8 @@ async def submit(request: Request) -> Response:
     body = {**request_form.details(form, errors), "email": request_form.text(form, "email") or "",
             "name": request_form.text(form, "name")}
     new = request_form.validate(PublicNewRequest, body, errors, _MESSAGES)
-    if new is None:
+    request_form.check_corrections(request.app.state.dsr.policy.policy.systems.values(), new, errors)
+    if new is None or errors:
         return _form_page(request, values, errors, status=422)
     await admit_submission(request, str(new.email))
     submission = values.get("submission", "")

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.datastructures import FormData
 
 from api.problems import field_errors
+from policy.rectification import correction_problems
 from schemas.requests import ObjectionScope, RestrictionGround
 
 SUBMISSION = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
@@ -68,6 +69,15 @@ def details(form: FormData, errors: dict[str, str]) -> dict[str, Any]:
     elif kind == "objection":
         body["objection_scope"] = text(form, "objection_scope")
     return body
+
+
+def check_corrections(systems: Any, new: Any, errors: dict[str, str]) -> None:
+    """The policy's word on each correction (policy/rectification.py), as the form's message."""
+    if new is not None and new.corrections:
+        problems = correction_problems(systems, new.corrections)
+        if problems:
+            errors["corrections"] = "; ".join(
+                f"{field.removeprefix('corrections.')}: {message}" for field, message in problems.items())
 
 
 def validate(model: type[M], body: dict[str, Any], errors: dict[str, str],

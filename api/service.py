@@ -20,6 +20,7 @@ from dsrflow.requests_store import (
     workflow_id_for,
 )
 from dsrflow.restrictions_store import as_view, restriction_for
+from policy.rectification import correction_problems
 from schemas.requests import NewRequest
 from schemas.workflow import RequestState
 from workflows.dsr import DataSubjectRequestWorkflow
@@ -30,6 +31,9 @@ async def open_request(
 ) -> tuple[dict[str, Any], bool]:
     """Store the request, then start its workflow. A repeat (same idempotency key) returns the
     stored request and makes sure its workflow runs, so a start that failed can be retried."""
+    if new.corrections and (problems := correction_problems(state.policy.policy.systems.values(), new.corrections)):
+        raise Problem(422, "Invalid request", "; ".join(f"{f}: {m}" for f, m in problems.items()),
+                      errors=[{"field": f, "message": m} for f, m in problems.items()])
     pool = await state.db()
     try:
         new = await check_appeal(pool, new)

@@ -165,11 +165,12 @@ _ACTIONS = [
         "remedies; or, with `withdrawn_by_subject`, the subject's own withdrawal is recorded and confirmed."),
     StaffAction(
         "approve", "compliance", Workflow.approve, ApproveInput, ApproveBody,
-        "Release approved; the response goes to the subject now.",
+        "Release approved; the request goes on now.",
         lambda s: s.status == RequestStatus.awaiting_approval,
-        "Release a response the policy holds for compliance (status `awaiting_approval`): the "
-        "response letter, with the package link for access and portability, goes out now. Review the "
-        "package first with `GET /v1/requests/{id}/package`; refuse with `deny` instead.",
+        "Release a request the policy holds for compliance (status `awaiting_approval`): an access or "
+        "portability response, with its package link, goes out now (review the package first with "
+        "`GET /v1/requests/{id}/package`); a rectification or an attested erasure now reaches the "
+        "systems (check the corrections and the identities first). Refuse with `deny` instead.",
         body_required=False),
     StaffAction(
         "resend-verification", "agent", Workflow.resend_verification, ResendInput, None,

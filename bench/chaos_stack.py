@@ -26,6 +26,7 @@ import httpx
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from bench.common import unattended_policy
 from devstack.demo.sql_systems import SQL_SYSTEMS
 from devstack.postgres import EmbeddedPostgres
 from devstack.processes import (
@@ -59,10 +60,12 @@ class ChaosStack:
         self.database_url = f"postgresql://postgres@127.0.0.1:{ports['DSRFLOW_POSTGRES_PORT']}/{APP_DATABASE}"
         # Our own process reads the same settings as the children (TemporalDevServer and the
         # demo systems take theirs from a Settings object). The default policy is kept whole:
-        # the processors reached by e-mail are part of what a crash can duplicate.
-        for name in ("DSRFLOW_POLICY", "DSRFLOW_ENCRYPTION_KEYS", "DSRFLOW_SECRET_KEY"):
+        # the processors reached by e-mail are part of what a crash can duplicate. Only the
+        # approval of attested erasures is left out: nobody approves the load's erasures.
+        for name in ("DSRFLOW_ENCRYPTION_KEYS", "DSRFLOW_SECRET_KEY"):
             os.environ.pop(name, None)
         os.environ.update({
+            "DSRFLOW_POLICY": str(unattended_policy(self.home / "policy.yaml")),
             **ports,
             "DSRFLOW_HOME": str(self.home),
             "DSRFLOW_DEMO": "true",

@@ -24,6 +24,7 @@ from policy.exports import ProcessorExports
 from policy.disclosure import ORIGINS, AutomatedDecisions, Origin, Profiling
 from policy.http_model import HttpConfig, check_http_references, inline_http_files
 from policy.keeping import DatasetHold, RetentionRule, StatutoryHold
+from policy.rectification import Rectifiable, check_rectifiable
 from policy.remedies import Authority, Remedies
 from policy.restriction import RestrictionPolicy
 from policy.strict import IDENT, StrictModel
@@ -96,10 +97,12 @@ class FieldRule(StrictModel):
     origin: Origin | None = None  # default: the dataset's
     erase: Literal["null", "hash", "fixed", "keep"] = "null"
     value: str | int | None = None  # for erase: fixed
-    identity: Literal["email", "name", "customer_id"] | None = None  # rectification target
+    identity: Literal["email", "name", "customer_id"] | None = None
     # Kept in a record held under a statutory obligation (the fields the obligation needs);
     # every other field is erased by its rule when the record is minimised.
     held: bool = False
+    # Art. 16: set only on columns a correction may change (policy/rectification.py).
+    rectifiable: Rectifiable | None = None
 
     @model_validator(mode="after")
     def _fixed_has_value(self):
@@ -145,6 +148,7 @@ class Dataset(StrictModel):
             if rule.origin is None and self.origin is None:
                 raise ValueError(f"fields.{column}.origin: dataset {self.name!r} sets no origin, so the "
                                  f"column needs one of {', '.join(ORIGINS)}")
+        check_rectifiable(self)
         return self
 
     def origin_of(self, column: str) -> Origin:
@@ -215,8 +219,12 @@ class Policy(StrictModel):
     package_link_days: int = Field(7, ge=1, le=90)
     # What processors without an API may upload as their export for an access package.
     processor_exports: ProcessorExports = ProcessorExports()
-    # Request types whose response (with its package) compliance approves before it is sent.
-    approval_required_for: list[RequestType] = Field(default_factory=list)
+    # What compliance approves first: for access and portability the response (with its
+    # package) before it is sent; for the types that change systems (rectification, erasure, ...)
+    # the change before any system is touched. `attested_erasure`: an erasure whose identity staff
+    # attested (no verification by the subject). On unless a policy says otherwise.
+    approval_required_for: list[RequestType | Literal["attested_erasure"]] = Field(
+        default_factory=lambda: [RequestType.rectification, "attested_erasure"])
     statutory_holds: dict[str, StatutoryHold] = Field(default_factory=dict)
     retention: list[RetentionRule] = Field(default_factory=list)
     # Art. 15(1)(h): what access packages say about automated decisions and profiling.
@@ -339,6 +347,12 @@ class Policy(StrictModel):
             if not any(f.category in rule.categories and f.erase != "keep" for f in dataset.fields.values()):
                 raise ValueError(f"{where}.categories: no field of dataset {dataset.name!r} in "
                                  f"{rule.categories} is erased (all are `keep`): the rule would change nothing")
+
+    def approval_required(self, request_type: RequestType, attested_by_staff: bool) -> bool:
+        """Whether compliance approves this request (see approval_required_for)."""
+        cases = self.approval_required_for
+        return request_type in cases or (
+            request_type == RequestType.erasure and attested_by_staff and "attested_erasure" in cases)
 
     def authority_for(self, country: str) -> Authority:
         return self.supervisory_authorities.get(country) or self.supervisory_authorities[self.defaults.country]

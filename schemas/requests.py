@@ -79,15 +79,16 @@ class DenialReason(StrEnum):
 
 
 _COUNTRY = re.compile(r"^[A-Za-z]{2}$")
+MAX_CORRECTIONS = 20
+MAX_CORRECTION_LENGTH = 1000  # the policy's per-column max_length is at most this
 # Received dates a little ahead of our clock are clock skew between machines, not the future.
 _CLOCK_SKEW = timedelta(minutes=5)
 
 
 # Bounds on what a stranger can make us store and carry through a workflow: a field name is short,
 # a corrected value is a name, an address or a number, and no record has hundreds of fields.
-FieldName = Annotated[OneLine, StringConstraints(max_length=100)]
-CorrectedValue = Annotated[OneLine, StringConstraints(max_length=1000)]
-MAX_CORRECTIONS = 50
+FieldName = Annotated[OneLine, StringConstraints(max_length=63)]  # PostgreSQL's longest column name
+CorrectedValue = Annotated[OneLine, StringConstraints(max_length=MAX_CORRECTION_LENGTH)]
 
 
 class SubjectIdentity(BaseModel):
@@ -109,7 +110,9 @@ class _RequestDetails(BaseModel):
         None, description="the subject's country, ISO 3166-1 alpha-2 (the policy's default if omitted); "
         "kept as a fact about the subject, never the holiday calendar of the deadline")
     corrections: dict[FieldName, CorrectedValue] | None = Field(
-        None, max_length=MAX_CORRECTIONS, description="rectification: field name -> corrected value"
+        None, description="rectification: field name -> corrected value; only fields the controller's policy "
+        "declares rectifiable, each value in that field's format and length (a 422 names the field and lists "
+        "what can be corrected); at most 20"
     )
     restriction_grounds: list[RestrictionGround] | None = Field(
         None, max_length=len(RestrictionGround), description="restriction: the Art. 18(1) grounds invoked"
@@ -131,6 +134,10 @@ class _RequestDetails(BaseModel):
     @field_validator("corrections")
     @classmethod
     def _corrections(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        # Bounded before the policy looks at each one (policy/rectification.py): a person has a
+        # handful of fields to correct, not hundreds.
+        if value is not None and len(value) > MAX_CORRECTIONS:
+            raise ValueError(f"at most {MAX_CORRECTIONS} corrections in one request")
         if value is not None and any(not k.strip() for k in value):
             raise ValueError("field names must not be empty")
         return value

@@ -90,14 +90,14 @@ async def test_new_request_form(http, pool):
     assert 'id="email-error"' in bad.text and 'id="received_at-error"' in bad.text and "must not be in the future" in bad.text
 
     made = await http.post("/console/requests", data={
-        "csrf_token": csrf, "submission": submission, "type": "rectification", "email": email,
-        "name": "Grace", "correct_name": "Grace Hopper", "regime": "gdpr", "channel": "phone",
+        "csrf_token": csrf, "submission": submission, "type": "objection", "email": email,
+        "name": "Grace", "objection_scope": "direct_marketing", "regime": "gdpr", "channel": "phone",
         "identity_attested": "true", "received_at": "2026-01-05T09:30"})
     assert made.status_code == 303, made.text
     row = await pool.fetchrow("SELECT * FROM dsr_requests WHERE subject_email = $1", email)
     assert made.headers["location"] == f"/console/requests/{row['id']}"
     assert (row["channel"], row["attested_by"].startswith("agent:"), row["details"]) == (
-        "phone", True, {"corrections": {"name": "Grace Hopper"}})
+        "phone", True, {"objection_scope": "direct_marketing"})
     assert row["received_at"] == datetime(2026, 1, 5, 8, 30, tzinfo=UTC)  # 09:30 in Brussels
     # Without the CSRF token nothing is opened.
     refused = await http.post("/console/requests", data={"type": "access", "email": unique_email("csrf")})

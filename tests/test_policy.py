@@ -185,3 +185,41 @@ def test_shipped_policy_marks_observed_and_inferred_data() -> None:
     contacts = next(d for d in systems["crm"].datasets if d.name == "contacts")
     assert {events.origin_of(c) for c in events.fields} == {"observed"}
     assert contacts.origin_of("engagement_segment") == "inferred" and contacts.origin_of("email") == "provided"
+
+
+def _billing(content: dict, dataset: str) -> dict:
+    return next(d for d in content["systems"]["billing"]["datasets"] if d["name"] == dataset)["fields"]
+
+
+@pytest.mark.parametrize(("column", "dataset", "rule", "message"), [
+    # A key or a link column moves records to another subject: never, whatever the reason.
+    ("customer_id", "invoices", {"category": "payments", "erase": "keep",
+                                 "rectifiable": {"max_length": 20, "why": "the customer asked for it"}},
+     "'customer_id' is the column linking rows to dataset 'customers'; it can never be rectified"),
+    ("id", "customers", {"category": "account", "erase": "keep", "origin": "derived",
+                         "rectifiable": {"max_length": 20, "why": "the customer asked for it"}},
+     "'id' is the dataset's key; it can never be rectified"),
+    # An identity or a held column only with a reason.
+    ("customer_number", "customers", None, "'customer_number' is an identity column; declare it rectifiable only with `why`"),
+    ("total", "invoices", None, "'total' is kept under a statutory hold; declare it rectifiable only with `why`"),
+])
+def test_rectifiable_key_identity_and_held_columns_are_refused_at_load(tmp_path: Path, column, dataset, rule,
+                                                                       message) -> None:
+    content = copy.deepcopy(RAW)
+    fields = _billing(content, dataset)
+    fields[column] = rule or {**fields[column], "rectifiable": {"max_length": 20}}
+    with pytest.raises(PolicyError) as caught:
+        load_policy(write(tmp_path, content))
+    assert f"fields.{column}.rectifiable" in str(caught.value) and message in str(caught.value)
+
+
+def test_shipped_policy_lets_no_amount_key_or_login_be_rectified() -> None:
+    policy = load_policy().policy
+    rectifiable = {f"{s}.{d.name}.{c}" for s, system in policy.systems.items() for d in system.datasets
+                   for c, rule in d.fields.items() if rule.rectifiable}
+    assert rectifiable == {"crm.contacts.first_name", "crm.contacts.last_name", "crm.contacts.phone",
+                           "billing.customers.name", "billing.customers.company", "billing.customers.street",
+                           "billing.customers.postcode", "billing.customers.city", "billing.customers.phone"}
+    assert policy.approval_required("erasure", attested_by_staff=True)
+    assert not policy.approval_required("erasure", attested_by_staff=False)
+    assert policy.approval_required("rectification", attested_by_staff=False)

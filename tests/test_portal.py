@@ -109,12 +109,13 @@ async def test_errors_name_each_field_and_store_nothing(http, pool):
 
 
 async def test_type_details_reach_the_request(http, pool):
-    rid = await submit(http, type="rectification", email=unique_email("details"),
-                       correct_name="Ada Lovelace", other_corrections="phone: +32 470 12 34 56\n",
-                       # Details of another type are not this request's: ignored, not refused.
-                       objection_scope="profiling")
-    details = await pool.fetchval("SELECT details FROM dsr_requests WHERE id = $1", rid)
-    assert details == {"corrections": {"name": "Ada Lovelace", "phone": "+32 470 12 34 56"}}
+    # This policy has no systems, so nothing is rectifiable: the form says so and stores nothing
+    # (tests/test_rectification_security.py submits corrections under the full policy).
+    before = await pool.fetchval("SELECT count(*) FROM dsr_requests")
+    r = await http.post("/portal/requests", data={"type": "rectification", "email": unique_email("details"),
+                                                   "correct_name": "Ada Lovelace"})
+    assert r.status_code == 422 and "nothing can be corrected on request here" in r.text
+    assert await pool.fetchval("SELECT count(*) FROM dsr_requests") == before
 
     rid = await submit(http, type="restriction", email=unique_email("details"),
                        restriction_grounds=["accuracy_contested", "objection_pending"])

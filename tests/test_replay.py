@@ -29,7 +29,8 @@ def test_saved_histories_exist():
     names = {p.stem for p in HISTORIES}
     assert {"attested_erasure", "verified_access_extended", "objection_decided", "task_retried_and_resolved",
             "approved_access", "system_task_erasure_billing", "system_task_erasure_email_marketing",
-            "cancelled_by_staff", "access_with_processor_export", "restriction_lifted"} <= names, (
+            "cancelled_by_staff", "access_with_processor_export", "restriction_lifted",
+            "approved_attested_erasure"} <= names, (
         "missing tests/histories/*.json: run `.venv/bin/python -m tests.histories.record`")
 
 

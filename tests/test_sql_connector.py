@@ -69,10 +69,25 @@ async def test_access_returns_each_subjects_rows_with_policy_categories(systems:
 
 
 async def test_access_by_customer_number(systems: Systems) -> None:
-    subject = Subject(request_id="r", email="nobody@example.net", customer_id="C-000000")
+    # Both identities must agree on whose records they are (the e-mail is compared case-blind).
+    subject = Subject(request_id="r", email="ADA@example.com", customer_id="C-000000")
     found = await records(systems, subject)
-    assert found["crm"] == []  # the crm knows contacts by e-mail only
     assert {r.dataset for r in found["billing"]} == {"customers", "invoices", "payments", "mandates"}
+
+
+async def test_identities_that_disagree_reach_no_one(systems: Systems) -> None:
+    """An e-mail nobody has, or someone else's, with Ada's customer number: neither person's
+    records are read or changed; the system says why, without quoting either identity."""
+    before = await systems.counts()
+    for email in ("nobody@example.net", "grace@example.com"):
+        subject = Subject(request_id="r", email=email, customer_id="C-000000")
+        for system in ("billing", "analytics"):
+            with pytest.raises(PermanentConnectorError, match="point at different records") as refused:
+                await systems.connectors[system].erase(subject)
+            assert email not in str(refused.value) and "C-000000" not in str(refused.value)
+            with pytest.raises(PermanentConnectorError, match="point at different records"):
+                await records(systems, subject)
+    assert await systems.counts() == before
 
 
 async def test_erasure_removes_grace_and_nobody_else(systems: Systems) -> None:
@@ -172,25 +187,29 @@ async def test_anonymised_child_keeps_its_parent(postgres: EmbeddedPostgres, tem
         await systems.close()
 
 
-async def test_rectification_reaches_every_declared_column(systems: Systems) -> None:
-    corrections = {"name": "Ada King", "last_name": "King", "email": "ada.king@example.com", "nickname": "x"}
+async def test_rectification_reaches_only_rectifiable_columns(systems: Systems) -> None:
+    """Only columns the policy declares rectifiable change, with values they accept: an identity
+    the policy keeps (e-mail), an invoice total or a value of the wrong shape never does, even
+    when a correction names them (intake refuses them too: tests/test_rectification_security.py)."""
+    totals = await systems.fetch("billing", "SELECT id, total FROM invoices ORDER BY id")
+    corrections = {"name": "Ada King", "last_name": "King", "email": "ada.king@example.com",
+                   "total": "0", "nickname": "x", "phone": "call me maybe"}
     outcomes = {s: await c.rectify(ADA, corrections) for s, c in systems.connectors.items()}
     assert outcomes["billing"].datasets == {"customers": {"found": 1, "changed": 1}}
     assert outcomes["crm"].datasets == {"contacts": {"found": 1, "changed": 1}}
-    assert outcomes["analytics"].datasets == {"users": {"found": 1, "changed": 1}}
-    assert outcomes["crm"].message == "no field in this system for: name, nickname"
-    assert outcomes["billing"].message == "no field in this system for: last_name, nickname"
+    assert outcomes["analytics"].datasets == {}
+    assert outcomes["crm"].message == "no field in this system for: email, name, nickname, phone, total"
+    assert outcomes["billing"].message == "no field in this system for: email, last_name, nickname, phone, total"
 
     contact = (await systems.fetch("crm", "SELECT * FROM contacts WHERE id = 1"))[0]
-    assert (contact["first_name"], contact["last_name"], contact["email"]) == ("Ada", "King", "ada.king@example.com")
+    assert (contact["first_name"], contact["last_name"], contact["email"]) == ("Ada", "King", "ada@example.com")
     customer = (await systems.fetch("billing", "SELECT * FROM customers WHERE customer_number = 'C-000000'"))[0]
-    assert (customer["name"], customer["email"]) == ("Ada King", "ada.king@example.com")
-    assert await systems.value("analytics", "SELECT email FROM users WHERE user_id = 'C-000000'") == "ada.king@example.com"
-    # Her invoices are found through the corrected e-mail now.
-    renamed = Subject(request_id="r-ada", email="ada.king@example.com")
-    assert len([r async for r in systems.connectors["billing"].access(renamed) if r.dataset == "invoices"]) == 3
+    assert (customer["name"], customer["email"]) == ("Ada King", "ada@example.com")
+    assert customer["phone"] != "call me maybe"
+    assert await systems.fetch("billing", "SELECT id, total FROM invoices ORDER BY id") == totals
+    assert await systems.value("analytics", "SELECT email FROM users WHERE user_id = 'C-000000'") == "ada@example.com"
 
-    again = await systems.connectors["billing"].rectify(renamed, {"name": "Ada King"})
+    again = await systems.connectors["billing"].rectify(ADA, {"name": "Ada King"})
     assert (again.status, again.found, again.changed) == ("done", 1, 0)
 
 

@@ -57,6 +57,7 @@ with workflow.unsafe.imports_passed_through():
 
 # workflow.patched ids: requests started before a change replay the old way.
 APPROVAL_GATE = "approval-gate"
+APPROVAL_BEFORE_CHANGES = "approval-before-changes"
 OBJECTION_GATE = "objection-gate"
 
 
@@ -163,14 +164,20 @@ class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals):
             self._package = await run_step("build_package", self._plan, result_type=PackageInfo,
                                            timeouts=PACKAGING, skippable=False)
         else:
+            # A change to the systems (a rectification, an attested erasure) is approved before
+            # any system is touched, not after: afterwards there would be nothing left to stop.
+            changes_first = self._require_facts().approval_required and workflow.patched(APPROVAL_BEFORE_CHANGES)
+            if changes_first and not await self._await_approval(
+                    "the request waits for compliance approval before any system is changed"):
+                return
             await self._tasks.run_all(self._plan)
             await self._tasks.settle(self.request_id, lambda: self.closed, self._days_left)
         if self.closed:
             return
-        if self._require_facts().approval_required and workflow.patched(APPROVAL_GATE):
-            await self._await_approval()
-            if self.closed:
-                return
+        if (self._require_facts().approval_required and self._approval is None and workflow.patched(APPROVAL_GATE)
+                and not await self._await_approval(
+                    "the response is ready and waits for compliance approval before it is sent")):
+            return
         params: dict = {"report": self._report_now().model_dump(mode="json")}
         if self._decision is not None:
             params["decision"] = self._decision.model_dump(mode="json", exclude={"actor"})
@@ -178,16 +185,16 @@ class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals):
         self._set_status(RequestStatus.completed)
         await self._transition("completed", {"tasks": len(self._plan.tasks)})
 
-    async def _await_approval(self) -> None:
-        """The policy asks compliance to check the response (and the package) before it goes
-        out: hold it until the `approve` update (or a denial or cancellation)."""
+    async def _await_approval(self, detail: str) -> bool:
+        """The policy asks compliance to check the request first: hold it until the `approve`
+        update; False when it was denied or cancelled instead."""
         self._set_status(RequestStatus.awaiting_approval)
         await self._transition("awaiting_approval", {"package_id": self._package.package_id if self._package else None})
-        if not await self._ask_staff("approval", lambda: self._approval is not None,
-                                     "the response is ready and waits for compliance approval before it is sent"):
-            return
+        if not await self._ask_staff("approval", lambda: self._approval is not None, detail):
+            return False
         self._set_status(RequestStatus.in_progress)
         await self._transition("approved", {}, self._approval.actor)
+        return not self.closed  # a cancellation may have come in meanwhile
 
     async def _ask_staff(self, key: str, answered: Callable[[], bool], detail: str) -> bool:
         """Alert staff that the request waits for them, then wait for their answer; False if the

@@ -43,7 +43,13 @@ from activities.connectors.base import (
     Subject,
 )
 from activities.connectors.sql_erasure import HoldAwareErasure
-from activities.connectors.sql_export import CSV_ROWS, JSON_LINES, SESSION, export_queries
+from activities.connectors.sql_export import (
+    CSV_ROWS,
+    JSON_LINES,
+    SESSION,
+    export_queries,
+)
+from activities.connectors.sql_identities import check_identities
 from activities.connectors.sql_queries import (
     SCHEMA_QUERY,
     TEXT_TYPES,
@@ -60,6 +66,7 @@ from activities.connectors.sql_queries import (
 )
 from dsrflow.hashing import keyed_hash
 from policy.model import Dataset, FieldRule
+from policy.rectification import columns_for
 
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 _TRANSIENT = (
@@ -159,6 +166,20 @@ class SqlConnector:
                     raise PermanentConnectorError(f"{where}: column {column!r}: erase: hash needs a text column")
         return dict(types)
 
+    @asynccontextmanager
+    async def _subject_connection(self, subject: Subject) -> AsyncIterator[asyncpg.Connection]:
+        """A connection for acting on the subject's rows, once their identities agree on whose
+        rows they are (activities/connectors/sql_identities.py)."""
+        async with self._connection() as conn:
+            with self._mapped():
+                await check_identities(conn, self.name, self.plan.parents_first, subject)
+            yield conn
+
+    async def check_identities(self, subject: Subject) -> None:
+        """PermanentConnectorError if the subject's identities disagree in this system."""
+        async with self._subject_connection(subject):
+            pass
+
     def _column_types(self, dataset: Dataset) -> Mapping[str, str]:
         assert self._types is not None
         return self._types[dataset.table]
@@ -184,7 +205,7 @@ class SqlConnector:
     async def access(self, subject: Subject) -> AsyncIterator[AccessRecord]:
         """Every row of the subject's, once per category its listed columns belong to. One read-
         only snapshot across datasets; a server-side cursor per dataset."""
-        async with self._connection() as conn:
+        async with self._subject_connection(subject) as conn:
             with self._mapped():
                 async with conn.transaction(isolation="repeatable_read", readonly=True):
                     for dataset in self.plan.parents_first:
@@ -202,7 +223,7 @@ class SqlConnector:
     async def export(self, subject: Subject, part: PartOpener) -> None:
         """What `access` reads, written by PostgreSQL: per (dataset, category) a COPY of the
         records as JSON lines and one as CSV rows (activities/connectors/sql_export.py)."""
-        async with self._connection() as conn:
+        async with self._subject_connection(subject) as conn:
             with self._mapped():
                 async with conn.transaction(isolation="repeatable_read", readonly=True):
                     await conn.execute(SESSION)
@@ -225,7 +246,7 @@ class SqlConnector:
         run = HoldAwareErasure(self.plan, self.env.policy, context)
         counts: dict[str, dict[str, int]] = {}
         erased: dict[str, list[tuple[str, str]]] = {}
-        async with self._connection() as conn:
+        async with self._subject_connection(subject) as conn:
             with self._mapped():
                 async with conn.transaction():
                     for dataset in self.plan.children_first:
@@ -344,22 +365,25 @@ class SqlConnector:
         return keyed_hash(self.env.secret, self.name, dataset.name, column, text)
 
     async def rectify(self, subject: Subject, corrections: dict[str, str]) -> ActionOutcome:
-        """A key is an identity ("email", "name", "customer_id": every column declaring it) or a
-        column name listed in a dataset's fields; keys matching nothing are named in the message."""
+        """A key sets the columns the request's policy declares `rectifiable` under that name or
+        identity (policy/rectification.py), and only with a value each of them accepts: intake
+        checked against the policy of its day, this checks against the request's own version.
+        Keys matching nothing here are named in the message."""
         plans: dict[str, dict[str, Any]] = {}
         used: set[str] = set()
         for dataset in self.plan.children_first:  # children first: parents still match as before
             updates = {}
             for key, value in corrections.items():
-                for column, rule in dataset.fields.items():
-                    if rule.identity == key or column == key:
+                for column, rule in columns_for(dataset, key):
+                    assert rule.rectifiable is not None
+                    if rule.rectifiable.problem(value) is None:
                         updates[column] = value
                         used.add(key)
             if updates:
                 plans[dataset.name] = updates
         counts: dict[str, dict[str, int]] = {}
         if plans:
-            async with self._connection() as conn:
+            async with self._subject_connection(subject) as conn:
                 with self._mapped():
                     async with conn.transaction():
                         for name, updates in plans.items():
@@ -373,7 +397,7 @@ class SqlConnector:
                               message: str | None = None) -> ActionOutcome:
         counts: dict[str, dict[str, int]] = {}
         if updates:
-            async with self._connection() as conn:
+            async with self._subject_connection(subject) as conn:
                 with self._mapped():
                     async with conn.transaction():
                         for name, values in updates.items():

@@ -142,15 +142,7 @@ def match(plan: Plan, dataset: Dataset, subject: Subject, q: Query, alias: str) 
     """A condition on `alias` (a row of `dataset`) that holds for the subject's rows: an identity
     column matches, or the row points at one of the subject's rows in the parent dataset."""
     col = lambda name: f"{alias}.{ident(name)}"  # noqa: E731
-    clauses: list[str] = []
-    identities = {"email": subject.email, "customer_id": subject.customer_id, "name": subject.name}
-    for identity in STRONG_IDENTITIES:
-        column, value = dataset.identify.get(identity), identities[identity]
-        if column and value:
-            if identity == "email":
-                clauses.append(f"lower({col(column)}::text) = lower({q.arg(value)}::text)")
-            else:
-                clauses.append(f"{col(column)}::text = {q.arg(value)}::text")
+    clauses: list[str] = [equal for _, equal in identity_clauses(dataset, subject, q, alias)]
     name_column = dataset.identify.get("name")
     if name_column and subject.name and not any(i in dataset.identify for i in STRONG_IDENTITIES):
         clauses.append(f"{col(name_column)}::text = {q.arg(subject.name)}::text")
@@ -164,6 +156,20 @@ def match(plan: Plan, dataset: Dataset, subject: Subject, q: Query, alias: str) 
             f"WHERE {match(plan, parent, subject, q, parent_alias)})"
         )
     return "(" + " OR ".join(clauses) + ")" if clauses else "FALSE"
+
+
+def identity_clauses(dataset: Dataset, subject: Subject, q: Query, alias: str) -> list[tuple[str, str]]:
+    """(column, "the row's column holds the subject's value") per strong identity the subject
+    has and the dataset identifies by; e-mail compares case-insensitively."""
+    identities = {"email": subject.email, "customer_id": subject.customer_id}
+    clauses = []
+    for identity in STRONG_IDENTITIES:
+        column, value = dataset.identify.get(identity), identities[identity]
+        if column and value:
+            cell = f"{alias}.{ident(column)}::text"
+            clauses.append((column, f"lower({cell}) = lower({q.arg(value)}::text)" if identity == "email"
+                            else f"{cell} = {q.arg(value)}::text"))
+    return clauses
 
 
 def category_groups(dataset: Dataset) -> list[tuple[str, dict[str, Origin]]]:

@@ -193,6 +193,26 @@ async def record_approved_access(http: httpx.AsyncClient, pool: asyncpg.Pool, cl
     return await _history_of(client, rid)
 
 
+async def record_approved_attested_erasure(http: httpx.AsyncClient, pool: asyncpg.Pool, sink: MailSink,
+                                           client: Client) -> str:
+    """An erasure an agent attested, held for compliance's approval before any system is touched
+    (approval_required_for: attested_erasure), then approved and carried out."""
+    r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
+        "type": "erasure", "subject": {"email": "tracked@example.com"}, "identity_attested": True})
+    r.raise_for_status()
+    rid = r.json()["id"]
+
+    async def awaiting() -> bool:
+        return (await _state(client, rid)).status == "awaiting_approval"
+
+    await _until(awaiting, "the approval gate before the systems")
+    r = await http.post(f"/v1/requests/{rid}/approve", headers=await staff_headers(pool, "compliance"),
+                        json={"note": "Identity checked on the phone"})
+    r.raise_for_status()
+    await wait_for_letter(sink, rid, "response", 60)
+    return await _history_of(client, rid)
+
+
 async def record_attested_erasure(http: httpx.AsyncClient, pool: asyncpg.Pool, sink: MailSink,
                                   client: Client) -> str:
     r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
@@ -267,7 +287,7 @@ async def record_access_with_processor_export(http: httpx.AsyncClient, pool: asy
 
 def approval_policy(settings: Settings, home: Path) -> Settings:
     content = yaml.safe_load(Path(settings.policy_path).read_text())
-    content["approval_required_for"] = ["access"]
+    content["approval_required_for"] = ["access", "attested_erasure"]
     path = home / "approval-policy.yaml"
     path.write_text(yaml.safe_dump(content, sort_keys=False))
     return settings.model_copy(update={"policy_path": path})
@@ -329,6 +349,8 @@ async def main() -> int:
                 async with build_worker(env.client, gated, pool, task_queue=TASK_QUEUE), \
                         api_client(gated, env.client, TASK_QUEUE) as http:
                     histories["approved_access"] = await record_approved_access(http, pool, env.client)
+                    histories["approved_attested_erasure"] = await record_approved_attested_erasure(
+                        http, pool, sink, env.client)
             # The survey provider, reached only by e-mail, in an access request.
             os.environ.setdefault("DSRFLOW_SURVEYS_PRIVACY_EMAIL", "privacy@surveys.example")
             async with fanout_stack(pg, settings, env.client, home, keep_manual=("surveys",)) as manual:
