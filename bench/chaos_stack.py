@@ -44,7 +44,7 @@ from dsrflow.migrate import migrate
 from dsrflow.settings import load_settings
 from dsrflow.staff_tokens import create_token
 from dsrflow.temporal_client import connect_client
-from workers.schedules import RETENTION_SCHEDULE_ID, SWEEP_SCHEDULE_ID
+from workers.schedules import SCHEDULE_IDS
 
 DEMO_DATABASES = (*SQL_SYSTEMS, "email_marketing")
 
@@ -160,7 +160,7 @@ class ChaosStack:
         """The daily sweeps would open requests of their own in the middle of a measurement if
         a run crossed their hour: they are paused (a restarted worker leaves them so)."""
         assert self.client is not None
-        for schedule_id in (SWEEP_SCHEDULE_ID, RETENTION_SCHEDULE_ID):
+        for schedule_id in SCHEDULE_IDS:
             handle = self.client.get_schedule_handle(schedule_id)
             for attempt in range(20):
                 try:

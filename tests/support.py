@@ -17,6 +17,7 @@ from email.message import EmailMessage
 import asyncpg
 import httpx
 from temporalio.client import Client
+from temporalio.service import RPCError
 
 from activities.packages import _write_csv, _write_json
 from api.app import create_app
@@ -25,6 +26,7 @@ from devstack.smtp_sink import MailSink, read_mailbox
 from dsrflow.holds_store import place_hold
 from dsrflow.keys import load_secret_key
 from dsrflow.settings import Settings
+from workers.schedules import SCHEDULE_IDS
 
 
 @contextlib.asynccontextmanager
@@ -172,3 +174,11 @@ async def place_claims_hold(pool: asyncpg.Pool, settings: Settings, email: str, 
                                 customer_id=None, systems=systems, categories=None,
                                 basis="Art. 17(3)(e) GDPR", reason="Dispute over a support contract, claim 2026/17",
                                 review_date=date.today() + timedelta(days=90), actor="compliance:test")
+
+
+async def delete_schedules(client: Client) -> None:
+    """Remove the schedules a worker makes (workers/schedules.py): they are shared by the whole
+    Temporal server, and a later test expects to create them for its own task queue."""
+    for schedule_id in SCHEDULE_IDS:
+        with contextlib.suppress(RPCError):
+            await client.get_schedule_handle(schedule_id).delete()

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
-from temporalio.service import RPCError
 
 from devstack.processes import free_port
 from devstack.smtp_sink import read_mailbox
@@ -29,9 +28,16 @@ from schemas.requests import NewRequest
 from schemas.workflow import StartRequest
 from tests.conftest import make_database, running_postgres
 from tests.fanout_stack import api, fanout_stack
-from tests.support import api_client, letters_for, settings_env, staff_headers, text_of, wait_for_letter
+from tests.support import (
+    api_client,
+    delete_schedules,
+    letters_for,
+    settings_env,
+    staff_headers,
+    text_of,
+    wait_for_letter,
+)
 from workers.dsr_worker import build_worker
-from workers.schedules import RETENTION_SCHEDULE_ID, SWEEP_SCHEDULE_ID
 from workflows.dsr import DataSubjectRequestWorkflow
 
 
@@ -49,9 +55,7 @@ async def worker_process(settings, client, tmp_path: Path, *, failpoints: str) -
         if worker.poll() is None:
             worker.kill()
         worker.wait(timeout=30)
-        for schedule_id in (RETENTION_SCHEDULE_ID, SWEEP_SCHEDULE_ID):  # the process worker made them
-            with contextlib.suppress(RPCError):
-                await client.get_schedule_handle(schedule_id).delete()
+        await delete_schedules(client)  # the process worker made them
 
 
 async def died(worker: subprocess.Popen, tmp_path: Path, timeout: float = 60) -> None:

@@ -4,7 +4,6 @@ signed callbacks, access packages, erasure, rectification, and a worker process 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import json
 import os
@@ -15,13 +14,18 @@ import zipfile
 
 import asyncpg
 import pytest
-from temporalio.service import RPCError
 
 from schemas.workflow import workflow_id_for
 from tests.fanout_stack import api, fanout_stack
-from tests.support import letters_for, settings_env, staff_headers, text_of, wait_for_letter
+from tests.support import (
+    delete_schedules,
+    letters_for,
+    settings_env,
+    staff_headers,
+    text_of,
+    wait_for_letter,
+)
 from workers.dsr_worker import build_worker
-from workers.schedules import RETENTION_SCHEDULE_ID, SWEEP_SCHEDULE_ID
 from workflows.dsr import DataSubjectRequestWorkflow
 
 
@@ -178,9 +182,7 @@ async def test_worker_killed_mid_erasure_completes_with_each_action_once(stack, 
     finally:
         if worker.poll() is None:
             worker.kill()
-        for schedule_id in (RETENTION_SCHEDULE_ID, SWEEP_SCHEDULE_ID):  # the process worker made them
-            with contextlib.suppress(RPCError):
-                await dev_server.client.get_schedule_handle(schedule_id).delete()
+        await delete_schedules(dev_server.client)  # the process worker made them
     assert state["status"] == "completed"
     billing = next(r for r in state["results"] if r["system"] == "billing")
     assert billing["status"] == "done" and billing["changed"] > 0

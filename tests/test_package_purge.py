@@ -19,6 +19,7 @@ from schemas.copies import PurgeInput, PurgeReport
 from schemas.workflow import workflow_id_for
 from tests.support import (
     assert_problem,
+    delete_schedules,
     settings_env,
     staff_headers,
     text_of,
@@ -77,7 +78,10 @@ async def test_a_package_whose_link_expired_is_deleted_and_its_link_says_so(
 
     # The hourly schedule runs this workflow.
     await ensure_schedules(dev_server.client, task_queue)
-    schedule = await dev_server.client.get_schedule_handle(PACKAGE_PURGE_SCHEDULE_ID).describe()
+    try:
+        schedule = await dev_server.client.get_schedule_handle(PACKAGE_PURGE_SCHEDULE_ID).describe()
+    finally:
+        await delete_schedules(dev_server.client)
     assert schedule.schedule.action.workflow == "PackagePurgeWorkflow"
     report = await dev_server.client.execute_workflow(
         PackagePurgeWorkflow.run, PurgeInput(), id=f"purge-{uuid.uuid4().hex[:8]}", task_queue=task_queue,

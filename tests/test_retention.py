@@ -25,7 +25,7 @@ from policy.model import DEFAULT_POLICY, PolicyError, load_policy, parse_policy
 from schemas.retention import RetentionSweepInput
 from schemas.workflow import workflow_id_for
 from tests.fanout_stack import api, fanout_stack
-from tests.support import fetch_rows
+from tests.support import delete_schedules, fetch_rows
 from workers.dsr_worker import build_worker
 from workers.schedules import RETENTION_SCHEDULE_ID, SWEEP_SCHEDULE_ID, ensure_schedules
 from workflows.retention_sweep import RetentionSweepWorkflow
@@ -361,8 +361,7 @@ async def test_worker_creates_the_daily_schedules_once(dev_server, task_queue):
         erasure = await client.get_schedule_handle(SWEEP_SCHEDULE_ID).describe()
         assert erasure.schedule.action.workflow == "ErasureSweepWorkflow"
     finally:
-        for schedule_id in (RETENTION_SCHEDULE_ID, SWEEP_SCHEDULE_ID):
-            await client.get_schedule_handle(schedule_id).delete()
+        await delete_schedules(client)
 
 
 async def test_a_crm_demo_database_seeded_before_last_seen_at_is_upgraded(postgres):

@@ -23,6 +23,7 @@ from workflows.retention_sweep import RetentionSweepWorkflow
 SWEEP_SCHEDULE_ID = "dsrflow-erasure-sweep"
 RETENTION_SCHEDULE_ID = "dsrflow-retention-sweep"
 PACKAGE_PURGE_SCHEDULE_ID = "dsrflow-package-purge"
+SCHEDULE_IDS = (SWEEP_SCHEDULE_ID, RETENTION_SCHEDULE_ID, PACKAGE_PURGE_SCHEDULE_ID)  # all a worker makes
 
 
 async def _ensure(client: Client, schedule_id: str, action: ScheduleActionStartWorkflow,
