@@ -289,6 +289,7 @@ class FanoutActivities:
             nonlocal kept
             await self.keep_evidence(request_id, system, policy_version, subject, outcome, origin, also)
             kept = True
+            failpoint("erasure-evidence-kept")  # the system has not committed yet
 
         outcome = await connector.erase(subject, replace(context, before_commit=keep))
         if not kept:

@@ -79,11 +79,17 @@ def _comparable(results: list[dict]) -> dict[str, tuple]:
             for r in results}
 
 
+@pytest.mark.parametrize("failpoint", [
+    pytest.param("task-effect-committed", id="after-the-system-committed"),
+    pytest.param("erasure-evidence-kept", id="evidence-kept-before-the-system-committed"),
+])
 async def test_a_task_result_survives_a_worker_killed_after_the_erasure_committed(
-        postgres, settings, dev_server, pool, mail_sink, tmp_path):
-    """The worker dies right after a system's erasure committed, before the step reported back.
-    The retry reports the effect that happened: every system's result, the response letter and its
-    Art. 19 recipients are those of a clean run (not "not found, 0 records")."""
+        postgres, settings, dev_server, pool, mail_sink, tmp_path, failpoint):
+    """The worker dies right after a system's erasure committed, before the step reported back, or
+    after the erasure's evidence was kept but before the system committed. The retry reports the
+    effect that happened: every system's result, the erasure ledger (each record once), the
+    response letter and its Art. 19 recipients are those of a clean run (not "not found, 0
+    records")."""
     client = dev_server.client
     for run in ("clean", "crash"):
         (tmp_path / run).mkdir()
@@ -92,7 +98,7 @@ async def test_a_task_result_survives_a_worker_killed_after_the_erasure_committe
             clean_id = await _erase_ada(http, pool)
             clean_state = await client.get_workflow_handle(workflow_id_for(clean_id)).result()
     async with fanout_stack(postgres, settings, client, tmp_path / "crash") as crash, api(crash) as http:
-        async with worker_process(crash.settings, client, tmp_path, failpoints="task-effect-committed") as worker:
+        async with worker_process(crash.settings, client, tmp_path, failpoints=failpoint) as worker:
             crash_id = await _erase_ada(http, pool)
             await died(worker, tmp_path)
         async with build_worker(client, crash.settings, pool):
@@ -100,6 +106,9 @@ async def test_a_task_result_survives_a_worker_killed_after_the_erasure_committe
 
     assert crash_state["status"] == clean_state["status"] == "completed"
     assert _comparable(crash_state["results"]) == _comparable(clean_state["results"])
+    ledger = "SELECT system, dataset, action, count(*) FROM erasure_ledger WHERE request_id = $1 GROUP BY 1, 2, 3"
+    assert sorted(map(tuple, await pool.fetch(ledger, uuid.UUID(crash_id)))) == \
+        sorted(map(tuple, await pool.fetch(ledger, uuid.UUID(clean_id))))
     assert any(r["changed"] for r in crash_state["results"])
 
     def letter(rid: str) -> str:

@@ -149,17 +149,20 @@ class RequestProcessor:
         except Exception:
             log.exception("opendsr request failed; left for the next start", subject_request_id=request_id)
 
-    @staticmethod
-    async def _through_outages(step: Callable[[str], Awaitable[T]], request_id: str, what: str) -> T:
+    async def _through_outages(self, step: Callable[[str], Awaitable[T]], request_id: str, what: str) -> T:
         """Run `step`, retrying while the database is away (a restart takes seconds)."""
-        for attempt in range(1, 6):
+        for attempt in range(1, 11):
             try:
                 return await step(request_id)
             # A connection lost to a database restart (InterfaceError) is as passing as the rest.
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError) as exc:
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError,
+                    asyncio.TimeoutError) as exc:
                 log.warning(f"{what}; retrying", subject_request_id=request_id, attempt=attempt,
                             error=type(exc).__name__)
-                await asyncio.sleep(attempt)
+                # After a restart every idle connection of the pool is dead: without this, each
+                # attempt could draw another one and fail.
+                self.pool.expire_connections()
+                await asyncio.sleep(min(attempt, 5))
         raise _Outage
 
     # -- the work --------------------------------------------------------------------------
