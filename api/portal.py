@@ -15,11 +15,19 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
 from api import request_form
 from api.pages import problem_pages, render
 from api.problems import Problem
-from api.public import CODE, admit_submission, check_identity, find_package, submit_request
-from api.ratelimit import limiter
+from api.public import (
+    CODE,
+    admit_submission,
+    check_identity,
+    count_submission,
+    count_verification,
+    find_package,
+    submit_request,
+)
 from api.service import live_state
 from dsrflow.requests_store import get_request
 from schemas.requests import PublicNewRequest, RequestStatus
@@ -62,6 +70,7 @@ async def form_page(request: Request) -> HTMLResponse:
 
 @router.post("/requests", response_class=HTMLResponse)
 async def submit(request: Request) -> Response:
+    await count_submission(request)  # before the form is read
     form = await request.form()
     values = request_form.form_values(form)
     errors: dict[str, str] = {}
@@ -141,7 +150,7 @@ async def verify_page(request: Request, request_id: str, token: str = "") -> HTM
 @router.post("/requests/{request_id}/verify", response_class=HTMLResponse)
 async def verify(request: Request, request_id: str) -> Response:
     row = await _request_row(request, request_id)
-    await limiter(request).hit(request, "verify", request_id=request_id)
+    await count_verification(request, request_id)
     form = await request.form()
     token = str(form.get("token", "")).strip()
     code = re.sub(r"\s", "", str(form.get("code", "")))

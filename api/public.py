@@ -6,7 +6,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -52,11 +52,22 @@ class VerifyBody(BaseModel):
         return self
 
 
+async def count_submission(request: Request) -> None:
+    """Count this client's submission before its body is checked (the JSON route's body has been
+    read, within the ASGI body cap, but not validated; the portal counts before reading its form):
+    a flood of malformed requests is limited like any other."""
+    await limiter(request).hit(request, "submit")
+
+
+async def count_verification(request: Request, request_id: str) -> None:
+    """Count a verification attempt against this client and this request, before its body is read."""
+    await limiter(request).hit(request, "verify", request_id=request_id)
+
+
 async def admit_submission(request: Request, email: str) -> None:
-    """The limits a subject's request passes before anything is stored: this client's rate, the
-    address's allowance of verified requests, and the ceiling of unverified requests open."""
+    """The limits a counted submission passes before anything is stored: the address's allowance
+    of verified requests, and the ceiling of unverified requests open."""
     rate = limiter(request)
-    await rate.hit(request, "submit")
     await rate.check_allowance(request, "submit", email=email)
     await rate.check_unverified_ceiling(request)
 
@@ -109,7 +120,7 @@ async def find_package(state: AppState, token: str) -> dict[str, Any]:
     return dict(row)
 
 
-@router.post("/requests", status_code=202)
+@router.post("/requests", status_code=202, dependencies=[Depends(count_submission)])
 async def submit(body: PublicNewRequest, request: Request) -> dict[str, Any]:
     """Submit a request. A code to confirm it is yours is e-mailed to the address given.
     Limited per client (429 with `Retry-After`) and per address's verified requests (429); while
@@ -120,11 +131,10 @@ async def submit(body: PublicNewRequest, request: Request) -> dict[str, Any]:
             "next": "check your e-mail for a code and send it to /v1/public/requests/{id}/verify"}
 
 
-@router.post("/requests/{request_id}/verify")
+@router.post("/requests/{request_id}/verify", dependencies=[Depends(count_verification)])
 async def verify(request_id: str, body: VerifyBody, request: Request) -> dict[str, Any]:
     """Confirm your identity with the code or the link token from the e-mail.
     Limited per client and per request and client (429 with `Retry-After`)."""
-    await limiter(request).hit(request, "verify", request_id=request_id)
     result = await check_identity(request, request_id, code=body.code, token=body.token)
     if not result.verified:
         raise Problem(
