@@ -19,6 +19,7 @@ run: $(STAMP)
 
 # pytest exits 5 when it collected no tests: for us that is a failure, not a pass.
 test: $(STAMP)
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: no tests ran" >&2; exit 1; fi; exit $$rc
 

@@ -19,8 +19,8 @@ from activities.context import ActivityContext
 from activities.fanout import FanoutActivities, open_connector, subject_of
 from activities.ledger import erase_records, write_ledger
 from activities.restriction_guard import audit_kept_from_deferred, kept_by_restrictions
-from dsrflow.holds_store import active_holds_for
-from dsrflow.requests_store import get_request
+from dsrflow.stores.holds_store import active_holds_for
+from dsrflow.stores.requests_store import get_request
 from schemas.holds import SweepInput, SweepReport
 
 

@@ -29,11 +29,11 @@ from activities.context import ActivityContext
 from activities.heartbeat import heartbeating
 from activities.ledger import write_ledger
 from activities.task_outcomes import did_nothing, load_outcome, save_outcome
-from dsrflow.audit import append_event
-from dsrflow.failpoints import failpoint
-from dsrflow.hashing import keyed_hash
-from dsrflow.holds_store import active_holds_for, subject_hash
-from dsrflow.requests_store import get_request
+from dsrflow.domain.audit import append_event
+from dsrflow.infra.failpoints import failpoint
+from dsrflow.crypto.hashing import keyed_hash
+from dsrflow.stores.holds_store import active_holds_for, subject_hash
+from dsrflow.stores.requests_store import get_request
 from schemas.workflow import Plan, StartRequest, SystemTask, TaskInput, TaskRecord, TaskResult
 
 # More evidence written in the transaction that keeps an erasure's evidence.

@@ -26,12 +26,12 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from jinja2.exceptions import UndefinedError
 from jinja2.runtime import Undefined
 
-from dsrflow.plain_text import one_line
+from schemas.plain_text import one_line
 from policy.model import Policy
+from schemas.requests import DenialReason
+from schemas.vocabulary import PURPOSES, SUBJECT_PURPOSES, staff_alert_kinds
 
 __all__ = [
-    "PURPOSES",
-    "SUBJECT_PURPOSES",
     "REQUIRED_CONTEXT",
     "RenderedLetter",
     "render_letter",
@@ -40,22 +40,6 @@ __all__ = [
 ]
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates" / "letters"
-
-PURPOSES: tuple[str, ...] = (
-    "acknowledgement",
-    "verification",
-    "reminder",
-    "extension",
-    "response",
-    "denial",
-    "closed_unverified",
-    "cancellation",
-    "restriction_lift",
-    "staff_alert",
-)
-
-#: Purposes whose letter goes to the data subject (the rest go to staff).
-SUBJECT_PURPOSES: tuple[str, ...] = tuple(p for p in PURPOSES if p != "staff_alert")
 
 _COMMON = ("controller", "request", "subject", "portal_url")
 
@@ -73,14 +57,6 @@ REQUIRED_CONTEXT: dict[str, tuple[str, ...]] = {
     "restriction_lift": (*_COMMON, "reason", "lift_on", "notice_days", "restriction"),
     "staff_alert": ("controller", "request", "kind", "days_left", "detail"),
 }
-
-DENIAL_REASON_CODES = ("manifestly_unfounded", "excessive", "identity_not_established", "other")
-
-
-def staff_alert_kinds(warning_days: Iterable[int]) -> tuple[str, ...]:
-    """The staff alerts a policy can cause: one warning per `deadline_warnings_days` entry."""
-    return (*(f"due_in_{days}_days" for days in warning_days), "overdue", "needs_attention")
-
 
 # The policy's default warning days, for a context that does not name its own.
 DEFAULT_WARNING_DAYS: tuple[int, ...] = Policy.model_fields["deadline_warnings_days"].default
@@ -194,7 +170,7 @@ def render_letter(purpose: str, context: Mapping[str, Any]) -> RenderedLetter:
     if purpose == "cancellation" and not ctx["withdrawn"] and "remedies" not in ctx:
         raise UndefinedError("letter 'cancellation': a cancellation by staff refuses the request: "
                              "missing context key(s): remedies")
-    if purpose == "denial" and ctx["reason_code"] not in DENIAL_REASON_CODES:
+    if purpose == "denial" and ctx["reason_code"] not in tuple(DenialReason):
         raise ValueError(f"denial: unknown reason_code {ctx['reason_code']!r}")
 
     subject = _one_line(env.get_template(f"{purpose}.subject.j2").render(ctx))

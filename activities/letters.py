@@ -24,10 +24,10 @@ from activities.letter_templates import render_letter
 from activities.outbox import Sent, send_once
 from activities.processor_exports import missing_reasons
 from activities.restrictions import lift_letter_context
-from dsrflow.audit import append_event
-from dsrflow.deadlines import appeal_days, receipt_date
-from dsrflow.hashing import keyed_hash, token_hash
-from dsrflow.requests_store import get_request
+from dsrflow.domain.audit import append_event
+from dsrflow.domain.deadlines import appeal_days, receipt_date
+from dsrflow.crypto.hashing import keyed_hash, token_hash
+from dsrflow.stores.requests_store import get_request
 from policy.model import Policy
 from schemas.workflow import LetterJob, LetterReceipt, TaskResult
 
@@ -283,7 +283,7 @@ async def _deliver(ctx: ActivityContext, job: LetterJob, secrets: dict[str, Any]
             conn, event_key=f"letter:{letter_key}", request_id=job.request_id,
             event_type="letter.sent", actor="workflow",
             # A letter with the remedies refuses in whole or in part: such a request can be
-            # appealed where the law grants it (dsrflow/appeals.py).
+            # appealed where the law grants it (dsrflow/domain/appeals.py).
             data={"purpose": job.purpose, "message_id": message_id, "to_staff": job.to_staff,
                   "refusal": "remedies" in context},
         )

@@ -9,10 +9,10 @@ from zoneinfo import ZoneInfo
 from temporalio import activity
 
 from activities.context import ActivityContext
-from dsrflow.audit import append_event
-from dsrflow.deadlines import compute_deadline, receipt_date
-from dsrflow.package_purge import purge_subject_copies
-from dsrflow.requests_store import get_request, set_status
+from dsrflow.domain.audit import append_event
+from dsrflow.domain.deadlines import compute_deadline, receipt_date
+from dsrflow.stores.kept_copies import purge_subject_copies
+from dsrflow.stores.requests_store import get_request, set_status
 from schemas.requests import RequestType
 from schemas.steps import TroubleRecord
 from schemas.workflow import (
@@ -62,7 +62,7 @@ class LifecycleActivities:
             deadline = compute_deadline(
                 row["regime"], receipt_date(row["received_at"], tz),
                 establishment=policy.defaults.country if row["regime"] == "gdpr" else None,
-                # An appeal has its own statutory period (dsrflow/appeals.py).
+                # An appeal has its own statutory period (dsrflow/domain/appeals.py).
                 appeal=bool((row["details"] or {}).get("appeal_of")),
             )
             current = row["current_due_date"] or deadline.due_date
@@ -110,7 +110,7 @@ class LifecycleActivities:
             if change.status == "completed" and (await self._row(conn, change.request_id))["request_type"] == "erasure":
                 # Our own copies of the subject's data (packages, processors' uploads) go with it.
                 # Here rather than in the workflow: running requests replay unchanged, and a retry
-                # finds the files already gone (dsrflow/package_purge.py).
+                # finds the files already gone (dsrflow/stores/kept_copies.py).
                 await purge_subject_copies(conn, change.request_id)
 
     @activity.defn(name="record_event")

@@ -37,8 +37,8 @@ import asyncpg
 
 from activities.errors import TRANSIENT_DB_ERRORS
 from activities.mail import Mailer
-from dsrflow.audit import append_event
-from dsrflow.failpoints import failpoint
+from dsrflow.domain.audit import append_event
+from dsrflow.infra.failpoints import failpoint
 
 RECORD_PATIENCE = 120.0  # seconds a sent message waits for the database to come back
 

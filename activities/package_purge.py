@@ -1,4 +1,4 @@
-"""The activity of the scheduled package purge (dsrflow/package_purge.py does the work)."""
+"""The activity of the scheduled package purge (dsrflow/stores/kept_copies.py does the work)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from temporalio import activity
 
 from activities.context import ActivityContext
-from dsrflow.package_purge import purge_expired
+from dsrflow.stores.kept_copies import purge_expired
 from schemas.copies import PurgeInput, PurgeReport
 
 

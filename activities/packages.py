@@ -29,11 +29,11 @@ from activities.heartbeat import heartbeating
 from activities.letters import deliver_letter
 from activities.package_summary import part_files, render_summary
 from activities.processor_exports import ProcessorFiles, listed_files, missing_reasons, processor_files, write_processor_files
-from dsrflow.audit import append_event
-from dsrflow.filecrypt import EncryptedWriter, decrypt_chunks, file_key
-from dsrflow.holds_store import subject_hash
-from dsrflow.plain_text import csv_cell
-from dsrflow.requests_store import get_request
+from dsrflow.domain.audit import append_event
+from dsrflow.crypto.filecrypt import EncryptedWriter, decrypt_chunks, file_key
+from dsrflow.stores.holds_store import subject_hash
+from schemas.plain_text import csv_cell
+from dsrflow.stores.requests_store import get_request
 from policy.disclosure import PORTABLE_ORIGINS, Origin
 from policy.model import Policy
 from schemas.workflow import LetterJob, PackageInfo, Plan, TaskResult
@@ -54,7 +54,7 @@ def _json_default(value: Any) -> Any:
 
 def _csv_value(value: Any) -> Any:
     """A field as its CSV cell: what the JSON file says, nested values as JSON text, and text a
-    spreadsheet would run as a formula neutralised (dsrflow/plain_text.py; the JSON keeps it)."""
+    spreadsheet would run as a formula neutralised (schemas/plain_text.py; the JSON keeps it)."""
     if value is None or isinstance(value, (bool, int, float)):
         return value
     if isinstance(value, (dict, list)):

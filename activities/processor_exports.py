@@ -1,6 +1,6 @@
 """Processors' uploaded exports in an access or portability package.
 
-A processor without an API answers on its link's page (api/processor_uploads.py); here its files
+A processor without an API answers on its link's page (api/callbacks/processor_uploads.py); here its files
 are copied, decrypted only in memory, into the package under its system's folder
 (`<system>/files/<name>`), next to what the other systems' connectors exported. A processor that
 did not send its export (staff resolved its task without one, or the request began before
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dsrflow.export_store import read_export
+from dsrflow.stores.export_store import read_export
 from policy.model import Policy
 from schemas.workflow import ASKED_BY_EMAIL, Plan
 

@@ -15,8 +15,8 @@ from datetime import datetime
 from activities.connectors.sql_queries import Query
 from activities.context import ActivityContext
 from activities.retention_plan import cutoff_for, expired_rows, sql_connector
-from dsrflow.audit import append_event
-from dsrflow.restrictions_store import keeping_from_erasure
+from dsrflow.domain.audit import append_event
+from dsrflow.stores.restrictions_store import keeping_from_erasure
 from policy.keeping import RetentionRule
 from policy.model import LoadedPolicy
 

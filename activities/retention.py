@@ -40,15 +40,16 @@ from activities.retention_plan import (  # noqa: F401 - plan_retention re-export
     rules_named,
     sql_connector,
 )
-from dsrflow.audit import append_event
-from dsrflow.holds_store import subject_hash
-from dsrflow.requests_store import (
+from dsrflow.domain.audit import append_event
+from dsrflow.stores.holds_store import subject_hash
+from dsrflow.stores.requests_store import (
     IdempotencyConflict,
     create_request,
     record_policy_version,
 )
-from dsrflow.request_start import start_request_workflow
-from policy.model import Dataset, LoadedPolicy
+from dsrflow.domain.request_start import start_request_workflow
+from policy.model import LoadedPolicy
+from policy.systems import Dataset
 from schemas.requests import (
     Channel,
     NewRequest,
@@ -124,7 +125,7 @@ class RetentionActivities:
             except IdempotencyConflict:
                 in_progress += 1  # today's request for this subject was opened with other identities
                 continue
-            await start_request_workflow(client, row, loaded.policy, task_queue=activity.info().task_queue)
+            await start_request_workflow(client, row, loaded.policy.attention_after_minutes, task_queue=activity.info().task_queue)
             started += 1
             activity.heartbeat()
         return RuleOutcome(rule=rule.name, action=rule.action, system=rule.system, dataset=rule.dataset,

@@ -23,9 +23,10 @@ from activities.connectors.base import ConnectorEnv
 from activities.connectors.sql import SqlConnector
 from activities.connectors.sql_queries import Plan, Query, as_text, ident
 from activities.context import ActivityContext
-from dsrflow.restrictions_store import keeping_from_erasure
+from dsrflow.stores.restrictions_store import keeping_from_erasure
 from policy.keeping import RetentionRule
-from policy.model import Dataset, LoadedPolicy, load_policy
+from policy.model import LoadedPolicy, load_policy
+from policy.systems import Dataset
 from schemas.requests import RequestStatus
 
 _EMAIL = TypeAdapter(EmailStr)

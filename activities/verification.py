@@ -12,7 +12,7 @@ from temporalio import activity
 
 from activities.context import ActivityContext
 from activities.letters import deliver_letter
-from dsrflow.hashing import keyed_hash
+from dsrflow.crypto.hashing import keyed_hash
 from schemas.workflow import Challenge, IssueChallenge, LetterJob
 
 

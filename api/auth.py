@@ -14,7 +14,7 @@ from fastapi import Depends, Request
 
 from api.csrf import SAFE_METHODS, SESSION_COOKIE, csrf_valid, session_binding
 from api.problems import Problem
-from dsrflow.staff_tokens import ROLES, Staff, authenticate, create_token, session_staff
+from dsrflow.stores.staff_tokens import ROLES, Staff, authenticate, create_token, session_staff
 
 __all__ = ["ROLES", "Staff", "create_token", "require_console_role", "require_role", "staff_from_token",
            "ConsoleSignInRequired", "ConsoleForbidden"]

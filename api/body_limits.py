@@ -8,7 +8,7 @@ streamed (chunked) body is counted as it arrives and refused the moment it passe
 Either way the answer is 413 problem+json and the route never sees the body.
 
 The manual processors' upload route streams files of up to the policy's own limit
-(api/processor_uploads.py counts them against that limit as they arrive): it is the one route
+(api/callbacks/processor_uploads.py counts them against that limit as they arrive): it is the one route
 left to enforce its own cap, and the same route's plain confirmation form reads with
 `read_capped`.
 """
@@ -30,7 +30,7 @@ DEFAULT_LIMIT = 256 * KIB
 ROUTE_LIMITS: tuple[tuple[str, re.Pattern[str], int | None], ...] = (
     # The Temporal Web UI sends a whole history's payloads to decode.
     ("POST", re.compile(r"/codec/(de|en)code"), 8 * 1024 * KIB),
-    # Manual processors' exports: api/processor_uploads.py streams them against the policy's limits.
+    # Manual processors' exports: api/callbacks/processor_uploads.py streams them against the policy's limits.
     ("POST", re.compile(r"/v1/callbacks/manual/[^/]+"), None),
 )
 

@@ -13,8 +13,8 @@ import hmac
 
 from fastapi import Request
 
-from dsrflow.hashing import keyed_hash
-from dsrflow.keys import load_secret_key
+from dsrflow.crypto.hashing import keyed_hash
+from dsrflow.crypto.keys import load_secret_key
 
 SESSION_COOKIE = "dsrflow_session"
 SIGN_IN_COOKIE = "dsrflow_sign_in"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dsrflow.plain_text import FreeText
+from schemas.plain_text import FreeText
 
 # Staff-written text (reasons, explanations, notes, labels): line breaks from a text area, but no
 # other control character. NUL, which PostgreSQL can store neither in text nor in jsonb, is one:

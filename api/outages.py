@@ -18,7 +18,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.pages import prefers_html, render
 from api.problems import Problem, problem_response
-from dsrflow.logging import get_logger
+from dsrflow.infra.logging import get_logger
 
 log = get_logger("dsrflow.api.outages")
 

@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from dsrflow.cursors import InvalidCursor
+from api.read_models.cursors import InvalidCursor
 
 PROBLEM = "application/problem+json"
 

@@ -26,8 +26,8 @@ from fastapi import Request
 
 from api.problems import Problem
 from api.state import AppState
-from dsrflow.hashing import keyed_hash
-from dsrflow.keys import load_secret_key
+from dsrflow.crypto.hashing import keyed_hash
+from dsrflow.crypto.keys import load_secret_key
 
 # One statement per hit: a window that has ended restarts at 1; otherwise the count goes up.
 _HIT = """

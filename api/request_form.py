@@ -10,7 +10,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.datastructures import FormData
 
 from api.problems import field_errors
-from policy.rectification import correction_problems
+from policy.systems import correction_problems
 from schemas.requests import ObjectionScope, RestrictionGround
 
 SUBMISSION = re.compile(r"^[A-Za-z0-9_-]{16,64}$")

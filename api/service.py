@@ -11,16 +11,16 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.outages import RETRY_AFTER, WORKFLOW_ENGINE
 from api.problems import Problem
 from api.state import AppState
-from dsrflow.appeals import AppealRefused, check_appeal
-from dsrflow.request_start import start_request_workflow
-from dsrflow.requests_store import (
+from dsrflow.domain.appeals import AppealRefused, check_appeal
+from dsrflow.domain.request_start import start_request_workflow
+from dsrflow.stores.requests_store import (
     IdempotencyConflict,
     create_request,
     get_request,
     workflow_id_for,
 )
-from dsrflow.restrictions_store import as_view, restriction_for
-from policy.rectification import correction_problems
+from dsrflow.stores.restrictions_store import as_view, restriction_for
+from policy.systems import correction_problems
 from schemas.requests import NewRequest
 from schemas.workflow import RequestState
 from workflows.dsr import DataSubjectRequestWorkflow
@@ -49,7 +49,7 @@ async def open_request(
         raise Problem(409, "Idempotency key reused", str(exc)) from None
     request_id = str(row["id"])
     try:
-        await start_request_workflow(await state.temporal(), row, state.policy.policy,
+        await start_request_workflow(await state.temporal(), row, state.policy.policy.attention_after_minutes,
                                      task_queue=state.settings.task_queue)
     except (RPCError, OSError, RuntimeError) as exc:
         raise Problem(

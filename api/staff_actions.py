@@ -2,8 +2,8 @@
 it runs, what the caller sends (a JSON body on the REST API, a form on the console) and the
 update's input built from it, what staff are told once it is done, and when it makes sense.
 
-The REST endpoints (api/requests.py), the console's `act` route (api/console_request.py) and the
-console's choice of forms to show (api/console_view.py `allowed_actions`) all read this table, so
+The REST endpoints (api/rest/staff_requests.py), the console's `act` route (api/console/request_page.py) and the
+console's choice of forms to show (api/console/view.py `allowed_actions`) all read this table, so
 an action the console offers is one it can run, with the role the API asks for. `READABLE_BY`
 does the same for what staff may read: the REST endpoints and the console page take it from here.
 """

@@ -8,9 +8,9 @@ import asyncio
 import asyncpg
 from temporalio.client import Client
 
-from dsrflow.db import create_pool
+from dsrflow.infra.db import create_pool
 from dsrflow.settings import Settings
-from dsrflow.temporal_client import connect_client
+from dsrflow.infra.temporal_client import connect_client
 from policy.model import load_policy
 
 

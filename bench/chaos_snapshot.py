@@ -18,7 +18,8 @@ from typing import Any
 
 from bench.chaos_stack import DEMO_DATABASES, ChaosStack
 from devstack.smtp_sink import read_mailbox
-from policy.model import Dataset, load_policy
+from policy.model import load_policy
+from policy.systems import Dataset
 
 RowKey = tuple[str, str, tuple[str, ...]]  # (database, table, primary key values as text)
 # Bookkeeping, not subjects' data: seed markers, and the OpenDSR service's log of our requests

@@ -29,9 +29,9 @@ from bench.common import arguments, bench_policy, load_1min, median, write_resul
 from devstack.demo.sql_systems import ensure_demo_databases
 from devstack.postgres import EmbeddedPostgres
 from devstack.processes import free_port
-from dsrflow.db import create_pool
-from dsrflow.migrate import migrate
-from dsrflow.requests_store import create_request
+from dsrflow.infra.db import create_pool
+from dsrflow.infra.migrate import migrate
+from dsrflow.stores.requests_store import create_request
 from dsrflow.settings import load_settings
 from policy.model import load_policy
 from schemas.requests import NewRequest

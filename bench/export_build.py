@@ -18,7 +18,7 @@ from typing import Any
 from temporalio.testing import ActivityEnvironment
 
 from activities.packages import PackageActivities
-from dsrflow.db import create_pool
+from dsrflow.infra.db import create_pool
 from dsrflow.settings import load_settings
 from schemas.workflow import Plan
 from workers.dsr_worker import activity_context

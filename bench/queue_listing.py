@@ -21,9 +21,9 @@ import asyncpg
 
 from devstack.postgres import EmbeddedPostgres
 from devstack.processes import free_port
-from dsrflow.db import create_pool
-from dsrflow.migrate import migrate
-from dsrflow.request_queries import RequestFilters, list_requests, queue_cursor
+from dsrflow.infra.db import create_pool
+from dsrflow.infra.migrate import migrate
+from api.read_models.request_queries import RequestFilters, list_requests, queue_cursor
 
 
 async def seed_queue(pool: asyncpg.Pool, rows: int, today: date, *, open_every: int = 4) -> None:

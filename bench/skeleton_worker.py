@@ -13,7 +13,7 @@ from temporalio.worker import Worker
 
 from bench.skeleton import ACTIVITIES, TASK_QUEUE, SkeletonWorkflow
 from dsrflow.settings import load_settings
-from dsrflow.temporal_client import connect_client
+from dsrflow.infra.temporal_client import connect_client
 from workers.dsr_worker import WORKER_TUNING
 
 

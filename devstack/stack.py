@@ -27,9 +27,9 @@ from devstack.saas.policy import write_demo_saas_policy
 from devstack.smtp_sink import MailSink
 from devstack.supervisor import EssentialProcess, RestartingProcess
 from devstack.temporal_server import TemporalDevServer
-from dsrflow.db import with_database
-from dsrflow.keys import load_keyring
-from dsrflow.migrate import migrate
+from dsrflow.infra.db import with_database
+from dsrflow.crypto.keys import load_keyring
+from dsrflow.infra.migrate import migrate
 from dsrflow.settings import Settings
 from policy.model import DEFAULT_POLICY
 
@@ -109,7 +109,7 @@ class Stack:
             await self._start_saas_standins()
 
         for role, name in (("worker", "worker"), ("api", "API")):
-            child = RestartingProcess(name, [sys.executable, "-m", "dsrflow.cli", role], env=self.env,
+            child = RestartingProcess(name, [sys.executable, "-m", "cli.main", role], env=self.env,
                                       log_path=self.logs / f"{role}.log", say=_say)
             self._children.append((role, child))
             self._stops.append((role, child.stop))

@@ -2,7 +2,7 @@
 
 Every process (api, workers, CLI, `dsrflow up`, tests) builds its configuration here so that a
 variable means the same thing everywhere. A bad value is reported as one line naming the variable
-and what it expects; `dsrflow.cli` turns that into a non-zero exit.
+and what it expects; `cli.main` turns that into a non-zero exit.
 """
 
 from __future__ import annotations

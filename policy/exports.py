@@ -1,5 +1,5 @@
 """What a processor without an API may send us as its export of a data subject's data (the upload
-on its signed link's page, api/processor_uploads.py): how much, of which kinds, and for how long the
+on its signed link's page, api/callbacks/processor_uploads.py): how much, of which kinds, and for how long the
 link accepts it."""
 
 from __future__ import annotations

@@ -23,8 +23,6 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 from policy.disclosure import Origin
 from policy.strict import IDENT, StrictModel
 
-if TYPE_CHECKING:
-    from policy.model import Policy
 
 _ENV_NAME = r"^[A-Z][A-Z0-9_]*$"
 _syntax = ImmutableSandboxedEnvironment(undefined=StrictUndefined)
@@ -313,23 +311,6 @@ class HttpConfig(StrictModel):
         """Every environment variable the configuration reads: name -> the field naming it."""
         auth = self.auth.model_dump()
         return {value: f"auth.{field}" for field, value in auth.items() if field.endswith("_env") and value}
-
-
-def check_http_references(name: str, config: HttpConfig, policy: Policy) -> None:
-    """What an http system's configuration names must exist in the policy."""
-    where = f"systems.{name}.config"
-    for statute in sorted(config.statutes() - set(policy.statutory_holds)):
-        raise ValueError(f"{where}.datasets: unknown statutory hold {statute!r}")
-    for dataset_name, dataset in config.datasets.items():
-        if dataset.category not in policy.categories:
-            raise ValueError(f"{where}.datasets.{dataset_name}.category: unknown category {dataset.category!r}")
-    for i, identifier in enumerate(config.identifiers):
-        source = policy.systems.get(identifier.system)
-        if source is None or identifier.system == name:
-            raise ValueError(f"{where}.identifiers.{i}.system: unknown system {identifier.system!r}")
-        if source.connector == "sql" and identifier.dataset not in {d.name for d in source.datasets}:
-            raise ValueError(f"{where}.identifiers.{i}.dataset: unknown dataset {identifier.dataset!r} "
-                             f"in system {identifier.system!r}")
 
 
 def inline_http_files(content: dict, path: Path, shipped: Path) -> None:

@@ -19,12 +19,12 @@ from pydantic import (
     model_validator,
 )
 
-from dsrflow.deadlines import Regime
+from schemas.vocabulary import ConnectorKind, Regime
 from policy.exports import ProcessorExports
 from policy.disclosure import ORIGINS, AutomatedDecisions, Origin, Profiling
-from policy.http_model import HttpConfig, check_http_references, inline_http_files
+from policy.http_model import inline_http_files
 from policy.keeping import DatasetHold, RetentionRule, StatutoryHold
-from policy.rectification import Rectifiable, check_rectifiable
+from policy.systems import System
 from policy.remedies import Authority, Remedies
 from policy.restriction import RestrictionPolicy
 from policy.strict import IDENT, StrictModel
@@ -88,116 +88,6 @@ class Recipient(StrictModel):
     categories: list[str] = Field(default_factory=list)
     location: str = "EEA"
     safeguards: str | None = None
-
-
-class FieldRule(StrictModel):
-    """One column: its category, where it comes from, how erasure treats it."""
-
-    category: str
-    origin: Origin | None = None  # default: the dataset's
-    erase: Literal["null", "hash", "fixed", "keep"] = "null"
-    value: str | int | None = None  # for erase: fixed
-    identity: Literal["email", "name", "customer_id"] | None = None
-    # Kept in a record held under a statutory obligation (the fields the obligation needs);
-    # every other field is erased by its rule when the record is minimised.
-    held: bool = False
-    # Art. 16: set only on columns a correction may change (policy/rectification.py).
-    rectifiable: Rectifiable | None = None
-
-    @model_validator(mode="after")
-    def _fixed_has_value(self):
-        if self.erase == "fixed" and self.value is None:
-            raise ValueError("erase: fixed needs a value")
-        return self
-
-
-class Reference(StrictModel):
-    """Rows of this dataset belong to the subject through a parent dataset's rows."""
-
-    dataset: str
-    column: str  # the foreign-key column in this dataset
-    parent_column: str | None = None  # the parent's column it points at; default the parent's key
-
-
-class Dataset(StrictModel):
-    name: str = Field(pattern=IDENT)
-    table: str = Field(pattern=IDENT)
-    key: str = Field("id", pattern=IDENT)
-    identify: dict[Literal["email", "customer_id", "name"], str] = Field(default_factory=dict)
-    via: Reference | None = None
-    erasure: Literal["delete", "anonymise"] = "delete"
-    restricted_column: str | None = Field(None, pattern=IDENT)
-    # Column updates that carry out an objection, per scope, e.g.
-    # {direct_marketing: {marketing_opt_in: false}}.
-    objection_updates: dict[Literal["direct_marketing", "profiling", "legitimate_interest"], dict[str, Any]] = Field(
-        default_factory=dict
-    )
-    # Where the columns come from, unless a column says otherwise (`fields.<column>.origin`).
-    origin: Origin | None = None
-    fields: dict[str, FieldRule]
-    hold: DatasetHold | None = None
-
-    @model_validator(mode="after")
-    def _found_somehow(self):
-        if not self.identify and self.via is None:
-            raise ValueError("needs `identify` (subject identity -> column) or `via` (a parent dataset)")
-        for column in [*self.identify.values(), *self.fields]:
-            if not re.fullmatch(IDENT, column):
-                raise ValueError(f"{column!r} is not a plain column name")
-        for column, rule in self.fields.items():
-            if rule.origin is None and self.origin is None:
-                raise ValueError(f"fields.{column}.origin: dataset {self.name!r} sets no origin, so the "
-                                 f"column needs one of {', '.join(ORIGINS)}")
-        check_rectifiable(self)
-        return self
-
-    def origin_of(self, column: str) -> Origin:
-        origin = self.fields[column].origin or self.origin
-        assert origin is not None  # checked at load
-        return origin
-
-
-class System(StrictModel):
-    """A system holding personal data and how to reach it."""
-
-    label: str
-    connector: Literal["sql", "opendsr", "http", "manual_email"]
-    config: dict[str, Any] = Field(default_factory=dict)
-    recipient: str | None = None  # the Recipient this system is, for Art. 19 notices
-    datasets: list[Dataset] = Field(default_factory=list)
-    # Async processors: how long to wait for completion before the task needs attention.
-    completion_timeout_days: int = Field(14, ge=1)
-
-    @model_validator(mode="after")
-    def _datasets(self):
-        names = [d.name for d in self.datasets]
-        if len(set(names)) != len(names):
-            raise ValueError("dataset names must be unique within a system")
-        for dataset in self.datasets:
-            if dataset.via and dataset.via.dataset not in names:
-                raise ValueError(f"dataset {dataset.name!r} refers to unknown dataset {dataset.via.dataset!r}")
-        if self.connector == "sql" and not self.datasets:
-            raise ValueError("a sql system needs datasets")
-        if self.connector == "http":
-            self.http_config()
-        if self.connector == "opendsr":
-            marked = {"config.origin": self.config.get("origin"),
-                      **{f"config.origins.{d}": o for d, o in (self.config.get("origins") or {}).items()}}
-            for where, origin in marked.items():
-                if origin is not None and origin not in ORIGINS:
-                    raise ValueError(f"{where}: {origin!r} is not an origin ({', '.join(ORIGINS)})")
-        return self
-
-    def http_config(self) -> HttpConfig:
-        """An http system's configuration, validated (unknown fields and bad templates fail here,
-        naming their path under `config`)."""
-        if "file" in self.config:
-            raise ValueError("config.file: load the policy with load_policy, which inlines the file")
-        try:
-            return HttpConfig.model_validate(self.config)
-        except ValidationError as exc:
-            raise ValueError("; ".join(
-                f"config.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())) from None
 
 
 class Policy(StrictModel):
@@ -374,6 +264,27 @@ class LoadedPolicy(BaseModel):
     version: str
     policy: Policy
     content: dict
+
+    @property
+    def default_country(self) -> str:
+        return self.policy.defaults.country
+
+
+def check_http_references(name: str, config: HttpConfig, policy: Policy) -> None:
+    """What an http system's configuration names must exist in the policy."""
+    where = f"systems.{name}.config"
+    for statute in sorted(config.statutes() - set(policy.statutory_holds)):
+        raise ValueError(f"{where}.datasets: unknown statutory hold {statute!r}")
+    for dataset_name, dataset in config.datasets.items():
+        if dataset.category not in policy.categories:
+            raise ValueError(f"{where}.datasets.{dataset_name}.category: unknown category {dataset.category!r}")
+    for i, identifier in enumerate(config.identifiers):
+        source = policy.systems.get(identifier.system)
+        if source is None or identifier.system == name:
+            raise ValueError(f"{where}.identifiers.{i}.system: unknown system {identifier.system!r}")
+        if source.connector == "sql" and identifier.dataset not in {d.name for d in source.datasets}:
+            raise ValueError(f"{where}.identifiers.{i}.dataset: unknown dataset {identifier.dataset!r} "
+                             f"in system {identifier.system!r}")
 
 
 def _version(content: dict) -> str:

@@ -21,7 +21,7 @@ class Authority(StrictModel):
 
 class Appeal(StrictModel):
     """The appeal a US state law grants against a refusal. Its deadline is statutory and lives
-    with the others in dsrflow/deadlines.py (`compute_deadline(..., appeal=True)`)."""
+    with the others in dsrflow/domain/deadlines.py (`compute_deadline(..., appeal=True)`)."""
 
     rule: str  # the provision granting it, e.g. "Va. Code § 59.1-577(C)"
 

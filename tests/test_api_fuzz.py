@@ -21,14 +21,14 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.config import SchemathesisConfig
 
 from api.app import create_app
-from api.events import AuditEvent
-from api.openapi_examples import NEW_REQUEST
+from api.rest.events import AuditEvent
+from api.rest.openapi_examples import NEW_REQUEST
 from devstack.processes import free_port
-from dsrflow.db import create_pool
-from dsrflow.request_queries import RequestSummary
+from dsrflow.infra.db import create_pool
+from api.read_models.request_queries import RequestSummary
 from dsrflow.settings import Settings
-from dsrflow.staff_tokens import issue_token
-from dsrflow.temporal_client import connect_client
+from dsrflow.stores.staff_tokens import issue_token
+from dsrflow.infra.temporal_client import connect_client
 from tests.fanout_stack import serve
 from schemas.requests import NewRequest
 from workers.dsr_worker import build_worker

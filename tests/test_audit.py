@@ -12,8 +12,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from dsrflow.audit import append_event
-from dsrflow.db import connect, create_pool
+from dsrflow.domain.audit import append_event
+from dsrflow.infra.db import connect, create_pool
 from tests.conftest import make_database
 from tests.support import api_client, staff_headers, wait_for_letter
 from workflows.dsr import DataSubjectRequestWorkflow
@@ -27,7 +27,7 @@ async def audit_verify(database_url: str, home: Path) -> subprocess.CompletedPro
     env = {**os.environ, "DSRFLOW_DATABASE_URL": database_url, "DSRFLOW_HOME": str(home)}
     return await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "dsrflow.cli", "audit", "verify"],
+        [sys.executable, "-m", "cli.main", "audit", "verify"],
         env=env, cwd=REPO, capture_output=True, text=True, timeout=60,
     )
 

@@ -15,7 +15,7 @@ from temporalio.worker import Worker
 
 with workflow.unsafe.imports_passed_through():
     # The workflow sandbox re-imports this module; Rust extensions must not be imported twice.
-    from dsrflow.codec import EncryptionCodec, UnknownKeyError
+    from dsrflow.crypto.payload_codec import EncryptionCodec, UnknownKeyError
     from tests.conftest import raw_client
 
 EMAIL = "grace.hopper@example.com"
@@ -107,7 +107,7 @@ async def _sealed_email(settings) -> dict:
     from google.protobuf import json_format
     from temporalio.api.common.v1 import Payload
 
-    from dsrflow.keys import load_keyring
+    from dsrflow.crypto.keys import load_keyring
 
     sealed = EncryptionCodec(load_keyring(settings)).encrypt(
         Payload(metadata={"encoding": b"json/plain"}, data=f'"{EMAIL}"'.encode()))

@@ -16,7 +16,7 @@ from urllib.parse import urlparse
 import pytest
 from temporalio.api.enums.v1 import IndexedValueType
 
-from dsrflow.production import production_problems
+from dsrflow.infra.production import production_problems
 from dsrflow.settings import Settings
 from tests.compose_support import (
     APP_SERVICES,
@@ -126,7 +126,7 @@ def test_app_environment_is_valid_production_settings(
         assert settings.environment == "production"
         assert settings.database_url and settings.temporal_address and settings.smtp_host
         assert settings.keyring and settings.api_host == "0.0.0.0"
-        # ...and the api and worker would start with them (dsrflow/production.py).
+        # ...and the api and worker would start with them (dsrflow/infra/production.py).
         assert production_problems(settings) == []
 
 

@@ -16,7 +16,7 @@ from fastapi import Form, Request
 from api.app import create_app
 from api.auth import Staff, require_console_role
 from api.pages import render
-from dsrflow.staff_tokens import create_token, issue_token, revoke_token
+from dsrflow.stores.staff_tokens import create_token, issue_token, revoke_token
 from tests.support import assert_problem
 
 CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')

@@ -8,7 +8,7 @@ from datetime import date
 
 import pytest
 
-from dsrflow.deadlines import compute_deadline, receipt_date
+from dsrflow.domain.deadlines import compute_deadline, receipt_date
 from tests.support import (
     staff_headers,
     text_of,

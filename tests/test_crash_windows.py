@@ -1,5 +1,5 @@
 """Crash windows, each opened by killing a real worker process at the line it follows (a failpoint,
-dsrflow/failpoints.py) or by stopping a real PostgreSQL at that moment: exactly once in effect,
+dsrflow/infra/failpoints.py) or by stopping a real PostgreSQL at that moment: exactly once in effect,
 nothing lost."""
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from aiosmtpd.controller import Controller
 
 from devstack.processes import free_port
 from devstack.smtp_sink import read_mailbox
-from dsrflow.db import create_pool
-from dsrflow.requests_store import create_request, workflow_id_for
+from dsrflow.infra.db import create_pool
+from dsrflow.stores.requests_store import create_request, workflow_id_for
 from policy.model import load_policy
 from schemas.requests import NewRequest
 from schemas.workflow import StartRequest
@@ -47,7 +47,7 @@ async def worker_process(settings, client, tmp_path: Path, *, failpoints: str) -
     env = {**os.environ, **settings_env(settings), "TEMPORAL_ADDRESS": client.service_client.config.target_host,
            "DSRFLOW_FAILPOINTS": failpoints}
     with open(tmp_path / "worker.log", "wb") as log:
-        worker = subprocess.Popen([sys.executable, "-m", "dsrflow.cli", "worker"], env=env,
+        worker = subprocess.Popen([sys.executable, "-m", "cli.main", "worker"], env=env,
                                   stdout=log, stderr=subprocess.STDOUT)
     try:
         yield worker

@@ -8,14 +8,14 @@ from datetime import date, datetime
 
 import pytest
 
-from dsrflow.dashboard_queries import (
+from api.read_models.dashboard_queries import (
     closed_per_month,
     month_starts,
     open_by_due_week,
     requests_per_month,
 )
-from dsrflow.db import create_pool
-from dsrflow.svg import bar_chart, line_chart, nice_ticks
+from dsrflow.infra.db import create_pool
+from api.read_models.svg import bar_chart, line_chart, nice_ticks
 from tests.conftest import make_database
 
 TODAY = date(2026, 6, 17)  # a Wednesday

@@ -18,7 +18,7 @@ from dateutil.relativedelta import relativedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dsrflow.deadlines import (
+from dsrflow.domain.deadlines import (
     Deadline,
     DeadlineError,
     Regime,
@@ -319,7 +319,7 @@ def test_receipt_date_is_the_controllers_local_date() -> None:
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dsrflow.cli", "deadline", *args],
+    return subprocess.run([sys.executable, "-m", "cli.main", "deadline", *args],
                           check=False, capture_output=True, text=True, timeout=60)
 
 

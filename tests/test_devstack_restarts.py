@@ -61,7 +61,7 @@ async def test_killed_worker_and_api_are_restarted_and_a_request_completes(tmp_p
         await wait_healthy(ports["api"], proc, log)
 
         created = await asyncio.to_thread(
-            subprocess.run, [sys.executable, "-m", "dsrflow.cli", "token", "create", "--role", "agent"],
+            subprocess.run, [sys.executable, "-m", "cli.main", "token", "create", "--role", "agent"],
             env=env, capture_output=True, text=True, check=True)
         token = created.stdout.strip()
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{ports['api']}", timeout=10,

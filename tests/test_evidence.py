@@ -9,11 +9,11 @@ import uuid
 
 import pytest
 
-from dsrflow.audit import append_event
-from dsrflow.db import connect, create_pool
-from dsrflow.evidence import assemble_evidence
-from dsrflow.keys import load_secret_key
-from dsrflow.requests_store import create_request
+from dsrflow.domain.audit import append_event
+from dsrflow.infra.db import connect, create_pool
+from api.read_models.evidence import assemble_evidence
+from dsrflow.crypto.keys import load_secret_key
+from dsrflow.stores.requests_store import create_request
 from policy.model import load_policy
 from schemas.requests import NewRequest
 from schemas.workflow import workflow_id_for
@@ -137,7 +137,7 @@ async def test_segment_check_names_the_tampered_event(postgres, settings):
                 False, target, "content does not match its hash")
 
             # Re-hashing the edited row makes it match itself, but the next row still names the old hash.
-            from dsrflow.audit import _event_body, chain_hash
+            from dsrflow.domain.audit import _event_body, chain_hash
             edited = await conn.fetchrow("SELECT * FROM audit_events WHERE seq = $1", target)
             await conn.execute("UPDATE audit_events SET hash = $2 WHERE seq = $1", target,
                                chain_hash(edited["prev_hash"], _event_body(edited)))

@@ -160,7 +160,7 @@ async def test_worker_killed_mid_erasure_completes_with_each_action_once(stack, 
     target = dev_server.client.service_client.config.target_host
     env = {**os.environ, **settings_env(stack.settings), "TEMPORAL_ADDRESS": target}
     with open(tmp_path / "worker.log", "wb") as log:
-        worker = subprocess.Popen([sys.executable, "-m", "dsrflow.cli", "worker"], env=env,
+        worker = subprocess.Popen([sys.executable, "-m", "cli.main", "worker"], env=env,
                                   stdout=log, stderr=subprocess.STDOUT)
     try:
         async with api(stack) as http:

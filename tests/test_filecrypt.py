@@ -7,7 +7,7 @@ import os
 import pytest
 from cryptography.exceptions import InvalidTag
 
-from dsrflow.filecrypt import CHUNK, EncryptedWriter, decrypt_chunks, file_key
+from dsrflow.crypto.filecrypt import CHUNK, EncryptedWriter, decrypt_chunks, file_key
 
 KEY = file_key(os.urandom(32), "test")
 

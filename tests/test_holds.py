@@ -190,11 +190,11 @@ async def test_erasure_replay_after_a_backup_restore(postgres, settings, pool, d
         env = {**os.environ, "DSRFLOW_HOME": str(stack.settings.home),
                "DSRFLOW_DATABASE_URL": stack.settings.effective_database_url}
         today = date.today().isoformat()
-        done = subprocess.run([sys.executable, "-m", "dsrflow.cli", "erasure", "replay", "--since", today],
+        done = subprocess.run([sys.executable, "-m", "cli.main", "erasure", "replay", "--since", today],
                               env=env, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
         assert "re-erased" in done.stdout and "crm: 1" in done.stdout
         assert await fetch_rows(db["crm"], "SELECT 1 FROM contacts WHERE id = $1", contact["id"]) == []
-        again = subprocess.run([sys.executable, "-m", "dsrflow.cli", "erasure", "replay", "--since", today],
+        again = subprocess.run([sys.executable, "-m", "cli.main", "erasure", "replay", "--since", today],
                                env=env, capture_output=True, text=True, timeout=120)
         assert again.stdout.strip() == "re-erased 0 record(s)"

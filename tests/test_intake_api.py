@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from dsrflow.hashing import token_hash
-from dsrflow.request_start import start_request_workflow
+from dsrflow.crypto.hashing import token_hash
+from dsrflow.domain.request_start import start_request_workflow
 from policy.model import load_policy
 from tests.support import letters_for, staff_headers, unique_email, wait_for_letter
 
@@ -177,7 +177,7 @@ async def test_a_repeat_after_the_request_finished_never_runs_it_again(http, poo
     assert again.json()["status"] == "completed"
     row = dict(await pool.fetchrow("SELECT * FROM dsr_requests WHERE id = $1", uuid.UUID(request_id)))
     await start_request_workflow(dev_server.client, {**row, "status": "in_progress"},
-                                 load_policy(settings.policy_path).policy, task_queue="tq-unused")
+                                 load_policy(settings.policy_path).policy.attention_after_minutes, task_queue="tq-unused")
 
     assert await _runs(dev_server.client, request_id) == 1
     await asyncio.sleep(1)  # a second run, had one started, would have acknowledged by now

@@ -18,15 +18,13 @@ from activities.connectors.manual_email import REQUEST_PURPOSE as MANUAL_REQUEST
 from activities.connectors.manual_email import render_processor_mail
 from activities.letter_templates import (
     DEFAULT_WARNING_DAYS,
-    PURPOSES,
-    SUBJECT_PURPOSES,
     TEMPLATE_DIR,
     RenderedLetter,
     longdate,
     longdatetime,
     render_letter,
-    staff_alert_kinds,
 )
+from schemas.vocabulary import PURPOSES, SUBJECT_PURPOSES, staff_alert_kinds
 from activities.letters import (
     DENIAL_LABELS,
     TYPE_LABELS,
@@ -36,7 +34,7 @@ from activities.letters import (
     remedies_context,
 )
 from activities.restrictions import GROUND_LABELS
-from dsrflow.deadlines import Regime
+from schemas.vocabulary import Regime
 from policy.model import load_policy
 
 REQUEST_ID = "3f2b8c1e-9a4d-4e6f-8b2a-1c5d7e9f0a12"

@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 from temporalio import activity
 
 from activities.letters import deliver_letter
-from dsrflow.requests_store import create_request, workflow_id_for
+from dsrflow.stores.requests_store import create_request, workflow_id_for
 from policy.model import load_policy, parse_policy
 from schemas.requests import NewRequest
 from schemas.workflow import LetterJob, LetterReceipt, StartRequest

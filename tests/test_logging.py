@@ -10,7 +10,7 @@ import time
 import pytest
 import structlog
 
-from dsrflow.logging import REDACTED, bind_ids, configure_logging, get_logger, redact_emails
+from dsrflow.infra.logging import REDACTED, bind_ids, configure_logging, get_logger, redact_emails
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from activities.connectors.base import ConnectorEnv, ErasureContext, LegalClaims
 from activities.connectors.manual_email import confirmation_token, external_id_for
 from activities.mail import Mailer
 from devstack.processes import free_port
-from dsrflow.requests_store import create_request
+from dsrflow.stores.requests_store import create_request
 from policy.model import load_policy
 from schemas.requests import NewRequest
 from schemas.workflow import TaskInput, TaskResult, workflow_id_for

@@ -8,7 +8,7 @@ import uuid
 import asyncpg
 import pytest
 
-from dsrflow.migrate import discover, migrate
+from dsrflow.infra.migrate import discover, migrate
 
 
 async def test_twice_and_concurrently(postgres):

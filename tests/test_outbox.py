@@ -16,7 +16,7 @@ from activities.mail import BeforeData, Mailer
 from activities.outbox import Sent, send_once
 from devstack.postgres import EmbeddedPostgres
 from devstack.smtp_sink import read_mailbox
-from dsrflow.db import create_pool
+from dsrflow.infra.db import create_pool
 from tests.conftest import make_database, running_postgres
 
 

@@ -35,7 +35,7 @@ def test_a_column_first_seen_in_a_later_record_gets_a_csv_column_for_every_row()
     data, rows = _files([{"email": "a@example.com"}, {"email": "b@example.com", "phone": "+32 470"},
                          {"phone": "+32 471"}])
     assert [list(r) for r in data] == [["email"], ["email", "phone"], ["phone"]]
-    # A phone number's leading + would make a spreadsheet read it as a formula (dsrflow/plain_text.py).
+    # A phone number's leading + would make a spreadsheet read it as a formula (schemas/plain_text.py).
     assert rows == [["email", "phone"], ["a@example.com", ""], ["b@example.com", "'+32 470"], ["", "'+32 471"]]
 
 
@@ -64,7 +64,7 @@ def test_dataset_names_a_processor_chose_cannot_place_files_outside_the_package(
 
     from activities.packages import FILE_PURPOSE, _write_archive, read_package
     from activities.processor_exports import ProcessorFiles
-    from dsrflow.filecrypt import EncryptedWriter, file_key
+    from dsrflow.crypto.filecrypt import EncryptedWriter, file_key
 
     secret = os.urandom(32)
     spools = {}

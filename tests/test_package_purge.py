@@ -13,8 +13,8 @@ import sys
 import uuid
 from pathlib import Path
 
-from dsrflow.export_store import export_writer
-from dsrflow.keys import load_secret_key
+from dsrflow.stores.export_store import export_writer
+from dsrflow.crypto.keys import load_secret_key
 from schemas.copies import PurgeInput, PurgeReport
 from schemas.workflow import workflow_id_for
 from tests.support import (
@@ -56,7 +56,7 @@ async def _events(pool, request_id: str, event_type: str) -> list[dict]:
 
 
 def _purge_cli(settings, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "dsrflow.cli", "packages", "purge", *args], check=False,
+    return subprocess.run([sys.executable, "-m", "cli.main", "packages", "purge", *args], check=False,
                           env={**os.environ, **settings_env(settings), "PYTHONPATH": str(REPO)},
                           cwd=REPO, capture_output=True, text=True, timeout=120)
 
@@ -106,7 +106,7 @@ async def test_a_package_whose_link_expired_is_deleted_and_its_link_says_so(
 
 async def _fake_upload(pool, settings, request_id: str) -> Path:
     """What a processor without an API leaves when it answers an access request on its page
-    (api/processor_uploads.py): an encrypted file under uploads/ and its row."""
+    (api/callbacks/processor_uploads.py): an encrypted file under uploads/ and its row."""
     external_id = f"manual-{uuid.uuid4().hex}"
     await pool.execute(
         """INSERT INTO manual_tasks (request_id, system, action, external_id, contact_email, message_id, confirmed_at)

@@ -8,7 +8,7 @@ import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from dsrflow.hashing import token_hash
+from dsrflow.crypto.hashing import token_hash
 from tests.support import (
     staff_headers,
     unique_email,

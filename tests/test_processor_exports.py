@@ -276,7 +276,7 @@ def _zip(members: dict[str, bytes]) -> bytes:
 ])
 def test_content_decides_what_is_accepted(name, data, problem):
     """Unit-level companions of the upload test: what the page would answer 413/422 with."""
-    from dsrflow.export_files import ContentCheck, RefusedFile, kind_for
+    from api.callbacks.export_files import ContentCheck, RefusedFile, kind_for
 
     kinds = ("json", "csv", "pdf", "text", "zip")
     with pytest.raises(RefusedFile, match=re.escape(problem)):
@@ -286,7 +286,7 @@ def test_content_decides_what_is_accepted(name, data, problem):
 
 
 def test_a_zip_of_accepted_files_and_json_with_a_byte_order_mark_are_accepted():
-    from dsrflow.export_files import ContentCheck, kind_for
+    from api.callbacks.export_files import ContentCheck, kind_for
 
     kinds = ("json", "csv", "pdf", "text", "zip")
     for name, data, media_type in [

@@ -16,7 +16,7 @@ import sys
 import httpx
 import pytest
 
-from dsrflow.production import refuse_unsafe_production
+from dsrflow.infra.production import refuse_unsafe_production
 from dsrflow.settings import SettingsError, load_settings
 
 TEST_KEY = base64.b64encode(bytes(range(32))).decode()  # the key tests/test_compose.py once used
@@ -81,7 +81,7 @@ def _start(command: str, env: dict[str, str | None], tmp_path) -> subprocess.Com
         merged.pop(name, None)
         if value is not None:
             merged[name] = value
-    return subprocess.run([sys.executable, "-m", "dsrflow.cli", command], env=merged,
+    return subprocess.run([sys.executable, "-m", "cli.main", command], env=merged,
                           capture_output=True, text=True, timeout=120)
 
 

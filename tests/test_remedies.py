@@ -11,8 +11,8 @@ from datetime import timedelta
 from temporalio import activity
 
 from activities.letters import deliver_letter
-from dsrflow.deadlines import receipt_date
-from dsrflow.requests_store import workflow_id_for
+from dsrflow.domain.deadlines import receipt_date
+from dsrflow.stores.requests_store import workflow_id_for
 from schemas.workflow import LetterJob, LetterReceipt
 from tests.support import (
     api_client,

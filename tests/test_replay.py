@@ -15,8 +15,8 @@ import pytest
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
-from dsrflow.codec import ENCODING
-from dsrflow.temporal_client import build_data_converter
+from dsrflow.crypto.payload_codec import ENCODING
+from dsrflow.infra.temporal_client import build_data_converter
 from tests.histories import KEYS, history_files
 from workflows.dsr import DataSubjectRequestWorkflow
 from workflows.system_task import SystemTaskWorkflow

@@ -11,8 +11,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from bench.queue_listing import seed_queue
-from dsrflow.db import create_pool
-from dsrflow.request_queries import RequestFilters, queue_cursor, queue_query
+from dsrflow.infra.db import create_pool
+from api.read_models.request_queries import RequestFilters, queue_cursor, queue_query
 from tests.conftest import make_database
 from tests.support import api_client, assert_problem, staff_headers
 

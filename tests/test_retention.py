@@ -19,8 +19,8 @@ import yaml
 from dateutil.relativedelta import relativedelta
 
 from activities.letters import notifies_subject
-from dsrflow.holds_store import place_hold, subject_hash
-from dsrflow.keys import load_secret_key
+from dsrflow.stores.holds_store import place_hold, subject_hash
+from dsrflow.crypto.keys import load_secret_key
 from policy.model import DEFAULT_POLICY, PolicyError, load_policy, parse_policy
 from schemas.retention import RetentionSweepInput
 from schemas.workflow import workflow_id_for
@@ -149,7 +149,7 @@ async def test_retention_plan_prints_counts_and_changes_nothing(postgres, settin
         env = {**os.environ, "DSRFLOW_HOME": str(stack.settings.home),
                "DSRFLOW_DATABASE_URL": stack.settings.effective_database_url,
                "DSRFLOW_POLICY": str(stack.settings.policy_path)}
-        done = subprocess.run([sys.executable, "-m", "dsrflow.cli", "retention", "plan", "--as-of", "2026-06-17"],
+        done = subprocess.run([sys.executable, "-m", "cli.main", "retention", "plan", "--as-of", "2026-06-17"],
                               env=env, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
         out = done.stdout
@@ -169,7 +169,7 @@ async def test_retention_plan_prints_counts_and_changes_nothing(postgres, settin
 
         assert await _snapshot(stack, pool) == before
 
-        bad = subprocess.run([sys.executable, "-m", "dsrflow.cli", "retention", "plan", "--as-of", "17/06/2026"],
+        bad = subprocess.run([sys.executable, "-m", "cli.main", "retention", "plan", "--as-of", "17/06/2026"],
                              env=env, capture_output=True, text=True, timeout=60)
         assert bad.returncode == 2 and "--as-of" in bad.stderr
 

@@ -52,6 +52,6 @@ def test_the_stand_ins_run_as_a_process(tmp_path):
 
 
 def test_up_offers_the_flag():
-    out = subprocess.run([sys.executable, "-m", "dsrflow.cli", "up", "--help"], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-m", "cli.main", "up", "--help"], capture_output=True, text=True,
                          env={**os.environ, "COLUMNS": "200"})
     assert "--demo-saas" in out.stdout

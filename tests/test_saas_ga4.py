@@ -16,7 +16,7 @@ import yaml
 
 from activities.connectors.base import PermanentConnectorError
 from devstack.saas.ga4 import create_ga4_app, new_service_account
-from dsrflow.requests_store import create_request
+from dsrflow.stores.requests_store import create_request
 from policy.model import DEFAULT_POLICY
 from schemas.requests import NewRequest
 from schemas.workflow import workflow_id_for

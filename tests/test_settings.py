@@ -61,7 +61,7 @@ def test_defaults(monkeypatch):
 
 def test_cli_exits_non_zero_with_one_line():
     env = {**os.environ, "DSRFLOW_API_PORT": "abc"}
-    done = subprocess.run([sys.executable, "-m", "dsrflow.cli", "migrate"], env=env,
+    done = subprocess.run([sys.executable, "-m", "cli.main", "migrate"], env=env,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert done.stderr.strip() == (
@@ -75,7 +75,7 @@ def test_cli_says_in_one_line_when_the_database_is_unreachable(tmp_path, command
 
     env = {**os.environ, "DSRFLOW_HOME": str(tmp_path),
            "DSRFLOW_DATABASE_URL": f"postgresql://dsrflow@127.0.0.1:{free_port()}/dsrflow"}
-    done = subprocess.run([sys.executable, "-m", "dsrflow.cli", *command], env=env,
+    done = subprocess.run([sys.executable, "-m", "cli.main", *command], env=env,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert done.stderr.startswith("error: cannot reach the database") and len(done.stderr.strip().splitlines()) == 1

@@ -11,9 +11,9 @@ import pytest
 from pydantic import ValidationError
 from starlette.datastructures import FormData
 
-from api.console_view import allowed_actions
+from api.console.view import allowed_actions
 from api.staff_actions import STAFF_ACTIONS, Situation
-from dsrflow.staff_tokens import ROLES
+from dsrflow.stores.staff_tokens import ROLES
 from schemas.requests import RequestStatus
 from tests.test_authz_matrix import MATRIX, R
 

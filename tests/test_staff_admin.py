@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from dsrflow.audit import append_event, verify_rows
-from dsrflow.requests_store import create_request
+from dsrflow.domain.audit import append_event, verify_rows
+from dsrflow.stores.requests_store import create_request
 from policy.model import load_policy
 from schemas.requests import NewRequest
 from tests.support import api_client, assert_problem, staff_headers
@@ -124,7 +124,7 @@ async def test_revoking_an_unknown_token_is_404(http, pool):
 
 async def dsrflow_cli(settings, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DSRFLOW_DATABASE_URL": settings.database_url, "DSRFLOW_HOME": str(settings.home)}
-    return await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "dsrflow.cli", *args],
+    return await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "cli.main", *args],
                                    env=env, cwd=REPO, capture_output=True, text=True, timeout=60)
 
 

@@ -11,8 +11,8 @@ from datetime import timedelta
 from temporalio import activity
 
 from activities.letters import deliver_letter
-from dsrflow.deadlines import DeadlineError
-from dsrflow.requests_store import create_request, workflow_id_for
+from dsrflow.domain.deadlines import DeadlineError
+from dsrflow.stores.requests_store import create_request, workflow_id_for
 from policy.model import load_policy
 from schemas.requests import NewRequest
 from schemas.workflow import LetterJob, LetterReceipt, RequestFacts, StartRequest

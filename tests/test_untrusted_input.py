@@ -190,7 +190,7 @@ async def test_forged_callbacks_do_not_make_us_fetch_or_leak(settings, pool, dev
 
 def _certificates_forget(processor_url: str) -> None:
     """Age the callback endpoint's cache as if the refresh interval had passed (a key rotation)."""
-    from api.callbacks import _certificates
+    from api.callbacks.opendsr import _certificates
 
     url = f"{processor_url}/opendsr/discovery"
     _certificates.invalidate(url)

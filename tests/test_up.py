@@ -62,7 +62,7 @@ async def test_port_in_use_is_named(tmp_path):
     with socket.socket() as blocker:
         blocker.bind(("127.0.0.1", ports["api"]))
         blocker.listen()
-        done = subprocess.run([sys.executable, "-m", "dsrflow.cli", "up"], env=up_env(tmp_path, ports),
+        done = subprocess.run([sys.executable, "-m", "cli.main", "up"], env=up_env(tmp_path, ports),
                               capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
     assert f"port {ports['api']} (dsrflow API) is already in use" in done.stderr

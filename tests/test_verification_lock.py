@@ -9,7 +9,7 @@ import asyncio
 from temporalio.client import WorkflowUpdateFailedError
 
 from activities.verification import code_hash
-from dsrflow.keys import load_secret_key
+from dsrflow.crypto.keys import load_secret_key
 from schemas.workflow import ResendInput, VerifyAttempt, VerifyResult, workflow_id_for
 from tests.support import api_client, letters_for, unique_email, verification_code, wait_for_letter
 from workers.dsr_worker import build_worker

@@ -39,7 +39,7 @@ def up_env(home: Path, ports: dict[str, int], **extra: str) -> dict[str, str]:
 
 
 def start_up(env: dict[str, str], log: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "dsrflow.cli", "up"], env=env,
+    return subprocess.Popen([sys.executable, "-m", "cli.main", "up"], env=env,
                             stdout=log.open("ab"), stderr=subprocess.STDOUT)
 
 
@@ -68,10 +68,10 @@ async def wait_healthy(port: int, proc: subprocess.Popen, log: Path, run: int = 
 
 
 def child_of_up(proc: subprocess.Popen, role: str) -> psutil.Process:
-    """`up`'s running `dsrflow.cli <role>` child (worker or api)."""
+    """`up`'s running `cli.main <role>` child (worker or api)."""
     for child in psutil.Process(proc.pid).children():
         try:
-            if child.cmdline()[-2:] == ["dsrflow.cli", role] and child.status() != psutil.STATUS_ZOMBIE:
+            if child.cmdline()[-2:] == ["cli.main", role] and child.status() != psutil.STATUS_ZOMBIE:
                 return child
         except psutil.NoSuchProcess:
             continue

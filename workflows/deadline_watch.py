@@ -15,6 +15,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from schemas.requests import RequestStatus
+    from schemas.vocabulary import warning_alert_kind
     from schemas.workflow import Checkpoints
     from workflows.dsr_steps import RequestClosed, record_event, send_letter
 
@@ -75,7 +76,7 @@ class DeadlineWatch:
             await self._deadline_event(request, days, checkpoints)
 
     async def _deadline_event(self, request: WatchedRequest, days: int, checkpoints: Checkpoints) -> None:
-        kind = f"due_in_{days}_days" if days else "overdue"
+        kind = warning_alert_kind(days)
         if days:
             self.warnings_sent.add((request.extended, days))
         else:

@@ -8,12 +8,13 @@ from importlib import import_module
 from typing import Any
 
 from activities.connectors.base import Connector, ConnectorEnv
+from schemas.vocabulary import ConnectorKind
 
-_KINDS = {
-    "sql": ("activities.connectors.sql", "SqlConnector"),
-    "opendsr": ("activities.connectors.opendsr", "OpenDsrConnector"),
-    "manual_email": ("activities.connectors.manual_email", "ManualEmailConnector"),
-    "http": ("activities.connectors.http", "HttpConnector"),
+_KINDS: dict[str, tuple[str, str]] = {
+    ConnectorKind.sql: ("activities.connectors.sql", "SqlConnector"),
+    ConnectorKind.opendsr: ("activities.connectors.opendsr", "OpenDsrConnector"),
+    ConnectorKind.manual_email: ("activities.connectors.manual_email", "ManualEmailConnector"),
+    ConnectorKind.http: ("activities.connectors.http", "HttpConnector"),
 }
 _VAR = re.compile(r"\$\{([A-Z0-9_]+)(?::-([^}]*))?\}")
 

@@ -13,7 +13,8 @@ from datetime import date
 from typing import Any, Literal, Protocol
 
 from policy.disclosure import Origin
-from policy.model import Policy, System
+from policy.model import Policy
+from policy.systems import System
 
 TaskStatus = Literal["done", "pending", "not_found", "needs_attention"]
 

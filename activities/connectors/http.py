@@ -46,7 +46,7 @@ from activities.connectors.http_identifiers import (
 from activities.connectors.http_notes import render_note
 from activities.connectors.http_quota import QuotaExhausted, QuotaLedger, ServiceClock
 from policy.http_model import Action, HttpConfig, Step
-from policy.model import System
+from policy.systems import System
 
 PENDING_QUOTA = "http-quota"  # external_id of a task waiting for the next quota day
 

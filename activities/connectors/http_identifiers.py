@@ -10,7 +10,7 @@ from typing import Any
 
 from activities.connectors import build_connector
 from activities.connectors.base import ConnectorEnv, Subject
-from dsrflow.hashing import keyed_hash
+from dsrflow.crypto.hashing import keyed_hash
 from policy.http_model import Identifier
 
 

@@ -12,7 +12,7 @@ else), our request reference and a confirmation link `{base_url}/v1/callbacks/ma
 The token is derived from our secret and (request, system, action), so every retry computes the
 same link; only its sha256 is stored, as the task's external id (`job_id` gives it to the fan-out
 before the e-mail goes out). The action is `pending` until the processor confirms on that page
-(api/manual_confirm.py), which signals the task's workflow; its polls of `status` send a reminder
+(api/callbacks/manual_confirm.py), which signals the task's workflow; its polls of `status` send a reminder
 once `reminder_days` have passed since the last e-mail.
 
 Erasure under a legal-claims hold that reaches the processor's categories sends nothing and needs
@@ -26,7 +26,7 @@ transaction is recognisable as the same message.
 
 Access and portability ask the processor for its export (`request_export`, action `access`):
 the same e-mail and link, whose page takes an upload of its files instead of a confirmation
-(api/manual_confirm.py, api/processor_uploads.py; limits in the policy's `processor_exports`).
+(api/callbacks/manual_confirm.py, api/callbacks/processor_uploads.py; limits in the policy's `processor_exports`).
 The upload confirms the task; the request's response waits for it (or for staff to resolve the
 task), and the package takes the files from there (activities/processor_exports.py), so `access`
 itself reads nothing.
@@ -53,8 +53,8 @@ from activities.connectors.base import (
 from activities.letter_templates import RenderedLetter, env as letter_env
 from activities.letters import message_id_for
 from activities.outbox import OnSent, Sent, send_once
-from dsrflow.audit import append_event
-from dsrflow.hashing import keyed_hash
+from dsrflow.domain.audit import append_event
+from dsrflow.crypto.hashing import keyed_hash
 
 REQUEST_PURPOSE = "processor_request"
 REMINDER_PURPOSE = "processor_reminder"

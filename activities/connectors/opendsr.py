@@ -61,7 +61,8 @@ from activities.connectors.opendsr_signature import (
 )
 from activities.connectors.opendsr_documents import datasets_of, outcome_from_status, seconds_until
 from policy.disclosure import Origin
-from policy.model import Policy, System
+from policy.model import Policy
+from policy.systems import System
 
 API_VERSION = "2.0"
 # Fixed forever: changing it would give retried requests new ids, and so second jobs.

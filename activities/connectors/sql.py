@@ -64,9 +64,9 @@ from activities.connectors.sql_queries import (
     update_by_key,
     update_rows,
 )
-from dsrflow.hashing import keyed_hash
-from policy.model import Dataset, FieldRule
-from policy.rectification import columns_for
+from dsrflow.crypto.hashing import keyed_hash
+from policy.systems import Dataset, FieldRule
+from policy.systems import columns_for
 
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 _TRANSIENT = (

@@ -22,7 +22,8 @@ import asyncpg
 from activities.connectors.base import ErasureContext, HeldRecord, LegalClaimsHold
 from activities.connectors.sql_queries import Plan, Query, ident, match
 from policy.keeping import StatutoryHold
-from policy.model import Dataset, Policy
+from policy.model import Policy
+from policy.systems import Dataset
 
 
 def retention_end(document_date: date, statute: StatutoryHold) -> date:

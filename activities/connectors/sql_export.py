@@ -6,7 +6,7 @@ rows costs little more than the COPY itself. The values read exactly as the reco
 `access` gives them (`sql_queries.plain`): dates and times in ISO 8601 as PostgreSQL's JSON writes
 them (in UTC), numerics as exact strings, bytea as hex, json as its text, other types as their
 PostgreSQL output; in the CSV, booleans as True/False and arrays as JSON, and text that would run
-as a spreadsheet formula with a leading apostrophe (dsrflow/plain_text.py).
+as a spreadsheet formula with a leading apostrophe (schemas/plain_text.py).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import Any
 
 from activities.connectors.base import Subject
 from activities.connectors.sql_queries import Plan, select_fields
-from dsrflow.plain_text import sql_csv_cell
-from policy.model import Dataset
+from schemas.plain_text import sql_csv_cell
+from policy.systems import Dataset
 
 # COPY's CSV format with a delimiter and a quote character that JSON text never holds raw (it
 # escapes control characters), so each line is a row's JSON exactly as PostgreSQL wrote it.

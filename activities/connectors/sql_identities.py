@@ -21,7 +21,7 @@ from activities.connectors.sql_queries import (
     ident,
     identity_clauses,
 )
-from policy.model import Dataset
+from policy.systems import Dataset
 
 
 def conflict_query(dataset: Dataset, subject: Subject) -> tuple[str, list] | None:

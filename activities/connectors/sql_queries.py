@@ -16,7 +16,7 @@ from typing import Any
 
 from activities.connectors.base import Subject
 from policy.disclosure import Origin
-from policy.model import Dataset, FieldRule, System
+from policy.systems import Dataset, FieldRule, System
 
 _IDENT = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 # Identities that single a person out; a name alone does not (many people share one).

@@ -29,11 +29,11 @@ from temporalio.testing import WorkflowEnvironment
 from devstack.postgres import EmbeddedPostgres
 from devstack.processes import find_binary, free_port
 from devstack.smtp_sink import MailSink
-from dsrflow.db import create_pool
-from dsrflow.logging import configure_logging
-from dsrflow.migrate import migrate
+from dsrflow.infra.db import create_pool
+from dsrflow.infra.logging import configure_logging
+from dsrflow.infra.migrate import migrate
 from dsrflow.settings import Settings
-from dsrflow.temporal_client import build_data_converter
+from dsrflow.infra.temporal_client import build_data_converter
 from schemas.workflow import PackageInfo, Plan, task_workflow_id
 from tests.fanout_stack import fanout_stack
 from tests.histories import DIRECTORY, KEYS, key_line

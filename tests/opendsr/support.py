@@ -27,7 +27,8 @@ from devstack.demo.subjects import demo_subjects
 from devstack.postgres import EmbeddedPostgres
 from devstack.processes import free_port
 from dsrflow.settings import Settings
-from policy.model import System, load_policy
+from policy.model import load_policy
+from policy.systems import System
 
 CALLBACK_PATH = "/v1/callbacks/opendsr"
 

@@ -1,0 +1,175 @@
+"""Which files a processor may send us as its export of a data subject's data, judged by their
+content as they stream in (the extension only says what the content must be).
+
+Accepted: JSON, CSV, PDF, plain text, and a ZIP of those; the policy's `processor_exports.kinds`
+may narrow the list. Everything else is refused with a sentence saying why, because the files end
+up in the subject's package and someone will open them: HTML and other markup (scripts), programs,
+anything binary that is not a PDF. Nothing here touches the disk: the caller encrypts what it
+stores (api/callbacks/processor_uploads.py).
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import io
+import json
+import zipfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+KIND_OF_EXTENSION = {".json": "json", ".csv": "csv", ".pdf": "pdf", ".txt": "text", ".zip": "zip"}
+MEDIA_TYPES = {"json": "application/json", "csv": "text/csv", "pdf": "application/pdf",
+               "text": "text/plain", "zip": "application/zip"}
+_DESCRIBED = {"json": "JSON", "csv": "CSV", "pdf": "a PDF", "text": "plain text", "zip": "a ZIP archive"}
+_HEAD = 8 * 1024  # enough of the start of a file to recognise what it is
+_PROGRAMS = (b"MZ", b"\x7fELF", b"\xfe\xed\xfa\xce", b"\xfe\xed\xfa\xcf", b"\xce\xfa\xed\xfe",
+             b"\xcf\xfa\xed\xfe", b"\xca\xfe\xba\xbe", b"#!", b"\x00asm")
+_MARKUP = (b"<!doctype", b"<html", b"<head", b"<body", b"<script", b"<svg", b"<?xml", b"<iframe", b"<object")
+# Control characters other than tab, line feed, carriage return and form feed do not occur in text.
+_CONTROL = bytes(c for c in range(32) if c not in (9, 10, 12, 13)) + b"\x7f"
+
+
+class RefusedFile(ValueError):
+    """A file we will not take; `status` is the HTTP answer (413 too large, 422 anything else)."""
+
+    def __init__(self, message: str, status: int = 422) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+def safe_name(filename: str) -> str:
+    """The file's own name without any folder (browsers may send a path), printable and short."""
+    name = filename.replace("\\", "/").rsplit("/", 1)[-1].strip()
+    name = "".join(ch if ch.isprintable() and ch not in '<>:"|?*' else "_" for ch in name)
+    stem, dot, ext = name.rpartition(".")
+    if dot and len(name) > 120:
+        name = f"{stem[:110]}.{ext[:9]}"
+    return name[:120].lstrip(".") or "file"
+
+
+def kind_for(filename: str, kinds: Iterable[str]) -> str:
+    allowed = [e for e, k in KIND_OF_EXTENSION.items() if k in set(kinds)]
+    ext = "." + filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
+    kind = KIND_OF_EXTENSION.get(ext)
+    if kind is None or kind not in set(kinds):
+        raise RefusedFile(f"{filename}: only {', '.join(allowed)} files are accepted")
+    return kind
+
+
+def _what_it_looks_like(head: bytes) -> str | None:
+    """A name for content we refuse whatever the extension says."""
+    start = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if head.startswith(_PROGRAMS):
+        return "an executable program or script"
+    if start.startswith(_MARKUP) or b"<script" in head.lower():
+        return "HTML or other markup"
+    return None
+
+
+@dataclass
+class ContentCheck:
+    """Fed a file's bytes in order; raises RefusedFile as soon as they cannot be the declared
+    kind or pass the size limit, and says at `finish` whether the whole file is what it claims."""
+
+    filename: str
+    kind: str
+    max_bytes: int
+    kinds: tuple[str, ...] = ("json", "csv", "pdf", "text")
+    size: int = 0
+    digest: Any = field(default_factory=hashlib.sha256)
+    _head: bytearray = field(default_factory=bytearray)
+    _checked_head: bool = False
+    _decoder: codecs.IncrementalDecoder = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8-sig")())
+    _kept: bytearray = field(default_factory=bytearray)  # JSON and ZIP are checked whole at the end
+
+    def feed(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.size > self.max_bytes:
+            raise RefusedFile(f"{self.filename}: larger than the limit of {self.max_bytes // (1024 * 1024)} MB "
+                              "per file", status=413)
+        self.digest.update(chunk)
+        if not self._checked_head:
+            self._head += chunk
+            if len(self._head) >= _HEAD or _what_it_looks_like(bytes(self._head)):
+                self._check_head(bytes(self._head))
+        if self.kind in ("json", "csv", "text"):
+            if any(c in chunk for c in _CONTROL):
+                raise RefusedFile(f"{self.filename}: is not {_DESCRIBED[self.kind]}: it holds binary data")
+            try:
+                self._decoder.decode(chunk)
+            except UnicodeDecodeError:
+                raise RefusedFile(f"{self.filename}: is not {_DESCRIBED[self.kind]} in UTF-8") from None
+        if self.kind in ("json", "zip"):
+            self._kept += chunk
+
+    def finish(self) -> str:
+        """The file's media type, once every byte has been fed."""
+        if not self._checked_head:
+            self._check_head(bytes(self._head))
+        if self.size == 0:
+            raise RefusedFile(f"{self.filename}: the file is empty")
+        if self.kind in ("json", "csv", "text"):
+            try:
+                self._decoder.decode(b"", final=True)
+            except UnicodeDecodeError:
+                raise RefusedFile(f"{self.filename}: is not {_DESCRIBED[self.kind]} in UTF-8") from None
+        if self.kind == "json":
+            try:
+                json.loads(bytes(self._kept).decode("utf-8-sig"))
+            except ValueError as exc:
+                raise RefusedFile(f"{self.filename}: is not valid JSON ({exc.args[0].split(':')[0]})") from None
+        if self.kind == "zip":
+            self._check_archive(bytes(self._kept))
+        return MEDIA_TYPES[self.kind]
+
+    def _check_head(self, head: bytes) -> None:
+        self._checked_head = True
+        looks_like = _what_it_looks_like(head)
+        if looks_like:
+            raise RefusedFile(f"{self.filename}: looks like {looks_like}, which we do not accept")
+        if self.kind == "pdf" and not head.startswith(b"%PDF-"):
+            raise RefusedFile(f"{self.filename}: is not a PDF (it does not start like one)")
+        if self.kind == "zip" and not head.startswith(b"PK\x03\x04"):
+            raise RefusedFile(f"{self.filename}: is not a ZIP archive (it does not start like one)")
+        if self.kind in ("json", "csv", "text") and head.startswith((b"%PDF-", b"PK\x03\x04")):
+            raise RefusedFile(f"{self.filename}: is not {_DESCRIBED[self.kind]}: it holds binary data")
+        if self.kind == "json" and head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] not in (b"{", b"["):
+            raise RefusedFile(f"{self.filename}: is not JSON (it does not start with {{ or [)")
+
+    def _check_archive(self, data: bytes) -> None:
+        """Every member must itself be an accepted file (no archive in the archive), readable
+        without a password, and the whole must unpack within the size limit (no ZIP bomb)."""
+        try:
+            archive = zipfile.ZipFile(io.BytesIO(data))
+            members = [m for m in archive.infolist() if not m.is_dir()]
+        except zipfile.BadZipFile:
+            raise RefusedFile(f"{self.filename}: is not a readable ZIP archive") from None
+        if not members:
+            raise RefusedFile(f"{self.filename}: the ZIP archive holds no files")
+        if sum(m.file_size for m in members) > self.max_bytes * 4:
+            raise RefusedFile(f"{self.filename}: unpacks to more than {4 * self.max_bytes // (1024 * 1024)} MB",
+                              status=413)
+        inner = tuple(k for k in self.kinds if k != "zip")
+        for member in members:
+            where = f"{self.filename}: {member.filename}"
+            if member.flag_bits & 0x1:
+                raise RefusedFile(f"{where}: is protected by a password")
+            check = ContentCheck(where, _inner_kind(where, member.filename, inner), self.max_bytes * 4, inner)
+            try:
+                with archive.open(member) as stream:
+                    while chunk := stream.read(64 * 1024):
+                        check.feed(chunk)
+            except (zipfile.BadZipFile, OSError, NotImplementedError) as exc:
+                raise RefusedFile(f"{where}: cannot be read ({exc})") from None
+            check.finish()
+
+
+def _inner_kind(where: str, member: str, kinds: tuple[str, ...]) -> str:
+    try:
+        return kind_for(member, kinds)
+    except RefusedFile:
+        allowed = ", ".join(e for e, k in KIND_OF_EXTENSION.items() if k in kinds)
+        raise RefusedFile(f"{where}: only {allowed} files are accepted inside a ZIP archive") from None

@@ -1,0 +1,286 @@
+"""Confirmation pages for processors asked by e-mail (connector kind `manual_email`).
+
+The e-mail carries `/v1/callbacks/manual/{token}`. GET shows what was asked and a button, and
+changes nothing: mail scanners and link previews follow links. POST records the confirmation once
+(with an optional note), audits it and signals the task's workflow. Only the token's sha256 is
+stored (the task's external id), so the token is looked up by its hash. The page shows no personal
+data: whoever holds the link already has the e-mail that names the data subject.
+
+For an access or portability request the processor answers with its export instead: the page is an
+upload form, and the POST streams the files in (api/callbacks/processor_uploads.py) and confirms the task
+with them; the link stops taking files once the task is answered (409) or the link expired (403).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from html import escape
+from typing import Any
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.body_limits import read_capped
+from api.callbacks.processor_uploads import (
+    FILE_FIELD,
+    UploadRefused,
+    accepted_types,
+    keep_export,
+    limits_of,
+    receive_export,
+    refuse_if_closed,
+)
+from dsrflow.domain.audit import append_event
+from dsrflow.infra.logging import get_logger
+from schemas.workflow import ProcessorUpdate, task_workflow_id
+from workflows.system_task import SystemTaskWorkflow
+
+router = APIRouter(prefix="/v1/callbacks/manual", tags=["processor callbacks"])
+log = get_logger("dsrflow.api.manual_confirm")
+
+_TOKEN = re.compile(r"^[0-9a-f]{64}$")
+_NOTE_MAX = 2000
+_BODY_MAX = 16 * 1024
+_ACTIONS = {
+    "erase": "erase the data subject's personal data",
+    "rectify": "correct the data subject's personal data",
+    "restrict": "restrict the processing of the data subject's personal data",
+    "lift_restriction": "end the restriction of processing of the data subject's personal data",
+    "object": "stop the processing the data subject objected to",
+    "access": "send us your export of the data subject's personal data",
+}
+# The link is a credential: keep it out of caches, referrers, search engines and frames.
+_HEADERS = {
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Robots-Tag": "noindex, nofollow",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'",
+}
+_STYLE = """
+body { margin: 0; background: #f3f4f6; color: #1f2937; font: 16px/1.5 Arial, Helvetica, sans-serif; }
+main { max-width: 40rem; margin: 2rem auto; padding: 1.5rem 2rem; background: #fff; border: 1px solid #d1d5db; }
+h1 { font-size: 1.4rem; line-height: 1.3; color: #111827; margin: 0 0 1rem; }
+table { border-collapse: collapse; width: 100%; margin: 0 0 1rem; }
+th, td { text-align: left; vertical-align: top; padding: .4rem .6rem; border: 1px solid #d1d5db; }
+th { background: #f3f4f6; width: 40%; }
+label { display: block; font-weight: bold; margin: 1rem 0 .3rem; }
+.hint { color: #374151; font-size: .9rem; margin: 0 0 .4rem; }
+input[type=file] { display: block; font: inherit; }
+.problem { border-left: 4px solid #b91c1c; padding: .5rem 1rem; background: #fef2f2; }
+textarea { width: 100%; box-sizing: border-box; font: inherit; padding: .5rem; border: 1px solid #4b5563; }
+button { margin-top: 1rem; padding: .7rem 1.3rem; font: inherit; font-weight: bold; color: #fff;
+         background: #1d4ed8; border: 2px solid #1d4ed8; border-radius: 4px; cursor: pointer; }
+:focus-visible { outline: 3px solid #b45309; outline-offset: 2px; }
+.ok { border-left: 4px solid #047857; padding: .5rem 1rem; background: #ecfdf5; }
+"""
+
+
+def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
+    html = (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        '<meta name="robots" content="noindex, nofollow">\n'
+        f"<title>{escape(title)}</title>\n<style>{_STYLE}</style>\n</head>\n<body>\n<main>\n"
+        f"<h1>{escape(title)}</h1>\n{body}\n</main>\n</body>\n</html>\n"
+    )
+    return HTMLResponse(html, status_code=status, headers=_HEADERS)
+
+
+def _not_found() -> HTMLResponse:
+    return _page(
+        "Link not recognised",
+        "<p>This confirmation link is not valid. Please check that you copied the whole address "
+        "from our e-mail, or reply to that e-mail.</p>",
+        status=404,
+    )
+
+
+def _details(task: dict[str, Any]) -> str:
+    return (
+        "<table>\n"
+        f'<tr><th scope="row">Controller</th><td>{escape(task["controller"] or "")}</td></tr>\n'
+        f'<tr><th scope="row">Processor</th><td>{escape(task["label"] or task["system"])}</td></tr>\n'
+        f'<tr><th scope="row">What we asked</th><td>{escape(_ACTIONS.get(task["action"], task["action"]))}</td></tr>\n'
+        f'<tr><th scope="row">Our request reference</th><td>{escape(str(task["request_id"]))}</td></tr>\n'
+        "</table>"
+    )
+
+
+def _already(task: dict[str, Any]) -> HTMLResponse:
+    when = task["confirmed_at"].strftime("%d %B %Y, %H:%M UTC").lstrip("0")
+    return _page(
+        "Already confirmed",
+        f'<p class="ok">This request was confirmed on {escape(when)}. Thank you: there is nothing '
+        f"more to do.</p>\n{_details(task)}",
+    )
+
+
+async def _task(request: Request, token: str) -> dict[str, Any] | None:
+    if not _TOKEN.fullmatch(token):
+        return None
+    pool = await request.app.state.dsr.db()
+    # Labels come from the policy version the request runs under, like everything it does.
+    row = await pool.fetchrow(
+        """SELECT m.request_id, m.system, m.action, m.confirmed_at,
+                  coalesce(m.last_reminded_at, m.sent_at) AS last_mailed_at, r.status AS request_status,
+                  p.content -> 'controller' ->> 'name' AS controller,
+                  p.content -> 'systems' -> m.system ->> 'label' AS label,
+                  p.content -> 'processor_exports' AS exports_policy
+             FROM manual_tasks m
+             JOIN dsr_requests r ON r.id = m.request_id
+             LEFT JOIN policy_versions p ON p.version = r.policy_version
+            WHERE m.external_id = $1""",
+        hashlib.sha256(token.encode()).hexdigest(),
+    )
+    return dict(row) if row else None
+
+
+@router.get("/{token}", response_class=HTMLResponse, summary="Confirmation page for a processor asked by e-mail")
+async def confirmation_page(request: Request, token: str) -> HTMLResponse:
+    task = await _task(request, token)
+    if task is None:
+        return _not_found()
+    if task["confirmed_at"] is not None:
+        return _already(task)
+    if task["action"] == "access":
+        return _upload_page(task)
+    return _page(
+        "Confirm a data-subject request",
+        "<p>We asked you by e-mail to act on a data-subject request. When you have done so, "
+        "please confirm below.</p>\n"
+        f"{_details(task)}\n"
+        '<form method="post">\n'
+        '<label for="note">Note (optional)</label>\n'
+        '<p class="hint" id="note-hint">For example, that you held no data about this person, or '
+        "what you could not do and why. Please do not include the person's data.</p>\n"
+        f'<textarea id="note" name="note" rows="4" maxlength="{_NOTE_MAX}" aria-describedby="note-hint"></textarea>\n'
+        '<button type="submit">Confirm that the request has been carried out</button>\n'
+        "</form>",
+    )
+
+
+async def _tell_task(request: Request, task: dict[str, Any]) -> None:
+    """Signal the task's workflow that the processor confirmed. Temporal unreachable: the answer
+    is 503 (the processor's page tries again, and a repeat signals again), not a silent wait for
+    the task's next poll, hours away."""
+    state = request.app.state.dsr
+    request_id, system, action = str(task["request_id"]), task["system"], task["action"]
+    attempt = await (await state.db()).fetchval(
+        "SELECT attempt FROM system_tasks WHERE request_id = $1 AND system = $2 AND action = $3",
+        task["request_id"], system, action,
+    )
+    if attempt is None:
+        return
+    client = await state.temporal()
+    try:
+        await client.get_workflow_handle(task_workflow_id(request_id, system, action, attempt)).signal(
+            SystemTaskWorkflow.processor_update, ProcessorUpdate(status="completed"))
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:  # NOT_FOUND: the task has settled already
+            raise
+
+
+@router.post("/{token}", response_class=HTMLResponse, summary="Record a processor's confirmation")
+async def confirm(request: Request, token: str) -> HTMLResponse:
+    task = await _task(request, token)
+    if task is None:
+        return _not_found()
+    if task["confirmed_at"] is not None:
+        await _tell_task(request, task)  # a repeat after the first answer was lost in an outage
+        if task["action"] == "access":
+            return _refused(task, UploadRefused(409, "This request has already been answered: no more "
+                                                "files can be added. If something is missing, reply to our e-mail."))
+        return _already(task)
+    if task["action"] == "access":
+        return await _upload(request, token, task)
+    body = await read_capped(request, _BODY_MAX)  # this route is left uncapped for uploads
+    note = (parse_qs(body.decode("utf-8", "replace")).get("note") or [""])[0].strip()[:_NOTE_MAX] or None
+    request_id, system, action = str(task["request_id"]), task["system"], task["action"]
+
+    external_id = hashlib.sha256(token.encode()).hexdigest()
+    state = request.app.state.dsr
+    pool = await state.db()
+    async with pool.acquire() as conn, conn.transaction():
+        confirmed = await conn.fetchval(
+            """UPDATE manual_tasks SET confirmed_at = now(), confirmation_note = $2
+               WHERE external_id = $1 AND confirmed_at IS NULL RETURNING confirmed_at""",
+            external_id, note,
+        )
+        if confirmed is None:  # a concurrent POST got there first
+            earlier = await conn.fetchval("SELECT confirmed_at FROM manual_tasks WHERE external_id = $1", external_id)
+            return _already({**task, "confirmed_at": earlier})
+        # The note may hold anything: it stays in manual_tasks, never in the append-only trail.
+        await append_event(
+            conn, event_key=f"{request_id}:manual-confirm:{system}:{action}", request_id=request_id,
+            event_type="processor.confirmed", actor=f"processor:{system}",
+            data={"system": system, "action": action, "channel": "manual_email", "note": note is not None},
+        )
+
+    await _tell_task(request, task)
+    return _page(
+        "Thank you: confirmation recorded",
+        f'<p class="ok">We have recorded that the request has been carried out.</p>\n{_details(task)}\n'
+        "<p>You can close this page.</p>",
+    )
+
+
+def _upload_page(task: dict[str, Any], problem: UploadRefused | None = None) -> HTMLResponse:
+    """The form a processor sends its export with (or says it holds nothing)."""
+    limits = limits_of(task)
+    try:
+        refuse_if_closed(task, limits)
+    except UploadRefused as closed:
+        return _refused(task, closed)
+    alert = f'<p class="problem" role="alert">{escape(problem.message)}</p>\n' if problem else ""
+    return _page(
+        "Send your export for a data-subject request",
+        f"{alert}<p>We asked you by e-mail for a copy of the personal data you hold about a data subject "
+        "on our behalf. Please send it here: the files go to the data subject with the rest of their "
+        "data, so send it in a form they can read.</p>\n"
+        f"{_details(task)}\n"
+        '<form method="post" enctype="multipart/form-data">\n'
+        f'<label for="files">Your export</label>\n'
+        f'<p class="hint" id="files-hint">JSON, CSV, PDF or plain-text files, or a ZIP archive of them; at most '
+        f"{limits.max_file_mb} MB a file and {limits.max_total_mb} MB in all. Web pages, programs and other "
+        "kinds of file are refused.</p>\n"
+        f'<input type="file" id="files" name="{FILE_FIELD}" multiple accept="{escape(accepted_types(limits))}" '
+        'aria-describedby="files-hint">\n'
+        '<label><input type="checkbox" name="no_data" value="1"> We hold no personal data about this person</label>\n'
+        '<label for="note">Note (optional)</label>\n'
+        '<p class="hint" id="note-hint">For example, what the files contain, or what you could not include '
+        "and why.</p>\n"
+        f'<textarea id="note" name="note" rows="4" maxlength="{_NOTE_MAX}" aria-describedby="note-hint"></textarea>\n'
+        '<button type="submit">Send the export</button>\n'
+        "</form>",
+        status=problem.status if problem else 200,
+    )
+
+
+def _refused(task: dict[str, Any], refused: UploadRefused) -> HTMLResponse:
+    title = {409: "Already answered", 403: "Link expired"}.get(refused.status, "Upload refused")
+    return _page(title, f'<p class="problem" role="alert">{escape(refused.message)}</p>\n{_details(task)}',
+                 status=refused.status)
+
+
+async def _upload(request: Request, token: str, task: dict[str, Any]) -> HTMLResponse:
+    """Receive the export; a refusal shows the form again with the reason, and keeps nothing."""
+    try:
+        received = await receive_export(request, task)
+    except UploadRefused as refused:
+        if refused.status in (403, 409):
+            return _refused(task, refused)
+        return _upload_page(task, refused)
+    pool = await request.app.state.dsr.db()
+    if not await keep_export(pool, task, hashlib.sha256(token.encode()).hexdigest(), received):
+        return _refused(task, UploadRefused(409, "This request was answered meanwhile: your files were not kept."))
+    await _tell_task(request, task)
+    sent = (f"We have received {len(received.files)} file{'' if len(received.files) == 1 else 's'}: "
+            + ", ".join(f.filename for f in received.files) + "."
+            if received.files else "We have recorded that you hold no personal data about this person.")
+    return _page("Thank you: export received",
+                 f'<p class="ok">{escape(sent)}</p>\n{_details(task)}\n<p>You can close this page.</p>')

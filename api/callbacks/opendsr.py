@@ -1,0 +1,107 @@
+"""Processor callbacks. The signature over the raw body is checked against the processor's
+certificate (from its discovery document, or pinned in its config) before the body is parsed at
+all; a bad signature is 403 and changes nothing. A signed callback that is stale or already seen
+is refused too (api/callbacks/replay.py). Failures to reach the processor's certificate are
+answered with a generic 503: the details (internal URLs, exception text) go to the log only."""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+from temporalio.service import RPCError, RPCStatusCode
+
+from activities.connectors import expand_env
+from activities.connectors.opendsr import trust_anchor_for
+from activities.connectors.opendsr_signature import (
+    ProcessorCertificateError,
+    ProcessorCertificates,
+    TrustAnchor,
+)
+from api.callbacks.replay import DEFAULT_MAX_AGE_SECONDS, forget, remember, signed_time
+from api.problems import Problem
+from api.ratelimit import limiter
+from dsrflow.domain.audit import append_event
+from dsrflow.infra.logging import get_logger
+from policy.systems import System
+from schemas.workflow import ProcessorUpdate, task_workflow_id
+from workflows.system_task import SystemTaskWorkflow
+
+router = APIRouter(prefix="/v1/callbacks", tags=["processor callbacks"])
+_certificates = ProcessorCertificates()
+log = get_logger("dsrflow.api.callbacks")
+_UNAVAILABLE = ("Processor certificate unavailable",
+                "the processor's signature cannot be checked right now; retry later")
+
+
+def _system(request: Request, name: str) -> System:
+    policy = request.app.state.dsr.policy.policy
+    config = policy.systems.get(name)
+    if config is None or config.connector != "opendsr":
+        raise Problem(404, "Unknown processor", f"no OpenDSR system named {name!r}")
+    return config
+
+
+def _anchor(request: Request, name: str, system: System) -> TrustAnchor:
+    try:
+        return trust_anchor_for(system, request.app.state.dsr.settings.environment)
+    except ProcessorCertificateError as exc:
+        log.error("opendsr callback refused: insecure trust anchor", system=name, error=str(exc))
+        raise Problem(503, *_UNAVAILABLE) from None
+
+
+@router.post("/opendsr", status_code=202)
+async def opendsr_callback(request: Request, system: str = Query(..., max_length=64)) -> JSONResponse:
+    """Status callback from an OpenDSR processor (signed with `X-OpenDSR-Signature`).
+    Limited per client (429 with `Retry-After`) before the body is read or a signature checked."""
+    await limiter(request).hit(request, "callback")
+    config = _system(request, system)
+    anchor = _anchor(request, system, config)
+    body = await request.body()
+    signature = request.headers.get("x-opendsr-signature", "")
+    try:
+        verified = await _certificates.verify(anchor, body, signature)
+    except ProcessorCertificateError as exc:
+        log.warning("opendsr callback: processor certificate unavailable", system=system, error=str(exc))
+        raise Problem(503, *_UNAVAILABLE) from None
+    if not verified:
+        raise Problem(403, "Bad signature",
+                      "X-OpenDSR-Signature does not verify against the processor's certificate")
+    try:
+        payload = json.loads(body)
+        external_id = str(payload["subject_request_id"])
+        status = str(payload["request_status"])
+    except (ValueError, KeyError, TypeError):
+        raise Problem(422, "Malformed callback", "expected JSON with subject_request_id and request_status") from None
+    max_age = float(expand_env(config.config).get("callback_max_age_seconds", DEFAULT_MAX_AGE_SECONDS))
+    signed_at = signed_time(payload, max_age)
+
+    state = request.app.state.dsr
+    pool = await state.db()
+    task = await pool.fetchrow(
+        "SELECT request_id, system, action, attempt FROM system_tasks WHERE external_id = $1 AND system = $2",
+        external_id, system,
+    )
+    if task is None:
+        raise Problem(404, "Unknown request", "no task matches this subject_request_id")
+    request_id = str(task["request_id"])
+    client = await state.temporal()
+    child = task_workflow_id(request_id, task["system"], task["action"], task["attempt"])
+    async with pool.acquire() as conn, conn.transaction():
+        await remember(conn, system, body, signed_at, max_age)
+        await append_event(
+            conn, event_key=f"{request_id}:callback:{system}:{external_id}:{status}", request_id=request_id,
+            event_type="processor.callback", actor=f"processor:{system}",
+            data={"system": system, "status": status},
+        )
+    try:
+        await client.get_workflow_handle(child).signal(
+            SystemTaskWorkflow.processor_update, ProcessorUpdate(status=status))
+    except RPCError as exc:
+        # The task already settled (a poll got there first): the callback has nothing to add.
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            # Not delivered: the processor's retry of this very body must not count as a replay.
+            await forget(pool, system, body)
+            raise
+    return JSONResponse({"accepted": True}, status_code=202)

@@ -1,0 +1,266 @@
+"""A processor's export, uploaded on its signed link's page (an access or portability request to a
+processor without an API; the page is api/callbacks/manual_confirm.py).
+
+The body is parsed as it streams in (python-multipart's parser, not a form spooled to a temporary
+file): each file's bytes are checked (api/callbacks/export_files.py), hashed and encrypted straight into
+`$DSRFLOW_HOME/uploads`, so its clear text never reaches the disk. A file over the policy's size
+limit or the body over the total stops the upload at once (413); a file of a refused kind, or no
+file at all, is 422 naming it. Only when every file passed are they kept, recorded with their
+digest, size and kind, and the task confirmed, in one transaction: a refused or broken upload
+leaves nothing behind. A task already answered takes no more files (409).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from python_multipart.exceptions import FormParserError
+from python_multipart.multipart import MultipartParser, parse_options_header
+
+from dsrflow.domain.audit import append_event
+from api.callbacks.export_files import (
+    KIND_OF_EXTENSION,
+    MEDIA_TYPES,
+    ContentCheck,
+    RefusedFile,
+    kind_for,
+    safe_name,
+)
+from dsrflow.stores.export_store import export_writer
+from dsrflow.crypto.filecrypt import EncryptedWriter
+from dsrflow.crypto.keys import load_secret_key
+from policy.exports import ProcessorExports
+from schemas.requests import RequestStatus
+
+MAX_FILES = 100
+_FIELD_MAX = 16 * 1024  # the note and the "no data" box; anything longer is not a form field of ours
+FILE_FIELD = "files"
+
+
+class UploadRefused(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def limits_of(task: dict[str, Any]) -> ProcessorExports:
+    """The limits of the policy version the request runs under (the defaults where it has none)."""
+    return ProcessorExports.model_validate(task.get("exports_policy") or {})
+
+
+def refuse_if_closed(task: dict[str, Any], limits: ProcessorExports) -> None:
+    """An answered task takes no more files (409); a closed request, or a link not used within
+    `link_days` of our last e-mail about it, has expired (403)."""
+    if task["confirmed_at"] is not None:
+        raise UploadRefused(409, "This request has already been answered: no more files can be added. "
+                            "If something is missing, reply to our e-mail.")
+    if RequestStatus(task["request_status"]).is_closed:
+        raise UploadRefused(403, "This link has expired: the request it belongs to is closed.")
+    if datetime.now(UTC) > task["last_mailed_at"] + timedelta(days=limits.link_days):
+        raise UploadRefused(403, f"This link has expired: it was valid for {limits.link_days} days after "
+                            "our last e-mail. Please reply to that e-mail and we will send a new one.")
+
+
+@dataclass
+class _Incoming:
+    upload_id: str
+    filename: str
+    check: ContentCheck
+    writer: EncryptedWriter
+    path: Path
+    media_type: str = ""
+
+
+@dataclass
+class ReceivedExport:
+    files: list[_Incoming] = field(default_factory=list)
+    fields: dict[str, bytearray] = field(default_factory=dict)
+
+    @property
+    def note(self) -> str | None:
+        return bytes(self.fields.get("note", b"")).decode("utf-8", "replace").strip()[:2000] or None
+
+    @property
+    def no_data(self) -> bool:
+        return bool(self.fields.get("no_data"))
+
+    def discard(self) -> None:
+        for incoming in self.files:
+            incoming.writer.close()
+            for path in (incoming.path, incoming.path.with_suffix(".enc")):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+
+
+class _Parser:
+    """python-multipart callbacks: every file part streams through its check into its encrypted
+    file; the small fields are collected. Any refusal is raised out of `parser.write`."""
+
+    def __init__(self, home: Path, secret: bytes, limits: ProcessorExports, into: ReceivedExport) -> None:
+        self.home, self.secret, self.limits, self.into = home, secret, limits, into
+        self.total = 0
+        self._header_name = b""
+        self._header_value = b""
+        self._disposition = b""
+        self._file: _Incoming | None = None
+        self._field: bytearray | None = None
+
+    def callbacks(self) -> dict[str, Any]:
+        return {"on_part_begin": self.on_part_begin, "on_part_data": self.on_part_data,
+                "on_part_end": self.on_part_end, "on_header_field": self.on_header_field,
+                "on_header_value": self.on_header_value, "on_header_end": self.on_header_end,
+                "on_headers_finished": self.on_headers_finished}
+
+    def on_part_begin(self) -> None:
+        self._disposition, self._file, self._field = b"", None, None
+
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self._header_name += data[start:end]
+
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self._header_value += data[start:end]
+
+    def on_header_end(self) -> None:
+        if self._header_name.lower() == b"content-disposition":
+            self._disposition = self._header_value
+        self._header_name, self._header_value = b"", b""
+
+    def on_headers_finished(self) -> None:
+        _, options = parse_options_header(self._disposition)
+        name = options.get(b"name", b"").decode("utf-8", "replace")
+        if b"filename" not in options:
+            self._field = self.into.fields.setdefault(name, bytearray())
+            return
+        raw_name = options[b"filename"].decode("utf-8", "replace")
+        if name != FILE_FIELD:
+            raise RefusedFile(f"Unexpected file field {name!r}: send the files as {FILE_FIELD!r}")
+        if not raw_name:  # a file input left empty: browsers still send the part
+            return
+        if len(self.into.files) >= MAX_FILES:
+            raise RefusedFile(f"At most {MAX_FILES} files can be sent at once: put them in a ZIP archive")
+        filename = self._unique(safe_name(raw_name))
+        check = ContentCheck(filename, kind_for(filename, self.limits.kinds), self.limits.max_file_bytes,
+                             tuple(self.limits.kinds))
+        upload_id = str(uuid.uuid4())
+        writer, path = export_writer(self.home, self.secret, upload_id)
+        self._file = _Incoming(upload_id, filename, check, writer, path)
+        self.into.files.append(self._file)
+
+    def _unique(self, name: str) -> str:
+        taken = {f.filename for f in self.into.files}
+        stem, dot, ext = name.rpartition(".")
+        candidate, n = name, 1
+        while candidate in taken:
+            n += 1
+            candidate = f"{stem} ({n}).{ext}" if dot else f"{name} ({n})"
+        return candidate
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        chunk = data[start:end]
+        if self._file is not None:
+            self.total += len(chunk)
+            if self.total > self.limits.max_total_bytes:
+                raise RefusedFile(f"The files together are larger than the limit of {self.limits.max_total_mb} MB",
+                                  status=413)
+            self._file.check.feed(chunk)
+            self._file.writer.write(chunk)
+        elif self._field is not None:
+            if len(self._field) + len(chunk) > _FIELD_MAX:
+                raise RefusedFile("A form field is too long", status=413)
+            self._field += chunk
+
+    def on_part_end(self) -> None:
+        if self._file is not None:
+            self._file.media_type = self._file.check.finish()
+            self._file.writer.close()
+        self._file, self._field = None, None
+
+
+async def receive_export(request: Request, task: dict[str, Any]) -> ReceivedExport:
+    """Stream the upload into encrypted files; raise UploadRefused (nothing kept) if any of it
+    cannot be taken."""
+    limits = limits_of(task)
+    refuse_if_closed(task, limits)
+    content_type, params = parse_options_header(request.headers.get("content-type", ""))
+    if content_type != b"multipart/form-data" or b"boundary" not in params:
+        raise UploadRefused(422, "Send the files as a form upload (multipart/form-data).")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limits.max_total_bytes + 1024 * 1024:
+        raise UploadRefused(413, f"The files together are larger than the limit of {limits.max_total_mb} MB.")
+    state = request.app.state.dsr
+    received = ReceivedExport()
+    parser = _Parser(state.settings.home, load_secret_key(state.settings), limits, received)
+    try:
+        multipart = MultipartParser(params[b"boundary"], parser.callbacks())
+        async for chunk in request.stream():
+            multipart.write(chunk)
+        multipart.finalize()
+        if not received.files and not received.no_data:
+            raise RefusedFile("Choose at least one file to send, or tick the box saying you hold no data "
+                              "about this person")
+        if received.files and received.no_data:
+            raise RefusedFile("You sent files and also ticked the box saying you hold no data: "
+                              "untick the box, or send no files")
+    except RefusedFile as refused:
+        received.discard()
+        raise UploadRefused(refused.status, _sentence(refused.message)) from None
+    except FormParserError:
+        received.discard()
+        raise UploadRefused(422, "The upload could not be read as a form (multipart/form-data).") from None
+    except Exception:
+        received.discard()
+        raise
+    return received
+
+
+def _sentence(message: str) -> str:
+    return message.rstrip(".") + "."
+
+
+async def keep_export(pool: Any, task: dict[str, Any], external_id: str, received: ReceivedExport) -> bool:
+    """Keep the files, record them and confirm the task, all or nothing; False if the task was
+    answered meanwhile (the files are then discarded)."""
+    request_id, system = str(task["request_id"]), task["system"]
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            confirmed = await conn.fetchval(
+                """UPDATE manual_tasks SET confirmed_at = now(), confirmation_note = $2
+                   WHERE external_id = $1 AND confirmed_at IS NULL RETURNING confirmed_at""",
+                external_id, received.note)
+            if confirmed is None:
+                received.discard()
+                return False
+            for incoming in received.files:
+                kept = incoming.path.with_suffix(".enc")
+                incoming.path.rename(kept)
+                await conn.execute(
+                    """INSERT INTO processor_exports (id, request_id, system, external_id, filename,
+                                                      media_type, size_bytes, sha256, path)
+                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)""",
+                    incoming.upload_id, task["request_id"], system, external_id, incoming.filename,
+                    incoming.media_type, incoming.check.size, incoming.check.digest.hexdigest(), str(kept))
+            # Names and the note stay in the tables above, never in the append-only trail.
+            await append_event(
+                conn, event_key=f"{request_id}:manual-export:{system}", request_id=request_id,
+                event_type="processor.export_received", actor=f"processor:{system}",
+                data={"system": system, "files": len(received.files),
+                      "bytes": sum(f.check.size for f in received.files), "no_data": received.no_data,
+                      "types": sorted({f.media_type for f in received.files}), "note": received.note is not None},
+            )
+    except BaseException:
+        received.discard()
+        raise
+    return True
+
+
+def accepted_types(limits: ProcessorExports) -> str:
+    """For the page's file input: the extensions and media types we take."""
+    return ",".join([e for e, k in KIND_OF_EXTENSION.items() if k in limits.kinds]
+                    + [MEDIA_TYPES[k] for k in limits.kinds])

@@ -1,0 +1,10 @@
+"""The staff console (HTML): sign-in, the queue, the request page with its actions, the dashboard."""
+
+from fastapi import APIRouter
+
+from api.console import dashboard, queue, request_page
+
+router = APIRouter()
+# The queue first: /console/requests/new is the new-request form, not a request id.
+for _module in (queue, request_page, dashboard):
+    router.include_router(_module.router)

@@ -1,0 +1,135 @@
+"""The staff console: the queue by due date (filters, search by request id, days-left badges,
+refreshed while it is open) and the new-request form. The request page is api/console/request_page.py.
+Every page needs a console session (api/console/session.py); forms carry the session's CSRF token."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.datastructures import QueryParams
+
+from api import request_form
+from api.auth import Staff, require_console_role
+from api.console.view import days_left_badge, live_region
+from api.deps import controller_today
+from api.pages import problem_pages, render
+from api.service import open_request
+from schemas.vocabulary import Regime
+from api.read_models.cursors import InvalidCursor
+from api.read_models.request_queries import OPEN_STATUSES, RequestFilters, list_requests
+from schemas.requests import Channel, NewRequest, RequestStatus
+
+router = APIRouter(prefix="/console", tags=["console"], include_in_schema=False,
+                   route_class=problem_pages("console/problem.html"))
+PAGE_SIZE = 50
+_FILTER_MESSAGES = {"q": "Enter a whole request id (or the workflow id dsr-…).",
+                    "due_before": "Enter a date."}
+
+
+def _filters(params: QueryParams) -> tuple[RequestFilters, dict[str, str]]:
+    """The queue's filters from the query string; with none at all, the open requests."""
+    errors: dict[str, str] = {}
+    if not params:
+        return RequestFilters(status=list(OPEN_STATUSES)), errors
+    body: dict[str, Any] = {"status": params.getlist("status")}
+    for name in ("type", "regime", "due_before", "q", "overdue", "needs_attention"):
+        if params.get(name):
+            body[name] = params[name]
+    filters = request_form.validate(RequestFilters, body, errors, _FILTER_MESSAGES)
+    return filters or RequestFilters(status=list(OPEN_STATUSES)), errors
+
+
+async def _queue(request: Request) -> dict[str, Any]:
+    state = request.app.state.dsr
+    filters, errors = _filters(request.query_params)
+    cursor = request.query_params.get("cursor")
+    try:
+        page = await list_requests(await state.db(), filters, limit=PAGE_SIZE, cursor=cursor,
+                                   today=controller_today(state))
+    except InvalidCursor:
+        page = await list_requests(await state.db(), filters, limit=PAGE_SIZE, today=controller_today(state))
+    rows = [{"item": item, "badge": days_left_badge(item.days_left, item.status)} for item in page.items]
+    kept = [(k, v) for k, v in request.query_params.multi_items() if k not in ("cursor", "v")]
+    next_url = f"/console/?{urlencode([*kept, ('cursor', page.next_cursor)])}" if page.next_cursor else None
+    return {"rows": rows, "errors": errors, "filters": filters, "next_url": next_url, "cursor": cursor,
+            "statuses": list(RequestStatus), "regimes": list(Regime), "query": urlencode(kept)}
+
+
+def _queue_region(request: Request, context: dict[str, Any]):
+    poll = f"/console/queue?{context['query']}" if context["query"] else "/console/queue"
+    if context["cursor"]:
+        poll += ("&" if "?" in poll else "?") + urlencode({"cursor": context["cursor"]})
+    return live_region(request, "console/_queue.html", context, poll_url=poll, region_id="queue", every="10s")
+
+
+@router.get("/", response_class=HTMLResponse)
+async def queue_page(request: Request, staff: Staff = require_console_role("agent")) -> Response:
+    """The queue, soonest due first. Searching for one request id opens it."""
+    context = await _queue(request)
+    filters, rows = context["filters"], context["rows"]
+    if filters.q is not None and len(rows) == 1 and not context["errors"]:
+        return RedirectResponse(f"/console/requests/{rows[0]['item'].id}", status_code=303)
+    return render(request, "console/queue.html", {**context, "queue": _queue_region(request, context).html},
+                  status_code=422 if context["errors"] else 200)
+
+
+@router.get("/queue", response_class=HTMLResponse)
+async def queue_region(request: Request, staff: Staff = require_console_role("agent")) -> Response:
+    """The queue's table alone: the page polls it (204 while nothing changed)."""
+    return _queue_region(request, await _queue(request)).response(request)
+
+
+def _new_request_page(request: Request, values: dict[str, Any], errors: dict[str, str], *,
+                      status: int = 200) -> HTMLResponse:
+    return render(request, "console/new_request.html", {
+        "values": values, "errors": errors, **request_form.LABELS, "regimes": list(Regime),
+        "channels": list(Channel), "submission": values.get("submission") or uuid.uuid4().hex,
+        "timezone": request.app.state.dsr.policy.policy.defaults.timezone,
+    }, status_code=status)
+
+
+@router.get("/requests/new", response_class=HTMLResponse)
+async def new_request_form(request: Request, staff: Staff = require_console_role("agent")) -> HTMLResponse:
+    return _new_request_page(request, {"channel": "email", "regime": "gdpr"}, {})
+
+
+def _received_at(value: str | None, timezone: str, errors: dict[str, str]) -> datetime | None:
+    """The form's local date and time, in the controller's timezone."""
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value).replace(tzinfo=ZoneInfo(timezone))
+    except ValueError:
+        errors["received_at"] = "Enter the date and time the request reached us."
+        return None
+
+
+@router.post("/requests", response_class=HTMLResponse)
+async def create_request(request: Request, staff: Staff = require_console_role("agent")) -> Response:
+    state = request.app.state.dsr
+    form = await request.form()
+    values = request_form.form_values(form)
+    errors: dict[str, str] = {}
+    text = request_form.text
+    body = {
+        **request_form.details(form, errors),
+        "regime": text(form, "regime") or "gdpr", "channel": text(form, "channel") or "email",
+        "subject": {"email": text(form, "email") or "", "name": text(form, "name"),
+                    "customer_id": text(form, "customer_id")},
+        "received_at": _received_at(text(form, "received_at"), state.policy.policy.defaults.timezone, errors),
+        "identity_attested": form.get("identity_attested") == "true",
+    }
+    new = request_form.validate(NewRequest, body, errors, nested=("subject",))
+    request_form.check_corrections(state.policy.policy.systems.values(), new, errors)
+    if new is None or errors:
+        return _new_request_page(request, values, errors, status=422)
+    submission = values.get("submission", "")
+    key = f"console:{submission}" if request_form.SUBMISSION.match(submission) else None
+    row, _ = await open_request(state, new, actor=staff.actor, idempotency_key=key, origin="staff")
+    return RedirectResponse(f"/console/requests/{row['id']}", status_code=303)

@@ -1,0 +1,165 @@
+"""The console's request page: the request and its deadlines, each system's task, what holds
+kept, the timeline of events, every letter sent (rendered), and the actions the signed-in role
+may take now. The live part of the page polls itself every few seconds and changes as the
+workflow moves on; actions post through htmx and swap it in place (without JavaScript, a form
+posts and the page comes back).
+
+Actions are those of api/staff_actions.py, run like the REST API runs them (api/service.py
+`run_update`): the workflow decides, and its refusal is shown beside the form.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import ValidationError
+from starlette.datastructures import FormData
+
+from api.auth import Staff, require_console_role
+from api.console.view import allowed_actions, days_left_badge, describe_event, live_region, temporal_ui_link
+from api.deps import controller_today
+from api.pages import PAGE_HEADERS, problem_pages, render
+from api.problems import Problem, field_errors
+from api.service import live_state, run_update
+from api.staff_actions import STAFF_ACTIONS, Situation, StaffAction, may_read
+from api.read_models.evidence import assemble_evidence
+from dsrflow.crypto.keys import load_secret_key
+from dsrflow.stores.requests_store import get_request
+from dsrflow.stores.restrictions_store import as_view, restriction_for
+from schemas.requests import DenialReason, RequestStatus
+
+router = APIRouter(prefix="/console/requests", tags=["console"], include_in_schema=False,
+                   route_class=problem_pages("console/problem.html"))
+# Letters are the controller's own HTML: shown in a sandboxed frame that may run nothing.
+_LETTER_HEADERS = {**PAGE_HEADERS, "X-Frame-Options": "SAMEORIGIN",
+                   "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+                   "frame-ancestors 'self'; base-uri 'none'; form-action 'none'"}
+
+
+def _tasks(pack: dict[str, Any], live) -> list[dict[str, Any]]:
+    """Every planned system with its latest result: the workflow's live one, else the stored one."""
+    stored = {t["system"]: t for t in pack["results"]}
+    current = {r.system: r.model_dump() for r in live.results} if live else {}
+    planned = [t["system"] for t in (pack["plan"] or {}).get("tasks", [])]
+    systems = planned + sorted((set(stored) | set(current)) - set(planned))
+    labels = {t["system"]: t["label"] for t in (pack["plan"] or {}).get("tasks", [])}
+    return [{"label": labels.get(s, s), "status": "waiting", "system": s,
+             **stored.get(s, {}), **current.get(s, {})} for s in systems]
+
+
+async def _context(request: Request, request_id: str, staff: Staff) -> dict[str, Any]:
+    state = request.app.state.dsr
+    pack = await assemble_evidence(await state.db(), request_id, secret=load_secret_key(state.settings))
+    if pack is None:
+        raise Problem(404, "Request not found", f"There is no request {request_id}.")
+    live = await live_state(state, request_id)
+    row, deadlines = pack["request"], pack["deadlines"]
+    status = live.status if live else RequestStatus(row["status"])
+    due = (live.current_due_date if live and live.current_due_date else deadlines["current_due_date"])
+    extended = live.extended if live else deadlines["extended"]
+    days_left = (due - controller_today(state)).days if due else None
+    tasks = _tasks(pack, live)
+    restriction = as_view(await restriction_for(await state.db(), request_id))
+    return {
+        "pack": pack, "r": row, "live": live, "status": status, "due": due, "extended": extended,
+        "extension_reason": (live.extension_reason if live else None)
+        or (deadlines["extension"] or {}).get("reason"),
+        "badge": days_left_badge(days_left, status), "tasks": tasks,
+        # What the REST API would not show this role, the page does not show either.
+        "timeline": ([(e, describe_event(e)) for e in reversed(pack["audit"]["events"])]
+                     if may_read(staff.has_role, "audit-timeline") else None),
+        "legal_claims_holds": (pack["holds"]["legal_claims_holds"]
+                               if may_read(staff.has_role, "legal-claims-holds") else []),
+        "actions": allowed_actions(staff.has_role, Situation(
+            status=status, extended=extended, overdue=bool(live and live.overdue),
+            awaiting_decision=bool(live and live.awaiting_decision),
+            needs_attention=any(t["status"] == "needs_attention" for t in tasks),
+            failed_step=live.trouble if live else None,
+            # Unknown until registered (the workflow refuses until then, with its reason).
+            extensible=deadlines["due_date"] is None or deadlines["extended_due_date"] != deadlines["due_date"],
+            restriction=restriction["status"] if restriction else None)),
+        "restriction": restriction,
+        "denial_reasons": list(DenialReason),
+        "temporal_link": temporal_ui_link(state.settings, request_id),
+    }
+
+
+def _region(request: Request, request_id: str, context: dict[str, Any], notice: dict[str, Any] | None = None):
+    # A closed request hardly changes any more (a download, a late callback): poll it gently; a
+    # completed restriction still goes into force and is lifted.
+    restriction = context["restriction"]
+    in_hand = (context["r"]["type"] == "restriction" and context["status"] == RequestStatus.completed
+               and (restriction is None or restriction["status"] != "lifted"))
+    every = "30s" if context["status"].is_closed and not in_hand else "3s"
+    return live_region(request, "console/_request_live.html", context, notice=notice,
+                       poll_url=f"/console/requests/{request_id}/live", region_id="live", every=every)
+
+
+@router.get("/{request_id}", response_class=HTMLResponse)
+async def request_page(request: Request, request_id: str, done: str | None = None,
+                       staff: Staff = require_console_role("agent")) -> HTMLResponse:
+    context = await _context(request, request_id, staff)
+    notice = {"flash": STAFF_ACTIONS[done].done} if done in STAFF_ACTIONS else None
+    return render(request, "console/request.html",
+                  {**context, "live_region": _region(request, request_id, context, notice).html})
+
+
+@router.get("/{request_id}/live", response_class=HTMLResponse)
+async def request_live(request: Request, request_id: str, staff: Staff = require_console_role("agent")) -> Response:
+    """The live part of the request page (204 while nothing changed since version `v`)."""
+    return _region(request, request_id, await _context(request, request_id, staff)).response(request)
+
+
+@router.get("/{request_id}/letters/{purpose}/{key}", response_class=HTMLResponse)
+async def letter(request: Request, request_id: str, purpose: str, key: str,
+                 staff: Staff = require_console_role("agent")) -> HTMLResponse:
+    """A sent letter as the subject saw it (codes and links withheld in the stored copy)."""
+    pool = await request.app.state.dsr.db()
+    body = await pool.fetchval("SELECT body_html FROM sent_letters WHERE letter_key = $1",
+                               f"{request_id}:{purpose}:{key}")
+    if body is None:
+        raise Problem(404, "Letter not found", "No such letter was sent for this request.")
+    return HTMLResponse(body, headers=_LETTER_HEADERS)
+
+
+async def _run(request: Request, request_id: str, action: StaffAction, form: FormData, staff: Staff) -> Problem | None:
+    """Run the action; None once the workflow accepted it, else why not (a bad field, or the
+    workflow's own reason)."""
+    try:
+        await run_update(request.app.state.dsr, request_id, action.update,
+                         action.workflow_input(action.body_from_form(form), staff.actor))
+    except ValidationError as exc:
+        errors = field_errors(list(exc.errors()))
+        return Problem(422, "Invalid", "; ".join(f"{e['field']}: {e['message']}" for e in errors))
+    except Problem as problem:
+        return problem
+    return None
+
+
+@router.post("/{request_id}/{action}", response_class=HTMLResponse)
+async def act(request: Request, request_id: str, action: str,
+              staff: Staff = require_console_role("agent")) -> Response:
+    """Run one action of api/staff_actions.py; the outcome, or why it was refused (an unknown
+    action, a role too low, a bad field, the workflow's reason), shows on the request page. With
+    htmx only the live region comes back: a whole page would nest inside it."""
+    spec = STAFF_ACTIONS.get(action)
+    refusal = (Problem(404, "No such action", f"There is no action {action!r}.") if spec is None
+               else Problem(403, "Forbidden", f"{action} needs the {spec.role} role; you are {staff.role}")
+               if not staff.has_role(spec.role) else None)
+    if await get_request(await request.app.state.dsr.db(), request_id) is None:
+        raise refusal or Problem(404, "Request not found", f"There is no request {request_id}.")
+    form = await request.form()
+    refused = refusal or await _run(request, request_id, spec, form, staff)
+    htmx = bool(request.headers.get("hx-request"))
+    if refused is None and not htmx:
+        return RedirectResponse(f"/console/requests/{request_id}?done={action}", status_code=303)
+    notice = ({"flash": spec.done} if refused is None
+              else {"error": refused.detail or refused.title, "failed_action": action})
+    context = await _context(request, request_id, staff)
+    region = _region(request, request_id, context, {**notice, "values": dict(form.items())})
+    status = refused.status if refused else 200
+    if htmx:
+        return region.response(request, status_code=status)
+    return render(request, "console/request.html", {**context, "live_region": region.html}, status_code=status)

@@ -1,0 +1,120 @@
+"""Console sign-in and sign-out with a staff token; the session lives server-side in Postgres.
+
+The cookie is HttpOnly and SameSite=Strict (Secure over https) and holds a random session id;
+only its sha256 is stored. Revoking the token ends its sessions. See api/csrf.py for the forms'
+CSRF tokens and api/auth.py for the dependencies that read the session.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated
+
+from fastapi import APIRouter, FastAPI, Form, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from api.auth import CONSOLE_HOME, SIGN_IN_PATH, ConsoleForbidden, ConsoleSignInRequired, Staff, require_console_role
+from api.csrf import (
+    SESSION_COOKIE,
+    SIGN_IN_COOKIE,
+    cookie_secure,
+    csrf_token,
+    csrf_valid,
+    sign_in_binding,
+)
+from api.pages import render
+from api.problems import Problem
+from api.ratelimit import limiter
+from dsrflow.stores.staff_tokens import SESSION_IDLE, SESSION_LIFETIME, authenticate, end_session, session_staff, start_session
+
+__all__ = ["csrf_token", "install", "router"]
+
+router = APIRouter(prefix="/console", tags=["console"], include_in_schema=False)
+_SIGN_IN_MAX_AGE = 3600
+
+
+def _safe_next(value: str | None) -> str:
+    """Only a path on this site: `next` must not send a fresh session to another host."""
+    if value and value.startswith("/") and not value.startswith("//") and "\\" not in value and len(value) < 2000:
+        return value
+    return CONSOLE_HOME
+
+
+def _sign_in_page(request: Request, next_path: str, *, error: str | None = None, status_code: int = 200) -> HTMLResponse:
+    nonce = secrets.token_urlsafe(24)
+    request.state.csrf_binding = sign_in_binding(nonce)
+    response = render(request, "console/sign_in.html",
+                      {"next": next_path, "error": error, "hours": int(SESSION_LIFETIME.total_seconds() // 3600),
+                       "idle_minutes": int(SESSION_IDLE.total_seconds() // 60)},
+                      status_code=status_code)
+    response.set_cookie(SIGN_IN_COOKIE, nonce, max_age=_SIGN_IN_MAX_AGE, path=SIGN_IN_PATH,
+                        httponly=True, samesite="strict", secure=cookie_secure(request))
+    return response
+
+
+@router.get("/sign-in", response_class=HTMLResponse)
+async def sign_in_form(request: Request, next: Annotated[str | None, Query()] = None) -> Response:
+    next_path = _safe_next(next)
+    session_id = request.cookies.get(SESSION_COOKIE)
+    if session_id and await session_staff(await request.app.state.dsr.db(), session_id):
+        return RedirectResponse(next_path, status_code=303)
+    return _sign_in_page(request, next_path)
+
+
+@router.post("/sign-in", response_class=HTMLResponse)
+async def sign_in(
+    request: Request,
+    token: Annotated[str, Form(max_length=500)] = "",
+    next: Annotated[str | None, Form()] = None,
+) -> Response:
+    next_path = _safe_next(next)
+    try:
+        # Before the token is looked up: guessing tokens costs a client its allowance first.
+        await limiter(request).hit(request, "signin")
+    except Problem as refused:
+        page = _sign_in_page(request, next_path, status_code=429, error=refused.detail)
+        page.headers["Retry-After"] = str(refused.extra["retry_after"])
+        return page
+    nonce = request.cookies.get(SIGN_IN_COOKIE)
+    if not nonce or not await csrf_valid(request, sign_in_binding(nonce)):
+        return _sign_in_page(request, next_path, status_code=403,
+                             error="This sign-in form has expired. Please enter your token again.")
+    pool = await request.app.state.dsr.db()
+    staff = await authenticate(pool, token.strip()) if token.strip() else None
+    if staff is None:
+        return _sign_in_page(request, next_path, status_code=401,
+                             error="That token is unknown or has been revoked.")
+    previous = request.cookies.get(SESSION_COOKIE)
+    if previous:
+        await end_session(pool, previous)
+    session_id, _ = await start_session(pool, staff)
+    response = RedirectResponse(next_path, status_code=303)
+    response.set_cookie(SESSION_COOKIE, session_id, max_age=int(SESSION_LIFETIME.total_seconds()), path="/",
+                        httponly=True, samesite="strict", secure=cookie_secure(request))
+    response.delete_cookie(SIGN_IN_COOKIE, path=SIGN_IN_PATH)
+    return response
+
+
+@router.post("/sign-out")
+async def sign_out(request: Request, staff: Staff = require_console_role("agent")) -> Response:
+    if request.state.session_id:
+        await end_session(await request.app.state.dsr.db(), request.state.session_id)
+    response = RedirectResponse(SIGN_IN_PATH, status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict", secure=cookie_secure(request))
+    return response
+
+
+def install(app: FastAPI) -> None:
+    """The sign-in routes and the console's answers to a missing session or a refusal."""
+    app.include_router(router)
+
+    @app.exception_handler(ConsoleSignInRequired)
+    async def _sign_in_required(request: Request, exc: ConsoleSignInRequired) -> Response:
+        if request.headers.get("hx-request"):
+            # htmx follows HX-Redirect with a full page load instead of swapping in a redirect.
+            return Response(status_code=401, headers={"HX-Redirect": exc.location})
+        return RedirectResponse(exc.location, status_code=303)
+
+    @app.exception_handler(ConsoleForbidden)
+    async def _forbidden(request: Request, exc: ConsoleForbidden) -> Response:
+        return render(request, "console/refused.html", {"title": exc.title, "detail": exc.detail}, status_code=403)

@@ -1,0 +1,172 @@
+"""The subject side of the REST API: submit a request, prove it is yours."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from activities.packages import read_package
+from activities.verification import code_hash, link_token_hash
+from api.pages import render
+from api.problems import Problem
+from api.ratelimit import limiter
+from api.service import open_request, run_update
+from api.state import AppState
+from dsrflow.domain.audit import append_event
+from dsrflow.crypto.hashing import token_hash
+from dsrflow.crypto.keys import load_secret_key
+from dsrflow.stores.kept_copies import ERASED, EXPIRED
+from dsrflow.stores.requests_store import get_request
+from schemas.requests import Channel, NewRequest, PublicNewRequest, SubjectIdentity
+from schemas.workflow import VerifyAttempt, VerifyResult
+from workflows.dsr import DataSubjectRequestWorkflow
+
+router = APIRouter(prefix="/v1/public", tags=["subject portal"])
+_TOKEN = re.compile(r"[0-9a-f]{64}")
+CODE = re.compile(r"\d{6,10}")
+# Why a package's file is gone (dsrflow/stores/kept_copies.py), as the subject reads it.
+PURGED = {
+    EXPIRED: "this download link has expired and the package has been deleted; ask us for a new one",
+    ERASED: "this package has been deleted because we erased your data at your request",
+}
+
+
+class VerifyBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    code: str | None = Field(None, examples=["123456"], description="the code from the e-mail")
+    token: str | None = Field(None, description="the token from the e-mail's link")
+
+    @model_validator(mode="after")
+    def _one(self):
+        if (self.code is None) == (self.token is None):
+            raise ValueError("send exactly one of code or token")
+        if self.code is not None and not CODE.fullmatch(self.code):
+            raise ValueError("code must be the 6-digit number from the e-mail")
+        if self.token is not None and not _TOKEN.fullmatch(self.token):
+            raise ValueError("token must be the one from the e-mail's link")
+        return self
+
+
+async def count_submission(request: Request) -> None:
+    """Count this client's submission before its body is checked (the JSON route's body has been
+    read, within the ASGI body cap, but not validated; the portal counts before reading its form):
+    a flood of malformed requests is limited like any other."""
+    await limiter(request).hit(request, "submit")
+
+
+async def count_verification(request: Request, request_id: str) -> None:
+    """Count a verification attempt against this client and this request, before its body is read."""
+    await limiter(request).hit(request, "verify", request_id=request_id)
+
+
+async def admit_submission(request: Request, email: str) -> None:
+    """The limits a counted submission passes before anything is stored: the address's allowance
+    of verified requests, and the ceiling of unverified requests open."""
+    rate = limiter(request)
+    await rate.check_allowance(request, "submit", email=email)
+    await rate.check_unverified_ceiling(request)
+
+
+async def submit_request(state: AppState, body: PublicNewRequest, idempotency_key: str | None) -> dict[str, Any]:
+    """Store a subject's request and start its workflow (the portal's form and the API's JSON)."""
+    new = NewRequest(
+        type=body.type, country=body.country, corrections=body.corrections,
+        restriction_grounds=body.restriction_grounds, objection_scope=body.objection_scope,
+        appeal_of=body.appeal_of,
+        subject=SubjectIdentity(email=body.email, name=body.name), channel=Channel.web,
+    )
+    row, _ = await open_request(state, new, actor="subject", idempotency_key=idempotency_key,
+                                origin="subject")
+    return row
+
+
+async def check_identity(request: Request, request_id: str, *, code: str | None = None,
+                         token: str | None = None) -> VerifyResult:
+    """Hash what the subject typed (or the link's token) and ask the workflow whether it matches.
+    A request verified spends one of its address's allowance of submissions (the caller has
+    counted the attempt against the client and the request already)."""
+    state: AppState = request.app.state.dsr
+    secret = load_secret_key(state.settings)
+    attempt = (
+        VerifyAttempt(code_hash=code_hash(secret, request_id, code)) if code
+        else VerifyAttempt(token_hash=link_token_hash(secret, request_id, token or ""))
+    )
+    result = await run_update(state, request_id, DataSubjectRequestWorkflow.verify, attempt)
+    if result.verified:
+        row = await get_request(await state.db(), request_id)
+        if row is not None:
+            await limiter(request).spend(request, "submit", email=row["subject_email"])
+    return result
+
+
+async def find_package(state: AppState, token: str) -> dict[str, Any]:
+    """The package a download token opens; 404 for an unknown token, 410 once it has expired or
+    been deleted."""
+    if not _TOKEN.fullmatch(token):
+        raise Problem(404, "Not found", "no package for this link")
+    pool = await state.db()
+    row = await pool.fetchrow("SELECT * FROM packages WHERE token_hash = $1", token_hash(token))
+    if row is None:
+        raise Problem(404, "Not found", "no package for this link")
+    if row["purged_at"] is not None:
+        raise Problem(410, "Package deleted", PURGED[row["purge_reason"]])
+    if row["expires_at"] is None or row["expires_at"] <= datetime.now(UTC):
+        raise Problem(410, "Link expired", "this download link has expired; ask us for a new one")
+    return dict(row)
+
+
+@router.post("/requests", status_code=202, dependencies=[Depends(count_submission)])
+async def submit(body: PublicNewRequest, request: Request) -> dict[str, Any]:
+    """Submit a request. A code to confirm it is yours is e-mailed to the address given.
+    Limited per client (429 with `Retry-After`) and per address's verified requests (429); while
+    too many unverified requests are open, 503 with `Retry-After`."""
+    await admit_submission(request, str(body.email))
+    row = await submit_request(request.app.state.dsr, body, request.headers.get("idempotency-key"))
+    return {"id": str(row["id"]), "status": row["status"],
+            "next": "check your e-mail for a code and send it to /v1/public/requests/{id}/verify"}
+
+
+@router.post("/requests/{request_id}/verify", dependencies=[Depends(count_verification)])
+async def verify(request_id: str, body: VerifyBody, request: Request) -> dict[str, Any]:
+    """Confirm your identity with the code or the link token from the e-mail.
+    Limited per client and per request and client (429 with `Retry-After`)."""
+    result = await check_identity(request, request_id, code=body.code, token=body.token)
+    if not result.verified:
+        raise Problem(
+            400 if not result.locked else 423,
+            "Wrong code" if not result.locked else "Verification locked",
+            f"{result.attempts_left} attempt(s) left" if not result.locked
+            else "too many wrong codes; ask us for a new code",
+            attempts_left=result.attempts_left, locked=result.locked,
+        )
+    return {"id": request_id, "verified": True}
+
+
+@router.get("/packages/{token}")
+async def download_package(token: str, request: Request) -> Response:
+    """Download an access or portability package with the token from the response letter.
+    A browser following an expired or unknown link gets the portal's page saying so."""
+    state = request.app.state.dsr
+    try:
+        row = await find_package(state, token)
+    except Problem as problem:
+        if "text/html" not in request.headers.get("accept", ""):
+            raise
+        return render(request, "portal/problem.html", {"problem": problem}, status_code=problem.status)
+    pool = await state.db()
+    async with pool.acquire() as conn:
+        await conn.execute("UPDATE packages SET downloaded_at = coalesce(downloaded_at, now()) WHERE id = $1", row["id"])
+        await append_event(
+            conn, event_key=f"{row['request_id']}:downloaded:{row['id']}", request_id=str(row["request_id"]),
+            event_type="package.downloaded", actor="subject", data={"package_id": str(row["id"])},
+        )
+    chunks = read_package(state.settings.home, load_secret_key(state.settings), str(row["id"]))
+    filename = f"{row['kind']}-{str(row['request_id'])[:8]}.zip"
+    return StreamingResponse(chunks, media_type="application/zip",
+                             headers={"Content-Disposition": f'attachment; filename="{filename}"',
+                                      "Cache-Control": "no-store"})

@@ -1,0 +1,180 @@
+"""The subject portal: plain HTML forms (no JavaScript needed) over the same functions as the
+public API — submit a request, confirm it is yours (code or e-mail link), follow its status,
+download a package.
+
+Nothing here tells a visitor whether an e-mail address has requests: submitting always answers
+the same way, and pages are reached by the request's reference (a random UUID from our letters),
+never by address. Pages show no personal data.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from api import request_form
+from api.pages import problem_pages, render
+from api.problems import Problem
+from api.public.intake import (
+    CODE,
+    admit_submission,
+    check_identity,
+    count_submission,
+    count_verification,
+    find_package,
+    submit_request,
+)
+from api.service import live_state
+from dsrflow.stores.requests_store import get_request
+from schemas.requests import PublicNewRequest, RequestStatus
+
+router = APIRouter(prefix="/portal", tags=["subject portal pages"], include_in_schema=False,
+                   route_class=problem_pages("portal/problem.html"))
+
+_TOKEN = re.compile(r"^[0-9a-f]{64}$")
+# Friendlier words than the validator's for the fields a subject fills in.
+_MESSAGES = {
+    "type": "Choose what you are asking us to do.",
+    "email": "Enter your e-mail address, like name@example.com.",
+    "country": "Enter the two-letter code of your country, like BE or FR.",
+}
+STATUS_WORDS = {
+    RequestStatus.awaiting_verification: "Waiting for you to confirm that the request is yours.",
+    RequestStatus.in_progress: "We are working on your request.",
+    RequestStatus.awaiting_approval: "Our privacy team is checking your request before we act on it or send our answer.",
+    RequestStatus.completed: "We have answered your request by e-mail.",
+    RequestStatus.denied: "We have refused your request. Our e-mail explains why and how you can challenge it.",
+    RequestStatus.cancelled: "This request was cancelled.",
+    RequestStatus.closed_unverified: "This request was closed because it was not confirmed in time. "
+                                     "You are welcome to send a new one.",
+}
+
+
+def _form_page(request: Request, values: dict[str, Any], errors: dict[str, str], *,
+               status: int = 200, **extra: Any) -> HTMLResponse:
+    # A fresh submission id per form: sending the same form twice opens one request.
+    return render(request, "portal/request_form.html", {
+        "values": values, "errors": errors, **request_form.LABELS,
+        "submission": values.get("submission") or uuid.uuid4().hex, **extra,
+    }, status_code=status)
+
+
+@router.get("", response_class=HTMLResponse)
+async def form_page(request: Request) -> HTMLResponse:
+    return _form_page(request, {}, {})
+
+
+@router.post("/requests", response_class=HTMLResponse)
+async def submit(request: Request) -> Response:
+    await count_submission(request)  # before the form is read
+    form = await request.form()
+    values = request_form.form_values(form)
+    errors: dict[str, str] = {}
+    body = {**request_form.details(form, errors), "email": request_form.text(form, "email") or "",
+            "name": request_form.text(form, "name")}
+    new = request_form.validate(PublicNewRequest, body, errors, _MESSAGES)
+    request_form.check_corrections(request.app.state.dsr.policy.policy.systems.values(), new, errors)
+    if new is None or errors:
+        return _form_page(request, values, errors, status=422)
+    await admit_submission(request, str(new.email))
+    submission = values.get("submission", "")
+    key = f"portal:{submission}" if request_form.SUBMISSION.match(submission) else None
+    row = await submit_request(request.app.state.dsr, new, key)
+    return RedirectResponse(f"/portal/requests/{row['id']}/verify", status_code=303)
+
+
+@router.get("/status")
+async def find_status(request: Request, reference: str = "") -> Response:
+    """The status lookup on the portal's front page: by the reference in our letters only."""
+    try:
+        request_id = uuid.UUID(reference.strip())
+    except ValueError:
+        return _form_page(request, {}, {}, status=422, reference=reference,
+                          reference_error="Enter the request reference from our e-mail, like "
+                          "3f2b8c1e-5a4d-4c3b-9e2f-1a2b3c4d5e6f.")
+    return RedirectResponse(f"/portal/requests/{request_id}", status_code=303)
+
+
+async def _request_row(request: Request, request_id: str) -> dict[str, Any]:
+    row = await get_request(await request.app.state.dsr.db(), request_id)
+    if row is None:
+        raise Problem(404, "Request not found",
+                      "We have no request with this reference. Please check the link or reference "
+                      "in our e-mail.")
+    return row
+
+
+async def _current(request: Request, request_id: str) -> tuple[dict[str, Any], RequestStatus]:
+    """The request row and its status as the subject should see it now. The workflow knows first
+    (the row follows a moment later): a subject who has just confirmed must not be told we are
+    still waiting for them, nor see the due date from before an extension."""
+    row = await _request_row(request, request_id)
+    live = await live_state(request.app.state.dsr, request_id)
+    status = live.status if live else RequestStatus(row["status"])
+    confirmed = row["verified_at"] or (live and live.verification and live.verification.verified_at)
+    if status == RequestStatus.awaiting_verification and confirmed:
+        status = RequestStatus.in_progress
+    if live and live.current_due_date:
+        row = {**row, "current_due_date": live.current_due_date, "extended": live.extended}
+    return row, status
+
+
+@router.get("/requests/{request_id}", response_class=HTMLResponse)
+async def status_page(request: Request, request_id: str, verified: bool = False) -> HTMLResponse:
+    row, status = await _current(request, request_id)
+    return render(request, "portal/status.html", {
+        "row": row, "status_words": STATUS_WORDS[status], "verified": verified,
+        "awaiting_verification": status == RequestStatus.awaiting_verification, "status": status,
+    })
+
+
+def _verify_page(request: Request, row: dict[str, Any], *, token: str | None = None,
+                 error: str | None = None, status: int = 200, awaiting: bool = True) -> HTMLResponse:
+    return render(request, "portal/verify.html", {"row": row, "token": token, "error": error,
+                                                  "awaiting": awaiting}, status_code=status)
+
+
+@router.get("/requests/{request_id}/verify", response_class=HTMLResponse)
+async def verify_page(request: Request, request_id: str, token: str = "") -> HTMLResponse:
+    """The code form; with the e-mail's link (`?token=`), a single button instead. Opening the
+    link changes nothing by itself: mail scanners follow links, so only the button confirms."""
+    row, status = await _current(request, request_id)
+    return _verify_page(request, row, token=token if _TOKEN.match(token) else None,
+                        awaiting=status == RequestStatus.awaiting_verification)
+
+
+@router.post("/requests/{request_id}/verify", response_class=HTMLResponse)
+async def verify(request: Request, request_id: str) -> Response:
+    row = await _request_row(request, request_id)
+    await count_verification(request, request_id)
+    form = await request.form()
+    token = str(form.get("token", "")).strip()
+    code = re.sub(r"\s", "", str(form.get("code", "")))
+    if token and not _TOKEN.match(token):
+        return _verify_page(request, row, error="This link is not complete. Please copy the whole "
+                            "link from our e-mail, or enter the code instead.", status=422)
+    if not token and not CODE.fullmatch(code):
+        return _verify_page(request, row, error="Enter the code from our e-mail: 6 digits, like 123456.",
+                            status=422)
+    result = await check_identity(request, request_id, code=None if token else code, token=token or None)
+    if result.verified:
+        return RedirectResponse(f"/portal/requests/{request_id}?verified=true", status_code=303)
+    if result.locked:
+        raise Problem(423, "Too many wrong codes",
+                      "For your protection, this code no longer works. Please reply to our e-mail "
+                      "and we will send you a new one.")
+    return _verify_page(request, row, error=f"That code is not right. You have {result.attempts_left} "
+                        f"attempt(s) left.", status=400)
+
+
+@router.get("/packages/{token}", response_class=HTMLResponse)
+async def package_page(request: Request, token: str) -> HTMLResponse:
+    """The landing page of a download link: what the package holds, until when, and the button
+    that starts the download (the public API's download, which records it)."""
+    package = await find_package(request.app.state.dsr, token)
+    return render(request, "portal/package.html", {
+        "package": package, "download_url": f"/v1/public/packages/{token}"})

@@ -1,0 +1,130 @@
+"""The evidence pack of one request: everything compliance needs to show how it was handled,
+read from Postgres (a read model: nothing here changes anything).
+
+Request, identity verification (times and method; codes and link tokens never exist outside the
+e-mail, and stored letters show them withheld), deadlines and the extension, the plan under its
+policy version, each system's result, what holds kept, the letters sent, the package, and the
+request's segment of the audit chain with the result of checking its links.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from dsrflow.domain.audit import verify_request_segment
+from dsrflow.stores.holds_store import subject_hash
+from dsrflow.stores.requests_store import get_request
+
+_VERIFICATION_EVENTS = ("verification.succeeded", "verification.failed", "verification.locked",
+                        "verification.resent", "status.closed_unverified")
+
+
+def _request(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": str(row["id"]), "type": row["request_type"], "regime": row["regime"],
+        "country": row["country"], "channel": row["channel"], "origin": row["origin"],
+        "status": row["status"], "details": row["details"], "policy_version": row["policy_version"],
+        "subject": {"email": row["subject_email"], "name": row["subject_name"],
+                    "customer_id": row["customer_id"]},
+        "received_at": row["received_at"], "created_at": row["created_at"], "closed_at": row["closed_at"],
+    }
+
+
+def _verification(row: dict[str, Any], events: list[dict[str, Any]],
+                  letters: list[dict[str, Any]]) -> dict[str, Any]:
+    succeeded = next((e for e in events if e["event_type"] == "verification.succeeded"), None)
+    return {
+        "required": row["attested_by"] is None,
+        "attested_by": row["attested_by"],
+        "method": "attested" if row["attested_by"] else (succeeded["data"].get("method") if succeeded else None),
+        "verified_at": row["verified_at"],
+        "codes_sent": [{"purpose": letter["purpose"], "sent_at": letter["sent_at"]}
+                       for letter in letters if letter["purpose"] in ("verification", "reminder")],
+        "attempts": [{"at": e["occurred_at"], "event": e["event_type"], "actor": e["actor"],
+                      "method": e["data"].get("method"), "attempts_left": e["data"].get("attempts_left")}
+                     for e in events if e["event_type"] in _VERIFICATION_EVENTS],
+    }
+
+
+def _deadlines(row: dict[str, Any], events: list[dict[str, Any]]) -> dict[str, Any]:
+    extension = next((e for e in events if e["event_type"] == "deadline.extended"), None)
+    return {
+        "received_at": row["received_at"], "acknowledge_by": row["acknowledge_by"],
+        "due_date": row["due_date"], "extended_due_date": row["extended_due_date"],
+        "current_due_date": row["current_due_date"], "extended": row["extended"],
+        "extension": None if extension is None else {
+            "at": extension["occurred_at"], "by": extension["actor"], "reason": extension["data"].get("reason"),
+            "from": extension["data"].get("from"), "to": extension["data"].get("to")},
+        "alerts": [{"at": e["occurred_at"], "event": e["event_type"], "due_date": e["data"].get("due_date")}
+                   for e in events if e["event_type"].startswith("deadline.") and e is not extension],
+    }
+
+
+async def _holds(conn: asyncpg.Connection, row: dict[str, Any], secret: bytes,
+                 tasks: list[dict[str, Any]]) -> dict[str, Any]:
+    deferred = await conn.fetch(
+        """SELECT system, dataset, hold_kind, hold_ref, erase_after, count(*) AS records,
+                  count(done_at) AS erased_since
+             FROM deferred_erasures WHERE request_id = $1
+            GROUP BY system, dataset, hold_kind, hold_ref, erase_after
+            ORDER BY system, dataset""",
+        row["id"],
+    )
+    legal = await conn.fetch(
+        """SELECT id, systems, categories, basis, reason, review_date, placed_by, placed_at,
+                  released_by, released_at
+             FROM legal_holds
+            WHERE subject_hash = $1 AND placed_at <= coalesce($2, now())
+              AND (released_at IS NULL OR released_at >= $3)
+            ORDER BY placed_at""",
+        subject_hash(secret, row["subject_email"]), row["closed_at"], row["received_at"],
+    )
+    return {
+        "kept_records": [kept for task in tasks for kept in task["kept_records"]],
+        "deferred_erasures": [dict(r) for r in deferred],
+        "legal_claims_holds": [{**dict(r), "id": str(r["id"])} for r in legal],
+    }
+
+
+async def assemble_evidence(pool: asyncpg.Pool, request_id: str, *, secret: bytes) -> dict[str, Any] | None:
+    """The evidence pack as plain data (JSON-ready with FastAPI's encoder); None if no request."""
+    async with pool.acquire() as conn:
+        row = await get_request(conn, request_id)
+        if row is None:
+            return None
+        events, chain = await verify_request_segment(conn, request_id)
+        letters = [dict(r) for r in await conn.fetch(
+            """SELECT letter_key, purpose, recipient, subject, message_id, sent_at, body_text, body_html
+                 FROM sent_letters WHERE request_id = $1 ORDER BY sent_at, letter_key""", request_id)]
+        plan = await conn.fetchrow("SELECT plan, created_at FROM request_plans WHERE request_id = $1", request_id)
+        tasks = [dict(r) for r in await conn.fetch(
+            """SELECT system, action, status, found, changed, kept, datasets, message, attempt,
+                      updated_at, kept_records
+                 FROM system_tasks WHERE request_id = $1 ORDER BY system, action""", request_id)]
+        confirmations = [dict(r) for r in await conn.fetch(
+            """SELECT system, action, sent_at, reminders, confirmed_at
+                 FROM manual_tasks WHERE request_id = $1 ORDER BY system""", request_id)]
+        packages = [dict(r) for r in await conn.fetch(
+            """SELECT kind, records, size_bytes, created_at, expires_at, downloaded_at
+                 FROM packages WHERE request_id = $1 ORDER BY created_at""", request_id)]
+        holds = await _holds(conn, row, secret, tasks)
+    return {
+        "generated_at": datetime.now(UTC),
+        "request": _request(row),
+        "verification": _verification(row, events, letters),
+        "deadlines": _deadlines(row, events),
+        "plan": None if plan is None else {**plan["plan"], "planned_at": plan["created_at"]},
+        "results": tasks,
+        "processor_confirmations": confirmations,
+        "holds": holds,
+        "packages": packages,
+        "letters": letters,
+        "audit": {
+            "events": events,
+            "verification": {"ok": chain.ok, "events": chain.count, "broken_seq": chain.broken_seq,
+                             "reason": chain.reason, "summary": chain.describe()},
+        },
+    }

@@ -1,0 +1,212 @@
+"""The staff queue: requests filtered and listed by due date, a page at a time.
+
+Pages are cut by keyset, never OFFSET: the cursor carries the last row's (due date, id), so the
+next page starts right after it however many rows precede it, and a request opened or closed
+meanwhile neither repeats nor skips a row. The sort key is the current (extended) due date; a
+request whose workflow has not yet computed it sorts last. Migration 0006 indexes exactly the
+expressions used here.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+
+import asyncpg
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from api.read_models.cursors import decode_cursor, encode_cursor
+from schemas.vocabulary import Regime
+from schemas.requests import RequestStatus, RequestType
+
+OPEN_STATUSES = tuple(s for s in RequestStatus if not s.is_closed)
+
+# The indexes of migrations/0006_queue_and_sessions.sql are on these expressions: keep them equal.
+_DUE = "coalesce(r.current_due_date, DATE '9999-12-31')"
+# Literal values, not a parameter, so the planner can use the partial index on open requests.
+_OPEN = f"r.status IN ({', '.join(repr(s.value) for s in OPEN_STATUSES)})"
+# Waiting for staff: a system task they must handle, a step that failed (migration 0011), or an
+# objection they must decide (the workflow alerted them and has recorded no decision yet);
+# migrations/0009 and 0011 index each part.
+_STUCK = (
+    "SELECT t.request_id FROM system_tasks t WHERE t.status = 'needs_attention' UNION ALL "
+    "SELECT s.request_id FROM step_troubles s WHERE s.resolved_at IS NULL UNION ALL "
+    "SELECT l.request_id FROM sent_letters l WHERE l.purpose = 'staff_alert' "
+    "AND l.letter_key LIKE '%:objection-decision' AND NOT EXISTS (SELECT 1 FROM audit_events e "
+    "WHERE e.request_id = l.request_id AND e.event_type = 'objection.decided')"
+)
+_ATTENTION = f"(r.status = 'awaiting_approval' OR ({_OPEN} AND r.id IN ({_STUCK})))"
+# The same condition written for a filter: the few ids that need attention are gathered first
+# instead of testing every row in due-date order until a page is full.
+_ATTENTION_FILTER = (
+    f"({_OPEN} AND r.id IN ({_STUCK} UNION ALL "
+    f"SELECT a.id FROM dsr_requests a WHERE a.status = 'awaiting_approval'))"
+)
+
+
+class RequestFilters(BaseModel):
+    """What the queue can be narrowed to; every filter given must hold (AND)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    status: list[RequestStatus] = Field(
+        default_factory=list, description="any of these statuses (repeat the parameter)",
+        examples=[["in_progress", "awaiting_approval"]])
+    type: RequestType | None = Field(None, description="request type")
+    regime: Regime | None = Field(None, description="legal regime")
+    overdue: bool | None = Field(
+        None, description="true: open and past the current (extended) due date; false: not overdue")
+    due_before: date | None = Field(
+        None, description="current due date strictly before this date", examples=["2026-12-01"])
+    needs_attention: bool | None = Field(
+        None, description="true: awaiting compliance approval, a system task waiting for staff, "
+                          "a failed step of the request, or an objection waiting for their decision")
+    q: uuid.UUID | None = Field(
+        None, description="exact request id (the workflow id `dsr-<id>` is accepted too)")
+
+    @field_validator("q", mode="before")
+    @classmethod
+    def _workflow_id(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.strip().removeprefix("dsr-")
+        return value
+
+
+class RequestSummary(BaseModel):
+    """One row of the queue."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "id": "3f2a9c1e-8b7d-4e21-9a55-0c6d2b9e4f10", "type": "erasure", "status": "in_progress",
+        "regime": "gdpr", "country": "BE", "channel": "email", "origin": "staff",
+        "subject_email": "ada@example.com", "received_at": "2026-11-20T09:00:00Z",
+        "due_date": "2026-12-21", "current_due_date": "2026-12-21", "extended": False,
+        "days_left": 4, "overdue": False, "needs_attention": True, "closed_at": None}]})
+
+    id: str
+    type: RequestType
+    status: RequestStatus
+    regime: str
+    country: str
+    channel: str
+    origin: str
+    subject_email: str
+    received_at: datetime
+    due_date: date | None
+    current_due_date: date | None
+    extended: bool
+    days_left: int | None = Field(description="calendar days to the current due date; negative when overdue")
+    overdue: bool
+    needs_attention: bool
+    closed_at: datetime | None
+
+
+class RequestPage(BaseModel):
+    items: list[RequestSummary]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null on the last page",
+                                    examples=["WyIyMDI2LTEyLTIxIiwiM2YyYTljMWUtOGI3ZC00ZTIxLTlhNTUtMGM2ZDJiOWU0ZjEwIl0"])
+
+
+def queue_cursor(due: date, request_id: str) -> str:
+    """The cursor that continues the queue after the row (due, request_id)."""
+    return encode_cursor(due.isoformat(), request_id)
+
+
+class _Args(list):
+    """Query arguments; `add` returns the placeholder of the value it appends."""
+
+    def add(self, value: object) -> str:
+        self.append(value)
+        return f"${len(self)}"
+
+
+def _where(filters: RequestFilters, today: date, args: _Args) -> list[str]:
+    arg = args.add
+    clauses = []
+    if filters.status:
+        clauses.append(f"r.status = ANY({arg([s.value for s in filters.status])}::text[])")
+    if filters.type is not None:
+        clauses.append(f"r.request_type = {arg(filters.type.value)}")
+    if filters.regime is not None:
+        clauses.append(f"r.regime = {arg(filters.regime.value)}")
+    if filters.overdue is not None:
+        overdue = f"({_OPEN} AND {_DUE} < {arg(today)})"
+        clauses.append(overdue if filters.overdue else f"NOT {overdue}")
+    if filters.due_before is not None:
+        clauses.append(f"{_DUE} < {arg(filters.due_before)}")
+    if filters.needs_attention is not None:
+        clauses.append(_ATTENTION_FILTER if filters.needs_attention else f"NOT {_ATTENTION}")
+    if filters.q is not None:
+        clauses.append(f"r.id = {arg(filters.q)}")
+    return clauses
+
+
+def queue_query(
+    filters: RequestFilters, *, limit: int, cursor: str | None, today: date
+) -> tuple[str, list]:
+    """The SQL and arguments of one page (limit + 1 rows: the extra row says a next page exists)."""
+    args = _Args()
+    clauses = _where(filters, today, args)
+    if cursor is not None:
+        due, after_id = decode_cursor(cursor, date.fromisoformat, uuid.UUID)
+        clauses.append(f"({_DUE}, r.id) > ({args.add(due)}, {args.add(after_id)})")
+    where = " AND ".join(clauses) or "true"
+    sql = f"""SELECT r.id, r.request_type, r.status, r.regime, r.country, r.channel, r.origin,
+                   r.subject_email, r.received_at, r.due_date, r.current_due_date, r.extended,
+                   r.closed_at, {_DUE} AS queue_due, {_ATTENTION} AS needs_attention
+            FROM dsr_requests r
+            WHERE {where}
+            ORDER BY {_DUE}, r.id
+            LIMIT {args.add(limit + 1)}"""
+    return sql, args
+
+
+async def list_requests(
+    pool: asyncpg.Pool | asyncpg.Connection,
+    filters: RequestFilters,
+    *,
+    limit: int = 50,
+    cursor: str | None = None,
+    today: date | None = None,
+) -> RequestPage:
+    """One page of requests matching `filters`, by current due date then id.
+
+    `today` is the controller's date (its timezone decides when a request becomes overdue);
+    the default is the machine's date. Raises InvalidCursor (api.read_models.cursors) for a cursor it
+    did not write.
+    """
+    if not 1 <= limit <= 1000:
+        raise ValueError("limit must be between 1 and 1000")
+    today = today or date.today()
+    sql, args = queue_query(filters, limit=limit, cursor=cursor, today=today)
+    rows = await pool.fetch(sql, *args)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    last = rows[-1] if more else None
+    return RequestPage(
+        items=[_summary(row, today) for row in rows],
+        next_cursor=queue_cursor(last["queue_due"], str(last["id"])) if last else None,
+    )
+
+
+def _summary(row: asyncpg.Record, today: date) -> RequestSummary:
+    status = RequestStatus(row["status"])
+    due = row["current_due_date"]
+    return RequestSummary(
+        id=str(row["id"]),
+        type=RequestType(row["request_type"]),
+        status=status,
+        regime=row["regime"],
+        country=row["country"],
+        channel=row["channel"],
+        origin=row["origin"],
+        subject_email=row["subject_email"],
+        received_at=row["received_at"],
+        due_date=row["due_date"],
+        current_due_date=due,
+        extended=row["extended"],
+        days_left=(due - today).days if due else None,
+        overdue=bool(due) and not status.is_closed and due < today,
+        needs_attention=row["needs_attention"],
+        closed_at=row["closed_at"],
+    )
+

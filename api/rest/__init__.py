@@ -1,0 +1,21 @@
+"""The staff JSON API under /v1: requests, their events and evidence, holds, restrictions, tokens, the
+suppression check, and the Temporal UI's codec endpoint. Every route needs a staff bearer token."""
+
+from fastapi import APIRouter
+
+from api.rest import (
+    codec_endpoint,
+    events,
+    evidence_pack,
+    legal_holds,
+    listing,
+    restriction_list,
+    staff_requests,
+    suppressions,
+    tokens,
+)
+
+router = APIRouter()
+for _module in (codec_endpoint, listing, staff_requests, events, tokens, suppressions, legal_holds,
+                restriction_list, evidence_pack):
+    router.include_router(_module.router)

@@ -1,0 +1,214 @@
+"""Legal-claims holds (Art. 17(3)(e) GDPR): compliance places one on a subject, optionally limited
+to some systems or categories, with a reason and a review date; erasure keeps what it covers.
+Releasing a hold starts the sweep that erases what the hold kept."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, timedelta
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Query, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError, ValidationInfo, field_validator
+from temporalio.common import WorkflowIDConflictPolicy
+
+from api.auth import Staff, require_role
+from api.staff_actions import READABLE_BY
+from api.problems import Problem
+from api.state import AppState
+from dsrflow.stores.holds_store import (
+    get_hold,
+    list_holds,
+    place_hold,
+    release_hold,
+    resolve_customer_email,
+    subject_hash,
+)
+from dsrflow.crypto.keys import load_secret_key
+from dsrflow.infra.logging import get_logger
+from schemas.holds import SweepInput
+
+router = APIRouter(prefix="/v1/legal-holds", tags=["legal holds"])
+log = get_logger("dsrflow.api.legal_holds")
+
+LEGAL_CLAIMS = "Art. 17(3)(e) GDPR: establishment, exercise or defence of legal claims"
+
+
+class NewLegalHold(BaseModel):
+    """A hold on one subject, named by e-mail address or by a customer id that earlier requests
+    tie to an address. Omit `systems`/`categories` to hold every system/category."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    email: EmailStr | None = None
+    customer_id: str | None = Field(None, min_length=1, max_length=200)
+    systems: list[str] | None = Field(None, min_length=1, max_length=100, examples=[["billing", "crm"]])
+    categories: list[str] | None = Field(None, min_length=1, max_length=100, examples=[["payments"]])
+    basis: str = Field(LEGAL_CLAIMS, min_length=3, max_length=500)
+    reason: str = Field(min_length=10, max_length=2000,
+                        examples=["Invoice dispute, claim filed at the Ghent enterprise court"])
+    review_date: date
+
+    # The policy and the controller's "today" come in as validation context, so one response
+    # names every bad field, shape and policy alike.
+    @field_validator("systems", "categories")
+    @classmethod
+    def _known(cls, value: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        if value is None or not info.context:
+            return value
+        known = info.context[info.field_name]
+        unknown = [v for v in value if v not in known]
+        if unknown:
+            have = ", ".join(known) or "none"
+            raise ValueError(f"not in the policy: {', '.join(map(repr, unknown))} (the policy has: {have})")
+        return list(dict.fromkeys(value))
+
+    @field_validator("review_date")
+    @classmethod
+    def _after_today(cls, value: date, info: ValidationInfo) -> date:
+        today = (info.context or {}).get("today")
+        if today is not None and value <= today:
+            raise ValueError(f"must be after today ({today.isoformat()})")
+        return value
+
+
+def _state(request: Request) -> AppState:
+    return request.app.state.dsr
+
+
+def _error(field: str, message: str) -> dict[str, Any]:
+    return {"loc": ("body", field), "msg": message, "type": "value_error"}
+
+
+async def _validated(request: Request, state: AppState) -> tuple[NewLegalHold, str]:
+    """The body checked against the current policy, and the subject's e-mail address."""
+    try:
+        raw = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise RequestValidationError([{"loc": ("body",), "msg": "not valid JSON", "type": "json_invalid"}]) from None
+    policy = state.policy.policy
+    context = {"systems": list(policy.systems), "categories": list(policy.categories),
+               "today": datetime.now(ZoneInfo(policy.defaults.timezone)).date()}
+    errors: list[dict[str, Any]] = []
+    hold: NewLegalHold | None = None
+    try:
+        hold = NewLegalHold.model_validate(raw, context=context)
+    except ValidationError as exc:
+        errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
+    bad = {e["loc"][1] for e in errors if len(e["loc"]) > 1}
+    given = raw if isinstance(raw, dict) else {}
+    email = str(hold.email) if hold and hold.email else None
+    if not given.get("email") and not given.get("customer_id"):
+        if "email" not in bad and "customer_id" not in bad:
+            errors.append(_error("email", "name the subject: give email or customer_id"))
+    elif not given.get("email") and "customer_id" not in bad:
+        # Only the customer id: the address comes from a request that named both.
+        email = await resolve_customer_email(await state.db(), str(given["customer_id"]).strip())
+        if email is None:
+            errors.append(_error("customer_id", "no request names this customer id; give the subject's email"))
+    if errors:
+        raise RequestValidationError(errors)
+    assert hold is not None and email is not None
+    return hold, email
+
+
+def _view(hold: dict[str, Any]) -> dict[str, Any]:
+    return jsonable_encoder({
+        "id": hold["id"],
+        "subject": {"email": hold["subject_email"], "customer_id": hold["customer_id"]},
+        "systems": hold["systems"],
+        "categories": hold["categories"],
+        "basis": hold["basis"],
+        "reason": hold["reason"],
+        "review_date": hold["review_date"],
+        "placed_at": hold["placed_at"],
+        "placed_by": hold["placed_by"],
+        "released_at": hold["released_at"],
+        "released_by": hold["released_by"],
+        "active": hold["active"],
+    })
+
+
+@router.post(
+    "", status_code=201,
+    openapi_extra={"requestBody": {"required": True, "content": {
+        "application/json": {"schema": NewLegalHold.model_json_schema()}}}},
+)
+async def place(request: Request, staff: Staff = require_role("compliance")) -> JSONResponse:
+    """Place a legal-claims hold. The subject need not have filed a request: give their e-mail
+    address, or a customer id an earlier request ties to one."""
+    state = _state(request)
+    body, email = await _validated(request, state)
+    async with (await state.db()).acquire() as conn:
+        hold = await place_hold(
+            conn, secret=load_secret_key(state.settings), email=email, customer_id=body.customer_id,
+            systems=body.systems, categories=body.categories, basis=body.basis, reason=body.reason,
+            review_date=body.review_date, actor=staff.actor,
+        )
+    return JSONResponse(_view(hold), status_code=201)
+
+
+@router.get("")
+async def index(
+    request: Request,
+    staff: Staff = require_role(READABLE_BY["legal-claims-holds"]),
+    active: Annotated[bool | None, Query(description="true: only active holds; false: only released ones")] = None,
+    email: Annotated[EmailStr | None, Query(description="only holds on this subject")] = None,
+) -> dict[str, Any]:
+    state = _state(request)
+    holds = await list_holds(
+        await state.db(), active_only=active is True, released_only=active is False,
+        subject_hash=subject_hash(load_secret_key(state.settings), str(email)) if email else None,
+    )
+    return {"holds": [_view(h) for h in holds]}
+
+
+@router.get("/{hold_id}")
+async def read(hold_id: str, request: Request, staff: Staff = require_role(READABLE_BY["legal-claims-holds"])) -> dict[str, Any]:
+    hold = await get_hold(await _state(request).db(), hold_id)
+    if hold is None:
+        raise Problem(404, "Not found", f"no legal hold {hold_id}")
+    return _view(hold)
+
+
+async def start_release_sweep(state: AppState, subject_hash: str, hold_id: str) -> None:
+    """Erase what the released hold kept (and no other hold still covers). One sweep per hold:
+    repeating the release finds the running one, or runs it again once it has finished."""
+    client = await state.temporal()
+    await client.start_workflow(
+        "ErasureSweepWorkflow",
+        SweepInput(subject_hash=subject_hash, reason=f"legal hold {hold_id} released"),
+        id=f"sweep-release-{hold_id}",
+        task_queue=state.settings.task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        rpc_timeout=timedelta(seconds=10),
+    )
+
+
+@router.delete(
+    "/{hold_id}", status_code=204,
+    responses={202: {"description": "Released, but the erasure sweep could not start; repeat the call"}},
+)
+async def release(hold_id: str, request: Request, staff: Staff = require_role("compliance")) -> Response:
+    """Release a hold, then start erasing what it kept. Releasing again changes nothing but
+    starts the sweep again if it could not start before."""
+    state = _state(request)
+    async with (await state.db()).acquire() as conn:
+        hold = await release_hold(conn, hold_id, staff.actor)
+    if hold is None:
+        raise Problem(404, "Not found", f"no legal hold {hold_id}")
+    try:
+        await start_release_sweep(state, hold["subject_hash"], hold["id"])
+    except Exception as exc:  # noqa: BLE001 - the release stands whatever the workflow engine says
+        log.warning("release sweep not started", hold_id=hold["id"], error=type(exc).__name__)
+        return JSONResponse(
+            {**_view(hold), "sweep_started": False,
+             "note": f"the hold is released but the erasure sweep could not start ({type(exc).__name__}); "
+                     f"repeat DELETE /v1/legal-holds/{hold['id']} to start it"},
+            status_code=202,
+        )
+    return Response(status_code=204)

@@ -1,0 +1,109 @@
+"""Staff REST for requests: open, read, review the package, and the staff actions on a running
+request (one endpoint per action of api/staff_actions.py)."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Header, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel
+
+from activities.packages import read_package
+from api.auth import Staff, require_role
+from api.rest.openapi_examples import NEW_REQUEST, REQUEST_VIEW, json_response
+from api.problems import Problem
+from api.service import open_request, request_view, run_update
+from api.staff_actions import STAFF_ACTIONS, StaffAction
+from dsrflow.domain.audit import append_event
+from dsrflow.crypto.keys import load_secret_key
+from dsrflow.stores.requests_store import get_request
+from schemas.requests import NewRequest
+
+router = APIRouter(prefix="/v1/requests", tags=["requests"])
+
+
+def _state(request: Request):
+    return request.app.state.dsr
+
+
+_VIEW = {200: json_response(REQUEST_VIEW, "The request, its deadlines and live workflow state")}
+
+
+@router.post("", status_code=201, responses={
+    201: json_response(REQUEST_VIEW, "Opened"), 200: json_response(REQUEST_VIEW, "Already opened with this key")})
+async def create(
+    body: Annotated[NewRequest, Body(openapi_examples=NEW_REQUEST)],
+    request: Request,
+    staff: Staff = require_role("agent"),
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> JSONResponse:
+    """Open a request. Repeating the call with the same `Idempotency-Key` header (or the same
+    `client_request_id`) returns the same request instead of opening a second one."""
+    state = _state(request)
+    row, created = await open_request(
+        state, body, actor=staff.actor, idempotency_key=idempotency_key, origin="staff"
+    )
+    view = await request_view(state, str(row["id"]))
+    return JSONResponse(jsonable_encoder(view), status_code=201 if created else 200)
+
+
+@router.get("/{request_id}", responses=_VIEW)
+async def read(request_id: str, request: Request, staff: Staff = require_role("agent")) -> dict[str, Any]:
+    return jsonable_encoder(await request_view(_state(request), request_id))
+
+
+@router.get("/{request_id}/package", response_class=StreamingResponse,
+            responses={200: {"content": {"application/zip": {}}, "description": "the package (zip)"}})
+async def package(request_id: str, request: Request, staff: Staff = require_role("compliance")) -> StreamingResponse:
+    """The access or portability package as the subject will receive it, for review before
+    approval. Each download is audited (`package.reviewed`)."""
+    state = _state(request)
+    pool = await state.db()
+    row = await get_request(pool, request_id)
+    found = row and await pool.fetchrow(
+        "SELECT id, kind, purged_at, purge_reason FROM packages WHERE request_id = $1 ORDER BY created_at DESC LIMIT 1",
+        row["id"])
+    if not found:
+        raise Problem(404, "Not found", f"no package for request {request_id}")
+    if found["purged_at"] is not None:
+        raise Problem(410, "Package deleted", f"the package's file was deleted ({found['purge_reason']}) on "
+                      f"{found['purged_at']:%Y-%m-%d}; the audit trail records it")
+    async with pool.acquire() as conn:
+        await append_event(conn, event_key=f"{request_id}:reviewed:{found['id']}:{staff.token_id}",
+                           request_id=request_id, event_type="package.reviewed", actor=staff.actor,
+                           data={"package_id": str(found["id"])})
+    chunks = read_package(state.settings.home, load_secret_key(state.settings), str(found["id"]))
+    return StreamingResponse(chunks, media_type="application/zip", headers={
+        "Content-Disposition": f'attachment; filename="{found["kind"]}-{request_id[:8]}-review.zip"',
+        "Cache-Control": "no-store"})
+
+
+def _action_endpoint(action: StaffAction) -> Callable[..., Any]:
+    """`POST /v1/requests/{id}/<action>`: the action's body as JSON, its role required; answers
+    the request as it is afterwards, or 409 with the workflow's reason for refusing."""
+
+    async def endpoint(request_id: str, request: Request, staff: Staff,
+                       body: BaseModel | None = None) -> dict[str, Any]:
+        state = _state(request)
+        await run_update(state, request_id, action.update, action.workflow_input(body, staff.actor))
+        return jsonable_encoder(await request_view(state, request_id))
+
+    # FastAPI reads parameters from the signature: give it this action's body model and role.
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    parameters = [inspect.Parameter("request_id", keyword, annotation=str),
+                  inspect.Parameter("request", keyword, annotation=Request),
+                  inspect.Parameter("staff", keyword, annotation=Staff, default=require_role(action.role))]
+    if action.body is not None:
+        parameters.append(inspect.Parameter("body", keyword, annotation=action.body) if action.body_required
+                          else inspect.Parameter("body", keyword, annotation=action.body | None, default=None))
+    endpoint.__signature__ = inspect.Signature(parameters, return_annotation=dict[str, Any])  # type: ignore[attr-defined]
+    return endpoint
+
+
+for _action in STAFF_ACTIONS.values():
+    router.add_api_route(f"/{{request_id}}/{_action.name}", _action_endpoint(_action), methods=["POST"],
+                         name=_action.name.replace("-", "_"), description=_action.description, responses=_VIEW)

@@ -1,0 +1,65 @@
+"""Staff tokens over REST (admin): list, create (the token is shown once), revoke."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.auth import Staff, require_role
+from api.fields import Text
+from api.problems import Problem
+from dsrflow.stores.staff_tokens import issue_token, list_tokens, revoke_token
+
+router = APIRouter(prefix="/v1/tokens", tags=["staff tokens"])
+
+
+class NewToken(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"role": "agent", "label": "Support desk, Ghent"}]})
+    role: Literal["agent", "compliance", "admin"]
+    label: Text | None = Field(None, min_length=1, max_length=200, description="who or what the token is for")
+
+
+class TokenView(BaseModel):
+    id: str = Field(examples=["5c0e1d2a-7f3b-4c8e-9d1a-2b3c4d5e6f70"])
+    role: str = Field(examples=["agent"])
+    label: str | None = Field(examples=["Support desk, Ghent"])
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class CreatedToken(TokenView):
+    token: str = Field(description="the bearer token; shown only in this response, stored only as a hash",
+                       examples=["dsr_Jx8k2v9QmZr4tY6uWb1nC3eF5gH7iK0lM2oP4qR6sT8"])
+
+
+class TokenList(BaseModel):
+    tokens: list[TokenView]
+
+
+@router.get("", response_model=TokenList)
+async def index(
+    request: Request,
+    staff: Staff = require_role("admin"),
+    include_revoked: Annotated[bool, Query(description="list revoked tokens too")] = False,
+) -> TokenList:
+    rows = await list_tokens(await request.app.state.dsr.db(), include_revoked=include_revoked)
+    return TokenList(tokens=[TokenView(**row) for row in rows])
+
+
+@router.post("", status_code=201, response_model=CreatedToken)
+async def create(body: NewToken, request: Request, staff: Staff = require_role("admin")) -> CreatedToken:
+    row, token = await issue_token(await request.app.state.dsr.db(), body.role, body.label, actor=staff.actor)
+    return CreatedToken(**row, token=token)
+
+
+@router.delete("/{token_id}", response_model=TokenView)
+async def revoke(token_id: str, request: Request, staff: Staff = require_role("admin")) -> TokenView:
+    """Revoke a token at once; the console sessions signed in with it end too."""
+    row = await revoke_token(await request.app.state.dsr.db(), token_id, actor=staff.actor)
+    if row is None:
+        raise Problem(404, "Not found", f"no staff token {token_id}")
+    return TokenView(**row)

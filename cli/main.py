@@ -1,0 +1,317 @@
+"""`dsrflow` command line: run the stack and its parts, and the operator's tools.
+
+Every command reads the one settings object; a bad variable ends the command with one line naming
+it and exit code 2. The process ends with `os._exit` after flushing, because short-lived Temporal
+SDK processes can crash at interpreter exit (sdk-python issue 300).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import sys
+from datetime import date
+from enum import StrEnum
+from typing import Annotated
+
+import asyncpg
+import typer
+
+from dsrflow.infra.production import refuse_unsafe_production
+from dsrflow.settings import Settings, SettingsError, load_settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, help="dsrflow: data-subject requests, on time, with evidence.")
+token_app = typer.Typer(no_args_is_help=True, help="Staff API tokens.")
+audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit trail.")
+erasure_app = typer.Typer(no_args_is_help=True, help="The erasure ledger.")
+retention_app = typer.Typer(no_args_is_help=True, help="The policy's retention periods.")
+packages_app = typer.Typer(no_args_is_help=True, help="Access and portability packages kept on disk.")
+app.add_typer(token_app, name="token")
+app.add_typer(audit_app, name="audit")
+app.add_typer(erasure_app, name="erasure")
+app.add_typer(retention_app, name="retention")
+app.add_typer(packages_app, name="packages")
+
+
+class Role(StrEnum):
+    agent = "agent"
+    compliance = "compliance"
+    admin = "admin"
+
+
+def _settings() -> Settings:
+    from dsrflow.infra.logging import configure_logging
+
+    settings = load_settings()
+    configure_logging(environment=settings.environment, level=settings.log_level,
+                      redact_patterns=settings.redact_patterns)
+    return settings
+
+
+def _fail(message: str, code: int = 1) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+@app.command()
+def up(
+    demo_saas: Annotated[bool, typer.Option(
+        "--demo-saas", help="also run the Stripe, HubSpot, Mailchimp and GA4 stand-ins and add them "
+                            "to the policy as http systems")] = False,
+) -> None:
+    """Start the whole stack (embedded PostgreSQL, Temporal, SMTP sink unless configured), the
+    worker and the API. Ctrl-C stops everything."""
+    from devstack.stack import run_up
+
+    settings = _settings()
+    if demo_saas:
+        settings = settings.model_copy(update={"demo_saas": True})
+    raise typer.Exit(asyncio.run(run_up(settings)))
+
+
+@app.command()
+def api() -> None:
+    """Run the HTTP API (REST, portal, codec endpoint)."""
+    import uvicorn
+
+    from api.app import create_app
+
+    settings = _settings()
+    refuse_unsafe_production(settings)
+    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port,
+                log_config=None, access_log=False)
+
+
+@app.command()
+def worker() -> None:
+    """Run the Temporal worker for request workflows."""
+    from workers.dsr_worker import run_worker
+
+    settings = _settings()
+    refuse_unsafe_production(settings)
+    asyncio.run(run_worker(settings))
+
+
+@app.command()
+def migrate() -> None:
+    """Apply pending database migrations."""
+    from dsrflow.infra.migrate import migrate as apply
+
+    applied = asyncio.run(apply(_settings().effective_database_url))
+    typer.echo(f"applied {', '.join(applied)}" if applied else "database is up to date")
+
+
+async def _with_pool(work):
+    """Run `work(pool)` against the app database with a one-connection pool."""
+    from dsrflow.infra.db import create_pool
+
+    pool = await create_pool(_settings().effective_database_url, min_size=1, max_size=1)
+    try:
+        return await work(pool)
+    finally:
+        await pool.close()
+
+
+@token_app.command("create")
+def token_create(
+    role: Annotated[Role, typer.Option(help="agent, compliance or admin")],
+    label: Annotated[str | None, typer.Option(help="who or what the token is for")] = None,
+) -> None:
+    """Create a staff token and print it alone on stdout (it is shown only this once)."""
+    from dsrflow.stores.staff_tokens import issue_token
+
+    _, token = asyncio.run(_with_pool(lambda pool: issue_token(pool, role.value, label, actor="cli")))
+    typer.echo(token)
+
+
+@token_app.command("list")
+def token_list(
+    all_: Annotated[bool, typer.Option("--all", help="include revoked tokens")] = False,
+) -> None:
+    """Print one line per token: id, role, created, revoked, label. Never a token itself."""
+    from dsrflow.stores.staff_tokens import list_tokens
+
+    rows = asyncio.run(_with_pool(lambda pool: list_tokens(pool, include_revoked=all_)))
+    for row in rows:
+        revoked = f"revoked {row['revoked_at']:%Y-%m-%d %H:%M}" if row["revoked_at"] else "active"
+        typer.echo(f"{row['id']}  {row['role']:<10}  created {row['created_at']:%Y-%m-%d %H:%M}  "
+                   f"{revoked:<24}  {row['label'] or ''}".rstrip())
+
+
+@token_app.command("revoke")
+def token_revoke(
+    token_id: Annotated[str, typer.Argument(help="the token's id, from `dsrflow token list`")],
+) -> None:
+    """Revoke a token at once; console sessions signed in with it end too."""
+    from dsrflow.stores.staff_tokens import revoke_token
+
+    row = asyncio.run(_with_pool(lambda pool: revoke_token(pool, token_id, actor="cli")))
+    if row is None:
+        _fail(f"token-id: no staff token {token_id!r} (see `dsrflow token list --all`)", 2)
+    typer.echo(f"revoked {row['id']} ({row['role']}) at {row['revoked_at']:%Y-%m-%d %H:%M:%S %Z}")
+
+
+@app.command()
+def deadline(
+    regime: Annotated[str, typer.Option(help="gdpr, uk_gdpr, ccpa, vcdpa, ctdpa, cpa, lgpd, pipeda")],
+    received: Annotated[str, typer.Option(help="date of receipt, YYYY-MM-DD")],
+    country: Annotated[str | None, typer.Option(
+        help="GDPR: the member state where the controller is established, whose holidays count"
+             " (default BE); never the subject's country")] = None,
+    verified: Annotated[str | None, typer.Option(help="date identity was verified, YYYY-MM-DD")] = None,
+    appeal: Annotated[bool, typer.Option(
+        help="the deadlines of an appeal of a refused request (vcdpa, ctdpa, cpa)")] = False,
+) -> None:
+    """Print the statutory deadlines of a request as JSON."""
+    from dsrflow.domain.deadlines import DeadlineError, compute_deadline
+
+    def parse(name: str, value: str | None) -> date | None:
+        if value is None:
+            return None
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            _fail(f"--{name}: expected a date as YYYY-MM-DD, got {value!r}", 2)
+        return None
+
+    try:
+        result = compute_deadline(regime, parse("received", received), country, parse("verified", verified),
+                                  appeal=appeal)
+    except DeadlineError as exc:
+        _fail(str(exc), 2)
+    typer.echo(json.dumps(result.as_json_dict(), indent=2))
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Recompute the audit chain; print `ok N events` or the first broken row (exit 1)."""
+    from dsrflow.domain.audit import verify_chain
+    from dsrflow.infra.db import connect
+
+    async def run():
+        conn = await connect(_settings().effective_database_url)
+        try:
+            return await verify_chain(conn)
+        finally:
+            await conn.close()
+
+    report = asyncio.run(run())
+    typer.echo(report.describe())
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@erasure_app.command("replay")
+def erasure_replay(
+    since: Annotated[str, typer.Option(help="re-erase what was erased on or after YYYY-MM-DD")],
+) -> None:
+    """After restoring a backup: erase again every record the ledger says was erased since the
+    date and that the restore brought back. Prints what was re-erased per system."""
+    from activities.erasure_replay import replay_erasures
+    from dsrflow.infra.db import create_pool
+    from workers.dsr_worker import activity_context
+
+    try:
+        day = date.fromisoformat(since)
+    except ValueError:
+        _fail(f"--since: expected a date as YYYY-MM-DD, got {since!r}", 2)
+
+    async def run() -> dict[str, int]:
+        settings = _settings()
+        pool = await create_pool(settings.effective_database_url, min_size=1, max_size=2)
+        try:
+            return await replay_erasures(activity_context(settings, pool), day)
+        finally:
+            await pool.close()
+
+    again = asyncio.run(run())
+    total = sum(again.values())
+    detail = ", ".join(f"{system}: {n}" for system, n in sorted(again.items()) if n)
+    typer.echo(f"re-erased {total} record(s)" + (f" ({detail})" if detail else ""))
+
+
+@retention_app.command("plan")
+def retention_plan(
+    as_of: Annotated[str | None, typer.Option(
+        "--as-of", help="judge as of the start of YYYY-MM-DD (controller's timezone); default now")] = None,
+) -> None:
+    """Print, per retention rule, what the daily retention sweep would erase (counts per system
+    and dataset, never an address). Changes nothing."""
+    from datetime import UTC, datetime, time
+    from zoneinfo import ZoneInfo
+
+    from activities.retention_plan import current_policy, describe, plan_retention
+    from dsrflow.infra.db import create_pool
+    from workers.dsr_worker import activity_context
+
+    day = None
+    if as_of is not None:
+        try:
+            day = date.fromisoformat(as_of)
+        except ValueError:
+            _fail(f"--as-of: expected a date as YYYY-MM-DD, got {as_of!r}", 2)
+
+    async def run() -> str:
+        settings = _settings()
+        pool = await create_pool(settings.effective_database_url, min_size=1, max_size=2)
+        try:
+            ctx = activity_context(settings, pool)
+            loaded = current_policy(ctx)
+            moment = (datetime.combine(day, time.min, tzinfo=ZoneInfo(loaded.policy.defaults.timezone))
+                      if day else datetime.now(UTC))
+            return describe(await plan_retention(ctx, loaded, moment), moment, loaded)
+        finally:
+            await pool.close()
+
+    from activities.connectors.base import PermanentConnectorError
+    from activities.connectors.sql import SqlSystemUnavailable
+    from policy.model import PolicyError
+
+    try:
+        text = asyncio.run(run())
+    except (PolicyError, PermanentConnectorError, SqlSystemUnavailable) as exc:
+        _fail(str(exc))
+    typer.echo(text)
+
+
+@packages_app.command("purge")
+def packages_purge(
+    yes: Annotated[bool, typer.Option("--yes", help="delete them; without it, only count")] = False,
+) -> None:
+    """Delete the package files whose download link has expired (what the hourly
+    `dsrflow-package-purge` schedule does). Without --yes, only says how many it would delete."""
+    from datetime import UTC, datetime
+
+    from dsrflow.stores.kept_copies import purge_expired
+
+    report = asyncio.run(_with_pool(lambda pool: purge_expired(pool, datetime.now(UTC), dry_run=not yes,
+                                                               actor="cli")))
+    typer.echo(report.describe(done=yes) + ("" if yes else "; run with --yes to delete them"))
+
+
+def main() -> None:
+    code: int | str | None = 0
+    try:
+        app()
+    except SystemExit as exc:
+        code = exc.code
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        code = 2
+    except (ConnectionError, socket.gaierror, asyncpg.PostgresConnectionError, asyncpg.InvalidCatalogNameError,
+            asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError) as exc:
+        # Most often the database is not running: say so in one line, not a traceback.
+        print(f"error: cannot reach the database (DSRFLOW_DATABASE_URL, or start it with "
+              f"`dsrflow up`): {exc}", file=sys.stderr)
+        code = 2
+    except KeyboardInterrupt:
+        code = 130
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code if isinstance(code, int) else 1)
+
+
+if __name__ == "__main__":
+    main()

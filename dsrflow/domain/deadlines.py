@@ -1,0 +1,223 @@
+"""Statutory response deadlines for data-subject requests, per privacy regime.
+
+Pure date arithmetic: no I/O and no reading of the clock, so the same inputs always give the same
+deadline (workflow code can call it as long as the `holidays` package version is pinned: a new
+release that adds a holiday can move a deadline).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+import holidays
+from dateutil.relativedelta import relativedelta
+
+from schemas.vocabulary import Regime
+
+
+class DeadlineError(ValueError):
+    """Bad input to the deadline calculation; the message starts with the offending argument."""
+
+
+@dataclass(frozen=True)
+class Deadline:
+    due_date: date
+    extended_due_date: date
+    acknowledge_by: date | None
+    clock_start: date
+
+    def as_json_dict(self) -> dict[str, str | None]:
+        return {
+            "due_date": self.due_date.isoformat(),
+            "extended_due_date": self.extended_due_date.isoformat(),
+            "acknowledge_by": self.acknowledge_by.isoformat() if self.acknowledge_by else None,
+        }
+
+
+# Holiday calendar (country, subdivision) each regime counts working days in. For `gdpr` it is the
+# default only: the controller's member state replaces it (see `compute_deadline`).
+_CALENDARS: dict[Regime, tuple[str, str | None]] = {
+    Regime.gdpr: ("BE", None),
+    Regime.uk_gdpr: ("GB", "ENG"),
+    Regime.ccpa: ("US", "CA"),
+    Regime.vcdpa: ("US", "VA"),
+    Regime.ctdpa: ("US", "CT"),
+    Regime.cpa: ("US", "CO"),
+    Regime.lgpd: ("BR", None),
+    Regime.pipeda: ("CA", None),
+}
+
+# EU member states plus Iceland, Liechtenstein and Norway, where the GDPR applies through the EEA
+# Agreement. The UK is deliberately absent: its requests belong to `uk_gdpr`.
+_EEA = frozenset(
+    "AT BE BG CY CZ DE DK EE ES FI FR GR HR HU IE IS IT LI LT LU LV MT NL NO PL PT RO SE SI SK".split()
+)
+
+# Regimes counted in plain calendar days: (days to respond, days including the one extension).
+_CALENDAR_DAYS: dict[Regime, tuple[int, int]] = {
+    **dict.fromkeys((Regime.ccpa, Regime.vcdpa, Regime.ctdpa, Regime.cpa), (45, 90)),
+    Regime.lgpd: (15, 15),  # the LGPD allows no extension
+    Regime.pipeda: (30, 60),
+}
+
+# Appeals of a refusal, where a US state law grants one: (days to answer from receipt of the
+# appeal, days including the one extension). VCDPA § 59.1-577(C) and CTDPA § 42-518(d): 60 days,
+# no extension; CPA § 6-1-1306(3)(b): 45 days, extendable by 60.
+_APPEAL_DAYS: dict[Regime, tuple[int, int]] = {
+    Regime.vcdpa: (60, 60),
+    Regime.ctdpa: (60, 60),
+    Regime.cpa: (45, 105),
+}
+
+# Canada's Interpretation Act s. 26 moves a time limit that ends on a holiday to the next day that
+# is not one, and s. 35 makes every Sunday a holiday (but not Saturday). The US state laws and the
+# LGPD are applied as plain calendar days: their deadline stays where it lands.
+_SUNDAY_AND_HOLIDAYS_MOVE = frozenset({Regime.pipeda})
+
+
+def default_country(regime: Regime | str) -> str:
+    return _CALENDARS[_parse_regime(regime)][0]
+
+
+def grants_appeal(regime: Regime | str) -> bool:
+    """Whether the law of `regime` lets the subject appeal a refusal to the controller."""
+    return _parse_regime(regime) in _APPEAL_DAYS
+
+
+def appeal_days(regime: Regime | str) -> int:
+    return _APPEAL_DAYS[_parse_regime(regime)][0]
+
+
+def is_working_day(day: date, country: str, subdivision: str | None = None) -> bool:
+    return day.weekday() < 5 and day not in _holidays(country.upper(), subdivision, day.year)
+
+
+def receipt_date(received_at: datetime, timezone: str) -> date:
+    """The day a request was received, as the controller counts it: its local date, not UTC's."""
+    return received_at.astimezone(ZoneInfo(timezone)).date()
+
+
+def compute_deadline(
+    regime: Regime | str,
+    received: date,
+    establishment: str | None = None,
+    verified: date | None = None,
+    *,
+    appeal: bool = False,
+) -> Deadline:
+    """Deadlines of a request received on `received` (the controller's local date).
+
+    `establishment` is the country where the controller is established, never the subject's: under
+    Reg. 1182/71 Art. 2(1) and 3(4) the public holidays that move a GDPR deadline are those of the
+    member state where the controller acts. Only `gdpr` varies by member state; the other regimes
+    have one calendar each and refuse any other country. `appeal`: the deadlines of an appeal of
+    a refused request, under a regime that grants one (`grants_appeal`).
+    """
+    reg = _parse_regime(regime)
+    _check_date("received", received)
+    if verified is not None:
+        _check_date("verified", verified)
+        if verified < received:
+            raise DeadlineError(
+                f"verified: {verified.isoformat()} is earlier than received {received.isoformat()}"
+            )
+    cal_country, subdiv = _calendar(reg, establishment)
+    if appeal:  # calendar days, like the regime's own deadline
+        if reg not in _APPEAL_DAYS:
+            raise DeadlineError(f"regime: {reg} grants no appeal to the controller")
+        days, extended_days = _APPEAL_DAYS[reg]
+        return Deadline(due_date=received + timedelta(days=days),
+                        extended_due_date=received + timedelta(days=extended_days),
+                        acknowledge_by=None, clock_start=received)
+
+    if reg in (Regime.gdpr, Regime.uk_gdpr):
+        # The ICO starts the UK clock once identity is confirmed; EU Art. 12(3) runs from receipt
+        # whatever happens afterwards, so an EU `verified` date must not buy the controller time.
+        start = max(received, verified) if reg is Regime.uk_gdpr and verified else received
+        return Deadline(
+            due_date=_roll_forward(start + relativedelta(months=1), cal_country, subdiv),
+            # "Two further months" extend the original period, so count 3 months from the start,
+            # not 2 months from a due date that may already have rolled past a weekend.
+            extended_due_date=_roll_forward(start + relativedelta(months=3), cal_country, subdiv),
+            acknowledge_by=None,
+            clock_start=start,
+        )
+
+    days, extended_days = _CALENDAR_DAYS[reg]
+    acknowledge_by = None
+    if reg is Regime.ccpa:  # CCPA regulations s. 7021(a): confirm receipt within 10 business days
+        acknowledge_by = _add_working_days(received, 10, cal_country, subdiv)
+    due, extended = received + timedelta(days=days), received + timedelta(days=extended_days)
+    if reg in _SUNDAY_AND_HOLIDAYS_MOVE:
+        due = _past_sundays_and_holidays(due, cal_country, subdiv)
+        extended = _past_sundays_and_holidays(extended, cal_country, subdiv)
+    # Verification does not pause these clocks: they always run from receipt.
+    return Deadline(
+        due_date=due,
+        extended_due_date=extended,
+        acknowledge_by=acknowledge_by,
+        clock_start=received,
+    )
+
+
+def _parse_regime(regime: Regime | str) -> Regime:
+    try:
+        return Regime(regime.strip().lower()) if isinstance(regime, str) else Regime(regime)
+    except ValueError:
+        expected = ", ".join(r.value for r in Regime)
+        raise DeadlineError(f"regime: unknown {regime!r}; expected one of {expected}") from None
+
+
+def _check_date(name: str, value: object) -> None:
+    # A datetime is a date subclass, but its time zone decides which day it is: the caller must.
+    if not isinstance(value, date) or isinstance(value, datetime):
+        raise DeadlineError(f"{name}: expected a datetime.date, got {type(value).__name__}")
+
+
+def _calendar(regime: Regime, establishment: str | None) -> tuple[str, str | None]:
+    default, subdiv = _CALENDARS[regime]
+    if establishment is None:
+        return default, subdiv
+    code = establishment.strip().upper() if isinstance(establishment, str) else establishment
+    if regime is Regime.gdpr:
+        if code not in _EEA:
+            raise DeadlineError(f"country: {establishment!r} is not an EU/EEA member state code")
+        return code, None
+    if code != default:
+        raise DeadlineError(f"country: {regime} uses the {default} calendar, got {establishment!r}")
+    return default, subdiv
+
+
+@lru_cache(maxsize=1024)
+def _holidays(country: str, subdivision: str | None, year: int) -> frozenset[date]:
+    if country not in holidays.list_supported_countries():
+        raise DeadlineError(f"country: no holiday calendar for {country!r}")
+    try:
+        return frozenset(holidays.country_holidays(country, subdiv=subdivision, years=year))
+    except NotImplementedError:
+        raise DeadlineError(f"subdivision: {subdivision!r} unknown for {country!r}") from None
+
+
+def _roll_forward(day: date, country: str, subdivision: str | None) -> date:
+    while not is_working_day(day, country, subdivision):
+        day += timedelta(days=1)
+    return day
+
+
+def _past_sundays_and_holidays(day: date, country: str, subdivision: str | None) -> date:
+    while day.weekday() == 6 or day in _holidays(country, subdivision, day.year):
+        day += timedelta(days=1)
+    return day
+
+
+def _add_working_days(start: date, count: int, country: str, subdivision: str | None) -> date:
+    # The day of receipt itself is not counted, whether or not it is a working day.
+    day = start
+    while count:
+        day += timedelta(days=1)
+        if is_working_day(day, country, subdivision):
+            count -= 1
+    return day

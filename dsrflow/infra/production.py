@@ -1,0 +1,84 @@
+"""What `DSRFLOW_ENV=production` refuses to start with.
+
+Development fills every gap for convenience: keys generated into `$DSRFLOW_HOME`, the embedded
+PostgreSQL without a password, the dev server's Web UI as the codec endpoint's CORS origin. Each of
+those is a hole on a server reachable from the internet, so the api and the worker check the
+settings first and stop with one line per problem, each naming the variable to set.
+"""
+
+from __future__ import annotations
+
+from itertools import pairwise
+from urllib.parse import urlparse
+
+from dsrflow.settings import Settings, SettingsError, decode_secret, parse_key_list
+
+# Passwords that ship as defaults (docker-compose.yml's fallbacks, the postgres image's examples)
+# or that everyone tries first.
+DEFAULT_PASSWORDS = frozenset({
+    "", "dsrflow", "postgres", "temporal", "password", "secret", "changeme", "admin", "root",
+})
+# Random 32 bytes hold ~31 distinct values; fewer than 16 is a key typed by hand or made for a
+# test (all zeros, a repeated phrase), never one drawn from a random source.
+_MIN_DISTINCT_BYTES = 16
+
+
+def _weak(key: bytes) -> bool:
+    # A constant step between bytes is the other test favourite: bytes(range(32)).
+    steps = {(later - earlier) % 256 for earlier, later in pairwise(key)}
+    return len(set(key)) < _MIN_DISTINCT_BYTES or len(steps) == 1
+
+
+def production_problems(settings: Settings) -> list[str]:
+    """One line per reason this configuration must not serve production; empty when none."""
+    problems: list[str] = []
+    if not settings.secret_key_b64:
+        problems.append("DSRFLOW_SECRET_KEY: must be set in production (base64 of 32 random "
+                        "bytes); the key generated into DSRFLOW_HOME is for development")
+    elif _weak(decode_secret(settings.secret_key_b64)):
+        problems.append("DSRFLOW_SECRET_KEY: a known test or low-entropy key; use 32 random bytes "
+                        "(openssl rand -base64 32)")
+    if not settings.encryption_keys:
+        problems.append("DSRFLOW_ENCRYPTION_KEYS: must be set in production; the demo key "
+                        "generated into DSRFLOW_HOME is for development")
+    else:
+        weak = [kid for kid, key in parse_key_list(settings.encryption_keys) if _weak(key)]
+        if weak:
+            problems.append(f"DSRFLOW_ENCRYPTION_KEYS: key {', '.join(weak)} is a known test or "
+                            "low-entropy key; use 32 random bytes (openssl rand -base64 32)")
+    if not settings.database_url:
+        problems.append("DSRFLOW_DATABASE_URL: must be set in production; the embedded "
+                        "PostgreSQL has no password")
+    elif (urlparse(settings.database_url).password or "").lower() in DEFAULT_PASSWORDS:
+        problems.append("DSRFLOW_DATABASE_URL: the database password is empty or a default "
+                        "(DSRFLOW_DB_PASSWORD in docker-compose.yml); choose a random one")
+    problems.extend(_cors_problems(settings))
+    return problems
+
+
+def _cors_problems(settings: Settings) -> list[str]:
+    # The codec endpoint trusts the Web UI's origin with the staff's cookie (api/rest/codec_endpoint.py).
+    if not settings.temporal_ui_public_url:
+        return [("DSRFLOW_TEMPORAL_UI_URL: must be set in production; the default is the dev "
+                 "server's Web UI, which would be allowed to call the codec endpoint")]
+    if urlparse(settings.temporal_ui_public_url).port == settings.temporal_ui_port:
+        return [(f"DSRFLOW_TEMPORAL_UI_URL: port {settings.temporal_ui_port} is the dev server's "
+                 "Web UI (DSRFLOW_TEMPORAL_UI_PORT); name the production UI's origin")]
+    return []
+
+
+def codec_cors_origins(settings: Settings) -> list[str]:
+    """Origins that may call the codec endpoint with credentials."""
+    if settings.environment == "production":
+        return [settings.temporal_ui_url]
+    # `dsrflow up` opens the dev server's UI as localhost as well as 127.0.0.1.
+    return [settings.temporal_ui_url, f"http://localhost:{settings.temporal_ui_port}"]
+
+
+def refuse_unsafe_production(settings: Settings) -> None:
+    """Raise SettingsError naming every problem when production settings are unsafe."""
+    if settings.environment != "production":
+        return
+    problems = production_problems(settings)
+    if problems:
+        raise SettingsError("refusing to start in production: " + "; ".join(problems))

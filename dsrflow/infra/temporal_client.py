@@ -1,0 +1,39 @@
+"""The one Temporal client factory: api, workers, CLI and tests all connect through here.
+
+Every client gets the same data converter (pydantic payloads, AES-GCM codec, encoded failure
+attributes) so nothing one process writes is unreadable, or readable in the clear, to another.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
+
+from dsrflow.crypto.payload_codec import EncryptionCodec
+from dsrflow.crypto.keys import load_keyring
+from dsrflow.settings import Settings
+
+
+def build_data_converter(keys: Sequence[tuple[str, bytes]]) -> DataConverter:
+    return dataclasses.replace(
+        pydantic_data_converter,
+        payload_codec=EncryptionCodec(keys),
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+    )
+
+
+def data_converter_for(settings: Settings) -> DataConverter:
+    return build_data_converter(load_keyring(settings))
+
+
+async def connect_client(settings: Settings, *, address: str | None = None) -> Client:
+    """Connect to Temporal with the project's data converter."""
+    return await Client.connect(
+        address or settings.effective_temporal_address,
+        namespace=settings.temporal_namespace,
+        data_converter=data_converter_for(settings),
+    )

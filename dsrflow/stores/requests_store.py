@@ -1,0 +1,137 @@
+"""Request rows in Postgres: intake (idempotent), reads, and status changes with their audit event."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import asyncpg
+
+from dsrflow.domain.audit import append_event
+from schemas.requests import NewRequest, RequestStatus
+from schemas.workflow import workflow_id_for  # noqa: F401 - re-exported for callers
+
+
+class IdempotencyConflict(Exception):
+    """An idempotency key repeated with a request that differs from the first one."""
+
+
+def _fingerprint(new: NewRequest) -> str:
+    """What makes two submissions the same request (received_at defaults to 'now' on each)."""
+    body = new.model_dump(mode="json", exclude={"received_at"} if new.received_at is None else set())
+    body["subject"]["email"] = body["subject"]["email"].lower()
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+class PolicyVersion(Protocol):
+    """What the store records of the policy a request starts under (policy.model.LoadedPolicy)."""
+
+    @property
+    def version(self) -> str: ...
+    @property
+    def content(self) -> dict: ...
+    @property
+    def default_country(self) -> str: ...
+
+
+async def record_policy_version(conn: asyncpg.Connection, loaded: PolicyVersion) -> None:
+    await conn.execute(
+        "INSERT INTO policy_versions (version, content) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        loaded.version, loaded.content,
+    )
+
+
+async def create_request(
+    pool: asyncpg.Pool,
+    new: NewRequest,
+    *,
+    loaded_policy: PolicyVersion,
+    actor: str,
+    idempotency_key: str | None,
+    origin: str = "staff",
+    extra_details: dict[str, Any] | None = None,
+) -> tuple[dict[str, Any], bool]:
+    """Store a new request; return (row, created).
+
+    A repeated idempotency key (per origin: staff and subjects never share keys) returns the first
+    request; the same key with a different request is refused with IdempotencyConflict.
+    `extra_details` are stored beside the request's own details (a retention request records its
+    rule and whether the subject is told).
+    """
+    if idempotency_key:
+        key = f"{origin}:header:{idempotency_key}"
+    elif new.client_request_id:
+        key = f"{origin}:client:{new.client_request_id}"
+    else:
+        key = None
+    fingerprint = _fingerprint(new)
+    request_id = str(uuid.uuid4())
+    received = new.received_at or datetime.now(UTC)
+    status = (
+        RequestStatus.in_progress if new.identity_attested else RequestStatus.awaiting_verification
+    )
+    async with pool.acquire() as conn, conn.transaction():
+        await record_policy_version(conn, loaded_policy)
+        row = await conn.fetchrow(
+            """INSERT INTO dsr_requests
+                 (id, idempotency_key, intake_fingerprint, request_type, regime, country, channel, origin,
+                  subject_email, subject_name, customer_id, details, received_at, status,
+                  attested_by, policy_version)
+               VALUES ($1,$2,$16,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)
+               ON CONFLICT (idempotency_key) DO NOTHING
+               RETURNING *""",
+            request_id, key, new.type.value, new.regime.value,
+            new.country or loaded_policy.default_country, new.channel.value, origin,
+            str(new.subject.email), new.subject.name, new.subject.customer_id,
+            {**new.details(), **(extra_details or {})},
+            received, status.value, actor if new.identity_attested else None, loaded_policy.version,
+            fingerprint,
+        )
+        if row is None:
+            existing = await conn.fetchrow("SELECT * FROM dsr_requests WHERE idempotency_key = $1", key)
+            if existing["intake_fingerprint"] != fingerprint:
+                raise IdempotencyConflict(
+                    "this idempotency key was already used for a different request"
+                )
+            return dict(existing), False
+        await append_event(
+            conn, event_key=f"{request_id}:created", request_id=request_id,
+            event_type="request.created", actor=actor,
+            data={"type": new.type.value, "regime": new.regime.value, "channel": new.channel.value,
+                  "attested": new.identity_attested, "policy_version": loaded_policy.version},
+        )
+        return dict(row), True
+
+
+async def get_request(conn: asyncpg.Connection | asyncpg.Pool, request_id: str) -> dict[str, Any] | None:
+    try:
+        uuid.UUID(request_id)
+    except ValueError:
+        return None
+    row = await conn.fetchrow("SELECT * FROM dsr_requests WHERE id = $1", request_id)
+    return dict(row) if row else None
+
+
+async def set_status(
+    conn: asyncpg.Connection,
+    request_id: str,
+    status: RequestStatus,
+    *,
+    event_key: str,
+    actor: str,
+    data: dict[str, Any] | None = None,
+) -> None:
+    async with conn.transaction():
+        await conn.execute(
+            """UPDATE dsr_requests SET status = $2, updated_at = now(),
+                   closed_at = CASE WHEN $3 THEN coalesce(closed_at, now()) ELSE NULL END
+               WHERE id = $1""",
+            request_id, status.value, status.is_closed,
+        )
+        await append_event(
+            conn, event_key=event_key, request_id=request_id, event_type=f"status.{status.value}",
+            actor=actor, data=data or {},
+        )

@@ -1,0 +1,177 @@
+"""The systems that hold personal data, as the policy declares them: each system's connector and
+configuration, its datasets (tables), and each column's category, origin, erasure rule and whether a
+correction may change it (Art. 16, with the checks a correction must pass)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, model_validator
+
+from policy.disclosure import ORIGINS, Origin
+from policy.http_model import HttpConfig
+from policy.keeping import DatasetHold
+from policy.rectification import Rectifiable
+from policy.strict import IDENT, StrictModel
+from schemas.vocabulary import ConnectorKind
+
+
+class FieldRule(StrictModel):
+    """One column: its category, where it comes from, how erasure treats it."""
+
+    category: str
+    origin: Origin | None = None  # default: the dataset's
+    erase: Literal["null", "hash", "fixed", "keep"] = "null"
+    value: str | int | None = None  # for erase: fixed
+    identity: Literal["email", "name", "customer_id"] | None = None
+    # Kept in a record held under a statutory obligation (the fields the obligation needs);
+    # every other field is erased by its rule when the record is minimised.
+    held: bool = False
+    # Art. 16: set only on columns a correction may change (policy/rectification.py).
+    rectifiable: Rectifiable | None = None
+
+    @model_validator(mode="after")
+    def _fixed_has_value(self):
+        if self.erase == "fixed" and self.value is None:
+            raise ValueError("erase: fixed needs a value")
+        return self
+
+
+class Reference(StrictModel):
+    """Rows of this dataset belong to the subject through a parent dataset's rows."""
+
+    dataset: str
+    column: str  # the foreign-key column in this dataset
+    parent_column: str | None = None  # the parent's column it points at; default the parent's key
+
+
+class Dataset(StrictModel):
+    name: str = Field(pattern=IDENT)
+    table: str = Field(pattern=IDENT)
+    key: str = Field("id", pattern=IDENT)
+    identify: dict[Literal["email", "customer_id", "name"], str] = Field(default_factory=dict)
+    via: Reference | None = None
+    erasure: Literal["delete", "anonymise"] = "delete"
+    restricted_column: str | None = Field(None, pattern=IDENT)
+    # Column updates that carry out an objection, per scope, e.g.
+    # {direct_marketing: {marketing_opt_in: false}}.
+    objection_updates: dict[Literal["direct_marketing", "profiling", "legitimate_interest"], dict[str, Any]] = Field(
+        default_factory=dict
+    )
+    # Where the columns come from, unless a column says otherwise (`fields.<column>.origin`).
+    origin: Origin | None = None
+    fields: dict[str, FieldRule]
+    hold: DatasetHold | None = None
+
+    @model_validator(mode="after")
+    def _found_somehow(self):
+        if not self.identify and self.via is None:
+            raise ValueError("needs `identify` (subject identity -> column) or `via` (a parent dataset)")
+        for column in [*self.identify.values(), *self.fields]:
+            if not re.fullmatch(IDENT, column):
+                raise ValueError(f"{column!r} is not a plain column name")
+        for column, rule in self.fields.items():
+            if rule.origin is None and self.origin is None:
+                raise ValueError(f"fields.{column}.origin: dataset {self.name!r} sets no origin, so the "
+                                 f"column needs one of {', '.join(ORIGINS)}")
+        check_rectifiable(self)
+        return self
+
+    def origin_of(self, column: str) -> Origin:
+        origin = self.fields[column].origin or self.origin
+        assert origin is not None  # checked at load
+        return origin
+
+
+class System(StrictModel):
+    """A system holding personal data and how to reach it."""
+
+    label: str
+    connector: ConnectorKind
+    config: dict[str, Any] = Field(default_factory=dict)
+    recipient: str | None = None  # the Recipient this system is, for Art. 19 notices
+    datasets: list[Dataset] = Field(default_factory=list)
+    # Async processors: how long to wait for completion before the task needs attention.
+    completion_timeout_days: int = Field(14, ge=1)
+
+    @model_validator(mode="after")
+    def _datasets(self):
+        names = [d.name for d in self.datasets]
+        if len(set(names)) != len(names):
+            raise ValueError("dataset names must be unique within a system")
+        for dataset in self.datasets:
+            if dataset.via and dataset.via.dataset not in names:
+                raise ValueError(f"dataset {dataset.name!r} refers to unknown dataset {dataset.via.dataset!r}")
+        if self.connector == "sql" and not self.datasets:
+            raise ValueError("a sql system needs datasets")
+        if self.connector == "http":
+            self.http_config()
+        if self.connector == "opendsr":
+            marked = {"config.origin": self.config.get("origin"),
+                      **{f"config.origins.{d}": o for d, o in (self.config.get("origins") or {}).items()}}
+            for where, origin in marked.items():
+                if origin is not None and origin not in ORIGINS:
+                    raise ValueError(f"{where}: {origin!r} is not an origin ({', '.join(ORIGINS)})")
+        return self
+
+    def http_config(self) -> HttpConfig:
+        """An http system's configuration, validated (unknown fields and bad templates fail here,
+        naming their path under `config`)."""
+        if "file" in self.config:
+            raise ValueError("config.file: load the policy with load_policy, which inlines the file")
+        try:
+            return HttpConfig.model_validate(self.config)
+        except ValidationError as exc:
+            raise ValueError("; ".join(
+                f"config.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())) from None
+
+
+def check_rectifiable(dataset: Dataset) -> None:
+    """At policy load: a key or link column is never rectifiable; an identity or held one only
+    with a reason. The message names the column."""
+    protected = {dataset.key: "the dataset's key"}
+    if dataset.via:
+        protected[dataset.via.column] = f"the column linking rows to dataset {dataset.via.dataset!r}"
+    identities = set(dataset.identify.values())
+    for column, rule in dataset.fields.items():
+        if rule.rectifiable is None:
+            continue
+        if column in protected:
+            raise ValueError(f"fields.{column}.rectifiable: {column!r} is {protected[column]}; it can never "
+                             f"be rectified (records would move to another subject)")
+        sensitive = ("an identity column" if rule.identity or column in identities
+                     else "kept under a statutory hold" if rule.held else None)
+        if sensitive and not rule.rectifiable.why:
+            raise ValueError(f"fields.{column}.rectifiable: {column!r} is {sensitive}; declare it rectifiable "
+                             f"only with `why` (the reason correcting it is safe)")
+
+
+def columns_for(dataset: Dataset, key: str) -> list[tuple[str, FieldRule]]:
+    """The rectifiable columns a correction key sets in this dataset: the column of that name, or
+    every column declaring that identity (`name` sets each column holding the subject's name)."""
+    return [(column, rule) for column, rule in dataset.fields.items()
+            if rule.rectifiable is not None and (column == key or rule.identity == key)]
+
+
+def correction_problems(systems: Iterable[System], corrections: Mapping[str, str]) -> dict[str, str]:
+    """`corrections.<key>` -> what is wrong, for every correction the policy does not allow as
+    given: a key no rectifiable column answers to, or a value some column it sets refuses."""
+    datasets = [d for system in systems for d in system.datasets]
+    allowed = sorted({name for d in datasets for column, rule in d.fields.items() if rule.rectifiable
+                      for name in (column, rule.identity) if name})
+    problems: dict[str, str] = {}
+    for key, value in corrections.items():
+        columns = [rule for d in datasets for _, rule in columns_for(d, key)]
+        if not columns:
+            problems[f"corrections.{key[:63]}"] = (
+                "is not something we can correct on request; ask for: " + ", ".join(allowed)
+                if allowed else "nothing can be corrected on request here")
+            continue
+        for rule in columns:
+            assert rule.rectifiable is not None
+            if problem := rule.rectifiable.problem(value):
+                problems[f"corrections.{key}"] = problem
+                break
+    return problems

@@ -1,0 +1,64 @@
+"""The product's vocabularies, each defined once and imported wherever it is used: privacy regimes,
+letter purposes, staff-alert kinds and connector kinds. (Request types, statuses and denial reasons
+live beside the request they describe, in schemas/requests.py.)"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from enum import StrEnum
+
+
+class Regime(StrEnum):
+    gdpr = "gdpr"
+    uk_gdpr = "uk_gdpr"
+    ccpa = "ccpa"
+    vcdpa = "vcdpa"
+    ctdpa = "ctdpa"
+    cpa = "cpa"
+    lgpd = "lgpd"
+    pipeda = "pipeda"
+
+
+class LetterPurpose(StrEnum):
+    acknowledgement = "acknowledgement"
+    verification = "verification"
+    reminder = "reminder"
+    extension = "extension"
+    response = "response"
+    denial = "denial"
+    closed_unverified = "closed_unverified"
+    cancellation = "cancellation"
+    restriction_lift = "restriction_lift"
+    staff_alert = "staff_alert"
+
+
+#: Every letter purpose, in the order letters are usually sent.
+PURPOSES: tuple[str, ...] = tuple(LetterPurpose)
+#: Purposes whose letter goes to the data subject (the rest go to staff).
+SUBJECT_PURPOSES: tuple[str, ...] = tuple(p for p in PURPOSES if p != LetterPurpose.staff_alert)
+
+
+class ConnectorKind(StrEnum):
+    """How dsrflow reaches a system that holds personal data (one module each under
+    activities/connectors/)."""
+
+    sql = "sql"
+    opendsr = "opendsr"
+    http = "http"
+    manual_email = "manual_email"
+
+
+# Staff alerts: a warning N days before the due date (one per policy `deadline_warnings_days` entry),
+# the deadline passed, or a step that needs a person.
+ALERT_OVERDUE = "overdue"
+ALERT_NEEDS_ATTENTION = "needs_attention"
+
+
+def warning_alert_kind(days: int) -> str:
+    """The alert kind of the warning sent `days` before the due date (0: the deadline passed)."""
+    return f"due_in_{days}_days" if days else ALERT_OVERDUE
+
+
+def staff_alert_kinds(warning_days: Iterable[int]) -> tuple[str, ...]:
+    """The staff alerts a policy can cause: one warning per `deadline_warnings_days` entry."""
+    return (*(warning_alert_kind(days) for days in warning_days), ALERT_OVERDUE, ALERT_NEEDS_ATTENTION)
