@@ -3,12 +3,12 @@ how far it got, and record each system's result as evidence."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
-from collections.abc import Awaitable, Callable
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -29,9 +29,9 @@ from activities.context import ActivityContext
 from activities.heartbeat import heartbeating
 from activities.ledger import write_ledger
 from activities.task_outcomes import did_nothing, load_outcome, save_outcome
+from dsrflow.crypto.hashing import keyed_hash
 from dsrflow.domain.audit import append_event
 from dsrflow.infra.failpoints import failpoint
-from dsrflow.crypto.hashing import keyed_hash
 from dsrflow.stores.holds_store import active_holds_for, subject_hash
 from dsrflow.stores.requests_store import get_request
 from schemas.workflow import Plan, StartRequest, SystemTask, TaskInput, TaskRecord, TaskResult

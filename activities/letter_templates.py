@@ -16,7 +16,7 @@ name or e-mail: it is rendered without ``subject`` in its context at all.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -26,10 +26,10 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from jinja2.exceptions import UndefinedError
 from jinja2.runtime import Undefined
 
-from schemas.plain_text import one_line
 from policy.model import Policy
+from schemas.plain_text import one_line
 from schemas.requests import DenialReason
-from schemas.vocabulary import PURPOSES, SUBJECT_PURPOSES, staff_alert_kinds
+from schemas.vocabulary import PURPOSES, staff_alert_kinds
 
 __all__ = [
     "REQUIRED_CONTEXT",

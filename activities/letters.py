@@ -24,9 +24,9 @@ from activities.letter_templates import render_letter
 from activities.outbox import Sent, send_once
 from activities.processor_exports import missing_reasons
 from activities.restrictions import lift_letter_context
+from dsrflow.crypto.hashing import keyed_hash, token_hash
 from dsrflow.domain.audit import append_event
 from dsrflow.domain.deadlines import appeal_days, receipt_date
-from dsrflow.crypto.hashing import keyed_hash, token_hash
 from dsrflow.stores.requests_store import get_request
 from policy.model import Policy
 from schemas.workflow import LetterJob, LetterReceipt, TaskResult

@@ -22,20 +22,26 @@ from typing import IO, Any
 
 from temporalio import activity
 
-from activities.context import ActivityContext
 from activities.connectors.base import AccessRecord, PartOpener, PermanentConnectorError, Subject
+from activities.context import ActivityContext
 from activities.fanout import open_connector, store_task_result, subject_of
 from activities.heartbeat import heartbeating
 from activities.letters import deliver_letter
 from activities.package_summary import part_files, render_summary
-from activities.processor_exports import ProcessorFiles, listed_files, missing_reasons, processor_files, write_processor_files
-from dsrflow.domain.audit import append_event
+from activities.processor_exports import (
+    ProcessorFiles,
+    listed_files,
+    missing_reasons,
+    processor_files,
+    write_processor_files,
+)
 from dsrflow.crypto.filecrypt import EncryptedWriter, decrypt_chunks, file_key
+from dsrflow.domain.audit import append_event
 from dsrflow.stores.holds_store import subject_hash
-from schemas.plain_text import csv_cell
 from dsrflow.stores.requests_store import get_request
 from policy.disclosure import PORTABLE_ORIGINS, Origin
 from policy.model import Policy
+from schemas.plain_text import csv_cell
 from schemas.workflow import LetterJob, PackageInfo, Plan, TaskResult
 
 _SPOOL_IN_MEMORY = 256 * 1024  # per (system, dataset, category); beyond it, spill to disk

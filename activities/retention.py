@@ -41,13 +41,13 @@ from activities.retention_plan import (  # noqa: F401 - plan_retention re-export
     sql_connector,
 )
 from dsrflow.domain.audit import append_event
+from dsrflow.domain.request_start import start_request_workflow
 from dsrflow.stores.holds_store import subject_hash
 from dsrflow.stores.requests_store import (
     IdempotencyConflict,
     create_request,
     record_policy_version,
 )
-from dsrflow.domain.request_start import start_request_workflow
 from policy.model import LoadedPolicy
 from policy.systems import Dataset
 from schemas.requests import (

@@ -160,7 +160,7 @@ def table(result: dict[str, Any]) -> str:
     lines = ["  ".join(name.rjust(width) for name, width in _COLUMNS)]
     rows = [*result["faults"], {**result, "fault": "all requests"}]
     for row in rows:
-        lines.append("  ".join(cell.rjust(width) for cell, (_, width) in zip(_cells(row), _COLUMNS)))
+        lines.append("  ".join(cell.rjust(width) for cell, (_, width) in zip(_cells(row), _COLUMNS, strict=True)))
     lines += [
         (f"drain after the last fault: {result['drain_after_last_fault_s']} s; p95 latency "
          f"{result['p95_latency_s']} s vs fault-free {result['fault_free_p95_latency_s']} s "

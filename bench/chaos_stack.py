@@ -41,9 +41,9 @@ from devstack.stack import APP_DATABASE, Stack
 from devstack.temporal_server import TemporalDevServer
 from dsrflow.infra.db import connect, create_pool, with_database
 from dsrflow.infra.migrate import migrate
+from dsrflow.infra.temporal_client import connect_client
 from dsrflow.settings import load_settings
 from dsrflow.stores.staff_tokens import create_token
-from dsrflow.infra.temporal_client import connect_client
 from workers.schedules import SCHEDULE_IDS
 
 DEMO_DATABASES = (*SQL_SYSTEMS, "email_marketing")

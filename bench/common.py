@@ -31,8 +31,8 @@ from api.auth import create_token
 from devstack.processes import free_port
 from devstack.stack import Stack
 from dsrflow.infra.db import create_pool
-from dsrflow.settings import Settings, load_settings
 from dsrflow.infra.temporal_client import connect_client
+from dsrflow.settings import Settings, load_settings
 from policy.model import DEFAULT_POLICY
 
 RESULTS = Path(__file__).with_name("results")

@@ -31,8 +31,8 @@ from devstack.postgres import EmbeddedPostgres
 from devstack.processes import free_port
 from dsrflow.infra.db import create_pool
 from dsrflow.infra.migrate import migrate
-from dsrflow.stores.requests_store import create_request
 from dsrflow.settings import load_settings
+from dsrflow.stores.requests_store import create_request
 from policy.model import load_policy
 from schemas.requests import NewRequest
 from schemas.workflow import Plan, StartRequest

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import asyncpg
 
+from api.read_models.request_queries import RequestFilters, list_requests, queue_cursor
 from devstack.postgres import EmbeddedPostgres
 from devstack.processes import free_port
 from dsrflow.infra.db import create_pool
 from dsrflow.infra.migrate import migrate
-from api.read_models.request_queries import RequestFilters, list_requests, queue_cursor
 
 
 async def seed_queue(pool: asyncpg.Pool, rows: int, today: date, *, open_every: int = 4) -> None:

@@ -21,7 +21,14 @@ from typing import Any
 import psutil
 
 from bench.common import (
-    BenchStack, arguments, embedded_stack, load_1min, median, p95, profiled, write_result,
+    BenchStack,
+    arguments,
+    embedded_stack,
+    load_1min,
+    median,
+    p95,
+    profiled,
+    write_result,
 )
 from bench.queue_listing import seed_queue
 

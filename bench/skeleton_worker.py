@@ -12,8 +12,8 @@ import signal
 from temporalio.worker import Worker
 
 from bench.skeleton import ACTIVITIES, TASK_QUEUE, SkeletonWorkflow
-from dsrflow.settings import load_settings
 from dsrflow.infra.temporal_client import connect_client
+from dsrflow.settings import load_settings
 from workers.dsr_worker import WORKER_TUNING
 
 

@@ -20,7 +20,13 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 
 from bench.common import (
-    BenchStack, arguments, embedded_stack, load_1min, median, profiled, write_result,
+    BenchStack,
+    arguments,
+    embedded_stack,
+    load_1min,
+    median,
+    profiled,
+    write_result,
 )
 from bench.skeleton import TASK_QUEUE, Shape, SkeletonWorkflow
 from devstack.demo.subjects import demo_subjects
@@ -116,14 +122,14 @@ async def main(requests: int, runs: int, results: Path, profile: Path | None) ->
                 batch = [emails[(3 + run * requests + i) % len(emails)] for i in range(requests)]
                 load = load_1min()
 
-                async def real_half() -> tuple[float, dict[str, float]]:
+                async def real_half(run: int = run, batch: list[str] = batch) -> tuple[float, dict[str, float]]:
                     cpu = bench.cpu_seconds()
                     with profiled({"worker": bench.pid("worker"), "api": bench.pid("api")}, profile,
                                   f"b1-real-{run + 1}"):
                         seconds = await erasures(bench, batch)
                     return seconds, _per_request(cpu, bench.cpu_seconds(), requests)
 
-                async def skeleton_half() -> tuple[float, dict[str, float]]:
+                async def skeleton_half(run: int = run) -> tuple[float, dict[str, float]]:
                     cpu = bench.cpu_seconds()
                     with profiled({"worker": skeleton_worker.pid}, profile, f"b1-skeleton-{run + 1}"):
                         seconds = await _skeletons(bench.client, real_shape, requests, str(run))

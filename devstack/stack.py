@@ -27,8 +27,8 @@ from devstack.saas.policy import write_demo_saas_policy
 from devstack.smtp_sink import MailSink
 from devstack.supervisor import EssentialProcess, RestartingProcess
 from devstack.temporal_server import TemporalDevServer
-from dsrflow.infra.db import with_database
 from dsrflow.crypto.keys import load_keyring
+from dsrflow.infra.db import with_database
 from dsrflow.infra.migrate import migrate
 from dsrflow.settings import Settings
 from policy.model import DEFAULT_POLICY

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import yaml
 from jinja2 import StrictUndefined, TemplateSyntaxError
@@ -22,7 +22,6 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from policy.disclosure import Origin
 from policy.strict import IDENT, StrictModel
-
 
 _ENV_NAME = r"^[A-Z][A-Z0-9_]*$"
 _syntax = ImmutableSandboxedEnvironment(undefined=StrictUndefined)

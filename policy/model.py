@@ -6,7 +6,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import (
@@ -19,16 +19,16 @@ from pydantic import (
     model_validator,
 )
 
-from schemas.vocabulary import ConnectorKind, Regime
+from policy.disclosure import AutomatedDecisions, Profiling
 from policy.exports import ProcessorExports
-from policy.disclosure import ORIGINS, AutomatedDecisions, Origin, Profiling
-from policy.http_model import inline_http_files
-from policy.keeping import DatasetHold, RetentionRule, StatutoryHold
-from policy.systems import System
+from policy.http_model import HttpConfig, inline_http_files
+from policy.keeping import RetentionRule, StatutoryHold
 from policy.remedies import Authority, Remedies
 from policy.restriction import RestrictionPolicy
 from policy.strict import IDENT, StrictModel
+from policy.systems import System
 from schemas.requests import RequestType
+from schemas.vocabulary import Regime
 
 DEFAULT_POLICY = Path(__file__).with_name("connexeon.yaml")
 

@@ -11,13 +11,11 @@ who the records belong to or what an accounting document says.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pydantic import Field
 
 from policy.strict import StrictModel
-
 
 # Control characters (a CR/LF in a name would end up in letters and mail headers).
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")

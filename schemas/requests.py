@@ -10,8 +10,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator, model_validator
 
-from schemas.vocabulary import Regime
 from schemas.plain_text import OneLine
+from schemas.vocabulary import Regime
 
 __all__ = [
     "Channel", "DenialReason", "NewRequest", "ObjectionScope", "PublicNewRequest", "Regime",

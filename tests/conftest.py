@@ -23,12 +23,12 @@ from temporalio.testing import WorkflowEnvironment
 from devstack.postgres import EmbeddedPostgres
 from devstack.processes import find_binary, free_port
 from devstack.smtp_sink import MailSink
-from dsrflow.infra.db import create_pool
 from dsrflow.crypto.keys import load_keyring
+from dsrflow.infra.db import create_pool
 from dsrflow.infra.logging import configure_logging
 from dsrflow.infra.migrate import migrate
-from dsrflow.settings import Settings
 from dsrflow.infra.temporal_client import build_data_converter
+from dsrflow.settings import Settings
 from policy.model import DEFAULT_POLICY
 from tests.sql_demo import systems, template  # noqa: F401 (fixtures for the sql connector's tests)
 from workflows.search_attributes import SEARCH_ATTRIBUTES

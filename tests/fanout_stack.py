@@ -15,13 +15,13 @@ import httpx
 import uvicorn
 import yaml
 
+from activities.connectors.opendsr_signature import generate_processor_identity
 from api.app import create_app
 from devstack.demo.email_marketing import BASE_PATH, create_email_marketing_app
 from devstack.demo.email_marketing_db import ensure_email_marketing_database
 from devstack.demo.sql_systems import SQL_SYSTEMS, ensure_demo_databases
 from devstack.postgres import EmbeddedPostgres
 from devstack.processes import free_port
-from activities.connectors.opendsr_signature import generate_processor_identity
 from dsrflow.settings import Settings
 from policy.model import DEFAULT_POLICY, LoadedPolicy, load_policy
 

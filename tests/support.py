@@ -23,9 +23,9 @@ from activities.packages import _write_csv, _write_json
 from api.app import create_app
 from api.auth import create_token
 from devstack.smtp_sink import MailSink, read_mailbox
-from dsrflow.stores.holds_store import place_hold
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.settings import Settings
+from dsrflow.stores.holds_store import place_hold
 from workers.schedules import SCHEDULE_IDS
 
 

@@ -16,21 +16,22 @@ from dataclasses import dataclass
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, settings as hypothesis_settings
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.config import SchemathesisConfig
 
 from api.app import create_app
+from api.read_models.request_queries import RequestSummary
 from api.rest.events import AuditEvent
 from api.rest.openapi_examples import NEW_REQUEST
 from devstack.processes import free_port
 from dsrflow.infra.db import create_pool
-from api.read_models.request_queries import RequestSummary
+from dsrflow.infra.temporal_client import connect_client
 from dsrflow.settings import Settings
 from dsrflow.stores.staff_tokens import issue_token
-from dsrflow.infra.temporal_client import connect_client
-from tests.fanout_stack import serve
 from schemas.requests import NewRequest
+from tests.fanout_stack import serve
 from workers.dsr_worker import build_worker
 
 # Each operation gets its schema examples and this many generated calls, valid and invalid. The

@@ -12,8 +12,8 @@ import pytest
 import yaml
 from temporalio.worker import Replayer
 
-from dsrflow.infra.temporal_client import build_data_converter
 from dsrflow.crypto.keys import load_keyring
+from dsrflow.infra.temporal_client import build_data_converter
 from schemas.workflow import workflow_id_for
 from tests.support import assert_problem, letters_for, served, staff_headers, wait_for_letter
 from workflows.dsr import DataSubjectRequestWorkflow

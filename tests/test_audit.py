@@ -16,8 +16,8 @@ from dsrflow.domain.audit import append_event
 from dsrflow.infra.db import connect, create_pool
 from tests.conftest import make_database
 from tests.support import api_client, staff_headers, wait_for_letter
-from workflows.dsr import DataSubjectRequestWorkflow
 from workers.dsr_worker import build_worker
+from workflows.dsr import DataSubjectRequestWorkflow
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -170,7 +170,9 @@ def test_postgres_creates_the_app_and_temporal_databases(compose: dict) -> None:
         assert f"CREATE DATABASE {database} OWNER {temporal_env['POSTGRES_USER']}" in init
     # The passwords the init script gives the roles are the ones the clients use, defaulted or not.
     for chosen in (OPERATOR_ENV, {**OPERATOR_ENV, "DSRFLOW_DB_PASSWORD": "app-pw", "TEMPORAL_DB_PASSWORD": "wf-pw"}):
-        resolve = lambda value: interpolate(value, chosen)
+        def resolve(value: str, chosen: dict = chosen) -> str:
+            return interpolate(value, chosen)
+
         postgres_env = {k: resolve(v) for k, v in environment(compose["services"]["postgres"]).items()}
         app_url = urlparse(resolve(compose["x-dsrflow-env"]["DSRFLOW_DATABASE_URL"]))
         assert app_url.password == postgres_env["DSRFLOW_DB_PASSWORD"]
@@ -226,13 +228,13 @@ def registered_search_attributes(compose: dict) -> dict[str, str]:
         words = shlex.split(line)
         if words[:4] != ["temporal", "operator", "search-attribute", "create"]:
             continue
-        options = list(zip(words[4::2], words[5::2]))
+        options = list(zip(words[4::2], words[5::2], strict=False))
         assert dict(options).get("--address") == compose["x-dsrflow-env"]["TEMPORAL_ADDRESS"]
         names = [value for flag, value in options if flag == "--name"]
         types = [value for flag, value in options if flag == "--type"]
         # The CLI pairs each --name with the --type after it; an unpaired name is silently dropped.
         assert len(names) == len(types), line
-        registered.update(zip(names, types))
+        registered.update(zip(names, types, strict=True))
     return registered
 
 

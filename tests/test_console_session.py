@@ -6,11 +6,10 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import date, timedelta
+from typing import Annotated
 
 import httpx
 import pytest
-from typing import Annotated
-
 from fastapi import Form, Request
 
 from api.app import create_app

@@ -14,8 +14,8 @@ from api.read_models.dashboard_queries import (
     open_by_due_week,
     requests_per_month,
 )
-from dsrflow.infra.db import create_pool
 from api.read_models.svg import bar_chart, line_chart, nice_ticks
+from dsrflow.infra.db import create_pool
 from tests.conftest import make_database
 
 TODAY = date(2026, 6, 17)  # a Wednesday

@@ -9,10 +9,10 @@ import uuid
 
 import pytest
 
-from dsrflow.domain.audit import append_event
-from dsrflow.infra.db import connect, create_pool
 from api.read_models.evidence import assemble_evidence
 from dsrflow.crypto.keys import load_secret_key
+from dsrflow.domain.audit import append_event
+from dsrflow.infra.db import connect, create_pool
 from dsrflow.stores.requests_store import create_request
 from policy.model import load_policy
 from schemas.requests import NewRequest

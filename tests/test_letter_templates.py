@@ -24,7 +24,6 @@ from activities.letter_templates import (
     longdatetime,
     render_letter,
 )
-from schemas.vocabulary import PURPOSES, SUBJECT_PURPOSES, staff_alert_kinds
 from activities.letters import (
     DENIAL_LABELS,
     TYPE_LABELS,
@@ -34,8 +33,8 @@ from activities.letters import (
     remedies_context,
 )
 from activities.restrictions import GROUND_LABELS
-from schemas.vocabulary import Regime
 from policy.model import load_policy
+from schemas.vocabulary import PURPOSES, SUBJECT_PURPOSES, Regime, staff_alert_kinds
 
 REQUEST_ID = "3f2b8c1e-9a4d-4e6f-8b2a-1c5d7e9f0a12"
 EVIL_NAME = '<script>alert("x")</script>'

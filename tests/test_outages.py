@@ -17,8 +17,8 @@ from temporalio.testing import WorkflowEnvironment
 from api.outages import unavailable_component
 from devstack.postgres import EmbeddedPostgres
 from devstack.processes import find_binary, free_port
-from dsrflow.infra.db import create_pool
 from dsrflow.crypto.keys import load_keyring
+from dsrflow.infra.db import create_pool
 from dsrflow.infra.temporal_client import build_data_converter
 from tests.conftest import make_database, running_postgres
 from tests.support import (

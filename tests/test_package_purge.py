@@ -13,8 +13,8 @@ import sys
 import uuid
 from pathlib import Path
 
-from dsrflow.stores.export_store import export_writer
 from dsrflow.crypto.keys import load_secret_key
+from dsrflow.stores.export_store import export_writer
 from schemas.copies import PurgeInput, PurgeReport
 from schemas.workflow import workflow_id_for
 from tests.support import (

@@ -88,7 +88,7 @@ async def test_unverified_submissions_do_not_spend_the_subjects_allowance(settin
     async with build_worker(dev_server.client, settings, pool, task_queue=task_queue), \
             app_clients(settings, dev_server.client, task_queue, rate_submit_per_email="1/hour") as call_from:
         attacker = [unique_ip() for _ in range(3)]
-        for ip, spelled in zip(attacker, (email, email.upper(), email)):
+        for ip, spelled in zip(attacker, (email, email.upper(), email), strict=True):
             r = await call_from(ip).post("/v1/public/requests", json={"type": "erasure", "email": spelled})
             assert r.status_code == 202, r.text
 

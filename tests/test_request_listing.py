@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from api.read_models.request_queries import RequestFilters, queue_cursor, queue_query
 from bench.queue_listing import seed_queue
 from dsrflow.infra.db import create_pool
-from api.read_models.request_queries import RequestFilters, queue_cursor, queue_query
 from tests.conftest import make_database
 from tests.support import api_client, assert_problem, staff_headers
 
@@ -84,7 +84,7 @@ async def all_pages(http, params: dict, limit: int) -> list[list[str]]:
 async def test_queue_is_ordered_by_due_date_then_id_across_pages(http, queue_db):
     dues = [5, 1, 1, 3, None, -2, 10, 1]
     ids = [await seed(queue_db, due=d) for d in dues]
-    expected = [i for _, i in sorted(zip([d if d is not None else 10**6 for d in dues], ids))]
+    expected = [i for _, i in sorted(zip([d if d is not None else 10**6 for d in dues], ids, strict=True))]
 
     pages = await all_pages(http, {}, limit=3)
 

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 from tests.support import api_client, staff_headers, wait_for_letter
-from workflows.dsr import DataSubjectRequestWorkflow
 from workers.dsr_worker import build_worker
+from workflows.dsr import DataSubjectRequestWorkflow
 
 
 async def test_attested_erasure_completes(settings, pool, dev_server, mail_sink, task_queue):

@@ -78,15 +78,15 @@ async def test_formulas_in_a_subjects_data_do_not_run_when_the_csv_is_opened(sys
     records, copied = await _both(systems, "crm", ADA)
     data, rows = copied[("crm", "contacts", "account")]
     header, first = rows[0], rows[1]
-    cell = dict(zip(header, first))
+    cell = dict(zip(header, first, strict=True))
     assert cell["first_name"] == "'" + attack
     assert cell["last_name"] == "'@SUM(1+1)"
     assert cell["phone"] == "'+32 470 12 34 56"
     assert data[0]["first_name"] == attack and data[0]["last_name"] == "@SUM(1+1)"
-    notes = [dict(zip(part_rows[0], r))["notes"] for _, part_rows in copied.values() for r in part_rows[1:]
+    notes = [dict(zip(part_rows[0], r, strict=True))["notes"] for _, part_rows in copied.values() for r in part_rows[1:]
              if "notes" in part_rows[0]]
     assert notes and all(n.startswith("'\t-2+3") for n in notes if n)
     _, copied_billing = await _both(systems, "billing", ADA)
     invoices = next(rows for key, (_, rows) in copied_billing.items() if key[1] == "invoices")
-    amounts = [dict(zip(invoices[0], r))["net_amount"] for r in invoices[1:]]
+    amounts = [dict(zip(invoices[0], r, strict=True))["net_amount"] for r in invoices[1:]]
     assert "-12.50" in amounts and all(not a.startswith("'") for a in amounts)

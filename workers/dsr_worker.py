@@ -24,11 +24,11 @@ from activities.packages import PackageActivities
 from activities.restrictions import RestrictionActivities
 from activities.retention import RetentionActivities
 from activities.verification import VerificationActivities
-from dsrflow.infra.db import create_pool
 from dsrflow.crypto.keys import load_secret_key
+from dsrflow.infra.db import create_pool
 from dsrflow.infra.logging import get_logger
-from dsrflow.settings import Settings
 from dsrflow.infra.temporal_client import connect_client
+from dsrflow.settings import Settings
 from workers.schedules import ensure_schedules
 from workflows.dsr import DataSubjectRequestWorkflow
 from workflows.erasure_sweep import ErasureSweepWorkflow

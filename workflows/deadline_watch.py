@@ -7,7 +7,6 @@ commands, in the order the workflow has always issued them.
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 from typing import Protocol
 
@@ -68,10 +67,10 @@ class DeadlineWatch:
             if delay > timedelta(0):
                 try:
                     await workflow.wait_condition(
-                        lambda: request.closed or request.extended != extended_now, timeout=delay
+                        lambda extended_now=extended_now: request.closed or request.extended != extended_now, timeout=delay
                     )
                     continue  # closed, or the due date moved: recompute
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
             await self._deadline_event(request, days, checkpoints)
 

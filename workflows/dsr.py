@@ -38,7 +38,6 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows import search_attributes as sa
     from workflows.deadline_watch import DeadlineWatch
-    from workflows.processor_exports import collect_exports
     from workflows.dsr_steps import (
         PACKAGING,
         PLANNING,
@@ -48,6 +47,7 @@ with workflow.unsafe.imports_passed_through():
         run_step,
         send_letter,
     )
+    from workflows.processor_exports import collect_exports
     from workflows.refusals import Refusals
     from workflows.restriction_lifecycle import RestrictionLifecycle
     from workflows.staff_carry_on import CarryOn

@@ -48,7 +48,7 @@ class StepTroubles:
         try:
             await workflow.wait_condition(lambda: self._decision is not None or closed(),
                                           timeout=attention_after if transient else None)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return "retry"  # transient: try again on our own
         if closed():
             await self._close(request_id, "the request was closed meanwhile", "workflow")

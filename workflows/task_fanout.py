@@ -68,7 +68,7 @@ class SystemTasks:
                     )
             stuck_now = {(r.system, r.attempt) for r in stuck}
             await workflow.wait_condition(
-                lambda: closed() or {(r.system, r.attempt) for r in self._stuck()} != stuck_now
+                lambda stuck_now=stuck_now: closed() or {(r.system, r.attempt) for r in self._stuck()} != stuck_now
                 and not self._retrying
             )
 

@@ -57,11 +57,11 @@ class IdentityVerification:
             round_now = self.challenge.round if self.challenge else 0
             try:
                 await workflow.wait_condition(
-                    lambda: bool(self.verified_at) or closed()
+                    lambda round_now=round_now: bool(self.verified_at) or closed()
                     or (self.challenge is not None and self.challenge.round != round_now),
                     timeout=max(wake - now, timedelta(seconds=1)),
                 )
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 if not reminded and workflow.now() >= reminder_at and workflow.now() < expires_at:
                     reminded = True
                     await self.issue(request_id, "reminder", expires_at)

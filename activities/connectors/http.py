@@ -266,9 +266,9 @@ class HttpConnector:
             if not self.exchange.truthy(step.if_, context, where):
                 continue
             try:
-                document = None
-                async for _, document in self.exchange.pages(step, where, context):
-                    pass
+                document = None  # the last page's document: what the step's `collect` reads
+                async for _, page in self.exchange.pages(step, where, context):
+                    document = page
             except QuotaExhausted as exc:
                 run.waiting = exc
                 return

@@ -50,11 +50,12 @@ from activities.connectors.base import (
     PermanentConnectorError,
     Subject,
 )
-from activities.letter_templates import RenderedLetter, env as letter_env
+from activities.letter_templates import RenderedLetter
+from activities.letter_templates import env as letter_env
 from activities.letters import message_id_for
 from activities.outbox import OnSent, Sent, send_once
-from dsrflow.domain.audit import append_event
 from dsrflow.crypto.hashing import keyed_hash
+from dsrflow.domain.audit import append_event
 
 REQUEST_PURPOSE = "processor_request"
 REMINDER_PURPOSE = "processor_reminder"

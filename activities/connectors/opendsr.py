@@ -51,15 +51,15 @@ from activities.connectors.base import (
     PermanentConnectorError,
     Subject,
 )
+from activities.connectors.opendsr_documents import datasets_of, outcome_from_status, seconds_until
 from activities.connectors.opendsr_signature import (
     SIGNATURE_HEADER,
-    ProcessorCertificateError,
     InsecureTrustAnchor,
+    ProcessorCertificateError,
     ProcessorCertificates,
     TrustAnchor,
     trust_anchor,
 )
-from activities.connectors.opendsr_documents import datasets_of, outcome_from_status, seconds_until
 from policy.disclosure import Origin
 from policy.model import Policy
 from policy.systems import System

@@ -65,8 +65,7 @@ from activities.connectors.sql_queries import (
     update_rows,
 )
 from dsrflow.crypto.hashing import keyed_hash
-from policy.systems import Dataset, FieldRule
-from policy.systems import columns_for
+from policy.systems import Dataset, FieldRule, columns_for
 
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 _TRANSIENT = (

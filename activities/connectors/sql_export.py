@@ -17,8 +17,8 @@ from typing import Any
 
 from activities.connectors.base import Subject
 from activities.connectors.sql_queries import Plan, select_fields
-from schemas.plain_text import sql_csv_cell
 from policy.systems import Dataset
+from schemas.plain_text import sql_csv_cell
 
 # COPY's CSV format with a delimiter and a quote character that JSON text never holds raw (it
 # escapes control characters), so each line is a row's JSON exactly as PostgreSQL wrote it.

@@ -155,8 +155,7 @@ class RequestProcessor:
             try:
                 return await step(request_id)
             # A connection lost to a database restart (InterfaceError) is as passing as the rest.
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError,
-                    asyncio.TimeoutError) as exc:
+            except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError) as exc:
                 log.warning(f"{what}; retrying", subject_request_id=request_id, attempt=attempt,
                             error=type(exc).__name__)
                 # After a restart every idle connection of the pool is dead: without this, each

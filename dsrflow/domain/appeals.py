@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import asyncpg
 
-from schemas.vocabulary import Regime
 from dsrflow.domain.deadlines import grants_appeal
 from schemas.requests import NewRequest
+from schemas.vocabulary import Regime
 
 
 class AppealRefused(ValueError):

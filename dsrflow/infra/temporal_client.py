@@ -13,8 +13,8 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 
-from dsrflow.crypto.payload_codec import EncryptionCodec
 from dsrflow.crypto.keys import load_keyring
+from dsrflow.crypto.payload_codec import EncryptionCodec
 from dsrflow.settings import Settings
 
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import asyncpg
 
-from dsrflow.domain.audit import append_event
 from dsrflow.crypto.hashing import keyed_hash
+from dsrflow.domain.audit import append_event
 
 Executor = asyncpg.Connection | asyncpg.Pool
 

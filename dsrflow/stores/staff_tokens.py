@@ -17,8 +17,8 @@ from typing import Any
 
 import asyncpg
 
-from dsrflow.domain.audit import append_event
 from dsrflow.crypto.hashing import token_hash
+from dsrflow.domain.audit import append_event
 
 ROLES = ("agent", "compliance", "admin")
 _TOKEN_PREFIX = "dsr_"

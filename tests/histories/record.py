@@ -32,8 +32,8 @@ from devstack.smtp_sink import MailSink
 from dsrflow.infra.db import create_pool
 from dsrflow.infra.logging import configure_logging
 from dsrflow.infra.migrate import migrate
-from dsrflow.settings import Settings
 from dsrflow.infra.temporal_client import build_data_converter
+from dsrflow.settings import Settings
 from schemas.workflow import PackageInfo, Plan, task_workflow_id
 from tests.fanout_stack import fanout_stack
 from tests.histories import DIRECTORY, KEYS, key_line
