@@ -24,6 +24,7 @@ COPY api/ api/
 COPY policy/ policy/
 COPY migrations/ migrations/
 COPY devstack/ devstack/
+COPY cli/ cli/
 
 RUN pip install --no-cache-dir . \
     && rm -rf /src/build

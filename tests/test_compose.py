@@ -267,7 +267,7 @@ def dockerfile_instructions() -> list[tuple[str, list[str]]]:
 
 def test_dockerfile_copies_every_package() -> None:
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    packages = {name.split(".")[0] for name in pyproject["tool"]["setuptools"]["packages"]}
+    packages = {name.split(".")[0].rstrip("*") for name in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]}
     copied: set[str] = set()
     for keyword, rest in dockerfile_instructions():
         if keyword != "COPY":
