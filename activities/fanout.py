@@ -29,10 +29,10 @@ from activities.context import ActivityContext
 from activities.heartbeat import heartbeating
 from activities.ledger import write_ledger
 from activities.task_outcomes import did_nothing, load_outcome, save_outcome
-from dsrflow.crypto.hashing import keyed_hash
+from dsrflow.crypto.hashing import subject_hash, suppression_hash
 from dsrflow.domain.audit import append_event
 from dsrflow.infra.failpoints import failpoint
-from dsrflow.stores.holds_store import active_holds_for, subject_hash
+from dsrflow.stores.holds_store import active_holds_for
 from dsrflow.stores.requests_store import get_request
 from schemas.workflow import Plan, StartRequest, SystemTask, TaskInput, TaskRecord, TaskResult
 
@@ -50,8 +50,6 @@ ACTIONS = {
 }
 
 
-def suppression_hash(secret: bytes, email: str) -> str:
-    return keyed_hash(secret, "suppression", email.strip().lower())
 
 
 def subject_of(row: dict[str, Any]) -> Subject:
@@ -171,8 +169,7 @@ class FanoutActivities:
         connector that cannot start is left alone here: its own task reports why."""
         for task in plan.tasks:
             kind = connector_class(task.connector, task.system)
-            needs = getattr(kind, "needs_preparation", None)
-            if needs is None or not needs(policy.systems[task.system], task.action):
+            if not kind.needs_preparation(policy.systems[task.system], task.action):
                 continue
             try:
                 async with open_connector(self.ctx, plan.policy_version, task.system) as connector:
@@ -208,8 +205,7 @@ class FanoutActivities:
             await self._identities_agree(task.policy_version, subject)
             async with open_connector(self.ctx, task.policy_version, task.task.system) as connector:
                 action = task.task.action
-                job_id = getattr(connector, "job_id", None)
-                if job_id is not None and (external := job_id(subject, action)):
+                if external := connector.job_id(subject, action):
                     await store_task_result(self.ctx, task.request_id, TaskResult(
                         system=task.task.system, action=action, status="pending",
                         external_id=external, attempt=task.attempt, recipient=task.task.recipient))
@@ -242,9 +238,9 @@ class FanoutActivities:
                     outcome = await connector.lift_restriction(subject)
                 elif action == "object":
                     outcome = await connector.object(subject, task.task.scope or "direct_marketing")
-                elif action == "access" and hasattr(connector, "request_export"):
+                elif action == "access" and (asked := await connector.request_export(subject)):
                     # Only processors without an API run an access task: the package reads the rest.
-                    outcome = await connector.request_export(subject)
+                    outcome = asked
                 else:
                     raise ApplicationError(f"unknown action {action}", non_retryable=True)
         except PermanentConnectorError as exc:

@@ -35,9 +35,10 @@ from activities.processor_exports import (
     processor_files,
     write_processor_files,
 )
-from dsrflow.crypto.filecrypt import EncryptedWriter, decrypt_chunks, file_key
+from dsrflow.crypto.filecrypt import EncryptedWriter
+from dsrflow.crypto.hashing import subject_hash
+from dsrflow.crypto.package_files import package_path, package_writer
 from dsrflow.domain.audit import append_event
-from dsrflow.stores.holds_store import subject_hash
 from dsrflow.stores.requests_store import get_request
 from policy.disclosure import PORTABLE_ORIGINS, Origin
 from policy.model import Policy
@@ -45,7 +46,6 @@ from schemas.plain_text import csv_cell
 from schemas.workflow import LetterJob, PackageInfo, Plan, TaskResult
 
 _SPOOL_IN_MEMORY = 256 * 1024  # per (system, dataset, category); beyond it, spill to disk
-FILE_PURPOSE = "dsrflow-packages"
 
 
 def _json_default(value: Any) -> Any:
@@ -210,17 +210,6 @@ def _write_archive(writer: EncryptedWriter, spools: dict[tuple[str, str, str], _
     writer.close()
 
 
-def package_path(ctx: ActivityContext, package_id: str) -> Path:
-    directory = ctx.settings.home.resolve() / "packages"
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return directory / f"{package_id}.zip.enc"
-
-
-def read_package(settings_home: Path, secret: bytes, package_id: str) -> Iterator[bytes]:
-    path = settings_home.resolve() / "packages" / f"{package_id}.zip.enc"
-    return decrypt_chunks(path, file_key(secret, FILE_PURPOSE), package_id)
-
-
 class PackageActivities:
     def __init__(self, ctx: ActivityContext) -> None:
         self.ctx = ctx
@@ -251,7 +240,7 @@ class PackageActivities:
         portability = plan.request_type == "portability"
         subject = await self._with_held_records(subject_of(row))
         package_id = str(uuid.uuid5(uuid.UUID(plan.request_id), plan.request_type))
-        path = package_path(ctx, package_id)
+        path = package_path(ctx.settings.home, package_id)
 
         async with heartbeating():
             spools: dict[tuple[str, str, str], _Spool] = {}
@@ -274,9 +263,7 @@ class PackageActivities:
         for task in plan.tasks:
             try:
                 async with open_connector(self.ctx, plan.policy_version, task.system) as connector:
-                    export = getattr(connector, "export", None)
-                    if export is not None:
-                        await export(subject, _part_opener(spools, task.system, portability))
+                    if await connector.export(subject, _part_opener(spools, task.system, portability)):
                         continue
                     async for record in connector.access(subject):
                         fields = portable(record) if portability else record.fields
@@ -321,7 +308,7 @@ class PackageActivities:
                                  missing=missing_reasons(uploaded.missing, policy))
         # Compressing is the long part for a large package: in a thread (zlib lets go of the GIL),
         # so the worker's other activities and the heartbeat carry on meanwhile.
-        await asyncio.to_thread(_write_archive, EncryptedWriter(path, file_key(ctx.secret, FILE_PURPOSE), package_id),
+        await asyncio.to_thread(_write_archive, package_writer(path, ctx.secret, package_id),
                                 spools, summary, uploaded, ctx.secret)
 
         records = sum(s.count for s in spools.values())

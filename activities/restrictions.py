@@ -10,8 +10,8 @@ from typing import Any
 from temporalio import activity
 
 from activities.context import ActivityContext
+from dsrflow.crypto.hashing import subject_hash
 from dsrflow.domain.audit import append_event
-from dsrflow.stores.holds_store import subject_hash
 from dsrflow.stores.requests_store import get_request
 from dsrflow.stores.restrictions_store import restriction_for
 from policy.model import Policy

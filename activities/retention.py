@@ -40,9 +40,9 @@ from activities.retention_plan import (  # noqa: F401 - plan_retention re-export
     rules_named,
     sql_connector,
 )
+from dsrflow.crypto.hashing import subject_hash
 from dsrflow.domain.audit import append_event
 from dsrflow.domain.request_start import start_request_workflow
-from dsrflow.stores.holds_store import subject_hash
 from dsrflow.stores.requests_store import (
     IdempotencyConflict,
     create_request,

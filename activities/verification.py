@@ -12,16 +12,8 @@ from temporalio import activity
 
 from activities.context import ActivityContext
 from activities.letters import deliver_letter
-from dsrflow.crypto.hashing import keyed_hash
+from dsrflow.crypto.hashing import code_hash, keyed_hash, link_token_hash
 from schemas.workflow import Challenge, IssueChallenge, LetterJob
-
-
-def code_hash(secret: bytes, request_id: str, code: str) -> str:
-    return keyed_hash(secret, "verification-code", request_id, code.strip())
-
-
-def link_token_hash(secret: bytes, request_id: str, token: str) -> str:
-    return keyed_hash(secret, "verification-link", request_id, token.strip())
 
 
 class VerificationActivities:

@@ -155,6 +155,26 @@ def columns_for(dataset: Dataset, key: str) -> list[tuple[str, FieldRule]]:
             if rule.rectifiable is not None and (column == key or rule.identity == key)]
 
 
+def corrections_by_dataset(datasets: Iterable[Dataset], corrections: Mapping[str, str],
+                           ) -> tuple[dict[str, dict[str, str]], list[str]]:
+    """What a correction request sets in these datasets: dataset -> {column: value}, for the
+    columns each key sets that accept its value (in the datasets' order); and the keys that set
+    nothing here."""
+    plans: dict[str, dict[str, str]] = {}
+    used: set[str] = set()
+    for dataset in datasets:
+        updates = {}
+        for key, value in corrections.items():
+            for column, rule in columns_for(dataset, key):
+                assert rule.rectifiable is not None
+                if rule.rectifiable.problem(value) is None:
+                    updates[column] = value
+                    used.add(key)
+        if updates:
+            plans[dataset.name] = updates
+    return plans, sorted(set(corrections) - used)
+
+
 def correction_problems(systems: Iterable[System], corrections: Mapping[str, str]) -> dict[str, str]:
     """`corrections.<key>` -> what is wrong, for every correction the policy does not allow as
     given: a key no rectifiable column answers to, or a value some column it sets refuses."""

@@ -15,8 +15,9 @@ from temporalio.client import WorkflowExecutionStatus
 
 from api.app import create_app
 from devstack.processes import free_port
+from dsrflow.crypto.hashing import subject_hash
 from dsrflow.crypto.keys import load_secret_key
-from dsrflow.stores.holds_store import active_holds_for, subject_hash
+from dsrflow.stores.holds_store import active_holds_for
 from policy.model import DEFAULT_POLICY
 from schemas.holds import SweepInput
 from tests.support import api_client, staff_headers

@@ -62,9 +62,10 @@ def test_dataset_names_a_processor_chose_cannot_place_files_outside_the_package(
     import os
     import zipfile
 
-    from activities.packages import FILE_PURPOSE, _write_archive, read_package
+    from activities.packages import _write_archive
     from activities.processor_exports import ProcessorFiles
     from dsrflow.crypto.filecrypt import EncryptedWriter, file_key
+    from dsrflow.crypto.package_files import FILE_PURPOSE, read_package
 
     secret = os.urandom(32)
     spools = {}

@@ -19,8 +19,9 @@ import yaml
 from dateutil.relativedelta import relativedelta
 
 from activities.letters import notifies_subject
+from dsrflow.crypto.hashing import subject_hash
 from dsrflow.crypto.keys import load_secret_key
-from dsrflow.stores.holds_store import place_hold, subject_hash
+from dsrflow.stores.holds_store import place_hold
 from policy.model import DEFAULT_POLICY, PolicyError, load_policy, parse_policy
 from schemas.retention import RetentionSweepInput
 from schemas.workflow import workflow_id_for

@@ -8,7 +8,7 @@ import asyncio
 
 from temporalio.client import WorkflowUpdateFailedError
 
-from activities.verification import code_hash
+from dsrflow.crypto.hashing import code_hash
 from dsrflow.crypto.keys import load_secret_key
 from schemas.workflow import ResendInput, VerifyAttempt, VerifyResult, workflow_id_for
 from tests.support import api_client, letters_for, unique_email, verification_code, wait_for_letter

@@ -37,7 +37,7 @@ def expand_env(value: Any) -> Any:
     return value
 
 
-def connector_class(kind: str, system_name: str = "?") -> type:
+def connector_class(kind: str, system_name: str = "?") -> type[Connector]:
     if kind not in _KINDS:
         raise NotImplementedError(f"system {system_name}: connector kind {kind!r} is not available")
     module, name = _KINDS[kind]

@@ -133,14 +133,37 @@ class Connector(Protocol):
         """For asynchronous processors: where the job stands now."""
         ...
 
-    # Asynchronous processors may also define `job_id(subject, action) -> str | None`: the id
-    # the job will have, recorded before submission so early callbacks can be matched.
-    # Connectors that need data from other systems before any of them acts define
-    # `needs_preparation(system, action) -> bool` (static) and `prepare(subject, action)`: the
-    # planning activity calls them (the http kind snapshots GA4's identifiers this way).
-    # `erase_keys(keys)` erases records a hold kept, by key, once the hold ends.
-    # Connectors whose store can write the package's files itself define `export(subject, part)`
-    # (see ExportPart); the package builder then uses it instead of `access`.
+    # Optional hooks: a kind that needs one overrides it (each kind subclasses this protocol, so
+    # the defaults below are what "does not need it" means; callers never probe with getattr).
+
+    def job_id(self, subject: Subject, action: str) -> str | None:
+        """Asynchronous processors: the id the job will have, recorded before submission so that
+        an early callback can be matched. None: the kind has no such id."""
+        return None
+
+    @staticmethod
+    def needs_preparation(system: System, action: str) -> bool:
+        """Whether `prepare` must run before any system acts (the http kind snapshots GA4's
+        identifiers, which the analytics erasure removes)."""
+        return False
+
+    async def prepare(self, subject: Subject, action: str) -> None:
+        """Take what this system needs from other systems, before any of them acts."""
+
+    async def erase_keys(self, keys: Mapping[str, Sequence[str]]) -> dict[str, list[tuple[str, str]]]:
+        """Erase records a hold kept, by dataset -> record keys, once the hold ends; returns
+        (key, action) per dataset for those found."""
+        raise PermanentConnectorError("this system's connector cannot erase kept records by key")
+
+    async def export(self, subject: Subject, part: PartOpener) -> bool:
+        """Write the package's parts straight from the store (see ExportPart); False: the package
+        builder reads `access` instead."""
+        return False
+
+    async def request_export(self, subject: Subject) -> ActionOutcome | None:
+        """Processors without an API: ask for their export (an `access` task). None: the package
+        reads this system itself, no task needed."""
+        return None
 
     async def close(self) -> None: ...
 

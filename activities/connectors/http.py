@@ -29,6 +29,7 @@ from activities.connectors import expand_env
 from activities.connectors.base import (
     AccessRecord,
     ActionOutcome,
+    Connector,
     ConnectorEnv,
     ErasureContext,
     PermanentConnectorError,
@@ -70,7 +71,7 @@ class _Run:
         counts[effect] = counts.get(effect, 0) + n
 
 
-class HttpConnector:
+class HttpConnector(Connector):
     def __init__(self, env: ConnectorEnv) -> None:
         self.env = env
         self.name = env.system_name

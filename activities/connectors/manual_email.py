@@ -45,6 +45,7 @@ from activities.connectors import expand_env
 from activities.connectors.base import (
     AccessRecord,
     ActionOutcome,
+    Connector,
     ConnectorEnv,
     ErasureContext,
     PermanentConnectorError,
@@ -139,7 +140,7 @@ def render_processor_mail(purpose: str, context: Mapping[str, Any]) -> RenderedL
     return RenderedLetter(subject=subject, text=text, html=html)
 
 
-class ManualEmailConnector:
+class ManualEmailConnector(Connector):
     def __init__(self, env: ConnectorEnv) -> None:
         self.env = env
         self.name = env.system_name

@@ -46,6 +46,7 @@ from activities.connectors import expand_env
 from activities.connectors.base import (
     AccessRecord,
     ActionOutcome,
+    Connector,
     ConnectorEnv,
     ErasureContext,
     PermanentConnectorError,
@@ -126,7 +127,7 @@ def _join(base_url: str, path: str) -> str:
     return base_url.rstrip("/") + "/" + path.lstrip("/")
 
 
-class OpenDsrConnector:
+class OpenDsrConnector(Connector):
     def __init__(self, env: ConnectorEnv) -> None:
         self.env = env
         self.name = env.system_name

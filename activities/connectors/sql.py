@@ -36,6 +36,7 @@ from activities.connectors import expand_env
 from activities.connectors.base import (
     AccessRecord,
     ActionOutcome,
+    Connector,
     ConnectorEnv,
     ErasureContext,
     PartOpener,
@@ -65,7 +66,7 @@ from activities.connectors.sql_queries import (
     update_rows,
 )
 from dsrflow.crypto.hashing import keyed_hash
-from policy.systems import Dataset, FieldRule, columns_for
+from policy.systems import Dataset, FieldRule, corrections_by_dataset
 
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 _TRANSIENT = (
@@ -88,7 +89,7 @@ class SqlSystemUnavailable(ConnectionError):
     """The database cannot be reached right now; the activity's retry policy should try again."""
 
 
-class SqlConnector:
+class SqlConnector(Connector):
     prefetch = 500  # rows per round trip of the access cursor: memory stays flat
     page = 500  # rows per page when erasure hashes values in Python
 
@@ -219,7 +220,7 @@ class SqlConnector:
                                         fields={c: plain(row[c]) for c in origins},
                                     )
 
-    async def export(self, subject: Subject, part: PartOpener) -> None:
+    async def export(self, subject: Subject, part: PartOpener) -> bool:
         """What `access` reads, written by PostgreSQL: per (dataset, category) a COPY of the
         records as JSON lines and one as CSV rows (activities/connectors/sql_export.py)."""
         async with self._subject_connection(subject) as conn:
@@ -237,6 +238,7 @@ class SqlConnector:
                             with self._mapped(dataset.name):
                                 await conn.copy_from_query(json_sql, *args, output=sink.json_lines, **JSON_LINES)
                                 await conn.copy_from_query(csv_sql, *args, output=sink.csv_rows, **CSV_ROWS)
+        return True
 
     async def erase(self, subject: Subject, context: ErasureContext | None = None) -> ActionOutcome:
         """Erase the subject's rows, keeping (minimised, restricted) what a hold requires; one
@@ -368,29 +370,10 @@ class SqlConnector:
         identity (policy/rectification.py), and only with a value each of them accepts: intake
         checked against the policy of its day, this checks against the request's own version.
         Keys matching nothing here are named in the message."""
-        plans: dict[str, dict[str, Any]] = {}
-        used: set[str] = set()
-        for dataset in self.plan.children_first:  # children first: parents still match as before
-            updates = {}
-            for key, value in corrections.items():
-                for column, rule in columns_for(dataset, key):
-                    assert rule.rectifiable is not None
-                    if rule.rectifiable.problem(value) is None:
-                        updates[column] = value
-                        used.add(key)
-            if updates:
-                plans[dataset.name] = updates
-        counts: dict[str, dict[str, int]] = {}
-        if plans:
-            async with self._subject_connection(subject) as conn:
-                with self._mapped():
-                    async with conn.transaction():
-                        for name, updates in plans.items():
-                            dataset = self.plan.datasets[name]
-                            counts[name] = await self._update(conn, dataset, subject, updates)
-        unknown = sorted(set(corrections) - used)
+        # Children first: parents still match the subject as before while their children change.
+        plans, unknown = corrections_by_dataset(self.plan.children_first, corrections)
         message = f"no field in this system for: {', '.join(unknown)}" if unknown else None
-        return self._outcome(counts, message)
+        return await self._set_everywhere(subject, plans, message)
 
     async def _set_everywhere(self, subject: Subject, updates: dict[str, dict[str, Any]],
                               message: str | None = None) -> ActionOutcome:

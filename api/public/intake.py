@@ -10,16 +10,15 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from activities.packages import read_package
-from activities.verification import code_hash, link_token_hash
 from api.pages import render
 from api.problems import Problem
 from api.ratelimit import limiter
 from api.service import open_request, run_update
 from api.state import AppState
-from dsrflow.domain.audit import append_event
-from dsrflow.crypto.hashing import token_hash
+from dsrflow.crypto.hashing import code_hash, link_token_hash, token_hash
 from dsrflow.crypto.keys import load_secret_key
+from dsrflow.crypto.package_files import read_package
+from dsrflow.domain.audit import append_event
 from dsrflow.stores.kept_copies import ERASED, EXPIRED
 from dsrflow.stores.requests_store import get_request
 from schemas.requests import Channel, NewRequest, PublicNewRequest, SubjectIdentity

@@ -14,8 +14,8 @@ from typing import Any
 
 import asyncpg
 
+from dsrflow.crypto.hashing import subject_hash
 from dsrflow.domain.audit import verify_request_segment
-from dsrflow.stores.holds_store import subject_hash
 from dsrflow.stores.requests_store import get_request
 
 _VERIFICATION_EVENTS = ("verification.succeeded", "verification.failed", "verification.locked",

@@ -17,19 +17,13 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError, Va
 from temporalio.common import WorkflowIDConflictPolicy
 
 from api.auth import Staff, require_role
-from api.staff_actions import READABLE_BY
 from api.problems import Problem
+from api.staff_actions import READABLE_BY
 from api.state import AppState
-from dsrflow.stores.holds_store import (
-    get_hold,
-    list_holds,
-    place_hold,
-    release_hold,
-    resolve_customer_email,
-    subject_hash,
-)
+from dsrflow.crypto.hashing import subject_hash
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.infra.logging import get_logger
+from dsrflow.stores.holds_store import get_hold, list_holds, place_hold, release_hold, resolve_customer_email
 from schemas.holds import SweepInput
 
 router = APIRouter(prefix="/v1/legal-holds", tags=["legal holds"])

@@ -12,14 +12,14 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel
 
-from activities.packages import read_package
 from api.auth import Staff, require_role
-from api.rest.openapi_examples import NEW_REQUEST, REQUEST_VIEW, json_response
 from api.problems import Problem
+from api.rest.openapi_examples import NEW_REQUEST, REQUEST_VIEW, json_response
 from api.service import open_request, request_view, run_update
 from api.staff_actions import STAFF_ACTIONS, StaffAction
-from dsrflow.domain.audit import append_event
 from dsrflow.crypto.keys import load_secret_key
+from dsrflow.crypto.package_files import read_package
+from dsrflow.domain.audit import append_event
 from dsrflow.stores.requests_store import get_request
 from schemas.requests import NewRequest
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
-from activities.fanout import suppression_hash
 from api.auth import Staff, require_role
+from dsrflow.crypto.hashing import suppression_hash
 from dsrflow.crypto.keys import load_secret_key
 
 router = APIRouter(prefix="/v1/suppressions", tags=["suppressions"])

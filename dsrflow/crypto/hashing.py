@@ -1,4 +1,5 @@
-"""Keyed hashes: what the system keeps instead of codes, link tokens and identifiers."""
+"""Keyed hashes: what the system keeps instead of codes, link tokens and identifiers. Each use has
+its own label, so a hash made for one purpose never matches one made for another."""
 
 from __future__ import annotations
 
@@ -15,3 +16,23 @@ def keyed_hash(secret: bytes, *parts: str) -> str:
 def token_hash(token: str) -> str:
     """Staff bearer tokens are long and random, so a plain digest is enough to store them."""
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def subject_hash(secret: bytes, email: str) -> str:
+    """The subject key every hold, deferred erasure and ledger row uses."""
+    return keyed_hash(secret, "subject", email.strip().lower())
+
+
+def suppression_hash(secret: bytes, email: str) -> str:
+    """An address that objected to direct marketing, as importers ask about it."""
+    return keyed_hash(secret, "suppression", email.strip().lower())
+
+
+def code_hash(secret: bytes, request_id: str, code: str) -> str:
+    """A verification code, bound to its request."""
+    return keyed_hash(secret, "verification-code", request_id, code.strip())
+
+
+def link_token_hash(secret: bytes, request_id: str, token: str) -> str:
+    """A verification link's token, bound to its request."""
+    return keyed_hash(secret, "verification-link", request_id, token.strip())

@@ -14,15 +14,12 @@ from typing import Any
 
 import asyncpg
 
-from dsrflow.crypto.hashing import keyed_hash
+from dsrflow.crypto.hashing import subject_hash
 from dsrflow.domain.audit import append_event
 
 Executor = asyncpg.Connection | asyncpg.Pool
 
 
-def subject_hash(secret: bytes, email: str) -> str:
-    """The subject key every hold, deferred erasure and ledger row uses."""
-    return keyed_hash(secret, "subject", email.strip().lower())
 
 
 def _hold_id(hold_id: str | uuid.UUID) -> uuid.UUID | None:

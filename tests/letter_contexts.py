@@ -1,0 +1,126 @@
+"""Letter contexts as the workflow builds them, shared by the letter tests."""
+
+
+from __future__ import annotations
+
+import copy
+from datetime import UTC, date, datetime
+
+from activities.letters import (
+    remedies_context,
+)
+from policy.model import load_policy
+
+REQUEST_ID = "3f2b8c1e-9a4d-4e6f-8b2a-1c5d7e9f0a12"
+EVIL_NAME = '<script>alert("x")</script>'
+SUBJECT_EMAIL = "jane.doe@example.org"
+EXPIRES = datetime(2026, 2, 7, 14, 5, tzinfo=UTC)
+
+AUTHORITY = {
+    "name": "Autorité de protection des données / Gegevensbeschermingsautoriteit "
+    "(Data Protection Authority)",
+    "address": "Rue de la Presse 35 / Drukpersstraat 35, 1000 Brussels, Belgium",
+    "website": "https://www.dataprotectionauthority.be",
+    "email": "contact@apd-gba.be",
+    "phone": "+32 2 274 48 00",
+}
+
+# The remedies of a refusal under the GDPR, as the default policy words them for a Belgian subject.
+REMEDIES = remedies_context(load_policy().policy, "gdpr", "BE", appeal=False)
+assert REMEDIES["authority"] == AUTHORITY
+
+KEPT = [
+    {
+        "what": "Invoices and payment confirmations (minimised)",
+        "basis": "Art. 17(3)(b) GDPR (compliance with a legal obligation)",
+        "law": "Belgian VAT Code Art. 60 §4; CIR 92 Art. 315",
+        "until": date(2036, 1, 1),
+    }
+]
+
+ACTIONS = [
+    {"system": "crm", "category": "contact details", "action": "erased", "records": 3},
+    {"system": "email", "category": "marketing preferences", "action": "erased", "records": 1},
+]
+
+
+def base_context() -> dict:
+    return {
+        "controller": {
+            "name": "Connexeon BV",
+            "registration": "0867496536",
+            "address": "Aalmoezenierstraat 20A, 2000 Antwerpen, Belgium",
+            "privacy_email": "privacy@onetagger.com",
+        },
+        "request": {
+            "id": REQUEST_ID,
+            "type": "erasure",
+            "type_label": "erasure (right to be forgotten, Art. 17 GDPR)",
+            "regime": "gdpr",
+            "received_date": date(2026, 1, 31),
+            "due_date": date(2026, 3, 2),
+            "extended_due_date": date(2026, 4, 30),
+            "current_due_date": date(2026, 3, 2),
+        },
+        "subject": {"name": EVIL_NAME, "email": SUBJECT_EMAIL},
+        "portal_url": "https://privacy.onetagger.com/requests",
+    }
+
+
+EXTRA: dict[str, dict] = {
+    "acknowledgement": {"verification_required": True},
+    "verification": {
+        "code": "482913",
+        "link": "https://privacy.onetagger.com/verify?token=abc&x=1",
+        "expires_at": EXPIRES,
+        "max_attempts": 5,
+    },
+    "reminder": {
+        "code": "730118",
+        "link": "https://privacy.onetagger.com/verify?token=def",
+        "expires_at": EXPIRES,
+        "max_attempts": 5,
+    },
+    "extension": {
+        "reason": "Your request concerns records in twelve systems, including archived billing data.",
+        "new_due_date": date(2026, 4, 30),
+    },
+    "response": {
+        "outcome": {
+            "summary": "We erased your account, contact details and marketing preferences.",
+            "actions": ACTIONS,
+            "kept": KEPT,
+            "informed": [],
+            "missing": [],
+            "package_link": None,
+            "package_expires_at": None,
+        }
+    },
+    "denial": {
+        "reason_code": "excessive",
+        "reason_label": "Manifestly excessive request",
+        "explanation": "This is the fifth identical request in two weeks; we answered it on 2 February 2026.",
+        "remedies": REMEDIES,
+    },
+    "closed_unverified": {"expired_at": EXPIRES, "remedies": REMEDIES},
+    "cancellation": {"reason": "Your request repeats request 5d0c, which we answered on 2 February 2026.",
+                     "withdrawn": False, "remedies": REMEDIES},
+    "restriction_lift": {
+        "reason": "The court case you needed the records for was settled on 3 February 2026.",
+        "lift_on": date(2026, 2, 9), "notice_days": 0,
+        "restriction": {
+            "since": datetime(2025, 11, 4, 9, 30, tzinfo=UTC),
+            "grounds": ["you needed the data for the establishment, exercise or defence of legal claims "
+                        "(Art. 18(1)(c) GDPR)"],
+            "recipients": ["Financial services and accounting provider"],
+        },
+    },
+    "staff_alert": {"kind": "due_in_7_days", "days_left": 7, "detail": "Billing connector awaits a manual step."},
+}
+
+
+def full_context(purpose: str, **overrides) -> dict:
+    ctx = base_context()
+    ctx.update(copy.deepcopy(EXTRA[purpose]))
+    ctx.update(overrides)
+    return ctx

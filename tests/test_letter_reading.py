@@ -1,0 +1,329 @@
+"""Every letter, in every regime, reads well: nothing unfilled, no sentence twice, the remedies
+the regime gives."""
+
+
+from __future__ import annotations
+
+import copy
+import re
+from datetime import UTC, date, datetime
+from difflib import SequenceMatcher
+from html import unescape
+
+import pytest
+
+from activities.connectors.manual_email import _ACTIONS as MANUAL_ACTIONS
+from activities.connectors.manual_email import _SCOPES as MANUAL_SCOPES
+from activities.connectors.manual_email import REMINDER_PURPOSE as MANUAL_REMINDER
+from activities.connectors.manual_email import REQUEST_PURPOSE as MANUAL_REQUEST
+from activities.connectors.manual_email import render_processor_mail
+from activities.letter_templates import (
+    DEFAULT_WARNING_DAYS,
+    RenderedLetter,
+    render_letter,
+)
+from activities.letters import (
+    DENIAL_LABELS,
+    TYPE_LABELS,
+    _outcome,
+    decision_summary,
+    refuses_in_part,
+    remedies_context,
+)
+from activities.restrictions import GROUND_LABELS
+from policy.model import load_policy
+from schemas.vocabulary import PURPOSES, Regime, staff_alert_kinds
+from tests.letter_contexts import (
+    EXPIRES,
+    EXTRA,
+    SUBJECT_EMAIL,
+    base_context,
+)
+
+# --- Every letter, in every regime, reads well -------------------------------------------------
+#
+# Each case below is a letter as the workflow sends it: contexts come from the real helpers
+# (activities/letters.py for outcomes, denial labels and the objection decision; the policy for the
+# authority and systems; manual_email's action table for processor e-mails), so a sentence the code
+# adds twice, or a section a path leaves empty, shows here and not in a subject's inbox.
+
+_POLICY = load_policy().policy
+
+
+def _task(system: str, action: str, **fields) -> dict:
+    return {"system": system, "action": action, "status": "done", **fields}
+
+
+_KEPT_RECORDS = [
+    {"system": "billing", "dataset": "invoices", "records": 4, "hold_kind": "legal_obligation",
+     "basis": "Art. 17(3)(b) GDPR (compliance with a legal obligation)",
+     "law": "Belgian VAT Code Art. 60 §4; CIR 92 Art. 315", "until": "2036-01-01"},
+    {"system": "crm", "dataset": "all", "records": 0, "hold_kind": "legal_claims",
+     "basis": "Art. 17(3)(e) GDPR (establishment, exercise or defence of legal claims)",
+     "law": "Belgian Civil Code Art. 2262bis", "until": "2027-06-30"},
+]
+
+_REPORTS = {
+    "erasure": {"results": [
+        _task("crm", "erase", changed=3, datasets={"contacts": {"erased": 2}, "support_requests": {"erased": 1}},
+              recipient="communication_crm"),
+        _task("billing", "erase", changed=1, datasets={"customers": {"erased": 1}}, kept=4,
+              kept_records=_KEPT_RECORDS, recipient="financial_services"),
+        _task("surveys", "erase", changed=1, recipient="surveys",
+              note="The survey provider confirmed that your answers will be gone from its backups by 1 May 2026."),
+    ]},
+    "access": {"results": [_task("crm", "access", found=3, datasets={"contacts": {"found": 3}})],
+               "package": {"package_id": "pkg-1", "systems": {"crm": 3, "billing": 2}}},
+    # A processor without an API sent its export; staff resolved the other's task without one.
+    "access-missing": {"results": [_task("surveys", "access"),
+                                   _task("work_management", "access", message="resolved by staff: no answer")],
+                       "package": {"package_id": "pkg-2", "systems": {"crm": 3},
+                                   "processor_files": {"surveys": 2}, "missing": {"work_management": "not_provided"}}},
+    "rectification": {"results": [_task("crm", "rectify", changed=1, datasets={"contacts": {"rectified": 1}},
+                                        recipient="communication_crm")]},
+    "objection": {"results": [_task("email_marketing", "object", changed=1)]},
+}
+
+
+def _response(request_type: str, decision: dict | None = None, report: str | None = None) -> tuple[str, dict]:
+    link = "https://privacy.onetagger.com/v1/public/packages/tok123" if request_type == "access" else None
+    expires = datetime(2026, 3, 9, 23, 59, tzinfo=UTC) if link else None
+    outcome = _outcome(_REPORTS[report or request_type], _POLICY, link, expires)
+    if decision:
+        outcome["summary"] = decision_summary(decision)
+    extra = {"request_type": request_type, "outcome": outcome}
+    return "response", {**extra, REMEDIES_OF_REGIME: True} if refuses_in_part(outcome, decision) else extra
+
+
+# A case's marker for the remedies of the regime it is rendered in (activities/letters.py): as a
+# refusal (`remedies`), as an appeal's refusal (no further appeal), or an extension's complaint.
+REMEDIES_OF_REGIME, APPEAL_REMEDIES, COMPLAINT_OF_REGIME = "remedies-of-regime", "appeal-remedies", "complaint-of-regime"
+
+
+
+def _processor(purpose: str, action: str, scope: str | None = None) -> tuple[str, dict]:
+    title, instruction = MANUAL_ACTIONS[action]
+    if action == "object":
+        instruction = f"{instruction} {MANUAL_SCOPES[scope]}."
+    extra = {"reminder_number": 2, "first_sent_at": date(2026, 2, 3)} if purpose == "processor_reminder" else {}
+    return purpose, {
+        "processor": {"label": "Survey service provider", "contact_name": None},
+        "action": action, "action_title": title, "instruction": instruction,
+        "corrections": [("city", "Gent"), ("last_name", "Peeters")] if action == "rectify" else [],
+        "subject_email": SUBJECT_EMAIL,
+        "confirm_url": "https://privacy.onetagger.com/v1/callbacks/manual/tok456",
+        "reminder_days": 3,
+        "upload": _POLICY.processor_exports.model_dump(mode="json") if action == "access" else None, **extra,
+    }
+
+
+def _letter_cases() -> dict[str, tuple[str, dict]]:
+    cases: dict[str, tuple[str, dict]] = {
+        "acknowledgement": ("acknowledgement", {"verification_required": True}),
+        "acknowledgement-verified": ("acknowledgement", {"verification_required": False}),
+        "verification": ("verification", EXTRA["verification"]),
+        "reminder": ("reminder", EXTRA["reminder"]),
+        "extension": ("extension", {**EXTRA["extension"], COMPLAINT_OF_REGIME: True}),
+        "response-erasure-kept": _response("erasure"),
+        "response-access-package": _response("access"),
+        "response-access-processor-missing": _response("access", report="access-missing"),
+        "response-rectification": _response("rectification"),
+        "response-objection-upheld": _response("objection", {
+            "compelling_grounds": False, "explanation": "Your data is no longer used for that purpose."}),
+        "response-objection-refused": _response("objection", {
+            "compelling_grounds": True,
+            "explanation": "We need the records to detect fraud on your account, which protects you as well."}),
+        "closed_unverified": ("closed_unverified", {"expired_at": EXPIRES, REMEDIES_OF_REGIME: True}),
+        "cancellation-by-staff": ("cancellation", {"reason": EXTRA["cancellation"]["reason"], "withdrawn": False,
+                                                   REMEDIES_OF_REGIME: True}),
+        "cancellation-withdrawn": ("cancellation", {"reason": "The subject withdrew it by phone on 3 February.",
+                                                    "withdrawn": True}),
+        "denial-of-an-appeal": ("denial", {
+            "reason_code": "other", "reason_label": DENIAL_LABELS["other"], APPEAL_REMEDIES: True,
+            "explanation": "We reviewed our decision and confirm it: the records are needed to defend a claim."}),
+        "restriction_lift": ("restriction_lift", {**EXTRA["restriction_lift"], "request_type": "restriction"}),
+        "restriction_lift-notice-two-grounds": ("restriction_lift", {
+            **EXTRA["restriction_lift"], "request_type": "restriction", "notice_days": 14,
+            "restriction": {"since": datetime(2025, 11, 4, 9, 30, tzinfo=UTC), "recipients": [],
+                            "grounds": [GROUND_LABELS["accuracy_contested"], GROUND_LABELS["objection_pending"]]}}),
+    }
+    for code, label in DENIAL_LABELS.items():
+        cases[f"denial-{code}"] = ("denial", {
+            "reason_code": code, "reason_label": label,
+            "explanation": "This is the fifth identical request in two weeks; we answered it on 2 February 2026.",
+            REMEDIES_OF_REGIME: True})
+    for kind in staff_alert_kinds(DEFAULT_WARNING_DAYS):
+        days_left = int(kind.split("_")[2]) if kind.startswith("due_in_") else {"overdue": -3}.get(kind, 12)
+        cases[f"staff_alert-{kind}"] = ("staff_alert", {"kind": kind, "days_left": days_left,
+                                                        "detail": "Billing connector awaits a manual step."})
+    for purpose in (MANUAL_REQUEST, MANUAL_REMINDER):
+        for action in MANUAL_ACTIONS:
+            for scope in (MANUAL_SCOPES if action == "object" else [None]):
+                cases[f"{purpose}-{action}" + (f"-{scope}" if scope else "")] = _processor(purpose, action, scope)
+    return cases
+
+
+LETTER_CASES = _letter_cases()
+
+
+def test_the_reading_check_covers_every_letter_purpose():
+    """A purpose added later (a cancellation letter, say) must be added to the cases above."""
+    covered = {purpose for purpose, _ in LETTER_CASES.values()}
+    assert covered == {*PURPOSES, MANUAL_REQUEST, MANUAL_REMINDER}
+
+
+def _render_case(case: str, regime: str) -> RenderedLetter:
+    purpose, extra = LETTER_CASES[case]
+    ctx = base_context()
+    ctx["subject"]["name"] = "Jane Doe"
+    extra = copy.deepcopy(extra)
+    request_type = extra.pop("request_type", "erasure")
+    ctx["request"].update(regime=regime, type=request_type, type_label=TYPE_LABELS[request_type])
+    if extra.pop(REMEDIES_OF_REGIME, False):
+        extra["remedies"] = remedies_context(_POLICY, regime, "BE", appeal=False)
+    if extra.pop(APPEAL_REMEDIES, False):
+        ctx["request"]["appeal_of"] = "9d1e2f3a-4b5c-4d6e-8f70-8192a3b4c5d6"
+        extra["remedies"] = remedies_context(_POLICY, regime, "BE", appeal=True)
+    if extra.pop(COMPLAINT_OF_REGIME, False) and _POLICY.remedies[regime].complaint_on_extension:
+        extra["complaint"] = remedies_context(_POLICY, regime, "BE", appeal=False)
+    ctx.update(extra)
+    if purpose in (MANUAL_REQUEST, MANUAL_REMINDER):
+        return render_processor_mail(purpose, ctx)
+    return render_letter(purpose, ctx)
+
+
+_UNFILLED = re.compile(r"\{\{|\}\}|\{%|%\}|\{#|#\}|\bNone\b|\b[Uu]ndefined\b|\[missing|\bnan\b")
+_TEXT_HEADING = re.compile(r"^(?P<title>\S.*)\n-+$", re.MULTILINE)
+_HTML_BLOCK = re.compile(r"<(?:br|/?p|/?li|/?ul|/?tr|/?h[12]|/?table|/?caption)\b[^>]*>", re.IGNORECASE)
+_HTML_CELL = re.compile(r"</t[dh]>", re.IGNORECASE)  # a table row reads as one line: its cells are data
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z(\"“])")
+# Shorter sentences ("Kind regards,", a list item) may legitimately repeat.
+_MIN_SENTENCE = 20
+
+
+def _html_as_text(html: str) -> str:
+    body = html.split("<body", 1)[1]  # the <title> repeats the subject line by design
+    return unescape(re.sub(r"<[^>]+>", "", _HTML_BLOCK.sub("\n", _HTML_CELL.sub(" | ", body))))
+
+
+def _text_sections(text: str) -> list[tuple[str, str]]:
+    """(heading, content) of each underlined heading of a text letter, up to the next or the footer."""
+    body = text.split("\n--\n", 1)[0]
+    heads = list(_TEXT_HEADING.finditer(body))
+    ends = [h.start() for h in heads[1:]] + [len(body)]
+    return [(h["title"], body[h.end():ends[i]]) for i, h in enumerate(heads)]
+
+
+def _html_sections(html: str) -> list[tuple[str, str]]:
+    """(heading, text) of each h1/h2 of an HTML letter, up to the next heading or the end of the body cell."""
+    main = html.split("<h1", 1)[1].split("</td>\n</tr>\n<tr>", 1)[0]
+    parts = re.split(r"<h[12]\b[^>]*>(.*?)</h[12]>", "<h1" + main, flags=re.DOTALL)
+    return [(parts[i], re.sub(r"<[^>]+>", "", parts[i + 1])) for i in range(1, len(parts) - 1, 2)]
+
+
+def _sentences(text: str) -> list[str]:
+    """The prose of a letter: fields ("Request reference: ..."), headings and list items do not
+    end like a sentence and are data, shown again where useful (the footer repeats the reference)."""
+    out = []
+    for line in text.splitlines():
+        for sentence in _SENTENCE_END.split(" ".join(line.split())):
+            if len(sentence) >= _MIN_SENTENCE and sentence[-1] in ".!?":
+                out.append(sentence)
+    return out
+
+
+def _same_sentence(a: str, b: str) -> bool:
+    """Equal, or the same words but for a word or two ("We have now completed..." twice)."""
+    a, b = re.findall(r"\w+", a.lower()), re.findall(r"\w+", b.lower())
+    return SequenceMatcher(None, a, b).ratio() >= 0.9
+
+
+def _problems(letter: RenderedLetter) -> list[str]:
+    problems = []
+    for name, part in (("subject", letter.subject), ("text", letter.text), ("html", letter.html)):
+        problems += [f"{name}: unfilled {m.group()!r}" for m in _UNFILLED.finditer(part)]
+    for name, sections in (("text", _text_sections(letter.text)), ("html", _html_sections(letter.html))):
+        problems += [f"{name}: empty section {title!r}" for title, content in sections
+                     if not title.strip() or not content.strip()]
+    problems += [f"html: empty element {m.group()!r}"
+                 for m in re.finditer(r"<(p|li|h[12]|th|caption)\b[^>]*>\s*</\1>", letter.html)]
+    for name, text in (("text", letter.text), ("html", _html_as_text(letter.html))):
+        sentences = _sentences(text)
+        problems += [f"{name}: repeated {a!r} / {b!r}" for i, a in enumerate(sentences)
+                     for b in sentences[i + 1:] if _same_sentence(a, b)]
+    return problems
+
+
+@pytest.mark.parametrize("regime", [r.value for r in Regime])
+@pytest.mark.parametrize("case", LETTER_CASES)
+def test_every_letter_reads_well_in_every_regime(case, regime):
+    """No empty section, no unfilled placeholder, no sentence said twice: in text and in HTML."""
+    assert _problems(_render_case(case, regime)) == []
+
+
+def test_the_reading_check_finds_what_it_looks_for():
+    """The checks above catch each fault (so a passing run means the letters, not a blind check)."""
+    good = _render_case("response-erasure-kept", "gdpr")
+    assert _problems(good) == []
+    repeated = RenderedLetter(good.subject, good.text.replace(
+        "We have now completed your request.", "We have now completed your request. We have now completed your request."),
+        good.html)
+    assert any("repeated" in p for p in _problems(repeated))
+    empty = RenderedLetter(good.subject, good.text.replace("Your rights\n-----------\n", "Your rights\n-----------\n\nMore\n----\n"),
+                           good.html.replace("</h2>", "</h2><h2>More</h2>", 1))
+    assert {p.split(":")[0] for p in _problems(empty) if "empty section" in p} == {"text", "html"}
+    unfilled = RenderedLetter(good.subject, good.text + "Kept until: None\n", good.html.replace("</p>", "{{ x }}</p>", 1))
+    assert {p.split(":")[0] for p in _problems(unfilled) if "unfilled" in p} == {"text", "html"}
+
+
+def test_response_names_the_recipients_art19_reached_once():
+    letter = _render_case("response-erasure-kept", "gdpr")
+    for part in (letter.text, unescape(letter.html)):
+        assert part.count("Financial services and accounting provider") == 1
+        assert "who these recipients are" not in part  # they are named: nothing left to ask
+        assert "4 records of invoices in Billing" in part and "support requests" in part
+
+
+@pytest.mark.parametrize(("regime", "authority", "court", "appeal"), [
+    ("gdpr", "Gegevensbeschermingsautoriteit", "Court of First Instance", None),
+    ("uk_gdpr", "Information Commissioner's Office", "High Court", None),
+    ("ccpa", "California Privacy Protection Agency", "§ 1798.150", None),
+    ("vcdpa", "Attorney General of Virginia", "no private right of action", "within 60 days"),
+    ("ctdpa", "Attorney General of Connecticut", "no private right of action", "within 60 days"),
+    ("cpa", "Colorado Department of Law", "no private right of action", "within 45 days"),
+    ("lgpd", "Autoridade Nacional de Proteção de Dados", "Art. 22 LGPD", None),
+    ("pipeda", "Office of the Privacy Commissioner of Canada", "Federal Court", None),
+])
+def test_a_refusal_names_the_remedies_of_its_regime(regime, authority, court, appeal):
+    for case in ("denial-other", "closed_unverified", "cancellation-by-staff", "response-erasure-kept"):
+        letter = _render_case(case, regime)
+        for part in (letter.text, unescape(letter.html)):
+            assert authority in part and court in part, (case, regime)
+            assert ("Your right to appeal" in part) is bool(appeal), (case, regime)
+            if appeal:
+                assert appeal in part
+    others = {n for n in ("Gegevensbeschermingsautoriteit", "Information Commissioner", "Privacy Commissioner")
+              if n not in authority}
+    assert not any(name in _render_case("denial-other", regime).text for name in others)
+
+
+def test_a_withdrawal_and_an_upheld_objection_carry_no_remedies():
+    for case in ("cancellation-withdrawn", "response-objection-upheld", "response-rectification"):
+        assert "Your right to complain" not in _render_case(case, "gdpr").text, case
+    assert "Your right to complain" not in _render_case("extension", "gdpr").text  # only PIPEDA's notice
+    assert "Privacy Commissioner of Canada" in _render_case("extension", "pipeda").text
+
+
+def test_access_response_names_the_processor_whose_export_is_missing():
+    """Staff resolved a processor's export task without its files: the letter names it and why,
+    lists the files the other processor sent, and never claims the download is complete."""
+    letter = _render_case("response-access-processor-missing", "gdpr")
+    for part in (letter.text, _html_as_text(letter.html)):
+        assert "What your download does not include" in part
+        assert "Work management provider: this processor of ours did not send us the copy of your data" in part
+        assert "2 files" in part
+        assert "for each of our systems" not in part
+        assert "Your right to complain to the supervisory authority" in part
+    complete = _render_case("response-access-package", "gdpr")
+    assert "for each of our systems" in complete.text and "does not include" not in complete.text
+    assert "Your right to complain" not in complete.text
