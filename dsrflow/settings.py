@@ -17,6 +17,7 @@ from urllib.parse import urlparse
 
 import pydantic_settings
 from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -270,7 +271,7 @@ def parse_key_list(value: str) -> list[tuple[str, bytes]]:
     return keys
 
 
-def _describe(error: dict) -> str:
+def _describe(error: ErrorDetails) -> str:
     """One line for one pydantic error: the variable, what it expects, what it got."""
     variable = str(error["loc"][0]) if error.get("loc") else "environment"
     message = error["msg"].removeprefix("Value error, ")
