@@ -130,7 +130,7 @@ class HttpConnector(Connector):
             return {}
         for step in action.steps:
             source = self._source_dataset(action, step.for_each)
-            if step.effect != "deleted" or source not in keys:
+            if step.effect != "deleted" or source is None or source not in keys:
                 continue
             items = [{self.config.datasets[source].key: key} for key in keys[source]]
             await self._act(step, source, items, run)
@@ -162,7 +162,8 @@ class HttpConnector(Connector):
 
     # -- running actions -------------------------------------------------------------------
 
-    async def _simple(self, name: str, what: str, subject: Subject, extra: dict | None = None) -> ActionOutcome:
+    async def _simple(self, name: str, what: str, subject: Subject,
+                      extra: dict[str, Any] | None = None) -> ActionOutcome:
         action = getattr(self.config.actions, name)
         if action is None:
             return self._manual(what)
@@ -188,7 +189,7 @@ class HttpConnector(Connector):
         return [*found, *action.steps]
 
     async def _run(self, action: Action, subject: Subject, name: str, *, today: date | None = None,
-                   extra: dict | None = None) -> _Run:
+                   extra: dict[str, Any] | None = None) -> _Run:
         run = _Run(context={**self._context(subject), **(extra or {})})
         holds_known = False
         try:
