@@ -297,6 +297,6 @@ def load_settings() -> Settings:
     except pydantic_settings.SettingsError as exc:
         # Raised before validation when a list-valued variable is not JSON.
         match = re.search(r'field "(\w+)"', str(exc))
-        field = Settings.model_fields[match.group(1)] if match else None
-        alias = field.validation_alias.choices[0] if field else "environment"  # type: ignore[union-attr]
+        aliases = Settings.model_fields[match.group(1)].validation_alias if match else None
+        alias = aliases.choices[0] if isinstance(aliases, AliasChoices) else "environment"  # every field has them
         raise SettingsError(f"{alias}: expected a JSON list such as [\"pattern\"]") from None

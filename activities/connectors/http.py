@@ -142,7 +142,7 @@ class HttpConnector(Connector):
         return ActionOutcome(status="done")
 
     async def object(self, subject: Subject, scope: str) -> ActionOutcome:
-        action = self.config.actions.object.get(scope)  # type: ignore[call-overload]
+        action = next((a for name, a in self.config.actions.object.items() if name == scope), None)
         if action is None:
             return ActionOutcome(status="not_found", message=f"{self.config.service} is not configured "
                                  f"for objections to {scope}: nothing to act on there")
