@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -88,7 +88,7 @@ class VerifyAttempt(_Contract):
     token_hash: str | None = None
 
     @model_validator(mode="after")
-    def _one_of(self):
+    def _one_of(self) -> Self:
         given = [h for h in (self.code_hash, self.token_hash) if h is not None]
         if len(given) != 1 or not _HEX64.match(given[0]):
             raise ValueError("exactly one of code_hash or token_hash, as 64 hex characters")
