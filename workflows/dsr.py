@@ -285,7 +285,10 @@ class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals):
     @approve.validator
     def _validate_approve(self, request: ApproveInput) -> None:
         self._require_open()
-        if self._status != RequestStatus.awaiting_approval or self._approval is not None:
+        if self._approval is not None:
+            # Two officers at once: the other approval was taken; its status follows in a moment.
+            raise ValueError("request is not awaiting approval: it has been approved already")
+        if self._status != RequestStatus.awaiting_approval:
             raise ValueError(f"request is not awaiting approval (status {self._status.value})")
 
     @workflow.update
