@@ -35,7 +35,7 @@ def create_app(settings: Settings, *, temporal_client: Client | None = None) -> 
         lifespan=lifespan,
     )
     app.state.dsr = state
-    app.state.rate_limiter = RateLimiter()
+    app.state.rate_limiter = RateLimiter(state)
     # The Temporal Web UI calls the codec endpoint from the browser, on another origin.
     app.add_middleware(codec_endpoint.CodecCORSMiddleware, origins=codec_cors_origins(settings))
     # Added last, so outermost: no body reaches a route (or the CORS layer) uncapped.
