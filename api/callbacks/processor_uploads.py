@@ -23,7 +23,6 @@ from fastapi import Request
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from dsrflow.domain.audit import append_event
 from api.callbacks.export_files import (
     KIND_OF_EXTENSION,
     MEDIA_TYPES,
@@ -32,9 +31,11 @@ from api.callbacks.export_files import (
     kind_for,
     safe_name,
 )
-from dsrflow.stores.export_store import export_writer
 from dsrflow.crypto.filecrypt import EncryptedWriter
 from dsrflow.crypto.keys import load_secret_key
+from dsrflow.domain.audit import append_event
+from dsrflow.settings import Settings
+from dsrflow.stores.export_store import export_writer
 from policy.exports import ProcessorExports
 from schemas.requests import RequestStatus
 
@@ -183,7 +184,7 @@ class _Parser:
         self._file, self._field = None, None
 
 
-async def receive_export(request: Request, task: dict[str, Any]) -> ReceivedExport:
+async def receive_export(request: Request, settings: Settings, task: dict[str, Any]) -> ReceivedExport:
     """Stream the upload into encrypted files; raise UploadRefused (nothing kept) if any of it
     cannot be taken."""
     limits = limits_of(task)
@@ -194,9 +195,8 @@ async def receive_export(request: Request, task: dict[str, Any]) -> ReceivedExpo
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limits.max_total_bytes + 1024 * 1024:
         raise UploadRefused(413, f"The files together are larger than the limit of {limits.max_total_mb} MB.")
-    state = request.app.state.dsr
     received = ReceivedExport()
-    parser = _Parser(state.settings.home, load_secret_key(state.settings), limits, received)
+    parser = _Parser(settings.home, load_secret_key(settings), limits, received)
     try:
         multipart = MultipartParser(params[b"boundary"], parser.callbacks())
         async for chunk in request.stream():
