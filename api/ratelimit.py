@@ -85,7 +85,7 @@ class RateLimiter:
         raise a 429 Problem when either is over its limit. The client is counted first: a
         client over its limit does not use up its allowance on the request."""
         client = client_of(request)
-        buckets = [("ip", (client,))]
+        buckets: list[tuple[str, tuple[str, ...]]] = [("ip", (client,))]
         if request_id is not None:
             buckets.append(("request", (request_id, client)))
         pool = await self._state.db()

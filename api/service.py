@@ -13,16 +13,11 @@ from api.problems import Problem
 from api.state import AppState
 from dsrflow.domain.appeals import AppealRefused, check_appeal
 from dsrflow.domain.request_start import start_request_workflow
-from dsrflow.stores.requests_store import (
-    IdempotencyConflict,
-    create_request,
-    get_request,
-    workflow_id_for,
-)
+from dsrflow.stores.requests_store import IdempotencyConflict, create_request, get_request
 from dsrflow.stores.restrictions_store import as_view, restriction_for
 from policy.systems import correction_problems
 from schemas.requests import NewRequest, RequestStatus
-from schemas.workflow import RequestState
+from schemas.workflow import RequestState, workflow_id_for
 from workflows.dsr import DataSubjectRequestWorkflow
 
 

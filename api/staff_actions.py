@@ -37,8 +37,10 @@ def rest_body(input: type[BaseModel], name: str) -> type[BaseModel]:
     """The body a caller sends for a workflow update: the input's fields with their constraints,
     examples and descriptions, without `actor`, which the server fills in from the signed-in
     member of staff. Made from the input so that a limit is declared once, on the input."""
-    fields = {field: (info.annotation, info) for field, info in input.model_fields.items() if field != "actor"}
-    return create_model(name, __config__=ConfigDict(extra="forbid"), **fields)
+    fields: dict[str, Any] = {field: (info.annotation, info) for field, info in input.model_fields.items()
+                              if field != "actor"}
+    body: type[BaseModel] = create_model(name, __config__=ConfigDict(extra="forbid"), **fields)
+    return body
 
 
 # Named as they appear in the OpenAPI document.

@@ -31,7 +31,7 @@ async def dashboard(staff: Annotated[Staff, require_console_role("compliance")],
     per_type = await requests_per_month(pool, today=today, timezone=timezone, months=MONTHS)
     closed = await closed_per_month(pool, today=today, timezone=timezone, months=MONTHS)
     due = await open_by_due_week(pool, today=today)
-    due_labels = [b.start.strftime("%d %b") if b.label not in ("overdue", "later") else b.label for b in due]
+    due_labels = [b.start.strftime("%d %b") if b.start is not None else b.label for b in due]
     charts = [
         ("received", "Requests received per month, by type", months,
          bar_chart("received", months, per_type or {"none": [0] * MONTHS}, legend=True,

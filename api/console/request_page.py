@@ -125,14 +125,16 @@ async def letter(staff: Annotated[Staff, require_console_role("agent")], request
     return HTMLResponse(body, headers=_LETTER_HEADERS)
 
 
-async def _run(state: AppState, request_id: str, action: StaffAction, form: FormData, staff: Staff) -> Problem | None:
+async def _run(state: AppState, request_id: str, action: StaffAction | None, form: FormData, staff: Staff,
+               ) -> Problem | None:
     """Run the action; None once the workflow accepted it, else why not (a bad field, or the
     workflow's own reason)."""
+    assert action is not None  # an unknown action is refused before it runs
     try:
         await run_update(state, request_id, action.update,
                          action.workflow_input(action.body_from_form(form), staff.actor))
     except ValidationError as exc:
-        errors = field_errors(list(exc.errors()))
+        errors = field_errors(exc.errors())
         return Problem(422, "Invalid", "; ".join(f"{e['field']}: {e['message']}" for e in errors))
     except Problem as problem:
         return problem
@@ -156,8 +158,11 @@ async def act(staff: Annotated[Staff, require_console_role("agent")], request: R
     htmx = bool(request.headers.get("hx-request"))
     if refused is None and not htmx:
         return RedirectResponse(f"/console/requests/{request_id}?done={action}", status_code=303)
-    notice = ({"flash": spec.done} if refused is None
-              else {"error": refused.detail or refused.title, "failed_action": action})
+    if refused is None:
+        assert spec is not None  # no refusal: the action exists
+        notice = {"flash": spec.done}
+    else:
+        notice = {"error": refused.detail or refused.title, "failed_action": action}
     context = await _context(state, today, request_id, staff)
     region = _region(request, request_id, context, {**notice, "values": dict(form.items())})
     status = refused.status if refused else 200

@@ -95,7 +95,7 @@ async def _count(request: Request, limiter: RateLimiter) -> None:
     counters live in the database health may be reporting down: then health answers unlimited."""
     try:
         await asyncio.wait_for(limiter.hit(request, "health"), _TIMEOUT)
-    except (*CONNECTION_ERRORS, TimeoutError) as exc:
+    except CONNECTION_ERRORS + (TimeoutError,) as exc:
         if not isinstance(exc, TimeoutError) and unavailable_component(exc) is None:
             raise
 

@@ -23,4 +23,4 @@ async def list_all(
     active: Annotated[bool | None, Query(description="true: in force or being lifted; false: lifted")] = None,
 ) -> dict[str, Any]:
     rows = await list_restrictions(pool, active=active)
-    return jsonable_encoder({"items": [{"request_id": str(r["request_id"]), **as_view(r)} for r in rows]})
+    return jsonable_encoder({"items": [{"request_id": str(r["request_id"]), **(as_view(r) or {})} for r in rows]})

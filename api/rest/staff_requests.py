@@ -26,7 +26,8 @@ from dsrflow.stores.requests_store import get_request
 from schemas.requests import NewRequest
 
 router = APIRouter(prefix="/v1/requests", tags=["requests"])
-_VIEW = {200: json_response(REQUEST_VIEW, "The request, its deadlines and live workflow state")}
+_VIEW: dict[int | str, dict[str, Any]] = {
+    200: json_response(REQUEST_VIEW, "The request, its deadlines and live workflow state")}
 
 
 @router.post("", status_code=201, responses={
