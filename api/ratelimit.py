@@ -28,6 +28,7 @@ from api.problems import Problem
 from api.state import AppState
 from dsrflow.crypto.hashing import keyed_hash
 from dsrflow.crypto.keys import load_secret_key
+from dsrflow.infra.metrics import rate_limited
 
 # One statement per hit: a window that has ended restarts at 1; otherwise the count goes up.
 _HIT = """
@@ -91,6 +92,7 @@ class RateLimiter:
             allowed, window = state.settings.rate(action, per)
             hits, retry_after = await pool.fetchrow(_HIT, self._bucket(state, action, per, *values), float(window))
             if hits > allowed:
+                rate_limited(action, per)
                 raise _too_many(retry_after)
         await self._sweep(pool)
 
@@ -101,6 +103,7 @@ class RateLimiter:
         pool = await state.db()
         hits, retry_after = await pool.fetchrow(_PEEK, self._bucket(state, action, "email", _address(email)))
         if hits >= allowed:
+            rate_limited(action, "email")
             raise _too_many(retry_after)
 
     async def spend(self, request: Request, action: str, *, email: str) -> None:
@@ -115,6 +118,7 @@ class RateLimiter:
         state: AppState = request.app.state.dsr
         pool = await state.db()
         if await pool.fetchval(_UNVERIFIED_OPEN) >= state.settings.max_unverified_open:
+            rate_limited("submit", "unverified_ceiling")
             raise Problem(503, "Too many requests waiting",
                           "we are receiving more requests than usual; please try again in a few minutes",
                           retry_after=CEILING_RETRY_AFTER)
