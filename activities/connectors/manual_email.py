@@ -51,12 +51,12 @@ from activities.connectors.base import (
     PermanentConnectorError,
     Subject,
 )
-from activities.letter_templates import RenderedLetter
-from activities.letter_templates import env as letter_env
+from activities.letter_templates import RenderedLetter, render_template_set
 from activities.letters import message_id_for
 from activities.outbox import OnSent, Sent, send_once
 from dsrflow.crypto.hashing import keyed_hash
 from dsrflow.domain.audit import append_event
+from dsrflow.i18n import SOURCE_LANGUAGE
 
 REQUEST_PURPOSE = "processor_request"
 REMINDER_PURPOSE = "processor_reminder"
@@ -115,29 +115,14 @@ def external_id_for(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
-def _tidy(text: str) -> str:
-    lines = [line.rstrip() for line in text.replace("\r\n", "\n").split("\n")]
-    tidy = "\n".join(lines)
-    while "\n\n\n" in tidy:
-        tidy = tidy.replace("\n\n\n", "\n\n")
-    return tidy.strip("\n") + "\n"
-
-
-def render_processor_mail(purpose: str, context: Mapping[str, Any]) -> RenderedLetter:
+def render_processor_mail(purpose: str, context: Mapping[str, Any], language: str = SOURCE_LANGUAGE,
+                          ) -> RenderedLetter:
     """Subject line, text and HTML of a processor e-mail, through the letters' (strict, escaping)
-    Jinja environment. Not a letter purpose: these go to processors, not to data subjects."""
+    Jinja environment, in the controller's working language. Not a letter purpose: these go to
+    processors, not to data subjects."""
     if purpose not in (REQUEST_PURPOSE, REMINDER_PURPOSE):
         raise ValueError(f"unknown processor mail purpose {purpose!r}")
-    ctx = dict(context)
-    subject = _one_line(letter_env.get_template(f"{purpose}.subject.j2").render(ctx))
-    ctx["letter_subject"] = subject
-    text = _tidy(letter_env.get_template(f"{purpose}.txt.j2").render(ctx))
-    html = letter_env.get_template(f"{purpose}.html.j2").render(ctx).strip() + "\n"
-    return RenderedLetter(subject=subject, text=text, html=html)
+    return render_template_set(purpose, dict(context), language)
 
 
 class ManualEmailConnector(Connector):
@@ -326,7 +311,7 @@ class ManualEmailConnector(Connector):
             "upload": self.env.policy.processor_exports.model_dump(mode="json") if action == "access" else None,
             **(extra or {}),
         }
-        rendered = render_processor_mail(purpose, context)
+        rendered = render_processor_mail(purpose, context, self.env.policy.languages.staff)
         message = EmailMessage()
         message["From"] = formataddr((controller.name, str(controller.sender_email)))
         message["To"] = formataddr((self.contact_name, self.contact_email)) if self.contact_name else self.contact_email
