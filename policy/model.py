@@ -285,6 +285,10 @@ class LoadedPolicy(BaseModel):
     def default_country(self) -> str:
         return self.policy.defaults.country
 
+    @property
+    def default_language(self) -> str:
+        return self.policy.languages.default.value
+
 
 def check_http_references(name: str, config: HttpConfig, policy: Policy) -> None:
     """What an http system's configuration names must exist in the policy."""

@@ -11,7 +11,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator, model_validator
 
 from schemas.plain_text import OneLine
-from schemas.vocabulary import Regime
+from schemas.vocabulary import Language, Regime
 
 __all__ = [
     "Channel", "DenialReason", "NewRequest", "ObjectionScope", "PublicNewRequest", "Regime",
@@ -118,6 +118,9 @@ class _RequestDetails(BaseModel):
         None, max_length=len(RestrictionGround), description="restriction: the Art. 18(1) grounds invoked"
     )
     objection_scope: ObjectionScope | None = Field(None, description="objection: what is objected to")
+    language: Language | None = Field(
+        None, description="the language the subject is written to in (one the controller's policy supports, "
+        "`languages.supported`); the policy's default if omitted")
     appeal_of: uuid.UUID | None = Field(
         None, description="an appeal (VCDPA, CTDPA, CPA): the id of the subject's request we refused, "
         "in whole or in part; the appeal takes its regime and has its own statutory deadline")

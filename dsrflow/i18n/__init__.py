@@ -80,3 +80,13 @@ def long_datetime(value: datetime, language: str = SOURCE_LANGUAGE) -> str:
 def and_list(items: list[str], language: str = SOURCE_LANGUAGE) -> str:
     """"a, b and c" in the language ("a, b en c", "a, b et c", "a, b und c")."""
     return format_list(items, locale=_FORMAT_LOCALE[Language(language)])
+
+
+def N_(message: str) -> str:
+    """Marks a message for the catalogs where it is defined (a table of labels); it is translated
+    where it is used, once the language is known: `translator.gettext(TABLE[key])`."""
+    return message
+
+
+Translator = gettext.NullTranslations
+ENGLISH: Translator = gettext.NullTranslations()
