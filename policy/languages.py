@@ -6,8 +6,9 @@ summary, the portal) is listed in TRANSLATABLE; for each other language the cont
 (`remedies.gdpr.complaint`, `categories.account.purposes`). A translation is usually a file of its
 own next to the policy (`translations: {nl: {file: connexeon.nl.yaml}}`), inlined when the policy
 loads so that the policy's version covers it. A language whose translation misses a text, or
-translates a path the policy does not have or that is not a text for subjects, fails the load,
-naming the path: no letter falls back to English half-way."""
+translates a path that is not a text for subjects, fails the load, naming the path: no letter
+falls back to English half-way. (Texts of parts the policy leaves out are ignored, so a policy
+derived from another can share its translation files.)"""
 
 from __future__ import annotations
 
@@ -90,9 +91,11 @@ def check_translation(content: dict[str, Any], language: str, translation: Any) 
     given: dict[str, Any] = {}
     for path, value in _leaves(translation):
         dotted = ".".join(path)
-        if dotted not in wanted:
+        if not _translatable(path):
             raise ValueError(f"{where}.{dotted}: not a text of the policy that subjects read "
                              f"(see TRANSLATABLE in policy/languages.py)")
+        if dotted not in wanted:
+            continue  # a text of a part this policy leaves out (a shared translation file)
         if not isinstance(value, str) or not value.strip():
             raise ValueError(f"{where}.{dotted}: expected the text in {language}")
         given[dotted] = value

@@ -314,6 +314,11 @@ def _version(content: dict) -> str:
 
 def parse_policy(content: dict, source: str = "<policy>") -> LoadedPolicy:
     try:
+        # A policy built in code (tests, tools) may still name the shipped translation files.
+        inline_translation_files(content, DEFAULT_POLICY)
+    except ValueError as exc:
+        raise PolicyError(f"{source}: {exc}") from None
+    try:
         policy = Policy.model_validate(content)
     except ValidationError as exc:
         problems = "; ".join(
@@ -342,12 +347,18 @@ def _check_translations(policy: Policy, content: dict) -> None:
 
 
 def inline_translation_files(content: dict, path: Path) -> None:
-    """Replace `translations.<language>: {file: ...}` by the file's content (next to the policy),
+    """Replace `translations.<language>: {file: ...}` by the file's content (next to the policy,
+    else among the shipped ones),
     so that the stored policy, and so its version, holds every language."""
     translations = content.get("translations")
     for language, given in (translations.items() if isinstance(translations, dict) else ()):
         if isinstance(given, dict) and set(given) == {"file"}:
-            found = path.parent / str(given["file"])
+            relative = Path(str(given["file"]))
+            candidates = (path.parent / relative, DEFAULT_POLICY.parent / relative)
+            found = next((c for c in candidates if c.is_file()), None)
+            if found is None:
+                raise ValueError(f"{path}: translations.{language}.file: {relative} not found next to the "
+                                 f"policy or in {DEFAULT_POLICY.parent}")
             try:
                 loaded = yaml.safe_load(found.read_text())
             except OSError as exc:
