@@ -93,12 +93,6 @@ def shortid(value: Any) -> str:
     return str(value)[:8]
 
 
-def _plural(count: int, singular: str, plural: str | None = None) -> str:
-    _fail_if_undefined(count)
-    word = singular if abs(int(count)) == 1 else (plural or singular + "s")
-    return f"{count} {word}"
-
-
 @cache
 def letter_environment(language: str) -> Environment:
     """The templates, speaking `language`: `_()`, `ngettext()` and `{% trans %}` read its catalog
@@ -118,7 +112,6 @@ def letter_environment(language: str) -> Environment:
     env.filters["longdate"] = partial(longdate, language=language)
     env.filters["longdatetime"] = partial(longdatetime, language=language)
     env.filters["shortid"] = shortid
-    env.filters["plural"] = _plural
     env.filters["and_list"] = partial(and_list, language=language)
     env.globals["language"] = language
     return env
