@@ -15,6 +15,7 @@ from email.message import EmailMessage
 from email.utils import formataddr, formatdate
 from typing import Any
 
+import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -290,7 +291,7 @@ async def _deliver(ctx: ActivityContext, job: LetterJob, secrets: dict[str, Any]
         message.set_content(rendered.text)
         message.add_alternative(rendered.html, subtype="html")
 
-    async def record(conn) -> None:
+    async def record(conn: asyncpg.Connection) -> None:
         # Marked sent with its evidence row and audit event, in one transaction (outbox.py).
         await conn.execute(
             """INSERT INTO sent_letters (letter_key, request_id, purpose, recipient, subject,
