@@ -10,8 +10,9 @@ from pydantic import BaseModel, ValidationError
 from starlette.datastructures import FormData
 
 from api.problems import field_errors
-from policy.systems import correction_problems
-from schemas.requests import ObjectionScope, RestrictionGround
+from policy.intake import intake_problems
+from policy.model import Policy
+from schemas.requests import ObjectionScope, RequestDetails, RestrictionGround
 
 SUBMISSION = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 RESTRICTION_LABELS = {
@@ -58,7 +59,7 @@ def _corrections(form: FormData) -> dict[str, str]:
 def details(form: FormData, errors: dict[str, str]) -> dict[str, Any]:
     """The type and its details; only the chosen type's details count (the form shows them all)."""
     kind = text(form, "type")
-    body: dict[str, Any] = {"type": kind, "country": text(form, "country")}
+    body: dict[str, Any] = {"type": kind, "country": text(form, "country"), "language": text(form, "language")}
     if kind == "rectification":
         try:
             body["corrections"] = _corrections(form)
@@ -71,13 +72,17 @@ def details(form: FormData, errors: dict[str, str]) -> dict[str, Any]:
     return body
 
 
-def check_corrections(systems: Any, new: Any, errors: dict[str, str]) -> None:
-    """The policy's word on each correction (policy/rectification.py), as the form's message."""
-    if new is not None and new.corrections:
-        problems = correction_problems(systems, new.corrections)
-        if problems:
-            errors["corrections"] = "; ".join(
-                f"{field.removeprefix('corrections.')}: {message}" for field, message in problems.items())
+def check_policy(policy: Policy, new: RequestDetails | None, errors: dict[str, str]) -> None:
+    """The policy's word on the request (policy/intake.py: each correction, the language), as the
+    form's messages: one per form field."""
+    if new is None:
+        return
+    problems = intake_problems(policy, new)
+    corrections = {f.removeprefix("corrections."): m for f, m in problems.items() if f.startswith("corrections.")}
+    if corrections:
+        errors["corrections"] = "; ".join(f"{field}: {message}" for field, message in corrections.items())
+    if "language" in problems:
+        errors["language"] = problems["language"]
 
 
 def validate(model: type[M], body: dict[str, Any], errors: dict[str, str],

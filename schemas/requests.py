@@ -100,7 +100,7 @@ class SubjectIdentity(BaseModel):
     customer_id: OneLine | None = Field(None, min_length=1, max_length=100)
 
 
-class _RequestDetails(BaseModel):
+class RequestDetails(BaseModel):
     """Type-specific details, shared by the staff and the public forms."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
@@ -167,7 +167,7 @@ class _RequestDetails(BaseModel):
         )
 
 
-class NewRequest(_RequestDetails):
+class NewRequest(RequestDetails):
     """A request opened by staff or through the API."""
 
     regime: Regime = Regime.gdpr
@@ -193,7 +193,7 @@ class NewRequest(_RequestDetails):
         return value
 
 
-class PublicNewRequest(_RequestDetails):
+class PublicNewRequest(RequestDetails):
     """A request a data subject submits through the portal."""
 
     email: EmailStr

@@ -128,7 +128,7 @@ async def create_request(staff: Annotated[Staff, require_console_role("agent")],
         "identity_attested": form.get("identity_attested") == "true",
     }
     new = request_form.validate(NewRequest, body, errors, nested=("subject",))
-    request_form.check_corrections(state.policy.policy.systems.values(), new, errors)
+    request_form.check_policy(state.policy.policy, new, errors)
     if new is None or errors:
         return _new_request_page(request, state.policy.policy.defaults.timezone, values, errors, status=422)
     submission = values.get("submission", "")

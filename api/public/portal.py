@@ -79,7 +79,7 @@ async def submit(request: Request, state: State, limiter: Limiter) -> Response:
     body = {**request_form.details(form, errors), "email": request_form.text(form, "email") or "",
             "name": request_form.text(form, "name")}
     new = request_form.validate(PublicNewRequest, body, errors, _MESSAGES)
-    request_form.check_corrections(state.policy.policy.systems.values(), new, errors)
+    request_form.check_policy(state.policy.policy, new, errors)
     if new is None or errors:
         return _form_page(request, values, errors, status=422)
     await admit_submission(limiter, str(new.email))
