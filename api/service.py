@@ -98,6 +98,7 @@ async def request_view(state: AppState, request_id: str) -> dict[str, Any]:
         "type": row["request_type"],
         "regime": row["regime"],
         "country": row["country"],
+        "language": row["language"],
         "channel": row["channel"],
         "origin": row["origin"],
         "status": row["status"],

@@ -18,6 +18,7 @@ from datetime import UTC, date, datetime
 from functools import cache
 from pathlib import Path
 
+from babel import Locale
 from babel.dates import format_date, format_time
 from babel.lists import format_list
 from babel.messages.mofile import write_mo
@@ -75,6 +76,12 @@ def long_datetime(value: datetime, language: str = SOURCE_LANGUAGE) -> str:
     value = _as_utc(value)
     clock = format_time(value, format="HH:mm", locale=_FORMAT_LOCALE[Language(language)])
     return f"{long_date(value, language)}, {clock} UTC"
+
+
+def language_name(language: str) -> str:
+    """The language's name in itself: "English", "Nederlands", "Français", "Deutsch"."""
+    name = Locale.parse(_FORMAT_LOCALE[Language(language)]).get_display_name(language) or language
+    return name.split(" (")[0].capitalize()
 
 
 def and_list(items: list[str], language: str = SOURCE_LANGUAGE) -> str:
