@@ -21,7 +21,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.context import ActivityContext
 from activities.heartbeat import heartbeating
-from activities.letter_templates import render_letter
+from activities.letter_templates import RenderedLetter, render_letter
 from activities.outbox import Sent, send_once
 from activities.processor_exports import missing_reasons
 from activities.restrictions import lift_letter_context
@@ -279,17 +279,8 @@ async def _deliver(ctx: ActivityContext, job: LetterJob, secrets: dict[str, Any]
         policy = loaded.policy
         recipient = policy.controller.staff_email if job.to_staff else row["subject_email"]
 
-        message = EmailMessage()
-        message["From"] = formataddr((policy.controller.name, policy.controller.sender_email))
-        message["To"] = recipient
-        message["Subject"] = rendered.subject
-        message["Date"] = formatdate(localtime=False)
-        message["Message-ID"] = message_id
-        message["X-DSR-Request-Id"] = job.request_id
-        message["X-DSR-Purpose"] = job.purpose
-        message["Content-Language"] = language
-        message.set_content(rendered.text)
-        message.add_alternative(rendered.html, subtype="html")
+        message = compose_letter(policy, rendered, recipient=recipient, message_id=message_id,
+                                 request_id=job.request_id, purpose=job.purpose, language=language)
 
     async def record(conn: asyncpg.Connection) -> None:
         # Marked sent with its evidence row and audit event, in one transaction (outbox.py).
@@ -317,6 +308,25 @@ async def _deliver(ctx: ActivityContext, job: LetterJob, secrets: dict[str, Any]
         return LetterReceipt(letter_key=letter_key, message_id=message_id, already_sent=True)
     activity.logger.info("letter sent", extra={"purpose": job.purpose})
     return LetterReceipt(letter_key=letter_key, message_id=message_id, already_sent=False)
+
+
+def compose_letter(policy: Policy, rendered: RenderedLetter, *, recipient: str, message_id: str, request_id: str,
+                   purpose: str, language: str) -> EmailMessage:
+    """The e-mail of a rendered letter: plain text and HTML alternatives (UTF-8), the dsrflow
+    headers that name its request and purpose, and the language it is written in."""
+    message = EmailMessage()
+    message["From"] = formataddr((policy.controller.name, policy.controller.sender_email))
+    message["To"] = recipient
+    message["Subject"] = rendered.subject
+    message["Date"] = formatdate(localtime=False)
+    message["Message-ID"] = message_id
+    message["X-DSR-Request-Id"] = request_id
+    message["X-DSR-Purpose"] = purpose
+    message.set_content(rendered.text)
+    message.add_alternative(rendered.html, subtype="html")
+    # After the content: setting it clears every Content-* header.
+    message["Content-Language"] = language
+    return message
 
 
 class LetterActivities:

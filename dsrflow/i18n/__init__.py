@@ -66,7 +66,9 @@ def long_date(value: date | datetime, language: str = SOURCE_LANGUAGE) -> str:
         value = _as_utc(value).date()
     if not isinstance(value, date):
         raise TypeError(f"a long date needs a date, got {type(value).__name__}")
-    return format_date(value, format="long", locale=_FORMAT_LOCALE[Language(language)])
+    written = format_date(value, format="long", locale=_FORMAT_LOCALE[Language(language)])
+    # French writes the first of the month as an ordinal ("1er mars"); Babel does not.
+    return f"1er{written[1:]}" if Language(language) == Language.fr and value.day == 1 else written
 
 
 def long_datetime(value: datetime, language: str = SOURCE_LANGUAGE) -> str:
