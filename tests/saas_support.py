@@ -19,6 +19,7 @@ from devstack.processes import free_port
 from dsrflow.settings import Settings
 from policy.model import DEFAULT_POLICY, LoadedPolicy, load_policy
 from tests.fanout_stack import serve
+from tests.support import english_only
 
 SECRET = b"s" * 32
 
@@ -42,6 +43,7 @@ def http_policy(tmp: Path, systems: dict[str, dict[str, Any]], keep: tuple[str, 
     if content["automated_decisions"]["profiling"]["system"] not in keep:
         content["automated_decisions"].pop("profiling")
     content["systems"].update(systems)
+    english_only(content)
     path = tmp / f"policy-{uuid.uuid4().hex[:6]}.yaml"
     path.write_text(yaml.safe_dump(content, sort_keys=False))
     return load_policy(path)

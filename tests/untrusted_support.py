@@ -29,6 +29,7 @@ from api.app import create_app
 from devstack.processes import free_port
 from dsrflow.settings import Settings
 from tests.fanout_stack import serve
+from tests.support import english_only
 
 PROCESSOR = "forged_proc"
 
@@ -112,6 +113,7 @@ def processor_policy(tmp: Path, lifecycle_policy: Path, system_config: dict[str,
     content = copy.deepcopy(yaml.safe_load(lifecycle_policy.read_text()))
     content["systems"] = {PROCESSOR: {"label": "Forged processor", "connector": "opendsr",
                                       "config": {"origin": "observed", **system_config}}}
+    english_only(content)
     path = tmp / f"policy-{uuid.uuid4().hex[:6]}.yaml"
     path.write_text(yaml.safe_dump(content, sort_keys=False))
     return path
