@@ -186,7 +186,8 @@ async def build_context(ctx: ActivityContext, row: dict[str, Any], job: LetterJo
             "appeal_of": (row["details"] or {}).get("appeal_of"),
         },
         "subject": {"name": row["subject_name"], "email": row["subject_email"]},
-        "portal_url": f"{ctx.settings.base_url}/portal",
+        # The portal opens in the letter's language.
+        "portal_url": f"{ctx.settings.base_url}/portal?lang={language}",
     }
     params = _coerce(job.params)
 
