@@ -44,6 +44,18 @@ async def serve(app, port: int) -> tuple[uvicorn.Server, asyncio.Task]:
 
 
 @contextlib.asynccontextmanager
+async def served(app) -> AsyncIterator[str]:
+    """`app` served on a free loopback port for the block; yields its base URL."""
+    port = free_port()
+    server, task = await serve(app, port)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+@contextlib.asynccontextmanager
 async def fanout_stack(postgres: EmbeddedPostgres, settings: Settings, client, tmp: Path,
                        *, email_delay: float = 0.5, callback_attempts: int = 5,
                        keep_manual: tuple[str, ...] = (),

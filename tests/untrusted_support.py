@@ -26,9 +26,8 @@ from activities.connectors.opendsr_signature import (
     sign,
 )
 from api.app import create_app
-from devstack.processes import free_port
 from dsrflow.settings import Settings
-from tests.fanout_stack import serve
+from tests.fanout_stack import served
 from tests.support import english_only
 
 PROCESSOR = "forged_proc"
@@ -95,17 +94,6 @@ class Recorder:
             return JSONResponse({"datasets": {"stolen": [{"x": 1}]}, "results": []})
 
         return Starlette(routes=[Route("/{path:path}", anything, methods=["GET", "POST"])])
-
-
-@contextlib.asynccontextmanager
-async def served(app) -> AsyncIterator[str]:
-    port = free_port()
-    server, task = await serve(app, port)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
 
 
 def processor_policy(tmp: Path, lifecycle_policy: Path, system_config: dict[str, Any]) -> Path:
