@@ -50,7 +50,8 @@ DEMO_DATABASES = (*SQL_SYSTEMS, "email_marketing")
 
 
 class ChaosStack:
-    def __init__(self, home: Path, opendsr_delay: float) -> None:
+    def __init__(self, home: Path, opendsr_delay: float, *, policy: Path | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self.home = home.resolve()
         self.logs = self.home / "logs"
         self.mail = self.home / "mail"
@@ -62,10 +63,11 @@ class ChaosStack:
         # demo systems take theirs from a Settings object). The default policy is kept whole:
         # the processors reached by e-mail are part of what a crash can duplicate. Only the
         # approval of attested erasures is left out: nobody approves the load's erasures.
+        # `env` adds to (or overrides) all of it, for every process (bench/multi_stack.py).
         for name in ("DSRFLOW_ENCRYPTION_KEYS", "DSRFLOW_SECRET_KEY"):
             os.environ.pop(name, None)
         os.environ.update({
-            "DSRFLOW_POLICY": str(unattended_policy(self.home / "policy.yaml")),
+            "DSRFLOW_POLICY": str(policy or unattended_policy(self.home / "policy.yaml")),
             **ports,
             "DSRFLOW_HOME": str(self.home),
             "DSRFLOW_DEMO": "true",
@@ -73,6 +75,7 @@ class ChaosStack:
             "DSRFLOW_DATABASE_URL": self.database_url,
             "TEMPORAL_ADDRESS": f"127.0.0.1:{ports['DSRFLOW_TEMPORAL_PORT']}",
             "SMTP_HOST": "127.0.0.1",
+            **(env or {}),
         })
         self.settings = load_settings()
         # The Stack object is used for what it already does for `dsrflow up`: seed and start the
@@ -94,6 +97,15 @@ class ChaosStack:
     # -- start and stop ----------------------------------------------------------------------
 
     async def start(self) -> None:
+        await self.start_infrastructure()
+        self.start_worker()
+        self.api = self._spawn_dsrflow("api", self.logs / "api.log")
+        await self._wait_healthy(self.api_url, {"API": self.api, "worker": self.worker})
+        await self.connect()
+
+    async def start_infrastructure(self) -> None:
+        """What the workers and APIs reach by address: PostgreSQL (migrated), the SMTP sink,
+        the Temporal dev server and the demo systems."""
         self.home.mkdir(parents=True, exist_ok=True)
         self.postgres.start(self.logs / "postgres.log")
         await self.postgres.wait_ready()
@@ -103,9 +115,9 @@ class ChaosStack:
         await asyncio.to_thread(self.temporal.wait_ready)
         await migrate(self.database_url)
         await self.stack._start_demo_systems(self.database_url, self.postgres)
-        self.start_worker()
-        self.api = self._spawn_dsrflow("api", self.logs / "api.log")
-        await self._wait_healthy()
+
+    async def connect(self) -> None:
+        """Our own Temporal client and staff token, once a worker has created the schedules."""
         self.client = await connect_client(self.settings)
         await self._pause_schedules()
         pool = await create_pool(self.database_url, max_size=1)
@@ -129,8 +141,9 @@ class ChaosStack:
             except Exception as exc:  # noqa: BLE001 - keep stopping the rest
                 print(f"while stopping {name}: {exc}", file=sys.stderr, flush=True)
 
-    def _spawn_dsrflow(self, role: str, log: Path) -> subprocess.Popen:
-        return spawn([find_binary("dsrflow"), role], env={**os.environ, **self.stack.env}, log_path=log)
+    def _spawn_dsrflow(self, role: str, log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+        return spawn([find_binary("dsrflow"), role], env={**os.environ, **self.stack.env, **(env or {})},
+                     log_path=log)
 
     def start_worker(self) -> None:
         self.worker_starts += 1
@@ -141,20 +154,21 @@ class ChaosStack:
                            "--directory", str(self.mail)], log_path=self.logs / "smtp_sink.log")
         wait_for_port(self.settings.smtp_port, "SMTP sink", 30, self.sink)
 
-    async def _wait_healthy(self, timeout: float = 90.0) -> None:
-        """Until GET /healthz answers 200 (the Stack's own wait watches the Stack's children,
-        and these are ours)."""
+    async def _wait_healthy(self, url: str, watched: dict[str, subprocess.Popen | None],
+                            timeout: float = 90.0) -> None:
+        """Until GET `url`/healthz answers 200, while every `watched` process runs (the Stack's
+        own wait watches the Stack's children, and these are ours)."""
         deadline = time.monotonic() + timeout
-        async with httpx.AsyncClient(base_url=self.api_url, timeout=5) as http:
+        async with httpx.AsyncClient(base_url=url, timeout=5) as http:
             while time.monotonic() < deadline:
-                for name, proc in (("API", self.api), ("worker", self.worker)):
+                for name, proc in watched.items():
                     if proc is not None and proc.poll() is not None:
                         raise StackError(f"the {name} exited with code {proc.returncode}; see {self.logs}")
                 with contextlib.suppress(httpx.HTTPError):
                     if (await http.get("/healthz")).status_code == 200:
                         return
                 await asyncio.sleep(0.5)
-        raise StackError(f"the API did not report healthy within {timeout:.0f}s; see {self.logs}")
+        raise StackError(f"the API at {url} did not report healthy within {timeout:.0f}s; see {self.logs}")
 
     async def _pause_schedules(self) -> None:
         """The daily sweeps would open requests of their own in the middle of a measurement if

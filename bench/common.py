@@ -159,6 +159,23 @@ def _output_to(path: Path) -> Iterator[None]:
         os.close(saved[1])
 
 
+def cpu_seconds(roles: dict[int, str]) -> dict[str, float]:
+    """CPU time used so far by us and each of our descendants, per role: `roles` names processes
+    by pid; PostgreSQL's backends count together; any other process goes by its name."""
+    used: dict[str, float] = {}
+    me = psutil.Process()
+    for proc in [me, *me.children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+            name = proc.name()
+        except psutil.Error:
+            continue
+        role = roles.get(proc.pid) or ("bench" if proc.pid == me.pid else
+                                       "postgres" if name.startswith("postgres") else name)
+        used[role] = used.get(role, 0.0) + times.user + times.system
+    return used
+
+
 @dataclass
 class BenchStack:
     stack: Stack
@@ -177,19 +194,7 @@ class BenchStack:
 
     def cpu_seconds(self) -> dict[str, float]:
         """CPU time used so far, per component: where a run's work went."""
-        roles = {proc.pid: name for name, proc in self.stack._children}
-        used: dict[str, float] = {}
-        me = psutil.Process()
-        for proc in [me, *me.children(recursive=True)]:
-            try:
-                times = proc.cpu_times()
-                name = proc.name()
-            except psutil.Error:
-                continue
-            role = roles.get(proc.pid) or ("bench" if proc.pid == me.pid else
-                                           "postgres" if name.startswith("postgres") else name)
-            used[role] = used.get(role, 0.0) + times.user + times.system
-        return used
+        return cpu_seconds({proc.pid: name for name, proc in self.stack._children})
 
     async def api(self, role: str = "agent") -> httpx.AsyncClient:
         token = await create_token(self.pool, role, "bench")
