@@ -9,6 +9,7 @@ import asyncpg
 from temporalio.client import Client
 
 from dsrflow.infra.db import create_pool
+from dsrflow.infra.storage import BlobStore, open_storage
 from dsrflow.settings import Settings
 from dsrflow.infra.temporal_client import connect_client
 from policy.model import load_policy
@@ -21,6 +22,8 @@ class AppState:
         self._pool: asyncpg.Pool | None = None
         self._client: Client | None = temporal_client
         self._lock = asyncio.Lock()
+        # Where packages and processors' uploads are kept (DSRFLOW_STORAGE); connects on first use.
+        self.storage: BlobStore = open_storage(settings)
 
     async def db(self) -> asyncpg.Pool:
         if self._pool is None:

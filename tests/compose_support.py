@@ -25,6 +25,7 @@ OPERATOR_ENV = {
     "DSRFLOW_ENCRYPTION_KEYS": f"k1:{_random_b64()}", "DSRFLOW_SECRET_KEY": _random_b64(),
     "DSRFLOW_DB_PASSWORD": secrets.token_urlsafe(16), "TEMPORAL_DB_PASSWORD": secrets.token_urlsafe(16),
     "POSTGRES_PASSWORD": secrets.token_urlsafe(16), "SMTP_HOST": "relay.example.com",
+    "MINIO_ROOT_PASSWORD": secrets.token_urlsafe(16), "DSRFLOW_S3_SECRET_ACCESS_KEY": secrets.token_urlsafe(16),
 }
 
 

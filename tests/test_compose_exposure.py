@@ -35,7 +35,7 @@ def dev_override() -> dict:
 # Secrets the operator must choose: the file has no default for any of them.
 REQUIRED_SECRETS = (
     "DSRFLOW_ENCRYPTION_KEYS", "DSRFLOW_SECRET_KEY", "DSRFLOW_DB_PASSWORD", "TEMPORAL_DB_PASSWORD",
-    "POSTGRES_PASSWORD", "SMTP_HOST",
+    "POSTGRES_PASSWORD", "SMTP_HOST", "MINIO_ROOT_PASSWORD", "DSRFLOW_S3_SECRET_ACCESS_KEY",
 )
 
 
