@@ -18,7 +18,10 @@ run: $(STAMP)
 	$(BIN)/dsrflow up
 
 # pytest exits 5 when it collected no tests: for us that is a failure, not a pass.
+# Lint, types and the layer contracts first: a finding fails the run before the tests start.
 test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: no tests ran" >&2; exit 1; fi; exit $$rc

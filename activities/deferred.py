@@ -13,6 +13,7 @@ from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
+import asyncpg
 from temporalio import activity
 
 from activities.context import ActivityContext
@@ -40,8 +41,8 @@ class DeferredErasureActivities:
                ORDER BY d.id""",
             sweep.subject_hash,
         )
-        statutory: dict[tuple[str, str], list] = defaultdict(list)  # (version, system) -> rows
-        released: dict[tuple[str, str, str], list] = defaultdict(list)  # (version, system, request)
+        statutory: dict[tuple[str, str], list[asyncpg.Record]] = defaultdict(list)  # (version, system) -> rows
+        released: dict[tuple[str, str, str], list[asyncpg.Record]] = defaultdict(list)  # (version, system, request)
         still_held = 0
         restricted = await kept_by_restrictions(ctx)
         kept: Counter[str] = Counter()  # restriction request -> records it kept today
@@ -72,7 +73,10 @@ class DeferredErasureActivities:
         for (version, system, request_id), due in released.items():
             # The hold kept the records as they were: erase them as the request would have, so
             # what a statute still requires is minimised and kept, and the rest goes.
-            subject = subject_of(await get_request(ctx.pool, request_id))
+            request = await get_request(ctx.pool, request_id)
+            if request is None:
+                raise LookupError(f"request {request_id} not found")
+            subject = subject_of(request)
             context, _ = await self.fanout.erasure_context_for(version, system, subject)
             async with open_connector(ctx, version, system) as connector:
                 outcome = await self.fanout.erase_with_evidence(connector, request_id, system, version, subject,
@@ -81,7 +85,7 @@ class DeferredErasureActivities:
             per_system[system] += sum(len(v) for v in outcome.erased.values())
         return SweepReport(erased=sum(per_system.values()), still_held=still_held, systems=dict(per_system))
 
-    async def _settle(self, due: list, erased: dict[str, list[tuple[str, str]]], system: str,
+    async def _settle(self, due: list[asyncpg.Record], erased: dict[str, list[tuple[str, str]]], system: str,
                       version: str, *, ledger: bool = True) -> None:
         """Mark the rows done (erased now, or found already gone) and ledger what went."""
         actions = {(dataset, key): action for dataset, pairs in erased.items() for key, action in pairs}

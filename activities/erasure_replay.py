@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import date
 
+import asyncpg
+
 from activities.context import ActivityContext
 from activities.fanout import open_connector
 from activities.ledger import erase_records, write_ledger
@@ -21,7 +23,7 @@ async def replay_erasures(ctx: ActivityContext, since: date) -> dict[str, int]:
            ORDER BY system, dataset, record_key, erased_at DESC""",
         since,
     )
-    groups: dict[tuple[str, str], list] = defaultdict(list)
+    groups: dict[tuple[str, str], list[asyncpg.Record]] = defaultdict(list)
     for row in rows:
         groups[(row["policy_version"], row["system"])].append(row)
     again: dict[str, int] = defaultdict(int)

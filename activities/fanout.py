@@ -3,7 +3,7 @@ how far it got, and record each system's result as evidence."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -24,6 +24,7 @@ from activities.connectors.base import (
     PermanentConnectorError,
     Subject,
 )
+from activities.connectors.sql import SqlConnector
 from activities.connectors.sql_erasure import kept_summary
 from activities.context import ActivityContext
 from activities.heartbeat import heartbeating
@@ -60,7 +61,7 @@ def subject_of(row: dict[str, Any]) -> Subject:
 
 
 @asynccontextmanager
-async def open_connector(ctx: ActivityContext, policy_version: str, system: str):
+async def open_connector(ctx: ActivityContext, policy_version: str, system: str) -> AsyncIterator[Connector]:
     """A connector for one system as the request's policy version describes it."""
     policy = (await ctx.policy(policy_version)).policy
     connector: Connector = build_connector(ConnectorEnv(
@@ -100,7 +101,7 @@ async def store_task_result(ctx: ActivityContext, request_id: str, result: TaskR
         )
 
 
-def _result(task: TaskInput, outcome: ActionOutcome, kept: list[dict] | None = None) -> TaskResult:
+def _result(task: TaskInput, outcome: ActionOutcome, kept: list[dict[str, Any]] | None = None) -> TaskResult:
     return TaskResult(
         system=task.task.system, action=task.task.action, status=outcome.status,
         found=outcome.found, changed=outcome.changed, kept=outcome.kept,
@@ -257,10 +258,11 @@ class FanoutActivities:
         for name, system in policy.systems.items():
             if system.connector == "sql":
                 async with open_connector(self.ctx, policy_version, name) as connector:
+                    assert isinstance(connector, SqlConnector)  # the sql kind
                     await connector.check_identities(subject)
 
     async def erasure_context_for(self, policy_version: str, system: str,
-                                  subject: Subject) -> tuple[ErasureContext, dict[str, dict]]:
+                                  subject: Subject) -> tuple[ErasureContext, dict[str, dict[str, Any]]]:
         """Today in the controller's timezone, and the legal-claims holds on this subject that
         cover this system."""
         policy = (await self.ctx.policy(policy_version)).policy

@@ -5,13 +5,14 @@ and the step is retried elsewhere within seconds."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from temporalio import activity
 
 
 @asynccontextmanager
-async def heartbeating(every: float = 3.0):
+async def heartbeating(every: float = 3.0) -> AsyncIterator[None]:
     """Heartbeat while the body runs, so a worker that dies is noticed within the heartbeat
     timeout rather than the whole start-to-close timeout."""
     async def beat() -> None:

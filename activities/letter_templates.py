@@ -159,7 +159,7 @@ def render_letter(purpose: str, context: Mapping[str, Any]) -> RenderedLetter:
 
     # Names and free text (a reason, an explanation) are checked at intake; folded to one line
     # here as well, so nothing stored by another path forges a line of a letter or a header.
-    ctx = {k: one_line(v) if isinstance(v, str) else v for k, v in context.items()}
+    ctx: dict[str, Any] = {k: one_line(v) if isinstance(v, str) else v for k, v in context.items()}
     if isinstance(ctx.get("subject"), Mapping) and isinstance(ctx["subject"].get("name"), str):
         ctx["subject"] = {**ctx["subject"], "name": one_line(ctx["subject"]["name"])}
     if purpose == "staff_alert":

@@ -15,6 +15,7 @@ from email.message import EmailMessage
 from email.utils import formataddr, formatdate
 from typing import Any
 
+import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -120,13 +121,14 @@ def _outcome(report: dict[str, Any], policy: Policy, package_link: str | None,
 
 def decision_summary(decision: dict[str, Any]) -> str:
     """The objection response's account of compliance's Art. 21(1) decision."""
+    explanation: str = decision["explanation"]
     return (
         "We considered your objection to processing based on our legitimate interests "
         "(Art. 21(1) GDPR). "
         + ("We have compelling legitimate grounds that override your interests, so the "
            "processing continues: " if decision["compelling_grounds"]
            else "We found no compelling grounds to continue, so we have stopped that processing. ")
-        + decision["explanation"]
+        + explanation
     )
 
 
@@ -270,7 +272,7 @@ async def _deliver(ctx: ActivityContext, job: LetterJob, secrets: dict[str, Any]
         message.set_content(rendered.text)
         message.add_alternative(rendered.html, subtype="html")
 
-    async def record(conn) -> None:
+    async def record(conn: asyncpg.Connection) -> None:
         # Marked sent with its evidence row and audit event, in one transaction (outbox.py).
         await conn.execute(
             """INSERT INTO sent_letters (letter_key, request_id, purpose, recipient, subject,

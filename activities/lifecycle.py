@@ -4,8 +4,10 @@ extension."""
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
+import asyncpg
 from temporalio import activity
 
 from activities.context import ActivityContext
@@ -44,7 +46,7 @@ class LifecycleActivities:
     def __init__(self, ctx: ActivityContext) -> None:
         self.ctx = ctx
 
-    async def _row(self, conn, request_id: str) -> dict:
+    async def _row(self, conn: asyncpg.Connection | asyncpg.Pool, request_id: str) -> dict[str, Any]:
         row = await get_request(conn, request_id)
         if row is None:
             raise LookupError(f"request {request_id} not found")

@@ -35,8 +35,12 @@ ORIGIN_LABELS = {
 class FoundPart(Protocol):
     """What the summary needs of one (system, dataset, category) of the package."""
 
-    count: int
-    origin_of: dict[str, str]  # column -> origin
+    @property
+    def count(self) -> int: ...
+
+    @property
+    def origin_of(self) -> Mapping[str, str]:  # column -> origin
+        ...
 
     def json_records(self) -> Iterable[bytes]: ...
 
@@ -63,7 +67,7 @@ class _System:
     parts: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _policy_order(policy: Policy, key: tuple[str, str, str]) -> tuple:
+def _policy_order(policy: Policy, key: tuple[str, str, str]) -> tuple[str, str, int, str, str]:
     """Systems by label (a stored policy's mappings keep no order), each system's datasets in
     the order the policy lists them (parents first)."""
     system, dataset, category = key

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import datetime
+from typing import Any
 
 from activities.connectors.sql_queries import Query
 from activities.context import ActivityContext
@@ -61,7 +62,7 @@ async def audit_kept_from_deferred(ctx: ActivityContext, kept: Counter[str], as_
                      {"by": "deferred erasure", "records": records, "as_of": as_of.isoformat()})
 
 
-async def _audit(ctx: ActivityContext, request_id: str, key: str, data: dict) -> None:
+async def _audit(ctx: ActivityContext, request_id: str, key: str, data: dict[str, Any]) -> None:
     async with ctx.pool.acquire() as conn:
         await append_event(conn, event_key=f"{request_id}:restriction:kept:{key}", request_id=request_id,
                            event_type="restriction.kept_from_erasure", actor="workflow", data=data)

@@ -40,8 +40,9 @@ async def lift_letter_context(ctx: ActivityContext, row: dict[str, Any], policy:
     restriction = await restriction_for(ctx.pool, str(row["id"]))
     if restriction is None:
         raise LookupError(f"no restriction recorded for request {row['id']}")
-    recipients = sorted({policy.recipients[policy.systems[s].recipient].name for s in restriction["systems"]
-                         if s in policy.systems and policy.systems[s].recipient in policy.recipients})
+    recipients = sorted({policy.recipients[recipient].name for s in restriction["systems"]
+                         if s in policy.systems and (recipient := policy.systems[s].recipient) is not None
+                         and recipient in policy.recipients})
     return {"restriction": {"since": restriction["since"], "grounds": [GROUND_LABELS[g] for g in restriction["grounds"]],
                             "recipients": recipients}}
 

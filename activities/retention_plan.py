@@ -10,6 +10,7 @@ connector's own. `activities/retention.py` carries the plan out.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -66,7 +67,7 @@ def current_policy(ctx: ActivityContext) -> LoadedPolicy:
 
 
 @asynccontextmanager
-async def sql_connector(ctx: ActivityContext, loaded: LoadedPolicy, system: str):
+async def sql_connector(ctx: ActivityContext, loaded: LoadedPolicy, system: str) -> AsyncIterator[SqlConnector]:
     """The system's connector under the policy as loaded (not `open_connector`, which needs the
     version stored first: planning writes nothing at all)."""
     connector = build_connector(ConnectorEnv(

@@ -10,10 +10,10 @@ from fastapi.staticfiles import StaticFiles
 from temporalio.client import Client
 
 from api import callbacks, console, outages, problems, public, rest
-from api.console import session
-from api.rest import codec_endpoint
 from api.body_limits import BodyLimitMiddleware
+from api.console import session
 from api.ratelimit import RateLimiter
+from api.rest import codec_endpoint
 from api.state import AppState
 from dsrflow.infra.production import codec_cors_origins
 from dsrflow.settings import Settings
@@ -35,7 +35,7 @@ def create_app(settings: Settings, *, temporal_client: Client | None = None) -> 
         lifespan=lifespan,
     )
     app.state.dsr = state
-    app.state.rate_limiter = RateLimiter()
+    app.state.rate_limiter = RateLimiter(state)
     # The Temporal Web UI calls the codec endpoint from the browser, on another origin.
     app.add_middleware(codec_endpoint.CodecCORSMiddleware, origins=codec_cors_origins(settings))
     # Added last, so outermost: no body reaches a route (or the CORS layer) uncapped.

@@ -13,7 +13,9 @@ from urllib.parse import quote
 from fastapi import Depends, Request
 
 from api.csrf import SAFE_METHODS, SESSION_COOKIE, csrf_valid, session_binding
+from api.deps import State
 from api.problems import Problem
+from api.state import AppState
 from dsrflow.stores.staff_tokens import ROLES, Staff, authenticate, create_token, session_staff
 
 __all__ = ["ROLES", "Staff", "create_token", "require_console_role", "require_role", "staff_from_token",
@@ -60,10 +62,10 @@ def _staff_dependency(minimum: str, *, console: bool, csrf: bool):
     def refuse(title: str, detail: str) -> Exception:
         return ConsoleForbidden(title, detail) if console else Problem(403, title, detail)
 
-    async def dependency(request: Request) -> Staff:
-        staff = await _identify(request, console=console)
+    async def dependency(request: Request, state: State) -> Staff:
+        staff = await _identify(request, state, console=console)
         if csrf and request.method not in SAFE_METHODS and request.state.session_id:
-            if not await csrf_valid(request, session_binding(request.state.session_id)):
+            if not await csrf_valid(request, state.settings, session_binding(request.state.session_id)):
                 raise refuse("CSRF check failed", "the form is missing its csrf_token or it is "
                              "stale; reload the page and try again")
         if not staff.has_role(minimum):
@@ -74,16 +76,17 @@ def _staff_dependency(minimum: str, *, console: bool, csrf: bool):
     return dependency
 
 
-async def staff_from_token(request: Request) -> Staff | None:
-    """The staff member whose bearer token the request carries, None when it carries none (401
-    for a wrong one): for public endpoints that tell staff more than they tell anyone."""
+async def staff_from_token(request: Request, state: State) -> Staff | None:
+    """Dependency returning the staff member whose bearer token the request carries, None when it
+    carries none (401 for a wrong one): for public endpoints that tell staff more than they tell
+    anyone."""
     if not request.headers.get("authorization"):
         return None
-    return await _identify(request, console=False)
+    return await _identify(request, state, console=False)
 
 
-async def _identify(request: Request, *, console: bool) -> Staff:
-    pool = await request.app.state.dsr.db()
+async def _identify(request: Request, state: AppState, *, console: bool) -> Staff:
+    pool = await state.db()
     request.state.session_id = None
     header = request.headers.get("authorization")
     if header:

@@ -15,6 +15,7 @@ from fastapi import Request
 
 from dsrflow.crypto.hashing import keyed_hash
 from dsrflow.crypto.keys import load_secret_key
+from dsrflow.settings import Settings
 
 SESSION_COOKIE = "dsrflow_session"
 SIGN_IN_COOKIE = "dsrflow_sign_in"
@@ -32,11 +33,11 @@ def sign_in_binding(nonce: str) -> str:
     return f"sign-in:{nonce}"
 
 
-def token_for(request: Request, binding: str) -> str:
-    return keyed_hash(load_secret_key(request.app.state.dsr.settings), "csrf", binding)
+def token_for(settings: Settings, binding: str) -> str:
+    return keyed_hash(load_secret_key(settings), "csrf", binding)
 
 
-def csrf_token(request: Request) -> str:
+def csrf_token(request: Request, settings: Settings) -> str:
     """The token this page's forms must send back (templates: `{{ csrf_token() }}`).
 
     Bound to the signed-in session, or on the sign-in page to its nonce."""
@@ -46,20 +47,20 @@ def csrf_token(request: Request) -> str:
         if not session_id:
             raise RuntimeError("csrf_token() needs a signed-in console request or the sign-in page")
         binding = session_binding(session_id)
-    return token_for(request, binding)
+    return token_for(settings, binding)
 
 
-async def csrf_valid(request: Request, binding: str) -> bool:
+async def csrf_valid(request: Request, settings: Settings, binding: str) -> bool:
     """Whether the request carries the token for `binding` (header, or form field)."""
     sent = request.headers.get(CSRF_HEADER)
     if sent is None and request.headers.get("content-type", "").startswith(_FORMS):
         value = (await request.form()).get(CSRF_FIELD)
         sent = value if isinstance(value, str) else None
-    return sent is not None and hmac.compare_digest(sent.encode(), token_for(request, binding).encode())
+    return sent is not None and hmac.compare_digest(sent.encode(), token_for(settings, binding).encode())
 
 
-def cookie_secure(request: Request) -> bool:
+def cookie_secure(request: Request, settings: Settings) -> bool:
     """Secure cookies when the browser reaches us over https (directly or through a proxy whose
     public address is https)."""
-    public = request.app.state.dsr.settings.public_url or ""
+    public = settings.public_url or ""
     return request.url.scheme == "https" or public.startswith("https://")

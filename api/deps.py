@@ -1,6 +1,16 @@
 """What routes need, as FastAPI dependencies: the shared resources (api/state.py), the policy in
 force, the controller's today and the rate limiter. Routes declare them as parameters
-(`pool: Pool`, `temporal: Temporal`) instead of reaching into `request.app.state`."""
+(`state: State`, `pool: Pool`) instead of reaching into `request.app.state`; this module is the
+one that reads it (api/app.py sets it).
+
+Order matters: FastAPI resolves a route's dependencies in the order its parameters declare them
+(those of the decorator's `dependencies=[...]` first). The staff dependency or the rate-limit
+count comes first, so that a caller who is refused is refused before anything touches the
+database. `State`, `PolicyInForce`, `Today` and `Limiter` connect to nothing; `Pool` connects on
+first use. The workflow engine is reached through `State` (`await state.temporal()`) only when a
+route gets that far, so that it answers what it can while the engine is down: 404 for a request
+that does not exist, or 503 naming a request stored whose workflow could not start.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +20,6 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 from fastapi import Depends, Request
-from temporalio.client import Client
 
 from api.ratelimit import RateLimiter
 from api.state import AppState
@@ -18,6 +27,9 @@ from policy.model import LoadedPolicy
 
 
 def app_state(request: Request) -> AppState:
+    """The app's shared resources. Also called directly by the pages' template context
+    (api/pages.py), which renders outside any route's dependencies too: the exception handlers'
+    pages."""
     return request.app.state.dsr
 
 
@@ -26,10 +38,6 @@ State = Annotated[AppState, Depends(app_state)]
 
 async def db_pool(state: State) -> asyncpg.Pool:
     return await state.db()
-
-
-async def temporal_client(state: State) -> Client:
-    return await state.temporal()
 
 
 def loaded_policy(state: State) -> LoadedPolicy:
@@ -46,7 +54,6 @@ def rate_limiter(request: Request) -> RateLimiter:
 
 
 Pool = Annotated[asyncpg.Pool, Depends(db_pool)]
-Temporal = Annotated[Client, Depends(temporal_client)]
 PolicyInForce = Annotated[LoadedPolicy, Depends(loaded_policy)]
 Today = Annotated[date, Depends(controller_today)]
 Limiter = Annotated[RateLimiter, Depends(rate_limiter)]

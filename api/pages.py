@@ -25,6 +25,7 @@ from fastapi.templating import Jinja2Templates
 from activities.letter_templates import longdate, longdatetime
 from activities.letters import TYPE_LABELS
 from api.csrf import csrf_token
+from api.deps import app_state
 from api.problems import Problem
 
 PAGE_HEADERS = {
@@ -38,8 +39,10 @@ PAGE_HEADERS = {
 
 
 def _page_context(request: Request) -> dict[str, Any]:
-    return {"csrf_token": lambda: csrf_token(request), "staff": getattr(request.state, "staff", None),
-            "controller": request.app.state.dsr.policy.policy.controller}
+    # Templates render outside a route's dependencies too (the exception handlers' pages).
+    state = app_state(request)
+    return {"csrf_token": lambda: csrf_token(request, state.settings), "staff": getattr(request.state, "staff", None),
+            "controller": state.policy.policy.controller}
 
 
 templates = Jinja2Templates(directory=Path(__file__).with_name("templates"), context_processors=[_page_context])

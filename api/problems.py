@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -36,7 +37,7 @@ def _field(loc: tuple) -> str:
     return ".".join(parts) or "body"
 
 
-def field_errors(errors: list[dict]) -> list[dict[str, str]]:
+def field_errors(errors: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
     return [
         {"field": _field(tuple(e.get("loc", ()))), "message": e["msg"].removeprefix("Value error, ")}
         for e in errors

@@ -74,54 +74,52 @@ def _too_many(retry_after: int) -> Problem:
 
 
 class RateLimiter:
-    def __init__(self) -> None:
+    """One per app (api/deps.py `Limiter`), counting in the database of the app's `state`."""
+
+    def __init__(self, state: AppState) -> None:
+        self._state = state
         self._last_sweep = 0.0
 
     async def hit(self, request: Request, action: str, *, request_id: str | None = None) -> None:
         """Count one `action` from this client, and for this client on `request_id` if given;
         raise a 429 Problem when either is over its limit. The client is counted first: a
         client over its limit does not use up its allowance on the request."""
-        state: AppState = request.app.state.dsr
         client = client_of(request)
-        buckets = [("ip", (client,))]
+        buckets: list[tuple[str, tuple[str, ...]]] = [("ip", (client,))]
         if request_id is not None:
             buckets.append(("request", (request_id, client)))
-        pool = await state.db()
+        pool = await self._state.db()
         for per, values in buckets:
-            allowed, window = state.settings.rate(action, per)
-            hits, retry_after = await pool.fetchrow(_HIT, self._bucket(state, action, per, *values), float(window))
+            allowed, window = self._state.settings.rate(action, per)
+            hits, retry_after = await pool.fetchrow(_HIT, self._bucket(action, per, *values), float(window))
             if hits > allowed:
                 raise _too_many(retry_after)
         await self._sweep(pool)
 
-    async def check_allowance(self, request: Request, action: str, *, email: str) -> None:
+    async def check_allowance(self, action: str, *, email: str) -> None:
         """429 if `email` has used up its allowance of `action`; spends nothing (`spend` does)."""
-        state: AppState = request.app.state.dsr
-        allowed, _ = state.settings.rate(action, "email")
-        pool = await state.db()
-        hits, retry_after = await pool.fetchrow(_PEEK, self._bucket(state, action, "email", _address(email)))
+        allowed, _ = self._state.settings.rate(action, "email")
+        pool = await self._state.db()
+        hits, retry_after = await pool.fetchrow(_PEEK, self._bucket(action, "email", _address(email)))
         if hits >= allowed:
             raise _too_many(retry_after)
 
-    async def spend(self, request: Request, action: str, *, email: str) -> None:
+    async def spend(self, action: str, *, email: str) -> None:
         """Spend one of `email`'s allowance of `action` (a request it has verified)."""
-        state: AppState = request.app.state.dsr
-        _, window = state.settings.rate(action, "email")
-        pool = await state.db()
-        await pool.fetchrow(_HIT, self._bucket(state, action, "email", _address(email)), float(window))
+        _, window = self._state.settings.rate(action, "email")
+        pool = await self._state.db()
+        await pool.fetchrow(_HIT, self._bucket(action, "email", _address(email)), float(window))
 
-    async def check_unverified_ceiling(self, request: Request) -> None:
+    async def check_unverified_ceiling(self) -> None:
         """503 while as many unverified requests are open as the service takes at once."""
-        state: AppState = request.app.state.dsr
-        pool = await state.db()
-        if await pool.fetchval(_UNVERIFIED_OPEN) >= state.settings.max_unverified_open:
+        pool = await self._state.db()
+        if await pool.fetchval(_UNVERIFIED_OPEN) >= self._state.settings.max_unverified_open:
             raise Problem(503, "Too many requests waiting",
                           "we are receiving more requests than usual; please try again in a few minutes",
                           retry_after=CEILING_RETRY_AFTER)
 
-    @staticmethod
-    def _bucket(state: AppState, action: str, per: str, *values: str) -> str:
-        return keyed_hash(load_secret_key(state.settings), "rate-limit", action, per, *values)
+    def _bucket(self, action: str, per: str, *values: str) -> str:
+        return keyed_hash(load_secret_key(self._state.settings), "rate-limit", action, per, *values)
 
     async def _sweep(self, pool) -> None:
         if time.monotonic() - self._last_sweep > _SWEEP_EVERY:
@@ -131,7 +129,3 @@ class RateLimiter:
 
 def _address(email: str) -> str:
     return email.strip().lower()
-
-
-def limiter(request: Request) -> RateLimiter:
-    return request.app.state.rate_limiter

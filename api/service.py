@@ -13,16 +13,11 @@ from api.problems import Problem
 from api.state import AppState
 from dsrflow.domain.appeals import AppealRefused, check_appeal
 from dsrflow.domain.request_start import start_request_workflow
-from dsrflow.stores.requests_store import (
-    IdempotencyConflict,
-    create_request,
-    get_request,
-    workflow_id_for,
-)
+from dsrflow.stores.requests_store import IdempotencyConflict, create_request, get_request
 from dsrflow.stores.restrictions_store import as_view, restriction_for
 from policy.systems import correction_problems
-from schemas.requests import NewRequest
-from schemas.workflow import RequestState
+from schemas.requests import NewRequest, RequestStatus
+from schemas.workflow import RequestState, workflow_id_for
 from workflows.dsr import DataSubjectRequestWorkflow
 
 
@@ -124,7 +119,10 @@ async def request_view(state: AppState, request_id: str) -> dict[str, Any]:
     }
     if live is not None:
         view.update(
-            status=live.status.value, overdue=live.overdue, warnings_sent=live.warnings_sent,
+            # A closed row is final: the workflow may not yet have taken in the close it recorded
+            # (its state moves on when the transition's activity returns).
+            status=row["status"] if RequestStatus(row["status"]).is_closed else live.status.value,
+            overdue=live.overdue, warnings_sent=live.warnings_sent,
             verification=live.verification.model_dump(mode="json") if live.verification else None,
             plan=live.plan.model_dump(mode="json") if live.plan else None,
             results=[r.model_dump(mode="json") for r in live.results],

@@ -14,11 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, create_model
 from starlette.datastructures import FormData
 
-from api.fields import Text
-from schemas.requests import DenialReason, RequestStatus
+from schemas.requests import RequestStatus
 from schemas.restrictions import LiftRestrictionInput
 from schemas.steps import RetryStepInput, SkipStepInput, StepTrouble
 from schemas.workflow import (
@@ -34,58 +33,26 @@ from schemas.workflow import (
 from workflows.dsr import DataSubjectRequestWorkflow as Workflow
 
 
-class ExtendBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    reason: Text = Field(min_length=10, max_length=4000, examples=["Request covers six systems and 9 years of records"])
+def rest_body(input: type[BaseModel], name: str) -> type[BaseModel]:
+    """The body a caller sends for a workflow update: the input's fields with their constraints,
+    examples and descriptions, without `actor`, which the server fills in from the signed-in
+    member of staff. Made from the input so that a limit is declared once, on the input."""
+    fields: dict[str, Any] = {field: (info.annotation, info) for field, info in input.model_fields.items()
+                              if field != "actor"}
+    body: type[BaseModel] = create_model(name, __config__=ConfigDict(extra="forbid"), **fields)
+    return body
 
 
-class DenyBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    reason_code: DenialReason
-    explanation: Text = Field(min_length=10, max_length=4000,
-                              examples=["This is the fourth identical request in a month; we answered on 2 March"])
-
-
-class CancelBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    reason: Text = Field(min_length=3, max_length=4000, examples=["Subject withdrew the request by phone"],
-                         description="sent to the subject")
-    withdrawn_by_subject: bool = Field(
-        False, description="the subject withdrew the request themselves: recorded as such, and the "
-        "subject gets a confirmation instead of a letter with the reasons and their remedies")
-
-
-class ApproveBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    note: Text | None = Field(None, max_length=2000, examples=["Package checked: 4 systems, no third-party data"])
-
-
-class TaskBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    system: Text = Field(min_length=1, max_length=64, examples=["billing"])
-
-
-class ResolveBody(TaskBody):
-    note: Text = Field(min_length=5, max_length=2000, examples=["Told the provider by e-mail, ticket 88"])
-
-
-class SkipBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    note: Text = Field(min_length=5, max_length=2000,
-                       examples=["Sent the acknowledgement by hand from the privacy mailbox, ticket 91"])
-
-
-class LiftBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    reason: Text = Field(min_length=10, max_length=4000,
-                         examples=["The court case the subject needed the records for was settled on 3 March"])
-
-
-class DecisionBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    compelling_grounds: bool
-    explanation: Text = Field(min_length=10, max_length=4000,
-                              examples=["Fraud monitoring of this account is required by our card acquirer"])
+# Named as they appear in the OpenAPI document.
+ExtendBody = rest_body(ExtendInput, "ExtendBody")
+DenyBody = rest_body(DenyInput, "DenyBody")
+CancelBody = rest_body(CancelInput, "CancelBody")
+ApproveBody = rest_body(ApproveInput, "ApproveBody")
+TaskBody = rest_body(RetryTaskInput, "TaskBody")
+ResolveBody = rest_body(ResolveTaskInput, "ResolveBody")
+SkipBody = rest_body(SkipStepInput, "SkipBody")
+LiftBody = rest_body(LiftRestrictionInput, "LiftBody")
+DecisionBody = rest_body(ObjectionDecision, "DecisionBody")
 
 
 # What staff may read beside what they may do, the one rule for the REST endpoints and the console

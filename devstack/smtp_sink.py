@@ -15,7 +15,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import Envelope, Session
+from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from devstack.processes import ensure_port_free
 
@@ -24,11 +24,12 @@ class _EmlWriter:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
-    async def handle_DATA(self, server, session: Session, envelope: Envelope) -> str:  # noqa: N802
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
         self.directory.mkdir(parents=True, exist_ok=True)
         name = f"{time.time_ns()}-{uuid.uuid4().hex[:8]}.eml"
         temp = self.directory / f".{name}.part"
         content = envelope.original_content or envelope.content
+        assert content is not None  # the DATA command has received it
         temp.write_bytes(content if isinstance(content, bytes) else content.encode())
         os.replace(temp, self.directory / name)  # readers never see a half-written file
         return "250 Message accepted for delivery"
@@ -60,6 +61,6 @@ def read_mailbox(directory: Path) -> list[EmailMessage]:
     if not directory.exists():
         return []
     return [
-        email.message_from_bytes(path.read_bytes(), policy=email.policy.default)  # type: ignore[misc]
+        email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
         for path in sorted(directory.glob("*.eml"))
     ]

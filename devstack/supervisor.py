@@ -44,7 +44,7 @@ def last_line(log_path: Path) -> str:
 class EssentialProcess:
     """A child the stack cannot run without."""
 
-    def __init__(self, name: str, proc: subprocess.Popen, log_path: Path) -> None:
+    def __init__(self, name: str, proc: subprocess.Popen[bytes], log_path: Path) -> None:
         self.name = name
         self.proc = proc
         self.log_path = log_path
@@ -65,7 +65,7 @@ class RestartingProcess:
     """A child started again when it exits, until it crash-loops."""
 
     def __init__(
-        self, name: str, command: Sequence[str | os.PathLike], *, env: dict[str, str], log_path: Path,
+        self, name: str, command: Sequence[str | os.PathLike[str]], *, env: dict[str, str], log_path: Path,
         say: Callable[[str], None],
     ) -> None:
         self.name = name
@@ -82,7 +82,7 @@ class RestartingProcess:
     def pid(self) -> int:
         return self.proc.pid
 
-    def _spawn(self) -> subprocess.Popen:
+    def _spawn(self) -> subprocess.Popen[bytes]:
         return spawn(self.command, env=self.env, log_path=self.log_path)
 
     def check(self) -> None:

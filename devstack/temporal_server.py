@@ -28,7 +28,7 @@ def search_attribute_args() -> list[str]:
 class TemporalDevServer:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
 
     def command(self) -> list[str]:
         s = self.settings

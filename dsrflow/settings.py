@@ -17,6 +17,7 @@ from urllib.parse import urlparse
 
 import pydantic_settings
 from pydantic import AliasChoices, Field, ValidationError, ValidationInfo, field_validator
+from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -325,7 +326,7 @@ def parse_key_list(value: str) -> list[tuple[str, bytes]]:
     return keys
 
 
-def _describe(error: dict) -> str:
+def _describe(error: ErrorDetails) -> str:
     """One line for one pydantic error: the variable, what it expects, what it got."""
     variable = str(error["loc"][0]) if error.get("loc") else "environment"
     if variable in Settings.model_fields:  # a default checked against another variable (s3_bucket)
@@ -353,6 +354,6 @@ def load_settings() -> Settings:
     except pydantic_settings.SettingsError as exc:
         # Raised before validation when a list-valued variable is not JSON.
         match = re.search(r'field "(\w+)"', str(exc))
-        field = Settings.model_fields[match.group(1)] if match else None
-        alias = field.validation_alias.choices[0] if field else "environment"  # type: ignore[union-attr]
+        aliases = Settings.model_fields[match.group(1)].validation_alias if match else None
+        alias = aliases.choices[0] if isinstance(aliases, AliasChoices) else "environment"  # every field has them
         raise SettingsError(f"{alias}: expected a JSON list such as [\"pattern\"]") from None

@@ -4,7 +4,7 @@ link accepts it."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Self
 
 from pydantic import Field, model_validator
 
@@ -24,7 +24,7 @@ class ProcessorExports(StrictModel):
     link_days: int = Field(30, ge=1, le=120)
 
     @model_validator(mode="after")
-    def _sizes(self):
+    def _sizes(self) -> Self:
         if self.max_total_mb < self.max_file_mb:
             raise ValueError("max_total_mb must be at least max_file_mb")
         if not self.kinds:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import yaml
 from jinja2 import StrictUndefined, TemplateSyntaxError
@@ -62,7 +62,7 @@ class BasicAuth(StrictModel):
     password_env: str = Field(pattern=_ENV_NAME)
 
     @model_validator(mode="after")
-    def _one_user(self):
+    def _one_user(self) -> Self:
         if (self.username is None) == (self.username_env is None):
             raise ValueError("needs exactly one of username or username_env")
         return self
@@ -88,7 +88,7 @@ class OAuth2Auth(StrictModel):
     client_auth: Literal["form", "basic"] = "form"
 
     @model_validator(mode="after")
-    def _grant_needs(self):
+    def _grant_needs(self) -> Self:
         needed = {
             "client_credentials": ["client_id_env", "client_secret_env"],
             "refresh_token": ["client_id_env", "client_secret_env", "refresh_token_env"],
@@ -126,7 +126,7 @@ class Pagination(StrictModel):
     max_pages: int = Field(1000, ge=1)
 
     @model_validator(mode="after")
-    def _style_needs(self):
+    def _style_needs(self) -> Self:
         if self.style == "cursor" and (not self.param or (self.cursor_path is None) == (self.cursor_field is None)):
             raise ValueError("cursor pagination needs param and exactly one of cursor_path or cursor_field")
         if self.style == "offset" and not self.param:
@@ -171,7 +171,7 @@ class Step(StrictModel):
     _templates = field_validator("if_")(_compiles)
 
     @model_validator(mode="after")
-    def _role(self):
+    def _role(self) -> Self:
         if self.records is not None and self.effect is not None:
             raise ValueError("a step either reads (records) or acts (effect), not both")
         if self.records is None and self.effect is None:
@@ -212,7 +212,7 @@ class DatasetHold(StrictModel):
     through: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
-    def _one(self):
+    def _one(self) -> Self:
         if (self.date_field is None) == (not self.through):
             raise ValueError("needs exactly one of date_field or through")
         return self
@@ -271,7 +271,7 @@ class HttpConfig(StrictModel):
     actions: Actions
 
     @model_validator(mode="after")
-    def _references(self):
+    def _references(self) -> Self:
         for name, dataset in self.datasets.items():
             if not re.fullmatch(IDENT, name):
                 raise ValueError(f"datasets: {name!r} must be lower-case letters, digits and _")
@@ -312,7 +312,7 @@ class HttpConfig(StrictModel):
         return {value: f"auth.{field}" for field, value in auth.items() if field.endswith("_env") and value}
 
 
-def inline_http_files(content: dict, path: Path, shipped: Path) -> None:
+def inline_http_files(content: dict[str, Any], path: Path, shipped: Path) -> None:
     """Replace each http system's `config: {file: ..., vars: {...}}` by the file's content, its
     `vars` overlaid by the policy's: the stored policy (and so its version) then holds all of it.
     A file is looked for next to the policy, then among the shipped ones (`shipped`/http/).

@@ -4,7 +4,7 @@ the daily sweep applies."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 
@@ -66,7 +66,7 @@ class DatasetHold(StrictModel):
         return [value] if isinstance(value, str) else value
 
     @model_validator(mode="after")
-    def _one(self):
+    def _one(self) -> Self:
         if (self.date_column is None) == (self.through is None):
             raise ValueError("needs exactly one of date_column or through")
         return self
@@ -117,7 +117,7 @@ class RetentionRule(StrictModel):
         return [value] if isinstance(value, dict) else value
 
     @model_validator(mode="after")
-    def _action_options(self):
+    def _action_options(self) -> Self:
         if self.action == "delete_rows" and self.notify_subject:
             raise ValueError("notify_subject applies to erase_subject rules only")
         if self.action == "erase_subject" and self.categories is not None:

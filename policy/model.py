@@ -6,7 +6,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, Self
 
 import yaml
 from pydantic import (
@@ -90,6 +90,10 @@ class Recipient(StrictModel):
     safeguards: str | None = None
 
 
+def _approval_required_by_default() -> list[RequestType | Literal["attested_erasure"]]:
+    return [RequestType.rectification, "attested_erasure"]
+
+
 class Policy(StrictModel):
     controller: Controller
     defaults: Defaults = Defaults()
@@ -114,7 +118,7 @@ class Policy(StrictModel):
     # the change before any system is touched. `attested_erasure`: an erasure whose identity staff
     # attested (no verification by the subject). On unless a policy says otherwise.
     approval_required_for: list[RequestType | Literal["attested_erasure"]] = Field(
-        default_factory=lambda: [RequestType.rectification, "attested_erasure"])
+        default_factory=_approval_required_by_default)
     statutory_holds: dict[str, StatutoryHold] = Field(default_factory=dict)
     retention: list[RetentionRule] = Field(default_factory=list)
     # Art. 15(1)(h): what access packages say about automated decisions and profiling.
@@ -122,7 +126,7 @@ class Policy(StrictModel):
     restriction: RestrictionPolicy = RestrictionPolicy()
 
     @model_validator(mode="after")
-    def _references(self):
+    def _references(self) -> Self:
         missing = [regime.value for regime in Regime if regime not in self.remedies]
         if missing:
             raise ValueError(f"remedies: no entry for regime(s) {', '.join(missing)}: a refusal "
@@ -157,11 +161,11 @@ class Policy(StrictModel):
             if unknown:
                 raise ValueError(f"recipients.{name}.categories: unknown {sorted(unknown)}")
         named: set[str] = set()
-        for index, rule in enumerate(self.retention):
-            if rule.name in named:
-                raise ValueError(f"retention.{index}.name: {rule.name!r} is used by an earlier rule")
-            named.add(rule.name)
-            self._check_retention(f"retention.{index}", rule)
+        for index, retention_rule in enumerate(self.retention):
+            if retention_rule.name in named:
+                raise ValueError(f"retention.{index}.name: {retention_rule.name!r} is used by an earlier rule")
+            named.add(retention_rule.name)
+            self._check_retention(f"retention.{index}", retention_rule)
         if self.automated_decisions and self.automated_decisions.profiling:
             self._check_profiling(self.automated_decisions.profiling)
         return self
@@ -197,10 +201,11 @@ class Policy(StrictModel):
         for i, source in enumerate(rule.last_activity):
             owner = dataset
             if source.dataset is not None:
-                owner = datasets.get(source.dataset)
-                if owner is None or owner.via is None or owner.via.dataset != dataset.name:
+                referring = datasets.get(source.dataset)
+                if referring is None or referring.via is None or referring.via.dataset != dataset.name:
                     raise ValueError(f"{where}.last_activity.{i}.dataset: {source.dataset!r} is not a "
                                      f"dataset of {rule.system!r} that refers to {dataset.name!r}")
+                owner = referring
             if source.column not in owner.fields:
                 raise ValueError(f"{where}.last_activity.{i}.column: unknown column {source.column!r} "
                                  f"(not among the fields of dataset {owner.name!r})")
@@ -263,7 +268,7 @@ class LoadedPolicy(BaseModel):
 
     version: str
     policy: Policy
-    content: dict
+    content: dict[str, Any]
 
     @property
     def default_country(self) -> str:
@@ -287,12 +292,12 @@ def check_http_references(name: str, config: HttpConfig, policy: Policy) -> None
                              f"in system {identifier.system!r}")
 
 
-def _version(content: dict) -> str:
+def _version(content: dict[str, Any]) -> str:
     canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def parse_policy(content: dict, source: str = "<policy>") -> LoadedPolicy:
+def parse_policy(content: dict[str, Any], source: str = "<policy>") -> LoadedPolicy:
     try:
         policy = Policy.model_validate(content)
     except ValidationError as exc:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from pydantic import Field, ValidationError, model_validator
 
@@ -33,7 +33,7 @@ class FieldRule(StrictModel):
     rectifiable: Rectifiable | None = None
 
     @model_validator(mode="after")
-    def _fixed_has_value(self):
+    def _fixed_has_value(self) -> Self:
         if self.erase == "fixed" and self.value is None:
             raise ValueError("erase: fixed needs a value")
         return self
@@ -66,7 +66,7 @@ class Dataset(StrictModel):
     hold: DatasetHold | None = None
 
     @model_validator(mode="after")
-    def _found_somehow(self):
+    def _found_somehow(self) -> Self:
         if not self.identify and self.via is None:
             raise ValueError("needs `identify` (subject identity -> column) or `via` (a parent dataset)")
         for column in [*self.identify.values(), *self.fields]:
@@ -97,7 +97,7 @@ class System(StrictModel):
     completion_timeout_days: int = Field(14, ge=1)
 
     @model_validator(mode="after")
-    def _datasets(self):
+    def _datasets(self) -> Self:
         names = [d.name for d in self.datasets]
         if len(set(names)) != len(names):
             raise ValueError("dataset names must be unique within a system")

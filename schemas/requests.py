@@ -6,7 +6,7 @@ import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any, Self
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator, model_validator
 
@@ -143,7 +143,7 @@ class _RequestDetails(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _details_match_type(self):
+    def _details_match_type(self) -> Self:
         need = {
             RequestType.rectification: ("corrections", "rectification needs at least one correction"),
             RequestType.restriction: ("restriction_grounds", "restriction needs at least one Art. 18(1) ground"),
@@ -157,7 +157,7 @@ class _RequestDetails(BaseModel):
                 raise _field_error(field, f"only applies to {request_type.value} requests")
         return self
 
-    def details(self) -> dict:
+    def details(self) -> dict[str, Any]:
         return self.model_dump(
             mode="json", include={"corrections", "restriction_grounds", "objection_scope", "appeal_of"},
             exclude_none=True,

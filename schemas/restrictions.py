@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.plain_text import FreeText
+
 
 class _Contract(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -14,7 +16,8 @@ class _Contract(BaseModel):
 class LiftRestrictionInput(_Contract):
     """Compliance ends a restriction, with the reason the subject is told."""
 
-    reason: str = Field(min_length=10, max_length=4000)
+    reason: FreeText = Field(min_length=10, max_length=4000,
+                             examples=["The court case the subject needed the records for was settled on 3 March"])
     actor: str = "staff"
 
 

@@ -8,6 +8,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.plain_text import FreeText
+
 
 class _Contract(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -39,5 +41,6 @@ class RetryStepInput(_Contract):
 class SkipStepInput(_Contract):
     """Staff did the failing step's work by other means (e.g. sent the letter themselves)."""
 
-    note: str = Field(min_length=5, max_length=2000)
+    note: FreeText = Field(min_length=5, max_length=2000,
+                           examples=["Sent the acknowledgement by hand from the privacy mailbox, ticket 91"])
     actor: str = "staff"

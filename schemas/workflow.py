@@ -2,16 +2,22 @@
 
 Nothing here carries the subject's identities: workflow payloads hold request ids, dates, hashes
 and staff-written reasons only (and are encrypted by the payload codec besides).
+
+The inputs of the updates staff send (ExtendInput, DenyInput, ... here; SkipStepInput and
+LiftRestrictionInput beside) are also the API's bodies: api/staff_actions.py makes each body from
+its input without `actor`, which the API fills in. So their constraints and examples are declared
+once, on the input; staff-written text is `FreeText` (line breaks, no other control character).
 """
 
 from __future__ import annotations
 
 import re
 from datetime import date, datetime
-from typing import Any
+from typing import Annotated, Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from schemas.plain_text import FreeText
 from schemas.requests import DenialReason, RequestStatus, RequestType
 from schemas.steps import StepTrouble
 
@@ -88,7 +94,7 @@ class VerifyAttempt(_Contract):
     token_hash: str | None = None
 
     @model_validator(mode="after")
-    def _one_of(self):
+    def _one_of(self) -> Self:
         given = [h for h in (self.code_hash, self.token_hash) if h is not None]
         if len(given) != 1 or not _HEX64.match(given[0]):
             raise ValueError("exactly one of code_hash or token_hash, as 64 hex characters")
@@ -102,21 +108,24 @@ class VerifyResult(_Contract):
 
 
 class ExtendInput(_Contract):
-    reason: str = Field(min_length=10, max_length=4000)
+    reason: FreeText = Field(min_length=10, max_length=4000,
+                             examples=["Request covers six systems and 9 years of records"])
     actor: str = "staff"
 
 
 class DenyInput(_Contract):
     reason_code: DenialReason
-    explanation: str = Field(min_length=10, max_length=4000)
+    explanation: FreeText = Field(min_length=10, max_length=4000,
+                                  examples=["This is the fourth identical request in a month; we answered on 2 March"])
     actor: str = "staff"
 
 
 class CancelInput(_Contract):
-    reason: str = Field(min_length=3, max_length=4000)
-    # The subject withdrew the request themselves (recorded as such, and confirmed to them);
-    # otherwise staff close it unanswered, and the subject is told why with their remedies.
-    withdrawn_by_subject: bool = False
+    reason: FreeText = Field(min_length=3, max_length=4000, examples=["Subject withdrew the request by phone"],
+                             description="sent to the subject")
+    withdrawn_by_subject: bool = Field(
+        False, description="the subject withdrew the request themselves: recorded as such, and the "
+        "subject gets a confirmation instead of a letter with the reasons and their remedies")
     actor: str = "staff"
 
 
@@ -127,7 +136,7 @@ class ResendInput(_Contract):
 class ApproveInput(_Contract):
     """Compliance releases the response (and the access package) for sending."""
 
-    note: str | None = Field(None, max_length=2000)
+    note: FreeText | None = Field(None, max_length=2000, examples=["Package checked: 4 systems, no third-party data"])
     actor: str = "staff"
 
 
@@ -230,8 +239,12 @@ class ProcessorUpdate(_Contract):
     message: str | None = None
 
 
+# A system of the request's plan, as staff name it.
+TaskSystem = Annotated[FreeText, Field(min_length=1, max_length=64, examples=["billing"])]
+
+
 class RetryTaskInput(_Contract):
-    system: str
+    system: TaskSystem
     actor: str = "staff"
 
 
@@ -240,7 +253,8 @@ class ObjectionDecision(_Contract):
     (Art. 21(1)): stop, unless the controller demonstrates compelling legitimate grounds."""
 
     compelling_grounds: bool
-    explanation: str = Field(min_length=10, max_length=4000)
+    explanation: FreeText = Field(min_length=10, max_length=4000,
+                                  examples=["Fraud monitoring of this account is required by our card acquirer"])
     actor: str = "staff"
 
 
@@ -248,8 +262,8 @@ class ResolveTaskInput(_Contract):
     """Staff confirm they carried out a system's action by other means (e.g. told a processor
     whose API has no such request type)."""
 
-    system: str
-    note: str = Field(min_length=5, max_length=2000)
+    system: TaskSystem
+    note: FreeText = Field(min_length=5, max_length=2000, examples=["Told the provider by e-mail, ticket 88"])
     actor: str = "staff"
 
 

@@ -84,7 +84,9 @@ async def test_access_response_waits_for_compliance_approval(http, pool, mail_si
     assert (await handle.result())["status"] == "completed"
     events = await event_types(pool, rid)
     gate = ["status.awaiting_approval", "package.reviewed", "approval.granted", "status.in_progress", "status.completed"]
-    assert [e for e in events if e in gate] == gate
+    seen = [e for e in events if e in gate]
+    # The workflow records the approval and its new status at the same moment: either may land first.
+    assert seen[:2] == gate[:2] and set(seen[2:4]) == set(gate[2:4]) and seen[4:] == gate[4:], seen
     # The run with the gate replays deterministically against the same code.
     replayer = Replayer(workflows=[DataSubjectRequestWorkflow],
                         data_converter=build_data_converter(load_keyring(approval_settings)))

@@ -22,10 +22,10 @@ from aiosmtpd.controller import Controller
 from devstack.processes import free_port
 from devstack.smtp_sink import read_mailbox
 from dsrflow.infra.db import create_pool
-from dsrflow.stores.requests_store import create_request, workflow_id_for
+from dsrflow.stores.requests_store import create_request
 from policy.model import load_policy
 from schemas.requests import NewRequest
-from schemas.workflow import StartRequest
+from schemas.workflow import StartRequest, workflow_id_for
 from tests.conftest import make_database, running_postgres
 from tests.fanout_stack import api, fanout_stack
 from tests.support import (

@@ -9,10 +9,10 @@ from datetime import UTC, date, datetime, timedelta
 from temporalio import activity
 
 from activities.letters import deliver_letter
-from dsrflow.stores.requests_store import create_request, workflow_id_for
+from dsrflow.stores.requests_store import create_request
 from policy.model import load_policy, parse_policy
 from schemas.requests import NewRequest
-from schemas.workflow import LetterJob, LetterReceipt, StartRequest
+from schemas.workflow import LetterJob, LetterReceipt, StartRequest, workflow_id_for
 from tests.conftest import raw_client
 from tests.support import api_client, letters_for, staff_headers, text_of, wait_for_letter
 from workers.dsr_worker import activity_context, build_worker

@@ -12,8 +12,7 @@ from temporalio import activity
 
 from activities.letters import deliver_letter
 from dsrflow.domain.deadlines import receipt_date
-from dsrflow.stores.requests_store import workflow_id_for
-from schemas.workflow import LetterJob, LetterReceipt
+from schemas.workflow import LetterJob, LetterReceipt, workflow_id_for
 from tests.support import (
     api_client,
     assert_problem,

@@ -12,10 +12,10 @@ from temporalio import activity
 
 from activities.letters import deliver_letter
 from dsrflow.domain.deadlines import DeadlineError
-from dsrflow.stores.requests_store import create_request, workflow_id_for
+from dsrflow.stores.requests_store import create_request
 from policy.model import load_policy
 from schemas.requests import NewRequest
-from schemas.workflow import LetterJob, LetterReceipt, RequestFacts, StartRequest
+from schemas.workflow import LetterJob, LetterReceipt, RequestFacts, StartRequest, workflow_id_for
 from tests.support import api_client, letters_for, staff_headers, unique_email
 from workers.dsr_worker import activity_context, build_worker
 from workflows.dsr import DataSubjectRequestWorkflow

@@ -64,11 +64,13 @@ class DeadlineWatch:
                 return
             extended_now = request.extended
             delay = at - workflow.now()
+
+            def moved(extended_now: bool = extended_now) -> bool:
+                return request.closed or request.extended != extended_now
+
             if delay > timedelta(0):
                 try:
-                    await workflow.wait_condition(
-                        lambda extended_now=extended_now: request.closed or request.extended != extended_now, timeout=delay
-                    )
+                    await workflow.wait_condition(moved, timeout=delay)
                     continue  # closed, or the due date moved: recompute
                 except TimeoutError:
                     pass

@@ -13,8 +13,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from temporalio import workflow
+from temporalio.common import SearchAttributeUpdate
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -178,7 +180,7 @@ class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals):
                 and not await self._await_approval(
                     "the response is ready and waits for compliance approval before it is sent")):
             return
-        params: dict = {"report": self._report_now().model_dump(mode="json")}
+        params: dict[str, Any] = {"report": self._report_now().model_dump(mode="json")}
         if self._decision is not None:
             params["decision"] = self._decision.model_dump(mode="json", exclude={"actor"})
         await self._letter("response", params=params)
@@ -193,6 +195,7 @@ class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals):
         if not await self._ask_staff("approval", lambda: self._approval is not None, detail):
             return False
         self._set_status(RequestStatus.in_progress)
+        assert self._approval is not None  # answered, and not closed
         await self._transition("approved", {}, self._approval.actor)
         return not self.closed  # a cancellation may have come in meanwhile
 
@@ -282,7 +285,10 @@ class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals):
     @approve.validator
     def _validate_approve(self, request: ApproveInput) -> None:
         self._require_open()
-        if self._status != RequestStatus.awaiting_approval or self._approval is not None:
+        if self._approval is not None:
+            # Two officers at once: the other approval was taken; its status follows in a moment.
+            raise ValueError("request is not awaiting approval: it has been approved already")
+        if self._status != RequestStatus.awaiting_approval:
             raise ValueError(f"request is not awaiting approval (status {self._status.value})")
 
     @workflow.update
@@ -359,7 +365,7 @@ class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals):
 
     def _publish_search_attributes(self) -> None:
         facts = self._facts
-        updates = [sa.STATUS.value_set(self._status.value)]
+        updates: list[SearchAttributeUpdate[Any]] = [sa.STATUS.value_set(self._status.value)]
         if facts:
             due = self.current_checkpoints().due_date
             updates += [
@@ -369,13 +375,13 @@ class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals):
             ]
         workflow.upsert_search_attributes(updates)
 
-    async def _transition(self, event: str, data: dict, actor: str = "workflow") -> None:
+    async def _transition(self, event: str, data: dict[str, Any], actor: str = "workflow") -> None:
         await record_transition(self.request_id, self._status, event, data, actor)
 
-    async def _record(self, event_type: str, key: str, data: dict, actor: str = "workflow") -> None:
+    async def _record(self, event_type: str, key: str, data: dict[str, Any], actor: str = "workflow") -> None:
         await record_event(self.request_id, event_type, key, data, actor)
 
     async def _letter(
-        self, purpose: str, *, key: str = "1", params: dict | None = None, to_staff: bool = False
+        self, purpose: str, *, key: str = "1", params: dict[str, Any] | None = None, to_staff: bool = False
     ) -> None:
         await send_letter(self.request_id, purpose, key=key, params=params, to_staff=to_staff)

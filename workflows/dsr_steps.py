@@ -15,7 +15,7 @@ Every step goes through `run_step`, which bounds how it can fail:
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, Required, TypedDict, runtime_checkable
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -25,17 +25,26 @@ with workflow.unsafe.imports_passed_through():
     from schemas.requests import RequestStatus
     from schemas.workflow import EventRecord, LetterJob, Transition
 
+
+
+class Timeouts(TypedDict, total=False):
+    """The timeouts of one step, as keyword arguments of workflow.execute_activity."""
+
+    start_to_close_timeout: Required[timedelta]
+    heartbeat_timeout: timedelta
+
+
 # Short database writes: an attempt lost with its worker (or stuck on a database that is
 # restarting) is tried again after 10 s; each write is idempotent.
-SHORT = dict(start_to_close_timeout=timedelta(seconds=10))
+SHORT = Timeouts(start_to_close_timeout=timedelta(seconds=10))
 # Steps that send e-mail: SMTP (30 s) plus the outbox's patience for a restarting database
 # (activities/outbox.py), heartbeating so that a worker lost mid-send is noticed in 15 s.
-MAILING = dict(start_to_close_timeout=timedelta(minutes=4), heartbeat_timeout=timedelta(seconds=15))
+MAILING = Timeouts(start_to_close_timeout=timedelta(minutes=4), heartbeat_timeout=timedelta(seconds=15))
 # Planning may ask a processor first (GA4 identifiers before the analytics erasure): an HTTP call,
 # heartbeating so that a worker lost while planning costs seconds, not the 2 minutes.
-PLANNING = dict(start_to_close_timeout=timedelta(minutes=2), heartbeat_timeout=timedelta(seconds=15))
+PLANNING = Timeouts(start_to_close_timeout=timedelta(minutes=2), heartbeat_timeout=timedelta(seconds=15))
 # Building an access package: long, heartbeating.
-PACKAGING = dict(start_to_close_timeout=timedelta(hours=2), heartbeat_timeout=timedelta(minutes=1))
+PACKAGING = Timeouts(start_to_close_timeout=timedelta(hours=2), heartbeat_timeout=timedelta(minutes=1))
 
 RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
                     maximum_interval=timedelta(minutes=1))
@@ -78,7 +87,7 @@ def describe_failure(error: FailureError) -> tuple[str, bool]:
 
 
 async def run_step(activity: str, arg: Any, *, result_type: type | None = None,
-                   timeouts: dict[str, timedelta] | None = None, skippable: bool = True) -> Any:
+                   timeouts: Timeouts | None = None, skippable: bool = True) -> Any:
     """Run one step; returns its result, or None when staff skipped it (only a `skippable` step:
     one whose effect staff can bring about by other means, such as a letter)."""
     owner = workflow.instance()
@@ -105,7 +114,7 @@ async def run_step(activity: str, arg: Any, *, result_type: type | None = None,
 
 
 async def send_letter(
-    request_id: str, purpose: str, *, key: str = "1", params: dict | None = None, to_staff: bool = False
+    request_id: str, purpose: str, *, key: str = "1", params: dict[str, Any] | None = None, to_staff: bool = False
 ) -> None:
     await run_step(
         "send_letter",
@@ -114,7 +123,9 @@ async def send_letter(
     )
 
 
-async def record_event(request_id: str, event_type: str, key: str, data: dict, actor: str = "workflow") -> None:
+async def record_event(
+    request_id: str, event_type: str, key: str, data: dict[str, Any], actor: str = "workflow"
+) -> None:
     await run_step(
         "record_event",
         EventRecord(request_id=request_id, event_type=event_type, event_key=key, actor=actor, data=data),
@@ -122,7 +133,7 @@ async def record_event(request_id: str, event_type: str, key: str, data: dict, a
 
 
 async def record_transition(
-    request_id: str, status: RequestStatus, event: str, data: dict, actor: str = "workflow"
+    request_id: str, status: RequestStatus, event: str, data: dict[str, Any], actor: str = "workflow"
 ) -> None:
     await run_step(
         "transition",

@@ -18,7 +18,7 @@ class ErasureSweepWorkflow:
     async def run(self, sweep: SweepInput) -> SweepReport:
         # "Due" is judged on the workflow's clock, so a schedule's run (and a test on virtual
         # time) sees the day it runs on.
-        return await workflow.execute_activity(
+        report: SweepReport = await workflow.execute_activity(
             "sweep_deferred_erasures",
             sweep.model_copy(update={"as_of": workflow.now()}),
             result_type=SweepReport,
@@ -26,3 +26,4 @@ class ErasureSweepWorkflow:
             heartbeat_timeout=timedelta(minutes=5),
             retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=10)),
         )
+        return report

@@ -17,10 +17,11 @@ class PackagePurgeWorkflow:
     @workflow.run
     async def run(self, purge: PurgeInput) -> PurgeReport:
         # "Expired" is judged on the workflow's clock, as the erasure sweep judges "due".
-        return await workflow.execute_activity(
+        report: PurgeReport = await workflow.execute_activity(
             "purge_expired_packages",
             purge.model_copy(update={"as_of": workflow.now()}),
             result_type=PurgeReport,
             start_to_close_timeout=timedelta(minutes=30),
             retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=10)),
         )
+        return report

@@ -18,7 +18,7 @@ class RetentionSweepWorkflow:
     async def run(self, sweep: RetentionSweepInput) -> RetentionReport:
         # "Expired" is judged as of the workflow's start, so retries of the activity, a schedule's
         # run and a test on virtual time all see the same moment.
-        return await workflow.execute_activity(
+        report: RetentionReport = await workflow.execute_activity(
             "retention_sweep",
             sweep.model_copy(update={"as_of": workflow.now()}),
             result_type=RetentionReport,
@@ -26,3 +26,4 @@ class RetentionSweepWorkflow:
             heartbeat_timeout=timedelta(minutes=5),
             retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=10)),
         )
+        return report

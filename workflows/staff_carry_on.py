@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from temporalio import workflow
 
@@ -38,7 +39,9 @@ class CarryOn:
     _plan: Plan | None
     _tasks: SystemTasks
     _troubles: StepTroubles
-    closed: bool
+    if TYPE_CHECKING:
+        @property
+        def closed(self) -> bool: ...
     _days_left: Callable[[], int]
     _require_open: Callable[..., None]
     state: Callable[[], RequestState]

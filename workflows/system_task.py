@@ -85,11 +85,12 @@ class SystemTaskWorkflow:
 
     async def _act(self, name: str, task: TaskInput) -> TaskResult:
         try:
-            return await workflow.execute_activity(
+            result: TaskResult = await workflow.execute_activity(
                 name, task, result_type=TaskResult,
                 start_to_close_timeout=timedelta(minutes=10), heartbeat_timeout=timedelta(seconds=15),
                 retry_policy=_RETRY,
             )
+            return result
         except ActivityError as exc:
             cause = exc.cause
             message = getattr(cause, "message", None) or str(cause or exc)

@@ -35,11 +35,11 @@ class SystemTasks:
             system=task.system, action=task.action, status="pending", attempt=attempt,
             recipient=task.recipient)
         try:
+            # The result is a TaskResult: Temporal reads its type from SystemTaskWorkflow.run's signature.
             self.results[task.system] = await workflow.execute_child_workflow(
                 SystemTaskWorkflow.run,
                 TaskInput(request_id=plan.request_id, policy_version=plan.policy_version, task=task, attempt=attempt),
                 id=task_workflow_id(plan.request_id, task.system, task.action, attempt),
-                result_type=TaskResult,
             )
         except ChildWorkflowError as error:
             # The task's own bookkeeping failed for good: staff see why and retry or resolve it.
@@ -67,10 +67,11 @@ class SystemTasks:
                                 "detail": f"{result.system} ({result.action}): {result.message or 'failed'}"},
                     )
             stuck_now = {(r.system, r.attempt) for r in stuck}
-            await workflow.wait_condition(
-                lambda stuck_now=stuck_now: closed() or {(r.system, r.attempt) for r in self._stuck()} != stuck_now
-                and not self._retrying
-            )
+
+            def changed(stuck_now: set[tuple[str, int]] = stuck_now) -> bool:
+                return closed() or {(r.system, r.attempt) for r in self._stuck()} != stuck_now and not self._retrying
+
+            await workflow.wait_condition(changed)
 
     async def retry(self, plan: Plan, system: str, actor: str) -> TaskResult:
         """Run a task that needs attention again, as its next attempt (the `retry_task` update)."""

@@ -55,12 +55,13 @@ class IdentityVerification:
                 return expires_at
             wake = reminder_at if not reminded and reminder_at < expires_at else expires_at
             round_now = self.challenge.round if self.challenge else 0
+
+            def answered(round_now: int = round_now) -> bool:
+                return (bool(self.verified_at) or closed()
+                        or (self.challenge is not None and self.challenge.round != round_now))
+
             try:
-                await workflow.wait_condition(
-                    lambda round_now=round_now: bool(self.verified_at) or closed()
-                    or (self.challenge is not None and self.challenge.round != round_now),
-                    timeout=max(wake - now, timedelta(seconds=1)),
-                )
+                await workflow.wait_condition(answered, timeout=max(wake - now, timedelta(seconds=1)))
             except TimeoutError:
                 if not reminded and workflow.now() >= reminder_at and workflow.now() < expires_at:
                     reminded = True

@@ -23,7 +23,7 @@ def expand_env(value: Any) -> Any:
     """Replace `${VAR}` and `${VAR:-default}` in connector config strings, recursively. The
     policy file (and so its version hash) keeps the placeholders, never the values."""
     if isinstance(value, str):
-        def replace(match: re.Match) -> str:
+        def replace(match: re.Match[str]) -> str:
             found = os.environ.get(match.group(1))
             if found is None and match.group(2) is None:
                 raise KeyError(f"environment variable {match.group(1)} is not set")
@@ -41,7 +41,8 @@ def connector_class(kind: str, system_name: str = "?") -> type[Connector]:
     if kind not in _KINDS:
         raise NotImplementedError(f"system {system_name}: connector kind {kind!r} is not available")
     module, name = _KINDS[kind]
-    return getattr(import_module(module), name)
+    kind_class: type[Connector] = getattr(import_module(module), name)
+    return kind_class
 
 
 def build_connector(env: ConnectorEnv) -> Connector:

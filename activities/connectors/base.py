@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Literal, Protocol
 
+from dsrflow.settings import Settings
 from policy.disclosure import Origin
 from policy.model import Policy
 from policy.systems import System
@@ -117,7 +118,11 @@ PartOpener = Callable[[str, str, Mapping[str, Origin]], tuple[ExportPart, list[s
 
 
 class Connector(Protocol):
-    async def access(self, subject: Subject) -> AsyncIterator[AccessRecord]: ...
+    def __init__(self, env: ConnectorEnv) -> None: ...
+
+    def access(self, subject: Subject) -> AsyncIterator[AccessRecord]:
+        """Every record of the subject's (an async generator in each kind)."""
+        ...
 
     async def erase(self, subject: Subject, context: ErasureContext | None = None) -> ActionOutcome: ...
 
@@ -175,7 +180,7 @@ class ConnectorEnv:
     system_name: str
     system: System
     policy: Policy
-    settings: Any  # dsrflow.settings.Settings
+    settings: Settings
     secret: bytes
     callback_url: str
     pool: Any = None  # the app database (asyncpg pool), for connectors that keep state there

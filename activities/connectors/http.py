@@ -130,7 +130,7 @@ class HttpConnector(Connector):
             return {}
         for step in action.steps:
             source = self._source_dataset(action, step.for_each)
-            if step.effect != "deleted" or source not in keys:
+            if step.effect != "deleted" or source is None or source not in keys:
                 continue
             items = [{self.config.datasets[source].key: key} for key in keys[source]]
             await self._act(step, source, items, run)
@@ -142,7 +142,7 @@ class HttpConnector(Connector):
         return ActionOutcome(status="done")
 
     async def object(self, subject: Subject, scope: str) -> ActionOutcome:
-        action = self.config.actions.object.get(scope)  # type: ignore[call-overload]
+        action = next((a for name, a in self.config.actions.object.items() if name == scope), None)
         if action is None:
             return ActionOutcome(status="not_found", message=f"{self.config.service} is not configured "
                                  f"for objections to {scope}: nothing to act on there")
@@ -162,7 +162,8 @@ class HttpConnector(Connector):
 
     # -- running actions -------------------------------------------------------------------
 
-    async def _simple(self, name: str, what: str, subject: Subject, extra: dict | None = None) -> ActionOutcome:
+    async def _simple(self, name: str, what: str, subject: Subject,
+                      extra: dict[str, Any] | None = None) -> ActionOutcome:
         action = getattr(self.config.actions, name)
         if action is None:
             return self._manual(what)
@@ -188,7 +189,7 @@ class HttpConnector(Connector):
         return [*found, *action.steps]
 
     async def _run(self, action: Action, subject: Subject, name: str, *, today: date | None = None,
-                   extra: dict | None = None) -> _Run:
+                   extra: dict[str, Any] | None = None) -> _Run:
         run = _Run(context={**self._context(subject), **(extra or {})})
         holds_known = False
         try:

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from activities.connectors.base import PermanentConnectorError
 from policy.http_model import ApiKeyAuth, Auth, BasicAuth, BearerAuth, HttpConfig, OAuth2Auth
@@ -47,14 +47,16 @@ def service_account_assertion(key: dict[str, Any], scope: str | None, audience: 
         claims["scope"] = scope
     signing_input = f"{_b64url(json.dumps(header).encode())}.{_b64url(json.dumps(claims).encode())}"
     private = serialization.load_pem_private_key(key["private_key"].encode(), password=None)
-    signature = private.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())  # type: ignore[union-attr]
+    if not isinstance(private, rsa.RSAPrivateKey):
+        raise PermanentConnectorError("the service-account key is not an RSA key (RS256 needs one)")
+    signature = private.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
     return f"{signing_input}.{_b64url(signature)}"
 
 
 def _service_account(system: str, env: str, raw: str) -> dict[str, Any]:
     text = raw if raw.lstrip().startswith("{") else _read(system, env, raw)
     try:
-        key = json.loads(text)
+        key: dict[str, Any] = json.loads(text)
         key["client_email"], key["private_key"]  # noqa: B018 - both are required
     except (ValueError, KeyError, TypeError):
         raise PermanentConnectorError(
@@ -106,7 +108,7 @@ class Credentials:
         auth = self.auth
         assert isinstance(auth, OAuth2Auth)
         form: dict[str, str] = {}
-        basic = None
+        basic: tuple[str, str] | None = None
         if auth.grant == "jwt_bearer":
             key = _service_account(self.system, auth.service_account_env or "",
                                    self.secrets[auth.service_account_env or ""])
@@ -124,7 +126,9 @@ class Credentials:
             if auth.scope:
                 form["scope"] = auth.scope
         try:
-            response = await self.http.post(auth.token_url, data=form, auth=basic,
+            # The client has no auth of its own: its default is none.
+            response = await self.http.post(auth.token_url, data=form,
+                                            auth=basic if basic is not None else httpx.USE_CLIENT_DEFAULT,
                                             headers={"Accept": "application/json"})
         except httpx.TransportError as exc:
             raise ConnectionError(f"system {self.system}: token endpoint unreachable ({type(exc).__name__})") from None

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -43,7 +43,7 @@ def _sha256(value: Any) -> str:
     return hashlib.sha256(str(value).encode()).hexdigest()
 
 
-def _environment(finalize=None) -> ImmutableSandboxedEnvironment:
+def _environment(finalize: Callable[[Any], Any] | None = None) -> ImmutableSandboxedEnvironment:
     env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, finalize=finalize)
     env.filters.update(md5=_md5, sha256=_sha256,
                        subscriber_hash=lambda v: _md5(str(v).strip().lower()))
@@ -102,7 +102,7 @@ class TemplateError(PermanentConnectorError):
 
 class HttpExchange:
     def __init__(self, system: str, config: HttpConfig, credentials: Credentials, http: httpx.AsyncClient,
-                 ledger: QuotaLedger, *, sleep=asyncio.sleep) -> None:
+                 ledger: QuotaLedger, *, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self.system = system
         self.config = config
         self.credentials = credentials
@@ -193,7 +193,7 @@ class HttpExchange:
         return found.group(1) if found else None
 
     async def send(self, spec: RequestSpec, where: str, url: str, query: dict[str, Any],
-                   body: Any, *, accept: list[int] = ()) -> httpx.Response:
+                   body: Any, *, accept: Collection[int] = ()) -> httpx.Response:
         """One request, with the retries described above. Returns 2xx or an `accept` status."""
         what = f"{spec.method} {spec.path} ({where})"
         retry = self.config.retry
@@ -204,13 +204,16 @@ class HttpExchange:
             await self.ledger.acquire()
             headers = {"Accept": "application/json", **self.config.headers, **spec.headers,
                        **(await self.credentials.headers())}
-            payload: dict[str, Any] = {}
-            if body is not None:
-                payload = {"data": _form(body)} if self.config.body_format == "form" else {"json": body}
+            form: dict[str, str] | None = None
+            json_body: Any = None
+            if body is not None and self.config.body_format == "form":
+                form = _form(body)
+            elif body is not None:
+                json_body = body
             try:
                 # (httpx drops a URL's own query when given params, even empty ones: next-page links)
-                params = {"params": _plain(query)} if query else {}
-                response = await self.http.request(spec.method, url, headers=headers, **params, **payload)
+                response = await self.http.request(spec.method, url, headers=headers,
+                                                   params=_plain(query) if query else None, data=form, json=json_body)
             except httpx.TransportError as exc:
                 if attempt >= retry.attempts:
                     raise HttpSystemUnavailable(f"system {self.system}: {what} failed: {type(exc).__name__}") from None

@@ -34,6 +34,7 @@ class ServiceClock:
 
     def __init__(self) -> None:
         self._start = time.monotonic()
+        self._base: datetime | None
         try:
             self._base = activity.info().current_attempt_scheduled_time
         except RuntimeError:
@@ -92,7 +93,10 @@ class QuotaLedger:
             await asyncio.sleep(wait)
 
     async def used_today(self) -> int:
+        if self.pool is None:
+            raise RuntimeError("a daily quota needs the app database")
         day, _ = self._quota_day()
-        return await self.pool.fetchval(
+        used: int = await self.pool.fetchval(
             "SELECT coalesce(max(used), 0) FROM http_quota_days WHERE bucket = $1 AND day = $2",
             self.bucket, day.date())
+        return used

@@ -42,6 +42,7 @@ from activities.connectors.base import (
     PartOpener,
     PermanentConnectorError,
     Subject,
+    TaskStatus,
 )
 from activities.connectors.sql_erasure import HoldAwareErasure
 from activities.connectors.sql_export import (
@@ -196,7 +197,7 @@ class SqlConnector(Connector):
         found = sum(c["found"] for c in counts.values())
         changed = sum(c["changed"] for c in counts.values())
         # Nothing to apply in this system is done; something to apply but no rows is not_found.
-        status = "done" if found or not counts else "not_found"
+        status: TaskStatus = "done" if found or not counts else "not_found"
         return ActionOutcome(status=status, found=found, changed=changed,
                              datasets=counts, message=message)
 
@@ -400,8 +401,8 @@ class SqlConnector(Connector):
         return await self._restriction(subject, False)
 
     async def object(self, subject: Subject, scope: str) -> ActionOutcome:
-        updates = {d.name: dict(d.objection_updates[scope])
-                   for d in self.plan.parents_first if d.objection_updates.get(scope)}
+        updates = {d.name: dict(columns) for d in self.plan.parents_first
+                   for name, columns in d.objection_updates.items() if name == scope and columns}
         message = None if updates else f"no dataset in this system carries out objection scope {scope!r}"
         return await self._set_everywhere(subject, updates, message)
 

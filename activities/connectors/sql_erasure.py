@@ -19,7 +19,7 @@ from typing import Any
 
 import asyncpg
 
-from activities.connectors.base import ErasureContext, HeldRecord, LegalClaimsHold
+from activities.connectors.base import ErasureContext, HeldRecord, LegalClaimsHold, Subject
 from activities.connectors.sql_queries import Plan, Query, ident, match
 from policy.keeping import StatutoryHold
 from policy.model import Policy
@@ -56,7 +56,7 @@ class HoldAwareErasure:
         # dataset -> key -> the parent key its `via` column points at
         self.parents: dict[str, dict[str, str]] = defaultdict(dict)
 
-    async def rows(self, conn: asyncpg.Connection, dataset: Dataset, subject) -> list[asyncpg.Record]:
+    async def rows(self, conn: asyncpg.Connection, dataset: Dataset, subject: Subject) -> list[asyncpg.Record]:
         q, alias = Query(), "t0"
         where = match(self.plan, dataset, subject, q, alias)
         extra = []
@@ -67,7 +67,9 @@ class HoldAwareErasure:
         if dataset.via:
             extra.append(f"{alias}.{ident(dataset.via.column)}::text AS parent_key")
         columns = ", ".join([f"{alias}.{ident(dataset.key)}::text AS key", *extra])
-        return await conn.fetch(f"SELECT {columns} FROM {ident(dataset.table)} AS {alias} WHERE {where}", *q.args)
+        rows: list[asyncpg.Record] = await conn.fetch(
+            f"SELECT {columns} FROM {ident(dataset.table)} AS {alias} WHERE {where}", *q.args)
+        return rows
 
     def decide(self, dataset: Dataset, rows: list[asyncpg.Record]) -> dict[str, tuple[date | None, str, str]]:
         """Which of these rows are held, until when and why."""
@@ -89,13 +91,13 @@ class HoldAwareErasure:
                         held[row["key"]] = (until, "statutory", hold.statute)
         # Rows that a held child row still refers to stay as long as the child does.
         for child in self.plan.children[dataset.name]:
-            for child_key, (until, kind, ref) in self.held[child.name].items():
+            for child_key, (child_until, kind, ref) in self.held[child.name].items():
                 parent_key = self.parents[child.name].get(child_key)
                 if parent_key is None or parent_key not in {r["key"] for r in rows}:
                     continue
                 current = held.get(parent_key)
-                if current is None or (current[0] is not None and (until is None or until > current[0])):
-                    held[parent_key] = (until, kind, ref)
+                if current is None or (current[0] is not None and (child_until is None or child_until > current[0])):
+                    held[parent_key] = (child_until, kind, ref)
         self.held[dataset.name] = held
         return held
 
@@ -146,8 +148,8 @@ def kept_summary(policy: Policy, system: str, held: list[HeldRecord],
     goes (a 2022 invoice years before a 2023 one), not only when the last one does."""
     groups: dict[tuple[str, str, str, str], list[HeldRecord]] = defaultdict(list)
     for record in held:
-        until = record.until.isoformat() if record.hold_kind == "statutory" and record.until else ""
-        groups[(record.dataset, record.hold_kind, record.hold_ref, until)].append(record)
+        ends = record.until.isoformat() if record.hold_kind == "statutory" and record.until else ""
+        groups[(record.dataset, record.hold_kind, record.hold_ref, ends)].append(record)
     summary = []
     for (dataset, kind, ref, _), records in sorted(groups.items()):
         if kind == "statutory":

@@ -11,6 +11,7 @@ never their values.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import asyncpg
 
@@ -24,7 +25,7 @@ from activities.connectors.sql_queries import (
 from policy.systems import Dataset
 
 
-def conflict_query(dataset: Dataset, subject: Subject) -> tuple[str, list] | None:
+def conflict_query(dataset: Dataset, subject: Subject) -> tuple[str, list[Any]] | None:
     """The count of contradicted rows, or None where fewer than two identities find rows here."""
     q = Query()
     clauses = identity_clauses(dataset, subject, q, "r")

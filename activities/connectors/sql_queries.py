@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime, time
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from activities.connectors.base import Subject
 from policy.disclosure import Origin
@@ -20,7 +20,7 @@ from policy.systems import Dataset, FieldRule, System
 
 _IDENT = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 # Identities that single a person out; a name alone does not (many people share one).
-STRONG_IDENTITIES = ("email", "customer_id")
+STRONG_IDENTITIES: tuple[Literal["email", "customer_id"], ...] = ("email", "customer_id")
 
 
 def ident(name: str) -> str:
@@ -110,7 +110,7 @@ class Plan:
         self.children_first: list[Dataset] = ordered[::-1]
         self.erasure = self._erasure_modes()
 
-    def _erasure_modes(self) -> dict[str, str]:
+    def _erasure_modes(self) -> dict[str, Literal["delete", "anonymise"]]:
         """A parent cannot be deleted while an anonymised child keeps pointing at it: such a
         parent is anonymised instead. A child that nulls its link column frees its parent."""
         modes = {d.name: d.erasure for d in self.parents_first}
@@ -141,7 +141,9 @@ class Plan:
 def match(plan: Plan, dataset: Dataset, subject: Subject, q: Query, alias: str) -> str:
     """A condition on `alias` (a row of `dataset`) that holds for the subject's rows: an identity
     column matches, or the row points at one of the subject's rows in the parent dataset."""
-    col = lambda name: f"{alias}.{ident(name)}"  # noqa: E731
+    def col(name: str) -> str:
+        return f"{alias}.{ident(name)}"
+
     clauses: list[str] = [equal for _, equal in identity_clauses(dataset, subject, q, alias)]
     name_column = dataset.identify.get("name")
     if name_column and subject.name and not any(i in dataset.identify for i in STRONG_IDENTITIES):

@@ -33,6 +33,8 @@ from api.callbacks.processor_uploads import (
     receive_export,
     refuse_if_closed,
 )
+from api.deps import State
+from api.state import AppState
 from dsrflow.domain.audit import append_event
 from dsrflow.infra.logging import get_logger
 from schemas.workflow import ProcessorUpdate, task_workflow_id
@@ -120,10 +122,10 @@ def _already(task: dict[str, Any]) -> HTMLResponse:
     )
 
 
-async def _task(request: Request, token: str) -> dict[str, Any] | None:
+async def _task(state: AppState, token: str) -> dict[str, Any] | None:
     if not _TOKEN.fullmatch(token):
         return None
-    pool = await request.app.state.dsr.db()
+    pool = await state.db()
     # Labels come from the policy version the request runs under, like everything it does.
     row = await pool.fetchrow(
         """SELECT m.request_id, m.system, m.action, m.confirmed_at,
@@ -141,8 +143,8 @@ async def _task(request: Request, token: str) -> dict[str, Any] | None:
 
 
 @router.get("/{token}", response_class=HTMLResponse, summary="Confirmation page for a processor asked by e-mail")
-async def confirmation_page(request: Request, token: str) -> HTMLResponse:
-    task = await _task(request, token)
+async def confirmation_page(token: str, state: State) -> HTMLResponse:
+    task = await _task(state, token)
     if task is None:
         return _not_found()
     if task["confirmed_at"] is not None:
@@ -164,11 +166,10 @@ async def confirmation_page(request: Request, token: str) -> HTMLResponse:
     )
 
 
-async def _tell_task(request: Request, task: dict[str, Any]) -> None:
+async def _tell_task(state: AppState, task: dict[str, Any]) -> None:
     """Signal the task's workflow that the processor confirmed. Temporal unreachable: the answer
     is 503 (the processor's page tries again, and a repeat signals again), not a silent wait for
     the task's next poll, hours away."""
-    state = request.app.state.dsr
     request_id, system, action = str(task["request_id"]), task["system"], task["action"]
     attempt = await (await state.db()).fetchval(
         "SELECT attempt FROM system_tasks WHERE request_id = $1 AND system = $2 AND action = $3",
@@ -186,24 +187,23 @@ async def _tell_task(request: Request, task: dict[str, Any]) -> None:
 
 
 @router.post("/{token}", response_class=HTMLResponse, summary="Record a processor's confirmation")
-async def confirm(request: Request, token: str) -> HTMLResponse:
-    task = await _task(request, token)
+async def confirm(request: Request, token: str, state: State) -> HTMLResponse:
+    task = await _task(state, token)
     if task is None:
         return _not_found()
     if task["confirmed_at"] is not None:
-        await _tell_task(request, task)  # a repeat after the first answer was lost in an outage
+        await _tell_task(state, task)  # a repeat after the first answer was lost in an outage
         if task["action"] == "access":
             return _refused(task, UploadRefused(409, "This request has already been answered: no more "
                                                 "files can be added. If something is missing, reply to our e-mail."))
         return _already(task)
     if task["action"] == "access":
-        return await _upload(request, token, task)
+        return await _upload(request, state, token, task)
     body = await read_capped(request, _BODY_MAX)  # this route is left uncapped for uploads
     note = (parse_qs(body.decode("utf-8", "replace")).get("note") or [""])[0].strip()[:_NOTE_MAX] or None
     request_id, system, action = str(task["request_id"]), task["system"], task["action"]
 
     external_id = hashlib.sha256(token.encode()).hexdigest()
-    state = request.app.state.dsr
     pool = await state.db()
     async with pool.acquire() as conn, conn.transaction():
         confirmed = await conn.fetchval(
@@ -221,7 +221,7 @@ async def confirm(request: Request, token: str) -> HTMLResponse:
             data={"system": system, "action": action, "channel": "manual_email", "note": note is not None},
         )
 
-    await _tell_task(request, task)
+    await _tell_task(state, task)
     return _page(
         "Thank you: confirmation recorded",
         f'<p class="ok">We have recorded that the request has been carried out.</p>\n{_details(task)}\n'
@@ -267,18 +267,18 @@ def _refused(task: dict[str, Any], refused: UploadRefused) -> HTMLResponse:
                  status=refused.status)
 
 
-async def _upload(request: Request, token: str, task: dict[str, Any]) -> HTMLResponse:
+async def _upload(request: Request, state: AppState, token: str, task: dict[str, Any]) -> HTMLResponse:
     """Receive the export; a refusal shows the form again with the reason, and keeps nothing."""
     try:
-        received = await receive_export(request, task)
+        received = await receive_export(request, state.settings, state.storage, task)
     except UploadRefused as refused:
         if refused.status in (403, 409):
             return _refused(task, refused)
         return _upload_page(task, refused)
-    pool = await request.app.state.dsr.db()
+    pool = await state.db()
     if not await keep_export(pool, task, hashlib.sha256(token.encode()).hexdigest(), received):
         return _refused(task, UploadRefused(409, "This request was answered meanwhile: your files were not kept."))
-    await _tell_task(request, task)
+    await _tell_task(state, task)
     sent = (f"We have received {len(received.files)} file{'' if len(received.files) == 1 else 's'}: "
             + ", ".join(f.filename for f in received.files) + "."
             if received.files else "We have recorded that you hold no personal data about this person.")

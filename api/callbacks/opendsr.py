@@ -20,8 +20,9 @@ from activities.connectors.opendsr_signature import (
     TrustAnchor,
 )
 from api.callbacks.replay import DEFAULT_MAX_AGE_SECONDS, forget, remember, signed_time
+from api.deps import Limiter, State
 from api.problems import Problem
-from api.ratelimit import limiter
+from api.state import AppState
 from dsrflow.domain.audit import append_event
 from dsrflow.infra.logging import get_logger
 from policy.systems import System
@@ -35,29 +36,29 @@ _UNAVAILABLE = ("Processor certificate unavailable",
                 "the processor's signature cannot be checked right now; retry later")
 
 
-def _system(request: Request, name: str) -> System:
-    policy = request.app.state.dsr.policy.policy
-    config = policy.systems.get(name)
+def _system(state: AppState, name: str) -> System:
+    config = state.policy.policy.systems.get(name)
     if config is None or config.connector != "opendsr":
         raise Problem(404, "Unknown processor", f"no OpenDSR system named {name!r}")
     return config
 
 
-def _anchor(request: Request, name: str, system: System) -> TrustAnchor:
+def _anchor(state: AppState, name: str, system: System) -> TrustAnchor:
     try:
-        return trust_anchor_for(system, request.app.state.dsr.settings.environment)
+        return trust_anchor_for(system, state.settings.environment)
     except ProcessorCertificateError as exc:
         log.error("opendsr callback refused: insecure trust anchor", system=name, error=str(exc))
         raise Problem(503, *_UNAVAILABLE) from None
 
 
 @router.post("/opendsr", status_code=202)
-async def opendsr_callback(request: Request, system: str = Query(..., max_length=64)) -> JSONResponse:
+async def opendsr_callback(request: Request, state: State, limiter: Limiter,
+                           system: str = Query(..., max_length=64)) -> JSONResponse:
     """Status callback from an OpenDSR processor (signed with `X-OpenDSR-Signature`).
     Limited per client (429 with `Retry-After`) before the body is read or a signature checked."""
-    await limiter(request).hit(request, "callback")
-    config = _system(request, system)
-    anchor = _anchor(request, system, config)
+    await limiter.hit(request, "callback")
+    config = _system(state, system)
+    anchor = _anchor(state, system, config)
     body = await request.body()
     signature = request.headers.get("x-opendsr-signature", "")
     try:
@@ -77,7 +78,6 @@ async def opendsr_callback(request: Request, system: str = Query(..., max_length
     max_age = float(expand_env(config.config).get("callback_max_age_seconds", DEFAULT_MAX_AGE_SECONDS))
     signed_at = signed_time(payload, max_age)
 
-    state = request.app.state.dsr
     pool = await state.db()
     task = await pool.fetchrow(
         "SELECT request_id, system, action, attempt FROM system_tasks WHERE external_id = $1 AND system = $2",

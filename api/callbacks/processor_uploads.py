@@ -16,13 +16,15 @@ import contextlib
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from dsrflow.domain.audit import append_event
+if TYPE_CHECKING:  # the library declares its callback types for type checkers only
+    from python_multipart.multipart import MultipartCallbacks
+
 from api.callbacks.export_files import (
     KIND_OF_EXTENSION,
     MEDIA_TYPES,
@@ -31,10 +33,12 @@ from api.callbacks.export_files import (
     kind_for,
     safe_name,
 )
-from dsrflow.stores.export_store import export_writer
 from dsrflow.crypto.filecrypt import EncryptedWriter
 from dsrflow.crypto.keys import load_secret_key
+from dsrflow.domain.audit import append_event
 from dsrflow.infra.storage import BlobStore, BlobWriter
+from dsrflow.settings import Settings
+from dsrflow.stores.export_store import export_writer
 from policy.exports import ProcessorExports
 from schemas.requests import RequestStatus
 
@@ -120,7 +124,7 @@ class _Parser:
         self._file: _Incoming | None = None
         self._field: bytearray | None = None
 
-    def callbacks(self) -> dict[str, Any]:
+    def callbacks(self) -> MultipartCallbacks:
         return {"on_part_begin": self.on_part_begin, "on_part_data": self.on_part_data,
                 "on_part_end": self.on_part_end, "on_header_field": self.on_header_field,
                 "on_header_value": self.on_header_value, "on_header_end": self.on_header_end,
@@ -191,7 +195,8 @@ class _Parser:
         self._file, self._field = None, None
 
 
-async def receive_export(request: Request, task: dict[str, Any]) -> ReceivedExport:
+async def receive_export(request: Request, settings: Settings, store: BlobStore,
+                         task: dict[str, Any]) -> ReceivedExport:
     """Stream the upload into encrypted files; raise UploadRefused (nothing kept) if any of it
     cannot be taken."""
     limits = limits_of(task)
@@ -202,9 +207,8 @@ async def receive_export(request: Request, task: dict[str, Any]) -> ReceivedExpo
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limits.max_total_bytes + 1024 * 1024:
         raise UploadRefused(413, f"The files together are larger than the limit of {limits.max_total_mb} MB.")
-    state = request.app.state.dsr
-    received = ReceivedExport(state.storage)
-    parser = _Parser(load_secret_key(state.settings), limits, received)
+    received = ReceivedExport(store)
+    parser = _Parser(load_secret_key(settings), limits, received)
     try:
         multipart = MultipartParser(params[b"boundary"], parser.callbacks())
         async for chunk in request.stream():

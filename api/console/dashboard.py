@@ -3,12 +3,14 @@ with its numbers in a table beside it for screen readers and for checking."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from markupsafe import Markup
 
 from api.auth import Staff, require_console_role
-from api.deps import controller_today
+from api.deps import PolicyInForce, Pool, Today
 from api.pages import render
 from api.read_models.dashboard_queries import closed_per_month, month_starts, open_by_due_week, requests_per_month
 from api.read_models.svg import bar_chart, line_chart
@@ -22,15 +24,14 @@ def _percent(value: float) -> str:
 
 
 @router.get("/dashboard", response_class=HTMLResponse)
-async def dashboard(request: Request, staff: Staff = require_console_role("compliance")) -> HTMLResponse:
-    state = request.app.state.dsr
-    pool, today = await state.db(), controller_today(state)
-    timezone = state.policy.policy.defaults.timezone
+async def dashboard(staff: Annotated[Staff, require_console_role("compliance")], request: Request, pool: Pool,
+                    today: Today, policy: PolicyInForce) -> HTMLResponse:
+    timezone = policy.policy.defaults.timezone
     months = [m.strftime("%b %y") for m in month_starts(today, MONTHS)]
     per_type = await requests_per_month(pool, today=today, timezone=timezone, months=MONTHS)
     closed = await closed_per_month(pool, today=today, timezone=timezone, months=MONTHS)
     due = await open_by_due_week(pool, today=today)
-    due_labels = [b.start.strftime("%d %b") if b.label not in ("overdue", "later") else b.label for b in due]
+    due_labels = [b.start.strftime("%d %b") if b.start is not None else b.label for b in due]
     charts = [
         ("received", "Requests received per month, by type", months,
          bar_chart("received", months, per_type or {"none": [0] * MONTHS}, legend=True,
@@ -49,5 +50,5 @@ async def dashboard(request: Request, staff: Staff = require_console_role("compl
     ]
     return render(request, "console/dashboard.html", {
         "charts": [(ident, caption, Markup(svg)) for ident, caption, _, svg in charts],
-        "months": months, "per_type": per_type, "closed": closed, "due": list(zip(due_labels, due)),
+        "months": months, "per_type": per_type, "closed": closed, "due": list(zip(due_labels, due, strict=True)),
     })

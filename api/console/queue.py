@@ -5,11 +5,12 @@ Every page needs a console session (api/console/session.py); forms carry the ses
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
-from typing import Any
+from datetime import date, datetime
+from typing import Annotated, Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
+import asyncpg
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.datastructures import QueryParams
@@ -17,13 +18,13 @@ from starlette.datastructures import QueryParams
 from api import request_form
 from api.auth import Staff, require_console_role
 from api.console.view import days_left_badge, live_region
-from api.deps import controller_today
+from api.deps import PolicyInForce, Pool, State, Today
 from api.pages import problem_pages, render
-from api.service import open_request
-from schemas.vocabulary import Regime
 from api.read_models.cursors import InvalidCursor
 from api.read_models.request_queries import OPEN_STATUSES, RequestFilters, list_requests
+from api.service import open_request
 from schemas.requests import Channel, NewRequest, RequestStatus
+from schemas.vocabulary import Regime
 
 router = APIRouter(prefix="/console", tags=["console"], include_in_schema=False,
                    route_class=problem_pages("console/problem.html"))
@@ -45,15 +46,13 @@ def _filters(params: QueryParams) -> tuple[RequestFilters, dict[str, str]]:
     return filters or RequestFilters(status=list(OPEN_STATUSES)), errors
 
 
-async def _queue(request: Request) -> dict[str, Any]:
-    state = request.app.state.dsr
+async def _queue(request: Request, pool: asyncpg.Pool, today: date) -> dict[str, Any]:
     filters, errors = _filters(request.query_params)
     cursor = request.query_params.get("cursor")
     try:
-        page = await list_requests(await state.db(), filters, limit=PAGE_SIZE, cursor=cursor,
-                                   today=controller_today(state))
+        page = await list_requests(pool, filters, limit=PAGE_SIZE, cursor=cursor, today=today)
     except InvalidCursor:
-        page = await list_requests(await state.db(), filters, limit=PAGE_SIZE, today=controller_today(state))
+        page = await list_requests(pool, filters, limit=PAGE_SIZE, today=today)
     rows = [{"item": item, "badge": days_left_badge(item.days_left, item.status)} for item in page.items]
     kept = [(k, v) for k, v in request.query_params.multi_items() if k not in ("cursor", "v")]
     next_url = f"/console/?{urlencode([*kept, ('cursor', page.next_cursor)])}" if page.next_cursor else None
@@ -69,9 +68,10 @@ def _queue_region(request: Request, context: dict[str, Any]):
 
 
 @router.get("/", response_class=HTMLResponse)
-async def queue_page(request: Request, staff: Staff = require_console_role("agent")) -> Response:
+async def queue_page(staff: Annotated[Staff, require_console_role("agent")], request: Request, pool: Pool,
+                     today: Today) -> Response:
     """The queue, soonest due first. Searching for one request id opens it."""
-    context = await _queue(request)
+    context = await _queue(request, pool, today)
     filters, rows = context["filters"], context["rows"]
     if filters.q is not None and len(rows) == 1 and not context["errors"]:
         return RedirectResponse(f"/console/requests/{rows[0]['item'].id}", status_code=303)
@@ -80,23 +80,25 @@ async def queue_page(request: Request, staff: Staff = require_console_role("agen
 
 
 @router.get("/queue", response_class=HTMLResponse)
-async def queue_region(request: Request, staff: Staff = require_console_role("agent")) -> Response:
+async def queue_region(staff: Annotated[Staff, require_console_role("agent")], request: Request, pool: Pool,
+                       today: Today) -> Response:
     """The queue's table alone: the page polls it (204 while nothing changed)."""
-    return _queue_region(request, await _queue(request)).response(request)
+    return _queue_region(request, await _queue(request, pool, today)).response(request)
 
 
-def _new_request_page(request: Request, values: dict[str, Any], errors: dict[str, str], *,
+def _new_request_page(request: Request, timezone: str, values: dict[str, Any], errors: dict[str, str], *,
                       status: int = 200) -> HTMLResponse:
     return render(request, "console/new_request.html", {
         "values": values, "errors": errors, **request_form.LABELS, "regimes": list(Regime),
         "channels": list(Channel), "submission": values.get("submission") or uuid.uuid4().hex,
-        "timezone": request.app.state.dsr.policy.policy.defaults.timezone,
+        "timezone": timezone,
     }, status_code=status)
 
 
 @router.get("/requests/new", response_class=HTMLResponse)
-async def new_request_form(request: Request, staff: Staff = require_console_role("agent")) -> HTMLResponse:
-    return _new_request_page(request, {"channel": "email", "regime": "gdpr"}, {})
+async def new_request_form(staff: Annotated[Staff, require_console_role("agent")], request: Request,
+                           policy: PolicyInForce) -> HTMLResponse:
+    return _new_request_page(request, policy.policy.defaults.timezone, {"channel": "email", "regime": "gdpr"}, {})
 
 
 def _received_at(value: str | None, timezone: str, errors: dict[str, str]) -> datetime | None:
@@ -111,8 +113,8 @@ def _received_at(value: str | None, timezone: str, errors: dict[str, str]) -> da
 
 
 @router.post("/requests", response_class=HTMLResponse)
-async def create_request(request: Request, staff: Staff = require_console_role("agent")) -> Response:
-    state = request.app.state.dsr
+async def create_request(staff: Annotated[Staff, require_console_role("agent")], request: Request,
+                         state: State) -> Response:
     form = await request.form()
     values = request_form.form_values(form)
     errors: dict[str, str] = {}
@@ -128,7 +130,7 @@ async def create_request(request: Request, staff: Staff = require_console_role("
     new = request_form.validate(NewRequest, body, errors, nested=("subject",))
     request_form.check_corrections(state.policy.policy.systems.values(), new, errors)
     if new is None or errors:
-        return _new_request_page(request, values, errors, status=422)
+        return _new_request_page(request, state.policy.policy.defaults.timezone, values, errors, status=422)
     submission = values.get("submission", "")
     key = f"console:{submission}" if request_form.SUBMISSION.match(submission) else None
     row, _ = await open_request(state, new, actor=staff.actor, idempotency_key=key, origin="staff")

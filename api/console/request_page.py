@@ -10,7 +10,8 @@ Actions are those of api/staff_actions.py, run like the REST API runs them (api/
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import date
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -19,12 +20,13 @@ from starlette.datastructures import FormData
 
 from api.auth import Staff, require_console_role
 from api.console.view import allowed_actions, days_left_badge, describe_event, live_region, temporal_ui_link
-from api.deps import controller_today
+from api.deps import Pool, State, Today
 from api.pages import PAGE_HEADERS, problem_pages, render
 from api.problems import Problem, field_errors
+from api.read_models.evidence import assemble_evidence
 from api.service import live_state, run_update
 from api.staff_actions import STAFF_ACTIONS, Situation, StaffAction, may_read
-from api.read_models.evidence import assemble_evidence
+from api.state import AppState
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.stores.requests_store import get_request
 from dsrflow.stores.restrictions_store import as_view, restriction_for
@@ -49,8 +51,7 @@ def _tasks(pack: dict[str, Any], live) -> list[dict[str, Any]]:
              **stored.get(s, {}), **current.get(s, {})} for s in systems]
 
 
-async def _context(request: Request, request_id: str, staff: Staff) -> dict[str, Any]:
-    state = request.app.state.dsr
+async def _context(state: AppState, today: date, request_id: str, staff: Staff) -> dict[str, Any]:
     pack = await assemble_evidence(await state.db(), request_id, secret=load_secret_key(state.settings))
     if pack is None:
         raise Problem(404, "Request not found", f"There is no request {request_id}.")
@@ -59,7 +60,7 @@ async def _context(request: Request, request_id: str, staff: Staff) -> dict[str,
     status = live.status if live else RequestStatus(row["status"])
     due = (live.current_due_date if live and live.current_due_date else deadlines["current_due_date"])
     extended = live.extended if live else deadlines["extended"]
-    days_left = (due - controller_today(state)).days if due else None
+    days_left = (due - today).days if due else None
     tasks = _tasks(pack, live)
     restriction = as_view(await restriction_for(await state.db(), request_id))
     return {
@@ -98,25 +99,25 @@ def _region(request: Request, request_id: str, context: dict[str, Any], notice: 
 
 
 @router.get("/{request_id}", response_class=HTMLResponse)
-async def request_page(request: Request, request_id: str, done: str | None = None,
-                       staff: Staff = require_console_role("agent")) -> HTMLResponse:
-    context = await _context(request, request_id, staff)
+async def request_page(staff: Annotated[Staff, require_console_role("agent")], request: Request, request_id: str,
+                       state: State, today: Today, done: str | None = None) -> HTMLResponse:
+    context = await _context(state, today, request_id, staff)
     notice = {"flash": STAFF_ACTIONS[done].done} if done in STAFF_ACTIONS else None
     return render(request, "console/request.html",
                   {**context, "live_region": _region(request, request_id, context, notice).html})
 
 
 @router.get("/{request_id}/live", response_class=HTMLResponse)
-async def request_live(request: Request, request_id: str, staff: Staff = require_console_role("agent")) -> Response:
+async def request_live(staff: Annotated[Staff, require_console_role("agent")], request: Request, request_id: str,
+                       state: State, today: Today) -> Response:
     """The live part of the request page (204 while nothing changed since version `v`)."""
-    return _region(request, request_id, await _context(request, request_id, staff)).response(request)
+    return _region(request, request_id, await _context(state, today, request_id, staff)).response(request)
 
 
 @router.get("/{request_id}/letters/{purpose}/{key}", response_class=HTMLResponse)
-async def letter(request: Request, request_id: str, purpose: str, key: str,
-                 staff: Staff = require_console_role("agent")) -> HTMLResponse:
+async def letter(staff: Annotated[Staff, require_console_role("agent")], request_id: str, purpose: str, key: str,
+                 pool: Pool) -> HTMLResponse:
     """A sent letter as the subject saw it (codes and links withheld in the stored copy)."""
-    pool = await request.app.state.dsr.db()
     body = await pool.fetchval("SELECT body_html FROM sent_letters WHERE letter_key = $1",
                                f"{request_id}:{purpose}:{key}")
     if body is None:
@@ -124,14 +125,16 @@ async def letter(request: Request, request_id: str, purpose: str, key: str,
     return HTMLResponse(body, headers=_LETTER_HEADERS)
 
 
-async def _run(request: Request, request_id: str, action: StaffAction, form: FormData, staff: Staff) -> Problem | None:
+async def _run(state: AppState, request_id: str, action: StaffAction | None, form: FormData, staff: Staff,
+               ) -> Problem | None:
     """Run the action; None once the workflow accepted it, else why not (a bad field, or the
     workflow's own reason)."""
+    assert action is not None  # an unknown action is refused before it runs
     try:
-        await run_update(request.app.state.dsr, request_id, action.update,
+        await run_update(state, request_id, action.update,
                          action.workflow_input(action.body_from_form(form), staff.actor))
     except ValidationError as exc:
-        errors = field_errors(list(exc.errors()))
+        errors = field_errors(exc.errors())
         return Problem(422, "Invalid", "; ".join(f"{e['field']}: {e['message']}" for e in errors))
     except Problem as problem:
         return problem
@@ -139,8 +142,8 @@ async def _run(request: Request, request_id: str, action: StaffAction, form: For
 
 
 @router.post("/{request_id}/{action}", response_class=HTMLResponse)
-async def act(request: Request, request_id: str, action: str,
-              staff: Staff = require_console_role("agent")) -> Response:
+async def act(staff: Annotated[Staff, require_console_role("agent")], request: Request, request_id: str, action: str,
+              state: State, today: Today) -> Response:
     """Run one action of api/staff_actions.py; the outcome, or why it was refused (an unknown
     action, a role too low, a bad field, the workflow's reason), shows on the request page. With
     htmx only the live region comes back: a whole page would nest inside it."""
@@ -148,16 +151,19 @@ async def act(request: Request, request_id: str, action: str,
     refusal = (Problem(404, "No such action", f"There is no action {action!r}.") if spec is None
                else Problem(403, "Forbidden", f"{action} needs the {spec.role} role; you are {staff.role}")
                if not staff.has_role(spec.role) else None)
-    if await get_request(await request.app.state.dsr.db(), request_id) is None:
+    if await get_request(await state.db(), request_id) is None:
         raise refusal or Problem(404, "Request not found", f"There is no request {request_id}.")
     form = await request.form()
-    refused = refusal or await _run(request, request_id, spec, form, staff)
+    refused = refusal or await _run(state, request_id, spec, form, staff)
     htmx = bool(request.headers.get("hx-request"))
     if refused is None and not htmx:
         return RedirectResponse(f"/console/requests/{request_id}?done={action}", status_code=303)
-    notice = ({"flash": spec.done} if refused is None
-              else {"error": refused.detail or refused.title, "failed_action": action})
-    context = await _context(request, request_id, staff)
+    if refused is None:
+        assert spec is not None  # no refusal: the action exists
+        notice = {"flash": spec.done}
+    else:
+        notice = {"error": refused.detail or refused.title, "failed_action": action}
+    context = await _context(state, today, request_id, staff)
     region = _region(request, request_id, context, {**notice, "values": dict(form.items())})
     status = refused.status if refused else 200
     if htmx:

@@ -22,10 +22,18 @@ from api.csrf import (
     csrf_valid,
     sign_in_binding,
 )
+from api.deps import Limiter, Pool, State
 from api.pages import render
 from api.problems import Problem
-from api.ratelimit import limiter
-from dsrflow.stores.staff_tokens import SESSION_IDLE, SESSION_LIFETIME, authenticate, end_session, session_staff, start_session
+from dsrflow.settings import Settings
+from dsrflow.stores.staff_tokens import (
+    SESSION_IDLE,
+    SESSION_LIFETIME,
+    authenticate,
+    end_session,
+    session_staff,
+    start_session,
+)
 
 __all__ = ["csrf_token", "install", "router"]
 
@@ -40,7 +48,8 @@ def _safe_next(value: str | None) -> str:
     return CONSOLE_HOME
 
 
-def _sign_in_page(request: Request, next_path: str, *, error: str | None = None, status_code: int = 200) -> HTMLResponse:
+def _sign_in_page(request: Request, settings: Settings, next_path: str, *, error: str | None = None,
+                  status_code: int = 200) -> HTMLResponse:
     nonce = secrets.token_urlsafe(24)
     request.state.csrf_binding = sign_in_binding(nonce)
     response = render(request, "console/sign_in.html",
@@ -48,41 +57,43 @@ def _sign_in_page(request: Request, next_path: str, *, error: str | None = None,
                        "idle_minutes": int(SESSION_IDLE.total_seconds() // 60)},
                       status_code=status_code)
     response.set_cookie(SIGN_IN_COOKIE, nonce, max_age=_SIGN_IN_MAX_AGE, path=SIGN_IN_PATH,
-                        httponly=True, samesite="strict", secure=cookie_secure(request))
+                        httponly=True, samesite="strict", secure=cookie_secure(request, settings))
     return response
 
 
 @router.get("/sign-in", response_class=HTMLResponse)
-async def sign_in_form(request: Request, next: Annotated[str | None, Query()] = None) -> Response:
+async def sign_in_form(request: Request, state: State, next: Annotated[str | None, Query()] = None) -> Response:
     next_path = _safe_next(next)
     session_id = request.cookies.get(SESSION_COOKIE)
-    if session_id and await session_staff(await request.app.state.dsr.db(), session_id):
+    if session_id and await session_staff(await state.db(), session_id):
         return RedirectResponse(next_path, status_code=303)
-    return _sign_in_page(request, next_path)
+    return _sign_in_page(request, state.settings, next_path)
 
 
 @router.post("/sign-in", response_class=HTMLResponse)
 async def sign_in(
     request: Request,
+    state: State,
+    limiter: Limiter,
     token: Annotated[str, Form(max_length=500)] = "",
     next: Annotated[str | None, Form()] = None,
 ) -> Response:
     next_path = _safe_next(next)
     try:
         # Before the token is looked up: guessing tokens costs a client its allowance first.
-        await limiter(request).hit(request, "signin")
+        await limiter.hit(request, "signin")
     except Problem as refused:
-        page = _sign_in_page(request, next_path, status_code=429, error=refused.detail)
+        page = _sign_in_page(request, state.settings, next_path, status_code=429, error=refused.detail)
         page.headers["Retry-After"] = str(refused.extra["retry_after"])
         return page
     nonce = request.cookies.get(SIGN_IN_COOKIE)
-    if not nonce or not await csrf_valid(request, sign_in_binding(nonce)):
-        return _sign_in_page(request, next_path, status_code=403,
+    if not nonce or not await csrf_valid(request, state.settings, sign_in_binding(nonce)):
+        return _sign_in_page(request, state.settings, next_path, status_code=403,
                              error="This sign-in form has expired. Please enter your token again.")
-    pool = await request.app.state.dsr.db()
+    pool = await state.db()
     staff = await authenticate(pool, token.strip()) if token.strip() else None
     if staff is None:
-        return _sign_in_page(request, next_path, status_code=401,
+        return _sign_in_page(request, state.settings, next_path, status_code=401,
                              error="That token is unknown or has been revoked.")
     previous = request.cookies.get(SESSION_COOKIE)
     if previous:
@@ -90,17 +101,19 @@ async def sign_in(
     session_id, _ = await start_session(pool, staff)
     response = RedirectResponse(next_path, status_code=303)
     response.set_cookie(SESSION_COOKIE, session_id, max_age=int(SESSION_LIFETIME.total_seconds()), path="/",
-                        httponly=True, samesite="strict", secure=cookie_secure(request))
+                        httponly=True, samesite="strict", secure=cookie_secure(request, state.settings))
     response.delete_cookie(SIGN_IN_COOKIE, path=SIGN_IN_PATH)
     return response
 
 
 @router.post("/sign-out")
-async def sign_out(request: Request, staff: Staff = require_console_role("agent")) -> Response:
+async def sign_out(staff: Annotated[Staff, require_console_role("agent")], request: Request, state: State,
+                   pool: Pool) -> Response:
     if request.state.session_id:
-        await end_session(await request.app.state.dsr.db(), request.state.session_id)
+        await end_session(pool, request.state.session_id)
     response = RedirectResponse(SIGN_IN_PATH, status_code=303)
-    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict", secure=cookie_secure(request))
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict",
+                           secure=cookie_secure(request, state.settings))
     return response
 
 

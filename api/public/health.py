@@ -13,14 +13,17 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import Annotated
+from weakref import WeakKeyDictionary
 
 import aiosmtplib
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
+from api.auth import Staff, staff_from_token
+from api.deps import Limiter, State
 from api.outages import CONNECTION_ERRORS, unavailable_component
-from api.ratelimit import limiter
-from api.auth import staff_from_token
+from api.ratelimit import RateLimiter
 from api.state import AppState
 
 router = APIRouter()
@@ -68,12 +71,15 @@ class CachedProbe:
             raise self._error
 
 
-def _checks(request: Request) -> dict[str, Callable[[AppState], Awaitable[None]]]:
-    checks = getattr(request.app.state, "health_checks", None)
-    if checks is None:  # one cache per app: each app has its own relay
-        checks = {"postgres": _postgres, "temporal": _temporal, "smtp": CachedProbe(_smtp_session, _SMTP_TTL)}
-        request.app.state.health_checks = checks
-    return checks
+# One SMTP cache per app, since each app has its own relay; it goes with the app's state.
+_SMTP_PROBES: WeakKeyDictionary[AppState, CachedProbe] = WeakKeyDictionary()
+
+
+def _checks(state: AppState) -> dict[str, Callable[[AppState], Awaitable[None]]]:
+    smtp = _SMTP_PROBES.get(state)
+    if smtp is None:
+        smtp = _SMTP_PROBES[state] = CachedProbe(_smtp_session, _SMTP_TTL)
+    return {"postgres": _postgres, "temporal": _temporal, "smtp": smtp}
 
 
 async def _run(name: str, check: Callable[[AppState], Awaitable[None]], state: AppState) -> tuple[str, str]:
@@ -84,23 +90,24 @@ async def _run(name: str, check: Callable[[AppState], Awaitable[None]], state: A
         return name, f"unavailable: {type(exc).__name__}: {exc}"[:300]
 
 
-async def _count(request: Request) -> None:
+async def _count(request: Request, limiter: RateLimiter) -> None:
     """Each call probes every component: a client calling in a loop is refused (429) first. The
     counters live in the database health may be reporting down: then health answers unlimited."""
     try:
-        await asyncio.wait_for(limiter(request).hit(request, "health"), _TIMEOUT)
-    except (*CONNECTION_ERRORS, TimeoutError) as exc:
+        await asyncio.wait_for(limiter.hit(request, "health"), _TIMEOUT)
+    except CONNECTION_ERRORS + (TimeoutError,) as exc:
         if not isinstance(exc, TimeoutError) and unavailable_component(exc) is None:
             raise
 
 
 @router.get("/healthz", tags=["health"])
-async def healthz(request: Request) -> JSONResponse:
+async def healthz(
+    # First: a wrong token is 401 whatever the health.
+    staff: Annotated[Staff | None, Depends(staff_from_token)], request: Request, state: State, limiter: Limiter,
+) -> JSONResponse:
     """`ok` (200) or `unavailable` (503). With a staff bearer token: each component's state."""
-    staff = await staff_from_token(request)  # first: a wrong token is 401 whatever the health
-    state: AppState = request.app.state.dsr
-    await _count(request)
-    results = dict(await asyncio.gather(*(_run(name, check, state) for name, check in _checks(request).items())))
+    await _count(request, limiter)
+    results = dict(await asyncio.gather(*(_run(name, check, state) for name, check in _checks(state).items())))
     failing = [name for name, status in results.items() if status != "ok"]
     body: dict = {"status": "ok" if not failing else "unavailable"}
     if staff is not None:

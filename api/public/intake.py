@@ -10,9 +10,10 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from api.deps import Limiter, State
 from api.pages import render
 from api.problems import Problem
-from api.ratelimit import limiter
+from api.ratelimit import RateLimiter
 from api.service import open_request, run_update
 from api.state import AppState
 from dsrflow.crypto.hashing import code_hash, link_token_hash, token_hash
@@ -51,24 +52,23 @@ class VerifyBody(BaseModel):
         return self
 
 
-async def count_submission(request: Request) -> None:
+async def count_submission(request: Request, limiter: Limiter) -> None:
     """Count this client's submission before its body is checked (the JSON route's body has been
     read, within the ASGI body cap, but not validated; the portal counts before reading its form):
     a flood of malformed requests is limited like any other."""
-    await limiter(request).hit(request, "submit")
+    await limiter.hit(request, "submit")
 
 
-async def count_verification(request: Request, request_id: str) -> None:
+async def count_verification(request: Request, limiter: Limiter, request_id: str) -> None:
     """Count a verification attempt against this client and this request, before its body is read."""
-    await limiter(request).hit(request, "verify", request_id=request_id)
+    await limiter.hit(request, "verify", request_id=request_id)
 
 
-async def admit_submission(request: Request, email: str) -> None:
+async def admit_submission(limiter: RateLimiter, email: str) -> None:
     """The limits a counted submission passes before anything is stored: the address's allowance
     of verified requests, and the ceiling of unverified requests open."""
-    rate = limiter(request)
-    await rate.check_allowance(request, "submit", email=email)
-    await rate.check_unverified_ceiling(request)
+    await limiter.check_allowance("submit", email=email)
+    await limiter.check_unverified_ceiling()
 
 
 async def submit_request(state: AppState, body: PublicNewRequest, idempotency_key: str | None) -> dict[str, Any]:
@@ -84,12 +84,11 @@ async def submit_request(state: AppState, body: PublicNewRequest, idempotency_ke
     return row
 
 
-async def check_identity(request: Request, request_id: str, *, code: str | None = None,
+async def check_identity(state: AppState, limiter: RateLimiter, request_id: str, *, code: str | None = None,
                          token: str | None = None) -> VerifyResult:
     """Hash what the subject typed (or the link's token) and ask the workflow whether it matches.
     A request verified spends one of its address's allowance of submissions (the caller has
     counted the attempt against the client and the request already)."""
-    state: AppState = request.app.state.dsr
     secret = load_secret_key(state.settings)
     attempt = (
         VerifyAttempt(code_hash=code_hash(secret, request_id, code)) if code
@@ -99,7 +98,7 @@ async def check_identity(request: Request, request_id: str, *, code: str | None 
     if result.verified:
         row = await get_request(await state.db(), request_id)
         if row is not None:
-            await limiter(request).spend(request, "submit", email=row["subject_email"])
+            await limiter.spend("submit", email=row["subject_email"])
     return result
 
 
@@ -120,21 +119,21 @@ async def find_package(state: AppState, token: str) -> dict[str, Any]:
 
 
 @router.post("/requests", status_code=202, dependencies=[Depends(count_submission)])
-async def submit(body: PublicNewRequest, request: Request) -> dict[str, Any]:
+async def submit(body: PublicNewRequest, request: Request, state: State, limiter: Limiter) -> dict[str, Any]:
     """Submit a request. A code to confirm it is yours is e-mailed to the address given.
     Limited per client (429 with `Retry-After`) and per address's verified requests (429); while
     too many unverified requests are open, 503 with `Retry-After`."""
-    await admit_submission(request, str(body.email))
-    row = await submit_request(request.app.state.dsr, body, request.headers.get("idempotency-key"))
+    await admit_submission(limiter, str(body.email))
+    row = await submit_request(state, body, request.headers.get("idempotency-key"))
     return {"id": str(row["id"]), "status": row["status"],
             "next": "check your e-mail for a code and send it to /v1/public/requests/{id}/verify"}
 
 
 @router.post("/requests/{request_id}/verify", dependencies=[Depends(count_verification)])
-async def verify(request_id: str, body: VerifyBody, request: Request) -> dict[str, Any]:
+async def verify(request_id: str, body: VerifyBody, state: State, limiter: Limiter) -> dict[str, Any]:
     """Confirm your identity with the code or the link token from the e-mail.
     Limited per client and per request and client (429 with `Retry-After`)."""
-    result = await check_identity(request, request_id, code=body.code, token=body.token)
+    result = await check_identity(state, limiter, request_id, code=body.code, token=body.token)
     if not result.verified:
         raise Problem(
             400 if not result.locked else 423,
@@ -147,10 +146,9 @@ async def verify(request_id: str, body: VerifyBody, request: Request) -> dict[st
 
 
 @router.get("/packages/{token}")
-async def download_package(token: str, request: Request) -> Response:
+async def download_package(token: str, request: Request, state: State) -> Response:
     """Download an access or portability package with the token from the response letter.
     A browser following an expired or unknown link gets the portal's page saying so."""
-    state = request.app.state.dsr
     try:
         row = await find_package(state, token)
     except Problem as problem:

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from api import request_form
+from api.deps import Limiter, State
 from api.pages import problem_pages, render
 from api.problems import Problem
 from api.public.intake import (
@@ -29,6 +30,7 @@ from api.public.intake import (
     submit_request,
 )
 from api.service import live_state
+from api.state import AppState
 from dsrflow.stores.requests_store import get_request
 from schemas.requests import PublicNewRequest, RequestStatus
 
@@ -69,21 +71,21 @@ async def form_page(request: Request) -> HTMLResponse:
 
 
 @router.post("/requests", response_class=HTMLResponse)
-async def submit(request: Request) -> Response:
-    await count_submission(request)  # before the form is read
+async def submit(request: Request, state: State, limiter: Limiter) -> Response:
+    await count_submission(request, limiter)  # before the form is read
     form = await request.form()
     values = request_form.form_values(form)
     errors: dict[str, str] = {}
     body = {**request_form.details(form, errors), "email": request_form.text(form, "email") or "",
             "name": request_form.text(form, "name")}
     new = request_form.validate(PublicNewRequest, body, errors, _MESSAGES)
-    request_form.check_corrections(request.app.state.dsr.policy.policy.systems.values(), new, errors)
+    request_form.check_corrections(state.policy.policy.systems.values(), new, errors)
     if new is None or errors:
         return _form_page(request, values, errors, status=422)
-    await admit_submission(request, str(new.email))
+    await admit_submission(limiter, str(new.email))
     submission = values.get("submission", "")
     key = f"portal:{submission}" if request_form.SUBMISSION.match(submission) else None
-    row = await submit_request(request.app.state.dsr, new, key)
+    row = await submit_request(state, new, key)
     return RedirectResponse(f"/portal/requests/{row['id']}/verify", status_code=303)
 
 
@@ -99,8 +101,8 @@ async def find_status(request: Request, reference: str = "") -> Response:
     return RedirectResponse(f"/portal/requests/{request_id}", status_code=303)
 
 
-async def _request_row(request: Request, request_id: str) -> dict[str, Any]:
-    row = await get_request(await request.app.state.dsr.db(), request_id)
+async def _request_row(state: AppState, request_id: str) -> dict[str, Any]:
+    row = await get_request(await state.db(), request_id)
     if row is None:
         raise Problem(404, "Request not found",
                       "We have no request with this reference. Please check the link or reference "
@@ -108,12 +110,12 @@ async def _request_row(request: Request, request_id: str) -> dict[str, Any]:
     return row
 
 
-async def _current(request: Request, request_id: str) -> tuple[dict[str, Any], RequestStatus]:
+async def _current(state: AppState, request_id: str) -> tuple[dict[str, Any], RequestStatus]:
     """The request row and its status as the subject should see it now. The workflow knows first
     (the row follows a moment later): a subject who has just confirmed must not be told we are
     still waiting for them, nor see the due date from before an extension."""
-    row = await _request_row(request, request_id)
-    live = await live_state(request.app.state.dsr, request_id)
+    row = await _request_row(state, request_id)
+    live = await live_state(state, request_id)
     status = live.status if live else RequestStatus(row["status"])
     confirmed = row["verified_at"] or (live and live.verification and live.verification.verified_at)
     if status == RequestStatus.awaiting_verification and confirmed:
@@ -124,8 +126,8 @@ async def _current(request: Request, request_id: str) -> tuple[dict[str, Any], R
 
 
 @router.get("/requests/{request_id}", response_class=HTMLResponse)
-async def status_page(request: Request, request_id: str, verified: bool = False) -> HTMLResponse:
-    row, status = await _current(request, request_id)
+async def status_page(request: Request, request_id: str, state: State, verified: bool = False) -> HTMLResponse:
+    row, status = await _current(state, request_id)
     return render(request, "portal/status.html", {
         "row": row, "status_words": STATUS_WORDS[status], "verified": verified,
         "awaiting_verification": status == RequestStatus.awaiting_verification, "status": status,
@@ -139,18 +141,18 @@ def _verify_page(request: Request, row: dict[str, Any], *, token: str | None = N
 
 
 @router.get("/requests/{request_id}/verify", response_class=HTMLResponse)
-async def verify_page(request: Request, request_id: str, token: str = "") -> HTMLResponse:
+async def verify_page(request: Request, request_id: str, state: State, token: str = "") -> HTMLResponse:
     """The code form; with the e-mail's link (`?token=`), a single button instead. Opening the
     link changes nothing by itself: mail scanners follow links, so only the button confirms."""
-    row, status = await _current(request, request_id)
+    row, status = await _current(state, request_id)
     return _verify_page(request, row, token=token if _TOKEN.match(token) else None,
                         awaiting=status == RequestStatus.awaiting_verification)
 
 
 @router.post("/requests/{request_id}/verify", response_class=HTMLResponse)
-async def verify(request: Request, request_id: str) -> Response:
-    row = await _request_row(request, request_id)
-    await count_verification(request, request_id)
+async def verify(request: Request, request_id: str, state: State, limiter: Limiter) -> Response:
+    row = await _request_row(state, request_id)
+    await count_verification(request, limiter, request_id)
     form = await request.form()
     token = str(form.get("token", "")).strip()
     code = re.sub(r"\s", "", str(form.get("code", "")))
@@ -160,7 +162,7 @@ async def verify(request: Request, request_id: str) -> Response:
     if not token and not CODE.fullmatch(code):
         return _verify_page(request, row, error="Enter the code from our e-mail: 6 digits, like 123456.",
                             status=422)
-    result = await check_identity(request, request_id, code=None if token else code, token=token or None)
+    result = await check_identity(state, limiter, request_id, code=None if token else code, token=token or None)
     if result.verified:
         return RedirectResponse(f"/portal/requests/{request_id}?verified=true", status_code=303)
     if result.locked:
@@ -172,9 +174,9 @@ async def verify(request: Request, request_id: str) -> Response:
 
 
 @router.get("/packages/{token}", response_class=HTMLResponse)
-async def package_page(request: Request, token: str) -> HTMLResponse:
+async def package_page(request: Request, token: str, state: State) -> HTMLResponse:
     """The landing page of a download link: what the package holds, until when, and the button
     that starts the download (the public API's download, which records it)."""
-    package = await find_package(request.app.state.dsr, token)
+    package = await find_package(state, token)
     return render(request, "portal/package.html", {
         "package": package, "download_url": f"/v1/public/packages/{token}"})

@@ -16,8 +16,8 @@ import asyncpg
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.read_models.cursors import decode_cursor, encode_cursor
-from schemas.vocabulary import Regime
 from schemas.requests import RequestStatus, RequestType
+from schemas.vocabulary import Regime
 
 OPEN_STATUSES = tuple(s for s in RequestStatus if not s.is_closed)
 

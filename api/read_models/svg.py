@@ -8,7 +8,7 @@ result is a string of SVG markup.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from html import escape
 
 # Okabe-Ito colours: told apart with the common colour-vision deficiencies.
@@ -87,7 +87,7 @@ def _legend(names: Sequence[str], width: int, height: int) -> list[str]:
     return parts
 
 
-def bar_chart(ident: str, labels: Sequence[str], series: dict[str, Sequence[float]], *, title: str,
+def bar_chart(ident: str, labels: Sequence[str], series: Mapping[str, Sequence[float]], *, title: str,
               description: str, fmt: Callable[[float], str] = _number, top: float | None = None,
               whole: bool = True, legend: bool | None = None, width: int = 560, height: int = 260) -> str:
     """Bars per label; several series stack, bottom to top in the order given. A legend names

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import base64
 import json
+from typing import Annotated
 
 from cryptography.exceptions import InvalidTag
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from google.protobuf import json_format
@@ -24,8 +25,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from temporalio.api.common.v1 import Payload, Payloads
 
 from api.auth import Staff, require_role
+from api.deps import State
 from dsrflow.crypto.payload_codec import ENCODING, EncryptionCodec, UnknownKeyError
-from dsrflow.crypto.keys import load_keyring
 
 router = APIRouter(prefix="/codec", tags=["codec"])
 
@@ -44,14 +45,6 @@ class CodecCORSMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         inner = self.cors if scope["type"] == "http" and scope["path"].startswith(f"{router.prefix}/") else self.app
         await inner(scope, receive, send)
-
-
-def _codec(request: Request) -> EncryptionCodec:
-    codec = getattr(request.app.state, "codec", None)
-    if codec is None:
-        codec = EncryptionCodec(load_keyring(request.app.state.dsr.settings))
-        request.app.state.codec = codec
-    return codec
 
 
 class CodecPayload(BaseModel):
@@ -88,8 +81,7 @@ def _decode(codec: EncryptionCodec, payloads: list[Payload]) -> list[Payload]:
     return [codec.decrypt(p) if p.metadata.get("encoding") == ENCODING else _marked(p) for p in payloads]
 
 
-async def _transform(request: Request, body: CodecPayloads, decode: bool) -> dict:
-    codec = _codec(request)
+async def _transform(codec: EncryptionCodec, body: CodecPayloads, decode: bool) -> dict:
     try:
         payloads = list(json_format.ParseDict(body.model_dump(), Payloads()).payloads)
         result = _decode(codec, payloads) if decode else await codec.encode(payloads)
@@ -101,10 +93,12 @@ async def _transform(request: Request, body: CodecPayloads, decode: bool) -> dic
 
 
 @router.post("/decode")
-async def decode(body: CodecPayloads, request: Request, staff: Staff = require_role("agent", csrf=False)) -> dict:
-    return await _transform(request, body, decode=True)
+async def decode(staff: Annotated[Staff, require_role("agent", csrf=False)], body: CodecPayloads,
+                 state: State) -> dict:
+    return await _transform(state.codec, body, decode=True)
 
 
 @router.post("/encode")
-async def encode(body: CodecPayloads, request: Request, staff: Staff = require_role("agent", csrf=False)) -> dict:
-    return await _transform(request, body, decode=False)
+async def encode(staff: Annotated[Staff, require_role("agent", csrf=False)], body: CodecPayloads,
+                 state: State) -> dict:
+    return await _transform(state.codec, body, decode=False)

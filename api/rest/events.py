@@ -5,14 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import Staff, require_role
-from api.staff_actions import READABLE_BY
+from api.deps import Pool
 from api.problems import Problem
-from dsrflow.domain.audit import request_events
 from api.read_models.cursors import decode_cursor, encode_cursor
+from api.staff_actions import READABLE_BY
+from dsrflow.domain.audit import request_events
 from dsrflow.stores.requests_store import get_request
 
 router = APIRouter(prefix="/v1/requests", tags=["audit"])
@@ -47,9 +48,9 @@ class EventPage(BaseModel):
 
 @router.get("/{request_id}/events", response_model=EventPage)
 async def events(
+    staff: Annotated[Staff, require_role(READABLE_BY["audit-timeline"])],
     request_id: str,
-    request: Request,
-    staff: Staff = require_role(READABLE_BY["audit-timeline"]),
+    pool: Pool,
     limit: Annotated[int, Query(ge=1, le=500, description="events per page")] = 100,
     cursor: Annotated[str | None, Query(max_length=200, description="`next_cursor` of the previous page")] = None,
 ) -> EventPage:
@@ -57,7 +58,6 @@ async def events(
     request's `prev_hash` is the previous event of the whole chain; `dsrflow audit verify`
     checks it end to end."""
     (after,) = decode_cursor(cursor, int) if cursor is not None else (0,)
-    pool = await request.app.state.dsr.db()
     if await get_request(pool, request_id) is None:
         raise Problem(404, "Not found", f"no request {request_id}")
     rows = await request_events(pool, request_id, after_seq=after, limit=limit + 1)

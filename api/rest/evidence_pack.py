@@ -2,41 +2,44 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
+import asyncpg
 from fastapi import APIRouter, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import HTMLResponse
 
 from api.auth import Staff, require_console_role, require_role
+from api.deps import Pool, State
 from api.pages import render
 from api.problems import Problem
 from api.read_models.evidence import assemble_evidence
 from dsrflow.crypto.keys import load_secret_key
+from dsrflow.settings import Settings
 
 router = APIRouter(prefix="/v1/requests", tags=["evidence"])
 
 
-async def _pack(request: Request, request_id: str) -> dict[str, Any]:
-    state = request.app.state.dsr
-    pack = await assemble_evidence(await state.db(), request_id, secret=load_secret_key(state.settings))
+async def _pack(pool: asyncpg.Pool, settings: Settings, request_id: str) -> dict[str, Any]:
+    pack = await assemble_evidence(pool, request_id, secret=load_secret_key(settings))
     if pack is None:
         raise Problem(404, "Not found", f"no request {request_id}")
     return pack
 
 
 @router.get("/{request_id}/evidence")
-async def evidence_json(request_id: str, request: Request,
-                        staff: Staff = require_role("compliance")) -> dict[str, Any]:
+async def evidence_json(staff: Annotated[Staff, require_role("compliance")], request_id: str, state: State,
+                        pool: Pool) -> dict[str, Any]:
     """Everything that shows how the request was handled: the request, verification (times and
     method, never codes), deadlines and extension, plan, per-system results, holds and kept
     records, letters, and its audit-chain segment with the result of verifying its links."""
-    return jsonable_encoder(await _pack(request, request_id))
+    return jsonable_encoder(await _pack(pool, state.settings, request_id))
 
 
 @router.get("/{request_id}/evidence.html", response_class=HTMLResponse)
-async def evidence_page(request_id: str, request: Request,
-                        staff: Staff = require_console_role("compliance")) -> HTMLResponse:
+async def evidence_page(staff: Annotated[Staff, require_console_role("compliance")], request_id: str,
+                        request: Request, state: State, pool: Pool) -> HTMLResponse:
     """The evidence pack as one page, to print or save as PDF (a bearer token or a console
     session; a browser that is not signed in is sent to the sign-in page)."""
-    return render(request, "console/evidence.html", {"pack": await _pack(request, request_id), "staff": staff})
+    return render(request, "console/evidence.html", {"pack": await _pack(pool, state.settings, request_id),
+                                                      "staff": staff})

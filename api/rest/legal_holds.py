@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError, Va
 from temporalio.common import WorkflowIDConflictPolicy
 
 from api.auth import Staff, require_role
+from api.deps import Pool, State
 from api.problems import Problem
 from api.staff_actions import READABLE_BY
 from api.state import AppState
@@ -68,10 +69,6 @@ class NewLegalHold(BaseModel):
         if today is not None and value <= today:
             raise ValueError(f"must be after today ({today.isoformat()})")
         return value
-
-
-def _state(request: Request) -> AppState:
-    return request.app.state.dsr
 
 
 def _error(field: str, message: str) -> dict[str, Any]:
@@ -132,10 +129,9 @@ def _view(hold: dict[str, Any]) -> dict[str, Any]:
     openapi_extra={"requestBody": {"required": True, "content": {
         "application/json": {"schema": NewLegalHold.model_json_schema()}}}},
 )
-async def place(request: Request, staff: Staff = require_role("compliance")) -> JSONResponse:
+async def place(staff: Annotated[Staff, require_role("compliance")], request: Request, state: State) -> JSONResponse:
     """Place a legal-claims hold. The subject need not have filed a request: give their e-mail
     address, or a customer id an earlier request ties to one."""
-    state = _state(request)
     body, email = await _validated(request, state)
     async with (await state.db()).acquire() as conn:
         hold = await place_hold(
@@ -148,22 +144,23 @@ async def place(request: Request, staff: Staff = require_role("compliance")) -> 
 
 @router.get("")
 async def index(
-    request: Request,
-    staff: Staff = require_role(READABLE_BY["legal-claims-holds"]),
+    staff: Annotated[Staff, require_role(READABLE_BY["legal-claims-holds"])],
+    state: State,
+    pool: Pool,
     active: Annotated[bool | None, Query(description="true: only active holds; false: only released ones")] = None,
     email: Annotated[EmailStr | None, Query(description="only holds on this subject")] = None,
 ) -> dict[str, Any]:
-    state = _state(request)
     holds = await list_holds(
-        await state.db(), active_only=active is True, released_only=active is False,
+        pool, active_only=active is True, released_only=active is False,
         subject_hash=subject_hash(load_secret_key(state.settings), str(email)) if email else None,
     )
     return {"holds": [_view(h) for h in holds]}
 
 
 @router.get("/{hold_id}")
-async def read(hold_id: str, request: Request, staff: Staff = require_role(READABLE_BY["legal-claims-holds"])) -> dict[str, Any]:
-    hold = await get_hold(await _state(request).db(), hold_id)
+async def read(staff: Annotated[Staff, require_role(READABLE_BY["legal-claims-holds"])], hold_id: str,
+               pool: Pool) -> dict[str, Any]:
+    hold = await get_hold(pool, hold_id)
     if hold is None:
         raise Problem(404, "Not found", f"no legal hold {hold_id}")
     return _view(hold)
@@ -187,10 +184,9 @@ async def start_release_sweep(state: AppState, subject_hash: str, hold_id: str) 
     "/{hold_id}", status_code=204,
     responses={202: {"description": "Released, but the erasure sweep could not start; repeat the call"}},
 )
-async def release(hold_id: str, request: Request, staff: Staff = require_role("compliance")) -> Response:
+async def release(staff: Annotated[Staff, require_role("compliance")], hold_id: str, state: State) -> Response:
     """Release a hold, then start erasing what it kept. Releasing again changes nothing but
     starts the sweep again if it could not start before."""
-    state = _state(request)
     async with (await state.db()).acquire() as conn:
         hold = await release_hold(conn, hold_id, staff.actor)
     if hold is None:

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from fastapi.encoders import jsonable_encoder
 
 from api.auth import Staff, require_role
+from api.deps import Pool
 from dsrflow.stores.restrictions_store import as_view, list_restrictions
 
 router = APIRouter(prefix="/v1/restrictions", tags=["restrictions"])
@@ -17,10 +18,9 @@ router = APIRouter(prefix="/v1/restrictions", tags=["restrictions"])
 
 @router.get("")
 async def list_all(
-    request: Request,
+    staff: Annotated[Staff, require_role("compliance")],
+    pool: Pool,
     active: Annotated[bool | None, Query(description="true: in force or being lifted; false: lifted")] = None,
-    staff: Staff = require_role("compliance"),
 ) -> dict[str, Any]:
-    pool = await request.app.state.dsr.db()
     rows = await list_restrictions(pool, active=active)
-    return jsonable_encoder({"items": [{"request_id": str(r["request_id"]), **as_view(r)} for r in rows]})
+    return jsonable_encoder({"items": [{"request_id": str(r["request_id"]), **(as_view(r) or {})} for r in rows]})

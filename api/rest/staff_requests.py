@@ -7,16 +7,18 @@ import inspect
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header, Request
+from fastapi import APIRouter, Body, Header
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel
 
 from api.auth import Staff, require_role
+from api.deps import Pool, State
 from api.problems import Problem
 from api.rest.openapi_examples import NEW_REQUEST, REQUEST_VIEW, json_response
 from api.service import open_request, request_view, run_update
 from api.staff_actions import STAFF_ACTIONS, StaffAction
+from api.state import AppState
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.crypto.package_files import read_package
 from dsrflow.domain.audit import append_event
@@ -24,26 +26,20 @@ from dsrflow.stores.requests_store import get_request
 from schemas.requests import NewRequest
 
 router = APIRouter(prefix="/v1/requests", tags=["requests"])
-
-
-def _state(request: Request):
-    return request.app.state.dsr
-
-
-_VIEW = {200: json_response(REQUEST_VIEW, "The request, its deadlines and live workflow state")}
+_VIEW: dict[int | str, dict[str, Any]] = {
+    200: json_response(REQUEST_VIEW, "The request, its deadlines and live workflow state")}
 
 
 @router.post("", status_code=201, responses={
     201: json_response(REQUEST_VIEW, "Opened"), 200: json_response(REQUEST_VIEW, "Already opened with this key")})
 async def create(
+    staff: Annotated[Staff, require_role("agent")],
     body: Annotated[NewRequest, Body(openapi_examples=NEW_REQUEST)],
-    request: Request,
-    staff: Staff = require_role("agent"),
+    state: State,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> JSONResponse:
     """Open a request. Repeating the call with the same `Idempotency-Key` header (or the same
     `client_request_id`) returns the same request instead of opening a second one."""
-    state = _state(request)
     row, created = await open_request(
         state, body, actor=staff.actor, idempotency_key=idempotency_key, origin="staff"
     )
@@ -52,17 +48,16 @@ async def create(
 
 
 @router.get("/{request_id}", responses=_VIEW)
-async def read(request_id: str, request: Request, staff: Staff = require_role("agent")) -> dict[str, Any]:
-    return jsonable_encoder(await request_view(_state(request), request_id))
+async def read(staff: Annotated[Staff, require_role("agent")], request_id: str, state: State) -> dict[str, Any]:
+    return jsonable_encoder(await request_view(state, request_id))
 
 
 @router.get("/{request_id}/package", response_class=StreamingResponse,
             responses={200: {"content": {"application/zip": {}}, "description": "the package (zip)"}})
-async def package(request_id: str, request: Request, staff: Staff = require_role("compliance")) -> StreamingResponse:
+async def package(staff: Annotated[Staff, require_role("compliance")], request_id: str, state: State,
+                  pool: Pool) -> StreamingResponse:
     """The access or portability package as the subject will receive it, for review before
     approval. Each download is audited (`package.reviewed`)."""
-    state = _state(request)
-    pool = await state.db()
     row = await get_request(pool, request_id)
     found = row and await pool.fetchrow(
         "SELECT id, kind, path, purged_at, purge_reason FROM packages WHERE request_id = $1 ORDER BY created_at DESC LIMIT 1",
@@ -86,17 +81,16 @@ def _action_endpoint(action: StaffAction) -> Callable[..., Any]:
     """`POST /v1/requests/{id}/<action>`: the action's body as JSON, its role required; answers
     the request as it is afterwards, or 409 with the workflow's reason for refusing."""
 
-    async def endpoint(request_id: str, request: Request, staff: Staff,
-                       body: BaseModel | None = None) -> dict[str, Any]:
-        state = _state(request)
+    async def endpoint(staff: Staff, request_id: str, state: AppState, body: BaseModel | None = None) -> dict[str, Any]:
         await run_update(state, request_id, action.update, action.workflow_input(body, staff.actor))
         return jsonable_encoder(await request_view(state, request_id))
 
-    # FastAPI reads parameters from the signature: give it this action's body model and role.
+    # FastAPI reads parameters from the signature: give it this action's body model and role
+    # (the role first, so that a refused caller reaches nothing else).
     keyword = inspect.Parameter.KEYWORD_ONLY
-    parameters = [inspect.Parameter("request_id", keyword, annotation=str),
-                  inspect.Parameter("request", keyword, annotation=Request),
-                  inspect.Parameter("staff", keyword, annotation=Staff, default=require_role(action.role))]
+    parameters = [inspect.Parameter("staff", keyword, annotation=Annotated[Staff, require_role(action.role)]),
+                  inspect.Parameter("request_id", keyword, annotation=str),
+                  inspect.Parameter("state", keyword, annotation=State)]
     if action.body is not None:
         parameters.append(inspect.Parameter("body", keyword, annotation=action.body) if action.body_required
                           else inspect.Parameter("body", keyword, annotation=action.body | None, default=None))

@@ -3,10 +3,13 @@ which addresses objected to direct marketing. Only keyed hashes are stored and c
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated
+
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 from api.auth import Staff, require_role
+from api.deps import Pool, State
 from dsrflow.crypto.hashing import suppression_hash
 from dsrflow.crypto.keys import load_secret_key
 
@@ -19,12 +22,11 @@ class CheckBody(BaseModel):
 
 
 @router.post("/check")
-async def check(body: CheckBody, request: Request, staff: Staff = require_role("agent")) -> dict:
+async def check(staff: Annotated[Staff, require_role("agent")], body: CheckBody, state: State, pool: Pool) -> dict:
     """Which of these addresses must not receive direct marketing (Art. 21(3) GDPR)."""
-    state = request.app.state.dsr
     secret = load_secret_key(state.settings)
     hashes = {suppression_hash(secret, str(e)): str(e) for e in body.emails}
-    rows = await (await state.db()).fetch(
+    rows = await pool.fetch(
         "SELECT identifier_hash FROM suppressions WHERE scope = 'direct_marketing' AND identifier_hash = ANY($1)",
         list(hashes),
     )

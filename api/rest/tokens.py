@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import Staff, require_role
+from api.deps import Pool
 from api.fields import Text
 from api.problems import Problem
 from dsrflow.stores.staff_tokens import issue_token, list_tokens, revoke_token
@@ -42,24 +43,24 @@ class TokenList(BaseModel):
 
 @router.get("", response_model=TokenList)
 async def index(
-    request: Request,
-    staff: Staff = require_role("admin"),
+    staff: Annotated[Staff, require_role("admin")],
+    pool: Pool,
     include_revoked: Annotated[bool, Query(description="list revoked tokens too")] = False,
 ) -> TokenList:
-    rows = await list_tokens(await request.app.state.dsr.db(), include_revoked=include_revoked)
+    rows = await list_tokens(pool, include_revoked=include_revoked)
     return TokenList(tokens=[TokenView(**row) for row in rows])
 
 
 @router.post("", status_code=201, response_model=CreatedToken)
-async def create(body: NewToken, request: Request, staff: Staff = require_role("admin")) -> CreatedToken:
-    row, token = await issue_token(await request.app.state.dsr.db(), body.role, body.label, actor=staff.actor)
+async def create(staff: Annotated[Staff, require_role("admin")], body: NewToken, pool: Pool) -> CreatedToken:
+    row, token = await issue_token(pool, body.role, body.label, actor=staff.actor)
     return CreatedToken(**row, token=token)
 
 
 @router.delete("/{token_id}", response_model=TokenView)
-async def revoke(token_id: str, request: Request, staff: Staff = require_role("admin")) -> TokenView:
+async def revoke(staff: Annotated[Staff, require_role("admin")], token_id: str, pool: Pool) -> TokenView:
     """Revoke a token at once; the console sessions signed in with it end too."""
-    row = await revoke_token(await request.app.state.dsr.db(), token_id, actor=staff.actor)
+    row = await revoke_token(pool, token_id, actor=staff.actor)
     if row is None:
         raise Problem(404, "Not found", f"no staff token {token_id}")
     return TokenView(**row)

@@ -161,7 +161,8 @@ def create_email_marketing_app(
     router = APIRouter(prefix=BASE_PATH)
 
     def processor_of(request: Request) -> RequestProcessor:
-        return request.app.state.processor
+        processor: RequestProcessor = request.app.state.processor
+        return processor
 
     def signed(request: Request, document: dict[str, Any], status: int = 200) -> Response:
         body = canonical_json(document)

@@ -103,10 +103,10 @@ def email_hash(email: str) -> str:
     return hashlib.sha256(email.strip().lower().encode("utf-8")).hexdigest()
 
 
-def _seed_rows() -> tuple[list[tuple], list[tuple]]:
+def _seed_rows() -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     """(subscribers, campaign_activity) rows, identical on every machine."""
-    subscribers: list[tuple] = []
-    activity: list[tuple] = []
+    subscribers: list[tuple[Any, ...]] = []
+    activity: list[tuple[Any, ...]] = []
     for subject in demo_subjects():
         if not subject.in_email_marketing:
             continue

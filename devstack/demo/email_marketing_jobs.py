@@ -60,8 +60,8 @@ class RequestProcessor:
         self.key_pem = key_pem
         self.callback_attempts = callback_attempts
         self.callback_backoff = callback_backoff
-        self._jobs: dict[str, asyncio.Task] = {}
-        self._deliveries: set[asyncio.Task] = set()
+        self._jobs: dict[str, asyncio.Task[None]] = {}
+        self._deliveries: set[asyncio.Task[None]] = set()
 
     # -- documents -------------------------------------------------------------------------
 

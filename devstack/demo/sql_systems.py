@@ -13,6 +13,7 @@ import random
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import asyncpg
 
@@ -98,14 +99,14 @@ def _engagement_segment(profiling_opt_out: bool, last_seen: datetime) -> str | N
     return "active user" if idle < timedelta(days=30) else "occasional user" if idle < timedelta(days=150) else "at risk"
 
 
-def crm_rows(subjects: list[DemoSubject]) -> dict[str, list[tuple]]:
+def crm_rows(subjects: list[DemoSubject]) -> dict[str, list[tuple[Any, ...]]]:
     rng = _rng("crm")
     # Generators of their own: the other columns keep the values they had before these columns.
     seen_rng = random.Random(f"{SEED}:crm:last_seen")
     mailed_rng = random.Random(f"{SEED}:crm:last_marketing_email")
     consent_rng = random.Random(f"{SEED}:crm:marketing_consent")
     companies: dict[str, int] = {}
-    rows: dict[str, list[tuple]] = {table: [] for table in TABLE_COLUMNS["crm"]}
+    rows: dict[str, list[tuple[Any, ...]]] = {table: [] for table in TABLE_COLUMNS["crm"]}
     for s in (s for s in subjects if s.in_crm):
         company_id = None
         if s.company:
@@ -141,9 +142,9 @@ def crm_rows(subjects: list[DemoSubject]) -> dict[str, list[tuple]]:
     return rows
 
 
-def analytics_rows(subjects: list[DemoSubject]) -> dict[str, list[tuple]]:
+def analytics_rows(subjects: list[DemoSubject]) -> dict[str, list[tuple[Any, ...]]]:
     rng = _rng("analytics")
-    rows: dict[str, list[tuple]] = {"users": [], "page_events": []}
+    rows: dict[str, list[tuple[Any, ...]]] = {"users": [], "page_events": []}
     for s in (s for s in subjects if s.in_analytics):
         signup = _before(rng, 700, 60)
         rows["users"].append((s.customer_number, s.email, signup, False))
@@ -160,9 +161,9 @@ def analytics_rows(subjects: list[DemoSubject]) -> dict[str, list[tuple]]:
     return rows
 
 
-def billing_rows(subjects: list[DemoSubject]) -> dict[str, list[tuple]]:
+def billing_rows(subjects: list[DemoSubject]) -> dict[str, list[tuple[Any, ...]]]:
     rng = _rng("billing")
-    rows: dict[str, list[tuple]] = {table: [] for table in TABLE_COLUMNS["billing"]}
+    rows: dict[str, list[tuple[Any, ...]]] = {table: [] for table in TABLE_COLUMNS["billing"]}
     for s in (s for s in subjects if s.in_billing):
         customer_id = s.index + 1
         rows["customers"].append((
@@ -202,7 +203,7 @@ def billing_rows(subjects: list[DemoSubject]) -> dict[str, list[tuple]]:
     return rows
 
 
-def _last_collection(rows: dict[str, list[tuple]], customer_id: int, signed: date) -> date | None:
+def _last_collection(rows: dict[str, list[tuple[Any, ...]]], customer_id: int, signed: date) -> date | None:
     """The customer's last direct-debit payment since the mandate was signed (None: no collection)."""
     invoices = {r[0] for r in rows["invoices"] if r[1] == customer_id}
     collected = [r[2] for r in rows["payments"]

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 ErrorBody = Callable[[int, str], dict[str, Any]]
+# What a stand-in's route answers: a JSON document, or a response of its own (an error, a 204).
+# Such routes say `response_model=None`, so FastAPI encodes the document as it is.
+Reply: TypeAlias = Response | dict[str, Any]
 
 
 @dataclass
@@ -96,7 +99,7 @@ def create_standin_app(standin: StandIn, *, media_type: str = "application/json"
     app.state.standin = standin
 
     @app.middleware("http")
-    async def faults_and_log(request: Request, call_next):
+    async def faults_and_log(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         path, arrived = request.url.path, time.time()
         if "/_standin/" in path:
             return await call_next(request)
@@ -115,19 +118,19 @@ def create_standin_app(standin: StandIn, *, media_type: str = "application/json"
         return response
 
     @app.post("/_standin/faults")
-    async def add_fault(request: Request) -> dict:
+    async def add_fault(request: Request) -> dict[str, Any]:
         document = await request.json()
         standin.inject(int(document["status"]), retry_after=document.get("retry_after"),
                        times=int(document.get("times", 1)), path=document.get("path"))
         return {"faults": len(standin.faults)}
 
     @app.post("/_standin/expire-tokens")
-    async def expire_tokens() -> dict:
+    async def expire_tokens() -> dict[str, Any]:
         standin.tokens.expire_all()
         return {"expired": len(standin.tokens.issued)}
 
     @app.get("/_standin/requests")
-    async def served() -> list[dict]:
+    async def served() -> list[dict[str, Any]]:
         return [{"method": s.method, "path": s.path, "status": s.status} for s in standin.served]
 
     return app

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from fastapi import Request
 
-from devstack.saas.common import StandIn, bearer, create_standin_app
+from devstack.saas.common import Reply, StandIn, bearer, create_standin_app
 
 SCOPE = "https://www.googleapis.com/auth/analytics.user.deletion"
 UPSERT = "/analytics/v3/userDeletion/userDeletionRequests:upsert"
@@ -79,8 +79,8 @@ def create_ga4_app() -> Any:
             return "Invalid OAuth scope or ID token audience provided."
         return None
 
-    @app.post("/token")
-    async def token(request: Request):
+    @app.post("/token", response_model=None)
+    async def token(request: Request) -> Reply:
         form = dict(parse_qsl((await request.body()).decode()))
         if form.get("grant_type") != "urn:ietf:params:oauth:grant-type:jwt-bearer":
             return standin.error(400, "unsupported_grant_type")
@@ -89,8 +89,8 @@ def create_ga4_app() -> Any:
             return standin.error(400, problem)
         return standin.tokens.issue()
 
-    @app.post(UPSERT)
-    async def upsert(request: Request):
+    @app.post(UPSERT, response_model=None)
+    async def upsert(request: Request) -> Reply:
         token_ = bearer(request)
         if token_ is None or not standin.tokens.valid(token_):
             return standin.error(401, "Request had invalid authentication credentials.")

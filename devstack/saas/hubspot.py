@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl
 from fastapi import Request
 from fastapi.responses import Response
 
-from devstack.saas.common import StandIn, bearer, create_standin_app
+from devstack.saas.common import Reply, StandIn, bearer, create_standin_app
 
 _CATEGORY = {400: "VALIDATION_ERROR", 401: "EXPIRED_AUTHENTICATION", 403: "MISSING_SCOPES",
              404: "OBJECT_NOT_FOUND", 429: "RATE_LIMITS"}
@@ -77,8 +77,8 @@ def create_hubspot_app(client_id: str = "standin-client", client_secret: str = "
             return standin.error(401, "The OAuth token used to make this call expired or is not valid.")
         return None
 
-    @app.post("/oauth/v1/token")
-    async def token(request: Request):
+    @app.post("/oauth/v1/token", response_model=None)
+    async def token(request: Request) -> Reply:
         form = dict(parse_qsl((await request.body()).decode()))
         if form.get("client_id") != data.client_id or form.get("client_secret") != data.client_secret:
             return standin.error(400, "missing or unknown client_id / client_secret")
@@ -91,8 +91,8 @@ def create_hubspot_app(client_id: str = "standin-client", client_secret: str = "
         # and use it for every new access token.
         return {**standin.tokens.issue(), "refresh_token": data.refresh_token}
 
-    @app.post("/crm/v3/objects/contacts/search")
-    async def search(request: Request):
+    @app.post("/crm/v3/objects/contacts/search", response_model=None)
+    async def search(request: Request) -> Reply:
         if (refusal := refused(request)) is not None:
             return refusal
         query = await request.json()
@@ -113,8 +113,8 @@ def create_hubspot_app(client_id: str = "standin-client", client_secret: str = "
             body["paging"] = {"next": {"after": str(start + limit)}}
         return body
 
-    @app.get("/crm/v3/objects/contacts/{contact_id}/associations/notes")
-    async def associations(contact_id: str, request: Request):
+    @app.get("/crm/v3/objects/contacts/{contact_id}/associations/notes", response_model=None)
+    async def associations(contact_id: str, request: Request) -> Reply:
         if (refusal := refused(request)) is not None:
             return refusal
         if contact_id not in data.contacts:
@@ -129,16 +129,16 @@ def create_hubspot_app(client_id: str = "standin-client", client_secret: str = "
             body["paging"] = {"next": {"after": after, "link": link}}
         return body
 
-    @app.get("/crm/v3/objects/notes/{note_id}")
-    async def note(note_id: str, request: Request):
+    @app.get("/crm/v3/objects/notes/{note_id}", response_model=None)
+    async def note(note_id: str, request: Request) -> Reply:
         if (refusal := refused(request)) is not None:
             return refusal
         if note_id not in data.notes:
             return standin.error(404, "Object not found.")
         return data.notes[note_id]
 
-    @app.post("/crm/v3/objects/contacts/gdpr-delete")
-    async def gdpr_delete(request: Request):
+    @app.post("/crm/v3/objects/contacts/gdpr-delete", response_model=None)
+    async def gdpr_delete(request: Request) -> Reply:
         if (refusal := refused(request)) is not None:
             return refusal
         document = json.loads(await request.body() or b"{}")

@@ -19,7 +19,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import Response
 
-from devstack.saas.common import StandIn, bearer, create_standin_app
+from devstack.saas.common import Reply, StandIn, bearer, create_standin_app
 
 PROBLEM = "application/problem+json"
 _TITLES = {400: "Invalid Resource", 401: "API Key Invalid", 404: "Resource Not Found",
@@ -85,8 +85,8 @@ def create_mailchimp_app(api_key: str = "standin0000-us21") -> Any:
             return problem(404, "The requested resource could not be found.")
         return member
 
-    @app.get("/3.0/lists")
-    async def lists(request: Request):
+    @app.get("/3.0/lists", response_model=None)
+    async def lists(request: Request) -> Reply:
         if (refusal := refused(request)) is not None:
             return refusal
         offset = int(request.query_params.get("offset") or 0)
@@ -94,12 +94,12 @@ def create_mailchimp_app(api_key: str = "standin0000-us21") -> Any:
         rows = list(data.lists.values())
         return {"lists": rows[offset:offset + count], "total_items": len(rows)}
 
-    @app.get("/3.0/lists/{list_id}/members/{digest}")
-    async def member(list_id: str, digest: str, request: Request):
+    @app.get("/3.0/lists/{list_id}/members/{digest}", response_model=None)
+    async def member(list_id: str, digest: str, request: Request) -> Reply:
         return member_of(request, list_id, digest)
 
-    @app.patch("/3.0/lists/{list_id}/members/{digest}")
-    async def update_member(list_id: str, digest: str, request: Request):
+    @app.patch("/3.0/lists/{list_id}/members/{digest}", response_model=None)
+    async def update_member(list_id: str, digest: str, request: Request) -> Reply:
         found = member_of(request, list_id, digest)
         if isinstance(found, Response):
             return found
@@ -109,8 +109,8 @@ def create_mailchimp_app(api_key: str = "standin0000-us21") -> Any:
         found.update({k: v for k, v in changes.items() if k in ("status", "merge_fields")})
         return found
 
-    @app.post("/3.0/lists/{list_id}/members/{digest}/actions/delete-permanent")
-    async def delete_permanent(list_id: str, digest: str, request: Request):
+    @app.post("/3.0/lists/{list_id}/members/{digest}/actions/delete-permanent", response_model=None)
+    async def delete_permanent(list_id: str, digest: str, request: Request) -> Reply:
         found = member_of(request, list_id, digest)
         if isinstance(found, Response):
             return found

@@ -11,13 +11,14 @@ from __future__ import annotations
 import base64
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
-from devstack.saas.common import StandIn, bearer, create_standin_app
+from devstack.saas.common import Reply, StandIn, bearer, create_standin_app
 
 _UNSETTABLE = {"phone", "description", "name", "shipping", "address"}
 
@@ -80,7 +81,8 @@ def create_stripe_app(api_key: str = "sk_test_standin") -> Any:
     def refuse() -> JSONResponse:
         return standin.error(401, "Invalid API Key provided.")
 
-    def listing(request: Request, objects: dict[str, dict], path: str, **filters: str | None) -> dict:
+    def listing(request: Request, objects: dict[str, dict[str, Any]], path: str,
+                **filters: str | None) -> dict[str, Any]:
         rows = [o for o in objects.values() if all(v is None or o.get(k) == v for k, v in filters.items())]
         rows.sort(key=lambda o: (o["created"], o["id"]), reverse=True)
         after = request.query_params.get("starting_after")
@@ -90,8 +92,9 @@ def create_stripe_app(api_key: str = "sk_test_standin") -> Any:
         limit = standin.page_size(request.query_params.get("limit"), 10, 100)
         return {"object": "list", "data": rows[:limit], "has_more": len(rows) > limit, "url": path}
 
-    def list_route(path: str, objects: dict[str, dict], filter_param: str):
-        async def route(request: Request):
+    def list_route(path: str, objects: dict[str, dict[str, Any]],
+                   filter_param: str) -> Callable[[Request], Awaitable[Reply]]:
+        async def route(request: Request) -> Reply:
             if not authorised(request):
                 return refuse()
             return listing(request, objects, path, **{filter_param: request.query_params.get(filter_param)})
@@ -100,10 +103,10 @@ def create_stripe_app(api_key: str = "sk_test_standin") -> Any:
     for path, objects, filter_param in (("/v1/customers", data.customers, "email"),
                                         ("/v1/invoices", data.invoices, "customer"),
                                         ("/v1/charges", data.charges, "customer")):
-        app.add_api_route(path, list_route(path, objects, filter_param), methods=["GET"])
+        app.add_api_route(path, list_route(path, objects, filter_param), methods=["GET"], response_model=None)
 
-    @app.post("/v1/customers/{customer_id}")
-    async def update_customer(customer_id: str, request: Request):
+    @app.post("/v1/customers/{customer_id}", response_model=None)
+    async def update_customer(customer_id: str, request: Request) -> Reply:
         if not authorised(request):
             return refuse()
         customer = data.customers.get(customer_id)
@@ -119,8 +122,8 @@ def create_stripe_app(api_key: str = "sk_test_standin") -> Any:
                 return standin.error(400, f"Received unknown parameter: {key}")
         return customer
 
-    @app.delete("/v1/customers/{customer_id}")
-    async def delete_customer(customer_id: str, request: Request):
+    @app.delete("/v1/customers/{customer_id}", response_model=None)
+    async def delete_customer(customer_id: str, request: Request) -> Reply:
         if not authorised(request):
             return refuse()
         if data.customers.pop(customer_id, None) is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -27,7 +28,7 @@ def chain_hash(prev_hash: str, event: dict[str, Any]) -> str:
     return hashlib.sha256(prev_hash.encode() + canonical_event(event)).hexdigest()
 
 
-def _event_body(row: asyncpg.Record | dict) -> dict[str, Any]:
+def _event_body(row: asyncpg.Record | Mapping[str, Any]) -> dict[str, Any]:
     occurred = row["occurred_at"].astimezone(UTC)
     return {
         "event_key": row["event_key"],
@@ -52,10 +53,10 @@ async def append_event(
     """Append one event (once per event_key: retried activities do not duplicate); return its hash."""
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _APPEND_LOCK)
-        existing = await conn.fetchval("SELECT hash FROM audit_events WHERE event_key = $1", event_key)
+        existing: str | None = await conn.fetchval("SELECT hash FROM audit_events WHERE event_key = $1", event_key)
         if existing:
             return existing
-        prev = await conn.fetchval("SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1") or GENESIS
+        prev: str = await conn.fetchval("SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1") or GENESIS
         # Hash what Postgres will store: jsonb normalises numbers (1e20 reads back as an int).
         data = await conn.fetchval("SELECT $1::jsonb", data or {})
         # Postgres keeps microseconds; truncating here makes the hashed value the stored value.

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import date
-from typing import Any
+from typing import Any, TypeAlias
 
 import asyncpg
 
 from dsrflow.crypto.hashing import subject_hash
 from dsrflow.domain.audit import append_event
 
-Executor = asyncpg.Connection | asyncpg.Pool
+Executor: TypeAlias = asyncpg.Connection | asyncpg.Pool
 
 
 
@@ -40,11 +40,12 @@ def _as_dict(row: asyncpg.Record) -> dict[str, Any]:
 
 async def resolve_customer_email(conn: Executor, customer_id: str) -> str | None:
     """The e-mail address the subject with this customer id last filed a request under."""
-    return await conn.fetchval(
+    email: str | None = await conn.fetchval(
         "SELECT subject_email FROM dsr_requests WHERE customer_id = $1"
         " ORDER BY received_at DESC, created_at DESC LIMIT 1",
         customer_id,
     )
+    return email
 
 
 async def place_hold(

@@ -12,7 +12,6 @@ import asyncpg
 
 from dsrflow.domain.audit import append_event
 from schemas.requests import NewRequest, RequestStatus
-from schemas.workflow import workflow_id_for  # noqa: F401 - re-exported for callers
 
 
 class IdempotencyConflict(Exception):
@@ -32,7 +31,7 @@ class PolicyVersion(Protocol):
     @property
     def version(self) -> str: ...
     @property
-    def content(self) -> dict: ...
+    def content(self) -> dict[str, Any]: ...
     @property
     def default_country(self) -> str: ...
 

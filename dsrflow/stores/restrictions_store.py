@@ -4,11 +4,11 @@ sweeps that must not erase what an active restriction keeps (retention, deferred
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeAlias
 
 import asyncpg
 
-Executor = asyncpg.Connection | asyncpg.Pool
+Executor: TypeAlias = asyncpg.Connection | asyncpg.Pool
 
 
 def phase(row: dict[str, Any] | asyncpg.Record | None) -> str | None:
@@ -39,17 +39,19 @@ async def restriction_for(conn: Executor, request_id: str) -> asyncpg.Record | N
 
 async def list_restrictions(conn: Executor, *, active: bool | None, limit: int = 200) -> list[asyncpg.Record]:
     """Newest first; `active`: only those not yet lifted (True), only lifted ones (False)."""
-    return await conn.fetch(
+    rows: list[asyncpg.Record] = await conn.fetch(
         """SELECT * FROM restrictions
            WHERE $1::boolean IS NULL OR (lifted_at IS NULL) = $1
            ORDER BY since DESC LIMIT $2""", active, limit)
+    return rows
 
 
 async def keeping_from_erasure(conn: Executor) -> list[asyncpg.Record]:
     """Active restrictions under a ground that keeps the records from any erasure the controller
     starts itself, with the restricted subject's identities (for the retention sweep's SQL)."""
-    return await conn.fetch(
+    rows: list[asyncpg.Record] = await conn.fetch(
         """SELECT r.request_id, r.subject_hash, r.systems, r.grounds,
                   lower(d.subject_email) AS email, lower(d.customer_id) AS customer_id
            FROM restrictions r JOIN dsr_requests d ON d.id = r.request_id
            WHERE r.lifted_at IS NULL AND r.keeps_from_erasure""")
+    return rows

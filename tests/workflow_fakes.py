@@ -1,0 +1,340 @@
+"""In-memory fakes of every activity the request worker registers, under the real activity names.
+
+The pattern of temporalio/samples-python: a fake is an `@activity.defn(name="<real name>")` given to
+a `Worker` on the time-skipping test server instead of the real one, so the workflows
+(workflows/dsr.py and its helpers) run unchanged while nothing touches Postgres, SMTP or a
+processor. Each fake records its calls in memory, for tests to assert what a user would see
+(which letters went out, which systems were asked to erase), and answers with the typed result
+the real activity returns, computed the way the real one computes it where that is pure (the
+statutory deadlines, the deadline checkpoints, the action of each request type).
+
+Failures are injected per activity (`fail`) or per system (`FakeSystem.broken`); raised errors pass
+through the real `ClassifyingInterceptor`, so a ValueError fails at once and an OSError is
+retried, as in production.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.fanout import ACTIONS
+from activities.lifecycle import deadline_checkpoints
+from dsrflow.domain.deadlines import compute_deadline, receipt_date
+from policy.model import load_policy
+from schemas.copies import PurgeInput, PurgeReport
+from schemas.holds import SweepInput, SweepReport
+from schemas.requests import RequestType
+from schemas.restrictions import LiftAnnounced, LiftCarriedOut, LiftSchedule, RestrictionInForce
+from schemas.retention import RetentionReport, RetentionSweepInput
+from schemas.steps import TroubleRecord
+from schemas.workflow import (
+    Challenge,
+    EventRecord,
+    ExtensionRecord,
+    IssueChallenge,
+    LetterJob,
+    LetterReceipt,
+    PackageInfo,
+    Plan,
+    RequestFacts,
+    StartRequest,
+    SystemTask,
+    TaskInput,
+    TaskRecord,
+    TaskResult,
+    Transition,
+    VerifyAttempt,
+)
+
+# The shipped policy: its calendar, warning days and verification numbers make the facts the
+# fake `prepare_request` answers the ones a real request under the default policy gets.
+SHIPPED = load_policy()
+
+
+@dataclass
+class FakeSystem:
+    """One system of the plan and how it behaves when asked."""
+
+    name: str
+    connector: str = "sql"
+    found: int = 3  # records of the subject it holds
+    recipient: str | None = None  # the Art. 19 recipient it is, if any
+    completion_timeout_days: int = 14
+    # An asynchronous processor: answers "pending", then "done" on this many-th poll.
+    answers_on_poll: int | None = None
+    # Fails for good (the connector's PermanentConnectorError) with this message, until healed.
+    broken: str | None = None
+
+
+@dataclass
+class RequestSpec:
+    """What the real `prepare_request` and `plan_request` would read from the request's row and
+    its policy version."""
+
+    request_type: RequestType = RequestType.erasure
+    attested: bool = True
+    approval_required: bool = False
+    regime: str = "gdpr"
+    received_at: datetime | None = None  # set to the virtual clock's now when the request opens
+    systems: list[FakeSystem] = field(default_factory=lambda: [FakeSystem("crm"), FakeSystem("billing")])
+    objection_scope: str | None = None
+    lift_notice_days: int = 0  # the policy's restriction.lift_notice_days
+    attention_after_minutes: int = SHIPPED.policy.attention_after_minutes
+
+
+def _hash(*parts: str) -> str:
+    return hashlib.sha256(":".join(parts).encode()).hexdigest()
+
+
+def _now() -> datetime:
+    """The virtual clock: when the server scheduled this attempt (the test server's clock, which
+    it moves when it skips time). Read it here, not from the environment after a workflow ends:
+    the test server may skip far ahead once nothing is left to wait for."""
+    return activity.info().current_attempt_scheduled_time
+
+
+class FakeActivities:
+    """The fakes, bound to one in-memory world: the requests they know and what they were asked."""
+
+    def __init__(self) -> None:
+        self.specs: dict[str, RequestSpec] = {}
+        self.letters: list[LetterJob] = []  # every letter asked for, verification codes included
+        self.sent_at: dict[str, datetime] = {}  # letter key -> when first asked for, on the virtual clock
+        self.transitions: list[Transition] = []
+        self.events: list[EventRecord] = []
+        self.troubles: list[TroubleRecord] = []
+        self.extensions: list[ExtensionRecord] = []
+        self.challenges: list[IssueChallenge] = []
+        self.system_calls: list[TaskInput] = []  # run_system_action
+        self.asked_at: dict[tuple[str, str, str, int], datetime] = {}  # (request, system, action, attempt)
+        self.polls: list[TaskInput] = []  # poll_system_action
+        self.task_records: list[TaskRecord] = []
+        self.packages: list[Plan] = []
+        self.restrictions: list[RestrictionInForce | LiftAnnounced | LiftCarriedOut] = []
+        self.sweeps: list[SweepInput | RetentionSweepInput | PurgeInput] = []
+        self.attempts: Counter[str] = Counter()  # activity name -> attempts, failed ones included
+        self._failures: dict[str, tuple[Callable[[Any], bool], Callable[[], BaseException]]] = {}
+        self._polls_left: dict[tuple[str, str, int], int] = {}
+
+    # ---- what tests set up ------------------------------------------------------------------
+
+    def fail(self, activity_name: str, error: Callable[[], BaseException],
+             when: Callable[[Any], bool] = lambda _: True) -> None:
+        """Make one of the request's own steps (prepare_request, send_letter, plan_request, ...)
+        raise `error()` for the inputs `when` accepts, until `heal`. A system's failure is
+        `FakeSystem.broken` instead: it fails inside the system's task workflow."""
+        self._failures[activity_name] = (when, error)
+
+    def heal(self, activity_name: str) -> None:
+        self._failures.pop(activity_name, None)
+
+    def system(self, request_id: str, name: str) -> FakeSystem:
+        return next(s for s in self.specs[request_id].systems if s.name == name)
+
+    def _maybe_fail(self, name: str, arg: Any) -> None:
+        self.attempts[name] += 1
+        failure = self._failures.get(name)
+        if failure is not None and failure[0](arg):
+            raise failure[1]()
+
+    # ---- what tests read --------------------------------------------------------------------
+
+    def subject_letters(self, request_id: str) -> list[str]:
+        """The purposes of the letters the subject was sent, in order."""
+        return [j.purpose for j in self.letters if j.request_id == request_id and not j.to_staff]
+
+    def staff_alerts(self, request_id: str) -> list[str]:
+        """The keys of the staff alerts, in order (e.g. "approval", "attention:billing:1")."""
+        return [j.key for j in self.letters if j.request_id == request_id and j.to_staff]
+
+    def letter(self, request_id: str, purpose: str) -> LetterJob:
+        [job] = [j for j in self.letters if j.request_id == request_id and j.purpose == purpose and not j.to_staff]
+        return job
+
+    def statuses(self, request_id: str) -> list[str]:
+        """The stored status changes, as `status:<event>` keys."""
+        return [t.event_key for t in self.transitions if t.request_id == request_id]
+
+    def event_types(self, request_id: str) -> list[str]:
+        return [e.event_type for e in self.events if e.request_id == request_id]
+
+    def asked(self, request_id: str) -> list[tuple[str, str, int]]:
+        """(system, action, attempt) of every system action started, sorted."""
+        return sorted((t.task.system, t.task.action, t.attempt) for t in self.system_calls
+                      if t.request_id == request_id)
+
+    def code(self, request_id: str, round: int | None = None) -> str:
+        """The code in the subject's verification e-mail of that round (default: the latest)."""
+        rounds = [c.round for c in self.challenges if c.request_id == request_id]
+        return f"{int(_hash('code', request_id, str(round or max(rounds)))[:8], 16) % 10**6:06d}"
+
+    @staticmethod
+    def typed(request_id: str, code: str) -> VerifyAttempt:
+        """What the API asks the workflow when the subject types `code`: its keyed hash."""
+        return VerifyAttempt(code_hash=_hash("code-hash", request_id, code))
+
+    # ---- the fakes ----------------------------------------------------------------------------
+
+    @activity.defn(name="prepare_request")
+    async def prepare_request(self, start: StartRequest) -> RequestFacts:
+        self._maybe_fail("prepare_request", start)
+        spec = self.specs[start.request_id]  # a KeyError, like a request not found: deterministic
+        assert spec.received_at is not None
+        policy = SHIPPED.policy
+        tz = policy.defaults.timezone
+        deadline = compute_deadline(spec.regime, receipt_date(spec.received_at, tz),
+                                    establishment=policy.defaults.country if spec.regime == "gdpr" else None)
+        warnings = policy.deadline_warnings_days
+        return RequestFacts(
+            request_id=start.request_id, request_type=spec.request_type, regime=spec.regime, country="BE",
+            received_at=spec.received_at, attested=spec.attested, due_date=deadline.due_date,
+            extended_due_date=deadline.extended_due_date, acknowledge_by=deadline.acknowledge_by,
+            due=deadline_checkpoints(deadline.due_date, tz, warnings),
+            extended=deadline_checkpoints(deadline.extended_due_date, tz, warnings),
+            verification_max_attempts=policy.verification.max_attempts,
+            reminder_after_days=policy.verification.reminder_after_days,
+            expires_after_days=policy.verification.expires_after_days,
+            approval_required=spec.approval_required,
+        )
+
+    @activity.defn(name="transition")
+    async def transition(self, change: Transition) -> None:
+        self._maybe_fail("transition", change)
+        self.transitions.append(change)
+
+    @activity.defn(name="record_event")
+    async def record_event(self, event: EventRecord) -> None:
+        self._maybe_fail("record_event", event)
+        self.events.append(event)
+
+    @activity.defn(name="apply_extension")
+    async def apply_extension(self, record: ExtensionRecord) -> None:
+        self._maybe_fail("apply_extension", record)
+        self.extensions.append(record)
+
+    @activity.defn(name="record_step_trouble")
+    async def record_step_trouble(self, record: TroubleRecord) -> None:
+        self.troubles.append(record)
+
+    @activity.defn(name="send_letter")
+    async def send_letter(self, job: LetterJob) -> LetterReceipt:
+        self._maybe_fail("send_letter", job)
+        letter_key = f"{job.request_id}:{job.purpose}:{job.key}"
+        already = letter_key in self.sent_at
+        self._sent(job)
+        return LetterReceipt(letter_key=letter_key, message_id=f"<{_hash(letter_key)[:20]}@fake>",
+                             already_sent=already)
+
+    def _sent(self, job: LetterJob) -> None:
+        self.letters.append(job)
+        self.sent_at.setdefault(f"{job.request_id}:{job.purpose}:{job.key}", _now())
+
+    @activity.defn(name="issue_verification")
+    async def issue_verification(self, issue: IssueChallenge) -> Challenge:
+        """A new code and link by e-mail (recorded as the subject's letter); only hashes back."""
+        self._maybe_fail("issue_verification", issue)
+        self.challenges.append(issue)
+        self._sent(LetterJob(request_id=issue.request_id, purpose=issue.purpose, key=str(issue.round),
+                             params={"expires_at": issue.expires_at.isoformat()}))
+        code = self.code(issue.request_id, issue.round)
+        return Challenge(round=issue.round, code_hash=self.typed(issue.request_id, code).code_hash or "",
+                         token_hash=_hash("token-hash", issue.request_id, str(issue.round)),
+                         expires_at=issue.expires_at)
+
+    @activity.defn(name="plan_request")
+    async def plan_request(self, start: StartRequest) -> Plan:
+        self._maybe_fail("plan_request", start)
+        spec = self.specs[start.request_id]
+        action = ACTIONS[spec.request_type.value]
+        return Plan(request_id=start.request_id, policy_version=start.policy_version,
+                    request_type=spec.request_type.value, tasks=[
+                        SystemTask(system=s.name, action=action, connector=s.connector, label=s.name.title(),
+                                   recipient=s.recipient, completion_timeout_days=s.completion_timeout_days,
+                                   scope=spec.objection_scope)
+                        for s in spec.systems])
+
+    @activity.defn(name="run_system_action")
+    async def run_system_action(self, task: TaskInput) -> TaskResult:
+        self.system_calls.append(task)
+        self.asked_at.setdefault((task.request_id, task.task.system, task.task.action, task.attempt), _now())
+        system = self.system(task.request_id, task.task.system)
+        if system.broken:
+            # What activities/fanout.py makes of a connector's PermanentConnectorError.
+            raise ApplicationError(system.broken, type="PermanentConnectorError", non_retryable=True)
+        if system.answers_on_poll is not None:
+            key = (task.request_id, system.name, task.attempt)
+            self._polls_left[key] = system.answers_on_poll
+            return self._result(task, "pending", external_id=f"job-{system.name}-{task.attempt}")
+        return self._result(task, "done")
+
+    @activity.defn(name="poll_system_action")
+    async def poll_system_action(self, task: TaskInput) -> TaskResult:
+        self.polls.append(task)
+        key = (task.request_id, task.task.system, task.attempt)
+        self._polls_left[key] -= 1
+        status = "done" if self._polls_left[key] <= 0 else "pending"
+        return self._result(task, status, external_id=task.external_id)
+
+    def _result(self, task: TaskInput, status: str, external_id: str | None = None) -> TaskResult:
+        found = self.system(task.request_id, task.task.system).found if status == "done" else 0
+        changed = found if task.task.action not in ("access",) else 0
+        return TaskResult(system=task.task.system, action=task.task.action, status=status, found=found,
+                          changed=changed, external_id=external_id, attempt=task.attempt,
+                          recipient=task.task.recipient, datasets={"main": {"found": found}} if found else {})
+
+    @activity.defn(name="record_task_result")
+    async def record_task_result(self, record: TaskRecord) -> None:
+        self._maybe_fail("record_task_result", record)
+        self.task_records.append(record)
+
+    @activity.defn(name="build_package")
+    async def build_package(self, plan: Plan) -> PackageInfo:
+        self._maybe_fail("build_package", plan)
+        self.packages.append(plan)
+        systems = {s.name: s.found for s in self.specs[plan.request_id].systems}
+        return PackageInfo(package_id=f"pkg-{plan.request_id[:8]}", kind=plan.request_type,
+                           records=sum(systems.values()), size_bytes=512 * sum(systems.values()), systems=systems)
+
+    @activity.defn(name="record_restriction")
+    async def record_restriction(self, restriction: RestrictionInForce) -> None:
+        self.restrictions.append(restriction)
+
+    @activity.defn(name="announce_restriction_lift")
+    async def announce_lift(self, lift: LiftAnnounced) -> LiftSchedule:
+        self.restrictions.append(lift)
+        return LiftSchedule(notice_days=self.specs[lift.request_id].lift_notice_days)
+
+    @activity.defn(name="record_restriction_lifted")
+    async def record_lifted(self, lift: LiftCarriedOut) -> None:
+        self.restrictions.append(lift)
+
+    @activity.defn(name="sweep_deferred_erasures")
+    async def sweep(self, sweep: SweepInput) -> SweepReport:
+        self.sweeps.append(sweep)
+        return SweepReport()
+
+    @activity.defn(name="retention_sweep")
+    async def retention_sweep(self, sweep: RetentionSweepInput) -> RetentionReport:
+        self.sweeps.append(sweep)
+        assert sweep.as_of is not None
+        return RetentionReport(as_of=sweep.as_of, policy_version=SHIPPED.version)
+
+    @activity.defn(name="purge_expired_packages")
+    async def purge_expired_packages(self, purge: PurgeInput) -> PurgeReport:
+        self.sweeps.append(purge)
+        return PurgeReport()
+
+    def all(self) -> list[Callable[..., Any]]:
+        return [self.prepare_request, self.transition, self.record_event, self.apply_extension,
+                self.record_step_trouble, self.send_letter, self.issue_verification, self.plan_request,
+                self.run_system_action, self.poll_system_action, self.record_task_result, self.build_package,
+                self.record_restriction, self.announce_lift, self.record_lifted, self.sweep,
+                self.retention_sweep, self.purge_expired_packages]

@@ -1,0 +1,123 @@
+"""The fast stack: the time-skipping test server, the real workflows and the fake activities
+(tests/workflow_fakes.py) on one worker. No Postgres, SMTP or processor: a request's whole life
+runs in well under a second of real time, however many days it spans on the virtual clock.
+
+The worker is the real one in all but its activities: the same workflow classes, sandbox settings
+and activity interceptor as workers/dsr_worker.py, and the project's data converter (pydantic
+payloads through the AES-GCM codec), so what passes here passes the worker's wiring too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities.errors import ClassifyingInterceptor
+from devstack.processes import find_binary
+from dsrflow.infra.temporal_client import build_data_converter
+from schemas.workflow import RequestState, StartRequest, workflow_id_for
+from tests.workflow_fakes import SHIPPED, FakeActivities, RequestSpec
+from workers.dsr_worker import WORKER_TUNING, WORKFLOWS
+from workflows.dsr import DataSubjectRequestWorkflow
+from workflows.search_attributes import SEARCH_ATTRIBUTES
+
+
+@dataclass
+class Request:
+    """One started request: its id, its workflow's handle, and what a user would ask of it."""
+
+    id: str
+    handle: WorkflowHandle[Any, RequestState]
+
+    async def state(self) -> RequestState:
+        return await self.handle.query(DataSubjectRequestWorkflow.state)
+
+    async def until(self, ready: Callable[[RequestState], object], timeout: float = 10) -> RequestState:
+        """The state once `ready` holds (queries do not move the virtual clock)."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        while True:
+            state = await self.state()
+            if ready(state):
+                return state
+            assert loop.time() < end, f"not reached in {timeout}s; state: {state!r}"
+            await asyncio.sleep(0.02)
+
+    async def result(self) -> RequestState:
+        """Wait for the workflow to end; the test server skips virtual time meanwhile."""
+        return await self.handle.result()
+
+
+class FastStack:
+    def __init__(self, env: WorkflowEnvironment, fakes: FakeActivities, task_queue: str) -> None:
+        self.env, self.fakes, self.task_queue = env, fakes, task_queue
+
+    def worker(self, **options: Any) -> Worker:
+        return Worker(self.env.client, task_queue=self.task_queue, workflows=list(WORKFLOWS),
+                      activities=self.fakes.all(), interceptors=[ClassifyingInterceptor()],
+                      **{**WORKER_TUNING, **options})
+
+    async def open(self, spec: RequestSpec | None = None, **facts: Any) -> Request:
+        """Start a request received now on the virtual clock, as the API does."""
+        spec = spec or RequestSpec(**facts)
+        spec.received_at = spec.received_at or await self.env.get_current_time()
+        request_id = str(uuid.uuid4())
+        self.fakes.specs[request_id] = spec
+        handle = await self.env.client.start_workflow(
+            DataSubjectRequestWorkflow.run,
+            StartRequest(request_id=request_id, policy_version=SHIPPED.version,
+                         attention_after_minutes=spec.attention_after_minutes),
+            id=workflow_id_for(request_id), task_queue=self.task_queue)
+        return Request(request_id, handle)
+
+    async def sleep(self, duration: timedelta) -> None:
+        """Move the virtual clock on by `duration`: timers due meanwhile fire."""
+        await self.env.sleep(duration)
+
+
+async def refused(update: Awaitable[Any]) -> str:
+    """The update fails; returns the reason its caller is given (a validator's ValueError, an
+    ApplicationError of its handler)."""
+    with pytest.raises(WorkflowUpdateFailedError) as caught:
+        await update
+    cause = caught.value.cause
+    return getattr(cause, "message", None) or str(cause)
+
+
+@contextlib.asynccontextmanager
+async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(find_binary("temporal-test-server")),
+        data_converter=build_data_converter([("fast-tests", os.urandom(32))]))
+    try:
+        # The workflow publishes these; the server refuses unknown ones.
+        await env.client.operator_service.add_search_attributes(AddSearchAttributesRequest(
+            namespace=env.client.namespace,
+            search_attributes={key.name: IndexedValueType.Value(f"INDEXED_VALUE_TYPE_{key.indexed_value_type.name}")
+                               for key in SEARCH_ATTRIBUTES}))
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest.fixture(name="stack")
+async def stack_fixture() -> AsyncIterator[FastStack]:
+    """A fresh server per test (a quarter of a second): virtual time moved by one test never
+    leaks into the next. The worker runs for the whole test."""
+    async with time_skipping_env() as env:
+        fast = FastStack(env, FakeActivities(), f"fast-{uuid.uuid4().hex[:8]}")
+        async with fast.worker():
+            yield fast
