@@ -33,6 +33,8 @@ from activities.task_outcomes import did_nothing, load_outcome, save_outcome
 from dsrflow.crypto.hashing import subject_hash, suppression_hash
 from dsrflow.domain.audit import append_event
 from dsrflow.infra.failpoints import failpoint
+from dsrflow.infra.metrics import connector_call
+from dsrflow.infra.tracing import span
 from dsrflow.stores.holds_store import active_holds_for
 from dsrflow.stores.requests_store import get_request
 from schemas.workflow import Plan, StartRequest, SystemTask, TaskInput, TaskRecord, TaskResult
@@ -69,8 +71,11 @@ async def open_connector(ctx: ActivityContext, policy_version: str, system: str)
         secret=ctx.secret, callback_url=f"{ctx.settings.base_url}/v1/callbacks/opendsr?system={system}",
         pool=ctx.pool, mailer=ctx.mailer,
     ))
+    kind = policy.systems[system].connector
     try:
-        yield connector
+        # Counted, and a span over the connector's SQL statements and HTTP calls.
+        with connector_call(system, kind), span(f"connector {kind}", system=system, kind=kind):
+            yield connector
     finally:
         await connector.close()
 

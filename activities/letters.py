@@ -28,6 +28,7 @@ from activities.restrictions import lift_letter_context
 from dsrflow.crypto.hashing import keyed_hash, token_hash
 from dsrflow.domain.audit import append_event
 from dsrflow.domain.deadlines import appeal_days, receipt_date
+from dsrflow.infra.metrics import letter_sent
 from dsrflow.stores.requests_store import get_request
 from policy.model import Policy
 from schemas.workflow import LetterJob, LetterReceipt, TaskResult
@@ -296,6 +297,7 @@ async def _deliver(ctx: ActivityContext, job: LetterJob, secrets: dict[str, Any]
         raise ApplicationError("this letter is being sent by another attempt")
     if sent is Sent.ALREADY:
         return LetterReceipt(letter_key=letter_key, message_id=message_id, already_sent=True)
+    letter_sent(job.purpose)
     activity.logger.info("letter sent", extra={"purpose": job.purpose})
     return LetterReceipt(letter_key=letter_key, message_id=message_id, already_sent=False)
 

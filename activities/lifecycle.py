@@ -13,6 +13,7 @@ from temporalio import activity
 from activities.context import ActivityContext
 from dsrflow.domain.audit import append_event
 from dsrflow.domain.deadlines import compute_deadline, receipt_date
+from dsrflow.infra.metrics import verification_event
 from dsrflow.stores.kept_copies import purge_subject_copies
 from dsrflow.stores.requests_store import get_request, set_status
 from schemas.requests import RequestType
@@ -127,6 +128,7 @@ class LifecycleActivities:
                 conn, event_key=f"{event.request_id}:{event.event_key}", request_id=event.request_id,
                 event_type=event.event_type, actor=event.actor, data=event.data,
             )
+        verification_event(event.event_type)
 
     @activity.defn(name="apply_extension")
     async def apply_extension(self, record: ExtensionRecord) -> None:

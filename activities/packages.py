@@ -11,6 +11,7 @@ import io
 import json
 import shutil
 import tempfile
+import time
 import uuid
 import zipfile
 from collections.abc import Iterator, Mapping
@@ -38,6 +39,7 @@ from dsrflow.crypto.filecrypt import EncryptedWriter
 from dsrflow.crypto.hashing import subject_hash
 from dsrflow.crypto.package_files import package_key, package_writer
 from dsrflow.domain.audit import append_event
+from dsrflow.infra.metrics import package_built
 from dsrflow.infra.storage import BlobStore
 from dsrflow.stores.requests_store import get_request
 from policy.disclosure import PORTABLE_ORIGINS, Origin
@@ -242,6 +244,7 @@ class PackageActivities:
         package_id = str(uuid.uuid5(uuid.UUID(plan.request_id), plan.request_type))
 
         async with heartbeating():
+            started = time.monotonic()
             spools: dict[tuple[str, str, str], _Spool] = {}
             failed = await self._gather(plan, subject, portability, spools)
             if failed:
@@ -252,7 +255,9 @@ class PackageActivities:
                 raise RuntimeError("the package cannot be built: " + "; ".join(failed.values()))
             await self._attention_resolved(plan)
             uploaded = await processor_files(ctx.pool, plan)
-            return await self._write(plan, row, policy, filled(spools), package_id, uploaded)
+            info = await self._write(plan, row, policy, filled(spools), package_id, uploaded)
+            package_built(plan.request_type, time.monotonic() - started, info.size_bytes)
+            return info
 
     async def _gather(self, plan: Plan, subject: Subject, portability: bool,
                       spools: dict[tuple[str, str, str], _Spool]) -> dict[str, str]:

@@ -16,6 +16,7 @@ from api.ratelimit import RateLimiter
 from api.rest import codec_endpoint
 from api.state import AppState
 from dsrflow.infra.production import codec_cors_origins
+from dsrflow.infra.tracing import instrument_app
 from dsrflow.settings import Settings
 
 
@@ -48,4 +49,5 @@ def create_app(settings: Settings, *, temporal_client: Client | None = None) -> 
     app.include_router(callbacks.router)
     app.include_router(console.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).with_name("static")), name="static")
+    instrument_app(app)  # server spans, when tracing is on (docs/observability.md)
     return app

@@ -28,6 +28,7 @@ from api.problems import Problem
 from api.state import AppState
 from dsrflow.crypto.hashing import keyed_hash
 from dsrflow.crypto.keys import load_secret_key
+from dsrflow.infra.metrics import rate_limited
 
 # One statement per hit: a window that has ended restarts at 1; otherwise the count goes up.
 _HIT = """
@@ -93,6 +94,7 @@ class RateLimiter:
             allowed, window = self._state.settings.rate(action, per)
             hits, retry_after = await pool.fetchrow(_HIT, self._bucket(action, per, *values), float(window))
             if hits > allowed:
+                rate_limited(action, per)
                 raise _too_many(retry_after)
         await self._sweep(pool)
 
@@ -102,6 +104,7 @@ class RateLimiter:
         pool = await self._state.db()
         hits, retry_after = await pool.fetchrow(_PEEK, self._bucket(action, "email", _address(email)))
         if hits >= allowed:
+            rate_limited(action, "email")
             raise _too_many(retry_after)
 
     async def spend(self, action: str, *, email: str) -> None:
@@ -114,6 +117,7 @@ class RateLimiter:
         """503 while as many unverified requests are open as the service takes at once."""
         pool = await self._state.db()
         if await pool.fetchval(_UNVERIFIED_OPEN) >= self._state.settings.max_unverified_open:
+            rate_limited("submit", "unverified_ceiling")
             raise Problem(503, "Too many requests waiting",
                           "we are receiving more requests than usual; please try again in a few minutes",
                           retry_after=CEILING_RETRY_AFTER)

@@ -12,6 +12,7 @@ from temporalio.client import Client
 from dsrflow.crypto.keys import load_keyring
 from dsrflow.crypto.payload_codec import EncryptionCodec
 from dsrflow.infra.db import create_pool
+from dsrflow.infra.metrics import DatabaseGauges
 from dsrflow.infra.storage import BlobStore, open_storage
 from dsrflow.infra.temporal_client import connect_client
 from dsrflow.settings import Settings
@@ -41,6 +42,11 @@ class AppState:
                 if self._client is None:
                     self._client = await connect_client(self.settings)
         return self._client
+
+    @cached_property
+    def metrics_gauges(self) -> DatabaseGauges:
+        """The gauges /metrics reads from this app's database, cached between scrapes."""
+        return DatabaseGauges()
 
     @cached_property
     def codec(self) -> EncryptionCodec:

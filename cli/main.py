@@ -83,21 +83,31 @@ def api() -> None:
     import uvicorn
 
     from api.app import create_app
+    from dsrflow.infra.tracing import setup_tracing, shutdown_tracing
 
     settings = _settings()
     refuse_unsafe_production(settings)
-    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port,
-                log_config=None, access_log=False)
+    setup_tracing(settings, "dsrflow-api")  # before the app: it instruments it (docs/observability.md)
+    try:
+        uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port,
+                    log_config=None, access_log=False)
+    finally:
+        shutdown_tracing()  # main() ends with os._exit: the exporter's own exit hook never runs
 
 
 @app.command()
 def worker() -> None:
     """Run the Temporal worker for request workflows."""
+    from dsrflow.infra.tracing import setup_tracing, shutdown_tracing
     from workers.dsr_worker import run_worker
 
     settings = _settings()
     refuse_unsafe_production(settings)
-    asyncio.run(run_worker(settings))
+    setup_tracing(settings, "dsrflow-worker")
+    try:
+        asyncio.run(run_worker(settings))
+    finally:
+        shutdown_tracing()
 
 
 @app.command()

@@ -123,6 +123,45 @@ class Settings(BaseSettings):
     redact_patterns: list[str] = Field(
         default_factory=list, validation_alias=AliasChoices("DSRFLOW_REDACT_PATTERNS")
     )
+    # Observability (docs/observability.md). The worker's /metrics answers without credentials,
+    # so its bind address decides who may read it: loopback unless the operator says otherwise.
+    worker_metrics_address: str = Field(
+        "127.0.0.1:9464", validation_alias=AliasChoices("DSRFLOW_WORKER_METRICS_ADDRESS")
+    )
+    # A bearer secret that reads the API's /metrics and nothing else (Prometheus holds it); an
+    # admin's staff token reads it too.
+    metrics_token: str | None = Field(None, validation_alias=AliasChoices("DSRFLOW_METRICS_TOKEN"))
+    # The standard OpenTelemetry variable: tracing is off unless it names a collector.
+    otlp_endpoint: str | None = Field(
+        None, validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_ENDPOINT")
+    )
+
+    @field_validator("worker_metrics_address")
+    @classmethod
+    def _check_metrics_address(cls, value: str) -> str:
+        if value.lower() in ("", "off"):
+            return "off"
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or int(port) > 65535:
+            raise ValueError("host:port to serve the worker's /metrics on (such as 127.0.0.1:9464), or off")
+        return value
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _check_metrics_token(cls, value: str | None) -> str | None:
+        if value is not None and (len(value) < 32 or any(c.isspace() for c in value)):
+            raise ValueError("a random token of at least 32 characters without spaces (openssl rand -hex 32)")
+        return value
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _check_otlp_endpoint(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        parsed = urlparse(value)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise ValueError("the OTLP/HTTP collector's base URL, such as http://otel-collector:4318")
+        return value.rstrip("/")
 
     @field_validator("redact_patterns")
     @classmethod
@@ -333,7 +372,7 @@ def _describe(error: ErrorDetails) -> str:
         variable = str(Settings.model_fields[variable].validation_alias.choices[0])  # type: ignore[union-attr]
     message = error["msg"].removeprefix("Value error, ")
     got = error.get("input")
-    shown = "" if got is None or variable.endswith(("PASSWORD", "KEYS", "KEY")) else f" (got {got!r})"
+    shown = "" if got is None or variable.endswith(("PASSWORD", "KEYS", "KEY", "TOKEN")) else f" (got {got!r})"
     if error["type"] in ("int_parsing", "greater_than_equal", "less_than_equal"):
         message = f"expected {_PORT_HELP}"
     elif error["type"] == "bool_parsing":

@@ -25,6 +25,7 @@ OPERATOR_ENV = {
     "DSRFLOW_ENCRYPTION_KEYS": f"k1:{_random_b64()}", "DSRFLOW_SECRET_KEY": _random_b64(),
     "DSRFLOW_DB_PASSWORD": secrets.token_urlsafe(16), "TEMPORAL_DB_PASSWORD": secrets.token_urlsafe(16),
     "POSTGRES_PASSWORD": secrets.token_urlsafe(16), "SMTP_HOST": "relay.example.com",
+    "DSRFLOW_METRICS_TOKEN": secrets.token_hex(32), "GRAFANA_ADMIN_PASSWORD": secrets.token_urlsafe(16),
     "MINIO_ROOT_PASSWORD": secrets.token_urlsafe(16), "DSRFLOW_S3_SECRET_ACCESS_KEY": secrets.token_urlsafe(16),
 }
 
@@ -106,3 +107,21 @@ def command_lines(service: dict) -> list[str]:
     command = service.get("command") or []
     text = command if isinstance(command, str) else "\n".join(command)
     return [line.strip() for line in text.replace("$$", "$").splitlines() if line.strip()]
+
+
+def bind_mounts(service: dict) -> dict[str, Path]:
+    """Container path -> the file or folder of this checkout mounted there (`./...` sources)."""
+    mounts: dict[str, Path] = {}
+    for volume in service.get("volumes", []):
+        source, _, rest = str(volume).partition(":")
+        if source.startswith("./"):
+            mounts[rest.split(":")[0]] = ROOT / source
+    return mounts
+
+
+def mounted(service: dict, container_path: str) -> Path:
+    """The checkout's file at `container_path` inside the service, through its bind mounts."""
+    for target, source in bind_mounts(service).items():
+        if container_path == target or container_path.startswith(target.rstrip("/") + "/"):
+            return source / container_path[len(target):].lstrip("/") if source.is_dir() else source
+    raise AssertionError(f"{container_path} is not mounted from this checkout")

@@ -69,6 +69,7 @@ MATRIX = [
     Row("DELETE", f"/v1/tokens/{NO_TOKEN}",             None,                                   401, 403, 403, 404),
     Row("POST",   "/codec/encode",                      EMPTY_PAYLOADS,                         401, 200, 200, 200),
     Row("POST",   "/codec/decode",                      EMPTY_PAYLOADS,                         401, 200, 200, 200),
+    Row("GET",    "/metrics",                           None,                                   401, 403, 403, 200),
     Row("POST",   "/console/sign-out",                  None,                                   303, 303, 303, 303),
     Row("GET",    "/console/",                          None,                                   303, 200, 200, 200),
     Row("GET",    "/console/queue",                     None,                                   303, 200, 200, 200),

@@ -29,6 +29,7 @@ from dsrflow.infra.db import create_pool
 from dsrflow.infra.logging import get_logger
 from dsrflow.infra.temporal_client import connect_client
 from dsrflow.settings import Settings
+from workers.metrics_endpoint import serve_worker_metrics, worker_runtime
 from workers.schedules import ensure_schedules
 from workflows.dsr import DataSubjectRequestWorkflow
 from workflows.erasure_sweep import ErasureSweepWorkflow
@@ -44,7 +45,8 @@ from workflows.system_task import SystemTaskWorkflow
 # imported once; the replay tests (tests/test_replay.py) still run them in the full sandbox.
 WORKER_TUNING: dict[str, Any] = {
     "workflow_runner": SandboxedWorkflowRunner(
-        restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows", "schemas")),
+        # opentelemetry: the tracing interceptor's workflow half, when tracing is on (tracing.py).
+        restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows", "schemas", "opentelemetry")),
 }
 
 WORKFLOWS: Sequence[type] = (DataSubjectRequestWorkflow, SystemTaskWorkflow, ErasureSweepWorkflow,
@@ -99,9 +101,11 @@ def build_worker(
 
 async def run_worker(settings: Settings) -> None:
     log = get_logger("dsrflow.worker")
-    client = await connect_client(settings)
+    runtime, sdk_metrics = worker_runtime(settings)
+    client = await connect_client(settings, runtime=runtime)
     pool = await create_pool(settings.effective_database_url)
     worker = build_worker(client, settings, pool)
+    metrics = await serve_worker_metrics(settings, pool, sdk_metrics)
     await ensure_schedules(client, settings.task_queue)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -110,5 +114,7 @@ async def run_worker(settings: Settings) -> None:
     log.info("worker started", task_queue=settings.task_queue)
     async with worker:
         await stop.wait()
+    if metrics is not None:
+        metrics.close()
     await pool.close()
     log.info("worker stopped")

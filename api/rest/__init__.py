@@ -9,6 +9,7 @@ from api.rest import (
     evidence_pack,
     legal_holds,
     listing,
+    metrics,
     restriction_list,
     staff_requests,
     suppressions,
@@ -17,5 +18,5 @@ from api.rest import (
 
 router = APIRouter()
 for _module in (codec_endpoint, listing, staff_requests, events, tokens, suppressions, legal_holds,
-                restriction_list, evidence_pack):
+                restriction_list, evidence_pack, metrics):
     router.include_router(_module.router)

@@ -12,9 +12,11 @@ from collections.abc import Sequence
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
+from temporalio.runtime import Runtime
 
 from dsrflow.crypto.keys import load_keyring
 from dsrflow.crypto.payload_codec import EncryptionCodec
+from dsrflow.infra.tracing import client_interceptors
 from dsrflow.settings import Settings
 
 
@@ -30,10 +32,15 @@ def data_converter_for(settings: Settings) -> DataConverter:
     return build_data_converter(load_keyring(settings))
 
 
-async def connect_client(settings: Settings, *, address: str | None = None) -> Client:
-    """Connect to Temporal with the project's data converter."""
+async def connect_client(settings: Settings, *, address: str | None = None,
+                         runtime: Runtime | None = None) -> Client:
+    """Connect to Temporal with the project's data converter, the tracing interceptor when
+    tracing is on (workers built from the client inherit it) and, for a worker, the runtime
+    that publishes the SDK's metrics (dsrflow/infra/metrics.py)."""
     return await Client.connect(
         address or settings.effective_temporal_address,
         namespace=settings.temporal_namespace,
         data_converter=data_converter_for(settings),
+        interceptors=client_interceptors(),
+        runtime=runtime,
     )

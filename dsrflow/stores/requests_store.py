@@ -11,6 +11,7 @@ from typing import Any, Protocol
 import asyncpg
 
 from dsrflow.domain.audit import append_event
+from dsrflow.infra.metrics import request_opened
 from schemas.requests import NewRequest, RequestStatus
 
 
@@ -102,7 +103,8 @@ async def create_request(
             data={"type": new.type.value, "regime": new.regime.value, "channel": new.channel.value,
                   "attested": new.identity_attested, "policy_version": loaded_policy.version},
         )
-        return dict(row), True
+    request_opened(new.type, new.channel)  # committed: a repeat with the same key is not counted
+    return dict(row), True
 
 
 async def get_request(conn: asyncpg.Connection | asyncpg.Pool, request_id: str) -> dict[str, Any] | None:
