@@ -18,7 +18,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +27,11 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from jinja2.exceptions import UndefinedError
 from jinja2.runtime import Undefined
 
+from dsrflow.i18n import SOURCE_LANGUAGE, and_list, long_date, long_datetime, translations
 from policy.model import Policy
 from schemas.plain_text import one_line
 from schemas.requests import DenialReason
-from schemas.vocabulary import PURPOSES, staff_alert_kinds
+from schemas.vocabulary import PURPOSES, Language, staff_alert_kinds
 
 __all__ = [
     "REQUIRED_CONTEXT",
@@ -61,12 +63,6 @@ REQUIRED_CONTEXT: dict[str, tuple[str, ...]] = {
 # The policy's default warning days, for a context that does not name its own.
 DEFAULT_WARNING_DAYS: tuple[int, ...] = Policy.model_fields["deadline_warnings_days"].default
 
-_MONTHS = (
-    "January", "February", "March", "April", "May", "June",
-    "July", "August", "September", "October", "November", "December",
-)
-
-
 @dataclass(frozen=True)
 class RenderedLetter:
     subject: str
@@ -79,28 +75,16 @@ def _fail_if_undefined(value: Any) -> None:
         value._fail_with_undefined_error()  # raises UndefinedError naming the missing key
 
 
-def _as_utc(value: datetime) -> datetime:
-    # A naive datetime is taken to be UTC already (activities work in UTC).
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def longdate(value: date | datetime) -> str:
-    """``date(2026, 3, 2)`` -> ``"2 March 2026"`` (locale-independent). Datetimes use their UTC date."""
+def longdate(value: date | datetime, language: str = SOURCE_LANGUAGE) -> str:
+    """The date as the language writes it in full: "2 March 2026", "2 maart 2026"."""
     _fail_if_undefined(value)
-    if isinstance(value, datetime):
-        value = _as_utc(value).date()
-    if not isinstance(value, date):
-        raise TypeError(f"longdate expects a date, got {type(value).__name__}")
-    return f"{value.day} {_MONTHS[value.month - 1]} {value.year}"
+    return long_date(value, language)
 
 
-def longdatetime(value: datetime) -> str:
-    """``datetime(2026, 3, 2, 14, 5, tzinfo=UTC)`` -> ``"2 March 2026, 14:05 UTC"``."""
+def longdatetime(value: datetime, language: str = SOURCE_LANGUAGE) -> str:
+    """"2 March 2026, 14:05 UTC", the date in the language."""
     _fail_if_undefined(value)
-    if not isinstance(value, datetime):
-        raise TypeError(f"longdatetime expects a datetime, got {type(value).__name__}")
-    value = _as_utc(value)
-    return f"{longdate(value)}, {value:%H:%M} UTC"
+    return long_datetime(value, language)
 
 
 def shortid(value: Any) -> str:
@@ -109,24 +93,28 @@ def shortid(value: Any) -> str:
     return str(value)[:8]
 
 
-def _plural(count: int, singular: str, plural: str | None = None) -> str:
-    _fail_if_undefined(count)
-    word = singular if abs(int(count)) == 1 else (plural or singular + "s")
-    return f"{count} {word}"
-
-
-env = Environment(
-    loader=FileSystemLoader(str(TEMPLATE_DIR)),
-    undefined=StrictUndefined,
-    autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=False, default=False),
-    trim_blocks=True,
-    lstrip_blocks=True,
-    keep_trailing_newline=False,
-)
-env.filters["longdate"] = longdate
-env.filters["longdatetime"] = longdatetime
-env.filters["shortid"] = shortid
-env.filters["plural"] = _plural
+@cache
+def letter_environment(language: str) -> Environment:
+    """The templates, speaking `language`: `_()`, `ngettext()` and `{% trans %}` read its catalog
+    (dsrflow/i18n), dates are written its way. Paragraphs in `{% trans %}` are trimmed, so the
+    catalogs hold one line per message however the template wraps it."""
+    env = Environment(
+        loader=FileSystemLoader(str(TEMPLATE_DIR)),
+        undefined=StrictUndefined,
+        autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=False, default=False),
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=False,
+        extensions=["jinja2.ext.i18n"],
+    )
+    env.policies["ext.i18n.trimmed"] = True
+    env.install_gettext_translations(translations(language), newstyle=True)  # type: ignore[attr-defined]  # added by the i18n extension
+    env.filters["longdate"] = partial(longdate, language=language)
+    env.filters["longdatetime"] = partial(longdatetime, language=language)
+    env.filters["shortid"] = shortid
+    env.filters["and_list"] = partial(and_list, language=language)
+    env.globals["language"] = language
+    return env
 
 
 _TRAILING_SPACE = re.compile(r"[ \t]+$", re.MULTILINE)
@@ -144,8 +132,21 @@ def _one_line(text: str) -> str:
     return " ".join(one_line(text).split())
 
 
-def render_letter(purpose: str, context: Mapping[str, Any]) -> RenderedLetter:
-    """Render the subject line, plain text and HTML of the letter for ``purpose``.
+def render_template_set(name: str, ctx: dict[str, Any], language: str) -> RenderedLetter:
+    """The subject line, text and HTML of the templates `name`.*.j2, in `language`; the subject
+    line (one line, never empty) is in the context of the other two as `letter_subject`."""
+    env = letter_environment(Language(language))
+    subject = _one_line(env.get_template(f"{name}.subject.j2").render(ctx))
+    if not subject:
+        raise ValueError(f"letter {name!r}: empty subject line")
+    ctx = {**ctx, "letter_subject": subject}
+    text = _tidy_text(env.get_template(f"{name}.txt.j2").render(ctx))
+    html = env.get_template(f"{name}.html.j2").render(ctx).strip() + "\n"
+    return RenderedLetter(subject=subject, text=text, html=html)
+
+
+def render_letter(purpose: str, context: Mapping[str, Any], language: str = SOURCE_LANGUAGE) -> RenderedLetter:
+    """Render the subject line, plain text and HTML of the letter for ``purpose``, in ``language``.
 
     Raises ``ValueError`` for an unknown purpose (or an unknown ``reason_code`` / ``kind``) and
     ``jinja2.exceptions.UndefinedError`` when a needed context key is missing.
@@ -173,10 +174,4 @@ def render_letter(purpose: str, context: Mapping[str, Any]) -> RenderedLetter:
     if purpose == "denial" and ctx["reason_code"] not in tuple(DenialReason):
         raise ValueError(f"denial: unknown reason_code {ctx['reason_code']!r}")
 
-    subject = _one_line(env.get_template(f"{purpose}.subject.j2").render(ctx))
-    if not subject:
-        raise ValueError(f"letter {purpose!r}: empty subject line")
-    ctx["letter_subject"] = subject
-    text = _tidy_text(env.get_template(f"{purpose}.txt.j2").render(ctx))
-    html = env.get_template(f"{purpose}.html.j2").render(ctx).strip() + "\n"
-    return RenderedLetter(subject=subject, text=text, html=html)
+    return render_template_set(purpose, ctx, language)

@@ -21,35 +21,37 @@ from temporalio.exceptions import ApplicationError
 
 from activities.context import ActivityContext
 from activities.heartbeat import heartbeating
-from activities.letter_templates import render_letter
+from activities.letter_templates import RenderedLetter, render_letter
 from activities.outbox import Sent, send_once
 from activities.processor_exports import missing_reasons
 from activities.restrictions import lift_letter_context
 from dsrflow.crypto.hashing import keyed_hash, token_hash
 from dsrflow.domain.audit import append_event
 from dsrflow.domain.deadlines import appeal_days, receipt_date
+from dsrflow.i18n import ENGLISH, N_, Translator, translations
 from dsrflow.infra.metrics import letter_sent
 from dsrflow.stores.requests_store import get_request
 from policy.model import Policy
 from schemas.workflow import LetterJob, LetterReceipt, TaskResult
 
-_ACTION_WORDS = {"erase": "erased", "rectify": "corrected", "restrict": "restricted",
-                 "object": "stopped processing as you objected", "access": "found"}
+_ACTION_WORDS = {"erase": N_("erased"), "rectify": N_("corrected"), "restrict": N_("restricted"),
+                 "object": N_("stopped processing as you objected"), "access": N_("found")}
 _ART19_ACTIONS = {"erase", "rectify", "restrict"}
 TYPE_LABELS = {
-    "access": "access to your personal data (Art. 15 GDPR)",
-    "portability": "a copy of your data in a portable format (Art. 20 GDPR)",
-    "erasure": "erasure (right to be forgotten, Art. 17 GDPR)",
-    "rectification": "rectification of inaccurate data (Art. 16 GDPR)",
-    "restriction": "restriction of processing (Art. 18 GDPR)",
-    "objection": "objection to processing (Art. 21 GDPR)",
+    "access": N_("access to your personal data (Art. 15 GDPR)"),
+    "portability": N_("a copy of your data in a portable format (Art. 20 GDPR)"),
+    "erasure": N_("erasure (right to be forgotten, Art. 17 GDPR)"),
+    "rectification": N_("rectification of inaccurate data (Art. 16 GDPR)"),
+    "restriction": N_("restriction of processing (Art. 18 GDPR)"),
+    "objection": N_("objection to processing (Art. 21 GDPR)"),
 }
 # Each completes the denial letter's "This is because ...".
 DENIAL_LABELS = {
-    "manifestly_unfounded": "the request is manifestly unfounded (Art. 12(5) GDPR)",
-    "excessive": "the request is excessive, in particular because of its repetitive character (Art. 12(5) GDPR)",
-    "identity_not_established": "we could not establish your identity (Art. 12(6) GDPR)",
-    "other": "of the reasons explained below",
+    "manifestly_unfounded": N_("the request is manifestly unfounded (Art. 12(5) GDPR)"),
+    "excessive": N_("the request is excessive, in particular because of its repetitive character "
+                    "(Art. 12(5) GDPR)"),
+    "identity_not_established": N_("we could not establish your identity (Art. 12(6) GDPR)"),
+    "other": N_("of the reasons explained below"),
 }
 # Params that travel through the workflow as ISO strings and reach templates as dates.
 _DATE_PARAMS = {"new_due_date", "lift_on"}
@@ -75,69 +77,76 @@ def _readable(dataset: str) -> str:
     return dataset.replace("_", " ")
 
 
-def _kept_item(kept: dict[str, Any], policy: Policy) -> dict[str, Any]:
+def _kept_item(kept: dict[str, Any], policy: Policy, t: Translator = ENGLISH) -> dict[str, Any]:
     system = policy.systems[kept["system"]].label if kept["system"] in policy.systems else kept["system"]
-    records = f"{kept['records']} record{'' if kept['records'] == 1 else 's'}"
-    what = (f"{records} of {_readable(kept['dataset'])} in {system}" if kept["dataset"] != "all"
-            else f"your data in {system}")
-    if kept["hold_kind"] == "legal_claims":
-        law = f"{kept['law']}; we review this hold by the date given"
+    if kept["dataset"] == "all":
+        what = t.gettext("your data in %(system)s") % {"system": system}
     else:
-        law = f"{kept['law']}; minimised to what that law requires"
+        what = t.ngettext("%(num)d record of %(dataset)s in %(system)s", "%(num)d records of %(dataset)s in %(system)s",
+                          kept["records"]) % {"num": kept["records"], "dataset": _readable(kept["dataset"]),
+                                              "system": system}
+    if kept["hold_kind"] == "legal_claims":
+        law = t.gettext("%(law)s; we review this hold by the date given") % {"law": kept["law"]}
+    else:
+        law = t.gettext("%(law)s; minimised to what that law requires") % {"law": kept["law"]}
     return {"what": what, "basis": kept["basis"], "law": law,
             "until": date.fromisoformat(kept["until"]) if kept.get("until") else None}
 
 
 def _outcome(report: dict[str, Any], policy: Policy, package_link: str | None,
-             package_expires_at: datetime | None) -> dict[str, Any]:
+             package_expires_at: datetime | None, t: Translator = ENGLISH) -> dict[str, Any]:
     """The response letter's account of what was done, from the execution report."""
     results = [TaskResult.model_validate(r) for r in report.get("results", [])]
     actions = [
         {"system": policy.systems[r.system].label if r.system in policy.systems else r.system,
-         "category": ", ".join(sorted(map(_readable, r.datasets))) or "all records",
-         "action": _ACTION_WORDS.get(r.action, r.action), "records": r.changed or r.found, "note": r.note}
+         "category": ", ".join(sorted(map(_readable, r.datasets))) or t.gettext("all records"),
+         "action": t.gettext(_ACTION_WORDS[r.action]) if r.action in _ACTION_WORDS else r.action,
+         "records": r.changed or r.found, "note": r.note}
         for r in results if r.found or r.changed
     ]
     package = report.get("package")
     if package:
         for system, count in package.get("systems", {}).items():
             label = policy.systems[system].label if system in policy.systems else system
-            actions.append({"system": label, "category": "copy of your data",
-                            "action": "included in your package", "records": count})
+            actions.append({"system": label, "category": t.gettext("copy of your data"),
+                            "action": t.gettext("included in your package"), "records": count})
         for system, count in package.get("processor_files", {}).items():
             label = policy.systems[system].label if system in policy.systems else system
-            actions.append({"system": label, "category": "copy of your data, as this processor sent it",
-                            "action": "included in your package", "records": count, "unit": "file"})
-    kept = [_kept_item(k, policy) for r in results for k in r.kept_records]
+            actions.append({"system": label, "category": t.gettext("copy of your data, as this processor sent it"),
+                            "action": t.gettext("included in your package"), "records": count, "unit": "file"})
+    kept = [_kept_item(k, policy, t) for r in results for k in r.kept_records]
     told = sorted({policy.recipients[r.recipient].name for r in results
                    if r.recipient and r.recipient in policy.recipients and r.status == "done"
                    and r.action in _ART19_ACTIONS})
     # The letter itself says the request is completed and, after the actions, whom Art. 19 reached;
     # the summary is left for what only this request says (an objection decision).
     # Systems whose data the package could not include, and why: a refusal in part (Art. 15).
-    missing = missing_reasons(package.get("missing", {}), policy) if package else []
+    missing = missing_reasons(package.get("missing", {}), policy, t) if package else []
     return {"summary": "", "actions": actions, "kept": kept, "informed": told, "missing": missing,
             "package_link": package_link, "package_expires_at": package_expires_at}
 
 
-def decision_summary(decision: dict[str, Any]) -> str:
-    """The objection response's account of compliance's Art. 21(1) decision."""
-    explanation: str = decision["explanation"]
-    return (
-        "We considered your objection to processing based on our legitimate interests "
-        "(Art. 21(1) GDPR). "
-        + ("We have compelling legitimate grounds that override your interests, so the "
-           "processing continues: " if decision["compelling_grounds"]
-           else "We found no compelling grounds to continue, so we have stopped that processing. ")
-        + explanation
-    )
+def decision_summary(decision: dict[str, Any], t: Translator = ENGLISH) -> str:
+    """The objection response's account of compliance's Art. 21(1) decision (the explanation is
+    compliance's own words, in the language they wrote it)."""
+    if decision["compelling_grounds"]:
+        said = t.gettext("We considered your objection to processing based on our legitimate interests "
+                         "(Art. 21(1) GDPR). We have compelling legitimate grounds that override your "
+                         "interests, so the processing continues: %(explanation)s")
+    else:
+        said = t.gettext("We considered your objection to processing based on our legitimate interests "
+                         "(Art. 21(1) GDPR). We found no compelling grounds to continue, so we have stopped "
+                         "that processing. %(explanation)s")
+    return said % {"explanation": decision["explanation"]}
 
 
-def remedies_context(policy: Policy, regime: str, country: str, *, appeal: bool) -> dict[str, Any]:
+def remedies_context(policy: Policy, regime: str, country: str, *, appeal: bool,
+                     t: Translator = ENGLISH) -> dict[str, Any]:
     """What the `_remedies` partial says in a letter that refuses in whole or in part (Art. 12(4)
     GDPR and its counterparts): the regime's authority, courts and, unless the request is itself
     an appeal, the appeal its law grants, with the statutory days to answer it."""
     remedies = policy.remedies_for(regime, country).model_dump(mode="json")
+    remedies["judicial_heading"] = remedies["judicial_heading"] or t.gettext("Your right to a judicial remedy")
     if remedies["appeal"] is not None:
         remedies["appeal"] = None if appeal else {**remedies["appeal"], "days": appeal_days(regime)}
     return remedies
@@ -153,15 +162,22 @@ def refuses_in_part(outcome: dict[str, Any], decision: dict[str, Any] | None) ->
 _REFUSALS = {"denial", "closed_unverified"}
 
 
-async def build_context(ctx: ActivityContext, row: dict[str, Any], job: LetterJob) -> dict[str, Any]:
-    loaded = await ctx.policy(row["policy_version"])
-    policy = loaded.policy
+def letter_language(policy: Policy, row: dict[str, Any], job: LetterJob) -> str:
+    """Staff read their alerts in the controller's working language; a subject reads the language
+    of their request."""
+    return policy.languages.staff.value if job.to_staff else str(row["language"])
+
+
+async def build_context(ctx: ActivityContext, row: dict[str, Any], job: LetterJob, language: str) -> dict[str, Any]:
+    """The letter's context, its texts (the policy's and ours) in `language`."""
+    policy = (await ctx.policy(row["policy_version"])).in_language(language)
+    t = translations(language)
     context: dict[str, Any] = {
         "controller": policy.controller.model_dump(mode="json"),
         "request": {
             "id": str(row["id"]),
             "type": row["request_type"],
-            "type_label": TYPE_LABELS[row["request_type"]],
+            "type_label": t.gettext(TYPE_LABELS[row["request_type"]]),
             "regime": row["regime"],
             # The date the deadline counts from, so a letter and its due date agree.
             "received_date": receipt_date(row["received_at"], policy.defaults.timezone),
@@ -171,34 +187,35 @@ async def build_context(ctx: ActivityContext, row: dict[str, Any], job: LetterJo
             "appeal_of": (row["details"] or {}).get("appeal_of"),
         },
         "subject": {"name": row["subject_name"], "email": row["subject_email"]},
-        "portal_url": f"{ctx.settings.base_url}/portal",
+        # The portal opens in the letter's language.
+        "portal_url": f"{ctx.settings.base_url}/portal?lang={language}",
     }
     params = _coerce(job.params)
 
     def remedies() -> dict[str, Any]:
         return remedies_context(policy, row["regime"], row["country"],
-                                appeal=bool(context["request"]["appeal_of"]))
+                                appeal=bool(context["request"]["appeal_of"]), t=t)
 
     if job.purpose == "staff_alert":
         params["warning_days"] = policy.deadline_warnings_days
     if job.purpose == "denial":
-        params["reason_label"] = DENIAL_LABELS[params["reason_code"]]
+        params["reason_label"] = t.gettext(DENIAL_LABELS[params["reason_code"]])
     if job.purpose in _REFUSALS or (job.purpose == "cancellation" and not params["withdrawn"]):
         params["remedies"] = remedies()
     if job.purpose == "extension" and policy.remedies_for(row["regime"], row["country"]).complaint_on_extension:
         params["complaint"] = remedies()  # not a refusal: only the right to complain of the extension
     if job.purpose == "restriction_lift":
-        params.update(await lift_letter_context(ctx, row, policy))
+        params.update(await lift_letter_context(ctx, row, policy, t))
     if job.purpose == "response":
         report = params.pop("report", {})
         link, expires = None, None
         if report.get("package"):
             link, expires = await issue_package_link(ctx, report["package"]["package_id"],
                                                      policy.package_link_days)
-        outcome = _outcome(report, policy, link, expires)
+        outcome = _outcome(report, policy, link, expires, t)
         decision = params.pop("decision", None)
         if decision:
-            outcome["summary"] = decision_summary(decision)
+            outcome["summary"] = decision_summary(decision, t)
         params = {"outcome": outcome, **params}
         if refuses_in_part(outcome, decision):
             params["remedies"] = remedies()
@@ -252,26 +269,20 @@ async def _deliver(ctx: ActivityContext, job: LetterJob, secrets: dict[str, Any]
                       "rule": (row["details"] or {}).get("retention_rule")},
             )
             return LetterReceipt(letter_key=letter_key, message_id=message_id, already_sent=False)
-        context = await build_context(ctx, row, job)
-        rendered = render_letter(job.purpose, {**context, **(secrets or {})})
+        loaded = await ctx.policy(row["policy_version"])
+        language = letter_language(loaded.policy, row, job)
+        context = await build_context(ctx, row, job, language)
+        rendered = render_letter(job.purpose, {**context, **(secrets or {})}, language)
         kept_context = {**context, **{k: "[withheld]" for k in (secrets or {})}}
         if context.get("outcome", {}).get("package_link"):
             # The stored copy must not open the subject's package.
             kept_context["outcome"] = {**context["outcome"], "package_link": "[withheld]"}
-        kept = render_letter(job.purpose, kept_context)
-        policy = (await ctx.policy(row["policy_version"])).policy
+        kept = render_letter(job.purpose, kept_context, language)
+        policy = loaded.policy
         recipient = policy.controller.staff_email if job.to_staff else row["subject_email"]
 
-        message = EmailMessage()
-        message["From"] = formataddr((policy.controller.name, policy.controller.sender_email))
-        message["To"] = recipient
-        message["Subject"] = rendered.subject
-        message["Date"] = formatdate(localtime=False)
-        message["Message-ID"] = message_id
-        message["X-DSR-Request-Id"] = job.request_id
-        message["X-DSR-Purpose"] = job.purpose
-        message.set_content(rendered.text)
-        message.add_alternative(rendered.html, subtype="html")
+        message = compose_letter(policy, rendered, recipient=recipient, message_id=message_id,
+                                 request_id=job.request_id, purpose=job.purpose, language=language)
 
     async def record(conn: asyncpg.Connection) -> None:
         # Marked sent with its evidence row and audit event, in one transaction (outbox.py).
@@ -300,6 +311,25 @@ async def _deliver(ctx: ActivityContext, job: LetterJob, secrets: dict[str, Any]
     letter_sent(job.purpose)
     activity.logger.info("letter sent", extra={"purpose": job.purpose})
     return LetterReceipt(letter_key=letter_key, message_id=message_id, already_sent=False)
+
+
+def compose_letter(policy: Policy, rendered: RenderedLetter, *, recipient: str, message_id: str, request_id: str,
+                   purpose: str, language: str) -> EmailMessage:
+    """The e-mail of a rendered letter: plain text and HTML alternatives (UTF-8), the dsrflow
+    headers that name its request and purpose, and the language it is written in."""
+    message = EmailMessage()
+    message["From"] = formataddr((policy.controller.name, policy.controller.sender_email))
+    message["To"] = recipient
+    message["Subject"] = rendered.subject
+    message["Date"] = formatdate(localtime=False)
+    message["Message-ID"] = message_id
+    message["X-DSR-Request-Id"] = request_id
+    message["X-DSR-Purpose"] = purpose
+    message.set_content(rendered.text)
+    message.add_alternative(rendered.html, subtype="html")
+    # After the content: setting it clears every Content-* header.
+    message["Content-Language"] = language
+    return message
 
 
 class LetterActivities:

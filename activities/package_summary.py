@@ -12,24 +12,50 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date
+from functools import cache, partial
 from pathlib import Path
 from typing import Any, Protocol
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from dsrflow.i18n import SOURCE_LANGUAGE, long_date, translations
 from policy.disclosure import AutomatedDecisions
 from policy.model import Policy
+from schemas.vocabulary import Language
 
-_templates = Environment(
-    loader=FileSystemLoader(Path(__file__).with_name("templates") / "package"),
-    autoescape=select_autoescape(["html.j2"]),
-)
+TEMPLATE_DIR = Path(__file__).with_name("templates") / "package"
+
+
+def N_(message: str) -> str:
+    """Marks a message for extraction; the template translates it when it renders."""
+    return message
+
+
+# Translated by the template (`_(label)`), in the language of the summary.
 ORIGIN_LABELS = {
-    "provided": "Provided by you",
-    "observed": "Observed from your use of our Website and Service",
-    "derived": "Derived by us from other data",
-    "inferred": "Inferred by us about you",
+    "provided": N_("Provided by you"),
+    "observed": N_("Observed from your use of our Website and Service"),
+    "derived": N_("Derived by us from other data"),
+    "inferred": N_("Inferred by us about you"),
 }
+
+
+@cache
+def summary_environment(language: str) -> Environment:
+    """The summary template, speaking `language`: `_()` and `{% trans %}` read its catalog
+    (dsrflow/i18n), dates are written its way. Paragraphs in `{% trans %}` are trimmed, as in
+    the letters."""
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATE_DIR),
+        autoescape=select_autoescape(["html.j2"]),
+        extensions=["jinja2.ext.i18n"],
+    )
+    env.policies["ext.i18n.trimmed"] = True
+    env.install_gettext_translations(translations(language), newstyle=True)  # type: ignore[attr-defined]  # added by the i18n extension
+    env.filters["longdate"] = partial(long_date, language=language)
+    env.globals["language"] = language
+    return env
 
 
 class FoundPart(Protocol):
@@ -132,15 +158,19 @@ def _profiling(statement: AutomatedDecisions | None, parts: Mapping[tuple[str, s
 
 
 def render_summary(policy: Policy, parts: Mapping[tuple[str, str, str], FoundPart], *, request_id: str,
-                   kind: str, generated_on: str, regime: str, country: str,
+                   kind: str, generated_on: date | str, regime: str, country: str,
                    processor_files: Sequence[Mapping[str, Any]] = (),
-                   missing: Sequence[Mapping[str, str]] = ()) -> str:
-    """The summary; `processor_files` and `missing` are what processors without an API sent, or
-    did not (activities/processor_exports.py)."""
+                   missing: Sequence[Mapping[str, str]] = (),
+                   language: str = SOURCE_LANGUAGE) -> str:
+    """The summary, in `language` (the policy's texts are shown as `policy` words them: pass the
+    policy in that language); `processor_files` and `missing` are what processors without an API
+    sent, or did not (activities/processor_exports.py). `generated_on`: a date, or its ISO form."""
+    if isinstance(generated_on, str):
+        generated_on = date.fromisoformat(generated_on)
     # A processor that sent files holds data of the subject's: its recipient is listed too.
     systems = {system for system, _, _ in parts} | {f["system"] for f in processor_files}
     categories = {category for _, _, category in parts}
-    return _templates.get_template("summary.html.j2").render(
+    return summary_environment(Language(language)).get_template("summary.html.j2").render(
         controller=policy.controller, request_id=request_id, kind=kind, generated_on=generated_on,
         systems=_found(policy, parts),
         categories=[policy.categories[c] for c in sorted(categories) if c in policy.categories],

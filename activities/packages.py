@@ -39,6 +39,7 @@ from dsrflow.crypto.filecrypt import EncryptedWriter
 from dsrflow.crypto.hashing import subject_hash
 from dsrflow.crypto.package_files import package_key, package_writer
 from dsrflow.domain.audit import append_event
+from dsrflow.i18n import translations
 from dsrflow.infra.metrics import package_built
 from dsrflow.infra.storage import BlobStore
 from dsrflow.stores.requests_store import get_request
@@ -305,11 +306,15 @@ class PackageActivities:
     async def _write(self, plan: Plan, row: Any, policy: Policy, spools: dict[tuple[str, str, str], _Spool],
                      package_id: str, uploaded: ProcessorFiles) -> PackageInfo:
         ctx = self.ctx
-        summary = render_summary(policy, spools, request_id=plan.request_id, kind=plan.request_type,
-                                 generated_on=datetime.now(UTC).date().isoformat(),
+        # The summary speaks the subject's language, the policy's texts included.
+        language = str(row["language"])
+        told = (await ctx.policy(plan.policy_version)).in_language(language)
+        summary = render_summary(told, spools, request_id=plan.request_id, kind=plan.request_type,
+                                 generated_on=datetime.now(UTC).date(),
                                  regime=row["regime"], country=row["country"],
-                                 processor_files=listed_files(uploaded, policy),
-                                 missing=missing_reasons(uploaded.missing, policy))
+                                 processor_files=listed_files(uploaded, told),
+                                 missing=missing_reasons(uploaded.missing, told, translations(language)),
+                                 language=language)
         # Compressing is the long part for a large package: in a thread (zlib lets go of the GIL),
         # so the worker's other activities and the heartbeat carry on meanwhile. The package is
         # stored whole before its row names it (a retry writes the same key again).

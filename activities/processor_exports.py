@@ -14,6 +14,7 @@ import zipfile
 from dataclasses import dataclass, field
 from typing import Any
 
+from dsrflow.i18n import ENGLISH, N_, Translator
 from dsrflow.infra.storage import BlobStore
 from dsrflow.stores.export_store import read_export
 from policy.model import Policy
@@ -21,10 +22,10 @@ from schemas.workflow import ASKED_BY_EMAIL, Plan
 
 # Why a processor's data is not in the package, as the subject reads it after the processor's name.
 MISSING_REASONS = {
-    "not_provided": "this processor of ours did not send us the copy of your data it holds, so we could "
-                    "not include it",
-    "not_asked": "we did not obtain from this processor of ours the copy of your data it holds, so we "
-                 "could not include it",
+    "not_provided": N_("this processor of ours did not send us the copy of your data it holds, so we could "
+                       "not include it"),
+    "not_asked": N_("we did not obtain from this processor of ours the copy of your data it holds, so we "
+                    "could not include it"),
 }
 
 
@@ -79,12 +80,12 @@ def write_processor_files(archive: zipfile.ZipFile, found: ProcessorFiles, store
                     out.write(chunk)
 
 
-def missing_reasons(missing: dict[str, str], policy: Policy) -> list[dict[str, str]]:
+def missing_reasons(missing: dict[str, str], policy: Policy, t: Translator = ENGLISH) -> list[dict[str, str]]:
     """What the subject reads about each missing system: its name and why."""
     out = []
     for system, code in sorted(missing.items()):
         label = policy.systems[system].label if system in policy.systems else system
-        out.append({"system": label, "reason": MISSING_REASONS.get(code, MISSING_REASONS["not_asked"])})
+        out.append({"system": label, "reason": t.gettext(MISSING_REASONS.get(code, MISSING_REASONS["not_asked"]))})
     return out
 
 

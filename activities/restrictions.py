@@ -12,6 +12,7 @@ from temporalio import activity
 from activities.context import ActivityContext
 from dsrflow.crypto.hashing import subject_hash
 from dsrflow.domain.audit import append_event
+from dsrflow.i18n import ENGLISH, N_, Translator
 from dsrflow.stores.requests_store import get_request
 from dsrflow.stores.restrictions_store import restriction_for
 from policy.model import Policy
@@ -24,17 +25,18 @@ from schemas.restrictions import (
 
 # Each completes "... because ..." in the letters and names the ground on the request page.
 GROUND_LABELS = {
-    "accuracy_contested": "you contested the accuracy of your personal data (Art. 18(1)(a) GDPR)",
-    "unlawful_processing": "the processing was unlawful and you opposed the erasure of your data "
-                           "(Art. 18(1)(b) GDPR)",
-    "needed_for_legal_claims": "you needed the data for the establishment, exercise or defence of "
-                               "legal claims (Art. 18(1)(c) GDPR)",
-    "objection_pending": "you objected to the processing and we were verifying whether our "
-                         "legitimate grounds override yours (Art. 18(1)(d) GDPR)",
+    "accuracy_contested": N_("you contested the accuracy of your personal data (Art. 18(1)(a) GDPR)"),
+    "unlawful_processing": N_("the processing was unlawful and you opposed the erasure of your data "
+                              "(Art. 18(1)(b) GDPR)"),
+    "needed_for_legal_claims": N_("you needed the data for the establishment, exercise or defence of "
+                                  "legal claims (Art. 18(1)(c) GDPR)"),
+    "objection_pending": N_("you objected to the processing and we were verifying whether our "
+                            "legitimate grounds override yours (Art. 18(1)(d) GDPR)"),
 }
 
 
-async def lift_letter_context(ctx: ActivityContext, row: dict[str, Any], policy: Policy) -> dict[str, Any]:
+async def lift_letter_context(ctx: ActivityContext, row: dict[str, Any], policy: Policy,
+                              t: Translator = ENGLISH) -> dict[str, Any]:
     """What the lift letter says besides the workflow's params: since when the restriction has
     been in force, on which grounds, and which Art. 19 recipients will be told of its end."""
     restriction = await restriction_for(ctx.pool, str(row["id"]))
@@ -43,7 +45,8 @@ async def lift_letter_context(ctx: ActivityContext, row: dict[str, Any], policy:
     recipients = sorted({policy.recipients[recipient].name for s in restriction["systems"]
                          if s in policy.systems and (recipient := policy.systems[s].recipient) is not None
                          and recipient in policy.recipients})
-    return {"restriction": {"since": restriction["since"], "grounds": [GROUND_LABELS[g] for g in restriction["grounds"]],
+    return {"restriction": {"since": restriction["since"],
+                            "grounds": [t.gettext(GROUND_LABELS[g]) for g in restriction["grounds"]],
                             "recipients": recipients}}
 
 

@@ -8,25 +8,43 @@ cached, never framed.
 A page route raises `Problem` like any API route; `problem_pages(template)` gives its router a
 route class that renders the problem with that template (status and `Retry-After` kept) instead
 of answering problem+json, which a browser would show as raw text.
+
+Pages speak a language (`language` in every template's context, `<html lang>`): the console the
+controller's working language (the policy's `languages.staff`), the subject's pages (the portal,
+and the public API's pages for a browser) the one the subject chose. A subject chooses with
+`?lang=` on any portal page, remembered in a cookie for the portal; without a choice the
+browser's `Accept-Language` decides among the policy's supported languages, else the policy's
+default. Templates translate with Jinja's i18n extension (`_()`, `ngettext()`, `pgettext()` and
+`{% trans %}`, trimmed) from the page language's catalog (dsrflow/i18n), and `longdate` /
+`longdatetime` write dates its way. `_()` is for messages written in templates; a message held
+in Python (a label marked `N_`, a problem's words) is shown with the `translate` filter, which
+escapes it like any text.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
+from babel.numbers import format_decimal
 from fastapi import Request, Response
 from fastapi.responses import HTMLResponse
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
+from jinja2 import pass_context
+from jinja2.runtime import Context
 
 from activities.letter_templates import longdate, longdatetime
 from activities.letters import TYPE_LABELS
-from api.csrf import csrf_token
+from api.csrf import cookie_secure, csrf_token
 from api.deps import app_state
 from api.problems import Problem
+from dsrflow.i18n import SOURCE_LANGUAGE, Translator, language_name, translations
+from policy.languages import Languages
 
 PAGE_HEADERS = {
     "Cache-Control": "no-store",
@@ -37,20 +55,175 @@ PAGE_HEADERS = {
     "frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
 }
 
+# The subject's choice of language, for the portal's pages (not HttpOnly: it is no secret).
+LANGUAGE_COOKIE = "dsrflow_lang"
+LANGUAGE_QUERY = "lang"
+_LANGUAGE_COOKIE_PATH = "/portal"
+_LANGUAGE_COOKIE_MAX_AGE = 365 * 24 * 3600
+# The pages subjects read: the portal, and the public API's answers shown to a browser.
+_SUBJECT_PREFIXES = ("/portal/", "/v1/public/")
+
+
+def is_subject_page(request: Request) -> bool:
+    path = request.url.path
+    return path == "/portal" or path.startswith(_SUBJECT_PREFIXES)
+
+
+def accepted_language(header: str | None, supported: list[str]) -> str | None:
+    """The supported language an `Accept-Language` header prefers: its ranges by quality (the
+    order they are written in breaking ties), each matched on its primary subtag ("nl-BE" is
+    Dutch); None when it names none of them (or only `*`)."""
+    ranges: list[tuple[float, int, str]] = []
+    for index, part in enumerate((header or "").split(",")):
+        tag, *parameters = (piece.strip() for piece in part.split(";"))
+        quality = 1.0
+        for parameter in parameters:
+            key, _, value = parameter.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        if tag and quality > 0:
+            ranges.append((-quality, index, tag.lower()))
+    for _, _, tag in sorted(ranges):
+        primary = tag.split("-", 1)[0]
+        if primary in supported:
+            return primary
+    return None
+
+
+def chosen_language(request: Request, languages: Languages) -> str | None:
+    """The language chosen with `?lang=` on this request, if the controller writes in it (any
+    other value is ignored, never an error)."""
+    chosen = request.query_params.get(LANGUAGE_QUERY, "").strip().lower()
+    return chosen if chosen in {lang.value for lang in languages.supported} else None
+
+
+def subject_language(request: Request, languages: Languages) -> str:
+    """The language of a subject's page: chosen now (`?lang=`), chosen before (the cookie), the
+    browser's (`Accept-Language`), else the controller's default."""
+    supported = [lang.value for lang in languages.supported]
+    remembered = request.cookies.get(LANGUAGE_COOKIE, "")
+    return (chosen_language(request, languages) or (remembered if remembered in supported else None)
+            or accepted_language(request.headers.get("accept-language"), supported) or languages.default.value)
+
+
+def page_language(request: Request) -> str:
+    """The language this request's page is written in (see the module's docstring)."""
+    language = getattr(request.state, "page_language", None)
+    if language is None:
+        languages = app_state(request).policy.policy.languages
+        language = subject_language(request, languages) if is_subject_page(request) else languages.staff.value
+        request.state.page_language = language
+    return str(language)
+
+
+def page_translator(request: Request) -> Translator:
+    """The catalog of the page's language, for messages a route words in Python:
+    `page_translator(request).gettext(N_("..."))`."""
+    return translations(page_language(request))
+
 
 def _page_context(request: Request) -> dict[str, Any]:
     # Templates render outside a route's dependencies too (the exception handlers' pages).
     state = app_state(request)
+    language = page_language(request)
     return {"csrf_token": lambda: csrf_token(request, state.settings), "staff": getattr(request.state, "staff", None),
-            "controller": state.policy.policy.controller}
+            # The controller's texts (its address) in the page's language.
+            "controller": state.policy.in_language(language).controller, "language": language}
+
+
+def _language_of(context: Context) -> str:
+    """The page's language; a template rendered without one speaks the staff language."""
+    language = context.get("language")
+    if language:
+        return str(language)
+    request = context.get("request")
+    if isinstance(request, Request):
+        return app_state(request).policy.policy.languages.staff.value
+    return SOURCE_LANGUAGE
+
+
+@pass_context
+def _gettext(context: Context, message: str) -> str:
+    return translations(_language_of(context)).gettext(message)
+
+
+@pass_context
+def _ngettext(context: Context, singular: str, plural: str, n: int) -> str:
+    return translations(_language_of(context)).ngettext(singular, plural, n)
+
+
+@pass_context
+def _pgettext(context: Context, message_context: str, message: str) -> str:
+    return translations(_language_of(context)).pgettext(message_context, message)
+
+
+@pass_context
+def _npgettext(context: Context, message_context: str, singular: str, plural: str, n: int) -> str:
+    return translations(_language_of(context)).npgettext(message_context, singular, plural, n)
+
+
+@pass_context
+def _translate(context: Context, message: str) -> str:
+    """A message held in Python (marked `N_` where it is defined), in the page's language; plain
+    text, escaped like any other (unlike `_()`, whose result is the template's own markup)."""
+    return translations(_language_of(context)).gettext(message)
+
+
+@pass_context
+def _longdate(context: Context, value: date | datetime) -> str:
+    return longdate(value, _language_of(context))
+
+
+@pass_context
+def _longdatetime(context: Context, value: datetime) -> str:
+    return longdatetime(value, _language_of(context))
+
+
+@pass_context
+def _decimal(context: Context, value: float, digits: int = 1) -> str:
+    """A number with `digits` decimals as the page's language writes it ("20.5", "20,5")."""
+    return format_decimal(value, format="#,##0." + "0" * digits if digits else "#,##0",
+                          locale=_language_of(context))
+
+
+@pass_context
+def _language_links(context: Context) -> list[dict[str, Any]]:
+    """The subject's choice of language, for a portal page: one link per supported language,
+    named in itself, to this page in that language (`?lang=`). A page answering a form names
+    the page to go back to as `here` (there is no page at a form's address to reload)."""
+    request: Request = context["request"]
+    languages = app_state(request).policy.policy.languages
+    query: list[tuple[str, str]] = []
+    if context.get("here"):
+        here = str(context["here"])
+    elif request.method in ("GET", "HEAD"):
+        here = request.url.path
+        query = [(k, v) for k, v in request.query_params.multi_items() if k != LANGUAGE_QUERY]
+    else:
+        here = "/portal"
+    return [{"code": lang.value, "name": language_name(lang.value), "current": lang.value == context.get("language"),
+             "href": f"{here}?{urlencode([*query, (LANGUAGE_QUERY, lang.value)])}"}
+            for lang in languages.supported]
 
 
 templates = Jinja2Templates(directory=Path(__file__).with_name("templates"), context_processors=[_page_context])
+templates.env.add_extension("jinja2.ext.i18n")
+# One line per message in the catalogs however a template wraps a `{% trans %}` block.
+templates.env.policies["ext.i18n.trimmed"] = True
+templates.env.install_gettext_callables(  # type: ignore[attr-defined]  # added by the i18n extension
+    _gettext, _ngettext, newstyle=True, pgettext=_pgettext, npgettext=_npgettext)
 # JSON to read on a page (autoescaped like any text; `tojson` would show "<" as \u003c).
 templates.env.filters["json"] = lambda value: json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
-templates.env.filters["longdate"] = longdate
-templates.env.filters["longdatetime"] = longdatetime
+templates.env.filters["longdate"] = _longdate
+templates.env.filters["longdatetime"] = _longdatetime
+templates.env.filters["decimal"] = _decimal
+templates.env.filters["translate"] = _translate
+# The request types' labels in English (the console shows them so); subject pages translate them.
 templates.env.globals["TYPE_LABELS"] = TYPE_LABELS
+templates.env.globals["language_links"] = _language_links
 
 
 # htmx swaps an answer into the element that asked for it (a live region polling, or an action's
@@ -67,9 +240,17 @@ def render(
 ) -> HTMLResponse:
     htmx = ({} if not request.headers.get("hx-request")
             else _HTMX_POLL if request.method == "GET" else _HTMX_WHOLE_PAGE)
-    return templates.TemplateResponse(
-        request, name, context or {}, status_code=status_code, headers={**PAGE_HEADERS, **htmx, **(headers or {})}
+    response = templates.TemplateResponse(
+        request, name, context or {}, status_code=status_code,
+        headers={**PAGE_HEADERS, "Content-Language": page_language(request), **htmx, **(headers or {})},
     )
+    if is_subject_page(request):
+        state = app_state(request)
+        if chosen := chosen_language(request, state.policy.policy.languages):
+            # Remembered for the portal's next pages.
+            response.set_cookie(LANGUAGE_COOKIE, chosen, max_age=_LANGUAGE_COOKIE_MAX_AGE, path=_LANGUAGE_COOKIE_PATH,
+                                samesite="lax", secure=cookie_secure(request, state.settings))
+    return response
 
 
 def render_fragment(request: Request, name: str, context: dict[str, Any]) -> str:

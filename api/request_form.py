@@ -1,5 +1,10 @@
 """The request form the portal and the console share: reading the type's details from a posted
-form, and turning validation errors into one message per field for the page to show beside it."""
+form, and turning validation errors into one message per field for the page to show beside it.
+
+Labels and messages are written in English and marked `N_`: the page translates the labels as it
+renders (`| translate`), and the messages are worded by the functions below in the language of
+the translator they are given (the subject's on the portal; English, the default, for the
+console, which speaks the staff language)."""
 
 from __future__ import annotations
 
@@ -10,21 +15,30 @@ from pydantic import BaseModel, ValidationError
 from starlette.datastructures import FormData
 
 from api.problems import field_errors
-from policy.systems import correction_problems
-from schemas.requests import ObjectionScope, RestrictionGround
+from dsrflow.i18n import ENGLISH, N_, Translator
+from policy.intake import intake_problems
+from policy.model import Policy
+from schemas.requests import ObjectionScope, RequestDetails, RestrictionGround
 
 SUBMISSION = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 RESTRICTION_LABELS = {
-    RestrictionGround.accuracy_contested: "The accuracy of the data is contested (Art. 18(1)(a))",
-    RestrictionGround.unlawful_processing: "The processing is unlawful but erasure is not wanted (Art. 18(1)(b))",
-    RestrictionGround.needed_for_legal_claims: "The data is no longer needed but is needed for legal claims (Art. 18(1)(c))",
-    RestrictionGround.objection_pending: "An objection is pending our decision (Art. 18(1)(d))",
+    RestrictionGround.accuracy_contested: N_("The accuracy of the data is contested (Art. 18(1)(a))"),
+    RestrictionGround.unlawful_processing: N_("The processing is unlawful but erasure is not wanted (Art. 18(1)(b))"),
+    RestrictionGround.needed_for_legal_claims: N_(
+        "The data is no longer needed but is needed for legal claims (Art. 18(1)(c))"),
+    RestrictionGround.objection_pending: N_("An objection is pending our decision (Art. 18(1)(d))"),
 }
 OBJECTION_LABELS = {
-    ObjectionScope.direct_marketing: "Direct marketing (newsletters, offers)",
-    ObjectionScope.profiling: "Profiling",
-    ObjectionScope.legitimate_interest: "Other processing based on our legitimate interests",
+    ObjectionScope.direct_marketing: N_("Direct marketing (newsletters, offers)"),
+    ObjectionScope.profiling: N_("Profiling"),
+    ObjectionScope.legitimate_interest: N_("Other processing based on our legitimate interests"),
 }
+_LINE_FORMAT = N_("Write each other correction on its own line as: what it is: the correct value.")
+# The policy's words on a correction it refuses (policy/systems.py), where they are fixed: the
+# subject reads them in their language. (A value's format problem names the format, in English.)
+_NOTHING_CORRECTABLE = N_("nothing can be corrected on request here")
+_NOT_CORRECTABLE = "is not something we can correct on request; ask for: "
+_NOT_CORRECTABLE_WORDS = N_("is not something we can correct on request; ask for: %(fields)s")
 M = TypeVar("M", bound=BaseModel)
 LABELS = {"restriction_labels": RESTRICTION_LABELS, "objection_labels": OBJECTION_LABELS}
 
@@ -50,20 +64,21 @@ def _corrections(form: FormData) -> dict[str, str]:
         if line.strip():
             field, sep, value = line.partition(":")
             if not sep or not field.strip() or not value.strip():
-                raise ValueError("Write each other correction on its own line as: what it is: the correct value.")
+                raise ValueError(_LINE_FORMAT)
             corrections[field.strip()] = value.strip()
     return corrections
 
 
-def details(form: FormData, errors: dict[str, str]) -> dict[str, Any]:
-    """The type and its details; only the chosen type's details count (the form shows them all)."""
+def details(form: FormData, errors: dict[str, str], t: Translator = ENGLISH) -> dict[str, Any]:
+    """The type and its details; only the chosen type's details count (the form shows them all).
+    A message for the form is worded by `t`."""
     kind = text(form, "type")
-    body: dict[str, Any] = {"type": kind, "country": text(form, "country")}
+    body: dict[str, Any] = {"type": kind, "country": text(form, "country"), "language": text(form, "language")}
     if kind == "rectification":
         try:
             body["corrections"] = _corrections(form)
-        except ValueError as exc:
-            errors["corrections"] = str(exc)
+        except ValueError:
+            errors["corrections"] = t.gettext(_LINE_FORMAT)
     elif kind == "restriction":
         body["restriction_grounds"] = [str(g) for g in form.getlist("restriction_grounds")]
     elif kind == "objection":
@@ -71,13 +86,28 @@ def details(form: FormData, errors: dict[str, str]) -> dict[str, Any]:
     return body
 
 
-def check_corrections(systems: Any, new: Any, errors: dict[str, str]) -> None:
-    """The policy's word on each correction (policy/rectification.py), as the form's message."""
-    if new is not None and new.corrections:
-        problems = correction_problems(systems, new.corrections)
-        if problems:
-            errors["corrections"] = "; ".join(
-                f"{field.removeprefix('corrections.')}: {message}" for field, message in problems.items())
+def _policy_words(message: str, t: Translator) -> str:
+    if message == _NOTHING_CORRECTABLE:
+        return t.gettext(_NOTHING_CORRECTABLE)
+    if message.startswith(_NOT_CORRECTABLE):
+        return t.gettext(_NOT_CORRECTABLE_WORDS) % {"fields": message.removeprefix(_NOT_CORRECTABLE)}
+    return message
+
+
+def check_policy(policy: Policy, new: RequestDetails | None, errors: dict[str, str], t: Translator = ENGLISH,
+                 messages: dict[str, str] | None = None) -> None:
+    """The policy's word on the request (policy/intake.py: each correction, the language), as the
+    form's messages: one per form field, worded by `t`, or the friendlier `messages` given for a
+    field (as `validate` takes them)."""
+    if new is None:
+        return
+    problems = intake_problems(policy, new)
+    corrections = {f.removeprefix("corrections."): m for f, m in problems.items() if f.startswith("corrections.")}
+    if corrections:
+        errors["corrections"] = "; ".join(f"{field}: {_policy_words(message, t)}"
+                                          for field, message in corrections.items())
+    if "language" in problems:
+        errors["language"] = (messages or {}).get("language", problems["language"])
 
 
 def validate(model: type[M], body: dict[str, Any], errors: dict[str, str],

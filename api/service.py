@@ -15,7 +15,7 @@ from dsrflow.domain.appeals import AppealRefused, check_appeal
 from dsrflow.domain.request_start import start_request_workflow
 from dsrflow.stores.requests_store import IdempotencyConflict, create_request, get_request
 from dsrflow.stores.restrictions_store import as_view, restriction_for
-from policy.systems import correction_problems
+from policy.intake import intake_problems
 from schemas.requests import NewRequest, RequestStatus
 from schemas.workflow import RequestState, workflow_id_for
 from workflows.dsr import DataSubjectRequestWorkflow
@@ -26,7 +26,7 @@ async def open_request(
 ) -> tuple[dict[str, Any], bool]:
     """Store the request, then start its workflow. A repeat (same idempotency key) returns the
     stored request and makes sure its workflow runs, so a start that failed can be retried."""
-    if new.corrections and (problems := correction_problems(state.policy.policy.systems.values(), new.corrections)):
+    if problems := intake_problems(state.policy.policy, new):
         raise Problem(422, "Invalid request", "; ".join(f"{f}: {m}" for f, m in problems.items()),
                       errors=[{"field": f, "message": m} for f, m in problems.items()])
     pool = await state.db()
@@ -98,6 +98,7 @@ async def request_view(state: AppState, request_id: str) -> dict[str, Any]:
         "type": row["request_type"],
         "regime": row["regime"],
         "country": row["country"],
+        "language": row["language"],
         "channel": row["channel"],
         "origin": row["origin"],
         "status": row["status"],

@@ -14,6 +14,7 @@ from pydantic import (
     ConfigDict,
     EmailStr,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -23,12 +24,13 @@ from policy.disclosure import AutomatedDecisions, Profiling
 from policy.exports import ProcessorExports
 from policy.http_model import HttpConfig, inline_http_files
 from policy.keeping import RetentionRule, StatutoryHold
+from policy.languages import SOURCE_LANGUAGE, Languages, check_translation, translated
 from policy.remedies import Authority, Remedies
 from policy.restriction import RestrictionPolicy
 from policy.strict import IDENT, StrictModel
 from policy.systems import System
 from schemas.requests import RequestType
-from schemas.vocabulary import Regime
+from schemas.vocabulary import Language, Regime
 
 DEFAULT_POLICY = Path(__file__).with_name("connexeon.yaml")
 
@@ -102,6 +104,9 @@ class Policy(StrictModel):
     deadline_warnings_days: tuple[Annotated[int, Field(ge=1, le=90)], ...] = (7, 2)
     # A request step that failed, or kept failing this long, flags the request for staff.
     attention_after_minutes: int = Field(15, ge=1, le=24 * 60)
+    # The languages subjects are written to in, and the policy's texts in each (policy/languages.py).
+    languages: Languages = Languages()
+    translations: dict[Language, dict[str, Any]] = Field(default_factory=dict)
     supervisory_authorities: dict[str, Authority]
     # Per regime, what a refusal in whole or in part tells the subject (policy/remedies.py).
     remedies: dict[Regime, Remedies]
@@ -269,10 +274,25 @@ class LoadedPolicy(BaseModel):
     version: str
     policy: Policy
     content: dict[str, Any]
+    _in_language: dict[str, Policy] = PrivateAttr(default_factory=dict)
+
+    def in_language(self, language: str) -> Policy:
+        """The policy with its texts for subjects in `language` (checked complete at load)."""
+        if language == SOURCE_LANGUAGE or language not in self.policy.translations:
+            return self.policy
+        if language not in self._in_language:
+            content = {k: v for k, v in self.content.items() if k != "translations"}
+            self._in_language[language] = Policy.model_validate(
+                translated(content, self.policy.translations[Language(language)]))
+        return self._in_language[language]
 
     @property
     def default_country(self) -> str:
         return self.policy.defaults.country
+
+    @property
+    def default_language(self) -> str:
+        return self.policy.languages.default.value
 
 
 def check_http_references(name: str, config: HttpConfig, policy: Policy) -> None:
@@ -299,13 +319,62 @@ def _version(content: dict[str, Any]) -> str:
 
 def parse_policy(content: dict[str, Any], source: str = "<policy>") -> LoadedPolicy:
     try:
+        # A policy built in code (tests, tools) may still name the shipped translation files.
+        inline_translation_files(content, DEFAULT_POLICY)
+    except ValueError as exc:
+        raise PolicyError(f"{source}: {exc}") from None
+    try:
         policy = Policy.model_validate(content)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}" for e in exc.errors()
         )
         raise PolicyError(f"{source}: {problems}") from None
+    try:
+        _check_translations(policy, content)
+    except ValueError as exc:
+        raise PolicyError(f"{source}: {exc}") from None
     return LoadedPolicy(version=_version(content), policy=policy, content=content)
+
+
+def _check_translations(policy: Policy, content: dict) -> None:
+    """Each supported language but English has a complete translation; no other has one."""
+    for language in policy.translations:
+        if language not in policy.languages.supported or language == SOURCE_LANGUAGE:
+            raise ValueError(f"translations.{language.value}: not a supported language other than "
+                             f"{SOURCE_LANGUAGE.value} (languages.supported)")
+    for language in policy.languages.supported:
+        if language == SOURCE_LANGUAGE:
+            continue
+        if language not in policy.translations:
+            raise ValueError(f"translations.{language.value}: missing; languages.supported lists it")
+        check_translation(content, language.value, policy.translations[language])
+
+
+def inline_translation_files(content: dict, path: Path) -> None:
+    """Replace `translations.<language>: {file: ...}` by the file's content (next to the policy,
+    else among the shipped ones), so that the stored policy, and so its version, holds every
+    language."""
+    translations = content.get("translations")
+    if not isinstance(translations, dict):
+        return
+    for language, given in translations.items():
+        if isinstance(given, dict) and set(given) == {"file"}:
+            relative = Path(str(given["file"]))
+            candidates = (path.parent / relative, DEFAULT_POLICY.parent / relative)
+            found = next((c for c in candidates if c.is_file()), None)
+            if found is None:
+                raise ValueError(f"{path}: translations.{language}.file: {relative} not found next to the "
+                                 f"policy or in {DEFAULT_POLICY.parent}")
+            try:
+                loaded = yaml.safe_load(found.read_text())
+            except OSError as exc:
+                raise ValueError(f"{path}: translations.{language}.file: cannot read {found}: {exc.strerror}") from None
+            except yaml.YAMLError as exc:
+                raise ValueError(f"{found}: not valid YAML: {exc}") from None
+            if not isinstance(loaded, dict):
+                raise ValueError(f"{found}: expected a mapping at the top level")
+            translations[language] = loaded
 
 
 def load_policy(path: Path | None = None) -> LoadedPolicy:
@@ -320,6 +389,7 @@ def load_policy(path: Path | None = None) -> LoadedPolicy:
         raise PolicyError(f"{path}: expected a mapping at the top level")
     try:
         inline_http_files(content, path, DEFAULT_POLICY.parent)
+        inline_translation_files(content, path)
     except ValueError as exc:
         raise PolicyError(str(exc)) from None
     return parse_policy(content, str(path))

@@ -36,7 +36,8 @@ class Remedies(StrictModel):
     # The authority; none: the supervisory authority of the subject's country where the policy
     # lists one, else that of the controller's country (GDPR Art. 77 and 56).
     authority: Authority | None = None
-    judicial_heading: str = "Your right to a judicial remedy"
+    # None: the letter's own heading, "Your right to a judicial remedy", in the letter's language.
+    judicial_heading: str | None = None
     judicial: str
     appeal: Appeal | None = None
     # PIPEDA s. 8(4): the extension notice also names the right to complain about the extension.

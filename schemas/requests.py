@@ -11,7 +11,7 @@ from typing import Annotated, Any, Self
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator, model_validator
 
 from schemas.plain_text import OneLine
-from schemas.vocabulary import Regime
+from schemas.vocabulary import Language, Regime
 
 __all__ = [
     "Channel", "DenialReason", "NewRequest", "ObjectionScope", "PublicNewRequest", "Regime",
@@ -100,7 +100,7 @@ class SubjectIdentity(BaseModel):
     customer_id: OneLine | None = Field(None, min_length=1, max_length=100)
 
 
-class _RequestDetails(BaseModel):
+class RequestDetails(BaseModel):
     """Type-specific details, shared by the staff and the public forms."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
@@ -118,6 +118,9 @@ class _RequestDetails(BaseModel):
         None, max_length=len(RestrictionGround), description="restriction: the Art. 18(1) grounds invoked"
     )
     objection_scope: ObjectionScope | None = Field(None, description="objection: what is objected to")
+    language: Language | None = Field(
+        None, description="the language the subject is written to in (one the controller's policy supports, "
+        "`languages.supported`); the policy's default if omitted")
     appeal_of: uuid.UUID | None = Field(
         None, description="an appeal (VCDPA, CTDPA, CPA): the id of the subject's request we refused, "
         "in whole or in part; the appeal takes its regime and has its own statutory deadline")
@@ -164,7 +167,7 @@ class _RequestDetails(BaseModel):
         )
 
 
-class NewRequest(_RequestDetails):
+class NewRequest(RequestDetails):
     """A request opened by staff or through the API."""
 
     regime: Regime = Regime.gdpr
@@ -190,7 +193,7 @@ class NewRequest(_RequestDetails):
         return value
 
 
-class PublicNewRequest(_RequestDetails):
+class PublicNewRequest(RequestDetails):
     """A request a data subject submits through the portal."""
 
     email: EmailStr

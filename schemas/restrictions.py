@@ -4,16 +4,13 @@ staff-written reasons only."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from schemas.contract import Contract
 from schemas.plain_text import FreeText
 
 
-class _Contract(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class LiftRestrictionInput(_Contract):
+class LiftRestrictionInput(Contract):
     """Compliance ends a restriction, with the reason the subject is told."""
 
     reason: FreeText = Field(min_length=10, max_length=4000,
@@ -21,26 +18,26 @@ class LiftRestrictionInput(_Contract):
     actor: str = "staff"
 
 
-class RestrictionInForce(_Contract):
+class RestrictionInForce(Contract):
     """The restriction request's fan-out finished: the systems it reached."""
 
     request_id: str
     systems: list[str]
 
 
-class LiftAnnounced(_Contract):
+class LiftAnnounced(Contract):
     request_id: str
     reason: str
     actor: str
 
 
-class LiftSchedule(_Contract):
+class LiftSchedule(Contract):
     """When the lift takes effect: after the policy's notice period from the letter."""
 
     notice_days: int
 
 
-class LiftCarriedOut(_Contract):
+class LiftCarriedOut(Contract):
     request_id: str
     systems: list[str]  # every system the lift was carried to
     recipients: list[str]  # the Art. 19 recipients among them, told of the lift

@@ -6,16 +6,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from schemas.contract import Contract
 from schemas.plain_text import FreeText
 
 
-class _Contract(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class StepTrouble(_Contract):
+class StepTrouble(Contract):
     key: str  # "<step>:<n>", n counting the request's troubles
     step: str  # the activity, e.g. "send_letter", "prepare_request"
     message: str
@@ -25,7 +22,7 @@ class StepTrouble(_Contract):
     answered_by: str | None = None  # staff asked for a retry or a skip; it is under way
 
 
-class TroubleRecord(_Contract):
+class TroubleRecord(Contract):
     """A trouble to store (open) or close (`resolution` set)."""
 
     request_id: str
@@ -34,11 +31,11 @@ class TroubleRecord(_Contract):
     actor: str = "workflow"
 
 
-class RetryStepInput(_Contract):
+class RetryStepInput(Contract):
     actor: str = "staff"
 
 
-class SkipStepInput(_Contract):
+class SkipStepInput(Contract):
     """Staff did the failing step's work by other means (e.g. sent the letter themselves)."""
 
     note: FreeText = Field(min_length=5, max_length=2000,

@@ -1,5 +1,5 @@
 """The product's vocabularies, each defined once and imported wherever it is used: privacy regimes,
-letter purposes, staff-alert kinds and connector kinds. (Request types, statuses and denial reasons
+languages, letter purposes, staff-alert kinds and connector kinds. (Request types, statuses and denial reasons
 live beside the request they describe, in schemas/requests.py.)"""
 
 from __future__ import annotations
@@ -17,6 +17,16 @@ class Regime(StrEnum):
     cpa = "cpa"
     lgpd = "lgpd"
     pipeda = "pipeda"
+
+
+class Language(StrEnum):
+    """The languages dsrflow writes to subjects in (a catalog under dsrflow/i18n/locales/ each;
+    English is the source language). The policy picks the controller's supported subset."""
+
+    en = "en"
+    nl = "nl"
+    fr = "fr"
+    de = "de"
 
 
 class LetterPurpose(StrEnum):

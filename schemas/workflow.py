@@ -15,8 +15,9 @@ import re
 from datetime import date, datetime
 from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from schemas.contract import Contract
 from schemas.plain_text import FreeText
 from schemas.requests import DenialReason, RequestStatus, RequestType
 from schemas.steps import StepTrouble
@@ -33,11 +34,7 @@ def task_workflow_id(request_id: str, system: str, action: str, attempt: int) ->
     return f"{workflow_id_for(request_id)}-{system}-{action}-{attempt}"
 
 
-class _Contract(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class StartRequest(_Contract):
+class StartRequest(Contract):
     request_id: str
     policy_version: str
     # The policy's attention_after_minutes, known before the first step runs (requests started
@@ -45,7 +42,7 @@ class StartRequest(_Contract):
     attention_after_minutes: int = 15
 
 
-class Checkpoints(_Contract):
+class Checkpoints(Contract):
     """UTC instants at which the deadline watch acts for one due date."""
 
     due_date: date
@@ -53,7 +50,7 @@ class Checkpoints(_Contract):
     overdue_at: datetime
 
 
-class RequestFacts(_Contract):
+class RequestFacts(Contract):
     request_id: str
     request_type: RequestType
     regime: str
@@ -73,14 +70,14 @@ class RequestFacts(_Contract):
     approval_required: bool = False
 
 
-class IssueChallenge(_Contract):
+class IssueChallenge(Contract):
     request_id: str
     round: int
     purpose: str  # "verification" or "reminder"
     expires_at: datetime
 
 
-class Challenge(_Contract):
+class Challenge(Contract):
     """Only hashes: the code and link token exist in clear text only in the e-mail."""
 
     round: int
@@ -89,7 +86,7 @@ class Challenge(_Contract):
     expires_at: datetime
 
 
-class VerifyAttempt(_Contract):
+class VerifyAttempt(Contract):
     code_hash: str | None = None
     token_hash: str | None = None
 
@@ -101,26 +98,26 @@ class VerifyAttempt(_Contract):
         return self
 
 
-class VerifyResult(_Contract):
+class VerifyResult(Contract):
     verified: bool
     attempts_left: int
     locked: bool
 
 
-class ExtendInput(_Contract):
+class ExtendInput(Contract):
     reason: FreeText = Field(min_length=10, max_length=4000,
                              examples=["Request covers six systems and 9 years of records"])
     actor: str = "staff"
 
 
-class DenyInput(_Contract):
+class DenyInput(Contract):
     reason_code: DenialReason
     explanation: FreeText = Field(min_length=10, max_length=4000,
                                   examples=["This is the fourth identical request in a month; we answered on 2 March"])
     actor: str = "staff"
 
 
-class CancelInput(_Contract):
+class CancelInput(Contract):
     reason: FreeText = Field(min_length=3, max_length=4000, examples=["Subject withdrew the request by phone"],
                              description="sent to the subject")
     withdrawn_by_subject: bool = Field(
@@ -129,18 +126,18 @@ class CancelInput(_Contract):
     actor: str = "staff"
 
 
-class ResendInput(_Contract):
+class ResendInput(Contract):
     actor: str = "staff"
 
 
-class ApproveInput(_Contract):
+class ApproveInput(Contract):
     """Compliance releases the response (and the access package) for sending."""
 
     note: FreeText | None = Field(None, max_length=2000, examples=["Package checked: 4 systems, no third-party data"])
     actor: str = "staff"
 
 
-class LetterJob(_Contract):
+class LetterJob(Contract):
     request_id: str
     purpose: str
     key: str = "1"
@@ -148,13 +145,13 @@ class LetterJob(_Contract):
     to_staff: bool = False
 
 
-class LetterReceipt(_Contract):
+class LetterReceipt(Contract):
     letter_key: str
     message_id: str
     already_sent: bool
 
 
-class Transition(_Contract):
+class Transition(Contract):
     request_id: str
     status: RequestStatus
     event_key: str
@@ -162,7 +159,7 @@ class Transition(_Contract):
     data: dict[str, Any] = Field(default_factory=dict)
 
 
-class EventRecord(_Contract):
+class EventRecord(Contract):
     request_id: str
     event_type: str
     event_key: str
@@ -170,7 +167,7 @@ class EventRecord(_Contract):
     data: dict[str, Any] = Field(default_factory=dict)
 
 
-class ExtensionRecord(_Contract):
+class ExtensionRecord(Contract):
     request_id: str
     reason: str
     actor: str
@@ -181,7 +178,7 @@ class ExtensionRecord(_Contract):
 ASKED_BY_EMAIL = "manual_email"
 
 
-class SystemTask(_Contract):
+class SystemTask(Contract):
     """One system's part of a plan."""
 
     system: str
@@ -193,14 +190,14 @@ class SystemTask(_Contract):
     scope: str | None = None  # objection scope
 
 
-class Plan(_Contract):
+class Plan(Contract):
     request_id: str
     policy_version: str
     request_type: str
     tasks: list[SystemTask] = Field(default_factory=list)
 
 
-class TaskInput(_Contract):
+class TaskInput(Contract):
     request_id: str
     policy_version: str
     task: SystemTask
@@ -208,7 +205,7 @@ class TaskInput(_Contract):
     external_id: str | None = None
 
 
-class TaskResult(_Contract):
+class TaskResult(Contract):
     system: str
     action: str
     status: str  # done | not_found | needs_attention | pending
@@ -227,12 +224,12 @@ class TaskResult(_Contract):
     note: str | None = None
 
 
-class TaskRecord(_Contract):
+class TaskRecord(Contract):
     request_id: str
     result: TaskResult
 
 
-class ProcessorUpdate(_Contract):
+class ProcessorUpdate(Contract):
     """A processor's word on an asynchronous task (verified callback or poll)."""
 
     status: str
@@ -243,12 +240,12 @@ class ProcessorUpdate(_Contract):
 TaskSystem = Annotated[FreeText, Field(min_length=1, max_length=64, examples=["billing"])]
 
 
-class RetryTaskInput(_Contract):
+class RetryTaskInput(Contract):
     system: TaskSystem
     actor: str = "staff"
 
 
-class ObjectionDecision(_Contract):
+class ObjectionDecision(Contract):
     """Compliance's decision on an objection to processing based on legitimate interests
     (Art. 21(1)): stop, unless the controller demonstrates compelling legitimate grounds."""
 
@@ -258,7 +255,7 @@ class ObjectionDecision(_Contract):
     actor: str = "staff"
 
 
-class ResolveTaskInput(_Contract):
+class ResolveTaskInput(Contract):
     """Staff confirm they carried out a system's action by other means (e.g. told a processor
     whose API has no such request type)."""
 
@@ -267,7 +264,7 @@ class ResolveTaskInput(_Contract):
     actor: str = "staff"
 
 
-class PackageInfo(_Contract):
+class PackageInfo(Contract):
     package_id: str
     kind: str  # access | portability
     records: int
@@ -279,12 +276,12 @@ class PackageInfo(_Contract):
     missing: dict[str, str] = Field(default_factory=dict)
 
 
-class ExecutionReport(_Contract):
+class ExecutionReport(Contract):
     results: list[TaskResult] = Field(default_factory=list)
     package: PackageInfo | None = None
 
 
-class VerificationState(_Contract):
+class VerificationState(Contract):
     required: bool
     verified_at: datetime | None = None
     method: str | None = None
@@ -294,7 +291,7 @@ class VerificationState(_Contract):
     round: int = 0
 
 
-class RequestState(_Contract):
+class RequestState(Contract):
     """What the `state` query answers: the request's live state, without personal data."""
 
     request_id: str

@@ -24,6 +24,7 @@ from devstack.postgres import EmbeddedPostgres
 from devstack.processes import free_port
 from dsrflow.settings import Settings
 from policy.model import DEFAULT_POLICY, LoadedPolicy, load_policy
+from tests.support import english_only
 
 
 @dataclass
@@ -41,6 +42,18 @@ async def serve(app, port: int) -> tuple[uvicorn.Server, asyncio.Task]:
     while not server.started:
         await asyncio.sleep(0.05)
     return server, task
+
+
+@contextlib.asynccontextmanager
+async def served(app) -> AsyncIterator[str]:
+    """`app` served on a free loopback port for the block; yields its base URL."""
+    port = free_port()
+    server, task = await serve(app, port)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
 
 
 @contextlib.asynccontextmanager
@@ -68,6 +81,8 @@ async def fanout_stack(postgres: EmbeddedPostgres, settings: Settings, client, t
     content["approval_required_for"] = []
     content["systems"]["email_marketing"]["config"]["base_url"] = email_url
     content["systems"].update(extra_systems or {})  # e.g. http systems (tests/test_saas_*.py)
+    if extra_systems:
+        english_only(content)
     content.update(policy_updates or {})  # e.g. small upload limits (tests/test_processor_exports.py)
     policy_path = tmp / f"policy-{suffix}.yaml"
     policy_path.write_text(yaml.safe_dump(content, sort_keys=False))

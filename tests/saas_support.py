@@ -3,10 +3,8 @@ systems using the shipped configurations (policy/http/*.yaml), and a connector f
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -15,23 +13,11 @@ import yaml
 
 from activities.connectors import build_connector
 from activities.connectors.base import ConnectorEnv, Subject
-from devstack.processes import free_port
 from dsrflow.settings import Settings
 from policy.model import DEFAULT_POLICY, LoadedPolicy, load_policy
-from tests.fanout_stack import serve
+from tests.support import english_only
 
 SECRET = b"s" * 32
-
-
-@contextlib.asynccontextmanager
-async def served(app) -> AsyncIterator[str]:
-    port = free_port()
-    server, task = await serve(app, port)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
 
 
 def http_policy(tmp: Path, systems: dict[str, dict[str, Any]], keep: tuple[str, ...] = ()) -> LoadedPolicy:
@@ -42,6 +28,7 @@ def http_policy(tmp: Path, systems: dict[str, dict[str, Any]], keep: tuple[str, 
     if content["automated_decisions"]["profiling"]["system"] not in keep:
         content["automated_decisions"].pop("profiling")
     content["systems"].update(systems)
+    english_only(content)
     path = tmp / f"policy-{uuid.uuid4().hex[:6]}.yaml"
     path.write_text(yaml.safe_dump(content, sort_keys=False))
     return load_policy(path)

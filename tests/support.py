@@ -13,6 +13,7 @@ import zipfile
 from collections.abc import AsyncIterator
 from datetime import date, timedelta
 from email.message import EmailMessage
+from typing import Any
 
 import asyncpg
 import httpx
@@ -182,3 +183,12 @@ async def delete_schedules(client: Client) -> None:
     for schedule_id in SCHEDULE_IDS:
         with contextlib.suppress(RPCError):
             await client.get_schedule_handle(schedule_id).delete()
+
+
+def english_only(content: dict[str, Any]) -> dict[str, Any]:
+    """A test policy that adds systems of its own writes in English only: the shipped translation
+    files cover the shipped systems' texts, not the test's (a new system's label would be missing
+    in each, and the policy would not load)."""
+    content["languages"] = {"supported": ["en"], "default": "en", "staff": "en"}
+    content.pop("translations", None)
+    return content

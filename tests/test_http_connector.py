@@ -15,7 +15,8 @@ from activities.connectors.base import PermanentConnectorError
 from devstack.saas.hubspot import create_hubspot_app
 from devstack.saas.stripe import create_stripe_app
 from policy.model import DEFAULT_POLICY, PolicyError
-from tests.saas_support import collect, connector, http_policy, http_system, served, subject
+from tests.fanout_stack import served
+from tests.saas_support import collect, connector, http_policy, http_system, subject
 
 STRIPE = yaml.safe_load((DEFAULT_POLICY.parent / "http/stripe.yaml").read_text())
 

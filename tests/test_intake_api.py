@@ -45,6 +45,8 @@ INVALID_STAFF_REQUESTS = [
     pytest.param({"type": "objection"}, "objection_scope", id="objection-without-scope"),
     pytest.param({"subject": {"email": "not-an-address"}}, "subject.email", id="malformed-subject-email"),
     pytest.param({"favourite_colour": "blue"}, "favourite_colour", id="unknown-extra-field"),
+    pytest.param({"language": "it"}, "language", id="unknown-language"),
+    pytest.param({"language": "NL"}, "language", id="language-not-a-code"),
 ]
 
 
@@ -71,6 +73,16 @@ async def test_invalid_public_request_is_refused_per_field_and_not_stored(http, 
     problem = assert_problem(r, 422)
     assert [e["field"] for e in problem["errors"]] == ["email"], problem
     assert await count_requests(pool) == before
+
+
+async def test_the_requests_language_is_stored_and_shown(http, pool):
+    headers = await staff_headers(pool, "agent")
+    for given, stored in (({"language": "fr"}, "fr"), ({}, "en")):  # none: the policy's default
+        body = {"type": "erasure", "subject": {"email": unique_email("language")}, **given}
+        r = await http.post("/v1/requests", headers=headers, json=body)
+        assert r.status_code == 201, r.text
+        assert r.json()["language"] == stored
+        assert (await http.get(f"/v1/requests/{r.json()['id']}", headers=headers)).json()["language"] == stored
 
 
 async def test_same_idempotency_key_returns_the_same_request(http, pool):

@@ -57,7 +57,7 @@ async def test_submit_then_verify_by_code(http, pool, mail_sink):
     wrong = "000000" if code != "000000" else "111111"
     r = await http.post(f"/portal/requests/{rid}/verify", data={"code": wrong})
     assert r.status_code == 400
-    assert "That code is not right. You have 4 attempt(s) left." in r.text
+    assert "That code is not right. You have 4 attempts left." in r.text
 
     r = await http.post(f"/portal/requests/{rid}/verify", data={"code": f"{code[:3]} {code[3:]}"})
     assert r.status_code == 303, r.text
@@ -170,7 +170,7 @@ async def test_package_page_wraps_the_download_link(http, pool):
 
     page = await http.get(f"/portal/packages/{token}")
     assert page.status_code == 200
-    assert "42 record(s)" in page.text and "20.0 KB" in page.text
+    assert "42 records" in page.text and "20.0 KB" in page.text
     assert f'href="/v1/public/packages/{token}"' in page.text
 
     gone = await http.get(f"/portal/packages/{expired}")

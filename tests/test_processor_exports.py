@@ -209,7 +209,7 @@ async def test_staff_resolve_a_processor_that_never_sent_its_export_and_the_lett
         state = await asyncio.wait_for(handle.result(), 120)
         assert state["status"] == "completed", state
         letter, archive = await _package(http, mail_sink, rid)
-        assert "except for the data named under \"What your download does not include\"" in letter
+        assert "except for the data named under “What your download does not include”" in letter
         assert "Survey service provider: this processor of ours did not send us the copy of your data it " \
                "holds, so we could not include it." in letter
         assert "for each of our systems" not in letter and "chased" not in letter

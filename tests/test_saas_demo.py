@@ -13,7 +13,8 @@ from devstack.processes import free_port, wait_for_port
 from devstack.saas.__main__ import create_demo_app, demo_environment
 from devstack.saas.policy import write_demo_saas_policy
 from policy.model import DEFAULT_POLICY, load_policy
-from tests.saas_support import collect, connector, served, subject
+from tests.fanout_stack import served
+from tests.saas_support import collect, connector, subject
 
 
 async def test_the_demo_policy_reaches_every_stand_in(tmp_path, pool, monkeypatch):

@@ -17,8 +17,8 @@ import pytest
 from devstack.saas.ga4 import create_ga4_app, new_service_account
 from devstack.saas.stripe import create_stripe_app
 from schemas.workflow import workflow_id_for
-from tests.fanout_stack import api, fanout_stack
-from tests.saas_support import http_system, served
+from tests.fanout_stack import api, fanout_stack, served
+from tests.saas_support import http_system
 from tests.support import staff_headers, text_of, wait_for_letter
 from workers.dsr_worker import build_worker
 

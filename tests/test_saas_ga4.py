@@ -20,8 +20,8 @@ from dsrflow.stores.requests_store import create_request
 from policy.model import DEFAULT_POLICY
 from schemas.requests import NewRequest
 from schemas.workflow import workflow_id_for
-from tests.fanout_stack import api, fanout_stack
-from tests.saas_support import connector, http_policy, http_system, served, subject
+from tests.fanout_stack import api, fanout_stack, served
+from tests.saas_support import connector, http_policy, http_system, subject
 from tests.support import staff_headers
 from workers.dsr_worker import build_worker
 from workflows.dsr import DataSubjectRequestWorkflow

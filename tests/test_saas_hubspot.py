@@ -8,7 +8,8 @@ import pytest
 
 from activities.connectors.base import PermanentConnectorError
 from devstack.saas.hubspot import create_hubspot_app
-from tests.saas_support import collect, connector, http_policy, http_system, served, subject
+from tests.fanout_stack import served
+from tests.saas_support import collect, connector, http_policy, http_system, subject
 
 
 @pytest.fixture

@@ -8,7 +8,8 @@ import pytest
 
 from activities.connectors.base import PermanentConnectorError
 from devstack.saas.mailchimp import create_mailchimp_app, subscriber_hash
-from tests.saas_support import collect, connector, http_policy, http_system, served, subject
+from tests.fanout_stack import served
+from tests.saas_support import collect, connector, http_policy, http_system, subject
 
 KEY = "0123456789abcdef-us21"
 

@@ -10,7 +10,8 @@ import pytest
 
 from activities.connectors.base import ErasureContext, PermanentConnectorError
 from devstack.saas.stripe import create_stripe_app
-from tests.saas_support import collect, connector, http_policy, http_system, served, subject
+from tests.fanout_stack import served
+from tests.saas_support import collect, connector, http_policy, http_system, subject
 
 KEY = "sk_test_51standin"
 NOW = int(time.time())

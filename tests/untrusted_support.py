@@ -26,9 +26,9 @@ from activities.connectors.opendsr_signature import (
     sign,
 )
 from api.app import create_app
-from devstack.processes import free_port
 from dsrflow.settings import Settings
-from tests.fanout_stack import serve
+from tests.fanout_stack import served
+from tests.support import english_only
 
 PROCESSOR = "forged_proc"
 
@@ -96,22 +96,12 @@ class Recorder:
         return Starlette(routes=[Route("/{path:path}", anything, methods=["GET", "POST"])])
 
 
-@contextlib.asynccontextmanager
-async def served(app) -> AsyncIterator[str]:
-    port = free_port()
-    server, task = await serve(app, port)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
-
-
 def processor_policy(tmp: Path, lifecycle_policy: Path, system_config: dict[str, Any]) -> Path:
     """The lifecycle policy with one OpenDSR system, `forged_proc`."""
     content = copy.deepcopy(yaml.safe_load(lifecycle_policy.read_text()))
     content["systems"] = {PROCESSOR: {"label": "Forged processor", "connector": "opendsr",
                                       "config": {"origin": "observed", **system_config}}}
+    english_only(content)
     path = tmp / f"policy-{uuid.uuid4().hex[:6]}.yaml"
     path.write_text(yaml.safe_dump(content, sort_keys=False))
     return path

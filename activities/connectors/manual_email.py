@@ -51,56 +51,57 @@ from activities.connectors.base import (
     PermanentConnectorError,
     Subject,
 )
-from activities.letter_templates import RenderedLetter
-from activities.letter_templates import env as letter_env
+from activities.letter_templates import RenderedLetter, render_template_set
 from activities.letters import message_id_for
 from activities.outbox import OnSent, Sent, send_once
 from dsrflow.crypto.hashing import keyed_hash
 from dsrflow.domain.audit import append_event
+from dsrflow.i18n import N_, SOURCE_LANGUAGE, translations
 
 REQUEST_PURPOSE = "processor_request"
 REMINDER_PURPOSE = "processor_reminder"
 TOKEN_PURPOSE = "manual-confirm"
 
 _SCOPES = {
-    "direct_marketing": "direct marketing (Art. 21(2) and (3) GDPR): stop using the data subject's data "
+    "direct_marketing": N_("direct marketing (Art. 21(2) and (3) GDPR): stop using the data subject's data "
     "for direct marketing, including profiling related to it, and suppress the address so it is not "
-    "contacted again",
-    "profiling": "profiling (Art. 21(1) GDPR): stop profiling the data subject",
-    "legitimate_interest": "processing based on our legitimate interests (Art. 21(1) GDPR): stop that "
-    "processing of the data subject's data, keeping it stored only, until we tell you otherwise",
+    "contacted again"),
+    "profiling": N_("profiling (Art. 21(1) GDPR): stop profiling the data subject"),
+    "legitimate_interest": N_("processing based on our legitimate interests (Art. 21(1) GDPR): stop that "
+    "processing of the data subject's data, keeping it stored only, until we tell you otherwise"),
 }
-# (title, what the processor is asked to do). Objections get their scope appended.
+# (title, what the processor is asked to do); an objection names its scope. Marked for the
+# catalogs here, translated when the mail is written (processors read the staff language).
 _ACTIONS: dict[str, tuple[str, str]] = {
     "erase": (
-        "erasure",
-        "Erase all personal data of the data subject below that you process on our behalf, "
-        "including copies, and stop any processing of it (Art. 17 GDPR).",
+        N_("erasure"),
+        N_("Erase all personal data of the data subject below that you process on our behalf, "
+        "including copies, and stop any processing of it (Art. 17 GDPR)."),
     ),
     "rectify": (
-        "rectification",
-        "Correct the personal data of the data subject below that you process on our behalf, "
-        "replacing it with the corrected values listed here (Art. 16 GDPR).",
+        N_("rectification"),
+        N_("Correct the personal data of the data subject below that you process on our behalf, "
+        "replacing it with the corrected values listed here (Art. 16 GDPR)."),
     ),
     "restrict": (
-        "restriction of processing",
-        "Restrict the processing of the personal data of the data subject below: keep it stored, "
-        "but do not otherwise process it until we tell you the restriction has ended (Art. 18 GDPR).",
+        N_("restriction of processing"),
+        N_("Restrict the processing of the personal data of the data subject below: keep it stored, "
+        "but do not otherwise process it until we tell you the restriction has ended (Art. 18 GDPR)."),
     ),
     "lift_restriction": (
-        "end of a restriction of processing",
-        "The restriction of processing of the data subject below has ended: you may again process "
-        "their personal data as our instructions provide (Art. 18(3) GDPR).",
+        N_("end of a restriction of processing"),
+        N_("The restriction of processing of the data subject below has ended: you may again process "
+        "their personal data as our instructions provide (Art. 18(3) GDPR)."),
     ),
     "object": (
-        "objection",
-        "The data subject below objects to",
+        N_("objection"),
+        N_("The data subject below objects to %(scope)s."),
     ),
     "access": (
-        "copy of the data (export)",
-        "Send us a copy of all personal data of the data subject below that you process on our behalf, "
+        N_("copy of the data (export)"),
+        N_("Send us a copy of all personal data of the data subject below that you process on our behalf, "
         "so that we can give it to them (Art. 15 and 20 GDPR). Upload it on the page the link below "
-        "opens, in a form they can read: JSON, CSV, PDF or plain-text files, or a ZIP archive of them.",
+        "opens, in a form they can read: JSON, CSV, PDF or plain-text files, or a ZIP archive of them."),
     ),
 }
 
@@ -115,29 +116,14 @@ def external_id_for(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
-def _tidy(text: str) -> str:
-    lines = [line.rstrip() for line in text.replace("\r\n", "\n").split("\n")]
-    tidy = "\n".join(lines)
-    while "\n\n\n" in tidy:
-        tidy = tidy.replace("\n\n\n", "\n\n")
-    return tidy.strip("\n") + "\n"
-
-
-def render_processor_mail(purpose: str, context: Mapping[str, Any]) -> RenderedLetter:
+def render_processor_mail(purpose: str, context: Mapping[str, Any], language: str = SOURCE_LANGUAGE,
+                          ) -> RenderedLetter:
     """Subject line, text and HTML of a processor e-mail, through the letters' (strict, escaping)
-    Jinja environment. Not a letter purpose: these go to processors, not to data subjects."""
+    Jinja environment, in the controller's working language. Not a letter purpose: these go to
+    processors, not to data subjects."""
     if purpose not in (REQUEST_PURPOSE, REMINDER_PURPOSE):
         raise ValueError(f"unknown processor mail purpose {purpose!r}")
-    ctx = dict(context)
-    subject = _one_line(letter_env.get_template(f"{purpose}.subject.j2").render(ctx))
-    ctx["letter_subject"] = subject
-    text = _tidy(letter_env.get_template(f"{purpose}.txt.j2").render(ctx))
-    html = letter_env.get_template(f"{purpose}.html.j2").render(ctx).strip() + "\n"
-    return RenderedLetter(subject=subject, text=text, html=html)
+    return render_template_set(purpose, dict(context), language)
 
 
 class ManualEmailConnector(Connector):
@@ -307,9 +293,12 @@ class ManualEmailConnector(Connector):
         details = request["details"] or {}
         if action == "object":
             scope = scope or details.get("objection_scope") or "direct_marketing"
-        title, instruction = _ACTIONS[action]
+        # Processors read the controller's working language.
+        t = translations(self.env.policy.languages.staff)
+        title, instruction = (t.gettext(message) for message in _ACTIONS[action])
         if action == "object":
-            instruction = f"{instruction} {_SCOPES.get(scope or '', scope)}."
+            scoped = _SCOPES.get(scope or "")
+            instruction = instruction % {"scope": t.gettext(scoped) if scoped else scope}
         controller = self.env.policy.controller
         token = self._token(subject.request_id, action)
         context = {
@@ -326,7 +315,7 @@ class ManualEmailConnector(Connector):
             "upload": self.env.policy.processor_exports.model_dump(mode="json") if action == "access" else None,
             **(extra or {}),
         }
-        rendered = render_processor_mail(purpose, context)
+        rendered = render_processor_mail(purpose, context, self.env.policy.languages.staff)
         message = EmailMessage()
         message["From"] = formataddr((controller.name, str(controller.sender_email)))
         message["To"] = formataddr((self.contact_name, self.contact_email)) if self.contact_name else self.contact_email

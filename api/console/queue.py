@@ -23,6 +23,8 @@ from api.pages import problem_pages, render
 from api.read_models.cursors import InvalidCursor
 from api.read_models.request_queries import OPEN_STATUSES, RequestFilters, list_requests
 from api.service import open_request
+from dsrflow.i18n import language_name
+from policy.model import Policy
 from schemas.requests import Channel, NewRequest, RequestStatus
 from schemas.vocabulary import Regime
 
@@ -86,19 +88,21 @@ async def queue_region(staff: Annotated[Staff, require_console_role("agent")], r
     return _queue_region(request, await _queue(request, pool, today)).response(request)
 
 
-def _new_request_page(request: Request, timezone: str, values: dict[str, Any], errors: dict[str, str], *,
+def _new_request_page(request: Request, policy: Policy, values: dict[str, Any], errors: dict[str, str], *,
                       status: int = 200) -> HTMLResponse:
     return render(request, "console/new_request.html", {
-        "values": values, "errors": errors, **request_form.LABELS, "regimes": list(Regime),
-        "channels": list(Channel), "submission": values.get("submission") or uuid.uuid4().hex,
-        "timezone": timezone,
+        "values": {"language": policy.languages.default.value, **values}, "errors": errors, **request_form.LABELS,
+        "regimes": list(Regime), "channels": list(Channel),
+        "submission": values.get("submission") or uuid.uuid4().hex, "timezone": policy.defaults.timezone,
+        # The languages the subject may be written to in, each named in itself.
+        "subject_languages": [(lang.value, language_name(lang)) for lang in policy.languages.supported],
     }, status_code=status)
 
 
 @router.get("/requests/new", response_class=HTMLResponse)
 async def new_request_form(staff: Annotated[Staff, require_console_role("agent")], request: Request,
                            policy: PolicyInForce) -> HTMLResponse:
-    return _new_request_page(request, policy.policy.defaults.timezone, {"channel": "email", "regime": "gdpr"}, {})
+    return _new_request_page(request, policy.policy, {"channel": "email", "regime": "gdpr"}, {})
 
 
 def _received_at(value: str | None, timezone: str, errors: dict[str, str]) -> datetime | None:
@@ -128,9 +132,9 @@ async def create_request(staff: Annotated[Staff, require_console_role("agent")],
         "identity_attested": form.get("identity_attested") == "true",
     }
     new = request_form.validate(NewRequest, body, errors, nested=("subject",))
-    request_form.check_corrections(state.policy.policy.systems.values(), new, errors)
+    request_form.check_policy(state.policy.policy, new, errors)
     if new is None or errors:
-        return _new_request_page(request, state.policy.policy.defaults.timezone, values, errors, status=422)
+        return _new_request_page(request, state.policy.policy, values, errors, status=422)
     submission = values.get("submission", "")
     key = f"console:{submission}" if request_form.SUBMISSION.match(submission) else None
     row, _ = await open_request(state, new, actor=staff.actor, idempotency_key=key, origin="staff")

@@ -28,9 +28,11 @@ from api.service import live_state, run_update
 from api.staff_actions import STAFF_ACTIONS, Situation, StaffAction, may_read
 from api.state import AppState
 from dsrflow.crypto.keys import load_secret_key
+from dsrflow.i18n import language_name
 from dsrflow.stores.requests_store import get_request
 from dsrflow.stores.restrictions_store import as_view, restriction_for
 from schemas.requests import DenialReason, RequestStatus
+from schemas.vocabulary import Language
 
 router = APIRouter(prefix="/console/requests", tags=["console"], include_in_schema=False,
                    route_class=problem_pages("console/problem.html"))
@@ -65,6 +67,7 @@ async def _context(state: AppState, today: date, request_id: str, staff: Staff) 
     restriction = as_view(await restriction_for(await state.db(), request_id))
     return {
         "pack": pack, "r": row, "live": live, "status": status, "due": due, "extended": extended,
+        "language_names": {lang.value: language_name(lang) for lang in Language},
         "extension_reason": (live.extension_reason if live else None)
         or (deadlines["extension"] or {}).get("reason"),
         "badge": days_left_badge(days_left, status), "tasks": tasks,

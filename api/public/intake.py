@@ -76,7 +76,7 @@ async def submit_request(state: AppState, body: PublicNewRequest, idempotency_ke
     new = NewRequest(
         type=body.type, country=body.country, corrections=body.corrections,
         restriction_grounds=body.restriction_grounds, objection_scope=body.objection_scope,
-        appeal_of=body.appeal_of,
+        appeal_of=body.appeal_of, language=body.language,
         subject=SubjectIdentity(email=body.email, name=body.name), channel=Channel.web,
     )
     row, _ = await open_request(state, new, actor="subject", idempotency_key=idempotency_key,

@@ -5,6 +5,11 @@ download a package.
 Nothing here tells a visitor whether an e-mail address has requests: submitting always answers
 the same way, and pages are reached by the request's reference (a random UUID from our letters),
 never by address. Pages show no personal data.
+
+Pages speak the subject's language (api/pages.py: `?lang=`, the cookie, `Accept-Language`), and
+the form sends it as the request's `language`, the one our letters are written in. Every word
+on a page is a message of the catalogs: templates translate their own, and what is worded here
+is marked `N_` and translated for the page (`page_translator`, or the template's `translate`).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from api import request_form
 from api.deps import Limiter, State
-from api.pages import problem_pages, render
+from api.pages import page_translator, problem_pages, render
 from api.problems import Problem
 from api.public.intake import (
     CODE,
@@ -31,6 +36,7 @@ from api.public.intake import (
 )
 from api.service import live_state
 from api.state import AppState
+from dsrflow.i18n import N_, Translator
 from dsrflow.stores.requests_store import get_request
 from schemas.requests import PublicNewRequest, RequestStatus
 
@@ -38,27 +44,57 @@ router = APIRouter(prefix="/portal", tags=["subject portal pages"], include_in_s
                    route_class=problem_pages("portal/problem.html"))
 
 _TOKEN = re.compile(r"^[0-9a-f]{64}$")
-# Friendlier words than the validator's for the fields a subject fills in.
+# Friendlier words than the validator's for each field of the form (the validator's are for the
+# API, in English): a subject never reads a validator's message.
 _MESSAGES = {
-    "type": "Choose what you are asking us to do.",
-    "email": "Enter your e-mail address, like name@example.com.",
-    "country": "Enter the two-letter code of your country, like BE or FR.",
+    "type": N_("Choose what you are asking us to do."),
+    "email": N_("Enter your e-mail address, like name@example.com."),
+    "name": N_("Enter your name on one line, in at most 200 characters."),
+    "country": N_("Enter the two-letter code of your country, like BE or FR."),
+    "corrections": N_("Tell us what to correct: the correct name, or other corrections (at most 20), "
+                      "each on its own line."),
+    "restriction_grounds": N_("A restriction needs at least one Art. 18(1) ground: tick each one that applies."),
+    "objection_scope": N_("An objection needs a scope: choose what you object to."),
+    "language": N_("We cannot write to you in that language. Please choose one of the languages at the top "
+                   "of this page."),
 }
-STATUS_WORDS = {
-    RequestStatus.awaiting_verification: "Waiting for you to confirm that the request is yours.",
-    RequestStatus.in_progress: "We are working on your request.",
-    RequestStatus.awaiting_approval: "Our privacy team is checking your request before we act on it or send our answer.",
-    RequestStatus.completed: "We have answered your request by e-mail.",
-    RequestStatus.denied: "We have refused your request. Our e-mail explains why and how you can challenge it.",
-    RequestStatus.cancelled: "This request was cancelled.",
-    RequestStatus.closed_unverified: "This request was closed because it was not confirmed in time. "
-                                     "You are welcome to send a new one.",
+# Each status as the subject reads it: a list of sentences, one message each.
+STATUS_WORDS: dict[RequestStatus, tuple[str, ...]] = {
+    RequestStatus.awaiting_verification: (N_("Waiting for you to confirm that the request is yours."),),
+    RequestStatus.in_progress: (N_("We are working on your request."),),
+    RequestStatus.awaiting_approval: (
+        N_("Our privacy team is checking your request before we act on it or send our answer."),),
+    RequestStatus.completed: (N_("We have answered your request by e-mail."),),
+    RequestStatus.denied: (N_("We have refused your request."),
+                           N_("Our e-mail explains why and how you can challenge it.")),
+    RequestStatus.cancelled: (N_("This request was cancelled."),),
+    RequestStatus.closed_unverified: (N_("This request was closed because it was not confirmed in time."),
+                                      N_("You are welcome to send a new one.")),
 }
+# The problems the portal's pages show besides its own (api/public/intake.py, api/ratelimit.py:
+# a package link that is unknown, expired or deleted; too many requests waiting), marked here
+# for the catalogs; portal/problem.html translates a problem's title and detail as it renders.
+# tests/test_portal_languages.py checks that these are the words those modules use.
+PROBLEM_WORDS = (
+    N_("Not found"), N_("no package for this link"),
+    N_("Link expired"), N_("this download link has expired; ask us for a new one"),
+    N_("Package deleted"),
+    N_("this download link has expired and the package has been deleted; ask us for a new one"),
+    N_("this package has been deleted because we erased your data at your request"),
+    N_("Too many requests"),
+    N_("Too many requests waiting"),
+    N_("we are receiving more requests than usual; please try again in a few minutes"),
+)
+
+
+def _messages(t: Translator) -> dict[str, str]:
+    return {field: t.gettext(message) for field, message in _MESSAGES.items()}
 
 
 def _form_page(request: Request, values: dict[str, Any], errors: dict[str, str], *,
                status: int = 200, **extra: Any) -> HTMLResponse:
-    # A fresh submission id per form: sending the same form twice opens one request.
+    # A fresh submission id per form: sending the same form twice opens one request. (The page
+    # answering the form's post offers its languages as links to /portal: api/pages.py.)
     return render(request, "portal/request_form.html", {
         "values": values, "errors": errors, **request_form.LABELS,
         "submission": values.get("submission") or uuid.uuid4().hex, **extra,
@@ -76,10 +112,12 @@ async def submit(request: Request, state: State, limiter: Limiter) -> Response:
     form = await request.form()
     values = request_form.form_values(form)
     errors: dict[str, str] = {}
-    body = {**request_form.details(form, errors), "email": request_form.text(form, "email") or "",
+    t = page_translator(request)
+    messages = _messages(t)
+    body = {**request_form.details(form, errors, t), "email": request_form.text(form, "email") or "",
             "name": request_form.text(form, "name")}
-    new = request_form.validate(PublicNewRequest, body, errors, _MESSAGES)
-    request_form.check_corrections(state.policy.policy.systems.values(), new, errors)
+    new = request_form.validate(PublicNewRequest, body, errors, messages)
+    request_form.check_policy(state.policy.policy, new, errors, t, messages)
     if new is None or errors:
         return _form_page(request, values, errors, status=422)
     await admit_submission(limiter, str(new.email))
@@ -95,18 +133,19 @@ async def find_status(request: Request, reference: str = "") -> Response:
     try:
         request_id = uuid.UUID(reference.strip())
     except ValueError:
-        return _form_page(request, {}, {}, status=422, reference=reference,
-                          reference_error="Enter the request reference from our e-mail, like "
-                          "3f2b8c1e-5a4d-4c3b-9e2f-1a2b3c4d5e6f.")
+        reference_error = page_translator(request).gettext(
+            N_("Enter the request reference from our e-mail, like %(example)s.")) % {
+            "example": "3f2b8c1e-5a4d-4c3b-9e2f-1a2b3c4d5e6f"}
+        return _form_page(request, {}, {}, status=422, reference=reference, reference_error=reference_error)
     return RedirectResponse(f"/portal/requests/{request_id}", status_code=303)
 
 
 async def _request_row(state: AppState, request_id: str) -> dict[str, Any]:
     row = await get_request(await state.db(), request_id)
     if row is None:
-        raise Problem(404, "Request not found",
-                      "We have no request with this reference. Please check the link or reference "
-                      "in our e-mail.")
+        raise Problem(404, N_("Request not found"),
+                      N_("We have no request with this reference. Please check the link or reference "
+                         "in our e-mail."))
     return row
 
 
@@ -128,8 +167,9 @@ async def _current(state: AppState, request_id: str) -> tuple[dict[str, Any], Re
 @router.get("/requests/{request_id}", response_class=HTMLResponse)
 async def status_page(request: Request, request_id: str, state: State, verified: bool = False) -> HTMLResponse:
     row, status = await _current(state, request_id)
+    t = page_translator(request)
     return render(request, "portal/status.html", {
-        "row": row, "status_words": STATUS_WORDS[status], "verified": verified,
+        "row": row, "status_words": " ".join(t.gettext(words) for words in STATUS_WORDS[status]), "verified": verified,
         "awaiting_verification": status == RequestStatus.awaiting_verification, "status": status,
     })
 
@@ -137,7 +177,8 @@ async def status_page(request: Request, request_id: str, state: State, verified:
 def _verify_page(request: Request, row: dict[str, Any], *, token: str | None = None,
                  error: str | None = None, status: int = 200, awaiting: bool = True) -> HTMLResponse:
     return render(request, "portal/verify.html", {"row": row, "token": token, "error": error,
-                                                  "awaiting": awaiting}, status_code=status)
+                                                  "awaiting": awaiting, "here": f"/portal/requests/{row['id']}/verify"},
+                  status_code=status)
 
 
 @router.get("/requests/{request_id}/verify", response_class=HTMLResponse)
@@ -156,21 +197,26 @@ async def verify(request: Request, request_id: str, state: State, limiter: Limit
     form = await request.form()
     token = str(form.get("token", "")).strip()
     code = re.sub(r"\s", "", str(form.get("code", "")))
+    t = page_translator(request)
     if token and not _TOKEN.match(token):
-        return _verify_page(request, row, error="This link is not complete. Please copy the whole "
-                            "link from our e-mail, or enter the code instead.", status=422)
+        return _verify_page(request, row, error=" ".join((
+            t.gettext(N_("This link is not complete.")),
+            t.gettext(N_("Please copy the whole link from our e-mail, or enter the code instead.")))), status=422)
     if not token and not CODE.fullmatch(code):
-        return _verify_page(request, row, error="Enter the code from our e-mail: 6 digits, like 123456.",
-                            status=422)
+        return _verify_page(request, row, error=t.gettext(N_("Enter the code from our e-mail: 6 digits, like %(example)s."))
+                            % {"example": "123456"}, status=422)
     result = await check_identity(state, limiter, request_id, code=None if token else code, token=token or None)
     if result.verified:
         return RedirectResponse(f"/portal/requests/{request_id}?verified=true", status_code=303)
     if result.locked:
-        raise Problem(423, "Too many wrong codes",
-                      "For your protection, this code no longer works. Please reply to our e-mail "
-                      "and we will send you a new one.")
-    return _verify_page(request, row, error=f"That code is not right. You have {result.attempts_left} "
-                        f"attempt(s) left.", status=400)
+        raise Problem(423, N_("Too many wrong codes"),
+                      N_("For your protection, this code no longer works. Please reply to our e-mail "
+                         "and we will send you a new one."))
+    left = result.attempts_left
+    return _verify_page(request, row, error=" ".join((
+        t.gettext(N_("That code is not right.")),
+        t.ngettext("You have %(num)d attempt left.", "You have %(num)d attempts left.", left) % {"num": left})),
+        status=400)
 
 
 @router.get("/packages/{token}", response_class=HTMLResponse)

@@ -25,7 +25,8 @@ _VERIFICATION_EVENTS = ("verification.succeeded", "verification.failed", "verifi
 def _request(row: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": str(row["id"]), "type": row["request_type"], "regime": row["regime"],
-        "country": row["country"], "channel": row["channel"], "origin": row["origin"],
+        "country": row["country"], "language": row["language"], "channel": row["channel"],
+        "origin": row["origin"],
         "status": row["status"], "details": row["details"], "policy_version": row["policy_version"],
         "subject": {"email": row["subject_email"], "name": row["subject_name"],
                     "customer_id": row["customer_id"]},

@@ -32,7 +32,7 @@ NEW_REQUEST: dict[str, dict[str, Any]] = {
 
 REQUEST_VIEW: dict[str, Any] = {
     "id": REQUEST_ID, "workflow_id": f"dsr-{REQUEST_ID}", "type": "access", "regime": "gdpr",
-    "country": "BE", "channel": "email", "origin": "staff", "status": "awaiting_approval",
+    "country": "BE", "language": "nl", "channel": "email", "origin": "staff", "status": "awaiting_approval",
     "subject": {"email": "ada@example.com", "name": "Ada Lovelace", "customer_id": None},
     "details": {}, "received_at": "2026-11-20T09:00:00Z", "due_date": "2026-12-21",
     "extended_due_date": "2027-02-22", "current_due_date": "2026-12-21", "acknowledge_by": None,

@@ -21,7 +21,11 @@ class IdempotencyConflict(Exception):
 
 def _fingerprint(new: NewRequest) -> str:
     """What makes two submissions the same request (received_at defaults to 'now' on each)."""
+    # Unset optional fields added later (language) stay out, so a request stored before them
+    # still matches its repeat.
     body = new.model_dump(mode="json", exclude={"received_at"} if new.received_at is None else set())
+    if body.get("language") is None:
+        body.pop("language", None)
     body["subject"]["email"] = body["subject"]["email"].lower()
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
@@ -35,6 +39,8 @@ class PolicyVersion(Protocol):
     def content(self) -> dict[str, Any]: ...
     @property
     def default_country(self) -> str: ...
+    @property
+    def default_language(self) -> str: ...
 
 
 async def record_policy_version(conn: asyncpg.Connection, loaded: PolicyVersion) -> None:
@@ -79,8 +85,8 @@ async def create_request(
             """INSERT INTO dsr_requests
                  (id, idempotency_key, intake_fingerprint, request_type, regime, country, channel, origin,
                   subject_email, subject_name, customer_id, details, received_at, status,
-                  attested_by, policy_version)
-               VALUES ($1,$2,$16,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)
+                  attested_by, policy_version, language)
+               VALUES ($1,$2,$16,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$17)
                ON CONFLICT (idempotency_key) DO NOTHING
                RETURNING *""",
             request_id, key, new.type.value, new.regime.value,
@@ -88,7 +94,7 @@ async def create_request(
             str(new.subject.email), new.subject.name, new.subject.customer_id,
             {**new.details(), **(extra_details or {})},
             received, status.value, actor if new.identity_attested else None, loaded_policy.version,
-            fingerprint,
+            fingerprint, new.language or loaded_policy.default_language,
         )
         if row is None:
             existing = await conn.fetchrow("SELECT * FROM dsr_requests WHERE idempotency_key = $1", key)
@@ -101,7 +107,8 @@ async def create_request(
             conn, event_key=f"{request_id}:created", request_id=request_id,
             event_type="request.created", actor=actor,
             data={"type": new.type.value, "regime": new.regime.value, "channel": new.channel.value,
-                  "attested": new.identity_attested, "policy_version": loaded_policy.version},
+                  "attested": new.identity_attested, "policy_version": loaded_policy.version,
+                  "language": new.language or loaded_policy.default_language},
         )
     request_opened(new.type, new.channel)  # committed: a repeat with the same key is not counted
     return dict(row), True

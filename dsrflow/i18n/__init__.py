@@ -1,0 +1,101 @@
+"""The subject's language: gettext catalogs and Babel's locale-aware formatting.
+
+Messages are written in English in the templates and the code (the source language); each other
+language has a Babel catalog, `locales/<language>/LC_MESSAGES/messages.po`, committed as source
+and compiled in memory the first time the language is used (no build step, no stale `.mo`). A
+fuzzy entry is never used: until a translator confirms it, it fails the catalog test.
+
+Dates, numbers and lists are formatted by Babel for the language ("30 december 2026",
+"30 décembre 2026", "30. Dezember 2026"). English uses the British forms the letters always had
+("30 December 2026").
+"""
+
+from __future__ import annotations
+
+import gettext
+import io
+from datetime import UTC, date, datetime
+from functools import cache
+from pathlib import Path
+
+from babel import Locale
+from babel.dates import format_date, format_time
+from babel.lists import format_list
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+
+from schemas.vocabulary import Language
+
+LOCALES = Path(__file__).with_name("locales")
+DOMAIN = "messages"
+SOURCE_LANGUAGE = Language.en
+# The Babel locale each language formats with.
+_FORMAT_LOCALE = {Language.en: "en_GB", Language.nl: "nl", Language.fr: "fr", Language.de: "de"}
+
+
+def catalog_path(language: str) -> Path:
+    return LOCALES / language / "LC_MESSAGES" / f"{DOMAIN}.po"
+
+
+@cache
+def translations(language: str) -> gettext.NullTranslations:
+    """The compiled catalog of `language` (the source language needs none). An unknown language
+    raises LookupError naming it."""
+    if Language(language) == SOURCE_LANGUAGE:
+        return gettext.NullTranslations()
+    path = catalog_path(language)
+    if not path.is_file():
+        raise LookupError(f"no catalog for language {language!r}: {path} is missing")
+    with path.open("rb") as source:
+        catalog = read_po(source, locale=language, domain=DOMAIN)
+    compiled = io.BytesIO()
+    write_mo(compiled, catalog, use_fuzzy=False)
+    compiled.seek(0)
+    return gettext.GNUTranslations(compiled)
+
+
+def _as_utc(value: datetime) -> datetime:
+    # A naive datetime is taken to be UTC already (activities work in UTC).
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def long_date(value: date | datetime, language: str = SOURCE_LANGUAGE) -> str:
+    """``date(2026, 12, 30)`` -> "30 December 2026" / "30 december 2026" / "30 décembre 2026" /
+    "30. Dezember 2026". A datetime gives its UTC date."""
+    if isinstance(value, datetime):
+        value = _as_utc(value).date()
+    if not isinstance(value, date):
+        raise TypeError(f"a long date needs a date, got {type(value).__name__}")
+    written = format_date(value, format="long", locale=_FORMAT_LOCALE[Language(language)])
+    # French writes the first of the month as an ordinal ("1er mars"); Babel does not.
+    return f"1er{written[1:]}" if Language(language) == Language.fr and value.day == 1 else written
+
+
+def long_datetime(value: datetime, language: str = SOURCE_LANGUAGE) -> str:
+    """A date and time in UTC: "2 March 2026, 14:05 UTC" (the time as the language writes it)."""
+    if not isinstance(value, datetime):
+        raise TypeError(f"a long date and time needs a datetime, got {type(value).__name__}")
+    value = _as_utc(value)
+    clock = format_time(value, format="HH:mm", locale=_FORMAT_LOCALE[Language(language)])
+    return f"{long_date(value, language)}, {clock} UTC"
+
+
+def language_name(language: str) -> str:
+    """The language's name in itself: "English", "Nederlands", "Français", "Deutsch"."""
+    name = Locale.parse(_FORMAT_LOCALE[Language(language)]).get_display_name(language) or language
+    return name.split(" (")[0].capitalize()
+
+
+def and_list(items: list[str], language: str = SOURCE_LANGUAGE) -> str:
+    """"a, b and c" in the language ("a, b en c", "a, b et c", "a, b und c")."""
+    return format_list(items, locale=_FORMAT_LOCALE[Language(language)])
+
+
+def N_(message: str) -> str:
+    """Marks a message for the catalogs where it is defined (a table of labels); it is translated
+    where it is used, once the language is known: `translator.gettext(TABLE[key])`."""
+    return message
+
+
+Translator = gettext.NullTranslations
+ENGLISH: Translator = gettext.NullTranslations()

@@ -1,0 +1,122 @@
+"""The languages the controller writes to subjects in, and its policy's texts in each of them.
+
+The policy is written in English. Every text of it that reaches a subject (a letter, the package's
+summary, the portal) is listed in TRANSLATABLE; for each other language the controller supports,
+`translations.<language>` gives each of those texts in that language, in the policy's own shape
+(`remedies.gdpr.complaint`, `categories.account.purposes`). A translation is usually a file of its
+own next to the policy (`translations: {nl: {file: connexeon.nl.yaml}}`), inlined when the policy
+loads so that the policy's version covers it. A language whose translation misses a text, or
+translates a path that is not a text for subjects, fails the load, naming the path: no letter
+falls back to English half-way. (Texts of parts the policy leaves out are ignored, so a policy
+derived from another can share its translation files.)"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterator
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from policy.strict import StrictModel
+from schemas.vocabulary import Language
+
+SOURCE_LANGUAGE = Language.en
+
+# Paths (dot-separated, `*` for any one key or list index) of the texts subjects read.
+TRANSLATABLE: tuple[str, ...] = (
+    "controller.address",
+    "supervisory_authorities.*.name", "supervisory_authorities.*.address",
+    "remedies.*.refusal_rule", "remedies.*.authority_title", "remedies.*.complaint",
+    "remedies.*.judicial_heading", "remedies.*.judicial", "remedies.*.appeal.rule",
+    "remedies.*.authority.name", "remedies.*.authority.address",
+    "rights.*",
+    "categories.*.label", "categories.*.purposes.*", "categories.*.legal_bases.*",
+    "categories.*.retention", "categories.*.source",
+    "recipients.*.name", "recipients.*.role", "recipients.*.location", "recipients.*.safeguards",
+    "automated_decisions.decisions", "automated_decisions.profiling.logic",
+    "automated_decisions.profiling.significance",
+    "statutory_holds.*.label", "statutory_holds.*.basis", "statutory_holds.*.law",
+    "statutory_holds.*.later_periods.*.law",
+    "systems.*.label",
+)
+
+
+class Languages(StrictModel):
+    # The languages subjects may choose (the portal offers them; a request in another is refused).
+    supported: list[Language] = Field(default_factory=lambda: [SOURCE_LANGUAGE], min_length=1)
+    # A request that names none, and the portal for a browser that asks for none we support.
+    default: Language = SOURCE_LANGUAGE
+    # Staff alerts and the console (the controller's working language).
+    staff: Language = SOURCE_LANGUAGE
+
+    @model_validator(mode="after")
+    def _default_supported(self) -> Languages:
+        if self.default not in self.supported:
+            raise ValueError(f"default: {self.default.value!r} is not among the supported languages")
+        if len(set(self.supported)) != len(self.supported):
+            raise ValueError("supported: a language is listed twice")
+        return self
+
+
+def _leaves(value: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _leaves(item, (*path, str(key)))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _leaves(item, (*path, str(index)))
+    else:
+        yield path, value
+
+
+def _translatable(path: tuple[str, ...]) -> bool:
+    dotted = ".".join(path)
+    return any(fnmatch.fnmatchcase(dotted, pattern) and dotted.count(".") == pattern.count(".")
+               for pattern in TRANSLATABLE)
+
+
+def translatable_texts(content: dict[str, Any]) -> dict[str, str]:
+    """The policy's texts for subjects: dotted path -> English text."""
+    return {".".join(path): value for path, value in _leaves(content)
+            if isinstance(value, str) and _translatable(path)}
+
+
+def check_translation(content: dict[str, Any], language: str, translation: Any) -> None:
+    """A translation gives every text for subjects, and nothing else; ValueError names the path."""
+    where = f"translations.{language}"
+    if not isinstance(translation, dict):
+        raise ValueError(f"{where}: expected a mapping in the policy's shape")
+    wanted = translatable_texts(content)
+    given: dict[str, Any] = {}
+    for path, value in _leaves(translation):
+        dotted = ".".join(path)
+        if not _translatable(path):
+            raise ValueError(f"{where}.{dotted}: not a text of the policy that subjects read "
+                             f"(see TRANSLATABLE in policy/languages.py)")
+        if dotted not in wanted:
+            continue  # a text of a part this policy leaves out (a shared translation file)
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"{where}.{dotted}: expected the text in {language}")
+        given[dotted] = value
+    missing = sorted(set(wanted) - set(given))
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise ValueError(f"{where}: missing {shown}")
+
+
+def translated(content: dict[str, Any], translation: dict[str, Any]) -> dict[str, Any]:
+    """The policy's content with the translation's texts in place of the English ones."""
+    if isinstance(content, dict):
+        return {key: translated(value, translation[key]) if isinstance(translation, dict) and key in translation
+                else value for key, value in content.items()}
+    if isinstance(content, list):
+        return [translated(value, translation[str(i)] if isinstance(translation, dict) else translation[i])
+                if _has(translation, i) else value for i, value in enumerate(content)]
+    return translation
+
+
+def _has(translation: Any, index: int) -> bool:
+    if isinstance(translation, list):
+        return index < len(translation)
+    return isinstance(translation, dict) and str(index) in translation

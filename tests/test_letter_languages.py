@@ -1,0 +1,115 @@
+"""Every letter in every language: rendered from the request's language (our messages through its
+catalog, the policy's texts in it), sent through SMTP and read back from the sink's .eml file:
+UTF-8, the dsrflow headers and Content-Language, and plain and HTML parts saying the same."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from html import unescape
+
+import pytest
+
+from activities.letter_templates import RenderedLetter, render_letter
+from activities.letters import DENIAL_LABELS, TYPE_LABELS, compose_letter, message_id_for, remedies_context
+from activities.mail import Mailer
+from devstack.smtp_sink import MailSink, read_mailbox
+from dsrflow.i18n import long_date, translations
+from dsrflow.settings import Settings
+from policy.model import load_policy
+from schemas.vocabulary import PURPOSES, SUBJECT_PURPOSES, Language
+from tests.letter_contexts import REQUEST_ID, full_context
+
+LANGUAGES = [lang.value for lang in Language]
+_UNFILLED = re.compile(r"\{\{|\}\}|\{%|%\}|%\(\w+\)|\bNone\b|\b[Uu]ndefined\b")
+_TAG = re.compile(r"<[^>]+>")
+
+
+def _context(purpose: str, language: str) -> dict:
+    """The test context of `purpose`, with what the letter activity translates in `language`."""
+    policy = load_policy().in_language(language)
+    t = translations(language)
+    ctx = full_context(purpose)
+    ctx["request"]["type_label"] = t.gettext(TYPE_LABELS[ctx["request"]["type"]])
+    ctx["controller"] = policy.controller.model_dump(mode="json")
+    if "remedies" in ctx:
+        ctx["remedies"] = remedies_context(policy, "gdpr", "BE", appeal=False, t=t)
+    if purpose == "denial":
+        ctx["reason_label"] = t.gettext(DENIAL_LABELS[ctx["reason_code"]])
+    return ctx
+
+
+def _strings(value: object) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for item in value.values() for s in _strings(item)]
+    if isinstance(value, (list, tuple)):
+        return [s for item in value for s in _strings(item)]
+    return []
+
+
+def _flat(text: str) -> str:
+    """Words only: a table row's "Label value" and a line's "Label: value" read the same."""
+    return " ".join(re.sub(r"[:,;.\u00a0\u202f]", " ", text).split())
+
+
+def _sentences(text: str) -> list[str]:
+    """The plain text's sentences of six words or more (rows of data and headings left out)."""
+    found = []
+    for line in text.splitlines():
+        if line.lstrip().startswith("- "):
+            continue  # a row of data: the HTML shows it as a table
+        found += [s.strip() for s in re.split(r"(?<=[.!?])\s+", line.strip()) if len(s.split()) >= 6]
+    return found
+
+
+async def test_every_letter_in_every_language_reads_back_from_its_eml(mail_sink: MailSink, settings: Settings):
+    policy = load_policy().policy
+    mailer = Mailer(settings.model_copy(update={"smtp_host": "127.0.0.1", "smtp_port": mail_sink.port}))
+    sent: dict[tuple[str, str], RenderedLetter] = {}
+    for language in LANGUAGES:
+        for purpose in PURPOSES:
+            rendered = render_letter(purpose, _context(purpose, language), language)
+            await mailer.send(compose_letter(policy, rendered, recipient="jane.doe@example.org",
+                                             message_id=message_id_for(f"languages:{language}:{purpose}"),
+                                             request_id=REQUEST_ID, purpose=purpose, language=language))
+            sent[(language, purpose)] = rendered
+    by_id = {m["Message-ID"]: m for m in read_mailbox(mail_sink.directory)}
+    for (language, purpose), rendered in sent.items():
+        mail = by_id[message_id_for(f"languages:{language}:{purpose}")]
+        where = f"{purpose} in {language}"
+        assert mail["Content-Language"] == language, where
+        assert (mail["X-DSR-Purpose"], mail["X-DSR-Request-Id"]) == (purpose, REQUEST_ID), where
+        assert str(mail["Subject"]).strip() == rendered.subject, where  # a long one is folded
+        plain, html = mail.get_body(("plain",)), mail.get_body(("html",))
+        assert plain.get_content_charset() == html.get_content_charset() == "utf-8", where
+        # SMTP carries lines ending in CRLF.
+        assert plain.get_content().replace("\r\n", "\n") == rendered.text, where
+        assert html.get_content().replace("\r\n", "\n") == rendered.html, where
+        for part in (rendered.subject, rendered.text, rendered.html):
+            assert not _UNFILLED.search(part), f"{where}: unfilled placeholder: {_UNFILLED.search(part)}"
+        # The two parts say the same: every sentence of the plain text is in the HTML (which may
+        # add headings and captions).
+        html_text = _flat(unescape(_TAG.sub(" ", rendered.html)))
+        missing = [sentence for sentence in _sentences(rendered.text) if _flat(sentence) not in html_text]
+        assert missing == [], f"{where}: plain sentences not in the HTML: {missing[:3]}"
+
+
+@pytest.mark.parametrize("language", ["nl", "fr", "de"])
+@pytest.mark.parametrize("purpose", SUBJECT_PURPOSES)
+def test_a_subject_letter_is_written_in_the_requests_language(purpose, language):
+    """Nothing falls back to English: each sentence of the English letter is gone from the
+    translated one, and dates are written the language's way."""
+    english = render_letter(purpose, _context(purpose, "en"), "en")
+    translated = render_letter(purpose, _context(purpose, language), language)
+    t = translations(language)
+    sign_off = "Kind regards,"
+    assert t.gettext(sign_off) != sign_off, f"the {language} catalog does not translate {sign_off!r}"
+    assert sign_off not in translated.text and t.gettext(sign_off) in translated.text
+    english_sentences = {s.strip() for s in re.split(r"(?<=[.!?])\s+", english.text) if len(s.split()) >= 6}
+    # What staff or the test wrote (an explanation, a decision) stays as written; our sentences may not.
+    given = " ".join(_strings(full_context(purpose)))
+    left = [s for s in english_sentences if s in translated.text and s not in given]
+    assert left == [], f"{purpose} in {language}: English left: {left[:3]}"
+    assert long_date(date(2026, 1, 31), language) in translated.text
