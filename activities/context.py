@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import asyncpg
 
 from activities.mail import Mailer
+from dsrflow.infra.storage import BlobStore, open_storage
 from dsrflow.settings import Settings
 from policy.model import LoadedPolicy, parse_policy
 
@@ -18,6 +20,11 @@ class ActivityContext:
     mailer: Mailer
     secret: bytes
     _policies: dict[str, LoadedPolicy] = field(default_factory=dict)
+
+    @cached_property
+    def storage(self) -> BlobStore:
+        """Where packages and processors' uploads are kept (DSRFLOW_STORAGE)."""
+        return open_storage(self.settings)
 
     async def policy(self, version: str) -> LoadedPolicy:
         """The policy a request started under, from the stored snapshot (never today's file)."""

@@ -114,7 +114,7 @@ class LifecycleActivities:
                 # Our own copies of the subject's data (packages, processors' uploads) go with it.
                 # Here rather than in the workflow: running requests replay unchanged, and a retry
                 # finds the files already gone (dsrflow/stores/kept_copies.py).
-                await purge_subject_copies(conn, change.request_id)
+                await purge_subject_copies(conn, self.ctx.storage, change.request_id)
 
     @activity.defn(name="record_event")
     async def record_event(self, event: EventRecord) -> None:

@@ -17,6 +17,6 @@ class PackagePurgeActivities:
 
     @activity.defn(name="purge_expired_packages")
     async def purge_expired_packages(self, purge: PurgeInput) -> PurgeReport:
-        report = await purge_expired(self.ctx.pool, purge.as_of or datetime.now(UTC))
+        report = await purge_expired(self.ctx.pool, self.ctx.storage, purge.as_of or datetime.now(UTC))
         activity.logger.info("expired packages purged", extra={"packages": report.packages})
         return report

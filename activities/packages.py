@@ -1,7 +1,7 @@
 """Access and portability packages: a zip with JSON and CSV per system and category, plus an HTML
-summary with the Art. 15 information, streamed into an encrypted file under
-`$DSRFLOW_HOME/packages`. Records pass through small spools, so memory does not grow with the
-subject's data."""
+summary with the Art. 15 information, streamed encrypted into the package storage
+(dsrflow/infra/storage.py: `$DSRFLOW_HOME/packages` or a bucket). Records pass through small
+spools, so memory does not grow with the subject's data."""
 
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import IO, Any
 
 from temporalio import activity
@@ -38,10 +37,11 @@ from activities.processor_exports import (
 )
 from dsrflow.crypto.filecrypt import EncryptedWriter
 from dsrflow.crypto.hashing import subject_hash
-from dsrflow.crypto.package_files import package_path, package_writer
+from dsrflow.crypto.package_files import package_key, package_writer
 from dsrflow.domain.audit import append_event
 from dsrflow.i18n import translations
 from dsrflow.infra.metrics import package_built
+from dsrflow.infra.storage import BlobStore
 from dsrflow.stores.requests_store import get_request
 from policy.disclosure import PORTABLE_ORIGINS, Origin
 from policy.model import Policy
@@ -201,14 +201,14 @@ def filled(spools: dict[tuple[str, str, str], _Spool]) -> dict[tuple[str, str, s
 
 
 def _write_archive(writer: EncryptedWriter, spools: dict[tuple[str, str, str], _Spool], summary: str,
-                   uploaded: ProcessorFiles, secret: bytes) -> None:
+                   uploaded: ProcessorFiles, store: BlobStore, secret: bytes) -> None:
     with zipfile.ZipFile(writer, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
         for key, spool in sorted(spools.items()):
             json_name, csv_name = part_files(*key)
             _write_json(archive, json_name, spool)
             _write_csv(archive, csv_name, spool)
             spool.close()
-        write_processor_files(archive, uploaded, secret)
+        write_processor_files(archive, uploaded, store, secret)
         archive.writestr("summary.html", summary)
     writer.close()
 
@@ -243,7 +243,6 @@ class PackageActivities:
         portability = plan.request_type == "portability"
         subject = await self._with_held_records(subject_of(row))
         package_id = str(uuid.uuid5(uuid.UUID(plan.request_id), plan.request_type))
-        path = package_path(ctx.settings.home, package_id)
 
         async with heartbeating():
             started = time.monotonic()
@@ -257,7 +256,7 @@ class PackageActivities:
                 raise RuntimeError("the package cannot be built: " + "; ".join(failed.values()))
             await self._attention_resolved(plan)
             uploaded = await processor_files(ctx.pool, plan)
-            info = await self._write(plan, row, policy, filled(spools), package_id, path, uploaded)
+            info = await self._write(plan, row, policy, filled(spools), package_id, uploaded)
             package_built(plan.request_type, time.monotonic() - started, info.size_bytes)
             return info
 
@@ -305,7 +304,7 @@ class PackageActivities:
                 system=system["system"], action=plan.request_type, status="done"))
 
     async def _write(self, plan: Plan, row: Any, policy: Policy, spools: dict[tuple[str, str, str], _Spool],
-                     package_id: str, path: Path, uploaded: ProcessorFiles) -> PackageInfo:
+                     package_id: str, uploaded: ProcessorFiles) -> PackageInfo:
         ctx = self.ctx
         # The summary speaks the subject's language, the policy's texts included.
         language = str(row["language"])
@@ -317,20 +316,25 @@ class PackageActivities:
                                  missing=missing_reasons(uploaded.missing, told, translations(language)),
                                  language=language)
         # Compressing is the long part for a large package: in a thread (zlib lets go of the GIL),
-        # so the worker's other activities and the heartbeat carry on meanwhile.
-        await asyncio.to_thread(_write_archive, package_writer(path, ctx.secret, package_id),
-                                spools, summary, uploaded, ctx.secret)
+        # so the worker's other activities and the heartbeat carry on meanwhile. The package is
+        # stored whole before its row names it (a retry writes the same key again).
+        blob = ctx.storage.writer(package_key(package_id))
+        try:
+            await asyncio.to_thread(_write_archive, package_writer(blob, ctx.secret, package_id),
+                                    spools, summary, uploaded, ctx.storage, ctx.secret)
+            size = await blob.commit()
+        finally:
+            blob.discard()
 
         records = sum(s.count for s in spools.values())
         per_system: dict[str, int] = {}
         for (system, _, _), spool in spools.items():
             per_system[system] = per_system.get(system, 0) + spool.count
-        size = path.stat().st_size
         async with ctx.pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 """INSERT INTO packages (id, request_id, kind, path, size_bytes, records)
                    VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING""",
-                package_id, plan.request_id, plan.request_type, str(path), size, records,
+                package_id, plan.request_id, plan.request_type, blob.key, size, records,
             )
             await append_event(
                 conn, event_key=f"{plan.request_id}:package", request_id=plan.request_id,

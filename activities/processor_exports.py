@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import zipfile
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from dsrflow.i18n import ENGLISH, N_, Translator
+from dsrflow.infra.storage import BlobStore
 from dsrflow.stores.export_store import read_export
 from policy.model import Policy
 from schemas.workflow import ASKED_BY_EMAIL, Plan
@@ -71,12 +71,12 @@ def listed_files(found: ProcessorFiles, policy: Policy) -> list[dict[str, Any]]:
             for system, rows in sorted(found.files.items()) for row in rows]
 
 
-def write_processor_files(archive: zipfile.ZipFile, found: ProcessorFiles, secret: bytes) -> None:
+def write_processor_files(archive: zipfile.ZipFile, found: ProcessorFiles, store: BlobStore, secret: bytes) -> None:
     """Copy each uploaded file, decrypted, into the archive (names as in `listed_files`)."""
     for system, rows in sorted(found.files.items()):
         for row in rows:
             with archive.open(f"{system}/files/{row['filename']}", "w") as out:
-                for chunk in read_export(Path(row["path"]), secret, str(row["id"])):
+                for chunk in read_export(store, row["path"], secret, str(row["id"])):
                     out.write(chunk)
 
 

@@ -13,6 +13,7 @@ from dsrflow.crypto.keys import load_keyring
 from dsrflow.crypto.payload_codec import EncryptionCodec
 from dsrflow.infra.db import create_pool
 from dsrflow.infra.metrics import DatabaseGauges
+from dsrflow.infra.storage import BlobStore, open_storage
 from dsrflow.infra.temporal_client import connect_client
 from dsrflow.settings import Settings
 from policy.model import load_policy
@@ -25,6 +26,8 @@ class AppState:
         self._pool: asyncpg.Pool | None = None
         self._client: Client | None = temporal_client
         self._lock = asyncio.Lock()
+        # Where packages and processors' uploads are kept (DSRFLOW_STORAGE); connects on first use.
+        self.storage: BlobStore = open_storage(settings)
 
     async def db(self) -> asyncpg.Pool:
         if self._pool is None:

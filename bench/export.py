@@ -1,27 +1,32 @@
 """B4 export: an access package for a subject with 1,000,000 analytics page events, against
 `COPY (SELECT ...) TO STDOUT WITH CSV` of the same rows.
 
-    .venv/bin/python -m bench.export [--events 1000000] [--runs 3]
+    .venv/bin/python -m bench.export [--events 1000000] [--runs 3] [--storage s3]
 
 An embedded PostgreSQL with the demo databases; tracked@example.com (only in analytics) gets
 `--events` page events. Each run builds the package (activities/packages.py, the production
 activity) in a process of its own, whose peak RSS is its `ru_maxrss`, then COPYs the rows to a
 file. The figures: median build seconds, median COPY seconds, their ratio, median peak RSS.
+`--storage s3` keeps the package in a bucket instead of DSRFLOW_HOME: moto's S3 server (the test
+extras') on loopback stands in for the store, and the result is `b4_export_s3`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 from temporalio.testing import ActivityEnvironment
 
 from activities.fanout import FanoutActivities
@@ -82,10 +87,34 @@ async def _copy(url: str, path: Path) -> float:
         await conn.close()
 
 
-async def main(events: int, runs: int, results: Path, profile: Path | None) -> None:
+@contextlib.contextmanager
+def _bucket(home: Path) -> Iterator[dict[str, str]]:
+    """moto's S3 server on loopback with a bucket: the settings that put packages there."""
+    port = free_port()
+    with open(home / "moto.log", "wb") as log:
+        moto = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                                stdout=log, stderr=subprocess.STDOUT)
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            with contextlib.suppress(httpx.TransportError):
+                httpx.put(f"{endpoint}/dsrflow-bench", timeout=1)  # moto takes an unsigned CreateBucket
+                break
+            time.sleep(0.1)
+        yield {"DSRFLOW_STORAGE": "s3", "DSRFLOW_S3_ENDPOINT": endpoint, "DSRFLOW_S3_BUCKET": "dsrflow-bench",
+               "DSRFLOW_S3_REGION": "us-east-1", "DSRFLOW_S3_ACCESS_KEY_ID": "bench",
+               "DSRFLOW_S3_SECRET_ACCESS_KEY": "bench"}
+    finally:
+        moto.terminate()
+        moto.wait(10)
+
+
+async def main(events: int, runs: int, results: Path, profile: Path | None, storage: str) -> None:
     load_before = load_1min()
-    with tempfile.TemporaryDirectory(prefix="dsrflow-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="dsrflow-bench-") as tmp, contextlib.ExitStack() as stack:
         home = Path(tmp)
+        if storage == "s3":
+            os.environ.update(stack.enter_context(_bucket(home)))
         server = EmbeddedPostgres(home / "pg", free_port())
         server.start(home / "postgres.log")
         try:
@@ -119,8 +148,8 @@ async def main(events: int, runs: int, results: Path, profile: Path | None) -> N
         finally:
             server.stop()
     write_result(
-        results, "b4_export",
-        params={"events": events, "runs": runs},
+        results, "b4_export" if storage == "local" else "b4_export_s3",
+        params={"events": events, "runs": runs, "storage": storage},
         figures={"build_seconds": median([r["seconds"] for r in rows]),
                  "copy_seconds": median([r["copy_seconds"] for r in rows]),
                  "ratio": median([r["ratio"] for r in rows]),
@@ -135,5 +164,7 @@ async def main(events: int, runs: int, results: Path, profile: Path | None) -> N
 if __name__ == "__main__":
     parser = arguments(__doc__)
     parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--storage", choices=["local", "s3"], default="local",
+                        help="where the package goes (DSRFLOW_STORAGE); s3: a moto server on loopback")
     args = parser.parse_args()
-    asyncio.run(main(args.events, args.runs, args.results, args.profile))
+    asyncio.run(main(args.events, args.runs, args.results, args.profile, args.storage))

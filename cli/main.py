@@ -297,9 +297,11 @@ def packages_purge(
     `dsrflow-package-purge` schedule does). Without --yes, only says how many it would delete."""
     from datetime import UTC, datetime
 
+    from dsrflow.infra.storage import open_storage
     from dsrflow.stores.kept_copies import purge_expired
 
-    report = asyncio.run(_with_pool(lambda pool: purge_expired(pool, datetime.now(UTC), dry_run=not yes,
+    store = open_storage(_settings())
+    report = asyncio.run(_with_pool(lambda pool: purge_expired(pool, store, datetime.now(UTC), dry_run=not yes,
                                                                actor="cli")))
     typer.echo(report.describe(done=yes) + ("" if yes else "; run with --yes to delete them"))
 

@@ -16,7 +16,7 @@ from typing import Literal
 from urllib.parse import urlparse
 
 import pydantic_settings
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, ValidationError, ValidationInfo, field_validator
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -27,6 +27,7 @@ class SettingsError(Exception):
 
 _PORT_HELP = "a TCP port number between 1 and 65535"
 _KEY_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
 def _port_field(default: int, env: str) -> int:
@@ -100,6 +101,21 @@ class Settings(BaseSettings):
     # `dsrflow up --demo-saas`: also the Stripe, HubSpot, Mailchimp and GA4 stand-ins, as http systems.
     demo_saas: bool = Field(False, validation_alias=AliasChoices("DSRFLOW_DEMO_SAAS"))
     demo_saas_port: int = _port_field(8110, "DSRFLOW_DEMO_SAAS_PORT")
+    # Where access packages and processors' uploads are kept (dsrflow/infra/storage.py): `local`
+    # under DSRFLOW_HOME, for one host; `s3`, a bucket that every api and worker reaches.
+    storage: Literal["local", "s3"] = Field("local", validation_alias=AliasChoices("DSRFLOW_STORAGE"))
+    s3_endpoint: str | None = Field(None, validation_alias=AliasChoices("DSRFLOW_S3_ENDPOINT"))
+    s3_bucket: str | None = Field(None, validate_default=True, validation_alias=AliasChoices("DSRFLOW_S3_BUCKET"))
+    s3_prefix: str = Field("", validation_alias=AliasChoices("DSRFLOW_S3_PREFIX"))
+    s3_region: str | None = Field(None, validation_alias=AliasChoices("DSRFLOW_S3_REGION"))
+    # Both unset: the standard AWS ones apply (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a web
+    # identity token, an instance role).
+    s3_access_key_id: str | None = Field(None, validation_alias=AliasChoices("DSRFLOW_S3_ACCESS_KEY_ID"))
+    s3_secret_access_key: str | None = Field(
+        None, validate_default=True, validation_alias=AliasChoices("DSRFLOW_S3_SECRET_ACCESS_KEY")
+    )
+    # Plain http to a store that is not on this host, in production: only on a network of your own.
+    s3_allow_http: bool = Field(False, validation_alias=AliasChoices("DSRFLOW_S3_ALLOW_HTTP"))
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", validation_alias=AliasChoices("DSRFLOW_LOG_LEVEL")
     )
@@ -203,6 +219,45 @@ class Settings(BaseSettings):
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise ValueError("an absolute http(s) URL such as https://privacy.example.com")
         return value.rstrip("/")
+
+    @field_validator("s3_endpoint")
+    @classmethod
+    def _check_s3_endpoint(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parsed = urlparse(value)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname or parsed.path not in ("", "/"):
+            raise ValueError("the store's http(s) URL without a path, such as https://s3.eu-west-1.amazonaws.com "
+                             "or http://minio:9000")
+        return value.rstrip("/")
+
+    @field_validator("s3_bucket")
+    @classmethod
+    def _check_s3_bucket(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            if info.data.get("storage") == "s3":
+                raise ValueError("the bucket's name: it must be set when DSRFLOW_STORAGE=s3")
+            return None
+        if not _BUCKET.match(value):
+            raise ValueError("a bucket name: 3 to 63 lower-case letters, digits, dots and hyphens")
+        return value
+
+    @field_validator("s3_prefix")
+    @classmethod
+    def _check_s3_prefix(cls, value: str) -> str:
+        parts = value.strip("/").split("/") if value.strip("/") else []
+        if any(part in ("", ".", "..") for part in parts) or "\\" in value:
+            raise ValueError("a key prefix such as dsrflow/prod (no empty, . or .. parts)")
+        return "/".join(parts)
+
+    @field_validator("s3_secret_access_key")
+    @classmethod
+    def _check_s3_credentials(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # One without the other would silently fall back to the AWS variables for both.
+        if (value is None) != (info.data.get("s3_access_key_id") is None):
+            raise ValueError("set together with DSRFLOW_S3_ACCESS_KEY_ID (both, or neither to use the "
+                             "standard AWS variables)")
+        return value
 
     @field_validator("secret_key_b64")
     @classmethod
@@ -313,6 +368,8 @@ def parse_key_list(value: str) -> list[tuple[str, bytes]]:
 def _describe(error: ErrorDetails) -> str:
     """One line for one pydantic error: the variable, what it expects, what it got."""
     variable = str(error["loc"][0]) if error.get("loc") else "environment"
+    if variable in Settings.model_fields:  # a default checked against another variable (s3_bucket)
+        variable = str(Settings.model_fields[variable].validation_alias.choices[0])  # type: ignore[union-attr]
     message = error["msg"].removeprefix("Value error, ")
     got = error.get("input")
     shown = "" if got is None or variable.endswith(("PASSWORD", "KEYS", "KEY", "TOKEN")) else f" (got {got!r})"

@@ -21,8 +21,10 @@ class PurgeReport(BaseModel):
     package_bytes: int = 0
     uploads: int = 0
     upload_bytes: int = 0
+    orphans: int = 0  # stored objects no row names, left by a crash (dsrflow/stores/kept_copies.py)
 
     def describe(self, done: bool) -> str:
         verb = "deleted" if done else "would delete"
         uploads = f" and {self.uploads} processor upload(s) ({self.upload_bytes} bytes)" if self.uploads else ""
-        return f"{verb} {self.packages} package file(s) ({self.package_bytes} bytes){uploads}"
+        orphans = f" and {self.orphans} stored object(s) no record names" if self.orphans else ""
+        return f"{verb} {self.packages} package file(s) ({self.package_bytes} bytes){uploads}{orphans}"

@@ -26,6 +26,7 @@ OPERATOR_ENV = {
     "DSRFLOW_DB_PASSWORD": secrets.token_urlsafe(16), "TEMPORAL_DB_PASSWORD": secrets.token_urlsafe(16),
     "POSTGRES_PASSWORD": secrets.token_urlsafe(16), "SMTP_HOST": "relay.example.com",
     "DSRFLOW_METRICS_TOKEN": secrets.token_hex(32), "GRAFANA_ADMIN_PASSWORD": secrets.token_urlsafe(16),
+    "MINIO_ROOT_PASSWORD": secrets.token_urlsafe(16), "DSRFLOW_S3_SECRET_ACCESS_KEY": secrets.token_urlsafe(16),
 }
 
 

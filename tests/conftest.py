@@ -173,4 +173,13 @@ def raw_client(env: WorkflowEnvironment) -> Client:
     return Client(env.client.service_client, namespace=env.client.namespace)
 
 
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An S3-speaking server (moto) on a loopback port, for the S3 back end of the package storage."""
+    from tests.s3_support import moto_server
+
+    with moto_server(tmp_path_factory.mktemp("moto")) as endpoint:
+        yield endpoint
+
+
 os.environ.setdefault("DSRFLOW_ENV", "development")

@@ -45,7 +45,7 @@ def compose() -> dict:
 
 
 EXPECTED_SERVICES = {
-    "postgres", "temporal", "temporal-ui", "api", "worker", "temporal-setup",
+    "postgres", "temporal", "temporal-ui", "api", "worker", "temporal-setup", "minio", "minio-setup",
 }
 EXPECTED_SEARCH_ATTRIBUTES = {
     "DsrStatus": "Keyword", "DsrType": "Keyword", "DsrRegime": "Keyword", "DsrDueDate": "Datetime",
@@ -55,6 +55,9 @@ REQUIRED_APP_VARIABLES = {
     "DSRFLOW_ENV", "DSRFLOW_DATABASE_URL", "TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "SMTP_HOST",
     "SMTP_PORT", "SMTP_STARTTLS", "DSRFLOW_API_HOST", "DSRFLOW_API_PORT", "DSRFLOW_PUBLIC_URL",
     "DSRFLOW_ENCRYPTION_KEYS", "DSRFLOW_SECRET_KEY", "DSRFLOW_HOME", "DSRFLOW_TEMPORAL_UI_URL",
+    # Packages built by the worker, served by the api: a store both reach (docs/operations.md).
+    "DSRFLOW_STORAGE", "DSRFLOW_S3_ENDPOINT", "DSRFLOW_S3_BUCKET", "DSRFLOW_S3_ACCESS_KEY_ID",
+    "DSRFLOW_S3_SECRET_ACCESS_KEY",
 }
 _CLI_TYPES = {
     "INDEXED_VALUE_TYPE_TEXT": "Text",
@@ -91,7 +94,10 @@ def test_api_and_worker_start_after_their_dependencies(compose: dict) -> None:
         depends = compose["services"][name]["depends_on"]
         assert depends["postgres"]["condition"] == "service_healthy"
         assert depends["temporal-setup"]["condition"] == "service_completed_successfully"
+        assert depends["minio-setup"]["condition"] == "service_completed_successfully"
         assert "mailcatcher" not in depends
+    setup = compose["services"]["minio-setup"]["depends_on"]
+    assert setup["minio"]["condition"] == "service_healthy"
 
 
 def test_postgres_has_a_healthcheck_and_a_volume(compose: dict) -> None:
@@ -187,6 +193,50 @@ def test_postgres_creates_the_app_and_temporal_databases(compose: dict) -> None:
     mounts = compose["services"]["postgres"]["configs"]
     assert any(m["source"] == "postgres-init" and m["target"].startswith(
         "/docker-entrypoint-initdb.d/") for m in mounts)
+
+
+def test_packages_are_kept_in_the_minio_service(compose: dict) -> None:
+    """The api and the worker share the minio service's bucket, as dsrflow's own user (made by
+    minio-setup, allowed that bucket only), with the secret the operator chose."""
+    services = compose["services"]
+    minio, setup = services["minio"], services["minio-setup"]
+    assert any(str(v).endswith(":/data") for v in minio["volumes"]) and "/data" in minio["command"]
+    assert "mc" in minio["healthcheck"]["test"]
+    script = "\n".join(command_lines(setup))
+    policy = json.loads(compose["configs"]["minio-policy"]["content"])
+    mounted = {m["source"]: m["target"] for m in setup["configs"]}
+    for name in APP_SERVICES:
+        env = app_environment(compose, name)
+        endpoint = urlparse(env["DSRFLOW_S3_ENDPOINT"])
+        assert env["DSRFLOW_STORAGE"] == "s3" and endpoint.hostname == "minio"
+        assert endpoint.port in container_ports(minio)
+        bucket, user = env["DSRFLOW_S3_BUCKET"], env["DSRFLOW_S3_ACCESS_KEY_ID"]
+        assert f"alias set store http://{endpoint.netloc} " in script
+        assert f"mc mb --ignore-existing store/{bucket}" in script
+        assert f'mc admin user add store {user} "$DSRFLOW_S3_SECRET_ACCESS_KEY"' in script
+        assert f"mc admin policy create store dsrflow-app {mounted['minio-policy']}" in script
+        assert f"--user {user}" in script
+        assert {r for s in policy["Statement"] for r in s["Resource"]} == {f"arn:aws:s3:::{bucket}",
+                                                                         f"arn:aws:s3:::{bucket}/*"}
+        chosen = interpolate(environment(setup)["DSRFLOW_S3_SECRET_ACCESS_KEY"], OPERATOR_ENV)
+        assert env["DSRFLOW_S3_SECRET_ACCESS_KEY"] == chosen and len(chosen) >= 8
+        assert not {"MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD"} & set(env)  # the root user stays in minio's hands
+    assert environment(setup)["MINIO_ROOT_PASSWORD"] == environment(minio)["MINIO_ROOT_PASSWORD"]
+
+
+def test_plain_http_to_the_bucket_is_refused_in_production_unless_the_network_is_ours(
+        compose: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """docker-compose.yml speaks http to minio over its own network, and says so
+    (DSRFLOW_S3_ALLOW_HTTP); without it the api and worker would not start."""
+    for alias in settings_aliases():
+        monkeypatch.delenv(alias, raising=False)
+    env = app_environment(compose, "api")
+    assert env["DSRFLOW_S3_ALLOW_HTTP"] == "true"
+    for key, value in env.items():
+        if key != "DSRFLOW_S3_ALLOW_HTTP":
+            monkeypatch.setenv(key, value)
+    [problem] = production_problems(Settings())
+    assert problem.startswith("DSRFLOW_S3_ENDPOINT: plain http to minio") and "DSRFLOW_S3_ALLOW_HTTP" in problem
 
 
 def test_temporal_persists_in_the_postgres_service(compose: dict) -> None:

@@ -78,8 +78,8 @@ async def test_access_for_ada_returns_all_four_systems(stack, pool, dev_server, 
     for expected in ("Legal basis", "Retention", "Gegevensbeschermingsautoriteit", "Google Analytics"):
         assert expected in summary
     # Nothing of ada's lies in clear text on disk.
-    path = await pool.fetchval("SELECT path FROM packages WHERE request_id = $1", rid)
-    assert b"ada@example.com" not in open(path, "rb").read()
+    key = await pool.fetchval("SELECT path FROM packages WHERE request_id = $1", rid)
+    assert b"ada@example.com" not in (stack.settings.home.resolve() / key).read_bytes()
 
 
 async def test_erasure_for_grace_everywhere_and_idempotent(stack, pool, dev_server, mail_sink):

@@ -13,7 +13,7 @@ KEY = file_key(os.urandom(32), "test")
 
 
 def _write(path, data: bytes, file_id: str = "f1") -> None:
-    writer = EncryptedWriter(path, KEY, file_id)
+    writer = EncryptedWriter(open(path, "wb"), KEY, file_id)
     for i in range(0, len(data), 1000):
         writer.write(data[i:i + 1000])
     writer.close()
@@ -23,7 +23,12 @@ def _write(path, data: bytes, file_id: str = "f1") -> None:
 def test_round_trip(tmp_path, size):
     data = os.urandom(size)
     _write(tmp_path / "p", data)
-    assert b"".join(decrypt_chunks(tmp_path / "p", KEY, "f1")) == data
+    assert b"".join(decrypt_chunks([(tmp_path / "p").read_bytes()], KEY, "f1")) == data
+    # However the stored bytes arrive: a byte at a time, or in blocks across the chunks' edges.
+    raw = (tmp_path / "p").read_bytes()
+    for block in (1, 7, CHUNK + 1):
+        blocks = (raw[i:i + block] for i in range(0, len(raw), block))
+        assert b"".join(decrypt_chunks(blocks, KEY, "f1")) == data
     if size >= 32:  # shorter runs may appear in any random bytes by chance
         assert data[:32] not in (tmp_path / "p").read_bytes()
 
@@ -36,12 +41,12 @@ def test_tampering_truncation_and_swaps_are_detected(tmp_path):
     raw[100] ^= 1
     path.write_bytes(raw)
     with pytest.raises(InvalidTag):
-        b"".join(decrypt_chunks(path, KEY, "f1"))
+        b"".join(decrypt_chunks([path.read_bytes()], KEY, "f1"))
     _write(path, data)
     with pytest.raises(InvalidTag):  # the same bytes presented as another package
-        b"".join(decrypt_chunks(path, KEY, "f2"))
+        b"".join(decrypt_chunks([path.read_bytes()], KEY, "f2"))
     whole = path.read_bytes()
     first_chunk_end = 4 + int.from_bytes(whole[:4], "big")
     path.write_bytes(whole[:first_chunk_end])  # cut after the first chunk
     with pytest.raises(InvalidTag):
-        b"".join(decrypt_chunks(path, KEY, "f1"))
+        b"".join(decrypt_chunks([path.read_bytes()], KEY, "f1"))

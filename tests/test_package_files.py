@@ -66,6 +66,7 @@ def test_dataset_names_a_processor_chose_cannot_place_files_outside_the_package(
     from activities.processor_exports import ProcessorFiles
     from dsrflow.crypto.filecrypt import EncryptedWriter, file_key
     from dsrflow.crypto.package_files import FILE_PURPOSE, read_package
+    from dsrflow.infra.storage import LocalStore
 
     secret = os.urandom(32)
     spools = {}
@@ -75,9 +76,10 @@ def test_dataset_names_a_processor_chose_cannot_place_files_outside_the_package(
         spool.add({"email": "ada@example.com"}, {"email": "provided"})
         spools[("email_marketing", dataset, "marketing")] = spool
     (tmp_path / "packages").mkdir()
-    writer = EncryptedWriter(tmp_path / "packages" / "p.zip.enc", file_key(secret, FILE_PURPOSE), "p")
-    _write_archive(writer, spools, "<html></html>", ProcessorFiles(), secret)
-    archive = zipfile.ZipFile(io.BytesIO(b"".join(read_package(tmp_path, secret, "p"))))
+    path = tmp_path / "packages" / "p.zip.enc"
+    writer = EncryptedWriter(open(path, "wb"), file_key(secret, FILE_PURPOSE), "p")
+    _write_archive(writer, spools, "<html></html>", ProcessorFiles(), LocalStore(tmp_path), secret)
+    archive = zipfile.ZipFile(io.BytesIO(b"".join(read_package([path.read_bytes()], secret, "p"))))
     names = [n for n in archive.namelist() if n != "summary.html"]
     assert len(names) == 12
     for name in names:

@@ -1,25 +1,37 @@
 """Copies that escape expiry and erasure (issue 14, item 8): a package file is deleted once its
 download link has expired (the hourly schedule's workflow, or `dsrflow packages purge`), and
 every package and processor upload of a subject once an erasure of that subject completes.
-Both are audited, and a link to a deleted package answers 410 saying why."""
+Both are audited, and a link to a deleted package answers 410 saying why. Each runs on both back
+ends of the package storage: the local directory and an S3 bucket (moto's server over loopback)."""
 
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import re
 import subprocess
 import sys
 import uuid
+import zipfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
+import pytest
+
 from dsrflow.crypto.keys import load_secret_key
+from dsrflow.infra.storage import BlobStore, open_storage
+from dsrflow.settings import Settings
 from dsrflow.stores.export_store import export_writer
 from schemas.copies import PurgeInput, PurgeReport
 from schemas.workflow import workflow_id_for
+from tests.s3_support import s3_settings, stored
 from tests.support import (
     assert_problem,
     delete_schedules,
+    served,
     settings_env,
     staff_headers,
     text_of,
@@ -33,6 +45,26 @@ REPO = Path(__file__).resolve().parent.parent
 _LINK = re.compile(r"/v1/public/packages/[0-9a-f]{64}")
 
 
+@dataclass
+class Kept:
+    """The API and a worker on one back end of the package storage, and that storage."""
+
+    http: httpx.AsyncClient
+    settings: Settings
+    store: BlobStore
+
+
+@pytest.fixture(params=["local", "s3"])
+async def kept(request, settings, pool, dev_server, task_queue, s3_endpoint) -> AsyncIterator[Kept]:
+    chosen = settings if request.param == "local" else s3_settings(settings, s3_endpoint)
+    async with served(chosen, pool, dev_server.client, task_queue) as http:
+        yield Kept(http, chosen, open_storage(chosen))
+
+
+async def _exists(kept: Kept, key: str) -> bool:
+    return await kept.store.size(key) is not None
+
+
 async def _open(http, pool, type_: str, email: str) -> str:
     r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"),
                         json={"type": type_, "subject": {"email": email}, "identity_attested": True})
@@ -40,13 +72,15 @@ async def _open(http, pool, type_: str, email: str) -> str:
     return r.json()["id"]
 
 
-async def _access_with_link(http, pool, mail_sink, email: str) -> tuple[str, str, Path]:
-    """An access request answered: its download link, and its package's file on disk."""
-    rid = await _open(http, pool, "access", email)
+async def _access_with_link(kept: Kept, pool, mail_sink, email: str) -> tuple[str, str, str]:
+    """An access request answered: its download link, and its package's storage key."""
+    rid = await _open(kept.http, pool, "access", email)
     link = _LINK.search(text_of(await wait_for_letter(mail_sink, rid, "response", timeout=60))).group(0)
-    path = Path(await pool.fetchval("SELECT path FROM packages WHERE request_id = $1", uuid.UUID(rid)))
-    assert path.exists() and (await http.get(link)).status_code == 200
-    return rid, link, path
+    key = await pool.fetchval("SELECT path FROM packages WHERE request_id = $1", uuid.UUID(rid))
+    assert key.startswith("packages/") and await _exists(kept, key)
+    download = await kept.http.get(link)
+    assert download.status_code == 200 and "summary.html" in zipfile.ZipFile(io.BytesIO(download.content)).namelist()
+    return rid, link, key
 
 
 async def _events(pool, request_id: str, event_type: str) -> list[dict]:
@@ -62,9 +96,10 @@ def _purge_cli(settings, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 async def test_a_package_whose_link_expired_is_deleted_and_its_link_says_so(
-        http, pool, mail_sink, dev_server, settings, task_queue):
+        kept, pool, mail_sink, dev_server, task_queue):
+    http, settings = kept.http, kept.settings
     email = unique_email("expired")
-    rid, link, path = await _access_with_link(http, pool, mail_sink, email)
+    rid, link, key = await _access_with_link(kept, pool, mail_sink, email)
     # Seven days later (the policy's package_link_days): the link has expired.
     await pool.execute("UPDATE packages SET expires_at = now() - interval '1 minute' WHERE request_id = $1",
                        uuid.UUID(rid))
@@ -74,7 +109,7 @@ async def test_a_package_whose_link_expired_is_deleted_and_its_link_says_so(
     assert dry.returncode == 0, dry.stderr
     assert re.fullmatch(r"would delete [1-9]\d* package file\(s\) \(\d+ bytes\); run with --yes to delete them\n",
                         dry.stdout), dry.stdout
-    assert "@" not in dry.stdout + dry.stderr and path.exists()
+    assert "@" not in dry.stdout + dry.stderr and await _exists(kept, key)
 
     # The hourly schedule runs this workflow.
     await ensure_schedules(dev_server.client, task_queue)
@@ -87,7 +122,7 @@ async def test_a_package_whose_link_expired_is_deleted_and_its_link_says_so(
         PackagePurgeWorkflow.run, PurgeInput(), id=f"purge-{uuid.uuid4().hex[:8]}", task_queue=task_queue,
         result_type=PurgeReport)
     assert report.packages >= 1
-    assert not path.exists()
+    assert not await _exists(kept, key)
     row = await pool.fetchrow("SELECT purged_at, purge_reason FROM packages WHERE request_id = $1", uuid.UUID(rid))
     assert row["purged_at"] is not None and row["purge_reason"] == "link_expired"
     assert [e["reason"] for e in await _events(pool, rid, "package.purged")] == ["link_expired"]
@@ -104,41 +139,45 @@ async def test_a_package_whose_link_expired_is_deleted_and_its_link_says_so(
     assert len(await _events(pool, rid, "package.purged")) == 1  # once, whoever runs it
 
 
-async def _fake_upload(pool, settings, request_id: str) -> Path:
+async def _fake_upload(pool, kept: Kept, request_id: str) -> str:
     """What a processor without an API leaves when it answers an access request on its page
-    (api/callbacks/processor_uploads.py): an encrypted file under uploads/ and its row."""
+    (api/callbacks/processor_uploads.py): an encrypted object under uploads/ and its row."""
     external_id = f"manual-{uuid.uuid4().hex}"
     await pool.execute(
         """INSERT INTO manual_tasks (request_id, system, action, external_id, contact_email, message_id, confirmed_at)
            VALUES ($1, 'surveys', 'access', $2, 'privacy@surveys.example', '<m@x>', now())""",
         uuid.UUID(request_id), external_id)
     upload_id = str(uuid.uuid4())
-    writer, part = export_writer(settings.home, load_secret_key(settings), upload_id)
+    writer, blob = export_writer(kept.store, load_secret_key(kept.settings), upload_id)
     writer.write(b'{"answers": ["I like the product"]}')
     writer.close()
-    path = part.with_suffix(".enc")
-    part.rename(path)
+    await blob.commit()
     await pool.execute(
         """INSERT INTO processor_exports (id, request_id, system, external_id, filename, media_type, size_bytes,
                                           sha256, path) VALUES ($1, $2, 'surveys', $3, 'answers.json',
                                           'application/json', 36, 'x', $4)""",
-        uuid.UUID(upload_id), uuid.UUID(request_id), external_id, str(path))
-    return path
+        uuid.UUID(upload_id), uuid.UUID(request_id), external_id, blob.key)
+    return blob.key
 
 
 async def test_an_erasure_deletes_the_subjects_packages_and_uploads_and_nobody_elses(
-        http, pool, mail_sink, dev_server, settings):
+        kept, pool, mail_sink, dev_server, s3_endpoint):
+    http = kept.http
     email, other = unique_email("erased"), unique_email("bystander")
-    rid, link, path = await _access_with_link(http, pool, mail_sink, email)
-    upload = await _fake_upload(pool, settings, rid)
-    other_rid, other_link, other_path = await _access_with_link(http, pool, mail_sink, other)
+    rid, link, key = await _access_with_link(kept, pool, mail_sink, email)
+    upload = await _fake_upload(pool, kept, rid)
+    other_rid, other_link, other_key = await _access_with_link(kept, pool, mail_sink, other)
+    if kept.settings.storage == "s3":  # what the bucket holds is sealed: no clear text, no address
+        objects = stored(s3_endpoint, kept.settings.s3_prefix)
+        assert {key, upload, other_key} <= set(objects)
+        assert not any(b"I like the product" in data or email.encode() in data for data in objects.values())
 
     erasure = await _open(http, pool, "erasure", email.upper())  # the same subject, however written
     state = await asyncio.wait_for(dev_server.client.get_workflow_handle(workflow_id_for(erasure)).result(), 60)
     assert state["status"] == "completed"
 
-    assert not path.exists() and not upload.exists()
-    assert not list(Path(settings.home, "uploads").glob(f"{upload.stem}*"))
+    assert not await _exists(kept, key) and not await _exists(kept, upload)
+    assert not [found async for found in kept.store.listing("uploads") if found.key.startswith(upload)]
     [event] = await _events(pool, rid, "package.purged")
     assert event["reason"] == "subject_erased" and event["erasure_request_id"] == erasure
     [uploaded] = await _events(pool, rid, "processor_export.purged")
@@ -149,5 +188,5 @@ async def test_an_erasure_deletes_the_subjects_packages_and_uploads_and_nobody_e
     assert "erased" in problem["detail"]
 
     # Another subject's package is untouched.
-    assert other_path.exists() and (await http.get(other_link)).status_code == 200
+    assert await _exists(kept, other_key) and (await http.get(other_link)).status_code == 200
     assert not await _events(pool, other_rid, "package.purged")

@@ -149,7 +149,7 @@ async def test_access_waits_for_the_processors_upload_and_packages_its_files(
         assert (rows["answers.csv"]["size_bytes"], rows["answers.csv"]["media_type"]) == (len(ANSWERS), "text/csv")
         assert rows["profile.json"]["media_type"] == "application/json"
         for row in rows.values():  # stored encrypted: the content is nowhere in clear on disk
-            stored = Path(row["path"]).read_bytes()
+            stored = (stack.settings.home.resolve() / row["path"]).read_bytes()
             assert MARKER.encode() not in stored and b"panel" not in stored and b"question" not in stored
         assert not any(MARKER.encode() in p.read_bytes() for p in _uploads(stack.settings.home))
 

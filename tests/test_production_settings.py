@@ -114,3 +114,27 @@ async def test_production_codec_does_not_trust_the_dev_ui_origin(monkeypatch):
                                 ("https://temporal-ui.example.com", True)):
             answer = await http.options("/codec/decode", headers={**preflight, "origin": origin})
             assert (answer.headers.get("access-control-allow-origin") == origin) is allowed, origin
+
+
+@pytest.mark.parametrize(("endpoint", "allow_http", "refused"), [
+    ("http://s3.internal:9000", None, True),
+    ("http://10.0.0.5:9000", "false", True),
+    ("http://minio:9000", "true", False),  # docker-compose.yml: a network of its own
+    ("http://127.0.0.1:9000", None, False),
+    ("http://localhost:9000", None, False),
+    ("http://[::1]:9000", None, False),
+    ("https://s3.eu-west-1.amazonaws.com", None, False),
+])
+def test_plain_http_to_the_package_storage_is_refused_beyond_this_host(monkeypatch, endpoint, allow_http, refused):
+    for name, value in {**sound_environment(), "DSRFLOW_STORAGE": "s3", "DSRFLOW_S3_BUCKET": "dsrflow",
+                        "DSRFLOW_S3_ENDPOINT": endpoint}.items():
+        monkeypatch.setenv(name, value)
+    if allow_http:
+        monkeypatch.setenv("DSRFLOW_S3_ALLOW_HTTP", allow_http)
+    if not refused:
+        refuse_unsafe_production(load_settings())
+        return
+    with pytest.raises(SettingsError) as caught:
+        refuse_unsafe_production(load_settings())
+    assert "DSRFLOW_S3_ENDPOINT: plain http to " in str(caught.value)
+    assert "DSRFLOW_S3_ALLOW_HTTP" in str(caught.value)

@@ -30,6 +30,13 @@ BAD_VALUES = [
     ("DSRFLOW_RATE_SIGNIN_PER_IP", "0/hour", "DSRFLOW_RATE_SIGNIN_PER_IP: expected a rate"),
     ("DSRFLOW_MAX_UNVERIFIED_OPEN", "0", "DSRFLOW_MAX_UNVERIFIED_OPEN: "),
     ("DSRFLOW_TEMPORAL_UI_URL", "temporal:8080", "DSRFLOW_TEMPORAL_UI_URL: expected an absolute http(s) URL"),
+    ("DSRFLOW_STORAGE", "nfs", "DSRFLOW_STORAGE: expected 'local' or 's3'"),
+    ("DSRFLOW_S3_ENDPOINT", "minio:9000", "DSRFLOW_S3_ENDPOINT: expected the store's http(s) URL"),
+    ("DSRFLOW_S3_ENDPOINT", "https://s3.example.com/bucket", "DSRFLOW_S3_ENDPOINT: expected the store's http(s) URL"),
+    ("DSRFLOW_S3_BUCKET", "My_Packages", "DSRFLOW_S3_BUCKET: expected a bucket name"),
+    ("DSRFLOW_S3_PREFIX", "dsrflow/../other", "DSRFLOW_S3_PREFIX: expected a key prefix"),
+    ("DSRFLOW_S3_ACCESS_KEY_ID", "AKIAEXAMPLE",
+     "DSRFLOW_S3_SECRET_ACCESS_KEY: expected set together with DSRFLOW_S3_ACCESS_KEY_ID"),
 ]
 
 
@@ -49,6 +56,23 @@ def test_secrets_are_not_echoed(monkeypatch):
     assert "bm90LWEta2V5" not in str(caught.value)
 
 
+def test_the_s3_back_end_needs_its_bucket_and_never_echoes_its_secret(monkeypatch):
+    monkeypatch.setenv("DSRFLOW_STORAGE", "s3")
+    with pytest.raises(SettingsError, match=r"^DSRFLOW_S3_BUCKET: expected the bucket's name: it must be set "
+                                            r"when DSRFLOW_STORAGE=s3$"):
+        load_settings()
+    monkeypatch.setenv("DSRFLOW_S3_BUCKET", "dsr-packages")
+    monkeypatch.setenv("DSRFLOW_S3_SECRET_ACCESS_KEY", "s3cr3t-never-shown")
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert str(caught.value).startswith("DSRFLOW_S3_SECRET_ACCESS_KEY: expected set together with")
+    assert "s3cr3t" not in str(caught.value)
+    monkeypatch.setenv("DSRFLOW_S3_ACCESS_KEY_ID", "dsrflow")
+    monkeypatch.setenv("DSRFLOW_S3_PREFIX", "/prod/dsrflow/")
+    settings = load_settings()
+    assert (settings.storage, settings.s3_bucket, settings.s3_prefix) == ("s3", "dsr-packages", "prod/dsrflow")
+
+
 def test_defaults(monkeypatch):
     for name in ("DSRFLOW_HOME", "DSRFLOW_API_PORT", "TEMPORAL_NAMESPACE", "DSRFLOW_DATABASE_URL"):
         monkeypatch.delenv(name, raising=False)
@@ -57,6 +81,7 @@ def test_defaults(monkeypatch):
     assert settings.api_port == 8000
     assert settings.temporal_namespace == "default"
     assert settings.effective_database_url.endswith(":5433/dsrflow")
+    assert settings.storage == "local"  # packages under DSRFLOW_HOME, as `make run` wants
 
 
 def test_cli_exits_non_zero_with_one_line():

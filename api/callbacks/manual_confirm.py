@@ -270,7 +270,7 @@ def _refused(task: dict[str, Any], refused: UploadRefused) -> HTMLResponse:
 async def _upload(request: Request, state: AppState, token: str, task: dict[str, Any]) -> HTMLResponse:
     """Receive the export; a refusal shows the form again with the reason, and keeps nothing."""
     try:
-        received = await receive_export(request, state.settings, task)
+        received = await receive_export(request, state.settings, state.storage, task)
     except UploadRefused as refused:
         if refused.status in (403, 409):
             return _refused(task, refused)

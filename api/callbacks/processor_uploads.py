@@ -3,11 +3,11 @@ processor without an API; the page is api/callbacks/manual_confirm.py).
 
 The body is parsed as it streams in (python-multipart's parser, not a form spooled to a temporary
 file): each file's bytes are checked (api/callbacks/export_files.py), hashed and encrypted straight into
-`$DSRFLOW_HOME/uploads`, so its clear text never reaches the disk. A file over the policy's size
-limit or the body over the total stops the upload at once (413); a file of a refused kind, or no
-file at all, is 422 naming it. Only when every file passed are they kept, recorded with their
-digest, size and kind, and the task confirmed, in one transaction: a refused or broken upload
-leaves nothing behind. A task already answered takes no more files (409).
+a writer of the package storage (dsrflow/infra/storage.py), so its clear text is never stored. A
+file over the policy's size limit or the body over the total stops the upload at once (413); a file
+of a refused kind, or no file at all, is 422 naming it. Only when every file passed are they stored
+whole, then recorded with their digest, size and kind, and the task confirmed, in one transaction:
+a refused or broken upload leaves nothing behind. A task already answered takes no more files (409).
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import contextlib
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
@@ -37,6 +36,7 @@ from api.callbacks.export_files import (
 from dsrflow.crypto.filecrypt import EncryptedWriter
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.domain.audit import append_event
+from dsrflow.infra.storage import BlobStore, BlobWriter
 from dsrflow.settings import Settings
 from dsrflow.stores.export_store import export_writer
 from policy.exports import ProcessorExports
@@ -78,12 +78,13 @@ class _Incoming:
     filename: str
     check: ContentCheck
     writer: EncryptedWriter
-    path: Path
+    blob: BlobWriter
     media_type: str = ""
 
 
 @dataclass
 class ReceivedExport:
+    store: BlobStore
     files: list[_Incoming] = field(default_factory=list)
     fields: dict[str, bytearray] = field(default_factory=dict)
 
@@ -96,19 +97,26 @@ class ReceivedExport:
         return bool(self.fields.get("no_data"))
 
     def discard(self) -> None:
+        """Forget the files not stored yet."""
         for incoming in self.files:
             incoming.writer.close()
-            for path in (incoming.path, incoming.path.with_suffix(".enc")):
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
+            incoming.blob.discard()
+
+    async def remove(self) -> None:
+        """Forget every file, stored already or not (the upload is not kept)."""
+        self.discard()
+        for incoming in self.files:
+            # One the store fails to delete has no row: the purge sweeps it (dsrflow/stores/kept_copies.py).
+            with contextlib.suppress(Exception):
+                await self.store.delete(incoming.blob.key)
 
 
 class _Parser:
     """python-multipart callbacks: every file part streams through its check into its encrypted
     file; the small fields are collected. Any refusal is raised out of `parser.write`."""
 
-    def __init__(self, home: Path, secret: bytes, limits: ProcessorExports, into: ReceivedExport) -> None:
-        self.home, self.secret, self.limits, self.into = home, secret, limits, into
+    def __init__(self, secret: bytes, limits: ProcessorExports, into: ReceivedExport) -> None:
+        self.secret, self.limits, self.into = secret, limits, into
         self.total = 0
         self._header_name = b""
         self._header_value = b""
@@ -153,8 +161,8 @@ class _Parser:
         check = ContentCheck(filename, kind_for(filename, self.limits.kinds), self.limits.max_file_bytes,
                              tuple(self.limits.kinds))
         upload_id = str(uuid.uuid4())
-        writer, path = export_writer(self.home, self.secret, upload_id)
-        self._file = _Incoming(upload_id, filename, check, writer, path)
+        writer, blob = export_writer(self.into.store, self.secret, upload_id)
+        self._file = _Incoming(upload_id, filename, check, writer, blob)
         self.into.files.append(self._file)
 
     def _unique(self, name: str) -> str:
@@ -187,7 +195,8 @@ class _Parser:
         self._file, self._field = None, None
 
 
-async def receive_export(request: Request, settings: Settings, task: dict[str, Any]) -> ReceivedExport:
+async def receive_export(request: Request, settings: Settings, store: BlobStore,
+                         task: dict[str, Any]) -> ReceivedExport:
     """Stream the upload into encrypted files; raise UploadRefused (nothing kept) if any of it
     cannot be taken."""
     limits = limits_of(task)
@@ -198,8 +207,8 @@ async def receive_export(request: Request, settings: Settings, task: dict[str, A
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limits.max_total_bytes + 1024 * 1024:
         raise UploadRefused(413, f"The files together are larger than the limit of {limits.max_total_mb} MB.")
-    received = ReceivedExport()
-    parser = _Parser(settings.home, load_secret_key(settings), limits, received)
+    received = ReceivedExport(store)
+    parser = _Parser(load_secret_key(settings), limits, received)
     try:
         multipart = MultipartParser(params[b"boundary"], parser.callbacks())
         async for chunk in request.stream():
@@ -229,26 +238,27 @@ def _sentence(message: str) -> str:
 
 async def keep_export(pool: Any, task: dict[str, Any], external_id: str, received: ReceivedExport) -> bool:
     """Keep the files, record them and confirm the task, all or nothing; False if the task was
-    answered meanwhile (the files are then discarded)."""
+    answered meanwhile (the files are then discarded). Each file is stored whole before a row names
+    it: a crash in between leaves an object no row names, which the purge sweeps."""
     request_id, system = str(task["request_id"]), task["system"]
     try:
+        for incoming in received.files:
+            await incoming.blob.commit()
         async with pool.acquire() as conn, conn.transaction():
             confirmed = await conn.fetchval(
                 """UPDATE manual_tasks SET confirmed_at = now(), confirmation_note = $2
                    WHERE external_id = $1 AND confirmed_at IS NULL RETURNING confirmed_at""",
                 external_id, received.note)
             if confirmed is None:
-                received.discard()
+                await received.remove()
                 return False
             for incoming in received.files:
-                kept = incoming.path.with_suffix(".enc")
-                incoming.path.rename(kept)
                 await conn.execute(
                     """INSERT INTO processor_exports (id, request_id, system, external_id, filename,
                                                       media_type, size_bytes, sha256, path)
                        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)""",
                     incoming.upload_id, task["request_id"], system, external_id, incoming.filename,
-                    incoming.media_type, incoming.check.size, incoming.check.digest.hexdigest(), str(kept))
+                    incoming.media_type, incoming.check.size, incoming.check.digest.hexdigest(), incoming.blob.key)
             # Names and the note stay in the tables above, never in the append-only trail.
             await append_event(
                 conn, event_key=f"{request_id}:manual-export:{system}", request_id=request_id,
@@ -258,7 +268,7 @@ async def keep_export(pool: Any, task: dict[str, Any], external_id: str, receive
                       "types": sorted({f.media_type for f in received.files}), "note": received.note is not None},
             )
     except BaseException:
-        received.discard()
+        await received.remove()
         raise
     return True
 

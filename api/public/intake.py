@@ -162,7 +162,7 @@ async def download_package(token: str, request: Request, state: State) -> Respon
             conn, event_key=f"{row['request_id']}:downloaded:{row['id']}", request_id=str(row["request_id"]),
             event_type="package.downloaded", actor="subject", data={"package_id": str(row["id"])},
         )
-    chunks = read_package(state.settings.home, load_secret_key(state.settings), str(row["id"]))
+    chunks = read_package(state.storage.blocks(row["path"]), load_secret_key(state.settings), str(row["id"]))
     filename = f"{row['kind']}-{str(row['request_id'])[:8]}.zip"
     return StreamingResponse(chunks, media_type="application/zip",
                              headers={"Content-Disposition": f'attachment; filename="{filename}"',

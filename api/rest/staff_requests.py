@@ -60,7 +60,7 @@ async def package(staff: Annotated[Staff, require_role("compliance")], request_i
     approval. Each download is audited (`package.reviewed`)."""
     row = await get_request(pool, request_id)
     found = row and await pool.fetchrow(
-        "SELECT id, kind, purged_at, purge_reason FROM packages WHERE request_id = $1 ORDER BY created_at DESC LIMIT 1",
+        "SELECT id, kind, path, purged_at, purge_reason FROM packages WHERE request_id = $1 ORDER BY created_at DESC LIMIT 1",
         row["id"])
     if not found:
         raise Problem(404, "Not found", f"no package for request {request_id}")
@@ -71,7 +71,7 @@ async def package(staff: Annotated[Staff, require_role("compliance")], request_i
         await append_event(conn, event_key=f"{request_id}:reviewed:{found['id']}:{staff.token_id}",
                            request_id=request_id, event_type="package.reviewed", actor=staff.actor,
                            data={"package_id": str(found["id"])})
-    chunks = read_package(state.settings.home, load_secret_key(state.settings), str(found["id"]))
+    chunks = read_package(state.storage.blocks(found["path"]), load_secret_key(state.settings), str(found["id"]))
     return StreamingResponse(chunks, media_type="application/zip", headers={
         "Content-Disposition": f'attachment; filename="{found["kind"]}-{request_id[:8]}-review.zip"',
         "Cache-Control": "no-store"})

@@ -3,14 +3,17 @@
 Each chunk is sealed with AES-GCM under a key derived from the secret; the associated data binds
 the file id, the chunk's index and whether it is the last one, so chunks cannot be reordered,
 swapped between files or cut off without detection.
+
+Where the sealed bytes go is the caller's (dsrflow/infra/storage.py: a local file or an object in
+a bucket): the writer seals into any sink, and the reader opens blocks of any size as they arrive.
 """
 
 from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Iterable, Iterator
+from typing import Protocol
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -29,11 +32,21 @@ def _aad(file_id: str, index: int, last: bool) -> bytes:
     return f"{file_id}:{index}:{int(last)}".encode()
 
 
-class EncryptedWriter:
-    """A write-only binary stream (what zipfile needs) that encrypts to `path`."""
+class Sink(Protocol):
+    """Where sealed bytes go: a file opened for writing, or a storage back end's writer."""
 
-    def __init__(self, path: Path, key: bytes, file_id: str) -> None:
-        self._out = open(path, "wb")  # noqa: SIM115 - closed in close()
+    def write(self, data: bytes, /) -> int: ...
+
+    def close(self) -> None: ...
+
+
+class EncryptedWriter:
+    """A write-only binary stream (what zipfile needs) that encrypts into `out`; closing it seals
+    the last chunk and closes `out`."""
+
+    def __init__(self, out: Sink, key: bytes, file_id: str) -> None:
+        self._out = out
+        self._closed = False
         self._aead = AESGCM(key)
         self._file_id = file_id
         self._buffer = bytearray()
@@ -67,30 +80,41 @@ class EncryptedWriter:
         return False
 
     def close(self) -> None:
-        if self._out.closed:
+        if self._closed:
             return
+        self._closed = True
         self._seal(bytes(self._buffer), last=True)
         self._buffer.clear()
         self._out.close()
 
     @property
     def closed(self) -> bool:
-        return self._out.closed
+        return self._closed
 
 
-def decrypt_chunks(path: Path, key: bytes, file_id: str) -> Iterator[bytes]:
+def decrypt_chunks(blocks: Iterable[bytes], key: bytes, file_id: str) -> Iterator[bytes]:
+    """The clear chunks of a sealed file read as `blocks` (of any sizes). A sealed chunk is opened
+    only once the next one has begun or the blocks have ended, since whether it is the last is
+    part of what it was sealed with: memory holds a block and a chunk, whatever the file's size."""
     aead = AESGCM(key)
-    with open(path, "rb") as handle:
-        index = 0
-        while True:
-            header = handle.read(_HEADER.size)
-            if not header:
-                raise ValueError("encrypted file is truncated")
-            (length,) = _HEADER.unpack(header)
-            sealed = handle.read(length)
-            last = handle.peek(1) == b""
-            nonce, body = sealed[:_NONCE], sealed[_NONCE:]
-            yield aead.decrypt(nonce, body, _aad(file_id, index, last))
-            if last:
-                return
-            index += 1
+    buffer = bytearray()
+    index = 0
+    pending: bytes | None = None  # the latest whole sealed chunk, not yet known to be the last
+    for block in blocks:
+        buffer += block
+        while len(buffer) >= _HEADER.size:
+            (length,) = _HEADER.unpack_from(buffer)
+            if len(buffer) < _HEADER.size + length:
+                break
+            if pending is not None:
+                yield _open(aead, pending, _aad(file_id, index, False))
+                index += 1
+            pending = bytes(buffer[_HEADER.size:_HEADER.size + length])
+            del buffer[:_HEADER.size + length]
+    if pending is None or buffer:
+        raise ValueError("encrypted file is truncated")
+    yield _open(aead, pending, _aad(file_id, index, True))
+
+
+def _open(aead: AESGCM, sealed: bytes, aad: bytes) -> bytes:
+    return aead.decrypt(sealed[:_NONCE], sealed[_NONCE:], aad)

@@ -1,27 +1,25 @@
-"""Where access packages live: one file per package under `$DSRFLOW_HOME/packages`, encrypted in
-chunks (dsrflow/crypto/filecrypt.py) under the packages' own key, bound to the package's id. The
-worker writes them (activities/packages.py); the API streams them to a subject or to compliance."""
+"""Access packages at rest: one object per package, `packages/<id>.zip.enc` in the package storage
+(dsrflow/infra/storage.py: under `$DSRFLOW_HOME` or in a bucket), encrypted in chunks
+(dsrflow/crypto/filecrypt.py) under the packages' own key, bound to the package's id. The worker
+writes them (activities/packages.py); the API streams them to a subject or to compliance."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Iterable, Iterator
 
-from dsrflow.crypto.filecrypt import EncryptedWriter, decrypt_chunks, file_key
+from dsrflow.crypto.filecrypt import EncryptedWriter, Sink, decrypt_chunks, file_key
 
 FILE_PURPOSE = "dsrflow-packages"
 
 
-def package_path(home: Path, package_id: str) -> Path:
-    directory = home.resolve() / "packages"
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return directory / f"{package_id}.zip.enc"
+def package_key(package_id: str) -> str:
+    return f"packages/{package_id}.zip.enc"
 
 
-def package_writer(path: Path, secret: bytes, package_id: str) -> EncryptedWriter:
-    return EncryptedWriter(path, file_key(secret, FILE_PURPOSE), package_id)
+def package_writer(out: Sink, secret: bytes, package_id: str) -> EncryptedWriter:
+    return EncryptedWriter(out, file_key(secret, FILE_PURPOSE), package_id)
 
 
-def read_package(home: Path, secret: bytes, package_id: str) -> Iterator[bytes]:
-    path = home.resolve() / "packages" / f"{package_id}.zip.enc"
-    return decrypt_chunks(path, file_key(secret, FILE_PURPOSE), package_id)
+def read_package(blocks: Iterable[bytes], secret: bytes, package_id: str) -> Iterator[bytes]:
+    """The package's zip, chunk by chunk, from its stored blocks (`BlobStore.blocks`)."""
+    return decrypt_chunks(blocks, file_key(secret, FILE_PURPOSE), package_id)

@@ -8,6 +8,7 @@ settings first and stop with one line per problem, each naming the variable to s
 
 from __future__ import annotations
 
+from ipaddress import ip_address
 from itertools import pairwise
 from urllib.parse import urlparse
 
@@ -53,7 +54,28 @@ def production_problems(settings: Settings) -> list[str]:
         problems.append("DSRFLOW_DATABASE_URL: the database password is empty or a default "
                         "(DSRFLOW_DB_PASSWORD in docker-compose.yml); choose a random one")
     problems.extend(_cors_problems(settings))
+    problems.extend(_storage_problems(settings))
     return problems
+
+
+def _storage_problems(settings: Settings) -> list[str]:
+    # Objects are sealed before they leave, but over plain http the requests (signed with the
+    # bucket's credentials, replayable for minutes) and the objects can be read or changed on the way.
+    endpoint = urlparse(settings.s3_endpoint or "")
+    if settings.storage != "s3" or endpoint.scheme != "http" or settings.s3_allow_http:
+        return []
+    if _loopback(endpoint.hostname or ""):
+        return []
+    return [f"DSRFLOW_S3_ENDPOINT: plain http to {endpoint.hostname}; use https, a store on this host "
+            "(127.0.0.1), or set DSRFLOW_S3_ALLOW_HTTP=true when the network between is your own "
+            "(docker-compose.yml's)"]
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return host == "localhost" or ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _cors_problems(settings: Settings) -> list[str]:

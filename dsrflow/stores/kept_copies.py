@@ -7,34 +7,38 @@ subject's other requests and every export a processor uploaded for them
 (`$DSRFLOW_HOME/uploads`) with it (`purge_subject_copies`): otherwise we would keep the very
 data we told the subject we erased.
 
-The file is deleted first and the row marked after, with an audit event per file
+The files are objects of the package storage (dsrflow/infra/storage.py, local or a bucket). The
+object is deleted first and the row marked after, with an audit event per file
 (`package.purged`, `processor_export.purged`), so a crash in between leaves a row the next run
-finds again (the file already gone) and never a file nobody remembers. Rows stay as evidence.
-Counts and ids only: nothing here logs or prints personal data.
+finds again (the object already gone) and never an object nobody remembers. Rows stay as evidence.
+An object is recorded only once it is whole, so a crash before its row leaves one that no row
+names: `purge_expired` also sweeps those once a day old (`sweep_orphans`). Counts and ids only:
+nothing here logs or prints personal data.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
-from pathlib import Path
+import uuid
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
 
 from dsrflow.domain.audit import append_event
+from dsrflow.infra.storage import BlobStore, StoredObject
 from schemas.copies import PurgeReport
 
 EXPIRED = "link_expired"
 ERASED = "subject_erased"
+# Older than any package build or upload still between its object and its row.
+ORPHAN_AGE = timedelta(days=1)
+# The folders of the package storage, the table whose rows name their objects, the keys' suffix.
+_RECORDED_IN = {"packages": ("packages", ".zip.enc"), "uploads": ("processor_exports", ".enc")}
 
 
-def _unlink(path: str) -> None:
-    Path(path).unlink(missing_ok=True)
-
-
-async def _purge_package(conn: asyncpg.Connection, row: Any, reason: str, actor: str,
+async def _purge_package(conn: asyncpg.Connection, store: BlobStore, row: Any, reason: str, actor: str,
                          data: dict[str, Any]) -> None:
-    _unlink(row["path"])
+    await store.delete(row["path"])
     async with conn.transaction():
         await conn.execute(
             "UPDATE packages SET purged_at = now(), purge_reason = $2 WHERE id = $1 AND purged_at IS NULL",
@@ -45,8 +49,9 @@ async def _purge_package(conn: asyncpg.Connection, row: Any, reason: str, actor:
             data={"package_id": str(row["id"]), "reason": reason, **data})
 
 
-async def _purge_upload(conn: asyncpg.Connection, row: Any, actor: str, data: dict[str, Any]) -> None:
-    _unlink(row["path"])
+async def _purge_upload(conn: asyncpg.Connection, store: BlobStore, row: Any, actor: str,
+                        data: dict[str, Any]) -> None:
+    await store.delete(row["path"])
     async with conn.transaction():
         await conn.execute("UPDATE processor_exports SET purged_at = now() WHERE id = $1 AND purged_at IS NULL",
                            row["id"])
@@ -56,22 +61,64 @@ async def _purge_upload(conn: asyncpg.Connection, row: Any, actor: str, data: di
             data={"upload_id": str(row["id"]), "system": row["system"], "reason": ERASED, **data})
 
 
-async def purge_expired(pool: asyncpg.Pool, now: datetime, *, dry_run: bool = False,
+async def purge_expired(pool: asyncpg.Pool, store: BlobStore, now: datetime, *, dry_run: bool = False,
                         actor: str = "workflow") -> PurgeReport:
-    """Delete the file of every package whose download link expired before `now`. A package
-    still waiting for approval has no link yet (no expiry) and stays."""
+    """Delete the file of every package whose download link expired before `now`, and the objects
+    no row names. A package still waiting for approval has no link yet (no expiry) and stays."""
     rows = await pool.fetch(
         """SELECT id, request_id, path, size_bytes FROM packages
             WHERE purged_at IS NULL AND expires_at IS NOT NULL AND expires_at <= $1 ORDER BY expires_at""", now)
-    report = PurgeReport(packages=len(rows), package_bytes=sum(r["size_bytes"] for r in rows))
+    orphans = await sweep_orphans(pool, store, now, dry_run=dry_run)
+    report = PurgeReport(packages=len(rows), package_bytes=sum(r["size_bytes"] for r in rows), orphans=orphans)
     if not dry_run:
         async with pool.acquire() as conn:
             for row in rows:
-                await _purge_package(conn, row, EXPIRED, actor, {})
+                await _purge_package(conn, store, row, EXPIRED, actor, {})
     return report
 
 
-async def purge_subject_copies(conn: asyncpg.Connection, erasure_request_id: str) -> PurgeReport:
+async def sweep_orphans(pool: asyncpg.Pool, store: BlobStore, now: datetime, *, dry_run: bool = False) -> int:
+    """Delete the objects older than ORPHAN_AGE that no row keeps: left by a crash between an
+    object and its row (an upload kept while its task was answered, a `.part` file), or by a
+    row purged while its object was being written. Returns how many (would) go.
+
+    One deployment per bucket prefix: another deployment's objects have no rows here."""
+    swept = 0
+    for folder, (table, suffix) in _RECORDED_IN.items():
+        batch: list[StoredObject] = []
+        async for found in store.listing(folder):
+            if found.modified <= now - ORPHAN_AGE:
+                batch.append(found)
+            if len(batch) == 1000:
+                swept += await _sweep(pool, store, table, suffix, batch, dry_run)
+                batch = []
+        swept += await _sweep(pool, store, table, suffix, batch, dry_run)
+    return swept
+
+
+async def _sweep(pool: asyncpg.Pool, store: BlobStore, table: str, suffix: str, found: list[StoredObject],
+                 dry_run: bool) -> int:
+    ids = {item.key: _id_in(item.key, suffix) for item in found}
+    kept = {str(r["id"]) for r in await pool.fetch(
+        f"SELECT id FROM {table} WHERE purged_at IS NULL AND id = ANY($1::uuid[])",
+        [i for i in ids.values() if i is not None])}
+    orphans = [key for key, id_ in ids.items() if id_ not in kept]
+    if not dry_run:
+        for key in orphans:
+            await store.delete(key)
+    return len(orphans)
+
+
+def _id_in(key: str, suffix: str) -> str | None:
+    """The row id a key names (`packages/<id>.zip.enc`), None for anything else (a `.part`)."""
+    name = key.partition("/")[2]
+    try:
+        return str(uuid.UUID(name.removesuffix(suffix))) if name.endswith(suffix) else None
+    except ValueError:
+        return None
+
+
+async def purge_subject_copies(conn: asyncpg.Connection, store: BlobStore, erasure_request_id: str) -> PurgeReport:
     """Delete every package and processor upload kept for the subject of this (completed)
     erasure, across all their requests (matched by e-mail address, as a request names them)."""
     subject = """SELECT o.id FROM dsr_requests o, dsr_requests e
@@ -84,8 +131,8 @@ async def purge_subject_copies(conn: asyncpg.Connection, erasure_request_id: str
              WHERE purged_at IS NULL AND request_id IN ({subject})""", erasure_request_id)
     because = {"erasure_request_id": erasure_request_id}
     for row in packages:
-        await _purge_package(conn, row, ERASED, "workflow", because)
+        await _purge_package(conn, store, row, ERASED, "workflow", because)
     for row in uploads:
-        await _purge_upload(conn, row, "workflow", because)
+        await _purge_upload(conn, store, row, "workflow", because)
     return PurgeReport(packages=len(packages), package_bytes=sum(r["size_bytes"] for r in packages),
                        uploads=len(uploads), upload_bytes=sum(r["size_bytes"] for r in uploads))
