@@ -26,11 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import httpx
 from temporalio.testing import ActivityEnvironment
 
 from activities.fanout import FanoutActivities
 from bench.common import arguments, bench_policy, load_1min, median, write_result
+from bench.s3_stand_in import moto_server
 from devstack.demo.sql_systems import ensure_demo_databases
 from devstack.postgres import EmbeddedPostgres
 from devstack.processes import free_port
@@ -90,23 +90,10 @@ async def _copy(url: str, path: Path) -> float:
 @contextlib.contextmanager
 def _bucket(home: Path) -> Iterator[dict[str, str]]:
     """moto's S3 server on loopback with a bucket: the settings that put packages there."""
-    port = free_port()
-    with open(home / "moto.log", "wb") as log:
-        moto = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                                stdout=log, stderr=subprocess.STDOUT)
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            with contextlib.suppress(httpx.TransportError):
-                httpx.put(f"{endpoint}/dsrflow-bench", timeout=1)  # moto takes an unsigned CreateBucket
-                break
-            time.sleep(0.1)
+    with moto_server(home, "dsrflow-bench") as endpoint:
         yield {"DSRFLOW_STORAGE": "s3", "DSRFLOW_S3_ENDPOINT": endpoint, "DSRFLOW_S3_BUCKET": "dsrflow-bench",
                "DSRFLOW_S3_REGION": "us-east-1", "DSRFLOW_S3_ACCESS_KEY_ID": "bench",
                "DSRFLOW_S3_SECRET_ACCESS_KEY": "bench"}
-    finally:
-        moto.terminate()
-        moto.wait(10)
 
 
 async def main(events: int, runs: int, results: Path, profile: Path | None, storage: str) -> None:

@@ -15,12 +15,12 @@ import re
 from pathlib import Path
 from typing import Any, Literal, Self
 
-import yaml
 from jinja2 import StrictUndefined, TemplateSyntaxError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from policy.disclosure import Origin
+from policy.files import named_file
 from policy.strict import IDENT, StrictModel
 
 _ENV_NAME = r"^[A-Z][A-Z0-9_]*$"
@@ -327,17 +327,7 @@ def inline_http_files(content: dict[str, Any], path: Path, shipped: Path) -> Non
         extra = sorted(set(config) - {"file", "vars"})
         if extra:
             raise ValueError(f"{path}: systems.{name}.config: with `file`, only `vars` may be given, not {extra}")
-        relative = Path(str(config["file"]))
-        found = next((c for c in (path.parent / relative, shipped / relative) if c.is_file()), None)
-        if found is None:
-            raise ValueError(f"{path}: systems.{name}.config.file: {relative} not found next to the policy "
-                             f"or in {shipped}")
-        try:
-            loaded = yaml.safe_load(found.read_text())
-        except yaml.YAMLError as exc:
-            raise ValueError(f"{found}: not valid YAML: {exc}") from None
-        if not isinstance(loaded, dict):
-            raise ValueError(f"{found}: expected a mapping at the top level")
+        loaded = named_file(path, Path(str(config["file"])), f"systems.{name}.config.file", shipped)
         overrides = config.get("vars") or {}
         if not isinstance(overrides, dict):
             raise ValueError(f"{path}: systems.{name}.config.vars: expected a mapping")

@@ -8,7 +8,6 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -22,6 +21,7 @@ from pydantic import (
 
 from policy.disclosure import AutomatedDecisions, Profiling
 from policy.exports import ProcessorExports
+from policy.files import named_file, read_mapping
 from policy.http_model import HttpConfig, inline_http_files
 from policy.keeping import RetentionRule, StatutoryHold
 from policy.languages import SOURCE_LANGUAGE, Languages, check_translation, translated
@@ -360,34 +360,15 @@ def inline_translation_files(content: dict, path: Path) -> None:
         return
     for language, given in translations.items():
         if isinstance(given, dict) and set(given) == {"file"}:
-            relative = Path(str(given["file"]))
-            candidates = (path.parent / relative, DEFAULT_POLICY.parent / relative)
-            found = next((c for c in candidates if c.is_file()), None)
-            if found is None:
-                raise ValueError(f"{path}: translations.{language}.file: {relative} not found next to the "
-                                 f"policy or in {DEFAULT_POLICY.parent}")
-            try:
-                loaded = yaml.safe_load(found.read_text())
-            except OSError as exc:
-                raise ValueError(f"{path}: translations.{language}.file: cannot read {found}: {exc.strerror}") from None
-            except yaml.YAMLError as exc:
-                raise ValueError(f"{found}: not valid YAML: {exc}") from None
-            if not isinstance(loaded, dict):
-                raise ValueError(f"{found}: expected a mapping at the top level")
+            loaded = named_file(path, Path(str(given["file"])), f"translations.{language}.file",
+                                DEFAULT_POLICY.parent)
             translations[language] = loaded
 
 
 def load_policy(path: Path | None = None) -> LoadedPolicy:
     path = path or DEFAULT_POLICY
     try:
-        content = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise PolicyError(f"{path}: cannot read: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise PolicyError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(content, dict):
-        raise PolicyError(f"{path}: expected a mapping at the top level")
-    try:
+        content = read_mapping(path)
         inline_http_files(content, path, DEFAULT_POLICY.parent)
         inline_translation_files(content, path)
     except ValueError as exc:

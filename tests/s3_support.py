@@ -5,17 +5,12 @@ the back end uses) to look at what the bucket holds."""
 from __future__ import annotations
 
 import contextlib
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from devstack.processes import free_port
+from bench.s3_stand_in import moto_server as stand_in
 from dsrflow.settings import Settings
 
 BUCKET = "dsrflow-tests"
@@ -24,26 +19,8 @@ BUCKET = "dsrflow-tests"
 @contextlib.contextmanager
 def moto_server(directory: Path) -> Iterator[str]:
     """moto's S3 on 127.0.0.1; yields its endpoint URL, with the tests' bucket created."""
-    port = free_port()
-    with open(directory / "moto.log", "wb") as log:
-        server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                                  stdout=log, stderr=subprocess.STDOUT)
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(endpoint, timeout=1)
-                break
-            except httpx.TransportError:
-                assert server.poll() is None, f"moto exited; see {directory / 'moto.log'}"
-                assert time.monotonic() < deadline, "moto did not answer within 30s"
-                time.sleep(0.1)
-        client(endpoint).create_bucket(Bucket=BUCKET)
+    with stand_in(directory, BUCKET) as endpoint:
         yield endpoint
-    finally:
-        server.terminate()
-        server.wait(10)
 
 
 def client(endpoint: str) -> Any:
