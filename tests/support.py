@@ -8,11 +8,14 @@ import csv
 import io
 import json
 import re
+import subprocess
+import sys
 import uuid
 import zipfile
 from collections.abc import AsyncIterator
 from datetime import date, timedelta
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -192,3 +195,15 @@ def english_only(content: dict[str, Any]) -> dict[str, Any]:
     content["languages"] = {"supported": ["en"], "default": "en", "staff": "en"}
     content.pop("translations", None)
     return content
+
+
+def run_bench_smoke(module: str, results: Path, name: str, timeout: float,
+                    ) -> tuple[dict[str, Any], subprocess.CompletedProcess[str]]:
+    """Run `python -m bench.<module> --smoke`; its result file `name` (which must exist), with the
+    finished run (its output for failure messages, its exit code)."""
+    done = subprocess.run([sys.executable, "-m", f"bench.{module}", "--smoke", "--results", str(results)],
+                          cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True,
+                          timeout=timeout, check=False)
+    path = results / name
+    assert path.exists(), done.stdout[-3000:] + done.stderr[-3000:]
+    return json.loads(path.read_text()), done

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import copy
 import json
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -15,6 +13,7 @@ import pytest
 
 from bench.chaos_checks import UNOWNED, Findings, compare
 from bench.chaos_snapshot import Letter, PassState
+from tests.support import run_bench_smoke
 
 ROOT = Path(__file__).resolve().parents[1]
 ADA = "ada@example.com"
@@ -91,11 +90,7 @@ def test_a_duplicate_in_the_clean_pass_itself_is_found() -> None:
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory: pytest.TempPathFactory) -> dict:
     results = tmp_path_factory.mktemp("chaos")
-    done = subprocess.run([sys.executable, "-m", "bench.chaos", "--smoke", "--results", str(results)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=240, check=False)
-    path = results / "chaos_smoke.json"
-    assert path.exists(), done.stdout[-3000:] + done.stderr[-3000:]
-    result = json.loads(path.read_text())
+    result, done = run_bench_smoke("chaos", results, "chaos_smoke.json", timeout=240)
     result["output"] = done.stdout[-4000:]
     result["returncode"] = done.returncode
     return result

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import copy
 import json
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +22,7 @@ import pytest
 
 from bench.chaos_snapshot import Letter
 from bench.multi_process_checks import KINDS, REQUIRED_EVENTS, Outcome, findings
+from tests.support import run_bench_smoke
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE_REQUESTS = 40
@@ -91,11 +90,7 @@ def test_each_check_finds_its_damage(change: Callable[[Outcome], object], kind: 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory: pytest.TempPathFactory) -> dict:
     results = tmp_path_factory.mktemp("multi_process")
-    done = subprocess.run([sys.executable, "-m", "bench.multi_process", "--smoke", "--results", str(results)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
-    path = results / "multi_process_smoke.json"
-    assert path.exists(), done.stdout[-3000:] + done.stderr[-3000:]
-    result = json.loads(path.read_text())
+    result, done = run_bench_smoke("multi_process", results, "multi_process_smoke.json", timeout=300)
     result["output"] = done.stdout[-3000:] + done.stderr[-2000:]
     result["returncode"] = done.returncode
     return result
