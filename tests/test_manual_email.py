@@ -83,7 +83,7 @@ async def test_erasure_waits_for_the_processor_to_confirm_by_link(stack, pool, d
         assert link.startswith(stack.settings.base_url)
 
         async def surveys_reported() -> bool:  # the retried attempt finished: task row has its message
-            return bool(await pool.fetchval(
+            return len(attempts) == 2 and bool(await pool.fetchval(
                 "SELECT message FROM system_tasks WHERE request_id = $1 AND system = 'surveys'", rid))
 
         async def others_settled() -> bool:
