@@ -106,6 +106,8 @@ def letter_environment(language: str) -> Environment:
         lstrip_blocks=True,
         keep_trailing_newline=False,
         extensions=["jinja2.ext.i18n"],
+        # The templates ship with the code: no stat() of every template file on every letter.
+        auto_reload=False,
     )
     env.policies["ext.i18n.trimmed"] = True
     env.install_gettext_translations(translations(language), newstyle=True)  # type: ignore[attr-defined]  # added by the i18n extension

@@ -39,15 +39,27 @@ CONCURRENCY = 20  # API calls in flight: a busy front office, not a flood
 async def shape_of(client: Client, workflow_id: str) -> Shape:
     """Count what a finished workflow (and, recursively, its children) did, from its history."""
     history = await client.get_workflow_handle(workflow_id).fetch_history()
-    before = after = timers = signals = updates = 0
+    # Activities scheduled by the workflow task that starts the first child run beside the children.
+    with_children = next((e.start_child_workflow_execution_initiated_event_attributes.workflow_task_completed_event_id
+                          for e in history.events
+                          if e.event_type == EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED), None)
+    before = after = alongside = local_before = local_after = timers = signals = updates = 0
     children: list[str] = []
     for event in history.events:
         kind = event.event_type
         if kind == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
-            if children:
+            if event.activity_task_scheduled_event_attributes.workflow_task_completed_event_id == with_children:
+                alongside += 1
+            elif children:
                 after += 1
             else:
                 before += 1
+        elif (kind == EventType.EVENT_TYPE_MARKER_RECORDED
+              and event.marker_recorded_event_attributes.marker_name == "core_local_activity"):
+            if children:
+                local_after += 1
+            else:
+                local_before += 1
         elif kind == EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED:
             children.append(event.start_child_workflow_execution_initiated_event_attributes.workflow_id)
         elif kind == EventType.EVENT_TYPE_TIMER_STARTED:
@@ -58,8 +70,9 @@ async def shape_of(client: Client, workflow_id: str) -> Shape:
             updates += 1
     kids = [await shape_of(client, child) for child in children]
     kids.sort(key=lambda s: (s.activities_before, s.timers, s.signals, s.updates))
-    return Shape(activities_before=before, activities_after=after, timers=timers, signals=signals,
-                 updates=updates, children=kids)
+    return Shape(activities_before=before, activities_after=after, alongside=alongside, local_before=local_before,
+                 local_after=local_after, timers=timers, signals=signals, updates=updates, children=kids,
+                 events=len(history.events) + sum(k.events for k in kids))
 
 
 async def erasures(bench: BenchStack, emails: list[str]) -> float:
@@ -114,7 +127,8 @@ async def main(requests: int, runs: int, results: Path, profile: Path | None) ->
             real_shape = await shape_of(bench.client, workflow_id_for(str(first)))
             await _skeletons(bench.client, real_shape, 1, "warmup")
             skeleton_shape = await shape_of(bench.client, "skeleton-warmup-0")
-            print(f"real request: {real_shape.totals()}; skeleton: {skeleton_shape.totals()}")
+            print(f"real request: {real_shape.totals()}, {real_shape.events} history events; "
+                  f"skeleton: {skeleton_shape.totals()}, {skeleton_shape.events} events")
             if skeleton_shape.totals() != real_shape.totals():
                 raise RuntimeError("the skeleton's history does not have the real request's shape")
             rows: list[dict[str, Any]] = []
@@ -159,7 +173,8 @@ async def main(requests: int, runs: int, results: Path, profile: Path | None) ->
         figures={"real_per_second": median([r["real_per_second"] for r in rows]),
                  "skeleton_per_second": median([r["skeleton_per_second"] for r in rows]),
                  "ratio": median([r["ratio"] for r in rows]), "target_ratio": 0.7,
-                 "shape": real_shape.totals()},
+                 "shape": real_shape.totals(), "history_events_per_request": real_shape.events,
+                 "skeleton_history_events": skeleton_shape.events},
         runs=rows, load_before=load_before,
         notes=["ratio = skeleton seconds / real seconds for the same number of requests, per run; "
                "the real half goes first in odd runs, the skeleton's in even runs",

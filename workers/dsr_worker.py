@@ -81,12 +81,12 @@ def activity_context(settings: Settings, pool: asyncpg.Pool) -> ActivityContext:
 
 def build_worker(
     client: Client, settings: Settings, pool: asyncpg.Pool, *, task_queue: str | None = None,
-    activity_overrides: Sequence[Any] = (),
+    activity_overrides: Sequence[Any] = (), context: ActivityContext | None = None,
 ) -> Worker:
     """A worker for request workflows. `activity_overrides` replace activities of the same name
     (tests register fakes this way)."""
     activities = {getattr(a, "__temporal_activity_definition").name: a
-                  for a in build_activities(activity_context(settings, pool))}
+                  for a in build_activities(context or activity_context(settings, pool))}
     for fake in activity_overrides:
         activities[getattr(fake, "__temporal_activity_definition").name] = fake
     return Worker(
@@ -104,7 +104,8 @@ async def run_worker(settings: Settings) -> None:
     runtime, sdk_metrics = worker_runtime(settings)
     client = await connect_client(settings, runtime=runtime)
     pool = await create_pool(settings.effective_database_url)
-    worker = build_worker(client, settings, pool)
+    context = activity_context(settings, pool)
+    worker = build_worker(client, settings, pool, context=context)
     metrics = await serve_worker_metrics(settings, pool, sdk_metrics)
     await ensure_schedules(client, settings.task_queue)
     stop = asyncio.Event()
@@ -116,5 +117,6 @@ async def run_worker(settings: Settings) -> None:
         await stop.wait()
     if metrics is not None:
         metrics.close()
+    await context.system_pools.close()
     await pool.close()
     log.info("worker stopped")

@@ -140,13 +140,16 @@ class SqlConnector(Connector):
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
+        shared = self.env.system_pools
         with self._mapped():
             async with self._pool_lock:
                 if self._pool is None:
-                    self._pool = await asyncpg.create_pool(self._url(), min_size=0, max_size=2)
+                    self._pool = (await shared.pool(self._url()) if shared is not None
+                                  else await asyncpg.create_pool(self._url(), min_size=0, max_size=2))
             async with self._pool.acquire() as conn:
                 if self._types is None:
-                    self._types = await self._check_schema(conn)
+                    self._types = (await shared.schema(self._url(), self.env.system, lambda: self._check_schema(conn))
+                                   if shared is not None else await self._check_schema(conn))
                 yield conn
 
     async def _check_schema(self, conn: asyncpg.Connection) -> dict[str, dict[str, str]]:
@@ -412,5 +415,6 @@ class SqlConnector(Connector):
     async def close(self) -> None:
         if self._pool is not None:
             pool, self._pool = self._pool, None
-            await pool.close()
+            if self.env.system_pools is None:  # its own, not the worker's shared one
+                await pool.close()
 
