@@ -123,7 +123,7 @@ async def test_an_edited_anchor_and_a_deleted_anchor_are_caught(postgres, templa
     url = await clone_database(postgres, template_url, "tamper")
     conn = await connect(url)
     try:
-        for n in range(3):
+        for _ in range(3):
             await _chain_of_five(conn, "request", EVENTS)
         assert (await verify_audit(conn)).anchors == 3  # one per chain of five
         async with tampering(url) as superuser:
