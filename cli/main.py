@@ -198,15 +198,25 @@ def deadline(
 
 
 @audit_app.command("verify")
-def audit_verify() -> None:
-    """Recompute the audit chain; print `ok N events` or the first broken row (exit 1)."""
-    from dsrflow.domain.audit import verify_chain
+def audit_verify(
+    anchor: Annotated[bool, typer.Option(
+        "--anchor", help="first anchor the heads of every chain that changed since the last anchor "
+                         "(the worker does so every few minutes)")] = False,
+) -> None:
+    """Recompute every audit chain and the anchor chain, and check every anchored head; print
+    `ok N events ...` or the first break (exit 1)."""
+    from dsrflow.domain.audit_anchors import write_anchor
+    from dsrflow.domain.audit_verify import verify_audit
     from dsrflow.infra.db import connect
 
     async def run() -> ChainReport:
         conn = await connect(_settings().effective_database_url)
         try:
-            return await verify_chain(conn)
+            if anchor:
+                written = await write_anchor(conn)
+                typer.echo(f"anchor {written.position} over {written.chains} chain(s): {written.hash}"
+                           if written else "no chain changed since the last anchor")
+            return await verify_audit(conn)
         finally:
             await conn.close()
 

@@ -12,6 +12,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.audit_anchor import AuditAnchorActivities
 from activities.context import ActivityContext
 from activities.deferred import DeferredErasureActivities
 from activities.errors import ClassifyingInterceptor
@@ -31,6 +32,7 @@ from dsrflow.infra.temporal_client import connect_client
 from dsrflow.settings import Settings
 from workers.metrics_endpoint import serve_worker_metrics, worker_runtime
 from workers.schedules import ensure_schedules
+from workflows.audit_anchor import AuditAnchorWorkflow
 from workflows.dsr import DataSubjectRequestWorkflow
 from workflows.erasure_sweep import ErasureSweepWorkflow
 from workflows.package_purge import PackagePurgeWorkflow
@@ -50,7 +52,7 @@ WORKER_TUNING: dict[str, Any] = {
 }
 
 WORKFLOWS: Sequence[type] = (DataSubjectRequestWorkflow, SystemTaskWorkflow, ErasureSweepWorkflow,
-                              RetentionSweepWorkflow, PackagePurgeWorkflow)
+                              RetentionSweepWorkflow, PackagePurgeWorkflow, AuditAnchorWorkflow)
 
 
 def build_activities(ctx: ActivityContext) -> list[Any]:
@@ -63,13 +65,14 @@ def build_activities(ctx: ActivityContext) -> list[Any]:
     retention = RetentionActivities(ctx)
     restrictions = RestrictionActivities(ctx)
     purge = PackagePurgeActivities(ctx)
+    anchors = AuditAnchorActivities(ctx)
     return [
         lifecycle.prepare_request, lifecycle.transition, lifecycle.record_event,
         lifecycle.apply_extension, lifecycle.record_step_trouble, letters.send_letter, verification.issue_verification,
         fanout.plan_request, fanout.run_system_action, fanout.poll_system_action,
         fanout.record_task_result, packages.build_package, deferred.sweep, retention.sweep,
         restrictions.record_restriction, restrictions.announce_lift, restrictions.record_lifted,
-        purge.purge_expired_packages,
+        purge.purge_expired_packages, anchors.anchor_audit_chains,
     ]
 
 

@@ -4,7 +4,7 @@ read from Postgres (a read model: nothing here changes anything).
 Request, identity verification (times and method; codes and link tokens never exist outside the
 e-mail, and stored letters show them withheld), deadlines and the extension, the plan under its
 policy version, each system's result, what holds kept, the letters sent, the package, and the
-request's segment of the audit chain with the result of checking its links.
+request's audit chain with the result of checking it and the anchor that covers it.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 import asyncpg
 
 from dsrflow.crypto.hashing import subject_hash
-from dsrflow.domain.audit import verify_request_segment
+from dsrflow.domain.audit_verify import verify_request_chain
 from dsrflow.stores.requests_store import get_request
 
 _VERIFICATION_EVENTS = ("verification.succeeded", "verification.failed", "verification.locked",
@@ -96,7 +96,8 @@ async def assemble_evidence(pool: asyncpg.Pool, request_id: str, *, secret: byte
         row = await get_request(conn, request_id)
         if row is None:
             return None
-        events, chain = await verify_request_segment(conn, request_id)
+        audit = await verify_request_chain(conn, request_id)
+        events, chain = audit.events, audit.report
         letters = [dict(r) for r in await conn.fetch(
             """SELECT letter_key, purpose, recipient, subject, message_id, sent_at, body_text, body_html
                  FROM sent_letters WHERE request_id = $1 ORDER BY sent_at, letter_key""", request_id)]
@@ -127,5 +128,8 @@ async def assemble_evidence(pool: asyncpg.Pool, request_id: str, *, secret: byte
             "events": events,
             "verification": {"ok": chain.ok, "events": chain.count, "broken_seq": chain.broken_seq,
                              "reason": chain.reason, "summary": chain.describe()},
+            # The latest anchor naming each chain the request's events are in (usually one).
+            "anchors": audit.anchors,
+            "not_yet_anchored": chain.unanchored,
         },
     }
