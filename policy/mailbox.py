@@ -91,10 +91,10 @@ def _suggest(policy: MailboxPolicy, text: str) -> Suggestion:
             by_language[language] = by_language.get(language, 0) + hits
     # Ties go to the order of the policy file (and of the languages): stable, and stated there.
     order = list(policy.types)
-    kind = max(by_type, key=lambda k: (by_type[k], -order.index(k))) if by_type else None
+    best_type = max(by_type, key=lambda k: (by_type[k], -order.index(k))) if by_type else None
     languages = list(Language)
-    language = max(by_language, key=lambda lang: (by_language[lang], -languages.index(lang))) if by_language else None
-    return Suggestion(kind, language)
+    best_language = max(by_language, key=lambda lang: (by_language[lang], -languages.index(lang))) if by_language else None
+    return Suggestion(best_type, best_language)
 
 
 @cache
