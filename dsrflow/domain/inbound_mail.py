@@ -238,15 +238,10 @@ def content_fingerprint(raw: bytes) -> str:
     """What stays the same when the same message is delivered twice (once by IMAP with the
     server's Received and Return-Path headers, once through the sink): its own headers that
     identify it, and its body. Transport headers are left out."""
-    for separator in (b"\r\n\r\n", b"\n\n"):
-        head, found, body = raw.partition(separator)
-        if found:
-            break
-    else:
-        head, body = raw, b""
+    head, _, body = raw.replace(b"\r\n", b"\n").partition(b"\n\n")
     message = email.message_from_bytes(head + b"\n\n", policy=email.policy.compat32)
     identity = [str(message.get(name, "")).strip() for name in ("From", "Date", "Subject", "Message-ID")]
-    body = b"\n".join(line.rstrip() for line in body.replace(b"\r\n", b"\n").split(b"\n")).rstrip()
+    body = b"\n".join(line.rstrip() for line in body.split(b"\n")).rstrip()
     digest = hashlib.sha256()
     for value in identity:
         digest.update(value.encode("utf-8", "replace") + b"\0")
