@@ -86,13 +86,14 @@ def _text_of_header(message: Message, name: str) -> str | None:
         value = message.get(name)
         text = None if value is None else str(value)
     except Exception:  # noqa: BLE001 - the header registry raises many kinds on hostile input
-        text = None
-        raw = message.get_all(name, failobj=[]) if hasattr(message, "get_all") else []
-        if raw:
+        # raw_items() does not go through the header registry that just failed.
+        raw = next((str(v) for k, v in message.raw_items() if k.lower() == name.lower()), None)
+        text = raw
+        if raw is not None:
             try:
-                text = str(make_header(decode_header(str(raw[0]))))
+                text = str(make_header(decode_header(raw)))
             except Exception:  # noqa: BLE001 - an unknown charset or broken encoded-word
-                text = str(raw[0])
+                pass
     if text is None:
         return None
     return " ".join(one_line(text).split())[:_HEADER_CHARS]
@@ -166,6 +167,7 @@ def _decoded_text(part: Message) -> str:
 def html_to_text(html: str) -> str:
     converter = html2text.HTML2Text(bodywidth=0)
     converter.ignore_images = True
+    converter.unicode_snob = True  # "ö" stays "ö" (not "o")
     converter.ignore_emphasis = True
     return converter.handle(html)
 
