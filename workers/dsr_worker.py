@@ -30,6 +30,7 @@ from dsrflow.infra.db import create_pool
 from dsrflow.infra.logging import get_logger
 from dsrflow.infra.temporal_client import connect_client
 from dsrflow.settings import Settings
+from workers.mailbox_tasks import mailbox_tasks
 from workers.metrics_endpoint import serve_worker_metrics, worker_runtime
 from workers.schedules import ensure_schedules
 from workflows.audit_anchor import AuditAnchorWorkflow
@@ -116,8 +117,10 @@ async def run_worker(settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     log.info("worker started", task_queue=settings.task_queue)
+    mailbox = mailbox_tasks(settings, pool, stop)  # the privacy mailbox (docs/mailbox.md)
     async with worker:
         await stop.wait()
+    await asyncio.gather(*mailbox, return_exceptions=True)
     if metrics is not None:
         metrics.close()
     await context.system_pools.close()

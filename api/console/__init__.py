@@ -2,9 +2,9 @@
 
 from fastapi import APIRouter
 
-from api.console import dashboard, queue, request_page
+from api.console import dashboard, inbox, queue, request_page
 
 router = APIRouter()
 # The queue first: /console/requests/new is the new-request form, not a request id.
-for _module in (queue, request_page, dashboard):
+for _module in (queue, request_page, dashboard, inbox):
     router.include_router(_module.router)

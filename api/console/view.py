@@ -72,6 +72,8 @@ _EVENT_WORDS = {
     "restriction.lift_requested": "Restriction lift decided; the subject is told first",
     "restriction.lifted": "Restriction lifted in every system",
     "restriction.kept_from_erasure": "Restricted records kept from an erasure",
+    "mail.converted": "Opened from an e-mail to the privacy address",
+    "mail.attached": "E-mail attached",
 }
 
 

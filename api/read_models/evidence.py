@@ -14,6 +14,7 @@ from typing import Any
 
 import asyncpg
 
+from api.read_models.inbox_queries import evidence_messages
 from dsrflow.crypto.hashing import subject_hash
 from dsrflow.domain.audit_verify import verify_request_chain
 from dsrflow.stores.requests_store import get_request
@@ -113,6 +114,7 @@ async def assemble_evidence(pool: asyncpg.Pool, request_id: str, *, secret: byte
             """SELECT kind, records, size_bytes, created_at, expires_at, downloaded_at
                  FROM packages WHERE request_id = $1 ORDER BY created_at""", request_id)]
         holds = await _holds(conn, row, secret, tasks)
+        emails = await evidence_messages(conn, secret, request_id)
     return {
         "generated_at": datetime.now(UTC),
         "request": _request(row),
@@ -124,6 +126,8 @@ async def assemble_evidence(pool: asyncpg.Pool, request_id: str, *, secret: byte
         "holds": holds,
         "packages": packages,
         "letters": letters,
+        # The subject's e-mails that opened the request or were attached to it (docs/mailbox.md).
+        "emails": emails,
         "audit": {
             "events": events,
             "verification": {"ok": chain.ok, "events": chain.count, "broken_seq": chain.broken_seq,
