@@ -112,11 +112,18 @@ def worker() -> None:
 
 @app.command()
 def migrate() -> None:
-    """Apply pending database migrations."""
+    """Apply pending database migrations, then hash the identities of requests stored without
+    their search hashes (or under another DSRFLOW_SECRET_KEY)."""
+    from dsrflow.crypto.keys import load_secret_key
     from dsrflow.infra.migrate import migrate as apply
+    from dsrflow.stores.request_lookup import backfill_database
 
-    applied = asyncio.run(apply(_settings().effective_database_url))
+    settings = _settings()
+    applied = asyncio.run(apply(settings.effective_database_url))
     typer.echo(f"applied {', '.join(applied)}" if applied else "database is up to date")
+    hashed = asyncio.run(backfill_database(settings.effective_database_url, load_secret_key(settings)))
+    if hashed:
+        typer.echo(f"hashed the identities of {hashed} requests for search")
 
 
 async def _with_pool(work: Callable[[asyncpg.Pool], Awaitable[_T]]) -> _T:
