@@ -6,8 +6,12 @@ line, and a malformed value is a 422 naming its parameter."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import re
+import subprocess
+import sys
 import uuid
 from datetime import date
 
@@ -25,7 +29,7 @@ from dsrflow.stores.requests_store import create_request
 from policy.model import load_policy
 from schemas.requests import NewRequest
 from tests.conftest import make_database
-from tests.support import api_client, assert_problem, console_sign_in, staff_headers
+from tests.support import api_client, assert_problem, console_sign_in, settings_env, staff_headers
 
 ADA = "Ada.Search@Example.com"
 
@@ -207,6 +211,21 @@ async def test_backfill_hashes_requests_stored_before_the_search(http, search_db
     key = await search_db.fetchval("SELECT subject_email_key FROM dsr_requests WHERE id = $1", uuid.UUID(old))
     assert key == lookup_hash(b"another secret of 32 bytes......", "email", "before.search@example.com")
     assert await backfill_lookup_keys(search_db, secret) == total  # and back
+
+
+async def test_dsrflow_migrate_makes_old_requests_searchable(http, search_db, search_settings):
+    old = str(uuid.uuid4())
+    await search_db.execute(
+        """INSERT INTO dsr_requests (id, request_type, regime, country, channel, subject_email,
+               received_at, status, policy_version)
+           VALUES ($1, 'access', 'gdpr', 'BE', 'api', 'cli.backfill@example.com', now(), 'completed', 'v1')""",
+        uuid.UUID(old))
+    env = {**os.environ, **settings_env(search_settings)}
+    runs = [await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "cli.main", "migrate"], env=env,
+                                    capture_output=True, text=True, timeout=120) for _ in range(2)]
+    assert [r.returncode for r in runs] == [0, 0], runs
+    assert "hashed the identities of" in runs[0].stdout and "hashed" not in runs[1].stdout
+    assert ids(await http.get("/v1/requests", params={"subject_email": "CLI.backfill@example.com"})) == [old]
 
 
 async def test_search_reads_the_hash_index_on_a_large_queue(search_db, search_settings):
