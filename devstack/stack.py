@@ -31,6 +31,7 @@ from dsrflow.crypto.keys import load_keyring, load_secret_key
 from dsrflow.infra.db import with_database
 from dsrflow.infra.migrate import migrate
 from dsrflow.settings import Settings
+from dsrflow.stores.request_lookup import backfill_database
 from policy.mailbox import load_mailbox_policy
 from policy.model import DEFAULT_POLICY, load_policy
 
@@ -107,6 +108,8 @@ class Stack:
         applied = await migrate(database_url)
         if applied:
             _say(f"applied migrations: {', '.join(applied)}")
+        if hashed := await backfill_database(database_url, load_secret_key(s)):
+            _say(f"hashed the identities of {hashed} requests for search")
         if s.demo:
             await self._start_demo_systems(database_url, pg)
         if s.demo_saas:

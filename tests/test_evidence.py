@@ -123,7 +123,7 @@ async def test_pack_names_the_tampered_event_and_the_anchor(postgres, settings, 
     try:
         row, _ = await create_request(
             pool, NewRequest(type="erasure", subject={"email": "tamper@example.com"}),
-            loaded_policy=load_policy(settings.policy_path), actor="tests", idempotency_key=None)
+            loaded_policy=load_policy(settings.policy_path), secret=load_secret_key(settings), actor="tests", idempotency_key=None)
         rid = str(row["id"])
         async with pool.acquire() as conn:
             for n in range(3):

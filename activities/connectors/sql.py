@@ -67,7 +67,8 @@ from activities.connectors.sql_queries import (
     update_rows,
 )
 from dsrflow.crypto.hashing import keyed_hash
-from policy.systems import Dataset, FieldRule, corrections_by_dataset
+from dsrflow.settings import Settings
+from policy.systems import Dataset, FieldRule, System, corrections_by_dataset
 
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 _TRANSIENT = (
@@ -84,6 +85,20 @@ _CONFIGURATION = (
     asyncpg.InvalidCatalogNameError,  # no such database
     asyncpg.InvalidAuthorizationSpecificationError,  # bad user or password
 )
+
+
+def system_database_url(name: str, system: System, settings: Settings) -> str:
+    """Where a sql system's database is: `config.url`, or `config.database` on the app's server."""
+    try:
+        config = expand_env(system.config)
+    except KeyError as exc:
+        raise PermanentConnectorError(f"system {name!r}: config: {exc.args[0]}") from None
+    if config.get("url"):
+        return str(config["url"])
+    if not config.get("database"):
+        raise PermanentConnectorError(f"system {name!r}: config needs `database` or `url`")
+    base = urlsplit(settings.effective_database_url)
+    return urlunsplit(base._replace(path="/" + quote(str(config["database"]))))
 
 
 class SqlSystemUnavailable(ConnectionError):
@@ -108,16 +123,7 @@ class SqlConnector(Connector):
     # Connection, schema check, errors ---------------------------------------------------------
 
     def _url(self) -> str:
-        try:
-            config = expand_env(self.env.system.config)
-        except KeyError as exc:
-            raise PermanentConnectorError(f"system {self.name!r}: config: {exc.args[0]}") from None
-        if config.get("url"):
-            return str(config["url"])
-        if not config.get("database"):
-            raise PermanentConnectorError(f"system {self.name!r}: config needs `database` or `url`")
-        base = urlsplit(self.env.settings.effective_database_url)
-        return urlunsplit(base._replace(path="/" + quote(str(config["database"]))))
+        return system_database_url(self.name, self.env.system, self.env.settings)
 
     @contextmanager
     def _mapped(self, dataset: str | None = None) -> Iterator[None]:

@@ -1,4 +1,5 @@
-"""The staff console: the queue by due date (filters, search by request id, days-left badges,
+"""The staff console: the queue by due date (filters, search by request id or by the subject's
+e-mail address or customer number, days-left badges,
 refreshed while it is open) and the new-request form. The request page is api/console/request_page.py.
 Every page needs a console session (api/console/session.py); forms carry the session's CSRF token."""
 
@@ -10,7 +11,6 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
-import asyncpg
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.datastructures import QueryParams
@@ -18,11 +18,13 @@ from starlette.datastructures import QueryParams
 from api import request_form
 from api.auth import Staff, require_console_role
 from api.console.view import days_left_badge, live_region
-from api.deps import PolicyInForce, Pool, State, Today
+from api.deps import PolicyInForce, State, Today
 from api.pages import problem_pages, render
 from api.read_models.cursors import InvalidCursor
 from api.read_models.request_queries import OPEN_STATUSES, RequestFilters, list_requests
 from api.service import open_request
+from api.state import AppState
+from dsrflow.crypto.keys import load_secret_key
 from dsrflow.i18n import language_name
 from policy.model import Policy
 from schemas.requests import Channel, NewRequest, RequestStatus
@@ -32,7 +34,14 @@ router = APIRouter(prefix="/console", tags=["console"], include_in_schema=False,
                    route_class=problem_pages("console/problem.html"))
 PAGE_SIZE = 50
 _FILTER_MESSAGES = {"q": "Enter a whole request id (or the workflow id dsr-…).",
-                    "due_before": "Enter a date."}
+                    "due_before": "Enter a date.",
+                    "subject_email": "Enter a whole e-mail address.",
+                    "customer_id": "Enter a customer number on one line, at most 100 characters."}
+
+
+def _subject_search(value: str) -> dict[str, str]:
+    """The Subject box: an e-mail address has an @, anything else is a customer number."""
+    return {"subject_email" if "@" in value else "customer_id": value}
 
 
 def _filters(params: QueryParams) -> tuple[RequestFilters, dict[str, str]]:
@@ -44,17 +53,23 @@ def _filters(params: QueryParams) -> tuple[RequestFilters, dict[str, str]]:
     for name in ("type", "regime", "due_before", "q", "overdue", "needs_attention"):
         if params.get(name):
             body[name] = params[name]
+    if params.get("subject", "").strip():
+        body.update(_subject_search(params["subject"]))
     filters = request_form.validate(RequestFilters, body, errors, _FILTER_MESSAGES)
+    for field in ("subject_email", "customer_id"):  # shown beside the one box they came from
+        if field in errors:
+            errors["subject"] = errors.pop(field)
     return filters or RequestFilters(status=list(OPEN_STATUSES)), errors
 
 
-async def _queue(request: Request, pool: asyncpg.Pool, today: date) -> dict[str, Any]:
+async def _queue(request: Request, state: AppState, today: date) -> dict[str, Any]:
     filters, errors = _filters(request.query_params)
     cursor = request.query_params.get("cursor")
+    pool, secret = await state.db(), load_secret_key(state.settings)
     try:
-        page = await list_requests(pool, filters, limit=PAGE_SIZE, cursor=cursor, today=today)
+        page = await list_requests(pool, filters, limit=PAGE_SIZE, cursor=cursor, today=today, secret=secret)
     except InvalidCursor:
-        page = await list_requests(pool, filters, limit=PAGE_SIZE, today=today)
+        page = await list_requests(pool, filters, limit=PAGE_SIZE, today=today, secret=secret)
     rows = [{"item": item, "badge": days_left_badge(item.days_left, item.status)} for item in page.items]
     kept = [(k, v) for k, v in request.query_params.multi_items() if k not in ("cursor", "v")]
     next_url = f"/console/?{urlencode([*kept, ('cursor', page.next_cursor)])}" if page.next_cursor else None
@@ -70,10 +85,10 @@ def _queue_region(request: Request, context: dict[str, Any]):
 
 
 @router.get("/", response_class=HTMLResponse)
-async def queue_page(staff: Annotated[Staff, require_console_role("agent")], request: Request, pool: Pool,
+async def queue_page(staff: Annotated[Staff, require_console_role("agent")], request: Request, state: State,
                      today: Today) -> Response:
     """The queue, soonest due first. Searching for one request id opens it."""
-    context = await _queue(request, pool, today)
+    context = await _queue(request, state, today)
     filters, rows = context["filters"], context["rows"]
     if filters.q is not None and len(rows) == 1 and not context["errors"]:
         return RedirectResponse(f"/console/requests/{rows[0]['item'].id}", status_code=303)
@@ -82,10 +97,10 @@ async def queue_page(staff: Annotated[Staff, require_console_role("agent")], req
 
 
 @router.get("/queue", response_class=HTMLResponse)
-async def queue_region(staff: Annotated[Staff, require_console_role("agent")], request: Request, pool: Pool,
+async def queue_region(staff: Annotated[Staff, require_console_role("agent")], request: Request, state: State,
                        today: Today) -> Response:
     """The queue's table alone: the page polls it (204 while nothing changed)."""
-    return _queue_region(request, await _queue(request, pool, today)).response(request)
+    return _queue_region(request, await _queue(request, state, today)).response(request)
 
 
 def _new_request_page(request: Request, policy: Policy, values: dict[str, Any], errors: dict[str, str], *,

@@ -24,6 +24,8 @@ from api.deps import Pool, State, Today
 from api.pages import PAGE_HEADERS, problem_pages, render
 from api.problems import Problem, field_errors
 from api.read_models.evidence import assemble_evidence
+from api.read_models.subject_requests import LIMIT as OTHER_REQUESTS_LIMIT
+from api.read_models.subject_requests import other_requests
 from api.service import live_state, run_update
 from api.staff_actions import STAFF_ACTIONS, Situation, StaffAction, may_read
 from api.state import AppState
@@ -90,6 +92,14 @@ async def _context(state: AppState, today: date, request_id: str, staff: Staff) 
     }
 
 
+async def _subject_context(state: AppState, context: dict[str, Any]) -> dict[str, Any]:
+    """The subject's other requests: on the page itself, not in the live region that polls."""
+    r = context["r"]
+    return {"other_requests": await other_requests(await state.db(), r["id"], r["subject"]["email"],
+                                                   r["subject"]["customer_id"], load_secret_key(state.settings)),
+            "other_requests_limit": OTHER_REQUESTS_LIMIT}
+
+
 def _region(request: Request, request_id: str, context: dict[str, Any], notice: dict[str, Any] | None = None):
     # A closed request hardly changes any more (a download, a late callback): poll it gently; a
     # completed restriction still goes into force and is lifted.
@@ -106,8 +116,8 @@ async def request_page(staff: Annotated[Staff, require_console_role("agent")], r
                        state: State, today: Today, done: str | None = None) -> HTMLResponse:
     context = await _context(state, today, request_id, staff)
     notice = {"flash": STAFF_ACTIONS[done].done} if done in STAFF_ACTIONS else None
-    return render(request, "console/request.html",
-                  {**context, "live_region": _region(request, request_id, context, notice).html})
+    return render(request, "console/request.html", {
+        **context, **await _subject_context(state, context), "live_region": _region(request, request_id, context, notice).html})
 
 
 @router.get("/{request_id}/live", response_class=HTMLResponse)
@@ -171,4 +181,5 @@ async def act(staff: Annotated[Staff, require_console_role("agent")], request: R
     status = refused.status if refused else 200
     if htmx:
         return region.response(request, status_code=status)
-    return render(request, "console/request.html", {**context, "live_region": region.html}, status_code=status)
+    return render(request, "console/request.html", {**context, **await _subject_context(state, context),
+                                                    "live_region": region.html}, status_code=status)

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
+from typing import Annotated
 
 import asyncpg
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator
 
 from api.read_models.cursors import decode_cursor, encode_cursor
+from dsrflow.crypto.hashing import lookup_hash
+from schemas.plain_text import OneLine
 from schemas.requests import RequestStatus, RequestType
 from schemas.vocabulary import Regime
 
@@ -63,6 +66,17 @@ class RequestFilters(BaseModel):
                           "a failed step of the request, or an objection waiting for their decision")
     q: uuid.UUID | None = Field(
         None, description="exact request id (the workflow id `dsr-<id>` is accepted too)")
+
+    # The subject's identities: matched through their keyed hashes (migrations/0025), never
+    # compared in clear text; exact after trimming and case folding.
+    subject_email: EmailStr | None = Field(
+        None, description="the subject's e-mail address, exact, case-insensitive", examples=["ada@example.com"])
+    customer_id: Annotated[OneLine, StringConstraints(min_length=1, max_length=100)] | None = Field(
+        None, description="the subject's customer number, exact, case-insensitive", examples=["C-1042"])
+
+    @property
+    def searches_subject(self) -> bool:
+        return self.subject_email is not None or self.customer_id is not None
 
     @field_validator("q", mode="before")
     @classmethod
@@ -119,7 +133,7 @@ class _Args(list):
         return f"${len(self)}"
 
 
-def _where(filters: RequestFilters, today: date, args: _Args) -> list[str]:
+def _where(filters: RequestFilters, today: date, args: _Args, secret: bytes | None) -> list[str]:
     arg = args.add
     clauses = []
     if filters.status:
@@ -137,18 +151,29 @@ def _where(filters: RequestFilters, today: date, args: _Args) -> list[str]:
         clauses.append(_ATTENTION_FILTER if filters.needs_attention else f"NOT {_ATTENTION}")
     if filters.q is not None:
         clauses.append(f"r.id = {arg(filters.q)}")
+    if filters.searches_subject and secret is None:
+        raise ValueError("searching by the subject's identity needs the secret that keys its hashes")
+    if filters.subject_email is not None:
+        assert secret is not None
+        clauses.append(f"r.subject_email_key = {arg(lookup_hash(secret, 'email', str(filters.subject_email)))}")
+    if filters.customer_id is not None:
+        assert secret is not None
+        clauses.append(f"r.customer_id_key = {arg(lookup_hash(secret, 'customer_id', filters.customer_id))}")
     return clauses
 
 
 def queue_query(
-    filters: RequestFilters, *, limit: int, cursor: str | None, today: date
+    filters: RequestFilters, *, limit: int, cursor: str | None, today: date, secret: bytes | None = None
 ) -> tuple[str, list]:
-    """The SQL and arguments of one page (limit + 1 rows: the extra row says a next page exists)."""
+    """The SQL and arguments of one page (limit + 1 rows: the extra row says a next page exists).
+    `secret` keys the identity hashes; a search by the subject's identity needs it."""
     args = _Args()
-    clauses = _where(filters, today, args)
+    clauses = _where(filters, today, args, secret)
     if cursor is not None:
         due, after_id = decode_cursor(cursor, date.fromisoformat, uuid.UUID)
-        clauses.append(f"({_DUE}, r.id) > ({args.add(due)}, {args.add(after_id)})")
+        # As text: asyncpg sends date.max (9999-12-31, the sort key of a request with no due date
+        # yet) as 'infinity', after which no row would follow.
+        clauses.append(f"({_DUE}, r.id) > ({args.add(due.isoformat())}::text::date, {args.add(after_id)})")
     where = " AND ".join(clauses) or "true"
     sql = f"""SELECT r.id, r.request_type, r.status, r.regime, r.country, r.channel, r.origin,
                    r.subject_email, r.received_at, r.due_date, r.current_due_date, r.extended,
@@ -167,6 +192,7 @@ async def list_requests(
     limit: int = 50,
     cursor: str | None = None,
     today: date | None = None,
+    secret: bytes | None = None,
 ) -> RequestPage:
     """One page of requests matching `filters`, by current due date then id.
 
@@ -177,7 +203,7 @@ async def list_requests(
     if not 1 <= limit <= 1000:
         raise ValueError("limit must be between 1 and 1000")
     today = today or date.today()
-    sql, args = queue_query(filters, limit=limit, cursor=cursor, today=today)
+    sql, args = queue_query(filters, limit=limit, cursor=cursor, today=today, secret=secret)
     rows = await pool.fetch(sql, *args)
     more = len(rows) > limit
     rows = rows[:limit]
