@@ -1,6 +1,6 @@
 """B1 throughput: erasure requests completed per second against the engine's ceiling.
 
-    .venv/bin/python -m bench.throughput [--requests 300] [--runs 3]
+    .venv/bin/python -m bench.throughput [--requests 300] [--runs 3] [--workers 1]
 
 On the embedded stack (bench/common.py), each run posts `--requests` erasures (identity attested,
 one demo subject each) to `POST /v1/requests` and waits for every workflow to complete; then, in
@@ -114,12 +114,14 @@ def _per_request(before: dict[str, float], after: dict[str, float], count: int) 
             for role in after if after[role] - before.get(role, 0.0) >= 0.05}
 
 
-async def main(requests: int, runs: int, results: Path, profile: Path | None) -> None:
+async def main(requests: int, runs: int, workers: int, results: Path, profile: Path | None) -> None:
     load_before = load_1min()
     emails = [s.email for s in demo_subjects()]
     async with embedded_stack(opendsr_delay=0.0) as bench:
-        skeleton_worker = spawn([sys.executable, "-m", "bench.skeleton_worker"],
-                                log_path=bench.home / "logs" / "skeleton_worker.log")
+        skeleton_workers = [spawn([sys.executable, "-m", "bench.skeleton_worker"],
+                                  log_path=bench.home / "logs" / f"skeleton_worker-{n + 1}.log")
+                            for n in range(workers)]
+        more = await bench.add_workers(workers - 1)
         try:
             # One real request first: its history gives the shape, and it warms every cache.
             await erasures(bench, ["ada@example.com"])
@@ -145,7 +147,7 @@ async def main(requests: int, runs: int, results: Path, profile: Path | None) ->
 
                 async def skeleton_half(run: int = run) -> tuple[float, dict[str, float]]:
                     cpu = bench.cpu_seconds()
-                    with profiled({"worker": skeleton_worker.pid}, profile, f"b1-skeleton-{run + 1}"):
+                    with profiled({"worker": skeleton_workers[0].pid}, profile, f"b1-skeleton-{run + 1}"):
                         seconds = await _skeletons(bench.client, real_shape, requests, str(run))
                     return seconds, _per_request(cpu, bench.cpu_seconds(), requests)
 
@@ -165,10 +167,11 @@ async def main(requests: int, runs: int, results: Path, profile: Path | None) ->
                 print(row)
                 rows.append(row)
         finally:
-            stop(skeleton_worker)
+            for proc in [*skeleton_workers, *more]:
+                stop(proc)
     write_result(
-        results, "b1_throughput",
-        params={"requests": requests, "runs": runs, "api_concurrency": CONCURRENCY,
+        results, "b1_throughput" if workers == 1 else f"b1_throughput_{workers}_workers",
+        params={"requests": requests, "runs": runs, "workers": workers, "api_concurrency": CONCURRENCY,
                 "opendsr_completion_delay": 0.0},
         figures={"real_per_second": median([r["real_per_second"] for r in rows]),
                  "skeleton_per_second": median([r["skeleton_per_second"] for r in rows]),
@@ -186,5 +189,7 @@ async def main(requests: int, runs: int, results: Path, profile: Path | None) ->
 if __name__ == "__main__":
     parser = arguments(__doc__)
     parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--workers", type=int, default=1,
+                        help="worker processes for the requests (and as many for the skeleton)")
     args = parser.parse_args()
-    asyncio.run(main(args.requests, args.runs, args.results, args.profile))
+    asyncio.run(main(args.requests, args.runs, args.workers, args.results, args.profile))
