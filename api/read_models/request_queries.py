@@ -64,6 +64,14 @@ class RequestFilters(BaseModel):
     q: uuid.UUID | None = Field(
         None, description="exact request id (the workflow id `dsr-<id>` is accepted too)")
 
+    assignee: str | None = Field(
+        None, pattern=r"^(me|unassigned|[0-9a-fA-F-]{36})$",
+        description="`me` (the caller), `unassigned`, or a staff token id: whom the request is assigned to")
+
+    def for_caller(self, token_id: str) -> RequestFilters:
+        """`assignee=me` made the caller's token id."""
+        return self.model_copy(update={"assignee": token_id}) if self.assignee == "me" else self
+
     @field_validator("q", mode="before")
     @classmethod
     def _workflow_id(cls, value: object) -> object:
@@ -80,7 +88,8 @@ class RequestSummary(BaseModel):
         "regime": "gdpr", "country": "BE", "channel": "email", "origin": "staff",
         "subject_email": "ada@example.com", "received_at": "2026-11-20T09:00:00Z",
         "due_date": "2026-12-21", "current_due_date": "2026-12-21", "extended": False,
-        "days_left": 4, "overdue": False, "needs_attention": True, "closed_at": None}]})
+        "days_left": 4, "overdue": False, "needs_attention": True, "closed_at": None,
+        "reference": "KD7QX3M9TB", "assignee": "Bea (support)"}]})
 
     id: str
     type: RequestType
@@ -98,6 +107,8 @@ class RequestSummary(BaseModel):
     overdue: bool
     needs_attention: bool
     closed_at: datetime | None
+    reference: str = Field(description="the short reference shown to people (the full id works too)")
+    assignee: str | None = Field(None, description="the label of the member of staff it is assigned to")
 
 
 class RequestPage(BaseModel):
@@ -109,6 +120,11 @@ class RequestPage(BaseModel):
 def queue_cursor(due: date, request_id: str) -> str:
     """The cursor that continues the queue after the row (due, request_id)."""
     return encode_cursor(due.isoformat(), request_id)
+
+
+# Whom the request is assigned to, by the label of their token (migrations/0026_team.sql).
+_ASSIGNEE = ("(SELECT coalesce(t.label, t.role) FROM request_assignments a JOIN staff_tokens t ON t.id = a.assignee "
+             "WHERE a.request_id = r.id)")
 
 
 class _Args(list):
@@ -137,6 +153,11 @@ def _where(filters: RequestFilters, today: date, args: _Args) -> list[str]:
         clauses.append(_ATTENTION_FILTER if filters.needs_attention else f"NOT {_ATTENTION}")
     if filters.q is not None:
         clauses.append(f"r.id = {arg(filters.q)}")
+    if filters.assignee == "unassigned":
+        clauses.append("NOT EXISTS (SELECT 1 FROM request_assignments a WHERE a.request_id = r.id)")
+    elif filters.assignee is not None:
+        clauses.append("EXISTS (SELECT 1 FROM request_assignments a WHERE a.request_id = r.id AND a.assignee = "
+                       f"{arg(uuid.UUID(filters.assignee))})")  # `me` resolved by for_caller first
     return clauses
 
 
@@ -152,7 +173,8 @@ def queue_query(
     where = " AND ".join(clauses) or "true"
     sql = f"""SELECT r.id, r.request_type, r.status, r.regime, r.country, r.channel, r.origin,
                    r.subject_email, r.received_at, r.due_date, r.current_due_date, r.extended,
-                   r.closed_at, {_DUE} AS queue_due, {_ATTENTION} AS needs_attention
+                   r.closed_at, {_DUE} AS queue_due, {_ATTENTION} AS needs_attention,
+                   dsr_reference(r.id) AS reference, {_ASSIGNEE} AS assignee
             FROM dsr_requests r
             WHERE {where}
             ORDER BY {_DUE}, r.id
@@ -208,5 +230,7 @@ def _summary(row: asyncpg.Record, today: date) -> RequestSummary:
         overdue=bool(due) and not status.is_closed and due < today,
         needs_attention=row["needs_attention"],
         closed_at=row["closed_at"],
+        reference=row["reference"],
+        assignee=row["assignee"],
     )
 

@@ -24,4 +24,4 @@ async def index(
 ) -> RequestPage:
     """Requests by current (extended) due date, soonest first, then by id. Filters combine;
     follow `next_cursor` for the next page."""
-    return await list_requests(pool, filters, limit=limit, cursor=cursor, today=today)
+    return await list_requests(pool, filters.for_caller(staff.token_id), limit=limit, cursor=cursor, today=today)
