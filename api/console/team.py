@@ -1,10 +1,9 @@
 """Working on the queue as a team: assigning a request (to a colleague, or taking it), internal
 notes on a request, and each member of staff's saved queue views.
 
-These are not workflow updates, so they are not in api/staff_actions.py (the table of those): the
-workflow neither knows nor cares who works on a request, notes never reach the subject, and all
-three work on closed requests too. They are Postgres writes (dsrflow/stores/team_store.py), each
-change to a request an audit event, behind the roles of TEAM_ROLES, checked on every post. Forms
+These are not workflow updates (api/staff_actions.py `TEAM_ROLES` says why, and the role each
+needs, checked on every post): Postgres writes (dsrflow/stores/team_store.py), each change to a
+request an audit event. Forms
 post plainly and come back to the page (no JavaScript needed); a refusal shows on the page."""
 
 from __future__ import annotations
@@ -19,6 +18,7 @@ from api.auth import ConsoleForbidden, Staff, require_console_role
 from api.deps import Pool
 from api.pages import problem_pages
 from api.problems import Problem
+from api.staff_actions import TEAM_ROLES
 from dsrflow.stores.requests_store import get_request
 from dsrflow.stores.team_store import (
     TeamRefused,
@@ -35,9 +35,6 @@ from dsrflow.stores.team_store import (
 router = APIRouter(prefix="/console", tags=["console"], include_in_schema=False,
                    route_class=problem_pages("console/problem.html"))
 
-# The lowest role for each team action; every route checks its own. Any member of staff may hand
-# work on (agents share the queue), and notes are for everyone who works on a request.
-TEAM_ROLES = {"assign": "agent", "note": "agent", "save-view": "agent", "delete-view": "agent"}
 # The queue's filters a view keeps (the query string of /console/, without paging).
 VIEW_PARAMS = ("status", "type", "regime", "overdue", "due_before", "needs_attention", "assignee")
 
