@@ -259,7 +259,7 @@ async def resend(request: Request, request_id: str, state: State, limiter: Limit
                                                "Please try again in a minute.")))
     return _verify_page(request, row, notice=" ".join((
         t.gettext(N_("We have sent you a new code and link.")),
-        t.gettext(N_("The code and link we sent before no longer work.")))))
+        t.gettext(N_("The code and link we sent you earlier no longer work.")))))
 
 
 @router.get("/packages/{token}", response_class=HTMLResponse)
