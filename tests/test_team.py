@@ -70,6 +70,8 @@ async def test_notes_are_audited_kept_in_the_evidence_and_never_sent(http, pool,
     assert "Called the subject: the second address &lt;b&gt;is hers&lt;/b&gt; too." in page
     empty = await http.post(f"/console/requests/{rid}/notes", data={"csrf_token": csrf, "note": "   "})
     assert "write the note first" in (await http.get(empty.headers["location"])).text
+    nul = await http.post(f"/console/requests/{rid}/notes", data={"csrf_token": csrf, "note": "bad\x00byte"})
+    assert "must not contain control characters" in (await http.get(nul.headers["location"])).text
 
     event = await pool.fetchrow("SELECT data, actor FROM audit_events WHERE request_id = $1 "
                                 "AND event_type = 'staff.note_added'", rid)
@@ -80,6 +82,8 @@ async def test_notes_are_audited_kept_in_the_evidence_and_never_sent(http, pool,
     evidence = await http.get(f"/v1/requests/{rid}/evidence", headers=compliance)
     assert [n["body"] for n in evidence.json()["notes"]] == [text]
     assert "is hers" in (await http.get(f"/v1/requests/{rid}/evidence.html", headers=compliance)).text
+    r = await http.post(f"/v1/requests/{rid}/notes", headers=compliance, json={"note": "nul\u0000"})
+    assert r.status_code == 422
     r = await http.post(f"/v1/requests/{rid}/notes", headers=compliance, json={"note": "Second look: fine."})
     assert r.status_code == 201
     listed = await http.get(f"/v1/requests/{rid}/notes", headers=await staff_headers(pool, "agent"))

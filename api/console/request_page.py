@@ -149,7 +149,8 @@ async def request_page(staff: Annotated[Staff, require_console_role("agent")], r
     """The request page; a short reference (or the workflow id) typed into the address leads here
     under the request's id."""
     pool = await state.db()
-    if await get_request(pool, request_id) is None and (found := await request_by_reference(pool, request_id)):
+    found = await request_by_reference(pool, request_id[:100])
+    if found is not None and found != request_id:
         return RedirectResponse(f"/console/requests/{found}", status_code=303)
     context = await _context(state, today, request_id, staff)
     notice = {"flash": STAFF_ACTIONS[done].done} if done in STAFF_ACTIONS else None

@@ -139,7 +139,7 @@ async def find_status(request: Request, state: State, reference: str = "") -> Re
     short one, typed in any case, or the full id). An unknown reference gets the same page as a
     mistyped one: the lookup tells nobody which references exist."""
     request_id = await request_by_reference(await state.db(), reference[:100])
-    if request_id is None or await get_request(await state.db(), request_id) is None:
+    if request_id is None:
         reference_error = page_translator(request).gettext(
             N_("Enter the request reference from our e-mail, like %(example)s.")) % {"example": "KD7QX3M9TB"}
         return _form_page(request, {}, {}, status=422, reference=reference, reference_error=reference_error)

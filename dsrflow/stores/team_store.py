@@ -12,13 +12,24 @@ import uuid
 from typing import Any
 
 import asyncpg
+from pydantic import TypeAdapter, ValidationError
 
 from dsrflow.domain.audit import append_event
 from dsrflow.domain.references import typed_reference
+from schemas.plain_text import FreeText, OneLine
 
 NOTE_MAX = 4000
 VIEW_NAME_MAX = 60
 VIEWS_MAX = 30  # per member of staff
+_FREE_TEXT: TypeAdapter[str] = TypeAdapter(FreeText)
+_ONE_LINE: TypeAdapter[str] = TypeAdapter(OneLine)
+
+
+def _plain(adapter: TypeAdapter[str], value: str, what: str) -> str:
+    try:
+        return adapter.validate_python(value)
+    except ValidationError:
+        raise TeamRefused(f"{what} must not contain control characters") from None
 
 
 class TeamRefused(ValueError):
@@ -84,7 +95,7 @@ async def assign(pool: asyncpg.Pool, request_id: str, assignee: str | None, *, a
 async def add_note(pool: asyncpg.Pool, request_id: str, body: str, *, actor: str) -> str:
     """Keep an internal note on the request (never sent to the subject); audited with the sha256
     of its text. Returns the note's id."""
-    text = body.strip()
+    text = _plain(_FREE_TEXT, body.strip(), "a note")
     if not text:
         raise TeamRefused("write the note first")
     if len(text) > NOTE_MAX:
@@ -113,7 +124,7 @@ async def saved_views(pool: asyncpg.Pool, token_id: str) -> list[dict[str, Any]]
 
 async def save_view(pool: asyncpg.Pool, token_id: str, name: str, query: str) -> None:
     """Save (or replace, by name) one member of staff's queue filters."""
-    name = " ".join(name.split())
+    name = _plain(_ONE_LINE, " ".join(name.split()), "a view's name")
     if not name or len(name) > VIEW_NAME_MAX:
         raise TeamRefused(f"name the view in 1 to {VIEW_NAME_MAX} characters")
     async with pool.acquire() as conn, conn.transaction():
@@ -138,15 +149,14 @@ async def delete_view(pool: asyncpg.Pool, token_id: str, view_id: str) -> bool:
 
 
 async def request_by_reference(pool: asyncpg.Pool, text: str) -> str | None:
-    """The id of the request a typed reference (or full id, or workflow id) names, else None."""
+    """The id of the request a typed reference (or full id, or workflow id) names; None when no
+    request has it."""
     candidate = text.strip().removeprefix("dsr-")
     try:
-        return str(uuid.UUID(candidate))
+        found = await pool.fetchval("SELECT id FROM dsr_requests WHERE id = $1", uuid.UUID(candidate))
     except ValueError:
-        pass
-    reference = typed_reference(candidate)
-    if reference is None:
-        return None
-    found = await pool.fetchval("SELECT id FROM dsr_requests WHERE dsr_reference(id) = $1", reference)
+        reference = typed_reference(candidate)
+        found = reference and await pool.fetchval("SELECT id FROM dsr_requests WHERE dsr_reference(id) = $1",
+                                                  reference)
     return str(found) if found else None
 
