@@ -27,6 +27,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from jinja2.exceptions import UndefinedError
 from jinja2.runtime import Undefined
 
+from dsrflow.domain.references import short_reference
 from dsrflow.i18n import SOURCE_LANGUAGE, and_list, long_date, long_datetime, translations
 from policy.model import Policy
 from schemas.plain_text import one_line
@@ -88,9 +89,10 @@ def longdatetime(value: datetime, language: str = SOURCE_LANGUAGE) -> str:
 
 
 def shortid(value: Any) -> str:
-    """First block of a request uuid, for subject lines (the body always carries the full id)."""
+    """The request's short reference (dsrflow/domain/references.py): what the subject reads and
+    types into the portal; the full id works there too."""
     _fail_if_undefined(value)
-    return str(value)[:8]
+    return short_reference(str(value))
 
 
 @cache

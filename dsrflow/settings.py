@@ -100,6 +100,10 @@ class Settings(BaseSettings):
     # Attempts on one request from one client: below the policy's verification.max_attempts, so
     # that one client cannot use up the code's attempts and lock the subject out.
     rate_verify_per_request: str = Field("3/hour", validation_alias=AliasChoices("DSRFLOW_RATE_VERIFY_PER_REQUEST"))
+    # A subject asking the portal for a new code: each one is an e-mail to the subject's address,
+    # so few per request from one client, and few per client over every request.
+    rate_resend_per_ip: str = Field("10/hour", validation_alias=AliasChoices("DSRFLOW_RATE_RESEND_PER_IP"))
+    rate_resend_per_request: str = Field("3/hour", validation_alias=AliasChoices("DSRFLOW_RATE_RESEND_PER_REQUEST"))
     # Tokens are too long to guess; this keeps a guessing loop from costing a lookup per try.
     rate_signin_per_ip: str = Field("20/10m", validation_alias=AliasChoices("DSRFLOW_RATE_SIGNIN_PER_IP"))
     rate_callback_per_ip: str = Field("600/minute", validation_alias=AliasChoices("DSRFLOW_RATE_CALLBACK_PER_IP"))
@@ -230,7 +234,7 @@ class Settings(BaseSettings):
 
     @field_validator("rate_submit_per_ip", "rate_submit_per_email", "rate_verify_per_ip",
                      "rate_verify_per_request", "rate_signin_per_ip", "rate_callback_per_ip",
-                     "rate_health_per_ip")
+                     "rate_health_per_ip", "rate_resend_per_ip", "rate_resend_per_request")
     @classmethod
     def _check_rate(cls, value: str) -> str:
         parse_rate(value)

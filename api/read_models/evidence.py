@@ -115,6 +115,10 @@ async def assemble_evidence(pool: asyncpg.Pool, request_id: str, *, secret: byte
                  FROM packages WHERE request_id = $1 ORDER BY created_at""", request_id)]
         holds = await _holds(conn, row, secret, tasks)
         emails = await evidence_messages(conn, secret, request_id)
+        # Staff's internal notes (never sent to the subject); each is an audit event with its sha256.
+        notes = [{**dict(r), "id": str(r["id"])} for r in await conn.fetch(
+            "SELECT id, author, body, created_at FROM request_notes WHERE request_id = $1 ORDER BY created_at, id",
+            request_id)]
     return {
         "generated_at": datetime.now(UTC),
         "request": _request(row),
@@ -128,6 +132,7 @@ async def assemble_evidence(pool: asyncpg.Pool, request_id: str, *, secret: byte
         "letters": letters,
         # The subject's e-mails that opened the request or were attached to it (docs/mailbox.md).
         "emails": emails,
+        "notes": notes,
         "audit": {
             "events": events,
             "verification": {"ok": chain.ok, "events": chain.count, "broken_seq": chain.broken_seq,

@@ -78,6 +78,14 @@ class RequestFilters(BaseModel):
     def searches_subject(self) -> bool:
         return self.subject_email is not None or self.customer_id is not None
 
+    assignee: str | None = Field(
+        None, pattern=r"^(me|unassigned|[0-9a-fA-F-]{36})$",
+        description="`me` (the caller), `unassigned`, or a staff token id: whom the request is assigned to")
+
+    def for_caller(self, token_id: str) -> RequestFilters:
+        """`assignee=me` made the caller's token id."""
+        return self.model_copy(update={"assignee": token_id}) if self.assignee == "me" else self
+
     @field_validator("q", mode="before")
     @classmethod
     def _workflow_id(cls, value: object) -> object:
@@ -94,7 +102,8 @@ class RequestSummary(BaseModel):
         "regime": "gdpr", "country": "BE", "channel": "email", "origin": "staff",
         "subject_email": "ada@example.com", "received_at": "2026-11-20T09:00:00Z",
         "due_date": "2026-12-21", "current_due_date": "2026-12-21", "extended": False,
-        "days_left": 4, "overdue": False, "needs_attention": True, "closed_at": None}]})
+        "days_left": 4, "overdue": False, "needs_attention": True, "closed_at": None,
+        "reference": "KD7QX3M9TB", "assignee": "Bea (support)"}]})
 
     id: str
     type: RequestType
@@ -112,6 +121,8 @@ class RequestSummary(BaseModel):
     overdue: bool
     needs_attention: bool
     closed_at: datetime | None
+    reference: str = Field(description="the short reference shown to people (the full id works too)")
+    assignee: str | None = Field(None, description="the label of the member of staff it is assigned to")
 
 
 class RequestPage(BaseModel):
@@ -123,6 +134,11 @@ class RequestPage(BaseModel):
 def queue_cursor(due: date, request_id: str) -> str:
     """The cursor that continues the queue after the row (due, request_id)."""
     return encode_cursor(due.isoformat(), request_id)
+
+
+# Whom the request is assigned to, by the label of their token (migrations/0026_team.sql).
+_ASSIGNEE = ("(SELECT coalesce(t.label, t.role) FROM request_assignments a JOIN staff_tokens t ON t.id = a.assignee "
+             "WHERE a.request_id = r.id)")
 
 
 class _Args(list):
@@ -159,6 +175,11 @@ def _where(filters: RequestFilters, today: date, args: _Args, secret: bytes | No
     if filters.customer_id is not None:
         assert secret is not None
         clauses.append(f"r.customer_id_key = {arg(lookup_hash(secret, 'customer_id', filters.customer_id))}")
+    if filters.assignee == "unassigned":
+        clauses.append("NOT EXISTS (SELECT 1 FROM request_assignments a WHERE a.request_id = r.id)")
+    elif filters.assignee is not None:
+        clauses.append("EXISTS (SELECT 1 FROM request_assignments a WHERE a.request_id = r.id AND a.assignee = "
+                       f"{arg(uuid.UUID(filters.assignee))})")  # `me` resolved by for_caller first
     return clauses
 
 
@@ -177,7 +198,8 @@ def queue_query(
     where = " AND ".join(clauses) or "true"
     sql = f"""SELECT r.id, r.request_type, r.status, r.regime, r.country, r.channel, r.origin,
                    r.subject_email, r.received_at, r.due_date, r.current_due_date, r.extended,
-                   r.closed_at, {_DUE} AS queue_due, {_ATTENTION} AS needs_attention
+                   r.closed_at, {_DUE} AS queue_due, {_ATTENTION} AS needs_attention,
+                   dsr_reference(r.id) AS reference, {_ASSIGNEE} AS assignee
             FROM dsr_requests r
             WHERE {where}
             ORDER BY {_DUE}, r.id
@@ -234,5 +256,7 @@ def _summary(row: asyncpg.Record, today: date) -> RequestSummary:
         overdue=bool(due) and not status.is_closed and due < today,
         needs_attention=row["needs_attention"],
         closed_at=row["closed_at"],
+        reference=row["reference"],
+        assignee=row["assignee"],
     )
 

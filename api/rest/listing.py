@@ -26,6 +26,7 @@ async def index(
 ) -> RequestPage:
     """Requests by current (extended) due date, soonest first, then by id. Filters combine;
     follow `next_cursor` for the next page. `subject_email` and `customer_id` find a subject's
-    requests (exact, case-insensitive, matched through keyed hashes)."""
-    return await list_requests(pool, filters, limit=limit, cursor=cursor, today=today,
+    requests (exact, case-insensitive, matched through keyed hashes); `assignee` whom they are
+    assigned to."""
+    return await list_requests(pool, filters.for_caller(staff.token_id), limit=limit, cursor=cursor, today=today,
                                secret=load_secret_key(state.settings))
