@@ -69,7 +69,7 @@ async def open_connector(ctx: ActivityContext, policy_version: str, system: str)
     connector: Connector = build_connector(ConnectorEnv(
         system_name=system, system=policy.systems[system], policy=policy, settings=ctx.settings,
         secret=ctx.secret, callback_url=f"{ctx.settings.base_url}/v1/callbacks/opendsr?system={system}",
-        pool=ctx.pool, mailer=ctx.mailer, system_pools=ctx.system_pools,
+        pool=ctx.pool, mailer=ctx.mailer, connections=ctx.connections,
     ))
     kind = policy.systems[system].connector
     try:

@@ -123,6 +123,6 @@ async def run_worker(settings: Settings) -> None:
     await asyncio.gather(*mailbox, return_exceptions=True)
     if metrics is not None:
         metrics.close()
-    await context.system_pools.close()
+    await context.connections.close()
     await pool.close()
     log.info("worker stopped")

@@ -146,7 +146,7 @@ class SqlConnector(Connector):
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
-        shared = self.env.system_pools
+        shared = self.env.connections
         with self._mapped():
             async with self._pool_lock:
                 if self._pool is None:
@@ -421,6 +421,6 @@ class SqlConnector(Connector):
     async def close(self) -> None:
         if self._pool is not None:
             pool, self._pool = self._pool, None
-            if self.env.system_pools is None:  # its own, not the worker's shared one
+            if self.env.connections is None:  # its own, not the worker's shared one
                 await pool.close()
 

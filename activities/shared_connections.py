@@ -1,10 +1,12 @@
-"""Connections to the systems' own databases, shared by every sql connector of a worker process.
+"""What a worker process keeps open for its connectors, shared by all of them.
 
 A connector lives for one activity. Opening a connection per task (TLS negotiation,
-authentication) and checking the schema each time cost more CPU than the task's own statements,
-so the worker keeps one small pool per database and remembers each schema check for a while. A
-pool's idle connections close by themselves, and a connection a restarted database dropped fails
-its task's attempt as "unavailable", which the activity's retry cures on a fresh connection.
+authentication), checking the schema, or fetching a processor's discovery document and
+certificate each time cost more CPU than the task's own work, so the worker keeps one small pool
+per system database, remembers each schema check for a while, and keeps one object per connector
+kind that asks for it (the processors' certificates). A pool's idle connections close by
+themselves, and a connection a restarted database dropped fails its task's attempt as
+"unavailable", which the activity's retry cures on a fresh connection.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import asyncpg
 
@@ -25,13 +27,21 @@ _IDLE_SECONDS = 60.0
 _SCHEMA_SECONDS = 300.0
 
 Schema = dict[str, dict[str, str]]  # table -> column -> SQL type
+T = TypeVar("T")
 
 
-class SystemPools:
+class SharedConnections:
     def __init__(self) -> None:
         self._pools: dict[str, asyncpg.Pool] = {}
         self._lock = asyncio.Lock()
         self._schemas: dict[tuple[str, int], tuple[float, object, Schema]] = {}
+        self._kept: dict[str, Any] = {}
+
+    def kept(self, key: str, make: Callable[[], T]) -> T:
+        """The process's one `make()` under `key` (closed with the others: its `aclose()`)."""
+        if key not in self._kept:
+            self._kept[key] = make()
+        return cast(T, self._kept[key])
 
     async def pool(self, url: str) -> asyncpg.Pool:
         async with self._lock:
@@ -54,4 +64,5 @@ class SystemPools:
 
     async def close(self) -> None:
         pools, self._pools = list(self._pools.values()), {}
-        await asyncio.gather(*(pool.close() for pool in pools))
+        kept, self._kept = list(self._kept.values()), {}
+        await asyncio.gather(*(pool.close() for pool in pools), *(k.aclose() for k in kept))
