@@ -18,12 +18,16 @@ import asyncpg
 from dsrflow.crypto.hashing import keyed_hash
 from dsrflow.crypto.mail_files import seal_record
 from dsrflow.domain.inbound_mail import ParsedMail, content_fingerprint, parse_message, received_at_for
+from dsrflow.domain.references import typed_reference
 from dsrflow.stores.mailbox_store import NewMessage, decide, store_message
 from policy.mailbox import MailboxPolicy
 
 # Our letters' subject lines end "(ref. 1a2b3c4d)" (nl, fr, de: "(ref. …)", "(réf. …)", "(Ref. …)"):
 # the first block of the request's id.
-_REFERENCE = re.compile(r"\((?:ref|réf|az)\.?\s*([0-9a-f]{8})\)", re.IGNORECASE)
+# "(ref. KD7QX3M9TB)" as our subject lines write a request's short reference (dsrflow/domain/
+# references.py), in each language; letters sent before short references had eight hex digits.
+_REFERENCE = re.compile(r"\((?:ref|réf|az)\.?\s*([0-9A-Za-z]{8,10})\)", re.IGNORECASE)
+_LEGACY_REFERENCE = re.compile(r"^[0-9a-f]{8}$")
 
 
 @dataclass(frozen=True)
@@ -39,22 +43,29 @@ async def _ours(pool: asyncpg.Pool, parsed: ParsedMail) -> bool:
 
 
 async def thread_for(pool: asyncpg.Pool, parsed: ParsedMail) -> str | None:
-    """The request a reply answers: one of our letters it names in In-Reply-To or References, or
-    the reference in its subject line when the sender is that request's subject (a reference is
-    eight hex digits: anyone could type one, so it never threads a stranger's mail)."""
+    """The request a reply answers, when the sender is that request's subject: one of our letters
+    it names in In-Reply-To or References, or the reference in its subject line. Either can be
+    written by anyone who knows a request's id (our Message-IDs derive from it), so a stranger's
+    mail is never threaded onto someone's request: it waits in the Inbox for an agent."""
+    if parsed.sender is None:
+        return None
     if parsed.replies_to:
         found = await pool.fetchval(
-            "SELECT request_id FROM mail_outbox WHERE message_id = ANY($1::text[]) AND request_id IS NOT NULL "
-            "ORDER BY claimed_at DESC LIMIT 1", parsed.replies_to)
+            """SELECT o.request_id FROM mail_outbox o JOIN dsr_requests r ON r.id = o.request_id
+                WHERE o.message_id = ANY($1::text[]) AND lower(r.subject_email) = $2
+                ORDER BY o.claimed_at DESC LIMIT 1""", parsed.replies_to, parsed.sender)
         if found:
             return str(found)
-    refs = sorted({m.group(1).lower() for m in _REFERENCE.finditer(parsed.subject)})
-    if not refs or parsed.sender is None:
+    written = {m.group(1) for m in _REFERENCE.finditer(parsed.subject)}
+    references = sorted(filter(None, map(typed_reference, written)))
+    legacy = sorted(w.lower() for w in written if _LEGACY_REFERENCE.match(w.lower()))
+    if not references and not legacy:
         return None
     rows = await pool.fetch(
         """SELECT id FROM dsr_requests
-            WHERE left(id::text, 8) = ANY($1::text[]) AND lower(subject_email) = $2""",
-        refs, parsed.sender)
+            WHERE (dsr_reference(id) = ANY($1::text[]) OR left(id::text, 8) = ANY($2::text[]))
+              AND lower(subject_email) = $3""",
+        references, legacy, parsed.sender)
     return str(rows[0]["id"]) if len(rows) == 1 else None
 
 

@@ -5,25 +5,31 @@ CSRF token, happens once, and is audited and kept in the evidence pack."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
+from activities.letters import message_id_for
 from activities.mailbox_intake import file_message
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.domain.deadlines import compute_deadline, receipt_date
+from dsrflow.domain.references import short_reference
 from policy.mailbox import load_mailbox_policy
 from tests.support import console_sign_in, staff_headers, unique_email, wait_for_due_date
 
 
-def raw_mail(sender: str, text: str, *, subject: str = "Request", date: datetime | None = None) -> bytes:
+def raw_mail(sender: str, text: str, *, subject: str = "Request", date: datetime | None = None,
+             in_reply_to: str | None = None) -> bytes:
     message = EmailMessage()
     message["From"] = sender
     message["To"] = "privacy@onetagger.com"
     message["Subject"] = subject
     message["Date"] = format_datetime(date or datetime.now(UTC))
     message["Message-ID"] = make_msgid(domain="example.com")
+    if in_reply_to:
+        message["In-Reply-To"] = in_reply_to
     message.set_content(f"{text}\n\n{uuid.uuid4()}")
     return message.as_bytes()
 
@@ -74,13 +80,30 @@ async def test_a_message_becomes_a_request_whose_clock_started_at_receipt(http, 
     assert "verwijder mijn gegevens" in pack["emails"][0]["text"]
     assert ("From", sender) in [tuple(h) for h in pack["emails"][0]["headers"]]
 
-    # A reply naming the request in its subject line, from the subject, threads onto it by itself.
-    reply = await filed(settings, pool, raw_mail(sender, "Hier is de code 123456",
-                                                 subject=f"Re: Gelieve uw privacyverzoek te bevestigen (ref. {request_id[:8]})"))
-    assert await pool.fetchval("SELECT request_id FROM mailbox_messages WHERE id = $1", reply) == uuid.UUID(request_id)
-    # ... and the same reference from somebody else does not.
-    stranger = await filed(settings, pool, raw_mail(unique_email("other"), "hello", subject=f"Re: (ref. {request_id[:8]})"))
-    assert await pool.fetchval("SELECT status FROM mailbox_messages WHERE id = $1", stranger) == "new"
+    # A reply naming the request in its subject line as our letters do (the short reference, or
+    # the eight hex digits of letters sent before it), from the subject, threads onto it by itself.
+    reference = short_reference(request_id)
+    for written in (reference, request_id[:8]):
+        reply = await filed(settings, pool, raw_mail(
+            sender, "Hier is de code 123456", subject=f"Re: Gelieve uw privacyverzoek te bevestigen (ref. {written})"))
+        assert await pool.fetchval("SELECT request_id FROM mailbox_messages WHERE id = $1", reply) == uuid.UUID(request_id)
+    # ... and neither the reference nor a reply to one of our letters (whose Message-ID anyone who
+    # knows the request's id can compute) threads a stranger's mail onto the request.
+    ours = message_id_for(f"{request_id}:acknowledgement:1")
+    for _ in range(100):  # the acknowledgement is on its way
+        if await pool.fetchval("SELECT 1 FROM mail_outbox WHERE message_id = $1", ours):
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("the acknowledgement was not sent")
+    for attack in (raw_mail(unique_email("other"), "hello", subject=f"Re: (ref. {reference})"),
+                   raw_mail(unique_email("other"), "hello", subject="Re: your letter", in_reply_to=ours)):
+        stranger = await filed(settings, pool, attack)
+        assert await pool.fetchval("SELECT (status, request_id) FROM mailbox_messages WHERE id = $1",
+                                   stranger) == ("new", None)
+    # The subject's own reply to that letter does.
+    answer = await filed(settings, pool, raw_mail(sender, "Dank u", subject="Re: your letter", in_reply_to=ours))
+    assert await pool.fetchval("SELECT request_id FROM mailbox_messages WHERE id = $1", answer) == uuid.UUID(request_id)
 
 
 async def test_attach_and_dismiss(http, pool, settings):
