@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import uuid
 
+from dsrflow.crypto.keys import load_secret_key
 from dsrflow.domain.references import ALPHABET, LENGTH, short_reference, typed_reference
-from tests.support import console_sign_in, staff_headers
+from dsrflow.stores import requests_store
+from dsrflow.stores.requests_store import create_request
+from policy.model import load_policy
+from schemas.requests import NewRequest
+from tests.support import console_sign_in, staff_headers, unique_email
 from tests.test_console_pages import open_request
 
 
@@ -40,3 +45,19 @@ async def test_a_reference_finds_its_request_wherever_it_is_typed(http, pool):
     assert found.status_code == 303 and found.headers["location"] == f"/console/requests/{rid}"
     page = await http.get(f"/console/requests/{ref}")
     assert page.status_code == 303 and page.headers["location"] == f"/console/requests/{rid}"
+
+
+async def test_an_id_whose_reference_is_taken_is_drawn_again(pool, settings, monkeypatch):
+    """Two ids sharing their first 50 bits would share a reference: the second request gets
+    another id instead of being refused."""
+    first, _ = await create_request(pool, NewRequest(type="access", subject={"email": unique_email("ref")}),
+                                    loaded_policy=load_policy(settings.policy_path), secret=load_secret_key(settings),
+                                    actor="test", idempotency_key=None)
+    clash = uuid.UUID(int=(first["id"].int & ~((1 << 78) - 1)) | (uuid.uuid4().int & ((1 << 78) - 1)))
+    assert short_reference(clash) == short_reference(first["id"]) and clash != first["id"]
+    drawn = iter([clash, fresh := uuid.uuid4()])
+    monkeypatch.setattr(requests_store.uuid, "uuid4", lambda: next(drawn))
+    second, created = await create_request(pool, NewRequest(type="access", subject={"email": unique_email("ref")}),
+                                           loaded_policy=load_policy(settings.policy_path),
+                                           secret=load_secret_key(settings), actor="test", idempotency_key=None)
+    assert created and second["id"] == fresh
