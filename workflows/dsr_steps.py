@@ -133,22 +133,28 @@ async def run_step(activity: str, arg: Any, *, result_type: type | None = None,
 
 async def _run_local(activity: str, arg: Any, result_type: type | None, start_to_close: timedelta,
                      give_up: timedelta) -> Any:
-    """A step as a local activity, retried with RETRY's backoff on workflow timers until `give_up`
-    has passed on the workflow's clock (the SDK's own local retries measure the machine's clock,
-    and wait inside the worker, where staff updates queue behind them). Its failure arrives as the
-    activity's own error (an ApplicationError or TimeoutError), not wrapped in an ActivityError."""
-    deadline = workflow.now() + give_up
-    delay = RETRY.initial_interval
-    while True:
-        try:
-            return await workflow.execute_local_activity(
-                activity, arg, result_type=result_type, start_to_close_timeout=start_to_close,
-                retry_policy=RetryPolicy(maximum_attempts=1))
-        except (ApplicationError, TimeoutError) as error:
-            if not describe_failure(error)[1] or workflow.now() + delay >= deadline:
-                raise
-        await workflow.sleep(delay)
+    """A step as a local activity, retried with RETRY's backoff until `give_up`. Retries after
+    the first wait on workflow timers, not inside the worker (where staff updates would queue
+    behind them). The attempts are counted from RETRY's backoff, so the step gives up on the
+    workflow's clock; the SDK's own limit (`schedule_to_close_timeout`) reads the machine's.
+    Its failure arrives as the activity's own error (an ApplicationError or TimeoutError), not
+    wrapped in an ActivityError."""
+    return await workflow.execute_local_activity(
+        activity, arg, result_type=result_type, start_to_close_timeout=start_to_close,
+        schedule_to_close_timeout=give_up, local_retry_threshold=RETRY.initial_interval,
+        retry_policy=RetryPolicy(initial_interval=RETRY.initial_interval, backoff_coefficient=RETRY.backoff_coefficient,
+                                 maximum_interval=RETRY.maximum_interval,
+                                 maximum_attempts=_attempts_within(give_up)))
+
+
+def _attempts_within(window: timedelta) -> int:
+    """How many attempts RETRY's backoff fits into `window`."""
+    attempts, waited, delay = 1, timedelta(0), RETRY.initial_interval
+    while waited + delay <= window:
+        waited += delay
+        attempts += 1
         delay = min(delay * RETRY.backoff_coefficient, RETRY.maximum_interval or delay)
+    return attempts
 
 
 async def send_letter(
