@@ -124,7 +124,8 @@ async def main(events: int, runs: int, results: Path, profile: Path | None, stor
                     command = [str(Path(sys.executable).with_name("py-spy")), "record", "-r", "50", "-f", "raw",
                                "-o", str(profile / f"b4-build-{run + 1}.txt"), "--", *command]
                 child = subprocess.run(command, check=True, capture_output=True, text=True)
-                build = json.loads(child.stdout.strip().splitlines()[-1])
+                # The build's JSON line is its last; py-spy, when profiling, prints its own after it.
+                build = json.loads([line for line in child.stdout.splitlines() if line.startswith("{")][-1])
                 copy = await _copy(server.url("analytics"), home / "copy.csv")
                 row = {"run": run + 1, "load_1min": load, **build, "copy_seconds": round(copy, 2),
                        "copy_bytes": (home / "copy.csv").stat().st_size,

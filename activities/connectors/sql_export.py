@@ -29,6 +29,7 @@ CSV_ROWS = {"format": "csv"}
 SESSION = "SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, YMD'"
 _TIMES = ("timestamp with time zone", "timestamp without time zone", "date",
           "time without time zone", "time with time zone")
+_TEXT = ("text", "character varying")  # already text as they are (char(n) pads: not so)
 
 
 def _base(pg_type: str) -> str:
@@ -64,7 +65,9 @@ def csv_expression(types: Mapping[str, str], columns: Sequence[str]) -> Callable
             return f"(to_json({ref}) #>> '{{}}')"
         # Text a spreadsheet would run as a formula gets its apostrophe here, as `_csv_value`
         # gives it record by record; numbers (a negative amount) stay numbers.
-        return sql_csv_cell(_as_text(ref, pg_type) or ref)
+        if (as_text := _as_text(ref, pg_type)) is not None:
+            return sql_csv_cell(as_text, text=True)
+        return sql_csv_cell(ref, text=_base(pg_type) in _TEXT)
 
     if len(columns) > 1:
         return text
