@@ -48,8 +48,9 @@ from activities.connectors.sql_erasure import HoldAwareErasure
 from activities.connectors.sql_export import (
     CSV_ROWS,
     JSON_LINES,
-    SESSION,
     export_queries,
+    shared_snapshot,
+    together,
 )
 from activities.connectors.sql_identities import check_identities
 from activities.connectors.sql_queries import (
@@ -223,11 +224,11 @@ class SqlConnector(Connector):
 
     async def export(self, subject: Subject, part: PartOpener) -> bool:
         """What `access` reads, written by PostgreSQL: per (dataset, category) a COPY of the
-        records as JSON lines and one as CSV rows (activities/connectors/sql_export.py)."""
-        async with self._subject_connection(subject) as conn:
+        records as JSON lines and one as CSV rows, at once on two connections that share one
+        snapshot (activities/connectors/sql_export.py)."""
+        async with self._subject_connection(subject) as conn, self._connection() as csv_conn:
             with self._mapped():
-                async with conn.transaction(isolation="repeatable_read", readonly=True):
-                    await conn.execute(SESSION)
+                async with shared_snapshot(conn, csv_conn):
                     for dataset in self.plan.parents_first:
                         held = subject.held.get(f"{self.name}.{dataset.name}")
                         for category, origins in category_groups(dataset):
@@ -237,8 +238,9 @@ class SqlConnector(Connector):
                             json_sql, csv_sql, args = export_queries(
                                 self.plan, dataset, subject, held, columns, self._column_types(dataset))
                             with self._mapped(dataset.name):
-                                await conn.copy_from_query(json_sql, *args, output=sink.json_lines, **JSON_LINES)
-                                await conn.copy_from_query(csv_sql, *args, output=sink.csv_rows, **CSV_ROWS)
+                                await together(
+                                    conn.copy_from_query(json_sql, *args, output=sink.json_lines, **JSON_LINES),
+                                    csv_conn.copy_from_query(csv_sql, *args, output=sink.csv_rows, **CSV_ROWS))
         return True
 
     async def erase(self, subject: Subject, context: ErasureContext | None = None) -> ActionOutcome:

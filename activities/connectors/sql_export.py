@@ -1,7 +1,7 @@
 """The `sql` connector's bulk read for access packages: PostgreSQL writes the files.
 
 For each (dataset, category) two COPY statements produce what the package holds: the records as
-JSON, one object a line, and as CSV rows. Python only moves bytes, so a subject with a million
+JSON, one object a line followed by a comma, and as CSV rows. Python only moves bytes, so a subject with a million
 rows costs little more than the COPY itself. The values read exactly as the record-by-record
 `access` gives them (`sql_queries.plain`): dates and times in ISO 8601 as PostgreSQL's JSON writes
 them (in UTC), numerics as exact strings, bytea as hex, json as its text, other types as their
@@ -11,9 +11,13 @@ as a spreadsheet formula with a leading apostrophe (schemas/plain_text.py).
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
+
+import asyncpg
 
 from activities.connectors.base import Subject
 from activities.connectors.sql_queries import Plan, select_fields
@@ -21,7 +25,8 @@ from policy.systems import Dataset
 from schemas.plain_text import sql_csv_cell
 
 # COPY's CSV format with a delimiter and a quote character that JSON text never holds raw (it
-# escapes control characters), so each line is a row's JSON exactly as PostgreSQL wrote it.
+# escapes control characters), so each line is a row's JSON exactly as PostgreSQL wrote it, and
+# its comma.
 JSON_LINES = {"format": "csv", "delimiter": "\x02", "quote": "\x01"}
 CSV_ROWS = {"format": "csv"}
 
@@ -81,4 +86,35 @@ def export_queries(plan: Plan, dataset: Dataset, subject: Subject, held_keys: An
     """(JSON-lines query, CSV-rows query, their arguments) for these columns of the subject's rows."""
     json_sql, args = select_fields(plan, dataset, subject, held_keys, columns, json_expression(types))
     csv_sql, _ = select_fields(plan, dataset, subject, held_keys, columns, csv_expression(types, columns))
-    return f"SELECT row_to_json(r)::text FROM ({json_sql}) AS r", csv_sql, args
+    # Each record's line ends in the comma that separates it from the next in the package's JSON
+    # array: PostgreSQL writes it for a few ms, where Python would rewrite every line.
+    return f"SELECT row_to_json(r)::text || ',' FROM ({json_sql}) AS r", csv_sql, args
+
+
+@asynccontextmanager
+async def shared_snapshot(first: asyncpg.Connection, second: asyncpg.Connection) -> AsyncIterator[None]:
+    """Both connections in one read-only snapshot, so that a part's JSON and CSV COPYs run at once
+    on two server processes and still read the same rows, and every dataset of the system is read
+    as of one moment: the first exports its snapshot, the second takes it before any query."""
+    async with first.transaction(isolation="repeatable_read", readonly=True):
+        snapshot = await first.fetchval("SELECT pg_export_snapshot()")
+        if not re.fullmatch(r"[0-9A-F-]+", snapshot):  # written into SQL below: it cannot be a parameter
+            raise ValueError("unexpected snapshot identifier")
+        async with second.transaction(isolation="repeatable_read", readonly=True):
+            await second.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+            await first.execute(SESSION)
+            await second.execute(SESSION)
+            yield
+
+
+async def together(*steps: Awaitable[Any]) -> None:
+    """Run the steps at once. The first failure cancels the others, and is raised once they have
+    stopped, so no COPY is left running on a connection that goes back to its pool."""
+    tasks = [asyncio.ensure_future(step) for step in steps]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
