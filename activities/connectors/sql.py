@@ -48,9 +48,9 @@ from activities.connectors.sql_erasure import HoldAwareErasure
 from activities.connectors.sql_export import (
     CSV_ROWS,
     JSON_LINES,
+    copy_together,
     export_queries,
     shared_snapshot,
-    together,
 )
 from activities.connectors.sql_identities import check_identities
 from activities.connectors.sql_queries import (
@@ -238,9 +238,8 @@ class SqlConnector(Connector):
                             json_sql, csv_sql, args = export_queries(
                                 self.plan, dataset, subject, held, columns, self._column_types(dataset))
                             with self._mapped(dataset.name):
-                                await together(
-                                    conn.copy_from_query(json_sql, *args, output=sink.json_lines, **JSON_LINES),
-                                    csv_conn.copy_from_query(csv_sql, *args, output=sink.csv_rows, **CSV_ROWS))
+                                await copy_together([(conn, json_sql, sink.json_lines, JSON_LINES),
+                                                     (csv_conn, csv_sql, sink.csv_rows, CSV_ROWS)], args)
         return True
 
     async def erase(self, subject: Subject, context: ErasureContext | None = None) -> ActionOutcome:

@@ -107,14 +107,34 @@ async def shared_snapshot(first: asyncpg.Connection, second: asyncpg.Connection)
             yield
 
 
-async def together(*steps: Awaitable[Any]) -> None:
-    """Run the steps at once. The first failure cancels the others, and is raised once they have
-    stopped, so no COPY is left running on a connection that goes back to its pool."""
-    tasks = [asyncio.ensure_future(step) for step in steps]
-    try:
-        await asyncio.gather(*tasks)
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
+Sink = Callable[[bytes], Awaitable[None]]
+
+
+async def copy_together(copies: Sequence[tuple[asyncpg.Connection, str, Sink, Mapping[str, str]]],
+                        args: Sequence[Any]) -> None:
+    """Run the COPYs (connection, query, sink, options) at once; the first failure is raised once
+    every COPY has ended. A sink that fails is not allowed to raise into asyncpg, which would then
+    cancel its COPY and, when the failing chunk was the last, wait forever for the end of a
+    command that has already ended: from the first failure on, every COPY reads its rows to the
+    end and drops them, and its connection goes back to the pool as clean as after any query."""
+    failures: list[BaseException] = []
+
+    def guarded(sink: Sink) -> Sink:
+        async def write(chunk: bytes) -> None:
+            if failures:
+                return
+            try:
+                await sink(chunk)
+            except Exception as exc:
+                failures.append(exc)
+        return write
+
+    async def copy(conn: asyncpg.Connection, sql: str, sink: Sink, options: Mapping[str, str]) -> None:
+        try:
+            await conn.copy_from_query(sql, *args, output=guarded(sink), **options)
+        except Exception as exc:
+            failures.append(exc)
+
+    await asyncio.gather(*(copy(*each) for each in copies))
+    if failures:
+        raise failures[0]
