@@ -56,10 +56,12 @@ from activities.connectors.sql_identities import check_identities
 from activities.connectors.sql_queries import (
     SCHEMA_QUERY,
     TEXT_TYPES,
+    Linked,
     Plan,
     category_groups,
     erased_rules,
     ident,
+    linked_values,
     plain,
     select_fields,
     select_keys_page,
@@ -231,16 +233,27 @@ class SqlConnector(Connector):
                 async with shared_snapshot(conn, csv_conn):
                     for dataset in self.plan.parents_first:
                         held = subject.held.get(f"{self.name}.{dataset.name}")
+                        linked = await self._linked(conn, dataset, subject)
                         for category, origins in category_groups(dataset):
                             if (opened := part(dataset.name, category, origins)) is None:
                                 continue
                             sink, columns = opened
                             json_sql, csv_sql, args = export_queries(
-                                self.plan, dataset, subject, held, columns, self._column_types(dataset))
+                                self.plan, dataset, subject, held, columns, self._column_types(dataset), linked)
                             with self._mapped(dataset.name):
                                 await copy_together([(conn, json_sql, sink.json_lines, JSON_LINES),
                                                      (csv_conn, csv_sql, sink.csv_rows, CSV_ROWS)], args)
         return True
+
+    async def _linked(self, conn: asyncpg.Connection, dataset: Dataset, subject: Subject) -> Linked | None:
+        """For a dataset reached through its parent, the values pointing at the subject's rows
+        there, read once for both COPYs of each of its categories (sql_queries.linked_values)."""
+        if dataset.via is None:
+            return None
+        sql, args = linked_values(self.plan, dataset, subject)
+        with self._mapped(dataset.name):
+            values = [row[0] for row in await conn.fetch(sql, *args)]
+        return values, self._column_types(dataset)[dataset.via.column]
 
     async def erase(self, subject: Subject, context: ErasureContext | None = None) -> ActionOutcome:
         """Erase the subject's rows, keeping (minimised, restricted) what a hold requires; one

@@ -20,7 +20,7 @@ from typing import Any
 import asyncpg
 
 from activities.connectors.base import Subject
-from activities.connectors.sql_queries import Plan, select_fields
+from activities.connectors.sql_queries import Linked, Plan, select_fields
 from policy.systems import Dataset
 from schemas.plain_text import sql_csv_cell
 
@@ -82,10 +82,10 @@ def csv_expression(types: Mapping[str, str], columns: Sequence[str]) -> Callable
 
 
 def export_queries(plan: Plan, dataset: Dataset, subject: Subject, held_keys: Any, columns: Sequence[str],
-                   types: Mapping[str, str]) -> tuple[str, str, list[Any]]:
+                   types: Mapping[str, str], linked: Linked | None) -> tuple[str, str, list[Any]]:
     """(JSON-lines query, CSV-rows query, their arguments) for these columns of the subject's rows."""
-    json_sql, args = select_fields(plan, dataset, subject, held_keys, columns, json_expression(types))
-    csv_sql, _ = select_fields(plan, dataset, subject, held_keys, columns, csv_expression(types, columns))
+    json_sql, args = select_fields(plan, dataset, subject, held_keys, columns, json_expression(types), linked)
+    csv_sql, _ = select_fields(plan, dataset, subject, held_keys, columns, csv_expression(types, columns), linked)
     # Each record's line ends in the comma that separates it from the next in the package's JSON
     # array: PostgreSQL writes it for a few ms, where Python would rewrite every line.
     return f"SELECT row_to_json(r)::text || ',' FROM ({json_sql}) AS r", csv_sql, args
