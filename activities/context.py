@@ -8,6 +8,7 @@ from functools import cached_property
 import asyncpg
 
 from activities.mail import Mailer
+from activities.shared_connections import SharedConnections
 from dsrflow.infra.storage import BlobStore, open_storage
 from dsrflow.settings import Settings
 from policy.model import LoadedPolicy, parse_policy
@@ -19,6 +20,7 @@ class ActivityContext:
     settings: Settings
     mailer: Mailer
     secret: bytes
+    connections: SharedConnections = field(default_factory=SharedConnections)
     _policies: dict[str, LoadedPolicy] = field(default_factory=dict)
 
     @cached_property

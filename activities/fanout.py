@@ -69,7 +69,7 @@ async def open_connector(ctx: ActivityContext, policy_version: str, system: str)
     connector: Connector = build_connector(ConnectorEnv(
         system_name=system, system=policy.systems[system], policy=policy, settings=ctx.settings,
         secret=ctx.secret, callback_url=f"{ctx.settings.base_url}/v1/callbacks/opendsr?system={system}",
-        pool=ctx.pool, mailer=ctx.mailer,
+        pool=ctx.pool, mailer=ctx.mailer, connections=ctx.connections,
     ))
     kind = policy.systems[system].connector
     try:
@@ -83,27 +83,32 @@ async def open_connector(ctx: ActivityContext, policy_version: str, system: str)
 async def store_task_result(ctx: ActivityContext, request_id: str, result: TaskResult) -> None:
     """A system's (interim or final) result for a request, stored and audited."""
     async with ctx.pool.acquire() as conn, conn.transaction():
-        await conn.execute(
-            """INSERT INTO system_tasks (request_id, system, action, status, found, changed,
-                                         kept, datasets, external_id, message, attempt, kept_records)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-               ON CONFLICT (request_id, system, action) DO UPDATE SET
-                 status = EXCLUDED.status, found = EXCLUDED.found, changed = EXCLUDED.changed,
-                 kept = EXCLUDED.kept, datasets = EXCLUDED.datasets,
-                 kept_records = EXCLUDED.kept_records,
-                 external_id = coalesce(EXCLUDED.external_id, system_tasks.external_id),
-                 message = EXCLUDED.message, attempt = EXCLUDED.attempt, updated_at = now()""",
-            request_id, result.system, result.action, result.status, result.found,
-            result.changed, result.kept, result.datasets, result.external_id, result.message,
-            result.attempt, result.kept_records,
-        )
-        await append_event(
-            conn,
-            event_key=f"{request_id}:task:{result.system}:{result.action}:{result.attempt}:{result.status}",
-            request_id=request_id, event_type=f"task.{result.status}", actor="workflow",
-            data={"system": result.system, "action": result.action, "found": result.found,
-                  "changed": result.changed, "kept": result.kept, "message": result.message},
-        )
+        await write_task_result(conn, request_id, result)
+
+
+async def write_task_result(conn: Any, request_id: str, result: TaskResult) -> None:
+    """store_task_result inside the caller's transaction."""
+    await conn.execute(
+        """INSERT INTO system_tasks (request_id, system, action, status, found, changed,
+                                     kept, datasets, external_id, message, attempt, kept_records)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+           ON CONFLICT (request_id, system, action) DO UPDATE SET
+             status = EXCLUDED.status, found = EXCLUDED.found, changed = EXCLUDED.changed,
+             kept = EXCLUDED.kept, datasets = EXCLUDED.datasets,
+             kept_records = EXCLUDED.kept_records,
+             external_id = coalesce(EXCLUDED.external_id, system_tasks.external_id),
+             message = EXCLUDED.message, attempt = EXCLUDED.attempt, updated_at = now()""",
+        request_id, result.system, result.action, result.status, result.found,
+        result.changed, result.kept, result.datasets, result.external_id, result.message,
+        result.attempt, result.kept_records,
+    )
+    await append_event(
+        conn,
+        event_key=f"{request_id}:task:{result.system}:{result.action}:{result.attempt}:{result.status}",
+        request_id=request_id, event_type=f"task.{result.status}", actor="workflow",
+        data={"system": result.system, "action": result.action, "found": result.found,
+              "changed": result.changed, "kept": result.kept, "message": result.message},
+    )
 
 
 def _result(task: TaskInput, outcome: ActionOutcome, kept: list[dict[str, Any]] | None = None) -> TaskResult:
@@ -193,13 +198,17 @@ class FanoutActivities:
     async def _run(self, task: TaskInput) -> TaskResult:
         earlier = await load_outcome(self.ctx.pool, task)
         if earlier is not None and earlier.committed:
-            return earlier.result  # this attempt acted before its worker died: report that
-        result = await self._act(task)
-        if earlier is not None and did_nothing(result):
-            # The earlier try's effect committed after its evidence was kept: it is the outcome.
-            result = earlier.result
-        failpoint("task-effect-committed")
-        await save_outcome(self.ctx.pool, task, result, committed=True)
+            result = earlier.result  # this attempt acted before its worker died: report that
+        else:
+            result = await self._act(task)
+            if earlier is not None and did_nothing(result):
+                # The earlier try's effect committed after its evidence was kept: it is the outcome.
+                result = earlier.result
+            failpoint("task-effect-committed")
+        async with self.ctx.pool.acquire() as conn, conn.transaction():
+            await save_outcome(conn, task, result, committed=True)
+            if task.record:
+                await write_task_result(conn, task.request_id, result)
         return result
 
     async def _act(self, task: TaskInput) -> TaskResult:
@@ -326,7 +335,10 @@ class FanoutActivities:
         except PermanentConnectorError as exc:
             raise ApplicationError(str(exc), type="PermanentConnectorError", non_retryable=True) from None
         outcome.external_id = outcome.external_id or task.external_id
-        return _result(task, outcome)
+        result = _result(task, outcome)
+        if task.record and result.status != "pending":  # the pending one is on record already
+            await store_task_result(self.ctx, task.request_id, result)
+        return result
 
     @activity.defn(name="record_task_result")
     async def record_task_result(self, record: TaskRecord) -> None:

@@ -16,7 +16,9 @@ async def heartbeating(every: float = 3.0) -> AsyncIterator[None]:
     """Heartbeat while the body runs, so a worker that dies is noticed within the heartbeat
     timeout rather than the whole start-to-close timeout."""
     async def beat() -> None:
-        while activity.in_activity():  # the same code also runs in a CLI or a test
+        # The same code also runs in a CLI or a test; a local activity has no heartbeat of its own
+        # (the SDK keeps its workflow task alive, and a lost worker shows in that task's timeout).
+        while activity.in_activity() and not activity.info().is_local:
             activity.heartbeat()
             await asyncio.sleep(every)
 

@@ -27,6 +27,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from jinja2.exceptions import UndefinedError
 from jinja2.runtime import Undefined
 
+from dsrflow.domain.references import short_reference
 from dsrflow.i18n import SOURCE_LANGUAGE, and_list, long_date, long_datetime, translations
 from policy.model import Policy
 from schemas.plain_text import one_line
@@ -88,9 +89,10 @@ def longdatetime(value: datetime, language: str = SOURCE_LANGUAGE) -> str:
 
 
 def shortid(value: Any) -> str:
-    """First block of a request uuid, for subject lines (the body always carries the full id)."""
+    """The request's short reference (dsrflow/domain/references.py): what the subject reads and
+    types into the portal; the full id works there too."""
     _fail_if_undefined(value)
-    return str(value)[:8]
+    return short_reference(str(value))
 
 
 @cache
@@ -106,6 +108,8 @@ def letter_environment(language: str) -> Environment:
         lstrip_blocks=True,
         keep_trailing_newline=False,
         extensions=["jinja2.ext.i18n"],
+        # The templates ship with the code: no stat() of every template file on every letter.
+        auto_reload=False,
     )
     env.policies["ext.i18n.trimmed"] = True
     env.install_gettext_translations(translations(language), newstyle=True)  # type: ignore[attr-defined]  # added by the i18n extension

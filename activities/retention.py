@@ -116,7 +116,7 @@ class RetentionActivities:
             key = f"{rule.name}:{subject_hash(ctx.secret, subject.email)}:{subject.last_activity.isoformat()}"
             try:
                 row, _ = await create_request(
-                    ctx.pool, new, loaded_policy=loaded, actor=f"retention:{rule.name}", idempotency_key=key,
+                    ctx.pool, new, loaded_policy=loaded, secret=ctx.secret, actor=f"retention:{rule.name}", idempotency_key=key,
                     origin="retention",
                     extra_details={"retention_rule": rule.name, "notify_subject": rule.notify_subject,
                                    "retention_last_activity": subject.last_activity.isoformat(),

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from temporalio.client import Client
 
-from api import callbacks, console, outages, problems, public, rest
+from api import api_docs, callbacks, console, outages, problems, public, rest
 from api.body_limits import BodyLimitMiddleware
 from api.console import session
 from api.ratelimit import RateLimiter
@@ -34,6 +34,8 @@ def create_app(settings: Settings, *, temporal_client: Client | None = None) -> 
         summary="Data-subject requests run to their statutory deadline, with evidence.",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None,  # api/api_docs.py serves it without a CDN
+        redoc_url=None,
     )
     app.state.dsr = state
     app.state.rate_limiter = RateLimiter(state)
@@ -48,6 +50,7 @@ def create_app(settings: Settings, *, temporal_client: Client | None = None) -> 
     app.include_router(rest.router)
     app.include_router(callbacks.router)
     app.include_router(console.router)
+    api_docs.install(app)
     app.mount("/static", StaticFiles(directory=Path(__file__).with_name("static")), name="static")
     instrument_app(app)  # server spans, when tracing is on (docs/observability.md)
     return app

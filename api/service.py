@@ -11,7 +11,9 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.outages import RETRY_AFTER, WORKFLOW_ENGINE
 from api.problems import Problem
 from api.state import AppState
+from dsrflow.crypto.keys import load_secret_key
 from dsrflow.domain.appeals import AppealRefused, check_appeal
+from dsrflow.domain.references import short_reference
 from dsrflow.domain.request_start import start_request_workflow
 from dsrflow.stores.requests_store import IdempotencyConflict, create_request, get_request
 from dsrflow.stores.restrictions_store import as_view, restriction_for
@@ -37,7 +39,7 @@ async def open_request(
                       errors=[{"field": exc.field, "message": str(exc)}]) from None
     try:
         row, created = await create_request(
-            pool, new, loaded_policy=state.policy, actor=actor, idempotency_key=idempotency_key,
+            pool, new, loaded_policy=state.policy, secret=load_secret_key(state.settings), actor=actor, idempotency_key=idempotency_key,
             origin=origin,
         )
     except IdempotencyConflict as exc:
@@ -94,6 +96,7 @@ async def request_view(state: AppState, request_id: str) -> dict[str, Any]:
     live = await live_state(state, request_id)
     view = {
         "id": str(row["id"]),
+        "reference": short_reference(row["id"]),
         "workflow_id": workflow_id_for(str(row["id"])),
         "type": row["request_type"],
         "regime": row["regime"],

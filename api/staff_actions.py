@@ -181,3 +181,11 @@ _ACTIONS = [
 ]
 STAFF_ACTIONS: dict[str, StaffAction] = {action.name: action for action in _ACTIONS}
 
+
+
+# Staff's team work on a request: not workflow updates, so not StaffActions. The workflow neither
+# knows nor needs who works on a request, internal notes never reach the subject, and both hold
+# for closed requests too: they are Postgres writes beside the request (dsrflow/stores/team_store.py),
+# each an audit event, run by the console (api/console/team.py) and the REST API (api/rest/team.py)
+# with the lowest role each needs, from here. Any member of staff may hand work on or take it.
+TEAM_ROLES = {"assign": "agent", "note": "agent", "save-view": "agent", "delete-view": "agent"}

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ import yaml
 from temporalio.client import Client
 
 from api.auth import create_token
-from devstack.processes import free_port
+from devstack.processes import free_port, spawn
 from devstack.stack import Stack
 from dsrflow.infra.db import create_pool
 from dsrflow.infra.temporal_client import connect_client
@@ -184,6 +184,8 @@ class BenchStack:
     client: Client
     pool: asyncpg.Pool  # the app database
     database_url: str
+    more: dict[int, str] = field(default_factory=dict)  # pid -> role of processes we added
+
 
     @property
     def api_url(self) -> str:
@@ -194,7 +196,22 @@ class BenchStack:
 
     def cpu_seconds(self) -> dict[str, float]:
         """CPU time used so far, per component: where a run's work went."""
-        return cpu_seconds({proc.pid: name for name, proc in self.stack._children})
+        return cpu_seconds({**{proc.pid: name for name, proc in self.stack._children}, **self.more})
+
+    async def add_workers(self, count: int) -> list[subprocess.Popen[bytes]]:
+        """`count` more `dsrflow worker` processes on the stack's task queue (their CPU counts as
+        the worker's), once each has started polling."""
+        procs = [spawn([sys.executable, "-m", "cli.main", "worker"], log_path=self.home / "logs" / f"worker-{n + 2}.log",
+                       env={**self.stack.env, "DSRFLOW_WORKER_METRICS_ADDRESS": "off"})
+                 for n in range(count)]
+        for n, proc in enumerate(procs):
+            log = self.home / "logs" / f"worker-{n + 2}.log"
+            while not (log.exists() and "worker started" in log.read_text(errors="replace")):
+                if proc.poll() is not None:
+                    raise RuntimeError(f"worker {n + 2} exited with {proc.returncode}; see {log}")
+                await asyncio.sleep(0.2)
+            self.more[proc.pid] = "worker"
+        return procs
 
     async def api(self, role: str = "agent") -> httpx.AsyncClient:
         token = await create_token(self.pool, role, "bench")

@@ -34,6 +34,7 @@ from bench.s3_stand_in import moto_server
 from devstack.demo.sql_systems import ensure_demo_databases
 from devstack.postgres import EmbeddedPostgres
 from devstack.processes import free_port
+from dsrflow.crypto.keys import load_secret_key
 from dsrflow.infra.db import create_pool
 from dsrflow.infra.migrate import migrate
 from dsrflow.settings import load_settings
@@ -69,7 +70,7 @@ async def _plan(pool: asyncpg.Pool) -> Plan:
     settings = load_settings()
     row, _ = await create_request(
         pool, NewRequest(type="access", subject={"email": SUBJECT}, identity_attested=True),
-        loaded_policy=load_policy(settings.policy_path), actor="bench", idempotency_key=None)
+        loaded_policy=load_policy(settings.policy_path), secret=load_secret_key(settings), actor="bench", idempotency_key=None)
     ctx = activity_context(settings, pool)
     plan = await ActivityEnvironment().run(
         FanoutActivities(ctx).plan_request,

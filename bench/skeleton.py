@@ -1,5 +1,6 @@
-"""The ceiling for B1: a workflow with the shape of a real request — as many activities, child
-workflows, timers, signals and updates as a real request's history shows — each doing nothing.
+"""The ceiling for B1: a workflow with the shape of a real request — as many activities (local
+and not), child workflows, timers, signals and updates as a real request's history shows — each
+doing nothing.
 
 One workflow type plays both parent and child: a `Shape` with children is a request, each child
 shape a system task. The first activity of a step that expects messages sends them to its own
@@ -15,22 +16,28 @@ from pydantic import BaseModel
 from temporalio import activity, workflow
 
 TASK_QUEUE = "bench-skeleton"
-# The same options as the request workflow's own activities (workflows/dsr.py _ACTIVITY).
-_OPTIONS = dict(start_to_close_timeout=timedelta(minutes=2))
+# The timeout of the request workflow's short steps (workflows/dsr_steps.py SHORT).
+_OPTIONS = dict(start_to_close_timeout=timedelta(seconds=10))
 
 
 class Shape(BaseModel):
     activities_before: int  # before the children start (all of a child's activities)
     activities_after: int = 0
+    local_before: int = 0  # local activities, one after the other, before the children start
+    local_after: int = 0
+    alongside: int = 0  # activities started together with the children (a sql system's task)
     timers: int = 0
     signals: int = 0
     updates: int = 0
     children: list[Shape] = []
+    events: int = 0  # history events, this workflow's and its children's (what it cost the server)
 
     def totals(self) -> dict[str, int]:
         kids = [child.totals() for child in self.children]
         return {
-            "activities": self.activities_before + self.activities_after + sum(k["activities"] for k in kids),
+            "activities": self.activities_before + self.activities_after + self.alongside
+            + sum(k["activities"] for k in kids),
+            "local_activities": self.local_before + self.local_after + sum(k["local_activities"] for k in kids),
             "child_workflows": len(self.children) + sum(k["child_workflows"] for k in kids),
             "timers": self.timers + sum(k["timers"] for k in kids),
             "signals": self.signals + sum(k["signals"] for k in kids),
@@ -78,14 +85,19 @@ class SkeletonWorkflow:
     async def run(self, shape: Shape) -> int:
         # A timer that never fires, cancelled at the end, as the deadline watch's is.
         timers = [asyncio.create_task(workflow.sleep(timedelta(days=30))) for _ in range(shape.timers)]
+        for _ in range(shape.local_before):
+            await workflow.execute_local_activity(noop, workflow.info().workflow_id, **_OPTIONS)
         for i in range(shape.activities_before):
             await self._activity(shape if i == 0 else None)
         info = workflow.info()
-        await asyncio.gather(*(
-            workflow.execute_child_workflow(SkeletonWorkflow.run, child, id=f"{info.workflow_id}-{n}")
-            for n, child in enumerate(shape.children)))
+        await asyncio.gather(
+            *(workflow.execute_child_workflow(SkeletonWorkflow.run, child, id=f"{info.workflow_id}-{n}")
+              for n, child in enumerate(shape.children)),
+            *(self._activity(None) for _ in range(shape.alongside)))
         for _ in range(shape.activities_after):
             await self._activity(None)
+        for _ in range(shape.local_after):
+            await workflow.execute_local_activity(noop, workflow.info().workflow_id, **_OPTIONS)
         for timer in timers:
             timer.cancel()
         return shape.totals()["activities"]

@@ -1,6 +1,6 @@
 """B1 throughput: erasure requests completed per second against the engine's ceiling.
 
-    .venv/bin/python -m bench.throughput [--requests 300] [--runs 3]
+    .venv/bin/python -m bench.throughput [--requests 300] [--runs 3] [--workers 1]
 
 On the embedded stack (bench/common.py), each run posts `--requests` erasures (identity attested,
 one demo subject each) to `POST /v1/requests` and waits for every workflow to complete; then, in
@@ -39,15 +39,27 @@ CONCURRENCY = 20  # API calls in flight: a busy front office, not a flood
 async def shape_of(client: Client, workflow_id: str) -> Shape:
     """Count what a finished workflow (and, recursively, its children) did, from its history."""
     history = await client.get_workflow_handle(workflow_id).fetch_history()
-    before = after = timers = signals = updates = 0
+    # Activities scheduled by the workflow task that starts the first child run beside the children.
+    with_children = next((e.start_child_workflow_execution_initiated_event_attributes.workflow_task_completed_event_id
+                          for e in history.events
+                          if e.event_type == EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED), None)
+    before = after = alongside = local_before = local_after = timers = signals = updates = 0
     children: list[str] = []
     for event in history.events:
         kind = event.event_type
         if kind == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
-            if children:
+            if event.activity_task_scheduled_event_attributes.workflow_task_completed_event_id == with_children:
+                alongside += 1
+            elif children:
                 after += 1
             else:
                 before += 1
+        elif (kind == EventType.EVENT_TYPE_MARKER_RECORDED
+              and event.marker_recorded_event_attributes.marker_name == "core_local_activity"):
+            if children:
+                local_after += 1
+            else:
+                local_before += 1
         elif kind == EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED:
             children.append(event.start_child_workflow_execution_initiated_event_attributes.workflow_id)
         elif kind == EventType.EVENT_TYPE_TIMER_STARTED:
@@ -58,8 +70,9 @@ async def shape_of(client: Client, workflow_id: str) -> Shape:
             updates += 1
     kids = [await shape_of(client, child) for child in children]
     kids.sort(key=lambda s: (s.activities_before, s.timers, s.signals, s.updates))
-    return Shape(activities_before=before, activities_after=after, timers=timers, signals=signals,
-                 updates=updates, children=kids)
+    return Shape(activities_before=before, activities_after=after, alongside=alongside, local_before=local_before,
+                 local_after=local_after, timers=timers, signals=signals, updates=updates, children=kids,
+                 events=len(history.events) + sum(k.events for k in kids))
 
 
 async def erasures(bench: BenchStack, emails: list[str]) -> float:
@@ -101,12 +114,14 @@ def _per_request(before: dict[str, float], after: dict[str, float], count: int) 
             for role in after if after[role] - before.get(role, 0.0) >= 0.05}
 
 
-async def main(requests: int, runs: int, results: Path, profile: Path | None) -> None:
+async def main(requests: int, runs: int, workers: int, results: Path, profile: Path | None) -> None:
     load_before = load_1min()
     emails = [s.email for s in demo_subjects()]
     async with embedded_stack(opendsr_delay=0.0) as bench:
-        skeleton_worker = spawn([sys.executable, "-m", "bench.skeleton_worker"],
-                                log_path=bench.home / "logs" / "skeleton_worker.log")
+        skeleton_workers = [spawn([sys.executable, "-m", "bench.skeleton_worker"],
+                                  log_path=bench.home / "logs" / f"skeleton_worker-{n + 1}.log")
+                            for n in range(workers)]
+        more = await bench.add_workers(workers - 1)
         try:
             # One real request first: its history gives the shape, and it warms every cache.
             await erasures(bench, ["ada@example.com"])
@@ -114,7 +129,8 @@ async def main(requests: int, runs: int, results: Path, profile: Path | None) ->
             real_shape = await shape_of(bench.client, workflow_id_for(str(first)))
             await _skeletons(bench.client, real_shape, 1, "warmup")
             skeleton_shape = await shape_of(bench.client, "skeleton-warmup-0")
-            print(f"real request: {real_shape.totals()}; skeleton: {skeleton_shape.totals()}")
+            print(f"real request: {real_shape.totals()}, {real_shape.events} history events; "
+                  f"skeleton: {skeleton_shape.totals()}, {skeleton_shape.events} events")
             if skeleton_shape.totals() != real_shape.totals():
                 raise RuntimeError("the skeleton's history does not have the real request's shape")
             rows: list[dict[str, Any]] = []
@@ -131,7 +147,7 @@ async def main(requests: int, runs: int, results: Path, profile: Path | None) ->
 
                 async def skeleton_half(run: int = run) -> tuple[float, dict[str, float]]:
                     cpu = bench.cpu_seconds()
-                    with profiled({"worker": skeleton_worker.pid}, profile, f"b1-skeleton-{run + 1}"):
+                    with profiled({"worker": skeleton_workers[0].pid}, profile, f"b1-skeleton-{run + 1}"):
                         seconds = await _skeletons(bench.client, real_shape, requests, str(run))
                     return seconds, _per_request(cpu, bench.cpu_seconds(), requests)
 
@@ -151,15 +167,17 @@ async def main(requests: int, runs: int, results: Path, profile: Path | None) ->
                 print(row)
                 rows.append(row)
         finally:
-            stop(skeleton_worker)
+            for proc in [*skeleton_workers, *more]:
+                stop(proc)
     write_result(
-        results, "b1_throughput",
-        params={"requests": requests, "runs": runs, "api_concurrency": CONCURRENCY,
+        results, "b1_throughput" if workers == 1 else f"b1_throughput_{workers}_workers",
+        params={"requests": requests, "runs": runs, "workers": workers, "api_concurrency": CONCURRENCY,
                 "opendsr_completion_delay": 0.0},
         figures={"real_per_second": median([r["real_per_second"] for r in rows]),
                  "skeleton_per_second": median([r["skeleton_per_second"] for r in rows]),
                  "ratio": median([r["ratio"] for r in rows]), "target_ratio": 0.7,
-                 "shape": real_shape.totals()},
+                 "shape": real_shape.totals(), "history_events_per_request": real_shape.events,
+                 "skeleton_history_events": skeleton_shape.events},
         runs=rows, load_before=load_before,
         notes=["ratio = skeleton seconds / real seconds for the same number of requests, per run; "
                "the real half goes first in odd runs, the skeleton's in even runs",
@@ -171,5 +189,7 @@ async def main(requests: int, runs: int, results: Path, profile: Path | None) ->
 if __name__ == "__main__":
     parser = arguments(__doc__)
     parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--workers", type=int, default=1,
+                        help="worker processes for the requests (and as many for the skeleton)")
     args = parser.parse_args()
-    asyncio.run(main(args.requests, args.runs, args.results, args.profile))
+    asyncio.run(main(args.requests, args.runs, args.workers, args.results, args.profile))

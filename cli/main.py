@@ -39,6 +39,8 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(erasure_app, name="erasure")
 app.add_typer(retention_app, name="retention")
 app.add_typer(packages_app, name="packages")
+policy_app = typer.Typer(no_args_is_help=True, help="The policy: draft a sql system from a database, check it.")
+app.add_typer(policy_app, name="policy")
 
 
 class Role(StrEnum):
@@ -112,11 +114,18 @@ def worker() -> None:
 
 @app.command()
 def migrate() -> None:
-    """Apply pending database migrations."""
+    """Apply pending database migrations, then hash the identities of requests stored without
+    their search hashes (or under another DSRFLOW_SECRET_KEY)."""
+    from dsrflow.crypto.keys import load_secret_key
     from dsrflow.infra.migrate import migrate as apply
+    from dsrflow.stores.request_lookup import backfill_database
 
-    applied = asyncio.run(apply(_settings().effective_database_url))
+    settings = _settings()
+    applied = asyncio.run(apply(settings.effective_database_url))
     typer.echo(f"applied {', '.join(applied)}" if applied else "database is up to date")
+    hashed = asyncio.run(backfill_database(settings.effective_database_url, load_secret_key(settings)))
+    if hashed:
+        typer.echo(f"hashed the identities of {hashed} requests for search")
 
 
 async def _with_pool(work: Callable[[asyncpg.Pool], Awaitable[_T]]) -> _T:
@@ -198,15 +207,25 @@ def deadline(
 
 
 @audit_app.command("verify")
-def audit_verify() -> None:
-    """Recompute the audit chain; print `ok N events` or the first broken row (exit 1)."""
-    from dsrflow.domain.audit import verify_chain
+def audit_verify(
+    anchor: Annotated[bool, typer.Option(
+        "--anchor", help="first anchor the heads of every chain that changed since the last anchor "
+                         "(the worker does so every few minutes)")] = False,
+) -> None:
+    """Recompute every audit chain and the anchor chain, and check every anchored head; print
+    `ok N events ...` or the first break (exit 1)."""
+    from dsrflow.domain.audit_anchors import write_anchor
+    from dsrflow.domain.audit_verify import verify_audit
     from dsrflow.infra.db import connect
 
     async def run() -> ChainReport:
         conn = await connect(_settings().effective_database_url)
         try:
-            return await verify_chain(conn)
+            if anchor:
+                written = await write_anchor(conn)
+                typer.echo(f"anchor {written.position} over {written.chains} chain(s): {written.hash}"
+                           if written else "no chain changed since the last anchor")
+            return await verify_audit(conn)
         finally:
             await conn.close()
 
@@ -304,6 +323,72 @@ def packages_purge(
     report = asyncio.run(_with_pool(lambda pool: purge_expired(pool, store, datetime.now(UTC), dry_run=not yes,
                                                                actor="cli")))
     typer.echo(report.describe(done=yes) + ("" if yes else "; run with --yes to delete them"))
+
+
+@policy_app.command("draft")
+def policy_draft(
+    database_url: Annotated[str, typer.Option("--database-url", help="postgresql://user:pass@host:port/db")],
+    system: Annotated[str, typer.Option("--system", help="the system's name in the policy, e.g. crm")],
+    schema: Annotated[str, typer.Option("--schema", help="the schema whose tables to draft")] = "public",
+    output: Annotated[str | None, typer.Option("--output", "-o", help="write here instead of stdout")] = None,
+) -> None:
+    """Introspect a PostgreSQL database and print a `sql` system for the policy, every guess
+    marked `# review:` (docs/policy-draft.md). Sampled values are never printed."""
+    from urllib.parse import unquote, urlsplit
+
+    from activities.connectors.sql_draft import DraftError, draft_system
+    from policy.model import PolicyError, load_policy
+
+    settings = _settings()
+    database = unquote(urlsplit(database_url).path.lstrip("/"))
+    if not database:
+        _fail("--database-url: name the database, e.g. postgresql://user@host:5432/crm", 2)
+    try:
+        categories: list[str] | None = list(load_policy(settings.policy_path).policy.categories)
+    except PolicyError:
+        categories = None  # no policy in force to compare with: the default names are suggested
+
+    async def run() -> str:
+        try:
+            conn = await asyncpg.connect(database_url, timeout=10)
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            _fail(f"cannot connect to --database-url ({type(exc).__name__}: {exc})")
+        try:
+            async with conn.transaction(readonly=True):
+                return await draft_system(conn, system, schema=schema, database=database, categories=categories)
+        finally:
+            await conn.close()
+
+    try:
+        text = asyncio.run(run())
+    except DraftError as exc:
+        _fail(str(exc))
+    if output:
+        with open(output, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        typer.echo(f"wrote {output}")
+    else:
+        typer.echo(text, nl=False)
+
+
+@policy_app.command("check")
+def policy_check() -> None:
+    """Check every `sql` system of the policy in force against its database: tables, columns and
+    their types, and that an identity leads to every dataset. Names each problem; exit 1 if any."""
+    from activities.connectors.sql_check import check_policy
+    from policy.model import PolicyError, load_policy
+
+    settings = _settings()
+    try:
+        policy = load_policy(settings.policy_path).policy
+    except PolicyError as exc:
+        _fail(f"the policy does not load: {exc}")
+    checked, problems = asyncio.run(check_policy(policy, settings))
+    for problem in problems:
+        typer.echo(str(problem))
+    if problems:
+        _fail(f"{len(problems)} problem(s) in {len(checked)} sql system(s)")
+    typer.echo(f"ok: {len(checked)} sql system(s) match their databases ({', '.join(checked)})")
 
 
 def main() -> None:

@@ -1,7 +1,9 @@
 """The embedded mail server: accepts every message over SMTP and keeps it as an `.eml` file.
 
 Letters to subjects are evidence, so the local stack keeps them the way a mailbox would: one file
-per message, named so a directory listing is in arrival order.
+per message, named so a directory listing is in arrival order. Mail to the controller's privacy
+address is also filed into the privacy inbox (docs/mailbox.md), as the IMAP reader files it in
+production, so the inbox can be tried offline.
 """
 
 from __future__ import annotations
@@ -11,18 +13,39 @@ import email.policy
 import os
 import time
 import uuid
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
 
+import asyncpg
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from activities.mailbox_intake import file_message
 from devstack.processes import ensure_port_free
+from dsrflow.infra.db import create_pool
+from policy.mailbox import MailboxPolicy
+
+
+class PrivacyInbox:
+    """Files mail for `address` into the inbox of the database at `database_url`. The pool is made
+    on the first message, in the sink's own event loop (its thread's), where it is then used."""
+
+    def __init__(self, address: str, database_url: str, secret: bytes, rules: MailboxPolicy) -> None:
+        self.address = address.lower()
+        self.database_url, self.secret, self.rules = database_url, secret, rules
+        self._pool: asyncpg.Pool | None = None
+
+    async def file(self, raw: bytes) -> None:
+        if self._pool is None:
+            self._pool = await create_pool(self.database_url, min_size=0, max_size=2)
+        await file_message(self._pool, self.secret, self.rules, raw, arrived_at=datetime.now(UTC), source="sink")
 
 
 class _EmlWriter:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, inbox: PrivacyInbox | None) -> None:
         self.directory = directory
+        self.inbox = inbox
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -32,16 +55,22 @@ class _EmlWriter:
         assert content is not None  # the DATA command has received it
         temp.write_bytes(content if isinstance(content, bytes) else content.encode())
         os.replace(temp, self.directory / name)  # readers never see a half-written file
+        if self.inbox is not None and self.inbox.address in (r.lower() for r in envelope.rcpt_tos):
+            try:
+                await self.inbox.file(content if isinstance(content, bytes) else content.encode())
+            except Exception:  # noqa: BLE001 - the database not up yet: the sender tries again
+                return "451 4.3.0 the privacy inbox could not file the message; try again later"
         return "250 Message accepted for delivery"
 
 
 class MailSink:
     """An aiosmtpd server on its own thread, writing to `directory`."""
 
-    def __init__(self, directory: Path, port: int, host: str = "127.0.0.1") -> None:
+    def __init__(self, directory: Path, port: int, host: str = "127.0.0.1", *,
+                 inbox: PrivacyInbox | None = None) -> None:
         self.directory = directory
         self.port = port
-        self._controller = Controller(_EmlWriter(directory), hostname=host, port=port)
+        self._controller = Controller(_EmlWriter(directory, inbox), hostname=host, port=port)
 
     def start(self) -> None:
         ensure_port_free(self.port, "SMTP sink")

@@ -24,14 +24,16 @@ from devstack.postgres import EmbeddedPostgres
 from devstack.processes import StackError, ensure_port_free, spawn, wait_for_port
 from devstack.saas.__main__ import demo_environment
 from devstack.saas.policy import write_demo_saas_policy
-from devstack.smtp_sink import MailSink
+from devstack.smtp_sink import MailSink, PrivacyInbox
 from devstack.supervisor import EssentialProcess, RestartingProcess
 from devstack.temporal_server import TemporalDevServer
-from dsrflow.crypto.keys import load_keyring
+from dsrflow.crypto.keys import load_keyring, load_secret_key
 from dsrflow.infra.db import with_database
 from dsrflow.infra.migrate import migrate
 from dsrflow.settings import Settings
-from policy.model import DEFAULT_POLICY
+from dsrflow.stores.request_lookup import backfill_database
+from policy.mailbox import load_mailbox_policy
+from policy.model import DEFAULT_POLICY, load_policy
 
 APP_DATABASE = "dsrflow"
 
@@ -86,7 +88,10 @@ class Stack:
             await pg.ensure_database(APP_DATABASE)
             self.env["DSRFLOW_DATABASE_URL"] = pg.url(APP_DATABASE)
         if not s.smtp_host:
-            sink = MailSink(self.home / "mail", s.smtp_port)
+            sink = MailSink(self.home / "mail", s.smtp_port, inbox=PrivacyInbox(
+                load_policy(s.policy_path).policy.controller.privacy_email,
+                self.env.get("DSRFLOW_DATABASE_URL") or s.effective_database_url,
+                load_secret_key(s), load_mailbox_policy()))
             sink.start()
             self._stops.append(("SMTP sink", sink.stop))
             self._sink = sink
@@ -103,6 +108,8 @@ class Stack:
         applied = await migrate(database_url)
         if applied:
             _say(f"applied migrations: {', '.join(applied)}")
+        if hashed := await backfill_database(database_url, load_secret_key(s)):
+            _say(f"hashed the identities of {hashed} requests for search")
         if s.demo:
             await self._start_demo_systems(database_url, pg)
         if s.demo_saas:

@@ -16,7 +16,7 @@ from typing import Literal
 from urllib.parse import urlparse
 
 import pydantic_settings
-from pydantic import AliasChoices, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -55,6 +55,18 @@ class Settings(BaseSettings):
     smtp_username: str | None = Field(None, validation_alias=AliasChoices("SMTP_USERNAME"))
     smtp_password: str | None = Field(None, validation_alias=AliasChoices("SMTP_PASSWORD"))
     smtp_starttls: bool = Field(False, validation_alias=AliasChoices("SMTP_STARTTLS"))
+    # The controller's privacy mailbox (docs/mailbox.md): read over IMAP when IMAP_HOST is set.
+    imap_host: str | None = Field(None, validation_alias=AliasChoices("IMAP_HOST"))
+    imap_port: int = _port_field(993, "IMAP_PORT")
+    imap_username: str | None = Field(None, validate_default=True, validation_alias=AliasChoices("IMAP_USERNAME"))
+    imap_password: SecretStr | None = Field(None, validation_alias=AliasChoices("IMAP_PASSWORD"))
+    imap_folder: str = Field("INBOX", min_length=1, validation_alias=AliasChoices("IMAP_FOLDER"))
+    # Implicit TLS (port 993); plain IMAP only for a server on this host.
+    imap_tls: bool = Field(True, validation_alias=AliasChoices("IMAP_TLS"))
+    # A CA bundle to trust instead of the system's (a private CA, or a test's own certificate).
+    imap_ca_file: Path | None = Field(None, validation_alias=AliasChoices("IMAP_CA_FILE"))
+    # Seconds between checks when the server does not offer IDLE (and the longest IDLE lasts).
+    imap_poll_seconds: float = Field(60.0, gt=0, le=1740, validation_alias=AliasChoices("IMAP_POLL_SECONDS"))
     api_host: str = Field("127.0.0.1", validation_alias=AliasChoices("DSRFLOW_API_HOST"))
     api_port: int = _port_field(8000, "DSRFLOW_API_PORT")
     public_url: str | None = Field(None, validation_alias=AliasChoices("DSRFLOW_PUBLIC_URL"))
@@ -88,6 +100,10 @@ class Settings(BaseSettings):
     # Attempts on one request from one client: below the policy's verification.max_attempts, so
     # that one client cannot use up the code's attempts and lock the subject out.
     rate_verify_per_request: str = Field("3/hour", validation_alias=AliasChoices("DSRFLOW_RATE_VERIFY_PER_REQUEST"))
+    # A subject asking the portal for a new code: each one is an e-mail to the subject's address,
+    # so few per request from one client, and few per client over every request.
+    rate_resend_per_ip: str = Field("10/hour", validation_alias=AliasChoices("DSRFLOW_RATE_RESEND_PER_IP"))
+    rate_resend_per_request: str = Field("3/hour", validation_alias=AliasChoices("DSRFLOW_RATE_RESEND_PER_REQUEST"))
     # Tokens are too long to guess; this keeps a guessing loop from costing a lookup per try.
     rate_signin_per_ip: str = Field("20/10m", validation_alias=AliasChoices("DSRFLOW_RATE_SIGNIN_PER_IP"))
     rate_callback_per_ip: str = Field("600/minute", validation_alias=AliasChoices("DSRFLOW_RATE_CALLBACK_PER_IP"))
@@ -183,7 +199,21 @@ class Settings(BaseSettings):
             raise ValueError("a PostgreSQL URL such as postgresql://user:pass@host:5432/dsrflow")
         return value
 
-    @field_validator("temporal_address", "smtp_host")
+    @field_validator("imap_username")
+    @classmethod
+    def _check_imap_login(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if info.data.get("imap_host") and not value:
+            raise ValueError("the mailbox's login: it must be set when IMAP_HOST is")
+        return value
+
+    @field_validator("imap_ca_file")
+    @classmethod
+    def _check_ca_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError("the path of a PEM CA bundle that exists")
+        return value
+
+    @field_validator("temporal_address", "smtp_host", "imap_host")
     @classmethod
     def _check_address(cls, value: str | None) -> str | None:
         if value is None:
@@ -204,7 +234,7 @@ class Settings(BaseSettings):
 
     @field_validator("rate_submit_per_ip", "rate_submit_per_email", "rate_verify_per_ip",
                      "rate_verify_per_request", "rate_signin_per_ip", "rate_callback_per_ip",
-                     "rate_health_per_ip")
+                     "rate_health_per_ip", "rate_resend_per_ip", "rate_resend_per_request")
     @classmethod
     def _check_rate(cls, value: str) -> str:
         parse_rate(value)

@@ -203,6 +203,9 @@ class TaskInput(Contract):
     task: SystemTask
     attempt: int = 1
     external_id: str | None = None
+    # The activity stores the result it returns as the system's task record, in the transaction
+    # that keeps its outcome, so the workflow needs no bookkeeping step of its own.
+    record: bool = False
 
 
 class TaskResult(Contract):

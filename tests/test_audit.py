@@ -1,4 +1,5 @@
-"""The audit trail: append-only, hash-chained, and `dsrflow audit verify` finds the first tampered row."""
+"""The audit trail: append-only, hash-chained, anchored, and `dsrflow audit verify` finds the first
+tampered row, or the anchored head a rewrite changed."""
 
 from __future__ import annotations
 
@@ -13,21 +14,26 @@ import asyncpg
 import pytest
 
 from dsrflow.domain.audit import append_event
+from dsrflow.domain.audit_anchors import write_anchor
 from dsrflow.infra.db import connect, create_pool
+from schemas.audit import AnchorInput, AnchorReport
+from tests.audit_support import rehash
 from tests.conftest import make_database
-from tests.support import api_client, staff_headers, wait_for_letter
+from tests.support import api_client, delete_schedules, staff_headers, wait_for_letter
 from workers.dsr_worker import build_worker
+from workers.schedules import AUDIT_ANCHOR_SCHEDULE_ID, ensure_schedules
+from workflows.audit_anchor import AuditAnchorWorkflow
 from workflows.dsr import DataSubjectRequestWorkflow
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-async def audit_verify(database_url: str, home: Path) -> subprocess.CompletedProcess[str]:
+async def audit_verify(database_url: str, home: Path, *options: str) -> subprocess.CompletedProcess[str]:
     """Run `dsrflow audit verify` the way an operator would: a separate process, env config."""
     env = {**os.environ, "DSRFLOW_DATABASE_URL": database_url, "DSRFLOW_HOME": str(home)}
     return await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "cli.main", "audit", "verify"],
+        [sys.executable, "-m", "cli.main", "audit", "verify", *options],
         env=env, cwd=REPO, capture_output=True, text=True, timeout=60,
     )
 
@@ -55,6 +61,16 @@ async def test_verify_passes_after_a_real_run_and_names_the_tampered_row(
             await wait_for_letter(mail_sink, rid, "response")
             handle = dev_server.client.get_workflow_handle_for(DataSubjectRequestWorkflow.run, f"dsr-{rid}")
             assert (await handle.result()).status == "completed"
+        # The worker's schedule runs the anchor workflow; its result names the anchor it wrote.
+        await ensure_schedules(dev_server.client, task_queue)
+        try:
+            schedule = await dev_server.client.get_schedule_handle(AUDIT_ANCHOR_SCHEDULE_ID).describe()
+        finally:
+            await delete_schedules(dev_server.client)
+        assert schedule.schedule.action.workflow == "AuditAnchorWorkflow"
+        anchored = await dev_server.client.execute_workflow(
+            AuditAnchorWorkflow.run, AnchorInput(), id=f"anchor-{rid}", task_queue=task_queue, result_type=AnchorReport)
+        assert (anchored.position, anchored.chains) == (1, 1)  # the request's chain
 
     events = await pool.fetch("SELECT seq, actor FROM audit_events ORDER BY seq")
     assert len(events) >= 3, "a completed request leaves several events"
@@ -64,6 +80,7 @@ async def test_verify_passes_after_a_real_run_and_names_the_tampered_row(
     match = re.search(r"\bok (\d+) events\b", ok.stdout)
     assert match, ok.stdout
     assert int(match.group(1)) == len(events) > 0
+    assert "1 anchor(s); 0 event(s) not yet anchored" in ok.stdout, ok.stdout
 
     # Tamper with one byte of one middle row, bypassing the append-only trigger the way someone
     # with superuser access to the database could.
@@ -82,6 +99,31 @@ async def test_verify_passes_after_a_real_run_and_names_the_tampered_row(
     assert f"broken at event {target['seq']}" in broken.stdout, broken.stdout
     assert "ok " not in broken.stdout
 
+    # The tampered row re-hashed, and its chain after it: every link holds, the anchor does not.
+    conn = await connect(url)
+    try:
+        await conn.execute("SET session_replication_role = replica")
+        chain, pos = await conn.fetchrow("SELECT chain_id, chain_pos FROM audit_events WHERE seq = $1", target["seq"])
+        await rehash(conn, chain, pos)
+    finally:
+        await conn.close()
+    rewritten = await audit_verify(url, tmp_path)
+    assert rewritten.returncode == 1, rewritten.stdout + rewritten.stderr
+    assert re.search(rf"broken at event \d+: chain {chain} position \d+ differs from the hash anchor 1 committed to",
+                     rewritten.stdout), rewritten.stdout
+
+
+async def test_verify_anchor_writes_an_anchor_first(fresh_db, tmp_path):
+    url, pool = fresh_db
+    async with pool.acquire() as conn:
+        await append_event(conn, event_key="t:anchor", event_type="test.event", actor="tests")
+    first = await audit_verify(url, tmp_path, "--anchor")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert re.match(r"anchor 1 over 1 chain\(s\): [0-9a-f]{64}\nok 1 events in 1 chain\(s\); 1 anchor\(s\); "
+                    r"0 event\(s\) not yet anchored\n$", first.stdout), first.stdout
+    again = await audit_verify(url, tmp_path, "--anchor")
+    assert again.stdout.startswith("no chain changed since the last anchor\nok 1 events"), again.stdout
+
 
 async def test_audit_table_refuses_update_delete_and_truncate(fresh_db):
     url, pool = fresh_db
@@ -94,6 +136,15 @@ async def test_audit_table_refuses_update_delete_and_truncate(fresh_db):
         with pytest.raises(asyncpg.PostgresError, match="append-only"):
             await conn.execute("TRUNCATE audit_events")
         row = await conn.fetchrow("SELECT actor FROM audit_events WHERE event_key = 't:append-only'")
+        assert await write_anchor(conn) is not None
+        for table in ("audit_anchors", "audit_anchor_heads"):
+            with pytest.raises(asyncpg.PostgresError, match=f"{table} is append-only: UPDATE refused"):
+                await conn.execute(f"UPDATE {table} SET hash = 'x'")
+            with pytest.raises(asyncpg.PostgresError, match=f"{table} is append-only: DELETE refused"):
+                await conn.execute(f"DELETE FROM {table}")
+            with pytest.raises(asyncpg.PostgresError, match=f"{table} is append-only: TRUNCATE refused"):
+                await conn.execute(f"TRUNCATE {table} CASCADE")
+        assert await conn.fetchval("SELECT count(*) FROM audit_anchor_heads") == 1
     assert row["actor"] == "tests"
 
 
@@ -111,4 +162,4 @@ async def test_appending_the_same_event_key_twice_stores_one_row(fresh_db, tmp_p
 
     result = await audit_verify(url, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "ok 1 events" in result.stdout
+    assert "ok 1 events in 1 chain(s)" in result.stdout

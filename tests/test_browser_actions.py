@@ -111,7 +111,7 @@ async def test_each_button_on_an_open_request_works_for_each_role_that_sees_it(
     url = approval_site
     rid = await open_request(url, pool, days_ago=3)
     page = await signed_in(browser, url, pool, role, f"/console/requests/{rid}")
-    await expect(page.locator("#letters-title")).to_have_text("Letters (2)", timeout=SLOW)  # receipt, code
+    await expect(page.locator("#letters-title")).to_have_text("Letters to the subject (2)", timeout=SLOW)  # receipt, code
     assert await offered(page) == OPEN_UNVERIFIED[role]
     await page.evaluate("window.notReloaded = true")
 
@@ -121,7 +121,7 @@ async def test_each_button_on_an_open_request_works_for_each_role_that_sees_it(
         await expect(page.locator(".timeline")).to_have_count(0)
     else:
         await expect(page.locator(".timeline")).to_contain_text("New verification code sent")
-    await expect(page.locator("#letters-title")).to_have_text("Letters (3)", timeout=SLOW)
+    await expect(page.locator("#letters-title")).to_have_text("Letters to the subject (3)", timeout=SLOW)
     if role != "agent":
         extended = await pool.fetchval("SELECT extended_due_date FROM dsr_requests WHERE id = $1", rid)
         await press(page, "extend", {"Reason (sent to the subject)": "The request covers nine systems"},

@@ -58,7 +58,7 @@ async def test_search_by_id_opens_the_request_and_bad_ids_are_named(http, pool):
     found = await http.get("/console/", params={"q": f"dsr-{rid}"})
     assert found.status_code == 303 and found.headers["location"] == f"/console/requests/{rid}"
     bad = await http.get("/console/", params={"q": "not-an-id"})
-    assert bad.status_code == 422 and "Enter a whole request id" in bad.text
+    assert bad.status_code == 422 and "reference (like KD7QX3M9TB)" in bad.text
 
 
 async def test_queue_region_answers_204_until_something_changes(http, pool):

@@ -21,6 +21,7 @@ from aiosmtpd.controller import Controller
 
 from devstack.processes import free_port
 from devstack.smtp_sink import read_mailbox
+from dsrflow.crypto.keys import load_secret_key
 from dsrflow.infra.db import create_pool
 from dsrflow.stores.requests_store import create_request
 from policy.model import load_policy
@@ -167,7 +168,7 @@ async def test_a_letter_accepted_while_the_database_restarts_goes_out_once(
         try:
             row, _ = await create_request(pool, NewRequest(type="erasure", subject={"email": "ada@example.com"},
                                                            identity_attested=True),
-                                          loaded_policy=loaded, actor="test", idempotency_key=None)
+                                          loaded_policy=loaded, secret=load_secret_key(own), actor="test", idempotency_key=None)
             rid = str(row["id"])
             async with build_worker(dev_server.client, own, pool, task_queue=task_queue):
                 handle = await dev_server.client.start_workflow(

@@ -12,14 +12,17 @@ import pytest
 from api.read_models.evidence import assemble_evidence
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.domain.audit import append_event
-from dsrflow.infra.db import connect, create_pool
+from dsrflow.domain.audit_anchors import write_anchor
+from dsrflow.infra.db import create_pool
 from dsrflow.stores.requests_store import create_request
 from policy.model import load_policy
 from schemas.requests import NewRequest
 from schemas.workflow import workflow_id_for
+from tests.audit_support import rehash, tampering
 from tests.conftest import make_database
 from tests.fanout_stack import api, fanout_stack
 from tests.support import (
+    api_client,
     staff_headers,
     verification_code,
     verification_link,
@@ -59,8 +62,9 @@ async def test_pack_of_a_verified_and_extended_request(http, pool, mail_sink, de
     purposes = [letter["purpose"] for letter in pack["letters"]]
     assert {"acknowledgement", "verification", "extension", "response"} <= set(purposes)
     events = await pool.fetchval("SELECT count(*) FROM audit_events WHERE request_id = $1", rid)
-    assert pack["audit"]["verification"] == {
-        "ok": True, "events": events, "broken_seq": None, "reason": None, "summary": f"ok {events} events"}
+    chain = pack["audit"]["verification"]
+    assert (chain["ok"], chain["events"], chain["broken_seq"], chain["reason"]) == (True, events, None, None)
+    assert chain["summary"].startswith(f"ok {events} events in 1 chain(s)"), chain
     assert [e["seq"] for e in pack["audit"]["events"]] == sorted(e["seq"] for e in pack["audit"]["events"])
     # Neither the code nor the link's token is anywhere in the pack.
     text = json.dumps(pack)
@@ -110,14 +114,16 @@ async def test_pack_of_an_erasure_names_results_and_what_holds_kept(postgres, se
     assert pack["audit"]["verification"]["ok"] is True
 
 
-async def test_segment_check_names_the_tampered_event(postgres, settings):
-    """An event edited in place, and one edited and re-hashed, are both caught."""
+async def test_pack_names_the_tampered_event_and_the_anchor(postgres, settings, dev_server, task_queue):
+    """An event edited in place, one edited and re-hashed, and, once anchored, the request's chain
+    re-hashed to its end: the JSON and the printable page name each break."""
     url = await make_database(postgres, "evidence")
+    db_settings = settings.model_copy(update={"database_url": url})
     pool = await create_pool(url, min_size=1, max_size=3)
     try:
         row, _ = await create_request(
             pool, NewRequest(type="erasure", subject={"email": "tamper@example.com"}),
-            loaded_policy=load_policy(settings.policy_path), actor="tests", idempotency_key=None)
+            loaded_policy=load_policy(settings.policy_path), secret=load_secret_key(settings), actor="tests", idempotency_key=None)
         rid = str(row["id"])
         async with pool.acquire() as conn:
             for n in range(3):
@@ -125,26 +131,44 @@ async def test_segment_check_names_the_tampered_event(postgres, settings):
                                    actor="tests", data={"n": n})
             await append_event(conn, event_key="other", event_type="test.other", actor="tests")
         secret = load_secret_key(settings)
-        assert (await assemble_evidence(pool, rid, secret=secret))["audit"]["verification"]["ok"] is True
+
+        async def audit() -> dict:
+            return (await assemble_evidence(pool, rid, secret=secret))["audit"]
+
+        clean = await audit()
+        assert clean["verification"]["ok"] is True and clean["anchors"] == [] and clean["not_yet_anchored"] == 4
+        async with pool.acquire() as conn:
+            anchor = await write_anchor(conn)
+        clean = await audit()
+        assert [(a["position"], a["chain_id"], a["chain_pos"], a["hash"], a["events_after"])
+                for a in clean["anchors"]] == [(anchor.position, rid, 4, anchor.hash, 0)]
+        assert clean["not_yet_anchored"] == 0
+        assert [e["chain_pos"] for e in clean["events"]] == [1, 2, 3, 4]  # request.created, then e0..e2
 
         target = await pool.fetchval("SELECT seq FROM audit_events WHERE event_key = $1", f"{rid}:e1")
-        conn = await connect(url)
-        try:
-            await conn.execute("SET session_replication_role = replica")
+        after = await pool.fetchval("SELECT seq FROM audit_events WHERE event_key = $1", f"{rid}:e2")
+        headers = await staff_headers(pool)
+        async with tampering(url) as conn, api_client(db_settings, dev_server.client, task_queue) as http:
             await conn.execute("""UPDATE audit_events SET data = '{"n": 7}' WHERE seq = $1""", target)
-            report = (await assemble_evidence(pool, rid, secret=secret))["audit"]["verification"]
-            assert (report["ok"], report["broken_seq"], report["reason"]) == (
-                False, target, "content does not match its hash")
+            report = (await audit())["verification"]
+            assert (report["ok"], report["broken_seq"]) == (False, target)
+            assert report["reason"].endswith("content does not match its hash"), report
 
             # Re-hashing the edited row makes it match itself, but the next row still names the old hash.
-            from dsrflow.domain.audit import _event_body, chain_hash
-            edited = await conn.fetchrow("SELECT * FROM audit_events WHERE seq = $1", target)
-            await conn.execute("UPDATE audit_events SET hash = $2 WHERE seq = $1", target,
-                               chain_hash(edited["prev_hash"], _event_body(edited)))
-            report = (await assemble_evidence(pool, rid, secret=secret))["audit"]["verification"]
-            assert (report["ok"], report["broken_seq"], report["reason"]) == (
-                False, target, "the next row does not name this row's hash")
-        finally:
-            await conn.close()
+            await rehash(conn, rid, 3, through_tail=False)
+            report = (await audit())["verification"]
+            assert (report["ok"], report["broken_seq"]) == (False, after)
+            assert report["reason"].endswith("prev_hash does not match the previous event of its chain")
+
+            # Re-hashing to the end mends every link, but not the head the anchor committed to.
+            await rehash(conn, rid, 3)
+            report = (await audit())["verification"]
+            last = await pool.fetchval("SELECT seq FROM audit_events WHERE chain_id = $1 AND chain_pos = 4", rid)
+            assert (report["ok"], report["broken_seq"]) == (False, last)
+            assert report["reason"] == f"chain {rid} position 4 differs from the hash anchor {anchor.position} committed to"
+            page = await http.get(f"/v1/requests/{rid}/evidence.html", headers=headers)
+            assert page.status_code == 200
+            assert f"broken at event {last}: chain {rid} position 4 differs from the hash anchor" in page.text
+            assert f"Anchor {anchor.position} (" in page.text and "all 4 event(s)" not in page.text
     finally:
         await pool.close()

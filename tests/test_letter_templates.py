@@ -14,6 +14,7 @@ from activities.letter_templates import (
     longdatetime,
     render_letter,
 )
+from dsrflow.domain.references import short_reference
 from schemas.vocabulary import PURPOSES, SUBJECT_PURPOSES
 from tests.letter_contexts import (
     AUTHORITY,
@@ -81,7 +82,7 @@ def test_link_is_attribute_escaped_in_html():
 def test_staff_alert_has_id_but_no_subject_identity(kind):
     days_left = {"due_in_7_days": 7, "due_in_2_days": 2, "overdue": -3, "needs_attention": 12}[kind]
     letter = render_letter("staff_alert", full_context("staff_alert", kind=kind, days_left=days_left))
-    assert letter.subject.startswith(f"[dsrflow] Request {REQUEST_ID[:8]} ")
+    assert letter.subject.startswith(f"[dsrflow] Request {short_reference(REQUEST_ID)} ")
     for part in (letter.subject, letter.text, letter.html):
         assert SUBJECT_EMAIL not in part
         assert "<script" not in part and "&lt;script" not in part and "alert(" not in part
@@ -94,11 +95,11 @@ def test_staff_alert_subject_lines():
     def subject(kind, days_left):
         return render_letter("staff_alert", full_context("staff_alert", kind=kind, days_left=days_left)).subject
 
-    assert subject("due_in_7_days", 7) == "[dsrflow] Request 3f2b8c1e due in 7 days"
-    assert subject("due_in_2_days", 2) == "[dsrflow] Request 3f2b8c1e due in 2 days"
-    assert subject("due_in_2_days", 1) == "[dsrflow] Request 3f2b8c1e due in 1 day"
-    assert subject("overdue", -1) == "[dsrflow] Request 3f2b8c1e overdue"
-    assert subject("needs_attention", 5) == "[dsrflow] Request 3f2b8c1e needs attention"
+    assert subject("due_in_7_days", 7) == "[dsrflow] Request 9WPSS9NUBP due in 7 days"
+    assert subject("due_in_2_days", 2) == "[dsrflow] Request 9WPSS9NUBP due in 2 days"
+    assert subject("due_in_2_days", 1) == "[dsrflow] Request 9WPSS9NUBP due in 1 day"
+    assert subject("overdue", -1) == "[dsrflow] Request 9WPSS9NUBP overdue"
+    assert subject("needs_attention", 5) == "[dsrflow] Request 9WPSS9NUBP needs attention"
 
 
 def test_staff_alert_does_not_need_subject_in_context():
@@ -280,7 +281,7 @@ def test_staff_alert_kinds_follow_the_policy_warning_days():
     """A policy warning 10 and 3 days ahead gets those alerts (and no longer the default 7)."""
     ten = render_letter("staff_alert", full_context("staff_alert", kind="due_in_10_days", days_left=10,
                                                     warning_days=(10, 3)))
-    assert ten.subject == "[dsrflow] Request 3f2b8c1e due in 10 days"
+    assert ten.subject == "[dsrflow] Request 9WPSS9NUBP due in 10 days"
     assert "can be extended" in ten.text  # the Art. 12(3) reminder applies to every warning
     with pytest.raises(ValueError, match="due_in_7_days"):
         render_letter("staff_alert", full_context("staff_alert", kind="due_in_7_days", warning_days=(10, 3)))

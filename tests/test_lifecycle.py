@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 from temporalio import activity
 
 from activities.letters import deliver_letter
+from dsrflow.crypto.keys import load_secret_key
 from dsrflow.stores.requests_store import create_request
 from policy.model import load_policy, parse_policy
 from schemas.requests import NewRequest
@@ -33,7 +34,7 @@ async def _open(env, pool, task_queue, settings, *, loaded=None, received_at=Non
     loaded = loaded or load_policy(settings.policy_path)
     new = NewRequest(type=request_type, subject={"email": f"s{uuid.uuid4().hex[:6]}@example.com"},
                      identity_attested=attested)
-    row, _ = await create_request(pool, new, loaded_policy=loaded, actor="test", idempotency_key=None)
+    row, _ = await create_request(pool, new, loaded_policy=loaded, secret=load_secret_key(settings), actor="test", idempotency_key=None)
     rid = str(row["id"])
     await pool.execute("UPDATE dsr_requests SET received_at = $2 WHERE id = $1", rid, received_at)
     await client.start_workflow(

@@ -17,6 +17,7 @@ from activities.connectors.base import ConnectorEnv, ErasureContext, LegalClaims
 from activities.connectors.manual_email import confirmation_token, external_id_for
 from activities.mail import Mailer
 from devstack.processes import free_port
+from dsrflow.crypto.keys import load_secret_key
 from dsrflow.stores.requests_store import create_request
 from policy.model import load_policy
 from schemas.requests import NewRequest
@@ -83,7 +84,7 @@ async def test_erasure_waits_for_the_processor_to_confirm_by_link(stack, pool, d
         assert link.startswith(stack.settings.base_url)
 
         async def surveys_reported() -> bool:  # the retried attempt finished: task row has its message
-            return bool(await pool.fetchval(
+            return len(attempts) == 2 and bool(await pool.fetchval(
                 "SELECT message FROM system_tasks WHERE request_id = $1 AND system = 'surveys'", rid))
 
         async def others_settled() -> bool:
@@ -141,7 +142,7 @@ async def test_status_reminds_only_after_reminder_days(pool, settings, mail_sink
     row, _ = await create_request(
         pool, NewRequest(type="rectification", subject={"email": "ada@example.com"}, identity_attested=True,
                          corrections={"name": "Ada King"}),
-        loaded_policy=loaded, actor="tests", idempotency_key=None,
+        loaded_policy=loaded, secret=load_secret_key(settings), actor="tests", idempotency_key=None,
     )
     rid = str(row["id"])
     secret = b"s" * 32

@@ -9,6 +9,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from dsrflow.crypto.hashing import token_hash
+from dsrflow.domain.references import short_reference
 from tests.support import (
     staff_headers,
     unique_email,
@@ -61,9 +62,13 @@ async def test_submit_then_verify_by_code(http, pool, mail_sink):
 
     r = await http.post(f"/portal/requests/{rid}/verify", data={"code": f"{code[:3]} {code[3:]}"})
     assert r.status_code == 303, r.text
-    assert r.headers["location"] == f"/portal/requests/{rid}?verified=true"
+    assert r.headers["location"] == f"/portal/requests/{rid}"
     status = await http.get(r.headers["location"])
     assert "you have confirmed that the request is yours" in status.text
+    assert short_reference(rid) in status.text
+    # Once: a reload (or a bookmark) shows the status alone.
+    again = await http.get(r.headers["location"])
+    assert again.status_code == 200 and "you have confirmed" not in again.text
     assert "access to your personal data" in status.text
     assert email not in status.text and "Ada Portal" not in status.text
 
@@ -141,7 +146,7 @@ async def test_answers_do_not_reveal_whether_an_address_has_requests(http, pool)
     for email in (known, unique_email("unknown")):
         rid = await submit(http, type="access", email=email)
         page = await http.get(f"/portal/requests/{rid}/verify")
-        pages.append(page.text.replace(rid, "RID"))
+        pages.append(page.text.replace(rid, "RID").replace(short_reference(rid), "REF"))
     assert pages[0] == pages[1]
 
 

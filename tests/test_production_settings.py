@@ -138,3 +138,15 @@ def test_plain_http_to_the_package_storage_is_refused_beyond_this_host(monkeypat
         refuse_unsafe_production(load_settings())
     assert "DSRFLOW_S3_ENDPOINT: plain http to " in str(caught.value)
     assert "DSRFLOW_S3_ALLOW_HTTP" in str(caught.value)
+
+
+def test_the_privacy_mailbox_is_read_over_tls_unless_its_server_is_on_this_host(monkeypatch):
+    """Its password and every subject's e-mail would otherwise cross the network in clear."""
+    mailbox = {"IMAP_HOST": "imap.example.com", "IMAP_USERNAME": "privacy", "IMAP_PASSWORD": "s3cret-imap"}
+    _apply(monkeypatch, {**sound_environment(), **mailbox, "IMAP_TLS": "false"})
+    with pytest.raises(SettingsError) as refused:
+        refuse_unsafe_production(load_settings())
+    assert "IMAP_TLS: false for imap.example.com" in str(refused.value) and "s3cret-imap" not in str(refused.value)
+    for fine in ({"IMAP_TLS": "true"}, {"IMAP_TLS": "false", "IMAP_HOST": "127.0.0.1"}):
+        _apply(monkeypatch, {**sound_environment(), **mailbox, **fine})
+        refuse_unsafe_production(load_settings())

@@ -44,7 +44,7 @@ async def google(monkeypatch, tmp_path):
 
 async def _request_with_identifiers(pool, loaded, values: list[tuple[str, str]]) -> str:
     row, _ = await create_request(pool, NewRequest(type="erasure", subject={"email": "tracked@example.com"}),
-                                  loaded_policy=loaded, actor="tests", idempotency_key=None)
+                                  loaded_policy=loaded, secret=b"s" * 32, actor="tests", idempotency_key=None)
     await pool.executemany(
         "INSERT INTO http_identifiers (request_id, system, id_type, value_hash, value) VALUES ($1, 'ga4', $2, $3, $4)",
         [(row["id"], kind, f"h{i}", value) for i, (kind, value) in enumerate(values)])

@@ -35,7 +35,7 @@ async def stored_request(pool, events: int) -> str:
     """A request as intake stores it, then `events` more events in its trail."""
     row, _ = await create_request(
         pool, NewRequest.model_validate({"type": "erasure", "subject": {"email": f"ev.{uuid.uuid4().hex[:8]}@example.com"}}),
-        loaded_policy=load_policy(), actor="agent:tests", idempotency_key=None)
+        loaded_policy=load_policy(), secret=b"s" * 32, actor="agent:tests", idempotency_key=None)
     request_id = str(row["id"])
     async with pool.acquire() as conn:
         for n in range(events):

@@ -11,6 +11,7 @@ from datetime import timedelta
 from temporalio import activity
 
 from activities.letters import deliver_letter
+from dsrflow.crypto.keys import load_secret_key
 from dsrflow.domain.deadlines import DeadlineError
 from dsrflow.stores.requests_store import create_request
 from policy.model import load_policy
@@ -106,7 +107,7 @@ async def test_a_step_failing_past_the_threshold_is_flagged_and_recovers_on_its_
     loaded = load_policy(settings.policy_path)
     new = NewRequest(type="erasure", subject={"email": f"s{uuid.uuid4().hex[:6]}@example.com"},
                      identity_attested=True)
-    row, _ = await create_request(pool, new, loaded_policy=loaded, actor="test", idempotency_key=None)
+    row, _ = await create_request(pool, new, loaded_policy=loaded, secret=load_secret_key(settings), actor="test", idempotency_key=None)
     rid = str(row["id"])
     async with build_worker(client, settings, pool, task_queue=task_queue, activity_overrides=[flaky_letter]):
         handle = await client.start_workflow(

@@ -14,6 +14,7 @@ import httpx
 import pytest
 from cryptography.exceptions import InvalidTag
 
+from dsrflow.crypto.keys import load_secret_key
 from dsrflow.crypto.package_files import package_key, package_writer, read_package
 from dsrflow.infra.storage import PART_SIZE, BlobStore, LocalStore, open_storage, stored_key
 from dsrflow.stores.export_store import export_writer, read_export, upload_key
@@ -137,7 +138,7 @@ async def test_the_purge_sweeps_objects_no_row_names_once_a_day_old(store: BlobS
     older than any upload or build still in flight. Recorded objects stay; purged rows' go."""
     row, _ = await create_request(pool, NewRequest(type="access", subject={"email": "sweep@example.com"},
                                                    identity_attested=True),
-                                  loaded_policy=load_policy(settings.policy_path), actor="test", idempotency_key=None)
+                                  loaded_policy=load_policy(settings.policy_path), secret=load_secret_key(settings), actor="test", idempotency_key=None)
     recorded, purged = str(uuid.uuid4()), str(uuid.uuid4())
     for package_id, purged_at in ((recorded, None), (purged, datetime.now(UTC))):
         await pool.execute(

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -94,13 +94,6 @@ def _hash(*parts: str) -> str:
     return hashlib.sha256(":".join(parts).encode()).hexdigest()
 
 
-def _now() -> datetime:
-    """The virtual clock: when the server scheduled this attempt (the test server's clock, which
-    it moves when it skips time). Read it here, not from the environment after a workflow ends:
-    the test server may skip far ahead once nothing is left to wait for."""
-    return activity.info().current_attempt_scheduled_time
-
-
 class FakeActivities:
     """The fakes, bound to one in-memory world: the requests they know and what they were asked."""
 
@@ -123,6 +116,16 @@ class FakeActivities:
         self.attempts: Counter[str] = Counter()  # activity name -> attempts, failed ones included
         self._failures: dict[str, tuple[Callable[[Any], bool], Callable[[], BaseException]]] = {}
         self._polls_left: dict[tuple[str, str, int], int] = {}
+        # The test server's clock (FastStack sets it). Steps run as local activities, whose
+        # scheduled time is the machine's, so the virtual time is asked for.
+        self.clock: Callable[[], Awaitable[datetime]] | None = None
+
+    async def _now(self) -> datetime:
+        """The virtual clock, read while the step runs: the test server may skip far ahead once
+        nothing is left to wait for."""
+        if self.clock is None:
+            return activity.info().current_attempt_scheduled_time
+        return await self.clock()
 
     # ---- what tests set up ------------------------------------------------------------------
 
@@ -208,12 +211,16 @@ class FakeActivities:
     @activity.defn(name="transition")
     async def transition(self, change: Transition) -> None:
         self._maybe_fail("transition", change)
-        self.transitions.append(change)
+        # Once per key, as the real step writes it: a step may run again (a local activity whose
+        # workflow task was lost) without a second effect.
+        if all((t.request_id, t.event_key) != (change.request_id, change.event_key) for t in self.transitions):
+            self.transitions.append(change)
 
     @activity.defn(name="record_event")
     async def record_event(self, event: EventRecord) -> None:
         self._maybe_fail("record_event", event)
-        self.events.append(event)
+        if all((e.request_id, e.event_key) != (event.request_id, event.event_key) for e in self.events):
+            self.events.append(event)
 
     @activity.defn(name="apply_extension")
     async def apply_extension(self, record: ExtensionRecord) -> None:
@@ -229,20 +236,23 @@ class FakeActivities:
         self._maybe_fail("send_letter", job)
         letter_key = f"{job.request_id}:{job.purpose}:{job.key}"
         already = letter_key in self.sent_at
-        self._sent(job)
+        await self._sent(job)
         return LetterReceipt(letter_key=letter_key, message_id=f"<{_hash(letter_key)[:20]}@fake>",
                              already_sent=already)
 
-    def _sent(self, job: LetterJob) -> None:
-        self.letters.append(job)
-        self.sent_at.setdefault(f"{job.request_id}:{job.purpose}:{job.key}", _now())
+    async def _sent(self, job: LetterJob) -> None:
+        # Once per key, as the outbox sends it (see `transition`).
+        key = f"{job.request_id}:{job.purpose}:{job.key}"
+        if key not in self.sent_at:
+            self.letters.append(job)
+            self.sent_at[key] = await self._now()
 
     @activity.defn(name="issue_verification")
     async def issue_verification(self, issue: IssueChallenge) -> Challenge:
         """A new code and link by e-mail (recorded as the subject's letter); only hashes back."""
         self._maybe_fail("issue_verification", issue)
         self.challenges.append(issue)
-        self._sent(LetterJob(request_id=issue.request_id, purpose=issue.purpose, key=str(issue.round),
+        await self._sent(LetterJob(request_id=issue.request_id, purpose=issue.purpose, key=str(issue.round),
                              params={"expires_at": issue.expires_at.isoformat()}))
         code = self.code(issue.request_id, issue.round)
         return Challenge(round=issue.round, code_hash=self.typed(issue.request_id, code).code_hash or "",
@@ -264,7 +274,7 @@ class FakeActivities:
     @activity.defn(name="run_system_action")
     async def run_system_action(self, task: TaskInput) -> TaskResult:
         self.system_calls.append(task)
-        self.asked_at.setdefault((task.request_id, task.task.system, task.task.action, task.attempt), _now())
+        self.asked_at.setdefault((task.request_id, task.task.system, task.task.action, task.attempt), await self._now())
         system = self.system(task.request_id, task.task.system)
         if system.broken:
             # What activities/fanout.py makes of a connector's PermanentConnectorError.
@@ -272,8 +282,8 @@ class FakeActivities:
         if system.answers_on_poll is not None:
             key = (task.request_id, system.name, task.attempt)
             self._polls_left[key] = system.answers_on_poll
-            return self._result(task, "pending", external_id=f"job-{system.name}-{task.attempt}")
-        return self._result(task, "done")
+            return self._recorded(task, self._result(task, "pending", external_id=f"job-{system.name}-{task.attempt}"))
+        return self._recorded(task, self._result(task, "done"))
 
     @activity.defn(name="poll_system_action")
     async def poll_system_action(self, task: TaskInput) -> TaskResult:
@@ -281,7 +291,14 @@ class FakeActivities:
         key = (task.request_id, task.task.system, task.attempt)
         self._polls_left[key] -= 1
         status = "done" if self._polls_left[key] <= 0 else "pending"
-        return self._result(task, status, external_id=task.external_id)
+        result = self._result(task, status, external_id=task.external_id)
+        return self._recorded(task, result) if status != "pending" else result
+
+    def _recorded(self, task: TaskInput, result: TaskResult) -> TaskResult:
+        """What activities/fanout.py does when the workflow asks the activity to record its result."""
+        if task.record:
+            self.task_records.append(TaskRecord(request_id=task.request_id, result=result))
+        return result
 
     def _result(self, task: TaskInput, status: str, external_id: str | None = None) -> TaskResult:
         found = self.system(task.request_id, task.task.system).found if status == "done" else 0

@@ -118,6 +118,8 @@ async def stack_fixture() -> AsyncIterator[FastStack]:
     """A fresh server per test (a quarter of a second): virtual time moved by one test never
     leaks into the next. The worker runs for the whole test."""
     async with time_skipping_env() as env:
-        fast = FastStack(env, FakeActivities(), f"fast-{uuid.uuid4().hex[:8]}")
+        fakes = FakeActivities()
+        fakes.clock = env.get_current_time
+        fast = FastStack(env, fakes, f"fast-{uuid.uuid4().hex[:8]}")
         async with fast.worker():
             yield fast

@@ -12,6 +12,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.audit_anchor import AuditAnchorActivities
 from activities.context import ActivityContext
 from activities.deferred import DeferredErasureActivities
 from activities.errors import ClassifyingInterceptor
@@ -29,8 +30,10 @@ from dsrflow.infra.db import create_pool
 from dsrflow.infra.logging import get_logger
 from dsrflow.infra.temporal_client import connect_client
 from dsrflow.settings import Settings
+from workers.mailbox_tasks import mailbox_tasks
 from workers.metrics_endpoint import serve_worker_metrics, worker_runtime
 from workers.schedules import ensure_schedules
+from workflows.audit_anchor import AuditAnchorWorkflow
 from workflows.dsr import DataSubjectRequestWorkflow
 from workflows.erasure_sweep import ErasureSweepWorkflow
 from workflows.package_purge import PackagePurgeWorkflow
@@ -50,7 +53,7 @@ WORKER_TUNING: dict[str, Any] = {
 }
 
 WORKFLOWS: Sequence[type] = (DataSubjectRequestWorkflow, SystemTaskWorkflow, ErasureSweepWorkflow,
-                              RetentionSweepWorkflow, PackagePurgeWorkflow)
+                              RetentionSweepWorkflow, PackagePurgeWorkflow, AuditAnchorWorkflow)
 
 
 def build_activities(ctx: ActivityContext) -> list[Any]:
@@ -63,13 +66,14 @@ def build_activities(ctx: ActivityContext) -> list[Any]:
     retention = RetentionActivities(ctx)
     restrictions = RestrictionActivities(ctx)
     purge = PackagePurgeActivities(ctx)
+    anchors = AuditAnchorActivities(ctx)
     return [
         lifecycle.prepare_request, lifecycle.transition, lifecycle.record_event,
         lifecycle.apply_extension, lifecycle.record_step_trouble, letters.send_letter, verification.issue_verification,
         fanout.plan_request, fanout.run_system_action, fanout.poll_system_action,
         fanout.record_task_result, packages.build_package, deferred.sweep, retention.sweep,
         restrictions.record_restriction, restrictions.announce_lift, restrictions.record_lifted,
-        purge.purge_expired_packages,
+        purge.purge_expired_packages, anchors.anchor_audit_chains,
     ]
 
 
@@ -81,12 +85,12 @@ def activity_context(settings: Settings, pool: asyncpg.Pool) -> ActivityContext:
 
 def build_worker(
     client: Client, settings: Settings, pool: asyncpg.Pool, *, task_queue: str | None = None,
-    activity_overrides: Sequence[Any] = (),
+    activity_overrides: Sequence[Any] = (), context: ActivityContext | None = None,
 ) -> Worker:
     """A worker for request workflows. `activity_overrides` replace activities of the same name
     (tests register fakes this way)."""
     activities = {getattr(a, "__temporal_activity_definition").name: a
-                  for a in build_activities(activity_context(settings, pool))}
+                  for a in build_activities(context or activity_context(settings, pool))}
     for fake in activity_overrides:
         activities[getattr(fake, "__temporal_activity_definition").name] = fake
     return Worker(
@@ -104,7 +108,8 @@ async def run_worker(settings: Settings) -> None:
     runtime, sdk_metrics = worker_runtime(settings)
     client = await connect_client(settings, runtime=runtime)
     pool = await create_pool(settings.effective_database_url)
-    worker = build_worker(client, settings, pool)
+    context = activity_context(settings, pool)
+    worker = build_worker(client, settings, pool, context=context)
     metrics = await serve_worker_metrics(settings, pool, sdk_metrics)
     await ensure_schedules(client, settings.task_queue)
     stop = asyncio.Event()
@@ -112,9 +117,12 @@ async def run_worker(settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     log.info("worker started", task_queue=settings.task_queue)
+    mailbox = mailbox_tasks(settings, pool, stop)  # the privacy mailbox (docs/mailbox.md)
     async with worker:
         await stop.wait()
+    await asyncio.gather(*mailbox, return_exceptions=True)
     if metrics is not None:
         metrics.close()
+    await context.connections.close()
     await pool.close()
     log.info("worker stopped")

@@ -13,9 +13,11 @@ from temporalio.client import (
     ScheduleSpec,
 )
 
+from schemas.audit import AnchorInput
 from schemas.copies import PurgeInput
 from schemas.holds import SweepInput
 from schemas.retention import RetentionSweepInput
+from workflows.audit_anchor import AuditAnchorWorkflow
 from workflows.erasure_sweep import ErasureSweepWorkflow
 from workflows.package_purge import PackagePurgeWorkflow
 from workflows.retention_sweep import RetentionSweepWorkflow
@@ -23,7 +25,11 @@ from workflows.retention_sweep import RetentionSweepWorkflow
 SWEEP_SCHEDULE_ID = "dsrflow-erasure-sweep"
 RETENTION_SCHEDULE_ID = "dsrflow-retention-sweep"
 PACKAGE_PURGE_SCHEDULE_ID = "dsrflow-package-purge"
-SCHEDULE_IDS = (SWEEP_SCHEDULE_ID, RETENTION_SCHEDULE_ID, PACKAGE_PURGE_SCHEDULE_ID)  # all a worker makes
+AUDIT_ANCHOR_SCHEDULE_ID = "dsrflow-audit-anchor"
+SCHEDULE_IDS = (SWEEP_SCHEDULE_ID, RETENTION_SCHEDULE_ID, PACKAGE_PURGE_SCHEDULE_ID,
+                AUDIT_ANCHOR_SCHEDULE_ID)  # all a worker makes
+# How long a chain can be rewritten without the anchors noticing (docs/audit.md).
+AUDIT_ANCHOR_EVERY = timedelta(minutes=10)
 
 
 async def _ensure(client: Client, schedule_id: str, action: ScheduleActionStartWorkflow,
@@ -53,3 +59,8 @@ async def ensure_schedules(client: Client, task_queue: str) -> None:
         PackagePurgeWorkflow.run, PurgeInput(reason="hourly package purge"),
         id="dsrflow-package-purge-run", task_queue=task_queue,
     ), offset=timedelta(minutes=17), every=timedelta(hours=1))
+    # Every ten minutes: one UPDATE over the chains that changed, and one anchor row.
+    await _ensure(client, AUDIT_ANCHOR_SCHEDULE_ID, ScheduleActionStartWorkflow(
+        AuditAnchorWorkflow.run, AnchorInput(),
+        id="dsrflow-audit-anchor-run", task_queue=task_queue,
+    ), offset=timedelta(0), every=AUDIT_ANCHOR_EVERY)

@@ -2,8 +2,9 @@
 fan-out) make: each one step of the request's life, recorded in Postgres and the audit trail.
 
 Every step goes through `run_step`, which bounds how it can fail:
-- timeouts that fit the step: a short database write is retried 10 s after a worker dies with it;
-  a step that sends mail or builds a package heartbeats, so its loss is noticed within seconds;
+- timeouts that fit the step: a short one (a database write, a letter, the plan) runs as a local
+  activity and is run again 10 s after a worker dies with it; building a package heartbeats, so
+  its loss is noticed within seconds;
 - transient errors (database, SMTP, a processor unreachable) are retried with backoff for the
   policy's `attention_after_minutes`; deterministic ones fail at once (activities/errors.py);
 - a step that failed, or kept failing past that threshold, is handed to the workflow that owns it
@@ -46,6 +47,15 @@ PLANNING = Timeouts(start_to_close_timeout=timedelta(minutes=2), heartbeat_timeo
 # Building an access package: long, heartbeating.
 PACKAGING = Timeouts(start_to_close_timeout=timedelta(hours=2), heartbeat_timeout=timedelta(minutes=1))
 
+# Steps bounded to a few minutes (database writes, letters, planning) run as local activities:
+# inside the workflow task that asks for them, so the server schedules, dispatches and records no
+# task of their own (one marker event instead of six events and a workflow-task round trip). A
+# worker lost in one shows within the workflow task's timeout (10 s) and another worker runs it
+# again; every step is idempotent. Longer steps (a package) keep their own task and heartbeat.
+LOCAL_LIMIT = timedelta(minutes=5)
+# workflow.patched id: requests started before it ran every step as an activity task.
+LOCAL_STEPS = "local-steps"
+
 RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
                     maximum_interval=timedelta(minutes=1))
 # Requests started before the policy carried a threshold.
@@ -73,7 +83,10 @@ def describe_failure(error: FailureError) -> tuple[str, bool]:
     """(message for staff, transient?) of a failed activity: its (last attempt's) application
     error's message; a step that kept failing until its time ran out is transient, one that
     failed for good (non-retryable) is not."""
-    transient = getattr(error, "retry_state", None) != RetryState.NON_RETRYABLE_FAILURE
+    if isinstance(error, ApplicationError):  # a local activity's failure, as the activity raised it
+        transient = not error.non_retryable
+    else:
+        transient = getattr(error, "retry_state", None) != RetryState.NON_RETRYABLE_FAILURE
     message = str(error)
     cause: BaseException | None = error
     while cause is not None:
@@ -95,12 +108,17 @@ async def run_step(activity: str, arg: Any, *, result_type: type | None = None,
     timeouts = timeouts or SHORT
     attention = supervisor.attention_after if supervisor else DEFAULT_ATTENTION_AFTER
     troubled = False
+    local = timeouts["start_to_close_timeout"] <= LOCAL_LIMIT and workflow.patched(LOCAL_STEPS)
     while True:
         try:
-            result = await workflow.execute_activity(
-                activity, arg, result_type=result_type, retry_policy=RETRY,
-                schedule_to_close_timeout=max(timeouts["start_to_close_timeout"], attention), **timeouts)
-        except ActivityError as error:
+            give_up = max(timeouts["start_to_close_timeout"], attention)
+            if local:
+                result = await _run_local(activity, arg, result_type, timeouts["start_to_close_timeout"], give_up)
+            else:
+                result = await workflow.execute_activity(
+                    activity, arg, result_type=result_type, retry_policy=RETRY, schedule_to_close_timeout=give_up,
+                    **timeouts)
+        except (ActivityError, ApplicationError, TimeoutError) as error:
             if supervisor is None or workflow.current_update_info() is not None:
                 raise
             message, transient = describe_failure(error)
@@ -111,6 +129,26 @@ async def run_step(activity: str, arg: Any, *, result_type: type | None = None,
         if troubled:
             await supervisor.step_recovered()  # type: ignore[union-attr] # troubled implies a supervisor
         return result
+
+
+async def _run_local(activity: str, arg: Any, result_type: type | None, start_to_close: timedelta,
+                     give_up: timedelta) -> Any:
+    """A step as a local activity, retried with RETRY's backoff on workflow timers until `give_up`
+    has passed on the workflow's clock (the SDK's own local retries measure the machine's clock,
+    and wait inside the worker, where staff updates queue behind them). Its failure arrives as the
+    activity's own error (an ApplicationError or TimeoutError), not wrapped in an ActivityError."""
+    deadline = workflow.now() + give_up
+    delay = RETRY.initial_interval
+    while True:
+        try:
+            return await workflow.execute_local_activity(
+                activity, arg, result_type=result_type, start_to_close_timeout=start_to_close,
+                retry_policy=RetryPolicy(maximum_attempts=1))
+        except (ApplicationError, TimeoutError) as error:
+            if not describe_failure(error)[1] or workflow.now() + delay >= deadline:
+                raise
+        await workflow.sleep(delay)
+        delay = min(delay * RETRY.backoff_coefficient, RETRY.maximum_interval or delay)
 
 
 async def send_letter(

@@ -31,20 +31,50 @@ _POLL_MAX = timedelta(hours=6)
 # A processor that says when it expects to finish is asked shortly after: its callback is best
 # effort (a lost one must not cost minutes), and later polls back off from there.
 _POLL_GRACE = timedelta(seconds=5)
+# workflow.patched id: tasks started before it record each result in a step of their own.
+TASKS_RECORD_THEMSELVES = "tasks-record-themselves"
+
+
+async def act(name: str, task: TaskInput) -> tuple[TaskResult, bool]:
+    """Run one of a system's activities: (its result, whether the activity recorded it - it does
+    when `task.record` and it succeeded). Retries that did not cure a failure leave the task
+    needing attention, which the caller records."""
+    try:
+        result: TaskResult = await workflow.execute_activity(
+            name, task, result_type=TaskResult,
+            start_to_close_timeout=timedelta(minutes=10), heartbeat_timeout=timedelta(seconds=15),
+            retry_policy=_RETRY,
+        )
+        return result, task.record
+    except ActivityError as exc:
+        cause = exc.cause
+        message = getattr(cause, "message", None) or str(cause or exc)
+        return TaskResult(system=task.task.system, action=task.task.action,
+                          status="needs_attention", message=message[:500],
+                          attempt=task.attempt, recipient=task.task.recipient,
+                          external_id=task.external_id), False
+
+
+async def record(task: TaskInput, result: TaskResult) -> None:
+    await run_step("record_task_result", TaskRecord(request_id=task.request_id, result=result))
 
 
 @workflow.defn(name="SystemTaskWorkflow")
 class SystemTaskWorkflow:
     def __init__(self) -> None:
         self._update: ProcessorUpdate | None = None
+        self._recorded = False  # whether the latest result is on record already
 
     @workflow.run
     async def run(self, task: TaskInput) -> TaskResult:
+        task = task.model_copy(update={"record": workflow.patched(TASKS_RECORD_THEMSELVES)})
         result = await self._act("run_system_action", task)
         if result.status == "pending":
-            await self._record(task, result)
+            if not self._recorded:
+                await record(task, result)
             result = await self._await_processor(task.model_copy(update={"external_id": result.external_id}), result)
-        await self._record(task, result)
+        if not self._recorded:
+            await record(task, result)
         return result
 
     @workflow.signal
@@ -59,6 +89,7 @@ class SystemTaskWorkflow:
         while True:
             remaining = give_up - workflow.now()
             if remaining <= timedelta(0):
+                self._recorded = False
                 return pending.model_copy(update={
                     "status": "needs_attention",
                     "message": f"no answer from the processor within {task.task.completion_timeout_days} days",
@@ -80,24 +111,10 @@ class SystemTaskWorkflow:
                 if polled.status != "pending":
                     return polled
             elif update.status == "cancelled":
+                self._recorded = False
                 return pending.model_copy(update={"status": "needs_attention",
                                                   "message": "the processor cancelled the request"})
 
     async def _act(self, name: str, task: TaskInput) -> TaskResult:
-        try:
-            result: TaskResult = await workflow.execute_activity(
-                name, task, result_type=TaskResult,
-                start_to_close_timeout=timedelta(minutes=10), heartbeat_timeout=timedelta(seconds=15),
-                retry_policy=_RETRY,
-            )
-            return result
-        except ActivityError as exc:
-            cause = exc.cause
-            message = getattr(cause, "message", None) or str(cause or exc)
-            return TaskResult(system=task.task.system, action=task.task.action,
-                              status="needs_attention", message=message[:500],
-                              attempt=task.attempt, recipient=task.task.recipient,
-                              external_id=task.external_id)
-
-    async def _record(self, task: TaskInput, result: TaskResult) -> None:
-        await run_step("record_task_result", TaskRecord(request_id=task.request_id, result=result))
+        result, self._recorded = await act(name, task)
+        return result

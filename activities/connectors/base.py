@@ -187,3 +187,6 @@ class ConnectorEnv:
     callback_url: str
     pool: Any = None  # the app database (asyncpg pool), for connectors that keep state there
     mailer: Any = None  # activities.mail.Mailer, for connectors that work by e-mail
+    # activities.shared_connections.SharedConnections: what the worker keeps open for its
+    # connectors (a CLI or a test without one has each connector open its own).
+    connections: Any = None

@@ -149,7 +149,11 @@ class OpenDsrConnector(Connector):
             timeout=float(config.get("timeout_seconds", 30)), headers={"Accept": "application/json"},
             verify=_tls_context(),
         )
-        self._certificates = ProcessorCertificates(self._http)
+        # The worker's one set of certificates: a status poll checks its signature without
+        # fetching the discovery document and the certificate again each time.
+        shared = env.connections
+        self._certificates = (shared.kept("opendsr-certificates", ProcessorCertificates) if shared is not None
+                              else ProcessorCertificates(self._http))
         self._origins = {_origin(self.base_url), _origin(self.discovery_url)}
         self._discovery: dict[str, Any] | None = None
 

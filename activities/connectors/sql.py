@@ -70,7 +70,8 @@ from activities.connectors.sql_queries import (
     update_rows,
 )
 from dsrflow.crypto.hashing import keyed_hash
-from policy.systems import Dataset, FieldRule, corrections_by_dataset
+from dsrflow.settings import Settings
+from policy.systems import Dataset, FieldRule, System, corrections_by_dataset
 
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 _TRANSIENT = (
@@ -87,6 +88,20 @@ _CONFIGURATION = (
     asyncpg.InvalidCatalogNameError,  # no such database
     asyncpg.InvalidAuthorizationSpecificationError,  # bad user or password
 )
+
+
+def system_database_url(name: str, system: System, settings: Settings) -> str:
+    """Where a sql system's database is: `config.url`, or `config.database` on the app's server."""
+    try:
+        config = expand_env(system.config)
+    except KeyError as exc:
+        raise PermanentConnectorError(f"system {name!r}: config: {exc.args[0]}") from None
+    if config.get("url"):
+        return str(config["url"])
+    if not config.get("database"):
+        raise PermanentConnectorError(f"system {name!r}: config needs `database` or `url`")
+    base = urlsplit(settings.effective_database_url)
+    return urlunsplit(base._replace(path="/" + quote(str(config["database"]))))
 
 
 class SqlSystemUnavailable(ConnectionError):
@@ -111,16 +126,7 @@ class SqlConnector(Connector):
     # Connection, schema check, errors ---------------------------------------------------------
 
     def _url(self) -> str:
-        try:
-            config = expand_env(self.env.system.config)
-        except KeyError as exc:
-            raise PermanentConnectorError(f"system {self.name!r}: config: {exc.args[0]}") from None
-        if config.get("url"):
-            return str(config["url"])
-        if not config.get("database"):
-            raise PermanentConnectorError(f"system {self.name!r}: config needs `database` or `url`")
-        base = urlsplit(self.env.settings.effective_database_url)
-        return urlunsplit(base._replace(path="/" + quote(str(config["database"]))))
+        return system_database_url(self.name, self.env.system, self.env.settings)
 
     @contextmanager
     def _mapped(self, dataset: str | None = None) -> Iterator[None]:
@@ -143,14 +149,29 @@ class SqlConnector(Connector):
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
+        shared = self.env.connections
         with self._mapped():
             async with self._pool_lock:
                 if self._pool is None:
-                    self._pool = await asyncpg.create_pool(self._url(), min_size=0, max_size=2)
+                    self._pool = (await shared.pool(self._url()) if shared is not None
+                                  else await asyncpg.create_pool(self._url(), min_size=0, max_size=2))
             async with self._pool.acquire() as conn:
                 if self._types is None:
-                    self._types = await self._check_schema(conn)
+                    self._types = (await shared.schema(self._url(), self.env.system, lambda: self._check_schema(conn))
+                                   if shared is not None else await self._check_schema(conn))
                 yield conn
+
+    @asynccontextmanager
+    async def _second_connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """A connection of its own beside the pool's, for the export's second COPY. Waiting for a
+        second one from the worker's shared pool while holding the first could deadlock: a few
+        package builds at once would each hold one and wait for another."""
+        with self._mapped():
+            conn = await asyncpg.connect(self._url())
+        try:
+            yield conn
+        finally:
+            await conn.close()
 
     async def _check_schema(self, conn: asyncpg.Connection) -> dict[str, dict[str, str]]:
         used = [(d, self.plan.columns_used(d)) for d in self.plan.parents_first]
@@ -228,7 +249,7 @@ class SqlConnector(Connector):
         """What `access` reads, written by PostgreSQL: per (dataset, category) a COPY of the
         records as JSON lines and one as CSV rows, at once on two connections that share one
         snapshot (activities/connectors/sql_export.py)."""
-        async with self._subject_connection(subject) as conn, self._connection() as csv_conn:
+        async with self._subject_connection(subject) as conn, self._second_connection() as csv_conn:
             with self._mapped():
                 async with shared_snapshot(conn, csv_conn):
                     for dataset in self.plan.parents_first:
@@ -426,5 +447,6 @@ class SqlConnector(Connector):
     async def close(self) -> None:
         if self._pool is not None:
             pool, self._pool = self._pool, None
-            await pool.close()
+            if self.env.connections is None:  # its own, not the worker's shared one
+                await pool.close()
 

@@ -2,9 +2,10 @@
 
 from fastapi import APIRouter
 
-from api.console import dashboard, queue, request_page
+from api.console import dashboard, inbox, queue, request_page, team
 
 router = APIRouter()
 # The queue first: /console/requests/new is the new-request form, not a request id.
-for _module in (queue, request_page, dashboard):
+# The team's routes before the request page's `/{request_id}/{action}`.
+for _module in (queue, team, request_page, dashboard, inbox):
     router.include_router(_module.router)

@@ -19,38 +19,77 @@ from pydantic import ValidationError
 from starlette.datastructures import FormData
 
 from api.auth import Staff, require_console_role
-from api.console.view import allowed_actions, days_left_badge, describe_event, live_region, temporal_ui_link
+from api.console.team import team_context
+from api.console.view import (
+    actor_name,
+    allowed_actions,
+    days_left_badge,
+    describe_event,
+    live_region,
+    temporal_ui_link,
+)
 from api.deps import Pool, State, Today
 from api.pages import PAGE_HEADERS, problem_pages, render
 from api.problems import Problem, field_errors
 from api.read_models.evidence import assemble_evidence
+from api.read_models.subject_requests import LIMIT as OTHER_REQUESTS_LIMIT
+from api.read_models.subject_requests import other_requests
 from api.service import live_state, run_update
 from api.staff_actions import STAFF_ACTIONS, Situation, StaffAction, may_read
 from api.state import AppState
 from dsrflow.crypto.keys import load_secret_key
+from dsrflow.domain.references import short_reference
 from dsrflow.i18n import language_name
 from dsrflow.stores.requests_store import get_request
 from dsrflow.stores.restrictions_store import as_view, restriction_for
+from dsrflow.stores.team_store import request_by_reference, staff_names
 from schemas.requests import DenialReason, RequestStatus
-from schemas.vocabulary import Language
+from schemas.vocabulary import Language, LetterPurpose
 
 router = APIRouter(prefix="/console/requests", tags=["console"], include_in_schema=False,
                    route_class=problem_pages("console/problem.html"))
+TEAM_DONE = {"assigned": "Assignment saved.", "unassigned": "The request is assigned to nobody now.",
+             "noted": "Note added (staff only; never sent to the subject)."}
 # Letters are the controller's own HTML: shown in a sandboxed frame that may run nothing.
 _LETTER_HEADERS = {**PAGE_HEADERS, "X-Frame-Options": "SAMEORIGIN",
                    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
                    "frame-ancestors 'self'; base-uri 'none'; form-action 'none'"}
 
 
+def _package_reads(pack: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """What the access package took from each system, once it is built (its audit event): an
+    access request has no task per system, the package reads them all at once."""
+    built = next((e["data"] or {} for e in pack["audit"]["events"] if e["event_type"] == "package.built"), None)
+    if built is None:
+        return {}
+    reads: dict[str, dict[str, Any]] = {
+        s: {"status": "read into the package", "found": n} for s, n in (built.get("systems") or {}).items()}
+    for system, files in (built.get("processor_files") or {}).items():
+        reads[system] = {"status": "export received", "found": files, "message": f"{files} file(s) from the processor"}
+    for system, reason in (built.get("missing") or {}).items():
+        reads[system] = {"status": "no export", "message": str(reason).replace("_", " ")}
+    return reads
+
+
 def _tasks(pack: dict[str, Any], live) -> list[dict[str, Any]]:
-    """Every planned system with its latest result: the workflow's live one, else the stored one."""
+    """Every planned system with its latest result: the workflow's live one, else the stored one,
+    else what the package read from it; "waiting" only while nothing has been asked of it."""
     stored = {t["system"]: t for t in pack["results"]}
     current = {r.system: r.model_dump() for r in live.results} if live else {}
     planned = [t["system"] for t in (pack["plan"] or {}).get("tasks", [])]
     systems = planned + sorted((set(stored) | set(current)) - set(planned))
     labels = {t["system"]: t["label"] for t in (pack["plan"] or {}).get("tasks", [])}
-    return [{"label": labels.get(s, s), "status": "waiting", "system": s,
+    reads = _package_reads(pack)
+    # A system the built package did not name held nothing for the subject.
+    nothing = {"status": "read into the package", "found": 0} if reads else {}
+    return [{"label": labels.get(s, s), "status": "waiting", "system": s, **reads.get(s, nothing),
              **stored.get(s, {}), **current.get(s, {})} for s in systems]
+
+
+def _letters(pack: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(letters to the subject, alerts to staff): staff alerts are not letters the subject got."""
+    to_subject = [lt for lt in pack["letters"] if lt["purpose"] != LetterPurpose.staff_alert]
+    return to_subject, [lt for lt in pack["letters"] if lt["purpose"] == LetterPurpose.staff_alert]
 
 
 async def _context(state: AppState, today: date, request_id: str, staff: Staff) -> dict[str, Any]:
@@ -65,14 +104,18 @@ async def _context(state: AppState, today: date, request_id: str, staff: Staff) 
     days_left = (due - today).days if due else None
     tasks = _tasks(pack, live)
     restriction = as_view(await restriction_for(await state.db(), request_id))
+    names = await staff_names(await state.db())
+    letters, alerts = _letters(pack)
     return {
+        "letters": letters, "staff_alerts": alerts, "reference": short_reference(request_id),
         "pack": pack, "r": row, "live": live, "status": status, "due": due, "extended": extended,
         "language_names": {lang.value: language_name(lang) for lang in Language},
         "extension_reason": (live.extension_reason if live else None)
         or (deadlines["extension"] or {}).get("reason"),
         "badge": days_left_badge(days_left, status), "tasks": tasks,
         # What the REST API would not show this role, the page does not show either.
-        "timeline": ([(e, describe_event(e)) for e in reversed(pack["audit"]["events"])]
+        "timeline": ([(e, describe_event(e, names), actor_name(e["actor"], names))
+                      for e in reversed(pack["audit"]["events"])]
                      if may_read(staff.has_role, "audit-timeline") else None),
         "legal_claims_holds": (pack["holds"]["legal_claims_holds"]
                                if may_read(staff.has_role, "legal-claims-holds") else []),
@@ -90,6 +133,14 @@ async def _context(state: AppState, today: date, request_id: str, staff: Staff) 
     }
 
 
+async def _subject_context(state: AppState, context: dict[str, Any]) -> dict[str, Any]:
+    """The subject's other requests: on the page itself, not in the live region that polls."""
+    r = context["r"]
+    return {"other_requests": await other_requests(await state.db(), r["id"], r["subject"]["email"],
+                                                   r["subject"]["customer_id"], load_secret_key(state.settings)),
+            "other_requests_limit": OTHER_REQUESTS_LIMIT}
+
+
 def _region(request: Request, request_id: str, context: dict[str, Any], notice: dict[str, Any] | None = None):
     # A closed request hardly changes any more (a download, a late callback): poll it gently; a
     # completed restriction still goes into force and is lifted.
@@ -103,11 +154,21 @@ def _region(request: Request, request_id: str, context: dict[str, Any], notice: 
 
 @router.get("/{request_id}", response_class=HTMLResponse)
 async def request_page(staff: Annotated[Staff, require_console_role("agent")], request: Request, request_id: str,
-                       state: State, today: Today, done: str | None = None) -> HTMLResponse:
+                       state: State, today: Today, done: str | None = None, team_done: str | None = None,
+                       team_error: str | None = None) -> Response:
+    """The request page; a short reference (or the workflow id) typed into the address leads here
+    under the request's id."""
+    pool = await state.db()
+    found = await request_by_reference(pool, request_id[:100])
+    if found is not None and found != request_id:
+        return RedirectResponse(f"/console/requests/{found}", status_code=303)
     context = await _context(state, today, request_id, staff)
     notice = {"flash": STAFF_ACTIONS[done].done} if done in STAFF_ACTIONS else None
-    return render(request, "console/request.html",
-                  {**context, "live_region": _region(request, request_id, context, notice).html})
+    team = {**await team_context(pool, request_id, staff), "team_done": TEAM_DONE.get(team_done or ""),
+            "team_error": team_error[:300] if team_error else None}
+    return render(request, "console/request.html", {
+        **context, **team, **await _subject_context(state, context),
+        "live_region": _region(request, request_id, context, notice).html})
 
 
 @router.get("/{request_id}/live", response_class=HTMLResponse)
@@ -171,4 +232,6 @@ async def act(staff: Annotated[Staff, require_console_role("agent")], request: R
     status = refused.status if refused else 200
     if htmx:
         return region.response(request, status_code=status)
-    return render(request, "console/request.html", {**context, "live_region": region.html}, status_code=status)
+    return render(request, "console/request.html", {
+        **context, **await team_context(await state.db(), request_id, staff), **await _subject_context(state, context),
+        "live_region": region.html}, status_code=status)

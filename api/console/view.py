@@ -72,11 +72,24 @@ _EVENT_WORDS = {
     "restriction.lift_requested": "Restriction lift decided; the subject is told first",
     "restriction.lifted": "Restriction lifted in every system",
     "restriction.kept_from_erasure": "Restricted records kept from an erasure",
+    "mail.converted": "Opened from an e-mail to the privacy address",
+    "mail.attached": "E-mail attached",
+    "package.purged": "Access package deleted",
+    "processor.export_received": "Processor's export received",
+    "processor_export.purged": "Processor's export deleted",
+    "legal_hold.placed": "Legal hold placed",
+    "legal_hold.released": "Legal hold released",
+    "mail.resent": "Letter sent again",
+    "mail.unconfirmed": "Letter delivery not confirmed",
+    "staff.assigned": "Assigned",
+    "staff.unassigned": "Assignment removed",
+    "staff.note_added": "Internal note added",
 }
 
 
-def describe_event(event: Mapping[str, Any]) -> str:
-    """One line for the timeline; the details that matter most beside the words."""
+def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = None) -> str:
+    """One line for the timeline; the details that matter most beside the words (`names`: staff
+    by actor and by `token:<id>`, for an assignment's assignee)."""
     kind, data = event["event_type"], event["data"] or {}
     words = _EVENT_WORDS.get(kind)
     if kind.startswith("status."):
@@ -85,7 +98,8 @@ def describe_event(event: Mapping[str, Any]) -> str:
         words = f"Deadline warning: {kind.removeprefix('deadline.due_in_').replace('_', ' ')} left"
     elif kind.startswith("task."):
         words = words or f"{data.get('system', 'system')} task {kind.removeprefix('task.').replace('_', ' ')}"
-    words = words or kind
+    # An event this table does not name yet still reads as words, never as `access.not_automated`.
+    words = words or kind.replace(".", " ").replace("_", " ").capitalize()
     detail = {
         "letter.sent": data.get("purpose"),
         "verification.succeeded": data.get("method"),
@@ -97,8 +111,15 @@ def describe_event(event: Mapping[str, Any]) -> str:
         "status.denied": data.get("reason_code"), "status.cancelled": data.get("reason"),
         "restriction.lift_requested": data.get("reason"),
         "restriction.kept_from_erasure": data.get("by"),
+        "staff.assigned": (names or {}).get(f"token:{data.get('assignee')}", "a colleague"),
     }.get(kind)
     return f"{words} ({detail})" if detail else words
+
+
+def actor_name(actor: str, names: Mapping[str, str]) -> str:
+    """Who did it, as people know them: a member of staff by their token's label
+    (dsrflow/stores/team_store.py `staff_names`), else the actor as recorded (`workflow`, `subject`)."""
+    return names.get(actor, actor)
 
 
 def temporal_ui_link(settings: Settings, request_id: str) -> str:

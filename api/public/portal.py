@@ -34,16 +34,22 @@ from api.public.intake import (
     find_package,
     submit_request,
 )
-from api.service import live_state
+from api.service import live_state, run_update
 from api.state import AppState
+from dsrflow.domain.references import short_reference
 from dsrflow.i18n import N_, Translator
 from dsrflow.stores.requests_store import get_request
+from dsrflow.stores.team_store import request_by_reference
 from schemas.requests import PublicNewRequest, RequestStatus
+from schemas.workflow import ResendInput
+from workflows.dsr import DataSubjectRequestWorkflow
 
 router = APIRouter(prefix="/portal", tags=["subject portal pages"], include_in_schema=False,
                    route_class=problem_pages("portal/problem.html"))
 
 _TOKEN = re.compile(r"^[0-9a-f]{64}$")
+# Set by a confirmation, spent by the status page it leads to: "you have confirmed" shows once.
+_CONFIRMED_COOKIE = "dsrflow_confirmed"
 # Friendlier words than the validator's for each field of the form (the validator's are for the
 # API, in English): a subject never reads a validator's message.
 _MESSAGES = {
@@ -128,14 +134,14 @@ async def submit(request: Request, state: State, limiter: Limiter) -> Response:
 
 
 @router.get("/status")
-async def find_status(request: Request, reference: str = "") -> Response:
-    """The status lookup on the portal's front page: by the reference in our letters only."""
-    try:
-        request_id = uuid.UUID(reference.strip())
-    except ValueError:
+async def find_status(request: Request, state: State, reference: str = "") -> Response:
+    """The status lookup on the portal's front page: by the reference in our letters only (the
+    short one, typed in any case, or the full id). An unknown reference gets the same page as a
+    mistyped one: the lookup tells nobody which references exist."""
+    request_id = await request_by_reference(await state.db(), reference[:100])
+    if request_id is None:
         reference_error = page_translator(request).gettext(
-            N_("Enter the request reference from our e-mail, like %(example)s.")) % {
-            "example": "3f2b8c1e-5a4d-4c3b-9e2f-1a2b3c4d5e6f"}
+            N_("Enter the request reference from our e-mail, like %(example)s.")) % {"example": "KD7QX3M9TB"}
         return _form_page(request, {}, {}, status=422, reference=reference, reference_error=reference_error)
     return RedirectResponse(f"/portal/requests/{request_id}", status_code=303)
 
@@ -164,20 +170,33 @@ async def _current(state: AppState, request_id: str) -> tuple[dict[str, Any], Re
     return row, status
 
 
+def _status_path(request_id: str) -> str:
+    return f"/portal/requests/{request_id}"
+
+
 @router.get("/requests/{request_id}", response_class=HTMLResponse)
-async def status_page(request: Request, request_id: str, state: State, verified: bool = False) -> HTMLResponse:
+async def status_page(request: Request, request_id: str, state: State) -> HTMLResponse:
+    """The request's status. "You have confirmed" shows once, on the page the confirmation leads
+    to: its cookie is spent here, so a reload or a bookmark shows the status alone."""
     row, status = await _current(state, request_id)
     t = page_translator(request)
-    return render(request, "portal/status.html", {
+    verified = request.cookies.get(_CONFIRMED_COOKIE) == str(row["id"])
+    response = render(request, "portal/status.html", {
         "row": row, "status_words": " ".join(t.gettext(words) for words in STATUS_WORDS[status]), "verified": verified,
         "awaiting_verification": status == RequestStatus.awaiting_verification, "status": status,
+        "reference": short_reference(row["id"]),
     })
+    if verified:
+        response.delete_cookie(_CONFIRMED_COOKIE, path=_status_path(str(row["id"])))
+    return response
 
 
 def _verify_page(request: Request, row: dict[str, Any], *, token: str | None = None,
-                 error: str | None = None, status: int = 200, awaiting: bool = True) -> HTMLResponse:
-    return render(request, "portal/verify.html", {"row": row, "token": token, "error": error,
-                                                  "awaiting": awaiting, "here": f"/portal/requests/{row['id']}/verify"},
+                 error: str | None = None, status: int = 200, awaiting: bool = True,
+                 notice: str | None = None) -> HTMLResponse:
+    return render(request, "portal/verify.html", {"row": row, "token": token, "error": error, "notice": notice,
+                                                  "awaiting": awaiting, "here": f"/portal/requests/{row['id']}/verify",
+                                                  "reference": short_reference(row["id"])},
                   status_code=status)
 
 
@@ -207,7 +226,10 @@ async def verify(request: Request, request_id: str, state: State, limiter: Limit
                             % {"example": "123456"}, status=422)
     result = await check_identity(state, limiter, request_id, code=None if token else code, token=token or None)
     if result.verified:
-        return RedirectResponse(f"/portal/requests/{request_id}?verified=true", status_code=303)
+        confirmed = RedirectResponse(_status_path(request_id), status_code=303)
+        confirmed.set_cookie(_CONFIRMED_COOKIE, request_id, max_age=300, path=_status_path(request_id),
+                             httponly=True, samesite="lax", secure=request.url.scheme == "https")
+        return confirmed
     if result.locked:
         raise Problem(423, N_("Too many wrong codes"),
                       N_("For your protection, this code no longer works. Please reply to our e-mail "
@@ -217,6 +239,27 @@ async def verify(request: Request, request_id: str, state: State, limiter: Limit
         t.gettext(N_("That code is not right.")),
         t.ngettext("You have %(num)d attempt left.", "You have %(num)d attempts left.", left) % {"num": left})),
         status=400)
+
+
+@router.post("/requests/{request_id}/resend", response_class=HTMLResponse)
+async def resend(request: Request, request_id: str, state: State, limiter: Limiter) -> Response:
+    """A new code and link by e-mail (the workflow's `resend_verification`, as staff's "Resend
+    verification"): the old ones stop working and the attempts start again. Counted per client and
+    per request and client, like the code itself (api/ratelimit.py): each one is an e-mail."""
+    row = await _request_row(state, request_id)
+    await limiter.hit(request, "resend", request_id=request_id)
+    t = page_translator(request)
+    try:
+        await run_update(state, request_id, DataSubjectRequestWorkflow.resend_verification, ResendInput(actor="subject"))
+    except Problem:
+        # Confirmed, closed, or not yet ready: the page says what the subject can do now.
+        row, status = await _current(state, request_id)
+        return _verify_page(request, row, status=409, awaiting=status == RequestStatus.awaiting_verification,
+                            error=t.gettext(N_("We could not send a new code for this request just now. "
+                                               "Please try again in a minute.")))
+    return _verify_page(request, row, notice=" ".join((
+        t.gettext(N_("We have sent you a new code and link.")),
+        t.gettext(N_("The code and link we sent you earlier no longer work.")))))
 
 
 @router.get("/packages/{token}", response_class=HTMLResponse)

@@ -4,7 +4,7 @@ read from Postgres (a read model: nothing here changes anything).
 Request, identity verification (times and method; codes and link tokens never exist outside the
 e-mail, and stored letters show them withheld), deadlines and the extension, the plan under its
 policy version, each system's result, what holds kept, the letters sent, the package, and the
-request's segment of the audit chain with the result of checking its links.
+request's audit chain with the result of checking it and the anchor that covers it.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from typing import Any
 
 import asyncpg
 
+from api.read_models.inbox_queries import evidence_messages
 from dsrflow.crypto.hashing import subject_hash
-from dsrflow.domain.audit import verify_request_segment
+from dsrflow.domain.audit_verify import verify_request_chain
 from dsrflow.stores.requests_store import get_request
 
 _VERIFICATION_EVENTS = ("verification.succeeded", "verification.failed", "verification.locked",
@@ -96,7 +97,8 @@ async def assemble_evidence(pool: asyncpg.Pool, request_id: str, *, secret: byte
         row = await get_request(conn, request_id)
         if row is None:
             return None
-        events, chain = await verify_request_segment(conn, request_id)
+        audit = await verify_request_chain(conn, request_id)
+        events, chain = audit.events, audit.report
         letters = [dict(r) for r in await conn.fetch(
             """SELECT letter_key, purpose, recipient, subject, message_id, sent_at, body_text, body_html
                  FROM sent_letters WHERE request_id = $1 ORDER BY sent_at, letter_key""", request_id)]
@@ -112,6 +114,11 @@ async def assemble_evidence(pool: asyncpg.Pool, request_id: str, *, secret: byte
             """SELECT kind, records, size_bytes, created_at, expires_at, downloaded_at
                  FROM packages WHERE request_id = $1 ORDER BY created_at""", request_id)]
         holds = await _holds(conn, row, secret, tasks)
+        emails = await evidence_messages(conn, secret, request_id)
+        # Staff's internal notes (never sent to the subject); each is an audit event with its sha256.
+        notes = [{**dict(r), "id": str(r["id"])} for r in await conn.fetch(
+            "SELECT id, author, body, created_at FROM request_notes WHERE request_id = $1 ORDER BY created_at, id",
+            request_id)]
     return {
         "generated_at": datetime.now(UTC),
         "request": _request(row),
@@ -123,9 +130,15 @@ async def assemble_evidence(pool: asyncpg.Pool, request_id: str, *, secret: byte
         "holds": holds,
         "packages": packages,
         "letters": letters,
+        # The subject's e-mails that opened the request or were attached to it (docs/mailbox.md).
+        "emails": emails,
+        "notes": notes,
         "audit": {
             "events": events,
             "verification": {"ok": chain.ok, "events": chain.count, "broken_seq": chain.broken_seq,
                              "reason": chain.reason, "summary": chain.describe()},
+            # The latest anchor naming each chain the request's events are in (usually one).
+            "anchors": audit.anchors,
+            "not_yet_anchored": chain.unanchored,
         },
     }

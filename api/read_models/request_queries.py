@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
+from typing import Annotated
 
 import asyncpg
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator
 
 from api.read_models.cursors import decode_cursor, encode_cursor
+from dsrflow.crypto.hashing import lookup_hash
+from schemas.plain_text import OneLine
 from schemas.requests import RequestStatus, RequestType
 from schemas.vocabulary import Regime
 
@@ -64,6 +67,25 @@ class RequestFilters(BaseModel):
     q: uuid.UUID | None = Field(
         None, description="exact request id (the workflow id `dsr-<id>` is accepted too)")
 
+    # The subject's identities: matched through their keyed hashes (migrations/0025), never
+    # compared in clear text; exact after trimming and case folding.
+    subject_email: EmailStr | None = Field(
+        None, description="the subject's e-mail address, exact, case-insensitive", examples=["ada@example.com"])
+    customer_id: Annotated[OneLine, StringConstraints(min_length=1, max_length=100)] | None = Field(
+        None, description="the subject's customer number, exact, case-insensitive", examples=["C-1042"])
+
+    @property
+    def searches_subject(self) -> bool:
+        return self.subject_email is not None or self.customer_id is not None
+
+    assignee: str | None = Field(
+        None, pattern=r"^(me|unassigned|[0-9a-fA-F-]{36})$",
+        description="`me` (the caller), `unassigned`, or a staff token id: whom the request is assigned to")
+
+    def for_caller(self, token_id: str) -> RequestFilters:
+        """`assignee=me` made the caller's token id."""
+        return self.model_copy(update={"assignee": token_id}) if self.assignee == "me" else self
+
     @field_validator("q", mode="before")
     @classmethod
     def _workflow_id(cls, value: object) -> object:
@@ -80,7 +102,8 @@ class RequestSummary(BaseModel):
         "regime": "gdpr", "country": "BE", "channel": "email", "origin": "staff",
         "subject_email": "ada@example.com", "received_at": "2026-11-20T09:00:00Z",
         "due_date": "2026-12-21", "current_due_date": "2026-12-21", "extended": False,
-        "days_left": 4, "overdue": False, "needs_attention": True, "closed_at": None}]})
+        "days_left": 4, "overdue": False, "needs_attention": True, "closed_at": None,
+        "reference": "KD7QX3M9TB", "assignee": "Bea (support)"}]})
 
     id: str
     type: RequestType
@@ -98,6 +121,8 @@ class RequestSummary(BaseModel):
     overdue: bool
     needs_attention: bool
     closed_at: datetime | None
+    reference: str = Field(description="the short reference shown to people (the full id works too)")
+    assignee: str | None = Field(None, description="the label of the member of staff it is assigned to")
 
 
 class RequestPage(BaseModel):
@@ -111,6 +136,11 @@ def queue_cursor(due: date, request_id: str) -> str:
     return encode_cursor(due.isoformat(), request_id)
 
 
+# Whom the request is assigned to, by the label of their token (migrations/0026_team.sql).
+_ASSIGNEE = ("(SELECT coalesce(t.label, t.role) FROM request_assignments a JOIN staff_tokens t ON t.id = a.assignee "
+             "WHERE a.request_id = r.id)")
+
+
 class _Args(list):
     """Query arguments; `add` returns the placeholder of the value it appends."""
 
@@ -119,7 +149,7 @@ class _Args(list):
         return f"${len(self)}"
 
 
-def _where(filters: RequestFilters, today: date, args: _Args) -> list[str]:
+def _where(filters: RequestFilters, today: date, args: _Args, secret: bytes | None) -> list[str]:
     arg = args.add
     clauses = []
     if filters.status:
@@ -137,22 +167,39 @@ def _where(filters: RequestFilters, today: date, args: _Args) -> list[str]:
         clauses.append(_ATTENTION_FILTER if filters.needs_attention else f"NOT {_ATTENTION}")
     if filters.q is not None:
         clauses.append(f"r.id = {arg(filters.q)}")
+    if filters.searches_subject and secret is None:
+        raise ValueError("searching by the subject's identity needs the secret that keys its hashes")
+    if filters.subject_email is not None:
+        assert secret is not None
+        clauses.append(f"r.subject_email_key = {arg(lookup_hash(secret, 'email', str(filters.subject_email)))}")
+    if filters.customer_id is not None:
+        assert secret is not None
+        clauses.append(f"r.customer_id_key = {arg(lookup_hash(secret, 'customer_id', filters.customer_id))}")
+    if filters.assignee == "unassigned":
+        clauses.append("NOT EXISTS (SELECT 1 FROM request_assignments a WHERE a.request_id = r.id)")
+    elif filters.assignee is not None:
+        clauses.append("EXISTS (SELECT 1 FROM request_assignments a WHERE a.request_id = r.id AND a.assignee = "
+                       f"{arg(uuid.UUID(filters.assignee))})")  # `me` resolved by for_caller first
     return clauses
 
 
 def queue_query(
-    filters: RequestFilters, *, limit: int, cursor: str | None, today: date
+    filters: RequestFilters, *, limit: int, cursor: str | None, today: date, secret: bytes | None = None
 ) -> tuple[str, list]:
-    """The SQL and arguments of one page (limit + 1 rows: the extra row says a next page exists)."""
+    """The SQL and arguments of one page (limit + 1 rows: the extra row says a next page exists).
+    `secret` keys the identity hashes; a search by the subject's identity needs it."""
     args = _Args()
-    clauses = _where(filters, today, args)
+    clauses = _where(filters, today, args, secret)
     if cursor is not None:
         due, after_id = decode_cursor(cursor, date.fromisoformat, uuid.UUID)
-        clauses.append(f"({_DUE}, r.id) > ({args.add(due)}, {args.add(after_id)})")
+        # As text: asyncpg sends date.max (9999-12-31, the sort key of a request with no due date
+        # yet) as 'infinity', after which no row would follow.
+        clauses.append(f"({_DUE}, r.id) > ({args.add(due.isoformat())}::text::date, {args.add(after_id)})")
     where = " AND ".join(clauses) or "true"
     sql = f"""SELECT r.id, r.request_type, r.status, r.regime, r.country, r.channel, r.origin,
                    r.subject_email, r.received_at, r.due_date, r.current_due_date, r.extended,
-                   r.closed_at, {_DUE} AS queue_due, {_ATTENTION} AS needs_attention
+                   r.closed_at, {_DUE} AS queue_due, {_ATTENTION} AS needs_attention,
+                   dsr_reference(r.id) AS reference, {_ASSIGNEE} AS assignee
             FROM dsr_requests r
             WHERE {where}
             ORDER BY {_DUE}, r.id
@@ -167,6 +214,7 @@ async def list_requests(
     limit: int = 50,
     cursor: str | None = None,
     today: date | None = None,
+    secret: bytes | None = None,
 ) -> RequestPage:
     """One page of requests matching `filters`, by current due date then id.
 
@@ -177,7 +225,7 @@ async def list_requests(
     if not 1 <= limit <= 1000:
         raise ValueError("limit must be between 1 and 1000")
     today = today or date.today()
-    sql, args = queue_query(filters, limit=limit, cursor=cursor, today=today)
+    sql, args = queue_query(filters, limit=limit, cursor=cursor, today=today, secret=secret)
     rows = await pool.fetch(sql, *args)
     more = len(rows) > limit
     rows = rows[:limit]
@@ -208,5 +256,7 @@ def _summary(row: asyncpg.Record, today: date) -> RequestSummary:
         overdue=bool(due) and not status.is_closed and due < today,
         needs_attention=row["needs_attention"],
         closed_at=row["closed_at"],
+        reference=row["reference"],
+        assignee=row["assignee"],
     )
 

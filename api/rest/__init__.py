@@ -13,10 +13,11 @@ from api.rest import (
     restriction_list,
     staff_requests,
     suppressions,
+    team,
     tokens,
 )
 
 router = APIRouter()
 for _module in (codec_endpoint, listing, staff_requests, events, tokens, suppressions, legal_holds,
-                restriction_list, evidence_pack, metrics):
+                restriction_list, evidence_pack, metrics, team):
     router.include_router(_module.router)

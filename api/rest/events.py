@@ -1,4 +1,4 @@
-"""`GET /v1/requests/{id}/events`: a request's audit trail, in chain order, with its hashes."""
+"""`GET /v1/requests/{id}/events`: a request's audit trail, oldest first, with its hashes."""
 
 from __future__ import annotations
 
@@ -25,19 +25,23 @@ class AuditEvent(BaseModel):
         "event_type": "deadline.extended", "actor": "compliance:5c0e1d2a",
         "data": {"from": "2026-12-21", "to": "2027-02-22", "reason": "Six systems and nine years of records"},
         "occurred_at": "2026-12-02T10:15:00.123456Z",
+        "chain_id": "3f2a9c1e-8b7d-4e21-9a55-0c6d2b9e4f10", "chain_pos": 7,
         "prev_hash": "9b74c9897bac770ffc029102a200c5de0e4e1b5d8a8f9e7c3a2b1d0c9e8f7a6b",
         "hash": "4e07408562bedb8b60ce05c1decfe3ad16b72230967de01f640b7e4729b49fce"}]})
 
-    seq: int = Field(description="position in the whole audit chain")
+    seq: int = Field(description="order of appending across all chains (the cursor)")
     event_key: str = Field(description="unique key; part of what is hashed")
     event_type: str = Field(examples=["deadline.extended"])
     actor: str = Field(examples=["compliance:3f2a9c1e"])
     data: dict[str, Any]
     occurred_at: datetime
-    prev_hash: str = Field(description="hash of the chain's previous event (any request's)")
+    chain_id: str = Field(description="the hash chain: the request's id, or `legacy` for events "
+                          "written before per-request chains")
+    chain_pos: int = Field(description="position in that chain, from 1")
+    prev_hash: str = Field(description="hash of the chain's previous event (64 zeros for the first)")
     hash: str = Field(description="sha256 of prev_hash followed by the canonical JSON (sorted keys, "
-                      "no spaces) of event_key, request_id, event_type, actor, data and occurred_at "
-                      "(UTC, microseconds)")
+                      "no spaces) of event_key, request_id, event_type, actor, data, occurred_at "
+                      "(UTC, microseconds), chain_id and chain_pos (the last two not for `legacy`)")
 
 
 class EventPage(BaseModel):
@@ -54,9 +58,8 @@ async def events(
     limit: Annotated[int, Query(ge=1, le=500, description="events per page")] = 100,
     cursor: Annotated[str | None, Query(max_length=200, description="`next_cursor` of the previous page")] = None,
 ) -> EventPage:
-    """The request's events, oldest first. The chain runs through every request's events, so a
-    request's `prev_hash` is the previous event of the whole chain; `dsrflow audit verify`
-    checks it end to end."""
+    """The request's events, oldest first. Each request has its own hash chain, anchored
+    periodically in the global anchor chain; `dsrflow audit verify` checks them all."""
     (after,) = decode_cursor(cursor, int) if cursor is not None else (0,)
     if await get_request(pool, request_id) is None:
         raise Problem(404, "Not found", f"no request {request_id}")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from dsrflow.domain.references import short_reference
+
 REQUEST_ID = "3f2a9c1e-8b7d-4e21-9a55-0c6d2b9e4f10"
 
 NEW_REQUEST: dict[str, dict[str, Any]] = {
@@ -31,7 +33,8 @@ NEW_REQUEST: dict[str, dict[str, Any]] = {
 }
 
 REQUEST_VIEW: dict[str, Any] = {
-    "id": REQUEST_ID, "workflow_id": f"dsr-{REQUEST_ID}", "type": "access", "regime": "gdpr",
+    "id": REQUEST_ID, "reference": short_reference(REQUEST_ID), "workflow_id": f"dsr-{REQUEST_ID}", "type": "access",
+    "regime": "gdpr",
     "country": "BE", "language": "nl", "channel": "email", "origin": "staff", "status": "awaiting_approval",
     "subject": {"email": "ada@example.com", "name": "Ada Lovelace", "customer_id": None},
     "details": {}, "received_at": "2026-11-20T09:00:00Z", "due_date": "2026-12-21",

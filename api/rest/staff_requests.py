@@ -23,6 +23,7 @@ from dsrflow.crypto.keys import load_secret_key
 from dsrflow.crypto.package_files import read_package
 from dsrflow.domain.audit import append_event
 from dsrflow.stores.requests_store import get_request
+from dsrflow.stores.team_store import request_by_reference
 from schemas.requests import NewRequest
 
 router = APIRouter(prefix="/v1/requests", tags=["requests"])
@@ -49,7 +50,9 @@ async def create(
 
 @router.get("/{request_id}", responses=_VIEW)
 async def read(staff: Annotated[Staff, require_role("agent")], request_id: str, state: State) -> dict[str, Any]:
-    return jsonable_encoder(await request_view(state, request_id))
+    """The request by its id, its workflow id (`dsr-<id>`) or its short `reference`."""
+    found = await request_by_reference(await state.db(), request_id[:100])
+    return jsonable_encoder(await request_view(state, found or request_id))
 
 
 @router.get("/{request_id}/package", response_class=StreamingResponse,

@@ -28,6 +28,12 @@ def suppression_hash(secret: bytes, email: str) -> str:
     return keyed_hash(secret, "suppression", email.strip().lower())
 
 
+def lookup_hash(secret: bytes, kind: str, value: str) -> str:
+    """A subject's identity (`email`, `customer_id`) as staff search for their requests: exact
+    after trimming and case folding, so `Ada@Example.com ` finds `ada@example.com`."""
+    return keyed_hash(secret, "request-lookup", kind, value.strip().casefold())
+
+
 def code_hash(secret: bytes, request_id: str, code: str) -> str:
     """A verification code, bound to its request."""
     return keyed_hash(secret, "verification-code", request_id, code.strip())

@@ -1,14 +1,21 @@
 """The append-only, hash-chained audit trail.
 
-Each row's hash is sha256(previous hash || canonical JSON of the event). Rows are appended under a
-transaction-scoped advisory lock so the chain has one order; a trigger refuses UPDATE, DELETE and
-TRUNCATE. `verify_chain` recomputes everything and reports the first row that does not match.
+Every event belongs to one chain: its request's (the chain id is the request id) or, for events
+without a request (sweeps, staff tokens, legal holds), the chain of its event family and UTC day
+(`legal_hold:2026-05-04`). Each row's hash is sha256(previous hash in its chain || canonical JSON
+of the event, which names its chain and position). Appends lock only their chain's head row, so
+appends to different requests never wait for each other; the anchors (audit_anchors.py) chain
+the heads together, and audit_verify.py checks it all. A trigger refuses UPDATE, DELETE and
+TRUNCATE.
+
+Rows written before migration 0023 form the chain `legacy`, hashed without chain and position.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,7 +24,7 @@ from typing import Any
 import asyncpg
 
 GENESIS = "0" * 64
-_APPEND_LOCK = 0x61756474  # "audt"
+LEGACY_CHAIN = "legacy"
 
 
 def canonical_event(event: dict[str, Any]) -> bytes:
@@ -28,9 +35,18 @@ def chain_hash(prev_hash: str, event: dict[str, Any]) -> str:
     return hashlib.sha256(prev_hash.encode() + canonical_event(event)).hexdigest()
 
 
-def _event_body(row: asyncpg.Record | Mapping[str, Any]) -> dict[str, Any]:
+def chain_for(request_id: str | None, event_type: str, occurred_at: datetime) -> str:
+    """The chain an event goes in: its request's, or its family's of that UTC day."""
+    if request_id is not None:
+        return request_id
+    return f"{event_type.split('.', 1)[0]}:{occurred_at.astimezone(UTC).date().isoformat()}"
+
+
+def event_body(row: Mapping[str, Any]) -> dict[str, Any]:
+    """What is hashed: the event, and (since 0023) the chain and position it was appended at, so
+    an event moved to another place in its chain, or to another chain, no longer matches."""
     occurred = row["occurred_at"].astimezone(UTC)
-    return {
+    body = {
         "event_key": row["event_key"],
         "request_id": str(row["request_id"]) if row["request_id"] else None,
         "event_type": row["event_type"],
@@ -38,6 +54,12 @@ def _event_body(row: asyncpg.Record | Mapping[str, Any]) -> dict[str, Any]:
         "data": row["data"],
         "occurred_at": occurred.isoformat(timespec="microseconds"),
     }
+    if row["chain_id"] != LEGACY_CHAIN:
+        body |= {"chain_id": row["chain_id"], "chain_pos": row["chain_pos"]}
+    return body
+
+
+_LOCK_HEAD = "SELECT last_pos, last_hash FROM audit_chain_heads WHERE chain_id = $1 FOR UPDATE"
 
 
 async def append_event(
@@ -50,29 +72,47 @@ async def append_event(
     data: dict[str, Any] | None = None,
     occurred_at: datetime | None = None,
 ) -> str:
-    """Append one event (once per event_key: retried activities do not duplicate); return its hash."""
-    async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", _APPEND_LOCK)
-        existing: str | None = await conn.fetchval("SELECT hash FROM audit_events WHERE event_key = $1", event_key)
-        if existing:
-            return existing
-        prev: str = await conn.fetchval("SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1") or GENESIS
-        # Hash what Postgres will store: jsonb normalises numbers (1e20 reads back as an int).
-        data = await conn.fetchval("SELECT $1::jsonb", data or {})
-        # Postgres keeps microseconds; truncating here makes the hashed value the stored value.
-        occurred = (occurred_at or datetime.now(UTC)).astimezone(UTC)
-        row = {
-            "event_key": event_key, "request_id": request_id, "event_type": event_type,
-            "actor": actor, "data": data or {}, "occurred_at": occurred,
-        }
-        digest = chain_hash(prev, _event_body(row))
-        await conn.execute(
-            """INSERT INTO audit_events
-                   (event_key, request_id, event_type, actor, data, occurred_at, prev_hash, hash)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8)""",
-            event_key, request_id, event_type, actor, data or {}, occurred, prev, digest,
-        )
-        return digest
+    """Append one event to its chain (once per event_key: retried activities do not duplicate);
+    return its hash."""
+    # The hashed values must be the stored values: the uuid as Postgres prints it, jsonb's
+    # normalised numbers (1e20 reads back as an int), timestamps to the microsecond.
+    request_id = str(uuid.UUID(str(request_id))) if request_id else None
+    occurred = (occurred_at or datetime.now(UTC)).astimezone(UTC)
+    chain = chain_for(request_id, event_type, occurred)
+    stored_data = await conn.fetchval("SELECT $1::jsonb", data or {})
+    try:
+        async with conn.transaction():
+            # The head row is the chain's lock; the first event of a chain creates it.
+            head = await conn.fetchrow(_LOCK_HEAD, chain)
+            if head is None:
+                await conn.execute("INSERT INTO audit_chain_heads (chain_id, last_pos, last_hash)"
+                                   " VALUES ($1, 0, $2) ON CONFLICT DO NOTHING", chain, GENESIS)
+                head = await conn.fetchrow(_LOCK_HEAD, chain)
+            existing: str | None = await conn.fetchval(
+                "SELECT hash FROM audit_events WHERE event_key = $1", event_key)
+            if existing:
+                return existing
+            row = {"event_key": event_key, "request_id": request_id, "event_type": event_type,
+                   "actor": actor, "data": stored_data, "occurred_at": occurred,
+                   "chain_id": chain, "chain_pos": head["last_pos"] + 1}
+            digest = chain_hash(head["last_hash"], event_body(row))
+            await conn.execute(
+                """WITH appended AS (
+                       INSERT INTO audit_events (event_key, request_id, event_type, actor, data,
+                                                 occurred_at, chain_id, chain_pos, prev_hash, hash)
+                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10))
+                   UPDATE audit_chain_heads SET last_pos = $8, last_hash = $10 WHERE chain_id = $7""",
+                event_key, request_id, event_type, actor, stored_data, occurred, chain, row["chain_pos"],
+                head["last_hash"], digest,
+            )
+            return digest
+    except asyncpg.UniqueViolationError as exc:
+        # The same event_key appended at the same moment to another chain (a caller that changed
+        # its mind about the request): the first one stands, as for any repeated key.
+        if exc.constraint_name != "audit_events_event_key_key":
+            raise
+        found: str = await conn.fetchval("SELECT hash FROM audit_events WHERE event_key = $1", event_key)
+        return found
 
 
 @dataclass(frozen=True)
@@ -81,68 +121,48 @@ class ChainReport:
     count: int
     broken_seq: int | None = None
     reason: str | None = None
+    chains: int = 0
+    anchors: int = 0
+    unanchored: int = 0  # events after their chain's last anchored position
+    broken_anchor: int | None = None
 
     def describe(self) -> str:
         if self.ok:
-            return f"ok {self.count} events"
+            return (f"ok {self.count} events in {self.chains} chain(s); {self.anchors} anchor(s); "
+                    f"{self.unanchored} event(s) not yet anchored")
+        if self.broken_seq is None and self.broken_anchor is not None:
+            return f"broken at anchor {self.broken_anchor}: {self.reason}"
         return f"broken at event {self.broken_seq}: {self.reason}"
 
 
-def verify_rows(rows: list[asyncpg.Record], start_hash: str = GENESIS) -> ChainReport:
-    """Check a run of consecutive rows; `start_hash` is the hash before the first one."""
+def check_link(row: Mapping[str, Any], prev_hash: str) -> str | None:
+    """Why a row does not follow `prev_hash` or does not match its own hash; None if it does."""
+    if row["prev_hash"] != prev_hash:
+        return "prev_hash does not match the previous event of its chain"
+    if chain_hash(prev_hash, event_body(row)) != row["hash"]:
+        return "content does not match its hash"
+    return None
+
+
+def verify_rows(rows: list[Mapping[str, Any]], start_hash: str = GENESIS) -> ChainReport:
+    """Check a run of consecutive rows of one chain; `start_hash` is the hash before the first."""
     prev = start_hash
     for row in rows:
-        if row["prev_hash"] != prev:
-            return ChainReport(False, len(rows), row["seq"], "prev_hash does not match the previous row")
-        if chain_hash(prev, _event_body(row)) != row["hash"]:
-            return ChainReport(False, len(rows), row["seq"], "content does not match its hash")
+        reason = check_link(row, prev)
+        if reason:
+            return ChainReport(False, len(rows), row["seq"], reason, chains=1)
         prev = row["hash"]
-    return ChainReport(True, len(rows))
-
-
-async def verify_chain(conn: asyncpg.Connection) -> ChainReport:
-    rows = await conn.fetch("SELECT * FROM audit_events ORDER BY seq")
-    return verify_rows(rows)
+    return ChainReport(True, len(rows), chains=1)
 
 
 async def request_events(
     conn: asyncpg.Connection | asyncpg.Pool, request_id: str, *, after_seq: int = 0, limit: int | None = None
 ) -> list[dict[str, Any]]:
-    """A request's events in chain order (optionally a page: after `after_seq`, at most `limit`)."""
+    """A request's events in the order they were appended (optionally a page: after `after_seq`,
+    at most `limit`)."""
     rows = await conn.fetch(
-        "SELECT seq, event_key, event_type, actor, data, occurred_at, prev_hash, hash FROM audit_events"
-        " WHERE request_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        "SELECT seq, event_key, event_type, actor, data, occurred_at, chain_id, chain_pos, prev_hash, hash"
+        " FROM audit_events WHERE request_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
         request_id, after_seq, limit,
     )
     return [dict(r) for r in rows]
-
-
-async def verify_request_segment(conn: asyncpg.Connection, request_id: str) -> tuple[list[dict[str, Any]], ChainReport]:
-    """A request's events with their hashes, and whether each is anchored in the chain.
-
-    The request's events are not consecutive (other requests' events interleave), so each one is
-    checked against its neighbours in the whole chain: its `prev_hash` is the hash of the row
-    before it, its own hash is that of its content, and the row after it names its hash. A row
-    edited and re-hashed therefore breaks the link to its successor. (`dsrflow audit verify`
-    checks the whole chain.)
-    """
-    rows = await conn.fetch(
-        """SELECT e.*,
-                  (SELECT p.hash FROM audit_events p WHERE p.seq < e.seq ORDER BY p.seq DESC LIMIT 1) AS before_hash,
-                  (SELECT n.prev_hash FROM audit_events n WHERE n.seq > e.seq ORDER BY n.seq LIMIT 1) AS next_prev_hash
-             FROM audit_events e WHERE e.request_id = $1 ORDER BY e.seq""",
-        request_id,
-    )
-    report = ChainReport(True, len(rows))
-    for row in rows:
-        linked = verify_rows([row], start_hash=row["before_hash"] or GENESIS)
-        if not linked.ok:
-            report = ChainReport(False, len(rows), linked.broken_seq, linked.reason)
-            break
-        if row["next_prev_hash"] is not None and row["next_prev_hash"] != row["hash"]:
-            report = ChainReport(False, len(rows), row["seq"], "the next row does not name this row's hash")
-            break
-    events = [{"seq": r["seq"], "occurred_at": r["occurred_at"], "event_type": r["event_type"],
-               "actor": r["actor"], "data": r["data"], "prev_hash": r["prev_hash"], "hash": r["hash"]}
-              for r in rows]
-    return events, report

@@ -221,3 +221,8 @@ def _add_working_days(start: date, count: int, country: str, subdivision: str | 
         if is_working_day(day, country, subdivision):
             count -= 1
     return day
+
+
+def working_days_after(start: date, count: int, country: str) -> date:
+    """The `count`th working day after `start` in `country` (the day itself not counted)."""
+    return _add_working_days(start, count, country.upper(), None)

@@ -8,13 +8,24 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 
 
+class PooledConnection(asyncpg.Connection):  # type: ignore[misc] # asyncpg is untyped
+    """A pooled connection given back without asyncpg's reset statement (advisory unlock, CLOSE
+    ALL, UNLISTEN, RESET ALL): a round trip on every release, for session state dsrflow never
+    leaves behind (it uses SET LOCAL and transaction-scoped locks only). An unfinished
+    transaction is still rolled back (asyncpg does that apart from the statement)."""
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
 async def init_connection(conn: asyncpg.Connection) -> None:
     for name in ("json", "jsonb"):
         await conn.set_type_codec(name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
 async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
-    pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, init=init_connection)
+    pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, init=init_connection,
+                                     connection_class=PooledConnection)
     assert pool is not None
     return pool
 

@@ -47,20 +47,21 @@ def discover() -> list[Migration]:
     return found
 
 
-async def migrate(database_url: str) -> list[str]:
-    """Apply pending migrations; return the versions applied by this call."""
+async def migrate(database_url: str, *, before: str | None = None) -> list[str]:
+    """Apply pending migrations (only those older than version `before`, if given: a test of a
+    migration on data written before it); return the versions applied by this call."""
     conn = await asyncpg.connect(database_url)
     try:
         await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_ID)
         try:
-            return await _apply_pending(conn)
+            return await _apply_pending(conn, before)
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_ID)
     finally:
         await conn.close()
 
 
-async def _apply_pending(conn: asyncpg.Connection) -> list[str]:
+async def _apply_pending(conn: asyncpg.Connection, before: str | None) -> list[str]:
     await conn.execute(
         """CREATE TABLE IF NOT EXISTS schema_migrations (
                version text PRIMARY KEY,
@@ -71,6 +72,8 @@ async def _apply_pending(conn: asyncpg.Connection) -> list[str]:
     applied = {r["version"]: r["checksum"] for r in await conn.fetch("SELECT version, checksum FROM schema_migrations")}
     done = []
     for migration in discover():
+        if before is not None and migration.version >= before:
+            break
         if migration.version in applied:
             if applied[migration.version] != migration.checksum:
                 raise MigrationError(

@@ -55,6 +55,10 @@ def production_problems(settings: Settings) -> list[str]:
                         "(DSRFLOW_DB_PASSWORD in docker-compose.yml); choose a random one")
     problems.extend(_cors_problems(settings))
     problems.extend(_storage_problems(settings))
+    if settings.imap_host and not settings.imap_tls and not _loopback(settings.imap_host):
+        # The mailbox's password, and every subject's e-mail, would cross the network in clear.
+        problems.append(f"IMAP_TLS: false for {settings.imap_host}; read the privacy mailbox over TLS "
+                        "(port 993), or from a server on this host (127.0.0.1)")
     return problems
 
 

@@ -12,6 +12,7 @@ import asyncpg
 
 from dsrflow.domain.audit import append_event
 from dsrflow.infra.metrics import request_opened
+from dsrflow.stores.request_lookup import lookup_keys
 from schemas.requests import NewRequest, RequestStatus
 
 
@@ -55,6 +56,7 @@ async def create_request(
     new: NewRequest,
     *,
     loaded_policy: PolicyVersion,
+    secret: bytes,
     actor: str,
     idempotency_key: str | None,
     origin: str = "staff",
@@ -65,7 +67,8 @@ async def create_request(
     A repeated idempotency key (per origin: staff and subjects never share keys) returns the first
     request; the same key with a different request is refused with IdempotencyConflict.
     `extra_details` are stored beside the request's own details (a retention request records its
-    rule and whether the subject is told).
+    rule and whether the subject is told). `secret` keys the hashes staff search by
+    (dsrflow/stores/request_lookup.py).
     """
     if idempotency_key:
         key = f"{origin}:header:{idempotency_key}"
@@ -81,12 +84,18 @@ async def create_request(
     )
     async with pool.acquire() as conn, conn.transaction():
         await record_policy_version(conn, loaded_policy)
+        # The short reference people read is the id's first 50 bits and names one request (a
+        # unique index): an id whose reference is taken (about one in 2,000 over a million
+        # requests) is drawn again rather than refusing the request.
+        while await conn.fetchval("SELECT 1 FROM dsr_requests WHERE dsr_reference(id) = dsr_reference($1::uuid)",
+                                  request_id):
+            request_id = str(uuid.uuid4())
         row = await conn.fetchrow(
             """INSERT INTO dsr_requests
                  (id, idempotency_key, intake_fingerprint, request_type, regime, country, channel, origin,
                   subject_email, subject_name, customer_id, details, received_at, status,
-                  attested_by, policy_version, language)
-               VALUES ($1,$2,$16,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$17)
+                  attested_by, policy_version, language, subject_email_key, customer_id_key)
+               VALUES ($1,$2,$16,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$17,$18,$19)
                ON CONFLICT (idempotency_key) DO NOTHING
                RETURNING *""",
             request_id, key, new.type.value, new.regime.value,
@@ -95,6 +104,7 @@ async def create_request(
             {**new.details(), **(extra_details or {})},
             received, status.value, actor if new.identity_attested else None, loaded_policy.version,
             fingerprint, new.language or loaded_policy.default_language,
+            *lookup_keys(secret, str(new.subject.email), new.subject.customer_id),
         )
         if row is None:
             existing = await conn.fetchrow("SELECT * FROM dsr_requests WHERE idempotency_key = $1", key)

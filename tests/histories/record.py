@@ -340,8 +340,6 @@ async def main() -> int:
                     histories["restriction_lifted"] = await record_restriction_lifted(http, pool, env.client)
                     erasure_id = re.search(r'"workflowId": "dsr-([0-9a-f-]{36})-', histories["attested_erasure"])
                     assert erasure_id, "no request id in the erasure's history"
-                    histories["system_task_erasure_billing"] = await _task_history(
-                        env.client, erasure_id.group(1), "billing", "erase")
                     histories["system_task_erasure_email_marketing"] = await _task_history(
                         env.client, erasure_id.group(1), "email_marketing", "erase")
                 # The same stack, with the policy's approval gate for access requests.

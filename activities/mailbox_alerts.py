@@ -1,0 +1,64 @@
+"""One staff alert for e-mails that have waited too long in the privacy inbox.
+
+A message still `new` once the policy's working days (policy/mailbox.yaml
+`alert_after_working_days`, on the controller's calendar) have passed since it reached us is
+named in one alert, and only one: the alert's key is made of the messages it names, it goes
+through the outbox (activities/outbox.py) like every letter, and the messages are marked
+alerted in the same transaction that marks it sent. Like every staff alert it carries no
+personal data: how many, since when, and where to look.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import date
+from email.message import EmailMessage
+from email.utils import formataddr, formatdate
+
+import asyncpg
+
+from activities.letter_templates import render_template_set
+from activities.letters import message_id_for
+from activities.mail import Mailer
+from activities.outbox import Sent, send_once
+from dsrflow.domain.audit import append_event
+from dsrflow.domain.deadlines import receipt_date, working_days_after
+from policy.mailbox import MailboxPolicy
+from policy.model import Policy
+
+
+async def alert_waiting(pool: asyncpg.Pool, mailer: Mailer, policy: Policy, rules: MailboxPolicy, today: date,
+                        base_url: str) -> list[str]:
+    """Alert staff of the messages now waiting too long; the ids it named (none: nothing sent)."""
+    rows = await pool.fetch(
+        "SELECT id, arrived_at FROM mailbox_messages WHERE status = 'new' AND alerted_at IS NULL ORDER BY arrived_at")
+    tz, country = policy.defaults.timezone, policy.defaults.country
+    waiting = [r for r in rows if today >= working_days_after(receipt_date(r["arrived_at"], tz),
+                                                              rules.alert_after_working_days, country)]
+    if not waiting:
+        return []
+    ids = sorted(str(r["id"]) for r in waiting)
+    key = f"mailbox-alert:{hashlib.sha256(','.join(ids).encode()).hexdigest()[:32]}"
+    language = policy.languages.staff.value
+    rendered = render_template_set("inbox_alert", {
+        "count": len(ids), "days": rules.alert_after_working_days,
+        "oldest": receipt_date(waiting[0]["arrived_at"], tz), "inbox_url": f"{base_url}/console/inbox",
+    }, language)
+    message = EmailMessage()
+    message["From"] = formataddr((policy.controller.name, policy.controller.sender_email))
+    message["To"] = policy.controller.staff_email
+    message["Subject"] = rendered.subject
+    message["Date"] = formatdate(localtime=False)
+    message["Message-ID"] = message_id_for(key)
+    message["X-DSR-Purpose"] = "staff_alert"
+    message.set_content(rendered.text)
+    message.add_alternative(rendered.html, subtype="html")
+    message["Content-Language"] = language
+
+    async def record(conn: asyncpg.Connection) -> None:
+        await conn.execute("UPDATE mailbox_messages SET alerted_at = now() WHERE id = ANY($1::uuid[])", ids)
+        await append_event(conn, event_key=key, event_type="mail.alerted", actor="mailbox",
+                           data={"messages": ids, "message_id": message["Message-ID"]})
+
+    sent = await send_once(pool, mailer, key, message, request_id=None, on_sent=record)
+    return ids if sent is not Sent.BUSY else []

@@ -1,0 +1,94 @@
+"""Filing an e-mail that reached the privacy mailbox: the one path the IMAP reader and the
+embedded SMTP sink share. Read it (dsrflow/domain/inbound_mail.py), suggest its type and language
+(policy/mailbox.py), store it once, sealed, and thread a reply to one of our letters onto its
+request.
+
+A message we sent ourselves (a staff alert to the privacy address, which is also the staff
+address in the default policy) is recognised by its Message-ID in our outbox and not filed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import asyncpg
+
+from dsrflow.crypto.hashing import keyed_hash
+from dsrflow.crypto.mail_files import seal_record
+from dsrflow.domain.inbound_mail import ParsedMail, content_fingerprint, parse_message, received_at_for
+from dsrflow.domain.references import typed_reference
+from dsrflow.stores.mailbox_store import NewMessage, decide, store_message
+from policy.mailbox import MailboxPolicy
+
+# Our letters' subject lines end "(ref. 1a2b3c4d)" (nl, fr, de: "(ref. …)", "(réf. …)", "(Ref. …)"):
+# the first block of the request's id.
+# "(ref. KD7QX3M9TB)" as our subject lines write a request's short reference (dsrflow/domain/
+# references.py), in each language; letters sent before short references had eight hex digits.
+_REFERENCE = re.compile(r"\((?:ref|réf|az)\.?\s*([0-9A-Za-z]{8,10})\)", re.IGNORECASE)
+_LEGACY_REFERENCE = re.compile(r"^[0-9a-f]{8}$")
+
+
+@dataclass(frozen=True)
+class Filed:
+    message_id: str
+    created: bool
+    request_id: str | None  # the request it was threaded onto, automatically
+
+
+async def _ours(pool: asyncpg.Pool, parsed: ParsedMail) -> bool:
+    return bool(parsed.message_id) and bool(await pool.fetchval(
+        "SELECT 1 FROM mail_outbox WHERE message_id = $1", parsed.message_id))
+
+
+async def thread_for(pool: asyncpg.Pool, parsed: ParsedMail) -> str | None:
+    """The request a reply answers, when the sender is that request's subject: one of our letters
+    it names in In-Reply-To or References, or the reference in its subject line. Either can be
+    written by anyone who knows a request's id (our Message-IDs derive from it), so a stranger's
+    mail is never threaded onto someone's request: it waits in the Inbox for an agent."""
+    if parsed.sender is None:
+        return None
+    if parsed.replies_to:
+        found = await pool.fetchval(
+            """SELECT o.request_id FROM mail_outbox o JOIN dsr_requests r ON r.id = o.request_id
+                WHERE o.message_id = ANY($1::text[]) AND lower(r.subject_email) = $2
+                ORDER BY o.claimed_at DESC LIMIT 1""", parsed.replies_to, parsed.sender)
+        if found:
+            return str(found)
+    written = {m.group(1) for m in _REFERENCE.finditer(parsed.subject)}
+    references = sorted(filter(None, map(typed_reference, written)))
+    legacy = sorted(w.lower() for w in written if _LEGACY_REFERENCE.match(w.lower()))
+    if not references and not legacy:
+        return None
+    rows = await pool.fetch(
+        """SELECT id FROM dsr_requests
+            WHERE (dsr_reference(id) = ANY($1::text[]) OR left(id::text, 8) = ANY($2::text[]))
+              AND lower(subject_email) = $3""",
+        references, legacy, parsed.sender)
+    return str(rows[0]["id"]) if len(rows) == 1 else None
+
+
+async def file_message(pool: asyncpg.Pool, secret: bytes, rules: MailboxPolicy, raw: bytes, *,
+                       arrived_at: datetime, source: str) -> Filed | None:
+    """Store `raw` (once, whatever the number of calls); None for a message of our own."""
+    parsed = parse_message(raw, rules.limits, rules.refusal)
+    if await _ours(pool, parsed):
+        return None
+    suggestion = rules.suggest(parsed.subject, parsed.text)
+    received = received_at_for(parsed.date, arrived_at, timedelta(hours=rules.date_tolerance_hours))
+    record = {**parsed.as_record(), "arrived_at": arrived_at.isoformat(), "size": len(raw)}
+    new = NewMessage(
+        content_hash=keyed_hash(secret, "mail-content", content_fingerprint(raw)),
+        message_id_hash=keyed_hash(secret, "mail-id", parsed.message_id) if parsed.message_id else None,
+        source=source, arrived_at=arrived_at, received_at=received, size_bytes=len(raw),
+        suggested_type=suggestion.type.value if suggestion.type else None,
+        suggested_language=suggestion.language.value if suggestion.language else None,
+    )
+    message_id, created = await store_message(pool, new, lambda mid: seal_record(record, secret, mid))
+    request_id = await thread_for(pool, parsed)
+    if request_id is not None:
+        async with pool.acquire() as conn:
+            # A message stored before a crash is threaded on the retry: decide() acts once.
+            await decide(conn, message_id, "attached", actor="mailbox", request_id=request_id, automatic=True)
+    return Filed(message_id, created, request_id)

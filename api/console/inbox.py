@@ -1,0 +1,144 @@
+"""The console's Inbox: e-mails to the controller's privacy address (docs/mailbox.md), new ones by
+arrival, each with a suggested type and language. An agent turns one into a request in one step
+(the message's receipt is the request's `received_at`: the clock started when it reached us),
+attaches it to an existing request, or dismisses it as not a request, with a reason.
+
+Every action needs the agent role and the session's CSRF token (api/auth.py), happens once (a
+second press, or a form left open after a colleague decided, finds the message decided and says
+so), and is audited (dsrflow/stores/mailbox_store.py)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from api import request_form
+from api.auth import Staff, require_console_role
+from api.console.view import days_left_badge
+from api.deps import Pool, State, Today
+from api.pages import problem_pages, render
+from api.problems import Problem
+from api.read_models.inbox_queries import inbox_message, list_inbox
+from api.service import open_request
+from api.state import AppState
+from dsrflow.crypto.keys import load_secret_key
+from dsrflow.i18n import language_name
+from dsrflow.stores.mailbox_store import decide
+from dsrflow.stores.requests_store import get_request
+from policy.mailbox import load_mailbox_policy
+from schemas.plain_text import one_line
+from schemas.requests import NewRequest, RequestStatus
+from schemas.vocabulary import Regime
+
+router = APIRouter(prefix="/console/inbox", tags=["console"], include_in_schema=False,
+                   route_class=problem_pages("console/problem.html"))
+MAX_REASON = 500
+
+
+async def _message(state: AppState, pool: Any, today: Any, message_id: str) -> dict[str, Any]:
+    found = await inbox_message(pool, load_secret_key(state.settings), state.policy.policy, load_mailbox_policy(),
+                                today, message_id)
+    if found is None:
+        raise Problem(404, "Message not found", f"There is no message {message_id} in the inbox.")
+    return found
+
+
+@router.get("", response_class=HTMLResponse)
+async def inbox_page(staff: Annotated[Staff, require_console_role("agent")], request: Request, state: State,
+                     pool: Pool, today: Today) -> Response:
+    messages = await list_inbox(pool, load_secret_key(state.settings), state.policy.policy, load_mailbox_policy(),
+                                today)
+    for message in messages:  # the badge an open request with this due date would have
+        message["badge"] = days_left_badge(message["days_left"], RequestStatus.awaiting_verification)
+    return render(request, "console/inbox.html", {"messages": messages})
+
+
+def _message_page(request: Request, state: AppState, message: dict[str, Any], *, values: dict[str, Any] | None = None,
+                  errors: dict[str, str] | None = None, refused: str | None = None, status: int = 200) -> HTMLResponse:
+    policy = state.policy.policy
+    mail = message["mail"]
+    defaults = {"type": message["suggested_type"], "email": mail["sender"] or "", "name": mail["sender_name"] or "",
+                "language": message["suggested_language"] or policy.languages.default.value,
+                "regime": policy.defaults.regime.value}
+    return render(request, "console/inbox_message.html", {
+        "m": message, "values": {**defaults, **(values or {})}, "errors": errors or {}, "refused": refused,
+        "regimes": list(Regime), **request_form.LABELS,
+        "subject_languages": [(lang.value, language_name(lang)) for lang in policy.languages.supported],
+        "timezone": policy.defaults.timezone,
+    }, status_code=status)
+
+
+@router.get("/{message_id}", response_class=HTMLResponse)
+async def message_page(staff: Annotated[Staff, require_console_role("agent")], request: Request, state: State,
+                       pool: Pool, today: Today, message_id: str) -> Response:
+    return _message_page(request, state, await _message(state, pool, today, message_id))
+
+
+def _already_decided(request: Request, state: AppState, message: dict[str, Any]) -> HTMLResponse:
+    return _message_page(request, state, message, status=409,
+                         refused=f"This message was already {message['status']} by {message['decided_by']}; "
+                                 "nothing was changed.")
+
+
+@router.post("/{message_id}/convert", response_class=HTMLResponse)
+async def convert(staff: Annotated[Staff, require_console_role("agent")], request: Request, state: State,
+                  pool: Pool, today: Today, message_id: str) -> Response:
+    """Open a request from the message: its receipt is the request's `received_at`."""
+    message = await _message(state, pool, today, message_id)
+    form = await request.form()
+    values = request_form.form_values(form)
+    if message["status"] == "converted":  # pressed twice: the request it became
+        return RedirectResponse(f"/console/requests/{message['request_id']}", status_code=303)
+    if message["status"] != "new":
+        return _already_decided(request, state, message)
+    errors: dict[str, str] = {}
+    text = request_form.text
+    body = {
+        **request_form.details(form, errors), "regime": text(form, "regime") or "gdpr", "channel": "email",
+        "subject": {"email": text(form, "email") or "", "name": text(form, "name"),
+                    "customer_id": text(form, "customer_id")},
+        "received_at": message["received_at"],
+    }
+    new = request_form.validate(NewRequest, body, errors, nested=("subject",))
+    request_form.check_policy(state.policy.policy, new, errors)
+    if new is None or errors:
+        return _message_page(request, state, message, values=values, errors=errors, status=422)
+    # The message's id is the idempotency key: a second press, or a retry after a crash between
+    # opening the request and recording the decision, finds the same request.
+    row, _ = await open_request(state, new, actor=staff.actor, idempotency_key=f"mailbox:{message_id}",
+                                origin="staff")
+    async with pool.acquire() as conn:
+        await decide(conn, message_id, "converted", actor=staff.actor, request_id=str(row["id"]))
+    return RedirectResponse(f"/console/requests/{row['id']}", status_code=303)
+
+
+@router.post("/{message_id}/attach", response_class=HTMLResponse)
+async def attach(staff: Annotated[Staff, require_console_role("agent")], request: Request, state: State,
+                 pool: Pool, today: Today, message_id: str) -> Response:
+    message = await _message(state, pool, today, message_id)
+    form = await request.form()
+    target = (request_form.text(form, "request_id") or "").removeprefix("dsr-")
+    if await get_request(pool, target) is None:
+        return _message_page(request, state, message, values={"request_id": target}, status=422,
+                             errors={"request_id": "Enter the id of an existing request (or dsr-…)."})
+    async with pool.acquire() as conn:
+        if not await decide(conn, message_id, "attached", actor=staff.actor, request_id=target):
+            return _already_decided(request, state, await _message(state, pool, today, message_id))
+    return RedirectResponse(f"/console/requests/{target}", status_code=303)
+
+
+@router.post("/{message_id}/dismiss", response_class=HTMLResponse)
+async def dismiss(staff: Annotated[Staff, require_console_role("agent")], request: Request, state: State,
+                  pool: Pool, today: Today, message_id: str) -> Response:
+    message = await _message(state, pool, today, message_id)
+    form = await request.form()
+    reason = " ".join(one_line(str(form.get("reason", ""))).split())
+    if not reason or len(reason) > MAX_REASON:
+        return _message_page(request, state, message, values={"reason": reason}, status=422,
+                             errors={"reason": f"Say why this is not a request (at most {MAX_REASON} characters)."})
+    async with pool.acquire() as conn:
+        if not await decide(conn, message_id, "dismissed", actor=staff.actor, reason=reason):
+            return _already_decided(request, state, await _message(state, pool, today, message_id))
+    return RedirectResponse("/console/inbox", status_code=303)

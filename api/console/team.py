@@ -1,0 +1,118 @@
+"""Working on the queue as a team: assigning a request (to a colleague, or taking it), internal
+notes on a request, and each member of staff's saved queue views.
+
+These are not workflow updates (api/staff_actions.py `TEAM_ROLES` says why, and the role each
+needs, checked on every post): Postgres writes (dsrflow/stores/team_store.py), each change to a
+request an audit event. Forms
+post plainly and come back to the page (no JavaScript needed); a refusal shows on the page."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from urllib.parse import parse_qsl, urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+
+from api.auth import ConsoleForbidden, Staff, require_console_role
+from api.deps import Pool
+from api.pages import problem_pages
+from api.problems import Problem
+from api.staff_actions import TEAM_ROLES
+from dsrflow.stores.requests_store import get_request
+from dsrflow.stores.team_store import (
+    TeamRefused,
+    add_note,
+    assign,
+    assignment,
+    colleagues,
+    delete_view,
+    notes,
+    save_view,
+    staff_names,
+)
+
+router = APIRouter(prefix="/console", tags=["console"], include_in_schema=False,
+                   route_class=problem_pages("console/problem.html"))
+
+# The queue's filters a view keeps (the query string of /console/, without paging).
+VIEW_PARAMS = ("status", "type", "regime", "overdue", "due_before", "needs_attention", "assignee")
+
+
+def _check(staff: Staff, action: str) -> None:
+    role = TEAM_ROLES[action]
+    if not staff.has_role(role):
+        raise ConsoleForbidden("Forbidden", f"{action} needs the {role} role; you are {staff.role}")
+
+
+async def team_context(pool: Any, request_id: str, staff: Staff) -> dict[str, Any]:
+    """The request page's team panel: who has it, the colleagues to hand it to, the notes."""
+    names = await staff_names(pool)
+    return {"assignment": await assignment(pool, request_id), "colleagues": await colleagues(pool),
+            "notes": [{**n, "author_name": names.get(n["author"], n["author"])} for n in await notes(pool, request_id)],
+            "me": staff.token_id}
+
+
+async def _request_or_404(pool: Any, request_id: str) -> None:
+    if await get_request(pool, request_id) is None:
+        raise Problem(404, "Request not found", f"There is no request {request_id}.")
+
+
+def _back(request_id: str, anchor: str, **params: str) -> RedirectResponse:
+    query = f"?{urlencode(params)}" if params else ""
+    return RedirectResponse(f"/console/requests/{request_id}{query}#{anchor}", status_code=303)
+
+
+@router.post("/requests/{request_id}/assignment")
+async def assign_request(staff: Annotated[Staff, require_console_role("agent")], request: Request,
+                         request_id: str, pool: Pool) -> Response:
+    """`assignee`: a colleague's token id, `me` (take it), or empty (nobody)."""
+    _check(staff, "assign")
+    await _request_or_404(pool, request_id)
+    form = await request.form()
+    chosen = str(form.get("assignee", "")).strip()
+    try:
+        await assign(pool, request_id, staff.token_id if chosen == "me" else (chosen or None), actor=staff.actor)
+    except TeamRefused as refused:
+        return _back(request_id, "team", team_error=str(refused))
+    return _back(request_id, "team", team_done="assigned" if chosen else "unassigned")
+
+
+@router.post("/requests/{request_id}/notes")
+async def note(staff: Annotated[Staff, require_console_role("agent")], request: Request, request_id: str,
+               pool: Pool) -> Response:
+    _check(staff, "note")
+    await _request_or_404(pool, request_id)
+    form = await request.form()
+    try:
+        await add_note(pool, request_id, str(form.get("note", "")), actor=staff.actor)
+    except TeamRefused as refused:
+        return _back(request_id, "notes", team_error=str(refused))
+    return _back(request_id, "notes", team_done="noted")
+
+
+def view_query(query: str) -> str:
+    """The queue filters of a query string, in a stable order; nothing else is kept."""
+    return urlencode([(k, v) for k, v in parse_qsl(query) if k in VIEW_PARAMS and v])
+
+
+@router.post("/views")
+async def save(staff: Annotated[Staff, require_console_role("agent")], request: Request, pool: Pool) -> Response:
+    """Save the queue's current filters (`query`) under `name`, for the signed-in member of staff."""
+    _check(staff, "save-view")
+    form = await request.form()
+    query = view_query(str(form.get("query", "")))
+    try:
+        await save_view(pool, staff.token_id, str(form.get("name", "")), query)
+    except TeamRefused as refused:
+        return RedirectResponse(f"/console/?{urlencode({'view_error': str(refused)})}", status_code=303)
+    return RedirectResponse(f"/console/?{query}" if query else "/console/", status_code=303)
+
+
+@router.post("/views/{view_id}/delete")
+async def delete(staff: Annotated[Staff, require_console_role("agent")], view_id: str, pool: Pool) -> Response:
+    _check(staff, "delete-view")
+    if not await delete_view(pool, staff.token_id, view_id):
+        raise Problem(404, "View not found", "You have no saved view with this id.")
+    return RedirectResponse("/console/", status_code=303)
+

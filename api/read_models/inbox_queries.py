@@ -1,0 +1,66 @@
+"""The privacy mailbox's inbox as the console shows it: messages opened from their sealed records,
+each with the deadline it would have as a request (it counts from its receipt whether or not
+anyone has opened it) and whether it has waited past the policy's threshold."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import asyncpg
+
+from dsrflow.crypto.mail_files import open_record
+from dsrflow.domain.deadlines import compute_deadline, receipt_date, working_days_after
+from dsrflow.stores.mailbox_store import get_message, request_messages
+from policy.mailbox import MailboxPolicy
+from policy.model import Policy
+
+
+def _view(row: dict[str, Any], secret: bytes, policy: Policy, rules: MailboxPolicy, today: date) -> dict[str, Any]:
+    record = open_record(row["sealed"], secret, str(row["id"]))
+    received = receipt_date(row["received_at"], policy.defaults.timezone)
+    due = compute_deadline(policy.defaults.regime, received,
+                           establishment=policy.defaults.country if policy.defaults.regime == "gdpr" else None).due_date
+    alert_on = working_days_after(receipt_date(row["arrived_at"], policy.defaults.timezone),
+                                  rules.alert_after_working_days, policy.defaults.country)
+    return {**{k: v for k, v in row.items() if k != "sealed"}, "id": str(row["id"]), "mail": record,
+            "due_date": due, "days_left": (due - today).days,
+            "waiting_too_long": row["status"] == "new" and today >= alert_on}
+
+
+async def list_inbox(pool: asyncpg.Pool, secret: bytes, policy: Policy, rules: MailboxPolicy, today: date,
+                     *, limit: int = 200) -> list[dict[str, Any]]:
+    """New messages by arrival, oldest first (the one waiting longest is the most urgent)."""
+    rows = await pool.fetch(
+        "SELECT * FROM mailbox_messages WHERE status = 'new' ORDER BY arrived_at, id LIMIT $1", limit)
+    return [_view(dict(r), secret, policy, rules, today) for r in rows]
+
+
+async def inbox_message(pool: asyncpg.Pool, secret: bytes, policy: Policy, rules: MailboxPolicy, today: date,
+                        message_id: str) -> dict[str, Any] | None:
+    row = await get_message(pool, message_id)
+    if row is None:
+        return None
+    view = _view(row, secret, policy, rules, today)
+    view["same_message_id"] = row["message_id_hash"] is not None and await pool.fetchval(
+        "SELECT count(*) FROM mailbox_messages WHERE message_id_hash = $1 AND id <> $2",
+        row["message_id_hash"], row["id"]) > 0
+    return view
+
+
+async def evidence_messages(pool: asyncpg.Pool | asyncpg.Connection, secret: bytes,
+                            request_id: str) -> list[dict[str, Any]]:
+    """The request's e-mails for its evidence pack: headers, text, attachments (names, types,
+    sizes, refusals; not their bytes), how each came to the request, by whom and when."""
+    out = []
+    for row in await request_messages(pool, request_id):
+        record = open_record(row["sealed"], secret, str(row["id"]))
+        out.append({
+            "id": str(row["id"]), "source": row["source"], "arrived_at": row["arrived_at"],
+            "received_at": row["received_at"], "status": row["status"], "decided_by": row["decided_by"],
+            "decided_at": row["decided_at"], "headers": record["headers"], "text": record["text"],
+            "attachments": [{k: a[k] for k in ("filename", "content_type", "size", "refused")}
+                            for a in record["attachments"]],
+            "notes": record["notes"],
+        })
+    return out

@@ -1,0 +1,162 @@
+"""Staff working on the queue together: who a request is assigned to, internal notes on a request
+and saved queue views (migrations/0026_team.sql). None of it is a workflow's business: it changes
+nothing the subject sees and holds for closed requests too, so it lives in Postgres beside the
+request and every change to a request is an audit event.
+
+A member of staff is a staff token (dsrflow/stores/staff_tokens.py): its label names them."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from typing import Any
+
+import asyncpg
+from pydantic import TypeAdapter, ValidationError
+
+from dsrflow.domain.audit import append_event
+from dsrflow.domain.references import typed_reference
+from schemas.plain_text import FreeText, OneLine
+
+NOTE_MAX = 4000
+VIEW_NAME_MAX = 60
+VIEWS_MAX = 30  # per member of staff
+_FREE_TEXT: TypeAdapter[str] = TypeAdapter(FreeText)
+_ONE_LINE: TypeAdapter[str] = TypeAdapter(OneLine)
+
+
+def _plain(adapter: TypeAdapter[str], value: str, what: str) -> str:
+    try:
+        return adapter.validate_python(value)
+    except ValidationError:
+        raise TeamRefused(f"{what} must not contain control characters") from None
+
+
+class TeamRefused(ValueError):
+    """What was asked cannot be done (an unknown colleague, a revoked token, a full list)."""
+
+
+async def colleagues(pool: asyncpg.Pool | asyncpg.Connection) -> list[dict[str, Any]]:
+    """Everyone a request may be assigned to: the staff tokens in force, by label."""
+    rows = await pool.fetch("SELECT id, role, label FROM staff_tokens WHERE revoked_at IS NULL "
+                            "ORDER BY lower(coalesce(label, '')), created_at")
+    return [{"id": str(r["id"]), "role": r["role"], "label": r["label"] or f"{r['role']} {str(r['id'])[:8]}"}
+            for r in rows]
+
+
+async def staff_names(pool: asyncpg.Pool) -> dict[str, str]:
+    """Each member of staff by label, keyed as audit events name them: the actor
+    (`role:<first 8 of the token id>`) and `token:<id>` (an assignment's assignee)."""
+    rows = await pool.fetch("SELECT id, role, label FROM staff_tokens")
+    names: dict[str, str] = {}
+    for r in rows:
+        label = r["label"] or f"{r['role']} {str(r['id'])[:8]}"
+        names[f"{r['role']}:{str(r['id'])[:8]}"] = names[f"token:{r['id']}"] = label
+    return names
+
+
+async def assignment(pool: asyncpg.Pool, request_id: str) -> dict[str, Any] | None:
+    row = await pool.fetchrow(
+        """SELECT a.assignee, a.assigned_by, a.assigned_at, t.label, t.role FROM request_assignments a
+           JOIN staff_tokens t ON t.id = a.assignee WHERE a.request_id = $1""", request_id)
+    if row is None:
+        return None
+    return {"assignee": str(row["assignee"]), "label": row["label"] or f"{row['role']} {str(row['assignee'])[:8]}",
+            "assigned_by": row["assigned_by"], "assigned_at": row["assigned_at"]}
+
+
+async def assign(pool: asyncpg.Pool, request_id: str, assignee: str | None, *, actor: str) -> None:
+    """Assign the request to a colleague (a token in force), or to nobody with None; audited.
+    Assigning it to whom it is assigned already changes nothing and records nothing."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT 1 FROM dsr_requests WHERE id = $1 FOR UPDATE", request_id)
+        current = await conn.fetchval("SELECT assignee FROM request_assignments WHERE request_id = $1", request_id)
+        if assignee is not None:
+            try:
+                uuid.UUID(assignee)
+            except ValueError:
+                raise TeamRefused("choose a colleague from the list") from None
+            if not await conn.fetchval("SELECT 1 FROM staff_tokens WHERE id = $1 AND revoked_at IS NULL", assignee):
+                raise TeamRefused("that colleague's token is unknown or revoked")
+        if (str(current) if current else None) == assignee:
+            return
+        if assignee is None:
+            await conn.execute("DELETE FROM request_assignments WHERE request_id = $1", request_id)
+        else:
+            await conn.execute(
+                """INSERT INTO request_assignments (request_id, assignee, assigned_by) VALUES ($1, $2, $3)
+                   ON CONFLICT (request_id) DO UPDATE SET assignee = excluded.assignee,
+                   assigned_by = excluded.assigned_by, assigned_at = now()""", request_id, assignee, actor)
+        await append_event(conn, event_key=f"{request_id}:assigned:{uuid.uuid4()}", request_id=request_id,
+                           event_type="staff.assigned" if assignee else "staff.unassigned", actor=actor,
+                           data={"assignee": assignee, "previous": str(current) if current else None})
+
+
+async def add_note(pool: asyncpg.Pool, request_id: str, body: str, *, actor: str) -> str:
+    """Keep an internal note on the request (never sent to the subject); audited with the sha256
+    of its text. Returns the note's id."""
+    text = _plain(_FREE_TEXT, body.strip(), "a note")
+    if not text:
+        raise TeamRefused("write the note first")
+    if len(text) > NOTE_MAX:
+        raise TeamRefused(f"a note has at most {NOTE_MAX} characters")
+    note_id = str(uuid.uuid4())
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("INSERT INTO request_notes (id, request_id, author, body) VALUES ($1, $2, $3, $4)",
+                           note_id, request_id, actor, text)
+        await append_event(conn, event_key=f"{request_id}:note:{note_id}", request_id=request_id,
+                           event_type="staff.note_added", actor=actor,
+                           data={"note_id": note_id, "sha256": hashlib.sha256(text.encode()).hexdigest()})
+    return note_id
+
+
+async def notes(pool: asyncpg.Pool, request_id: str) -> list[dict[str, Any]]:
+    rows = await pool.fetch("SELECT id, author, body, created_at FROM request_notes WHERE request_id = $1 "
+                            "ORDER BY created_at, id", request_id)
+    return [{**dict(r), "id": str(r["id"])} for r in rows]
+
+
+async def saved_views(pool: asyncpg.Pool, token_id: str) -> list[dict[str, Any]]:
+    rows = await pool.fetch("SELECT id, name, query FROM saved_views WHERE token_id = $1 ORDER BY lower(name)",
+                            token_id)
+    return [{**dict(r), "id": str(r["id"])} for r in rows]
+
+
+async def save_view(pool: asyncpg.Pool, token_id: str, name: str, query: str) -> None:
+    """Save (or replace, by name) one member of staff's queue filters."""
+    name = _plain(_ONE_LINE, " ".join(name.split()), "a view's name")
+    if not name or len(name) > VIEW_NAME_MAX:
+        raise TeamRefused(f"name the view in 1 to {VIEW_NAME_MAX} characters")
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"views:{token_id}")
+        count = await conn.fetchval("SELECT count(*) FROM saved_views WHERE token_id = $1 AND name <> $2",
+                                    token_id, name)
+        if count >= VIEWS_MAX:
+            raise TeamRefused(f"you have {VIEWS_MAX} saved views already; delete one first")
+        await conn.execute(
+            """INSERT INTO saved_views (id, token_id, name, query) VALUES ($1, $2, $3, $4)
+               ON CONFLICT (token_id, name) DO UPDATE SET query = excluded.query""",
+            str(uuid.uuid4()), token_id, name, query)
+
+
+async def delete_view(pool: asyncpg.Pool, token_id: str, view_id: str) -> bool:
+    try:
+        uuid.UUID(view_id)
+    except ValueError:
+        return False
+    return await pool.fetchval("DELETE FROM saved_views WHERE id = $1 AND token_id = $2 RETURNING true",
+                               view_id, token_id) is not None
+
+
+async def request_by_reference(pool: asyncpg.Pool, text: str) -> str | None:
+    """The id of the request a typed reference (or full id, or workflow id) names; None when no
+    request has it."""
+    candidate = text.strip().removeprefix("dsr-")
+    try:
+        found = await pool.fetchval("SELECT id FROM dsr_requests WHERE id = $1", uuid.UUID(candidate))
+    except ValueError:
+        reference = typed_reference(candidate)
+        found = reference and await pool.fetchval("SELECT id FROM dsr_requests WHERE dsr_reference(id) = $1",
+                                                  reference)
+    return str(found) if found else None
+

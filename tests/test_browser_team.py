@@ -1,0 +1,116 @@
+"""The team's buttons in a real browser, pressed by each role that sees them (agent, compliance,
+admin): "Take it", "Assign", "Add note", "Save view" and a saved view's delete button; the
+subject's "Send me a new code" on the portal; the queue on a 390 px phone without sideways
+scrolling; the request form showing only the chosen type's details; the deny form's ground left
+for the officer to choose. Same setup as tests/test_browser.py."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import pytest
+from playwright.async_api import expect
+
+from api.auth import create_token
+from tests.support import wait_for_letter
+from tests.test_browser import (  # noqa: F401 (fixtures)
+    CHROMIUM,
+    browser,
+    open_request,
+    shots,
+    signed_in,
+    site,
+)
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)")
+
+
+@pytest.mark.parametrize("role", ["agent", "compliance", "admin"])
+async def test_each_role_takes_assigns_notes_and_saves_a_view(browser, site, pool, shots, role):  # noqa: F811 (fixtures)
+    rid = await open_request(site, pool)
+    colleague = f"Colleague {uuid.uuid4().hex[:6]}"
+    await create_token(pool, "agent", colleague)
+    page = await signed_in(browser, site, pool, role, f"/console/requests/{rid}")
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Erasure request")
+
+    await page.get_by_role("button", name="Take it").click()
+    await expect(page.locator("#assignee")).to_contain_text("(you)")
+    await expect(page.get_by_role("button", name="Take it")).to_have_count(0)
+    await page.get_by_label("Assign to").select_option(label=f"{colleague} (agent)")
+    await page.get_by_role("button", name="Assign", exact=True).click()
+    await expect(page.locator("#assignee")).to_contain_text(colleague)
+
+    await page.get_by_label("New note").fill(f"Checked by {role}: the subject's second address is theirs too.")
+    await page.get_by_role("button", name="Add note").click()
+    await expect(page.locator("#notes .note-body")).to_have_text(f"Checked by {role}: the subject's second address is theirs too.")
+    if role != "agent":
+        timeline = page.locator(".timeline")
+        await expect(timeline).to_contain_text("Internal note added")
+        await expect(timeline).to_contain_text(f"by browser {role}")  # the token's label, not role:1234abcd
+    await shots(page, "request")
+
+    await page.get_by_role("link", name="Queue").click()
+    await page.get_by_label("Assigned to").select_option(label=colleague)
+    await page.get_by_role("button", name="Show").click()
+    await expect(page.locator("tr[data-request-id]")).to_have_count(1)
+    await page.get_by_label("Save these filters as").fill(f"{colleague}'s work")
+    await page.get_by_role("button", name="Save view").click()
+    view = page.get_by_role("link", name=f"{colleague}'s work")
+    await page.get_by_role("link", name="Unassigned").click()
+    await expect(page.locator(f'tr[data-request-id="{rid}"]')).to_have_count(0)
+    await view.click()
+    await expect(page.locator(f'tr[data-request-id="{rid}"]')).to_have_count(1)
+    await page.get_by_role("link", name="Mine").click()
+    await expect(page.locator(f'tr[data-request-id="{rid}"]')).to_have_count(0)
+    await page.get_by_role("button", name=f"Delete the view {colleague}'s work").click()
+    await expect(page.get_by_role("link", name=f"{colleague}'s work")).to_have_count(0)
+
+
+async def test_the_queue_fits_a_phone(browser, site, pool, shots):  # noqa: F811 (fixtures)
+    await open_request(site, pool)
+    page = await signed_in(browser, site, pool, "agent", "/console/")
+    await page.set_viewport_size({"width": 390, "height": 844})
+    await expect(page.locator("tr[data-request-id]").first).to_be_visible()
+    await shots(page, "phone")
+    width = await page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390, f"the page scrolls sideways: {width} px wide"
+
+
+async def test_the_request_forms_show_only_the_chosen_types_details(browser, site, pool):  # noqa: F811 (fixtures)
+    portal = await (await browser.new_context()).new_page()
+    await portal.goto(f"{site}/portal")
+    corrections = portal.locator("#corrections")
+    await expect(corrections).to_be_hidden()
+    await portal.locator("input[name=type][value=rectification]").check()
+    await expect(corrections).to_be_visible()
+    await expect(portal.locator("#objection_scope")).to_be_hidden()
+    await portal.locator("input[name=type][value=erasure]").check()
+    await expect(corrections).to_be_hidden()
+
+    console = await signed_in(browser, site, pool, "agent", "/console/requests/new")
+    await expect(console.locator("#restriction_grounds")).to_be_hidden()
+    await console.locator("input[name=type][value=restriction]").check()
+    await expect(console.locator("#restriction_grounds")).to_be_visible()
+
+
+async def test_deny_waits_for_the_officer_to_choose_a_ground(browser, site, pool):  # noqa: F811 (fixtures)
+    rid = await open_request(site, pool)
+    page = await signed_in(browser, site, pool, "compliance", f"/console/requests/{rid}")
+    await expect(page.get_by_label("Ground")).to_have_value("")
+    await page.locator("#deny-explanation").fill("The request is manifestly unfounded: see our letter of May.")
+    await page.get_by_role("button", name="Deny", exact=True).click()
+    await expect(page.locator("#status")).to_contain_text("awaiting verification")  # the browser refused to send it
+
+
+async def test_the_subject_asks_for_a_new_code(browser, site, pool, mail_sink, shots):  # noqa: F811 (fixtures)
+    subject = await (await browser.new_context()).new_page()
+    await subject.goto(f"{site}/portal?lang=nl")
+    await subject.locator("input[name=type][value=access]").check()
+    await subject.locator("#email").fill(f"resend.{uuid.uuid4().hex[:8]}@example.com")
+    await subject.locator("form[action='/portal/requests'] button[type=submit]").click()
+    rid = re.search(r"/portal/requests/([0-9a-f-]{36})/verify", subject.url).group(1)
+    await wait_for_letter(mail_sink, rid, "verification")
+    await subject.get_by_role("button", name="Stuur mij een nieuwe code").click()
+    await expect(subject.get_by_role("status")).to_contain_text("We hebben u een nieuwe code en link gestuurd.")
+    await shots(subject, "resent")

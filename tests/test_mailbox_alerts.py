@@ -1,0 +1,42 @@
+"""E-mails waiting past the policy's working days raise one staff alert, through the outbox, with
+no personal data in it; an e-mail already alerted, or decided, raises none."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from activities.mail import Mailer
+from activities.mailbox_alerts import alert_waiting
+from devstack.smtp_sink import read_mailbox
+from dsrflow.domain.deadlines import working_days_after
+from policy.mailbox import load_mailbox_policy
+from policy.model import load_policy
+from tests.support import unique_email
+from tests.test_mailbox_console import filed, raw_mail
+
+
+async def test_one_alert_for_messages_waiting_too_long(settings, pool, mail_sink):
+    policy = load_policy(settings.policy_path).policy
+    await pool.execute("UPDATE mailbox_messages SET alerted_at = now() WHERE alerted_at IS NULL")  # other tests' mail
+    sender = unique_email("waiting")
+    arrived = datetime.now(UTC) - timedelta(days=10)
+    old = await filed(settings, pool, raw_mail(sender, "Delete my data", date=arrived), arrived=arrived)
+    fresh = await filed(settings, pool, raw_mail(unique_email("fresh"), "Delete my data"))
+    today = datetime.now(UTC).date()
+    before = len(read_mailbox(mail_sink.directory))
+
+    named = await alert_waiting(pool, Mailer(settings), policy, load_mailbox_policy(), today, settings.base_url)
+
+    assert named == [old]
+    alerts = read_mailbox(mail_sink.directory)[before:]
+    assert len(alerts) == 1 and alerts[0]["Subject"] == "[dsrflow] E-mails waiting in the privacy inbox: 1"
+    assert alerts[0]["To"] == policy.controller.staff_email
+    body = alerts[0].get_body(preferencelist=("plain",)).get_content()
+    assert "longer than 2 working days" in body and sender not in alerts[0].as_string()
+    # Asked again (the next check, another worker): nothing new is sent.
+    assert await alert_waiting(pool, Mailer(settings), policy, load_mailbox_policy(), today, settings.base_url) == []
+    assert len(read_mailbox(mail_sink.directory)) == before + 1
+    assert await pool.fetchval("SELECT alerted_at IS NULL FROM mailbox_messages WHERE id = $1", fresh)
+    # The fresh one alerts once its second working day has come.
+    later = working_days_after(today, 2, "BE")
+    assert await alert_waiting(pool, Mailer(settings), policy, load_mailbox_policy(), later, settings.base_url) == [fresh]

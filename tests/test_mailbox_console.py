@@ -1,0 +1,138 @@
+"""The console's Inbox over the real app, worker and Temporal: a message becomes a request whose
+clock started when the e-mail reached us, is attached to one, is dismissed with a reason; replies
+thread onto their request by the reference in our subject lines; every action needs the session's
+CSRF token, happens once, and is audited and kept in the evidence pack."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+
+from activities.letters import message_id_for
+from activities.mailbox_intake import file_message
+from dsrflow.crypto.keys import load_secret_key
+from dsrflow.domain.deadlines import compute_deadline, receipt_date
+from dsrflow.domain.references import short_reference
+from policy.mailbox import load_mailbox_policy
+from tests.support import console_sign_in, staff_headers, unique_email, wait_for_due_date
+
+
+def raw_mail(sender: str, text: str, *, subject: str = "Request", date: datetime | None = None,
+             in_reply_to: str | None = None) -> bytes:
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = "privacy@onetagger.com"
+    message["Subject"] = subject
+    message["Date"] = format_datetime(date or datetime.now(UTC))
+    message["Message-ID"] = make_msgid(domain="example.com")
+    if in_reply_to:
+        message["In-Reply-To"] = in_reply_to
+    message.set_content(f"{text}\n\n{uuid.uuid4()}")
+    return message.as_bytes()
+
+
+async def filed(settings, pool, raw: bytes, arrived: datetime | None = None) -> str:
+    result = await file_message(pool, load_secret_key(settings), load_mailbox_policy(), raw,
+                                arrived_at=arrived or datetime.now(UTC), source="sink")
+    assert result is not None
+    return result.message_id
+
+
+async def test_a_message_becomes_a_request_whose_clock_started_at_receipt(http, pool, settings):
+    sender = unique_email("inbox")
+    sent = (datetime.now(UTC) - timedelta(days=2)).replace(microsecond=0)
+    message_id = await filed(settings, pool, raw_mail(sender, "Graag: verwijder mijn gegevens.", date=sent),
+                             arrived=sent + timedelta(minutes=3))
+    csrf = await console_sign_in(http, pool, "agent")
+
+    inbox = await http.get("/console/inbox")
+    row = inbox.text.split(f'data-message-id="{message_id}"')[1].split("</tr>")[0]
+    assert sender in row and "erasure · nl" in row
+    page = await http.get(f"/console/inbox/{message_id}")
+    assert 'value="erasure" checked' in page.text and '<option value="nl" selected>' in page.text
+
+    # Without the CSRF token nothing happens.
+    refused = await http.post(f"/console/inbox/{message_id}/convert", data={"type": "erasure", "email": sender})
+    assert refused.status_code == 403
+    assert await pool.fetchval("SELECT status FROM mailbox_messages WHERE id = $1", message_id) == "new"
+
+    form = {"csrf_token": csrf, "type": "erasure", "email": sender, "language": "nl", "regime": "gdpr"}
+    done = await http.post(f"/console/inbox/{message_id}/convert", data=form)
+    assert done.status_code == 303
+    request_id = done.headers["location"].rsplit("/", 1)[1]
+    row = await pool.fetchrow("SELECT * FROM dsr_requests WHERE id = $1", request_id)
+    # The message's own Date (it reached us three minutes later), not when the agent pressed.
+    assert (row["received_at"], row["channel"], row["language"], row["subject_email"]) == (sent, "email", "nl", sender)
+    due = await wait_for_due_date(pool, request_id)
+    assert due == compute_deadline("gdpr", receipt_date(sent, "Europe/Brussels"), establishment="BE").due_date
+
+    again = await http.post(f"/console/inbox/{message_id}/convert", data=form)
+    assert again.headers["location"] == f"/console/requests/{request_id}"
+    assert await pool.fetchval("SELECT count(*) FROM dsr_requests WHERE subject_email = $1", sender) == 1
+    event = await pool.fetchrow("SELECT * FROM audit_events WHERE event_type = 'mail.converted' AND request_id = $1",
+                                request_id)
+    assert event["actor"].startswith("agent:") and event["data"]["message"] == message_id
+    pack = (await http.get(f"/v1/requests/{request_id}/evidence", headers=await staff_headers(pool))).json()
+    assert [e["id"] for e in pack["emails"]] == [message_id]
+    assert "verwijder mijn gegevens" in pack["emails"][0]["text"]
+    assert ("From", sender) in [tuple(h) for h in pack["emails"][0]["headers"]]
+
+    # A reply naming the request in its subject line as our letters do (the short reference, or
+    # the eight hex digits of letters sent before it), from the subject, threads onto it by itself.
+    reference = short_reference(request_id)
+    for written in (reference, request_id[:8]):
+        reply = await filed(settings, pool, raw_mail(
+            sender, "Hier is de code 123456", subject=f"Re: Gelieve uw privacyverzoek te bevestigen (ref. {written})"))
+        assert await pool.fetchval("SELECT request_id FROM mailbox_messages WHERE id = $1", reply) == uuid.UUID(request_id)
+    # ... and neither the reference nor a reply to one of our letters (whose Message-ID anyone who
+    # knows the request's id can compute) threads a stranger's mail onto the request.
+    ours = message_id_for(f"{request_id}:acknowledgement:1")
+    for _ in range(100):  # the acknowledgement is on its way
+        if await pool.fetchval("SELECT 1 FROM mail_outbox WHERE message_id = $1", ours):
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("the acknowledgement was not sent")
+    for attack in (raw_mail(unique_email("other"), "hello", subject=f"Re: (ref. {reference})"),
+                   raw_mail(unique_email("other"), "hello", subject="Re: your letter", in_reply_to=ours)):
+        stranger = await filed(settings, pool, attack)
+        assert await pool.fetchval("SELECT (status, request_id) FROM mailbox_messages WHERE id = $1",
+                                   stranger) == ("new", None)
+    # The subject's own reply to that letter does.
+    answer = await filed(settings, pool, raw_mail(sender, "Dank u", subject="Re: your letter", in_reply_to=ours))
+    assert await pool.fetchval("SELECT request_id FROM mailbox_messages WHERE id = $1", answer) == uuid.UUID(request_id)
+
+
+async def test_attach_and_dismiss(http, pool, settings):
+    csrf = await console_sign_in(http, pool, "agent")
+    r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"),
+                        json={"type": "access", "subject": {"email": unique_email("attach")}})
+    request_id = r.json()["id"]
+    follow_up = await filed(settings, pool, raw_mail(unique_email("x"), "One more thing about my request."))
+    bad = await http.post(f"/console/inbox/{follow_up}/attach", data={"csrf_token": csrf, "request_id": "nope"})
+    assert bad.status_code == 422 and "existing request" in bad.text
+    ok = await http.post(f"/console/inbox/{follow_up}/attach", data={"csrf_token": csrf, "request_id": f"dsr-{request_id}"})
+    assert ok.status_code == 303 and ok.headers["location"] == f"/console/requests/{request_id}"
+    assert await pool.fetchval("SELECT event_type FROM audit_events WHERE event_key = $1",
+                               f"mail:{follow_up}:attached") == "mail.attached"
+
+    spam = await filed(settings, pool, raw_mail(unique_email("spam"), "Buy cheap watches"))
+    empty = await http.post(f"/console/inbox/{spam}/dismiss", data={"csrf_token": csrf, "reason": "  "})
+    assert empty.status_code == 422 and "Say why" in empty.text
+    gone = await http.post(f"/console/inbox/{spam}/dismiss", data={"csrf_token": csrf, "reason": "advertising"})
+    assert gone.status_code == 303
+    row = await pool.fetchrow("SELECT status, dismiss_reason, decided_by FROM mailbox_messages WHERE id = $1", spam)
+    assert (row["status"], row["dismiss_reason"]) == ("dismissed", "advertising") and row["decided_by"].startswith("agent:")
+    assert spam not in (await http.get("/console/inbox")).text
+    # A colleague's form left open: the decision stands, and the page says so.
+    late = await http.post(f"/console/inbox/{spam}/attach", data={"csrf_token": csrf, "request_id": request_id})
+    assert late.status_code == 409 and "already dismissed" in late.text
+    assert await pool.fetchval("SELECT status FROM mailbox_messages WHERE id = $1", spam) == "dismissed"
+
+
+async def test_the_inbox_needs_a_session(http):
+    r = await http.get("/console/inbox")
+    assert r.status_code == 303 and r.headers["location"].startswith("/console/sign-in")

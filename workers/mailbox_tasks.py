@@ -1,0 +1,54 @@
+"""The privacy mailbox's long-running tasks in the worker process (docs/mailbox.md): the IMAP
+reader, when IMAP_HOST names the mailbox, and the check that alerts staff of e-mails waiting too
+long (whichever way they arrived: IMAP or, on `make run`, the SMTP sink).
+
+Long-running tasks rather than Temporal activities: reading a mailbox is a connection held open
+for hours (IDLE), not a step of a request. Each task survives what it can (the reader reconnects
+with back-off; a failed check is tried again at the next interval); several workers may run them
+side by side, since filing is idempotent and the alert goes through the outbox once."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import asyncpg
+
+from activities.mail import Mailer
+from activities.mailbox_alerts import alert_waiting
+from activities.mailbox_reader import MailboxReader
+from dsrflow.crypto.keys import load_secret_key
+from dsrflow.infra.logging import get_logger
+from dsrflow.settings import Settings
+from policy.mailbox import load_mailbox_policy
+from policy.model import load_policy
+
+log = get_logger("dsrflow.mailbox")
+ALERT_CHECK_SECONDS = 600.0
+
+
+async def watch_waiting(settings: Settings, pool: asyncpg.Pool, stop: asyncio.Event,
+                        every: float = ALERT_CHECK_SECONDS) -> None:
+    policy = load_policy(settings.policy_path).policy
+    rules, mailer = load_mailbox_policy(), Mailer(settings)
+    while not stop.is_set():
+        try:
+            today = datetime.now(ZoneInfo(policy.defaults.timezone)).date()
+            named = await alert_waiting(pool, mailer, policy, rules, today, settings.base_url)
+            if named:
+                log.info("inbox alert sent", messages=len(named))
+        except Exception as exc:  # noqa: BLE001 - the database or the relay away: tried again next time
+            log.warning("inbox alert check failed", error=type(exc).__name__)
+        try:
+            await asyncio.wait_for(stop.wait(), every)
+        except TimeoutError:
+            pass
+
+
+def mailbox_tasks(settings: Settings, pool: asyncpg.Pool, stop: asyncio.Event) -> list[asyncio.Task[None]]:
+    tasks = [asyncio.create_task(watch_waiting(settings, pool, stop), name="inbox alerts")]
+    if settings.imap_host:
+        reader = MailboxReader(settings, pool, load_secret_key(settings), load_mailbox_policy())
+        tasks.append(asyncio.create_task(reader.run(stop), name="mailbox reader"))
+    return tasks
