@@ -26,7 +26,7 @@ from schemas.plain_text import csv_cell
 
 LEVEL = 1  # the package's zlib level (activities/packages.py): level 6 cost another second in B4
 BLOCK = 1024 * 1024  # bytes gathered before a thread deflates them
-_SPOOL_IN_MEMORY = 256 * 1024  # compressed bytes kept in memory; beyond it, spill to disk
+SPOOL_IN_MEMORY = 256 * 1024  # a package's spools keep this much in memory; beyond it, spill to disk
 
 
 class _Deflated:
@@ -44,7 +44,7 @@ class DeflatedFile:
 
     def __init__(self, first: bytes = b"") -> None:
         self._deflate = zlib.compressobj(LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
-        self._spool: IO[bytes] = tempfile.SpooledTemporaryFile(_SPOOL_IN_MEMORY)
+        self._spool: IO[bytes] = tempfile.SpooledTemporaryFile(SPOOL_IN_MEMORY)
         self._blocks: list[bytes | memoryview] = []
         self._gathered = 0
         self._finished = False
@@ -86,7 +86,7 @@ class DeflatedFile:
         self.finish()
         self._spool.seek(0)
         inflate = zlib.decompressobj(-zlib.MAX_WBITS)
-        while block := self._spool.read(_SPOOL_IN_MEMORY):
+        while block := self._spool.read(SPOOL_IN_MEMORY):
             yield inflate.decompress(block)
         yield inflate.flush()
 
@@ -102,7 +102,7 @@ class DeflatedFile:
             # compressor that passes them on, and the CRC and size of the clear bytes, which it
             # then writes in the entry's headers. Reading the package back checks both.
             entry._compressor = _Deflated()  # type: ignore[attr-defined]  # noqa: SLF001
-            shutil.copyfileobj(self._spool, entry, _SPOOL_IN_MEMORY)
+            shutil.copyfileobj(self._spool, entry, SPOOL_IN_MEMORY)
             entry._crc, entry._file_size = self.crc, self.size  # type: ignore[attr-defined]  # noqa: SLF001
 
     def close(self) -> None:

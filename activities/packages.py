@@ -27,7 +27,7 @@ from activities.context import ActivityContext
 from activities.fanout import open_connector, store_task_result, subject_of
 from activities.heartbeat import heartbeating
 from activities.letters import deliver_letter
-from activities.package_streams import LEVEL, CopiedPart, csv_header
+from activities.package_streams import LEVEL, SPOOL_IN_MEMORY, CopiedPart, csv_header
 from activities.package_summary import part_files, render_summary
 from activities.processor_exports import (
     ProcessorFiles,
@@ -48,8 +48,6 @@ from policy.disclosure import PORTABLE_ORIGINS, Origin
 from policy.model import Policy
 from schemas.plain_text import csv_cell
 from schemas.workflow import LetterJob, PackageInfo, Plan, TaskResult
-
-_SPOOL_IN_MEMORY = 256 * 1024  # per (system, dataset, category); beyond it, spill to disk
 
 
 def _json_default(value: Any) -> Any:
@@ -73,7 +71,7 @@ def _csv_value(value: Any) -> Any:
 
 
 def _spool_file() -> IO[bytes]:
-    return tempfile.SpooledTemporaryFile(_SPOOL_IN_MEMORY)
+    return tempfile.SpooledTemporaryFile(SPOOL_IN_MEMORY)
 
 
 @dataclass
@@ -137,7 +135,7 @@ def _write_json(archive: zipfile.ZipFile, name: str, spool: _Spool) -> None:
     with archive.open(name, "w") as out:
         out.write(b"[\n")
         pending = b""
-        while block := spool.file.read(_SPOOL_IN_MEMORY):
+        while block := spool.file.read(SPOOL_IN_MEMORY):
             out.write(pending)
             pending = block.replace(b"\n", b",\n")
         out.write(pending[:-2] + b"\n]\n")
@@ -156,7 +154,7 @@ def _write_csv(archive: zipfile.ZipFile, name: str, spool: _Spool) -> None:
         if spool._csv_text is not None:
             spool._csv_text.flush()
         spool.csv_file.seek(0)
-        shutil.copyfileobj(spool.csv_file, raw, _SPOOL_IN_MEMORY)
+        shutil.copyfileobj(spool.csv_file, raw, SPOOL_IN_MEMORY)
 
 
 def spool_for(spools: Parts, key: tuple[str, str, str]) -> _Spool:

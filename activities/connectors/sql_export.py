@@ -1,8 +1,8 @@
 """The `sql` connector's bulk read for access packages: PostgreSQL writes the files.
 
 For each (dataset, category) two COPY statements produce what the package holds: the records as
-JSON, one object a line followed by a comma, and as CSV rows. Python only moves bytes, so a subject with a million
-rows costs little more than the COPY itself. The values read exactly as the record-by-record
+JSON, one object a line followed by a comma, and as CSV rows. Python only moves bytes, so a
+subject with a million rows costs little more than the COPY itself. The values read exactly as the record-by-record
 `access` gives them (`sql_queries.plain`): dates and times in ISO 8601 as PostgreSQL's JSON writes
 them (in UTC), numerics as exact strings, bytea as hex, json as its text, other types as their
 PostgreSQL output; in the CSV, booleans as True/False and arrays as JSON, and text that would run
