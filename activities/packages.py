@@ -27,6 +27,7 @@ from activities.context import ActivityContext
 from activities.fanout import open_connector, store_task_result, subject_of
 from activities.heartbeat import heartbeating
 from activities.letters import deliver_letter
+from activities.package_streams import LEVEL, SPOOL_IN_MEMORY, CopiedPart, csv_header
 from activities.package_summary import part_files, render_summary
 from activities.processor_exports import (
     ProcessorFiles,
@@ -47,8 +48,6 @@ from policy.disclosure import PORTABLE_ORIGINS, Origin
 from policy.model import Policy
 from schemas.plain_text import csv_cell
 from schemas.workflow import LetterJob, PackageInfo, Plan, TaskResult
-
-_SPOOL_IN_MEMORY = 256 * 1024  # per (system, dataset, category); beyond it, spill to disk
 
 
 def _json_default(value: Any) -> Any:
@@ -72,7 +71,7 @@ def _csv_value(value: Any) -> Any:
 
 
 def _spool_file() -> IO[bytes]:
-    return tempfile.SpooledTemporaryFile(_SPOOL_IN_MEMORY)
+    return tempfile.SpooledTemporaryFile(SPOOL_IN_MEMORY)
 
 
 @dataclass
@@ -107,32 +106,26 @@ class _Spool:
             self._csv.writerow([_csv_value(fields.get(c)) for c in self.columns])
         self.count += 1
 
-    def copy_part(self, columns: list[str], origin_of: Mapping[str, Origin]) -> None:
-        """A connector's `export` is about to stream a part with these columns. A second part
-        with other columns means the CSV is rebuilt from the JSON at the end, with every column."""
-        if self.columns and columns != self.columns:
-            self._csv_stale = True
-        self.origin_of.update({c: origin_of[c] for c in columns})
-        self.columns.extend(c for c in columns if c not in self.columns)
-
-    # ExportPart: a connector that writes the files itself (`export`) streams them in here.
-    async def json_lines(self, chunk: bytes) -> None:
-        self.file.write(chunk)
-        self.count += chunk.count(b"\n")
-
-    async def csv_rows(self, chunk: bytes) -> None:
-        self.csv_file.write(chunk)
-
     def json_records(self) -> Iterator[bytes]:
         self.file.seek(0)
         for line in self.file:
             yield line.rstrip(b"\n")
+
+    def write_into(self, archive: zipfile.ZipFile, json_name: str, csv_name: str) -> None:
+        _write_json(archive, json_name, self)
+        _write_csv(archive, csv_name, self)
 
     def close(self) -> None:
         if self._csv_text is not None:
             self._csv_text.detach()
         self.csv_file.close()
         self.file.close()
+
+
+# What a package holds per (system, dataset, category): records spooled one by one, or the files
+# a connector's `export` streamed in (activities/package_streams.py).
+Part = _Spool | CopiedPart
+Parts = dict[tuple[str, str, str], Part]
 
 
 def _write_json(archive: zipfile.ZipFile, name: str, spool: _Spool) -> None:
@@ -142,7 +135,7 @@ def _write_json(archive: zipfile.ZipFile, name: str, spool: _Spool) -> None:
     with archive.open(name, "w") as out:
         out.write(b"[\n")
         pending = b""
-        while block := spool.file.read(_SPOOL_IN_MEMORY):
+        while block := spool.file.read(SPOOL_IN_MEMORY):
             out.write(pending)
             pending = block.replace(b"\n", b",\n")
         out.write(pending[:-2] + b"\n]\n")
@@ -150,39 +143,41 @@ def _write_json(archive: zipfile.ZipFile, name: str, spool: _Spool) -> None:
 
 def _write_csv(archive: zipfile.ZipFile, name: str, spool: _Spool) -> None:
     with archive.open(name, "w") as raw:
-        with io.TextIOWrapper(raw, encoding="utf-8", newline="") as out:
-            writer = csv.writer(out)
-            writer.writerow([csv_cell(c) for c in spool.columns])  # a processor names its columns
-            if spool._csv_stale:
+        raw.write(csv_header(spool.columns))
+        if spool._csv_stale:
+            with io.TextIOWrapper(raw, encoding="utf-8", newline="") as out:
+                writer = csv.writer(out)
                 for line in spool.json_records():
                     row = json.loads(line)
                     writer.writerow([_csv_value(row.get(c)) for c in spool.columns])
-                return
-            out.flush()
-            if spool._csv_text is not None:
-                spool._csv_text.flush()
-            spool.csv_file.seek(0)
-            shutil.copyfileobj(spool.csv_file, out.buffer, _SPOOL_IN_MEMORY)
+            return
+        if spool._csv_text is not None:
+            spool._csv_text.flush()
+        spool.csv_file.seek(0)
+        shutil.copyfileobj(spool.csv_file, raw, SPOOL_IN_MEMORY)
 
 
-def spool_for(spools: dict[tuple[str, str, str], _Spool], key: tuple[str, str, str]) -> _Spool:
+def spool_for(spools: Parts, key: tuple[str, str, str]) -> _Spool:
     """The spool of one (system, dataset, category), opened on first use."""
     spool = spools.get(key)
     if spool is None:
         spool = spools[key] = _Spool(*key)
+    if not isinstance(spool, _Spool):
+        raise ValueError(f"{key}: records read one by one for a part that was exported")
     return spool
 
 
-def _part_opener(spools: dict[tuple[str, str, str], _Spool], system: str, portability: bool) -> PartOpener:
-    """Where a connector's `export` writes each (dataset, category): a new spool, or nowhere for
-    derived or inferred data when the package is for portability."""
-    def part(dataset: str, category: str, origin_of: Mapping[str, Origin]) -> tuple[_Spool, list[str]] | None:
+def _part_opener(spools: Parts, system: str, portability: bool) -> PartOpener:
+    """Where a connector's `export` writes each (dataset, category): a part of its own, or
+    nowhere for derived or inferred data when the package is for portability."""
+    def part(dataset: str, category: str, origin_of: Mapping[str, Origin]) -> tuple[CopiedPart, list[str]] | None:
         columns = [c for c, origin in origin_of.items() if not portability or origin in PORTABLE_ORIGINS]
         if not columns:
             return None
-        spool = spool_for(spools, (system, dataset, category))
-        spool.copy_part(columns, origin_of)
-        return spool, columns
+        if (system, dataset, category) in spools:  # its files are written as they come: once
+            raise ValueError(f"system {system!r} exported dataset {dataset!r}, category {category!r} twice")
+        copied = spools[(system, dataset, category)] = CopiedPart(columns, {c: origin_of[c] for c in columns})
+        return copied, columns
 
     return part
 
@@ -193,20 +188,18 @@ def portable(record: AccessRecord) -> dict[str, Any]:
     return {c: v for c, v in record.fields.items() if record.origin_of[c] in PORTABLE_ORIGINS}
 
 
-def filled(spools: dict[tuple[str, str, str], _Spool]) -> dict[tuple[str, str, str], _Spool]:
+def filled(spools: Parts) -> Parts:
     """The spools that received records (an `export` opens one for every category it reads)."""
     for key in [k for k, spool in spools.items() if not spool.count]:
         spools.pop(key).close()
     return spools
 
 
-def _write_archive(writer: EncryptedWriter, spools: dict[tuple[str, str, str], _Spool], summary: str,
+def _write_archive(writer: EncryptedWriter, spools: Parts, summary: str,
                    uploaded: ProcessorFiles, store: BlobStore, secret: bytes) -> None:
-    with zipfile.ZipFile(writer, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+    with zipfile.ZipFile(writer, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=LEVEL) as archive:
         for key, spool in sorted(spools.items()):
-            json_name, csv_name = part_files(*key)
-            _write_json(archive, json_name, spool)
-            _write_csv(archive, csv_name, spool)
+            spool.write_into(archive, *part_files(*key))
             spool.close()
         write_processor_files(archive, uploaded, store, secret)
         archive.writestr("summary.html", summary)
@@ -246,7 +239,7 @@ class PackageActivities:
 
         async with heartbeating():
             started = time.monotonic()
-            spools: dict[tuple[str, str, str], _Spool] = {}
+            spools: Parts = {}
             failed = await self._gather(plan, subject, portability, spools)
             if failed:
                 for spool in spools.values():
@@ -261,7 +254,7 @@ class PackageActivities:
             return info
 
     async def _gather(self, plan: Plan, subject: Subject, portability: bool,
-                      spools: dict[tuple[str, str, str], _Spool]) -> dict[str, str]:
+                      spools: Parts) -> dict[str, str]:
         """Every system's records for the package, spooled per (system, dataset, category); the
         systems that refused to be read, with their message."""
         failed: dict[str, str] = {}
@@ -303,7 +296,7 @@ class PackageActivities:
             await store_task_result(self.ctx, plan.request_id, TaskResult(
                 system=system["system"], action=plan.request_type, status="done"))
 
-    async def _write(self, plan: Plan, row: Any, policy: Policy, spools: dict[tuple[str, str, str], _Spool],
+    async def _write(self, plan: Plan, row: Any, policy: Policy, spools: Parts,
                      package_id: str, uploaded: ProcessorFiles) -> PackageInfo:
         ctx = self.ctx
         # The summary speaks the subject's language, the policy's texts included.

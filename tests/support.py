@@ -23,7 +23,6 @@ import httpx
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from activities.packages import _write_csv, _write_json
 from api.app import create_app
 from api.auth import create_token
 from devstack.smtp_sink import MailSink, read_mailbox
@@ -162,9 +161,8 @@ def read_spool(spool) -> tuple[list, list[list[str]]]:
     """A package spool (activities/packages.py) as the subject reads its two files from the zip:
     the parsed JSON and the parsed CSV rows. Closes the spool."""
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        _write_json(archive, "x.json", spool)
-        _write_csv(archive, "x.csv", spool)
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        spool.write_into(archive, "x.json", "x.csv")
     spool.close()
     archive = zipfile.ZipFile(buffer)
     rows = list(csv.reader(io.StringIO(archive.read("x.csv").decode("utf-8"), newline="")))

@@ -5,24 +5,28 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import asyncpg
 import pytest
 
-from activities.packages import _part_opener, _Spool, filled, portable, spool_for
-from tests.sql_demo import ADA, GRACE, Systems
+from activities.connectors.base import ExportPart
+from activities.connectors.sql import SqlSystemUnavailable
+from activities.connectors.sql_export import shared_snapshot
+from activities.packages import Parts, _part_opener, filled, portable, spool_for
+from tests.sql_demo import ADA, GRACE, TRACKED, Systems
 from tests.support import read_spool
 
 
-def _read(spools: dict[tuple[str, str, str], _Spool]) -> dict[tuple[str, str, str], tuple[list, list]]:
+def _read(spools: Parts) -> dict[tuple[str, str, str], tuple[list, list]]:
     return {key: read_spool(spool) for key, spool in spools.items()}
 
 
 async def _both(systems: Systems, system: str, subject, portability: bool = False):
-    by_record: dict[tuple[str, str, str], _Spool] = {}
+    by_record: Parts = {}
     async for record in systems.connectors[system].access(subject):
         fields = portable(record) if portability else record.fields
         if fields:
             spool_for(by_record, (system, record.dataset, record.category)).add(fields, record.origin_of)
-    by_copy: dict[tuple[str, str, str], _Spool] = {}
+    by_copy: Parts = {}
     await systems.connectors[system].export(subject, _part_opener(by_copy, system, portability))
     return _read(by_record), _read(filled(by_copy))
 
@@ -90,3 +94,107 @@ async def test_formulas_in_a_subjects_data_do_not_run_when_the_csv_is_opened(sys
     invoices = next(rows for key, (_, rows) in copied_billing.items() if key[1] == "invoices")
     amounts = [dict(zip(invoices[0], r, strict=True))["net_amount"] for r in invoices[1:]]
     assert "-12.50" in amounts and all(not a.startswith("'") for a in amounts)
+
+
+async def _tracked_events(conn: asyncpg.Connection) -> int:
+    return await conn.fetchval("SELECT count(*) FROM page_events WHERE user_id = "
+                               "(SELECT user_id FROM users WHERE email = 'tracked@example.com')")
+
+
+async def _change_tracked_events(systems: Systems) -> None:
+    """Another transaction adds an event of the subject's and removes one, and commits."""
+    await systems.fetch("analytics", """
+        WITH added AS (INSERT INTO page_events (user_id, url, occurred_at)
+                       SELECT user_id, 'https://onetagger.com/added-meanwhile', now() FROM users
+                       WHERE email = 'tracked@example.com')
+        DELETE FROM page_events WHERE id = (SELECT min(id) FROM page_events WHERE user_id =
+                                            (SELECT user_id FROM users WHERE email = 'tracked@example.com'))""")
+
+
+async def test_the_two_connections_of_an_export_read_one_snapshot(systems: Systems) -> None:
+    """The second connection takes the first one's snapshot: what another transaction commits
+    after the snapshot was taken is in neither, however late the second one starts reading."""
+    url = systems.server.url(systems.names["analytics"])
+    first, second = await asyncpg.connect(url), await asyncpg.connect(url)
+    try:
+        before = await _tracked_events(first)
+        async with shared_snapshot(first, second):
+            await _change_tracked_events(systems)
+            assert await _tracked_events(first) == await _tracked_events(second) == before
+            assert not await second.fetchval("SELECT count(*) FROM page_events WHERE url LIKE '%added-meanwhile'")
+        assert await _tracked_events(second) == before  # the change was real: one in, one out
+        assert await second.fetchval("SELECT count(*) FROM page_events WHERE url LIKE '%added-meanwhile'") == 1
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_rows_committed_while_an_export_runs_are_in_none_of_its_files(systems: Systems) -> None:
+    """An event added (and another removed) once the export's first COPY has begun: every part's
+    JSON and CSV hold the same records, those of the moment the export began."""
+    expected = _read(await _export(systems, TRACKED))
+    changed = False
+
+    class ChangingWhileCopying:
+        def __init__(self, part: ExportPart) -> None:
+            self.part = part
+
+        async def json_lines(self, chunk: bytes) -> None:
+            nonlocal changed
+            if not changed:
+                changed = True
+                await _change_tracked_events(systems)
+            await self.part.json_lines(chunk)
+
+        async def csv_rows(self, chunk: bytes) -> None:
+            await self.part.csv_rows(chunk)
+
+    parts: Parts = {}
+    opener = _part_opener(parts, "analytics", False)
+
+    def part(dataset: str, category: str, origin_of):
+        opened = opener(dataset, category, origin_of)
+        return opened and (ChangingWhileCopying(opened[0]), opened[1])
+
+    await systems.connectors["analytics"].export(TRACKED, part)
+    assert changed
+    copied = _read(filled(parts))
+    assert copied == expected
+    for data, rows in copied.values():
+        assert len(data) == len(rows) - 1 and "added-meanwhile" not in repr(data) + repr(rows)
+    events, _ = _read(await _export(systems, TRACKED))[("analytics", "page_events", "cookies_analytics")]
+    assert "added-meanwhile" in repr(events)  # the next export reads it
+
+
+async def test_a_copy_that_fails_stops_the_other_and_leaves_the_connector_usable(systems: Systems) -> None:
+    """The CSV side failing (a full disk) ends the JSON COPY running beside it; the error is the
+    task's (the database counts as unavailable, so the activity retries); the next export works."""
+    parts: Parts = {}
+    opener = _part_opener(parts, "analytics", False)
+
+    class FullDisk:
+        def __init__(self, part: ExportPart) -> None:
+            self.part = part
+
+        async def json_lines(self, chunk: bytes) -> None:
+            await self.part.json_lines(chunk)
+
+        async def csv_rows(self, chunk: bytes) -> None:
+            raise OSError(28, "No space left on device")
+
+    def part(dataset: str, category: str, origin_of):
+        opened = opener(dataset, category, origin_of)
+        return opened and (FullDisk(opened[0]), opened[1])
+
+    with pytest.raises(SqlSystemUnavailable, match="database unavailable"):
+        await systems.connectors["analytics"].export(TRACKED, part)
+    for spool in parts.values():
+        spool.close()
+    records, copied = await _both(systems, "analytics", TRACKED)
+    assert copied == records and copied
+
+
+async def _export(systems: Systems, subject) -> Parts:
+    parts: Parts = {}
+    await systems.connectors["analytics"].export(subject, _part_opener(parts, "analytics", False))
+    return filled(parts)

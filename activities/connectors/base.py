@@ -105,7 +105,8 @@ class PermanentConnectorError(Exception):
 
 class ExportPart(Protocol):
     """Where one (dataset, category) of an `export` goes: its records as JSON, one object a
-    line, and as CSV rows without a header, each in chunks as they arrive."""
+    line followed by a comma (`{...},`), and as CSV rows without a header, each in chunks as
+    they arrive."""
 
     async def json_lines(self, chunk: bytes) -> None: ...
 
@@ -114,6 +115,7 @@ class ExportPart(Protocol):
 
 # part(dataset, category, {column: origin}) -> where that part goes and the columns it takes
 # (a portability package leaves derived and inferred ones out), or None to leave it all out.
+# An export opens each (dataset, category) once.
 PartOpener = Callable[[str, str, Mapping[str, Origin]], tuple[ExportPart, list[str]] | None]
 
 

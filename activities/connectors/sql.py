@@ -48,17 +48,20 @@ from activities.connectors.sql_erasure import HoldAwareErasure
 from activities.connectors.sql_export import (
     CSV_ROWS,
     JSON_LINES,
-    SESSION,
+    copy_together,
     export_queries,
+    shared_snapshot,
 )
 from activities.connectors.sql_identities import check_identities
 from activities.connectors.sql_queries import (
     SCHEMA_QUERY,
     TEXT_TYPES,
+    Linked,
     Plan,
     category_groups,
     erased_rules,
     ident,
+    linked_values,
     plain,
     select_fields,
     select_keys_page,
@@ -158,6 +161,18 @@ class SqlConnector(Connector):
                                    if shared is not None else await self._check_schema(conn))
                 yield conn
 
+    @asynccontextmanager
+    async def _second_connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """A connection of its own beside the pool's, for the export's second COPY. Waiting for a
+        second one from the worker's shared pool while holding the first could deadlock: a few
+        package builds at once would each hold one and wait for another."""
+        with self._mapped():
+            conn = await asyncpg.connect(self._url())
+        try:
+            yield conn
+        finally:
+            await conn.close()
+
     async def _check_schema(self, conn: asyncpg.Connection) -> dict[str, dict[str, str]]:
         used = [(d, self.plan.columns_used(d)) for d in self.plan.parents_first]
         tables = sorted({table for _, by_table in used for table in by_table})
@@ -232,23 +247,34 @@ class SqlConnector(Connector):
 
     async def export(self, subject: Subject, part: PartOpener) -> bool:
         """What `access` reads, written by PostgreSQL: per (dataset, category) a COPY of the
-        records as JSON lines and one as CSV rows (activities/connectors/sql_export.py)."""
-        async with self._subject_connection(subject) as conn:
+        records as JSON lines and one as CSV rows, at once on two connections that share one
+        snapshot (activities/connectors/sql_export.py)."""
+        async with self._subject_connection(subject) as conn, self._second_connection() as csv_conn:
             with self._mapped():
-                async with conn.transaction(isolation="repeatable_read", readonly=True):
-                    await conn.execute(SESSION)
+                async with shared_snapshot(conn, csv_conn):
                     for dataset in self.plan.parents_first:
                         held = subject.held.get(f"{self.name}.{dataset.name}")
+                        linked = await self._linked(conn, dataset, subject)
                         for category, origins in category_groups(dataset):
                             if (opened := part(dataset.name, category, origins)) is None:
                                 continue
                             sink, columns = opened
                             json_sql, csv_sql, args = export_queries(
-                                self.plan, dataset, subject, held, columns, self._column_types(dataset))
+                                self.plan, dataset, subject, held, columns, self._column_types(dataset), linked)
                             with self._mapped(dataset.name):
-                                await conn.copy_from_query(json_sql, *args, output=sink.json_lines, **JSON_LINES)
-                                await conn.copy_from_query(csv_sql, *args, output=sink.csv_rows, **CSV_ROWS)
+                                await copy_together([(conn, json_sql, sink.json_lines, JSON_LINES),
+                                                     (csv_conn, csv_sql, sink.csv_rows, CSV_ROWS)], args)
         return True
+
+    async def _linked(self, conn: asyncpg.Connection, dataset: Dataset, subject: Subject) -> Linked | None:
+        """For a dataset reached through its parent, the values pointing at the subject's rows
+        there, read once for both COPYs of each of its categories (sql_queries.linked_values)."""
+        if dataset.via is None:
+            return None
+        sql, args = linked_values(self.plan, dataset, subject)
+        with self._mapped(dataset.name):
+            values = [row[0] for row in await conn.fetch(sql, *args)]
+        return values, self._column_types(dataset)[dataset.via.column]
 
     async def erase(self, subject: Subject, context: ErasureContext | None = None) -> ActionOutcome:
         """Erase the subject's rows, keeping (minimised, restricted) what a hold requires; one

@@ -138,9 +138,15 @@ class Plan:
         return tables
 
 
-def match(plan: Plan, dataset: Dataset, subject: Subject, q: Query, alias: str) -> str:
+# The values of a child's link column that point at the subject's rows of its parent, read
+# beforehand as text (`linked_values`), and the link column's type.
+Linked = tuple[list[str], str]
+
+
+def match(plan: Plan, dataset: Dataset, subject: Subject, q: Query, alias: str, linked: Linked | None = None) -> str:
     """A condition on `alias` (a row of `dataset`) that holds for the subject's rows: an identity
-    column matches, or the row points at one of the subject's rows in the parent dataset."""
+    column matches, or the row points at one of the subject's rows in the parent dataset (given
+    as `linked` values, or found by a subquery)."""
     def col(name: str) -> str:
         return f"{alias}.{ident(name)}"
 
@@ -148,7 +154,12 @@ def match(plan: Plan, dataset: Dataset, subject: Subject, q: Query, alias: str) 
     name_column = dataset.identify.get("name")
     if name_column and subject.name and not any(i in dataset.identify for i in STRONG_IDENTITIES):
         clauses.append(f"{col(name_column)}::text = {q.arg(subject.name)}::text")
-    if dataset.via:
+    if dataset.via and linked is not None:
+        # As values, the planner knows how many rows they match: a subject holding most of a table
+        # is read in key order, not found through an index and sorted.
+        values, pg_type = linked
+        clauses.append(f"{col(dataset.via.column)} = ANY(CAST({q.arg(values)}::text[] AS {pg_type}[]))")
+    elif dataset.via:
         parent = plan.datasets[dataset.via.dataset]
         parent_alias = q.alias()
         parent_column = dataset.via.parent_column or parent.key
@@ -158,6 +169,18 @@ def match(plan: Plan, dataset: Dataset, subject: Subject, q: Query, alias: str) 
             f"WHERE {match(plan, parent, subject, q, parent_alias)})"
         )
     return "(" + " OR ".join(clauses) + ")" if clauses else "FALSE"
+
+
+def linked_values(plan: Plan, dataset: Dataset, subject: Subject) -> tuple[str, list[Any]]:
+    """The query for the values of `dataset`'s link column that point at the subject's rows of
+    its parent (`Linked`), as text."""
+    assert dataset.via is not None
+    parent = plan.datasets[dataset.via.dataset]
+    column = ident(dataset.via.parent_column or parent.key)
+    q = Query()
+    where = match(plan, parent, subject, q, "t0")
+    return (f"SELECT DISTINCT t0.{column}::text FROM {ident(parent.table)} AS t0 "
+            f"WHERE {where} AND t0.{column} IS NOT NULL"), q.args
 
 
 def identity_clauses(dataset: Dataset, subject: Subject, q: Query, alias: str) -> list[tuple[str, str]]:
@@ -184,14 +207,15 @@ def category_groups(dataset: Dataset) -> list[tuple[str, dict[str, Origin]]]:
 
 def select_fields(plan: Plan, dataset: Dataset, subject: Subject, held_keys: Any = None,
                   columns: Sequence[str] | None = None,
-                  expression: Callable[[str, str], str] | None = None) -> tuple[str, list[Any]]:
+                  expression: Callable[[str, str], str] | None = None,
+                  linked: Linked | None = None) -> tuple[str, list[Any]]:
     """The subject's rows, plus rows kept under a hold (by key: minimised, they no longer carry
     the identities that `match` looks for): `columns` (default: the dataset's fields), each as
     `expression(column, reference)` when given (named after its column)."""
     q, alias = Query(), "t0"
     refs = [(c, f"{alias}.{ident(c)}") for c in (dataset.fields if columns is None else columns)]
     select = ", ".join(f"{expression(c, ref)} AS {ident(c)}" if expression else ref for c, ref in refs)
-    where = match(plan, dataset, subject, q, alias)
+    where = match(plan, dataset, subject, q, alias, linked)
     if held_keys:
         where = f"({where} OR {alias}.{ident(dataset.key)}::text = ANY({q.arg(list(held_keys))}::text[]))"
     sql = (f"SELECT {select} FROM {ident(dataset.table)} AS {alias} WHERE {where} "
