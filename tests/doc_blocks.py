@@ -25,7 +25,7 @@ README = REPO / "README.md"
 DOCS = sorted((REPO / "docs").glob("*.md"))
 SHELL = frozenset({"sh", "bash", "console"})
 NOT_RUN = re.compile(r"^<!-- not run: (\S.*?) -->$")
-FENCE = re.compile(r"^(\s*)```(\S*)")
+FENCE = re.compile(r"^(\s*)```([^`\s]*)[^`]*$")  # an info string holds no backtick: ```` ```sh ```` is inline
 PLACEHOLDER = re.compile(r"\[--|<[A-Za-z_]+>")  # `[--all]`, `<id>`: words to replace, not commands
 
 # The ports the manual names (`make run`'s defaults), by the name tests/up_process.py gives them.
