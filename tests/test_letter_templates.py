@@ -41,8 +41,10 @@ def test_renders_with_single_line_subject_and_request_id(purpose):
     assert letter.subject.strip() == letter.subject
     assert letter.subject
     assert "\n" not in letter.subject and "\r" not in letter.subject
-    assert REQUEST_ID in letter.text
-    assert REQUEST_ID in letter.html
+    # The subject reads (and quotes) the short reference; staff and processors get the full id.
+    reference = short_reference(REQUEST_ID) if purpose in SUBJECT_PURPOSES else REQUEST_ID
+    assert reference in letter.text
+    assert reference in letter.html
     assert letter.html.startswith("<!DOCTYPE html>")
     assert '<html lang="en"' in letter.html
     assert letter.text.endswith("\n") and not letter.text.endswith("\n\n")

@@ -62,6 +62,9 @@ REQUEST_PURPOSE = "processor_request"
 REMINDER_PURPOSE = "processor_reminder"
 TOKEN_PURPOSE = "manual-confirm"
 
+# How many files a processor uploaded for the task (an access task answered without any: it holds no data).
+_EXPORTED = "(SELECT count(*) FROM processor_exports e WHERE e.external_id = m.external_id) AS exported_files"
+
 _SCOPES = {
     "direct_marketing": N_("direct marketing (Art. 21(2) and (3) GDPR): stop using the data subject's data "
     "for direct marketing, including profiling related to it, and suppress the address so it is not "
@@ -197,7 +200,8 @@ class ManualEmailConnector(Connector):
         passed since the last e-mail, and still pending."""
         async with self.env.pool.acquire() as conn:
             row = await conn.fetchrow(
-                "SELECT * FROM manual_tasks WHERE external_id = $1 AND system = $2", external_id, self.name)
+                f"SELECT m.*, {_EXPORTED} FROM manual_tasks m WHERE external_id = $1 AND system = $2",
+                external_id, self.name)
             if row is None:
                 return ActionOutcome(status="needs_attention", external_id=external_id,
                                      message=f"no e-mail to {self.env.system.label} is on record for this task")
@@ -258,7 +262,7 @@ class ManualEmailConnector(Connector):
         key = f"{subject.request_id}:{REQUEST_PURPOSE}:{self.name}:{action}"
         async with self.env.pool.acquire() as conn:
             existing = await conn.fetchrow(
-                "SELECT * FROM manual_tasks WHERE request_id = $1 AND system = $2 AND action = $3",
+                f"SELECT m.*, {_EXPORTED} FROM manual_tasks m WHERE request_id = $1 AND system = $2 AND action = $3",
                 subject.request_id, self.name, action,
             )
             if existing is not None:  # sent by an earlier attempt
@@ -352,7 +356,12 @@ class ManualEmailConnector(Connector):
 
     def _confirmed(self, row: Mapping[str, Any]) -> ActionOutcome:
         confirmed: datetime = row["confirmed_at"]
-        what = "sent its export" if row["action"] == "access" else f"confirmed the {_ACTIONS[row['action']][0]}"
+        if row["action"] != "access":
+            what = f"confirmed the {_ACTIONS[row['action']][0]}"
+        elif row["exported_files"]:
+            what = f"sent its export ({row['exported_files']} file{'' if row['exported_files'] == 1 else 's'})"
+        else:
+            what = "said it holds no personal data about the subject"
         return ActionOutcome(
             status="done", external_id=row["external_id"],
             message=f"{self.env.system.label} {what} on {confirmed.astimezone(UTC):%Y-%m-%d %H:%M} UTC",
