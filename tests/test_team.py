@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import uuid
 from urllib.parse import parse_qs, urlparse
 
 from api.auth import create_token
@@ -119,3 +120,14 @@ async def test_docs_load_nothing_from_another_origin(http):
         assert (await http.get(asset)).status_code == 200, asset
     assert (await http.get("/redoc")).status_code == 404
 
+
+
+async def test_an_assignee_that_is_not_a_token_id_is_refused_by_name(http, pool):
+    """36 hex digits and dashes in the wrong places are not a token id: 422 naming the parameter,
+    not a 500 (found by the API fuzz test)."""
+    headers = await staff_headers(pool, "agent")
+    for bad in ("0" * 36, "-" * 36, "a" * 35 + "-", "nobody"):
+        r = await http.get("/v1/requests", params={"assignee": bad}, headers=headers)
+        assert r.status_code == 422 and "assignee" in r.text, (bad, r.text)
+    fine = await http.get("/v1/requests", params={"assignee": str(uuid.uuid4())}, headers=headers)
+    assert fine.status_code == 200 and fine.json()["items"] == []

@@ -29,6 +29,7 @@ from activities.fanout import ACTIONS
 from activities.lifecycle import deadline_checkpoints
 from dsrflow.domain.deadlines import compute_deadline, receipt_date
 from policy.model import load_policy
+from schemas.audit import AnchorInput, AnchorReport
 from schemas.copies import PurgeInput, PurgeReport
 from schemas.holds import SweepInput, SweepReport
 from schemas.requests import RequestType
@@ -113,6 +114,7 @@ class FakeActivities:
         self.packages: list[Plan] = []
         self.restrictions: list[RestrictionInForce | LiftAnnounced | LiftCarriedOut] = []
         self.sweeps: list[SweepInput | RetentionSweepInput | PurgeInput] = []
+        self.anchors: list[AnchorInput] = []
         self.attempts: Counter[str] = Counter()  # activity name -> attempts, failed ones included
         self._failures: dict[str, tuple[Callable[[Any], bool], Callable[[], BaseException]]] = {}
         self._polls_left: dict[tuple[str, str, int], int] = {}
@@ -349,9 +351,14 @@ class FakeActivities:
         self.sweeps.append(purge)
         return PurgeReport()
 
+    @activity.defn(name="anchor_audit_chains")
+    async def anchor_audit_chains(self, anchor: AnchorInput) -> AnchorReport:
+        self.anchors.append(anchor)
+        return AnchorReport()
+
     def all(self) -> list[Callable[..., Any]]:
         return [self.prepare_request, self.transition, self.record_event, self.apply_extension,
                 self.record_step_trouble, self.send_letter, self.issue_verification, self.plan_request,
                 self.run_system_action, self.poll_system_action, self.record_task_result, self.build_package,
                 self.record_restriction, self.announce_lift, self.record_lifted, self.sweep,
-                self.retention_sweep, self.purge_expired_packages]
+                self.retention_sweep, self.purge_expired_packages, self.anchor_audit_chains]

@@ -86,6 +86,17 @@ class RequestFilters(BaseModel):
         """`assignee=me` made the caller's token id."""
         return self.model_copy(update={"assignee": token_id}) if self.assignee == "me" else self
 
+    @field_validator("assignee")
+    @classmethod
+    def _token_id(cls, value: str | None) -> str | None:
+        # The pattern lets through 36 hex digits and dashes in any arrangement: a token id is a UUID.
+        if value not in (None, "me", "unassigned"):
+            try:
+                uuid.UUID(value)
+            except ValueError:
+                raise ValueError("a staff token id is a UUID (as `dsrflow token list` shows it)") from None
+        return value
+
     @field_validator("q", mode="before")
     @classmethod
     def _workflow_id(cls, value: object) -> object:
