@@ -34,6 +34,22 @@ from tests.sql_demo import systems, template  # noqa: F401 (fixtures for the sql
 from workflows.search_attributes import SEARCH_ATTRIBUTES
 
 
+# The modules that take longest (a minute or so each on 2 cores), run first: `make test` hands
+# whole modules to two pytest-xdist workers in collection order (docs/testing.md#how-the-suite-is-kept-fast),
+# so a long module started last would leave one worker idle while the other finishes it. Heavy
+# process stacks alternate with modules that mostly wait, so two heavy ones seldom meet.
+RUN_FIRST = (
+    "test_crash_windows.py", "test_devstack_restarts.py", "test_chaos_smoke.py", "test_bench_smoke.py",
+    "test_multi_process.py", "test_up.py", "test_fanout.py", "test_saas_fanout.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """RUN_FIRST's modules first, in its order; the rest as collected (each module's tests stay together)."""
+    rank = {name: i for i, name in enumerate(RUN_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(RUN_FIRST)))
+
+
 @pytest.fixture(scope="session")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("dsrflow-home")
