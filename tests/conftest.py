@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -33,7 +34,6 @@ from policy.model import DEFAULT_POLICY
 from tests.sql_demo import systems, template  # noqa: F401 (fixtures for the sql connector's tests)
 from workflows.search_attributes import SEARCH_ATTRIBUTES
 
-
 # The modules that take longest (a minute or so each on 2 cores), run first: `make test` hands
 # whole modules to two pytest-xdist workers in collection order (docs/testing.md#how-the-suite-is-kept-fast),
 # so a long module started last would leave one worker idle while the other finishes it. Heavy
@@ -45,9 +45,19 @@ RUN_FIRST = (
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """RUN_FIRST's modules first, in its order; the rest as collected (each module's tests stay together)."""
+    """RUN_FIRST's modules first, in its order; the rest as collected (each module's tests stay
+    together). And each test its own node id: schemathesis names each operation's test
+    `test_x[GET /path]` but gives them all the function's node id, and pytest-xdist, which hands
+    tests out by node id, would run one operation of tests/test_api_fuzz.py instead of all."""
     rank = {name: i for i, name in enumerate(RUN_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(RUN_FIRST)))
+    for item in items:
+        if item.name.endswith("]") and not item.nodeid.endswith("]"):
+            # pytest 9 builds a node id from the callspec, which schemathesis's items have none of.
+            item._id = item._id.with_params(item.name[item.name.index("[") + 1:-1])
+    shared = [nodeid for nodeid, n in Counter(item.nodeid for item in items).items() if n > 1]
+    if shared:
+        raise pytest.UsageError(f"tests share a node id (pytest-xdist would run one of each): {shared[:5]}")
 
 
 @pytest.fixture(scope="session")
