@@ -34,13 +34,16 @@ from policy.model import DEFAULT_POLICY
 from tests.sql_demo import systems, template  # noqa: F401 (fixtures for the sql connector's tests)
 from workflows.search_attributes import SEARCH_ATTRIBUTES
 
-# The modules that take longest (a minute or so each on 2 cores), run first: `make test` hands
-# whole modules to two pytest-xdist workers in collection order (docs/testing.md#how-the-suite-is-kept-fast),
-# so a long module started last would leave one worker idle while the other finishes it. Heavy
-# process stacks alternate with modules that mostly wait, so two heavy ones seldom meet.
+# The modules that take longest (from a minute and a half down to half a minute on 2 cores), run
+# first: `make test` hands whole modules to two pytest-xdist workers in this order
+# (docs/testing.md#how-the-suite-is-kept-fast), so a long module started last would leave one
+# worker idle while the other finishes it. Those that run whole stacks of processes (and take
+# both cores) alternate with those that mostly wait (timeouts, backoffs, a browser's polls), so
+# that the two workers seldom both run a stack. A new module past half a minute belongs here.
 RUN_FIRST = (
-    "test_crash_windows.py", "test_devstack_restarts.py", "test_chaos_smoke.py", "test_bench_smoke.py",
-    "test_multi_process.py", "test_up.py", "test_fanout.py", "test_saas_fanout.py",
+    "test_bench_smoke.py", "test_crash_windows.py", "test_chaos_smoke.py", "test_devstack_restarts.py",
+    "test_multi_process.py", "test_browser_actions.py", "test_fanout.py", "test_up.py", "test_holds.py",
+    "test_processor_exports.py", "test_retention.py",
 )
 
 
