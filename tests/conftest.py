@@ -41,9 +41,10 @@ from workflows.search_attributes import SEARCH_ATTRIBUTES
 # both cores) alternate with those that mostly wait (timeouts, backoffs, a browser's polls), so
 # that the two workers seldom both run a stack. A new module past half a minute belongs here.
 RUN_FIRST = (
-    "test_bench_smoke.py", "test_crash_windows.py", "test_chaos_smoke.py", "test_devstack_restarts.py",
-    "test_multi_process.py", "test_browser_actions.py", "test_fanout.py", "test_up.py", "test_holds.py",
-    "test_processor_exports.py", "test_retention.py",
+    "test_docs_commands.py", "test_crash_windows.py", "test_bench_smoke.py", "test_devstack_restarts.py",
+    "test_chaos_smoke.py", "test_browser_actions.py", "test_multi_process.py", "test_fanout.py", "test_readme.py",
+    "test_lifecycle.py", "test_request_listing.py", "test_letter_languages.py", "test_holds.py", "test_retention.py",
+    "test_up.py", "test_processor_exports.py",
 )
 
 
