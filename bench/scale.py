@@ -99,18 +99,18 @@ async def _listing_p95(bench: BenchStack, calls: int) -> dict[str, float]:
 
 
 async def main(open_count: int, closed: int, calls: int, runs: int, results: Path,
-               profile: Path | None) -> None:
+               profile: Path | None, samples: int = 5) -> None:
     load_before = load_1min()
     async with embedded_stack(demo=False) as bench:
         worker, temporal = bench.pid("worker"), _temporal_pid()
-        idle = {"worker_rss_mb": await _rss_mb(worker), "temporal_rss_mb": await _rss_mb(temporal)}
+        idle = {"worker_rss_mb": await _rss_mb(worker, samples), "temporal_rss_mb": await _rss_mb(temporal, samples)}
         start = time.perf_counter()
         with profiled({"worker": worker, "api": bench.pid("api")}, profile, "b3-open"):
             posted = await _open_requests(bench, open_count)
             await _until_codes_sent(bench, open_count)
         waiting = time.perf_counter() - start
-        await asyncio.sleep(5)  # let the last workflow tasks finish
-        memory = {"worker_rss_mb": await _rss_mb(worker), "temporal_rss_mb": await _rss_mb(temporal),
+        await asyncio.sleep(samples)  # let the last workflow tasks finish
+        memory = {"worker_rss_mb": await _rss_mb(worker, samples), "temporal_rss_mb": await _rss_mb(temporal, samples),
                   "load_1min": load_1min()}
         print(f"{open_count} open: posted in {posted:.0f} s, all waiting after {waiting:.0f} s; {memory}")
 
@@ -129,13 +129,13 @@ async def main(open_count: int, closed: int, calls: int, runs: int, results: Pat
     write_result(
         results, "b3_scale",
         params={"open_requests": open_count, "closed_requests": closed, "calls_per_query": calls,
-                "runs": runs, "api_concurrency": CONCURRENCY},
+                "runs": runs, "api_concurrency": CONCURRENCY, "rss_samples": samples},
         figures={"worker_rss_mb": memory["worker_rss_mb"], "temporal_rss_mb": memory["temporal_rss_mb"],
                  "idle": idle, "post_seconds": round(posted, 1), "all_waiting_seconds": round(waiting, 1),
                  "list_p95_ms": p95_ms, "list_p95_ms_worst": max(p95_ms.values()),
                  "target_worker_rss_mb": 400, "target_p95_ms": 100},
         runs=rows, load_before=load_before,
-        notes=["RSS: median of 5 samples a second apart, once every verification code was sent",
+        notes=[f"RSS: median of {samples} samples a second apart, once every verification code was sent",
                "console: the whole queue page (GET /console/, 50 rows) with a bearer token"],
     )
 
@@ -145,5 +145,7 @@ if __name__ == "__main__":
     parser.add_argument("--open", type=int, default=10_000, dest="open_count")
     parser.add_argument("--closed", type=int, default=100_000)
     parser.add_argument("--calls", type=int, default=100, help="GETs per filter and run")
+    parser.add_argument("--samples", type=int, default=5,
+                        help="RSS samples a second apart, after as many seconds for the last workflow tasks")
     args = parser.parse_args()
-    asyncio.run(main(args.open_count, args.closed, args.calls, args.runs, args.results, args.profile))
+    asyncio.run(main(args.open_count, args.closed, args.calls, args.runs, args.results, args.profile, args.samples))

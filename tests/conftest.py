@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -32,6 +33,35 @@ from dsrflow.settings import Settings
 from policy.model import DEFAULT_POLICY
 from tests.sql_demo import systems, template  # noqa: F401 (fixtures for the sql connector's tests)
 from workflows.search_attributes import SEARCH_ATTRIBUTES
+
+# The modules that take longest (from a minute and a half down to half a minute on 2 cores), run
+# first: `make test` hands whole modules to two pytest-xdist workers in this order
+# (docs/testing.md#how-the-suite-is-kept-fast), so a long module started last would leave one
+# worker idle while the other finishes it. Those that run whole stacks of processes (and take
+# both cores) alternate with those that mostly wait (timeouts, backoffs, a browser's polls), so
+# that the two workers seldom both run a stack. A new module past half a minute belongs here.
+RUN_FIRST = (
+    "test_docs_commands.py", "test_crash_windows.py", "test_bench_smoke.py", "test_devstack_restarts.py",
+    "test_chaos_smoke.py", "test_browser_actions.py", "test_multi_process.py", "test_fanout.py", "test_readme.py",
+    "test_lifecycle.py", "test_request_listing.py", "test_letter_languages.py", "test_holds.py", "test_retention.py",
+    "test_up.py", "test_processor_exports.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """RUN_FIRST's modules first, in its order; the rest as collected (each module's tests stay
+    together). And each test its own node id: schemathesis names each operation's test
+    `test_x[GET /path]` but gives them all the function's node id, and pytest-xdist, which hands
+    tests out by node id, would run one operation of tests/test_api_fuzz.py instead of all."""
+    rank = {name: i for i, name in enumerate(RUN_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(RUN_FIRST)))
+    for item in items:
+        if item.name.endswith("]") and not item.nodeid.endswith("]"):
+            # pytest 9 builds a node id from the callspec, which schemathesis's items have none of.
+            item._id = item._id.with_params(item.name[item.name.index("[") + 1:-1])
+    shared = [nodeid for nodeid, n in Counter(item.nodeid for item in items).items() if n > 1]
+    if shared:
+        raise pytest.UsageError(f"tests share a node id (pytest-xdist would run one of each): {shared[:5]}")
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ CASES = {
     "throughput": (["--requests", "2", "--runs", "1"], "b1_throughput",
                    {"real_per_second", "skeleton_per_second", "ratio", "shape"}),
     "latency": (["--requests", "2", "--runs", "1"], "b2_latency", {"median_seconds", "p95_seconds"}),
-    "scale": (["--open", "3", "--closed", "200", "--calls", "3", "--runs", "1"], "b3_scale",
+    "scale": (["--open", "3", "--closed", "200", "--calls", "3", "--runs", "1", "--samples", "1"], "b3_scale",
               {"worker_rss_mb", "temporal_rss_mb", "list_p95_ms"}),
     "export": (["--events", "200", "--runs", "1"], "b4_export",
                {"build_seconds", "copy_seconds", "ratio", "peak_rss_mb"}),

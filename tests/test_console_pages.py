@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import uuid
 from datetime import UTC, datetime, timedelta
 
 from tests.support import (
@@ -26,8 +27,18 @@ async def open_request(http, pool, *, days_ago: int = 0, kind: str = "erasure", 
         "type": kind, "subject": {"email": unique_email("console")}, "received_at": received,
         "identity_attested": attested})
     assert r.status_code == 201, r.text
-    await wait_for_due_date(pool, r.json()["id"])
-    return r.json()["id"]
+    rid = r.json()["id"]
+    await wait_for_due_date(pool, rid)
+    if not attested:
+        # Then the workflow waits for the subject: no letter changes the page behind the test's back.
+        for _ in range(300):
+            if await pool.fetchval("SELECT count(*) FROM sent_letters WHERE request_id = $1 "
+                                   "AND purpose = 'verification'", uuid.UUID(rid)):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError(f"no verification letter recorded for {rid}")
+    return rid
 
 
 async def test_queue_needs_a_session(http):

@@ -216,8 +216,12 @@ async def test_a_confirmation_while_temporal_is_unreachable_is_answered_503_and_
         _, token = _LINK.search(text_of(await wait_for_letter(mail_sink, rid, "processor_request", 60))).groups()
 
         async def asked() -> bool:
+            # The letter is in the mailbox a moment before its manual_tasks row (recorded once the
+            # relay accepted it), which the confirmation looks up.
             return bool(await pool.fetchval("SELECT count(*) FROM system_tasks WHERE request_id = $1 "
-                                            "AND system = 'surveys' AND status = 'pending'", rid))
+                                            "AND system = 'surveys' AND status = 'pending'", rid)) and \
+                bool(await pool.fetchval("SELECT count(*) FROM manual_tasks WHERE external_id = $1",
+                                         hashlib.sha256(token.encode()).hexdigest()))
 
         await _eventually(asked)
         nowhere = stack.settings.model_copy(update={"temporal_address": f"127.0.0.1:{free_port()}"})

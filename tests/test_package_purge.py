@@ -18,15 +18,18 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
 
 from dsrflow.crypto.keys import load_secret_key
+from dsrflow.infra.db import create_pool
 from dsrflow.infra.storage import BlobStore, open_storage
 from dsrflow.settings import Settings
 from dsrflow.stores.export_store import export_writer
 from schemas.copies import PurgeInput, PurgeReport
 from schemas.workflow import workflow_id_for
+from tests.conftest import make_database
 from tests.s3_support import s3_settings, stored
 from tests.support import (
     assert_problem,
@@ -54,9 +57,24 @@ class Kept:
     store: BlobStore
 
 
+@pytest.fixture(scope="module")
+async def purge_settings(settings, postgres) -> Settings:
+    """A database of this module's own: the purge sweeps every expired package in its database,
+    and other modules leave rows there that no storage holds (tests/test_portal.py's pages)."""
+    return settings.model_copy(update={"database_url": await make_database(postgres, "purge")})
+
+
+@pytest.fixture(scope="module")
+async def pool(purge_settings) -> AsyncIterator[asyncpg.Pool]:
+    """This module's tests read and write `purge_settings`' database (overrides conftest's)."""
+    pool = await create_pool(purge_settings.database_url, min_size=1, max_size=10)
+    yield pool
+    await pool.close()
+
+
 @pytest.fixture(params=["local", "s3"])
-async def kept(request, settings, pool, dev_server, task_queue, s3_endpoint) -> AsyncIterator[Kept]:
-    chosen = settings if request.param == "local" else s3_settings(settings, s3_endpoint)
+async def kept(request, purge_settings, pool, dev_server, task_queue, s3_endpoint) -> AsyncIterator[Kept]:
+    chosen = purge_settings if request.param == "local" else s3_settings(purge_settings, s3_endpoint)
     async with served(chosen, pool, dev_server.client, task_queue) as http:
         yield Kept(http, chosen, open_storage(chosen))
 
