@@ -133,7 +133,8 @@ async def test_the_response_waits_for_approval_and_goes_out_once_approved(stack:
     assert fakes.subject_letters(request.id) == ["acknowledgement"]
     assert fakes.staff_alerts(request.id) == ["approval"]
     approved = await request.handle.execute_update(DSR.approve, ApproveInput(note="Package checked", actor="compliance:bo"))
-    assert approved.status == "in_progress" and approved.approval.note == "Package checked"
+    # The main line has moved on: the response is on its way (or, its steps being quick, out).
+    assert approved.status in ("in_progress", "completed") and approved.approval.note == "Package checked"
     final = await request.result()
     assert final.status == "completed" and final.approval.actor == "compliance:bo"
     assert fakes.subject_letters(request.id) == ["acknowledgement", "response"]
@@ -270,7 +271,9 @@ async def test_two_approvals_at_once_release_the_response_once(stack: FastStack)
 
     taken = [a for a in answers if not isinstance(a, BaseException)]
     [refusal] = [a for a in answers if isinstance(a, WorkflowUpdateFailedError)]
-    assert len(taken) == 1 and "not awaiting approval" in str(getattr(refusal.cause, "message", refusal.cause))
+    # Refused by the handler's re-check, or, the response gone out meanwhile, as closed.
+    reason = str(getattr(refusal.cause, "message", refusal.cause))
+    assert len(taken) == 1 and ("not awaiting approval" in reason or "already closed" in reason), reason
     final = await request.result()
     assert final.status == "completed" and final.approval == taken[0].approval
     assert fakes.subject_letters(request.id) == ["acknowledgement", "response"]

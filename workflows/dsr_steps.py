@@ -108,7 +108,12 @@ async def run_step(activity: str, arg: Any, *, result_type: type | None = None,
     timeouts = timeouts or SHORT
     attention = supervisor.attention_after if supervisor else DEFAULT_ATTENTION_AFTER
     troubled = False
-    local = timeouts["start_to_close_timeout"] <= LOCAL_LIMIT and workflow.patched(LOCAL_STEPS)
+    # Not inside an update's handler: a local activity acts before its workflow task is recorded,
+    # and a task lost with its updates (staff's, a volley of verification guesses) would leave
+    # effects - audit events of guesses the request then does not count - that never happened for
+    # the request. An activity task acts only once the task that asked for it is recorded.
+    local = (timeouts["start_to_close_timeout"] <= LOCAL_LIMIT and workflow.current_update_info() is None
+             and workflow.patched(LOCAL_STEPS))
     while True:
         try:
             give_up = max(timeouts["start_to_close_timeout"], attention)
