@@ -116,6 +116,12 @@ async def test_attach_and_dismiss(http, pool, settings):
     assert bad.status_code == 422 and "existing request" in bad.text
     ok = await http.post(f"/console/inbox/{follow_up}/attach", data={"csrf_token": csrf, "request_id": f"dsr-{request_id}"})
     assert ok.status_code == 303 and ok.headers["location"] == f"/console/requests/{request_id}"
+    # ... or by the short reference the subject quotes, as they may type it.
+    quoted = await filed(settings, pool, raw_mail(unique_email("y"), "About my request"))
+    reference = short_reference(request_id)
+    by_reference = await http.post(f"/console/inbox/{quoted}/attach",
+                                   data={"csrf_token": csrf, "request_id": f"{reference[:5].lower()} {reference[5:]}"})
+    assert by_reference.status_code == 303 and by_reference.headers["location"] == f"/console/requests/{request_id}"
     assert await pool.fetchval("SELECT event_type FROM audit_events WHERE event_key = $1",
                                f"mail:{follow_up}:attached") == "mail.attached"
 

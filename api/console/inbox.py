@@ -26,7 +26,7 @@ from api.state import AppState
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.i18n import language_name
 from dsrflow.stores.mailbox_store import decide
-from dsrflow.stores.requests_store import get_request
+from dsrflow.stores.team_store import request_by_reference
 from policy.mailbox import load_mailbox_policy
 from schemas.plain_text import one_line
 from schemas.requests import NewRequest, RequestStatus
@@ -119,10 +119,11 @@ async def attach(staff: Annotated[Staff, require_console_role("agent")], request
                  pool: Pool, today: Today, message_id: str) -> Response:
     message = await _message(state, pool, today, message_id)
     form = await request.form()
-    target = (request_form.text(form, "request_id") or "").removeprefix("dsr-")
-    if await get_request(pool, target) is None:
-        return _message_page(request, state, message, values={"request_id": target}, status=422,
-                             errors={"request_id": "Enter the id of an existing request (or dsr-…)."})
+    typed = (request_form.text(form, "request_id") or "")[:100]
+    target = await request_by_reference(pool, typed)  # the short reference people quote, or the id
+    if target is None:
+        return _message_page(request, state, message, values={"request_id": typed}, status=422, errors={
+            "request_id": "Enter the reference (like KD7QX3M9TB) or the id of an existing request."})
     async with pool.acquire() as conn:
         if not await decide(conn, message_id, "attached", actor=staff.actor, request_id=target):
             return _already_decided(request, state, await _message(state, pool, today, message_id))
