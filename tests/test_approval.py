@@ -85,8 +85,8 @@ async def test_access_response_waits_for_compliance_approval(http, pool, mail_si
     events = await event_types(pool, rid)
     gate = ["status.awaiting_approval", "package.reviewed", "approval.granted", "status.in_progress", "status.completed"]
     seen = [e for e in events if e in gate]
-    # The workflow records the approval and its new status at the same moment: either may land first.
-    assert seen[:2] == gate[:2] and set(seen[2:4]) == set(gate[2:4]) and seen[4:] == gate[4:], seen
+    # The approval is on record before the status it releases, and the response after both.
+    assert seen == gate, seen
     # The run with the gate replays deterministically against the same code.
     replayer = Replayer(workflows=[DataSubjectRequestWorkflow],
                         data_converter=build_data_converter(load_keyring(approval_settings)))
@@ -138,7 +138,7 @@ async def test_two_concurrent_approvals_release_once(http, pool, mail_sink):
     assert sorted(a.status_code for a in answers) == [200, 409], [a.text for a in answers]
     # Refused by the handler's re-check, or (the response goes out in moments) by the finished workflow.
     refusal = next(a for a in answers if a.status_code == 409).json()["detail"]
-    assert "not awaiting approval" in refusal or "has finished" in refusal, refusal
+    assert any(reason in refusal for reason in ("not awaiting approval", "has finished", "already closed")), refusal
     await wait_for_letter(mail_sink, rid, "response")
     await wait_for_status(http, pool, rid, "completed")
     assert (await event_types(pool, rid)).count("approval.granted") == 1

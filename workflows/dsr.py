@@ -61,6 +61,7 @@ with workflow.unsafe.imports_passed_through():
 APPROVAL_GATE = "approval-gate"
 APPROVAL_BEFORE_CHANGES = "approval-before-changes"
 OBJECTION_GATE = "objection-gate"
+APPROVAL_RECORDED_FIRST = "approval-recorded-first"
 
 
 @workflow.defn(name="DataSubjectRequestWorkflow")
@@ -81,6 +82,7 @@ class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals):
         self._package: PackageInfo | None = None
         self._decision: ObjectionDecision | None = None
         self._approval: ApproveInput | None = None
+        self._approving = False  # an approval being recorded
         self._troubles = StepTroubles()
         self.attention_after = timedelta(minutes=15)
 
@@ -276,8 +278,18 @@ class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals):
     @workflow.update
     async def approve(self, request: ApproveInput) -> RequestState:
         self._validate_approve(request)  # again: a concurrent approval may have passed validation too
-        self._approval = request
-        await self._record("approval.granted", "approval", {"note": request.note}, request.actor)
+        if workflow.patched(APPROVAL_RECORDED_FIRST):
+            # The approval is on record before anything it releases (the main line's steps are
+            # quick now): taken at once, so a concurrent approval is refused, then recorded.
+            self._approving = True
+            try:
+                await self._record("approval.granted", "approval", {"note": request.note}, request.actor)
+            finally:
+                self._approving = False
+            self._approval = request
+        else:
+            self._approval = request
+            await self._record("approval.granted", "approval", {"note": request.note}, request.actor)
         # Answer once the main line has moved on, so the caller sees the response on its way.
         await workflow.wait_condition(lambda: self._status != RequestStatus.awaiting_approval)
         return self.state()
@@ -285,7 +297,7 @@ class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals):
     @approve.validator
     def _validate_approve(self, request: ApproveInput) -> None:
         self._require_open()
-        if self._approval is not None:
+        if self._approval is not None or self._approving:
             # Two officers at once: the other approval was taken; its status follows in a moment.
             raise ValueError("request is not awaiting approval: it has been approved already")
         if self._status != RequestStatus.awaiting_approval:
