@@ -121,6 +121,7 @@ class FakeActivities:
         # The test server's clock (FastStack sets it). Steps run as local activities, whose
         # scheduled time is the machine's, so the virtual time is asked for.
         self.clock: Callable[[], Awaitable[datetime]] | None = None
+        self._effects: set[tuple[str, ...]] = set()  # see _first
 
     async def _now(self) -> datetime:
         """The virtual clock, read while the step runs: the test server may skip far ahead once
@@ -213,15 +214,13 @@ class FakeActivities:
     @activity.defn(name="transition")
     async def transition(self, change: Transition) -> None:
         self._maybe_fail("transition", change)
-        # Once per key, as the real step writes it: a step may run again (a local activity whose
-        # workflow task was lost) without a second effect.
-        if all((t.request_id, t.event_key) != (change.request_id, change.event_key) for t in self.transitions):
+        if self._first("transition", change.request_id, change.event_key):
             self.transitions.append(change)
 
     @activity.defn(name="record_event")
     async def record_event(self, event: EventRecord) -> None:
         self._maybe_fail("record_event", event)
-        if all((e.request_id, e.event_key) != (event.request_id, event.event_key) for e in self.events):
+        if self._first("event", event.request_id, event.event_key):
             self.events.append(event)
 
     @activity.defn(name="apply_extension")
@@ -242,12 +241,19 @@ class FakeActivities:
         return LetterReceipt(letter_key=letter_key, message_id=f"<{_hash(letter_key)[:20]}@fake>",
                              already_sent=already)
 
+    def _first(self, *key: str) -> bool:
+        """Whether this is the first effect under `key`: the real steps write (and the outbox
+        sends) once per key, and a step may run again (a local activity whose workflow task was
+        lost) without a second effect."""
+        if key in self._effects:
+            return False
+        self._effects.add(key)
+        return True
+
     async def _sent(self, job: LetterJob) -> None:
-        # Once per key, as the outbox sends it (see `transition`).
-        key = f"{job.request_id}:{job.purpose}:{job.key}"
-        if key not in self.sent_at:
+        if self._first("letter", job.request_id, job.purpose, job.key):
             self.letters.append(job)
-            self.sent_at[key] = await self._now()
+            self.sent_at[f"{job.request_id}:{job.purpose}:{job.key}"] = await self._now()
 
     @activity.defn(name="issue_verification")
     async def issue_verification(self, issue: IssueChallenge) -> Challenge:

@@ -114,9 +114,9 @@ async def run_step(activity: str, arg: Any, *, result_type: type | None = None,
     # the request. An activity task acts only once the task that asked for it is recorded.
     local = (timeouts["start_to_close_timeout"] <= LOCAL_LIMIT and workflow.current_update_info() is None
              and workflow.patched(LOCAL_STEPS))
+    give_up = max(timeouts["start_to_close_timeout"], attention)
     while True:
         try:
-            give_up = max(timeouts["start_to_close_timeout"], attention)
             if local:
                 result = await _run_local(activity, arg, result_type, timeouts["start_to_close_timeout"], give_up)
             else:
