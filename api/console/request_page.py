@@ -93,10 +93,14 @@ def _letters(pack: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str,
 
 
 async def _context(state: AppState, today: date, request_id: str, staff: Staff) -> dict[str, Any]:
+    # The workflow first, then the database: whatever the workflow has done by the time it answers
+    # is committed, so the timeline is never older than the status. (The other way round, a query
+    # answered just after the request closed showed "completed" over the timeline from before, and
+    # a closed request's page polls only every 30 s.)
+    live = await live_state(state, request_id)
     pack = await assemble_evidence(await state.db(), request_id, secret=load_secret_key(state.settings))
     if pack is None:
         raise Problem(404, "Request not found", f"There is no request {request_id}.")
-    live = await live_state(state, request_id)
     row, deadlines = pack["request"], pack["deadlines"]
     status = live.status if live else RequestStatus(row["status"])
     due = (live.current_due_date if live and live.current_due_date else deadlines["current_due_date"])
