@@ -316,13 +316,14 @@ class FanoutActivities:
         async with self.ctx.pool.acquire() as conn, conn.transaction():
             if also is not None:
                 await also(conn, outcome)
-            await conn.executemany(
-                """INSERT INTO deferred_erasures (request_id, subject_hash, system, dataset, record_key,
-                                                  hold_kind, hold_ref, erase_after, policy_version)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING""",
-                [(request_id, who, system, h.dataset, h.key, h.hold_kind, h.hold_ref,
-                  h.until + timedelta(days=1) if h.until else None, policy_version)
-                 for h in outcome.held])
+            if outcome.held:  # an empty executemany still costs a round trip
+                await conn.executemany(
+                    """INSERT INTO deferred_erasures (request_id, subject_hash, system, dataset, record_key,
+                                                      hold_kind, hold_ref, erase_after, policy_version)
+                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING""",
+                    [(request_id, who, system, h.dataset, h.key, h.hold_kind, h.hold_ref,
+                      h.until + timedelta(days=1) if h.until else None, policy_version)
+                     for h in outcome.held])
             await write_ledger(conn, [(who, system, dataset, key, action, policy_version, request_id, origin)
                                       for dataset, keys in outcome.erased.items() for key, action in keys])
 

@@ -22,12 +22,15 @@ LedgerRow = tuple[str, str, str, str, str, str, Any, str]
 async def write_ledger(conn: asyncpg.Connection | asyncpg.Pool, rows: Iterable[LedgerRow]) -> None:
     # Once per record and request: a step retried after its first attempt kept the evidence and
     # died before the system committed writes the same rows again (migration 0021).
+    rows = list(rows)
+    if not rows:  # asyncpg would still prepare the statement: a round trip for nothing
+        return
     await conn.executemany(
         """INSERT INTO erasure_ledger (subject_hash, system, dataset, record_key, action,
                                        policy_version, request_id, origin)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
            ON CONFLICT DO NOTHING""",
-        list(rows),
+        rows,
     )
 
 

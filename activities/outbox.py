@@ -95,14 +95,14 @@ async def _send(pool: asyncpg.Pool, conn: asyncpg.Connection, mailer: Mailer, ke
 
 async def _claim(conn: asyncpg.Connection, key: str, message: EmailMessage, request_id: str | None) -> str:
     """Claim the key (committed before any SMTP traffic); returns the state found."""
+    # The usual case, a first attempt, in one statement; a key claimed before is looked at below.
+    if await conn.fetchval(
+            "INSERT INTO mail_outbox (mail_key, request_id, message_id, state) VALUES ($1, $2, $3, 'claimed')"
+            " ON CONFLICT (mail_key) DO NOTHING RETURNING true", key, request_id, message["Message-ID"]):
+        return "new"
     async with conn.transaction():
         found = await conn.fetchrow("SELECT state, attempts FROM mail_outbox WHERE mail_key = $1 FOR UPDATE", key)
-        if found is None:
-            await conn.execute(
-                "INSERT INTO mail_outbox (mail_key, request_id, message_id, state) VALUES ($1, $2, $3, 'claimed')",
-                key, request_id, message["Message-ID"])
-            return "new"
-        state = str(found["state"])
+        state = str(found["state"])  # outbox rows are never deleted
         if state == "sent":
             return state
         outcome = _DIED.get(state)

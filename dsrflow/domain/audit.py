@@ -59,7 +59,21 @@ def event_body(row: Mapping[str, Any]) -> dict[str, Any]:
     return body
 
 
-_LOCK_HEAD = "SELECT last_pos, last_hash FROM audit_chain_heads WHERE chain_id = $1 FOR UPDATE"
+# One round trip: the chain's head locked, the data as jsonb will store it (its hash must match
+# what is read back: 1e20 reads back as an int), and the hash of an event already appended under
+# this key (a retried activity).
+_LOCK_HEAD = """SELECT h.last_pos, h.last_hash, $2::jsonb AS data,
+                       (SELECT hash FROM audit_events WHERE event_key = $3) AS existing
+                  FROM audit_chain_heads h WHERE h.chain_id = $1 FOR UPDATE OF h"""
+# The event and its chain's new head in one statement; an event_key appended meanwhile to another
+# chain (a caller that changed its mind about the request) leaves both untouched.
+_APPEND = """WITH appended AS (
+                 INSERT INTO audit_events (event_key, request_id, event_type, actor, data,
+                                           occurred_at, chain_id, chain_pos, prev_hash, hash)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                 ON CONFLICT (event_key) DO NOTHING RETURNING hash)
+             UPDATE audit_chain_heads SET last_pos = $8, last_hash = $10
+              WHERE chain_id = $7 AND EXISTS (SELECT FROM appended) RETURNING last_hash"""
 
 
 async def append_event(
@@ -73,46 +87,36 @@ async def append_event(
     occurred_at: datetime | None = None,
 ) -> str:
     """Append one event to its chain (once per event_key: retried activities do not duplicate);
-    return its hash."""
+    return its hash. Inside the caller's transaction when there is one (no savepoint: nothing
+    here fails on a repeated key), else in one of its own."""
+    if conn.is_in_transaction():
+        return await _append(conn, event_key, event_type, actor, request_id, data, occurred_at)
+    async with conn.transaction():
+        return await _append(conn, event_key, event_type, actor, request_id, data, occurred_at)
+
+
+async def _append(conn: asyncpg.Connection, event_key: str, event_type: str, actor: str, request_id: str | None,
+                  data: dict[str, Any] | None, occurred_at: datetime | None) -> str:
     # The hashed values must be the stored values: the uuid as Postgres prints it, jsonb's
-    # normalised numbers (1e20 reads back as an int), timestamps to the microsecond.
+    # normalised numbers, timestamps to the microsecond.
     request_id = str(uuid.UUID(str(request_id))) if request_id else None
     occurred = (occurred_at or datetime.now(UTC)).astimezone(UTC)
     chain = chain_for(request_id, event_type, occurred)
-    stored_data = await conn.fetchval("SELECT $1::jsonb", data or {})
-    try:
-        async with conn.transaction():
-            # The head row is the chain's lock; the first event of a chain creates it.
-            head = await conn.fetchrow(_LOCK_HEAD, chain)
-            if head is None:
-                await conn.execute("INSERT INTO audit_chain_heads (chain_id, last_pos, last_hash)"
-                                   " VALUES ($1, 0, $2) ON CONFLICT DO NOTHING", chain, GENESIS)
-                head = await conn.fetchrow(_LOCK_HEAD, chain)
-            existing: str | None = await conn.fetchval(
-                "SELECT hash FROM audit_events WHERE event_key = $1", event_key)
-            if existing:
-                return existing
-            row = {"event_key": event_key, "request_id": request_id, "event_type": event_type,
-                   "actor": actor, "data": stored_data, "occurred_at": occurred,
-                   "chain_id": chain, "chain_pos": head["last_pos"] + 1}
-            digest = chain_hash(head["last_hash"], event_body(row))
-            await conn.execute(
-                """WITH appended AS (
-                       INSERT INTO audit_events (event_key, request_id, event_type, actor, data,
-                                                 occurred_at, chain_id, chain_pos, prev_hash, hash)
-                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10))
-                   UPDATE audit_chain_heads SET last_pos = $8, last_hash = $10 WHERE chain_id = $7""",
-                event_key, request_id, event_type, actor, stored_data, occurred, chain, row["chain_pos"],
-                head["last_hash"], digest,
-            )
-            return digest
-    except asyncpg.UniqueViolationError as exc:
-        # The same event_key appended at the same moment to another chain (a caller that changed
-        # its mind about the request): the first one stands, as for any repeated key.
-        if exc.constraint_name != "audit_events_event_key_key":
-            raise
-        found: str = await conn.fetchval("SELECT hash FROM audit_events WHERE event_key = $1", event_key)
-        return found
+    head = await conn.fetchrow(_LOCK_HEAD, chain, data or {}, event_key)
+    if head is None:  # the chain's first event creates its head row, which is then its lock
+        await conn.execute("INSERT INTO audit_chain_heads (chain_id, last_pos, last_hash)"
+                           " VALUES ($1, 0, $2) ON CONFLICT DO NOTHING", chain, GENESIS)
+        head = await conn.fetchrow(_LOCK_HEAD, chain, data or {}, event_key)
+    if head["existing"]:
+        return str(head["existing"])
+    row = {"event_key": event_key, "request_id": request_id, "event_type": event_type, "actor": actor,
+           "data": head["data"], "occurred_at": occurred, "chain_id": chain, "chain_pos": head["last_pos"] + 1}
+    digest = chain_hash(head["last_hash"], event_body(row))
+    appended = await conn.fetchval(_APPEND, event_key, request_id, event_type, actor, head["data"], occurred,
+                                   chain, row["chain_pos"], head["last_hash"], digest)
+    if appended is None:
+        appended = await conn.fetchval("SELECT hash FROM audit_events WHERE event_key = $1", event_key)
+    return str(appended)
 
 
 @dataclass(frozen=True)
