@@ -14,17 +14,18 @@ from temporalio.worker import Worker
 from bench.skeleton import ACTIVITIES, TASK_QUEUE, SkeletonWorkflow
 from dsrflow.infra.temporal_client import connect_client
 from dsrflow.settings import load_settings
-from workers.dsr_worker import WORKER_TUNING
+from workers.dsr_worker import worker_tuning
 
 
 async def main() -> None:
-    client = await connect_client(load_settings())
+    settings = load_settings()
+    client = await connect_client(settings)
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
     # The request worker's settings, so the two differ in the work only.
     async with Worker(client, task_queue=TASK_QUEUE, workflows=[SkeletonWorkflow],
-                      activities=ACTIVITIES, **WORKER_TUNING):
+                      activities=ACTIVITIES, **worker_tuning(settings)):
         print("skeleton worker started", flush=True)
         await stop.wait()
 

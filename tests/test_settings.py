@@ -7,14 +7,17 @@ import subprocess
 import sys
 
 import pytest
+from temporalio.worker import UnsandboxedWorkflowRunner
 
 from dsrflow.settings import SettingsError, load_settings
+from workers.dsr_worker import SANDBOXED, worker_tuning
 
 BAD_VALUES = [
     ("DSRFLOW_API_PORT", "eighty", "DSRFLOW_API_PORT: expected a TCP port number"),
     ("DSRFLOW_API_PORT", "70000", "DSRFLOW_API_PORT: expected a TCP port number"),
     ("SMTP_PORT", "-1", "SMTP_PORT: expected a TCP port number"),
     ("SMTP_STARTTLS", "maybe", "SMTP_STARTTLS: expected true or false"),
+    ("DSRFLOW_WORKFLOW_SANDBOX", "sometimes", "DSRFLOW_WORKFLOW_SANDBOX: expected true or false"),
     ("DSRFLOW_DATABASE_URL", "mysql://db/x", "DSRFLOW_DATABASE_URL: expected a PostgreSQL URL"),
     ("TEMPORAL_ADDRESS", "temporal", "TEMPORAL_ADDRESS: expected host:port"),
     ("TEMPORAL_ADDRESS", "http://temporal:7233", "TEMPORAL_ADDRESS: expected a host name"),
@@ -82,6 +85,17 @@ def test_defaults(monkeypatch):
     assert settings.temporal_namespace == "default"
     assert settings.effective_database_url.endswith(":5433/dsrflow")
     assert settings.storage == "local"  # packages under DSRFLOW_HOME, as `make run` wants
+
+
+def test_workflow_code_runs_in_the_sandbox_in_tests_and_when_asked(monkeypatch, settings):
+    """A production worker runs workflow code outside Temporal's sandbox (its cost: BENCHMARKS.md,
+    issue 17); this suite's workers, and DSRFLOW_WORKFLOW_SANDBOX=true, run it inside, where a
+    non-deterministic call fails the workflow task."""
+    assert worker_tuning(settings)["workflow_runner"] is SANDBOXED  # every build_worker of this suite
+    monkeypatch.delenv("DSRFLOW_WORKFLOW_SANDBOX", raising=False)
+    assert isinstance(worker_tuning(load_settings())["workflow_runner"], UnsandboxedWorkflowRunner)
+    monkeypatch.setenv("DSRFLOW_WORKFLOW_SANDBOX", "true")
+    assert worker_tuning(load_settings())["workflow_runner"] is SANDBOXED
 
 
 def test_cli_exits_non_zero_with_one_line():

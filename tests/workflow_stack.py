@@ -30,7 +30,7 @@ from devstack.processes import find_binary
 from dsrflow.infra.temporal_client import build_data_converter
 from schemas.workflow import RequestState, StartRequest, workflow_id_for
 from tests.workflow_fakes import SHIPPED, FakeActivities, RequestSpec
-from workers.dsr_worker import WORKER_TUNING, WORKFLOWS
+from workers.dsr_worker import SANDBOXED, WORKFLOWS
 from workflows.dsr import DataSubjectRequestWorkflow
 from workflows.search_attributes import SEARCH_ATTRIBUTES
 
@@ -68,7 +68,7 @@ class FastStack:
     def worker(self, **options: Any) -> Worker:
         return Worker(self.env.client, task_queue=self.task_queue, workflows=list(WORKFLOWS),
                       activities=self.fakes.all(), interceptors=[ClassifyingInterceptor()],
-                      **{**WORKER_TUNING, **options})
+                      **{"workflow_runner": SANDBOXED, **options})
 
     async def open(self, spec: RequestSpec | None = None, **facts: Any) -> Request:
         """Start a request received now on the virtual clock, as the API does."""

@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.audit_anchor import AuditAnchorActivities
@@ -40,17 +40,22 @@ from workflows.package_purge import PackagePurgeWorkflow
 from workflows.retention_sweep import RetentionSweepWorkflow
 from workflows.system_task import SystemTaskWorkflow
 
-# Worker options beyond the SDK's defaults; bench/skeleton_worker.py uses them too, so the
-# throughput ceiling is measured under the same settings.
-# The sandbox re-imports a workflow's module for every workflow it starts or replays; with
-# PYTHONDONTWRITEBYTECODE (our image sets it) that means compiling workflows/dsr.py each time, a
-# fifth of the worker's CPU in BENCHMARKS.md B3. Our workflow modules hold no state, so they are
-# imported once; the replay tests (tests/test_replay.py) still run them in the full sandbox.
-WORKER_TUNING: dict[str, Any] = {
-    "workflow_runner": SandboxedWorkflowRunner(
-        # opentelemetry: the tracing interceptor's workflow half, when tracing is on (tracing.py).
-        restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows", "schemas", "opentelemetry")),
-}
+# The workflow sandbox (each workflow's globals isolated, non-deterministic calls refused) is
+# where workflow code is checked: every workflow test and the replay tests (tests/test_replay.py)
+# run in it. A production worker runs without it unless DSRFLOW_WORKFLOW_SANDBOX is set: in this
+# SDK it re-enters the sandbox with a freshly compiled exec for every activation and every payload
+# the workflow converts, a quarter of the worker's CPU per request (BENCHMARKS.md, issue 17).
+# Our workflow modules hold no state and are passed through (imported once) either way.
+SANDBOXED = SandboxedWorkflowRunner(
+    # opentelemetry: the tracing interceptor's workflow half, when tracing is on (tracing.py).
+    restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows", "schemas", "opentelemetry"))
+
+
+def worker_tuning(settings: Settings) -> dict[str, Any]:
+    """Worker options beyond the SDK's defaults; bench/skeleton_worker.py uses them too, so the
+    throughput ceiling is measured under the same settings."""
+    return {"workflow_runner": SANDBOXED if settings.workflow_sandbox else UnsandboxedWorkflowRunner()}
+
 
 WORKFLOWS: Sequence[type] = (DataSubjectRequestWorkflow, SystemTaskWorkflow, ErasureSweepWorkflow,
                               RetentionSweepWorkflow, PackagePurgeWorkflow, AuditAnchorWorkflow)
@@ -99,7 +104,7 @@ def build_worker(
         workflows=list(WORKFLOWS),
         activities=list(activities.values()),
         interceptors=[ClassifyingInterceptor()],
-        **WORKER_TUNING,
+        **worker_tuning(settings),
     )
 
 
