@@ -18,9 +18,11 @@ async def heartbeating(every: float = 3.0) -> AsyncIterator[None]:
     async def beat() -> None:
         # The same code also runs in a CLI or a test; a local activity has no heartbeat of its own
         # (the SDK keeps its workflow task alive, and a lost worker shows in that task's timeout).
+        # The first beat after `every`: the server's heartbeat timeout runs from the start anyway,
+        # and a step over in milliseconds (most are) then costs no heartbeat call at all.
         while activity.in_activity() and not activity.info().is_local:
-            activity.heartbeat()
             await asyncio.sleep(every)
+            activity.heartbeat()
 
     task = asyncio.create_task(beat())
     try:

@@ -277,7 +277,8 @@ async def _deliver(ctx: ActivityContext, job: LetterJob, secrets: dict[str, Any]
         if context.get("outcome", {}).get("package_link"):
             # The stored copy must not open the subject's package.
             kept_context["outcome"] = {**context["outcome"], "package_link": "[withheld]"}
-        kept = render_letter(job.purpose, kept_context, language)
+        # Most letters withhold nothing: their stored copy is the letter itself.
+        kept = rendered if kept_context == context else render_letter(job.purpose, kept_context, language)
         policy = loaded.policy
         recipient = policy.controller.staff_email if job.to_staff else row["subject_email"]
 

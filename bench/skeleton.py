@@ -25,7 +25,8 @@ class Shape(BaseModel):
     activities_after: int = 0
     local_before: int = 0  # local activities, one after the other, before the children start
     local_after: int = 0
-    alongside: int = 0  # activities started together with the children (a sql system's task)
+    alongside: int = 0  # activities started together with the children
+    local_alongside: int = 0  # local activities started together with them (a sql system's task)
     timers: int = 0
     signals: int = 0
     updates: int = 0
@@ -37,7 +38,8 @@ class Shape(BaseModel):
         return {
             "activities": self.activities_before + self.activities_after + self.alongside
             + sum(k["activities"] for k in kids),
-            "local_activities": self.local_before + self.local_after + sum(k["local_activities"] for k in kids),
+            "local_activities": self.local_before + self.local_after + self.local_alongside
+            + sum(k["local_activities"] for k in kids),
             "child_workflows": len(self.children) + sum(k["child_workflows"] for k in kids),
             "timers": self.timers + sum(k["timers"] for k in kids),
             "signals": self.signals + sum(k["signals"] for k in kids),
@@ -93,7 +95,8 @@ class SkeletonWorkflow:
         await asyncio.gather(
             *(workflow.execute_child_workflow(SkeletonWorkflow.run, child, id=f"{info.workflow_id}-{n}")
               for n, child in enumerate(shape.children)),
-            *(self._activity(None) for _ in range(shape.alongside)))
+            *(self._activity(None) for _ in range(shape.alongside)),
+            *(workflow.execute_local_activity(noop, info.workflow_id, **_OPTIONS) for _ in range(shape.local_alongside)))
         for _ in range(shape.activities_after):
             await self._activity(None)
         for _ in range(shape.local_after):

@@ -11,6 +11,7 @@ request's history, on a worker with the same settings. The figure is the ratio o
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import time
 from pathlib import Path
@@ -36,6 +37,16 @@ from schemas.workflow import workflow_id_for
 CONCURRENCY = 20  # API calls in flight: a busy front office, not a flood
 
 
+# Local activities that run beside the children: a `sql` system's task (workflows/task_fanout.py).
+ALONGSIDE = {"run_system_action"}
+
+
+def _local_activity_type(event: Any) -> str:
+    """A local activity's type, from its marker's details (the SDK's JSON)."""
+    data = event.marker_recorded_event_attributes.details["data"].payloads[0].data
+    return str(json.loads(data).get("activity_type", ""))
+
+
 async def shape_of(client: Client, workflow_id: str) -> Shape:
     """Count what a finished workflow (and, recursively, its children) did, from its history."""
     history = await client.get_workflow_handle(workflow_id).fetch_history()
@@ -43,7 +54,7 @@ async def shape_of(client: Client, workflow_id: str) -> Shape:
     with_children = next((e.start_child_workflow_execution_initiated_event_attributes.workflow_task_completed_event_id
                           for e in history.events
                           if e.event_type == EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED), None)
-    before = after = alongside = local_before = local_after = timers = signals = updates = 0
+    before = after = alongside = local_before = local_after = local_alongside = timers = signals = updates = 0
     children: list[str] = []
     for event in history.events:
         kind = event.event_type
@@ -56,7 +67,9 @@ async def shape_of(client: Client, workflow_id: str) -> Shape:
                 before += 1
         elif (kind == EventType.EVENT_TYPE_MARKER_RECORDED
               and event.marker_recorded_event_attributes.marker_name == "core_local_activity"):
-            if children:
+            if _local_activity_type(event) in ALONGSIDE:
+                local_alongside += 1
+            elif children:
                 local_after += 1
             else:
                 local_before += 1
@@ -71,7 +84,7 @@ async def shape_of(client: Client, workflow_id: str) -> Shape:
     kids = [await shape_of(client, child) for child in children]
     kids.sort(key=lambda s: (s.activities_before, s.timers, s.signals, s.updates))
     return Shape(activities_before=before, activities_after=after, alongside=alongside, local_before=local_before,
-                 local_after=local_after, timers=timers, signals=signals, updates=updates, children=kids,
+                 local_after=local_after, local_alongside=local_alongside, timers=timers, signals=signals, updates=updates, children=kids,
                  events=len(history.events) + sum(k.events for k in kids))
 
 

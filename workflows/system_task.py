@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from temporalio import exceptions as failures
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from schemas.workflow import ProcessorUpdate, TaskInput, TaskRecord, TaskResult
-    from workflows.dsr_steps import run_step
+    from workflows.dsr_steps import describe_failure, run_step
 
 _RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
@@ -26,6 +27,7 @@ _RETRY = RetryPolicy(
     maximum_attempts=8,
     non_retryable_error_types=["PermanentConnectorError"],
 )
+_TASK_TIME = timedelta(minutes=10)
 _POLL_FIRST = timedelta(minutes=5)
 _POLL_MAX = timedelta(hours=6)
 # A processor that says when it expects to finish is asked shortly after: its callback is best
@@ -35,22 +37,27 @@ _POLL_GRACE = timedelta(seconds=5)
 TASKS_RECORD_THEMSELVES = "tasks-record-themselves"
 
 
-async def act(name: str, task: TaskInput) -> tuple[TaskResult, bool]:
+async def act(name: str, task: TaskInput, *, local: bool = False) -> tuple[TaskResult, bool]:
     """Run one of a system's activities: (its result, whether the activity recorded it - it does
     when `task.record` and it succeeded). Retries that did not cure a failure leave the task
-    needing attention, which the caller records."""
+    needing attention, which the caller records. `local`: as a local activity (a `sql` system's
+    task on the request's main line: workflows/task_fanout.py)."""
     try:
-        result: TaskResult = await workflow.execute_activity(
-            name, task, result_type=TaskResult,
-            start_to_close_timeout=timedelta(minutes=10), heartbeat_timeout=timedelta(seconds=15),
-            retry_policy=_RETRY,
-        )
+        if local:
+            # Retries after the first wait on workflow timers, as the request's own steps do.
+            result: TaskResult = await workflow.execute_local_activity(
+                name, task, result_type=TaskResult, start_to_close_timeout=_TASK_TIME,
+                local_retry_threshold=_RETRY.initial_interval, retry_policy=_RETRY)
+        else:
+            result = await workflow.execute_activity(
+                name, task, result_type=TaskResult, start_to_close_timeout=_TASK_TIME,
+                heartbeat_timeout=timedelta(seconds=15), retry_policy=_RETRY)
         return result, task.record
-    except ActivityError as exc:
-        cause = exc.cause
-        message = getattr(cause, "message", None) or str(cause or exc)
+    # A local activity's failure arrives unwrapped; temporalio's TimeoutError is not the builtin one.
+    except (ActivityError, ApplicationError, failures.TimeoutError) as exc:
+        message, _ = describe_failure(exc)
         return TaskResult(system=task.task.system, action=task.task.action,
-                          status="needs_attention", message=message[:500],
+                          status="needs_attention", message=message,
                           attempt=task.attempt, recipient=task.task.recipient,
                           external_id=task.external_id), False
 

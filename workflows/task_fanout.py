@@ -1,7 +1,7 @@
 """The fan-out inside a request's workflow: a task per system in the plan, the staff alerts for
 tasks that need attention, and the staff's retries and resolutions of those tasks.
 
-A `sql` system answers within its activity (milliseconds), so its task is an activity of the
+A `sql` system answers within its activity (milliseconds), so its task is a local activity of the
 request's workflow; a system that waits on an outside party for hours or days (OpenDSR, a
 processor asked by e-mail, a SaaS job) gets a child workflow (SystemTaskWorkflow) that waits for
 its callback or polls it. Both record each result in the activity that produced it.
@@ -24,8 +24,10 @@ with workflow.unsafe.imports_passed_through():
     from workflows.dsr_steps import describe_failure, record_event, run_step, send_letter
     from workflows.system_task import SystemTaskWorkflow, act, record
 
-# workflow.patched id: requests started before it ran every system as a child workflow.
+# workflow.patched ids: requests started before the first ran every system as a child workflow;
+# before the second, a `sql` system's task was an activity task rather than a local activity.
 SQL_TASKS_INLINE = "sql-tasks-inline"
+SQL_TASKS_LOCAL = "sql-tasks-local"
 
 
 class SystemTasks:
@@ -45,7 +47,10 @@ class SystemTasks:
             recipient=task.recipient)
         job = TaskInput(request_id=plan.request_id, policy_version=plan.policy_version, task=task, attempt=attempt)
         if task.connector == ConnectorKind.sql and workflow.patched(SQL_TASKS_INLINE):
-            result, recorded = await act("run_system_action", job.model_copy(update={"record": True}))
+            # A local activity on the main line; a staff retry (inside an update's handler) runs an
+            # activity task, for the reason run_step gives (workflows/dsr_steps.py).
+            local = workflow.current_update_info() is None and workflow.patched(SQL_TASKS_LOCAL)
+            result, recorded = await act("run_system_action", job.model_copy(update={"record": True}), local=local)
             if not recorded:
                 await record(job, result)
             self.results[task.system] = result

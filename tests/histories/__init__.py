@@ -25,9 +25,10 @@ KEYS: list[tuple[str, bytes]] = parse_key_list(key_line())
 
 
 # Histories recorded before a change to the workflows' commands (kept: requests started then are
-# still running and must replay): children_per_system/ ran every system as a child workflow and
-# every step as an activity task.
-EARLIER = ("children_per_system",)
+# still running and must replay), each with the histories it has beyond today's paths:
+# children_per_system/ ran every system as a child workflow and every step as an activity task;
+# sql_activity_tasks/ ran a sql system's task as an activity task instead of a local activity.
+EARLIER = {"children_per_system": {"system_task_erasure_billing"}, "sql_activity_tasks": set()}
 
 
 def history_files() -> list[Path]:
