@@ -11,7 +11,8 @@ import base64
 import os
 from pathlib import Path
 
-from dsrflow.settings import Settings, SettingsError, decode_secret, parse_key_list
+from dsrflow.setting_values import decode_secret, parse_key_list
+from dsrflow.settings import Settings, SettingsError
 
 
 def keys_file(settings: Settings) -> Path:

@@ -12,7 +12,8 @@ from ipaddress import ip_address
 from itertools import pairwise
 from urllib.parse import urlparse
 
-from dsrflow.settings import Settings, SettingsError, decode_secret, parse_key_list
+from dsrflow.setting_values import decode_secret, parse_key_list
+from dsrflow.settings import Settings, SettingsError
 
 # Passwords that ship as defaults (docker-compose.yml's fallbacks, the postgres image's examples)
 # or that everyone tries first.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dsrflow.settings import parse_key_list
+from dsrflow.setting_values import parse_key_list
 
 DIRECTORY = Path(__file__).resolve().parent
 KEY_FILE = DIRECTORY / "test-key"
