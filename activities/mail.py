@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from email.message import EmailMessage
+from email.message import Message
 from typing import Any
 
 import aiosmtplib
@@ -31,7 +31,7 @@ class Mailer:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
 
-    async def send(self, message: EmailMessage, *, before_data: BeforeData | None = None) -> None:
+    async def send(self, message: Message, *, before_data: BeforeData | None = None) -> None:
         s = self._settings
         async with _SMTP(
             before_data=before_data,

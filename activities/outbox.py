@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import enum
 from collections.abc import Awaitable, Callable
-from email.message import EmailMessage
+from email.message import Message
 
 import asyncpg
 
@@ -52,7 +52,7 @@ class Sent(enum.Enum):
 OnSent = Callable[[asyncpg.Connection], Awaitable[None]]
 
 
-async def send_once(pool: asyncpg.Pool, mailer: Mailer, key: str, message: EmailMessage, *,
+async def send_once(pool: asyncpg.Pool, mailer: Mailer, key: str, message: Message, *,
                     request_id: str | None, on_sent: OnSent) -> Sent:
     """Send `message` once for `key`; `on_sent(conn)` records it in the same transaction that
     marks it sent."""
@@ -75,7 +75,7 @@ async def send_once(pool: asyncpg.Pool, mailer: Mailer, key: str, message: Email
 
 
 async def _send(pool: asyncpg.Pool, conn: asyncpg.Connection, mailer: Mailer, key: str,
-                message: EmailMessage) -> None:
+                message: Message) -> None:
     async def before_data() -> None:
         await conn.execute("UPDATE mail_outbox SET state = 'data_sent' WHERE mail_key = $1", key)
 
@@ -93,7 +93,7 @@ async def _send(pool: asyncpg.Pool, conn: asyncpg.Connection, mailer: Mailer, ke
     failpoint("mail-accepted")
 
 
-async def _claim(conn: asyncpg.Connection, key: str, message: EmailMessage, request_id: str | None) -> str:
+async def _claim(conn: asyncpg.Connection, key: str, message: Message, request_id: str | None) -> str:
     """Claim the key (committed before any SMTP traffic); returns the state found."""
     # The usual case, a first attempt, in one statement; a key claimed before is looked at below.
     if await conn.fetchval(

@@ -163,3 +163,32 @@ async def test_appending_the_same_event_key_twice_stores_one_row(fresh_db, tmp_p
     result = await audit_verify(url, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "ok 1 events in 1 chain(s)" in result.stdout
+
+
+async def test_appends_of_any_data_verify_in_and_out_of_a_transaction(fresh_db, tmp_path):
+    """The append computes each hash from the event as PostgreSQL stores it: in one statement for
+    data that jsonb gives back unchanged, in two for data it changes (1e20 comes back as an int,
+    an int key as a string); both verify, alone and inside a caller's transaction, and the first
+    append of a key is the one that stays."""
+    url, pool = fresh_db
+    request = "5b0f3c1e-2d4a-4c6b-9e8f-0a1b2c3d4e5f"
+    kinds = [{"text": "Zoë \"quoted\" \\ back\u2028slash", "n": 10**30, "yes": True, "none": None,
+              "nested": {"list": [1, "two", [3], {"b": 2, "a": 1}]}},
+             {"big": 1e20, "half": 0.5}, {1: "int key", "2": "str key"}, {}]
+    async with pool.acquire() as conn:
+        for n, data in enumerate(kinds):
+            await append_event(conn, event_key=f"t:alone:{n}", request_id=request, event_type="test.event",
+                               actor="tests", data=data)
+            async with conn.transaction():
+                await append_event(conn, event_key=f"t:inside:{n}", request_id=request, event_type="test.event",
+                                   actor="tests", data=data)
+                again = await append_event(conn, event_key=f"t:inside:{n}", request_id=request,
+                                           event_type="test.event", actor="tests", data={"other": n})
+        stored = await conn.fetch("SELECT event_key, data, hash, chain_pos FROM audit_events ORDER BY chain_pos")
+    assert [r["chain_pos"] for r in stored] == list(range(1, 2 * len(kinds) + 1))
+    assert stored[-1]["hash"] == again and stored[-1]["data"] == {}
+    assert stored[2]["data"] == {"big": 100000000000000000000, "half": 0.5}
+
+    result = await audit_verify(url, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"ok {2 * len(kinds)} events in 1 chain(s)" in result.stdout
