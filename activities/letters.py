@@ -345,7 +345,10 @@ def compose_letter(policy: Policy, rendered: RenderedLetter, *, recipient: str, 
     classic = MIMEMultipart("alternative", _subparts=[_text_part(rendered.text, "plain"),
                                                       _text_part(rendered.html, "html")])
     for name, value in headers.items():
-        classic[name] = value if value.isascii() else Header(value, "utf-8").encode()
+        if value.isascii():
+            classic[name] = value
+        else:  # RFC 2047, folded to fit after the header's name
+            classic[name] = Header(value, "utf-8", header_name=name).encode()
     return classic
 
 

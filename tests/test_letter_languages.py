@@ -113,3 +113,30 @@ def test_a_subject_letter_is_written_in_the_requests_language(purpose, language)
     left = [s for s in english_sentences if s in translated.text and s not in given]
     assert left == [], f"{purpose} in {language}: English left: {left[:3]}"
     assert long_date(date(2026, 1, 31), language) in translated.text
+
+
+@pytest.mark.parametrize("recipient", ["jane.doe@example.org", "zoë.dupré@exämple.fr"])
+async def test_a_long_accented_subject_and_sender_read_back_whatever_the_address(
+        mail_sink: MailSink, settings: Settings, recipient: str):
+    """Letters to an ASCII address are written with the classic email API, those to an
+    internationalised one with the modern API (SMTPUTF8); both carry a long accented subject and
+    sender name, and their text, unchanged."""
+    loaded = load_policy().policy
+    policy = loaded.model_copy(update={"controller": loaded.controller.model_copy(
+        update={"name": "Connexeon Bévé Gesellschaft für Datenschutz und Überwachung mbH"})})
+    rendered = RenderedLetter(
+        subject="Votre demande d’effacement de vos données à caractère personnel — référence ABCD-EFGH-12",
+        text="Bonjour Zoë,\n\n" + "Nous avons reçu votre demande. " * 12 + "\n", html="<p>Bonjour Zoë,</p>\n<p>Reçu.</p>\n")
+    mailer = Mailer(settings.model_copy(update={"smtp_host": "127.0.0.1", "smtp_port": mail_sink.port}))
+    key = message_id_for(f"accented:{recipient}")
+    await mailer.send(compose_letter(policy, rendered, recipient=recipient, message_id=key, request_id=REQUEST_ID,
+                                     purpose="acknowledgement", language="fr"))
+    mail = next(m for m in read_mailbox(mail_sink.directory) if m["Message-ID"] == key)
+
+    def utf8(header: str) -> str:  # SMTPUTF8 headers are raw UTF-8, which the parser keeps escaped
+        return header.encode("utf-8", "surrogateescape").decode("utf-8")
+
+    assert (utf8(str(mail["Subject"])), utf8(str(mail["To"]))) == (rendered.subject, recipient)
+    assert utf8(str(mail["From"])) == f"{policy.controller.name} <{policy.controller.sender_email}>"
+    assert mail.get_body(("plain",)).get_content().replace("\r\n", "\n") == rendered.text
+    assert mail.get_body(("html",)).get_content().replace("\r\n", "\n") == rendered.html
