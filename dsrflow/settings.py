@@ -84,9 +84,9 @@ class Settings(BaseSettings):
         None, validation_alias=AliasChoices("DSRFLOW_TEMPORAL_UI_URL")
     )
     task_queue: str = Field("dsr", validation_alias=AliasChoices("DSRFLOW_TASK_QUEUE"))
-    # `dsrflow up` seeds and starts the demo processor systems (crm, analytics, billing, email).
     # Workflow code in Temporal's sandbox: the tests run it there; see workers/dsr_worker.py.
     workflow_sandbox: bool = Field(False, validation_alias=AliasChoices("DSRFLOW_WORKFLOW_SANDBOX"))
+    # `dsrflow up` seeds and starts the demo processor systems (crm, analytics, billing, email).
     demo: bool = Field(True, validation_alias=AliasChoices("DSRFLOW_DEMO"))
     demo_opendsr_port: int = _port_field(8100, "DSRFLOW_DEMO_OPENDSR_PORT")
     # Seconds the demo e-mail processor takes to carry out a request (benchmarks set 0).

@@ -61,26 +61,11 @@ def event_body(row: Mapping[str, Any]) -> dict[str, Any]:
 
 # One statement (migration 0027): the head locked, a repeated key answered, the event and the new
 # head written; the caller gives the event's canonical JSON as the text around its position.
-_APPEND_ONE = "SELECT audit_append($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+_APPEND = "SELECT audit_append($1, $2, $3, $4, $5, $6, $7, $8, $9)"
 # The position's place in the canonical JSON: no stored text can hold a NUL (PostgreSQL refuses
 # them), so the first escaped NUL is this one.
 _SLOT = "\x00"
 _SLOT_JSON = json.dumps(_SLOT)
-
-# For data that jsonb would give back changed, two statements: the head locked along with the
-# data as jsonb stores it and any event under the key; then the event and the head. An event_key
-# appended meanwhile to another chain (a caller that changed its mind about the request) leaves
-# both untouched.
-_LOCK_HEAD = """SELECT h.last_pos, h.last_hash, $2::jsonb AS data,
-                       (SELECT hash FROM audit_events WHERE event_key = $3) AS existing
-                  FROM audit_chain_heads h WHERE h.chain_id = $1 FOR UPDATE OF h"""
-_APPEND = """WITH appended AS (
-                 INSERT INTO audit_events (event_key, request_id, event_type, actor, data,
-                                           occurred_at, chain_id, chain_pos, prev_hash, hash)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-                 ON CONFLICT (event_key) DO NOTHING RETURNING hash)
-             UPDATE audit_chain_heads SET last_pos = $8, last_hash = $10
-              WHERE chain_id = $7 AND EXISTS (SELECT FROM appended) RETURNING last_hash"""
 
 
 async def append_event(
@@ -94,51 +79,30 @@ async def append_event(
     occurred_at: datetime | None = None,
 ) -> str:
     """Append one event to its chain (once per event_key: retried activities do not duplicate);
-    return its hash. Atomic on its own, or part of the caller's transaction when there is one
-    (nothing here fails on a repeated key, so no savepoint is needed)."""
+    return its hash. One statement, atomic on its own or part of the caller's transaction."""
     # The hashed values must be the stored values: the uuid as Postgres prints it, timestamps to
-    # the microsecond, the data as jsonb gives it back.
+    # the microsecond, the data as jsonb gives it back (read first where it would change it).
     request_id = str(uuid.UUID(str(request_id))) if request_id else None
     occurred = (occurred_at or datetime.now(UTC)).astimezone(UTC)
+    data = data or {}
+    if not _kept_as_is(data):
+        data = await conn.fetchval("SELECT $1::jsonb", data)
     row = {"event_key": event_key, "request_id": request_id, "event_type": event_type, "actor": actor,
-           "data": data or {}, "occurred_at": occurred, "chain_id": chain_for(request_id, event_type, occurred),
+           "data": data, "occurred_at": occurred, "chain_id": chain_for(request_id, event_type, occurred),
            "chain_pos": _SLOT}
-    if _kept_as_is(row["data"]):
-        before, _, after = canonical_event(event_body(row)).decode().partition(_SLOT_JSON)
-        return str(await conn.fetchval(_APPEND_ONE, event_key, request_id, event_type, actor, row["data"],
-                                       occurred, row["chain_id"], before, after))
-    if conn.is_in_transaction():
-        return await _append(conn, row)
-    async with conn.transaction():
-        return await _append(conn, row)
+    before, _, after = canonical_event(event_body(row)).decode().partition(_SLOT_JSON)
+    return str(await conn.fetchval(_APPEND, event_key, request_id, event_type, actor, data, occurred,
+                                   row["chain_id"], before, after))
 
 
 def _kept_as_is(value: Any) -> bool:
-    """Whether jsonb gives `value` back unchanged, so that its canonical JSON can be written before
-    it is stored: no floats (1e20 comes back as an int), string keys only."""
+    """Whether jsonb gives `value` back unchanged: no floats (1e20 comes back as an int), string
+    keys only."""
     if isinstance(value, dict):
         return all(isinstance(k, str) and _kept_as_is(v) for k, v in value.items())
     if isinstance(value, list):
         return all(_kept_as_is(v) for v in value)
     return value is None or isinstance(value, (str, int))  # a bool is an int
-
-
-async def _append(conn: asyncpg.Connection, row: dict[str, Any]) -> str:
-    chain, event_key = row["chain_id"], row["event_key"]
-    head = await conn.fetchrow(_LOCK_HEAD, chain, row["data"], event_key)
-    if head is None:  # the chain's first event creates its head row, which is then its lock
-        await conn.execute("INSERT INTO audit_chain_heads (chain_id, last_pos, last_hash)"
-                           " VALUES ($1, 0, $2) ON CONFLICT DO NOTHING", chain, GENESIS)
-        head = await conn.fetchrow(_LOCK_HEAD, chain, row["data"], event_key)
-    if head["existing"]:
-        return str(head["existing"])
-    row = {**row, "data": head["data"], "chain_pos": head["last_pos"] + 1}
-    digest = chain_hash(head["last_hash"], event_body(row))
-    appended = await conn.fetchval(_APPEND, event_key, row["request_id"], row["event_type"], row["actor"],
-                                   row["data"], row["occurred_at"], chain, row["chain_pos"], head["last_hash"], digest)
-    if appended is None:
-        appended = await conn.fetchval("SELECT hash FROM audit_events WHERE event_key = $1", event_key)
-    return str(appended)
 
 
 @dataclass(frozen=True)
