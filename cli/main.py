@@ -12,21 +12,20 @@ import json
 import os
 import socket
 import sys
-from collections.abc import Awaitable, Callable
 from datetime import date
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated
 
 import asyncpg
 import typer
 
+from cli.common import command_settings, fail, with_pool
+from cli.policy import policy_app
 from dsrflow.infra.production import refuse_unsafe_production
-from dsrflow.settings import Settings, SettingsError, load_settings
+from dsrflow.settings import SettingsError
 
 if TYPE_CHECKING:
     from dsrflow.domain.audit import ChainReport
-
-_T = TypeVar("_T")
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, help="dsrflow: data-subject requests, on time, with evidence.")
 token_app = typer.Typer(no_args_is_help=True, help="Staff API tokens.")
@@ -39,7 +38,6 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(erasure_app, name="erasure")
 app.add_typer(retention_app, name="retention")
 app.add_typer(packages_app, name="packages")
-policy_app = typer.Typer(no_args_is_help=True, help="The policy: draft a sql system from a database, check it.")
 app.add_typer(policy_app, name="policy")
 
 
@@ -47,20 +45,6 @@ class Role(StrEnum):
     agent = "agent"
     compliance = "compliance"
     admin = "admin"
-
-
-def _settings() -> Settings:
-    from dsrflow.infra.logging import configure_logging
-
-    settings = load_settings()
-    configure_logging(environment=settings.environment, level=settings.log_level,
-                      redact_patterns=settings.redact_patterns)
-    return settings
-
-
-def _fail(message: str, code: int = 1) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
 
 
 @app.command()
@@ -73,7 +57,7 @@ def up(
     worker and the API. Ctrl-C stops everything."""
     from devstack.stack import run_up
 
-    settings = _settings()
+    settings = command_settings()
     if demo_saas:
         settings = settings.model_copy(update={"demo_saas": True})
     raise typer.Exit(asyncio.run(run_up(settings)))
@@ -87,7 +71,7 @@ def api() -> None:
     from api.app import create_app
     from dsrflow.infra.tracing import setup_tracing, shutdown_tracing
 
-    settings = _settings()
+    settings = command_settings()
     refuse_unsafe_production(settings)
     setup_tracing(settings, "dsrflow-api")  # before the app: it instruments it (docs/observability.md)
     try:
@@ -103,7 +87,7 @@ def worker() -> None:
     from dsrflow.infra.tracing import setup_tracing, shutdown_tracing
     from workers.dsr_worker import run_worker
 
-    settings = _settings()
+    settings = command_settings()
     refuse_unsafe_production(settings)
     setup_tracing(settings, "dsrflow-worker")
     try:
@@ -120,23 +104,12 @@ def migrate() -> None:
     from dsrflow.infra.migrate import migrate as apply
     from dsrflow.stores.request_lookup import backfill_database
 
-    settings = _settings()
+    settings = command_settings()
     applied = asyncio.run(apply(settings.effective_database_url))
     typer.echo(f"applied {', '.join(applied)}" if applied else "database is up to date")
     hashed = asyncio.run(backfill_database(settings.effective_database_url, load_secret_key(settings)))
     if hashed:
         typer.echo(f"hashed the identities of {hashed} requests for search")
-
-
-async def _with_pool(work: Callable[[asyncpg.Pool], Awaitable[_T]]) -> _T:
-    """Run `work(pool)` against the app database with a one-connection pool."""
-    from dsrflow.infra.db import create_pool
-
-    pool = await create_pool(_settings().effective_database_url, min_size=1, max_size=1)
-    try:
-        return await work(pool)
-    finally:
-        await pool.close()
 
 
 @token_app.command("create")
@@ -147,7 +120,7 @@ def token_create(
     """Create a staff token and print it alone on stdout (it is shown only this once)."""
     from dsrflow.stores.staff_tokens import issue_token
 
-    _, token = asyncio.run(_with_pool(lambda pool: issue_token(pool, role.value, label, actor="cli")))
+    _, token = asyncio.run(with_pool(lambda pool: issue_token(pool, role.value, label, actor="cli")))
     typer.echo(token)
 
 
@@ -158,7 +131,7 @@ def token_list(
     """Print one line per token: id, role, created, revoked, label. Never a token itself."""
     from dsrflow.stores.staff_tokens import list_tokens
 
-    rows = asyncio.run(_with_pool(lambda pool: list_tokens(pool, include_revoked=all_)))
+    rows = asyncio.run(with_pool(lambda pool: list_tokens(pool, include_revoked=all_)))
     for row in rows:
         revoked = f"revoked {row['revoked_at']:%Y-%m-%d %H:%M}" if row["revoked_at"] else "active"
         typer.echo(f"{row['id']}  {row['role']:<10}  created {row['created_at']:%Y-%m-%d %H:%M}  "
@@ -172,9 +145,9 @@ def token_revoke(
     """Revoke a token at once; console sessions signed in with it end too."""
     from dsrflow.stores.staff_tokens import revoke_token
 
-    row = asyncio.run(_with_pool(lambda pool: revoke_token(pool, token_id, actor="cli")))
+    row = asyncio.run(with_pool(lambda pool: revoke_token(pool, token_id, actor="cli")))
     if row is None:
-        _fail(f"token-id: no staff token {token_id!r} (see `dsrflow token list --all`)", 2)
+        fail(f"token-id: no staff token {token_id!r} (see `dsrflow token list --all`)", 2)
     typer.echo(f"revoked {row['id']} ({row['role']}) at {row['revoked_at']:%Y-%m-%d %H:%M:%S %Z}")
 
 
@@ -196,13 +169,13 @@ def deadline(
         try:
             return date.fromisoformat(value)
         except ValueError:
-            _fail(f"--{name}: expected a date as YYYY-MM-DD, got {value!r}", 2)
+            fail(f"--{name}: expected a date as YYYY-MM-DD, got {value!r}", 2)
 
     try:
         result = compute_deadline(regime, parse("received", received), country,
                                   parse("verified", verified) if verified is not None else None, appeal=appeal)
     except DeadlineError as exc:
-        _fail(str(exc), 2)
+        fail(str(exc), 2)
     typer.echo(json.dumps(result.as_json_dict(), indent=2))
 
 
@@ -219,7 +192,7 @@ def audit_verify(
     from dsrflow.infra.db import connect
 
     async def run() -> ChainReport:
-        conn = await connect(_settings().effective_database_url)
+        conn = await connect(command_settings().effective_database_url)
         try:
             if anchor:
                 written = await write_anchor(conn)
@@ -248,10 +221,10 @@ def erasure_replay(
     try:
         day = date.fromisoformat(since)
     except ValueError:
-        _fail(f"--since: expected a date as YYYY-MM-DD, got {since!r}", 2)
+        fail(f"--since: expected a date as YYYY-MM-DD, got {since!r}", 2)
 
     async def run() -> dict[str, int]:
-        settings = _settings()
+        settings = command_settings()
         pool = await create_pool(settings.effective_database_url, min_size=1, max_size=2)
         try:
             return await replay_erasures(activity_context(settings, pool), day)
@@ -283,10 +256,10 @@ def retention_plan(
         try:
             day = date.fromisoformat(as_of)
         except ValueError:
-            _fail(f"--as-of: expected a date as YYYY-MM-DD, got {as_of!r}", 2)
+            fail(f"--as-of: expected a date as YYYY-MM-DD, got {as_of!r}", 2)
 
     async def run() -> str:
-        settings = _settings()
+        settings = command_settings()
         pool = await create_pool(settings.effective_database_url, min_size=1, max_size=2)
         try:
             ctx = activity_context(settings, pool)
@@ -304,7 +277,7 @@ def retention_plan(
     try:
         text = asyncio.run(run())
     except (PolicyError, PermanentConnectorError, SqlSystemUnavailable) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     typer.echo(text)
 
 
@@ -319,76 +292,10 @@ def packages_purge(
     from dsrflow.infra.storage import open_storage
     from dsrflow.stores.kept_copies import purge_expired
 
-    store = open_storage(_settings())
-    report = asyncio.run(_with_pool(lambda pool: purge_expired(pool, store, datetime.now(UTC), dry_run=not yes,
+    store = open_storage(command_settings())
+    report = asyncio.run(with_pool(lambda pool: purge_expired(pool, store, datetime.now(UTC), dry_run=not yes,
                                                                actor="cli")))
     typer.echo(report.describe(done=yes) + ("" if yes else "; run with --yes to delete them"))
-
-
-@policy_app.command("draft")
-def policy_draft(
-    database_url: Annotated[str, typer.Option("--database-url", help="postgresql://user:pass@host:port/db")],
-    system: Annotated[str, typer.Option("--system", help="the system's name in the policy, e.g. crm")],
-    schema: Annotated[str, typer.Option("--schema", help="the schema whose tables to draft")] = "public",
-    output: Annotated[str | None, typer.Option("--output", "-o", help="write here instead of stdout")] = None,
-) -> None:
-    """Introspect a PostgreSQL database and print a `sql` system for the policy, every guess
-    marked `# review:` (docs/policy-draft.md). Sampled values are never printed."""
-    from urllib.parse import unquote, urlsplit
-
-    from activities.connectors.sql_draft import DraftError, draft_system
-    from policy.model import PolicyError, load_policy
-
-    settings = _settings()
-    database = unquote(urlsplit(database_url).path.lstrip("/"))
-    if not database:
-        _fail("--database-url: name the database, e.g. postgresql://user@host:5432/crm", 2)
-    try:
-        categories: list[str] | None = list(load_policy(settings.policy_path).policy.categories)
-    except PolicyError:
-        categories = None  # no policy in force to compare with: the default names are suggested
-
-    async def run() -> str:
-        try:
-            conn = await asyncpg.connect(database_url, timeout=10)
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            _fail(f"cannot connect to --database-url ({type(exc).__name__}: {exc})")
-        try:
-            async with conn.transaction(readonly=True):
-                return await draft_system(conn, system, schema=schema, database=database, categories=categories)
-        finally:
-            await conn.close()
-
-    try:
-        text = asyncio.run(run())
-    except DraftError as exc:
-        _fail(str(exc))
-    if output:
-        with open(output, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        typer.echo(f"wrote {output}")
-    else:
-        typer.echo(text, nl=False)
-
-
-@policy_app.command("check")
-def policy_check() -> None:
-    """Check every `sql` system of the policy in force against its database: tables, columns and
-    their types, and that an identity leads to every dataset. Names each problem; exit 1 if any."""
-    from activities.connectors.sql_check import check_policy
-    from policy.model import PolicyError, load_policy
-
-    settings = _settings()
-    try:
-        policy = load_policy(settings.policy_path).policy
-    except PolicyError as exc:
-        _fail(f"the policy does not load: {exc}")
-    checked, problems = asyncio.run(check_policy(policy, settings))
-    for problem in problems:
-        typer.echo(str(problem))
-    if problems:
-        _fail(f"{len(problems)} problem(s) in {len(checked)} sql system(s)")
-    typer.echo(f"ok: {len(checked)} sql system(s) match their databases ({', '.join(checked)})")
 
 
 def main() -> None:

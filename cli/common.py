@@ -1,0 +1,39 @@
+"""What every `dsrflow` command shares: its settings (with logging configured), a one-line failure,
+and a small pool on the app database."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import NoReturn, TypeVar
+
+import asyncpg
+import typer
+
+from dsrflow.settings import Settings, load_settings
+
+_T = TypeVar("_T")
+
+
+def command_settings() -> Settings:
+    from dsrflow.infra.logging import configure_logging
+
+    settings = load_settings()
+    configure_logging(environment=settings.environment, level=settings.log_level,
+                      redact_patterns=settings.redact_patterns)
+    return settings
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+async def with_pool(work: Callable[[asyncpg.Pool], Awaitable[_T]]) -> _T:
+    """Run `work(pool)` against the app database with a one-connection pool."""
+    from dsrflow.infra.db import create_pool
+
+    pool = await create_pool(command_settings().effective_database_url, min_size=1, max_size=1)
+    try:
+        return await work(pool)
+    finally:
+        await pool.close()
