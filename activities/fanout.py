@@ -3,7 +3,7 @@ how far it got, and record each system's result as evidence."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -29,9 +29,9 @@ from activities.connectors.sql_erasure import kept_summary
 from activities.context import ActivityContext
 from activities.heartbeat import heartbeating
 from activities.ledger import write_ledger
-from activities.task_outcomes import did_nothing, load_outcome, save_outcome
+from activities.task_outcomes import did_nothing, load_outcome, outcome_write, save_outcome
 from dsrflow.crypto.hashing import subject_hash, suppression_hash
-from dsrflow.domain.audit import append_event
+from dsrflow.domain.audit import Write, append_event
 from dsrflow.infra.failpoints import failpoint
 from dsrflow.infra.metrics import connector_call
 from dsrflow.infra.tracing import span
@@ -80,35 +80,31 @@ async def open_connector(ctx: ActivityContext, policy_version: str, system: str)
         await connector.close()
 
 
-async def store_task_result(ctx: ActivityContext, request_id: str, result: TaskResult) -> None:
-    """A system's (interim or final) result for a request, stored and audited."""
-    async with ctx.pool.acquire() as conn, conn.transaction():
-        await write_task_result(conn, request_id, result)
-
-
-async def write_task_result(conn: Any, request_id: str, result: TaskResult) -> None:
-    """store_task_result inside the caller's transaction."""
-    await conn.execute(
-        """INSERT INTO system_tasks (request_id, system, action, status, found, changed,
-                                     kept, datasets, external_id, message, attempt, kept_records)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-           ON CONFLICT (request_id, system, action) DO UPDATE SET
-             status = EXCLUDED.status, found = EXCLUDED.found, changed = EXCLUDED.changed,
-             kept = EXCLUDED.kept, datasets = EXCLUDED.datasets,
-             kept_records = EXCLUDED.kept_records,
-             external_id = coalesce(EXCLUDED.external_id, system_tasks.external_id),
-             message = EXCLUDED.message, attempt = EXCLUDED.attempt, updated_at = now()""",
-        request_id, result.system, result.action, result.status, result.found,
-        result.changed, result.kept, result.datasets, result.external_id, result.message,
-        result.attempt, result.kept_records,
-    )
-    await append_event(
-        conn,
-        event_key=f"{request_id}:task:{result.system}:{result.action}:{result.attempt}:{result.status}",
-        request_id=request_id, event_type=f"task.{result.status}", actor="workflow",
-        data={"system": result.system, "action": result.action, "found": result.found,
-              "changed": result.changed, "kept": result.kept, "message": result.message},
-    )
+async def store_task_result(ctx: ActivityContext, request_id: str, result: TaskResult,
+                            *, along: Sequence[Write] = ()) -> None:
+    """A system's (interim or final) result for a request, stored and audited in one statement,
+    with the `along` writes."""
+    async with ctx.pool.acquire() as conn:
+        await append_event(
+            conn,
+            event_key=f"{request_id}:task:{result.system}:{result.action}:{result.attempt}:{result.status}",
+            request_id=request_id, event_type=f"task.{result.status}", actor="workflow",
+            data={"system": result.system, "action": result.action, "found": result.found,
+                  "changed": result.changed, "kept": result.kept, "message": result.message},
+            along=[Write(
+                """INSERT INTO system_tasks (request_id, system, action, status, found, changed,
+                                             kept, datasets, external_id, message, attempt, kept_records)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                   ON CONFLICT (request_id, system, action) DO UPDATE SET
+                     status = EXCLUDED.status, found = EXCLUDED.found, changed = EXCLUDED.changed,
+                     kept = EXCLUDED.kept, datasets = EXCLUDED.datasets,
+                     kept_records = EXCLUDED.kept_records,
+                     external_id = coalesce(EXCLUDED.external_id, system_tasks.external_id),
+                     message = EXCLUDED.message, attempt = EXCLUDED.attempt, updated_at = now()""",
+                (request_id, result.system, result.action, result.status, result.found,
+                 result.changed, result.kept, result.datasets, result.external_id, result.message,
+                 result.attempt, result.kept_records)), *along],
+        )
 
 
 def _result(task: TaskInput, outcome: ActionOutcome, kept: list[dict[str, Any]] | None = None) -> TaskResult:
@@ -155,22 +151,18 @@ class FanoutActivities:
             ],
         )
         await self._prepare(plan, subject_of(row), policy)
-        async with self.ctx.pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                "INSERT INTO request_plans (request_id, plan) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                start.request_id, plan.model_dump(mode="json"),
-            )
-            if row["request_type"] == "objection" and scope == "direct_marketing":
-                # From now on an import of this address is refused, whatever the systems say.
-                await conn.execute(
-                    """INSERT INTO suppressions (identifier_hash, scope, request_id)
-                       VALUES ($1, 'direct_marketing', $2) ON CONFLICT DO NOTHING""",
-                    suppression_hash(self.ctx.secret, row["subject_email"]), start.request_id,
-                )
+        writes = [Write("INSERT INTO request_plans (request_id, plan) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                        (start.request_id, plan.model_dump(mode="json")))]
+        if row["request_type"] == "objection" and scope == "direct_marketing":
+            # From now on an import of this address is refused, whatever the systems say.
+            writes.append(Write("""INSERT INTO suppressions (identifier_hash, scope, request_id)
+                                   VALUES ($1, 'direct_marketing', $2) ON CONFLICT DO NOTHING""",
+                                (suppression_hash(self.ctx.secret, row["subject_email"]), start.request_id)))
+        async with self.ctx.pool.acquire() as conn:
             await append_event(
                 conn, event_key=f"{start.request_id}:planned", request_id=start.request_id,
                 event_type="plan.created", actor="workflow",
-                data={"tasks": [f"{t.system}:{t.action}" for t in plan.tasks]},
+                data={"tasks": [f"{t.system}:{t.action}" for t in plan.tasks]}, along=writes,
             )
         return plan
 
@@ -205,10 +197,11 @@ class FanoutActivities:
                 # The earlier try's effect committed after its evidence was kept: it is the outcome.
                 result = earlier.result
             failpoint("task-effect-committed")
-        async with self.ctx.pool.acquire() as conn, conn.transaction():
-            await save_outcome(conn, task, result, committed=True)
-            if task.record:
-                await write_task_result(conn, task.request_id, result)
+        outcome = outcome_write(task, result, committed=True)
+        if task.record:
+            await store_task_result(self.ctx, task.request_id, result, along=[outcome])
+        else:
+            await save_outcome(self.ctx.pool, task, result, committed=True)
         return result
 
     async def _act(self, task: TaskInput) -> TaskResult:

@@ -30,7 +30,7 @@ from activities.outbox import Sent, send_once
 from activities.processor_exports import missing_reasons
 from activities.restrictions import lift_letter_context
 from dsrflow.crypto.hashing import keyed_hash, token_hash
-from dsrflow.domain.audit import append_event
+from dsrflow.domain.audit import Write, append_event
 from dsrflow.domain.deadlines import appeal_days, receipt_date
 from dsrflow.i18n import ENGLISH, N_, Translator, translations
 from dsrflow.infra.metrics import letter_sent
@@ -289,15 +289,8 @@ async def _deliver(ctx: ActivityContext, job: LetterJob, secrets: dict[str, Any]
         message = compose_letter(policy, rendered, recipient=recipient, message_id=message_id,
                                  request_id=job.request_id, purpose=job.purpose, language=language)
 
-    async def record(conn: asyncpg.Connection) -> None:
-        # Marked sent with its evidence row and audit event, in one transaction (outbox.py).
-        await conn.execute(
-            """INSERT INTO sent_letters (letter_key, request_id, purpose, recipient, subject,
-                                         message_id, body_text, body_html)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (letter_key) DO NOTHING""",
-            letter_key, job.request_id, job.purpose, recipient, kept.subject, message_id,
-            kept.text, kept.html,
-        )
+    async def record(conn: asyncpg.Connection, marked: Write) -> None:
+        # Marked sent with its evidence row and audit event, in one statement (outbox.py).
         await append_event(
             conn, event_key=f"letter:{letter_key}", request_id=job.request_id,
             event_type="letter.sent", actor="workflow",
@@ -305,6 +298,12 @@ async def _deliver(ctx: ActivityContext, job: LetterJob, secrets: dict[str, Any]
             # appealed where the law grants it (dsrflow/domain/appeals.py).
             data={"purpose": job.purpose, "message_id": message_id, "to_staff": job.to_staff,
                   "refusal": "remedies" in context},
+            along=[marked, Write(
+                """INSERT INTO sent_letters (letter_key, request_id, purpose, recipient, subject,
+                                             message_id, body_text, body_html)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (letter_key) DO NOTHING""",
+                (letter_key, job.request_id, job.purpose, recipient, kept.subject, message_id,
+                 kept.text, kept.html))],
         )
 
     sent = await send_once(ctx.pool, ctx.mailer, f"letter:{letter_key}", message,

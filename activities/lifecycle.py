@@ -11,7 +11,7 @@ import asyncpg
 from temporalio import activity
 
 from activities.context import ActivityContext
-from dsrflow.domain.audit import append_event
+from dsrflow.domain.audit import Write, append_event
 from dsrflow.domain.deadlines import compute_deadline, receipt_date
 from dsrflow.infra.metrics import verification_event
 from dsrflow.stores.kept_copies import purge_subject_copies
@@ -69,19 +69,16 @@ class LifecycleActivities:
                 appeal=bool((row["details"] or {}).get("appeal_of")),
             )
             current = row["current_due_date"] or deadline.due_date
-            async with conn.transaction():
-                await conn.execute(
-                    """UPDATE dsr_requests SET due_date = $2, extended_due_date = $3,
-                           acknowledge_by = $4, current_due_date = $5, updated_at = now()
-                       WHERE id = $1""",
-                    start.request_id, deadline.due_date, deadline.extended_due_date,
-                    deadline.acknowledge_by, current,
-                )
-                await append_event(
-                    conn, event_key=f"{start.request_id}:received", request_id=start.request_id,
-                    event_type="request.received", actor="workflow",
-                    data={**deadline.as_json_dict(), "policy_version": start.policy_version},
-                )
+            await append_event(
+                conn, event_key=f"{start.request_id}:received", request_id=start.request_id,
+                event_type="request.received", actor="workflow",
+                data={**deadline.as_json_dict(), "policy_version": start.policy_version},
+                along=[Write("""UPDATE dsr_requests SET due_date = $2, extended_due_date = $3,
+                                    acknowledge_by = $4, current_due_date = $5, updated_at = now()
+                                WHERE id = $1""",
+                             (start.request_id, deadline.due_date, deadline.extended_due_date,
+                              deadline.acknowledge_by, current))],
+            )
         warnings = policy.deadline_warnings_days
         return RequestFacts(
             request_id=start.request_id,

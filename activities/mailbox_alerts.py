@@ -21,7 +21,7 @@ from activities.letter_templates import render_template_set
 from activities.letters import message_id_for
 from activities.mail import Mailer
 from activities.outbox import Sent, send_once
-from dsrflow.domain.audit import append_event
+from dsrflow.domain.audit import Write, append_event
 from dsrflow.domain.deadlines import receipt_date, working_days_after
 from policy.mailbox import MailboxPolicy
 from policy.model import Policy
@@ -55,10 +55,11 @@ async def alert_waiting(pool: asyncpg.Pool, mailer: Mailer, policy: Policy, rule
     message.add_alternative(rendered.html, subtype="html")
     message["Content-Language"] = language
 
-    async def record(conn: asyncpg.Connection) -> None:
-        await conn.execute("UPDATE mailbox_messages SET alerted_at = now() WHERE id = ANY($1::uuid[])", ids)
+    async def record(conn: asyncpg.Connection, marked: Write) -> None:
         await append_event(conn, event_key=key, event_type="mail.alerted", actor="mailbox",
-                           data={"messages": ids, "message_id": message["Message-ID"]})
+                           data={"messages": ids, "message_id": message["Message-ID"]},
+                           along=[marked, Write("UPDATE mailbox_messages SET alerted_at = now() "
+                                                "WHERE id = ANY($1::uuid[])", (ids,))])
 
     sent = await send_once(pool, mailer, key, message, request_id=None, on_sent=record)
     return ids if sent is not Sent.BUSY else []

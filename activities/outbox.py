@@ -37,7 +37,7 @@ import asyncpg
 
 from activities.errors import TRANSIENT_DB_ERRORS
 from activities.mail import Mailer
-from dsrflow.domain.audit import append_event
+from dsrflow.domain.audit import Write, append_event
 from dsrflow.infra.failpoints import failpoint
 
 RECORD_PATIENCE = 120.0  # seconds a sent message waits for the database to come back
@@ -49,13 +49,15 @@ class Sent(enum.Enum):
     BUSY = "busy"  # a live attempt is sending it right now
 
 
-OnSent = Callable[[asyncpg.Connection], Awaitable[None]]
+# Records a sent message: `marked` (the outbox's row marked sent) written with the caller's rows
+# and audit event in one statement (`append_event(..., along=[marked, ...])`), so a message is
+# never marked sent without its evidence, nor the other way round.
+OnSent = Callable[[asyncpg.Connection, Write], Awaitable[object]]
 
 
 async def send_once(pool: asyncpg.Pool, mailer: Mailer, key: str, message: Message, *,
                     request_id: str | None, on_sent: OnSent) -> Sent:
-    """Send `message` once for `key`; `on_sent(conn)` records it in the same transaction that
-    marks it sent."""
+    """Send `message` once for `key`; `on_sent` records it with the outbox's mark."""
     async with pool.acquire() as conn:
         if not await conn.fetchval("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", key):
             return Sent.BUSY
@@ -138,22 +140,19 @@ async def _unlock(conn: asyncpg.Connection, key: str) -> None:
 
 async def _record_sent(pool: asyncpg.Pool, key: str, on_sent: OnSent) -> None:
     """Mark the message sent, with the caller's records; the database may be restarting."""
-    async def record(conn: asyncpg.Connection) -> None:
-        await conn.execute("UPDATE mail_outbox SET state = 'sent', sent_at = now() WHERE mail_key = $1", key)
-        await on_sent(conn)
-
-    await _patiently(pool, record)
+    marked = Write("UPDATE mail_outbox SET state = 'sent', sent_at = now() WHERE mail_key = $1", (key,))
+    await _patiently(pool, lambda conn: on_sent(conn, marked))
 
 
 async def _patiently(pool: asyncpg.Pool, write: Callable[[asyncpg.Connection], Awaitable[object]]) -> None:
-    """Run `write` in a transaction of its own, waiting up to `RECORD_PATIENCE` seconds for a
-    database that is restarting."""
+    """Run `write` (one statement: atomic on its own), waiting up to `RECORD_PATIENCE` seconds for
+    a database that is restarting."""
     loop = asyncio.get_running_loop()
     give_up = loop.time() + RECORD_PATIENCE
     delay = 0.5
     while True:
         try:
-            async with pool.acquire() as conn, conn.transaction():
+            async with pool.acquire() as conn:
                 await write(conn)
             return
         except TRANSIENT_DB_ERRORS:

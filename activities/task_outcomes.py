@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from dsrflow.domain.audit import Write
 from schemas.workflow import TaskInput, TaskResult
 
 
@@ -35,14 +36,18 @@ async def load_outcome(conn: asyncpg.Pool | asyncpg.Connection, task: TaskInput)
     return StoredOutcome(TaskResult.model_validate(row["outcome"]), row["committed"])
 
 
-async def save_outcome(conn: asyncpg.Pool | asyncpg.Connection, task: TaskInput, result: TaskResult, *,
-                       committed: bool) -> None:
-    await conn.execute(
+def outcome_write(task: TaskInput, result: TaskResult, *, committed: bool) -> Write:
+    return Write(
         """INSERT INTO task_outcomes (request_id, system, action, attempt, outcome, committed)
            VALUES ($1, $2, $3, $4, $5, $6)
            ON CONFLICT (request_id, system, action, attempt) DO UPDATE
              SET outcome = EXCLUDED.outcome, committed = EXCLUDED.committed, stored_at = now()""",
-        *_key(task), result.model_dump(mode="json"), committed)
+        (*_key(task), result.model_dump(mode="json"), committed))
+
+
+async def save_outcome(conn: asyncpg.Pool | asyncpg.Connection, task: TaskInput, result: TaskResult, *,
+                       committed: bool) -> None:
+    await outcome_write(task, result, committed=committed).execute(conn)
 
 
 def did_nothing(result: TaskResult) -> bool:

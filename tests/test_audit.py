@@ -13,7 +13,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from dsrflow.domain.audit import append_event
+from dsrflow.domain.audit import Write, append_event
 from dsrflow.domain.audit_anchors import write_anchor
 from dsrflow.infra.db import connect, create_pool
 from schemas.audit import AnchorInput, AnchorReport
@@ -192,3 +192,39 @@ async def test_appends_of_any_data_verify_in_and_out_of_a_transaction(fresh_db, 
     result = await audit_verify(url, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"ok {2 * len(kinds)} events in 1 chain(s)" in result.stdout
+
+
+async def test_writes_carried_by_an_append_commit_with_it_or_not_at_all(fresh_db, tmp_path):
+    """A change and its audit event in one statement (`along`): both placeholders' numbering and
+    the data land where each statement says, a failing change leaves no event behind, and an
+    event appended again (a retried step) still verifies once."""
+    url, pool = fresh_db
+    request = "0d1e2f3a-4b5c-4d6e-8f70-8192a3b4c5d6"
+    async with pool.acquire() as conn:
+        await conn.execute("CREATE TABLE carried (k text PRIMARY KEY, n int NOT NULL, note text)")
+        writes = [Write("INSERT INTO carried (k, n, note) VALUES ($1, $2, $3)", ("a", 1, "first")),
+                  Write("INSERT INTO carried (k, n) VALUES ($2, $1) ON CONFLICT (k) DO UPDATE SET n = $1",
+                        (7, "b")),
+                  Write("UPDATE carried SET n = n + $1 WHERE k = $2", (10, "a"))]
+        await append_event(conn, event_key="t:carried", request_id=request, event_type="test.event",
+                           actor="tests", data={"n": 1}, along=writes)
+        rows = {r["k"]: (r["n"], r["note"]) for r in await conn.fetch("SELECT * FROM carried")}
+        # The update ran in the same statement as the insert: it saw the snapshot before it.
+        assert rows == {"a": (1, "first"), "b": (7, None)}
+
+        with pytest.raises(asyncpg.UniqueViolationError):
+            await append_event(conn, event_key="t:refused", request_id=request, event_type="test.event",
+                               actor="tests", along=[Write("INSERT INTO carried (k, n) VALUES ($1, $2)", ("a", 2))])
+        assert await conn.fetchval("SELECT count(*) FROM audit_events WHERE event_key = 't:refused'") == 0
+
+        await append_event(conn, event_key="t:carried", request_id=request, event_type="test.event",
+                           actor="tests", data={"n": 1},
+                           along=[Write("UPDATE carried SET note = $1 WHERE k = $2", ("again", "b"))])
+        assert await conn.fetchval("SELECT note FROM carried WHERE k = 'b'") == "again"
+        assert await conn.fetchval("SELECT count(*) FROM audit_events") == 1
+
+    with pytest.raises(ValueError, match="dollar quoting"):
+        Write("DO $$ BEGIN END $$")
+    result = await audit_verify(url, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ok 1 events in 1 chain(s)" in result.stdout

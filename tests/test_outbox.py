@@ -16,6 +16,7 @@ from activities.mail import BeforeData, Mailer
 from activities.outbox import Sent, send_once
 from devstack.postgres import EmbeddedPostgres
 from devstack.smtp_sink import read_mailbox
+from dsrflow.domain.audit import Write
 from dsrflow.infra.db import create_pool
 from tests.conftest import make_database, running_postgres
 
@@ -61,8 +62,8 @@ async def test_a_lost_acknowledgement_of_data_sent_still_delivers_the_message_on
     message.set_content("Hello")
     key = f"outbox-test:{uuid.uuid4().hex}"
 
-    async def recorded(_conn) -> None:
-        return None
+    async def recorded(conn, marked: Write) -> None:
+        await marked.execute(conn)  # no evidence of its own: the outbox's mark alone
 
     try:
         with pytest.raises(ConnectionResetError):
@@ -71,6 +72,7 @@ async def test_a_lost_acknowledgement_of_data_sent_still_delivers_the_message_on
         assert await pool.fetchval("SELECT state FROM mail_outbox WHERE mail_key = $1", key) == "failed"
         # The activity's retry: the relay never had it, so it is sent now, and only now.
         assert await send_once(pool, mailer, key, message, request_id=None, on_sent=recorded) is Sent.SENT
+        assert await pool.fetchval("SELECT state FROM mail_outbox WHERE mail_key = $1", key) == "sent"
         assert await send_once(pool, mailer, key, message, request_id=None, on_sent=recorded) is Sent.ALREADY
     finally:
         await pool.close()

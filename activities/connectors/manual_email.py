@@ -35,7 +35,7 @@ itself reads nothing.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate, parseaddr
@@ -55,7 +55,7 @@ from activities.letter_templates import RenderedLetter, render_template_set
 from activities.letters import message_id_for
 from activities.outbox import OnSent, Sent, send_once
 from dsrflow.crypto.hashing import keyed_hash
-from dsrflow.domain.audit import append_event
+from dsrflow.domain.audit import Write, append_event
 from dsrflow.i18n import N_, SOURCE_LANGUAGE, translations
 
 REQUEST_PURPOSE = "processor_request"
@@ -222,12 +222,11 @@ class ManualEmailConnector(Connector):
                 in_reply_to=due["message_id"],
             )
 
-        async def record(c: Any) -> None:
-            await c.execute(
-                """UPDATE manual_tasks SET reminders = $2, last_reminded_at = now()
-                   WHERE external_id = $1 AND reminders < $2""", external_id, number)
+        async def record(c: Any, marked: Write) -> None:
+            counted = Write("""UPDATE manual_tasks SET reminders = $2, last_reminded_at = now()
+                               WHERE external_id = $1 AND reminders < $2""", (external_id, number))
             await self._audit(c, subject.request_id, due["action"], REMINDER_PURPOSE,
-                              message["Message-ID"], key_suffix=str(number))
+                              message["Message-ID"], key_suffix=str(number), along=[marked, counted])
 
         # Concurrent polls compute the same reminder number: one of them sends it.
         reminded = await self._send(subject, message, record) is Sent.SENT
@@ -269,13 +268,13 @@ class ManualEmailConnector(Connector):
                 return self._confirmed(existing) if existing["confirmed_at"] else self._pending(action, external_id)
             message = await self._compose(conn, subject, REQUEST_PURPOSE, action, scope=scope, key=key)
 
-        async def record(c: Any) -> None:
-            await c.execute(
+        async def record(c: Any, marked: Write) -> None:
+            task = Write(
                 """INSERT INTO manual_tasks (request_id, system, action, external_id, contact_email, message_id)
                    VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (request_id, system, action) DO NOTHING""",
-                subject.request_id, self.name, action, external_id, self.contact_email, message["Message-ID"],
-            )
-            await self._audit(c, subject.request_id, action, REQUEST_PURPOSE, message["Message-ID"])
+                (subject.request_id, self.name, action, external_id, self.contact_email, message["Message-ID"]))
+            await self._audit(c, subject.request_id, action, REQUEST_PURPOSE, message["Message-ID"],
+                              along=[marked, task])
 
         if await self._send(subject, message, record) is Sent.BUSY:
             # Another live attempt is asking the processor right now: retry once it has.
@@ -338,12 +337,13 @@ class ManualEmailConnector(Connector):
         return message
 
     async def _audit(self, conn: Any, request_id: str, action: str, purpose: str, message_id: str,
-                     key_suffix: str = "") -> None:
+                     key_suffix: str = "", along: Sequence[Write] = ()) -> None:
         await append_event(
             conn, event_key=f"{request_id}:{purpose}:{self.name}:{action}" + (f":{key_suffix}" if key_suffix else ""),
             request_id=request_id, event_type=f"processor.{'reminded' if purpose == REMINDER_PURPOSE else 'asked'}",
             actor="workflow",
             data={"system": self.name, "action": action, "to": self.contact_email, "message_id": message_id},
+            along=along,
         )
 
     def _pending(self, action: str, external_id: str, *, reminded: bool = False) -> ActionOutcome:

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 import asyncpg
 
-from dsrflow.domain.audit import append_event
+from dsrflow.domain.audit import Write, append_event
 from dsrflow.infra.metrics import request_opened
 from dsrflow.stores.request_lookup import lookup_keys
 from schemas.requests import NewRequest, RequestStatus
@@ -142,14 +142,10 @@ async def set_status(
     actor: str,
     data: dict[str, Any] | None = None,
 ) -> None:
-    async with conn.transaction():
-        await conn.execute(
-            """UPDATE dsr_requests SET status = $2, updated_at = now(),
-                   closed_at = CASE WHEN $3 THEN coalesce(closed_at, now()) ELSE NULL END
-               WHERE id = $1""",
-            request_id, status.value, status.is_closed,
-        )
-        await append_event(
-            conn, event_key=event_key, request_id=request_id, event_type=f"status.{status.value}",
-            actor=actor, data=data or {},
-        )
+    await append_event(
+        conn, event_key=event_key, request_id=request_id, event_type=f"status.{status.value}",
+        actor=actor, data=data or {},
+        along=[Write("""UPDATE dsr_requests SET status = $2, updated_at = now(),
+                            closed_at = CASE WHEN $3 THEN coalesce(closed_at, now()) ELSE NULL END
+                        WHERE id = $1""", (request_id, status.value, status.is_closed))],
+    )
