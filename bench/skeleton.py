@@ -1,6 +1,6 @@
 """The ceiling for B1: a workflow with the shape of a real request — as many activities (local
-and not), child workflows, timers, signals and updates as a real request's history shows — each
-doing nothing.
+and not), child workflows, timers, signals, updates, patch markers and search-attribute upserts
+as a real request's history shows — each doing nothing.
 
 One workflow type plays both parent and child: a `Shape` with children is a request, each child
 shape a system task. The first activity of a step that expects messages sends them to its own
@@ -10,10 +10,12 @@ workflow (as a processor's callback signals a system task), and the step waits f
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel
 from temporalio import activity, workflow
+
+from workflows import search_attributes as sa
 
 TASK_QUEUE = "bench-skeleton"
 # The timeout of the request workflow's short steps (workflows/dsr_steps.py SHORT).
@@ -30,8 +32,12 @@ class Shape(BaseModel):
     timers: int = 0
     signals: int = 0
     updates: int = 0
+    patches: int = 0  # workflow.patched() markers (each with the SDK's TemporalChangeVersion upsert)
+    upserts_before: int = 0  # search-attribute upserts before the children start, patches' included
+    upserts_after: int = 0
     children: list[Shape] = []
     events: int = 0  # history events, this workflow's and its children's (what it cost the server)
+    bytes: int = 0  # and their size
 
     def totals(self) -> dict[str, int]:
         kids = [child.totals() for child in self.children]
@@ -44,6 +50,8 @@ class Shape(BaseModel):
             "timers": self.timers + sum(k["timers"] for k in kids),
             "signals": self.signals + sum(k["signals"] for k in kids),
             "updates": self.updates + sum(k["updates"] for k in kids),
+            "patches": self.patches + sum(k["patches"] for k in kids),
+            "upserts": self.upserts_before + self.upserts_after + sum(k["upserts"] for k in kids),
         }
 
 
@@ -87,6 +95,10 @@ class SkeletonWorkflow:
     async def run(self, shape: Shape) -> int:
         # A timer that never fires, cancelled at the end, as the deadline watch's is.
         timers = [asyncio.create_task(workflow.sleep(timedelta(days=30))) for _ in range(shape.timers)]
+        for n in range(shape.patches):
+            workflow.patched(f"skeleton-{n}")
+        for _ in range(shape.upserts_before - shape.patches):
+            _upsert()
         for _ in range(shape.local_before):
             await workflow.execute_local_activity(noop, workflow.info().workflow_id, **_OPTIONS)
         for i in range(shape.activities_before):
@@ -101,6 +113,8 @@ class SkeletonWorkflow:
             await self._activity(None)
         for _ in range(shape.local_after):
             await workflow.execute_local_activity(noop, workflow.info().workflow_id, **_OPTIONS)
+        for _ in range(shape.upserts_after):
+            _upsert()
         for timer in timers:
             timer.cancel()
         return shape.totals()["activities"]
@@ -113,3 +127,10 @@ class SkeletonWorkflow:
             message, Messages(signals=expecting.signals, updates=expecting.updates), **_OPTIONS)
         await workflow.wait_condition(
             lambda: self._signals >= expecting.signals and self._updates >= expecting.updates)
+
+
+def _upsert() -> None:
+    """What a request publishes (workflows/dsr.py): its status, type, regime and due date."""
+    workflow.upsert_search_attributes([
+        sa.STATUS.value_set("in_progress"), sa.REQUEST_TYPE.value_set("erasure"), sa.REGIME.value_set("gdpr"),
+        sa.DUE_DATE.value_set(datetime(2026, 12, 31, tzinfo=UTC))])

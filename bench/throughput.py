@@ -55,6 +55,7 @@ async def shape_of(client: Client, workflow_id: str) -> Shape:
                           for e in history.events
                           if e.event_type == EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED), None)
     before = after = alongside = local_before = local_after = local_alongside = timers = signals = updates = 0
+    patches = upserts_before = upserts_after = 0
     children: list[str] = []
     for event in history.events:
         kind = event.event_type
@@ -65,6 +66,14 @@ async def shape_of(client: Client, workflow_id: str) -> Shape:
                 after += 1
             else:
                 before += 1
+        elif (kind == EventType.EVENT_TYPE_MARKER_RECORDED
+              and event.marker_recorded_event_attributes.marker_name == "core_patch"):
+            patches += 1
+        elif kind == EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:
+            if children:
+                upserts_after += 1
+            else:
+                upserts_before += 1
         elif (kind == EventType.EVENT_TYPE_MARKER_RECORDED
               and event.marker_recorded_event_attributes.marker_name == "core_local_activity"):
             if _local_activity_type(event) in ALONGSIDE:
@@ -84,8 +93,10 @@ async def shape_of(client: Client, workflow_id: str) -> Shape:
     kids = [await shape_of(client, child) for child in children]
     kids.sort(key=lambda s: (s.activities_before, s.timers, s.signals, s.updates))
     return Shape(activities_before=before, activities_after=after, alongside=alongside, local_before=local_before,
-                 local_after=local_after, local_alongside=local_alongside, timers=timers, signals=signals, updates=updates, children=kids,
-                 events=len(history.events) + sum(k.events for k in kids))
+                 local_after=local_after, local_alongside=local_alongside, timers=timers, signals=signals, updates=updates,
+                 patches=patches, upserts_before=upserts_before, upserts_after=upserts_after, children=kids,
+                 events=len(history.events) + sum(k.events for k in kids),
+                 bytes=sum(e.ByteSize() for e in history.events) + sum(k.bytes for k in kids))
 
 
 async def erasures(bench: BenchStack, emails: list[str]) -> float:
@@ -190,12 +201,14 @@ async def main(requests: int, runs: int, workers: int, results: Path, profile: P
                  "skeleton_per_second": median([r["skeleton_per_second"] for r in rows]),
                  "ratio": median([r["ratio"] for r in rows]), "target_ratio": 0.7,
                  "shape": real_shape.totals(), "history_events_per_request": real_shape.events,
-                 "skeleton_history_events": skeleton_shape.events},
+                 "skeleton_history_events": skeleton_shape.events,
+                 "history_bytes_per_request": real_shape.bytes, "skeleton_history_bytes": skeleton_shape.bytes},
         runs=rows, load_before=load_before,
         notes=["ratio = skeleton seconds / real seconds for the same number of requests, per run; "
                "the real half goes first in odd runs, the skeleton's in even runs",
                "the skeleton mirrors activities, child workflows, timers, signals and updates; "
-               "not the request's search-attribute upserts"],
+               "patch markers and search-attribute upserts (since 2026-12-01, 18:00); not the payloads' "
+               "sizes (history_bytes_per_request against skeleton_history_bytes)"],
     )
 
 

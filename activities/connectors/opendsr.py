@@ -145,13 +145,17 @@ class OpenDsrConnector(Connector):
         self.poll_interval = float(config.get("poll_interval_seconds", 1.0))
         self.verify_signatures = bool(config.get("verify_signatures", True))
         self._auth_headers = {str(k): str(v) for k, v in (config.get("headers") or {}).items()}
-        self._http = httpx.AsyncClient(
-            timeout=float(config.get("timeout_seconds", 30)), headers={"Accept": "application/json"},
-            verify=_tls_context(),
-        )
-        # The worker's one set of certificates: a status poll checks its signature without
-        # fetching the discovery document and the certificate again each time.
+        timeout = float(config.get("timeout_seconds", 30))
+
+        def client() -> httpx.AsyncClient:
+            return httpx.AsyncClient(timeout=timeout, headers={"Accept": "application/json"}, verify=_tls_context())
+
+        # In a worker, one client per timeout for every task: its connections to the processors
+        # stay open between them. And one set of certificates: a status poll checks its
+        # signature without fetching the discovery document and the certificate again each time.
         shared = env.connections
+        self._http = shared.kept(f"opendsr-http {timeout}", client) if shared is not None else client()
+        self._owns_http = shared is None
         self._certificates = (shared.kept("opendsr-certificates", ProcessorCertificates) if shared is not None
                               else ProcessorCertificates(self._http))
         self._origins = {_origin(self.base_url), _origin(self.discovery_url)}
@@ -228,7 +232,8 @@ class OpenDsrConnector(Connector):
         return self._manual("lifting a restriction", "tell the processor the restriction has ended (Art. 18(3))")
 
     async def close(self) -> None:
-        await self._http.aclose()
+        if self._owns_http:
+            await self._http.aclose()
 
     # -- protocol --------------------------------------------------------------------------
 
@@ -248,11 +253,16 @@ class OpenDsrConnector(Connector):
 
     async def _discover(self) -> dict[str, Any]:
         if self._discovery is None:
-            document = (await self._call("GET", self.discovery_url)).json()
-            if not isinstance(document, dict):
-                raise PermanentConnectorError(f"system {self.name}: the discovery document is not a JSON object")
-            self._discovery = document
+            shared = self.env.connections  # a worker reads it again only every few minutes
+            self._discovery = (await shared.recent(f"opendsr-discovery {self.discovery_url}", self._fetch_discovery)
+                               if shared is not None else await self._fetch_discovery())
         return self._discovery
+
+    async def _fetch_discovery(self) -> dict[str, Any]:
+        document = (await self._call("GET", self.discovery_url)).json()
+        if not isinstance(document, dict):
+            raise PermanentConnectorError(f"system {self.name}: the discovery document is not a JSON object")
+        return document
 
     def _identities(self, subject: Subject, discovery: dict[str, Any]) -> list[dict[str, str]]:
         supported = {

@@ -21,6 +21,7 @@ from activities.connectors.opendsr import (
 from activities.connectors.opendsr_signature import (
     generate_processor_identity,
 )
+from activities.shared_connections import SharedConnections
 from devstack.demo.email_marketing import create_email_marketing_app
 from devstack.demo.email_marketing_db import ensure_email_marketing_database
 from devstack.demo.subjects import demo_subjects
@@ -133,7 +134,8 @@ async def processor(processor_db: str, identity: tuple[bytes, bytes]) -> AsyncIt
     await served.stop()
 
 
-def connector_for(base_url: str, callback_url: str, **config) -> OpenDsrConnector:
+def connector_for(base_url: str, callback_url: str, connections: SharedConnections | None = None,
+                  **config) -> OpenDsrConnector:
     system = System(
         label="Email marketing (demo)",
         connector="opendsr",
@@ -142,7 +144,7 @@ def connector_for(base_url: str, callback_url: str, **config) -> OpenDsrConnecto
     )
     env = ConnectorEnv(
         system_name="email_marketing", system=system, policy=load_policy().policy, settings=Settings(),
-        secret=b"0" * 32, callback_url=callback_url,
+        secret=b"0" * 32, callback_url=callback_url, connections=connections,
     )
     connector = build_connector(env)
     assert isinstance(connector, OpenDsrConnector)

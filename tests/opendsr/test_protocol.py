@@ -24,6 +24,7 @@ from activities.connectors.opendsr_signature import (
     sign,
     verify,
 )
+from activities.shared_connections import SharedConnections
 from devstack.demo.email_marketing_db import email_hash
 from devstack.processes import free_port
 from tests.opendsr.support import (
@@ -144,6 +145,48 @@ async def test_retried_erase_is_one_job(
     assert subject_request_id(str(uuid.uuid4()), "email_marketing", "erasure") != a.external_id
     assert subject_request_id(subject.request_id, "email_marketing", "access") != a.external_id
     assert uuid.UUID(a.external_id).version == 4
+
+
+async def test_a_worker_asks_for_discovery_once_and_keeps_its_connections(
+    processor_db: str, identity: tuple[bytes, bytes], receiver: tuple[Receiver, str]
+) -> None:
+    """In a worker (shared connections), each task opens its own connector: the discovery
+    document is read once and the processor's connection is kept from one task to the next; a
+    connector of its own (outside a worker) reads it for itself and closes its connection."""
+    _, callback_url = receiver
+    port = free_port()
+    app = processor_app(processor_db, identity, port, delay=0.0)
+    calls: list[tuple[str, str, int]] = []
+
+    @app.middleware("http")
+    async def record(request, call_next):  # type: ignore[no-untyped-def]
+        calls.append((request.method, request.url.path, request.client.port))
+        return await call_next(request)
+
+    served = await Served(app, port).start()
+    shared = SharedConnections()
+    emails = population_subscribers()[1:4]
+    try:
+        for email in emails:  # one task per subject, a connector each, as the fan-out does
+            connector = connector_for(served.url + "/opendsr", callback_url, connections=shared)
+            try:
+                outcome = await connector.erase(Subject(request_id=str(uuid.uuid4()), email=email))
+                assert outcome.status == "pending"
+            finally:
+                await connector.close()
+        assert [path for _, path, _ in calls].count("/opendsr/discovery") == 1
+        assert [path for _, path, _ in calls].count("/opendsr/requests") == 3
+        assert len({port for _, _, port in calls}) == 1  # one connection for all four calls
+
+        alone = connector_for(served.url + "/opendsr", callback_url)
+        try:
+            await alone.erase(Subject(request_id=str(uuid.uuid4()), email=emails[0]))
+        finally:
+            await alone.close()
+        assert [path for _, path, _ in calls].count("/opendsr/discovery") == 2
+    finally:
+        await shared.close()
+        await served.stop()
 
 
 async def test_same_id_for_a_different_request_is_refused(processor: str) -> None:
