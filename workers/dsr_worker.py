@@ -129,5 +129,6 @@ async def run_worker(settings: Settings) -> None:
     if metrics is not None:
         metrics.close()
     await context.connections.close()
+    await context.mailer.aclose()
     await pool.close()
     log.info("worker stopped")

@@ -1,0 +1,164 @@
+"""The Mailer keeps SMTP connections open between messages (activities/mail.py), against a real
+SMTP server (aiosmtpd) on loopback: messages share a connection, a relay that let a kept
+connection go still gets the message once, and nothing is sent again once the message itself
+started."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from email.message import EmailMessage
+from email.utils import make_msgid
+
+import aiosmtplib
+import pytest
+from aiosmtpd.controller import Controller
+
+from activities import mail
+from activities.mail import Mailer
+from devstack.processes import free_port
+
+
+class _Relay:
+    """Records each message with the connection (client port) it came over; answers 421 at MAIL
+    or at the end of DATA as many times as asked."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[int, str]] = []
+        self.close_at_mail = 0
+        self.close_at_data = 0
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):  # noqa: N802
+        if self.close_at_mail:
+            self.close_at_mail -= 1
+            return "421 4.4.2 idle too long, closing"
+        envelope.mail_from = address
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802
+        if self.close_at_data:
+            self.close_at_data -= 1
+            return "421 4.3.0 shutting down"
+        self.received.append((session.peer[1], envelope.content.decode()))
+        return "250 OK"
+
+
+@pytest.fixture
+def relay() -> Iterator[tuple[_Relay, Controller]]:
+    handler = _Relay()
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    yield handler, controller
+    controller.stop()
+
+
+def _mailer(settings, controller: Controller) -> Mailer:
+    return Mailer(settings.model_copy(update={"smtp_host": "127.0.0.1", "smtp_port": controller.port,
+                                              "smtp_starttls": False, "smtp_username": None,
+                                              "smtp_password": None}))
+
+
+def _message(n: int) -> EmailMessage:
+    message = EmailMessage()
+    message["From"], message["To"] = "privacy@onetagger.com", "ada@example.com"
+    message["Subject"], message["Message-ID"] = f"Letter {n}", make_msgid(domain="dsrflow")
+    message.set_content(f"Letter number {n}")
+    return message
+
+
+def _numbers(relay: _Relay) -> list[int]:
+    return [int(body.split("Letter number ")[1].split()[0]) for _, body in relay.received]
+
+
+async def test_messages_one_after_another_share_one_connection(settings, relay):
+    handler, controller = relay
+    mailer = _mailer(settings, controller)
+    try:
+        for n in range(3):
+            await mailer.send(_message(n))
+    finally:
+        await mailer.aclose()
+    assert _numbers(handler) == [0, 1, 2]
+    assert len({port for port, _ in handler.received}) == 1
+
+
+async def test_a_relay_that_let_the_kept_connection_go_still_gets_the_message_once(settings, relay):
+    handler, controller = relay
+    mailer = _mailer(settings, controller)
+    handed: list[int] = []
+    try:
+        await mailer.send(_message(0))
+        handler.close_at_mail = 1  # the relay's idle timeout, seen only at the next MAIL
+
+        async def before_data() -> None:
+            handed.append(1)
+
+        await mailer.send(_message(1), before_data=before_data)
+    finally:
+        await mailer.aclose()
+    assert _numbers(handler) == [0, 1]
+    assert handed == [1]  # the outbox heard once that the message was going
+    assert handler.received[0][0] != handler.received[1][0]  # on a new connection
+
+
+async def test_a_relay_restarted_between_messages_gets_the_next_on_a_new_connection(settings):
+    handler, port = _Relay(), free_port()
+    first = Controller(handler, hostname="127.0.0.1", port=port)
+    first.start()
+    mailer = _mailer(settings, first)
+    try:
+        await mailer.send(_message(0))
+        first.stop()
+        again = Controller(handler, hostname="127.0.0.1", port=port)  # the relay, restarted
+        again.start()
+        try:
+            await mailer.send(_message(1))
+        finally:
+            again.stop()
+    finally:
+        await mailer.aclose()
+    assert _numbers(handler) == [0, 1]
+
+
+async def test_a_failure_once_the_message_went_is_not_retried(settings, relay):
+    """From DATA on, the relay may have the message: the Mailer raises and the outbox decides
+    (activities/outbox.py), even on a kept connection."""
+    handler, controller = relay
+    mailer = _mailer(settings, controller)
+    try:
+        await mailer.send(_message(0))
+        handler.close_at_data = 1
+        with pytest.raises(aiosmtplib.SMTPResponseException) as refused:
+            await mailer.send(_message(1))
+        assert refused.value.code == 421
+        await mailer.send(_message(2))  # and the next one goes on a connection that works
+    finally:
+        await mailer.aclose()
+    assert _numbers(handler) == [0, 2]
+
+
+async def test_an_idle_connection_is_not_kept_past_its_time(settings, relay, monkeypatch):
+    handler, controller = relay
+    monkeypatch.setattr(mail, "IDLE_SECONDS", 0.0)
+    mailer = _mailer(settings, controller)
+    try:
+        await mailer.send(_message(0))
+        await mailer.send(_message(1))
+    finally:
+        await mailer.aclose()
+    assert len({port for port, _ in handler.received}) == 2
+
+
+async def test_messages_at_once_each_go_once_and_few_connections_stay(settings, relay):
+    handler, controller = relay
+    mailer = _mailer(settings, controller)
+    try:
+        await asyncio.gather(*(mailer.send(_message(n)) for n in range(10)))
+        await asyncio.gather(*(mailer.send(_message(n)) for n in range(10, 14)))
+    finally:
+        await mailer.aclose()
+    assert sorted(_numbers(handler)) == list(range(14))
+    # The second wave used only connections the first one left open.
+    first = {port for port, _ in handler.received[:10]}
+    assert {port for port, _ in handler.received[10:]} <= first
+    assert len({port for port, _ in handler.received[10:]}) <= mail.KEEP
