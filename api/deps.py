@@ -33,23 +33,29 @@ def app_state(request: Request) -> AppState:
     return request.app.state.dsr
 
 
-State = Annotated[AppState, Depends(app_state)]
+# The dependencies below are coroutines though none awaits: FastAPI runs a plain function
+# dependency in a worker thread, a thread hop on every call for a lookup of nanoseconds.
+async def _app_state(request: Request) -> AppState:
+    return app_state(request)
+
+
+State = Annotated[AppState, Depends(_app_state)]
 
 
 async def db_pool(state: State) -> asyncpg.Pool:
     return await state.db()
 
 
-def loaded_policy(state: State) -> LoadedPolicy:
+async def loaded_policy(state: State) -> LoadedPolicy:
     return state.policy
 
 
-def controller_today(state: State) -> date:
+async def controller_today(state: State) -> date:
     """Today in the controller's timezone: the day a request's due date is judged against."""
     return datetime.now(ZoneInfo(state.policy.policy.defaults.timezone)).date()
 
 
-def rate_limiter(request: Request) -> RateLimiter:
+async def rate_limiter(request: Request) -> RateLimiter:
     return request.app.state.rate_limiter
 
 

@@ -89,11 +89,13 @@ async def live_state(state: AppState, request_id: str) -> RequestState | None:
         return None
 
 
-async def request_view(state: AppState, request_id: str) -> dict[str, Any]:
+async def request_view(state: AppState, request_id: str, *, live_too: bool = True) -> dict[str, Any]:
+    """The stored request and, with `live_too`, what its workflow says now (a query: the engine
+    and a worker answer it)."""
     row = await get_request(await state.db(), request_id)
     if row is None:
         raise Problem(404, "Not found", f"no request {request_id}")
-    live = await live_state(state, request_id)
+    live = await live_state(state, request_id) if live_too else None
     view = {
         "id": str(row["id"]),
         "reference": short_reference(row["id"]),

@@ -40,11 +40,14 @@ async def create(
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> JSONResponse:
     """Open a request. Repeating the call with the same `Idempotency-Key` header (or the same
-    `client_request_id`) returns the same request instead of opening a second one."""
+    `client_request_id`) returns the same request instead of opening a second one. The answer is
+    the stored request; `GET /v1/requests/{id}` adds its workflow's live state."""
     row, created = await open_request(
         state, body, actor=staff.actor, idempotency_key=idempotency_key, origin="staff"
     )
-    view = await request_view(state, str(row["id"]))
+    # Not the workflow's state: started a moment ago, it would have nothing to say yet, and asking
+    # it costs the engine and a worker a query for every request opened.
+    view = await request_view(state, str(row["id"]), live_too=False)
     return JSONResponse(jsonable_encoder(view), status_code=201 if created else 200)
 
 
