@@ -190,6 +190,7 @@ async def ensure_email_marketing_database(server: Any | None, url: str) -> None:
                 await conn.execute(
                     "SELECT setval(pg_get_serial_sequence('subscribers', 'id'), (SELECT max(id) FROM subscribers))"
                 )
+                await conn.execute("ANALYZE subscribers, campaign_activity")  # as sql_systems.py: plans need them
                 await conn.execute("INSERT INTO demo_seed (version) VALUES ($1)", SEED_VERSION)
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", _SEED_LOCK)
