@@ -206,8 +206,8 @@ async def main(requests: int, runs: int, workers: int, results: Path, profile: P
         runs=rows, load_before=load_before,
         notes=["ratio = skeleton seconds / real seconds for the same number of requests, per run; "
                "the real half goes first in odd runs, the skeleton's in even runs",
-               "the skeleton mirrors activities, child workflows, timers, signals and updates; "
-               "patch markers and search-attribute upserts (since 2026-12-01, 18:00); not the payloads' "
+               "the skeleton mirrors activities, child workflows, timers, signals, updates, patch markers "
+               "and search-attribute upserts (the last two since 2026-12-01 16:00 UTC); not the payloads' "
                "sizes (history_bytes_per_request against skeleton_history_bytes)"],
     )
 
