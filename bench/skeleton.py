@@ -35,6 +35,9 @@ class Shape(BaseModel):
     patches: int = 0  # workflow.patched() markers (each with the SDK's TemporalChangeVersion upsert)
     upserts_before: int = 0  # search-attribute upserts before the children start, patches' included
     upserts_after: int = 0
+    # Characters in each of this workflow's activity inputs and results and in its own result, so
+    # that its history weighs what the request's does (set by bench/throughput.py `pad_like`).
+    padding: int = 0
     children: list[Shape] = []
     events: int = 0  # history events, this workflow's and its children's (what it cost the server)
     bytes: int = 0  # and their size
@@ -82,6 +85,7 @@ class SkeletonWorkflow:
     def __init__(self) -> None:
         self._signals = 0
         self._updates = 0
+        self._payload = ""
 
     @workflow.signal
     def poke(self) -> None:
@@ -92,7 +96,8 @@ class SkeletonWorkflow:
         self._updates += 1
 
     @workflow.run
-    async def run(self, shape: Shape) -> int:
+    async def run(self, shape: Shape) -> str:
+        self._payload = "x" * shape.padding
         # A timer that never fires, cancelled at the end, as the deadline watch's is.
         timers = [asyncio.create_task(workflow.sleep(timedelta(days=30))) for _ in range(shape.timers)]
         for n in range(shape.patches):
@@ -100,7 +105,7 @@ class SkeletonWorkflow:
         for _ in range(shape.upserts_before - shape.patches):
             _upsert()
         for _ in range(shape.local_before):
-            await workflow.execute_local_activity(noop, workflow.info().workflow_id, **_OPTIONS)
+            await workflow.execute_local_activity(noop, self._payload, **_OPTIONS)
         for i in range(shape.activities_before):
             await self._activity(shape if i == 0 else None)
         info = workflow.info()
@@ -108,20 +113,20 @@ class SkeletonWorkflow:
             *(workflow.execute_child_workflow(SkeletonWorkflow.run, child, id=f"{info.workflow_id}-{n}")
               for n, child in enumerate(shape.children)),
             *(self._activity(None) for _ in range(shape.alongside)),
-            *(workflow.execute_local_activity(noop, info.workflow_id, **_OPTIONS) for _ in range(shape.local_alongside)))
+            *(workflow.execute_local_activity(noop, self._payload, **_OPTIONS) for _ in range(shape.local_alongside)))
         for _ in range(shape.activities_after):
             await self._activity(None)
         for _ in range(shape.local_after):
-            await workflow.execute_local_activity(noop, workflow.info().workflow_id, **_OPTIONS)
+            await workflow.execute_local_activity(noop, self._payload, **_OPTIONS)
         for _ in range(shape.upserts_after):
             _upsert()
         for timer in timers:
             timer.cancel()
-        return shape.totals()["activities"]
+        return self._payload
 
     async def _activity(self, expecting: Shape | None) -> None:
         if expecting is None or not (expecting.signals or expecting.updates):
-            await workflow.execute_activity(noop, workflow.info().workflow_id, **_OPTIONS)
+            await workflow.execute_activity(noop, self._payload, **_OPTIONS)
             return
         await workflow.execute_activity(
             message, Messages(signals=expecting.signals, updates=expecting.updates), **_OPTIONS)

@@ -99,6 +99,19 @@ async def shape_of(client: Client, workflow_id: str) -> Shape:
                  bytes=sum(e.ByteSize() for e in history.events) + sum(k.bytes for k in kids))
 
 
+def pad_like(shape: Shape, real: Shape, skeleton: Shape) -> None:
+    """Give `shape` (and its children) the padding that makes an unpadded skeleton's history
+    (`skeleton`) weigh what the real one's (`real`) does: the difference in bytes of each workflow's
+    own events, spread over its activities' inputs and results (local activities record only their
+    result) and its own result."""
+    own = real.bytes - sum(k.bytes for k in real.children) - (skeleton.bytes - sum(k.bytes for k in skeleton.children))
+    slots = 2 * (shape.activities_before + shape.activities_after + shape.alongside) \
+        + shape.local_before + shape.local_after + shape.local_alongside + 1
+    shape.padding = max(0, own // slots)
+    for child, real_child, skeleton_child in zip(shape.children, real.children, skeleton.children, strict=True):
+        pad_like(child, real_child, skeleton_child)
+
+
 async def erasures(bench: BenchStack, emails: list[str]) -> float:
     """Seconds from the first POST until the last of the requests completed."""
     limit = asyncio.Semaphore(CONCURRENCY)
@@ -152,11 +165,16 @@ async def main(requests: int, runs: int, workers: int, results: Path, profile: P
             first = await bench.pool.fetchval("SELECT id FROM dsr_requests LIMIT 1")
             real_shape = await shape_of(bench.client, workflow_id_for(str(first)))
             await _skeletons(bench.client, real_shape, 1, "warmup")
-            skeleton_shape = await shape_of(bench.client, "skeleton-warmup-0")
-            print(f"real request: {real_shape.totals()}, {real_shape.events} history events; "
-                  f"skeleton: {skeleton_shape.totals()}, {skeleton_shape.events} events")
+            # Then padded to weigh what the request's history weighs, and counted again.
+            pad_like(real_shape, real_shape, await shape_of(bench.client, "skeleton-warmup-0"))
+            await _skeletons(bench.client, real_shape, 1, "padded")
+            skeleton_shape = await shape_of(bench.client, "skeleton-padded-0")
+            print(f"real request: {real_shape.totals()}, {real_shape.events} history events, {real_shape.bytes} bytes; "
+                  f"skeleton: {skeleton_shape.totals()}, {skeleton_shape.events} events, {skeleton_shape.bytes} bytes")
             if skeleton_shape.totals() != real_shape.totals():
                 raise RuntimeError("the skeleton's history does not have the real request's shape")
+            if abs(skeleton_shape.bytes - real_shape.bytes) > 0.1 * real_shape.bytes:
+                raise RuntimeError("the skeleton's history does not weigh what the real request's does")
             rows: list[dict[str, Any]] = []
             for run in range(runs):
                 batch = [emails[(3 + run * requests + i) % len(emails)] for i in range(requests)]
@@ -206,9 +224,9 @@ async def main(requests: int, runs: int, workers: int, results: Path, profile: P
         runs=rows, load_before=load_before,
         notes=["ratio = skeleton seconds / real seconds for the same number of requests, per run; "
                "the real half goes first in odd runs, the skeleton's in even runs",
-               "the skeleton mirrors activities, child workflows, timers, signals, updates, patch markers "
-               "and search-attribute upserts (the last two since 2026-12-01 16:00 UTC); not the payloads' "
-               "sizes (history_bytes_per_request against skeleton_history_bytes)"],
+               "the skeleton mirrors activities, child workflows, timers, signals, updates, patch markers, "
+               "search-attribute upserts and the history's size in bytes (the last three since 2026-12-01 "
+               "16:30 UTC: history_bytes_per_request against skeleton_history_bytes)"],
     )
 
 
