@@ -3,7 +3,7 @@ how far it got, and record each system's result as evidence."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -28,19 +28,20 @@ from activities.connectors.sql import SqlConnector
 from activities.connectors.sql_erasure import kept_summary
 from activities.context import ActivityContext
 from activities.heartbeat import heartbeating
-from activities.ledger import write_ledger
+from activities.ledger import columns, ledger_write
 from activities.task_outcomes import did_nothing, load_outcome, outcome_write, save_outcome
 from dsrflow.crypto.hashing import subject_hash, suppression_hash
-from dsrflow.domain.audit import Write, append_event
+from dsrflow.domain.audit import append_event
 from dsrflow.infra.failpoints import failpoint
 from dsrflow.infra.metrics import connector_call
 from dsrflow.infra.tracing import span
+from dsrflow.infra.writes import Write, write_together
 from dsrflow.stores.holds_store import active_holds_for
 from dsrflow.stores.requests_store import get_request
 from schemas.workflow import Plan, StartRequest, SystemTask, TaskInput, TaskRecord, TaskResult
 
-# More evidence written in the transaction that keeps an erasure's evidence.
-Evidence = Callable[[Any, ActionOutcome], Awaitable[None]]
+# More evidence, written in the same statement as an erasure's own.
+Evidence = Callable[[ActionOutcome], Sequence[Write]]
 
 # What each request type asks of every system.
 ACTIONS = {
@@ -226,8 +227,8 @@ class FanoutActivities:
                         outcome.kept = outcome.kept or len(outcome.held)
                         return _result(task, outcome, kept_summary(policy, task.task.system, outcome.held, legal))
 
-                    async def provisional(conn: Any, outcome: ActionOutcome) -> None:
-                        await save_outcome(conn, task, result_of(outcome), committed=False)
+                    def provisional(outcome: ActionOutcome) -> list[Write]:
+                        return [outcome_write(task, result_of(outcome), committed=False)]
 
                     if legal and not policy_system.datasets:
                         # A processor we cannot ask record by record: the hold keeps it all.
@@ -286,8 +287,8 @@ class FanoutActivities:
                                   subject: Subject, context: ErasureContext, origin: str = "request",
                                   also: Evidence | None = None) -> ActionOutcome:
         """Erase, keeping the evidence before the system commits where it can (see
-        ErasureContext.before_commit), otherwise right after. `also` writes more evidence in the
-        same transaction (the task's provisional outcome)."""
+        ErasureContext.before_commit), otherwise right after. `also` gives more evidence to write
+        with it (the task's provisional outcome)."""
         kept = False
 
         async def keep(outcome: ActionOutcome) -> None:
@@ -304,21 +305,23 @@ class FanoutActivities:
     async def keep_evidence(self, request_id: str, system: str, policy_version: str, subject: Subject,
                             outcome: ActionOutcome, origin: str = "request", also: Evidence | None = None) -> None:
         """Schedule the erasure of what was held, and ledger what was erased (record keys stay
-        here, in Postgres; the workflow sees counts)."""
+        here, in Postgres; the workflow sees counts): one statement, so that the system's own
+        transaction, open meanwhile, waits for one round trip only."""
         who = subject_hash(self.ctx.secret, subject.email)
-        async with self.ctx.pool.acquire() as conn, conn.transaction():
-            if also is not None:
-                await also(conn, outcome)
-            if outcome.held:  # an empty executemany still costs a round trip
-                await conn.executemany(
-                    """INSERT INTO deferred_erasures (request_id, subject_hash, system, dataset, record_key,
-                                                      hold_kind, hold_ref, erase_after, policy_version)
-                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING""",
-                    [(request_id, who, system, h.dataset, h.key, h.hold_kind, h.hold_ref,
-                      h.until + timedelta(days=1) if h.until else None, policy_version)
-                     for h in outcome.held])
-            await write_ledger(conn, [(who, system, dataset, key, action, policy_version, request_id, origin)
-                                      for dataset, keys in outcome.erased.items() for key, action in keys])
+        writes = list(also(outcome)) if also is not None else []
+        if outcome.held:
+            writes.append(Write(
+                """INSERT INTO deferred_erasures (request_id, subject_hash, system, dataset, record_key,
+                                                  hold_kind, hold_ref, erase_after, policy_version)
+                   SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
+                                        $6::text[], $7::text[], $8::date[], $9::text[])
+                   ON CONFLICT DO NOTHING""",
+                columns([(request_id, who, system, h.dataset, h.key, h.hold_kind, h.hold_ref,
+                          h.until + timedelta(days=1) if h.until else None, policy_version)
+                         for h in outcome.held])))
+        ledger = ledger_write([(who, system, dataset, key, action, policy_version, request_id, origin)
+                               for dataset, keys in outcome.erased.items() for key, action in keys])
+        await write_together(self.ctx.pool, [*writes, *([ledger] if ledger else [])])
 
     @activity.defn(name="poll_system_action")
     async def poll_system_action(self, task: TaskInput) -> TaskResult:

@@ -8,32 +8,43 @@ without keeping who the subject was."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import asyncpg
 
 from activities.connectors.base import Connector
+from dsrflow.infra.writes import Write
 
 # (subject_hash, system, dataset, record_key, action, policy_version, request_id, origin)
 LedgerRow = tuple[str, str, str, str, str, str, Any, str]
 
 
-async def write_ledger(conn: asyncpg.Connection | asyncpg.Pool, rows: Iterable[LedgerRow]) -> None:
-    # Once per record and request: a step retried after its first attempt kept the evidence and
-    # died before the system committed writes the same rows again (migration 0021). All rows in
-    # one statement, column by column: a subject's 40 page events are one insert, not 40.
+def columns(rows: Sequence[tuple[Any, ...]]) -> tuple[list[Any], ...]:
+    """Rows as columns, for one `INSERT ... SELECT * FROM unnest($1::type[], ...)`: all rows in
+    one statement rather than one execution each."""
+    return tuple(list(column) for column in zip(*rows, strict=True))
+
+
+def ledger_write(rows: Iterable[LedgerRow]) -> Write | None:
+    """Once per record and request: a step retried after its first attempt kept the evidence and
+    died before the system committed writes the same rows again (migration 0021)."""
     rows = list(rows)
-    if not rows:  # asyncpg would still prepare the statement: a round trip for nothing
-        return
-    await conn.execute(
+    if not rows:
+        return None
+    return Write(
         """INSERT INTO erasure_ledger (subject_hash, system, dataset, record_key, action,
                                        policy_version, request_id, origin)
            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
                                 $6::text[], $7::uuid[], $8::text[])
            ON CONFLICT DO NOTHING""",
-        *(list(column) for column in zip(*rows, strict=True)),
+        columns(rows),
     )
+
+
+async def write_ledger(conn: asyncpg.Connection | asyncpg.Pool, rows: Iterable[LedgerRow]) -> None:
+    if (write := ledger_write(rows)) is not None:
+        await write.execute(conn)
 
 
 async def erase_records(connector: Connector,

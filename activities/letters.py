@@ -30,10 +30,11 @@ from activities.outbox import Sent, send_once
 from activities.processor_exports import missing_reasons
 from activities.restrictions import lift_letter_context
 from dsrflow.crypto.hashing import keyed_hash, token_hash
-from dsrflow.domain.audit import Write, append_event
+from dsrflow.domain.audit import append_event
 from dsrflow.domain.deadlines import appeal_days, receipt_date
 from dsrflow.i18n import ENGLISH, N_, Translator, translations
 from dsrflow.infra.metrics import letter_sent
+from dsrflow.infra.writes import Write
 from dsrflow.stores.requests_store import get_request
 from policy.model import Policy
 from schemas.workflow import LetterJob, LetterReceipt, TaskResult

@@ -11,9 +11,10 @@ import asyncpg
 from temporalio import activity
 
 from activities.context import ActivityContext
-from dsrflow.domain.audit import Write, append_event
+from dsrflow.domain.audit import append_event
 from dsrflow.domain.deadlines import compute_deadline, receipt_date
 from dsrflow.infra.metrics import verification_event
+from dsrflow.infra.writes import Write
 from dsrflow.stores.kept_copies import purge_subject_copies
 from dsrflow.stores.requests_store import get_request, set_status
 from schemas.requests import RequestType

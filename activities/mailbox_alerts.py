@@ -21,8 +21,9 @@ from activities.letter_templates import render_template_set
 from activities.letters import message_id_for
 from activities.mail import Mailer
 from activities.outbox import Sent, send_once
-from dsrflow.domain.audit import Write, append_event
+from dsrflow.domain.audit import append_event
 from dsrflow.domain.deadlines import receipt_date, working_days_after
+from dsrflow.infra.writes import Write
 from policy.mailbox import MailboxPolicy
 from policy.model import Policy
 

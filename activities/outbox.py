@@ -37,8 +37,9 @@ import asyncpg
 
 from activities.errors import TRANSIENT_DB_ERRORS
 from activities.mail import Mailer
-from dsrflow.domain.audit import Write, append_event
+from dsrflow.domain.audit import append_event
 from dsrflow.infra.failpoints import failpoint
+from dsrflow.infra.writes import Write
 
 RECORD_PATIENCE = 120.0  # seconds a sent message waits for the database to come back
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from dsrflow.domain.audit import Write
+from dsrflow.infra.writes import Write
 from schemas.workflow import TaskInput, TaskResult
 
 

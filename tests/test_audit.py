@@ -13,9 +13,10 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from dsrflow.domain.audit import Write, append_event
+from dsrflow.domain.audit import append_event
 from dsrflow.domain.audit_anchors import write_anchor
 from dsrflow.infra.db import connect, create_pool
+from dsrflow.infra.writes import Write
 from schemas.audit import AnchorInput, AnchorReport
 from tests.audit_support import rehash
 from tests.conftest import make_database

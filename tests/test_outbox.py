@@ -16,8 +16,8 @@ from activities.mail import BeforeData, Mailer
 from activities.outbox import Sent, send_once
 from devstack.postgres import EmbeddedPostgres
 from devstack.smtp_sink import read_mailbox
-from dsrflow.domain.audit import Write
 from dsrflow.infra.db import create_pool
+from dsrflow.infra.writes import Write
 from tests.conftest import make_database, running_postgres
 
 

@@ -55,8 +55,9 @@ from activities.letter_templates import RenderedLetter, render_template_set
 from activities.letters import message_id_for
 from activities.outbox import OnSent, Sent, send_once
 from dsrflow.crypto.hashing import keyed_hash
-from dsrflow.domain.audit import Write, append_event
+from dsrflow.domain.audit import append_event
 from dsrflow.i18n import N_, SOURCE_LANGUAGE, translations
+from dsrflow.infra.writes import Write
 
 REQUEST_PURPOSE = "processor_request"
 REMINDER_PURPOSE = "processor_reminder"

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -23,6 +22,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+
+from dsrflow.infra.writes import Write, with_writes
 
 GENESIS = "0" * 64
 LEGACY_CHAIN = "legacy"
@@ -67,44 +68,6 @@ _APPEND = "SELECT audit_append($1, $2, $3, $4, $5, $6, $7, $8, $9)"
 # them), so the first escaped NUL is this one.
 _SLOT = "\x00"
 _SLOT_JSON = json.dumps(_SLOT)
-_PLACEHOLDER = re.compile(r"\$(\d+)")
-
-
-@dataclass(frozen=True)
-class Write:
-    """A data-modifying statement (INSERT, UPDATE or DELETE without RETURNING; its own $1, $2...)
-    that an audit append carries out in its own statement: the change and its evidence commit
-    together with no transaction of their own (BEGIN and COMMIT would be two more round trips)."""
-    sql: str
-    args: tuple[Any, ...] = ()
-
-    def __post_init__(self) -> None:
-        if "$$" in self.sql:  # placeholders are renumbered by their text: no dollar quoting
-            raise ValueError("a Write's statement cannot use dollar quoting")
-
-    async def execute(self, conn: asyncpg.Connection | asyncpg.Pool) -> None:
-        """The write on its own, where no event goes with it."""
-        await conn.execute(self.sql, *self.args)
-
-
-def _with_writes(writes: Sequence[Write]) -> tuple[str, list[Any]]:
-    """The append statement with each write as a data-modifying WITH query, their placeholders
-    moved after the append's nine. The append reads how many rows each returned, so every write
-    has run, and locked its rows, before the append locks its chain's head: the order of the
-    transactions elsewhere, which could otherwise deadlock with this statement."""
-    if not writes:
-        return _APPEND, []
-    parts: list[str] = []
-    args: list[Any] = []
-    for n, write in enumerate(writes):
-        parts.append(f"w{n} AS ({_renumbered(write.sql, 9 + len(args))} RETURNING 1)")
-        args += write.args
-    done = ", ".join(f"(SELECT count(*) FROM w{n}) AS c{n}" for n in range(len(writes)))
-    return f"WITH {', '.join(parts)} {_APPEND} FROM {done}", args
-
-
-def _renumbered(sql: str, offset: int) -> str:
-    return _PLACEHOLDER.sub(lambda m: f"${int(m[1]) + offset}", sql)
 
 
 async def append_event(
@@ -132,7 +95,7 @@ async def append_event(
            "data": data, "occurred_at": occurred, "chain_id": chain_for(request_id, event_type, occurred),
            "chain_pos": _SLOT}
     before, _, after = canonical_event(event_body(row)).decode().partition(_SLOT_JSON)
-    statement, args = _with_writes(along)
+    statement, args = with_writes(_APPEND, 9, along)
     return str(await conn.fetchval(statement, event_key, request_id, event_type, actor, data, occurred,
                                    row["chain_id"], before, after, *args))
 

@@ -10,8 +10,9 @@ from typing import Any, Protocol
 
 import asyncpg
 
-from dsrflow.domain.audit import Write, append_event
+from dsrflow.domain.audit import append_event
 from dsrflow.infra.metrics import request_opened
+from dsrflow.infra.writes import Write
 from dsrflow.stores.request_lookup import lookup_keys
 from schemas.requests import NewRequest, RequestStatus
 
