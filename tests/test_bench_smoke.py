@@ -43,7 +43,13 @@ def test_benchmark_runs_small_and_writes_its_result(script: str, tmp_path: Path)
         shape = result["figures"]["shape"]
         assert shape["child_workflows"] == 1 and shape["signals"] == 1, shape
         assert shape["activities"] == 2 and shape["local_activities"] >= 8, shape
-        assert 0 < result["figures"]["history_events_per_request"] < 100, result["figures"]
+        figures = result["figures"]
+        assert 0 < figures["history_events_per_request"] < 100, figures
+        # Patch markers and search-attribute upserts included, and as many bytes give or take 10 %.
+        assert shape["patches"] >= 1 and shape["upserts"] > shape["patches"], shape
+        assert figures["skeleton_history_events"] == figures["history_events_per_request"], figures
+        assert abs(figures["skeleton_history_bytes"] - figures["history_bytes_per_request"]) \
+            <= 0.1 * figures["history_bytes_per_request"], figures
     if script == "scale":
         assert {"all", "console"} <= set(result["figures"]["list_p95_ms"])
 
