@@ -79,6 +79,11 @@ class StepSupervisor(Protocol):
     async def step_recovered(self) -> None: ...
 
 
+# How a failed step arrives: an activity's failure wrapped in an ActivityError, a local activity's
+# as the activity raised it (temporalio's TimeoutError is not the builtin one).
+STEP_FAILURES = (ActivityError, ApplicationError, TimeoutError)
+
+
 def describe_failure(error: FailureError) -> tuple[str, bool]:
     """(message for staff, transient?) of a failed activity: its (last attempt's) application
     error's message; a step that kept failing until its time ran out is transient, one that
@@ -123,7 +128,7 @@ async def run_step(activity: str, arg: Any, *, result_type: type | None = None,
                 result = await workflow.execute_activity(
                     activity, arg, result_type=result_type, retry_policy=RETRY, schedule_to_close_timeout=give_up,
                     **timeouts)
-        except (ActivityError, ApplicationError, TimeoutError) as error:
+        except STEP_FAILURES as error:
             if supervisor is None or workflow.current_update_info() is not None:
                 raise
             message, transient = describe_failure(error)

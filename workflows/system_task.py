@@ -11,14 +11,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from temporalio import exceptions as failures
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from schemas.workflow import ProcessorUpdate, TaskInput, TaskRecord, TaskResult
-    from workflows.dsr_steps import describe_failure, run_step
+    from workflows.dsr_steps import STEP_FAILURES, describe_failure, run_step
 
 _RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
@@ -53,8 +51,7 @@ async def act(name: str, task: TaskInput, *, local: bool = False) -> tuple[TaskR
                 name, task, result_type=TaskResult, start_to_close_timeout=_TASK_TIME,
                 heartbeat_timeout=timedelta(seconds=15), retry_policy=_RETRY)
         return result, task.record
-    # A local activity's failure arrives unwrapped; temporalio's TimeoutError is not the builtin one.
-    except (ActivityError, ApplicationError, failures.TimeoutError) as exc:
+    except STEP_FAILURES as exc:
         message, _ = describe_failure(exc)
         return TaskResult(system=task.task.system, action=task.task.action,
                           status="needs_attention", message=message,
