@@ -28,14 +28,14 @@ from activities.connectors.sql import SqlConnector
 from activities.connectors.sql_erasure import kept_summary
 from activities.context import ActivityContext
 from activities.heartbeat import heartbeating
-from activities.ledger import columns, ledger_write
+from activities.ledger import ledger_write
 from activities.task_outcomes import did_nothing, load_outcome, outcome_write, save_outcome
 from dsrflow.crypto.hashing import subject_hash, suppression_hash
 from dsrflow.domain.audit import append_event
 from dsrflow.infra.failpoints import failpoint
 from dsrflow.infra.metrics import connector_call
 from dsrflow.infra.tracing import span
-from dsrflow.infra.writes import Write, write_together
+from dsrflow.infra.writes import Write, columns, write_together
 from dsrflow.stores.holds_store import active_holds_for
 from dsrflow.stores.requests_store import get_request
 from schemas.workflow import Plan, StartRequest, SystemTask, TaskInput, TaskRecord, TaskResult
@@ -321,7 +321,9 @@ class FanoutActivities:
                          for h in outcome.held])))
         ledger = ledger_write([(who, system, dataset, key, action, policy_version, request_id, origin)
                                for dataset, keys in outcome.erased.items() for key, action in keys])
-        await write_together(self.ctx.pool, [*writes, *([ledger] if ledger else [])])
+        if ledger is not None:
+            writes.append(ledger)
+        await write_together(self.ctx.pool, writes)
 
     @activity.defn(name="poll_system_action")
     async def poll_system_action(self, task: TaskInput) -> TaskResult:

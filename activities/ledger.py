@@ -8,22 +8,16 @@ without keeping who the subject was."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import asyncpg
 
 from activities.connectors.base import Connector
-from dsrflow.infra.writes import Write
+from dsrflow.infra.writes import Write, columns
 
 # (subject_hash, system, dataset, record_key, action, policy_version, request_id, origin)
 LedgerRow = tuple[str, str, str, str, str, str, Any, str]
-
-
-def columns(rows: Sequence[tuple[Any, ...]]) -> tuple[list[Any], ...]:
-    """Rows as columns, for one `INSERT ... SELECT * FROM unnest($1::type[], ...)`: all rows in
-    one statement rather than one execution each."""
-    return tuple(list(column) for column in zip(*rows, strict=True))
 
 
 def ledger_write(rows: Iterable[LedgerRow]) -> Write | None:

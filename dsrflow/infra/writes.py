@@ -33,6 +33,12 @@ class Write:
         await conn.execute(self.sql, *self.args)
 
 
+def columns(rows: Sequence[tuple[Any, ...]]) -> tuple[list[Any], ...]:
+    """Rows as columns, the arguments of one `INSERT ... SELECT * FROM unnest($1::type[], ...)`:
+    all rows in one statement rather than one execution each."""
+    return tuple(list(column) for column in zip(*rows, strict=True))
+
+
 def with_writes(statement: str, arity: int, writes: Sequence[Write]) -> tuple[str, list[Any]]:
     """`statement` (a SELECT using $1 to $`arity`) with the writes before it, and the writes'
     arguments, to follow the statement's own. The statement reads how many rows each write
