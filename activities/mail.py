@@ -6,6 +6,12 @@ closed after `IDLE_SECONDS` unused (relays drop idle clients after a few minutes
 gives them 5) or after any failure. A relay that closed a kept connection before the message went
 (seen at MAIL or RCPT, never once the message itself started: activities/outbox.py) gets the message
 again on a new connection.
+
+`handed` tells the sender the moment the relay has the message: its end mark (the line holding
+only ".", RFC 5321 4.1.1.4), the byte that makes a relay take it, has just gone to the kernel. The
+callback starts in the same step, with no wait in between, so a process killed at any instant
+leaves either both or (for microseconds) only the message written: the kernel delivers what was
+written to a socket even after its process is gone.
 """
 
 from __future__ import annotations
@@ -20,24 +26,61 @@ import aiosmtplib
 
 from dsrflow.settings import Settings
 
-BeforeData = Callable[[], Awaitable[None]]
+Handed = Callable[[], Awaitable[None]]
 
 IDLE_SECONDS = 30.0
 KEEP = 4  # connections kept open at most; more messages at once open more for the moment
+END_MARK = b".\r\n"  # aiosmtplib writes the message with it, dot-stuffed, in one call
 
 
 class _SMTP(aiosmtplib.SMTP):
-    """An SMTP client that says when the envelope was accepted and the message itself is about
-    to go (activities/outbox.py records that moment: from then on the relay may have it)."""
+    """An SMTP client that calls `handed` once the message's end mark is in the kernel."""
 
-    before_data: BeforeData | None = None
+    handed: Handed | None = None
     data_started = False
 
     async def data(self, message: str | bytes, /, **options: Any) -> aiosmtplib.SMTPResponse:
         self.data_started = True
-        if self.before_data is not None:
-            await self.before_data()
-        return await super().data(message, **options)
+        protocol, handed = self.protocol, self.handed
+        if protocol is None or handed is None:
+            return await super().data(message, **options)
+        write = protocol.write
+        ending: list[asyncio.Task[None]] = []
+
+        def withhold_end(chunk: bytes) -> None:
+            # The message (not the DATA command) goes without its end mark: the relay keeps
+            # waiting for it, and the task below writes it, then calls `handed` straight away.
+            if chunk == b"DATA\r\n" or not chunk.endswith(END_MARK):
+                write(chunk)
+                return
+            write(chunk[:-len(END_MARK)])
+            ending.append(asyncio.ensure_future(_end(protocol, write, handed)))
+
+        protocol.write = withhold_end  # type: ignore[method-assign,assignment]  # this exchange's hook, undone below
+        ended: BaseException | None = None
+        try:
+            reply = await super().data(message, **options)
+        finally:
+            del protocol.write  # the class's own method again
+            if ending:
+                # Awaited, never cancelled: `handed` records what the relay may already have.
+                await asyncio.wait(ending)
+                ended = ending[0].exception()
+        if ended is not None:
+            raise ended
+        return reply
+
+
+async def _end(protocol: Any, write: Callable[[bytes], None], handed: Handed) -> None:
+    transport = protocol.transport
+    # A message larger than the socket's buffer waits in asyncio's: it must all be in the kernel
+    # before the end mark can count as handed over.
+    while transport is not None and transport.get_write_buffer_size():
+        await asyncio.sleep(0.005)
+    write(END_MARK)
+    while transport is not None and transport.get_write_buffer_size():
+        await asyncio.sleep(0.005)
+    await handed()
 
 
 class Mailer:
@@ -45,10 +88,10 @@ class Mailer:
         self._settings = settings
         self._idle: list[tuple[float, asyncio.AbstractEventLoop, _SMTP]] = []
 
-    async def send(self, message: Message, *, before_data: BeforeData | None = None) -> None:
+    async def send(self, message: Message, *, handed: Handed | None = None) -> None:
         while True:
             client, kept = await self._connection()
-            client.before_data, client.data_started = before_data, False
+            client.handed, client.data_started = handed, False
             try:
                 await client.send_message(message)
             except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPResponseException) as exc:
@@ -60,7 +103,7 @@ class Mailer:
             except BaseException:
                 client.close()  # whatever state the exchange was left in, it is not used again
                 raise
-            client.before_data = None
+            client.handed = None
             self._keep(client)
             return
 

@@ -1,16 +1,19 @@
 """Sending an e-mail at most once per key, across crashes, retries and database outages.
 
 Every message dsrflow sends (letters, processor requests and reminders) goes through `send_once`.
-Its `mail_outbox` row moves through these states, each committed before the next step:
+Its `mail_outbox` row moves through these states:
 
-1. `claimed`: before any SMTP traffic. The claimer holds a session advisory lock on the key for the
-   whole send, so a second, live attempt (a poll beside another, an activity retried while its
-   first attempt still runs) never sends alongside it: it is told the message is `busy`.
-2. `data_sent`: the relay accepted the envelope (sender, recipients) and the message itself is
-   about to go. If this cannot be recorded (the database is down) the message is not sent.
+1. `claimed`, committed before any SMTP traffic. The claimer holds a session advisory lock on the
+   key for the whole send, so a second, live attempt (a poll beside another, an activity retried
+   while its first attempt still runs) never sends alongside it: it is told the message is `busy`.
+2. `data_sent`: the relay has the message. The statement that records it is written to the
+   database's connection in the same step as the message's end mark to the relay's, the end mark
+   first (activities/mail.py): a process killed at any instant after that step leaves both on their
+   way, since the kernel delivers what was written to a socket after its process is gone.
 3. `sent`: the relay accepted the message; written with the caller's own records (the letter's
-   evidence row, the manual task, the audit event) in one transaction. A database down at that
-   moment is waited for, up to `RECORD_PATIENCE` seconds.
+   evidence row, the manual task, the audit event) in one statement. A database down at that
+   moment is waited for, up to `RECORD_PATIENCE` seconds. A database down when `data_sent` was to
+   be recorded is waited for the same way: the message is out by then.
    If the relay refused the message, or the connection failed and this process saw it, the row
    becomes `failed` (waited for through a database restart, like `sent`) and the error
    propagates: the retry sends again.
@@ -19,11 +22,14 @@ A retry that finds the row with its lock free (the attempt that wrote it has die
 state it finds, and the audit trail says what it did:
 - `sent`: nothing; `failed`: it sends;
 - `claimed`: the sender died before the relay had the message, so it sends (`mail.resent`);
-- `data_sent`: the sender died after handing the relay the message, before hearing its answer.
-  A relay keeps a message it received in full, and a process killed while writing the few
-  kilobytes of a letter to its socket is the rare exception; sending again would put a second
-  copy in the subject's mailbox in every other case. The rule: **it is recorded as sent and not
-  sent again** (`mail.unconfirmed`, which names the Message-ID for staff to check with the relay).
+- `data_sent`: the sender died after handing the relay the message, before hearing its answer. A
+  relay keeps a message it received in full, so **it is recorded as sent and not sent again**
+  (`mail.unconfirmed`, which names the Message-ID for staff to check with the relay).
+
+What is left: a death in the microseconds between the two writes, or while the database is down
+and the message already out, leaves `claimed` with the message at the relay, and the retry sends a
+second copy. That side was chosen over the other (`data_sent` recorded first, the message lost if
+the process dies before its end mark goes): a subject may get a letter twice, but never misses one.
 """
 
 from __future__ import annotations
@@ -79,17 +85,27 @@ async def send_once(pool: asyncpg.Pool, mailer: Mailer, key: str, message: Messa
 
 async def _send(pool: asyncpg.Pool, conn: asyncpg.Connection, mailer: Mailer, key: str,
                 message: Message) -> None:
-    async def before_data() -> None:
-        await conn.execute("UPDATE mail_outbox SET state = 'data_sent' WHERE mail_key = $1", key)
+    # A query without parameters goes to the socket as `execute` is called; one with parameters
+    # may be prepared first, a round trip during which the message is out and not recorded. The
+    # key is spelled in hexadecimal, so nothing in it can be read as SQL.
+    handed_over = ("UPDATE mail_outbox SET state = 'data_sent' WHERE mail_key = "
+                   f"convert_from(decode('{key.encode().hex()}', 'hex'), 'UTF8')")
+
+    async def handed() -> None:
+        try:
+            await conn.execute(handed_over)
+        except TRANSIENT_DB_ERRORS:
+            return  # the message is out: recorded as sent once the database is back (module doc)
+        failpoint("mail-handed")
 
     failpoint("mail-claimed")
     try:
-        await mailer.send(message, before_data=before_data)
+        await mailer.send(message, handed=handed)
     except Exception:
         # Seen failing by this process: the relay did not confirm it, so a retry sends. This
         # must be written down even through a database restart: a `data_sent` left behind (the
-        # database committed it, then dropped the connection before saying so, and the message
-        # never went) would be read by the retry as handed to the relay, and never sent.
+        # relay dropped the connection after the end mark, without an answer) would be read by
+        # the retry as handed to the relay, and never sent.
         await _patiently(pool, lambda c: c.execute(
             "UPDATE mail_outbox SET state = 'failed' WHERE mail_key = $1 AND state <> 'sent'", key))
         raise

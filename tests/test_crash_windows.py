@@ -206,12 +206,14 @@ async def test_a_letter_accepted_while_the_database_restarts_goes_out_once(
 
 @pytest.mark.parametrize(("failpoint", "event"), [
     pytest.param("mail-claimed", "mail.resent", id="before-the-relay-had-it"),
+    pytest.param("mail-handed", "mail.unconfirmed", id="as-the-relay-got-it-before-its-answer"),
     pytest.param("mail-accepted", "mail.unconfirmed", id="after-the-relay-accepted-it"),
 ])
 async def test_a_worker_killed_around_the_smtp_transaction_sends_the_letter_once(
         settings, dev_server, pool, mail_sink, tmp_path, failpoint, event):
-    """The worker dies with the acknowledgement claimed but not yet handed to the relay, or handed
-    over and accepted but not yet recorded. Either way the subject gets it once: the retry sends
+    """The worker dies with the acknowledgement claimed but not yet handed to the relay, handed over
+    (`data_sent` recorded) before the relay's answer, or accepted but not yet recorded as sent.
+    Each way the subject gets it once: the retry sends
     what the relay never had, and records as sent what it had (activities/outbox.py), saying which
     in the audit trail; nothing else of the request repeats."""
     client = dev_server.client

@@ -90,10 +90,10 @@ async def test_a_relay_that_let_the_kept_connection_go_still_gets_the_message_on
         await mailer.send(_message(0))
         handler.close_at_mail = 1  # the relay's idle timeout, seen only at the next MAIL
 
-        async def before_data() -> None:
+        async def told() -> None:
             handed.append(1)
 
-        await mailer.send(_message(1), before_data=before_data)
+        await mailer.send(_message(1), handed=told)
     finally:
         await mailer.aclose()
     assert _numbers(handler) == [0, 1]
@@ -162,3 +162,31 @@ async def test_messages_at_once_each_go_once_and_few_connections_stay(settings, 
     first = {port for port, _ in handler.received[:10]}
     assert {port for port, _ in handler.received[10:]} <= first
     assert len({port for port, _ in handler.received[10:]}) <= mail.KEEP
+
+
+@pytest.mark.parametrize("size", [pytest.param(1, id="a-letter"),
+                                  pytest.param(12_000_000, id="larger-than-the-socket-buffers")])
+async def test_the_sender_hears_of_the_handover_once_the_relay_has_the_whole_message(
+        settings, relay, size):
+    """`handed` (where the outbox records `data_sent`) runs only once the end mark went: a relay
+    that waits for it before taking the message has taken it while `handed` waits. Before, the
+    handover was told before DATA, and a worker killed then lost the message (CI, chaos smoke)."""
+    handler, controller = relay
+    mailer = _mailer(settings, controller)
+    message = _message(0)
+    message.set_content("Letter number 0 " + "x" * size)
+    seen: list[int] = []
+
+    async def handed() -> None:
+        for _ in range(500):
+            if handler.received:
+                break
+            await asyncio.sleep(0.01)
+        seen.append(len(handler.received))
+
+    try:
+        await mailer.send(message, handed=handed)
+    finally:
+        await mailer.aclose()
+    assert seen == [1]
+    assert _numbers(handler) == [0]
