@@ -35,6 +35,7 @@ the process dies before its end mark goes): a subject may get a letter twice, bu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 from collections.abc import Awaitable, Callable
 from email.message import Message
@@ -66,7 +67,12 @@ async def send_once(pool: asyncpg.Pool, mailer: Mailer, key: str, message: Messa
                     request_id: str | None, on_sent: OnSent) -> Sent:
     """Send `message` once for `key`; `on_sent` records it with the outbox's mark."""
     async with pool.acquire() as conn:
-        if not await conn.fetchval("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", key):
+        try:
+            held = await conn.fetchval("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", key)
+        except BaseException:
+            _close(conn)  # the lock may have been taken unheard: it goes with the session
+            raise
+        if not held:
             return Sent.BUSY
         try:
             state = await _claim(conn, key, message, request_id)
@@ -151,8 +157,18 @@ _DIED = {
 async def _unlock(conn: asyncpg.Connection, key: str) -> None:
     try:
         await conn.execute("SELECT pg_advisory_unlock(hashtextextended($1, 0))", key)
-    except TRANSIENT_DB_ERRORS:
-        pass  # the connection is gone, and its session lock with it
+    except BaseException as exc:
+        # The pool gives connections back without resetting their session (dsrflow/infra/db.py):
+        # a lock this session may still hold (the unlock cancelled, refused) would keep the key
+        # busy for whoever draws the connection next. Closed, the session takes its lock along.
+        _close(conn)
+        if not isinstance(exc, TRANSIENT_DB_ERRORS):
+            raise
+
+
+def _close(conn: asyncpg.Connection) -> None:
+    with contextlib.suppress(asyncpg.InterfaceError):  # closed already: the pool took it back
+        conn.terminate()
 
 
 async def _record_sent(pool: asyncpg.Pool, key: str, on_sent: OnSent) -> None:

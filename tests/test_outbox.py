@@ -81,3 +81,49 @@ async def test_a_database_restart_as_the_relay_gets_the_message_delivers_it_once
         await pool.close()
     delivered = [m for m in read_mailbox(mail_sink.directory) if m["Message-ID"] == message["Message-ID"]]
     assert len(delivered) == 1
+
+
+class _StalledMailer(Mailer):
+    """A relay that never answers: the send waits until it is cancelled."""
+
+    def __init__(self, settings) -> None:
+        super().__init__(settings)
+        self.waiting = asyncio.Event()
+
+    async def send(self, message: EmailMessage, *, handed: Handed | None = None) -> None:
+        self.waiting.set()
+        await asyncio.Event().wait()
+
+
+async def test_a_send_cancelled_while_it_lets_go_of_its_lock_leaves_no_lock_behind(
+        own_postgres, settings):
+    """Pooled connections go back without a session reset (dsrflow/infra/db.py), so the outbox's
+    session lock must never outlive its send: an activity cancelled twice, the second time while
+    the lock is being released, closes the connection and the lock with it. Otherwise the key
+    would stay `busy` for every later attempt that draws another connection."""
+    url = await make_database(own_postgres, "outbox_cancel")
+    pool = await create_pool(url, min_size=1, max_size=2)
+    mailer = _StalledMailer(settings)
+    message = EmailMessage()
+    message["From"], message["To"] = "privacy@onetagger.com", "ada@example.com"
+    message["Subject"], message["Message-ID"] = "Your request", make_msgid(domain="dsrflow")
+    message.set_content("Hello")
+    key = f"outbox-test:{uuid.uuid4().hex}"
+
+    async def recorded(conn, marked: Write) -> None:
+        await marked.execute(conn)
+
+    try:
+        sending = asyncio.create_task(send_once(pool, mailer, key, message, request_id=None, on_sent=recorded))
+        await asyncio.wait_for(mailer.waiting.wait(), 10)
+        sending.cancel()
+        await asyncio.sleep(0)  # the send unwinds into its `finally`, the unlock under way
+        sending.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await sending
+        assert await pool.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == 0
+        # The retry's attempt, on whichever connection, is not told the message is busy.
+        assert await send_once(pool, Mailer(settings), key, message, request_id=None,
+                               on_sent=recorded) is Sent.SENT
+    finally:
+        await pool.close()

@@ -11,8 +11,10 @@ import asyncpg
 class PooledConnection(asyncpg.Connection):  # type: ignore[misc] # asyncpg is untyped
     """A pooled connection given back without asyncpg's reset statement (advisory unlock, CLOSE
     ALL, UNLISTEN, RESET ALL): a round trip on every release, for session state dsrflow never
-    leaves behind (it uses SET LOCAL and transaction-scoped locks only). An unfinished
-    transaction is still rolled back (asyncpg does that apart from the statement)."""
+    leaves behind. It uses SET LOCAL and transaction-scoped locks; the one session lock, the
+    outbox's (activities/outbox.py), is released in a `finally`, and a connection whose release
+    failed is closed. An unfinished transaction is still rolled back (asyncpg does that apart
+    from the statement)."""
 
     def get_reset_query(self) -> str:
         return ""
