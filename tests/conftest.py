@@ -95,6 +95,18 @@ async def make_database(server: EmbeddedPostgres, prefix: str = "t") -> str:
     return server.url(name)
 
 
+@contextlib.asynccontextmanager
+async def database_pool(server: EmbeddedPostgres, prefix: str, *,
+                        max_size: int = 4) -> AsyncIterator[tuple[str, asyncpg.Pool]]:
+    """A new, migrated database and a pool on it, closed afterwards: (URL, pool)."""
+    url = await make_database(server, prefix)
+    pool = await create_pool(url, min_size=1, max_size=max_size)
+    try:
+        yield url, pool
+    finally:
+        await pool.close()
+
+
 @pytest.fixture(scope="session")
 async def database_url(postgres: EmbeddedPostgres) -> str:
     return await make_database(postgres, "dsrflow")

@@ -15,11 +15,11 @@ import pytest
 
 from dsrflow.domain.audit import append_event
 from dsrflow.domain.audit_anchors import write_anchor
-from dsrflow.infra.db import connect, create_pool
+from dsrflow.infra.db import connect
 from dsrflow.infra.writes import Write
 from schemas.audit import AnchorInput, AnchorReport
 from tests.audit_support import rehash
-from tests.conftest import make_database
+from tests.conftest import database_pool
 from tests.support import api_client, delete_schedules, staff_headers, wait_for_letter
 from workers.dsr_worker import build_worker
 from workers.schedules import AUDIT_ANCHOR_SCHEDULE_ID, ensure_schedules
@@ -41,10 +41,8 @@ async def audit_verify(database_url: str, home: Path, *options: str) -> subproce
 
 @pytest.fixture
 async def fresh_db(postgres):
-    url = await make_database(postgres, "audit")
-    pool = await create_pool(url, min_size=1, max_size=5)
-    yield url, pool
-    await pool.close()
+    async with database_pool(postgres, "audit", max_size=5) as db:
+        yield db
 
 
 async def test_verify_passes_after_a_real_run_and_names_the_tampered_row(

@@ -15,8 +15,7 @@ from api.read_models.dashboard_queries import (
     requests_per_month,
 )
 from api.read_models.svg import bar_chart, line_chart, nice_ticks
-from dsrflow.infra.db import create_pool
-from tests.conftest import make_database
+from tests.conftest import database_pool
 
 TODAY = date(2026, 6, 17)  # a Wednesday
 TZ = "Europe/Brussels"
@@ -48,17 +47,15 @@ ROWS = [
 
 @pytest.fixture(scope="module")
 async def dashboard_pool(postgres):
-    url = await make_database(postgres, "dashboard")
-    pool = await create_pool(url, min_size=1, max_size=3)
-    for received, kind, status, closed, due, origin in ROWS:
-        await pool.execute(
-            """INSERT INTO dsr_requests (id, request_type, regime, country, channel, origin, subject_email,
-                                         received_at, status, policy_version, current_due_date, closed_at)
-               VALUES ($1, $2, 'gdpr', 'BE', 'api', $3, 'someone@example.com', $4, $5, 'v1', $6, $7)""",
-            uuid.uuid4(), kind, origin, utc(received), status,
-            date.fromisoformat(due) if due else None, utc(closed) if closed else None)
-    yield pool
-    await pool.close()
+    async with database_pool(postgres, "dashboard", max_size=3) as (_, pool):
+        for received, kind, status, closed, due, origin in ROWS:
+            await pool.execute(
+                """INSERT INTO dsr_requests (id, request_type, regime, country, channel, origin, subject_email,
+                                             received_at, status, policy_version, current_due_date, closed_at)
+                   VALUES ($1, $2, 'gdpr', 'BE', 'api', $3, 'someone@example.com', $4, $5, 'v1', $6, $7)""",
+                uuid.uuid4(), kind, origin, utc(received), status,
+                date.fromisoformat(due) if due else None, utc(closed) if closed else None)
+        yield pool
 
 
 def test_month_starts_cover_twelve_months_to_this_one():

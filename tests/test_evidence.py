@@ -13,13 +13,12 @@ from api.read_models.evidence import assemble_evidence
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.domain.audit import append_event
 from dsrflow.domain.audit_anchors import write_anchor
-from dsrflow.infra.db import create_pool
 from dsrflow.stores.requests_store import create_request
 from policy.model import load_policy
 from schemas.requests import NewRequest
 from schemas.workflow import workflow_id_for
 from tests.audit_support import rehash, tampering
-from tests.conftest import make_database
+from tests.conftest import database_pool
 from tests.fanout_stack import api, fanout_stack
 from tests.support import (
     api_client,
@@ -117,10 +116,8 @@ async def test_pack_of_an_erasure_names_results_and_what_holds_kept(postgres, se
 async def test_pack_names_the_tampered_event_and_the_anchor(postgres, settings, dev_server, task_queue):
     """An event edited in place, one edited and re-hashed, and, once anchored, the request's chain
     re-hashed to its end: the JSON and the printable page name each break."""
-    url = await make_database(postgres, "evidence")
-    db_settings = settings.model_copy(update={"database_url": url})
-    pool = await create_pool(url, min_size=1, max_size=3)
-    try:
+    async with database_pool(postgres, "evidence", max_size=3) as (url, pool):
+        db_settings = settings.model_copy(update={"database_url": url})
         row, _ = await create_request(
             pool, NewRequest(type="erasure", subject={"email": "tamper@example.com"}),
             loaded_policy=load_policy(settings.policy_path), secret=load_secret_key(settings), actor="tests", idempotency_key=None)
@@ -170,5 +167,3 @@ async def test_pack_names_the_tampered_event_and_the_anchor(postgres, settings, 
             assert page.status_code == 200
             assert f"broken at event {last}: chain {rid} position 4 differs from the hash anchor" in page.text
             assert f"Anchor {anchor.position} (" in page.text and "all 4 event(s)" not in page.text
-    finally:
-        await pool.close()

@@ -18,9 +18,8 @@ from api.outages import unavailable_component
 from devstack.postgres import EmbeddedPostgres
 from devstack.processes import find_binary, free_port
 from dsrflow.crypto.keys import load_keyring
-from dsrflow.infra.db import create_pool
 from dsrflow.infra.temporal_client import build_data_converter
-from tests.conftest import make_database, running_postgres
+from tests.conftest import database_pool, make_database, running_postgres
 from tests.support import (
     api_client,
     assert_problem,
@@ -56,10 +55,9 @@ def assert_unavailable_page(response) -> None:
 
 async def test_database_outage_answers_503_and_the_api_recovers(own_postgres, settings, dev_server, task_queue,
                                                                 tmp_path):
-    url = await make_database(own_postgres, "outage")
     new = {"type": "access", "subject": {"email": unique_email("outage")}}
-    pool = await create_pool(url, min_size=1, max_size=4)
-    async with served(settings.model_copy(update={"database_url": url}), pool, dev_server.client, task_queue) as http:
+    async with (database_pool(own_postgres, "outage") as (url, pool),
+                served(settings.model_copy(update={"database_url": url}), pool, dev_server.client, task_queue) as http):
         agent = await staff_headers(pool, "agent")
         csrf = await console_sign_in(http, pool, "agent")
         opened = await http.post("/v1/requests", headers=agent, json=new)
@@ -98,7 +96,6 @@ async def test_database_outage_answers_503_and_the_api_recovers(own_postgres, se
         cancelled = await http.post(f"/v1/requests/{rid}/cancel", headers=agent, json={"reason": "Withdrawn"})
         assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled", cancelled.text
         await http.post(f"/v1/requests/{again.json()['id']}/cancel", headers=agent, json={"reason": "Withdrawn"})
-    await pool.close()
 
 
 async def test_workflow_engine_down_answers_503_naming_it(settings, pool, task_queue):

@@ -16,9 +16,8 @@ from activities.mail import Handed, Mailer
 from activities.outbox import Sent, send_once
 from devstack.postgres import EmbeddedPostgres
 from devstack.smtp_sink import read_mailbox
-from dsrflow.infra.db import create_pool
 from dsrflow.infra.writes import Write
-from tests.conftest import make_database, running_postgres
+from tests.conftest import database_pool, running_postgres
 
 
 @pytest.fixture
@@ -60,8 +59,6 @@ async def test_a_database_restart_as_the_relay_gets_the_message_delivers_it_once
         own_postgres, settings, mail_sink, tmp_path, stop_first):
     """The relay has the message whether or not `data_sent` could be written: the outbox waits
     for the database and records it as sent, and a retry does not send it again."""
-    url = await make_database(own_postgres, "outbox")
-    pool = await create_pool(url, min_size=1, max_size=4)
     mailer = _RestartingMailer(settings, own_postgres, tmp_path / "postgres-again.log", stop_first=stop_first)
     message = EmailMessage()
     message["From"], message["To"] = "privacy@onetagger.com", "ada@example.com"
@@ -72,13 +69,11 @@ async def test_a_database_restart_as_the_relay_gets_the_message_delivers_it_once
     async def recorded(conn, marked: Write) -> None:
         await marked.execute(conn)  # no evidence of its own: the outbox's mark alone
 
-    try:
+    async with database_pool(own_postgres, "outbox") as (_, pool):
         assert await send_once(pool, mailer, key, message, request_id=None, on_sent=recorded) is Sent.SENT
         assert mailer.restarted.is_set()  # recorded after the restart
         assert await pool.fetchval("SELECT state FROM mail_outbox WHERE mail_key = $1", key) == "sent"
         assert await send_once(pool, mailer, key, message, request_id=None, on_sent=recorded) is Sent.ALREADY
-    finally:
-        await pool.close()
     delivered = [m for m in read_mailbox(mail_sink.directory) if m["Message-ID"] == message["Message-ID"]]
     assert len(delivered) == 1
 
@@ -101,8 +96,6 @@ async def test_a_send_cancelled_while_it_lets_go_of_its_lock_leaves_no_lock_behi
     session lock must never outlive its send: an activity cancelled twice, the second time while
     the lock is being released, closes the connection and the lock with it. Otherwise the key
     would stay `busy` for every later attempt that draws another connection."""
-    url = await make_database(own_postgres, "outbox_cancel")
-    pool = await create_pool(url, min_size=1, max_size=2)
     mailer = _StalledMailer(settings)
     message = EmailMessage()
     message["From"], message["To"] = "privacy@onetagger.com", "ada@example.com"
@@ -113,7 +106,7 @@ async def test_a_send_cancelled_while_it_lets_go_of_its_lock_leaves_no_lock_behi
     async def recorded(conn, marked: Write) -> None:
         await marked.execute(conn)
 
-    try:
+    async with database_pool(own_postgres, "outbox_cancel", max_size=2) as (_, pool):
         sending = asyncio.create_task(send_once(pool, mailer, key, message, request_id=None, on_sent=recorded))
         await asyncio.wait_for(mailer.waiting.wait(), 10)
         sending.cancel()
@@ -125,5 +118,3 @@ async def test_a_send_cancelled_while_it_lets_go_of_its_lock_leaves_no_lock_behi
         # The retry's attempt, on whichever connection, is not told the message is busy.
         assert await send_once(pool, Mailer(settings), key, message, request_id=None,
                                on_sent=recorded) is Sent.SENT
-    finally:
-        await pool.close()

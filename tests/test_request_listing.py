@@ -13,7 +13,7 @@ import pytest
 from api.read_models.request_queries import RequestFilters, queue_cursor, queue_query
 from bench.queue_listing import seed_queue
 from dsrflow.infra.db import create_pool
-from tests.conftest import make_database
+from tests.conftest import database_pool, make_database
 from tests.support import api_client, assert_problem, staff_headers
 
 TODAY = datetime.now(ZoneInfo("Europe/Brussels")).date()  # the shipped policy's timezone
@@ -207,10 +207,9 @@ PLANNED = [
 @pytest.fixture(scope="module")
 async def big_queue(postgres):
     """100,000 requests (the benchmark's data)."""
-    pool = await create_pool(await make_database(postgres, "bigqueue"))
-    await seed_queue(pool, 100_000, TODAY)
-    yield pool
-    await pool.close()
+    async with database_pool(postgres, "bigqueue", max_size=10) as (_, pool):
+        await seed_queue(pool, 100_000, TODAY)
+        yield pool
 
 
 def _nodes(plan: dict):
