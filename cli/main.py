@@ -271,7 +271,7 @@ def retention_plan(
             await pool.close()
 
     from activities.connectors.base import PermanentConnectorError
-    from activities.connectors.sql import SqlSystemUnavailable
+    from activities.connectors.sql_database import SqlSystemUnavailable
     from policy.model import PolicyError
 
     try:

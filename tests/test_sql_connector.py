@@ -15,7 +15,8 @@ from activities.connectors.base import (
     PermanentConnectorError,
     Subject,
 )
-from activities.connectors.sql import SqlConnector, SqlSystemUnavailable
+from activities.connectors.sql import SqlConnector
+from activities.connectors.sql_database import SqlSystemUnavailable
 from devstack.demo.sql_systems import SQL_SYSTEMS, ensure_demo_databases
 from devstack.postgres import EmbeddedPostgres
 from devstack.processes import free_port

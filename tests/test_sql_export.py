@@ -9,7 +9,7 @@ import asyncpg
 import pytest
 
 from activities.connectors.base import ExportPart
-from activities.connectors.sql import SqlSystemUnavailable
+from activities.connectors.sql_database import SqlSystemUnavailable
 from activities.connectors.sql_export import shared_snapshot
 from activities.packages import Parts, _part_opener, filled, portable, spool_for
 from tests.sql_demo import ADA, GRACE, TRACKED, Systems

@@ -15,7 +15,8 @@ Rules worth knowing:
   digest (64 hex characters) is left alone, so running erasure again changes nothing;
 - the database schema is checked against the policy on first use: a missing table or column is a
   PermanentConnectorError naming system, dataset and column, and so is any data error;
-  unreachable databases raise SqlSystemUnavailable, which retrying can fix.
+  unreachable databases raise SqlSystemUnavailable, which retrying can fix
+  (activities/connectors/sql_database.py).
 Messages carry names and counts, never the subject's values.
 """
 
@@ -23,16 +24,13 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections import defaultdict
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AbstractContextManager, asynccontextmanager
 from datetime import date
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
 
-from activities.connectors import expand_env
 from activities.connectors.base import (
     AccessRecord,
     ActionOutcome,
@@ -44,6 +42,11 @@ from activities.connectors.base import (
     Subject,
     TaskStatus,
 )
+from activities.connectors.sql_database import (
+    check_schema,
+    mapped_errors,
+    system_database_url,
+)
 from activities.connectors.sql_erasure import HoldAwareErasure
 from activities.connectors.sql_export import (
     CSV_ROWS,
@@ -54,8 +57,6 @@ from activities.connectors.sql_export import (
 )
 from activities.connectors.sql_identities import check_identities
 from activities.connectors.sql_queries import (
-    SCHEMA_QUERY,
-    TEXT_TYPES,
     Linked,
     Plan,
     category_groups,
@@ -70,42 +71,9 @@ from activities.connectors.sql_queries import (
     update_rows,
 )
 from dsrflow.crypto.hashing import keyed_hash
-from dsrflow.settings import Settings
-from policy.systems import Dataset, FieldRule, System, corrections_by_dataset
+from policy.systems import Dataset, FieldRule, corrections_by_dataset
 
 _DIGEST = re.compile(r"[0-9a-f]{64}")
-_TRANSIENT = (
-    OSError,
-    asyncio.TimeoutError,
-    asyncpg.InterfaceError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.exceptions.OperatorInterventionError,
-    asyncpg.exceptions.InsufficientResourcesError,
-    asyncpg.exceptions.TransactionRollbackError,
-)
-_CONFIGURATION = (
-    asyncpg.exceptions.SyntaxOrAccessError,  # undefined table / column, privileges
-    asyncpg.InvalidCatalogNameError,  # no such database
-    asyncpg.InvalidAuthorizationSpecificationError,  # bad user or password
-)
-
-
-def system_database_url(name: str, system: System, settings: Settings) -> str:
-    """Where a sql system's database is: `config.url`, or `config.database` on the app's server."""
-    try:
-        config = expand_env(system.config)
-    except KeyError as exc:
-        raise PermanentConnectorError(f"system {name!r}: config: {exc.args[0]}") from None
-    if config.get("url"):
-        return str(config["url"])
-    if not config.get("database"):
-        raise PermanentConnectorError(f"system {name!r}: config needs `database` or `url`")
-    base = urlsplit(settings.effective_database_url)
-    return urlunsplit(base._replace(path="/" + quote(str(config["database"]))))
-
-
-class SqlSystemUnavailable(ConnectionError):
-    """The database cannot be reached right now; the activity's retry policy should try again."""
 
 
 class SqlConnector(Connector):
@@ -128,24 +96,8 @@ class SqlConnector(Connector):
     def _url(self) -> str:
         return system_database_url(self.name, self.env.system, self.env.settings)
 
-    @contextmanager
-    def _mapped(self, dataset: str | None = None) -> Iterator[None]:
-        where = f"system {self.name!r}" + (f", dataset {dataset!r}" if dataset else "")
-        try:
-            yield
-        except (PermanentConnectorError, SqlSystemUnavailable):
-            raise
-        except _CONFIGURATION as exc:
-            raise PermanentConnectorError(f"{where}: {exc}") from None
-        except asyncpg.DataError as exc:
-            # The server's message may quote a value (a correction, an e-mail): name the kind only.
-            raise PermanentConnectorError(f"{where}: {type(exc).__name__} (SQLSTATE {exc.sqlstate})") from None
-        except asyncpg.IntegrityConstraintViolationError as exc:
-            raise PermanentConnectorError(
-                f"{where}: {type(exc).__name__} on constraint {exc.constraint_name!r}"
-            ) from None
-        except _TRANSIENT as exc:
-            raise SqlSystemUnavailable(f"{where}: database unavailable ({type(exc).__name__})") from None
+    def _mapped(self, dataset: str | None = None) -> AbstractContextManager[None]:
+        return mapped_errors(self.name, dataset)
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
@@ -174,22 +126,7 @@ class SqlConnector(Connector):
             await conn.close()
 
     async def _check_schema(self, conn: asyncpg.Connection) -> dict[str, dict[str, str]]:
-        used = [(d, self.plan.columns_used(d)) for d in self.plan.parents_first]
-        tables = sorted({table for _, by_table in used for table in by_table})
-        types: dict[str, dict[str, str]] = defaultdict(dict)
-        for row in await conn.fetch(SCHEMA_QUERY, tables):
-            types[row["table"]][row["column"]] = row["type"]
-        for dataset, by_table in used:
-            where = f"system {self.name!r}, dataset {dataset.name!r}"
-            for table, columns in by_table.items():
-                if table not in types:
-                    raise PermanentConnectorError(f"{where}: table {table!r} does not exist")
-                for column in sorted(columns - types[table].keys()):
-                    raise PermanentConnectorError(f"{where}: column {column!r} does not exist in table {table!r}")
-            for column, rule in dataset.fields.items():
-                if rule.erase == "hash" and types[dataset.table][column].split("(")[0] not in TEXT_TYPES:
-                    raise PermanentConnectorError(f"{where}: column {column!r}: erase: hash needs a text column")
-        return dict(types)
+        return await check_schema(conn, self.name, self.plan)
 
     @asynccontextmanager
     async def _subject_connection(self, subject: Subject) -> AsyncIterator[asyncpg.Connection]:

@@ -1,7 +1,7 @@
 """`dsrflow policy check`: does each `sql` system of the policy match its database?
 
-For every sql system it connects (as the connector would: activities/connectors/sql.py
-`system_database_url`) and names each problem: a table or column the policy names that does not
+For every sql system it connects (as the connector would: `system_database_url` in
+activities/connectors/sql_database.py) and names each problem: a table or column the policy names that does not
 exist (tables are found on the search_path, as the connector finds them), a column whose type
 cannot do what the policy asks of it (an identity compared as text, a hashed column, the
 restriction flag, a `via` link whose type differs from the column it points at, an objection's
@@ -18,7 +18,7 @@ from typing import Any
 import asyncpg
 
 from activities.connectors.base import PermanentConnectorError
-from activities.connectors.sql import system_database_url
+from activities.connectors.sql_database import system_database_url
 from activities.connectors.sql_queries import SCHEMA_QUERY, TEXT_TYPES, Plan
 from dsrflow.settings import Settings
 from policy.model import Policy
