@@ -6,6 +6,7 @@ started."""
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Iterator
 from email.message import EmailMessage
 from email.utils import make_msgid
@@ -17,6 +18,7 @@ from aiosmtpd.controller import Controller
 from activities import mail
 from activities.mail import Mailer
 from devstack.processes import free_port
+from tests.imap_stand_in import self_signed_certificate
 
 
 class _Relay:
@@ -52,9 +54,9 @@ def relay() -> Iterator[tuple[_Relay, Controller]]:
     controller.stop()
 
 
-def _mailer(settings, controller: Controller) -> Mailer:
+def _mailer(settings, controller: Controller, *, starttls: bool = False) -> Mailer:
     return Mailer(settings.model_copy(update={"smtp_host": "127.0.0.1", "smtp_port": controller.port,
-                                              "smtp_starttls": False, "smtp_username": None,
+                                              "smtp_starttls": starttls, "smtp_username": None,
                                               "smtp_password": None}))
 
 
@@ -64,6 +66,25 @@ def _message(n: int) -> EmailMessage:
     message["Subject"], message["Message-ID"] = f"Letter {n}", make_msgid(domain="dsrflow")
     message.set_content(f"Letter number {n}")
     return message
+
+
+def _tracking(mailer: Mailer) -> list:
+    """The clients `mailer` sends over, in order (to look at their transport as `handed` runs)."""
+    clients: list = []
+    connection = mailer._connection
+
+    async def tracked():
+        client, kept = await connection()
+        clients.append(client)
+        return client, kept
+
+    mailer._connection = tracked  # type: ignore[method-assign]
+    return clients
+
+
+def _in_the_kernel(clients: list) -> bool:
+    """Nothing the current client wrote still waits in asyncio's (or TLS's) buffers."""
+    return clients[-1].protocol.transport.get_write_buffer_size() == 0
 
 
 def _numbers(relay: _Relay) -> list[int]:
@@ -173,11 +194,14 @@ async def test_the_sender_hears_of_the_handover_once_the_relay_has_the_whole_mes
     handover was told before DATA, and a worker killed then lost the message (CI, chaos smoke)."""
     handler, controller = relay
     mailer = _mailer(settings, controller)
+    clients = _tracking(mailer)
     message = _message(0)
     message.set_content("Letter number 0 " + "x" * size)
     seen: list[int] = []
+    flushed: list[bool] = []
 
     async def handed() -> None:
+        flushed.append(_in_the_kernel(clients))  # before anything else runs
         for _ in range(500):
             if handler.received:
                 break
@@ -188,5 +212,45 @@ async def test_the_sender_hears_of_the_handover_once_the_relay_has_the_whole_mes
         await mailer.send(message, handed=handed)
     finally:
         await mailer.aclose()
+    assert flushed == [True]
     assert seen == [1]
     assert _numbers(handler) == [0]
+
+
+async def test_over_starttls_the_handover_is_heard_once_the_relay_has_the_message(
+        settings, tmp_path, monkeypatch):
+    """Production relays speak STARTTLS: the end mark then goes through TLS's own buffers, and
+    `handed` still runs only once the relay has the whole message (large and small)."""
+    cert, key = self_signed_certificate(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # the client trusts this relay's certificate
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    handler = _Relay()
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port(), tls_context=context,
+                            require_starttls=True)
+    controller.start()
+    mailer = _mailer(settings, controller, starttls=True)
+    clients = _tracking(mailer)
+    seen: list[int] = []
+    flushed: list[bool] = []
+    try:
+        for n, size in enumerate([1, 12_000_000]):
+            message = _message(n)
+            message.set_content(f"Letter number {n} " + "x" * size)
+
+            async def handed(expected: int = n + 1) -> None:
+                flushed.append(_in_the_kernel(clients))
+                for _ in range(500):
+                    if len(handler.received) == expected:
+                        break
+                    await asyncio.sleep(0.01)
+                seen.append(len(handler.received))
+
+            await mailer.send(message, handed=handed)
+    finally:
+        await mailer.aclose()
+        controller.stop()
+    assert flushed == [True, True]
+    assert seen == [1, 2]
+    assert _numbers(handler) == [0, 1]
+    assert len({port for port, _ in handler.received}) == 1  # the kept connection, still encrypted
