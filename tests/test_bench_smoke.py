@@ -47,7 +47,10 @@ def test_benchmark_runs_small_and_writes_its_result(script: str, tmp_path: Path)
         assert 0 < figures["history_events_per_request"] < 100, figures
         # Patch markers and search-attribute upserts included, and as many bytes give or take 10 %.
         assert shape["patches"] >= 1 and shape["upserts"] > shape["patches"], shape
-        assert figures["skeleton_history_events"] == figures["history_events_per_request"], figures
+        # The same commands (the shape above) make the same events, give or take a workflow task
+        # or two (3 events each): how completions batch into workflow tasks depends on timing,
+        # and a loaded machine (this suite's other tests) moves it (54 against 57 seen).
+        assert abs(figures["skeleton_history_events"] - figures["history_events_per_request"]) <= 6, figures
         assert abs(figures["skeleton_history_bytes"] - figures["history_bytes_per_request"]) \
             <= 0.1 * figures["history_bytes_per_request"], figures
     if script == "scale":
