@@ -26,6 +26,19 @@ async def own_postgres(tmp_path: Path) -> AsyncIterator[EmbeddedPostgres]:
         yield server
 
 
+def _letter() -> tuple[EmailMessage, str]:
+    """A message and a fresh outbox key for it."""
+    message = EmailMessage()
+    message["From"], message["To"] = "privacy@onetagger.com", "ada@example.com"
+    message["Subject"], message["Message-ID"] = "Your request", make_msgid(domain="dsrflow")
+    message.set_content("Hello")
+    return message, f"outbox-test:{uuid.uuid4().hex}"
+
+
+async def recorded(conn, marked: Write) -> None:
+    await marked.execute(conn)  # no evidence of its own: the outbox's mark alone
+
+
 class _RestartingMailer(Mailer):
     """The real mailer, but the first time a message is handed to the relay PostgreSQL stops:
     just before the outbox records `data_sent`, or just after it committed it (before the client
@@ -60,15 +73,7 @@ async def test_a_database_restart_as_the_relay_gets_the_message_delivers_it_once
     """The relay has the message whether or not `data_sent` could be written: the outbox waits
     for the database and records it as sent, and a retry does not send it again."""
     mailer = _RestartingMailer(settings, own_postgres, tmp_path / "postgres-again.log", stop_first=stop_first)
-    message = EmailMessage()
-    message["From"], message["To"] = "privacy@onetagger.com", "ada@example.com"
-    message["Subject"], message["Message-ID"] = "Your request", make_msgid(domain="dsrflow")
-    message.set_content("Hello")
-    key = f"outbox-test:{uuid.uuid4().hex}"
-
-    async def recorded(conn, marked: Write) -> None:
-        await marked.execute(conn)  # no evidence of its own: the outbox's mark alone
-
+    message, key = _letter()
     async with database_pool(own_postgres, "outbox") as (_, pool):
         assert await send_once(pool, mailer, key, message, request_id=None, on_sent=recorded) is Sent.SENT
         assert mailer.restarted.is_set()  # recorded after the restart
@@ -97,15 +102,7 @@ async def test_a_send_cancelled_while_it_lets_go_of_its_lock_leaves_no_lock_behi
     the lock is being released, closes the connection and the lock with it. Otherwise the key
     would stay `busy` for every later attempt that draws another connection."""
     mailer = _StalledMailer(settings)
-    message = EmailMessage()
-    message["From"], message["To"] = "privacy@onetagger.com", "ada@example.com"
-    message["Subject"], message["Message-ID"] = "Your request", make_msgid(domain="dsrflow")
-    message.set_content("Hello")
-    key = f"outbox-test:{uuid.uuid4().hex}"
-
-    async def recorded(conn, marked: Write) -> None:
-        await marked.execute(conn)
-
+    message, key = _letter()
     async with database_pool(own_postgres, "outbox_cancel", max_size=2) as (_, pool):
         sending = asyncio.create_task(send_once(pool, mailer, key, message, request_id=None, on_sent=recorded))
         await asyncio.wait_for(mailer.waiting.wait(), 10)
