@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 CASES = {
     "throughput": (["--requests", "2", "--runs", "1"], "b1_throughput",
-                   {"real_per_second", "skeleton_per_second", "ratio", "shape"}),
+                   {"real_per_second", "skeleton_per_second", "ratio", "shape", "own_cpu_ms_per_request"}),
     "latency": (["--requests", "2", "--runs", "1"], "b2_latency", {"median_seconds", "p95_seconds"}),
     "scale": (["--open", "3", "--closed", "200", "--calls", "3", "--runs", "1", "--samples", "1"], "b3_scale",
               {"worker_rss_mb", "temporal_rss_mb", "list_p95_ms"}),
@@ -53,6 +53,11 @@ def test_benchmark_runs_small_and_writes_its_result(script: str, tmp_path: Path)
         assert abs(figures["skeleton_history_events"] - figures["history_events_per_request"]) <= 6, figures
         assert abs(figures["skeleton_history_bytes"] - figures["history_bytes_per_request"]) \
             <= 0.1 * figures["history_bytes_per_request"], figures
+        # The work beyond the engine's: the request's CPU, all processes, less the skeleton's.
+        run = result["runs"][0]
+        assert run["own_cpu_ms_per_request"] == (sum(run["cpu_ms_per_request"].values())
+                                                 - sum(run["skeleton_cpu_ms_per_request"].values())), run
+        assert figures["own_cpu_ms_per_request"] == run["own_cpu_ms_per_request"]
     if script == "scale":
         assert {"all", "console"} <= set(result["figures"]["list_p95_ms"])
 
