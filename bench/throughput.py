@@ -230,8 +230,8 @@ async def main(requests: int, runs: int, workers: int, results: Path, profile: P
                "search-attribute upserts and the history's size in bytes (the last three since 2026-12-01 "
                "16:30 UTC: history_bytes_per_request against skeleton_history_bytes)",
                "own_cpu_ms_per_request = every process's CPU per request minus every process's CPU per "
-               "skeleton workflow: the work beyond the engine's. The machine's phase moves it less than "
-               "the ratio, which also carries the engine's own cost"],
+               "skeleton workflow: the work beyond the engine's, the part our changes can move (the ratio "
+               "also carries the engine's own cost, which the machine's phase moves)"],
     )
 
 
