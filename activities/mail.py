@@ -72,15 +72,18 @@ class _SMTP(aiosmtplib.SMTP):
 
 
 async def _end(protocol: Any, write: Callable[[bytes], None], handed: Handed) -> None:
-    transport = protocol.transport
     # A message larger than the socket's buffer waits in asyncio's: it must all be in the kernel
-    # before the end mark can count as handed over.
-    while transport is not None and transport.get_write_buffer_size():
-        await asyncio.sleep(0.005)
+    # before the end mark can count as handed over, and so must the end mark itself.
+    await _in_the_kernel(protocol.transport)
     write(END_MARK)
+    await _in_the_kernel(protocol.transport)
+    await handed()
+
+
+async def _in_the_kernel(transport: Any) -> None:
+    """Wait until nothing written to `transport` waits in asyncio's (or TLS's) buffers."""
     while transport is not None and transport.get_write_buffer_size():
         await asyncio.sleep(0.005)
-    await handed()
 
 
 class Mailer:
