@@ -60,11 +60,11 @@ def _mailer(settings, controller: Controller, *, starttls: bool = False) -> Mail
                                               "smtp_password": None}))
 
 
-def _message(n: int) -> EmailMessage:
+def _message(n: int, padding: int = 0) -> EmailMessage:
     message = EmailMessage()
     message["From"], message["To"] = "privacy@onetagger.com", "ada@example.com"
     message["Subject"], message["Message-ID"] = f"Letter {n}", make_msgid(domain="dsrflow")
-    message.set_content(f"Letter number {n}")
+    message.set_content(f"Letter number {n}" + (" " + "x" * padding if padding else ""))
     return message
 
 
@@ -85,6 +85,24 @@ def _tracking(mailer: Mailer) -> list:
 def _in_the_kernel(clients: list) -> bool:
     """Nothing the current client wrote still waits in asyncio's (or TLS's) buffers."""
     return clients[-1].protocol.transport.get_write_buffer_size() == 0
+
+
+class _Handover:
+    """A `handed` that notes, the moment it is called, whether the message is all in the kernel,
+    then how many messages the relay has once it took this one (waiting up to 5 s for it)."""
+
+    def __init__(self, relay: _Relay, clients: list) -> None:
+        self.relay, self.clients = relay, clients
+        self.flushed: list[bool] = []
+        self.seen: list[int] = []
+
+    async def __call__(self) -> None:
+        self.flushed.append(_in_the_kernel(self.clients))  # before anything else runs
+        for _ in range(500):
+            if len(self.relay.received) == len(self.flushed):
+                break
+            await asyncio.sleep(0.01)
+        self.seen.append(len(self.relay.received))
 
 
 def _numbers(relay: _Relay) -> list[int]:
@@ -194,26 +212,13 @@ async def test_the_sender_hears_of_the_handover_once_the_relay_has_the_whole_mes
     handover was told before DATA, and a worker killed then lost the message (CI, chaos smoke)."""
     handler, controller = relay
     mailer = _mailer(settings, controller)
-    clients = _tracking(mailer)
-    message = _message(0)
-    message.set_content("Letter number 0 " + "x" * size)
-    seen: list[int] = []
-    flushed: list[bool] = []
-
-    async def handed() -> None:
-        flushed.append(_in_the_kernel(clients))  # before anything else runs
-        for _ in range(500):
-            if handler.received:
-                break
-            await asyncio.sleep(0.01)
-        seen.append(len(handler.received))
-
+    handed = _Handover(handler, _tracking(mailer))
     try:
-        await mailer.send(message, handed=handed)
+        await mailer.send(_message(0, padding=size), handed=handed)
     finally:
         await mailer.aclose()
-    assert flushed == [True]
-    assert seen == [1]
+    assert handed.flushed == [True]
+    assert handed.seen == [1]
     assert _numbers(handler) == [0]
 
 
@@ -230,27 +235,14 @@ async def test_over_starttls_the_handover_is_heard_once_the_relay_has_the_messag
                             require_starttls=True)
     controller.start()
     mailer = _mailer(settings, controller, starttls=True)
-    clients = _tracking(mailer)
-    seen: list[int] = []
-    flushed: list[bool] = []
+    handed = _Handover(handler, _tracking(mailer))
     try:
         for n, size in enumerate([1, 12_000_000]):
-            message = _message(n)
-            message.set_content(f"Letter number {n} " + "x" * size)
-
-            async def handed(expected: int = n + 1) -> None:
-                flushed.append(_in_the_kernel(clients))
-                for _ in range(500):
-                    if len(handler.received) == expected:
-                        break
-                    await asyncio.sleep(0.01)
-                seen.append(len(handler.received))
-
-            await mailer.send(message, handed=handed)
+            await mailer.send(_message(n, padding=size), handed=handed)
     finally:
         await mailer.aclose()
         controller.stop()
-    assert flushed == [True, True]
-    assert seen == [1, 2]
+    assert handed.flushed == [True, True]
+    assert handed.seen == [1, 2]
     assert _numbers(handler) == [0, 1]
     assert len({port for port, _ in handler.received}) == 1  # the kept connection, still encrypted
