@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -21,7 +22,6 @@ from devstack.demo.email_marketing import BASE_PATH, create_email_marketing_app
 from devstack.demo.email_marketing_db import ensure_email_marketing_database
 from devstack.demo.sql_systems import SQL_SYSTEMS, ensure_demo_databases
 from devstack.postgres import EmbeddedPostgres
-from devstack.processes import free_port
 from dsrflow.settings import Settings
 from policy.model import DEFAULT_POLICY, LoadedPolicy, load_policy
 from tests.support import english_only
@@ -36,10 +36,22 @@ class FanoutStack:
     email_url: str
 
 
-async def serve(app, port: int) -> tuple[uvicorn.Server, asyncio.Task]:
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
-    task = asyncio.create_task(server.serve())
+def loopback_socket() -> tuple[socket.socket, int]:
+    """A socket bound to a free loopback port, and the port. Held from now until `serve` listens
+    on it: a port only probed free (devstack.processes.free_port) can be taken meanwhile, by
+    another test's server or any outgoing connection's ephemeral port, and the server then fails
+    to bind (seen in CI)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    return sock, sock.getsockname()[1]
+
+
+async def serve(app, sock: socket.socket) -> tuple[uvicorn.Server, asyncio.Task]:
+    server = uvicorn.Server(uvicorn.Config(app, log_config=None))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:
+        if task.done():
+            task.result()  # it failed to start: say why rather than wait for ever
         await asyncio.sleep(0.05)
     return server, task
 
@@ -47,8 +59,8 @@ async def serve(app, port: int) -> tuple[uvicorn.Server, asyncio.Task]:
 @contextlib.asynccontextmanager
 async def served(app) -> AsyncIterator[str]:
     """`app` served on a free loopback port for the block; yields its base URL."""
-    port = free_port()
-    server, task = await serve(app, port)
+    sock, port = loopback_socket()
+    server, task = await serve(app, sock)
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
@@ -68,7 +80,7 @@ async def fanout_stack(postgres: EmbeddedPostgres, settings: Settings, client, t
     email_db = postgres.url(names["email_marketing"])
     await ensure_email_marketing_database(postgres, email_db)
 
-    email_port, api_port = free_port(), free_port()
+    (email_socket, email_port), (api_socket, api_port) = loopback_socket(), loopback_socket()
     email_url = f"http://127.0.0.1:{email_port}{BASE_PATH}"
     content = yaml.safe_load(DEFAULT_POLICY.read_text())
     # Processors reached by e-mail wait days for a person to confirm: tests/test_manual_email.py
@@ -96,8 +108,8 @@ async def fanout_stack(postgres: EmbeddedPostgres, settings: Settings, client, t
                                            key_pem=key_pem, cert_pem=cert_pem,
                                            completion_delay=email_delay,
                                            callback_attempts=callback_attempts)
-    servers = [await serve(email_app, email_port),
-               await serve(create_app(stack_settings, temporal_client=client), api_port)]
+    servers = [await serve(email_app, email_socket),
+               await serve(create_app(stack_settings, temporal_client=client), api_socket)]
     try:
         yield FanoutStack(
             settings=stack_settings, policy=load_policy(policy_path),

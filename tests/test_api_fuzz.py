@@ -25,13 +25,12 @@ from api.app import create_app
 from api.read_models.request_queries import RequestSummary
 from api.rest.events import AuditEvent
 from api.rest.openapi_examples import NEW_REQUEST
-from devstack.processes import free_port
 from dsrflow.infra.db import create_pool
 from dsrflow.infra.temporal_client import connect_client
 from dsrflow.settings import Settings
 from dsrflow.stores.staff_tokens import issue_token
 from schemas.requests import NewRequest
-from tests.fanout_stack import serve
+from tests.fanout_stack import loopback_socket, serve
 from workers.dsr_worker import build_worker
 
 # Each operation gets its schema examples and this many generated calls, valid and invalid. The
@@ -49,7 +48,7 @@ class ServedApi:
 
 @pytest.fixture(scope="module")
 def served_api(settings, dev_server) -> Iterator[ServedApi]:
-    port = free_port()
+    sock, port = loopback_socket()
     app_settings = settings.model_copy(update={
         "temporal_address": dev_server.client.service_client.config.target_host,
         "task_queue": f"fuzz-{uuid.uuid4().hex[:8]}", "public_url": f"http://127.0.0.1:{port}",
@@ -63,7 +62,7 @@ def served_api(settings, dev_server) -> Iterator[ServedApi]:
         pool = await create_pool(app_settings.effective_database_url)
         worker = build_worker(client, app_settings, pool)
         await worker.__aenter__()
-        server, task = await serve(create_app(app_settings, temporal_client=client), port)
+        server, task = await serve(create_app(app_settings, temporal_client=client), sock)
         _, token = await issue_token(pool, "admin", "fuzz")
         return pool, worker, server, task, token
 

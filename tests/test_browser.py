@@ -20,8 +20,7 @@ from playwright.async_api import Browser, Page, async_playwright, expect
 
 from api.app import create_app
 from api.auth import create_token
-from devstack.processes import free_port
-from tests.fanout_stack import serve
+from tests.fanout_stack import loopback_socket, serve
 from tests.support import staff_headers, verification_code, wait_for_due_date, wait_for_letter
 from workers.dsr_worker import build_worker
 
@@ -43,12 +42,12 @@ async def served_site(settings, pool, client, task_queue: str, activity_override
     """The whole app with these settings on a free loopback port, its links pointing there, with
     a worker (running the fakes of `activity_overrides` in place of the real activities); yields
     its address."""
-    port = free_port()
+    sock, port = loopback_socket()
     url = f"http://127.0.0.1:{port}"
     site_settings = settings.model_copy(update={"public_url": url, "task_queue": task_queue})
     app = create_app(site_settings, temporal_client=client)
     async with build_worker(client, site_settings, pool, task_queue=task_queue, activity_overrides=activity_overrides):
-        server, task = await serve(app, port)
+        server, task = await serve(app, sock)
         try:
             yield url
         finally:

@@ -22,7 +22,7 @@ from dsrflow.stores.kept_copies import sweep_orphans
 from dsrflow.stores.requests_store import create_request
 from policy.model import load_policy
 from schemas.requests import NewRequest
-from tests.fanout_stack import serve
+from tests.fanout_stack import loopback_socket, serve
 from tests.s3_support import pending_uploads, s3_settings, stored
 
 MARKER = b"clear-marker-5d1c: ada@example.com"
@@ -196,10 +196,8 @@ class _FailingPart:
 
 @pytest.fixture
 async def failing_store(settings, s3_endpoint) -> AsyncIterator[tuple[BlobStore, _FailingPart, str]]:
-    from devstack.processes import free_port
-
-    proxy, port = _FailingPart(s3_endpoint), free_port()
-    server, task = await serve(proxy, port)
+    proxy, (sock, port) = _FailingPart(s3_endpoint), loopback_socket()
+    server, task = await serve(proxy, sock)
     chosen = s3_settings(settings, f"http://127.0.0.1:{port}")
     try:
         yield open_storage(chosen), proxy, chosen.s3_prefix
