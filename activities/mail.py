@@ -38,6 +38,13 @@ class _SMTP(aiosmtplib.SMTP):
 
     handed: Handed | None = None
     data_started = False
+    beneath: asyncio.BaseTransport | None = None  # under STARTTLS, the socket's own transport
+
+    async def starttls(self, *args: Any, **options: Any) -> aiosmtplib.SMTPResponse:
+        # TLS's transport hands what it encrypts to the socket's, which may buffer it in turn:
+        # the handover waits for both (_end).
+        self.beneath = self.transport
+        return await super().starttls(*args, **options)
 
     async def data(self, message: str | bytes, /, **options: Any) -> aiosmtplib.SMTPResponse:
         self.data_started = True
@@ -54,7 +61,8 @@ class _SMTP(aiosmtplib.SMTP):
                 write(chunk)
                 return
             write(chunk[:-len(END_MARK)])
-            ending.append(asyncio.ensure_future(_end(protocol, write, handed)))
+            transports = [protocol.transport, self.beneath]
+            ending.append(asyncio.ensure_future(_end(transports, write, handed)))
 
         protocol.write = withhold_end  # type: ignore[method-assign,assignment]  # this exchange's hook, undone below
         ended: BaseException | None = None
@@ -71,18 +79,18 @@ class _SMTP(aiosmtplib.SMTP):
         return reply
 
 
-async def _end(protocol: Any, write: Callable[[bytes], None], handed: Handed) -> None:
-    # A message larger than the socket's buffer waits in asyncio's: it must all be in the kernel
-    # before the end mark can count as handed over, and so must the end mark itself.
-    await _in_the_kernel(protocol.transport)
+async def _end(transports: list[Any], write: Callable[[bytes], None], handed: Handed) -> None:
+    # A message larger than the socket's buffer waits in the event loop's: it must all be in the
+    # kernel before the end mark can count as handed over, and so must the end mark itself.
+    await _in_the_kernel(transports)
     write(END_MARK)
-    await _in_the_kernel(protocol.transport)
+    await _in_the_kernel(transports)
     await handed()
 
 
-async def _in_the_kernel(transport: Any) -> None:
-    """Wait until nothing written to `transport` waits in asyncio's (or TLS's) buffers."""
-    while transport is not None and transport.get_write_buffer_size():
+async def _in_the_kernel(transports: list[Any]) -> None:
+    """Wait until nothing written waits in the buffers of `transports` (the event loop's, TLS's)."""
+    while any(t is not None and t.get_write_buffer_size() for t in transports):
         await asyncio.sleep(0.005)
 
 

@@ -12,13 +12,13 @@ import signal
 from temporalio.worker import Worker
 
 from bench.skeleton import ACTIVITIES, TASK_QUEUE, SkeletonWorkflow
+from dsrflow.infra import event_loop
 from dsrflow.infra.temporal_client import connect_client
-from dsrflow.settings import load_settings
+from dsrflow.settings import Settings, load_settings
 from workers.dsr_worker import worker_tuning
 
 
-async def main() -> None:
-    settings = load_settings()
+async def main(settings: Settings) -> None:
     client = await connect_client(settings)
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -31,5 +31,6 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    settings = load_settings()
+    event_loop.run(settings, main(settings))  # the request worker's loop too
     os._exit(0)  # sdk-python issue 300: no crash at interpreter exit

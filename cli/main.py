@@ -69,6 +69,7 @@ def api() -> None:
     import uvicorn
 
     from api.app import create_app
+    from dsrflow.infra.event_loop import uvicorn_loop
     from dsrflow.infra.tracing import setup_tracing, shutdown_tracing
 
     settings = command_settings()
@@ -76,7 +77,7 @@ def api() -> None:
     setup_tracing(settings, "dsrflow-api")  # before the app: it instruments it (docs/observability.md)
     try:
         uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port,
-                    log_config=None, access_log=False)
+                    loop=uvicorn_loop(settings), log_config=None, access_log=False)
     finally:
         shutdown_tracing()  # main() ends with os._exit: the exporter's own exit hook never runs
 
@@ -84,6 +85,7 @@ def api() -> None:
 @app.command()
 def worker() -> None:
     """Run the Temporal worker for request workflows."""
+    from dsrflow.infra import event_loop
     from dsrflow.infra.tracing import setup_tracing, shutdown_tracing
     from workers.dsr_worker import run_worker
 
@@ -91,7 +93,7 @@ def worker() -> None:
     refuse_unsafe_production(settings)
     setup_tracing(settings, "dsrflow-worker")
     try:
-        asyncio.run(run_worker(settings))
+        event_loop.run(settings, run_worker(settings))
     finally:
         shutdown_tracing()
 

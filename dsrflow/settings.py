@@ -86,6 +86,8 @@ class Settings(BaseSettings):
     task_queue: str = Field("dsr", validation_alias=AliasChoices("DSRFLOW_TASK_QUEUE"))
     # Workflow code in Temporal's sandbox: the tests run it there; see workers/dsr_worker.py.
     workflow_sandbox: bool = Field(False, validation_alias=AliasChoices("DSRFLOW_WORKFLOW_SANDBOX"))
+    # The worker's and the API's event loop (dsrflow/infra/event_loop.py).
+    event_loop: Literal["uvloop", "asyncio"] = Field("uvloop", validation_alias=AliasChoices("DSRFLOW_EVENT_LOOP"))
     # `dsrflow up` seeds and starts the demo processor systems (crm, analytics, billing, email).
     demo: bool = Field(True, validation_alias=AliasChoices("DSRFLOW_DEMO"))
     demo_opendsr_port: int = _port_field(8100, "DSRFLOW_DEMO_OPENDSR_PORT")

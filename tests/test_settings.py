@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import sys
 import pytest
 from temporalio.worker import UnsandboxedWorkflowRunner
 
+from dsrflow.infra import event_loop
 from dsrflow.settings import SettingsError, load_settings
 from workers.dsr_worker import SANDBOXED, worker_tuning
 
@@ -18,6 +20,7 @@ BAD_VALUES = [
     ("SMTP_PORT", "-1", "SMTP_PORT: expected a TCP port number"),
     ("SMTP_STARTTLS", "maybe", "SMTP_STARTTLS: expected true or false"),
     ("DSRFLOW_WORKFLOW_SANDBOX", "sometimes", "DSRFLOW_WORKFLOW_SANDBOX: expected true or false"),
+    ("DSRFLOW_EVENT_LOOP", "trio", "DSRFLOW_EVENT_LOOP: expected 'uvloop' or 'asyncio'"),
     ("DSRFLOW_DATABASE_URL", "mysql://db/x", "DSRFLOW_DATABASE_URL: expected a PostgreSQL URL"),
     ("TEMPORAL_ADDRESS", "temporal", "TEMPORAL_ADDRESS: expected host:port"),
     ("TEMPORAL_ADDRESS", "http://temporal:7233", "TEMPORAL_ADDRESS: expected a host name"),
@@ -96,6 +99,19 @@ def test_workflow_code_runs_in_the_sandbox_in_tests_and_when_asked(monkeypatch, 
     assert isinstance(worker_tuning(load_settings())["workflow_runner"], UnsandboxedWorkflowRunner)
     monkeypatch.setenv("DSRFLOW_WORKFLOW_SANDBOX", "true")
     assert worker_tuning(load_settings())["workflow_runner"] is SANDBOXED
+
+
+def test_the_worker_and_the_api_run_on_uvloop_unless_told_otherwise(monkeypatch):
+    """The long-running processes take their loop from DSRFLOW_EVENT_LOOP (dsrflow/infra/event_loop.py)."""
+    async def loop_kind() -> str:
+        return type(asyncio.get_running_loop()).__module__.split(".")[0]
+
+    monkeypatch.delenv("DSRFLOW_EVENT_LOOP", raising=False)
+    assert event_loop.run(load_settings(), loop_kind()) == "uvloop"
+    assert event_loop.uvicorn_loop(load_settings()) == "uvloop"
+    monkeypatch.setenv("DSRFLOW_EVENT_LOOP", "asyncio")
+    assert event_loop.run(load_settings(), loop_kind()) == "asyncio"
+    assert event_loop.uvicorn_loop(load_settings()) == "asyncio"
 
 
 def test_cli_exits_non_zero_with_one_line():
