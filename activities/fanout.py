@@ -29,7 +29,14 @@ from activities.connectors.sql_erasure import kept_summary
 from activities.context import ActivityContext
 from activities.heartbeat import heartbeating
 from activities.ledger import ledger_write
-from activities.task_outcomes import did_nothing, load_outcome, outcome_write, save_outcome
+from activities.task_outcomes import (
+    STORED_OUTCOME,
+    did_nothing,
+    outcome_key,
+    outcome_write,
+    save_outcome,
+    stored_outcome,
+)
 from dsrflow.crypto.hashing import subject_hash, suppression_hash
 from dsrflow.domain.audit import append_event
 from dsrflow.infra.failpoints import failpoint
@@ -37,7 +44,7 @@ from dsrflow.infra.metrics import connector_call
 from dsrflow.infra.tracing import span
 from dsrflow.infra.writes import Write, columns, write_together
 from dsrflow.stores.holds_store import active_holds_for
-from dsrflow.stores.requests_store import get_request
+from dsrflow.stores.requests_store import get_request, get_request_with
 from schemas.workflow import Plan, StartRequest, SystemTask, TaskInput, TaskRecord, TaskResult
 
 # More evidence, written in the same statement as an erasure's own.
@@ -189,11 +196,14 @@ class FanoutActivities:
             return await self._run(task)
 
     async def _run(self, task: TaskInput) -> TaskResult:
-        earlier = await load_outcome(self.ctx.pool, task)
+        row, stored = await get_request_with(self.ctx.pool, task.request_id, STORED_OUTCOME, *outcome_key(task))
+        if row is None:
+            raise ApplicationError(f"request {task.request_id} not found", non_retryable=True)
+        earlier = stored_outcome(stored)
         if earlier is not None and earlier.committed:
             result = earlier.result  # this attempt acted before its worker died: report that
         else:
-            result = await self._act(task)
+            result = await self._act(task, row)
             if earlier is not None and did_nothing(result):
                 # The earlier try's effect committed after its evidence was kept: it is the outcome.
                 result = earlier.result
@@ -205,8 +215,7 @@ class FanoutActivities:
             await save_outcome(self.ctx.pool, task, result, committed=True)
         return result
 
-    async def _act(self, task: TaskInput) -> TaskResult:
-        row = await self._row(task.request_id)
+    async def _act(self, task: TaskInput, row: dict[str, Any]) -> TaskResult:
         subject = subject_of(row)
         policy_system = (await self.ctx.policy(task.policy_version)).policy.systems[task.task.system]
         details = row["details"] or {}

@@ -35,7 +35,7 @@ from dsrflow.domain.deadlines import appeal_days, receipt_date
 from dsrflow.i18n import ENGLISH, N_, Translator, translations
 from dsrflow.infra.metrics import letter_sent
 from dsrflow.infra.writes import Write
-from dsrflow.stores.requests_store import get_request
+from dsrflow.stores.requests_store import get_request_with
 from policy.model import Policy
 from schemas.workflow import LetterJob, LetterReceipt, TaskResult
 
@@ -261,11 +261,12 @@ async def _deliver(ctx: ActivityContext, job: LetterJob, secrets: dict[str, Any]
     letter_key = f"{job.request_id}:{job.purpose}:{job.key}"
     message_id = message_id_for(letter_key)
     async with ctx.pool.acquire() as conn:
-        if await conn.fetchval("SELECT 1 FROM sent_letters WHERE letter_key = $1", letter_key):
-            return LetterReceipt(letter_key=letter_key, message_id=message_id, already_sent=True)
-        row = await get_request(conn, job.request_id)
+        row, sent_before = await get_request_with(
+            conn, job.request_id, "EXISTS (SELECT FROM sent_letters WHERE letter_key = $2)", letter_key)
         if row is None:
             raise LookupError(f"request {job.request_id} not found")
+        if sent_before:
+            return LetterReceipt(letter_key=letter_key, message_id=message_id, already_sent=True)
         if not job.to_staff and not notifies_subject(row):
             await append_event(
                 conn, event_key=f"letter:{letter_key}:suppressed", request_id=job.request_id,

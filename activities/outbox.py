@@ -68,14 +68,14 @@ async def send_once(pool: asyncpg.Pool, mailer: Mailer, key: str, message: Messa
     """Send `message` once for `key`; `on_sent` records it with the outbox's mark."""
     async with pool.acquire() as conn:
         try:
-            held = await conn.fetchval("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", key)
+            held, claimed = await conn.fetchrow(_LOCK_AND_CLAIM, key, request_id, message["Message-ID"])
         except BaseException:
             _close(conn)  # the lock may have been taken unheard: it goes with the session
             raise
         if not held:
             return Sent.BUSY
         try:
-            state = await _claim(conn, key, message, request_id)
+            state = "new" if claimed else await _claim_again(conn, key, message, request_id)
             if state not in ("sent", "data_sent"):
                 await _send(pool, conn, mailer, key, message)
         finally:
@@ -118,13 +118,19 @@ async def _send(pool: asyncpg.Pool, conn: asyncpg.Connection, mailer: Mailer, ke
     failpoint("mail-accepted")
 
 
-async def _claim(conn: asyncpg.Connection, key: str, message: Message, request_id: str | None) -> str:
-    """Claim the key (committed before any SMTP traffic); returns the state found."""
-    # The usual case, a first attempt, in one statement; a key claimed before is looked at below.
-    if await conn.fetchval(
-            "INSERT INTO mail_outbox (mail_key, request_id, message_id, state) VALUES ($1, $2, $3, 'claimed')"
-            " ON CONFLICT (mail_key) DO NOTHING RETURNING true", key, request_id, message["Message-ID"]):
-        return "new"
+# The usual case, a first attempt, in one round trip: the session lock, then (only if it was
+# free) the claim, committed before any SMTP traffic. The lock's CTE is evaluated once, before
+# the insert that reads it.
+_LOCK_AND_CLAIM = """
+    WITH lock AS (SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS held),
+         claim AS (INSERT INTO mail_outbox (mail_key, request_id, message_id, state)
+                   SELECT $1, $2, $3, 'claimed' FROM lock WHERE held
+                   ON CONFLICT (mail_key) DO NOTHING RETURNING true)
+    SELECT (SELECT held FROM lock), EXISTS (SELECT FROM claim)"""
+
+
+async def _claim_again(conn: asyncpg.Connection, key: str, message: Message, request_id: str | None) -> str:
+    """Claim a key claimed before (under the lock); returns the state found."""
     async with conn.transaction():
         found = await conn.fetchrow("SELECT state, attempts FROM mail_outbox WHERE mail_key = $1 FOR UPDATE", key)
         state = str(found["state"])  # outbox rows are never deleted

@@ -24,16 +24,24 @@ class StoredOutcome:
 
 
 def _key(task: TaskInput) -> tuple[str, str, str, int]:
-    return task.request_id, task.task.system, task.task.action, task.attempt
+    return task.request_id, *outcome_key(task)
 
 
-async def load_outcome(conn: asyncpg.Pool | asyncpg.Connection, task: TaskInput) -> StoredOutcome | None:
-    row = await conn.fetchrow(
-        "SELECT outcome, committed FROM task_outcomes WHERE request_id = $1 AND system = $2 "
-        "AND action = $3 AND attempt = $4", *_key(task))
-    if row is None:
+# The stored outcome of a task, as an SQL expression over the task's request id ($1) and the rest
+# of its key ($2-$4, `outcome_key`), to read along with the request (requests_store.get_request_with).
+STORED_OUTCOME = ("(SELECT jsonb_build_object('outcome', outcome, 'committed', committed) FROM task_outcomes"
+                  " WHERE request_id = $1 AND system = $2 AND action = $3 AND attempt = $4)")
+
+
+def outcome_key(task: TaskInput) -> tuple[str, str, int]:
+    return task.task.system, task.task.action, task.attempt
+
+
+def stored_outcome(found: dict | None) -> StoredOutcome | None:
+    """What STORED_OUTCOME read."""
+    if found is None:
         return None
-    return StoredOutcome(TaskResult.model_validate(row["outcome"]), row["committed"])
+    return StoredOutcome(TaskResult.model_validate(found["outcome"]), found["committed"])
 
 
 def outcome_write(task: TaskInput, result: TaskResult, *, committed: bool) -> Write:

@@ -49,6 +49,7 @@ from devstack.demo.email_marketing_db import (
     unsubscribe_subject,
 )
 from devstack.demo.email_marketing_jobs import API_VERSION, RequestProcessor, canonical_json, rfc3339
+from dsrflow.infra.db import PooledConnection
 
 __all__ = ["BASE_PATH", "create_email_marketing_app", "ensure_email_marketing_database", "main"]
 
@@ -140,7 +141,8 @@ def create_email_marketing_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        pool = await asyncpg.create_pool(database_url, min_size=1, max_size=5)
+        # Given back without asyncpg's reset round trip, as dsrflow's own are: no session state here.
+        pool = await asyncpg.create_pool(database_url, min_size=1, max_size=5, connection_class=PooledConnection)
         async with pool.acquire() as conn:
             await ensure_schema(conn)
         http = httpx.AsyncClient(timeout=10)

@@ -90,33 +90,35 @@ async def create_request(
         await record_policy_version(conn, loaded_policy)
         # The short reference people read is the id's first 50 bits and names one request (a
         # unique index): an id whose reference is taken (about one in 2,000 over a million
-        # requests) is drawn again rather than refusing the request.
-        while await conn.fetchval("SELECT 1 FROM dsr_requests WHERE dsr_reference(id) = dsr_reference($1::uuid)",
-                                  request_id):
-            request_id = str(uuid.uuid4())
-        row = await conn.fetchrow(
-            """INSERT INTO dsr_requests
-                 (id, idempotency_key, intake_fingerprint, request_type, regime, country, channel, origin,
-                  subject_email, subject_name, customer_id, details, received_at, status,
-                  attested_by, policy_version, language, subject_email_key, customer_id_key)
-               VALUES ($1,$2,$16,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$17,$18,$19)
-               ON CONFLICT (idempotency_key) DO NOTHING
-               RETURNING *""",
-            request_id, key, new.type.value, new.regime.value,
-            new.country or loaded_policy.default_country, new.channel.value, origin,
-            str(new.subject.email), new.subject.name, new.subject.customer_id,
-            {**new.details(), **(extra_details or {})},
-            received, status.value, actor if new.identity_attested else None, loaded_policy.version,
-            fingerprint, new.language or loaded_policy.default_language,
-            *lookup_keys(secret, str(new.subject.email), new.subject.customer_id),
-        )
-        if row is None:
-            existing = await conn.fetchrow("SELECT * FROM dsr_requests WHERE idempotency_key = $1", key)
-            if existing["intake_fingerprint"] != fingerprint:
-                raise IdempotencyConflict(
-                    "this idempotency key was already used for a different request"
-                )
-            return dict(existing), False
+        # requests) is drawn again rather than refusing the request. ON CONFLICT without a target
+        # covers both that index and the idempotency key's, so the usual insert is one round trip.
+        while True:
+            row = await conn.fetchrow(
+                """INSERT INTO dsr_requests
+                     (id, idempotency_key, intake_fingerprint, request_type, regime, country, channel, origin,
+                      subject_email, subject_name, customer_id, details, received_at, status,
+                      attested_by, policy_version, language, subject_email_key, customer_id_key)
+                   VALUES ($1,$2,$16,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$17,$18,$19)
+                   ON CONFLICT DO NOTHING
+                   RETURNING *""",
+                request_id, key, new.type.value, new.regime.value,
+                new.country or loaded_policy.default_country, new.channel.value, origin,
+                str(new.subject.email), new.subject.name, new.subject.customer_id,
+                {**new.details(), **(extra_details or {})},
+                received, status.value, actor if new.identity_attested else None, loaded_policy.version,
+                fingerprint, new.language or loaded_policy.default_language,
+                *lookup_keys(secret, str(new.subject.email), new.subject.customer_id),
+            )
+            if row is not None:
+                break
+            existing = key and await conn.fetchrow("SELECT * FROM dsr_requests WHERE idempotency_key = $1", key)
+            if existing:
+                if existing["intake_fingerprint"] != fingerprint:
+                    raise IdempotencyConflict(
+                        "this idempotency key was already used for a different request"
+                    )
+                return dict(existing), False
+            request_id = str(uuid.uuid4())  # the reference was taken
         await append_event(
             conn, event_key=f"{request_id}:created", request_id=request_id,
             event_type="request.created", actor=actor,
@@ -129,12 +131,23 @@ async def create_request(
 
 
 async def get_request(conn: asyncpg.Connection | asyncpg.Pool, request_id: str) -> dict[str, Any] | None:
+    return (await get_request_with(conn, request_id, "NULL"))[0]
+
+
+async def get_request_with(conn: asyncpg.Connection | asyncpg.Pool, request_id: str, fact: str,
+                           *args: Any) -> tuple[dict[str, Any] | None, Any]:
+    """The request's row and one more fact that goes with it, `fact` (an SQL expression over
+    `args` as $2, $3...), read in one round trip: an activity's every read is a wake-up of
+    PostgreSQL and of the worker (BENCHMARKS.md, B1)."""
     try:
         uuid.UUID(request_id)
     except ValueError:
-        return None
-    row = await conn.fetchrow("SELECT * FROM dsr_requests WHERE id = $1", request_id)
-    return dict(row) if row else None
+        return None, None
+    row = await conn.fetchrow(f"SELECT ({fact}) AS fact_, r.* FROM dsr_requests r WHERE r.id = $1", request_id, *args)
+    if row is None:
+        return None, None
+    found = dict(row)
+    return found, found.pop("fact_")
 
 
 async def set_status(
