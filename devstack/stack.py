@@ -53,6 +53,9 @@ class Stack:
         # What the rest stands on, checked first: when one of these ends, the stack stops.
         self._infrastructure: list[EssentialProcess] = []
         self._sink: MailSink | None = None
+        # What people reach the database by (psql, a policy draft): the TCP URL, where the stack's
+        # own processes use the Unix socket's (devstack/postgres.py `local_url`).
+        self.database_url_shown: str | None = None
         # The worker, the API and the demo systems, by role (bench/common.py reads their pids).
         self._children: list[tuple[str, EssentialProcess | RestartingProcess]] = []
 
@@ -86,7 +89,8 @@ class Stack:
             self._infrastructure.append(EssentialProcess("PostgreSQL", pg.proc, self.logs / "postgres.log"))
             await pg.wait_ready()
             await pg.ensure_database(APP_DATABASE)
-            self.env["DSRFLOW_DATABASE_URL"] = pg.url(APP_DATABASE)
+            self.env["DSRFLOW_DATABASE_URL"] = pg.local_url(APP_DATABASE)
+            self.database_url_shown = pg.url(APP_DATABASE)
         if not s.smtp_host:
             sink = MailSink(self.home / "mail", s.smtp_port, inbox=PrivacyInbox(
                 load_policy(s.policy_path).policy.controller.privacy_email,
@@ -192,7 +196,7 @@ class Stack:
             f"  API            {s.base_url}  (OpenAPI: {s.base_url}/docs, health: {s.base_url}/healthz)",
             f"  Temporal UI    {s.temporal_ui_url}" if not s.temporal_address else
             f"  Temporal       {s.temporal_address}",
-            f"  PostgreSQL     {self.env.get('DSRFLOW_DATABASE_URL', s.effective_database_url)}",
+            f"  PostgreSQL     {self.database_url_shown or s.effective_database_url}",
             f"  Mail           {self.home / 'mail'} (.eml files; SMTP on 127.0.0.1:{s.smtp_port})"
             if not s.smtp_host else f"  SMTP           {s.smtp_host}:{s.smtp_port}",
             f"  Demo systems   crm, analytics, billing (Postgres), e-mail marketing (OpenDSR at "

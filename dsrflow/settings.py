@@ -11,7 +11,7 @@ import re
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlparse
+from urllib.parse import parse_qsl, urlparse
 
 import pydantic_settings
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator
@@ -198,7 +198,9 @@ class Settings(BaseSettings):
         if value is None:
             return None
         parsed = urlparse(value)
-        if parsed.scheme not in ("postgres", "postgresql") or not parsed.hostname:
+        # A server on this machine may be reached through its Unix socket: ?host=/its/directory.
+        local = any(v.startswith("/") for k, v in parse_qsl(parsed.query) if k == "host")
+        if parsed.scheme not in ("postgres", "postgresql") or not (parsed.hostname or local):
             raise ValueError("a PostgreSQL URL such as postgresql://user:pass@host:5432/dsrflow")
         return value
 

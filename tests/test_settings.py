@@ -22,6 +22,8 @@ BAD_VALUES = [
     ("DSRFLOW_WORKFLOW_SANDBOX", "sometimes", "DSRFLOW_WORKFLOW_SANDBOX: expected true or false"),
     ("DSRFLOW_EVENT_LOOP", "trio", "DSRFLOW_EVENT_LOOP: expected 'uvloop' or 'asyncio'"),
     ("DSRFLOW_DATABASE_URL", "mysql://db/x", "DSRFLOW_DATABASE_URL: expected a PostgreSQL URL"),
+    ("DSRFLOW_DATABASE_URL", "postgresql:///dsrflow", "DSRFLOW_DATABASE_URL: expected a PostgreSQL URL"),
+    ("DSRFLOW_DATABASE_URL", "postgresql:///dsrflow?host=run/pg", "DSRFLOW_DATABASE_URL: expected a PostgreSQL URL"),
     ("TEMPORAL_ADDRESS", "temporal", "TEMPORAL_ADDRESS: expected host:port"),
     ("TEMPORAL_ADDRESS", "http://temporal:7233", "TEMPORAL_ADDRESS: expected a host name"),
     ("SMTP_HOST", "mail host", "SMTP_HOST: expected a host name"),
@@ -88,6 +90,12 @@ def test_defaults(monkeypatch):
     assert settings.temporal_namespace == "default"
     assert settings.effective_database_url.endswith(":5433/dsrflow")
     assert settings.storage == "local"  # packages under DSRFLOW_HOME, as `make run` wants
+
+
+def test_a_database_on_this_machine_may_be_named_by_its_socket_directory(monkeypatch):
+    url = "postgresql://postgres@/dsrflow?host=/run/postgresql&port=5433"
+    monkeypatch.setenv("DSRFLOW_DATABASE_URL", url)
+    assert load_settings().effective_database_url == url
 
 
 def test_workflow_code_runs_in_the_sandbox_in_tests_and_when_asked(monkeypatch, settings):
