@@ -45,7 +45,7 @@ class EmbeddedPostgres:
         """The same database through the server's Unix socket, for the stack's own processes on
         this machine: a round trip costs PostgreSQL and its client about a quarter less CPU than
         over loopback TCP (BENCHMARKS.md, B1). The TCP URL where the socket's path would be too
-        long for the kernel (107 bytes)."""
+        long for the kernel (107 bytes) or holds more than letters, digits and `_./-`."""
         if self._socket_dir() is None:
             return self.url(database)
         return f"postgresql://postgres@/{database}?host={self.data_dir}&port={self.port}"
