@@ -27,6 +27,7 @@ import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractContextManager, asynccontextmanager
 from datetime import date
+from functools import partial
 from typing import Any
 
 import asyncpg
@@ -109,8 +110,9 @@ class SqlConnector(Connector):
                                   else await asyncpg.create_pool(self._url(), min_size=0, max_size=2))
             async with self._pool.acquire() as conn:
                 if self._types is None:
-                    self._types = (await shared.schema(self._url(), self.env.system, lambda: self._check_schema(conn))
-                                   if shared is not None else await self._check_schema(conn))
+                    check = partial(check_schema, conn, self.name, self.plan)
+                    self._types = await (shared.schema(self._url(), self.env.system, check)
+                                         if shared is not None else check())
                 yield conn
 
     @asynccontextmanager
@@ -124,9 +126,6 @@ class SqlConnector(Connector):
             yield conn
         finally:
             await conn.close()
-
-    async def _check_schema(self, conn: asyncpg.Connection) -> dict[str, dict[str, str]]:
-        return await check_schema(conn, self.name, self.plan)
 
     @asynccontextmanager
     async def _subject_connection(self, subject: Subject) -> AsyncIterator[asyncpg.Connection]:
