@@ -46,14 +46,15 @@ class EmbeddedPostgres:
         this machine: a round trip costs PostgreSQL and its client about a quarter less CPU than
         over loopback TCP (BENCHMARKS.md, B1). The TCP URL where the socket's path would be too
         long for the kernel (107 bytes) or holds more than letters, digits and `_./-`."""
-        if self._socket_dir() is None:
+        if not self._socket_fits():
             return self.url(database)
         return f"postgresql://postgres@/{database}?host={self.data_dir}&port={self.port}"
 
-    def _socket_dir(self) -> Path | None:
+    def _socket_fits(self) -> bool:
+        """Whether the kernel and the URL can name a socket in the data directory."""
         path = str(self.data_dir / f".s.PGSQL.{self.port}")
         # Plain paths only: the setting is a comma-separated list, and the URL names it unquoted.
-        return self.data_dir if len(path) < _SOCKET_PATH_MAX and _PLAIN_PATH.fullmatch(path) else None
+        return len(path) < _SOCKET_PATH_MAX and _PLAIN_PATH.fullmatch(path) is not None
 
     def _pgdata(self, install: PostgresInstall) -> Path:
         return self.data_dir if install.user is None else _OWN_WORKING_DIRECTORY
@@ -89,7 +90,7 @@ class EmbeddedPostgres:
                     "-p", str(self.port),
                     "-h", "127.0.0.1",
                     # In the data directory, as the server names it; none if its path is too long.
-                    "-c", f"unix_socket_directories={self._pgdata(install) if self._socket_dir() else ''}",
+                    "-c", f"unix_socket_directories={self._pgdata(install) if self._socket_fits() else ''}",
                     "-c", "max_connections=200",
                     "-c", "fsync=on",
                 ],
