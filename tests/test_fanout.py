@@ -15,7 +15,7 @@ import zipfile
 import asyncpg
 import pytest
 
-from schemas.workflow import workflow_id_for
+from schemas.workflow import task_workflow_id, workflow_id_for
 from tests.fanout_stack import api, fanout_stack
 from tests.support import (
     delete_schedules,
@@ -99,6 +99,12 @@ async def test_erasure_for_grace_everywhere_and_idempotent(stack, pool, dev_serv
         assert await _count(db["crm"], "SELECT count(*) FROM contacts WHERE email <> 'grace@example.com'") == others_before
         events = await pool.fetch("SELECT event_type FROM audit_events WHERE request_id = $1", rid)
         assert "processor.callback" in {e["event_type"] for e in events}
+        # The signed callback's own count settled the processor's task: its status was not asked.
+        assert results["email_marketing"]["changed"] > 0
+        child = await dev_server.client.get_workflow_handle(
+            task_workflow_id(rid, "email_marketing", "erase", 1)).fetch_history()
+        assert [e.activity_task_scheduled_event_attributes.activity_type.name for e in child.events
+                if e.HasField("activity_task_scheduled_event_attributes")] == ["run_system_action"]
         letter = text_of(await wait_for_letter(mail_sink, rid, "response"))
         assert "Art. 19" in letter
 

@@ -112,6 +112,23 @@ async def test_an_asynchronous_processor_answers_by_callback_before_the_first_po
     assert [r.result.status for r in fakes.task_records if r.result.system == "processor"] == ["pending", "done"]
 
 
+async def test_a_signed_callback_with_its_count_settles_the_task_without_a_poll(stack: FastStack):
+    fakes = stack.fakes
+    request = await stack.open(RequestSpec(systems=[
+        FakeSystem("crm"), FakeSystem("processor", connector="opendsr", answers_on_poll=1, recipient="Acme Mail")]))
+    await request.until(lambda s: statuses(s).get("processor") == ("pending", 1))
+
+    task: WorkflowHandle = stack.env.client.get_workflow_handle(task_workflow_id(request.id, "processor", "erase", 1))
+    await task.signal("processor_update", ProcessorUpdate(status="completed", results_count=4))
+
+    final = await request.result()
+    assert final.status == "completed" and statuses(final)["processor"] == ("done", 1)
+    assert fakes.polls == []  # the callback's own count is the outcome
+    recorded = [r.result for r in fakes.task_records if r.result.system == "processor"]
+    assert [(r.status, r.found, r.changed) for r in recorded] == [("pending", 0, 0), ("done", 4, 4)]
+    assert recorded[-1].external_id == "job-processor-1" and recorded[-1].recipient == "Acme Mail"
+
+
 async def test_an_asynchronous_processor_without_callback_is_polled_with_backoff(stack: FastStack):
     fakes = stack.fakes
     request = await stack.open(RequestSpec(systems=[FakeSystem("processor", connector="opendsr", answers_on_poll=3)]))

@@ -27,12 +27,24 @@ def seconds_until(moment: Any) -> int | None:
     return max(0, int((when - dt.datetime.now(dt.UTC)).total_seconds()))
 
 
+# The largest count a task's result keeps (system_tasks.found is a PostgreSQL integer).
+_MAX_COUNT = 2**31 - 1
+
+
+def reported_count(document: dict[str, Any]) -> int | None:
+    """A status document's `results_count` when it is one: a whole number a task can keep. A
+    processor's answer is input like any other; anything else counts as not stated."""
+    count = document.get("results_count")
+    if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= _MAX_COUNT:
+        return None
+    return count
+
+
 def outcome_from_status(document: dict[str, Any]) -> ActionOutcome:
     """An ActionOutcome from a status response or (verified) callback body."""
     state = document.get("request_status")
     status = _STATUS.get(state, "needs_attention") if isinstance(state, str) else "needs_attention"
-    count = document.get("results_count")
-    count = count if isinstance(count, int) and count >= 0 else 0
+    count = reported_count(document) or 0
     message = None
     if state == "cancelled":
         message = "the processor reports the request as cancelled"

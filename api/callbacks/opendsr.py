@@ -14,6 +14,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.connectors import expand_env
 from activities.connectors.opendsr import trust_anchor_for
+from activities.connectors.opendsr_documents import reported_count
 from activities.connectors.opendsr_signature import (
     ProcessorCertificateError,
     ProcessorCertificates,
@@ -95,9 +96,10 @@ async def opendsr_callback(request: Request, state: State, limiter: Limiter,
             event_type="processor.callback", actor=f"processor:{system}",
             data={"system": system, "status": status},
         )
+    # A completed erasure's count rides along: the task then needs no poll (workflows/system_task.py).
+    update = ProcessorUpdate(status=status, results_count=reported_count(payload) if status == "completed" else None)
     try:
-        await client.get_workflow_handle(child).signal(
-            SystemTaskWorkflow.processor_update, ProcessorUpdate(status=status))
+        await client.get_workflow_handle(child).signal(SystemTaskWorkflow.processor_update, update)
     except RPCError as exc:
         # The task already settled (a poll got there first): the callback has nothing to add.
         if exc.status != RPCStatusCode.NOT_FOUND:

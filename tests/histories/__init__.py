@@ -24,11 +24,19 @@ def key_line() -> str:
 KEYS: list[tuple[str, bytes]] = parse_key_list(key_line())
 
 
+# Every path a running request can be on, each with a history recorded by today's code.
+PATHS = {"attested_erasure", "verified_access_extended", "objection_decided", "task_retried_and_resolved",
+         "approved_access", "system_task_erasure_email_marketing", "cancelled_by_staff",
+         "access_with_processor_export", "restriction_lifted", "approved_attested_erasure"}
+
 # Histories recorded before a change to the workflows' commands (kept: requests started then are
-# still running and must replay), each with the histories it has beyond today's paths:
+# still running and must replay), each directory with the histories it must hold:
 # children_per_system/ ran every system as a child workflow and every step as an activity task;
-# sql_activity_tasks/ ran a sql system's task as an activity task instead of a local activity.
-EARLIER = {"children_per_system": {"system_task_erasure_billing"}, "sql_activity_tasks": set()}
+# sql_activity_tasks/ ran a sql system's task as an activity task instead of a local activity;
+# callbacks_confirmed_by_poll/ asked an OpenDSR processor's status after every signed callback
+# (only a system's task changed: workflows/system_task.py TRUST_SIGNED_CALLBACK).
+EARLIER = {"children_per_system": PATHS | {"system_task_erasure_billing"}, "sql_activity_tasks": PATHS,
+           "callbacks_confirmed_by_poll": {"system_task_erasure_email_marketing"}}
 
 
 def history_files() -> list[Path]:

@@ -17,6 +17,7 @@ from activities.connectors.opendsr import (
     subject_request_id,
     systems_for_processor_domain,
 )
+from activities.connectors.opendsr_documents import reported_count
 from activities.connectors.opendsr_signature import (
     DOMAIN_HEADER,
     SIGNATURE_HEADER,
@@ -103,6 +104,17 @@ async def test_erasure_completes_through_a_signed_callback(
     # The processor's request log holds hashes, never the address.
     rows = await fetch_rows(processor_db, "SELECT identity_hashes::text AS h FROM dsr_requests")
     assert all("grace" not in r["h"] for r in rows)
+
+
+@pytest.mark.parametrize(("stated", "count"), [
+    (0, 0), (7, 7), (2**31 - 1, 2**31 - 1),
+    (-1, None), (2**31, None), (True, None), (3.0, None), ("3", None), (None, None), ([1], None)])
+def test_a_processors_count_is_taken_only_as_a_count_a_task_can_keep(stated, count) -> None:
+    """A signed callback's count settles its task without a poll, so only a whole number that
+    system_tasks can store is one; anything else is not stated (the poll asks, and counts 0)."""
+    document = {"request_status": "completed", "results_count": stated}
+    assert reported_count(document) == count
+    assert outcome_from_status(document).changed == (count or 0)
 
 
 def test_verify_rejects_tampering_and_garbage(identity: tuple[bytes, bytes]) -> None:
