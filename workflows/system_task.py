@@ -68,8 +68,9 @@ def done_by_callback(pending: TaskResult, results_count: int) -> TaskResult:
                                       "message": None, "poll_after_seconds": None})
 
 
-async def record(task: TaskInput, result: TaskResult) -> None:
-    await run_step("record_task_result", TaskRecord(request_id=task.request_id, result=result))
+async def record(task: TaskInput, result: TaskResult, *, newer_than_local_steps: bool = False) -> None:
+    await run_step("record_task_result", TaskRecord(request_id=task.request_id, result=result),
+                   newer_than_local_steps=newer_than_local_steps)
 
 
 @workflow.defn(name="SystemTaskWorkflow")
@@ -122,8 +123,10 @@ class SystemTaskWorkflow:
                     # The callback is the processor's status document, signed with the key that
                     # signs its status endpoint's answers (checked by api/callbacks before the
                     # signal): asking that endpoint again would tell nothing more.
-                    self._recorded = False
-                    return done_by_callback(pending, update.results_count)
+                    result = done_by_callback(pending, update.results_count)
+                    await record(task, result, newer_than_local_steps=True)
+                    self._recorded = True
+                    return result
                 # A callback without counts (or a manual confirmation): the processor's own
                 # status endpoint gives them.
                 polled = await self._act("poll_system_action", task)
