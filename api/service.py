@@ -89,10 +89,12 @@ async def live_state(state: AppState, request_id: str) -> RequestState | None:
         return None
 
 
-async def request_view(state: AppState, request_id: str, *, live_too: bool = True) -> dict[str, Any]:
+async def request_view(state: AppState, request_id: str, *, live_too: bool = True,
+                       opened: dict[str, Any] | None = None) -> dict[str, Any]:
     """The stored request and, with `live_too`, what its workflow says now (a query: the engine
-    and a worker answer it)."""
-    row = await get_request(await state.db(), request_id)
+    and a worker answer it). `opened`: the row as this call has just written it, answered as it
+    is (a request opened a moment ago has no restriction in force yet)."""
+    row = opened or await get_request(await state.db(), request_id)
     if row is None:
         raise Problem(404, "Not found", f"no request {request_id}")
     live = await live_state(state, request_id) if live_too else None
@@ -121,7 +123,7 @@ async def request_view(state: AppState, request_id: str, *, live_too: bool = Tru
         "created_at": row["created_at"],
         "closed_at": row["closed_at"],
         # A restriction request's restriction once in force: grounds, systems, since, its lift.
-        "restriction": as_view(await restriction_for(await state.db(), request_id)),
+        "restriction": None if opened else as_view(await restriction_for(await state.db(), request_id)),
     }
     if live is not None:
         view.update(

@@ -47,7 +47,7 @@ async def create(
     )
     # Not the workflow's state: started a moment ago, it would have nothing to say yet, and asking
     # it costs the engine and a worker a query for every request opened.
-    view = await request_view(state, str(row["id"]), live_too=False)
+    view = await request_view(state, str(row["id"]), live_too=False, opened=row if created else None)
     return JSONResponse(jsonable_encoder(view), status_code=201 if created else 200)
 
 

@@ -123,12 +123,15 @@ async def purge_subject_copies(conn: asyncpg.Connection, store: BlobStore, erasu
     erasure, across all their requests (matched by e-mail address, as a request names them)."""
     subject = """SELECT o.id FROM dsr_requests o, dsr_requests e
                   WHERE e.id = $1 AND lower(o.subject_email) = lower(e.subject_email)"""
-    packages = await conn.fetch(
-        f"SELECT id, request_id, path, size_bytes FROM packages WHERE purged_at IS NULL AND request_id IN ({subject})",
-        erasure_request_id)
-    uploads = await conn.fetch(
-        f"""SELECT id, request_id, system, path, size_bytes FROM processor_exports
+    # Both kinds in one round trip: every erasure asks, and most find nothing.
+    kept = await conn.fetch(
+        f"""SELECT 'package' AS kind, id, request_id, NULL::text AS system, path, size_bytes FROM packages
+             WHERE purged_at IS NULL AND request_id IN ({subject})
+            UNION ALL
+            SELECT 'upload', id, request_id, system, path, size_bytes FROM processor_exports
              WHERE purged_at IS NULL AND request_id IN ({subject})""", erasure_request_id)
+    packages = [row for row in kept if row["kind"] == "package"]
+    uploads = [row for row in kept if row["kind"] == "upload"]
     because = {"erasure_request_id": erasure_request_id}
     for row in packages:
         await _purge_package(conn, store, row, ERASED, "workflow", because)
