@@ -24,6 +24,7 @@ from schemas.workflow import (
     RequestState,
     ResolveTaskInput,
     RetryTaskInput,
+    TaskResult,
     task_workflow_id,
 )
 from tests.workflow_fakes import FakeSystem, RequestSpec
@@ -95,36 +96,33 @@ async def test_cancelling_while_a_task_needs_attention_sends_no_response(stack: 
     assert stack.fakes.staff_alerts(request.id) == ["attention:billing:1"]
 
 
-async def test_an_asynchronous_processor_answers_by_callback_before_the_first_poll(stack: FastStack):
-    fakes = stack.fakes
+async def _called_back(stack: FastStack, update: ProcessorUpdate) -> tuple[Request, list[TaskResult]]:
+    """A request whose processor is called back while its task waits: the verified callback
+    (api/callbacks) signals the system's task workflow. The request, and the processor's results
+    as recorded."""
     request = await stack.open(RequestSpec(systems=[
         FakeSystem("crm"), FakeSystem("processor", connector="opendsr", answers_on_poll=1, recipient="Acme Mail")]))
     await request.until(lambda s: statuses(s).get("processor") == ("pending", 1))
-
-    # The verified callback (api/callbacks) signals the system's task workflow.
     task: WorkflowHandle = stack.env.client.get_workflow_handle(task_workflow_id(request.id, "processor", "erase", 1))
-    await task.signal("processor_update", ProcessorUpdate(status="completed"))
+    await task.signal("processor_update", update)
 
     final = await request.result()
     assert final.status == "completed" and statuses(final)["processor"] == ("done", 1)
-    assert len(fakes.polls) == 1  # the callback is confirmed by one poll of the processor's status
+    return request, [r.result for r in stack.fakes.task_records if r.result.system == "processor"]
+
+
+async def test_an_asynchronous_processor_answers_by_callback_before_the_first_poll(stack: FastStack):
+    request, recorded = await _called_back(stack, ProcessorUpdate(status="completed"))
+
+    assert len(stack.fakes.polls) == 1  # a callback without its count is confirmed by one poll
     assert response_after(stack, request) < timedelta(minutes=5)  # not left for the first scheduled poll
-    assert [r.result.status for r in fakes.task_records if r.result.system == "processor"] == ["pending", "done"]
+    assert [r.status for r in recorded] == ["pending", "done"]
 
 
 async def test_a_signed_callback_with_its_count_settles_the_task_without_a_poll(stack: FastStack):
-    fakes = stack.fakes
-    request = await stack.open(RequestSpec(systems=[
-        FakeSystem("crm"), FakeSystem("processor", connector="opendsr", answers_on_poll=1, recipient="Acme Mail")]))
-    await request.until(lambda s: statuses(s).get("processor") == ("pending", 1))
+    _, recorded = await _called_back(stack, ProcessorUpdate(status="completed", results_count=4))
 
-    task: WorkflowHandle = stack.env.client.get_workflow_handle(task_workflow_id(request.id, "processor", "erase", 1))
-    await task.signal("processor_update", ProcessorUpdate(status="completed", results_count=4))
-
-    final = await request.result()
-    assert final.status == "completed" and statuses(final)["processor"] == ("done", 1)
-    assert fakes.polls == []  # the callback's own count is the outcome
-    recorded = [r.result for r in fakes.task_records if r.result.system == "processor"]
+    assert stack.fakes.polls == []  # the callback's own count is the outcome
     assert [(r.status, r.found, r.changed) for r in recorded] == [("pending", 0, 0), ("done", 4, 4)]
     assert recorded[-1].external_id == "job-processor-1" and recorded[-1].recipient == "Acme Mail"
 
