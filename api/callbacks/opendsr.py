@@ -20,7 +20,14 @@ from activities.connectors.opendsr_signature import (
     ProcessorCertificates,
     TrustAnchor,
 )
-from api.callbacks.replay import DEFAULT_MAX_AGE_SECONDS, forget, remember, signed_time
+from api.callbacks.replay import (
+    DEFAULT_MAX_AGE_SECONDS,
+    forget,
+    refused_as_replay,
+    seen,
+    signed_time,
+    sweep_expired,
+)
 from api.deps import Limiter, State
 from api.problems import Problem
 from api.state import AppState
@@ -89,13 +96,14 @@ async def opendsr_callback(request: Request, state: State, limiter: Limiter,
     request_id = str(task["request_id"])
     client = await state.temporal()
     child = task_workflow_id(request_id, task["system"], task["action"], task["attempt"])
-    async with pool.acquire() as conn, conn.transaction():
-        await remember(conn, system, body, signed_at, max_age)
-        await append_event(
-            conn, event_key=f"{request_id}:callback:{system}:{external_id}:{status}", request_id=request_id,
-            event_type="processor.callback", actor=f"processor:{system}",
-            data={"system": system, "status": status},
-        )
+    async with pool.acquire() as conn:
+        with refused_as_replay():  # seen, and audited, in one statement
+            await append_event(
+                conn, event_key=f"{request_id}:callback:{system}:{external_id}:{status}", request_id=request_id,
+                event_type="processor.callback", actor=f"processor:{system}",
+                data={"system": system, "status": status}, along=[seen(system, body, signed_at, max_age)],
+            )
+        await sweep_expired(conn)
     # A completed erasure's count rides along: the task then needs no poll (workflows/system_task.py).
     update = ProcessorUpdate(status=status, results_count=reported_count(payload) if status == "completed" else None)
     try:

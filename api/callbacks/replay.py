@@ -13,18 +13,22 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 
 from api.problems import Problem
+from dsrflow.infra.writes import Write
 
 TIME_FIELD = "status_changed_time"
 DEFAULT_MAX_AGE_SECONDS = 3600
 _CLOCK_SKEW = timedelta(minutes=5)
 _SWEEP_EVERY = 600.0
 _last_sweep = 0.0
+_SEEN_KEY = "opendsr_callbacks_seen_pkey"
 
 
 def _stale(message: str) -> Problem:
@@ -51,18 +55,29 @@ def signed_time(payload: dict[str, Any], max_age_seconds: float) -> datetime | N
     return when
 
 
-async def remember(conn: asyncpg.Connection, system: str, body: bytes, when: datetime | None,
-                   max_age_seconds: float) -> None:
-    """Record the callback as seen, in the caller's transaction; 409 if it was seen before."""
-    global _last_sweep
+def seen(system: str, body: bytes, when: datetime | None, max_age_seconds: float) -> Write:
+    """The callback recorded as seen: a write to go in the statement that acts on it (its audit
+    event), so that both are kept or neither. A body seen before breaks the table's key, and the
+    whole statement with it: `refused_as_replay` answers that with 409."""
     expires = when + timedelta(seconds=max_age_seconds) + _CLOCK_SKEW if when else None
-    inserted = await conn.fetchval(
-        "INSERT INTO opendsr_callbacks_seen (system, body_sha256, expires_at) VALUES ($1, $2, $3) "
-        "ON CONFLICT DO NOTHING RETURNING true",
-        system, hashlib.sha256(body).digest(), expires,
-    )
-    if not inserted:
-        raise Problem(409, "Callback already received", "this signed callback was already processed")
+    return Write("INSERT INTO opendsr_callbacks_seen (system, body_sha256, expires_at) VALUES ($1, $2, $3)",
+                 (system, hashlib.sha256(body).digest(), expires))
+
+
+@contextmanager
+def refused_as_replay() -> Iterator[None]:
+    """409 for a statement that `seen` stopped: the callback was processed already."""
+    try:
+        yield
+    except asyncpg.UniqueViolationError as exc:
+        if exc.constraint_name != _SEEN_KEY:
+            raise
+        raise Problem(409, "Callback already received", "this signed callback was already processed") from None
+
+
+async def sweep_expired(conn: asyncpg.Connection) -> None:
+    """Forget digests past their expiry, every `_SWEEP_EVERY` seconds at most."""
+    global _last_sweep
     if time.monotonic() - _last_sweep > _SWEEP_EVERY:
         _last_sweep = time.monotonic()
         await conn.execute("DELETE FROM opendsr_callbacks_seen WHERE expires_at < now()")
