@@ -238,8 +238,9 @@ class ProcessorUpdate(Contract):
     status: str
     message: str | None = None
     # What a signed OpenDSR callback of a completed request counted (its `results_count`): with
-    # it, the task needs no poll of the processor's status to know the outcome.
-    results_count: int | None = Field(default=None, ge=0)
+    # it, the task needs no poll of the processor's status to know the outcome. At most what a
+    # task's result keeps (a PostgreSQL integer).
+    results_count: int | None = Field(default=None, ge=0, le=2**31 - 1)
 
 
 # A system of the request's plan, as staff name it.

@@ -33,7 +33,7 @@ _POLL_MAX = timedelta(hours=6)
 _POLL_GRACE = timedelta(seconds=5)
 # workflow.patched id: tasks started before it record each result in a step of their own.
 TASKS_RECORD_THEMSELVES = "tasks-record-themselves"
-# workflow.patched id: tasks that began waiting before it confirm every callback with a poll.
+# workflow.patched id: a callback handled by code before it was confirmed with a poll, and replays so.
 TRUST_SIGNED_CALLBACK = "trust-signed-callback"
 
 
