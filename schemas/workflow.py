@@ -232,15 +232,18 @@ class TaskRecord(Contract):
     result: TaskResult
 
 
+# The largest count a task's result keeps (system_tasks' counts are PostgreSQL integers).
+TASK_COUNT_MAX = 2**31 - 1
+
+
 class ProcessorUpdate(Contract):
     """A processor's word on an asynchronous task (verified callback or poll)."""
 
     status: str
     message: str | None = None
     # What a signed OpenDSR callback of a completed request counted (its `results_count`): with
-    # it, the task needs no poll of the processor's status to know the outcome. At most what a
-    # task's result keeps (a PostgreSQL integer).
-    results_count: int | None = Field(default=None, ge=0, le=2**31 - 1)
+    # it, the task needs no poll of the processor's status to know the outcome.
+    results_count: int | None = Field(default=None, ge=0, le=TASK_COUNT_MAX)
 
 
 # A system of the request's plan, as staff name it.

@@ -7,6 +7,7 @@ import datetime as dt
 from typing import Any
 
 from activities.connectors.base import ActionOutcome, TaskStatus
+from schemas.workflow import TASK_COUNT_MAX
 
 _STATUS: dict[str, TaskStatus] = {
     "pending": "pending",
@@ -27,15 +28,11 @@ def seconds_until(moment: Any) -> int | None:
     return max(0, int((when - dt.datetime.now(dt.UTC)).total_seconds()))
 
 
-# The largest count a task's result keeps (system_tasks.found is a PostgreSQL integer).
-_MAX_COUNT = 2**31 - 1
-
-
 def reported_count(document: dict[str, Any]) -> int | None:
     """A status document's `results_count` when it is one: a whole number a task can keep. A
     processor's answer is input like any other; anything else counts as not stated."""
     count = document.get("results_count")
-    if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= _MAX_COUNT:
+    if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= TASK_COUNT_MAX:
         return None
     return count
 
