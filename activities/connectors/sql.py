@@ -48,7 +48,7 @@ from activities.connectors.sql_database import (
     mapped_errors,
     system_database_url,
 )
-from activities.connectors.sql_erasure import HoldAwareErasure
+from activities.connectors.sql_erasure import HoldAwareErasure, Row
 from activities.connectors.sql_export import (
     CSV_ROWS,
     JSON_LINES,
@@ -222,10 +222,11 @@ class SqlConnector(Connector):
         async with self._subject_connection(subject) as conn:
             with self._mapped():
                 async with conn.transaction():
+                    found = await run.read(conn, self.plan.children_first, subject)
                     for dataset in self.plan.children_first:
                         with self._mapped(dataset.name):
                             counts[dataset.name], erased[dataset.name] = await self._erase_dataset(
-                                conn, run, dataset, subject)
+                                conn, run, dataset, subject, found[dataset.name])
                     outcome = self._outcome(counts)
                     outcome.kept = sum(c["kept"] for c in counts.values())
                     outcome.erased = {d: keys for d, keys in erased.items() if keys}
@@ -235,8 +236,7 @@ class SqlConnector(Connector):
         return outcome
 
     async def _erase_dataset(self, conn: asyncpg.Connection, run: HoldAwareErasure, dataset: Dataset,
-                             subject: Subject) -> tuple[dict[str, int], list[tuple[str, str]]]:
-        rows = await run.rows(conn, dataset, subject)
+                             subject: Subject, rows: list[Row]) -> tuple[dict[str, int], list[tuple[str, str]]]:
         held = run.decide(dataset, rows)
         free = [r["key"] for r in rows if r["key"] not in held]
         legal = any(kind == "legal_claims" for _, kind, _ in held.values())

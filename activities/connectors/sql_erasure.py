@@ -14,6 +14,7 @@ Held records are returned so the activity can schedule their erasure for when th
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
@@ -24,6 +25,8 @@ from activities.connectors.sql_queries import Plan, Query, ident, match
 from policy.keeping import StatutoryHold
 from policy.model import Policy
 from policy.systems import Dataset
+
+Row = dict[str, Any]  # a row an erasure decides on: key, and doc_date and parent_key where they apply
 
 
 def retention_end(document_date: date, statute: StatutoryHold) -> date:
@@ -56,22 +59,34 @@ class HoldAwareErasure:
         # dataset -> key -> the parent key its `via` column points at
         self.parents: dict[str, dict[str, str]] = defaultdict(dict)
 
-    async def rows(self, conn: asyncpg.Connection, dataset: Dataset, subject: Subject) -> list[asyncpg.Record]:
-        q, alias = Query(), "t0"
+    async def read(self, conn: asyncpg.Connection, datasets: Sequence[Dataset],
+                   subject: Subject) -> dict[str, list[Row]]:
+        """The subject's rows of every dataset, in one statement: what an erasure decides on.
+        Reading a child's rows before its parent's are erased finds what reading it in its turn
+        would (children are erased first; a child is found through its parent's identities)."""
+        q = Query()
+        columns = [self._row_columns(dataset, subject, q) for dataset in datasets]
+        row = await conn.fetchrow("SELECT " + ", ".join(sql for sql, _ in columns), *q.args)
+        return {dataset.name: [dict(zip(names, found, strict=True)) for found in row[n]]
+                for n, (dataset, (_, names)) in enumerate(zip(datasets, columns, strict=True))}
+
+    def _row_columns(self, dataset: Dataset, subject: Subject, q: Query) -> tuple[str, list[str]]:
+        """An array of the dataset's rows of the subject, each its key, its document date where a
+        statute keeps it, and the parent key it points at; and those fields' names."""
+        alias = q.alias()
         where = match(self.plan, dataset, subject, q, alias)
-        extra = []
+        fields, names = [f"{alias}.{ident(dataset.key)}::text"], ["key"]
         if dataset.hold and dataset.hold.date_column:
             # The latest of the columns that is set (GREATEST skips NULLs).
-            dates = ", ".join(f"{alias}.{ident(c)}" for c in dataset.hold.date_column)
-            extra.append(f"GREATEST({dates}) AS doc_date")
+            fields.append(f"GREATEST({', '.join(f'{alias}.{ident(c)}' for c in dataset.hold.date_column)})")
+            names.append("doc_date")
         if dataset.via:
-            extra.append(f"{alias}.{ident(dataset.via.column)}::text AS parent_key")
-        columns = ", ".join([f"{alias}.{ident(dataset.key)}::text AS key", *extra])
-        rows: list[asyncpg.Record] = await conn.fetch(
-            f"SELECT {columns} FROM {ident(dataset.table)} AS {alias} WHERE {where}", *q.args)
-        return rows
+            fields.append(f"{alias}.{ident(dataset.via.column)}::text")
+            names.append("parent_key")
+        return (f"ARRAY(SELECT ROW({', '.join(fields)}) FROM {ident(dataset.table)} AS {alias} "
+                f"WHERE {where})"), names
 
-    def decide(self, dataset: Dataset, rows: list[asyncpg.Record]) -> dict[str, tuple[date | None, str, str]]:
+    def decide(self, dataset: Dataset, rows: list[Row]) -> dict[str, tuple[date | None, str, str]]:
         """Which of these rows are held, until when and why."""
         for row in rows:
             if dataset.via and row["parent_key"] is not None:

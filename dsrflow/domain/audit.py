@@ -61,9 +61,6 @@ def event_body(row: Mapping[str, Any]) -> dict[str, Any]:
     return body
 
 
-# One statement (migration 0027): the head locked, a repeated key answered, the event and the new
-# head written; the caller gives the event's canonical JSON as the text around its position.
-_APPEND = "SELECT audit_append($1, $2, $3, $4, $5, $6, $7, $8, $9)"
 # The position's place in the canonical JSON: no stored text can hold a NUL (PostgreSQL refuses
 # them), so the first escaped NUL is this one.
 _SLOT = "\x00"
@@ -84,20 +81,45 @@ async def append_event(
     """Append one event to its chain (once per event_key: retried activities do not duplicate);
     return its hash. One statement, with the `along` writes it records: atomic on its own or part
     of the caller's transaction."""
-    # The hashed values must be the stored values: the uuid as Postgres prints it, timestamps to
-    # the microsecond, the data as jsonb gives it back (read first where it would change it).
-    request_id = str(uuid.UUID(str(request_id))) if request_id else None
-    occurred = (occurred_at or datetime.now(UTC)).astimezone(UTC)
     data = data or {}
     if not _kept_as_is(data):
         data = await conn.fetchval("SELECT $1::jsonb", data)
-    row = {"event_key": event_key, "request_id": request_id, "event_type": event_type, "actor": actor,
-           "data": data, "occurred_at": occurred, "chain_id": chain_for(request_id, event_type, occurred),
-           "chain_pos": _SLOT}
-    before, _, after = canonical_event(event_body(row)).decode().partition(_SLOT_JSON)
+    arguments = _arguments(event_key, event_type, actor, request_id, data, occurred_at)
     statement, args = with_writes(_APPEND, 9, along)
-    return str(await conn.fetchval(statement, event_key, request_id, event_type, actor, data, occurred,
-                                   row["chain_id"], before, after, *args))
+    return str(await conn.fetchval(statement, *arguments, *args))
+
+
+def append_call(first: int) -> str:
+    """`audit_append(...)` with its arguments from $`first` on: an event appended by a statement
+    of the caller's, in its own work (a row and the event that records it, in one round trip)."""
+    return f"audit_append({', '.join(f'${n}' for n in range(first, first + 9))})"
+
+
+# One statement (migration 0027): the head locked, a repeated key answered, the event and the new
+# head written; the caller gives the event's canonical JSON as the text around its position.
+_APPEND = f"SELECT {append_call(1)}"
+
+
+def append_arguments(*, event_key: str, event_type: str, actor: str, request_id: str | None,
+                     data: dict[str, Any], occurred_at: datetime | None = None) -> list[Any]:
+    """The nine arguments of `audit_append` for this event. `data` must be what jsonb gives back
+    unchanged (append_event reads anything else through the database first)."""
+    if not _kept_as_is(data):
+        raise ValueError("audit data that jsonb would change must go through append_event")
+    return _arguments(event_key, event_type, actor, request_id, data, occurred_at)
+
+
+def _arguments(event_key: str, event_type: str, actor: str, request_id: str | None, data: Any,
+               occurred_at: datetime | None) -> list[Any]:
+    # The hashed values must be the stored values: the uuid as Postgres prints it, timestamps to
+    # the microsecond, the data as jsonb gives it back.
+    request_id = str(uuid.UUID(str(request_id))) if request_id else None
+    occurred = (occurred_at or datetime.now(UTC)).astimezone(UTC)
+    chain = chain_for(request_id, event_type, occurred)
+    row = {"event_key": event_key, "request_id": request_id, "event_type": event_type, "actor": actor,
+           "data": data, "occurred_at": occurred, "chain_id": chain, "chain_pos": _SLOT}
+    before, _, after = canonical_event(event_body(row)).decode().partition(_SLOT_JSON)
+    return [event_key, request_id, event_type, actor, data, occurred, chain, before, after]
 
 
 def _kept_as_is(value: Any) -> bool:

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 import asyncpg
 
-from dsrflow.domain.audit import append_event
+from dsrflow.domain.audit import append_arguments, append_call, append_event
 from dsrflow.infra.metrics import request_opened
 from dsrflow.infra.writes import Write
 from dsrflow.stores.request_lookup import lookup_keys
@@ -55,6 +55,18 @@ async def record_policy_version(conn: asyncpg.Connection, loaded: PolicyVersion)
         )
 
 
+_OPEN = f"""
+    WITH opened AS (
+        INSERT INTO dsr_requests
+          (id, idempotency_key, intake_fingerprint, request_type, regime, country, channel, origin,
+           subject_email, subject_name, customer_id, details, received_at, status,
+           attested_by, policy_version, language, subject_email_key, customer_id_key)
+        VALUES ($1,$2,$16,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$17,$18,$19)
+        ON CONFLICT DO NOTHING
+        RETURNING *)
+    SELECT opened.*, {append_call(20)} AS event_hash FROM opened"""
+
+
 async def create_request(
     pool: asyncpg.Pool,
     new: NewRequest,
@@ -86,28 +98,29 @@ async def create_request(
     status = (
         RequestStatus.in_progress if new.identity_attested else RequestStatus.awaiting_verification
     )
-    async with pool.acquire() as conn, conn.transaction():
+    event = {"type": new.type.value, "regime": new.regime.value, "channel": new.channel.value,
+             "attested": new.identity_attested, "policy_version": loaded_policy.version,
+             "language": new.language or loaded_policy.default_language}
+    async with pool.acquire() as conn:
+        # Kept apart from the request: a version recorded for a request refused below is harmless.
         await record_policy_version(conn, loaded_policy)
         # The short reference people read is the id's first 50 bits and names one request (a
         # unique index): an id whose reference is taken (about one in 2,000 over a million
         # requests) is drawn again rather than refusing the request. ON CONFLICT without a target
-        # covers both that index and the idempotency key's, so the usual insert is one round trip.
+        # covers both that index and the idempotency key's. The request and the event recording
+        # it are one statement (atomic, one round trip): the event is appended only for a row
+        # inserted.
         while True:
             row = await conn.fetchrow(
-                """INSERT INTO dsr_requests
-                     (id, idempotency_key, intake_fingerprint, request_type, regime, country, channel, origin,
-                      subject_email, subject_name, customer_id, details, received_at, status,
-                      attested_by, policy_version, language, subject_email_key, customer_id_key)
-                   VALUES ($1,$2,$16,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$17,$18,$19)
-                   ON CONFLICT DO NOTHING
-                   RETURNING *""",
-                request_id, key, new.type.value, new.regime.value,
+                _OPEN, request_id, key, new.type.value, new.regime.value,
                 new.country or loaded_policy.default_country, new.channel.value, origin,
                 str(new.subject.email), new.subject.name, new.subject.customer_id,
                 {**new.details(), **(extra_details or {})},
                 received, status.value, actor if new.identity_attested else None, loaded_policy.version,
                 fingerprint, new.language or loaded_policy.default_language,
                 *lookup_keys(secret, str(new.subject.email), new.subject.customer_id),
+                *append_arguments(event_key=f"{request_id}:created", request_id=request_id,
+                                  event_type="request.created", actor=actor, data=event),
             )
             if row is not None:
                 break
@@ -119,15 +132,10 @@ async def create_request(
                     )
                 return dict(existing), False
             request_id = str(uuid.uuid4())  # the reference was taken
-        await append_event(
-            conn, event_key=f"{request_id}:created", request_id=request_id,
-            event_type="request.created", actor=actor,
-            data={"type": new.type.value, "regime": new.regime.value, "channel": new.channel.value,
-                  "attested": new.identity_attested, "policy_version": loaded_policy.version,
-                  "language": new.language or loaded_policy.default_language},
-        )
     request_opened(new.type, new.channel)  # committed: a repeat with the same key is not counted
-    return dict(row), True
+    opened = dict(row)
+    del opened["event_hash"]
+    return opened, True
 
 
 async def get_request(conn: asyncpg.Connection | asyncpg.Pool, request_id: str) -> dict[str, Any] | None:
