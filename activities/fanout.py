@@ -352,4 +352,5 @@ class FanoutActivities:
     async def record_task_result(self, record: TaskRecord) -> None:
         """Store a system's (interim or final) result and audit it."""
         await store_task_result(self.ctx, record.request_id, record.result)
+        failpoint("task-result-recorded")  # stored, and the workflow not yet told
 

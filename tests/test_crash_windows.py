@@ -97,14 +97,17 @@ async def clean_erasure(postgres, settings, dev_server, pool, tmp_path_factory) 
 @pytest.mark.parametrize("failpoint", [
     pytest.param("task-effect-committed", id="after-the-system-committed"),
     pytest.param("erasure-evidence-kept", id="evidence-kept-before-the-system-committed"),
+    # The processor's signed callback settled its task: the result is stored by a local step.
+    pytest.param("task-result-recorded", id="after-a-signed-callback's-result-was-stored"),
 ])
 async def test_a_task_result_survives_a_worker_killed_after_the_erasure_committed(
         postgres, settings, dev_server, pool, mail_sink, tmp_path, clean_erasure, failpoint):
-    """The worker dies right after a system's erasure committed, before the step reported back, or
-    after the erasure's evidence was kept but before the system committed. The retry reports the
-    effect that happened: every system's result, the erasure ledger (each record once), the
-    response letter and its Art. 19 recipients are those of a clean run (not "not found, 0
-    records")."""
+    """The worker dies right after a system's erasure committed, before the step reported back;
+    after the erasure's evidence was kept but before the system committed; or after the result a
+    processor's signed callback gave was stored, before the workflow heard of it. The retry reports
+    the effect that happened: every system's result, its audit events, the erasure ledger (each
+    record once), the response letter and its Art. 19 recipients are those of a clean run (not
+    "not found, 0 records")."""
     client = dev_server.client
     clean_id, clean_state = clean_erasure
     (tmp_path / "crash").mkdir()
@@ -121,6 +124,10 @@ async def test_a_task_result_survives_a_worker_killed_after_the_erasure_committe
     assert sorted(map(tuple, await pool.fetch(ledger, uuid.UUID(crash_id)))) == \
         sorted(map(tuple, await pool.fetch(ledger, uuid.UUID(clean_id))))
     assert any(r["changed"] for r in crash_state["results"])
+    tasks = ("SELECT event_type, data->>'system', count(*) FROM audit_events "
+             "WHERE request_id = $1 AND event_type LIKE 'task.%' GROUP BY 1, 2")
+    assert sorted(map(tuple, await pool.fetch(tasks, uuid.UUID(crash_id)))) == \
+        sorted(map(tuple, await pool.fetch(tasks, uuid.UUID(clean_id))))
 
     def letter(rid: str) -> str:
         (message,) = letters_for(mail_sink, rid, "response")
