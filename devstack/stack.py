@@ -121,7 +121,7 @@ class Stack:
 
         for role, name in (("worker", "worker"), ("api", "API")):
             child = RestartingProcess(name, [sys.executable, "-m", "cli.main", role], env=self.env,
-                                      log_path=self.logs / f"{role}.log", say=_say)
+                                      log_path=self.logs / f"{role}.log", say=_say, pause=s.restart_pause)
             self._children.append((role, child))
             self._stops.append((role, child.stop))
         await self._wait_healthy()

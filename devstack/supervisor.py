@@ -1,7 +1,7 @@
 """What `dsrflow up` does when one of its child processes exits.
 
 The worker and the API keep no state of their own (Temporal and PostgreSQL do), so one that exits
-is started again after a growing pause (1, 2, 4, 8, 16 s). One that still exits after five
+is started again after a growing pause (1, 2, 4, 8, 16 s; DSRFLOW_RESTART_PAUSE sets the first). One that still exits after five
 restarts within a minute will not recover by itself (a bad setting, a port taken by something
 else): the stack stops, naming it. PostgreSQL, Temporal and the demo systems are what the rest
 stands on, and restarting them under running work hides the fault: when one exits the stack stops
@@ -66,9 +66,10 @@ class RestartingProcess:
 
     def __init__(
         self, name: str, command: Sequence[str | os.PathLike[str]], *, env: dict[str, str], log_path: Path,
-        say: Callable[[str], None],
+        say: Callable[[str], None], pause: float = 1.0,
     ) -> None:
         self.name = name
+        self.pause = pause  # seconds before the first restart in a window; doubled for each one after
         self.command = command
         self.env = env
         self.log_path = log_path
@@ -103,9 +104,9 @@ class RestartingProcess:
                 f"the {self.name} is crash-looping: it {describe_exit(code)} after {len(self._recent)} "
                 f"restarts within {RESTART_WINDOW_SECONDS:.0f}s ({last_line(self.log_path)}); "
                 f"its log: {self.log_path}")
-        delay = 2 ** len(self._recent)
+        delay = self.pause * 2 ** len(self._recent)
         self._pending = (now + delay, describe_exit(code))
-        self.say(f"the {self.name} {describe_exit(code)}; restarting it in {delay}s "
+        self.say(f"the {self.name} {describe_exit(code)}; restarting it in {delay:g}s "
                  f"(restart {self.restarts + 1}); its log: {self.log_path}")
 
     def _restart(self, now: float, how: str) -> None:

@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     # `dsrflow up` seeds and starts the demo processor systems (crm, analytics, billing, email).
     demo: bool = Field(True, validation_alias=AliasChoices("DSRFLOW_DEMO"))
     demo_opendsr_port: int = _port_field(8100, "DSRFLOW_DEMO_OPENDSR_PORT")
+    # `dsrflow up`'s first pause before restarting a worker or API that exited; each restart
+    # within a minute doubles it (devstack/supervisor.py).
+    restart_pause: float = Field(1.0, gt=0, le=60, validation_alias=AliasChoices("DSRFLOW_RESTART_PAUSE"))
     # Seconds the demo e-mail processor takes to carry out a request (benchmarks set 0).
     demo_opendsr_delay: float = Field(2.0, ge=0, validation_alias=AliasChoices("DSRFLOW_DEMO_OPENDSR_DELAY"))
     # Rate limits on what anyone may call without signing in, "N/period" (period: second, minute,
