@@ -1,11 +1,11 @@
 """What `dsrflow up` does when one of its child processes exits.
 
 The worker and the API keep no state of their own (Temporal and PostgreSQL do), so one that exits
-is started again after a growing pause (1, 2, 4, 8, 16 s; DSRFLOW_RESTART_PAUSE sets the first). One that still exits after five
-restarts within a minute will not recover by itself (a bad setting, a port taken by something
-else): the stack stops, naming it. PostgreSQL, Temporal and the demo systems are what the rest
-stands on, and restarting them under running work hides the fault: when one exits the stack stops
-at once, naming it and its log.
+is started again after a growing pause (1, 2, 4, 8, 16 s; DSRFLOW_RESTART_PAUSE sets the first).
+One that still exits after five restarts within a minute will not recover by itself (a bad
+setting, a port taken by something else): the stack stops, naming it. PostgreSQL, Temporal and
+the demo systems are what the rest stands on, and restarting them under running work hides the
+fault: when one exits the stack stops at once, naming it and its log.
 """
 
 from __future__ import annotations

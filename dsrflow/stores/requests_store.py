@@ -98,9 +98,9 @@ async def create_request(
     status = (
         RequestStatus.in_progress if new.identity_attested else RequestStatus.awaiting_verification
     )
+    language = new.language or loaded_policy.default_language
     event = {"type": new.type.value, "regime": new.regime.value, "channel": new.channel.value,
-             "attested": new.identity_attested, "policy_version": loaded_policy.version,
-             "language": new.language or loaded_policy.default_language}
+             "attested": new.identity_attested, "policy_version": loaded_policy.version, "language": language}
     async with pool.acquire() as conn:
         # Kept apart from the request: a version recorded for a request refused below is harmless.
         await record_policy_version(conn, loaded_policy)
@@ -117,7 +117,7 @@ async def create_request(
                 str(new.subject.email), new.subject.name, new.subject.customer_id,
                 {**new.details(), **(extra_details or {})},
                 received, status.value, actor if new.identity_attested else None, loaded_policy.version,
-                fingerprint, new.language or loaded_policy.default_language,
+                fingerprint, language,
                 *lookup_keys(secret, str(new.subject.email), new.subject.customer_id),
                 *append_arguments(event_key=f"{request_id}:created", request_id=request_id,
                                   event_type="request.created", actor=actor, data=event),
