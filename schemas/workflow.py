@@ -236,6 +236,11 @@ class TaskRecord(Contract):
 TASK_COUNT_MAX = 2**31 - 1
 
 
+# The processor statuses that settle an asynchronous task; workflows/system_task.py waits on
+# through any other.
+SETTLING_STATUSES = frozenset({"completed", "done", "cancelled"})
+
+
 class ProcessorUpdate(Contract):
     """A processor's word on an asynchronous task (verified callback or poll)."""
 

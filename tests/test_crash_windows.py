@@ -14,8 +14,10 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
 from aiosmtpd.controller import Controller
 
@@ -29,7 +31,7 @@ from policy.model import load_policy
 from schemas.requests import NewRequest
 from schemas.workflow import StartRequest, workflow_id_for
 from tests.conftest import make_database, running_postgres
-from tests.fanout_stack import api, fanout_stack
+from tests.fanout_stack import api, fanout_stack, served
 from tests.support import (
     api_client,
     delete_schedules,
@@ -39,34 +41,39 @@ from tests.support import (
     text_of,
     wait_for_letter,
 )
+from tests.untrusted_support import CALLBACK, PROCESSOR, fake_processor, pending_erasure, processor_policy, rfc3339
 from workers.dsr_worker import build_worker
 from workflows.dsr import DataSubjectRequestWorkflow
 
 
 @contextlib.asynccontextmanager
-async def worker_process(settings, client, tmp_path: Path, *, failpoints: str) -> AsyncIterator[subprocess.Popen]:
-    """`dsrflow worker` as its own process, dying at the named failpoints."""
+async def dsrflow_process(role: str, settings, client, tmp_path: Path, *,
+                          failpoints: str) -> AsyncIterator[subprocess.Popen]:
+    """`dsrflow <role>` (worker, api) as its own process, dying at the named failpoints; its
+    output goes to `<role>.log` in `tmp_path`."""
     env = {**os.environ, **settings_env(settings), "TEMPORAL_ADDRESS": client.service_client.config.target_host,
            "DSRFLOW_FAILPOINTS": failpoints}
-    with open(tmp_path / "worker.log", "wb") as log:
-        worker = subprocess.Popen([sys.executable, "-m", "cli.main", "worker"], env=env,
-                                  stdout=log, stderr=subprocess.STDOUT)
+    with open(tmp_path / f"{role}.log", "ab") as log:
+        process = subprocess.Popen([sys.executable, "-m", "cli.main", role], env=env,
+                                   stdout=log, stderr=subprocess.STDOUT)
     try:
-        yield worker
+        yield process
     finally:
-        if worker.poll() is None:
-            worker.kill()
-        worker.wait(timeout=30)
-        await delete_schedules(client)  # the process worker made them
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=30)
+        if role == "worker":
+            await delete_schedules(client)  # the process worker made them
 
 
-async def died(worker: subprocess.Popen, tmp_path: Path, timeout: float = 60) -> None:
+async def died(process: subprocess.Popen, tmp_path: Path, timeout: float = 60, role: str = "worker") -> None:
+    log = tmp_path / f"{role}.log"
     for _ in range(int(timeout * 10)):
-        if worker.poll() is not None:
-            assert worker.returncode == -9, (tmp_path / "worker.log").read_text()[-3000:]
+        if process.poll() is not None:
+            assert process.returncode == -9, log.read_text()[-3000:]
             return
         await asyncio.sleep(0.1)
-    raise AssertionError("the worker never reached its failpoint: " + (tmp_path / "worker.log").read_text()[-3000:])
+    raise AssertionError(f"the {role} never reached its failpoint: " + log.read_text()[-3000:])
 
 
 async def _erase_ada(http, pool) -> str:
@@ -112,7 +119,7 @@ async def test_a_task_result_survives_a_worker_killed_after_the_erasure_committe
     clean_id, clean_state = clean_erasure
     (tmp_path / "crash").mkdir()
     async with fanout_stack(postgres, settings, client, tmp_path / "crash") as crash, api(crash) as http:
-        async with worker_process(crash.settings, client, tmp_path, failpoints=failpoint) as worker:
+        async with dsrflow_process("worker", crash.settings, client, tmp_path, failpoints=failpoint) as worker:
             crash_id = await _erase_ada(http, pool)
             await died(worker, tmp_path)
         async with build_worker(client, crash.settings, pool):
@@ -226,7 +233,7 @@ async def test_a_worker_killed_around_the_smtp_transaction_sends_the_letter_once
     client = dev_server.client
     task_queue = f"crash-{uuid.uuid4().hex[:6]}"
     own = settings.model_copy(update={"task_queue": task_queue})
-    async with worker_process(own, client, tmp_path, failpoints=failpoint) as worker:
+    async with dsrflow_process("worker", own, client, tmp_path, failpoints=failpoint) as worker:
         async with api_client(own, client, task_queue) as http:
             r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
                 "type": "erasure", "subject": {"email": "ada@example.com"}, "identity_attested": True})
@@ -242,3 +249,52 @@ async def test_a_worker_killed_around_the_smtp_transaction_sends_the_letter_once
                             "AND event_type LIKE 'mail.%'", uuid.UUID(rid))
     assert [r["event_type"] for r in told] == [event]
     assert told[0]["data"]["message_id"] == letters_for(mail_sink, rid, "acknowledgement")[0]["Message-ID"]
+
+
+async def _answering(http: httpx.AsyncClient, api: subprocess.Popen, tmp_path: Path) -> None:
+    for _ in range(300):
+        assert api.poll() is None, (tmp_path / "api.log").read_text()[-3000:]
+        with contextlib.suppress(httpx.TransportError):
+            if (await http.get("/healthz")).status_code == 200:
+                return
+        await asyncio.sleep(0.1)
+    raise AssertionError("the API never answered: " + (tmp_path / "api.log").read_text()[-3000:])
+
+
+async def test_a_callback_recorded_by_an_api_killed_before_telling_its_task_is_told_on_the_retry(
+        settings, dev_server, pool, mail_sink, lifecycle_policy, task_queue, tmp_path):
+    """The API dies right after it recorded a processor's signed "completed" callback (seen and
+    audited in one statement), before signalling the task. The processor, left without an answer,
+    sends the same body to the restarted API: refused as already received (409), it still tells the
+    task, which settles with the callback's count. This processor expects to finish in 2099, so
+    without that the task would wait five minutes for its first poll."""
+    processor = fake_processor()
+    async with served(processor.app()) as url:
+        processor.url = url
+        port = free_port()
+        ours = settings.model_copy(update={
+            "policy_path": processor_policy(tmp_path, lifecycle_policy, {"base_url": f"{url}/opendsr"}),
+            "task_queue": task_queue, "api_port": port, "public_url": f"http://127.0.0.1:{port}"})
+        client = dev_server.client
+        async with build_worker(client, ours, pool, task_queue=task_queue), \
+                httpx.AsyncClient(base_url=ours.public_url, timeout=30) as http:
+            async with dsrflow_process("api", ours, client, tmp_path, failpoints="callback-recorded") as first:
+                await _answering(http, first, tmp_path)
+                request_id, external_id = await pending_erasure(http, pool)
+                body, headers = processor.signed({
+                    "subject_request_id": external_id, "request_status": "completed", "results_count": 3,
+                    "status_changed_time": rfc3339(datetime.now(UTC))})
+                with pytest.raises(httpx.TransportError):
+                    await http.post(CALLBACK, content=body, headers=headers)
+                await died(first, tmp_path, role="api")
+            async with dsrflow_process("api", ours, client, tmp_path, failpoints="callback-recorded") as again:
+                await _answering(http, again, tmp_path)
+                retried = await http.post(CALLBACK, content=body, headers=headers)
+                state = await asyncio.wait_for(client.get_workflow_handle(workflow_id_for(request_id)).result(), 60)
+    assert retried.status_code == 409, retried.text
+    assert state["status"] == "completed"
+    (result,) = state["results"]
+    assert (result["system"], result["status"], result["found"], result["changed"]) == (PROCESSOR, "done", 3, 3)
+    told = await pool.fetch("SELECT data FROM audit_events WHERE request_id = $1 AND event_type = 'processor.callback'",
+                            uuid.UUID(request_id))
+    assert [r["data"]["status"] for r in told] == ["completed"]

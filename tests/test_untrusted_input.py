@@ -17,7 +17,6 @@ import httpx
 import pytest
 
 from activities.connectors.base import PermanentConnectorError
-from activities.connectors.opendsr import subject_request_id
 from api.body_limits import DEFAULT_LIMIT
 from devstack.saas.hubspot import create_hubspot_app
 from tests.fanout_stack import api, fanout_stack
@@ -30,17 +29,17 @@ from tests.support import (
     wait_for_letter,
 )
 from tests.untrusted_support import (
+    CALLBACK,
     PROCESSOR,
     Recorder,
     api_over_http,
     fake_processor,
+    pending_erasure,
     processor_policy,
     rfc3339,
     served,
 )
 from workers.dsr_worker import build_worker
-
-CALLBACK = f"/v1/callbacks/opendsr?system={PROCESSOR}"
 
 
 async def _count(pool, sql: str, *args) -> int:
@@ -146,23 +145,6 @@ async def processor():
         yield fake
 
 
-async def _pending_erasure(http: httpx.AsyncClient, pool) -> str:
-    """An erasure the fan-out has submitted to the processor: its job id, once the task waits."""
-    created = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
-        "type": "erasure", "identity_attested": True, "subject": {"email": unique_email("cb")}})
-    assert created.status_code == 201, created.text
-    request_id = created.json()["id"]
-    for _ in range(300):
-        external_id = await pool.fetchval(
-            "SELECT external_id FROM system_tasks WHERE request_id = $1 AND system = $2 AND status = 'pending'",
-            uuid.UUID(request_id), PROCESSOR)
-        if external_id:
-            assert external_id == subject_request_id(request_id, PROCESSOR, "erasure")
-            return external_id
-        await asyncio.sleep(0.1)
-    raise AssertionError("the erasure never reached the processor")
-
-
 async def test_forged_callbacks_do_not_make_us_fetch_or_leak(settings, pool, dev_server, processor, tmp_path,
                                                              lifecycle_policy):
     policy = processor_policy(tmp_path, lifecycle_policy, {"base_url": f"{processor.url}/opendsr"})
@@ -224,7 +206,7 @@ async def test_replayed_and_stale_callbacks_are_refused(settings, pool, dev_serv
     ours = settings.model_copy(update={"policy_path": policy, "task_queue": task_queue})
     async with build_worker(dev_server.client, ours, pool, task_queue=task_queue), \
             api_over_http(ours, dev_server.client) as url, httpx.AsyncClient(base_url=url) as http:
-        external_id = await _pending_erasure(http, pool)
+        _, external_id = await pending_erasure(http, pool)
         now = dt.datetime.now(dt.UTC)
         stale_body, stale_headers = processor.signed({
             "subject_request_id": external_id, "request_status": "in_progress",

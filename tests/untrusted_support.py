@@ -4,6 +4,7 @@ over HTTP with a policy naming that processor."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import copy
 import datetime as dt
@@ -14,12 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import asyncpg
+import httpx
 import yaml
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from activities.connectors.opendsr import subject_request_id
 from activities.connectors.opendsr_signature import (
     SIGNATURE_HEADER,
     generate_processor_identity,
@@ -28,9 +32,10 @@ from activities.connectors.opendsr_signature import (
 from api.app import create_app
 from dsrflow.settings import Settings
 from tests.fanout_stack import served
-from tests.support import english_only
+from tests.support import english_only, staff_headers, unique_email
 
 PROCESSOR = "forged_proc"
+CALLBACK = f"/v1/callbacks/opendsr?system={PROCESSOR}"
 
 
 @dataclass
@@ -120,3 +125,21 @@ async def api_over_http(settings: Settings, client, **updates: Any) -> AsyncIter
 
 def rfc3339(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+async def pending_erasure(http: httpx.AsyncClient, pool: asyncpg.Pool) -> tuple[str, str]:
+    """An erasure the fan-out has submitted to the processor: (its request id, its job id), once
+    the task waits."""
+    created = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
+        "type": "erasure", "identity_attested": True, "subject": {"email": unique_email("cb")}})
+    assert created.status_code == 201, created.text
+    request_id = created.json()["id"]
+    for _ in range(300):
+        external_id = await pool.fetchval(
+            "SELECT external_id FROM system_tasks WHERE request_id = $1 AND system = $2 AND status = 'pending'",
+            uuid.UUID(request_id), PROCESSOR)
+        if external_id:
+            assert external_id == subject_request_id(request_id, PROCESSOR, "erasure")
+            return request_id, external_id
+        await asyncio.sleep(0.1)
+    raise AssertionError("the erasure never reached the processor")

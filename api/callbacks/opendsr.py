@@ -10,6 +10,7 @@ import json
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
+from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.connectors import expand_env
@@ -22,8 +23,7 @@ from activities.connectors.opendsr_signature import (
 )
 from api.callbacks.replay import (
     DEFAULT_MAX_AGE_SECONDS,
-    forget,
-    refused_as_replay,
+    replay_noted,
     seen,
     signed_time,
     sweep_expired,
@@ -32,9 +32,10 @@ from api.deps import Limiter, State
 from api.problems import Problem
 from api.state import AppState
 from dsrflow.domain.audit import append_event
+from dsrflow.infra.failpoints import failpoint
 from dsrflow.infra.logging import get_logger
 from policy.systems import System
-from schemas.workflow import ProcessorUpdate, task_workflow_id
+from schemas.workflow import SETTLING_STATUSES, ProcessorUpdate, task_workflow_id
 from workflows.system_task import SystemTaskWorkflow
 
 router = APIRouter(prefix="/v1/callbacks", tags=["processor callbacks"])
@@ -96,22 +97,34 @@ async def opendsr_callback(request: Request, state: State, limiter: Limiter,
     request_id = str(task["request_id"])
     client = await state.temporal()
     child = task_workflow_id(request_id, task["system"], task["action"], task["attempt"])
+    # A completed erasure's count rides along: the task then needs no poll (workflows/system_task.py).
+    update = ProcessorUpdate(status=status, results_count=reported_count(payload) if status == "completed" else None)
     async with pool.acquire() as conn:
-        with refused_as_replay():  # seen, and audited, in one statement
+        with replay_noted() as replay:  # seen, and audited, in one statement
             await append_event(
                 conn, event_key=f"{request_id}:callback:{system}:{external_id}:{status}", request_id=request_id,
                 event_type="processor.callback", actor=f"processor:{system}",
                 data={"system": system, "status": status}, along=[seen(system, body, signed_at, max_age)],
             )
         await sweep_expired(conn)
-    # A completed erasure's count rides along: the task then needs no poll (workflows/system_task.py).
-    update = ProcessorUpdate(status=status, results_count=reported_count(payload) if status == "completed" else None)
+    if replay.seen:
+        # Seen, but maybe never delivered: an API that died (or lost Temporal) between recording
+        # the callback and signalling its task answered nothing, so the processor sends the same
+        # body again. A status that settles the task is told again, which changes nothing for a
+        # task told already; an earlier status, replayed, could only be stale (replay.py).
+        if status in SETTLING_STATUSES:
+            await _tell(client, child, update)
+        raise replay.refused()
+    failpoint("callback-recorded")  # recorded, and its task not yet told
+    await _tell(client, child, update)
+    return JSONResponse({"accepted": True}, status_code=202)
+
+
+async def _tell(client: Client, child: str, update: ProcessorUpdate) -> None:
     try:
         await client.get_workflow_handle(child).signal(SystemTaskWorkflow.processor_update, update)
     except RPCError as exc:
         # The task already settled (a poll got there first): the callback has nothing to add.
+        # Otherwise (Temporal unreachable) the processor's retry tells it (above).
         if exc.status != RPCStatusCode.NOT_FOUND:
-            # Not delivered: the processor's retry of this very body must not count as a replay.
-            await forget(pool, system, body)
             raise
-    return JSONResponse({"accepted": True}, status_code=202)

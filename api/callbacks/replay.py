@@ -7,6 +7,11 @@ than the system's `callback_max_age_seconds` (or more than a few minutes in the 
 refused, and a body already acted on is refused as a replay (digests in `opendsr_callbacks_seen`,
 shared by every API process). The specification does not make the timestamp mandatory: a body
 without one is still refused when replayed, for as long as its digest is kept.
+
+A replay is still refused when the body settles its task (completed, cancelled), but the task is
+told again: the processor's own retry of a callback recorded by an API that died before telling
+the task (or could not reach Temporal) looks exactly like a replay, and telling a settled task
+twice changes nothing (api/callbacks/opendsr.py).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import hashlib
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -58,21 +64,33 @@ def signed_time(payload: dict[str, Any], max_age_seconds: float) -> datetime | N
 def seen(system: str, body: bytes, when: datetime | None, max_age_seconds: float) -> Write:
     """The callback recorded as seen: a write to go in the statement that acts on it (its audit
     event), so that both are kept or neither. A body seen before breaks the table's key, and the
-    whole statement with it: `refused_as_replay` answers that with 409."""
+    whole statement with it, which `replay_noted` notes."""
     expires = when + timedelta(seconds=max_age_seconds) + _CLOCK_SKEW if when else None
     return Write("INSERT INTO opendsr_callbacks_seen (system, body_sha256, expires_at) VALUES ($1, $2, $3)",
                  (system, hashlib.sha256(body).digest(), expires))
 
 
+@dataclass
+class Replay:
+    """What `replay_noted` saw: `seen` when the statement broke on a body seen before."""
+
+    seen: bool = False
+
+    @staticmethod
+    def refused() -> Problem:
+        return Problem(409, "Callback already received", "this signed callback was already processed")
+
+
 @contextmanager
-def refused_as_replay() -> Iterator[None]:
-    """409 for a statement that `seen` stopped: the callback was processed already."""
+def replay_noted() -> Iterator[Replay]:
+    """Notes, instead of raising, that `seen` stopped the statement: the body was seen before."""
+    replay = Replay()
     try:
-        yield
+        yield replay
     except asyncpg.UniqueViolationError as exc:
         if exc.constraint_name != _SEEN_KEY:
             raise
-        raise Problem(409, "Callback already received", "this signed callback was already processed") from None
+        replay.seen = True
 
 
 async def sweep_expired(conn: asyncpg.Connection) -> None:
@@ -81,9 +99,3 @@ async def sweep_expired(conn: asyncpg.Connection) -> None:
     if time.monotonic() - _last_sweep > _SWEEP_EVERY:
         _last_sweep = time.monotonic()
         await conn.execute("DELETE FROM opendsr_callbacks_seen WHERE expires_at < now()")
-
-
-async def forget(pool: asyncpg.Pool, system: str, body: bytes) -> None:
-    """Undo `remember` for a callback that could not be delivered to its task."""
-    await pool.execute("DELETE FROM opendsr_callbacks_seen WHERE system = $1 AND body_sha256 = $2",
-                       system, hashlib.sha256(body).digest())
