@@ -15,6 +15,7 @@ from dsrflow.crypto.keys import load_secret_key
 from dsrflow.domain.appeals import AppealRefused, check_appeal
 from dsrflow.domain.references import short_reference
 from dsrflow.domain.request_start import start_request_workflow
+from dsrflow.infra.failpoints import failpoint
 from dsrflow.stores.requests_store import IdempotencyConflict, create_request, get_request
 from dsrflow.stores.restrictions_store import as_view, restriction_for
 from policy.intake import intake_problems
@@ -45,6 +46,8 @@ async def open_request(
     except IdempotencyConflict as exc:
         raise Problem(409, "Idempotency key reused", str(exc)) from None
     request_id = str(row["id"])
+    if created:
+        failpoint("request-stored")  # stored, its workflow not yet started (a sweep starts it)
     try:
         await start_request_workflow(await state.temporal(), row, state.policy.policy.attention_after_minutes,
                                      task_queue=state.settings.task_queue)
@@ -53,7 +56,8 @@ async def open_request(
             503, "Request stored but not started",
             f"request {request_id} is saved; its workflow could not start: the {WORKFLOW_ENGINE} is "
             f"not answering ({type(exc).__name__}). Repeat the call with the same Idempotency-Key "
-            f"in {RETRY_AFTER} seconds to start it.",
+            f"in {RETRY_AFTER} seconds to start it (unrepeated, the worker starts it within "
+            f"{state.settings.start_sweep_after_minutes + 5} minutes).",
             request_id=request_id, component=WORKFLOW_ENGINE, retry_after=RETRY_AFTER,
         ) from None
     return row, created

@@ -94,6 +94,11 @@ class Settings(BaseSettings):
     # `dsrflow up`'s first pause before restarting a worker or API that exited; each restart
     # within a minute doubles it (devstack/supervisor.py).
     restart_pause: float = Field(1.0, gt=0, le=60, validation_alias=AliasChoices("DSRFLOW_RESTART_PAUSE"))
+    # A stored request whose workflow has not started after this many minutes (the API died, or
+    # Temporal was away, between storing it and starting it) is started by the worker's sweep
+    # (activities/request_start_sweep.py).
+    start_sweep_after_minutes: int = Field(
+        10, ge=1, le=10080, validation_alias=AliasChoices("DSRFLOW_START_SWEEP_AFTER_MINUTES"))
     # Seconds the demo e-mail processor takes to carry out a request (benchmarks set 0).
     demo_opendsr_delay: float = Field(2.0, ge=0, validation_alias=AliasChoices("DSRFLOW_DEMO_OPENDSR_DELAY"))
     # Rate limits on what anyone may call without signing in, "N/period" (period: second, minute,

@@ -154,6 +154,9 @@ def settings(home: Path, database_url: str, mail_sink: MailSink, lifecycle_polic
         DSRFLOW_RATE_HEALTH_PER_IP="10000/hour",
         # Workflow code is checked in Temporal's sandbox here, whatever production runs.
         DSRFLOW_WORKFLOW_SANDBOX=True,
+        # Tests store requests without workflows: the sweep that would start them, scheduled by
+        # every process worker, leaves them alone (tests/test_crash_windows.py tests it on its own database).
+        DSRFLOW_START_SWEEP_AFTER_MINUTES=10080,
     )
 
 

@@ -20,14 +20,17 @@ from pathlib import Path
 import httpx
 import pytest
 from aiosmtpd.controller import Controller
+from temporalio.service import RPCError
 
 from devstack.processes import free_port
 from devstack.smtp_sink import read_mailbox
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.domain.references import short_reference
+from dsrflow.domain.request_start import start_request_workflow
 from dsrflow.infra.db import create_pool
 from dsrflow.stores.requests_store import create_request
 from policy.model import load_policy
+from schemas.request_start import StartSweepInput
 from schemas.requests import NewRequest
 from schemas.workflow import StartRequest, workflow_id_for
 from tests.conftest import make_database, running_postgres
@@ -44,6 +47,7 @@ from tests.support import (
 from tests.untrusted_support import CALLBACK, PROCESSOR, fake_processor, pending_erasure, processor_policy, rfc3339
 from workers.dsr_worker import build_worker
 from workflows.dsr import DataSubjectRequestWorkflow
+from workflows.request_start_sweep import RequestStartSweepWorkflow
 
 
 @contextlib.asynccontextmanager
@@ -298,3 +302,54 @@ async def test_a_callback_recorded_by_an_api_killed_before_telling_its_task_is_t
     told = await pool.fetch("SELECT data FROM audit_events WHERE request_id = $1 AND event_type = 'processor.callback'",
                             uuid.UUID(request_id))
     assert [r["data"]["status"] for r in told] == ["completed"]
+
+
+async def test_a_request_stored_by_an_api_killed_before_starting_it_is_started_by_the_sweep(
+        postgres, settings, dev_server, mail_sink, task_queue, tmp_path):
+    """The API dies right after storing a request, before starting its workflow: its caller has no
+    answer, and one who gives up (or has no Idempotency-Key) never repeats the call. The worker's
+    scheduled sweep starts it, once; a request whose workflow only waits for a worker is left
+    alone. On a database of its own: the session's holds requests stored without workflows."""
+    client = dev_server.client
+    port = free_port()
+    ours = settings.model_copy(update={
+        "database_url": await make_database(postgres, "sweep"), "task_queue": task_queue, "api_port": port,
+        "public_url": f"http://127.0.0.1:{port}", "start_sweep_after_minutes": 1})
+    pool = await create_pool(ours.database_url, min_size=1, max_size=4)
+    try:
+        async with httpx.AsyncClient(base_url=ours.public_url, timeout=30) as http:
+            async with dsrflow_process("api", ours, client, tmp_path, failpoints="request-stored") as first:
+                await _answering(http, first, tmp_path)
+                with pytest.raises(httpx.TransportError):
+                    await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
+                        "type": "erasure", "subject": {"email": "ada@example.com"}, "identity_attested": True})
+                await died(first, tmp_path, role="api")
+        stored = str(await pool.fetchval("SELECT id FROM dsr_requests"))
+        # Another request, whose workflow waits on a queue no worker serves.
+        loaded = load_policy(ours.policy_path)
+        waiting, _ = await create_request(pool, NewRequest(type="erasure", subject={"email": "bob@example.com"},
+                                                           identity_attested=True),
+                                          loaded_policy=loaded, secret=load_secret_key(ours), actor="test",
+                                          idempotency_key=None)
+        await start_request_workflow(client, waiting, 60, task_queue=f"{task_queue}-unserved")
+        await pool.execute("UPDATE dsr_requests SET created_at = created_at - interval '2 minutes'")
+        with pytest.raises(RPCError):
+            await client.get_workflow_handle(workflow_id_for(stored)).describe()
+
+        async with build_worker(client, ours, pool, task_queue=task_queue):
+            sweeps = [await client.execute_workflow(
+                RequestStartSweepWorkflow.run, StartSweepInput(reason="test"), id=f"sweep-{uuid.uuid4().hex[:8]}",
+                task_queue=task_queue) for _ in range(2)]
+            state = await asyncio.wait_for(client.get_workflow_handle(workflow_id_for(stored)).result(), 60)
+            third = await client.execute_workflow(
+                RequestStartSweepWorkflow.run, StartSweepInput(reason="test"), id=f"sweep-{uuid.uuid4().hex[:8]}",
+                task_queue=task_queue)
+        await client.get_workflow_handle(workflow_id_for(str(waiting["id"]))).terminate("test over")
+    finally:
+        await pool.close()
+    assert (sweeps[0].found, sweeps[0].started) == (2, 1)
+    assert sweeps[1].started == 0  # it may still find the request started, before its first step
+    assert (third.found, third.started) == (1, 0)  # the waiting one, still left alone
+    assert state["status"] == "completed"
+    assert len(letters_for(mail_sink, stored, "acknowledgement")) == 1
+    assert len(letters_for(mail_sink, stored, "response")) == 1

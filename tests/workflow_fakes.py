@@ -32,6 +32,7 @@ from policy.model import load_policy
 from schemas.audit import AnchorInput, AnchorReport
 from schemas.copies import PurgeInput, PurgeReport
 from schemas.holds import SweepInput, SweepReport
+from schemas.request_start import StartSweepInput, StartSweepReport
 from schemas.requests import RequestType
 from schemas.restrictions import LiftAnnounced, LiftCarriedOut, LiftSchedule, RestrictionInForce
 from schemas.retention import RetentionReport, RetentionSweepInput
@@ -362,9 +363,14 @@ class FakeActivities:
         self.anchors.append(anchor)
         return AnchorReport()
 
+    @activity.defn(name="start_unstarted_requests")
+    async def start_unstarted_requests(self, sweep: StartSweepInput) -> StartSweepReport:
+        return StartSweepReport()
+
     def all(self) -> list[Callable[..., Any]]:
         return [self.prepare_request, self.transition, self.record_event, self.apply_extension,
                 self.record_step_trouble, self.send_letter, self.issue_verification, self.plan_request,
                 self.run_system_action, self.poll_system_action, self.record_task_result, self.build_package,
                 self.record_restriction, self.announce_lift, self.record_lifted, self.sweep,
-                self.retention_sweep, self.purge_expired_packages, self.anchor_audit_chains]
+                self.retention_sweep, self.purge_expired_packages, self.anchor_audit_chains,
+                self.start_unstarted_requests]

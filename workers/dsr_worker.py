@@ -22,6 +22,7 @@ from activities.lifecycle import LifecycleActivities
 from activities.mail import Mailer
 from activities.package_purge import PackagePurgeActivities
 from activities.packages import PackageActivities
+from activities.request_start_sweep import RequestStartSweepActivities
 from activities.restrictions import RestrictionActivities
 from activities.retention import RetentionActivities
 from activities.verification import VerificationActivities
@@ -37,6 +38,7 @@ from workflows.audit_anchor import AuditAnchorWorkflow
 from workflows.dsr import DataSubjectRequestWorkflow
 from workflows.erasure_sweep import ErasureSweepWorkflow
 from workflows.package_purge import PackagePurgeWorkflow
+from workflows.request_start_sweep import RequestStartSweepWorkflow
 from workflows.retention_sweep import RetentionSweepWorkflow
 from workflows.system_task import SystemTaskWorkflow
 
@@ -58,7 +60,8 @@ def worker_tuning(settings: Settings) -> dict[str, Any]:
 
 
 WORKFLOWS: Sequence[type] = (DataSubjectRequestWorkflow, SystemTaskWorkflow, ErasureSweepWorkflow,
-                              RetentionSweepWorkflow, PackagePurgeWorkflow, AuditAnchorWorkflow)
+                              RetentionSweepWorkflow, PackagePurgeWorkflow, AuditAnchorWorkflow,
+                              RequestStartSweepWorkflow)
 
 
 def build_activities(ctx: ActivityContext) -> list[Any]:
@@ -72,13 +75,14 @@ def build_activities(ctx: ActivityContext) -> list[Any]:
     restrictions = RestrictionActivities(ctx)
     purge = PackagePurgeActivities(ctx)
     anchors = AuditAnchorActivities(ctx)
+    start_sweep = RequestStartSweepActivities(ctx)
     return [
         lifecycle.prepare_request, lifecycle.transition, lifecycle.record_event,
         lifecycle.apply_extension, lifecycle.record_step_trouble, letters.send_letter, verification.issue_verification,
         fanout.plan_request, fanout.run_system_action, fanout.poll_system_action,
         fanout.record_task_result, packages.build_package, deferred.sweep, retention.sweep,
         restrictions.record_restriction, restrictions.announce_lift, restrictions.record_lifted,
-        purge.purge_expired_packages, anchors.anchor_audit_chains,
+        purge.purge_expired_packages, anchors.anchor_audit_chains, start_sweep.start_unstarted_requests,
     ]
 
 

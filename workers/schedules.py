@@ -16,18 +16,21 @@ from temporalio.client import (
 from schemas.audit import AnchorInput
 from schemas.copies import PurgeInput
 from schemas.holds import SweepInput
+from schemas.request_start import StartSweepInput
 from schemas.retention import RetentionSweepInput
 from workflows.audit_anchor import AuditAnchorWorkflow
 from workflows.erasure_sweep import ErasureSweepWorkflow
 from workflows.package_purge import PackagePurgeWorkflow
+from workflows.request_start_sweep import RequestStartSweepWorkflow
 from workflows.retention_sweep import RetentionSweepWorkflow
 
 SWEEP_SCHEDULE_ID = "dsrflow-erasure-sweep"
 RETENTION_SCHEDULE_ID = "dsrflow-retention-sweep"
 PACKAGE_PURGE_SCHEDULE_ID = "dsrflow-package-purge"
 AUDIT_ANCHOR_SCHEDULE_ID = "dsrflow-audit-anchor"
+START_SWEEP_SCHEDULE_ID = "dsrflow-request-start-sweep"
 SCHEDULE_IDS = (SWEEP_SCHEDULE_ID, RETENTION_SCHEDULE_ID, PACKAGE_PURGE_SCHEDULE_ID,
-                AUDIT_ANCHOR_SCHEDULE_ID)  # all a worker makes
+                AUDIT_ANCHOR_SCHEDULE_ID, START_SWEEP_SCHEDULE_ID)  # all a worker makes
 # How long a chain can be rewritten without the anchors noticing (docs/audit.md).
 AUDIT_ANCHOR_EVERY = timedelta(minutes=10)
 
@@ -64,3 +67,8 @@ async def ensure_schedules(client: Client, task_queue: str) -> None:
         AuditAnchorWorkflow.run, AnchorInput(),
         id="dsrflow-audit-anchor-run", task_queue=task_queue,
     ), offset=timedelta(0), every=AUDIT_ANCHOR_EVERY)
+    # Every five minutes: one indexed read, empty unless a request was stored and never started.
+    await _ensure(client, START_SWEEP_SCHEDULE_ID, ScheduleActionStartWorkflow(
+        RequestStartSweepWorkflow.run, StartSweepInput(),
+        id="dsrflow-request-start-sweep-run", task_queue=task_queue,
+    ), offset=timedelta(minutes=2), every=timedelta(minutes=5))

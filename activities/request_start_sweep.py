@@ -1,0 +1,54 @@
+"""The scheduled sweep that starts stored requests left without a workflow.
+
+Intake stores a request, then starts its workflow (api/service.py). An API that dies between the
+two, or finds Temporal away (it answers 503 and asks for a repeat with the same Idempotency-Key),
+leaves a request that nobody would ever work on unless its caller repeats the call: a subject who
+gave up, or a client without a key, never does. Such a request still has no due date, which its
+workflow's first step sets (`prepare_request`), so the sweep looks for open requests stored more
+than `DSRFLOW_START_SWEEP_AFTER_MINUTES` ago without one, and starts the workflow of each that has
+none (one that has a workflow is only waiting for a worker). Starting goes through the one start
+function, so a request still never runs twice.
+"""
+
+from __future__ import annotations
+
+from temporalio import activity
+from temporalio.service import RPCError, RPCStatusCode
+
+from activities.context import ActivityContext
+from dsrflow.domain.request_start import start_request_workflow
+from schemas.request_start import StartSweepInput, StartSweepReport
+from schemas.workflow import workflow_id_for
+
+BATCH = 500  # a run's share; the next run, minutes later, takes the rest
+
+_UNSTARTED = """
+    SELECT * FROM dsr_requests
+    WHERE due_date IS NULL AND closed_at IS NULL AND created_at < now() - make_interval(mins => $1)
+    ORDER BY created_at LIMIT $2"""
+
+
+class RequestStartSweepActivities:
+    def __init__(self, ctx: ActivityContext) -> None:
+        self.ctx = ctx
+
+    @activity.defn(name="start_unstarted_requests")
+    async def start_unstarted_requests(self, sweep: StartSweepInput) -> StartSweepReport:
+        rows = await self.ctx.pool.fetch(_UNSTARTED, self.ctx.settings.start_sweep_after_minutes, BATCH)
+        client = activity.client()
+        started = 0
+        for row in rows:
+            request_id = str(row["id"])
+            try:
+                await client.get_workflow_handle(workflow_id_for(request_id)).describe()
+                continue  # it has one: waiting for a worker, or ended
+            except RPCError as exc:
+                if exc.status != RPCStatusCode.NOT_FOUND:
+                    raise
+            loaded = await self.ctx.policy(row["policy_version"])
+            await start_request_workflow(client, dict(row), loaded.policy.attention_after_minutes,
+                                         task_queue=activity.info().task_queue)
+            started += 1
+            activity.logger.warning("stored request started by the sweep", extra={"request_id": request_id})
+            activity.heartbeat(started)
+        return StartSweepReport(found=len(rows), started=started)

@@ -1,0 +1,20 @@
+"""Contracts of the sweep that starts stored requests left without a workflow: counts only."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+
+class StartSweepInput(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    reason: str = "scheduled start sweep"
+
+
+class StartSweepReport(BaseModel):
+    """Requests found stored without a started workflow, and how many of them were started (the
+    others had a workflow after all: one waiting for a worker, or one that has ended)."""
+    model_config = ConfigDict(extra="forbid")
+
+    found: int = 0
+    started: int = 0
