@@ -12,10 +12,13 @@ function, so a request still never runs twice.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from temporalio import activity
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.context import ActivityContext
+from dsrflow.domain.audit import append_event
 from dsrflow.domain.request_start import start_request_workflow
 from schemas.request_start import StartSweepInput, StartSweepReport
 from schemas.workflow import workflow_id_for
@@ -46,6 +49,13 @@ class RequestStartSweepActivities:
                 if exc.status != RPCStatusCode.NOT_FOUND:
                     raise
             loaded = await self.ctx.policy(row["policy_version"])
+            # Recorded first (keyed, so a repeat adds nothing): a start that then fails is tried
+            # again by the next run, which finds the request still unstarted.
+            waited = (datetime.now(UTC) - row["created_at"]).total_seconds() // 60
+            async with self.ctx.pool.acquire() as conn:
+                await append_event(conn, event_key=f"{request_id}:start-swept", request_id=request_id,
+                                   event_type="request.start_swept", actor="sweep",
+                                   data={"minutes_since_stored": int(waited)})
             await start_request_workflow(client, dict(row), loaded.policy.attention_after_minutes,
                                          task_queue=activity.info().task_queue)
             started += 1

@@ -345,6 +345,8 @@ async def test_a_request_stored_by_an_api_killed_before_starting_it_is_started_b
                 RequestStartSweepWorkflow.run, StartSweepInput(reason="test"), id=f"sweep-{uuid.uuid4().hex[:8]}",
                 task_queue=task_queue)
         await client.get_workflow_handle(workflow_id_for(str(waiting["id"]))).terminate("test over")
+        events = await pool.fetch("SELECT event_type, data FROM audit_events WHERE request_id = $1 ORDER BY chain_pos",
+                                  uuid.UUID(stored))
     finally:
         await pool.close()
     assert (sweeps[0].found, sweeps[0].started) == (2, 1)
@@ -353,3 +355,5 @@ async def test_a_request_stored_by_an_api_killed_before_starting_it_is_started_b
     assert state["status"] == "completed"
     assert len(letters_for(mail_sink, stored, "acknowledgement")) == 1
     assert len(letters_for(mail_sink, stored, "response")) == 1
+    assert [e["event_type"] for e in events][:3] == ["request.created", "request.start_swept", "request.received"]
+    assert [e["data"]["minutes_since_stored"] for e in events if e["event_type"] == "request.start_swept"] == [2]

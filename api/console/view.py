@@ -45,6 +45,7 @@ def days_left_badge(days_left: int | None, status: RequestStatus) -> Badge:
 _EVENT_WORDS = {
     "request.created": "Request opened",
     "request.received": "Received; deadlines computed",
+    "request.start_swept": "Started by the sweep: stored, but its start had been lost",
     "plan.created": "Plan made under the request's policy version",
     "verification.succeeded": "Identity verified",
     "verification.failed": "Wrong verification code",
