@@ -33,7 +33,7 @@ from policy.model import load_policy
 from schemas.request_start import StartSweepInput
 from schemas.requests import NewRequest
 from schemas.workflow import StartRequest, workflow_id_for
-from tests.conftest import make_database, running_postgres
+from tests.conftest import database_pool, make_database, running_postgres
 from tests.fanout_stack import api, fanout_stack, served
 from tests.support import (
     api_client,
@@ -266,20 +266,22 @@ async def _answering(http: httpx.AsyncClient, api: subprocess.Popen, tmp_path: P
 
 
 async def test_a_callback_recorded_by_an_api_killed_before_telling_its_task_is_told_on_the_retry(
-        settings, dev_server, pool, mail_sink, lifecycle_policy, task_queue, tmp_path):
+        postgres, settings, dev_server, mail_sink, lifecycle_policy, task_queue, tmp_path):
     """The API dies right after it recorded a processor's signed "completed" callback (seen and
     audited in one statement), before signalling the task. The processor, left without an answer,
     sends the same body to the restarted API: refused as already received (409), it still tells the
     task, which settles with the callback's count. This processor expects to finish in 2099, so
-    without that the task would wait five minutes for its first poll."""
+    without that the task would wait five minutes for its first poll. On a database of its own:
+    tests/test_untrusted_input.py counts this processor's events in the session's."""
     processor = fake_processor()
-    async with served(processor.app()) as url:
+    client = dev_server.client
+    async with served(processor.app()) as url, database_pool(postgres, "callback") as (database_url, pool):
         processor.url = url
         port = free_port()
         ours = settings.model_copy(update={
-            "policy_path": processor_policy(tmp_path, lifecycle_policy, {"base_url": f"{url}/opendsr"}),
-            "task_queue": task_queue, "api_port": port, "public_url": f"http://127.0.0.1:{port}"})
-        client = dev_server.client
+            "database_url": database_url, "task_queue": task_queue, "api_port": port,
+            "public_url": f"http://127.0.0.1:{port}",
+            "policy_path": processor_policy(tmp_path, lifecycle_policy, {"base_url": f"{url}/opendsr"})})
         async with build_worker(client, ours, pool, task_queue=task_queue), \
                 httpx.AsyncClient(base_url=ours.public_url, timeout=30) as http:
             async with dsrflow_process("api", ours, client, tmp_path, failpoints="callback-recorded") as first:
@@ -295,12 +297,11 @@ async def test_a_callback_recorded_by_an_api_killed_before_telling_its_task_is_t
                 await _answering(http, again, tmp_path)
                 retried = await http.post(CALLBACK, content=body, headers=headers)
                 state = await asyncio.wait_for(client.get_workflow_handle(workflow_id_for(request_id)).result(), 60)
+        told = await pool.fetch("SELECT data FROM audit_events WHERE event_type = 'processor.callback'")
     assert retried.status_code == 409, retried.text
     assert state["status"] == "completed"
     (result,) = state["results"]
     assert (result["system"], result["status"], result["found"], result["changed"]) == (PROCESSOR, "done", 3, 3)
-    told = await pool.fetch("SELECT data FROM audit_events WHERE request_id = $1 AND event_type = 'processor.callback'",
-                            uuid.UUID(request_id))
     assert [r["data"]["status"] for r in told] == ["completed"]
 
 
@@ -312,11 +313,10 @@ async def test_a_request_stored_by_an_api_killed_before_starting_it_is_started_b
     alone. On a database of its own: the session's holds requests stored without workflows."""
     client = dev_server.client
     port = free_port()
-    ours = settings.model_copy(update={
-        "database_url": await make_database(postgres, "sweep"), "task_queue": task_queue, "api_port": port,
-        "public_url": f"http://127.0.0.1:{port}", "start_sweep_after_minutes": 1})
-    pool = await create_pool(ours.database_url, min_size=1, max_size=4)
-    try:
+    async with database_pool(postgres, "sweep") as (database_url, pool):
+        ours = settings.model_copy(update={
+            "database_url": database_url, "task_queue": task_queue, "api_port": port,
+            "public_url": f"http://127.0.0.1:{port}", "start_sweep_after_minutes": 1})
         async with httpx.AsyncClient(base_url=ours.public_url, timeout=30) as http:
             async with dsrflow_process("api", ours, client, tmp_path, failpoints="request-stored") as first:
                 await _answering(http, first, tmp_path)
@@ -347,8 +347,6 @@ async def test_a_request_stored_by_an_api_killed_before_starting_it_is_started_b
         await client.get_workflow_handle(workflow_id_for(str(waiting["id"]))).terminate("test over")
         events = await pool.fetch("SELECT event_type, data FROM audit_events WHERE request_id = $1 ORDER BY chain_pos",
                                   uuid.UUID(stored))
-    finally:
-        await pool.close()
     assert (sweeps[0].found, sweeps[0].started) == (2, 1)
     assert sweeps[1].started == 0  # it may still find the request started, before its first step
     assert (third.found, third.started) == (1, 0)  # the waiting one, still left alone
