@@ -113,6 +113,7 @@ def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = N
         "restriction.lift_requested": data.get("reason"),
         "restriction.kept_from_erasure": data.get("by"),
         "staff.assigned": (names or {}).get(f"token:{data.get('assignee')}", "a colleague"),
+        "request.start_swept": f"{data.get('minutes_since_stored')} minutes after it was stored",
     }.get(kind)
     return f"{words} ({detail})" if detail else words
 
