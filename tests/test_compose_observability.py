@@ -102,6 +102,7 @@ REQUIRED_ALERTS = {
     "DsrTaskNeedsAttentionForADay": "dsrflow_tasks_needing_attention_oldest_seconds",
     "DsrActivityFailureRate": "temporal_activity_execution_failed_total",
     "DsrNoWorkerPolling": "temporal_num_pollers",
+    "DsrWorkflowTaskFailing": "temporal_workflow_task_execution_failed_total",
 }
 
 

@@ -153,10 +153,18 @@ async def test_an_erasure_moves_the_counters_and_no_label_names_the_subject(stac
     for gauge in ("dsrflow_requests_overdue", "dsrflow_requests_due_within_7_days"):
         assert (gauge, frozenset()) in after
 
+    # A workflow whose task fails (a type this worker does not know, as a workflow code change
+    # without a patch fails on replay): DsrWorkflowTaskFailing's counter appears.
+    stuck = await dev_server.client.start_workflow("NoSuchWorkflow", id=f"stuck-{rid}", task_queue=stack.settings.task_queue)
     # The worker's port: no credentials (its bind address decides who reads it), dsrflow's
     # metrics and the Temporal SDK's on one page, no family twice.
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{worker_port}", timeout=30) as raw:
-        page = await raw.get("/metrics")
+        for _ in range(100):
+            page = await raw.get("/metrics")
+            if "temporal_workflow_task_execution_failed" in page.text:
+                break
+            await asyncio.sleep(0.1)
+        await stuck.terminate("test over")
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/plain")
         assert (await raw.get("/")).status_code == 404
         assert (await raw.post("/metrics")).status_code == 405
