@@ -103,6 +103,7 @@ REQUIRED_ALERTS = {
     "DsrActivityFailureRate": "temporal_activity_execution_failed_total",
     "DsrNoWorkerPolling": "temporal_num_pollers",
     "DsrWorkflowTaskFailing": "temporal_workflow_task_execution_failed_total",
+    "DsrRequestsNotStarted": "dsrflow_requests_unstarted_oldest_seconds",
 }
 
 

@@ -29,6 +29,7 @@ from dsrflow.crypto.keys import load_secret_key
 from dsrflow.domain.references import short_reference
 from dsrflow.domain.request_start import start_request_workflow
 from dsrflow.infra.db import create_pool
+from dsrflow.infra.metrics import DatabaseGauges
 from dsrflow.stores.requests_store import create_request
 from policy.model import load_policy
 from schemas.request_start import StartSweepInput
@@ -306,6 +307,12 @@ async def test_a_callback_recorded_by_an_api_killed_before_telling_its_task_is_t
     assert [r["data"]["status"] for r in told] == ["completed"]
 
 
+async def _unstarted_gauges(pool) -> dict[str, float]:
+    gauges = DatabaseGauges(ttl=0)
+    await gauges.refresh(pool, "UTC")
+    return {f.name: f.samples[0].value for f in gauges.collect() if f.name.startswith("dsrflow_requests_unstarted")}
+
+
 async def test_a_request_stored_by_an_api_killed_before_starting_it_is_started_by_the_sweep(
         postgres, settings, dev_server, mail_sink, task_queue, tmp_path):
     """The API dies right after storing a request, before starting its workflow: its caller has no
@@ -336,6 +343,7 @@ async def test_a_request_stored_by_an_api_killed_before_starting_it_is_started_b
         await pool.execute("UPDATE dsr_requests SET created_at = created_at - interval '2 minutes'")
         with pytest.raises(RPCError):
             await client.get_workflow_handle(workflow_id_for(stored)).describe()
+        before = await _unstarted_gauges(pool)
 
         async with build_worker(client, ours, pool, task_queue=task_queue):
             sweeps = [await client.execute_workflow(
@@ -348,9 +356,13 @@ async def test_a_request_stored_by_an_api_killed_before_starting_it_is_started_b
         await client.get_workflow_handle(workflow_id_for(str(waiting["id"]))).terminate("test over")
         events = await pool.fetch("SELECT event_type, data FROM audit_events WHERE request_id = $1 ORDER BY chain_pos",
                                   uuid.UUID(stored))
+        after = await _unstarted_gauges(pool)
     assert (sweeps[0].found, sweeps[0].started) == (2, 1)
     assert sweeps[1].started == 0  # it may still find the request started, before its first step
     assert (third.found, third.started) == (1, 0)  # the waiting one, still left alone
+    # What DsrRequestsNotStarted reads: two unstarted, then only the one no worker ever ran.
+    assert before["dsrflow_requests_unstarted"] == 2 and before["dsrflow_requests_unstarted_oldest_seconds"] >= 120
+    assert after["dsrflow_requests_unstarted"] == 1
     assert state["status"] == "completed"
     assert len(letters_for(mail_sink, stored, "acknowledgement")) == 1
     assert len(letters_for(mail_sink, stored, "response")) == 1

@@ -124,6 +124,12 @@ SELECT count(*) FILTER (WHERE current_due_date < today.d) AS overdue,
   FROM dsr_requests, today
  WHERE NOT (status = ANY($2::text[])) AND current_due_date IS NOT NULL
 """
+# Open requests whose workflow never set their due date: stored, and not (yet) started. The sweep
+# (activities/request_start_sweep.py) starts one within minutes; one still here later is stuck.
+_UNSTARTED = """
+SELECT count(*) AS n, coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 AS age
+  FROM dsr_requests WHERE due_date IS NULL AND closed_at IS NULL
+"""
 # A task's updated_at is when it last changed: for a task needing attention, since when.
 _TASKS = """
 SELECT t.system AS key, count(*) AS n, extract(epoch FROM now() - min(t.updated_at))::float8 AS age
@@ -143,6 +149,7 @@ async def _read_gauges(pool: asyncpg.Pool, timezone: str) -> list[Metric]:
         due = await conn.fetchrow(_DUE, timezone, _CLOSED)
         tasks = await conn.fetch(_TASKS, _CLOSED)
         steps = await conn.fetch(_STEPS)
+        unstarted = await conn.fetchrow(_UNSTARTED)
     by_status = GaugeMetricFamily("dsrflow_requests", "Requests by status (every request ever stored)",
                                   labels=["status"])
     for status in RequestStatus:
@@ -153,6 +160,11 @@ async def _read_gauges(pool: asyncpg.Pool, timezone: str) -> list[Metric]:
                           value=due["overdue"]),
         GaugeMetricFamily("dsrflow_requests_due_within_7_days", "Open requests due today or within the next 7 days",
                           value=due["due_soon"]),
+        GaugeMetricFamily("dsrflow_requests_unstarted", "Open requests stored whose workflow has not started",
+                          value=unstarted["n"]),
+        GaugeMetricFamily("dsrflow_requests_unstarted_oldest_seconds",
+                          "Age of the oldest open request whose workflow has not started (0: none)",
+                          value=unstarted["age"]),
     ]
     for name, what, label, rows in (
         ("dsrflow_tasks_needing_attention", "system tasks of open requests waiting for staff", "system", tasks),
