@@ -25,6 +25,8 @@ from schemas.workflow import workflow_id_for
 
 BATCH = 500  # a run's share; the next run, minutes later, takes the rest
 
+# Unstarted: the predicate of migration 0028's index, which the gauges of dsrflow/infra/metrics.py
+# (and alert DsrRequestsNotStarted) read too.
 _UNSTARTED = """
     SELECT * FROM dsr_requests
     WHERE due_date IS NULL AND closed_at IS NULL AND created_at < now() - make_interval(mins => $1)
