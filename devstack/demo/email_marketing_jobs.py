@@ -205,7 +205,9 @@ class RequestProcessor:
             for attempt in range(1, self.callback_attempts + 1):
                 try:
                     response = await self.http.post(url, content=body, headers=headers)
-                    if response.is_success:
+                    # 409: the controller has this very body already (an earlier attempt whose
+                    # answer was lost); sending it again would change nothing.
+                    if response.is_success or response.status_code == 409:
                         break
                     outcome = f"HTTP {response.status_code}"
                 except httpx.HTTPError as exc:

@@ -65,6 +65,7 @@ class Receiver:
     received: list[tuple[bytes, dict[str, str]]] = field(default_factory=list)
     fail_next: int = 0  # answer this many callbacks with 503 first
     refused: int = 0
+    answer_409: set[str] = field(default_factory=set)  # job ids whose callbacks we "have already"
 
     def app(self) -> FastAPI:
         app = FastAPI()
@@ -72,6 +73,9 @@ class Receiver:
         @app.post(CALLBACK_PATH)
         async def callback(request: Request) -> Response:
             body = await request.body()
+            if any(job.encode() in body for job in self.answer_409):
+                self.refused += 1
+                return Response(status_code=409)
             if self.fail_next > 0:
                 self.fail_next -= 1
                 self.refused += 1

@@ -202,6 +202,34 @@ async def test_a_worker_asks_for_discovery_once_and_keeps_its_connections(
         await served.stop()
 
 
+async def test_a_callback_answered_409_is_not_sent_again(
+    processor: str, processor_db: str, receiver: tuple[Receiver, str]
+) -> None:
+    """409 is the controller saying it has this very body already (its answer to an earlier
+    attempt was lost): the processor stops there, as after a success, and keeps nothing due."""
+    recorder, callback_url = receiver
+    connector = connector_for(processor, callback_url)
+    subject = Subject(request_id=str(uuid.uuid4()), email=population_subscribers()[9])
+    job = subject_request_id(subject.request_id, "email_marketing", "erasure")
+    recorder.answer_409.add(job)
+    refused = recorder.refused
+    try:
+        outcome = await connector.erase(subject)
+        query = "SELECT request_status, callbacks_due FROM dsr_requests WHERE subject_request_id = $1"
+        for _ in range(200):
+            [row] = await fetch_rows(processor_db, query, outcome.external_id)
+            if row["request_status"] == "completed" and not row["callbacks_due"]:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError(f"the callback is still due: {row}")
+        await asyncio.sleep(1)  # several of the processor's retry pauses (0.1 s, doubling)
+    finally:
+        await connector.close()
+    assert outcome.external_id == job
+    assert recorder.refused - refused == 1  # one attempt, not retried
+
+
 async def test_same_id_for_a_different_request_is_refused(processor: str) -> None:
     request_id = str(uuid.uuid4())
     body = {
