@@ -12,8 +12,6 @@ function, so a request still never runs twice.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from temporalio import activity
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -28,7 +26,7 @@ BATCH = 500  # a run's share; the next run, minutes later, takes the rest
 # Unstarted: the predicate of migration 0028's index, which the gauges of dsrflow/infra/metrics.py
 # (and alert DsrRequestsNotStarted) read too.
 _UNSTARTED = """
-    SELECT * FROM dsr_requests
+    SELECT *, floor(extract(epoch FROM now() - created_at) / 60)::int AS minutes_waiting FROM dsr_requests
     WHERE due_date IS NULL AND closed_at IS NULL AND created_at < now() - make_interval(mins => $1)
     ORDER BY created_at LIMIT $2"""
 
@@ -53,11 +51,10 @@ class RequestStartSweepActivities:
             loaded = await self.ctx.policy(row["policy_version"])
             # Recorded first (keyed, so a repeat adds nothing): a start that then fails is tried
             # again by the next run, which finds the request still unstarted.
-            waited = (datetime.now(UTC) - row["created_at"]).total_seconds() // 60
             async with self.ctx.pool.acquire() as conn:
                 await append_event(conn, event_key=f"{request_id}:start-swept", request_id=request_id,
                                    event_type="request.start_swept", actor="sweep",
-                                   data={"minutes_since_stored": int(waited)})
+                                   data={"minutes_since_stored": row["minutes_waiting"]})
             await start_request_workflow(client, dict(row), loaded.policy.attention_after_minutes,
                                          task_queue=activity.info().task_queue)
             started += 1

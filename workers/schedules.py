@@ -33,6 +33,8 @@ SCHEDULE_IDS = (SWEEP_SCHEDULE_ID, RETENTION_SCHEDULE_ID, PACKAGE_PURGE_SCHEDULE
                 AUDIT_ANCHOR_SCHEDULE_ID, START_SWEEP_SCHEDULE_ID)  # all a worker makes
 # How long a chain can be rewritten without the anchors noticing (docs/audit.md).
 AUDIT_ANCHOR_EVERY = timedelta(minutes=10)
+# How often stored requests left without a workflow are looked for (the API's 503 says so).
+START_SWEEP_EVERY = timedelta(minutes=5)
 
 
 async def _ensure(client: Client, schedule_id: str, action: ScheduleActionStartWorkflow,
@@ -71,4 +73,4 @@ async def ensure_schedules(client: Client, task_queue: str) -> None:
     await _ensure(client, START_SWEEP_SCHEDULE_ID, ScheduleActionStartWorkflow(
         RequestStartSweepWorkflow.run, StartSweepInput(),
         id="dsrflow-request-start-sweep-run", task_queue=task_queue,
-    ), offset=timedelta(minutes=2), every=timedelta(minutes=5))
+    ), offset=timedelta(minutes=2), every=START_SWEEP_EVERY)
