@@ -18,6 +18,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.context import ActivityContext
 from dsrflow.domain.audit import append_event
 from dsrflow.domain.request_start import start_request_workflow
+from dsrflow.infra.failpoints import failpoint
 from schemas.request_start import StartSweepInput, StartSweepReport
 from schemas.workflow import workflow_id_for
 
@@ -55,6 +56,7 @@ class RequestStartSweepActivities:
                 await append_event(conn, event_key=f"{request_id}:start-swept", request_id=request_id,
                                    event_type="request.start_swept", actor="sweep",
                                    data={"minutes_since_stored": row["minutes_waiting"]})
+            failpoint("start-swept-recorded")  # audited, its workflow not yet started
             await start_request_workflow(client, dict(row), loaded.policy.attention_after_minutes,
                                          task_queue=activity.info().task_queue)
             started += 1

@@ -370,3 +370,41 @@ async def test_a_request_stored_by_an_api_killed_before_starting_it_is_started_b
     (swept,) = [e for e in events if e["event_type"] == "request.start_swept"]
     assert describe_event(swept) == \
         "Started by the sweep: stored, but its start had been lost (2 minutes after it was stored)"
+
+
+async def test_a_sweep_killed_between_its_record_and_the_start_leaves_it_to_the_next_run(
+        postgres, settings, dev_server, mail_sink, task_queue, tmp_path):
+    """The worker running the sweep dies after auditing that it starts a stored request, before
+    starting it: the next run finds the request still without a workflow, starts it, and adds no
+    second record of it. On a database of its own, as above."""
+    client = dev_server.client
+    async with database_pool(postgres, "sweep") as (database_url, pool):
+        ours = settings.model_copy(update={"database_url": database_url, "task_queue": task_queue,
+                                           "start_sweep_after_minutes": 1})
+        row, _ = await create_request(pool, NewRequest(type="erasure", subject={"email": "ada@example.com"},
+                                                       identity_attested=True),
+                                      loaded_policy=load_policy(ours.policy_path), secret=load_secret_key(ours),
+                                      actor="test", idempotency_key=None)
+        stored = str(row["id"])
+        await pool.execute("UPDATE dsr_requests SET created_at = created_at - interval '2 minutes'")
+        async with dsrflow_process("worker", ours, client, tmp_path, failpoints="start-swept-recorded") as worker:
+            first = await client.start_workflow(RequestStartSweepWorkflow.run, StartSweepInput(reason="test"),
+                                                id=f"sweep-{uuid.uuid4().hex[:8]}", task_queue=task_queue)
+            await died(worker, tmp_path)
+        swept = "SELECT count(*) FROM audit_events WHERE request_id = $1 AND event_type = 'request.start_swept'"
+        assert await pool.fetchval(swept, uuid.UUID(stored)) == 1
+        with pytest.raises(RPCError):
+            await client.get_workflow_handle(workflow_id_for(stored)).describe()
+
+        async with build_worker(client, ours, pool, task_queue=task_queue):
+            second = await client.execute_workflow(
+                RequestStartSweepWorkflow.run, StartSweepInput(reason="test"), id=f"sweep-{uuid.uuid4().hex[:8]}",
+                task_queue=task_queue)
+            state = await asyncio.wait_for(client.get_workflow_handle(workflow_id_for(stored)).result(), 60)
+        await first.terminate("its activity would be retried after the heartbeat timeout; the test is over")
+        assert await pool.fetchval(swept, uuid.UUID(stored)) == 1
+    assert (second.found, second.started) == (1, 1)
+    assert state["status"] == "completed"
+    assert len(letters_for(mail_sink, stored, "acknowledgement")) == 1
+    assert len(letters_for(mail_sink, stored, "response")) == 1
+
