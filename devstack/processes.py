@@ -14,6 +14,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from dsrflow.infra.ports import free_port as free_port  # re-exported: tests and benchmarks take it from here
+
 _PR_SET_PDEATHSIG = 1
 
 
@@ -48,13 +50,6 @@ def ensure_port_free(port: int, what: str, host: str = "127.0.0.1") -> None:
             if exc.errno in (errno.EADDRINUSE, errno.EACCES):
                 raise PortInUseError(port, what) from None
             raise
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def wait_for_port(port: int, what: str, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:

@@ -44,7 +44,10 @@ def start_up(env: dict[str, str], log: Path) -> subprocess.Popen:
 
 
 def stop_up(proc: subprocess.Popen) -> list[psutil.Process]:
-    """SIGINT like Ctrl-C; return every descendant that existed before."""
+    """SIGINT like Ctrl-C; return every descendant that existed before (none when `up` has
+    already exited, so the failure that ended it is the one reported)."""
+    if proc.poll() is not None:
+        return []
     children = psutil.Process(proc.pid).children(recursive=True)
     proc.send_signal(signal.SIGINT)
     proc.wait(60)

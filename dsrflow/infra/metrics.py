@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import socket
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -30,6 +29,7 @@ from prometheus_client.registry import Collector
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from dsrflow.infra.logging import get_logger
+from dsrflow.infra.ports import free_port
 from schemas.requests import RequestStatus
 
 __all__ = ["CONTENT_TYPE", "REGISTRY", "DatabaseGauges", "connector_call", "exposition", "letter_sent",
@@ -221,9 +221,7 @@ async def exposition(gauges: DatabaseGauges, pool: asyncpg.Pool, timezone: str) 
 
 def free_loopback_address() -> str:
     """A port nobody listens on, on 127.0.0.1 (the SDK's own endpoint, read by ours)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return f"127.0.0.1:{sock.getsockname()[1]}"
+    return f"127.0.0.1:{free_port()}"
 
 
 def sdk_metrics_runtime(bind_address: str) -> Runtime:

@@ -1,0 +1,54 @@
+"""Ports for servers started later come from below the kernel's ephemeral range, where no outgoing
+connection can take one between the choice and the server's bind (CI saw `dsrflow up` exit with a
+port in use), and never from a port something already holds."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from dsrflow.infra import ports
+from dsrflow.infra.ports import free_port
+
+
+def _listening(port: int) -> socket.socket:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", port))
+    sock.listen()
+    return sock
+
+
+def test_ports_come_from_below_the_ephemeral_range():
+    start = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    chosen = {free_port() for _ in range(200)}
+    assert all(20000 <= port < start for port in chosen), sorted(chosen)
+    for port in list(chosen)[:20]:
+        _listening(port).close()  # free when chosen: a server can bind it
+
+
+def test_a_port_in_use_is_skipped_and_a_full_band_falls_back(tmp_path, monkeypatch):
+    # A band of two ports, both free now: one held, the other must be the answer.
+    base = next(p for p in range(20000, 30000, 7) if all(_free(p + i) for i in range(2)))
+    monkeypatch.setattr(ports, "_SERVER_PORTS_FROM", base)
+    (tmp_path / "range").write_text(f"{base + 2}\t60999\n")
+    monkeypatch.setattr(ports, "_EPHEMERAL_RANGE", tmp_path / "range")
+    with _listening(base):
+        assert {free_port() for _ in range(20)} == {base + 1}
+        with _listening(base + 1):
+            assert free_port() >= base + 2  # the band is full: the kernel's choice
+
+
+def _free(port: int) -> bool:
+    try:
+        _listening(port).close()
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("text", ["", "garbage", "x 60999"])
+def test_an_unreadable_range_assumes_linux_default(tmp_path, monkeypatch, text):
+    (tmp_path / "range").write_text(text)
+    monkeypatch.setattr(ports, "_EPHEMERAL_RANGE", tmp_path / "range")
+    assert 20000 <= free_port() < 32768
