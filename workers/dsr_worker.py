@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 from collections.abc import Sequence
 from typing import Any
@@ -127,6 +128,10 @@ async def run_worker(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     log.info("worker started", task_queue=settings.task_queue)
     mailbox = mailbox_tasks(settings, pool, stop)  # the privacy mailbox (docs/mailbox.md)
+    # What start-up built (modules, the policy, pydantic's validators, the SDK's workflow
+    # definitions) lives as long as the process: frozen, the collector's full passes no longer
+    # walk it again and again under load.
+    gc.freeze()
     async with worker:
         await stop.wait()
     await asyncio.gather(*mailbox, return_exceptions=True)
