@@ -155,7 +155,7 @@ def settings(home: Path, database_url: str, mail_sink: MailSink, lifecycle_polic
         # Workflow code is checked in Temporal's sandbox here, whatever production runs.
         DSRFLOW_WORKFLOW_SANDBOX=True,
         # Tests store requests without workflows: the sweep that would start them, scheduled by
-        # every process worker, leaves them alone (tests/test_crash_windows.py tests it on its own database).
+        # every process worker, leaves them alone (tests/test_request_start_sweep.py tests it on its own databases).
         DSRFLOW_START_SWEEP_AFTER_MINUTES=10080,
     )
 

@@ -5,43 +5,33 @@ nothing lost."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import re
-import subprocess
-import sys
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 from aiosmtpd.controller import Controller
-from temporalio.service import RPCError
 
-from api.console.view import describe_event
 from devstack.processes import free_port
 from devstack.smtp_sink import read_mailbox
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.domain.references import short_reference
-from dsrflow.domain.request_start import start_request_workflow
 from dsrflow.infra.db import create_pool
-from dsrflow.infra.metrics import DatabaseGauges
 from dsrflow.stores.requests_store import create_request
 from policy.model import load_policy
-from schemas.request_start import StartSweepInput
 from schemas.requests import NewRequest
 from schemas.workflow import StartRequest, workflow_id_for
 from tests.conftest import database_pool, make_database, running_postgres
 from tests.fanout_stack import api, fanout_stack, served
+from tests.process_support import answering, died, dsrflow_process
 from tests.support import (
     api_client,
-    delete_schedules,
     letters_for,
-    settings_env,
     staff_headers,
     text_of,
     wait_for_letter,
@@ -49,37 +39,6 @@ from tests.support import (
 from tests.untrusted_support import CALLBACK, PROCESSOR, fake_processor, pending_erasure, processor_policy, rfc3339
 from workers.dsr_worker import build_worker
 from workflows.dsr import DataSubjectRequestWorkflow
-from workflows.request_start_sweep import RequestStartSweepWorkflow
-
-
-@contextlib.asynccontextmanager
-async def dsrflow_process(role: str, settings, client, tmp_path: Path, *,
-                          failpoints: str) -> AsyncIterator[subprocess.Popen]:
-    """`dsrflow <role>` (worker, api) as its own process, dying at the named failpoints; its
-    output goes to `<role>.log` in `tmp_path`."""
-    env = {**os.environ, **settings_env(settings), "TEMPORAL_ADDRESS": client.service_client.config.target_host,
-           "DSRFLOW_FAILPOINTS": failpoints}
-    with open(tmp_path / f"{role}.log", "ab") as log:
-        process = subprocess.Popen([sys.executable, "-m", "cli.main", role], env=env,
-                                   stdout=log, stderr=subprocess.STDOUT)
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=30)
-        if role == "worker":
-            await delete_schedules(client)  # the process worker made them
-
-
-async def died(process: subprocess.Popen, tmp_path: Path, timeout: float = 60, role: str = "worker") -> None:
-    log = tmp_path / f"{role}.log"
-    for _ in range(int(timeout * 10)):
-        if process.poll() is not None:
-            assert process.returncode == -9, log.read_text()[-3000:]
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"the {role} never reached its failpoint: " + log.read_text()[-3000:])
 
 
 async def _erase_ada(http, pool) -> str:
@@ -257,16 +216,6 @@ async def test_a_worker_killed_around_the_smtp_transaction_sends_the_letter_once
     assert told[0]["data"]["message_id"] == letters_for(mail_sink, rid, "acknowledgement")[0]["Message-ID"]
 
 
-async def _answering(http: httpx.AsyncClient, api: subprocess.Popen, tmp_path: Path) -> None:
-    for _ in range(300):
-        assert api.poll() is None, (tmp_path / "api.log").read_text()[-3000:]
-        with contextlib.suppress(httpx.TransportError):
-            if (await http.get("/healthz")).status_code == 200:
-                return
-        await asyncio.sleep(0.1)
-    raise AssertionError("the API never answered: " + (tmp_path / "api.log").read_text()[-3000:])
-
-
 async def test_a_callback_recorded_by_an_api_killed_before_telling_its_task_is_told_on_the_retry(
         postgres, settings, dev_server, mail_sink, lifecycle_policy, task_queue, tmp_path):
     """The API dies right after it recorded a processor's signed "completed" callback (seen and
@@ -287,7 +236,7 @@ async def test_a_callback_recorded_by_an_api_killed_before_telling_its_task_is_t
         async with build_worker(client, ours, pool, task_queue=task_queue), \
                 httpx.AsyncClient(base_url=ours.public_url, timeout=30) as http:
             async with dsrflow_process("api", ours, client, tmp_path, failpoints="callback-recorded") as first:
-                await _answering(http, first, tmp_path)
+                await answering(http, first, tmp_path)
                 request_id, external_id = await pending_erasure(http, pool)
                 body, headers = processor.signed({
                     "subject_request_id": external_id, "request_status": "completed", "results_count": 3,
@@ -296,7 +245,7 @@ async def test_a_callback_recorded_by_an_api_killed_before_telling_its_task_is_t
                     await http.post(CALLBACK, content=body, headers=headers)
                 await died(first, tmp_path, role="api")
             async with dsrflow_process("api", ours, client, tmp_path, failpoints="callback-recorded") as again:
-                await _answering(http, again, tmp_path)
+                await answering(http, again, tmp_path)
                 retried = await http.post(CALLBACK, content=body, headers=headers)
                 state = await asyncio.wait_for(client.get_workflow_handle(workflow_id_for(request_id)).result(), 60)
         told = await pool.fetch("SELECT data FROM audit_events WHERE event_type = 'processor.callback'")
@@ -306,105 +255,4 @@ async def test_a_callback_recorded_by_an_api_killed_before_telling_its_task_is_t
     assert (result["system"], result["status"], result["found"], result["changed"]) == (PROCESSOR, "done", 3, 3)
     assert [r["data"]["status"] for r in told] == ["completed"]
 
-
-async def _unstarted_gauges(pool) -> dict[str, float]:
-    gauges = DatabaseGauges(ttl=0)
-    await gauges.refresh(pool, "UTC")
-    return {f.name: f.samples[0].value for f in gauges.collect() if f.name.startswith("dsrflow_requests_unstarted")}
-
-
-async def test_a_request_stored_by_an_api_killed_before_starting_it_is_started_by_the_sweep(
-        postgres, settings, dev_server, mail_sink, task_queue, tmp_path):
-    """The API dies right after storing a request, before starting its workflow: its caller has no
-    answer, and one who gives up (or has no Idempotency-Key) never repeats the call. The worker's
-    scheduled sweep starts it, once; a request whose workflow only waits for a worker is left
-    alone. On a database of its own: the session's holds requests stored without workflows."""
-    client = dev_server.client
-    port = free_port()
-    async with database_pool(postgres, "sweep") as (database_url, pool):
-        ours = settings.model_copy(update={
-            "database_url": database_url, "task_queue": task_queue, "api_port": port,
-            "public_url": f"http://127.0.0.1:{port}", "start_sweep_after_minutes": 1})
-        async with httpx.AsyncClient(base_url=ours.public_url, timeout=30) as http:
-            async with dsrflow_process("api", ours, client, tmp_path, failpoints="request-stored") as first:
-                await _answering(http, first, tmp_path)
-                with pytest.raises(httpx.TransportError):
-                    await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
-                        "type": "erasure", "subject": {"email": "ada@example.com"}, "identity_attested": True})
-                await died(first, tmp_path, role="api")
-        stored = str(await pool.fetchval("SELECT id FROM dsr_requests"))
-        # Another request, whose workflow waits on a queue no worker serves.
-        loaded = load_policy(ours.policy_path)
-        waiting, _ = await create_request(pool, NewRequest(type="erasure", subject={"email": "bob@example.com"},
-                                                           identity_attested=True),
-                                          loaded_policy=loaded, secret=load_secret_key(ours), actor="test",
-                                          idempotency_key=None)
-        await start_request_workflow(client, waiting, 60, task_queue=f"{task_queue}-unserved")
-        await pool.execute("UPDATE dsr_requests SET created_at = created_at - interval '2 minutes'")
-        with pytest.raises(RPCError):
-            await client.get_workflow_handle(workflow_id_for(stored)).describe()
-        before = await _unstarted_gauges(pool)
-
-        async with build_worker(client, ours, pool, task_queue=task_queue):
-            sweeps = [await client.execute_workflow(
-                RequestStartSweepWorkflow.run, StartSweepInput(reason="test"), id=f"sweep-{uuid.uuid4().hex[:8]}",
-                task_queue=task_queue) for _ in range(2)]
-            state = await asyncio.wait_for(client.get_workflow_handle(workflow_id_for(stored)).result(), 60)
-            third = await client.execute_workflow(
-                RequestStartSweepWorkflow.run, StartSweepInput(reason="test"), id=f"sweep-{uuid.uuid4().hex[:8]}",
-                task_queue=task_queue)
-        await client.get_workflow_handle(workflow_id_for(str(waiting["id"]))).terminate("test over")
-        events = await pool.fetch("SELECT event_type, data FROM audit_events WHERE request_id = $1 ORDER BY chain_pos",
-                                  uuid.UUID(stored))
-        after = await _unstarted_gauges(pool)
-    assert (sweeps[0].found, sweeps[0].started) == (2, 1)
-    assert sweeps[1].started == 0  # it may still find the request started, before its first step
-    assert (third.found, third.started) == (1, 0)  # the waiting one, still left alone
-    # What DsrRequestsNotStarted reads: two unstarted, then only the one no worker ever ran.
-    assert before["dsrflow_requests_unstarted"] == 2 and before["dsrflow_requests_unstarted_oldest_seconds"] >= 120
-    assert after["dsrflow_requests_unstarted"] == 1
-    assert state["status"] == "completed"
-    assert len(letters_for(mail_sink, stored, "acknowledgement")) == 1
-    assert len(letters_for(mail_sink, stored, "response")) == 1
-    assert [e["event_type"] for e in events][:3] == ["request.created", "request.start_swept", "request.received"]
-    (swept,) = [e for e in events if e["event_type"] == "request.start_swept"]
-    assert describe_event(swept) == \
-        "Started by the sweep: stored, but its start had been lost (2 minutes after it was stored)"
-
-
-async def test_a_sweep_killed_between_its_record_and_the_start_leaves_it_to_the_next_run(
-        postgres, settings, dev_server, mail_sink, task_queue, tmp_path):
-    """The worker running the sweep dies after auditing that it starts a stored request, before
-    starting it: the next run finds the request still without a workflow, starts it, and adds no
-    second record of it. On a database of its own, as above."""
-    client = dev_server.client
-    async with database_pool(postgres, "sweep") as (database_url, pool):
-        ours = settings.model_copy(update={"database_url": database_url, "task_queue": task_queue,
-                                           "start_sweep_after_minutes": 1})
-        row, _ = await create_request(pool, NewRequest(type="erasure", subject={"email": "ada@example.com"},
-                                                       identity_attested=True),
-                                      loaded_policy=load_policy(ours.policy_path), secret=load_secret_key(ours),
-                                      actor="test", idempotency_key=None)
-        stored = str(row["id"])
-        await pool.execute("UPDATE dsr_requests SET created_at = created_at - interval '2 minutes'")
-        async with dsrflow_process("worker", ours, client, tmp_path, failpoints="start-swept-recorded") as worker:
-            first = await client.start_workflow(RequestStartSweepWorkflow.run, StartSweepInput(reason="test"),
-                                                id=f"sweep-{uuid.uuid4().hex[:8]}", task_queue=task_queue)
-            await died(worker, tmp_path)
-        swept = "SELECT count(*) FROM audit_events WHERE request_id = $1 AND event_type = 'request.start_swept'"
-        assert await pool.fetchval(swept, uuid.UUID(stored)) == 1
-        with pytest.raises(RPCError):
-            await client.get_workflow_handle(workflow_id_for(stored)).describe()
-
-        async with build_worker(client, ours, pool, task_queue=task_queue):
-            second = await client.execute_workflow(
-                RequestStartSweepWorkflow.run, StartSweepInput(reason="test"), id=f"sweep-{uuid.uuid4().hex[:8]}",
-                task_queue=task_queue)
-            state = await asyncio.wait_for(client.get_workflow_handle(workflow_id_for(stored)).result(), 60)
-        await first.terminate("its activity would be retried after the heartbeat timeout; the test is over")
-        assert await pool.fetchval(swept, uuid.UUID(stored)) == 1
-    assert (second.found, second.started) == (1, 1)
-    assert state["status"] == "completed"
-    assert len(letters_for(mail_sink, stored, "acknowledgement")) == 1
-    assert len(letters_for(mail_sink, stored, "response")) == 1
 

@@ -1,0 +1,191 @@
+"""The sweep that starts stored requests left without a workflow (activities/request_start_sweep.py),
+through the windows that leave one: an API killed between storing a request and starting it, the
+sweep's own worker killed between its record and the start, and PostgreSQL down while it runs.
+Each on a database of its own: the session's holds requests stored without workflows."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import httpx
+import pytest
+from temporalio.client import WorkflowHandle
+from temporalio.service import RPCError
+
+from api.console.view import describe_event
+from devstack.processes import free_port
+from dsrflow.crypto.keys import load_secret_key
+from dsrflow.domain.request_start import start_request_workflow
+from dsrflow.infra.db import create_pool
+from dsrflow.infra.metrics import DatabaseGauges
+from dsrflow.stores.requests_store import create_request
+from policy.model import load_policy
+from schemas.request_start import StartSweepInput
+from schemas.requests import NewRequest
+from schemas.workflow import workflow_id_for
+from tests.conftest import database_pool, make_database, running_postgres
+from tests.process_support import answering, died, dsrflow_process
+from tests.support import letters_for, staff_headers
+from workers.dsr_worker import build_worker
+from workflows.request_start_sweep import RequestStartSweepWorkflow
+
+SWEPT = "SELECT count(*) FROM audit_events WHERE request_id = $1 AND event_type = 'request.start_swept'"
+
+
+async def _stored_long_ago(pool, settings) -> str:
+    """An erasure stored two minutes ago (past the one-minute threshold these tests set), never started."""
+    row, _ = await create_request(pool, NewRequest(type="erasure", subject={"email": "ada@example.com"},
+                                                   identity_attested=True),
+                                  loaded_policy=load_policy(settings.policy_path), secret=load_secret_key(settings),
+                                  actor="test", idempotency_key=None)
+    await pool.execute("UPDATE dsr_requests SET created_at = created_at - interval '2 minutes' WHERE id = $1",
+                       row["id"])
+    return str(row["id"])
+
+
+def _sweep_id() -> str:
+    return f"sweep-{uuid.uuid4().hex[:8]}"
+
+
+async def _unstarted_gauges(pool) -> dict[str, float]:
+    gauges = DatabaseGauges(ttl=0)
+    await gauges.refresh(pool, "UTC")
+    return {f.name: f.samples[0].value for f in gauges.collect() if f.name.startswith("dsrflow_requests_unstarted")}
+
+
+async def test_a_request_stored_by_an_api_killed_before_starting_it_is_started_by_the_sweep(
+        postgres, settings, dev_server, mail_sink, task_queue, tmp_path):
+    """The API dies right after storing a request, before starting its workflow: its caller has no
+    answer, and one who gives up (or has no Idempotency-Key) never repeats the call. The worker's
+    scheduled sweep starts it, once; a request whose workflow only waits for a worker is left
+    alone. On a database of its own: the session's holds requests stored without workflows."""
+    client = dev_server.client
+    port = free_port()
+    async with database_pool(postgres, "sweep") as (database_url, pool):
+        ours = settings.model_copy(update={
+            "database_url": database_url, "task_queue": task_queue, "api_port": port,
+            "public_url": f"http://127.0.0.1:{port}", "start_sweep_after_minutes": 1})
+        async with httpx.AsyncClient(base_url=ours.public_url, timeout=30) as http:
+            async with dsrflow_process("api", ours, client, tmp_path, failpoints="request-stored") as first:
+                await answering(http, first, tmp_path)
+                with pytest.raises(httpx.TransportError):
+                    await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
+                        "type": "erasure", "subject": {"email": "ada@example.com"}, "identity_attested": True})
+                await died(first, tmp_path, role="api")
+        stored = str(await pool.fetchval("SELECT id FROM dsr_requests"))
+        # Another request, whose workflow waits on a queue no worker serves.
+        loaded = load_policy(ours.policy_path)
+        waiting, _ = await create_request(pool, NewRequest(type="erasure", subject={"email": "bob@example.com"},
+                                                           identity_attested=True),
+                                          loaded_policy=loaded, secret=load_secret_key(ours), actor="test",
+                                          idempotency_key=None)
+        await start_request_workflow(client, waiting, 60, task_queue=f"{task_queue}-unserved")
+        await pool.execute("UPDATE dsr_requests SET created_at = created_at - interval '2 minutes'")
+        with pytest.raises(RPCError):
+            await client.get_workflow_handle(workflow_id_for(stored)).describe()
+        before = await _unstarted_gauges(pool)
+
+        async with build_worker(client, ours, pool, task_queue=task_queue):
+            sweeps = [await client.execute_workflow(
+                RequestStartSweepWorkflow.run, StartSweepInput(reason="test"), id=_sweep_id(),
+                task_queue=task_queue) for _ in range(2)]
+            state = await asyncio.wait_for(client.get_workflow_handle(workflow_id_for(stored)).result(), 60)
+            third = await client.execute_workflow(
+                RequestStartSweepWorkflow.run, StartSweepInput(reason="test"), id=_sweep_id(),
+                task_queue=task_queue)
+        await client.get_workflow_handle(workflow_id_for(str(waiting["id"]))).terminate("test over")
+        events = await pool.fetch("SELECT event_type, data FROM audit_events WHERE request_id = $1 ORDER BY chain_pos",
+                                  uuid.UUID(stored))
+        after = await _unstarted_gauges(pool)
+    assert (sweeps[0].found, sweeps[0].started) == (2, 1)
+    assert sweeps[1].started == 0  # it may still find the request started, before its first step
+    assert (third.found, third.started) == (1, 0)  # the waiting one, still left alone
+    # What DsrRequestsNotStarted reads: two unstarted, then only the one no worker ever ran.
+    assert before["dsrflow_requests_unstarted"] == 2 and before["dsrflow_requests_unstarted_oldest_seconds"] >= 120
+    assert after["dsrflow_requests_unstarted"] == 1
+    assert state["status"] == "completed"
+    assert len(letters_for(mail_sink, stored, "acknowledgement")) == 1
+    assert len(letters_for(mail_sink, stored, "response")) == 1
+    assert [e["event_type"] for e in events][:3] == ["request.created", "request.start_swept", "request.received"]
+    (swept,) = [e for e in events if e["event_type"] == "request.start_swept"]
+    assert describe_event(swept) == \
+        "Started by the sweep: stored, but its start had been lost (2 minutes after it was stored)"
+
+
+async def test_a_sweep_killed_between_its_record_and_the_start_leaves_it_to_the_next_run(
+        postgres, settings, dev_server, mail_sink, task_queue, tmp_path):
+    """The worker running the sweep dies after auditing that it starts a stored request, before
+    starting it: the next run finds the request still without a workflow, starts it, and adds no
+    second record of it. On a database of its own, as above."""
+    client = dev_server.client
+    async with database_pool(postgres, "sweep") as (database_url, pool):
+        ours = settings.model_copy(update={"database_url": database_url, "task_queue": task_queue,
+                                           "start_sweep_after_minutes": 1})
+        stored = await _stored_long_ago(pool, ours)
+        async with dsrflow_process("worker", ours, client, tmp_path, failpoints="start-swept-recorded") as worker:
+            first = await client.start_workflow(RequestStartSweepWorkflow.run, StartSweepInput(reason="test"),
+                                                id=_sweep_id(), task_queue=task_queue)
+            await died(worker, tmp_path)
+        assert await pool.fetchval(SWEPT, uuid.UUID(stored)) == 1
+        with pytest.raises(RPCError):
+            await client.get_workflow_handle(workflow_id_for(stored)).describe()
+
+        async with build_worker(client, ours, pool, task_queue=task_queue):
+            second = await client.execute_workflow(
+                RequestStartSweepWorkflow.run, StartSweepInput(reason="test"), id=_sweep_id(),
+                task_queue=task_queue)
+            state = await asyncio.wait_for(client.get_workflow_handle(workflow_id_for(stored)).result(), 60)
+        await first.terminate("its activity would be retried after the heartbeat timeout; the test is over")
+        assert await pool.fetchval(SWEPT, uuid.UUID(stored)) == 1
+    assert (second.found, second.started) == (1, 1)
+    assert state["status"] == "completed"
+    assert len(letters_for(mail_sink, stored, "acknowledgement")) == 1
+    assert len(letters_for(mail_sink, stored, "response")) == 1
+
+
+
+async def _attempts(handle: WorkflowHandle) -> int:
+    """The attempt its pending activity is on (0: none pending)."""
+    pending = (await handle.describe()).raw_description.pending_activities
+    return pending[0].attempt if pending else 0
+
+
+async def test_a_sweep_that_finds_the_database_down_starts_the_request_once_it_is_back(
+        settings, dev_server, mail_sink, task_queue, tmp_path):
+    """PostgreSQL is down when the sweep runs: its step fails and is retried (no request started,
+    nothing half-recorded), and the first attempt after the database is back starts the request,
+    once. On a PostgreSQL of its own, stopped and started again."""
+    client = dev_server.client
+    (tmp_path / "pg").mkdir()
+    async with running_postgres(tmp_path / "pg") as server:
+        url = await make_database(server, "sweep")
+        ours = settings.model_copy(update={"database_url": url, "task_queue": task_queue,
+                                           "start_sweep_after_minutes": 1})
+        pool = await create_pool(url, min_size=1, max_size=4)
+        try:
+            stored = await _stored_long_ago(pool, ours)
+            async with build_worker(client, ours, pool, task_queue=task_queue):
+                server.stop()
+                sweep = await client.start_workflow(RequestStartSweepWorkflow.run, StartSweepInput(reason="test"),
+                                                    id=_sweep_id(), task_queue=task_queue)
+                for _ in range(300):
+                    if await _attempts(sweep) >= 2:  # the first attempt failed on the database
+                        break
+                    await asyncio.sleep(0.1)
+                else:
+                    raise AssertionError("the sweep's step was never retried while the database was down")
+                with pytest.raises(RPCError):
+                    await client.get_workflow_handle(workflow_id_for(stored)).describe()
+                server.start(tmp_path / "pg" / "postgres-again.log")
+                await server.wait_ready()
+                report = await asyncio.wait_for(sweep.result(), 60)
+                state = await asyncio.wait_for(client.get_workflow_handle(workflow_id_for(stored)).result(), 60)
+            swept = await pool.fetchval(SWEPT, uuid.UUID(stored))
+        finally:
+            await pool.close()
+    assert (report.found, report.started) == (1, 1)
+    assert swept == 1
+    assert state["status"] == "completed"
+    assert len(letters_for(mail_sink, stored, "acknowledgement")) == 1
+    assert len(letters_for(mail_sink, stored, "response")) == 1
