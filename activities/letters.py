@@ -135,9 +135,12 @@ def decision_summary(decision: dict[str, Any], t: Translator = ENGLISH) -> str:
     """The objection response's account of compliance's Art. 21(1) decision (the explanation is
     compliance's own words, in the language they wrote it)."""
     if decision["compelling_grounds"]:
-        said = t.gettext("We considered your objection to processing based on our legitimate interests "
-                         "(Art. 21(1) GDPR). We have compelling legitimate grounds that override your "
-                         "interests, so the processing continues: %(explanation)s")
+        said = t.gettext("We have considered your objection to the processing of your personal data based on "
+                         "our legitimate interests (Art. 21(1) GDPR). We may continue that processing only where "
+                         "we have compelling legitimate grounds for it which override your interests, rights "
+                         "and freedoms, or where it is needed for the establishment, exercise or defence of "
+                         "legal claims. We have concluded that this is the case, so the processing continues. "
+                         "Our reasons: %(explanation)s")
     else:
         said = t.gettext("We considered your objection to processing based on our legitimate interests "
                          "(Art. 21(1) GDPR). We found no compelling grounds to continue, so we have stopped "
@@ -221,6 +224,9 @@ async def build_context(ctx: ActivityContext, row: dict[str, Any], job: LetterJo
         decision = params.pop("decision", None)
         if decision:
             outcome["summary"] = decision_summary(decision, t)
+            # Nothing was run on this path (workflows/dsr.py): the letter says the processing
+            # continues, never that nothing was found.
+            outcome["processing_continues"] = bool(decision["compelling_grounds"])
         params = {"outcome": outcome, **params}
         if refuses_in_part(outcome, decision):
             params["remedies"] = remedies()

@@ -279,6 +279,7 @@ async def test_legitimate_interest_objection_waits_for_compliance(stack, pool, d
         assert (await _result(dev_server.client, again))["status"] == "completed"
         letter = text_of(await wait_for_letter(mail_sink, again, "response"))
         assert "compelling legitimate grounds" in letter and "Fraud monitoring" in letter
+        assert "found no personal data" not in letter  # no task ran: processing continues
         assert "Your right to complain to the supervisory authority" in letter and "Gegevensbeschermingsautoriteit" in letter
 
 

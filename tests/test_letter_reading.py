@@ -82,6 +82,8 @@ _REPORTS = {
     "rectification": {"results": [_task("crm", "rectify", changed=1, datasets={"contacts": {"rectified": 1}},
                                         recipient="communication_crm")]},
     "objection": {"results": [_task("email_marketing", "object", changed=1)]},
+    # Refused on compelling grounds, the workflow runs no task (workflows/dsr.py, `_process`).
+    "objection-refused": {"results": []},
 }
 
 
@@ -91,6 +93,7 @@ def _response(request_type: str, decision: dict | None = None, report: str | Non
     outcome = _outcome(_REPORTS[report or request_type], _POLICY, link, expires)
     if decision:
         outcome["summary"] = decision_summary(decision)
+        outcome["processing_continues"] = decision["compelling_grounds"]  # as build_context sets it
     extra = {"request_type": request_type, "outcome": outcome}
     return "response", {**extra, REMEDIES_OF_REGIME: True} if refuses_in_part(outcome, decision) else extra
 
@@ -132,7 +135,8 @@ def _letter_cases() -> dict[str, tuple[str, dict]]:
             "compelling_grounds": False, "explanation": "Your data is no longer used for that purpose."}),
         "response-objection-refused": _response("objection", {
             "compelling_grounds": True,
-            "explanation": "We need the records to detect fraud on your account, which protects you as well."}),
+            "explanation": "We need the records to detect fraud on your account, which protects you as well."},
+            report="objection-refused"),
         "closed_unverified": ("closed_unverified", {"expired_at": EXPIRES, REMEDIES_OF_REGIME: True}),
         "cancellation-by-staff": ("cancellation", {"reason": EXTRA["cancellation"]["reason"], "withdrawn": False,
                                                    REMEDIES_OF_REGIME: True}),

@@ -1,0 +1,98 @@
+"""Letters as a subject receives them: the context built by the letter activity itself
+(`build_context`, from a request row and the workflow's params as the workflow sends them), the
+policy's translations and our catalogs, rendered by `render_letter`. Each test states what the law
+requires the letter to say, in every regime and language it applies to."""
+
+from __future__ import annotations
+
+import re
+import types
+from datetime import UTC, datetime
+from html import unescape
+from typing import Any
+
+import pytest
+
+import activities.letters as letters
+from activities.letter_templates import RenderedLetter, render_letter
+from dsrflow.domain.deadlines import compute_deadline, receipt_date
+from dsrflow.i18n import translations
+from policy.model import load_policy
+from schemas.vocabulary import Language, Regime
+from schemas.workflow import LetterJob
+
+LOADED = load_policy()
+LANGUAGES = [lang.value for lang in Language]
+REGIMES = [r.value for r in Regime]
+REQUEST_ID = "3f2b8c1e-9a4d-4e6f-8b2a-1c5d7e9f0a12"
+
+
+class _Ctx:
+    """What `build_context` reads of the activity context: the settings' base URL and the policy."""
+
+    settings = types.SimpleNamespace(base_url="https://privacy.example.test")
+    pool = None
+
+    async def policy(self, version: str) -> Any:
+        return LOADED
+
+
+def request_row(regime: str, request_type: str, language: str, **overrides: Any) -> dict[str, Any]:
+    """A request row as `get_request_with` returns it."""
+    received_at = datetime(2026, 1, 30, 23, 30, tzinfo=UTC)  # 31 January in Brussels
+    deadline = compute_deadline(regime, receipt_date(received_at, "Europe/Brussels"),
+                                establishment="BE" if regime == "gdpr" else None)
+    return {"id": REQUEST_ID, "request_type": request_type, "regime": regime, "received_at": received_at,
+            "due_date": deadline.due_date, "extended_due_date": deadline.extended_due_date,
+            "current_due_date": deadline.due_date, "details": {}, "subject_name": "Jane Doe",
+            "subject_email": "jane@example.org", "country": "BE", "language": language,
+            "policy_version": "v", "origin": "portal", **overrides}
+
+
+async def as_sent(purpose: str, request_type: str, params: dict[str, Any], *, regime: str = "gdpr",
+                  language: str = "en", **row: Any) -> RenderedLetter:
+    """The letter `purpose` with the workflow's `params`, built and rendered as the letter activity does."""
+    request = request_row(regime, request_type, language, **row)
+    job = LetterJob(request_id=REQUEST_ID, purpose=purpose, key="1", params=params)
+    context = await letters.build_context(_Ctx(), request, job, language)  # type: ignore[arg-type]
+    return render_letter(purpose, context, language)
+
+
+def both(letter: RenderedLetter) -> list[str]:
+    """The plain text and the HTML's text, whitespace folded (what a reader sees)."""
+    html = unescape(re.sub(r"<[^>]+>", " ", letter.html.split("<body", 1)[1]))
+    return [" ".join(letter.text.split()), " ".join(html.split())]
+
+
+# --- 1. An objection refused on compelling legitimate grounds (Art. 21(1), 12(4)) -------------
+
+# The workflow runs no task on this path (workflows/dsr.py, `_process`): the report is empty and
+# the decision travels with it.
+_REFUSED = {"report": {"results": []},
+            "decision": {"compelling_grounds": True,
+                         "explanation": "Fraud monitoring of this account is required by our acquirer."}}
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("regime", REGIMES)
+async def test_a_refused_objection_says_processing_continues_and_why(regime, language):
+    letter = await as_sent("response", "objection", _REFUSED, regime=regime, language=language)
+    t = translations(language)
+    for part in both(letter):
+        # Processing continues: the letter may not claim that nothing was found.
+        assert t.gettext("We found no personal data about you in our systems.") not in part
+        assert "We found no personal data" not in part
+        assert t.gettext("We have now completed your request.") not in part
+        # What Art. 21(1) allows, that it applies, and compliance's reasons as they gave them.
+        decided = letters.decision_summary(_REFUSED["decision"], t)
+        assert " ".join(decided.split()) in part
+        assert "Fraud monitoring of this account is required by our acquirer." in part
+        # The remedies of Art. 12(4): a complaint to the authority and a judicial remedy.
+        remedies = LOADED.in_language(language).remedies_for(regime, "BE")
+        assert " ".join(remedies.authority.name.split()) in part
+        assert " ".join(remedies.judicial.split())[:60] in part
+    if language == "en":
+        said = both(letter)[0]
+        assert "compelling legitimate grounds" in said and "interests, rights and freedoms" in said
+        assert "establishment, exercise or defence of legal claims" in said
+        assert "the processing continues" in said
