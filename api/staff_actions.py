@@ -80,6 +80,15 @@ class Situation:
 
 
 @dataclass(frozen=True)
+class Stricter:
+    """A higher role for the bodies of an action that do more than its lowest role may."""
+
+    applies: Callable[[BaseModel | None], bool]
+    role: str
+    because: str  # what such a body does, for the refusal
+
+
+@dataclass(frozen=True)
 class StaffAction:
     name: str
     role: str  # the lowest role that may take it
@@ -91,9 +100,17 @@ class StaffAction:
     description: str  # for the API's documentation
     body_required: bool = True
     after_close: bool = False  # may be offered on a closed request (a completed restriction's)
+    stricter: Stricter | None = None  # some bodies need a higher role than `role`
 
     def offered(self, situation: Situation) -> bool:
         return (self.after_close or not situation.status.is_closed) and self.available(situation)
+
+    def refusal_for(self, body: BaseModel | None, has_role: Callable[[str], bool], role: str) -> str | None:
+        """Why a member of staff with `role` may not send this body, or None: the REST endpoint and
+        the console check it once the body is read (the route itself checks `role`)."""
+        if self.stricter is not None and self.stricter.applies(body) and not has_role(self.stricter.role):
+            return f"{self.stricter.because}: it needs the {self.stricter.role} role; you are {role}"
+        return None
 
     def workflow_input(self, body: BaseModel | None, actor: str) -> BaseModel:
         return self.input(**(body.model_dump() if body else {}), actor=actor)
@@ -105,6 +122,10 @@ class StaffAction:
             return None
         values = {name: str(form[name]).strip() for name in self.body.model_fields if name in form}
         return self.body.model_validate({name: value for name, value in values.items() if value})
+
+
+# Refusing a request (Art. 12(4)), outright or by closing it unanswered, is compliance's decision.
+REFUSING_ROLE = "compliance"
 
 
 def _always(situation: Situation) -> bool:
@@ -123,13 +144,16 @@ _ACTIONS = [
         lambda s: s.extensible and not s.extended and not s.overdue,
         "Extend the deadline once, before the due date, with the reason sent to the subject."),
     StaffAction(
-        "deny", "compliance", Workflow.deny, DenyInput, DenyBody,
+        "deny", REFUSING_ROLE, Workflow.deny, DenyInput, DenyBody,
         "Request denied; the letter with the reasons and remedies is sent.", _always,
         "Refuse the request (Art. 12(4)/(5)); the subject gets the reasons and their remedies."),
     StaffAction(
         "cancel", "agent", Workflow.cancel, CancelInput, CancelBody, "Request cancelled.", _always,
         "Close the request without answering it, with the reason: the subject is told why, with their "
-        "remedies; or, with `withdrawn_by_subject`, the subject's own withdrawal is recorded and confirmed."),
+        "remedies (a refusal: compliance only, as `deny`); or, with `withdrawn_by_subject`, the "
+        "subject's own withdrawal is recorded and confirmed (any member of staff).",
+        stricter=Stricter(lambda body: not getattr(body, "withdrawn_by_subject", False), REFUSING_ROLE,
+                          "a cancellation that is not the subject's own withdrawal refuses the request")),
     StaffAction(
         "approve", "compliance", Workflow.approve, ApproveInput, ApproveBody,
         "Release approved; the request goes on now.",

@@ -18,8 +18,10 @@ from tests.support import api_client, staff_headers
 NO_REQUEST = "00000000-0000-4000-8000-000000000000"
 NO_HOLD = "00000000-0000-4000-8000-000000000001"
 NO_TOKEN = "00000000-0000-4000-8000-000000000002"
+NO_MESSAGE = "00000000-0000-4000-8000-000000000003"
 R = f"/v1/requests/{NO_REQUEST}"
 C = f"/console/requests/{NO_REQUEST}"
+I = f"/console/inbox/{NO_MESSAGE}"
 EMPTY_PAYLOADS = {"payloads": []}
 REASON = {"reason": "Covers many systems and years of records"}
 
@@ -39,7 +41,11 @@ MATRIX = [
     Row("GET",    "/v1/requests",                       None,                                   401, 200, 200, 200),
     Row("POST",   "/v1/requests",                       {},                                     401, 422, 422, 422),
     Row("GET",    R,                                    None,                                   401, 404, 404, 404),
-    Row("POST",   f"{R}/cancel",                        {"reason": "Withdrawn"},                401, 404, 404, 404),
+    # Cancelling refuses the request (compliance's, as deny); recording the subject's own
+    # withdrawal is any member of staff's. The body is read before the request is looked up.
+    Row("POST",   f"{R}/cancel",                        {"reason": "No longer needed"},         401, 403, 404, 404),
+    Row("POST",   f"{R}/cancel",                        {"reason": "Withdrawn by phone", "withdrawn_by_subject": True},
+                                                                                                401, 404, 404, 404),
     Row("POST",   f"{R}/resend-verification",           None,                                   401, 404, 404, 404),
     Row("POST",   f"{R}/extend",                        REASON,                                 401, 403, 404, 404),
     Row("POST",   f"{R}/deny",                          {"reason_code": "excessive", "explanation": "Fourth identical request this month"},
@@ -88,6 +94,11 @@ MATRIX = [
     Row("POST",   f"{C}/notes",                         None,                                   303, 404, 404, 404),
     Row("POST",   "/console/views",                     None,                                   303, 303, 303, 303),
     Row("POST",   f"/console/views/{NO_TOKEN}/delete",  None,                                   303, 404, 404, 404),
+    Row("GET",    "/console/inbox",                     None,                                   303, 200, 200, 200),
+    Row("GET",    f"{I}",                               None,                                   303, 404, 404, 404),
+    Row("POST",   f"{I}/convert",                       None,                                   303, 404, 404, 404),
+    Row("POST",   f"{I}/attach",                        None,                                   303, 404, 404, 404),
+    Row("POST",   f"{I}/dismiss",                       None,                                   303, 404, 404, 404),
 ]
 
 # Open to everyone by design: the subject's side, processor callbacks, health, the API's docs.
@@ -107,7 +118,9 @@ async def credentials(pool) -> dict[str, dict[str, str]]:
 
 
 @pytest.mark.parametrize("who", ["none", "agent", "compliance", "admin"])
-@pytest.mark.parametrize("row", MATRIX, ids=[f"{r.method} {r.path.replace(NO_REQUEST, '{id}')}" for r in MATRIX])
+@pytest.mark.parametrize("row", MATRIX, ids=[f"{r.method} {r.path.replace(NO_REQUEST, '{id}')}"
+                                              + (" withdrawal" if (r.body or {}).get("withdrawn_by_subject") else "")
+                                              for r in MATRIX])
 async def test_matrix(http, credentials, row: Row, who: str):
     response = await http.request(row.method, row.path, headers=credentials[who],
                                   **({"json": row.body} if row.body is not None else {}))
@@ -128,10 +141,10 @@ async def test_every_api_endpoint_has_a_row(http):
 
 
 def test_every_console_page_has_a_row():
-    from api.console import dashboard, queue, request_page, session, team
+    from api.console import dashboard, inbox, queue, request_page, session, team
 
     public = {"/console/sign-in"}
-    routes = [route for module in (queue, request_page, dashboard, session, team) for route in module.router.routes
+    routes = [route for module in (queue, request_page, dashboard, session, team, inbox) for route in module.router.routes
               if route.path not in public]
     missing = [f"{sorted(route.methods)} {route.path}" for route in routes
                if not any(row.method in route.methods and route.path_regex.match(row.path) for row in MATRIX)]

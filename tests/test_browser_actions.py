@@ -127,12 +127,16 @@ async def test_each_button_on_an_open_request_works_for_each_role_that_sees_it(
         await press(page, "extend", {"Reason (sent to the subject)": "The request covers nine systems"},
                     flash="Deadline extended")
         await expect(page.locator("#due-date")).to_contain_text(str(extended))
-    await press(page, "cancel", {"Reason": "Withdrawn by phone", "The subject withdrew it themselves": "yes"},
+    # An agent records the subject's own withdrawal; closing a request unanswered refuses it, which
+    # is compliance's (the agent's form does not go without the box ticked).
+    withdrawn = role == "agent"
+    reason = "Withdrawn by phone" if withdrawn else "A duplicate of the subject's earlier request"
+    await press(page, "cancel", {"Reason": reason, **({"The subject withdrew it themselves": "yes"} if withdrawn else {})},
                 flash="Request cancelled.")
     await expect(page.locator("#status")).to_contain_text("cancelled")
     cancelled = await pool.fetchval(
         "SELECT data FROM audit_events WHERE request_id = $1 AND event_type = 'status.cancelled'", rid)
-    assert cancelled == {"reason": "Withdrawn by phone", "withdrawn_by_subject": True}
+    assert cancelled == {"reason": reason, "withdrawn_by_subject": withdrawn}
     await expect(page.get_by_role("heading", name="Actions")).to_have_count(0)
     assert await page.evaluate("window.notReloaded") is True
     await shots(page, "cancelled")
@@ -252,10 +256,11 @@ async def test_a_refused_action_shows_inside_the_page(browser, site, pool, shots
     await page.route(POLLS, lambda route: route.abort())
     async with httpx.AsyncClient(base_url=site, timeout=30) as http:
         r = await http.post(f"/v1/requests/{rid}/cancel", headers=await staff_headers(pool, "agent"),
-                            json={"reason": "Withdrawn by phone"})
+                            json={"reason": "Withdrawn by phone", "withdrawn_by_subject": True})
     assert r.status_code == 200, r.text
     form = page.locator('#live form[hx-post$="/cancel"]')
     await form.get_by_label("Reason").fill("Withdrawn by e-mail")
+    await form.get_by_label("The subject withdrew it themselves").check()
     await form.get_by_role("button").click()
     await expect(page.locator("#live [role=alert]")).to_contain_text(re.compile("closed|finished"))
     await assert_one_page(page)
@@ -271,6 +276,18 @@ async def test_a_refused_action_shows_inside_the_page(browser, site, pool, shots
                             f"/console/requests/{other}/{path}")
         await expect(page.locator("#live [role=alert]")).to_contain_text(says)
         await assert_one_page(page)
+    # An agent's cancellation without the subject's withdrawal (the box's `required` taken off)
+    # would refuse the request: refused, and the request stays open.
+    await page.route(POLLS, lambda route: route.abort())
+    form = page.locator('#live form[hx-post$="/cancel"]')
+    await form.get_by_label("The subject withdrew it themselves").evaluate("e => e.required = false")
+    await form.get_by_label("Reason").fill("Looks like spam")
+    await form.get_by_role("button").click()
+    await expect(page.locator("#live [role=alert]")).to_contain_text(
+        "a cancellation that is not the subject's own withdrawal refuses the request: it needs the compliance role")
+    await assert_one_page(page)
+    await page.unroute(POLLS)
+    assert await pool.fetchval("SELECT status FROM dsr_requests WHERE id = $1", other) != "cancelled"
     await shots(page, "tampered")
 
     # A form whose CSRF token went stale: the refusal page takes the place of <main>, not of the region.
@@ -278,6 +295,7 @@ async def test_a_refused_action_shows_inside_the_page(browser, site, pool, shots
     form = page.locator('#live form[hx-post$="/cancel"]')
     await form.locator("input[name=csrf_token]").evaluate("e => e.value = 'stale'")
     await form.get_by_label("Reason").fill("Withdrawn by e-mail")
+    await form.get_by_label("The subject withdrew it themselves").check()
     await form.get_by_role("button").click()
     await expect(page.get_by_role("heading", level=1)).to_have_text("CSRF check failed")
     await assert_one_page(page)

@@ -183,7 +183,10 @@ async def test_actions_check_role_and_csrf(http, pool):
     assert no_token.status_code == 403
     assert await pool.fetchval("SELECT status FROM dsr_requests WHERE id = $1", rid) == "awaiting_verification"
 
-    cancelled = await http.post(f"/console/requests/{rid}/cancel", data={"csrf_token": csrf, "reason": "Withdrawn by phone"})
+    refusing = await http.post(f"/console/requests/{rid}/cancel", data={"csrf_token": csrf, "reason": "Looks like spam"})
+    assert refusing.status_code == 403 and "refuses the request: it needs the compliance role" in refusing.text
+    cancelled = await http.post(f"/console/requests/{rid}/cancel", data={
+        "csrf_token": csrf, "reason": "Withdrawn by phone", "withdrawn_by_subject": "true"})
     assert cancelled.status_code == 303 and cancelled.headers["location"] == f"/console/requests/{rid}?done=cancel"
     page = await http.get(cancelled.headers["location"])
     assert "Request cancelled." in page.text and "Cancel the request" not in page.text

@@ -60,7 +60,7 @@ async def test_a_name_stored_with_line_breaks_cannot_add_a_header_or_a_line_to_a
     rid = r.json()["id"]
     await wait_for_letter(mail_sink, rid, "acknowledgement")
     await pool.execute("UPDATE dsr_requests SET subject_name = $2 WHERE id = $1", uuid.UUID(rid), INJECTED_NAME)
-    r = await http.post(f"/v1/requests/{rid}/cancel", headers=await staff_headers(pool, "agent"),
+    r = await http.post(f"/v1/requests/{rid}/cancel", headers=await staff_headers(pool, "compliance"),
                         json={"reason": "Opened twice by mistake"})
     assert r.status_code == 200, r.text
     letter = await wait_for_letter(mail_sink, rid, "cancellation")

@@ -70,7 +70,7 @@ async def test_database_outage_answers_503_and_the_api_recovers(own_postgres, se
         assert_unavailable(await http.post("/v1/requests", headers=agent, json=new), "database")
         assert_unavailable(await http.get("/v1/requests", headers=agent), "database")
         assert_unavailable(await http.get(f"/v1/requests/{rid}", headers=agent), "database")
-        assert_unavailable(await http.post(f"/v1/requests/{rid}/cancel", headers=agent, json={"reason": "Withdrawn"}),
+        assert_unavailable(await http.post(f"/v1/requests/{rid}/cancel", headers=agent, json={"reason": "Withdrawn", "withdrawn_by_subject": True}),
                            "database")
         assert_unavailable(await http.post(NO_SUCH_LINK, data={"note": "done"}), "database")
         # Pages, for a browser: the console, the portal, a processor's confirmation link.
@@ -93,9 +93,9 @@ async def test_database_outage_answers_503_and_the_api_recovers(own_postgres, se
         assert again.status_code == 201, again.text
         assert (await http.get(f"/console/requests/{rid}")).status_code == 200
         # The worker's steps failed during the outage and were retried: the request carries on.
-        cancelled = await http.post(f"/v1/requests/{rid}/cancel", headers=agent, json={"reason": "Withdrawn"})
+        cancelled = await http.post(f"/v1/requests/{rid}/cancel", headers=agent, json={"reason": "Withdrawn", "withdrawn_by_subject": True})
         assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled", cancelled.text
-        await http.post(f"/v1/requests/{again.json()['id']}/cancel", headers=agent, json={"reason": "Withdrawn"})
+        await http.post(f"/v1/requests/{again.json()['id']}/cancel", headers=agent, json={"reason": "Withdrawn", "withdrawn_by_subject": True})
 
 
 async def test_workflow_engine_down_answers_503_naming_it(settings, pool, task_queue):
@@ -111,7 +111,7 @@ async def test_workflow_engine_down_answers_503_naming_it(settings, pool, task_q
         await env.shutdown()
 
         cancel = await http.post(f"/v1/requests/{opened.json()['id']}/cancel", headers=agent,
-                                 json={"reason": "Withdrawn by phone"})
+                                 json={"reason": "Withdrawn by phone", "withdrawn_by_subject": True})
 
     assert_unavailable(cancel, "workflow engine")
     # A client that cannot even connect (the API started while the engine was down).

@@ -67,8 +67,8 @@ async def test_closed_unverified_names_the_authority_of_the_regime(settings, poo
 async def test_staff_cancel_tells_the_subject_why_with_remedies_once(http, pool, mail_sink, dev_server):
     rid = (await _open(http, pool))["id"]
     await wait_for_letter(mail_sink, rid, "verification")
-    agent = await staff_headers(pool, "agent")
-    r = await http.post(f"/v1/requests/{rid}/cancel", headers=agent,
+    compliance = await staff_headers(pool, "compliance")  # closing it unanswered refuses it: compliance's
+    r = await http.post(f"/v1/requests/{rid}/cancel", headers=compliance,
                         json={"reason": "We already answered the same request last week."})
     assert r.status_code == 200 and r.json()["status"] == "cancelled", r.text
     assert r.json()["withdrawn_by_subject"] is False
@@ -79,7 +79,7 @@ async def test_staff_cancel_tells_the_subject_why_with_remedies_once(http, pool,
     assert BRUSSELS in text and "Your right to a judicial remedy" in text
     assert letter["Subject"].startswith("Your data protection request has been closed")
 
-    again = await http.post(f"/v1/requests/{rid}/cancel", headers=agent, json={"reason": "Second press"})
+    again = await http.post(f"/v1/requests/{rid}/cancel", headers=compliance, json={"reason": "Second press"})
     assert_problem(again, 409)
     await dev_server.client.get_workflow_handle(workflow_id_for(rid)).result()
     assert len(letters_for(mail_sink, rid, "cancellation")) == 1
@@ -108,7 +108,7 @@ async def test_the_cancellation_letter_survives_a_worker_lost_after_sending(sett
             api_client(settings, client, task_queue) as http:
         rid = (await _open(http, pool))["id"]
         await wait_for_letter(mail_sink, rid, "verification")
-        r = await http.post(f"/v1/requests/{rid}/cancel", headers=await staff_headers(pool, "agent"),
+        r = await http.post(f"/v1/requests/{rid}/cancel", headers=await staff_headers(pool, "compliance"),
                             json={"reason": "Opened twice by mistake; the other request goes on."})
         assert r.status_code == 200, r.text
         await client.get_workflow_handle(workflow_id_for(rid)).result()

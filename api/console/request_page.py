@@ -35,7 +35,7 @@ from api.read_models.evidence import assemble_evidence
 from api.read_models.subject_requests import LIMIT as OTHER_REQUESTS_LIMIT
 from api.read_models.subject_requests import other_requests
 from api.service import live_state, run_update
-from api.staff_actions import STAFF_ACTIONS, Situation, StaffAction, may_read
+from api.staff_actions import REFUSING_ROLE, STAFF_ACTIONS, Situation, StaffAction, may_read
 from api.state import AppState
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.domain.references import short_reference
@@ -123,6 +123,8 @@ async def _context(state: AppState, today: date, request_id: str, staff: Staff) 
                      if may_read(staff.has_role, "audit-timeline") else None),
         "legal_claims_holds": (pack["holds"]["legal_claims_holds"]
                                if may_read(staff.has_role, "legal-claims-holds") else []),
+        # Below compliance, cancelling records the subject's own withdrawal only (a refusal is compliance's).
+        "may_refuse": staff.has_role(REFUSING_ROLE),
         "actions": allowed_actions(staff.has_role, Situation(
             status=status, extended=extended, overdue=bool(live and live.overdue),
             awaiting_decision=bool(live and live.awaiting_decision),
@@ -199,8 +201,10 @@ async def _run(state: AppState, request_id: str, action: StaffAction | None, for
     workflow's own reason)."""
     assert action is not None  # an unknown action is refused before it runs
     try:
-        await run_update(state, request_id, action.update,
-                         action.workflow_input(action.body_from_form(form), staff.actor))
+        body = action.body_from_form(form)
+        if refused := action.refusal_for(body, staff.has_role, staff.role):
+            return Problem(403, "Forbidden", refused)
+        await run_update(state, request_id, action.update, action.workflow_input(body, staff.actor))
     except ValidationError as exc:
         errors = field_errors(exc.errors())
         return Problem(422, "Invalid", "; ".join(f"{e['field']}: {e['message']}" for e in errors))

@@ -88,6 +88,8 @@ def _action_endpoint(action: StaffAction) -> Callable[..., Any]:
     the request as it is afterwards, or 409 with the workflow's reason for refusing."""
 
     async def endpoint(staff: Staff, request_id: str, state: AppState, body: BaseModel | None = None) -> dict[str, Any]:
+        if refused := action.refusal_for(body, staff.has_role, staff.role):
+            raise Problem(403, "Forbidden", refused)
         await run_update(state, request_id, action.update, action.workflow_input(body, staff.actor))
         return jsonable_encoder(await request_view(state, request_id))
 
