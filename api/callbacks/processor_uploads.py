@@ -5,7 +5,14 @@ The body is parsed as it streams in (python-multipart's parser, not a form spool
 file): each file's bytes are checked (api/callbacks/export_files.py), hashed and encrypted straight into
 a writer of the package storage (dsrflow/infra/storage.py), so its clear text is never stored. A
 file over the policy's size limit or the body over the total stops the upload at once (413); a file
-of a refused kind, or no file at all, is 422 naming it. Only when every file passed are they stored
+of a refused kind, or no file at all, is 422 naming it.
+
+This route is the one the ASGI body cap leaves alone (api/body_limits.py), so it caps everything it
+is sent itself, as it streams in, declared length or not (chunked): every byte of the body counts
+against `body_limit` (the policy's total for files, plus FORM_ALLOWANCE for the form around them),
+the small fields are at most MAX_FIELDS parts of _FIELD_MAX bytes and _FIELDS_MAX together, and a
+part's headers at most _HEADERS_MAX; past any of them the answer is 413 naming the limit, and the
+rest of the body is not read. Only when every file passed are they stored
 whole, then recorded with their digest, size and kind, and the task confirmed, in one transaction:
 a refused or broken upload leaves nothing behind. A task already answered takes no more files (409).
 """
@@ -43,7 +50,14 @@ from policy.exports import ProcessorExports
 from schemas.requests import RequestStatus
 
 MAX_FILES = 100
+# The page's form has the note, the "no data" box and (left empty) the file input: anything beyond
+# a few such parts is not a browser sending our form.
+MAX_FIELDS = 10
 _FIELD_MAX = 16 * 1024  # the note and the "no data" box; anything longer is not a form field of ours
+_FIELDS_MAX = 32 * 1024  # every field together
+_HEADERS_MAX = 8 * 1024  # one part's headers (its name, file name and type)
+# What the form around the files may add to the policy's total: boundaries, headers, the fields.
+FORM_ALLOWANCE = 1024 * 1024
 FILE_FIELD = "files"
 
 
@@ -70,6 +84,16 @@ def refuse_if_closed(task: dict[str, Any], limits: ProcessorExports) -> None:
     if datetime.now(UTC) > task["last_mailed_at"] + timedelta(days=limits.link_days):
         raise UploadRefused(403, f"This link has expired: it was valid for {limits.link_days} days after "
                             "our last e-mail. Please reply to that e-mail and we will send a new one.")
+
+
+def body_limit(limits: ProcessorExports) -> int:
+    """Bytes an upload's whole body may have: the files' total and the form around them."""
+    return limits.max_total_bytes + FORM_ALLOWANCE
+
+
+def _too_large(limits: ProcessorExports) -> RefusedFile:
+    return RefusedFile(f"The upload is larger than the limit of {limits.max_total_mb} MB of files "
+                       f"(and {FORM_ALLOWANCE // (1024 * 1024)} MB for the form around them)", status=413)
 
 
 @dataclass
@@ -117,7 +141,10 @@ class _Parser:
 
     def __init__(self, secret: bytes, limits: ProcessorExports, into: ReceivedExport) -> None:
         self.secret, self.limits, self.into = secret, limits, into
-        self.total = 0
+        self.total = 0  # bytes of files
+        self.fields = 0  # parts that are not files, and their bytes
+        self.field_bytes = 0
+        self._header_bytes = 0  # of the current part
         self._header_name = b""
         self._header_value = b""
         self._disposition = b""
@@ -132,11 +159,19 @@ class _Parser:
 
     def on_part_begin(self) -> None:
         self._disposition, self._file, self._field = b"", None, None
+        self._header_bytes = 0
+
+    def _count_header(self, size: int) -> None:
+        self._header_bytes += size
+        if self._header_bytes > _HEADERS_MAX:
+            raise RefusedFile(f"A part of the form has headers longer than {_HEADERS_MAX // 1024} KB", status=413)
 
     def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self._count_header(end - start)
         self._header_name += data[start:end]
 
     def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self._count_header(end - start)
         self._header_value += data[start:end]
 
     def on_header_end(self) -> None:
@@ -147,13 +182,18 @@ class _Parser:
     def on_headers_finished(self) -> None:
         _, options = parse_options_header(self._disposition)
         name = options.get(b"name", b"").decode("utf-8", "replace")
+        raw_name = options.get(b"filename", b"").decode("utf-8", "replace")
+        if not raw_name:  # a field, or a file input left empty (browsers still send the part)
+            self.fields += 1
+            if self.fields > MAX_FIELDS:
+                raise RefusedFile(f"The form has more than {MAX_FIELDS} fields besides its files: send only "
+                                  "the files, the note and the box", status=413)
         if b"filename" not in options:
             self._field = self.into.fields.setdefault(name, bytearray())
             return
-        raw_name = options[b"filename"].decode("utf-8", "replace")
         if name != FILE_FIELD:
             raise RefusedFile(f"Unexpected file field {name!r}: send the files as {FILE_FIELD!r}")
-        if not raw_name:  # a file input left empty: browsers still send the part
+        if not raw_name:
             return
         if len(self.into.files) >= MAX_FILES:
             raise RefusedFile(f"At most {MAX_FILES} files can be sent at once: put them in a ZIP archive")
@@ -185,7 +225,10 @@ class _Parser:
             self._file.writer.write(chunk)
         elif self._field is not None:
             if len(self._field) + len(chunk) > _FIELD_MAX:
-                raise RefusedFile("A form field is too long", status=413)
+                raise RefusedFile(f"A form field is longer than {_FIELD_MAX // 1024} KB", status=413)
+            self.field_bytes += len(chunk)
+            if self.field_bytes > _FIELDS_MAX:
+                raise RefusedFile(f"The form fields are longer than {_FIELDS_MAX // 1024} KB together", status=413)
             self._field += chunk
 
     def on_part_end(self) -> None:
@@ -205,13 +248,19 @@ async def receive_export(request: Request, settings: Settings, store: BlobStore,
     if content_type != b"multipart/form-data" or b"boundary" not in params:
         raise UploadRefused(422, "Send the files as a form upload (multipart/form-data).")
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limits.max_total_bytes + 1024 * 1024:
-        raise UploadRefused(413, f"The files together are larger than the limit of {limits.max_total_mb} MB.")
+    if declared.isdigit() and int(declared) > body_limit(limits):
+        raise UploadRefused(413, _sentence(_too_large(limits).message))
     received = ReceivedExport(store)
     parser = _Parser(load_secret_key(settings), limits, received)
+    size = 0
     try:
         multipart = MultipartParser(params[b"boundary"], parser.callbacks())
+        # Counted here, whatever was declared: a chunked body declares nothing, and bytes the
+        # parser skips (before the first boundary, after the last) count as much as a file's.
         async for chunk in request.stream():
+            size += len(chunk)
+            if size > body_limit(limits):
+                raise _too_large(limits)
             multipart.write(chunk)
         multipart.finalize()
         if not received.files and not received.no_data:
