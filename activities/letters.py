@@ -82,7 +82,40 @@ def _readable(dataset: str) -> str:
     return dataset.replace("_", " ")
 
 
-def _kept_item(kept: dict[str, Any], policy: Policy, t: Translator = ENGLISH) -> dict[str, Any]:
+# What a legal-claims hold kept is stored with the basis compliance gave the hold (the API's default
+# unless they wrote their own) and this text as its law (activities/connectors/sql_erasure.py).
+_CLAIMS_BASIS = N_("Art. 17(3)(e) GDPR: establishment, exercise or defence of legal claims")
+_CLAIMS_BASES_STORED = {_CLAIMS_BASIS, "Art. 17(3)(e) GDPR"}
+_CLAIMS_LAW = N_("a legal claim (establishment, exercise or defence of legal claims)")
+
+
+def _statute_of(kept: dict[str, Any], source: Policy) -> str | None:
+    """The key of the statutory hold a kept record was stored under: the evidence keeps the
+    statute's texts in the policy's source language, as the request's policy version words them."""
+    for key, statute in source.statutory_holds.items():
+        if (statute.basis, statute.law) == (kept["basis"], kept["law"]):
+            return key
+    return None
+
+
+def _kept_texts(kept: dict[str, Any], policy: Policy, source: Policy, t: Translator) -> tuple[str, str]:
+    """The legal basis and law of a kept record in the letter's language: the statute's texts from
+    the policy's translation, ours from the catalog; a basis compliance wrote themselves stays as
+    they wrote it (like an explanation)."""
+    if kept["hold_kind"] == "legal_claims":
+        basis = t.gettext(_CLAIMS_BASIS) if kept["basis"] in _CLAIMS_BASES_STORED else kept["basis"]
+        return basis, t.gettext(_CLAIMS_LAW)
+    statute = _statute_of(kept, source)
+    if statute is None or statute not in policy.statutory_holds:
+        return kept["basis"], kept["law"]
+    return policy.statutory_holds[statute].basis, policy.statutory_holds[statute].law
+
+
+def _kept_item(kept: dict[str, Any], policy: Policy, t: Translator = ENGLISH,
+               source: Policy | None = None) -> dict[str, Any]:
+    """One kept record's lines in the letter. `policy` is in the letter's language, `source` the
+    same version in its source language (what the evidence was stored in)."""
+    basis, law = _kept_texts(kept, policy, source or policy, t)
     system = policy.systems[kept["system"]].label if kept["system"] in policy.systems else kept["system"]
     if kept["dataset"] == "all":
         what = t.gettext("your data in %(system)s") % {"system": system}
@@ -91,16 +124,18 @@ def _kept_item(kept: dict[str, Any], policy: Policy, t: Translator = ENGLISH) ->
                           kept["records"]) % {"num": kept["records"], "dataset": _readable(kept["dataset"]),
                                               "system": system}
     if kept["hold_kind"] == "legal_claims":
-        law = t.gettext("%(law)s; we review this hold by the date given") % {"law": kept["law"]}
+        law = t.gettext("%(law)s; we review this hold by the date given") % {"law": law}
     else:
-        law = t.gettext("%(law)s; minimised to what that law requires") % {"law": kept["law"]}
-    return {"what": what, "basis": kept["basis"], "law": law,
+        law = t.gettext("%(law)s; minimised to what that law requires") % {"law": law}
+    return {"what": what, "basis": basis, "law": law,
             "until": date.fromisoformat(kept["until"]) if kept.get("until") else None}
 
 
 def _outcome(report: dict[str, Any], policy: Policy, package_link: str | None,
-             package_expires_at: datetime | None, t: Translator = ENGLISH) -> dict[str, Any]:
-    """The response letter's account of what was done, from the execution report."""
+             package_expires_at: datetime | None, t: Translator = ENGLISH,
+             source: Policy | None = None) -> dict[str, Any]:
+    """The response letter's account of what was done, from the execution report. `policy` is in
+    the letter's language; `source` is the same policy in its source language (default: `policy`)."""
     results = [TaskResult.model_validate(r) for r in report.get("results", [])]
     actions = [
         {"system": policy.systems[r.system].label if r.system in policy.systems else r.system,
@@ -119,7 +154,7 @@ def _outcome(report: dict[str, Any], policy: Policy, package_link: str | None,
             label = policy.systems[system].label if system in policy.systems else system
             actions.append({"system": label, "category": t.gettext("copy of your data, as this processor sent it"),
                             "action": t.gettext("included in your package"), "records": count, "unit": "file"})
-    kept = [_kept_item(k, policy, t) for r in results for k in r.kept_records]
+    kept = [_kept_item(k, policy, t, source) for r in results for k in r.kept_records]
     told = sorted({policy.recipients[r.recipient].name for r in results
                    if r.recipient and r.recipient in policy.recipients and r.status == "done"
                    and r.action in _ART19_ACTIONS})
@@ -178,7 +213,8 @@ def letter_language(policy: Policy, row: dict[str, Any], job: LetterJob) -> str:
 
 async def build_context(ctx: ActivityContext, row: dict[str, Any], job: LetterJob, language: str) -> dict[str, Any]:
     """The letter's context, its texts (the policy's and ours) in `language`."""
-    policy = (await ctx.policy(row["policy_version"])).in_language(language)
+    loaded = await ctx.policy(row["policy_version"])
+    policy = loaded.in_language(language)
     t = translations(language)
     context: dict[str, Any] = {
         "controller": policy.controller.model_dump(mode="json"),
@@ -220,7 +256,7 @@ async def build_context(ctx: ActivityContext, row: dict[str, Any], job: LetterJo
         if report.get("package"):
             link, expires = await issue_package_link(ctx, report["package"]["package_id"],
                                                      policy.package_link_days)
-        outcome = _outcome(report, policy, link, expires, t)
+        outcome = _outcome(report, policy, link, expires, t, source=loaded.policy)
         decision = params.pop("decision", None)
         if decision:
             outcome["summary"] = decision_summary(decision, t)

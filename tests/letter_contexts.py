@@ -7,6 +7,7 @@ import copy
 from datetime import UTC, date, datetime
 
 from activities.letters import (
+    _kept_item,
     remedies_context,
 )
 from policy.model import load_policy
@@ -29,14 +30,18 @@ AUTHORITY = {
 REMEDIES = remedies_context(load_policy().policy, "gdpr", "BE", appeal=False)
 assert REMEDIES["authority"] == AUTHORITY
 
-KEPT = [
-    {
-        "what": "Invoices and payment confirmations (minimised)",
-        "basis": "Art. 17(3)(b) GDPR (compliance with a legal obligation)",
-        "law": "Belgian VAT Code Art. 60 §4; CIR 92 Art. 315",
-        "until": date(2036, 1, 1),
-    }
+# What an erasure kept, as the fan-out stores it (`kept_summary`: the policy's texts in its source
+# language), and as the letter activity reads it out (`_kept_item`; in another language, from the
+# policy's translation and our catalog: tests/test_letter_languages.py).
+_ACCOUNTING = load_policy().policy.statutory_holds["be_accounting"]
+STORED_KEPT = [
+    {"system": "billing", "dataset": "invoices", "records": 2, "hold_kind": "statutory",
+     "basis": _ACCOUNTING.basis, "law": _ACCOUNTING.law, "until": "2033-12-31"},
+    {"system": "crm", "dataset": "all", "records": 1, "hold_kind": "legal_claims",
+     "basis": "Art. 17(3)(e) GDPR: establishment, exercise or defence of legal claims",
+     "law": "a legal claim (establishment, exercise or defence of legal claims)", "until": "2026-06-30"},
 ]
+KEPT = [_kept_item(k, load_policy().policy) for k in STORED_KEPT]
 
 ACTIONS = [
     {"system": "crm", "category": "contact details", "action": "erased", "records": 3},

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import re
 import types
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from html import unescape
 from typing import Any
 
 import pytest
 
 import activities.letters as letters
+from activities.connectors.base import HeldRecord
+from activities.connectors.sql_erasure import kept_summary
 from activities.letter_templates import RenderedLetter, render_letter
 from dsrflow.domain.deadlines import compute_deadline, receipt_date
 from dsrflow.i18n import translations
@@ -96,3 +98,50 @@ async def test_a_refused_objection_says_processing_continues_and_why(regime, lan
         assert "compelling legitimate grounds" in said and "interests, rights and freedoms" in said
         assert "establishment, exercise or defence of legal claims" in said
         assert "the processing continues" in said
+
+
+# --- 2. What an erasure kept, in the letter's language (Art. 17(3), 12(1)) --------------------
+
+def _kept_records() -> list[dict[str, Any]]:
+    """What the fan-out stores for an erasure that kept records (`kept_summary`, in the policy's
+    source language): two invoices under the accounting statute and the CRM under a legal-claims
+    hold placed with the API's default basis."""
+    policy = LOADED.policy
+    held = [HeldRecord("invoices", "INV-1", "statutory", "be_accounting", date(2033, 12, 31)),
+            HeldRecord("invoices", "INV-2", "statutory", "be_accounting", date(2033, 12, 31))]
+    hold_id = "0b9f8f1e-1111-4222-8333-444455556666"
+    legal = {hold_id: {"basis": "Art. 17(3)(e) GDPR: establishment, exercise or defence of legal claims",
+                       "review_date": date(2026, 6, 30)}}
+    return (kept_summary(policy, "billing", held, {})
+            + kept_summary(policy, "crm", [HeldRecord("all", "all", "legal_claims", hold_id, None)], legal))
+
+
+def _erasure_with_kept() -> dict[str, Any]:
+    return {"report": {"results": [
+        {"system": "billing", "action": "erase", "status": "done", "found": 4, "changed": 2, "kept": 2,
+         "kept_records": [k for k in _kept_records() if k["system"] == "billing"]},
+        {"system": "crm", "action": "erase", "status": "done", "found": 1, "changed": 0, "kept": 1,
+         "kept_records": [k for k in _kept_records() if k["system"] == "crm"]}]}}
+
+
+@pytest.mark.parametrize("language", ["nl", "fr", "de"])
+@pytest.mark.parametrize("regime", REGIMES)
+async def test_kept_records_give_their_legal_basis_and_law_in_the_letters_language(regime, language):
+    letter = await as_sent("response", "erasure", _erasure_with_kept(), regime=regime, language=language)
+    english = LOADED.policy.statutory_holds["be_accounting"]
+    translated = LOADED.in_language(language).statutory_holds["be_accounting"]
+    for part in both(letter):
+        assert " ".join(translated.basis.split()) in part
+        assert " ".join(translated.law.split()) in part
+        assert english.basis not in part and english.law not in part
+        # The legal-claims hold: neither its default basis nor the text of its law in English.
+        assert "Art. 17(3)(e) GDPR" not in part
+        assert "establishment, exercise or defence" not in part and "a legal claim" not in part
+
+
+async def test_kept_records_read_as_stored_in_english():
+    letter = await as_sent("response", "erasure", _erasure_with_kept())
+    english = LOADED.policy.statutory_holds["be_accounting"]
+    for part in both(letter):
+        assert english.basis in part and english.law in part
+        assert "Art. 17(3)(e) GDPR: establishment, exercise or defence of legal claims" in part

@@ -11,14 +11,21 @@ from html import unescape
 import pytest
 
 from activities.letter_templates import RenderedLetter, render_letter
-from activities.letters import DENIAL_LABELS, TYPE_LABELS, compose_letter, message_id_for, remedies_context
+from activities.letters import (
+    DENIAL_LABELS,
+    TYPE_LABELS,
+    _kept_item,
+    compose_letter,
+    message_id_for,
+    remedies_context,
+)
 from activities.mail import Mailer
 from devstack.smtp_sink import MailSink, read_mailbox
 from dsrflow.i18n import long_date, translations
 from dsrflow.settings import Settings
 from policy.model import load_policy
 from schemas.vocabulary import PURPOSES, SUBJECT_PURPOSES, Language
-from tests.letter_contexts import REQUEST_ID, full_context
+from tests.letter_contexts import REQUEST_ID, STORED_KEPT, full_context
 
 LANGUAGES = [lang.value for lang in Language]
 _UNFILLED = re.compile(r"\{\{|\}\}|\{%|%\}|%\(\w+\)|\bNone\b|\b[Uu]ndefined\b")
@@ -36,7 +43,19 @@ def _context(purpose: str, language: str) -> dict:
         ctx["remedies"] = remedies_context(policy, "gdpr", "BE", appeal=False, t=t)
     if purpose == "denial":
         ctx["reason_label"] = t.gettext(DENIAL_LABELS[ctx["reason_code"]])
+    if purpose == "response":
+        # The records kept, read from the evidence as the letter activity reads them.
+        ctx["outcome"]["kept"] = [_kept_item(k, policy, t, source=load_policy().policy) for k in STORED_KEPT]
     return ctx
+
+
+def _given(purpose: str) -> list[str]:
+    """What staff or the test wrote (an explanation, a reason), which stays as written. What was
+    kept is not: its legal basis and law are the policy's texts and ours, in every language."""
+    ctx = full_context(purpose)
+    if purpose == "response":
+        ctx["outcome"] = {**ctx["outcome"], "kept": []}
+    return _strings(ctx)
 
 
 def _strings(value: object) -> list[str]:
@@ -109,9 +128,12 @@ def test_a_subject_letter_is_written_in_the_requests_language(purpose, language)
     assert sign_off not in translated.text and t.gettext(sign_off) in translated.text
     english_sentences = {s.strip() for s in re.split(r"(?<=[.!?])\s+", english.text) if len(s.split()) >= 6}
     # What staff or the test wrote (an explanation, a decision) stays as written; our sentences may not.
-    given = " ".join(_strings(full_context(purpose)))
+    given = " ".join(_given(purpose))
     left = [s for s in english_sentences if s in translated.text and s not in given]
     assert left == [], f"{purpose} in {language}: English left: {left[:3]}"
+    english_kept = [text for k in _context(purpose, "en").get("outcome", {}).get("kept", [])
+                    for text in (k["basis"], k["law"])]
+    assert [text for text in english_kept if text in translated.text] == [], f"{purpose} in {language}"
     assert long_date(date(2026, 1, 31), language) in translated.text
 
 

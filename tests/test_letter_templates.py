@@ -205,7 +205,7 @@ def test_response_erasure_lists_erased_and_kept():
         assert "What we kept, and why" in part
         assert "Art. 17(3)(b)" in part
         assert "Belgian VAT Code Art. 60 §4" in part
-        assert "1 January 2036" in part
+        assert "31 December 2033" in part
         assert "restricted" in part
         assert "no personal data about you" not in part
         assert "Download your data" not in part
