@@ -127,7 +127,9 @@ def _kept_item(kept: dict[str, Any], policy: Policy, t: Translator = ENGLISH,
         law = t.gettext("%(law)s; we review this hold by the date given") % {"law": law}
     else:
         law = t.gettext("%(law)s; minimised to what that law requires") % {"law": law}
-    return {"what": what, "basis": basis, "law": law,
+    # A statute's records go when its period ends; a legal-claims hold's date is when we review
+    # whether the claim still needs them, not an end date.
+    return {"what": what, "basis": basis, "law": law, "reviewed": kept["hold_kind"] == "legal_claims",
             "until": date.fromisoformat(kept["until"]) if kept.get("until") else None}
 
 

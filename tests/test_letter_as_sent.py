@@ -18,7 +18,7 @@ from activities.connectors.base import HeldRecord
 from activities.connectors.sql_erasure import kept_summary
 from activities.letter_templates import RenderedLetter, render_letter
 from dsrflow.domain.deadlines import compute_deadline, receipt_date
-from dsrflow.i18n import translations
+from dsrflow.i18n import long_date, translations
 from policy.model import load_policy
 from schemas.vocabulary import Language, Regime
 from schemas.workflow import LetterJob
@@ -145,3 +145,33 @@ async def test_kept_records_read_as_stored_in_english():
     for part in both(letter):
         assert english.basis in part and english.law in part
         assert "Art. 17(3)(e) GDPR: establishment, exercise or defence of legal claims" in part
+
+
+# --- 3. A legal-claims hold is reviewed, not kept until a date (Art. 17(3)(e), 5(1)(a)) -------
+
+@pytest.mark.parametrize("language", LANGUAGES)
+async def test_a_legal_claims_hold_gives_its_review_date_as_such(language):
+    letter = await as_sent("response", "erasure", _erasure_with_kept(), language=language)
+    t = translations(language)
+    review, end = long_date(date(2026, 6, 30), language), long_date(date(2033, 12, 31), language)
+    for part in both(letter):
+        assert f"{t.gettext('Hold reviewed by')}: {review}".replace(" :", ":") in part.replace(" :", ":")
+        assert f"{t.gettext('Kept until')}: {end}".replace(" :", ":") in part.replace(" :", ":")
+        assert f"{t.gettext('Kept until')}: {review}".replace(" :", ":") not in part.replace(" :", ":")
+    if language == "en":
+        said = both(letter)[0]
+        assert "we will erase it when the period below ends" not in said
+        assert "erased when its period, given below, ends" in said
+        assert "as soon as the claims no longer require it" in said
+
+
+async def test_a_hold_without_a_date_shows_none():
+    """A legal-claims hold whose review date the evidence does not have (a hold since deleted)."""
+    report = _erasure_with_kept()
+    for result in report["report"]["results"]:
+        for kept in result["kept_records"]:
+            if kept["hold_kind"] == "legal_claims":
+                kept["until"] = None
+    letter = await as_sent("response", "erasure", report)
+    for part in both(letter):
+        assert part.count("Kept until") == 1 and "Hold reviewed by" not in part
