@@ -18,6 +18,7 @@ from activities.connectors.base import HeldRecord
 from activities.connectors.sql_erasure import kept_summary
 from activities.letter_templates import RenderedLetter, render_letter
 from dsrflow.domain.deadlines import compute_deadline, receipt_date
+from dsrflow.domain.references import short_reference
 from dsrflow.i18n import long_date, translations
 from policy.model import load_policy
 from schemas.vocabulary import Language, Regime
@@ -175,3 +176,25 @@ async def test_a_hold_without_a_date_shows_none():
     letter = await as_sent("response", "erasure", report)
     for part in both(letter):
         assert part.count("Kept until") == 1 and "Hold reviewed by" not in part
+
+
+# --- 4. The appeal names the reference the subject was given (VCDPA, CTDPA, CPA) --------------
+
+APPEAL_OF = "11111111-2222-4333-8444-555555555555"
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("regime", ["vcdpa", "ctdpa", "cpa"])
+async def test_the_appeal_quotes_the_short_reference(regime, language):
+    denial = await as_sent("denial", "erasure", {"reason_code": "other", "explanation": "Records needed for a claim."},
+                           regime=regime, language=language)
+    appeal = await as_sent("response", "erasure", {"report": {"results": [
+        {"system": "crm", "action": "erase", "status": "done", "found": 1, "changed": 1}]}},
+        regime=regime, language=language, details={"appeal_of": APPEAL_OF})
+    t = translations(language)
+    for part in both(denial):
+        assert t.gettext("Your right to appeal") in part
+        assert short_reference(REQUEST_ID) in part and REQUEST_ID not in part
+    for part in both(appeal):
+        assert short_reference(APPEAL_OF) in part and APPEAL_OF not in part
+        assert REQUEST_ID not in part

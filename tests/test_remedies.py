@@ -12,6 +12,7 @@ from temporalio import activity
 
 from activities.letters import deliver_letter
 from dsrflow.domain.deadlines import receipt_date
+from dsrflow.domain.references import short_reference
 from schemas.workflow import LetterJob, LetterReceipt, workflow_id_for
 from tests.support import (
     api_client,
@@ -187,6 +188,8 @@ async def test_an_appeal_of_a_vcdpa_denial_opens_with_its_own_deadline(http, poo
     denial = text_of(await wait_for_letter(mail_sink, refused, "denial"))
     assert "Your right to appeal" in denial and "within 60 days" in denial
     assert "Attorney General of Virginia" in denial and BRUSSELS not in denial
+    # The appeal names the reference the subject was given, never the internal id.
+    assert f"appeal our decision on request {short_reference(refused)}" in denial and refused not in denial
 
     # The subject appeals through the public intake: the appeal takes the refused request's regime.
     r = await http.post("/v1/public/requests", json={"type": "erasure", "email": email, "appeal_of": refused})
@@ -199,7 +202,7 @@ async def test_an_appeal_of_a_vcdpa_denial_opens_with_its_own_deadline(http, poo
                             "Europe/Brussels")
     assert due == received + timedelta(days=60)  # Va. Code § 59.1-577(C), not the 45 days of a request
     acknowledgement = text_of(await wait_for_letter(mail_sink, appeal, "acknowledgement"))
-    assert f"Appeal of: request {refused}" in acknowledgement
+    assert f"Appeal of: request {short_reference(refused)}" in acknowledgement and refused not in acknowledgement
 
     # Refusing the appeal names the Attorney General, and no further appeal.
     r = await http.post(f"/v1/requests/{appeal}/deny", headers=compliance, json={
