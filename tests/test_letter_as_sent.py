@@ -198,3 +198,43 @@ async def test_the_appeal_quotes_the_short_reference(regime, language):
     for part in both(appeal):
         assert short_reference(APPEAL_OF) in part and APPEAL_OF not in part
         assert REQUEST_ID not in part
+
+
+# --- 5. The extension notice is promised by the day the workflow accepts it (Art. 12(3)) ------
+# The workflow accepts an extension until the end of the first due date (workflows/dsr.py,
+# `_validate_extend`: refused from `overdue_at`), so the letters promise it by that date at the latest.
+
+_BY_DUE = ("Where necessary, taking into account the complexity and number of requests, this period can be "
+           "extended by two further months (Art. 12(3) %(law)s). If we need to do this, we will tell you, with "
+           "our reasons, by %(date)s at the latest.")
+_BY_THAT_DATE = ("If we need more time and the law that applies to your request allows it, we will tell you, "
+                 "with our reasons, by that date at the latest.")
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("regime", REGIMES)
+async def test_the_acknowledgement_promises_an_extension_notice_by_the_due_date(regime, language):
+    letter = await as_sent("acknowledgement", "erasure", {"verification_required": False},
+                           regime=regime, language=language)
+    t = translations(language)
+    due = long_date(request_row(regime, "erasure", language)["current_due_date"], language)
+    if regime in ("gdpr", "uk_gdpr"):
+        law = t.gettext("UK GDPR" if regime == "uk_gdpr" else "GDPR")
+        promise = t.gettext(_BY_DUE) % {"law": law, "date": due}
+    else:
+        promise = t.gettext(_BY_THAT_DATE)
+    for part in both(letter):
+        assert " ".join(promise.split()) in part
+        assert f"before {due}" not in part and "before that date" not in part
+
+
+@pytest.mark.parametrize("regime", ["gdpr", "uk_gdpr"])
+async def test_the_staff_alert_gives_the_same_last_day_for_an_extension(regime):
+    """Staff read their alerts in the controller's working language (English by default)."""
+    letter = await as_sent("staff_alert", "erasure", {"kind": "due_in_7_days", "days_left": 7, "detail": "d"},
+                           regime=regime)
+    due = long_date(request_row(regime, "erasure", "en")["due_date"])
+    law = "UK GDPR" if regime == "uk_gdpr" else "GDPR"
+    for part in both(letter):
+        assert f"notifying the data subject, with reasons, by {due} at the latest (Art. 12(3) {law})" in part
+        assert f"before {due}" not in part
