@@ -4,8 +4,9 @@ Each is idempotent (a retry finds its row and its audit event already there)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from temporalio import activity
 
@@ -45,9 +46,21 @@ async def lift_letter_context(ctx: ActivityContext, row: dict[str, Any], policy:
     recipients = sorted({policy.recipients[recipient].name for s in restriction["systems"]
                          if s in policy.systems and (recipient := policy.systems[s].recipient) is not None
                          and recipient in policy.recipients})
-    return {"restriction": {"since": restriction["since"],
-                            "grounds": [t.gettext(GROUND_LABELS[g]) for g in restriction["grounds"]],
-                            "recipients": recipients}}
+    context: dict[str, Any] = {"restriction": {
+        "since": controller_date(restriction["since"], policy),
+        "grounds": [t.gettext(GROUND_LABELS[g]) for g in restriction["grounds"]],
+        "recipients": recipients}}
+    if restriction["lift_effective_on"] is not None:
+        # The workflow's `lift_on` is its clock's UTC date; the moment the lift takes effect is on
+        # record (`announce_lift`, the workflow's timer starts just after it), so the letter gives
+        # that moment's date where the controller acts, as every date in a letter is.
+        context["lift_on"] = controller_date(restriction["lift_effective_on"], policy)
+    return context
+
+
+def controller_date(moment: datetime, policy: Policy) -> date:
+    """The date of `moment` in the controller's timezone (policy `defaults.timezone`)."""
+    return moment.astimezone(ZoneInfo(policy.defaults.timezone)).date()
 
 
 class RestrictionActivities:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 import activities.letters as letters
+import activities.restrictions as restrictions
 from activities.connectors.base import HeldRecord
 from activities.connectors.sql_erasure import kept_summary
 from activities.letter_templates import RenderedLetter, render_letter
@@ -238,3 +239,41 @@ async def test_the_staff_alert_gives_the_same_last_day_for_an_extension(regime):
     for part in both(letter):
         assert f"notifying the data subject, with reasons, by {due} at the latest (Art. 12(3) {law})" in part
         assert f"before {due}" not in part
+
+
+# --- 6. The restriction's dates are the controller's (Europe/Brussels), near midnight too -----
+
+@pytest.mark.parametrize(("since", "effective", "utc_lift_on", "local_since", "local_lift_on", "days"), [
+    # Winter (UTC+1): 23:30 UTC is already the next day in Brussels.
+    (datetime(2025, 11, 4, 23, 30, tzinfo=UTC), datetime(2026, 2, 9, 23, 30, tzinfo=UTC), "2026-02-09",
+     date(2025, 11, 5), date(2026, 2, 10), 0),
+    # Summer (UTC+2), with a notice period: 22:30 UTC is 00:30 the next day.
+    (datetime(2025, 6, 30, 22, 30, tzinfo=UTC), datetime(2026, 7, 14, 22, 30, tzinfo=UTC), "2026-07-14",
+     date(2025, 7, 1), date(2026, 7, 15), 14),
+    # Just before midnight in Brussels: the same day in both.
+    (datetime(2025, 11, 4, 22, 59, tzinfo=UTC), datetime(2026, 2, 9, 22, 59, tzinfo=UTC), "2026-02-09",
+     date(2025, 11, 4), date(2026, 2, 9), 0),
+])
+@pytest.mark.parametrize("language", LANGUAGES)
+async def test_the_restriction_lift_letter_gives_controller_local_dates(
+        monkeypatch, language, since, effective, utc_lift_on, local_since, local_lift_on, days):
+    async def restriction_for(pool: object, request_id: str) -> dict[str, Any]:
+        return {"since": since, "lift_effective_on": effective, "grounds": ["needed_for_legal_claims"],
+                "systems": ["crm", "billing"]}
+
+    monkeypatch.setattr(restrictions, "restriction_for", restriction_for)
+    # The workflow's `lift_on` is its clock's (UTC) date (workflows/restriction_lifecycle.py).
+    letter = await as_sent("restriction_lift", "restriction",
+                           {"reason": "The court case was settled.", "lift_on": utc_lift_on, "notice_days": days},
+                           language=language)
+    t = translations(language)
+    said_since = t.gettext("Since %(since)s, we have only stored your personal data and have not otherwise "
+                           "used it, because %(grounds)s.") % {"since": long_date(local_since, language),
+                                                              "grounds": "X"}
+    for part in both(letter):
+        assert said_since.split("X")[0] in part
+        assert long_date(local_lift_on, language) in part
+        if local_lift_on != date.fromisoformat(utc_lift_on):
+            assert long_date(date.fromisoformat(utc_lift_on), language) not in part
+    if days:
+        assert long_date(local_lift_on, language) in letter.subject
