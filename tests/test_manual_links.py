@@ -149,3 +149,76 @@ async def test_a_chunked_upload_of_thousands_of_fields_or_endless_headers_is_ref
     assert sent.status_code == 200, sent.text
     assert "no personal data about this person" in sent.text
     assert (await _recorded(pool, rid))["events"].count("processor.export_received") == 1
+
+
+# -- 3. links after their request or task is over ----------------------------------------------
+
+
+def _type_of(action: str) -> str:
+    """A request type the action can belong to (which one does not matter to the link)."""
+    return "access" if action == "access" else "erasure"
+
+
+async def _settle(pool, request_id: str, action: str, status: str) -> None:
+    """The task's row as the fan-out stores it (staff resolving it store 'done')."""
+    await pool.execute(
+        """INSERT INTO system_tasks (request_id, system, action, status, message)
+           VALUES ($1, 'surveys', $2, $3, 'resolved by staff: confirmed by phone')""",
+        request_id, action, status)
+
+
+async def test_a_confirmation_link_of_a_closed_request_records_nothing(
+        settings, pool, dev_server, task_queue, surveys_contact):
+    """The request was completed (or denied, cancelled, closed unverified): the processor's link,
+    still in its mailbox, confirms nothing any more. Each action the link can confirm, and the
+    upload: 403 with a page saying the link has expired, no confirmation, no audit event."""
+    async with api_client(settings, dev_server.client, task_queue) as http:
+        for action, status in (("erase", "completed"), ("rectify", "denied"), ("restrict", "cancelled"),
+                               ("object", "closed_unverified"), ("access", "completed")):
+            rid, token = await _task(pool, settings, action, request_type=_type_of(action))
+            await pool.execute("UPDATE dsr_requests SET status = $2 WHERE id = $1", rid, status)
+            before = await _recorded(pool, rid)
+            page = await http.get(f"/v1/callbacks/manual/{token}")
+            confirmed = await http.post(f"/v1/callbacks/manual/{token}", data={"note": "done late"},
+                                        files=[("files", ("a.csv", b"a,b\n1,2\n", "text/csv"))]
+                                        if action == "access" else None)
+            for response in (page, confirmed):
+                assert response.status_code == 403, (action, response.status_code, response.text)
+                assert "Link expired" in response.text and "the request it belongs to is closed" in response.text
+                assert "<form" not in response.text
+            assert await _recorded(pool, rid) == before, action
+
+
+async def test_a_confirmation_for_a_task_already_settled_records_nothing(
+        settings, pool, dev_server, task_queue, surveys_contact):
+    """Staff resolved the processor's task by other means, or it settled otherwise; the request
+    is still open. The link then records nothing: 409 with a page saying so, for a confirmation
+    and for an upload. A link mailed more than the policy's link_days ago (30) has expired (403).
+    A task still waiting, or needing attention, still takes the processor's answer."""
+    async with api_client(settings, dev_server.client, task_queue) as http:
+        for action, status in (("erase", "done"), ("restrict", "not_found"), ("access", "done")):
+            rid, token = await _task(pool, settings, action, request_type=_type_of(action))
+            await _settle(pool, rid, action, status)
+            before = await _recorded(pool, rid)
+            page = await http.get(f"/v1/callbacks/manual/{token}")
+            confirmed = await http.post(f"/v1/callbacks/manual/{token}", data={"note": "done late"},
+                                        files=[("files", ("a.csv", b"a,b\n1,2\n", "text/csv"))]
+                                        if action == "access" else None)
+            for response in (page, confirmed):
+                assert response.status_code == 409, (action, response.status_code, response.text)
+                assert "Already settled" in response.text and "no longer records anything" in response.text
+                assert "<form" not in response.text
+            assert await _recorded(pool, rid) == before, action
+
+        rid, token = await _task(pool, settings, "erase", request_type="erasure")
+        await pool.execute("UPDATE manual_tasks SET sent_at = now() - interval '31 days' WHERE request_id = $1", rid)
+        expired = await http.post(f"/v1/callbacks/manual/{token}", data={"note": "done late"})
+        assert expired.status_code == 403 and "valid for 30 days after our last e-mail" in expired.text
+        assert (await _recorded(pool, rid))["confirmed"] == 0
+
+        for status in ("pending", "needs_attention"):
+            rid, token = await _task(pool, settings, "erase", request_type="erasure")
+            await _settle(pool, rid, "erase", status)
+            confirmed = await http.post(f"/v1/callbacks/manual/{token}", data={"note": "Deleted."})
+            assert confirmed.status_code == 200 and "confirmation recorded" in confirmed.text, confirmed.text
+            assert (await _recorded(pool, rid))["events"].count("processor.confirmed") == 1

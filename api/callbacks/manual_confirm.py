@@ -9,6 +9,11 @@ data: whoever holds the link already has the e-mail that names the data subject.
 For an access or portability request the processor answers with its export instead: the page is an
 upload form, and the POST streams the files in (api/callbacks/processor_uploads.py) and confirms the task
 with them; the link stops taking files once the task is answered (409) or the link expired (403).
+
+Either kind of link records nothing once its request is closed or the link was not used within the
+policy's `link_days` of our last e-mail (403, "Link expired"), or once its task has settled by other
+means, as when staff resolve it (409, "Already settled"): `refuse_if_closed`, checked before the
+body is read and again in the statement that records the answer.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from api.callbacks.processor_uploads import (
     keep_export,
     limits_of,
     receive_export,
+    record_answer,
     refuse_if_closed,
 )
 from api.deps import State
@@ -130,11 +136,13 @@ async def _task(state: AppState, token: str) -> dict[str, Any] | None:
     row = await pool.fetchrow(
         """SELECT m.request_id, m.system, m.action, m.confirmed_at,
                   coalesce(m.last_reminded_at, m.sent_at) AS last_mailed_at, r.status AS request_status,
+                  s.status AS task_status,
                   p.content -> 'controller' ->> 'name' AS controller,
                   p.content -> 'systems' -> m.system ->> 'label' AS label,
                   p.content -> 'processor_exports' AS exports_policy
              FROM manual_tasks m
              JOIN dsr_requests r ON r.id = m.request_id
+             LEFT JOIN system_tasks s ON (s.request_id, s.system, s.action) = (m.request_id, m.system, m.action)
              LEFT JOIN policy_versions p ON p.version = r.policy_version
             WHERE m.external_id = $1""",
         hashlib.sha256(token.encode()).hexdigest(),
@@ -151,6 +159,8 @@ async def confirmation_page(token: str, state: State) -> HTMLResponse:
         return _already(task)
     if task["action"] == "access":
         return _upload_page(task)
+    if (closed := _closed(task)) is not None:
+        return closed
     return _page(
         "Confirm a data-subject request",
         "<p>We asked you by e-mail to act on a data-subject request. When you have done so, "
@@ -164,6 +174,17 @@ async def confirmation_page(token: str, state: State) -> HTMLResponse:
         '<button type="submit">Confirm that the request has been carried out</button>\n'
         "</form>",
     )
+
+
+def _closed(task: dict[str, Any]) -> HTMLResponse | None:
+    """The page refusing a link that may no longer answer its task (its request closed, the task
+    settled, the link expired), or None while it may. Checked by GET and POST alike, and again by
+    the statement that records an answer (`record_answer`)."""
+    try:
+        refuse_if_closed(task, limits_of(task))
+    except UploadRefused as closed:
+        return _refused(task, closed)
+    return None
 
 
 async def _tell_task(state: AppState, task: dict[str, Any]) -> None:
@@ -199,6 +220,8 @@ async def confirm(request: Request, token: str, state: State) -> HTMLResponse:
         return _already(task)
     if task["action"] == "access":
         return await _upload(request, state, token, task)
+    if (closed := _closed(task)) is not None:
+        return closed  # before the body is read: a closed link records nothing
     body = await read_capped(request, _BODY_MAX)  # this route is left uncapped for uploads
     note = (parse_qs(body.decode("utf-8", "replace")).get("note") or [""])[0].strip()[:_NOTE_MAX] or None
     request_id, system, action = str(task["request_id"]), task["system"], task["action"]
@@ -206,14 +229,13 @@ async def confirm(request: Request, token: str, state: State) -> HTMLResponse:
     external_id = hashlib.sha256(token.encode()).hexdigest()
     pool = await state.db()
     async with pool.acquire() as conn, conn.transaction():
-        confirmed = await conn.fetchval(
-            """UPDATE manual_tasks SET confirmed_at = now(), confirmation_note = $2
-               WHERE external_id = $1 AND confirmed_at IS NULL RETURNING confirmed_at""",
-            external_id, note,
-        )
-        if confirmed is None:  # a concurrent POST got there first
-            earlier = await conn.fetchval("SELECT confirmed_at FROM manual_tasks WHERE external_id = $1", external_id)
-            return _already({**task, "confirmed_at": earlier})
+        confirmed = await record_answer(conn, external_id, note)
+        if confirmed is None:  # a concurrent POST got there first, or the request closed meanwhile
+            now = await _task(state, token)
+            if now is not None and now["confirmed_at"] is not None:
+                return _already(now)
+            return _closed(now or task) or _refused(task, UploadRefused(
+                409, "This task can no longer be confirmed. Please reply to our e-mail.", title="Already settled"))
         # The note may hold anything: it stays in manual_tasks, never in the append-only trail.
         await append_event(
             conn, event_key=f"{request_id}:manual-confirm:{system}:{action}", request_id=request_id,
@@ -262,7 +284,7 @@ def _upload_page(task: dict[str, Any], problem: UploadRefused | None = None) -> 
 
 
 def _refused(task: dict[str, Any], refused: UploadRefused) -> HTMLResponse:
-    title = {409: "Already answered", 403: "Link expired"}.get(refused.status, "Upload refused")
+    title = refused.title or {409: "Already answered", 403: "Link expired"}.get(refused.status, "Upload refused")
     return _page(title, f'<p class="problem" role="alert">{escape(refused.message)}</p>\n{_details(task)}',
                  status=refused.status)
 
@@ -277,6 +299,9 @@ async def _upload(request: Request, state: AppState, token: str, task: dict[str,
         return _upload_page(task, refused)
     pool = await state.db()
     if not await keep_export(pool, task, hashlib.sha256(token.encode()).hexdigest(), received):
+        now = await _task(state, token)
+        if now is not None and now["confirmed_at"] is None and (closed := _closed(now)) is not None:
+            return closed  # the request closed, or the task settled, while the files came in
         return _refused(task, UploadRefused(409, "This request was answered meanwhile: your files were not kept."))
     await _tell_task(state, task)
     sent = (f"We have received {len(received.files)} file{'' if len(received.files) == 1 else 's'}: "

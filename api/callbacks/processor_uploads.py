@@ -62,10 +62,32 @@ FILE_FIELD = "files"
 
 
 class UploadRefused(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, title: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.title = title
+
+
+# A task in one of these has its answer (staff resolved it, or it settled otherwise): the link
+# records nothing more. A task waiting, or needing attention, still takes the processor's answer.
+SETTLED = ("done", "not_found")
+_CLOSED = tuple(s.value for s in RequestStatus if s.is_closed)
+# The condition, on manual_tasks `m`, that the link may still record an answer: checked again in
+# the statement that records it, so that a request closing meanwhile records nothing.
+STILL_OPEN = """m.confirmed_at IS NULL
+    AND NOT EXISTS (SELECT 1 FROM dsr_requests r WHERE r.id = m.request_id AND r.status = ANY($3::text[]))
+    AND NOT EXISTS (SELECT 1 FROM system_tasks s WHERE (s.request_id, s.system, s.action) = (m.request_id, m.system, m.action)
+                                                   AND s.status = ANY($4::text[]))"""
+
+
+async def record_answer(conn: Any, external_id: str, note: str | None) -> datetime | None:
+    """Mark the task answered (with the note), if its link may still answer it; None otherwise."""
+    answered: datetime | None = await conn.fetchval(
+        f"""UPDATE manual_tasks m SET confirmed_at = now(), confirmation_note = $2
+             WHERE m.external_id = $1 AND {STILL_OPEN} RETURNING confirmed_at""",
+        external_id, note, list(_CLOSED), list(SETTLED))
+    return answered
 
 
 def limits_of(task: dict[str, Any]) -> ProcessorExports:
@@ -75,12 +97,17 @@ def limits_of(task: dict[str, Any]) -> ProcessorExports:
 
 def refuse_if_closed(task: dict[str, Any], limits: ProcessorExports) -> None:
     """An answered task takes no more files (409); a closed request, or a link not used within
-    `link_days` of our last e-mail about it, has expired (403)."""
+    `link_days` of our last e-mail about it, has expired (403); a task settled otherwise (staff
+    resolved it) records nothing more (409). The same for an upload and a confirmation."""
     if task["confirmed_at"] is not None:
         raise UploadRefused(409, "This request has already been answered: no more files can be added. "
                             "If something is missing, reply to our e-mail.")
     if RequestStatus(task["request_status"]).is_closed:
         raise UploadRefused(403, "This link has expired: the request it belongs to is closed.")
+    if task.get("task_status") in SETTLED:
+        raise UploadRefused(409, "We have already settled this task by other means, so this link no longer "
+                            "records anything. If you have news about it, please reply to our e-mail.",
+                            title="Already settled")
     if datetime.now(UTC) > task["last_mailed_at"] + timedelta(days=limits.link_days):
         raise UploadRefused(403, f"This link has expired: it was valid for {limits.link_days} days after "
                             "our last e-mail. Please reply to that e-mail and we will send a new one.")
@@ -287,17 +314,14 @@ def _sentence(message: str) -> str:
 
 async def keep_export(pool: Any, task: dict[str, Any], external_id: str, received: ReceivedExport) -> bool:
     """Keep the files, record them and confirm the task, all or nothing; False if the task was
-    answered meanwhile (the files are then discarded). Each file is stored whole before a row names
+    answered, settled or its request closed meanwhile (the files are then discarded). Each file is stored whole before a row names
     it: a crash in between leaves an object no row names, which the purge sweeps."""
     request_id, system = str(task["request_id"]), task["system"]
     try:
         for incoming in received.files:
             await incoming.blob.commit()
         async with pool.acquire() as conn, conn.transaction():
-            confirmed = await conn.fetchval(
-                """UPDATE manual_tasks SET confirmed_at = now(), confirmation_note = $2
-                   WHERE external_id = $1 AND confirmed_at IS NULL RETURNING confirmed_at""",
-                external_id, received.note)
+            confirmed = await record_answer(conn, external_id, received.note)
             if confirmed is None:
                 await received.remove()
                 return False
