@@ -70,6 +70,14 @@ def unavailable_component(exc: BaseException) -> str | None:
     return None
 
 
+def route_of(request: Request) -> str:
+    """The route template the request matched (`/v1/public/packages/{token}`), for a log line:
+    a path can carry a link's secret. A path no route matched is logged as it is (the redactor
+    masks a link's token anywhere, dsrflow/infra/logging.py)."""
+    template = getattr(request.scope.get("route"), "path", None)
+    return template if isinstance(template, str) else request.url.path
+
+
 def outage_problem(component: str) -> Problem:
     return Problem(503, "Service briefly unavailable",
                    f"The {component} is not answering at the moment; try again in {RETRY_AFTER} seconds.",
@@ -81,7 +89,7 @@ def install(app: FastAPI) -> None:
         component = unavailable_component(exc)
         if component is None:
             raise exc
-        log.warning("component unavailable", component=component, path=request.url.path,
+        log.warning("component unavailable", component=component, path=route_of(request),
                     error=f"{type(exc).__name__}: {exc}"[:300])
         problem = outage_problem(component)
         if request.headers.get("hx-request") or prefers_html(request.headers.get("accept")):

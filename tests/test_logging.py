@@ -42,6 +42,27 @@ def test_stdlib_and_exceptions_are_redacted(production_logs):
     assert "ValueError" in line["exception"]
 
 
+def test_a_links_token_in_an_access_log_line_is_masked(production_logs):
+    """uvicorn's access log (off in `dsrflow api`, on if an operator runs uvicorn with it) writes
+    the full path and query: a package link's, a processor link's or a verification link's token
+    is masked; a route template stays readable."""
+    token = "9f" * 32
+    access = logging.getLogger("uvicorn.access")
+    access.setLevel(logging.INFO)
+    try:
+        for path in (f"/v1/public/packages/{token}", f"/portal/packages/{token}", f"/v1/callbacks/manual/{token}",
+                     f"/portal/requests/0b6f/verify?token={token}&lang=nl"):
+            access.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5000", "GET", path, "1.1", 200)
+        get_logger("t").warning("component unavailable", path="/v1/public/packages/{token}")
+    finally:
+        access.setLevel(logging.WARNING)
+    lines = production_logs()
+    assert len(lines) == 5 and token not in json.dumps(lines)
+    assert lines[0]["event"] == '127.0.0.1:5000 - "GET /v1/public/packages/[redacted] HTTP/1.1" 200'
+    assert "verify?token=[redacted]&lang=nl" in lines[3]["event"]
+    assert lines[4]["path"] == "/v1/public/packages/{token}"
+
+
 def test_ids_are_bound_to_every_line(production_logs):
     bind_ids(request_id="0b6f")
     get_logger("t").info("one")

@@ -7,6 +7,8 @@ nothing listens on.
 
 from __future__ import annotations
 
+import secrets
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -150,3 +152,31 @@ async def test_a_connection_dropped_under_the_api_is_an_outage(own_postgres):
         victim.terminate()
     assert len(seen) == 2, seen
     assert [unavailable_component(exc) for exc in seen] == ["database", "database"], seen
+
+
+async def test_tokens_in_links_reach_no_log_line_while_the_database_is_down(own_postgres, settings, dev_server,
+                                                                           task_queue, capsys):
+    """The outage handler logs which page was asked for. Package links, processors' links and the
+    verification link carry their secret in the URL: with PostgreSQL stopped, each of them is
+    answered 503 and logged, and the log names the route, never the token."""
+    token = secrets.token_hex(32)
+    request_id = str(uuid.uuid4())
+    async with database_pool(own_postgres, "tokens") as (url, pool):
+        async with api_client(settings.model_copy(update={"database_url": url}), dev_server.client,
+                              task_queue) as http:
+            assert (await http.get(f"/v1/callbacks/manual/{token}")).status_code == 404  # the pool is up
+            own_postgres.stop()
+            capsys.readouterr()
+            answers = [
+                await http.get(f"/v1/public/packages/{token}"),
+                await http.get(f"/portal/packages/{token}", headers=BROWSER),
+                await http.get(f"/v1/callbacks/manual/{token}", headers=BROWSER),
+                await http.post(f"/v1/callbacks/manual/{token}", data={"note": "done"}),
+                await http.get(f"/portal/requests/{request_id}/verify?token={token}", headers=BROWSER),
+            ]
+            logged = capsys.readouterr()
+    assert [a.status_code for a in answers] == [503] * 5, [a.text[:200] for a in answers]
+    output = logged.err + logged.out
+    assert output.count("component unavailable") == 5, output
+    assert "/v1/public/packages/{token}" in output and "/v1/callbacks/manual/{token}" in output, output
+    assert token not in output and token[:16] not in output, output

@@ -20,10 +20,15 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 REDACTED = "[redacted]"
 
 # Patterns every deployment redacts; more come from DSRFLOW_REDACT_PATTERNS. E-mail addresses are
-# found by `redact_emails`, not by a pattern: see there.
+# found by `redact_emails`, not by a pattern: see there. The secret of a link in a URL (a package's
+# download, a processor's confirmation, `?token=`) is a credential: whichever logger or span meets
+# such a URL (an access log an operator turned on, a library's message), its token is masked; a
+# route template's `{token}` is left as it is. Our own code logs route templates (api/outages.py).
 DEFAULT_PATTERNS: tuple[str, ...] = (
     r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b",  # IBANs
     r"(?<![\w-])\+\d{1,3}[ .-]?(?:\(?\d{1,4}\)?[ .-]?){2,5}\d{2,4}\b",  # international phone numbers
+    *(rf"(?<={prefix})[^/\s?#{{][^/\s?#]*" for prefix in ("/packages/", "/callbacks/manual/")),  # link tokens
+    r"(?<=token=)[^&\s#\"']+",  # a token in a query string (the verification link)
 )
 
 _LOCAL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._%+-")
