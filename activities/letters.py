@@ -50,14 +50,47 @@ TYPE_LABELS = {
     "restriction": N_("restriction of processing (Art. 18 GDPR)"),
     "objection": N_("objection to processing (Art. 21 GDPR)"),
 }
-# Each completes the denial letter's "This is because ...".
-DENIAL_LABELS = {
-    "manifestly_unfounded": N_("the request is manifestly unfounded (Art. 12(5) GDPR)"),
-    "excessive": N_("the request is excessive, in particular because of its repetitive character "
-                    "(Art. 12(5) GDPR)"),
-    "identity_not_established": N_("we could not establish your identity (Art. 12(6) GDPR)"),
-    "other": N_("of the reasons explained below"),
+# A letter cites the law of its request's regime: the GDPR under `gdpr`, the UK GDPR under
+# `uk_gdpr` (the same article numbers), and no article under the other regimes, whose laws are
+# numbered otherwise: never a law that does not apply. (TYPE_LABELS above are the portal's.)
+_ARTICLES = {"12(5)": N_("Art. 12(5) %(law)s"), "12(6)": N_("Art. 12(6) %(law)s"), "15": N_("Art. 15 %(law)s"),
+             "16": N_("Art. 16 %(law)s"), "17": N_("Art. 17 %(law)s"), "18": N_("Art. 18 %(law)s"),
+             "20": N_("Art. 20 %(law)s"), "21": N_("Art. 21 %(law)s")}
+_IN_BRACKETS, _AFTER_COMMA = " (%s)", ", %s"
+LETTER_TYPE_LABELS = {
+    "access": (N_("access to your personal data%(citation)s"), "15", _IN_BRACKETS),
+    "portability": (N_("a copy of your data in a portable format%(citation)s"), "20", _IN_BRACKETS),
+    "erasure": (N_("erasure (right to be forgotten%(citation)s)"), "17", _AFTER_COMMA),
+    "rectification": (N_("rectification of inaccurate data%(citation)s"), "16", _IN_BRACKETS),
+    "restriction": (N_("restriction of processing%(citation)s"), "18", _IN_BRACKETS),
+    "objection": (N_("objection to processing%(citation)s"), "21", _IN_BRACKETS),
 }
+# Each completes the denial letter's "This is because ...".
+LETTER_DENIAL_LABELS = {
+    "manifestly_unfounded": (N_("the request is manifestly unfounded%(citation)s"), "12(5)", _IN_BRACKETS),
+    "excessive": (N_("the request is excessive, in particular because of its repetitive character%(citation)s"),
+                  "12(5)", _IN_BRACKETS),
+    "identity_not_established": (N_("we could not establish your identity%(citation)s"), "12(6)", _IN_BRACKETS),
+    "other": (N_("of the reasons explained below"), None, _IN_BRACKETS),
+}
+
+
+def citation(regime: str, article: str, t: Translator = ENGLISH) -> str | None:
+    """"Art. 15 GDPR" under the GDPR, "Art. 15 UK GDPR" under the UK GDPR, in the letter's
+    language; None under any other regime."""
+    laws = {"gdpr": "GDPR", "uk_gdpr": "UK GDPR"}
+    if regime not in laws:
+        return None
+    return t.gettext(_ARTICLES[article]) % {"law": t.gettext(laws[regime])}
+
+
+def cited_label(label: tuple[str, str | None, str], regime: str, t: Translator = ENGLISH) -> str:
+    """A label of LETTER_TYPE_LABELS or LETTER_DENIAL_LABELS, citing its article where the regime's law is the GDPR's."""
+    message, article, wrap = label
+    cited = citation(regime, article, t) if article else None
+    return t.gettext(message) % {"citation": wrap % cited if cited else ""}
+
+
 # Params that travel through the workflow as ISO strings and reach templates as dates.
 _DATE_PARAMS = {"new_due_date", "lift_on"}
 _DATETIME_PARAMS = {"expired_at", "expires_at", "package_expires_at"}
@@ -223,7 +256,7 @@ async def build_context(ctx: ActivityContext, row: dict[str, Any], job: LetterJo
         "request": {
             "id": str(row["id"]),
             "type": row["request_type"],
-            "type_label": t.gettext(TYPE_LABELS[row["request_type"]]),
+            "type_label": cited_label(LETTER_TYPE_LABELS[row["request_type"]], row["regime"], t),
             "regime": row["regime"],
             # The date the deadline counts from, so a letter and its due date agree.
             "received_date": receipt_date(row["received_at"], policy.defaults.timezone),
@@ -245,7 +278,7 @@ async def build_context(ctx: ActivityContext, row: dict[str, Any], job: LetterJo
     if job.purpose == "staff_alert":
         params["warning_days"] = policy.deadline_warnings_days
     if job.purpose == "denial":
-        params["reason_label"] = t.gettext(DENIAL_LABELS[params["reason_code"]])
+        params["reason_label"] = cited_label(LETTER_DENIAL_LABELS[params["reason_code"]], row["regime"], t)
     if job.purpose in _REFUSALS or (job.purpose == "cancellation" and not params["withdrawn"]):
         params["remedies"] = remedies()
     if job.purpose == "extension" and policy.remedies_for(row["regime"], row["country"]).complaint_on_extension:

@@ -277,3 +277,38 @@ async def test_the_restriction_lift_letter_gives_controller_local_dates(
             assert long_date(date.fromisoformat(utc_lift_on), language) not in part
     if days:
         assert long_date(local_lift_on, language) in letter.subject
+
+
+# --- 7. A letter cites the law of its regime, never another (the request and denial labels) --
+
+_GDPR_NAMES = ("GDPR", "AVG", "RGPD", "DSGVO")
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("regime", REGIMES)
+async def test_the_request_and_denial_labels_cite_only_the_regimes_law(regime, language):
+    t = translations(language)
+    ack = await as_sent("acknowledgement", "access", {"verification_required": False}, regime=regime, language=language)
+    denial = await as_sent("denial", "access", {"reason_code": "excessive", "explanation": "Fifth identical request."},
+                           regime=regime, language=language)
+    label = letters.cited_label(letters.LETTER_TYPE_LABELS["access"], regime, t)
+    reason = letters.cited_label(letters.LETTER_DENIAL_LABELS["excessive"], regime, t)
+    assert label in ack.text and reason in denial.text
+    if regime == "gdpr":
+        assert label == {"en": "access to your personal data (Art. 15 GDPR)",
+                         "nl": "inzage in uw persoonsgegevens (art. 15 AVG)"}.get(language, label)
+    elif regime == "uk_gdpr":
+        assert "UK GDPR" in label and "UK GDPR" in reason
+        for part in both(ack):  # never the EU's regulation
+            assert not any(name in part.replace("UK GDPR", "") for name in _GDPR_NAMES), (regime, language)
+        if language == "en":
+            assert "Request: access to your personal data (Art. 15 UK GDPR)\n" in ack.text
+            assert "repetitive character (Art. 12(5) UK GDPR)." in denial.text
+    else:
+        if language == "en":
+            assert "Request: access to your personal data\n" in ack.text
+            assert "because the request is excessive, in particular because of its repetitive character." in denial.text
+        assert "Art." not in label and "art." not in label and "Art." not in reason and "art." not in reason
+        # The acknowledgement under these laws says nothing else about the GDPR either.
+        for part in both(ack):
+            assert not any(name in part for name in _GDPR_NAMES), (regime, language)

@@ -12,9 +12,10 @@ import pytest
 
 from activities.letter_templates import RenderedLetter, render_letter
 from activities.letters import (
-    DENIAL_LABELS,
-    TYPE_LABELS,
+    LETTER_DENIAL_LABELS,
+    LETTER_TYPE_LABELS,
     _kept_item,
+    cited_label,
     compose_letter,
     message_id_for,
     remedies_context,
@@ -37,12 +38,12 @@ def _context(purpose: str, language: str) -> dict:
     policy = load_policy().in_language(language)
     t = translations(language)
     ctx = full_context(purpose)
-    ctx["request"]["type_label"] = t.gettext(TYPE_LABELS[ctx["request"]["type"]])
+    ctx["request"]["type_label"] = cited_label(LETTER_TYPE_LABELS[ctx["request"]["type"]], "gdpr", t)
     ctx["controller"] = policy.controller.model_dump(mode="json")
     if "remedies" in ctx:
         ctx["remedies"] = remedies_context(policy, "gdpr", "BE", appeal=False, t=t)
     if purpose == "denial":
-        ctx["reason_label"] = t.gettext(DENIAL_LABELS[ctx["reason_code"]])
+        ctx["reason_label"] = cited_label(LETTER_DENIAL_LABELS[ctx["reason_code"]], "gdpr", t)
     if purpose == "response":
         # The records kept, read from the evidence as the letter activity reads them.
         ctx["outcome"]["kept"] = [_kept_item(k, policy, t, source=load_policy().policy) for k in STORED_KEPT]

@@ -23,9 +23,10 @@ from activities.letter_templates import (
     render_letter,
 )
 from activities.letters import (
-    DENIAL_LABELS,
-    TYPE_LABELS,
+    LETTER_DENIAL_LABELS,
+    LETTER_TYPE_LABELS,
     _outcome,
+    cited_label,
     decision_summary,
     refuses_in_part,
     remedies_context,
@@ -143,7 +144,7 @@ def _letter_cases() -> dict[str, tuple[str, dict]]:
         "cancellation-withdrawn": ("cancellation", {"reason": "The subject withdrew it by phone on 3 February.",
                                                     "withdrawn": True}),
         "denial-of-an-appeal": ("denial", {
-            "reason_code": "other", "reason_label": DENIAL_LABELS["other"], APPEAL_REMEDIES: True,
+            "reason_code": "other", APPEAL_REMEDIES: True,
             "explanation": "We reviewed our decision and confirm it: the records are needed to defend a claim."}),
         "restriction_lift": ("restriction_lift", {**EXTRA["restriction_lift"], "request_type": "restriction"}),
         "restriction_lift-notice-two-grounds": ("restriction_lift", {
@@ -151,9 +152,9 @@ def _letter_cases() -> dict[str, tuple[str, dict]]:
             "restriction": {"since": datetime(2025, 11, 4, 9, 30, tzinfo=UTC), "recipients": [],
                             "grounds": [GROUND_LABELS["accuracy_contested"], GROUND_LABELS["objection_pending"]]}}),
     }
-    for code, label in DENIAL_LABELS.items():
+    for code in LETTER_DENIAL_LABELS:
         cases[f"denial-{code}"] = ("denial", {
-            "reason_code": code, "reason_label": label,
+            "reason_code": code,
             "explanation": "This is the fifth identical request in two weeks; we answered it on 2 February 2026.",
             REMEDIES_OF_REGIME: True})
     for kind in staff_alert_kinds(DEFAULT_WARNING_DAYS):
@@ -182,7 +183,10 @@ def _render_case(case: str, regime: str) -> RenderedLetter:
     ctx["subject"]["name"] = "Jane Doe"
     extra = copy.deepcopy(extra)
     request_type = extra.pop("request_type", "erasure")
-    ctx["request"].update(regime=regime, type=request_type, type_label=TYPE_LABELS[request_type])
+    ctx["request"].update(regime=regime, type=request_type,
+                          type_label=cited_label(LETTER_TYPE_LABELS[request_type], regime))
+    if purpose == "denial":
+        extra["reason_label"] = cited_label(LETTER_DENIAL_LABELS[extra["reason_code"]], regime)
     if extra.pop(REMEDIES_OF_REGIME, False):
         extra["remedies"] = remedies_context(_POLICY, regime, "BE", appeal=False)
     if extra.pop(APPEAL_REMEDIES, False):
