@@ -15,7 +15,7 @@ that does not exist, or 503 naming a request stored whose workflow could not sta
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -63,3 +63,14 @@ Pool = Annotated[asyncpg.Pool, Depends(db_pool)]
 PolicyInForce = Annotated[LoadedPolicy, Depends(loaded_policy)]
 Today = Annotated[date, Depends(controller_today)]
 Limiter = Annotated[RateLimiter, Depends(rate_limiter)]
+
+
+def counted(action: str) -> Any:
+    """For a route's `dependencies=[counted("lookup")]`: one `action` from this client counted
+    (api/ratelimit.py) before the route's parameters are resolved, so a client over its limit
+    (429) is refused before anything is looked up."""
+
+    async def count(request: Request, limiter: Limiter) -> None:
+        await limiter.hit(request, action)
+
+    return Depends(count)

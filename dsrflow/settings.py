@@ -120,6 +120,13 @@ class Settings(BaseSettings):
     rate_callback_per_ip: str = Field("600/minute", validation_alias=AliasChoices("DSRFLOW_RATE_CALLBACK_PER_IP"))
     # Generous for monitors polling every second or two; each call probes every component.
     rate_health_per_ip: str = Field("300/minute", validation_alias=AliasChoices("DSRFLOW_RATE_HEALTH_PER_IP"))
+    # A request's status asked for by a stranger: the portal's lookup by reference, its status and
+    # verification pages (each a Temporal query). A subject looks a few times; a loop does not.
+    rate_lookup_per_ip: str = Field("120/hour", validation_alias=AliasChoices("DSRFLOW_RATE_LOOKUP_PER_IP"))
+    # Links with a token: processors' confirmation and upload links (GET and POST) and package
+    # downloads (the portal's page and the file). A processor answering many tasks from one office
+    # opens two a task.
+    rate_link_per_ip: str = Field("300/hour", validation_alias=AliasChoices("DSRFLOW_RATE_LINK_PER_IP"))
     # Unverified requests open at once, over every address: each one lives for the verification
     # window and sends mail from the controller's domain. Beyond it public intake answers 503.
     max_unverified_open: int = Field(
@@ -247,7 +254,8 @@ class Settings(BaseSettings):
 
     @field_validator("rate_submit_per_ip", "rate_submit_per_email", "rate_verify_per_ip",
                      "rate_verify_per_request", "rate_signin_per_ip", "rate_callback_per_ip",
-                     "rate_health_per_ip", "rate_resend_per_ip", "rate_resend_per_request")
+                     "rate_health_per_ip", "rate_resend_per_ip", "rate_resend_per_request", "rate_lookup_per_ip",
+                     "rate_link_per_ip")
     @classmethod
     def _check_rate(cls, value: str) -> str:
         parse_rate(value)
@@ -361,8 +369,8 @@ class Settings(BaseSettings):
         return self.temporal_ui_public_url or f"http://127.0.0.1:{self.temporal_ui_port}"
 
     def rate(self, action: str, per: str) -> tuple[int, int]:
-        """(allowed hits, window in seconds) for `action` (submit, verify, signin, callback,
-        health) per `ip`, `email` or `request`."""
+        """(allowed hits, window in seconds) for `action` (submit, verify, resend, signin, callback,
+        health, lookup, link) per `ip`, `email` or `request`."""
         return parse_rate(getattr(self, f"rate_{action}_per_{per}"))
 
 

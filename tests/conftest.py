@@ -152,6 +152,8 @@ def settings(home: Path, database_url: str, mail_sink: MailSink, lifecycle_polic
         DSRFLOW_RATE_SIGNIN_PER_IP="10000/hour",
         DSRFLOW_RATE_CALLBACK_PER_IP="10000/hour",
         DSRFLOW_RATE_HEALTH_PER_IP="10000/hour",
+        DSRFLOW_RATE_LOOKUP_PER_IP="10000/hour",
+        DSRFLOW_RATE_LINK_PER_IP="10000/hour",
         # Workflow code is checked in Temporal's sandbox here, whatever production runs.
         DSRFLOW_WORKFLOW_SANDBOX=True,
         # Tests store requests without workflows: the sweep that would start them, scheduled by

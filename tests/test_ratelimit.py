@@ -246,3 +246,47 @@ async def test_callbacks_and_health_are_limited(settings, pool, dev_server, task
         assert_limited(await http.post("/v1/callbacks/opendsr", params={"system": "nonexistent"}, json=forged), 3600)
         assert_limited(await http.get("/healthz"), 3600)
         assert (await call_from(unique_ip()).get("/healthz")).status_code in (200, 503)
+
+
+async def test_status_pages_links_and_downloads_are_limited(settings, pool, dev_server, task_queue):
+    """Anyone may ask for a request's status (by reference, or its pages, each a Temporal query),
+    open a processor's link or a package's download, and in a loop each costs a lookup, a query
+    or a whole package read: a client over its limit gets 429 with Retry-After (a page for a
+    browser), before anything is looked up; another client is still served."""
+    token = "ab" * 32
+    browser = {"Accept": "text/html"}
+    async with app_clients(settings, dev_server.client, task_queue, rate_lookup_per_ip="4/hour",
+                           rate_link_per_ip="4/hour") as call_from:
+        http = call_from(unique_ip())
+        request_id = str(uuid.uuid4())
+        looked_up = [
+            await http.get("/portal/status", params={"reference": "KD7QX3M9TB"}),
+            await http.get(f"/portal/requests/{request_id}"),
+            await http.get(f"/portal/requests/{request_id}/verify"),
+            await http.get("/portal/status", params={"reference": "KD7QX3M9TC"}),
+        ]
+        assert [r.status_code for r in looked_up] == [422, 404, 404, 422], [r.text[:200] for r in looked_up]
+        for refused in (await http.get("/portal/status", params={"reference": "KD7QX3M9TB"}),
+                        await http.get(f"/portal/requests/{request_id}"),
+                        await http.get(f"/portal/requests/{request_id}/verify")):
+            assert_limited(refused, 3600)
+            assert refused.headers["content-type"].startswith("text/html")
+
+        linked = [
+            await http.get(f"/v1/callbacks/manual/{token}"),
+            await http.post(f"/v1/callbacks/manual/{token}", data={"note": "done"}),
+            await http.get(f"/v1/public/packages/{token}"),
+            await http.get(f"/portal/packages/{token}"),
+        ]
+        assert [r.status_code for r in linked] == [404] * 4, [r.text[:200] for r in linked]
+        for refused in (await http.get(f"/v1/callbacks/manual/{token}"),
+                        await http.post(f"/v1/callbacks/manual/{token}", data={"note": "done"}),
+                        await http.get(f"/v1/public/packages/{token}"),
+                        await http.get(f"/v1/public/packages/{token}", headers=browser),
+                        await http.get(f"/portal/packages/{token}")):
+            assert_limited(refused, 3600)
+        assert "Too many requests" in refused.text
+
+        other = call_from(unique_ip())
+        assert (await other.get(f"/portal/requests/{request_id}")).status_code == 404
+        assert (await other.get(f"/v1/callbacks/manual/{token}")).status_code == 404

@@ -39,7 +39,8 @@ from api.callbacks.processor_uploads import (
     record_answer,
     refuse_if_closed,
 )
-from api.deps import State
+from api.deps import Limiter, State
+from api.problems import Problem
 from api.state import AppState
 from dsrflow.domain.audit import append_event
 from dsrflow.infra.logging import get_logger
@@ -150,8 +151,26 @@ async def _task(state: AppState, token: str) -> dict[str, Any] | None:
     return dict(row) if row else None
 
 
+async def _over_limit(request: Request, limiter: Limiter) -> HTMLResponse | None:
+    """Count this client's use of a link (api/ratelimit.py) before its token is looked up; the
+    page saying to wait when it is over its limit, None otherwise."""
+    try:
+        await limiter.hit(request, "link")
+    except Problem as problem:
+        if problem.status != 429:
+            raise
+        retry = int(problem.extra["retry_after"])
+        page = _page("Too many requests", f'<p class="problem" role="alert">Too many requests from your network: '
+                     f"please try again in {retry} second{'' if retry == 1 else 's'}.</p>", status=429)
+        page.headers["Retry-After"] = str(retry)
+        return page
+    return None
+
+
 @router.get("/{token}", response_class=HTMLResponse, summary="Confirmation page for a processor asked by e-mail")
-async def confirmation_page(token: str, state: State) -> HTMLResponse:
+async def confirmation_page(request: Request, token: str, state: State, limiter: Limiter) -> HTMLResponse:
+    if (refused := await _over_limit(request, limiter)) is not None:
+        return refused
     task = await _task(state, token)
     if task is None:
         return _not_found()
@@ -208,7 +227,9 @@ async def _tell_task(state: AppState, task: dict[str, Any]) -> None:
 
 
 @router.post("/{token}", response_class=HTMLResponse, summary="Record a processor's confirmation")
-async def confirm(request: Request, token: str, state: State) -> HTMLResponse:
+async def confirm(request: Request, token: str, state: State, limiter: Limiter) -> HTMLResponse:
+    if (refused := await _over_limit(request, limiter)) is not None:
+        return refused
     task = await _task(state, token)
     if task is None:
         return _not_found()

@@ -146,15 +146,19 @@ async def verify(request_id: str, body: VerifyBody, state: State, limiter: Limit
 
 
 @router.get("/packages/{token}")
-async def download_package(token: str, request: Request, state: State) -> Response:
+async def download_package(token: str, request: Request, state: State, limiter: Limiter) -> Response:
     """Download an access or portability package with the token from the response letter.
-    A browser following an expired or unknown link gets the portal's page saying so."""
+    A browser following an expired or unknown link, or over the rate limit, gets the portal's page
+    saying so."""
     try:
+        await limiter.hit(request, "link")  # before the lookup, and the package's read
         row = await find_package(state, token)
     except Problem as problem:
         if "text/html" not in request.headers.get("accept", ""):
             raise
-        return render(request, "portal/problem.html", {"problem": problem}, status_code=problem.status)
+        retry = problem.extra.get("retry_after")
+        return render(request, "portal/problem.html", {"problem": problem}, status_code=problem.status,
+                      headers={"Retry-After": str(retry)} if retry else None)
     pool = await state.db()
     async with pool.acquire() as conn:
         await conn.execute("UPDATE packages SET downloaded_at = coalesce(downloaded_at, now()) WHERE id = $1", row["id"])

@@ -22,7 +22,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from api import request_form
-from api.deps import Limiter, State
+from api.deps import Limiter, State, counted
 from api.pages import page_translator, problem_pages, render
 from api.problems import Problem
 from api.public.intake import (
@@ -133,7 +133,7 @@ async def submit(request: Request, state: State, limiter: Limiter) -> Response:
     return RedirectResponse(f"/portal/requests/{row['id']}/verify", status_code=303)
 
 
-@router.get("/status")
+@router.get("/status", dependencies=[counted("lookup")])
 async def find_status(request: Request, state: State, reference: str = "") -> Response:
     """The status lookup on the portal's front page: by the reference in our letters only (the
     short one, typed in any case, or the full id). An unknown reference gets the same page as a
@@ -174,7 +174,7 @@ def _status_path(request_id: str) -> str:
     return f"/portal/requests/{request_id}"
 
 
-@router.get("/requests/{request_id}", response_class=HTMLResponse)
+@router.get("/requests/{request_id}", response_class=HTMLResponse, dependencies=[counted("lookup")])
 async def status_page(request: Request, request_id: str, state: State) -> HTMLResponse:
     """The request's status. "You have confirmed" shows once, on the page the confirmation leads
     to: its cookie is spent here, so a reload or a bookmark shows the status alone."""
@@ -200,7 +200,7 @@ def _verify_page(request: Request, row: dict[str, Any], *, token: str | None = N
                   status_code=status)
 
 
-@router.get("/requests/{request_id}/verify", response_class=HTMLResponse)
+@router.get("/requests/{request_id}/verify", response_class=HTMLResponse, dependencies=[counted("lookup")])
 async def verify_page(request: Request, request_id: str, state: State, token: str = "") -> HTMLResponse:
     """The code form; with the e-mail's link (`?token=`), a single button instead. Opening the
     link changes nothing by itself: mail scanners follow links, so only the button confirms."""
@@ -262,7 +262,7 @@ async def resend(request: Request, request_id: str, state: State, limiter: Limit
         t.gettext(N_("The code and link we sent you earlier no longer work.")))))
 
 
-@router.get("/packages/{token}", response_class=HTMLResponse)
+@router.get("/packages/{token}", response_class=HTMLResponse, dependencies=[counted("link")])
 async def package_page(request: Request, token: str, state: State) -> HTMLResponse:
     """The landing page of a download link: what the package holds, until when, and the button
     that starts the download (the public API's download, which records it)."""
