@@ -169,7 +169,7 @@ _ACTIONS = [
         lambda s: s.status == RequestStatus.awaiting_verification,
         "Send the subject a new code and link; the earlier ones stop working and attempts reset."),
     StaffAction(
-        "retry-task", "compliance", Workflow.retry_task, RetryTaskInput, TaskBody, "The task ran again.",
+        "retry-task", "compliance", Workflow.retry_task, RetryTaskInput, TaskBody, "The task runs again.",
         lambda s: s.needs_attention and _carrying_on(s),
         "Run a system's task again after it needed attention (e.g. once the system is back).", after_close=True),
     StaffAction(

@@ -19,6 +19,7 @@ import pytest
 from activities.connectors.base import PermanentConnectorError
 from api.body_limits import DEFAULT_LIMIT
 from devstack.saas.hubspot import create_hubspot_app
+from schemas.workflow import workflow_id_for
 from tests.fanout_stack import api, fanout_stack
 from tests.saas_support import collect, connector, http_policy, http_system, subject
 from tests.support import (
@@ -224,7 +225,47 @@ async def test_replayed_and_stale_callbacks_are_refused(settings, pool, dev_serv
         assert_problem(answer, 409)
     events = await pool.fetch("SELECT data FROM audit_events WHERE actor = $1", f"processor:{PROCESSOR}")
     assert [json.loads(e["data"]) if isinstance(e["data"], str) else e["data"] for e in events] == [
-        {"system": PROCESSOR, "status": "completed"}]
+        {"system": PROCESSOR, "status": "completed", "attempt": 1}]
+
+
+async def test_a_replayed_callback_does_not_reach_a_task_staff_ran_again(settings, pool, dev_server, processor,
+                                                                        tmp_path, lifecycle_policy, task_queue):
+    """The processor cancelled the job, staff ran the task again (attempt 2, the same job): someone
+    who captured the signed "cancelled" posts it again. Refused as a replay, it must not reach the
+    new attempt either, which the processor's next callback completes."""
+    policy = processor_policy(tmp_path, lifecycle_policy, {"base_url": f"{processor.url}/opendsr"})
+    ours = settings.model_copy(update={"policy_path": policy, "task_queue": task_queue})
+    compliance = await staff_headers(pool, "compliance")
+    task = "SELECT status, attempt FROM system_tasks WHERE request_id = $1 AND system = $2"
+    async with build_worker(dev_server.client, ours, pool, task_queue=task_queue), \
+            api_over_http(ours, dev_server.client) as url, httpx.AsyncClient(base_url=url) as http:
+        request_id, external_id = await pending_erasure(http, pool)
+        cancelled, headers = processor.signed({"subject_request_id": external_id, "request_status": "cancelled",
+                                               "status_changed_time": rfc3339(dt.datetime.now(dt.UTC))})
+        assert (await http.post(CALLBACK, content=cancelled, headers=headers)).status_code == 202
+        await _until(pool, task, request_id, ("needs_attention", 1))
+        retried = await http.post(f"/v1/requests/{request_id}/retry-task", headers=compliance,
+                                  json={"system": PROCESSOR})
+        assert retried.status_code == 200, retried.text
+        await _until(pool, task, request_id, ("pending", 2))
+
+        assert_problem(await http.post(CALLBACK, content=cancelled, headers=headers), 409)
+        completed, signed = processor.signed({"subject_request_id": external_id, "request_status": "completed",
+                                              "results_count": 2, "status_changed_time": rfc3339(dt.datetime.now(dt.UTC))})
+        assert (await http.post(CALLBACK, content=completed, headers=signed)).status_code == 202
+        state = await asyncio.wait_for(
+            dev_server.client.get_workflow_handle(workflow_id_for(request_id)).result(), 60)
+    assert state["status"] == "completed"
+    (result,) = state["results"]
+    assert (result["status"], result["changed"]) == ("done", 2)
+
+
+async def _until(pool, query: str, request_id: str, expected: tuple) -> None:
+    for _ in range(300):
+        if tuple(await pool.fetchrow(query, uuid.UUID(request_id), PROCESSOR)) == expected:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"the task never reached {expected}: {tuple(await pool.fetchrow(query, uuid.UUID(request_id), PROCESSOR))}")
 
 
 # -- URLs a processor hands us -----------------------------------------------------------------

@@ -28,12 +28,16 @@ with workflow.unsafe.imports_passed_through():
 # before the second, a `sql` system's task was an activity task rather than a local activity.
 SQL_TASKS_INLINE = "sql-tasks-inline"
 SQL_TASKS_LOCAL = "sql-tasks-local"
+# Before this one, staff's retry of a task with a child workflow answered only once the child
+# settled: for a processor that takes days, the console's button (and the REST call) hung.
+RETRY_ANSWERS_ONCE_STARTED = "retry-answers-once-started"
 
 
 class SystemTasks:
     def __init__(self, alert_key: str = "attention") -> None:
         self.results: dict[str, TaskResult] = {}
         self._retrying = 0
+        self._retries: set[asyncio.Task[None]] = set()  # retried child tasks running on their own
         # Staff alerts are sent once per key: a second fan-out of the same request (a restriction's
         # lift) needs keys of its own.
         self._alert_key = alert_key
@@ -99,12 +103,28 @@ class SystemTasks:
         # Taken before the first await, so a concurrent retry of the same task is refused.
         self.results[system] = self.results[system].model_copy(update={"status": "pending", "attempt": attempt})
         self._retrying += 1
+        handed_on = False
         try:
             await record_event(plan.request_id, "task.retried", f"retry:{system}:{attempt}", {"system": system}, actor)
+            if task.connector != ConnectorKind.sql and workflow.patched(RETRY_ANSWERS_ONCE_STARTED):
+                # The new attempt waits on its processor (hours, days) on its own; staff are
+                # answered now, with the attempt pending. `settle` waits for it as for any retry.
+                running = asyncio.create_task(self._retried(plan, task, attempt))
+                self._retries.add(running)  # held, so the task is not collected while it runs
+                running.add_done_callback(self._retries.discard)
+                handed_on = True
+            else:
+                await self._run(plan, task, attempt)
+        finally:
+            if not handed_on:
+                self._retrying -= 1
+        return self.results[system]
+
+    async def _retried(self, plan: Plan, task: SystemTask, attempt: int) -> None:
+        try:
             await self._run(plan, task, attempt)
         finally:
             self._retrying -= 1
-        return self.results[system]
 
     async def resolve(self, request_id: str, system: str, note: str, actor: str) -> TaskResult:
         """Staff carried the task out by other means (the `resolve_task` update)."""

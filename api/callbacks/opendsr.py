@@ -99,20 +99,26 @@ async def opendsr_callback(request: Request, state: State, limiter: Limiter,
     child = task_workflow_id(request_id, task["system"], task["action"], task["attempt"])
     # A completed erasure's count rides along: the task then needs no poll (workflows/system_task.py).
     update = ProcessorUpdate(status=status, results_count=reported_count(payload) if status == "completed" else None)
+    event_key = f"{request_id}:callback:{system}:{external_id}:{status}"
     async with pool.acquire() as conn:
         with replay_noted() as replay:  # seen, and audited, in one statement
             await append_event(
-                conn, event_key=f"{request_id}:callback:{system}:{external_id}:{status}", request_id=request_id,
+                conn, event_key=event_key, request_id=request_id,
                 event_type="processor.callback", actor=f"processor:{system}",
-                data={"system": system, "status": status}, along=[seen(system, body, signed_at, max_age)],
+                data={"system": system, "status": status, "attempt": task["attempt"]},
+                along=[seen(system, body, signed_at, max_age)],
             )
+        told_attempt = await conn.fetchval(
+            "SELECT (data->>'attempt')::int FROM audit_events WHERE event_key = $1", event_key) if replay.seen else None
         await sweep_expired(conn)
     if replay.seen:
         # Seen, but maybe never delivered: an API that died (or lost Temporal) between recording
         # the callback and signalling its task answered nothing, so the processor sends the same
         # body again. A status that settles the task is told again, which changes nothing for a
-        # task told already; an earlier status, replayed, could only be stale (replay.py).
-        if status in SETTLING_STATUSES:
+        # task told already; an earlier status, replayed, could only be stale (replay.py). Only
+        # the attempt it was recorded for is told: a task staff have since run again is another
+        # attempt, which a captured body (a `cancelled`, say) must not settle.
+        if status in SETTLING_STATUSES and told_attempt == task["attempt"]:
             await _tell(client, child, update)
         raise replay.refused()
     failpoint("callback-recorded")  # recorded, and its task not yet told

@@ -11,7 +11,8 @@ without one is still refused when replayed, for as long as its digest is kept.
 A replay is still refused when the body settles its task (completed, cancelled), but the task is
 told again: the processor's own retry of a callback recorded by an API that died before telling
 the task (or could not reach Temporal) looks exactly like a replay, and telling a settled task
-twice changes nothing (api/callbacks/opendsr.py).
+twice changes nothing (api/callbacks/opendsr.py). Only the task's attempt the body was first
+recorded for is told again: once staff have run the task again, a replay reaches nothing.
 """
 
 from __future__ import annotations
