@@ -315,7 +315,8 @@ async def issue_package_link(ctx: ActivityContext, package_id: str, days: int) -
            WHERE id = $1 RETURNING expires_at""",
         package_id, token_hash(token), expires,
     )
-    return f"{ctx.settings.base_url}/v1/public/packages/{token}", stored or expires
+    # The portal's page of the package, whose button downloads it (api/public/portal.py).
+    return f"{ctx.settings.base_url}/portal/packages/{token}", stored or expires
 
 
 def notifies_subject(row: dict[str, Any]) -> bool:

@@ -34,8 +34,8 @@ async def _package(http, pool, client, mail_sink, kind: str, email: str, regime:
     rid = r.json()["id"]
     state = await asyncio.wait_for(client.get_workflow_handle(workflow_id_for(rid)).result(), 90)
     assert state["status"] == "completed"
-    link = re.search(r"/v1/public/packages/[0-9a-f]{64}", text_of(await wait_for_letter(mail_sink, rid, "response")))
-    download = await http.get(link.group(0))
+    link = re.search(r"/portal/packages/[0-9a-f]{64}", text_of(await wait_for_letter(mail_sink, rid, "response")))
+    download = await http.post(link.group(0))  # the page's button
     assert download.status_code == 200, download.text
     return zipfile.ZipFile(io.BytesIO(download.content))
 

@@ -79,7 +79,7 @@ async def test_access_response_waits_for_compliance_approval(http, pool, mail_si
     assert approved.status_code == 200, approved.text
     assert approved.json()["status"] in ("in_progress", "completed")
     assert approved.json()["approval"]["note"] == "Package checked"
-    assert "/v1/public/packages/" in (await wait_for_letter(mail_sink, rid, "response")).get_body(("plain",)).get_content()
+    assert "/portal/packages/" in (await wait_for_letter(mail_sink, rid, "response")).get_body(("plain",)).get_content()
     handle = dev_server.client.get_workflow_handle(workflow_id_for(rid))
     assert (await handle.result())["status"] == "completed"
     events = await event_types(pool, rid)

@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+import uuid
 import zipfile
 
 import asyncpg
@@ -62,11 +63,18 @@ async def test_access_for_ada_returns_all_four_systems(stack, pool, dev_server, 
         assert set(state["package"]["systems"]) == {"crm", "analytics", "billing", "email_marketing"}
 
         letter = text_of(await wait_for_letter(mail_sink, rid, "response"))
-        link = re.search(r"(http://\S+/v1/public/packages/[0-9a-f]{64})", letter).group(1)
+        link = re.search(r"(http://\S+/portal/packages/[0-9a-f]{64})", letter).group(1)
         stored = await pool.fetchval("SELECT body_text FROM sent_letters WHERE request_id = $1 AND purpose = 'response'", rid)
         assert link not in stored  # the kept copy of the letter cannot open the package
-        download = await http.get(link.removeprefix(stack.api_url))
+        downloads = ("SELECT count(*) FROM audit_events WHERE request_id = $1 "
+                     "AND event_type = 'package.downloaded'")
+        # A mail scanner opens the link: the page, and no download in the subject's name.
+        scanned = await http.get(link.removeprefix(stack.api_url))
+        assert scanned.status_code == 200 and "Download your data" in scanned.text
+        assert await pool.fetchval(downloads, uuid.UUID(rid)) == 0
+        download = await http.post(link.removeprefix(stack.api_url))  # the button on the link's page
         assert download.status_code == 200, download.text
+        assert await pool.fetchval(downloads, uuid.UUID(rid)) == 1
     archive = zipfile.ZipFile(io.BytesIO(download.content))
     names = archive.namelist()
     assert "summary.html" in names

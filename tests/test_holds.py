@@ -72,8 +72,8 @@ async def test_erasure_keeps_accounting_records_minimised_and_says_so(postgres, 
             assert set(state["package"]["systems"]) == {"billing"}
             access_letter = text_of(await wait_for_letter(mail_sink, access, "response"))
             assert "Gegevensbeschermingsautoriteit" not in access_letter  # nothing refused: no remedies
-            link = re.search(r"/v1/public/packages/[0-9a-f]{64}", access_letter).group(0)
-            archive = zipfile.ZipFile(io.BytesIO((await http.get(link)).content))
+            link = re.search(r"/portal/packages/[0-9a-f]{64}", access_letter).group(0)
+            archive = zipfile.ZipFile(io.BytesIO((await http.post(link)).content))
             assert any("invoices" in n for n in archive.namelist())
             assert not any(n.startswith(("crm/", "analytics/")) for n in archive.namelist())
 

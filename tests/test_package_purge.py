@@ -45,7 +45,7 @@ from workers.schedules import PACKAGE_PURGE_SCHEDULE_ID, ensure_schedules
 from workflows.package_purge import PackagePurgeWorkflow
 
 REPO = Path(__file__).resolve().parent.parent
-_LINK = re.compile(r"/v1/public/packages/[0-9a-f]{64}")
+_LINK = re.compile(r"/portal/packages/[0-9a-f]{64}")
 
 
 @dataclass
@@ -96,7 +96,7 @@ async def _access_with_link(kept: Kept, pool, mail_sink, email: str) -> tuple[st
     link = _LINK.search(text_of(await wait_for_letter(mail_sink, rid, "response", timeout=60))).group(0)
     key = await pool.fetchval("SELECT path FROM packages WHERE request_id = $1", uuid.UUID(rid))
     assert key.startswith("packages/") and await _exists(kept, key)
-    download = await kept.http.get(link)
+    download = await kept.http.post(link)
     assert download.status_code == 200 and "summary.html" in zipfile.ZipFile(io.BytesIO(download.content)).namelist()
     return rid, link, key
 
@@ -145,7 +145,7 @@ async def test_a_package_whose_link_expired_is_deleted_and_its_link_says_so(
     assert row["purged_at"] is not None and row["purge_reason"] == "link_expired"
     assert [e["reason"] for e in await _events(pool, rid, "package.purged")] == ["link_expired"]
 
-    problem = assert_problem(await http.get(link), 410)
+    problem = assert_problem(await http.get(link.replace("/portal/", "/v1/public/")), 410)  # the API's answer
     assert "deleted" in problem["detail"] and "@" not in problem["detail"]
     page = await http.get(link, headers={"Accept": "text/html"})
     assert page.status_code == 410 and "deleted" in page.text
@@ -202,7 +202,7 @@ async def test_an_erasure_deletes_the_subjects_packages_and_uploads_and_nobody_e
     assert uploaded["system"] == "surveys" and uploaded["erasure_request_id"] == erasure
     assert await pool.fetchval("SELECT purged_at IS NOT NULL FROM processor_exports WHERE request_id = $1",
                                uuid.UUID(rid))
-    problem = assert_problem(await http.get(link), 410)
+    problem = assert_problem(await http.get(link.replace("/portal/", "/v1/public/")), 410)  # the API's answer
     assert "erased" in problem["detail"]
 
     # Another subject's package is untouched.

@@ -27,7 +27,7 @@ from workflows.dsr import DataSubjectRequestWorkflow
 
 SURVEYS_CONTACT = "privacy@surveys.example"
 _LINK = re.compile(r"http://\S+(/v1/callbacks/manual/[0-9a-f]{64})")
-_PACKAGE = re.compile(r"/v1/public/packages/[0-9a-f]{64}")
+_PACKAGE = re.compile(r"/portal/packages/[0-9a-f]{64}")
 MARKER = "ada-survey-answer-7f3a"  # in the uploaded file only: must never be found on disk in clear
 ANSWERS = f"question,answer\nfavourite feature,{MARKER}\n".encode()
 PROFILE = json.dumps({"respondent": "ada@example.com", "panel": "2026-Q1"}).encode()
@@ -68,7 +68,7 @@ def _uploads(home: Path) -> set[Path]:
 
 async def _package(http, mail_sink, rid: str) -> tuple[str, zipfile.ZipFile]:
     letter = text_of(await wait_for_letter(mail_sink, rid, "response", 60))
-    download = await http.get(_PACKAGE.search(letter).group(0))
+    download = await http.post(_PACKAGE.search(letter).group(0))
     assert download.status_code == 200, download.text
     return letter, zipfile.ZipFile(io.BytesIO(download.content))
 

@@ -159,6 +159,13 @@ async def download_package(token: str, request: Request, state: State, limiter: 
         retry = problem.extra.get("retry_after")
         return render(request, "portal/problem.html", {"problem": problem}, status_code=problem.status,
                       headers={"Retry-After": str(retry)} if retry else None)
+    return await downloaded(state, row)
+
+
+async def downloaded(state: AppState, row: dict[str, Any]) -> StreamingResponse:
+    """The package `row` as a download, recorded as downloaded by the subject: the public API's
+    GET, and the button on the portal's page of a letter's link (a POST, so that a mail scanner
+    opening the link records nothing)."""
     pool = await state.db()
     async with pool.acquire() as conn:
         await conn.execute("UPDATE packages SET downloaded_at = coalesce(downloaded_at, now()) WHERE id = $1", row["id"])

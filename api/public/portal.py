@@ -31,6 +31,7 @@ from api.public.intake import (
     check_identity,
     count_submission,
     count_verification,
+    downloaded,
     find_package,
     submit_request,
 )
@@ -264,8 +265,14 @@ async def resend(request: Request, request_id: str, state: State, limiter: Limit
 
 @router.get("/packages/{token}", response_class=HTMLResponse, dependencies=[counted("link")])
 async def package_page(request: Request, token: str, state: State) -> HTMLResponse:
-    """The landing page of a download link: what the package holds, until when, and the button
-    that starts the download (the public API's download, which records it)."""
+    """The page the response letter links to: what the package holds, until when, and the button
+    that downloads it. Opening the page records nothing: mail scanners open the links in a
+    message, and a download they made would stand in the evidence as the subject's."""
     package = await find_package(state, token)
-    return render(request, "portal/package.html", {
-        "package": package, "download_url": f"/v1/public/packages/{token}"})
+    return render(request, "portal/package.html", {"package": package, "download_url": f"/portal/packages/{token}"})
+
+
+@router.post("/packages/{token}", dependencies=[counted("link")])
+async def package_download(token: str, state: State) -> Response:
+    """The page's button: the download, recorded as the subject's (`package.downloaded`)."""
+    return await downloaded(state, await find_package(state, token))
