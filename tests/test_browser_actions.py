@@ -17,7 +17,7 @@ from temporalio import activity
 from activities.letters import deliver_letter
 from schemas.workflow import LetterJob, LetterReceipt
 from tests.fanout_stack import fanout_stack
-from tests.support import staff_headers
+from tests.support import staff_headers, text_of, wait_for_letter
 from tests.test_approval import approval_settings  # noqa: F401 (fixture: access needs approval)
 from tests.test_browser import (  # noqa: F401
     CHROMIUM,
@@ -107,7 +107,7 @@ def letters(page: Page):
 
 @pytest.mark.parametrize("role", ["agent", "compliance", "admin"])
 async def test_each_button_on_an_open_request_works_for_each_role_that_sees_it(
-        role, browser, approval_site, pool, shots):  # noqa: F811
+        role, browser, approval_site, pool, mail_sink, shots):  # noqa: F811
     url = approval_site
     rid = await open_request(url, pool, days_ago=3)
     page = await signed_in(browser, url, pool, role, f"/console/requests/{rid}")
@@ -153,6 +153,18 @@ async def test_each_button_on_an_open_request_works_for_each_role_that_sees_it(
     await expect(letters(page)).to_contain_text("response", timeout=SLOW)
     await expect(page.locator(".timeline")).to_contain_text("Release approved")
     await shots(page, "approved")
+    if role == "compliance":  # the subject's side of it, once: the letter's link, and its button
+        link = re.search(r"http://\S+/portal/packages/[0-9a-f]{64}",
+                         text_of(await wait_for_letter(mail_sink, held, "response"))).group(0)
+        subject = await browser.new_page()
+        await subject.goto(link)
+        downloads = "SELECT count(*) FROM audit_events WHERE request_id = $1 AND event_type = 'package.downloaded'"
+        assert await pool.fetchval(downloads, held) == 0  # opening the link downloads nothing
+        async with subject.expect_download() as download:
+            await subject.get_by_role("button", name="Download your data").click()
+        assert (await download.value).suggested_filename.startswith("access-")
+        assert await pool.fetchval(downloads, held) == 1
+        await subject.close()
 
     refused = await open_request(url, pool)
     await page.goto(f"{url}/console/requests/{refused}")
