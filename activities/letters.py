@@ -166,6 +166,32 @@ def _kept_item(kept: dict[str, Any], policy: Policy, t: Translator = ENGLISH,
             "until": date.fromisoformat(kept["until"]) if kept.get("until") else None}
 
 
+def _erased(result: TaskResult) -> int:
+    """The records an erasure erased. `changed` also counts the kept records a hold minimised and
+    marked restricted (activities/connectors/sql.py: per dataset, `changed` is those plus what was
+    deleted or anonymised); they were kept, not erased, and the letter lists them as kept."""
+    minimised = sum(max(counts.get("changed", 0) - counts.get("deleted", 0) - counts.get("anonymised", 0), 0)
+                    for counts in result.datasets.values() if counts.get("kept") and "changed" in counts)
+    return max(result.changed - minimised, 0)
+
+
+def _datasets_acted_on(result: TaskResult) -> list[str]:
+    """The datasets a system's line names: for an erasure, not those whose records were all kept."""
+    if result.action != "erase":
+        return list(result.datasets)
+    return [name for name, counts in result.datasets.items()
+            if not (counts.get("kept") and counts["kept"] >= counts.get("found", 0))]
+
+
+def _records_acted_on(result: TaskResult) -> int:
+    """The count the letter gives a system: what was erased for an erasure (a system whose records
+    were all kept is not listed as erased), what was found for a copy, and for a rectification,
+    restriction or objection what was changed, else what was found (already as asked)."""
+    if result.action == "erase":
+        return _erased(result)
+    return result.changed or result.found
+
+
 def _outcome(report: dict[str, Any], policy: Policy, package_link: str | None,
              package_expires_at: datetime | None, t: Translator = ENGLISH,
              source: Policy | None = None) -> dict[str, Any]:
@@ -174,10 +200,10 @@ def _outcome(report: dict[str, Any], policy: Policy, package_link: str | None,
     results = [TaskResult.model_validate(r) for r in report.get("results", [])]
     actions = [
         {"system": policy.systems[r.system].label if r.system in policy.systems else r.system,
-         "category": ", ".join(sorted(map(_readable, r.datasets))) or t.gettext("all records"),
+         "category": ", ".join(sorted(map(_readable, _datasets_acted_on(r)))) or t.gettext("all records"),
          "action": t.gettext(_ACTION_WORDS[r.action]) if r.action in _ACTION_WORDS else r.action,
-         "records": r.changed or r.found, "note": r.note}
-        for r in results if r.found or r.changed
+         "records": records, "note": r.note}
+        for r in results if (records := _records_acted_on(r))
     ]
     package = report.get("package")
     if package:

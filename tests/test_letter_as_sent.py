@@ -312,3 +312,77 @@ async def test_the_request_and_denial_labels_cite_only_the_regimes_law(regime, l
         # The acknowledgement under these laws says nothing else about the GDPR either.
         for part in both(ack):
             assert not any(name in part for name in _GDPR_NAMES), (regime, language)
+
+
+# --- 8. Records kept are never said to be erased (Art. 17(3), 12(1)) ------------------------
+# The SQL connector counts in `changed` the kept records it minimised and marked restricted as
+# well as those it deleted (activities/connectors/sql.py): that count is not what was erased.
+
+def _crm_kept(changed: int) -> dict[str, Any]:
+    """The CRM's result when a legal-claims hold kept all of it: marked restricted (`changed` 1, as
+    the connector reports it) or, as another connector would, nothing changed."""
+    kept = [k for k in _kept_records() if k["system"] == "crm"]
+    return {"system": "crm", "action": "erase", "status": "done", "found": 1, "changed": changed, "kept": 1,
+            "datasets": {"contacts": {"found": 1, "changed": changed, "kept": 1, "deleted": 0}},
+            "kept_records": kept}
+
+
+def _billing_mixed() -> dict[str, Any]:
+    """Billing: two invoices kept (minimised and restricted) and the customer record deleted."""
+    kept = [k for k in _kept_records() if k["system"] == "billing"]
+    return {"system": "billing", "action": "erase", "status": "done", "found": 3, "changed": 3, "kept": 2,
+            "datasets": {"invoices": {"found": 2, "changed": 2, "kept": 2, "deleted": 0},
+                         "customers": {"found": 1, "changed": 1, "kept": 0, "deleted": 1}},
+            "kept_records": kept}
+
+
+def _listed(system: str, category: str, action: str, records: int, language: str = "en") -> list[str]:
+    """A system's line under the actions heading, as `both` reads the text and the HTML table."""
+    said = translations(language).ngettext("%(num)d record", "%(num)d records", records) % {"num": records}
+    return [f"{system}, {category}: {action} ({said})", f"{system} {category} {action} {records}"]
+
+
+def _section(text: str, heading: str, headings: tuple[str, ...]) -> str:
+    """The plain text under `heading`, up to the next of `headings`."""
+    after = text.split(heading, 1)[1]
+    ends = [after.index(h) for h in headings if h in after]
+    return after[:min(ends)] if ends else after
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("changed", [0, 1])
+async def test_a_system_whose_records_were_all_kept_is_not_listed_as_erased(changed, language):
+    t = translations(language)
+    crm, billing = LOADED.in_language(language).systems["crm"].label, LOADED.in_language(language).systems["billing"].label
+    erased, kept = t.gettext("What we erased"), t.gettext("What we kept, and why")
+    only_kept = await as_sent("response", "erasure", {"report": {"results": [_crm_kept(changed)]}}, language=language)
+    # Nothing was erased: no "What we erased" at all; the CRM is named under what we kept.
+    for part in both(only_kept):
+        assert erased not in part and t.gettext("erased") + " (" not in part
+        assert crm in part.split(kept, 1)[1]
+    mixed = await as_sent("response", "erasure", {"report": {"results": [_crm_kept(changed), _billing_mixed()]}},
+                          language=language)
+    for part, line in zip(both(mixed), _listed(billing, "customers", t.gettext("erased"), 1, language),
+                          strict=True):
+        listed = _section(part, erased, (kept,))
+        assert crm not in listed
+        # Billing erased the customer record only; its two invoices are under what we kept.
+        assert "invoices" not in listed.replace(billing, "")
+        assert line in listed
+        assert crm in part.split(kept, 1)[1] and billing in part.split(kept, 1)[1]
+
+
+@pytest.mark.parametrize(("request_type", "action", "result", "said", "records"), [
+    ("access", "access", {"found": 5, "changed": 0}, "found", 5),
+    ("rectification", "rectify", {"found": 2, "changed": 1}, "corrected", 1),
+    ("rectification", "rectify", {"found": 2, "changed": 0}, "corrected", 2),
+    ("restriction", "restrict", {"found": 3, "changed": 0}, "restricted", 3),
+    ("objection", "object", {"found": 4, "changed": 4}, "stopped processing as you objected", 4),
+])
+async def test_other_requests_still_count_what_they_found_or_changed(request_type, action, result, said, records):
+    letter = await as_sent("response", request_type, {"report": {"results": [
+        {"system": "crm", "action": action, "status": "done", "datasets": {"contacts": {**result, "kept": 0}},
+         **result}]}})
+    crm = LOADED.policy.systems["crm"].label
+    for part, line in zip(both(letter), _listed(crm, "contacts", said, records), strict=True):
+        assert line in part
