@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import FormData
 
-from api.problems import field_errors
+from api.problems import Problem, field_errors
 from dsrflow.i18n import ENGLISH, N_, Translator
 from policy.intake import intake_problems
 from policy.model import Policy
@@ -83,7 +83,26 @@ def details(form: FormData, errors: dict[str, str], t: Translator = ENGLISH) -> 
         body["restriction_grounds"] = [str(g) for g in form.getlist("restriction_grounds")]
     elif kind == "objection":
         body["objection_scope"] = text(form, "objection_scope")
+    if appeal := text(form, "appeal_of"):
+        body["appeal_of"] = appeal
     return body
+
+
+def staff_regime(form: FormData, body: dict[str, Any]) -> dict[str, Any]:
+    """The regime a staff form chose, unless the request appeals another: an appeal takes that
+    request's regime (dsrflow/domain/appeals.py), whatever the form's select still says."""
+    return {} if body.get("appeal_of") else {"regime": text(form, "regime") or "gdpr"}
+
+
+def refused_fields(problem: Problem, errors: dict[str, str]) -> bool:
+    """A refusal of what the form said (422 naming its fields: an appeal of a request that cannot
+    be appealed, say), as the form's messages; False for any other problem."""
+    named = problem.extra.get("errors") or []
+    if problem.status != 422 or not named:
+        return False
+    for error in named:
+        errors[str(error["field"])] = str(error["message"])
+    return True
 
 
 def _policy_words(message: str, t: Translator) -> str:

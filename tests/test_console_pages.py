@@ -115,6 +115,34 @@ async def test_new_request_form(http, pool):
     assert refused.status_code == 403
 
 
+async def test_an_appeal_is_opened_from_the_new_request_form(http, pool, mail_sink):
+    """The subject replied to a VCDPA refusal to appeal it: staff open the appeal from the console,
+    naming the refused request. It takes that request's regime whatever the form's select says,
+    and an appeal that cannot be (another subject's request) is said beside the field."""
+    email = unique_email("appeal")
+    r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
+        "type": "erasure", "regime": "vcdpa", "subject": {"email": email}})
+    refused = r.json()["id"]
+    await wait_for_letter(mail_sink, refused, "verification")
+    r = await http.post(f"/v1/requests/{refused}/deny", headers=await staff_headers(pool, "compliance"), json={
+        "reason_code": "other", "explanation": "The records are needed to defend a pending claim."})
+    assert r.status_code == 200, r.text
+    await wait_for_letter(mail_sink, refused, "denial")
+
+    csrf = await console_sign_in(http, pool, "agent")
+    form = await http.get("/console/requests/new")
+    assert 'id="appeal_of"' in form.text
+    submission = re.search(r'name="submission" value="([^"]+)"', form.text).group(1)
+    fields = {"csrf_token": csrf, "submission": submission, "type": "erasure", "regime": "gdpr", "channel": "email"}
+    wrong = await http.post("/console/requests", data={**fields, "email": unique_email("other"), "appeal_of": refused})
+    assert wrong.status_code == 422 and 'id="appeal_of-error"' in wrong.text and "no request" in wrong.text
+    made = await http.post("/console/requests", data={**fields, "email": email, "appeal_of": refused})
+    assert made.status_code == 303, made.text
+    row = await pool.fetchrow("SELECT * FROM dsr_requests WHERE id = $1",
+                              uuid.UUID(made.headers["location"].rsplit("/", 1)[1]))
+    assert (row["regime"], row["details"]) == ("vcdpa", {"appeal_of": refused})
+
+
 async def test_request_page_shows_the_request_and_the_roles_actions(http, pool, mail_sink):
     rid = await open_request(http, pool, kind="access")
     await wait_for_letter(mail_sink, rid, "verification")

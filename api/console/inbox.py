@@ -96,7 +96,8 @@ async def convert(staff: Annotated[Staff, require_console_role("agent")], reques
     errors: dict[str, str] = {}
     text = request_form.text
     body = {
-        **request_form.details(form, errors), "regime": text(form, "regime") or "gdpr", "channel": "email",
+        **(details := request_form.details(form, errors)), **request_form.staff_regime(form, details),
+        "channel": "email",
         "subject": {"email": text(form, "email") or "", "name": text(form, "name"),
                     "customer_id": text(form, "customer_id")},
         "received_at": message["received_at"],
@@ -107,8 +108,13 @@ async def convert(staff: Annotated[Staff, require_console_role("agent")], reques
         return _message_page(request, state, message, values=values, errors=errors, status=422)
     # The message's id is the idempotency key: a second press, or a retry after a crash between
     # opening the request and recording the decision, finds the same request.
-    row, _ = await open_request(state, new, actor=staff.actor, idempotency_key=f"mailbox:{message_id}",
-                                origin="staff")
+    try:
+        row, _ = await open_request(state, new, actor=staff.actor, idempotency_key=f"mailbox:{message_id}",
+                                    origin="staff")
+    except Problem as problem:
+        if not request_form.refused_fields(problem, errors):
+            raise
+        return _message_page(request, state, message, values=values, errors=errors, status=422)
     async with pool.acquire() as conn:
         await decide(conn, message_id, "converted", actor=staff.actor, request_id=str(row["id"]))
     return RedirectResponse(f"/console/requests/{row['id']}", status_code=303)

@@ -22,6 +22,7 @@ from api.console.team import view_query
 from api.console.view import days_left_badge, live_region
 from api.deps import PolicyInForce, State, Today
 from api.pages import problem_pages, render
+from api.problems import Problem
 from api.read_models.cursors import InvalidCursor
 from api.read_models.request_queries import OPEN_STATUSES, RequestFilters, list_requests
 from api.service import open_request
@@ -155,8 +156,8 @@ async def create_request(staff: Annotated[Staff, require_console_role("agent")],
     errors: dict[str, str] = {}
     text = request_form.text
     body = {
-        **request_form.details(form, errors),
-        "regime": text(form, "regime") or "gdpr", "channel": text(form, "channel") or "email",
+        **(details := request_form.details(form, errors)), **request_form.staff_regime(form, details),
+        "channel": text(form, "channel") or "email",
         "subject": {"email": text(form, "email") or "", "name": text(form, "name"),
                     "customer_id": text(form, "customer_id")},
         "received_at": _received_at(text(form, "received_at"), state.policy.policy.defaults.timezone, errors),
@@ -168,5 +169,10 @@ async def create_request(staff: Annotated[Staff, require_console_role("agent")],
         return _new_request_page(request, state.policy.policy, values, errors, status=422)
     submission = values.get("submission", "")
     key = f"console:{submission}" if request_form.SUBMISSION.match(submission) else None
-    row, _ = await open_request(state, new, actor=staff.actor, idempotency_key=key, origin="staff")
+    try:
+        row, _ = await open_request(state, new, actor=staff.actor, idempotency_key=key, origin="staff")
+    except Problem as problem:
+        if not request_form.refused_fields(problem, errors):
+            raise
+        return _new_request_page(request, state.policy.policy, values, errors, status=422)
     return RedirectResponse(f"/console/requests/{row['id']}", status_code=303)
