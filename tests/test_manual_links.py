@@ -166,6 +166,18 @@ async def _settle(pool, request_id: str, action: str, status: str) -> None:
            VALUES ($1, 'surveys', $2, $3, 'resolved by staff: confirmed by phone')""",
         request_id, action, status)
 
+async def _refused_recording_nothing(http, pool, rid, token: str, action: str, status: int, *says: str) -> None:
+    """The processor opens its link, then answers it (with a file, for an access export): both
+    refused with `status` and a page saying `says`, with no form, and nothing recorded."""
+    before = await _recorded(pool, rid)
+    page = await http.get(f"/v1/callbacks/manual/{token}")
+    answered = await http.post(f"/v1/callbacks/manual/{token}", data={"note": "done late"},
+                               files=[("files", ("a.csv", b"a,b\n1,2\n", "text/csv"))] if action == "access" else None)
+    for response in (page, answered):
+        assert response.status_code == status, (action, response.status_code, response.text)
+        assert all(words in response.text for words in says) and "<form" not in response.text, response.text
+    assert await _recorded(pool, rid) == before, action
+
 
 async def test_a_confirmation_link_of_a_closed_request_records_nothing(
         settings, pool, dev_server, task_queue, surveys_contact):
@@ -177,16 +189,8 @@ async def test_a_confirmation_link_of_a_closed_request_records_nothing(
                                ("object", "closed_unverified"), ("access", "completed")):
             rid, token = await _task(pool, settings, action, request_type=_type_of(action))
             await pool.execute("UPDATE dsr_requests SET status = $2 WHERE id = $1", rid, status)
-            before = await _recorded(pool, rid)
-            page = await http.get(f"/v1/callbacks/manual/{token}")
-            confirmed = await http.post(f"/v1/callbacks/manual/{token}", data={"note": "done late"},
-                                        files=[("files", ("a.csv", b"a,b\n1,2\n", "text/csv"))]
-                                        if action == "access" else None)
-            for response in (page, confirmed):
-                assert response.status_code == 403, (action, response.status_code, response.text)
-                assert "Link expired" in response.text and "the request it belongs to is closed" in response.text
-                assert "<form" not in response.text
-            assert await _recorded(pool, rid) == before, action
+            await _refused_recording_nothing(http, pool, rid, token, action, 403,
+                                             "Link expired", "the request it belongs to is closed")
 
 
 async def test_a_confirmation_for_a_task_already_settled_records_nothing(
@@ -199,16 +203,8 @@ async def test_a_confirmation_for_a_task_already_settled_records_nothing(
         for action, status in (("erase", "done"), ("restrict", "not_found"), ("access", "done")):
             rid, token = await _task(pool, settings, action, request_type=_type_of(action))
             await _settle(pool, rid, action, status)
-            before = await _recorded(pool, rid)
-            page = await http.get(f"/v1/callbacks/manual/{token}")
-            confirmed = await http.post(f"/v1/callbacks/manual/{token}", data={"note": "done late"},
-                                        files=[("files", ("a.csv", b"a,b\n1,2\n", "text/csv"))]
-                                        if action == "access" else None)
-            for response in (page, confirmed):
-                assert response.status_code == 409, (action, response.status_code, response.text)
-                assert "Already settled" in response.text and "no longer records anything" in response.text
-                assert "<form" not in response.text
-            assert await _recorded(pool, rid) == before, action
+            await _refused_recording_nothing(http, pool, rid, token, action, 409,
+                                             "Already settled", "no longer records anything")
 
         rid, token = await _task(pool, settings, "erase", request_type="erasure")
         await pool.execute("UPDATE manual_tasks SET sent_at = now() - interval '31 days' WHERE request_id = $1", rid)
