@@ -200,29 +200,49 @@ async def test_task_and_objection_buttons_work(role, browser, systems_site, pool
     await page.goto(f"{url}/console/requests/{objection}")
     await expect(page.locator("#live")).to_contain_text("waiting for a compliance decision", timeout=SLOW)
     assert await offered(page) == {"decide-objection", "deny", "cancel", "extend"}
-    await press(page, "decide-objection", {"No: stop the processing": "", "Explanation (sent to the subject)":
-                                           "No overriding interest in analytics"}, flash="Decision recorded.")
+    compelling = role == "admin"  # compliance answers No, an admin Yes: each answer pressed once
+    answer, explanation, said = (
+        ("Yes: processing continues", "Fraud checks on the account outweigh the objection", "so the processing continues")
+        if compelling else
+        ("No: stop the processing", "No overriding interest in analytics", "so we have stopped that processing"))
+    await press(page, "decide-objection", {answer: "", "Explanation (sent to the subject)": explanation},
+                flash="Decision recorded.")
     await expect(page.locator("#status")).to_contain_text("completed", timeout=SLOW)
     await expect(letters(page)).to_contain_text("response", timeout=SLOW)
+    response = page.locator("#letters details", has=page.locator("summary", has_text=re.compile(r"^\s*response:")))
+    await response.locator("summary").click()
+    await expect(response.frame_locator("iframe").locator("body")).to_contain_text(said)
+    await expect(response.frame_locator("iframe").locator("body")).to_contain_text(explanation)
     await shots(page, "objection-decided")
+    body = await pool.fetchval("SELECT body_text FROM sent_letters WHERE request_id = $1 AND purpose = 'response'",
+                               objection)
+    assert said in " ".join(body.split()), body
 
 
 async def test_lift_restriction_button_tells_the_subject_then_lifts(browser, systems_site, pool, shots):  # noqa: F811
-    """A completed restriction in force shows its ground and offers compliance (only) its lift; the
-    lift's tasks are resolved on the same page until the restriction is recorded lifted."""
+    """A completed restriction in force shows its ground and offers compliance and admins (not
+    agents) its lift; the lift's tasks are resolved on the same page until the restriction is
+    recorded lifted. Each of compliance and an admin lifts one, in turn (the same subject's)."""
     url = systems_site
+    for role in ("compliance", "admin"):
+        await lift_a_restriction(role, browser, url, pool, shots)
+
+
+async def lift_a_restriction(role, browser, url, pool, shots):  # noqa: F811
     rid = await open_request(url, pool, type="restriction", identity_attested=True,
                              restriction_grounds=["needed_for_legal_claims"], subject={"email": "ada@example.com"})
-    page = await signed_in(browser, url, pool, "compliance", f"/console/requests/{rid}")
+    page = await signed_in(browser, url, pool, role, f"/console/requests/{rid}")
     await expect(page.locator("#tasks")).to_contain_text("needs attention", timeout=SLOW)  # OpenDSR cannot restrict
     await press(page, "resolve-task", {"System": "email_marketing", "How it was handled": "Told them by phone, ticket 7"},
                 flash="The task is recorded as handled.")
     await expect(page.locator("#restriction")).to_contain_text("active", timeout=SLOW)
     await expect(page.locator("#restriction")).to_contain_text("needed for legal claims")
     assert await offered(page) == {"lift-restriction"}
-    agent = await signed_in(browser, url, pool, "agent", f"/console/requests/{rid}")
-    await expect(agent.locator("#restriction")).to_contain_text("active")
-    assert await offered(agent) == set()
+    if role == "compliance":
+        agent = await signed_in(browser, url, pool, "agent", f"/console/requests/{rid}")
+        await expect(agent.locator("#restriction")).to_contain_text("active")
+        assert await offered(agent) == set()
+        await agent.context.close()
 
     await press(page, "lift-restriction", {"Reason (sent to the subject)": "The claim was settled on 3 March"},
                 flash="The subject has been told")
@@ -235,30 +255,36 @@ async def test_lift_restriction_button_tells_the_subject_then_lifts(browser, sys
     await expect(page.locator("#restriction")).to_contain_text("lifted", timeout=SLOW)
     await expect(page.locator(".timeline")).to_contain_text("Restriction lifted in every system")
     assert await offered(page) == set()
-    await shots(page, "restriction-lifted")
+    await shots(page, f"{role}-restriction-lifted")
+    await page.context.close()
 
 
 async def test_failed_step_buttons_work_for_each_role_that_sees_them(browser, refusing_relay, pool, shots):  # noqa: F811
-    """An acknowledgement the relay refuses flags its step at once; compliance has it run again
-    once the relay is fixed, an admin records another as sent by hand."""
+    """An acknowledgement the relay refuses flags its step at once; compliance and an admin each
+    have one run again once the relay is fixed, and record another as sent by hand."""
     url, fixed = refusing_relay
-    retried, skipped = [await open_request(url, pool, identity_attested=True) for _ in range(2)]
-    pages = {rid: await signed_in(browser, url, pool, role, f"/console/requests/{rid}")
-             for rid, role in ((retried, "compliance"), (skipped, "admin"))}
-    for page in pages.values():
+    opened = {role: [await open_request(url, pool, identity_attested=True) for _ in range(2)]
+              for role in ("compliance", "admin")}
+    for role, (retried, skipped) in opened.items():
+        page = await signed_in(browser, url, pool, role, f"/console/requests/{retried}")
         await expect(page.locator("#failed-step")).to_contain_text("the relay refuses this sender", timeout=SLOW)
         assert await offered(page) == {"retry-step", "skip-step", "deny", "cancel", "extend"}
+        fixed.add(retried)
+        await press(page, "retry-step", flash="The step runs again.")
+        await expect(letters(page)).to_contain_text("acknowledgement", timeout=SLOW)
+        await expect(page.locator("#failed-step")).to_have_count(0)
+        await shots(page, f"{role}-step-retried")
 
-    fixed.add(retried)
-    await press(pages[retried], "retry-step", flash="The step runs again.")
-    await expect(letters(pages[retried])).to_contain_text("acknowledgement", timeout=SLOW)
-    await expect(pages[retried].locator("#failed-step")).to_have_count(0)
-    await shots(pages[retried], "step-retried")
-    await press(pages[skipped], "skip-step", {"How its work was done": "Posted the acknowledgement by hand"},
-                flash="The step is recorded as done by other means.")
-    await expect(pages[skipped].locator(".timeline")).to_contain_text("Failed step answered", timeout=SLOW)
-    await expect(pages[skipped].locator("#failed-step")).to_have_count(0)
-    await shots(pages[skipped], "step-skipped")
+        await page.goto(f"{url}/console/requests/{skipped}")
+        await expect(page.locator("#failed-step")).to_contain_text("the relay refuses this sender", timeout=SLOW)
+        assert await offered(page) == {"retry-step", "skip-step", "deny", "cancel", "extend"}
+        await press(page, "skip-step", {"How its work was done": f"Posted the acknowledgement by hand ({role})"},
+                    flash="The step is recorded as done by other means.")
+        await expect(page.locator(".timeline")).to_contain_text("Failed step answered", timeout=SLOW)
+        await expect(page.locator("#failed-step")).to_have_count(0)
+        await shots(page, f"{role}-step-skipped")
+        sent = "SELECT count(*) FROM sent_letters WHERE request_id = $1 AND purpose = 'acknowledgement'"
+        assert await pool.fetchval(sent, skipped) == 0  # recorded as done, never sent by us
 
 
 async def test_a_refused_action_shows_inside_the_page(browser, site, pool, shots):  # noqa: F811

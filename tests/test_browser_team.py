@@ -1,8 +1,8 @@
 """The team's buttons in a real browser, pressed by each role that sees them (agent, compliance,
-admin): "Take it", "Assign", "Add note", "Save view" and a saved view's delete button; the
-subject's "Send me a new code" on the portal; the queue on a 390 px phone without sideways
-scrolling; the request form showing only the chosen type's details; the deny form's ground left
-for the officer to choose. Same setup as tests/test_browser.py."""
+admin): "Take it", "Assign" (to a colleague, then to nobody), "Add note", "Save view" and a saved
+view's delete button; the subject's "Send me a new code" on the portal; the queue on a 390 px
+phone without sideways scrolling; the request form showing only the chosen type's details; the
+deny form's ground left for the officer to choose. Same setup as tests/test_browser.py."""
 
 from __future__ import annotations
 
@@ -65,6 +65,16 @@ async def test_each_role_takes_assigns_notes_and_saves_a_view(browser, site, poo
     await expect(page.locator(f'tr[data-request-id="{rid}"]')).to_have_count(0)
     await page.get_by_role("button", name=f"Delete the view {colleague}'s work").click()
     await expect(page.get_by_role("link", name=f"{colleague}'s work")).to_have_count(0)
+
+    # Assign to nobody: the request is unassigned again, and says so.
+    await page.goto(f"{site}/console/requests/{rid}")
+    await page.get_by_label("Assign to").select_option(label="nobody")
+    await page.get_by_role("button", name="Assign", exact=True).click()
+    await expect(page.locator("#team [role=status]")).to_have_text("The request is assigned to nobody now.")
+    await expect(page.locator("#assignee")).to_have_text("Unassigned")
+    assert await pool.fetchval("SELECT count(*) FROM request_assignments WHERE request_id = $1", rid) == 0
+    if role != "agent":
+        await expect(page.locator(".timeline")).to_contain_text("Assignment removed")
 
 
 async def test_the_queue_fits_a_phone(browser, site, pool, shots):  # noqa: F811 (fixtures)
