@@ -27,6 +27,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from jinja2.exceptions import UndefinedError
 from jinja2.runtime import Undefined
 
+from activities.citations import cite
 from dsrflow.domain.references import short_reference
 from dsrflow.i18n import SOURCE_LANGUAGE, and_list, long_date, long_datetime, translations
 from policy.model import Policy
@@ -116,6 +117,8 @@ def letter_environment(language: str) -> Environment:
     env.filters["longdate"] = partial(longdate, language=language)
     env.filters["longdatetime"] = partial(longdatetime, language=language)
     env.filters["shortid"] = shortid
+    # `request.regime | cite("19", " (%s)")`: " (Art. 19 GDPR)", or "" where the GDPR is not the law.
+    env.filters["cite"] = partial(cite, t=translations(language))
     env.filters["and_list"] = partial(and_list, language=language)
     env.globals["language"] = language
     return env

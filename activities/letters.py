@@ -23,6 +23,9 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.citations import AFTER_COMMA as _AFTER_COMMA
+from activities.citations import IN_BRACKETS as _IN_BRACKETS
+from activities.citations import citation, cite, cited_label
 from activities.context import ActivityContext
 from activities.heartbeat import heartbeating
 from activities.letter_templates import RenderedLetter, render_letter
@@ -50,13 +53,8 @@ TYPE_LABELS = {
     "restriction": N_("restriction of processing (Art. 18 GDPR)"),
     "objection": N_("objection to processing (Art. 21 GDPR)"),
 }
-# A letter cites the law of its request's regime: the GDPR under `gdpr`, the UK GDPR under
-# `uk_gdpr` (the same article numbers), and no article under the other regimes, whose laws are
-# numbered otherwise: never a law that does not apply. (TYPE_LABELS above are the portal's.)
-_ARTICLES = {"12(5)": N_("Art. 12(5) %(law)s"), "12(6)": N_("Art. 12(6) %(law)s"), "15": N_("Art. 15 %(law)s"),
-             "16": N_("Art. 16 %(law)s"), "17": N_("Art. 17 %(law)s"), "18": N_("Art. 18 %(law)s"),
-             "20": N_("Art. 20 %(law)s"), "21": N_("Art. 21 %(law)s")}
-_IN_BRACKETS, _AFTER_COMMA = " (%s)", ", %s"
+# A letter cites the law of its request's regime (activities/citations.py). (TYPE_LABELS above
+# are the portal's.)
 LETTER_TYPE_LABELS = {
     "access": (N_("access to your personal data%(citation)s"), "15", _IN_BRACKETS),
     "portability": (N_("a copy of your data in a portable format%(citation)s"), "20", _IN_BRACKETS),
@@ -73,22 +71,6 @@ LETTER_DENIAL_LABELS = {
     "identity_not_established": (N_("we could not establish your identity%(citation)s"), "12(6)", _IN_BRACKETS),
     "other": (N_("of the reasons explained below"), None, _IN_BRACKETS),
 }
-
-
-def citation(regime: str, article: str, t: Translator = ENGLISH) -> str | None:
-    """"Art. 15 GDPR" under the GDPR, "Art. 15 UK GDPR" under the UK GDPR, in the letter's
-    language; None under any other regime."""
-    laws = {"gdpr": "GDPR", "uk_gdpr": "UK GDPR"}
-    if regime not in laws:
-        return None
-    return t.gettext(_ARTICLES[article]) % {"law": t.gettext(laws[regime])}
-
-
-def cited_label(label: tuple[str, str | None, str], regime: str, t: Translator = ENGLISH) -> str:
-    """A label of LETTER_TYPE_LABELS or LETTER_DENIAL_LABELS, citing its article where the regime's law is the GDPR's."""
-    message, article, wrap = label
-    cited = citation(regime, article, t) if article else None
-    return t.gettext(message) % {"citation": wrap % cited if cited else ""}
 
 
 # Params that travel through the workflow as ISO strings and reach templates as dates.
@@ -117,9 +99,21 @@ def _readable(dataset: str) -> str:
 
 # What a legal-claims hold kept is stored with the basis compliance gave the hold (the API's default
 # unless they wrote their own) and this text as its law (activities/connectors/sql_erasure.py).
-_CLAIMS_BASIS = N_("Art. 17(3)(e) GDPR: establishment, exercise or defence of legal claims")
-_CLAIMS_BASES_STORED = {_CLAIMS_BASIS, "Art. 17(3)(e) GDPR"}
+_CLAIMS_BASES_STORED = {"Art. 17(3)(e) GDPR: establishment, exercise or defence of legal claims", "Art. 17(3)(e) GDPR"}
 _CLAIMS_LAW = N_("a legal claim (establishment, exercise or defence of legal claims)")
+# The bases the letter gives in its regime's law (activities/citations.py): a statute's basis as the
+# policy words it cites the GDPR, so under any other regime the letter gives ours.
+_CLAIMS_BASIS = ("17(3)(e)", N_("%(citation)s: establishment, exercise or defence of legal claims"),
+                 N_("establishment, exercise or defence of legal claims"))
+_OBLIGATION_BASIS = ("17(3)(b)", N_("%(citation)s: compliance with a legal obligation"),
+                     N_("compliance with a legal obligation"))
+
+
+def _basis(basis: tuple[str, str, str], regime: str, t: Translator) -> str:
+    """A basis of ours: its article in the regime's law, then the words; only the words outside the GDPR."""
+    article, cited_message, plain = basis
+    cited = citation(regime, article, t)
+    return t.gettext(cited_message) % {"citation": cited} if cited else t.gettext(plain)
 
 
 def _statute_of(kept: dict[str, Any], source: Policy) -> str | None:
@@ -131,24 +125,28 @@ def _statute_of(kept: dict[str, Any], source: Policy) -> str | None:
     return None
 
 
-def _kept_texts(kept: dict[str, Any], policy: Policy, source: Policy, t: Translator) -> tuple[str, str]:
+def _kept_texts(kept: dict[str, Any], policy: Policy, source: Policy, t: Translator,
+                regime: str) -> tuple[str, str]:
     """The legal basis and law of a kept record in the letter's language: the statute's texts from
     the policy's translation, ours from the catalog; a basis compliance wrote themselves stays as
-    they wrote it (like an explanation)."""
+    they wrote it (like an explanation). Outside the GDPR, the statute's basis (which cites it)
+    gives way to ours, in the regime's law."""
     if kept["hold_kind"] == "legal_claims":
-        basis = t.gettext(_CLAIMS_BASIS) if kept["basis"] in _CLAIMS_BASES_STORED else kept["basis"]
+        basis = _basis(_CLAIMS_BASIS, regime, t) if kept["basis"] in _CLAIMS_BASES_STORED else kept["basis"]
         return basis, t.gettext(_CLAIMS_LAW)
     statute = _statute_of(kept, source)
     if statute is None or statute not in policy.statutory_holds:
-        return kept["basis"], kept["law"]
-    return policy.statutory_holds[statute].basis, policy.statutory_holds[statute].law
+        basis, law = kept["basis"], kept["law"]
+    else:
+        basis, law = policy.statutory_holds[statute].basis, policy.statutory_holds[statute].law
+    return (basis if regime == "gdpr" else _basis(_OBLIGATION_BASIS, regime, t)), law
 
 
-def _kept_item(kept: dict[str, Any], policy: Policy, t: Translator = ENGLISH,
+def _kept_item(kept: dict[str, Any], policy: Policy, regime: str, t: Translator = ENGLISH,
                source: Policy | None = None) -> dict[str, Any]:
     """One kept record's lines in the letter. `policy` is in the letter's language, `source` the
     same version in its source language (what the evidence was stored in)."""
-    basis, law = _kept_texts(kept, policy, source or policy, t)
+    basis, law = _kept_texts(kept, policy, source or policy, t, regime)
     system = policy.systems[kept["system"]].label if kept["system"] in policy.systems else kept["system"]
     if kept["dataset"] == "all":
         what = t.gettext("your data in %(system)s") % {"system": system}
@@ -194,7 +192,7 @@ def _records_acted_on(result: TaskResult) -> int:
 
 def _outcome(report: dict[str, Any], policy: Policy, package_link: str | None,
              package_expires_at: datetime | None, t: Translator = ENGLISH,
-             source: Policy | None = None) -> dict[str, Any]:
+             source: Policy | None = None, *, regime: str) -> dict[str, Any]:
     """The response letter's account of what was done, from the execution report. `policy` is in
     the letter's language; `source` is the same policy in its source language (default: `policy`)."""
     results = [TaskResult.model_validate(r) for r in report.get("results", [])]
@@ -215,7 +213,7 @@ def _outcome(report: dict[str, Any], policy: Policy, package_link: str | None,
             label = policy.systems[system].label if system in policy.systems else system
             actions.append({"system": label, "category": t.gettext("copy of your data, as this processor sent it"),
                             "action": t.gettext("included in your package"), "records": count, "unit": "file"})
-    kept = [_kept_item(k, policy, t, source) for r in results for k in r.kept_records]
+    kept = [_kept_item(k, policy, regime, t, source) for r in results for k in r.kept_records]
     told = sorted({policy.recipients[r.recipient].name for r in results
                    if r.recipient and r.recipient in policy.recipients and r.status == "done"
                    and r.action in _ART19_ACTIONS})
@@ -227,21 +225,21 @@ def _outcome(report: dict[str, Any], policy: Policy, package_link: str | None,
             "package_link": package_link, "package_expires_at": package_expires_at}
 
 
-def decision_summary(decision: dict[str, Any], t: Translator = ENGLISH) -> str:
+def decision_summary(decision: dict[str, Any], regime: str, t: Translator = ENGLISH) -> str:
     """The objection response's account of compliance's Art. 21(1) decision (the explanation is
-    compliance's own words, in the language they wrote it)."""
+    compliance's own words, in the language they wrote it), citing the regime's law."""
     if decision["compelling_grounds"]:
         said = t.gettext("We have considered your objection to the processing of your personal data based on "
-                         "our legitimate interests (Art. 21(1) GDPR). We may continue that processing only where "
+                         "our legitimate interests%(citation)s. We may continue that processing only where "
                          "we have compelling legitimate grounds for it which override your interests, rights "
                          "and freedoms, or where it is needed for the establishment, exercise or defence of "
                          "legal claims. We have concluded that this is the case, so the processing continues. "
                          "Our reasons: %(explanation)s")
     else:
-        said = t.gettext("We considered your objection to processing based on our legitimate interests "
-                         "(Art. 21(1) GDPR). We found no compelling grounds to continue, so we have stopped "
+        said = t.gettext("We considered your objection to processing based on our legitimate interests"
+                         "%(citation)s. We found no compelling grounds to continue, so we have stopped "
                          "that processing. %(explanation)s")
-    return said % {"explanation": decision["explanation"]}
+    return said % {"explanation": decision["explanation"], "citation": cite(regime, "21(1)", " (%s)", t)}
 
 
 def remedies_context(policy: Policy, regime: str, country: str, *, appeal: bool,
@@ -317,10 +315,10 @@ async def build_context(ctx: ActivityContext, row: dict[str, Any], job: LetterJo
         if report.get("package"):
             link, expires = await issue_package_link(ctx, report["package"]["package_id"],
                                                      policy.package_link_days)
-        outcome = _outcome(report, policy, link, expires, t, source=loaded.policy)
+        outcome = _outcome(report, policy, link, expires, t, source=loaded.policy, regime=row["regime"])
         decision = params.pop("decision", None)
         if decision:
-            outcome["summary"] = decision_summary(decision, t)
+            outcome["summary"] = decision_summary(decision, row["regime"], t)
             # Nothing was run on this path (workflows/dsr.py): the letter says the processing
             # continues, never that nothing was found.
             outcome["processing_continues"] = bool(decision["compelling_grounds"])

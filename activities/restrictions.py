@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 from temporalio import activity
 
+from activities.citations import IN_BRACKETS, CitedLabel, cited_label
 from activities.context import ActivityContext
 from dsrflow.crypto.hashing import subject_hash
 from dsrflow.domain.audit import append_event
@@ -24,15 +25,17 @@ from schemas.restrictions import (
     RestrictionInForce,
 )
 
-# Each completes "... because ..." in the letters and names the ground on the request page.
-GROUND_LABELS = {
-    "accuracy_contested": N_("you contested the accuracy of your personal data (Art. 18(1)(a) GDPR)"),
-    "unlawful_processing": N_("the processing was unlawful and you opposed the erasure of your data "
-                              "(Art. 18(1)(b) GDPR)"),
-    "needed_for_legal_claims": N_("you needed the data for the establishment, exercise or defence of "
-                                  "legal claims (Art. 18(1)(c) GDPR)"),
-    "objection_pending": N_("you objected to the processing and we were verifying whether our "
-                            "legitimate grounds override yours (Art. 18(1)(d) GDPR)"),
+# Each completes "... because ..." in the lift letter, citing Art. 18(1) in the regime's law
+# (activities/citations.py).
+GROUND_LABELS: dict[str, CitedLabel] = {
+    "accuracy_contested": (N_("you contested the accuracy of your personal data%(citation)s"), "18(1)(a)",
+                           IN_BRACKETS),
+    "unlawful_processing": (N_("the processing was unlawful and you opposed the erasure of your data%(citation)s"),
+                            "18(1)(b)", IN_BRACKETS),
+    "needed_for_legal_claims": (N_("you needed the data for the establishment, exercise or defence of "
+                                   "legal claims%(citation)s"), "18(1)(c)", IN_BRACKETS),
+    "objection_pending": (N_("you objected to the processing and we were verifying whether our "
+                             "legitimate grounds override yours%(citation)s"), "18(1)(d)", IN_BRACKETS),
 }
 
 
@@ -48,7 +51,7 @@ async def lift_letter_context(ctx: ActivityContext, row: dict[str, Any], policy:
                          and recipient in policy.recipients})
     context: dict[str, Any] = {"restriction": {
         "since": controller_date(restriction["since"], policy),
-        "grounds": [t.gettext(GROUND_LABELS[g]) for g in restriction["grounds"]],
+        "grounds": [cited_label(GROUND_LABELS[g], row["regime"], t) for g in restriction["grounds"]],
         "recipients": recipients}}
     if restriction["lift_effective_on"] is not None:
         # The workflow's `lift_on` is its clock's UTC date; the moment the lift takes effect is on

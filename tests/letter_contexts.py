@@ -41,7 +41,7 @@ STORED_KEPT = [
      "basis": "Art. 17(3)(e) GDPR: establishment, exercise or defence of legal claims",
      "law": "a legal claim (establishment, exercise or defence of legal claims)", "until": "2026-06-30"},
 ]
-KEPT = [_kept_item(k, load_policy().policy) for k in STORED_KEPT]
+KEPT = [_kept_item(k, load_policy().policy, "gdpr") for k in STORED_KEPT]
 
 ACTIONS = [
     {"system": "crm", "category": "contact details", "action": "erased", "records": 3},

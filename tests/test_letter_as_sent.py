@@ -88,7 +88,7 @@ async def test_a_refused_objection_says_processing_continues_and_why(regime, lan
         assert "We found no personal data" not in part
         assert t.gettext("We have now completed your request.") not in part
         # What Art. 21(1) allows, that it applies, and compliance's reasons as they gave them.
-        decided = letters.decision_summary(_REFUSED["decision"], t)
+        decided = letters.decision_summary(_REFUSED["decision"], regime, t)
         assert " ".join(decided.split()) in part
         assert "Fraud monitoring of this account is required by our acquirer." in part
         # The remedies of Art. 12(4): a complaint to the authority and a judicial remedy.
@@ -132,8 +132,14 @@ async def test_kept_records_give_their_legal_basis_and_law_in_the_letters_langua
     letter = await as_sent("response", "erasure", _erasure_with_kept(), regime=regime, language=language)
     english = LOADED.policy.statutory_holds["be_accounting"]
     translated = LOADED.in_language(language).statutory_holds["be_accounting"]
+    t = translations(language)
+    # The statute's basis as the policy words it cites the GDPR: under another regime, ours.
+    cited = letters.citation(regime, "17(3)(b)", t)
+    basis = (translated.basis if regime == "gdpr" else
+             t.gettext("%(citation)s: compliance with a legal obligation") % {"citation": cited} if cited else
+             t.gettext("compliance with a legal obligation"))
     for part in both(letter):
-        assert " ".join(translated.basis.split()) in part
+        assert " ".join(basis.split()) in part
         assert " ".join(translated.law.split()) in part
         assert english.basis not in part and english.law not in part
         # The legal-claims hold: neither its default basis nor the text of its law in English.
@@ -386,3 +392,101 @@ async def test_other_requests_still_count_what_they_found_or_changed(request_typ
     crm = LOADED.policy.systems["crm"].label
     for part, line in zip(both(letter), _listed(crm, "contacts", said, records), strict=True):
         assert line in part
+
+
+# --- 9. No letter under another law cites the GDPR; none under the UK GDPR cites the EU's -----
+
+_GRANTED_RECIPIENTS = {"recipient": "communication_crm"}  # told under Art. 19: its name is listed
+
+
+def _every_letter() -> dict[str, tuple[str, str, dict[str, Any], dict[str, Any]]]:
+    """(purpose, request type, the workflow's params, row overrides) of each letter and path a
+    subject can receive."""
+    code = {"code": "482913", "link": "https://privacy.example.test/verify?t=x",
+            "expires_at": "2026-02-07T10:00:00+00:00", "max_attempts": 5}
+    crm_done = {"system": "crm", "status": "done", "found": 2, "changed": 2,
+                "datasets": {"contacts": {"found": 2, "changed": 2, "kept": 0, "deleted": 2}}}
+    cases: dict[str, tuple[str, str, dict[str, Any], dict[str, Any]]] = {
+        "acknowledgement": ("acknowledgement", "erasure", {"verification_required": True}, {}),
+        "acknowledgement-verified": ("acknowledgement", "access", {"verification_required": False}, {}),
+        "verification": ("verification", "access", code, {}),
+        "reminder": ("reminder", "access", code, {}),
+        "extension": ("extension", "erasure", {"reason": "Twelve systems.", "new_due_date": "2026-04-30"}, {}),
+        "closed_unverified": ("closed_unverified", "erasure", {"expired_at": "2026-02-07T10:00:00+00:00"}, {}),
+        "cancellation-by-staff": ("cancellation", "erasure", {"reason": "A duplicate.", "withdrawn": False}, {}),
+        "cancellation-withdrawn": ("cancellation", "erasure", {"reason": "Withdrawn.", "withdrawn": True}, {}),
+        "denial-of-an-appeal": ("denial", "erasure", {"reason_code": "other", "explanation": "Confirmed."},
+                                {"details": {"appeal_of": APPEAL_OF}}),
+        "restriction_lift": ("restriction_lift", "restriction",
+                             {"reason": "Settled.", "lift_on": "2026-02-09", "notice_days": 14}, {}),
+        "response-erasure-kept-told": ("response", "erasure", {"report": {"results": [
+            {**crm_done, "action": "erase", **_GRANTED_RECIPIENTS}, *_erasure_with_kept()["report"]["results"]]}},
+            {}),
+        "response-erasure-kept": ("response", "erasure", _erasure_with_kept(), {}),
+        "response-access": ("response", "access", {"report": {"results": [
+            {**crm_done, "action": "access", "changed": 0}]}}, {}),
+        "response-portability": ("response", "portability", {"report": {"results": [
+            {**crm_done, "action": "access", "changed": 0}]}}, {}),
+        "response-nothing-found": ("response", "access", {"report": {"results": []}}, {}),
+        "response-restriction": ("response", "restriction", {"report": {"results": [
+            {**crm_done, "action": "restrict"}]}}, {}),
+        "response-objection-upheld": ("response", "objection", {
+            "report": {"results": [{**crm_done, "action": "object"}]},
+            "decision": {"compelling_grounds": False, "explanation": "No longer used."}}, {}),
+        "response-objection-refused": ("response", "objection", _REFUSED, {}),
+    }
+    for told, extra in (("told", _GRANTED_RECIPIENTS), ("", {})):
+        cases[f"response-rectification-{told}"] = ("response", "rectification", {"report": {"results": [
+            {**crm_done, "action": "rectify", **extra}]}}, {})
+    for reason in letters.LETTER_DENIAL_LABELS:
+        cases[f"denial-{reason}"] = ("denial", "access", {"reason_code": reason, "explanation": "Fifth."}, {})
+    return cases
+
+
+_EVERY_LETTER = _every_letter()
+
+
+def test_the_citation_check_covers_every_letter_to_a_subject():
+    from schemas.vocabulary import PURPOSES
+    assert {purpose for purpose, *_ in _EVERY_LETTER.values()} == set(PURPOSES) - {"staff_alert"}
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("regime", [r for r in REGIMES if r != "gdpr"])
+async def test_no_letter_cites_a_law_other_than_its_regimes(monkeypatch, regime, language):
+    async def restriction_for(pool: object, request_id: str) -> dict[str, Any]:
+        return {"since": datetime(2025, 11, 4, 9, 30, tzinfo=UTC), "lift_effective_on": None,
+                "grounds": list(restrictions.GROUND_LABELS), "systems": ["crm", "billing"]}
+
+    monkeypatch.setattr(restrictions, "restriction_for", restriction_for)
+    for case, (purpose, request_type, params, row) in _EVERY_LETTER.items():
+        letter = await as_sent(purpose, request_type, params, regime=regime, language=language, **row)
+        for part in [letter.subject, *both(letter)]:
+            # "UK GDPR" ("de Britse AVG" in the policy's Dutch) is the UK's own law; any other
+            # mention is the EU's regulation.
+            said = part.replace("UK GDPR", "").replace("Britse AVG", "") if regime == "uk_gdpr" else part
+            assert not any(name in said for name in _GDPR_NAMES), (case, regime, language, part)
+        if regime == "uk_gdpr" and purpose == "response" and request_type == "erasure":
+            assert "Art. 17(3) UK GDPR" in both(letter)[0] or language != "en"
+    if regime not in ("uk_gdpr",) and language == "en":
+        rights = both(await as_sent("response", "access", {"report": {"results": []}}, regime=regime))[0]
+        # Only the rights every one of these laws gives, and where to ask about the others.
+        assert "the other rights that the law applicable to your request gives you" in rights
+        assert "portable format" not in rights and "restriction" not in rights and "object to" not in rights
+
+
+async def test_gdpr_letters_still_cite_the_gdpr():
+    told = await as_sent("response", "erasure", {"report": {"results": [
+        *_every_letter()["response-erasure-kept-told"][2]["report"]["results"]]}})
+    said = both(told)[0]
+    assert "of this erasure (Art. 19 GDPR): " in said
+    assert "defence of legal claims (Art. 17(3) GDPR)." in said
+    assert "Legal basis: Art. 17(3)(e) GDPR: establishment, exercise or defence of legal claims" in said
+    assert "and you can object to its processing (Art. 15 to 21 GDPR)." in said
+    denial = both(await as_sent("denial", "access", {"reason_code": "excessive", "explanation": "Fifth."}))[0]
+    assert "Art. 12(5) GDPR allows a controller to refuse to act" in denial
+    identity = both(await as_sent("denial", "access", {"reason_code": "identity_not_established",
+                                                       "explanation": "Unknown."}))[0]
+    assert "unless we can identify you (Art. 11(2) and 12(2) GDPR)." in identity
+    objection = both(await as_sent("response", "objection", _REFUSED))[0]
+    assert "based on our legitimate interests (Art. 21(1) GDPR)." in objection

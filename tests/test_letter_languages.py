@@ -46,7 +46,7 @@ def _context(purpose: str, language: str) -> dict:
         ctx["reason_label"] = cited_label(LETTER_DENIAL_LABELS[ctx["reason_code"]], "gdpr", t)
     if purpose == "response":
         # The records kept, read from the evidence as the letter activity reads them.
-        ctx["outcome"]["kept"] = [_kept_item(k, policy, t, source=load_policy().policy) for k in STORED_KEPT]
+        ctx["outcome"]["kept"] = [_kept_item(k, policy, "gdpr", t, source=load_policy().policy) for k in STORED_KEPT]
     return ctx
 
 

@@ -91,9 +91,9 @@ _REPORTS = {
 def _response(request_type: str, decision: dict | None = None, report: str | None = None) -> tuple[str, dict]:
     link = "https://privacy.onetagger.com/v1/public/packages/tok123" if request_type == "access" else None
     expires = datetime(2026, 3, 9, 23, 59, tzinfo=UTC) if link else None
-    outcome = _outcome(_REPORTS[report or request_type], _POLICY, link, expires)
+    outcome = _outcome(_REPORTS[report or request_type], _POLICY, link, expires, regime="gdpr")
     if decision:
-        outcome["summary"] = decision_summary(decision)
+        outcome["summary"] = decision_summary(decision, "gdpr")
         outcome["processing_continues"] = decision["compelling_grounds"]  # as build_context sets it
     extra = {"request_type": request_type, "outcome": outcome}
     return "response", {**extra, REMEDIES_OF_REGIME: True} if refuses_in_part(outcome, decision) else extra
@@ -150,7 +150,8 @@ def _letter_cases() -> dict[str, tuple[str, dict]]:
         "restriction_lift-notice-two-grounds": ("restriction_lift", {
             **EXTRA["restriction_lift"], "request_type": "restriction", "notice_days": 14,
             "restriction": {"since": datetime(2025, 11, 4, 9, 30, tzinfo=UTC), "recipients": [],
-                            "grounds": [GROUND_LABELS["accuracy_contested"], GROUND_LABELS["objection_pending"]]}}),
+                            "grounds": [cited_label(GROUND_LABELS["accuracy_contested"], "gdpr"),
+                                       cited_label(GROUND_LABELS["objection_pending"], "gdpr")]}}),
     }
     for code in LETTER_DENIAL_LABELS:
         cases[f"denial-{code}"] = ("denial", {

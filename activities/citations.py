@@ -1,0 +1,55 @@
+"""Which law a letter cites: the law of its request's regime, never another.
+
+The GDPR under `gdpr`, the UK GDPR under `uk_gdpr` (the same article numbers), and no article under
+the other regimes (ccpa, vcdpa, ctdpa, cpa, lgpd, pipeda), whose laws are numbered otherwise. Code
+calls `citation` and `cited_label`; templates the `cite` filter (activities/letter_templates.py).
+"""
+
+from __future__ import annotations
+
+from dsrflow.i18n import ENGLISH, N_, Translator
+
+_LAWS = {"gdpr": N_("GDPR"), "uk_gdpr": N_("UK GDPR")}
+
+ARTICLES = {
+    "11(2) and 12(2)": N_("Art. 11(2) and 12(2) %(law)s"),
+    "12(5)": N_("Art. 12(5) %(law)s"), "12(6)": N_("Art. 12(6) %(law)s"),
+    "15": N_("Art. 15 %(law)s"), "15 to 21": N_("Art. 15 to 21 %(law)s"), "16": N_("Art. 16 %(law)s"),
+    "17": N_("Art. 17 %(law)s"), "17(3)": N_("Art. 17(3) %(law)s"), "17(3)(b)": N_("Art. 17(3)(b) %(law)s"),
+    "17(3)(e)": N_("Art. 17(3)(e) %(law)s"), "18": N_("Art. 18 %(law)s"),
+    "18(1)(a)": N_("Art. 18(1)(a) %(law)s"), "18(1)(b)": N_("Art. 18(1)(b) %(law)s"),
+    "18(1)(c)": N_("Art. 18(1)(c) %(law)s"), "18(1)(d)": N_("Art. 18(1)(d) %(law)s"),
+    "19": N_("Art. 19 %(law)s"), "20": N_("Art. 20 %(law)s"), "21": N_("Art. 21 %(law)s"),
+    "21(1)": N_("Art. 21(1) %(law)s"),
+}
+IN_BRACKETS, AFTER_COMMA = " (%s)", ", %s"
+
+# A label: (message with %(citation)s, article or None, how the citation is set in it).
+CitedLabel = tuple[str, str | None, str]
+
+
+def cites_articles(regime: str) -> bool:
+    """Whether letters under `regime` cite articles (its law is the GDPR's or the UK GDPR's)."""
+    return regime in _LAWS
+
+
+def citation(regime: str, article: str, t: Translator = ENGLISH) -> str | None:
+    """"Art. 15 GDPR" under the GDPR, "Art. 15 UK GDPR" under the UK GDPR, in the letter's
+    language; None under any other regime."""
+    if regime not in _LAWS:
+        return None
+    return t.gettext(ARTICLES[article]) % {"law": t.gettext(_LAWS[regime])}
+
+
+def cite(regime: str, article: str, wrap: str = "%s", t: Translator = ENGLISH) -> str:
+    """The citation set in `wrap` (" (%s)": " (Art. 19 GDPR)"), or "" where the regime's law is
+    not the GDPR's: what a sentence with a `%(citation)s` placeholder receives."""
+    cited = citation(regime, article, t)
+    return wrap % cited if cited else ""
+
+
+def cited_label(label: CitedLabel, regime: str, t: Translator = ENGLISH) -> str:
+    """A label (LETTER_TYPE_LABELS, LETTER_DENIAL_LABELS, GROUND_LABELS), citing its article where
+    the regime's law is the GDPR's."""
+    message, article, wrap = label
+    return t.gettext(message) % {"citation": cite(regime, article, wrap, t) if article else ""}
