@@ -121,9 +121,22 @@ class RequestDetails(BaseModel):
     language: Language | None = Field(
         None, description="the language the subject is written to in (one the controller's policy supports, "
         "`languages.supported`); the policy's default if omitted")
-    appeal_of: uuid.UUID | None = Field(
-        None, description="an appeal (VCDPA, CTDPA, CPA): the id of the subject's request we refused, "
-        "in whole or in part; the appeal takes its regime and has its own statutory deadline")
+    appeal_of: uuid.UUID | Annotated[str, StringConstraints(min_length=1, max_length=40)] | None = Field(
+        None, description="an appeal (VCDPA, CTDPA, CPA): the subject's request we refused, in whole or in "
+        "part, by its id or by the short reference its letters give (such as 9WPSS9NUBP); the appeal takes "
+        "its regime and has its own statutory deadline")
+
+    @field_validator("appeal_of", mode="before")
+    @classmethod
+    def _appeal_of(cls, value: Any) -> Any:
+        # An id is kept as one; anything else is a reference, resolved (or refused, naming this
+        # field) against the subject's requests when the appeal is opened (dsrflow/domain/appeals.py).
+        if isinstance(value, str):
+            try:
+                return uuid.UUID(value.strip())
+            except ValueError:
+                return value
+        return value
 
     @field_validator("country")
     @classmethod

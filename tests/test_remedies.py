@@ -242,3 +242,72 @@ async def test_an_appeal_must_refer_to_a_refused_request_of_the_same_subject(htt
     assert await pool.fetchval("SELECT count(*) FROM dsr_requests") == before  # nothing half-written
     for rid in (open_one,):
         await dev_server.client.get_workflow_handle(workflow_id_for(rid)).terminate("test over")
+
+
+async def test_an_appeal_can_quote_the_short_reference_its_letters_give(http, pool, mail_sink, dev_server):
+    """The letters tell the subject to quote the short reference (never the internal id): the public
+    intake takes it, typed as people type it, and records the appealed request's id."""
+    email = unique_email("appeal-ref")
+    refused = (await _open(http, pool, email=email, regime="ctdpa"))["id"]
+    await wait_for_letter(mail_sink, refused, "verification")
+    compliance = await staff_headers(pool, "compliance")
+    r = await http.post(f"/v1/requests/{refused}/deny", headers=compliance, json={
+        "reason_code": "other", "explanation": "The records are needed to defend a pending claim."})
+    assert r.status_code == 200, r.text
+    denial = text_of(await wait_for_letter(mail_sink, refused, "denial"))
+    reference = short_reference(refused)
+    assert reference in denial and refused not in denial
+
+    # Refused: a reference of no request, another subject's (answered alike: nothing about it is
+    # revealed), something that is neither an id nor a reference. Nothing is stored.
+    other_email = unique_email("appeal-ref-other")
+    before = await pool.fetchval("SELECT count(*) FROM dsr_requests")
+    taken = {r["ref"] for r in await pool.fetch("SELECT dsr_reference(id) AS ref FROM dsr_requests")}
+    unused = next(ref for ref in ("2" * 10, "3" * 10, "4" * 10) if ref not in taken)
+    for appeal_of, subject, words in [(unused, email, f"no request {unused} of this data subject"),
+                                      (reference, other_email, f"no request {reference} of this data subject"),
+                                      ("REF-0000", email, "short reference")]:
+        r = await http.post("/v1/public/requests", json={"type": "erasure", "email": subject, "appeal_of": appeal_of})
+        body = assert_problem(r, 422)
+        assert [e["field"] for e in body["errors"]] == ["appeal_of"], body
+        assert words in body["detail"], body
+        assert "ctdpa" not in body["detail"] and refused not in body["detail"]
+    assert await pool.fetchval("SELECT count(*) FROM dsr_requests") == before
+
+    # Typed as the subject types it: lower case, with a dash.
+    typed = f"{reference[:5].lower()}-{reference[5:].lower()}"
+    r = await http.post("/v1/public/requests", json={"type": "erasure", "email": email, "appeal_of": typed})
+    assert r.status_code == 202, r.text
+    appeal = r.json()["id"]
+    view = (await http.get(f"/v1/requests/{appeal}", headers=compliance)).json()
+    assert view["regime"] == "ctdpa" and view["details"]["appeal_of"] == refused
+    acknowledgement = text_of(await wait_for_letter(mail_sink, appeal, "acknowledgement"))
+    assert f"Appeal of: request {reference}" in acknowledgement
+    await dev_server.client.get_workflow_handle(workflow_id_for(refused)).result()
+    await dev_server.client.get_workflow_handle(workflow_id_for(appeal)).terminate("test over")
+
+
+async def test_a_reference_naming_two_of_the_subjects_requests_is_refused():
+    """dsr_reference is unique in the database; were two of the subject's requests to share one,
+    the appeal is refused with the field named, rather than appealing one of them at random."""
+    import uuid
+
+    from dsrflow.domain.appeals import AppealRefused, check_appeal
+    from schemas.requests import NewRequest
+
+    rows = [{"id": uuid.uuid4(), "regime": "vcdpa", "request_type": "erasure", "subject_email": "A@example.org",
+             "details": {}} for _ in range(2)]
+
+    class _Conn:
+        async def fetch(self, sql: str, *args: object) -> list[dict]:
+            assert "dsr_reference(id) = $1" in sql and args == ("9WPSS9NUBP",)
+            return rows
+
+    new = NewRequest.model_validate({"type": "erasure", "subject": {"email": "a@example.org"},
+                                     "appeal_of": "9wps-s9nu-bp"})
+    try:
+        await check_appeal(_Conn(), new)  # type: ignore[arg-type]
+    except AppealRefused as refused:
+        assert refused.field == "appeal_of" and "more than one of your requests" in str(refused)
+    else:
+        raise AssertionError("an ambiguous reference was accepted")

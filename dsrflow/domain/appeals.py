@@ -4,9 +4,12 @@ deadline (dsrflow/domain/deadlines.py, `compute_deadline(..., appeal=True)`)."""
 
 from __future__ import annotations
 
+import uuid
+
 import asyncpg
 
 from dsrflow.domain.deadlines import grants_appeal
+from dsrflow.domain.references import typed_reference
 from schemas.requests import NewRequest
 from schemas.vocabulary import Regime
 
@@ -32,12 +35,7 @@ async def check_appeal(conn: asyncpg.Connection | asyncpg.Pool, new: NewRequest)
     refused, is itself an appeal, or falls under a law that grants no appeal."""
     if new.appeal_of is None:
         return new
-    original = await conn.fetchrow(
-        "SELECT id, regime, request_type, subject_email, details FROM dsr_requests WHERE id = $1",
-        new.appeal_of)
-    # Someone else's request is answered like a missing one: an appeal must not reveal it exists.
-    if original is None or original["subject_email"].lower() != str(new.subject.email).lower():
-        raise AppealRefused("appeal_of", f"no request {new.appeal_of} of this data subject")
+    original = await _appealed(conn, new)
     if (original["details"] or {}).get("appeal_of"):
         raise AppealRefused("appeal_of", "this request is itself an appeal: the decision on an appeal "
                             "is final; the letter that gave it names the authority to complain to")
@@ -53,4 +51,32 @@ async def check_appeal(conn: asyncpg.Connection | asyncpg.Pool, new: NewRequest)
     if not await conn.fetchval(_REFUSED, original["id"]):
         raise AppealRefused("appeal_of", "that request was not refused, in whole or in part: "
                             "there is nothing to appeal")
-    return new.model_copy(update={"regime": Regime(original["regime"])})
+    # The appeal records the id of the request it appeals, however the subject named it.
+    return new.model_copy(update={"regime": Regime(original["regime"]), "appeal_of": uuid.UUID(str(original["id"]))})
+
+
+_COLUMNS = "SELECT id, regime, request_type, subject_email, details FROM dsr_requests"
+
+
+async def _appealed(conn: asyncpg.Connection | asyncpg.Pool, new: NewRequest) -> asyncpg.Record:
+    """The subject's request that `appeal_of` names: by its id, or by the short reference its letters
+    give (dsrflow/domain/references.py). Someone else's request is answered like a missing one: an
+    appeal must not reveal that it exists."""
+    named = new.appeal_of
+    email = str(new.subject.email).lower()
+    if isinstance(named, uuid.UUID):
+        rows = [row] if (row := await conn.fetchrow(f"{_COLUMNS} WHERE id = $1", named)) else []
+    elif (reference := typed_reference(str(named))) is not None:
+        # dsr_reference is unique (migrations/0026_team.sql); more than one would be a collision.
+        rows = list(await conn.fetch(f"{_COLUMNS} WHERE dsr_reference(id) = $1 LIMIT 2", reference))
+        named = reference
+    else:
+        raise AppealRefused("appeal_of", "must be the id of the request appealed (a UUID) or the short "
+                            "reference its letters give (ten letters and digits, such as 9WPSS9NUBP)")
+    mine = [row for row in rows if row["subject_email"].lower() == email]
+    if not mine:
+        raise AppealRefused("appeal_of", f"no request {named} of this data subject")
+    if len(mine) > 1:
+        raise AppealRefused("appeal_of", f"the reference {named} names more than one of your requests: "
+                            "give the request's full id")
+    return mine[0]
