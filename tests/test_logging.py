@@ -42,12 +42,16 @@ def test_stdlib_and_exceptions_are_redacted(production_logs):
     assert "ValueError" in line["exception"]
 
 
-def test_a_links_token_in_an_access_log_line_is_masked(production_logs):
+def test_a_links_token_in_an_access_log_line_is_masked(production_logs, monkeypatch):
     """uvicorn's access log (off in `dsrflow api`, on if an operator runs uvicorn with it) writes
     the full path and query: a package link's, a processor link's or a verification link's token
     is masked; a route template stays readable."""
     token = "9f" * 32
     access = logging.getLogger("uvicorn.access")
+    # As `dsrflow api` runs uvicorn (log_config=None): its loggers keep no handlers of their own and
+    # pass every line to ours, whatever a uvicorn started with its defaults in this process left.
+    monkeypatch.setattr(access, "handlers", [])
+    monkeypatch.setattr(access, "propagate", True)
     access.setLevel(logging.INFO)
     try:
         for path in (f"/v1/public/packages/{token}", f"/portal/packages/{token}", f"/v1/callbacks/manual/{token}",
