@@ -9,6 +9,7 @@ import re
 import uuid
 from datetime import UTC, datetime, timedelta
 
+from dsrflow.domain.references import short_reference
 from tests.support import (
     CSRF_FIELD,
     console_sign_in,
@@ -136,7 +137,8 @@ async def test_an_appeal_is_opened_from_the_new_request_form(http, pool, mail_si
     fields = {"csrf_token": csrf, "submission": submission, "type": "erasure", "regime": "gdpr", "channel": "email"}
     wrong = await http.post("/console/requests", data={**fields, "email": unique_email("other"), "appeal_of": refused})
     assert wrong.status_code == 422 and 'id="appeal_of-error"' in wrong.text and "no request" in wrong.text
-    made = await http.post("/console/requests", data={**fields, "email": email, "appeal_of": refused})
+    # The reference the refusal letter gave the subject, as they would quote it.
+    made = await http.post("/console/requests", data={**fields, "email": email, "appeal_of": short_reference(refused)})
     assert made.status_code == 303, made.text
     row = await pool.fetchrow("SELECT * FROM dsr_requests WHERE id = $1",
                               uuid.UUID(made.headers["location"].rsplit("/", 1)[1]))
