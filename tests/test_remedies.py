@@ -177,15 +177,20 @@ async def test_pipeda_extension_notice_names_the_commissioner(http, pool, mail_s
     await dev_server.client.get_workflow_handle(workflow_id_for(rid)).terminate("test over")
 
 
-async def test_an_appeal_of_a_vcdpa_denial_opens_with_its_own_deadline(http, pool, mail_sink, dev_server, settings):
-    email = unique_email("appeal")
-    refused = (await _open(http, pool, email=email, regime="vcdpa"))["id"]
+async def _denied(http, pool, mail_sink, email: str, regime: str) -> tuple[str, str]:
+    """An erasure of `email` under `regime`, denied by compliance: its id and the denial's text."""
+    refused = (await _open(http, pool, email=email, regime=regime))["id"]
     await wait_for_letter(mail_sink, refused, "verification")
-    compliance = await staff_headers(pool, "compliance")
-    r = await http.post(f"/v1/requests/{refused}/deny", headers=compliance, json={
+    r = await http.post(f"/v1/requests/{refused}/deny", headers=await staff_headers(pool, "compliance"), json={
         "reason_code": "other", "explanation": "The records are needed to defend a pending claim."})
     assert r.status_code == 200, r.text
-    denial = text_of(await wait_for_letter(mail_sink, refused, "denial"))
+    return refused, text_of(await wait_for_letter(mail_sink, refused, "denial"))
+
+
+async def test_an_appeal_of_a_vcdpa_denial_opens_with_its_own_deadline(http, pool, mail_sink, dev_server, settings):
+    email = unique_email("appeal")
+    refused, denial = await _denied(http, pool, mail_sink, email, "vcdpa")
+    compliance = await staff_headers(pool, "compliance")
     assert "Your right to appeal" in denial and "within 60 days" in denial
     assert "Attorney General of Virginia" in denial and BRUSSELS not in denial
     # The appeal names the reference the subject was given, never the internal id.
@@ -248,13 +253,8 @@ async def test_an_appeal_can_quote_the_short_reference_its_letters_give(http, po
     """The letters tell the subject to quote the short reference (never the internal id): the public
     intake takes it, typed as people type it, and records the appealed request's id."""
     email = unique_email("appeal-ref")
-    refused = (await _open(http, pool, email=email, regime="ctdpa"))["id"]
-    await wait_for_letter(mail_sink, refused, "verification")
+    refused, denial = await _denied(http, pool, mail_sink, email, "ctdpa")
     compliance = await staff_headers(pool, "compliance")
-    r = await http.post(f"/v1/requests/{refused}/deny", headers=compliance, json={
-        "reason_code": "other", "explanation": "The records are needed to defend a pending claim."})
-    assert r.status_code == 200, r.text
-    denial = text_of(await wait_for_letter(mail_sink, refused, "denial"))
     reference = short_reference(refused)
     assert reference in denial and refused not in denial
 
