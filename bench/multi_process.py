@@ -53,7 +53,8 @@ SCALED, BASELINE = "2 apis + 2 workers", "1 api + 1 worker"
 SUBMIT_LIMIT = 6  # DSRFLOW_RATE_SUBMIT_PER_IP for the run: small enough to reach in a few calls
 ACCESS_SUBJECT = "ada@example.com"  # never among the erasures (they start at the fourth subject)
 CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
-PACKAGE_LINK = re.compile(r"https?://[^\s\"'<>]+/v1/public/packages/[A-Za-z0-9_-]+")
+# The response letter's link: the portal's page of the package, whose button (a POST) downloads it.
+PACKAGE_LINK = re.compile(r"https?://[^\s\"'<>]+/portal/packages/[A-Za-z0-9_-]+")
 
 
 @dataclass
@@ -219,7 +220,7 @@ async def _download_everywhere(stack: MultiProcessStack, request_id: str) -> dic
     got: dict[str, str] = {}
     for api in stack.apis:
         async with stack.http(api) as http:
-            r = await http.get(path)
+            r = await http.post(path)
         got[api.name] = (f"{r.status_code} {len(r.content)} bytes sha256 {hashlib.sha256(r.content).hexdigest()[:16]}"
                          if r.status_code == 200 and r.content[:2] == b"PK" else f"{r.status_code} {r.text[:200]}")
     return {"package_link_host": urlsplit(links[0]).netloc, "package_downloads": got,
