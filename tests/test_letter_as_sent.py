@@ -15,6 +15,7 @@ import pytest
 
 import activities.letters as letters
 import activities.restrictions as restrictions
+from activities.citations import citation, cited_label
 from activities.connectors.base import HeldRecord
 from activities.connectors.sql_erasure import kept_summary
 from activities.letter_templates import RenderedLetter, render_letter
@@ -134,7 +135,7 @@ async def test_kept_records_give_their_legal_basis_and_law_in_the_letters_langua
     translated = LOADED.in_language(language).statutory_holds["be_accounting"]
     t = translations(language)
     # The statute's basis as the policy words it cites the GDPR: under another regime, ours.
-    cited = letters.citation(regime, "17(3)(b)", t)
+    cited = citation(regime, "17(3)(b)", t)
     basis = (translated.basis if regime == "gdpr" else
              t.gettext("%(citation)s: compliance with a legal obligation") % {"citation": cited} if cited else
              t.gettext("compliance with a legal obligation"))
@@ -297,8 +298,8 @@ async def test_the_request_and_denial_labels_cite_only_the_regimes_law(regime, l
     ack = await as_sent("acknowledgement", "access", {"verification_required": False}, regime=regime, language=language)
     denial = await as_sent("denial", "access", {"reason_code": "excessive", "explanation": "Fifth identical request."},
                            regime=regime, language=language)
-    label = letters.cited_label(letters.LETTER_TYPE_LABELS["access"], regime, t)
-    reason = letters.cited_label(letters.LETTER_DENIAL_LABELS["excessive"], regime, t)
+    label = cited_label(letters.LETTER_TYPE_LABELS["access"], regime, t)
+    reason = cited_label(letters.LETTER_DENIAL_LABELS["excessive"], regime, t)
     assert label in ack.text and reason in denial.text
     if regime == "gdpr":
         assert label == {"en": "access to your personal data (Art. 15 GDPR)",

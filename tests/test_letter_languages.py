@@ -10,12 +10,12 @@ from html import unescape
 
 import pytest
 
+from activities.citations import cited_label
+from activities.letter_outcome import _kept_item
 from activities.letter_templates import RenderedLetter, render_letter
 from activities.letters import (
     LETTER_DENIAL_LABELS,
     LETTER_TYPE_LABELS,
-    _kept_item,
-    cited_label,
     compose_letter,
     message_id_for,
     remedies_context,

@@ -12,11 +12,13 @@ from html import unescape
 
 import pytest
 
+from activities.citations import cited_label
 from activities.connectors.manual_email import _ACTIONS as MANUAL_ACTIONS
 from activities.connectors.manual_email import _SCOPES as MANUAL_SCOPES
 from activities.connectors.manual_email import REMINDER_PURPOSE as MANUAL_REMINDER
 from activities.connectors.manual_email import REQUEST_PURPOSE as MANUAL_REQUEST
 from activities.connectors.manual_email import render_processor_mail
+from activities.letter_outcome import response_outcome
 from activities.letter_templates import (
     DEFAULT_WARNING_DAYS,
     RenderedLetter,
@@ -25,8 +27,6 @@ from activities.letter_templates import (
 from activities.letters import (
     LETTER_DENIAL_LABELS,
     LETTER_TYPE_LABELS,
-    _outcome,
-    cited_label,
     decision_summary,
     refuses_in_part,
     remedies_context,
@@ -91,7 +91,7 @@ _REPORTS = {
 def _response(request_type: str, decision: dict | None = None, report: str | None = None) -> tuple[str, dict]:
     link = "https://privacy.onetagger.com/v1/public/packages/tok123" if request_type == "access" else None
     expires = datetime(2026, 3, 9, 23, 59, tzinfo=UTC) if link else None
-    outcome = _outcome(_REPORTS[report or request_type], _POLICY, link, expires, regime="gdpr")
+    outcome = response_outcome(_REPORTS[report or request_type], _POLICY, link, expires, regime="gdpr")
     if decision:
         outcome["summary"] = decision_summary(decision, "gdpr")
         outcome["processing_continues"] = decision["compelling_grounds"]  # as build_context sets it

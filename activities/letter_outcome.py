@@ -1,0 +1,152 @@
+"""What a response letter says was done: each system's action and count (never a kept record
+counted as erased), what was kept and why in the letter's language and its regime's law, whom
+Art. 19 reached, what a copy could not include. Read from the execution report by
+activities/letters.py `build_context`."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from activities.citations import citation
+from activities.processor_exports import missing_reasons
+from dsrflow.i18n import ENGLISH, N_, Translator
+from policy.model import Policy
+from schemas.workflow import TaskResult
+
+_ACTION_WORDS = {"erase": N_("erased"), "rectify": N_("corrected"), "restrict": N_("restricted"),
+                 "object": N_("stopped processing as you objected"), "access": N_("found")}
+_ART19_ACTIONS = {"erase", "rectify", "restrict"}
+
+
+def _readable(dataset: str) -> str:
+    # Dataset names are identifiers ("support_requests"); the subject reads words.
+    return dataset.replace("_", " ")
+
+
+# What a legal-claims hold kept is stored with the basis compliance gave the hold (the API's default
+# unless they wrote their own) and this text as its law (activities/connectors/sql_erasure.py).
+_CLAIMS_BASES_STORED = {"Art. 17(3)(e) GDPR: establishment, exercise or defence of legal claims", "Art. 17(3)(e) GDPR"}
+_CLAIMS_LAW = N_("a legal claim (establishment, exercise or defence of legal claims)")
+# The bases the letter gives in its regime's law (activities/citations.py): a statute's basis as the
+# policy words it cites the GDPR, so under any other regime the letter gives ours.
+_CLAIMS_BASIS = ("17(3)(e)", N_("%(citation)s: establishment, exercise or defence of legal claims"),
+                 N_("establishment, exercise or defence of legal claims"))
+_OBLIGATION_BASIS = ("17(3)(b)", N_("%(citation)s: compliance with a legal obligation"),
+                     N_("compliance with a legal obligation"))
+
+
+def _basis(basis: tuple[str, str, str], regime: str, t: Translator) -> str:
+    """A basis of ours: its article in the regime's law, then the words; only the words outside the GDPR."""
+    article, cited_message, plain = basis
+    cited = citation(regime, article, t)
+    return t.gettext(cited_message) % {"citation": cited} if cited else t.gettext(plain)
+
+
+def _statute_of(kept: dict[str, Any], source: Policy) -> str | None:
+    """The key of the statutory hold a kept record was stored under: the evidence keeps the
+    statute's texts in the policy's source language, as the request's policy version words them."""
+    for key, statute in source.statutory_holds.items():
+        if (statute.basis, statute.law) == (kept["basis"], kept["law"]):
+            return key
+    return None
+
+
+def _kept_texts(kept: dict[str, Any], policy: Policy, source: Policy, t: Translator,
+                regime: str) -> tuple[str, str]:
+    """The legal basis and law of a kept record in the letter's language: the statute's texts from
+    the policy's translation, ours from the catalog; a basis compliance wrote themselves stays as
+    they wrote it (like an explanation). Outside the GDPR, the statute's basis (which cites it)
+    gives way to ours, in the regime's law."""
+    if kept["hold_kind"] == "legal_claims":
+        basis = _basis(_CLAIMS_BASIS, regime, t) if kept["basis"] in _CLAIMS_BASES_STORED else kept["basis"]
+        return basis, t.gettext(_CLAIMS_LAW)
+    statute = _statute_of(kept, source)
+    if statute is None or statute not in policy.statutory_holds:
+        basis, law = kept["basis"], kept["law"]
+    else:
+        basis, law = policy.statutory_holds[statute].basis, policy.statutory_holds[statute].law
+    return (basis if regime == "gdpr" else _basis(_OBLIGATION_BASIS, regime, t)), law
+
+
+def _kept_item(kept: dict[str, Any], policy: Policy, regime: str, t: Translator = ENGLISH,
+               source: Policy | None = None) -> dict[str, Any]:
+    """One kept record's lines in the letter. `policy` is in the letter's language, `source` the
+    same version in its source language (what the evidence was stored in)."""
+    basis, law = _kept_texts(kept, policy, source or policy, t, regime)
+    system = policy.systems[kept["system"]].label if kept["system"] in policy.systems else kept["system"]
+    if kept["dataset"] == "all":
+        what = t.gettext("your data in %(system)s") % {"system": system}
+    else:
+        what = t.ngettext("%(num)d record of %(dataset)s in %(system)s", "%(num)d records of %(dataset)s in %(system)s",
+                          kept["records"]) % {"num": kept["records"], "dataset": _readable(kept["dataset"]),
+                                              "system": system}
+    if kept["hold_kind"] == "legal_claims":
+        law = t.gettext("%(law)s; we review this hold by the date given") % {"law": law}
+    else:
+        law = t.gettext("%(law)s; minimised to what that law requires") % {"law": law}
+    # A statute's records go when its period ends; a legal-claims hold's date is when we review
+    # whether the claim still needs them, not an end date.
+    return {"what": what, "basis": basis, "law": law, "reviewed": kept["hold_kind"] == "legal_claims",
+            "until": date.fromisoformat(kept["until"]) if kept.get("until") else None}
+
+
+def _erased(result: TaskResult) -> int:
+    """The records an erasure erased. `changed` also counts the kept records a hold minimised and
+    marked restricted (activities/connectors/sql.py: per dataset, `changed` is those plus what was
+    deleted or anonymised); they were kept, not erased, and the letter lists them as kept."""
+    minimised = sum(max(counts.get("changed", 0) - counts.get("deleted", 0) - counts.get("anonymised", 0), 0)
+                    for counts in result.datasets.values() if counts.get("kept") and "changed" in counts)
+    return max(result.changed - minimised, 0)
+
+
+def _datasets_acted_on(result: TaskResult) -> list[str]:
+    """The datasets a system's line names: for an erasure, not those whose records were all kept."""
+    if result.action != "erase":
+        return list(result.datasets)
+    return [name for name, counts in result.datasets.items()
+            if not (counts.get("kept") and counts["kept"] >= counts.get("found", 0))]
+
+
+def _records_acted_on(result: TaskResult) -> int:
+    """The count the letter gives a system: what was erased for an erasure (a system whose records
+    were all kept is not listed as erased), what was found for a copy, and for a rectification,
+    restriction or objection what was changed, else what was found (already as asked)."""
+    if result.action == "erase":
+        return _erased(result)
+    return result.changed or result.found
+
+
+def response_outcome(report: dict[str, Any], policy: Policy, package_link: str | None,
+             package_expires_at: datetime | None, t: Translator = ENGLISH,
+             source: Policy | None = None, *, regime: str) -> dict[str, Any]:
+    """The response letter's account of what was done, from the execution report. `policy` is in
+    the letter's language; `source` is the same policy in its source language (default: `policy`)."""
+    results = [TaskResult.model_validate(r) for r in report.get("results", [])]
+    actions = [
+        {"system": policy.systems[r.system].label if r.system in policy.systems else r.system,
+         "category": ", ".join(sorted(map(_readable, _datasets_acted_on(r)))) or t.gettext("all records"),
+         "action": t.gettext(_ACTION_WORDS[r.action]) if r.action in _ACTION_WORDS else r.action,
+         "records": records, "note": r.note}
+        for r in results if (records := _records_acted_on(r))
+    ]
+    package = report.get("package")
+    if package:
+        for system, count in package.get("systems", {}).items():
+            label = policy.systems[system].label if system in policy.systems else system
+            actions.append({"system": label, "category": t.gettext("copy of your data"),
+                            "action": t.gettext("included in your package"), "records": count})
+        for system, count in package.get("processor_files", {}).items():
+            label = policy.systems[system].label if system in policy.systems else system
+            actions.append({"system": label, "category": t.gettext("copy of your data, as this processor sent it"),
+                            "action": t.gettext("included in your package"), "records": count, "unit": "file"})
+    kept = [_kept_item(k, policy, regime, t, source) for r in results for k in r.kept_records]
+    told = sorted({policy.recipients[r.recipient].name for r in results
+                   if r.recipient and r.recipient in policy.recipients and r.status == "done"
+                   and r.action in _ART19_ACTIONS})
+    # The letter itself says the request is completed and, after the actions, whom Art. 19 reached;
+    # the summary is left for what only this request says (an objection decision).
+    # Systems whose data the package could not include, and why: a refusal in part (Art. 15).
+    missing = missing_reasons(package.get("missing", {}), policy, t) if package else []
+    return {"summary": "", "actions": actions, "kept": kept, "informed": told, "missing": missing,
+            "package_link": package_link, "package_expires_at": package_expires_at}
