@@ -19,9 +19,9 @@ run: $(STAMP)
 
 # pytest exits 5 when it collected no tests: for us that is a failure, not a pass.
 # Lint, types and the layer contracts first: a finding fails the run before the tests start.
-# Two pytest-xdist workers, each taking whole modules: most tests wait on servers rather than burn
-# CPU, so two at once nearly halve the time on 2 cores (docs/testing.md#how-the-suite-is-kept-fast).
-PYTEST_WORKERS ?= 2
+# Three pytest-xdist workers, each taking whole modules: most tests wait on servers rather than burn
+# CPU, so three at once keep 2 cores busy (docs/testing.md#how-the-suite-is-kept-fast).
+PYTEST_WORKERS ?= 3
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy

@@ -35,16 +35,19 @@ from tests.sql_demo import systems, template  # noqa: F401 (fixtures for the sql
 from workflows.search_attributes import SEARCH_ATTRIBUTES
 
 # The modules that take longest (from a minute and a half down to half a minute on 2 cores), run
-# first: `make test` hands whole modules to two pytest-xdist workers in this order
+# first: `make test` hands whole modules to three pytest-xdist workers in this order
 # (docs/testing.md#how-the-suite-is-kept-fast), so a long module started last would leave one
-# worker idle while the other finishes it. Those that run whole stacks of processes (and take
-# both cores) alternate with those that mostly wait (timeouts, backoffs, a browser's polls), so
-# that the two workers seldom both run a stack. A new module past half a minute belongs here.
+# worker busy while the others idle. Those that run whole stacks of processes (and take
+# both cores) come one in three, between those that mostly wait (timeouts, backoffs, a browser's
+# polls), so that the workers seldom run stacks at once. A new module past half a minute belongs here.
 RUN_FIRST = (
-    "test_docs_commands.py", "test_crash_windows.py", "test_bench_smoke.py", "test_devstack_restarts.py",
-    "test_chaos_smoke.py", "test_browser_actions.py", "test_multi_process.py", "test_fanout.py", "test_readme.py",
-    "test_lifecycle.py", "test_request_listing.py", "test_letter_languages.py", "test_holds.py", "test_retention.py",
-    "test_up.py", "test_processor_exports.py",
+    "test_docs_commands.py", "test_crash_windows.py", "test_browser_actions.py",
+    "test_bench_smoke.py", "test_fanout.py", "test_browser_console.py",
+    "test_devstack_restarts.py", "test_letter_languages.py", "test_remedies.py",
+    "test_chaos_smoke.py", "test_holds.py", "test_retention.py",
+    "test_multi_process.py", "test_request_listing.py", "test_subject_search.py",
+    "test_readme.py", "test_lifecycle.py", "test_processor_exports.py",
+    "test_up.py",
 )
 
 

@@ -45,8 +45,9 @@ class Request:
     async def state(self) -> RequestState:
         return await self.handle.query(DataSubjectRequestWorkflow.state)
 
-    async def until(self, ready: Callable[[RequestState], object], timeout: float = 10) -> RequestState:
-        """The state once `ready` holds (queries do not move the virtual clock)."""
+    async def until(self, ready: Callable[[RequestState], object], timeout: float = 30) -> RequestState:
+        """The state once `ready` holds (queries do not move the virtual clock). Well under a second
+        on an idle machine; the 30 s are for a loaded one (docs/testing.md)."""
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout
         while True:
