@@ -34,9 +34,12 @@ PATHS = {"attested_erasure", "verified_access_extended", "objection_decided", "t
 # children_per_system/ ran every system as a child workflow and every step as an activity task;
 # sql_activity_tasks/ ran a sql system's task as an activity task instead of a local activity;
 # callbacks_confirmed_by_poll/ asked an OpenDSR processor's status after every signed callback
-# (only a system's task changed: workflows/system_task.py TRUST_SIGNED_CALLBACK).
+# (only a system's task changed: workflows/system_task.py TRUST_SIGNED_CALLBACK);
+# retry_answered_once_settled/ answered staff's retry of a processor's task only once the new
+# attempt settled (workflows/task_fanout.py RETRY_ANSWERS_ONCE_STARTED).
 EARLIER = {"children_per_system": PATHS | {"system_task_erasure_billing"}, "sql_activity_tasks": PATHS,
-           "callbacks_confirmed_by_poll": {"system_task_erasure_email_marketing"}}
+           "callbacks_confirmed_by_poll": {"system_task_erasure_email_marketing"},
+           "retry_answered_once_settled": {"task_retried_and_resolved"}}
 
 
 def history_files() -> list[Path]:

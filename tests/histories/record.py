@@ -260,7 +260,8 @@ async def record_cancelled_by_staff(http: httpx.AsyncClient, pool: asyncpg.Pool,
     r.raise_for_status()
     rid = r.json()["id"]
     await wait_for_letter(sink, rid, "verification")
-    r = await http.post(f"/v1/requests/{rid}/cancel", headers=await staff_headers(pool, "agent"),
+    # Compliance: a cancellation that is not the subject's withdrawal refuses the request.
+    r = await http.post(f"/v1/requests/{rid}/cancel", headers=await staff_headers(pool, "compliance"),
                         json={"reason": "Opened twice by mistake; the other request goes on"})
     assert r.status_code == 200, r.text
     await wait_for_letter(sink, rid, "cancellation")
