@@ -75,6 +75,12 @@ async def test_access_for_ada_returns_all_four_systems(stack, pool, dev_server, 
         download = await http.post(link.removeprefix(stack.api_url))  # the button on the link's page
         assert download.status_code == 200, download.text
         assert await pool.fetchval(downloads, uuid.UUID(rid)) == 1
+        first = await pool.fetchval("SELECT downloaded_at FROM packages WHERE request_id = $1", uuid.UUID(rid))
+        assert first is not None
+        again = await http.post(link.removeprefix(stack.api_url))  # downloaded again: still the first time
+        assert again.status_code == 200 and again.content == download.content
+        assert await pool.fetchval(downloads, uuid.UUID(rid)) == 1
+        assert await pool.fetchval("SELECT downloaded_at FROM packages WHERE request_id = $1", uuid.UUID(rid)) == first
     archive = zipfile.ZipFile(io.BytesIO(download.content))
     names = archive.namelist()
     assert "summary.html" in names

@@ -20,6 +20,7 @@ from dsrflow.crypto.hashing import code_hash, link_token_hash, token_hash
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.crypto.package_files import read_package
 from dsrflow.domain.audit import append_event
+from dsrflow.infra.writes import Write
 from dsrflow.stores.kept_copies import ERASED, EXPIRED
 from dsrflow.stores.requests_store import get_request
 from schemas.requests import Channel, NewRequest, PublicNewRequest, SubjectIdentity
@@ -167,11 +168,13 @@ async def downloaded(state: AppState, row: dict[str, Any]) -> StreamingResponse:
     GET, and the button on the portal's page of a letter's link (a POST, so that a mail scanner
     opening the link records nothing)."""
     pool = await state.db()
+    # The package's row and its audit event in one statement: whatever dies, both or neither.
     async with pool.acquire() as conn:
-        await conn.execute("UPDATE packages SET downloaded_at = coalesce(downloaded_at, now()) WHERE id = $1", row["id"])
         await append_event(
             conn, event_key=f"{row['request_id']}:downloaded:{row['id']}", request_id=str(row["request_id"]),
             event_type="package.downloaded", actor="subject", data={"package_id": str(row["id"])},
+            along=[Write("UPDATE packages SET downloaded_at = coalesce(downloaded_at, now()) WHERE id = $1",
+                         (row["id"],))],
         )
     chunks = read_package(state.storage.blocks(row["path"]), load_secret_key(state.settings), str(row["id"]))
     filename = f"{row['kind']}-{str(row['request_id'])[:8]}.zip"
