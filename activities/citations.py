@@ -1,8 +1,11 @@
-"""Which law a letter cites: the law of its request's regime, never another.
+"""Which law a text cites: the law of its request's regime, never another.
 
 The GDPR under `gdpr`, the UK GDPR under `uk_gdpr` (the same article numbers), and no article under
-the other regimes (ccpa, vcdpa, ctdpa, cpa, lgpd, pipeda), whose laws are numbered otherwise. Code
-calls `citation` and `cited_label`; templates the `cite` filter (activities/letter_templates.py).
+the other regimes (ccpa, vcdpa, ctdpa, cpa, lgpd, pipeda), whose laws are numbered otherwise, nor
+where no regime is known yet (the new-request forms: the country typed there decides it). Letters,
+the package's summary, the e-mails to processors and the pages all cite through here: code calls
+`citation` and `cited_label`; templates the `cite` filter (activities/letter_templates.py,
+activities/package_summary.py) and the pages `type_label` (api/pages.py).
 """
 
 from __future__ import annotations
@@ -12,15 +15,22 @@ from dsrflow.i18n import ENGLISH, N_, Translator
 _LAWS = {"gdpr": N_("GDPR"), "uk_gdpr": N_("UK GDPR")}
 
 ARTICLES = {
+    # The lawful bases of processing: a policy category's legal bases (policy/disclosure.py).
+    "6(1)(a)": N_("Art. 6(1)(a) %(law)s"), "6(1)(b)": N_("Art. 6(1)(b) %(law)s"),
+    "6(1)(c)": N_("Art. 6(1)(c) %(law)s"), "6(1)(d)": N_("Art. 6(1)(d) %(law)s"),
+    "6(1)(e)": N_("Art. 6(1)(e) %(law)s"), "6(1)(f)": N_("Art. 6(1)(f) %(law)s"),
     "11(2) and 12(2)": N_("Art. 11(2) and 12(2) %(law)s"),
     "12(5)": N_("Art. 12(5) %(law)s"), "12(6)": N_("Art. 12(6) %(law)s"),
-    "15": N_("Art. 15 %(law)s"), "15 to 21": N_("Art. 15 to 21 %(law)s"), "16": N_("Art. 16 %(law)s"),
+    "15": N_("Art. 15 %(law)s"), "15 and 20": N_("Art. 15 and 20 %(law)s"),
+    "15 to 21": N_("Art. 15 to 21 %(law)s"), "16": N_("Art. 16 %(law)s"),
     "17": N_("Art. 17 %(law)s"), "17(3)": N_("Art. 17(3) %(law)s"), "17(3)(b)": N_("Art. 17(3)(b) %(law)s"),
     "17(3)(e)": N_("Art. 17(3)(e) %(law)s"), "18": N_("Art. 18 %(law)s"),
     "18(1)(a)": N_("Art. 18(1)(a) %(law)s"), "18(1)(b)": N_("Art. 18(1)(b) %(law)s"),
     "18(1)(c)": N_("Art. 18(1)(c) %(law)s"), "18(1)(d)": N_("Art. 18(1)(d) %(law)s"),
-    "19": N_("Art. 19 %(law)s"), "20": N_("Art. 20 %(law)s"), "21": N_("Art. 21 %(law)s"),
-    "21(1)": N_("Art. 21(1) %(law)s"),
+    "18(3)": N_("Art. 18(3) %(law)s"), "19": N_("Art. 19 %(law)s"), "20": N_("Art. 20 %(law)s"),
+    "21": N_("Art. 21 %(law)s"), "21(1)": N_("Art. 21(1) %(law)s"),
+    "21(2) and (3)": N_("Art. 21(2) and (3) %(law)s"), "22": N_("Art. 22 %(law)s"),
+    "28(3)(e)": N_("Art. 28(3)(e) %(law)s"),
 }
 IN_BRACKETS, AFTER_COMMA = " (%s)", ", %s"
 
@@ -33,23 +43,23 @@ def cites_articles(regime: str) -> bool:
     return regime in _LAWS
 
 
-def citation(regime: str, article: str, t: Translator = ENGLISH) -> str | None:
+def citation(regime: str | None, article: str, t: Translator = ENGLISH) -> str | None:
     """"Art. 15 GDPR" under the GDPR, "Art. 15 UK GDPR" under the UK GDPR, in the letter's
-    language; None under any other regime."""
-    if regime not in _LAWS:
+    language; None under any other regime, or none."""
+    if regime is None or regime not in _LAWS:
         return None
     return t.gettext(ARTICLES[article]) % {"law": t.gettext(_LAWS[regime])}
 
 
-def cite(regime: str, article: str, wrap: str = "%s", t: Translator = ENGLISH) -> str:
+def cite(regime: str | None, article: str, wrap: str = "%s", t: Translator = ENGLISH) -> str:
     """The citation set in `wrap` (" (%s)": " (Art. 19 GDPR)"), or "" where the regime's law is
     not the GDPR's: what a sentence with a `%(citation)s` placeholder receives."""
     cited = citation(regime, article, t)
     return wrap % cited if cited else ""
 
 
-def cited_label(label: CitedLabel, regime: str, t: Translator = ENGLISH) -> str:
-    """A label (LETTER_TYPE_LABELS, LETTER_DENIAL_LABELS, GROUND_LABELS), citing its article where
-    the regime's law is the GDPR's."""
+def cited_label(label: CitedLabel, regime: str | None, t: Translator = ENGLISH) -> str:
+    """A label (LETTER_TYPE_LABELS, LETTER_DENIAL_LABELS, GROUND_LABELS, the processor e-mails'
+    instructions), citing its article where the regime's law is the GDPR's."""
     message, article, wrap = label
     return t.gettext(message) % {"citation": cite(regime, article, wrap, t) if article else ""}

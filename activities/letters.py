@@ -42,16 +42,8 @@ from dsrflow.stores.requests_store import get_request_with
 from policy.model import Policy
 from schemas.workflow import LetterJob, LetterReceipt
 
-TYPE_LABELS = {
-    "access": N_("access to your personal data (Art. 15 GDPR)"),
-    "portability": N_("a copy of your data in a portable format (Art. 20 GDPR)"),
-    "erasure": N_("erasure (right to be forgotten, Art. 17 GDPR)"),
-    "rectification": N_("rectification of inaccurate data (Art. 16 GDPR)"),
-    "restriction": N_("restriction of processing (Art. 18 GDPR)"),
-    "objection": N_("objection to processing (Art. 21 GDPR)"),
-}
-# A letter cites the law of its request's regime (activities/citations.py). (TYPE_LABELS above
-# are the portal's.)
+# The request types' labels, citing the law of the request's regime (activities/citations.py):
+# in the letters, and on the portal's and the console's pages (`type_label`, api/pages.py).
 LETTER_TYPE_LABELS = {
     "access": (N_("access to your personal data%(citation)s"), "15", _IN_BRACKETS),
     "portability": (N_("a copy of your data in a portable format%(citation)s"), "20", _IN_BRACKETS),

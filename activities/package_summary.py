@@ -4,7 +4,11 @@ package holds for them rather than from everything the policy could hold.
 Per system, the categories found with their record counts and where each column came from;
 purposes, legal bases, retention and source of those categories only; the recipients of those
 categories, by name where the policy knows it (CJEU C-154/21) and otherwise by kind; and the
-Art. 15(1)(h) statement on automated decisions and profiling as it applies to this subject."""
+Art. 15(1)(h) statement on automated decisions and profiling as it applies to this subject.
+
+It cites the law of the request's regime (activities/citations.py): the GDPR's or the UK GDPR's
+articles (the right it answers, each legal basis's point of Art. 6(1), Art. 22), and none under a
+law numbered otherwise, where the legal bases are given in the policy's words alone."""
 
 from __future__ import annotations
 
@@ -19,8 +23,9 @@ from typing import Any, Protocol
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from dsrflow.i18n import SOURCE_LANGUAGE, long_date, translations
-from policy.disclosure import AutomatedDecisions
+from activities.citations import citation, cite
+from dsrflow.i18n import SOURCE_LANGUAGE, Translator, long_date, translations
+from policy.disclosure import AutomatedDecisions, LegalBasis
 from policy.model import Policy
 from schemas.vocabulary import Language
 
@@ -54,6 +59,8 @@ def summary_environment(language: str) -> Environment:
     env.policies["ext.i18n.trimmed"] = True
     env.install_gettext_translations(translations(language), newstyle=True)  # type: ignore[attr-defined]  # added by the i18n extension
     env.filters["longdate"] = partial(long_date, language=language)
+    # `regime | cite("20")`: "Art. 20 GDPR", or "" where the regime's law is not the GDPR's.
+    env.filters["cite"] = partial(cite, t=translations(language))
     env.globals["language"] = language
     return env
 
@@ -118,6 +125,20 @@ def _found(policy: Policy, parts: Mapping[tuple[str, str, str], FoundPart]) -> l
     return list(systems.values())
 
 
+def _legal_basis(basis: LegalBasis, regime: str, t: Translator) -> str:
+    """A legal basis after its point of Art. 6(1) in the regime's law ("Art. 6(1)(b) UK GDPR:
+    performance of contract"), or in the policy's words alone where that law is not the GDPR's
+    or the basis names no article."""
+    cited = citation(regime, basis.article, t) if basis.article else None
+    return t.gettext("%(label)s: %(value)s") % {"label": cited, "value": basis.basis} if cited else basis.basis
+
+
+def _categories(policy: Policy, found: set[str], regime: str, t: Translator) -> list[dict[str, Any]]:
+    """The categories found, their legal bases cited in the regime's law."""
+    return [{**category.model_dump(), "legal_bases": [_legal_basis(b, regime, t) for b in category.legal_bases]}
+            for category in (policy.categories[name] for name in sorted(found) if name in policy.categories)]
+
+
 def _recipients(policy: Policy, systems: set[str], categories: set[str]) -> list[dict[str, Any]]:
     """The recipients of the categories found, and the processors running the systems found."""
     processors = {policy.systems[s].recipient for s in systems}
@@ -171,9 +192,9 @@ def render_summary(policy: Policy, parts: Mapping[tuple[str, str, str], FoundPar
     systems = {system for system, _, _ in parts} | {f["system"] for f in processor_files}
     categories = {category for _, _, category in parts}
     return summary_environment(Language(language)).get_template("summary.html.j2").render(
-        controller=policy.controller, request_id=request_id, kind=kind, generated_on=generated_on,
+        controller=policy.controller, request_id=request_id, kind=kind, regime=regime, generated_on=generated_on,
         systems=_found(policy, parts),
-        categories=[policy.categories[c] for c in sorted(categories) if c in policy.categories],
+        categories=_categories(policy, categories, regime, translations(language)),
         recipients=_recipients(policy, systems, categories),
         decisions=policy.automated_decisions.decisions if policy.automated_decisions else None,
         profiling=_profiling(policy.automated_decisions, parts, kind),

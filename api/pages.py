@@ -18,7 +18,8 @@ default. Templates translate with Jinja's i18n extension (`_()`, `ngettext()`, `
 `{% trans %}`, trimmed) from the page language's catalog (dsrflow/i18n), and `longdate` /
 `longdatetime` write dates its way. `_()` is for messages written in templates; a message held
 in Python (a label marked `N_`, a problem's words) is shown with the `translate` filter, which
-escapes it like any text.
+escapes it like any text. A request type is shown with `type_label(kind, regime)`: the label
+letters use, citing only the law of the request's regime.
 """
 
 from __future__ import annotations
@@ -38,8 +39,9 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import pass_context
 from jinja2.runtime import Context
 
+from activities.citations import cited_label
 from activities.letter_templates import longdate, longdatetime
-from activities.letters import TYPE_LABELS
+from activities.letters import LETTER_TYPE_LABELS
 from api.csrf import cookie_secure, csrf_token
 from api.deps import app_state
 from api.problems import Problem
@@ -173,6 +175,14 @@ def _translate(context: Context, message: str) -> str:
 
 
 @pass_context
+def _type_label(context: Context, kind: str, regime: str | None = None) -> str:
+    """A request type's label in the page's language, citing the article of `regime`'s law where
+    it is the GDPR's or the UK GDPR's (activities/citations.py). The new-request forms name no
+    regime: it follows from the country typed on the same form, so they cite no law."""
+    return cited_label(LETTER_TYPE_LABELS[kind], regime, translations(_language_of(context)))
+
+
+@pass_context
 def _longdate(context: Context, value: date | datetime) -> str:
     return longdate(value, _language_of(context))
 
@@ -221,8 +231,9 @@ templates.env.filters["longdate"] = _longdate
 templates.env.filters["longdatetime"] = _longdatetime
 templates.env.filters["decimal"] = _decimal
 templates.env.filters["translate"] = _translate
-# The request types' labels in English (the console shows them so); subject pages translate them.
-templates.env.globals["TYPE_LABELS"] = TYPE_LABELS
+# The request types, in the order the forms offer them, and their labels (`type_label(kind, regime)`).
+templates.env.globals["request_types"] = tuple(LETTER_TYPE_LABELS)
+templates.env.globals["type_label"] = _type_label
 templates.env.globals["language_links"] = _language_links
 
 

@@ -1,12 +1,17 @@
 """What the policy tells the subject about their own data beyond where it lives: where each piece
 of data comes from (its origin, WP242 rev.01), which decides what a portability package holds,
-and the Art. 15(1)(h) statement on automated decisions and profiling."""
+the legal basis of each category's processing, and the Art. 15(1)(h) statement on automated
+decisions and profiling.
+
+These texts name no article: the access package cites the articles in the law of the request's
+regime (activities/citations.py): a basis's `article`, and Art. 22 for the automated decisions. So
+a subject whose request falls under another law than the GDPR reads no GDPR article there."""
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from policy.strict import IDENT, StrictModel
 
@@ -18,6 +23,27 @@ Origin = Literal["provided", "observed", "derived", "inferred"]
 ORIGINS: tuple[str, ...] = get_args(Origin)
 # Art. 20(1) covers data "provided by" the subject, which WP242 reads as provided and observed.
 PORTABLE_ORIGINS = frozenset({"provided", "observed"})
+
+
+# The lawful bases of Art. 6(1) GDPR (the UK GDPR numbers them the same).
+LawfulBasis = Literal["6(1)(a)", "6(1)(b)", "6(1)(c)", "6(1)(d)", "6(1)(e)", "6(1)(f)"]
+
+
+class LegalBasis(StrictModel):
+    """A legal basis of a category's processing: the point of Art. 6(1) it rests on, and what it is
+    in the policy's words without the article ("performance of contract (Terms and Conditions)").
+    Without `article` (a basis of another law, or a policy version stored before bases named
+    their article, whose text is the whole basis) the words are shown as written."""
+
+    article: LawfulBasis | None = None
+    basis: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _as_written(cls, value: Any) -> Any:
+        # Policy versions stored before bases named their article wrote each as one string; the
+        # requests that started under them still load them.
+        return {"basis": value} if isinstance(value, str) else value
 
 
 class Profiling(StrictModel):

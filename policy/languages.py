@@ -31,7 +31,10 @@ TRANSLATABLE: tuple[str, ...] = (
     "remedies.*.judicial_heading", "remedies.*.judicial", "remedies.*.appeal.rule",
     "remedies.*.authority.name", "remedies.*.authority.address",
     "rights.*",
-    "categories.*.label", "categories.*.purposes.*", "categories.*.legal_bases.*",
+    "categories.*.label", "categories.*.purposes.*",
+    # A legal basis's words; the whole basis in policy versions stored before bases named their
+    # article (policy/disclosure.py).
+    "categories.*.legal_bases.*.basis", "categories.*.legal_bases.*",
     "categories.*.retention", "categories.*.source",
     "recipients.*.name", "recipients.*.role", "recipients.*.location", "recipients.*.safeguards",
     "automated_decisions.decisions", "automated_decisions.profiling.logic",

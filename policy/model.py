@@ -19,7 +19,7 @@ from pydantic import (
     model_validator,
 )
 
-from policy.disclosure import AutomatedDecisions, Profiling
+from policy.disclosure import AutomatedDecisions, LegalBasis, Profiling
 from policy.exports import ProcessorExports
 from policy.files import named_file, read_mapping
 from policy.http_model import HttpConfig, inline_http_files
@@ -73,7 +73,7 @@ class Category(StrictModel):
 
     label: str
     purposes: list[str]
-    legal_bases: list[str]
+    legal_bases: list[LegalBasis]
     retention: str
     source: str = "the data subject"
 

@@ -77,6 +77,20 @@ async def test_pack_of_a_verified_and_extended_request(http, pool, mail_sink, de
     assert code not in page.text
 
 
+@pytest.mark.parametrize(("regime", "label"), [
+    ("gdpr", "access to your personal data (Art. 15 GDPR)"),
+    ("uk_gdpr", "access to your personal data (Art. 15 UK GDPR)"),
+    ("ccpa", "access to your personal data"),
+])
+async def test_the_pack_names_the_type_in_the_law_of_the_requests_regime(http, pool, regime, label):
+    r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
+        "type": "access", "subject": {"email": f"evidence.{uuid.uuid4().hex[:8]}@example.com"}, "regime": regime})
+    assert r.status_code == 201, r.text
+    page = await http.get(f"/v1/requests/{r.json()['id']}/evidence.html", headers=await staff_headers(pool, "compliance"))
+    assert page.status_code == 200
+    assert f"<dt>Type</dt><dd>{label}</dd>" in page.text
+
+
 @pytest.mark.parametrize(("role", "json_status", "page_status"), [(None, 401, 303), ("agent", 403, 403)])
 async def test_pack_needs_compliance(http, pool, role, json_status, page_status):
     headers = await staff_headers(pool, role) if role else {}

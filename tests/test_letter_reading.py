@@ -13,11 +13,11 @@ from html import unescape
 import pytest
 
 from activities.citations import cited_label
-from activities.connectors.manual_email import _ACTIONS as MANUAL_ACTIONS
 from activities.connectors.manual_email import _SCOPES as MANUAL_SCOPES
+from activities.connectors.manual_email import _TITLES as MANUAL_ACTIONS
 from activities.connectors.manual_email import REMINDER_PURPOSE as MANUAL_REMINDER
 from activities.connectors.manual_email import REQUEST_PURPOSE as MANUAL_REQUEST
-from activities.connectors.manual_email import render_processor_mail
+from activities.connectors.manual_email import asked_of_processor, render_processor_mail
 from activities.letter_outcome import response_outcome
 from activities.letter_templates import (
     DEFAULT_WARNING_DAYS,
@@ -32,6 +32,7 @@ from activities.letters import (
     remedies_context,
 )
 from activities.restrictions import GROUND_LABELS
+from dsrflow.i18n import ENGLISH
 from policy.model import load_policy
 from schemas.vocabulary import PURPOSES, Regime, staff_alert_kinds
 from tests.letter_contexts import (
@@ -105,14 +106,15 @@ REMEDIES_OF_REGIME, APPEAL_REMEDIES, COMPLAINT_OF_REGIME = "remedies-of-regime",
 
 
 
+# A processor e-mail's objection scope: its title and instruction are worded in the regime's law.
+OBJECTION_SCOPE = "objection-scope"
+
+
 def _processor(purpose: str, action: str, scope: str | None = None) -> tuple[str, dict]:
-    title, instruction = MANUAL_ACTIONS[action]
-    if action == "object":
-        instruction = f"{instruction} {MANUAL_SCOPES[scope]}."
     extra = {"reminder_number": 2, "first_sent_at": date(2026, 2, 3)} if purpose == "processor_reminder" else {}
     return purpose, {
         "processor": {"label": "Survey service provider", "contact_name": None},
-        "action": action, "action_title": title, "instruction": instruction,
+        "action": action, OBJECTION_SCOPE: scope,
         "corrections": [("city", "Gent"), ("last_name", "Peeters")] if action == "rectify" else [],
         "subject_email": SUBJECT_EMAIL,
         "confirm_url": "https://privacy.onetagger.com/v1/callbacks/manual/tok456",
@@ -197,6 +199,8 @@ def _render_case(case: str, regime: str) -> RenderedLetter:
         extra["complaint"] = remedies_context(_POLICY, regime, "BE", appeal=False)
     ctx.update(extra)
     if purpose in (MANUAL_REQUEST, MANUAL_REMINDER):
+        ctx["action_title"], ctx["instruction"] = asked_of_processor(ctx["action"], ctx.pop(OBJECTION_SCOPE), regime,
+                                                                     ENGLISH)
         return render_processor_mail(purpose, ctx)
     return render_letter(purpose, ctx)
 

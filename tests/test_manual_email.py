@@ -80,6 +80,8 @@ async def test_erasure_waits_for_the_processor_to_confirm_by_link(stack, pool, d
         body = text_of(mail)
         assert "grace@example.com" in body and rid in body and "Connexeon BV" in body
         assert "erasure" in mail["Subject"] and "grace" not in mail["Subject"]
+        # The request's law (the GDPR here) is the one cited: tests/test_regime_citations.py has the others.
+        assert "as our data processing agreement and Art. 28(3)(e) GDPR provide" in " ".join(body.split())
         link, token = _LINK.search(body).groups()
         assert link.startswith(stack.settings.base_url)
 

@@ -13,7 +13,8 @@ The token is derived from our secret and (request, system, action), so every ret
 same link; only its sha256 is stored, as the task's external id (`job_id` gives it to the fan-out
 before the e-mail goes out). The action is `pending` until the processor confirms on that page
 (api/callbacks/manual_confirm.py), which signals the task's workflow; its polls of `status` send a reminder
-once `reminder_days` have passed since the last e-mail.
+once `reminder_days` have passed since the last e-mail. The e-mails cite the articles of the
+request's law (its `regime`) where it is the GDPR's or the UK GDPR's, and none otherwise.
 
 Erasure under a legal-claims hold that reaches the processor's categories sends nothing and needs
 attention: the processor cannot be asked to destroy what the hold keeps.
@@ -41,6 +42,7 @@ from email.message import EmailMessage
 from email.utils import formataddr, formatdate, parseaddr
 from typing import Any
 
+from activities.citations import IN_BRACKETS, CitedLabel, cited_label
 from activities.connectors import expand_env
 from activities.connectors.base import (
     AccessRecord,
@@ -56,7 +58,7 @@ from activities.letters import message_id_for
 from activities.outbox import OnSent, Sent, send_once
 from dsrflow.crypto.hashing import keyed_hash
 from dsrflow.domain.audit import append_event
-from dsrflow.i18n import N_, SOURCE_LANGUAGE, translations
+from dsrflow.i18n import N_, SOURCE_LANGUAGE, Translator, translations
 from dsrflow.infra.writes import Write
 
 REQUEST_PURPOSE = "processor_request"
@@ -66,48 +68,52 @@ TOKEN_PURPOSE = "manual-confirm"
 # How many files a processor uploaded for the task (an access task answered without any: it holds no data).
 _EXPORTED = "(SELECT count(*) FROM processor_exports e WHERE e.external_id = m.external_id) AS exported_files"
 
-_SCOPES = {
-    "direct_marketing": N_("direct marketing (Art. 21(2) and (3) GDPR): stop using the data subject's data "
-    "for direct marketing, including profiling related to it, and suppress the address so it is not "
-    "contacted again"),
-    "profiling": N_("profiling (Art. 21(1) GDPR): stop profiling the data subject"),
-    "legitimate_interest": N_("processing based on our legitimate interests (Art. 21(1) GDPR): stop that "
-    "processing of the data subject's data, keeping it stored only, until we tell you otherwise"),
+# What each action asks of the processor, citing the article of the request's law where it is the
+# GDPR's or the UK GDPR's (activities/citations.py); an objection's instruction names its scope,
+# which cites it. Marked for the catalogs here, translated when the mail is written (processors
+# read the staff language): `asked_of_processor`.
+_SCOPES: dict[str, CitedLabel] = {
+    "direct_marketing": (N_("direct marketing%(citation)s: stop using the data subject's data for direct "
+                            "marketing, including profiling related to it, and suppress the address so it is "
+                            "not contacted again"), "21(2) and (3)", IN_BRACKETS),
+    "profiling": (N_("profiling%(citation)s: stop profiling the data subject"), "21(1)", IN_BRACKETS),
+    "legitimate_interest": (N_("processing based on our legitimate interests%(citation)s: stop that processing "
+                               "of the data subject's data, keeping it stored only, until we tell you otherwise"),
+                            "21(1)", IN_BRACKETS),
 }
-# (title, what the processor is asked to do); an objection names its scope. Marked for the
-# catalogs here, translated when the mail is written (processors read the staff language).
-_ACTIONS: dict[str, tuple[str, str]] = {
-    "erase": (
-        N_("erasure"),
-        N_("Erase all personal data of the data subject below that you process on our behalf, "
-        "including copies, and stop any processing of it (Art. 17 GDPR)."),
-    ),
-    "rectify": (
-        N_("rectification"),
-        N_("Correct the personal data of the data subject below that you process on our behalf, "
-        "replacing it with the corrected values listed here (Art. 16 GDPR)."),
-    ),
-    "restrict": (
-        N_("restriction of processing"),
-        N_("Restrict the processing of the personal data of the data subject below: keep it stored, "
-        "but do not otherwise process it until we tell you the restriction has ended (Art. 18 GDPR)."),
-    ),
-    "lift_restriction": (
-        N_("end of a restriction of processing"),
-        N_("The restriction of processing of the data subject below has ended: you may again process "
-        "their personal data as our instructions provide (Art. 18(3) GDPR)."),
-    ),
-    "object": (
-        N_("objection"),
-        N_("The data subject below objects to %(scope)s."),
-    ),
-    "access": (
-        N_("copy of the data (export)"),
-        N_("Send us a copy of all personal data of the data subject below that you process on our behalf, "
-        "so that we can give it to them (Art. 15 and 20 GDPR). Upload it on the page the link below "
-        "opens, in a form they can read: JSON, CSV, PDF or plain-text files, or a ZIP archive of them."),
-    ),
+_TITLES = {
+    "erase": N_("erasure"), "rectify": N_("rectification"), "restrict": N_("restriction of processing"),
+    "lift_restriction": N_("end of a restriction of processing"), "object": N_("objection"),
+    "access": N_("copy of the data (export)"),
 }
+_OBJECTION = N_("The data subject below objects to %(scope)s.")
+_INSTRUCTIONS: dict[str, CitedLabel] = {
+    "erase": (N_("Erase all personal data of the data subject below that you process on our behalf, including "
+                 "copies, and stop any processing of it%(citation)s."), "17", IN_BRACKETS),
+    "rectify": (N_("Correct the personal data of the data subject below that you process on our behalf, replacing "
+                   "it with the corrected values listed here%(citation)s."), "16", IN_BRACKETS),
+    "restrict": (N_("Restrict the processing of the personal data of the data subject below: keep it stored, but do "
+                    "not otherwise process it until we tell you the restriction has ended%(citation)s."),
+                 "18", IN_BRACKETS),
+    "lift_restriction": (N_("The restriction of processing of the data subject below has ended: you may again "
+                            "process their personal data as our instructions provide%(citation)s."),
+                         "18(3)", IN_BRACKETS),
+    "access": (N_("Send us a copy of all personal data of the data subject below that you process on our behalf, "
+                  "so that we can give it to them%(citation)s. Upload it on the page the link below opens, in a "
+                  "form they can read: JSON, CSV, PDF or plain-text files, or a ZIP archive of them."),
+               "15 and 20", IN_BRACKETS),
+}
+
+
+def asked_of_processor(action: str, scope: str | None, regime: str, t: Translator) -> tuple[str, str]:
+    """The title and the instruction of `action`'s e-mail in `t`'s language, citing the articles
+    of `regime`'s law (none outside the GDPR's and the UK GDPR's). An objection's scope is one of
+    `_SCOPES`, or shown as it is named."""
+    if action != "object":
+        return t.gettext(_TITLES[action]), cited_label(_INSTRUCTIONS[action], regime, t)
+    scoped = _SCOPES.get(scope or "")
+    return t.gettext(_TITLES[action]), t.gettext(_OBJECTION) % {
+        "scope": cited_label(scoped, regime, t) if scoped else scope}
 
 
 def confirmation_token(secret: bytes, request_id: str, system: str, action: str) -> str:
@@ -159,7 +165,7 @@ class ManualEmailConnector(Connector):
     def job_id(self, subject: Subject, action: str) -> str | None:
         """The task's external id, known before the e-mail goes out (so the task row exists when
         the processor follows the link)."""
-        if action not in _ACTIONS:
+        if action not in _TITLES:
             return None
         return external_id_for(self._token(subject.request_id, action))
 
@@ -291,24 +297,21 @@ class ManualEmailConnector(Connector):
         extra: dict[str, Any] | None = None, in_reply_to: str | None = None,
     ) -> EmailMessage:
         request = await conn.fetchrow(
-            "SELECT details, current_due_date FROM dsr_requests WHERE id = $1", subject.request_id)
+            "SELECT details, current_due_date, regime FROM dsr_requests WHERE id = $1", subject.request_id)
         if request is None:
             raise PermanentConnectorError(f"system {self.name}: request {subject.request_id} not found")
         details = request["details"] or {}
         if action == "object":
             scope = scope or details.get("objection_scope") or "direct_marketing"
-        # Processors read the controller's working language.
-        t = translations(self.env.policy.languages.staff)
-        title, instruction = (t.gettext(message) for message in _ACTIONS[action])
-        if action == "object":
-            scoped = _SCOPES.get(scope or "")
-            instruction = instruction % {"scope": t.gettext(scoped) if scoped else scope}
+        # Processors read the controller's working language; the e-mail cites the request's law.
+        title, instruction = asked_of_processor(action, scope, request["regime"],
+                                                translations(self.env.policy.languages.staff))
         controller = self.env.policy.controller
         token = self._token(subject.request_id, action)
         context = {
             "controller": controller.model_dump(mode="json"),
             "processor": {"label": self.env.system.label, "contact_name": self.contact_name},
-            "request": {"id": subject.request_id, "due_date": request["current_due_date"]},
+            "request": {"id": subject.request_id, "due_date": request["current_due_date"], "regime": request["regime"]},
             "action": action,
             "action_title": title,
             "instruction": instruction,
@@ -352,13 +355,13 @@ class ManualEmailConnector(Connector):
         return ActionOutcome(
             status="pending", external_id=external_id,
             message=f"{what} {self.env.system.label} ({self.contact_email}) by e-mail to carry out the "
-            f"{_ACTIONS[action][0]}; waiting for their confirmation",
+            f"{_TITLES[action]}; waiting for their confirmation",
         )
 
     def _confirmed(self, row: Mapping[str, Any]) -> ActionOutcome:
         confirmed: datetime = row["confirmed_at"]
         if row["action"] != "access":
-            what = f"confirmed the {_ACTIONS[row['action']][0]}"
+            what = f"confirmed the {_TITLES[row['action']]}"
         elif row["exported_files"]:
             what = f"sent its export ({row['exported_files']} file{'' if row['exported_files'] == 1 else 's'})"
         else:
@@ -369,4 +372,5 @@ class ManualEmailConnector(Connector):
         )
 
 
-__all__ = ["ManualEmailConnector", "confirmation_token", "external_id_for", "render_processor_mail"]
+__all__ = ["ManualEmailConnector", "asked_of_processor", "confirmation_token", "external_id_for",
+           "render_processor_mail"]

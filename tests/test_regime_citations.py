@@ -1,0 +1,311 @@
+"""What else than the letters cites the law: the request types' labels on the portal's and the
+console's pages, the e-mails to processors and the access package's summary. Each cites the law
+of the request's regime, as the letters do (tests/test_letter_as_sent.py): the GDPR under `gdpr`,
+the UK GDPR under `uk_gdpr`, no article under the other regimes, and none on the new-request
+forms, where the regime is not known yet. Rendered as the pages, the connector and the package
+build do, and read as their reader reads them."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from email.message import EmailMessage
+from html import unescape
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from starlette.requests import Request
+
+import api.public.portal as portal
+from activities.citations import citation
+from activities.connectors.base import ConnectorEnv, Subject
+from activities.connectors.manual_email import (
+    _SCOPES,
+    _TITLES,
+    REMINDER_PURPOSE,
+    REQUEST_PURPOSE,
+    ManualEmailConnector,
+    asked_of_processor,
+    render_processor_mail,
+)
+from activities.letter_templates import RenderedLetter
+from activities.package_summary import render_summary
+from api.pages import render, templates
+from api.state import AppState
+from dsrflow.i18n import translations
+from dsrflow.settings import Settings
+from policy.model import DEFAULT_POLICY, load_policy, parse_policy
+from schemas.requests import RequestStatus
+from schemas.vocabulary import Language, Regime
+
+LOADED = load_policy()
+LANGUAGES = [lang.value for lang in Language]
+REGIMES = [r.value for r in Regime]
+OTHER_LAWS = [r for r in REGIMES if r not in ("gdpr", "uk_gdpr")]
+REQUEST_ID = "3f2b8c1e-9a4d-4e6f-8b2a-1c5d7e9f0a12"
+# The GDPR's name in each language; "UK GDPR" (and the policy's Dutch "Britse AVG") is the UK's own.
+_GDPR_NAMES = ("GDPR", "AVG", "RGPD", "DSGVO")
+_ARTICLE = re.compile(r"\b[Aa]rt\. ?\d")
+
+
+def eu_gdpr_named(text: str, regime: str) -> bool:
+    """Whether `text` names the EU's GDPR where the request's law is another."""
+    if regime == "gdpr":
+        return False
+    said = text.replace("UK GDPR", "").replace("Britse AVG", "") if regime == "uk_gdpr" else text
+    return any(name in said for name in _GDPR_NAMES)
+
+
+def read(html: str) -> str:
+    """An HTML page's text as its reader sees it: no tags, entities decoded, spaces folded."""
+    return " ".join(unescape(re.sub(r"<[^>]+>", " ", html)).split())
+
+
+# --- 1. The request types' labels on the pages ------------------------------------------------
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> FastAPI:
+    """The app's shared state, for pages rendered as their routes render them (no database is
+    reached: the pages below read none)."""
+    app = FastAPI()
+    app.state.dsr = AppState(Settings(DSRFLOW_HOME=tmp_path_factory.mktemp("home"), DSRFLOW_POLICY=DEFAULT_POLICY,
+                                      DSRFLOW_DATABASE_URL="postgresql://nobody@127.0.0.1:9/unused"))
+    return app
+
+
+def page_request(app: FastAPI, path: str, language: str) -> Request:
+    return Request({"type": "http", "app": app, "method": "GET", "path": path,
+                    "query_string": f"lang={language}".encode(), "headers": [], "scheme": "http",
+                    "server": ("test", 80), "client": ("127.0.0.1", 1), "root_path": ""})
+
+
+def status_page(app: FastAPI, regime: str, language: str) -> str:
+    """The subject's status page of an access request, with the context its route gives it."""
+    row = {"id": REQUEST_ID, "request_type": "access", "regime": regime, "received_at": datetime(2026, 1, 30, tzinfo=UTC),
+           "current_due_date": date(2026, 3, 2), "extended": False, "closed_at": None}
+    response = render(page_request(app, f"/portal/requests/{REQUEST_ID}", language), "portal/status.html", {
+        "row": row, "status_words": "In progress.", "verified": False, "awaiting_verification": False,
+        "status": RequestStatus.in_progress, "reference": "3F2B-8C1E"})
+    return bytes(response.body).decode()
+
+
+def asked_for(page: str, language: str) -> str:
+    """What the status page says the subject asked for."""
+    asked = re.escape(translations(language).gettext("You asked for"))
+    match = re.search(rf"<dt>{asked}</dt><dd>(.*?)</dd>", page)
+    assert match, page
+    return unescape(match.group(1))
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("regime", REGIMES)
+def test_the_status_page_cites_the_law_of_the_requests_regime(app, regime, language):
+    page = status_page(app, regime, language)
+    label = asked_for(page, language)
+    if regime == "gdpr":
+        assert label == {"en": "access to your personal data (Art. 15 GDPR)",
+                         "nl": "inzage in uw persoonsgegevens (art. 15 AVG)",
+                         "fr": "accès à vos données à caractère personnel (art. 15 du RGPD)",
+                         "de": "Auskunft über Ihre personenbezogenen Daten (Art. 15 DSGVO)"}[language]
+    elif regime == "uk_gdpr":
+        assert citation("uk_gdpr", "15", translations(language)) in label
+        assert not eu_gdpr_named(read(page), regime)
+    else:
+        assert not _ARTICLE.search(label) and not eu_gdpr_named(read(page), regime), label
+        if language == "en":
+            assert label == "access to your personal data"
+
+
+def form_labels(html: str) -> list[str]:
+    return [unescape(label) for label in re.findall(r'<input type="radio" name="type" value="[a-z]+"[^>]*> ([^<]*)</label>',
+                                                    html)]
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+async def test_the_portals_form_cites_no_law_for_the_request_types(app, language):
+    """The form's country decides the regime, so no type's label can know its law yet."""
+    page = bytes((await portal.form_page(page_request(app, "/portal", language))).body).decode()
+    labels = form_labels(page)
+    assert len(labels) == 6
+    for label in labels:
+        assert not _ARTICLE.search(label) and not eu_gdpr_named(label, "ccpa"), label
+        assert label[0].isupper(), label
+    if language == "en":
+        assert labels[0] == "Access to your personal data"
+        assert labels[2] == "Erasure (right to be forgotten)"
+
+
+def test_the_consoles_form_and_pages_cite_as_the_portal_does():
+    """The console's forms (new request, inbox message) share the portal's macro; its request
+    pages (the evidence pack) name the type with the request's regime. The console speaks
+    English, the staff language."""
+    form = templates.env.from_string('{% import "_request_form.html" as rf with context %}{{ rf.type_choice("Type") }}')
+    assert form_labels(form.render(language="en", errors={}, values={}))[:2] == [
+        "Access to your personal data", "A copy of your data in a portable format"]
+    label = templates.env.from_string("{{ type_label(kind, regime) }}")
+    said = {regime: label.render(language="en", kind="erasure", regime=regime) for regime in REGIMES}
+    assert said["gdpr"] == "erasure (right to be forgotten, Art. 17 GDPR)"
+    assert said["uk_gdpr"] == "erasure (right to be forgotten, Art. 17 UK GDPR)"
+    assert {said[regime] for regime in OTHER_LAWS} == {"erasure (right to be forgotten)"}
+
+
+# --- 2. The e-mails to processors -------------------------------------------------------------
+
+def processor_mail(purpose: str, action: str, scope: str | None, regime: str, language: str) -> RenderedLetter:
+    """A processor e-mail with the context `ManualEmailConnector._compose` gives it."""
+    title, instruction = asked_of_processor(action, scope, regime, translations(language))
+    extra = {"reminder_number": 2, "first_sent_at": date(2026, 2, 3)} if purpose == REMINDER_PURPOSE else {}
+    return render_processor_mail(purpose, {
+        "controller": LOADED.policy.controller.model_dump(mode="json"),
+        "processor": {"label": "Survey service provider", "contact_name": None},
+        "request": {"id": REQUEST_ID, "due_date": date(2026, 3, 2), "regime": regime},
+        "action": action, "action_title": title, "instruction": instruction,
+        "corrections": [("city", "Gent")] if action == "rectify" else [], "subject_email": "jane@example.org",
+        "confirm_url": "https://privacy.example.test/v1/callbacks/manual/tok", "reminder_days": 3,
+        "upload": LOADED.policy.processor_exports.model_dump(mode="json") if action == "access" else None, **extra,
+    }, language)
+
+
+_EVERY_PROCESSOR_MAIL = [(purpose, action, scope) for purpose in (REQUEST_PURPOSE, REMINDER_PURPOSE)
+                         for action in _TITLES for scope in (_SCOPES if action == "object" else [None])]
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("regime", REGIMES)
+def test_processor_emails_cite_only_the_regimes_law(regime, language):
+    t = translations(language)
+    for purpose, action, scope in _EVERY_PROCESSOR_MAIL:
+        mail = processor_mail(purpose, action, scope, regime, language)
+        for part in (mail.subject, mail.text, read(mail.html.split("<body", 1)[1])):
+            where = (purpose, action, scope, regime, language)
+            assert not eu_gdpr_named(part, regime), (*where, part)
+            if regime in OTHER_LAWS:
+                assert not _ARTICLE.search(part), (*where, part)
+            elif part != mail.subject:  # the assistance the processor owes, in the regime's law
+                assert " ".join(citation(regime, "28(3)(e)", t).split()) in " ".join(part.split()), (*where, part)
+
+
+def test_processor_emails_say_why_the_processor_assists_under_every_law():
+    gdpr = processor_mail(REQUEST_PURPOSE, "erase", None, "gdpr", "en").text
+    assert "as our data processing agreement and Art. 28(3)(e) GDPR provide, we ask you to assist us." in gdpr
+    assert "and stop any processing of it (Art. 17 GDPR)." in gdpr
+    uk = processor_mail(REQUEST_PURPOSE, "object", "direct_marketing", "uk_gdpr", "en").text
+    assert "Art. 28(3)(e) UK GDPR provide" in uk and "direct marketing (Art. 21(2) and (3) UK GDPR): stop" in uk
+    ccpa = " ".join(processor_mail(REQUEST_PURPOSE, "erase", None, "ccpa", "en").text.split())
+    assert ("A data subject has exercised a right under the data protection law that applies to their request; "
+            "as our data processing agreement provides, we ask you to assist us.") in ccpa
+    assert "and stop any processing of it." in ccpa
+    reminder = " ".join(processor_mail(REMINDER_PURPOSE, "access", None, "lgpd", "en").text.split())
+    assert "is the controller; as our data processing agreement provides, please assist us without delay." in reminder
+    assert "so that we can give it to them. Upload it" in reminder
+
+
+class _Request:
+    """The connection `_compose` reads the request's row from."""
+
+    def __init__(self, regime: str) -> None:
+        self.regime = regime
+
+    async def fetchrow(self, query: str, *args: Any) -> dict[str, Any]:
+        return {"details": {"objection_scope": "profiling"}, "current_due_date": date(2026, 3, 2),
+                "regime": self.regime}
+
+
+@pytest.mark.parametrize(("regime", "cited"), [
+    ("gdpr", ["Art. 28(3)(e) GDPR", "profiling (Art. 21(1) GDPR)"]),
+    ("uk_gdpr", ["Art. 28(3)(e) UK GDPR", "profiling (Art. 21(1) UK GDPR)"]),
+    ("ccpa", []), ("pipeda", []),
+])
+async def test_the_connector_writes_to_the_processor_in_the_law_of_the_stored_request(monkeypatch, regime, cited):
+    monkeypatch.setenv("DSRFLOW_SURVEYS_PRIVACY_EMAIL", "privacy@surveys.example")
+    policy = LOADED.policy
+    connector = ManualEmailConnector(ConnectorEnv(
+        system_name="surveys", system=policy.systems["surveys"], policy=policy, secret=b"k" * 32,
+        settings=Settings(DSRFLOW_PUBLIC_URL="https://privacy.example.test"), callback_url="",
+        pool=object(), mailer=object()))
+    message = await connector._compose(_Request(regime), Subject(request_id=REQUEST_ID, email="jane@example.org"),
+                                       REQUEST_PURPOSE, "object", scope=None, key="k")
+    assert isinstance(message, EmailMessage)
+    body = message.get_body(("plain",))
+    assert body is not None
+    text = " ".join(body.get_content().split())
+    assert all(c in text for c in cited), text
+    if not cited:
+        assert not eu_gdpr_named(text, regime) and not _ARTICLE.search(text), text
+        assert "The data subject below objects to profiling: stop profiling the data subject." in text
+
+
+# --- 3. The access package's summary ----------------------------------------------------------
+
+@dataclass
+class _Part:
+    """Two records of a category found in the CRM's contacts."""
+
+    count: int = 2
+    origin_of: dict[str, str] = field(default_factory=lambda: {"email": "provided"})
+
+    def json_records(self) -> list[bytes]:
+        return []
+
+
+def summary(kind: str, regime: str, language: str) -> str:
+    """The summary of a package holding every category of the policy, as the package build
+    renders it (activities/packages.py), read as its reader reads it."""
+    parts = {("crm", "contacts", category): _Part() for category in LOADED.policy.categories}
+    return read(render_summary(LOADED.in_language(language), parts, request_id=REQUEST_ID, kind=kind,
+                               generated_on="2026-03-01", regime=regime, country="BE", language=language))
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("regime", REGIMES)
+@pytest.mark.parametrize("kind", ["access", "portability"])
+def test_the_package_summary_cites_only_the_regimes_law(kind, regime, language):
+    t = translations(language)
+    said = summary(kind, regime, language)
+    assert not eu_gdpr_named(said, regime), said
+    policy = LOADED.in_language(language)
+    contract = policy.categories["account"].legal_bases[0]  # Art. 6(1)(b): performance of contract
+    if regime in OTHER_LAWS:
+        # The legal bases in the policy's words, no article of any law before them.
+        assert not _ARTICLE.search(said.split(t.gettext("Your rights"))[0]), said
+        assert contract.basis in said
+    else:
+        right = citation(regime, "20" if kind == "portability" else "15", t)
+        assert right in said
+        cited = t.gettext("%(label)s: %(value)s") % {"label": citation(regime, "6(1)(b)", t), "value": contract.basis}
+        assert " ".join(cited.split()) in said
+        assert citation(regime, "22", t) in said
+
+
+def test_the_package_summary_reads_well_under_each_law():
+    gdpr = summary("access", "gdpr", "en")
+    # (The request's id is set in bold: its reader's text has a space after it.)
+    assert f"This copy answers request {REQUEST_ID} , prepared on 1 March 2026 under Art. 15 GDPR." in gdpr
+    assert ("Art. 6(1)(c) GDPR: legal obligation (accounting and financial laws); "
+            "Art. 6(1)(f) GDPR: legitimate interests (complying with foreign laws)") in gdpr
+    assert "Automated decisions and profiling (Art. 22 GDPR) We take no decision" in gdpr
+    assert "prepared on 1 March 2026 under Art. 20 UK GDPR." in summary("portability", "uk_gdpr", "en")
+    lgpd = summary("portability", "lgpd", "en")
+    assert f"This portable copy answers request {REQUEST_ID} , prepared on 1 March 2026. It holds" in lgpd
+    assert "legal obligation (accounting and financial laws); legitimate interests (complying with foreign laws)" in lgpd
+    assert "Automated decisions and profiling We take no decision" in lgpd
+
+
+def test_a_policy_stored_before_legal_bases_named_their_article_still_loads():
+    """A request keeps the policy version it started under (policy_versions): a version whose
+    legal bases are each one string, in the policy and its translations, still loads for it."""
+    content = LOADED.content
+    strings = {name: [f"GDPR Art. {b['article']} {b['basis']}" for b in category["legal_bases"]]
+               for name, category in content["categories"].items()}
+    stored = {**content, "categories": {name: {**category, "legal_bases": strings[name]}
+                                        for name, category in content["categories"].items()},
+              "translations": {language: {**translation, "categories": {
+                  name: {**category, "legal_bases": [b["basis"] for b in category["legal_bases"]]}
+                  for name, category in translation["categories"].items()}}
+                  for language, translation in content["translations"].items()}}
+    loaded = parse_policy(stored, "a stored version")
+    payments = loaded.policy.categories["payments"].legal_bases[0]
+    assert (payments.article, payments.basis) == (None, "GDPR Art. 6(1)(c) legal obligation (accounting and financial laws)")
+    assert loaded.in_language("de").categories["payments"].legal_bases[0].basis.startswith("rechtliche Verpflichtung")
