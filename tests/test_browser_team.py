@@ -1,6 +1,7 @@
 """The team's buttons in a real browser, pressed by each role that sees them (agent, compliance,
 admin): "Take it", "Assign" (to a colleague, then to nobody), "Add note", "Save view" and a saved
-view's delete button; the subject's "Send me a new code" on the portal; the queue on a 390 px
+view's delete button; the subject's "Send me a new code" on the portal, before and after too many
+wrong codes; the queue on a 390 px
 phone without sideways scrolling; the request form showing only the chosen type's details; the
 deny form's ground left for the officer to choose. Same setup as tests/test_browser.py."""
 
@@ -13,7 +14,7 @@ import pytest
 from playwright.async_api import expect
 
 from api.auth import create_token
-from tests.support import wait_for_letter
+from tests.support import verification_code, wait_for_letter
 from tests.test_browser import (  # noqa: F401 (fixtures)
     CHROMIUM,
     browser,
@@ -120,7 +121,20 @@ async def test_the_subject_asks_for_a_new_code(browser, site, pool, mail_sink, s
     await subject.locator("#email").fill(f"resend.{uuid.uuid4().hex[:8]}@example.com")
     await subject.locator("form[action='/portal/requests'] button[type=submit]").click()
     rid = re.search(r"/portal/requests/([0-9a-f-]{36})/verify", subject.url).group(1)
-    await wait_for_letter(mail_sink, rid, "verification")
+    code = verification_code(await wait_for_letter(mail_sink, rid, "verification"))
     await subject.get_by_role("button", name="Stuur mij een nieuwe code").click()
     await expect(subject.get_by_role("status")).to_contain_text("We hebben u een nieuwe code en link gestuurd.")
     await shots(subject, "resent")
+    # Five wrong codes: the page keeps only the button for a new code, and it works.
+    wrong = "000000" if code != "000000" else "111111"
+    for left in ("4 pogingen", "3 pogingen", "2 pogingen", "1 poging", None):
+        await subject.locator("#code").fill(wrong)
+        await subject.get_by_role("button", name="Bevestigen").click()
+        if left:  # each answer is a new page: wait for it before typing again
+            await expect(subject.get_by_role("alert")).to_contain_text(f"U hebt nog {left}.")
+    await expect(subject.get_by_role("alert")).to_contain_text("Vraag hieronder een nieuwe code aan.")
+    await expect(subject.locator("#code")).to_have_count(0)
+    await shots(subject, "locked")
+    await subject.get_by_role("button", name="Stuur mij een nieuwe code").click()
+    await expect(subject.get_by_role("status")).to_contain_text("We hebben u een nieuwe code en link gestuurd.")
+    await expect(subject.locator("#code")).to_have_count(1)

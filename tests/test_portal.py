@@ -3,6 +3,7 @@ errors, verification by code and by the e-mail's link, the status page and the p
 
 from __future__ import annotations
 
+import asyncio
 import re
 import secrets
 import uuid
@@ -11,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from dsrflow.crypto.hashing import token_hash
 from dsrflow.domain.references import short_reference
 from tests.support import (
+    letters_for,
     staff_headers,
     unique_email,
     verification_code,
@@ -69,8 +71,38 @@ async def test_submit_then_verify_by_code(http, pool, mail_sink):
     # Once: a reload (or a bookmark) shows the status alone.
     again = await http.get(r.headers["location"])
     assert again.status_code == 200 and "you have confirmed" not in again.text
+    # The code sent again (a second tab, the back button) says there is nothing left to confirm.
+    twice = await http.post(f"/portal/requests/{rid}/verify", data={"code": code})
+    assert twice.status_code == 409 and "There is nothing to confirm for this request." in twice.text
     assert "access to your personal data" in status.text
     assert email not in status.text and "Ada Portal" not in status.text
+
+
+async def test_too_many_wrong_codes_leave_the_button_for_a_new_code(http, pool, mail_sink):
+    rid = await submit(http, type="erasure", email=unique_email("locked"))
+    code = verification_code(await wait_for_letter(mail_sink, rid, "verification"))
+    wrong = "000000" if code != "000000" else "111111"
+    for _ in range(4):
+        assert (await http.post(f"/portal/requests/{rid}/verify", data={"code": wrong})).status_code == 400
+    locked = await http.post(f"/portal/requests/{rid}/verify", data={"code": wrong})
+    assert locked.status_code == 423
+    assert "that was the last attempt" in locked.text and "Ask for a new code below." in locked.text
+    # No code box that would refuse every code now; the one thing that works is the button.
+    assert 'name="code"' not in locked.text
+    assert f'<form method="post" action="/portal/requests/{rid}/resend">' in locked.text
+    # Even the right code is refused now, and the page says so with the same button.
+    again = await http.post(f"/portal/requests/{rid}/verify", data={"code": code})
+    assert again.status_code == 423 and "Ask for a new code below." in again.text and 'name="code"' not in again.text
+
+    resent = await http.post(f"/portal/requests/{rid}/resend")
+    assert resent.status_code == 200 and "We have sent you a new code and link." in resent.text
+    for _ in range(300):
+        if len(letters_for(mail_sink, rid, "verification")) == 2:
+            break
+        await asyncio.sleep(0.1)
+    new = verification_code(letters_for(mail_sink, rid, "verification")[-1])
+    confirmed = await http.post(f"/portal/requests/{rid}/verify", data={"code": new})
+    assert confirmed.status_code == 303, confirmed.text
 
 
 async def test_link_shows_a_button_and_only_the_button_verifies(http, pool, mail_sink):

@@ -286,6 +286,12 @@ async def test_no_page_shows_an_unfilled_placeholder(http, pool, mail_sink, lang
     await visit("verify bad link", await http.post(f"/portal/requests/{rid}/verify", data={"token": "zz"}))
     await visit("verify wrong code", await http.post(f"/portal/requests/{rid}/verify", data={
         "code": "000000" if code != "000000" else "111111"}))
+    locking = await submit(http, language, type="erasure", email=unique_email(f"locked-{language}"))
+    not_it = "000000" if verification_code(await wait_for_letter(mail_sink, locking, "verification")) != "000000" \
+        else "111111"
+    for _ in range(4):
+        await http.post(f"/portal/requests/{locking}/verify", data={"code": not_it})
+    await visit("verify locked", await http.post(f"/portal/requests/{locking}/verify", data={"code": not_it}))
     await visit("status waiting", await http.get(f"/portal/requests/{rid}"))
     confirmed = await http.post(f"/portal/requests/{rid}/verify", data={"code": code})
     assert confirmed.status_code == 303
@@ -302,18 +308,19 @@ async def test_no_page_shows_an_unfilled_placeholder(http, pool, mail_sink, lang
     await visit("download expired", await http.get(f"/v1/public/packages/{expired}", headers={
         "Accept": "text/html", "Accept-Language": language}))
 
-    for problem in (_too_many(1), _too_many(42), Problem(423, "Too many wrong codes", None),
+    for problem in (_too_many(1), _too_many(42),
                     Problem(503, "Too many requests waiting",
                             "we are receiving more requests than usual; please try again in a few minutes",
                             retry_after=30)):
         page = render(_page_request(http, language), "portal/problem.html", {"problem": problem},
                       status_code=problem.status)
         pages[f"problem {problem.status} {problem.extra}"] = (page.status_code, bytes(page.body).decode())
-        assert problem.title in portal.PROBLEM_WORDS or problem.status == 423
+        assert problem.title in portal.PROBLEM_WORDS
         assert problem.status == 429 or problem.detail is None or problem.detail in portal.PROBLEM_WORDS
 
     expected = {"form": 200, "form errors": 422, "bad reference": 422, "verify": 200, "verify link": 200,
-                "verify bad code": 422, "verify bad link": 422, "verify wrong code": 400, "no such request": 404,
+                "verify bad code": 422, "verify bad link": 422, "verify wrong code": 400, "verify locked": 423,
+                "no such request": 404,
                 "package": 200, "package expired": 410, "package unknown": 404, "download expired": 410}
     for name, (status, html) in pages.items():
         assert status == expected.get(name, status), (name, status, html[-500:])

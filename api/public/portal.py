@@ -194,9 +194,10 @@ async def status_page(request: Request, request_id: str, state: State) -> HTMLRe
 
 def _verify_page(request: Request, row: dict[str, Any], *, token: str | None = None,
                  error: str | None = None, status: int = 200, awaiting: bool = True,
-                 notice: str | None = None) -> HTMLResponse:
+                 notice: str | None = None, locked: bool = False) -> HTMLResponse:
     return render(request, "portal/verify.html", {"row": row, "token": token, "error": error, "notice": notice,
-                                                  "awaiting": awaiting, "here": f"/portal/requests/{row['id']}/verify",
+                                                  "awaiting": awaiting, "locked": locked,
+                                                  "here": f"/portal/requests/{row['id']}/verify",
                                                   "reference": short_reference(row["id"])},
                   status_code=status)
 
@@ -225,21 +226,44 @@ async def verify(request: Request, request_id: str, state: State, limiter: Limit
     if not token and not CODE.fullmatch(code):
         return _verify_page(request, row, error=t.gettext(N_("Enter the code from our e-mail: 6 digits, like %(example)s."))
                             % {"example": "123456"}, status=422)
-    result = await check_identity(state, limiter, request_id, code=None if token else code, token=token or None)
+    try:
+        result = await check_identity(state, limiter, request_id, code=None if token else code, token=token or None)
+    except Problem as refused:
+        return await _refused_attempt(request, state, request_id, refused)
     if result.verified:
         confirmed = RedirectResponse(_status_path(request_id), status_code=303)
         confirmed.set_cookie(_CONFIRMED_COOKIE, request_id, max_age=300, path=_status_path(request_id),
                              httponly=True, samesite="lax", secure=request.url.scheme == "https")
         return confirmed
     if result.locked:
-        raise Problem(423, N_("Too many wrong codes"),
-                      N_("For your protection, this code no longer works. Please reply to our e-mail "
-                         "and we will send you a new one."))
+        # The page offers what works now: a new code (counted like any resend), not the form
+        # that will refuse every code until then.
+        return _verify_page(request, row, locked=True, status=423, error=" ".join((
+            t.gettext(N_("That code is not right, and that was the last attempt.")), t.gettext(_LOCKED))))
     left = result.attempts_left
     return _verify_page(request, row, error=" ".join((
         t.gettext(N_("That code is not right.")),
         t.ngettext("You have %(num)d attempt left.", "You have %(num)d attempts left.", left) % {"num": left})),
         status=400)
+
+
+_LOCKED = N_("For your protection, this code and its link no longer work. Ask for a new code below.")
+
+
+async def _refused_attempt(request: Request, state: AppState, request_id: str, refused: Problem) -> Response:
+    """The workflow refused to count an attempt (`verify`'s validator). After too many wrong codes
+    the page offers the button for a new code instead of a dead end; a request no longer waiting
+    says there is nothing to confirm; any other refusal stands. (An expired code closes its
+    request: docs/lifecycle.md.)"""
+    if refused.status != 409:
+        raise refused
+    row, status = await _current(state, request_id)
+    if status != RequestStatus.awaiting_verification:
+        return _verify_page(request, row, awaiting=False, status=409)
+    live = await live_state(state, request_id)
+    if live is None or live.verification is None or not live.verification.locked:
+        raise refused
+    return _verify_page(request, row, locked=True, status=423, error=page_translator(request).gettext(_LOCKED))
 
 
 @router.post("/requests/{request_id}/resend", response_class=HTMLResponse)
