@@ -21,12 +21,13 @@ from policy.model import Policy
 from schemas.requests import ObjectionScope, RequestDetails, RestrictionGround
 
 SUBMISSION = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+# The forms' words cite no article: the request's law follows from the country typed on the same
+# form, and the letters cite each ground in that law (activities/citations.py).
 RESTRICTION_LABELS = {
-    RestrictionGround.accuracy_contested: N_("The accuracy of the data is contested (Art. 18(1)(a))"),
-    RestrictionGround.unlawful_processing: N_("The processing is unlawful but erasure is not wanted (Art. 18(1)(b))"),
-    RestrictionGround.needed_for_legal_claims: N_(
-        "The data is no longer needed but is needed for legal claims (Art. 18(1)(c))"),
-    RestrictionGround.objection_pending: N_("An objection is pending our decision (Art. 18(1)(d))"),
+    RestrictionGround.accuracy_contested: N_("The accuracy of the data is contested"),
+    RestrictionGround.unlawful_processing: N_("The processing is unlawful but erasure is not wanted"),
+    RestrictionGround.needed_for_legal_claims: N_("The data is no longer needed but is needed for legal claims"),
+    RestrictionGround.objection_pending: N_("An objection is pending our decision"),
 }
 OBJECTION_LABELS = {
     ObjectionScope.direct_marketing: N_("Direct marketing (newsletters, offers)"),

@@ -135,6 +135,10 @@ async def test_the_portals_form_cites_no_law_for_the_request_types(app, language
     if language == "en":
         assert labels[0] == "Access to your personal data"
         assert labels[2] == "Erasure (right to be forgotten)"
+    # Nor does the rest of the form: its introduction, the restriction grounds, the time to answer.
+    text = read(page)
+    assert not _ARTICLE.search(text) and not eu_gdpr_named(text, "ccpa"), text
+    assert "one month" not in text and "within the time the law that applies to you" in text or language != "en"
 
 
 def test_the_consoles_form_and_pages_cite_as_the_portal_does():
