@@ -21,12 +21,16 @@ run: $(STAMP)
 # Lint, types and the layer contracts first: a finding fails the run before the tests start.
 # Three pytest-xdist workers, each taking whole modules: most tests wait on servers rather than burn
 # CPU, so three at once keep 2 cores busy (docs/testing.md#how-the-suite-is-kept-fast).
+# Bytecode is cached even where the environment says not to (PYTHONDONTWRITEBYTECODE, as on CI):
+# the suite starts hundreds of Python processes (stacks, workers, APIs), each of which would
+# otherwise compile dsrflow's modules again, and each pytest worker would rewrite every test
+# module's asserts again (about 10 s of CPU per worker on 2 cores).
 PYTEST_WORKERS ?= 3
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder; rc=$$?; \
+	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: no tests ran" >&2; exit 1; fi; exit $$rc
 
 # B1-B4 at full size on the embedded stack (about an hour on 2 cores); results in bench/results/,
