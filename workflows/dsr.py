@@ -62,6 +62,7 @@ APPROVAL_GATE = "approval-gate"
 APPROVAL_BEFORE_CHANGES = "approval-before-changes"
 OBJECTION_GATE = "objection-gate"
 APPROVAL_RECORDED_FIRST = "approval-recorded-first"
+ANSWER_AFTER_EXTENSION = "answer-after-extension"  # before it, a new due date could reach the subject after the answer
 
 
 @workflow.defn(name="DataSubjectRequestWorkflow")
@@ -82,7 +83,9 @@ class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals):
         self._package: PackageInfo | None = None
         self._decision: ObjectionDecision | None = None
         self._approval: ApproveInput | None = None
-        self._approving = False  # an approval being recorded
+        self._approving = False  # an approval taken and not yet carried out
+        self._extending = False  # an extension being recorded and notified
+        self._answering = False  # the response is being sent
         self._troubles = StepTroubles()
         self.attention_after = timedelta(minutes=15)
 
@@ -185,6 +188,9 @@ class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals):
         params: dict[str, Any] = {"report": self._report_now().model_dump(mode="json")}
         if self._decision is not None:
             params["decision"] = self._decision.model_dump(mode="json", exclude={"actor"})
+        if self._extending and workflow.patched(ANSWER_AFTER_EXTENSION):
+            await workflow.wait_condition(lambda: not self._extending)
+        self._answering = True  # from here a denial, cancellation or extension is refused (Refusals)
         await self._letter("response", params=params)
         self._set_status(RequestStatus.completed)
         await self._transition("completed", {"tasks": len(self._plan.tasks)})
@@ -196,10 +202,12 @@ class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals):
         await self._transition("awaiting_approval", {"package_id": self._package.package_id if self._package else None})
         if not await self._ask_staff("approval", lambda: self._approval is not None, detail):
             return False
+        self._approving = True  # until recorded as carried out (older histories' approvals did not set it)
         self._set_status(RequestStatus.in_progress)
         assert self._approval is not None  # answered, and not closed
         await self._transition("approved", {}, self._approval.actor)
-        return not self.closed  # a cancellation may have come in meanwhile
+        self._approving = False
+        return not self.closed  # a cancellation may have come in meanwhile (older histories)
 
     async def _ask_staff(self, key: str, answered: Callable[[], bool], detail: str) -> bool:
         """Alert staff that the request waits for them, then wait for their answer; False if the
@@ -248,15 +256,19 @@ class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals):
         facts = self._require_facts()
         self._extended = True
         self._extension_reason = request.reason
-        await run_step(
-            "apply_extension",
-            ExtensionRecord(request_id=self.request_id, reason=request.reason, actor=request.actor),
-        )
-        self._publish_search_attributes()
-        await self._letter(
-            "extension",
-            params={"reason": request.reason, "new_due_date": facts.extended_due_date.isoformat()},
-        )
+        self._extending = True
+        try:
+            await run_step(
+                "apply_extension",
+                ExtensionRecord(request_id=self.request_id, reason=request.reason, actor=request.actor),
+            )
+            self._publish_search_attributes()
+            await self._letter(
+                "extension",
+                params={"reason": request.reason, "new_due_date": facts.extended_due_date.isoformat()},
+            )
+        finally:
+            self._extending = False
         return self.state()
 
     @extend.validator
@@ -264,6 +276,7 @@ class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals):
         self._require_open()
         if self._extended:
             raise ValueError("the deadline has already been extended once; it cannot be extended again")
+        self._require_nothing_under_way()  # a new due date after the answer would mislead
         facts = self._require_facts()
         if facts.extended_due_date <= facts.due_date:
             raise ValueError(f"the law of this request ({facts.regime}) allows no extension of its "
@@ -280,12 +293,14 @@ class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals):
         self._validate_approve(request)  # again: a concurrent approval may have passed validation too
         if workflow.patched(APPROVAL_RECORDED_FIRST):
             # The approval is on record before anything it releases (the main line's steps are
-            # quick now): taken at once, so a concurrent approval is refused, then recorded.
+            # quick now): taken at once, so a concurrent approval, denial or cancellation is
+            # refused, then recorded; `_approving` holds until the main line has carried it out.
             self._approving = True
             try:
                 await self._record("approval.granted", "approval", {"note": request.note}, request.actor)
-            finally:
-                self._approving = False
+            except BaseException:
+                self._approving = False  # not taken: the request still waits for an approval
+                raise
             self._approval = request
         else:
             self._approval = request

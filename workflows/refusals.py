@@ -15,7 +15,8 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from schemas.requests import RequestStatus
-    from schemas.workflow import CancelInput, DenyInput, RequestState
+    from schemas.workflow import ApproveInput, CancelInput, DenyInput, RequestState
+    from workflows.step_trouble import StepTroubles
 
 # workflow.patched id: requests cancelled before the cancellation letter existed replay without it.
 CANCELLATION_LETTER = "cancellation-letter"
@@ -24,6 +25,11 @@ CANCELLATION_LETTER = "cancellation-letter"
 class Refusals:
     # Provided by DataSubjectRequestWorkflow.
     _withdrawn: bool
+    _approving: bool  # an approval taken and not yet carried out
+    _approval: ApproveInput | None
+    _extending: bool  # an extension being recorded and notified
+    _answering: bool  # the response is being sent
+    _troubles: StepTroubles
     _set_status: Callable[..., None]
     _transition: Callable[..., Awaitable[None]]
     _letter: Callable[..., Awaitable[None]]
@@ -43,6 +49,7 @@ class Refusals:
     @deny.validator
     def _validate_deny(self, request: DenyInput) -> None:
         self._require_open()
+        self._require_nothing_under_way()
 
     @workflow.update
     async def cancel(self, request: CancelInput) -> RequestState:
@@ -61,3 +68,20 @@ class Refusals:
     @cancel.validator
     def _validate_cancel(self, request: CancelInput) -> None:
         self._require_open(facts=False)  # a request whose registration fails can still be cancelled
+        self._require_nothing_under_way()
+
+    def _require_nothing_under_way(self) -> None:
+        """Refuse a denial, cancellation or extension that would contradict what another update,
+        or the request itself, has begun and not finished (each spans activations, so a second
+        member of staff can press a button meanwhile): the approval would be recorded with nothing
+        released, the subject would get a refusal and the response, or a new due date after the
+        answer. Once the approval or the response is on the main line, a failed step of it that
+        waits for staff does not hold the request: closing it then stops that step before it
+        releases anything (workflows/step_trouble.py raises RequestClosed)."""
+        if self._extending:
+            raise ValueError("request's deadline is being extended and the subject told; try again in a moment")
+        stuck = self._troubles.waiting
+        if self._approving and not (self._approval is not None and stuck):
+            raise ValueError("request has just been approved, and the approval is being carried out")
+        if self._answering and not stuck:
+            raise ValueError("request is being answered: its response is on its way to the subject")

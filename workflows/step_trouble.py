@@ -31,6 +31,7 @@ class StepTroubles:
         self._count = 0
         self._decision: tuple[Decision, str, str] | None = None  # (decision, actor, note)
         self._opened: asyncio.Task[None] | None = None
+        self._waiting = False  # the failed step waits (for staff, or to be retried on its own)
 
     async def failed(self, request_id: str, step: str, message: str, *, transient: bool, skippable: bool,
                      attention_after: timedelta, closed: Callable[[], bool], days_left: int | None) -> Decision:
@@ -45,11 +46,14 @@ class StepTroubles:
             self.current = self.current.model_copy(
                 update={"message": message, "transient": transient, "answered_by": None})
         self._decision = None
+        self._waiting = True
         try:
             await workflow.wait_condition(lambda: self._decision is not None or closed(),
                                           timeout=attention_after if transient else None)
         except TimeoutError:
             return "retry"  # transient: try again on our own
+        finally:
+            self._waiting = False
         if closed():
             await self._close(request_id, "the request was closed meanwhile", "workflow")
             raise RequestClosed
@@ -64,6 +68,12 @@ class StepTroubles:
         if self.current is not None:
             actor = self._decision[1] if self._decision else "workflow"
             await self._close(request_id, "the step succeeded when tried again", actor)
+
+    @property
+    def waiting(self) -> bool:
+        """A failed step waits and nobody has answered it yet: nothing of it is under way, so
+        closing the request now stops it (`failed` raises RequestClosed)."""
+        return self._waiting and self._decision is None
 
     def decide(self, decision: Decision, actor: str, note: str = "") -> None:
         self.require(decision)
