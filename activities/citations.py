@@ -46,7 +46,7 @@ def cites_articles(regime: str) -> bool:
 def citation(regime: str | None, article: str, t: Translator = ENGLISH) -> str | None:
     """"Art. 15 GDPR" under the GDPR, "Art. 15 UK GDPR" under the UK GDPR, in the letter's
     language; None under any other regime, or none."""
-    if regime is None or regime not in _LAWS:
+    if regime not in _LAWS:
         return None
     return t.gettext(ARTICLES[article]) % {"law": t.gettext(_LAWS[regime])}
 

@@ -39,6 +39,7 @@ from dsrflow.settings import Settings
 from policy.model import DEFAULT_POLICY, load_policy, parse_policy
 from schemas.requests import RequestStatus
 from schemas.vocabulary import Language, Regime
+from tests.test_letter_languages import _UNFILLED
 
 LOADED = load_policy()
 LANGUAGES = [lang.value for lang in Language]
@@ -184,6 +185,7 @@ def test_processor_emails_cite_only_the_regimes_law(regime, language):
         mail = processor_mail(purpose, action, scope, regime, language)
         for part in (mail.subject, mail.text, read(mail.html.split("<body", 1)[1])):
             where = (purpose, action, scope, regime, language)
+            assert not _UNFILLED.search(part), (*where, _UNFILLED.search(part))
             assert not eu_gdpr_named(part, regime), (*where, part)
             if regime in OTHER_LAWS:
                 assert not _ARTICLE.search(part), (*where, part)
@@ -268,6 +270,7 @@ def summary(kind: str, regime: str, language: str) -> str:
 def test_the_package_summary_cites_only_the_regimes_law(kind, regime, language):
     t = translations(language)
     said = summary(kind, regime, language)
+    assert not _UNFILLED.search(said), _UNFILLED.search(said)
     assert not eu_gdpr_named(said, regime), said
     policy = LOADED.in_language(language)
     contract = policy.categories["account"].legal_bases[0]  # Art. 6(1)(b): performance of contract
