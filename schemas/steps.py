@@ -13,7 +13,7 @@ from schemas.plain_text import FreeText
 
 
 class StepTrouble(Contract):
-    key: str  # "<step>:<n>", n counting the request's troubles
+    key: str  # "<step>:<n>", n counting the request's troubles; "owed-<step>:<n>" for a decision's owed step
     step: str  # the activity, e.g. "send_letter", "prepare_request"
     message: str
     transient: bool  # kept failing for a reason that may pass (and is retried on its own)

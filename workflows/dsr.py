@@ -17,7 +17,6 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import SearchAttributeUpdate
-from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from schemas.requests import RequestStatus
@@ -25,8 +24,6 @@ with workflow.unsafe.imports_passed_through():
         ApproveInput,
         Checkpoints,
         ExecutionReport,
-        ExtendInput,
-        ExtensionRecord,
         ObjectionDecision,
         PackageInfo,
         Plan,
@@ -49,6 +46,8 @@ with workflow.unsafe.imports_passed_through():
         run_step,
         send_letter,
     )
+    from workflows.extension import Extension
+    from workflows.owed_steps import OwedSteps
     from workflows.processor_exports import collect_exports
     from workflows.refusals import Refusals
     from workflows.restriction_lifecycle import RestrictionLifecycle
@@ -66,7 +65,7 @@ ANSWER_AFTER_EXTENSION = "answer-after-extension"  # before it, a new due date c
 
 
 @workflow.defn(name="DataSubjectRequestWorkflow")
-class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals):
+class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals, Extension):
     def __init__(self) -> None:
         self.request_id = ""
         self._policy_version = ""
@@ -84,9 +83,11 @@ class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals):
         self._decision: ObjectionDecision | None = None
         self._approval: ApproveInput | None = None
         self._approving = False  # an approval taken and not yet carried out
-        self._extending = False  # an extension being recorded and notified
+        self._extending = False  # an extension being recorded and notified inside its update (older histories)
+        self._extension_owed: int | None = None
         self._answering = False  # the response is being sent
         self._troubles = StepTroubles()
+        self._owed = OwedSteps()  # what staff decisions owe: their records and letters
         self.attention_after = timedelta(minutes=15)
 
     # ---- main line ------------------------------------------------------------------------
@@ -97,6 +98,7 @@ class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals):
         self._policy_version = start.policy_version
         self.attention_after = timedelta(minutes=start.attention_after_minutes)
         watch: asyncio.Task[None] | None = None
+        owed = asyncio.create_task(self._owed.run(self.request_id, self.attention_after))
         try:
             self._facts = await run_step("prepare_request", start, result_type=RequestFacts, skippable=False)
             facts = self._require_facts()
@@ -114,8 +116,10 @@ class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals):
         except RequestClosed:
             pass  # closed by staff while a failed step waited for them
 
-        # Staff updates may still be finishing their letters; let them, then stop the watch.
-        await workflow.wait_condition(workflow.all_handlers_finished)
+        # Staff updates may still be finishing their letters, and their decisions' owed steps
+        # waiting for staff; let them, then stop the watch.
+        await workflow.wait_condition(lambda: workflow.all_handlers_finished() and self._owed.idle)
+        owed.cancel()
         if watch is not None:
             watch.cancel()
         await self.keep_restriction_until_lifted()  # a restriction stays in force until lifted
@@ -188,8 +192,8 @@ class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals):
         params: dict[str, Any] = {"report": self._report_now().model_dump(mode="json")}
         if self._decision is not None:
             params["decision"] = self._decision.model_dump(mode="json", exclude={"actor"})
-        if self._extending and workflow.patched(ANSWER_AFTER_EXTENSION):
-            await workflow.wait_condition(lambda: not self._extending)
+        if self.extension_under_way and workflow.patched(ANSWER_AFTER_EXTENSION):
+            await workflow.wait_condition(lambda: not self.extension_under_way)
         self._answering = True  # from here a denial, cancellation or extension is refused (Refusals)
         await self._letter("response", params=params)
         self._set_status(RequestStatus.completed)
@@ -248,45 +252,6 @@ class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals):
     def _validate_resend(self, request: ResendInput) -> None:
         if self._status != RequestStatus.awaiting_verification or self._verification.challenge is None:
             raise ValueError(f"request is not awaiting verification (status {self._status.value})")
-
-    @workflow.update
-    async def extend(self, request: ExtendInput) -> RequestState:
-        if self._extended:  # a second update may have passed validation while the first ran
-            raise ApplicationError("the deadline has already been extended once", non_retryable=True)
-        facts = self._require_facts()
-        self._extended = True
-        self._extension_reason = request.reason
-        self._extending = True
-        try:
-            await run_step(
-                "apply_extension",
-                ExtensionRecord(request_id=self.request_id, reason=request.reason, actor=request.actor),
-            )
-            self._publish_search_attributes()
-            await self._letter(
-                "extension",
-                params={"reason": request.reason, "new_due_date": facts.extended_due_date.isoformat()},
-            )
-        finally:
-            self._extending = False
-        return self.state()
-
-    @extend.validator
-    def _validate_extend(self, request: ExtendInput) -> None:
-        self._require_open()
-        if self._extended:
-            raise ValueError("the deadline has already been extended once; it cannot be extended again")
-        self._require_nothing_under_way()  # a new due date after the answer would mislead
-        facts = self._require_facts()
-        if facts.extended_due_date <= facts.due_date:
-            raise ValueError(f"the law of this request ({facts.regime}) allows no extension of its "
-                             f"deadline: it must be answered by {facts.due_date.isoformat()}")
-        due = facts.due
-        if workflow.now() >= due.overdue_at:
-            raise ValueError(
-                f"the due date {due.due_date.isoformat()} has passed; an extension must be "
-                f"notified before it"
-            )
 
     @workflow.update
     async def approve(self, request: ApproveInput) -> RequestState:
@@ -364,7 +329,7 @@ class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals):
             approval=self._approval,
             closed_reason=self._closed_reason,
             withdrawn_by_subject=self._withdrawn,
-            trouble=self._troubles.current,
+            trouble=self._owed.troubles.current or self._troubles.current,
         )
 
     # ---- helpers ----------------------------------------------------------------------------

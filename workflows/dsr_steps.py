@@ -105,13 +105,15 @@ def describe_failure(error: FailureError) -> tuple[str, bool]:
 
 
 async def run_step(activity: str, arg: Any, *, result_type: type | None = None,
-                   timeouts: Timeouts | None = None, skippable: bool = True, newer_than_local_steps: bool = False) -> Any:
+                   timeouts: Timeouts | None = None, skippable: bool = True, newer_than_local_steps: bool = False,
+                   supervisor: StepSupervisor | None = None) -> Any:
     """Run one step; returns its result, or None when staff skipped it (only a `skippable` step:
     one whose effect staff can bring about by other means, such as a letter).
     `newer_than_local_steps`: the caller is on a path that only code newer than LOCAL_STEPS
-    takes (behind a later patch), so the step is local without asking for that patch's marker."""
+    takes (behind a later patch), so the step is local without asking for that patch's marker.
+    `supervisor`: who handles its failures, if not the workflow itself (workflows/owed_steps.py)."""
     owner = workflow.instance()
-    supervisor = owner if isinstance(owner, StepSupervisor) else None
+    supervisor = supervisor or (owner if isinstance(owner, StepSupervisor) else None)
     timeouts = timeouts or SHORT
     attention = supervisor.attention_after if supervisor else DEFAULT_ATTENTION_AFTER
     troubled = False

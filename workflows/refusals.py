@@ -10,12 +10,14 @@ apart so that the workflow's main line stays readable.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from schemas.requests import RequestStatus
-    from schemas.workflow import ApproveInput, CancelInput, DenyInput, RequestState
+    from schemas.workflow import ApproveInput, CancelInput, DenyInput, LetterJob, RequestState, Transition
+    from workflows.owed_steps import OWED_STEPS, OwedSteps, letter, record
     from workflows.step_trouble import StepTroubles
 
 # workflow.patched id: requests cancelled before the cancellation letter existed replay without it.
@@ -24,12 +26,14 @@ CANCELLATION_LETTER = "cancellation-letter"
 
 class Refusals:
     # Provided by DataSubjectRequestWorkflow.
+    request_id: str
     _withdrawn: bool
     _approving: bool  # an approval taken and not yet carried out
     _approval: ApproveInput | None
-    _extending: bool  # an extension being recorded and notified
     _answering: bool  # the response is being sent
     _troubles: StepTroubles
+    _owed: OwedSteps
+    extension_under_way: bool
     _set_status: Callable[..., None]
     _transition: Callable[..., Awaitable[None]]
     _letter: Callable[..., Awaitable[None]]
@@ -39,11 +43,13 @@ class Refusals:
     @workflow.update
     async def deny(self, request: DenyInput) -> RequestState:
         self._set_status(RequestStatus.denied, request.reason_code.value)
-        await self._transition("denied", {"reason_code": request.reason_code.value}, request.actor)
-        await self._letter(
-            "denial",
-            params={"reason_code": request.reason_code.value, "explanation": request.explanation},
-        )
+        data = {"reason_code": request.reason_code.value}
+        params = {"reason_code": request.reason_code.value, "explanation": request.explanation}
+        if workflow.patched(OWED_STEPS):
+            await self._closed_by(RequestStatus.denied, data, request.actor, "denial", params)
+            return self.state()
+        await self._transition("denied", data, request.actor)
+        await self._letter("denial", params=params)
         return self.state()
 
     @deny.validator
@@ -56,19 +62,32 @@ class Refusals:
         withdrawn = request.withdrawn_by_subject
         self._withdrawn = withdrawn
         self._set_status(RequestStatus.cancelled, request.reason)
-        await self._transition("cancelled", {"reason": request.reason, "withdrawn_by_subject": withdrawn},
-                               request.actor)
+        data = {"reason": request.reason, "withdrawn_by_subject": withdrawn}
         # Closing a request unanswered refuses it (Art. 12(4) GDPR): the subject is told why, with
         # their remedies. A withdrawal is confirmed instead, so that one made in the subject's
         # name without them comes to light.
+        params = {"reason": request.reason, "withdrawn": withdrawn}
+        if workflow.patched(OWED_STEPS):
+            await self._closed_by(RequestStatus.cancelled, data, request.actor, "cancellation", params)
+            return self.state()
+        await self._transition("cancelled", data, request.actor)
         if workflow.patched(CANCELLATION_LETTER):
-            await self._letter("cancellation", params={"reason": request.reason, "withdrawn": withdrawn})
+            await self._letter("cancellation", params=params)
         return self.state()
 
     @cancel.validator
     def _validate_cancel(self, request: CancelInput) -> None:
         self._require_open(facts=False)  # a request whose registration fails can still be cancelled
         self._require_nothing_under_way()
+
+    async def _closed_by(self, status: RequestStatus, data: dict[str, Any], actor: str, purpose: str,
+                         params: dict[str, Any]) -> None:
+        """The closing's record and letter, owed until done (workflows/owed_steps.py): the request
+        is closed from now on, whatever they meet."""
+        await self._owed.carried_out(
+            record("transition", Transition(request_id=self.request_id, status=status,
+                                            event_key=f"status:{status.value}", actor=actor, data=data)),
+            letter(LetterJob(request_id=self.request_id, purpose=purpose, params=params)))
 
     def _require_nothing_under_way(self) -> None:
         """Refuse a denial, cancellation or extension that would contradict what another update,
@@ -78,7 +97,10 @@ class Refusals:
         answer. Once the approval or the response is on the main line, a failed step of it that
         waits for staff does not hold the request: closing it then stops that step before it
         releases anything (workflows/step_trouble.py raises RequestClosed)."""
-        if self._extending:
+        if self.extension_under_way:
+            if self._owed.troubles.current is not None:
+                raise ValueError("the extension of the request's deadline is not done: its step "
+                                 f"{self._owed.troubles.current.step} failed; retry or skip it first")
             raise ValueError("request's deadline is being extended and the subject told; try again in a moment")
         stuck = self._troubles.waiting
         if self._approving and not (self._approval is not None and stuck):

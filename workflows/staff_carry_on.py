@@ -27,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
         TaskResult,
     )
     from workflows.dsr_steps import Decision
+    from workflows.owed_steps import OwedSteps
     from workflows.step_trouble import StepTroubles
     from workflows.task_fanout import SystemTasks
 
@@ -39,6 +40,7 @@ class CarryOn:
     _plan: Plan | None
     _tasks: SystemTasks
     _troubles: StepTroubles
+    _owed: OwedSteps
     if TYPE_CHECKING:
         @property
         def closed(self) -> bool: ...
@@ -79,23 +81,30 @@ class CarryOn:
 
     @workflow.update
     async def retry_step(self, request: RetryStepInput) -> RequestState:
-        self._troubles.decide("retry", request.actor)
+        self._answered_troubles().decide("retry", request.actor)
         return self.state()
 
     @retry_step.validator
     def _validate_retry_step(self, request: RetryStepInput) -> None:
-        self._require_carrying_on(facts=False)
-        self._troubles.require("retry")
+        self._answered_troubles().require("retry")
 
     @workflow.update
     async def skip_step(self, request: SkipStepInput) -> RequestState:
-        self._troubles.decide("skip", request.actor, request.note)
+        self._answered_troubles().decide("skip", request.actor, request.note)
         return self.state()
 
     @skip_step.validator
     def _validate_skip_step(self, request: SkipStepInput) -> None:
+        self._answered_troubles().require("skip")
+
+    def _answered_troubles(self) -> StepTroubles:
+        """Whose failed step staff answer: a decision's owed step first (it is the one the
+        request's state shows), which waits even on a closed request; else the request's own,
+        while it carries on."""
+        if self._owed.troubles.current is not None:
+            return self._owed.troubles
         self._require_carrying_on(facts=False)
-        self._troubles.require("skip")
+        return self._troubles
 
     def _require_attention(self, system: str) -> None:
         self._require_carrying_on()

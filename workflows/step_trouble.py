@@ -26,7 +26,8 @@ with workflow.unsafe.imports_passed_through():
 
 
 class StepTroubles:
-    def __init__(self) -> None:
+    def __init__(self, prefix: str = "") -> None:
+        self._prefix = prefix  # of its troubles' keys: a workflow may hold more than one StepTroubles
         self.current: StepTrouble | None = None
         self._count = 0
         self._decision: tuple[Decision, str, str] | None = None  # (decision, actor, note)
@@ -38,7 +39,7 @@ class StepTroubles:
         """Open (or carry on) the step's trouble and wait for what to do next."""
         if self.current is None or self.current.step != step:
             self._count += 1
-            self.current = StepTrouble(key=f"{step}:{self._count}", step=step, message=message,
+            self.current = StepTrouble(key=f"{self._prefix}{step}:{self._count}", step=step, message=message,
                                        transient=transient, skippable=skippable, since=workflow.now())
             # In the background: the database or the mail relay may be what is failing.
             self._opened = asyncio.create_task(self._open(request_id, self.current, days_left))

@@ -1,0 +1,181 @@
+"""A staff decision whose own steps fail: a denial, a cancellation or an extension takes effect at
+once, and its record and its letter to the subject are owed until done (workflows/owed_steps.py).
+
+Before, they ran inside the update: a letter the relay refused for good failed the update
+("Activity task failed"), although the request was already denied; its workflow then ended
+`denied` with no letter, no alert and nothing for staff to retry. The subject was never told of
+the refusal and their remedies (Art. 12(4) GDPR), nor of an extension (Art. 12(3)). Same stack as
+tests/test_workflow_paths.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+from temporalio.client import WorkflowExecutionStatus
+
+from schemas.steps import RetryStepInput, SkipStepInput
+from schemas.workflow import ApproveInput
+from tests.test_staff_races import CLOSES, DENY, EXTEND, awaiting_approval, hold, replays
+from tests.workflow_fakes import FakeActivities
+from tests.workflow_stack import FastStack, Request, refused, stack_fixture  # noqa: F401 (the fixture)
+from workflows.dsr import DataSubjectRequestWorkflow as DSR
+
+REFUSED = "550 5.1.1 mailbox unavailable"
+
+
+def refuse(fakes: FakeActivities, purpose: str) -> None:
+    """The relay refuses this letter for good (a deterministic error: no retry cures it)."""
+    fakes.fail("send_letter", lambda: ValueError(REFUSED), when=lambda job: job.purpose == purpose)
+
+
+def troubles(fakes: FakeActivities, request: Request) -> list[tuple[str, str | None]]:
+    """(key, resolution) of every trouble record the request stored, in order."""
+    return [(t.trouble.key, t.resolution) for t in fakes.troubles if t.request_id == request.id]
+
+
+async def alerted(fakes: FakeActivities, request: Request, key: str) -> list[str]:
+    """The staff alerts once `key` is among them (a trouble's alert goes out beside its step)."""
+    for _ in range(500):
+        if key in fakes.staff_alerts(request.id):
+            break
+        await asyncio.sleep(0.02)
+    return fakes.staff_alerts(request.id)
+
+
+async def still_running(request: Request) -> None:
+    """Its workflow has not ended (asked without waiting for its result, which would let the test
+    server skip time ahead)."""
+    await asyncio.sleep(0.3)
+    assert (await request.handle.describe()).status == WorkflowExecutionStatus.RUNNING
+
+
+@pytest.mark.parametrize("action", ["deny", "withdraw"])
+async def test_a_closing_letter_the_relay_refuses_waits_for_staff_and_is_sent_on_retry(stack: FastStack, action: str):
+    fakes = stack.fakes
+    update, body, letter = CLOSES[action]
+    request = await awaiting_approval(stack)
+    refuse(fakes, letter)
+
+    answer = await request.handle.execute_update(update, body)
+
+    # The decision took effect and is recorded; staff are told what is left, not "refused".
+    assert answer.status.is_closed
+    assert answer.trouble is not None and answer.trouble.step == "send_letter" and REFUSED in answer.trouble.message
+    assert answer.trouble.skippable and not answer.trouble.transient
+    assert fakes.statuses(request.id)[-1] == f"status:{answer.status.value}"
+    assert await alerted(fakes, request, "step:owed-send_letter:1") == ["approval", "step:owed-send_letter:1"]
+    assert troubles(fakes, request) == [("owed-send_letter:1", None)]
+    # Closed, so no other decision; but its workflow waits for the letter instead of ending.
+    assert "already closed" in await refused(request.handle.execute_update(DSR.deny, DENY))
+    await still_running(request)
+
+    fakes.heal("send_letter")
+    retried = await request.handle.execute_update(DSR.retry_step, RetryStepInput(actor="compliance:ann"))
+    assert retried.trouble is not None and retried.trouble.answered_by == "compliance:ann"
+
+    assert (await request.result()).status == answer.status
+    assert fakes.subject_letters(request.id) == ["acknowledgement", letter]
+    assert troubles(fakes, request) == [("owed-send_letter:1", None),
+                                        ("owed-send_letter:1", "the step succeeded when tried again")]
+    await replays(stack, request)
+
+
+async def test_a_closing_letter_sent_by_hand_is_skipped_and_the_request_ends(stack: FastStack):
+    fakes = stack.fakes
+    request = await awaiting_approval(stack)
+    refuse(fakes, "denial")
+    await request.handle.execute_update(DSR.deny, DENY)
+
+    await request.handle.execute_update(DSR.skip_step, SkipStepInput(
+        note="Posted the denial to the subject's postal address", actor="compliance:ann"))
+
+    assert (await request.result()).status == "denied"
+    assert fakes.subject_letters(request.id) == ["acknowledgement"]  # never sent by us
+    assert troubles(fakes, request)[-1] == (
+        "owed-send_letter:1", "skipped by staff: Posted the denial to the subject's postal address")
+    await replays(stack, request)
+
+
+async def test_a_denial_whose_record_keeps_failing_is_retried_on_its_own_and_cannot_be_skipped(stack: FastStack):
+    """The database is down: the stored status is retried for the policy's threshold, then the
+    trouble shows (a record cannot be skipped), and it is retried again on its own until the
+    database answers; the letter follows the record, never before it."""
+    fakes = stack.fakes
+    request = await awaiting_approval(stack)
+    writing = hold(fakes, "transition", lambda change: change.event_key == "status:denied")
+    threshold = timedelta(minutes=fakes.specs[request.id].attention_after_minutes)
+
+    denying = asyncio.ensure_future(request.handle.execute_update(DSR.deny, DENY))
+    await request.until(lambda _: writing)
+    await stack.sleep(threshold)  # retried meanwhile, on the workflow's timers
+    answer = await denying
+
+    assert len(writing) > 5 and answer.status == "denied"
+    assert answer.trouble is not None and answer.trouble.step == "transition"
+    assert answer.trouble.transient and not answer.trouble.skippable
+    assert "cannot be skipped" in await refused(request.handle.execute_update(
+        DSR.skip_step, SkipStepInput(note="Stored by hand", actor="compliance:ann")))
+    assert fakes.subject_letters(request.id) == ["acknowledgement"]
+
+    fakes.heal("transition")
+    await stack.sleep(threshold)  # a transient trouble is tried again on its own
+
+    assert (await request.result()).status == "denied"
+    assert fakes.statuses(request.id)[-1] == "status:denied"
+    assert fakes.subject_letters(request.id) == ["acknowledgement", "denial"]
+    assert troubles(fakes, request)[-1] == ("owed-transition:1", "the step succeeded when tried again")
+
+
+async def test_an_extension_whose_letter_fails_holds_closing_and_answering_until_staff_act(stack: FastStack):
+    fakes = stack.fakes
+    request = await awaiting_approval(stack)
+    refuse(fakes, "extension")
+
+    answer = await request.handle.execute_update(DSR.extend, EXTEND)
+
+    assert answer.extended and answer.current_due_date == answer.extended_due_date
+    assert answer.trouble is not None and answer.trouble.step == "send_letter"
+    assert [e.reason for e in fakes.extensions] == [EXTEND.reason]  # recorded
+    # Nothing may reach the subject before the new date does: neither a refusal nor the answer.
+    for update, body, _ in CLOSES.values():
+        assert await refused(request.handle.execute_update(update, body)) == (
+            "the extension of the request's deadline is not done: its step send_letter failed; "
+            "retry or skip it first")
+    await request.handle.execute_update(DSR.approve, ApproveInput(actor="compliance:bo"))
+    await still_running(request)
+    assert fakes.subject_letters(request.id) == ["acknowledgement"]
+
+    fakes.heal("send_letter")
+    await request.handle.execute_update(DSR.retry_step, RetryStepInput(actor="compliance:ann"))
+
+    assert (await request.result()).status == "completed"
+    assert fakes.subject_letters(request.id) == ["acknowledgement", "extension", "response"]
+    await replays(stack, request)
+
+
+async def test_an_owed_letter_and_a_failed_step_of_the_request_are_answered_one_after_the_other(stack: FastStack):
+    """Two troubles at once (the relay refuses both the extension's letter and the response): the
+    owed one is shown and answered first, then the request's own; each is stored apart."""
+    fakes = stack.fakes
+    request = await awaiting_approval(stack)
+    refuse(fakes, "extension")
+    await request.handle.execute_update(DSR.extend, EXTEND)
+    fakes.fail("send_letter", lambda: ValueError(REFUSED), when=lambda job: job.purpose in ("extension", "response"))
+    await request.handle.execute_update(DSR.approve, ApproveInput(actor="compliance:bo"))
+
+    shown = await request.until(lambda s: s.trouble is not None)
+    assert shown.trouble is not None and shown.trouble.key == "owed-send_letter:1"
+    await request.handle.execute_update(DSR.skip_step, SkipStepInput(note="Phoned the subject about the new date"))
+    # The response goes out after the extension is done, and the relay refuses it too.
+    shown = await request.until(lambda s: s.trouble is not None and not s.trouble.key.startswith("owed-"))
+    assert shown.trouble is not None and shown.trouble.step == "send_letter"
+    fakes.heal("send_letter")
+    await request.handle.execute_update(DSR.retry_step, RetryStepInput())
+
+    assert (await request.result()).status == "completed"
+    assert fakes.subject_letters(request.id) == ["acknowledgement", "response"]
+    assert [key for key, resolution in troubles(fakes, request) if resolution] == [
+        "owed-send_letter:1", "send_letter:1"]

@@ -1,0 +1,85 @@
+"""How staff extend a request's deadline, as an update of its workflow: once, before the due date,
+where the request's law allows it (Art. 12(3) GDPR: by two months, the subject told why within
+the first month).
+
+A mixin of DataSubjectRequestWorkflow (Temporal registers the updates of its base classes), kept
+apart so that the workflow's main line stays readable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from temporalio import workflow
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from schemas.workflow import ExtendInput, ExtensionRecord, LetterJob, RequestFacts, RequestState
+    from workflows.dsr_steps import run_step
+    from workflows.owed_steps import OWED_STEPS, OwedSteps, letter, record
+
+
+class Extension:
+    # Provided by DataSubjectRequestWorkflow.
+    request_id: str
+    _extended: bool
+    _extension_reason: str | None
+    _extending: bool  # an extension being recorded and notified inside its update (older histories)
+    _owed: OwedSteps
+    _require_facts: Callable[[], RequestFacts]
+    _require_open: Callable[..., None]
+    _require_nothing_under_way: Callable[[], None]
+    _publish_search_attributes: Callable[[], None]
+    _letter: Callable[..., Awaitable[None]]
+    state: Callable[[], RequestState]
+
+    _extension_owed: int | None  # the mark of the owed steps that record and notify it
+
+    @property
+    def extension_under_way(self) -> bool:
+        """The extension is taken and its record or its letter is not done yet: the response,
+        a denial or a cancellation would reach the subject before (or instead of) the new date."""
+        owed = self._extension_owed
+        return self._extending or (owed is not None and not self._owed.done(owed))
+
+    @workflow.update
+    async def extend(self, request: ExtendInput) -> RequestState:
+        if self._extended:  # a second update may have passed validation while the first ran
+            raise ApplicationError("the deadline has already been extended once", non_retryable=True)
+        facts = self._require_facts()
+        self._extended = True
+        self._extension_reason = request.reason
+        recorded = ExtensionRecord(request_id=self.request_id, reason=request.reason, actor=request.actor)
+        params = {"reason": request.reason, "new_due_date": facts.extended_due_date.isoformat()}
+        if workflow.patched(OWED_STEPS):
+            self._publish_search_attributes()
+            self._extension_owed = self._owed.owe(
+                record("apply_extension", recorded),
+                letter(LetterJob(request_id=self.request_id, purpose="extension", params=params)))
+            await self._owed.until_done_or_troubled(self._extension_owed)
+            return self.state()
+        self._extending = True
+        try:
+            await run_step("apply_extension", recorded)
+            self._publish_search_attributes()
+            await self._letter("extension", params=params)
+        finally:
+            self._extending = False
+        return self.state()
+
+    @extend.validator
+    def _validate_extend(self, request: ExtendInput) -> None:
+        self._require_open()
+        if self._extended:
+            raise ValueError("the deadline has already been extended once; it cannot be extended again")
+        self._require_nothing_under_way()  # a new due date after the answer would mislead
+        facts = self._require_facts()
+        if facts.extended_due_date <= facts.due_date:
+            raise ValueError(f"the law of this request ({facts.regime}) allows no extension of its "
+                             f"deadline: it must be answered by {facts.due_date.isoformat()}")
+        due = facts.due
+        if workflow.now() >= due.overdue_at:
+            raise ValueError(
+                f"the due date {due.due_date.isoformat()} has passed; an extension must be "
+                f"notified before it"
+            )

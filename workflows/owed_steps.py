@@ -1,0 +1,101 @@
+"""The steps a staff decision owes, carried out beside the request's main line until done.
+
+A denial, a cancellation or an extension takes effect in the workflow the moment its update is
+accepted (a second decision is refused from then on), and then owes two steps: its record (the
+stored status, or the new due date) and its letter to the subject, which the law requires
+(Art. 12(3)/(4) GDPR). Run inside the update's handler, a step that failed failed the update:
+staff were told "refused" about a decision that had taken effect, and a request closed that way
+ended with nobody told and nothing left to retry. Here the handler hands its steps over and waits
+until they are done or in trouble; they run outside the update (as local activities, retried on
+workflow timers), and a failure opens a trouble of their own - stored, alerted to staff once,
+answered by `retry_step` or `skip_step` (the letter only: the record cannot be skipped) - even on
+a closed request, whose workflow does not end while it owes a step.
+
+Deterministic like the workflow that owns it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from schemas.workflow import LetterJob
+    from workflows.dsr_steps import MAILING, SHORT, Decision, Timeouts, run_step
+    from workflows.step_trouble import StepTroubles
+
+# workflow.patched id: decisions taken before it ran their steps inside the update's handler.
+OWED_STEPS = "owed-steps"
+
+
+@dataclass
+class OwedStep:
+    activity: str
+    arg: Any
+    timeouts: Timeouts
+    skippable: bool  # a letter staff may send by other means; a record cannot be skipped
+
+
+class OwedSteps:
+    """A queue of owed steps, run in order by `run` (a task of the request's workflow, so that
+    its steps are not an update's), with troubles of their own (keys `owed-<step>:<n>`)."""
+
+    def __init__(self) -> None:
+        self.troubles = StepTroubles(prefix="owed-")
+        self._queue: list[OwedStep] = []
+        self._handed = 0  # steps handed over so far
+        self._done = 0  # of which done (or skipped)
+        self._request_id = ""
+        self.attention_after = timedelta(minutes=15)
+
+    def owe(self, *steps: OwedStep) -> int:
+        """Hand steps over; returns their mark: they are done when `done(mark)`."""
+        self._queue.extend(steps)
+        self._handed += len(steps)
+        return self._handed
+
+    def done(self, mark: int) -> bool:
+        return self._done >= mark
+
+    async def until_done_or_troubled(self, mark: int) -> None:
+        """Wait until the steps up to `mark` are done, or one of them waits for staff (the
+        caller's update then answers with the trouble in the request's state)."""
+        await workflow.wait_condition(lambda: self.done(mark) or self.troubles.current is not None)
+
+    async def carried_out(self, *steps: OwedStep) -> None:
+        await self.until_done_or_troubled(self.owe(*steps))
+
+    @property
+    def idle(self) -> bool:
+        return not self._queue
+
+    async def run(self, request_id: str, attention_after: timedelta) -> None:
+        self._request_id, self.attention_after = request_id, attention_after
+        while True:
+            await workflow.wait_condition(lambda: bool(self._queue))
+            step = self._queue[0]
+            await run_step(step.activity, step.arg, timeouts=step.timeouts, skippable=step.skippable,
+                           supervisor=self, newer_than_local_steps=True)
+            self._queue.pop(0)
+            self._done += 1
+
+    # ---- the supervisor of its steps (workflows/dsr_steps.py StepSupervisor) ------------------
+
+    async def step_failed(self, step: str, message: str, *, transient: bool, skippable: bool) -> Decision:
+        # Never abandoned because the request closed: closing it is what these steps record.
+        return await self.troubles.failed(self._request_id, step, message, transient=transient, skippable=skippable,
+                                          attention_after=self.attention_after, closed=lambda: False, days_left=None)
+
+    async def step_recovered(self) -> None:
+        await self.troubles.recovered(self._request_id)
+
+
+def record(activity: str, arg: Any) -> OwedStep:
+    return OwedStep(activity, arg, SHORT, skippable=False)
+
+
+def letter(job: LetterJob) -> OwedStep:
+    return OwedStep("send_letter", job, MAILING, skippable=True)
