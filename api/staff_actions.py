@@ -19,7 +19,7 @@ from starlette.datastructures import FormData
 
 from schemas.requests import RequestStatus
 from schemas.restrictions import LiftRestrictionInput
-from schemas.steps import RetryStepInput, SkipStepInput, StepTrouble
+from schemas.steps import OWED_TROUBLE, RetryStepInput, SkipStepInput, StepTrouble
 from schemas.workflow import (
     ApproveInput,
     CancelInput,
@@ -101,6 +101,14 @@ class StaffAction:
     body_required: bool = True
     after_close: bool = False  # may be offered on a closed request (a completed restriction's)
     stricter: Stricter | None = None  # some bodies need a higher role than `role`
+    # What staff are told instead of `done` when the decision took effect but a step it owes
+    # (its record, its letter) failed and waits for them (workflows/owed_steps.py).
+    untold: str | None = None
+
+    def told(self, trouble: StepTrouble | None) -> str:
+        """What staff are told once the workflow accepted it, given the request's failed step."""
+        owed = trouble is not None and trouble.key.startswith(OWED_TROUBLE) and trouble.answered_by is None
+        return self.untold if owed and self.untold else self.done
 
     def offered(self, situation: Situation) -> bool:
         return (self.after_close or not situation.status.is_closed) and self.available(situation)
@@ -137,23 +145,32 @@ def _carrying_on(situation: Situation) -> bool:
     return not situation.status.is_closed or situation.restriction == "lifting"
 
 
+def _step_waits(situation: Situation) -> bool:
+    """A failed step waits for staff: the workflow shows one only then, on an open request, a
+    lifting restriction, or a closed request whose denial or cancellation owes its letter."""
+    return situation.failed_step is not None and situation.failed_step.answered_by is None
+
+
 _ACTIONS = [
     StaffAction(
         "extend", "compliance", Workflow.extend, ExtendInput, ExtendBody,
         "Deadline extended; the subject is told the reason and the new date.",
         lambda s: s.extensible and not s.extended and not s.overdue,
-        "Extend the deadline once, before the due date, with the reason sent to the subject."),
+        "Extend the deadline once, before the due date, with the reason sent to the subject.",
+        untold="Deadline extended, but the subject has not been told yet: see the failed step."),
     StaffAction(
         "deny", REFUSING_ROLE, Workflow.deny, DenyInput, DenyBody,
         "Request denied; the letter with the reasons and remedies is sent.", _always,
-        "Refuse the request (Art. 12(4)/(5)); the subject gets the reasons and their remedies."),
+        "Refuse the request (Art. 12(4)/(5)); the subject gets the reasons and their remedies.",
+        untold="Request denied, but the subject has not been sent the letter yet: see the failed step."),
     StaffAction(
         "cancel", "agent", Workflow.cancel, CancelInput, CancelBody, "Request cancelled.", _always,
         "Close the request without answering it, with the reason: the subject is told why, with their "
         "remedies (a refusal: compliance only, as `deny`); or, with `withdrawn_by_subject`, the "
         "subject's own withdrawal is recorded and confirmed (any member of staff).",
         stricter=Stricter(lambda body: not getattr(body, "withdrawn_by_subject", False), REFUSING_ROLE,
-                          "a cancellation that is not the subject's own withdrawal refuses the request")),
+                          "a cancellation that is not the subject's own withdrawal refuses the request"),
+        untold="Request cancelled, but the subject has not been sent the letter yet: see the failed step."),
     StaffAction(
         "approve", "compliance", Workflow.approve, ApproveInput, ApproveBody,
         "Release approved; the request goes on now.",
@@ -178,14 +195,13 @@ _ACTIONS = [
         "Record that staff carried out a system's action by other means.", after_close=True),
     StaffAction(
         "retry-step", "compliance", Workflow.retry_step, RetryStepInput, None, "The step runs again.",
-        lambda s: s.failed_step is not None and s.failed_step.answered_by is None and _carrying_on(s),
+        _step_waits,
         "Run a failed step of the request again (registration, a letter, the package) once its "
         "cause is fixed; the request's `trouble` says which step failed and why.", after_close=True),
     StaffAction(
         "skip-step", "compliance", Workflow.skip_step, SkipStepInput, SkipBody,
         "The step is recorded as done by other means.",
-        lambda s: (s.failed_step is not None and s.failed_step.answered_by is None and s.failed_step.skippable
-                   and _carrying_on(s)),
+        lambda s: _step_waits(s) and s.failed_step is not None and s.failed_step.skippable,
         "Record that staff did a failed step's work by other means (sent a letter by hand, say); "
         "the request carries on. Registration and planning cannot be skipped.", after_close=True),
     StaffAction(

@@ -11,6 +11,9 @@ from pydantic import Field
 from schemas.contract import Contract
 from schemas.plain_text import FreeText
 
+# The key prefix of a trouble of a step a staff decision owes (workflows/owed_steps.py).
+OWED_TROUBLE = "owed-"
+
 
 class StepTrouble(Contract):
     key: str  # "<step>:<n>", n counting the request's troubles; "owed-<step>:<n>" for a decision's owed step

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import httpx
 import pytest
@@ -53,22 +54,34 @@ async def systems_site(postgres, settings, pool, dev_server, tmp_path) -> AsyncI
         yield stack.api_url
 
 
+@dataclass
+class RefusingRelay:
+    url: str  # the site's
+    fixed: set[str]  # requests whose acknowledgement the relay takes
+    closing: set[str]  # requests whose denial or cancellation letter it refuses
+    acknowledgements: bool = False  # it takes every acknowledgement
+
+
 @pytest.fixture
-async def refusing_relay(settings, pool, dev_server, task_queue) -> AsyncIterator[tuple[str, set[str]]]:
+async def refusing_relay(settings, pool, dev_server, task_queue) -> AsyncIterator[RefusingRelay]:
     """The site behind a mail relay that refuses every acknowledgement (a fake `send_letter`: a
     deterministic error, so the step fails at once and waits for staff) except those of the
-    requests in the set it yields with the site's address."""
+    requests in `fixed` (or all, once `acknowledgements`), and the denial or cancellation of
+    those in `closing`."""
     ctx = activity_context(settings, pool)
-    fixed: set[str] = set()
+    relay = RefusingRelay(url="", fixed=set(), closing=set())
 
     @activity.defn(name="send_letter")
     async def send_letter(job: LetterJob) -> LetterReceipt:
-        if job.purpose == "acknowledgement" and job.request_id not in fixed:
+        if job.purpose == "acknowledgement" and not relay.acknowledgements and job.request_id not in relay.fixed:
             raise ValueError("550 5.7.1 the relay refuses this sender")
+        if job.purpose in ("denial", "cancellation") and job.request_id in relay.closing:
+            raise ValueError("550 5.1.1 the relay refuses this recipient")
         return await deliver_letter(ctx, job)
 
     async with served_site(settings, pool, dev_server.client, task_queue, activity_overrides=[send_letter]) as url:
-        yield url, fixed
+        relay.url = url
+        yield relay
 
 
 async def offered(page: Page) -> set[str]:
@@ -262,7 +275,7 @@ async def lift_a_restriction(role, browser, url, pool, shots):  # noqa: F811
 async def test_failed_step_buttons_work_for_each_role_that_sees_them(browser, refusing_relay, pool, shots):  # noqa: F811
     """An acknowledgement the relay refuses flags its step at once; compliance and an admin each
     have one run again once the relay is fixed, and record another as sent by hand."""
-    url, fixed = refusing_relay
+    url, fixed = refusing_relay.url, refusing_relay.fixed
     opened = {role: [await open_request(url, pool, identity_attested=True) for _ in range(2)]
               for role in ("compliance", "admin")}
     for role, (retried, skipped) in opened.items():
@@ -285,6 +298,44 @@ async def test_failed_step_buttons_work_for_each_role_that_sees_them(browser, re
         await shots(page, f"{role}-step-skipped")
         sent = "SELECT count(*) FROM sent_letters WHERE request_id = $1 AND purpose = 'acknowledgement'"
         assert await pool.fetchval(sent, skipped) == 0  # recorded as done, never sent by us
+
+
+async def test_a_closed_request_whose_letter_failed_offers_its_step_to_each_role_that_sees_it(
+        browser, refusing_relay, pool, shots):  # noqa: F811
+    """A denial (compliance) and a withdrawal (an admin) whose letters the relay refuses: the
+    request is closed at once, the page says the subject was not told and shows the failed step
+    with its buttons; a retry once the relay is fixed sends the denial, a skip records the
+    withdrawal's confirmation as given by other means. An agent sees the step, not the buttons."""
+    relay = refusing_relay
+    relay.acknowledgements = True
+    for role, action, fields, retried in (
+            ("compliance", "deny", {"Ground": "manifestly_unfounded",
+                                    "Explanation (sent to the subject)": "The same request was answered last week"}, True),
+            ("admin", "cancel", {"Reason": "Withdrawn by phone", "The subject withdrew it themselves": "yes"}, False)):
+        rid = await open_request(relay.url, pool)  # waits for the subject's code: open
+        relay.closing.add(rid)
+        page = await signed_in(browser, relay.url, pool, role, f"/console/requests/{rid}")
+        await expect(letters(page)).to_contain_text("acknowledgement", timeout=SLOW)
+        await press(page, action, fields, flash="but the subject has not been sent the letter yet")
+        await expect(page.locator("#failed-step")).to_contain_text("the relay refuses this recipient", timeout=SLOW)
+        assert await offered(page) == {"retry-step", "skip-step"}
+        await shots(page, f"{role}-closing-letter-failed")
+        agent = await signed_in(browser, relay.url, pool, "agent", f"/console/requests/{rid}")
+        await expect(agent.locator("#failed-step")).to_contain_text("the relay refuses this recipient")
+        assert await offered(agent) == set()
+        await agent.context.close()
+        if retried:
+            relay.closing.discard(rid)
+            await press(page, "retry-step", flash="The step runs again.")
+            await expect(letters(page)).to_contain_text("denial", timeout=SLOW)
+        else:
+            await press(page, "skip-step", {"How its work was done": "Confirmed the withdrawal by phone"},
+                        flash="The step is recorded as done by other means.")
+            await expect(page.locator(".timeline")).to_contain_text("Failed step answered", timeout=SLOW)
+        await expect(page.locator("#failed-step")).to_have_count(0, timeout=SLOW)
+        await expect(page.locator("#status")).to_contain_text("denied" if retried else "cancelled")
+        await shots(page, f"{role}-closing-letter-{'retried' if retried else 'skipped'}")
+        await page.context.close()
 
 
 async def test_a_refused_action_shows_inside_the_page(browser, site, pool, shots):  # noqa: F811

@@ -23,6 +23,7 @@ from typing import Any
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from schemas.steps import OWED_TROUBLE
     from schemas.workflow import LetterJob
     from workflows.dsr_steps import MAILING, SHORT, Decision, Timeouts, run_step
     from workflows.step_trouble import StepTroubles
@@ -44,7 +45,7 @@ class OwedSteps:
     its steps are not an update's), with troubles of their own (keys `owed-<step>:<n>`)."""
 
     def __init__(self) -> None:
-        self.troubles = StepTroubles(prefix="owed-")
+        self.troubles = StepTroubles(prefix=OWED_TROUBLE)
         self._queue: list[OwedStep] = []
         self._handed = 0  # steps handed over so far
         self._done = 0  # of which done (or skipped)

@@ -10,7 +10,7 @@ Actions are those of api/staff_actions.py, run like the REST API runs them (api/
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
@@ -147,12 +147,25 @@ async def _subject_context(state: AppState, context: dict[str, Any]) -> dict[str
             "other_requests_limit": OTHER_REQUESTS_LIMIT}
 
 
+JUST_CLOSED = timedelta(minutes=2)
+
+
+def _told(action: StaffAction, context: dict[str, Any]) -> str:
+    live = context["live"]
+    return action.told(live.trouble if live else None)
+
+
 def _region(request: Request, request_id: str, context: dict[str, Any], notice: dict[str, Any] | None = None):
     # A closed request hardly changes any more (a download, a late callback): poll it gently; a
     # completed restriction still goes into force and is lifted.
     restriction = context["restriction"]
     in_hand = (context["r"]["type"] == "restriction" and context["status"] == RequestStatus.completed
                and (restriction is None or restriction["status"] != "lifted"))
+    # ... and a request closed a moment ago (its letter is on its way), or whose denial or
+    # cancellation still owes a step (workflows/owed_steps.py).
+    closed_at = context["r"]["closed_at"]
+    in_hand = (in_hand or bool(context["live"] and context["live"].trouble)
+               or (closed_at is not None and datetime.now(UTC) - closed_at < JUST_CLOSED))
     every = "30s" if context["status"].is_closed and not in_hand else "3s"
     return live_region(request, "console/_request_live.html", context, notice=notice,
                        poll_url=f"/console/requests/{request_id}/live", region_id="live", every=every)
@@ -169,7 +182,7 @@ async def request_page(staff: Annotated[Staff, require_console_role("agent")], r
     if found is not None and found != request_id:
         return RedirectResponse(f"/console/requests/{found}", status_code=303)
     context = await _context(state, today, request_id, staff)
-    notice = {"flash": STAFF_ACTIONS[done].done} if done in STAFF_ACTIONS else None
+    notice = {"flash": _told(STAFF_ACTIONS[done], context)} if done in STAFF_ACTIONS else None
     team = {**await team_context(pool, request_id, staff), "team_done": TEAM_DONE.get(team_done or ""),
             "team_error": team_error[:300] if team_error else None}
     return render(request, "console/request.html", {
@@ -230,12 +243,12 @@ async def act(staff: Annotated[Staff, require_console_role("agent")], request: R
     htmx = bool(request.headers.get("hx-request"))
     if refused is None and not htmx:
         return RedirectResponse(f"/console/requests/{request_id}?done={action}", status_code=303)
+    context = await _context(state, today, request_id, staff)
     if refused is None:
         assert spec is not None  # no refusal: the action exists
-        notice = {"flash": spec.done}
+        notice = {"flash": _told(spec, context)}
     else:
         notice = {"error": refused.detail or refused.title, "failed_action": action}
-    context = await _context(state, today, request_id, staff)
     region = _region(request, request_id, context, {**notice, "values": dict(form.items())})
     status = refused.status if refused else 200
     if htmx:
