@@ -14,14 +14,18 @@ import asyncio
 from datetime import timedelta
 
 import pytest
+from temporalio import workflow
 from temporalio.client import WorkflowExecutionStatus
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from schemas.steps import RetryStepInput, SkipStepInput
 from schemas.workflow import ApproveInput
 from tests.test_staff_races import CLOSES, DENY, EXTEND, awaiting_approval, hold, replays
 from tests.workflow_fakes import FakeActivities
-from tests.workflow_stack import FastStack, Request, refused, stack_fixture  # noqa: F401 (the fixture)
+from tests.workflow_stack import FastStack, Request, refused, stack_fixture, time_skipping_env  # noqa: F401 (the fixture)
 from workflows.dsr import DataSubjectRequestWorkflow as DSR
+from workflows.dsr_steps import RequestClosed
+from workflows.step_trouble import StepTroubles
 
 REFUSED = "550 5.1.1 mailbox unavailable"
 
@@ -179,3 +183,32 @@ async def test_an_owed_letter_and_a_failed_step_of_the_request_are_answered_one_
     assert fakes.subject_letters(request.id) == ["acknowledgement", "response"]
     assert [key for key, resolution in troubles(fakes, request) if resolution] == [
         "owed-send_letter:1", "send_letter:1"]
+
+
+@workflow.defn(name="CloseAtTheRetryTimer", sandboxed=False)
+class CloseAtTheRetryTimer:
+    """A transient trouble whose own retry timer fires in the workflow task that closes the
+    request (as a staff update arriving at that moment would): `closed` holds from then on."""
+
+    @workflow.run
+    async def run(self, request_id: str) -> str:
+        threshold = timedelta(minutes=15)
+        closes_at = workflow.now() + threshold
+        try:
+            return await StepTroubles().failed(request_id, "send_letter", "relay down", transient=True,
+                                               skippable=True, attention_after=threshold,
+                                               closed=lambda: workflow.now() >= closes_at, days_left=None)
+        except RequestClosed:
+            return "closed"
+
+
+async def test_a_close_at_the_moment_of_a_transient_troubles_own_retry_wins():
+    """Before, the retry timer won: a response letter whose trouble was retried on its own went
+    out after the request was cancelled, and the request ended `completed`."""
+    fakes = FakeActivities()
+    async with (time_skipping_env() as env,
+                Worker(env.client, task_queue="race", workflows=[CloseAtTheRetryTimer], activities=fakes.all(),
+                       workflow_runner=UnsandboxedWorkflowRunner())):
+        handle = await env.client.start_workflow(CloseAtTheRetryTimer.run, "r1", id="race", task_queue="race")
+        assert await handle.result() == "closed"
+    assert [t.resolution for t in fakes.troubles] == [None, "the request was closed meanwhile"]

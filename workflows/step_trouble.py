@@ -25,6 +25,11 @@ with workflow.unsafe.imports_passed_through():
     from workflows.dsr_steps import MAILING, RETRY, SHORT, Decision, RequestClosed
 
 
+# workflow.patched id: before it, a close arriving with a transient trouble's own retry timer let
+# the step run once more (the response's letter could go out after a cancellation).
+CLOSE_BEATS_RETRY_TIMER = "close-beats-retry-timer"
+
+
 class StepTroubles:
     def __init__(self, prefix: str = "") -> None:
         self._prefix = prefix  # of its troubles' keys: a workflow may hold more than one StepTroubles
@@ -52,7 +57,10 @@ class StepTroubles:
             await workflow.wait_condition(lambda: self._decision is not None or closed(),
                                           timeout=attention_after if transient else None)
         except TimeoutError:
-            return "retry"  # transient: try again on our own
+            # Transient: try again on our own, unless the request was closed in the same moment
+            # (its update and this timer in one workflow task: the timer's expiry wins the wait).
+            if not (closed() and workflow.patched(CLOSE_BEATS_RETRY_TIMER)):
+                return "retry"
         finally:
             self._waiting = False
         if closed():
