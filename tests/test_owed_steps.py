@@ -18,8 +18,9 @@ from temporalio import workflow
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
+from schemas.requests import RequestType
 from schemas.steps import RetryStepInput, SkipStepInput
-from schemas.workflow import ApproveInput
+from schemas.workflow import ApproveInput, ObjectionDecision
 from tests.test_staff_races import CLOSES, DENY, EXTEND, awaiting_approval, hold, replays
 from tests.workflow_fakes import FakeActivities
 from tests.workflow_stack import FastStack, Request, refused, stack_fixture, time_skipping_env  # noqa: F401 (the fixture)
@@ -212,3 +213,32 @@ async def test_a_close_at_the_moment_of_a_transient_troubles_own_retry_wins():
         handle = await env.client.start_workflow(CloseAtTheRetryTimer.run, "r1", id="race", task_queue="race")
         assert await handle.result() == "closed"
     assert [t.resolution for t in fakes.troubles] == [None, "the request was closed meanwhile"]
+
+
+async def test_an_objection_decision_whose_record_keeps_failing_holds_the_request_until_it_is_on_record(
+        stack: FastStack):
+    """Before, the decision took effect while its `objection.decided` event failed: staff were
+    answered "Activity task failed", and the systems were told to stop with no decision in the
+    audit trail."""
+    fakes = stack.fakes
+    request = await stack.open(request_type=RequestType.objection, objection_scope="legitimate_interest")
+    await request.until(lambda s: s.awaiting_decision)
+    writing = hold(fakes, "record_event", lambda event: event.event_type == "objection.decided")
+    threshold = timedelta(minutes=fakes.specs[request.id].attention_after_minutes)
+
+    deciding = asyncio.ensure_future(request.handle.execute_update(DSR.decide_objection, ObjectionDecision(
+        compelling_grounds=False, explanation="No grounds outweigh it", actor="compliance:dee")))
+    await request.until(lambda _: writing)
+    await stack.sleep(threshold)
+    decided = await deciding
+
+    assert decided.decision is not None and not decided.awaiting_decision
+    assert decided.trouble is not None and decided.trouble.step == "record_event" and not decided.trouble.skippable
+    assert fakes.asked(request.id) == []  # no system is told before the decision is on record
+    fakes.heal("record_event")
+    await stack.sleep(threshold)  # retried on its own
+
+    assert (await request.result()).status == "completed"
+    assert fakes.asked(request.id) == [("billing", "object", 1), ("crm", "object", 1)]
+    assert fakes.event_types(request.id).count("objection.decided") == 1
+    await replays(stack, request)

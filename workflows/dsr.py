@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from schemas.workflow import (
         ApproveInput,
         Checkpoints,
+        EventRecord,
         ExecutionReport,
         ObjectionDecision,
         PackageInfo,
@@ -47,7 +48,7 @@ with workflow.unsafe.imports_passed_through():
         send_letter,
     )
     from workflows.extension import Extension
-    from workflows.owed_steps import OwedSteps
+    from workflows.owed_steps import OWED_STEPS, OwedSteps, record
     from workflows.processor_exports import collect_exports
     from workflows.refusals import Refusals
     from workflows.restriction_lifecycle import RestrictionLifecycle
@@ -81,6 +82,7 @@ class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals, Extens
         self._tasks = SystemTasks()
         self._package: PackageInfo | None = None
         self._decision: ObjectionDecision | None = None
+        self._decision_owed: int | None = None  # the mark of its owed record (workflows/owed_steps.py)
         self._approval: ApproveInput | None = None
         self._approving = False  # an approval taken and not yet carried out
         self._extending = False  # an extension being recorded and notified inside its update (older histories)
@@ -163,7 +165,7 @@ class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals, Extens
             return
         if self._needs_decision() and workflow.patched(OBJECTION_GATE):
             if not await self._ask_staff(
-                "objection-decision", lambda: self._decision is not None,
+                "objection-decision", self._decided,
                 "objection to legitimate-interest processing: decide whether compelling grounds exist",
             ):
                 return
@@ -286,9 +288,15 @@ class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals, Extens
     @workflow.update
     async def decide_objection(self, decision: ObjectionDecision) -> RequestState:
         self._decision = decision
-        await self._record("objection.decided", "objection-decision",
-                           {"compelling_grounds": decision.compelling_grounds,
-                            "explanation": decision.explanation}, decision.actor)
+        recorded = EventRecord(request_id=self.request_id, event_type="objection.decided", event_key="objection-decision",
+                               actor=decision.actor, data={"compelling_grounds": decision.compelling_grounds,
+                                                           "explanation": decision.explanation})
+        if workflow.patched(OWED_STEPS):
+            # Taken now; the main line goes on once it is on record (workflows/owed_steps.py).
+            self._decision_owed = self._owed.owe(record("record_event", recorded))
+            await self._owed.until_done_or_troubled(self._decision_owed)
+            return self.state()
+        await run_step("record_event", recorded)
         return self.state()
 
     @decide_objection.validator
@@ -296,6 +304,11 @@ class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals, Extens
         self._require_open()
         if not self._needs_decision() or self._decision is not None:
             raise ValueError("this request is not an objection awaiting a decision")
+
+    def _decided(self) -> bool:
+        """The objection is decided, and the decision on record (older histories: once taken)."""
+        mark = self._decision_owed
+        return self._decision is not None and (mark is None or self._owed.done(mark))
 
     def _needs_decision(self) -> bool:
         plan = self._plan

@@ -1,15 +1,17 @@
 """The steps a staff decision owes, carried out beside the request's main line until done.
 
-A denial, a cancellation or an extension takes effect in the workflow the moment its update is
-accepted (a second decision is refused from then on), and then owes two steps: its record (the
-stored status, or the new due date) and its letter to the subject, which the law requires
-(Art. 12(3)/(4) GDPR). Run inside the update's handler, a step that failed failed the update:
-staff were told "refused" about a decision that had taken effect, and a request closed that way
-ended with nobody told and nothing left to retry. Here the handler hands its steps over and waits
-until they are done or in trouble; they run outside the update (as local activities, retried on
-workflow timers), and a failure opens a trouble of their own - stored, alerted to staff once,
-answered by `retry_step` or `skip_step` (the letter only: the record cannot be skipped) - even on
-a closed request, whose workflow does not end while it owes a step.
+A denial, a cancellation, an extension or an objection decision takes effect in the workflow the
+moment its update is accepted (a second decision is refused from then on), and then owes its
+record (the stored status, the new due date, the decision in the audit trail) and, but for the
+objection decision, its letter to the subject, which the law requires (Art. 12(3)/(4) GDPR); the
+main line acts on an objection decision only once it is on record. Run inside the update's
+handler, a step that failed failed the update: staff were told "refused" about a decision that
+had taken effect, and a request closed that way ended with nobody told and nothing left to retry.
+Here the handler hands its steps over and waits until they are done or in trouble; they run
+outside the update (as local activities, retried on workflow timers), and a failure opens a
+trouble of their own - stored, alerted to staff once, answered by `retry_step` or `skip_step`
+(the letter only: a record cannot be skipped) - even on a closed request, whose workflow does
+not end while it owes a step.
 
 Deterministic like the workflow that owns it.
 """

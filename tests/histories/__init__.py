@@ -37,12 +37,12 @@ PATHS = {"attested_erasure", "verified_access_extended", "objection_decided", "t
 # (only a system's task changed: workflows/system_task.py TRUST_SIGNED_CALLBACK);
 # retry_answered_once_settled/ answered staff's retry of a processor's task only once the new
 # attempt settled (workflows/task_fanout.py RETRY_ANSWERS_ONCE_STARTED);
-# decisions_inside_updates/ recorded and notified a cancellation or an extension inside its update
-# (workflows/owed_steps.py OWED_STEPS).
+# decisions_inside_updates/ recorded (and notified) a cancellation, an extension or an objection
+# decision inside its update (workflows/owed_steps.py OWED_STEPS).
 EARLIER = {"children_per_system": PATHS | {"system_task_erasure_billing"}, "sql_activity_tasks": PATHS,
            "callbacks_confirmed_by_poll": {"system_task_erasure_email_marketing"},
            "retry_answered_once_settled": {"task_retried_and_resolved"},
-           "decisions_inside_updates": {"verified_access_extended", "cancelled_by_staff"}}
+           "decisions_inside_updates": {"verified_access_extended", "cancelled_by_staff", "objection_decided"}}
 
 
 def history_files() -> list[Path]:
