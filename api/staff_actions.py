@@ -104,11 +104,12 @@ class StaffAction:
     # What staff are told instead of `done` when the decision took effect but a step it owes
     # (its record, its letter) failed and waits for them (workflows/owed_steps.py).
     untold: str | None = None
+    untold_by: str = OWED_TROUBLE  # the key prefix of the troubles that mean so ("": any)
 
     def told(self, trouble: StepTrouble | None) -> str:
         """What staff are told once the workflow accepted it, given the request's failed step."""
-        owed = trouble is not None and trouble.key.startswith(OWED_TROUBLE) and trouble.answered_by is None
-        return self.untold if owed and self.untold else self.done
+        failed = trouble is not None and trouble.key.startswith(self.untold_by) and trouble.answered_by is None
+        return self.untold if failed and self.untold else self.done
 
     def offered(self, situation: Situation) -> bool:
         return (self.after_close or not situation.status.is_closed) and self.available(situation)
@@ -217,7 +218,10 @@ _ACTIONS = [
         "told. The letter goes out first (Art. 18(3)); after the policy's `restriction.lift_notice_days` "
         "the lift is carried to every system and the Art. 19 recipients among them. Refused (409) "
         "while the restriction is not in force, or once it is being or has been lifted.",
-        after_close=True),
+        after_close=True,
+        # While it is lifted, only the lift's steps run: a failed one is the letter or its record.
+        untold="Lift taken, but the subject has not been told yet, and nothing is lifted before: "
+               "see the failed step.", untold_by=""),
 ]
 STAFF_ACTIONS: dict[str, StaffAction] = {action.name: action for action in _ACTIONS}
 

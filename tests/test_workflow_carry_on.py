@@ -9,6 +9,7 @@ activity a fake registered under its real name (tests/workflow_fakes.py).
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from temporalio.client import WorkflowHandle
@@ -276,3 +277,26 @@ async def test_a_restriction_stays_in_force_until_lifted_after_the_notice_period
         LiftAnnounced(request_id=request.id, reason="The accuracy of the data has been verified", actor="compliance:kim"),
         LiftCarriedOut(request_id=request.id, systems=["ads", "crm"], recipients=["AdNet Ltd"], actor="compliance:kim")]
     assert fakes.subject_letters(request.id) == ["acknowledgement", "response", "restriction_lift"]
+
+
+async def test_a_lift_whose_letter_fails_answers_with_the_failed_step_and_goes_on_when_retried(stack: FastStack):
+    """Before, the lift's update answered only once staff had answered its failed letter: the
+    console's button, and the API call, hung until then."""
+    fakes = stack.fakes
+    request = await stack.open(RequestSpec(request_type=RequestType.restriction, systems=[FakeSystem("crm")]))
+    await request.until(lambda s: s.status == "completed" and fakes.restrictions)
+    fakes.fail("send_letter", lambda: ValueError("550 5.1.1 mailbox unavailable"),
+               when=lambda job: job.purpose == "restriction_lift")
+
+    lifting = await asyncio.wait_for(request.handle.execute_update(DSR.lift_restriction, LiftRestrictionInput(
+        reason="The accuracy of the data has been verified", actor="compliance:kim")), 30)
+
+    assert lifting.trouble is not None and lifting.trouble.step == "send_letter"
+    assert fakes.subject_letters(request.id) == ["acknowledgement", "response"]
+    assert [a for _, a, _ in fakes.asked(request.id)] == ["restrict"]  # nothing lifted before the subject is told
+    fakes.heal("send_letter")
+    await request.handle.execute_update(DSR.retry_step, RetryStepInput(actor="compliance:kim"))
+
+    await request.result()
+    assert fakes.subject_letters(request.id) == ["acknowledgement", "response", "restriction_lift"]
+    assert fakes.asked(request.id) == [("crm", "lift_restriction", 1), ("crm", "restrict", 1)]

@@ -29,9 +29,13 @@ with workflow.unsafe.imports_passed_through():
     )
     from schemas.workflow import Plan, RequestFacts, RequestState
     from workflows.dsr_steps import run_step, send_letter
+    from workflows.step_trouble import StepTroubles
     from workflows.task_fanout import SystemTasks
 
 RESTRICTION_LIFECYCLE = "restriction-lifecycle"
+# workflow.patched id: before it, a lift whose announcement failed and waited for staff answered
+# only once staff had retried or skipped it (the caller's request hung meanwhile).
+LIFT_ANSWERS_ON_TROUBLE = "lift-answers-on-trouble"
 
 
 class RestrictionLifecycle:
@@ -43,6 +47,7 @@ class RestrictionLifecycle:
     _tasks: SystemTasks
     _days_left: Callable[[], int]
     _require_facts: Callable[[], RequestFacts]
+    _troubles: StepTroubles
     state: Callable[[], RequestState]
 
     # None until the restriction is on record; then active -> lifting -> lifted.
@@ -102,8 +107,11 @@ class RestrictionLifecycle:
         self._validate_lift(request)  # again, atomically: a concurrent lift may have passed validation too
         self._lift = request
         self._restriction_phase = "lifting"
-        # Answer once the subject has been told, so the caller sees the letter on its way.
-        await workflow.wait_condition(lambda: self._lift_announced)
+        # Answer once the subject has been told, so the caller sees the letter on its way; or once
+        # telling them failed and waits for staff, so the caller sees that instead of waiting.
+        on_trouble = workflow.patched(LIFT_ANSWERS_ON_TROUBLE)
+        await workflow.wait_condition(
+            lambda: self._lift_announced or (on_trouble and self._troubles.current is not None))
         return self.state()
 
     @lift_restriction.validator
