@@ -42,7 +42,7 @@ async def http(settings, queue_url, queue_db):
 
 async def seed(pool, *, due: int | None, status: str = "in_progress", type: str = "access",
                regime: str = "gdpr", extended: bool = False, stuck_task: bool = False,
-               objection_alert: bool = False) -> str:
+               objection_alert: bool = False, failed_step: str | None = None) -> str:
     """A request as its workflow leaves it; `due` is the current due date in days from today."""
     request_id = str(uuid.uuid4())
     current = TODAY + timedelta(days=due) if due is not None else None
@@ -66,6 +66,11 @@ async def seed(pool, *, due: int | None, status: str = "in_progress", type: str 
                    body_text, body_html)
                VALUES ($1, $2, 'staff_alert', 'privacy@example.com', 'Decide', $1, '', '')""",
             f"{request_id}:staff_alert:objection-decision", request_id)
+    if failed_step:  # a step that failed: "open" waits for staff, "resolved" has been answered
+        await pool.execute(
+            """INSERT INTO step_troubles (request_id, trouble_key, step, message, transient, since, resolved_at)
+               VALUES ($1, 'owed-send_letter:1', 'send_letter', '550 refused', false, now(), $2)""",
+            request_id, datetime.now(UTC) if failed_step == "resolved" else None)
     return request_id
 
 
@@ -115,6 +120,9 @@ async def varied(queue_db) -> dict[str, str]:
         "stuck": await seed(queue_db, due=4, type="erasure", stuck_task=True),
         "stuck_but_cancelled": await seed(queue_db, due=2, type="erasure", status="cancelled", stuck_task=True),
         "objection_to_decide": await seed(queue_db, due=6, type="objection", objection_alert=True),
+        # Denied, its letter refused by the relay and waiting for staff (workflows/owed_steps.py).
+        "denied_letter_waits": await seed(queue_db, due=40, status="denied", failed_step="open"),
+        "denied_letter_answered": await seed(queue_db, due=40, status="denied", failed_step="resolved"),
         "verifying": await seed(queue_db, due=20, status="awaiting_verification", type="portability", regime="uk_gdpr"),
         "no_due_date_yet": await seed(queue_db, due=None, status="awaiting_verification"),
     }
@@ -130,7 +138,8 @@ FILTERS = [
     pytest.param({"overdue": "true"}, {"open_overdue"}, id="overdue"),
     pytest.param({"due_before": (TODAY + timedelta(days=1)).isoformat()},
                  {"open_overdue", "open_due_today", "closed_past_due"}, id="due_before"),
-    pytest.param({"needs_attention": "true"}, {"approval", "stuck", "objection_to_decide"}, id="needs_attention"),
+    pytest.param({"needs_attention": "true"}, {"approval", "stuck", "objection_to_decide", "denied_letter_waits"},
+                 id="needs_attention"),
     pytest.param({"needs_attention": "true", "status": "in_progress"}, {"stuck", "objection_to_decide"}, id="combined"),
 ]
 
@@ -157,6 +166,8 @@ async def test_rows_say_days_left_overdue_and_attention(http, varied):
     assert items[varied["closed_past_due"]]["overdue"] is False
     assert items[varied["stuck"]]["needs_attention"] is True
     assert items[varied["stuck_but_cancelled"]]["needs_attention"] is False
+    assert items[varied["denied_letter_waits"]]["needs_attention"] is True
+    assert items[varied["denied_letter_answered"]]["needs_attention"] is False
     extended = items[varied["extended"]]
     assert extended["current_due_date"] == (TODAY + timedelta(days=30)).isoformat()
     assert extended["due_date"] == (TODAY - timedelta(days=30)).isoformat()

@@ -28,22 +28,26 @@ OPEN_STATUSES = tuple(s for s in RequestStatus if not s.is_closed)
 _DUE = "coalesce(r.current_due_date, DATE '9999-12-31')"
 # Literal values, not a parameter, so the planner can use the partial index on open requests.
 _OPEN = f"r.status IN ({', '.join(repr(s.value) for s in OPEN_STATUSES)})"
-# Waiting for staff: a system task they must handle, a step that failed (migration 0011), or an
-# objection they must decide (the workflow alerted them and has recorded no decision yet);
-# migrations/0009 and 0011 index each part.
+# Waiting for staff on an open request: a system task they must handle, or an objection they must
+# decide (the workflow alerted them and has recorded no decision yet); migrations/0009 and 0011
+# index each part.
 _STUCK = (
     "SELECT t.request_id FROM system_tasks t WHERE t.status = 'needs_attention' UNION ALL "
-    "SELECT s.request_id FROM step_troubles s WHERE s.resolved_at IS NULL UNION ALL "
     "SELECT l.request_id FROM sent_letters l WHERE l.purpose = 'staff_alert' "
     "AND l.letter_key LIKE '%:objection-decision' AND NOT EXISTS (SELECT 1 FROM audit_events e "
     "WHERE e.request_id = l.request_id AND e.event_type = 'objection.decided')"
 )
-_ATTENTION = f"(r.status = 'awaiting_approval' OR ({_OPEN} AND r.id IN ({_STUCK})))"
+# A step that failed (migration 0011) waits for staff, also on a closed request: the letter its denial or cancellation
+# owes (workflows/owed_steps.py), a completed restriction's lift. Its trouble is open only while
+# the step waits (the workflow closes it when the request closes under an open step).
+_STEP_WAITS = "SELECT s.request_id FROM step_troubles s WHERE s.resolved_at IS NULL"
+_ATTENTION = (f"(r.status = 'awaiting_approval' OR ({_OPEN} AND r.id IN ({_STUCK})) "
+              f"OR r.id IN ({_STEP_WAITS}))")
 # The same condition written for a filter: the few ids that need attention are gathered first
 # instead of testing every row in due-date order until a page is full.
 _ATTENTION_FILTER = (
-    f"({_OPEN} AND r.id IN ({_STUCK} UNION ALL "
-    f"SELECT a.id FROM dsr_requests a WHERE a.status = 'awaiting_approval'))"
+    f"(({_OPEN} AND r.id IN ({_STUCK} UNION ALL "
+    f"SELECT a.id FROM dsr_requests a WHERE a.status = 'awaiting_approval')) OR r.id IN ({_STEP_WAITS}))"
 )
 
 
@@ -63,7 +67,8 @@ class RequestFilters(BaseModel):
         None, description="current due date strictly before this date", examples=["2026-12-01"])
     needs_attention: bool | None = Field(
         None, description="true: awaiting compliance approval, a system task waiting for staff, "
-                          "a failed step of the request, or an objection waiting for their decision")
+                          "a failed step of the request (also of a closed one: a denial's letter the "
+                          "relay refused, a restriction's lift), or an objection waiting for their decision")
     q: uuid.UUID | None = Field(
         None, description="exact request id (the workflow id `dsr-<id>` is accepted too)")
 
