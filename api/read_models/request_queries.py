@@ -46,8 +46,8 @@ _ATTENTION = (f"(r.status = 'awaiting_approval' OR ({_OPEN} AND r.id IN ({_STUCK
 # The same condition written for a filter: the few ids that need attention are gathered first
 # instead of testing every row in due-date order until a page is full.
 _ATTENTION_FILTER = (
-    f"(({_OPEN} AND r.id IN ({_STUCK} UNION ALL "
-    f"SELECT a.id FROM dsr_requests a WHERE a.status = 'awaiting_approval')) OR r.id IN ({_STEP_WAITS}))"
+    f"r.id IN (SELECT o.id FROM dsr_requests o WHERE {_OPEN.replace('r.', 'o.')} AND o.id IN ({_STUCK}) "
+    f"UNION ALL SELECT a.id FROM dsr_requests a WHERE a.status = 'awaiting_approval' UNION ALL {_STEP_WAITS})"
 )
 
 
