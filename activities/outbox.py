@@ -102,9 +102,9 @@ async def _send(pool: asyncpg.Pool, conn: asyncpg.Connection, mailer: Mailer, ke
             await conn.execute(handed_over)
         except TRANSIENT_DB_ERRORS:
             return  # the message is out: recorded as sent once the database is back (module doc)
-        failpoint("mail-handed")
+        failpoint("mail-handed", key)
 
-    failpoint("mail-claimed")
+    failpoint("mail-claimed", key)
     try:
         await mailer.send(message, handed=handed)
     except Exception:
@@ -115,7 +115,7 @@ async def _send(pool: asyncpg.Pool, conn: asyncpg.Connection, mailer: Mailer, ke
         await _patiently(pool, lambda c: c.execute(
             "UPDATE mail_outbox SET state = 'failed' WHERE mail_key = $1 AND state <> 'sent'", key))
         raise
-    failpoint("mail-accepted")
+    failpoint("mail-accepted", key)
 
 
 # The usual case, a first attempt, in one round trip: the session lock, then (only if it was

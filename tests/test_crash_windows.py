@@ -256,3 +256,34 @@ async def test_a_callback_recorded_by_an_api_killed_before_telling_its_task_is_t
     assert [r["data"]["status"] for r in told] == ["completed"]
 
 
+
+
+async def test_a_worker_killed_as_a_denials_letter_is_accepted_sends_it_once(
+        settings, dev_server, pool, mail_sink, tmp_path):
+    """A denial's letter is a step the denial owes, run beside the request's main line
+    (workflows/owed_steps.py). The worker dies the moment the relay accepted it, before it was
+    recorded: the denial stands, the next worker records the letter without a second copy, and
+    the compliance officer's call, waiting meanwhile, gets its answer."""
+    client = dev_server.client
+    task_queue = f"crash-{uuid.uuid4().hex[:6]}"
+    own = settings.model_copy(update={"task_queue": task_queue})
+    async with (dsrflow_process("worker", own, client, tmp_path, failpoints="mail-accepted~:denial:") as worker,
+                api_client(own, client, task_queue) as http):
+        r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
+            "type": "erasure", "subject": {"email": "ada@example.com"}})  # unverified: it stays open
+        rid = r.json()["id"]
+        await wait_for_letter(mail_sink, rid, "acknowledgement")
+        denying = asyncio.ensure_future(http.post(
+            f"/v1/requests/{rid}/deny", headers=await staff_headers(pool, "compliance"),
+            json={"reason_code": "manifestly_unfounded", "explanation": "The same request was answered last week"}))
+        await died(worker, tmp_path)
+        async with build_worker(client, own, pool, task_queue=task_queue):
+            denied = await denying
+            await client.get_workflow_handle(workflow_id_for(rid)).result()
+    assert denied.status_code == 200, denied.text
+    assert denied.json()["status"] == "denied" and denied.json()["trouble"] is None
+    assert len(letters_for(mail_sink, rid, "denial")) == 1
+    events = [r["event_type"] for r in await pool.fetch(
+        "SELECT event_type FROM audit_events WHERE request_id = $1 ORDER BY seq", uuid.UUID(rid))]
+    assert events.count("mail.unconfirmed") == 1 and "mail.resent" not in events
+    assert events.count("status.denied") == 1
