@@ -319,6 +319,7 @@ async def test_a_closed_request_whose_letter_failed_offers_its_step_to_each_role
         await press(page, action, fields, flash="but the subject has not been sent the letter yet")
         await expect(page.locator("#failed-step")).to_contain_text("the relay refuses this recipient", timeout=SLOW)
         assert await offered(page) == {"retry-step", "skip-step"}
+        await expect(page.locator("#live")).to_contain_text("not verified (the request closed first)")
         await shots(page, f"{role}-closing-letter-failed")
         agent = await signed_in(browser, relay.url, pool, "agent", f"/console/requests/{rid}")
         await expect(agent.locator("#failed-step")).to_contain_text("the relay refuses this recipient")
