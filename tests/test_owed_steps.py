@@ -50,6 +50,12 @@ async def alerted(fakes: FakeActivities, request: Request, key: str) -> list[str
     return fakes.staff_alerts(request.id)
 
 
+async def scheduled_activities(request: Request) -> list[str]:
+    history = await request.handle.fetch_history()
+    return [e.activity_task_scheduled_event_attributes.activity_type.name for e in history.events
+            if e.HasField("activity_task_scheduled_event_attributes")]
+
+
 async def still_running(request: Request) -> None:
     """Its workflow has not ended (asked without waiting for its result, which would let the test
     server skip time ahead)."""
@@ -85,6 +91,9 @@ async def test_a_closing_letter_the_relay_refuses_waits_for_staff_and_is_sent_on
     assert fakes.subject_letters(request.id) == ["acknowledgement", letter]
     assert troubles(fakes, request) == [("owed-send_letter:1", None),
                                         ("owed-send_letter:1", "the step succeeded when tried again")]
+    # Activity tasks, acting only once the decision's workflow task is recorded (the request's own
+    # status changes are local steps, whose marker events these are not).
+    assert "transition" in await scheduled_activities(request)
     await replays(stack, request)
 
 

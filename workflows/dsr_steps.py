@@ -106,12 +106,14 @@ def describe_failure(error: FailureError) -> tuple[str, bool]:
 
 async def run_step(activity: str, arg: Any, *, result_type: type | None = None,
                    timeouts: Timeouts | None = None, skippable: bool = True, newer_than_local_steps: bool = False,
-                   supervisor: StepSupervisor | None = None) -> Any:
+                   supervisor: StepSupervisor | None = None, after_recorded: bool = False) -> Any:
     """Run one step; returns its result, or None when staff skipped it (only a `skippable` step:
     one whose effect staff can bring about by other means, such as a letter).
     `newer_than_local_steps`: the caller is on a path that only code newer than LOCAL_STEPS
     takes (behind a later patch), so the step is local without asking for that patch's marker.
-    `supervisor`: who handles its failures, if not the workflow itself (workflows/owed_steps.py)."""
+    `supervisor`: who handles its failures, if not the workflow itself (workflows/owed_steps.py).
+    `after_recorded`: an activity task even outside an update, because an update of this very
+    workflow task asked for it (the same reason as below)."""
     owner = workflow.instance()
     supervisor = supervisor or (owner if isinstance(owner, StepSupervisor) else None)
     timeouts = timeouts or SHORT
@@ -122,7 +124,7 @@ async def run_step(activity: str, arg: Any, *, result_type: type | None = None,
     # effects - audit events of guesses the request then does not count - that never happened for
     # the request. An activity task acts only once the task that asked for it is recorded.
     local = (timeouts["start_to_close_timeout"] <= LOCAL_LIMIT and workflow.current_update_info() is None
-             and (newer_than_local_steps or workflow.patched(LOCAL_STEPS)))
+             and not after_recorded and (newer_than_local_steps or workflow.patched(LOCAL_STEPS)))
     give_up = max(timeouts["start_to_close_timeout"], attention)
     while True:
         try:

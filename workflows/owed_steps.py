@@ -8,7 +8,7 @@ main line acts on an objection decision only once it is on record. Run inside th
 handler, a step that failed failed the update: staff were told "refused" about a decision that
 had taken effect, and a request closed that way ended with nobody told and nothing left to retry.
 Here the handler hands its steps over and waits until they are done or in trouble; they run
-outside the update (as local activities, retried on workflow timers), and a failure opens a
+outside the update (as activity tasks, acting only once the decision is recorded), and a failure opens a
 trouble of their own - stored, alerted to staff once, answered by `retry_step` or `skip_step`
 (the letter only: a record cannot be skipped) - even on a closed request, whose workflow does
 not end while it owes a step.
@@ -80,8 +80,11 @@ class OwedSteps:
         while True:
             await workflow.wait_condition(lambda: bool(self._queue))
             step = self._queue[0]
+            # Activity tasks, not local steps: a local step would act inside the workflow task that
+            # accepts the decision, before that task is recorded; lost with it, the denial's letter
+            # would be out for a decision the request never took.
             await run_step(step.activity, step.arg, timeouts=step.timeouts, skippable=step.skippable,
-                           supervisor=self, newer_than_local_steps=True)
+                           supervisor=self, after_recorded=True)
             self._queue.pop(0)
             self._done += 1
 
