@@ -23,7 +23,6 @@ with workflow.unsafe.imports_passed_through():
     from schemas.workflow import (
         ApproveInput,
         Checkpoints,
-        EventRecord,
         ExecutionReport,
         ObjectionDecision,
         PackageInfo,
@@ -42,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
         PACKAGING,
         PLANNING,
         RequestClosed,
+        event_record,
         record_event,
         record_transition,
         run_step,
@@ -288,9 +288,9 @@ class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals, Extens
     @workflow.update
     async def decide_objection(self, decision: ObjectionDecision) -> RequestState:
         self._decision = decision
-        recorded = EventRecord(request_id=self.request_id, event_type="objection.decided", event_key="objection-decision",
-                               actor=decision.actor, data={"compelling_grounds": decision.compelling_grounds,
-                                                           "explanation": decision.explanation})
+        recorded = event_record(self.request_id, "objection.decided", "objection-decision",
+                                {"compelling_grounds": decision.compelling_grounds,
+                                 "explanation": decision.explanation}, decision.actor)
         if workflow.patched(OWED_STEPS):
             # Taken now; the main line goes on once it is on record (workflows/owed_steps.py).
             self._decision_owed = self._owed.owe(record("record_event", recorded))

@@ -173,30 +173,42 @@ def _attempts_within(window: timedelta) -> int:
     return attempts
 
 
+def letter_job(
+    request_id: str, purpose: str, *, key: str = "1", params: dict[str, Any] | None = None, to_staff: bool = False
+) -> LetterJob:
+    return LetterJob(request_id=request_id, purpose=purpose, key=key, params=params or {}, to_staff=to_staff)
+
+
+def event_record(
+    request_id: str, event_type: str, key: str, data: dict[str, Any], actor: str = "workflow"
+) -> EventRecord:
+    return EventRecord(request_id=request_id, event_type=event_type, event_key=key, actor=actor, data=data)
+
+
+def transition_record(
+    request_id: str, status: RequestStatus, event: str, data: dict[str, Any], actor: str = "workflow"
+) -> Transition:
+    """A status change, recorded once under `status:<event>` (the step's idempotency key)."""
+    return Transition(request_id=request_id, status=status, event_key=f"status:{event}", actor=actor, data=data)
+
+
 async def send_letter(
     request_id: str, purpose: str, *, key: str = "1", params: dict[str, Any] | None = None, to_staff: bool = False
 ) -> None:
-    await run_step(
-        "send_letter",
-        LetterJob(request_id=request_id, purpose=purpose, key=key, params=params or {}, to_staff=to_staff),
-        timeouts=MAILING,
-    )
+    await run_step("send_letter", letter_job(request_id, purpose, key=key, params=params, to_staff=to_staff),
+                   timeouts=MAILING)
 
 
 async def record_event(
     request_id: str, event_type: str, key: str, data: dict[str, Any], actor: str = "workflow"
 ) -> None:
-    await run_step(
-        "record_event",
-        EventRecord(request_id=request_id, event_type=event_type, event_key=key, actor=actor, data=data),
-    )
+    await run_step("record_event", event_record(request_id, event_type, key, data, actor))
 
 
 async def record_transition(
     request_id: str, status: RequestStatus, event: str, data: dict[str, Any], actor: str = "workflow"
 ) -> None:
     await run_step(
-        "transition",
-        Transition(request_id=request_id, status=status, event_key=f"status:{event}", actor=actor, data=data),
+        "transition", transition_record(request_id, status, event, data, actor),
         skippable=False,  # the stored status is what the queue and the subject see
     )

@@ -14,8 +14,8 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from schemas.workflow import ExtendInput, ExtensionRecord, LetterJob, RequestFacts, RequestState
-    from workflows.dsr_steps import run_step
+    from schemas.workflow import ExtendInput, ExtensionRecord, RequestFacts, RequestState
+    from workflows.dsr_steps import letter_job, run_step
     from workflows.owed_steps import OWED_STEPS, OwedSteps, letter, record
 
 
@@ -55,7 +55,7 @@ class Extension:
             self._publish_search_attributes()
             self._extension_owed = self._owed.owe(
                 record("apply_extension", recorded),
-                letter(LetterJob(request_id=self.request_id, purpose="extension", params=params)))
+                letter(letter_job(self.request_id, "extension", params=params)))
             await self._owed.until_done_or_troubled(self._extension_owed)
             return self.state()
         self._extending = True

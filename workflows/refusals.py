@@ -16,7 +16,8 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from schemas.requests import RequestStatus
-    from schemas.workflow import ApproveInput, CancelInput, DenyInput, LetterJob, RequestState, Transition
+    from schemas.workflow import ApproveInput, CancelInput, DenyInput, RequestState
+    from workflows.dsr_steps import letter_job, transition_record
     from workflows.owed_steps import OWED_STEPS, OwedSteps, letter, record
     from workflows.step_trouble import StepTroubles
 
@@ -85,9 +86,8 @@ class Refusals:
         """The closing's record and letter, owed until done (workflows/owed_steps.py): the request
         is closed from now on, whatever they meet."""
         await self._owed.carried_out(
-            record("transition", Transition(request_id=self.request_id, status=status,
-                                            event_key=f"status:{status.value}", actor=actor, data=data)),
-            letter(LetterJob(request_id=self.request_id, purpose=purpose, params=params)))
+            record("transition", transition_record(self.request_id, status, status.value, data, actor)),
+            letter(letter_job(self.request_id, purpose, params=params)))
 
     def _require_nothing_under_way(self) -> None:
         """Refuse a denial, cancellation or extension that would contradict what another update,
