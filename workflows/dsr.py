@@ -73,7 +73,9 @@ class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals, Extens
         self._facts: RequestFacts | None = None
         self._status = RequestStatus.awaiting_verification
         self._closed_reason: str | None = None
-        self._verification = IdentityVerification()
+        self._troubles = StepTroubles()
+        self._owed = OwedSteps()  # what staff decisions and verification attempts owe: their records and letters
+        self._verification = IdentityVerification(self._owed, self._troubles)
         self._extended = False
         self._extension_reason: str | None = None
         self._withdrawn = False  # cancelled: the subject withdrew it themselves
@@ -88,8 +90,6 @@ class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals, Extens
         self._extending = False  # an extension being recorded and notified inside its update (older histories)
         self._extension_owed: int | None = None
         self._answering = False  # the response is being sent
-        self._troubles = StepTroubles()
-        self._owed = OwedSteps()  # what staff decisions owe: their records and letters
         self.attention_after = timedelta(minutes=15)
 
     # ---- main line ------------------------------------------------------------------------

@@ -35,7 +35,7 @@ class StepTroubles:
         self._prefix = prefix  # of its troubles' keys: a workflow may hold more than one StepTroubles
         self.current: StepTrouble | None = None
         self._count = 0
-        self._decision: tuple[Decision, str, str] | None = None  # (decision, actor, note)
+        self._decision: tuple[Decision, str, str] | None = None  # (decision, actor, resolution if skipped)
         self._opened: asyncio.Task[None] | None = None
         self._waiting = False  # the failed step waits (for staff, or to be retried on its own)
 
@@ -67,9 +67,9 @@ class StepTroubles:
             await self._close(request_id, "the request was closed meanwhile", "workflow")
             raise RequestClosed
         assert self._decision is not None
-        decision, actor, note = self._decision
+        decision, actor, resolution = self._decision
         if decision == "skip":
-            await self._close(request_id, f"skipped by staff: {note}", actor)
+            await self._close(request_id, resolution, actor)
         return decision
 
     async def recovered(self, request_id: str) -> None:
@@ -86,7 +86,14 @@ class StepTroubles:
 
     def decide(self, decision: Decision, actor: str, note: str = "") -> None:
         self.require(decision)
-        self._decision = (decision, actor, note)
+        self._answer(decision, actor, f"skipped by staff: {note}")
+
+    def abandon(self, resolution: str) -> None:
+        """The workflow gives up the waiting step itself: what it was for no longer needs it."""
+        self._answer("skip", "workflow", resolution)
+
+    def _answer(self, decision: Decision, actor: str, resolution: str) -> None:
+        self._decision = (decision, actor, resolution)
         assert self.current is not None
         self.current = self.current.model_copy(update={"answered_by": actor})
 

@@ -3,6 +3,13 @@ reminder, limited attempts, expiry. Only hashes of the code and link are ever he
 
 Deterministic like the workflow that owns it: the activities it runs and the timers it sets are
 the workflow's own commands, in the order the workflow has always issued them.
+
+The audit records of an attempt (`verification.succeeded`, `failed`, `locked`) and of a resent
+code are owed steps (workflows/owed_steps.py): the judgement stands the moment it is made, the
+record follows as an activity task, and the request goes on only once its success is on record.
+Run inside the update, as before VERIFICATION_OWED, a record that failed failed the update: the
+subject was told of an error although their code had been accepted, and the request went on
+with no `verification.succeeded` in its audit trail.
 """
 
 from __future__ import annotations
@@ -13,22 +20,33 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from temporalio import workflow
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from schemas.requests import RequestStatus
     from schemas.workflow import (
         Challenge,
+        EventRecord,
         IssueChallenge,
         RequestFacts,
         VerificationState,
         VerifyAttempt,
         VerifyResult,
     )
-    from workflows.dsr_steps import MAILING, record_event, run_step
+    from workflows.dsr_steps import MAILING, STEP_FAILURES, describe_failure, event_record, run_step
+    from workflows.owed_steps import OwedSteps, record
+    from workflows.step_trouble import StepTroubles
+
+# workflow.patched id. Before it: a verification's records ran inside its updates (above); a resend
+# whose e-mail failed left `issuing` set, so every later attempt waited forever (the request then
+# closed unverified while the subject typed the right code); an attempt waited for a reminder the
+# relay refused as long as it waited for staff, although the current code was still the one.
+VERIFICATION_OWED = "verification-owed"
+ISSUE = "issue_verification"
 
 
 class IdentityVerification:
-    def __init__(self) -> None:
+    def __init__(self, owed: OwedSteps, troubles: StepTroubles) -> None:
         self.challenge: Challenge | None = None
         self.issuing = False
         self.attempts = 0
@@ -36,6 +54,9 @@ class IdentityVerification:
         self.method: str | None = None
         # One attempt judged at a time, in the order they arrived (see `check`).
         self._judging = asyncio.Lock()
+        self._owed = owed  # the request's owed steps: the records
+        self._troubles = troubles  # the request's own failed steps: a code that could not be sent
+        self._success_owed: int | None = None  # the mark of the success's owed record
 
     async def run(self, request_id: str, facts: RequestFacts, closed: Callable[[], bool]) -> datetime | None:
         """Send the code and wait for the subject; return the expiry instant if the window
@@ -66,6 +87,9 @@ class IdentityVerification:
                 if not reminded and workflow.now() >= reminder_at and workflow.now() < expires_at:
                     reminded = True
                     await self.issue(request_id, "reminder", expires_at)
+        # The request goes on once the subject's success is on record (or it was closed).
+        mark = self._success_owed
+        await workflow.wait_condition(lambda: mark is None or self._owed.done(mark) or closed())
         return None
 
     async def issue(self, request_id: str, purpose: str, expires_at: datetime) -> None:
@@ -73,18 +97,30 @@ class IdentityVerification:
         # The e-mail goes out inside the activity, so the subject may answer before it returns:
         # `check` waits for this flag instead of judging the new code against the old hashes.
         self.issuing = True
-        self.challenge = await run_step(
-            "issue_verification",
-            IssueChallenge(request_id=request_id, round=next_round, purpose=purpose, expires_at=expires_at),
-            result_type=Challenge, timeouts=MAILING, skippable=False,
-        )
-        self.attempts = 0
+        try:
+            challenge = await run_step(
+                ISSUE,
+                IssueChallenge(request_id=request_id, round=next_round, purpose=purpose, expires_at=expires_at),
+                # A reminder staff may skip (the code already sent stays valid); the first code not.
+                result_type=Challenge, timeouts=MAILING, skippable=purpose == "reminder",
+            )
+        except Exception:
+            if workflow.patched(VERIFICATION_OWED):
+                self.issuing = False  # no new code went out: the current one is still the one
+            raise
+        if challenge is not None:  # None: the reminder was skipped, or the subject verified meanwhile
+            self.challenge = challenge
+            self.attempts = 0
         self.issuing = False
 
     async def check(self, request_id: str, facts: RequestFacts, attempt: VerifyAttempt) -> VerifyResult:
         """Judge one attempt (the `verify` update)."""
         async with self._judging:
-            await workflow.wait_condition(lambda: not self.issuing and self.challenge is not None)
+            # A code being sent makes the current one dead, so an attempt waits for it, unless it
+            # could not be sent and waits for staff: then the current one is still the subject's.
+            current_counts = workflow.patched(VERIFICATION_OWED)
+            await workflow.wait_condition(lambda: self.challenge is not None and (
+                not self.issuing or (current_counts and self._stalled())))
             challenge = self.challenge
             assert challenge is not None
             # The validator saw the count before any handler of its activation ran: attempts
@@ -93,34 +129,56 @@ class IdentityVerification:
             if (self.attempts >= facts.verification_max_attempts
                     and workflow.patched("verification-attempt-lock")):
                 return VerifyResult(verified=False, attempts_left=0, locked=True)
-            expected, given, method = (
-                (challenge.code_hash, attempt.code_hash, "email_code") if attempt.code_hash
-                else (challenge.token_hash, attempt.token_hash, "email_link")
-            )
-            verified = hmac.compare_digest(expected, given or "")
+            method = "email_code" if attempt.code_hash else "email_link"
+            verified = self._matches(challenge, attempt)
             if verified:
                 self.verified_at = workflow.now()
                 self.method = method
+                if current_counts and self._stalled():
+                    # The reminder that could not be sent is no longer needed.
+                    self._troubles.abandon(f"not needed: the subject verified with the code of round {challenge.round}")
             else:
                 self.attempts += 1
             attempts = self.attempts
+        left = 0 if verified else max(facts.verification_max_attempts - attempts, 0)
         if verified:
-            await record_event(request_id, "verification.succeeded", f"verified:{challenge.round}", {"method": method})
-            return VerifyResult(verified=True, attempts_left=0, locked=False)
-        left = max(facts.verification_max_attempts - attempts, 0)
-        await record_event(
-            request_id, "verification.failed", f"failed:{challenge.round}:{attempts}",
-            {"method": method, "attempts_left": left},
-        )
-        if left == 0:
-            await record_event(request_id, "verification.locked", f"locked:{challenge.round}", {})
-        return VerifyResult(verified=False, attempts_left=left, locked=left == 0)
+            records = [event_record(request_id, "verification.succeeded", f"verified:{challenge.round}",
+                                    {"method": method})]
+        else:
+            records = [event_record(request_id, "verification.failed", f"failed:{challenge.round}:{attempts}",
+                                    {"method": method, "attempts_left": left})]
+            if left == 0:
+                records.append(event_record(request_id, "verification.locked", f"locked:{challenge.round}", {}))
+        mark = await self._keep(records, owed=current_counts)
+        if verified:
+            self._success_owed = mark
+        return VerifyResult(verified=verified, attempts_left=left, locked=not verified and left == 0)
+
+    async def _keep(self, records: list[EventRecord], *, owed: bool) -> int | None:
+        """Put the records on the audit trail: owed (their mark), or, in older histories, at once
+        inside the update."""
+        if owed:
+            return self._owed.owe(*(record("record_event", r) for r in records))
+        for r in records:
+            await run_step("record_event", r)
+        return None
+
+    @staticmethod
+    def _matches(challenge: Challenge, attempt: VerifyAttempt) -> bool:
+        expected, given = ((challenge.code_hash, attempt.code_hash) if attempt.code_hash
+                           else (challenge.token_hash, attempt.token_hash))
+        return hmac.compare_digest(expected, given or "")
+
+    def _stalled(self) -> bool:
+        """A code being sent failed and waits for staff (or its own retry): none went out."""
+        trouble = self._troubles.current
+        return self.issuing and trouble is not None and trouble.step == ISSUE and self._troubles.waiting
 
     def validate(self, status: RequestStatus, facts: Callable[[], RequestFacts]) -> None:
         """Refuse an attempt that cannot count (the `verify` update's validator)."""
         if status != RequestStatus.awaiting_verification or self.verified_at:
             raise ValueError(f"request is not awaiting verification (status {status.value})")
-        if self.challenge is None and not self.issuing:
+        if self.challenge is None and (not self.issuing or self._stalled()):
             raise ValueError("no verification code has been sent yet; try again in a moment")
         if self.attempts >= facts().verification_max_attempts and not self.issuing:
             raise ValueError("verification is locked after too many wrong codes; ask for a new code")
@@ -130,9 +188,17 @@ class IdentityVerification:
     async def resend(self, request_id: str, actor: str) -> None:
         """A new code and link; the earlier ones stop working and attempts reset."""
         expires_at = self.challenge.expires_at if self.challenge else workflow.now()
-        await self.issue(request_id, "verification", expires_at)
+        try:
+            await self.issue(request_id, "verification", expires_at)
+        except STEP_FAILURES as error:
+            if not workflow.patched(VERIFICATION_OWED):
+                raise
+            # Staff and the subject are told why, not "Activity task failed".
+            raise ApplicationError(f"the new code could not be sent ({describe_failure(error)[0]}); nothing "
+                                   "changed: the code sent earlier stays as it was") from None
         assert self.challenge is not None
-        await record_event(request_id, "verification.resent", f"resent:{self.challenge.round}", {}, actor)
+        resent = event_record(request_id, "verification.resent", f"resent:{self.challenge.round}", {}, actor)
+        await self._keep([resent], owed=workflow.patched(VERIFICATION_OWED))
 
     def state(self, facts: RequestFacts) -> VerificationState:
         return VerificationState(

@@ -38,11 +38,14 @@ PATHS = {"attested_erasure", "verified_access_extended", "objection_decided", "t
 # retry_answered_once_settled/ answered staff's retry of a processor's task only once the new
 # attempt settled (workflows/task_fanout.py RETRY_ANSWERS_ONCE_STARTED);
 # decisions_inside_updates/ recorded (and notified) a cancellation, an extension or an objection
-# decision inside its update (workflows/owed_steps.py OWED_STEPS).
+# decision inside its update (workflows/owed_steps.py OWED_STEPS);
+# verification_records_inside_updates/ recorded a verification attempt inside the `verify` update
+# (workflows/verification.py VERIFICATION_OWED).
 EARLIER = {"children_per_system": PATHS | {"system_task_erasure_billing"}, "sql_activity_tasks": PATHS,
            "callbacks_confirmed_by_poll": {"system_task_erasure_email_marketing"},
            "retry_answered_once_settled": {"task_retried_and_resolved"},
-           "decisions_inside_updates": {"verified_access_extended", "cancelled_by_staff", "objection_decided"}}
+           "decisions_inside_updates": {"verified_access_extended", "cancelled_by_staff", "objection_decided"},
+           "verification_records_inside_updates": {"verified_access_extended"}}
 
 
 def history_files() -> list[Path]:

@@ -1,0 +1,139 @@
+"""Identity verification when its own steps fail: a record of an attempt, a resent code or a
+reminder the relay refuses (workflows/verification.py VERIFICATION_OWED).
+
+Before:
+- the audit records of an attempt ran inside the `verify` update, so a record that failed failed
+  the update: the subject was told of an error although their code had been accepted, and the
+  request went on with no `verification.succeeded` in its audit trail;
+- a resend whose e-mail failed left the code "being sent" for ever: every later attempt waited,
+  and the request closed unverified while the subject typed the right code;
+- a reminder the relay refused waited for staff, and so did every attempt meanwhile, although no
+  new code had gone out; the request stayed stuck after the subject verified.
+Same stack as tests/test_workflow_paths.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from schemas.requests import RequestType
+from schemas.steps import SkipStepInput
+from schemas.workflow import ResendInput, VerifyResult
+from tests.test_owed_steps import REFUSED, troubles
+from tests.test_staff_races import hold, replays
+from tests.workflow_fakes import SHIPPED, FakeActivities
+from tests.workflow_stack import FastStack, Request, refused, stack_fixture, time_skipping_env  # noqa: F401 (the fixture)
+from workflows.dsr import DataSubjectRequestWorkflow as DSR
+
+VERIFIED = VerifyResult(verified=True, attempts_left=0, locked=False)
+# An attempt is answered at once; the bound only turns a hang into a failure (execute_update does
+# not move the test server's clock, so an attempt that waits for a step waits for ever).
+ANSWER_WITHIN = 20
+
+
+async def awaiting_code(stack: FastStack) -> tuple[Request, str]:
+    """An access request whose subject has their first code."""
+    request = await stack.open(request_type=RequestType.access, attested=False)
+    await request.until(lambda s: s.verification is not None and s.verification.round == 1)
+    return request, stack.fakes.code(request.id, 1)
+
+
+async def attempt(request: Request, fakes: FakeActivities, code: str) -> VerifyResult:
+    return await asyncio.wait_for(request.handle.execute_update(DSR.verify, fakes.typed(request.id, code)),
+                                  ANSWER_WITHIN)
+
+
+def refuse_issue(fakes: FakeActivities, purpose: str) -> None:
+    """The relay refuses this verification e-mail for good."""
+    fakes.fail("issue_verification", lambda: ValueError(REFUSED), when=lambda issue: issue.purpose == purpose)
+
+
+async def test_a_success_whose_record_keeps_failing_is_answered_and_the_request_goes_on_once_on_record(
+        stack: FastStack):
+    fakes = stack.fakes
+    request, code = await awaiting_code(stack)
+    writing = hold(fakes, "record_event", lambda event: event.event_type == "verification.succeeded")
+    threshold = timedelta(minutes=fakes.specs[request.id].attention_after_minutes)
+
+    assert await attempt(request, fakes, code) == VERIFIED  # the subject is answered at once
+
+    await request.until(lambda _: writing)
+    held = await request.state()
+    assert held.verification is not None and held.verification.verified_at is not None
+    assert held.status == "awaiting_verification" and fakes.statuses(request.id) == []  # nothing before the record
+    await stack.sleep(threshold)
+    troubled = await request.until(lambda s: s.trouble is not None)
+    assert troubled.trouble is not None and troubled.trouble.step == "record_event"
+    assert troubled.trouble.transient and not troubled.trouble.skippable
+    assert "step:owed-record_event:1" in fakes.staff_alerts(request.id)
+    assert fakes.packages == []
+
+    fakes.heal("record_event")
+    await stack.sleep(threshold)  # a transient trouble is retried on its own
+
+    final = await request.result()
+    assert final.status == "completed" and final.trouble is None
+    assert [e for e in fakes.event_types(request.id) if e.startswith("verification.")] == ["verification.succeeded"]
+    assert fakes.statuses(request.id)[0] == "status:in_progress"
+    assert troubles(fakes, request)[-1] == ("owed-record_event:1", "the step succeeded when tried again")
+    await replays(stack, request)
+
+
+async def test_a_resent_code_the_relay_refuses_leaves_the_current_code_working(stack: FastStack):
+    fakes = stack.fakes
+    request, first = await awaiting_code(stack)
+    refuse_issue(fakes, "verification")
+
+    assert REFUSED in await refused(request.handle.execute_update(DSR.resend_verification,
+                                                                  ResendInput(actor="agent:ann")))
+    state = await request.state()
+    assert state.verification is not None and (state.verification.round, state.verification.attempts_left) == (1, 5)
+
+    assert await attempt(request, fakes, first) == VERIFIED
+    final = await request.result()
+    assert final.status == "completed"
+    assert fakes.subject_letters(request.id) == ["acknowledgement", "verification", "response"]
+    assert "verification.resent" not in fakes.event_types(request.id)
+    await replays(stack, request)
+
+
+async def test_a_reminder_the_relay_refuses_waits_for_staff_but_not_the_subject(stack: FastStack):
+    fakes = stack.fakes
+    request, first = await awaiting_code(stack)
+    refuse_issue(fakes, "reminder")
+
+    await stack.sleep(timedelta(days=SHIPPED.policy.verification.reminder_after_days))
+    troubled = await request.until(lambda s: s.trouble is not None)
+    assert troubled.trouble is not None and troubled.trouble.step == "issue_verification"
+    assert troubled.trouble.skippable and not troubled.trouble.transient
+
+    assert await attempt(request, fakes, first) == VERIFIED
+
+    # The reminder is no longer needed: its trouble closes without staff, and the request goes on.
+    final = await request.result()
+    assert final.status == "completed" and final.trouble is None
+    assert troubles(fakes, request)[-1] == (
+        "issue_verification:1", "not needed: the subject verified with the code of round 1")
+    assert fakes.subject_letters(request.id) == ["acknowledgement", "verification", "response"]
+    await replays(stack, request)
+
+
+async def test_staff_may_skip_a_reminder_the_relay_refuses_and_the_first_code_stays_valid(stack: FastStack):
+    fakes = stack.fakes
+    request, first = await awaiting_code(stack)
+    refuse_issue(fakes, "reminder")
+    await stack.sleep(timedelta(days=SHIPPED.policy.verification.reminder_after_days))
+    await request.until(lambda s: s.trouble is not None)
+
+    skipped = await request.handle.execute_update(
+        DSR.skip_step, SkipStepInput(note="Phoned the subject instead", actor="compliance:ann"))
+
+    assert skipped.trouble is not None and skipped.trouble.answered_by == "compliance:ann"
+    state = await request.until(lambda s: s.trouble is None)
+    assert state.status == "awaiting_verification"
+    assert state.verification is not None and state.verification.round == 1
+    assert await attempt(request, fakes, first) == VERIFIED
+    assert (await request.result()).status == "completed"
+    assert troubles(fakes, request)[-1] == ("issue_verification:1", "skipped by staff: Phoned the subject instead")
+    await replays(stack, request)
