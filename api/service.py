@@ -145,5 +145,7 @@ async def request_view(state: AppState, request_id: str, *, live_too: bool = Tru
             approval=live.approval.model_dump(mode="json") if live.approval else None,
             # A failed step waiting for staff (POST .../retry-step or .../skip-step).
             trouble=live.trouble.model_dump(mode="json") if live.trouble else None,
+            # What a decision taken still owes, its record or its letter (docs/lifecycle.md).
+            owed=live.owed,
         )
     return view

@@ -105,11 +105,17 @@ class StaffAction:
     # (its record, its letter) failed and waits for them (workflows/owed_steps.py).
     untold: str | None = None
     untold_by: str = OWED_TROUBLE  # the key prefix of the troubles that mean so ("": any)
+    # ... and what it did, told with the steps it still owes when they are under way (the
+    # workflow answers after ANSWER_WITHIN, workflows/owed_steps.py: the database or the relay is slow).
+    underway: str | None = None
 
-    def told(self, trouble: StepTrouble | None) -> str:
-        """What staff are told once the workflow accepted it, given the request's failed step."""
+    def told(self, trouble: StepTrouble | None, owed: list[str] | None = None) -> str:
+        """What staff are told once the workflow accepted it, given the request's failed step and
+        the steps its decisions still owe."""
         failed = trouble is not None and trouble.key.startswith(self.untold_by) and trouble.answered_by is None
-        return self.untold if failed and self.untold else self.done
+        if failed and self.untold:
+            return self.untold
+        return f"{self.underway}; {owed_under_way(owed)}." if owed and self.underway else self.done
 
     def offered(self, situation: Situation) -> bool:
         return (self.after_close or not situation.status.is_closed) and self.available(situation)
@@ -137,6 +143,21 @@ class StaffAction:
 REFUSING_ROLE = "compliance"
 
 
+# What a decision's owed steps are to staff (workflows/owed_steps.py), and who must answer first.
+_OWED = {"transition": ("its record", "the database"), "apply_extension": ("its record", "the database"),
+         "record_event": ("its record", "the database"), "send_letter": ("the letter to the subject", "the mail relay")}
+
+
+def owed_under_way(owed: list[str]) -> str:
+    """E.g. "its record and the letter to the subject are under way (the database or the mail relay
+    has not answered yet; ...)", for the steps a decision still owes, in order."""
+    steps = list(dict.fromkeys(_OWED.get(step, (step.replace("_", " "), "a service"))[0] for step in owed))
+    waits = list(dict.fromkeys(_OWED.get(step, ("", "a service"))[1] for step in owed))
+    it, are = ("they", "are") if len(steps) > 1 else ("it", "is")
+    return (f"{' and '.join(steps)} {are} under way ({' or '.join(waits)} has not answered yet; "
+            f"{it} {are} tried again, and this page shows when {it} {are} done)")
+
+
 def _always(situation: Situation) -> bool:
     return True
 
@@ -158,12 +179,14 @@ _ACTIONS = [
         "Deadline extended; the subject is told the reason and the new date.",
         lambda s: s.extensible and not s.extended and not s.overdue,
         "Extend the deadline once, before the due date, with the reason sent to the subject.",
-        untold="Deadline extended, but the subject has not been told yet: see the failed step."),
+        untold="Deadline extended, but the subject has not been told yet: see the failed step.",
+        underway="Deadline extended"),
     StaffAction(
         "deny", REFUSING_ROLE, Workflow.deny, DenyInput, DenyBody,
         "Request denied; the letter with the reasons and remedies is sent.", _always,
         "Refuse the request (Art. 12(4)/(5)); the subject gets the reasons and their remedies.",
-        untold="Request denied, but the subject has not been sent the letter yet: see the failed step."),
+        untold="Request denied, but the subject has not been sent the letter yet: see the failed step.",
+        underway="Request denied"),
     StaffAction(
         "cancel", "agent", Workflow.cancel, CancelInput, CancelBody, "Request cancelled.", _always,
         "Close the request without answering it, with the reason: the subject is told why, with their "
@@ -171,7 +194,8 @@ _ACTIONS = [
         "subject's own withdrawal is recorded and confirmed (any member of staff).",
         stricter=Stricter(lambda body: not getattr(body, "withdrawn_by_subject", False), REFUSING_ROLE,
                           "a cancellation that is not the subject's own withdrawal refuses the request"),
-        untold="Request cancelled, but the subject has not been sent the letter yet: see the failed step."),
+        untold="Request cancelled, but the subject has not been sent the letter yet: see the failed step.",
+        underway="Request cancelled"),
     StaffAction(
         "approve", "compliance", Workflow.approve, ApproveInput, ApproveBody,
         "Release approved; the request goes on now.",
@@ -209,7 +233,9 @@ _ACTIONS = [
         "decide-objection", "compliance", Workflow.decide_objection, ObjectionDecision, DecisionBody,
         "Decision recorded.", lambda s: s.awaiting_decision,
         "Decide an objection to legitimate-interest processing: without compelling grounds the "
-        "processing stops in every system; with them, the subject is told why it continues."),
+        "processing stops in every system; with them, the subject is told why it continues.",
+        untold="Decision taken, but not yet on record: see the failed step. The systems are told once it is.",
+        underway="Decision taken; the systems are told once it is on record"),
     StaffAction(
         "lift-restriction", "compliance", Workflow.lift_restriction, LiftRestrictionInput, LiftBody,
         "The subject has been told; the restriction is being lifted in every system.",

@@ -334,6 +334,9 @@ class RequestState(Contract):
     withdrawn_by_subject: bool = False  # cancelled because the subject withdrew the request
     # A step that failed, or kept failing, and waits for staff to retry or skip it.
     trouble: StepTrouble | None = None
+    # What a decision taken (or a verification attempt) still owes, in order: its records
+    # ("transition", "apply_extension", "record_event") and its letter ("send_letter").
+    owed: list[str] = Field(default_factory=list)
 
     @field_validator("warnings_sent")
     @classmethod

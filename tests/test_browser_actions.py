@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 import pytest
@@ -60,6 +60,7 @@ class RefusingRelay:
     fixed: set[str]  # requests whose acknowledgement the relay takes
     closing: set[str]  # requests whose denial or cancellation letter it refuses
     acknowledgements: bool = False  # it takes every acknowledgement
+    slow: set[str] = field(default_factory=set)  # requests whose denial it does not answer yet (transient)
 
 
 @pytest.fixture
@@ -77,6 +78,8 @@ async def refusing_relay(settings, pool, dev_server, task_queue) -> AsyncIterato
             raise ValueError("550 5.7.1 the relay refuses this sender")
         if job.purpose in ("denial", "cancellation") and job.request_id in relay.closing:
             raise ValueError("550 5.1.1 the relay refuses this recipient")
+        if job.purpose == "denial" and job.request_id in relay.slow:
+            raise ConnectionRefusedError("the relay does not answer")
         return await deliver_letter(ctx, job)
 
     async with served_site(settings, pool, dev_server.client, task_queue, activity_overrides=[send_letter]) as url:
@@ -90,7 +93,8 @@ async def offered(page: Page) -> set[str]:
         "forms => forms.map(f => f.getAttribute('hx-post').split('/').pop())"))
 
 
-async def press(page: Page, action: str, fields: dict[str, str] | None = None, *, flash: str) -> None:
+async def press(page: Page, action: str, fields: dict[str, str] | None = None, *, flash: str,
+                timeout: float | None = None) -> None:
     """Fill in one action's form and send it, as a person does, and see its confirmation. The
     page's polls are held meanwhile, so that no poll swaps the form away under the typing hand."""
     await page.route(POLLS, lambda route: route.abort())
@@ -105,7 +109,7 @@ async def press(page: Page, action: str, fields: dict[str, str] | None = None, *
         else:
             await field.fill(value)
     await form.get_by_role("button").click()
-    await expect(page.locator("#live .flash")).to_contain_text(flash)
+    await expect(page.locator("#live .flash")).to_contain_text(flash, timeout=timeout)
     await page.unroute(POLLS)
 
 

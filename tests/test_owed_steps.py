@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from temporalio import workflow
@@ -20,12 +21,13 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from schemas.requests import RequestType
 from schemas.steps import RetryStepInput, SkipStepInput
-from schemas.workflow import ApproveInput, ObjectionDecision
+from schemas.workflow import ApproveInput, ObjectionDecision, RequestState
 from tests.test_staff_races import CLOSES, DENY, EXTEND, awaiting_approval, hold, replays
 from tests.workflow_fakes import FakeActivities
 from tests.workflow_stack import FastStack, Request, refused, stack_fixture, time_skipping_env  # noqa: F401 (the fixture)
 from workflows.dsr import DataSubjectRequestWorkflow as DSR
 from workflows.dsr_steps import RequestClosed
+from workflows.owed_steps import ANSWER_WITHIN
 from workflows.step_trouble import StepTroubles
 
 REFUSED = "550 5.1.1 mailbox unavailable"
@@ -34,6 +36,17 @@ REFUSED = "550 5.1.1 mailbox unavailable"
 def refuse(fakes: FakeActivities, purpose: str) -> None:
     """The relay refuses this letter for good (a deterministic error: no retry cures it)."""
     fakes.fail("send_letter", lambda: ValueError(REFUSED), when=lambda job: job.purpose == purpose)
+
+
+async def answered_while_held(stack: FastStack, request: Request, held: list[Any], update: Any,
+                              body: Any) -> RequestState:
+    """A decision's answer while one of its steps is held (tests/test_staff_races.py `hold`): the
+    officer is answered after ANSWER_WITHIN with the steps still owed, not after the policy's
+    threshold (execute_update does not move the test server's clock: only the sleep does)."""
+    deciding = asyncio.ensure_future(request.handle.execute_update(update, body))
+    await request.until(lambda _: held)
+    await stack.sleep(ANSWER_WITHIN + timedelta(seconds=1))
+    return await asyncio.wait_for(deciding, 20)
 
 
 def troubles(fakes: FakeActivities, request: Request) -> list[tuple[str, str | None]]:
@@ -122,14 +135,15 @@ async def test_a_denial_whose_record_keeps_failing_is_retried_on_its_own_and_can
     writing = hold(fakes, "transition", lambda change: change.event_key == "status:denied")
     threshold = timedelta(minutes=fakes.specs[request.id].attention_after_minutes)
 
-    denying = asyncio.ensure_future(request.handle.execute_update(DSR.deny, DENY))
-    await request.until(lambda _: writing)
+    answer = await answered_while_held(stack, request, writing, DSR.deny, DENY)
+    assert answer.status == "denied" and answer.trouble is None
+    assert answer.owed == ["transition", "send_letter"]  # the letter follows the record
     await stack.sleep(threshold)  # retried meanwhile, on the workflow's timers
-    answer = await denying
+    troubled = await request.until(lambda s: s.trouble is not None)
 
-    assert len(writing) > 5 and answer.status == "denied"
-    assert answer.trouble is not None and answer.trouble.step == "transition"
-    assert answer.trouble.transient and not answer.trouble.skippable
+    assert len(writing) > 5 and troubled.owed == ["transition", "send_letter"]
+    assert troubled.trouble is not None and troubled.trouble.step == "transition"
+    assert troubled.trouble.transient and not troubled.trouble.skippable
     assert "cannot be skipped" in await refused(request.handle.execute_update(
         DSR.skip_step, SkipStepInput(note="Stored by hand", actor="compliance:ann")))
     assert fakes.subject_letters(request.id) == ["acknowledgement"]
@@ -235,11 +249,11 @@ async def test_an_objection_decision_whose_record_keeps_failing_holds_the_reques
     writing = hold(fakes, "record_event", lambda event: event.event_type == "objection.decided")
     threshold = timedelta(minutes=fakes.specs[request.id].attention_after_minutes)
 
-    deciding = asyncio.ensure_future(request.handle.execute_update(DSR.decide_objection, ObjectionDecision(
-        compelling_grounds=False, explanation="No grounds outweigh it", actor="compliance:dee")))
-    await request.until(lambda _: writing)
+    taken = await answered_while_held(stack, request, writing, DSR.decide_objection, ObjectionDecision(
+        compelling_grounds=False, explanation="No grounds outweigh it", actor="compliance:dee"))
+    assert taken.decision is not None and taken.owed == ["record_event"] and taken.trouble is None
     await stack.sleep(threshold)
-    decided = await deciding
+    decided = await request.until(lambda s: s.trouble is not None)
 
     assert decided.decision is not None and not decided.awaiting_decision
     assert decided.trouble is not None and decided.trouble.step == "record_event" and not decided.trouble.skippable
@@ -250,4 +264,26 @@ async def test_an_objection_decision_whose_record_keeps_failing_holds_the_reques
     assert (await request.result()).status == "completed"
     assert fakes.asked(request.id) == [("billing", "object", 1), ("crm", "object", 1)]
     assert fakes.event_types(request.id).count("objection.decided") == 1
+    await replays(stack, request)
+
+
+@pytest.mark.parametrize("action", ["deny", "withdraw", "extend"])
+async def test_a_decision_is_answered_at_once_while_the_relay_is_slow_and_its_letter_goes_out_after(
+        stack: FastStack, action: str):
+    """Before, the officer's call waited for the letter until the policy's threshold (15 min),
+    far longer than a browser or a proxy waits; they saw an error for a decision taken."""
+    fakes = stack.fakes
+    update, body, letter = {**CLOSES, "extend": (DSR.extend, EXTEND, "extension")}[action]
+    request = await awaiting_approval(stack)
+    sending = hold(fakes, "send_letter", lambda job: job.purpose == letter)
+
+    answer = await answered_while_held(stack, request, sending, update, body)
+
+    assert answer.trouble is None and answer.owed == ["send_letter"]
+    assert answer.status.is_closed if action != "extend" else answer.extended
+    assert letter not in fakes.subject_letters(request.id)
+    fakes.heal("send_letter")
+    await stack.sleep(timedelta(minutes=2))  # past the held step's retry backoff
+    done = await request.until(lambda s: not s.owed)
+    assert done.trouble is None and fakes.subject_letters(request.id)[-1] == letter
     await replays(stack, request)

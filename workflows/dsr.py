@@ -343,6 +343,7 @@ class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals, Extens
             closed_reason=self._closed_reason,
             withdrawn_by_subject=self._withdrawn,
             trouble=self._owed.troubles.current or self._troubles.current,
+            owed=self._owed.pending,
         )
 
     # ---- helpers ----------------------------------------------------------------------------

@@ -18,6 +18,7 @@ Deterministic like the workflow that owns it.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -30,8 +31,15 @@ with workflow.unsafe.imports_passed_through():
     from workflows.dsr_steps import MAILING, SHORT, Decision, Timeouts, run_step
     from workflows.step_trouble import StepTroubles
 
-# workflow.patched id: decisions taken before it ran their steps inside the update's handler.
+# workflow.patched ids: decisions taken before OWED_STEPS ran their steps inside the update's
+# handler; before ANSWER_BOUNDED, the update answered only once its steps were done or in trouble,
+# so a relay that was down held the officer's call for the policy's `attention_after` (15 min).
 OWED_STEPS = "owed-steps"
+ANSWER_BOUNDED = "owed-answer-bounded"
+# How long a decision's update waits for its steps before it answers with them still owed: a
+# record takes milliseconds and a relay a second; longer means the database or the relay is
+# failing, and the request's page shows the rest.
+ANSWER_WITHIN = timedelta(seconds=20)
 
 
 @dataclass
@@ -64,9 +72,17 @@ class OwedSteps:
         return self._done >= mark
 
     async def until_done_or_troubled(self, mark: int) -> None:
-        """Wait until the steps up to `mark` are done, or one of them waits for staff (the
-        caller's update then answers with the trouble in the request's state)."""
-        await workflow.wait_condition(lambda: self.done(mark) or self.troubles.current is not None)
+        """Wait until the steps up to `mark` are done, or one of them waits for staff, or
+        ANSWER_WITHIN has passed (the caller's update then answers with the trouble, or the steps
+        still `owed`, in the request's state)."""
+        def settled() -> bool:
+            return self.done(mark) or self.troubles.current is not None
+
+        if not workflow.patched(ANSWER_BOUNDED):
+            await workflow.wait_condition(settled)
+            return
+        with contextlib.suppress(TimeoutError):
+            await workflow.wait_condition(settled, timeout=ANSWER_WITHIN)
 
     async def carried_out(self, *steps: OwedStep) -> None:
         await self.until_done_or_troubled(self.owe(*steps))
@@ -74,6 +90,11 @@ class OwedSteps:
     @property
     def idle(self) -> bool:
         return not self._queue
+
+    @property
+    def pending(self) -> list[str]:
+        """The steps still owed, in order (the request's state shows them)."""
+        return [step.activity for step in self._queue]
 
     async def run(self, request_id: str, attention_after: timedelta) -> None:
         self._request_id, self.attention_after = request_id, attention_after

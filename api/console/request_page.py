@@ -35,7 +35,7 @@ from api.read_models.evidence import assemble_evidence
 from api.read_models.subject_requests import LIMIT as OTHER_REQUESTS_LIMIT
 from api.read_models.subject_requests import other_requests
 from api.service import live_state, run_update
-from api.staff_actions import REFUSING_ROLE, STAFF_ACTIONS, Situation, StaffAction, may_read
+from api.staff_actions import REFUSING_ROLE, STAFF_ACTIONS, Situation, StaffAction, may_read, owed_under_way
 from api.state import AppState
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.domain.references import short_reference
@@ -125,6 +125,7 @@ async def _context(state: AppState, today: date, request_id: str, staff: Staff) 
                                if may_read(staff.has_role, "legal-claims-holds") else []),
         # Below compliance, cancelling records the subject's own withdrawal only (a refusal is compliance's).
         "may_refuse": staff.has_role(REFUSING_ROLE),
+        "owed_under_way": owed_under_way,
         "actions": allowed_actions(staff.has_role, Situation(
             status=status, extended=extended, overdue=bool(live and live.overdue),
             awaiting_decision=bool(live and live.awaiting_decision),
@@ -152,7 +153,7 @@ JUST_CLOSED = timedelta(minutes=2)
 
 def _told(action: StaffAction, context: dict[str, Any]) -> str:
     live = context["live"]
-    return action.told(live.trouble if live else None)
+    return action.told(live.trouble, live.owed) if live else action.done
 
 
 def _region(request: Request, request_id: str, context: dict[str, Any], notice: dict[str, Any] | None = None):
@@ -164,7 +165,7 @@ def _region(request: Request, request_id: str, context: dict[str, Any], notice: 
     # ... and a request closed a moment ago (its letter is on its way), or whose denial or
     # cancellation still owes a step (workflows/owed_steps.py).
     closed_at = context["r"]["closed_at"]
-    in_hand = (in_hand or bool(context["live"] and context["live"].trouble)
+    in_hand = (in_hand or bool(context["live"] and (context["live"].trouble or context["live"].owed))
                or (closed_at is not None and datetime.now(UTC) - closed_at < JUST_CLOSED))
     every = "30s" if context["status"].is_closed and not in_hand else "3s"
     return live_region(request, "console/_request_live.html", context, notice=notice,
