@@ -13,6 +13,8 @@ from schemas.plain_text import FreeText
 
 # The key prefix of a trouble of a step a staff decision owes (workflows/owed_steps.py).
 OWED_TROUBLE = "owed-"
+# ... and of one of the deadline watch's steps, its events and staff alerts (workflows/deadline_watch.py).
+WATCH_TROUBLE = "watch-"
 
 
 class StepTrouble(Contract):

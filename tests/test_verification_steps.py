@@ -25,6 +25,7 @@ from tests.test_staff_races import hold, replays
 from tests.workflow_fakes import SHIPPED, FakeActivities
 from tests.workflow_stack import FastStack, Request, refused, stack_fixture, time_skipping_env  # noqa: F401 (the fixture)
 from workflows.dsr import DataSubjectRequestWorkflow as DSR
+from workflows.verification import RESEND_WITHIN
 
 VERIFIED = VerifyResult(verified=True, attempts_left=0, locked=False)
 # An attempt is answered at once; the bound only turns a hang into a failure (execute_update does
@@ -136,4 +137,44 @@ async def test_staff_may_skip_a_reminder_the_relay_refuses_and_the_first_code_st
     assert await attempt(request, fakes, first) == VERIFIED
     assert (await request.result()).status == "completed"
     assert troubles(fakes, request)[-1] == ("issue_verification:1", "skipped by staff: Phoned the subject instead")
+    await replays(stack, request)
+
+
+async def test_a_code_resent_while_a_refused_reminder_waits_verifies_and_gives_the_reminder_up(stack: FastStack):
+    fakes = stack.fakes
+    request, _ = await awaiting_code(stack)
+    refuse_issue(fakes, "reminder")
+    await stack.sleep(timedelta(days=SHIPPED.policy.verification.reminder_after_days))
+    await request.until(lambda s: s.trouble is not None)
+
+    resent = await request.handle.execute_update(DSR.resend_verification, ResendInput(actor="agent:ann"))
+    assert resent.round == 2
+    assert await attempt(request, fakes, fakes.code(request.id, 2)) == VERIFIED
+
+    final = await request.result()
+    assert final.status == "completed" and final.trouble is None
+    assert troubles(fakes, request)[-1] == (
+        "issue_verification:1", "not needed: the subject verified with the code of round 2")
+    await replays(stack, request)
+
+
+async def test_a_resend_while_the_relay_does_not_answer_gives_up_in_seconds_and_the_current_code_stays(
+        stack: FastStack):
+    """Before, the caller (the subject's "Send me a new code", an agent's button) waited for the
+    policy's threshold, 15 minutes, while the e-mail was retried."""
+    fakes = stack.fakes
+    request, first = await awaiting_code(stack)
+    sending = hold(fakes, "issue_verification", lambda issue: issue.round == 2)
+    resending = asyncio.ensure_future(request.handle.execute_update(
+        DSR.resend_verification, ResendInput(actor="subject")))
+    await request.until(lambda _: sending)
+
+    await stack.sleep(RESEND_WITHIN + timedelta(seconds=5))
+    reason = await asyncio.wait_for(refused(resending), ANSWER_WITHIN)
+
+    assert "the new code could not be sent" in reason and "the code sent earlier stays as it was" in reason
+    fakes.heal("issue_verification")
+    assert await attempt(request, fakes, first) == VERIFIED
+    assert (await request.result()).status == "completed"
+    assert fakes.subject_letters(request.id) == ["acknowledgement", "verification", "response"]
     await replays(stack, request)

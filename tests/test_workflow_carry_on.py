@@ -300,3 +300,59 @@ async def test_a_lift_whose_letter_fails_answers_with_the_failed_step_and_goes_o
     await request.result()
     assert fakes.subject_letters(request.id) == ["acknowledgement", "response", "restriction_lift"]
     assert fakes.asked(request.id) == [("crm", "lift_restriction", 1), ("crm", "restrict", 1)]
+
+
+def alert_fails(stack: FastStack) -> None:
+    """The relay refuses the deadline watch's warnings to staff (not the alerts of failed steps)."""
+    stack.fakes.fail("send_letter", lambda: ValueError("550 5.7.1 the relay refuses this sender"),
+                     when=lambda job: job.to_staff and str(job.params.get("kind", "")).startswith("due_in_"))
+
+
+def trouble_records(stack: FastStack, request: Request) -> dict[str, list[str | None]]:
+    """Each trouble's stored records, by key: its opening (None), then its resolution."""
+    records: dict[str, list[str | None]] = {}
+    for t in stack.fakes.troubles:
+        if t.request_id == request.id:
+            records.setdefault(t.trouble.key, []).append(t.resolution)
+    return records
+
+
+async def test_a_deadline_alert_failing_while_a_step_waits_for_staff_keeps_both_troubles_apart(stack: FastStack):
+    """Before, the watch's failed alert took the waiting step's place in the request's one trouble:
+    the step's record stayed open for ever (the queue showed the finished request as needing
+    attention), and staff's one retry ran both steps again."""
+    fakes = stack.fakes
+    fakes.fail("plan_request", lambda: ValueError("no system of the policy holds this kind of data"))
+    alert_fails(stack)
+    request = await stack.open()
+    await request.until(lambda s: s.trouble is not None)
+
+    await stack.sleep(timedelta(days=27))  # the first warning falls due (7 days before), and fails
+    await request.until(lambda _: "watch-send_letter:1" in trouble_records(stack, request))
+    shown = await request.state()
+    assert shown.trouble is not None and shown.trouble.key == "plan_request:1"  # the request's own first
+
+    fakes.heal("plan_request")
+    await request.handle.execute_update(DSR.retry_step, RetryStepInput(actor="compliance:ann"))
+
+    final = await request.result()
+    assert final.status == "completed" and final.trouble is None
+    assert trouble_records(stack, request) == {
+        "plan_request:1": [None, "the step succeeded when tried again"],
+        "watch-send_letter:1": [None, "the request was closed meanwhile"]}
+    assert fakes.attempts["plan_request"] == 2  # once failed, once retried: not again for the alert
+
+
+async def test_staff_skip_a_deadline_alert_the_relay_refuses(stack: FastStack):
+    fakes = stack.fakes
+    alert_fails(stack)
+    request = await stack.open(request_type=RequestType.access, approval_required=True)
+    await request.until(lambda s: s.status == "awaiting_approval")
+
+    await stack.sleep(timedelta(days=27))
+    flagged = await request.until(lambda s: s.trouble is not None)
+    assert flagged.trouble is not None and flagged.trouble.key == "watch-send_letter:1" and flagged.trouble.skippable
+    await request.handle.execute_update(DSR.skip_step, SkipStepInput(note="Told the DPO by phone", actor="compliance:ann"))
+    await request.until(lambda s: s.trouble is None)
+    assert trouble_records(stack, request)["watch-send_letter:1"] == [None, "skipped by staff: Told the DPO by phone"]
+    assert "step:watch-send_letter:1" in fakes.staff_alerts(request.id)

@@ -3,6 +3,11 @@ and the overdue flag when it passes, recomputed when the deadline is extended.
 
 Deterministic like the workflow that owns it: its timers and activities are the workflow's own
 commands, in the order the workflow has always issued them.
+
+Its failing steps have troubles of their own (keys `watch-<step>:<n>`). Before WATCH_TROUBLES they
+shared the request's: a warning's alert failing while a step of the main line waited for staff
+took that trouble's place, whose record then stayed open for ever (the queue showed the request
+as needing attention after all was answered), and one answer of staff ran both steps again.
 """
 
 from __future__ import annotations
@@ -14,15 +19,30 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from schemas.requests import RequestStatus
+    from schemas.steps import WATCH_TROUBLE
     from schemas.vocabulary import warning_alert_kind
     from schemas.workflow import Checkpoints
-    from workflows.dsr_steps import RequestClosed, record_event, send_letter
+    from workflows.dsr_steps import (
+        MAILING,
+        Decision,
+        RequestClosed,
+        StepSupervisor,
+        event_record,
+        letter_job,
+        run_step,
+    )
+    from workflows.step_trouble import StepTroubles
+
+# workflow.patched id (see above).
+WATCH_TROUBLES = "watch-own-troubles"
 
 
-class WatchedRequest(Protocol):
-    """What the watch reads of its request's workflow."""
+class WatchedRequest(StepSupervisor, Protocol):
+    """What the watch reads of its request's workflow (the supervisor of its older steps)."""
 
     request_id: str
+
+    def _days_left(self) -> int: ...
 
     @property
     def closed(self) -> bool: ...
@@ -40,9 +60,14 @@ class DeadlineWatch:
     def __init__(self) -> None:
         self.warnings_sent: set[tuple[bool, int]] = set()  # (extended?, days before due)
         self.overdue = False
+        self.troubles = StepTroubles(prefix=WATCH_TROUBLE)
+        self.attention_after = timedelta(minutes=15)
+        self._request: WatchedRequest | None = None
+        self._handed_over = False  # the failing step's trouble is the request's (older histories)
 
     async def run(self, request: WatchedRequest) -> None:
         """Warn staff before the current due date and flag it when it passes."""
+        self._request, self.attention_after = request, request.attention_after
         try:
             await self._watch(request)
         except RequestClosed:
@@ -83,13 +108,34 @@ class DeadlineWatch:
         else:
             self.overdue = True
         key = f"{kind}:{checkpoints.due_date.isoformat()}"
-        await record_event(request.request_id, f"deadline.{kind}", key,
-                           {"due_date": checkpoints.due_date.isoformat(), "status": request.status.value})
-        await send_letter(
+        await run_step("record_event", event_record(
+            request.request_id, f"deadline.{kind}", key,
+            {"due_date": checkpoints.due_date.isoformat(), "status": request.status.value}), supervisor=self)
+        await run_step("send_letter", letter_job(
             request.request_id, "staff_alert", key=key, to_staff=True,
             params={"kind": kind, "days_left": days,
                     "detail": f"status {request.status.value}, due {checkpoints.due_date.isoformat()}"},
-        )
+        ), timeouts=MAILING, supervisor=self)
+
+    # ---- the supervisor of its steps (workflows/dsr_steps.py StepSupervisor) ------------------
+
+    async def step_failed(self, step: str, message: str, *, transient: bool, skippable: bool) -> Decision:
+        request = self._request
+        assert request is not None
+        self._handed_over = not workflow.patched(WATCH_TROUBLES)
+        if self._handed_over:
+            return await request.step_failed(step, message, transient=transient, skippable=skippable)
+        return await self.troubles.failed(
+            request.request_id, step, message, transient=transient, skippable=skippable,
+            attention_after=self.attention_after, closed=lambda: request.closed, days_left=request._days_left())
+
+    async def step_recovered(self) -> None:
+        request = self._request
+        assert request is not None
+        if self._handed_over:
+            await request.step_recovered()
+        else:
+            await self.troubles.recovered(request.request_id)
 
     def days_sent(self) -> list[int]:
         return sorted({days for _, days in self.warnings_sent})

@@ -119,8 +119,10 @@ class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals, Extens
             pass  # closed by staff while a failed step waited for them
 
         # Staff updates may still be finishing their letters, and their decisions' owed steps
-        # waiting for staff; let them, then stop the watch.
-        await workflow.wait_condition(lambda: workflow.all_handlers_finished() and self._owed.idle)
+        # waiting for staff; let them, and a failed step of the watch close its trouble (it gives
+        # up once the request is closed), then stop the watch.
+        await workflow.wait_condition(lambda: workflow.all_handlers_finished() and self._owed.idle
+                                      and self._watch.troubles.settled)
         owed.cancel()
         if watch is not None:
             watch.cancel()
@@ -342,7 +344,7 @@ class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals, Extens
             approval=self._approval,
             closed_reason=self._closed_reason,
             withdrawn_by_subject=self._withdrawn,
-            trouble=self._owed.troubles.current or self._troubles.current,
+            trouble=self._shown_troubles().current,
             owed=self._owed.pending,
         )
 

@@ -106,14 +106,17 @@ def describe_failure(error: FailureError) -> tuple[str, bool]:
 
 async def run_step(activity: str, arg: Any, *, result_type: type | None = None,
                    timeouts: Timeouts | None = None, skippable: bool = True, newer_than_local_steps: bool = False,
-                   supervisor: StepSupervisor | None = None, after_recorded: bool = False) -> Any:
+                   supervisor: StepSupervisor | None = None, after_recorded: bool = False,
+                   give_up: timedelta | None = None) -> Any:
     """Run one step; returns its result, or None when staff skipped it (only a `skippable` step:
     one whose effect staff can bring about by other means, such as a letter).
     `newer_than_local_steps`: the caller is on a path that only code newer than LOCAL_STEPS
     takes (behind a later patch), so the step is local without asking for that patch's marker.
     `supervisor`: who handles its failures, if not the workflow itself (workflows/owed_steps.py).
     `after_recorded`: an activity task even outside an update, because an update of this very
-    workflow task asked for it (the same reason as below)."""
+    workflow task asked for it (the same reason as below).
+    `give_up`: how long it is retried before it fails, if not the policy's threshold (a caller
+    who waits for the answer)."""
     owner = workflow.instance()
     supervisor = supervisor or (owner if isinstance(owner, StepSupervisor) else None)
     timeouts = timeouts or SHORT
@@ -125,7 +128,7 @@ async def run_step(activity: str, arg: Any, *, result_type: type | None = None,
     # the request. An activity task acts only once the task that asked for it is recorded.
     local = (timeouts["start_to_close_timeout"] <= LOCAL_LIMIT and workflow.current_update_info() is None
              and not after_recorded and (newer_than_local_steps or workflow.patched(LOCAL_STEPS)))
-    give_up = max(timeouts["start_to_close_timeout"], attention)
+    give_up = give_up or max(timeouts["start_to_close_timeout"], attention)
     while True:
         try:
             if local:

@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
         RetryTaskInput,
         TaskResult,
     )
+    from workflows.deadline_watch import DeadlineWatch
     from workflows.dsr_steps import Decision
     from workflows.owed_steps import OwedSteps
     from workflows.step_trouble import StepTroubles
@@ -41,6 +42,7 @@ class CarryOn:
     _tasks: SystemTasks
     _troubles: StepTroubles
     _owed: OwedSteps
+    _watch: DeadlineWatch
     if TYPE_CHECKING:
         @property
         def closed(self) -> bool: ...
@@ -97,14 +99,22 @@ class CarryOn:
     def _validate_skip_step(self, request: SkipStepInput) -> None:
         self._answered_troubles().require("skip")
 
-    def _answered_troubles(self) -> StepTroubles:
-        """Whose failed step staff answer: a decision's owed step first (it is the one the
-        request's state shows), which waits even on a closed request; else the request's own,
-        while it carries on."""
-        if self._owed.troubles.current is not None:
-            return self._owed.troubles
-        self._require_carrying_on(facts=False)
+    def _shown_troubles(self) -> StepTroubles:
+        """Whose failed step the request's state shows, and staff answer: a decision's owed step
+        first, then one of the request's own, then one of the deadline watch's (each shows once
+        those before it are answered)."""
+        for troubles in (self._owed.troubles, self._troubles, self._watch.troubles):
+            if troubles.current is not None:
+                return troubles
         return self._troubles
+
+    def _answered_troubles(self) -> StepTroubles:
+        """The shown failed step's: a decision's owed step waits even on a closed request; the
+        others while the request carries on."""
+        troubles = self._shown_troubles()
+        if troubles is not self._owed.troubles:
+            self._require_carrying_on(facts=False)
+        return troubles
 
     def _require_attention(self, system: str) -> None:
         self._require_carrying_on()

@@ -21,8 +21,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from schemas.steps import StepTrouble, TroubleRecord
-    from schemas.workflow import LetterJob
-    from workflows.dsr_steps import MAILING, RETRY, SHORT, Decision, RequestClosed
+    from workflows.dsr_steps import MAILING, RETRY, SHORT, Decision, RequestClosed, letter_job
 
 
 # workflow.patched id: before it, a close arriving with a transient trouble's own retry timer let
@@ -38,6 +37,7 @@ class StepTroubles:
         self._decision: tuple[Decision, str, str] | None = None  # (decision, actor, resolution if skipped)
         self._opened: asyncio.Task[None] | None = None
         self._waiting = False  # the failed step waits (for staff, or to be retried on its own)
+        self._closing = 0  # closes whose record is being written
 
     async def failed(self, request_id: str, step: str, message: str, *, transient: bool, skippable: bool,
                      attention_after: timedelta, closed: Callable[[], bool], days_left: int | None) -> Decision:
@@ -114,17 +114,26 @@ class StepTroubles:
                                         retry_policy=RETRY, **SHORT)
         await workflow.execute_activity(
             "send_letter",
-            LetterJob(request_id=request_id, purpose="staff_alert", key=f"step:{trouble.key}", to_staff=True,
-                      params={"kind": "needs_attention", "days_left": days_left,
-                              "detail": f"the step {trouble.step} failed: {trouble.message}"}),
+            letter_job(request_id, "staff_alert", key=f"step:{trouble.key}", to_staff=True,
+                       params={"kind": "needs_attention", "days_left": days_left,
+                               "detail": f"the step {trouble.step} failed: {trouble.message}"}),
             retry_policy=RETRY, **MAILING)
 
     async def _close(self, request_id: str, resolution: str, actor: str) -> None:
         trouble, self.current, self._decision = self.current, None, None
         assert trouble is not None
-        if self._opened is not None:
-            await self._opened  # the trouble is on record before it is closed
-        await workflow.execute_activity(
-            "record_step_trouble",
-            TroubleRecord(request_id=request_id, trouble=trouble, resolution=resolution, actor=actor),
-            retry_policy=RETRY, **SHORT)
+        self._closing += 1
+        try:
+            if self._opened is not None:
+                await self._opened  # the trouble is on record before it is closed
+            await workflow.execute_activity(
+                "record_step_trouble",
+                TroubleRecord(request_id=request_id, trouble=trouble, resolution=resolution, actor=actor),
+                retry_policy=RETRY, **SHORT)
+        finally:
+            self._closing -= 1
+
+    @property
+    def settled(self) -> bool:
+        """No trouble open, and none being closed: stopping the task that owns it loses nothing."""
+        return self.current is None and not self._closing

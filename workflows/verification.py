@@ -42,6 +42,11 @@ with workflow.unsafe.imports_passed_through():
 # closed unverified while the subject typed the right code); an attempt waited for a reminder the
 # relay refused as long as it waited for staff, although the current code was still the one.
 VERIFICATION_OWED = "verification-owed"
+# workflow.patched id: before it, a resend retried its e-mail for the policy's threshold (15 min)
+# while the caller (a subject on the portal, an agent) waited; now it gives up after RESEND_WITHIN
+# and says so (nothing changed: the current code stays).
+RESEND_BOUNDED = "resend-bounded"
+RESEND_WITHIN = timedelta(seconds=30)
 ISSUE = "issue_verification"
 
 
@@ -92,7 +97,8 @@ class IdentityVerification:
         await workflow.wait_condition(lambda: mark is None or self._owed.done(mark) or closed())
         return None
 
-    async def issue(self, request_id: str, purpose: str, expires_at: datetime) -> None:
+    async def issue(self, request_id: str, purpose: str, expires_at: datetime,
+                    give_up: timedelta | None = None) -> None:
         next_round = (self.challenge.round if self.challenge else 0) + 1
         # The e-mail goes out inside the activity, so the subject may answer before it returns:
         # `check` waits for this flag instead of judging the new code against the old hashes.
@@ -102,7 +108,7 @@ class IdentityVerification:
                 ISSUE,
                 IssueChallenge(request_id=request_id, round=next_round, purpose=purpose, expires_at=expires_at),
                 # A reminder staff may skip (the code already sent stays valid); the first code not.
-                result_type=Challenge, timeouts=MAILING, skippable=purpose == "reminder",
+                result_type=Challenge, timeouts=MAILING, skippable=purpose == "reminder", give_up=give_up,
             )
         except Exception:
             if workflow.patched(VERIFICATION_OWED):
@@ -134,8 +140,9 @@ class IdentityVerification:
             if verified:
                 self.verified_at = workflow.now()
                 self.method = method
-                if current_counts and self._stalled():
-                    # The reminder that could not be sent is no longer needed.
+                if current_counts and self._issue_waits():
+                    # The reminder that could not be sent is no longer needed (the code may be a
+                    # resent one, sent while the reminder waited).
                     self._troubles.abandon(f"not needed: the subject verified with the code of round {challenge.round}")
             else:
                 self.attempts += 1
@@ -171,8 +178,12 @@ class IdentityVerification:
 
     def _stalled(self) -> bool:
         """A code being sent failed and waits for staff (or its own retry): none went out."""
+        return self.issuing and self._issue_waits()
+
+    def _issue_waits(self) -> bool:
+        """A code the main line sends (the first, a reminder) failed and waits."""
         trouble = self._troubles.current
-        return self.issuing and trouble is not None and trouble.step == ISSUE and self._troubles.waiting
+        return trouble is not None and trouble.step == ISSUE and self._troubles.waiting
 
     def validate(self, status: RequestStatus, facts: Callable[[], RequestFacts]) -> None:
         """Refuse an attempt that cannot count (the `verify` update's validator)."""
@@ -189,7 +200,8 @@ class IdentityVerification:
         """A new code and link; the earlier ones stop working and attempts reset."""
         expires_at = self.challenge.expires_at if self.challenge else workflow.now()
         try:
-            await self.issue(request_id, "verification", expires_at)
+            await self.issue(request_id, "verification", expires_at,
+                             give_up=RESEND_WITHIN if workflow.patched(RESEND_BOUNDED) else None)
         except STEP_FAILURES as error:
             if not workflow.patched(VERIFICATION_OWED):
                 raise
