@@ -13,6 +13,7 @@ from temporalio import activity
 from activities.context import ActivityContext
 from dsrflow.domain.audit import append_event
 from dsrflow.domain.deadlines import compute_deadline, receipt_date
+from dsrflow.infra.failpoints import failpoint
 from dsrflow.infra.metrics import verification_event
 from dsrflow.infra.writes import Write
 from dsrflow.stores.kept_copies import purge_subject_copies
@@ -126,6 +127,7 @@ class LifecycleActivities:
                 conn, event_key=f"{event.request_id}:{event.event_key}", request_id=event.request_id,
                 event_type=event.event_type, actor=event.actor, data=event.data,
             )
+        failpoint("event-recorded", event.event_key)  # on record, and the workflow not yet told
         verification_event(event.event_type)
 
     @activity.defn(name="apply_extension")

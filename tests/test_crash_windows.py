@@ -34,6 +34,7 @@ from tests.support import (
     letters_for,
     staff_headers,
     text_of,
+    verification_code,
     wait_for_letter,
 )
 from tests.untrusted_support import CALLBACK, PROCESSOR, fake_processor, pending_erasure, processor_policy, rfc3339
@@ -287,3 +288,40 @@ async def test_a_worker_killed_as_a_denials_letter_is_accepted_sends_it_once(
         "SELECT event_type FROM audit_events WHERE request_id = $1 ORDER BY seq", uuid.UUID(rid))]
     assert events.count("mail.unconfirmed") == 1 and "mail.resent" not in events
     assert events.count("status.denied") == 1
+
+
+async def test_a_worker_killed_as_a_verification_is_recorded_records_it_once_and_goes_on(
+        settings, dev_server, pool, mail_sink, tmp_path):
+    """A verification's success is a step the subject's attempt owes (workflows/verification.py):
+    the subject is answered at once, and the request goes on only once the success is on record.
+    The worker dies right after the event is appended, before its workflow heard of it: the next
+    worker records it once (the same key), and only then does the request go on."""
+    client = dev_server.client
+    task_queue = f"crash-{uuid.uuid4().hex[:6]}"
+    own = settings.model_copy(update={"task_queue": task_queue})
+    async with (dsrflow_process("worker", own, client, tmp_path, failpoints="event-recorded~verified:") as worker,
+                api_client(own, client, task_queue) as http):
+        r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
+            "type": "erasure", "subject": {"email": "ada@example.com"}})
+        rid = r.json()["id"]
+        code = verification_code(await wait_for_letter(mail_sink, rid, "verification"))
+        verified = await http.post(f"/v1/public/requests/{rid}/verify", json={"code": code})
+        await died(worker, tmp_path)
+        assert await _events(pool, rid, "status.in_progress") == 0  # not before the record
+        async with build_worker(client, own, pool, task_queue=task_queue):
+            for _ in range(600):
+                if await _events(pool, rid, "status.in_progress"):
+                    break
+                await asyncio.sleep(0.1)
+    assert verified.status_code == 200, verified.text
+    assert await _events(pool, rid, "verification.succeeded") == 1
+    assert await _events(pool, rid, "status.in_progress") == 1
+    order = [r["event_type"] for r in await pool.fetch(
+        "SELECT event_type FROM audit_events WHERE request_id = $1 AND event_type = ANY($2) ORDER BY seq",
+        uuid.UUID(rid), ["verification.succeeded", "status.in_progress"])]
+    assert order == ["verification.succeeded", "status.in_progress"]
+
+
+async def _events(pool, rid: str, event_type: str) -> int:
+    return await pool.fetchval("SELECT count(*) FROM audit_events WHERE request_id = $1 AND event_type = $2",
+                               uuid.UUID(rid), event_type)
