@@ -201,3 +201,20 @@ async def test_a_repeat_after_the_request_finished_never_runs_it_again(http, poo
     await asyncio.sleep(1)  # a second run, had one started, would have acknowledged by now
     for purpose in ("acknowledgement", "response"):
         assert len(letters_for(mail_sink, request_id, purpose)) == 1, purpose
+
+
+async def test_a_subjects_key_is_theirs_alone(http, pool):
+    """Anyone may submit as a subject: a key another subject used (guessed, or predictable) neither
+    blocks a request with a 409 nor tells that it was used; the same subject's repeat is still one
+    request."""
+    key = {"Idempotency-Key": f"form-{uuid.uuid4().hex[:6]}"}
+    victim, attacker = unique_email("victim"), unique_email("attacker")
+    first = await http.post("/v1/public/requests", headers=key, json={"type": "erasure", "email": victim})
+    other = await http.post("/v1/public/requests", headers=key, json={"type": "access", "email": attacker})
+    again = await http.post("/v1/public/requests", headers=key, json={"type": "erasure", "email": victim})
+    changed = await http.post("/v1/public/requests", headers=key, json={"type": "access", "email": victim})
+
+    assert (first.status_code, other.status_code, again.status_code) == (202, 202, 202), other.text
+    assert other.json()["id"] != first.json()["id"] == again.json()["id"]
+    assert "different request" in assert_problem(changed, 409)["detail"]
+    assert (await count_for(pool, victim), await count_for(pool, attacker)) == (1, 1)

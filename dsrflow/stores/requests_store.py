@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 import asyncpg
 
+from dsrflow.crypto.hashing import keyed_hash
 from dsrflow.domain.audit import append_arguments, append_call, append_event
 from dsrflow.infra.metrics import request_opened
 from dsrflow.infra.writes import Write
@@ -80,16 +81,21 @@ async def create_request(
 ) -> tuple[dict[str, Any], bool]:
     """Store a new request; return (row, created).
 
-    A repeated idempotency key (per origin: staff and subjects never share keys) returns the first
-    request; the same key with a different request is refused with IdempotencyConflict.
+    A repeated idempotency key (per origin: staff and subjects never share keys; and per address
+    among subjects) returns the first request; the same key with a different request is refused
+    with IdempotencyConflict.
     `extra_details` are stored beside the request's own details (a retention request records its
     rule and whether the subject is told). `secret` keys the hashes staff search by
     (dsrflow/stores/request_lookup.py).
     """
+    # Anyone may submit as a subject: their keys are scoped to the address too, so that one
+    # subject's key (guessed, or predictable) never blocks another's request nor tells whether it
+    # was used. Staff share one team's key space on purpose (a ticket number).
+    scope = f"{keyed_hash(secret, 'idempotency', str(new.subject.email).lower())[:32]}:" if origin == "subject" else ""
     if idempotency_key:
-        key = f"{origin}:header:{idempotency_key}"
+        key = f"{origin}:header:{scope}{idempotency_key}"
     elif new.client_request_id:
-        key = f"{origin}:client:{new.client_request_id}"
+        key = f"{origin}:client:{scope}{new.client_request_id}"
     else:
         key = None
     fingerprint = _fingerprint(new)
