@@ -178,3 +178,21 @@ async def test_a_resend_while_the_relay_does_not_answer_gives_up_in_seconds_and_
     assert (await request.result()).status == "completed"
     assert fakes.subject_letters(request.id) == ["acknowledgement", "verification", "response"]
     await replays(stack, request)
+
+
+async def test_once_verified_a_new_code_or_attempt_is_refused_while_the_success_is_recorded(stack: FastStack):
+    """The status follows once the success is on record: meanwhile a resend (which would mail a
+    new code to a verified subject) and another attempt are refused, saying why."""
+    fakes = stack.fakes
+    request, code = await awaiting_code(stack)
+    writing = hold(fakes, "record_event", lambda event: event.event_type == "verification.succeeded")
+    assert await attempt(request, fakes, code) == VERIFIED
+    await request.until(lambda _: writing)
+
+    for update, body in ((DSR.resend_verification, ResendInput(actor="subject")),
+                         (DSR.verify, fakes.typed(request.id, code))):
+        assert "the identity is verified already" in await refused(request.handle.execute_update(update, body))
+    fakes.heal("record_event")
+    await stack.sleep(timedelta(minutes=2))
+    assert (await request.result()).status == "completed"
+    assert fakes.subject_letters(request.id) == ["acknowledgement", "verification", "response"]

@@ -254,6 +254,8 @@ class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals, Extens
 
     @resend_verification.validator
     def _validate_resend(self, request: ResendInput) -> None:
+        if self._verification.verified_at:  # its status follows once the success is on record
+            raise ValueError("request is not awaiting verification: the identity is verified already")
         if self._status != RequestStatus.awaiting_verification or self._verification.challenge is None:
             raise ValueError(f"request is not awaiting verification (status {self._status.value})")
 

@@ -187,7 +187,10 @@ class IdentityVerification:
 
     def validate(self, status: RequestStatus, facts: Callable[[], RequestFacts]) -> None:
         """Refuse an attempt that cannot count (the `verify` update's validator)."""
-        if status != RequestStatus.awaiting_verification or self.verified_at:
+        if self.verified_at:
+            # Its status follows once the success is on record.
+            raise ValueError("request is not awaiting verification: the identity is verified already")
+        if status != RequestStatus.awaiting_verification:
             raise ValueError(f"request is not awaiting verification (status {status.value})")
         if self.challenge is None and (not self.issuing or self._stalled()):
             raise ValueError("no verification code has been sent yet; try again in a moment")
