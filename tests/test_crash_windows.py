@@ -5,11 +5,12 @@ nothing lost."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -259,6 +260,19 @@ async def test_a_callback_recorded_by_an_api_killed_before_telling_its_task_is_t
 
 
 
+@contextlib.asynccontextmanager
+async def _unverified_erasure(settings, client, pool, tmp_path, failpoint: str) -> AsyncIterator[tuple]:
+    """A worker process that dies at `failpoint`, an API on its own task queue, and an unverified
+    erasure opened there (it stays open, waiting for its code): (worker, http, request id, settings)."""
+    own = settings.model_copy(update={"task_queue": f"crash-{uuid.uuid4().hex[:6]}"})
+    async with (dsrflow_process("worker", own, client, tmp_path, failpoints=failpoint) as worker,
+                api_client(own, client, own.task_queue) as http):
+        r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
+            "type": "erasure", "subject": {"email": "ada@example.com"}})
+        assert r.status_code == 201, r.text
+        yield worker, http, r.json()["id"], own
+
+
 async def test_a_worker_killed_as_a_denials_letter_is_accepted_sends_it_once(
         settings, dev_server, pool, mail_sink, tmp_path):
     """A denial's letter is a step the denial owes, run beside the request's main line
@@ -266,19 +280,13 @@ async def test_a_worker_killed_as_a_denials_letter_is_accepted_sends_it_once(
     recorded: the denial stands, the next worker records the letter without a second copy, and
     the compliance officer's call, waiting meanwhile, gets its answer."""
     client = dev_server.client
-    task_queue = f"crash-{uuid.uuid4().hex[:6]}"
-    own = settings.model_copy(update={"task_queue": task_queue})
-    async with (dsrflow_process("worker", own, client, tmp_path, failpoints="mail-accepted~:denial:") as worker,
-                api_client(own, client, task_queue) as http):
-        r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
-            "type": "erasure", "subject": {"email": "ada@example.com"}})  # unverified: it stays open
-        rid = r.json()["id"]
+    async with _unverified_erasure(settings, client, pool, tmp_path, "mail-accepted~:denial:") as (worker, http, rid, own):
         await wait_for_letter(mail_sink, rid, "acknowledgement")
         denying = asyncio.ensure_future(http.post(
             f"/v1/requests/{rid}/deny", headers=await staff_headers(pool, "compliance"),
             json={"reason_code": "manifestly_unfounded", "explanation": "The same request was answered last week"}))
         await died(worker, tmp_path)
-        async with build_worker(client, own, pool, task_queue=task_queue):
+        async with build_worker(client, own, pool, task_queue=own.task_queue):
             denied = await denying
             await client.get_workflow_handle(workflow_id_for(rid)).result()
     assert denied.status_code == 200, denied.text
@@ -297,18 +305,12 @@ async def test_a_worker_killed_as_a_verification_is_recorded_records_it_once_and
     The worker dies right after the event is appended, before its workflow heard of it: the next
     worker records it once (the same key), and only then does the request go on."""
     client = dev_server.client
-    task_queue = f"crash-{uuid.uuid4().hex[:6]}"
-    own = settings.model_copy(update={"task_queue": task_queue})
-    async with (dsrflow_process("worker", own, client, tmp_path, failpoints="event-recorded~verified:") as worker,
-                api_client(own, client, task_queue) as http):
-        r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
-            "type": "erasure", "subject": {"email": "ada@example.com"}})
-        rid = r.json()["id"]
+    async with _unverified_erasure(settings, client, pool, tmp_path, "event-recorded~verified:") as (worker, http, rid, own):
         code = verification_code(await wait_for_letter(mail_sink, rid, "verification"))
         verified = await http.post(f"/v1/public/requests/{rid}/verify", json={"code": code})
         await died(worker, tmp_path)
         assert await _events(pool, rid, "status.in_progress") == 0  # not before the record
-        async with build_worker(client, own, pool, task_queue=task_queue):
+        async with build_worker(client, own, pool, task_queue=own.task_queue):
             for _ in range(600):
                 if await _events(pool, rid, "status.in_progress"):
                     break

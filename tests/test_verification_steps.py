@@ -19,7 +19,7 @@ from datetime import timedelta
 
 from schemas.requests import RequestType
 from schemas.steps import SkipStepInput
-from schemas.workflow import ResendInput, VerifyResult
+from schemas.workflow import RequestState, ResendInput, VerifyResult
 from tests.test_owed_steps import REFUSED, troubles
 from tests.test_staff_races import hold, replays
 from tests.workflow_fakes import SHIPPED, FakeActivities
@@ -48,6 +48,14 @@ async def attempt(request: Request, fakes: FakeActivities, code: str) -> VerifyR
 def refuse_issue(fakes: FakeActivities, purpose: str) -> None:
     """The relay refuses this verification e-mail for good."""
     fakes.fail("issue_verification", lambda: ValueError(REFUSED), when=lambda issue: issue.purpose == purpose)
+
+
+async def reminder_refused(stack: FastStack) -> tuple[Request, str, RequestState]:
+    """A request whose reminder the relay refused: its first code, and its state with the trouble."""
+    request, first = await awaiting_code(stack)
+    refuse_issue(stack.fakes, "reminder")
+    await stack.sleep(timedelta(days=SHIPPED.policy.verification.reminder_after_days))
+    return request, first, await request.until(lambda s: s.trouble is not None)
 
 
 async def test_a_success_whose_record_keeps_failing_is_answered_and_the_request_goes_on_once_on_record(
@@ -101,11 +109,7 @@ async def test_a_resent_code_the_relay_refuses_leaves_the_current_code_working(s
 
 async def test_a_reminder_the_relay_refuses_waits_for_staff_but_not_the_subject(stack: FastStack):
     fakes = stack.fakes
-    request, first = await awaiting_code(stack)
-    refuse_issue(fakes, "reminder")
-
-    await stack.sleep(timedelta(days=SHIPPED.policy.verification.reminder_after_days))
-    troubled = await request.until(lambda s: s.trouble is not None)
+    request, first, troubled = await reminder_refused(stack)
     assert troubled.trouble is not None and troubled.trouble.step == "issue_verification"
     assert troubled.trouble.skippable and not troubled.trouble.transient
 
@@ -122,10 +126,7 @@ async def test_a_reminder_the_relay_refuses_waits_for_staff_but_not_the_subject(
 
 async def test_staff_may_skip_a_reminder_the_relay_refuses_and_the_first_code_stays_valid(stack: FastStack):
     fakes = stack.fakes
-    request, first = await awaiting_code(stack)
-    refuse_issue(fakes, "reminder")
-    await stack.sleep(timedelta(days=SHIPPED.policy.verification.reminder_after_days))
-    await request.until(lambda s: s.trouble is not None)
+    request, first, _ = await reminder_refused(stack)
 
     skipped = await request.handle.execute_update(
         DSR.skip_step, SkipStepInput(note="Phoned the subject instead", actor="compliance:ann"))
@@ -142,10 +143,7 @@ async def test_staff_may_skip_a_reminder_the_relay_refuses_and_the_first_code_st
 
 async def test_a_code_resent_while_a_refused_reminder_waits_verifies_and_gives_the_reminder_up(stack: FastStack):
     fakes = stack.fakes
-    request, _ = await awaiting_code(stack)
-    refuse_issue(fakes, "reminder")
-    await stack.sleep(timedelta(days=SHIPPED.policy.verification.reminder_after_days))
-    await request.until(lambda s: s.trouble is not None)
+    request, _, _ = await reminder_refused(stack)
 
     resent = await request.handle.execute_update(DSR.resend_verification, ResendInput(actor="agent:ann"))
     assert resent.round == 2
