@@ -145,7 +145,8 @@ REFUSING_ROLE = "compliance"
 
 # What a decision's owed steps are to staff (workflows/owed_steps.py), and who must answer first.
 _OWED = {"transition": ("its record", "the database"), "apply_extension": ("its record", "the database"),
-         "record_event": ("its record", "the database"), "send_letter": ("the letter to the subject", "the mail relay")}
+         "record_event": ("its record", "the database"), "announce_restriction_lift": ("its record", "the database"),
+         "send_letter": ("the letter to the subject", "the mail relay")}
 
 
 def owed_under_way(owed: list[str]) -> str:
@@ -247,7 +248,8 @@ _ACTIONS = [
         after_close=True,
         # While it is lifted, only the lift's steps run: a failed one is the letter or its record.
         untold="Lift taken, but the subject has not been told yet, and nothing is lifted before: "
-               "see the failed step.", untold_by=""),
+               "see the failed step.", untold_by="",
+        underway="Lift taken; nothing is lifted before the subject is told"),
 ]
 STAFF_ACTIONS: dict[str, StaffAction] = {action.name: action for action in _ACTIONS}
 

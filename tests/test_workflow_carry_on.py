@@ -28,6 +28,8 @@ from schemas.workflow import (
     TaskResult,
     task_workflow_id,
 )
+from tests.test_owed_steps import answered_while_held
+from tests.test_staff_races import hold
 from tests.workflow_fakes import FakeSystem, RequestSpec
 from tests.workflow_stack import FastStack, Request, refused, stack_fixture  # noqa: F401 (the fixture)
 from workflows.dsr import DataSubjectRequestWorkflow as DSR
@@ -356,3 +358,22 @@ async def test_staff_skip_a_deadline_alert_the_relay_refuses(stack: FastStack):
     await request.until(lambda s: s.trouble is None)
     assert trouble_records(stack, request)["watch-send_letter:1"] == [None, "skipped by staff: Told the DPO by phone"]
     assert "step:watch-send_letter:1" in fakes.staff_alerts(request.id)
+
+
+async def test_a_lift_while_the_relay_does_not_answer_is_answered_with_its_letter_under_way(stack: FastStack):
+    """Before, the caller waited for the letter until the policy's threshold (15 minutes)."""
+    fakes = stack.fakes
+    request = await stack.open(RequestSpec(request_type=RequestType.restriction, systems=[FakeSystem("crm")]))
+    await request.until(lambda s: s.status == "completed" and fakes.restrictions)
+    sending = hold(fakes, "send_letter", lambda job: job.purpose == "restriction_lift")
+
+    lifting = await answered_while_held(stack, request, sending, DSR.lift_restriction, LiftRestrictionInput(
+        reason="The accuracy of the data has been verified", actor="compliance:kim"))
+
+    assert lifting.trouble is None and lifting.owed == ["send_letter"]
+    assert [a for _, a, _ in fakes.asked(request.id)] == ["restrict"]  # nothing lifted before the subject is told
+    fakes.heal("send_letter")
+    await stack.sleep(timedelta(minutes=2))  # past the held step's retry backoff
+    assert (await request.result()).owed == []
+    assert fakes.subject_letters(request.id) == ["acknowledgement", "response", "restriction_lift"]
+    assert fakes.asked(request.id) == [("crm", "lift_restriction", 1), ("crm", "restrict", 1)]

@@ -347,7 +347,7 @@ class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals, Extens
             closed_reason=self._closed_reason,
             withdrawn_by_subject=self._withdrawn,
             trouble=self._shown_troubles().current,
-            owed=self._owed.pending,
+            owed=[*self._owed.pending, *self.lift_owes],
         )
 
     # ---- helpers ----------------------------------------------------------------------------

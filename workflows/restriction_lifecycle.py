@@ -13,6 +13,7 @@ existed end with their response, as they always did (the `restriction-lifecycle`
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -29,13 +30,16 @@ with workflow.unsafe.imports_passed_through():
     )
     from schemas.workflow import Plan, RequestFacts, RequestState
     from workflows.dsr_steps import run_step, send_letter
+    from workflows.owed_steps import ANSWER_WITHIN
     from workflows.step_trouble import StepTroubles
     from workflows.task_fanout import SystemTasks
 
 RESTRICTION_LIFECYCLE = "restriction-lifecycle"
-# workflow.patched id: before it, a lift whose announcement failed and waited for staff answered
-# only once staff had retried or skipped it (the caller's request hung meanwhile).
+# workflow.patched ids: before the first, a lift whose announcement failed and waited for staff
+# answered only once staff had retried or skipped it (the caller's request hung meanwhile); before
+# the second, a database or relay that did not answer held the caller until the policy's threshold.
 LIFT_ANSWERS_ON_TROUBLE = "lift-answers-on-trouble"
+LIFT_ANSWER_BOUNDED = "lift-answer-bounded"
 
 
 class RestrictionLifecycle:
@@ -54,6 +58,7 @@ class RestrictionLifecycle:
     _restriction_phase: str | None = None
     _lift: LiftRestrictionInput | None = None
     _lift_announced = False
+    lift_owes: tuple[str, ...] = ()  # the lift's steps before the subject is told, still to do
     # True from the end of the request to the end of the lift: the request is completed, yet its
     # workflow still runs steps that staff may have to retry, skip or resolve.
     keeping_restriction = False
@@ -71,13 +76,16 @@ class RestrictionLifecycle:
         await workflow.wait_condition(lambda: self._lift is not None)
         lift = self._lift
         assert lift is not None
+        self.lift_owes = ("announce_restriction_lift", "send_letter")
         schedule: LiftSchedule = await run_step(
             "announce_restriction_lift", LiftAnnounced(request_id=self.request_id, reason=lift.reason, actor=lift.actor),
             result_type=LiftSchedule, skippable=False)
+        self.lift_owes = ("send_letter",)
         lift_on = workflow.now() + timedelta(days=schedule.notice_days)
         await send_letter(self.request_id, "restriction_lift",
                           params={"reason": lift.reason, "lift_on": lift_on.date().isoformat(),
                                   "notice_days": schedule.notice_days})
+        self.lift_owes = ()
         self._lift_announced = True
         if schedule.notice_days:
             await workflow.sleep(lift_on - workflow.now())
@@ -108,10 +116,18 @@ class RestrictionLifecycle:
         self._lift = request
         self._restriction_phase = "lifting"
         # Answer once the subject has been told, so the caller sees the letter on its way; or once
-        # telling them failed and waits for staff, so the caller sees that instead of waiting.
+        # telling them failed and waits for staff, so the caller sees that instead of waiting; or
+        # after ANSWER_WITHIN, with the steps still to do in the state's `owed`.
         on_trouble = workflow.patched(LIFT_ANSWERS_ON_TROUBLE)
-        await workflow.wait_condition(
-            lambda: self._lift_announced or (on_trouble and self._troubles.current is not None))
+
+        def told_or_troubled() -> bool:
+            return self._lift_announced or (on_trouble and self._troubles.current is not None)
+
+        if not workflow.patched(LIFT_ANSWER_BOUNDED):
+            await workflow.wait_condition(told_or_troubled)
+            return self.state()
+        with contextlib.suppress(TimeoutError):
+            await workflow.wait_condition(told_or_troubled, timeout=ANSWER_WITHIN)
         return self.state()
 
     @lift_restriction.validator

@@ -41,13 +41,15 @@ PATHS = {"attested_erasure", "verified_access_extended", "objection_decided", "t
 # decision inside its update (workflows/owed_steps.py OWED_STEPS);
 # verification_records_inside_updates/ recorded a verification attempt inside the `verify` update
 # (workflows/verification.py VERIFICATION_OWED); decisions_answered_when_settled/ answered a
-# decision only once its owed steps were done or in trouble (workflows/owed_steps.py ANSWER_BOUNDED).
+# decision, or a lift, only once its steps were done or in trouble (workflows/owed_steps.py
+# ANSWER_BOUNDED, workflows/restriction_lifecycle.py LIFT_ANSWER_BOUNDED).
 EARLIER = {"children_per_system": PATHS | {"system_task_erasure_billing"}, "sql_activity_tasks": PATHS,
            "callbacks_confirmed_by_poll": {"system_task_erasure_email_marketing"},
            "retry_answered_once_settled": {"task_retried_and_resolved"},
            "decisions_inside_updates": {"verified_access_extended", "cancelled_by_staff", "objection_decided"},
            "verification_records_inside_updates": {"verified_access_extended"},
-           "decisions_answered_when_settled": {"verified_access_extended", "cancelled_by_staff", "objection_decided"}}
+           "decisions_answered_when_settled": {"verified_access_extended", "cancelled_by_staff", "objection_decided",
+                                               "restriction_lifted"}}
 
 
 def history_files() -> list[Path]:
