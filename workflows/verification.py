@@ -26,7 +26,6 @@ with workflow.unsafe.imports_passed_through():
     from schemas.requests import RequestStatus
     from schemas.workflow import (
         Challenge,
-        EventRecord,
         IssueChallenge,
         RequestFacts,
         VerificationState,
@@ -147,28 +146,23 @@ class IdentityVerification:
             else:
                 self.attempts += 1
             attempts = self.attempts
-        left = 0 if verified else max(facts.verification_max_attempts - attempts, 0)
-        if verified:
+            left = 0 if verified else max(facts.verification_max_attempts - attempts, 0)
             records = [event_record(request_id, "verification.succeeded", f"verified:{challenge.round}",
-                                    {"method": method})]
-        else:
-            records = [event_record(request_id, "verification.failed", f"failed:{challenge.round}:{attempts}",
-                                    {"method": method, "attempts_left": left})]
-            if left == 0:
+                                    {"method": method})] if verified else [
+                event_record(request_id, "verification.failed", f"failed:{challenge.round}:{attempts}",
+                             {"method": method, "attempts_left": left})]
+            if left == 0 and not verified:
                 records.append(event_record(request_id, "verification.locked", f"locked:{challenge.round}", {}))
-        mark = await self._keep(records, owed=current_counts)
-        if verified:
-            self._success_owed = mark
+            if current_counts:
+                # Owed in the same instant as the judgement: the main line, which goes on once the
+                # subject is verified, finds the success's mark to wait for.
+                mark = self._owed.owe(*(record("record_event", r) for r in records))
+                if verified:
+                    self._success_owed = mark
+        if not current_counts:  # older histories: recorded at once, inside the update
+            for r in records:
+                await run_step("record_event", r)
         return VerifyResult(verified=verified, attempts_left=left, locked=not verified and left == 0)
-
-    async def _keep(self, records: list[EventRecord], *, owed: bool) -> int | None:
-        """Put the records on the audit trail: owed (their mark), or, in older histories, at once
-        inside the update."""
-        if owed:
-            return self._owed.owe(*(record("record_event", r) for r in records))
-        for r in records:
-            await run_step("record_event", r)
-        return None
 
     @staticmethod
     def _matches(challenge: Challenge, attempt: VerifyAttempt) -> bool:
@@ -213,7 +207,10 @@ class IdentityVerification:
                                    "changed: the code sent earlier stays as it was") from None
         assert self.challenge is not None
         resent = event_record(request_id, "verification.resent", f"resent:{self.challenge.round}", {}, actor)
-        await self._keep([resent], owed=workflow.patched(VERIFICATION_OWED))
+        if workflow.patched(VERIFICATION_OWED):
+            self._owed.owe(record("record_event", resent))
+        else:
+            await run_step("record_event", resent)
 
     def state(self, facts: RequestFacts) -> VerificationState:
         return VerificationState(
