@@ -346,7 +346,11 @@ async def test_a_retry_and_a_skip_of_one_failed_step_at_once_answer_it_once(stac
         request.handle.execute_update(DSR.retry_step, RetryStepInput(actor="compliance:jo")),
         request.handle.execute_update(DSR.skip_step, SkipStepInput(note="Acknowledged by phone", actor="compliance:al")))
 
-    assert len(taken) == 1 and reasons == ["the failed step send_letter has already been answered"]
+    # Refused while the first answer is carried out, or (on a loaded machine, the second arriving
+    # later) once the step has succeeded and its trouble closed.
+    assert len(taken) == 1 and len(reasons) == 1 and reasons[0] in (
+        "the failed step send_letter has already been answered",
+        "no step of this request has failed; there is nothing to retry or skip")
     assert (await request.result()).status == "completed"
     [(resolution, actor)] = [(t.resolution, t.actor) for t in fakes.troubles if t.resolution]
     if actor == "compliance:jo":

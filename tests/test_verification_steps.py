@@ -25,7 +25,7 @@ from tests.test_staff_races import hold, replays
 from tests.workflow_fakes import SHIPPED, FakeActivities
 from tests.workflow_stack import FastStack, Request, refused, stack_fixture, time_skipping_env  # noqa: F401 (the fixture)
 from workflows.dsr import DataSubjectRequestWorkflow as DSR
-from workflows.verification import RESEND_WITHIN
+from workflows.dsr_steps import CALLER_WAITS
 
 VERIFIED = VerifyResult(verified=True, attempts_left=0, locked=False)
 # An attempt is answered at once; the bound only turns a hang into a failure (execute_update does
@@ -167,7 +167,7 @@ async def test_a_resend_while_the_relay_does_not_answer_gives_up_in_seconds_and_
         DSR.resend_verification, ResendInput(actor="subject")))
     await request.until(lambda _: sending)
 
-    await stack.sleep(RESEND_WITHIN + timedelta(seconds=5))
+    await stack.sleep(CALLER_WAITS + timedelta(seconds=5))
     reason = await asyncio.wait_for(refused(resending), ANSWER_WITHIN)
 
     assert "the new code could not be sent" in reason and "the code sent earlier stays as it was" in reason

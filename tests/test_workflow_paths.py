@@ -27,9 +27,11 @@ from schemas.workflow import (
     ResendInput,
     VerifyResult,
 )
+from tests.test_staff_races import hold
 from tests.workflow_fakes import SHIPPED
 from tests.workflow_stack import FastStack, refused, stack_fixture  # noqa: F401 (the fixture)
 from workflows.dsr import DataSubjectRequestWorkflow as DSR
+from workflows.dsr_steps import CALLER_WAITS
 
 REASON = "Your request covers nine years of support history across several systems."
 
@@ -277,4 +279,30 @@ async def test_two_approvals_at_once_release_the_response_once(stack: FastStack)
     final = await request.result()
     assert final.status == "completed" and final.approval == taken[0].approval
     assert fakes.subject_letters(request.id) == ["acknowledgement", "response"]
+    assert fakes.event_types(request.id).count("approval.granted") == 1
+
+
+async def test_an_approval_the_database_does_not_record_is_refused_in_seconds_and_releases_nothing(
+        stack: FastStack):
+    """Before, the officer's call waited while the record was retried for the policy's threshold
+    (15 minutes), and then failed with "Activity task failed"."""
+    fakes = stack.fakes
+    request = await stack.open(request_type=RequestType.access, approval_required=True)
+    await request.until(lambda s: s.status == "awaiting_approval")
+    writing = hold(fakes, "record_event", lambda event: event.event_type == "approval.granted")
+    approving = asyncio.ensure_future(request.handle.execute_update(
+        DSR.approve, ApproveInput(note="Package checked", actor="compliance:bo")))
+    await request.until(lambda _: writing)
+
+    await stack.sleep(CALLER_WAITS + timedelta(seconds=5))
+    reason = await asyncio.wait_for(refused(approving), 20)
+
+    assert "the approval could not be recorded" in reason and "nothing was released" in reason
+    state = await request.state()
+    assert state.status == "awaiting_approval" and state.approval is None
+    assert fakes.subject_letters(request.id) == ["acknowledgement"]
+    fakes.heal("record_event")
+    approved = await request.handle.execute_update(DSR.approve, ApproveInput(note="Checked again", actor="compliance:bo"))
+    assert approved.approval is not None and approved.approval.note == "Checked again"
+    assert (await request.result()).status == "completed"
     assert fakes.event_types(request.id).count("approval.granted") == 1

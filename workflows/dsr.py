@@ -36,13 +36,13 @@ with workflow.unsafe.imports_passed_through():
         VerifyResult,
     )
     from workflows import search_attributes as sa
+    from workflows.approval import Approval
     from workflows.deadline_watch import DeadlineWatch
     from workflows.dsr_steps import (
         PACKAGING,
         PLANNING,
         RequestClosed,
         event_record,
-        record_event,
         record_transition,
         run_step,
         send_letter,
@@ -61,12 +61,11 @@ with workflow.unsafe.imports_passed_through():
 APPROVAL_GATE = "approval-gate"
 APPROVAL_BEFORE_CHANGES = "approval-before-changes"
 OBJECTION_GATE = "objection-gate"
-APPROVAL_RECORDED_FIRST = "approval-recorded-first"
 ANSWER_AFTER_EXTENSION = "answer-after-extension"  # before it, a new due date could reach the subject after the answer
 
 
 @workflow.defn(name="DataSubjectRequestWorkflow")
-class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals, Extension):
+class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals, Extension, Approval):
     def __init__(self) -> None:
         self.request_id = ""
         self._policy_version = ""
@@ -260,36 +259,6 @@ class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals, Extens
             raise ValueError(f"request is not awaiting verification (status {self._status.value})")
 
     @workflow.update
-    async def approve(self, request: ApproveInput) -> RequestState:
-        self._validate_approve(request)  # again: a concurrent approval may have passed validation too
-        if workflow.patched(APPROVAL_RECORDED_FIRST):
-            # The approval is on record before anything it releases (the main line's steps are
-            # quick now): taken at once, so a concurrent approval, denial or cancellation is
-            # refused, then recorded; `_approving` holds until the main line has carried it out.
-            self._approving = True
-            try:
-                await self._record("approval.granted", "approval", {"note": request.note}, request.actor)
-            except BaseException:
-                self._approving = False  # not taken: the request still waits for an approval
-                raise
-            self._approval = request
-        else:
-            self._approval = request
-            await self._record("approval.granted", "approval", {"note": request.note}, request.actor)
-        # Answer once the main line has moved on, so the caller sees the response on its way.
-        await workflow.wait_condition(lambda: self._status != RequestStatus.awaiting_approval)
-        return self.state()
-
-    @approve.validator
-    def _validate_approve(self, request: ApproveInput) -> None:
-        self._require_open()
-        if self._approval is not None or self._approving:
-            # Two officers at once: the other approval was taken; its status follows in a moment.
-            raise ValueError("request is not awaiting approval: it has been approved already")
-        if self._status != RequestStatus.awaiting_approval:
-            raise ValueError(f"request is not awaiting approval (status {self._status.value})")
-
-    @workflow.update
     async def decide_objection(self, decision: ObjectionDecision) -> RequestState:
         self._decision = decision
         recorded = event_record(self.request_id, "objection.decided", "objection-decision",
@@ -387,9 +356,6 @@ class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals, Extens
 
     async def _transition(self, event: str, data: dict[str, Any], actor: str = "workflow") -> None:
         await record_transition(self.request_id, self._status, event, data, actor)
-
-    async def _record(self, event_type: str, key: str, data: dict[str, Any], actor: str = "workflow") -> None:
-        await record_event(self.request_id, event_type, key, data, actor)
 
     async def _letter(
         self, purpose: str, *, key: str = "1", params: dict[str, Any] | None = None, to_staff: bool = False

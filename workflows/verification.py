@@ -32,7 +32,14 @@ with workflow.unsafe.imports_passed_through():
         VerifyAttempt,
         VerifyResult,
     )
-    from workflows.dsr_steps import MAILING, STEP_FAILURES, describe_failure, event_record, run_step
+    from workflows.dsr_steps import (
+        CALLER_WAITS,
+        MAILING,
+        STEP_FAILURES,
+        describe_failure,
+        event_record,
+        run_step,
+    )
     from workflows.owed_steps import OwedSteps, record
     from workflows.step_trouble import StepTroubles
 
@@ -42,10 +49,9 @@ with workflow.unsafe.imports_passed_through():
 # relay refused as long as it waited for staff, although the current code was still the one.
 VERIFICATION_OWED = "verification-owed"
 # workflow.patched id: before it, a resend retried its e-mail for the policy's threshold (15 min)
-# while the caller (a subject on the portal, an agent) waited; now it gives up after RESEND_WITHIN
+# while the caller (a subject on the portal, an agent) waited; now it gives up after CALLER_WAITS
 # and says so (nothing changed: the current code stays).
 RESEND_BOUNDED = "resend-bounded"
-RESEND_WITHIN = timedelta(seconds=30)
 ISSUE = "issue_verification"
 
 
@@ -198,7 +204,7 @@ class IdentityVerification:
         expires_at = self.challenge.expires_at if self.challenge else workflow.now()
         try:
             await self.issue(request_id, "verification", expires_at,
-                             give_up=RESEND_WITHIN if workflow.patched(RESEND_BOUNDED) else None)
+                             give_up=CALLER_WAITS if workflow.patched(RESEND_BOUNDED) else None)
         except STEP_FAILURES as error:
             if not workflow.patched(VERIFICATION_OWED):
                 raise

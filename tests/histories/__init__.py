@@ -42,14 +42,16 @@ PATHS = {"attested_erasure", "verified_access_extended", "objection_decided", "t
 # verification_records_inside_updates/ recorded a verification attempt inside the `verify` update
 # (workflows/verification.py VERIFICATION_OWED); decisions_answered_when_settled/ answered a
 # decision, or a lift, only once its steps were done or in trouble (workflows/owed_steps.py
-# ANSWER_BOUNDED, workflows/restriction_lifecycle.py LIFT_ANSWER_BOUNDED).
+# ANSWER_BOUNDED, workflows/restriction_lifecycle.py LIFT_ANSWER_BOUNDED); approvals_retried_for_threshold/
+# retried an approval's record for the policy's threshold (workflows/approval.py APPROVAL_BOUNDED).
 EARLIER = {"children_per_system": PATHS | {"system_task_erasure_billing"}, "sql_activity_tasks": PATHS,
            "callbacks_confirmed_by_poll": {"system_task_erasure_email_marketing"},
            "retry_answered_once_settled": {"task_retried_and_resolved"},
            "decisions_inside_updates": {"verified_access_extended", "cancelled_by_staff", "objection_decided"},
            "verification_records_inside_updates": {"verified_access_extended"},
            "decisions_answered_when_settled": {"verified_access_extended", "cancelled_by_staff", "objection_decided",
-                                               "restriction_lifted"}}
+                                               "restriction_lifted"},
+           "approvals_retried_for_threshold": {"approved_access", "approved_attested_erasure"}}
 
 
 def history_files() -> list[Path]:
