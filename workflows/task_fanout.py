@@ -16,12 +16,19 @@ import asyncio
 from collections.abc import Callable
 
 from temporalio import workflow
-from temporalio.exceptions import ChildWorkflowError
+from temporalio.exceptions import ApplicationError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
     from schemas.vocabulary import ConnectorKind
     from schemas.workflow import Plan, SystemTask, TaskInput, TaskRecord, TaskResult, task_workflow_id
-    from workflows.dsr_steps import describe_failure, record_event, run_step, send_letter
+    from workflows.dsr_steps import (
+        CALLER_WAITS,
+        STEP_FAILURES,
+        describe_failure,
+        event_record,
+        run_step,
+        send_letter,
+    )
     from workflows.system_task import SystemTaskWorkflow, act, record
 
 # workflow.patched ids: requests started before the first ran every system as a child workflow;
@@ -31,6 +38,12 @@ SQL_TASKS_LOCAL = "sql-tasks-local"
 # Before this one, staff's retry of a task with a child workflow answered only once the child
 # settled: for a processor that takes days, the console's button (and the REST call) hung.
 RETRY_ANSWERS_ONCE_STARTED = "retry-answers-once-started"
+# Before this one, a staff retry or resolution whose record failed (a database down past the
+# policy's threshold, held that long) failed the update with its answer already taken: a retry's
+# task stayed `pending` with nothing running, so the request answered the subject without it; a
+# resolution stood as `done` with no evidence of who resolved it. Now the answer is taken back,
+# and the caller told why, after CALLER_WAITS.
+TASK_ANSWERS_BOUNDED = "task-answers-bounded"
 
 
 class SystemTasks:
@@ -99,13 +112,15 @@ class SystemTasks:
     async def retry(self, plan: Plan, system: str, actor: str) -> TaskResult:
         """Run a task that needs attention again, as its next attempt (the `retry_task` update)."""
         task = next(t for t in plan.tasks if t.system == system)
-        attempt = self.results[system].attempt + 1
+        before = self.results[system]
+        attempt = before.attempt + 1
         # Taken before the first await, so a concurrent retry of the same task is refused.
-        self.results[system] = self.results[system].model_copy(update={"status": "pending", "attempt": attempt})
+        self.results[system] = before.model_copy(update={"status": "pending", "attempt": attempt})
         self._retrying += 1
         handed_on = False
         try:
-            await record_event(plan.request_id, "task.retried", f"retry:{system}:{attempt}", {"system": system}, actor)
+            await self._recorded(system, before, "the retry", ("record_event", event_record(
+                plan.request_id, "task.retried", f"retry:{system}:{attempt}", {"system": system}, actor)))
             if task.connector != ConnectorKind.sql and workflow.patched(RETRY_ANSWERS_ONCE_STARTED):
                 # The new attempt waits on its processor (hours, days) on its own; staff are
                 # answered now, with the attempt pending. `settle` waits for it as for any retry.
@@ -128,12 +143,39 @@ class SystemTasks:
 
     async def resolve(self, request_id: str, system: str, note: str, actor: str) -> TaskResult:
         """Staff carried the task out by other means (the `resolve_task` update)."""
-        result = self.results[system].model_copy(update={"status": "done", "message": f"resolved by staff: {note}"})
-        self.results[system] = result
-        await record_event(request_id, "task.resolved", f"resolved:{system}:{result.attempt}",
-                           {"system": system, "note": note}, actor)
-        await run_step("record_task_result", TaskRecord(request_id=request_id, result=result))
+        before = self.results[system]
+        result = before.model_copy(update={"status": "done", "message": f"resolved by staff: {note}"})
+        steps = (("record_event", event_record(request_id, "task.resolved", f"resolved:{system}:{result.attempt}",
+                                               {"system": system, "note": note}, actor)),
+                 ("record_task_result", TaskRecord(request_id=request_id, result=result)))
+        self.results[system] = result  # taken at once: a concurrent answer is refused
+        if not workflow.patched(TASK_ANSWERS_BOUNDED):
+            for activity, arg in steps:
+                await run_step(activity, arg)
+            return result
+        # Held from `settle` until it is on record: the response never reports a resolution with
+        # no evidence of who made it.
+        self._retrying += 1
+        try:
+            await self._recorded(system, before, "the resolution", *steps)
+        finally:
+            self._retrying -= 1
         return result
+
+    async def _recorded(self, system: str, before: TaskResult, what: str, *steps: tuple[str, object]) -> None:
+        """Record a staff answer inside its update. If a record fails, the answer is taken back
+        (the task needs attention again) and the caller is told why (older histories: the update
+        failed with the answer standing)."""
+        bounded = workflow.patched(TASK_ANSWERS_BOUNDED)
+        try:
+            for activity, arg in steps:
+                await run_step(activity, arg, give_up=CALLER_WAITS if bounded else None)
+        except STEP_FAILURES as error:
+            if not bounded:
+                raise
+            self.results[system] = before
+            raise ApplicationError(f"{what} could not be recorded ({describe_failure(error)[0]}); nothing changed: "
+                                   "try again in a moment") from None
 
     def require_attention(self, system: str) -> None:
         result = self.results.get(system)
