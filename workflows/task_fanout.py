@@ -174,8 +174,10 @@ class SystemTasks:
             if not bounded:
                 raise
             self.results[system] = before
-            raise ApplicationError(f"{what} could not be recorded ({describe_failure(error)[0]}); nothing changed: "
-                                   "try again in a moment") from None
+            # Not "nothing changed": a record the database took after the call gave up stays in
+            # the audit trail (its key answers the next try, which then counts).
+            raise ApplicationError(f"{what} could not be recorded ({describe_failure(error)[0]}); the task still "
+                                   "needs attention: try again in a moment") from None
 
     def require_attention(self, system: str) -> None:
         result = self.results.get(system)
