@@ -205,7 +205,10 @@ _ACTIONS = [
         "portability response, with its package link, goes out now (review the package first with "
         "`GET /v1/requests/{id}/package`); a rectification or an attested erasure now reaches the "
         "systems (check the corrections and the identities first). Refuse with `deny` instead.",
-        body_required=False),
+        body_required=False,
+        untold="Release approved, but it is not on record yet, and nothing is released before it is: "
+               "see the failed step.",
+        underway="Release approved; nothing is released before it is on record"),
     StaffAction(
         "resend-verification", "agent", Workflow.resend_verification, ResendInput, None,
         "A new code and link are sent; the old ones no longer work.",

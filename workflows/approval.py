@@ -1,6 +1,6 @@
 """How compliance releases a request the policy holds for them, as an update of its workflow: the
-approval is on record before anything it releases, then the main line carries it out
-(workflows/dsr.py `_await_approval`).
+approval is taken at once and is on record before anything it releases; the main line then
+carries it out (workflows/dsr.py `_await_approval`).
 
 A mixin of DataSubjectRequestWorkflow (Temporal registers the updates of its base classes), kept
 apart so that the workflow's main line stays readable.
@@ -8,21 +8,25 @@ apart so that the workflow's main line stays readable.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from schemas.requests import RequestStatus
     from schemas.workflow import ApproveInput, RequestState
-    from workflows.dsr_steps import CALLER_WAITS, STEP_FAILURES, describe_failure, event_record, run_step
+    from workflows.dsr_steps import event_record, run_step
+    from workflows.owed_steps import ANSWER_WITHIN, OwedSteps, record
 
-# workflow.patched ids: before the first, an approval was taken only after its record (a concurrent
-# denial could be taken meanwhile); before the second, a database that did not answer held the
-# officer's call for the policy's threshold (15 min) while the record was retried.
+# workflow.patched ids. Before APPROVAL_RECORDED_FIRST an approval was taken only once recorded
+# (a concurrent denial could be taken meanwhile). Before APPROVAL_OWED its record ran inside the
+# update: a database that did not answer held the officer's call for the policy's threshold (15
+# min) and then failed it, although a record taken late by the database stayed in the audit trail
+# for an approval that never counted. Now the record is an owed step (workflows/owed_steps.py),
+# retried until done, and the main line releases nothing before it is done.
 APPROVAL_RECORDED_FIRST = "approval-recorded-first"
-APPROVAL_BOUNDED = "approval-bounded"
+APPROVAL_OWED = "approval-owed"
 
 
 class Approval:
@@ -31,6 +35,8 @@ class Approval:
     _status: RequestStatus
     _approval: ApproveInput | None
     _approving: bool  # an approval taken and not yet carried out
+    _approval_owed: int | None  # the mark of its owed record
+    _owed: OwedSteps
     _require_open: Callable[..., None]
     state: Callable[[], RequestState]
 
@@ -38,22 +44,23 @@ class Approval:
     async def approve(self, request: ApproveInput) -> RequestState:
         self._validate_approve(request)  # again: a concurrent approval may have passed validation too
         recorded = event_record(self.request_id, "approval.granted", "approval", {"note": request.note}, request.actor)
+        if workflow.patched(APPROVAL_OWED):
+            # Taken at once, so a concurrent approval, denial or cancellation is refused; released
+            # once on record. Answered once the main line has moved on, the record is in trouble,
+            # or ANSWER_WITHIN has passed (the state's `owed` then shows the record under way).
+            self._approving, self._approval = True, request
+            self._approval_owed = self._owed.owe(record("record_event", recorded))
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(
+                    lambda: self._status != RequestStatus.awaiting_approval or self._owed.troubles.current is not None,
+                    timeout=ANSWER_WITHIN)
+            return self.state()
         if workflow.patched(APPROVAL_RECORDED_FIRST):
-            # The approval is on record before anything it releases (the main line's steps are
-            # quick now): taken at once, so a concurrent approval, denial or cancellation is
-            # refused, then recorded; `_approving` holds until the main line has carried it out.
             self._approving = True
-            bounded = workflow.patched(APPROVAL_BOUNDED)
             try:
-                await run_step("record_event", recorded, give_up=CALLER_WAITS if bounded else None)
-            except STEP_FAILURES as error:
-                self._approving = False  # not taken: the request still waits for an approval
-                if not bounded:
-                    raise
-                raise ApplicationError(f"the approval could not be recorded ({describe_failure(error)[0]}); "
-                                       "nothing was released: approve again in a moment") from None
+                await run_step("record_event", recorded)
             except BaseException:
-                self._approving = False
+                self._approving = False  # not taken: the request still waits for an approval
                 raise
             self._approval = request
         else:
@@ -71,3 +78,8 @@ class Approval:
             raise ValueError("request is not awaiting approval: it has been approved already")
         if self._status != RequestStatus.awaiting_approval:
             raise ValueError(f"request is not awaiting approval (status {self._status.value})")
+
+    def approved(self) -> bool:
+        """The approval is taken, and on record (older histories: once taken)."""
+        mark = self._approval_owed
+        return self._approval is not None and (mark is None or self._owed.done(mark))

@@ -86,6 +86,7 @@ class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals, Extens
         self._decision_owed: int | None = None  # the mark of its owed record (workflows/owed_steps.py)
         self._approval: ApproveInput | None = None
         self._approving = False  # an approval taken and not yet carried out
+        self._approval_owed: int | None = None  # the mark of its owed record (workflows/approval.py)
         self._extending = False  # an extension being recorded and notified inside its update (older histories)
         self._extension_owed: int | None = None
         self._answering = False  # the response is being sent
@@ -207,7 +208,7 @@ class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals, Extens
         update; False when it was denied or cancelled instead."""
         self._set_status(RequestStatus.awaiting_approval)
         await self._transition("awaiting_approval", {"package_id": self._package.package_id if self._package else None})
-        if not await self._ask_staff("approval", lambda: self._approval is not None, detail):
+        if not await self._ask_staff("approval", self.approved, detail):
             return False
         self._approving = True  # until recorded as carried out (older histories' approvals did not set it)
         self._set_status(RequestStatus.in_progress)

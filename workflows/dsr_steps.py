@@ -61,7 +61,8 @@ RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2
 # Requests started before the policy carried a threshold.
 DEFAULT_ATTENTION_AFTER = timedelta(minutes=15)
 # How long a step inside an update is retried while its caller (a person at a button) waits for
-# the answer, where the update then fails with nothing changed (a resend, an approval's record).
+# the answer, where the update then fails with its answer taken back (a resend, a task's retry or
+# resolution).
 CALLER_WAITS = timedelta(seconds=30)
 
 Decision = Literal["retry", "skip"]

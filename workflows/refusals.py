@@ -31,6 +31,7 @@ class Refusals:
     _withdrawn: bool
     _approving: bool  # an approval taken and not yet carried out
     _approval: ApproveInput | None
+    approved: Callable[[], bool]  # workflows/approval.py
     _answering: bool  # the response is being sent
     _troubles: StepTroubles
     _owed: OwedSteps
@@ -103,6 +104,9 @@ class Refusals:
                                  f"{self._owed.troubles.current.step} failed; retry or skip it first")
             raise ValueError("request's deadline is being extended and the subject told; try again in a moment")
         stuck = self._troubles.waiting
+        failed = self._owed.troubles.current
+        if self._approving and failed is not None and not self.approved():
+            raise ValueError(f"the approval is not on record: its step {failed.step} failed; retry it first")
         if self._approving and not (self._approval is not None and stuck):
             raise ValueError("request has just been approved, and the approval is being carried out")
         if self._answering and not stuck:

@@ -42,8 +42,8 @@ PATHS = {"attested_erasure", "verified_access_extended", "objection_decided", "t
 # verification_records_inside_updates/ recorded a verification attempt inside the `verify` update
 # (workflows/verification.py VERIFICATION_OWED); decisions_answered_when_settled/ answered a
 # decision, or a lift, only once its steps were done or in trouble (workflows/owed_steps.py
-# ANSWER_BOUNDED, workflows/restriction_lifecycle.py LIFT_ANSWER_BOUNDED); approvals_retried_for_threshold/
-# retried an approval's record for the policy's threshold (workflows/approval.py APPROVAL_BOUNDED);
+# ANSWER_BOUNDED, workflows/restriction_lifecycle.py LIFT_ANSWER_BOUNDED); approvals_recorded_inside_updates/
+# recorded an approval inside its update (workflows/approval.py APPROVAL_OWED);
 # task_answers_retried_for_threshold/ did the same with staff's retry and resolution of a task,
 # leaving the answer taken when the record failed (workflows/task_fanout.py TASK_ANSWERS_BOUNDED).
 EARLIER = {"children_per_system": PATHS | {"system_task_erasure_billing"}, "sql_activity_tasks": PATHS,
@@ -53,7 +53,7 @@ EARLIER = {"children_per_system": PATHS | {"system_task_erasure_billing"}, "sql_
            "verification_records_inside_updates": {"verified_access_extended"},
            "decisions_answered_when_settled": {"verified_access_extended", "cancelled_by_staff", "objection_decided",
                                                "restriction_lifted"},
-           "approvals_retried_for_threshold": {"approved_access", "approved_attested_erasure"},
+           "approvals_recorded_inside_updates": {"approved_access", "approved_attested_erasure"},
            "task_answers_retried_for_threshold": {"task_retried_and_resolved"}}
 
 
