@@ -283,6 +283,7 @@ class FakeActivities:
     @activity.defn(name="run_system_action")
     async def run_system_action(self, task: TaskInput) -> TaskResult:
         self.system_calls.append(task)
+        self._maybe_fail("run_system_action", task)  # a system slow to answer (`hold`), not one broken
         self.asked_at.setdefault((task.request_id, task.task.system, task.task.action, task.attempt), await self._now())
         system = self.system(task.request_id, task.task.system)
         if system.broken:

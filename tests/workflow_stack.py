@@ -102,7 +102,10 @@ async def refused(update: Awaitable[Any]) -> str:
 async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=str(find_binary("temporal-test-server")),
-        data_converter=build_data_converter([("fast-tests", os.urandom(32))]))
+        data_converter=build_data_converter([("fast-tests", os.urandom(32))]),
+        # The SDK's default (5 s) is missed now and then while `make test`'s three workers run
+        # stacks of processes on two cores: the server then starts, but too late.
+        test_server_startup_timeout=timedelta(seconds=30))
     try:
         # The workflow publishes these; the server refuses unknown ones.
         await env.client.operator_service.add_search_attributes(AddSearchAttributesRequest(

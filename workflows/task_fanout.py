@@ -13,6 +13,7 @@ workflow's own commands, in the order the workflow has always issued them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 
 from temporalio import workflow
@@ -29,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
         run_step,
         send_letter,
     )
+    from workflows.owed_steps import ANSWER_WITHIN
     from workflows.system_task import SystemTaskWorkflow, act, record
 
 # workflow.patched ids: requests started before the first ran every system as a child workflow;
@@ -44,6 +46,11 @@ RETRY_ANSWERS_ONCE_STARTED = "retry-answers-once-started"
 # resolution stood as `done` with no evidence of who resolved it. Now the answer is taken back,
 # and the caller told why, after CALLER_WAITS.
 TASK_ANSWERS_BOUNDED = "task-answers-bounded"
+# Before this one, staff's retry of a `sql` system's task ran the system's action inside the
+# update: a system that did not answer held the caller through its retries (about 8 minutes). It
+# now runs on its own like a processor's, and the caller is answered with its result, or after
+# ANSWER_WITHIN with the attempt pending.
+SQL_RETRY_BOUNDED = "sql-retry-bounded"
 
 
 class SystemTasks:
@@ -121,13 +128,20 @@ class SystemTasks:
         try:
             await self._recorded(system, before, "the retry", ("record_event", event_record(
                 plan.request_id, "task.retried", f"retry:{system}:{attempt}", {"system": system}, actor)))
-            if task.connector != ConnectorKind.sql and workflow.patched(RETRY_ANSWERS_ONCE_STARTED):
-                # The new attempt waits on its processor (hours, days) on its own; staff are
-                # answered now, with the attempt pending. `settle` waits for it as for any retry.
+            sql = task.connector == ConnectorKind.sql
+            if (not sql and workflow.patched(RETRY_ANSWERS_ONCE_STARTED)) or (
+                    sql and workflow.patched(SQL_RETRY_BOUNDED)):
+                # The new attempt runs on its own: a processor's waits for it (hours, days), and
+                # staff are answered now with the attempt pending; a sql system's answers in
+                # milliseconds, so staff wait for its result, unless the system does not answer.
+                # `settle` waits for it as for any retry.
                 running = asyncio.create_task(self._retried(plan, task, attempt))
                 self._retries.add(running)  # held, so the task is not collected while it runs
                 running.add_done_callback(self._retries.discard)
                 handed_on = True
+                if sql:
+                    with contextlib.suppress(TimeoutError):
+                        await workflow.wait_condition(running.done, timeout=ANSWER_WITHIN)
             else:
                 await self._run(plan, task, attempt)
         finally:
