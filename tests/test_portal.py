@@ -9,9 +9,14 @@ import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
 
+from temporalio import activity
+
+from activities.verification import VerificationActivities
 from dsrflow.crypto.hashing import token_hash
 from dsrflow.domain.references import short_reference
+from schemas.workflow import Challenge, IssueChallenge
 from tests.support import (
+    api_client,
     letters_for,
     staff_headers,
     unique_email,
@@ -19,6 +24,7 @@ from tests.support import (
     verification_link,
     wait_for_letter,
 )
+from workers.dsr_worker import activity_context, build_worker
 
 
 async def submit(http, **fields) -> str:
@@ -224,3 +230,31 @@ async def test_package_page_wraps_the_download_link(http, pool):
     assert api.status_code == 410 and api.headers["content-type"].startswith("application/problem+json")
     unknown = await http.get(f"/portal/packages/{secrets.token_hex(32)}")
     assert unknown.status_code == 404 and unknown.headers["content-type"].startswith("text/html")
+
+
+async def test_a_new_code_the_relay_refuses_says_the_earlier_one_still_works(settings, pool, dev_server, task_queue,
+                                                                              mail_sink):
+    """The subject's "Send me a new code" while the relay refuses the new e-mail: the page says so
+    and that nothing changed, and the code they have still confirms the request (before, every
+    later attempt waited for ever, and the request closed unverified)."""
+    real = VerificationActivities(activity_context(settings, pool))
+
+    @activity.defn(name="issue_verification")
+    async def issue_verification(issue: IssueChallenge) -> Challenge:
+        if issue.round > 1:
+            raise ValueError("550 5.1.1 the relay refuses this recipient")
+        return await real.issue_verification(issue)
+
+    async with (build_worker(dev_server.client, settings, pool, task_queue=task_queue,
+                             activity_overrides=[issue_verification]),
+                api_client(settings, dev_server.client, task_queue) as http):
+        rid = await submit(http, type="erasure", email=unique_email("refused-resend"))
+        code = verification_code(await wait_for_letter(mail_sink, rid, "verification"))
+
+        resent = await http.post(f"/portal/requests/{rid}/resend")
+
+        assert resent.status_code == 409
+        assert "We could not send a new code for this request just now." in resent.text
+        assert "The code and link we sent you earlier still work." in resent.text
+        confirmed = await asyncio.wait_for(http.post(f"/portal/requests/{rid}/verify", data={"code": code}), 30)
+        assert confirmed.status_code == 303, confirmed.text

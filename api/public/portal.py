@@ -277,11 +277,15 @@ async def resend(request: Request, request_id: str, state: State, limiter: Limit
     try:
         await run_update(state, request_id, DataSubjectRequestWorkflow.resend_verification, ResendInput(actor="subject"))
     except Problem:
-        # Confirmed, closed, or not yet ready: the page says what the subject can do now.
+        # Confirmed, closed, not yet ready, or the new code could not be sent (nothing changed
+        # then: the workflow keeps the code sent earlier): the page says what works now.
         row, status = await _current(state, request_id)
+        live = await live_state(state, request_id)
+        error = [t.gettext(N_("We could not send a new code for this request just now. Please try again in a minute."))]
+        if status == RequestStatus.awaiting_verification and live and live.verification and not live.verification.locked:
+            error.append(t.gettext(N_("The code and link we sent you earlier still work.")))
         return _verify_page(request, row, status=409, awaiting=status == RequestStatus.awaiting_verification,
-                            error=t.gettext(N_("We could not send a new code for this request just now. "
-                                               "Please try again in a minute.")))
+                            error=" ".join(error))
     return _verify_page(request, row, notice=" ".join((
         t.gettext(N_("We have sent you a new code and link.")),
         t.gettext(N_("The code and link we sent you earlier no longer work.")))))
