@@ -8,7 +8,6 @@ apart so that the workflow's main line stays readable.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 
 from temporalio import workflow
@@ -17,7 +16,7 @@ with workflow.unsafe.imports_passed_through():
     from schemas.requests import RequestStatus
     from schemas.workflow import ApproveInput, RequestState
     from workflows.dsr_steps import event_record, run_step
-    from workflows.owed_steps import ANSWER_WITHIN, OwedSteps, record
+    from workflows.owed_steps import OwedSteps, answered_within, record
 
 # workflow.patched ids. Before APPROVAL_RECORDED_FIRST an approval was taken only once recorded
 # (a concurrent denial could be taken meanwhile). Before APPROVAL_OWED its record ran inside the
@@ -50,10 +49,8 @@ class Approval:
             # or ANSWER_WITHIN has passed (the state's `owed` then shows the record under way).
             self._approving, self._approval = True, request
             self._approval_owed = self._owed.owe(record("record_event", recorded))
-            with contextlib.suppress(TimeoutError):
-                await workflow.wait_condition(
-                    lambda: self._status != RequestStatus.awaiting_approval or self._owed.troubles.current is not None,
-                    timeout=ANSWER_WITHIN)
+            await answered_within(
+                lambda: self._status != RequestStatus.awaiting_approval or self._owed.troubles.current is not None)
             return self.state()
         if workflow.patched(APPROVAL_RECORDED_FIRST):
             self._approving = True

@@ -19,6 +19,7 @@ Deterministic like the workflow that owns it.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -40,6 +41,13 @@ ANSWER_BOUNDED = "owed-answer-bounded"
 # record takes milliseconds and a relay a second; longer means the database or the relay is
 # failing, and the request's page shows the rest.
 ANSWER_WITHIN = timedelta(seconds=20)
+
+
+async def answered_within(settled: Callable[[], bool]) -> None:
+    """Wait until `settled`, ANSWER_WITHIN at most: the update waiting then answers with what is
+    still under way (a decision's, an approval's, a lift's or a sql retry's)."""
+    with contextlib.suppress(TimeoutError):
+        await workflow.wait_condition(settled, timeout=ANSWER_WITHIN)
 
 
 @dataclass
@@ -81,8 +89,7 @@ class OwedSteps:
         if not workflow.patched(ANSWER_BOUNDED):
             await workflow.wait_condition(settled)
             return
-        with contextlib.suppress(TimeoutError):
-            await workflow.wait_condition(settled, timeout=ANSWER_WITHIN)
+        await answered_within(settled)
 
     async def carried_out(self, *steps: OwedStep) -> None:
         await self.until_done_or_troubled(self.owe(*steps))

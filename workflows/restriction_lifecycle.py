@@ -13,7 +13,6 @@ existed end with their response, as they always did (the `restriction-lifecycle`
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -30,7 +29,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from schemas.workflow import Plan, RequestFacts, RequestState
     from workflows.dsr_steps import run_step, send_letter
-    from workflows.owed_steps import ANSWER_WITHIN
+    from workflows.owed_steps import answered_within
     from workflows.step_trouble import StepTroubles
     from workflows.task_fanout import SystemTasks
 
@@ -126,8 +125,7 @@ class RestrictionLifecycle:
         if not workflow.patched(LIFT_ANSWER_BOUNDED):
             await workflow.wait_condition(told_or_troubled)
             return self.state()
-        with contextlib.suppress(TimeoutError):
-            await workflow.wait_condition(told_or_troubled, timeout=ANSWER_WITHIN)
+        await answered_within(told_or_troubled)
         return self.state()
 
     @lift_restriction.validator

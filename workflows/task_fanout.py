@@ -13,7 +13,6 @@ workflow's own commands, in the order the workflow has always issued them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 
 from temporalio import workflow
@@ -30,7 +29,7 @@ with workflow.unsafe.imports_passed_through():
         run_step,
         send_letter,
     )
-    from workflows.owed_steps import ANSWER_WITHIN
+    from workflows.owed_steps import answered_within
     from workflows.system_task import SystemTaskWorkflow, act, record
 
 # workflow.patched ids: requests started before the first ran every system as a child workflow;
@@ -140,8 +139,7 @@ class SystemTasks:
                 running.add_done_callback(self._retries.discard)
                 handed_on = True
                 if sql:
-                    with contextlib.suppress(TimeoutError):
-                        await workflow.wait_condition(running.done, timeout=ANSWER_WITHIN)
+                    await answered_within(running.done)
             else:
                 await self._run(plan, task, attempt)
         finally:
