@@ -93,3 +93,27 @@ async def test_a_retry_of_a_sql_task_is_answered_with_its_result(stack: FastStac
 
     assert (answer.status, answer.attempt) == ("done", 2)
     assert (await request.result()).status == "completed"
+
+
+
+async def test_a_retry_still_running_when_the_other_systems_finish_lets_the_response_go_once_it_is_done(
+        stack: FastStack):
+    """The fan-out ends while staff's retry of one task is still under way: the response waits for
+    the retry and goes out once it is done. Before, `settle` waited for the set of stuck tasks to
+    change, which it never did (none was stuck), so the request stayed `in_progress` with every
+    task done (seen on the holds page's restriction, resolved while a processor confirmed)."""
+    fakes = stack.fakes
+    request = await stack.open(RequestSpec(systems=[
+        FakeSystem("mailer", connector="opendsr", answers_on_poll=2, broken="API key revoked"),
+        FakeSystem("processor", connector="opendsr", answers_on_poll=1)]))
+    await request.until(lambda s: {r.system: r.status for r in s.results}.get("mailer") == "needs_attention")
+    fakes.system(request.id, "mailer").broken = None
+    answer = await request.handle.execute_update(DSR.retry_task, RetryTaskInput(system="mailer", actor="compliance:gus"))
+    assert (answer.status, answer.attempt) == ("pending", 2)
+
+    # The processor confirms on its first poll (5 minutes), the retried mailer on its second (15).
+    final = await request.result()
+    assert final.status == "completed"
+    assert {r.system: (r.status, r.attempt) for r in final.results} == {"mailer": ("done", 2), "processor": ("done", 1)}
+    assert fakes.subject_letters(request.id) == ["acknowledgement", "response"]
+    await replays(stack, request)

@@ -50,6 +50,10 @@ TASK_ANSWERS_BOUNDED = "task-answers-bounded"
 # now runs on its own like a processor's, and the caller is answered with its result, or after
 # ANSWER_WITHIN with the attempt pending.
 SQL_RETRY_BOUNDED = "sql-retry-bounded"
+# Before this one, a fan-out that ended while staff's retry or resolution of a task was still under
+# way (none stuck, one retrying) waited for the stuck tasks to change, which they never did: the
+# request stayed in progress with every task done.
+SETTLE_AFTER_RETRIES = "settle-after-retries"
 
 
 class SystemTasks:
@@ -113,6 +117,11 @@ class SystemTasks:
             def changed(stuck_now: set[tuple[str, int]] = stuck_now) -> bool:
                 return closed() or {(r.system, r.attempt) for r in self._stuck()} != stuck_now and not self._retrying
 
+            if not stuck and workflow.patched(SETTLE_AFTER_RETRIES):
+                # Only retries are under way (the fan-out ended meanwhile): their end is what to
+                # wait for, since the set of stuck tasks may not change at all.
+                await workflow.wait_condition(lambda: closed() or not self._retrying)
+                continue
             await workflow.wait_condition(changed)
 
     async def retry(self, plan: Plan, system: str, actor: str) -> TaskResult:
