@@ -48,6 +48,9 @@ def test_each_rest_endpoint_asks_the_role_of_its_action():
      {"cancel", "resend-verification", "extend", "deny"}),
     ("agent", situation(RequestStatus.awaiting_approval), {"cancel"}),
     ("admin", situation(RequestStatus.awaiting_approval), {"cancel", "extend", "deny", "approve"}),
+    # An approval taken and not yet on record: the workflow refuses all four until it is.
+    ("admin", situation(RequestStatus.awaiting_approval, approving=True), set()),
+    ("agent", situation(RequestStatus.awaiting_approval, approving=True), set()),
     ("compliance", situation(extended=True, needs_attention=True), {"cancel", "deny", "retry-task", "resolve-task"}),
     ("compliance", situation(overdue=True, awaiting_decision=True), {"cancel", "deny", "decide-objection"}),
     ("admin", situation(RequestStatus.completed, needs_attention=True), set()),

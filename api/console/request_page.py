@@ -133,7 +133,8 @@ async def _context(state: AppState, today: date, request_id: str, staff: Staff) 
             failed_step=live.trouble if live else None,
             # Unknown until registered (the workflow refuses until then, with its reason).
             extensible=deadlines["due_date"] is None or deadlines["extended_due_date"] != deadlines["due_date"],
-            restriction=restriction["status"] if restriction else None)),
+            restriction=restriction["status"] if restriction else None,
+            approving=bool(live and live.approval is not None and status == RequestStatus.awaiting_approval))),
         "restriction": restriction,
         "denial_reasons": list(DenialReason),
         "temporal_link": temporal_ui_link(state.settings, request_id),
