@@ -2,7 +2,8 @@
 presses between the letter and the status page: "See its status" (the lookup by reference), the
 status page's "Enter the code from our e-mail", the verification link's "Yes, I made this request",
 the verify page's "See the status of your request", and the language links in the header. No
-sign-in. Same setup as tests/test_browser.py."""
+sign-in. And "Send me a new code" when the relay refuses the new e-mail. Same setup as
+tests/test_browser.py."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import pytest
 from playwright.async_api import expect
 
 from dsrflow.domain.references import short_reference
-from tests.support import verification_link, wait_for_letter
-from tests.test_browser import CHROMIUM, browser, open_request, shots, site  # noqa: F401 (fixtures)
+from tests.support import verification_code, verification_link, wait_for_letter
+from tests.test_browser import CHROMIUM, browser, open_request, served_site, shots, site  # noqa: F401 (fixtures)
+from tests.test_portal import refusing_new_codes
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)")
 
@@ -66,3 +68,25 @@ async def test_the_subject_looks_up_confirms_by_link_and_switches_language(
     await expect(subject).to_have_url(f"{site}/portal/requests/{rid}")
     await expect(subject.locator("#status-words")).not_to_contain_text("Waiting for you to confirm")
     await shots(subject, "status-again")
+
+
+async def test_a_new_code_the_relay_refuses_leaves_the_subject_the_code_they_have(
+        browser, settings, pool, dev_server, task_queue, mail_sink, shots):  # noqa: F811 (fixtures)
+    """"Send me a new code" while the relay refuses the new e-mail: the page says so and that the
+    code already sent still works, and that code confirms the request."""
+    async with served_site(settings, pool, dev_server.client, task_queue,
+                           activity_overrides=[refusing_new_codes(settings, pool)]) as url:
+        rid = await open_request(url, pool)
+        code = verification_code(await wait_for_letter(mail_sink, rid, "verification"))
+        subject = await (await browser.new_context()).new_page()
+        await subject.goto(f"{url}/portal/requests/{rid}/verify")
+        await subject.get_by_role("button", name="Send me a new code").click()
+        await expect(subject.get_by_role("alert")).to_contain_text(
+            "We could not send a new code for this request just now.")
+        await expect(subject.get_by_role("alert")).to_contain_text("The code and link we sent you earlier still work.")
+        await shots(subject, "new-code-refused")
+        await subject.get_by_label("Code from the e-mail").fill(code)
+        await subject.get_by_role("button", name="Confirm").click()
+        await expect(subject).to_have_url(f"{url}/portal/requests/{rid}")
+        await expect(subject.get_by_role("status")).to_contain_text("you have confirmed that the request is yours")
+        await shots(subject, "confirmed-with-the-first-code")

@@ -232,11 +232,8 @@ async def test_package_page_wraps_the_download_link(http, pool):
     assert unknown.status_code == 404 and unknown.headers["content-type"].startswith("text/html")
 
 
-async def test_a_new_code_the_relay_refuses_says_the_earlier_one_still_works(settings, pool, dev_server, task_queue,
-                                                                              mail_sink):
-    """The subject's "Send me a new code" while the relay refuses the new e-mail: the page says so
-    and that nothing changed, and the code they have still confirms the request (before, every
-    later attempt waited for ever, and the request closed unverified)."""
+def refusing_new_codes(settings, pool):
+    """The real `issue_verification`, behind a relay that refuses every code after the first."""
     real = VerificationActivities(activity_context(settings, pool))
 
     @activity.defn(name="issue_verification")
@@ -245,8 +242,16 @@ async def test_a_new_code_the_relay_refuses_says_the_earlier_one_still_works(set
             raise ValueError("550 5.1.1 the relay refuses this recipient")
         return await real.issue_verification(issue)
 
+    return issue_verification
+
+
+async def test_a_new_code_the_relay_refuses_says_the_earlier_one_still_works(settings, pool, dev_server, task_queue,
+                                                                              mail_sink):
+    """The subject's "Send me a new code" while the relay refuses the new e-mail: the page says so
+    and that nothing changed, and the code they have still confirms the request (before, every
+    later attempt waited for ever, and the request closed unverified)."""
     async with (build_worker(dev_server.client, settings, pool, task_queue=task_queue,
-                             activity_overrides=[issue_verification]),
+                             activity_overrides=[refusing_new_codes(settings, pool)]),
                 api_client(settings, dev_server.client, task_queue) as http):
         rid = await submit(http, type="erasure", email=unique_email("refused-resend"))
         code = verification_code(await wait_for_letter(mail_sink, rid, "verification"))
