@@ -166,5 +166,6 @@ class LifecycleActivities:
                 request_id=record.request_id, event_type="step.resolved" if record.resolution else "step.failed",
                 actor=record.actor,
                 data={"step": trouble.step, "message": trouble.message, "transient": trouble.transient,
+                      **({"about": trouble.about} if trouble.about else {}),
                       **({"resolution": record.resolution} if record.resolution else {})},
             )

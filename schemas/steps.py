@@ -25,6 +25,9 @@ class StepTrouble(Contract):
     skippable: bool  # staff may skip it, having done its work by other means
     since: datetime
     answered_by: str | None = None  # staff asked for a retry or a skip; it is under way
+    # Which of the step's kind it was, e.g. "denial letter", "approval.granted record": a request
+    # sends several letters and records several events (absent from troubles stored before).
+    about: str | None = None
 
 
 class TroubleRecord(Contract):

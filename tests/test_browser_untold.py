@@ -92,10 +92,12 @@ async def test_decisions_whose_own_step_fails_say_so_and_carry_on_once_retried(
     await shots(page, "approval-not-on-record")
     # Nothing else is offered: a second approval, a denial, a cancellation or an extension would
     # be refused until the approval is on record (before, all four buttons were shown, and refused).
+    await expect(page.locator("#failed-step")).to_contain_text("record event (approval.granted record)", timeout=SLOW)
     await failed_then_retried(page, browser, faults, pool, refused_record, {"retry-step"},
                               faults.records, (rid, "approval.granted"))
     await expect(page.locator("#status")).to_contain_text("completed", timeout=SLOW)
     await expect(page.locator(".timeline")).to_contain_text("Release approved")
+    await expect(page.locator(".timeline")).to_contain_text(f"A step failed (approval.granted record: ValueError: {refused_record}")
     await expect(letters(page)).to_contain_text("response", timeout=SLOW)
     await shots(page, "approval-recorded-on-retry")
 
@@ -126,6 +128,7 @@ async def test_decisions_whose_own_step_fails_say_so_and_carry_on_once_retried(
     await press(page, "lift-restriction", {"Reason (sent to the subject)": "The claim was settled on 3 March"},
                 flash="Lift taken, but the subject has not been told yet, and nothing is lifted before")
     await expect(page.locator("#restriction")).to_contain_text("lifting")
+    await expect(page.locator("#failed-step")).to_contain_text("send letter (restriction lift letter)", timeout=SLOW)
     await shots(page, "lift-letter-refused")
     await failed_then_retried(page, browser, faults, pool, "the relay refuses this recipient", {"retry-step", "skip-step"},
                               faults.letters, (rid, "restriction_lift"))

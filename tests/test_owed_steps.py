@@ -89,6 +89,10 @@ async def test_a_closing_letter_the_relay_refuses_waits_for_staff_and_is_sent_on
     assert answer.status.is_closed
     assert answer.trouble is not None and answer.trouble.step == "send_letter" and REFUSED in answer.trouble.message
     assert answer.trouble.skippable and not answer.trouble.transient
+    assert answer.trouble.about == f"{letter.replace('_', ' ')} letter"  # which letter, for staff
+    assert f"step:{answer.trouble.key}" in await alerted(fakes, request, f"step:{answer.trouble.key}")
+    [alert] = [j for j in fakes.letters if j.request_id == request.id and j.key == f"step:{answer.trouble.key}"]
+    assert alert.params["detail"].startswith(f"the step send_letter ({answer.trouble.about}) failed")
     assert fakes.statuses(request.id)[-1] == f"status:{answer.status.value}"
     assert await alerted(fakes, request, "step:owed-send_letter:1") == ["approval", "step:owed-send_letter:1"]
     assert troubles(fakes, request) == [("owed-send_letter:1", None)]
@@ -143,6 +147,7 @@ async def test_a_denial_whose_record_keeps_failing_is_retried_on_its_own_and_can
 
     assert len(writing) > 5 and troubled.owed == ["transition", "send_letter"]
     assert troubled.trouble is not None and troubled.trouble.step == "transition"
+    assert troubled.trouble.about == f"status {troubled.status.value} record"
     assert troubled.trouble.transient and not troubled.trouble.skippable
     assert "cannot be skipped" in await refused(request.handle.execute_update(
         DSR.skip_step, SkipStepInput(note="Stored by hand", actor="compliance:ann")))
@@ -257,6 +262,7 @@ async def test_an_objection_decision_whose_record_keeps_failing_holds_the_reques
 
     assert decided.decision is not None and not decided.awaiting_decision
     assert decided.trouble is not None and decided.trouble.step == "record_event" and not decided.trouble.skippable
+    assert decided.trouble.about == "objection.decided record"
     assert fakes.asked(request.id) == []  # no system is told before the decision is on record
     fakes.heal("record_event")
     await stack.sleep(threshold)  # retried on its own

@@ -119,14 +119,15 @@ class DeadlineWatch:
 
     # ---- the supervisor of its steps (workflows/dsr_steps.py StepSupervisor) ------------------
 
-    async def step_failed(self, step: str, message: str, *, transient: bool, skippable: bool) -> Decision:
+    async def step_failed(self, step: str, message: str, *, transient: bool, skippable: bool,
+                          about: str | None = None) -> Decision:
         request = self._request
         assert request is not None
         self._handed_over = not workflow.patched(WATCH_TROUBLES)
         if self._handed_over:
-            return await request.step_failed(step, message, transient=transient, skippable=skippable)
+            return await request.step_failed(step, message, transient=transient, skippable=skippable, about=about)
         return await self.troubles.failed(
-            request.request_id, step, message, transient=transient, skippable=skippable,
+            request.request_id, step, message, transient=transient, skippable=skippable, about=about,
             attention_after=self.attention_after, closed=lambda: request.closed, days_left=request._days_left())
 
     async def step_recovered(self) -> None:

@@ -78,7 +78,8 @@ class StepSupervisor(Protocol):
 
     attention_after: timedelta
 
-    async def step_failed(self, step: str, message: str, *, transient: bool, skippable: bool) -> Decision: ...
+    async def step_failed(self, step: str, message: str, *, transient: bool, skippable: bool,
+                          about: str | None = None) -> Decision: ...
 
     async def step_recovered(self) -> None: ...
 
@@ -146,12 +147,24 @@ async def run_step(activity: str, arg: Any, *, result_type: type | None = None,
                 raise
             message, transient = describe_failure(error)
             troubled = True
-            if await supervisor.step_failed(activity, message, transient=transient, skippable=skippable) == "skip":
+            if await supervisor.step_failed(activity, message, transient=transient, skippable=skippable,
+                                            about=step_about(arg)) == "skip":
                 return None
             continue
         if troubled:
             await supervisor.step_recovered()  # type: ignore[union-attr] # troubled implies a supervisor
         return result
+
+
+def step_about(arg: Any) -> str | None:
+    """Which letter or record a step is, for staff who see it fail (StepTrouble.about)."""
+    if isinstance(arg, LetterJob):
+        return f"{arg.purpose.replace('_', ' ')} letter"
+    if isinstance(arg, EventRecord):
+        return f"{arg.event_type} record"
+    if isinstance(arg, Transition):
+        return f"status {arg.status.value.replace('_', ' ')} record"
+    return None
 
 
 async def _run_local(activity: str, arg: Any, result_type: type | None, start_to_close: timedelta,

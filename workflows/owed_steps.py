@@ -118,10 +118,12 @@ class OwedSteps:
 
     # ---- the supervisor of its steps (workflows/dsr_steps.py StepSupervisor) ------------------
 
-    async def step_failed(self, step: str, message: str, *, transient: bool, skippable: bool) -> Decision:
+    async def step_failed(self, step: str, message: str, *, transient: bool, skippable: bool,
+                          about: str | None = None) -> Decision:
         # Never abandoned because the request closed: closing it is what these steps record.
         return await self.troubles.failed(self._request_id, step, message, transient=transient, skippable=skippable,
-                                          attention_after=self.attention_after, closed=lambda: False, days_left=None)
+                                          about=about, attention_after=self.attention_after, closed=lambda: False,
+                                          days_left=None)
 
     async def step_recovered(self) -> None:
         await self.troubles.recovered(self._request_id)

@@ -72,9 +72,10 @@ class CarryOn:
 
     # ---- a failing step (workflows/dsr_steps.py, workflows/step_trouble.py) ----------------
 
-    async def step_failed(self, step: str, message: str, *, transient: bool, skippable: bool) -> Decision:
+    async def step_failed(self, step: str, message: str, *, transient: bool, skippable: bool,
+                          about: str | None = None) -> Decision:
         return await self._troubles.failed(
-            self.request_id, step, message, transient=transient, skippable=skippable,
+            self.request_id, step, message, transient=transient, skippable=skippable, about=about,
             attention_after=self.attention_after, closed=lambda: self.closed and not self.keeping_restriction,
             days_left=self._days_left() if self._facts else None)
 

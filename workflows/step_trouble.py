@@ -29,6 +29,11 @@ with workflow.unsafe.imports_passed_through():
 CLOSE_BEATS_RETRY_TIMER = "close-beats-retry-timer"
 
 
+def described(trouble: StepTrouble) -> str:
+    """E.g. "send_letter (denial letter)": the step, and which of its kind it was."""
+    return f"{trouble.step} ({trouble.about})" if trouble.about else trouble.step
+
+
 class StepTroubles:
     def __init__(self, prefix: str = "") -> None:
         self._prefix = prefix  # of its troubles' keys: a workflow may hold more than one StepTroubles
@@ -40,17 +45,18 @@ class StepTroubles:
         self._closing = 0  # closes whose record is being written
 
     async def failed(self, request_id: str, step: str, message: str, *, transient: bool, skippable: bool,
-                     attention_after: timedelta, closed: Callable[[], bool], days_left: int | None) -> Decision:
+                     attention_after: timedelta, closed: Callable[[], bool], days_left: int | None,
+                     about: str | None = None) -> Decision:
         """Open (or carry on) the step's trouble and wait for what to do next."""
         if self.current is None or self.current.step != step:
             self._count += 1
             self.current = StepTrouble(key=f"{self._prefix}{step}:{self._count}", step=step, message=message,
-                                       transient=transient, skippable=skippable, since=workflow.now())
+                                       transient=transient, skippable=skippable, since=workflow.now(), about=about)
             # In the background: the database or the mail relay may be what is failing.
             self._opened = asyncio.create_task(self._open(request_id, self.current, days_left))
         else:
             self.current = self.current.model_copy(
-                update={"message": message, "transient": transient, "answered_by": None})
+                update={"message": message, "transient": transient, "answered_by": None, "about": about})
         self._decision = None
         self._waiting = True
         try:
@@ -116,7 +122,7 @@ class StepTroubles:
             "send_letter",
             letter_job(request_id, "staff_alert", key=f"step:{trouble.key}", to_staff=True,
                        params={"kind": "needs_attention", "days_left": days_left,
-                               "detail": f"the step {trouble.step} failed: {trouble.message}"}),
+                               "detail": f"the step {described(trouble)} failed: {trouble.message}"}),
             retry_policy=RETRY, **MAILING)
 
     async def _close(self, request_id: str, resolution: str, actor: str) -> None:

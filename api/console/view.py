@@ -88,6 +88,12 @@ _EVENT_WORDS = {
 }
 
 
+def _step(data: Mapping[str, Any]) -> str:
+    """A failed step: which letter or record it was (`about`, stored since 2026-12-02), or else its
+    activity's name."""
+    return str(data.get("about") or data.get("step"))
+
+
 def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = None) -> str:
     """One line for the timeline; the details that matter most beside the words (`names`: staff
     by actor and by `token:<id>`, for an assignment's assignee)."""
@@ -107,8 +113,8 @@ def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = N
         "verification.failed": f"{data.get('attempts_left')} attempt(s) left" if "attempts_left" in data else None,
         "deadline.extended": f"{data.get('from')} → {data.get('to')}: {data.get('reason')}",
         "task.retried": data.get("system"), "task.resolved": data.get("system"),
-        "step.failed": f"{data.get('step')}: {data.get('message')}",
-        "step.resolved": f"{data.get('step')}: {data.get('resolution')}",
+        "step.failed": f"{_step(data)}: {data.get('message')}",
+        "step.resolved": f"{_step(data)}: {data.get('resolution')}",
         "status.denied": data.get("reason_code"), "status.cancelled": data.get("reason"),
         "restriction.lift_requested": data.get("reason"),
         "restriction.kept_from_erasure": data.get("by"),
