@@ -149,6 +149,7 @@ REFUSING_ROLE = "compliance"
 # What a decision's owed steps are to staff (workflows/owed_steps.py), and who must answer first.
 _OWED = {"transition": ("its record", "the database"), "apply_extension": ("its record", "the database"),
          "record_event": ("its record", "the database"), "announce_restriction_lift": ("its record", "the database"),
+         "record_task_result": ("its record", "the database"),
          "send_letter": ("the letter to the subject", "the mail relay")}
 
 
@@ -220,11 +221,17 @@ _ACTIONS = [
     StaffAction(
         "retry-task", "compliance", Workflow.retry_task, RetryTaskInput, TaskBody, "The task runs again.",
         lambda s: s.needs_attention and _carrying_on(s),
-        "Run a system's task again after it needed attention (e.g. once the system is back).", after_close=True),
+        "Run a system's task again after it needed attention (e.g. once the system is back).", after_close=True,
+        untold="Retry taken, but it is not on record yet, and the task runs again only once it is: "
+               "see the failed step.",
+        underway="Retry taken; the task runs again once it is on record"),
     StaffAction(
         "resolve-task", "compliance", Workflow.resolve_task, ResolveTaskInput, ResolveBody,
         "The task is recorded as handled.", lambda s: s.needs_attention and _carrying_on(s),
-        "Record that staff carried out a system's action by other means.", after_close=True),
+        "Record that staff carried out a system's action by other means.", after_close=True,
+        untold="Resolution taken, but it is not on record yet, and the response waits until it is: "
+               "see the failed step.",
+        underway="Resolution taken; the response waits until it is on record"),
     StaffAction(
         "retry-step", "compliance", Workflow.retry_step, RetryStepInput, None, "The step runs again.",
         _step_waits,

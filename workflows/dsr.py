@@ -80,7 +80,7 @@ class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals, Extens
         self._withdrawn = False  # cancelled: the subject withdrew it themselves
         self._watch = DeadlineWatch()
         self._plan: Plan | None = None
-        self._tasks = SystemTasks()
+        self._tasks = SystemTasks(owed=self._owed)
         self._package: PackageInfo | None = None
         self._decision: ObjectionDecision | None = None
         self._decision_owed: int | None = None  # the mark of its owed record (workflows/owed_steps.py)
@@ -123,10 +123,13 @@ class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals, Extens
         # up once the request is closed), then stop the watch.
         await workflow.wait_condition(lambda: workflow.all_handlers_finished() and self._owed.idle
                                       and self._watch.troubles.settled)
-        owed.cancel()
         if watch is not None:
             watch.cancel()
-        await self.keep_restriction_until_lifted()  # a restriction stays in force until lifted
+        # A restriction stays in force until lifted; staff answers to the lift's tasks owe their
+        # records meanwhile, so the owed steps run on until it ends.
+        await self.keep_restriction_until_lifted()
+        await workflow.wait_condition(lambda: self._owed.idle)
+        owed.cancel()
         return self.state()
 
     # What the deadline watch reads (workflows.deadline_watch.WatchedRequest).

@@ -29,7 +29,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from schemas.workflow import Plan, RequestFacts, RequestState
     from workflows.dsr_steps import run_step, send_letter
-    from workflows.owed_steps import answered_within
+    from workflows.owed_steps import OwedSteps, answered_within
     from workflows.step_trouble import StepTroubles
     from workflows.task_fanout import SystemTasks
 
@@ -51,6 +51,7 @@ class RestrictionLifecycle:
     _days_left: Callable[[], int]
     _require_facts: Callable[[], RequestFacts]
     _troubles: StepTroubles
+    _owed: OwedSteps
     state: Callable[[], RequestState]
 
     # None until the restriction is on record; then active -> lifting -> lifted.
@@ -100,7 +101,7 @@ class RestrictionLifecycle:
         assert self._plan is not None
         plan = self._plan.model_copy(update={"tasks": [
             t.model_copy(update={"action": "lift_restriction"}) for t in self._plan.tasks]})
-        self._plan, self._tasks = plan, SystemTasks(alert_key="lift-attention")
+        self._plan, self._tasks = plan, SystemTasks(alert_key="lift-attention", owed=self._owed)
         await self._tasks.run_all(plan)
         await self._tasks.settle(self.request_id, lambda: False, self._days_left)
         results = self._tasks.results.values()

@@ -13,7 +13,8 @@ workflow's own commands, in the order the workflow has always issued them.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError, ChildWorkflowError
@@ -29,7 +30,8 @@ with workflow.unsafe.imports_passed_through():
         run_step,
         send_letter,
     )
-    from workflows.owed_steps import answered_within
+    from workflows.owed_steps import OwedSteps, answered_within
+    from workflows.owed_steps import record as owed_record
     from workflows.system_task import SystemTaskWorkflow, act, record
 
 # workflow.patched ids: requests started before the first ran every system as a child workflow;
@@ -54,16 +56,42 @@ SQL_RETRY_BOUNDED = "sql-retry-bounded"
 # way (none stuck, one retrying) waited for the stuck tasks to change, which they never did: the
 # request stayed in progress with every task done.
 SETTLE_AFTER_RETRIES = "settle-after-retries"
+# Before this one, a staff retry or resolution whose record the database had not taken within
+# CALLER_WAITS was taken back, although a record the database took late stayed in the audit trail
+# for an answer that never counted. Now the answer stands at once and its records are owed steps
+# (workflows/owed_steps.py), retried until done: a retry runs, and the response goes out, only
+# once they are on record.
+TASK_ANSWERS_OWED = "task-answers-owed"
 
 
 class SystemTasks:
-    def __init__(self, alert_key: str = "attention") -> None:
+    def __init__(self, alert_key: str = "attention", owed: OwedSteps | None = None) -> None:
         self.results: dict[str, TaskResult] = {}
         self._retrying = 0
         self._retries: set[asyncio.Task[None]] = set()  # retried child tasks running on their own
         # Staff alerts are sent once per key: a second fan-out of the same request (a restriction's
         # lift) needs keys of its own.
         self._alert_key = alert_key
+        self._owed = owed  # where staff answers' records go (TASK_ANSWERS_OWED)
+        self._unrecorded: list[int] = []  # the marks of staff answers whose records are owed
+
+    @property
+    def _busy(self) -> bool:
+        """A retry runs, or a staff answer is not yet on record: the response waits."""
+        owed = self._owed
+        return bool(self._retrying) or (owed is not None and not all(owed.done(m) for m in self._unrecorded))
+
+    def _owes(self) -> OwedSteps | None:
+        """The owed steps staff answers' records go to, for requests started since TASK_ANSWERS_OWED."""
+        return self._owed if self._owed is not None and workflow.patched(TASK_ANSWERS_OWED) else None
+
+    async def _answered(self, mark: int, settled: Callable[[], bool]) -> None:
+        """Hold the response until the answer's records are done; answer the caller once `settled`,
+        the records are in trouble, or ANSWER_WITHIN has passed (the state's `owed` shows them)."""
+        assert self._owed is not None
+        owed = self._owed
+        self._unrecorded.append(mark)
+        await answered_within(lambda: settled() or owed.troubles.current is not None)
 
     async def run_all(self, plan: Plan) -> None:
         await asyncio.gather(*(self._run(plan, task, 1) for task in plan.tasks))
@@ -102,7 +130,7 @@ class SystemTasks:
         alerted: set[tuple[str, int]] = set()
         while not closed():
             stuck = self._stuck()
-            if not stuck and not self._retrying:
+            if not stuck and not self._busy:
                 return
             for result in stuck:
                 if (result.system, result.attempt) not in alerted:
@@ -115,12 +143,12 @@ class SystemTasks:
             stuck_now = {(r.system, r.attempt) for r in stuck}
 
             def changed(stuck_now: set[tuple[str, int]] = stuck_now) -> bool:
-                return closed() or {(r.system, r.attempt) for r in self._stuck()} != stuck_now and not self._retrying
+                return closed() or {(r.system, r.attempt) for r in self._stuck()} != stuck_now and not self._busy
 
             if not stuck and workflow.patched(SETTLE_AFTER_RETRIES):
                 # Only retries are under way (the fan-out ended meanwhile): their end is what to
                 # wait for, since the set of stuck tasks may not change at all.
-                await workflow.wait_condition(lambda: closed() or not self._retrying)
+                await workflow.wait_condition(lambda: closed() or not self._busy)
                 continue
             await workflow.wait_condition(changed)
 
@@ -132,10 +160,19 @@ class SystemTasks:
         # Taken before the first await, so a concurrent retry of the same task is refused.
         self.results[system] = before.model_copy(update={"status": "pending", "attempt": attempt})
         self._retrying += 1
+        retried = event_record(plan.request_id, "task.retried", f"retry:{system}:{attempt}", {"system": system}, actor)
+        owed = self._owes()
+        if owed is not None:
+            # The new attempt runs once the retry is on record; staff are answered with a sql
+            # system's result (milliseconds) or, for a processor, once it is under way.
+            mark = owed.owe(owed_record("record_event", retried))
+            running = self._on_its_own(self._retried(plan, task, attempt, after=mark))
+            sql = task.connector == ConnectorKind.sql
+            await self._answered(mark, running.done if sql else lambda: owed.done(mark))
+            return self.results[system]
         handed_on = False
         try:
-            await self._recorded(system, before, "the retry", ("record_event", event_record(
-                plan.request_id, "task.retried", f"retry:{system}:{attempt}", {"system": system}, actor)))
+            await self._recorded(system, before, "the retry", ("record_event", retried))
             sql = task.connector == ConnectorKind.sql
             if (not sql and workflow.patched(RETRY_ANSWERS_ONCE_STARTED)) or (
                     sql and workflow.patched(SQL_RETRY_BOUNDED)):
@@ -143,9 +180,7 @@ class SystemTasks:
                 # staff are answered now with the attempt pending; a sql system's answers in
                 # milliseconds, so staff wait for its result, unless the system does not answer.
                 # `settle` waits for it as for any retry.
-                running = asyncio.create_task(self._retried(plan, task, attempt))
-                self._retries.add(running)  # held, so the task is not collected while it runs
-                running.add_done_callback(self._retries.discard)
+                running = self._on_its_own(self._retried(plan, task, attempt))
                 handed_on = True
                 if sql:
                     await answered_within(running.done)
@@ -156,8 +191,18 @@ class SystemTasks:
                 self._retrying -= 1
         return self.results[system]
 
-    async def _retried(self, plan: Plan, task: SystemTask, attempt: int) -> None:
+    def _on_its_own(self, retried: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        running = asyncio.create_task(retried)
+        self._retries.add(running)  # held, so the task is not collected while it runs
+        running.add_done_callback(self._retries.discard)
+        return running
+
+    async def _retried(self, plan: Plan, task: SystemTask, attempt: int, after: int | None = None) -> None:
         try:
+            if after is not None:
+                owed = self._owed
+                assert owed is not None
+                await workflow.wait_condition(lambda: owed.done(after))
             await self._run(plan, task, attempt)
         finally:
             self._retrying -= 1
@@ -170,6 +215,12 @@ class SystemTasks:
                                                {"system": system, "note": note}, actor)),
                  ("record_task_result", TaskRecord(request_id=request_id, result=result)))
         self.results[system] = result  # taken at once: a concurrent answer is refused
+        owed = self._owes()
+        if owed is not None:
+            # Stands at once; `settle` holds the response until it is on record.
+            mark = owed.owe(*(owed_record(activity, arg) for activity, arg in steps))
+            await self._answered(mark, lambda: owed.done(mark))
+            return result
         if not workflow.patched(TASK_ANSWERS_BOUNDED):
             for activity, arg in steps:
                 await run_step(activity, arg)

@@ -45,7 +45,10 @@ PATHS = {"attested_erasure", "verified_access_extended", "objection_decided", "t
 # ANSWER_BOUNDED, workflows/restriction_lifecycle.py LIFT_ANSWER_BOUNDED); approvals_recorded_inside_updates/
 # recorded an approval inside its update (workflows/approval.py APPROVAL_OWED);
 # task_answers_retried_for_threshold/ did the same with staff's retry and resolution of a task,
-# leaving the answer taken when the record failed (workflows/task_fanout.py TASK_ANSWERS_BOUNDED).
+# leaving the answer taken when the record failed (workflows/task_fanout.py TASK_ANSWERS_BOUNDED);
+# task_answers_taken_back/ recorded a task's retry or resolution inside its update, taking the
+# answer back when the record failed, and stopped the owed steps before a restriction's lift
+# (workflows/task_fanout.py TASK_ANSWERS_OWED).
 EARLIER = {"children_per_system": PATHS | {"system_task_erasure_billing"}, "sql_activity_tasks": PATHS,
            "callbacks_confirmed_by_poll": {"system_task_erasure_email_marketing"},
            "retry_answered_once_settled": {"task_retried_and_resolved"},
@@ -54,7 +57,8 @@ EARLIER = {"children_per_system": PATHS | {"system_task_erasure_billing"}, "sql_
            "decisions_answered_when_settled": {"verified_access_extended", "cancelled_by_staff", "objection_decided",
                                                "restriction_lifted"},
            "approvals_recorded_inside_updates": {"approved_access", "approved_attested_erasure"},
-           "task_answers_retried_for_threshold": {"task_retried_and_resolved"}}
+           "task_answers_retried_for_threshold": {"task_retried_and_resolved"},
+           "task_answers_taken_back": {"task_retried_and_resolved", "restriction_lifted"}}
 
 
 def history_files() -> list[Path]:
