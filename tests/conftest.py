@@ -47,7 +47,7 @@ RUN_FIRST = (
     "test_chaos_smoke.py", "test_holds.py", "test_retention.py",
     "test_multi_process.py", "test_request_listing.py", "test_subject_search.py",
     "test_readme.py", "test_lifecycle.py", "test_processor_exports.py",
-    "test_browser_owed.py", "test_browser_untold.py", "test_up.py",
+    "test_browser_owed.py", "test_browser_untold.py", "test_request_journeys.py", "test_up.py",
 )
 
 
