@@ -30,7 +30,9 @@ from schemas.workflow import (
     CancelInput,
     DenyInput,
     ExtendInput,
+    ObjectionDecision,
     RequestState,
+    ResendInput,
     ResolveTaskInput,
     RetryTaskInput,
 )
@@ -47,7 +49,9 @@ SOON = [timedelta(seconds=30), timedelta(minutes=1), timedelta(minutes=4), timed
 LATER = [timedelta(hours=6), timedelta(days=2)]
 # The steps whose database or relay may stop answering for a while, and what they carry.
 FAULTS: list[tuple[str, Any]] = [
-    ("record_event", lambda e: e.event_type in ("task.retried", "task.resolved", "approval.granted")),
+    ("record_event", lambda e: e.event_type in ("task.retried", "task.resolved", "approval.granted",
+                                                "objection.decided", "verification.succeeded", "verification.failed")),
+    ("issue_verification", lambda issue: issue.round > 1),
     ("send_letter", lambda job: job.purpose in ("acknowledgement", "response", "denial", "extension_notice")),
     ("transition", lambda t: True),
     ("record_task_result", lambda r: True),
@@ -62,8 +66,10 @@ def drawn_request(rng: random.Random) -> RequestSpec:
         if rng.random() < 0.6:
             systems.append(FakeSystem(processor, connector="opendsr", answers_on_poll=rng.randint(1, 4),
                                       broken="the processor refuses this action" if rng.random() < 0.4 else None))
-    return RequestSpec(request_type=rng.choice([RequestType.erasure, RequestType.access, RequestType.restriction]),
-                       approval_required=rng.random() < 0.3, systems=systems)
+    kind = rng.choice([RequestType.erasure, RequestType.access, RequestType.restriction, RequestType.objection])
+    return RequestSpec(request_type=kind, approval_required=rng.random() < 0.3, systems=systems,
+                       attested=rng.random() < 0.7,
+                       objection_scope="legitimate_interest" if kind == RequestType.objection else None)
 
 
 async def answer(stack: FastStack, request: Request, update: Any, body: Any) -> None:
@@ -98,6 +104,16 @@ def waiting_for_staff(state: RequestState, fakes: FakeActivities, request: Reque
         fakes.system(request.id, stuck[0]).broken = None
         return [(DSR.retry_task, RetryTaskInput(system=stuck[0], actor="compliance:journey")),
                 (DSR.resolve_task, ResolveTaskInput(system=stuck[0], note="Done by hand", actor="compliance:journey"))]
+    if state.status == RequestStatus.awaiting_verification:  # the subject, from their e-mail (once it came)
+        resend = (DSR.resend_verification, ResendInput(actor="subject"))
+        if not any(c.request_id == request.id for c in fakes.challenges):
+            return [resend]
+        typed = fakes.code(request.id) if rng.random() < 0.7 else "000000"
+        return [(DSR.verify, fakes.typed(request.id, typed)), resend]
+    if state.awaiting_decision:
+        return [(DSR.decide_objection, ObjectionDecision(compelling_grounds=rng.random() < 0.3,
+                                                         explanation="Weighed against the subject's grounds",
+                                                         actor="compliance:journey"))]
     if state.status == RequestStatus.awaiting_approval and state.approval is None:
         return [(DSR.approve, ApproveInput(actor="compliance:journey"))]
     if state.status == RequestStatus.completed and state.request_type == RequestType.restriction:
@@ -148,9 +164,9 @@ async def test_every_request_ends_once_its_causes_are_fixed_and_staff_answer_wha
             if chosen[0] == DSR.skip_step and state.trouble is not None:
                 skipped.add(state.trouble.about or "")
             await answer(stack, request, *chosen)
-        # Hours or days only once the faults are gone: every failed attempt meanwhile costs the
-        # test server real time, and days of them outlast its call.
-        await stack.sleep(rng.choice(SOON if faults or rng.random() < 0.8 else LATER))
+        # Minutes at most while a fault lasts: every failed attempt meanwhile costs the test server
+        # real time, and 20 minutes of them once outlasted its call.
+        await stack.sleep(rng.choice(SOON[:3] if faults else SOON if rng.random() < 0.8 else LATER))
     else:
         state = await request.state()
         pytest.fail(f"journey {journey} did not end: {state.status.value}, trouble {state.trouble}, "
@@ -159,7 +175,7 @@ async def test_every_request_ends_once_its_causes_are_fixed_and_staff_answer_wha
     final = await request.result()
     assert final.trouble is None and final.owed == []
     sent = Counter(fakes.subject_letters(request.id))
-    assert all(n == 1 for n in sent.values()), sent  # no letter twice
+    assert all(n == 1 for purpose, n in sent.items() if purpose != "verification"), sent  # no letter twice
     if final.status == RequestStatus.completed:
         assert sent["response"] == 1 or "response letter" in skipped
         assert all(r.status == "done" for r in final.results)
