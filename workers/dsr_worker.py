@@ -28,7 +28,7 @@ from activities.restrictions import RestrictionActivities
 from activities.retention import RetentionActivities
 from activities.verification import VerificationActivities
 from dsrflow.crypto.keys import load_secret_key
-from dsrflow.infra.db import create_pool
+from dsrflow.infra.db import create_pool_when_reachable
 from dsrflow.infra.logging import get_logger
 from dsrflow.infra.temporal_client import connect_client
 from dsrflow.settings import Settings
@@ -117,7 +117,8 @@ async def run_worker(settings: Settings) -> None:
     log = get_logger("dsrflow.worker")
     runtime, sdk_metrics = worker_runtime(settings)
     client = await connect_client(settings, runtime=runtime)
-    pool = await create_pool(settings.effective_database_url)
+    pool = await create_pool_when_reachable(settings.effective_database_url, lambda error, delay: log.warning(
+        "database not reachable yet; trying again", error=type(error).__name__, retry_in_s=delay))
     context = activity_context(settings, pool)
     worker = build_worker(client, settings, pool, context=context)
     metrics = await serve_worker_metrics(settings, pool, sdk_metrics)

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Callable
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+
+# What a database that is starting, restarting or not yet reachable answers with.
+NOT_YET_REACHABLE = (OSError, asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError)
 
 
 class PooledConnection(asyncpg.Connection):  # type: ignore[misc] # asyncpg is untyped
@@ -30,6 +35,22 @@ async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asy
                                      connection_class=PooledConnection)
     assert pool is not None
     return pool
+
+
+async def create_pool_when_reachable(url: str, waiting: Callable[[BaseException, float], None], *,
+                                     min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    """`create_pool`, retried (0.5 s, doubling to 5 s) for as long as the database cannot be
+    reached: a worker started while PostgreSQL restarts waits for it instead of exiting, which
+    left nobody to run the requests where no supervisor starts it again. `waiting(error, delay)`
+    is told of each failed attempt."""
+    delay = 0.5
+    while True:
+        try:
+            return await create_pool(url, min_size=min_size, max_size=max_size)
+        except NOT_YET_REACHABLE as error:
+            waiting(error, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 async def connect(url: str) -> asyncpg.Connection:
