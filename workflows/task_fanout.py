@@ -73,13 +73,15 @@ class SystemTasks:
         # lift) needs keys of its own.
         self._alert_key = alert_key
         self._owed = owed  # where staff answers' records go (TASK_ANSWERS_OWED)
-        self._unrecorded: list[int] = []  # the marks of staff answers whose records are owed
+        # The mark of the last staff answer whose records were owed: marks grow, so once it is
+        # done, every answer before it is on record too.
+        self._last_answer = 0
 
     @property
     def _busy(self) -> bool:
         """A retry runs, or a staff answer is not yet on record: the response waits."""
         owed = self._owed
-        return bool(self._retrying) or (owed is not None and not all(owed.done(m) for m in self._unrecorded))
+        return bool(self._retrying) or (owed is not None and not owed.done(self._last_answer))
 
     def _owes(self) -> OwedSteps | None:
         """The owed steps staff answers' records go to, for requests started since TASK_ANSWERS_OWED."""
@@ -90,7 +92,7 @@ class SystemTasks:
         the records are in trouble, or ANSWER_WITHIN has passed (the state's `owed` shows them)."""
         assert self._owed is not None
         owed = self._owed
-        self._unrecorded.append(mark)
+        self._last_answer = mark
         await answered_within(lambda: settled() or owed.troubles.current is not None)
 
     async def run_all(self, plan: Plan) -> None:
