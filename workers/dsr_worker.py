@@ -30,7 +30,7 @@ from activities.verification import VerificationActivities
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.infra.db import create_pool_when_reachable
 from dsrflow.infra.logging import get_logger
-from dsrflow.infra.temporal_client import connect_client
+from dsrflow.infra.temporal_client import connect_client_when_reachable
 from dsrflow.settings import Settings
 from workers.mailbox_tasks import mailbox_tasks
 from workers.metrics_endpoint import serve_worker_metrics, worker_runtime
@@ -116,7 +116,9 @@ def build_worker(
 async def run_worker(settings: Settings) -> None:
     log = get_logger("dsrflow.worker")
     runtime, sdk_metrics = worker_runtime(settings)
-    client = await connect_client(settings, runtime=runtime)
+    client = await connect_client_when_reachable(settings, lambda error, delay: log.warning(
+        "Temporal not reachable yet; trying again", address=settings.effective_temporal_address,
+        retry_in_s=delay), runtime=runtime)
     pool = await create_pool_when_reachable(settings.effective_database_url, lambda error, delay: log.warning(
         "database not reachable yet; trying again", error=type(error).__name__, retry_in_s=delay))
     context = activity_context(settings, pool)

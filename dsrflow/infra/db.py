@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Callable
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+
+from dsrflow.infra.reachable import Waiting, when_reachable
 
 # What a database that is starting, restarting or not yet reachable answers with.
 NOT_YET_REACHABLE = (OSError, asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError)
@@ -37,20 +37,12 @@ async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asy
     return pool
 
 
-async def create_pool_when_reachable(url: str, waiting: Callable[[BaseException, float], None], *,
+async def create_pool_when_reachable(url: str, waiting: Waiting, *,
                                      min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
-    """`create_pool`, retried (0.5 s, doubling to 5 s) for as long as the database cannot be
-    reached: a worker started while PostgreSQL restarts waits for it instead of exiting, which
-    left nobody to run the requests where no supervisor starts it again. `waiting(error, delay)`
-    is told of each failed attempt."""
-    delay = 0.5
-    while True:
-        try:
-            return await create_pool(url, min_size=min_size, max_size=max_size)
-        except NOT_YET_REACHABLE as error:
-            waiting(error, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+    """`create_pool`, retried while the database cannot be reached (dsrflow/infra/reachable.py);
+    `waiting(error, delay)` is told of each failed attempt."""
+    return await when_reachable(lambda: create_pool(url, min_size=min_size, max_size=max_size),
+                                lambda error: isinstance(error, NOT_YET_REACHABLE), waiting)
 
 
 async def connect(url: str) -> asyncpg.Connection:

@@ -16,6 +16,7 @@ from temporalio.runtime import Runtime
 
 from dsrflow.crypto.keys import load_keyring
 from dsrflow.crypto.payload_codec import EncryptionCodec
+from dsrflow.infra.reachable import Waiting, when_reachable
 from dsrflow.infra.tracing import client_interceptors
 from dsrflow.settings import Settings
 
@@ -44,3 +45,19 @@ async def connect_client(settings: Settings, *, address: str | None = None,
         interceptors=client_interceptors(),
         runtime=runtime,
     )
+
+
+# What the SDK's connect says (in its RuntimeError's message) when nothing answers at the address
+# yet: the port refuses or times out, or the name does not resolve yet (a container not started).
+_NOT_YET_REACHABLE = ("tcp connect error", "dns error")
+
+
+def not_yet_reachable(error: BaseException) -> bool:
+    return isinstance(error, RuntimeError) and any(sign in str(error) for sign in _NOT_YET_REACHABLE)
+
+
+async def connect_client_when_reachable(settings: Settings, waiting: Waiting, *,
+                                        runtime: Runtime | None = None) -> Client:
+    """`connect_client`, retried while Temporal cannot be reached (dsrflow/infra/reachable.py):
+    a worker started before the server, or while it restarts, waits for it."""
+    return await when_reachable(lambda: connect_client(settings, runtime=runtime), not_yet_reachable, waiting)
