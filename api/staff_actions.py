@@ -26,6 +26,7 @@ from schemas.workflow import (
     DenyInput,
     ExtendInput,
     ObjectionDecision,
+    RequestState,
     ResendInput,
     ResolveTaskInput,
     RetryTaskInput,
@@ -77,9 +78,10 @@ class Situation:
     failed_step: StepTrouble | None = None  # a step of the request's own that failed
     extensible: bool = True  # the request's law allows an extension (the LGPD does not)
     restriction: str | None = None  # a restriction's phase: active | lifting | lifted
-    # An approval is taken and not yet on record (or not yet carried out): the workflow refuses
-    # a second approval, a denial, a cancellation and an extension until then (workflows/refusals.py).
-    approving: bool = False
+    # A decision is taken and not yet on record: an approval (or one not yet carried out), or an
+    # objection's decision. The workflow refuses a second approval, a denial, a cancellation and
+    # an extension until then (workflows/refusals.py).
+    deciding: bool = False
 
 
 @dataclass(frozen=True)
@@ -163,8 +165,16 @@ def owed_under_way(owed: list[str]) -> str:
             f"{it} {are} tried again, and this page shows when {it} {are} done)")
 
 
-def _not_approving(situation: Situation) -> bool:
-    return not situation.approving
+def deciding(live: RequestState | None) -> bool:
+    """Whether the request's live state holds a decision taken and not yet on record (Situation)."""
+    if live is None or live.status.is_closed:
+        return False
+    approving = live.approval is not None and live.status == RequestStatus.awaiting_approval
+    return approving or (live.decision is not None and not live.decision_on_record)
+
+
+def _not_deciding(situation: Situation) -> bool:
+    return not situation.deciding
 
 
 def _carrying_on(situation: Situation) -> bool:
@@ -182,18 +192,18 @@ _ACTIONS = [
     StaffAction(
         "extend", "compliance", Workflow.extend, ExtendInput, ExtendBody,
         "Deadline extended; the subject is told the reason and the new date.",
-        lambda s: s.extensible and not s.extended and not s.overdue and not s.approving,
+        lambda s: s.extensible and not s.extended and not s.overdue and not s.deciding,
         "Extend the deadline once, before the due date, with the reason sent to the subject.",
         untold="Deadline extended, but the subject has not been told yet: see the failed step.",
         underway="Deadline extended"),
     StaffAction(
         "deny", REFUSING_ROLE, Workflow.deny, DenyInput, DenyBody,
-        "Request denied; the letter with the reasons and remedies is sent.", _not_approving,
+        "Request denied; the letter with the reasons and remedies is sent.", _not_deciding,
         "Refuse the request (Art. 12(4)/(5)); the subject gets the reasons and their remedies.",
         untold="Request denied, but the subject has not been sent the letter yet: see the failed step.",
         underway="Request denied"),
     StaffAction(
-        "cancel", "agent", Workflow.cancel, CancelInput, CancelBody, "Request cancelled.", _not_approving,
+        "cancel", "agent", Workflow.cancel, CancelInput, CancelBody, "Request cancelled.", _not_deciding,
         "Close the request without answering it, with the reason: the subject is told why, with their "
         "remedies (a refusal: compliance only, as `deny`); or, with `withdrawn_by_subject`, the "
         "subject's own withdrawal is recorded and confirmed (any member of staff).",
@@ -204,7 +214,7 @@ _ACTIONS = [
     StaffAction(
         "approve", "compliance", Workflow.approve, ApproveInput, ApproveBody,
         "Release approved; the request goes on now.",
-        lambda s: s.status == RequestStatus.awaiting_approval and not s.approving,
+        lambda s: s.status == RequestStatus.awaiting_approval and not s.deciding,
         "Release a request the policy holds for compliance (status `awaiting_approval`): an access or "
         "portability response, with its package link, goes out now (review the package first with "
         "`GET /v1/requests/{id}/package`); a rectification or an attested erasure now reaches the "

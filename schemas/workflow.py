@@ -328,6 +328,9 @@ class RequestState(Contract):
     package: PackageInfo | None = None
     awaiting_decision: bool = False
     decision: ObjectionDecision | None = None
+    # The decision is on record (workflows/owed_steps.py): until then the request is held as it is
+    # during an approval's record (workflows/refusals.py).
+    decision_on_record: bool = False
     approval_required: bool = False
     approval: ApproveInput | None = None
     closed_reason: str | None = None

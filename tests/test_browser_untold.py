@@ -111,7 +111,9 @@ async def test_decisions_whose_own_step_fails_say_so_and_carry_on_once_retried(
                                            "Explanation (sent to the subject)": "No overriding interest in analytics"},
                 flash="Decision taken, but not yet on record")
     await shots(page, "decision-not-on-record")
-    await failed_then_retried(page, browser, faults, pool, refused_record, {"retry-step", "deny", "cancel", "extend"},
+    # As for the approval: a denial, a cancellation or an extension would be refused until the
+    # decision is on record, so only the retry is offered (before, all three were shown).
+    await failed_then_retried(page, browser, faults, pool, refused_record, {"retry-step"},
                               faults.records, (rid, "objection.decided"))
     await expect(page.locator("#status")).to_contain_text("completed", timeout=SLOW)
     await expect(letters(page)).to_contain_text("response", timeout=SLOW)

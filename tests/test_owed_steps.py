@@ -247,7 +247,9 @@ async def test_an_objection_decision_whose_record_keeps_failing_holds_the_reques
         stack: FastStack):
     """Before, the decision took effect while its `objection.decided` event failed: staff were
     answered "Activity task failed", and the systems were told to stop with no decision in the
-    audit trail."""
+    audit trail. Until it is on record the request is held as during an approval's record: a
+    denial, a cancellation or an extension is refused (before, each was taken, and the decision
+    then recorded after the request was closed on another ground)."""
     fakes = stack.fakes
     request = await stack.open(request_type=RequestType.objection, objection_scope="legitimate_interest")
     await request.until(lambda s: s.awaiting_decision)
@@ -257,8 +259,14 @@ async def test_an_objection_decision_whose_record_keeps_failing_holds_the_reques
     taken = await answered_while_held(stack, request, writing, DSR.decide_objection, ObjectionDecision(
         compelling_grounds=False, explanation="No grounds outweigh it", actor="compliance:dee"))
     assert taken.decision is not None and taken.owed == ["record_event"] and taken.trouble is None
+    assert not taken.decision_on_record
+    for update, body in (CLOSES["deny"][:2], CLOSES["withdraw"][:2], (DSR.extend, EXTEND)):
+        assert "just been decided" in await refused(request.handle.execute_update(update, body))
     await stack.sleep(threshold)
     decided = await request.until(lambda s: s.trouble is not None)
+    for update, body in (CLOSES["deny"][:2], CLOSES["withdraw"][:2], (DSR.extend, EXTEND)):
+        assert "the objection's decision is not on record: its step record_event failed" in await refused(
+            request.handle.execute_update(update, body))
 
     assert decided.decision is not None and not decided.awaiting_decision
     assert decided.trouble is not None and decided.trouble.step == "record_event" and not decided.trouble.skippable
@@ -267,7 +275,8 @@ async def test_an_objection_decision_whose_record_keeps_failing_holds_the_reques
     fakes.heal("record_event")
     await stack.sleep(threshold)  # retried on its own
 
-    assert (await request.result()).status == "completed"
+    final = await request.result()
+    assert final.status == "completed" and final.decision_on_record and not final.extended
     assert fakes.asked(request.id) == [("billing", "object", 1), ("crm", "object", 1)]
     assert fakes.event_types(request.id).count("objection.decided") == 1
     await replays(stack, request)

@@ -49,8 +49,8 @@ def test_each_rest_endpoint_asks_the_role_of_its_action():
     ("agent", situation(RequestStatus.awaiting_approval), {"cancel"}),
     ("admin", situation(RequestStatus.awaiting_approval), {"cancel", "extend", "deny", "approve"}),
     # An approval taken and not yet on record: the workflow refuses all four until it is.
-    ("admin", situation(RequestStatus.awaiting_approval, approving=True), set()),
-    ("agent", situation(RequestStatus.awaiting_approval, approving=True), set()),
+    ("admin", situation(RequestStatus.awaiting_approval, deciding=True), set()),
+    ("agent", situation(RequestStatus.awaiting_approval, deciding=True), set()),
     ("compliance", situation(extended=True, needs_attention=True), {"cancel", "deny", "retry-task", "resolve-task"}),
     ("compliance", situation(overdue=True, awaiting_decision=True), {"cancel", "deny", "decide-objection"}),
     ("admin", situation(RequestStatus.completed, needs_attention=True), set()),

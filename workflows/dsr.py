@@ -315,6 +315,7 @@ class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals, Extens
             package=self._package,
             awaiting_decision=self._needs_decision() and self._decision is None and not self.closed,
             decision=self._decision,
+            decision_on_record=self._decided(),
             approval_required=facts.approval_required if facts else False,
             approval=self._approval,
             closed_reason=self._closed_reason,

@@ -16,7 +16,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from schemas.requests import RequestStatus
-    from schemas.workflow import ApproveInput, CancelInput, DenyInput, RequestState
+    from schemas.workflow import ApproveInput, CancelInput, DenyInput, ObjectionDecision, RequestState
     from workflows.dsr_steps import letter_job, transition_record
     from workflows.owed_steps import OWED_STEPS, OwedSteps, letter, record
     from workflows.step_trouble import StepTroubles
@@ -32,6 +32,8 @@ class Refusals:
     _approving: bool  # an approval taken and not yet carried out
     _approval: ApproveInput | None
     approved: Callable[[], bool]  # workflows/approval.py
+    _decision: ObjectionDecision | None  # an objection's decision, once taken
+    _decided: Callable[[], bool]  # ... and on record
     _answering: bool  # the response is being sent
     _troubles: StepTroubles
     _owed: OwedSteps
@@ -93,9 +95,9 @@ class Refusals:
     def _require_nothing_under_way(self) -> None:
         """Refuse a denial, cancellation or extension that would contradict what another update,
         or the request itself, has begun and not finished (each spans activations, so a second
-        member of staff can press a button meanwhile): the approval would be recorded with nothing
-        released, the subject would get a refusal and the response, or a new due date after the
-        answer. Once the approval or the response is on the main line, a failed step of it that
+        member of staff can press a button meanwhile): the approval, or an objection's decision,
+        would be recorded with nothing carried out, the subject would get a refusal and the
+        response, or a new due date after the answer. Once the approval or the response is on the main line, a failed step of it that
         waits for staff does not hold the request: closing it then stops that step before it
         releases anything (workflows/step_trouble.py raises RequestClosed)."""
         if self.extension_under_way:
@@ -105,6 +107,13 @@ class Refusals:
             raise ValueError("request's deadline is being extended and the subject told; try again in a moment")
         stuck = self._troubles.waiting
         failed = self._owed.troubles.current
+        if self._decision is not None and not self._decided():
+            # As an approval: the decision would be recorded after the request was closed on
+            # another ground, and the trail would hold both.
+            if failed is not None:
+                raise ValueError(f"the objection's decision is not on record: its step {failed.step} failed; "
+                                 "retry it first")
+            raise ValueError("the objection has just been decided, and the decision is being recorded")
         if self._approving and failed is not None and not self.approved():
             raise ValueError(f"the approval is not on record: its step {failed.step} failed; retry it first")
         if self._approving and not (self._approval is not None and stuck):

@@ -35,7 +35,15 @@ from api.read_models.evidence import assemble_evidence
 from api.read_models.subject_requests import LIMIT as OTHER_REQUESTS_LIMIT
 from api.read_models.subject_requests import other_requests
 from api.service import live_state, run_update
-from api.staff_actions import REFUSING_ROLE, STAFF_ACTIONS, Situation, StaffAction, may_read, owed_under_way
+from api.staff_actions import (
+    REFUSING_ROLE,
+    STAFF_ACTIONS,
+    Situation,
+    StaffAction,
+    deciding,
+    may_read,
+    owed_under_way,
+)
 from api.state import AppState
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.domain.references import short_reference
@@ -134,7 +142,7 @@ async def _context(state: AppState, today: date, request_id: str, staff: Staff) 
             # Unknown until registered (the workflow refuses until then, with its reason).
             extensible=deadlines["due_date"] is None or deadlines["extended_due_date"] != deadlines["due_date"],
             restriction=restriction["status"] if restriction else None,
-            approving=bool(live and live.approval is not None and status == RequestStatus.awaiting_approval))),
+            deciding=deciding(live))),
         "restriction": restriction,
         "denial_reasons": list(DenialReason),
         "temporal_link": temporal_ui_link(state.settings, request_id),
