@@ -139,3 +139,39 @@ async def test_decisions_whose_own_step_fails_say_so_and_carry_on_once_retried(
     await shots(page, "lift-letter-sent-on-retry")
     # Only now are the systems told: the OpenDSR processor, which cannot lift, needs attention.
     await expect(page.locator("#tasks")).to_contain_text("needs attention", timeout=SLOW)
+
+
+async def test_task_answers_whose_record_fails_say_so_and_count_once_retried(
+        browser, faulty_site, pool, shots):  # noqa: F811
+    """Staff's retry and resolution of a system's task stand at once and owe their records
+    (workflows/task_fanout.py): a record the database refuses for good is told on the button's
+    confirmation and shown as the failed step; the task runs again, or the response goes out, only
+    once compliance has run that step again."""
+    faults = faulty_site
+    rid = await open_request(faults.url, pool, type="restriction", identity_attested=True,
+                             restriction_grounds=["needed_for_legal_claims"], subject={"email": "ada@example.com"})
+    page = await signed_in(browser, faults.url, pool, "compliance", f"/console/requests/{rid}")
+    await expect(page.locator("#tasks")).to_contain_text("needs attention", timeout=SLOW)  # OpenDSR cannot restrict
+
+    faults.records.add((rid, "task.retried"))
+    await press(page, "retry-task", {"System": "email_marketing"},
+                flash="Retry taken, but it is not on record yet, and the task runs again only once it is")
+    await expect(page.locator("#failed-step")).to_contain_text("record event (task.retried record)", timeout=SLOW)
+    await shots(page, "task-retry-not-on-record")
+    # The request may still be closed meanwhile (a retry then never runs: tests/test_task_answers.py),
+    # and the task is not offered again: its answer stands.
+    await failed_then_retried(page, browser, faults, pool, "the audit table refuses this record",
+                              {"retry-step", "deny", "cancel", "extend"}, faults.records, (rid, "task.retried"))
+    await expect(page.locator(".timeline")).to_contain_text("Task retried", timeout=SLOW)
+    await expect(page.locator("#tasks")).to_contain_text("needs attention", timeout=SLOW)  # ran again: still cannot
+
+    faults.records.add((rid, "task.resolved"))
+    await press(page, "resolve-task", {"System": "email_marketing", "How it was handled": "Told them by phone, ticket 9"},
+                flash="Resolution taken, but it is not on record yet, and the response waits until it is")
+    await expect(page.locator("#failed-step")).to_contain_text("record event (task.resolved record)", timeout=SLOW)
+    await shots(page, "task-resolution-not-on-record")
+    assert "response" not in await letters(page).inner_text()
+    await failed_then_retried(page, browser, faults, pool, "the audit table refuses this record",
+                              {"retry-step", "deny", "cancel", "extend"}, faults.records, (rid, "task.resolved"))
+    await expect(page.locator("#restriction")).to_contain_text("active", timeout=SLOW)
+    await expect(letters(page)).to_contain_text("response", timeout=SLOW)

@@ -23,7 +23,7 @@ from schemas.requests import RequestType
 from schemas.restrictions import LiftAnnounced, LiftCarriedOut, LiftRestrictionInput, RestrictionInForce
 from schemas.workflow import ResolveTaskInput, RetryTaskInput
 from tests.test_owed_steps import answered_while_held, still_running
-from tests.test_staff_races import hold, replays
+from tests.test_staff_races import CLOSES, hold, replays
 from tests.workflow_fakes import FakeSystem, RequestSpec
 from tests.workflow_stack import FastStack, stack_fixture  # noqa: F401 (the fixture)
 from workflows.dsr import DataSubjectRequestWorkflow as DSR
@@ -126,6 +126,35 @@ async def test_a_retry_still_running_when_the_other_systems_finish_lets_the_resp
     assert final.status == "completed"
     assert {r.system: (r.status, r.attempt) for r in final.results} == {"mailer": ("done", 2), "processor": ("done", 1)}
     assert fakes.subject_letters(request.id) == ["acknowledgement", "response"]
+    await replays(stack, request)
+
+
+@pytest.mark.parametrize("close", ["withdraw", "deny"])
+async def test_a_retry_still_waiting_for_its_record_when_the_request_closes_never_runs(stack: FastStack, close: str):
+    """Staff retry an erasure's task while the database is slow to record it, and the request is
+    then closed (the subject withdraws it, or compliance denies it). The retry is recorded, since
+    it was taken, but the system is not asked again. Before, the new attempt ran once the record was
+    done: a withdrawn or denied erasure went on erasing."""
+    fakes = stack.fakes
+    request = await stack.open(RequestSpec(systems=[FakeSystem("crm"), FakeSystem("billing", broken="API key revoked")]))
+    await request.until(lambda s: {r.system: r.status for r in s.results}.get("billing") == "needs_attention")
+    fakes.system(request.id, "billing").broken = None
+    writing = hold(fakes, "record_event", lambda e: e.event_type == "task.retried")
+    await answered_while_held(stack, request, writing, DSR.retry_task,
+                              RetryTaskInput(system="billing", actor="compliance:gus"))
+    update, body, letter = CLOSES[close]
+
+    closed = await asyncio.wait_for(request.handle.execute_update(update, body), 30)
+    assert closed.status.is_closed
+    fakes.heal("record_event")
+    final = await request.result()
+
+    assert fakes.event_types(request.id).count("task.retried") == 1  # taken, so on record
+    assert [c.attempt for c in fakes.system_calls if c.task.system == "billing"] == [1]  # never run again
+    billing = {r.system: r for r in final.results}["billing"]
+    assert (billing.status, billing.attempt) == ("needs_attention", 2)
+    assert billing.message == "not run: the request was closed before the retry was on record"
+    assert fakes.subject_letters(request.id) == ["acknowledgement", letter]
     await replays(stack, request)
 
 

@@ -80,7 +80,7 @@ class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals, Extens
         self._withdrawn = False  # cancelled: the subject withdrew it themselves
         self._watch = DeadlineWatch()
         self._plan: Plan | None = None
-        self._tasks = SystemTasks(owed=self._owed)
+        self._tasks = SystemTasks(owed=self._owed, closed=lambda: self.closed)
         self._package: PackageInfo | None = None
         self._decision: ObjectionDecision | None = None
         self._decision_owed: int | None = None  # the mark of its owed record (workflows/owed_steps.py)

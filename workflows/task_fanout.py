@@ -62,11 +62,17 @@ SETTLE_AFTER_RETRIES = "settle-after-retries"
 # (workflows/owed_steps.py), retried until done: a retry runs, and the response goes out, only
 # once they are on record.
 TASK_ANSWERS_OWED = "task-answers-owed"
+# Before this one, a staff retry whose record was still owed when the request was closed (withdrawn,
+# denied) ran its new attempt once the record was done: a closed erasure went on erasing.
+NO_RETRY_AFTER_CLOSE = "no-retry-after-close"
 
 
 class SystemTasks:
-    def __init__(self, alert_key: str = "attention", owed: OwedSteps | None = None) -> None:
+    def __init__(self, alert_key: str = "attention", owed: OwedSteps | None = None,
+                 closed: Callable[[], bool] = lambda: False) -> None:
         self.results: dict[str, TaskResult] = {}
+        # The request no longer to be answered (a restriction's lift runs after its close: never).
+        self._closed = closed
         self._retrying = 0
         self._retries: set[asyncio.Task[None]] = set()  # retried child tasks running on their own
         # Staff alerts are sent once per key: a second fan-out of the same request (a restriction's
@@ -205,6 +211,13 @@ class SystemTasks:
                 owed = self._owed
                 assert owed is not None
                 await workflow.wait_condition(lambda: owed.done(after))
+                if self._closed() and workflow.patched(NO_RETRY_AFTER_CLOSE):
+                    # Closed while the retry waited for its record: the retry stays on record, as
+                    # it was taken, and the system is not asked again for a closed request.
+                    self.results[task.system] = self.results[task.system].model_copy(update={
+                        "status": "needs_attention",
+                        "message": "not run: the request was closed before the retry was on record"})
+                    return
             await self._run(plan, task, attempt)
         finally:
             self._retrying -= 1
