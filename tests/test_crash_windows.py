@@ -327,3 +327,68 @@ async def test_a_worker_killed_as_a_verification_is_recorded_records_it_once_and
 async def _events(pool, rid: str, event_type: str) -> int:
     return await pool.fetchval("SELECT count(*) FROM audit_events WHERE request_id = $1 AND event_type = $2",
                                uuid.UUID(rid), event_type)
+
+
+async def _task_of(http, pool, rid: str, system: str, until) -> dict:
+    """The request's result for `system`, once `until` holds for it."""
+    headers = await staff_headers(pool, "agent")
+    for _ in range(600):
+        results = {r["system"]: r for r in (await http.get(f"/v1/requests/{rid}", headers=headers)).json()["results"]}
+        if system in results and until(results[system]):
+            return results[system]
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"the {system} task of {rid} never got there: {results.get(system)}")
+
+
+@pytest.mark.parametrize("answer", ["retry-task", "resolve-task"])
+async def test_a_worker_killed_as_a_task_answer_is_recorded_records_it_once_and_counts_it(
+        postgres, settings, dev_server, pool, tmp_path, answer):
+    """Staff's retry or resolution of a task stands at once and owes its record
+    (workflows/task_fanout.py). The worker dies right after the record is appended, before its
+    workflow heard of it: the next worker records it once (the same key), and only then does the
+    retry run, once, or the resolution let the request complete. The OpenDSR demo processor
+    cannot restrict, so the restriction's task needs attention and gets the answer."""
+    client = dev_server.client
+    key = "retry:email_marketing:" if answer == "retry-task" else "resolved:email_marketing:"
+    (tmp_path / "stack").mkdir()
+    async with fanout_stack(postgres, settings, client, tmp_path / "stack") as stack, api(stack) as http:
+        async with dsrflow_process("worker", stack.settings, client, tmp_path,
+                                   failpoints=f"event-recorded~{key}") as worker:
+            r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
+                "type": "restriction", "identity_attested": True, "restriction_grounds": ["needed_for_legal_claims"],
+                "subject": {"email": "ada@example.com"}})
+            assert r.status_code == 201, r.text
+            rid = r.json()["id"]
+            await _task_of(http, pool, rid, "email_marketing", lambda t: t["status"] == "needs_attention")
+            body = {"system": "email_marketing"} | ({"note": "Restricted by hand, ticket 12"}
+                                                   if answer == "resolve-task" else {})
+            answering = asyncio.ensure_future(http.post(
+                f"/v1/requests/{rid}/{answer}", headers=await staff_headers(pool, "compliance"), json=body))
+            await died(worker, tmp_path)
+        async with build_worker(client, stack.settings, pool):
+            answered = await answering
+            if answer == "retry-task":  # ran again, once: the demo still cannot restrict
+                task = await _task_of(http, pool, rid, "email_marketing",
+                                      lambda t: t["attempt"] == 2 and t["status"] == "needs_attention")
+            else:
+                await _task_of(http, pool, rid, "email_marketing", lambda t: t["status"] == "done")
+                for _ in range(600):
+                    if (await pool.fetchval("SELECT status FROM dsr_requests WHERE id = $1", uuid.UUID(rid))) == "completed":
+                        break
+                    await asyncio.sleep(0.1)
+        events = await pool.fetch("SELECT event_type, event_key FROM audit_events WHERE request_id = $1 ORDER BY seq",
+                                  uuid.UUID(rid))
+
+    assert answered.status_code == 200, answered.text
+    # Once, under its key (the next worker's append found it there).
+    attempt = 2 if answer == "retry-task" else 1
+    assert [e["event_key"] for e in events if e["event_key"].startswith(f"{rid}:{key}")] == [f"{rid}:{key}{attempt}"]
+    if answer == "retry-task":
+        assert task["attempt"] == 2
+        # The new attempt ran once, and only after the retry was on record.
+        keys = [e["event_key"].removeprefix(f"{rid}:") for e in events]
+        ran = [k for k in keys if k.startswith("task:email_marketing:")]
+        assert ran == ["task:email_marketing:restrict:1:needs_attention", "task:email_marketing:restrict:2:needs_attention"]
+        assert keys.index(f"{key}2") < keys.index(ran[1])
+    else:
+        assert await pool.fetchval("SELECT status FROM dsr_requests WHERE id = $1", uuid.UUID(rid)) == "completed"
