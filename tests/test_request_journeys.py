@@ -6,7 +6,9 @@ lift) in the order a busy team would, now and then extending, denying or cancell
 Whatever the path, every request ends once its causes are fixed and staff have answered what it
 showed them, and sends each of its letters at most once. A request that stops moving while showing
 nothing to answer is what this looks for: the fan-out that waited for ever once a retry outlived it
-(workflows/task_fanout.py SETTLE_AFTER_RETRIES) was such a request. Each journey's history replays.
+(workflows/task_fanout.py SETTLE_AFTER_RETRIES) was such a request. A request staff deny or
+cancel asks the systems nothing new afterwards (NO_RETRY_AFTER_CLOSE). Each journey's history
+replays.
 Same stack as tests/test_workflow_paths.py; a journey runs in about a second of real time.
 """
 
@@ -72,9 +74,10 @@ def drawn_request(rng: random.Random) -> RequestSpec:
                        objection_scope="legitimate_interest" if kind == RequestType.objection else None)
 
 
-async def answer(stack: FastStack, request: Request, update: Any, body: Any) -> None:
+async def answer(stack: FastStack, request: Request, update: Any, body: Any) -> bool:
     """Staff's call, as the console makes it: answered within ANSWER_WITHIN (moved on here, since
-    an update does not move the test server's clock), or refused for a reason the page shows."""
+    an update does not move the test server's clock), or refused for a reason the page shows.
+    Whether it was taken."""
     call = asyncio.ensure_future(request.handle.execute_update(update, body))
     await asyncio.sleep(0.05)
     if not call.done():
@@ -82,12 +85,24 @@ async def answer(stack: FastStack, request: Request, update: Any, body: Any) -> 
     try:
         await asyncio.wait_for(call, 20)
     except WorkflowUpdateFailedError:
-        pass  # refused: a race with the request itself, as a person pressing a stale button meets
+        return False  # refused: a race with the request itself, as a person pressing a stale button meets
     except RPCError as error:
         # The time-skipping server forgets an update's outcome once its workflow has ended (a
         # cancellation that ends it, say); the dev server keeps it.
         if "not found" not in str(error):
             raise
+    return True
+
+
+def retries_asked(fakes: FakeActivities, request: Request) -> set[tuple[str, int]]:
+    """The (system, attempt) of every staff retry the systems were asked to carry out so far."""
+    return {(c.task.system, c.attempt) for c in fakes.system_calls if c.request_id == request.id and c.attempt > 1}
+
+
+def retries_on_record(fakes: FakeActivities, request: Request) -> set[tuple[str, int]]:
+    """The (system, attempt) of every staff retry on record so far (`retry:<system>:<attempt>`)."""
+    return {(key.split(":")[1], int(key.split(":")[2])) for key in
+            (e.event_key for e in fakes.events if e.request_id == request.id and e.event_type == "task.retried")}
 
 
 def waiting_for_staff(state: RequestState, fakes: FakeActivities, request: Request,
@@ -146,6 +161,7 @@ async def test_every_request_ends_once_its_causes_are_fixed_and_staff_answer_wha
         hold(fakes, activity, when)
     request = await stack.open(drawn_request(rng))
     skipped: set[str] = set()  # the letters staff sent by other means
+    closed_with: set[tuple[str, int]] | None = None  # once staff closed it: see below
 
     for step in range(60):
         if (await request.handle.describe()).status != WorkflowExecutionStatus.RUNNING:
@@ -163,7 +179,10 @@ async def test_every_request_ends_once_its_causes_are_fixed_and_staff_answer_wha
         if chosen is not None:
             if chosen[0] == DSR.skip_step and state.trouble is not None:
                 skipped.add(state.trouble.about or "")
-            await answer(stack, request, *chosen)
+            if await answer(stack, request, *chosen) and chosen[0] in (DSR.deny, DSR.cancel) and closed_with is None:
+                # What a closed request may still ask of the systems: the retries on record by
+                # now (their attempts may start late). A retry recorded later never runs.
+                closed_with = retries_asked(fakes, request) | retries_on_record(fakes, request)
         # Minutes at most while a fault lasts: every failed attempt meanwhile costs the test server
         # real time, and 20 minutes of them once outlasted its call.
         await stack.sleep(rng.choice(SOON[:3] if faults else SOON if rng.random() < 0.8 else LATER))
@@ -174,6 +193,8 @@ async def test_every_request_ends_once_its_causes_are_fixed_and_staff_answer_wha
 
     final = await request.result()
     assert final.trouble is None and final.owed == []
+    if closed_with is not None:  # a withdrawn or denied request asks the systems nothing new
+        assert retries_asked(fakes, request) <= closed_with, (retries_asked(fakes, request), closed_with)
     sent = Counter(fakes.subject_letters(request.id))
     assert all(n == 1 for purpose, n in sent.items() if purpose != "verification"), sent  # no letter twice
     if final.status == RequestStatus.completed:
