@@ -118,6 +118,19 @@ def refuses_in_part(outcome: dict[str, Any], decision: dict[str, Any] | None) ->
 
 # Letters that refuse, whatever their parameters; `cancellation` does unless the subject withdrew.
 _REFUSALS = {"denial", "closed_unverified"}
+# Letters that close a request unanswered, which may have been carried out in part by then.
+_CLOSINGS = {"denial", "cancellation"}
+# Request types whose action changes a system (an access only reads it).
+_CHANGING = {"erasure", "rectification", "restriction", "objection"}
+
+
+def acted_in(systems: list[str], row: dict[str, Any], policy: Policy) -> list[str]:
+    """The labels of the systems where a request closed unanswered had already changed something
+    (the workflow's `acted_in`: workflows/refusals.py): a subject who withdraws an erasure half-way,
+    or whose request is refused after part of it was done, learns what was done."""
+    if row["request_type"] not in _CHANGING:
+        return []
+    return [policy.systems[s].label if s in policy.systems else s for s in systems]
 
 
 def letter_language(policy: Policy, row: dict[str, Any], job: LetterJob) -> str:
@@ -165,6 +178,8 @@ async def build_context(ctx: ActivityContext, row: dict[str, Any], job: LetterJo
         params["complaint"] = remedies()  # not a refusal: only the right to complain of the extension
     if job.purpose == "restriction_lift":
         params.update(await lift_letter_context(ctx, row, policy, t))
+    if job.purpose in _CLOSINGS:  # older workflows sent no `acted_in`
+        params["acted_in"] = acted_in(params.get("acted_in", []), row, policy)
     if job.purpose == "response":
         report = params.pop("report", {})
         link, expires = None, None

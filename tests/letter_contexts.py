@@ -104,10 +104,12 @@ EXTRA: dict[str, dict] = {
         "reason_label": "Manifestly excessive request",
         "explanation": "This is the fifth identical request in two weeks; we answered it on 2 February 2026.",
         "remedies": REMEDIES,
+        "acted_in": ["Website analytics (users and page events)"],
     },
     "closed_unverified": {"expired_at": EXPIRES, "remedies": REMEDIES},
     "cancellation": {"reason": "Your request repeats request 5d0c, which we answered on 2 February 2026.",
-                     "withdrawn": False, "remedies": REMEDIES},
+                     "withdrawn": False, "remedies": REMEDIES,
+                     "acted_in": ["CRM (contacts, support requests, live chat)", "Billing"]},
     "restriction_lift": {
         "reason": "The court case you needed the records for was settled on 3 February 2026.",
         "lift_on": date(2026, 2, 9), "notice_days": 0,

@@ -144,7 +144,7 @@ def _letter_cases() -> dict[str, tuple[str, dict]]:
         "cancellation-by-staff": ("cancellation", {"reason": EXTRA["cancellation"]["reason"], "withdrawn": False,
                                                    REMEDIES_OF_REGIME: True}),
         "cancellation-withdrawn": ("cancellation", {"reason": "The subject withdrew it by phone on 3 February.",
-                                                    "withdrawn": True}),
+                                                    "withdrawn": True, "acted_in": ["CRM", "Billing"]}),
         "denial-of-an-appeal": ("denial", {
             "reason_code": "other", APPEAL_REMEDIES: True,
             "explanation": "We reviewed our decision and confirm it: the records are needed to defend a claim."}),
@@ -188,6 +188,8 @@ def _render_case(case: str, regime: str) -> RenderedLetter:
     request_type = extra.pop("request_type", "erasure")
     ctx["request"].update(regime=regime, type=request_type,
                           type_label=cited_label(LETTER_TYPE_LABELS[request_type], regime))
+    if purpose in ("denial", "cancellation"):
+        extra.setdefault("acted_in", [])  # a request closed before any system was changed
     if purpose == "denial":
         extra["reason_label"] = cited_label(LETTER_DENIAL_LABELS[extra["reason_code"]], regime)
     if extra.pop(REMEDIES_OF_REGIME, False):

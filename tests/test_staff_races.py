@@ -121,7 +121,8 @@ async def test_two_denials_on_different_grounds_send_one_letter_with_the_ground_
     [letter] = [j for j in fakes.letters if j.request_id == request.id and j.purpose == "denial"]
     [change] = [t for t in fakes.transitions if t.event_key == "status:denied"]
     winner = DENY if denied.closed_reason == DENY.reason_code.value else other
-    assert letter.params == {"reason_code": winner.reason_code.value, "explanation": winner.explanation}
+    assert letter.params == {"reason_code": winner.reason_code.value, "explanation": winner.explanation,
+                             "acted_in": []}
     assert (change.actor, change.data) == (winner.actor, {"reason_code": winner.reason_code.value})
 
 

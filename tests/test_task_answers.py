@@ -155,6 +155,8 @@ async def test_a_retry_still_waiting_for_its_record_when_the_request_closes_neve
     assert (billing.status, billing.attempt) == ("needs_attention", 2)
     assert billing.message == "not run: the request was closed before the retry was on record"
     assert fakes.subject_letters(request.id) == ["acknowledgement", letter]
+    # The closing letter names what had been done: the crm's erasure, not billing's.
+    assert fakes.letter(request.id, letter).params["acted_in"] == ["crm"]
     await replays(stack, request)
 
 

@@ -20,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.dsr_steps import letter_job, transition_record
     from workflows.owed_steps import OWED_STEPS, OwedSteps, letter, record
     from workflows.step_trouble import StepTroubles
+    from workflows.task_fanout import SystemTasks
 
 # workflow.patched id: requests cancelled before the cancellation letter existed replay without it.
 CANCELLATION_LETTER = "cancellation-letter"
@@ -36,6 +37,7 @@ class Refusals:
     _decided: Callable[[], bool]  # ... and on record
     _answering: bool  # the response is being sent
     _troubles: StepTroubles
+    _tasks: SystemTasks  # the letter names the systems already changed
     _owed: OwedSteps
     extension_under_way: bool
     _set_status: Callable[..., None]
@@ -48,7 +50,8 @@ class Refusals:
     async def deny(self, request: DenyInput) -> RequestState:
         self._set_status(RequestStatus.denied, request.reason_code.value)
         data = {"reason_code": request.reason_code.value}
-        params = {"reason_code": request.reason_code.value, "explanation": request.explanation}
+        params = {"reason_code": request.reason_code.value, "explanation": request.explanation,
+                  "acted_in": self._tasks.changed_systems()}
         if workflow.patched(OWED_STEPS):
             await self._closed_by(RequestStatus.denied, data, request.actor, "denial", params)
             return self.state()
@@ -70,7 +73,7 @@ class Refusals:
         # Closing a request unanswered refuses it (Art. 12(4) GDPR): the subject is told why, with
         # their remedies. A withdrawal is confirmed instead, so that one made in the subject's
         # name without them comes to light.
-        params = {"reason": request.reason, "withdrawn": withdrawn}
+        params = {"reason": request.reason, "withdrawn": withdrawn, "acted_in": self._tasks.changed_systems()}
         if workflow.patched(OWED_STEPS):
             await self._closed_by(RequestStatus.cancelled, data, request.actor, "cancellation", params)
             return self.state()

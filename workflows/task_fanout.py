@@ -129,6 +129,10 @@ class SystemTasks:
             self.results[task.system] = self.results[task.system].model_copy(
                 update={"status": "needs_attention", "message": message})
 
+    def changed_systems(self) -> list[str]:
+        """The systems whose task is done and changed something (none for an access: it reads)."""
+        return sorted(r.system for r in self.results.values() if r.status == "done" and r.changed > 0)
+
     def _stuck(self) -> list[TaskResult]:
         return [r for r in self.results.values() if r.status == "needs_attention"]
 

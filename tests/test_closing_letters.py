@@ -1,0 +1,41 @@
+"""A request closed unanswered (withdrawn, cancelled by staff, denied) after part of it was carried
+out: its letter names the systems already changed, in the policy's words and the letter's
+language, since what was done there is not undone (an erasure cannot be). Built from the
+workflow's params as the letter activity builds them (tests/test_letter_as_sent.py `as_sent`)."""
+
+from __future__ import annotations
+
+import pytest
+
+from dsrflow.i18n import translations
+from tests.test_letter_as_sent import LOADED, as_sent, both
+
+SENTENCE = "Before your request was closed, we had already acted on it in: %(systems)s."
+CLOSINGS = {
+    "withdrawn": ("cancellation", {"reason": "Withdrawn by phone", "withdrawn": True}),
+    "cancelled": ("cancellation", {"reason": "A duplicate of an earlier request", "withdrawn": False}),
+    "denied": ("denial", {"reason_code": "excessive", "explanation": "The fifth identical request"}),
+}
+
+
+@pytest.mark.parametrize("language", ["en", "nl", "fr", "de"])
+@pytest.mark.parametrize("closing", CLOSINGS)
+async def test_a_closing_letter_names_the_systems_already_changed(closing, language):
+    purpose, params = CLOSINGS[closing]
+    letter = await as_sent(purpose, "erasure", {**params, "acted_in": ["crm", "billing"]}, language=language)
+    policy = LOADED.in_language(language)
+    t = translations(language)
+    for part in both(letter):
+        assert t.gettext(SENTENCE).split(":")[0] in part
+        assert policy.systems["crm"].label in part and policy.systems["billing"].label in part
+
+
+@pytest.mark.parametrize("closing", CLOSINGS)
+async def test_nothing_is_named_when_nothing_was_changed_or_the_request_only_reads(closing):
+    purpose, params = CLOSINGS[closing]
+    before_anything = await as_sent(purpose, "erasure", {**params, "acted_in": []})
+    access = await as_sent(purpose, "access", {**params, "acted_in": ["crm"]})  # a copy changes nothing
+    older = await as_sent(purpose, "erasure", params)  # a workflow from before it sent the systems
+    for letter in (before_anything, access, older):
+        for part in both(letter):
+            assert "we had already acted on it" not in part
