@@ -54,11 +54,12 @@ REQUIRED_CONTEXT: dict[str, tuple[str, ...]] = {
     "reminder": (*_COMMON, "code", "link", "expires_at", "max_attempts"),
     "extension": (*_COMMON, "reason", "new_due_date"),
     "response": (*_COMMON, "outcome"),
-    # `acted_in`: the systems the request had already changed when it was closed (may be empty).
-    "denial": (*_COMMON, "reason_code", "reason_label", "explanation", "remedies", "acted_in"),
+    # `acted_in`, `asked_in`: the systems the request had already changed when it was closed, and
+    # those asked and still at work (either may be empty).
+    "denial": (*_COMMON, "reason_code", "reason_label", "explanation", "remedies", "acted_in", "asked_in"),
     "closed_unverified": (*_COMMON, "expired_at", "remedies"),
     # `remedies` too, unless the subject withdrew the request (checked in render_letter).
-    "cancellation": (*_COMMON, "reason", "withdrawn", "acted_in"),
+    "cancellation": (*_COMMON, "reason", "withdrawn", "acted_in", "asked_in"),
     "restriction_lift": (*_COMMON, "reason", "lift_on", "notice_days", "restriction"),
     "staff_alert": ("controller", "request", "kind", "days_left", "detail"),
 }

@@ -125,9 +125,10 @@ _CHANGING = {"erasure", "rectification", "restriction", "objection"}
 
 
 def acted_in(systems: list[str], row: dict[str, Any], policy: Policy) -> list[str]:
-    """The labels of the systems where a request closed unanswered had already changed something
-    (the workflow's `acted_in`: workflows/refusals.py): a subject who withdraws an erasure half-way,
-    or whose request is refused after part of it was done, learns what was done."""
+    """The labels of the systems where a request closed unanswered had already changed something,
+    or been asked to and may still (the workflow's `acted_in`, `asked_in`: workflows/refusals.py): a
+    subject who withdraws an erasure half-way, or whose request is refused after part of it was
+    done, learns what was done."""
     if row["request_type"] not in _CHANGING:
         return []
     return [policy.systems[s].label if s in policy.systems else s for s in systems]
@@ -178,8 +179,9 @@ async def build_context(ctx: ActivityContext, row: dict[str, Any], job: LetterJo
         params["complaint"] = remedies()  # not a refusal: only the right to complain of the extension
     if job.purpose == "restriction_lift":
         params.update(await lift_letter_context(ctx, row, policy, t))
-    if job.purpose in _CLOSINGS:  # older workflows sent no `acted_in`
+    if job.purpose in _CLOSINGS:  # older workflows sent neither
         params["acted_in"] = acted_in(params.get("acted_in", []), row, policy)
+        params["asked_in"] = acted_in(params.get("asked_in", []), row, policy)
     if job.purpose == "response":
         report = params.pop("report", {})
         link, expires = None, None

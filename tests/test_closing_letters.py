@@ -1,6 +1,7 @@
 """A request closed unanswered (withdrawn, cancelled by staff, denied) after part of it was carried
-out: its letter names the systems already changed, in the policy's words and the letter's
-language, since what was done there is not undone (an erasure cannot be). Built from the
+out: its letter names the systems already changed, and those asked that may still act (a
+processor at work), in the policy's words and the letter's language, since what was done there is
+not undone (an erasure cannot be). Built from the
 workflow's params as the letter activity builds them (tests/test_letter_as_sent.py `as_sent`)."""
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dsrflow.i18n import translations
 from tests.test_letter_as_sent import LOADED, as_sent, both
 
 SENTENCE = "Before your request was closed, we had already acted on it in: %(systems)s."
+STILL_ASKED = "We had also asked these systems to act on it, and they may still do so: %(systems)s."
 CLOSINGS = {
     "withdrawn": ("cancellation", {"reason": "Withdrawn by phone", "withdrawn": True}),
     "cancelled": ("cancellation", {"reason": "A duplicate of an earlier request", "withdrawn": False}),
@@ -22,20 +24,23 @@ CLOSINGS = {
 @pytest.mark.parametrize("closing", CLOSINGS)
 async def test_a_closing_letter_names_the_systems_already_changed(closing, language):
     purpose, params = CLOSINGS[closing]
-    letter = await as_sent(purpose, "erasure", {**params, "acted_in": ["crm", "billing"]}, language=language)
+    letter = await as_sent(purpose, "erasure", {**params, "acted_in": ["crm", "billing"], "asked_in": ["email_marketing"]},
+                           language=language)
     policy = LOADED.in_language(language)
     t = translations(language)
     for part in both(letter):
         assert t.gettext(SENTENCE).split(":")[0] in part
         assert policy.systems["crm"].label in part and policy.systems["billing"].label in part
+        # A processor at work when it closed may still act: the subject is told that too.
+        assert t.gettext(STILL_ASKED).split(":")[0] in part and policy.systems["email_marketing"].label in part
 
 
 @pytest.mark.parametrize("closing", CLOSINGS)
 async def test_nothing_is_named_when_nothing_was_changed_or_the_request_only_reads(closing):
     purpose, params = CLOSINGS[closing]
-    before_anything = await as_sent(purpose, "erasure", {**params, "acted_in": []})
-    access = await as_sent(purpose, "access", {**params, "acted_in": ["crm"]})  # a copy changes nothing
+    before_anything = await as_sent(purpose, "erasure", {**params, "acted_in": [], "asked_in": []})
+    access = await as_sent(purpose, "access", {**params, "acted_in": ["crm"], "asked_in": ["billing"]})  # reads only
     older = await as_sent(purpose, "erasure", params)  # a workflow from before it sent the systems
     for letter in (before_anything, access, older):
         for part in both(letter):
-            assert "we had already acted on it" not in part
+            assert "we had already acted on it" not in part and "may still do so" not in part

@@ -144,7 +144,8 @@ def _letter_cases() -> dict[str, tuple[str, dict]]:
         "cancellation-by-staff": ("cancellation", {"reason": EXTRA["cancellation"]["reason"], "withdrawn": False,
                                                    REMEDIES_OF_REGIME: True}),
         "cancellation-withdrawn": ("cancellation", {"reason": "The subject withdrew it by phone on 3 February.",
-                                                    "withdrawn": True, "acted_in": ["CRM", "Billing"]}),
+                                                    "withdrawn": True, "acted_in": ["CRM", "Billing"],
+                                                    "asked_in": ["E-mail marketing"]}),
         "denial-of-an-appeal": ("denial", {
             "reason_code": "other", APPEAL_REMEDIES: True,
             "explanation": "We reviewed our decision and confirm it: the records are needed to defend a claim."}),
@@ -190,6 +191,7 @@ def _render_case(case: str, regime: str) -> RenderedLetter:
                           type_label=cited_label(LETTER_TYPE_LABELS[request_type], regime))
     if purpose in ("denial", "cancellation"):
         extra.setdefault("acted_in", [])  # a request closed before any system was changed
+        extra.setdefault("asked_in", [])
     if purpose == "denial":
         extra["reason_label"] = cited_label(LETTER_DENIAL_LABELS[extra["reason_code"]], regime)
     if extra.pop(REMEDIES_OF_REGIME, False):

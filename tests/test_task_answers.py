@@ -155,9 +155,30 @@ async def test_a_retry_still_waiting_for_its_record_when_the_request_closes_neve
     assert (billing.status, billing.attempt) == ("needs_attention", 2)
     assert billing.message == "not run: the request was closed before the retry was on record"
     assert fakes.subject_letters(request.id) == ["acknowledgement", letter]
-    # The closing letter names what had been done: the crm's erasure, not billing's.
+    # The closing letter names what had been done: the crm's erasure, not billing's, nor billing
+    # as still asked (its retry never runs).
     assert fakes.letter(request.id, letter).params["acted_in"] == ["crm"]
+    assert fakes.letter(request.id, letter).params["asked_in"] == []
     await replays(stack, request)
+
+
+async def test_a_request_withdrawn_while_a_processor_works_names_what_was_done_and_who_may_still_act(
+        stack: FastStack):
+    """The subject withdraws an erasure once the sql systems are done and while a processor still
+    works on it: the confirmation names the systems already changed and the processor, which may
+    still act (activities/letters.py `acted_in`)."""
+    fakes = stack.fakes
+    request = await stack.open(RequestSpec(systems=[
+        FakeSystem("crm"), FakeSystem("billing", found=0), FakeSystem("processor", connector="opendsr", answers_on_poll=3)]))
+    await request.until(lambda s: {r.system: r.status for r in s.results} == {
+        "crm": "done", "billing": "done", "processor": "pending"})
+    update, body, letter = CLOSES["withdraw"]
+
+    await asyncio.wait_for(request.handle.execute_update(update, body), 30)
+    await request.result()
+
+    params = fakes.letter(request.id, letter).params
+    assert (params["acted_in"], params["asked_in"]) == (["crm"], ["processor"])  # billing held nothing
 
 
 async def test_a_lift_tasks_resolution_the_database_is_slow_to_record_holds_the_lift_until_it_is(stack: FastStack):

@@ -174,7 +174,7 @@ async def test_compliance_may_deny_at_the_gate_instead(stack: FastStack):
     assert (await request.result()).status == "denied"
     assert fakes.subject_letters(request.id) == ["acknowledgement", "denial"]
     assert fakes.letter(request.id, "denial").params == {  # denied before any system was changed
-        "reason_code": "excessive", "explanation": "The fourth identical request this month", "acted_in": []}
+        "reason_code": "excessive", "explanation": "The fourth identical request this month", "acted_in": [], "asked_in": []}
     assert fakes.statuses(request.id) == ["status:awaiting_approval", "status:denied"]
 
 
@@ -256,7 +256,7 @@ async def test_cancelling_ends_the_wait_for_verification_at_once(stack: FastStac
     assert fakes.sent_at[f"{request.id}:cancellation:1"] - fakes.specs[request.id].received_at < timedelta(hours=1)
     assert fakes.subject_letters(request.id) == ["acknowledgement", "verification", "cancellation"]
     assert fakes.letter(request.id, "cancellation").params == {
-        "reason": "The subject wrote to stop it", "withdrawn": withdrawn, "acted_in": []}
+        "reason": "The subject wrote to stop it", "withdrawn": withdrawn, "acted_in": [], "asked_in": []}
     [change] = fakes.transitions
     assert (change.event_key, change.actor, change.data["withdrawn_by_subject"]) == (
         "status:cancelled", "agent:fay", withdrawn)

@@ -50,8 +50,7 @@ class Refusals:
     async def deny(self, request: DenyInput) -> RequestState:
         self._set_status(RequestStatus.denied, request.reason_code.value)
         data = {"reason_code": request.reason_code.value}
-        params = {"reason_code": request.reason_code.value, "explanation": request.explanation,
-                  "acted_in": self._tasks.changed_systems()}
+        params = {"reason_code": request.reason_code.value, "explanation": request.explanation, **self._done_so_far()}
         if workflow.patched(OWED_STEPS):
             await self._closed_by(RequestStatus.denied, data, request.actor, "denial", params)
             return self.state()
@@ -73,7 +72,7 @@ class Refusals:
         # Closing a request unanswered refuses it (Art. 12(4) GDPR): the subject is told why, with
         # their remedies. A withdrawal is confirmed instead, so that one made in the subject's
         # name without them comes to light.
-        params = {"reason": request.reason, "withdrawn": withdrawn, "acted_in": self._tasks.changed_systems()}
+        params = {"reason": request.reason, "withdrawn": withdrawn, **self._done_so_far()}
         if workflow.patched(OWED_STEPS):
             await self._closed_by(RequestStatus.cancelled, data, request.actor, "cancellation", params)
             return self.state()
@@ -86,6 +85,11 @@ class Refusals:
     def _validate_cancel(self, request: CancelInput) -> None:
         self._require_open(facts=False)  # a request whose registration fails can still be cancelled
         self._require_nothing_under_way()
+
+    def _done_so_far(self) -> dict[str, list[str]]:
+        """What the closing letter tells of the systems: those already changed, and those asked
+        and still at work (a processor may still act)."""
+        return {"acted_in": self._tasks.changed_systems(), "asked_in": self._tasks.asked_systems()}
 
     async def _closed_by(self, status: RequestStatus, data: dict[str, Any], actor: str, purpose: str,
                          params: dict[str, Any]) -> None:

@@ -75,6 +75,7 @@ class SystemTasks:
         self._closed = closed
         self._retrying = 0
         self._retries: set[asyncio.Task[None]] = set()  # retried child tasks running on their own
+        self._unrecorded_retries: set[str] = set()  # systems whose retry waits for its record
         # Staff alerts are sent once per key: a second fan-out of the same request (a restriction's
         # lift) needs keys of its own.
         self._alert_key = alert_key
@@ -133,6 +134,12 @@ class SystemTasks:
         """The systems whose task is done and changed something (none for an access: it reads)."""
         return sorted(r.system for r in self.results.values() if r.status == "done" and r.changed > 0)
 
+    def asked_systems(self) -> list[str]:
+        """The systems asked to act and not yet done (a processor at work): they may still act. A
+        retry still waiting for its record is not asked yet, and never will be once closed."""
+        return sorted(r.system for r in self.results.values()
+                      if r.status == "pending" and r.system not in self._unrecorded_retries)
+
     def _stuck(self) -> list[TaskResult]:
         return [r for r in self.results.values() if r.status == "needs_attention"]
 
@@ -178,6 +185,7 @@ class SystemTasks:
             # The new attempt runs once the retry is on record; staff are answered with a sql
             # system's result (milliseconds) or, for a processor, once it is under way.
             mark = owed.owe(owed_record("record_event", retried))
+            self._unrecorded_retries.add(system)  # until `_retried` has seen the record done
             running = self._on_its_own(self._retried(plan, task, attempt, after=mark))
             sql = task.connector == ConnectorKind.sql
             await self._answered(mark, running.done if sql else lambda: owed.done(mark))
@@ -215,6 +223,7 @@ class SystemTasks:
                 owed = self._owed
                 assert owed is not None
                 await workflow.wait_condition(lambda: owed.done(after))
+                self._unrecorded_retries.discard(task.system)
                 if self._closed() and workflow.patched(NO_RETRY_AFTER_CLOSE):
                     # Closed while the retry waited for its record: the retry stays on record, as
                     # it was taken, and the system is not asked again for a closed request.
