@@ -124,7 +124,7 @@ _CLOSINGS = {"denial", "cancellation"}
 _CHANGING = {"erasure", "rectification", "restriction", "objection"}
 
 
-def acted_in(systems: list[str], row: dict[str, Any], policy: Policy) -> list[str]:
+def named_systems(systems: list[str], row: dict[str, Any], policy: Policy) -> list[str]:
     """The labels of the systems where a request closed unanswered had already changed something,
     or been asked to and may still (the workflow's `acted_in`, `asked_in`: workflows/refusals.py): a
     subject who withdraws an erasure half-way, or whose request is refused after part of it was
@@ -180,8 +180,8 @@ async def build_context(ctx: ActivityContext, row: dict[str, Any], job: LetterJo
     if job.purpose == "restriction_lift":
         params.update(await lift_letter_context(ctx, row, policy, t))
     if job.purpose in _CLOSINGS:  # older workflows sent neither
-        params["acted_in"] = acted_in(params.get("acted_in", []), row, policy)
-        params["asked_in"] = acted_in(params.get("asked_in", []), row, policy)
+        params["acted_in"] = named_systems(params.get("acted_in", []), row, policy)
+        params["asked_in"] = named_systems(params.get("asked_in", []), row, policy)
     if job.purpose == "response":
         report = params.pop("report", {})
         link, expires = None, None

@@ -37,7 +37,7 @@ class Refusals:
     _decided: Callable[[], bool]  # ... and on record
     _answering: bool  # the response is being sent
     _troubles: StepTroubles
-    _tasks: SystemTasks  # the letter names the systems already changed
+    _tasks: SystemTasks  # the closing letter names the systems changed, and those still at work
     _owed: OwedSteps
     extension_under_way: bool
     _set_status: Callable[..., None]
