@@ -19,6 +19,7 @@ from activities.letters import deliver_letter
 from activities.lifecycle import LifecycleActivities
 from schemas.workflow import EventRecord, LetterJob, LetterReceipt
 from tests.fanout_stack import fanout_stack
+from tests.support import unique_email
 from tests.test_browser import CHROMIUM, browser, open_request, shots, signed_in  # noqa: F401
 from tests.test_browser_actions import SLOW, letters, offered, press
 from workers.dsr_worker import activity_context, build_worker
@@ -149,7 +150,7 @@ async def test_task_answers_whose_record_fails_say_so_and_count_once_retried(
     once compliance has run that step again."""
     faults = faulty_site
     rid = await open_request(faults.url, pool, type="restriction", identity_attested=True,
-                             restriction_grounds=["needed_for_legal_claims"], subject={"email": "ada@example.com"})
+                             restriction_grounds=["needed_for_legal_claims"], subject={"email": unique_email("untold-answer")})
     page = await signed_in(browser, faults.url, pool, "compliance", f"/console/requests/{rid}")
     await expect(page.locator("#tasks")).to_contain_text("needs attention", timeout=SLOW)  # OpenDSR cannot restrict
 

@@ -35,6 +35,7 @@ from tests.support import (
     letters_for,
     staff_headers,
     text_of,
+    unique_email,
     verification_code,
     wait_for_letter,
 )
@@ -356,7 +357,7 @@ async def test_a_worker_killed_as_a_task_answer_is_recorded_records_it_once_and_
                                    failpoints=f"event-recorded~{key}") as worker:
             r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
                 "type": "restriction", "identity_attested": True, "restriction_grounds": ["needed_for_legal_claims"],
-                "subject": {"email": "ada@example.com"}})
+                "subject": {"email": unique_email("killed-answer")}})
             assert r.status_code == 201, r.text
             rid = r.json()["id"]
             await _task_of(http, pool, rid, "email_marketing", lambda t: t["status"] == "needs_attention")
