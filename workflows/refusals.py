@@ -104,9 +104,10 @@ class Refusals:
         or the request itself, has begun and not finished (each spans activations, so a second
         member of staff can press a button meanwhile): the approval, or an objection's decision,
         would be recorded with nothing carried out, the subject would get a refusal and the
-        response, or a new due date after the answer. Once the approval or the response is on the main line, a failed step of it that
-        waits for staff does not hold the request: closing it then stops that step before it
-        releases anything (workflows/step_trouble.py raises RequestClosed)."""
+        response, or a new due date after the answer. Once the approval or the response is on the
+        main line, a failed step of it that waits for staff does not hold the request: closing it
+        then stops that step before it releases anything (workflows/step_trouble.py raises
+        RequestClosed)."""
         if self.extension_under_way:
             if self._owed.troubles.current is not None:
                 raise ValueError("the extension of the request's deadline is not done: its step "
