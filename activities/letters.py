@@ -30,7 +30,7 @@ from activities.context import ActivityContext
 from activities.heartbeat import heartbeating
 from activities.letter_outcome import response_outcome
 from activities.letter_templates import RenderedLetter, render_letter
-from activities.outbox import Sent, send_once
+from activities.outbox import Sent, send_once, withdraw
 from activities.restrictions import lift_letter_context
 from dsrflow.crypto.hashing import keyed_hash, token_hash
 from dsrflow.domain.audit import append_event
@@ -232,8 +232,20 @@ async def deliver_letter(
         return await _deliver(ctx, job, secrets)
 
 
+def letter_key_of(request_id: str, purpose: str, key: str) -> str:
+    return f"{request_id}:{purpose}:{key}"
+
+
+async def withdraw_letter(ctx: ActivityContext, request_id: str, purpose: str, key: str) -> Sent:
+    """Settle a letter whose step gave up on it while an attempt may still be under way: it never
+    goes from now on (`WITHDRAWN`), unless it went already (`ALREADY`); `BUSY` while an attempt
+    is sending it (activities/outbox.py `withdraw`)."""
+    letter_key = letter_key_of(request_id, purpose, key)
+    return await withdraw(ctx.pool, f"letter:{letter_key}", message_id_for(letter_key), request_id=request_id)
+
+
 async def _deliver(ctx: ActivityContext, job: LetterJob, secrets: dict[str, Any] | None) -> LetterReceipt:
-    letter_key = f"{job.request_id}:{job.purpose}:{job.key}"
+    letter_key = letter_key_of(job.request_id, job.purpose, job.key)
     message_id = message_id_for(letter_key)
     async with ctx.pool.acquire() as conn:
         row, sent_before = await get_request_with(
@@ -287,6 +299,8 @@ async def _deliver(ctx: ActivityContext, job: LetterJob, secrets: dict[str, Any]
                            request_id=job.request_id, on_sent=record)
     if sent is Sent.BUSY:  # a live attempt is sending it: let this one retry after it
         raise ApplicationError("this letter is being sent by another attempt")
+    if sent is Sent.WITHDRAWN:  # its step gave up on it and settled it unsent (`withdraw_letter`)
+        raise ApplicationError("this letter was withdrawn before it went", non_retryable=True)
     if sent is Sent.ALREADY:
         return LetterReceipt(letter_key=letter_key, message_id=message_id, already_sent=True)
     letter_sent(job.purpose)

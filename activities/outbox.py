@@ -26,6 +26,11 @@ state it finds, and the audit trail says what it did:
   relay keeps a message it received in full, so **it is recorded as sent and not sent again**
   (`mail.unconfirmed`, which names the Message-ID for staff to check with the relay).
 
+A message can also be withdrawn before it goes (`withdraw`): the row becomes `withdrawn`, under
+the same lock, so that an attempt still running (an activity whose step has given up on it) finds
+it so and sends nothing. One that went out already (`sent`, `data_sent`) stays as it is: the
+caller learns it went.
+
 What is left: a death in the microseconds between the two writes, or while the database is down
 and the message already out, leaves `claimed` with the message at the relay, and the retry sends a
 second copy. That side was chosen over the other (`data_sent` recorded first, the message lost if
@@ -55,6 +60,7 @@ class Sent(enum.Enum):
     SENT = "sent"  # this call sent it
     ALREADY = "already"  # an earlier attempt did (or, dying, handed it to the relay)
     BUSY = "busy"  # a live attempt is sending it right now
+    WITHDRAWN = "withdrawn"  # withdrawn before it went (`withdraw`): it never goes
 
 
 # Records a sent message: `marked` (the outbox's row marked sent) written with the caller's rows
@@ -76,12 +82,14 @@ async def send_once(pool: asyncpg.Pool, mailer: Mailer, key: str, message: Messa
             return Sent.BUSY
         try:
             state = "new" if claimed else await _claim_again(conn, key, message, request_id)
-            if state not in ("sent", "data_sent"):
+            if state not in ("sent", "data_sent", "withdrawn"):
                 await _send(pool, conn, mailer, key, message)
         finally:
             await _unlock(conn, key)
     if state == "sent":
         return Sent.ALREADY
+    if state == "withdrawn":
+        return Sent.WITHDRAWN
     # Recorded on a connection of its own, the claim's given back: letters waiting for the
     # database must not hold the pool's connections between them.
     await _record_sent(pool, key, on_sent)
@@ -134,7 +142,7 @@ async def _claim_again(conn: asyncpg.Connection, key: str, message: Message, req
     async with conn.transaction():
         found = await conn.fetchrow("SELECT state, attempts FROM mail_outbox WHERE mail_key = $1 FOR UPDATE", key)
         state = str(found["state"])  # outbox rows are never deleted
-        if state == "sent":
+        if state in ("sent", "withdrawn"):
             return state
         outcome = _DIED.get(state)
         if outcome is not None:
@@ -148,6 +156,30 @@ async def _claim_again(conn: asyncpg.Connection, key: str, message: Message, req
                 "UPDATE mail_outbox SET state = 'claimed', attempts = attempts + 1, claimed_at = now() "
                 "WHERE mail_key = $1", key)
         return state
+
+
+async def withdraw(pool: asyncpg.Pool, key: str, message_id: str, *, request_id: str | None) -> Sent:
+    """Make sure the message for `key` never goes, unless it went already: `WITHDRAWN` (it will
+    not go), `ALREADY` (it went, or a dead sender handed it to the relay) or `BUSY` (a live
+    attempt is sending it: ask again once it is done)."""
+    held, state = await pool.fetchrow(_LOCK_AND_WITHDRAW, key, request_id, message_id)
+    if not held:
+        return Sent.BUSY
+    return Sent.ALREADY if state in ("sent", "data_sent") else Sent.WITHDRAWN
+
+
+# Under the lock a sender holds for its whole send, taken for this statement only: a row not yet
+# there is written `withdrawn`, one a sender left unsent (`claimed` by one that died before the
+# relay had it, `failed`) becomes so; the state the row ends in comes back.
+_LOCK_AND_WITHDRAW = """
+    WITH lock AS (SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0)) AS held),
+         fence AS (INSERT INTO mail_outbox (mail_key, request_id, message_id, state)
+                   SELECT $1, $2, $3, 'withdrawn' FROM lock WHERE held
+                   ON CONFLICT (mail_key) DO UPDATE SET state = 'withdrawn'
+                   WHERE mail_outbox.state IN ('claimed', 'failed')
+                   RETURNING state)
+    SELECT (SELECT held FROM lock),
+           coalesce((SELECT state FROM fence), (SELECT state FROM mail_outbox WHERE mail_key = $1))"""
 
 
 # What a retry does about a message whose sender died, by the state the sender left (module doc).

@@ -9,10 +9,13 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.context import ActivityContext
-from activities.letters import deliver_letter
+from activities.letters import deliver_letter, withdraw_letter
+from activities.outbox import Sent
 from dsrflow.crypto.hashing import code_hash, keyed_hash, link_token_hash
+from policy.model import Verification
 from schemas.workflow import Challenge, IssueChallenge, LetterJob
 
 
@@ -24,20 +27,12 @@ class VerificationActivities:
     async def issue_verification(self, issue: IssueChallenge) -> Challenge:
         """Create a code and link, e-mail them, return only their hashes.
 
-        A retry after the e-mail went out would create a second code the subject never sees, so
-        the letter for a round is keyed and sent once; a retry re-sends nothing and the hashes it
-        returns would not match. To stay consistent the code is derived from the secret and the
-        round rather than drawn at random: same round, same code, on any retry.
+        The letter for a round is keyed and sent once: a retry re-sends nothing, and returns the
+        hashes of the code in it (`_secrets`).
         """
         ctx = self.ctx
-        row_version = await ctx.pool.fetchval(
-            "SELECT policy_version FROM dsr_requests WHERE id = $1", issue.request_id
-        )
-        policy = (await ctx.policy(row_version)).policy.verification
-        digits = policy.code_digits
-        seed = keyed_hash(ctx.secret, "verification-seed", issue.request_id, str(issue.round))
-        code = f"{int(seed[:16], 16) % 10**digits:0{digits}d}"
-        token = keyed_hash(ctx.secret, "verification-token", issue.request_id, str(issue.round))
+        policy = await self._policy(issue.request_id)
+        code, token = self._secrets(issue, policy.code_digits)
         link = (
             f"{ctx.settings.base_url}/portal/requests/{issue.request_id}/verify?token={quote(token)}"
         )
@@ -49,9 +44,38 @@ class VerificationActivities:
             ),
             secrets={"code": code, "link": link},
         )
+        return self._challenge(issue, code, token)
+
+    @activity.defn(name="settle_verification_round")
+    async def settle_verification_round(self, issue: IssueChallenge) -> Challenge | None:
+        """A round whose step gave up while its e-mail may still have been under way (a resend the
+        caller stopped waiting for, a reminder staff skipped): its challenge if the e-mail went
+        after all, so that the code the subject got works; None if it had not, and then it never
+        goes. Retried while an attempt is still sending it."""
+        settled = await withdraw_letter(self.ctx, issue.request_id, issue.purpose, str(issue.round))
+        if settled is Sent.BUSY:
+            raise ApplicationError("the e-mail of this round is being sent right now")
+        if settled is Sent.WITHDRAWN:
+            return None
+        return self._challenge(issue, *self._secrets(issue, (await self._policy(issue.request_id)).code_digits))
+
+    async def _policy(self, request_id: str) -> Verification:
+        """The verification rules of the policy the request was opened under."""
+        row_version = await self.ctx.pool.fetchval("SELECT policy_version FROM dsr_requests WHERE id = $1", request_id)
+        return (await self.ctx.policy(row_version)).policy.verification
+
+    def _secrets(self, issue: IssueChallenge, digits: int) -> tuple[str, str]:
+        """The round's code and link token. A retry after the e-mail went out would create a
+        second code the subject never sees, so they are derived from the secret and the round
+        rather than drawn at random: same round, same code, on any retry."""
+        seed = keyed_hash(self.ctx.secret, "verification-seed", issue.request_id, str(issue.round))
+        code = f"{int(seed[:16], 16) % 10**digits:0{digits}d}"
+        return code, keyed_hash(self.ctx.secret, "verification-token", issue.request_id, str(issue.round))
+
+    def _challenge(self, issue: IssueChallenge, code: str, token: str) -> Challenge:
         return Challenge(
             round=issue.round,
-            code_hash=code_hash(ctx.secret, issue.request_id, code),
-            token_hash=link_token_hash(ctx.secret, issue.request_id, token),
+            code_hash=code_hash(self.ctx.secret, issue.request_id, code),
+            token_hash=link_token_hash(self.ctx.secret, issue.request_id, token),
             expires_at=issue.expires_at,
         )

@@ -152,6 +152,7 @@ REFUSING_ROLE = "compliance"
 _OWED = {"transition": ("its record", "the database"), "apply_extension": ("its record", "the database"),
          "record_event": ("its record", "the database"), "announce_restriction_lift": ("its record", "the database"),
          "record_task_result": ("its record", "the database"),
+         "settle_verification_round": ("the check of whether a new code went out", "the mail relay"),
          "send_letter": ("the letter to the subject", "the mail relay")}
 
 

@@ -10,10 +10,11 @@ from email.message import EmailMessage
 from email.utils import make_msgid
 from pathlib import Path
 
+import aiosmtplib
 import pytest
 
 from activities.mail import Handed, Mailer
-from activities.outbox import Sent, send_once
+from activities.outbox import Sent, send_once, withdraw
 from devstack.postgres import EmbeddedPostgres
 from devstack.smtp_sink import read_mailbox
 from dsrflow.infra.writes import Write
@@ -121,3 +122,65 @@ async def test_a_send_cancelled_while_it_lets_go_of_its_lock_leaves_no_lock_behi
         # The retry's attempt, on whichever connection, is not told the message is busy.
         assert await send_once(pool, Mailer(settings), key, message, request_id=None,
                                on_sent=recorded) is Sent.SENT
+
+
+class _RefusingMailer(Mailer):
+    async def send(self, message: EmailMessage, *, handed: Handed | None = None) -> None:
+        raise aiosmtplib.SMTPRecipientsRefused([])
+
+
+def _delivered(mail_sink, message: EmailMessage) -> int:
+    return sum(m["Message-ID"] == message["Message-ID"] for m in read_mailbox(mail_sink.directory))
+
+
+async def test_a_withdrawn_message_never_goes_and_one_that_went_stays_sent(pool, settings, mail_sink):
+    """`withdraw` settles a message whose step gave up on it (a resent verification code): one
+    not sent yet, or refused by the relay, never goes, even if an attempt comes for it later; one
+    that went is left as it is, and the caller learns it went."""
+    mailer = Mailer(settings)
+    unsent, key = _letter()
+    assert await withdraw(pool, key, unsent["Message-ID"], request_id=None) is Sent.WITHDRAWN
+    assert await send_once(pool, mailer, key, unsent, request_id=None, on_sent=recorded) is Sent.WITHDRAWN
+    assert await withdraw(pool, key, unsent["Message-ID"], request_id=None) is Sent.WITHDRAWN
+
+    refused, refused_key = _letter()
+    with pytest.raises(aiosmtplib.SMTPRecipientsRefused):
+        await send_once(pool, _RefusingMailer(settings), refused_key, refused, request_id=None, on_sent=recorded)
+    assert await withdraw(pool, refused_key, refused["Message-ID"], request_id=None) is Sent.WITHDRAWN
+    assert await send_once(pool, mailer, refused_key, refused, request_id=None, on_sent=recorded) is Sent.WITHDRAWN
+
+    went, went_key = _letter()
+    assert await send_once(pool, mailer, went_key, went, request_id=None, on_sent=recorded) is Sent.SENT
+    assert await withdraw(pool, went_key, went["Message-ID"], request_id=None) is Sent.ALREADY
+
+    states = await pool.fetch("SELECT mail_key, state FROM mail_outbox WHERE mail_key = ANY($1)",
+                              [key, refused_key, went_key])
+    assert dict(states) == {key: "withdrawn", refused_key: "withdrawn", went_key: "sent"}
+    assert (_delivered(mail_sink, unsent), _delivered(mail_sink, refused), _delivered(mail_sink, went)) == (0, 0, 1)
+
+
+class _SlowMailer(Mailer):
+    """A relay that answers once `go` is set."""
+
+    def __init__(self, settings) -> None:
+        super().__init__(settings)
+        self.waiting, self.go = asyncio.Event(), asyncio.Event()
+
+    async def send(self, message: EmailMessage, *, handed: Handed | None = None) -> None:
+        self.waiting.set()
+        await self.go.wait()
+        await super().send(message, handed=handed)
+
+
+async def test_a_message_being_sent_is_busy_to_withdraw_until_its_sender_is_done(pool, settings, mail_sink):
+    """The attempt still under way holds the outbox's lock for its whole send: `withdraw` is told
+    to ask again, and then learns that the message went."""
+    mailer = _SlowMailer(settings)
+    message, key = _letter()
+    sending = asyncio.create_task(send_once(pool, mailer, key, message, request_id=None, on_sent=recorded))
+    await asyncio.wait_for(mailer.waiting.wait(), 10)
+    assert await withdraw(pool, key, message["Message-ID"], request_id=None) is Sent.BUSY
+    mailer.go.set()
+    assert await sending is Sent.SENT
+    assert await withdraw(pool, key, message["Message-ID"], request_id=None) is Sent.ALREADY
+    assert _delivered(mail_sink, message) == 1

@@ -10,6 +10,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.verification import VerificationActivities
 from dsrflow.crypto.hashing import token_hash
@@ -261,5 +262,43 @@ async def test_a_new_code_the_relay_refuses_says_the_earlier_one_still_works(set
         assert resent.status_code == 409
         assert "We could not send a new code for this request just now." in resent.text
         assert "The code and link we sent you earlier still work." in resent.text
+        assert "If an e-mail with a new code reaches you after all, that code works too." in resent.text
         confirmed = await asyncio.wait_for(http.post(f"/portal/requests/{rid}/verify", data={"code": code}), 30)
+        assert confirmed.status_code == 303, confirmed.text
+
+
+def losing_new_codes(settings, pool):
+    """The real `issue_verification`, whose new codes go out but whose answer never reaches the
+    workflow: what the workflow sees of a relay that accepts after the resend stopped waiting."""
+    real = VerificationActivities(activity_context(settings, pool))
+
+    @activity.defn(name="issue_verification")
+    async def issue_verification(issue: IssueChallenge) -> Challenge:
+        challenge = await real.issue_verification(issue)
+        if issue.round > 1:
+            raise ApplicationError("the relay answered after the step gave up", non_retryable=True)
+        return challenge
+
+    return issue_verification
+
+
+async def test_a_new_code_e_mailed_after_its_resend_gave_up_confirms_the_request(settings, pool, dev_server,
+                                                                                 task_queue, mail_sink):
+    """The resend is refused, yet its e-mail went: the code in it (the subject's newest) confirms
+    the request, as the page said it would."""
+    async with (build_worker(dev_server.client, settings, pool, task_queue=task_queue,
+                             activity_overrides=[losing_new_codes(settings, pool)]),
+                api_client(settings, dev_server.client, task_queue) as http):
+        rid = await submit(http, type="erasure", email=unique_email("late-code"))
+        await wait_for_letter(mail_sink, rid, "verification")
+
+        resent = await http.post(f"/portal/requests/{rid}/resend")
+
+        assert resent.status_code == 409
+        assert "If an e-mail with a new code reaches you after all, that code works too." in resent.text
+        codes = [verification_code(m) for m in letters_for(mail_sink, rid, "verification")]
+        assert len(codes) == 2 and codes[0] != codes[1]
+        assert await pool.fetchval("SELECT state FROM mail_outbox WHERE mail_key = $1",
+                                   f"letter:{rid}:verification:2") == "sent"
+        confirmed = await asyncio.wait_for(http.post(f"/portal/requests/{rid}/verify", data={"code": codes[1]}), 30)
         assert confirmed.status_code == 303, confirmed.text

@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+import pytest
+
 from schemas.requests import RequestType
 from schemas.steps import SkipStepInput
 from schemas.workflow import RequestState, ResendInput, VerifyResult
@@ -175,6 +177,52 @@ async def test_a_resend_while_the_relay_does_not_answer_gives_up_in_seconds_and_
     assert await attempt(request, fakes, first) == VERIFIED
     assert (await request.result()).status == "completed"
     assert fakes.subject_letters(request.id) == ["acknowledgement", "verification", "response"]
+    await replays(stack, request)
+
+
+@pytest.mark.parametrize("went", [pytest.param(True, id="the-e-mail-went-late"),
+                                  pytest.param(False, id="it-had-not-gone")])
+async def test_a_resend_that_gave_up_is_settled_so_a_late_code_works_and_an_unsent_one_never_goes(
+        stack: FastStack, went: bool):
+    """A resend's attempt can still e-mail its code after the caller stopped waiting for it (an
+    activity runs on after its step gave up). Before, the request kept only the earlier code, so
+    the subject's newest e-mail held a code counted as wrong. Now the round is settled once no
+    attempt is sending it: its code works too if it went, and it never goes if it had not, in
+    which case the next resend gets a round (and a code) of its own."""
+    fakes = stack.fakes
+    request, first = await awaiting_code(stack)
+    sending = hold(fakes, "issue_verification", lambda issue: issue.round == 2)
+    settling = hold(fakes, "settle_verification_round", lambda issue: issue.round == 2)  # still sending
+    resending = asyncio.ensure_future(request.handle.execute_update(
+        DSR.resend_verification, ResendInput(actor="subject")))
+    await request.until(lambda _: sending)
+    await stack.sleep(CALLER_WAITS + timedelta(seconds=5))
+
+    reason = await asyncio.wait_for(refused(resending), ANSWER_WITHIN)
+    assert "the code sent earlier stays as it was, and should the new e-mail still arrive, its code works too" in reason
+    await request.until(lambda s: "settle_verification_round" in s.owed and settling)
+    fakes.heal("issue_verification")
+    late_code = fakes.code(request.id, 2)
+    if went:
+        await fakes.deliver_late(sending[0])
+        # Typed while the round is still being settled: the attempt waits for it.
+        typed = asyncio.ensure_future(attempt(request, fakes, late_code))
+        await asyncio.sleep(0.5)
+        fakes.heal("settle_verification_round")
+        assert await typed == VERIFIED
+    else:
+        fakes.heal("settle_verification_round")
+        await request.until(lambda s: not s.owed)
+        assert fakes.withdrawn == [sending[0]]
+        wrong = await attempt(request, fakes, late_code)
+        assert not wrong.verified and wrong.attempts_left == SHIPPED.policy.verification.max_attempts - 1
+        await request.handle.execute_update(DSR.resend_verification, ResendInput(actor="subject"))
+        assert [c.round for c in fakes.challenges if c.request_id == request.id] == [1, 3]
+        assert await attempt(request, fakes, first) != VERIFIED  # a new code sent: the earlier one is dead
+        assert await attempt(request, fakes, fakes.code(request.id, 3)) == VERIFIED
+    assert (await request.result()).status == "completed"
+    # Round 2's e-mail when it went late, round 3's when it had not.
+    assert fakes.subject_letters(request.id) == ["acknowledgement", "verification", "verification", "response"]
     await replays(stack, request)
 
 

@@ -108,6 +108,7 @@ class FakeActivities:
         self.troubles: list[TroubleRecord] = []
         self.extensions: list[ExtensionRecord] = []
         self.challenges: list[IssueChallenge] = []
+        self.withdrawn: list[IssueChallenge] = []  # rounds settled unsent: their e-mail never goes
         self.system_calls: list[TaskInput] = []  # run_system_action
         self.asked_at: dict[tuple[str, str, str, int], datetime] = {}  # (request, system, action, attempt)
         self.polls: list[TaskInput] = []  # poll_system_action
@@ -260,13 +261,33 @@ class FakeActivities:
     async def issue_verification(self, issue: IssueChallenge) -> Challenge:
         """A new code and link by e-mail (recorded as the subject's letter); only hashes back."""
         self._maybe_fail("issue_verification", issue)
+        if issue in self.withdrawn:
+            raise ApplicationError("this letter was withdrawn before it went", non_retryable=True)
+        return await self.deliver_late(issue)
+
+    async def deliver_late(self, issue: IssueChallenge) -> Challenge:
+        """E-mail the round's code: also what an attempt the workflow stopped waiting for does when
+        its relay answers at last (a test calls it then)."""
+        assert issue not in self.withdrawn, "a withdrawn round's e-mail never goes"
         self.challenges.append(issue)
         await self._sent(LetterJob(request_id=issue.request_id, purpose=issue.purpose, key=str(issue.round),
                              params={"expires_at": issue.expires_at.isoformat()}))
+        return self._challenge(issue)
+
+    def _challenge(self, issue: IssueChallenge) -> Challenge:
         code = self.code(issue.request_id, issue.round)
         return Challenge(round=issue.round, code_hash=self.typed(issue.request_id, code).code_hash or "",
                          token_hash=_hash("token-hash", issue.request_id, str(issue.round)),
                          expires_at=issue.expires_at)
+
+    @activity.defn(name="settle_verification_round")
+    async def settle_verification_round(self, issue: IssueChallenge) -> Challenge | None:
+        """The round's challenge if its e-mail went; otherwise it is withdrawn and never goes."""
+        self._maybe_fail("settle_verification_round", issue)
+        if ("letter", issue.request_id, issue.purpose, str(issue.round)) in self._effects:
+            return self._challenge(issue)
+        self.withdrawn.append(issue)
+        return None
 
     @activity.defn(name="plan_request")
     async def plan_request(self, start: StartRequest) -> Plan:
@@ -370,7 +391,8 @@ class FakeActivities:
 
     def all(self) -> list[Callable[..., Any]]:
         return [self.prepare_request, self.transition, self.record_event, self.apply_extension,
-                self.record_step_trouble, self.send_letter, self.issue_verification, self.plan_request,
+                self.record_step_trouble, self.send_letter, self.issue_verification,
+                self.settle_verification_round, self.plan_request,
                 self.run_system_action, self.poll_system_action, self.record_task_result, self.build_package,
                 self.record_restriction, self.announce_lift, self.record_lifted, self.sweep,
                 self.retention_sweep, self.purge_expired_packages, self.anchor_audit_chains,

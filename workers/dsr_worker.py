@@ -80,6 +80,7 @@ def build_activities(ctx: ActivityContext) -> list[Any]:
     return [
         lifecycle.prepare_request, lifecycle.transition, lifecycle.record_event,
         lifecycle.apply_extension, lifecycle.record_step_trouble, letters.send_letter, verification.issue_verification,
+        verification.settle_verification_round,
         fanout.plan_request, fanout.run_system_action, fanout.poll_system_action,
         fanout.record_task_result, packages.build_package, deferred.sweep, retention.sweep,
         restrictions.record_restriction, restrictions.announce_lift, restrictions.record_lifted,

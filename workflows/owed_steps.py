@@ -56,6 +56,8 @@ class OwedStep:
     arg: Any
     timeouts: Timeouts
     skippable: bool  # a letter staff may send by other means; a record cannot be skipped
+    result_type: type | None = None
+    then: Callable[[Any], None] | None = None  # given the step's result once it is done
 
 
 class OwedSteps:
@@ -111,10 +113,12 @@ class OwedSteps:
             # Activity tasks, not local steps: a local step would act inside the workflow task that
             # accepts the decision, before that task is recorded; lost with it, the denial's letter
             # would be out for a decision the request never took.
-            await run_step(step.activity, step.arg, timeouts=step.timeouts, skippable=step.skippable,
-                           supervisor=self, after_recorded=True)
+            result = await run_step(step.activity, step.arg, result_type=step.result_type, timeouts=step.timeouts,
+                                    skippable=step.skippable, supervisor=self, after_recorded=True)
             self._queue.pop(0)
             self._done += 1
+            if step.then is not None:
+                step.then(result)
 
     # ---- the supervisor of its steps (workflows/dsr_steps.py StepSupervisor) ------------------
 

@@ -15,6 +15,7 @@ with no `verification.succeeded` in its audit trail.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -35,12 +36,13 @@ with workflow.unsafe.imports_passed_through():
     from workflows.dsr_steps import (
         CALLER_WAITS,
         MAILING,
+        SHORT,
         STEP_FAILURES,
         describe_failure,
         event_record,
         run_step,
     )
-    from workflows.owed_steps import OwedSteps, record
+    from workflows.owed_steps import ANSWER_WITHIN, OwedStep, OwedSteps, record
     from workflows.step_trouble import StepTroubles
 
 # workflow.patched id. Before it: a verification's records ran inside its updates (above); a resend
@@ -52,6 +54,12 @@ VERIFICATION_OWED = "verification-owed"
 # while the caller (a subject on the portal, an agent) waited; now it gives up after CALLER_WAITS
 # and says so (nothing changed: the current code stays).
 RESEND_BOUNDED = "resend-bounded"
+# workflow.patched id: before it, a round whose step ended without its code (a resend the caller
+# stopped waiting for, a reminder staff skipped) was forgotten, although an attempt still under way
+# could e-mail it afterwards: the subject then typed a code the request counted as wrong. Now the
+# round is settled (`_settle`): its code works too if it went, and it never goes if it had not; a
+# later round gets a number of its own, never the settled round's code again.
+LATE_CODE = "late-code-settled"
 ISSUE = "issue_verification"
 
 
@@ -67,6 +75,13 @@ class IdentityVerification:
         self._owed = owed  # the request's owed steps: the records
         self._troubles = troubles  # the request's own failed steps: a code that could not be sent
         self._success_owed: int | None = None  # the mark of the success's owed record
+        # The highest round settled (LATE_CODE): never asked for again. A round still under way
+        # is, by a resend beside a reminder in trouble: the same round, so the same code.
+        self._settled_round = 0
+        self._settling = 0  # rounds being settled (`_settle`)
+        # A code whose e-mail went after its step gave up: it works beside the current one until a
+        # new code is sent.
+        self._late: Challenge | None = None
 
     async def run(self, request_id: str, facts: RequestFacts, closed: Callable[[], bool]) -> datetime | None:
         """Send the code and wait for the subject; return the expiry instant if the window
@@ -104,25 +119,49 @@ class IdentityVerification:
 
     async def issue(self, request_id: str, purpose: str, expires_at: datetime,
                     give_up: timedelta | None = None) -> None:
-        next_round = (self.challenge.round if self.challenge else 0) + 1
+        settles = workflow.patched(LATE_CODE)
+        next_round = max(self.challenge.round if self.challenge else 0, self._settled_round) + 1
+        asked = IssueChallenge(request_id=request_id, round=next_round, purpose=purpose, expires_at=expires_at)
         # The e-mail goes out inside the activity, so the subject may answer before it returns:
         # `check` waits for this flag instead of judging the new code against the old hashes.
         self.issuing = True
         try:
             challenge = await run_step(
-                ISSUE,
-                IssueChallenge(request_id=request_id, round=next_round, purpose=purpose, expires_at=expires_at),
+                ISSUE, asked,
                 # A reminder staff may skip (the code already sent stays valid); the first code not.
                 result_type=Challenge, timeouts=MAILING, skippable=purpose == "reminder", give_up=give_up,
             )
         except Exception:
             if workflow.patched(VERIFICATION_OWED):
                 self.issuing = False  # no new code went out: the current one is still the one
+            if settles:
+                self._settle(asked)
             raise
         if challenge is not None:  # None: the reminder was skipped, or the subject verified meanwhile
             self.challenge = challenge
             self.attempts = 0
+            self._late = None
+        elif settles:
+            self._settle(asked)
         self.issuing = False
+
+    def _settle(self, asked: IssueChallenge) -> None:
+        """A round that ended without its code may still be e-mailed by an attempt under way (an
+        activity keeps running after its step gave up on it): settle it as an owed step, which
+        waits for any such attempt, then says whether the e-mail went. If it did, its code works
+        beside the current one; if not, it never goes."""
+        self._settling += 1
+        self._settled_round = max(self._settled_round, asked.round)
+
+        def settled(late: Challenge | None) -> None:
+            self._settling -= 1
+            if (late is not None and not self.verified_at
+                    and late.round > max(self.challenge.round if self.challenge else 0,
+                                         self._late.round if self._late else 0)):
+                self._late = late
+
+        self._owed.owe(OwedStep("settle_verification_round", asked, SHORT, skippable=False,
+                                result_type=Challenge, then=settled))
 
     async def check(self, request_id: str, facts: RequestFacts, attempt: VerifyAttempt) -> VerifyResult:
         """Judge one attempt (the `verify` update)."""
@@ -142,6 +181,12 @@ class IdentityVerification:
                 return VerifyResult(verified=False, attempts_left=0, locked=True)
             method = "email_code" if attempt.code_hash else "email_link"
             verified = self._matches(challenge, attempt)
+            if not verified and self._settling:
+                # It may be the code of a round being settled (LATE_CODE): judged once it is.
+                with contextlib.suppress(TimeoutError):
+                    await workflow.wait_condition(lambda: not self._settling, timeout=ANSWER_WITHIN)
+            if not verified and self._late is not None:
+                verified = self._matches(self._late, attempt)
             if verified:
                 self.verified_at = workflow.now()
                 self.method = method
@@ -209,8 +254,9 @@ class IdentityVerification:
             if not workflow.patched(VERIFICATION_OWED):
                 raise
             # Staff and the subject are told why, not "Activity task failed".
+            late = ", and should the new e-mail still arrive, its code works too" if self._settling else ""
             raise ApplicationError(f"the new code could not be sent ({describe_failure(error)[0]}); nothing "
-                                   "changed: the code sent earlier stays as it was") from None
+                                   f"changed: the code sent earlier stays as it was{late}") from None
         assert self.challenge is not None
         resent = event_record(request_id, "verification.resent", f"resent:{self.challenge.round}", {}, actor)
         if workflow.patched(VERIFICATION_OWED):

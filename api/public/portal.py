@@ -278,12 +278,14 @@ async def resend(request: Request, request_id: str, state: State, limiter: Limit
         await run_update(state, request_id, DataSubjectRequestWorkflow.resend_verification, ResendInput(actor="subject"))
     except Problem:
         # Confirmed, closed, not yet ready, or the new code could not be sent (nothing changed
-        # then: the workflow keeps the code sent earlier): the page says what works now.
+        # then: the workflow keeps the code sent earlier, and settles the new one: if its e-mail
+        # still went, that code works too): the page says what works now.
         row, status = await _current(state, request_id)
         live = await live_state(state, request_id)
         error = [t.gettext(N_("We could not send a new code for this request just now. Please try again in a minute."))]
         if status == RequestStatus.awaiting_verification and live and live.verification and not live.verification.locked:
             error.append(t.gettext(N_("The code and link we sent you earlier still work.")))
+            error.append(t.gettext(N_("If an e-mail with a new code reaches you after all, that code works too.")))
         return _verify_page(request, row, status=409, awaiting=status == RequestStatus.awaiting_verification,
                             error=" ".join(error))
     return _verify_page(request, row, notice=" ".join((
