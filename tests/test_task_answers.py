@@ -181,6 +181,32 @@ async def test_a_request_withdrawn_while_a_processor_works_names_what_was_done_a
     assert (params["acted_in"], params["asked_in"]) == (["crm"], ["processor"])  # billing held nothing
 
 
+@pytest.mark.parametrize("close", ["withdraw", "deny"])
+async def test_a_processor_retried_before_the_request_closes_is_followed_to_its_end(stack: FastStack, close: str):
+    """Staff retry a processor's task, and the request is closed while the processor works on the
+    retry. The request ends once the retry's task has, with its result recorded, as a first
+    attempt's is. Before, the request ended at once and cut the retry's task off (a server
+    terminates a child whose parent completes): the task stayed `pending` for ever on the closed
+    request, though the processor had been asked and might act (and the time-skipping test server
+    stopped moving its clock once the orphaned child ended: journey 106)."""
+    fakes = stack.fakes
+    request = await stack.open(RequestSpec(systems=[
+        FakeSystem("crm"), FakeSystem("mailer", connector="opendsr", answers_on_poll=2, broken="API key revoked")]))
+    await request.until(lambda s: {r.system: r.status for r in s.results}.get("mailer") == "needs_attention")
+    fakes.system(request.id, "mailer").broken = None
+    answer = await request.handle.execute_update(DSR.retry_task, RetryTaskInput(system="mailer", actor="compliance:gus"))
+    assert (answer.status, answer.attempt) == ("pending", 2)
+    update, body, letter = CLOSES[close]
+
+    closed = await asyncio.wait_for(request.handle.execute_update(update, body), 30)
+    assert closed.status.is_closed
+    final = await request.result()
+
+    assert {r.system: (r.status, r.attempt) for r in final.results} == {"crm": ("done", 1), "mailer": ("done", 2)}
+    assert fakes.letter(request.id, letter).params["asked_in"] == ["mailer"]  # told it may still act: it did
+    await replays(stack, request)
+
+
 async def test_a_lift_tasks_resolution_the_database_is_slow_to_record_holds_the_lift_until_it_is(stack: FastStack):
     """The lift of a completed restriction runs after the request's own steps have ended: staff's
     answers to its tasks owe their records all the same, and the lift is recorded as carried out

@@ -54,7 +54,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.restriction_lifecycle import RestrictionLifecycle
     from workflows.staff_carry_on import CarryOn
     from workflows.step_trouble import StepTroubles
-    from workflows.task_fanout import SystemTasks
+    from workflows.task_fanout import RETRIES_BEFORE_END, SystemTasks
     from workflows.verification import IdentityVerification
 
 # workflow.patched ids: requests started before a change replay the old way.
@@ -128,6 +128,10 @@ class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals, Extens
         # A restriction stays in force until lifted; staff answers to the lift's tasks owe their
         # records meanwhile, so the owed steps run on until it ends.
         await self.keep_restriction_until_lifted()
+        if self._tasks.retries_running and workflow.patched(RETRIES_BEFORE_END):
+            # A system asked again before the close may still act: its result is recorded, as the
+            # first attempts' are, before the request ends.
+            await workflow.wait_condition(lambda: not self._tasks.retries_running)
         await workflow.wait_condition(lambda: self._owed.idle)
         owed.cancel()
         return self.state()

@@ -65,6 +65,12 @@ TASK_ANSWERS_OWED = "task-answers-owed"
 # Before this one, a staff retry whose record was still owed when the request was closed (withdrawn,
 # denied) ran its new attempt once the record was done: a closed erasure went on erasing.
 NO_RETRY_AFTER_CLOSE = "no-retry-after-close"
+# Before this one, a request closed while a staff retry of a processor's task ran on its own ended
+# without it: the first attempts' tasks were followed to their end, the retry's was cut off (a
+# server terminates a child whose parent completes), and its task stayed `pending` for ever on a
+# closed request, though the processor had been asked and might act. Now the request ends once its
+# retries have (workflows/dsr.py `run`).
+RETRIES_BEFORE_END = "retries-before-end"
 
 
 class SystemTasks:
@@ -89,6 +95,11 @@ class SystemTasks:
         """A retry runs, or a staff answer is not yet on record: the response waits."""
         owed = self._owed
         return bool(self._retrying) or (owed is not None and not owed.done(self._last_answer))
+
+    @property
+    def retries_running(self) -> bool:
+        """A retried task runs on its own (a processor's, which may take days)."""
+        return bool(self._retries)
 
     def _owes(self) -> OwedSteps | None:
         """The owed steps staff answers' records go to, for requests started since TASK_ANSWERS_OWED."""
