@@ -9,9 +9,9 @@ outbox allows (a sender that died inside the SMTP transaction) is recognisable a
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 from datetime import UTC, date, datetime, timedelta
-from email.charset import QP, Charset
 from email.header import Header
 from email.message import EmailMessage, Message
 from email.mime.multipart import MIMEMultipart
@@ -308,11 +308,6 @@ async def _deliver(ctx: ActivityContext, job: LetterJob, secrets: dict[str, Any]
     return LetterReceipt(letter_key=letter_key, message_id=message_id, already_sent=False)
 
 
-# Quoted-printable UTF-8 bodies: readable in the raw message, as the letters are mostly ASCII.
-_QP_UTF8 = Charset("utf-8")
-_QP_UTF8.body_encoding = QP
-
-
 def compose_letter(policy: Policy, rendered: RenderedLetter, *, recipient: str, message_id: str, request_id: str,
                    purpose: str, language: str) -> Message:
     """The e-mail of a rendered letter: plain text and HTML alternatives (UTF-8), the dsrflow
@@ -343,8 +338,12 @@ def compose_letter(policy: Policy, rendered: RenderedLetter, *, recipient: str, 
 
 
 def _text_part(body: str, subtype: str) -> MIMENonMultipart:
+    """Quoted-printable UTF-8: readable in the raw message, as the letters are mostly ASCII.
+    Encoded by binascii (C) rather than the email package's encoder, a Python loop per character:
+    a letter's two parts in 0.25 ms instead of 0.55 (BENCHMARKS.md, B1)."""
     part = MIMENonMultipart("text", subtype, charset="utf-8")
-    part.set_payload(body, _QP_UTF8)
+    part["Content-Transfer-Encoding"] = "quoted-printable"
+    part.set_payload(binascii.b2a_qp(body.encode(), istext=True).decode("ascii"))
     return part
 
 
