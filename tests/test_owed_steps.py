@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from typing import Any
 
 import pytest
 from temporalio import workflow
@@ -21,13 +20,12 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from schemas.requests import RequestType
 from schemas.steps import RetryStepInput, SkipStepInput
-from schemas.workflow import ApproveInput, ObjectionDecision, RequestState
-from tests.test_staff_races import CLOSES, DENY, EXTEND, awaiting_approval, hold, replays
+from schemas.workflow import ApproveInput, ObjectionDecision
+from tests.staff_answers import CLOSES, DENY, EXTEND, answered_while_held, awaiting_approval, hold, replays
 from tests.workflow_fakes import FakeActivities
 from tests.workflow_stack import FastStack, Request, refused, stack_fixture, time_skipping_env  # noqa: F401 (the fixture)
 from workflows.dsr import DataSubjectRequestWorkflow as DSR
 from workflows.dsr_steps import RequestClosed
-from workflows.owed_steps import ANSWER_WITHIN
 from workflows.step_trouble import StepTroubles
 
 REFUSED = "550 5.1.1 mailbox unavailable"
@@ -36,17 +34,6 @@ REFUSED = "550 5.1.1 mailbox unavailable"
 def refuse(fakes: FakeActivities, purpose: str) -> None:
     """The relay refuses this letter for good (a deterministic error: no retry cures it)."""
     fakes.fail("send_letter", lambda: ValueError(REFUSED), when=lambda job: job.purpose == purpose)
-
-
-async def answered_while_held(stack: FastStack, request: Request, held: list[Any], update: Any,
-                              body: Any) -> RequestState:
-    """A decision's answer while one of its steps is held (tests/test_staff_races.py `hold`): the
-    officer is answered after ANSWER_WITHIN with the steps still owed, not after the policy's
-    threshold (execute_update does not move the test server's clock: only the sleep does)."""
-    deciding = asyncio.ensure_future(request.handle.execute_update(update, body))
-    await request.until(lambda _: held)
-    await stack.sleep(ANSWER_WITHIN + timedelta(seconds=1))
-    return await asyncio.wait_for(deciding, 20)
 
 
 def troubles(fakes: FakeActivities, request: Request) -> list[tuple[str, str | None]]:

@@ -38,7 +38,7 @@ from schemas.workflow import (
     ResolveTaskInput,
     RetryTaskInput,
 )
-from tests.test_staff_races import hold, replays
+from tests.staff_answers import hold, replays
 from tests.workflow_fakes import FakeActivities, FakeSystem, RequestSpec
 from tests.workflow_stack import FastStack, Request, stack_fixture  # noqa: F401 (the fixture)
 from workflows.dsr import DataSubjectRequestWorkflow as DSR

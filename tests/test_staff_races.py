@@ -11,38 +11,28 @@ long as those steps in production. Same stack as tests/test_workflow_paths.py.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Any
 
 import pytest
 from temporalio.client import WorkflowUpdateFailedError, WorkflowUpdateStage
 from temporalio.service import RPCError, RPCStatusCode
-from temporalio.worker import Replayer
 
 from schemas.requests import DenialReason, RequestType
 from schemas.restrictions import LiftAnnounced, LiftRestrictionInput
 from schemas.steps import RetryStepInput, SkipStepInput
 from schemas.workflow import (
     ApproveInput,
-    CancelInput,
     DenyInput,
-    ExtendInput,
     ObjectionDecision,
     ResendInput,
     ResolveTaskInput,
     RetryTaskInput,
 )
+from tests.staff_answers import CLOSES, DENY, EXTEND, WITHDRAW, answered_while_held, awaiting_approval, hold, replays
 from tests.workflow_fakes import FakeActivities, FakeSystem, RequestSpec
 from tests.workflow_stack import FastStack, Request, refused, stack_fixture  # noqa: F401 (the fixture)
 from workflows.dsr import DataSubjectRequestWorkflow as DSR
-from workflows.system_task import SystemTaskWorkflow
-
-DENY = DenyInput(reason_code=DenialReason.excessive, explanation="The fourth identical request", actor="compliance:cy")
-# An agent may cancel only as the subject's withdrawal: the low-privilege way to stop a request.
-WITHDRAW = CancelInput(reason="The subject withdrew it by phone", withdrawn_by_subject=True, actor="agent:eve")
-EXTEND = ExtendInput(reason="The request covers nine years of support history", actor="compliance:ed")
-CLOSES: dict[str, tuple[Any, Any, str]] = {
-    "deny": (DSR.deny, DENY, "denial"), "withdraw": (DSR.cancel, WITHDRAW, "cancellation")}
 
 
 async def at_once(*updates: Awaitable[Any]) -> tuple[list[Any], list[str]]:
@@ -60,37 +50,8 @@ async def twice(request: Request, update: Any, *bodies: Any) -> tuple[list[Any],
     return await at_once(*(request.handle.execute_update(update, body) for body in bodies))
 
 
-def hold(fakes: FakeActivities, activity: str, when: Callable[[Any], bool]) -> list[Any]:
-    """Make the step fail as a database or relay slow to answer would (retried until `heal`);
-    returns its attempts, as they come (`request.until(lambda _: tried)`: it is under way)."""
-    tried: list[Any] = []
-
-    def counted(arg: Any) -> bool:
-        if when(arg):
-            tried.append(arg)
-            return True
-        return False
-
-    fakes.fail(activity, lambda: ConnectionRefusedError("no answer yet"), when=counted)
-    return tried
-
-
-async def replays(stack: FastStack, request: Request) -> None:
-    """The request's history replays against the workflow code: the paths taken here (the
-    `answer-after-extension` patch among them) are deterministic."""
-    history = await request.handle.fetch_history()
-    replayer = Replayer(workflows=[DSR, SystemTaskWorkflow], data_converter=stack.env.client.data_converter)
-    assert (await replayer.replay_workflow(history, raise_on_replay_failure=False)).replay_failure is None
-
-
 def events(fakes: FakeActivities, request: Request, prefix: str) -> list[tuple[str, str]]:
     return [(e.event_type, e.actor) for e in fakes.events if e.request_id == request.id and e.event_type.startswith(prefix)]
-
-
-async def awaiting_approval(stack: FastStack) -> Request:
-    request = await stack.open(request_type=RequestType.access, approval_required=True)
-    await request.until(lambda s: s.status == "awaiting_approval")
-    return request
 
 
 async def test_a_denial_and_a_withdrawal_at_once_close_the_request_once(stack: FastStack):
@@ -287,7 +248,8 @@ async def test_a_close_while_an_extension_is_notified_is_refused_and_the_respons
     for update, body, _ in CLOSES.values():
         assert await refused(request.handle.execute_update(update, body)) == (
             "request's deadline is being extended and the subject told; try again in a moment")
-    await request.handle.execute_update(DSR.approve, ApproveInput(actor="compliance:bo"))
+    # Its record queues behind the letter: answered with it still owed.
+    await answered_while_held(stack, request, notifying, DSR.approve, ApproveInput(actor="compliance:bo"))
     fakes.heal("send_letter")
 
     assert (await extending).extended

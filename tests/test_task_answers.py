@@ -22,8 +22,8 @@ import pytest
 from schemas.requests import RequestType
 from schemas.restrictions import LiftAnnounced, LiftCarriedOut, LiftRestrictionInput, RestrictionInForce
 from schemas.workflow import ResolveTaskInput, RetryTaskInput
-from tests.test_owed_steps import answered_while_held, still_running
-from tests.test_staff_races import CLOSES, hold, replays
+from tests.staff_answers import CLOSES, answered_while_held, hold, replays
+from tests.test_owed_steps import still_running
 from tests.workflow_fakes import FakeSystem, RequestSpec
 from tests.workflow_stack import FastStack, stack_fixture  # noqa: F401 (the fixture)
 from workflows.dsr import DataSubjectRequestWorkflow as DSR
@@ -144,7 +144,8 @@ async def test_a_retry_still_waiting_for_its_record_when_the_request_closes_neve
                               RetryTaskInput(system="billing", actor="compliance:gus"))
     update, body, letter = CLOSES[close]
 
-    closed = await asyncio.wait_for(request.handle.execute_update(update, body), 30)
+    # Its own record and letter queue behind the retry's record: answered with them still owed.
+    closed = await answered_while_held(stack, request, writing, update, body)
     assert closed.status.is_closed
     fakes.heal("record_event")
     final = await request.result()

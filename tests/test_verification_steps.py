@@ -22,8 +22,8 @@ import pytest
 from schemas.requests import RequestType
 from schemas.steps import SkipStepInput
 from schemas.workflow import RequestState, ResendInput, VerifyResult
+from tests.staff_answers import hold, replays
 from tests.test_owed_steps import REFUSED, troubles
-from tests.test_staff_races import hold, replays
 from tests.workflow_fakes import SHIPPED, FakeActivities
 from tests.workflow_stack import FastStack, Request, refused, stack_fixture, time_skipping_env  # noqa: F401 (the fixture)
 from workflows.dsr import DataSubjectRequestWorkflow as DSR
@@ -33,6 +33,9 @@ VERIFIED = VerifyResult(verified=True, attempts_left=0, locked=False)
 # An attempt is answered at once; the bound only turns a hang into a failure (execute_update does
 # not move the test server's clock, so an attempt that waits for a step waits for ever).
 ANSWER_WITHIN = 20
+# Long enough for a held step's next attempt (its backoff is seconds yet), short of the 20 s an
+# attempt waits for a round being settled.
+RETRY_WAIT = timedelta(seconds=10)
 
 
 async def awaiting_code(stack: FastStack) -> tuple[Request, str]:
@@ -209,9 +212,11 @@ async def test_a_resend_that_gave_up_is_settled_so_a_late_code_works_and_an_unse
         typed = asyncio.ensure_future(attempt(request, fakes, late_code))
         await asyncio.sleep(0.5)
         fakes.heal("settle_verification_round")
+        await stack.sleep(RETRY_WAIT)
         assert await typed == VERIFIED
     else:
         fakes.heal("settle_verification_round")
+        await stack.sleep(RETRY_WAIT)
         await request.until(lambda s: not s.owed)
         assert fakes.withdrawn == [sending[0]]
         wrong = await attempt(request, fakes, late_code)

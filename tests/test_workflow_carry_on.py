@@ -28,8 +28,7 @@ from schemas.workflow import (
     TaskResult,
     task_workflow_id,
 )
-from tests.test_owed_steps import answered_while_held
-from tests.test_staff_races import hold
+from tests.staff_answers import answered_while_held, hold
 from tests.workflow_fakes import FakeSystem, RequestSpec
 from tests.workflow_stack import FastStack, Request, refused, stack_fixture  # noqa: F401 (the fixture)
 from workflows.dsr import DataSubjectRequestWorkflow as DSR

@@ -28,8 +28,7 @@ from schemas.workflow import (
     ResendInput,
     VerifyResult,
 )
-from tests.test_owed_steps import answered_while_held
-from tests.test_staff_races import DENY, hold, replays
+from tests.staff_answers import DENY, answered_while_held, hold, replays
 from tests.workflow_fakes import SHIPPED
 from tests.workflow_stack import FastStack, refused, stack_fixture  # noqa: F401 (the fixture)
 from workflows.dsr import DataSubjectRequestWorkflow as DSR
