@@ -165,6 +165,14 @@ async def withdraw(pool: asyncpg.Pool, key: str, message_id: str, *, request_id:
     held, state = await pool.fetchrow(_LOCK_AND_WITHDRAW, key, request_id, message_id)
     if not held:
         return Sent.BUSY
+    if state == "data_sent":
+        # Its sender died after handing it to the relay, so it never recorded it: the audit trail
+        # says so, as a retry's would (a settled message has no retry).
+        event_type, reason = _DIED["data_sent"]
+        async with pool.acquire() as conn:
+            await append_event(conn, event_key=f"{event_type}:{key}:settled", request_id=request_id,
+                               event_type=event_type, actor="workflow",
+                               data={"mail_key": key, "message_id": message_id, "reason": reason})
     return Sent.ALREADY if state in ("sent", "data_sent") else Sent.WITHDRAWN
 
 
