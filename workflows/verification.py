@@ -119,7 +119,6 @@ class IdentityVerification:
 
     async def issue(self, request_id: str, purpose: str, expires_at: datetime,
                     give_up: timedelta | None = None) -> None:
-        settles = workflow.patched(LATE_CODE)
         next_round = max(self.challenge.round if self.challenge else 0, self._settled_round) + 1
         asked = IssueChallenge(request_id=request_id, round=next_round, purpose=purpose, expires_at=expires_at)
         # The e-mail goes out inside the activity, so the subject may answer before it returns:
@@ -134,14 +133,13 @@ class IdentityVerification:
         except Exception:
             if workflow.patched(VERIFICATION_OWED):
                 self.issuing = False  # no new code went out: the current one is still the one
-            if settles:
-                self._settle(asked)
+            self._settle(asked)
             raise
         if challenge is not None:  # None: the reminder was skipped, or the subject verified meanwhile
             self.challenge = challenge
             self.attempts = 0
             self._late = None
-        elif settles:
+        else:
             self._settle(asked)
         self.issuing = False
 
@@ -149,7 +147,10 @@ class IdentityVerification:
         """A round that ended without its code may still be e-mailed by an attempt under way (an
         activity keeps running after its step gave up on it): settle it as an owed step, which
         waits for any such attempt, then says whether the e-mail went. If it did, its code works
-        beside the current one; if not, it never goes."""
+        beside the current one; if not, it never goes. Asked for only here, so that a request
+        whose codes all go out carries no marker for it."""
+        if not workflow.patched(LATE_CODE):
+            return
         self._settling += 1
         self._settled_round = max(self._settled_round, asked.round)
 
