@@ -11,6 +11,7 @@ import os
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
@@ -19,6 +20,7 @@ import yaml
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
+from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 
 from devstack.postgres import EmbeddedPostgres
@@ -183,25 +185,32 @@ async def dev_server(settings: Settings) -> AsyncIterator[WorkflowEnvironment]:
     await env.shutdown()
 
 
+@contextlib.asynccontextmanager
+async def time_skipping_env(data_converter: DataConverter) -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping server of its own, knowing the search attributes the workflow publishes
+    (the server refuses unknown ones); shut down afterwards."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(find_binary("temporal-test-server")),
+        data_converter=data_converter,
+        # The SDK's default (5 s) is missed now and then while `make test`'s workers run stacks
+        # of processes on two cores: the server then starts, but too late (seen in CI).
+        test_server_startup_timeout=timedelta(seconds=30))
+    try:
+        await env.client.operator_service.add_search_attributes(AddSearchAttributesRequest(
+            namespace=env.client.namespace,
+            search_attributes={key.name: IndexedValueType.Value(f"INDEXED_VALUE_TYPE_{key.indexed_value_type.name}")
+                               for key in SEARCH_ATTRIBUTES}))
+        yield env
+    finally:
+        await env.shutdown()
+
+
 @pytest.fixture
 async def time_skipping(settings: Settings) -> AsyncIterator[WorkflowEnvironment]:
     """A fresh time-skipping server per test: virtual time moved by one test never leaks into
     the next."""
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(find_binary("temporal-test-server")),
-        data_converter=build_data_converter(load_keyring(settings)),
-    )
-    await env.client.operator_service.add_search_attributes(
-        AddSearchAttributesRequest(
-            namespace=env.client.namespace,
-            search_attributes={
-                key.name: IndexedValueType.Value(f"INDEXED_VALUE_TYPE_{key.indexed_value_type.name}")
-                for key in SEARCH_ATTRIBUTES
-            },
-        )
-    )
-    yield env
-    await env.shutdown()
+    async with time_skipping_env(build_data_converter(load_keyring(settings))) as env:
+        yield env
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from schemas.steps import RetryStepInput, SkipStepInput
 from schemas.workflow import ApproveInput, ObjectionDecision
 from tests.staff_answers import CLOSES, DENY, EXTEND, answered_while_held, awaiting_approval, hold, replays
 from tests.workflow_fakes import FakeActivities
-from tests.workflow_stack import FastStack, Request, refused, stack_fixture, time_skipping_env  # noqa: F401 (the fixture)
+from tests.workflow_stack import FastStack, Request, fast_env, refused, stack_fixture  # noqa: F401 (the fixture)
 from workflows.dsr import DataSubjectRequestWorkflow as DSR
 from workflows.dsr_steps import RequestClosed
 from workflows.step_trouble import StepTroubles
@@ -222,7 +222,7 @@ async def test_a_close_at_the_moment_of_a_transient_troubles_own_retry_wins():
     """Before, the retry timer won: a response letter whose trouble was retried on its own went
     out after the request was cancelled, and the request ended `completed`."""
     fakes = FakeActivities()
-    async with (time_skipping_env() as env,
+    async with (fast_env() as env,
                 Worker(env.client, task_queue="race", workflows=[CloseAtTheRetryTimer], activities=fakes.all(),
                        workflow_runner=UnsandboxedWorkflowRunner())):
         handle = await env.client.start_workflow(CloseAtTheRetryTimer.run, "r1", id="race", task_queue="race")

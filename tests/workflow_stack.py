@@ -19,20 +19,17 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from temporalio.api.enums.v1 import IndexedValueType
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.errors import ClassifyingInterceptor
-from devstack.processes import find_binary
 from dsrflow.infra.temporal_client import build_data_converter
 from schemas.workflow import RequestState, StartRequest, workflow_id_for
+from tests.conftest import time_skipping_env
 from tests.workflow_fakes import SHIPPED, FakeActivities, RequestSpec
 from workers.dsr_worker import SANDBOXED, WORKFLOWS
 from workflows.dsr import DataSubjectRequestWorkflow
-from workflows.search_attributes import SEARCH_ATTRIBUTES
 
 
 @dataclass
@@ -98,30 +95,16 @@ async def refused(update: Awaitable[Any]) -> str:
     return getattr(cause, "message", None) or str(cause)
 
 
-@contextlib.asynccontextmanager
-async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(find_binary("temporal-test-server")),
-        data_converter=build_data_converter([("fast-tests", os.urandom(32))]),
-        # The SDK's default (5 s) is missed now and then while `make test`'s three workers run
-        # stacks of processes on two cores: the server then starts, but too late.
-        test_server_startup_timeout=timedelta(seconds=30))
-    try:
-        # The workflow publishes these; the server refuses unknown ones.
-        await env.client.operator_service.add_search_attributes(AddSearchAttributesRequest(
-            namespace=env.client.namespace,
-            search_attributes={key.name: IndexedValueType.Value(f"INDEXED_VALUE_TYPE_{key.indexed_value_type.name}")
-                               for key in SEARCH_ATTRIBUTES}))
-        yield env
-    finally:
-        await env.shutdown()
+def fast_env() -> contextlib.AbstractAsyncContextManager[WorkflowEnvironment]:
+    """A time-skipping server whose payloads a key of its own encrypts."""
+    return time_skipping_env(build_data_converter([("fast-tests", os.urandom(32))]))
 
 
 @pytest.fixture(name="stack")
 async def stack_fixture() -> AsyncIterator[FastStack]:
     """A fresh server per test (a quarter of a second): virtual time moved by one test never
     leaks into the next. The worker runs for the whole test."""
-    async with time_skipping_env() as env:
+    async with fast_env() as env:
         fakes = FakeActivities()
         fakes.clock = env.get_current_time
         fast = FastStack(env, fakes, f"fast-{uuid.uuid4().hex[:8]}")
