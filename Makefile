@@ -10,8 +10,10 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# --no-compile: the install would compile every module of every package (a third of its time);
+# Python compiles the ones a process imports when it first does (see PYTHONDONTWRITEBYTECODE below).
 $(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet --no-compile -e '.[test]'
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -19,13 +21,13 @@ run: $(STAMP)
 
 # pytest exits 5 when it collected no tests: for us that is a failure, not a pass.
 # Lint, types and the layer contracts first: a finding fails the run before the tests start.
-# Three pytest-xdist workers, each taking whole modules: most tests wait on servers rather than burn
-# CPU, so three at once keep 2 cores busy (docs/testing.md#how-the-suite-is-kept-fast).
+# Four pytest-xdist workers, each taking whole modules: most tests wait on servers rather than burn
+# CPU, so four at once keep 2 cores busy; five overload them (docs/testing.md#how-the-suite-is-kept-fast).
 # Bytecode is cached even where the environment says not to (PYTHONDONTWRITEBYTECODE, as on CI):
 # the suite starts hundreds of Python processes (stacks, workers, APIs), each of which would
 # otherwise compile dsrflow's modules again, and each pytest worker would rewrite every test
 # module's asserts again (about 10 s of CPU per worker on 2 cores).
-PYTEST_WORKERS ?= 3
+PYTEST_WORKERS ?= 4
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
