@@ -354,3 +354,21 @@ class LetterActivities:
     @activity.defn(name="send_letter")
     async def send_letter(self, job: LetterJob) -> LetterReceipt:
         return await deliver_letter(self.ctx, job)
+
+    @activity.defn(name="settle_skipped_letter")
+    async def settle_skipped_letter(self, job: LetterJob) -> bool:
+        """A letter staff skipped after its step failed, when an attempt may have got further
+        than its step knew (cut off inside the SMTP transaction, or still under way): True if it
+        went after all, False if it had not, and then it never goes. Either way the audit trail
+        says so (`letter.skip_settled`). Retried while an attempt is sending it."""
+        settled = await withdraw_letter(self.ctx, job.request_id, job.purpose, job.key)
+        if settled is Sent.BUSY:
+            raise ApplicationError("this letter is being sent right now")
+        went = settled is Sent.ALREADY
+        async with self.ctx.pool.acquire() as conn:
+            await append_event(
+                conn, event_key=f"letter:{letter_key_of(job.request_id, job.purpose, job.key)}:skip-settled",
+                request_id=job.request_id, event_type="letter.skip_settled", actor="workflow",
+                data={"purpose": job.purpose, "went": went, "message_id": message_id_for(
+                    letter_key_of(job.request_id, job.purpose, job.key))})
+        return went

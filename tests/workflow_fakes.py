@@ -109,6 +109,7 @@ class FakeActivities:
         self.extensions: list[ExtensionRecord] = []
         self.challenges: list[IssueChallenge] = []
         self.withdrawn: list[IssueChallenge] = []  # rounds settled unsent: their e-mail never goes
+        self.skips_settled: list[tuple[str, bool]] = []  # (purpose, whether it went) of skipped letters
         self.system_calls: list[TaskInput] = []  # run_system_action
         self.asked_at: dict[tuple[str, str, str, int], datetime] = {}  # (request, system, action, attempt)
         self.polls: list[TaskInput] = []  # poll_system_action
@@ -242,6 +243,20 @@ class FakeActivities:
         await self._sent(job)
         return LetterReceipt(letter_key=letter_key, message_id=f"<{_hash(letter_key)[:20]}@fake>",
                              already_sent=already)
+
+    @activity.defn(name="settle_skipped_letter")
+    async def settle_skipped_letter(self, job: LetterJob) -> bool:
+        """Whether the skipped letter went after all; if not, it never goes."""
+        self._maybe_fail("settle_skipped_letter", job)
+        went = ("letter", job.request_id, job.purpose, job.key) in self._effects
+        self._effects.add(("letter", job.request_id, job.purpose, job.key))  # either way, never sent now
+        self.skips_settled.append((job.purpose, went))
+        return went
+
+    async def letter_went(self, job: LetterJob) -> None:
+        """What an attempt that its step gave up on does when the relay took the letter after all
+        (a test calls it then)."""
+        await self._sent(job)
 
     def _first(self, *key: str) -> bool:
         """Whether this is the first effect under `key`: the real steps write (and the outbox
@@ -391,7 +406,7 @@ class FakeActivities:
 
     def all(self) -> list[Callable[..., Any]]:
         return [self.prepare_request, self.transition, self.record_event, self.apply_extension,
-                self.record_step_trouble, self.send_letter, self.issue_verification,
+                self.record_step_trouble, self.send_letter, self.settle_skipped_letter, self.issue_verification,
                 self.settle_verification_round, self.plan_request,
                 self.run_system_action, self.poll_system_action, self.record_task_result, self.build_package,
                 self.record_restriction, self.announce_lift, self.record_lifted, self.sweep,

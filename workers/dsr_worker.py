@@ -79,7 +79,8 @@ def build_activities(ctx: ActivityContext) -> list[Any]:
     start_sweep = RequestStartSweepActivities(ctx)
     return [
         lifecycle.prepare_request, lifecycle.transition, lifecycle.record_event,
-        lifecycle.apply_extension, lifecycle.record_step_trouble, letters.send_letter, verification.issue_verification,
+        lifecycle.apply_extension, lifecycle.record_step_trouble, letters.send_letter, letters.settle_skipped_letter,
+        verification.issue_verification,
         verification.settle_verification_round,
         fanout.plan_request, fanout.run_system_action, fanout.poll_system_action,
         fanout.record_task_result, packages.build_package, deferred.sweep, retention.sweep,

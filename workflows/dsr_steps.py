@@ -55,6 +55,11 @@ PACKAGING = Timeouts(start_to_close_timeout=timedelta(hours=2), heartbeat_timeou
 LOCAL_LIMIT = timedelta(minutes=5)
 # workflow.patched id: requests started before it ran every step as an activity task.
 LOCAL_STEPS = "local-steps"
+# workflow.patched id: before it, a letter staff skipped was left as it was, although an attempt
+# cut off inside the SMTP transaction may have handed it to the relay, or one still under way may
+# send it later. Now the skip settles it (`settle_skipped_letter`): it never goes if it had not,
+# and the audit trail says whether it went.
+SKIPPED_LETTER_SETTLED = "skipped-letter-settled"
 
 RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
                     maximum_interval=timedelta(minutes=1))
@@ -149,6 +154,9 @@ async def run_step(activity: str, arg: Any, *, result_type: type | None = None,
             troubled = True
             if await supervisor.step_failed(activity, message, transient=transient, skippable=skippable,
                                             about=step_about(arg)) == "skip":
+                if activity == "send_letter" and workflow.patched(SKIPPED_LETTER_SETTLED):
+                    await run_step("settle_skipped_letter", arg, result_type=bool, skippable=False,
+                                   supervisor=supervisor)
                 return None
             continue
         if troubled:

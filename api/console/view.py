@@ -82,6 +82,7 @@ _EVENT_WORDS = {
     "legal_hold.released": "Legal hold released",
     "mail.resent": "Letter sent again",
     "mail.unconfirmed": "Letter delivery not confirmed",
+    "letter.skip_settled": "Skipped letter settled",
     "staff.assigned": "Assigned",
     "staff.unassigned": "Assignment removed",
     "staff.note_added": "Internal note added",
@@ -109,6 +110,8 @@ def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = N
     words = words or kind.replace(".", " ").replace("_", " ").capitalize()
     detail = {
         "letter.sent": data.get("purpose"),
+        "letter.skip_settled": (f"{data.get('purpose')}: " + ("it had gone out after all" if data.get("went")
+                                                           else "withdrawn, it never goes")) if "went" in data else None,
         "verification.succeeded": data.get("method"),
         "verification.failed": f"{data.get('attempts_left')} attempt(s) left" if "attempts_left" in data else None,
         "deadline.extended": f"{data.get('from')} → {data.get('to')}: {data.get('reason')}",
