@@ -24,7 +24,7 @@ from devstack.demo.sql_systems import SQL_SYSTEMS, ensure_demo_databases
 from devstack.postgres import EmbeddedPostgres
 from dsrflow.settings import Settings
 from policy.model import DEFAULT_POLICY, LoadedPolicy, load_policy
-from tests.support import english_only
+from tests.support import english_only, live_client
 
 
 @dataclass
@@ -123,4 +123,4 @@ async def fanout_stack(postgres: EmbeddedPostgres, settings: Settings, client, t
 
 
 def api(stack: FanoutStack) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=stack.api_url, timeout=60)
+    return live_client(base_url=stack.api_url, timeout=60)

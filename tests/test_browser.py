@@ -14,14 +14,13 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from api.app import create_app
 from api.auth import create_token
 from tests.fanout_stack import loopback_socket, serve
-from tests.support import staff_headers, verification_code, wait_for_due_date, wait_for_letter
+from tests.support import live_client, staff_headers, verification_code, wait_for_due_date, wait_for_letter
 from workers.dsr_worker import build_worker
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -81,7 +80,7 @@ async def open_request(site: str, pool, *, days_ago: int = 0, **fields) -> str:
     """A request (an unverified erasure, unless `fields` say otherwise) received `days_ago`, once
     its workflow has computed the due date."""
     received = (datetime.now(UTC) - timedelta(days=days_ago)).isoformat()
-    async with httpx.AsyncClient(base_url=site, timeout=30) as http:
+    async with live_client(base_url=site, timeout=30) as http:
         r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
             "type": "erasure", "subject": {"email": f"browser.{uuid.uuid4().hex[:8]}@example.com"},
             "received_at": received, **fields})
@@ -176,7 +175,7 @@ async def test_compliance_extends_and_the_due_date_changes_in_place(browser, sit
 
 
 async def test_compliance_reads_the_evidence_pack_and_the_dashboard(browser, site, pool, dev_server, shots):
-    async with httpx.AsyncClient(base_url=site, timeout=30) as http:
+    async with live_client(base_url=site, timeout=30) as http:
         r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
             "type": "erasure", "subject": {"email": f"evidence.{uuid.uuid4().hex[:8]}@example.com"},
             "identity_attested": True})

@@ -10,7 +10,6 @@ import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-import httpx
 import pytest
 from playwright.async_api import Page, expect
 from temporalio import activity
@@ -18,7 +17,7 @@ from temporalio import activity
 from activities.letters import deliver_letter
 from schemas.workflow import LetterJob, LetterReceipt
 from tests.fanout_stack import fanout_stack
-from tests.support import staff_headers, text_of, wait_for_letter
+from tests.support import live_client, staff_headers, text_of, wait_for_letter
 from tests.test_approval import approval_settings  # noqa: F401 (fixture: access needs approval)
 from tests.test_browser import (  # noqa: F401
     CHROMIUM,
@@ -350,7 +349,7 @@ async def test_a_refused_action_shows_inside_the_page(browser, site, pool, shots
 
     # A page gone stale (its polls held): the request was cancelled elsewhere meanwhile.
     await page.route(POLLS, lambda route: route.abort())
-    async with httpx.AsyncClient(base_url=site, timeout=30) as http:
+    async with live_client(base_url=site, timeout=30) as http:
         r = await http.post(f"/v1/requests/{rid}/cancel", headers=await staff_headers(pool, "agent"),
                             json={"reason": "Withdrawn by phone", "withdrawn_by_subject": True})
     assert r.status_code == 200, r.text

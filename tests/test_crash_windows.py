@@ -33,6 +33,7 @@ from tests.process_support import answering, died, dsrflow_process
 from tests.support import (
     api_client,
     letters_for,
+    live_client,
     staff_headers,
     text_of,
     unique_email,
@@ -237,7 +238,7 @@ async def test_a_callback_recorded_by_an_api_killed_before_telling_its_task_is_t
             "public_url": f"http://127.0.0.1:{port}",
             "policy_path": processor_policy(tmp_path, lifecycle_policy, {"base_url": f"{url}/opendsr"})})
         async with build_worker(client, ours, pool, task_queue=task_queue), \
-                httpx.AsyncClient(base_url=ours.public_url, timeout=30) as http:
+                live_client(base_url=ours.public_url, timeout=30) as http:
             async with dsrflow_process("api", ours, client, tmp_path, failpoints="callback-recorded") as first:
                 await answering(http, first, tmp_path)
                 request_id, external_id = await pending_erasure(http, pool)

@@ -10,10 +10,10 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
 import psutil
 
 from devstack.smtp_sink import read_mailbox
+from tests.support import live_client
 from tests.up_process import (
     child_of_up,
     free_ports,
@@ -64,7 +64,7 @@ async def test_killed_worker_and_api_are_restarted_and_a_request_completes(tmp_p
             subprocess.run, [sys.executable, "-m", "cli.main", "token", "create", "--role", "agent"],
             env=env, capture_output=True, text=True, check=True)
         token = created.stdout.strip()
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{ports['api']}", timeout=10,
+        async with live_client(base_url=f"http://127.0.0.1:{ports['api']}", timeout=10,
                                      headers={"Authorization": f"Bearer {token}"}) as http:
             r = await http.post("/v1/requests", json={
                 "type": "erasure", "subject": {"email": "restart@example.com"}, "identity_attested": True})

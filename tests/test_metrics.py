@@ -24,7 +24,7 @@ from dsrflow.infra.temporal_client import connect_client
 from dsrflow.settings import Settings
 from schemas.workflow import workflow_id_for
 from tests.fanout_stack import api, fanout_stack
-from tests.support import staff_headers, verification_code, wait_for_letter
+from tests.support import live_client, staff_headers, verification_code, wait_for_letter
 from workers.dsr_worker import build_worker
 from workers.metrics_endpoint import serve_worker_metrics, worker_runtime
 
@@ -158,7 +158,7 @@ async def test_an_erasure_moves_the_counters_and_no_label_names_the_subject(stac
     stuck = await dev_server.client.start_workflow("NoSuchWorkflow", id=f"stuck-{rid}", task_queue=stack.settings.task_queue)
     # The worker's port: no credentials (its bind address decides who reads it), dsrflow's
     # metrics and the Temporal SDK's on one page, no family twice.
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{worker_port}", timeout=30) as raw:
+    async with live_client(base_url=f"http://127.0.0.1:{worker_port}", timeout=30) as raw:
         for _ in range(100):
             page = await raw.get("/metrics")
             if "temporal_workflow_task_execution_failed" in page.text:

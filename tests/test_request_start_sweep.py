@@ -26,7 +26,7 @@ from schemas.requests import NewRequest
 from schemas.workflow import workflow_id_for
 from tests.conftest import database_pool, make_database, running_postgres
 from tests.process_support import answering, died, dsrflow_process
-from tests.support import letters_for, staff_headers
+from tests.support import letters_for, live_client, staff_headers
 from workers.dsr_worker import build_worker
 from workflows.request_start_sweep import RequestStartSweepWorkflow
 
@@ -66,7 +66,7 @@ async def test_a_request_stored_by_an_api_killed_before_starting_it_is_started_b
         ours = settings.model_copy(update={
             "database_url": database_url, "task_queue": task_queue, "api_port": port,
             "public_url": f"http://127.0.0.1:{port}", "start_sweep_after_minutes": 1})
-        async with httpx.AsyncClient(base_url=ours.public_url, timeout=30) as http:
+        async with live_client(base_url=ours.public_url, timeout=30) as http:
             async with dsrflow_process("api", ours, client, tmp_path, failpoints="request-stored") as first:
                 await answering(http, first, tmp_path)
                 with pytest.raises(httpx.TransportError):

@@ -13,7 +13,6 @@ import re
 import uuid
 from urllib.parse import urlencode
 
-import httpx
 import pytest
 
 from activities.connectors.base import PermanentConnectorError
@@ -24,6 +23,7 @@ from tests.fanout_stack import api, fanout_stack
 from tests.saas_support import collect, connector, http_policy, http_system, subject
 from tests.support import (
     assert_problem,
+    live_client,
     staff_headers,
     text_of,
     unique_email,
@@ -75,7 +75,7 @@ async def test_an_oversized_body_is_refused_before_anything_reads_it(settings, p
     # The processor's address is never fetched: the body is refused before its signature is checked.
     policy = processor_policy(tmp_path, lifecycle_policy, {"base_url": "http://127.0.0.1:9/opendsr"})
     async with api_over_http(settings, dev_server.client, policy_path=policy) as url, \
-            httpx.AsyncClient(base_url=url) as http:
+            live_client(base_url=url) as http:
         response = await http.post(path, content=chunks() if streamed else body,
                                    headers={"Content-Type": content_type})
     problem = assert_problem(response, 413)
@@ -119,7 +119,7 @@ async def test_a_manual_confirmation_reads_no_more_than_its_form(postgres, setti
 
 async def test_free_text_and_lists_in_a_request_are_bounded(settings, pool, dev_server):
     requests = await _count(pool, "SELECT count(*) FROM dsr_requests")
-    async with api_over_http(settings, dev_server.client) as url, httpx.AsyncClient(base_url=url) as http:
+    async with api_over_http(settings, dev_server.client) as url, live_client(base_url=url) as http:
         long_value = await http.post("/v1/public/requests", json={
             "type": "rectification", "email": unique_email("rect"), "corrections": {"name": "y" * 1001}})
         many = await http.post("/v1/public/requests", json={
@@ -150,7 +150,7 @@ async def test_forged_callbacks_do_not_make_us_fetch_or_leak(settings, pool, dev
                                                              lifecycle_policy):
     policy = processor_policy(tmp_path, lifecycle_policy, {"base_url": f"{processor.url}/opendsr"})
     async with api_over_http(settings, dev_server.client, policy_path=policy) as url, \
-            httpx.AsyncClient(base_url=url) as http:
+            live_client(base_url=url) as http:
         forged = json.dumps({"subject_request_id": str(uuid.uuid4()), "request_status": "completed"})
         for _ in range(20):
             response = await http.post(CALLBACK, content=forged, headers={"X-OpenDSR-Signature": "Zm9yZ2Vk"})
@@ -188,12 +188,12 @@ async def test_plain_http_discovery_is_no_trust_anchor_outside_development(setti
     body, headers = processor.signed({"subject_request_id": str(uuid.uuid4()), "request_status": "completed",
                                       "status_changed_time": rfc3339(dt.datetime.now(dt.UTC))})
     async with api_over_http(settings, dev_server.client, policy_path=plain, environment="production") as url, \
-            httpx.AsyncClient(base_url=url) as http:
+            live_client(base_url=url) as http:
         refused = await http.post(CALLBACK, content=body, headers=headers)
     assert_problem(refused, 503)
     assert "http://" not in refused.text
     async with api_over_http(settings, dev_server.client, policy_path=pinned, environment="production") as url, \
-            httpx.AsyncClient(base_url=url) as http:
+            live_client(base_url=url) as http:
         checked = await http.post(CALLBACK, content=body, headers=headers)
     # The pinned certificate verified it (the id matches no task of ours: 404, not 403 or 503).
     assert_problem(checked, 404)
@@ -206,7 +206,7 @@ async def test_replayed_and_stale_callbacks_are_refused(settings, pool, dev_serv
                                                            "callback_max_age_seconds": 600})
     ours = settings.model_copy(update={"policy_path": policy, "task_queue": task_queue})
     async with build_worker(dev_server.client, ours, pool, task_queue=task_queue), \
-            api_over_http(ours, dev_server.client) as url, httpx.AsyncClient(base_url=url) as http:
+            api_over_http(ours, dev_server.client) as url, live_client(base_url=url) as http:
         _, external_id = await pending_erasure(http, pool)
         now = dt.datetime.now(dt.UTC)
         stale_body, stale_headers = processor.signed({
@@ -238,7 +238,7 @@ async def test_a_replayed_callback_does_not_reach_a_task_staff_ran_again(setting
     compliance = await staff_headers(pool, "compliance")
     task = "SELECT status, attempt FROM system_tasks WHERE request_id = $1 AND system = $2"
     async with build_worker(dev_server.client, ours, pool, task_queue=task_queue), \
-            api_over_http(ours, dev_server.client) as url, httpx.AsyncClient(base_url=url) as http:
+            api_over_http(ours, dev_server.client) as url, live_client(base_url=url) as http:
         request_id, external_id = await pending_erasure(http, pool)
         cancelled, headers = processor.signed({"subject_request_id": external_id, "request_status": "cancelled",
                                                "status_changed_time": rfc3339(dt.datetime.now(dt.UTC))})
@@ -343,7 +343,7 @@ async def test_healthz_tells_strangers_only_up_or_down(settings, pool, dev_serve
     port = relay.sockets[0].getsockname()[1]
     try:
         async with api_over_http(settings, dev_server.client, smtp_port=port) as url, \
-                httpx.AsyncClient(base_url=url) as http:
+                live_client(base_url=url) as http:
             public = [await http.get("/healthz") for _ in range(5)]
             staff = await http.get("/healthz", headers=await staff_headers(pool, "agent"))
             wrong = await http.get("/healthz", headers={"Authorization": "Bearer not-a-token"})
@@ -357,7 +357,7 @@ async def test_healthz_tells_strangers_only_up_or_down(settings, pool, dev_serve
     assert smtp_sessions == 1  # six health checks, one SMTP session: the probe is cached
 
     async with api_over_http(settings, dev_server.client, smtp_port=port) as url, \
-            httpx.AsyncClient(base_url=url) as http:
+            live_client(base_url=url) as http:
         down = await http.get("/healthz")  # the relay is gone now
         detailed = await http.get("/healthz", headers=await staff_headers(pool, "agent"))
     assert down.status_code == 503 and down.json() == {"status": "unavailable"}
