@@ -365,10 +365,10 @@ class LetterActivities:
         if settled is Sent.BUSY:
             raise ApplicationError("this letter is being sent right now")
         went = settled is Sent.ALREADY
+        letter_key = letter_key_of(job.request_id, job.purpose, job.key)
         async with self.ctx.pool.acquire() as conn:
             await append_event(
-                conn, event_key=f"letter:{letter_key_of(job.request_id, job.purpose, job.key)}:skip-settled",
-                request_id=job.request_id, event_type="letter.skip_settled", actor="workflow",
-                data={"purpose": job.purpose, "went": went, "message_id": message_id_for(
-                    letter_key_of(job.request_id, job.purpose, job.key))})
+                conn, event_key=f"letter:{letter_key}:skip-settled", request_id=job.request_id,
+                event_type="letter.skip_settled", actor="workflow",
+                data={"purpose": job.purpose, "went": went, "message_id": message_id_for(letter_key)})
         return went

@@ -248,8 +248,7 @@ class FakeActivities:
     async def settle_skipped_letter(self, job: LetterJob) -> bool:
         """Whether the skipped letter went after all; if not, it never goes."""
         self._maybe_fail("settle_skipped_letter", job)
-        went = ("letter", job.request_id, job.purpose, job.key) in self._effects
-        self._effects.add(("letter", job.request_id, job.purpose, job.key))  # either way, never sent now
+        went = not self._first("letter", job.request_id, job.purpose, job.key)  # either way, never sent now
         self.skips_settled.append((job.purpose, went))
         return went
 
