@@ -15,25 +15,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 
 from api.app import create_app
 from api.auth import create_token
+from tests.conftest import CHROMIUM
 from tests.fanout_stack import loopback_socket, serve
 from tests.support import live_client, staff_headers, verification_code, wait_for_due_date, wait_for_letter
 from workers.dsr_worker import build_worker
 
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)")
-
-
-@pytest.fixture(scope="session")
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
-        yield launched
-        await launched.close()
 
 
 @contextlib.asynccontextmanager

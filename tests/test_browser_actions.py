@@ -21,7 +21,6 @@ from tests.support import live_client, staff_headers, text_of, wait_for_letter
 from tests.test_approval import approval_settings  # noqa: F401 (fixture: access needs approval)
 from tests.test_browser import (  # noqa: F401
     CHROMIUM,
-    browser,
     open_request,
     served_site,
     shots,

@@ -20,7 +20,6 @@ from tests.fanout_stack import fanout_stack
 from tests.support import wait_for_letter
 from tests.test_browser import (  # noqa: F401 (fixtures)
     CHROMIUM,
-    browser,
     open_request,
     shots,
     signed_in,

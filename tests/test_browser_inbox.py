@@ -9,7 +9,7 @@ import pytest
 from playwright.async_api import expect
 
 from tests.support import unique_email
-from tests.test_browser import CHROMIUM, browser, open_request, shots, signed_in, site  # noqa: F401
+from tests.test_browser import CHROMIUM, open_request, shots, signed_in, site  # noqa: F401
 from tests.test_mailbox_console import filed, raw_mail
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)")

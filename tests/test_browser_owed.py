@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 from playwright.async_api import expect
 
-from tests.test_browser import CHROMIUM, browser, open_request, shots, signed_in  # noqa: F401
+from tests.test_browser import CHROMIUM, open_request, shots, signed_in  # noqa: F401
 from tests.test_browser_actions import SLOW, letters, press, refusing_relay  # noqa: F401
 from workflows.owed_steps import ANSWER_WITHIN
 

@@ -12,7 +12,7 @@ from playwright.async_api import expect
 
 from dsrflow.domain.references import short_reference
 from tests.support import verification_code, verification_link, wait_for_letter
-from tests.test_browser import CHROMIUM, browser, open_request, served_site, shots, site  # noqa: F401 (fixtures)
+from tests.test_browser import CHROMIUM, open_request, served_site, shots, site  # noqa: F401 (fixtures)
 from tests.test_portal import refusing_new_codes
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)")

@@ -17,7 +17,6 @@ from api.auth import create_token
 from tests.support import verification_code, wait_for_letter
 from tests.test_browser import (  # noqa: F401 (fixtures)
     CHROMIUM,
-    browser,
     open_request,
     shots,
     signed_in,

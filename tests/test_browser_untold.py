@@ -20,7 +20,7 @@ from activities.lifecycle import LifecycleActivities
 from schemas.workflow import EventRecord, LetterJob, LetterReceipt
 from tests.fanout_stack import fanout_stack
 from tests.support import unique_email
-from tests.test_browser import CHROMIUM, browser, open_request, shots, signed_in  # noqa: F401
+from tests.test_browser import CHROMIUM, open_request, shots, signed_in  # noqa: F401
 from tests.test_browser_actions import SLOW, letters, offered, press
 from workers.dsr_worker import activity_context, build_worker
 

@@ -21,7 +21,7 @@ from playwright.async_api import expect
 from schemas.workflow import workflow_id_for
 from tests.fanout_stack import api, fanout_stack
 from tests.support import letters_for, staff_headers, text_of, wait_for_letter
-from tests.test_browser import CHROMIUM, browser, shots  # noqa: F401 (fixtures)
+from tests.test_browser import CHROMIUM, shots  # noqa: F401 (fixtures)
 from workers.dsr_worker import build_worker
 from workflows.dsr import DataSubjectRequestWorkflow
 
