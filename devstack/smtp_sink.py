@@ -85,11 +85,23 @@ class MailSink:
         self._controller.stop()
 
 
+# Parsed messages by file (path, change time, size): a sink's files are written once, and a test
+# that waits for a letter reads the whole mailbox on every poll, which parsed every message again.
+_parsed: dict[tuple[Path, int, int], EmailMessage] = {}
+
+
 def read_mailbox(directory: Path) -> list[EmailMessage]:
-    """Every message the sink kept, oldest first."""
+    """Every message the sink kept, oldest first. Treat them as read-only: they are shared."""
     if not directory.exists():
         return []
-    return [
-        email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
-        for path in sorted(directory.glob("*.eml"))
-    ]
+    messages = []
+    for path in sorted(directory.glob("*.eml")):
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            continue  # removed since the listing
+        key = (path, stat.st_mtime_ns, stat.st_size)
+        if key not in _parsed:
+            _parsed[key] = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        messages.append(_parsed[key])
+    return messages

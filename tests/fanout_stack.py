@@ -20,10 +20,11 @@ from activities.connectors.opendsr_signature import generate_processor_identity
 from api.app import create_app
 from devstack.demo.email_marketing import BASE_PATH, create_email_marketing_app
 from devstack.demo.email_marketing_db import ensure_email_marketing_database
-from devstack.demo.sql_systems import SQL_SYSTEMS, ensure_demo_databases
+from devstack.demo.sql_systems import SQL_SYSTEMS
 from devstack.postgres import EmbeddedPostgres
 from dsrflow.settings import Settings
 from policy.model import DEFAULT_POLICY, LoadedPolicy, load_policy
+from tests.sql_demo import clone, seeded_template
 from tests.support import english_only, live_client
 
 
@@ -75,8 +76,7 @@ async def fanout_stack(postgres: EmbeddedPostgres, settings: Settings, client, t
                        extra_systems: dict | None = None,
                        policy_updates: dict | None = None) -> AsyncIterator[FanoutStack]:
     suffix = uuid.uuid4().hex[:6]
-    names = {system: f"{system}_{suffix}" for system in (*SQL_SYSTEMS, "email_marketing")}
-    await ensure_demo_databases(postgres, postgres.url, names={s: names[s] for s in SQL_SYSTEMS})
+    names = {**await clone(postgres, await seeded_template(postgres)), "email_marketing": f"email_marketing_{suffix}"}
     email_db = postgres.url(names["email_marketing"])
     await ensure_email_marketing_database(postgres, email_db)
 

@@ -31,11 +31,13 @@ from tests.letter_contexts import REQUEST_ID, STORED_KEPT, full_context
 LANGUAGES = [lang.value for lang in Language]
 _UNFILLED = re.compile(r"\{\{|\}\}|\{%|%\}|%\(\w+\)|\bNone\b|\b[Uu]ndefined\b")
 _TAG = re.compile(r"<[^>]+>")
+# Loaded once: each test below renders dozens of letters from it (it caches its translations).
+POLICY = load_policy()
 
 
 def _context(purpose: str, language: str) -> dict:
     """The test context of `purpose`, with what the letter activity translates in `language`."""
-    policy = load_policy().in_language(language)
+    policy = POLICY.in_language(language)
     t = translations(language)
     ctx = full_context(purpose)
     ctx["request"]["type_label"] = cited_label(LETTER_TYPE_LABELS[ctx["request"]["type"]], "gdpr", t)
@@ -46,7 +48,7 @@ def _context(purpose: str, language: str) -> dict:
         ctx["reason_label"] = cited_label(LETTER_DENIAL_LABELS[ctx["reason_code"]], "gdpr", t)
     if purpose == "response":
         # The records kept, read from the evidence as the letter activity reads them.
-        ctx["outcome"]["kept"] = [_kept_item(k, policy, "gdpr", t, source=load_policy().policy) for k in STORED_KEPT]
+        ctx["outcome"]["kept"] = [_kept_item(k, policy, "gdpr", t, source=POLICY.policy) for k in STORED_KEPT]
     return ctx
 
 
@@ -85,7 +87,7 @@ def _sentences(text: str) -> list[str]:
 
 
 async def test_every_letter_in_every_language_reads_back_from_its_eml(mail_sink: MailSink, settings: Settings):
-    policy = load_policy().policy
+    policy = POLICY.policy
     mailer = Mailer(settings.model_copy(update={"smtp_host": "127.0.0.1", "smtp_port": mail_sink.port}))
     sent: dict[tuple[str, str], RenderedLetter] = {}
     for language in LANGUAGES:
@@ -144,7 +146,7 @@ async def test_a_long_accented_subject_and_sender_read_back_whatever_the_address
     """Letters to an ASCII address are written with the classic email API, those to an
     internationalised one with the modern API (SMTPUTF8); both carry a long accented subject and
     sender name, and their text, unchanged."""
-    loaded = load_policy().policy
+    loaded = POLICY.policy
     policy = loaded.model_copy(update={"controller": loaded.controller.model_copy(
         update={"name": "Connexeon Bévé Gesellschaft für Datenschutz und Überwachung mbH"})})
     rendered = RenderedLetter(
