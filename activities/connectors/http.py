@@ -46,6 +46,7 @@ from activities.connectors.http_identifiers import (
 )
 from activities.connectors.http_notes import render_note
 from activities.connectors.http_quota import QuotaExhausted, QuotaLedger, ServiceClock
+from activities.connectors.tls import tls_context
 from policy.http_model import Action, HttpConfig, Step
 from policy.systems import System
 
@@ -82,7 +83,7 @@ class HttpConnector(Connector):
         except (KeyError, ValueError) as exc:
             raise PermanentConnectorError(f"system {self.name}: config: {exc.args[0]}") from None
         secrets = read_secrets(self.name, self.config)
-        self._http = httpx.AsyncClient(timeout=self.config.timeout_seconds)
+        self._http = httpx.AsyncClient(timeout=self.config.timeout_seconds, verify=tls_context())
         credentials = Credentials(self.name, self.config.service, self.config.auth, secrets, self._http)
         self.clock = ServiceClock()
         ledger = QuotaLedger(env.pool, f"{self.config.limits.key or self.name}", self.config.limits, self.clock)

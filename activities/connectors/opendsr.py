@@ -32,9 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import functools
 import hashlib
-import ssl
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -61,6 +59,7 @@ from activities.connectors.opendsr_signature import (
     TrustAnchor,
     trust_anchor,
 )
+from activities.connectors.tls import tls_context
 from policy.disclosure import Origin
 from policy.model import Policy
 from policy.systems import System
@@ -114,13 +113,6 @@ def systems_for_processor_domain(policy: Policy, domain: str) -> list[tuple[str,
     return found
 
 
-@functools.cache
-def _tls_context() -> ssl.SSLContext:
-    """httpx builds a TLS context, loading every CA certificate, for each client it creates: some
-    65 ms of CPU, twice per erasure (submit and poll each open a connector). One per process does."""
-    return httpx.create_ssl_context()
-
-
 def _join(base_url: str, path: str) -> str:
     if urlsplit(path).scheme:
         return path
@@ -148,7 +140,7 @@ class OpenDsrConnector(Connector):
         timeout = float(config.get("timeout_seconds", 30))
 
         def client() -> httpx.AsyncClient:
-            return httpx.AsyncClient(timeout=timeout, headers={"Accept": "application/json"}, verify=_tls_context())
+            return httpx.AsyncClient(timeout=timeout, headers={"Accept": "application/json"}, verify=tls_context())
 
         # In a worker, one client per timeout for every task: its connections to the processors
         # stay open between them. And one set of certificates: a status poll checks its

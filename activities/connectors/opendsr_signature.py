@@ -36,6 +36,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
 
+from activities.connectors.tls import tls_context
+
 SIGNATURE_HEADER = "X-OpenDSR-Signature"
 DOMAIN_HEADER = "X-OpenDSR-Processor-Domain"
 
@@ -162,7 +164,7 @@ class ProcessorCertificates:
 
     def __init__(self, client: httpx.AsyncClient | None = None, *, timeout: float = 10.0,
                  refresh_interval: float = 60.0) -> None:
-        self._client = client or httpx.AsyncClient(timeout=timeout)
+        self._client = client or httpx.AsyncClient(timeout=timeout, verify=tls_context())
         self._owns_client = client is None
         self.refresh_interval = refresh_interval
         self._cache: dict[str, bytes] = {}
