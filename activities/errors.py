@@ -3,9 +3,9 @@
 A step that can only fail must not be retried for ever in silence: the worker's interceptor
 (`ClassifyingInterceptor`, wired in workers/dsr_worker.py) turns every deterministic error an
 activity raises into a non-retryable `ApplicationError` that carries its message, so the step
-fails at once and the workflow flags the request for staff (workflows/dsr_steps.py). Transient
-failures (database, SMTP, a processor or Temporal unreachable) propagate unchanged and are retried
-with backoff. An error of neither list keeps the old behaviour, retried, and the workflow's
+fails at once and the workflow flags the request for staff (workflows/dsr_steps.py); so is a mail
+relay's permanent refusal (a 5yz reply). Transient failures (database, SMTP, a processor or
+Temporal unreachable) propagate unchanged and are retried with backoff. An error of neither list keeps the old behaviour, retried, and the workflow's
 attention threshold still bounds how long that goes unnoticed.
 """
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import aiosmtplib
 import asyncpg
 import jinja2
 from temporalio.exceptions import ApplicationError
@@ -45,12 +46,29 @@ DETERMINISTIC_ERRORS: tuple[type[BaseException], ...] = (
 
 
 def is_deterministic(exc: BaseException) -> bool:
-    return isinstance(exc, DETERMINISTIC_ERRORS) and not isinstance(exc, TRANSIENT_DB_ERRORS)
+    return (isinstance(exc, DETERMINISTIC_ERRORS) and not isinstance(exc, TRANSIENT_DB_ERRORS)) or \
+        refused_for_good(exc)
+
+
+def refused_for_good(exc: BaseException) -> bool:
+    """The mail relay's permanent refusal: a 5yz reply (RFC 5321 4.2.1), to every recipient when
+    it answers each. The same message is refused again (a mailbox that does not exist, a sender the
+    relay does not accept, a policy rejection), so the letter's step waits for staff at once instead
+    of retrying until the attention threshold. 4yz replies and lost connections stay transient."""
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        return bool(exc.recipients) and all(refused_for_good(r) for r in exc.recipients)
+    return isinstance(exc, aiosmtplib.SMTPResponseException) and 500 <= exc.code < 600
 
 
 def failure_message(exc: BaseException) -> str:
-    """What staff read about a failed step: the error's kind and message, without a traceback."""
-    text = str(exc).strip() or "no message"
+    """What staff read about a failed step: the error's kind and message, without a traceback (a
+    relay's refusal as its replies: "550 5.1.1 mailbox unavailable")."""
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        text = "; ".join(f"{r.code} {r.message}" for r in exc.recipients)
+    elif isinstance(exc, aiosmtplib.SMTPResponseException):
+        text = f"{exc.code} {exc.message}"
+    else:
+        text = str(exc).strip() or "no message"
     return f"{type(exc).__name__}: {text}"[:500]
 
 

@@ -36,6 +36,7 @@ from dsrflow.crypto.hashing import keyed_hash, token_hash
 from dsrflow.domain.audit import append_event
 from dsrflow.domain.deadlines import appeal_days, receipt_date
 from dsrflow.i18n import ENGLISH, N_, Translator, translations
+from dsrflow.infra.failpoints import failpoint
 from dsrflow.infra.metrics import letter_sent
 from dsrflow.infra.writes import Write
 from dsrflow.stores.requests_store import get_request_with
@@ -361,11 +362,12 @@ class LetterActivities:
         than its step knew (cut off inside the SMTP transaction, or still under way): True if it
         went after all, False if it had not, and then it never goes. Either way the audit trail
         says so (`letter.skip_settled`). Retried while an attempt is sending it."""
+        letter_key = letter_key_of(job.request_id, job.purpose, job.key)
         settled = await withdraw_letter(self.ctx, job.request_id, job.purpose, job.key)
         if settled is Sent.BUSY:
             raise ApplicationError("this letter is being sent right now")
         went = settled is Sent.ALREADY
-        letter_key = letter_key_of(job.request_id, job.purpose, job.key)
+        failpoint("letter-skip-fenced", letter_key)  # settled, and the trail not yet told
         async with self.ctx.pool.acquire() as conn:
             await append_event(
                 conn, event_key=f"letter:{letter_key}:skip-settled", request_id=job.request_id,

@@ -18,6 +18,7 @@ import uvloop
 from aiosmtpd.controller import Controller
 
 from activities import mail
+from activities.errors import failure_message, is_deterministic
 from activities.mail import Mailer
 from devstack.processes import free_port
 from tests.imap_stand_in import self_signed_certificate
@@ -275,3 +276,40 @@ def test_over_starttls_the_handover_is_heard_once_the_relay_has_the_message(
     assert handed.seen == [1, 2]
     assert _numbers(handler) == [0, 1]
     assert len({port for port, _ in handler.received}) == 1  # the kept connection, still encrypted
+
+
+class _Refusing:
+    def __init__(self, stage: str, reply: str) -> None:
+        self.stage, self.reply = stage, reply
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
+        if self.stage == "RCPT":
+            return self.reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802
+        return self.reply
+
+
+@pytest.mark.parametrize(("stage", "reply", "for_good"), [
+    ("RCPT", "550 5.1.1 mailbox unavailable", True),
+    ("DATA", "554 5.7.1 rejected by policy", True),
+    ("RCPT", "451 4.7.1 greylisted, try again later", False),
+    ("DATA", "421 4.3.0 shutting down", False),
+])
+async def test_a_relays_permanent_refusal_fails_the_step_for_staff_and_a_temporary_one_is_retried(
+        settings, stage, reply, for_good):
+    """A 5yz reply (RFC 5321 4.2.1) refuses the same message again: the step fails at once and
+    waits for staff, saying what the relay answered. A 4yz reply is retried."""
+    controller = Controller(_Refusing(stage, reply), hostname="127.0.0.1", port=free_port())
+    controller.start()
+    mailer = _mailer(settings, controller)
+    try:
+        with pytest.raises(aiosmtplib.SMTPException) as refused:
+            await mailer.send(_message(0))
+    finally:
+        await mailer.aclose()
+        controller.stop()
+    assert is_deterministic(refused.value) is for_good
+    assert failure_message(refused.value).endswith(": " + reply)

@@ -5,24 +5,30 @@ not gone, and nothing stopped a late attempt from sending it after staff had wri
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 
 import pytest
+from aiosmtpd.controller import Controller
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.letters import LetterActivities, deliver_letter, letter_key_of, message_id_for
 from api.console.view import describe_event
+from devstack.processes import free_port
+from devstack.smtp_sink import read_mailbox
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.stores.requests_store import create_request
 from policy.model import load_policy
 from schemas.requests import NewRequest
 from schemas.steps import RetryStepInput, SkipStepInput
-from schemas.workflow import LetterJob
+from schemas.workflow import LetterJob, workflow_id_for
+from tests.process_support import died, dsrflow_process
 from tests.staff_answers import replays
-from tests.support import letters_for, unique_email
+from tests.support import api_client, letters_for, staff_headers, unique_email
 from tests.workflow_stack import FastStack, stack_fixture  # noqa: F401 (the fixture)
-from workers.dsr_worker import activity_context
+from workers.dsr_worker import activity_context, build_worker
 from workflows.dsr import DataSubjectRequestWorkflow as DSR
 
 BROKEN = "template acknowledgement.txt.j2 not found"
@@ -117,3 +123,68 @@ async def test_the_settle_withdraws_a_letter_not_sent_and_records_one_that_went(
         "Skipped letter settled (acknowledgement: it had gone out after all)"
     assert describe_event({"event_type": "letter.skip_settled", "data": {**went, "went": False}}) == \
         "Skipped letter settled (acknowledgement: withdrawn, it never goes)"
+
+
+class _RefusingRelay:
+    """A relay that refuses every acknowledgement for good (554 at the end of DATA) and keeps what
+    else it is sent as the sink would."""
+
+    def __init__(self, directory) -> None:
+        self.directory = directory
+
+    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: N802
+        if b"X-DSR-Purpose: acknowledgement" in envelope.original_content:
+            return "554 5.7.1 rejected by the relay's policy"
+        self.directory.mkdir(parents=True, exist_ok=True)
+        (self.directory / f"{time.time_ns()}.eml").write_bytes(envelope.original_content)
+        return "250 Message accepted for delivery"
+
+
+async def test_a_refused_letter_waits_for_staff_at_once_and_its_skip_survives_a_worker_killed_mid_settle(
+        settings, dev_server, pool, tmp_path):
+    """Against a real relay: its permanent refusal (a 5yz reply) fails the acknowledgement's step
+    at once, for staff, instead of retrying until the attention threshold. Compliance skips it, and
+    the worker dies after the settle fenced the letter off but before the audit trail heard: the
+    next worker settles it once (never sent, `letter.skip_settled` once) and the request completes."""
+    relay = Controller(_RefusingRelay(tmp_path / "mail"), hostname="127.0.0.1", port=free_port())
+    relay.start()
+    client = dev_server.client
+    own = settings.model_copy(update={"task_queue": f"skip-{uuid.uuid4().hex[:6]}", "smtp_port": relay.port})
+    try:
+        async with (dsrflow_process("worker", own, client, tmp_path, failpoints="letter-skip-fenced") as worker,
+                    api_client(own, client, own.task_queue) as http):
+            r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
+                "type": "erasure", "subject": {"email": unique_email("refused")}, "identity_attested": True})
+            assert r.status_code == 201, r.text
+            rid = r.json()["id"]
+            trouble = await _trouble(http, pool, rid)
+            assert trouble["step"] == "send_letter" and trouble["skippable"] and not trouble["transient"]
+            assert "554 5.7.1 rejected by the relay's policy" in trouble["message"]
+            skipping = asyncio.ensure_future(http.post(
+                f"/v1/requests/{rid}/skip-step", headers=await staff_headers(pool, "compliance"),
+                json={"note": "Acknowledged by phone"}))
+            await died(worker, tmp_path)
+            async with build_worker(client, own, pool, task_queue=own.task_queue):
+                skipped = await skipping
+                await client.get_workflow_handle(workflow_id_for(rid)).result()
+    finally:
+        relay.stop()
+    assert skipped.status_code == 200, skipped.text
+    settled = await pool.fetch("SELECT data FROM audit_events WHERE request_id = $1 AND event_type = 'letter.skip_settled'",
+                               uuid.UUID(rid))
+    assert [(r["data"]["purpose"], r["data"]["went"]) for r in settled] == [("acknowledgement", False)]
+    # The acknowledgement withdrawn; staff's alert of the failed step and the response went.
+    outbox = await pool.fetch("SELECT state FROM mail_outbox WHERE request_id = $1 ORDER BY claimed_at", uuid.UUID(rid))
+    assert [r["state"] for r in outbox] == ["withdrawn", "sent", "sent"]
+    sent = [m["X-DSR-Purpose"] for m in read_mailbox(tmp_path / "mail") if m["X-DSR-Request-Id"] == rid]
+    assert sent == ["staff_alert", "response"]
+
+
+async def _trouble(http, pool, rid: str) -> dict:
+    headers = await staff_headers(pool, "agent")
+    for _ in range(300):
+        trouble = (await http.get(f"/v1/requests/{rid}", headers=headers)).json()["trouble"]
+        if trouble is not None:
+            return trouble
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no trouble on {rid} within 30 s")
