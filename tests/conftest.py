@@ -251,7 +251,7 @@ async def chromium() -> AsyncIterator[Browser]:
 async def browser(chromium: Browser) -> AsyncIterator[Browser]:
     """The worker's Chromium, every context a test opened closed after it. A page left open goes on
     polling (a live region, a server gone): before this, the idle pages of earlier modules took
-    about a sixth of the suite's CPU (docs/testing.md#how-the-suite-is-kept-fast)."""
+    about a tenth of the suite's CPU (docs/testing.md#how-the-suite-is-kept-fast)."""
     yield chromium
     for context in chromium.contexts:
         await context.close()
