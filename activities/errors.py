@@ -5,8 +5,9 @@ A step that can only fail must not be retried for ever in silence: the worker's 
 activity raises into a non-retryable `ApplicationError` that carries its message, so the step
 fails at once and the workflow flags the request for staff (workflows/dsr_steps.py); so is a mail
 relay's permanent refusal (a 5yz reply). Transient failures (database, SMTP, a processor or
-Temporal unreachable) propagate unchanged and are retried with backoff. An error of neither list keeps the old behaviour, retried, and the workflow's
-attention threshold still bounds how long that goes unnoticed.
+Temporal unreachable) propagate unchanged and are retried with backoff. An error of neither list
+keeps the old behaviour, retried, and the workflow's attention threshold still bounds how long
+that goes unnoticed.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ import httpx
 from temporalio.client import Client
 from temporalio.service import RPCError
 
+from activities.connectors.tls import tls_context
 from api.app import create_app
 from api.auth import create_token
 from devstack.smtp_sink import MailSink, read_mailbox
@@ -47,14 +48,12 @@ async def api_client(settings: Settings, client: Client, task_queue: str) -> Asy
 # just as it closes gets no answer, only a ReadError (seen in CI, under load), so a client of a live
 # server drops idle connections after 2 s and opens a new one.
 _BEFORE_THE_SERVER_CLOSES = httpx.Limits(keepalive_expiry=2)
-# One TLS context for every such client: httpx builds one per client otherwise, loading the CA
-# bundle (33 ms of CPU each), though a loopback server speaks plain HTTP.
-_TLS = httpx.create_ssl_context()
 
 
 def live_client(base_url: str, **options: Any) -> httpx.AsyncClient:
-    """An HTTP client of a server on a loopback port (httpx.AsyncClient's options)."""
-    return httpx.AsyncClient(base_url=base_url, limits=_BEFORE_THE_SERVER_CLOSES, verify=_TLS, **options)
+    """An HTTP client of a server on a loopback port (httpx.AsyncClient's options), with the
+    process's one TLS context, as the connectors' (httpx would load the CA bundle for each client)."""
+    return httpx.AsyncClient(base_url=base_url, limits=_BEFORE_THE_SERVER_CLOSES, verify=tls_context(), **options)
 
 
 def unique_email(tag: str) -> str:

@@ -6,7 +6,6 @@ not gone, and nothing stopped a late attempt from sending it after staff had wri
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 
 import pytest
@@ -17,7 +16,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.letters import LetterActivities, deliver_letter, letter_key_of, message_id_for
 from api.console.view import describe_event
 from devstack.processes import free_port
-from devstack.smtp_sink import read_mailbox
+from devstack.smtp_sink import _EmlWriter, read_mailbox
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.stores.requests_store import create_request
 from policy.model import load_policy
@@ -125,19 +124,13 @@ async def test_the_settle_withdraws_a_letter_not_sent_and_records_one_that_went(
         "Skipped letter settled (acknowledgement: withdrawn, it never goes)"
 
 
-class _RefusingRelay:
-    """A relay that refuses every acknowledgement for good (554 at the end of DATA) and keeps what
-    else it is sent as the sink would."""
-
-    def __init__(self, directory) -> None:
-        self.directory = directory
+class _RefusingRelay(_EmlWriter):
+    """The sink's writer, refusing every acknowledgement for good (554 at the end of DATA)."""
 
     async def handle_DATA(self, server, session, envelope) -> str:  # noqa: N802
         if b"X-DSR-Purpose: acknowledgement" in envelope.original_content:
             return "554 5.7.1 rejected by the relay's policy"
-        self.directory.mkdir(parents=True, exist_ok=True)
-        (self.directory / f"{time.time_ns()}.eml").write_bytes(envelope.original_content)
-        return "250 Message accepted for delivery"
+        return await super().handle_DATA(server, session, envelope)
 
 
 async def test_a_refused_letter_waits_for_staff_at_once_and_its_skip_survives_a_worker_killed_mid_settle(
@@ -146,7 +139,7 @@ async def test_a_refused_letter_waits_for_staff_at_once_and_its_skip_survives_a_
     at once, for staff, instead of retrying until the attention threshold. Compliance skips it, and
     the worker dies after the settle fenced the letter off but before the audit trail heard: the
     next worker settles it once (never sent, `letter.skip_settled` once) and the request completes."""
-    relay = Controller(_RefusingRelay(tmp_path / "mail"), hostname="127.0.0.1", port=free_port())
+    relay = Controller(_RefusingRelay(tmp_path / "mail", None), hostname="127.0.0.1", port=free_port())
     relay.start()
     client = dev_server.client
     own = settings.model_copy(update={"task_queue": f"skip-{uuid.uuid4().hex[:6]}", "smtp_port": relay.port})
