@@ -237,12 +237,17 @@ def letter_key_of(request_id: str, purpose: str, key: str) -> str:
     return f"{request_id}:{purpose}:{key}"
 
 
-async def withdraw_letter(ctx: ActivityContext, request_id: str, purpose: str, key: str) -> Sent:
+async def settle_letter(ctx: ActivityContext, job: LetterJob, *, secrets: dict[str, Any] | None = None) -> Sent:
     """Settle a letter whose step gave up on it while an attempt may still be under way: it never
     goes from now on (`WITHDRAWN`), unless it went already (`ALREADY`); `BUSY` while an attempt
-    is sending it (activities/outbox.py `withdraw`)."""
-    letter_key = letter_key_of(request_id, purpose, key)
-    return await withdraw(ctx.pool, f"letter:{letter_key}", message_id_for(letter_key), request_id=request_id)
+    is sending it (activities/outbox.py `withdraw`). A letter that went is on record as sent, with
+    its copy, as a retry of its step records it: one whose sender died after handing it to the
+    relay had no record yet, so it gets it now (and `mail.unconfirmed`), and nothing is sent."""
+    letter_key = letter_key_of(job.request_id, job.purpose, job.key)
+    settled = await withdraw(ctx.pool, f"letter:{letter_key}", message_id_for(letter_key), request_id=job.request_id)
+    if settled is Sent.ALREADY:
+        await deliver_letter(ctx, job, secrets=secrets)
+    return settled
 
 
 async def _deliver(ctx: ActivityContext, job: LetterJob, secrets: dict[str, Any] | None) -> LetterReceipt:
@@ -363,7 +368,7 @@ class LetterActivities:
         went after all, False if it had not, and then it never goes. Either way the audit trail
         says so (`letter.skip_settled`). Retried while an attempt is sending it."""
         letter_key = letter_key_of(job.request_id, job.purpose, job.key)
-        settled = await withdraw_letter(self.ctx, job.request_id, job.purpose, job.key)
+        settled = await settle_letter(self.ctx, job)
         if settled is Sent.BUSY:
             raise ApplicationError("this letter is being sent right now")
         went = settled is Sent.ALREADY

@@ -29,7 +29,8 @@ state it finds, and the audit trail says what it did:
 A message can also be withdrawn before it goes (`withdraw`): the row becomes `withdrawn`, under
 the same lock, so that an attempt still running (an activity whose step has given up on it) finds
 it so and sends nothing. One that went out already (`sent`, `data_sent`) stays as it is: the
-caller learns it went.
+caller learns it went, and records one that a dead sender handed over (`data_sent`) as a retry
+would, through `send_once`, so that it has its evidence like any message that went.
 
 What is left: a death in the microseconds between the two writes, or while the database is down
 and the message already out, leaves `claimed` with the message at the relay, and the retry sends a
@@ -161,18 +162,12 @@ async def _claim_again(conn: asyncpg.Connection, key: str, message: Message, req
 async def withdraw(pool: asyncpg.Pool, key: str, message_id: str, *, request_id: str | None) -> Sent:
     """Make sure the message for `key` never goes, unless it went already: `WITHDRAWN` (it will
     not go), `ALREADY` (it went, or a dead sender handed it to the relay) or `BUSY` (a live
-    attempt is sending it: ask again once it is done)."""
+    attempt is sending it: ask again once it is done). A message a dead sender handed over is
+    left `data_sent`: the caller records it as a retry would, with its own records, by calling
+    `send_once` (which sends nothing then, and writes `mail.unconfirmed`)."""
     held, state = await pool.fetchrow(_LOCK_AND_WITHDRAW, key, request_id, message_id)
     if not held:
         return Sent.BUSY
-    if state == "data_sent":
-        # Its sender died after handing it to the relay, so it never recorded it: the audit trail
-        # says so, as a retry's would (a settled message has no retry).
-        event_type, reason = _DIED["data_sent"]
-        async with pool.acquire() as conn:
-            await append_event(conn, event_key=f"{event_type}:{key}:settled", request_id=request_id,
-                               event_type=event_type, actor="workflow",
-                               data={"mail_key": key, "message_id": message_id, "reason": reason})
     return Sent.ALREADY if state in ("sent", "data_sent") else Sent.WITHDRAWN
 
 

@@ -12,7 +12,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.context import ActivityContext
-from activities.letters import deliver_letter, withdraw_letter
+from activities.letters import deliver_letter, settle_letter
 from activities.outbox import Sent
 from dsrflow.crypto.hashing import code_hash, keyed_hash, link_token_hash
 from policy.model import Verification
@@ -30,34 +30,31 @@ class VerificationActivities:
         The letter for a round is keyed and sent once: a retry re-sends nothing, and returns the
         hashes of the code in it (`_secrets`).
         """
-        ctx = self.ctx
-        policy = await self._policy(issue.request_id)
-        code, token = self._secrets(issue, policy.code_digits)
-        link = (
-            f"{ctx.settings.base_url}/portal/requests/{issue.request_id}/verify?token={quote(token)}"
-        )
-        await deliver_letter(
-            ctx,
-            LetterJob(
-                request_id=issue.request_id, purpose=issue.purpose, key=str(issue.round),
-                params={"expires_at": issue.expires_at.isoformat(), "max_attempts": policy.max_attempts},
-            ),
-            secrets={"code": code, "link": link},
-        )
-        return self._challenge(issue, code, token)
+        job, secrets, challenge = await self._round(issue)
+        await deliver_letter(self.ctx, job, secrets=secrets)
+        return challenge
 
     @activity.defn(name="settle_verification_round")
     async def settle_verification_round(self, issue: IssueChallenge) -> Challenge | None:
         """A round whose step gave up while its e-mail may still have been under way (a resend the
         caller stopped waiting for, a reminder staff skipped): its challenge if the e-mail went
-        after all, so that the code the subject got works; None if it had not, and then it never
-        goes. Retried while an attempt is still sending it."""
-        settled = await withdraw_letter(self.ctx, issue.request_id, issue.purpose, str(issue.round))
+        after all, so that the code the subject got works (and the e-mail is on record as sent,
+        code withheld, like any letter that went); None if it had not, and then it never goes.
+        Retried while an attempt is still sending it."""
+        job, secrets, challenge = await self._round(issue)
+        settled = await settle_letter(self.ctx, job, secrets=secrets)
         if settled is Sent.BUSY:
             raise ApplicationError("the e-mail of this round is being sent right now")
-        if settled is Sent.WITHDRAWN:
-            return None
-        return self._challenge(issue, *self._secrets(issue, (await self._policy(issue.request_id)).code_digits))
+        return None if settled is Sent.WITHDRAWN else challenge
+
+    async def _round(self, issue: IssueChallenge) -> tuple[LetterJob, dict[str, str], Challenge]:
+        """The round's letter, the code and link it carries, and the challenge they answer."""
+        policy = await self._policy(issue.request_id)
+        code, token = self._secrets(issue, policy.code_digits)
+        link = f"{self.ctx.settings.base_url}/portal/requests/{issue.request_id}/verify?token={quote(token)}"
+        job = LetterJob(request_id=issue.request_id, purpose=issue.purpose, key=str(issue.round),
+                        params={"expires_at": issue.expires_at.isoformat(), "max_attempts": policy.max_attempts})
+        return job, {"code": code, "link": link}, self._challenge(issue, code, token)
 
     async def _policy(self, request_id: str) -> Verification:
         """The verification rules of the policy the request was opened under."""

@@ -153,21 +153,23 @@ async def test_a_withdrawn_message_never_goes_and_one_that_went_stays_sent(pool,
     assert await send_once(pool, mailer, went_key, went, request_id=None, on_sent=recorded) is Sent.SENT
     assert await withdraw(pool, went_key, went["Message-ID"], request_id=None) is Sent.ALREADY
 
-    # A sender that died right after handing the message to the relay: it went, unrecorded, and
-    # the audit trail says so once, whoever asks again.
+    # A sender that died right after handing the message to the relay: it went, unrecorded. The
+    # caller records it as a retry would (send_once sends nothing then), and the audit trail says
+    # so once, whoever asks again.
     handed, handed_key = _letter()
     await pool.execute("INSERT INTO mail_outbox (mail_key, message_id, state) VALUES ($1, $2, 'data_sent')",
                        handed_key, handed["Message-ID"])
     for _ in range(2):
         assert await withdraw(pool, handed_key, handed["Message-ID"], request_id=None) is Sent.ALREADY
+        assert await send_once(pool, mailer, handed_key, handed, request_id=None, on_sent=recorded) is Sent.ALREADY
     unconfirmed = await pool.fetch("SELECT data FROM audit_events WHERE event_type = 'mail.unconfirmed' "
                                    "AND data->>'mail_key' = $1", handed_key)
     assert [r["data"]["message_id"] for r in unconfirmed] == [handed["Message-ID"]]
 
     states = await pool.fetch("SELECT mail_key, state FROM mail_outbox WHERE mail_key = ANY($1)",
                               [key, refused_key, went_key, handed_key])
-    assert dict(states) == {key: "withdrawn", refused_key: "withdrawn", went_key: "sent", handed_key: "data_sent"}
-    assert (_delivered(mail_sink, unsent), _delivered(mail_sink, refused), _delivered(mail_sink, went)) == (0, 0, 1)
+    assert dict(states) == {key: "withdrawn", refused_key: "withdrawn", went_key: "sent", handed_key: "sent"}
+    assert [_delivered(mail_sink, m) for m in (unsent, refused, went, handed)] == [0, 0, 1, 0]
 
 
 class _SlowMailer(Mailer):

@@ -1,12 +1,14 @@
 """A letter staff skip after its step failed is settled (patch `skipped-letter-settled`): an
 attempt cut off inside the SMTP transaction may have handed it to the relay, and one still under
 way may send it later. Before, the skip left it as it was: the request went on as if the letter had
-not gone, and nothing stopped a late attempt from sending it after staff had written by hand."""
+not gone, and nothing stopped a late attempt from sending it after staff had written by hand.
+A verification round whose step gave up (`settle_verification_round`) is settled the same way."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -14,6 +16,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.letters import LetterActivities, deliver_letter, letter_key_of, message_id_for
+from activities.verification import VerificationActivities
 from api.console.view import describe_event
 from devstack.processes import free_port
 from devstack.smtp_sink import _EmlWriter, read_mailbox
@@ -22,7 +25,7 @@ from dsrflow.stores.requests_store import create_request
 from policy.model import load_policy
 from schemas.requests import NewRequest
 from schemas.steps import RetryStepInput, SkipStepInput
-from schemas.workflow import LetterJob, workflow_id_for
+from schemas.workflow import IssueChallenge, LetterJob, workflow_id_for
 from tests.process_support import died, dsrflow_process
 from tests.staff_answers import replays
 from tests.support import api_client, letters_for, staff_headers, unique_email
@@ -124,6 +127,43 @@ async def test_the_settle_withdraws_a_letter_not_sent_and_records_one_that_went(
         "Skipped letter settled (acknowledgement: withdrawn, it never goes)"
 
 
+async def _handed_over(pool, letter_key: str, request_id: str) -> None:
+    """What a sender leaves when it dies right after handing its letter to the relay."""
+    await pool.execute("INSERT INTO mail_outbox (mail_key, request_id, message_id, state) "
+                       "VALUES ($1, $2, $3, 'data_sent')",
+                       f"letter:{letter_key}", uuid.UUID(request_id), message_id_for(letter_key))
+
+
+async def _evidence(pool, request_id: str) -> tuple[list[str], list[str], list[str]]:
+    """The request's letters on record, its audit events about mail, and its outbox's states."""
+    rid = uuid.UUID(request_id)
+    letters = [r["body_text"] for r in await pool.fetch("SELECT body_text FROM sent_letters WHERE request_id = $1", rid)]
+    events = [r["event_type"] for r in await pool.fetch(
+        "SELECT event_type FROM audit_events WHERE request_id = $1 AND event_type LIKE ANY('{letter.%,mail.%}') "
+        "ORDER BY seq", rid)]
+    states = [r["state"] for r in await pool.fetch("SELECT state FROM mail_outbox WHERE request_id = $1", rid)]
+    return letters, events, states
+
+
+async def test_a_letter_whose_sender_died_after_handing_it_over_is_put_on_record_by_the_settle(
+        pool, settings, mail_sink):
+    """A sender that died after the relay had the letter left it unrecorded (`data_sent`). Before,
+    the skip's settle said "it had gone out after all" but wrote no copy: the request's letters
+    lacked one the subject had received. Now the settle records it as a retry of the step would:
+    its copy, `letter.sent`, and `mail.unconfirmed` naming its Message-ID; once, and nothing sent."""
+    letters = LetterActivities(activity_context(settings, pool))
+    job = LetterJob(request_id=await _request(pool, settings), purpose="acknowledgement", key="1",
+                    params=ACKNOWLEDGED)
+    await _handed_over(pool, letter_key_of(job.request_id, "acknowledgement", "1"), job.request_id)
+    assert await letters.settle_skipped_letter(job) is True
+    assert await letters.settle_skipped_letter(job) is True  # a retry of the step: one record
+    copies, events, states = await _evidence(pool, job.request_id)
+    assert len(copies) == 1 and "Thank you for your request. We received it on" in copies[0]
+    assert events == ["mail.unconfirmed", "letter.sent", "letter.skip_settled"]
+    assert states == ["sent"]
+    assert letters_for(mail_sink, job.request_id) == []  # the relay has it from the dead sender
+
+
 class _RefusingRelay(_EmlWriter):
     """The sink's writer, refusing every acknowledgement for good (554 at the end of DATA)."""
 
@@ -181,3 +221,31 @@ async def _trouble(http, pool, rid: str) -> dict:
             return trouble
         await asyncio.sleep(0.1)
     raise AssertionError(f"no trouble on {rid} within 30 s")
+
+
+@pytest.mark.parametrize("went", [True, False], ids=["a-dead-sender-handed-it-over", "it-had-not-gone"])
+async def test_a_settled_verification_round_records_a_code_that_went_with_the_code_withheld(
+        pool, settings, mail_sink, went: bool):
+    """The verification round's settle (`settle_verification_round`) is the same settle: a code a
+    dead sender handed to the relay works (the round's challenge comes back) and its e-mail is on
+    record, the code and link withheld from the copy; a code that had not gone never goes."""
+    verification = VerificationActivities(activity_context(settings, pool))
+    issue = IssueChallenge(request_id=await _request(pool, settings), round=2, purpose="verification",
+                           expires_at=datetime.now(UTC) + timedelta(hours=1))
+    if went:
+        await _handed_over(pool, letter_key_of(issue.request_id, "verification", "2"), issue.request_id)
+    for _ in range(2):  # a retry of the step settles nothing twice
+        settled = await verification.settle_verification_round(issue)
+        assert (settled is not None) is went
+    copies, events, states = await _evidence(pool, issue.request_id)
+    if went:
+        code, token = verification._secrets(issue, load_policy(settings.policy_path).policy.verification.code_digits)
+        assert settled == await ActivityEnvironment().run(verification.issue_verification, issue)  # the same code
+        assert len(copies) == 1 and "[withheld]" in copies[0]
+        assert code not in copies[0] and token not in copies[0]
+        assert (events, states) == (["mail.unconfirmed", "letter.sent"], ["sent"])
+    else:
+        with pytest.raises(ApplicationError, match="withdrawn before it went"):
+            await ActivityEnvironment().run(verification.issue_verification, issue)  # a late attempt
+        assert (copies, events, states) == ([], [], ["withdrawn"])
+    assert letters_for(mail_sink, issue.request_id) == []
