@@ -20,6 +20,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import IO, Any
 
+import asyncpg
 from temporalio import activity
 
 from activities.connectors.base import AccessRecord, PartOpener, PermanentConnectorError, Subject
@@ -41,6 +42,7 @@ from dsrflow.crypto.hashing import subject_hash
 from dsrflow.crypto.package_files import package_key, package_writer
 from dsrflow.domain.audit import append_event
 from dsrflow.i18n import translations
+from dsrflow.infra.failpoints import failpoint
 from dsrflow.infra.metrics import package_built
 from dsrflow.infra.storage import BlobStore
 from dsrflow.stores.requests_store import get_request
@@ -225,13 +227,14 @@ class PackageActivities:
         row = await get_request(ctx.pool, plan.request_id)
         if row is None:
             raise LookupError(f"request {plan.request_id} not found")
+        # The package's row and its `package.built` event are written in one transaction.
         existing = await ctx.pool.fetchrow(
-            "SELECT * FROM packages WHERE request_id = $1 AND kind = $2", plan.request_id, plan.request_type)
-        if existing:  # built by an earlier attempt that crashed before reporting
-            uploaded = await processor_files(ctx.pool, plan)  # the letter must still name what is missing
-            return PackageInfo(package_id=str(existing["id"]), kind=existing["kind"],
-                               records=existing["records"], size_bytes=existing["size_bytes"],
-                               processor_files=uploaded.counts(), missing=uploaded.missing)
+            """SELECT p.*, e.data AS built FROM packages p
+               LEFT JOIN audit_events e ON e.event_key = $3
+               WHERE p.request_id = $1 AND p.kind = $2""",
+            plan.request_id, plan.request_type, _built_key(plan.request_id))
+        if existing:  # built by an earlier attempt that died before reporting
+            return await _built_before(ctx, plan, existing)
         policy = (await ctx.policy(plan.policy_version)).policy
         portability = plan.request_type == "portability"
         subject = await self._with_held_records(subject_of(row))
@@ -330,11 +333,29 @@ class PackageActivities:
                 package_id, plan.request_id, plan.request_type, blob.key, size, records,
             )
             await append_event(
-                conn, event_key=f"{plan.request_id}:package", request_id=plan.request_id,
+                conn, event_key=_built_key(plan.request_id), request_id=plan.request_id,
                 event_type="package.built", actor="workflow",
                 data={"package_id": package_id, "records": records, "systems": per_system,
                       "processor_files": uploaded.counts(), "missing": uploaded.missing},
             )
+        failpoint("package-built", plan.request_id)  # on record, and the workflow not yet told
         return PackageInfo(package_id=package_id, kind=plan.request_type, records=records,
                            size_bytes=size, systems=per_system, processor_files=uploaded.counts(),
                            missing=uploaded.missing)
+
+
+def _built_key(request_id: str) -> str:
+    return f"{request_id}:package"
+
+
+async def _built_before(ctx: ActivityContext, plan: Plan, existing: asyncpg.Record) -> PackageInfo:
+    """What the attempt that built the package would have reported, as it recorded it: the
+    response letter lists the systems' copies and the processors' files from this. Before, a retry
+    reported no systems, and the letter left out every "a copy of your data" line."""
+    built = existing["built"]
+    if built is None or "processor_files" not in built:  # recorded before the event said it all
+        uploaded = await processor_files(ctx.pool, plan)
+        built = {**(built or {}), "processor_files": uploaded.counts(), "missing": uploaded.missing}
+    return PackageInfo(package_id=str(existing["id"]), kind=existing["kind"], records=existing["records"],
+                       size_bytes=existing["size_bytes"], systems=built.get("systems", {}),
+                       processor_files=built["processor_files"], missing=built["missing"])

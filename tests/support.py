@@ -29,6 +29,7 @@ from api.app import create_app
 from api.auth import create_token
 from devstack.smtp_sink import MailSink, read_mailbox
 from dsrflow.crypto.keys import load_secret_key
+from dsrflow.domain.references import short_reference
 from dsrflow.settings import Settings
 from dsrflow.stores.holds_store import place_hold
 from workers.schedules import SCHEDULE_IDS
@@ -115,6 +116,17 @@ async def wait_for_due_date(pool: asyncpg.Pool, request_id: str, timeout: float 
 
 def text_of(message: EmailMessage) -> str:
     return message.get_body(preferencelist=("plain",)).get_content()
+
+
+def comparable_letter(sink: MailSink, request_id: str, purpose: str = "response") -> str:
+    """A request's one letter of `purpose`, as text that two runs of the same request on stacks of
+    their own share: its id and reference, its own API's address, its package's token and the
+    time of day its link expires left out."""
+    (message,) = letters_for(sink, request_id, purpose)
+    text = text_of(message).replace(request_id, "<id>").replace(short_reference(request_id), "<id>")
+    text = re.sub(r"/packages/[A-Za-z0-9_-]+", "/packages/<token>", text)
+    text = re.sub(r"\b\d{2}:\d{2} UTC\b", "<time> UTC", text)
+    return re.sub(r"http://127\.0\.0\.1:\d+", "<api>", text)
 
 
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
