@@ -8,12 +8,12 @@ without keeping who the subject was."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import asyncpg
 
-from activities.connectors.base import Connector
+from activities.connectors.base import Connector, ErasedHook
 from dsrflow.infra.writes import Write, columns
 
 # (subject_hash, system, dataset, record_key, action, policy_version, request_id, origin)
@@ -41,11 +41,35 @@ async def write_ledger(conn: asyncpg.Connection | asyncpg.Pool, rows: Iterable[L
         await write.execute(conn)
 
 
-async def erase_records(connector: Connector,
-                        records: Iterable[Mapping[str, Any]]) -> dict[str, list[tuple[str, str]]]:
-    """Erase records named by `dataset` and `record_key` (ledger or deferred-erasure rows);
-    returns (key, action) per dataset for those found."""
+# What an erasure by key erased: (key, action) per dataset.
+Erased = dict[str, list[tuple[str, str]]]
+
+
+async def erase_keys_with_evidence(connector: Connector, keys: Mapping[str, Sequence[str]],
+                                   keep: ErasedHook) -> Erased:
+    """Erase records by key, keeping the evidence (`keep`) before the system commits where it
+    can (a sql system: inside its transaction), otherwise right after. A process that dies between
+    the system's commit and the evidence would leave records erased with no ledger row: the retry
+    finds them gone and erases, and so ledgers, nothing, and a backup restore would bring them back
+    for good (activities/erasure_replay.py reads only the ledger)."""
+    kept = False
+
+    async def before_commit(erased: Erased) -> None:
+        nonlocal kept
+        await keep(erased)
+        kept = True
+
+    erased = await connector.erase_keys(keys, before_commit=before_commit)
+    if not kept:
+        await keep(erased)
+    return erased
+
+
+async def erase_records(connector: Connector, records: Iterable[Mapping[str, Any]], keep: ErasedHook) -> Erased:
+    """Erase records named by `dataset` and `record_key` (ledger or deferred-erasure rows), their
+    evidence kept as `erase_keys_with_evidence` does; returns (key, action) per dataset for those
+    found."""
     keys: dict[str, list[str]] = defaultdict(list)
     for record in records:
         keys[record["dataset"]].append(record["record_key"])
-    return await connector.erase_keys(keys)
+    return await erase_keys_with_evidence(connector, keys, keep)

@@ -25,7 +25,7 @@ from activities.connectors.base import PermanentConnectorError
 from activities.connectors.sql import SqlConnector
 from activities.connectors.sql_queries import Query, ident
 from activities.context import ActivityContext
-from activities.ledger import write_ledger
+from activities.ledger import Erased, erase_keys_with_evidence, write_ledger
 from activities.restriction_guard import audit_kept_from_retention
 from activities.retention_plan import (  # noqa: F401 - plan_retention re-exported for callers
     RetentionDue,
@@ -199,9 +199,11 @@ class RetentionActivities:
                                           f"WHERE t0.{key}::text = ANY({q.arg(these)}::text[])", *q.args):
                     if r[1]:
                         owners[(name, r[0])] = r[1]
-        erased = await connector.erase_keys(wanted)
-        await write_ledger(self.ctx.pool, [
-            (subject_hash(self.ctx.secret, owners[(name, key)]), connector.name, name, key, action,
-             loaded.version, None, "retention")
-            for name, pairs in erased.items() for key, action in pairs if (name, key) in owners])
+        async def keep(erased: Erased) -> None:
+            await write_ledger(self.ctx.pool, [
+                (subject_hash(self.ctx.secret, owners[(name, key)]), connector.name, name, key, action,
+                 loaded.version, None, "retention")
+                for name, pairs in erased.items() for key, action in pairs if (name, key) in owners])
+
+        erased = await erase_keys_with_evidence(connector, wanted, keep)
         return {name: len(pairs) for name, pairs in erased.items() if pairs}

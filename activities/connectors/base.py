@@ -18,6 +18,8 @@ from policy.model import Policy
 from policy.systems import System
 
 TaskStatus = Literal["done", "pending", "not_found", "needs_attention"]
+# Called with what an erasure by key erased ((key, action) per dataset) before its system commits.
+ErasedHook = Callable[[dict[str, list[tuple[str, str]]]], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -157,9 +159,11 @@ class Connector(Protocol):
     async def prepare(self, subject: Subject, action: str) -> None:
         """Take what this system needs from other systems, before any of them acts."""
 
-    async def erase_keys(self, keys: Mapping[str, Sequence[str]]) -> dict[str, list[tuple[str, str]]]:
+    async def erase_keys(self, keys: Mapping[str, Sequence[str]], *,
+                         before_commit: ErasedHook | None = None) -> dict[str, list[tuple[str, str]]]:
         """Erase records a hold kept, by dataset -> record keys, once the hold ends; returns
-        (key, action) per dataset for those found."""
+        (key, action) per dataset for those found. A connector with a transaction calls
+        `before_commit` with that result before it commits (activities/ledger.py)."""
         raise PermanentConnectorError("this system's connector cannot erase kept records by key")
 
     async def export(self, subject: Subject, part: PartOpener) -> bool:

@@ -31,6 +31,7 @@ from activities.connectors.base import (
     ActionOutcome,
     Connector,
     ConnectorEnv,
+    ErasedHook,
     ErasureContext,
     PermanentConnectorError,
     Subject,
@@ -123,8 +124,10 @@ class HttpConnector(Connector):
         outcome.kept = len(outcome.held)
         return outcome
 
-    async def erase_keys(self, keys: Mapping[str, Sequence[str]]) -> dict[str, list[tuple[str, str]]]:
-        """A hold ended: run the erase action's deleting steps for these records, by key."""
+    async def erase_keys(self, keys: Mapping[str, Sequence[str]], *,
+                         before_commit: ErasedHook | None = None) -> dict[str, list[tuple[str, str]]]:
+        """A hold ended: run the erase action's deleting steps for these records, by key. A SaaS
+        API has no transaction to keep the evidence in: the caller keeps it right after."""
         action = self.config.actions.erase
         run = _Run(context=self._context(None))
         if action is None:

@@ -37,6 +37,7 @@ from activities.connectors.base import (
     ActionOutcome,
     Connector,
     ConnectorEnv,
+    ErasedHook,
     ErasureContext,
     PartOpener,
     PermanentConnectorError,
@@ -256,9 +257,11 @@ class SqlConnector(Connector):
         counts.update(changed=anonymised["changed"], anonymised=anonymised["anonymised"])
         return counts, [(key, "anonymised") for key in free]
 
-    async def erase_keys(self, keys: Mapping[str, Sequence[str]]) -> dict[str, list[tuple[str, str]]]:
+    async def erase_keys(self, keys: Mapping[str, Sequence[str]], *,
+                         before_commit: ErasedHook | None = None) -> dict[str, list[tuple[str, str]]]:
         """Erase given records (a hold ended, or a restore brought them back): deleted, or
-        anonymised by the dataset's rules. Records already gone are skipped."""
+        anonymised by the dataset's rules. Records already gone are skipped. `before_commit`
+        keeps the evidence while the transaction is still open."""
         erased: dict[str, list[tuple[str, str]]] = {}
         async with self._connection() as conn:
             with self._mapped():
@@ -274,6 +277,8 @@ class SqlConnector(Connector):
                             else:
                                 done = await self._anonymise_keys(conn, dataset, wanted)
                                 erased[dataset.name] = [(k, "anonymised") for k in done]
+                    if before_commit is not None:
+                        await before_commit(erased)
         return erased
 
     async def clear_fields(self, dataset: Dataset, keys: Sequence[str], rules: Mapping[str, FieldRule]) -> list[str]:

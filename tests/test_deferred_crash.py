@@ -1,0 +1,83 @@
+"""A deferred erasure (a statutory hold ended) whose process dies after the system committed and
+before the sweep marked its rows done: the erasure's ledger rows were kept inside the system's
+transaction, so the retry, which finds the records gone and erases nothing, leaves them complete.
+Before, they were written after the commit and never came: a backup restore would then have brought
+the records back for good (`dsrflow erasure replay` reads only the ledger)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+
+from temporalio.testing import ActivityEnvironment
+
+from activities.deferred import DeferredErasureActivities
+from schemas.holds import SweepInput
+from schemas.workflow import workflow_id_for
+from tests.fanout_stack import api, fanout_stack
+from tests.support import fetch_rows, settings_env, staff_headers
+from workers.dsr_worker import activity_context, build_worker
+
+AS_OF = datetime(2036, 1, 2, 12, tzinfo=UTC)  # Ada's 2025 invoices are kept until 31 Dec 2035
+
+# The sweep's step as a process of its own, killed at the failpoint.
+_SWEEP = """
+import asyncio, sys
+from datetime import datetime
+from temporalio.testing import ActivityEnvironment
+from activities.deferred import DeferredErasureActivities
+from dsrflow.infra.db import create_pool
+from dsrflow.settings import load_settings
+from schemas.holds import SweepInput
+from workers.dsr_worker import activity_context
+
+async def main():
+    settings = load_settings()
+    pool = await create_pool(settings.effective_database_url, min_size=1, max_size=4)
+    sweep = DeferredErasureActivities(activity_context(settings, pool)).sweep
+    await ActivityEnvironment().run(sweep, SweepInput(reason="test", as_of=datetime.fromisoformat(sys.argv[1])))
+
+asyncio.run(main())
+"""
+
+_LEDGER = ("SELECT dataset, record_key, count(*) AS n FROM erasure_ledger "
+           "WHERE request_id = $1 AND origin = 'deferred' GROUP BY 1, 2")
+
+
+async def test_a_sweep_killed_after_the_system_committed_leaves_every_ledger_row(
+        postgres, settings, pool, dev_server, tmp_path):
+    client = dev_server.client
+    async with fanout_stack(postgres, settings, client, tmp_path) as stack:
+        async with build_worker(client, stack.settings, pool), api(stack) as http:
+            r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
+                "type": "erasure", "subject": {"email": "ada@example.com"}, "identity_attested": True})
+            assert r.status_code == 201, r.text
+            rid = r.json()["id"]
+            await asyncio.wait_for(client.get_workflow_handle(workflow_id_for(rid)).result(), 90)
+        due = await pool.fetch("SELECT dataset, record_key FROM deferred_erasures "
+                               "WHERE request_id = $1 AND erase_after <= $2", rid, AS_OF.date())
+        assert due
+
+        env = {**os.environ, **settings_env(stack.settings), "DSRFLOW_FAILPOINTS": "deferred-erased"}
+        killed = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", _SWEEP, AS_OF.isoformat()],
+                                         env=env, capture_output=True, text=True, timeout=120)
+        assert killed.returncode == -9, killed.stderr[-3000:]
+        # The system committed and the rows are not marked done; the evidence is there already.
+        gone = [r["record_key"] for r in due if r["dataset"] == "invoices"]
+        assert await fetch_rows(stack.databases["billing"], "SELECT 1 FROM invoices WHERE id::text = ANY($1::text[])",
+                                gone) == []
+        assert await pool.fetchval("SELECT count(*) FROM deferred_erasures WHERE request_id = $1 AND done_at IS NULL "
+                                   "AND erase_after <= $2", rid, AS_OF.date()) == len(due)
+
+        # The next day's sweep (here: the same, run again) finds the records gone and settles.
+        sweep = DeferredErasureActivities(activity_context(stack.settings, pool)).sweep
+        await ActivityEnvironment().run(sweep, SweepInput(reason="test", as_of=AS_OF))
+        assert await pool.fetchval("SELECT count(*) FROM deferred_erasures WHERE request_id = $1 AND done_at IS NULL "
+                                   "AND erase_after <= $2", rid, AS_OF.date()) == 0
+        ledger = await pool.fetch(_LEDGER, rid)
+        assert sorted((r["dataset"], r["record_key"]) for r in ledger) == \
+            sorted((r["dataset"], r["record_key"]) for r in due)
+        assert all(r["n"] == 1 for r in ledger)
