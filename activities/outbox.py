@@ -28,9 +28,11 @@ state it finds, and the audit trail says what it did:
 
 A message can also be withdrawn before it goes (`withdraw`): the row becomes `withdrawn`, under
 the same lock, so that an attempt still running (an activity whose step has given up on it) finds
-it so and sends nothing. One that went out already (`sent`, `data_sent`) stays as it is: the
-caller learns it went, and records one that a dead sender handed over (`data_sent`) as a retry
-would, through `send_once`, so that it has its evidence like any message that went.
+it so and sends nothing; a claim is taken for dead only once its lock is free and no sender can
+still be alive (`SENDER_LIFETIME`: a database restart frees the lock of a sender still at work).
+One that went out already (`sent`, `data_sent`) stays as it is: the caller learns it went, and
+records one that a dead sender handed over (`data_sent`) as a retry would, through `send_once`,
+so that it has its evidence like any message that went.
 
 What is left: a death in the microseconds between the two writes, or while the database is down
 and the message already out, leaves `claimed` with the message at the relay, and the retry sends a
@@ -55,6 +57,10 @@ from dsrflow.infra.failpoints import failpoint
 from dsrflow.infra.writes import Write
 
 RECORD_PATIENCE = 120.0  # seconds a sent message waits for the database to come back
+# The longest a sender can be alive after its claim: its SMTP transaction (aiosmtplib's 30 s per
+# command, about nine commands at most; the mail step's 4-minute timeout cancels it sooner) and
+# then RECORD_PATIENCE for its record, with a minute to spare.
+SENDER_LIFETIME = 4 * 60 + RECORD_PATIENCE + 60
 
 
 class Sent(enum.Enum):
@@ -162,24 +168,30 @@ async def _claim_again(conn: asyncpg.Connection, key: str, message: Message, req
 async def withdraw(pool: asyncpg.Pool, key: str, message_id: str, *, request_id: str | None) -> Sent:
     """Make sure the message for `key` never goes, unless it went already: `WITHDRAWN` (it will
     not go), `ALREADY` (it went, or a dead sender handed it to the relay) or `BUSY` (a live
-    attempt is sending it: ask again once it is done). A message a dead sender handed over is
+    attempt is sending it, or may be, after a database restart: ask again later). A message a dead sender handed over is
     left `data_sent`: the caller records it as a retry would, with its own records, by calling
     `send_once` (which sends nothing then, and writes `mail.unconfirmed`)."""
-    held, state = await pool.fetchrow(_LOCK_AND_WITHDRAW, key, request_id, message_id)
-    if not held:
+    held, state = await pool.fetchrow(_LOCK_AND_WITHDRAW, key, request_id, message_id, SENDER_LIFETIME)
+    if not held or state == "claimed":  # a sender may still be at it (_LOCK_AND_WITHDRAW)
         return Sent.BUSY
     return Sent.ALREADY if state in ("sent", "data_sent") else Sent.WITHDRAWN
 
 
 # Under the lock a sender holds for its whole send, taken for this statement only: a row not yet
-# there is written `withdrawn`, one a sender left unsent (`claimed` by one that died before the
-# relay had it, `failed`) becomes so; the state the row ends in comes back.
+# there is written `withdrawn`, one a sender left unsent (`failed`, or `claimed` by one that died
+# before the relay had it) becomes so; the state the row ends in comes back. A `claimed` row whose
+# lock is free may still have a live sender: a database restart ends the session, and the lock
+# with it, while the sender goes on handing the message to the relay (its `data_sent` unwritten)
+# and waits to record it. So a claim is taken for dead only once no sender can still be alive
+# ($4 seconds, `SENDER_LIFETIME`); until then the row stays `claimed` and the caller hears `BUSY`.
 _LOCK_AND_WITHDRAW = """
     WITH lock AS (SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0)) AS held),
          fence AS (INSERT INTO mail_outbox (mail_key, request_id, message_id, state)
                    SELECT $1, $2, $3, 'withdrawn' FROM lock WHERE held
                    ON CONFLICT (mail_key) DO UPDATE SET state = 'withdrawn'
-                   WHERE mail_outbox.state IN ('claimed', 'failed')
+                   WHERE mail_outbox.state = 'failed'
+                      OR (mail_outbox.state = 'claimed'
+                          AND mail_outbox.claimed_at < now() - make_interval(secs => $4))
                    RETURNING state)
     SELECT (SELECT held FROM lock),
            coalesce((SELECT state FROM fence), (SELECT state FROM mail_outbox WHERE mail_key = $1))"""

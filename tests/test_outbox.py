@@ -14,7 +14,7 @@ import aiosmtplib
 import pytest
 
 from activities.mail import Handed, Mailer
-from activities.outbox import Sent, send_once, withdraw
+from activities.outbox import SENDER_LIFETIME, Sent, send_once, withdraw
 from devstack.postgres import EmbeddedPostgres
 from devstack.smtp_sink import read_mailbox
 from dsrflow.infra.writes import Write
@@ -197,3 +197,38 @@ async def test_a_message_being_sent_is_busy_to_withdraw_until_its_sender_is_done
     assert await sending is Sent.SENT
     assert await withdraw(pool, key, message["Message-ID"], request_id=None) is Sent.ALREADY
     assert _delivered(mail_sink, message) == 1
+
+
+async def test_a_claim_whose_lock_a_restart_took_is_busy_until_its_sender_cannot_be_alive(
+        own_postgres, settings, mail_sink, tmp_path):
+    """PostgreSQL restarts while a sender is inside the SMTP transaction: its session, and the
+    lock with it, are gone, but the sender goes on, hands the message to the relay and waits to
+    record it. A settle asking meanwhile is told `BUSY`, not `WITHDRAWN`: before, it withdrew the
+    message (a verification round settled as unsent, its code in the subject's inbox counted as
+    wrong) and the sender then recorded it sent. A claim older than any sender is dead."""
+    mailer = _RestartingMailer(settings, own_postgres, tmp_path / "postgres-again.log", stop_first=True)
+    message, key = _letter()
+    asked = asyncio.Event()
+
+    async def after_the_settle(conn, marked: Write) -> None:
+        await asked.wait()  # the sender records only once the settle has asked
+        await marked.execute(conn)
+
+    async with database_pool(own_postgres, "outbox_fence") as (_, pool):
+        sending = asyncio.create_task(send_once(pool, mailer, key, message, request_id=None,
+                                                on_sent=after_the_settle))
+        await asyncio.wait_for(mailer.restarted.wait(), 60)
+        await own_postgres.wait_ready()
+        assert await pool.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == 0
+        settled = await withdraw(pool, key, message["Message-ID"], request_id=None)
+        asked.set()
+        assert settled is Sent.BUSY
+        assert await sending is Sent.SENT
+        assert await withdraw(pool, key, message["Message-ID"], request_id=None) is Sent.ALREADY
+
+        dead, dead_key = _letter()  # a sender that died before the relay had it, long ago
+        await pool.execute("INSERT INTO mail_outbox (mail_key, message_id, state, claimed_at) "
+                           "VALUES ($1, $2, 'claimed', now() - make_interval(secs => $3 + 1))",
+                           dead_key, dead["Message-ID"], SENDER_LIFETIME)
+        assert await withdraw(pool, dead_key, dead["Message-ID"], request_id=None) is Sent.WITHDRAWN
+    assert _delivered(mail_sink, message) == 1 and _delivered(mail_sink, dead) == 0
