@@ -89,6 +89,7 @@ class LifecycleActivities:
             country=row["country"],
             received_at=row["received_at"],
             attested=row["attested_by"] is not None,
+            attested_by=row["attested_by"],
             due_date=deadline.due_date,
             extended_due_date=deadline.extended_due_date,
             acknowledge_by=deadline.acknowledge_by,

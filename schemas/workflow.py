@@ -68,6 +68,9 @@ class RequestFacts(Contract):
     # The policy asks compliance to approve the response (and package) before it goes out.
     # Absent from requests prepared before the approval gate existed: they have none.
     approval_required: bool = False
+    # Who attested the subject's identity (a staff actor, e.g. "agent:1a2b3c4d"), who may then not
+    # approve the request too (workflows/approval.py). Absent from requests prepared before.
+    attested_by: str | None = None
 
 
 class IssueChallenge(Contract):

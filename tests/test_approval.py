@@ -143,3 +143,24 @@ async def test_two_concurrent_approvals_release_once(http, pool, mail_sink):
     await wait_for_status(http, pool, rid, "completed")
     assert (await event_types(pool, rid)).count("approval.granted") == 1
     assert len(letters_for(mail_sink, rid, "response")) == 1
+
+
+async def test_whoever_attested_the_identity_cannot_approve_the_request_too(http, pool, mail_sink):
+    """The approval is a second look at what one member of staff vouched for: a compliance officer
+    who opened the request attesting the subject's identity cannot release it alone (before, the
+    same token opened and approved it); another officer can."""
+    attester = await staff_headers(pool, "compliance")
+    r = await http.post("/v1/requests", headers=attester, json={
+        "type": "access", "subject": {"email": f"gate.{uuid.uuid4().hex[:8]}@example.com"}, "identity_attested": True})
+    assert r.status_code == 201, r.text
+    rid = r.json()["id"]
+    await wait_for_status(http, pool, rid, "awaiting_approval")
+    refused = await http.post(f"/v1/requests/{rid}/approve", headers=attester, json={"note": "looks fine"})
+    assert_problem(refused, 409)
+    assert "you attested this subject's identity, so you cannot also approve" in refused.json()["detail"]
+    assert "approval.granted" not in await event_types(pool, rid)
+
+    approved = await http.post(f"/v1/requests/{rid}/approve", headers=await staff_headers(pool, "compliance"),
+                               json={"note": "second look"})
+    assert approved.status_code == 200, approved.text
+    await wait_for_letter(mail_sink, rid, "response")

@@ -14,7 +14,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from schemas.requests import RequestStatus
-    from schemas.workflow import ApproveInput, RequestState
+    from schemas.workflow import ApproveInput, RequestFacts, RequestState
     from workflows.dsr_steps import event_record, run_step
     from workflows.owed_steps import OwedSteps, answered_within, record
 
@@ -27,11 +27,15 @@ with workflow.unsafe.imports_passed_through():
 APPROVAL_RECORDED_FIRST = "approval-recorded-first"
 APPROVAL_OWED = "approval-owed"
 
+SELF_APPROVAL = ("you attested this subject's identity, so you cannot also approve the request: another "
+                 "compliance officer or an admin approves it")
+
 
 class Approval:
     # Provided by DataSubjectRequestWorkflow.
     request_id: str
     _status: RequestStatus
+    _facts: RequestFacts | None
     _approval: ApproveInput | None
     _approving: bool  # an approval taken and not yet carried out
     _approval_owed: int | None  # the mark of its owed record
@@ -75,6 +79,9 @@ class Approval:
             raise ValueError("request is not awaiting approval: it has been approved already")
         if self._status != RequestStatus.awaiting_approval:
             raise ValueError(f"request is not awaiting approval (status {self._status.value})")
+        if self._facts is not None and self._facts.attested_by == request.actor:
+            # The approval is the second look at what one member of staff vouched for.
+            raise ValueError(SELF_APPROVAL)
 
     def approved(self) -> bool:
         """The approval is taken, and on record (older histories: once taken)."""

@@ -121,6 +121,9 @@ async def _context(state: AppState, today: date, request_id: str, staff: Staff) 
     return {
         "letters": letters, "staff_alerts": alerts, "reference": short_reference(request_id),
         "pack": pack, "r": row, "live": live, "status": status, "due": due, "extended": extended,
+        # Who vouched for the subject, by name; they may not approve the request too (workflows/approval.py).
+        "attested_by": actor_name(pack["verification"]["attested_by"] or "", names),
+        "attested_by_you": pack["verification"]["attested_by"] == staff.actor,
         "language_names": {lang.value: language_name(lang) for lang in Language},
         "extension_reason": (live.extension_reason if live else None)
         or (deadlines["extension"] or {}).get("reason"),

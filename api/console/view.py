@@ -64,7 +64,7 @@ _EVENT_WORDS = {
     "task.retried": "Task retried",
     "task.resolved": "Task resolved by staff",
     "objection.decided": "Objection decided",
-    "package.reviewed": "Package reviewed by compliance",
+    "package.reviewed": "Package downloaded for review",
     "approval.granted": "Release approved",
     "step.failed": "A step failed",
     "step.resolved": "Failed step answered",
