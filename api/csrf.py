@@ -13,6 +13,7 @@ import hmac
 
 from fastapi import Request
 
+from api.forms import read_form
 from dsrflow.crypto.hashing import keyed_hash
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.settings import Settings
@@ -54,7 +55,7 @@ async def csrf_valid(request: Request, settings: Settings, binding: str) -> bool
     """Whether the request carries the token for `binding` (header, or form field)."""
     sent = request.headers.get(CSRF_HEADER)
     if sent is None and request.headers.get("content-type", "").startswith(_FORMS):
-        value = (await request.form()).get(CSRF_FIELD)
+        value = (await read_form(request)).get(CSRF_FIELD)
         sent = value if isinstance(value, str) else None
     return sent is not None and hmac.compare_digest(sent.encode(), token_for(settings, binding).encode())
 

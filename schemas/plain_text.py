@@ -34,9 +34,14 @@ def _refuse_controls(value: str) -> str:
     return value
 
 
+def refused_control(value: str) -> str | None:
+    """Why free text is refused (a control character other than a line break), or None."""
+    return "must not contain control characters" if _CONTROL_BUT_LINE_BREAKS.search(value) else None
+
+
 def _refuse_controls_but_line_breaks(value: str) -> str:
-    if _CONTROL_BUT_LINE_BREAKS.search(value):
-        raise ValueError("must not contain control characters")
+    if reason := refused_control(value):
+        raise ValueError(reason)
     return value
 
 

@@ -18,6 +18,7 @@ from api import request_form
 from api.auth import Staff, require_console_role
 from api.console.view import days_left_badge
 from api.deps import Pool, State, Today
+from api.forms import read_form
 from api.pages import problem_pages, render
 from api.problems import Problem
 from api.read_models.inbox_queries import inbox_message, list_inbox
@@ -28,7 +29,7 @@ from dsrflow.i18n import language_name
 from dsrflow.stores.mailbox_store import decide
 from dsrflow.stores.team_store import request_by_reference
 from policy.mailbox import load_mailbox_policy
-from schemas.plain_text import one_line
+from schemas.plain_text import one_line, refused_control
 from schemas.requests import NewRequest, RequestStatus
 from schemas.vocabulary import Regime
 
@@ -87,7 +88,7 @@ async def convert(staff: Annotated[Staff, require_console_role("agent")], reques
                   pool: Pool, today: Today, message_id: str) -> Response:
     """Open a request from the message: its receipt is the request's `received_at`."""
     message = await _message(state, pool, today, message_id)
-    form = await request.form()
+    form = await read_form(request)
     values = request_form.form_values(form)
     if message["status"] == "converted":  # pressed twice: the request it became
         return RedirectResponse(f"/console/requests/{message['request_id']}", status_code=303)
@@ -124,7 +125,7 @@ async def convert(staff: Annotated[Staff, require_console_role("agent")], reques
 async def attach(staff: Annotated[Staff, require_console_role("agent")], request: Request, state: State,
                  pool: Pool, today: Today, message_id: str) -> Response:
     message = await _message(state, pool, today, message_id)
-    form = await request.form()
+    form = await read_form(request)
     typed = (request_form.text(form, "request_id") or "")[:100]
     target = await request_by_reference(pool, typed)  # the short reference people quote, or the id
     if target is None:
@@ -140,11 +141,12 @@ async def attach(staff: Annotated[Staff, require_console_role("agent")], request
 async def dismiss(staff: Annotated[Staff, require_console_role("agent")], request: Request, state: State,
                   pool: Pool, today: Today, message_id: str) -> Response:
     message = await _message(state, pool, today, message_id)
-    form = await request.form()
-    reason = " ".join(one_line(str(form.get("reason", ""))).split())
-    if not reason or len(reason) > MAX_REASON:
-        return _message_page(request, state, message, values={"reason": reason}, status=422,
-                             errors={"reason": f"Say why this is not a request (at most {MAX_REASON} characters)."})
+    form = await read_form(request)
+    typed = str(form.get("reason", ""))
+    reason = " ".join(one_line(typed).split())  # a line break typed in the box is a space
+    if refused_control(typed) or not reason or len(reason) > MAX_REASON:
+        return _message_page(request, state, message, values={"reason": reason}, status=422, errors={
+            "reason": f"Say why this is not a request, in at most {MAX_REASON} characters, without control characters."})
     async with pool.acquire() as conn:
         if not await decide(conn, message_id, "dismissed", actor=staff.actor, reason=reason):
             return _already_decided(request, state, await _message(state, pool, today, message_id))

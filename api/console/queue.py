@@ -21,6 +21,7 @@ from api.auth import Staff, require_console_role
 from api.console.team import view_query
 from api.console.view import days_left_badge, live_region
 from api.deps import PolicyInForce, State, Today
+from api.forms import read_form
 from api.pages import problem_pages, render
 from api.problems import Problem
 from api.read_models.cursors import InvalidCursor
@@ -151,7 +152,7 @@ def _received_at(value: str | None, timezone: str, errors: dict[str, str]) -> da
 @router.post("/requests", response_class=HTMLResponse)
 async def create_request(staff: Annotated[Staff, require_console_role("agent")], request: Request,
                          state: State) -> Response:
-    form = await request.form()
+    form = await read_form(request)
     values = request_form.form_values(form)
     errors: dict[str, str] = {}
     text = request_form.text

@@ -29,6 +29,7 @@ from api.console.view import (
     temporal_ui_link,
 )
 from api.deps import Pool, State, Today
+from api.forms import read_form
 from api.pages import PAGE_HEADERS, problem_pages, render
 from api.problems import Problem, field_errors
 from api.read_models.evidence import assemble_evidence
@@ -251,7 +252,7 @@ async def act(staff: Annotated[Staff, require_console_role("agent")], request: R
                if not staff.has_role(spec.role) else None)
     if await get_request(await state.db(), request_id) is None:
         raise refusal or Problem(404, "Request not found", f"There is no request {request_id}.")
-    form = await request.form()
+    form = await read_form(request)
     refused = refusal or await _run(state, request_id, spec, form, staff)
     htmx = bool(request.headers.get("hx-request"))
     if refused is None and not htmx:

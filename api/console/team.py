@@ -16,6 +16,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from api.auth import ConsoleForbidden, Staff, require_console_role
 from api.deps import Pool
+from api.forms import read_form
 from api.pages import problem_pages
 from api.problems import Problem
 from api.staff_actions import TEAM_ROLES
@@ -69,7 +70,7 @@ async def assign_request(staff: Annotated[Staff, require_console_role("agent")],
     """`assignee`: a colleague's token id, `me` (take it), or empty (nobody)."""
     _check(staff, "assign")
     await _request_or_404(pool, request_id)
-    form = await request.form()
+    form = await read_form(request)
     chosen = str(form.get("assignee", "")).strip()
     try:
         await assign(pool, request_id, staff.token_id if chosen == "me" else (chosen or None), actor=staff.actor)
@@ -83,7 +84,7 @@ async def note(staff: Annotated[Staff, require_console_role("agent")], request: 
                pool: Pool) -> Response:
     _check(staff, "note")
     await _request_or_404(pool, request_id)
-    form = await request.form()
+    form = await read_form(request)
     try:
         await add_note(pool, request_id, str(form.get("note", "")), actor=staff.actor)
     except TeamRefused as refused:
@@ -100,7 +101,7 @@ def view_query(query: str) -> str:
 async def save(staff: Annotated[Staff, require_console_role("agent")], request: Request, pool: Pool) -> Response:
     """Save the queue's current filters (`query`) under `name`, for the signed-in member of staff."""
     _check(staff, "save-view")
-    form = await request.form()
+    form = await read_form(request)
     query = view_query(str(form.get("query", "")))
     try:
         await save_view(pool, staff.token_id, str(form.get("name", "")), query)

@@ -23,6 +23,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from api import request_form
 from api.deps import Limiter, State, counted
+from api.forms import read_form
 from api.pages import page_translator, problem_pages, render
 from api.problems import Problem
 from api.public.intake import (
@@ -116,7 +117,7 @@ async def form_page(request: Request) -> HTMLResponse:
 @router.post("/requests", response_class=HTMLResponse)
 async def submit(request: Request, state: State, limiter: Limiter) -> Response:
     await count_submission(request, limiter)  # before the form is read
-    form = await request.form()
+    form = await read_form(request)
     values = request_form.form_values(form)
     errors: dict[str, str] = {}
     t = page_translator(request)
@@ -215,7 +216,7 @@ async def verify_page(request: Request, request_id: str, state: State, token: st
 async def verify(request: Request, request_id: str, state: State, limiter: Limiter) -> Response:
     row = await _request_row(state, request_id)
     await count_verification(request, limiter, request_id)
-    form = await request.form()
+    form = await read_form(request)
     token = str(form.get("token", "")).strip()
     code = re.sub(r"\s", "", str(form.get("code", "")))
     t = page_translator(request)
