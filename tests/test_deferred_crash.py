@@ -17,6 +17,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.deferred import DeferredErasureActivities
 from schemas.holds import SweepInput
 from schemas.workflow import workflow_id_for
+from tests.conftest import database_pool
 from tests.fanout_stack import api, fanout_stack
 from tests.support import fetch_rows, settings_env, staff_headers
 from workers.dsr_worker import activity_context, build_worker
@@ -48,29 +49,34 @@ _LEDGER = ("SELECT dataset, record_key, count(*) AS n FROM erasure_ledger "
 
 
 async def test_a_sweep_killed_after_the_system_committed_leaves_every_ledger_row(
-        postgres, settings, pool, dev_server, tmp_path):
+        postgres, settings, dev_server, tmp_path):
     client = dev_server.client
-    async with fanout_stack(postgres, settings, client, tmp_path) as stack:
+    # A database of its own: the sweep takes every due record in its database, and other modules
+    # leave some there, of demo systems of their own.
+    async with database_pool(postgres, "deferred") as (database_url, pool), \
+            fanout_stack(postgres, settings.model_copy(update={"database_url": database_url}), client,
+                         tmp_path) as stack:
         async with build_worker(client, stack.settings, pool), api(stack) as http:
             r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
                 "type": "erasure", "subject": {"email": "ada@example.com"}, "identity_attested": True})
             assert r.status_code == 201, r.text
             rid = r.json()["id"]
             await asyncio.wait_for(client.get_workflow_handle(workflow_id_for(rid)).result(), 90)
-        due = await pool.fetch("SELECT dataset, record_key FROM deferred_erasures "
+        due = await pool.fetch("SELECT system, dataset, record_key FROM deferred_erasures "
                                "WHERE request_id = $1 AND erase_after <= $2", rid, AS_OF.date())
-        assert due
+        billing = [r for r in due if r["system"] == "billing"]
+        assert billing
 
-        env = {**os.environ, **settings_env(stack.settings), "DSRFLOW_FAILPOINTS": "deferred-erased"}
+        env = {**os.environ, **settings_env(stack.settings), "DSRFLOW_FAILPOINTS": "deferred-erased~billing"}
         killed = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", _SWEEP, AS_OF.isoformat()],
                                          env=env, capture_output=True, text=True, timeout=120)
         assert killed.returncode == -9, killed.stderr[-3000:]
-        # The system committed and the rows are not marked done; the evidence is there already.
-        gone = [r["record_key"] for r in due if r["dataset"] == "invoices"]
+        # Billing committed and its rows are not marked done; the evidence is there already.
+        gone = [r["record_key"] for r in billing if r["dataset"] == "invoices"]
         assert await fetch_rows(stack.databases["billing"], "SELECT 1 FROM invoices WHERE id::text = ANY($1::text[])",
                                 gone) == []
         assert await pool.fetchval("SELECT count(*) FROM deferred_erasures WHERE request_id = $1 AND done_at IS NULL "
-                                   "AND erase_after <= $2", rid, AS_OF.date()) == len(due)
+                                   "AND system = 'billing' AND erase_after <= $2", rid, AS_OF.date()) == len(billing)
 
         # The next day's sweep (here: the same, run again) finds the records gone and settles.
         sweep = DeferredErasureActivities(activity_context(stack.settings, pool)).sweep

@@ -50,23 +50,26 @@ OTHER = "other_proc"  # processor B; tests/untrusted_support.py's PROCESSOR is A
 
 
 @pytest.fixture(scope="module")
-async def processors(settings, pool, dev_server, lifecycle_policy, tmp_path_factory):
-    """Two OpenDSR processors with keys of their own in the policy, a worker, the API over HTTP."""
+async def processors(settings, postgres, dev_server, lifecycle_policy, tmp_path_factory):
+    """Two OpenDSR processors with keys of their own in the policy, a worker, the API over HTTP,
+    on a database of their own: A's callbacks must not reach the session's database, where
+    tests/test_untrusted_input.py counts every event by A's name."""
     a, b = fake_processor(), fake_processor()
-    async with served(a.app()) as a.url, served(b.app()) as b.url:
+    async with served(a.app()) as a.url, served(b.app()) as b.url, \
+            database_pool(postgres, "cross") as (database_url, pool):
         path = processor_policy(tmp_path_factory.mktemp("cross"), lifecycle_policy, {"base_url": f"{a.url}/opendsr"})
         content = yaml.safe_load(path.read_text())
         content["systems"][OTHER] = {"label": "Another processor", "connector": "opendsr",
                                      "config": {"origin": "observed", "base_url": f"{b.url}/opendsr"}}
         path.write_text(yaml.safe_dump(content, sort_keys=False))
         queue = f"cross-{uuid.uuid4().hex[:8]}"
-        ours = settings.model_copy(update={"policy_path": path, "task_queue": queue})
+        ours = settings.model_copy(update={"policy_path": path, "task_queue": queue, "database_url": database_url})
         async with build_worker(dev_server.client, ours, pool, task_queue=queue), \
                 api_over_http(ours, dev_server.client) as url, live_client(base_url=url) as http:
             # A's job waits 5 minutes before its first poll (the fake expects to finish in 2099):
             # only a callback could move it during the test.
             request_id, external_id = await pending_erasure(http, pool)
-            yield SimpleNamespace(http=http, a=a, b=b, request_id=request_id, external_id=external_id)
+            yield SimpleNamespace(http=http, a=a, b=b, request_id=request_id, external_id=external_id, pool=pool)
 
 
 async def _heard(dev_server, pool, request_id: str) -> tuple[dict, int, int, WorkflowExecutionStatus | None]:
@@ -103,7 +106,8 @@ def _status(external_id: str, status: str = "completed") -> dict:
     (f"system={OTHER}&system={PROCESSOR}", {403, 404}),
     (f"system={PROCESSOR}&system={OTHER}", {403, 404}),
 ], ids=["as-itself", "as-the-owner", "both-owner-last", "both-owner-first"])
-async def test_a_processor_cannot_answer_another_processors_task(processors, pool, dev_server, query, expected):
+async def test_a_processor_cannot_answer_another_processors_task(processors, dev_server, query, expected):
+    pool = processors.pool
     before = await _heard(dev_server, pool, processors.request_id)
     body, headers = processors.b.signed(_status(processors.external_id))
     answer = await processors.http.post(f"/v1/callbacks/opendsr?{query}", content=body, headers=headers)
@@ -114,8 +118,9 @@ async def test_a_processor_cannot_answer_another_processors_task(processors, poo
                                    hashlib.sha256(body).digest())
 
 
-async def test_the_owning_processor_is_heard(processors, pool, dev_server):
+async def test_the_owning_processor_is_heard(processors, dev_server):
     """The probe above can fail: A's own signed callback for its task is audited and signalled."""
+    pool = processors.pool
     request_id, external_id = await pending_erasure(processors.http, pool)
     before = await _heard(dev_server, pool, request_id)
     body, headers = processors.a.signed(_status(external_id, "in_progress"))
