@@ -205,12 +205,20 @@ async def build_context(ctx: ActivityContext, row: dict[str, Any], job: LetterJo
 
 async def issue_package_link(ctx: ActivityContext, package_id: str, days: int) -> tuple[str, datetime]:
     """The download link of a package. The token is derived from the secret (so a retried letter
-    carries the same link) and only its hash is stored."""
+    carries the same link) and only its hash is stored. The link is valid for `days` from the
+    response that carries it: while that letter has not gone (its step failed and waits for
+    staff, the relay refused it), each render starts the days again, so a letter that goes out
+    late never names a date already past (activities/package_purge.py spares the package
+    meanwhile). Before, the days ran from the first render."""
     token = keyed_hash(ctx.secret, "package-token", package_id)
     expires = datetime.now(UTC) + timedelta(days=days)
     stored = await ctx.pool.fetchval(
-        """UPDATE packages SET token_hash = $2, expires_at = coalesce(expires_at, $3)
-           WHERE id = $1 RETURNING expires_at""",
+        """UPDATE packages p SET token_hash = $2,
+                  expires_at = CASE WHEN p.expires_at IS NULL OR NOT EXISTS (
+                                   SELECT FROM sent_letters s WHERE s.request_id = p.request_id
+                                                               AND s.purpose = 'response')
+                               THEN $3 ELSE p.expires_at END
+           WHERE p.id = $1 RETURNING p.expires_at""",
         package_id, token_hash(token), expires,
     )
     # The portal's page of the package, whose button downloads it (api/public/portal.py).

@@ -16,18 +16,24 @@ import uuid
 import zipfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
 import httpx
 import pytest
 
+from activities.letters import issue_package_link
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.infra.db import create_pool
 from dsrflow.infra.storage import BlobStore, open_storage
 from dsrflow.settings import Settings
 from dsrflow.stores.export_store import export_writer
+from dsrflow.stores.kept_copies import purge_expired
+from dsrflow.stores.requests_store import create_request
+from policy.model import load_policy
 from schemas.copies import PurgeInput, PurgeReport
+from schemas.requests import NewRequest
 from schemas.workflow import workflow_id_for
 from tests.conftest import make_database
 from tests.s3_support import s3_settings, stored
@@ -41,6 +47,7 @@ from tests.support import (
     unique_email,
     wait_for_letter,
 )
+from workers.dsr_worker import activity_context
 from workers.schedules import PACKAGE_PURGE_SCHEDULE_ID, ensure_schedules
 from workflows.package_purge import PackagePurgeWorkflow
 
@@ -208,3 +215,63 @@ async def test_an_erasure_deletes_the_subjects_packages_and_uploads_and_nobody_e
     # Another subject's package is untouched.
     assert await _exists(kept, other_key) and (await http.get(other_link)).status_code == 200
     assert not await _events(pool, other_rid, "package.purged")
+
+
+async def test_a_response_that_has_not_gone_keeps_its_package_and_its_link_runs_from_when_it_goes(
+        purge_settings, pool):
+    """The response carrying a package's link failed (the relay refused it) and waits for staff
+    longer than the link's days. Before, its days ran from the first render: the purge deleted the
+    package, and the letter staff finally sent named a date already past and a dead link. Now the
+    package stays while its open request's response has not gone, and the link's days start again
+    with each render until the letter goes; after that, and for a closed request, expiry is final."""
+    ctx = activity_context(purge_settings, pool)
+    store = ctx.storage
+
+    async def package_for(request_id: str) -> tuple[str, str]:
+        package_id, key = str(uuid.uuid4()), f"packages/{uuid.uuid4().hex}"
+        blob = store.writer(key)
+        blob.write(b"sealed")
+        size = await blob.commit()
+        await pool.execute("INSERT INTO packages (id, request_id, kind, path, size_bytes, records) "
+                           "VALUES ($1, $2, 'access', $3, $4, 1)", package_id, uuid.UUID(request_id), key, size)
+        return package_id, key
+
+    async def eight_days_later(package_id: str) -> None:
+        await pool.execute("UPDATE packages SET expires_at = now() - interval '1 day' WHERE id = $1", package_id)
+
+    async def purged(package_id: str, key: str) -> bool:
+        await purge_expired(pool, store, datetime.now(UTC))
+        gone = await pool.fetchval("SELECT purged_at IS NOT NULL FROM packages WHERE id = $1", package_id)
+        assert gone == (await store.size(key) is None)
+        return bool(gone)
+
+    rid = await _request_row(pool, purge_settings)
+    package_id, key = await package_for(rid)
+    _, first = await issue_package_link(ctx, package_id, 7)  # the response's first render
+    await eight_days_later(package_id)
+    assert not await purged(package_id, key)  # its response has not gone: the package stays
+    _, again = await issue_package_link(ctx, package_id, 7)  # staff retry the letter: it goes now
+    assert again > first and again > datetime.now(UTC) + timedelta(days=6)
+
+    await pool.execute("INSERT INTO sent_letters (letter_key, request_id, purpose, recipient, subject, message_id, "
+                       "body_text, body_html) VALUES ($1, $2, 'response', 'x@example.com', 's', 'm', 't', 'h')",
+                       f"{rid}:response:1", uuid.UUID(rid))
+    await eight_days_later(package_id)
+    _, after = await issue_package_link(ctx, package_id, 7)  # a render after it went changes nothing
+    assert after < datetime.now(UTC)
+    assert await purged(package_id, key)
+
+    closed = await _request_row(pool, purge_settings)  # closed without its response (denied, cancelled)
+    closed_package, closed_key = await package_for(closed)
+    await issue_package_link(ctx, closed_package, 7)
+    await pool.execute("UPDATE dsr_requests SET closed_at = now() WHERE id = $1", uuid.UUID(closed))
+    await eight_days_later(closed_package)
+    assert await purged(closed_package, closed_key)
+
+
+async def _request_row(pool, settings) -> str:
+    row, _ = await create_request(pool, NewRequest(type="access", subject={"email": unique_email("late")},
+                                                   identity_attested=True),
+                                  loaded_policy=load_policy(settings.policy_path), secret=load_secret_key(settings),
+                                  actor="test", idempotency_key=None)
+    return str(row["id"])

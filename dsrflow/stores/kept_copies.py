@@ -64,10 +64,16 @@ async def _purge_upload(conn: asyncpg.Connection, store: BlobStore, row: Any, ac
 async def purge_expired(pool: asyncpg.Pool, store: BlobStore, now: datetime, *, dry_run: bool = False,
                         actor: str = "workflow") -> PurgeReport:
     """Delete the file of every package whose download link expired before `now`, and the objects
-    no row names. A package still waiting for approval has no link yet (no expiry) and stays."""
+    no row names. A package still waiting for approval has no link yet (no expiry) and stays; so
+    does one whose response has not gone while its request is open (the letter failed and waits
+    for staff): its link starts again when the letter goes (activities/letters.py
+    `issue_package_link`)."""
     rows = await pool.fetch(
-        """SELECT id, request_id, path, size_bytes FROM packages
-            WHERE purged_at IS NULL AND expires_at IS NOT NULL AND expires_at <= $1 ORDER BY expires_at""", now)
+        """SELECT p.id, p.request_id, p.path, p.size_bytes FROM packages p JOIN dsr_requests r ON r.id = p.request_id
+            WHERE p.purged_at IS NULL AND p.expires_at IS NOT NULL AND p.expires_at <= $1
+              AND (r.closed_at IS NOT NULL
+                   OR EXISTS (SELECT FROM sent_letters s WHERE s.request_id = p.request_id AND s.purpose = 'response'))
+            ORDER BY p.expires_at""", now)
     orphans = await sweep_orphans(pool, store, now, dry_run=dry_run)
     report = PurgeReport(packages=len(rows), package_bytes=sum(r["size_bytes"] for r in rows), orphans=orphans)
     if not dry_run:
