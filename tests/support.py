@@ -32,6 +32,9 @@ from dsrflow.crypto.keys import load_secret_key
 from dsrflow.domain.references import short_reference
 from dsrflow.settings import Settings
 from dsrflow.stores.holds_store import place_hold
+from dsrflow.stores.requests_store import create_request
+from policy.model import load_policy
+from schemas.requests import NewRequest
 from workers.schedules import SCHEDULE_IDS
 
 
@@ -116,6 +119,18 @@ async def wait_for_due_date(pool: asyncpg.Pool, request_id: str, timeout: float 
 
 def text_of(message: EmailMessage) -> str:
     return message.get_body(preferencelist=("plain",)).get_content()
+
+
+async def stored_request(pool: asyncpg.Pool, settings: Settings, label: str, type_: str = "access") -> str:
+    """A request stored as intake stores it (identity attested, no workflow started), with the
+    dates registering it would set, which its letters need: its id."""
+    row, _ = await create_request(pool, NewRequest(type=type_, subject={"email": unique_email(label)},
+                                                   identity_attested=True),
+                                  loaded_policy=load_policy(settings.policy_path), secret=load_secret_key(settings),
+                                  actor="test", idempotency_key=None)
+    await pool.execute("UPDATE dsr_requests SET due_date = current_date + 30, current_due_date = current_date + 30 "
+                       "WHERE id = $1", row["id"])
+    return str(row["id"])
 
 
 def comparable_letter(sink: MailSink, request_id: str, purpose: str = "response") -> str:

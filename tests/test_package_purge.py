@@ -30,10 +30,7 @@ from dsrflow.infra.storage import BlobStore, open_storage
 from dsrflow.settings import Settings
 from dsrflow.stores.export_store import export_writer
 from dsrflow.stores.kept_copies import purge_expired
-from dsrflow.stores.requests_store import create_request
-from policy.model import load_policy
 from schemas.copies import PurgeInput, PurgeReport
-from schemas.requests import NewRequest
 from schemas.workflow import workflow_id_for
 from tests.conftest import make_database
 from tests.s3_support import s3_settings, stored
@@ -43,6 +40,7 @@ from tests.support import (
     served,
     settings_env,
     staff_headers,
+    stored_request,
     text_of,
     unique_email,
     wait_for_letter,
@@ -245,7 +243,7 @@ async def test_a_response_that_has_not_gone_keeps_its_package_and_its_link_runs_
         assert gone == (await store.size(key) is None)
         return bool(gone)
 
-    rid = await _request_row(pool, purge_settings)
+    rid = await stored_request(pool, purge_settings, "late")
     package_id, key = await package_for(rid)
     _, first = await issue_package_link(ctx, package_id, 7)  # the response's first render
     await eight_days_later(package_id)
@@ -261,17 +259,10 @@ async def test_a_response_that_has_not_gone_keeps_its_package_and_its_link_runs_
     assert after < datetime.now(UTC)
     assert await purged(package_id, key)
 
-    closed = await _request_row(pool, purge_settings)  # closed without its response (denied, cancelled)
+    closed = await stored_request(pool, purge_settings, "late")  # closed without its response (denied, cancelled)
     closed_package, closed_key = await package_for(closed)
     await issue_package_link(ctx, closed_package, 7)
     await pool.execute("UPDATE dsr_requests SET closed_at = now() WHERE id = $1", uuid.UUID(closed))
     await eight_days_later(closed_package)
     assert await purged(closed_package, closed_key)
 
-
-async def _request_row(pool, settings) -> str:
-    row, _ = await create_request(pool, NewRequest(type="access", subject={"email": unique_email("late")},
-                                                   identity_attested=True),
-                                  loaded_policy=load_policy(settings.policy_path), secret=load_secret_key(settings),
-                                  actor="test", idempotency_key=None)
-    return str(row["id"])

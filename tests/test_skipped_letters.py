@@ -20,15 +20,12 @@ from activities.verification import VerificationActivities
 from api.console.view import describe_event
 from devstack.processes import free_port
 from devstack.smtp_sink import _EmlWriter, read_mailbox
-from dsrflow.crypto.keys import load_secret_key
-from dsrflow.stores.requests_store import create_request
 from policy.model import load_policy
-from schemas.requests import NewRequest
 from schemas.steps import RetryStepInput, SkipStepInput
 from schemas.workflow import IssueChallenge, LetterJob, workflow_id_for
 from tests.process_support import died, dsrflow_process
 from tests.staff_answers import replays
-from tests.support import api_client, letters_for, staff_headers, unique_email
+from tests.support import api_client, letters_for, staff_headers, stored_request, unique_email
 from tests.workflow_stack import FastStack, stack_fixture  # noqa: F401 (the fixture)
 from workers.dsr_worker import activity_context, build_worker
 from workflows.dsr import DataSubjectRequestWorkflow as DSR
@@ -79,17 +76,6 @@ async def test_a_settle_that_fails_can_only_be_retried(stack: FastStack):
     assert fakes.subject_letters(request.id) == ["response"]
 
 
-async def _request(pool, settings) -> str:
-    row, _ = await create_request(pool, NewRequest(type="access", subject={"email": unique_email("skip")},
-                                                   identity_attested=True),
-                                  loaded_policy=load_policy(settings.policy_path), secret=load_secret_key(settings),
-                                  actor="test", idempotency_key=None)
-    # As registering it would (prepare_request), which the acknowledgement's dates need.
-    await pool.execute("UPDATE dsr_requests SET due_date = current_date + 30, current_due_date = current_date + 30 "
-                       "WHERE id = $1", row["id"])
-    return str(row["id"])
-
-
 async def _settled(pool, request_id: str) -> list[dict]:
     return [r["data"] for r in await pool.fetch(
         "SELECT data FROM audit_events WHERE request_id = $1 AND event_type = 'letter.skip_settled'",
@@ -101,7 +87,7 @@ async def test_the_settle_withdraws_a_letter_not_sent_and_records_one_that_went(
     the skip (a late attempt is refused for good); one that went is recorded as gone, once."""
     ctx = activity_context(settings, pool)
     letters = LetterActivities(ctx)
-    unsent = LetterJob(request_id=await _request(pool, settings), purpose="acknowledgement", key="1",
+    unsent = LetterJob(request_id=await stored_request(pool, settings, "skip"), purpose="acknowledgement", key="1",
                        params=ACKNOWLEDGED)
     assert await letters.settle_skipped_letter(unsent) is False
     with pytest.raises(ApplicationError, match="withdrawn before it went") as refused:
@@ -112,7 +98,7 @@ async def test_the_settle_withdraws_a_letter_not_sent_and_records_one_that_went(
     assert await _settled(pool, unsent.request_id) == [
         {"purpose": "acknowledgement", "went": False, "message_id": message_id_for(key)}]
 
-    sent = LetterJob(request_id=await _request(pool, settings), purpose="acknowledgement", key="1",
+    sent = LetterJob(request_id=await stored_request(pool, settings, "skip"), purpose="acknowledgement", key="1",
                      params=ACKNOWLEDGED)
     await ActivityEnvironment().run(deliver_letter, ctx, sent)  # the attempt the step had given up on
     assert await letters.settle_skipped_letter(sent) is True
@@ -152,7 +138,7 @@ async def test_a_letter_whose_sender_died_after_handing_it_over_is_put_on_record
     lacked one the subject had received. Now the settle records it as a retry of the step would:
     its copy, `letter.sent`, and `mail.unconfirmed` naming its Message-ID; once, and nothing sent."""
     letters = LetterActivities(activity_context(settings, pool))
-    job = LetterJob(request_id=await _request(pool, settings), purpose="acknowledgement", key="1",
+    job = LetterJob(request_id=await stored_request(pool, settings, "skip"), purpose="acknowledgement", key="1",
                     params=ACKNOWLEDGED)
     await _handed_over(pool, letter_key_of(job.request_id, "acknowledgement", "1"), job.request_id)
     assert await letters.settle_skipped_letter(job) is True
@@ -230,7 +216,7 @@ async def test_a_settled_verification_round_records_a_code_that_went_with_the_co
     dead sender handed to the relay works (the round's challenge comes back) and its e-mail is on
     record, the code and link withheld from the copy; a code that had not gone never goes."""
     verification = VerificationActivities(activity_context(settings, pool))
-    issue = IssueChallenge(request_id=await _request(pool, settings), round=2, purpose="verification",
+    issue = IssueChallenge(request_id=await stored_request(pool, settings, "skip"), round=2, purpose="verification",
                            expires_at=datetime.now(UTC) + timedelta(hours=1))
     if went:
         await _handed_over(pool, letter_key_of(issue.request_id, "verification", "2"), issue.request_id)
