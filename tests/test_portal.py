@@ -222,6 +222,13 @@ async def test_package_page_wraps_the_download_link(http, pool):
     assert await pool.fetchval("SELECT count(*) FROM audit_events WHERE request_id = $1 AND "
                                "event_type = 'package.downloaded'", uuid.UUID(rid)) == 0
 
+    # An older letter's link to the public API, opened by a browser or a mail scanner, leads to
+    # the same page and records nothing; a program asking the API gets the file.
+    opened = await http.get(f"/v1/public/packages/{token}", headers={"Accept": "text/html,*/*"})
+    assert opened.status_code == 303 and opened.headers["location"] == f"/portal/packages/{token}"
+    assert await pool.fetchval("SELECT count(*) FROM audit_events WHERE request_id = $1 AND "
+                               "event_type = 'package.downloaded'", uuid.UUID(rid)) == 0
+
     gone = await http.get(f"/portal/packages/{expired}")
     assert gone.status_code == 410 and "this download link has expired" in gone.text
     # The letter's own link, opened in a browser, says so on a page too; the API still answers JSON.

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from api.deps import Limiter, State
@@ -149,17 +149,22 @@ async def verify(request_id: str, body: VerifyBody, state: State, limiter: Limit
 @router.get("/packages/{token}")
 async def download_package(token: str, request: Request, state: State, limiter: Limiter) -> Response:
     """Download an access or portability package with the token from the response letter.
-    A browser following an expired or unknown link, or over the rate limit, gets the portal's page
+    A browser (or a mail scanner opening an older letter's link) is sent to the portal's page of
+    the package, whose button downloads it: a GET records no download in the subject's name. A
+    browser following an expired or unknown link, or over the rate limit, gets the portal's page
     saying so."""
+    browser = "text/html" in request.headers.get("accept", "")
     try:
         await limiter.hit(request, "link")  # before the lookup, and the package's read
         row = await find_package(state, token)
     except Problem as problem:
-        if "text/html" not in request.headers.get("accept", ""):
+        if not browser:
             raise
         retry = problem.extra.get("retry_after")
         return render(request, "portal/problem.html", {"problem": problem}, status_code=problem.status,
                       headers={"Retry-After": str(retry)} if retry else None)
+    if browser:
+        return RedirectResponse(f"/portal/packages/{token}", status_code=303)
     return await downloaded(state, row)
 
 
