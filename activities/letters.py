@@ -208,8 +208,8 @@ async def issue_package_link(ctx: ActivityContext, package_id: str, days: int) -
     carries the same link) and only its hash is stored. The link is valid for `days` from the
     response that carries it: while that letter has not gone (its step failed and waits for
     staff, the relay refused it), each render starts the days again, so a letter that goes out
-    late never names a date already past (activities/package_purge.py spares the package
-    meanwhile). Before, the days ran from the first render."""
+    late never names a date already past (dsrflow/stores/kept_copies.py `purge_expired` spares
+    the package meanwhile). Before, the days ran from the first render."""
     token = keyed_hash(ctx.secret, "package-token", package_id)
     expires = datetime.now(UTC) + timedelta(days=days)
     stored = await ctx.pool.fetchval(
