@@ -16,10 +16,9 @@ from zoneinfo import ZoneInfo
 import asyncpg
 from temporalio import activity
 
-from activities.connectors.base import ErasedHook
 from activities.context import ActivityContext
 from activities.fanout import FanoutActivities, open_connector, subject_of
-from activities.ledger import Erased, erase_records, write_ledger
+from activities.ledger import erase_records
 from activities.restriction_guard import audit_kept_from_deferred, kept_by_restrictions
 from dsrflow.infra.failpoints import failpoint
 from dsrflow.stores.holds_store import active_holds_for
@@ -68,7 +67,8 @@ class DeferredErasureActivities:
         per_system: dict[str, int] = defaultdict(int)
         for (version, system), due in statutory.items():
             async with open_connector(ctx, version, system) as connector:
-                erased = await erase_records(connector, due, self._ledger(due, system, version))
+                erased = await erase_records(ctx.pool, connector, due, system=system, version=version,
+                                             origin="deferred")
             failpoint("deferred-erased", system)  # committed in the system, and not yet marked done
             await self._done(due)
             per_system[system] += sum(len(v) for v in erased.values())
@@ -87,16 +87,6 @@ class DeferredErasureActivities:
             await self._done(due)  # its evidence kept with the erasure (erase_with_evidence)
             per_system[system] += sum(len(v) for v in outcome.erased.values())
         return SweepReport(erased=sum(per_system.values()), still_held=still_held, systems=dict(per_system))
-
-    def _ledger(self, due: list[asyncpg.Record], system: str, version: str) -> ErasedHook:
-        """The ledger rows of what went, kept while the system's transaction is still open."""
-        async def keep(erased: Erased) -> None:
-            actions = {(dataset, key): action for dataset, pairs in erased.items() for key, action in pairs}
-            await write_ledger(self.ctx.pool, [
-                (row["subject_hash"], system, row["dataset"], row["record_key"],
-                 actions[(row["dataset"], row["record_key"])], version, row["request_id"], "deferred")
-                for row in due if (row["dataset"], row["record_key"]) in actions])
-        return keep
 
     async def _done(self, due: list[asyncpg.Record]) -> None:
         """Mark the rows done (erased now, or found already gone by a retry), once the system has

@@ -11,7 +11,7 @@ import asyncpg
 
 from activities.context import ActivityContext
 from activities.fanout import open_connector
-from activities.ledger import Erased, erase_records, write_ledger
+from activities.ledger import erase_records
 
 
 async def replay_erasures(ctx: ActivityContext, since: date) -> dict[str, int]:
@@ -28,16 +28,8 @@ async def replay_erasures(ctx: ActivityContext, since: date) -> dict[str, int]:
         groups[(row["policy_version"], row["system"])].append(row)
     again: dict[str, int] = defaultdict(int)
     for (version, system), entries in groups.items():
-        by_key = {(e["dataset"], e["record_key"]): e for e in entries}
-
-        async def keep(erased: Erased, system: str = system, version: str = version,
-                       by_key: dict = by_key) -> None:
-            await write_ledger(ctx.pool, [
-                (by_key[(dataset, key)]["subject_hash"], system, dataset, key, action, version,
-                 by_key[(dataset, key)]["request_id"], "replay")
-                for dataset, pairs in erased.items() for key, action in pairs])
-
         async with open_connector(ctx, version, system) as connector:
-            erased = await erase_records(connector, entries, keep)
+            erased = await erase_records(ctx.pool, connector, entries, system=system, version=version,
+                                         origin="replay")
         again[system] += sum(len(pairs) for pairs in erased.values())
     return dict(again)

@@ -13,7 +13,7 @@ from typing import Any
 
 import asyncpg
 
-from activities.connectors.base import Connector, ErasedHook
+from activities.connectors.base import Connector, Erased, ErasedHook
 from dsrflow.infra.writes import Write, columns
 
 # (subject_hash, system, dataset, record_key, action, policy_version, request_id, origin)
@@ -41,10 +41,6 @@ async def write_ledger(conn: asyncpg.Connection | asyncpg.Pool, rows: Iterable[L
         await write.execute(conn)
 
 
-# What an erasure by key erased: (key, action) per dataset.
-Erased = dict[str, list[tuple[str, str]]]
-
-
 async def erase_keys_with_evidence(connector: Connector, keys: Mapping[str, Sequence[str]],
                                    keep: ErasedHook) -> Erased:
     """Erase records by key, keeping the evidence (`keep`) before the system commits where it
@@ -65,11 +61,21 @@ async def erase_keys_with_evidence(connector: Connector, keys: Mapping[str, Sequ
     return erased
 
 
-async def erase_records(connector: Connector, records: Iterable[Mapping[str, Any]], keep: ErasedHook) -> Erased:
-    """Erase records named by `dataset` and `record_key` (ledger or deferred-erasure rows), their
-    evidence kept as `erase_keys_with_evidence` does; returns (key, action) per dataset for those
-    found."""
+async def erase_records(pool: asyncpg.Pool, connector: Connector, records: Iterable[Mapping[str, Any]], *,
+                        system: str, version: str, origin: str) -> Erased:
+    """Erase records named by `dataset` and `record_key` (ledger or deferred-erasure rows, each
+    with its `subject_hash` and `request_id`), and ledger what went under `origin`, the evidence
+    kept as `erase_keys_with_evidence` does; returns (key, action) per dataset for those found."""
+    records = list(records)
     keys: dict[str, list[str]] = defaultdict(list)
     for record in records:
         keys[record["dataset"]].append(record["record_key"])
+
+    async def keep(erased: Erased) -> None:
+        actions = {(dataset, key): action for dataset, pairs in erased.items() for key, action in pairs}
+        await write_ledger(pool, [
+            (r["subject_hash"], system, r["dataset"], r["record_key"], actions[(r["dataset"], r["record_key"])],
+             version, r["request_id"], origin)
+            for r in records if (r["dataset"], r["record_key"]) in actions])
+
     return await erase_keys_with_evidence(connector, keys, keep)

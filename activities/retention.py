@@ -21,11 +21,11 @@ from datetime import UTC, datetime
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.connectors.base import PermanentConnectorError
+from activities.connectors.base import Erased, PermanentConnectorError
 from activities.connectors.sql import SqlConnector
 from activities.connectors.sql_queries import Query, ident
 from activities.context import ActivityContext
-from activities.ledger import Erased, erase_keys_with_evidence, write_ledger
+from activities.ledger import erase_keys_with_evidence, write_ledger
 from activities.restriction_guard import audit_kept_from_retention
 from activities.retention_plan import (  # noqa: F401 - plan_retention re-exported for callers
     RetentionDue,

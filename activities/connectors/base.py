@@ -18,8 +18,10 @@ from policy.model import Policy
 from policy.systems import System
 
 TaskStatus = Literal["done", "pending", "not_found", "needs_attention"]
-# Called with what an erasure by key erased ((key, action) per dataset) before its system commits.
-ErasedHook = Callable[[dict[str, list[tuple[str, str]]]], Awaitable[None]]
+# What an erasure by key erased: (key, action) per dataset.
+Erased = dict[str, list[tuple[str, str]]]
+# Called with what an erasure by key erased before its system commits.
+ErasedHook = Callable[[Erased], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -160,7 +162,7 @@ class Connector(Protocol):
         """Take what this system needs from other systems, before any of them acts."""
 
     async def erase_keys(self, keys: Mapping[str, Sequence[str]], *,
-                         before_commit: ErasedHook | None = None) -> dict[str, list[tuple[str, str]]]:
+                         before_commit: ErasedHook | None = None) -> Erased:
         """Erase records a hold kept, by dataset -> record keys, once the hold ends; returns
         (key, action) per dataset for those found. A connector with a transaction calls
         `before_commit` with that result before it commits (activities/ledger.py)."""

@@ -31,6 +31,7 @@ from activities.connectors.base import (
     ActionOutcome,
     Connector,
     ConnectorEnv,
+    Erased,
     ErasedHook,
     ErasureContext,
     PermanentConnectorError,
@@ -125,7 +126,7 @@ class HttpConnector(Connector):
         return outcome
 
     async def erase_keys(self, keys: Mapping[str, Sequence[str]], *,
-                         before_commit: ErasedHook | None = None) -> dict[str, list[tuple[str, str]]]:
+                         before_commit: ErasedHook | None = None) -> Erased:
         """A hold ended: run the erase action's deleting steps for these records, by key. A SaaS
         API has no transaction to keep the evidence in: the caller keeps it right after."""
         action = self.config.actions.erase

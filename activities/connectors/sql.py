@@ -37,6 +37,7 @@ from activities.connectors.base import (
     ActionOutcome,
     Connector,
     ConnectorEnv,
+    Erased,
     ErasedHook,
     ErasureContext,
     PartOpener,
@@ -258,7 +259,7 @@ class SqlConnector(Connector):
         return counts, [(key, "anonymised") for key in free]
 
     async def erase_keys(self, keys: Mapping[str, Sequence[str]], *,
-                         before_commit: ErasedHook | None = None) -> dict[str, list[tuple[str, str]]]:
+                         before_commit: ErasedHook | None = None) -> Erased:
         """Erase given records (a hold ended, or a restore brought them back): deleted, or
         anonymised by the dataset's rules. Records already gone are skipped. `before_commit`
         keeps the evidence while the transaction is still open."""
