@@ -39,6 +39,7 @@ from dsrflow.i18n import ENGLISH, N_, Translator, translations
 from dsrflow.infra.failpoints import failpoint
 from dsrflow.infra.metrics import letter_sent
 from dsrflow.infra.writes import Write
+from dsrflow.stores.kept_copies import RESPONSE_SENT
 from dsrflow.stores.requests_store import get_request_with
 from policy.model import Policy
 from schemas.workflow import LetterJob, LetterReceipt
@@ -213,12 +214,9 @@ async def issue_package_link(ctx: ActivityContext, package_id: str, days: int) -
     token = keyed_hash(ctx.secret, "package-token", package_id)
     expires = datetime.now(UTC) + timedelta(days=days)
     stored = await ctx.pool.fetchval(
-        """UPDATE packages p SET token_hash = $2,
-                  expires_at = CASE WHEN p.expires_at IS NULL OR NOT EXISTS (
-                                   SELECT FROM sent_letters s WHERE s.request_id = p.request_id
-                                                               AND s.purpose = 'response')
-                               THEN $3 ELSE p.expires_at END
-           WHERE p.id = $1 RETURNING p.expires_at""",
+        f"""UPDATE packages p SET token_hash = $2,
+                   expires_at = CASE WHEN p.expires_at IS NULL OR NOT {RESPONSE_SENT} THEN $3 ELSE p.expires_at END
+            WHERE p.id = $1 RETURNING p.expires_at""",
         package_id, token_hash(token), expires,
     )
     # The portal's page of the package, whose button downloads it (api/public/portal.py).

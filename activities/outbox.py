@@ -168,9 +168,9 @@ async def _claim_again(conn: asyncpg.Connection, key: str, message: Message, req
 async def withdraw(pool: asyncpg.Pool, key: str, message_id: str, *, request_id: str | None) -> Sent:
     """Make sure the message for `key` never goes, unless it went already: `WITHDRAWN` (it will
     not go), `ALREADY` (it went, or a dead sender handed it to the relay) or `BUSY` (a live
-    attempt is sending it, or may be, after a database restart: ask again later). A message a dead sender handed over is
-    left `data_sent`: the caller records it as a retry would, with its own records, by calling
-    `send_once` (which sends nothing then, and writes `mail.unconfirmed`)."""
+    attempt is sending it, or may be, after a database restart: ask again later). A message a
+    dead sender handed over is left `data_sent`: the caller records it as a retry would, with its
+    own records, by calling `send_once` (which sends nothing then, and writes `mail.unconfirmed`)."""
     held, state = await pool.fetchrow(_LOCK_AND_WITHDRAW, key, request_id, message_id, SENDER_LIFETIME)
     if not held or state == "claimed":  # a sender may still be at it (_LOCK_AND_WITHDRAW)
         return Sent.BUSY

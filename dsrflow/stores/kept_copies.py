@@ -29,6 +29,9 @@ from dsrflow.infra.storage import BlobStore, StoredObject
 from schemas.copies import PurgeReport
 
 EXPIRED = "link_expired"
+# Whether the response that carries package `p`'s link has gone (a query's condition): its days
+# run from then (activities/letters.py `issue_package_link`), and the purge waits for it.
+RESPONSE_SENT = "EXISTS (SELECT FROM sent_letters s WHERE s.request_id = p.request_id AND s.purpose = 'response')"
 ERASED = "subject_erased"
 # Older than any package build or upload still between its object and its row.
 ORPHAN_AGE = timedelta(days=1)
@@ -69,11 +72,10 @@ async def purge_expired(pool: asyncpg.Pool, store: BlobStore, now: datetime, *, 
     for staff): its link starts again when the letter goes (activities/letters.py
     `issue_package_link`)."""
     rows = await pool.fetch(
-        """SELECT p.id, p.request_id, p.path, p.size_bytes FROM packages p JOIN dsr_requests r ON r.id = p.request_id
-            WHERE p.purged_at IS NULL AND p.expires_at IS NOT NULL AND p.expires_at <= $1
-              AND (r.closed_at IS NOT NULL
-                   OR EXISTS (SELECT FROM sent_letters s WHERE s.request_id = p.request_id AND s.purpose = 'response'))
-            ORDER BY p.expires_at""", now)
+        f"""SELECT p.id, p.request_id, p.path, p.size_bytes FROM packages p JOIN dsr_requests r ON r.id = p.request_id
+             WHERE p.purged_at IS NULL AND p.expires_at IS NOT NULL AND p.expires_at <= $1
+               AND (r.closed_at IS NOT NULL OR {RESPONSE_SENT})
+             ORDER BY p.expires_at""", now)
     orphans = await sweep_orphans(pool, store, now, dry_run=dry_run)
     report = PurgeReport(packages=len(rows), package_bytes=sum(r["size_bytes"] for r in rows), orphans=orphans)
     if not dry_run:
