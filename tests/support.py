@@ -121,6 +121,15 @@ def text_of(message: EmailMessage) -> str:
     return message.get_body(preferencelist=("plain",)).get_content()
 
 
+async def attested_request(http: httpx.AsyncClient, pool: asyncpg.Pool, type_: str,
+                           email: str = "ada@example.com") -> str:
+    """A request an agent opens over the API, the subject's identity attested: its id."""
+    r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"),
+                        json={"type": type_, "subject": {"email": email}, "identity_attested": True})
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
 async def stored_request(pool: asyncpg.Pool, settings: Settings, label: str, type_: str = "access") -> str:
     """A request stored as intake stores it (identity attested, no workflow started), with the
     dates registering it would set, which its letters need: its id."""

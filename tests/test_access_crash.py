@@ -10,15 +10,8 @@ import uuid
 from schemas.workflow import workflow_id_for
 from tests.fanout_stack import api, fanout_stack
 from tests.process_support import died, dsrflow_process
-from tests.support import comparable_letter, staff_headers, wait_for_letter
+from tests.support import attested_request, comparable_letter, wait_for_letter
 from workers.dsr_worker import build_worker
-
-
-async def _access_for_ada(http, pool) -> str:
-    r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"),
-                        json={"type": "access", "subject": {"email": "ada@example.com"}, "identity_attested": True})
-    assert r.status_code == 201, r.text
-    return r.json()["id"]
 
 
 async def test_a_worker_killed_after_the_package_was_recorded_answers_as_a_clean_run(
@@ -28,12 +21,12 @@ async def test_a_worker_killed_after_the_package_was_recorded_answers_as_a_clean
     (tmp_path / "crash").mkdir()
     async with fanout_stack(postgres, settings, client, tmp_path / "clean") as clean, api(clean) as http:
         async with build_worker(client, clean.settings, pool):
-            clean_id = await _access_for_ada(http, pool)
+            clean_id = await attested_request(http, pool, "access")
             clean_state = await client.get_workflow_handle(workflow_id_for(clean_id)).result()
             await wait_for_letter(mail_sink, clean_id, "response")
     async with fanout_stack(postgres, settings, client, tmp_path / "crash") as crash, api(crash) as http:
         async with dsrflow_process("worker", crash.settings, client, tmp_path, failpoints="package-built") as worker:
-            crash_id = await _access_for_ada(http, pool)
+            crash_id = await attested_request(http, pool, "access")
             await died(worker, tmp_path)
         async with build_worker(client, crash.settings, pool):
             crash_state = await asyncio.wait_for(client.get_workflow_handle(workflow_id_for(crash_id)).result(), 120)

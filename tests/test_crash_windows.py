@@ -30,6 +30,7 @@ from tests.fanout_stack import api, fanout_stack, served
 from tests.process_support import answering, died, dsrflow_process
 from tests.support import (
     api_client,
+    attested_request,
     comparable_letter,
     letters_for,
     live_client,
@@ -41,13 +42,6 @@ from tests.support import (
 from tests.untrusted_support import CALLBACK, PROCESSOR, fake_processor, pending_erasure, processor_policy, rfc3339
 from workers.dsr_worker import build_worker
 from workflows.dsr import DataSubjectRequestWorkflow
-
-
-async def _erase_ada(http, pool) -> str:
-    r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"),
-                        json={"type": "erasure", "subject": {"email": "ada@example.com"}, "identity_attested": True})
-    assert r.status_code == 201, r.text
-    return r.json()["id"]
 
 
 def _comparable(results: list[dict]) -> dict[str, tuple]:
@@ -64,7 +58,7 @@ async def clean_erasure(postgres, settings, dev_server, pool, tmp_path_factory) 
     async with fanout_stack(postgres, settings, client, tmp_path_factory.mktemp("clean")) as clean, \
             api(clean) as http:
         async with build_worker(client, clean.settings, pool):
-            clean_id = await _erase_ada(http, pool)
+            clean_id = await attested_request(http, pool, "erasure")
             return clean_id, await client.get_workflow_handle(workflow_id_for(clean_id)).result()
 
 
@@ -87,7 +81,7 @@ async def test_a_task_result_survives_a_worker_killed_after_the_erasure_committe
     (tmp_path / "crash").mkdir()
     async with fanout_stack(postgres, settings, client, tmp_path / "crash") as crash, api(crash) as http:
         async with dsrflow_process("worker", crash.settings, client, tmp_path, failpoints=failpoint) as worker:
-            crash_id = await _erase_ada(http, pool)
+            crash_id = await attested_request(http, pool, "erasure")
             await died(worker, tmp_path)
         async with build_worker(client, crash.settings, pool):
             crash_state = await asyncio.wait_for(client.get_workflow_handle(workflow_id_for(crash_id)).result(), 120)
