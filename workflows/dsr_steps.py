@@ -44,8 +44,9 @@ MAILING = Timeouts(start_to_close_timeout=timedelta(minutes=4), heartbeat_timeou
 # Planning may ask a processor first (GA4 identifiers before the analytics erasure): an HTTP call,
 # heartbeating so that a worker lost while planning costs seconds, not the 2 minutes.
 PLANNING = Timeouts(start_to_close_timeout=timedelta(minutes=2), heartbeat_timeout=timedelta(seconds=15))
-# Building an access package: long, heartbeating.
-PACKAGING = Timeouts(start_to_close_timeout=timedelta(hours=2), heartbeat_timeout=timedelta(minutes=1))
+# Building an access package: long, heartbeating every 3 s from the event loop while the
+# archive is written on a thread, so a worker lost mid-build is noticed in 15 s like the others.
+PACKAGING = Timeouts(start_to_close_timeout=timedelta(hours=2), heartbeat_timeout=timedelta(seconds=15))
 
 # Steps bounded to a few minutes (database writes, letters, planning) run as local activities:
 # inside the workflow task that asks for them, so the server schedules, dispatches and records no
