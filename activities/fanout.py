@@ -34,6 +34,7 @@ from activities.task_outcomes import (
     did_nothing,
     outcome_key,
     outcome_write,
+    resumed,
     save_outcome,
     stored_outcome,
 )
@@ -203,7 +204,11 @@ class FanoutActivities:
         if earlier is not None and earlier.committed:
             result = earlier.result  # this attempt acted before its worker died: report that
         else:
-            result = await self._act(task, row)
+            # A system without a transaction may have done part of what the earlier try planned:
+            # this try's outcome is reported together with that plan (every try's, if it dies too).
+            resuming = None if earlier is None or connector_class(
+                task.task.connector, task.task.system).transactional else earlier.result
+            result = await self._act(task, row, resuming)
             if earlier is not None and did_nothing(result):
                 # The earlier try's effect committed after its evidence was kept: it is the outcome.
                 result = earlier.result
@@ -215,7 +220,7 @@ class FanoutActivities:
             await save_outcome(self.ctx.pool, task, result, committed=True)
         return result
 
-    async def _act(self, task: TaskInput, row: dict[str, Any]) -> TaskResult:
+    async def _act(self, task: TaskInput, row: dict[str, Any], resuming: TaskResult | None = None) -> TaskResult:
         subject = subject_of(row)
         policy_system = (await self.ctx.policy(task.policy_version)).policy.systems[task.task.system]
         details = row["details"] or {}
@@ -234,7 +239,8 @@ class FanoutActivities:
 
                     def result_of(outcome: ActionOutcome) -> TaskResult:
                         outcome.kept = outcome.kept or len(outcome.held)
-                        return _result(task, outcome, kept_summary(policy, task.task.system, outcome.held, legal))
+                        result = _result(task, outcome, kept_summary(policy, task.task.system, outcome.held, legal))
+                        return result if resuming is None else resumed(resuming, result)
 
                     def provisional(outcome: ActionOutcome) -> list[Write]:
                         return [outcome_write(task, result_of(outcome), committed=False)]

@@ -4,7 +4,9 @@ Stored with the evidence of the effect, before a transactional system commits (`
 and again once the action returned (`committed` true). A retry of the same attempt after a worker
 died returns the committed outcome instead of acting again, and one that finds only the provisional
 outcome acts again: if the system then has nothing left to do, the earlier attempt's effect did
-commit, and its outcome is the true one (never "not found, 0 records" for data that was erased).
+commit, and its outcome is the true one (never "not found, 0 records" for data that was erased). A system without a
+transaction (a SaaS API) keeps its provisional outcome before its first request changes anything:
+its retry may find part of the work done, and reports both attempts together (`resumed`).
 """
 
 from __future__ import annotations
@@ -60,3 +62,19 @@ async def save_outcome(conn: asyncpg.Pool | asyncpg.Connection, task: TaskInput,
 
 def did_nothing(result: TaskResult) -> bool:
     return not (result.found or result.changed or result.kept)
+
+
+def resumed(planned: TaskResult, rest: TaskResult) -> TaskResult:
+    """An erasure in a system without a transaction, retried after an attempt that planned
+    `planned` and may have carried out part of it: the retry did `rest` (what was left, and what
+    it finds again, such as a held record it minimises once more). Each count is the larger of the
+    two; the erasure ledger already holds every record either attempt named."""
+    if did_nothing(rest):  # the plan was carried out in full: "not found" would deny it
+        return planned
+    datasets = {name: {key: max(planned.datasets.get(name, {}).get(key, 0), rest.datasets.get(name, {}).get(key, 0))
+                       for key in {*planned.datasets.get(name, {}), *rest.datasets.get(name, {})}}
+                for name in {*planned.datasets, *rest.datasets}}
+    return rest.model_copy(update={
+        "found": max(planned.found, rest.found), "changed": max(planned.changed, rest.changed),
+        "kept": max(planned.kept, rest.kept), "datasets": datasets,
+        "kept_records": rest.kept_records or planned.kept_records, "note": rest.note or planned.note})

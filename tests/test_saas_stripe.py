@@ -130,3 +130,40 @@ async def test_a_refused_key_is_a_permanent_error_naming_system_and_status(strip
     message = str(raised.value)
     assert "system billing_stripe" in message and "HTTP 401" in message and "GET /v1/customers" in message
     assert "ada@example.com" not in message
+
+
+async def test_the_evidence_is_heard_before_the_first_request_changes_anything(stripe, pool):
+    """A SaaS API has no transaction: the erasure's evidence (what it will minimise, delete and
+    keep) is kept before any request changes the service, so a process killed part-way leaves it
+    (tests/test_saas_crash.py kills one). So too when a hold ends and the kept customer goes."""
+    app, loaded = stripe
+    data = app.state.data
+    kept = data.add_customer("ada@example.com", "Ada Lovelace", phone="+32 470 00 00 00")
+    data.add_invoice(kept, NOW - YEAR)
+    free = data.add_customer("ada@example.com", "Ada Lovelace", phone="+32 470 00 00 01")
+    heard = []
+
+    async def keep(outcome) -> None:  # the service untouched as yet
+        assert free in data.customers and data.customers[kept]["phone"] == "+32 470 00 00 00"
+        heard.append(outcome)
+
+    async def keep_keys(erased) -> None:
+        assert kept in data.customers
+        heard.append(erased)
+
+    connector_ = connector(loaded, "billing_stripe", pool)
+    try:
+        outcome = await connector_.erase(subject("ada@example.com"),
+                                         ErasureContext(today=date.today(), before_commit=keep))
+        assert free not in data.customers and data.customers[kept]["phone"] is None
+        (planned,) = heard
+        heard.clear()
+        erased = await connector_.erase_keys({"customers": [kept]}, before_commit=keep_keys)
+    finally:
+        await connector_.close()
+    assert planned.datasets == outcome.datasets and planned.datasets["customers"] == {
+        "found": 2, "minimised": 1, "deleted": 1, "kept": 1}
+    assert planned.erased == outcome.erased == {"customers": [(free, "deleted")]}
+    assert planned.held == outcome.held
+    assert heard == [{"customers": [(kept, "deleted")]}] and erased == heard[0]
+    assert kept not in data.customers

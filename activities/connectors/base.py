@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 from dsrflow.settings import Settings
 from policy.disclosure import Origin
@@ -124,6 +124,10 @@ PartOpener = Callable[[str, str, Mapping[str, Origin]], tuple[ExportPart, list[s
 
 
 class Connector(Protocol):
+    # Whether an erasure commits all at once (a database transaction) or request by request (a
+    # SaaS API), so that a retry after a lost worker may find part of it done.
+    transactional: ClassVar[bool] = True
+
     def __init__(self, env: ConnectorEnv) -> None: ...
 
     def access(self, subject: Subject) -> AsyncIterator[AccessRecord]:

@@ -17,7 +17,7 @@ stays pending, and the workflow's polling carries on with the rest on a later da
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -49,6 +49,7 @@ from activities.connectors.http_identifiers import (
 from activities.connectors.http_notes import render_note
 from activities.connectors.http_quota import QuotaExhausted, QuotaLedger, ServiceClock
 from activities.connectors.tls import tls_context
+from dsrflow.infra.failpoints import failpoint
 from policy.http_model import Action, HttpConfig, Step
 from policy.systems import System
 
@@ -68,6 +69,15 @@ class _Run:
     collected: dict[str, list[Any]] = field(default_factory=dict)
     held: dict[str, dict[str, tuple[date, str]]] = field(default_factory=dict)
     waiting: QuotaExhausted | None = None
+    sent: int = 0  # requests that changed something, for the failpoint after each
+
+    def erasures(self) -> dict[str, list[tuple[str, str]]]:
+        return {dataset: keys for dataset, keys in self.erased.items() if keys}
+
+    def planning(self) -> _Run:
+        """A run that goes on from what this one read, for planning its effects."""
+        return _Run(context=dict(self.context), found=self.found, by_step=self.by_step,
+                    step_dataset=self.step_dataset, held=self.held)
 
     def count(self, dataset: str, effect: str, n: int = 1) -> None:
         counts = self.effects.setdefault(dataset, {})
@@ -75,6 +85,8 @@ class _Run:
 
 
 class HttpConnector(Connector):
+    transactional = False
+
     def __init__(self, env: ConnectorEnv) -> None:
         self.env = env
         self.name = env.system_name
@@ -118,9 +130,29 @@ class HttpConnector(Connector):
         if action is None:
             return self._manual("erasure")
         today = context.today if context else datetime.now(UTC).date()
-        run = await self._run(action, subject, "erase", today=today)
+        keep = context.before_commit if context else None
+
+        async def intent(run: _Run, remaining: list[Step]) -> None:
+            # A SaaS API has no transaction: the evidence of what the steps are about to do is
+            # kept before the first request changes anything. A process that dies part-way or
+            # right after leaves that evidence; the retry finds less (or nothing) left to do
+            # (activities/fanout.py combines the two), never "not found" for erased records.
+            if keep is None or not any(s.effect and s.for_each != "identifiers" for s in remaining):
+                return
+            planned = run.planning()
+            for step in remaining:
+                if step.effect and step.for_each != "identifiers":
+                    await self._act(step, *self._items(step, planned), planned, f"erase.{step.name}", send=False)
+            outcome = await self._erasure_outcome(action, planned, subject)
+            if outcome.changed or outcome.held:
+                await keep(outcome)
+
+        run = await self._run(action, subject, "erase", today=today, before_effects=intent)
+        return await self._erasure_outcome(action, run, subject)
+
+    async def _erasure_outcome(self, action: Action, run: _Run, subject: Subject) -> ActionOutcome:
         outcome = await self._outcome(action, run, subject)
-        outcome.erased = {d: keys for d, keys in run.erased.items() if keys}
+        outcome.erased = run.erasures()
         outcome.held = held_records(run.held)
         outcome.kept = len(outcome.held)
         return outcome
@@ -128,18 +160,26 @@ class HttpConnector(Connector):
     async def erase_keys(self, keys: Mapping[str, Sequence[str]], *,
                          before_commit: ErasedHook | None = None) -> Erased:
         """A hold ended: run the erase action's deleting steps for these records, by key. A SaaS
-        API has no transaction to keep the evidence in: the caller keeps it right after."""
+        API has no transaction: `before_commit` hears what the steps are about to delete before
+        the first request goes."""
         action = self.config.actions.erase
-        run = _Run(context=self._context(None))
         if action is None:
             return {}
+        deleting = []
         for step in action.steps:
             source = self._source_dataset(action, step.for_each)
-            if step.effect != "deleted" or source is None or source not in keys:
-                continue
-            items = [{self.config.datasets[source].key: key} for key in keys[source]]
+            if step.effect == "deleted" and source is not None and source in keys:
+                deleting.append((step, source, [{self.config.datasets[source].key: key} for key in keys[source]]))
+        if before_commit is not None:
+            planned = _Run(context=self._context(None))
+            for step, source, items in deleting:
+                await self._act(step, source, items, planned, send=False)
+            if planned.erasures():
+                await before_commit(planned.erasures())
+        run = _Run(context=self._context(None))
+        for step, source, items in deleting:
             await self._act(step, source, items, run)
-        return {d: v for d, v in run.erased.items() if v}
+        return run.erasures()
 
     async def status(self, subject: Subject, external_id: str) -> ActionOutcome:
         if external_id == PENDING_QUOTA:
@@ -194,23 +234,28 @@ class HttpConnector(Connector):
         return [*found, *action.steps]
 
     async def _run(self, action: Action, subject: Subject, name: str, *, today: date | None = None,
-                   extra: dict[str, Any] | None = None) -> _Run:
+                   extra: dict[str, Any] | None = None,
+                   before_effects: Callable[[_Run, list[Step]], Awaitable[None]] | None = None) -> _Run:
+        """Run the action's steps; an erasure (`today` given) works out the holds, and calls
+        `before_effects` with the steps left, before the first step that changes anything."""
         run = _Run(context={**self._context(subject), **(extra or {})})
         holds_known = False
+        steps = self._steps(action)
         try:
-            for step in self._steps(action):
+            for i, step in enumerate(steps):
                 where = f"{name}.{step.name}"
                 if step.effect is not None and today is not None and not holds_known:
                     run.held = holds_over(self.config, self.env.policy, run.found, today)
                     run.context["held"] = {d: sorted(keys) for d, keys in run.held.items()}
                     holds_known = True
+                    if before_effects is not None:
+                        await before_effects(run, steps[i:])
                 if step.for_each == "identifiers":
                     await self._identifiers(step, subject, run, where)
                     if run.waiting:
                         break
                     continue
-                items = run.by_step.get(step.for_each, []) if step.for_each else [None]
-                source = run.step_dataset.get(step.for_each) if step.for_each else step.dataset
+                source, items = self._items(step, run)
                 if step.effect is not None:
                     await self._act(step, source, items, run, where)
                 else:
@@ -238,19 +283,33 @@ class HttpConnector(Connector):
                     run.found.setdefault(step.dataset, []).extend(records)
         run.context["steps"] = {**run.context["steps"], step.name: collected}
 
-    async def _act(self, step: Step, source: str | None, items: list[Any], run: _Run, where: str = "") -> None:
+    @staticmethod
+    def _items(step: Step, run: _Run) -> tuple[str | None, list[Any]]:
+        """The dataset a step's items come from, and the items (one None: a single request)."""
+        if not step.for_each:
+            return step.dataset, [None]
+        return run.step_dataset.get(step.for_each), run.by_step.get(step.for_each, [])
+
+    async def _act(self, step: Step, source: str | None, items: list[Any], run: _Run, where: str = "", *,
+                   send: bool = True) -> None:
+        """Send the step's request for each item its `if` chooses, and count what it did; with
+        `send` false, count what it would do (every request answered as found)."""
         where = where or f"erase.{step.name}"
         key_field = self.config.datasets[source].key if source else None
         for item in items:
             context = {**run.context, "item": item}
             if not self.exchange.truthy(step.if_, context, where):
                 continue
-            answered = None
-            async for status, document in self.exchange.pages(step, where, context):
-                answered = status, document
-            assert answered is not None
-            status, document = answered
-            self._collect(step, document, run)
+            status: int | None = None
+            if send:
+                answered = None
+                async for status, document in self.exchange.pages(step, where, context):
+                    answered = status, document
+                assert answered is not None
+                status, document = answered
+                run.sent += 1
+                failpoint("http-effect-sent", f"{self.name}#{run.sent}")
+                self._collect(step, document, run)
             target = source or step.dataset or step.name
             if item is None and step.dataset:
                 # One request for the whole dataset (e.g. delete by e-mail): count its records.
