@@ -18,6 +18,7 @@ import pytest
 import yaml
 from dateutil.relativedelta import relativedelta
 
+from activities.ledger import write_ledger
 from activities.letters import notifies_subject
 from dsrflow.crypto.hashing import subject_hash
 from dsrflow.crypto.keys import load_secret_key
@@ -348,6 +349,18 @@ async def test_sweep_erases_analytics_24_months_after_the_last_visit(postgres, s
         assert {(r["dataset"], r["action"]) for r in ledger} >= {("users", "deleted"), ("page_events", "anonymised")}
         assert {r["subject_hash"] for r in ledger if r["dataset"] == "users"} == {
             subject_hash(load_secret_key(stack.settings), gone_email)}
+
+
+async def test_a_retention_erasure_run_again_is_ledgered_once(pool):
+    """A retention run's ledger rows are kept before the system commits; a run killed in between is
+    run again and keeps them again. They have no request (NULL), which the ledger's unique index
+    counted as distinct until migration 0030: each record was ledgered twice."""
+    key = uuid.uuid4().hex
+    rows = [("subject-hash", "analytics", "users", key, "deleted", "v1", None, "retention"),
+            ("subject-hash", "analytics", "page_events", key, "anonymised", "v1", None, "retention")]
+    await write_ledger(pool, rows)
+    await write_ledger(pool, rows)
+    assert await pool.fetchval("SELECT count(*) FROM erasure_ledger WHERE record_key = $1", key) == 2
 
 
 async def test_worker_creates_the_daily_schedules_once(dev_server, task_queue):
