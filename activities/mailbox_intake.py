@@ -19,6 +19,7 @@ from dsrflow.crypto.hashing import keyed_hash
 from dsrflow.crypto.mail_files import seal_record
 from dsrflow.domain.inbound_mail import ParsedMail, content_fingerprint, parse_message, received_at_for
 from dsrflow.domain.references import typed_reference
+from dsrflow.domain.sender_authentication import vouched_for
 from dsrflow.stores.mailbox_store import NewMessage, decide, store_message
 from policy.mailbox import MailboxPolicy
 
@@ -28,6 +29,9 @@ from policy.mailbox import MailboxPolicy
 # references.py), in each language; letters sent before short references had eight hex digits.
 _REFERENCE = re.compile(r"\((?:ref|réf|az)\.?\s*([0-9A-Za-z]{8,10})\)", re.IGNORECASE)
 _LEGACY_REFERENCE = re.compile(r"^[0-9a-f]{8}$")
+# The embedded stack's own mailbox (devstack/smtp_sink.py): reached on loopback only, it has no
+# receiving server to vouch for a sender, and its From is believed.
+SINK = "sink"
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,14 @@ async def file_message(pool: asyncpg.Pool, secret: bytes, rules: MailboxPolicy, 
     parsed = parse_message(raw, rules.limits, rules.refusal)
     if await _ours(pool, parsed):
         return None
+    request_id = await thread_for(pool, parsed)
+    if request_id is not None and source != SINK and not vouched_for(raw, parsed.sender, rules.authenticated_by):
+        # A forged From would put a stranger's words on the subject's request as theirs.
+        parsed.notes.append(
+            "from the address of the subject of a request it names, but not threaded onto it: the receiving "
+            "mail server did not vouch for the sender (no DMARC or DKIM pass by a server in the mailbox "
+            "policy's authenticated_by); attach it once you are sure it is theirs")
+        request_id = None
     suggestion = rules.suggest(parsed.subject, parsed.text)
     received = received_at_for(parsed.date, arrived_at, timedelta(hours=rules.date_tolerance_hours))
     record = {**parsed.as_record(), "arrived_at": arrived_at.isoformat(), "size": len(raw)}
@@ -86,7 +98,6 @@ async def file_message(pool: asyncpg.Pool, secret: bytes, rules: MailboxPolicy, 
         suggested_language=suggestion.language.value if suggestion.language else None,
     )
     message_id, created = await store_message(pool, new, lambda mid: seal_record(record, secret, mid))
-    request_id = await thread_for(pool, parsed)
     if request_id is not None:
         async with pool.acquire() as conn:
             # A message stored before a crash is threaded on the retry: decide() acts once.

@@ -21,7 +21,7 @@ import asyncpg
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from activities.mailbox_intake import file_message
+from activities.mailbox_intake import SINK, file_message
 from devstack.processes import ensure_port_free
 from dsrflow.infra.db import create_pool
 from policy.mailbox import MailboxPolicy
@@ -39,7 +39,7 @@ class PrivacyInbox:
     async def file(self, raw: bytes) -> None:
         if self._pool is None:
             self._pool = await create_pool(self.database_url, min_size=0, max_size=2)
-        await file_message(self._pool, self.secret, self.rules, raw, arrived_at=datetime.now(UTC), source="sink")
+        await file_message(self._pool, self.secret, self.rules, raw, arrived_at=datetime.now(UTC), source=SINK)
 
 
 class _EmlWriter:

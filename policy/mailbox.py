@@ -39,6 +39,9 @@ class MailboxPolicy(StrictModel):
     refused_content_types: frozenset[str] = frozenset()
     types: dict[RequestType, dict[Language, list[str]]] = {}
     languages: dict[Language, list[str]] = {}
+    # The receiving mail servers (authserv-ids) whose Authentication-Results are believed
+    # (dsrflow/domain/sender_authentication.py).
+    authenticated_by: frozenset[str] = frozenset()
 
     @field_validator("refused_extensions", "refused_content_types")
     @classmethod

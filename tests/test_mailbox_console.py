@@ -105,6 +105,37 @@ async def test_a_message_becomes_a_request_whose_clock_started_at_receipt(http, 
     answer = await filed(settings, pool, raw_mail(sender, "Dank u", subject="Re: your letter", in_reply_to=ours))
     assert await pool.fetchval("SELECT request_id FROM mailbox_messages WHERE id = $1", answer) == uuid.UUID(request_id)
 
+    # Read over IMAP, the subject's address is not enough (anyone can write a From header): the
+    # reply threads only when a receiving server the mailbox policy names vouched for the sender.
+    rules = load_mailbox_policy().model_copy(update={"authenticated_by": frozenset({"mx.controller.example"})})
+    domain = sender.rsplit("@", 1)[1]
+    cases = [
+        ([], None),  # a forged From, no result
+        ([f"mx.attacker.example; dmarc=pass header.from={domain}"], None),  # another server's word
+        ([f"mx.controller.example; dkim=pass header.d={domain}; dmarc=fail header.from={domain}"], None),
+        ([f"mx.controller.example; spf=pass smtp.mailfrom={sender}; dkim=pass header.d=attacker.example"], None),
+        (["mx.controller.example; dmarc=pass header.from=attacker.example"], None),
+        (["mx.controller.example; this is not a result"], None),
+        ([f"mx.controller.example; spf=pass smtp.mailfrom={sender}; dmarc=pass (p=reject) header.from={domain}"],
+         uuid.UUID(request_id)),
+        ([f"MX.Controller.example;\r\n\tdkim=pass header.i=@{domain} header.s=s1"], uuid.UUID(request_id)),
+    ]
+    for results, threads_onto in cases:
+        raw = b"".join(f"Authentication-Results: {r}\r\n".encode() for r in results) + raw_mail(
+            sender, "Dank u", subject=f"Re: Gelieve uw privacyverzoek te bevestigen (ref. {reference})")
+        done = await file_message(pool, load_secret_key(settings), rules, raw, arrived_at=datetime.now(UTC), source="imap")
+        assert done is not None and done.request_id == (str(threads_onto) if threads_onto else None), results
+        assert await pool.fetchval("SELECT request_id FROM mailbox_messages WHERE id = $1",
+                                   done.message_id) == threads_onto, results
+        page = (await http.get(f"/console/inbox/{done.message_id}")).text
+        assert ("the receiving mail server did not vouch for the sender" in page) == (threads_onto is None), results
+    # The shipped policy names no server: no reply read over IMAP threads by itself.
+    raw = f"Authentication-Results: mx.controller.example; dmarc=pass header.from={domain}\r\n".encode() + raw_mail(
+        sender, "Dank u", subject=f"Re: (ref. {reference})")
+    done = await file_message(pool, load_secret_key(settings), load_mailbox_policy(), raw,
+                              arrived_at=datetime.now(UTC), source="imap")
+    assert done is not None and done.request_id is None
+
 
 async def test_attach_and_dismiss(http, pool, settings):
     csrf = await console_sign_in(http, pool, "agent")

@@ -1,0 +1,51 @@
+"""Whether the mail server that received a message vouched for its From address.
+
+Anyone can write a From header. The receiving server checks SPF, DKIM and DMARC and writes what it
+found in an Authentication-Results header (RFC 8601) named by its authserv-id, after removing any
+header claiming that id which the sender wrote itself (RFC 8601 section 5). So only the headers of
+servers the controller names (policy/mailbox.yaml `authenticated_by`) are believed, and only a
+result tied to the From domain counts: DMARC pass for it, or (a server that reports no DMARC)
+a DKIM pass whose signing domain is the From domain or one above it.
+"""
+
+from __future__ import annotations
+
+import email.parser
+import email.policy
+from collections.abc import Collection
+
+import authres
+import authres.core
+import authres.dmarc
+
+_RESULTS = authres.FeatureContext(authres.dmarc)
+_HEADERS = email.parser.BytesHeaderParser(policy=email.policy.compat32)
+
+
+def _aligned(signer: str | None, domain: str) -> bool:
+    signer = (signer or "").lower().strip().lstrip("@").rsplit("@", 1)[-1]
+    return bool(signer) and (domain == signer or domain.endswith("." + signer))
+
+
+def vouched_for(raw: bytes, sender: str | None, trusted: Collection[str]) -> bool:
+    """Whether one of the `trusted` servers (authserv-ids) vouched for `sender` in the message."""
+    if not sender or "@" not in sender or not trusted:
+        return False
+    domain = sender.rsplit("@", 1)[1].lower()
+    ours = {server.lower() for server in trusted}
+    for value in _HEADERS.parsebytes(raw).get_all("Authentication-Results") or []:
+        try:
+            header = _RESULTS.parse_value(" ".join(str(value).split()))
+        except authres.core.AuthResError:  # a malformed header vouches for nothing
+            continue
+        if header.authserv_id not in ours:
+            continue
+        dmarc = [r for r in header.results if r.method == "dmarc"]
+        if dmarc:
+            if any(r.result == "pass" and _aligned(r.header_from, domain) for r in dmarc):
+                return True
+            continue
+        if any(r.method == "dkim" and r.result == "pass" and _aligned(r.header_d or r.header_i, domain)
+               for r in header.results):
+            return True
+    return False
