@@ -57,9 +57,11 @@ LETTER_TYPE_LABELS = {
 # Each completes the denial letter's "This is because ...".
 LETTER_DENIAL_LABELS = {
     "manifestly_unfounded": (N_("the request is manifestly unfounded%(citation)s"), "12(5)", _IN_BRACKETS),
-    "excessive": (N_("the request is excessive, in particular because of its repetitive character%(citation)s"),
+    "excessive": (N_("the request is manifestly excessive, in particular because of its repetitive character%(citation)s"),
                   "12(5)", _IN_BRACKETS),
-    "identity_not_established": (N_("we could not establish your identity%(citation)s"), "12(6)", _IN_BRACKETS),
+    # Art. 12(6) lets us ask for more to confirm an identity; the refusal rests on Art. 11(2) and 12(2).
+    "identity_not_established": (N_("we could not establish your identity%(citation)s"), "11(2) and 12(2)",
+                                 _IN_BRACKETS),
     "other": (N_("of the reasons explained below"), None, _IN_BRACKETS),
 }
 

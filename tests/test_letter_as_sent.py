@@ -304,6 +304,16 @@ async def test_the_request_and_denial_labels_cite_only_the_regimes_law(regime, l
     if regime == "gdpr":
         assert label == {"en": "access to your personal data (Art. 15 GDPR)",
                          "nl": "inzage in uw persoonsgegevens (art. 15 AVG)"}.get(language, label)
+        # The grounds as the law puts them: Art. 12(5) refuses only what is manifestly excessive,
+        # and a refusal for want of identification rests on Art. 11(2) and 12(2) (Art. 12(6) only
+        # lets us ask for more).
+        unidentified = await as_sent("denial", "access", {"reason_code": "identity_not_established",
+                                                          "explanation": "No answer."}, language=language)
+        if language == "en":
+            assert "because the request is manifestly excessive, in particular because of its repetitive character " \
+                   "(Art. 12(5) GDPR)." in " ".join(denial.text.split())
+            assert "we could not establish your identity (Art. 11(2) and 12(2) GDPR)" in " ".join(unidentified.text.split())
+        assert "12(6)" not in unidentified.text and "12, lid 6" not in unidentified.text
     elif regime == "uk_gdpr":
         assert "UK GDPR" in label and "UK GDPR" in reason
         for part in both(ack):  # never the EU's regulation
@@ -314,7 +324,7 @@ async def test_the_request_and_denial_labels_cite_only_the_regimes_law(regime, l
     else:
         if language == "en":
             assert "Request: access to your personal data\n" in ack.text
-            assert "because the request is excessive, in particular because of its repetitive character." in denial.text
+            assert "because the request is manifestly excessive, in particular because of its repetitive character." in denial.text
         assert "Art." not in label and "art." not in label and "Art." not in reason and "art." not in reason
         # The acknowledgement under these laws says nothing else about the GDPR either.
         for part in both(ack):

@@ -282,9 +282,9 @@ def test_the_reading_check_finds_what_it_looks_for():
     """The checks above catch each fault (so a passing run means the letters, not a blind check)."""
     good = _render_case("response-erasure-kept", "gdpr")
     assert _problems(good) == []
-    repeated = RenderedLetter(good.subject, good.text.replace(
-        "We have now completed your request.", "We have now completed your request. We have now completed your request."),
-        good.html)
+    opening = "We have now completed your request, except for the data named under “What we kept, and why” below."
+    assert opening in good.text
+    repeated = RenderedLetter(good.subject, good.text.replace(opening, f"{opening} {opening}"), good.html)
     assert any("repeated" in p for p in _problems(repeated))
     empty = RenderedLetter(good.subject, good.text.replace("Your rights\n-----------\n", "Your rights\n-----------\n\nMore\n----\n"),
                            good.html.replace("</h2>", "</h2><h2>More</h2>", 1))

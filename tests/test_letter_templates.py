@@ -203,6 +203,9 @@ def test_response_erasure_lists_erased_and_kept():
         assert "What we erased" in part
         assert "contact details" in part and "marketing preferences" in part
         assert "What we kept, and why" in part
+        # Records kept: the letter does not open by calling the request completed (Art. 12(4)).
+        assert "We have now completed your request." not in part
+        assert "We have now completed your request, except for the data named under “What we kept, and why” below." in part
         assert "Art. 17(3)(b)" in part
         assert "Belgian VAT Code Art. 60 §4" in part
         assert "31 December 2033" in part
