@@ -31,7 +31,7 @@ from activities.heartbeat import heartbeating
 from activities.ledger import ledger_write
 from activities.task_outcomes import (
     STORED_OUTCOME,
-    did_nothing,
+    changed_nothing,
     outcome_key,
     outcome_write,
     resumed,
@@ -206,13 +206,14 @@ class FanoutActivities:
         else:
             # A system without a transaction may have done part of what the earlier try planned:
             # this try's outcome is reported together with that plan (every try's, if it dies too).
-            resuming = None if earlier is None or connector_class(
-                task.task.connector, task.task.system).transactional else earlier.result
+            transactional = connector_class(task.task.connector, task.task.system).transactional
+            resuming = None if earlier is None or transactional else earlier.result
             result = await self._act(task, row, resuming)
-            if earlier is not None and did_nothing(result):
-                # The earlier try's effect committed after its evidence was kept: it is the outcome.
+            if earlier is not None and transactional and changed_nothing(result):
+                # The earlier try's effect committed after its evidence was kept (had it not, this
+                # try would have changed something): it is the outcome.
                 result = earlier.result
-            failpoint("task-effect-committed")
+            failpoint("task-effect-committed", f"{task.task.system}:{task.task.action}")
         outcome = outcome_write(task, result, committed=True)
         if task.record:
             await store_task_result(self.ctx, task.request_id, result, along=[outcome])
@@ -254,14 +255,25 @@ class FanoutActivities:
                             connector, task.request_id, task.task.system, task.policy_version, subject, context,
                             also=provisional)
                     return result_of(outcome)
-                elif action == "rectify":
-                    outcome = await connector.rectify(subject, details.get("corrections", {}))
+
+                def reported(outcome: ActionOutcome) -> TaskResult:
+                    result = _result(task, outcome)
+                    return result if resuming is None else resumed(resuming, result)
+
+                async def keep(outcome: ActionOutcome) -> None:
+                    # As an erasure's evidence: before the system commits (or, without a
+                    # transaction, before its first request), so that a retry can tell what
+                    # this try did when it finds nothing left to change.
+                    await save_outcome(self.ctx.pool, task, reported(outcome), committed=False)
+
+                if action == "rectify":
+                    outcome = await connector.rectify(subject, details.get("corrections", {}), before_commit=keep)
                 elif action == "restrict":
-                    outcome = await connector.restrict(subject)
+                    outcome = await connector.restrict(subject, before_commit=keep)
                 elif action == "lift_restriction":
-                    outcome = await connector.lift_restriction(subject)
+                    outcome = await connector.lift_restriction(subject, before_commit=keep)
                 elif action == "object":
-                    outcome = await connector.object(subject, task.task.scope or "direct_marketing")
+                    outcome = await connector.object(subject, task.task.scope or "direct_marketing", before_commit=keep)
                 elif action == "access" and (asked := await connector.request_export(subject)):
                     # Only processors without an API run an access task: the package reads the rest.
                     outcome = asked
@@ -269,7 +281,7 @@ class FanoutActivities:
                     raise ApplicationError(f"unknown action {action}", non_retryable=True)
         except PermanentConnectorError as exc:
             raise ApplicationError(str(exc), type="PermanentConnectorError", non_retryable=True) from None
-        return _result(task, outcome)
+        return reported(outcome)
 
     async def _identities_agree(self, policy_version: str, subject: Subject) -> None:
         """Identities that point at different people in any sql system stop every task, not

@@ -1,12 +1,14 @@
 """What one action did in one system, kept per request, system, action and staff attempt.
 
 Stored with the evidence of the effect, before a transactional system commits (`committed` false)
-and again once the action returned (`committed` true). A retry of the same attempt after a worker
-died returns the committed outcome instead of acting again, and one that finds only the provisional
-outcome acts again: if the system then has nothing left to do, the earlier attempt's effect did
-commit, and its outcome is the true one (never "not found, 0 records" for data that was erased). A system without a
-transaction (a SaaS API) keeps its provisional outcome before its first request changes anything:
-its retry may find part of the work done, and reports both attempts together (`resumed`).
+and again once the action returned (`committed` true), for every action that changes a system
+(erasure, rectification, restriction and its lifting, objection). A retry of the same attempt after
+a worker died returns the committed outcome instead of acting again, and one that finds only the
+provisional outcome acts again: if it then changes nothing, the earlier attempt's effect did
+commit, and its outcome is the true one (never "not found, 0 records" for data that was erased, nor
+"0 changed" for a restriction in force). A system without a transaction (a SaaS API) keeps its
+provisional outcome before its first request changes anything: its retry may find part of the work
+done, and reports both attempts together (`resumed`).
 """
 
 from __future__ import annotations
@@ -60,8 +62,9 @@ async def save_outcome(conn: asyncpg.Pool | asyncpg.Connection, task: TaskInput,
     await outcome_write(task, result, committed=committed).execute(conn)
 
 
-def did_nothing(result: TaskResult) -> bool:
-    return not (result.found or result.changed or result.kept)
+def changed_nothing(result: TaskResult) -> bool:
+    """A retry that changed nothing: the try before it had made its effect (or there was none)."""
+    return not result.changed
 
 
 def resumed(planned: TaskResult, rest: TaskResult) -> TaskResult:
@@ -69,7 +72,7 @@ def resumed(planned: TaskResult, rest: TaskResult) -> TaskResult:
     `planned` and may have carried out part of it: the retry did `rest` (what was left, and what
     it finds again, such as a held record it minimises once more). Each count is the larger of the
     two; the erasure ledger already holds every record either attempt named."""
-    if did_nothing(rest):  # the plan was carried out in full: "not found" would deny it
+    if changed_nothing(rest):  # the plan was carried out in full: "not found" would deny it
         return planned
     datasets = {name: {key: max(planned.datasets.get(name, {}).get(key, 0), rest.datasets.get(name, {}).get(key, 0))
                        for key in {*planned.datasets.get(name, {}), *rest.datasets.get(name, {})}}

@@ -51,7 +51,7 @@ RUN_FIRST = (
     "test_multi_process.py", "test_request_listing.py", "test_subject_search.py",
     "test_readme.py", "test_lifecycle.py", "test_processor_exports.py",
     "test_browser_owed.py", "test_browser_untold.py", "test_request_journeys.py", "test_up.py",
-    "test_access_crash.py", "test_browser_review.py", "test_saas_crash.py",
+    "test_access_crash.py", "test_browser_review.py", "test_saas_crash.py", "test_restriction_crash.py",
 )
 
 

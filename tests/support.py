@@ -13,7 +13,7 @@ import sys
 import uuid
 import weakref
 import zipfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import date, timedelta
 from email.message import EmailMessage
 from pathlib import Path
@@ -264,3 +264,16 @@ def run_bench_smoke(module: str, results: Path, name: str, timeout: float,
     path = results / name
     assert path.exists(), done.stdout[-3000:] + done.stderr[-3000:]
     return json.loads(path.read_text()), done
+
+
+async def task_result(http: httpx.AsyncClient, pool: asyncpg.Pool, rid: str, system: str,
+                      until: Callable[[dict], bool]) -> dict:
+    """The request's result for `system` over the API, once `until` holds for it."""
+    headers = await staff_headers(pool, "agent")
+    results: dict[str, dict] = {}
+    for _ in range(600):
+        results = {r["system"]: r for r in (await http.get(f"/v1/requests/{rid}", headers=headers)).json()["results"]}
+        if system in results and until(results[system]):
+            return results[system]
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"the {system} task of {rid} never got there: {results.get(system)}")

@@ -35,6 +35,7 @@ from tests.support import (
     letters_for,
     live_client,
     staff_headers,
+    task_result,
     unique_email,
     verification_code,
     wait_for_letter,
@@ -317,17 +318,6 @@ async def _events(pool, rid: str, event_type: str) -> int:
                                uuid.UUID(rid), event_type)
 
 
-async def _task_of(http, pool, rid: str, system: str, until) -> dict:
-    """The request's result for `system`, once `until` holds for it."""
-    headers = await staff_headers(pool, "agent")
-    for _ in range(600):
-        results = {r["system"]: r for r in (await http.get(f"/v1/requests/{rid}", headers=headers)).json()["results"]}
-        if system in results and until(results[system]):
-            return results[system]
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"the {system} task of {rid} never got there: {results.get(system)}")
-
-
 @pytest.mark.parametrize("answer", ["retry-task", "resolve-task"])
 async def test_a_worker_killed_as_a_task_answer_is_recorded_records_it_once_and_counts_it(
         postgres, settings, dev_server, pool, tmp_path, answer):
@@ -347,7 +337,7 @@ async def test_a_worker_killed_as_a_task_answer_is_recorded_records_it_once_and_
                 "subject": {"email": unique_email("killed-answer")}})
             assert r.status_code == 201, r.text
             rid = r.json()["id"]
-            await _task_of(http, pool, rid, "email_marketing", lambda t: t["status"] == "needs_attention")
+            await task_result(http, pool, rid, "email_marketing", lambda t: t["status"] == "needs_attention")
             body = {"system": "email_marketing"} | ({"note": "Restricted by hand, ticket 12"}
                                                    if answer == "resolve-task" else {})
             answering = asyncio.ensure_future(http.post(
@@ -356,10 +346,10 @@ async def test_a_worker_killed_as_a_task_answer_is_recorded_records_it_once_and_
         async with build_worker(client, stack.settings, pool):
             answered = await answering
             if answer == "retry-task":  # ran again, once: the demo still cannot restrict
-                task = await _task_of(http, pool, rid, "email_marketing",
+                task = await task_result(http, pool, rid, "email_marketing",
                                       lambda t: t["attempt"] == 2 and t["status"] == "needs_attention")
             else:
-                await _task_of(http, pool, rid, "email_marketing", lambda t: t["status"] == "done")
+                await task_result(http, pool, rid, "email_marketing", lambda t: t["status"] == "done")
                 for _ in range(600):
                     if (await pool.fetchval("SELECT status FROM dsr_requests WHERE id = $1", uuid.UUID(rid))) == "completed":
                         break

@@ -64,7 +64,7 @@ class ErasureContext:
     # evidence (erasure ledger, deferred erasures) durable first: a crash in between leaves
     # evidence of an erasure that the retry then completes, never an erasure without evidence.
     # A system that cannot do this leaves it uncalled, and the caller records after.
-    before_commit: Callable[[ActionOutcome], Awaitable[None]] | None = field(default=None, compare=False)
+    before_commit: ActionHook | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -103,6 +103,10 @@ class ActionOutcome:
     held: list[HeldRecord] = field(default_factory=list)
 
 
+# Called with an action's outcome before its effect is made (see Connector.rectify).
+ActionHook = Callable[[ActionOutcome], Awaitable[None]]
+
+
 class PermanentConnectorError(Exception):
     """A failure retrying cannot fix (bad credentials, 4xx): the task needs attention."""
 
@@ -136,13 +140,22 @@ class Connector(Protocol):
 
     async def erase(self, subject: Subject, context: ErasureContext | None = None) -> ActionOutcome: ...
 
-    async def rectify(self, subject: Subject, corrections: dict[str, str]) -> ActionOutcome: ...
+    # Rectification, restriction, its lifting and objection take `before_commit` as an erasure's
+    # context does: called with the outcome before a system with a transaction commits, and
+    # before the first request that changes anything in one without (a SaaS API), so that a
+    # retry after a lost worker can report what the first try did. A processor that acts on its
+    # own (OpenDSR, e-mail) leaves it uncalled: its job is on record before it is asked.
 
-    async def restrict(self, subject: Subject) -> ActionOutcome: ...
+    async def rectify(self, subject: Subject, corrections: dict[str, str], *,
+                      before_commit: ActionHook | None = None) -> ActionOutcome: ...
 
-    async def lift_restriction(self, subject: Subject) -> ActionOutcome: ...
+    async def restrict(self, subject: Subject, *, before_commit: ActionHook | None = None) -> ActionOutcome: ...
 
-    async def object(self, subject: Subject, scope: str) -> ActionOutcome: ...
+    async def lift_restriction(self, subject: Subject, *,
+                               before_commit: ActionHook | None = None) -> ActionOutcome: ...
+
+    async def object(self, subject: Subject, scope: str, *,
+                     before_commit: ActionHook | None = None) -> ActionOutcome: ...
 
     async def status(self, subject: Subject, external_id: str) -> ActionOutcome:
         """For asynchronous processors: where the job stands now."""

@@ -28,6 +28,7 @@ from temporalio.exceptions import ApplicationError
 from activities.connectors import expand_env
 from activities.connectors.base import (
     AccessRecord,
+    ActionHook,
     ActionOutcome,
     Connector,
     ConnectorEnv,
@@ -84,6 +85,10 @@ class _Run:
         counts[effect] = counts.get(effect, 0) + n
 
 
+# Heard before the first step that changes anything: the run so far and the steps left.
+Intent = Callable[[_Run, list[Step]], Awaitable[None]]
+
+
 class HttpConnector(Connector):
     transactional = False
 
@@ -130,23 +135,7 @@ class HttpConnector(Connector):
         if action is None:
             return self._manual("erasure")
         today = context.today if context else datetime.now(UTC).date()
-        keep = context.before_commit if context else None
-
-        async def intent(run: _Run, remaining: list[Step]) -> None:
-            # A SaaS API has no transaction: the evidence of what the steps are about to do is
-            # kept before the first request changes anything. A process that dies part-way or
-            # right after leaves that evidence; the retry finds less (or nothing) left to do
-            # (activities/fanout.py combines the two), never "not found" for erased records.
-            if keep is None or not any(s.effect and s.for_each != "identifiers" for s in remaining):
-                return
-            planned = run.planning()
-            for step in remaining:
-                if step.effect and step.for_each != "identifiers":
-                    await self._act(step, *self._items(step, planned), planned, f"erase.{step.name}", send=False)
-            outcome = await self._erasure_outcome(action, planned, subject)
-            if outcome.changed or outcome.held:
-                await keep(outcome)
-
+        intent = self._intent(action, subject, context.before_commit if context else None, self._erasure_outcome)
         run = await self._run(action, subject, "erase", today=today, before_effects=intent)
         return await self._erasure_outcome(action, run, subject)
 
@@ -186,33 +175,61 @@ class HttpConnector(Connector):
             return await self.erase(subject)  # carry on with what the quota held back
         return ActionOutcome(status="done")
 
-    async def object(self, subject: Subject, scope: str) -> ActionOutcome:
+    async def object(self, subject: Subject, scope: str, *,
+                     before_commit: ActionHook | None = None) -> ActionOutcome:
         action = next((a for name, a in self.config.actions.object.items() if name == scope), None)
         if action is None:
             return ActionOutcome(status="not_found", message=f"{self.config.service} is not configured "
                                  f"for objections to {scope}: nothing to act on there")
-        return await self._outcome(action, await self._run(action, subject, f"object.{scope}"), subject)
+        intent = self._intent(action, subject, before_commit, self._outcome)
+        return await self._outcome(action, await self._run(action, subject, f"object.{scope}", before_effects=intent),
+                                   subject)
 
-    async def rectify(self, subject: Subject, corrections: dict[str, str]) -> ActionOutcome:
-        return await self._simple("rectify", "rectification", subject, {"corrections": corrections})
+    async def rectify(self, subject: Subject, corrections: dict[str, str], *,
+                      before_commit: ActionHook | None = None) -> ActionOutcome:
+        return await self._simple("rectify", "rectification", subject, before_commit, {"corrections": corrections})
 
-    async def restrict(self, subject: Subject) -> ActionOutcome:
-        return await self._simple("restrict", "restriction", subject)
+    async def restrict(self, subject: Subject, *, before_commit: ActionHook | None = None) -> ActionOutcome:
+        return await self._simple("restrict", "restriction", subject, before_commit)
 
-    async def lift_restriction(self, subject: Subject) -> ActionOutcome:
-        return await self._simple("lift_restriction", "lifting a restriction", subject)
+    async def lift_restriction(self, subject: Subject, *,
+                               before_commit: ActionHook | None = None) -> ActionOutcome:
+        return await self._simple("lift_restriction", "lifting a restriction", subject, before_commit)
 
     async def close(self) -> None:
         await self._http.aclose()
 
     # -- running actions -------------------------------------------------------------------
 
-    async def _simple(self, name: str, what: str, subject: Subject,
+    async def _simple(self, name: str, what: str, subject: Subject, before_commit: ActionHook | None,
                       extra: dict[str, Any] | None = None) -> ActionOutcome:
         action = getattr(self.config.actions, name)
         if action is None:
             return self._manual(what)
-        return await self._outcome(action, await self._run(action, subject, name, extra=extra), subject)
+        intent = self._intent(action, subject, before_commit, self._outcome)
+        return await self._outcome(action, await self._run(action, subject, name, extra=extra, before_effects=intent),
+                                   subject)
+
+    def _intent(self, action: Action, subject: Subject, keep: ActionHook | None,
+                outcome_of: Callable[[Action, _Run, Subject], Awaitable[ActionOutcome]]) -> Intent | None:
+        """What `_run` calls before the first request that changes anything: a SaaS API has no
+        transaction, so the outcome the steps are about to have is kept first (`keep`). A process
+        that dies part-way or right after leaves it; the retry finds less (or nothing) left to do
+        (activities/fanout.py reports the two together), never "not found" for what was done."""
+        if keep is None:
+            return None
+
+        async def intent(run: _Run, remaining: list[Step]) -> None:
+            acting = [s for s in remaining if s.effect and s.for_each != "identifiers"]
+            if not acting:  # identifiers keep their own record (http_identifiers.py)
+                return
+            planned = run.planning()
+            for step in acting:
+                await self._act(step, *self._items(step, planned), planned, step.name, send=False)
+            outcome = await outcome_of(action, planned, subject)
+            if outcome.changed or outcome.held:
+                await keep(outcome)
+        return intent
 
     def _manual(self, what: str) -> ActionOutcome:
         return ActionOutcome(status="needs_attention", message=(
@@ -235,19 +252,20 @@ class HttpConnector(Connector):
 
     async def _run(self, action: Action, subject: Subject, name: str, *, today: date | None = None,
                    extra: dict[str, Any] | None = None,
-                   before_effects: Callable[[_Run, list[Step]], Awaitable[None]] | None = None) -> _Run:
-        """Run the action's steps; an erasure (`today` given) works out the holds, and calls
-        `before_effects` with the steps left, before the first step that changes anything."""
+                   before_effects: Intent | None = None) -> _Run:
+        """Run the action's steps. Before the first step that changes anything, an erasure
+        (`today` given) works out the holds, and `before_effects` hears the steps left."""
         run = _Run(context={**self._context(subject), **(extra or {})})
-        holds_known = False
+        acting = False
         steps = self._steps(action)
         try:
             for i, step in enumerate(steps):
                 where = f"{name}.{step.name}"
-                if step.effect is not None and today is not None and not holds_known:
-                    run.held = holds_over(self.config, self.env.policy, run.found, today)
-                    run.context["held"] = {d: sorted(keys) for d, keys in run.held.items()}
-                    holds_known = True
+                if step.effect is not None and not acting:
+                    acting = True
+                    if today is not None:
+                        run.held = holds_over(self.config, self.env.policy, run.found, today)
+                        run.context["held"] = {d: sorted(keys) for d, keys in run.held.items()}
                     if before_effects is not None:
                         await before_effects(run, steps[i:])
                 if step.for_each == "identifiers":

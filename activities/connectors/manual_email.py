@@ -46,6 +46,7 @@ from activities.citations import IN_BRACKETS, CitedLabel, cited_label
 from activities.connectors import expand_env
 from activities.connectors.base import (
     AccessRecord,
+    ActionHook,
     ActionOutcome,
     Connector,
     ConnectorEnv,
@@ -181,19 +182,22 @@ class ManualEmailConnector(Connector):
             )
         return await self._ask(subject, "erase")
 
-    async def rectify(self, subject: Subject, corrections: dict[str, str]) -> ActionOutcome:
+    async def rectify(self, subject: Subject, corrections: dict[str, str], *,
+                      before_commit: ActionHook | None = None) -> ActionOutcome:
         if not corrections:
             return ActionOutcome(status="needs_attention",
                                  message="the request names no corrections to send to the processor")
         return await self._ask(subject, "rectify")
 
-    async def restrict(self, subject: Subject) -> ActionOutcome:
+    async def restrict(self, subject: Subject, *, before_commit: ActionHook | None = None) -> ActionOutcome:
         return await self._ask(subject, "restrict")
 
-    async def lift_restriction(self, subject: Subject) -> ActionOutcome:
+    async def lift_restriction(self, subject: Subject, *,
+                               before_commit: ActionHook | None = None) -> ActionOutcome:
         return await self._ask(subject, "lift_restriction")
 
-    async def object(self, subject: Subject, scope: str) -> ActionOutcome:
+    async def object(self, subject: Subject, scope: str, *,
+                     before_commit: ActionHook | None = None) -> ActionOutcome:
         if scope not in _SCOPES:
             raise PermanentConnectorError(f"system {self.name}: unknown objection scope {scope!r}")
         return await self._ask(subject, "object", scope=scope)

@@ -43,6 +43,7 @@ import httpx
 from activities.connectors import expand_env
 from activities.connectors.base import (
     AccessRecord,
+    ActionHook,
     ActionOutcome,
     Connector,
     ConnectorEnv,
@@ -187,7 +188,8 @@ class OpenDsrConnector(Connector):
                         origin_of=dict.fromkeys(record, self.origins.get(dataset, self.origin)),
                     )
 
-    async def object(self, subject: Subject, scope: str) -> ActionOutcome:
+    async def object(self, subject: Subject, scope: str, *,
+                     before_commit: ActionHook | None = None) -> ActionOutcome:
         if scope != "direct_marketing":
             return ActionOutcome(
                 status="not_found",
@@ -214,13 +216,15 @@ class OpenDsrConnector(Connector):
             message=None if matched else "not a subscriber; the address is suppressed against future marketing",
         )
 
-    async def rectify(self, subject: Subject, corrections: dict[str, str]) -> ActionOutcome:
+    async def rectify(self, subject: Subject, corrections: dict[str, str], *,
+                      before_commit: ActionHook | None = None) -> ActionOutcome:
         return self._manual("rectification", "send the processor the correction (Art. 16 and 19)")
 
-    async def restrict(self, subject: Subject) -> ActionOutcome:
+    async def restrict(self, subject: Subject, *, before_commit: ActionHook | None = None) -> ActionOutcome:
         return self._manual("restriction", "ask the processor to restrict processing (Art. 18 and 19)")
 
-    async def lift_restriction(self, subject: Subject) -> ActionOutcome:
+    async def lift_restriction(self, subject: Subject, *,
+                               before_commit: ActionHook | None = None) -> ActionOutcome:
         return self._manual("lifting a restriction", "tell the processor the restriction has ended (Art. 18(3))")
 
     async def close(self) -> None:

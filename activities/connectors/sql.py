@@ -34,6 +34,7 @@ import asyncpg
 
 from activities.connectors.base import (
     AccessRecord,
+    ActionHook,
     ActionOutcome,
     Connector,
     ConnectorEnv,
@@ -343,7 +344,8 @@ class SqlConnector(Connector):
             return text
         return keyed_hash(self.env.secret, self.name, dataset.name, column, text)
 
-    async def rectify(self, subject: Subject, corrections: dict[str, str]) -> ActionOutcome:
+    async def rectify(self, subject: Subject, corrections: dict[str, str], *,
+                      before_commit: ActionHook | None = None) -> ActionOutcome:
         """A key sets the columns the request's policy declares `rectifiable` under that name or
         identity (policy/rectification.py), and only with a value each of them accepts: intake
         checked against the policy of its day, this checks against the request's own version.
@@ -351,37 +353,43 @@ class SqlConnector(Connector):
         # Children first: parents still match the subject as before while their children change.
         plans, unknown = corrections_by_dataset(self.plan.children_first, corrections)
         message = f"no field in this system for: {', '.join(unknown)}" if unknown else None
-        return await self._set_everywhere(subject, plans, message)
+        return await self._set_everywhere(subject, plans, message, before_commit)
 
     async def _set_everywhere(self, subject: Subject, updates: dict[str, dict[str, Any]],
-                              message: str | None = None) -> ActionOutcome:
+                              message: str | None, before_commit: ActionHook | None) -> ActionOutcome:
         counts: dict[str, dict[str, int]] = {}
-        if updates:
-            async with self._subject_connection(subject) as conn:
-                with self._mapped():
-                    async with conn.transaction():
-                        for name, values in updates.items():
-                            counts[name] = await self._update(conn, self.plan.datasets[name], subject, values)
-        return self._outcome(counts, message)
+        if not updates:
+            return self._outcome(counts, message)
+        async with self._subject_connection(subject) as conn:
+            with self._mapped():
+                async with conn.transaction():
+                    for name, values in updates.items():
+                        counts[name] = await self._update(conn, self.plan.datasets[name], subject, values)
+                    outcome = self._outcome(counts, message)
+                    if before_commit is not None:
+                        await before_commit(outcome)
+        return outcome
 
-    async def _restriction(self, subject: Subject, restricted: bool) -> ActionOutcome:
+    async def _restriction(self, subject: Subject, restricted: bool, before_commit: ActionHook | None) -> ActionOutcome:
         updates = {d.name: {d.restricted_column: restricted}
                    for d in self.plan.parents_first if d.restricted_column}
         missing = [d.name for d in self.plan.parents_first if not d.restricted_column]
         message = f"no restriction column in: {', '.join(missing)}" if missing else None
-        return await self._set_everywhere(subject, updates, message)
+        return await self._set_everywhere(subject, updates, message, before_commit)
 
-    async def restrict(self, subject: Subject) -> ActionOutcome:
-        return await self._restriction(subject, True)
+    async def restrict(self, subject: Subject, *, before_commit: ActionHook | None = None) -> ActionOutcome:
+        return await self._restriction(subject, True, before_commit)
 
-    async def lift_restriction(self, subject: Subject) -> ActionOutcome:
-        return await self._restriction(subject, False)
+    async def lift_restriction(self, subject: Subject, *,
+                               before_commit: ActionHook | None = None) -> ActionOutcome:
+        return await self._restriction(subject, False, before_commit)
 
-    async def object(self, subject: Subject, scope: str) -> ActionOutcome:
+    async def object(self, subject: Subject, scope: str, *,
+                     before_commit: ActionHook | None = None) -> ActionOutcome:
         updates = {d.name: dict(columns) for d in self.plan.parents_first
                    for name, columns in d.objection_updates.items() if name == scope and columns}
         message = None if updates else f"no dataset in this system carries out objection scope {scope!r}"
-        return await self._set_everywhere(subject, updates, message)
+        return await self._set_everywhere(subject, updates, message, before_commit)
 
     async def status(self, subject: Subject, external_id: str) -> ActionOutcome:
         return ActionOutcome(status="done")  # every action here completes synchronously
