@@ -231,10 +231,11 @@ def read_spool(spool) -> tuple[list, list[list[str]]]:
 async def place_claims_hold(pool: asyncpg.Pool, settings: Settings, email: str, systems: list[str]) -> dict:
     """Compliance's Art. 17(3)(e) legal-claims hold on a subject's records in `systems`."""
     async with pool.acquire() as conn:
-        return await place_hold(conn, secret=load_secret_key(settings), email=email,
-                                customer_id=None, systems=systems, categories=None,
-                                basis="Art. 17(3)(e) GDPR", reason="Dispute over a support contract, claim 2026/17",
-                                review_date=date.today() + timedelta(days=90), actor="compliance:test")
+        hold, _ = await place_hold(conn, secret=load_secret_key(settings), email=email,
+                                   customer_id=None, systems=systems, categories=None,
+                                   basis="Art. 17(3)(e) GDPR", reason="Dispute over a support contract, claim 2026/17",
+                                   review_date=date.today() + timedelta(days=90), actor="compliance:test")
+        return hold
 
 
 async def delete_schedules(client: Client) -> None:

@@ -190,6 +190,31 @@ async def test_release_twice_is_harmless(http, pool, dev_server, compliance):
     await sweep_started_with(dev_server, hold_id)
 
 
+async def test_placing_again_after_a_lost_answer_returns_the_first_hold(http, pool, dev_server, compliance):
+    """A client whose answer was lost (the API died after the commit) places the hold again with
+    the same Idempotency-Key: it gets the first hold back, not a second one whose id it would
+    never learn, and which would go on keeping the records once the first was released."""
+    email = f"repeat-{uuid.uuid4().hex[:8]}@example.com"
+    key = {**compliance, "Idempotency-Key": f"claim-{uuid.uuid4().hex}"}
+    first = await http.post("/v1/legal-holds", headers=key, json=hold_body(email=email))
+    again = await http.post("/v1/legal-holds", headers=key, json=hold_body(email=email))
+    assert (first.status_code, again.status_code) == (201, 200), (first.text, again.text)
+    assert again.json() == first.json()
+    # The same key for another hold is refused, and stores nothing.
+    before = await counts(pool)
+    other = await http.post("/v1/legal-holds", headers=key, json=hold_body(email=email, reason="Another claim"))
+    assert "already used for a different hold" in assert_problem(other, 409)["detail"]
+    assert await counts(pool) == before
+    held = (await http.get("/v1/legal-holds", headers=compliance, params={"email": email, "active": "true"})).json()
+    assert [h["id"] for h in held["holds"]] == [first.json()["id"]]
+    assert [e["event_type"] for e in await hold_events(pool, first.json()["id"])] == ["legal_hold.placed"]
+    # Released, nothing holds the subject any more.
+    assert (await http.delete(f"/v1/legal-holds/{first.json()['id']}", headers=compliance)).status_code == 204
+    held = (await http.get("/v1/legal-holds", headers=compliance, params={"email": email, "active": "true"})).json()
+    assert held["holds"] == []
+    await sweep_started_with(dev_server, first.json()["id"])
+
+
 async def test_release_stands_when_the_sweep_cannot_start(holds_settings, pool, compliance):
     """Temporal unreachable: the hold is still released, and the answer says the sweep is owed."""
     offline = holds_settings.model_copy(update={"temporal_address": f"127.0.0.1:{free_port()}"})

@@ -9,7 +9,7 @@ from datetime import date, datetime, timedelta
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -24,7 +24,14 @@ from api.state import AppState
 from dsrflow.crypto.hashing import subject_hash
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.infra.logging import get_logger
-from dsrflow.stores.holds_store import get_hold, list_holds, place_hold, release_hold, resolve_customer_email
+from dsrflow.stores.holds_store import (
+    HoldIdempotencyConflict,
+    get_hold,
+    list_holds,
+    place_hold,
+    release_hold,
+    resolve_customer_email,
+)
 from schemas.holds import SweepInput
 
 router = APIRouter(prefix="/v1/legal-holds", tags=["legal holds"])
@@ -129,17 +136,23 @@ def _view(hold: dict[str, Any]) -> dict[str, Any]:
     openapi_extra={"requestBody": {"required": True, "content": {
         "application/json": {"schema": NewLegalHold.model_json_schema()}}}},
 )
-async def place(staff: Annotated[Staff, require_role("compliance")], request: Request, state: State) -> JSONResponse:
+async def place(staff: Annotated[Staff, require_role("compliance")], request: Request, state: State,
+                idempotency_key: Annotated[str | None, Header(max_length=200)] = None) -> JSONResponse:
     """Place a legal-claims hold. The subject need not have filed a request: give their e-mail
-    address, or a customer id an earlier request ties to one."""
+    address, or a customer id an earlier request ties to one. Repeating the call with the same
+    `Idempotency-Key` header (after an answer that never came) returns the hold it placed (200)
+    instead of placing a second one; the key used for another hold is refused (409)."""
     body, email = await _validated(request, state)
-    async with (await state.db()).acquire() as conn:
-        hold = await place_hold(
-            conn, secret=load_secret_key(state.settings), email=email, customer_id=body.customer_id,
-            systems=body.systems, categories=body.categories, basis=body.basis, reason=body.reason,
-            review_date=body.review_date, actor=staff.actor,
-        )
-    return JSONResponse(_view(hold), status_code=201)
+    try:
+        async with (await state.db()).acquire() as conn:
+            hold, placed = await place_hold(
+                conn, secret=load_secret_key(state.settings), email=email, customer_id=body.customer_id,
+                systems=body.systems, categories=body.categories, basis=body.basis, reason=body.reason,
+                review_date=body.review_date, actor=staff.actor, idempotency_key=idempotency_key,
+            )
+    except HoldIdempotencyConflict as exc:
+        raise Problem(409, "Idempotency key reused", str(exc)) from None
+    return JSONResponse(_view(hold), status_code=201 if placed else 200)
 
 
 @router.get("")

@@ -8,16 +8,21 @@ events name the hold, its scope, its basis and its review date and nothing about
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import date
 from typing import Any, TypeAlias
 
 import asyncpg
 
-from dsrflow.crypto.hashing import subject_hash
+from dsrflow.crypto.hashing import keyed_hash, subject_hash
 from dsrflow.domain.audit import append_event
 
 Executor: TypeAlias = asyncpg.Connection | asyncpg.Pool
+
+
+class HoldIdempotencyConflict(Exception):
+    """An Idempotency-Key already used to place another hold."""
 
 
 
@@ -60,27 +65,38 @@ async def place_hold(
     reason: str,
     review_date: date,
     actor: str,
-) -> dict[str, Any]:
+    idempotency_key: str | None = None,
+) -> tuple[dict[str, Any], bool]:
     """Store a hold (`systems`/`categories` None: all of them) and its `legal_hold.placed` event,
-    in one transaction."""
+    in one transaction: (the hold, whether it is new). A repeat with the same `idempotency_key`
+    returns the hold it placed; the key used for another hold raises HoldIdempotencyConflict."""
     hold_id = uuid.uuid4()
+    who = subject_hash(secret, email)
+    fingerprint = keyed_hash(secret, "legal-hold", json.dumps(
+        [who, customer_id, systems, categories, basis, reason, review_date.isoformat()]))
     async with conn.transaction():
         row = await conn.fetchrow(
             """INSERT INTO legal_holds
                    (id, subject_hash, subject_email, customer_id, systems, categories, basis,
-                    reason, review_date, placed_by)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                    reason, review_date, placed_by, idempotency_key, fingerprint)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+               ON CONFLICT (idempotency_key) DO NOTHING
                RETURNING *""",
-            hold_id, subject_hash(secret, email), email.strip(), customer_id, systems, categories,
-            basis, reason, review_date, actor,
+            hold_id, who, email.strip(), customer_id, systems, categories,
+            basis, reason, review_date, actor, idempotency_key, fingerprint,
         )
+        if row is None:
+            existing = await conn.fetchrow("SELECT * FROM legal_holds WHERE idempotency_key = $1", idempotency_key)
+            if existing["fingerprint"] != fingerprint:
+                raise HoldIdempotencyConflict("this idempotency key was already used for a different hold")
+            return _as_dict(existing), False
         await append_event(
             conn, event_key=f"legal_hold:{hold_id}:placed", event_type="legal_hold.placed",
             actor=actor,
             data={"hold_id": str(hold_id), "systems": systems, "categories": categories,
                   "basis": basis, "review_date": review_date.isoformat()},
         )
-    return _as_dict(row)
+    return _as_dict(row), True
 
 
 async def release_hold(conn: asyncpg.Connection, hold_id: str | uuid.UUID, actor: str) -> dict[str, Any] | None:
