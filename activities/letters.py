@@ -183,6 +183,9 @@ async def build_context(ctx: ActivityContext, row: dict[str, Any], job: LetterJo
         params["complaint"] = remedies()  # not a refusal: only the right to complain of the extension
     if job.purpose == "restriction_lift":
         params.update(await lift_letter_context(ctx, row, policy, t))
+        # The regime's authority and courts, as a refusal names them (not `remedies`: lifting a
+        # restriction refuses nothing the subject asked for).
+        params["complaint"] = remedies()
     if job.purpose in _CLOSINGS:  # older workflows sent neither
         params["acted_in"] = named_systems(params.get("acted_in", []), row, policy)
         params["asked_in"] = named_systems(params.get("asked_in", []), row, policy)

@@ -120,6 +120,7 @@ EXTRA: dict[str, dict] = {
                         "(Art. 18(1)(c) GDPR)"],
             "recipients": ["Financial services and accounting provider"],
         },
+        "complaint": REMEDIES,
     },
     "staff_alert": {"kind": "due_in_7_days", "days_left": 7, "detail": "Billing connector awaits a manual step."},
 }

@@ -286,6 +286,27 @@ async def test_the_restriction_lift_letter_gives_controller_local_dates(
         assert long_date(local_lift_on, language) in letter.subject
 
 
+@pytest.mark.parametrize("regime", REGIMES)
+async def test_the_restriction_lift_letter_names_the_regimes_authority_and_courts(monkeypatch, regime):
+    """Lifting a restriction is a decision the subject may take to the authority or the courts:
+    the letter names them as its regime does (before, one sentence promised "a supervisory
+    authority" and "the courts" under every law, naming none, and a private suit under laws that
+    give none)."""
+    async def restriction_for(pool: object, request_id: str) -> dict[str, Any]:
+        return {"since": datetime(2025, 11, 4, 9, 30, tzinfo=UTC), "lift_effective_on": None,
+                "grounds": ["needed_for_legal_claims"], "systems": ["crm"]}
+
+    monkeypatch.setattr(restrictions, "restriction_for", restriction_for)
+    letter = await as_sent("restriction_lift", "restriction",
+                           {"reason": "The court case was settled.", "lift_on": "2026-02-09", "notice_days": 14},
+                           regime=regime)
+    remedies = letters.remedies_context(LOADED.policy, regime, request_row(regime, "restriction", "en")["country"],
+                                        appeal=True)
+    for part in both(letter):
+        assert remedies["authority"]["name"] in part and " ".join(remedies["judicial"].split()) in part
+        assert "seek a judicial remedy before the courts" not in part
+
+
 # --- 7. A letter cites the law of its regime, never another (the request and denial labels) --
 
 _GDPR_NAMES = ("GDPR", "AVG", "RGPD", "DSGVO")
