@@ -429,6 +429,8 @@ async def test_other_requests_still_count_what_they_found_or_changed(request_typ
 # --- 9. No letter under another law cites the GDPR; none under the UK GDPR cites the EU's -----
 
 _GRANTED_RECIPIENTS = {"recipient": "communication_crm"}  # told under Art. 19: its name is listed
+_PROCESSOR_CONFIRMED = {"system": "surveys", "action": "erase", "status": "done", "recipient": "surveys",
+                        "message": "Survey service provider confirmed the erasure"}
 
 
 def _every_letter() -> dict[str, tuple[str, str, dict[str, Any], dict[str, Any]]]:
@@ -470,12 +472,25 @@ def _every_letter() -> dict[str, tuple[str, str, dict[str, Any], dict[str, Any]]
     for told, extra in (("told", _GRANTED_RECIPIENTS), ("", {})):
         cases[f"response-rectification-{told}"] = ("response", "rectification", {"report": {"results": [
             {**crm_done, "action": "rectify", **extra}]}}, {})
+    # Only a processor asked by e-mail, which confirms without counting records: Art. 19 still names it.
+    cases["response-erasure-processor-only"] = ("response", "erasure", {"report": {"results": [
+        _PROCESSOR_CONFIRMED]}}, {})
     for reason in letters.LETTER_DENIAL_LABELS:
         cases[f"denial-{reason}"] = ("denial", "access", {"reason_code": reason, "explanation": "Fifth."}, {})
     return cases
 
 
 _EVERY_LETTER = _every_letter()
+
+
+async def test_a_recipient_told_of_the_erasure_is_named_when_no_system_of_ours_held_anything():
+    """A processor reached by e-mail confirms the erasure without counting records, so it is not
+    listed under what we erased; before, the sentence naming the recipients told (Art. 19) was
+    part of that list and went with it."""
+    letter = await as_sent("response", "erasure", {"report": {"results": [_PROCESSOR_CONFIRMED]}})
+    for part in both(letter):
+        assert "We informed the recipients to whom we had disclosed your personal data of this erasure " \
+               "(Art. 19 GDPR): Survey service provider." in part
 
 
 def test_the_citation_check_covers_every_letter_to_a_subject():
@@ -498,7 +513,7 @@ async def test_no_letter_cites_a_law_other_than_its_regimes(monkeypatch, regime,
             # mention is the EU's regulation.
             said = part.replace("UK GDPR", "").replace("Britse AVG", "") if regime == "uk_gdpr" else part
             assert not any(name in said for name in _GDPR_NAMES), (case, regime, language, part)
-        if regime == "uk_gdpr" and purpose == "response" and request_type == "erasure":
+        if regime == "uk_gdpr" and purpose == "response" and request_type == "erasure" and "kept" in case:
             assert "Art. 17(3) UK GDPR" in both(letter)[0] or language != "en"
     if regime not in ("uk_gdpr",) and language == "en":
         rights = both(await as_sent("response", "access", {"report": {"results": []}}, regime=regime))[0]
