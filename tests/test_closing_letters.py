@@ -2,14 +2,14 @@
 out: its letter names the systems already changed, and those asked that may still act (a
 processor at work), in the policy's words and the letter's language, since what was done there is
 not undone (an erasure cannot be). Built from the
-workflow's params as the letter activity builds them (tests/test_letter_as_sent.py `as_sent`)."""
+workflow's params as the letter activity builds them (tests/letters_as_sent.py `as_sent`)."""
 
 from __future__ import annotations
 
 import pytest
 
 from dsrflow.i18n import translations
-from tests.test_letter_as_sent import LOADED, as_sent, both
+from tests.letters_as_sent import LOADED, as_sent, both
 
 SENTENCE = "Before your request was closed, we had already acted on it in: %(systems)s."
 STILL_ASKED = "We had also asked these systems to act on it, and they may still do so: %(systems)s."

@@ -5,83 +5,38 @@ requires the letter to say, in every regime and language it applies to."""
 
 from __future__ import annotations
 
-import re
-import types
 from datetime import UTC, date, datetime
-from html import unescape
 from typing import Any
 
 import pytest
 
 import activities.letters as letters
 import activities.restrictions as restrictions
-from activities.citations import citation, cited_label
-from activities.connectors.base import HeldRecord
-from activities.connectors.sql_erasure import kept_summary
-from activities.letter_templates import RenderedLetter, render_letter
-from dsrflow.domain.deadlines import compute_deadline, receipt_date
+from activities.citations import citation
 from dsrflow.domain.references import short_reference
 from dsrflow.i18n import long_date, translations
-from policy.model import load_policy
-from schemas.vocabulary import Language, Regime
-from schemas.workflow import LetterJob
-
-LOADED = load_policy()
-LANGUAGES = [lang.value for lang in Language]
-REGIMES = [r.value for r in Regime]
-REQUEST_ID = "3f2b8c1e-9a4d-4e6f-8b2a-1c5d7e9f0a12"
-
-
-class _Ctx:
-    """What `build_context` reads of the activity context: the settings' base URL and the policy."""
-
-    settings = types.SimpleNamespace(base_url="https://privacy.example.test")
-    pool = None
-
-    async def policy(self, version: str) -> Any:
-        return LOADED
-
-
-def request_row(regime: str, request_type: str, language: str, **overrides: Any) -> dict[str, Any]:
-    """A request row as `get_request_with` returns it."""
-    received_at = datetime(2026, 1, 30, 23, 30, tzinfo=UTC)  # 31 January in Brussels
-    deadline = compute_deadline(regime, receipt_date(received_at, "Europe/Brussels"),
-                                establishment="BE" if regime == "gdpr" else None)
-    return {"id": REQUEST_ID, "request_type": request_type, "regime": regime, "received_at": received_at,
-            "due_date": deadline.due_date, "extended_due_date": deadline.extended_due_date,
-            "current_due_date": deadline.due_date, "details": {}, "subject_name": "Jane Doe",
-            "subject_email": "jane@example.org", "country": "BE", "language": language,
-            "policy_version": "v", "origin": "portal", **overrides}
-
-
-async def as_sent(purpose: str, request_type: str, params: dict[str, Any], *, regime: str = "gdpr",
-                  language: str = "en", **row: Any) -> RenderedLetter:
-    """The letter `purpose` with the workflow's `params`, built and rendered as the letter activity does."""
-    request = request_row(regime, request_type, language, **row)
-    job = LetterJob(request_id=REQUEST_ID, purpose=purpose, key="1", params=params)
-    context = await letters.build_context(_Ctx(), request, job, language)  # type: ignore[arg-type]
-    return render_letter(purpose, context, language)
-
-
-def both(letter: RenderedLetter) -> list[str]:
-    """The plain text and the HTML's text, whitespace folded (what a reader sees)."""
-    html = unescape(re.sub(r"<[^>]+>", " ", letter.html.split("<body", 1)[1]))
-    return [" ".join(letter.text.split()), " ".join(html.split())]
-
+from tests.letters_as_sent import (
+    APPEAL_OF,
+    LANGUAGES,
+    LOADED,
+    REFUSED,
+    REGIMES,
+    REQUEST_ID,
+    as_sent,
+    both,
+    erasure_with_kept,
+    kept_records,
+    request_row,
+)
 
 # --- 1. An objection refused on compelling legitimate grounds (Art. 21(1), 12(4)) -------------
 
-# The workflow runs no task on this path (workflows/dsr.py, `_process`): the report is empty and
-# the decision travels with it.
-_REFUSED = {"report": {"results": []},
-            "decision": {"compelling_grounds": True,
-                         "explanation": "Fraud monitoring of this account is required by our acquirer."}}
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
 @pytest.mark.parametrize("regime", REGIMES)
 async def test_a_refused_objection_says_processing_continues_and_why(regime, language):
-    letter = await as_sent("response", "objection", _REFUSED, regime=regime, language=language)
+    letter = await as_sent("response", "objection", REFUSED, regime=regime, language=language)
     t = translations(language)
     for part in both(letter):
         # Processing continues: the letter may not claim that nothing was found.
@@ -89,7 +44,7 @@ async def test_a_refused_objection_says_processing_continues_and_why(regime, lan
         assert "We found no personal data" not in part
         assert t.gettext("We have now completed your request.") not in part
         # What Art. 21(1) allows, that it applies, and compliance's reasons as they gave them.
-        decided = letters.decision_summary(_REFUSED["decision"], regime, t)
+        decided = letters.decision_summary(REFUSED["decision"], regime, t)
         assert " ".join(decided.split()) in part
         assert "Fraud monitoring of this account is required by our acquirer." in part
         # The remedies of Art. 12(4): a complaint to the authority and a judicial remedy.
@@ -105,32 +60,12 @@ async def test_a_refused_objection_says_processing_continues_and_why(regime, lan
 
 # --- 2. What an erasure kept, in the letter's language (Art. 17(3), 12(1)) --------------------
 
-def _kept_records() -> list[dict[str, Any]]:
-    """What the fan-out stores for an erasure that kept records (`kept_summary`, in the policy's
-    source language): two invoices under the accounting statute and the CRM under a legal-claims
-    hold placed with the API's default basis."""
-    policy = LOADED.policy
-    held = [HeldRecord("invoices", "INV-1", "statutory", "be_accounting", date(2033, 12, 31)),
-            HeldRecord("invoices", "INV-2", "statutory", "be_accounting", date(2033, 12, 31))]
-    hold_id = "0b9f8f1e-1111-4222-8333-444455556666"
-    legal = {hold_id: {"basis": "Art. 17(3)(e) GDPR: establishment, exercise or defence of legal claims",
-                       "review_date": date(2026, 6, 30)}}
-    return (kept_summary(policy, "billing", held, {})
-            + kept_summary(policy, "crm", [HeldRecord("all", "all", "legal_claims", hold_id, None)], legal))
-
-
-def _erasure_with_kept() -> dict[str, Any]:
-    return {"report": {"results": [
-        {"system": "billing", "action": "erase", "status": "done", "found": 4, "changed": 2, "kept": 2,
-         "kept_records": [k for k in _kept_records() if k["system"] == "billing"]},
-        {"system": "crm", "action": "erase", "status": "done", "found": 1, "changed": 0, "kept": 1,
-         "kept_records": [k for k in _kept_records() if k["system"] == "crm"]}]}}
 
 
 @pytest.mark.parametrize("language", ["nl", "fr", "de"])
 @pytest.mark.parametrize("regime", REGIMES)
 async def test_kept_records_give_their_legal_basis_and_law_in_the_letters_language(regime, language):
-    letter = await as_sent("response", "erasure", _erasure_with_kept(), regime=regime, language=language)
+    letter = await as_sent("response", "erasure", erasure_with_kept(), regime=regime, language=language)
     english = LOADED.policy.statutory_holds["be_accounting"]
     translated = LOADED.in_language(language).statutory_holds["be_accounting"]
     t = translations(language)
@@ -149,7 +84,7 @@ async def test_kept_records_give_their_legal_basis_and_law_in_the_letters_langua
 
 
 async def test_kept_records_read_as_stored_in_english():
-    letter = await as_sent("response", "erasure", _erasure_with_kept())
+    letter = await as_sent("response", "erasure", erasure_with_kept())
     english = LOADED.policy.statutory_holds["be_accounting"]
     for part in both(letter):
         assert english.basis in part and english.law in part
@@ -160,7 +95,7 @@ async def test_kept_records_read_as_stored_in_english():
 
 @pytest.mark.parametrize("language", LANGUAGES)
 async def test_a_legal_claims_hold_gives_its_review_date_as_such(language):
-    letter = await as_sent("response", "erasure", _erasure_with_kept(), language=language)
+    letter = await as_sent("response", "erasure", erasure_with_kept(), language=language)
     t = translations(language)
     review, end = long_date(date(2026, 6, 30), language), long_date(date(2033, 12, 31), language)
     for part in both(letter):
@@ -176,7 +111,7 @@ async def test_a_legal_claims_hold_gives_its_review_date_as_such(language):
 
 async def test_a_hold_without_a_date_shows_none():
     """A legal-claims hold whose review date the evidence does not have (a hold since deleted)."""
-    report = _erasure_with_kept()
+    report = erasure_with_kept()
     for result in report["report"]["results"]:
         for kept in result["kept_records"]:
             if kept["hold_kind"] == "legal_claims":
@@ -188,7 +123,6 @@ async def test_a_hold_without_a_date_shows_none():
 
 # --- 4. The appeal names the reference the subject was given (VCDPA, CTDPA, CPA) --------------
 
-APPEAL_OF = "11111111-2222-4333-8444-555555555555"
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
@@ -307,50 +241,6 @@ async def test_the_restriction_lift_letter_names_the_regimes_authority_and_court
         assert "seek a judicial remedy before the courts" not in part
 
 
-# --- 7. A letter cites the law of its regime, never another (the request and denial labels) --
-
-_GDPR_NAMES = ("GDPR", "AVG", "RGPD", "DSGVO")
-
-
-@pytest.mark.parametrize("language", LANGUAGES)
-@pytest.mark.parametrize("regime", REGIMES)
-async def test_the_request_and_denial_labels_cite_only_the_regimes_law(regime, language):
-    t = translations(language)
-    ack = await as_sent("acknowledgement", "access", {"verification_required": False}, regime=regime, language=language)
-    denial = await as_sent("denial", "access", {"reason_code": "excessive", "explanation": "Fifth identical request."},
-                           regime=regime, language=language)
-    label = cited_label(letters.LETTER_TYPE_LABELS["access"], regime, t)
-    reason = cited_label(letters.LETTER_DENIAL_LABELS["excessive"], regime, t)
-    assert label in ack.text and reason in denial.text
-    if regime == "gdpr":
-        assert label == {"en": "access to your personal data (Art. 15 GDPR)",
-                         "nl": "inzage in uw persoonsgegevens (art. 15 AVG)"}.get(language, label)
-        # The grounds as the law puts them: Art. 12(5) refuses only what is manifestly excessive,
-        # and a refusal for want of identification rests on Art. 11(2) and 12(2) (Art. 12(6) only
-        # lets us ask for more).
-        unidentified = await as_sent("denial", "access", {"reason_code": "identity_not_established",
-                                                          "explanation": "No answer."}, language=language)
-        if language == "en":
-            assert "because the request is manifestly excessive, in particular because of its repetitive character " \
-                   "(Art. 12(5) GDPR)." in " ".join(denial.text.split())
-            assert "we could not establish your identity (Art. 11(2) and 12(2) GDPR)" in " ".join(unidentified.text.split())
-        assert "12(6)" not in unidentified.text and "12, lid 6" not in unidentified.text
-    elif regime == "uk_gdpr":
-        assert "UK GDPR" in label and "UK GDPR" in reason
-        for part in both(ack):  # never the EU's regulation
-            assert not any(name in part.replace("UK GDPR", "") for name in _GDPR_NAMES), (regime, language)
-        if language == "en":
-            assert "Request: access to your personal data (Art. 15 UK GDPR)\n" in ack.text
-            assert "repetitive character (Art. 12(5) UK GDPR)." in denial.text
-    else:
-        if language == "en":
-            assert "Request: access to your personal data\n" in ack.text
-            assert "because the request is manifestly excessive, in particular because of its repetitive character." in denial.text
-        assert "Art." not in label and "art." not in label and "Art." not in reason and "art." not in reason
-        # The acknowledgement under these laws says nothing else about the GDPR either.
-        for part in both(ack):
-            assert not any(name in part for name in _GDPR_NAMES), (regime, language)
-
 
 # --- 8. Records kept are never said to be erased (Art. 17(3), 12(1)) ------------------------
 # The SQL connector counts in `changed` the kept records it minimised and marked restricted as
@@ -359,7 +249,7 @@ async def test_the_request_and_denial_labels_cite_only_the_regimes_law(regime, l
 def _crm_kept(changed: int) -> dict[str, Any]:
     """The CRM's result when a legal-claims hold kept all of it: marked restricted (`changed` 1, as
     the connector reports it) or, as another connector would, nothing changed."""
-    kept = [k for k in _kept_records() if k["system"] == "crm"]
+    kept = [k for k in kept_records() if k["system"] == "crm"]
     return {"system": "crm", "action": "erase", "status": "done", "found": 1, "changed": changed, "kept": 1,
             "datasets": {"contacts": {"found": 1, "changed": changed, "kept": 1, "deleted": 0}},
             "kept_records": kept}
@@ -367,7 +257,7 @@ def _crm_kept(changed: int) -> dict[str, Any]:
 
 def _billing_mixed() -> dict[str, Any]:
     """Billing: two invoices kept (minimised and restricted) and the customer record deleted."""
-    kept = [k for k in _kept_records() if k["system"] == "billing"]
+    kept = [k for k in kept_records() if k["system"] == "billing"]
     return {"system": "billing", "action": "erase", "status": "done", "found": 3, "changed": 3, "kept": 2,
             "datasets": {"invoices": {"found": 2, "changed": 2, "kept": 2, "deleted": 0},
                          "customers": {"found": 1, "changed": 1, "kept": 0, "deleted": 1}},
@@ -424,116 +314,3 @@ async def test_other_requests_still_count_what_they_found_or_changed(request_typ
     crm = LOADED.policy.systems["crm"].label
     for part, line in zip(both(letter), _listed(crm, "contacts", said, records), strict=True):
         assert line in part
-
-
-# --- 9. No letter under another law cites the GDPR; none under the UK GDPR cites the EU's -----
-
-_GRANTED_RECIPIENTS = {"recipient": "communication_crm"}  # told under Art. 19: its name is listed
-_PROCESSOR_CONFIRMED = {"system": "surveys", "action": "erase", "status": "done", "recipient": "surveys",
-                        "message": "Survey service provider confirmed the erasure"}
-
-
-def _every_letter() -> dict[str, tuple[str, str, dict[str, Any], dict[str, Any]]]:
-    """(purpose, request type, the workflow's params, row overrides) of each letter and path a
-    subject can receive."""
-    code = {"code": "482913", "link": "https://privacy.example.test/verify?t=x",
-            "expires_at": "2026-02-07T10:00:00+00:00", "max_attempts": 5}
-    crm_done = {"system": "crm", "status": "done", "found": 2, "changed": 2,
-                "datasets": {"contacts": {"found": 2, "changed": 2, "kept": 0, "deleted": 2}}}
-    cases: dict[str, tuple[str, str, dict[str, Any], dict[str, Any]]] = {
-        "acknowledgement": ("acknowledgement", "erasure", {"verification_required": True}, {}),
-        "acknowledgement-verified": ("acknowledgement", "access", {"verification_required": False}, {}),
-        "verification": ("verification", "access", code, {}),
-        "reminder": ("reminder", "access", code, {}),
-        "extension": ("extension", "erasure", {"reason": "Twelve systems.", "new_due_date": "2026-04-30"}, {}),
-        "closed_unverified": ("closed_unverified", "erasure", {"expired_at": "2026-02-07T10:00:00+00:00"}, {}),
-        "cancellation-by-staff": ("cancellation", "erasure", {"reason": "A duplicate.", "withdrawn": False}, {}),
-        "cancellation-withdrawn": ("cancellation", "erasure", {"reason": "Withdrawn.", "withdrawn": True}, {}),
-        "denial-of-an-appeal": ("denial", "erasure", {"reason_code": "other", "explanation": "Confirmed."},
-                                {"details": {"appeal_of": APPEAL_OF}}),
-        "restriction_lift": ("restriction_lift", "restriction",
-                             {"reason": "Settled.", "lift_on": "2026-02-09", "notice_days": 14}, {}),
-        "response-erasure-kept-told": ("response", "erasure", {"report": {"results": [
-            {**crm_done, "action": "erase", **_GRANTED_RECIPIENTS}, *_erasure_with_kept()["report"]["results"]]}},
-            {}),
-        "response-erasure-kept": ("response", "erasure", _erasure_with_kept(), {}),
-        "response-access": ("response", "access", {"report": {"results": [
-            {**crm_done, "action": "access", "changed": 0}]}}, {}),
-        "response-portability": ("response", "portability", {"report": {"results": [
-            {**crm_done, "action": "access", "changed": 0}]}}, {}),
-        "response-nothing-found": ("response", "access", {"report": {"results": []}}, {}),
-        "response-restriction": ("response", "restriction", {"report": {"results": [
-            {**crm_done, "action": "restrict"}]}}, {}),
-        "response-objection-upheld": ("response", "objection", {
-            "report": {"results": [{**crm_done, "action": "object"}]},
-            "decision": {"compelling_grounds": False, "explanation": "No longer used."}}, {}),
-        "response-objection-refused": ("response", "objection", _REFUSED, {}),
-    }
-    for told, extra in (("told", _GRANTED_RECIPIENTS), ("", {})):
-        cases[f"response-rectification-{told}"] = ("response", "rectification", {"report": {"results": [
-            {**crm_done, "action": "rectify", **extra}]}}, {})
-    # Only a processor asked by e-mail, which confirms without counting records: Art. 19 still names it.
-    cases["response-erasure-processor-only"] = ("response", "erasure", {"report": {"results": [
-        _PROCESSOR_CONFIRMED]}}, {})
-    for reason in letters.LETTER_DENIAL_LABELS:
-        cases[f"denial-{reason}"] = ("denial", "access", {"reason_code": reason, "explanation": "Fifth."}, {})
-    return cases
-
-
-_EVERY_LETTER = _every_letter()
-
-
-async def test_a_recipient_told_of_the_erasure_is_named_when_no_system_of_ours_held_anything():
-    """A processor reached by e-mail confirms the erasure without counting records, so it is not
-    listed under what we erased; before, the sentence naming the recipients told (Art. 19) was
-    part of that list and went with it."""
-    letter = await as_sent("response", "erasure", {"report": {"results": [_PROCESSOR_CONFIRMED]}})
-    for part in both(letter):
-        assert "We informed the recipients to whom we had disclosed your personal data of this erasure " \
-               "(Art. 19 GDPR): Survey service provider." in part
-
-
-def test_the_citation_check_covers_every_letter_to_a_subject():
-    from schemas.vocabulary import PURPOSES
-    assert {purpose for purpose, *_ in _EVERY_LETTER.values()} == set(PURPOSES) - {"staff_alert"}
-
-
-@pytest.mark.parametrize("language", LANGUAGES)
-@pytest.mark.parametrize("regime", [r for r in REGIMES if r != "gdpr"])
-async def test_no_letter_cites_a_law_other_than_its_regimes(monkeypatch, regime, language):
-    async def restriction_for(pool: object, request_id: str) -> dict[str, Any]:
-        return {"since": datetime(2025, 11, 4, 9, 30, tzinfo=UTC), "lift_effective_on": None,
-                "grounds": list(restrictions.GROUND_LABELS), "systems": ["crm", "billing"]}
-
-    monkeypatch.setattr(restrictions, "restriction_for", restriction_for)
-    for case, (purpose, request_type, params, row) in _EVERY_LETTER.items():
-        letter = await as_sent(purpose, request_type, params, regime=regime, language=language, **row)
-        for part in [letter.subject, *both(letter)]:
-            # "UK GDPR" ("de Britse AVG" in the policy's Dutch) is the UK's own law; any other
-            # mention is the EU's regulation.
-            said = part.replace("UK GDPR", "").replace("Britse AVG", "") if regime == "uk_gdpr" else part
-            assert not any(name in said for name in _GDPR_NAMES), (case, regime, language, part)
-        if regime == "uk_gdpr" and purpose == "response" and request_type == "erasure" and "kept" in case:
-            assert "Art. 17(3) UK GDPR" in both(letter)[0] or language != "en"
-    if regime not in ("uk_gdpr",) and language == "en":
-        rights = both(await as_sent("response", "access", {"report": {"results": []}}, regime=regime))[0]
-        # Only the rights every one of these laws gives, and where to ask about the others.
-        assert "the other rights that the law applicable to your request gives you" in rights
-        assert "portable format" not in rights and "restriction" not in rights and "object to" not in rights
-
-
-async def test_gdpr_letters_still_cite_the_gdpr():
-    told = await as_sent("response", "erasure", {"report": {"results": [
-        *_every_letter()["response-erasure-kept-told"][2]["report"]["results"]]}})
-    said = both(told)[0]
-    assert "of this erasure (Art. 19 GDPR): " in said
-    assert "defence of legal claims (Art. 17(3) GDPR)." in said
-    assert "Legal basis: Art. 17(3)(e) GDPR: establishment, exercise or defence of legal claims" in said
-    assert "and you can object to its processing (Art. 15 to 21 GDPR)." in said
-    denial = both(await as_sent("denial", "access", {"reason_code": "excessive", "explanation": "Fifth."}))[0]
-    assert "Art. 12(5) GDPR allows a controller to refuse to act" in denial
-    identity = both(await as_sent("denial", "access", {"reason_code": "identity_not_established",
-                                                       "explanation": "Unknown."}))[0]
-    assert "unless we can identify you (Art. 11(2) and 12(2) GDPR)." in identity
-    objection = both(await as_sent("response", "objection", _REFUSED))[0]
-    assert "based on our legitimate interests (Art. 21(1) GDPR)." in objection

@@ -1,0 +1,93 @@
+"""Letters as a subject receives them, for tests: the context the letter activity itself builds
+(`build_context`, from a request row and the workflow's params as the workflow sends them),
+rendered by `render_letter`, and the params of the paths several modules render."""
+
+from __future__ import annotations
+
+import re
+import types
+from datetime import UTC, date, datetime
+from html import unescape
+from typing import Any
+
+import activities.letters as letters
+from activities.connectors.base import HeldRecord
+from activities.connectors.sql_erasure import kept_summary
+from activities.letter_templates import RenderedLetter, render_letter
+from dsrflow.domain.deadlines import compute_deadline, receipt_date
+from policy.model import load_policy
+from schemas.vocabulary import Language, Regime
+from schemas.workflow import LetterJob
+
+LOADED = load_policy()
+LANGUAGES = [lang.value for lang in Language]
+REGIMES = [r.value for r in Regime]
+REQUEST_ID = "3f2b8c1e-9a4d-4e6f-8b2a-1c5d7e9f0a12"
+
+
+class _Ctx:
+    """What `build_context` reads of the activity context: the settings' base URL and the policy."""
+
+    settings = types.SimpleNamespace(base_url="https://privacy.example.test")
+    pool = None
+
+    async def policy(self, version: str) -> Any:
+        return LOADED
+
+
+def request_row(regime: str, request_type: str, language: str, **overrides: Any) -> dict[str, Any]:
+    """A request row as `get_request_with` returns it."""
+    received_at = datetime(2026, 1, 30, 23, 30, tzinfo=UTC)  # 31 January in Brussels
+    deadline = compute_deadline(regime, receipt_date(received_at, "Europe/Brussels"),
+                                establishment="BE" if regime == "gdpr" else None)
+    return {"id": REQUEST_ID, "request_type": request_type, "regime": regime, "received_at": received_at,
+            "due_date": deadline.due_date, "extended_due_date": deadline.extended_due_date,
+            "current_due_date": deadline.due_date, "details": {}, "subject_name": "Jane Doe",
+            "subject_email": "jane@example.org", "country": "BE", "language": language,
+            "policy_version": "v", "origin": "portal", **overrides}
+
+
+async def as_sent(purpose: str, request_type: str, params: dict[str, Any], *, regime: str = "gdpr",
+                  language: str = "en", **row: Any) -> RenderedLetter:
+    """The letter `purpose` with the workflow's `params`, built and rendered as the letter activity does."""
+    request = request_row(regime, request_type, language, **row)
+    job = LetterJob(request_id=REQUEST_ID, purpose=purpose, key="1", params=params)
+    context = await letters.build_context(_Ctx(), request, job, language)  # type: ignore[arg-type]
+    return render_letter(purpose, context, language)
+
+
+def both(letter: RenderedLetter) -> list[str]:
+    """The plain text and the HTML's text, whitespace folded (what a reader sees)."""
+    html = unescape(re.sub(r"<[^>]+>", " ", letter.html.split("<body", 1)[1]))
+    return [" ".join(letter.text.split()), " ".join(html.split())]
+
+# The workflow runs no task on this path (workflows/dsr.py, `_process`): the report is empty and
+# the decision travels with it.
+REFUSED = {"report": {"results": []},
+            "decision": {"compelling_grounds": True,
+                         "explanation": "Fraud monitoring of this account is required by our acquirer."}}
+
+
+def kept_records() -> list[dict[str, Any]]:
+    """What the fan-out stores for an erasure that kept records (`kept_summary`, in the policy's
+    source language): two invoices under the accounting statute and the CRM under a legal-claims
+    hold placed with the API's default basis."""
+    policy = LOADED.policy
+    held = [HeldRecord("invoices", "INV-1", "statutory", "be_accounting", date(2033, 12, 31)),
+            HeldRecord("invoices", "INV-2", "statutory", "be_accounting", date(2033, 12, 31))]
+    hold_id = "0b9f8f1e-1111-4222-8333-444455556666"
+    legal = {hold_id: {"basis": "Art. 17(3)(e) GDPR: establishment, exercise or defence of legal claims",
+                       "review_date": date(2026, 6, 30)}}
+    return (kept_summary(policy, "billing", held, {})
+            + kept_summary(policy, "crm", [HeldRecord("all", "all", "legal_claims", hold_id, None)], legal))
+
+
+def erasure_with_kept() -> dict[str, Any]:
+    return {"report": {"results": [
+        {"system": "billing", "action": "erase", "status": "done", "found": 4, "changed": 2, "kept": 2,
+         "kept_records": [k for k in kept_records() if k["system"] == "billing"]},
+        {"system": "crm", "action": "erase", "status": "done", "found": 1, "changed": 0, "kept": 1,
+         "kept_records": [k for k in kept_records() if k["system"] == "crm"]}]}}
+
+
+APPEAL_OF = "11111111-2222-4333-8444-555555555555"
