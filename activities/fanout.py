@@ -233,6 +233,11 @@ class FanoutActivities:
                     await store_task_result(self.ctx, task.request_id, TaskResult(
                         system=task.task.system, action=action, status="pending",
                         external_id=external, attempt=task.attempt, recipient=task.task.recipient))
+
+                def reported(outcome: ActionOutcome, kept: list[dict[str, Any]] | None = None) -> TaskResult:
+                    result = _result(task, outcome, kept)
+                    return result if resuming is None else resumed(resuming, result)
+
                 if action == "erase":
                     context, legal = await self.erasure_context_for(
                         task.policy_version, task.task.system, subject)
@@ -240,8 +245,7 @@ class FanoutActivities:
 
                     def result_of(outcome: ActionOutcome) -> TaskResult:
                         outcome.kept = outcome.kept or len(outcome.held)
-                        result = _result(task, outcome, kept_summary(policy, task.task.system, outcome.held, legal))
-                        return result if resuming is None else resumed(resuming, result)
+                        return reported(outcome, kept_summary(policy, task.task.system, outcome.held, legal))
 
                     def provisional(outcome: ActionOutcome) -> list[Write]:
                         return [outcome_write(task, result_of(outcome), committed=False)]
@@ -255,10 +259,6 @@ class FanoutActivities:
                             connector, task.request_id, task.task.system, task.policy_version, subject, context,
                             also=provisional)
                     return result_of(outcome)
-
-                def reported(outcome: ActionOutcome) -> TaskResult:
-                    result = _result(task, outcome)
-                    return result if resuming is None else resumed(resuming, result)
 
                 async def keep(outcome: ActionOutcome) -> None:
                     # As an erasure's evidence: before the system commits (or, without a

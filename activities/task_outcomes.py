@@ -68,10 +68,10 @@ def changed_nothing(result: TaskResult) -> bool:
 
 
 def resumed(planned: TaskResult, rest: TaskResult) -> TaskResult:
-    """An erasure in a system without a transaction, retried after an attempt that planned
+    """An action in a system without a transaction, retried after an attempt that planned
     `planned` and may have carried out part of it: the retry did `rest` (what was left, and what
     it finds again, such as a held record it minimises once more). Each count is the larger of the
-    two; the erasure ledger already holds every record either attempt named."""
+    two; for an erasure, the ledger already holds every record either attempt named."""
     if changed_nothing(rest):  # the plan was carried out in full: "not found" would deny it
         return planned
     datasets = {name: {key: max(planned.datasets.get(name, {}).get(key, 0), rest.datasets.get(name, {}).get(key, 0))

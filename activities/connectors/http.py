@@ -163,8 +163,8 @@ class HttpConnector(Connector):
             planned = _Run(context=self._context(None))
             for step, source, items in deleting:
                 await self._act(step, source, items, planned, send=False)
-            if planned.erasures():
-                await before_commit(planned.erasures())
+            if erasures := planned.erasures():
+                await before_commit(erasures)
         run = _Run(context=self._context(None))
         for step, source, items in deleting:
             await self._act(step, source, items, run)
