@@ -254,6 +254,10 @@ class FanoutActivities:
                         # A processor we cannot ask record by record: the hold keeps it all.
                         outcome = ActionOutcome(status="done", message="kept under a legal-claims hold")
                         outcome.held = [HeldRecord("all", "all", "legal_claims", h.id, None) for h in context.legal_holds]
+                        # Erased when the hold ends (activities/deferred_processors.py): without
+                        # this row nothing would ever ask the processor again.
+                        await self.keep_evidence(task.request_id, task.task.system, task.policy_version, subject,
+                                                 outcome)
                     else:
                         outcome = await self.erase_with_evidence(
                             connector, task.request_id, task.task.system, task.policy_version, subject, context,

@@ -24,6 +24,10 @@ class SweepReport(BaseModel):
     erased: int = 0
     still_held: int = 0
     systems: dict[str, int] = Field(default_factory=dict)
+    # Processors asked to erase (activities/deferred_processors.py), by where their erasure stands.
+    processors_confirmed: int = 0
+    processors_waiting: int = 0
+    processors_failed: int = 0
 
 
 class KeptRecords(BaseModel):

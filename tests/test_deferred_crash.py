@@ -7,9 +7,6 @@ the records back for good (`dsrflow erasure replay` reads only the ledger)."""
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime
 
 from temporalio.testing import ActivityEnvironment
@@ -19,30 +16,10 @@ from schemas.holds import SweepInput
 from schemas.workflow import workflow_id_for
 from tests.conftest import database_pool
 from tests.fanout_stack import api, fanout_stack
-from tests.support import fetch_rows, settings_env, staff_headers
+from tests.support import fetch_rows, staff_headers, sweep_killed_at
 from workers.dsr_worker import activity_context, build_worker
 
 AS_OF = datetime(2036, 1, 2, 12, tzinfo=UTC)  # Ada's 2025 invoices are kept until 31 Dec 2035
-
-# The sweep's step as a process of its own, killed at the failpoint.
-_SWEEP = """
-import asyncio, sys
-from datetime import datetime
-from temporalio.testing import ActivityEnvironment
-from activities.deferred import DeferredErasureActivities
-from dsrflow.infra.db import create_pool
-from dsrflow.settings import load_settings
-from schemas.holds import SweepInput
-from workers.dsr_worker import activity_context
-
-async def main():
-    settings = load_settings()
-    pool = await create_pool(settings.effective_database_url, min_size=1, max_size=4)
-    sweep = DeferredErasureActivities(activity_context(settings, pool)).sweep
-    await ActivityEnvironment().run(sweep, SweepInput(reason="test", as_of=datetime.fromisoformat(sys.argv[1])))
-
-asyncio.run(main())
-"""
 
 _LEDGER = ("SELECT dataset, record_key, count(*) AS n FROM erasure_ledger "
            "WHERE request_id = $1 AND origin = 'deferred' GROUP BY 1, 2")
@@ -67,10 +44,7 @@ async def test_a_sweep_killed_after_the_system_committed_leaves_every_ledger_row
         billing = [r for r in due if r["system"] == "billing"]
         assert billing
 
-        env = {**os.environ, **settings_env(stack.settings), "DSRFLOW_FAILPOINTS": "deferred-erased~billing"}
-        killed = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", _SWEEP, AS_OF.isoformat()],
-                                         env=env, capture_output=True, text=True, timeout=120)
-        assert killed.returncode == -9, killed.stderr[-3000:]
+        await sweep_killed_at(stack.settings, "deferred-erased~billing", AS_OF)
         # Billing committed and its rows are not marked done; the evidence is there already.
         gone = [r["record_key"] for r in billing if r["dataset"] == "invoices"]
         assert await fetch_rows(stack.databases["billing"], "SELECT 1 FROM invoices WHERE id::text = ANY($1::text[])",

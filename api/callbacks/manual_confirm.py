@@ -30,6 +30,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.body_limits import read_capped
 from api.callbacks.processor_uploads import (
+    DEFERRED_WAITING,
     FILE_FIELD,
     UploadRefused,
     accepted_types,
@@ -40,6 +41,7 @@ from api.callbacks.processor_uploads import (
     refuse_if_closed,
 )
 from api.deps import Limiter, State
+from api.erasure_sweeps import sweep_for_processor_answer
 from api.problems import Problem
 from api.state import AppState
 from dsrflow.domain.audit import append_event
@@ -135,12 +137,12 @@ async def _task(state: AppState, token: str) -> dict[str, Any] | None:
     pool = await state.db()
     # Labels come from the policy version the request runs under, like everything it does.
     row = await pool.fetchrow(
-        """SELECT m.request_id, m.system, m.action, m.confirmed_at,
+        f"""SELECT m.request_id, m.system, m.action, m.confirmed_at,
                   coalesce(m.last_reminded_at, m.sent_at) AS last_mailed_at, r.status AS request_status,
                   s.status AS task_status,
                   p.content -> 'controller' ->> 'name' AS controller,
                   p.content -> 'systems' -> m.system ->> 'label' AS label,
-                  p.content -> 'processor_exports' AS exports_policy
+                  p.content -> 'processor_exports' AS exports_policy, {DEFERRED_WAITING} AS deferred
              FROM manual_tasks m
              JOIN dsr_requests r ON r.id = m.request_id
              LEFT JOIN system_tasks s ON (s.request_id, s.system, s.action) = (m.request_id, m.system, m.action)
@@ -265,6 +267,8 @@ async def confirm(request: Request, token: str, state: State, limiter: Limiter) 
         )
 
     await _tell_task(state, task)
+    if task["deferred"]:  # its request's workflow has long finished: the sweep records the answer
+        await sweep_for_processor_answer(state, pool, system, external_id)
     return _page(
         "Thank you: confirmation recorded",
         f'<p class="ok">We have recorded that the request has been carried out.</p>\n{_details(task)}\n'

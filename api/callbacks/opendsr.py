@@ -29,6 +29,7 @@ from api.callbacks.replay import (
     sweep_expired,
 )
 from api.deps import Limiter, State
+from api.erasure_sweeps import sweep_for_processor_answer
 from api.problems import Problem
 from api.state import AppState
 from dsrflow.domain.audit import append_event
@@ -120,9 +121,14 @@ async def opendsr_callback(request: Request, state: State, limiter: Limiter,
         # attempt, which a captured body (a `cancelled`, say) must not settle.
         if status in SETTLING_STATUSES and told_attempt == task["attempt"]:
             await _tell(client, child, update)
+            await sweep_for_processor_answer(state, pool, system, external_id)
         raise replay.refused()
     failpoint("callback-recorded")  # recorded, and its task not yet told
     await _tell(client, child, update)
+    if status in SETTLING_STATUSES:
+        # The job may be an erasure asked after a legal-claims hold ended, whose request's
+        # workflow has long finished: the sweep that follows it records the answer.
+        await sweep_for_processor_answer(state, pool, system, external_id)
     return JSONResponse({"accepted": True}, status_code=202)
 
 

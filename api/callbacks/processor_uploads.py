@@ -75,10 +75,15 @@ SETTLED = ("done", "not_found")
 _CLOSED = tuple(s.value for s in RequestStatus if s.is_closed)
 # The condition, on manual_tasks `m`, that the link may still record an answer: checked again in
 # the statement that records it, so that a request closing meanwhile records nothing.
-STILL_OPEN = """m.confirmed_at IS NULL
-    AND NOT EXISTS (SELECT 1 FROM dsr_requests r WHERE r.id = m.request_id AND r.status = ANY($3::text[]))
+# An erasure asked of the processor after a legal-claims hold ended (activities/deferred_processors.py)
+# belongs to a request closed long ago, whose task was settled as kept: its link answers it as
+# long as the sweep follows it.
+DEFERRED_WAITING = """EXISTS (SELECT 1 FROM deferred_erasures d WHERE d.external_id = m.external_id
+                        AND d.system = m.system AND d.done_at IS NULL AND d.failed_at IS NULL)"""
+STILL_OPEN = f"""m.confirmed_at IS NULL AND ({DEFERRED_WAITING} OR (
+    NOT EXISTS (SELECT 1 FROM dsr_requests r WHERE r.id = m.request_id AND r.status = ANY($3::text[]))
     AND NOT EXISTS (SELECT 1 FROM system_tasks s WHERE (s.request_id, s.system, s.action) = (m.request_id, m.system, m.action)
-                                                   AND s.status = ANY($4::text[]))"""
+                                                   AND s.status = ANY($4::text[]))))"""
 
 
 async def record_answer(conn: Any, external_id: str, note: str | None) -> datetime | None:
@@ -98,13 +103,14 @@ def limits_of(task: dict[str, Any]) -> ProcessorExports:
 def refuse_if_closed(task: dict[str, Any], limits: ProcessorExports) -> None:
     """An answered task takes no more files (409); a closed request, or a link not used within
     `link_days` of our last e-mail about it, has expired (403); a task settled otherwise (staff
-    resolved it) records nothing more (409). The same for an upload and a confirmation."""
+    resolved it) records nothing more (409), unless the task is an erasure asked after a hold
+    ended (`deferred`, see DEFERRED_WAITING). The same for an upload and a confirmation."""
     if task["confirmed_at"] is not None:
         raise UploadRefused(409, "This request has already been answered: no more files can be added. "
                             "If something is missing, reply to our e-mail.")
-    if RequestStatus(task["request_status"]).is_closed:
+    if RequestStatus(task["request_status"]).is_closed and not task.get("deferred"):
         raise UploadRefused(403, "This link has expired: the request it belongs to is closed.")
-    if task.get("task_status") in SETTLED:
+    if task.get("task_status") in SETTLED and not task.get("deferred"):
         raise UploadRefused(409, "We have already settled this task by other means, so this link no longer "
                             "records anything. If you have news about it, please reply to our e-mail.",
                             title="Already settled")

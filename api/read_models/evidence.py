@@ -69,7 +69,12 @@ async def _holds(conn: asyncpg.Connection, row: dict[str, Any], secret: bytes,
                  tasks: list[dict[str, Any]]) -> dict[str, Any]:
     deferred = await conn.fetch(
         """SELECT system, dataset, hold_kind, hold_ref, erase_after, count(*) AS records,
-                  count(done_at) AS erased_since
+                  count(done_at) AS erased_since,
+                  -- a processor asked to erase once the hold ended: confirmed (erased_since),
+                  -- still awaited, or failed and why (activities/deferred_processors.py)
+                  count(*) FILTER (WHERE submitted_at IS NOT NULL AND done_at IS NULL
+                                     AND failed_at IS NULL) AS awaiting_processor,
+                  min(failure) FILTER (WHERE failed_at IS NOT NULL) AS failure
              FROM deferred_erasures WHERE request_id = $1
             GROUP BY system, dataset, hold_kind, hold_ref, erase_after
             ORDER BY system, dataset""",

@@ -5,7 +5,7 @@ Releasing a hold starts the sweep that erases what the hold kept."""
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
@@ -14,10 +14,10 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError, ValidationInfo, field_validator
-from temporalio.common import WorkflowIDConflictPolicy
 
 from api.auth import Staff, require_role
 from api.deps import Pool, State
+from api.erasure_sweeps import start_subject_sweep
 from api.problems import Problem
 from api.staff_actions import READABLE_BY
 from api.state import AppState
@@ -32,7 +32,6 @@ from dsrflow.stores.holds_store import (
     release_hold,
     resolve_customer_email,
 )
-from schemas.holds import SweepInput
 
 router = APIRouter(prefix="/v1/legal-holds", tags=["legal holds"])
 log = get_logger("dsrflow.api.legal_holds")
@@ -179,20 +178,6 @@ async def read(staff: Annotated[Staff, require_role(READABLE_BY["legal-claims-ho
     return _view(hold)
 
 
-async def start_release_sweep(state: AppState, subject_hash: str, hold_id: str) -> None:
-    """Erase what the released hold kept (and no other hold still covers). One sweep per hold:
-    repeating the release finds the running one, or runs it again once it has finished."""
-    client = await state.temporal()
-    await client.start_workflow(
-        "ErasureSweepWorkflow",
-        SweepInput(subject_hash=subject_hash, reason=f"legal hold {hold_id} released"),
-        id=f"sweep-release-{hold_id}",
-        task_queue=state.settings.task_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        rpc_timeout=timedelta(seconds=10),
-    )
-
-
 @router.delete(
     "/{hold_id}", status_code=204,
     responses={202: {"description": "Released, but the erasure sweep could not start; repeat the call"}},
@@ -205,7 +190,9 @@ async def release(staff: Annotated[Staff, require_role("compliance")], hold_id: 
     if hold is None:
         raise Problem(404, "Not found", f"no legal hold {hold_id}")
     try:
-        await start_release_sweep(state, hold["subject_hash"], hold["id"])
+        # One sweep per hold: releasing again finds it running, or runs it again.
+        await start_subject_sweep(state, hold["subject_hash"], reason=f"legal hold {hold['id']} released",
+                                  workflow_id=f"sweep-release-{hold['id']}")
     except Exception as exc:  # noqa: BLE001 - the release stands whatever the workflow engine says
         log.warning("release sweep not started", hold_id=hold["id"], error=type(exc).__name__)
         return JSONResponse(

@@ -1,0 +1,92 @@
+"""A processor's erasure once the legal-claims hold that kept it has ended.
+
+A processor we cannot ask record by record (OpenDSR, e-mail) kept everything it holds under the
+hold, in one deferred-erasure row (activities/fanout.py). When the hold ends it is asked to erase,
+and the row is done only once it confirms: asked is not erased. The sweep follows the job on each
+run (the daily schedule; a callback or a confirmation page runs it for the subject at once), and a
+processor that cancels or refuses is an alert to staff and a failure on the request's evidence,
+never a silent success.
+
+Each step survives a crash on either side of it: the job's id is on the rows before the processor
+is asked (so an answer that beats the record finds them), asking again is harmless (the job's id
+and the e-mail's key are derived from the request), and the rows change in the statement that
+audits the change.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import asyncpg
+
+from activities.connectors.base import ActionOutcome, Connector
+from activities.context import ActivityContext
+from activities.fanout import FanoutActivities, subject_of
+from activities.letters import deliver_letter
+from dsrflow.domain.audit import append_event
+from dsrflow.infra.failpoints import failpoint
+from dsrflow.infra.writes import Write
+from schemas.workflow import LetterJob
+
+Followed = Literal["done", "waiting", "failed"]
+
+
+async def follow_processor_erasure(ctx: ActivityContext, fanout: FanoutActivities, connector: Connector, *,
+                                   request: dict[str, Any], version: str, system: str,
+                                   due: list[asyncpg.Record]) -> Followed:
+    """Ask the processor to erase (first run), or ask how its erasure went (later runs)."""
+    subject = subject_of(request)
+    ids = [row["id"] for row in due]
+    external_id = next((row["external_id"] for row in due if row["external_id"]), None)
+    if not any(row["submitted_at"] for row in due):
+        external_id = external_id or connector.job_id(subject, "erase")
+        if external_id is not None:
+            await ctx.pool.execute("UPDATE deferred_erasures SET external_id = $2 WHERE id = ANY($1::bigint[])",
+                                   ids, external_id)
+        context, _ = await fanout.erasure_context_for(version, system, subject)
+        outcome = await connector.erase(subject, context)
+        external_id = outcome.external_id or external_id
+        failpoint("deferred-processor-asked", system)  # asked, and not yet on record as asked
+        if outcome.status == "pending":
+            await _record(ctx, request, system, ids, "submitted", Write(
+                "UPDATE deferred_erasures SET external_id = $2, submitted_at = now() WHERE id = ANY($1::bigint[])",
+                (ids, external_id)), {"job": external_id})
+            return "waiting"
+    else:
+        outcome = await connector.status(subject, external_id or "")
+        if outcome.status == "pending":
+            return "waiting"
+    if outcome.status in ("done", "not_found"):
+        await _record(ctx, request, system, ids, "confirmed", Write(
+            "UPDATE deferred_erasures SET done_at = now() WHERE id = ANY($1::bigint[])", (ids,)),
+            {"job": external_id, "erased": outcome.changed})
+        return "done"
+    await _alert(ctx, request, system, outcome)
+    await _record(ctx, request, system, ids, "failed", Write(
+        "UPDATE deferred_erasures SET failed_at = now(), failure = $2 WHERE id = ANY($1::bigint[])",
+        (ids, outcome.message or "the processor did not carry out the erasure")), {"job": external_id})
+    return "failed"
+
+
+async def _record(ctx: ActivityContext, request: dict[str, Any], system: str, ids: list[int], what: str,
+                  change: Write, data: dict[str, Any]) -> None:
+    """The rows' change and its audit event in one statement, once per step and rows (a rerun
+    after a crash finds the event and writes nothing again)."""
+    request_id = str(request["id"])
+    async with ctx.pool.acquire() as conn:
+        await append_event(
+            conn, event_key=f"{request_id}:deferred:{system}:{','.join(map(str, sorted(ids)))}:{what}",
+            request_id=request_id, event_type=f"erasure.deferred_{what}", actor="erasure-sweep",
+            data={"system": system, **data}, along=[change])
+
+
+async def _alert(ctx: ActivityContext, request: dict[str, Any], system: str, outcome: ActionOutcome) -> None:
+    """Staff hear of it before the rows say failed (the sweep then stops asking): a crash in
+    between asks again, and the alert, keyed by the job, goes once."""
+    label = (await ctx.policy(request["policy_version"])).policy.systems[system].label
+    await deliver_letter(ctx, LetterJob(
+        request_id=str(request["id"]), purpose="staff_alert", key=f"deferred-{system}", to_staff=True,
+        params={"kind": "needs_attention", "days_left": None,
+                "detail": f"{label} was asked to erase the data a legal-claims hold had kept, once the hold "
+                          f"ended, and did not: {outcome.message or 'no reason given'}. Settle the erasure with "
+                          "the processor directly; the request's evidence shows it as failed."}))

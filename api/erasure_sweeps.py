@@ -1,0 +1,48 @@
+"""Starting the erasure sweep (workflows/erasure_sweep.py) for one subject from the API: when a
+legal-claims hold is released, and when a processor answers an erasure asked of it after a hold
+ended (activities/deferred_processors.py), so that its answer is on record now rather than at the
+next daily sweep."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import asyncpg
+from temporalio.common import WorkflowIDConflictPolicy
+
+from api.state import AppState
+from dsrflow.infra.logging import get_logger
+from schemas.holds import SweepInput
+
+log = get_logger(__name__)
+
+
+async def start_subject_sweep(state: AppState, subject_hash: str, *, reason: str, workflow_id: str) -> None:
+    """One sweep per id: starting it again finds the running one, or runs it again once it has
+    finished."""
+    client = await state.temporal()
+    await client.start_workflow(
+        "ErasureSweepWorkflow",
+        SweepInput(subject_hash=subject_hash, reason=reason),
+        id=workflow_id,
+        task_queue=state.settings.task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        rpc_timeout=timedelta(seconds=10),
+    )
+
+
+async def sweep_for_processor_answer(state: AppState, conn: asyncpg.Connection | asyncpg.Pool, system: str,
+                                     external_id: str) -> None:
+    """A processor answered job `external_id`: if it is a deferred erasure still followed, sweep
+    its subject now. Best effort: the daily sweep asks the processor itself otherwise."""
+    subject = await conn.fetchval(
+        """SELECT subject_hash FROM deferred_erasures
+            WHERE external_id = $1 AND system = $2 AND done_at IS NULL AND failed_at IS NULL LIMIT 1""",
+        external_id, system)
+    if subject is None:
+        return
+    try:
+        await start_subject_sweep(state, subject, reason=f"{system} answered a deferred erasure",
+                                  workflow_id=f"sweep-processor-{system}-{external_id}")
+    except Exception as exc:  # noqa: BLE001 - the answer is recorded; the daily sweep follows it up
+        log.warning("deferred erasure sweep not started", system=system, error=type(exc).__name__)

@@ -1,0 +1,228 @@
+"""A processor we cannot ask record by record (OpenDSR, e-mail) is kept whole under a legal-claims
+hold; once the hold ends it is asked to erase, and the deferred erasure is done only when the
+processor confirms. Before, it was marked done the moment the processor was asked: a processor
+that cancelled the job, or an e-mail processor whose confirmation link said "expired" (its request
+was closed), left an erasure on record as done that never happened."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+from temporalio.testing import ActivityEnvironment
+
+from activities.deferred import DeferredErasureActivities
+from dsrflow.stores.holds_store import release_hold
+from schemas.holds import SweepInput
+from schemas.workflow import workflow_id_for
+from tests.conftest import database_pool
+from tests.fanout_stack import api, fanout_stack
+from tests.support import (
+    fetch_rows,
+    letters_for,
+    place_claims_hold,
+    staff_headers,
+    sweep_killed_at,
+    text_of,
+    wait_for_letter,
+)
+from workers.dsr_worker import activity_context, build_worker
+from workflows.erasure_sweep import ErasureSweepWorkflow
+
+SURVEYS_CONTACT = "privacy@surveys.example"
+_LINK = re.compile(r"(http://\S+/v1/callbacks/manual/[0-9a-f]{64})")
+
+
+@pytest.fixture
+async def own(postgres, settings):
+    """A database of its own: another module's hold on a demo subject would keep these rows held,
+    and its sweeps would follow these processors' jobs."""
+    async with database_pool(postgres, "deferred_processors") as (url, pool):
+        yield settings.model_copy(update={"database_url": url}), pool
+
+
+async def _eventually(check, timeout: float = 60) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await check():
+        if loop.time() > deadline:
+            raise AssertionError(f"{check.__name__} still false after {timeout}s")
+        await asyncio.sleep(0.2)
+
+
+async def _kept(http: httpx.AsyncClient, pool, client, stack, email: str, system: str) -> tuple[str, dict]:
+    """Erase `email` under a hold on `system`, and check the processor was kept whole."""
+    hold = await place_claims_hold(pool, stack.settings, email, [system])
+    r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"),
+                        json={"type": "erasure", "subject": {"email": email}, "identity_attested": True})
+    assert r.status_code == 201, r.text
+    rid = r.json()["id"]
+    state = await asyncio.wait_for(client.get_workflow_handle(workflow_id_for(rid)).result(), 90)
+    assert state["status"] == "completed"
+    kept = await pool.fetch("SELECT dataset, record_key, done_at FROM deferred_erasures WHERE request_id = $1 "
+                            "AND system = $2", rid, system)
+    assert [(k["dataset"], k["record_key"], k["done_at"]) for k in kept] == [("all", "all", None)]
+    return rid, hold
+
+
+async def _kept_then_released(http: httpx.AsyncClient, pool, client, stack, email: str, system: str) -> str:
+    rid, hold = await _kept(http, pool, client, stack, email, system)
+    released = await http.delete(f"/v1/legal-holds/{hold['id']}", headers=await staff_headers(pool, "compliance"))
+    assert released.status_code == 204, released.text
+    return rid
+
+
+async def _row(pool, rid: str, system: str):
+    return await pool.fetchrow("SELECT * FROM deferred_erasures WHERE request_id = $1 AND system = $2", rid, system)
+
+
+async def _sweep_again(client, stack, pool, rid: str):
+    subject = (await _row(pool, rid, "email_marketing"))["subject_hash"]
+    return await client.execute_workflow(
+        ErasureSweepWorkflow.run, SweepInput(subject_hash=subject, reason="test"), id=f"sweep-again-{rid}",
+        task_queue=stack.settings.task_queue)
+
+
+async def _events(pool, rid: str) -> list[str]:
+    return [r["event_type"] for r in await pool.fetch(
+        "SELECT event_type FROM audit_events WHERE request_id = $1 AND event_type LIKE 'erasure.deferred_%' "
+        "ORDER BY occurred_at", rid)]
+
+
+async def test_an_opendsr_processor_is_done_when_it_confirms_not_when_asked(postgres, own, dev_server,
+                                                                           tmp_path, mail_sink):
+    settings, pool = own
+    async with fanout_stack(postgres, settings, dev_server.client, tmp_path, email_delay=3) as stack:
+        marketing = stack.databases["email_marketing"]
+        subscribed = "SELECT 1 FROM subscribers WHERE email = 'ada@example.com'"
+        assert await fetch_rows(marketing, subscribed)
+        async with build_worker(dev_server.client, stack.settings, pool), api(stack) as http:
+            rid = await _kept_then_released(http, pool, dev_server.client, stack, "ada@example.com", "email_marketing")
+            assert await fetch_rows(marketing, subscribed)  # the hold kept the subscriber
+
+            async def asked() -> bool:
+                return (await _row(pool, rid, "email_marketing"))["submitted_at"] is not None
+
+            await _eventually(asked)
+            row = await _row(pool, rid, "email_marketing")
+            assert row["done_at"] is None  # asked is not erased: the processor has 3 s to go
+            jobs = await fetch_rows(marketing, "SELECT subject_request_id::text AS id, subject_request_type "
+                                               "FROM dsr_requests WHERE subject_request_id::text = $1",
+                                    row["external_id"])
+            assert [j["subject_request_type"] for j in jobs] == ["erasure"]
+
+            # Its completion callback runs the sweep for the subject, which asks and records it.
+            async def confirmed() -> bool:
+                return (await _row(pool, rid, "email_marketing"))["done_at"] is not None
+
+            await _eventually(confirmed)
+            assert await fetch_rows(marketing, subscribed) == []
+            assert await _events(pool, rid) == ["erasure.deferred_submitted", "erasure.deferred_confirmed"]
+            evidence = (await http.get(f"/v1/requests/{rid}/evidence",
+                                       headers=await staff_headers(pool, "compliance"))).json()
+            scheduled = next(e for e in evidence["holds"]["deferred_erasures"] if e["system"] == "email_marketing")
+            assert (scheduled["erased_since"], scheduled["awaiting_processor"], scheduled["failure"]) == (1, 0, None)
+
+            # A later sweep has nothing left to ask.
+            report = await _sweep_again(dev_server.client, stack, pool, rid)
+            assert (report.processors_confirmed, report.processors_waiting, report.processors_failed) == (0, 0, 0)
+
+
+async def test_a_processor_that_cancels_is_a_failure_and_an_alert(postgres, own, dev_server,
+                                                                 tmp_path, mail_sink):
+    settings, pool = own
+    async with fanout_stack(postgres, settings, dev_server.client, tmp_path, email_delay=600) as stack:
+        async with build_worker(dev_server.client, stack.settings, pool), api(stack) as http:
+            rid = await _kept_then_released(http, pool, dev_server.client, stack, "ada@example.com", "email_marketing")
+
+            async def asked() -> bool:
+                return (await _row(pool, rid, "email_marketing"))["submitted_at"] is not None
+
+            await _eventually(asked)
+            job = (await _row(pool, rid, "email_marketing"))["external_id"]
+            # The processor cancels the job; its signed callback says so.
+            async with httpx.AsyncClient() as processor:
+                assert (await processor.delete(f"{stack.email_url}/requests/{job}")).status_code == 202
+
+            async def failed() -> bool:
+                return (await _row(pool, rid, "email_marketing"))["failed_at"] is not None
+
+            await _eventually(failed)
+            row = await _row(pool, rid, "email_marketing")
+            assert row["done_at"] is None and "cancelled" in row["failure"]
+            assert await _events(pool, rid) == ["erasure.deferred_submitted", "erasure.deferred_failed"]
+            alert = await wait_for_letter(mail_sink, rid, "staff_alert")
+            body = " ".join(text_of(alert).split())
+            assert "E-mail marketing (newsletters) was asked to erase" in body and "cancelled" in body
+            assert "ada@example.com" not in body  # a staff alert carries no personal data
+            evidence = (await http.get(f"/v1/requests/{rid}/evidence.html",
+                                       headers=await staff_headers(pool, "compliance")))
+            assert "the processor did not erase" in evidence.text
+
+            # Failed stays failed: no sweep asks again, and the alert went once.
+            report = await _sweep_again(dev_server.client, stack, pool, rid)
+            assert report.processors_failed == 0
+            assert len(letters_for(mail_sink, rid, "staff_alert")) == 1
+
+
+async def test_an_email_processor_confirms_a_deferred_erasure_on_its_link(postgres, own, dev_server,
+                                                                         tmp_path, mail_sink, monkeypatch):
+    monkeypatch.setenv("DSRFLOW_SURVEYS_PRIVACY_EMAIL", SURVEYS_CONTACT)
+    settings, pool = own
+    async with fanout_stack(postgres, settings, dev_server.client, tmp_path, keep_manual=("surveys",)) as stack:
+        async with build_worker(dev_server.client, stack.settings, pool), api(stack) as http:
+            rid = await _kept_then_released(http, pool, dev_server.client, stack, "grace@example.com", "surveys")
+            asked = await wait_for_letter(mail_sink, rid, "processor_request", timeout=60)
+            assert asked["To"] == "Privacy team <privacy@surveys.example>"
+            link = _LINK.search(text_of(asked)).group(1).removeprefix(stack.api_url)
+
+            # The request closed long ago and its task was settled as kept: the link still answers.
+            page = await http.get(link)
+            assert page.status_code == 200 and '<form method="post">' in page.text, page.text
+            assert (await _row(pool, rid, "surveys"))["done_at"] is None
+            done = await http.post(link, data={"note": "Removed from our panel."})
+            assert done.status_code == 200 and "confirmation recorded" in done.text, done.text
+
+            async def confirmed() -> bool:
+                return (await _row(pool, rid, "surveys"))["done_at"] is not None
+
+            await _eventually(confirmed)
+            assert await _events(pool, rid) == ["erasure.deferred_submitted", "erasure.deferred_confirmed"]
+            # Once done, the link records nothing more.
+            again = await http.post(link, data={"note": "twice"})
+            assert "already" in again.text.lower()
+
+
+async def test_a_sweep_killed_after_asking_the_processor_asks_once_and_follows_it(postgres, own, dev_server, tmp_path):
+    settings, pool = own
+    async with fanout_stack(postgres, settings, dev_server.client, tmp_path, email_delay=2) as stack:
+        marketing = stack.databases["email_marketing"]
+        async with build_worker(dev_server.client, stack.settings, pool), api(stack) as http:
+            rid, hold = await _kept(http, pool, dev_server.client, stack, "ada@example.com", "email_marketing")
+        async with pool.acquire() as conn:  # released with no worker to sweep: the killed process will
+            await release_hold(conn, hold["id"], "compliance:test")
+
+        await sweep_killed_at(stack.settings, "deferred-processor-asked~email_marketing", datetime.now(UTC))
+        row = await _row(pool, rid, "email_marketing")
+        # The processor was asked; our rows know the job's id, not yet that it was asked.
+        assert row["external_id"] and row["submitted_at"] is None and row["done_at"] is None
+        jobs = "SELECT count(*) AS n FROM dsr_requests WHERE subject_request_id::text = $1"
+        assert (await fetch_rows(marketing, jobs, row["external_id"]))[0]["n"] == 1
+
+        sweep = DeferredErasureActivities(activity_context(stack.settings, pool)).sweep
+        subject = SweepInput(subject_hash=row["subject_hash"], reason="test")
+        first = await ActivityEnvironment().run(sweep, subject)
+        assert (first.processors_waiting, first.processors_confirmed) == (1, 0)
+        assert (await fetch_rows(marketing, jobs, row["external_id"]))[0]["n"] == 1  # asked again: the same job
+
+        async def confirmed() -> bool:
+            report = await ActivityEnvironment().run(sweep, subject)
+            return report.processors_confirmed == 1
+
+        await _eventually(confirmed)
+        assert (await _row(pool, rid, "email_marketing"))["done_at"] is not None
+        assert await fetch_rows(marketing, "SELECT 1 FROM subscribers WHERE email = 'ada@example.com'") == []
+        assert await _events(pool, rid) == ["erasure.deferred_submitted", "erasure.deferred_confirmed"]
