@@ -179,6 +179,11 @@ async def test_an_email_processor_confirms_a_deferred_erasure_on_its_link(postgr
             assert asked["To"] == "Privacy team <privacy@surveys.example>"
             link = _LINK.search(text_of(asked)).group(1).removeprefix(stack.api_url)
 
+            async def asked_on_record() -> bool:  # the e-mail's task row, not only the message in the sink
+                return (await _row(pool, rid, "surveys"))["submitted_at"] is not None
+
+            await _eventually(asked_on_record)
+
             # The request closed long ago and its task was settled as kept: the link still answers.
             page = await http.get(link)
             assert page.status_code == 200 and '<form method="post">' in page.text, page.text

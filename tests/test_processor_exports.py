@@ -15,9 +15,11 @@ import zipfile
 from datetime import timedelta
 from pathlib import Path
 
+import asyncpg
 import pytest
 from playwright.async_api import expect
 
+from api.callbacks import processor_uploads
 from schemas.workflow import workflow_id_for
 from tests.fanout_stack import api, fanout_stack
 from tests.support import letters_for, staff_headers, text_of, wait_for_letter
@@ -174,6 +176,43 @@ async def test_access_waits_for_the_processors_upload_and_packages_its_files(
         events = [e["event_type"] for e in await pool.fetch(
             "SELECT event_type FROM audit_events WHERE request_id = $1", rid)]
         assert events.count("processor.export_received") == 1
+
+
+async def test_an_upload_whose_commit_went_unanswered_keeps_its_files(
+        postgres, settings, pool, dev_server, mail_sink, tmp_path, surveys_contact, monkeypatch):
+    """The connection dies after the COMMIT reached PostgreSQL and before its answer came back:
+    the rows stand, so the files they name must too. Before, the files were removed, and the
+    package, whose rows named them, failed to build on every retry."""
+    async with fanout_stack(postgres, settings, dev_server.client, tmp_path, keep_manual=("surveys",)) as stack, \
+            build_worker(dev_server.client, stack.settings, pool), api(stack) as http:
+        rid = await _open_access(http, pool)
+        path = _LINK.search(text_of(await wait_for_letter(mail_sink, rid, "processor_request", 60))).group(1)
+        handle = dev_server.client.get_workflow_handle(workflow_id_for(rid))
+
+        async def waiting_for_surveys() -> bool:  # the e-mail is on record, not only in the sink
+            return await _surveys_status(handle) == "pending"
+
+        await _until(waiting_for_surveys)
+        committed = processor_uploads.commit_export
+
+        async def answer_lost(transaction) -> None:
+            await committed(transaction)
+            raise asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed in the middle of operation")
+
+        monkeypatch.setattr(processor_uploads, "commit_export", answer_lost)
+        lost = await http.post(path, files=[("files", ("answers.csv", ANSWERS, "text/csv"))])
+        assert lost.status_code >= 500, lost.text
+        monkeypatch.setattr(processor_uploads, "commit_export", committed)
+        row = await pool.fetchrow("SELECT path FROM processor_exports WHERE request_id = $1", rid)
+        assert (stack.settings.home.resolve() / row["path"]).exists()
+
+        # The processor's page showed an error: it sends again, which tells the task.
+        again = await http.post(path, files=[("files", ("answers.csv", ANSWERS, "text/csv"))])
+        assert again.status_code == 409 and "already been answered" in again.text
+        state = await asyncio.wait_for(handle.result(), 60)
+        assert state["status"] == "completed", state
+        _, archive = await _package(http, mail_sink, rid)
+        assert archive.read("surveys/files/answers.csv") == ANSWERS
 
 
 async def test_staff_resolve_a_processor_that_never_sent_its_export_and_the_letter_names_it(

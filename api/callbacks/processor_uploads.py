@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from asyncpg.transaction import Transaction
 from fastapi import Request
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -320,36 +321,58 @@ def _sentence(message: str) -> str:
 
 async def keep_export(pool: Any, task: dict[str, Any], external_id: str, received: ReceivedExport) -> bool:
     """Keep the files, record them and confirm the task, all or nothing; False if the task was
-    answered, settled or its request closed meanwhile (the files are then discarded). Each file is stored whole before a row names
-    it: a crash in between leaves an object no row names, which the purge sweeps."""
+    answered, settled or its request closed meanwhile (the files are then discarded). Each file is
+    stored whole before a row names it: a crash in between leaves an object no row names, which
+    the purge sweeps. Once the COMMIT has gone, its rows may stand though its answer never came
+    (the connection died on the way back): the files then stay, since removing them would leave
+    rows naming nothing and a package that could never be built; if the rows did not commit,
+    the daily sweep of objects no row names removes them (dsrflow/stores/kept_copies.py)."""
     request_id, system = str(task["request_id"]), task["system"]
+    committing = False
     try:
         for incoming in received.files:
             await incoming.blob.commit()
-        async with pool.acquire() as conn, conn.transaction():
-            confirmed = await record_answer(conn, external_id, received.note)
-            if confirmed is None:
-                await received.remove()
-                return False
-            for incoming in received.files:
-                await conn.execute(
-                    """INSERT INTO processor_exports (id, request_id, system, external_id, filename,
-                                                      media_type, size_bytes, sha256, path)
-                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)""",
-                    incoming.upload_id, task["request_id"], system, external_id, incoming.filename,
-                    incoming.media_type, incoming.check.size, incoming.check.digest.hexdigest(), incoming.blob.key)
-            # Names and the note stay in the tables above, never in the append-only trail.
-            await append_event(
-                conn, event_key=f"{request_id}:manual-export:{system}", request_id=request_id,
-                event_type="processor.export_received", actor=f"processor:{system}",
-                data={"system": system, "files": len(received.files),
-                      "bytes": sum(f.check.size for f in received.files), "no_data": received.no_data,
-                      "types": sorted({f.media_type for f in received.files}), "note": received.note is not None},
-            )
+        async with pool.acquire() as conn:
+            transaction = conn.transaction()
+            await transaction.start()
+            try:
+                confirmed = await record_answer(conn, external_id, received.note)
+                if confirmed is None:
+                    await transaction.rollback()
+                    await received.remove()
+                    return False
+                for incoming in received.files:
+                    await conn.execute(
+                        """INSERT INTO processor_exports (id, request_id, system, external_id, filename,
+                                                          media_type, size_bytes, sha256, path)
+                           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)""",
+                        incoming.upload_id, task["request_id"], system, external_id, incoming.filename,
+                        incoming.media_type, incoming.check.size, incoming.check.digest.hexdigest(),
+                        incoming.blob.key)
+                # Names and the note stay in the tables above, never in the append-only trail.
+                await append_event(
+                    conn, event_key=f"{request_id}:manual-export:{system}", request_id=request_id,
+                    event_type="processor.export_received", actor=f"processor:{system}",
+                    data={"system": system, "files": len(received.files),
+                          "bytes": sum(f.check.size for f in received.files), "no_data": received.no_data,
+                          "types": sorted({f.media_type for f in received.files}),
+                          "note": received.note is not None},
+                )
+            except BaseException:
+                await transaction.rollback()
+                raise
+            committing = True
+            await commit_export(transaction)
     except BaseException:
-        await received.remove()
+        if not committing:
+            await received.remove()
         raise
     return True
+
+
+async def commit_export(transaction: Transaction) -> None:
+    """The upload's COMMIT, on its own: where tests/test_processor_exports.py loses its answer."""
+    await transaction.commit()
 
 
 def accepted_types(limits: ProcessorExports) -> str:
