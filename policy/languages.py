@@ -28,6 +28,7 @@ TRANSLATABLE: tuple[str, ...] = (
     "controller.address",
     "supervisory_authorities.*.name", "supervisory_authorities.*.address",
     "remedies.*.refusal_rule", "remedies.*.authority_title", "remedies.*.complaint",
+    "remedies.*.complaint_where_you_live",
     "remedies.*.judicial_heading", "remedies.*.judicial", "remedies.*.appeal.rule",
     "remedies.*.authority.name", "remedies.*.authority.address",
     "rights.*",

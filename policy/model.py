@@ -136,6 +136,13 @@ class Policy(StrictModel):
         if missing:
             raise ValueError(f"remedies: no entry for regime(s) {', '.join(missing)}: a refusal "
                              f"under them could not name the subject's remedies")
+        others = [c for c in self.supervisory_authorities if self._authority_where_you_live(c)]
+        for regime, remedies in self.remedies.items():
+            if others and remedies.authority is None and remedies.complaint_where_you_live is None:
+                raise ValueError(
+                    f"remedies.{regime.value}.complaint_where_you_live: needed, since supervisory_authorities "
+                    f"names {', '.join(others)} besides {self.defaults.country}: a subject there is told of "
+                    f"their own authority, which `complaint` must not introduce as the one competent for us")
         for name, system in self.systems.items():
             if not re.fullmatch(IDENT, name):
                 raise ValueError(f"system name {name!r} must be lower-case letters, digits and _")
@@ -262,8 +269,15 @@ class Policy(StrictModel):
         named (a GDPR request's: the one of the subject's country where the policy lists it)."""
         remedies = self.remedies[Regime(regime)]
         if remedies.authority is None:
-            remedies = remedies.model_copy(update={"authority": self.authority_for(country)})
+            update: dict[str, Any] = {"authority": self.authority_for(country)}
+            if self._authority_where_you_live(country) and remedies.complaint_where_you_live:
+                update["complaint"] = remedies.complaint_where_you_live
+            remedies = remedies.model_copy(update=update)
         return remedies
+
+    def _authority_where_you_live(self, country: str) -> bool:
+        """Whether a subject in `country` is told of their own country's authority, not ours."""
+        return country != self.defaults.country and country in self.supervisory_authorities
 
 
 class LoadedPolicy(BaseModel):

@@ -33,6 +33,10 @@ class Remedies(StrictModel):
     authority_title: str
     # The right to complain, with its source; the authority's details follow it.
     complaint: str
+    # The same where the authority named is the one of the subject's country rather than ours
+    # (`authority` unset and the policy lists the subject's country): `complaint` may end by
+    # introducing the authority as the one competent for us, which that one is not.
+    complaint_where_you_live: str | None = None
     # The authority; none: the supervisory authority of the subject's country where the policy
     # lists one, else that of the controller's country (GDPR Art. 77 and 56).
     authority: Authority | None = None

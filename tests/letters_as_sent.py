@@ -15,7 +15,7 @@ from activities.connectors.base import HeldRecord
 from activities.connectors.sql_erasure import kept_summary
 from activities.letter_templates import RenderedLetter, render_letter
 from dsrflow.domain.deadlines import compute_deadline, receipt_date
-from policy.model import load_policy
+from policy.model import LoadedPolicy, load_policy
 from schemas.vocabulary import Language, Regime
 from schemas.workflow import LetterJob
 
@@ -31,8 +31,11 @@ class _Ctx:
     settings = types.SimpleNamespace(base_url="https://privacy.example.test")
     pool = None
 
+    def __init__(self, loaded: LoadedPolicy) -> None:
+        self.loaded = loaded
+
     async def policy(self, version: str) -> Any:
-        return LOADED
+        return self.loaded
 
 
 def request_row(regime: str, request_type: str, language: str, **overrides: Any) -> dict[str, Any]:
@@ -48,11 +51,12 @@ def request_row(regime: str, request_type: str, language: str, **overrides: Any)
 
 
 async def as_sent(purpose: str, request_type: str, params: dict[str, Any], *, regime: str = "gdpr",
-                  language: str = "en", **row: Any) -> RenderedLetter:
-    """The letter `purpose` with the workflow's `params`, built and rendered as the letter activity does."""
+                  language: str = "en", loaded: LoadedPolicy = LOADED, **row: Any) -> RenderedLetter:
+    """The letter `purpose` with the workflow's `params`, built and rendered as the letter activity
+    does, under the shipped policy unless `loaded` gives another."""
     request = request_row(regime, request_type, language, **row)
     job = LetterJob(request_id=REQUEST_ID, purpose=purpose, key="1", params=params)
-    context = await letters.build_context(_Ctx(), request, job, language)  # type: ignore[arg-type]
+    context = await letters.build_context(_Ctx(loaded), request, job, language)  # type: ignore[arg-type]
     return render_letter(purpose, context, language)
 
 

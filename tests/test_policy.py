@@ -9,6 +9,8 @@ import pytest
 import yaml
 
 from policy.model import DEFAULT_POLICY, PolicyError, load_policy
+from tests.letters_as_sent import as_sent
+from tests.support import english_only
 
 RAW = yaml.safe_load(DEFAULT_POLICY.read_text())
 
@@ -223,3 +225,28 @@ def test_shipped_policy_lets_no_amount_key_or_login_be_rectified() -> None:
     assert policy.approval_required("erasure", attested_by_staff=True)
     assert not policy.approval_required("erasure", attested_by_staff=False)
     assert policy.approval_required("rectification", attested_by_staff=False)
+
+
+_NL_AUTHORITY = {"name": "Autoriteit Persoonsgegevens", "address": "Postbus 93374, 2509 AJ Den Haag, Netherlands",
+                 "website": "https://autoriteitpersoonsgegevens.nl"}
+
+
+async def test_a_subject_told_of_their_own_authority_is_not_told_it_is_ours(tmp_path: Path) -> None:
+    """A DPO who lists the Dutch authority: a Dutch subject's refusal names it as the authority of
+    where they live, not as "the supervisory authority competent for us", which stays the Belgian
+    one's introduction; a policy that lists another country's authority without the text to
+    introduce it fails to load."""
+    content = english_only(copy.deepcopy(RAW))
+    content["supervisory_authorities"]["NL"] = _NL_AUTHORITY
+    loaded = load_policy(write(tmp_path, content))
+    denial = {"reason_code": "excessive", "explanation": "Fifth identical request."}
+    dutch = " ".join((await as_sent("denial", "access", denial, loaded=loaded, country="NL")).text.split())
+    assert "The supervisory authority of the Member State where you live is: Autoriteit Persoonsgegevens" in dutch
+    assert "competent for us" not in dutch and "Drukpersstraat" not in dutch
+    belgian = " ".join((await as_sent("denial", "access", denial, loaded=loaded, country="BE")).text.split())
+    assert "The supervisory authority competent for us is: Autorité de protection des données" in belgian
+
+    del content["remedies"]["gdpr"]["complaint_where_you_live"]
+    with pytest.raises(PolicyError, match=r"remedies\.gdpr\.complaint_where_you_live: needed, since "
+                                          r"supervisory_authorities names NL besides BE"):
+        load_policy(write(tmp_path, content))
