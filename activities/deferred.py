@@ -84,7 +84,7 @@ class DeferredErasureActivities:
             if request is None:
                 raise LookupError(f"request {request_id} not found")
             async with open_connector(ctx, version, system) as connector:
-                if not (await ctx.policy(version)).policy.systems[system].datasets:
+                if connector.answers_later:
                     followed[await follow_processor_erasure(ctx, self.fanout, connector, request=request,
                                                             version=version, system=system, due=due)] += 1
                     continue

@@ -15,57 +15,84 @@ audits the change.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import asyncpg
 
-from activities.connectors.base import ActionOutcome, Connector
+from activities.connectors.base import ActionOutcome, Connector, PermanentConnectorError
 from activities.context import ActivityContext
 from activities.fanout import FanoutActivities, subject_of
 from activities.letters import deliver_letter
 from dsrflow.domain.audit import append_event
 from dsrflow.infra.failpoints import failpoint
+from dsrflow.infra.logging import get_logger
 from dsrflow.infra.writes import Write
 from schemas.workflow import LetterJob
 
 Followed = Literal["done", "waiting", "failed"]
+log = get_logger(__name__)
 
 
 async def follow_processor_erasure(ctx: ActivityContext, fanout: FanoutActivities, connector: Connector, *,
                                    request: dict[str, Any], version: str, system: str,
                                    due: list[asyncpg.Record]) -> Followed:
-    """Ask the processor to erase (first run), or ask how its erasure went (later runs)."""
+    """Ask the processor to erase (first run), or ask how its erasure went (later runs). A
+    processor that cannot be reached is asked again on the next run, and one that refuses, or
+    has not confirmed within its system's `completion_timeout_days` of the hold's end, fails:
+    either way the sweep goes on with every other erasure due."""
+    ids = [row["id"] for row in due]
+    try:
+        outcome = await _ask_or_follow(ctx, fanout, connector, request=request, version=version, system=system,
+                                       due=due)
+    except PermanentConnectorError as exc:
+        outcome = ActionOutcome(status="needs_attention", message=str(exc))
+    except Exception as exc:  # noqa: BLE001 - unreachable today: asked again next run, or timed out below
+        log.warning("deferred erasure: processor not reached", system=system, error=type(exc).__name__)
+        outcome = None
+    if outcome is None or outcome.status == "pending":
+        days = (await ctx.policy(version)).policy.systems[system].completion_timeout_days
+        asked_or_released = [at for row in due if (at := row["submitted_at"] or row["released_at"]) is not None]
+        if not asked_or_released or datetime.now(UTC) - min(asked_or_released) < timedelta(days=days):
+            return "waiting"
+        outcome = ActionOutcome(status="needs_attention",
+                                message=f"no confirmation within {days} days of the hold's end")
+    if outcome.status in ("done", "not_found"):
+        await _record(ctx, request, system, ids, "confirmed", Write(
+            "UPDATE deferred_erasures SET done_at = now() WHERE id = ANY($1::bigint[])", (ids,)),
+            {"job": outcome.external_id, "erased": outcome.changed})
+        return "done"
+    await _alert(ctx, request, system, outcome)
+    await _record(ctx, request, system, ids, "failed", Write(
+        "UPDATE deferred_erasures SET failed_at = now(), failure = $2 WHERE id = ANY($1::bigint[])",
+        (ids, outcome.message or "the processor did not carry out the erasure")), {"job": outcome.external_id})
+    return "failed"
+
+
+async def _ask_or_follow(ctx: ActivityContext, fanout: FanoutActivities, connector: Connector, *,
+                         request: dict[str, Any], version: str, system: str,
+                         due: list[asyncpg.Record]) -> ActionOutcome:
+    """The processor's answer: to being asked (first run, the request on record once it is
+    pending), or to how its job stands (later runs)."""
     subject = subject_of(request)
     ids = [row["id"] for row in due]
     external_id = next((row["external_id"] for row in due if row["external_id"]), None)
-    if not any(row["submitted_at"] for row in due):
+    if any(row["submitted_at"] for row in due):
+        outcome = await connector.status(subject, external_id or "")
+    else:
         external_id = external_id or connector.job_id(subject, "erase")
         if external_id is not None:
             await ctx.pool.execute("UPDATE deferred_erasures SET external_id = $2 WHERE id = ANY($1::bigint[])",
                                    ids, external_id)
         context, _ = await fanout.erasure_context_for(version, system, subject)
         outcome = await connector.erase(subject, context)
-        external_id = outcome.external_id or external_id
         failpoint("deferred-processor-asked", system)  # asked, and not yet on record as asked
         if outcome.status == "pending":
             await _record(ctx, request, system, ids, "submitted", Write(
                 "UPDATE deferred_erasures SET external_id = $2, submitted_at = now() WHERE id = ANY($1::bigint[])",
-                (ids, external_id)), {"job": external_id})
-            return "waiting"
-    else:
-        outcome = await connector.status(subject, external_id or "")
-        if outcome.status == "pending":
-            return "waiting"
-    if outcome.status in ("done", "not_found"):
-        await _record(ctx, request, system, ids, "confirmed", Write(
-            "UPDATE deferred_erasures SET done_at = now() WHERE id = ANY($1::bigint[])", (ids,)),
-            {"job": external_id, "erased": outcome.changed})
-        return "done"
-    await _alert(ctx, request, system, outcome)
-    await _record(ctx, request, system, ids, "failed", Write(
-        "UPDATE deferred_erasures SET failed_at = now(), failure = $2 WHERE id = ANY($1::bigint[])",
-        (ids, outcome.message or "the processor did not carry out the erasure")), {"job": external_id})
-    return "failed"
+                (ids, outcome.external_id or external_id)), {"job": outcome.external_id or external_id})
+    outcome.external_id = outcome.external_id or external_id
+    return outcome
 
 
 async def _record(ctx: ActivityContext, request: dict[str, Any], system: str, ids: list[int], what: str,

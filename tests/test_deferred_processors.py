@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from datetime import UTC, datetime
 
 import httpx
@@ -20,6 +21,7 @@ from schemas.holds import SweepInput
 from schemas.workflow import workflow_id_for
 from tests.conftest import database_pool
 from tests.fanout_stack import api, fanout_stack
+from tests.saas_support import http_system
 from tests.support import (
     fetch_rows,
     letters_for,
@@ -29,6 +31,7 @@ from tests.support import (
     text_of,
     wait_for_letter,
 )
+from tests.test_saas_fanout import saas  # noqa: F401 (fixture)
 from workers.dsr_worker import activity_context, build_worker
 from workflows.erasure_sweep import ErasureSweepWorkflow
 
@@ -231,3 +234,73 @@ async def test_a_sweep_killed_after_asking_the_processor_asks_once_and_follows_i
         assert (await _row(pool, rid, "email_marketing"))["done_at"] is not None
         assert await fetch_rows(marketing, "SELECT 1 FROM subscribers WHERE email = 'ada@example.com'") == []
         assert await _events(pool, rid) == ["erasure.deferred_submitted", "erasure.deferred_confirmed"]
+
+
+async def test_a_processor_that_forgot_the_job_or_never_confirms_fails_and_the_sweep_goes_on(
+        postgres, own, dev_server, tmp_path, mail_sink):
+    """An OpenDSR processor that answers 404 for the job (it purged it), and one that stays
+    pending past its system's completion_timeout_days: each fails with an alert, and neither
+    stops the sweep, which erases what else is due in the same run."""
+    settings, pool = own
+    async with fanout_stack(postgres, settings, dev_server.client, tmp_path, email_delay=600) as stack:
+        marketing = stack.databases["email_marketing"]
+        async with build_worker(dev_server.client, stack.settings, pool), api(stack) as http:
+            forgot = await _kept_then_released(http, pool, dev_server.client, stack, "ada@example.com",
+                                               "email_marketing")
+            silent = await _kept_then_released(http, pool, dev_server.client, stack, "grace@example.com",
+                                               "email_marketing")
+            async def both_asked() -> bool:
+                return all([(await _row(pool, rid, "email_marketing"))["submitted_at"] for rid in (forgot, silent)])
+
+            await _eventually(both_asked)
+            # Then a third subject's request, whose analytics records a hold kept (and the processor,
+            # not asked now: it would take the demo's 600 s): due in the same sweep as the two jobs.
+            tracked = await place_claims_hold(pool, stack.settings, "tracked@example.com", ["analytics", "email_marketing"])
+            r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
+                "type": "erasure", "subject": {"email": "tracked@example.com"}, "identity_attested": True})
+            await asyncio.wait_for(dev_server.client.get_workflow_handle(workflow_id_for(r.json()["id"])).result(), 90)
+
+        await fetch_rows(marketing, "DELETE FROM dsr_requests WHERE subject_request_id::text = $1",
+                         (await _row(pool, forgot, "email_marketing"))["external_id"])
+        await pool.execute("UPDATE deferred_erasures SET submitted_at = now() - interval '15 days' "
+                           "WHERE request_id = $1", silent)
+        async with pool.acquire() as conn:  # released with no worker to sweep: the sweep below does
+            await release_hold(conn, tracked["id"], "compliance:test")
+
+        sweep = DeferredErasureActivities(activity_context(stack.settings, pool)).sweep
+        report = await ActivityEnvironment().run(sweep, SweepInput(reason="test"))
+        assert (report.processors_failed, report.processors_waiting) == (2, 1) and report.systems.get("analytics", 0) > 0
+        failures = {rid: (await _row(pool, rid, "email_marketing"))["failure"] for rid in (forgot, silent)}
+        assert "HTTP 404" in failures[forgot]
+        assert failures[silent] == "no confirmation within 14 days of the hold's end"
+        assert await fetch_rows(stack.databases["analytics"], "SELECT 1 FROM users WHERE email = 'tracked@example.com'") == []
+        for rid in (forgot, silent):
+            assert await _events(pool, rid) == ["erasure.deferred_submitted", "erasure.deferred_failed"]
+            assert len(letters_for(mail_sink, rid, "staff_alert")) == 1
+
+
+async def test_a_saas_system_kept_under_a_hold_is_erased_as_a_request_would_be(
+        saas, postgres, own, dev_server, tmp_path, mail_sink):  # noqa: F811 (fixture)
+    """Stripe is reached record by record: once its legal-claims hold ends, the erasure runs as the
+    request's would have, so the customer and invoice the accounting statute keeps stay, minimised,
+    with deferred erasures of their own for when the statute's period ends."""
+    settings, pool = own
+    _, stripe = saas
+    customer = stripe.state.data.add_customer("ada@example.com", "Ada Lovelace", phone="+32 470 00 00 00")
+    stripe.state.data.add_invoice(customer, int(time.time()) - 86400)
+    systems = {"billing_stripe": http_system("http/stripe.yaml", "Stripe (card payments)")}
+    async with fanout_stack(postgres, settings, dev_server.client, tmp_path, extra_systems=systems) as stack:
+        async with build_worker(dev_server.client, stack.settings, pool), api(stack) as http:
+            rid = await _kept_then_released(http, pool, dev_server.client, stack, "ada@example.com", "billing_stripe")
+            whole = "SELECT done_at FROM deferred_erasures WHERE request_id = $1 AND dataset = 'all'"
+
+            async def erased() -> bool:
+                return await pool.fetchval(whole, rid) is not None
+
+            await _eventually(erased)
+    statutory = await pool.fetch("SELECT dataset, done_at FROM deferred_erasures WHERE request_id = $1 "
+                                 "AND hold_kind = 'statutory' AND system = 'billing_stripe'", rid)
+    assert sorted(r["dataset"] for r in statutory) == ["customers", "invoices"]
+    assert all(r["done_at"] is None for r in statutory)
+    assert stripe.state.data.customers[customer]["phone"] is None
+    assert await _events(pool, rid) == []  # not a processor's job to follow

@@ -131,6 +131,10 @@ class Connector(Protocol):
     # Whether an erasure commits all at once (a database transaction) or request by request (a
     # SaaS API), so that a retry after a lost worker may find part of it done.
     transactional: ClassVar[bool] = True
+    # Whether the system is a processor that acts in its own time and says when it is done
+    # (OpenDSR, e-mail): its erasure is pending until it confirms, and it is asked as a whole, not
+    # record by record (activities/deferred_processors.py).
+    answers_later: ClassVar[bool] = False
 
     def __init__(self, env: ConnectorEnv) -> None: ...
 

@@ -138,6 +138,8 @@ def render_processor_mail(purpose: str, context: Mapping[str, Any], language: st
 
 
 class ManualEmailConnector(Connector):
+    answers_later = True
+
     def __init__(self, env: ConnectorEnv) -> None:
         self.env = env
         self.name = env.system_name

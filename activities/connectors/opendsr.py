@@ -121,6 +121,8 @@ def _join(base_url: str, path: str) -> str:
 
 
 class OpenDsrConnector(Connector):
+    answers_later = True
+
     def __init__(self, env: ConnectorEnv) -> None:
         self.env = env
         self.name = env.system_name
