@@ -96,6 +96,7 @@ class LifecycleActivities:
             due=deadline_checkpoints(deadline.due_date, tz, warnings),
             extended=deadline_checkpoints(deadline.extended_due_date, tz, warnings),
             verification_max_attempts=policy.verification.max_attempts,
+            verification_max_codes=policy.verification.max_codes,
             reminder_after_days=policy.verification.reminder_after_days,
             expires_after_days=policy.verification.expires_after_days,
             # Retention erasures are attested by the system, not by staff: no approval.

@@ -63,6 +63,10 @@ class Defaults(StrictModel):
 
 class Verification(StrictModel):
     max_attempts: int = Field(5, ge=1, le=20)
+    # Codes one request may have (the first, the reminder's, the subject's resends): each resend
+    # starts `max_attempts` afresh, so without a cap, clients enough could guess through the
+    # code space. Staff may send more.
+    max_codes: int = Field(5, ge=2, le=20)
     reminder_after_days: int = Field(2, ge=1)
     expires_after_days: int = Field(7, ge=1)
     code_digits: int = Field(6, ge=6, le=10)

@@ -63,6 +63,9 @@ class RequestFacts(Contract):
     due: Checkpoints
     extended: Checkpoints
     verification_max_attempts: int
+    # Codes the subject may have in all (policy `verification.max_codes`); requests prepared before
+    # the cap get the shipped default.
+    verification_max_codes: int = 5
     reminder_after_days: int
     expires_after_days: int
     # The policy asks compliance to approve the response (and package) before it goes out.
@@ -307,6 +310,8 @@ class VerificationState(Contract):
     locked: bool = False
     expires_at: datetime | None = None
     round: int = 0
+    # New codes the subject may still ask for (`verification_max_codes`).
+    codes_left: int = 0
 
 
 class RequestState(Contract):

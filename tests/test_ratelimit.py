@@ -14,7 +14,7 @@ import httpx
 
 from api.app import create_app
 from api.auth import create_token
-from tests.support import CSRF_FIELD, unique_email, verification_code, wait_for_letter
+from tests.support import CSRF_FIELD, letters_for, unique_email, verification_code, wait_for_letter
 from workers.dsr_worker import build_worker
 
 PROBLEM = "application/problem+json"
@@ -204,6 +204,39 @@ async def test_eleven_wrong_codes_do_not_stop_the_subjects_own_code(settings, po
         failed = await pool.fetchval(
             "SELECT count(*) FROM audit_events WHERE request_id = $1 AND event_type = 'verification.failed'", rid)
         assert failed == 3
+
+
+async def test_clients_enough_cannot_guess_through_new_codes(settings, pool, dev_server, mail_sink, task_queue):
+    """An attacker who submitted an erasure in someone's address, from a new client each time,
+    asks for a new code (which resets the attempts) and guesses: the request takes at most
+    `verification.max_codes` codes (5: the first and four new ones), so at most 25 guesses in all,
+    however many clients; the page then says no more codes can be sent and offers no button.
+    Before, every new client bought a new code and five more guesses, without end."""
+    email = unique_email("many-clients")
+    async with build_worker(dev_server.client, settings, pool, task_queue=task_queue), \
+            app_clients(settings, dev_server.client, task_queue) as call_from:
+        rid = (await call_from(unique_ip()).post("/v1/public/requests", json={"type": "erasure", "email": email})
+               ).json()["id"]
+        await wait_for_letter(mail_sink, rid, "verification")
+        answers = []
+        for _ in range(6):
+            client = call_from(unique_ip())
+            for _ in range(5):  # each code's five wrong guesses, then a new code
+                await client.post(f"/v1/public/requests/{rid}/verify", json={"code": "000000"})
+            answers.append(await client.post(f"/portal/requests/{rid}/resend"))
+        assert [a.status_code for a in answers] == [200] * 4 + [409] * 2
+        refused = answers[-1].text
+        assert "We have sent all the codes we can for this request" in refused
+        assert "Send me a new code" not in refused
+        assert len(letters_for(mail_sink, rid, "verification")) == 5
+        failed = await pool.fetchval(
+            "SELECT count(*) FROM audit_events WHERE request_id = $1 AND event_type = 'verification.failed'", rid)
+        assert failed == 25
+        # Staff, who see the request, can still send one.
+        staff = call_from(unique_ip())
+        staff.headers["Authorization"] = f"Bearer {await create_token(pool, 'agent', 'support')}"
+        r = await staff.post(f"/v1/requests/{rid}/resend-verification")
+        assert r.status_code == 200, r.text
 
 
 async def test_sign_in_brute_force_is_refused(settings, pool, dev_server, task_queue):

@@ -265,6 +265,11 @@ class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals, Extens
             raise ValueError("request is not awaiting verification: the identity is verified already")
         if self._status != RequestStatus.awaiting_verification or self._verification.challenge is None:
             raise ValueError(f"request is not awaiting verification (status {self._status.value})")
+        sent, most = self._verification.codes_sent(), self._require_facts().verification_max_codes
+        if request.actor == "subject" and sent >= most:
+            # Each code takes `max_attempts` guesses: capped per request, whatever the client.
+            raise ValueError(f"no more codes can be sent for this request ({sent} have been, the most a "
+                             "subject can ask for); staff can send one")
 
     @workflow.update
     async def decide_objection(self, decision: ObjectionDecision) -> RequestState:

@@ -265,6 +265,10 @@ class IdentityVerification:
         else:
             await run_step("record_event", resent)
 
+    def codes_sent(self) -> int:
+        """Codes asked for so far: every round, sent or settled."""
+        return max(self.challenge.round if self.challenge else 0, self._settled_round)
+
     def state(self, facts: RequestFacts) -> VerificationState:
         return VerificationState(
             required=not facts.attested,
@@ -274,4 +278,5 @@ class IdentityVerification:
             locked=self.attempts >= facts.verification_max_attempts,
             expires_at=self.challenge.expires_at if self.challenge else None,
             round=self.challenge.round if self.challenge else 0,
+            codes_left=max(facts.verification_max_codes - self.codes_sent(), 0),
         )

@@ -195,9 +195,9 @@ async def status_page(request: Request, request_id: str, state: State) -> HTMLRe
 
 def _verify_page(request: Request, row: dict[str, Any], *, token: str | None = None,
                  error: str | None = None, status: int = 200, awaiting: bool = True,
-                 notice: str | None = None, locked: bool = False) -> HTMLResponse:
+                 notice: str | None = None, locked: bool = False, more_codes: bool = True) -> HTMLResponse:
     return render(request, "portal/verify.html", {"row": row, "token": token, "error": error, "notice": notice,
-                                                  "awaiting": awaiting, "locked": locked,
+                                                  "awaiting": awaiting, "locked": locked, "more_codes": more_codes,
                                                   "here": f"/portal/requests/{row['id']}/verify",
                                                   "reference": short_reference(row["id"])},
                   status_code=status)
@@ -284,11 +284,16 @@ async def resend(request: Request, request_id: str, state: State, limiter: Limit
         row, status = await _current(state, request_id)
         live = await live_state(state, request_id)
         error = [t.gettext(N_("We could not send a new code for this request just now. Please try again in a minute."))]
-        if status == RequestStatus.awaiting_verification and live and live.verification and not live.verification.locked:
+        exhausted = bool(live and live.verification and not live.verification.codes_left)
+        if status == RequestStatus.awaiting_verification and exhausted:
+            error = [t.gettext(N_("We have sent all the codes we can for this request, so we cannot send another."))]
+            error.append(t.gettext(N_("If none of them reached you, please reply to our e-mail or write to us, "
+                                      "and we will help you confirm it.")))
+        elif status == RequestStatus.awaiting_verification and live and live.verification and not live.verification.locked:
             error.append(t.gettext(N_("The code and link we sent you earlier still work.")))
             error.append(t.gettext(N_("If an e-mail with a new code reaches you after all, that code works too.")))
         return _verify_page(request, row, status=409, awaiting=status == RequestStatus.awaiting_verification,
-                            error=" ".join(error))
+                            error=" ".join(error), more_codes=not exhausted)
     return _verify_page(request, row, notice=" ".join((
         t.gettext(N_("We have sent you a new code and link.")),
         t.gettext(N_("The code and link we sent you earlier no longer work.")))))
