@@ -75,6 +75,19 @@ async def test_invalid_public_request_is_refused_per_field_and_not_stored(http, 
     assert await count_requests(pool) == before
 
 
+async def test_a_public_idempotency_key_too_long_to_store_is_refused_by_name(http, pool):
+    """8,000 characters overflow the index on the stored key: before, the anonymous caller got a
+    bare 500; now 422 names the header, as on the staff API, and nothing is stored."""
+    before = await count_requests(pool)
+
+    r = await http.post("/v1/public/requests", headers={"Idempotency-Key": "k" * 8000},
+                        json={"type": "access", "email": "long-key@example.com"})
+
+    problem = assert_problem(r, 422)
+    assert any("idempotency-key" in e["field"].lower() for e in problem["errors"]), problem
+    assert await count_requests(pool) == before
+
+
 async def test_the_requests_language_is_stored_and_shown(http, pool):
     headers = await staff_headers(pool, "agent")
     for given, stored in (({"language": "fr"}, "fr"), ({}, "en")):  # none: the policy's default

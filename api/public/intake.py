@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -120,12 +120,14 @@ async def find_package(state: AppState, token: str) -> dict[str, Any]:
 
 
 @router.post("/requests", status_code=202, dependencies=[Depends(count_submission)])
-async def submit(body: PublicNewRequest, request: Request, state: State, limiter: Limiter) -> dict[str, Any]:
+async def submit(body: PublicNewRequest, state: State, limiter: Limiter,
+                 idempotency_key: Annotated[str | None, Header(max_length=200)] = None) -> dict[str, Any]:
     """Submit a request. A code to confirm it is yours is e-mailed to the address given.
     Limited per client (429 with `Retry-After`) and per address's verified requests (429); while
-    too many unverified requests are open, 503 with `Retry-After`."""
+    too many unverified requests are open, 503 with `Retry-After`. An `Idempotency-Key` (at most
+    200 characters, as on the staff API) makes a repeat return the request it opened."""
     await admit_submission(limiter, str(body.email))
-    row = await submit_request(state, body, request.headers.get("idempotency-key"))
+    row = await submit_request(state, body, idempotency_key)
     return {"id": str(row["id"]), "status": row["status"],
             "next": "check your e-mail for a code and send it to /v1/public/requests/{id}/verify"}
 
