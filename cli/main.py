@@ -215,8 +215,9 @@ def erasure_replay(
     since: Annotated[str, typer.Option(help="re-erase what was erased on or after YYYY-MM-DD")],
 ) -> None:
     """After restoring a backup: erase again every record the ledger says was erased since the
-    date and that the restore brought back. Prints what was re-erased per system."""
-    from activities.erasure_replay import replay_erasures
+    date and that the restore brought back. Prints what was re-erased per system; a system that
+    could not be reached is named, the others still run, and the exit code is 1."""
+    from activities.erasure_replay import Replayed, replay_erasures
     from dsrflow.infra.db import create_pool
     from workers.dsr_worker import activity_context
 
@@ -225,7 +226,7 @@ def erasure_replay(
     except ValueError:
         fail(f"--since: expected a date as YYYY-MM-DD, got {since!r}", 2)
 
-    async def run() -> dict[str, int]:
+    async def run() -> Replayed:
         settings = command_settings()
         pool = await create_pool(settings.effective_database_url, min_size=1, max_size=2)
         try:
@@ -233,10 +234,14 @@ def erasure_replay(
         finally:
             await pool.close()
 
-    again = asyncio.run(run())
-    total = sum(again.values())
-    detail = ", ".join(f"{system}: {n}" for system, n in sorted(again.items()) if n)
+    replayed = asyncio.run(run())
+    total = sum(replayed.again.values())
+    detail = ", ".join(f"{system}: {n}" for system, n in sorted(replayed.again.items()) if n)
     typer.echo(f"re-erased {total} record(s)" + (f" ({detail})" if detail else ""))
+    for system, why in sorted(replayed.failed.items()):
+        typer.echo(f"not re-erased in {system}: {why}; run the replay again once it is fixed", err=True)
+    if replayed.failed:
+        raise typer.Exit(1)
 
 
 @retention_app.command("plan")

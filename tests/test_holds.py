@@ -167,34 +167,3 @@ async def test_sweep_erases_what_became_due_and_leaves_the_rest(postgres, settin
             assert [r["issued_on"].year for r in left] == [2026]
             done = await pool.fetch("SELECT dataset, done_at IS NOT NULL AS done, erase_after FROM deferred_erasures WHERE request_id = $1", rid)
             assert all(r["done"] == (r["erase_after"] <= date(2036, 1, 2)) for r in done)
-
-
-async def test_erasure_replay_after_a_backup_restore(postgres, settings, pool, dev_server, tmp_path):
-    import os
-    import subprocess
-    import sys
-
-    async with fanout_stack(postgres, settings, dev_server.client, tmp_path) as stack:
-        db = stack.databases
-        contact = (await fetch_rows(db["crm"], "SELECT * FROM contacts WHERE email = 'grace@example.com'"))[0]
-        async with build_worker(dev_server.client, stack.settings, pool), api(stack) as http:
-            await _erase(http, pool, dev_server.client, "grace@example.com")
-        assert await fetch_rows(db["crm"], "SELECT 1 FROM contacts WHERE id = $1", contact["id"]) == []
-        # A backup from before the erasure is restored: her contact row is back.
-        columns = list(contact.keys())
-        conn = await asyncpg.connect(db["crm"])
-        await conn.execute(f"INSERT INTO contacts ({', '.join(columns)}) VALUES ({', '.join(f'${i + 1}' for i in range(len(columns)))})",
-                           *contact.values())
-        await conn.close()
-
-        env = {**os.environ, "DSRFLOW_HOME": str(stack.settings.home),
-               "DSRFLOW_DATABASE_URL": stack.settings.effective_database_url}
-        today = date.today().isoformat()
-        done = subprocess.run([sys.executable, "-m", "cli.main", "erasure", "replay", "--since", today],
-                              env=env, capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0, done.stderr
-        assert "re-erased" in done.stdout and "crm: 1" in done.stdout
-        assert await fetch_rows(db["crm"], "SELECT 1 FROM contacts WHERE id = $1", contact["id"]) == []
-        again = subprocess.run([sys.executable, "-m", "cli.main", "erasure", "replay", "--since", today],
-                               env=env, capture_output=True, text=True, timeout=120)
-        assert again.stdout.strip() == "re-erased 0 record(s)"

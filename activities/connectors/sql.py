@@ -65,12 +65,12 @@ from activities.connectors.sql_queries import (
     Plan,
     category_groups,
     erased_rules,
-    ident,
     linked_values,
     plain,
     select_fields,
     select_keys_page,
     split_rules,
+    still_to_clear,
     update_by_key,
     update_rows,
 )
@@ -296,10 +296,8 @@ class SqlConnector(Connector):
     async def _clear_by_key(self, conn: asyncpg.Connection, dataset: Dataset, keys: Sequence[str],
                             rules: Mapping[str, FieldRule]) -> list[str]:
         hashed, values = split_rules(rules)
-        key = ident(dataset.key)
-        selected = ", ".join([key, *(ident(c) for c in hashed)])
-        rows = await conn.fetch(
-            f"SELECT {selected} FROM {ident(dataset.table)} WHERE {key}::text = ANY($1::text[])", list(keys))
+        select_sql, select_args = still_to_clear(dataset, hashed, values, self._column_types(dataset))
+        rows = await conn.fetch(select_sql, list(keys), *select_args)
         update_sql, constant_args = update_by_key(dataset, hashed, values, self._column_types(dataset))
         await conn.executemany(update_sql, [
             (row[0], *(self._hash(dataset, c, row[i + 1]) for i, c in enumerate(hashed)), *constant_args)

@@ -290,6 +290,22 @@ def erased_rules(dataset: Dataset) -> dict[str, FieldRule]:
     return {c: r for c, r in dataset.fields.items() if r.erase != "keep"}
 
 
+def still_to_clear(dataset: Dataset, hashed: list[str], values: Mapping[str, Any],
+                   types: Mapping[str, str]) -> tuple[str, list[Any]]:
+    """SELECT the key and the `hashed` columns of the rows keyed by $1 (text[]) that the rules
+    would still change: a row whose constant columns already hold their values was cleared
+    before (a retry, a replay after a restore that did not bring it back) and is left as it is.
+    Where a column is hashed that cannot be told, and every row is taken."""
+    q = Query()
+    q.arg(None)
+    differs = [] if hashed else [
+        f"{ident(c)} IS NOT NULL" if v is None else f"{ident(c)} IS DISTINCT FROM {q.value(v, types[c])}"
+        for c, v in values.items()]
+    selected = ", ".join([ident(dataset.key), *(ident(c) for c in hashed)])
+    where = f"{ident(dataset.key)}::text = ANY($1::text[])" + (f" AND ({' OR '.join(differs)})" if differs else "")
+    return f"SELECT {selected} FROM {ident(dataset.table)} WHERE {where}", q.args[1:]
+
+
 def split_rules(rules: Mapping[str, FieldRule]) -> tuple[list[str], dict[str, Any]]:
     """The columns whose values are hashed here (the secret never goes to the database), and the
     constant each other column is set to."""
