@@ -222,7 +222,7 @@ class FanoutActivities:
         return result
 
     async def _act(self, task: TaskInput, row: dict[str, Any], resuming: TaskResult | None = None) -> TaskResult:
-        subject = subject_of(row)
+        subject = replace(subject_of(row), attempt=task.attempt)
         policy_system = (await self.ctx.policy(task.policy_version)).policy.systems[task.task.system]
         details = row["details"] or {}
         try:

@@ -14,6 +14,7 @@ import uuid
 import zipfile
 
 import asyncpg
+import httpx
 import pytest
 
 from schemas.workflow import task_workflow_id, workflow_id_for
@@ -358,3 +359,38 @@ async def test_two_concurrent_retries_of_a_task_run_it_once(stack, pool, dev_ser
         retried = await pool.fetchval("SELECT count(*) FROM audit_events WHERE request_id = $1 "
                                       "AND event_type = 'task.retried'", rid)
         assert retried == ran
+
+
+async def test_a_staff_retry_of_a_job_the_processor_cancelled_asks_it_anew(postgres, settings, pool, dev_server,
+                                                                          tmp_path):
+    """The e-mail marketing processor cancels the erasure job; staff run the task again. The retry
+    is a new job with an id of its own: asked with the first id, the processor answered with the
+    cancelled job, and the task needed attention again, with "resolve" (no erasure) as the only
+    way out."""
+    async with fanout_stack(postgres, settings, dev_server.client, tmp_path, email_delay=600) as stack, \
+            build_worker(dev_server.client, stack.settings, pool), api(stack) as http:
+        rid = await _open(http, pool, {"type": "erasure", "subject": {"email": "ada@example.com"}})
+
+        async def until(status: str, attempt: int) -> asyncpg.Record:
+            for _ in range(150):
+                task = await pool.fetchrow("SELECT status, attempt, external_id FROM system_tasks "
+                                           "WHERE request_id = $1 AND system = 'email_marketing'", uuid.UUID(rid))
+                if task is not None and (task["status"], task["attempt"]) == (status, attempt) and task["external_id"]:
+                    return task
+                await asyncio.sleep(0.2)
+            raise AssertionError(f"email_marketing never {status} at attempt {attempt}")
+
+        first = await until("pending", 1)
+        async with httpx.AsyncClient() as processor:
+            assert (await processor.delete(f"{stack.email_url}/requests/{first['external_id']}")).status_code == 202
+        await until("needs_attention", 1)
+
+        r = await http.post(f"/v1/requests/{rid}/retry-task", headers=await staff_headers(pool, "compliance"),
+                            json={"system": "email_marketing"})
+        assert r.status_code == 200, r.text
+        second = await until("pending", 2)
+        assert second["external_id"] != first["external_id"]
+        jobs = await _count(stack.databases["email_marketing"],
+                            "SELECT count(*) FROM dsr_requests WHERE subject_request_type = 'erasure' "
+                            "AND request_status = 'pending'")
+        assert jobs == 1  # the new one; the first stays cancelled

@@ -32,6 +32,9 @@ class Subject:
     email: str
     name: str | None = None
     customer_id: str | None = None
+    # The task's attempt: staff running a task again make it 2, 3, ... A processor's job for a
+    # later attempt is a new job: one it cancelled cannot be run again (activities/connectors/opendsr.py).
+    attempt: int = 1
     # Records kept under a hold, "system.dataset" -> record keys: minimised, they no longer carry
     # the identities, but they are still the subject's and an access request must show them.
     held: Mapping[str, Sequence[str]] = field(default_factory=dict)

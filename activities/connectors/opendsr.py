@@ -74,13 +74,16 @@ class OpenDsrUnavailable(Exception):
     """The processor is unreachable, throttling (429) or failing (5xx): retrying may help."""
 
 
-def subject_request_id(request_id: str, system_name: str, action: str) -> str:
-    """The OpenDSR subject_request_id for one action of one request in one system.
+def subject_request_id(request_id: str, system_name: str, action: str, attempt: int = 1) -> str:
+    """The OpenDSR subject_request_id for one action of one request in one system, per attempt.
 
     Name-based (a UUID v5 digest) so retries are idempotent, but carrying the version-4 bits:
-    the specification requires v4 ids and strict processors check them.
+    the specification requires v4 ids and strict processors check them. A staff retry (attempt 2
+    on) is a new job: asked with the first id, the processor would answer with the job it
+    cancelled or failed. The first attempt keeps the id it always had.
     """
-    digest = uuid.uuid5(_ID_NAMESPACE, f"{request_id}/{system_name}/{action}")
+    name = f"{request_id}/{system_name}/{action}" + (f"/attempt-{attempt}" if attempt > 1 else "")
+    digest = uuid.uuid5(_ID_NAMESPACE, name)
     return str(uuid.UUID(bytes=digest.bytes, version=4))
 
 
@@ -168,7 +171,7 @@ class OpenDsrConnector(Connector):
         """The id a job will carry, known before it is submitted: the fan-out records it first so
         a callback that beats the activity's own report still finds its task."""
         kind = {"erase": "erasure"}.get(action)
-        return subject_request_id(subject.request_id, self.name, kind) if kind else None
+        return subject_request_id(subject.request_id, self.name, kind, subject.attempt) if kind else None
 
     async def access(self, subject: Subject) -> AsyncIterator[AccessRecord]:
         # Access waits for the export here, polling: a callback would find no task to wake.
@@ -282,7 +285,7 @@ class OpenDsrConnector(Connector):
         identities = self._identities(subject, discovery)
         if not identities:
             return self._not_sent("it accepts no e-mail identity (raw or sha256)")
-        request_id = subject_request_id(subject.request_id, self.name, kind)
+        request_id = subject_request_id(subject.request_id, self.name, kind, subject.attempt)
         body = {
             "subject_request_id": request_id,
             "subject_request_type": kind,
