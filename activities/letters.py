@@ -40,7 +40,7 @@ from dsrflow.infra.failpoints import failpoint
 from dsrflow.infra.metrics import letter_sent
 from dsrflow.infra.writes import Write
 from dsrflow.stores.kept_copies import RESPONSE_SENT
-from dsrflow.stores.requests_store import get_request_with
+from dsrflow.stores.requests_store import get_request, get_request_with
 from policy.model import Policy
 from schemas.workflow import LetterJob, LetterReceipt
 
@@ -114,6 +114,24 @@ def remedies_context(policy: Policy, regime: str, country: str, *, appeal: bool,
     return remedies
 
 
+def refuses_outright(purpose: str, params: dict[str, Any]) -> bool:
+    """A letter that refuses whatever its outcome: a denial, a request closed unverified, a
+    cancellation the subject did not ask for."""
+    return purpose in _REFUSALS or (purpose == "cancellation" and not params["withdrawn"])
+
+
+async def letter_refuses(ctx: ActivityContext, row: dict[str, Any], job: LetterJob) -> bool:
+    """Whether letter `job` refuses in whole or in part, as `build_context` decides (it then
+    carries the remedies), without rendering it or issuing anything (a package's link)."""
+    params = _coerce(job.params)
+    if job.purpose != "response":
+        return refuses_outright(job.purpose, params)
+    loaded = await ctx.policy(row["policy_version"])
+    outcome = response_outcome(params.get("report", {}), loaded.policy, None, None, ENGLISH, source=loaded.policy,
+                               regime=row["regime"])
+    return refuses_in_part(outcome, params.get("decision"))
+
+
 def refuses_in_part(outcome: dict[str, Any], decision: dict[str, Any] | None) -> bool:
     """A response that does not do all the subject asked: records kept (Art. 17(3)), data left out
     of a copy, processing that continues on compelling grounds (Art. 21(1))."""
@@ -177,7 +195,7 @@ async def build_context(ctx: ActivityContext, row: dict[str, Any], job: LetterJo
         params["warning_days"] = policy.deadline_warnings_days
     if job.purpose == "denial":
         params["reason_label"] = cited_label(LETTER_DENIAL_LABELS[params["reason_code"]], row["regime"], t)
-    if job.purpose in _REFUSALS or (job.purpose == "cancellation" and not params["withdrawn"]):
+    if refuses_outright(job.purpose, params):
         params["remedies"] = remedies()
     if job.purpose == "extension" and policy.remedies_for(row["regime"], row["country"]).complaint_on_extension:
         params["complaint"] = remedies()  # not a refusal: only the right to complain of the extension
@@ -385,8 +403,13 @@ class LetterActivities:
         went = settled is Sent.ALREADY
         failpoint("letter-skip-fenced", letter_key)  # settled, and the trail not yet told
         async with self.ctx.pool.acquire() as conn:
+            row = await get_request(conn, job.request_id)
+            # Staff did its work by other means (sent it by hand): a refusal sent so can be
+            # appealed like one we sent (dsrflow/domain/appeals.py).
+            refusal = row is not None and await letter_refuses(self.ctx, row, job)
             await append_event(
                 conn, event_key=f"letter:{letter_key}:skip-settled", request_id=job.request_id,
                 event_type="letter.skip_settled", actor="workflow",
-                data={"purpose": job.purpose, "went": went, "message_id": message_id_for(letter_key)})
+                data={"purpose": job.purpose, "went": went, "message_id": message_id_for(letter_key),
+                      "refusal": refusal})
         return went

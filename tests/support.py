@@ -131,10 +131,12 @@ async def attested_request(http: httpx.AsyncClient, pool: asyncpg.Pool, type_: s
     return str(r.json()["id"])
 
 
-async def stored_request(pool: asyncpg.Pool, settings: Settings, label: str, type_: str = "access") -> str:
+async def stored_request(pool: asyncpg.Pool, settings: Settings, label: str, type_: str = "access",
+                         regime: str = "gdpr", email: str | None = None) -> str:
     """A request stored as intake stores it (identity attested, no workflow started), with the
     dates registering it would set, which its letters need: its id."""
-    row, _ = await create_request(pool, NewRequest(type=type_, subject={"email": unique_email(label)},
+    row, _ = await create_request(pool, NewRequest(type=type_, regime=regime,
+                                                   subject={"email": email or unique_email(label)},
                                                    identity_attested=True),
                                   loaded_policy=load_policy(settings.policy_path), secret=load_secret_key(settings),
                                   actor="test", idempotency_key=None)

@@ -20,7 +20,9 @@ from activities.verification import VerificationActivities
 from api.console.view import describe_event
 from devstack.processes import free_port
 from devstack.smtp_sink import _EmlWriter, read_mailbox
+from dsrflow.domain.appeals import check_appeal
 from policy.model import load_policy
+from schemas.requests import NewRequest
 from schemas.steps import RetryStepInput, SkipStepInput
 from schemas.workflow import IssueChallenge, LetterJob, workflow_id_for
 from tests.process_support import died, dsrflow_process
@@ -96,7 +98,7 @@ async def test_the_settle_withdraws_a_letter_not_sent_and_records_one_that_went(
     assert letters_for(mail_sink, unsent.request_id) == []
     key = letter_key_of(unsent.request_id, "acknowledgement", "1")
     assert await _settled(pool, unsent.request_id) == [
-        {"purpose": "acknowledgement", "went": False, "message_id": message_id_for(key)}]
+        {"purpose": "acknowledgement", "went": False, "message_id": message_id_for(key), "refusal": False}]
 
     sent = LetterJob(request_id=await stored_request(pool, settings, "skip"), purpose="acknowledgement", key="1",
                      params=ACKNOWLEDGED)
@@ -111,6 +113,22 @@ async def test_the_settle_withdraws_a_letter_not_sent_and_records_one_that_went(
         "Skipped letter settled (acknowledgement: it had gone out after all)"
     assert describe_event({"event_type": "letter.skip_settled", "data": {**went, "went": False}}) == \
         "Skipped letter settled (acknowledgement: withdrawn, it never goes)"
+
+
+async def test_a_refusal_staff_sent_by_hand_can_be_appealed(pool, settings, mail_sink):
+    """A VCDPA denial whose letter could not go (the relay refused it), skipped by staff who sent
+    it by hand: the subject received a refusal, so its appeal is opened. Before, only a letter we
+    sent counted as a refusal, and the appeal was refused as "that request was not refused"."""
+    email = unique_email("by-hand")
+    rid = await stored_request(pool, settings, "by-hand", regime="vcdpa", email=email)
+    denial = LetterJob(request_id=rid, purpose="denial", key="1",
+                       params={"reason_code": "other", "explanation": "Needed to defend a pending claim."})
+    assert await LetterActivities(activity_context(settings, pool)).settle_skipped_letter(denial) is False
+    assert (await _settled(pool, rid))[0]["refusal"] is True
+
+    appeal = await check_appeal(pool, NewRequest(type="access", subject={"email": email}, appeal_of=rid,
+                                                 identity_attested=True))
+    assert (appeal.regime.value, str(appeal.appeal_of)) == ("vcdpa", rid)
 
 
 async def _handed_over(pool, letter_key: str, request_id: str) -> None:

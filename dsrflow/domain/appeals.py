@@ -24,9 +24,12 @@ class AppealRefused(ValueError):
 
 # A refusal in whole or in part is a letter that carried the remedies (activities/letters.py
 # records `refusal` on its audit event): a denial, a closed unverified request, a cancellation by
-# staff, an erasure that kept records, an objection overridden, an access with data withheld.
-_REFUSED = """SELECT EXISTS (SELECT 1 FROM audit_events WHERE request_id = $1
-                 AND event_type = 'letter.sent' AND (data->>'refusal')::boolean)"""
+# staff, an erasure that kept records, an objection overridden, an access with data withheld. Or
+# such a letter whose step failed and that staff sent by other means (`letter.skip_settled`, the
+# letter not gone from us).
+_REFUSED = """SELECT EXISTS (SELECT 1 FROM audit_events WHERE request_id = $1 AND (data->>'refusal')::boolean
+                 AND (event_type = 'letter.sent'
+                      OR (event_type = 'letter.skip_settled' AND NOT (data->>'went')::boolean)))"""
 
 
 async def check_appeal(conn: asyncpg.Connection | asyncpg.Pool, new: NewRequest) -> NewRequest:
