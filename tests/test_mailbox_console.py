@@ -6,6 +6,8 @@ CSRF token, happens once, and is audited and kept in the evidence pack."""
 from __future__ import annotations
 
 import asyncio
+import html
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -13,11 +15,13 @@ from email.utils import format_datetime, make_msgid
 
 from activities.letters import message_id_for
 from activities.mailbox_intake import file_message
+from api.console.inbox import PAGE_SIZE
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.domain.deadlines import compute_deadline, receipt_date
 from dsrflow.domain.references import short_reference
 from policy.mailbox import load_mailbox_policy
-from tests.support import console_sign_in, staff_headers, unique_email, wait_for_due_date
+from tests.conftest import database_pool
+from tests.support import api_client, console_sign_in, staff_headers, unique_email, wait_for_due_date
 
 
 def raw_mail(sender: str, text: str, *, subject: str = "Request", date: datetime | None = None,
@@ -173,3 +177,26 @@ async def test_attach_and_dismiss(http, pool, settings):
 async def test_the_inbox_needs_a_session(http):
     r = await http.get("/console/inbox")
     assert r.status_code == 303 and r.headers["location"].startswith("/console/sign-in")
+
+
+async def test_a_flood_of_mail_does_not_hide_the_latest_message(postgres, settings, dev_server, task_queue):
+    """More new messages than a page holds (spam, or someone's flood on purpose): the page says how
+    many wait and links to the next one, where the latest message is, since each may be a request
+    whose deadline runs. Before, the inbox showed the 200 oldest and nothing more, with no sign
+    that others existed."""
+    async with database_pool(postgres, "inbox_pages") as (url, pool):
+        own = settings.model_copy(update={"database_url": url})
+        start = datetime.now(UTC) - timedelta(hours=1)
+        for n in range(PAGE_SIZE + 1):
+            await filed(own, pool, raw_mail(unique_email("flood"), "Cheap watches"), arrived=start + timedelta(seconds=n))
+        latest = await filed(own, pool, raw_mail(unique_email("real"), "Please erase my data."))
+        async with api_client(own, dev_server.client, task_queue) as http:
+            await console_sign_in(http, pool, "agent")
+            first = await http.get("/console/inbox")
+            assert f"{PAGE_SIZE + 2} messages waiting, {PAGE_SIZE} on this page." in first.text
+            assert first.text.count("data-message-id=") == PAGE_SIZE and latest not in first.text
+            following = re.search(r'<a href="([^"]+)" rel="next">Next page</a>', first.text).group(1)
+            second = await http.get(html.unescape(following))
+            assert second.status_code == 200 and latest in second.text
+            assert second.text.count("data-message-id=") == 2 and 'rel="next"' not in second.text
+            assert (await http.get("/console/inbox?cursor=not-ours")).status_code == 422

@@ -10,6 +10,7 @@ so), and is audited (dsrflow/stores/mailbox_store.py)."""
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -21,6 +22,7 @@ from api.deps import Pool, State, Today
 from api.forms import read_form
 from api.pages import problem_pages, render
 from api.problems import Problem
+from api.read_models.cursors import InvalidCursor
 from api.read_models.inbox_queries import inbox_message, list_inbox
 from api.service import open_request
 from api.state import AppState
@@ -36,6 +38,7 @@ from schemas.vocabulary import Regime
 router = APIRouter(prefix="/console/inbox", tags=["console"], include_in_schema=False,
                    route_class=problem_pages("console/problem.html"))
 MAX_REASON = 500
+PAGE_SIZE = 200  # messages per page of the inbox
 
 
 async def _message(state: AppState, pool: Any, today: Any, message_id: str) -> dict[str, Any]:
@@ -49,11 +52,17 @@ async def _message(state: AppState, pool: Any, today: Any, message_id: str) -> d
 @router.get("", response_class=HTMLResponse)
 async def inbox_page(staff: Annotated[Staff, require_console_role("agent")], request: Request, state: State,
                      pool: Pool, today: Today) -> Response:
-    messages = await list_inbox(pool, load_secret_key(state.settings), state.policy.policy, load_mailbox_policy(),
-                                today)
-    for message in messages:  # the badge an open request with this due date would have
+    cursor = request.query_params.get("cursor")
+    try:
+        page = await list_inbox(pool, load_secret_key(state.settings), state.policy.policy, load_mailbox_policy(),
+                                today, limit=PAGE_SIZE, cursor=cursor)
+    except InvalidCursor:
+        raise Problem(422, "Invalid cursor", "cursor: not a cursor from an earlier page of the inbox") from None
+    for message in page.messages:  # the badge an open request with this due date would have
         message["badge"] = days_left_badge(message["days_left"], RequestStatus.awaiting_verification)
-    return render(request, "console/inbox.html", {"messages": messages})
+    return render(request, "console/inbox.html", {
+        "messages": page.messages, "waiting": page.waiting, "first_page": cursor is None,
+        "next_url": f"/console/inbox?{urlencode({'cursor': page.next_cursor})}" if page.next_cursor else None})
 
 
 def _message_page(request: Request, state: AppState, message: dict[str, Any], *, values: dict[str, Any] | None = None,

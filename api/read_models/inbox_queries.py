@@ -4,11 +4,13 @@ anyone has opened it) and whether it has waited past the policy's threshold."""
 
 from __future__ import annotations
 
-from datetime import date
+from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any
 
 import asyncpg
 
+from api.read_models.cursors import decode_cursor, encode_cursor
 from dsrflow.crypto.mail_files import open_record
 from dsrflow.domain.deadlines import compute_deadline, receipt_date, working_days_after
 from dsrflow.stores.mailbox_store import get_message, request_messages
@@ -28,12 +30,29 @@ def _view(row: dict[str, Any], secret: bytes, policy: Policy, rules: MailboxPoli
             "waiting_too_long": row["status"] == "new" and today >= alert_on}
 
 
+@dataclass
+class InboxPage:
+    messages: list[dict[str, Any]]
+    waiting: int  # new messages in all, on every page
+    next_cursor: str | None
+
+
 async def list_inbox(pool: asyncpg.Pool, secret: bytes, policy: Policy, rules: MailboxPolicy, today: date,
-                     *, limit: int = 200) -> list[dict[str, Any]]:
-    """New messages by arrival, oldest first (the one waiting longest is the most urgent)."""
+                     *, limit: int = 200, cursor: str | None = None) -> InboxPage:
+    """New messages by arrival, oldest first (the one waiting longest is the most urgent), a page
+    at a time: a flood of mail (spam, or someone's on purpose) must not hide the later messages,
+    each of which may be a request whose deadline is running. Raises InvalidCursor."""
+    after = decode_cursor(cursor, datetime.fromisoformat, str) if cursor else None
     rows = await pool.fetch(
-        "SELECT * FROM mailbox_messages WHERE status = 'new' ORDER BY arrived_at, id LIMIT $1", limit)
-    return [_view(dict(r), secret, policy, rules, today) for r in rows]
+        """SELECT * FROM mailbox_messages WHERE status = 'new'
+             AND ($1::timestamptz IS NULL OR (arrived_at, id) > ($1, $2::uuid))
+           ORDER BY arrived_at, id LIMIT $3""",
+        after[0] if after else None, after[1] if after else None, limit + 1)
+    waiting = await pool.fetchval("SELECT count(*) FROM mailbox_messages WHERE status = 'new'")
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = encode_cursor(rows[-1]["arrived_at"].isoformat(), str(rows[-1]["id"])) if more else None
+    return InboxPage([_view(dict(r), secret, policy, rules, today) for r in rows], waiting, next_cursor)
 
 
 async def inbox_message(pool: asyncpg.Pool, secret: bytes, policy: Policy, rules: MailboxPolicy, today: date,
