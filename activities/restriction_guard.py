@@ -15,7 +15,8 @@ from typing import Any
 
 from activities.connectors.sql_queries import Query
 from activities.context import ActivityContext
-from activities.retention_plan import cutoff_for, expired_rows, sql_connector
+from activities.retention_plan import current_policy, cutoff_for, expired_rows, sql_connector
+from dsrflow.crypto.hashing import subject_hash
 from dsrflow.domain.audit import append_event
 from dsrflow.stores.restrictions_store import keeping_from_erasure
 from policy.keeping import RetentionRule
@@ -26,7 +27,7 @@ async def audit_kept_from_retention(ctx: ActivityContext, loaded: LoadedPolicy, 
                                     as_of: datetime) -> None:
     """For each restriction that kept expired records from this rule's run: how many, on its
     request's audit trail (counts only, no record keys)."""
-    restrictions = await keeping_from_erasure(ctx.pool)
+    restrictions = await keeping_from_erasure(ctx.pool, loaded.policy.restriction.keeps_from_erasure)
     if not restrictions:
         return
     async with sql_connector(ctx, loaded, rule.system) as connector:
@@ -50,8 +51,9 @@ async def audit_kept_from_retention(ctx: ActivityContext, loaded: LoadedPolicy, 
 async def kept_by_restrictions(ctx: ActivityContext) -> dict[str, list[str]]:
     """subject hash -> the restriction requests that keep that subject's records."""
     kept: dict[str, list[str]] = {}
-    for r in await keeping_from_erasure(ctx.pool):
-        kept.setdefault(r["subject_hash"], []).append(str(r["request_id"]))
+    for r in await keeping_from_erasure(ctx.pool, current_policy(ctx).policy.restriction.keeps_from_erasure):
+        who = r["subject_hash"] or subject_hash(ctx.secret, r["email"])
+        kept.setdefault(who, []).append(str(r["request_id"]))
     return kept
 
 

@@ -181,7 +181,7 @@ async def holds_for(ctx: ActivityContext, loaded: LoadedPolicy, rule: RetentionR
             customers.append(h["customer_id"].strip().lower())
     # A restriction that keeps the subject's records from erasure keeps them like a hold, in every
     # system (activities/restriction_guard.py).
-    for r in await keeping_from_erasure(ctx.pool):
+    for r in await keeping_from_erasure(ctx.pool, loaded.policy.restriction.keeps_from_erasure):
         emails += [r["email"]] if r["email"] else []
         customers += [r["customer_id"]] if r["customer_id"] else []
     return emails, customers

@@ -194,3 +194,40 @@ async def test_deferred_erasure_leaves_what_a_legal_claims_restriction_keeps(pos
                 task_queue=stack.settings.task_queue)
             assert report.erased > 0
             assert (await fetch_rows(crm, contacts))[0]["n"] == 0
+
+
+async def test_a_restriction_under_way_keeps_the_records_before_it_is_on_record(postgres, settings, pool, dev_server,
+                                                                                tmp_path, mail_sink):
+    """The restriction's request waits for a processor (here the e-mail processor, which needs
+    staff) after the analytics system has restricted the records: the request is not complete, so
+    the restriction is not yet on record, and the retention sweep still leaves the subject's
+    expired logs. Before, a restriction protected nothing until its request completed (days, with a
+    processor asked by e-mail), and records kept for a legal claim were lost meanwhile."""
+    async with fanout_stack(postgres, settings, dev_server.client, tmp_path) as stack:
+        analytics = stack.databases["analytics"]
+        cutoff = datetime.now(UTC) - relativedelta(months=12)
+        old_logs = ("SELECT count(*) AS n FROM page_events WHERE user_id = 'C-000002' AND occurred_at < $1 "
+                    "AND ip IS NOT NULL AND device_id IS NOT NULL")
+        tracked_old = (await fetch_rows(analytics, old_logs, cutoff))[0]["n"]
+        assert tracked_old > 0
+        async with build_worker(dev_server.client, stack.settings, pool), api(stack) as http:
+            r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
+                "type": "restriction", "restriction_grounds": ["needed_for_legal_claims"],
+                "subject": {"email": "tracked@example.com"}, "identity_attested": True})
+            rid = r.json()["id"]
+
+            async def restricted_and_waiting() -> bool:
+                view = await _view(http, pool, rid)
+                tasks = {t["system"]: t["status"] for t in view["results"]}
+                return (view["status"] == "in_progress" and tasks.get("analytics") == "done"
+                        and tasks.get("email_marketing") == "needs_attention")
+
+            assert await _until(restricted_and_waiting)
+            assert (await _view(http, pool, rid))["restriction"] is None  # not on record yet
+            logs = (await dev_server.client.execute_workflow(
+                RetentionSweepWorkflow.run, RetentionSweepInput(reason="test", rules=["web_logs"]),
+                id=f"retention-logs-{uuid.uuid4().hex[:6]}", task_queue=stack.settings.task_queue)).rules[0]
+            assert logs.held >= tracked_old
+            assert (await fetch_rows(analytics, old_logs, cutoff))[0]["n"] == tracked_old
+            kept = [e for e in await _events(pool, rid) if e["event_type"] == "restriction.kept_from_erasure"]
+            assert kept and kept[0]["data"]["records"] == tracked_old

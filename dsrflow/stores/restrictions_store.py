@@ -4,6 +4,7 @@ sweeps that must not erase what an active restriction keeps (retention, deferred
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, TypeAlias
 
 import asyncpg
@@ -46,12 +47,22 @@ async def list_restrictions(conn: Executor, *, active: bool | None, limit: int =
     return rows
 
 
-async def keeping_from_erasure(conn: Executor) -> list[asyncpg.Record]:
-    """Active restrictions under a ground that keeps the records from any erasure the controller
-    starts itself, with the restricted subject's identities (for the retention sweep's SQL)."""
+async def keeping_from_erasure(conn: Executor, keeping_grounds: Sequence[str]) -> list[asyncpg.Record]:
+    """Restrictions under a ground that keeps the records from any erasure the controller starts
+    itself, with the restricted subject's identities (for the retention sweep's SQL): those in
+    force, and those still under way under one of `keeping_grounds` (the policy's). A restriction
+    goes on record when its request completes, which waits for every processor to confirm (days,
+    by e-mail), while its systems may have restricted the records already: from the moment its
+    identity is confirmed it keeps them. `subject_hash` is NULL for one under way."""
     rows: list[asyncpg.Record] = await conn.fetch(
-        """SELECT r.request_id, r.subject_hash, r.systems, r.grounds,
-                  lower(d.subject_email) AS email, lower(d.customer_id) AS customer_id
+        """SELECT r.request_id, r.subject_hash, lower(d.subject_email) AS email, lower(d.customer_id) AS customer_id
            FROM restrictions r JOIN dsr_requests d ON d.id = r.request_id
-           WHERE r.lifted_at IS NULL AND r.keeps_from_erasure""")
+           WHERE r.lifted_at IS NULL AND r.keeps_from_erasure
+           UNION ALL
+           SELECT d.id, NULL, lower(d.subject_email), lower(d.customer_id)
+           FROM dsr_requests d
+           WHERE d.request_type = 'restriction' AND d.status IN ('in_progress', 'awaiting_approval')
+             AND (d.details -> 'restriction_grounds') ?| $1::text[]
+             AND NOT EXISTS (SELECT 1 FROM restrictions r WHERE r.request_id = d.id)""",
+        list(keeping_grounds))
     return rows
