@@ -24,6 +24,7 @@ from activities.outbox import Sent, send_once
 from dsrflow.domain.audit import append_event
 from dsrflow.domain.deadlines import receipt_date, working_days_after
 from dsrflow.infra.writes import Write
+from dsrflow.stores.mailbox_store import finish_interrupted_converts
 from policy.mailbox import MailboxPolicy
 from policy.model import Policy
 
@@ -31,6 +32,7 @@ from policy.model import Policy
 async def alert_waiting(pool: asyncpg.Pool, mailer: Mailer, policy: Policy, rules: MailboxPolicy, today: date,
                         base_url: str) -> list[str]:
     """Alert staff of the messages now waiting too long; the ids it named (none: nothing sent)."""
+    await finish_interrupted_converts(pool)  # their requests run: they wait no longer
     rows = await pool.fetch(
         "SELECT id, arrived_at FROM mailbox_messages WHERE status = 'new' AND alerted_at IS NULL ORDER BY arrived_at")
     tz, country = policy.defaults.timezone, policy.defaults.country

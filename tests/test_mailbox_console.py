@@ -13,15 +13,27 @@ from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
+import httpx
+import pytest
+
 from activities.letters import message_id_for
 from activities.mailbox_intake import file_message
 from api.console.inbox import PAGE_SIZE
+from devstack.processes import free_port
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.domain.deadlines import compute_deadline, receipt_date
 from dsrflow.domain.references import short_reference
 from policy.mailbox import load_mailbox_policy
 from tests.conftest import database_pool
-from tests.support import api_client, console_sign_in, staff_headers, unique_email, wait_for_due_date
+from tests.process_support import answering, died, dsrflow_process
+from tests.support import (
+    api_client,
+    console_sign_in,
+    live_client,
+    staff_headers,
+    unique_email,
+    wait_for_due_date,
+)
 
 
 def raw_mail(sender: str, text: str, *, subject: str = "Request", date: datetime | None = None,
@@ -200,3 +212,40 @@ async def test_a_flood_of_mail_does_not_hide_the_latest_message(postgres, settin
             assert second.status_code == 200 and latest in second.text
             assert second.text.count("data-message-id=") == 2 and 'rel="next"' not in second.text
             assert (await http.get("/console/inbox?cursor=not-ours")).status_code == 422
+
+
+async def test_a_convert_killed_after_opening_the_request_is_finished_on_the_next_look(
+        postgres, settings, dev_server, task_queue, tmp_path):
+    """The API dies right after the convert stored the request (failpoint `request-stored`),
+    before the message's decision: the next look at the Inbox records it converted to that request,
+    by the agent who opened it, so it leaves the Inbox and the waiting alert, and the agent's
+    stale form, sent again with a field changed, leads to the request instead of a 409. Before,
+    the message stayed `new` beside its running request, and every convert was refused."""
+    client = dev_server.client
+    port = free_port()
+    async with database_pool(postgres, "convert") as (database_url, pool):
+        ours = settings.model_copy(update={"database_url": database_url, "task_queue": task_queue, "api_port": port,
+                                           "public_url": f"http://127.0.0.1:{port}"})
+        sender = unique_email("convert")
+        message_id = await filed(ours, pool, raw_mail(sender, "Please delete my data."))
+        form = {"type": "erasure", "email": sender, "name": "Conny Vert"}
+        async with live_client(base_url=ours.public_url, timeout=30) as http:
+            async with dsrflow_process("api", ours, client, tmp_path, failpoints="request-stored") as api:
+                await answering(http, api, tmp_path)
+                csrf = await console_sign_in(http, pool, "agent")
+                with pytest.raises(httpx.TransportError):
+                    await http.post(f"/console/inbox/{message_id}/convert", data={"csrf_token": csrf, **form})
+                await died(api, tmp_path, role="api")
+        stored = await pool.fetchrow("SELECT id FROM dsr_requests")
+        assert await pool.fetchval("SELECT status FROM mailbox_messages WHERE id = $1", message_id) == "new"
+
+        async with api_client(ours, client, task_queue) as http:
+            csrf = await console_sign_in(http, pool, "agent")
+            assert message_id not in (await http.get("/console/inbox")).text
+            decided = await pool.fetchrow("SELECT status, request_id, decided_by FROM mailbox_messages WHERE id = $1",
+                                          message_id)
+            assert (decided["status"], decided["request_id"]) == ("converted", stored["id"])
+            assert decided["decided_by"].startswith("agent:")
+            again = await http.post(f"/console/inbox/{message_id}/convert",
+                                    data={"csrf_token": csrf, **form, "name": "Connie Vert"})
+            assert again.status_code == 303 and again.headers["location"] == f"/console/requests/{stored['id']}"

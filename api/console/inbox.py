@@ -9,6 +9,7 @@ so), and is audited (dsrflow/stores/mailbox_store.py)."""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -28,7 +29,7 @@ from api.service import open_request
 from api.state import AppState
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.i18n import language_name
-from dsrflow.stores.mailbox_store import decide
+from dsrflow.stores.mailbox_store import CONVERT_KEY, decide, finish_interrupted_converts
 from dsrflow.stores.team_store import request_by_reference
 from policy.mailbox import load_mailbox_policy
 from schemas.plain_text import one_line, refused_control
@@ -39,9 +40,12 @@ router = APIRouter(prefix="/console/inbox", tags=["console"], include_in_schema=
                    route_class=problem_pages("console/problem.html"))
 MAX_REASON = 500
 PAGE_SIZE = 200  # messages per page of the inbox
+_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 async def _message(state: AppState, pool: Any, today: Any, message_id: str) -> dict[str, Any]:
+    if _ID.fullmatch(message_id):
+        await finish_interrupted_converts(pool, message_id)
     found = await inbox_message(pool, load_secret_key(state.settings), state.policy.policy, load_mailbox_policy(),
                                 today, message_id)
     if found is None:
@@ -53,6 +57,7 @@ async def _message(state: AppState, pool: Any, today: Any, message_id: str) -> d
 async def inbox_page(staff: Annotated[Staff, require_console_role("agent")], request: Request, state: State,
                      pool: Pool, today: Today) -> Response:
     cursor = request.query_params.get("cursor")
+    await finish_interrupted_converts(pool)
     try:
         page = await list_inbox(pool, load_secret_key(state.settings), state.policy.policy, load_mailbox_policy(),
                                 today, limit=PAGE_SIZE, cursor=cursor)
@@ -119,7 +124,7 @@ async def convert(staff: Annotated[Staff, require_console_role("agent")], reques
     # The message's id is the idempotency key: a second press, or a retry after a crash between
     # opening the request and recording the decision, finds the same request.
     try:
-        row, _ = await open_request(state, new, actor=staff.actor, idempotency_key=f"mailbox:{message_id}",
+        row, _ = await open_request(state, new, actor=staff.actor, idempotency_key=f"{CONVERT_KEY}{message_id}",
                                     origin="staff")
     except Problem as problem:
         if not request_form.refused_fields(problem, errors):

@@ -89,6 +89,27 @@ async def decide(conn: asyncpg.Connection, message_id: str, decision: str, *, ac
     return True
 
 
+# The key a console convert opens its request under (api/console/inbox.py): the message's id.
+CONVERT_KEY = "mailbox:"
+
+
+async def finish_interrupted_converts(pool: asyncpg.Pool, message_id: str | None = None) -> None:
+    """Messages still `new` whose request a convert opened before it could record its decision
+    (the API stopped in between, or Temporal was down and the convert answered 503): recorded as
+    converted now, to that request, by whoever opened it. Otherwise the message stayed in the
+    Inbox and in the waiting alert, could be dismissed though its request runs, and a convert with
+    any field changed was refused for good (the key names another request)."""
+    rows = await pool.fetch(
+        """SELECT m.id, r.id AS request_id, e.actor FROM mailbox_messages m
+           JOIN dsr_requests r ON r.idempotency_key = 'staff:header:' || $2 || m.id::text
+           JOIN audit_events e ON e.event_key = r.id::text || ':created'
+           WHERE m.status = 'new' AND ($1::uuid IS NULL OR m.id = $1::uuid)""",
+        message_id, CONVERT_KEY)
+    for row in rows:
+        async with pool.acquire() as conn:
+            await decide(conn, str(row["id"]), "converted", actor=row["actor"], request_id=str(row["request_id"]))
+
+
 async def request_messages(conn: asyncpg.Connection | asyncpg.Pool, request_id: str) -> list[dict[str, Any]]:
     """The messages turned into or attached to a request, oldest first."""
     rows = await conn.fetch(
