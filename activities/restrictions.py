@@ -54,10 +54,18 @@ async def lift_letter_context(ctx: ActivityContext, row: dict[str, Any], policy:
         "grounds": [cited_label(GROUND_LABELS[g], row["regime"], t) for g in restriction["grounds"]],
         "recipients": recipients}}
     if restriction["lift_effective_on"] is not None:
-        # The workflow's `lift_on` is its clock's UTC date; the moment the lift takes effect is on
-        # record (`announce_lift`, the workflow's timer starts just after it), so the letter gives
-        # that moment's date where the controller acts, as every date in a letter is.
-        context["lift_on"] = controller_date(restriction["lift_effective_on"], policy)
+        # The notice runs from the letter (the workflow's timer starts once it went: patch
+        # `lift-notice-from-letter`): while the letter has not gone (its step failed and waits
+        # for staff, the relay refused it), each render starts the days again, so a letter that
+        # goes out late never gives less notice than the policy promises, nor a date already past.
+        # The date is the moment's where the controller acts, as every date in a letter is.
+        effective = await ctx.pool.fetchval(
+            """UPDATE restrictions SET lift_effective_on = now() + make_interval(days => $2)
+               WHERE request_id = $1 AND lifted_at IS NULL AND NOT EXISTS (
+                   SELECT FROM sent_letters s WHERE s.request_id = $1 AND s.purpose = 'restriction_lift')
+               RETURNING lift_effective_on""",
+            row["id"], policy.restriction.lift_notice_days)
+        context["lift_on"] = controller_date(effective or restriction["lift_effective_on"], policy)
     return context
 
 

@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from dateutil.relativedelta import relativedelta
 
+from activities.restrictions import lift_letter_context
+from dsrflow.stores.requests_store import get_request
+from policy.model import load_policy
 from schemas.holds import SweepInput
 from schemas.retention import RetentionSweepInput
 from schemas.workflow import workflow_id_for
@@ -20,10 +24,11 @@ from tests.support import (
     letters_for,
     place_claims_hold,
     staff_headers,
+    stored_request,
     text_of,
     wait_for_letter,
 )
-from workers.dsr_worker import build_worker
+from workers.dsr_worker import activity_context, build_worker
 from workflows.erasure_sweep import ErasureSweepWorkflow
 from workflows.retention_sweep import RetentionSweepWorkflow
 
@@ -231,3 +236,32 @@ async def test_a_restriction_under_way_keeps_the_records_before_it_is_on_record(
             assert (await fetch_rows(analytics, old_logs, cutoff))[0]["n"] == tracked_old
             kept = [e for e in await _events(pool, rid) if e["event_type"] == "restriction.kept_from_erasure"]
             assert kept and kept[0]["data"]["records"] == tracked_old
+
+
+async def test_a_late_lift_letter_names_the_date_from_when_it_goes(pool, settings):
+    """The lift was announced three days ago with 7 days' notice, and its letter has not gone
+    (its step failed): rendered now, it names today + 7 days, and that is the date on record; once
+    a lift letter went, a render (a retry) changes nothing. Before, it named the announcement's
+    date + 7, four days away."""
+    loaded = load_policy(settings.policy_path)
+    policy = loaded.policy.model_copy(update={"restriction": loaded.policy.restriction.model_copy(
+        update={"lift_notice_days": 7})})
+    rid = await stored_request(pool, settings, "late-lift")  # its restriction row is all the letter reads
+    await pool.execute(
+        """INSERT INTO restrictions (request_id, subject_hash, grounds, systems, keeps_from_erasure, lift_reason,
+                                     lift_requested_by, lift_requested_at, lift_effective_on)
+           VALUES ($1, 'h', '{accuracy_contested}', '{crm}', false, 'verified', 'compliance:kim',
+                   now() - interval '3 days', now() + interval '4 days')""", uuid.UUID(rid))
+    ctx = activity_context(settings, pool)
+    row = await get_request(pool, rid)
+    today = datetime.now(ZoneInfo(policy.defaults.timezone)).date()
+    assert (await lift_letter_context(ctx, row, policy))["lift_on"] == today + timedelta(days=7)
+    recorded = await pool.fetchval("SELECT lift_effective_on FROM restrictions WHERE request_id = $1", uuid.UUID(rid))
+    assert recorded.astimezone(ZoneInfo(policy.defaults.timezone)).date() == today + timedelta(days=7)
+
+    await pool.execute("INSERT INTO sent_letters (letter_key, request_id, purpose, recipient, subject, message_id, "
+                       "body_text, body_html) VALUES ($1, $2, 'restriction_lift', 'x', 's', 'm', 't', 'h')",
+                       f"{rid}:restriction_lift:1", uuid.UUID(rid))
+    await pool.execute("UPDATE restrictions SET lift_effective_on = lift_effective_on - interval '1 day' "
+                       "WHERE request_id = $1", uuid.UUID(rid))
+    assert (await lift_letter_context(ctx, row, policy))["lift_on"] == today + timedelta(days=6)

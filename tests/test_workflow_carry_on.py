@@ -280,6 +280,28 @@ async def test_a_restriction_stays_in_force_until_lifted_after_the_notice_period
     assert fakes.subject_letters(request.id) == ["acknowledgement", "response", "restriction_lift"]
 
 
+async def test_a_lift_letter_that_goes_late_still_gives_the_full_notice(stack: FastStack):
+    """The lift's letter fails and waits five days for staff: the 14 days' notice run from the
+    letter, as it says. Before, they ran from the announcement, so the systems were lifted nine
+    days after the subject was told (a letter two weeks late: at once)."""
+    fakes = stack.fakes
+    request = await stack.open(RequestSpec(request_type=RequestType.restriction, lift_notice_days=14,
+                                           systems=[FakeSystem("crm")]))
+    await request.until(lambda s: s.status == "completed" and fakes.restrictions)
+    fakes.fail("send_letter", lambda: ValueError("550 5.1.1 mailbox unavailable"),
+               when=lambda job: job.purpose == "restriction_lift")
+    lifting = await request.handle.execute_update(DSR.lift_restriction, LiftRestrictionInput(
+        reason="The accuracy of the data has been verified", actor="compliance:kim"))
+    assert lifting.trouble is not None and lifting.trouble.step == "send_letter"
+    await stack.sleep(timedelta(days=5))
+    fakes.heal("send_letter")
+    await request.handle.execute_update(DSR.retry_step, RetryStepInput(actor="compliance:kim"))
+    await request.result()
+    lifted_after = fakes.asked_at[(request.id, "crm", "lift_restriction", 1)] - fakes.sent_at[
+        f"{request.id}:restriction_lift:1"]
+    assert timedelta(days=14) <= lifted_after < timedelta(days=14, minutes=1)
+
+
 async def test_a_lift_whose_letter_fails_answers_with_the_failed_step_and_goes_on_when_retried(stack: FastStack):
     """Before, the lift's update answered only once staff had answered its failed letter: the
     console's button, and the API call, hung until then."""

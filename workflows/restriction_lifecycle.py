@@ -39,6 +39,10 @@ RESTRICTION_LIFECYCLE = "restriction-lifecycle"
 # the second, a database or relay that did not answer held the caller until the policy's threshold.
 LIFT_ANSWERS_ON_TROUBLE = "lift-answers-on-trouble"
 LIFT_ANSWER_BOUNDED = "lift-answer-bounded"
+# workflow.patched id: before it, the notice period ran from the lift's announcement, so a letter
+# that went days late (its step failed and waited for staff) left the subject fewer days' notice
+# than the policy promises, or none. Now it runs from the letter, which names that date.
+LIFT_NOTICE_FROM_LETTER = "lift-notice-from-letter"
 
 
 class RestrictionLifecycle:
@@ -87,7 +91,9 @@ class RestrictionLifecycle:
                                   "notice_days": schedule.notice_days})
         self.lift_owes = ()
         self._lift_announced = True
-        if schedule.notice_days:
+        if schedule.notice_days and workflow.patched(LIFT_NOTICE_FROM_LETTER):
+            await workflow.sleep(timedelta(days=schedule.notice_days))  # from the letter, as it says
+        elif schedule.notice_days:
             await workflow.sleep(lift_on - workflow.now())
         await self._lift_everywhere(lift.actor)
         self._restriction_phase = "lifted"
