@@ -135,6 +135,9 @@ async def test_a_message_becomes_a_request_whose_clock_started_at_receipt(http, 
         ([f"mx.controller.example; spf=pass smtp.mailfrom={sender}; dmarc=pass (p=reject) header.from={domain}"],
          uuid.UUID(request_id)),
         ([f"MX.Controller.example;\r\n\tdkim=pass header.i=@{domain} header.s=s1"], uuid.UUID(request_id)),
+        # The server's own header says fail; a "pass" below it, in its name, came with the message.
+        ([f"mx.controller.example; dmarc=fail header.from={domain}",
+          f"mx.controller.example; dmarc=pass header.from={domain}"], None),
     ]
     for results, threads_onto in cases:
         raw = b"".join(f"Authentication-Results: {r}\r\n".encode() for r in results) + raw_mail(

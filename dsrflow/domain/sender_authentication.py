@@ -5,7 +5,10 @@ found in an Authentication-Results header (RFC 8601) named by its authserv-id, a
 header claiming that id which the sender wrote itself (RFC 8601 section 5). So only the headers of
 servers the controller names (policy/mailbox.yaml `authenticated_by`) are believed, and only a
 result tied to the From domain counts: DMARC pass for it, or (a server that reports no DMARC)
-a DKIM pass whose signing domain is the From domain or one above it.
+a DKIM pass whose signing domain is the From domain or one above it. Only the topmost well-formed
+header of a trusted server is read: the receiving server adds its header above those the message
+came with, so one lower down that claims its id was written before it, by the sender, if the
+server failed to remove it.
 """
 
 from __future__ import annotations
@@ -42,10 +45,7 @@ def vouched_for(raw: bytes, sender: str | None, trusted: Collection[str]) -> boo
             continue
         dmarc = [r for r in header.results if r.method == "dmarc"]
         if dmarc:
-            if any(r.result == "pass" and _aligned(r.header_from, domain) for r in dmarc):
-                return True
-            continue
-        if any(r.method == "dkim" and r.result == "pass" and _aligned(r.header_d or r.header_i, domain)
-               for r in header.results):
-            return True
+            return any(r.result == "pass" and _aligned(r.header_from, domain) for r in dmarc)
+        return any(r.method == "dkim" and r.result == "pass" and _aligned(r.header_d or r.header_i, domain)
+                   for r in header.results)
     return False
