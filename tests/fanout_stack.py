@@ -11,7 +11,9 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import asyncpg
 import httpx
 import uvicorn
 import yaml
@@ -24,6 +26,7 @@ from devstack.demo.sql_systems import SQL_SYSTEMS
 from devstack.postgres import EmbeddedPostgres
 from dsrflow.settings import Settings
 from policy.model import DEFAULT_POLICY, LoadedPolicy, load_policy
+from tests.conftest import database_pool
 from tests.sql_demo import clone, seeded_template
 from tests.support import english_only, live_client
 
@@ -120,6 +123,16 @@ async def fanout_stack(postgres: EmbeddedPostgres, settings: Settings, client, t
         for server, task in reversed(servers):
             server.should_exit = True
             await task
+
+
+@contextlib.asynccontextmanager
+async def fanout_stack_alone(postgres: EmbeddedPostgres, settings: Settings, client, tmp: Path, prefix: str,
+                             **options: Any) -> AsyncIterator[tuple[FanoutStack, asyncpg.Pool]]:
+    """`fanout_stack` on a database of its own, with its pool: for a test whose sweep or replay
+    takes every row of its database (other modules leave theirs in the session's)."""
+    async with database_pool(postgres, prefix) as (url, pool), \
+            fanout_stack(postgres, settings.model_copy(update={"database_url": url}), client, tmp, **options) as stack:
+        yield stack, pool
 
 
 def api(stack: FanoutStack) -> httpx.AsyncClient:

@@ -95,6 +95,16 @@ def letters_for(sink: MailSink, request_id: str, purpose: str | None = None) -> 
     return found
 
 
+async def eventually(check: Callable[[], Any], timeout: float = 60) -> None:
+    """Wait until `await check()` is true, failing with its name after `timeout` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await check():
+        if loop.time() > deadline:
+            raise AssertionError(f"{check.__name__} still false after {timeout}s")
+        await asyncio.sleep(0.2)
+
+
 async def wait_for_letter(sink: MailSink, request_id: str, purpose: str, timeout: float = 30) -> EmailMessage:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout

@@ -14,8 +14,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.deferred import DeferredErasureActivities
 from schemas.holds import SweepInput
 from schemas.workflow import workflow_id_for
-from tests.conftest import database_pool
-from tests.fanout_stack import api, fanout_stack
+from tests.fanout_stack import api, fanout_stack_alone
 from tests.support import fetch_rows, staff_headers, sweep_killed_at
 from workers.dsr_worker import activity_context, build_worker
 
@@ -30,9 +29,7 @@ async def test_a_sweep_killed_after_the_system_committed_leaves_every_ledger_row
     client = dev_server.client
     # A database of its own: the sweep takes every due record in its database, and other modules
     # leave some there, of demo systems of their own.
-    async with database_pool(postgres, "deferred") as (database_url, pool), \
-            fanout_stack(postgres, settings.model_copy(update={"database_url": database_url}), client,
-                         tmp_path) as stack:
+    async with fanout_stack_alone(postgres, settings, client, tmp_path, "deferred") as (stack, pool):
         async with build_worker(client, stack.settings, pool), api(stack) as http:
             r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
                 "type": "erasure", "subject": {"email": "ada@example.com"}, "identity_attested": True})

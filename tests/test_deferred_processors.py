@@ -12,17 +12,16 @@ import time
 from datetime import UTC, datetime
 
 import httpx
-import pytest
 from temporalio.testing import ActivityEnvironment
 
 from activities.deferred import DeferredErasureActivities
 from dsrflow.stores.holds_store import release_hold
 from schemas.holds import SweepInput
 from schemas.workflow import workflow_id_for
-from tests.conftest import database_pool
-from tests.fanout_stack import api, fanout_stack
+from tests.fanout_stack import api, fanout_stack_alone
 from tests.saas_support import http_system
 from tests.support import (
+    eventually,
     fetch_rows,
     letters_for,
     place_claims_hold,
@@ -37,23 +36,6 @@ from workflows.erasure_sweep import ErasureSweepWorkflow
 
 SURVEYS_CONTACT = "privacy@surveys.example"
 _LINK = re.compile(r"(http://\S+/v1/callbacks/manual/[0-9a-f]{64})")
-
-
-@pytest.fixture
-async def own(postgres, settings):
-    """A database of its own: another module's hold on a demo subject would keep these rows held,
-    and its sweeps would follow these processors' jobs."""
-    async with database_pool(postgres, "deferred_processors") as (url, pool):
-        yield settings.model_copy(update={"database_url": url}), pool
-
-
-async def _eventually(check, timeout: float = 60) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await check():
-        if loop.time() > deadline:
-            raise AssertionError(f"{check.__name__} still false after {timeout}s")
-        await asyncio.sleep(0.2)
 
 
 async def _kept(http: httpx.AsyncClient, pool, client, stack, email: str, system: str) -> tuple[str, dict]:
@@ -95,10 +77,10 @@ async def _events(pool, rid: str) -> list[str]:
         "ORDER BY occurred_at", rid)]
 
 
-async def test_an_opendsr_processor_is_done_when_it_confirms_not_when_asked(postgres, own, dev_server,
+async def test_an_opendsr_processor_is_done_when_it_confirms_not_when_asked(postgres, settings, dev_server,
                                                                            tmp_path, mail_sink):
-    settings, pool = own
-    async with fanout_stack(postgres, settings, dev_server.client, tmp_path, email_delay=3) as stack:
+    async with fanout_stack_alone(postgres, settings, dev_server.client, tmp_path, "deferred_processors",
+                                  email_delay=3) as (stack, pool):
         marketing = stack.databases["email_marketing"]
         subscribed = "SELECT 1 FROM subscribers WHERE email = 'ada@example.com'"
         assert await fetch_rows(marketing, subscribed)
@@ -109,7 +91,7 @@ async def test_an_opendsr_processor_is_done_when_it_confirms_not_when_asked(post
             async def asked() -> bool:
                 return (await _row(pool, rid, "email_marketing"))["submitted_at"] is not None
 
-            await _eventually(asked)
+            await eventually(asked)
             row = await _row(pool, rid, "email_marketing")
             assert row["done_at"] is None  # asked is not erased: the processor has 3 s to go
             jobs = await fetch_rows(marketing, "SELECT subject_request_id::text AS id, subject_request_type "
@@ -121,7 +103,7 @@ async def test_an_opendsr_processor_is_done_when_it_confirms_not_when_asked(post
             async def confirmed() -> bool:
                 return (await _row(pool, rid, "email_marketing"))["done_at"] is not None
 
-            await _eventually(confirmed)
+            await eventually(confirmed)
             assert await fetch_rows(marketing, subscribed) == []
             assert await _events(pool, rid) == ["erasure.deferred_submitted", "erasure.deferred_confirmed"]
             evidence = (await http.get(f"/v1/requests/{rid}/evidence",
@@ -134,17 +116,17 @@ async def test_an_opendsr_processor_is_done_when_it_confirms_not_when_asked(post
             assert (report.processors_confirmed, report.processors_waiting, report.processors_failed) == (0, 0, 0)
 
 
-async def test_a_processor_that_cancels_is_a_failure_and_an_alert(postgres, own, dev_server,
+async def test_a_processor_that_cancels_is_a_failure_and_an_alert(postgres, settings, dev_server,
                                                                  tmp_path, mail_sink):
-    settings, pool = own
-    async with fanout_stack(postgres, settings, dev_server.client, tmp_path, email_delay=600) as stack:
+    async with fanout_stack_alone(postgres, settings, dev_server.client, tmp_path, "deferred_processors",
+                                  email_delay=600) as (stack, pool):
         async with build_worker(dev_server.client, stack.settings, pool), api(stack) as http:
             rid = await _kept_then_released(http, pool, dev_server.client, stack, "ada@example.com", "email_marketing")
 
             async def asked() -> bool:
                 return (await _row(pool, rid, "email_marketing"))["submitted_at"] is not None
 
-            await _eventually(asked)
+            await eventually(asked)
             job = (await _row(pool, rid, "email_marketing"))["external_id"]
             # The processor cancels the job; its signed callback says so.
             async with httpx.AsyncClient() as processor:
@@ -153,7 +135,7 @@ async def test_a_processor_that_cancels_is_a_failure_and_an_alert(postgres, own,
             async def failed() -> bool:
                 return (await _row(pool, rid, "email_marketing"))["failed_at"] is not None
 
-            await _eventually(failed)
+            await eventually(failed)
             row = await _row(pool, rid, "email_marketing")
             assert row["done_at"] is None and "cancelled" in row["failure"]
             assert await _events(pool, rid) == ["erasure.deferred_submitted", "erasure.deferred_failed"]
@@ -171,11 +153,11 @@ async def test_a_processor_that_cancels_is_a_failure_and_an_alert(postgres, own,
             assert len(letters_for(mail_sink, rid, "staff_alert")) == 1
 
 
-async def test_an_email_processor_confirms_a_deferred_erasure_on_its_link(postgres, own, dev_server,
+async def test_an_email_processor_confirms_a_deferred_erasure_on_its_link(postgres, settings, dev_server,
                                                                          tmp_path, mail_sink, monkeypatch):
     monkeypatch.setenv("DSRFLOW_SURVEYS_PRIVACY_EMAIL", SURVEYS_CONTACT)
-    settings, pool = own
-    async with fanout_stack(postgres, settings, dev_server.client, tmp_path, keep_manual=("surveys",)) as stack:
+    async with fanout_stack_alone(postgres, settings, dev_server.client, tmp_path, "deferred_processors",
+                                  keep_manual=("surveys",)) as (stack, pool):
         async with build_worker(dev_server.client, stack.settings, pool), api(stack) as http:
             rid = await _kept_then_released(http, pool, dev_server.client, stack, "grace@example.com", "surveys")
             asked = await wait_for_letter(mail_sink, rid, "processor_request", timeout=60)
@@ -185,7 +167,7 @@ async def test_an_email_processor_confirms_a_deferred_erasure_on_its_link(postgr
             async def asked_on_record() -> bool:  # the e-mail's task row, not only the message in the sink
                 return (await _row(pool, rid, "surveys"))["submitted_at"] is not None
 
-            await _eventually(asked_on_record)
+            await eventually(asked_on_record)
 
             # The request closed long ago and its task was settled as kept: the link still answers.
             page = await http.get(link)
@@ -197,16 +179,16 @@ async def test_an_email_processor_confirms_a_deferred_erasure_on_its_link(postgr
             async def confirmed() -> bool:
                 return (await _row(pool, rid, "surveys"))["done_at"] is not None
 
-            await _eventually(confirmed)
+            await eventually(confirmed)
             assert await _events(pool, rid) == ["erasure.deferred_submitted", "erasure.deferred_confirmed"]
             # Once done, the link records nothing more.
             again = await http.post(link, data={"note": "twice"})
             assert "already" in again.text.lower()
 
 
-async def test_a_sweep_killed_after_asking_the_processor_asks_once_and_follows_it(postgres, own, dev_server, tmp_path):
-    settings, pool = own
-    async with fanout_stack(postgres, settings, dev_server.client, tmp_path, email_delay=2) as stack:
+async def test_a_sweep_killed_after_asking_the_processor_asks_once_and_follows_it(postgres, settings, dev_server, tmp_path):
+    async with fanout_stack_alone(postgres, settings, dev_server.client, tmp_path, "deferred_processors",
+                                  email_delay=2) as (stack, pool):
         marketing = stack.databases["email_marketing"]
         async with build_worker(dev_server.client, stack.settings, pool), api(stack) as http:
             rid, hold = await _kept(http, pool, dev_server.client, stack, "ada@example.com", "email_marketing")
@@ -230,19 +212,19 @@ async def test_a_sweep_killed_after_asking_the_processor_asks_once_and_follows_i
             report = await ActivityEnvironment().run(sweep, subject)
             return report.processors_confirmed == 1
 
-        await _eventually(confirmed)
+        await eventually(confirmed)
         assert (await _row(pool, rid, "email_marketing"))["done_at"] is not None
         assert await fetch_rows(marketing, "SELECT 1 FROM subscribers WHERE email = 'ada@example.com'") == []
         assert await _events(pool, rid) == ["erasure.deferred_submitted", "erasure.deferred_confirmed"]
 
 
 async def test_a_processor_that_forgot_the_job_or_never_confirms_fails_and_the_sweep_goes_on(
-        postgres, own, dev_server, tmp_path, mail_sink):
+        postgres, settings, dev_server, tmp_path, mail_sink):
     """An OpenDSR processor that answers 404 for the job (it purged it), and one that stays
     pending past its system's completion_timeout_days: each fails with an alert, and neither
     stops the sweep, which erases what else is due in the same run."""
-    settings, pool = own
-    async with fanout_stack(postgres, settings, dev_server.client, tmp_path, email_delay=600) as stack:
+    async with fanout_stack_alone(postgres, settings, dev_server.client, tmp_path, "deferred_processors",
+                                  email_delay=600) as (stack, pool):
         marketing = stack.databases["email_marketing"]
         async with build_worker(dev_server.client, stack.settings, pool), api(stack) as http:
             forgot = await _kept_then_released(http, pool, dev_server.client, stack, "ada@example.com",
@@ -252,7 +234,7 @@ async def test_a_processor_that_forgot_the_job_or_never_confirms_fails_and_the_s
             async def both_asked() -> bool:
                 return all([(await _row(pool, rid, "email_marketing"))["submitted_at"] for rid in (forgot, silent)])
 
-            await _eventually(both_asked)
+            await eventually(both_asked)
             # Then a third subject's request, whose analytics records a hold kept (and the processor,
             # not asked now: it would take the demo's 600 s): due in the same sweep as the two jobs.
             tracked = await place_claims_hold(pool, stack.settings, "tracked@example.com", ["analytics", "email_marketing"])
@@ -280,16 +262,16 @@ async def test_a_processor_that_forgot_the_job_or_never_confirms_fails_and_the_s
 
 
 async def test_a_saas_system_kept_under_a_hold_is_erased_as_a_request_would_be(
-        saas, postgres, own, dev_server, tmp_path, mail_sink):  # noqa: F811 (fixture)
+        saas, postgres, settings, dev_server, tmp_path, mail_sink):  # noqa: F811 (fixture)
     """Stripe is reached record by record: once its legal-claims hold ends, the erasure runs as the
     request's would have, so the customer and invoice the accounting statute keeps stay, minimised,
     with deferred erasures of their own for when the statute's period ends."""
-    settings, pool = own
     _, stripe = saas
     customer = stripe.state.data.add_customer("ada@example.com", "Ada Lovelace", phone="+32 470 00 00 00")
     stripe.state.data.add_invoice(customer, int(time.time()) - 86400)
     systems = {"billing_stripe": http_system("http/stripe.yaml", "Stripe (card payments)")}
-    async with fanout_stack(postgres, settings, dev_server.client, tmp_path, extra_systems=systems) as stack:
+    async with fanout_stack_alone(postgres, settings, dev_server.client, tmp_path, "deferred_processors",
+                                  extra_systems=systems) as (stack, pool):
         async with build_worker(dev_server.client, stack.settings, pool), api(stack) as http:
             rid = await _kept_then_released(http, pool, dev_server.client, stack, "ada@example.com", "billing_stripe")
             whole = "SELECT done_at FROM deferred_erasures WHERE request_id = $1 AND dataset = 'all'"
@@ -297,10 +279,10 @@ async def test_a_saas_system_kept_under_a_hold_is_erased_as_a_request_would_be(
             async def erased() -> bool:
                 return await pool.fetchval(whole, rid) is not None
 
-            await _eventually(erased)
-    statutory = await pool.fetch("SELECT dataset, done_at FROM deferred_erasures WHERE request_id = $1 "
-                                 "AND hold_kind = 'statutory' AND system = 'billing_stripe'", rid)
-    assert sorted(r["dataset"] for r in statutory) == ["customers", "invoices"]
-    assert all(r["done_at"] is None for r in statutory)
-    assert stripe.state.data.customers[customer]["phone"] is None
-    assert await _events(pool, rid) == []  # not a processor's job to follow
+            await eventually(erased)
+        statutory = await pool.fetch("SELECT dataset, done_at FROM deferred_erasures WHERE request_id = $1 "
+                                     "AND hold_kind = 'statutory' AND system = 'billing_stripe'", rid)
+        assert sorted(r["dataset"] for r in statutory) == ["customers", "invoices"]
+        assert all(r["done_at"] is None for r in statutory)
+        assert stripe.state.data.customers[customer]["phone"] is None
+        assert await _events(pool, rid) == []  # not a processor's job to follow

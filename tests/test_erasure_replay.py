@@ -16,8 +16,7 @@ from datetime import date
 import asyncpg
 
 from schemas.workflow import workflow_id_for
-from tests.conftest import database_pool
-from tests.fanout_stack import api, fanout_stack
+from tests.fanout_stack import api, fanout_stack_alone
 from tests.support import fetch_rows, settings_env, staff_headers
 from workers.dsr_worker import build_worker
 
@@ -45,9 +44,7 @@ async def test_a_replay_reanonymises_restored_children_first_and_goes_on_past_a_
         postgres, settings, dev_server, tmp_path):
     client = dev_server.client
     # A database of its own: the replay takes every ledger row since today.
-    async with database_pool(postgres, "replay") as (database_url, pool), \
-            fanout_stack(postgres, settings.model_copy(update={"database_url": database_url}), client,
-                         tmp_path) as stack:
+    async with fanout_stack_alone(postgres, settings, client, tmp_path, "replay") as (stack, pool):
         db = stack.databases
         users = await fetch_rows(db["analytics"], "SELECT * FROM users WHERE email = 'tracked@example.com'")
         events = await fetch_rows(db["analytics"], "SELECT * FROM page_events WHERE user_id = $1", users[0]["user_id"])

@@ -23,7 +23,7 @@ from policy.model import load_policy
 from schemas.requests import NewRequest
 from schemas.workflow import TaskInput, TaskResult, workflow_id_for
 from tests.fanout_stack import api, fanout_stack
-from tests.support import api_client, letters_for, staff_headers, text_of, wait_for_letter
+from tests.support import api_client, eventually, letters_for, staff_headers, text_of, wait_for_letter
 from workers.dsr_worker import activity_context, build_activities, build_worker
 from workflows.dsr import DataSubjectRequestWorkflow
 
@@ -39,15 +39,6 @@ async def stack(postgres, settings, dev_server, tmp_path, monkeypatch):
                             keep_manual=("surveys",)) as running:
         assert running.policy.policy.systems["surveys"].connector == "manual_email"
         yield running
-
-
-async def _eventually(check, timeout: float = 60) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await check():
-        if loop.time() > deadline:
-            raise AssertionError(f"{check.__name__} still false after {timeout}s")
-        await asyncio.sleep(0.2)
 
 
 async def test_erasure_waits_for_the_processor_to_confirm_by_link(stack, pool, dev_server, mail_sink):
@@ -93,8 +84,8 @@ async def test_erasure_waits_for_the_processor_to_confirm_by_link(stack, pool, d
             state = await handle.query(DataSubjectRequestWorkflow.state)
             return all(r.status == "done" for r in state.results if r.system != "surveys") and len(state.results) == 5
 
-        await _eventually(surveys_reported)
-        await _eventually(others_settled)
+        await eventually(surveys_reported)
+        await eventually(others_settled)
         task = await pool.fetchrow("SELECT * FROM system_tasks WHERE request_id = $1 AND system = 'surveys'", rid)
         assert task["status"] == "pending"
         assert task["external_id"] == hashlib.sha256(token.encode()).hexdigest()
@@ -225,7 +216,7 @@ async def test_a_confirmation_while_temporal_is_unreachable_is_answered_503_and_
                 bool(await pool.fetchval("SELECT count(*) FROM manual_tasks WHERE external_id = $1",
                                          hashlib.sha256(token.encode()).hexdigest()))
 
-        await _eventually(asked)
+        await eventually(asked)
         nowhere = stack.settings.model_copy(update={"temporal_address": f"127.0.0.1:{free_port()}"})
         async with api_client(nowhere, None, stack.settings.task_queue) as cut_off:
             first = await cut_off.post(f"/v1/callbacks/manual/{token}", data={"note": "done"})
