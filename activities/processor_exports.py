@@ -11,9 +11,11 @@ response letter: the package never passes for complete when it is not.
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
+from activities.processor_csv import write_csv, write_zip
 from dsrflow.i18n import ENGLISH, N_, Translator
 from dsrflow.infra.storage import BlobStore
 from dsrflow.stores.export_store import read_export
@@ -71,13 +73,23 @@ def listed_files(found: ProcessorFiles, policy: Policy) -> list[dict[str, Any]]:
             for system, rows in sorted(found.files.items()) for row in rows]
 
 
+# What a CSV, and a ZIP archive of files, are copied by (activities/processor_csv.py): their
+# formula cells neutralised. The media types are the upload check's (api/callbacks/export_files.py).
+_COPIED_BY = {"text/csv": write_csv, "application/zip": write_zip}
+
+
+def _write_as_is(chunks: Iterable[bytes], out: IO[bytes]) -> None:
+    for chunk in chunks:
+        out.write(chunk)
+
+
 def write_processor_files(archive: zipfile.ZipFile, found: ProcessorFiles, store: BlobStore, secret: bytes) -> None:
     """Copy each uploaded file, decrypted, into the archive (names as in `listed_files`)."""
     for system, rows in sorted(found.files.items()):
         for row in rows:
             with archive.open(f"{system}/files/{row['filename']}", "w") as out:
-                for chunk in read_export(store, row["path"], secret, str(row["id"])):
-                    out.write(chunk)
+                copy = _COPIED_BY.get(row["media_type"], _write_as_is)
+                copy(read_export(store, row["path"], secret, str(row["id"])), out)
 
 
 def missing_reasons(missing: dict[str, str], policy: Policy, t: Translator = ENGLISH) -> list[dict[str, str]]:

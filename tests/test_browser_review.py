@@ -23,11 +23,11 @@ from dsrflow.domain.references import short_reference
 from dsrflow.stores.staff_tokens import Staff, session_staff
 from policy.model import DEFAULT_POLICY
 from schemas.workflow import workflow_id_for
-from tests.support import letters_for, text_of, unique_email, wait_for_letter
+from tests.support import eventually, letters_for, text_of, unique_email, wait_for_letter
 from tests.test_browser import CHROMIUM, open_request, served_site, shots, signed_in, site  # noqa: F401 (fixtures)
 from tests.test_browser_actions import POLLS, SLOW, letters
 from tests.test_browser_console import UUID
-from tests.test_manual_email import _LINK, _eventually, stack  # noqa: F401 (fixture: surveys asked by e-mail)
+from tests.test_manual_email import _LINK, stack  # noqa: F401 (fixture: surveys asked by e-mail)
 from workers.dsr_worker import build_worker
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)")
@@ -207,7 +207,7 @@ async def test_a_processor_confirms_on_its_links_page(browser, stack, pool, dev_
                 await pool.fetchval("SELECT status FROM system_tasks WHERE request_id = $1 AND system = 'surveys'",
                                     rid) == "pending"
 
-        await _eventually(asked)
+        await eventually(asked)
         processor = await (await browser.new_context()).new_page()
         await processor.goto(link)
         heading = processor.get_by_role("heading", level=1)

