@@ -16,7 +16,7 @@ from dsrflow.crypto.hashing import subject_hash
 from dsrflow.domain.audit import append_event
 from dsrflow.i18n import ENGLISH, N_, Translator
 from dsrflow.stores.requests_store import get_request
-from dsrflow.stores.restrictions_store import restriction_for
+from dsrflow.stores.restrictions_store import restriction_as_told
 from policy.model import Policy
 from schemas.restrictions import (
     LiftAnnounced,
@@ -43,7 +43,7 @@ async def lift_letter_context(ctx: ActivityContext, row: dict[str, Any], policy:
                               t: Translator = ENGLISH) -> dict[str, Any]:
     """What the lift letter says besides the workflow's params: since when the restriction has
     been in force, on which grounds, and which Art. 19 recipients will be told of its end."""
-    restriction = await restriction_for(ctx.pool, str(row["id"]))
+    restriction = await restriction_as_told(ctx.pool, str(row["id"]), policy.restriction.lift_notice_days)
     if restriction is None:
         raise LookupError(f"no restriction recorded for request {row['id']}")
     recipients = sorted({policy.recipients[recipient].name for s in restriction["systems"]
@@ -54,18 +54,9 @@ async def lift_letter_context(ctx: ActivityContext, row: dict[str, Any], policy:
         "grounds": [cited_label(GROUND_LABELS[g], row["regime"], t) for g in restriction["grounds"]],
         "recipients": recipients}}
     if restriction["lift_effective_on"] is not None:
-        # The notice runs from the letter (the workflow's timer starts once it went: patch
-        # `lift-notice-from-letter`): while the letter has not gone (its step failed and waits
-        # for staff, the relay refused it), each render starts the days again, so a letter that
-        # goes out late never gives less notice than the policy promises, nor a date already past.
-        # The date is the moment's where the controller acts, as every date in a letter is.
-        effective = await ctx.pool.fetchval(
-            """UPDATE restrictions SET lift_effective_on = now() + make_interval(days => $2)
-               WHERE request_id = $1 AND lifted_at IS NULL AND NOT EXISTS (
-                   SELECT FROM sent_letters s WHERE s.request_id = $1 AND s.purpose = 'restriction_lift')
-               RETURNING lift_effective_on""",
-            row["id"], policy.restriction.lift_notice_days)
-        context["lift_on"] = controller_date(effective or restriction["lift_effective_on"], policy)
+        # The moment the lift takes effect, on record (restarted while the letter has not gone),
+        # as a date where the controller acts, as every date in a letter is.
+        context["lift_on"] = controller_date(restriction["lift_effective_on"], policy)
     return context
 
 

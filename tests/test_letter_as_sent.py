@@ -198,11 +198,11 @@ async def test_the_staff_alert_gives_the_same_last_day_for_an_extension(regime):
 @pytest.mark.parametrize("language", LANGUAGES)
 async def test_the_restriction_lift_letter_gives_controller_local_dates(
         monkeypatch, language, since, effective, utc_lift_on, local_since, local_lift_on, days):
-    async def restriction_for(pool: object, request_id: str) -> dict[str, Any]:
+    async def restriction_as_told(pool: object, request_id: str, notice_days: int) -> dict[str, Any]:
         return {"since": since, "lift_effective_on": effective, "grounds": ["needed_for_legal_claims"],
                 "systems": ["crm", "billing"]}
 
-    monkeypatch.setattr(restrictions, "restriction_for", restriction_for)
+    monkeypatch.setattr(restrictions, "restriction_as_told", restriction_as_told)
     # The workflow's `lift_on` is its clock's (UTC) date (workflows/restriction_lifecycle.py).
     letter = await as_sent("restriction_lift", "restriction",
                            {"reason": "The court case was settled.", "lift_on": utc_lift_on, "notice_days": days},
@@ -226,11 +226,11 @@ async def test_the_restriction_lift_letter_names_the_regimes_authority_and_court
     the letter names them as its regime does (before, one sentence promised "a supervisory
     authority" and "the courts" under every law, naming none, and a private suit under laws that
     give none)."""
-    async def restriction_for(pool: object, request_id: str) -> dict[str, Any]:
+    async def restriction_as_told(pool: object, request_id: str, notice_days: int) -> dict[str, Any]:
         return {"since": datetime(2025, 11, 4, 9, 30, tzinfo=UTC), "lift_effective_on": None,
                 "grounds": ["needed_for_legal_claims"], "systems": ["crm"]}
 
-    monkeypatch.setattr(restrictions, "restriction_for", restriction_for)
+    monkeypatch.setattr(restrictions, "restriction_as_told", restriction_as_told)
     letter = await as_sent("restriction_lift", "restriction",
                            {"reason": "The court case was settled.", "lift_on": "2026-02-09", "notice_days": 14},
                            regime=regime)

@@ -144,11 +144,11 @@ def test_the_citation_check_covers_every_letter_to_a_subject():
 @pytest.mark.parametrize("language", LANGUAGES)
 @pytest.mark.parametrize("regime", [r for r in REGIMES if r != "gdpr"])
 async def test_no_letter_cites_a_law_other_than_its_regimes(monkeypatch, regime, language):
-    async def restriction_for(pool: object, request_id: str) -> dict[str, Any]:
+    async def restriction_as_told(pool: object, request_id: str, notice_days: int) -> dict[str, Any]:
         return {"since": datetime(2025, 11, 4, 9, 30, tzinfo=UTC), "lift_effective_on": None,
                 "grounds": list(restrictions.GROUND_LABELS), "systems": ["crm", "billing"]}
 
-    monkeypatch.setattr(restrictions, "restriction_for", restriction_for)
+    monkeypatch.setattr(restrictions, "restriction_as_told", restriction_as_told)
     for case, (purpose, request_type, params, row) in _EVERY_LETTER.items():
         letter = await as_sent(purpose, request_type, params, regime=regime, language=language, **row)
         for part in [letter.subject, *both(letter)]:

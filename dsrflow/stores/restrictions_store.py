@@ -38,6 +38,21 @@ async def restriction_for(conn: Executor, request_id: str) -> asyncpg.Record | N
     return await conn.fetchrow("SELECT * FROM restrictions WHERE request_id = $1::uuid", request_id)
 
 
+async def restriction_as_told(conn: Executor, request_id: str, notice_days: int) -> asyncpg.Record | None:
+    """The restriction as its lift letter gives it. The notice runs from the letter (the workflow's
+    timer starts once it went: patch `lift-notice-from-letter`): while the letter has not gone (its
+    step failed and waits for staff, the relay refused it), each render starts the days again, so
+    a letter that goes out late never gives less notice than the policy promises, nor a date
+    already past."""
+    restarted: asyncpg.Record | None = await conn.fetchrow(
+        """UPDATE restrictions SET lift_effective_on = now() + make_interval(days => $2)
+           WHERE request_id = $1::uuid AND lift_effective_on IS NOT NULL AND lifted_at IS NULL
+             AND NOT EXISTS (SELECT FROM sent_letters s WHERE s.request_id = $1::uuid
+                             AND s.purpose = 'restriction_lift')
+           RETURNING *""", request_id, notice_days)
+    return restarted or await restriction_for(conn, request_id)
+
+
 async def list_restrictions(conn: Executor, *, active: bool | None, limit: int = 200) -> list[asyncpg.Record]:
     """Newest first; `active`: only those not yet lifted (True), only lifted ones (False)."""
     rows: list[asyncpg.Record] = await conn.fetch(
