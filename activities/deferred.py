@@ -51,12 +51,13 @@ class DeferredErasureActivities:
         restricted = await kept_by_restrictions(ctx)
         kept: Counter[str] = Counter()  # restriction request -> records it kept today
         for row in rows:
+            if row["submitted_at"] is not None:  # a processor asked already: follow its answer
+                released[(row["policy_version"], row["system"], str(row["request_id"]))].append(row)
+                continue
             policy = (await ctx.policy(row["policy_version"])).policy
             today = as_of.astimezone(ZoneInfo(policy.defaults.timezone)).date()
             holds = await active_holds_for(ctx.pool, row["subject_hash"])
-            if row["submitted_at"] is not None:  # a processor asked already: follow its answer
-                released[(row["policy_version"], row["system"], str(row["request_id"]))].append(row)
-            elif any(not h["systems"] or row["system"] in h["systems"] for h in holds):
+            if any(not h["systems"] or row["system"] in h["systems"] for h in holds):
                 still_held += 1  # a legal-claims hold covers it now: not today
             elif row["subject_hash"] in restricted:
                 still_held += 1  # the subject restricted it, e.g. needing it for legal claims

@@ -44,7 +44,7 @@ async def follow_processor_erasure(ctx: ActivityContext, fanout: FanoutActivitie
     ids = [row["id"] for row in due]
     try:
         outcome = await _ask_or_follow(ctx, fanout, connector, request=request, version=version, system=system,
-                                       due=due)
+                                       due=due, ids=ids)
     except PermanentConnectorError as exc:
         outcome = ActionOutcome(status="needs_attention", message=str(exc))
     except Exception as exc:  # noqa: BLE001 - unreachable today: asked again next run, or timed out below
@@ -71,13 +71,13 @@ async def follow_processor_erasure(ctx: ActivityContext, fanout: FanoutActivitie
 
 async def _ask_or_follow(ctx: ActivityContext, fanout: FanoutActivities, connector: Connector, *,
                          request: dict[str, Any], version: str, system: str,
-                         due: list[asyncpg.Record]) -> ActionOutcome:
+                         due: list[asyncpg.Record], ids: list[int]) -> ActionOutcome:
     """The processor's answer: to being asked (first run, the request on record once it is
     pending), or to how its job stands (later runs)."""
     subject = subject_of(request)
-    ids = [row["id"] for row in due]
     external_id = next((row["external_id"] for row in due if row["external_id"]), None)
-    if any(row["submitted_at"] for row in due):
+    asked = any(row["submitted_at"] for row in due)
+    if asked:
         outcome = await connector.status(subject, external_id or "")
     else:
         external_id = external_id or connector.job_id(subject, "erase")
@@ -87,11 +87,11 @@ async def _ask_or_follow(ctx: ActivityContext, fanout: FanoutActivities, connect
         context, _ = await fanout.erasure_context_for(version, system, subject)
         outcome = await connector.erase(subject, context)
         failpoint("deferred-processor-asked", system)  # asked, and not yet on record as asked
-        if outcome.status == "pending":
-            await _record(ctx, request, system, ids, "submitted", Write(
-                "UPDATE deferred_erasures SET external_id = $2, submitted_at = now() WHERE id = ANY($1::bigint[])",
-                (ids, outcome.external_id or external_id)), {"job": outcome.external_id or external_id})
     outcome.external_id = outcome.external_id or external_id
+    if not asked and outcome.status == "pending":
+        await _record(ctx, request, system, ids, "submitted", Write(
+            "UPDATE deferred_erasures SET external_id = $2, submitted_at = now() WHERE id = ANY($1::bigint[])",
+            (ids, outcome.external_id)), {"job": outcome.external_id})
     return outcome
 
 
@@ -109,7 +109,7 @@ async def _record(ctx: ActivityContext, request: dict[str, Any], system: str, id
 
 async def _alert(ctx: ActivityContext, request: dict[str, Any], system: str, outcome: ActionOutcome) -> None:
     """Staff hear of it before the rows say failed (the sweep then stops asking): a crash in
-    between asks again, and the alert, keyed by the job, goes once."""
+    between asks again, and the alert, keyed by the request and system, goes once."""
     label = (await ctx.policy(request["policy_version"])).policy.systems[system].label
     await deliver_letter(ctx, LetterJob(
         request_id=str(request["id"]), purpose="staff_alert", key=f"deferred-{system}", to_staff=True,

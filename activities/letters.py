@@ -29,12 +29,13 @@ from activities.citations import cite, cited_label
 from activities.context import ActivityContext
 from activities.heartbeat import heartbeating
 from activities.letter_outcome import response_outcome
+from activities.letter_refusals import letter_refuses, refuses_in_part, refuses_outright, remedies_context
 from activities.letter_templates import RenderedLetter, render_letter
 from activities.outbox import Sent, send_once, withdraw
 from activities.restrictions import lift_letter_context
 from dsrflow.crypto.hashing import keyed_hash, token_hash
 from dsrflow.domain.audit import append_event
-from dsrflow.domain.deadlines import appeal_days, receipt_date
+from dsrflow.domain.deadlines import receipt_date
 from dsrflow.i18n import ENGLISH, N_, Translator, translations
 from dsrflow.infra.failpoints import failpoint
 from dsrflow.infra.metrics import letter_sent
@@ -102,44 +103,6 @@ def decision_summary(decision: dict[str, Any], regime: str, t: Translator = ENGL
     return said % {"explanation": decision["explanation"], "citation": cite(regime, "21(1)", " (%s)", t)}
 
 
-def remedies_context(policy: Policy, regime: str, country: str, *, appeal: bool,
-                     t: Translator = ENGLISH) -> dict[str, Any]:
-    """What the `_remedies` partial says in a letter that refuses in whole or in part (Art. 12(4)
-    GDPR and its counterparts): the regime's authority, courts and, unless the request is itself
-    an appeal, the appeal its law grants, with the statutory days to answer it."""
-    remedies = policy.remedies_for(regime, country).model_dump(mode="json")
-    remedies["judicial_heading"] = remedies["judicial_heading"] or t.gettext("Your right to a judicial remedy")
-    if remedies["appeal"] is not None:
-        remedies["appeal"] = None if appeal else {**remedies["appeal"], "days": appeal_days(regime)}
-    return remedies
-
-
-def refuses_outright(purpose: str, params: dict[str, Any]) -> bool:
-    """A letter that refuses whatever its outcome: a denial, a request closed unverified, a
-    cancellation the subject did not ask for."""
-    return purpose in _REFUSALS or (purpose == "cancellation" and not params["withdrawn"])
-
-
-async def letter_refuses(ctx: ActivityContext, row: dict[str, Any], job: LetterJob) -> bool:
-    """Whether letter `job` refuses in whole or in part, as `build_context` decides (it then
-    carries the remedies), without rendering it or issuing anything (a package's link)."""
-    params = _coerce(job.params)
-    if job.purpose != "response":
-        return refuses_outright(job.purpose, params)
-    loaded = await ctx.policy(row["policy_version"])
-    outcome = response_outcome(params.get("report", {}), loaded.policy, None, None, ENGLISH, source=loaded.policy,
-                               regime=row["regime"])
-    return refuses_in_part(outcome, params.get("decision"))
-
-
-def refuses_in_part(outcome: dict[str, Any], decision: dict[str, Any] | None) -> bool:
-    """A response that does not do all the subject asked: records kept (Art. 17(3)), data left out
-    of a copy, processing that continues on compelling grounds (Art. 21(1))."""
-    return bool(outcome["kept"] or outcome.get("missing") or (decision and decision["compelling_grounds"]))
-
-
-# Letters that refuse, whatever their parameters; `cancellation` does unless the subject withdrew.
-_REFUSALS = {"denial", "closed_unverified"}
 # Letters that close a request unanswered, which may have been carried out in part by then.
 _CLOSINGS = {"denial", "cancellation"}
 # Request types whose action changes a system (an access only reads it).

@@ -7,7 +7,7 @@ import copy
 from datetime import UTC, date, datetime
 
 from activities.letter_outcome import _kept_item
-from activities.letters import remedies_context
+from activities.letter_refusals import remedies_context
 from policy.model import load_policy
 
 REQUEST_ID = "3f2b8c1e-9a4d-4e6f-8b2a-1c5d7e9f0a12"

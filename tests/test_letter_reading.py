@@ -19,6 +19,7 @@ from activities.connectors.manual_email import REMINDER_PURPOSE as MANUAL_REMIND
 from activities.connectors.manual_email import REQUEST_PURPOSE as MANUAL_REQUEST
 from activities.connectors.manual_email import asked_of_processor, render_processor_mail
 from activities.letter_outcome import response_outcome
+from activities.letter_refusals import refuses_in_part, remedies_context
 from activities.letter_templates import (
     DEFAULT_WARNING_DAYS,
     RenderedLetter,
@@ -28,8 +29,6 @@ from activities.letters import (
     LETTER_DENIAL_LABELS,
     LETTER_TYPE_LABELS,
     decision_summary,
-    refuses_in_part,
-    remedies_context,
 )
 from activities.restrictions import GROUND_LABELS
 from dsrflow.i18n import ENGLISH

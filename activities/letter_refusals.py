@@ -1,0 +1,55 @@
+"""What a letter refuses, and the remedies it then names: a letter that refuses the subject in
+whole or in part (Art. 12(4) GDPR and its counterparts) carries the regime's authority, courts
+and appeal (`remedies_context`); `build_context` (activities/letters.py) decides it so when it
+renders the letter, and `letter_refuses` the same way without rendering it (a letter staff sent
+by other means, whose refusal can be appealed: dsrflow/domain/appeals.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from activities.context import ActivityContext
+from activities.letter_outcome import response_outcome
+from dsrflow.domain.deadlines import appeal_days
+from dsrflow.i18n import ENGLISH, Translator
+from policy.model import Policy
+from schemas.workflow import LetterJob
+
+# Letters that refuse, whatever their parameters; `cancellation` does unless the subject withdrew.
+_REFUSALS = {"denial", "closed_unverified"}
+
+
+def remedies_context(policy: Policy, regime: str, country: str, *, appeal: bool,
+                     t: Translator = ENGLISH) -> dict[str, Any]:
+    """What the `_remedies` partial says in a letter that refuses in whole or in part (Art. 12(4)
+    GDPR and its counterparts): the regime's authority, courts and, unless the request is itself
+    an appeal, the appeal its law grants, with the statutory days to answer it."""
+    remedies = policy.remedies_for(regime, country).model_dump(mode="json")
+    remedies["judicial_heading"] = remedies["judicial_heading"] or t.gettext("Your right to a judicial remedy")
+    if remedies["appeal"] is not None:
+        remedies["appeal"] = None if appeal else {**remedies["appeal"], "days": appeal_days(regime)}
+    return remedies
+
+
+def refuses_outright(purpose: str, params: dict[str, Any]) -> bool:
+    """A letter that refuses whatever its outcome: a denial, a request closed unverified, a
+    cancellation the subject did not ask for."""
+    return purpose in _REFUSALS or (purpose == "cancellation" and not params["withdrawn"])
+
+
+async def letter_refuses(ctx: ActivityContext, row: dict[str, Any], job: LetterJob) -> bool:
+    """Whether letter `job` refuses in whole or in part, as `build_context` decides (it then
+    carries the remedies), without rendering it or issuing anything (a package's link)."""
+    params = job.params  # the report and the decision, as the workflow sent them
+    if job.purpose != "response":
+        return refuses_outright(job.purpose, params)
+    loaded = await ctx.policy(row["policy_version"])
+    outcome = response_outcome(params.get("report", {}), loaded.policy, None, None, ENGLISH, source=loaded.policy,
+                               regime=row["regime"])
+    return refuses_in_part(outcome, params.get("decision"))
+
+
+def refuses_in_part(outcome: dict[str, Any], decision: dict[str, Any] | None) -> bool:
+    """A response that does not do all the subject asked: records kept (Art. 17(3)), data left out
+    of a copy, processing that continues on compelling grounds (Art. 21(1))."""
+    return bool(outcome["kept"] or outcome.get("missing") or (decision and decision["compelling_grounds"]))
