@@ -15,6 +15,7 @@ audits the change.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -42,9 +43,10 @@ async def follow_processor_erasure(ctx: ActivityContext, fanout: FanoutActivitie
     has not confirmed within its system's `completion_timeout_days` of the hold's end, fails:
     either way the sweep goes on with every other erasure due."""
     ids = [row["id"] for row in due]
+    attempt = max(row["attempt"] for row in due)  # 2, 3, ...: asked again by staff (dsrflow/stores/deferred_store.py)
     try:
         outcome = await _ask_or_follow(ctx, fanout, connector, request=request, version=version, system=system,
-                                       due=due, ids=ids)
+                                       due=due, ids=ids, attempt=attempt)
     except PermanentConnectorError as exc:
         outcome = ActionOutcome(status="needs_attention", message=str(exc))
     except Exception as exc:  # noqa: BLE001 - unreachable today: asked again next run, or timed out below
@@ -52,18 +54,21 @@ async def follow_processor_erasure(ctx: ActivityContext, fanout: FanoutActivitie
         outcome = None
     if outcome is None or outcome.status == "pending":
         days = (await ctx.policy(version)).policy.systems[system].completion_timeout_days
-        asked_or_released = [at for row in due if (at := row["submitted_at"] or row["released_at"]) is not None]
+        # Counted from the last time it was asked (or asked again by staff), else the hold's end.
+        asked_or_released = [at for row in due
+                             if (at := row["submitted_at"] or row["retried_at"] or row["released_at"]) is not None]
         if not asked_or_released or datetime.now(UTC) - min(asked_or_released) < timedelta(days=days):
             return "waiting"
         outcome = ActionOutcome(status="needs_attention",
-                                message=f"no confirmation within {days} days of the hold's end")
+                                message=f"no confirmation within {days} days of "
+                                        + ("being asked again" if attempt > 1 else "the hold's end"))
     if outcome.status in ("done", "not_found"):
-        await _record(ctx, request, system, ids, "confirmed", Write(
+        await _record(ctx, request, system, ids, attempt, "confirmed", Write(
             "UPDATE deferred_erasures SET done_at = now() WHERE id = ANY($1::bigint[])", (ids,)),
             {"job": outcome.external_id, "erased": outcome.changed})
         return "done"
-    await _alert(ctx, request, system, outcome)
-    await _record(ctx, request, system, ids, "failed", Write(
+    await _alert(ctx, request, system, attempt, outcome)
+    await _record(ctx, request, system, ids, attempt, "failed", Write(
         "UPDATE deferred_erasures SET failed_at = now(), failure = $2 WHERE id = ANY($1::bigint[])",
         (ids, outcome.message or "the processor did not carry out the erasure")), {"job": outcome.external_id})
     return "failed"
@@ -71,10 +76,10 @@ async def follow_processor_erasure(ctx: ActivityContext, fanout: FanoutActivitie
 
 async def _ask_or_follow(ctx: ActivityContext, fanout: FanoutActivities, connector: Connector, *,
                          request: dict[str, Any], version: str, system: str,
-                         due: list[asyncpg.Record], ids: list[int]) -> ActionOutcome:
+                         due: list[asyncpg.Record], ids: list[int], attempt: int) -> ActionOutcome:
     """The processor's answer: to being asked (first run, the request on record once it is
     pending), or to how its job stands (later runs)."""
-    subject = subject_of(request)
+    subject = replace(subject_of(request), attempt=attempt)  # a new job per attempt, as a task's retry is
     external_id = next((row["external_id"] for row in due if row["external_id"]), None)
     asked = any(row["submitted_at"] for row in due)
     if asked:
@@ -89,31 +94,35 @@ async def _ask_or_follow(ctx: ActivityContext, fanout: FanoutActivities, connect
         failpoint("deferred-processor-asked", system)  # asked, and not yet on record as asked
     outcome.external_id = outcome.external_id or external_id
     if not asked and outcome.status == "pending":
-        await _record(ctx, request, system, ids, "submitted", Write(
+        await _record(ctx, request, system, ids, attempt, "submitted", Write(
             "UPDATE deferred_erasures SET external_id = $2, submitted_at = now() WHERE id = ANY($1::bigint[])",
             (ids, outcome.external_id)), {"job": outcome.external_id})
     return outcome
 
 
-async def _record(ctx: ActivityContext, request: dict[str, Any], system: str, ids: list[int], what: str,
-                  change: Write, data: dict[str, Any]) -> None:
+async def _record(ctx: ActivityContext, request: dict[str, Any], system: str, ids: list[int], attempt: int,
+                  what: str, change: Write, data: dict[str, Any]) -> None:
     """The rows' change and its audit event in one statement, once per step and rows (a rerun
     after a crash finds the event and writes nothing again)."""
     request_id = str(request["id"])
     async with ctx.pool.acquire() as conn:
         await append_event(
-            conn, event_key=f"{request_id}:deferred:{system}:{','.join(map(str, sorted(ids)))}:{what}",
+            conn, event_key=f"{request_id}:deferred:{system}:{','.join(map(str, sorted(ids)))}:{what}"
+            + (f":{attempt}" if attempt > 1 else ""),
             request_id=request_id, event_type=f"erasure.deferred_{what}", actor="erasure-sweep",
-            data={"system": system, **data}, along=[change])
+            data={"system": system, **data, **({"attempt": attempt} if attempt > 1 else {})}, along=[change])
 
 
-async def _alert(ctx: ActivityContext, request: dict[str, Any], system: str, outcome: ActionOutcome) -> None:
+async def _alert(ctx: ActivityContext, request: dict[str, Any], system: str, attempt: int,
+                 outcome: ActionOutcome) -> None:
     """Staff hear of it before the rows say failed (the sweep then stops asking): a crash in
-    between asks again, and the alert, keyed by the request and system, goes once."""
+    between asks again, and the alert, keyed by the request, system and attempt, goes once."""
     label = (await ctx.policy(request["policy_version"])).policy.systems[system].label
     await deliver_letter(ctx, LetterJob(
-        request_id=str(request["id"]), purpose="staff_alert", key=f"deferred-{system}", to_staff=True,
+        request_id=str(request["id"]), purpose="staff_alert",
+        key=f"deferred-{system}" + (f"-{attempt}" if attempt > 1 else ""), to_staff=True,
         params={"kind": "needs_attention", "days_left": None,
                 "detail": f"{label} was asked to erase the data a legal-claims hold had kept, once the hold "
-                          f"ended, and did not: {outcome.message or 'no reason given'}. Settle the erasure with "
-                          "the processor directly; the request's evidence shows it as failed."}))
+                          f"ended, and did not: {outcome.message or 'no reason given'}. On the request's page, "
+                          "compliance can ask the processor again, or record the erasure once it is done "
+                          "by other means; until then the request's evidence shows it as failed."}))

@@ -1,7 +1,7 @@
 """Starting the erasure sweep (workflows/erasure_sweep.py) for one subject from the API: when a
-legal-claims hold is released, and when a processor answers an erasure asked of it after a hold
-ended (activities/deferred_processors.py), so that its answer is on record now rather than at the
-next daily sweep."""
+legal-claims hold is released, when a processor answers an erasure asked of it after a hold
+ended (activities/deferred_processors.py), and when compliance asks such a processor again, so
+that the answer is on record, or the question asked, now rather than at the next daily sweep."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 
 from api.state import AppState
 from dsrflow.infra.logging import get_logger
+from dsrflow.stores.deferred_store import retry_deferred
 from schemas.holds import SweepInput
 
 log = get_logger(__name__)
@@ -46,3 +47,17 @@ async def sweep_for_processor_answer(state: AppState, conn: asyncpg.Connection |
                                   workflow_id=f"sweep-processor-{system}-{external_id}")
     except Exception as exc:  # noqa: BLE001 - the answer is recorded; the daily sweep follows it up
         log.warning("deferred erasure sweep not started", system=system, error=type(exc).__name__)
+
+
+async def ask_processor_again(state: AppState, request_id: str, system: str, *, actor: str) -> bool:
+    """Compliance asks a processor again to carry out an erasure it did not (raises
+    DeferredRefused when there is none to ask); True once the sweep that asks it has started,
+    False when only the daily sweep will (the retry is on record either way)."""
+    subject, attempt = await retry_deferred(await state.db(), request_id, system, actor=actor)
+    try:
+        await start_subject_sweep(state, subject, reason=f"compliance asked {system} again",
+                                  workflow_id=f"sweep-retry-{request_id}-{system}-{attempt}")
+    except Exception as exc:  # noqa: BLE001 - on record; the daily sweep asks the processor
+        log.warning("deferred erasure retry: sweep not started", system=system, error=type(exc).__name__)
+        return False
+    return True

@@ -285,3 +285,9 @@ STAFF_ACTIONS: dict[str, StaffAction] = {action.name: action for action in _ACTI
 # each an audit event, run by the console (api/console/team.py) and the REST API (api/rest/team.py)
 # with the lowest role each needs, from here. Any member of staff may hand work on or take it.
 TEAM_ROLES = {"assign": "agent", "note": "agent", "save-view": "agent", "delete-view": "agent"}
+
+# An erasure a hold deferred, once a processor asked after the hold ended did not carry it out
+# (dsrflow/stores/deferred_store.py): asking it again, or recording it as done by other means, is
+# compliance's, who also read the holds behind it (READABLE_BY). Postgres writes too: the request
+# closed long before; run by the console (api/console/deferred.py) and REST (api/rest/deferred_erasures.py).
+DEFERRED_ROLES = {"read": READABLE_BY["legal-claims-holds"], "retry": "compliance", "settle": "compliance"}

@@ -152,6 +152,60 @@ async def test_a_processor_that_cancels_is_a_failure_and_an_alert(postgres, sett
             assert report.processors_failed == 0
             assert len(letters_for(mail_sink, rid, "staff_alert")) == 1
 
+            # Compliance, whom the alert sends to the request, asks the processor again: a new job.
+            await _asked_again_then_settled(http, pool, mail_sink, stack, rid, job, asked, failed)
+
+
+async def _listed(http, url: str, headers: dict) -> dict:
+    listed = await http.get(url, headers=headers)
+    assert listed.status_code == 200, listed.text
+    return next(d for d in listed.json() if d["system"] == "email_marketing")
+
+
+async def _asked_again_then_settled(http, pool, mail_sink, stack, rid: str, job: str, asked, failed) -> None:
+    url = f"/v1/requests/{rid}/deferred-erasures"
+    agent, compliance = await staff_headers(pool, "agent"), await staff_headers(pool, "compliance")
+    assert (await http.get(url, headers=agent)).status_code == 403  # it names the hold: compliance's
+    assert (await http.post(f"{url}/email_marketing/retry", headers=agent)).status_code == 403
+    listed = await _listed(http, url, compliance)
+    assert (listed["states"], listed["attempt"], listed["actions"]) == ({"failed": 1}, 1, ["retry", "settle"])
+    assert "cancelled" in listed["failure"]
+    assert (await http.post(f"{url}/no_such_system/retry", headers=compliance)).status_code == 404
+
+    retried = await http.post(f"{url}/email_marketing/retry", headers=compliance)
+    assert retried.status_code == 202 and retried.json() == {"system": "email_marketing", "asked_now": True}
+    await eventually(asked)
+    row = await _row(pool, rid, "email_marketing")
+    assert (row["attempt"], row["failed_at"], row["failure"]) == (2, None, None)
+    assert row["external_id"] != job  # the cancelled job cannot run again: a new one
+    again = await http.post(f"{url}/email_marketing/retry", headers=compliance)
+    assert again.status_code == 409 and "asked" in again.json()["detail"]  # under way: nothing to ask
+
+    # The processor cancels this one too: a second failure, and a second alert.
+    async with httpx.AsyncClient() as processor:
+        assert (await processor.delete(f"{stack.email_url}/requests/{row['external_id']}")).status_code == 202
+    await eventually(failed)
+    assert len(letters_for(mail_sink, rid, "staff_alert")) == 2
+
+    # Staff had it deleted by other means: recorded, with the note that says how, in the evidence.
+    assert (await http.post(f"{url}/email_marketing/settle", headers=compliance,
+                            json={"note": ""})).status_code == 422
+    note = "Their DPO deleted the subscriber by hand and confirmed it in writing on 4 December."
+    settled = await http.post(f"{url}/email_marketing/settle", headers=compliance, json={"note": note})
+    assert settled.status_code == 200, settled.text
+    row = await _row(pool, rid, "email_marketing")
+    assert row["done_at"] is not None and row["settled_by"].startswith("compliance:")
+    assert (await http.post(f"{url}/email_marketing/settle", headers=compliance,
+                            json={"note": note})).status_code == 409  # once
+    assert await _events(pool, rid) == [
+        "erasure.deferred_submitted", "erasure.deferred_failed", "erasure.deferred_retried",
+        "erasure.deferred_submitted", "erasure.deferred_failed", "erasure.deferred_settled"]
+    listed = await _listed(http, url, compliance)
+    assert (listed["states"], listed["actions"]) == ({"settled": 1}, [])
+    evidence = (await http.get(f"/v1/requests/{rid}/evidence.html", headers=compliance)).text
+    assert "asked 2 times" in evidence and "recorded as erased by other means" in evidence
+    assert settled.json()["note_id"] in evidence and note in evidence
+
 
 async def test_an_email_processor_confirms_a_deferred_erasure_on_its_link(postgres, settings, dev_server,
                                                                          tmp_path, mail_sink, monkeypatch):

@@ -147,6 +147,8 @@ FIELDS: dict[str, tuple[str, ...]] = {
                           "identity_attested", "submission"),
     "/console/requests/{request_id}/assignment": ("assignee",),
     "/console/requests/{request_id}/notes": ("note",),
+    "/console/requests/{request_id}/deferred/{system}/retry": (),
+    "/console/requests/{request_id}/deferred/{system}/settle": ("note",),
     "/console/views": ("name", "query"),
     "/console/views/{view_id}/delete": (),
     ACT: (),  # one route per action of api/staff_actions.py, each with its body's fields
@@ -275,7 +277,7 @@ async def _settled(pool) -> dict:
 async def test_a_hostile_form_is_refused_and_stores_nothing(forms, request, route, action, body, field, bad_id):
     fields = _fields(route, action)
     ids = {"request_id": forms.request_id, "view_id": str(uuid.uuid4()), "token": secrets.token_hex(32),
-           "action": action}
+           "action": action, "system": "email_marketing"}
     if "{message_id}" in route:  # a message of its own: a decision on it is final
         ids["message_id"] = await filed(forms.settings, forms.pool, raw_mail(unique_email("inbox"), "Erase me."))
     if bad_id:  # one id of the path replaced: by a well-formed one nobody has, or a malformed one

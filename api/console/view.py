@@ -86,6 +86,12 @@ _EVENT_WORDS = {
     "staff.assigned": "Assigned",
     "staff.unassigned": "Assignment removed",
     "staff.note_added": "Internal note added",
+    # An erasure a hold deferred, at a processor asked once the hold ended (activities/deferred_processors.py).
+    "erasure.deferred_submitted": "Processor asked to erase what a hold had kept",
+    "erasure.deferred_confirmed": "Processor confirmed the deferred erasure",
+    "erasure.deferred_failed": "Processor did not carry out the deferred erasure",
+    "erasure.deferred_retried": "Processor asked again to carry out the deferred erasure",
+    "erasure.deferred_settled": "Deferred erasure recorded as done by other means",
 }
 
 
@@ -116,6 +122,8 @@ def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = N
         "verification.failed": f"{data.get('attempts_left')} attempt(s) left" if "attempts_left" in data else None,
         "deadline.extended": f"{data.get('from')} → {data.get('to')}: {data.get('reason')}",
         "task.retried": data.get("system"), "task.resolved": data.get("system"),
+        **{f"erasure.deferred_{what}": data.get("system")
+           for what in ("submitted", "confirmed", "failed", "retried", "settled")},
         "step.failed": f"{_step(data)}: {data.get('message')}",
         "step.resolved": f"{_step(data)}: {data.get('resolution')}",
         "status.denied": data.get("reason_code"), "status.cancelled": data.get("reason"),

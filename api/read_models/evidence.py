@@ -74,7 +74,12 @@ async def _holds(conn: asyncpg.Connection, row: dict[str, Any], secret: bytes,
                   -- still awaited, or failed and why (activities/deferred_processors.py)
                   count(*) FILTER (WHERE submitted_at IS NOT NULL AND done_at IS NULL
                                      AND failed_at IS NULL) AS awaiting_processor,
-                  min(failure) FILTER (WHERE failed_at IS NOT NULL) AS failure
+                  min(failure) FILTER (WHERE failed_at IS NOT NULL) AS failure,
+                  -- asked again by compliance (attempt 2 on), or recorded by them as erased by
+                  -- other means, with the internal note that says how (dsrflow/stores/deferred_store.py)
+                  max(attempt) AS attempts,
+                  count(*) FILTER (WHERE settled_by IS NOT NULL) AS settled_by_staff,
+                  min(settled_by) AS settled_by, min(settled_note::text) AS settled_note
              FROM deferred_erasures WHERE request_id = $1
             GROUP BY system, dataset, hold_kind, hold_ref, erase_after
             ORDER BY system, dataset""",

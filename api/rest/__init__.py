@@ -5,6 +5,7 @@ from fastapi import APIRouter
 
 from api.rest import (
     codec_endpoint,
+    deferred_erasures,
     events,
     evidence_pack,
     legal_holds,
@@ -19,5 +20,5 @@ from api.rest import (
 
 router = APIRouter()
 for _module in (codec_endpoint, listing, staff_requests, events, tokens, suppressions, legal_holds,
-                restriction_list, evidence_pack, metrics, team):
+                restriction_list, evidence_pack, metrics, team, deferred_erasures):
     router.include_router(_module.router)

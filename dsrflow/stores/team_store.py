@@ -95,18 +95,24 @@ async def assign(pool: asyncpg.Pool, request_id: str, assignee: str | None, *, a
 async def add_note(pool: asyncpg.Pool, request_id: str, body: str, *, actor: str) -> str:
     """Keep an internal note on the request (never sent to the subject); audited with the sha256
     of its text. Returns the note's id."""
+    async with pool.acquire() as conn, conn.transaction():
+        return await insert_note(conn, request_id, body, actor=actor)
+
+
+async def insert_note(conn: asyncpg.Connection, request_id: str, body: str, *, actor: str) -> str:
+    """`add_note` in the caller's transaction, for a change the note explains (a deferred erasure
+    settled by staff, dsrflow/stores/deferred_store.py)."""
     text = _plain(_FREE_TEXT, body.strip(), "a note")
     if not text:
         raise TeamRefused("write the note first")
     if len(text) > NOTE_MAX:
         raise TeamRefused(f"a note has at most {NOTE_MAX} characters")
     note_id = str(uuid.uuid4())
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("INSERT INTO request_notes (id, request_id, author, body) VALUES ($1, $2, $3, $4)",
-                           note_id, request_id, actor, text)
-        await append_event(conn, event_key=f"{request_id}:note:{note_id}", request_id=request_id,
-                           event_type="staff.note_added", actor=actor,
-                           data={"note_id": note_id, "sha256": hashlib.sha256(text.encode()).hexdigest()})
+    await conn.execute("INSERT INTO request_notes (id, request_id, author, body) VALUES ($1, $2, $3, $4)",
+                       note_id, request_id, actor, text)
+    await append_event(conn, event_key=f"{request_id}:note:{note_id}", request_id=request_id,
+                       event_type="staff.note_added", actor=actor,
+                       data={"note_id": note_id, "sha256": hashlib.sha256(text.encode()).hexdigest()})
     return note_id
 
 

@@ -1,0 +1,79 @@
+"""Erasures a hold deferred, on the console's request page: where each system's stands and, for a
+processor that did not carry one out once the hold ended, asking it again or recording it as done
+by other means, with a note saying how (dsrflow/stores/deferred_store.py; the REST API:
+api/rest/deferred_erasures.py). Compliance's, as the holds behind them are
+(api/staff_actions.py `DEFERRED_ROLES`). Forms post plainly and come back to the page."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+
+from api.auth import ConsoleForbidden, Staff, require_console_role
+from api.deps import Pool, State
+from api.erasure_sweeps import ask_processor_again
+from api.forms import read_form
+from api.pages import problem_pages
+from api.problems import Problem
+from api.staff_actions import DEFERRED_ROLES
+from dsrflow.stores.deferred_store import DeferredRefused, deferred_erasures, settle_deferred
+from dsrflow.stores.requests_store import get_request
+
+router = APIRouter(prefix="/console", tags=["console"], include_in_schema=False,
+                   route_class=problem_pages("console/problem.html"))
+
+DONE = {"asked": "The processor is being asked again; this page shows its answer once it is on record.",
+        "queued": "Asking again is on record; the daily erasure sweep asks the processor (it could not start now).",
+        "settled": "Recorded as erased by other means, with your note."}
+
+
+async def deferred_context(pool: Any, request_id: str, staff: Staff, done: str | None,
+                           error: str | None) -> dict[str, Any]:
+    """The request page's deferred-erasure panel: empty for a role that may not read it."""
+    if not staff.has_role(DEFERRED_ROLES["read"]):
+        return {"deferred": []}
+    return {"deferred": await deferred_erasures(pool, request_id), "deferred_done": DONE.get(done or ""),
+            "deferred_error": error[:300] if error else None}
+
+
+def _check(staff: Staff, action: str) -> None:
+    role = DEFERRED_ROLES[action]
+    if not staff.has_role(role):
+        raise ConsoleForbidden("Forbidden", f"{action} needs the {role} role; you are {staff.role}")
+
+
+async def _request_or_404(pool: Any, request_id: str) -> None:
+    if await get_request(pool, request_id) is None:
+        raise Problem(404, "Request not found", f"There is no request {request_id}.")
+
+
+def _back(request_id: str, **params: str) -> RedirectResponse:
+    return RedirectResponse(f"/console/requests/{request_id}?{urlencode(params)}#deferred", status_code=303)
+
+
+@router.post("/requests/{request_id}/deferred/{system}/retry")
+async def retry(staff: Annotated[Staff, require_console_role("agent")], request_id: str, system: str,
+                state: State, pool: Pool) -> Response:
+    _check(staff, "retry")
+    await _request_or_404(pool, request_id)
+    try:
+        asked_now = await ask_processor_again(state, request_id, system, actor=staff.actor)
+    except DeferredRefused as refused:
+        return _back(request_id, deferred_error=str(refused))
+    return _back(request_id, deferred_done="asked" if asked_now else "queued")
+
+
+@router.post("/requests/{request_id}/deferred/{system}/settle")
+async def settle(staff: Annotated[Staff, require_console_role("agent")], request: Request, request_id: str,
+                 system: str, pool: Pool) -> Response:
+    _check(staff, "settle")
+    await _request_or_404(pool, request_id)
+    form = await read_form(request)
+    try:
+        await settle_deferred(pool, request_id, system, str(form.get("note", "")), actor=staff.actor)
+    except DeferredRefused as refused:
+        return _back(request_id, deferred_error=str(refused))
+    return _back(request_id, deferred_done="settled")
