@@ -18,15 +18,20 @@ from zoneinfo import ZoneInfo
 import asyncpg
 from temporalio import activity
 
+from activities.connectors.base import PermanentConnectorError
 from activities.context import ActivityContext
-from activities.deferred_processors import Followed, follow_processor_erasure
+from activities.deferred_processors import Followed, follow_processor_erasure, record_failure
+from activities.errors import failure_message, is_deterministic
 from activities.fanout import FanoutActivities, open_connector, subject_of
 from activities.ledger import erase_records
 from activities.restriction_guard import audit_kept_from_deferred, kept_by_restrictions
 from dsrflow.infra.failpoints import failpoint
+from dsrflow.infra.logging import get_logger
 from dsrflow.stores.holds_store import active_holds_for
 from dsrflow.stores.requests_store import get_request
 from schemas.holds import SweepInput, SweepReport
+
+log = get_logger(__name__)
 
 
 class DeferredErasureActivities:
@@ -71,35 +76,75 @@ class DeferredErasureActivities:
 
         await audit_kept_from_deferred(ctx, kept, as_of)
         per_system: dict[str, int] = defaultdict(int)
+        # One system that fails must not stop the others, for this subject or any other: a failure
+        # retrying cannot cure fails its rows, for compliance to ask again or settle; another
+        # leaves them due for the next run.
+        unable: dict[str, str] = {}
         for (version, system), due in statutory.items():
-            async with open_connector(ctx, version, system) as connector:
-                erased = await erase_records(ctx.pool, connector, due, system=system, version=version,
-                                             origin="deferred")
-            failpoint("deferred-erased", system)  # committed in the system, and not yet marked done
-            await self._done(due)
-            per_system[system] += sum(len(v) for v in erased.values())
+            try:
+                async with open_connector(ctx, version, system) as connector:
+                    erased = await erase_records(ctx.pool, connector, due, system=system, version=version,
+                                                 origin="deferred")
+                failpoint("deferred-erased", system)  # committed in the system, and not yet marked done
+                await self._done(due)
+                per_system[system] += sum(len(v) for v in erased.values())
+            except Exception as exc:  # noqa: BLE001 - judged and recorded by _unable
+                unable[system] = await self._unable(due, system, exc)
             activity.heartbeat()
         followed: Counter[Followed] = Counter()
         for (version, system, request_id), due in released.items():
-            request = await get_request(ctx.pool, request_id)
-            if request is None:
-                raise LookupError(f"request {request_id} not found")
-            async with open_connector(ctx, version, system) as connector:
-                if connector.answers_later:
-                    followed[await follow_processor_erasure(ctx, self.fanout, connector, request=request,
-                                                            version=version, system=system, due=due)] += 1
-                    continue
-                # The hold kept the records as they were: erase them as the request would have, so
-                # what a statute still requires is minimised and kept, and the rest goes.
-                subject = subject_of(request)
-                context, _ = await self.fanout.erasure_context_for(version, system, subject)
-                outcome = await self.fanout.erase_with_evidence(connector, request_id, system, version, subject,
-                                                                context, origin="deferred")
-            await self._done(due)  # its evidence kept with the erasure (erase_with_evidence)
-            per_system[system] += sum(len(v) for v in outcome.erased.values())
+            try:
+                erased_now = await self._released(version, system, request_id, due, followed)
+                per_system[system] += erased_now
+            except Exception as exc:  # noqa: BLE001 - judged and recorded by _unable
+                unable[system] = await self._unable(due, system, exc)
+            activity.heartbeat()
         return SweepReport(erased=sum(per_system.values()), still_held=still_held, systems=dict(per_system),
                            processors_confirmed=followed["done"], processors_waiting=followed["waiting"],
-                           processors_failed=followed["failed"])
+                           processors_failed=followed["failed"], unable=unable)
+
+    async def _released(self, version: str, system: str, request_id: str, due: list[asyncpg.Record],
+                        followed: Counter[Followed]) -> int:
+        """Erase what a released legal-claims hold kept in one system for one request; the
+        records erased now (a processor's are counted when it confirms)."""
+        request = await get_request(self.ctx.pool, request_id)
+        if request is None:
+            raise LookupError(f"request {request_id} not found")
+        async with open_connector(self.ctx, version, system) as connector:
+            if connector.answers_later:
+                followed[await follow_processor_erasure(self.ctx, self.fanout, connector, request=request,
+                                                        version=version, system=system, due=due)] += 1
+                return 0
+            # The hold kept the records as they were: erase them as the request would have, so
+            # what a statute still requires is minimised and kept, and the rest goes.
+            subject = subject_of(request)
+            context, _ = await self.fanout.erasure_context_for(version, system, subject)
+            outcome = await self.fanout.erase_with_evidence(connector, request_id, system, version, subject,
+                                                            context, origin="deferred")
+        await self._done(due)  # its evidence kept with the erasure (erase_with_evidence)
+        return sum(len(v) for v in outcome.erased.values())
+
+    async def _unable(self, due: list[asyncpg.Record], system: str, exc: Exception) -> str:
+        """Why `system` could not erase `due` in this run. A failure that retrying cannot cure (a
+        refusal, a schema the policy no longer matches, a request gone) fails the rows with the
+        reason, and staff of each request are alerted; any other (the system unreachable) leaves
+        them due, and the next run tries again."""
+        reason = failure_message(exc)
+        if not (is_deterministic(exc) or isinstance(exc, PermanentConnectorError)):
+            log.warning("deferred erasure: system not reached; tried again next run", system=system,
+                        error=type(exc).__name__)
+            return f"not reached, tried again next run: {reason}"
+        log.error("deferred erasure failed", system=system, error=type(exc).__name__)
+        by_request: dict[str, list[asyncpg.Record]] = defaultdict(list)
+        for row in due:
+            by_request[str(row["request_id"])].append(row)
+        try:
+            for request_id, rows in by_request.items():
+                await record_failure(self.ctx, request_id, system, rows, reason, asked=False)
+        except Exception as recording:  # noqa: BLE001 - the rows stay due: the next run fails them again
+            log.error("deferred erasure failure not recorded", system=system, error=type(recording).__name__)
+            return f"failed, not yet recorded ({failure_message(recording)}): {reason}"
+        return f"failed: {reason}"
 
     async def _done(self, due: list[asyncpg.Record]) -> None:
         """Mark the rows done (erased now, or found already gone by a retry), once the system has

@@ -63,15 +63,38 @@ async def follow_processor_erasure(ctx: ActivityContext, fanout: FanoutActivitie
                                 message=f"no confirmation within {days} days of "
                                         + ("being asked again" if attempt > 1 else "the hold's end"))
     if outcome.status in ("done", "not_found"):
-        await _record(ctx, request, system, ids, attempt, "confirmed", Write(
+        await _record(ctx, str(request["id"]), system, ids, attempt, "confirmed", Write(
             "UPDATE deferred_erasures SET done_at = now() WHERE id = ANY($1::bigint[])", (ids,)),
             {"job": outcome.external_id, "erased": outcome.changed})
         return "done"
-    await _alert(ctx, request, system, attempt, outcome)
-    await _record(ctx, request, system, ids, attempt, "failed", Write(
-        "UPDATE deferred_erasures SET failed_at = now(), failure = $2 WHERE id = ANY($1::bigint[])",
-        (ids, outcome.message or "the processor did not carry out the erasure")), {"job": outcome.external_id})
+    await record_failure(ctx, str(request["id"]), system, due,
+                         outcome.message or "the processor did not carry out the erasure",
+                         asked=True, job=outcome.external_id)
     return "failed"
+
+
+async def record_failure(ctx: ActivityContext, request_id: str, system: str, due: list[asyncpg.Record],
+                         reason: str, *, asked: bool, job: str | None = None) -> None:
+    """The rows failed, with the reason: the sweep stops trying them until compliance asks again
+    or records them erased by other means (dsrflow/stores/deferred_store.py). Staff hear of it
+    first: a crash in between tries again, and the alert, keyed by the request, system and
+    attempt, goes once. `asked`: a processor was asked and did not erase; otherwise the system
+    itself could not (activities/deferred.py)."""
+    ids, attempt = [row["id"] for row in due], max(row["attempt"] for row in due)
+    loaded = await ctx.policy(due[0]["policy_version"])
+    label = loaded.policy.systems[system].label if system in loaded.policy.systems else system
+    what = (f"{label} was asked to erase the data a legal-claims hold had kept, once the hold ended, and did not"
+            if asked else f"{label} could not erase the records a hold had kept, once the hold ended")
+    await deliver_letter(ctx, LetterJob(
+        request_id=request_id, purpose="staff_alert",
+        key=f"deferred-{system}" + (f"-{attempt}" if attempt > 1 else ""), to_staff=True,
+        params={"kind": "needs_attention", "days_left": None,
+                "detail": f"{what}: {reason}. On the request's page, compliance can ask again, or record the "
+                          "erasure once it is done by other means; until then the request's evidence shows it "
+                          "as failed."}))
+    await _record(ctx, request_id, system, ids, attempt, "failed", Write(
+        "UPDATE deferred_erasures SET failed_at = now(), failure = $2 WHERE id = ANY($1::bigint[])",
+        (ids, reason[:500])), {"job": job} if asked else {"reason": reason[:500]})
 
 
 async def _ask_or_follow(ctx: ActivityContext, fanout: FanoutActivities, connector: Connector, *,
@@ -94,35 +117,19 @@ async def _ask_or_follow(ctx: ActivityContext, fanout: FanoutActivities, connect
         failpoint("deferred-processor-asked", system)  # asked, and not yet on record as asked
     outcome.external_id = outcome.external_id or external_id
     if not asked and outcome.status == "pending":
-        await _record(ctx, request, system, ids, attempt, "submitted", Write(
+        await _record(ctx, str(request["id"]), system, ids, attempt, "submitted", Write(
             "UPDATE deferred_erasures SET external_id = $2, submitted_at = now() WHERE id = ANY($1::bigint[])",
             (ids, outcome.external_id)), {"job": outcome.external_id})
     return outcome
 
 
-async def _record(ctx: ActivityContext, request: dict[str, Any], system: str, ids: list[int], attempt: int,
+async def _record(ctx: ActivityContext, request_id: str, system: str, ids: list[int], attempt: int,
                   what: str, change: Write, data: dict[str, Any]) -> None:
     """The rows' change and its audit event in one statement, once per step and rows (a rerun
     after a crash finds the event and writes nothing again)."""
-    request_id = str(request["id"])
     async with ctx.pool.acquire() as conn:
         await append_event(
             conn, event_key=f"{request_id}:deferred:{system}:{','.join(map(str, sorted(ids)))}:{what}"
             + (f":{attempt}" if attempt > 1 else ""),
             request_id=request_id, event_type=f"erasure.deferred_{what}", actor="erasure-sweep",
             data={"system": system, **data, **({"attempt": attempt} if attempt > 1 else {})}, along=[change])
-
-
-async def _alert(ctx: ActivityContext, request: dict[str, Any], system: str, attempt: int,
-                 outcome: ActionOutcome) -> None:
-    """Staff hear of it before the rows say failed (the sweep then stops asking): a crash in
-    between asks again, and the alert, keyed by the request, system and attempt, goes once."""
-    label = (await ctx.policy(request["policy_version"])).policy.systems[system].label
-    await deliver_letter(ctx, LetterJob(
-        request_id=str(request["id"]), purpose="staff_alert",
-        key=f"deferred-{system}" + (f"-{attempt}" if attempt > 1 else ""), to_staff=True,
-        params={"kind": "needs_attention", "days_left": None,
-                "detail": f"{label} was asked to erase the data a legal-claims hold had kept, once the hold "
-                          f"ended, and did not: {outcome.message or 'no reason given'}. On the request's page, "
-                          "compliance can ask the processor again, or record the erasure once it is done "
-                          "by other means; until then the request's evidence shows it as failed."}))

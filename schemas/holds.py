@@ -28,6 +28,9 @@ class SweepReport(BaseModel):
     processors_confirmed: int = 0
     processors_waiting: int = 0
     processors_failed: int = 0
+    # Systems that could not erase in this run, and why ("failed: ..." rows staff now answer for,
+    # "not reached, ..." rows tried again next run): the others went on (activities/deferred.py).
+    unable: dict[str, str] = Field(default_factory=dict)
 
 
 class KeptRecords(BaseModel):
