@@ -111,6 +111,10 @@ class Settings(BaseSettings):
     # Attempts on one request from one client: below the policy's verification.max_attempts, so
     # that one client cannot use up the code's attempts and lock the subject out.
     rate_verify_per_request: str = Field("3/hour", validation_alias=AliasChoices("DSRFLOW_RATE_VERIFY_PER_REQUEST"))
+    # Wrong codes for one address over all its requests, from any client: each request's codes
+    # are capped (policy verification.max_codes), but anyone may open more requests in someone's
+    # name. Past it, codes for that address are refused; the e-mail's link still confirms.
+    rate_guess_per_email: str = Field("25/7d", validation_alias=AliasChoices("DSRFLOW_RATE_GUESS_PER_EMAIL"))
     # A subject asking the portal for a new code: each one is an e-mail to the subject's address,
     # so few per request from one client, and few per client over every request.
     rate_resend_per_ip: str = Field("10/hour", validation_alias=AliasChoices("DSRFLOW_RATE_RESEND_PER_IP"))
@@ -369,8 +373,8 @@ class Settings(BaseSettings):
         return self.temporal_ui_public_url or f"http://127.0.0.1:{self.temporal_ui_port}"
 
     def rate(self, action: str, per: str) -> tuple[int, int]:
-        """(allowed hits, window in seconds) for `action` (submit, verify, resend, signin, callback,
-        health, lookup, link) per `ip`, `email` or `request`."""
+        """(allowed hits, window in seconds) for `action` (submit, verify, guess, resend, signin,
+        callback, health, lookup, link) per `ip`, `email` or `request`."""
         return parse_rate(getattr(self, f"rate_{action}_per_{per}"))
 
 

@@ -14,7 +14,7 @@ import httpx
 
 from api.app import create_app
 from api.auth import create_token
-from tests.support import CSRF_FIELD, letters_for, unique_email, verification_code, wait_for_letter
+from tests.support import CSRF_FIELD, letters_for, unique_email, verification_code, verification_link, wait_for_letter
 from workers.dsr_worker import build_worker
 
 PROBLEM = "application/problem+json"
@@ -237,6 +237,42 @@ async def test_clients_enough_cannot_guess_through_new_codes(settings, pool, dev
         staff.headers["Authorization"] = f"Bearer {await create_token(pool, 'agent', 'support')}"
         r = await staff.post(f"/v1/requests/{rid}/resend-verification")
         assert r.status_code == 200, r.text
+
+
+async def test_requests_enough_cannot_guess_through_new_requests(settings, pool, dev_server, mail_sink, task_queue):
+    """The same attacker opens request after request in the victim's address, each with codes of
+    its own, from a new client each time: wrong codes count against the address over all of them
+    (`DSRFLOW_RATE_GUESS_PER_EMAIL`, here 6 a week), so the seventh is refused (429) whichever
+    request and client it comes from, even the right code. The link in the victim's e-mail still
+    confirms. Before, each new request brought 25 more guesses: about 250,000 a week up to the
+    ceiling of unverified requests, enough to confirm and erase someone's data."""
+    email = unique_email("many-requests")
+    async with build_worker(dev_server.client, settings, pool, task_queue=task_queue), \
+            app_clients(settings, dev_server.client, task_queue, rate_guess_per_email="6/7d") as call_from:
+        answers, rids = [], []
+        for _ in range(3):
+            client = call_from(unique_ip())
+            rid = (await client.post("/v1/public/requests", json={"type": "erasure", "email": email})).json()["id"]
+            await wait_for_letter(mail_sink, rid, "verification")
+            rids.append(rid)
+            for _ in range(3):
+                answers.append(await call_from(unique_ip()).post(f"/v1/public/requests/{rid}/verify",
+                                                                  json={"code": "000000"}))
+        assert [a.status_code for a in answers] == [400] * 6 + [429] * 3
+        assert_limited(answers[-1], 7 * 86400)
+        last = await wait_for_letter(mail_sink, rids[-1], "verification")
+        right = await call_from(unique_ip()).post(f"/v1/public/requests/{rids[-1]}/verify",
+                                                   json={"code": verification_code(last)})
+        assert right.status_code == 429  # the address's codes are spent: only its link works now
+        token = verification_link(last).rsplit("token=", 1)[1]
+        linked = await call_from(unique_ip()).post(f"/v1/public/requests/{rids[-1]}/verify", json={"token": token})
+        assert linked.status_code == 200 and linked.json()["verified"] is True, linked.text
+        # Another address is not touched.
+        other = call_from(unique_ip())
+        rid = (await other.post("/v1/public/requests", json={"type": "access", "email": unique_email("bystander")})
+               ).json()["id"]
+        code = verification_code(await wait_for_letter(mail_sink, rid, "verification"))
+        assert (await other.post(f"/v1/public/requests/{rid}/verify", json={"code": code})).status_code == 200
 
 
 async def test_sign_in_brute_force_is_refused(settings, pool, dev_server, task_queue):

@@ -95,11 +95,16 @@ async def check_identity(state: AppState, limiter: RateLimiter, request_id: str,
         VerifyAttempt(code_hash=code_hash(secret, request_id, code)) if code
         else VerifyAttempt(token_hash=link_token_hash(secret, request_id, token or ""))
     )
+    row = await get_request(await state.db(), request_id)
+    if code and row is not None:
+        # Wrong codes count against the subject's address over every request in its name: a
+        # stranger opening request after request would otherwise have 25 new guesses with each.
+        await limiter.check_allowance("guess", email=row["subject_email"])
     result = await run_update(state, request_id, DataSubjectRequestWorkflow.verify, attempt)
-    if result.verified:
-        row = await get_request(await state.db(), request_id)
-        if row is not None:
-            await limiter.spend("submit", email=row["subject_email"])
+    if row is not None and result.verified:
+        await limiter.spend("submit", email=row["subject_email"])
+    elif row is not None and code:
+        await limiter.spend("guess", email=row["subject_email"])
     return result
 
 
