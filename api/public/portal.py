@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -43,7 +44,7 @@ from dsrflow.i18n import N_, Translator
 from dsrflow.stores.requests_store import get_request
 from dsrflow.stores.team_store import request_by_reference
 from schemas.requests import PublicNewRequest, RequestStatus
-from schemas.workflow import ResendInput
+from schemas.workflow import RequestState, ResendInput
 from workflows.dsr import DataSubjectRequestWorkflow
 
 router = APIRouter(prefix="/portal", tags=["subject portal pages"], include_in_schema=False,
@@ -158,9 +159,16 @@ async def _request_row(state: AppState, request_id: str) -> dict[str, Any]:
 
 
 async def _current(state: AppState, request_id: str) -> tuple[dict[str, Any], RequestStatus]:
-    """The request row and its status as the subject should see it now. The workflow knows first
-    (the row follows a moment later): a subject who has just confirmed must not be told we are
-    still waiting for them, nor see the due date from before an extension."""
+    """The request row and its status as the subject should see it now (`_current_live`)."""
+    row, status, _ = await _current_live(state, request_id)
+    return row, status
+
+
+async def _current_live(state: AppState, request_id: str) -> tuple[dict[str, Any], RequestStatus, RequestState | None]:
+    """The request row, its status as the subject should see it now, and the workflow's live state
+    (None when the workflow does not answer). The workflow knows first (the row follows a moment
+    later): a subject who has just confirmed must not be told we are still waiting for them, nor
+    see the due date from before an extension."""
     row = await _request_row(state, request_id)
     live = await live_state(state, request_id)
     status = live.status if live else RequestStatus(row["status"])
@@ -169,7 +177,7 @@ async def _current(state: AppState, request_id: str) -> tuple[dict[str, Any], Re
         status = RequestStatus.in_progress
     if live and live.current_due_date:
         row = {**row, "current_due_date": live.current_due_date, "extended": live.extended}
-    return row, status
+    return row, status, live
 
 
 def _status_path(request_id: str) -> str:
@@ -193,40 +201,90 @@ async def status_page(request: Request, request_id: str, state: State) -> HTMLRe
     return response
 
 
-def _verify_page(request: Request, row: dict[str, Any], *, token: str | None = None,
-                 error: str | None = None, status: int = 200, awaiting: bool = True,
-                 notice: str | None = None, locked: bool = False, more_codes: bool = True) -> HTMLResponse:
-    return render(request, "portal/verify.html", {"row": row, "token": token, "error": error, "notice": notice,
-                                                  "awaiting": awaiting, "locked": locked, "more_codes": more_codes,
-                                                  "here": f"/portal/requests/{row['id']}/verify",
-                                                  "reference": short_reference(row["id"])},
-                  status_code=status)
+_LOCKED = N_("For your protection, this code and its link no longer work. Ask for a new code below.")
+_NO_MORE_CODES = (
+    N_("We have sent all the codes we can for this request, so we cannot send another."),
+    N_("If none of them reached you, please reply to our e-mail or write to us, and we will help you confirm it."),
+)
+
+
+@dataclass(frozen=True)
+class _Verification:
+    """What the verify page can offer now, as the workflow's live state says (`verification`):
+    every page the portal shows for confirming, opened or answering a button, works it out here.
+    `locked`: too many wrong codes, so no code nor link works until a new one is sent (the
+    workflow refuses every attempt: 423). `more_codes`: the subject may still ask for a new code
+    (`verification.max_codes`; the workflow refuses one more: 409). When the workflow does not
+    answer, the page offers what it always has."""
+
+    awaiting: bool
+    locked: bool = False
+    more_codes: bool = True
+
+    @classmethod
+    def of(cls, status: RequestStatus, live: RequestState | None, *, locked: bool = False) -> _Verification:
+        """`locked`: an attempt has just been told so (the query may not answer)."""
+        if status != RequestStatus.awaiting_verification:
+            return cls(awaiting=False)
+        verification = live.verification if live else None
+        return cls(awaiting=True, locked=locked or bool(verification and verification.locked),
+                   more_codes=verification is None or verification.codes_left > 0)
+
+    def words(self, t: Translator) -> list[str]:
+        """What the page says about it: no more codes, else a lock and the way out of it."""
+        if not self.awaiting:
+            return []
+        if not self.more_codes:
+            return [t.gettext(message) for message in _NO_MORE_CODES]
+        return [t.gettext(_LOCKED)] if self.locked else []
+
+
+async def _verify_page(request: Request, state: AppState, request_id: str, *, error: list[str] | None = None,
+                       status: int = 200, token: str | None = None, notice: str | None = None,
+                       locked: bool = False, explain_in_alert: bool = False,
+                       current: tuple[dict[str, Any], RequestStatus, RequestState | None] | None = None) -> HTMLResponse:
+    """The verify page as it stands now (`current`, as `_current_live` answers, if already asked):
+    the code form, the e-mail link's button, "Send me a new code", each only while it can work
+    (`_Verification`). `error`: what the subject's last press got. A lock is told in the alert, as
+    it takes the page's form away; so are the codes run out with `explain_in_alert` (the answer
+    to "Send me a new code"), otherwise in place of that button, beside the form that still takes
+    the last code."""
+    row, status_now, live = current or await _current_live(state, request_id)
+    now = _Verification.of(status_now, live, locked=locked)
+    words = now.words(page_translator(request))
+    in_alert = now.locked or explain_in_alert
+    sentences = [*(error or []), *words] if in_alert else list(error or [])
+    return render(request, "portal/verify.html", {
+        "row": row, "token": token, "error": " ".join(sentences) or None, "notice": notice,
+        "awaiting": now.awaiting, "locked": now.locked, "more_codes": now.more_codes,
+        "no_more_codes": None if in_alert else " ".join(words) or None,
+        "here": f"/portal/requests/{row['id']}/verify", "reference": short_reference(row["id"]),
+    }, status_code=status)
 
 
 @router.get("/requests/{request_id}/verify", response_class=HTMLResponse, dependencies=[counted("lookup")])
 async def verify_page(request: Request, request_id: str, state: State, token: str = "") -> HTMLResponse:
     """The code form; with the e-mail's link (`?token=`), a single button instead. Opening the
-    link changes nothing by itself: mail scanners follow links, so only the button confirms."""
-    row, status = await _current(state, request_id)
-    return _verify_page(request, row, token=token if _TOKEN.match(token) else None,
-                        awaiting=status == RequestStatus.awaiting_verification)
+    link changes nothing by itself: mail scanners follow links, so only the button confirms.
+    Opened again after a lock or the last code, it shows what the buttons' answers showed."""
+    return await _verify_page(request, state, request_id, token=token if _TOKEN.match(token) else None)
 
 
 @router.post("/requests/{request_id}/verify", response_class=HTMLResponse)
 async def verify(request: Request, request_id: str, state: State, limiter: Limiter) -> Response:
-    row = await _request_row(state, request_id)
+    await _request_row(state, request_id)
     await count_verification(request, limiter, request_id)
     form = await read_form(request)
     token = str(form.get("token", "")).strip()
     code = re.sub(r"\s", "", str(form.get("code", "")))
     t = page_translator(request)
     if token and not _TOKEN.match(token):
-        return _verify_page(request, row, error=" ".join((
+        return await _verify_page(request, state, request_id, status=422, error=[
             t.gettext(N_("This link is not complete.")),
-            t.gettext(N_("Please copy the whole link from our e-mail, or enter the code instead.")))), status=422)
+            t.gettext(N_("Please copy the whole link from our e-mail, or enter the code instead."))])
     if not token and not CODE.fullmatch(code):
-        return _verify_page(request, row, error=t.gettext(N_("Enter the code from our e-mail: 6 digits, like %(example)s."))
-                            % {"example": "123456"}, status=422)
+        return await _verify_page(request, state, request_id, status=422, error=[
+            t.gettext(N_("Enter the code from our e-mail: 6 digits, like %(example)s.")) % {"example": "123456"}])
     try:
         result = await check_identity(state, limiter, request_id, code=None if token else code, token=token or None)
     except Problem as refused:
@@ -239,16 +297,12 @@ async def verify(request: Request, request_id: str, state: State, limiter: Limit
     if result.locked:
         # The page offers what works now: a new code (counted like any resend), not the form
         # that will refuse every code until then.
-        return _verify_page(request, row, locked=True, status=423, error=" ".join((
-            t.gettext(N_("That code is not right, and that was the last attempt.")), t.gettext(_LOCKED))))
+        return await _verify_page(request, state, request_id, locked=True, status=423, error=[
+            t.gettext(N_("That code is not right, and that was the last attempt."))])
     left = result.attempts_left
-    return _verify_page(request, row, error=" ".join((
+    return await _verify_page(request, state, request_id, status=400, error=[
         t.gettext(N_("That code is not right.")),
-        t.ngettext("You have %(num)d attempt left.", "You have %(num)d attempts left.", left) % {"num": left})),
-        status=400)
-
-
-_LOCKED = N_("For your protection, this code and its link no longer work. Ask for a new code below.")
+        t.ngettext("You have %(num)d attempt left.", "You have %(num)d attempts left.", left) % {"num": left}])
 
 
 async def _refused_attempt(request: Request, state: AppState, request_id: str, refused: Problem) -> Response:
@@ -258,13 +312,11 @@ async def _refused_attempt(request: Request, state: AppState, request_id: str, r
     request: docs/lifecycle.md.)"""
     if refused.status != 409:
         raise refused
-    row, status = await _current(state, request_id)
-    if status != RequestStatus.awaiting_verification:
-        return _verify_page(request, row, awaiting=False, status=409)
-    live = await live_state(state, request_id)
-    if live is None or live.verification is None or not live.verification.locked:
+    current = await _current_live(state, request_id)
+    now = _Verification.of(*current[1:])
+    if now.awaiting and not now.locked:
         raise refused
-    return _verify_page(request, row, locked=True, status=423, error=page_translator(request).gettext(_LOCKED))
+    return await _verify_page(request, state, request_id, status=423 if now.awaiting else 409, current=current)
 
 
 @router.post("/requests/{request_id}/resend", response_class=HTMLResponse)
@@ -272,29 +324,27 @@ async def resend(request: Request, request_id: str, state: State, limiter: Limit
     """A new code and link by e-mail (the workflow's `resend_verification`, as staff's "Resend
     verification"): the old ones stop working and the attempts start again. Counted per client and
     per request and client, like the code itself (api/ratelimit.py): each one is an e-mail."""
-    row = await _request_row(state, request_id)
+    await _request_row(state, request_id)
     await limiter.hit(request, "resend", request_id=request_id)
     t = page_translator(request)
     try:
         await run_update(state, request_id, DataSubjectRequestWorkflow.resend_verification, ResendInput(actor="subject"))
     except Problem:
-        # Confirmed, closed, not yet ready, or the new code could not be sent (nothing changed
-        # then: the workflow keeps the code sent earlier, and settles the new one: if its e-mail
-        # still went, that code works too): the page says what works now.
-        row, status = await _current(state, request_id)
-        live = await live_state(state, request_id)
-        error = [t.gettext(N_("We could not send a new code for this request just now. Please try again in a minute."))]
-        exhausted = bool(live and live.verification and not live.verification.codes_left)
-        if status == RequestStatus.awaiting_verification and exhausted:
-            error = [t.gettext(N_("We have sent all the codes we can for this request, so we cannot send another."))]
-            error.append(t.gettext(N_("If none of them reached you, please reply to our e-mail or write to us, "
-                                      "and we will help you confirm it.")))
-        elif status == RequestStatus.awaiting_verification and live and live.verification and not live.verification.locked:
-            error.append(t.gettext(N_("The code and link we sent you earlier still work.")))
-            error.append(t.gettext(N_("If an e-mail with a new code reaches you after all, that code works too.")))
-        return _verify_page(request, row, status=409, awaiting=status == RequestStatus.awaiting_verification,
-                            error=" ".join(error), more_codes=not exhausted)
-    return _verify_page(request, row, notice=" ".join((
+        # Confirmed, closed, not yet ready, no more codes (`_Verification`: the page says so), or
+        # the new code could not be sent (nothing changed then: the workflow keeps the code sent
+        # earlier, and settles the new one: if its e-mail still went, that code works too): the
+        # page says what works now.
+        current = await _current_live(state, request_id)
+        now = _Verification.of(*current[1:])
+        error = []
+        if now.more_codes:
+            error.append(t.gettext(N_("We could not send a new code for this request just now. Please try again in a minute.")))
+            if now.awaiting and not now.locked:
+                error.append(t.gettext(N_("The code and link we sent you earlier still work.")))
+                error.append(t.gettext(N_("If an e-mail with a new code reaches you after all, that code works too.")))
+        return await _verify_page(request, state, request_id, status=409, error=error, explain_in_alert=True,
+                                  current=current)
+    return await _verify_page(request, state, request_id, notice=" ".join((
         t.gettext(N_("We have sent you a new code and link.")),
         t.gettext(N_("The code and link we sent you earlier no longer work.")))))
 

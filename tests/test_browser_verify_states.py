@@ -1,0 +1,89 @@
+"""The verify page opened again (a reload, the e-mail's link) in a real browser, in the two states
+only the workflow knows: every code the request allows has been sent, and too many wrong codes
+have locked the current one. The page worked them out only when answering a button, so a reload
+offered a "Send me a new code" that the workflow refuses (409), or a code form that refuses every
+code (423) and spends the subject's allowance. Same setup as tests/test_browser.py."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.async_api import expect
+
+from tests.support import eventually, letters_for, verification_code, verification_link, wait_for_letter
+from tests.test_browser import CHROMIUM, open_request, served_site, shots, site  # noqa: F401 (fixtures)
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)")
+
+NO_MORE_CODES = "We have sent all the codes we can for this request, so we cannot send another."
+LOCKED = "For your protection, this code and its link no longer work. Ask for a new code below."
+
+
+async def test_a_reload_after_the_last_code_offers_no_new_code(
+        browser, settings, pool, dev_server, task_queue, mail_sink, shots):  # noqa: F811 (fixtures)
+    # Every press here comes from 127.0.0.1: more new codes than the default limits allow it
+    # (tests/test_ratelimit.py tests those); the workflow's own cap (`verification.max_codes`, 5)
+    # is what this test reaches.
+    generous = settings.model_copy(update={"rate_resend_per_ip": "10000/hour",
+                                           "rate_resend_per_request": "10000/hour"})
+    async with served_site(generous, pool, dev_server.client, task_queue) as url:
+        rid = await open_request(url, pool)
+        await wait_for_letter(mail_sink, rid, "verification")
+        subject = await (await browser.new_context()).new_page()
+        verify = f"{url}/portal/requests/{rid}/verify"
+        await subject.goto(verify)
+        for _ in range(4):  # the first code and four new ones
+            await subject.get_by_role("button", name="Send me a new code").click()
+            await expect(subject.get_by_role("status")).to_contain_text("We have sent you a new code and link.")
+
+        async def five_codes_sent() -> bool:
+            return len(letters_for(mail_sink, rid, "verification")) == 5
+
+        await eventually(five_codes_sent)
+        last = letters_for(mail_sink, rid, "verification")[-1]
+
+        for opened in (verify, verification_link(last)):
+            await subject.goto(opened)
+            await expect(subject.get_by_role("heading", level=1)).to_have_text("Confirm it is you")
+            await expect(subject.get_by_role("button", name="Send me a new code")).to_have_count(0)
+            await expect(subject.locator("#no-more-codes")).to_contain_text(NO_MORE_CODES)
+            await expect(subject.locator("#no-more-codes")).to_contain_text("please reply to our e-mail or write to us")
+            await expect(subject.get_by_label("Code from the e-mail")).to_be_visible()  # the last code still works
+        await shots(subject, "no-more-codes")
+
+        # And it does: the last code confirms the request.
+        code = verification_code(last)
+        await subject.get_by_label("Code from the e-mail").fill(code)
+        await subject.get_by_role("button", name="Confirm").click()
+        await expect(subject).to_have_url(f"{url}/portal/requests/{rid}")
+
+
+async def test_a_reload_after_too_many_wrong_codes_shows_the_lock(browser, site, pool, mail_sink, shots):  # noqa: F811 (fixtures)
+    rid = await open_request(site, pool)
+    letter = await wait_for_letter(mail_sink, rid, "verification")
+    code, link = verification_code(letter), verification_link(letter)
+    subject = await (await browser.new_context()).new_page()
+    verify = f"{site}/portal/requests/{rid}/verify"
+    await subject.goto(verify)
+    wrong = "000000" if code != "000000" else "111111"
+    for left in ("4 attempts", "3 attempts", "2 attempts", "1 attempt", None):
+        await subject.get_by_label("Code from the e-mail").fill(wrong)
+        await subject.get_by_role("button", name="Confirm").click()
+        if left:  # each answer is a new page: wait for it before typing again
+            await expect(subject.get_by_role("alert")).to_contain_text(f"You have {left} left.")
+    await expect(subject.get_by_role("alert")).to_contain_text("that was the last attempt")
+
+    # Reloaded, then opened from the e-mail's link: the lock, and only the button that works.
+    for opened in (verify, link):
+        await subject.goto(opened)
+        await expect(subject.get_by_role("heading", level=1)).to_have_text("Confirm it is you")
+        await expect(subject.get_by_role("alert")).to_have_text(LOCKED)
+        await expect(subject.locator("#code")).to_have_count(0)
+        await expect(subject.get_by_role("button", name="Confirm")).to_have_count(0)
+        await expect(subject.get_by_role("button", name="Yes, I made this request")).to_have_count(0)
+        await expect(subject.get_by_role("button", name="Send me a new code")).to_have_count(1)
+    await shots(subject, "locked-reloaded")
+
+    # The button works: a new code, and the form for it.
+    await subject.get_by_role("button", name="Send me a new code").click()
+    await expect(subject.get_by_role("status")).to_contain_text("We have sent you a new code and link.")
+    await expect(subject.locator("#code")).to_have_count(1)
