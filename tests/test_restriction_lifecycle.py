@@ -13,6 +13,7 @@ from dateutil.relativedelta import relativedelta
 
 from activities.restrictions import lift_letter_context
 from dsrflow.stores.requests_store import get_request
+from dsrflow.stores.restrictions_store import keeping_from_erasure
 from policy.model import load_policy
 from schemas.holds import SweepInput
 from schemas.retention import RetentionSweepInput
@@ -236,6 +237,27 @@ async def test_a_restriction_under_way_keeps_the_records_before_it_is_on_record(
             assert (await fetch_rows(analytics, old_logs, cutoff))[0]["n"] == tracked_old
             kept = [e for e in await _events(pool, rid) if e["event_type"] == "restriction.kept_from_erasure"]
             assert kept and kept[0]["data"]["records"] == tracked_old
+
+
+async def test_a_completed_restriction_keeps_the_records_until_its_record_is_written(pool):
+    """The request's status goes to completed first and the restriction's record is written after
+    (a step that may fail and wait on staff): in between, the records were unprotected, and a
+    retention or deferred erasure could take what the subject needs for a legal claim (crash
+    audit). A restriction completed before restrictions were recorded at all keeps nothing."""
+    async def completed(closed_days_ago: int) -> str:
+        rid, email = str(uuid.uuid4()), f"gap.{uuid.uuid4().hex[:8]}@example.com"
+        await pool.execute(
+            """INSERT INTO dsr_requests (id, request_type, regime, country, channel, subject_email, received_at,
+                                         status, policy_version, closed_at, details)
+               VALUES ($1, 'restriction', 'gdpr', 'BE', 'api', $2, now(), 'completed', 'v1',
+                       now() - make_interval(days => $3), '{"restriction_grounds": ["needed_for_legal_claims"]}')""",
+            rid, email, closed_days_ago)
+        return rid
+
+    just_now, long_ago = await completed(0), await completed(400)
+    kept = {str(r["request_id"]) for r in await keeping_from_erasure(pool, ["needed_for_legal_claims"])}
+    assert just_now in kept and long_ago not in kept
+    assert just_now not in {str(r["request_id"]) for r in await keeping_from_erasure(pool, ["other_ground"])}
 
 
 async def test_a_late_lift_letter_names_the_date_from_when_it_goes(pool, settings):

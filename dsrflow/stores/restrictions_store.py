@@ -66,9 +66,9 @@ async def keeping_from_erasure(conn: Executor, keeping_grounds: Sequence[str]) -
     """Restrictions under a ground that keeps the records from any erasure the controller starts
     itself, with the restricted subject's identities (for the retention sweep's SQL): those in
     force, and those still under way under one of `keeping_grounds` (the policy's). A restriction
-    goes on record when its request completes, which waits for every processor to confirm (days,
-    by e-mail), while its systems may have restricted the records already: from the moment its
-    identity is confirmed it keeps them. `subject_hash` is NULL for one under way."""
+    goes on record once its request has completed, which waits for every processor to confirm
+    (days, by e-mail), while its systems may have restricted the records already: from the moment
+    its identity is confirmed until its record is written it keeps them. `subject_hash` is NULL for one under way."""
     rows: list[asyncpg.Record] = await conn.fetch(
         """SELECT r.request_id, r.subject_hash, lower(d.subject_email) AS email, lower(d.customer_id) AS customer_id
            FROM restrictions r JOIN dsr_requests d ON d.id = r.request_id
@@ -76,7 +76,13 @@ async def keeping_from_erasure(conn: Executor, keeping_grounds: Sequence[str]) -
            UNION ALL
            SELECT d.id, NULL, lower(d.subject_email), lower(d.customer_id)
            FROM dsr_requests d
-           WHERE d.request_type = 'restriction' AND d.status IN ('in_progress', 'awaiting_approval')
+           WHERE d.request_type = 'restriction'
+             AND (d.status IN ('in_progress', 'awaiting_approval')
+                  -- completed, and its record not yet written: the status goes first, the record
+                  -- after (workflows/restriction_lifecycle.py), a step that may wait on staff
+                  -- when it fails. Bounded, so that one completed before restrictions were
+                  -- recorded at all (migration 0014) keeps nothing for ever.
+                  OR d.status = 'completed' AND d.closed_at > now() - interval '30 days')
              AND (d.details -> 'restriction_grounds') ?| $1::text[]
              AND NOT EXISTS (SELECT 1 FROM restrictions r WHERE r.request_id = d.id)""",
         list(keeping_grounds))
