@@ -266,3 +266,13 @@ async def test_a_response_that_has_not_gone_keeps_its_package_and_its_link_runs_
     await eight_days_later(closed_package)
     assert await purged(closed_package, closed_key)
 
+    # Denied (or withdrawn) at approval: its response, and so its link, never comes. Before, the
+    # package stayed for good, downloadable by staff; it goes a week after the close.
+    refused = await stored_request(pool, purge_settings, "late")
+    refused_package, refused_key = await package_for(refused)
+    await pool.execute("UPDATE dsr_requests SET closed_at = now() - interval '6 days' WHERE id = $1", uuid.UUID(refused))
+    assert not await purged(refused_package, refused_key)
+    await pool.execute("UPDATE dsr_requests SET closed_at = now() - interval '8 days' WHERE id = $1", uuid.UUID(refused))
+    assert await purged(refused_package, refused_key)
+    assert await pool.fetchval("SELECT purge_reason FROM packages WHERE id = $1", refused_package) == "closed_unanswered"
+

@@ -21,7 +21,7 @@ from dsrflow.crypto.keys import load_secret_key
 from dsrflow.crypto.package_files import read_package
 from dsrflow.domain.audit import append_event
 from dsrflow.infra.writes import Write
-from dsrflow.stores.kept_copies import ERASED, EXPIRED
+from dsrflow.stores.kept_copies import ERASED, EXPIRED, UNSENT
 from dsrflow.stores.requests_store import get_request
 from schemas.requests import Channel, NewRequest, PublicNewRequest, SubjectIdentity
 from schemas.workflow import VerifyAttempt, VerifyResult
@@ -34,6 +34,7 @@ CODE = re.compile(r"\d{6,10}")
 PURGED = {
     EXPIRED: "this download link has expired and the package has been deleted; ask us for a new one",
     ERASED: "this package has been deleted because we erased your data at your request",
+    UNSENT: "this package has been deleted: your request was closed without it being sent",
 }
 
 

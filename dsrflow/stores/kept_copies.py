@@ -1,7 +1,7 @@
 """Copies of a subject's data that dsrflow itself keeps, deleted when their purpose ends.
 
-An access package (`$DSRFLOW_HOME/packages`) exists to be downloaded: once its link has expired
-the file goes (`purge_expired`, run by the `dsrflow-package-purge` schedule and by `dsrflow
+An access package (`$DSRFLOW_HOME/packages`) exists to be downloaded: once its link has expired,
+or its request closed without sending it, the file goes (`purge_expired`, run by the `dsrflow-package-purge` schedule and by `dsrflow
 packages purge`). An erasure of the subject, once completed, takes every package of the
 subject's other requests and every export a processor uploaded for them
 (`$DSRFLOW_HOME/uploads`) with it (`purge_subject_copies`): otherwise we would keep the very
@@ -33,6 +33,11 @@ EXPIRED = "link_expired"
 # run from then (activities/letters.py `issue_package_link`), and the purge waits for it.
 RESPONSE_SENT = "EXISTS (SELECT FROM sent_letters s WHERE s.request_id = p.request_id AND s.purpose = 'response')"
 ERASED = "subject_erased"
+# A package whose request closed without the response that carries its link (denied, cancelled,
+# withdrawn, or the letter settled by staff by hand): no link will ever start its days, so it goes
+# this long after the close, as long as a link would have lived by default.
+UNSENT = "closed_unanswered"
+UNSENT_AFTER = timedelta(days=7)
 # Older than any package build or upload still between its object and its row.
 ORPHAN_AGE = timedelta(days=1)
 # The folders of the package storage, the table whose rows name their objects, the keys' suffix.
@@ -66,22 +71,26 @@ async def _purge_upload(conn: asyncpg.Connection, store: BlobStore, row: Any, ac
 
 async def purge_expired(pool: asyncpg.Pool, store: BlobStore, now: datetime, *, dry_run: bool = False,
                         actor: str = "workflow") -> PurgeReport:
-    """Delete the file of every package whose download link expired before `now`, and the objects
-    no row names. A package still waiting for approval has no link yet (no expiry) and stays; so
-    does one whose response has not gone while its request is open (the letter failed and waits
-    for staff): its link starts again when the letter goes (activities/letters.py
-    `issue_package_link`)."""
+    """Delete the file of every package whose download link expired before `now`, or whose request
+    closed UNSENT_AFTER ago without ever sending it, and the objects no row names. A package still
+    waiting for approval has no link yet (no expiry) and stays while its request is open; so does
+    one whose response has not gone while its request is open (the letter failed and waits for
+    staff): its link starts again when the letter goes (activities/letters.py `issue_package_link`).
+    Before, a package whose request was denied or withdrawn at approval stayed for good."""
     rows = await pool.fetch(
-        f"""SELECT p.id, p.request_id, p.path, p.size_bytes FROM packages p JOIN dsr_requests r ON r.id = p.request_id
-             WHERE p.purged_at IS NULL AND p.expires_at IS NOT NULL AND p.expires_at <= $1
-               AND (r.closed_at IS NOT NULL OR {RESPONSE_SENT})
-             ORDER BY p.expires_at""", now)
+        f"""SELECT p.id, p.request_id, p.path, p.size_bytes,
+                   CASE WHEN p.expires_at IS NULL THEN '{UNSENT}' ELSE '{EXPIRED}' END AS reason
+              FROM packages p JOIN dsr_requests r ON r.id = p.request_id
+             WHERE p.purged_at IS NULL
+               AND (p.expires_at <= $1 AND (r.closed_at IS NOT NULL OR {RESPONSE_SENT})
+                    OR p.expires_at IS NULL AND r.closed_at <= $1 - $2::interval)
+             ORDER BY p.expires_at NULLS FIRST""", now, UNSENT_AFTER)
     orphans = await sweep_orphans(pool, store, now, dry_run=dry_run)
     report = PurgeReport(packages=len(rows), package_bytes=sum(r["size_bytes"] for r in rows), orphans=orphans)
     if not dry_run:
         async with pool.acquire() as conn:
             for row in rows:
-                await _purge_package(conn, store, row, EXPIRED, actor, {})
+                await _purge_package(conn, store, row, row["reason"], actor, {})
     return report
 
 
