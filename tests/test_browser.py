@@ -81,6 +81,17 @@ async def open_request(site: str, pool, *, days_ago: int = 0, **fields) -> str:
     return r.json()["id"]
 
 
+async def five_wrong_codes(page: Page, code: str, confirm: str, left: tuple[str, ...], says: str) -> None:
+    """Type a wrong code (not `code`) five times on the verify page, pressing `confirm`; each
+    answer's alert says `says % left[n]` (the attempts left) until the last."""
+    wrong = "000000" if code != "000000" else "111111"
+    for n in range(5):
+        await page.locator("#code").fill(wrong)
+        await page.get_by_role("button", name=confirm).click()
+        if n < 4:  # each answer is a new page: wait for it before typing again
+            await expect(page.get_by_role("alert")).to_contain_text(says % left[n])
+
+
 async def signed_in(browser: Browser, site: str, pool, role: str, path: str) -> Page:
     """A new browser context whose member of staff signs in on the way to `path`."""
     page = await (await browser.new_context()).new_page()

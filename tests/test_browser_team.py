@@ -17,6 +17,7 @@ from api.auth import create_token
 from tests.support import verification_code, wait_for_letter
 from tests.test_browser import (  # noqa: F401 (fixtures)
     CHROMIUM,
+    five_wrong_codes,
     open_request,
     shots,
     signed_in,
@@ -125,12 +126,8 @@ async def test_the_subject_asks_for_a_new_code(browser, site, pool, mail_sink, s
     await expect(subject.get_by_role("status")).to_contain_text("We hebben u een nieuwe code en link gestuurd.")
     await shots(subject, "resent")
     # Five wrong codes: the page keeps only the button for a new code, and it works.
-    wrong = "000000" if code != "000000" else "111111"
-    for left in ("4 pogingen", "3 pogingen", "2 pogingen", "1 poging", None):
-        await subject.locator("#code").fill(wrong)
-        await subject.get_by_role("button", name="Bevestigen").click()
-        if left:  # each answer is a new page: wait for it before typing again
-            await expect(subject.get_by_role("alert")).to_contain_text(f"U hebt nog {left}.")
+    await five_wrong_codes(subject, code, "Bevestigen", ("4 pogingen", "3 pogingen", "2 pogingen", "1 poging"),
+                           "U hebt nog %s.")
     await expect(subject.get_by_role("alert")).to_contain_text("Vraag hieronder een nieuwe code aan.")
     await expect(subject.locator("#code")).to_have_count(0)
     await shots(subject, "locked")

@@ -10,7 +10,7 @@ import pytest
 from playwright.async_api import expect
 
 from tests.support import eventually, letters_for, verification_code, verification_link, wait_for_letter
-from tests.test_browser import CHROMIUM, open_request, served_site, shots, site  # noqa: F401 (fixtures)
+from tests.test_browser import CHROMIUM, five_wrong_codes, open_request, served_site, shots, site  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)")
 
@@ -64,12 +64,8 @@ async def test_a_reload_after_too_many_wrong_codes_shows_the_lock(browser, site,
     subject = await (await browser.new_context()).new_page()
     verify = f"{site}/portal/requests/{rid}/verify"
     await subject.goto(verify)
-    wrong = "000000" if code != "000000" else "111111"
-    for left in ("4 attempts", "3 attempts", "2 attempts", "1 attempt", None):
-        await subject.get_by_label("Code from the e-mail").fill(wrong)
-        await subject.get_by_role("button", name="Confirm").click()
-        if left:  # each answer is a new page: wait for it before typing again
-            await expect(subject.get_by_role("alert")).to_contain_text(f"You have {left} left.")
+    await five_wrong_codes(subject, code, "Confirm", ("4 attempts", "3 attempts", "2 attempts", "1 attempt"),
+                           "You have %s left.")
     await expect(subject.get_by_role("alert")).to_contain_text("that was the last attempt")
 
     # Reloaded, then opened from the e-mail's link: the lock, and only the button that works.
