@@ -7,6 +7,11 @@ Only the records holding such a cell are written again; every other byte is the 
 file without one is exactly the file it sent (its size and SHA-256 in the summary still match).
 The same for each CSV inside an uploaded ZIP archive. Bytes that are not UTF-8 pass through as
 they are (`surrogateescape`).
+
+A spreadsheet splits the file on its reader's list separator (a comma, or a semicolon in Belgium,
+the Netherlands, France, Germany...), not on the one the first line uses: a record whose cells are
+separated by another delimiter holds cells the first line's delimiter does not see. So a cell that
+begins after any of `,` `;` tab `|` (or at a line's start) is neutralised as well.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import csv
 import io
 import itertools
+import re
 import zipfile
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
@@ -21,6 +27,14 @@ from typing import IO, Any
 from schemas.plain_text import csv_cell
 
 _DELIMITERS = ",;\t|"
+# Where a cell may begin with a formula for a reader splitting on some delimiter: after a line
+# break or a delimiter (and perhaps a quote). Quotes are otherwise ignored: each delimiter's reader
+# pairs them its own way, and a quote that opens a cell for one may close a cell, begun a record
+# earlier, for another. A tab is a separator of the tab reader, which checks the cell after it,
+# so it is not looked at as a formula character here: a tab-separated file's empty first cell
+# stays as it is.
+_FORMULA_START = re.compile(r'(?<![^,;\t|\r\n])"?(?=[=+\-@])')
+_CELL_END = {d: re.compile(rf"[{re.escape(d)}\r\n]") for d in _DELIMITERS}
 
 
 def write_csv(chunks: Iterable[bytes], out: IO[bytes]) -> None:
@@ -48,6 +62,7 @@ def write_csv(chunks: Iterable[bytes], out: IO[bytes]) -> None:
             buffer = io.StringIO()
             csv.writer(buffer, delimiter=delimiter, lineterminator=ending).writerow(cells)
             raw = buffer.getvalue()
+        raw = _neutralise_other_splits(raw, delimiter)
         out.write(raw.encode("utf-8", errors="surrogateescape"))
     out.write("".join(consumed).encode("utf-8", errors="surrogateescape"))  # a text after the last record
 
@@ -72,6 +87,25 @@ def _delimiter(first: str) -> str:
     fields = {d: len(next(csv.reader([first], delimiter=d), [])) for d in _DELIMITERS}
     best = max(_DELIMITERS, key=lambda d: (fields[d], d == ","))
     return best if fields[best] > 1 else ","
+
+
+def _neutralise_other_splits(raw: str, delimiter: str) -> str:
+    """The record's text with an apostrophe before each cell that a reader splitting on another
+    delimiter than the file's would run as a formula; the text as it is when there is none."""
+    starts = []
+    for found in _FORMULA_START.finditer(raw):
+        after = raw[found.start() - 1] if found.start() else ""
+        for d in _DELIMITERS if after in ("", "\r", "\n") else after:  # a line starts a cell for every reader
+            if d == delimiter:
+                continue  # the csv reader has split the record on it
+            end = _CELL_END[d].search(raw, found.end())
+            cell = raw[found.end():end.start() if end else len(raw)].removesuffix('"')
+            if csv_cell(cell) != cell:
+                starts.append(found.end())
+                break
+    if not starts:
+        return raw
+    return "'".join(raw[a:b] for a, b in zip([0, *starts], [*starts, len(raw)], strict=True))
 
 
 def _blocks(member: IO[bytes]) -> Iterator[bytes]:

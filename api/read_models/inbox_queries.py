@@ -4,6 +4,7 @@ anyone has opened it) and whether it has waited past the policy's threshold."""
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -42,12 +43,15 @@ async def list_inbox(pool: asyncpg.Pool, secret: bytes, policy: Policy, rules: M
     """New messages by arrival, oldest first (the one waiting longest is the most urgent), a page
     at a time: a flood of mail (spam, or someone's on purpose) must not hide the later messages,
     each of which may be a request whose deadline is running. Raises InvalidCursor."""
-    after = decode_cursor(cursor, datetime.fromisoformat, str) if cursor else None
+    # Both parts parsed here, as the queue's cursor does, so a crafted cursor is refused as
+    # foreign rather than failing in the query (a 500). The time goes as text: asyncpg cannot send
+    # one at the calendar's edge (year 1 at +14:00) that Postgres reads without trouble.
+    after = decode_cursor(cursor, datetime.fromisoformat, uuid.UUID) if cursor else None
     rows = await pool.fetch(
         """SELECT * FROM mailbox_messages WHERE status = 'new'
-             AND ($1::timestamptz IS NULL OR (arrived_at, id) > ($1, $2::uuid))
+             AND ($1::text IS NULL OR (arrived_at, id) > ($1::text::timestamptz, $2::uuid))
            ORDER BY arrived_at, id LIMIT $3""",
-        after[0] if after else None, after[1] if after else None, limit + 1)
+        after[0].isoformat() if after else None, after[1] if after else None, limit + 1)
     waiting = await pool.fetchval("SELECT count(*) FROM mailbox_messages WHERE status = 'new'")
     more = len(rows) > limit
     rows = rows[:limit]
