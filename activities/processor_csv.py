@@ -27,6 +27,11 @@ from typing import IO, Any
 from schemas.plain_text import csv_cell
 
 _DELIMITERS = ",;\t|"
+# The csv module refuses a field over 128 KiB by default, and the package would then fail on every
+# retry for one long cell (a notes column, a quote left open). An upload is capped far below this
+# (policy `processor_exports`), so no field the reader meets is refused. Process-wide, and only
+# ever raised.
+csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))
 # Where a cell may begin with a formula for a reader splitting on some delimiter: after a line
 # break or a delimiter (and perhaps a quote). Quotes are otherwise ignored: each delimiter's reader
 # pairs them its own way, and a quote that opens a cell for one may close a cell, begun a record

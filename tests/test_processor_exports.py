@@ -420,3 +420,13 @@ def test_a_formula_is_neutralised_whichever_separator_the_spreadsheet_splits_on(
     # Numbers, and a tab-separated file's empty first cell, are no formula under any separator.
     for harmless in (b"id,amount\n7;-12.50\n8|+3\n9\t1e-5\n", b"\tid\tamount\n\t7\t-12.50\n"):
         assert _copied(write_csv, harmless) == harmless
+
+
+def test_a_csv_with_a_cell_over_128_kib_still_reaches_the_package():
+    """A long notes column, or a quote left open: the csv module refuses a field over 128 KiB by
+    default, so the subject's package failed on every retry. Now the record goes through, and a
+    formula after it is still neutralised."""
+    from activities.processor_csv import write_csv
+
+    long = b"name,notes\r\nx," + b"a" * 200_000 + b"\r\n=y,1\r\n"
+    assert _copied(write_csv, long) == long.replace(b"\r\n=y", b"\r\n'=y")
