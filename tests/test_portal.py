@@ -240,6 +240,28 @@ async def test_package_page_wraps_the_download_link(http, pool):
     assert unknown.status_code == 404 and unknown.headers["content-type"].startswith("text/html")
 
 
+async def test_a_download_cut_off_is_not_recorded_as_the_subjects(http, pool):
+    """The package's file cannot be read (purged meanwhile, the storage down): the subject gets no
+    package, and the evidence does not say they downloaded it. Before, the download was recorded
+    before a byte was read (crash audit)."""
+    staff = await staff_headers(pool, "agent")
+    rid = (await http.post("/v1/requests", headers=staff, json={
+        "type": "access", "subject": {"email": unique_email("cut-off")}, "identity_attested": True})).json()["id"]
+    token = secrets.token_hex(32)
+    await pool.execute(
+        """INSERT INTO packages (id, request_id, kind, path, size_bytes, records, token_hash, expires_at)
+           VALUES ($1, $2, 'access', 'packages/missing.zip.enc', 20480, 42, $3, now() + interval '7 days')""",
+        uuid.uuid4(), rid, token_hash(token))
+    try:
+        answer = await http.post(f"/portal/packages/{token}")
+        assert answer.status_code != 200 or not answer.content.startswith(b"PK"), "a package was sent"
+    except Exception:  # noqa: BLE001 - the stream broke off: what a subject's browser sees too
+        pass
+    assert await pool.fetchval("SELECT downloaded_at FROM packages WHERE token_hash = $1", token_hash(token)) is None
+    assert await pool.fetchval("SELECT count(*) FROM audit_events WHERE request_id = $1 AND "
+                               "event_type = 'package.downloaded'", uuid.UUID(rid)) == 0
+
+
 def refusing_new_codes(settings, pool):
     """The real `issue_verification`, behind a relay that refuses every code after the first."""
     real = VerificationActivities(activity_context(settings, pool))

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from starlette.concurrency import iterate_in_threadpool
 
 from api.deps import Limiter, State
 from api.pages import render
@@ -177,20 +179,27 @@ async def download_package(token: str, request: Request, state: State, limiter: 
 
 
 async def downloaded(state: AppState, row: dict[str, Any]) -> StreamingResponse:
-    """The package `row` as a download, recorded as downloaded by the subject: the public API's
-    GET, and the button on the portal's page of a letter's link (a POST, so that a mail scanner
-    opening the link records nothing)."""
-    pool = await state.db()
-    # The package's row and its audit event in one statement: whatever dies, both or neither.
-    async with pool.acquire() as conn:
+    """The package `row` as a download, recorded as downloaded by the subject once its last byte
+    has gone: the public API's GET, and the button on the portal's page of a letter's link (a
+    POST, so that a mail scanner opening the link records nothing). Before, it was recorded before
+    a byte was read, so a download cut off (the API dying, the storage failing, the file purged
+    meanwhile) stood in the evidence as the subject having their data."""
+    chunks = read_package(state.storage.blocks(row["path"]), load_secret_key(state.settings), str(row["id"]))
+    filename = f"{row['kind']}-{str(row['request_id'])[:8]}.zip"
+    return StreamingResponse(_recorded_once_sent(state, row, chunks), media_type="application/zip",
+                             headers={"Content-Disposition": f'attachment; filename="{filename}"',
+                                      "Cache-Control": "no-store"})
+
+
+async def _recorded_once_sent(state: AppState, row: dict[str, Any], chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
+    async for chunk in iterate_in_threadpool(chunks):  # the storage's reads block: off the event loop
+        yield chunk
+    # The package's row and its audit event in one statement: whatever dies, both or neither. A
+    # client gone before the end cancels this generator: nothing is recorded.
+    async with (await state.db()).acquire() as conn:
         await append_event(
             conn, event_key=f"{row['request_id']}:downloaded:{row['id']}", request_id=str(row["request_id"]),
             event_type="package.downloaded", actor="subject", data={"package_id": str(row["id"])},
             along=[Write("UPDATE packages SET downloaded_at = coalesce(downloaded_at, now()) WHERE id = $1",
                          (row["id"],))],
         )
-    chunks = read_package(state.storage.blocks(row["path"]), load_secret_key(state.settings), str(row["id"]))
-    filename = f"{row['kind']}-{str(row['request_id'])[:8]}.zip"
-    return StreamingResponse(chunks, media_type="application/zip",
-                             headers={"Content-Disposition": f'attachment; filename="{filename}"',
-                                      "Cache-Control": "no-store"})
