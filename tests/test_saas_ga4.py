@@ -167,3 +167,22 @@ async def test_identifiers_beyond_a_days_quota_are_spread_over_days_within_it(
                             f"ga4-property-{sent[0]['propertyId']}")
     assert [d["used"] for d in days][0] == quota and all(d["used"] <= quota for d in days)
     assert sum(d["used"] for d in days) == expected and len(days) >= 2
+
+
+async def test_a_request_closed_unanswered_keeps_no_identifier_in_clear(pool, tmp_path):
+    """An attested erasure denied at approval, after its plan copied the subject's GA4 ids from
+    analytics: the ids served nothing any more, and stayed in clear for good (crash audit). Now
+    the close clears them; a completed request keeps its unaccepted ones for a hold's deferred
+    erasure."""
+    from dsrflow.stores.requests_store import set_status
+    from schemas.requests import RequestStatus
+
+    loaded = _policy(tmp_path)
+    denied = await _request_with_identifiers(pool, loaded, [("CLIENT_ID", "GA1.1.555.666")])
+    completed = await _request_with_identifiers(pool, loaded, [("CLIENT_ID", "GA1.1.777.888")])
+    async with pool.acquire() as conn:
+        await set_status(conn, denied, RequestStatus.denied, event_key=f"{denied}:status:denied", actor="test")
+        await set_status(conn, completed, RequestStatus.completed, event_key=f"{completed}:status:done", actor="test")
+    in_clear = "SELECT count(*) FROM http_identifiers WHERE request_id = $1 AND value IS NOT NULL"
+    assert await pool.fetchval(in_clear, uuid.UUID(denied)) == 0
+    assert await pool.fetchval(in_clear, uuid.UUID(completed)) == 1

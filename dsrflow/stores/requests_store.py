@@ -173,10 +173,17 @@ async def set_status(
     actor: str,
     data: dict[str, Any] | None = None,
 ) -> None:
+    writes = [Write("""UPDATE dsr_requests SET status = $2, updated_at = now(),
+                           closed_at = CASE WHEN $3 THEN coalesce(closed_at, now()) ELSE NULL END
+                       WHERE id = $1""", (request_id, status.value, status.is_closed))]
+    if status.is_closed and status != RequestStatus.completed:
+        # Closed unanswered (denied or withdrawn at approval, after its plan copied them): the
+        # identifiers a deletion service knows the subject by serve no erasure any more, and were
+        # kept in clear for good (activities/connectors/http_identifiers.py). A completed request
+        # keeps its unaccepted ones: a hold's deferred erasure sends them when it ends.
+        writes.append(Write("UPDATE http_identifiers SET value = NULL WHERE request_id = $1 AND value IS NOT NULL",
+                            (request_id,)))
     await append_event(
         conn, event_key=event_key, request_id=request_id, event_type=f"status.{status.value}",
-        actor=actor, data=data or {},
-        along=[Write("""UPDATE dsr_requests SET status = $2, updated_at = now(),
-                            closed_at = CASE WHEN $3 THEN coalesce(closed_at, now()) ELSE NULL END
-                        WHERE id = $1""", (request_id, status.value, status.is_closed))],
+        actor=actor, data=data or {}, along=writes,
     )
