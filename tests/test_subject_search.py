@@ -264,3 +264,22 @@ async def test_request_page_lists_the_subjects_other_requests(search_settings, s
 
         alone = await http.get(f"/console/requests/{stranger}")
         assert "None: this is the only request with this e-mail address" in alone.text
+
+
+async def test_the_request_pages_list_leads_to_the_queue_by_each_identity(search_settings, search_db, dev_server,
+                                                                        monkeypatch):
+    """Past the list's limit, the page leads to the queue's search: one link per identity the list
+    matched on, since the queue searches by one at a time. Before, the one link searched by
+    e-mail address only, and the requests matched by customer number dropped out."""
+    import api.console.request_page as request_page
+
+    monkeypatch.setattr(request_page, "OTHER_REQUESTS_LIMIT", 1)
+    mine = await intake(search_db, search_settings, "limit.subject@example.com", customer_id="L-7", type="erasure")
+    await intake(search_db, search_settings, "limit.other@example.com", customer_id="l-7")
+    async with api_client(search_settings, dev_server.client, "unused") as http:
+        await console_sign_in(http, search_db, "agent")
+        section = (await http.get(f"/console/requests/{mine}")).text.split('id="other-requests"')[1]
+        assert 'href="/console/?subject=limit.subject%40example.com">all with this e-mail address' in section
+        assert 'href="/console/?subject=L-7">all with this customer number' in section
+        found = await http.get("/console/?subject=L-7")
+        assert found.status_code == 200 and found.text.count("data-request-id=") == 2
