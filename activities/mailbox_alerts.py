@@ -2,16 +2,17 @@
 
 A message still `new` once the policy's working days (policy/mailbox.yaml
 `alert_after_working_days`, on the controller's calendar) have passed since it reached us is
-named in one alert, and only one: the alert's key is made of the messages it names, it goes
-through the outbox (activities/outbox.py) like every letter, and the messages are marked
-alerted in the same transaction that marks it sent. Like every staff alert it carries no
+named in one alert, and only one: the alert's key is made of the messages it names, each message
+is bound to it (`alert_key`) before it goes, it goes through the outbox (activities/outbox.py)
+like every letter, and the messages are marked alerted in the same transaction that marks it
+sent. Like every staff alert it carries no
 personal data: how many, since when, and where to look.
 """
 
 from __future__ import annotations
 
 import hashlib
-from datetime import date
+from datetime import date, datetime
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate
 
@@ -31,21 +32,44 @@ from policy.model import Policy
 
 async def alert_waiting(pool: asyncpg.Pool, mailer: Mailer, policy: Policy, rules: MailboxPolicy, today: date,
                         base_url: str) -> list[str]:
-    """Alert staff of the messages now waiting too long; the ids it named (none: nothing sent)."""
+    """Alert staff of the messages now waiting too long; the ids it named (none: nothing sent).
+    An alert a dead worker left unfinished (its messages bound to it, not yet alerted) is finished
+    first, under its own key: recorded if the relay had it, sent if it never went."""
     await finish_interrupted_converts(pool)  # their requests run: they wait no longer
+    named: list[str] = []
+    for unfinished in await pool.fetch(
+            "SELECT alert_key, array_agg(id::text ORDER BY id) AS ids, min(arrived_at) AS oldest FROM mailbox_messages "
+            "WHERE alert_key IS NOT NULL AND alerted_at IS NULL GROUP BY alert_key"):
+        named += await _send(pool, mailer, policy, rules, base_url, unfinished["alert_key"], unfinished["ids"],
+                             unfinished["oldest"])
     rows = await pool.fetch(
-        "SELECT id, arrived_at FROM mailbox_messages WHERE status = 'new' AND alerted_at IS NULL ORDER BY arrived_at")
+        "SELECT id, arrived_at FROM mailbox_messages WHERE status = 'new' AND alerted_at IS NULL "
+        "AND alert_key IS NULL ORDER BY arrived_at")
     tz, country = policy.defaults.timezone, policy.defaults.country
     waiting = [r for r in rows if today >= working_days_after(receipt_date(r["arrived_at"], tz),
                                                               rules.alert_after_working_days, country)]
     if not waiting:
-        return []
+        return named
     ids = sorted(str(r["id"]) for r in waiting)
     key = f"mailbox-alert:{hashlib.sha256(','.join(ids).encode()).hexdigest()[:32]}"
+    # Bound to this alert before it goes: whatever dies from here, the next check finishes it.
+    ids = [str(i) for i in await pool.fetchval(
+        "WITH bound AS (UPDATE mailbox_messages SET alert_key = $2 WHERE id = ANY($1::uuid[]) AND alert_key IS NULL "
+        "RETURNING id) SELECT coalesce(array_agg(id::text ORDER BY id), '{}') FROM bound", ids, key)]
+    if not ids:  # another worker bound them first: its alert carries them
+        return named
+    return named + await _send(pool, mailer, policy, rules, base_url, key, ids, waiting[0]["arrived_at"])
+
+
+async def _send(pool: asyncpg.Pool, mailer: Mailer, policy: Policy, rules: MailboxPolicy, base_url: str,
+                key: str, ids: list[str], oldest: datetime) -> list[str]:
+    """The alert `key` naming messages `ids` (the oldest arrived at `oldest`), once: the messages
+    are marked alerted in the transaction that marks it sent."""
+    tz = policy.defaults.timezone
     language = policy.languages.staff.value
     rendered = render_template_set("inbox_alert", {
         "count": len(ids), "days": rules.alert_after_working_days,
-        "oldest": receipt_date(waiting[0]["arrived_at"], tz), "inbox_url": f"{base_url}/console/inbox",
+        "oldest": receipt_date(oldest, tz), "inbox_url": f"{base_url}/console/inbox",
     }, language)
     message = EmailMessage()
     message["From"] = formataddr((policy.controller.name, policy.controller.sender_email))

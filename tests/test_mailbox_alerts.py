@@ -43,3 +43,33 @@ async def test_one_alert_for_messages_waiting_too_long(settings, pool, mail_sink
     # The fresh one alerts once its second working day has come.
     later = working_days_after(today, 2, "BE")
     assert await alert_waiting(pool, Mailer(settings), policy, load_mailbox_policy(), later, settings.base_url) == [fresh]
+
+
+async def test_an_alert_a_dead_worker_handed_to_the_relay_is_recorded_not_sent_again(settings, pool, mail_sink):
+    """A worker died after the relay took the alert for one message (the outbox says `data_sent`),
+    and by the next check a second message waits too. Before, the two made a new set, a new key
+    and a second alert naming the first message again, and the delivered one was never recorded
+    (crash audit). Now the next check records the first alert and alerts the second message alone."""
+    policy = load_policy(settings.policy_path).policy
+    await pool.execute("UPDATE mailbox_messages SET alerted_at = now() WHERE alerted_at IS NULL")  # other tests' mail
+    arrived = datetime.now(UTC) - timedelta(days=10)
+    first = await filed(settings, pool, raw_mail(unique_email("first"), "Erase me", date=arrived), arrived=arrived)
+    today = datetime.now(ZoneInfo(policy.defaults.timezone)).date()
+    key = "mailbox-alert:handed-to-the-relay"
+    await pool.execute("UPDATE mailbox_messages SET alert_key = $2 WHERE id = $1", first, key)
+    await pool.execute("INSERT INTO mail_outbox (mail_key, message_id, state, claimed_at) "
+                       "VALUES ($1, '<handed@dsrflow>', 'data_sent', now() - interval '1 hour')", key)
+    second = await filed(settings, pool, raw_mail(unique_email("second"), "Erase me", date=arrived), arrived=arrived)
+    before = len(read_mailbox(mail_sink.directory))
+
+    named = await alert_waiting(pool, Mailer(settings), policy, load_mailbox_policy(), today, settings.base_url)
+
+    assert sorted(named) == sorted([first, second])
+    alerts = read_mailbox(mail_sink.directory)[before:]
+    assert [a["Subject"] for a in alerts] == ["[dsrflow] E-mails waiting in the privacy inbox: 1"]  # the second's
+    recorded = await pool.fetch("SELECT event_key, data FROM audit_events WHERE event_type = 'mail.alerted' "
+                                "AND (data->'messages') ?| $1::text[] ORDER BY occurred_at", [first, second])
+    assert [(r["event_key"], r["data"]["messages"]) for r in recorded][0] == (key, [first])
+    assert [r["data"]["messages"] for r in recorded][1] == [second]
+    assert await pool.fetchval("SELECT count(*) FROM mailbox_messages WHERE id = ANY($1::uuid[]) "
+                               "AND alerted_at IS NOT NULL", [first, second]) == 2
