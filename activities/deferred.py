@@ -12,6 +12,7 @@ whose subject restricted its processing under a ground that keeps it from erasur
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from dataclasses import replace
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -116,9 +117,17 @@ class DeferredErasureActivities:
                                                         version=version, system=system, due=due)] += 1
                 return 0
             # The hold kept the records as they were: erase them as the request would have, so
-            # what a statute still requires is minimised and kept, and the rest goes.
+            # what a statute still requires is minimised and kept, and the rest goes; those
+            # records only, not what the subject may have made since (a returning customer).
             subject = subject_of(request)
             context, _ = await self.fanout.erasure_context_for(version, system, subject)
+            # A system kept whole (a SaaS reached by identity: dataset "all") names no records:
+            # its erasure runs by identity, as the request's would have.
+            if all(row["dataset"] != "all" for row in due):
+                kept: dict[str, set[str]] = defaultdict(set)
+                for row in due:
+                    kept[row["dataset"]].add(row["record_key"])
+                context = replace(context, only={dataset: frozenset(keys) for dataset, keys in kept.items()})
             outcome = await self.fanout.erase_with_evidence(connector, request_id, system, version, subject,
                                                             context, origin="deferred")
         await self._done(due)  # its evidence kept with the erasure (erase_with_evidence)

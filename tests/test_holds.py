@@ -132,14 +132,21 @@ async def test_legal_claims_hold_blocks_erasure_until_released(postgres, setting
             assert await fetch_rows(db["billing"], "SELECT 1 FROM customers WHERE email = 'grace@example.com'") == []
             letter = text_of(await wait_for_letter(mail_sink, rid, "response"))
             assert "legal claim" in letter and "CRM" in letter
+            # Grace comes back as a customer while the claim runs: a new contact, no request of hers.
+            returning = (await fetch_rows(db["crm"], "INSERT INTO contacts (email, first_name) "
+                                                     "VALUES ('grace@example.com', 'Grace') RETURNING id"))[0]["id"]
+            old = "SELECT 1 FROM contacts WHERE email = 'grace@example.com' AND id <> $1"
 
             r = await http.delete(f"/v1/legal-holds/{hold['id']}", headers=await staff_headers(pool, "compliance"))
             assert r.status_code in (202, 204), r.text
             for _ in range(100):
-                if not await fetch_rows(db["crm"], "SELECT 1 FROM contacts WHERE email = 'grace@example.com'"):
+                if not await fetch_rows(db["crm"], old, returning):
                     break
                 await asyncio.sleep(0.2)
-            assert await fetch_rows(db["crm"], "SELECT 1 FROM contacts WHERE email = 'grace@example.com'") == []
+            assert await fetch_rows(db["crm"], old, returning) == []
+            # What the hold kept is erased, and only that: her new account stays (before, the
+            # release erased it too, on the old request).
+            assert await fetch_rows(db["crm"], "SELECT 1 FROM contacts WHERE id = $1", returning)
             ledger = await pool.fetch("SELECT origin FROM erasure_ledger WHERE system = 'crm' AND request_id = $1", rid)
             assert "deferred" in {r["origin"] for r in ledger}
 

@@ -68,6 +68,13 @@ class ErasureContext:
     # evidence of an erasure that the retry then completes, never an erasure without evidence.
     # A system that cannot do this leaves it uncalled, and the caller records after.
     before_commit: ActionHook | None = field(default=None, compare=False)
+    # Only these records, by dataset, may be erased (None: all the subject's): a released
+    # legal-claims hold erases what it kept, not what the subject holds now. Without it a
+    # returning customer's new account, made after the request, went with the old request.
+    only: Mapping[str, frozenset[str]] | None = None
+
+    def allows(self, dataset: str, key: Any) -> bool:
+        return self.only is None or str(key) in self.only.get(dataset, ())
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,8 @@ class _Run:
     held: dict[str, dict[str, tuple[date, str]]] = field(default_factory=dict)
     waiting: QuotaExhausted | None = None
     sent: int = 0  # requests that changed something, for the failpoint after each
+    # The records an erasure may touch, by dataset (ErasureContext.only): a released hold's.
+    only: Mapping[str, frozenset[str]] | None = None
 
     def erasures(self) -> dict[str, list[tuple[str, str]]]:
         return {dataset: keys for dataset, keys in self.erased.items() if keys}
@@ -78,7 +80,7 @@ class _Run:
     def planning(self) -> _Run:
         """A run that goes on from what this one read, for planning its effects."""
         return _Run(context=dict(self.context), found=self.found, by_step=self.by_step,
-                    step_dataset=self.step_dataset, held=self.held)
+                    step_dataset=self.step_dataset, held=self.held, only=self.only)
 
     def count(self, dataset: str, effect: str, n: int = 1) -> None:
         counts = self.effects.setdefault(dataset, {})
@@ -136,7 +138,8 @@ class HttpConnector(Connector):
             return self._manual("erasure")
         today = context.today if context else datetime.now(UTC).date()
         intent = self._intent(action, subject, context.before_commit if context else None, self._erasure_outcome)
-        run = await self._run(action, subject, "erase", today=today, before_effects=intent)
+        run = await self._run(action, subject, "erase", today=today, before_effects=intent,
+                              only=context.only if context else None)
         return await self._erasure_outcome(action, run, subject)
 
     async def _erasure_outcome(self, action: Action, run: _Run, subject: Subject) -> ActionOutcome:
@@ -251,11 +254,12 @@ class HttpConnector(Connector):
         return [*found, *action.steps]
 
     async def _run(self, action: Action, subject: Subject, name: str, *, today: date | None = None,
-                   extra: dict[str, Any] | None = None,
-                   before_effects: Intent | None = None) -> _Run:
+                   extra: dict[str, Any] | None = None, before_effects: Intent | None = None,
+                   only: Mapping[str, frozenset[str]] | None = None) -> _Run:
         """Run the action's steps. Before the first step that changes anything, an erasure
-        (`today` given) works out the holds, and `before_effects` hears the steps left."""
-        run = _Run(context={**self._context(subject), **(extra or {})})
+        (`today` given) works out the holds, and `before_effects` hears the steps left. `only`:
+        the records found that the run may act on, by dataset (ErasureContext.only)."""
+        run = _Run(context={**self._context(subject), **(extra or {})}, only=only)
         acting = False
         steps = self._steps(action)
         try:
@@ -296,6 +300,10 @@ class HttpConnector(Connector):
                 if document is None:
                     continue
                 records = records_at(document, step.records or "")
+                if step.dataset and run.only is not None:
+                    key = self.config.datasets[step.dataset].key
+                    records = [r for r in records
+                               if isinstance(r, dict) and str(r.get(key)) in run.only.get(step.dataset, ())]
                 collected.extend(records)
                 if step.dataset:
                     run.found.setdefault(step.dataset, []).extend(records)

@@ -67,7 +67,8 @@ class HoldAwareErasure:
         q = Query()
         columns = [self._row_columns(dataset, subject, q) for dataset in datasets]
         row = await conn.fetchrow("SELECT " + ", ".join(sql for sql, _ in columns), *q.args)
-        return {dataset.name: [dict(zip(names, found, strict=True)) for found in row[n]]
+        return {dataset.name: [record for found in row[n]
+                               if self.context.allows(dataset.name, (record := dict(zip(names, found, strict=True)))["key"])]
                 for n, (dataset, (_, names)) in enumerate(zip(datasets, columns, strict=True))}
 
     def _row_columns(self, dataset: Dataset, subject: Subject, q: Query) -> tuple[str, list[str]]:
