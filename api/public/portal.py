@@ -90,6 +90,7 @@ PROBLEM_WORDS = (
     N_("Package deleted"),
     N_("this download link has expired and the package has been deleted; ask us for a new one"),
     N_("this package has been deleted because we erased your data at your request"),
+    N_("this package has been deleted: your request was closed without it being sent"),
     N_("Too many requests"),
     N_("Too many requests waiting"),
     N_("we are receiving more requests than usual; please try again in a few minutes"),
