@@ -250,3 +250,31 @@ async def test_a_subject_told_of_their_own_authority_is_not_told_it_is_ours(tmp_
     with pytest.raises(PolicyError, match=r"remedies\.gdpr\.complaint_where_you_live: needed, since "
                                           r"supervisory_authorities names NL besides BE"):
         load_policy(write(tmp_path, content))
+
+
+@pytest.mark.parametrize(("language", "where_you_live", "ours"), [
+    ("nl", "De toezichthoudende autoriteit van de lidstaat waar u woont, is: Autoriteit Persoonsgegevens",
+     "Gegevensbeschermingsautoriteit"),
+    ("fr", "L'autorité de contrôle de l'État membre où vous résidez est : Autoriteit Persoonsgegevens",
+     "Autorité de protection des données"),
+    ("de", "Die Aufsichtsbehörde des Mitgliedstaats, in dem Sie wohnen, ist: Autoriteit Persoonsgegevens",
+     "Datenschutzbehörde"),
+])
+async def test_the_authority_where_the_subject_lives_is_told_in_their_language(tmp_path: Path, language: str,
+                                                                                where_you_live: str, ours: str) -> None:
+    """The same Dutch subject's refusal, in each language the policy ships: that language's
+    `complaint_where_you_live` introduces their own authority, and the Belgian one, competent for
+    us, is not named in its place."""
+    content = copy.deepcopy(RAW)
+    content["supervisory_authorities"]["NL"] = _NL_AUTHORITY
+    for entry in content["translations"].values():  # the shipped translations, with the Dutch authority
+        translated = yaml.safe_load((DEFAULT_POLICY.parent / entry["file"]).read_text())
+        translated["supervisory_authorities"]["NL"] = {"name": _NL_AUTHORITY["name"],
+                                                       "address": _NL_AUTHORITY["address"]}
+        (tmp_path / entry["file"]).write_text(yaml.safe_dump(translated, allow_unicode=True, sort_keys=False))
+    loaded = load_policy(write(tmp_path, content))
+    denial = {"reason_code": "excessive", "explanation": "Fifth identical request."}
+    letter = " ".join((await as_sent("denial", "access", denial, loaded=loaded, country="NL",
+                                     language=language)).text.split())
+    assert where_you_live in letter, letter
+    assert ours not in letter
