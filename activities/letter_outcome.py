@@ -141,9 +141,11 @@ def response_outcome(report: dict[str, Any], policy: Policy, package_link: str |
             actions.append({"system": label, "category": t.gettext("copy of your data, as this processor sent it"),
                             "action": t.gettext("included in your package"), "records": count, "unit": "file"})
     kept = [_kept_item(k, policy, regime, t, source) for r in results for k in r.kept_records]
+    # A processor kept whole under a legal-claims hold (dataset "all") was asked nothing: it is
+    # in what we kept, with the reason, not among the recipients told (Art. 19).
     told = sorted({policy.recipients[r.recipient].name for r in results
                    if r.recipient and r.recipient in policy.recipients and r.status == "done"
-                   and r.action in _ART19_ACTIONS})
+                   and r.action in _ART19_ACTIONS and not any(k.get("dataset") == "all" for k in r.kept_records)})
     # The letter itself says the request is completed and, after the actions, whom Art. 19 reached;
     # the summary is left for what only this request says (an objection decision).
     # Systems whose data the package could not include, and why: a refusal in part (Art. 15).

@@ -136,6 +136,25 @@ async def test_a_recipient_told_of_the_erasure_is_named_when_no_system_of_ours_h
                "(Art. 19 GDPR): Survey service provider." in part
 
 
+async def test_a_processor_kept_under_a_hold_is_not_named_as_told_of_the_erasure():
+    """The same processor, kept whole under a legal-claims hold: it was asked nothing, so the
+    letter names it among what we kept, with the reason and the remedies, and not among the
+    recipients told (Art. 19). Before, a kept processor's task was "done" and the letter said we
+    had informed it of the erasure (DPO audit)."""
+    from activities.connectors.base import HeldRecord
+    from activities.connectors.sql_erasure import kept_summary
+    from tests.letters_as_sent import LOADED
+
+    hold = "0b9f8f1e-1111-4222-8333-444455556666"
+    kept = kept_summary(LOADED.policy, "surveys", [HeldRecord("all", "all", "legal_claims", hold, None)],
+                        {hold: {"basis": "Art. 17(3)(e) GDPR", "review_date": None}})
+    result = {**_PROCESSOR_CONFIRMED, "message": "kept under a legal-claims hold", "kept": 1, "kept_records": kept}
+    letter = await as_sent("response", "erasure", {"report": {"results": [result]}})
+    for part in both(letter):
+        assert "We informed the recipients" not in part, part
+        assert "legal claim" in part and "supervisory authority" in part
+
+
 def test_the_citation_check_covers_every_letter_to_a_subject():
     from schemas.vocabulary import PURPOSES
     assert {purpose for purpose, *_ in _EVERY_LETTER.values()} == set(PURPOSES) - {"staff_alert"}

@@ -185,11 +185,13 @@ async def test_status_reminds_only_after_reminder_days(pool, settings, mail_sink
     assert len(reminders()) == 2
     assert len(letters_for(mail_sink, rid, "processor_request")) == 1
 
-    # A legal-claims hold on the processor's categories: no erasure request goes out.
+    # A legal-claims hold on the processor's categories: no erasure request goes out, and all it
+    # holds is kept under the hold (the letter says so; it is asked when the hold ends).
     hold = LegalClaimsHold(id="hold-1", categories=("website_functionality",), basis="claim",
                            review_date=date(2030, 1, 1))
     held = await connector.erase(subject, ErasureContext(today=date.today(), legal_holds=(hold,)))
-    assert held.status == "needs_attention" and "hold-1" in (held.message or "")
+    assert held.status == "done" and held.message == "kept under a legal-claims hold"
+    assert [(h.dataset, h.key, h.hold_kind, h.hold_ref) for h in held.held] == [("all", "all", "legal_claims", "hold-1")]
     assert await pool.fetchval("SELECT count(*) FROM manual_tasks WHERE request_id = $1 AND action = 'erase'", rid) == 0
 
     # Access reads nothing here: the processor uploads its export (tests/test_processor_exports.py).

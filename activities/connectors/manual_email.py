@@ -51,6 +51,7 @@ from activities.connectors.base import (
     Connector,
     ConnectorEnv,
     ErasureContext,
+    HeldRecord,
     PermanentConnectorError,
     Subject,
 )
@@ -175,13 +176,14 @@ class ManualEmailConnector(Connector):
     async def erase(self, subject: Subject, context: ErasureContext | None = None) -> ActionOutcome:
         held = self._holds(context)
         if held:
-            # Art. 17(3)(e): asking the processor to erase would destroy what the hold keeps.
-            return ActionOutcome(
-                status="needs_attention",
-                message=f"legal-claims hold {', '.join(held)} covers the data {self.env.system.label} "
-                "holds: no erasure request was sent; decide with compliance what to ask the processor "
-                "(for example a restriction), then resolve the task",
-            )
+            # Art. 17(3)(e): asking the processor to erase would destroy what the hold keeps. Kept
+            # whole, as a processor without datasets is (activities/fanout.py), so that the letter
+            # says so with its reason and remedies, and the processor is asked when the hold ends
+            # (activities/deferred_processors.py). Before, the task waited for staff, whose
+            # "resolve" left a letter saying the processor had been told of the erasure.
+            outcome = ActionOutcome(status="done", message="kept under a legal-claims hold")
+            outcome.held = [HeldRecord("all", "all", "legal_claims", hold, None) for hold in held]
+            return outcome
         return await self._ask(subject, "erase")
 
     async def rectify(self, subject: Subject, corrections: dict[str, str], *,
