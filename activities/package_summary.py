@@ -134,9 +134,22 @@ def _legal_basis(basis: LegalBasis, regime: str, t: Translator) -> str:
 
 
 def _categories(policy: Policy, found: set[str], regime: str, t: Translator) -> list[dict[str, Any]]:
-    """The categories found, their legal bases cited in the regime's law."""
-    return [{**category.model_dump(), "legal_bases": [_legal_basis(b, regime, t) for b in category.legal_bases]}
-            for category in (policy.categories[name] for name in sorted(found) if name in policy.categories)]
+    """The categories found, their legal bases cited in the regime's law, and the statutes that
+    keep some of their records (`kept_by_law`): the privacy policy's retention text says only
+    "except information required for accounting", and Art. 15(1)(d) asks for the period where it
+    is known (DPO audit: the erasure letter named 7 and 10 years, the package did not)."""
+    return [{**category.model_dump(), "legal_bases": [_legal_basis(b, regime, t) for b in category.legal_bases],
+             "kept_by_law": _kept_by_law(policy, name)}
+            for name, category in ((name, policy.categories[name]) for name in sorted(found)
+                                   if name in policy.categories)]
+
+
+def _kept_by_law(policy: Policy, category: str) -> list[dict[str, str]]:
+    """The statutory holds on datasets holding columns of `category` (label and law, which says
+    the period), in the policy's order."""
+    statutes = {dataset.hold.statute for system in policy.systems.values() for dataset in system.datasets
+                if dataset.hold and any(rule.category == category for rule in dataset.fields.values())}
+    return [{"label": hold.label, "law": hold.law} for key, hold in policy.statutory_holds.items() if key in statutes]
 
 
 def _recipients(policy: Policy, systems: set[str], categories: set[str]) -> list[dict[str, Any]]:
