@@ -108,6 +108,10 @@ class MailboxReader:
                 # The kind of failure only: a server's message may quote the login.
                 log.warning("mailbox session ended", error=type(exc).__name__,
                             refused=str(exc) if isinstance(exc, MailboxError) else None, retry_in=pause)
+            except Exception as exc:  # noqa: BLE001 - any other: the reader must not end in silence
+                # Before, it ended the reader's task, which nothing watched: later privacy e-mails
+                # were never filed, and nobody was told while their statutory clocks ran.
+                log.error("mailbox session failed", error=type(exc).__name__, retry_in=pause)
             try:
                 await asyncio.wait_for(stop.wait(), pause)
             except TimeoutError:

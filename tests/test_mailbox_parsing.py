@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from dsrflow.domain.inbound_mail import MAX_DEPTH, content_fingerprint, parse_message, received_at_for
+from dsrflow.domain.inbound_mail import HEADER_BYTES, MAX_DEPTH, content_fingerprint, parse_message, received_at_for
 from policy.mailbox import load_mailbox_policy
 
 RULES = load_mailbox_policy()
@@ -51,6 +51,23 @@ def test_a_huge_message_keeps_its_headers_and_a_note():
     mail = parse(raw)
     assert mail.sender == "big@example.com" and mail.subject == "huge" and mail.text == ""
     assert any("only its headers were kept" in n for n in mail.notes)
+
+
+def test_poison_headers_are_read_in_bounded_time_and_never_stop_the_reader():
+    """Mail anyone can send, each of which stopped the mailbox reader (attacker audit): a Subject of
+    40,000 folded encoded words (legal, passed by relays; the header parser's time and memory grow
+    with its square: half a megabyte took seconds and gigabytes), a Date in year 9999 at -2359
+    (past the calendar in UTC), and a From of 600 nested comments (RecursionError). Each is filed,
+    with what was cut or could not be read noted; the rest of the message is read."""
+    # 2,000 words here (30 KB): the parser is given at most HEADER_BYTES of any header.
+    folded = b"Subject: " + b"\r\n ".join([b"=?utf-8?q?a?="] * 2_000)
+    mail = parse(b"From: Ada <ada@example.com>\r\n" + folded + b"\r\nDate: Fri, 31 Dec 9999 23:59:59 -2359"
+                 b"\r\n\r\nPlease erase my data.")
+    assert mail.sender == "ada@example.com" and mail.date is None
+    assert mail.subject.startswith("aaaa") and len(mail.subject) < HEADER_BYTES // 15  # one "a" per 15 bytes kept
+    assert "Please erase my data." in mail.text and any("were cut" in note for note in mail.notes)
+    comments = parse(b"From: " + b"(" * 600 + b"x@example.com\r\nSubject: hi\r\n\r\nbody")
+    assert comments.sender is None and comments.subject == "hi"
 
 
 def test_long_text_is_cut_at_the_limit():

@@ -31,6 +31,10 @@ EVIDENCE_HEADERS = ("From", "Reply-To", "To", "Cc", "Subject", "Date", "Message-
 MAX_DEPTH = 8  # multiparts inside multiparts: real mail nests three or four deep
 MAX_PARTS = 200
 _HEADER_CHARS = 998  # RFC 5322's line limit: longer is not a header anyone meant to read
+# What the header parser is given: real headers are far shorter (a long References chain is a few
+# KB), and its cost grows with the square of a header's length (bounded_headers).
+HEADER_BYTES = 8192
+HEADERS_BYTES = 65536
 # A message's Date a little after it reached us is clock skew between machines, not the future.
 CLOCK_SKEW = timedelta(minutes=5)
 
@@ -107,13 +111,19 @@ def _date(value: str | None) -> datetime | None:
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
     # "-0000" (or no zone): the sender's clock says nothing about where it is; not a usable date.
-    return parsed.astimezone(UTC) if parsed.tzinfo is not None else None
+    try:
+        return parsed.astimezone(UTC) if parsed.tzinfo is not None else None
+    except OverflowError:  # year 9999 at a negative offset: past the calendar's end in UTC
+        return None
 
 
 def _sender(value: str | None) -> tuple[str | None, str | None]:
     if not value:
         return None, None
-    found = [(name, addr) for name, addr in getaddresses([value]) if addr]
+    try:
+        found = [(name, addr) for name, addr in getaddresses([value]) if addr]
+    except (RecursionError, ValueError, IndexError):  # hundreds of nested comments: "(((..."
+        return None, None
     if len(found) != 1:
         return None, None
     name, addr = found[0]
@@ -182,8 +192,52 @@ def _filename(part: Message) -> str | None:
 
 def parse_message(raw: bytes, limits: MailLimitsLike,
                   refusal: Callable[[str | None, str], str | None]) -> ParsedMail:
-    """Read `raw`; `refusal(filename, content_type)` says why a type of attachment is refused."""
+    """Read `raw`; `refusal(filename, content_type)` says why a type of attachment is refused.
+    Never raises: a message nothing here can read is filed as unreadable, for an agent to read in
+    the mailbox, so that it cannot stop the reader on every restart (it is fetched again until
+    filed) while the statutory clocks of the messages behind it run."""
+    try:
+        return _parse(raw, limits, refusal)
+    except Exception as exc:  # noqa: BLE001 - whatever it was, the message is filed and the reader goes on
+        return ParsedMail(sender=None, sender_name=None, subject="", date=None, message_id=None, replies_to=[],
+                          headers=[], text="", attachments=[],
+                          notes=[f"the message could not be read ({type(exc).__name__}): read it in the mailbox"])
+
+
+def bounded_headers(raw: bytes) -> tuple[bytes, list[str]]:
+    """`raw` with each header cut at HEADER_BYTES and the header block at HEADERS_BYTES (whole
+    lines), and what was cut. Python's header parser takes time and memory that grow with the
+    square of a header's encoded words: one header of half a megabyte, legal and passed by every
+    relay, took seconds and gigabytes, on the worker's event loop."""
+    end = raw.find(b"\r\n\r\n")
+    end, gap = (raw.find(b"\n\n"), 2) if end < 0 else (end, 4)
+    if end < 0:
+        end, gap = len(raw), 0
+    block, body = raw[:end], raw[end:]
+    if len(block) <= HEADER_BYTES:  # no header can be longer than the block: nothing to cut
+        return raw, []
+    kept: list[bytes] = []
+    header = total = 0  # bytes kept of the current header, and of all of them
+    cut = False
+    for line in block.splitlines(keepends=True):
+        if line[:1] not in (b" ", b"\t"):  # not a folded continuation: a new header starts
+            header = 0
+        if header + len(line) > HEADER_BYTES or total + len(line) > HEADERS_BYTES:
+            cut = True
+            continue
+        header, total = header + len(line), total + len(line)
+        kept.append(line)
+    if not cut:
+        return raw, []
+    kept_block = b"".join(kept).rstrip(b"\r\n")
+    return kept_block + (body if gap else b""), [
+        f"headers longer than {HEADER_BYTES} bytes (or {HEADERS_BYTES} in all) were cut: read them in the mailbox"]
+
+
+def _parse(raw: bytes, limits: MailLimitsLike, refusal: Callable[[str | None, str], str | None]) -> ParsedMail:
     notes: list[str] = []
+    raw, cut = bounded_headers(raw)
+    notes.extend(cut)
     too_large = len(raw) > limits.message_bytes
     if too_large:
         # Only the header block is read: its sender and subject let an agent find it in the mailbox.
