@@ -200,6 +200,30 @@ async def test_plain_http_discovery_is_no_trust_anchor_outside_development(setti
     assert processor.hits == []  # neither fetched the plain-http discovery document
 
 
+async def test_a_certificate_off_the_discovery_documents_origin_is_not_fetched(processor):
+    """Discovery names a certificate on the same host but another scheme or port (an https
+    document naming http://...: anyone on the path serves their own key, which then verifies
+    callbacks that mark erasures done). Before, only the host was compared (attacker audit)."""
+    from activities.connectors.opendsr_signature import ProcessorCertificateError, ProcessorCertificates
+
+    async with served(Recorder().app()) as other_port:  # the same host, another port
+        assert other_port.split(":")[1] == processor.url.split(":")[1]
+        for location in (f"{other_port}/opendsr/cert.pem", processor.url.replace("http://", "https://") + "/c.pem"):
+            processor.certificate_at = location
+            certificates = ProcessorCertificates()
+            try:
+                with pytest.raises(ProcessorCertificateError, match="origin"):
+                    await certificates.get(f"{processor.url}/opendsr/discovery")
+            finally:
+                await certificates.aclose()
+    processor.certificate_at = "/opendsr/cert.pem"  # its own origin: fetched
+    certificates = ProcessorCertificates()
+    try:
+        assert await certificates.get(f"{processor.url}/opendsr/discovery") == processor.cert_pem
+    finally:
+        await certificates.aclose()
+
+
 async def test_replayed_and_stale_callbacks_are_refused(settings, pool, dev_server, processor, tmp_path,
                                                         lifecycle_policy, task_queue):
     policy = processor_policy(tmp_path, lifecycle_policy, {"base_url": f"{processor.url}/opendsr",

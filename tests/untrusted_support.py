@@ -49,6 +49,7 @@ class FakeProcessor:
     results_url: str | None = None
     hits: list[str] = field(default_factory=list)
     url: str = ""
+    certificate_at: str = "/opendsr/cert.pem"  # where discovery says the certificate is
 
     def signed(self, document: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
         body = json.dumps(document).encode()
@@ -59,7 +60,7 @@ class FakeProcessor:
             self.hits.append("discovery")
             if self.broken:
                 return JSONResponse({"error": "internal"}, status_code=500)
-            return JSONResponse({"api_version": "2.0", "processor_certificate": "/opendsr/cert.pem",
+            return JSONResponse({"api_version": "2.0", "processor_certificate": self.certificate_at,
                                  "supported_subject_request_types": ["access", "erasure"],
                                  "supported_identities": [{"identity_type": "email", "identity_format": "raw"}]})
 
