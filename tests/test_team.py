@@ -78,6 +78,12 @@ async def test_notes_are_audited_kept_in_the_evidence_and_never_sent(http, pool,
     assert "Called the subject: the second address &lt;b&gt;is hers&lt;/b&gt; too." in page
     empty = await http.post(f"/console/requests/{rid}/notes", data={"csrf_token": csrf, "note": "   "})
     assert "write the note first" in (await http.get(empty.headers["location"])).text
+    # A refusal comes back in the address, signed: anyone else's link puts no words of its own in
+    # the console's alert box (a phishing aid inside a page staff trust).
+    for forged in (f"/console/requests/{rid}?team_error=Session+expired:+re-enter+your+token+at+evil.example",
+                   f"/console/requests/{rid}?deferred_error=Session+expired:+evil.example&deferred_error_sig=00",
+                   "/console/?view_error=Session+expired:+evil.example"):
+        assert "evil.example" not in (await http.get(forged)).text
     nul = await http.post(f"/console/requests/{rid}/notes", data={"csrf_token": csrf, "note": "bad\x00byte"})
     assert "must not contain control characters" in (await http.get(nul.headers["location"])).text
 

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from api.auth import ConsoleForbidden, Staff, require_console_role
+from api.console.refusals import refusal_params
 from api.deps import Pool, State
 from api.erasure_sweeps import ask_processor_again
 from api.forms import read_form
@@ -32,11 +33,12 @@ DONE = {"asked": "The processor is being asked again; this page shows its answer
 
 async def deferred_context(pool: Any, request_id: str, staff: Staff, done: str | None,
                            error: str | None) -> dict[str, Any]:
-    """The request page's deferred-erasure panel: empty for a role that may not read it."""
+    """The request page's deferred-erasure panel: empty for a role that may not read it.
+    `error`: a refusal as api/console/refusals.py `shown_refusal` let it through."""
     if not staff.has_role(DEFERRED_ROLES["read"]):
         return {"deferred": []}
     return {"deferred": await deferred_erasures(pool, request_id), "deferred_done": DONE.get(done or ""),
-            "deferred_error": error[:300] if error else None}
+            "deferred_error": error}
 
 
 def _check(staff: Staff, action: str) -> None:
@@ -62,18 +64,18 @@ async def retry(staff: Annotated[Staff, require_console_role("agent")], request_
     try:
         asked_now = await ask_processor_again(state, request_id, system, actor=staff.actor)
     except DeferredRefused as refused:
-        return _back(request_id, deferred_error=str(refused))
+        return _back(request_id, **refusal_params(state.settings, "deferred_error", str(refused)))
     return _back(request_id, deferred_done="asked" if asked_now else "queued")
 
 
 @router.post("/requests/{request_id}/deferred/{system}/settle")
 async def settle(staff: Annotated[Staff, require_console_role("agent")], request: Request, request_id: str,
-                 system: str, pool: Pool) -> Response:
+                 system: str, pool: Pool, state: State) -> Response:
     _check(staff, "settle")
     await _request_or_404(pool, request_id)
     form = await read_form(request)
     try:
         await settle_deferred(pool, request_id, system, str(form.get("note", "")), actor=staff.actor)
     except DeferredRefused as refused:
-        return _back(request_id, deferred_error=str(refused))
+        return _back(request_id, **refusal_params(state.settings, "deferred_error", str(refused)))
     return _back(request_id, deferred_done="settled")

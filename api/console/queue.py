@@ -18,6 +18,7 @@ from starlette.datastructures import QueryParams
 
 from api import request_form
 from api.auth import Staff, require_console_role
+from api.console.refusals import shown_refusal
 from api.console.team import view_query
 from api.console.view import days_left_badge, live_region
 from api.deps import PolicyInForce, State, Today
@@ -44,7 +45,7 @@ _FILTER_MESSAGES = {"q": "Enter a request's reference (like KD7QX3M9TB) or its w
                     "subject_email": "Enter a whole e-mail address.",
                     "customer_id": "Enter a customer number on one line, at most 100 characters."}
 # Messages a redirect brings back to the queue (api/console/team.py): not filters.
-_NOT_FILTERS = ("cursor", "v", "view_error")
+_NOT_FILTERS = ("cursor", "v", "view_error", "view_error_sig")
 
 
 def _subject_search(value: str) -> dict[str, str]:
@@ -110,7 +111,8 @@ async def queue_page(staff: Annotated[Staff, require_console_role("agent")], req
     views = await saved_views(await state.db(), staff.token_id)
     return render(request, "console/queue.html", {
         **context, "queue": _queue_region(request, context).html, "views": views,
-        "view_query": view_query(context["query"]), "view_error": request.query_params.get("view_error", "")[:300],
+        "view_query": view_query(context["query"]),
+        "view_error": shown_refusal(state.settings, "view_error", request.query_params) or "",  # refusals.py
     }, status_code=422 if context["errors"] else 200)
 
 

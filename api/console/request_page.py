@@ -20,6 +20,7 @@ from starlette.datastructures import FormData
 
 from api.auth import Staff, require_console_role
 from api.console.deferred import deferred_context
+from api.console.refusals import shown_refusal
 from api.console.team import team_context
 from api.console.view import (
     actor_name,
@@ -189,8 +190,7 @@ def _region(request: Request, request_id: str, context: dict[str, Any], notice: 
 @router.get("/{request_id}", response_class=HTMLResponse)
 async def request_page(staff: Annotated[Staff, require_console_role("agent")], request: Request, request_id: str,
                        state: State, today: Today, done: str | None = None, team_done: str | None = None,
-                       team_error: str | None = None, deferred_done: str | None = None,
-                       deferred_error: str | None = None) -> Response:
+                       deferred_done: str | None = None) -> Response:
     """The request page; a short reference (or the workflow id) typed into the address leads here
     under the request's id."""
     pool = await state.db()
@@ -200,8 +200,10 @@ async def request_page(staff: Annotated[Staff, require_console_role("agent")], r
     context = await _context(state, today, request_id, staff)
     notice = {"flash": _told(STAFF_ACTIONS[done], context)} if done in STAFF_ACTIONS else None
     team = {**await team_context(pool, request_id, staff), "team_done": TEAM_DONE.get(team_done or ""),
-            "team_error": team_error[:300] if team_error else None,
-            **await deferred_context(pool, request_id, staff, deferred_done, deferred_error)}
+            # Refusals come back in the address, signed: another's link shows none (refusals.py).
+            "team_error": shown_refusal(state.settings, "team_error", request.query_params),
+            **await deferred_context(pool, request_id, staff, deferred_done,
+                                     shown_refusal(state.settings, "deferred_error", request.query_params))}
     return render(request, "console/request.html", {
         **context, **team, **await _subject_context(state, context),
         "live_region": _region(request, request_id, context, notice).html})

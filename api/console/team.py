@@ -15,7 +15,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from api.auth import ConsoleForbidden, Staff, require_console_role
-from api.deps import Pool
+from api.console.refusals import refusal_params
+from api.deps import Pool, State
 from api.forms import read_form
 from api.pages import problem_pages
 from api.problems import Problem
@@ -66,7 +67,7 @@ def _back(request_id: str, anchor: str, **params: str) -> RedirectResponse:
 
 @router.post("/requests/{request_id}/assignment")
 async def assign_request(staff: Annotated[Staff, require_console_role("agent")], request: Request,
-                         request_id: str, pool: Pool) -> Response:
+                         request_id: str, pool: Pool, state: State) -> Response:
     """`assignee`: a colleague's token id, `me` (take it), or empty (nobody)."""
     _check(staff, "assign")
     await _request_or_404(pool, request_id)
@@ -75,20 +76,20 @@ async def assign_request(staff: Annotated[Staff, require_console_role("agent")],
     try:
         await assign(pool, request_id, staff.token_id if chosen == "me" else (chosen or None), actor=staff.actor)
     except TeamRefused as refused:
-        return _back(request_id, "team", team_error=str(refused))
+        return _back(request_id, "team", **refusal_params(state.settings, "team_error", str(refused)))
     return _back(request_id, "team", team_done="assigned" if chosen else "unassigned")
 
 
 @router.post("/requests/{request_id}/notes")
 async def note(staff: Annotated[Staff, require_console_role("agent")], request: Request, request_id: str,
-               pool: Pool) -> Response:
+               pool: Pool, state: State) -> Response:
     _check(staff, "note")
     await _request_or_404(pool, request_id)
     form = await read_form(request)
     try:
         await add_note(pool, request_id, str(form.get("note", "")), actor=staff.actor)
     except TeamRefused as refused:
-        return _back(request_id, "notes", team_error=str(refused))
+        return _back(request_id, "notes", **refusal_params(state.settings, "team_error", str(refused)))
     return _back(request_id, "notes", team_done="noted")
 
 
@@ -98,7 +99,8 @@ def view_query(query: str) -> str:
 
 
 @router.post("/views")
-async def save(staff: Annotated[Staff, require_console_role("agent")], request: Request, pool: Pool) -> Response:
+async def save(staff: Annotated[Staff, require_console_role("agent")], request: Request, pool: Pool,
+               state: State) -> Response:
     """Save the queue's current filters (`query`) under `name`, for the signed-in member of staff."""
     _check(staff, "save-view")
     form = await read_form(request)
@@ -106,7 +108,8 @@ async def save(staff: Annotated[Staff, require_console_role("agent")], request: 
     try:
         await save_view(pool, staff.token_id, str(form.get("name", "")), query)
     except TeamRefused as refused:
-        return RedirectResponse(f"/console/?{urlencode({'view_error': str(refused)})}", status_code=303)
+        return RedirectResponse(f"/console/?{urlencode(refusal_params(state.settings, 'view_error', str(refused)))}",
+                                status_code=303)
     return RedirectResponse(f"/console/?{query}" if query else "/console/", status_code=303)
 
 
