@@ -20,6 +20,8 @@ import jinja2
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor
 
+from schemas.plain_text import without_addresses
+
 # The database is restarting, unreachable or shedding load (connection classes 08, 53, 57, and
 # 40: a serialisation failure or deadlock succeeds when tried again).
 TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
@@ -70,7 +72,8 @@ def failure_message(exc: BaseException) -> str:
         text = f"{exc.code} {exc.message}"
     else:
         text = str(exc).strip() or "no message"
-    return f"{type(exc).__name__}: {text}"[:500]
+    # Without the addresses a relay's refusal quotes: this goes into Temporal's history in clear.
+    return without_addresses(f"{type(exc).__name__}: {text}")[:500]
 
 
 class _ClassifyingActivityInbound(ActivityInboundInterceptor):

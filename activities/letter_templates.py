@@ -31,7 +31,7 @@ from activities.citations import cite
 from dsrflow.domain.references import short_reference
 from dsrflow.i18n import SOURCE_LANGUAGE, and_list, long_date, long_datetime, translations
 from policy.model import Policy
-from schemas.plain_text import one_line
+from schemas.plain_text import one_line, without_addresses
 from schemas.requests import DenialReason
 from schemas.vocabulary import PURPOSES, Language, staff_alert_kinds
 
@@ -173,8 +173,11 @@ def render_letter(purpose: str, context: Mapping[str, Any], language: str = SOUR
     if isinstance(ctx.get("subject"), Mapping) and isinstance(ctx["subject"].get("name"), str):
         ctx["subject"] = {**ctx["subject"], "name": one_line(ctx["subject"]["name"])}
     if purpose == "staff_alert":
-        # Staff alerts never carry the subject's identity: drop it so that any reference fails.
+        # Staff alerts never carry the subject's identity: drop it so that any reference fails,
+        # and any address a relay's or a processor's words put in the detail (cut to a paragraph).
         ctx.pop("subject", None)
+        if isinstance(ctx.get("detail"), str):
+            ctx["detail"] = without_addresses(ctx["detail"])[:2000]
         if ctx["kind"] not in staff_alert_kinds(ctx.get("warning_days", DEFAULT_WARNING_DAYS)):
             raise ValueError(f"staff_alert: unknown kind {ctx['kind']!r}")
     if purpose == "cancellation" and not ctx["withdrawn"] and "remedies" not in ctx:

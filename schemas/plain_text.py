@@ -79,3 +79,15 @@ def sql_csv_cell(expression: str, text: bool = False) -> str:
             f"THEN '''' || {value} ELSE {value} END")
     # ascii(NULL) is NULL, so a NULL text stays NULL; format() would write it as ''.
     return f"({cell})" if text else f"(CASE WHEN {expression} IS NULL THEN NULL ELSE {cell} END)"
+
+
+# An e-mail address in text someone else wrote: a relay's refusal quotes the recipient ("550 5.1.1
+# <ada@example.com>: Recipient address rejected"), a processor's error may name the subject.
+_ADDRESS = re.compile(r"[^\s<>@,;:\"'()\[\]]+@[^\s<>@,;:\"'()\[\]]+")
+
+
+def without_addresses(text: str) -> str:
+    """`text` with every e-mail address in it replaced: a failure's message goes into Temporal's
+    history in clear (no payload codec reaches it), onto the request page and into staff alerts,
+    which carry no personal data (attacker audit)."""
+    return _ADDRESS.sub("<address>", text)

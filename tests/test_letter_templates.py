@@ -93,6 +93,17 @@ def test_staff_alert_has_id_but_no_subject_identity(kind):
     assert "Billing connector awaits a manual step." in letter.text
 
 
+def test_a_staff_alerts_detail_loses_any_address_a_third_party_put_in_it():
+    """A processor's or a relay's words in the detail may quote the subject's address: the alert
+    carries none, and the detail is cut to a paragraph (attacker audit)."""
+    detail = f"the processor answered: unknown subject {SUBJECT_EMAIL}. " + "x" * 5000
+    letter = render_letter("staff_alert", full_context("staff_alert", kind="needs_attention", days_left=3,
+                                                       detail=detail))
+    assert "unknown subject <address>" in letter.text and "unknown subject &lt;address&gt;" in letter.html
+    assert SUBJECT_EMAIL not in letter.text and SUBJECT_EMAIL not in letter.html
+    assert "x" * 2001 not in letter.text
+
+
 def test_staff_alert_subject_lines():
     def subject(kind, days_left):
         return render_letter("staff_alert", full_context("staff_alert", kind=kind, days_left=days_left)).subject

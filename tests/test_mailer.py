@@ -292,6 +292,16 @@ class _Refusing:
         return self.reply
 
 
+def test_a_refusal_quoting_the_recipients_address_is_told_without_it():
+    """Postfix quotes the recipient it refuses; the step's failure goes into Temporal's history in
+    clear, onto the request page and into the staff alert, none of which carries the subject's
+    address (attacker audit)."""
+    refused = aiosmtplib.SMTPRecipientsRefused([aiosmtplib.SMTPRecipientRefused(
+        550, "5.1.1 <ada.lovelace@example.com>: Recipient address rejected", "ada.lovelace@example.com")])
+    told = failure_message(refused)
+    assert "ada.lovelace" not in told and told.endswith("550 5.1.1 <<address>>: Recipient address rejected")
+
+
 @pytest.mark.parametrize(("stage", "reply", "for_good"), [
     ("RCPT", "550 5.1.1 mailbox unavailable", True),
     ("DATA", "554 5.7.1 rejected by policy", True),
