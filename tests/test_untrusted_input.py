@@ -224,6 +224,36 @@ async def test_a_certificate_off_the_discovery_documents_origin_is_not_fetched(p
         await certificates.aclose()
 
 
+async def test_an_endless_answer_is_cut_off_at_the_cap():
+    """A processor answering with a body longer than the cap, announced or streamed a chunk at a
+    time: refused as a protocol error (the service unavailable, retried, then flagged), before it
+    fills the worker's memory. Before, httpx read any body whole (attacker audit)."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response, StreamingResponse
+    from starlette.routing import Route
+
+    from activities.connectors.bounded_http import AnswerTooLarge, bounded_client
+
+    async def endless(request: Request) -> Response:
+        async def chunks():  # 4 MB, chunked: no length announced (finite, so that the server can stop)
+            for _ in range(64):
+                yield b"x" * 65536
+
+        return StreamingResponse(chunks(), media_type="application/json")
+
+    async def announced(request: Request) -> Response:
+        return Response(b"y" * 300_000, media_type="application/json")
+
+    app = Starlette(routes=[Route("/endless", endless), Route("/announced", announced), Route("/small", announced)])
+    async with served(app) as url, bounded_client(limit=200_000, timeout=10) as client:
+        for path in ("/endless", "/announced"):
+            with pytest.raises(AnswerTooLarge):
+                await client.get(f"{url}{path}")
+    async with served(app) as url, bounded_client(limit=400_000, timeout=10) as client:
+        assert len((await client.get(f"{url}/small")).content) == 300_000
+
+
 async def test_replayed_and_stale_callbacks_are_refused(settings, pool, dev_server, processor, tmp_path,
                                                         lifecycle_policy, task_queue):
     policy = processor_policy(tmp_path, lifecycle_policy, {"base_url": f"{processor.url}/opendsr",

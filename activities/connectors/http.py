@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-import httpx
 from temporalio.exceptions import ApplicationError
 
 from activities.connectors import expand_env
@@ -38,6 +37,7 @@ from activities.connectors.base import (
     PermanentConnectorError,
     Subject,
 )
+from activities.connectors.bounded_http import bounded_client
 from activities.connectors.http_auth import Credentials, read_secrets
 from activities.connectors.http_client import HttpExchange, dig, records_at
 from activities.connectors.http_holds import held_records, holds_over
@@ -49,7 +49,6 @@ from activities.connectors.http_identifiers import (
 )
 from activities.connectors.http_notes import render_note
 from activities.connectors.http_quota import QuotaExhausted, QuotaLedger, ServiceClock
-from activities.connectors.tls import tls_context
 from dsrflow.infra.failpoints import failpoint
 from policy.http_model import Action, HttpConfig, Step
 from policy.systems import System
@@ -104,7 +103,7 @@ class HttpConnector(Connector):
         except (KeyError, ValueError) as exc:
             raise PermanentConnectorError(f"system {self.name}: config: {exc.args[0]}") from None
         secrets = read_secrets(self.name, self.config)
-        self._http = httpx.AsyncClient(timeout=self.config.timeout_seconds, verify=tls_context())
+        self._http = bounded_client(timeout=self.config.timeout_seconds)
         credentials = Credentials(self.name, self.config.service, self.config.auth, secrets, self._http)
         self.clock = ServiceClock()
         ledger = QuotaLedger(env.pool, f"{self.config.limits.key or self.name}", self.config.limits, self.clock)

@@ -51,6 +51,7 @@ from activities.connectors.base import (
     PermanentConnectorError,
     Subject,
 )
+from activities.connectors.bounded_http import bounded_client
 from activities.connectors.opendsr_documents import datasets_of, outcome_from_status, seconds_until
 from activities.connectors.opendsr_signature import (
     SIGNATURE_HEADER,
@@ -60,7 +61,6 @@ from activities.connectors.opendsr_signature import (
     TrustAnchor,
     trust_anchor,
 )
-from activities.connectors.tls import tls_context
 from policy.disclosure import Origin
 from policy.model import Policy
 from policy.systems import System
@@ -146,7 +146,7 @@ class OpenDsrConnector(Connector):
         timeout = float(config.get("timeout_seconds", 30))
 
         def client() -> httpx.AsyncClient:
-            return httpx.AsyncClient(timeout=timeout, headers={"Accept": "application/json"}, verify=tls_context())
+            return bounded_client(timeout=timeout, headers={"Accept": "application/json"})
 
         # In a worker, one client per timeout for every task: its connections to the processors
         # stay open between them. And one set of certificates: a status poll checks its

@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
 
-from activities.connectors.tls import tls_context
+from activities.connectors.bounded_http import DOCUMENT_BYTES, bounded_client
 
 SIGNATURE_HEADER = "X-OpenDSR-Signature"
 DOMAIN_HEADER = "X-OpenDSR-Processor-Domain"
@@ -164,7 +164,7 @@ class ProcessorCertificates:
 
     def __init__(self, client: httpx.AsyncClient | None = None, *, timeout: float = 10.0,
                  refresh_interval: float = 60.0) -> None:
-        self._client = client or httpx.AsyncClient(timeout=timeout, verify=tls_context())
+        self._client = client or bounded_client(limit=DOCUMENT_BYTES, timeout=timeout)
         self._owns_client = client is None
         self.refresh_interval = refresh_interval
         self._cache: dict[str, bytes] = {}
