@@ -145,10 +145,16 @@ def response_outcome(report: dict[str, Any], policy: Policy, package_link: str |
     # in what we kept, with the reason, not among the recipients told (Art. 19).
     told = sorted({policy.recipients[r.recipient].name for r in results
                    if r.recipient and r.recipient in policy.recipients and r.status == "done"
-                   and r.action in _ART19_ACTIONS and not any(k.get("dataset") == "all" for k in r.kept_records)})
+                   and r.action in _ART19_ACTIONS and not _kept_whole(r)})
     # The letter itself says the request is completed and, after the actions, whom Art. 19 reached;
     # the summary is left for what only this request says (an objection decision).
     # Systems whose data the package could not include, and why: a refusal in part (Art. 15).
     missing = missing_reasons(package.get("missing", {}), policy, t) if package else []
     return {"summary": "", "actions": actions, "kept": kept, "informed": told, "missing": missing,
             "package_link": package_link, "package_expires_at": package_expires_at}
+
+
+def _kept_whole(result: TaskResult) -> bool:
+    """Whether the system kept all it holds under a hold (its "all" record): asked nothing."""
+    return any(k.get("dataset") == "all" and k.get("system", result.system) == result.system
+               for k in result.kept_records)

@@ -16,7 +16,7 @@ from playwright.async_api import expect
 from tests.support import text_of, wait_for_letter
 from tests.test_browser import CHROMIUM, open_request, shots, signed_in, site  # noqa: F401 (fixtures)
 from tests.test_browser_actions import POLLS, SLOW, letters, offered, press, systems_site  # noqa: F401
-from tests.test_browser_review import gated_site, saved, staff_of, zip_names  # noqa: F401 (fixture)
+from tests.test_browser_review import downloaded_for_review, gated_site, staff_of  # noqa: F401 (fixture)
 from tests.test_browser_untold import faulty_site  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)")
@@ -35,13 +35,8 @@ async def test_compliance_reviews_a_portability_package_then_approves_it(
     page = await signed_in(browser, url, pool, "compliance", f"/console/requests/{rid}")
     await expect(page.locator("#status")).to_contain_text("awaiting approval", timeout=SLOW)
     assert await offered(page) == {"approve", "deny", "cancel", "extend"}
-    await page.route(POLLS, lambda route: route.abort())  # no poll swaps the link away before the click
-    async with page.expect_download() as download:
-        await page.get_by_role("link", name="download it for review").click()
-    await page.unroute(POLLS)
-    got = await download.value
-    assert got.suggested_filename == f"portability-{rid[:8]}-review.zip"
-    assert "summary.html" in zip_names(await saved(got, tmp_path))
+    name, entries = await downloaded_for_review(page, tmp_path)
+    assert name == f"portability-{rid[:8]}-review.zip" and "summary.html" in entries
     await expect(page.locator(".timeline li", has_text="Package downloaded for review by browser compliance")
                  ).to_have_count(1, timeout=SLOW)
     await shots(page, "reviewed")

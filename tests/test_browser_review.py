@@ -66,6 +66,17 @@ async def saved(download: Download, directory: Path) -> Path:
     return path
 
 
+async def downloaded_for_review(page: Page, directory: Path) -> tuple[str, list[str]]:
+    """Press the approval form's "download it for review": the file's name and the zip's entries.
+    A poll swapping the region between finding the link and clicking it would click nothing."""
+    await page.route(POLLS, lambda route: route.abort())
+    async with page.expect_download() as download:
+        await page.get_by_role("link", name="download it for review").click()
+    await page.unroute(POLLS)
+    got = await download.value
+    return got.suggested_filename, zip_names(await saved(got, directory))
+
+
 async def test_compliance_and_an_admin_download_the_package_for_review_and_an_agent_cannot(
         browser, gated_site, pool, tmp_path, shots):  # noqa: F811
     url = gated_site
@@ -74,14 +85,8 @@ async def test_compliance_and_an_admin_download_the_package_for_review_and_an_ag
     for role in ("compliance", "admin"):
         page = await signed_in(browser, url, pool, role, f"/console/requests/{rid}")
         await expect(page.locator("#status")).to_contain_text("awaiting approval", timeout=SLOW)
-        # A poll swapping the region between finding the link and clicking it would click nothing.
-        await page.route(POLLS, lambda route: route.abort())
-        async with page.expect_download() as download:
-            await page.get_by_role("link", name="download it for review").click()
-        await page.unroute(POLLS)
-        got = await download.value
-        assert got.suggested_filename == f"access-{rid[:8]}-review.zip"
-        assert "summary.html" in zip_names(await saved(got, tmp_path))
+        name, entries = await downloaded_for_review(page, tmp_path)
+        assert name == f"access-{rid[:8]}-review.zip" and "summary.html" in entries
         reviewers.append((await staff_of(page, pool)).actor)
         # The page's own poll shows the review on the timeline, by this member of staff's name.
         reviewed = page.locator(".timeline li", has_text=f"Package downloaded for review by browser {role}")
