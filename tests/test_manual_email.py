@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 from temporalio import activity
@@ -23,7 +23,7 @@ from policy.model import load_policy
 from schemas.requests import NewRequest
 from schemas.workflow import TaskInput, TaskResult, workflow_id_for
 from tests.fanout_stack import api, fanout_stack
-from tests.support import api_client, eventually, letters_for, staff_headers, text_of, wait_for_letter
+from tests.support import api_client, eventually, letters_for, staff_headers, text_of, unique_email, wait_for_letter
 from workers.dsr_worker import activity_context, build_activities, build_worker
 from workflows.dsr import DataSubjectRequestWorkflow
 
@@ -127,6 +127,34 @@ async def test_erasure_waits_for_the_processor_to_confirm_by_link(stack, pool, d
         for path in (f"/v1/callbacks/manual/{'0' * 64}", "/v1/callbacks/manual/not-a-token"):
             assert (await http.get(path)).status_code == 404
             assert (await http.post(path, data={"note": "x"})).status_code == 404
+
+
+async def test_a_processor_is_told_the_answer_date_only_while_it_is_ahead(pool, settings, mail_sink, monkeypatch):
+    """The processor e-mail says "We must answer the data subject by <date>" only while that date
+    is ahead and the e-mail serves the answer: not for a restriction's lift, nor for an erasure
+    asked once a hold ended, both after the request was answered (DPO audit: they named a date
+    long past to act by)."""
+    monkeypatch.setenv("DSRFLOW_SURVEYS_PRIVACY_EMAIL", SURVEYS_CONTACT)
+    loaded = load_policy()
+    connector = build_connector(ConnectorEnv(
+        system_name="surveys", system=loaded.policy.systems["surveys"], policy=loaded.policy,
+        settings=settings, secret=b"s" * 32, callback_url="", pool=pool, mailer=Mailer(settings)))
+    told = {}
+    try:
+        for case, due, act in (("ahead", date.today() + timedelta(days=20), "erase"),
+                               ("past", date.today() - timedelta(days=400), "erase"),
+                               ("lift", date.today() + timedelta(days=20), "lift_restriction")):
+            row, _ = await create_request(
+                pool, NewRequest(type="erasure", subject={"email": unique_email(case)}, identity_attested=True),
+                loaded_policy=loaded, secret=load_secret_key(settings), actor="tests", idempotency_key=None)
+            await pool.execute("UPDATE dsr_requests SET current_due_date = $2 WHERE id = $1", row["id"], due)
+            subject = Subject(request_id=str(row["id"]), email=row["subject_email"])
+            await (connector.erase(subject) if act == "erase" else connector.lift_restriction(subject))
+            [asked] = letters_for(mail_sink, str(row["id"]), "processor_request")
+            told[case] = "We must answer the data subject by" in text_of(asked)
+    finally:
+        await connector.close()
+    assert told == {"ahead": True, "past": False, "lift": False}
 
 
 async def test_status_reminds_only_after_reminder_days(pool, settings, mail_sink, monkeypatch):

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import AsyncIterator, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate, parseaddr
 from typing import Any
@@ -316,10 +316,16 @@ class ManualEmailConnector(Connector):
                                                 translations(self.env.policy.languages.staff))
         controller = self.env.policy.controller
         token = self._token(subject.request_id, action)
+        # The date we must answer the subject by, while it is ahead: a lift, or an erasure asked
+        # once a hold ended, comes after that answer, and told the processor a date long past to
+        # act by (DPO audit).
+        due = request["current_due_date"]
+        if action == "lift_restriction" or (due is not None and due < date.today()):
+            due = None
         context = {
             "controller": controller.model_dump(mode="json"),
             "processor": {"label": self.env.system.label, "contact_name": self.contact_name},
-            "request": {"id": subject.request_id, "due_date": request["current_due_date"], "regime": request["regime"]},
+            "request": {"id": subject.request_id, "due_date": due, "regime": request["regime"]},
             "action": action,
             "action_title": title,
             "instruction": instruction,
