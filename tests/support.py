@@ -320,3 +320,15 @@ async def sweep_killed_at(settings: Settings, failpoint: str, as_of: datetime) -
     killed = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", _SWEEP, as_of.isoformat()],
                                      env=env, capture_output=True, text=True, timeout=120)
     assert killed.returncode == -9, killed.stderr[-3000:]
+
+
+async def staff_retry(http: httpx.AsyncClient, request_id: str, system: str, headers: dict[str, str]) -> httpx.Response:
+    """Compliance's `retry-task`, once the workflow has taken the task's failure in: the task's
+    row says needs_attention a moment before, and meanwhile the workflow refuses a retry as the
+    task being pending (409), as it tells the caller."""
+    for _ in range(100):
+        answer = await http.post(f"/v1/requests/{request_id}/retry-task", headers=headers, json={"system": system})
+        if answer.status_code != 409 or "is pending" not in answer.text:
+            return answer
+        await asyncio.sleep(0.1)
+    return answer

@@ -17,7 +17,7 @@ from temporalio import activity
 from activities.letters import deliver_letter
 from schemas.workflow import LetterJob, LetterReceipt
 from tests.fanout_stack import fanout_stack
-from tests.support import live_client, staff_headers, text_of, wait_for_letter
+from tests.support import eventually, live_client, staff_headers, text_of, wait_for_letter
 from tests.test_approval import approval_settings  # noqa: F401 (fixture: access needs approval)
 from tests.test_browser import (  # noqa: F401
     CHROMIUM,
@@ -177,8 +177,14 @@ async def test_each_button_on_an_open_request_works_for_each_role_that_sees_it(
         assert await pool.fetchval(downloads, held) == 0  # opening the link downloads nothing
         async with subject.expect_download() as download:
             await subject.get_by_role("button", name="Download your data").click()
-        assert (await download.value).suggested_filename.startswith("access-")
-        assert await pool.fetchval(downloads, held) == 1
+        got = await download.value
+        assert got.suggested_filename.startswith("access-")
+        await got.path()  # the whole file: a download is recorded once its last byte has gone
+
+        async def recorded() -> bool:
+            return await pool.fetchval(downloads, held) == 1
+
+        await eventually(recorded)
         await subject.close()
 
     refused = await open_request(url, pool)

@@ -24,6 +24,7 @@ from tests.support import (
     letters_for,
     settings_env,
     staff_headers,
+    staff_retry,
     text_of,
     wait_for_letter,
 )
@@ -385,8 +386,7 @@ async def test_a_staff_retry_of_a_job_the_processor_cancelled_asks_it_anew(postg
             assert (await processor.delete(f"{stack.email_url}/requests/{first['external_id']}")).status_code == 202
         await until("needs_attention", 1)
 
-        r = await http.post(f"/v1/requests/{rid}/retry-task", headers=await staff_headers(pool, "compliance"),
-                            json={"system": "email_marketing"})
+        r = await staff_retry(http, rid, "email_marketing", await staff_headers(pool, "compliance"))
         assert r.status_code == 200, r.text
         second = await until("pending", 2)
         assert second["external_id"] != first["external_id"]

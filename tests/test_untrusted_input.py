@@ -25,6 +25,7 @@ from tests.support import (
     assert_problem,
     live_client,
     staff_headers,
+    staff_retry,
     text_of,
     unique_email,
     wait_for_letter,
@@ -298,14 +299,7 @@ async def test_a_replayed_callback_does_not_reach_a_task_staff_ran_again(setting
                                                "status_changed_time": rfc3339(dt.datetime.now(dt.UTC))})
         assert (await http.post(CALLBACK, content=cancelled, headers=headers)).status_code == 202
         await _until(pool, task, request_id, ("needs_attention", 1))
-        # The task's row says so a moment before the workflow has taken the result in: until
-        # then the workflow refuses a retry (409, "pending"), as it tells the caller.
-        for _ in range(100):
-            retried = await http.post(f"/v1/requests/{request_id}/retry-task", headers=compliance,
-                                      json={"system": PROCESSOR})
-            if retried.status_code != 409 or "is pending" not in retried.text:
-                break
-            await asyncio.sleep(0.1)
+        retried = await staff_retry(http, request_id, PROCESSOR, compliance)
         assert retried.status_code == 200, retried.text
         await _until(pool, task, request_id, ("pending", 2))
         job = await pool.fetchval("SELECT external_id FROM system_tasks WHERE request_id = $1 AND system = $2",
