@@ -343,3 +343,14 @@ def test_access_response_names_the_processor_whose_export_is_missing():
     complete = _render_case("response-access-package", "gdpr")
     assert "for each of our systems" in complete.text and "does not include" not in complete.text
     assert "Your right to complain" not in complete.text
+
+
+def test_a_ccpa_erasure_response_says_the_request_is_kept_on_record():
+    """Cal. Code Regs. tit. 11, §§ 7022 and 7101: a consumer whose data was deleted is told that a
+    record of the request is kept; no other law's response, nor another CCPA response, says so."""
+    said = "We keep a record of your request and of how we answered it for at least 24 months"
+    letter = _render_case("response-erasure-kept", "ccpa")
+    for part in (" ".join(letter.text.split()), " ".join(_html_as_text(letter.html).split())):
+        assert said in part and "§§ 7022 and 7101" in part
+    assert said not in " ".join(_render_case("response-erasure-kept", "gdpr").text.split())
+    assert said not in " ".join(_render_case("response-rectification", "ccpa").text.split())
