@@ -28,6 +28,7 @@ import yaml
 from temporalio.client import Client
 
 from api.auth import create_token
+from devstack.policy_copies import without_processors_by_email
 from devstack.processes import free_port, spawn
 from devstack.stack import Stack
 from dsrflow.infra.db import create_pool
@@ -131,10 +132,7 @@ def unattended_policy(path: Path, content: dict | None = None) -> Path:
 def bench_policy(path: Path) -> Path:
     """The default policy without the processors reached by e-mail: their tasks wait days for a
     person, so a benchmark would measure nothing but that wait."""
-    content = yaml.safe_load(DEFAULT_POLICY.read_text())
-    content["systems"] = {name: system for name, system in content["systems"].items()
-                          if system["connector"] != "manual_email"}
-    return unattended_policy(path, content)
+    return unattended_policy(path, without_processors_by_email(yaml.safe_load(DEFAULT_POLICY.read_text())))
 
 
 @contextlib.contextmanager

@@ -149,6 +149,8 @@ class Stack:
         # confirming means clicking the link in it.
         self.env.setdefault("DSRFLOW_SURVEYS_PRIVACY_EMAIL", "privacy@surveys.example")
         self.env.setdefault("DSRFLOW_WORK_MANAGEMENT_PRIVACY_EMAIL", "privacy@work-management.example")
+        self.env.setdefault("DSRFLOW_REGISTRATION_PRIVACY_EMAIL", "privacy@registration.example")
+        self.env.setdefault("DSRFLOW_MONITORING_PRIVACY_EMAIL", "privacy@monitoring.example")
         await asyncio.to_thread(wait_for_port, port, "demo e-mail marketing service", 60, proc)
 
     async def _start_saas_standins(self) -> None:

@@ -84,7 +84,7 @@ class Category(StrictModel):
 
 class Recipient(StrictModel):
     """A recipient (processor) named in the privacy policy: told of erasure, rectification and
-    restriction under Art. 19 when it is also a system we fan out to."""
+    restriction under Art. 19 through the system that names it (`systems.*.recipient`)."""
 
     name: str  # the kind of recipient, as the privacy policy words it
     # Who it is (company name and country), where the controller knows: an access package names
@@ -94,6 +94,9 @@ class Recipient(StrictModel):
     categories: list[str] = Field(default_factory=list)
     location: str = "EEA"
     safeguards: str | None = None
+    # A provider that holds the data only as the host of our systems (servers, storage): what they
+    # erase, correct or restrict is done on its machines, so no system needs to name it.
+    hosts_our_systems: bool = False
 
 
 def _approval_required_by_default() -> list[RequestType | Literal["attested_erasure"]]:
@@ -172,10 +175,18 @@ class Policy(StrictModel):
                         )
             if system.connector == "http":
                 check_http_references(name, system.http_config(), self)
+        reached = {system.recipient for system in self.systems.values()}
         for name, recipient in self.recipients.items():
             unknown = set(recipient.categories) - set(self.categories)
             if unknown:
                 raise ValueError(f"recipients.{name}.categories: unknown {sorted(unknown)}")
+            if name not in reached and not recipient.hosts_our_systems:
+                # Art. 19 GDPR and CCPA regulations § 7022(b)(2): every recipient is told of an
+                # erasure, rectification or restriction, and only a system's task tells it.
+                raise ValueError(
+                    f"recipients.{name}: no system names it as its recipient, so no erasure, rectification "
+                    f"or restriction would reach it (Art. 19 GDPR): add a system for it (a processor without "
+                    f"an API: connector manual_email), or set hosts_our_systems: true if it only hosts our systems")
         named: set[str] = set()
         for index, retention_rule in enumerate(self.retention):
             if retention_rule.name in named:

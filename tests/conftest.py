@@ -24,6 +24,7 @@ from temporalio.client import Client
 from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 
+from devstack.policy_copies import only_systems
 from devstack.postgres import EmbeddedPostgres
 from devstack.processes import find_binary, free_port
 from devstack.smtp_sink import MailSink
@@ -132,10 +133,7 @@ def mail_sink(home: Path) -> Iterator[MailSink]:
 def lifecycle_policy(home: Path) -> Path:
     """The default policy without processor systems: lifecycle tests exercise deadlines,
     verification and letters; the fan-out tests bring their own systems (tests/fanout_stack.py)."""
-    content = yaml.safe_load(DEFAULT_POLICY.read_text())
-    content["systems"] = {}
-    content["retention"] = []  # its rules name the systems dropped above
-    content["automated_decisions"].pop("profiling")  # and so does the profile's
+    content = only_systems(yaml.safe_load(DEFAULT_POLICY.read_text()), [])
     # Responses go out without compliance approval here; tests/test_approval.py covers the gate.
     content["approval_required_for"] = []
     path = home / "lifecycle-policy.yaml"

@@ -23,6 +23,7 @@ from api.app import create_app
 from devstack.demo.email_marketing import BASE_PATH, create_email_marketing_app
 from devstack.demo.email_marketing_db import ensure_email_marketing_database
 from devstack.demo.sql_systems import SQL_SYSTEMS
+from devstack.policy_copies import without_processors_by_email
 from devstack.postgres import EmbeddedPostgres
 from dsrflow.settings import Settings
 from policy.model import DEFAULT_POLICY, LoadedPolicy, load_policy
@@ -85,11 +86,9 @@ async def fanout_stack(postgres: EmbeddedPostgres, settings: Settings, client, t
 
     (email_socket, email_port), (api_socket, api_port) = loopback_socket(), loopback_socket()
     email_url = f"http://127.0.0.1:{email_port}{BASE_PATH}"
-    content = yaml.safe_load(DEFAULT_POLICY.read_text())
     # Processors reached by e-mail wait days for a person to confirm: tests/test_manual_email.py
     # covers them; here they would only hold every request open.
-    content["systems"] = {name: system for name, system in content["systems"].items()
-                          if system["connector"] != "manual_email" or name in keep_manual}
+    content = without_processors_by_email(yaml.safe_load(DEFAULT_POLICY.read_text()), keep_manual)
     for system in SQL_SYSTEMS:
         content["systems"][system]["config"] = {"database": names[system]}
     # Responses go out without compliance approval here; tests/test_approval.py covers the gate.

@@ -3,7 +3,6 @@ systems using the shipped configurations (policy/http/*.yaml), and a connector f
 
 from __future__ import annotations
 
-import copy
 import uuid
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ import yaml
 
 from activities.connectors import build_connector
 from activities.connectors.base import ConnectorEnv, Subject
+from devstack.policy_copies import only_systems
 from dsrflow.settings import Settings
 from policy.model import DEFAULT_POLICY, LoadedPolicy, load_policy
 from tests.support import english_only
@@ -22,11 +22,7 @@ SECRET = b"s" * 32
 
 def http_policy(tmp: Path, systems: dict[str, dict[str, Any]], keep: tuple[str, ...] = ()) -> LoadedPolicy:
     """The default policy with only `keep` of its systems, plus the given http systems."""
-    content = copy.deepcopy(yaml.safe_load(DEFAULT_POLICY.read_text()))
-    content["systems"] = {name: s for name, s in content["systems"].items() if name in keep}
-    content["retention"] = [r for r in content["retention"] if r["system"] in keep]
-    if content["automated_decisions"]["profiling"]["system"] not in keep:
-        content["automated_decisions"].pop("profiling")
+    content = only_systems(yaml.safe_load(DEFAULT_POLICY.read_text()), keep)
     content["systems"].update(systems)
     english_only(content)
     path = tmp / f"policy-{uuid.uuid4().hex[:6]}.yaml"

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from devstack.policy_copies import without_processors_by_email
 from policy.model import DEFAULT_POLICY, PolicyError, load_policy
 from tests.letters_as_sent import as_sent
 from tests.support import english_only
@@ -35,8 +36,12 @@ def test_shipped_policy_loads() -> None:
     assert {n: s.connector for n, s in policy.systems.items()} == {
         "crm": "sql", "analytics": "sql", "billing": "sql", "email_marketing": "opendsr",
         "surveys": "manual_email", "work_management": "manual_email",
+        "registration_authorization": "manual_email", "monitoring_marketing": "manual_email",
     }
     assert all(s.recipient in policy.recipients for s in policy.systems.values())
+    # Every recipient is reached by a system's task (Art. 19), but the host of those systems.
+    unreached = set(policy.recipients) - {s.recipient for s in policy.systems.values()}
+    assert unreached == {"cloud_hosting"} and policy.recipients["cloud_hosting"].hosts_our_systems
     assert policy.systems["email_marketing"].datasets == []
     # Placeholders stay in the policy (and its version hash); connectors expand them.
     assert policy.systems["email_marketing"].config["base_url"].startswith("${DSRFLOW_DEMO_OPENDSR_URL:-")
@@ -127,6 +132,32 @@ def test_unknown_recipient_is_named(tmp_path: Path) -> None:
     content["systems"]["crm"]["recipient"] = "nobody"
     with pytest.raises(PolicyError, match=r"systems\.crm\.recipient: unknown recipient 'nobody'"):
         load_policy(write(tmp_path, content))
+
+
+@pytest.mark.parametrize("change", [
+    lambda c: c["systems"].pop("registration_authorization"),
+    lambda c: c["recipients"]["cloud_hosting"].pop("hosts_our_systems"),
+])
+def test_a_recipient_no_erasure_would_reach_is_refused(tmp_path: Path, change) -> None:
+    """Art. 19: a recipient named in the policy but by no system would never be told of an
+    erasure; the policy says which, and how to reach it."""
+    content = copy.deepcopy(RAW)
+    change(content)
+    with pytest.raises(PolicyError) as caught:
+        load_policy(write(tmp_path, content))
+    assert "no system names it as its recipient" in str(caught.value)
+    assert "connector manual_email" in str(caught.value) and "hosts_our_systems: true" in str(caught.value)
+    assert "recipients.registration_authorization" in str(caught.value) or "recipients.cloud_hosting" in str(caught.value)
+
+
+def test_processors_by_email_leave_an_unattended_copy_with_their_recipients(tmp_path: Path) -> None:
+    """The test stacks' and benchmarks' copy: without the processors that wait for a person, and
+    without the recipients only they reached, it still loads."""
+    content = without_processors_by_email(copy.deepcopy(RAW), keep=("surveys",))
+    policy = load_policy(write(tmp_path, content)).policy
+    assert {n for n, s in policy.systems.items() if s.connector == "manual_email"} == {"surveys"}
+    assert "work_management" not in policy.recipients and "surveys" in policy.recipients
+    assert "communication_crm" in policy.recipients and "cloud_hosting" in policy.recipients
 
 
 def test_invalid_yaml(tmp_path: Path) -> None:
