@@ -100,7 +100,10 @@ def decision_summary(decision: dict[str, Any], regime: str, t: Translator = ENGL
         said = t.gettext("We considered your objection to processing based on our legitimate interests"
                          "%(citation)s. We found no compelling grounds to continue, so we have stopped "
                          "that processing. %(explanation)s")
-    return said % {"explanation": decision["explanation"], "citation": cite(regime, "21(1)", " (%s)", t)}
+    # Outside the GDPR and the UK GDPR no law gives this right or sets this test: the privacy
+    # policy does, and the letter says so rather than state a test as if the subject's law set it.
+    where = cite(regime, "21(1)", " (%s)", t) or t.gettext(" (a right our privacy policy gives you)")
+    return said % {"explanation": decision["explanation"], "citation": where}
 
 
 # Letters that close a request unanswered, which may have been carried out in part by then.

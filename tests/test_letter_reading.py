@@ -354,3 +354,16 @@ def test_a_ccpa_erasure_response_says_the_request_is_kept_on_record():
         assert said in part and "§§ 7022 and 7101" in part
     assert said not in " ".join(_render_case("response-erasure-kept", "gdpr").text.split())
     assert said not in " ".join(_render_case("response-rectification", "ccpa").text.split())
+
+
+@pytest.mark.parametrize(("regime", "source"), [
+    ("gdpr", "(Art. 21(1) GDPR)"), ("uk_gdpr", "(Art. 21(1) UK GDPR)"),
+    ("ccpa", "(a right our privacy policy gives you)"), ("vcdpa", "(a right our privacy policy gives you)"),
+])
+def test_an_objection_decision_says_where_its_test_comes_from(regime, source):
+    """The compelling-grounds test is Art. 21(1)'s under the GDPR and the UK GDPR; elsewhere only
+    the privacy policy sets it, and the decision says so instead of stating it as the law's."""
+    for grounds in (True, False):
+        said = decision_summary({"compelling_grounds": grounds, "explanation": "Fraud checks."}, regime)
+        assert source in said and "Fraud checks." in said
+        assert ("GDPR" in said) is (regime in ("gdpr", "uk_gdpr"))
