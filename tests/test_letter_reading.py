@@ -31,6 +31,7 @@ from activities.letters import (
     decision_summary,
 )
 from activities.restrictions import GROUND_LABELS
+from api.rest.legal_holds import LEGAL_CLAIMS
 from dsrflow.i18n import ENGLISH
 from policy.model import load_policy
 from schemas.vocabulary import PURPOSES, Regime, staff_alert_kinds
@@ -60,7 +61,7 @@ _KEPT_RECORDS = [
      "basis": "Art. 17(3)(b) GDPR (compliance with a legal obligation)",
      "law": "Belgian VAT Code Art. 60 §4; CIR 92 Art. 315", "until": "2036-01-01"},
     {"system": "crm", "dataset": "all", "records": 0, "hold_kind": "legal_claims",
-     "basis": "Art. 17(3)(e) GDPR (establishment, exercise or defence of legal claims)",
+     "basis": LEGAL_CLAIMS,  # as a hold placed through the API stores it
      "law": "Belgian Civil Code Art. 2262bis", "until": "2027-06-30"},
 ]
 
@@ -89,19 +90,31 @@ _REPORTS = {
 
 
 def _response(request_type: str, decision: dict | None = None, report: str | None = None) -> tuple[str, dict]:
+    """A response case: its outcome is built in the regime each render gives (`_response_extra`),
+    as build_context builds it, so what the outcome cites (a kept record's basis, an objection's
+    test) is checked in every regime."""
+    return "response", {RESPONSE_OF: (request_type, decision, report)}
+
+
+def _response_extra(request_type: str, decision: dict | None, report: str | None, regime: str) -> dict:
     link = "https://privacy.onetagger.com/v1/public/packages/tok123" if request_type == "access" else None
     expires = datetime(2026, 3, 9, 23, 59, tzinfo=UTC) if link else None
-    outcome = response_outcome(_REPORTS[report or request_type], _POLICY, link, expires, regime="gdpr")
+    outcome = response_outcome(_REPORTS[report or request_type], _POLICY, link, expires, regime=regime)
     if decision:
-        outcome["summary"] = decision_summary(decision, "gdpr")
+        outcome["summary"] = decision_summary(decision, regime)
         outcome["processing_continues"] = decision["compelling_grounds"]  # as build_context sets it
     extra = {"request_type": request_type, "outcome": outcome}
-    return "response", {**extra, REMEDIES_OF_REGIME: True} if refuses_in_part(outcome, decision) else extra
+    return {**extra, REMEDIES_OF_REGIME: True} if refuses_in_part(outcome, decision) else extra
 
 
 # A case's marker for the remedies of the regime it is rendered in (activities/letters.py): as a
 # refusal (`remedies`), as an appeal's refusal (no further appeal), or an extension's complaint.
 REMEDIES_OF_REGIME, APPEAL_REMEDIES, COMPLAINT_OF_REGIME = "remedies-of-regime", "appeal-remedies", "complaint-of-regime"
+# A response case's inputs (request type, objection decision, report), built per regime.
+RESPONSE_OF = "response-of"
+# A lift letter's grounds (GROUND_LABELS' codes), worded in each render's regime as
+# activities/restrictions.py words them.
+LIFT_GROUNDS = "lift-grounds"
 
 
 
@@ -148,12 +161,12 @@ def _letter_cases() -> dict[str, tuple[str, dict]]:
         "denial-of-an-appeal": ("denial", {
             "reason_code": "other", APPEAL_REMEDIES: True,
             "explanation": "We reviewed our decision and confirm it: the records are needed to defend a claim."}),
-        "restriction_lift": ("restriction_lift", {**EXTRA["restriction_lift"], "request_type": "restriction"}),
+        "restriction_lift": ("restriction_lift", {**EXTRA["restriction_lift"], "request_type": "restriction",
+                                                  LIFT_GROUNDS: ["needed_for_legal_claims"]}),
         "restriction_lift-notice-two-grounds": ("restriction_lift", {
             **EXTRA["restriction_lift"], "request_type": "restriction", "notice_days": 14,
-            "restriction": {"since": datetime(2025, 11, 4, 9, 30, tzinfo=UTC), "recipients": [],
-                            "grounds": [cited_label(GROUND_LABELS["accuracy_contested"], "gdpr"),
-                                       cited_label(GROUND_LABELS["objection_pending"], "gdpr")]}}),
+            "restriction": {"since": datetime(2025, 11, 4, 9, 30, tzinfo=UTC), "recipients": []},
+            LIFT_GROUNDS: ["accuracy_contested", "objection_pending"]}),
     }
     for code in LETTER_DENIAL_LABELS:
         cases[f"denial-{code}"] = ("denial", {
@@ -185,6 +198,13 @@ def _render_case(case: str, regime: str) -> RenderedLetter:
     ctx = base_context()
     ctx["subject"]["name"] = "Jane Doe"
     extra = copy.deepcopy(extra)
+    if RESPONSE_OF in extra:
+        extra = _response_extra(*extra.pop(RESPONSE_OF), regime)
+    if purpose == "restriction_lift":  # the right to complain of its regime, as letters.py gives it
+        extra["complaint"] = remedies_context(_POLICY, regime, "BE", appeal=False)
+    if LIFT_GROUNDS in extra:
+        extra["restriction"] = {**extra["restriction"], "grounds": [
+            cited_label(GROUND_LABELS[code], regime) for code in extra.pop(LIFT_GROUNDS)]}
     request_type = extra.pop("request_type", "erasure")
     ctx["request"].update(regime=regime, type=request_type,
                           type_label=cited_label(LETTER_TYPE_LABELS[request_type], regime))
@@ -367,3 +387,20 @@ def test_an_objection_decision_says_where_its_test_comes_from(regime, source):
         said = decision_summary({"compelling_grounds": grounds, "explanation": "Fraud checks."}, regime)
         assert source in said and "Fraud checks." in said
         assert ("GDPR" in said) is (regime in ("gdpr", "uk_gdpr"))
+
+
+# The law a letter may name, by regime: its own, never another's (activities/citations.py).
+_OTHER_LAW = {"gdpr": re.compile(r"UK GDPR"), "uk_gdpr": re.compile(r"(?<!UK )GDPR")}
+
+
+@pytest.mark.parametrize("regime", [r.value for r in Regime])
+def test_every_letter_cites_only_the_law_of_its_regime(regime):
+    """What a letter's parts cite (a kept record's basis, a lift's grounds, an objection's test)
+    is built in the request's regime: no GDPR article in a US, Brazilian or Canadian letter, no EU
+    GDPR in a UK one."""
+    other = _OTHER_LAW.get(regime, re.compile(r"GDPR"))
+    for case in LETTER_CASES:
+        letter = _render_case(case, regime)
+        for part in (letter.subject, letter.text, unescape(letter.html)):
+            found = other.search(part)
+            assert found is None, (case, part[max(found.start() - 120, 0):found.end() + 40])
