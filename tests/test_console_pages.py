@@ -22,11 +22,12 @@ from tests.support import (
 HTMX = {"HX-Request": "true"}
 
 
-async def open_request(http, pool, *, days_ago: int = 0, kind: str = "erasure", attested: bool = False) -> str:
+async def open_request(http, pool, *, days_ago: int = 0, kind: str = "erasure", attested: bool = False,
+                       language: str | None = None) -> str:
     received = (datetime.now(UTC) - timedelta(days=days_ago)).isoformat()
     r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
         "type": kind, "subject": {"email": unique_email("console")}, "received_at": received,
-        "identity_attested": attested})
+        "identity_attested": attested, **({"language": language} if language else {})})
     assert r.status_code == 201, r.text
     rid = r.json()["id"]
     await wait_for_due_date(pool, rid)
@@ -170,6 +171,19 @@ async def test_request_page_shows_the_request_and_the_roles_actions(http, pool, 
     assert "Extend the deadline" in compliance_page and "Deny the request" in compliance_page
     assert "Evidence pack" in compliance_page
     assert "Request opened" in compliance_page and "Letter sent (acknowledgement)" in compliance_page
+
+
+async def test_what_staff_write_for_a_subject_says_the_language_of_their_letters(http, pool):
+    """A reason or an explanation goes into the subject's letter as staff write it: where the
+    letters are not in the staff language, every such field says which language to write in."""
+    dutch, english = await open_request(http, pool, language="nl"), await open_request(http, pool)
+    await console_sign_in(http, pool, "compliance")
+    page = (await http.get(f"/console/requests/{dutch}")).text
+    for field in ("Reason", "Explanation"):
+        assert f"{field} (sent to the subject, whose letters are in Dutch: write it in Dutch)" in page, field
+    assert "(sent to the subject)" not in page
+    page = (await http.get(f"/console/requests/{english}")).text
+    assert page.count("(sent to the subject)") >= 3 and "whose letters are in" not in page
 
 
 async def test_extend_in_place_then_refused_the_second_time(http, pool):

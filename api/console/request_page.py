@@ -121,6 +121,7 @@ async def _context(state: AppState, today: date, request_id: str, staff: Staff) 
     restriction = as_view(await restriction_for(await state.db(), request_id))
     names = await staff_names(await state.db())
     letters, alerts = _letters(pack)
+    staff_language = state.policy.policy.languages.staff.value
     return {
         "letters": letters, "staff_alerts": alerts, "reference": short_reference(request_id),
         "pack": pack, "r": row, "live": live, "status": status, "due": due, "extended": extended,
@@ -128,6 +129,10 @@ async def _context(state: AppState, today: date, request_id: str, staff: Staff) 
         "attested_by": actor_name(pack["verification"]["attested_by"] or "", names),
         "attested_by_you": pack["verification"]["attested_by"] == staff.actor,
         "language_names": {lang.value: language_name(lang) for lang in Language},
+        # The language of the subject's letters, named in the staff's, where it is another: what
+        # staff write for the subject (a reason, an explanation) goes into the letter as written.
+        "letter_language": (language_name(row["language"], staff_language)
+                            if row["language"] and row["language"] != staff_language else None),
         "extension_reason": (live.extension_reason if live else None)
         or (deadlines["extension"] or {}).get("reason"),
         "badge": days_left_badge(days_left, status), "tasks": tasks,

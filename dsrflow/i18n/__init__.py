@@ -80,9 +80,10 @@ def long_datetime(value: datetime, language: str = SOURCE_LANGUAGE) -> str:
     return f"{long_date(value, language)}, {clock} UTC"
 
 
-def language_name(language: str) -> str:
-    """The language's name in itself: "English", "Nederlands", "Français", "Deutsch"."""
-    name = Locale.parse(_FORMAT_LOCALE[Language(language)]).get_display_name(language) or language
+def language_name(language: str, in_language: str | None = None) -> str:
+    """The language's name in itself: "English", "Nederlands", "Français", "Deutsch"; or in
+    `in_language` ("Dutch" in English)."""
+    name = Locale.parse(_FORMAT_LOCALE[Language(language)]).get_display_name(in_language or language) or language
     return name.split(" (")[0].capitalize()
 
 
