@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
@@ -186,3 +186,28 @@ async def test_a_request_closed_unanswered_keeps_no_identifier_in_clear(pool, tm
     in_clear = "SELECT count(*) FROM http_identifiers WHERE request_id = $1 AND value IS NOT NULL"
     assert await pool.fetchval(in_clear, uuid.UUID(denied)) == 0
     assert await pool.fetchval(in_clear, uuid.UUID(completed)) == 1
+
+
+async def test_a_time_at_the_calendars_edge_in_googles_answer_leaves_the_erasure_done(
+        google, pool, tmp_path, monkeypatch):
+    """Google accepted the deletions but stamped them 31 December 9999, so the note's date two
+    months on does not exist: the task is still done (Google has acted, and a retry would read the
+    same answer), the letter goes without the note, and staff read why on the task."""
+    import devstack.saas.ga4 as standin_module
+
+    class _EdgeOfTime(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return datetime(9999, 12, 31, 23, 0, tzinfo=UTC)
+
+    monkeypatch.setattr(standin_module, "datetime", _EdgeOfTime)
+    loaded = _policy(tmp_path)
+    rid = await _request_with_identifiers(pool, loaded, [("CLIENT_ID", "GA1.1.555.666")])
+    connector_ = connector(loaded, "ga4", pool)
+    try:
+        outcome = await connector_.erase(subject("tracked@example.com", rid))
+    finally:
+        await connector_.close()
+    assert [r["userId"] for r in google.state.data.requests] == ["GA1.1.555.666"]
+    assert outcome.status == "done" and outcome.datasets == {"identifiers": {"found": 1, "submitted": 1}}
+    assert outcome.note is None and "cannot read" in (outcome.message or "")

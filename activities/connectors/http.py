@@ -393,4 +393,8 @@ class HttpConnector(Connector):
                        if "identifiers" in datasets else f"{self.config.service} holds no record of the subject")
             return ActionOutcome(status="not_found", datasets=datasets, message=message)
         note = render_note(action.note, collected, self.clock.now()) if action.note else None
-        return ActionOutcome(status="done", found=found, changed=changed, datasets=datasets, note=note)
+        unread = (f"{self.config.service} answered with a value its note cannot read (e.g. a time outside "
+                  "the calendar): the letter says nothing of when its deletion completes"
+                  if action.note and note is None else None)
+        return ActionOutcome(status="done", found=found, changed=changed, datasets=datasets, note=note,
+                             message=unread)

@@ -38,6 +38,13 @@ _NOTES.filters.update(
 )
 
 
-def render_note(template: str, collected: dict[str, list[Any]], now: datetime) -> str:
-    """`collected`: the values the steps kept, by name (one per request); `accepted_at`: now."""
-    return " ".join(_NOTES.from_string(template).render(collected=collected, accepted_at=now).split())
+def render_note(template: str, collected: dict[str, list[Any]], now: datetime) -> str | None:
+    """`collected`: the values the steps kept, by name (one per request); `accepted_at`: now.
+    None where a value the service sent cannot be read as what the note takes it for (a time
+    outside the calendar, text that is no time): the service has already acted by then, and its
+    odd answer must not fail the task for good, every retry reading it again."""
+    try:
+        text = _NOTES.from_string(template).render(collected=collected, accepted_at=now)
+    except (ValueError, OverflowError, OSError, TypeError):
+        return None
+    return " ".join(text.split())
