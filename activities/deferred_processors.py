@@ -35,6 +35,11 @@ Followed = Literal["done", "waiting", "failed"]
 log = get_logger(__name__)
 
 
+# The rows a sweep read are still as it read them ($2: their attempt): not done, not failed, and
+# not asked again by staff since. A sweep's result is written only to such rows.
+_STILL_OPEN = "attempt = $2 AND done_at IS NULL AND failed_at IS NULL"
+
+
 async def follow_processor_erasure(ctx: ActivityContext, fanout: FanoutActivities, connector: Connector, *,
                                    request: dict[str, Any], version: str, system: str,
                                    due: list[asyncpg.Record]) -> Followed:
@@ -64,7 +69,8 @@ async def follow_processor_erasure(ctx: ActivityContext, fanout: FanoutActivitie
                                         + ("being asked again" if attempt > 1 else "the hold's end"))
     if outcome.status in ("done", "not_found"):
         await _record(ctx, str(request["id"]), system, ids, attempt, "confirmed", Write(
-            "UPDATE deferred_erasures SET done_at = now() WHERE id = ANY($1::bigint[])", (ids,)),
+            f"UPDATE deferred_erasures SET done_at = now() WHERE id = ANY($1::bigint[]) AND {_STILL_OPEN}",
+            (ids, attempt)),
             {"job": outcome.external_id, "erased": outcome.changed})
         return "done"
     await record_failure(ctx, str(request["id"]), system, due,
@@ -81,6 +87,11 @@ async def record_failure(ctx: ActivityContext, request_id: str, system: str, due
     attempt, goes once. `asked`: a processor was asked and did not erase; otherwise the system
     itself could not (activities/deferred.py)."""
     ids, attempt = [row["id"] for row in due], max(row["attempt"] for row in due)
+    if not await ctx.pool.fetchval(
+            f"SELECT count(*) FROM deferred_erasures WHERE id = ANY($1::bigint[]) AND {_STILL_OPEN}", ids, attempt):
+        # Settled by staff, or confirmed on the processor's link, while this sweep was asking: the
+        # erasure is done, and neither the alert nor the failure would be true any more.
+        return
     loaded = await ctx.policy(due[0]["policy_version"])
     label = loaded.policy.systems[system].label if system in loaded.policy.systems else system
     what = (f"{label} was asked to erase the data a legal-claims hold had kept, once the hold ended, and did not"
@@ -93,8 +104,8 @@ async def record_failure(ctx: ActivityContext, request_id: str, system: str, due
                           "erasure once it is done by other means; until then the request's evidence shows it "
                           "as failed."}))
     await _record(ctx, request_id, system, ids, attempt, "failed", Write(
-        "UPDATE deferred_erasures SET failed_at = now(), failure = $2 WHERE id = ANY($1::bigint[])",
-        (ids, reason[:500])), {"job": job} if asked else {"reason": reason[:500]})
+        f"UPDATE deferred_erasures SET failed_at = now(), failure = $3 WHERE id = ANY($1::bigint[]) AND {_STILL_OPEN}",
+        (ids, attempt, reason[:500])), {"job": job} if asked else {"reason": reason[:500]})
 
 
 async def _ask_or_follow(ctx: ActivityContext, fanout: FanoutActivities, connector: Connector, *,

@@ -15,6 +15,7 @@ import httpx
 from temporalio.testing import ActivityEnvironment
 
 from activities.deferred import DeferredErasureActivities
+from activities.deferred_processors import record_failure
 from dsrflow.stores.holds_store import release_hold
 from schemas.holds import SweepInput
 from schemas.workflow import workflow_id_for
@@ -238,6 +239,17 @@ async def test_an_email_processor_confirms_a_deferred_erasure_on_its_link(postgr
             # Once done, the link records nothing more.
             again = await http.post(link, data={"note": "twice"})
             assert "already" in again.text.lower()
+            # A sweep that read the rows as asked, before the confirmation, and heard of no erasure
+            # since: its failure, late, neither alerts staff nor marks the erasure failed.
+            # (What the sweep reads of them: their ids, attempt and policy version, unchanged.)
+            as_read = await pool.fetch("SELECT * FROM deferred_erasures WHERE request_id = $1 AND system = 'surveys'",
+                                       rid)
+            await record_failure(activity_context(stack.settings, pool), rid, "surveys", as_read,
+                                 "no confirmation within 14 days", asked=True)
+            row = await _row(pool, rid, "surveys")
+            assert row["done_at"] is not None and row["failed_at"] is None
+            assert "erasure.deferred_failed" not in await _events(pool, rid)
+            assert letters_for(mail_sink, rid, "staff_alert") == []
 
 
 async def test_a_sweep_killed_after_asking_the_processor_asks_once_and_follows_it(postgres, settings, dev_server, tmp_path):
