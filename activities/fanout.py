@@ -44,6 +44,7 @@ from dsrflow.infra.failpoints import failpoint
 from dsrflow.infra.metrics import connector_call
 from dsrflow.infra.tracing import span
 from dsrflow.infra.writes import Write, columns, write_together
+from dsrflow.stores.deferred_store import kept_records
 from dsrflow.stores.holds_store import active_holds_for
 from dsrflow.stores.requests_store import get_request, get_request_with
 from schemas.workflow import Plan, StartRequest, SystemTask, TaskInput, TaskRecord, TaskResult
@@ -271,6 +272,8 @@ class FanoutActivities:
                     await save_outcome(self.ctx.pool, task, reported(outcome), committed=False)
 
                 if action == "rectify":
+                    # Whoever's they are: a customer number still names a record an erasure kept.
+                    subject = replace(subject, held=await kept_records(self.ctx.pool, system=task.task.system))
                     outcome = await connector.rectify(subject, details.get("corrections", {}), before_commit=keep)
                 elif action == "restrict":
                     outcome = await connector.restrict(subject, before_commit=keep)

@@ -45,6 +45,7 @@ from dsrflow.i18n import translations
 from dsrflow.infra.failpoints import failpoint
 from dsrflow.infra.metrics import package_built
 from dsrflow.infra.storage import BlobStore
+from dsrflow.stores.deferred_store import kept_records
 from dsrflow.stores.requests_store import get_request
 from policy.disclosure import PORTABLE_ORIGINS, Origin
 from policy.model import Policy
@@ -215,11 +216,8 @@ class PackageActivities:
     async def _with_held_records(self, subject: Subject) -> Subject:
         """Records kept under a hold are minimised and no longer match the subject's identities;
         they are still the subject's data, found by key."""
-        rows = await self.ctx.pool.fetch(
-            """SELECT system, dataset, array_agg(record_key) AS keys FROM deferred_erasures
-               WHERE subject_hash = $1 AND done_at IS NULL GROUP BY system, dataset""",
-            subject_hash(self.ctx.secret, subject.email))
-        return replace(subject, held={f"{r['system']}.{r['dataset']}": list(r["keys"]) for r in rows})
+        return replace(subject, held=await kept_records(
+            self.ctx.pool, subject_hash=subject_hash(self.ctx.secret, subject.email)))
 
     @activity.defn(name="build_package")
     async def build_package(self, plan: Plan) -> PackageInfo:

@@ -215,3 +215,44 @@ async def test_email_with_another_persons_customer_id_erases_no_one(stack, pool,
     # The e-mail marketing processor was never asked to erase anyone either.
     assert await _rows(stack.databases["email_marketing"],
                        "SELECT count(*) FROM subscribers WHERE email = 'grace@example.com'") == [(1,)]
+
+
+async def _approved_and_settled(http, pool, dev_server, body: dict, systems: set[str]) -> tuple[str, dict]:
+    """An attested request, approved by compliance; its id and each system's result once the
+    `systems` have answered."""
+    r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json=body)
+    assert r.status_code == 201, r.text
+    rid = r.json()["id"]
+    await _status(http, pool, rid, "awaiting_approval")
+    approved = await http.post(f"/v1/requests/{rid}/approve", headers=await staff_headers(pool, "compliance"),
+                               json={"note": "Checked with the caller"})
+    assert approved.status_code == 200, approved.text
+    handle = dev_server.client.get_workflow_handle(workflow_id_for(rid))
+    for _ in range(300):
+        state = await handle.query(DataSubjectRequestWorkflow.state)
+        results = {r.system: r for r in state.results if r.status != "pending"}
+        if systems <= set(results):
+            return rid, results
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"no answer from {systems}: {state.results}")
+
+
+async def test_a_correction_leaves_the_records_an_erasure_kept_as_the_law_keeps_them(stack, pool, dev_server):
+    """Ada's account is erased; her customer record stays, minimised, for the invoices the
+    accounting statute keeps. A later rectification naming her customer number (an agent's
+    attested call, approved) changes the billing address of no record the law keeps as it was."""
+    db = stack.databases
+    async with build_worker(dev_server.client, stack.settings, pool), api(stack) as http:
+        await _approved_and_settled(http, pool, dev_server, {
+            "type": "erasure", "subject": {"email": "ada@example.com"}, "identity_attested": True},
+            {"crm", "billing", "analytics"})
+        kept = await _rows(db["billing"], "SELECT id, street, city FROM customers WHERE customer_number = 'C-000000'")
+        assert len(kept) == 1  # kept for the invoices, as the hold says
+        assert await pool.fetchval("SELECT count(*) FROM deferred_erasures WHERE system = 'billing' "
+                                   "AND dataset = 'customers' AND record_key = $1", str(kept[0][0])) == 1
+        _, results = await _approved_and_settled(http, pool, dev_server, {
+            "type": "rectification", "subject": {"email": unique_email("ada-new"), "customer_id": "C-000000"},
+            "identity_attested": True, "corrections": {"street": "Nieuwstraat 1", "city": "Gent"}}, {"billing"})
+    assert await _rows(db["billing"], "SELECT id, street, city FROM customers WHERE customer_number = 'C-000000'") == kept
+    assert "1 record(s) kept under a hold since an erasure were left as kept" in (results["billing"].message or "")
+    assert results["billing"].changed == 0

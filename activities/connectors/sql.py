@@ -149,11 +149,11 @@ class SqlConnector(Connector):
         return self._types[dataset.table]
 
     async def _update(self, conn: asyncpg.Connection, dataset: Dataset, subject: Subject,
-                      values: Mapping[str, Any]) -> dict[str, int]:
-        sql, args = update_rows(self.plan, dataset, subject, values, self._column_types(dataset))
+                      values: Mapping[str, Any], leave: Sequence[str] = ()) -> dict[str, int]:
+        sql, args = update_rows(self.plan, dataset, subject, values, self._column_types(dataset), leave)
         with self._mapped(dataset.name):
             row = await conn.fetchrow(sql, *args)
-        return {"found": row["found"], "changed": row["changed"]}
+        return {"found": row["found"], "changed": row["changed"], **({"left": row["left"]} if row["left"] else {})}
 
     @staticmethod
     def _outcome(counts: dict[str, dict[str, int]], message: str | None = None) -> ActionOutcome:
@@ -351,10 +351,12 @@ class SqlConnector(Connector):
         # Children first: parents still match the subject as before while their children change.
         plans, unknown = corrections_by_dataset(self.plan.children_first, corrections)
         message = f"no field in this system for: {', '.join(unknown)}" if unknown else None
-        return await self._set_everywhere(subject, plans, message, before_commit)
+        return await self._set_everywhere(subject, plans, message, before_commit, leave_held=True)
 
-    async def _set_everywhere(self, subject: Subject, updates: dict[str, dict[str, Any]],
-                              message: str | None, before_commit: ActionHook | None) -> ActionOutcome:
+    async def _set_everywhere(self, subject: Subject, updates: dict[str, dict[str, Any]], message: str | None,
+                              before_commit: ActionHook | None, *, leave_held: bool = False) -> ActionOutcome:
+        """`leave_held`: rows kept under a hold since an erasure (`subject.held`) stay as the law
+        keeps them; a correction changes the rows in use only."""
         counts: dict[str, dict[str, int]] = {}
         if not updates:
             return self._outcome(counts, message)
@@ -362,7 +364,13 @@ class SqlConnector(Connector):
             with self._mapped():
                 async with conn.transaction():
                     for name, values in updates.items():
-                        counts[name] = await self._update(conn, self.plan.datasets[name], subject, values)
+                        leave = subject.held.get(f"{self.name}.{name}", ()) if leave_held else ()
+                        counts[name] = await self._update(conn, self.plan.datasets[name], subject, values, leave)
+                    left = sum(c.pop("left", 0) for c in counts.values())
+                    if left:
+                        kept = (f"{left} record(s) kept under a hold since an erasure were left as kept: the law "
+                                "keeps them as they were")
+                        message = f"{message}; {kept}" if message else kept
                     outcome = self._outcome(counts, message)
                     if before_commit is not None:
                         await before_commit(outcome)

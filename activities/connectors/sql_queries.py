@@ -224,13 +224,20 @@ def select_fields(plan: Plan, dataset: Dataset, subject: Subject, held_keys: Any
 
 
 def update_rows(
-    plan: Plan, dataset: Dataset, subject: Subject, values: Mapping[str, Any], types: Mapping[str, str]
+    plan: Plan, dataset: Dataset, subject: Subject, values: Mapping[str, Any], types: Mapping[str, str],
+    leave: Sequence[str] = (),
 ) -> tuple[str, list[Any]]:
-    """Set `values` on the subject's rows; the statement returns (found, changed): rows already
-    holding every value count as found but not changed, which keeps repeated actions honest."""
+    """Set `values` on the subject's rows; the statement returns (found, changed, left): rows
+    already holding every value count as found but not changed, which keeps repeated actions
+    honest. Rows whose key is in `leave` are left as they are, and counted apart."""
     q, alias = Query(), "t0"
     where = match(plan, dataset, subject, q, alias)
     key, table = ident(dataset.key), ident(dataset.table)
+    left = "0"
+    if leave:
+        keys = q.arg(list(leave))
+        left = f"(SELECT count(*) FROM {table} AS {alias} WHERE {where} AND {alias}.{key}::text = ANY({keys}::text[]))"
+        where += f" AND {alias}.{key}::text <> ALL({keys}::text[])"
     assignments, differs = [], []
     for column, value in values.items():
         expr = "NULL" if value is None else q.value(value, types[column])
@@ -240,7 +247,7 @@ def update_rows(
         f"WITH found AS (SELECT {alias}.{key} AS k FROM {table} AS {alias} WHERE {where}), "
         f"changed AS (UPDATE {table} AS u SET {', '.join(assignments)} FROM found "
         f"WHERE u.{key} = found.k AND ({' OR '.join(differs)}) RETURNING 1) "
-        f"SELECT (SELECT count(*) FROM found) AS found, (SELECT count(*) FROM changed) AS changed"
+        f"SELECT (SELECT count(*) FROM found) AS found, (SELECT count(*) FROM changed) AS changed, {left} AS left"
     )
     return sql, q.args
 

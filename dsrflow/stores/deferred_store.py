@@ -34,6 +34,18 @@ _STATE = """CASE WHEN done_at IS NOT NULL AND settled_by IS NOT NULL THEN 'settl
                  ELSE 'held' END"""
 
 
+async def kept_records(pool: asyncpg.Pool, *, subject_hash: str | None = None,
+                       system: str | None = None) -> dict[str, list[str]]:
+    """The records a hold keeps since an erasure, not yet erased, as "system.dataset" -> keys:
+    a subject's (they no longer carry its identities, but are still its data), or a system's
+    (a correction leaves them as the law keeps them)."""
+    rows = await pool.fetch(
+        """SELECT system, dataset, array_agg(record_key) AS keys FROM deferred_erasures
+           WHERE done_at IS NULL AND ($1::text IS NULL OR subject_hash = $1) AND ($2::text IS NULL OR system = $2)
+           GROUP BY system, dataset""", subject_hash, system)
+    return {f"{r['system']}.{r['dataset']}": list(r["keys"]) for r in rows}
+
+
 async def deferred_erasures(pool: asyncpg.Pool, request_id: str) -> list[dict[str, Any]]:
     """Per system, the records a hold deferred and where they stand: `states` counts them
     (held: the hold or its date not yet over; asked: a processor asked, its answer awaited;
