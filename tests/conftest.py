@@ -53,7 +53,7 @@ RUN_FIRST = (
     "test_readme.py", "test_lifecycle.py", "test_processor_exports.py",
     "test_browser_owed.py", "test_browser_untold.py", "test_request_journeys.py", "test_up.py",
     "test_access_crash.py", "test_browser_review.py", "test_saas_crash.py", "test_restriction_crash.py",
-    "test_deferred_processors.py", "test_browser_more_actions.py",
+    "test_deferred_processors.py", "test_browser_more_actions.py", "test_browser_navigation.py",
 )
 
 

@@ -259,7 +259,10 @@ async def _verify_page(request: Request, state: AppState, request_id: str, *, er
         "row": row, "token": token, "error": " ".join(sentences) or None, "notice": notice,
         "awaiting": now.awaiting, "locked": now.locked, "more_codes": now.more_codes,
         "no_more_codes": None if in_alert else " ".join(words) or None,
-        "here": f"/portal/requests/{row['id']}/verify", "reference": short_reference(row["id"]),
+        # A page answering a button's post offers its languages as links to the verify page; the
+        # page itself (the e-mail's link) keeps its query: its token, and so its button.
+        "here": None if request.method == "GET" else f"/portal/requests/{row['id']}/verify",
+        "reference": short_reference(row["id"]),
     }, status_code=status)
 
 
