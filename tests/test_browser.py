@@ -29,15 +29,18 @@ pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's ch
 
 
 @contextlib.asynccontextmanager
-async def served_site(settings, pool, client, task_queue: str, activity_overrides=()) -> AsyncIterator[str]:
+async def served_site(settings, pool, client, task_queue: str, activity_overrides=(), *,
+                      worker: bool = True) -> AsyncIterator[str]:
     """The whole app with these settings on a free loopback port, its links pointing there, with
-    a worker (running the fakes of `activity_overrides` in place of the real activities); yields
-    its address."""
+    a worker (running the fakes of `activity_overrides` in place of the real activities) unless
+    `worker` is False; yields its address."""
     sock, port = loopback_socket()
     url = f"http://127.0.0.1:{port}"
     site_settings = settings.model_copy(update={"public_url": url, "task_queue": task_queue})
     app = create_app(site_settings, temporal_client=client)
-    async with build_worker(client, site_settings, pool, task_queue=task_queue, activity_overrides=activity_overrides):
+    running = (build_worker(client, site_settings, pool, task_queue=task_queue, activity_overrides=activity_overrides)
+               if worker else contextlib.nullcontext())
+    async with running:
         server, task = await serve(app, sock)
         try:
             yield url

@@ -24,14 +24,12 @@ import pytest
 from playwright.async_api import Locator, Page, expect
 
 import api.console.request_page as request_page
-from api.app import create_app
 from api.console import inbox, queue
 from dsrflow.domain.references import short_reference
 from dsrflow.stores.mailbox_store import decide
 from dsrflow.stores.staff_tokens import ROLES
-from tests.fanout_stack import loopback_socket, serve
 from tests.support import unique_email
-from tests.test_browser import CHROMIUM, signed_in
+from tests.test_browser import CHROMIUM, served_site, signed_in
 from tests.test_mailbox_console import filed, raw_mail
 from tests.test_subject_search import intake
 
@@ -55,20 +53,11 @@ PORTAL = {
 
 
 @pytest.fixture(scope="module")
-async def nav_site(settings, dev_server) -> AsyncIterator[str]:
+async def nav_site(settings, pool, dev_server) -> AsyncIterator[str]:
     """The whole app on a loopback port for the module; no worker: nothing here starts a workflow
     (a request's page asks its workflow, finds none and shows the stored row)."""
-    sock, port = loopback_socket()
-    url = f"http://127.0.0.1:{port}"
-    app = create_app(settings.model_copy(update={"public_url": url, "task_queue": f"nav-{uuid.uuid4().hex[:8]}"}),
-                     temporal_client=dev_server.client)
-    server, task = await serve(app, sock)
-    try:
+    async with served_site(settings, pool, dev_server.client, f"nav-{uuid.uuid4().hex[:8]}", worker=False) as url:
         yield url
-    finally:
-        server.should_exit = True
-        await task
-        await app.state.dsr.close()
 
 
 async def stored(pool, settings, email: str, kind: str, *, due_in: int, customer_id: str | None = None) -> str:

@@ -117,6 +117,35 @@ async def test_subject_cannot_rectify_what_the_policy_does_not_declare(stack, po
     assert await _snapshot(stack) == before_rows
 
 
+async def _approved(http, pool, rid: str, note: str) -> None:
+    approved = await http.post(f"/v1/requests/{rid}/approve", headers=await staff_headers(pool, "compliance"),
+                               json={"note": note})
+    assert approved.status_code == 200, approved.text
+
+
+async def _answers(dev_server, rid: str, systems: set[str], *, wanted: str | None = None) -> dict:
+    """Each system's result once the `systems` have answered (with the status `wanted`, if given)."""
+    handle = dev_server.client.get_workflow_handle(workflow_id_for(rid))
+    for _ in range(300):
+        state = await handle.query(DataSubjectRequestWorkflow.state)
+        results = {r.system: r for r in state.results if r.status != "pending" and r.status == (wanted or r.status)}
+        if systems <= set(results):
+            return results
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"no answer from {systems}: {state.results}")
+
+
+async def _approved_and_settled(http, pool, dev_server, body: dict, systems: set[str], *,
+                                wanted: str | None = None) -> tuple[str, dict]:
+    """An attested request, approved by compliance: its id and its `systems`' answers."""
+    r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json=body)
+    assert r.status_code == 201, r.text
+    rid = r.json()["id"]
+    await _status(http, pool, rid, "awaiting_approval")
+    await _approved(http, pool, rid, "Caller gave customer number")
+    return rid, await _answers(dev_server, rid, systems, wanted=wanted)
+
+
 async def test_verified_rectification_waits_for_compliance_then_changes_only_declared_columns(
         stack, pool, dev_server, mail_sink):
     db = stack.databases
@@ -141,17 +170,9 @@ async def test_verified_rectification_waits_for_compliance_then_changes_only_dec
         page = await http.get(f"/console/requests/{rid}")
         assert "The corrections have been checked: the systems may be changed now." in page.text
 
-        approved = await http.post(f"/v1/requests/{rid}/approve", headers=await staff_headers(pool, "compliance"),
-                                   json={"note": "Name change checked against the subject's ID"})
-        assert approved.status_code == 200, approved.text
-        handle = dev_server.client.get_workflow_handle(workflow_id_for(rid))
-        for _ in range(150):
-            state = await handle.query(DataSubjectRequestWorkflow.state)
-            if {r.system for r in state.results if r.status != "pending"} >= {"crm", "billing"}:
-                break
-            await asyncio.sleep(0.2)
-        done = {r.system: r.status for r in state.results}
-        assert (done["crm"], done["billing"]) == ("done", "done"), state.results
+        await _approved(http, pool, rid, "Name change checked against the subject's ID")
+        done = {system: r.status for system, r in (await _answers(dev_server, rid, {"crm", "billing"})).items()}
+        assert (done["crm"], done["billing"]) == ("done", "done"), done
     assert await _rows(db["billing"], "SELECT name FROM customers WHERE email = 'ada@example.com'") == [("Ada King",)]
     assert await _rows(db["crm"], "SELECT last_name FROM contacts WHERE email = 'ada@example.com'") == [("King",)]
     after = await _snapshot(stack)
@@ -188,24 +209,9 @@ async def test_email_with_another_persons_customer_id_erases_no_one(stack, pool,
     erased, and no message names either identity."""
     before = await _snapshot(stack)
     async with build_worker(dev_server.client, stack.settings, pool), api(stack) as http:
-        r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
+        rid, flagged = await _approved_and_settled(http, pool, dev_server, {
             "type": "erasure", "subject": {"email": "grace@example.com", "customer_id": "C-000000"},
-            "identity_attested": True})
-        assert r.status_code == 201, r.text
-        rid = r.json()["id"]
-        await _status(http, pool, rid, "awaiting_approval")
-        approved = await http.post(f"/v1/requests/{rid}/approve", headers=await staff_headers(pool, "compliance"),
-                                   json={"note": "Caller gave customer number"})
-        assert approved.status_code == 200, approved.text
-        handle = dev_server.client.get_workflow_handle(workflow_id_for(rid))
-        sql_systems = {"crm", "analytics", "billing"}
-        for _ in range(200):
-            state = await handle.query(DataSubjectRequestWorkflow.state)
-            flagged = {r.system: r for r in state.results if r.status == "needs_attention"}
-            if sql_systems <= set(flagged):
-                break
-            await asyncio.sleep(0.2)
-        assert sql_systems <= set(flagged), state.results
+            "identity_attested": True}, {"crm", "analytics", "billing"}, wanted="needs_attention")
         for result in flagged.values():
             assert "point at different records" in (result.message or "")
             assert "C-000000" not in result.message and "grace@" not in result.message
@@ -215,26 +221,6 @@ async def test_email_with_another_persons_customer_id_erases_no_one(stack, pool,
     # The e-mail marketing processor was never asked to erase anyone either.
     assert await _rows(stack.databases["email_marketing"],
                        "SELECT count(*) FROM subscribers WHERE email = 'grace@example.com'") == [(1,)]
-
-
-async def _approved_and_settled(http, pool, dev_server, body: dict, systems: set[str]) -> tuple[str, dict]:
-    """An attested request, approved by compliance; its id and each system's result once the
-    `systems` have answered."""
-    r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json=body)
-    assert r.status_code == 201, r.text
-    rid = r.json()["id"]
-    await _status(http, pool, rid, "awaiting_approval")
-    approved = await http.post(f"/v1/requests/{rid}/approve", headers=await staff_headers(pool, "compliance"),
-                               json={"note": "Checked with the caller"})
-    assert approved.status_code == 200, approved.text
-    handle = dev_server.client.get_workflow_handle(workflow_id_for(rid))
-    for _ in range(300):
-        state = await handle.query(DataSubjectRequestWorkflow.state)
-        results = {r.system: r for r in state.results if r.status != "pending"}
-        if systems <= set(results):
-            return rid, results
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"no answer from {systems}: {state.results}")
 
 
 async def test_a_correction_leaves_the_records_an_erasure_kept_as_the_law_keeps_them(stack, pool, dev_server):
