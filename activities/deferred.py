@@ -130,6 +130,7 @@ class DeferredErasureActivities:
                 context = replace(context, only={dataset: frozenset(keys) for dataset, keys in kept.items()})
             outcome = await self.fanout.erase_with_evidence(connector, request_id, system, version, subject,
                                                             context, origin="deferred")
+        failpoint("deferred-erased", system)  # committed in the system, and not yet marked done
         await self._done(due)  # its evidence kept with the erasure (erase_with_evidence)
         return sum(len(v) for v in outcome.erased.values())
 

@@ -24,6 +24,7 @@ from activities.mail import Mailer
 from activities.outbox import Sent, send_once
 from dsrflow.domain.audit import append_event
 from dsrflow.domain.deadlines import receipt_date, working_days_after
+from dsrflow.infra.failpoints import failpoint
 from dsrflow.infra.writes import Write
 from dsrflow.stores.mailbox_store import finish_interrupted_converts
 from policy.mailbox import MailboxPolicy
@@ -58,6 +59,7 @@ async def alert_waiting(pool: asyncpg.Pool, mailer: Mailer, policy: Policy, rule
         "RETURNING id) SELECT coalesce(array_agg(id::text ORDER BY id), '{}') FROM bound", ids, key)]
     if not ids:  # another worker bound them first: its alert carries them
         return named
+    failpoint("mailbox-alert-bound", key)  # bound to the alert, and the alert not yet sent
     return named + await _send(pool, mailer, policy, rules, base_url, key, ids, waiting[0]["arrived_at"])
 
 

@@ -22,6 +22,7 @@ from dsrflow.crypto.hashing import code_hash, link_token_hash, token_hash
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.crypto.package_files import read_package
 from dsrflow.domain.audit import append_event
+from dsrflow.infra.failpoints import failpoint
 from dsrflow.infra.writes import Write
 from dsrflow.stores.kept_copies import ERASED, EXPIRED, UNSENT
 from dsrflow.stores.requests_store import get_request
@@ -194,6 +195,7 @@ async def downloaded(state: AppState, row: dict[str, Any]) -> StreamingResponse:
 async def _recorded_once_sent(state: AppState, row: dict[str, Any], chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
     async for chunk in iterate_in_threadpool(chunks):  # the storage's reads block: off the event loop
         yield chunk
+        failpoint("package-chunk-sent", str(row["id"]))  # a chunk has gone, the download not yet recorded
     # The package's row and its audit event in one statement: whatever dies, both or neither. A
     # client gone before the end cancels this generator: nothing is recorded.
     async with (await state.db()).acquire() as conn:
