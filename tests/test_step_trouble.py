@@ -8,6 +8,7 @@ import asyncio
 import uuid
 from datetime import timedelta
 
+import pytest
 from temporalio import activity
 
 from activities.letters import deliver_letter
@@ -16,6 +17,7 @@ from dsrflow.domain.deadlines import DeadlineError
 from dsrflow.stores.requests_store import create_request
 from policy.model import load_policy
 from schemas.requests import NewRequest
+from schemas.steps import RetryStepInput
 from schemas.workflow import LetterJob, LetterReceipt, RequestFacts, StartRequest, workflow_id_for
 from tests.support import api_client, letters_for, staff_headers, unique_email
 from workers.dsr_worker import activity_context, build_worker
@@ -129,6 +131,54 @@ async def test_a_step_failing_past_the_threshold_is_flagged_and_recovers_on_its_
     assert result.status.value == "completed" and result.trouble is None
     assert len(letters_for(mail_sink, rid, "acknowledgement")) == 1
     assert len(letters_for(mail_sink, rid, "staff_alert")) == 1
+    closed = await pool.fetchrow("SELECT resolved_at, resolution FROM step_troubles WHERE request_id = $1",
+                                 uuid.UUID(rid))
+    assert closed["resolved_at"] is not None and "succeeded" in closed["resolution"]
+
+
+@pytest.mark.parametrize("alert_error", [
+    lambda: ValueError("550 5.7.1 staff list accepts members only"),  # for good
+    lambda: ConnectionRefusedError("relay 127.0.0.1:2525 refused the connection"),  # for ever after
+], ids=["refused-for-good", "unreachable"])
+async def test_a_refused_staff_alert_does_not_fail_the_request(settings, pool, time_skipping, mail_sink, task_queue,
+                                                              alert_error):
+    """The relay refuses the acknowledgement for good, and the staff alert about it too (a staff
+    list that rejects outside senders), or cannot be reached for the alert any more. The trouble is
+    on record, so the queue flags the request; once the cause is fixed staff retry the step, and the
+    request carries on to its end. Before, closing the trouble raised the alert's refusal: the
+    workflow failed, leaving the request open in the database with every staff action answered 409;
+    or it waited for the alert for ever, after the step had recovered."""
+    env, client = time_skipping, time_skipping.client
+    ctx = activity_context(settings, pool)
+    refused = True
+
+    @activity.defn(name="send_letter")
+    async def refusing_relay(job: LetterJob) -> LetterReceipt:
+        if job.to_staff and job.key.startswith("step:"):
+            raise alert_error()
+        if refused and job.purpose == "acknowledgement":
+            raise ValueError("550 5.1.1 mailbox unavailable")
+        return await deliver_letter(ctx, job)
+
+    loaded = load_policy(settings.policy_path)
+    new = NewRequest(type="erasure", subject={"email": f"s{uuid.uuid4().hex[:6]}@example.com"},
+                     identity_attested=True)
+    row, _ = await create_request(pool, new, loaded_policy=loaded, secret=load_secret_key(settings), actor="test",
+                                  idempotency_key=None)
+    rid = str(row["id"])
+    async with build_worker(client, settings, pool, task_queue=task_queue, activity_overrides=[refusing_relay]):
+        handle = await client.start_workflow(
+            DataSubjectRequestWorkflow.run, StartRequest(request_id=rid, policy_version=loaded.version),
+            id=workflow_id_for(rid), task_queue=task_queue)
+        await _eventually(lambda: pool.fetch(
+            "SELECT * FROM step_troubles WHERE request_id = $1 AND resolved_at IS NULL", uuid.UUID(rid)))
+        await env.sleep(timedelta(minutes=5))  # the alert's step has long failed by now
+        refused = False
+        await handle.execute_update(DataSubjectRequestWorkflow.retry_step, RetryStepInput(actor="compliance:test"))
+        result = await handle.result()
+    assert result.status.value == "completed" and result.trouble is None
+    assert len(letters_for(mail_sink, rid, "acknowledgement")) == 1
+    assert letters_for(mail_sink, rid, "staff_alert") == []
     closed = await pool.fetchrow("SELECT resolved_at, resolution FROM step_troubles WHERE request_id = $1",
                                  uuid.UUID(rid))
     assert closed["resolved_at"] is not None and "succeeded" in closed["resolution"]

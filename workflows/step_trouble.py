@@ -18,6 +18,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from temporalio import workflow
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from schemas.steps import StepTrouble, TroubleRecord
@@ -27,6 +28,12 @@ with workflow.unsafe.imports_passed_through():
 # workflow.patched id: before it, a close arriving with a transient trouble's own retry timer let
 # the step run once more (the response's letter could go out after a cancellation).
 CLOSE_BEATS_RETRY_TIMER = "close-beats-retry-timer"
+# How long a trouble's staff alert is tried before the trouble goes on without it (on record, so
+# the queue shows the request needing attention). Closing the trouble waits for the alert: sent,
+# or given up, never raised. Before, a relay refusing the alert for good (a staff list that
+# rejects outside senders) failed the request's workflow once staff retried or skipped the step,
+# and one refusing it for a while held the request's main line after the step had recovered.
+ALERT_TRIED_FOR = timedelta(hours=1)
 
 
 def described(trouble: StepTrouble) -> str:
@@ -118,12 +125,16 @@ class StepTroubles:
     async def _open(self, request_id: str, trouble: StepTrouble, days_left: int | None) -> None:
         await workflow.execute_activity("record_step_trouble", TroubleRecord(request_id=request_id, trouble=trouble),
                                         retry_policy=RETRY, **SHORT)
-        await workflow.execute_activity(
-            "send_letter",
-            letter_job(request_id, "staff_alert", key=f"step:{trouble.key}", to_staff=True,
-                       params={"kind": "needs_attention", "days_left": days_left,
-                               "detail": f"the step {described(trouble)} failed: {trouble.message}"}),
-            retry_policy=RETRY, **MAILING)
+        try:
+            await workflow.execute_activity(
+                "send_letter",
+                letter_job(request_id, "staff_alert", key=f"step:{trouble.key}", to_staff=True,
+                           params={"kind": "needs_attention", "days_left": days_left,
+                                   "detail": f"the step {described(trouble)} failed: {trouble.message}"}),
+                retry_policy=RETRY, schedule_to_close_timeout=ALERT_TRIED_FOR, **MAILING)
+        except ActivityError:
+            workflow.logger.warning("the staff alert for a failed step could not be sent",
+                                    extra={"trouble": trouble.key})
 
     async def _close(self, request_id: str, resolution: str, actor: str) -> None:
         trouble, self.current, self._decision = self.current, None, None
