@@ -12,7 +12,7 @@ personal data: how many, since when, and where to look.
 from __future__ import annotations
 
 import hashlib
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate
 
@@ -21,6 +21,7 @@ import asyncpg
 from activities.letter_templates import render_template_set
 from activities.letters import message_id_for
 from activities.mail import Mailer
+from activities.mailbox_reader import MailboxReader
 from activities.outbox import Sent, send_once
 from dsrflow.domain.audit import append_event
 from dsrflow.domain.deadlines import receipt_date, working_days_after
@@ -67,12 +68,49 @@ async def _send(pool: asyncpg.Pool, mailer: Mailer, policy: Policy, rules: Mailb
                 key: str, ids: list[str], oldest: datetime) -> list[str]:
     """The alert `key` naming messages `ids` (the oldest arrived at `oldest`), once: the messages
     are marked alerted in the transaction that marks it sent."""
-    tz = policy.defaults.timezone
-    language = policy.languages.staff.value
-    rendered = render_template_set("inbox_alert", {
+    message = _staff_mail(policy, key, "inbox_alert", {
         "count": len(ids), "days": rules.alert_after_working_days,
-        "oldest": receipt_date(oldest, tz), "inbox_url": f"{base_url}/console/inbox",
-    }, language)
+        "oldest": receipt_date(oldest, policy.defaults.timezone), "inbox_url": f"{base_url}/console/inbox"})
+
+    async def record(conn: asyncpg.Connection, marked: Write) -> None:
+        await append_event(conn, event_key=key, event_type="mail.alerted", actor="mailbox",
+                           data={"messages": ids, "message_id": message["Message-ID"]},
+                           along=[marked, Write("UPDATE mailbox_messages SET alerted_at = now() "
+                                                "WHERE id = ANY($1::uuid[])", (ids,))])
+
+    sent = await send_once(pool, mailer, key, message, request_id=None, on_sent=record)
+    return ids if sent is not Sent.BUSY else []
+
+
+# How long the IMAP reader may fail before staff are told: a server restart or a short network
+# outage is read through on the next session, a refused login or a lost certificate never is.
+UNREADABLE_AFTER = timedelta(minutes=15)
+
+
+async def alert_unreadable(pool: asyncpg.Pool, mailer: Mailer, policy: Policy, reader: MailboxReader,
+                           now: datetime, after: timedelta = UNREADABLE_AFTER) -> bool:
+    """Alert staff that the privacy mailbox has not been read for `after` (the reader keeps
+    trying): once per outage and day, through the outbox, from every worker alike. True if sent.
+    Before, a refused login was only logged, while every privacy e-mail's statutory clock ran."""
+    since, failure = reader.failing_since, reader.failure
+    if since is None or now - since < after:
+        return False
+    key = f"mailbox-unreadable:{hashlib.sha256(reader.cursor_key.encode()).hexdigest()[:16]}:{now.date()}"
+    message = _staff_mail(policy, key, "mailbox_unreadable", {
+        "since": since, "failure": failure or "unknown", "folder": reader.settings.imap_folder,
+        "host": reader.settings.imap_host})
+
+    async def record(conn: asyncpg.Connection, marked: Write) -> None:
+        await append_event(conn, event_key=key, event_type="mail.unreadable", actor="mailbox",
+                           data={"since": since.isoformat(), "failure": failure}, along=[marked])
+
+    return await send_once(pool, mailer, key, message, request_id=None, on_sent=record) is Sent.SENT
+
+
+def _staff_mail(policy: Policy, key: str, template: str, context: dict[str, object]) -> EmailMessage:
+    """A staff alert about the mailbox, in the staff language, its Message-ID derived from `key`."""
+    language = policy.languages.staff.value
+    rendered = render_template_set(template, context, language)
     message = EmailMessage()
     message["From"] = formataddr((policy.controller.name, policy.controller.sender_email))
     message["To"] = policy.controller.staff_email
@@ -83,12 +121,4 @@ async def _send(pool: asyncpg.Pool, mailer: Mailer, policy: Policy, rules: Mailb
     message.set_content(rendered.text)
     message.add_alternative(rendered.html, subtype="html")
     message["Content-Language"] = language
-
-    async def record(conn: asyncpg.Connection, marked: Write) -> None:
-        await append_event(conn, event_key=key, event_type="mail.alerted", actor="mailbox",
-                           data={"messages": ids, "message_id": message["Message-ID"]},
-                           along=[marked, Write("UPDATE mailbox_messages SET alerted_at = now() "
-                                                "WHERE id = ANY($1::uuid[])", (ids,))])
-
-    sent = await send_once(pool, mailer, key, message, request_id=None, on_sent=record)
-    return ids if sent is not Sent.BUSY else []
+    return message

@@ -28,6 +28,7 @@ from aioimaplib import IMAP4, AioImapException, Response
 from activities.errors import TRANSIENT_DB_ERRORS
 from activities.mailbox_intake import file_message
 from dsrflow.infra.logging import get_logger
+from dsrflow.infra.metrics import MAILBOX_READER_FAILING
 from dsrflow.settings import Settings
 from dsrflow.stores.mailbox_store import read_cursor, save_cursor
 from policy.mailbox import MailboxPolicy
@@ -76,6 +77,10 @@ class MailboxReader:
         self.settings, self.pool, self.secret, self.rules = settings, pool, secret, rules
         self.cursor_key = f"imap:{settings.imap_host}:{settings.imap_port}:{settings.imap_folder}"
         self.sessions = 0  # begun, for tests and metrics
+        # Since when no session has read the mailbox through, and why (the error's kind, and the
+        # server's refusal, never the login): the inbox check alerts staff of a long outage.
+        self.failing_since: datetime | None = None
+        self.failure: str | None = None
         self._lost = asyncio.Event()
 
     def _client(self, lost: asyncio.Event) -> IMAP4:
@@ -108,15 +113,22 @@ class MailboxReader:
                 # The kind of failure only: a server's message may quote the login.
                 log.warning("mailbox session ended", error=type(exc).__name__,
                             refused=str(exc) if isinstance(exc, MailboxError) else None, retry_in=pause)
+                self._failed(exc)
             except Exception as exc:  # noqa: BLE001 - any other: the reader must not end in silence
                 # Before, it ended the reader's task, which nothing watched: later privacy e-mails
                 # were never filed, and nobody was told while their statutory clocks ran.
                 log.error("mailbox session failed", error=type(exc).__name__, retry_in=pause)
+                self._failed(exc)
             try:
                 await asyncio.wait_for(stop.wait(), pause)
             except TimeoutError:
                 pass
             pause = min(pause * 2, MAX_PAUSE)
+
+    def _failed(self, exc: BaseException) -> None:
+        self.failing_since = self.failing_since or datetime.now(UTC)
+        self.failure = f"{type(exc).__name__}: {exc}" if isinstance(exc, MailboxError) else type(exc).__name__
+        MAILBOX_READER_FAILING.set(1)
 
     async def _session(self, stop: asyncio.Event) -> None:
         s = self.settings
@@ -135,6 +147,8 @@ class MailboxReader:
             log.info("mailbox open", folder=s.imap_folder, idle=idle)
             while not stop.is_set():
                 await self.catch_up(client, uidvalidity)
+                self.failing_since = self.failure = None  # read through: the mailbox is ours again
+                MAILBOX_READER_FAILING.set(0)
                 await (self._idle(client, stop) if idle else self._poll(client, stop))
             await self._command(client.logout())
         finally:

@@ -1,6 +1,7 @@
 """The privacy mailbox's IMAP reader against a real IMAP4rev1 server over loopback TLS
 (tests/imap_stand_in.py): messages filed once and marked read, IDLE and polling, a server
-restart, a crash between storing and marking read, a refused login that never logs the password."""
+restart, a crash between storing and marking read, a refused login that never logs the password
+and, lasting, is alerted to staff."""
 
 from __future__ import annotations
 
@@ -16,12 +17,17 @@ import pytest
 import structlog
 from pydantic import SecretStr
 
+from activities.mail import Mailer
+from activities.mailbox_alerts import alert_unreadable
 from activities.mailbox_intake import file_message
 from activities.mailbox_reader import MailboxReader
+from devstack.smtp_sink import read_mailbox
 from dsrflow.crypto.hashing import keyed_hash
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.domain.inbound_mail import content_fingerprint
+from dsrflow.infra.metrics import REGISTRY
 from policy.mailbox import load_mailbox_policy
+from policy.model import load_policy
 from tests.imap_stand_in import ImapStandIn
 
 PASSWORD = "s3cret-imap-password"
@@ -171,3 +177,34 @@ async def test_the_arrival_is_the_servers_internal_date(settings, pool, imap):
         await eventually(lambda: _count(pool, settings, raw))
     [row] = await rows_for(pool, settings, raw)
     assert row["arrived_at"] == arrived and row["received_at"] == arrived
+
+
+async def test_a_mailbox_that_cannot_be_read_is_alerted_to_staff_once_and_cleared_once_read(
+        settings, pool, imap, mail_sink):
+    """A refused login (a rotated password) used to be a log line only, while the privacy e-mails
+    it kept out of the Inbox ran their statutory clocks. After 15 minutes staff get one alert a
+    day saying which mailbox and why (never the login); the gauge the alert rule reads is 1; once
+    the reader reads the mailbox through again, both clear."""
+    policy = load_policy(settings.policy_path).policy
+    reader = make_reader(settings, pool, imap, password="rotated-away-xyz")
+    async with running(reader):
+        await eventually(lambda: _true(reader.failing_since is not None))
+    since = reader.failing_since
+    assert since is not None and reader.failure and "refused the login" in reader.failure
+    assert REGISTRY.get_sample_value("dsrflow_mailbox_reader_failing") == 1
+    before = len(read_mailbox(mail_sink.directory))
+    mailer = Mailer(settings)
+    assert not await alert_unreadable(pool, mailer, policy, reader, since + timedelta(minutes=5))  # not yet
+    assert await alert_unreadable(pool, mailer, policy, reader, since + timedelta(minutes=16))
+    assert not await alert_unreadable(pool, mailer, policy, reader, since + timedelta(minutes=26))  # once a day
+    [alert] = read_mailbox(mail_sink.directory)[before:]
+    assert alert["Subject"] == "[dsrflow] The privacy mailbox cannot be read" and alert["To"] == policy.controller.staff_email
+    body = " ".join(alert.get_body(preferencelist=("plain",)).get_content().split())
+    assert reader.settings.imap_folder in body and "refused the login" in body and "It keeps trying" in body
+    assert "rotated-away-xyz" not in alert.as_string() and imap.user not in body  # (the staff address is the login here)
+
+    reader.settings = reader_settings(settings, imap, imap_folder=reader.settings.imap_folder)  # the right password
+    async with running(reader):
+        await eventually(lambda: _true(reader.failing_since is None))
+    assert reader.failure is None and REGISTRY.get_sample_value("dsrflow_mailbox_reader_failing") == 0
+    assert not await alert_unreadable(pool, mailer, policy, reader, since + timedelta(hours=2))

@@ -10,13 +10,13 @@ side by side, since filing is idempotent and the alert goes through the outbox o
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import asyncpg
 
 from activities.mail import Mailer
-from activities.mailbox_alerts import alert_waiting
+from activities.mailbox_alerts import alert_unreadable, alert_waiting
 from activities.mailbox_reader import MailboxReader
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.infra.logging import get_logger
@@ -29,7 +29,8 @@ ALERT_CHECK_SECONDS = 600.0
 
 
 async def watch_waiting(settings: Settings, pool: asyncpg.Pool, stop: asyncio.Event,
-                        every: float = ALERT_CHECK_SECONDS) -> None:
+                        every: float = ALERT_CHECK_SECONDS, reader: MailboxReader | None = None) -> None:
+    """Alert staff of e-mails waiting too long, and of a mailbox the reader cannot read."""
     policy = load_policy(settings.policy_path).policy
     rules, mailer = load_mailbox_policy(), Mailer(settings)
     while not stop.is_set():
@@ -38,6 +39,8 @@ async def watch_waiting(settings: Settings, pool: asyncpg.Pool, stop: asyncio.Ev
             named = await alert_waiting(pool, mailer, policy, rules, today, settings.base_url)
             if named:
                 log.info("inbox alert sent", messages=len(named))
+            if reader is not None and await alert_unreadable(pool, mailer, policy, reader, datetime.now(UTC)):
+                log.warning("staff alerted: the privacy mailbox cannot be read", failure=reader.failure)
         except Exception as exc:  # noqa: BLE001 - the database or the relay away: tried again next time
             log.warning("inbox alert check failed", error=type(exc).__name__)
         try:
@@ -47,8 +50,9 @@ async def watch_waiting(settings: Settings, pool: asyncpg.Pool, stop: asyncio.Ev
 
 
 def mailbox_tasks(settings: Settings, pool: asyncpg.Pool, stop: asyncio.Event) -> list[asyncio.Task[None]]:
-    tasks = [asyncio.create_task(watch_waiting(settings, pool, stop), name="inbox alerts")]
-    if settings.imap_host:
-        reader = MailboxReader(settings, pool, load_secret_key(settings), load_mailbox_policy())
+    reader = (MailboxReader(settings, pool, load_secret_key(settings), load_mailbox_policy())
+              if settings.imap_host else None)
+    tasks = [asyncio.create_task(watch_waiting(settings, pool, stop, reader=reader), name="inbox alerts")]
+    if reader is not None:
         tasks.append(asyncio.create_task(reader.run(stop), name="mailbox reader"))
     return tasks

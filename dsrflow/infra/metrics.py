@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import asyncpg
-from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
@@ -32,7 +32,8 @@ from dsrflow.infra.logging import get_logger
 from dsrflow.infra.ports import free_port
 from schemas.requests import RequestStatus
 
-__all__ = ["CONTENT_TYPE", "REGISTRY", "DatabaseGauges", "connector_call", "exposition", "letter_sent",
+__all__ = ["CONTENT_TYPE", "MAILBOX_READER_FAILING", "REGISTRY", "DatabaseGauges", "connector_call", "exposition",
+           "letter_sent",
            "package_built", "rate_limited", "request_opened", "sdk_metrics_runtime", "verification_event"]
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -58,6 +59,8 @@ RATE_LIMIT_REJECTIONS = Counter("dsrflow_rate_limit_rejections", "Calls refused 
 PACKAGE_BUILD_SECONDS = Histogram("dsrflow_package_build_seconds", "Time to read every system and write one "
                                   "access or portability package", ["kind"], registry=REGISTRY,
                                   buckets=(0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800))
+MAILBOX_READER_FAILING = Gauge("dsrflow_mailbox_reader_failing", "1 while this worker's IMAP reader cannot read the "
+                               "privacy mailbox (its last session failed), else 0", registry=REGISTRY)
 PACKAGE_BYTES = Histogram("dsrflow_package_bytes", "Size of each package written (encrypted zip)", ["kind"],
                           registry=REGISTRY, buckets=(1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10))
 
