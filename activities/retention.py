@@ -25,6 +25,7 @@ from activities.connectors.base import Erased, PermanentConnectorError
 from activities.connectors.sql import SqlConnector
 from activities.connectors.sql_queries import Query, ident
 from activities.context import ActivityContext
+from activities.errors import failure_message, is_deterministic
 from activities.ledger import erase_keys_with_evidence, write_ledger
 from activities.restriction_guard import audit_kept_from_retention
 from activities.retention_plan import (  # noqa: F401 - plan_retention re-exported for callers
@@ -76,7 +77,7 @@ class RetentionActivities:
             rules = rules_named(loaded, sweep.rules)
         except ValueError as exc:
             raise ApplicationError(str(exc), non_retryable=True) from None
-        outcomes = []
+        outcomes, unreachable = [], []
         for rule in rules:
             try:
                 due = await plan_rule(ctx, loaded, rule, as_of)
@@ -85,12 +86,20 @@ class RetentionActivities:
                 else:
                     outcome = await self._remove_rows(loaded, due, as_of)
                 await audit_kept_from_retention(ctx, loaded, rule, as_of)
-            except PermanentConnectorError as exc:
+            except Exception as exc:  # noqa: BLE001 - one rule's failure must not stop the others
+                if not (isinstance(exc, PermanentConnectorError) or is_deterministic(exc)):
+                    # Its system cannot be reached: the other rules run first, then the sweep is
+                    # retried for this one. Before, it was retried at once, for as long as the
+                    # system was away, and the rules after it never ran (freeze audit).
+                    activity.logger.warning("retention rule's system unreachable", extra={"rule": rule.name})
+                    unreachable.append(rule.name)
+                    continue
                 # A rule that cannot run (the system's schema no longer matches the policy) needs
                 # a person; the other rules still run, and tomorrow's sweep tries it again.
                 activity.logger.error("retention rule failed", extra={"rule": rule.name})
-                outcome = RuleOutcome(rule=rule.name, action=rule.action, system=rule.system,
-                                      dataset=rule.dataset, error=str(exc)[:500])
+                outcome = RuleOutcome(rule=rule.name, action=rule.action, system=rule.system, dataset=rule.dataset,
+                                      error=(str(exc) if isinstance(exc, PermanentConnectorError)
+                                             else failure_message(exc))[:500])
             async with ctx.pool.acquire() as conn:
                 await append_event(
                     conn, event_key=f"retention:{rule.name}:{as_of.isoformat()}",
@@ -99,6 +108,9 @@ class RetentionActivities:
                           "policy_version": loaded.version, "reason": sweep.reason},
                 )
             outcomes.append(outcome)
+        if unreachable:
+            raise ConnectionError(f"retention rule(s) {', '.join(unreachable)}: their system could not be reached; "
+                                  "the other rules ran, and the sweep is tried again")
         return RetentionReport(as_of=as_of, policy_version=loaded.version, rules=outcomes)
 
     async def _erase_subjects(self, loaded: LoadedPolicy, due: RetentionDue, as_of: datetime) -> RuleOutcome:
