@@ -26,10 +26,12 @@ from schemas.workflow import (
     ExtendInput,
     ObjectionDecision,
     ResendInput,
+    ResolveTaskInput,
     VerifyResult,
 )
 from tests.staff_answers import DENY, answered_while_held, hold, replays
-from tests.workflow_fakes import SHIPPED
+from tests.test_workflow_carry_on import statuses
+from tests.workflow_fakes import SHIPPED, FakeSystem, RequestSpec
 from tests.workflow_stack import FastStack, refused, stack_fixture  # noqa: F401 (the fixture)
 from workflows.dsr import DataSubjectRequestWorkflow as DSR
 
@@ -324,3 +326,19 @@ async def test_an_approval_whose_record_fails_for_good_waits_for_staff_and_relea
     await request.handle.execute_update(DSR.retry_step, RetryStepInput(actor="compliance:bo"))
     assert (await request.result()).status == "completed"
     assert fakes.subject_letters(request.id) == ["acknowledgement", "response"]
+
+
+async def test_a_system_that_needs_attention_is_alerted_while_a_processor_still_works(stack: FastStack):
+    """Billing's task fails for good at once; a processor takes its time. Staff are e-mailed about
+    billing then, not once the processor's task has ended (days later, or after its 14 days'
+    timeout): the queue showed it at once, and so does the e-mail now."""
+    fakes = stack.fakes
+    request = await stack.open(RequestSpec(systems=[
+        FakeSystem("billing", broken="API key revoked"),
+        FakeSystem("processor", connector="opendsr", answers_on_poll=10**6, completion_timeout_days=14)]))
+    state = await request.until(lambda s: fakes.staff_alerts(request.id) == ["attention:billing:1"])
+    assert statuses(state)["processor"] == ("pending", 1) and statuses(state)["billing"] == ("needs_attention", 1)
+    await request.handle.execute_update(DSR.resolve_task, ResolveTaskInput(
+        system="billing", note="The invoices were deleted by hand in the billing tool"))
+    await stack.sleep(timedelta(days=15))  # the processor never answers: flagged after its timeout, alerted once
+    await request.until(lambda s: fakes.staff_alerts(request.id) == ["attention:billing:1", "attention:processor:1"])

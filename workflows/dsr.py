@@ -192,8 +192,7 @@ class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals, Extens
             if changes_first and not await self._await_approval(
                     "the request waits for compliance approval before any system is changed"):
                 return
-            await self._tasks.run_all(self._plan)
-            await self._tasks.settle(self.request_id, lambda: self.closed, self._days_left)
+            await self._tasks.run_and_settle(self._plan, lambda: self.closed, self._days_left)
         if self.closed:
             return
         if (self._require_facts().approval_required and self._approval is None and workflow.patched(APPROVAL_GATE)

@@ -27,6 +27,5 @@ async def collect_exports(tasks: SystemTasks, plan: Plan, closed: Callable[[], b
     by_email = [task for task in plan.tasks if task.connector == ASKED_BY_EMAIL]
     if not by_email or not workflow.patched(PROCESSOR_EXPORTS):
         return True
-    await tasks.run_all(plan.model_copy(update={"tasks": by_email}))
-    await tasks.settle(plan.request_id, closed, days_left)
+    await tasks.run_and_settle(plan.model_copy(update={"tasks": by_email}), closed, days_left)
     return not closed()

@@ -108,8 +108,7 @@ class RestrictionLifecycle:
         plan = self._plan.model_copy(update={"tasks": [
             t.model_copy(update={"action": "lift_restriction"}) for t in self._plan.tasks]})
         self._plan, self._tasks = plan, SystemTasks(alert_key="lift-attention", owed=self._owed)
-        await self._tasks.run_all(plan)
-        await self._tasks.settle(self.request_id, lambda: False, self._days_left)
+        await self._tasks.run_and_settle(plan, lambda: False, self._days_left)
         results = self._tasks.results.values()
         await run_step("record_restriction_lifted", LiftCarriedOut(
             request_id=self.request_id, systems=sorted(t.system for t in plan.tasks), actor=actor,

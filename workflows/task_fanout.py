@@ -71,6 +71,10 @@ NO_RETRY_AFTER_CLOSE = "no-retry-after-close"
 # closed request, though the processor had been asked and might act. Now the request ends once its
 # retries have (workflows/dsr.py `run`).
 RETRIES_BEFORE_END = "retries-before-end"
+# Before this one, staff were e-mailed about a system that needs attention only once every task of
+# the fan-out had ended: a `sql` system failing in milliseconds waited for a processor's task,
+# which may take 14 days or more, though the queue showed it at once (freeze audit).
+ALERT_WHILE_OTHERS_RUN = "alert-while-others-run"
 
 
 class SystemTasks:
@@ -89,6 +93,7 @@ class SystemTasks:
         # The mark of the last staff answer whose records were owed: marks grow, so once it is
         # done, every answer before it is on record too.
         self._last_answer = 0
+        self._alerted: set[tuple[str, int]] = set()  # (system, attempt) staff were told of
 
     @property
     def _busy(self) -> bool:
@@ -115,6 +120,32 @@ class SystemTasks:
 
     async def run_all(self, plan: Plan) -> None:
         await asyncio.gather(*(self._run(plan, task, 1) for task in plan.tasks))
+
+    async def run_and_settle(self, plan: Plan, closed: Callable[[], bool], days_left: Callable[[], int]) -> None:
+        """Every task of the plan, then `settle`; staff are told of a task that needs attention
+        as soon as it does, while the others still run."""
+        if not workflow.patched(ALERT_WHILE_OTHERS_RUN):
+            await self.run_all(plan)
+            await self.settle(plan.request_id, closed, days_left)
+            return
+        running = asyncio.create_task(self.run_all(plan))
+        while not running.done() and not closed():
+            await self._alert_stuck(plan.request_id, days_left)
+            await workflow.wait_condition(lambda: running.done() or closed() or bool(
+                {(r.system, r.attempt) for r in self._stuck()} - self._alerted))
+        await running
+        await self.settle(plan.request_id, closed, days_left)
+
+    async def _alert_stuck(self, request_id: str, days_left: Callable[[], int]) -> None:
+        """One staff alert per task and attempt that needs attention."""
+        for result in self._stuck():
+            if (result.system, result.attempt) not in self._alerted:
+                self._alerted.add((result.system, result.attempt))
+                await send_letter(
+                    request_id, "staff_alert", key=f"{self._alert_key}:{result.system}:{result.attempt}", to_staff=True,
+                    params={"kind": "needs_attention", "days_left": days_left(),
+                            "detail": f"{result.system} ({result.action}): {result.message or 'failed'}"},
+                )
 
     async def _run(self, plan: Plan, task: SystemTask, attempt: int) -> None:
         self.results[task.system] = TaskResult(
@@ -157,19 +188,11 @@ class SystemTasks:
     async def settle(self, request_id: str, closed: Callable[[], bool], days_left: Callable[[], int]) -> None:
         """A system that needs attention holds the response back until staff retry it (or
         close the request); the other systems have carried on meanwhile."""
-        alerted: set[tuple[str, int]] = set()
         while not closed():
             stuck = self._stuck()
             if not stuck and not self._busy:
                 return
-            for result in stuck:
-                if (result.system, result.attempt) not in alerted:
-                    alerted.add((result.system, result.attempt))
-                    await send_letter(
-                        request_id, "staff_alert", key=f"{self._alert_key}:{result.system}:{result.attempt}", to_staff=True,
-                        params={"kind": "needs_attention", "days_left": days_left(),
-                                "detail": f"{result.system} ({result.action}): {result.message or 'failed'}"},
-                    )
+            await self._alert_stuck(request_id, days_left)
             stuck_now = {(r.system, r.attempt) for r in stuck}
 
             def changed(stuck_now: set[tuple[str, int]] = stuck_now) -> bool:
