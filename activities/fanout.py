@@ -273,7 +273,8 @@ class FanoutActivities:
 
                 if action == "rectify":
                     # Whoever's they are: a customer number still names a record an erasure kept.
-                    subject = replace(subject, held=await kept_records(self.ctx.pool, system=task.task.system))
+                    subject = replace(subject, held=await kept_records(
+                        self.ctx.pool, system=(task.task.system, task.policy_version)))
                     outcome = await connector.rectify(subject, details.get("corrections", {}), before_commit=keep)
                 elif action == "restrict":
                     outcome = await connector.restrict(subject, before_commit=keep)

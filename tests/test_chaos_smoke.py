@@ -100,10 +100,10 @@ def test_smoke_checks_compared_real_work(smoke: dict) -> None:
     f = smoke["figures"]
     compared = f["compared"]
     assert f["clean_pass"]["valid_baseline"], smoke["output"]
-    # Every erasure writes an acknowledgement and a response, and asks the two e-mail processors.
-    assert compared["letters_per_request"] == {"4": 12}, compared
-    assert compared["letter_purposes"] == {"acknowledgement": 12, "response": 12, "processor_request": 24}
-    assert compared["task_results_compared"] == 12 * 6, compared  # crm, analytics, billing, e-mail, 2 by mail
+    # Every erasure writes an acknowledgement and a response, and asks the four e-mail processors.
+    assert compared["letters_per_request"] == {"6": 12}, compared
+    assert compared["letter_purposes"] == {"acknowledgement": 12, "response": 12, "processor_request": 48}
+    assert compared["task_results_compared"] == 12 * 8, compared  # crm, analytics, billing, e-mail, 4 by mail
     assert compared["demo_rows_changed_by_clean_pass"] > 100 and compared["ledger_entries_compared"] > 100, compared
     # Each fault struck while requests were in flight, or it tested nothing.
     assert [row["fault"] for row in f["faults"]] == ["worker kill -9", "PostgreSQL restart"]

@@ -229,13 +229,13 @@ async def test_a_correction_leaves_the_records_an_erasure_kept_as_the_law_keeps_
     attested call, approved) changes the billing address of no record the law keeps as it was."""
     db = stack.databases
     async with build_worker(dev_server.client, stack.settings, pool), api(stack) as http:
-        await _approved_and_settled(http, pool, dev_server, {
+        erased, _ = await _approved_and_settled(http, pool, dev_server, {
             "type": "erasure", "subject": {"email": "ada@example.com"}, "identity_attested": True},
             {"crm", "billing", "analytics"})
         kept = await _rows(db["billing"], "SELECT id, street, city FROM customers WHERE customer_number = 'C-000000'")
         assert len(kept) == 1  # kept for the invoices, as the hold says
-        assert await pool.fetchval("SELECT count(*) FROM deferred_erasures WHERE system = 'billing' "
-                                   "AND dataset = 'customers' AND record_key = $1", str(kept[0][0])) == 1
+        assert await pool.fetchval("SELECT count(*) FROM deferred_erasures WHERE request_id = $1 AND system = 'billing' "
+                                   "AND dataset = 'customers' AND record_key = $2", erased, str(kept[0][0])) == 1
         _, results = await _approved_and_settled(http, pool, dev_server, {
             "type": "rectification", "subject": {"email": unique_email("ada-new"), "customer_id": "C-000000"},
             "identity_attested": True, "corrections": {"street": "Nieuwstraat 1", "city": "Gent"}}, {"billing"})

@@ -35,14 +35,22 @@ _STATE = """CASE WHEN done_at IS NOT NULL AND settled_by IS NOT NULL THEN 'settl
 
 
 async def kept_records(pool: asyncpg.Pool, *, subject_hash: str | None = None,
-                       system: str | None = None) -> dict[str, list[str]]:
+                       system: tuple[str, str] | None = None) -> dict[str, list[str]]:
     """The records a hold keeps since an erasure, not yet erased, as "system.dataset" -> keys:
-    a subject's (they no longer carry its identities, but are still its data), or a system's
-    (a correction leaves them as the law keeps them)."""
+    a subject's (they no longer carry its identities, but are still its data), or a system's,
+    given as (its name, a policy version), for a correction to leave them as the law keeps them.
+    A record key names a row of the system as configured when it was kept: only the records kept
+    while the system's configuration was the one of that version count (a system the policy
+    points at another database since has other rows under the same keys)."""
+    name, version = system or (None, None)
     rows = await pool.fetch(
-        """SELECT system, dataset, array_agg(record_key) AS keys FROM deferred_erasures
-           WHERE done_at IS NULL AND ($1::text IS NULL OR subject_hash = $1) AND ($2::text IS NULL OR system = $2)
-           GROUP BY system, dataset""", subject_hash, system)
+        """SELECT d.system, d.dataset, array_agg(d.record_key) AS keys FROM deferred_erasures d
+           LEFT JOIN policy_versions kept ON kept.version = d.policy_version
+           LEFT JOIN policy_versions current ON current.version = $3
+           WHERE d.done_at IS NULL AND ($1::text IS NULL OR d.subject_hash = $1)
+             AND ($2::text IS NULL OR (d.system = $2 AND kept.content->'systems'->d.system->'config'
+                                       IS NOT DISTINCT FROM current.content->'systems'->d.system->'config'))
+           GROUP BY d.system, d.dataset""", subject_hash, name, version)
     return {f"{r['system']}.{r['dataset']}": list(r["keys"]) for r in rows}
 
 
