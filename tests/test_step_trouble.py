@@ -5,8 +5,11 @@ on: retry the step, skip it, or cancel the request. Nothing waits for ever in si
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from temporalio import activity
@@ -35,6 +38,28 @@ async def _eventually(check, timeout: float = 30.0):
 
 async def _state(client, rid):
     return await client.get_workflow_handle(workflow_id_for(rid)).query(DataSubjectRequestWorkflow.state)
+
+
+@contextlib.asynccontextmanager
+async def _erasure_with_relay(settings, pool, client, task_queue, relay, **start) -> AsyncIterator[tuple[str, Any]]:
+    """An attested erasure stored as the API stores it, its workflow started on a worker whose
+    letters go through `relay` (the mail relay as the test has it behave): its id and handle."""
+    loaded = load_policy(settings.policy_path)
+    new = NewRequest(type="erasure", subject={"email": f"s{uuid.uuid4().hex[:6]}@example.com"},
+                     identity_attested=True)
+    row, _ = await create_request(pool, new, loaded_policy=loaded, secret=load_secret_key(settings), actor="test",
+                                  idempotency_key=None)
+    rid = str(row["id"])
+    async with build_worker(client, settings, pool, task_queue=task_queue, activity_overrides=[relay]):
+        yield rid, await client.start_workflow(
+            DataSubjectRequestWorkflow.run, StartRequest(request_id=rid, policy_version=loaded.version, **start),
+            id=workflow_id_for(rid), task_queue=task_queue)
+
+
+async def _closed_as_succeeded(pool, rid: str) -> bool:
+    closed = await pool.fetchrow("SELECT resolved_at, resolution FROM step_troubles WHERE request_id = $1",
+                                 uuid.UUID(rid))
+    return closed["resolved_at"] is not None and "succeeded" in closed["resolution"]
 
 
 @activity.defn(name="prepare_request")
@@ -106,16 +131,8 @@ async def test_a_step_failing_past_the_threshold_is_flagged_and_recovers_on_its_
             raise ConnectionRefusedError("relay 127.0.0.1:2525 refused the connection")
         return await deliver_letter(ctx, job)
 
-    loaded = load_policy(settings.policy_path)
-    new = NewRequest(type="erasure", subject={"email": f"s{uuid.uuid4().hex[:6]}@example.com"},
-                     identity_attested=True)
-    row, _ = await create_request(pool, new, loaded_policy=loaded, secret=load_secret_key(settings), actor="test", idempotency_key=None)
-    rid = str(row["id"])
-    async with build_worker(client, settings, pool, task_queue=task_queue, activity_overrides=[flaky_letter]):
-        handle = await client.start_workflow(
-            DataSubjectRequestWorkflow.run,
-            StartRequest(request_id=rid, policy_version=loaded.version, attention_after_minutes=5),
-            id=workflow_id_for(rid), task_queue=task_queue)
+    async with _erasure_with_relay(settings, pool, client, task_queue, flaky_letter,
+                                   attention_after_minutes=5) as (rid, handle):
         await env.sleep(timedelta(minutes=3))
         assert (await handle.query(DataSubjectRequestWorkflow.state)).trouble is None  # not yet
         await env.sleep(timedelta(minutes=10))
@@ -131,9 +148,7 @@ async def test_a_step_failing_past_the_threshold_is_flagged_and_recovers_on_its_
     assert result.status.value == "completed" and result.trouble is None
     assert len(letters_for(mail_sink, rid, "acknowledgement")) == 1
     assert len(letters_for(mail_sink, rid, "staff_alert")) == 1
-    closed = await pool.fetchrow("SELECT resolved_at, resolution FROM step_troubles WHERE request_id = $1",
-                                 uuid.UUID(rid))
-    assert closed["resolved_at"] is not None and "succeeded" in closed["resolution"]
+    assert await _closed_as_succeeded(pool, rid)
 
 
 @pytest.mark.parametrize("alert_error", [
@@ -160,16 +175,7 @@ async def test_a_refused_staff_alert_does_not_fail_the_request(settings, pool, t
             raise ValueError("550 5.1.1 mailbox unavailable")
         return await deliver_letter(ctx, job)
 
-    loaded = load_policy(settings.policy_path)
-    new = NewRequest(type="erasure", subject={"email": f"s{uuid.uuid4().hex[:6]}@example.com"},
-                     identity_attested=True)
-    row, _ = await create_request(pool, new, loaded_policy=loaded, secret=load_secret_key(settings), actor="test",
-                                  idempotency_key=None)
-    rid = str(row["id"])
-    async with build_worker(client, settings, pool, task_queue=task_queue, activity_overrides=[refusing_relay]):
-        handle = await client.start_workflow(
-            DataSubjectRequestWorkflow.run, StartRequest(request_id=rid, policy_version=loaded.version),
-            id=workflow_id_for(rid), task_queue=task_queue)
+    async with _erasure_with_relay(settings, pool, client, task_queue, refusing_relay) as (rid, handle):
         await _eventually(lambda: pool.fetch(
             "SELECT * FROM step_troubles WHERE request_id = $1 AND resolved_at IS NULL", uuid.UUID(rid)))
         await env.sleep(timedelta(minutes=5))  # the alert's step has long failed by now
@@ -179,6 +185,4 @@ async def test_a_refused_staff_alert_does_not_fail_the_request(settings, pool, t
     assert result.status.value == "completed" and result.trouble is None
     assert len(letters_for(mail_sink, rid, "acknowledgement")) == 1
     assert letters_for(mail_sink, rid, "staff_alert") == []
-    closed = await pool.fetchrow("SELECT resolved_at, resolution FROM step_troubles WHERE request_id = $1",
-                                 uuid.UUID(rid))
-    assert closed["resolved_at"] is not None and "succeeded" in closed["resolution"]
+    assert await _closed_as_succeeded(pool, rid)
