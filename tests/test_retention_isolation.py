@@ -25,6 +25,9 @@ async def test_an_unreachable_system_holds_back_only_its_own_rule(postgres, sett
         cutoff = datetime.now(UTC) - relativedelta(months=12)
         assert (await fetch_rows(analytics, _OLD_LOGS, cutoff))[0]["n"] > 1000
         crm_name = crm.rsplit("/", 1)[1].split("?")[0]
+        # Every account active: the CRM's rule, once it runs, opens no erasure (no request of this
+        # test stays open in the database the other tests share).
+        await fetch_rows(crm, "UPDATE contacts SET last_seen_at = now() RETURNING 1")
         # The CRM goes away: its database takes no connections (a failover, a network outage).
         await pool.execute(f'ALTER DATABASE "{crm_name}" ALLOW_CONNECTIONS false')
         sweep = RetentionActivities(activity_context(stack.settings, pool)).sweep
@@ -44,3 +47,4 @@ async def test_an_unreachable_system_holds_back_only_its_own_rule(postgres, sett
         # The CRM is back: the retry runs to the end, the web logs' rule once more with nothing left.
         report = await ActivityEnvironment(client=dev_server.client).run(sweep, rules)
         assert [(r.rule, r.error) for r in report.rules] == [("inactive_accounts", None), ("web_logs", None)]
+        assert (report.rules[0].due, report.rules[0].started) == (0, 0)
