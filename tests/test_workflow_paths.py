@@ -11,6 +11,7 @@ test_step_trouble.py, ...) still cover the same paths end to end, letters and da
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -28,10 +29,11 @@ from schemas.workflow import (
     ResendInput,
     ResolveTaskInput,
     VerifyResult,
+    task_workflow_id,
 )
 from tests.staff_answers import DENY, answered_while_held, hold, replays
 from tests.test_workflow_carry_on import statuses
-from tests.workflow_fakes import SHIPPED, FakeSystem, RequestSpec
+from tests.workflow_fakes import SHIPPED, FakeActivities, FakeSystem, RequestSpec
 from tests.workflow_stack import FastStack, refused, stack_fixture  # noqa: F401 (the fixture)
 from workflows.dsr import DataSubjectRequestWorkflow as DSR
 
@@ -342,3 +344,24 @@ async def test_a_system_that_needs_attention_is_alerted_while_a_processor_still_
         system="billing", note="The invoices were deleted by hand in the billing tool"))
     await stack.sleep(timedelta(days=15))  # the processor never answers: flagged after its timeout, alerted once
     await request.until(lambda s: fakes.staff_alerts(request.id) == ["attention:billing:1", "attention:processor:1"])
+
+
+async def test_a_processors_task_whose_workflow_ended_is_on_record_as_needing_attention(dev_server):
+    """The processor's task workflow is terminated (an operator's mistake; its own record failing
+    for good ends it the same way): the request's state says the task needs attention, staff are
+    told, and so says its stored row, which the queue's filter, the metrics and their alert read.
+    Before, the row stayed `pending`. On the dev server: the time-skipping one does not tell a
+    parent that its child was terminated."""
+    fakes = FakeActivities()
+    stack = FastStack(dev_server, fakes, f"ended-{uuid.uuid4().hex[:8]}")
+    async with stack.worker():
+        request = await stack.open(RequestSpec(systems=[
+            FakeSystem("processor", connector="opendsr", answers_on_poll=10**6, completion_timeout_days=14)]))
+        await request.until(lambda s: statuses(s).get("processor") == ("pending", 1))
+        await dev_server.client.get_workflow_handle(task_workflow_id(request.id, "processor", "erase", 1)).terminate(
+            "by mistake")
+        await request.until(lambda s: statuses(s)["processor"] == ("needs_attention", 1)
+                            and fakes.staff_alerts(request.id) == ["attention:processor:1"])
+        await request.handle.terminate("test over")
+    stored = [r.result for r in fakes.task_records if r.request_id == request.id and r.result.system == "processor"]
+    assert stored[-1].status == "needs_attention" and "terminated" in (stored[-1].message or "").lower()

@@ -75,6 +75,10 @@ RETRIES_BEFORE_END = "retries-before-end"
 # the fan-out had ended: a `sql` system failing in milliseconds waited for a processor's task,
 # which may take 14 days or more, though the queue showed it at once (freeze audit).
 ALERT_WHILE_OTHERS_RUN = "alert-while-others-run"
+# Before this one, a task whose child workflow failed (its own record failing past its retries, or
+# the child terminated) needed attention in the workflow's state only: its row stayed `pending`,
+# so the queue's "needs attention", the metrics and their alert never showed it (freeze audit).
+CHILD_FAILURE_RECORDED = "child-failure-recorded"
 
 
 class SystemTasks:
@@ -171,6 +175,8 @@ class SystemTasks:
             message, _ = describe_failure(error)
             self.results[task.system] = self.results[task.system].model_copy(
                 update={"status": "needs_attention", "message": message})
+            if workflow.patched(CHILD_FAILURE_RECORDED):
+                await record(job, self.results[task.system])
 
     def changed_systems(self) -> list[str]:
         """The systems whose task is done and changed something (none for an access: it reads)."""
