@@ -42,3 +42,8 @@ class LiftCarriedOut(Contract):
     systems: list[str]  # every system the lift was carried to
     recipients: list[str]  # the Art. 19 recipients among them, told of the lift
     actor: str
+
+
+# The requests whose restriction is being lifted (migrations/0014): completed, yet their workflow
+# still runs the lift's tasks, which may need staff; the queue and the metrics count them as open.
+LIFTING_SQL = "SELECT request_id FROM restrictions WHERE lift_requested_at IS NOT NULL AND lifted_at IS NULL"

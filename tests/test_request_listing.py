@@ -13,6 +13,7 @@ import pytest
 from api.read_models.request_queries import RequestFilters, queue_cursor, queue_query
 from bench.queue_listing import seed_queue
 from dsrflow.infra.db import create_pool
+from dsrflow.infra.metrics import _read_gauges
 from tests.conftest import database_pool, make_database
 from tests.support import api_client, assert_problem, staff_headers
 
@@ -42,7 +43,7 @@ async def http(settings, queue_url, queue_db):
 
 async def seed(pool, *, due: int | None, status: str = "in_progress", type: str = "access",
                regime: str = "gdpr", extended: bool = False, stuck_task: bool = False,
-               objection_alert: bool = False, failed_step: str | None = None) -> str:
+               objection_alert: bool = False, failed_step: str | None = None, lift: str | None = None) -> str:
     """A request as its workflow leaves it; `due` is the current due date in days from today."""
     request_id = str(uuid.uuid4())
     current = TODAY + timedelta(days=due) if due is not None else None
@@ -66,6 +67,12 @@ async def seed(pool, *, due: int | None, status: str = "in_progress", type: str 
                    body_text, body_html)
                VALUES ($1, $2, 'staff_alert', 'privacy@example.com', 'Decide', $1, '', '')""",
             f"{request_id}:staff_alert:objection-decision", request_id)
+    if lift:  # a completed restriction whose lift has been asked for: "lifting", or "lifted" since
+        await pool.execute(
+            """INSERT INTO restrictions (request_id, subject_hash, grounds, systems, keeps_from_erasure,
+                   lift_requested_at, lifted_at)
+               VALUES ($1, 'h', '{accuracy_contested}', '{crm}', false, now(), $2)""",
+            request_id, datetime.now(UTC) if lift == "lifted" else None)
     if failed_step:  # a step that failed: "open" waits for staff, "resolved" has been answered
         await pool.execute(
             """INSERT INTO step_troubles (request_id, trouble_key, step, message, transient, since, resolved_at)
@@ -124,6 +131,12 @@ async def varied(queue_db) -> dict[str, str]:
         "denied_letter_waits": await seed(queue_db, due=40, status="denied", failed_step="open"),
         "denied_letter_answered": await seed(queue_db, due=40, status="denied", failed_step="resolved"),
         "verifying": await seed(queue_db, due=20, status="awaiting_verification", type="portability", regime="uk_gdpr"),
+        # Completed, and its restriction being lifted: a lift's task waits for staff (the
+        # workflow still runs); once lifted, a task left over is history.
+        "lift_stuck": await seed(queue_db, due=50, status="completed", type="restriction", stuck_task=True,
+                                 lift="lifting"),
+        "lifted_stuck": await seed(queue_db, due=50, status="completed", type="restriction", stuck_task=True,
+                                   lift="lifted"),
         "no_due_date_yet": await seed(queue_db, due=None, status="awaiting_verification"),
     }
 
@@ -138,8 +151,8 @@ FILTERS = [
     pytest.param({"overdue": "true"}, {"open_overdue"}, id="overdue"),
     pytest.param({"due_before": (TODAY + timedelta(days=1)).isoformat()},
                  {"open_overdue", "open_due_today", "closed_past_due"}, id="due_before"),
-    pytest.param({"needs_attention": "true"}, {"approval", "stuck", "objection_to_decide", "denied_letter_waits"},
-                 id="needs_attention"),
+    pytest.param({"needs_attention": "true"}, {"approval", "stuck", "objection_to_decide", "denied_letter_waits",
+                                               "lift_stuck"}, id="needs_attention"),
     pytest.param({"needs_attention": "true", "status": "in_progress"}, {"stuck", "objection_to_decide"}, id="combined"),
 ]
 
@@ -151,6 +164,20 @@ async def test_filters(http, varied, params, expected):
     assert r.status_code == 200, r.text
     found = {name for name, rid in varied.items() if rid in {i["id"] for i in r.json()["items"]}}
     assert found == (expected or set(varied))
+
+
+async def test_the_metrics_count_a_lifts_task_waiting_for_staff(queue_db):
+    """What the queue flags, the gauge the alert rule reads counts: a completed restriction whose
+    lift's task waits for staff, not one lifted since (the row then is history)."""
+    lifting, lifted = await seed(queue_db, due=50, status="completed", type="restriction", lift="lifting"), \
+        await seed(queue_db, due=50, status="completed", type="restriction", lift="lifted")
+    probe = f"probe_{uuid.uuid4().hex[:8]}"
+    for rid, system in ((lifting, f"{probe}_lifting"), (lifted, f"{probe}_lifted")):
+        await queue_db.execute("INSERT INTO system_tasks (request_id, system, action, status) "
+                               "VALUES ($1, $2, 'lift_restriction', 'needs_attention')", rid, system)
+    families = {f.name: f for f in await _read_gauges(queue_db, "Europe/Brussels")}
+    counted = {s.labels["system"]: s.value for s in families["dsrflow_tasks_needing_attention"].samples}
+    assert counted.get(f"{probe}_lifting") == 1 and f"{probe}_lifted" not in counted
 
 
 async def test_not_overdue_is_the_complement(http, varied):
@@ -168,6 +195,8 @@ async def test_rows_say_days_left_overdue_and_attention(http, varied):
     assert items[varied["stuck_but_cancelled"]]["needs_attention"] is False
     assert items[varied["denied_letter_waits"]]["needs_attention"] is True
     assert items[varied["denied_letter_answered"]]["needs_attention"] is False
+    assert items[varied["lift_stuck"]]["needs_attention"] is True
+    assert items[varied["lifted_stuck"]]["needs_attention"] is False
     extended = items[varied["extended"]]
     assert extended["current_due_date"] == (TODAY + timedelta(days=30)).isoformat()
     assert extended["due_date"] == (TODAY - timedelta(days=30)).isoformat()

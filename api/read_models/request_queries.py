@@ -20,6 +20,7 @@ from api.read_models.cursors import decode_cursor, encode_cursor
 from dsrflow.crypto.hashing import lookup_hash
 from schemas.plain_text import OneLine
 from schemas.requests import RequestStatus, RequestType
+from schemas.restrictions import LIFTING_SQL
 from schemas.vocabulary import Regime
 
 OPEN_STATUSES = tuple(s for s in RequestStatus if not s.is_closed)
@@ -41,12 +42,14 @@ _STUCK = (
 # owes (workflows/owed_steps.py), a completed restriction's lift. Its trouble is open only while
 # the step waits (the workflow closes it when the request closes under an open step).
 _STEP_WAITS = "SELECT s.request_id FROM step_troubles s WHERE s.resolved_at IS NULL"
-_ATTENTION = (f"(r.status = 'awaiting_approval' OR ({_OPEN} AND r.id IN ({_STUCK})) "
+# Still worked on: open, or completed with its restriction being lifted (the lift's tasks).
+_WORKED_ON = f"({_OPEN} OR r.id IN ({LIFTING_SQL}))"
+_ATTENTION = (f"(r.status = 'awaiting_approval' OR ({_WORKED_ON} AND r.id IN ({_STUCK})) "
               f"OR r.id IN ({_STEP_WAITS}))")
 # The same condition written for a filter: the few ids that need attention are gathered first
 # instead of testing every row in due-date order until a page is full.
 _ATTENTION_FILTER = (
-    f"r.id IN (SELECT o.id FROM dsr_requests o WHERE {_OPEN.replace('r.', 'o.')} AND o.id IN ({_STUCK}) "
+    f"r.id IN (SELECT o.id FROM dsr_requests o WHERE {_WORKED_ON.replace('r.', 'o.')} AND o.id IN ({_STUCK}) "
     f"UNION ALL SELECT a.id FROM dsr_requests a WHERE a.status = 'awaiting_approval' UNION ALL {_STEP_WAITS})"
 )
 

@@ -31,6 +31,7 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from dsrflow.infra.logging import get_logger
 from dsrflow.infra.ports import free_port
 from schemas.requests import RequestStatus
+from schemas.restrictions import LIFTING_SQL
 
 __all__ = ["CONTENT_TYPE", "MAILBOX_READER_FAILING", "REGISTRY", "DatabaseGauges", "connector_call", "exposition",
            "letter_sent",
@@ -137,7 +138,7 @@ SELECT count(*) AS n, coalesce(extract(epoch FROM now() - min(created_at)), 0)::
 _TASKS = """
 SELECT t.system AS key, count(*) AS n, extract(epoch FROM now() - min(t.updated_at))::float8 AS age
   FROM system_tasks t JOIN dsr_requests r ON r.id = t.request_id
- WHERE t.status = 'needs_attention' AND NOT (r.status = ANY($1::text[]))
+ WHERE t.status = 'needs_attention' AND (NOT (r.status = ANY($1::text[])) OR r.id IN (""" + LIFTING_SQL + """))
  GROUP BY t.system
 """
 _STEPS = """
