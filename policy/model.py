@@ -175,18 +175,10 @@ class Policy(StrictModel):
                         )
             if system.connector == "http":
                 check_http_references(name, system.http_config(), self)
-        reached = {system.recipient for system in self.systems.values()}
         for name, recipient in self.recipients.items():
             unknown = set(recipient.categories) - set(self.categories)
             if unknown:
                 raise ValueError(f"recipients.{name}.categories: unknown {sorted(unknown)}")
-            if name not in reached and not recipient.hosts_our_systems:
-                # Art. 19 GDPR and CCPA regulations § 7022(b)(2): every recipient is told of an
-                # erasure, rectification or restriction, and only a system's task tells it.
-                raise ValueError(
-                    f"recipients.{name}: no system names it as its recipient, so no erasure, rectification "
-                    f"or restriction would reach it (Art. 19 GDPR): add a system for it (a processor without "
-                    f"an API: connector manual_email), or set hosts_our_systems: true if it only hosts our systems")
         named: set[str] = set()
         for index, retention_rule in enumerate(self.retention):
             if retention_rule.name in named:
@@ -395,6 +387,7 @@ def inline_translation_files(content: dict, path: Path) -> None:
 
 
 def load_policy(path: Path | None = None) -> LoadedPolicy:
+    """The policy file in force (checked whole); a request's stored version is `parse_policy`'s."""
     path = path or DEFAULT_POLICY
     try:
         content = read_mapping(path)
@@ -402,4 +395,19 @@ def load_policy(path: Path | None = None) -> LoadedPolicy:
         inline_translation_files(content, path)
     except ValueError as exc:
         raise PolicyError(str(exc)) from None
-    return parse_policy(content, str(path))
+    loaded = parse_policy(content, str(path))
+    _check_recipients_reached(loaded.policy, str(path))
+    return loaded
+
+
+def _check_recipients_reached(policy: Policy, source: str) -> None:
+    """Art. 19 GDPR and CCPA regulations § 7022(b)(2): every recipient is told of an erasure,
+    rectification or restriction, and only a system's task tells it. Checked on the file in
+    force, not on the versions requests stored before the rule: those still load for them."""
+    reached = {system.recipient for system in policy.systems.values()}
+    for name, recipient in policy.recipients.items():
+        if name not in reached and not recipient.hosts_our_systems:
+            raise PolicyError(
+                f"{source}: recipients.{name}: no system names it as its recipient, so no erasure, rectification "
+                f"or restriction would reach it (Art. 19 GDPR): add a system for it (a processor without an API: "
+                f"connector manual_email), or set hosts_our_systems: true if it only hosts our systems")

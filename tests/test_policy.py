@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from devstack.policy_copies import without_processors_by_email
-from policy.model import DEFAULT_POLICY, PolicyError, load_policy
+from policy.model import DEFAULT_POLICY, PolicyError, load_policy, parse_policy
 from tests.letters_as_sent import as_sent
 from tests.support import english_only
 
@@ -148,6 +148,17 @@ def test_a_recipient_no_erasure_would_reach_is_refused(tmp_path: Path, change) -
     assert "no system names it as its recipient" in str(caught.value)
     assert "connector manual_email" in str(caught.value) and "hosts_our_systems: true" in str(caught.value)
     assert "recipients.registration_authorization" in str(caught.value) or "recipients.cloud_hosting" in str(caught.value)
+
+
+def test_a_version_stored_before_the_rule_still_loads_for_its_requests() -> None:
+    """A request keeps the policy version it started under (policy_versions): one stored before
+    every recipient had to be reached (its registration provider reached by no system) still
+    parses for it; only the file in force is refused."""
+    content = copy.deepcopy(RAW)
+    content["systems"].pop("registration_authorization")
+    content["recipients"]["cloud_hosting"].pop("hosts_our_systems")
+    stored = parse_policy(content, "a stored version")
+    assert "registration_authorization" in stored.policy.recipients
 
 
 def test_processors_by_email_leave_an_unattended_copy_with_their_recipients(tmp_path: Path) -> None:
