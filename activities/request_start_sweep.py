@@ -19,6 +19,7 @@ from activities.context import ActivityContext
 from dsrflow.domain.audit import append_event
 from dsrflow.domain.request_start import start_request_workflow
 from dsrflow.infra.failpoints import failpoint
+from policy.model import PolicyError
 from schemas.request_start import StartSweepInput, StartSweepReport
 from schemas.workflow import workflow_id_for
 
@@ -40,7 +41,7 @@ class RequestStartSweepActivities:
     async def start_unstarted_requests(self, sweep: StartSweepInput) -> StartSweepReport:
         rows = await self.ctx.pool.fetch(_UNSTARTED, self.ctx.settings.start_sweep_after_minutes, BATCH)
         client = activity.client()
-        started = 0
+        started = unstartable = 0
         for row in rows:
             request_id = str(row["id"])
             try:
@@ -49,7 +50,15 @@ class RequestStartSweepActivities:
             except RPCError as exc:
                 if exc.status != RPCStatusCode.NOT_FOUND:
                     raise
-            loaded = await self.ctx.policy(row["policy_version"])
+            try:
+                loaded = await self.ctx.policy(row["policy_version"])
+            except (LookupError, PolicyError) as exc:
+                # One request that cannot start must not hold back the rest of the batch, every
+                # run (they are taken oldest first): before, the sweep failed on it for good.
+                activity.logger.error("stored request cannot start: its policy version does not load",
+                                      extra={"request_id": request_id, "error": type(exc).__name__})
+                unstartable += 1
+                continue
             # Recorded first (keyed, so a repeat adds nothing): a start that then fails is tried
             # again by the next run, which finds the request still unstarted.
             async with self.ctx.pool.acquire() as conn:
@@ -62,4 +71,4 @@ class RequestStartSweepActivities:
             started += 1
             activity.logger.warning("stored request started by the sweep", extra={"request_id": request_id})
             activity.heartbeat(started)
-        return StartSweepReport(found=len(rows), started=started)
+        return StartSweepReport(found=len(rows), started=started, unstartable=unstartable)

@@ -12,7 +12,9 @@ import httpx
 import pytest
 from temporalio.client import WorkflowHandle
 from temporalio.service import RPCError
+from temporalio.testing import ActivityEnvironment
 
+from activities.request_start_sweep import RequestStartSweepActivities
 from api.console.view import describe_event
 from devstack.processes import free_port
 from dsrflow.crypto.keys import load_secret_key
@@ -27,7 +29,7 @@ from schemas.workflow import workflow_id_for
 from tests.conftest import database_pool, make_database, running_postgres
 from tests.process_support import answering, died, dsrflow_process
 from tests.support import letters_for, live_client, staff_headers
-from workers.dsr_worker import build_worker
+from workers.dsr_worker import activity_context, build_worker
 from workflows.request_start_sweep import RequestStartSweepWorkflow
 
 SWEPT = "SELECT count(*) FROM audit_events WHERE request_id = $1 AND event_type = 'request.start_swept'"
@@ -189,3 +191,26 @@ async def test_a_sweep_that_finds_the_database_down_starts_the_request_once_it_i
     assert state["status"] == "completed"
     assert len(letters_for(mail_sink, stored, "acknowledgement")) == 1
     assert len(letters_for(mail_sink, stored, "response")) == 1
+
+
+async def test_a_request_whose_policy_version_does_not_load_holds_back_no_other(postgres, settings, dev_server):
+    """Requests are swept oldest first: one whose stored policy version no longer loads used to
+    fail the sweep at it, every run, and the requests after it were never started. It is now
+    counted apart (the unstarted gauge and its alert still show it) and the others start."""
+    client = dev_server.client
+    async with database_pool(postgres, "sweep_unloadable") as (database_url, pool):
+        ours = settings.model_copy(update={"database_url": database_url, "start_sweep_after_minutes": 1})
+        broken, fine = await _stored_long_ago(pool, ours), await _stored_long_ago(pool, ours)
+        await pool.execute("INSERT INTO policy_versions (version, content) VALUES ('unreadable', '{\"controller\": 1}')")
+        await pool.execute("UPDATE dsr_requests SET policy_version = 'unreadable', created_at = created_at - "
+                           "interval '1 minute' WHERE id = $1", uuid.UUID(broken))  # the oldest: swept first
+        sweep = RequestStartSweepActivities(activity_context(ours, pool)).start_unstarted_requests
+        report = await ActivityEnvironment(client=client).run(sweep, StartSweepInput(reason="test"))
+        started = client.get_workflow_handle(workflow_id_for(fine))
+        await started.describe()  # it exists: started
+        await started.terminate("test over")
+        after = await _unstarted_gauges(pool)
+    assert (report.found, report.started, report.unstartable) == (2, 1, 1)
+    # Both still have no due date: the broken one for good (the gauge and DsrRequestsNotStarted
+    # keep showing it), the other until a worker runs its workflow.
+    assert after["dsrflow_requests_unstarted"] == 2
