@@ -12,16 +12,20 @@ function, so a request still never runs twice.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from temporalio import activity
+from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.context import ActivityContext
+from activities.letters import deliver_letter
 from dsrflow.domain.audit import append_event
 from dsrflow.domain.request_start import start_request_workflow
 from dsrflow.infra.failpoints import failpoint
 from policy.model import PolicyError
 from schemas.request_start import StartSweepInput, StartSweepReport
-from schemas.workflow import workflow_id_for
+from schemas.workflow import LetterJob, workflow_id_for
 
 BATCH = 500  # a run's share; the next run, minutes later, takes the rest
 
@@ -71,4 +75,51 @@ class RequestStartSweepActivities:
             started += 1
             activity.logger.warning("stored request started by the sweep", extra={"request_id": request_id})
             activity.heartbeat(started)
-        return StartSweepReport(found=len(rows), started=started, unstartable=unstartable)
+        ended = await flag_ended_workflows(
+            self.ctx, client, older_than=timedelta(minutes=self.ctx.settings.start_sweep_after_minutes))
+        return StartSweepReport(found=len(rows), started=started, unstartable=unstartable, ended_flagged=ended)
+
+
+# Request workflows that ended without closing their request: no staff action reaches them any
+# more (each answers 409), no deadline warning comes, and before this nobody was told. Those that
+# ended within the last week (a run every five minutes being far more frequent), and at least as
+# long ago as a stored request may wait for its workflow (DSRFLOW_START_SWEEP_AFTER_MINUTES).
+_ENDED = ("WorkflowType = 'DataSubjectRequestWorkflow' AND ExecutionStatus != 'Running' "
+          "AND ExecutionStatus != 'Completed' AND CloseTime > '{since}' AND CloseTime < '{until}'")
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def flag_ended_workflows(ctx: ActivityContext, client: Client, *, older_than: timedelta) -> int:
+    """Flag each open request whose workflow failed, was terminated or timed out (`older_than`
+    ago at least): a trouble on record (the queue shows it needing attention, the steps gauge
+    counts it) and one staff alert. Nothing restarts it: what it had done is in its history, and
+    a person decides. How many were flagged this time."""
+    now = datetime.now(UTC)
+    flagged = 0
+    query = _ENDED.format(since=_stamp(now - timedelta(days=7)), until=_stamp(now - older_than))
+    async for ended in client.list_workflows(query):
+        request_id = ended.id.removeprefix("dsr-")
+        status = ended.status.name.lower() if ended.status else "ended"
+        message = f"the request's workflow {status} while the request was open; no step of it runs any more"
+        unflagged = await ctx.pool.fetchval(
+            """SELECT r.closed_at IS NULL AND NOT EXISTS (SELECT FROM step_troubles s WHERE s.request_id = r.id
+                      AND s.trouble_key = 'workflow-ended') FROM dsr_requests r WHERE r.id::text = $1""", request_id)
+        if not unflagged:
+            continue  # closed, not ours, or flagged by an earlier run
+        # The alert first (keyed: it goes once), then the record that ends the search for it: a
+        # run that dies in between alerts nobody twice and flags the request on the next run.
+        await deliver_letter(ctx, LetterJob(
+            request_id=request_id, purpose="staff_alert", key="workflow-ended", to_staff=True,
+            params={"kind": "needs_attention", "days_left": None,
+                    "detail": f"{message}. Staff actions on its page are refused; ask an operator to look "
+                              "at its history in Temporal, and answer the subject by hand if need be."}))
+        await ctx.pool.execute(
+            """INSERT INTO step_troubles (request_id, trouble_key, step, message, transient)
+               VALUES ($1::uuid, 'workflow-ended', 'workflow', $2, false) ON CONFLICT DO NOTHING""",
+            request_id, message)
+        activity.logger.error("request workflow ended while the request is open", extra={"request_id": request_id})
+        flagged += 1
+    return flagged

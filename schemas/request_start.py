@@ -21,3 +21,6 @@ class StartSweepReport(BaseModel):
     # Whose stored policy version does not load (gone, or not readable by this code): left for
     # staff, named in the worker's log, still counted by the unstarted gauge and its alert.
     unstartable: int = 0
+    # Open requests whose workflow has ended without closing them (failed, terminated, timed out):
+    # flagged for staff, once each (activities/request_start_sweep.py `flag_ended_workflows`).
+    ended_flagged: int = 0

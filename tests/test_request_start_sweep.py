@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -14,7 +15,7 @@ from temporalio.client import WorkflowHandle
 from temporalio.service import RPCError
 from temporalio.testing import ActivityEnvironment
 
-from activities.request_start_sweep import RequestStartSweepActivities
+from activities.request_start_sweep import RequestStartSweepActivities, flag_ended_workflows
 from api.console.view import describe_event
 from devstack.processes import free_port
 from dsrflow.crypto.keys import load_secret_key
@@ -214,3 +215,34 @@ async def test_a_request_whose_policy_version_does_not_load_holds_back_no_other(
     # Both still have no due date: the broken one for good (the gauge and DsrRequestsNotStarted
     # keep showing it), the other until a worker runs its workflow.
     assert after["dsrflow_requests_unstarted"] == 2
+
+
+async def test_an_open_request_whose_workflow_ended_is_flagged_for_staff_once(postgres, settings, dev_server,
+                                                                                  mail_sink):
+    """A request's workflow is terminated (an operator's mistake; a workflow that fails ends the
+    same way) while the request is open: every staff action on it is refused from then on, and
+    nobody was told. The sweep flags it: a trouble on record (the queue's needs-attention filter
+    and the steps gauge show it) and one staff alert, whatever the later runs."""
+    client = dev_server.client
+    async with database_pool(postgres, "sweep_ended") as (database_url, pool):
+        ours = settings.model_copy(update={"database_url": database_url, "start_sweep_after_minutes": 1})
+        rid = await _stored_long_ago(pool, ours)
+        await start_request_workflow(client, dict(await pool.fetchrow(
+            "SELECT * FROM dsr_requests WHERE id = $1", uuid.UUID(rid))), 60, task_queue=f"ended-{uuid.uuid4().hex[:6]}")
+        await client.get_workflow_handle(workflow_id_for(rid)).terminate("by mistake")
+        # The sweep flags what ended DSRFLOW_START_SWEEP_AFTER_MINUTES ago at least; here, at once.
+        ctx = activity_context(ours, pool)
+        reports = []
+        for _ in range(100):  # the server's list of ended workflows catches up within a second or so
+            reports.append(await flag_ended_workflows(ctx, client, older_than=timedelta(0)))
+            if reports[-1]:
+                break
+            await asyncio.sleep(0.1)
+        again = await flag_ended_workflows(ctx, client, older_than=timedelta(0))
+        swept = await ActivityEnvironment(client=client).run(
+            RequestStartSweepActivities(ctx).start_unstarted_requests, StartSweepInput(reason="test"))
+        trouble = await pool.fetchrow("SELECT * FROM step_troubles WHERE request_id = $1", uuid.UUID(rid))
+    assert reports[-1] == 1 and again == 0 and swept.ended_flagged == 0
+    assert trouble["step"] == "workflow" and "terminated" in trouble["message"] and trouble["resolved_at"] is None
+    [alert] = letters_for(mail_sink, rid, "staff_alert")
+    assert "workflow terminated" in " ".join(alert.get_body(("plain",)).get_content().split())
