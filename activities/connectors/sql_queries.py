@@ -233,21 +233,19 @@ def update_rows(
     q, alias = Query(), "t0"
     where = match(plan, dataset, subject, q, alias)
     key, table = ident(dataset.key), ident(dataset.table)
-    left = "0"
-    if leave:
-        keys = q.arg(list(leave))
-        left = f"(SELECT count(*) FROM {table} AS {alias} WHERE {where} AND {alias}.{key}::text = ANY({keys}::text[]))"
-        where += f" AND {alias}.{key}::text <> ALL({keys}::text[])"
+    # The subject's rows are matched once; each says whether it is one to leave.
+    left = f"{alias}.{key}::text = ANY({q.arg(list(leave))}::text[])" if leave else "false"
     assignments, differs = [], []
     for column, value in values.items():
         expr = "NULL" if value is None else q.value(value, types[column])
         assignments.append(f"{ident(column)} = {expr}")
         differs.append(f"u.{ident(column)} IS DISTINCT FROM {expr}")
     sql = (
-        f"WITH found AS (SELECT {alias}.{key} AS k FROM {table} AS {alias} WHERE {where}), "
+        f"WITH found AS (SELECT {alias}.{key} AS k, {left} AS left_as_is FROM {table} AS {alias} WHERE {where}), "
         f"changed AS (UPDATE {table} AS u SET {', '.join(assignments)} FROM found "
-        f"WHERE u.{key} = found.k AND ({' OR '.join(differs)}) RETURNING 1) "
-        f"SELECT (SELECT count(*) FROM found) AS found, (SELECT count(*) FROM changed) AS changed, {left} AS left"
+        f"WHERE u.{key} = found.k AND NOT found.left_as_is AND ({' OR '.join(differs)}) RETURNING 1) "
+        f"SELECT (SELECT count(*) FROM found WHERE NOT left_as_is) AS found, "
+        f"(SELECT count(*) FROM changed) AS changed, (SELECT count(*) FROM found WHERE left_as_is) AS left"
     )
     return sql, q.args
 
