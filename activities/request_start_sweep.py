@@ -12,6 +12,7 @@ function, so a request still never runs twice.
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 
 from temporalio import activity
@@ -102,11 +103,15 @@ async def flag_ended_workflows(ctx: ActivityContext, client: Client, *, older_th
     query = _ENDED.format(since=_stamp(now - timedelta(days=7)), until=_stamp(now - older_than))
     async for ended in client.list_workflows(query):
         request_id = ended.id.removeprefix("dsr-")
+        try:
+            uuid.UUID(request_id)
+        except ValueError:
+            continue  # not a request's id (workflow_id_for): nothing of ours to flag
         status = ended.status.name.lower() if ended.status else "ended"
         message = f"the request's workflow {status} while the request was open; no step of it runs any more"
         unflagged = await ctx.pool.fetchval(
             """SELECT r.closed_at IS NULL AND NOT EXISTS (SELECT FROM step_troubles s WHERE s.request_id = r.id
-                      AND s.trouble_key = 'workflow-ended') FROM dsr_requests r WHERE r.id::text = $1""", request_id)
+                      AND s.trouble_key = 'workflow-ended') FROM dsr_requests r WHERE r.id = $1::uuid""", request_id)
         if not unflagged:
             continue  # closed, not ours, or flagged by an earlier run
         # The alert first (keyed: it goes once), then the record that ends the search for it: a
