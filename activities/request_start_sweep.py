@@ -16,14 +16,16 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from temporalio import activity
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.context import ActivityContext
 from activities.letters import deliver_letter
 from dsrflow.domain.audit import append_event
+from dsrflow.domain.request_resume import ENDED_TROUBLE, ended_trouble_key, settle_ended_troubles
 from dsrflow.domain.request_start import start_request_workflow
 from dsrflow.infra.failpoints import failpoint
+from dsrflow.infra.writes import Write
 from policy.model import PolicyError
 from schemas.request_start import StartSweepInput, StartSweepReport
 from schemas.workflow import LetterJob, workflow_id_for
@@ -85,8 +87,24 @@ class RequestStartSweepActivities:
 # more (each answers 409), no deadline warning comes, and before this nobody was told. Those that
 # ended within the last week (a run every five minutes being far more frequent), and at least as
 # long ago as a stored request may wait for its workflow (DSRFLOW_START_SWEEP_AFTER_MINUTES).
+# The list holds every run: one resumed since (dsrflow/domain/request_resume.py) is listed still.
 _ENDED = ("WorkflowType = 'DataSubjectRequestWorkflow' AND ExecutionStatus != 'Running' "
           "AND ExecutionStatus != 'Completed' AND CloseTime > '{since}' AND CloseTime < '{until}'")
+
+
+async def _settle_resumed(ctx: ActivityContext, client: Client) -> None:
+    """Flags left on requests whose workflow runs again: resumed by an operator in Temporal, or
+    by a resume that died before it settled them."""
+    for row in await ctx.pool.fetch("SELECT DISTINCT request_id::text FROM step_troubles WHERE trouble_key LIKE $1 "
+                                    "AND resolved_at IS NULL", f"{ENDED_TROUBLE}%"):
+        try:
+            described = await client.get_workflow_handle(workflow_id_for(row["request_id"])).describe()
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+            continue  # its history is gone (the namespace's retention): the flag stays for staff
+        if described.status == WorkflowExecutionStatus.RUNNING:
+            await settle_ended_troubles(ctx.pool, row["request_id"], "its workflow runs again")
 
 
 def _stamp(moment: datetime) -> str:
@@ -95,9 +113,11 @@ def _stamp(moment: datetime) -> str:
 
 async def flag_ended_workflows(ctx: ActivityContext, client: Client, *, older_than: timedelta) -> int:
     """Flag each open request whose workflow failed, was terminated or timed out (`older_than`
-    ago at least): a trouble on record (the queue shows it needing attention, the steps gauge
-    counts it) and one staff alert. Nothing restarts it: what it had done is in its history, and
-    a person decides. How many were flagged this time."""
+    ago at least) and was not resumed since: a trouble on record (the queue shows it needing
+    attention, the steps gauge counts it), an audit event and one staff alert, once per ended run.
+    Nothing resumes it by itself: what the run had done is in its history, and compliance decides
+    (the request page's "Resume the request"). How many were flagged this time."""
+    await _settle_resumed(ctx, client)
     now = datetime.now(UTC)
     flagged = 0
     query = _ENDED.format(since=_stamp(now - timedelta(days=7)), until=_stamp(now - older_than))
@@ -107,24 +127,30 @@ async def flag_ended_workflows(ctx: ActivityContext, client: Client, *, older_th
             uuid.UUID(request_id)
         except ValueError:
             continue  # not a request's id (workflow_id_for): nothing of ours to flag
-        status = ended.status.name.lower() if ended.status else "ended"
-        message = f"the request's workflow {status} while the request was open; no step of it runs any more"
+        key = ended_trouble_key(ended.run_id)
         unflagged = await ctx.pool.fetchval(
             """SELECT r.closed_at IS NULL AND NOT EXISTS (SELECT FROM step_troubles s WHERE s.request_id = r.id
-                      AND s.trouble_key = 'workflow-ended') FROM dsr_requests r WHERE r.id = $1::uuid""", request_id)
-        if not unflagged:
-            continue  # closed, not ours, or flagged by an earlier run
+                      AND (s.trouble_key = $2 OR s.trouble_key = $3 AND s.resolved_at IS NULL))
+               FROM dsr_requests r WHERE r.id = $1::uuid""", request_id, key, ENDED_TROUBLE)  # $3: as flagged before runs had keys
+        if not unflagged or (await client.get_workflow_handle(ended.id).describe()).run_id != ended.run_id:
+            continue  # closed, not ours, flagged by an earlier run of the sweep, or resumed since
+        status = ended.status.name.lower() if ended.status else "ended"
+        message = (f"the request's workflow {status} while the request was open; no step of it runs any more "
+                   "until compliance resumes it from the request's page")
         # The alert first (keyed: it goes once), then the record that ends the search for it: a
         # run that dies in between alerts nobody twice and flags the request on the next run.
         await deliver_letter(ctx, LetterJob(
-            request_id=request_id, purpose="staff_alert", key="workflow-ended", to_staff=True,
+            request_id=request_id, purpose="staff_alert", key=key, to_staff=True,
             params={"kind": "needs_attention", "days_left": None,
-                    "detail": f"{message}. Staff actions on its page are refused; ask an operator to look "
-                              "at its history in Temporal, and answer the subject by hand if need be."}))
-        await ctx.pool.execute(
-            """INSERT INTO step_troubles (request_id, trouble_key, step, message, transient)
-               VALUES ($1::uuid, 'workflow-ended', 'workflow', $2, false) ON CONFLICT DO NOTHING""",
-            request_id, message)
+                    "detail": f"{message}. Staff actions on it are refused until then. Once its cause is "
+                              "fixed, press \"Resume the request\" on its page: it carries on from where it "
+                              "stopped, and what it did again takes effect once."}))
+        async with ctx.pool.acquire() as conn:
+            await append_event(conn, event_key=f"{request_id}:{key}", request_id=request_id,
+                               event_type="request.workflow_ended", actor="sweep", data={"ended": status},
+                               along=[Write("""INSERT INTO step_troubles (request_id, trouble_key, step, message, transient)
+                                               VALUES ($1::uuid, $2, 'workflow', $3, false) ON CONFLICT DO NOTHING""",
+                                            (request_id, key, message))])
         activity.logger.error("request workflow ended while the request is open", extra={"request_id": request_id})
         flagged += 1
     return flagged

@@ -14,9 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model
 from starlette.datastructures import FormData
 
+from dsrflow.stores.team_store import NOTE_MAX
+from schemas.plain_text import FreeText
 from schemas.requests import RequestStatus
 from schemas.restrictions import LiftRestrictionInput
 from schemas.steps import OWED_TROUBLE, RetryStepInput, SkipStepInput, StepTrouble
@@ -291,3 +293,18 @@ TEAM_ROLES = {"assign": "agent", "note": "agent", "save-view": "agent", "delete-
 # compliance's, who also read the holds behind it (READABLE_BY). Postgres writes too: the request
 # closed long before; run by the console (api/console/deferred.py) and REST (api/rest/deferred_erasures.py).
 DEFERRED_ROLES = {"read": READABLE_BY["legal-claims-holds"], "retry": "compliance", "settle": "compliance"}
+
+# A request whose workflow ended while it was open (dsrflow/domain/request_resume.py): resuming it
+# carries it on from where it stopped, and what it does again takes effect once; deciding that the
+# cause is fixed is compliance's, who answer for the request's steps (retry-step). Not a workflow
+# update either: there is no workflow running to take one. Run by the console
+# (api/console/request_resume.py) and REST (api/rest/request_resume.py).
+RESUME_ROLE = "compliance"
+
+
+class ResumeBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: FreeText = Field(min_length=1, max_length=NOTE_MAX,
+                             description="why it may carry on now (the cause that ended it, and how it was "
+                                         "fixed); kept in the audit trail, never sent to the subject",
+                             examples=["The mail relay refused staff alerts; its allow-list is fixed."])

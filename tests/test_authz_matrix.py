@@ -98,6 +98,9 @@ MATRIX = [
     Row("POST",   f"{R}/deferred-erasures/surveys/settle", {"note": "Deleted by their DPO"},    401, 403, 404, 404),
     Row("POST",   f"{C}/deferred/surveys/retry",        None,                                   303, 403, 404, 404),
     Row("POST",   f"{C}/deferred/surveys/settle",       None,                                   303, 403, 404, 404),
+    # Resuming a request whose workflow ended: compliance's (api/staff_actions.py RESUME_ROLE).
+    Row("POST",   f"{R}/resume",                        {"reason": "The relay is fixed"},       401, 403, 404, 404),
+    Row("POST",   f"{C}/resume",                        None,                                   303, 403, 404, 404),
     Row("POST",   "/console/views",                     None,                                   303, 303, 303, 303),
     Row("POST",   f"/console/views/{NO_TOKEN}/delete",  None,                                   303, 404, 404, 404),
     Row("GET",    "/console/inbox",                     None,                                   303, 200, 200, 200),

@@ -2,10 +2,10 @@
 
 from fastapi import APIRouter
 
-from api.console import dashboard, deferred, inbox, queue, request_page, team
+from api.console import dashboard, deferred, inbox, queue, request_page, request_resume, team
 
 router = APIRouter()
 # The queue first: /console/requests/new is the new-request form, not a request id.
-# The team's routes before the request page's `/{request_id}/{action}`.
-for _module in (queue, team, deferred, request_page, dashboard, inbox):
+# The team's routes (and resuming a request) before the request page's `/{request_id}/{action}`.
+for _module in (queue, team, deferred, request_resume, request_page, dashboard, inbox):
     router.include_router(_module.router)

@@ -21,6 +21,7 @@ from starlette.datastructures import FormData
 from api.auth import Staff, require_console_role
 from api.console.deferred import deferred_context
 from api.console.refusals import shown_refusal
+from api.console.request_resume import resume_context
 from api.console.team import team_context
 from api.console.view import (
     actor_name,
@@ -195,7 +196,7 @@ def _region(request: Request, request_id: str, context: dict[str, Any], notice: 
 @router.get("/{request_id}", response_class=HTMLResponse)
 async def request_page(staff: Annotated[Staff, require_console_role("agent")], request: Request, request_id: str,
                        state: State, today: Today, done: str | None = None, team_done: str | None = None,
-                       deferred_done: str | None = None) -> Response:
+                       deferred_done: str | None = None, resume_done: str | None = None) -> Response:
     """The request page; a short reference (or the workflow id) typed into the address leads here
     under the request's id."""
     pool = await state.db()
@@ -208,7 +209,9 @@ async def request_page(staff: Annotated[Staff, require_console_role("agent")], r
             # Refusals come back in the address, signed: another's link shows none (refusals.py).
             "team_error": shown_refusal(state.settings, "team_error", request.query_params),
             **await deferred_context(pool, request_id, staff, deferred_done,
-                                     shown_refusal(state.settings, "deferred_error", request.query_params))}
+                                     shown_refusal(state.settings, "deferred_error", request.query_params)),
+            **await resume_context(pool, request_id, staff, resume_done,
+                                   shown_refusal(state.settings, "resume_error", request.query_params))}
     return render(request, "console/request.html", {
         **context, **team, **await _subject_context(state, context),
         "live_region": _region(request, request_id, context, notice).html})
@@ -280,4 +283,5 @@ async def act(staff: Annotated[Staff, require_console_role("agent")], request: R
     return render(request, "console/request.html", {
         **context, **await team_context(await state.db(), request_id, staff), **await _subject_context(state, context),
         **await deferred_context(await state.db(), request_id, staff, None, None),
+        **await resume_context(await state.db(), request_id, staff, None, None),
         "live_region": region.html}, status_code=status)

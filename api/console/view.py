@@ -46,6 +46,8 @@ _EVENT_WORDS = {
     "request.created": "Request opened",
     "request.received": "Received; deadlines computed",
     "request.start_swept": "Started by the sweep: stored, but its start had been lost",
+    "request.workflow_ended": "Stopped: its workflow ended while the request was open",
+    "request.resumed": "Resumed: its workflow carries on from where it stopped",
     "plan.created": "Plan made under the request's policy version",
     "verification.succeeded": "Identity verified",
     "verification.failed": "Wrong verification code",
@@ -131,6 +133,8 @@ def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = N
         "restriction.kept_from_erasure": data.get("by"),
         "staff.assigned": (names or {}).get(f"token:{data.get('assignee')}", "a colleague"),
         "request.start_swept": f"{data.get('minutes_since_stored')} minutes after it was stored",
+        "request.workflow_ended": data.get("ended"),
+        "request.resumed": f"it had {data.get('ended')}: {data.get('reason')}",
     }.get(kind)
     return f"{words} ({detail})" if detail else words
 

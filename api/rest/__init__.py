@@ -11,6 +11,7 @@ from api.rest import (
     legal_holds,
     listing,
     metrics,
+    request_resume,
     restriction_list,
     staff_requests,
     suppressions,
@@ -20,5 +21,6 @@ from api.rest import (
 
 router = APIRouter()
 for _module in (codec_endpoint, listing, staff_requests, events, tokens, suppressions, legal_holds,
-                restriction_list, evidence_pack, metrics, team, deferred_erasures):
+                restriction_list, evidence_pack, metrics, team, deferred_erasures,
+                request_resume):
     router.include_router(_module.router)

@@ -1,0 +1,65 @@
+"""An open request whose workflow ended, on the console's request page: every member of staff sees
+why nothing on the page works (each action is refused while no workflow runs), and compliance may
+resume it once the cause is fixed (api/staff_actions.py `RESUME_ROLE`; what resuming does:
+dsrflow/domain/request_resume.py; REST: api/rest/request_resume.py). The form posts plainly and
+comes back to the page, outside the live region, so a poll never swaps a half-written reason away."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+import asyncpg
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+from pydantic import ValidationError
+
+from api.auth import ConsoleForbidden, Staff, require_console_role
+from api.console.refusals import refusal_params
+from api.deps import State
+from api.forms import read_form
+from api.pages import problem_pages
+from api.problems import Problem, field_errors
+from api.staff_actions import RESUME_ROLE, ResumeBody
+from dsrflow.domain.request_resume import ENDED_TROUBLE, ResumeRefused, resume_request
+from dsrflow.stores.requests_store import get_request
+from dsrflow.stores.team_store import NOTE_MAX
+
+router = APIRouter(prefix="/console", tags=["console"], include_in_schema=False,
+                   route_class=problem_pages("console/problem.html"))
+
+RESUMED = "Resumed: the request carries on from where it stopped. Its page shows its steps as they run."
+
+
+async def resume_context(pool: asyncpg.Pool, request_id: str, staff: Staff, done: str | None,
+                         error: str | None) -> dict[str, Any]:
+    """The request page's panel: the request's workflow ended (the start sweep's flag, still
+    open), and whether this member of staff may resume it. `error`: a signed refusal."""
+    ended = await pool.fetchrow(
+        """SELECT message, since FROM step_troubles WHERE request_id = $1::uuid AND trouble_key LIKE $2
+           AND resolved_at IS NULL ORDER BY since DESC LIMIT 1""", request_id, f"{ENDED_TROUBLE}%")
+    return {"workflow_ended": ended, "may_resume": staff.has_role(RESUME_ROLE), "resume_max": NOTE_MAX,
+            "resume_done": RESUMED if done else None, "resume_error": error}
+
+
+def _back(request_id: str, **params: str) -> RedirectResponse:
+    return RedirectResponse(f"/console/requests/{request_id}?{urlencode(params)}#workflow-ended", status_code=303)
+
+
+@router.post("/requests/{request_id}/resume")
+async def resume(staff: Annotated[Staff, require_console_role("agent")], request: Request, request_id: str,
+                 state: State) -> Response:
+    if not staff.has_role(RESUME_ROLE):
+        raise ConsoleForbidden("Forbidden", f"resuming a request needs the {RESUME_ROLE} role; you are {staff.role}")
+    if await get_request(await state.db(), request_id) is None:
+        raise Problem(404, "Request not found", f"There is no request {request_id}.")
+    try:
+        body = ResumeBody.model_validate({"reason": str((await read_form(request)).get("reason", "")).strip()})
+        await resume_request(await state.temporal(), await state.db(), request_id, actor=staff.actor,
+                             reason=body.reason)
+    except ValidationError as exc:
+        problems = "; ".join(f"{e['field']}: {e['message']}" for e in field_errors(exc.errors()))
+        return _back(request_id, **refusal_params(state.settings, "resume_error", problems))
+    except ResumeRefused as refused:
+        return _back(request_id, **refusal_params(state.settings, "resume_error", str(refused)))
+    return _back(request_id, resume_done="1")

@@ -1,0 +1,67 @@
+"""The request page of a request whose workflow ended while it was open, in a real browser: an
+agent sees why nothing works and that compliance can resume it; compliance and an admin press
+"Resume the request" (a blank reason refused first) and the page's actions work again. Same setup
+as tests/test_browser.py; the flag is written as the start sweep writes it
+(activities/request_start_sweep.py), for this request alone: the sweep itself would look at every
+test's ended workflows."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.async_api import expect
+
+from dsrflow.domain.request_resume import ended_trouble_key
+from schemas.workflow import workflow_id_for
+from tests.test_browser import CHROMIUM, open_request, shots, signed_in, site  # noqa: F401 (fixtures)
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)")
+SLOW = 30_000  # ms: the worker's next steps after a resume
+
+
+async def _stopped(dev_server, site: str, pool) -> str:  # noqa: F811
+    """An unverified erasure whose workflow an operator terminated, flagged as the sweep flags it."""
+    rid = await open_request(site, pool)
+    handle = dev_server.client.get_workflow_handle(workflow_id_for(rid))
+    await handle.terminate("by mistake")
+    run_id = (await handle.describe()).run_id
+    await pool.execute(
+        """INSERT INTO step_troubles (request_id, trouble_key, step, message, transient)
+           VALUES ($1::uuid, $2, 'workflow', 'the request''s workflow terminated while the request was open; no step '
+                   'of it runs any more until compliance resumes it from the request''s page', false)""",
+        rid, ended_trouble_key(run_id))
+    return rid
+
+
+async def test_compliance_and_an_admin_resume_a_stopped_request_and_its_actions_work_again(
+        browser, site, pool, dev_server, shots):  # noqa: F811
+    first, second = await _stopped(dev_server, site, pool), await _stopped(dev_server, site, pool)
+
+    agent = await signed_in(browser, site, pool, "agent", f"/console/requests/{first}")
+    panel = agent.locator("#workflow-ended")
+    await expect(panel.get_by_role("heading")).to_have_text("This request has stopped")
+    await expect(panel).to_contain_text("workflow terminated while the request was open")
+    await expect(panel).to_contain_text("Compliance can resume it from this page")
+    await expect(agent.get_by_role("button", name="Resume the request")).to_have_count(0)
+    await agent.get_by_role("button", name="Send a new code").click()  # refused while it is stopped
+    await expect(agent.locator("#live [role=alert]")).to_contain_text("finished")
+
+    officer = await signed_in(browser, site, pool, "compliance", f"/console/requests/{first}")
+    await officer.get_by_label("Why it may carry on now").fill("   ")
+    await officer.get_by_role("button", name="Resume the request").click()
+    await expect(officer.locator("#workflow-ended [role=alert]")).to_contain_text("reason")
+    await officer.get_by_label("Why it may carry on now").fill("Terminated by mistake during maintenance")
+    await officer.get_by_role("button", name="Resume the request").click()
+    await expect(officer.locator("#workflow-ended .flash")).to_contain_text("Resumed")
+    await expect(officer.get_by_role("button", name="Resume the request")).to_have_count(0)
+    await expect(officer.locator(".timeline")).to_contain_text(
+        "Resumed: its workflow carries on from where it stopped (it had terminated: Terminated by mistake")
+    await shots(officer, "resumed")
+    await officer.get_by_role("button", name="Send a new code").click()
+    await expect(officer.locator("#live .flash")).to_contain_text("A new code and link are sent", timeout=SLOW)
+
+    admin = await signed_in(browser, site, pool, "admin", f"/console/requests/{second}")
+    await admin.get_by_label("Why it may carry on now").fill("Terminated by mistake during maintenance")
+    await admin.get_by_role("button", name="Resume the request").click()
+    await expect(admin.locator("#workflow-ended .flash")).to_contain_text("Resumed")
+    assert await pool.fetchval("SELECT count(*) FROM step_troubles WHERE request_id = ANY($1::uuid[]) "
+                               "AND resolved_at IS NULL", [first, second]) == 0

@@ -1,0 +1,168 @@
+"""Resuming a request whose workflow ended while it was open (dsrflow/domain/request_resume.py):
+over REST on the whole stack, and the point it resumes from for every way a run ends."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from datetime import timedelta
+
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.failure.v1 import ActivityFailureInfo, ApplicationFailureInfo, Failure
+from temporalio.api.history.v1 import (
+    ActivityTaskScheduledEventAttributes,
+    ChildWorkflowExecutionCompletedEventAttributes,
+    HistoryEvent,
+    StartChildWorkflowExecutionInitiatedEventAttributes,
+    WorkflowExecutionFailedEventAttributes,
+)
+
+from activities.request_start_sweep import flag_ended_workflows
+from api.console.view import describe_event
+from dsrflow.domain.request_resume import ResumeRefused, resume_point
+from schemas.workflow import workflow_id_for
+from tests.fanout_stack import api, fanout_stack_alone
+from tests.support import letters_for, staff_headers, text_of, wait_for_letter
+from workers.dsr_worker import activity_context, build_worker
+from workflows.dsr import DataSubjectRequestWorkflow
+
+SURVEYS_CONTACT = "privacy@surveys.example"
+_LINK = re.compile(r"(http://\S+/v1/callbacks/manual/[0-9a-f]{64})")
+
+
+async def _until(check, timeout: float = 60) -> None:
+    for _ in range(int(timeout * 10)):
+        if await check():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{check.__name__} never came true")
+
+
+async def test_a_terminated_erasure_is_flagged_then_resumed_by_compliance_and_completes_with_each_letter_once(
+        postgres, settings, dev_server, mail_sink, tmp_path, monkeypatch):
+    """An operator terminates an erasure's workflow while a processor reached by e-mail has its
+    task (a child workflow, terminated with it). Every staff action is refused, the sweep flags
+    the request, an agent may not resume it, compliance does with a reason: the request carries
+    on from where it stopped (the processor's task starts again, its e-mail is not sent twice),
+    the processor's confirmation by the link it had reaches it, and it completes with one acknowledgement and one response."""
+    monkeypatch.setenv("DSRFLOW_SURVEYS_PRIVACY_EMAIL", SURVEYS_CONTACT)
+    client = dev_server.client
+    async with fanout_stack_alone(postgres, settings, client, tmp_path, "resume", keep_manual=("surveys",)) as (
+            stack, pool), build_worker(client, stack.settings, pool), api(stack) as http:
+        compliance, agent = await staff_headers(pool, "compliance"), await staff_headers(pool, "agent")
+        opened = await http.post("/v1/requests", headers=agent, json={
+            "type": "erasure", "subject": {"email": "grace@example.com"}, "identity_attested": True})
+        rid = opened.json()["id"]
+        handle = client.get_workflow_handle(workflow_id_for(rid))
+        link = _LINK.search(text_of(await wait_for_letter(mail_sink, rid, "processor_request", 60))).group(1)
+
+        async def surveys_waits() -> bool:
+            state = await handle.query(DataSubjectRequestWorkflow.state)
+            return any(r.system == "surveys" and r.status == "pending" for r in state.results)
+
+        await _until(surveys_waits)
+        await handle.terminate("by mistake")
+        refused = await http.post(f"/v1/requests/{rid}/resolve-task", headers=compliance,
+                                  json={"system": "surveys", "note": "Told the provider by phone"})
+        assert refused.status_code == 409, refused.text
+
+        ctx = activity_context(stack.settings, pool)
+
+        async def flagged() -> bool:  # the server's list of ended runs catches up within a second or so
+            return await flag_ended_workflows(ctx, client, older_than=timedelta(0)) == 1
+
+        await _until(flagged, 20)
+        trouble = await pool.fetchrow("SELECT * FROM step_troubles WHERE request_id = $1", uuid.UUID(rid))
+        assert trouble["step"] == "workflow" and trouble["resolved_at"] is None
+        listed = await http.get("/v1/requests", headers=agent, params={"needs_attention": "true"})
+        assert rid in {r["id"] for r in listed.json()["items"]}, listed.text
+
+        as_agent = await http.post(f"/v1/requests/{rid}/resume", headers=agent, json={"reason": "relay fixed"})
+        blank = await http.post(f"/v1/requests/{rid}/resume", headers=compliance, json={"reason": ""})
+        resumed = await http.post(f"/v1/requests/{rid}/resume", headers=compliance,
+                                  json={"reason": "Terminated by mistake during maintenance"})
+        again = await http.post(f"/v1/requests/{rid}/resume", headers=compliance, json={"reason": "twice"})
+        assert as_agent.status_code == 403 and blank.status_code == 422
+        assert resumed.status_code == 200, resumed.text
+        assert resumed.json()["ended"] == "terminated"
+        assert again.status_code == 409 and "running" in again.json()["detail"]
+
+        await _until(surveys_waits)  # its task started again, and waits for the processor as before
+        # The processor confirms through the link of the one e-mail it had before the termination.
+        confirmed = await http.post(link.removeprefix(stack.api_url), data={"note": "Deleted from our panel."})
+        assert confirmed.status_code == 200 and "confirmation recorded" in confirmed.text
+        state = await asyncio.wait_for(handle.result(), 60)
+        events = await pool.fetch("SELECT event_type, data, actor FROM audit_events WHERE request_id = $1 "
+                                  "ORDER BY chain_pos", uuid.UUID(rid))
+        trouble = await pool.fetchrow("SELECT * FROM step_troubles WHERE request_id = $1", uuid.UUID(rid))
+        # A later sweep flags nothing: the ended run was resumed.
+        assert await flag_ended_workflows(ctx, client, older_than=timedelta(0)) == 0
+    assert state["status"] == "completed"
+    for purpose in ("acknowledgement", "processor_request", "response"):
+        assert len(letters_for(mail_sink, rid, purpose)) == 1, purpose
+    assert len(letters_for(mail_sink, rid, "staff_alert")) == 1  # the flag's, once
+    assert trouble["resolved_at"] is not None and trouble["resolution"].startswith("resumed by ")
+    kinds = [e["event_type"] for e in events]
+    assert kinds.count("request.workflow_ended") == 1 and kinds.count("request.resumed") == 1
+    assert kinds.index("request.workflow_ended") < kinds.index("request.resumed") < kinds.index("status.completed")
+    resumed_event = events[kinds.index("request.resumed")]
+    assert describe_event(resumed_event) == ("Resumed: its workflow carries on from where it stopped "
+                                             "(it had terminated: Terminated by mistake during maintenance)")
+
+
+# The point a run resumes from, on histories written out event by event.
+
+def _event(event_id: int, kind: int, **attributes) -> HistoryEvent:
+    return HistoryEvent(event_id=event_id, event_type=kind, **attributes)
+
+
+_TASK_DONE = EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
+
+
+def _child(event_id: int, by_task: int) -> HistoryEvent:
+    return _event(event_id, EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED,
+                  start_child_workflow_execution_initiated_event_attributes=(
+                      StartChildWorkflowExecutionInitiatedEventAttributes(workflow_task_completed_event_id=by_task)))
+
+
+def test_a_terminated_run_resumes_from_its_last_task_unless_a_child_was_still_running():
+    history = [_event(4, _TASK_DONE), _child(5, 4), _child(6, 4), _event(9, _TASK_DONE),
+               _event(10, EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED,
+                      child_workflow_execution_completed_event_attributes=(
+                          ChildWorkflowExecutionCompletedEventAttributes(initiated_event_id=5))),
+               _event(13, _TASK_DONE), _event(14, EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED)]
+    assert resume_point(history) == 4  # child 6 never ended: it was terminated with the run
+    history[2] = _event(6, EventType.EVENT_TYPE_TIMER_STARTED)  # no child left running
+    assert resume_point(history) == 13
+
+
+def test_a_run_failed_by_an_activity_resumes_from_the_task_that_scheduled_it():
+    scheduled = _event(7, EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED,
+                       activity_task_scheduled_event_attributes=ActivityTaskScheduledEventAttributes(
+                           workflow_task_completed_event_id=6))
+    failure = Failure(message="activity error", activity_failure_info=ActivityFailureInfo(scheduled_event_id=7),
+                      cause=Failure(message="relay refused", application_failure_info=ApplicationFailureInfo()))
+    wrapped = Failure(message="step failed", application_failure_info=ApplicationFailureInfo(), cause=failure)
+    history = [_event(4, _TASK_DONE), _event(6, _TASK_DONE), scheduled, _event(12, _TASK_DONE),
+               _event(13, EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED,
+                      workflow_execution_failed_event_attributes=WorkflowExecutionFailedEventAttributes(failure=wrapped))]
+    assert resume_point(history) == 6
+    # Failed by the workflow's own code (no activity in the cause): its last task runs again.
+    history[-1] = _event(13, EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED,
+                         workflow_execution_failed_event_attributes=WorkflowExecutionFailedEventAttributes(
+                             failure=Failure(message="bug", application_failure_info=ApplicationFailureInfo())))
+    assert resume_point(history) == 12
+
+
+def test_a_run_ended_inside_its_first_task_starts_over_and_one_no_worker_took_is_not_resumed():
+    started = [_event(1, EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED),
+               _event(2, EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED)]
+    ended = _event(4, EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED)
+    assert resume_point([*started, _event(3, EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED), ended]) == 3
+    try:
+        resume_point([*started, ended])
+    except ResumeRefused as refused:
+        assert refused.status == 409 and "before any worker took it up" in str(refused)
+    else:
+        raise AssertionError("resumed a run no worker ever took up")
