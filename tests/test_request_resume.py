@@ -8,6 +8,8 @@ import re
 import uuid
 from datetime import timedelta
 
+import httpx
+import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.failure.v1 import ActivityFailureInfo, ApplicationFailureInfo, Failure
 from temporalio.api.history.v1 import (
@@ -17,13 +19,22 @@ from temporalio.api.history.v1 import (
     StartChildWorkflowExecutionInitiatedEventAttributes,
     WorkflowExecutionFailedEventAttributes,
 )
+from temporalio.client import WorkflowExecutionStatus
 
 from activities.request_start_sweep import flag_ended_workflows
 from api.console.view import describe_event
+from devstack.processes import free_port
+from dsrflow.crypto.keys import load_secret_key
 from dsrflow.domain.request_resume import ResumeRefused, resume_point
+from dsrflow.domain.request_start import start_request_workflow
+from dsrflow.stores.requests_store import create_request
+from policy.model import load_policy
+from schemas.requests import NewRequest
 from schemas.workflow import workflow_id_for
+from tests.conftest import database_pool
 from tests.fanout_stack import api, fanout_stack_alone
-from tests.support import letters_for, staff_headers, text_of, wait_for_letter
+from tests.process_support import answering, died, dsrflow_process
+from tests.support import letters_for, live_client, staff_headers, text_of, wait_for_letter
 from workers.dsr_worker import activity_context, build_worker
 from workflows.dsr import DataSubjectRequestWorkflow
 
@@ -109,6 +120,48 @@ async def test_a_terminated_erasure_is_flagged_then_resumed_by_compliance_and_co
     resumed_event = events[kinds.index("request.resumed")]
     assert describe_event(resumed_event) == ("Resumed: its workflow carries on from where it stopped "
                                              "(it had terminated: Terminated by mistake during maintenance)")
+
+
+async def test_an_api_killed_between_recording_a_resume_and_the_reset_resumes_once_when_staff_repeat_it(
+        postgres, settings, dev_server, mail_sink, task_queue, tmp_path):
+    """The API dies after auditing the resume, before asking Temporal for the reset: the request is
+    still stopped. Compliance presses again (another API): it resumes, and the trail holds one
+    `request.resumed`, not two. Its own database: the resume reads only its own request."""
+    client = dev_server.client
+    port = free_port()
+    async with database_pool(postgres, "resume_crash") as (database_url, pool):
+        ours = settings.model_copy(update={"database_url": database_url, "task_queue": task_queue,
+                                           "api_port": port, "public_url": f"http://127.0.0.1:{port}"})
+        row, _ = await create_request(pool, NewRequest(type="erasure", subject={"email": "ada@example.com"}),
+                                      loaded_policy=load_policy(ours.policy_path), secret=load_secret_key(ours),
+                                      actor="test", idempotency_key=None)
+        rid = str(row["id"])
+        handle = client.get_workflow_handle(workflow_id_for(rid))
+        resumes = "SELECT count(*) FROM audit_events WHERE request_id = $1 AND event_type = 'request.resumed'"
+        async with build_worker(client, ours, pool, task_queue=task_queue), \
+                live_client(base_url=ours.public_url, timeout=30) as http:
+            await start_request_workflow(client, row, 60, task_queue=task_queue)
+            await wait_for_letter(mail_sink, rid, "verification", 30)
+            await handle.terminate("by mistake")
+            compliance = await staff_headers(pool, "compliance")
+            body = {"reason": "Terminated by mistake"}
+            async with dsrflow_process("api", ours, client, tmp_path, failpoints="resume-recorded") as first:
+                await answering(http, first, tmp_path)
+                with pytest.raises(httpx.TransportError):
+                    await http.post(f"/v1/requests/{rid}/resume", headers=compliance, json=body)
+                await died(first, tmp_path, role="api")
+            assert (await handle.describe()).status == WorkflowExecutionStatus.TERMINATED
+            assert await pool.fetchval(resumes, row["id"]) == 1
+            async with dsrflow_process("api", ours, client, tmp_path, failpoints="") as second:
+                await answering(http, second, tmp_path)
+                resumed = await http.post(f"/v1/requests/{rid}/resume", headers=compliance, json=body)
+            assert resumed.status_code == 200, resumed.text
+            assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
+            state = await handle.query(DataSubjectRequestWorkflow.state)
+            assert await pool.fetchval(resumes, row["id"]) == 1
+            await handle.terminate("test over")
+    assert state.status == "awaiting_verification"
+    assert len(letters_for(mail_sink, rid, "acknowledgement")) == 1
 
 
 # The point a run resumes from, on histories written out event by event.
