@@ -24,6 +24,7 @@ from activities.context import ActivityContext
 from activities.deferred_processors import Followed, follow_processor_erasure, record_failure
 from activities.errors import failure_message, is_deterministic
 from activities.fanout import FanoutActivities, open_connector, subject_of
+from activities.heartbeat import heartbeating
 from activities.ledger import erase_records
 from activities.restriction_guard import audit_kept_from_deferred, kept_by_restrictions
 from dsrflow.infra.failpoints import failpoint
@@ -42,6 +43,13 @@ class DeferredErasureActivities:
 
     @activity.defn(name="sweep_deferred_erasures")
     async def sweep(self, sweep: SweepInput) -> SweepReport:
+        # Throughout, not between groups: one group (a system's erasure of years of records, a slow
+        # processor) can outlast the heartbeat timeout, and Temporal would then start a second
+        # attempt beside the first, erasing and recording the same rows at once.
+        async with heartbeating():
+            return await self._sweep(sweep)
+
+    async def _sweep(self, sweep: SweepInput) -> SweepReport:
         ctx = self.ctx
         as_of = sweep.as_of or datetime.now(UTC)
         rows = await ctx.pool.fetch(
@@ -91,7 +99,6 @@ class DeferredErasureActivities:
                 per_system[system] += sum(len(v) for v in erased.values())
             except Exception as exc:  # noqa: BLE001 - judged and recorded by _unable
                 unable[system] = await self._unable(due, system, exc)
-            activity.heartbeat()
         followed: Counter[Followed] = Counter()
         for (version, system, request_id), due in released.items():
             try:
@@ -99,7 +106,6 @@ class DeferredErasureActivities:
                 per_system[system] += erased_now
             except Exception as exc:  # noqa: BLE001 - judged and recorded by _unable
                 unable[system] = await self._unable(due, system, exc)
-            activity.heartbeat()
         return SweepReport(erased=sum(per_system.values()), still_held=still_held, systems=dict(per_system),
                            processors_confirmed=followed["done"], processors_waiting=followed["waiting"],
                            processors_failed=followed["failed"], unable=unable)

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from temporalio.testing import ActivityEnvironment
 
+from activities import deferred
 from activities.deferred import DeferredErasureActivities
 from schemas.holds import SweepInput
 from schemas.workflow import workflow_id_for
@@ -25,7 +26,7 @@ _LEDGER = ("SELECT dataset, record_key, count(*) AS n FROM erasure_ledger "
 
 
 async def test_a_sweep_killed_after_the_system_committed_leaves_every_ledger_row(
-        postgres, settings, dev_server, tmp_path):
+        postgres, settings, dev_server, tmp_path, monkeypatch):
     client = dev_server.client
     # A database of its own: the sweep takes every due record in its database, and other modules
     # leave some there, of demo systems of their own.
@@ -49,9 +50,26 @@ async def test_a_sweep_killed_after_the_system_committed_leaves_every_ledger_row
         assert await pool.fetchval("SELECT count(*) FROM deferred_erasures WHERE request_id = $1 AND done_at IS NULL "
                                    "AND system = 'billing' AND erase_after <= $2", rid, AS_OF.date()) == len(billing)
 
-        # The next day's sweep (here: the same, run again) finds the records gone and settles.
+        # The next day's sweep (here: the same, run again) finds the records gone and settles. Its
+        # billing group is slow (a system with years of records): the sweep heartbeats while it
+        # runs, not only between groups, or Temporal would start a second attempt beside it.
         sweep = DeferredErasureActivities(activity_context(stack.settings, pool)).sweep
-        await ActivityEnvironment().run(sweep, SweepInput(reason="test", as_of=AS_OF))
+        erase, group = deferred.erase_records, []
+
+        async def slow_erase(*args, **kwargs):
+            group.append(loop.time())
+            await asyncio.sleep(3.5)
+            try:
+                return await erase(*args, **kwargs)
+            finally:
+                group.append(loop.time())
+
+        loop, beats = asyncio.get_running_loop(), []
+        monkeypatch.setattr(deferred, "erase_records", slow_erase)
+        environment = ActivityEnvironment()
+        environment.on_heartbeat = lambda *details: beats.append(loop.time())
+        await environment.run(sweep, SweepInput(reason="test", as_of=AS_OF))
+        assert any(group[0] < beat < group[-1] for beat in beats), (group, beats)
         assert await pool.fetchval("SELECT count(*) FROM deferred_erasures WHERE request_id = $1 AND done_at IS NULL "
                                    "AND erase_after <= $2", rid, AS_OF.date()) == 0
         ledger = await pool.fetch(_LEDGER, rid)
