@@ -365,3 +365,23 @@ async def test_a_processors_task_whose_workflow_ended_is_on_record_as_needing_at
         await request.handle.terminate("test over")
     stored = [r.result for r in fakes.task_records if r.request_id == request.id and r.result.system == "processor"]
     assert stored[-1].status == "needs_attention" and "terminated" in (stored[-1].message or "").lower()
+
+
+async def test_a_deadline_warning_names_the_systems_that_hold_the_response_back(stack: FastStack):
+    """A processor slow to answer (its task waits 40 days) and one silent past its 14 days' timeout
+    (its task needs staff): the warning 7 days before the due date names both, so staff chase them
+    before the deadline rather than find them after it."""
+    fakes = stack.fakes
+    request = await stack.open(RequestSpec(systems=[
+        FakeSystem("crm"),
+        FakeSystem("processor", connector="opendsr", answers_on_poll=10**6, completion_timeout_days=40),
+        FakeSystem("mailer", connector="opendsr", answers_on_poll=10**6, completion_timeout_days=14)]))
+    state = await request.until(lambda s: s.due_date is not None)
+    checkpoints = deadline_checkpoints(state.due_date, SHIPPED.policy.defaults.timezone,
+                                       SHIPPED.policy.deadline_warnings_days)
+    await stack.sleep(checkpoints.warnings[0][1] - await stack.env.get_current_time() + timedelta(minutes=1))
+    await request.until(lambda s: s.warnings_sent == [7])
+    [warning] = [j for j in fakes.letters if j.request_id == request.id and j.key.startswith("due_in_7_days")]
+    assert warning.params["detail"] == (f"status in_progress, due {state.due_date.isoformat()}; "
+                                        "waiting for processor; needing staff: mailer")
+    await request.handle.terminate("test over")

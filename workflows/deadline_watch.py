@@ -55,6 +55,8 @@ class WatchedRequest(StepSupervisor, Protocol):
 
     def current_checkpoints(self) -> Checkpoints: ...
 
+    def outstanding(self) -> str: ...
+
 
 class DeadlineWatch:
     def __init__(self) -> None:
@@ -114,7 +116,7 @@ class DeadlineWatch:
         await run_step("send_letter", letter_job(
             request.request_id, "staff_alert", key=key, to_staff=True,
             params={"kind": kind, "days_left": days,
-                    "detail": f"status {request.status.value}, due {checkpoints.due_date.isoformat()}"},
+                    "detail": _detail(request, checkpoints)},
         ), timeouts=MAILING, supervisor=self)
 
     # ---- the supervisor of its steps (workflows/dsr_steps.py StepSupervisor) ------------------
@@ -140,3 +142,13 @@ class DeadlineWatch:
 
     def days_sent(self) -> list[int]:
         return sorted({days for _, days in self.warnings_sent})
+
+
+def _detail(request: WatchedRequest, checkpoints: Checkpoints) -> str:
+    """The warning's line for staff: where the request stands and, when systems hold the response
+    back, which (a processor that has not answered, a task that needs staff), so that staff chase
+    them before the due date rather than find them after it. A letter's text, not a command: older
+    histories replay unchanged."""
+    outstanding = request.outstanding()
+    return (f"status {request.status.value}, due {checkpoints.due_date.isoformat()}"
+            + (f"; {outstanding}" if outstanding else ""))

@@ -242,6 +242,9 @@ class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals, Extens
         facts = self._require_facts()
         return facts.extended if self._extended else facts.due
 
+    def outstanding(self) -> str:
+        return self._tasks.outstanding()
+
     # ---- updates and query ------------------------------------------------------------------
 
     @workflow.update

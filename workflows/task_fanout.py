@@ -188,6 +188,13 @@ class SystemTasks:
         return sorted(r.system for r in self.results.values()
                       if r.status == "pending" and r.system not in self._unrecorded_retries)
 
+    def outstanding(self) -> str:
+        """What holds the response back, in the words of staff's deadline warnings ("" for nothing):
+        the systems asked and not yet done, and those that need staff."""
+        waiting, stuck = self.asked_systems(), sorted(r.system for r in self._stuck())
+        return "; ".join([*([f"waiting for {', '.join(waiting)}"] if waiting else []),
+                          *([f"needing staff: {', '.join(stuck)}"] if stuck else [])])
+
     def _stuck(self) -> list[TaskResult]:
         return [r for r in self.results.values() if r.status == "needs_attention"]
 
