@@ -1,15 +1,19 @@
 """The shipped Stripe configuration against the Stripe stand-in over loopback: access with paging,
-erasure under the billing hold, Retry-After, and a refused key."""
+erasure under the billing hold, Retry-After, a refused key, and a correction that leaves what the
+hold kept."""
 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import UTC, date, datetime
 
 import pytest
+import yaml
 
 from activities.connectors.base import ErasureContext, PermanentConnectorError
 from devstack.saas.stripe import create_stripe_app
+from policy.model import DEFAULT_POLICY
 from tests.fanout_stack import served
 from tests.saas_support import collect, connector, http_policy, http_system, subject
 
@@ -167,3 +171,34 @@ async def test_the_evidence_is_heard_before_the_first_request_changes_anything(s
     assert planned.held == outcome.held
     assert heard == [{"customers": [(kept, "deleted")]}] and erased == heard[0]
     assert kept not in data.customers
+
+
+async def test_a_correction_leaves_the_customer_an_erasure_kept_for_its_invoices(monkeypatch, tmp_path, pool):
+    """A Stripe configuration that corrects names (the shipped one has no rectification): the
+    customer an erasure kept, minimised, for its invoices under the accounting hold stays as the law
+    keeps it, whatever the steps would send; another customer of the subject is corrected, and the
+    task says how many it left."""
+    app = create_stripe_app(KEY)
+    config = yaml.safe_load((DEFAULT_POLICY.parent / "http/stripe.yaml").read_text())
+    config["actions"]["rectify"] = {"find": "access", "steps": [{
+        "name": "correct_name", "for_each": "customers", "effect": "changed",
+        "request": {"method": "POST", "path": "/v1/customers/{{ item.id }}",
+                    "body": {"name": "{{ corrections.name }}"}}}]}
+    data = app.state.data
+    kept = data.add_customer("ada@example.com", "Ada Lovelace")
+    data.add_invoice(kept, NOW - YEAR)
+    current = data.add_customer("ada@example.com", "Ada Lovelace")
+    async with served(app) as url:
+        monkeypatch.setenv("STRIPE_API_BASE", url)
+        monkeypatch.setenv("STRIPE_SECRET_KEY", KEY)
+        loaded = http_policy(tmp_path, {"billing_stripe": {"label": "Stripe", "connector": "http", "config": config}})
+        connector_ = connector(loaded, "billing_stripe", pool)
+        try:
+            who = replace(subject("ada@example.com"), held={"billing_stripe.customers": [kept]})
+            outcome = await connector_.rectify(who, {"name": "Ada King"})
+        finally:
+            await connector_.close()
+    assert (data.customers[kept]["name"], data.customers[current]["name"]) == ("Ada Lovelace", "Ada King")
+    assert outcome.datasets["customers"] == {"found": 2, "changed": 1, "left": 1} and outcome.changed == 1
+    assert outcome.message == ("1 record(s) kept under a hold since an erasure were left as kept: the law keeps "
+                               "them as they were")

@@ -227,3 +227,8 @@ class ConnectorEnv:
     # activities.shared_connections.SharedConnections: what the worker keeps open for its
     # connectors (a CLI or a test without one has each connector open its own).
     connections: Any = None
+
+
+def left_as_kept(count: int) -> str:
+    """A correction's note on the records an erasure kept under a hold, which it left as they are."""
+    return f"{count} record(s) kept under a hold since an erasure were left as kept: the law keeps them as they were"

@@ -18,7 +18,6 @@ stays pending, and the workflow's polling carries on with the rest on a later da
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -36,6 +35,7 @@ from activities.connectors.base import (
     ErasureContext,
     PermanentConnectorError,
     Subject,
+    left_as_kept,
 )
 from activities.connectors.bounded_http import bounded_client
 from activities.connectors.http_auth import Credentials, read_secrets
@@ -49,6 +49,7 @@ from activities.connectors.http_identifiers import (
 )
 from activities.connectors.http_notes import render_note
 from activities.connectors.http_quota import QuotaExhausted, QuotaLedger, ServiceClock
+from activities.connectors.http_run import Run
 from dsrflow.infra.failpoints import failpoint
 from policy.http_model import Action, HttpConfig, Step
 from policy.systems import System
@@ -56,38 +57,8 @@ from policy.systems import System
 PENDING_QUOTA = "http-quota"  # external_id of a task waiting for the next quota day
 
 
-@dataclass
-class _Run:
-    """What one action has found and done so far."""
-
-    context: dict[str, Any]
-    found: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    by_step: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    step_dataset: dict[str, str | None] = field(default_factory=dict)
-    effects: dict[str, dict[str, int]] = field(default_factory=dict)
-    erased: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
-    collected: dict[str, list[Any]] = field(default_factory=dict)
-    held: dict[str, dict[str, tuple[date, str]]] = field(default_factory=dict)
-    waiting: QuotaExhausted | None = None
-    sent: int = 0  # requests that changed something, for the failpoint after each
-    # The records an erasure may touch, by dataset (ErasureContext.only): a released hold's.
-    only: Mapping[str, frozenset[str]] | None = None
-
-    def erasures(self) -> dict[str, list[tuple[str, str]]]:
-        return {dataset: keys for dataset, keys in self.erased.items() if keys}
-
-    def planning(self) -> _Run:
-        """A run that goes on from what this one read, for planning its effects."""
-        return _Run(context=dict(self.context), found=self.found, by_step=self.by_step,
-                    step_dataset=self.step_dataset, held=self.held, only=self.only)
-
-    def count(self, dataset: str, effect: str, n: int = 1) -> None:
-        counts = self.effects.setdefault(dataset, {})
-        counts[effect] = counts.get(effect, 0) + n
-
-
 # Heard before the first step that changes anything: the run so far and the steps left.
-Intent = Callable[[_Run, list[Step]], Awaitable[None]]
+Intent = Callable[[Run, list[Step]], Awaitable[None]]
 
 
 class HttpConnector(Connector):
@@ -141,7 +112,7 @@ class HttpConnector(Connector):
                               only=context.only if context else None)
         return await self._erasure_outcome(action, run, subject)
 
-    async def _erasure_outcome(self, action: Action, run: _Run, subject: Subject) -> ActionOutcome:
+    async def _erasure_outcome(self, action: Action, run: Run, subject: Subject) -> ActionOutcome:
         outcome = await self._outcome(action, run, subject)
         outcome.erased = run.erasures()
         outcome.held = held_records(run.held)
@@ -162,12 +133,12 @@ class HttpConnector(Connector):
             if step.effect == "deleted" and source is not None and source in keys:
                 deleting.append((step, source, [{self.config.datasets[source].key: key} for key in keys[source]]))
         if before_commit is not None:
-            planned = _Run(context=self._context(None))
+            planned = Run(context=self._context(None))
             for step, source, items in deleting:
                 await self._act(step, source, items, planned, send=False)
             if erasures := planned.erasures():
                 await before_commit(erasures)
-        run = _Run(context=self._context(None))
+        run = Run(context=self._context(None))
         for step, source, items in deleting:
             await self._act(step, source, items, run)
         return run.erasures()
@@ -189,7 +160,13 @@ class HttpConnector(Connector):
 
     async def rectify(self, subject: Subject, corrections: dict[str, str], *,
                       before_commit: ActionHook | None = None) -> ActionOutcome:
-        return await self._simple("rectify", "rectification", subject, before_commit, {"corrections": corrections})
+        # A record an erasure kept under a hold (the minimised customer that kept invoices name)
+        # stays as the law keeps it, whatever the configuration's steps would send: as in a sql
+        # system (SqlConnector._set_everywhere), a correction changes the records in use only.
+        leave = {name: frozenset(keys) for name in self.config.datasets
+                 if (keys := subject.held.get(f"{self.name}.{name}"))}
+        return await self._simple("rectify", "rectification", subject, before_commit, {"corrections": corrections},
+                                  leave=leave)
 
     async def restrict(self, subject: Subject, *, before_commit: ActionHook | None = None) -> ActionOutcome:
         return await self._simple("restrict", "restriction", subject, before_commit)
@@ -204,16 +181,17 @@ class HttpConnector(Connector):
     # -- running actions -------------------------------------------------------------------
 
     async def _simple(self, name: str, what: str, subject: Subject, before_commit: ActionHook | None,
-                      extra: dict[str, Any] | None = None) -> ActionOutcome:
+                      extra: dict[str, Any] | None = None,
+                      leave: Mapping[str, frozenset[str]] | None = None) -> ActionOutcome:
         action = getattr(self.config.actions, name)
         if action is None:
             return self._manual(what)
         intent = self._intent(action, subject, before_commit, self._outcome)
-        return await self._outcome(action, await self._run(action, subject, name, extra=extra, before_effects=intent),
-                                   subject)
+        return await self._outcome(action, await self._run(action, subject, name, extra=extra, before_effects=intent,
+                                                           leave=leave), subject)
 
     def _intent(self, action: Action, subject: Subject, keep: ActionHook | None,
-                outcome_of: Callable[[Action, _Run, Subject], Awaitable[ActionOutcome]]) -> Intent | None:
+                outcome_of: Callable[[Action, Run, Subject], Awaitable[ActionOutcome]]) -> Intent | None:
         """What `_run` calls before the first request that changes anything: a SaaS API has no
         transaction, so the outcome the steps are about to have is kept first (`keep`). A process
         that dies part-way or right after leaves it; the retry finds less (or nothing) left to do
@@ -221,7 +199,7 @@ class HttpConnector(Connector):
         if keep is None:
             return None
 
-        async def intent(run: _Run, remaining: list[Step]) -> None:
+        async def intent(run: Run, remaining: list[Step]) -> None:
             acting = [s for s in remaining if s.effect and s.for_each != "identifiers"]
             if not acting:  # identifiers keep their own record (http_identifiers.py)
                 return
@@ -254,11 +232,13 @@ class HttpConnector(Connector):
 
     async def _run(self, action: Action, subject: Subject, name: str, *, today: date | None = None,
                    extra: dict[str, Any] | None = None, before_effects: Intent | None = None,
-                   only: Mapping[str, frozenset[str]] | None = None) -> _Run:
+                   only: Mapping[str, frozenset[str]] | None = None,
+                   leave: Mapping[str, frozenset[str]] | None = None) -> Run:
         """Run the action's steps. Before the first step that changes anything, an erasure
         (`today` given) works out the holds, and `before_effects` hears the steps left. `only`:
-        the records found that the run may act on, by dataset (ErasureContext.only)."""
-        run = _Run(context={**self._context(subject), **(extra or {})}, only=only)
+        the records found that the run may act on, by dataset (ErasureContext.only); `leave`:
+        those it may not change (counted as `left`)."""
+        run = Run(context={**self._context(subject), **(extra or {})}, only=only, leave=leave or {})
         acting = False
         steps = self._steps(action)
         try:
@@ -288,7 +268,7 @@ class HttpConnector(Connector):
                                    next_retry_delay=delay) from None
         return run
 
-    async def _read(self, step: Step, items: list[Any], run: _Run, where: str) -> None:
+    async def _read(self, step: Step, items: list[Any], run: Run, where: str) -> None:
         run.step_dataset[step.name] = step.dataset
         collected = run.by_step.setdefault(step.name, [])
         for item in items:
@@ -309,21 +289,25 @@ class HttpConnector(Connector):
         run.context["steps"] = {**run.context["steps"], step.name: collected}
 
     @staticmethod
-    def _items(step: Step, run: _Run) -> tuple[str | None, list[Any]]:
+    def _items(step: Step, run: Run) -> tuple[str | None, list[Any]]:
         """The dataset a step's items come from, and the items (one None: a single request)."""
         if not step.for_each:
             return step.dataset, [None]
         return run.step_dataset.get(step.for_each), run.by_step.get(step.for_each, [])
 
-    async def _act(self, step: Step, source: str | None, items: list[Any], run: _Run, where: str = "", *,
+    async def _act(self, step: Step, source: str | None, items: list[Any], run: Run, where: str = "", *,
                    send: bool = True) -> None:
         """Send the step's request for each item its `if` chooses, and count what it did; with
         `send` false, count what it would do (every request answered as found)."""
         where = where or f"erase.{step.name}"
         key_field = self.config.datasets[source].key if source else None
+        left = run.leave.get(source or "", frozenset())
         for item in items:
             context = {**run.context, "item": item}
             if not self.exchange.truthy(step.if_, context, where):
+                continue
+            if left and isinstance(item, dict) and key_field and str(item.get(key_field)) in left:
+                run.count(source or "", "left")
                 continue
             status: int | None = None
             if send:
@@ -344,14 +328,14 @@ class HttpConnector(Connector):
             if step.effect == "deleted" and isinstance(item, dict) and key_field and item.get(key_field):
                 run.erased.setdefault(target, []).append((str(item[key_field]), "deleted"))
 
-    def _collect(self, step: Step, document: Any, run: _Run) -> dict[str, Any]:
+    def _collect(self, step: Step, document: Any, run: Run) -> dict[str, Any]:
         values = {name: dig(document, path) for name, path in step.collect.items()}
         for name, value in values.items():
             if value is not None:
                 run.collected.setdefault(name, []).append(value)
         return values
 
-    async def _identifiers(self, step: Step, subject: Subject, run: _Run, where: str) -> None:
+    async def _identifiers(self, step: Step, subject: Subject, run: Run, where: str) -> None:
         for row in await open_identifiers(self.env, subject.request_id):
             context = {**run.context, "item": {"type": row["id_type"], "value": row["value"]}}
             if not self.exchange.truthy(step.if_, context, where):
@@ -366,7 +350,7 @@ class HttpConnector(Connector):
             await mark_accepted(self.env, subject.request_id, row["id_type"], row["value_hash"],
                                 self._collect(step, document, run))
 
-    async def _outcome(self, action: Action, run: _Run, subject: Subject) -> ActionOutcome:
+    async def _outcome(self, action: Action, run: Run, subject: Subject) -> ActionOutcome:
         datasets: dict[str, dict[str, int]] = {}
         for name, records in run.found.items():
             datasets[name] = {"found": len(records)}
@@ -386,7 +370,8 @@ class HttpConnector(Connector):
                         f"({run.waiting.limit}) is used up, the rest follows after "
                         f"{run.waiting.resumes_at.isoformat(timespec='minutes')}"))
         found = sum(c.get("found", 0) for c in datasets.values())
-        changed = sum(n for c in datasets.values() for k, n in c.items() if k not in ("found", "kept"))
+        changed = sum(n for c in datasets.values() for k, n in c.items() if k not in ("found", "kept", "left"))
+        left = sum(c.get("left", 0) for c in datasets.values())
         if not found and not changed:
             where = sorted({i.system for i in self.config.identifiers})
             message = (f"no identifiers of the subject in {', '.join(where)} to ask {self.config.service} about"
@@ -396,5 +381,6 @@ class HttpConnector(Connector):
         unread = (f"{self.config.service} answered with a value its note cannot read (e.g. a time outside "
                   "the calendar): the letter says nothing of when its deletion completes"
                   if action.note and note is None else None)
+        kept = left_as_kept(left) if left else None
         return ActionOutcome(status="done", found=found, changed=changed, datasets=datasets, note=note,
-                             message=unread)
+                             message="; ".join(m for m in (unread, kept) if m) or None)

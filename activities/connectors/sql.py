@@ -45,6 +45,7 @@ from activities.connectors.base import (
     PermanentConnectorError,
     Subject,
     TaskStatus,
+    left_as_kept,
 )
 from activities.connectors.sql_database import (
     check_schema,
@@ -368,9 +369,7 @@ class SqlConnector(Connector):
                         counts[name] = await self._update(conn, self.plan.datasets[name], subject, values, leave)
                     left = sum(c.pop("left", 0) for c in counts.values())
                     if left:
-                        kept = (f"{left} record(s) kept under a hold since an erasure were left as kept: the law "
-                                "keeps them as they were")
-                        message = f"{message}; {kept}" if message else kept
+                        message = f"{message}; {left_as_kept(left)}" if message else left_as_kept(left)
                     outcome = self._outcome(counts, message)
                     if before_commit is not None:
                         await before_commit(outcome)

@@ -1,0 +1,44 @@
+"""What one action of the `http` connector (activities/connectors/http.py) has found and done so
+far: the records read, by dataset and by step, the counts of its effects, the keys it erased, what
+a hold keeps, and which records it may act on."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from activities.connectors.http_quota import QuotaExhausted
+
+
+@dataclass
+class Run:
+    """What one action has found and done so far."""
+
+    context: dict[str, Any]
+    found: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    by_step: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    step_dataset: dict[str, str | None] = field(default_factory=dict)
+    effects: dict[str, dict[str, int]] = field(default_factory=dict)
+    erased: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    collected: dict[str, list[Any]] = field(default_factory=dict)
+    held: dict[str, dict[str, tuple[date, str]]] = field(default_factory=dict)
+    waiting: QuotaExhausted | None = None
+    sent: int = 0  # requests that changed something, for the failpoint after each
+    # The records an erasure may touch, by dataset (ErasureContext.only): a released hold's.
+    only: Mapping[str, frozenset[str]] | None = None
+    # The records a correction leaves as they are, by dataset: those an erasure kept under a hold.
+    leave: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+    def erasures(self) -> dict[str, list[tuple[str, str]]]:
+        return {dataset: keys for dataset, keys in self.erased.items() if keys}
+
+    def planning(self) -> Run:
+        """A run that goes on from what this one read, for planning its effects."""
+        return Run(context=dict(self.context), found=self.found, by_step=self.by_step,
+                    step_dataset=self.step_dataset, held=self.held, only=self.only, leave=self.leave)
+
+    def count(self, dataset: str, effect: str, n: int = 1) -> None:
+        counts = self.effects.setdefault(dataset, {})
+        counts[effect] = counts.get(effect, 0) + n
