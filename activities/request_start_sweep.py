@@ -145,6 +145,7 @@ async def flag_ended_workflows(ctx: ActivityContext, client: Client, *, older_th
                     "detail": f"{message}. Staff actions on it are refused until then. Once its cause is "
                               "fixed, press \"Resume the request\" on its page: it carries on from where it "
                               "stopped, and what it did again takes effect once."}))
+        failpoint("workflow-ended-alerted", request_id)  # staff told, the flag not yet on record
         async with ctx.pool.acquire() as conn:
             await append_event(conn, event_key=f"{request_id}:{key}", request_id=request_id,
                                event_type="request.workflow_ended", actor="sweep", data={"ended": status},

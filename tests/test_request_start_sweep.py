@@ -6,6 +6,9 @@ Each on a database of its own: the session's holds requests stored without workf
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import uuid
 from datetime import timedelta
 
@@ -29,7 +32,7 @@ from schemas.requests import NewRequest
 from schemas.workflow import workflow_id_for
 from tests.conftest import database_pool, make_database, running_postgres
 from tests.process_support import answering, died, dsrflow_process
-from tests.support import letters_for, live_client, staff_headers
+from tests.support import letters_for, live_client, settings_env, staff_headers
 from workers.dsr_worker import activity_context, build_worker
 from workflows.request_start_sweep import RequestStartSweepWorkflow
 
@@ -246,3 +249,57 @@ async def test_an_open_request_whose_workflow_ended_is_flagged_for_staff_once(po
     assert trouble["step"] == "workflow" and "terminated" in trouble["message"] and trouble["resolved_at"] is None
     [alert] = letters_for(mail_sink, rid, "staff_alert")
     assert "workflow terminated" in " ".join(alert.get_body(("plain",)).get_content().split())
+
+
+# The flag's run in a process of its own (older_than 0: the schedule's sweep waits a minute at least).
+_FLAG = """
+import asyncio
+from datetime import timedelta
+from activities.request_start_sweep import flag_ended_workflows
+from dsrflow.infra.db import create_pool
+from dsrflow.infra.temporal_client import connect_client
+from dsrflow.settings import load_settings
+from workers.dsr_worker import activity_context
+
+async def main():
+    settings = load_settings()
+    pool = await create_pool(settings.effective_database_url, min_size=1, max_size=4)
+    client = await connect_client(settings)
+    await flag_ended_workflows(activity_context(settings, pool), client, older_than=timedelta(0))
+
+asyncio.run(main())
+"""
+
+
+async def test_a_flag_killed_after_its_alert_went_is_recorded_by_the_next_run_without_a_second_alert(
+        postgres, settings, dev_server, mail_sink):
+    """The process flagging an ended workflow dies after staff were e-mailed, before the flag is on
+    record: the next run records it (the trouble and its audit event), and the alert, keyed by the
+    ended run, does not go twice."""
+    client = dev_server.client
+    async with database_pool(postgres, "sweep_ended_killed") as (database_url, pool):
+        ours = settings.model_copy(update={"database_url": database_url,
+                                           "temporal_address": client.service_client.config.target_host})
+        rid = await _stored_long_ago(pool, ours)
+        await start_request_workflow(client, dict(await pool.fetchrow(
+            "SELECT * FROM dsr_requests WHERE id = $1", uuid.UUID(rid))), 60, task_queue=f"ended-{uuid.uuid4().hex[:6]}")
+        await client.get_workflow_handle(workflow_id_for(rid)).terminate("by mistake")
+        env = {**os.environ, **settings_env(ours), "DSRFLOW_FAILPOINTS": f"workflow-ended-alerted~{rid}"}
+        for _ in range(50):  # the server's list of ended workflows catches up within a second or so
+            ran = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", _FLAG], env=env,
+                                          capture_output=True, text=True, timeout=120)
+            if ran.returncode == -9:
+                break
+            assert ran.returncode == 0, ran.stderr[-3000:]
+            await asyncio.sleep(0.2)
+        assert ran.returncode == -9, "the flag never reached its failpoint"
+        alerted = len(letters_for(mail_sink, rid, "staff_alert"))
+        unrecorded = await pool.fetchval("SELECT count(*) FROM step_troubles WHERE request_id = $1", uuid.UUID(rid))
+        flagged = await flag_ended_workflows(activity_context(ours, pool), client, older_than=timedelta(0))
+        trouble = await pool.fetchval("SELECT count(*) FROM step_troubles WHERE request_id = $1 "
+                                      "AND resolved_at IS NULL", uuid.UUID(rid))
+        events = await pool.fetchval("SELECT count(*) FROM audit_events WHERE request_id = $1 "
+                                     "AND event_type = 'request.workflow_ended'", uuid.UUID(rid))
+    assert (alerted, unrecorded) == (1, 0)
+    assert (flagged, trouble, events) == (1, 1, 1)
+    assert len(letters_for(mail_sink, rid, "staff_alert")) == 1
