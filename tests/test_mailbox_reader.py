@@ -17,6 +17,7 @@ import pytest
 import structlog
 from pydantic import SecretStr
 
+from activities.letter_templates import render_template_set
 from activities.mail import Mailer
 from activities.mailbox_alerts import alert_unreadable
 from activities.mailbox_intake import file_message
@@ -28,6 +29,7 @@ from dsrflow.domain.inbound_mail import content_fingerprint
 from dsrflow.infra.metrics import REGISTRY
 from policy.mailbox import load_mailbox_policy
 from policy.model import load_policy
+from schemas.vocabulary import Language
 from tests.imap_stand_in import ImapStandIn
 
 PASSWORD = "s3cret-imap-password"
@@ -208,3 +210,16 @@ async def test_a_mailbox_that_cannot_be_read_is_alerted_to_staff_once_and_cleare
         await eventually(lambda: _true(reader.failing_since is None))
     assert reader.failure is None and REGISTRY.get_sample_value("dsrflow_mailbox_reader_failing") == 0
     assert not await alert_unreadable(pool, mailer, policy, reader, since + timedelta(hours=2))
+
+
+@pytest.mark.parametrize("language", [lang.value for lang in Language])
+def test_the_unreadable_mailbox_alert_reads_in_each_staff_language(language: str):
+    """The alert goes in the policy's staff language: each of them renders with the folder, the
+    server and the failure, and says it in its own words (not the English text)."""
+    context = {"since": datetime(2026, 12, 4, 9, 30, tzinfo=UTC), "failure": "LOGIN refused: AUTHENTICATIONFAILED",
+               "folder": "INBOX", "host": "imap.example.net"}
+    rendered = render_template_set("mailbox_unreadable", context, language)
+    english = render_template_set("mailbox_unreadable", context, "en")
+    for part in (rendered.text, rendered.html):
+        assert "INBOX" in part and "imap.example.net" in part and "AUTHENTICATIONFAILED" in part
+    assert (rendered.subject != english.subject) == (language != "en")
