@@ -81,9 +81,15 @@ async def run_update(state: AppState, request_id: str, update: Any, arg: Any) ->
         message = getattr(cause, "message", None) or str(cause or exc)
         raise Problem(409, "Refused", message) from None
     except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            raise Problem(409, "Refused", "the request's workflow has finished") from None
-        raise
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise
+        row = await get_request(await state.db(), request_id)  # as it is now: it may have closed meanwhile
+        if row is not None and row["closed_at"] is None:
+            # Stopped, not finished (dsrflow/domain/request_resume.py): say what brings it back.
+            raise Problem(409, "Refused", "the request's workflow has stopped while the request is open; "
+                          "compliance can resume it from its page (POST /v1/requests/{id}/resume)",
+                          stopped=True) from None
+        raise Problem(409, "Refused", "the request's workflow has finished") from None
 
 
 async def live_state(state: AppState, request_id: str) -> RequestState | None:

@@ -43,7 +43,7 @@ async def test_compliance_and_an_admin_resume_a_stopped_request_and_its_actions_
     await expect(panel).to_contain_text("Compliance can resume it from this page")
     await expect(agent.get_by_role("button", name="Resume the request")).to_have_count(0)
     await agent.get_by_role("button", name="Send a new code").click()  # refused while it is stopped
-    await expect(agent.locator("#live [role=alert]")).to_contain_text("finished")
+    await expect(agent.locator("#live [role=alert]")).to_contain_text("has stopped while the request is open")
 
     officer = await signed_in(browser, site, pool, "compliance", f"/console/requests/{first}")
     await officer.get_by_label("Why it may carry on now").fill("   ")

@@ -34,7 +34,15 @@ from schemas.workflow import workflow_id_for
 from tests.conftest import database_pool
 from tests.fanout_stack import api, fanout_stack_alone
 from tests.process_support import answering, died, dsrflow_process
-from tests.support import letters_for, live_client, staff_headers, text_of, wait_for_letter
+from tests.support import (
+    letters_for,
+    live_client,
+    staff_headers,
+    text_of,
+    unique_email,
+    verification_code,
+    wait_for_letter,
+)
 from workers.dsr_worker import activity_context, build_worker
 from workflows.dsr import DataSubjectRequestWorkflow
 
@@ -162,6 +170,30 @@ async def test_an_api_killed_between_recording_a_resume_and_the_reset_resumes_on
             await handle.terminate("test over")
     assert state.status == "awaiting_verification"
     assert len(letters_for(mail_sink, rid, "acknowledgement")) == 1
+
+
+async def test_while_stopped_the_subject_is_told_their_request_is_paused_and_staff_what_brings_it_back(
+        http, pool, dev_server, mail_sink):
+    """The subject types their code (in Dutch) while their request's workflow is stopped: the page
+    says the request is paused on our side, kept, its deadline running, and to try again later; a
+    new code is refused the same way. Staff are told it stopped and who resumes it, not that it
+    "finished"."""
+    form = await http.get("/portal?lang=nl")
+    submission = re.search(r'name="submission" value="([^"]+)"', form.text).group(1)
+    opened = await http.post("/portal/requests", data={"submission": submission, "type": "erasure",
+                                                       "email": unique_email("paused"), "country": "nl"})
+    rid = opened.headers["location"].split("/")[3]
+    code = verification_code(await wait_for_letter(mail_sink, rid, "verification"))
+    await dev_server.client.get_workflow_handle(workflow_id_for(rid)).terminate("by mistake")
+
+    typed = await http.post(f"/portal/requests/{rid}/verify?lang=nl", data={"code": code})
+    resend = await http.post(f"/portal/requests/{rid}/resend?lang=nl")
+    staff = await http.post(f"/v1/requests/{rid}/resend-verification", headers=await staff_headers(pool, "agent"))
+    for page in (typed, resend):
+        assert page.status_code == 503
+        assert "uw verzoek staat even stil" in page.text and "Probeer het later opnieuw" in page.text
+    assert staff.status_code == 409 and "has stopped while the request is open" in staff.json()["detail"]
+    assert "resume" in staff.json()["detail"]
 
 
 # The point a run resumes from, on histories written out event by event.

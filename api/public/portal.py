@@ -309,6 +309,16 @@ async def verify(request: Request, request_id: str, state: State, limiter: Limit
         t.ngettext("You have %(num)d attempt left.", "You have %(num)d attempts left.", left) % {"num": left}])
 
 
+def _paused(request: Request) -> list[str]:
+    """What a subject is told while their request's workflow is stopped (staff were told, and
+    compliance resumes it: dsrflow/domain/request_resume.py): neither a code nor a new one can be
+    taken meanwhile, and nothing they did is lost."""
+    t = page_translator(request)
+    return [t.gettext(N_("We cannot take your code just now: your request is paused while we put right a problem "
+                         "on our side.")),
+            t.gettext(N_("Your request is kept, and its deadline still applies. Please try again later."))]
+
+
 async def _refused_attempt(request: Request, state: AppState, request_id: str, refused: Problem) -> Response:
     """The workflow refused to count an attempt (`verify`'s validator). After too many wrong codes
     the page offers the button for a new code instead of a dead end; a request no longer waiting
@@ -316,6 +326,8 @@ async def _refused_attempt(request: Request, state: AppState, request_id: str, r
     request: docs/lifecycle.md.)"""
     if refused.status != 409:
         raise refused
+    if refused.extra.get("stopped"):
+        return await _verify_page(request, state, request_id, status=503, error=_paused(request))
     current = await _current_live(state, request_id)
     now = _Verification.of(*current[1:])
     if now.awaiting and not now.locked:
@@ -333,7 +345,9 @@ async def resend(request: Request, request_id: str, state: State, limiter: Limit
     t = page_translator(request)
     try:
         await run_update(state, request_id, DataSubjectRequestWorkflow.resend_verification, ResendInput(actor="subject"))
-    except Problem:
+    except Problem as refused:
+        if refused.extra.get("stopped"):
+            return await _verify_page(request, state, request_id, status=503, error=_paused(request))
         # Confirmed, closed, not yet ready, no more codes (`_Verification`: the page says so), or
         # the new code could not be sent (nothing changed then: the workflow keeps the code sent
         # earlier, and settles the new one: if its e-mail still went, that code works too): the
