@@ -149,6 +149,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "/console/requests/{request_id}/notes": ("note",),
     "/console/requests/{request_id}/deferred/{system}/retry": (),
     "/console/requests/{request_id}/deferred/{system}/settle": ("note",),
+    "/console/requests/{request_id}/resume": ("reason",),
     "/console/views": ("name", "query"),
     "/console/views/{view_id}/delete": (),
     ACT: (),  # one route per action of api/staff_actions.py, each with its body's fields
