@@ -6,6 +6,7 @@ from temporalio import activity
 
 from activities.context import ActivityContext
 from dsrflow.domain.audit_anchors import write_anchor
+from dsrflow.stores.sweep_runs import record_sweep_success
 from schemas.audit import AnchorInput, AnchorReport
 
 
@@ -18,6 +19,9 @@ class AuditAnchorActivities:
         async with self.ctx.pool.acquire() as conn:
             written = await write_anchor(conn)
         if written is None:
-            return AnchorReport()
-        activity.logger.info("audit chains anchored", extra={"position": written.position, "chains": written.chains})
-        return AnchorReport(position=written.position, hash=written.hash, chains=written.chains)
+            report = AnchorReport()  # no chain changed: nothing to anchor, and that is a success
+        else:
+            activity.logger.info("audit chains anchored", extra={"position": written.position, "chains": written.chains})
+            report = AnchorReport(position=written.position, hash=written.hash, chains=written.chains)
+        await record_sweep_success(self.ctx.pool, "audit_anchor", report)
+        return report

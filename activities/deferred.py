@@ -31,6 +31,7 @@ from dsrflow.infra.failpoints import failpoint
 from dsrflow.infra.logging import get_logger
 from dsrflow.stores.holds_store import active_holds_for
 from dsrflow.stores.requests_store import get_request
+from dsrflow.stores.sweep_runs import record_sweep_success
 from schemas.holds import SweepInput, SweepReport
 
 log = get_logger(__name__)
@@ -47,7 +48,10 @@ class DeferredErasureActivities:
         # processor) can outlast the heartbeat timeout, and Temporal would then start a second
         # attempt beside the first, erasing and recording the same rows at once.
         async with heartbeating():
-            return await self._sweep(sweep)
+            report = await self._sweep(sweep)
+        if sweep.subject_hash is None:  # everything due, as the schedule's run (not one subject's release)
+            await record_sweep_success(self.ctx.pool, "erasure_sweep", report)
+        return report
 
     async def _sweep(self, sweep: SweepInput) -> SweepReport:
         ctx = self.ctx

@@ -8,6 +8,7 @@ from temporalio import activity
 
 from activities.context import ActivityContext
 from dsrflow.stores.kept_copies import purge_expired
+from dsrflow.stores.sweep_runs import record_sweep_success
 from schemas.copies import PurgeInput, PurgeReport
 
 
@@ -19,4 +20,5 @@ class PackagePurgeActivities:
     async def purge_expired_packages(self, purge: PurgeInput) -> PurgeReport:
         report = await purge_expired(self.ctx.pool, self.ctx.storage, purge.as_of or datetime.now(UTC))
         activity.logger.info("expired packages purged", extra={"packages": report.packages})
+        await record_sweep_success(self.ctx.pool, "package_purge", report)
         return report

@@ -26,6 +26,7 @@ from dsrflow.domain.request_resume import ENDED_TROUBLE, ended_trouble_key, sett
 from dsrflow.domain.request_start import start_request_workflow
 from dsrflow.infra.failpoints import failpoint
 from dsrflow.infra.writes import Write
+from dsrflow.stores.sweep_runs import record_sweep_success
 from policy.model import PolicyError
 from schemas.request_start import StartSweepInput, StartSweepReport
 from schemas.workflow import LetterJob, workflow_id_for
@@ -80,7 +81,9 @@ class RequestStartSweepActivities:
             activity.heartbeat(started)
         ended = await flag_ended_workflows(
             self.ctx, client, older_than=timedelta(minutes=self.ctx.settings.start_sweep_after_minutes))
-        return StartSweepReport(found=len(rows), started=started, unstartable=unstartable, ended_flagged=ended)
+        report = StartSweepReport(found=len(rows), started=started, unstartable=unstartable, ended_flagged=ended)
+        await record_sweep_success(self.ctx.pool, "request_start_sweep", report)
+        return report
 
 
 # Request workflows that ended without closing their request: no staff action reaches them any

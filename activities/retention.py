@@ -49,6 +49,7 @@ from dsrflow.stores.requests_store import (
     create_request,
     record_policy_version,
 )
+from dsrflow.stores.sweep_runs import record_sweep_success
 from policy.model import LoadedPolicy
 from policy.systems import Dataset
 from schemas.requests import (
@@ -111,7 +112,10 @@ class RetentionActivities:
         if unreachable:
             raise ConnectionError(f"retention rule(s) {', '.join(unreachable)}: their system could not be reached; "
                                   "the other rules ran, and the sweep is tried again")
-        return RetentionReport(as_of=as_of, policy_version=loaded.version, rules=outcomes)
+        report = RetentionReport(as_of=as_of, policy_version=loaded.version, rules=outcomes)
+        if sweep.rules is None:  # every rule ran: what the schedule's run does (a rule's own error is on its rule)
+            await record_sweep_success(ctx.pool, "retention_sweep", report)
+        return report
 
     async def _erase_subjects(self, loaded: LoadedPolicy, due: RetentionDue, as_of: datetime) -> RuleOutcome:
         ctx, rule = self.ctx, due.rule

@@ -104,6 +104,8 @@ REQUIRED_ALERTS = {
     "DsrNoWorkerPolling": "temporal_num_pollers",
     "DsrWorkflowTaskFailing": "temporal_workflow_task_execution_failed_total",
     "DsrRequestsNotStarted": "dsrflow_requests_unstarted_oldest_seconds",
+    "DsrRequestStopped": "dsrflow_steps_needing_attention",
+    "DsrSweepStale": "dsrflow_sweep_last_success_age_seconds",
 }
 
 

@@ -104,12 +104,16 @@ async def test_a_request_stored_by_an_api_killed_before_starting_it_is_started_b
         events = await pool.fetch("SELECT event_type, data FROM audit_events WHERE request_id = $1 ORDER BY chain_pos",
                                   uuid.UUID(stored))
         after = await _unstarted_gauges(pool)
+        # Each run's success is on record, for DsrSweepStale (tests/test_sweep_runs.py).
+        succeeded = await pool.fetchrow("SELECT last_success_at > now() - interval '1 minute' AS recent, summary "
+                                        "FROM sweep_runs WHERE sweep = 'request_start_sweep'")
     assert (sweeps[0].found, sweeps[0].started) == (2, 1)
     assert sweeps[1].started == 0  # it may still find the request started, before its first step
     assert (third.found, third.started) == (1, 0)  # the waiting one, still left alone
     # What DsrRequestsNotStarted reads: two unstarted, then only the one no worker ever ran.
     assert before["dsrflow_requests_unstarted"] == 2 and before["dsrflow_requests_unstarted_oldest_seconds"] >= 120
     assert after["dsrflow_requests_unstarted"] == 1
+    assert succeeded["recent"] and succeeded["summary"]["found"] == 1  # the third run's
     assert state["status"] == "completed"
     assert len(letters_for(mail_sink, stored, "acknowledgement")) == 1
     assert len(letters_for(mail_sink, stored, "response")) == 1

@@ -18,6 +18,7 @@ from schemas.copies import PurgeInput
 from schemas.holds import SweepInput
 from schemas.request_start import StartSweepInput
 from schemas.retention import RetentionSweepInput
+from schemas.sweeps import SWEEP_EVERY
 from workflows.audit_anchor import AuditAnchorWorkflow
 from workflows.erasure_sweep import ErasureSweepWorkflow
 from workflows.package_purge import PackagePurgeWorkflow
@@ -31,14 +32,13 @@ AUDIT_ANCHOR_SCHEDULE_ID = "dsrflow-audit-anchor"
 START_SWEEP_SCHEDULE_ID = "dsrflow-request-start-sweep"
 SCHEDULE_IDS = (SWEEP_SCHEDULE_ID, RETENTION_SCHEDULE_ID, PACKAGE_PURGE_SCHEDULE_ID,
                 AUDIT_ANCHOR_SCHEDULE_ID, START_SWEEP_SCHEDULE_ID)  # all a worker makes
-# How long a chain can be rewritten without the anchors noticing (docs/audit.md).
-AUDIT_ANCHOR_EVERY = timedelta(minutes=10)
+# How often each runs: schemas/sweeps.py, which the sweeps' last-success gauges read too.
 # How often stored requests left without a workflow are looked for (the API's 503 says so).
-START_SWEEP_EVERY = timedelta(minutes=5)
+START_SWEEP_EVERY = SWEEP_EVERY["request_start_sweep"]
 
 
 async def _ensure(client: Client, schedule_id: str, action: ScheduleActionStartWorkflow,
-                  offset: timedelta, every: timedelta = timedelta(days=1)) -> None:
+                  offset: timedelta, every: timedelta) -> None:
     try:
         await client.create_schedule(
             schedule_id,
@@ -53,22 +53,22 @@ async def ensure_schedules(client: Client, task_queue: str) -> None:
     await _ensure(client, SWEEP_SCHEDULE_ID, ScheduleActionStartWorkflow(
         ErasureSweepWorkflow.run, SweepInput(reason="daily sweep"),
         id="dsrflow-erasure-sweep-run", task_queue=task_queue,
-    ), offset=timedelta(hours=2))
+    ), offset=timedelta(hours=2), every=SWEEP_EVERY["erasure_sweep"])
     # An hour after the erasure sweep, so the two daily runs do not compete for the workers.
     await _ensure(client, RETENTION_SCHEDULE_ID, ScheduleActionStartWorkflow(
         RetentionSweepWorkflow.run, RetentionSweepInput(reason="daily retention sweep"),
         id="dsrflow-retention-sweep-run", task_queue=task_queue,
-    ), offset=timedelta(hours=3))
+    ), offset=timedelta(hours=3), every=SWEEP_EVERY["retention_sweep"])
     # Hourly: a package outlives its link by an hour at most.
     await _ensure(client, PACKAGE_PURGE_SCHEDULE_ID, ScheduleActionStartWorkflow(
         PackagePurgeWorkflow.run, PurgeInput(reason="hourly package purge"),
         id="dsrflow-package-purge-run", task_queue=task_queue,
-    ), offset=timedelta(minutes=17), every=timedelta(hours=1))
+    ), offset=timedelta(minutes=17), every=SWEEP_EVERY["package_purge"])
     # Every ten minutes: one UPDATE over the chains that changed, and one anchor row.
     await _ensure(client, AUDIT_ANCHOR_SCHEDULE_ID, ScheduleActionStartWorkflow(
         AuditAnchorWorkflow.run, AnchorInput(),
         id="dsrflow-audit-anchor-run", task_queue=task_queue,
-    ), offset=timedelta(0), every=AUDIT_ANCHOR_EVERY)
+    ), offset=timedelta(0), every=SWEEP_EVERY["audit_anchor"])
     # Every five minutes: one indexed read, empty unless a request was stored and never started.
     await _ensure(client, START_SWEEP_SCHEDULE_ID, ScheduleActionStartWorkflow(
         RequestStartSweepWorkflow.run, StartSweepInput(),

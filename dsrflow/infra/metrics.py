@@ -1,7 +1,7 @@
 """dsrflow's Prometheus metrics: every definition in one place, and what reads them out.
 
 Labels carry vocabularies only: request types, channels and statuses, letter purposes, connector
-kinds, system names and steps from the policy, rate-limit actions. Never an e-mail address, a
+kinds, system names and steps from the policy, rate-limit actions, the scheduled sweeps' names. Never an e-mail address, a
 name or a request id: a metrics store keeps every series for months, is read by people who may
 not see personal data, and each distinct label value is a series of its own. `_label` enforces
 the shape on every value that reaches a label, so a mistake shows as `other`, not as an address.
@@ -32,6 +32,7 @@ from dsrflow.infra.logging import get_logger
 from dsrflow.infra.ports import free_port
 from schemas.requests import RequestStatus
 from schemas.restrictions import LIFTING_SQL
+from schemas.sweeps import SWEEP_EVERY, stale_after
 
 __all__ = ["CONTENT_TYPE", "MAILBOX_READER_FAILING", "REGISTRY", "DatabaseGauges", "connector_call", "exposition",
            "letter_sent",
@@ -141,6 +142,8 @@ SELECT t.system AS key, count(*) AS n, extract(epoch FROM now() - min(t.updated_
  WHERE t.status = 'needs_attention' AND (NOT (r.status = ANY($1::text[])) OR r.id IN (""" + LIFTING_SQL + """))
  GROUP BY t.system
 """
+# When each scheduled sweep last succeeded (migration 0035, written by the sweep's activity).
+_SWEEPS = "SELECT sweep, extract(epoch FROM now() - last_success_at)::float8 AS age FROM sweep_runs"
 _STEPS = """
 SELECT step AS key, count(*) AS n, extract(epoch FROM now() - min(since))::float8 AS age
   FROM step_troubles WHERE resolved_at IS NULL GROUP BY step
@@ -154,6 +157,7 @@ async def _read_gauges(pool: asyncpg.Pool, timezone: str) -> list[Metric]:
         tasks = await conn.fetch(_TASKS, _CLOSED)
         steps = await conn.fetch(_STEPS)
         unstarted = await conn.fetchrow(_UNSTARTED)
+        sweeps = {r["sweep"]: r["age"] for r in await conn.fetch(_SWEEPS)}
     by_status = GaugeMetricFamily("dsrflow_requests", "Requests by status (every request ever stored)",
                                   labels=["status"])
     for status in RequestStatus:
@@ -180,7 +184,19 @@ async def _read_gauges(pool: asyncpg.Pool, timezone: str) -> list[Metric]:
             count.add_metric([_label(row["key"])], row["n"])
             oldest.add_metric([_label(row["key"])], row["age"])
         families += [count, oldest]
-    return families
+    # A schedule skips a run while the last one still runs: one run that hangs (or a sweep that
+    # fails every time) stops the sweep for good. DsrSweepStale compares the two.
+    age = GaugeMetricFamily("dsrflow_sweep_last_success_age_seconds",
+                            "Seconds since the scheduled sweep last succeeded (since the install, before its first)",
+                            labels=["sweep"])
+    stale = GaugeMetricFamily("dsrflow_sweep_stale_after_seconds",
+                              "The age of its last success at which the scheduled sweep counts as stopped "
+                              "(two runs missed)", labels=["sweep"])
+    for sweep in SWEEP_EVERY:
+        if sweep in sweeps:
+            age.add_metric([sweep], sweeps[sweep])
+        stale.add_metric([sweep], stale_after(sweep).total_seconds())
+    return [*families, age, stale]
 
 
 class DatabaseGauges(Collector):

@@ -1,0 +1,58 @@
+"""When each scheduled sweep last succeeded, as an operator reads it on /metrics: every sweep shows
+from the install on, a success moves its own, a run for one subject does not count as the
+schedule's, and a sweep that stopped shows past the point where DsrSweepStale fires. On a database
+of its own: the sweeps take every row of theirs."""
+
+from __future__ import annotations
+
+from temporalio.testing import ActivityEnvironment
+
+from activities.audit_anchor import AuditAnchorActivities
+from activities.deferred import DeferredErasureActivities
+from activities.package_purge import PackagePurgeActivities
+from dsrflow.infra.metrics import DatabaseGauges
+from schemas.audit import AnchorInput
+from schemas.copies import PurgeInput
+from schemas.holds import SweepInput
+from schemas.sweeps import SWEEP_EVERY
+from tests.conftest import database_pool
+from workers.dsr_worker import activity_context
+from workers.schedules import SCHEDULE_IDS
+
+
+async def _gauges(pool) -> dict[str, dict[str, float]]:
+    gauges = DatabaseGauges(ttl=0)
+    await gauges.refresh(pool, "UTC")
+    return {f.name: {s.labels["sweep"]: s.value for s in f.samples}
+            for f in gauges.collect() if f.name.startswith("dsrflow_sweep_")}
+
+
+def _stale(gauges: dict[str, dict[str, float]], sweep: str) -> bool:
+    """What DsrSweepStale compares."""
+    return (gauges["dsrflow_sweep_last_success_age_seconds"][sweep]
+            > gauges["dsrflow_sweep_stale_after_seconds"][sweep])
+
+
+async def test_each_sweep_shows_its_last_success_and_a_stopped_one_shows_stale(postgres, settings):
+    async with database_pool(postgres, "sweep_runs") as (url, pool):
+        ctx = activity_context(settings.model_copy(update={"database_url": url}), pool)
+        fresh = await _gauges(pool)
+        await pool.execute("UPDATE sweep_runs SET last_success_at = now() - interval '3 days'")
+        env = ActivityEnvironment()
+        await env.run(DeferredErasureActivities(ctx).sweep, SweepInput(reason="hold released", subject_hash="x"))
+        one_subject = await _gauges(pool)
+        await env.run(DeferredErasureActivities(ctx).sweep, SweepInput(reason="test"))
+        await env.run(PackagePurgeActivities(ctx).purge_expired_packages, PurgeInput(reason="test"))
+        await env.run(AuditAnchorActivities(ctx).anchor_audit_chains, AnchorInput())
+        after = await _gauges(pool)
+        summary = await pool.fetchval("SELECT summary FROM sweep_runs WHERE sweep = 'package_purge'")
+    ages, limits = fresh["dsrflow_sweep_last_success_age_seconds"], fresh["dsrflow_sweep_stale_after_seconds"]
+    # From the install: every sweep of every schedule, none stale before its first run is due.
+    assert set(ages) == set(limits) == set(SWEEP_EVERY) and len(SWEEP_EVERY) == len(SCHEDULE_IDS)
+    assert limits["erasure_sweep"] == 54 * 3600 and limits["request_start_sweep"] == 25 * 60
+    assert not any(_stale(fresh, s) for s in SWEEP_EVERY)
+    # One subject's release is not the daily run: the sweep still shows stopped.
+    assert one_subject["dsrflow_sweep_last_success_age_seconds"]["erasure_sweep"] >= 3 * 86400
+    stale = {s for s in SWEEP_EVERY if _stale(after, s)}
+    assert stale == {"retention_sweep", "request_start_sweep"}  # the three that ran are current again
+    assert summary == {"packages": 0, "package_bytes": 0, "uploads": 0, "upload_bytes": 0, "orphans": 0}
