@@ -1,7 +1,9 @@
-"""Temporal Schedules the worker makes sure exist (created once, left alone if present)."""
+"""Temporal Schedules the worker makes sure exist, as this version defines them (created once;
+brought to this version's interval, workflow and task queue where an earlier one made them)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 from temporalio.client import (
@@ -11,6 +13,8 @@ from temporalio.client import (
     ScheduleAlreadyRunningError,
     ScheduleIntervalSpec,
     ScheduleSpec,
+    ScheduleUpdate,
+    ScheduleUpdateInput,
 )
 
 from schemas.audit import AnchorInput
@@ -39,14 +43,26 @@ START_SWEEP_EVERY = SWEEP_EVERY["request_start_sweep"]
 
 async def _ensure(client: Client, schedule_id: str, action: ScheduleActionStartWorkflow,
                   offset: timedelta, every: timedelta) -> None:
+    spec = ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every, offset=offset)])
     try:
-        await client.create_schedule(
-            schedule_id,
-            Schedule(action=action, spec=ScheduleSpec(
-                intervals=[ScheduleIntervalSpec(every=every, offset=offset)])),
-        )
+        await client.create_schedule(schedule_id, Schedule(action=action, spec=spec))
     except ScheduleAlreadyRunningError:
-        pass
+        # Made by an earlier version, or for another task queue: brought to this one's. Left
+        # alone, an interval changed in schemas/sweeps.py would keep its old runs under the new
+        # staleness thresholds, and a renamed queue would run nothing (DsrSweepStale).
+        await client.get_schedule_handle(schedule_id).update(lambda current: _updated(current, action, spec))
+
+
+def _updated(current: ScheduleUpdateInput, action: ScheduleActionStartWorkflow,
+             spec: ScheduleSpec) -> ScheduleUpdate | None:
+    """The schedule with this version's spec and action, or None when it has them already (its
+    workflow, run id and task queue; a pause and its note stay as they are)."""
+    schedule = current.description.schedule
+    now = schedule.action
+    if (schedule.spec.intervals == spec.intervals and isinstance(now, ScheduleActionStartWorkflow)
+            and (now.workflow, now.id, now.task_queue) == (action.workflow, action.id, action.task_queue)):
+        return None
+    return ScheduleUpdate(schedule=replace(schedule, action=action, spec=spec))
 
 
 async def ensure_schedules(client: Client, task_queue: str) -> None:
