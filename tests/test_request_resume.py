@@ -25,7 +25,7 @@ from activities.request_start_sweep import flag_ended_workflows
 from api.console.view import describe_event
 from devstack.processes import free_port
 from dsrflow.crypto.keys import load_secret_key
-from dsrflow.domain.request_resume import ResumeRefused, resume_point
+from dsrflow.domain.request_resume import ResumeRefused, ended_trouble_key, resume_point
 from dsrflow.domain.request_start import start_request_workflow
 from dsrflow.stores.requests_store import create_request
 from policy.model import load_policy
@@ -130,11 +130,14 @@ async def test_a_terminated_erasure_is_flagged_then_resumed_by_compliance_and_co
                                              "(it had terminated: Terminated by mistake during maintenance)")
 
 
-async def test_an_api_killed_between_recording_a_resume_and_the_reset_resumes_once_when_staff_repeat_it(
-        postgres, settings, dev_server, mail_sink, task_queue, tmp_path):
-    """The API dies after auditing the resume, before asking Temporal for the reset: the request is
-    still stopped. Compliance presses again (another API): it resumes, and the trail holds one
-    `request.resumed`, not two. Its own database: the resume reads only its own request."""
+@pytest.mark.parametrize("killed_at", ["resume-recorded", "resume-reset"])
+async def test_an_api_killed_while_resuming_leaves_one_resume_and_its_flag_settled_when_staff_repeat_it(
+        postgres, settings, dev_server, mail_sink, task_queue, tmp_path, killed_at):
+    """The API dies after auditing the resume and before asking Temporal for the reset (the request
+    is still stopped), or after the reset and before settling the sweep's flag (it runs, still
+    flagged). Compliance presses again (another API): the first resumes it, the second answers
+    that it is running; either way the trail holds one `request.resumed` and the flag is settled.
+    Its own database: the resume reads only its own request."""
     client = dev_server.client
     port = free_port()
     async with database_pool(postgres, "resume_crash") as (database_url, pool):
@@ -146,29 +149,40 @@ async def test_an_api_killed_between_recording_a_resume_and_the_reset_resumes_on
         rid = str(row["id"])
         handle = client.get_workflow_handle(workflow_id_for(rid))
         resumes = "SELECT count(*) FROM audit_events WHERE request_id = $1 AND event_type = 'request.resumed'"
+        flag = "SELECT resolution FROM step_troubles WHERE request_id = $1"
         async with build_worker(client, ours, pool, task_queue=task_queue), \
                 live_client(base_url=ours.public_url, timeout=30) as http:
             await start_request_workflow(client, row, 60, task_queue=task_queue)
             await wait_for_letter(mail_sink, rid, "verification", 30)
             await handle.terminate("by mistake")
+            await pool.execute("INSERT INTO step_troubles (request_id, trouble_key, step, message, transient) "
+                               "VALUES ($1, $2, 'workflow', 'stopped', false)",
+                               row["id"], ended_trouble_key((await handle.describe()).run_id))
             compliance = await staff_headers(pool, "compliance")
             body = {"reason": "Terminated by mistake"}
-            async with dsrflow_process("api", ours, client, tmp_path, failpoints="resume-recorded") as first:
+            async with dsrflow_process("api", ours, client, tmp_path, failpoints=killed_at) as first:
                 await answering(http, first, tmp_path)
                 with pytest.raises(httpx.TransportError):
                     await http.post(f"/v1/requests/{rid}/resume", headers=compliance, json=body)
                 await died(first, tmp_path, role="api")
-            assert (await handle.describe()).status == WorkflowExecutionStatus.TERMINATED
-            assert await pool.fetchval(resumes, row["id"]) == 1
+            between = (await handle.describe()).status, await pool.fetchval(resumes, row["id"])
+            assert await pool.fetchval(flag, row["id"]) is None  # still flagged
             async with dsrflow_process("api", ours, client, tmp_path, failpoints="") as second:
                 await answering(http, second, tmp_path)
-                resumed = await http.post(f"/v1/requests/{rid}/resume", headers=compliance, json=body)
-            assert resumed.status_code == 200, resumed.text
-            assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
+                again = await http.post(f"/v1/requests/{rid}/resume", headers=compliance, json=body)
+            running = (await handle.describe()).status
             state = await handle.query(DataSubjectRequestWorkflow.state)
-            assert await pool.fetchval(resumes, row["id"]) == 1
+            after = await pool.fetchval(resumes, row["id"]), await pool.fetchval(flag, row["id"])
             await handle.terminate("test over")
-    assert state.status == "awaiting_verification"
+    if killed_at == "resume-recorded":
+        assert between == (WorkflowExecutionStatus.TERMINATED, 1)
+        assert again.status_code == 200, again.text
+        assert after[0] == 1 and after[1].startswith("resumed by ")
+    else:
+        assert between == (WorkflowExecutionStatus.RUNNING, 1)
+        assert again.status_code == 409 and "running" in again.json()["detail"]
+        assert after == (1, "its workflow runs again")
+    assert running == WorkflowExecutionStatus.RUNNING and state.status == "awaiting_verification"
     assert len(letters_for(mail_sink, rid, "acknowledgement")) == 1
 
 

@@ -174,5 +174,6 @@ async def resume_request(client: Client, pool: asyncpg.Pool, request_id: str, *,
         request_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"dsrflow:resume:{described.run_id}")),
         reset_reapply_type=ResetReapplyType.RESET_REAPPLY_TYPE_ALL_ELIGIBLE,
     ))
+    failpoint("resume-reset")  # running again, its flag not yet settled (a repeat, or the sweep, settles it)
     await settle_ended_troubles(pool, request_id, f"resumed by {actor}")
     return Resumed(run_id=reset.run_id, ended=ended, from_event=point)
