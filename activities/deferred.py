@@ -50,7 +50,7 @@ class DeferredErasureActivities:
         async with heartbeating():
             report = await self._sweep(sweep)
         if sweep.subject_hash is None:  # everything due, as the schedule's run (not one subject's release)
-            await record_sweep_success(self.ctx.pool, "erasure_sweep", report)
+            await record_sweep_success(self.ctx.pool, "erasure_sweep", report, problems=len(report.unable))
         return report
 
     async def _sweep(self, sweep: SweepInput) -> SweepReport:

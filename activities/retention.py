@@ -114,7 +114,8 @@ class RetentionActivities:
                                   "the other rules ran, and the sweep is tried again")
         report = RetentionReport(as_of=as_of, policy_version=loaded.version, rules=outcomes)
         if sweep.rules is None:  # every rule ran: what the schedule's run does (a rule's own error is on its rule)
-            await record_sweep_success(ctx.pool, "retention_sweep", report)
+            await record_sweep_success(ctx.pool, "retention_sweep", report,
+                                       problems=sum(1 for outcome in outcomes if outcome.error))
         return report
 
     async def _erase_subjects(self, loaded: LoadedPolicy, due: RetentionDue, as_of: datetime) -> RuleOutcome:

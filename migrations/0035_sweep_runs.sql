@@ -4,10 +4,13 @@
 -- their link, kept records never erased, chains not anchored. The gauge
 -- dsrflow_sweep_last_success_age_seconds and alert DsrSweepStale read this table. Each sweep
 -- starts as if it had just succeeded, so a new install's daily sweeps do not page before their
--- first run is due, and one that never succeeds shows its age from here.
+-- first run is due, and one that never succeeds shows its age from here. `problems`: what its last
+-- successful run left undone for a person (a retention rule that could not run, a system the
+-- erasure sweep could not erase in): gauge dsrflow_sweep_problems, alert DsrSweepProblems.
 CREATE TABLE sweep_runs (
     sweep            text PRIMARY KEY,
     last_success_at  timestamptz NOT NULL,
+    problems         integer NOT NULL DEFAULT 0,
     summary          jsonb
 );
 INSERT INTO sweep_runs (sweep, last_success_at)

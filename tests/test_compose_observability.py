@@ -106,6 +106,7 @@ REQUIRED_ALERTS = {
     "DsrRequestsNotStarted": "dsrflow_requests_unstarted_oldest_seconds",
     "DsrRequestStopped": "dsrflow_steps_needing_attention",
     "DsrSweepStale": "dsrflow_sweep_last_success_age_seconds",
+    "DsrSweepProblems": "dsrflow_sweep_problems",
 }
 
 

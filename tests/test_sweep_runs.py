@@ -5,15 +5,19 @@ of its own: the sweeps take every row of theirs."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from temporalio.testing import ActivityEnvironment
 
 from activities.audit_anchor import AuditAnchorActivities
 from activities.deferred import DeferredErasureActivities
 from activities.package_purge import PackagePurgeActivities
 from dsrflow.infra.metrics import DatabaseGauges
+from dsrflow.stores.sweep_runs import record_sweep_success
 from schemas.audit import AnchorInput
 from schemas.copies import PurgeInput
 from schemas.holds import SweepInput
+from schemas.retention import RetentionReport, RuleOutcome
 from schemas.sweeps import SWEEP_EVERY
 from tests.conftest import database_pool
 from workers.dsr_worker import activity_context
@@ -56,3 +60,21 @@ async def test_each_sweep_shows_its_last_success_and_a_stopped_one_shows_stale(p
     stale = {s for s in SWEEP_EVERY if _stale(after, s)}
     assert stale == {"retention_sweep", "request_start_sweep"}  # the three that ran are current again
     assert summary == {"packages": 0, "package_bytes": 0, "uploads": 0, "upload_bytes": 0, "orphans": 0}
+
+
+async def test_a_sweep_that_succeeded_past_what_it_could_not_do_shows_its_problems(postgres, settings):
+    """A retention run whose rule could not run (a system's schema no longer matching the policy)
+    still succeeds, as the other rules ran: DsrSweepProblems reads what it left undone, until a
+    clean run."""
+    failed = RuleOutcome(rule="inactive_accounts", action="erase_subject", system="crm", dataset="contacts",
+                         error="column 'last_seen_at' does not exist")
+    clean = failed.model_copy(update={"error": None})
+    seen: list[dict[str, float]] = []
+    async with database_pool(postgres, "sweep_problems") as (url, pool):
+        for outcomes in ([failed], [clean]):
+            report = RetentionReport(as_of=datetime.now(UTC), policy_version="v1", rules=outcomes)
+            await record_sweep_success(pool, "retention_sweep", report,
+                                       problems=sum(1 for outcome in report.rules if outcome.error))
+            seen.append((await _gauges(pool))["dsrflow_sweep_problems"])
+    assert [s["retention_sweep"] for s in seen] == [1, 0]
+    assert all(s["erasure_sweep"] == 0 for s in seen)

@@ -143,7 +143,7 @@ SELECT t.system AS key, count(*) AS n, extract(epoch FROM now() - min(t.updated_
  GROUP BY t.system
 """
 # When each scheduled sweep last succeeded (migration 0035, written by the sweep's activity).
-_SWEEPS = "SELECT sweep, extract(epoch FROM now() - last_success_at)::float8 AS age FROM sweep_runs"
+_SWEEPS = "SELECT sweep, extract(epoch FROM now() - last_success_at)::float8 AS age, problems FROM sweep_runs"
 _STEPS = """
 SELECT step AS key, count(*) AS n, extract(epoch FROM now() - min(since))::float8 AS age
   FROM step_troubles WHERE resolved_at IS NULL GROUP BY step
@@ -157,7 +157,7 @@ async def _read_gauges(pool: asyncpg.Pool, timezone: str) -> list[Metric]:
         tasks = await conn.fetch(_TASKS, _CLOSED)
         steps = await conn.fetch(_STEPS)
         unstarted = await conn.fetchrow(_UNSTARTED)
-        sweeps = {r["sweep"]: r["age"] for r in await conn.fetch(_SWEEPS)}
+        sweeps = {r["sweep"]: r for r in await conn.fetch(_SWEEPS)}
     by_status = GaugeMetricFamily("dsrflow_requests", "Requests by status (every request ever stored)",
                                   labels=["status"])
     for status in RequestStatus:
@@ -192,11 +192,15 @@ async def _read_gauges(pool: asyncpg.Pool, timezone: str) -> list[Metric]:
     stale = GaugeMetricFamily("dsrflow_sweep_stale_after_seconds",
                               "The age of its last success at which the scheduled sweep counts as stopped "
                               "(two runs missed)", labels=["sweep"])
+    problems = GaugeMetricFamily("dsrflow_sweep_problems",
+                                 "What the scheduled sweep's last successful run left undone for a person "
+                                 "(a retention rule that could not run, a system not erased in)", labels=["sweep"])
     for sweep in SWEEP_EVERY:
         if sweep in sweeps:
-            age.add_metric([sweep], sweeps[sweep])
+            age.add_metric([sweep], sweeps[sweep]["age"])
+            problems.add_metric([sweep], sweeps[sweep]["problems"])
         stale.add_metric([sweep], stale_after(sweep).total_seconds())
-    return [*families, age, stale]
+    return [*families, age, stale, problems]
 
 
 class DatabaseGauges(Collector):

@@ -11,12 +11,14 @@ from pydantic import BaseModel
 from schemas.sweeps import SWEEP_EVERY
 
 
-async def record_sweep_success(pool: asyncpg.Pool, sweep: str, report: BaseModel) -> None:
-    """`sweep` (a name of schemas/sweeps.py) succeeded now; its report's counts are kept beside."""
+async def record_sweep_success(pool: asyncpg.Pool, sweep: str, report: BaseModel, problems: int = 0) -> None:
+    """`sweep` (a name of schemas/sweeps.py) succeeded now, leaving `problems` things undone for a
+    person (the run went on past them); its report's counts are kept beside."""
     if sweep not in SWEEP_EVERY:
         raise ValueError(f"unknown sweep {sweep!r}")
     summary: dict[str, Any] = report.model_dump(mode="json")
     await pool.execute(
-        """INSERT INTO sweep_runs (sweep, last_success_at, summary) VALUES ($1, now(), $2)
-           ON CONFLICT (sweep) DO UPDATE SET last_success_at = now(), summary = EXCLUDED.summary""",
-        sweep, summary)
+        """INSERT INTO sweep_runs (sweep, last_success_at, problems, summary) VALUES ($1, now(), $2, $3)
+           ON CONFLICT (sweep) DO UPDATE
+           SET last_success_at = now(), problems = EXCLUDED.problems, summary = EXCLUDED.summary""",
+        sweep, problems, summary)
