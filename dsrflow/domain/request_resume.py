@@ -24,16 +24,18 @@ signals and staff updates it received after the reset point are applied again.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 
 import asyncpg
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import EventType, ResetReapplyType
 from temporalio.api.failure.v1 import Failure
 from temporalio.api.history.v1 import HistoryEvent
-from temporalio.api.workflowservice.v1 import ResetWorkflowExecutionRequest
+from temporalio.api.workflowservice.v1 import ResetWorkflowExecutionRequest, ResetWorkflowExecutionResponse
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -166,7 +168,7 @@ async def resume_request(client: Client, pool: asyncpg.Pool, request_id: str, *,
                            event_type="request.resumed", actor=actor,
                            data={"reason": reason, "ended": ended, "from_event": point})
     failpoint("resume-recorded")
-    reset = await client.workflow_service.reset_workflow_execution(ResetWorkflowExecutionRequest(
+    reset = await _reset(client, ResetWorkflowExecutionRequest(
         namespace=client.namespace, workflow_execution=WorkflowExecution(workflow_id=workflow_id,
                                                                          run_id=described.run_id),
         reason="resumed by staff: the request's audit trail says who and why",
@@ -177,3 +179,23 @@ async def resume_request(client: Client, pool: asyncpg.Pool, request_id: str, *,
     failpoint("resume-reset")  # running again, its flag not yet settled (a repeat, or the sweep, settles it)
     await settle_ended_troubles(pool, request_id, f"resumed by {actor}")
     return Resumed(run_id=reset.run_id, ended=ended, from_event=point)
+
+
+# What a busy server answers when it gave up on a call it may still carry out (seen in CI under load:
+# "operation was canceled"). The reset's request id is the ended run's, so asking again resets once.
+_TRY_AGAIN = (RPCStatusCode.CANCELLED, RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED)
+
+
+async def _reset(client: Client, request: ResetWorkflowExecutionRequest, *,
+                 tries: int = 3) -> ResetWorkflowExecutionResponse:
+    for attempt in range(1, tries + 1):
+        try:
+            return await client.workflow_service.reset_workflow_execution(request, timeout=timedelta(seconds=30))
+        except RPCError as exc:
+            if exc.status not in _TRY_AGAIN:
+                raise
+            if attempt == tries:
+                raise ResumeRefused(503, f"the workflow engine did not complete the reset ({exc.message}); "
+                                         "press again: a repeat resumes the request once") from None
+            await asyncio.sleep(attempt)
+    raise ValueError("tries must be at least 1")
