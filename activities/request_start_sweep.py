@@ -22,7 +22,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.context import ActivityContext
 from activities.letters import deliver_letter
 from dsrflow.domain.audit import append_event
-from dsrflow.domain.request_resume import ENDED_TROUBLE, ended_trouble_key, settle_ended_troubles
+from dsrflow.domain.request_resume import ENDED_TROUBLE, ended_trouble_key, how_ended, settle_ended_troubles
 from dsrflow.domain.request_start import start_request_workflow
 from dsrflow.infra.failpoints import failpoint
 from dsrflow.infra.writes import Write
@@ -137,7 +137,7 @@ async def flag_ended_workflows(ctx: ActivityContext, client: Client, *, older_th
                FROM dsr_requests r WHERE r.id = $1::uuid""", request_id, key, ENDED_TROUBLE)  # $3: as flagged before runs had keys
         if not unflagged or (await client.get_workflow_handle(ended.id).describe()).run_id != ended.run_id:
             continue  # closed, not ours, flagged by an earlier run of the sweep, or resumed since
-        status = ended.status.name.lower() if ended.status else "ended"
+        status = how_ended(ended.status)
         message = (f"the request's workflow {status} while the request was open; no step of it runs any more "
                    "until compliance resumes it from the request's page")
         # The alert first (keyed: it goes once), then the record that ends the search for it: a

@@ -20,8 +20,8 @@ from dsrflow.stores.requests_store import IdempotencyConflict, create_request, g
 from dsrflow.stores.restrictions_store import as_view, restriction_for
 from policy.intake import intake_problems
 from schemas.requests import NewRequest, RequestStatus
+from schemas.sweeps import SWEEP_EVERY
 from schemas.workflow import RequestState, workflow_id_for
-from workers.schedules import START_SWEEP_EVERY
 from workflows.dsr import DataSubjectRequestWorkflow
 
 
@@ -58,7 +58,7 @@ async def open_request(
             f"request {request_id} is saved; its workflow could not start: the {WORKFLOW_ENGINE} is "
             f"not answering ({type(exc).__name__}). Repeat the call with the same Idempotency-Key "
             f"in {RETRY_AFTER} seconds to start it (unrepeated, the worker starts it within "
-            f"{state.settings.start_sweep_after_minutes + START_SWEEP_EVERY.seconds // 60} minutes).",
+            f"{state.settings.start_sweep_after_minutes + SWEEP_EVERY['request_start_sweep'].seconds // 60} minutes).",
             request_id=request_id, component=WORKFLOW_ENGINE, retry_after=RETRY_AFTER,
         ) from None
     return row, created

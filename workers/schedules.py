@@ -36,9 +36,7 @@ AUDIT_ANCHOR_SCHEDULE_ID = "dsrflow-audit-anchor"
 START_SWEEP_SCHEDULE_ID = "dsrflow-request-start-sweep"
 SCHEDULE_IDS = (SWEEP_SCHEDULE_ID, RETENTION_SCHEDULE_ID, PACKAGE_PURGE_SCHEDULE_ID,
                 AUDIT_ANCHOR_SCHEDULE_ID, START_SWEEP_SCHEDULE_ID)  # all a worker makes
-# How often each runs: schemas/sweeps.py, which the sweeps' last-success gauges read too.
-# How often stored requests left without a workflow are looked for (the API's 503 says so).
-START_SWEEP_EVERY = SWEEP_EVERY["request_start_sweep"]
+# How often each runs: schemas/sweeps.py, which the sweeps' gauges (and the API's 503) read too.
 
 
 async def _ensure(client: Client, schedule_id: str, action: ScheduleActionStartWorkflow,
@@ -89,4 +87,4 @@ async def ensure_schedules(client: Client, task_queue: str) -> None:
     await _ensure(client, START_SWEEP_SCHEDULE_ID, ScheduleActionStartWorkflow(
         RequestStartSweepWorkflow.run, StartSweepInput(),
         id="dsrflow-request-start-sweep-run", task_queue=task_queue,
-    ), offset=timedelta(minutes=2), every=START_SWEEP_EVERY)
+    ), offset=timedelta(minutes=2), every=SWEEP_EVERY["request_start_sweep"])

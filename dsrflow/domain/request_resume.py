@@ -77,6 +77,11 @@ def ended_trouble_key(run_id: str) -> str:
     return f"{ENDED_TROUBLE}:{run_id}"
 
 
+def how_ended(status: WorkflowExecutionStatus | None) -> str:
+    """An ended run's status in the words of its flag and audit events: failed, terminated, timed_out."""
+    return status.name.lower() if status else "ended"
+
+
 def _scheduled_by(event: HistoryEvent | None) -> int | None:
     """The workflow task that scheduled an activity or started a child."""
     if event is None:
@@ -158,7 +163,7 @@ async def resume_request(client: Client, pool: asyncpg.Pool, request_id: str, *,
     if described.status in (WorkflowExecutionStatus.COMPLETED, WorkflowExecutionStatus.CONTINUED_AS_NEW):
         raise ResumeRefused(409, "the request's workflow completed without closing the request; resuming "
                                  "would complete it the same way: an operator must look at its history")
-    ended = described.status.name.lower() if described.status else "ended"
+    ended = how_ended(described.status)
     history = [e async for e in client.get_workflow_handle(workflow_id, run_id=described.run_id).fetch_history_events()]
     point = resume_point(history)
     # Recorded first (keyed by the ended run): a resume that dies before the reset is repeated by

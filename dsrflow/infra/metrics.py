@@ -1,9 +1,10 @@
 """dsrflow's Prometheus metrics: every definition in one place, and what reads them out.
 
 Labels carry vocabularies only: request types, channels and statuses, letter purposes, connector
-kinds, system names and steps from the policy, rate-limit actions, the scheduled sweeps' names. Never an e-mail address, a
-name or a request id: a metrics store keeps every series for months, is read by people who may
-not see personal data, and each distinct label value is a series of its own. `_label` enforces
+kinds, system names and steps from the policy, rate-limit actions, the scheduled sweeps' names.
+Never an e-mail address, a name or a request id: a metrics store keeps every series for months,
+is read by people who may not see personal data, and each distinct label value is a series of
+its own. `_label` enforces
 the shape on every value that reaches a label, so a mistake shows as `other`, not as an address.
 
 Counters count in the process where the effect happens (the API: requests opened, rate-limit
