@@ -17,13 +17,6 @@ import asyncpg
 import pytest
 import yaml
 from dateutil.relativedelta import relativedelta
-from temporalio.client import (
-    Schedule,
-    ScheduleActionStartWorkflow,
-    ScheduleIntervalSpec,
-    ScheduleSpec,
-    ScheduleState,
-)
 
 from activities.ledger import write_ledger
 from activities.letters import notifies_subject
@@ -34,9 +27,8 @@ from policy.model import DEFAULT_POLICY, PolicyError, load_policy, parse_policy
 from schemas.retention import RetentionSweepInput
 from schemas.workflow import workflow_id_for
 from tests.fanout_stack import api, fanout_stack
-from tests.support import delete_schedules, fetch_rows
+from tests.support import fetch_rows
 from workers.dsr_worker import build_worker
-from workers.schedules import RETENTION_SCHEDULE_ID, SWEEP_SCHEDULE_ID, ensure_schedules
 from workflows.retention_sweep import RetentionSweepWorkflow
 
 RAW = yaml.safe_load(DEFAULT_POLICY.read_text())
@@ -368,32 +360,6 @@ async def test_a_retention_erasure_run_again_is_ledgered_once(pool):
     await write_ledger(pool, rows)
     await write_ledger(pool, rows)
     assert await pool.fetchval("SELECT count(*) FROM erasure_ledger WHERE record_key = $1", key) == 2
-
-
-async def test_worker_creates_the_daily_schedules_once_and_brings_an_older_one_to_its_version(
-        dev_server, task_queue):
-    """A second worker start changes nothing; a schedule an earlier version made (another interval,
-    another task queue) is brought to this version's, its pause kept."""
-    client = dev_server.client
-    await client.create_schedule(RETENTION_SCHEDULE_ID, Schedule(
-        action=ScheduleActionStartWorkflow("RetentionSweepWorkflow", RetentionSweepInput(),
-                                           id="dsrflow-retention-sweep-run", task_queue="an-old-queue"),
-        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(hours=12))]),
-        state=ScheduleState(paused=True, note="paused by an operator")))
-    await ensure_schedules(client, task_queue)
-    first = await client.get_schedule_handle(RETENTION_SCHEDULE_ID).describe()
-    await ensure_schedules(client, task_queue)  # a second worker start changes nothing
-    try:
-        described = await client.get_schedule_handle(RETENTION_SCHEDULE_ID).describe()
-        action = described.schedule.action
-        assert action.workflow == "RetentionSweepWorkflow" and action.task_queue == task_queue
-        assert described.schedule.spec.intervals[0].every == timedelta(days=1)
-        assert described.schedule.state.paused and described.schedule.state.note == "paused by an operator"
-        assert described.info.last_updated_at == first.info.last_updated_at  # the second start updated nothing
-        erasure = await client.get_schedule_handle(SWEEP_SCHEDULE_ID).describe()
-        assert erasure.schedule.action.workflow == "ErasureSweepWorkflow"
-    finally:
-        await delete_schedules(client)
 
 
 async def test_a_crm_demo_database_seeded_before_last_seen_at_is_upgraded(postgres):

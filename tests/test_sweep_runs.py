@@ -1,12 +1,19 @@
 """When each scheduled sweep last succeeded, as an operator reads it on /metrics: every sweep shows
 from the install on, a success moves its own, a run for one subject does not count as the
-schedule's, and a sweep that stopped shows past the point where DsrSweepStale fires. On a database
-of its own: the sweeps take every row of theirs."""
+schedule's, and a sweep that stopped shows past the point where DsrSweepStale fires (on a database
+of its own: the sweeps take every row of theirs); and the schedules a worker keeps."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+from temporalio.client import (
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleIntervalSpec,
+    ScheduleSpec,
+    ScheduleState,
+)
 from temporalio.testing import ActivityEnvironment
 
 from activities.audit_anchor import AuditAnchorActivities
@@ -17,11 +24,12 @@ from dsrflow.stores.sweep_runs import record_sweep_success
 from schemas.audit import AnchorInput
 from schemas.copies import PurgeInput
 from schemas.holds import SweepInput
-from schemas.retention import RetentionReport, RuleOutcome
+from schemas.retention import RetentionReport, RetentionSweepInput, RuleOutcome
 from schemas.sweeps import SWEEP_EVERY
 from tests.conftest import database_pool
+from tests.support import delete_schedules
 from workers.dsr_worker import activity_context
-from workers.schedules import SCHEDULE_IDS
+from workers.schedules import RETENTION_SCHEDULE_ID, SCHEDULE_IDS, SWEEP_SCHEDULE_ID, ensure_schedules
 
 
 async def _gauges(pool) -> dict[str, dict[str, float]]:
@@ -78,3 +86,29 @@ async def test_a_sweep_that_succeeded_past_what_it_could_not_do_shows_its_proble
             seen.append((await _gauges(pool))["dsrflow_sweep_problems"])
     assert [s["retention_sweep"] for s in seen] == [1, 0]
     assert all(s["erasure_sweep"] == 0 for s in seen)
+
+
+async def test_worker_creates_the_daily_schedules_once_and_brings_an_older_one_to_its_version(
+        dev_server, task_queue):
+    """A second worker start changes nothing; a schedule an earlier version made (another interval,
+    another task queue) is brought to this version's, its pause kept."""
+    client = dev_server.client
+    await client.create_schedule(RETENTION_SCHEDULE_ID, Schedule(
+        action=ScheduleActionStartWorkflow("RetentionSweepWorkflow", RetentionSweepInput(),
+                                           id="dsrflow-retention-sweep-run", task_queue="an-old-queue"),
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(hours=12))]),
+        state=ScheduleState(paused=True, note="paused by an operator")))
+    await ensure_schedules(client, task_queue)
+    first = await client.get_schedule_handle(RETENTION_SCHEDULE_ID).describe()
+    await ensure_schedules(client, task_queue)  # a second worker start changes nothing
+    try:
+        described = await client.get_schedule_handle(RETENTION_SCHEDULE_ID).describe()
+        action = described.schedule.action
+        assert action.workflow == "RetentionSweepWorkflow" and action.task_queue == task_queue
+        assert described.schedule.spec.intervals[0].every == timedelta(days=1)
+        assert described.schedule.state.paused and described.schedule.state.note == "paused by an operator"
+        assert described.info.last_updated_at == first.info.last_updated_at  # the second start updated nothing
+        erasure = await client.get_schedule_handle(SWEEP_SCHEDULE_ID).describe()
+        assert erasure.schedule.action.workflow == "ErasureSweepWorkflow"
+    finally:
+        await delete_schedules(client)
