@@ -12,7 +12,6 @@ function, so a request still never runs twice.
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 
 from temporalio import activity
@@ -29,7 +28,7 @@ from dsrflow.infra.writes import Write
 from dsrflow.stores.sweep_runs import record_sweep_success
 from policy.model import PolicyError
 from schemas.request_start import StartSweepInput, StartSweepReport
-from schemas.workflow import LetterJob, workflow_id_for
+from schemas.workflow import LetterJob, request_id_of, workflow_id_for
 
 BATCH = 500  # a run's share; the next run, minutes later, takes the rest
 
@@ -125,11 +124,9 @@ async def flag_ended_workflows(ctx: ActivityContext, client: Client, *, older_th
     flagged = 0
     query = _ENDED.format(since=_stamp(now - timedelta(days=7)), until=_stamp(now - older_than))
     async for ended in client.list_workflows(query):
-        request_id = ended.id.removeprefix("dsr-")
-        try:
-            uuid.UUID(request_id)
-        except ValueError:
-            continue  # not a request's id (workflow_id_for): nothing of ours to flag
+        request_id = request_id_of(ended.id)
+        if request_id is None:
+            continue  # not a request's workflow: nothing of ours to flag
         key = ended_trouble_key(ended.run_id)
         unflagged = await ctx.pool.fetchval(
             """SELECT r.closed_at IS NULL AND NOT EXISTS (SELECT FROM step_troubles s WHERE s.request_id = r.id

@@ -23,6 +23,9 @@ from schemas.requests import DenialReason, RequestStatus, RequestType
 from schemas.steps import StepTrouble
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+# A request's workflow id, or one of its system tasks' (the request id and `-system-action-attempt`).
+_REQUEST_WORKFLOW = re.compile(r"dsr-([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})(?:-.+)?",
+                               re.IGNORECASE)
 
 
 def workflow_id_for(request_id: str) -> str:
@@ -32,6 +35,13 @@ def workflow_id_for(request_id: str) -> str:
 
 def task_workflow_id(request_id: str, system: str, action: str, attempt: int) -> str:
     return f"{workflow_id_for(request_id)}-{system}-{action}-{attempt}"
+
+
+def request_id_of(workflow_id: str) -> str | None:
+    """The request a workflow id belongs to (`workflow_id_for`'s or `task_workflow_id`'s), in
+    lower case; None for any other id (a sweep's, a skeleton's, a typo)."""
+    found = _REQUEST_WORKFLOW.fullmatch(workflow_id)
+    return found.group(1).lower() if found else None
 
 
 class StartRequest(Contract):

@@ -11,6 +11,7 @@ import pytest
 import structlog
 
 from dsrflow.infra.logging import REDACTED, bind_ids, configure_logging, get_logger, redact_emails
+from schemas.workflow import task_workflow_id, workflow_id_for
 
 
 @pytest.fixture
@@ -75,13 +76,26 @@ def test_ids_are_bound_to_every_line(production_logs):
     assert [line["request_id"] for line in lines] == ["0b6f", "0b6f"]
 
 
-def test_temporal_workflow_extras_become_ids(production_logs):
+REQUEST = "0b6f3c2e-8d1a-4f57-9c3e-2a7d5e9b1c44"
+
+
+@pytest.mark.parametrize("workflow_id", [workflow_id_for(REQUEST), task_workflow_id(REQUEST, "crm", "erase", 2)],
+                         ids=["request", "system-task"])
+def test_temporal_workflow_extras_become_ids(production_logs, workflow_id):
+    """A line of a request's workflow, or of one of its system tasks', is found by request id."""
     logging.getLogger("temporalio.workflow").info(
-        "timer fired", extra={"temporal_workflow": {"workflow_id": "dsr-42", "run_id": "r1"}}
+        "timer fired", extra={"temporal_workflow": {"workflow_id": workflow_id, "run_id": "r1"}}
     )
     (line,) = production_logs()
-    assert line["workflow_id"] == "dsr-42"
-    assert line["request_id"] == "42"
+    assert line["workflow_id"] == workflow_id
+    assert line["request_id"] == REQUEST
+
+
+def test_other_workflows_get_no_request_id(production_logs):
+    logging.getLogger("temporalio.workflow").info(
+        "sweep done", extra={"temporal_workflow": {"workflow_id": "dsrflow-retention-sweep", "run_id": "r1"}})
+    (line,) = production_logs()
+    assert "request_id" not in line
 
 
 def test_a_pathological_100_kb_line_is_redacted_in_linear_time(production_logs):

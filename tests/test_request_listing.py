@@ -203,7 +203,8 @@ async def test_rows_say_days_left_overdue_and_attention(http, varied):
     assert items[varied["no_due_date_yet"]]["days_left"] is None
 
 
-@pytest.mark.parametrize("form", ["{id}", "dsr-{id}"], ids=["request-id", "workflow-id"])
+@pytest.mark.parametrize("form", ["{id}", "dsr-{id}", "dsr-{id}-crm-erase-1"],
+                         ids=["request-id", "workflow-id", "system-task-workflow-id"])
 async def test_search_by_exact_request_id(http, varied, form):
     wanted = varied["stuck"]
     r = await http.get("/v1/requests", params={"q": form.format(id=wanted)})

@@ -22,6 +22,7 @@ from schemas.plain_text import OneLine
 from schemas.requests import RequestStatus, RequestType
 from schemas.restrictions import LIFTING_SQL
 from schemas.vocabulary import Regime
+from schemas.workflow import request_id_of
 
 OPEN_STATUSES = tuple(s for s in RequestStatus if not s.is_closed)
 
@@ -109,7 +110,7 @@ class RequestFilters(BaseModel):
     @classmethod
     def _workflow_id(cls, value: object) -> object:
         if isinstance(value, str):
-            value = value.strip().removeprefix("dsr-")
+            value = request_id_of(value.strip()) or value.strip()
         return value
 
 

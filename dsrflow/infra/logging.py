@@ -17,6 +17,8 @@ from typing import Any, TextIO
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
+from schemas.workflow import request_id_of
+
 REDACTED = "[redacted]"
 
 # Patterns every deployment redacts; more come from DSRFLOW_REDACT_PATTERNS. E-mail addresses are
@@ -112,10 +114,10 @@ def _temporal_ids(logger: WrappedLogger, name: str, event_dict: EventDict) -> Ev
                 if key in details:
                     event_dict.setdefault(key, details[key])
     workflow_id = event_dict.get("workflow_id")
-    if isinstance(workflow_id, str) and workflow_id.startswith("dsr-"):
+    if isinstance(workflow_id, str) and (request_id := request_id_of(workflow_id)):
         # Workflow ids are derived from request ids (never personal data), so a line about a
-        # request's workflow can be found by request id as well.
-        event_dict.setdefault("request_id", workflow_id.removeprefix("dsr-"))
+        # request's workflow, or one of its system tasks', can be found by request id as well.
+        event_dict.setdefault("request_id", request_id)
     return event_dict
 
 

@@ -17,6 +17,7 @@ from pydantic import TypeAdapter, ValidationError
 from dsrflow.domain.audit import append_event
 from dsrflow.domain.references import typed_reference
 from schemas.plain_text import FreeText, OneLine
+from schemas.workflow import request_id_of
 
 NOTE_MAX = 4000
 VIEW_NAME_MAX = 60
@@ -157,7 +158,7 @@ async def delete_view(pool: asyncpg.Pool, token_id: str, view_id: str) -> bool:
 async def request_by_reference(pool: asyncpg.Pool, text: str) -> str | None:
     """The id of the request a typed reference (or full id, or workflow id) names; None when no
     request has it."""
-    candidate = text.strip().removeprefix("dsr-")
+    candidate = request_id_of(text.strip()) or text.strip()
     try:
         found = await pool.fetchval("SELECT id FROM dsr_requests WHERE id = $1", uuid.UUID(candidate))
     except ValueError:
