@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -14,6 +15,7 @@ from api.state import AppState
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.domain.appeals import AppealRefused, check_appeal
 from dsrflow.domain.references import short_reference
+from dsrflow.domain.request_resume import ended_flag
 from dsrflow.domain.request_start import start_request_workflow
 from dsrflow.infra.failpoints import failpoint
 from dsrflow.stores.requests_store import IdempotencyConflict, create_request, get_request
@@ -100,6 +102,10 @@ async def live_state(state: AppState, request_id: str) -> RequestState | None:
         return None
 
 
+def _stopped(flag: asyncpg.Record | None) -> dict[str, Any] | None:
+    return None if flag is None else {"since": flag["since"], "message": flag["message"]}
+
+
 async def request_view(state: AppState, request_id: str, *, live_too: bool = True,
                        opened: dict[str, Any] | None = None) -> dict[str, Any]:
     """The stored request and, with `live_too`, what its workflow says now (a query: the engine
@@ -135,6 +141,9 @@ async def request_view(state: AppState, request_id: str, *, live_too: bool = Tru
         "closed_at": row["closed_at"],
         # A restriction request's restriction once in force: grounds, systems, since, its lift.
         "restriction": None if opened else as_view(await restriction_for(await state.db(), request_id)),
+        # Its workflow ended while it is open (the start sweep's flag): every action answers 409
+        # until compliance resumes it (POST /v1/requests/{id}/resume).
+        "stopped": None if opened else _stopped(await ended_flag(await state.db(), str(row["id"]))),
     }
     if live is not None:
         view.update(

@@ -21,7 +21,7 @@ from api.forms import read_form
 from api.pages import problem_pages
 from api.problems import Problem, field_errors
 from api.staff_actions import RESUME_ROLE, ResumeBody
-from dsrflow.domain.request_resume import ENDED_TROUBLE, ResumeRefused, resume_request
+from dsrflow.domain.request_resume import ResumeRefused, ended_flag, resume_request
 from dsrflow.stores.requests_store import get_request
 from dsrflow.stores.team_store import NOTE_MAX
 
@@ -33,13 +33,10 @@ RESUMED = "Resumed: the request carries on from where it stopped. Its page shows
 
 async def resume_context(pool: asyncpg.Pool, request_id: str, staff: Staff, done: str | None,
                          error: str | None) -> dict[str, Any]:
-    """The request page's panel: the request's workflow ended (the start sweep's flag, still
+    """The request page's panel: the open request's workflow ended (the start sweep's flag, still
     open), and whether this member of staff may resume it. `error`: a signed refusal."""
-    ended = await pool.fetchrow(
-        """SELECT message, since FROM step_troubles WHERE request_id = $1::uuid AND trouble_key LIKE $2
-           AND resolved_at IS NULL ORDER BY since DESC LIMIT 1""", request_id, f"{ENDED_TROUBLE}%")
-    return {"workflow_ended": ended, "may_resume": staff.has_role(RESUME_ROLE), "resume_max": NOTE_MAX,
-            "resume_done": RESUMED if done else None, "resume_error": error}
+    return {"workflow_ended": await ended_flag(pool, request_id), "may_resume": staff.has_role(RESUME_ROLE),
+            "resume_max": NOTE_MAX, "resume_done": RESUMED if done else None, "resume_error": error}
 
 
 def _back(request_id: str, **params: str) -> RedirectResponse:

@@ -40,6 +40,7 @@ from api.public.intake import (
 from api.service import live_state, run_update
 from api.state import AppState
 from dsrflow.domain.references import short_reference
+from dsrflow.domain.request_resume import ended_flag
 from dsrflow.i18n import N_, Translator
 from dsrflow.stores.requests_store import get_request
 from dsrflow.stores.team_store import request_by_reference
@@ -192,9 +193,13 @@ async def status_page(request: Request, request_id: str, state: State) -> HTMLRe
     row, status = await _current(state, request_id)
     t = page_translator(request)
     verified = request.cookies.get(_CONFIRMED_COOKIE) == str(row["id"])
+    # Stopped, its status stands still: the page says why instead, and offers no code to enter,
+    # which the stopped workflow could not take.
+    paused = await ended_flag(await state.db(), str(row["id"])) is not None
+    words = _paused(request, _PAUSED) if paused else [t.gettext(sentence) for sentence in STATUS_WORDS[status]]
     response = render(request, "portal/status.html", {
-        "row": row, "status_words": " ".join(t.gettext(words) for words in STATUS_WORDS[status]), "verified": verified,
-        "awaiting_verification": status == RequestStatus.awaiting_verification, "status": status,
+        "row": row, "status_words": " ".join(words), "verified": verified,
+        "awaiting_verification": status == RequestStatus.awaiting_verification and not paused, "status": status,
         "reference": short_reference(row["id"]),
     })
     if verified:
@@ -309,14 +314,18 @@ async def verify(request: Request, request_id: str, state: State, limiter: Limit
         t.ngettext("You have %(num)d attempt left.", "You have %(num)d attempts left.", left) % {"num": left}])
 
 
-def _paused(request: Request) -> list[str]:
-    """What a subject is told while their request's workflow is stopped (staff were told, and
-    compliance resumes it: dsrflow/domain/request_resume.py): neither a code nor a new one can be
-    taken meanwhile, and nothing they did is lost."""
+# What a subject is told while their request's workflow is stopped (staff were told, and
+# compliance resumes it: dsrflow/domain/request_resume.py): on the status page, and on the verify
+# page when a code or a new one was refused meanwhile.
+_PAUSED = N_("Your request is paused while we put right a problem on our side.")
+_PAUSED_CODE = N_("We cannot take your code just now: your request is paused while we put right a problem "
+                  "on our side.")
+
+
+def _paused(request: Request, why: str = _PAUSED_CODE) -> list[str]:
+    """`why` it is paused, then that nothing they did is lost."""
     t = page_translator(request)
-    return [t.gettext(N_("We cannot take your code just now: your request is paused while we put right a problem "
-                         "on our side.")),
-            t.gettext(N_("Your request is kept, and its deadline still applies. Please try again later."))]
+    return [t.gettext(why), t.gettext(N_("Your request is kept, and its deadline still applies. Please try again later."))]
 
 
 async def _refused_attempt(request: Request, state: AppState, request_id: str, refused: Problem) -> Response:

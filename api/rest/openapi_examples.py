@@ -41,7 +41,7 @@ REQUEST_VIEW: dict[str, Any] = {
     "extended_due_date": "2027-02-22", "current_due_date": "2026-12-21", "acknowledge_by": None,
     "extended": False, "verified_at": "2026-11-20T09:14:03Z",
     "policy_version": "5d41402abc4b2a76b9719d911017c592ae2e0c6b0f6f5f7d7b0c1c3e9a1f2b3c",
-    "created_at": "2026-11-20T09:00:01Z", "closed_at": None, "overdue": False, "warnings_sent": [],
+    "created_at": "2026-11-20T09:00:01Z", "closed_at": None, "stopped": None, "overdue": False, "warnings_sent": [],
     "verification": {"required": True, "verified_at": "2026-11-20T09:14:03Z", "method": "email_code",
                      "attempts_left": 5, "locked": False, "expires_at": "2026-11-27T09:00:00Z", "round": 1},
     "plan": {"request_id": REQUEST_ID, "policy_version": "5d41402abc4b2a76b9719d911017c592ae2e0c6b0f6f5f7d7b0c1c3e9a1f2b3c",

@@ -137,6 +137,19 @@ async def settle_ended_troubles(pool: asyncpg.Pool, request_id: str, resolution:
         request_id, resolution, f"{ENDED_TROUBLE}%")
 
 
+async def ended_flag(pool: asyncpg.Pool, request_id: str) -> asyncpg.Record | None:
+    """The open request's stopped workflow as the start sweep flagged it (its message, and since
+    when), or None: what the console's panel, the REST view and the subject's status page each
+    say. The newest flag: a run resumed and ended again is flagged again, and the older flag of a
+    resume that died before settling it may still be open. A closed request is not stopped,
+    whatever flag is left on it: nothing of it is to resume."""
+    return await pool.fetchrow(
+        """SELECT s.message, s.since FROM step_troubles s JOIN dsr_requests r ON r.id = s.request_id
+           WHERE s.request_id = $1::uuid AND r.closed_at IS NULL AND s.trouble_key LIKE $2
+             AND s.resolved_at IS NULL
+           ORDER BY s.since DESC LIMIT 1""", request_id, f"{ENDED_TROUBLE}%")
+
+
 async def resume_request(client: Client, pool: asyncpg.Pool, request_id: str, *, actor: str,
                          reason: str) -> Resumed:
     """Resume the open request's ended workflow; refused (ResumeRefused) when there is nothing to
