@@ -21,6 +21,7 @@ import typer
 
 from cli.common import command_settings, fail, with_pool
 from cli.policy import policy_app
+from cli.requests import requests_app
 from dsrflow.infra.production import refuse_unsafe_production
 from dsrflow.settings import SettingsError
 
@@ -39,6 +40,7 @@ app.add_typer(erasure_app, name="erasure")
 app.add_typer(retention_app, name="retention")
 app.add_typer(packages_app, name="packages")
 app.add_typer(policy_app, name="policy")
+app.add_typer(requests_app, name="requests")
 
 
 class Role(StrEnum):

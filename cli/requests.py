@@ -1,0 +1,101 @@
+"""`dsrflow requests`: the open requests whose workflow stopped, and resuming one, for an operator
+without the console (what resuming does: dsrflow/domain/request_resume.py; the same over REST:
+api/rest/request_resume.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import os
+import uuid
+from datetime import UTC
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from cli.common import command_settings, fail, with_pool
+
+if TYPE_CHECKING:
+    from dsrflow.domain.request_resume import Resumed
+
+requests_app = typer.Typer(no_args_is_help=True, help="Requests whose workflow stopped: list them, resume one.")
+
+
+@requests_app.command("stopped")
+def requests_stopped() -> None:
+    """Print one line per open request whose workflow ended (failed, terminated, timed out) and
+    that the start sweep flagged: its id, since when (UTC) and why. Never the subject."""
+    from dsrflow.domain.request_resume import ENDED_TROUBLE
+    from schemas.plain_text import one_line, without_addresses
+
+    # One line per request, by its newest flag: a run resumed and ended again is flagged again, and
+    # the older flag of a resume that died before settling it may still be open.
+    rows = asyncio.run(with_pool(lambda pool: pool.fetch(
+        """SELECT * FROM (SELECT DISTINCT ON (s.request_id) s.request_id, s.since, s.message
+                            FROM step_troubles s JOIN dsr_requests r ON r.id = s.request_id
+                           WHERE s.trouble_key LIKE $1 AND s.resolved_at IS NULL AND r.closed_at IS NULL
+                           ORDER BY s.request_id, s.since DESC) latest ORDER BY since""",
+        f"{ENDED_TROUBLE}%")))
+    if not rows:
+        typer.echo("no stopped request")
+    for row in rows:
+        # The sweep's message names no one; folded to one line and any address replaced all the
+        # same, so that a row written another way puts neither a subject nor a forged line here.
+        since = row["since"].astimezone(UTC).isoformat(timespec="seconds")
+        typer.echo(f"{row['request_id']}  {since}  {one_line(without_addresses(row['message']))}")
+
+
+@requests_app.command("resume")
+def requests_resume(
+    request_id: Annotated[str, typer.Argument(help="the request's id, from `dsrflow requests stopped`")],
+    reason: Annotated[str, typer.Option(
+        "--reason", help="why it may carry on now (the cause that ended it, and how it was fixed); kept in "
+                         "the audit trail with your user name, never sent to the subject")],
+) -> None:
+    """Resume an open request whose workflow ended, once its cause is fixed: it carries on from
+    where it stopped, and what runs again takes effect once (docs/lifecycle.md). Exit 1 when there
+    is nothing to resume (its workflow runs, it is closed, ...), saying why."""
+    from pydantic import ValidationError
+
+    from api.problems import field_errors
+    from api.staff_actions import ResumeBody
+    from dsrflow.domain.request_resume import ResumeRefused, resume_request
+    from dsrflow.infra.db import create_pool
+    from dsrflow.infra.temporal_client import connect_client, not_yet_reachable
+
+    try:
+        request_id = str(uuid.UUID(request_id))
+    except ValueError:
+        fail(f"REQUEST_ID: expected a request's id (a UUID), got {request_id!r}", 2)
+    try:
+        # Stripped as the console's form is: a reason of spaces says nothing.
+        body = ResumeBody.model_validate({"reason": reason.strip()})
+    except ValidationError as exc:
+        fail("--reason: " + "; ".join(e["message"] for e in field_errors(exc.errors())), 2)
+    try:
+        actor = f"cli:{getpass.getuser()}"
+    except (OSError, KeyError):  # no USER, LOGNAME or passwd entry for this uid (a bare container)
+        fail(f"cannot tell who runs this (no user name for uid {os.getuid()}): set USER, which the audit "
+             "trail records as who resumed the request", 2)
+
+    async def run() -> Resumed:
+        settings = command_settings()
+        try:
+            client = await connect_client(settings)
+        except RuntimeError as exc:
+            if not not_yet_reachable(exc):
+                raise
+            fail(f"cannot reach Temporal at {settings.effective_temporal_address} (TEMPORAL_ADDRESS, or start "
+                 f"it with `dsrflow up`): {exc}", 2)
+        pool = await create_pool(settings.effective_database_url, min_size=1, max_size=1)
+        try:
+            return await resume_request(client, pool, request_id, actor=actor, reason=body.reason)
+        finally:
+            await pool.close()
+
+    try:
+        resumed = asyncio.run(run())
+    except ResumeRefused as refused:
+        fail(str(refused))
+    typer.echo(f"resumed {request_id}: the {resumed.ended} run carries on from workflow task "
+               f"{resumed.from_event} (new run {resumed.run_id})")
