@@ -69,6 +69,7 @@ async def test_a_stopped_request_is_paused_for_its_subject_and_stopped_for_staff
     assert WAITING in running.text and verify_link in running.text  # what the stopped page must not offer
     assert paused.status_code == 200 and PAUSED in paused.text and KEPT in paused.text
     assert WAITING not in paused.text and verify_link not in paused.text
+    assert "try again" not in paused.text  # nothing on this page to try again
     assert paused_nl.status_code == 200 and '<html lang="nl">' in paused_nl.text
     assert PAUSED_NL in paused_nl.text and KEPT_NL in paused_nl.text and verify_link not in paused_nl.text
     assert stopped["status"] == "awaiting_verification"

@@ -323,9 +323,11 @@ _PAUSED_CODE = N_("We cannot take your code just now: your request is paused whi
 
 
 def _paused(request: Request, why: str = _PAUSED_CODE) -> list[str]:
-    """`why` it is paused, then that nothing they did is lost."""
+    """`why` it is paused, then that nothing they did is lost; a refused code, to try again later
+    (the status page has nothing to try again)."""
     t = page_translator(request)
-    return [t.gettext(why), t.gettext(N_("Your request is kept, and its deadline still applies. Please try again later."))]
+    kept = [t.gettext(why), t.gettext(N_("Your request is kept, and its deadline still applies."))]
+    return kept + [t.gettext(N_("Please try again later."))] if why == _PAUSED_CODE else kept
 
 
 async def _refused_attempt(request: Request, state: AppState, request_id: str, refused: Problem) -> Response:
