@@ -25,17 +25,10 @@ requests_app = typer.Typer(no_args_is_help=True, help="Requests whose workflow s
 def requests_stopped() -> None:
     """Print one line per open request whose workflow ended (failed, terminated, timed out) and
     that the start sweep flagged: its id, since when (UTC) and why. Never the subject."""
-    from dsrflow.domain.request_resume import ENDED_TROUBLE
+    from dsrflow.domain.request_resume import stopped_requests
     from schemas.plain_text import one_line, without_addresses
 
-    # One line per request, by its newest flag: a run resumed and ended again is flagged again, and
-    # the older flag of a resume that died before settling it may still be open.
-    rows = asyncio.run(with_pool(lambda pool: pool.fetch(
-        """SELECT * FROM (SELECT DISTINCT ON (s.request_id) s.request_id, s.since, s.message
-                            FROM step_troubles s JOIN dsr_requests r ON r.id = s.request_id
-                           WHERE s.trouble_key LIKE $1 AND s.resolved_at IS NULL AND r.closed_at IS NULL
-                           ORDER BY s.request_id, s.since DESC) latest ORDER BY since""",
-        f"{ENDED_TROUBLE}%")))
+    rows = asyncio.run(with_pool(stopped_requests))
     if not rows:
         typer.echo("no stopped request")
     for row in rows:

@@ -33,7 +33,8 @@ SHOWS: dict[str, list[str]] = {
                      '"appeal_of":"'],
     "observability.md": ["# TYPE dsrflow_requests gauge", "dsrflow_database_up 1.0"],
     "operations.md": ["database is up to date", "revoked ", '"due_date": "2026-03-02"', "ok ", "re-erased 0",
-                      "retention plan as of", "ok: 3 sql system(s)", "would delete 0 package file(s)", "  crm:"],
+                      "retention plan as of", "ok: 3 sql system(s)", "would delete 0 package file(s)", "  crm:",
+                      "no stopped request"],
     "policy-draft.md": ["systems:\n  crm:", "ok: 3 sql system(s)"],
     "retention.md": ["retention plan as of 2027-01-01"],
 }

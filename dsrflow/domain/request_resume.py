@@ -137,17 +137,26 @@ async def settle_ended_troubles(pool: asyncpg.Pool, request_id: str, resolution:
         request_id, resolution, f"{ENDED_TROUBLE}%")
 
 
+# The newest open flag of each open request: a run resumed and ended again is flagged again, and the
+# older flag of a resume that died before settling it may still be open. A closed request is not
+# stopped, whatever flag is left on it: nothing of it is to resume.
+_STOPPED = """SELECT DISTINCT ON (s.request_id) s.request_id, s.message, s.since
+                FROM step_troubles s JOIN dsr_requests r ON r.id = s.request_id
+               WHERE s.trouble_key LIKE $1 AND s.resolved_at IS NULL AND r.closed_at IS NULL {request}
+               ORDER BY s.request_id, s.since DESC"""
+
+
 async def ended_flag(pool: asyncpg.Pool, request_id: str) -> asyncpg.Record | None:
     """The open request's stopped workflow as the start sweep flagged it (its message, and since
-    when), or None: what the console's panel, the REST view and the subject's status page each
-    say. The newest flag: a run resumed and ended again is flagged again, and the older flag of a
-    resume that died before settling it may still be open. A closed request is not stopped,
-    whatever flag is left on it: nothing of it is to resume."""
-    return await pool.fetchrow(
-        """SELECT s.message, s.since FROM step_troubles s JOIN dsr_requests r ON r.id = s.request_id
-           WHERE s.request_id = $1::uuid AND r.closed_at IS NULL AND s.trouble_key LIKE $2
-             AND s.resolved_at IS NULL
-           ORDER BY s.since DESC LIMIT 1""", request_id, f"{ENDED_TROUBLE}%")
+    when), or None: what the console's panel, the REST view and the subject's status page each say."""
+    return await pool.fetchrow(_STOPPED.format(request="AND s.request_id = $2::uuid"), f"{ENDED_TROUBLE}%",
+                               request_id)
+
+
+async def stopped_requests(pool: asyncpg.Pool) -> list[asyncpg.Record]:
+    """Every stopped request (`ended_flag`), the longest stopped first."""
+    return await pool.fetch(f"SELECT * FROM ({_STOPPED.format(request='')}) stopped ORDER BY since",
+                            f"{ENDED_TROUBLE}%")
 
 
 async def resume_request(client: Client, pool: asyncpg.Pool, request_id: str, *, actor: str,
