@@ -155,8 +155,8 @@ async def ended_flag(pool: asyncpg.Pool, request_id: str) -> asyncpg.Record | No
 
 async def stopped_requests(pool: asyncpg.Pool) -> list[asyncpg.Record]:
     """Every stopped request (`ended_flag`), the longest stopped first."""
-    return await pool.fetch(f"SELECT * FROM ({_STOPPED.format(request='')}) stopped ORDER BY since",
-                            f"{ENDED_TROUBLE}%")
+    return list(await pool.fetch(f"SELECT * FROM ({_STOPPED.format(request='')}) stopped ORDER BY since",
+                                 f"{ENDED_TROUBLE}%"))
 
 
 async def resume_request(client: Client, pool: asyncpg.Pool, request_id: str, *, actor: str,
