@@ -1,8 +1,9 @@
-"""Three more crash windows, each opened by killing a real worker or API process at the line it
+"""Four more crash windows, each opened by killing a real worker or API process at the line it
 follows (a failpoint, dsrflow/infra/failpoints.py), then restarting it: the deferred-erasure sweep
 between one group's erasure and the next, and inside a group's failure record; a package download
 cut off before its last byte; the Inbox staff alert between binding its messages and sending it,
-and between sending it and marking it sent. Exactly once in effect, nothing lost. One stack and
+and between sending it and marking it sent; the package purge between its work and the record of
+its success. Exactly once in effect, nothing lost. One stack and
 one database of their own for the module (a sweep and an inbox check take every row there)."""
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ from activities.mail import Mailer
 from activities.mailbox_alerts import alert_waiting
 from devstack.processes import free_port
 from devstack.smtp_sink import read_mailbox
+from dsrflow.infra.storage import open_storage
 from policy.mailbox import load_mailbox_policy
+from schemas.copies import PurgeInput
 from schemas.holds import SweepInput
 from schemas.workflow import workflow_id_for
 from tests.fanout_stack import FanoutStack, api, fanout_stack_alone
@@ -44,6 +47,7 @@ from tests.support import (
 from tests.test_mailbox_console import filed, raw_mail
 from workers.dsr_worker import build_worker
 from workflows.erasure_sweep import ErasureSweepWorkflow
+from workflows.package_purge import PackagePurgeWorkflow
 
 HELD = ("crm", "analytics")  # Grace's legal-claims hold keeps her records there
 # A table the policy names, renamed under it: that system cannot erase, whatever the retries.
@@ -238,3 +242,41 @@ async def test_an_inbox_alert_killed_around_its_send_goes_once_and_names_each_me
     recorded = await pool.fetch("SELECT data FROM audit_events WHERE event_type = 'mail.alerted' ORDER BY seq")
     assert [r["data"]["messages"] for r in recorded] == [[first], [second], [third]]
     assert len(_alerts(mail_sink, recorded[-1]["data"]["message_id"])) == 1
+
+
+async def test_a_purge_killed_before_it_records_its_success_purges_once_and_the_next_run_records_it(
+        later, dev_server, tmp_path):
+    """Ada's package link has expired (after the download test: last in the module). The hourly
+    purge deletes it, and its worker dies before the sweep's success is recorded (what the
+    DsrSweepStale gauge reads). The package is purged, once; the next run, as the schedule starts
+    it, finds nothing more and records the success."""
+    client, stack, pool, rid = dev_server.client, later["stack"], later["pool"], later["access"]
+    await pool.execute("UPDATE packages SET expires_at = now() - interval '1 minute' WHERE request_id = $1",
+                       uuid.UUID(rid))
+    last = "SELECT last_success_at, summary FROM sweep_runs WHERE sweep = 'package_purge'"
+    before = await pool.fetchrow(last)
+
+    async def purge(name: str):
+        return await client.start_workflow(PackagePurgeWorkflow.run, PurgeInput(reason="test"),
+                                           id=f"purge-{name}-{uuid.uuid4().hex[:6]}",
+                                           task_queue=stack.settings.task_queue)
+
+    async with dsrflow_process("worker", stack.settings, client, tmp_path,
+                               failpoints="sweep-succeeded~package_purge") as worker:
+        killed = await purge("killed")
+        await died(worker, tmp_path)
+    (package,) = await pool.fetch("SELECT path, purged_at FROM packages WHERE request_id = $1", uuid.UUID(rid))
+    assert package["purged_at"] is not None  # the window is open: purged, its success not recorded
+    assert await pool.fetchrow(last) == before
+
+    async with dsrflow_process("worker", stack.settings, client, tmp_path, failpoints=""):
+        report = await asyncio.wait_for((await purge("next")).result(), 60)
+    await killed.terminate("the crash test is over")  # its dead attempt times out in 30 minutes
+
+    after = await pool.fetchrow(last)
+    assert report.packages == 0 and after["summary"]["packages"] == 0
+    assert before is None or before["last_success_at"] is None or after["last_success_at"] > before["last_success_at"]
+    assert after["last_success_at"] is not None
+    assert await pool.fetchval("SELECT count(*) FROM audit_events WHERE request_id = $1 "
+                               "AND event_type = 'package.purged'", uuid.UUID(rid)) == 1
+    assert await open_storage(stack.settings).size(package["path"]) is None

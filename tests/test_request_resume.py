@@ -206,6 +206,8 @@ async def test_while_stopped_the_subject_is_told_their_request_is_paused_and_sta
     for page in (typed, resend):
         assert page.status_code == 503
         assert "uw verzoek staat even stil" in page.text and "Probeer het later opnieuw" in page.text
+        # No button that could not work until it is resumed: neither the code form nor a new code.
+        assert 'name="code"' not in page.text and f"/portal/requests/{rid}/resend" not in page.text
     assert staff.status_code == 409 and "has stopped while the request is open" in staff.json()["detail"]
     assert "resume" in staff.json()["detail"]
 

@@ -23,6 +23,7 @@ from workers.dsr_worker import activity_context
 
 PAUSED = "Your request is paused while we put right a problem on our side."
 KEPT = "Your request is kept, and its deadline still applies."
+PAUSED_CODE = "We cannot take your code just now: your request is paused while we put right a problem on our side."
 PAUSED_NL = "Uw verzoek staat even stil terwijl wij een probleem aan onze kant oplossen."
 KEPT_NL = "Uw verzoek blijft bewaard en de termijn ervan blijft gelden."
 WAITING = "Waiting for you to confirm that the request is yours."
@@ -56,6 +57,7 @@ async def test_a_stopped_request_is_paused_for_its_subject_and_stopped_for_staff
                                        uuid.UUID(rid))
             paused = await http.get(f"/portal/requests/{rid}")
             paused_nl = await http.get(f"/portal/requests/{rid}", headers={"Accept-Language": "nl"})
+            verify_paused = await http.get(f"/portal/requests/{rid}/verify")  # the e-mail's link, opened now
             stopped = (await http.get(f"/v1/requests/{rid}", headers=agent)).json()
             await console_sign_in(http, pool, "agent")
             console = await http.get(f"/console/requests/{rid}")
@@ -64,12 +66,15 @@ async def test_a_stopped_request_is_paused_for_its_subject_and_stopped_for_staff
                                       json={"reason": "Terminated by mistake during maintenance"})
             again = (await http.get(f"/v1/requests/{rid}", headers=agent)).json()
             carries_on = await http.get(f"/portal/requests/{rid}")
+            verify_again = await http.get(f"/portal/requests/{rid}/verify")
             await handle.terminate("test over")
 
     assert WAITING in running.text and verify_link in running.text  # what the stopped page must not offer
     assert paused.status_code == 200 and PAUSED in paused.text and KEPT in paused.text
     assert WAITING not in paused.text and verify_link not in paused.text
     assert "try again" not in paused.text  # nothing on this page to try again
+    assert verify_paused.status_code == 200 and PAUSED_CODE in verify_paused.text and KEPT in verify_paused.text
+    assert 'name="code"' not in verify_paused.text and "/resend" not in verify_paused.text
     assert paused_nl.status_code == 200 and '<html lang="nl">' in paused_nl.text
     assert PAUSED_NL in paused_nl.text and KEPT_NL in paused_nl.text and verify_link not in paused_nl.text
     assert stopped["status"] == "awaiting_verification"
@@ -81,6 +86,7 @@ async def test_a_stopped_request_is_paused_for_its_subject_and_stopped_for_staff
     assert "stopped" in again and again["stopped"] is None
     assert carries_on.status_code == 200 and PAUSED not in carries_on.text
     assert WAITING in carries_on.text and verify_link in carries_on.text
+    assert 'name="code"' in verify_again.text and PAUSED_CODE not in verify_again.text
 
 
 async def test_a_running_request_is_not_stopped(http, pool, mail_sink):

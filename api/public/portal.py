@@ -247,22 +247,26 @@ class _Verification:
 
 async def _verify_page(request: Request, state: AppState, request_id: str, *, error: list[str] | None = None,
                        status: int = 200, token: str | None = None, notice: str | None = None,
-                       locked: bool = False, explain_in_alert: bool = False,
+                       locked: bool = False, explain_in_alert: bool = False, paused: bool = False,
                        current: tuple[dict[str, Any], RequestStatus, RequestState | None] | None = None) -> HTMLResponse:
     """The verify page as it stands now (`current`, as `_current_live` answers, if already asked):
     the code form, the e-mail link's button, "Send me a new code", each only while it can work
     (`_Verification`). `error`: what the subject's last press got. A lock is told in the alert, as
     it takes the page's form away; so are the codes run out with `explain_in_alert` (the answer
     to "Send me a new code"), otherwise in place of that button, beside the form that still takes
-    the last code."""
+    the last code. `paused`: the workflow has just refused a press because it stopped (before the
+    start sweep flags it, which the page then reads itself): the page says so and offers no
+    button, as none could work until compliance resumes the request."""
     row, status_now, live = current or await _current_live(state, request_id)
     now = _Verification.of(status_now, live, locked=locked)
+    paused = now.awaiting and (paused or await ended_flag(await state.db(), str(row["id"])) is not None)
     words = now.words(page_translator(request))
     in_alert = now.locked or explain_in_alert
     sentences = [*(error or []), *words] if in_alert else list(error or [])
     return render(request, "portal/verify.html", {
         "row": row, "token": token, "error": " ".join(sentences) or None, "notice": notice,
         "awaiting": now.awaiting, "locked": now.locked, "more_codes": now.more_codes,
+        "paused": " ".join(_paused(request)) if paused else None,
         "no_more_codes": None if in_alert else " ".join(words) or None,
         # A page answering a button's post offers its languages as links to the verify page; the
         # page itself (the e-mail's link) keeps its query: its token, and so its button.
@@ -338,7 +342,7 @@ async def _refused_attempt(request: Request, state: AppState, request_id: str, r
     if refused.status != 409:
         raise refused
     if refused.extra.get("stopped"):
-        return await _verify_page(request, state, request_id, status=503, error=_paused(request))
+        return await _verify_page(request, state, request_id, status=503, paused=True)
     current = await _current_live(state, request_id)
     now = _Verification.of(*current[1:])
     if now.awaiting and not now.locked:
@@ -358,7 +362,7 @@ async def resend(request: Request, request_id: str, state: State, limiter: Limit
         await run_update(state, request_id, DataSubjectRequestWorkflow.resend_verification, ResendInput(actor="subject"))
     except Problem as refused:
         if refused.extra.get("stopped"):
-            return await _verify_page(request, state, request_id, status=503, error=_paused(request))
+            return await _verify_page(request, state, request_id, status=503, paused=True)
         # Confirmed, closed, not yet ready, no more codes (`_Verification`: the page says so), or
         # the new code could not be sent (nothing changed then: the workflow keeps the code sent
         # earlier, and settles the new one: if its e-mail still went, that code works too): the

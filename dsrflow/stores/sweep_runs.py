@@ -8,6 +8,7 @@ from typing import Any
 import asyncpg
 from pydantic import BaseModel
 
+from dsrflow.infra.failpoints import failpoint
 from schemas.sweeps import SWEEP_EVERY
 
 
@@ -16,6 +17,7 @@ async def record_sweep_success(pool: asyncpg.Pool, sweep: str, report: BaseModel
     person (the run went on past them); its report's counts are kept beside."""
     if sweep not in SWEEP_EVERY:
         raise ValueError(f"unknown sweep {sweep!r}")
+    failpoint("sweep-succeeded", sweep)  # its work done, not yet recorded (tests/test_crash_windows_later.py)
     summary: dict[str, Any] = report.model_dump(mode="json")
     await pool.execute(
         """INSERT INTO sweep_runs (sweep, last_success_at, problems, summary) VALUES ($1, now(), $2, $3)
