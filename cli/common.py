@@ -4,7 +4,7 @@ and a small pool on the app database."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import NoReturn, TypeVar
+from typing import Final, NoReturn, TypeVar
 
 import asyncpg
 import typer
@@ -12,6 +12,17 @@ import typer
 from dsrflow.settings import Settings, load_settings
 
 _T = TypeVar("_T")
+
+
+# How every command's help is read (`command_group`).
+HELP_MARKUP: Final = "markdown"
+
+
+def command_group(help: str) -> typer.Typer:
+    """A group of commands (`dsrflow token`, `dsrflow audit`, ...). Help is read as Markdown so that
+    a docstring's lines are joined into paragraphs: in Rich's mode, the list of a group's commands
+    kept each docstring line break, cutting summaries mid-sentence."""
+    return typer.Typer(no_args_is_help=True, rich_markup_mode=HELP_MARKUP, help=help)
 
 
 def command_settings() -> Settings:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated
 import asyncpg
 import typer
 
-from cli.common import command_settings, fail, with_pool
+from cli.common import HELP_MARKUP, command_group, command_settings, fail, with_pool
 from cli.policy import policy_app
 from cli.requests import requests_app
 from dsrflow.infra.production import refuse_unsafe_production
@@ -28,12 +28,13 @@ from dsrflow.settings import SettingsError
 if TYPE_CHECKING:
     from dsrflow.domain.audit import ChainReport
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, help="dsrflow: data-subject requests, on time, with evidence.")
-token_app = typer.Typer(no_args_is_help=True, help="Staff API tokens.")
-audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit trail.")
-erasure_app = typer.Typer(no_args_is_help=True, help="The erasure ledger.")
-retention_app = typer.Typer(no_args_is_help=True, help="The policy's retention periods.")
-packages_app = typer.Typer(no_args_is_help=True, help="Access and portability packages kept on disk.")
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  rich_markup_mode=HELP_MARKUP, help="dsrflow: data-subject requests, on time, with evidence.")
+token_app = command_group("Staff API tokens.")
+audit_app = command_group("The hash-chained audit trail.")
+erasure_app = command_group("The erasure ledger.")
+retention_app = command_group("The policy's retention periods.")
+packages_app = command_group("Access and portability packages kept on disk.")
 app.add_typer(token_app, name="token")
 app.add_typer(audit_app, name="audit")
 app.add_typer(erasure_app, name="erasure")

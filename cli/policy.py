@@ -9,9 +9,9 @@ from typing import Annotated
 import asyncpg
 import typer
 
-from cli.common import command_settings, fail
+from cli.common import command_group, command_settings, fail
 
-policy_app = typer.Typer(no_args_is_help=True, help="The policy: draft a sql system from a database, check it.")
+policy_app = command_group("The policy: draft a sql system from a database, check it.")
 
 
 @policy_app.command("draft")

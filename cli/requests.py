@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cli.common import command_settings, fail, with_pool
+from cli.common import command_group, command_settings, fail, with_pool
 
 if TYPE_CHECKING:
     from dsrflow.domain.request_resume import Resumed
 
-requests_app = typer.Typer(no_args_is_help=True, help="Requests whose workflow stopped: list them, resume one.")
+requests_app = command_group("Requests whose workflow stopped: list them, resume one.")
 
 
 @requests_app.command("stopped")
