@@ -84,6 +84,9 @@ class Situation:
     # objection's decision. The workflow refuses a second approval, a denial, a cancellation and
     # an extension until then (workflows/refusals.py).
     deciding: bool = False
+    # Its workflow ended while it is open (dsrflow/domain/request_resume.py): no action is taken
+    # until compliance resumes it, so none is offered.
+    stopped: bool = False
 
 
 @dataclass(frozen=True)
@@ -125,7 +128,8 @@ class StaffAction:
         return f"{self.underway}; {owed_under_way(owed)}." if owed and self.underway else self.done
 
     def offered(self, situation: Situation) -> bool:
-        return (self.after_close or not situation.status.is_closed) and self.available(situation)
+        return (not situation.stopped and (self.after_close or not situation.status.is_closed)
+                and self.available(situation))
 
     def refusal_for(self, body: BaseModel | None, has_role: Callable[[str], bool], role: str) -> str | None:
         """Why a member of staff with `role` may not send this body, or None: the REST endpoint and

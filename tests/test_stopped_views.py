@@ -66,6 +66,7 @@ async def test_a_stopped_request_is_paused_for_its_subject_and_stopped_for_staff
                                       json={"reason": "Terminated by mistake during maintenance"})
             again = (await http.get(f"/v1/requests/{rid}", headers=agent)).json()
             carries_on = await http.get(f"/portal/requests/{rid}")
+            console_again = await http.get(f"/console/requests/{rid}")
             verify_again = await http.get(f"/portal/requests/{rid}/verify")
             await handle.terminate("test over")
 
@@ -81,6 +82,10 @@ async def test_a_stopped_request_is_paused_for_its_subject_and_stopped_for_staff
     assert stopped["stopped"]["message"] == flag["message"] and "terminated" in flag["message"]
     assert datetime.fromisoformat(stopped["stopped"]["since"]) == flag["since"]
     assert console.status_code == 200 and "This request has stopped" in console.text
+    # No action the stopped workflow would refuse is offered; once resumed, they are again.
+    cancel = f'action="/console/requests/{rid}/cancel"'
+    assert cancel not in console.text and "<h2>Actions</h2>" not in console.text
+    assert cancel in console_again.text and "This request has stopped" not in console_again.text
 
     assert resumed.status_code == 200, resumed.text
     assert "stopped" in again and again["stopped"] is None

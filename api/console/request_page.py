@@ -51,6 +51,7 @@ from api.staff_actions import (
 from api.state import AppState
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.domain.references import short_reference
+from dsrflow.domain.request_resume import ended_flag
 from dsrflow.i18n import language_name
 from dsrflow.stores.requests_store import get_request
 from dsrflow.stores.restrictions_store import as_view, restriction_for
@@ -120,6 +121,7 @@ async def _context(state: AppState, today: date, request_id: str, staff: Staff) 
     days_left = (due - today).days if due else None
     tasks = _tasks(pack, live)
     restriction = as_view(await restriction_for(await state.db(), request_id))
+    stopped = await ended_flag(await state.db(), request_id) is not None
     names = await staff_names(await state.db())
     letters, alerts = _letters(pack)
     staff_language = state.policy.policy.languages.staff.value
@@ -154,7 +156,7 @@ async def _context(state: AppState, today: date, request_id: str, staff: Staff) 
             # Unknown until registered (the workflow refuses until then, with its reason).
             extensible=deadlines["due_date"] is None or deadlines["extended_due_date"] != deadlines["due_date"],
             restriction=restriction["status"] if restriction else None,
-            deciding=deciding(live))),
+            deciding=deciding(live), stopped=stopped)),
         "restriction": restriction,
         "denial_reasons": list(DenialReason),
         "temporal_link": temporal_ui_link(state.settings, request_id),
