@@ -59,14 +59,17 @@ async def test_a_stopped_request_is_paused_for_its_subject_and_stopped_for_staff
             paused_nl = await http.get(f"/portal/requests/{rid}", headers={"Accept-Language": "nl"})
             verify_paused = await http.get(f"/portal/requests/{rid}/verify")  # the e-mail's link, opened now
             stopped = (await http.get(f"/v1/requests/{rid}", headers=agent)).json()
+            listed = (await http.get("/v1/requests", headers=agent, params={"q": rid})).json()["items"]
             await console_sign_in(http, pool, "agent")
             console = await http.get(f"/console/requests/{rid}")
+            queue = await http.get("/console/", params={"needs_attention": "true"})
 
             resumed = await http.post(f"/v1/requests/{rid}/resume", headers=compliance,
                                       json={"reason": "Terminated by mistake during maintenance"})
             again = (await http.get(f"/v1/requests/{rid}", headers=agent)).json()
             carries_on = await http.get(f"/portal/requests/{rid}")
             console_again = await http.get(f"/console/requests/{rid}")
+            listed_again = (await http.get("/v1/requests", headers=agent, params={"q": rid})).json()["items"]
             verify_again = await http.get(f"/portal/requests/{rid}/verify")
             await handle.terminate("test over")
 
@@ -86,6 +89,11 @@ async def test_a_stopped_request_is_paused_for_its_subject_and_stopped_for_staff
     cancel = f'action="/console/requests/{rid}/cancel"'
     assert cancel not in console.text and "<h2>Actions</h2>" not in console.text
     assert cancel in console_again.text and "This request has stopped" not in console_again.text
+    # The queue says so too, over REST and on the console's row.
+    assert [(i["id"], i["stopped"], i["needs_attention"]) for i in listed] == [(rid, True, True)]
+    row = queue.text.split(f'data-request-id="{rid}"')[1].split("</tr>")[0]
+    assert '<span class="badge overdue">stopped</span>' in row
+    assert [(i["id"], i["stopped"]) for i in listed_again] == [(rid, False)]
 
     assert resumed.status_code == 200, resumed.text
     assert "stopped" in again and again["stopped"] is None

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, 
 
 from api.read_models.cursors import decode_cursor, encode_cursor
 from dsrflow.crypto.hashing import lookup_hash
+from dsrflow.domain.request_resume import ENDED_TROUBLE
 from schemas.plain_text import OneLine
 from schemas.requests import RequestStatus, RequestType
 from schemas.restrictions import LIFTING_SQL
@@ -47,6 +48,9 @@ _STEP_WAITS = "SELECT s.request_id FROM step_troubles s WHERE s.resolved_at IS N
 _WORKED_ON = f"({_OPEN} OR r.id IN ({LIFTING_SQL}))"
 _ATTENTION = (f"(r.status = 'awaiting_approval' OR ({_WORKED_ON} AND r.id IN ({_STUCK})) "
               f"OR r.id IN ({_STEP_WAITS}))")
+# Its workflow ended while it is open: the start sweep's flag, until compliance resumes it.
+_STOPPED = (f"(r.closed_at IS NULL AND EXISTS (SELECT 1 FROM step_troubles s WHERE s.request_id = r.id "
+            f"AND s.resolved_at IS NULL AND s.trouble_key LIKE '{ENDED_TROUBLE}%'))")
 # The same condition written for a filter: the few ids that need attention are gathered first
 # instead of testing every row in due-date order until a page is full.
 _ATTENTION_FILTER = (
@@ -122,7 +126,7 @@ class RequestSummary(BaseModel):
         "regime": "gdpr", "country": "BE", "channel": "email", "origin": "staff",
         "subject_email": "ada@example.com", "received_at": "2026-11-20T09:00:00Z",
         "due_date": "2026-12-21", "current_due_date": "2026-12-21", "extended": False,
-        "days_left": 4, "overdue": False, "needs_attention": True, "closed_at": None,
+        "days_left": 4, "overdue": False, "needs_attention": True, "stopped": False, "closed_at": None,
         "reference": "KD7QX3M9TB", "assignee": "Bea (support)"}]})
 
     id: str
@@ -140,6 +144,8 @@ class RequestSummary(BaseModel):
     days_left: int | None = Field(description="calendar days to the current due date; negative when overdue")
     overdue: bool
     needs_attention: bool
+    stopped: bool = Field(description="its workflow ended while it is open: no action is taken until compliance "
+                                      "resumes it (POST /v1/requests/{id}/resume)")
     closed_at: datetime | None
     reference: str = Field(description="the short reference shown to people (the full id works too)")
     assignee: str | None = Field(None, description="the label of the member of staff it is assigned to")
@@ -218,7 +224,7 @@ def queue_query(
     where = " AND ".join(clauses) or "true"
     sql = f"""SELECT r.id, r.request_type, r.status, r.regime, r.country, r.channel, r.origin,
                    r.subject_email, r.received_at, r.due_date, r.current_due_date, r.extended,
-                   r.closed_at, {_DUE} AS queue_due, {_ATTENTION} AS needs_attention,
+                   r.closed_at, {_DUE} AS queue_due, {_ATTENTION} AS needs_attention, {_STOPPED} AS stopped,
                    dsr_reference(r.id) AS reference, {_ASSIGNEE} AS assignee
             FROM dsr_requests r
             WHERE {where}
@@ -275,6 +281,7 @@ def _summary(row: asyncpg.Record, today: date) -> RequestSummary:
         days_left=(due - today).days if due else None,
         overdue=bool(due) and not status.is_closed and due < today,
         needs_attention=row["needs_attention"],
+        stopped=row["stopped"],
         closed_at=row["closed_at"],
         reference=row["reference"],
         assignee=row["assignee"],
