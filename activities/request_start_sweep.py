@@ -142,9 +142,10 @@ async def flag_ended_workflows(ctx: ActivityContext, client: Client, *, older_th
         await deliver_letter(ctx, LetterJob(
             request_id=request_id, purpose="staff_alert", key=key, to_staff=True,
             params={"kind": "needs_attention", "days_left": None,
-                    "detail": f"{message}. Staff actions on it are refused until then. Once its cause is "
-                              "fixed, press \"Resume the request\" on its page: it carries on from where it "
-                              "stopped, and what it did again takes effect once."}))
+                    "detail": f"{message}. Staff actions on it are refused until then, and no deadline "
+                              "warning comes, though its deadline runs on. Once its cause is fixed, press "
+                              "\"Resume the request\" on its page: it carries on from where it stopped, and "
+                              "what it did again takes effect once."}))
         failpoint("workflow-ended-alerted", request_id)  # staff told, the flag not yet on record
         async with ctx.pool.acquire() as conn:
             await append_event(conn, event_key=f"{request_id}:{key}", request_id=request_id,

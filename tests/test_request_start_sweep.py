@@ -252,7 +252,8 @@ async def test_an_open_request_whose_workflow_ended_is_flagged_for_staff_once(po
     assert reports[-1] == 1 and again == 0 and swept.ended_flagged == 0
     assert trouble["step"] == "workflow" and "terminated" in trouble["message"] and trouble["resolved_at"] is None
     [alert] = letters_for(mail_sink, rid, "staff_alert")
-    assert "workflow terminated" in " ".join(alert.get_body(("plain",)).get_content().split())
+    told = " ".join(alert.get_body(("plain",)).get_content().split())
+    assert "workflow terminated" in told and "no deadline warning comes, though its deadline runs on" in told
 
 
 # The flag's run in a process of its own (older_than 0: the schedule's sweep waits a minute at least).
