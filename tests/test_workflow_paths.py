@@ -32,7 +32,7 @@ from schemas.workflow import (
     task_workflow_id,
 )
 from tests.staff_answers import DENY, answered_while_held, hold, replays
-from tests.test_workflow_carry_on import statuses
+from tests.test_workflow_system_tasks import statuses
 from tests.workflow_fakes import SHIPPED, FakeActivities, FakeSystem, RequestSpec
 from tests.workflow_stack import FastStack, refused, stack_fixture  # noqa: F401 (the fixture)
 from workflows.dsr import DataSubjectRequestWorkflow as DSR
