@@ -45,7 +45,7 @@ from workflows.search_attributes import SEARCH_ATTRIBUTES
 # both cores) come one in three, between those that mostly wait (timeouts, backoffs, a browser's
 # polls), so that the workers seldom run stacks at once. A new module past half a minute belongs here.
 RUN_FIRST = (
-    "test_docs_commands.py", "test_crash_windows.py", "test_browser_actions.py",
+    "test_docs_commands.py", "test_crash_windows.py", "test_browser_task_actions.py", "test_browser_actions.py",
     "test_bench_smoke.py", "test_fanout.py", "test_browser_console.py",
     "test_devstack_restarts.py", "test_letter_languages.py", "test_remedies.py",
     "test_chaos_smoke.py", "test_holds.py", "test_retention.py",

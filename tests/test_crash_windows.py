@@ -214,7 +214,7 @@ async def test_a_callback_recorded_by_an_api_killed_before_telling_its_task_is_t
     sends the same body to the restarted API: refused as already received (409), it still tells the
     task, which settles with the callback's count. This processor expects to finish in 2099, so
     without that the task would wait five minutes for its first poll. On a database of its own:
-    tests/test_untrusted_input.py counts this processor's events in the session's."""
+    tests/test_untrusted_processors.py counts this processor's events in the session's."""
     processor = fake_processor()
     client = dev_server.client
     async with served(processor.app()) as url, database_pool(postgres, "callback") as (database_url, pool):

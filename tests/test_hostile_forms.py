@@ -53,7 +53,7 @@ OTHER = "other_proc"  # processor B; tests/untrusted_support.py's PROCESSOR is A
 async def processors(settings, postgres, dev_server, lifecycle_policy, tmp_path_factory):
     """Two OpenDSR processors with keys of their own in the policy, a worker, the API over HTTP,
     on a database of their own: A's callbacks must not reach the session's database, where
-    tests/test_untrusted_input.py counts every event by A's name."""
+    tests/test_untrusted_processors.py counts every event by A's name."""
     a, b = fake_processor(), fake_processor()
     async with served(a.app()) as a.url, served(b.app()) as b.url, \
             database_pool(postgres, "cross") as (database_url, pool):

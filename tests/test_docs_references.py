@@ -1,0 +1,34 @@
+"""The tests the documents cite as evidence exist: every `tests/<module>.py`, and every test named
+after one (`tests/<module>.py::test_x`, then `::test_y` for another in the same module), in the
+README, the benchmark and reliability notes and docs/. A moved or renamed test otherwise leaves
+security.md pointing a reviewer at nothing."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCUMENTS = [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md", ROOT / "BENCHMARKS.md", ROOT / "RELIABILITY.md"]
+# A module, then what is cited in it; `::test_x` alone names another test of the module cited last.
+CITED = re.compile(r"(tests/[\w/]+\.py)|::(test_\w+)")
+
+
+def _missing(document: Path) -> list[str]:
+    missing, module = [], None
+    for number, line in enumerate(document.read_text().splitlines(), 1):
+        for found in CITED.finditer(line):
+            path, test = found.groups()
+            if path:
+                module = ROOT / path
+                if not module.exists():
+                    missing.append(f"{document.name}:{number}: {path} does not exist")
+            elif module is not None and module.exists() and not re.search(
+                    rf"^\s*(async )?def {test}\b", module.read_text(), re.MULTILINE):
+                missing.append(f"{document.name}:{number}: {module.relative_to(ROOT)} has no {test}")
+    return missing
+
+
+def test_every_cited_test_exists():
+    missing = [problem for document in DOCUMENTS for problem in _missing(document)]
+    assert not missing, "\n".join(missing)
