@@ -53,7 +53,6 @@ def requests_resume(
     from api.problems import field_errors
     from api.staff_actions import ResumeBody
     from dsrflow.domain.request_resume import ResumeRefused, resume_request
-    from dsrflow.infra.db import create_pool
     from dsrflow.infra.temporal_client import connect_client, not_yet_reachable
 
     try:
@@ -80,11 +79,8 @@ def requests_resume(
                 raise
             fail(f"cannot reach Temporal at {settings.effective_temporal_address} (TEMPORAL_ADDRESS, or start "
                  f"it with `dsrflow up`): {exc}", 2)
-        pool = await create_pool(settings.effective_database_url, min_size=1, max_size=1)
-        try:
-            return await resume_request(client, pool, request_id, actor=actor, reason=body.reason)
-        finally:
-            await pool.close()
+        return await with_pool(lambda pool: resume_request(client, pool, request_id, actor=actor,
+                                                           reason=body.reason))
 
     try:
         resumed = asyncio.run(run())
