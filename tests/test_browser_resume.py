@@ -67,3 +67,23 @@ async def test_compliance_and_an_admin_resume_a_stopped_request_and_its_actions_
     await expect(admin.locator("#workflow-ended .flash")).to_contain_text("Resumed")
     assert await pool.fetchval("SELECT count(*) FROM step_troubles WHERE request_id = ANY($1::uuid[]) "
                                "AND resolved_at IS NULL", [first, second]) == 0
+
+
+async def test_the_subject_of_a_stopped_request_is_told_it_is_paused_and_offered_nothing_that_fails(
+        browser, site, pool, dev_server, shots):  # noqa: F811
+    """The subject opens their e-mail's verification page while their request is stopped: it says
+    the request is paused, with no code form and no "Send me a new code" (neither could work); its
+    link to the status page leads to the same words there, with no code to enter."""
+    rid = await _stopped(dev_server, site, pool)
+    subject = await (await browser.new_context()).new_page()
+    await subject.goto(f"{site}/portal/requests/{rid}/verify")
+    await expect(subject.locator("#paused")).to_contain_text("your request is paused while we put right a problem")
+    for button in ("Confirm", "Send me a new code", "Yes, I made this request"):
+        await expect(subject.get_by_role("button", name=button)).to_have_count(0)
+    await expect(subject.get_by_label("Code from the e-mail")).to_have_count(0)
+    await shots(subject, "verify-paused")
+    await subject.get_by_role("link", name="See the status of your request").click()
+    await expect(subject.locator("#status-words")).to_have_text(
+        "Your request is paused while we put right a problem on our side. "
+        "Your request is kept, and its deadline still applies.")
+    await expect(subject.get_by_role("link", name="Enter the code from our e-mail")).to_have_count(0)

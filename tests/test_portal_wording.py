@@ -68,7 +68,8 @@ def _portal_messages() -> dict[str, set[str]]:
     files = [(path, "jinja2.ext:babel_extract", jinja)
              for path in [*sorted((ROOT / "api/templates/portal").glob("*.html")),
                           ROOT / "api/templates/_request_form.html"]]
-    files += [(ROOT / name, "python", {}) for name in ("api/public/portal.py", "api/request_form.py")]
+    files += [(path, "python", {}) for path in [*sorted((ROOT / "api/public").glob("portal*.py")),
+                                                ROOT / "api/request_form.py"]]
     for path, method, options in files:
         for _, messages, _, _ in extract_from_file(method, str(path), keywords=keywords, options=options):
             forms = [form for form in (messages if isinstance(messages, tuple) else (messages,)) if form]

@@ -201,6 +201,7 @@ async def test_while_stopped_the_subject_is_told_their_request_is_paused_and_sta
     await dev_server.client.get_workflow_handle(workflow_id_for(rid)).terminate("by mistake")
 
     typed = await http.post(f"/portal/requests/{rid}/verify?lang=nl", data={"code": code})
+    over_api = await http.post(f"/v1/public/requests/{rid}/verify", json={"code": code})
     resend = await http.post(f"/portal/requests/{rid}/resend?lang=nl")
     staff = await http.post(f"/v1/requests/{rid}/resend-verification", headers=await staff_headers(pool, "agent"))
     for page in (typed, resend):
@@ -208,6 +209,10 @@ async def test_while_stopped_the_subject_is_told_their_request_is_paused_and_sta
         assert "uw verzoek staat even stil" in page.text and "Probeer het later opnieuw" in page.text
         # No button that could not work until it is resumed: neither the code form nor a new code.
         assert 'name="code"' not in page.text and f"/portal/requests/{rid}/resend" not in page.text
+    # A subject's client over the JSON API is told to wait, not which staff endpoint resumes it.
+    assert over_api.status_code == 503 and over_api.headers["retry-after"] == "900", over_api.text
+    assert over_api.json()["stopped"] is True and "try again later" in over_api.json()["detail"]
+    assert "/v1/requests" not in over_api.text and "compliance" not in over_api.text
     assert staff.status_code == 409 and "has stopped while the request is open" in staff.json()["detail"]
     assert "resume" in staff.json()["detail"]
 

@@ -89,6 +89,11 @@ async def submit_request(state: AppState, body: PublicNewRequest, idempotency_ke
     return row
 
 
+# Seconds a subject is asked to wait while their request is paused: compliance resumes it by
+# hand (dsrflow/domain/request_resume.py), so no answer can say when; a quarter of an hour.
+PAUSED_RETRY_AFTER = 900
+
+
 async def check_identity(state: AppState, limiter: RateLimiter, request_id: str, *, code: str | None = None,
                          token: str | None = None) -> VerifyResult:
     """Hash what the subject typed (or the link's token) and ask the workflow whether it matches.
@@ -104,7 +109,15 @@ async def check_identity(state: AppState, limiter: RateLimiter, request_id: str,
         # Wrong codes count against the subject's address over every request in its name: a
         # stranger opening request after request would otherwise have 25 new guesses with each.
         await limiter.check_allowance("guess", email=row["subject_email"])
-    result = await run_update(state, request_id, DataSubjectRequestWorkflow.verify, attempt)
+    try:
+        result = await run_update(state, request_id, DataSubjectRequestWorkflow.verify, attempt)
+    except Problem as refused:
+        if refused.extra.get("stopped"):
+            # Staff's words (which endpoint resumes it) are not the subject's: what they may do is wait.
+            raise Problem(503, "Paused", "your request is paused while we put right a problem on our side; it is "
+                          "kept and its deadline still applies: try again later", stopped=True,
+                          retry_after=PAUSED_RETRY_AFTER) from None
+        raise
     if row is not None and result.verified:
         await limiter.spend("submit", email=row["subject_email"])
     elif row is not None and code:
@@ -144,7 +157,8 @@ async def submit(body: PublicNewRequest, state: State, limiter: Limiter,
 @router.post("/requests/{request_id}/verify", dependencies=[Depends(count_verification)])
 async def verify(request_id: str, body: VerifyBody, state: State, limiter: Limiter) -> dict[str, Any]:
     """Confirm your identity with the code or the link token from the e-mail.
-    Limited per client and per request and client (429 with `Retry-After`)."""
+    Limited per client and per request and client (429 with `Retry-After`). While the request is
+    paused on our side (its workflow stopped, until we resume it), 503 with `Retry-After`."""
     result = await check_identity(state, limiter, request_id, code=body.code, token=body.token)
     if not result.verified:
         raise Problem(

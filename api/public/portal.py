@@ -10,13 +10,13 @@ Pages speak the subject's language (api/pages.py: `?lang=`, the cookie, `Accept-
 the form sends it as the request's `language`, the one our letters are written in. Every word
 on a page is a message of the catalogs: templates translate their own, and what is worded here
 is marked `N_` and translated for the page (`page_translator`, or the template's `translate`).
+Confirming a request (the code, the link, a new code) has a module of its own,
+api/public/portal_verify.py, which reads a request as the status page does (`current_live`).
 """
 
 from __future__ import annotations
 
-import re
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -28,16 +28,13 @@ from api.forms import read_form
 from api.pages import page_translator, problem_pages, render
 from api.problems import Problem
 from api.public.intake import (
-    CODE,
     admit_submission,
-    check_identity,
     count_submission,
-    count_verification,
     downloaded,
     find_package,
     submit_request,
 )
-from api.service import live_state, run_update
+from api.service import live_state
 from api.state import AppState
 from dsrflow.domain.references import short_reference
 from dsrflow.domain.request_resume import ended_flag
@@ -45,15 +42,13 @@ from dsrflow.i18n import N_, Translator
 from dsrflow.stores.requests_store import get_request
 from dsrflow.stores.team_store import request_by_reference
 from schemas.requests import PublicNewRequest, RequestStatus
-from schemas.workflow import RequestState, ResendInput
-from workflows.dsr import DataSubjectRequestWorkflow
+from schemas.workflow import RequestState
 
 router = APIRouter(prefix="/portal", tags=["subject portal pages"], include_in_schema=False,
                    route_class=problem_pages("portal/problem.html"))
 
-_TOKEN = re.compile(r"^[0-9a-f]{64}$")
 # Set by a confirmation, spent by the status page it leads to: "you have confirmed" shows once.
-_CONFIRMED_COOKIE = "dsrflow_confirmed"
+CONFIRMED_COOKIE = "dsrflow_confirmed"
 # Friendlier words than the validator's for each field of the form (the validator's are for the
 # API, in English): a subject never reads a validator's message.
 _MESSAGES = {
@@ -151,7 +146,7 @@ async def find_status(request: Request, state: State, reference: str = "") -> Re
     return RedirectResponse(f"/portal/requests/{request_id}", status_code=303)
 
 
-async def _request_row(state: AppState, request_id: str) -> dict[str, Any]:
+async def request_row(state: AppState, request_id: str) -> dict[str, Any]:
     row = await get_request(await state.db(), request_id)
     if row is None:
         raise Problem(404, N_("Request not found"),
@@ -161,17 +156,17 @@ async def _request_row(state: AppState, request_id: str) -> dict[str, Any]:
 
 
 async def _current(state: AppState, request_id: str) -> tuple[dict[str, Any], RequestStatus]:
-    """The request row and its status as the subject should see it now (`_current_live`)."""
-    row, status, _ = await _current_live(state, request_id)
+    """The request row and its status as the subject should see it now (`current_live`)."""
+    row, status, _ = await current_live(state, request_id)
     return row, status
 
 
-async def _current_live(state: AppState, request_id: str) -> tuple[dict[str, Any], RequestStatus, RequestState | None]:
+async def current_live(state: AppState, request_id: str) -> tuple[dict[str, Any], RequestStatus, RequestState | None]:
     """The request row, its status as the subject should see it now, and the workflow's live state
     (None when the workflow does not answer). The workflow knows first (the row follows a moment
     later): a subject who has just confirmed must not be told we are still waiting for them, nor
     see the due date from before an extension."""
-    row = await _request_row(state, request_id)
+    row = await request_row(state, request_id)
     live = await live_state(state, request_id)
     status = live.status if live else RequestStatus(row["status"])
     confirmed = row["verified_at"] or (live and live.verification and live.verification.verified_at)
@@ -182,8 +177,21 @@ async def _current_live(state: AppState, request_id: str) -> tuple[dict[str, Any
     return row, status, live
 
 
-def _status_path(request_id: str) -> str:
+def status_path(request_id: str) -> str:
     return f"/portal/requests/{request_id}"
+
+
+# What a subject is told while their request's workflow is stopped (staff were told, and
+# compliance resumes it: dsrflow/domain/request_resume.py): on the status page, and on the verify
+# page (api/public/portal_verify.py), which adds why a code cannot be taken and to try again later.
+PAUSED = N_("Your request is paused while we put right a problem on our side.")
+
+
+def paused_words(request: Request, why: str = PAUSED, *, try_again: bool = False) -> list[str]:
+    """`why` it is paused, then that nothing they did is lost (and, `try_again`, to try later)."""
+    t = page_translator(request)
+    kept = [t.gettext(why), t.gettext(N_("Your request is kept, and its deadline still applies."))]
+    return kept + [t.gettext(N_("Please try again later."))] if try_again else kept
 
 
 @router.get("/requests/{request_id}", response_class=HTMLResponse, dependencies=[counted("lookup")])
@@ -192,194 +200,19 @@ async def status_page(request: Request, request_id: str, state: State) -> HTMLRe
     to: its cookie is spent here, so a reload or a bookmark shows the status alone."""
     row, status = await _current(state, request_id)
     t = page_translator(request)
-    verified = request.cookies.get(_CONFIRMED_COOKIE) == str(row["id"])
+    verified = request.cookies.get(CONFIRMED_COOKIE) == str(row["id"])
     # Stopped, its status stands still: the page says why instead, and offers no code to enter,
     # which the stopped workflow could not take.
     paused = await ended_flag(await state.db(), str(row["id"])) is not None
-    words = _paused(request, _PAUSED) if paused else [t.gettext(sentence) for sentence in STATUS_WORDS[status]]
+    words = paused_words(request) if paused else [t.gettext(sentence) for sentence in STATUS_WORDS[status]]
     response = render(request, "portal/status.html", {
         "row": row, "status_words": " ".join(words), "verified": verified,
         "awaiting_verification": status == RequestStatus.awaiting_verification and not paused, "status": status,
         "reference": short_reference(row["id"]),
     })
     if verified:
-        response.delete_cookie(_CONFIRMED_COOKIE, path=_status_path(str(row["id"])))
+        response.delete_cookie(CONFIRMED_COOKIE, path=status_path(str(row["id"])))
     return response
-
-
-_LOCKED = N_("For your protection, this code and its link no longer work. Ask for a new code below.")
-_NO_MORE_CODES = (
-    N_("We have sent all the codes we can for this request, so we cannot send another."),
-    N_("If none of them reached you, please reply to our e-mail or write to us, and we will help you confirm it."),
-)
-
-
-@dataclass(frozen=True)
-class _Verification:
-    """What the verify page can offer now, as the workflow's live state says (`verification`):
-    every page the portal shows for confirming, opened or answering a button, works it out here.
-    `locked`: too many wrong codes, so no code nor link works until a new one is sent (the
-    workflow refuses every attempt: 423). `more_codes`: the subject may still ask for a new code
-    (`verification.max_codes`; the workflow refuses one more: 409). When the workflow does not
-    answer, the page offers what it always has."""
-
-    awaiting: bool
-    locked: bool = False
-    more_codes: bool = True
-
-    @classmethod
-    def of(cls, status: RequestStatus, live: RequestState | None, *, locked: bool = False) -> _Verification:
-        """`locked`: an attempt has just been told so (the query may not answer)."""
-        if status != RequestStatus.awaiting_verification:
-            return cls(awaiting=False)
-        verification = live.verification if live else None
-        return cls(awaiting=True, locked=locked or bool(verification and verification.locked),
-                   more_codes=verification is None or verification.codes_left > 0)
-
-    def words(self, t: Translator) -> list[str]:
-        """What the page says about it: no more codes, else a lock and the way out of it."""
-        if not self.awaiting:
-            return []
-        if not self.more_codes:
-            return [t.gettext(message) for message in _NO_MORE_CODES]
-        return [t.gettext(_LOCKED)] if self.locked else []
-
-
-async def _verify_page(request: Request, state: AppState, request_id: str, *, error: list[str] | None = None,
-                       status: int = 200, token: str | None = None, notice: str | None = None,
-                       locked: bool = False, explain_in_alert: bool = False, paused: bool = False,
-                       current: tuple[dict[str, Any], RequestStatus, RequestState | None] | None = None) -> HTMLResponse:
-    """The verify page as it stands now (`current`, as `_current_live` answers, if already asked):
-    the code form, the e-mail link's button, "Send me a new code", each only while it can work
-    (`_Verification`). `error`: what the subject's last press got. A lock is told in the alert, as
-    it takes the page's form away; so are the codes run out with `explain_in_alert` (the answer
-    to "Send me a new code"), otherwise in place of that button, beside the form that still takes
-    the last code. `paused`: the workflow has just refused a press because it stopped (before the
-    start sweep flags it, which the page then reads itself): the page says so and offers no
-    button, as none could work until compliance resumes the request."""
-    row, status_now, live = current or await _current_live(state, request_id)
-    now = _Verification.of(status_now, live, locked=locked)
-    paused = now.awaiting and (paused or await ended_flag(await state.db(), str(row["id"])) is not None)
-    words = now.words(page_translator(request))
-    in_alert = now.locked or explain_in_alert
-    sentences = [*(error or []), *words] if in_alert else list(error or [])
-    return render(request, "portal/verify.html", {
-        "row": row, "token": token, "error": " ".join(sentences) or None, "notice": notice,
-        "awaiting": now.awaiting, "locked": now.locked, "more_codes": now.more_codes,
-        "paused": " ".join(_paused(request)) if paused else None,
-        "no_more_codes": None if in_alert else " ".join(words) or None,
-        # A page answering a button's post offers its languages as links to the verify page; the
-        # page itself (the e-mail's link) keeps its query: its token, and so its button.
-        "here": None if request.method == "GET" else f"/portal/requests/{row['id']}/verify",
-        "reference": short_reference(row["id"]),
-    }, status_code=status)
-
-
-@router.get("/requests/{request_id}/verify", response_class=HTMLResponse, dependencies=[counted("lookup")])
-async def verify_page(request: Request, request_id: str, state: State, token: str = "") -> HTMLResponse:
-    """The code form; with the e-mail's link (`?token=`), a single button instead. Opening the
-    link changes nothing by itself: mail scanners follow links, so only the button confirms.
-    Opened again after a lock or the last code, it shows what the buttons' answers showed."""
-    return await _verify_page(request, state, request_id, token=token if _TOKEN.match(token) else None)
-
-
-@router.post("/requests/{request_id}/verify", response_class=HTMLResponse)
-async def verify(request: Request, request_id: str, state: State, limiter: Limiter) -> Response:
-    await _request_row(state, request_id)
-    await count_verification(request, limiter, request_id)
-    form = await read_form(request)
-    token = str(form.get("token", "")).strip()
-    code = re.sub(r"\s", "", str(form.get("code", "")))
-    t = page_translator(request)
-    if token and not _TOKEN.match(token):
-        return await _verify_page(request, state, request_id, status=422, error=[
-            t.gettext(N_("This link is not complete.")),
-            t.gettext(N_("Please copy the whole link from our e-mail, or enter the code instead."))])
-    if not token and not CODE.fullmatch(code):
-        return await _verify_page(request, state, request_id, status=422, error=[
-            t.gettext(N_("Enter the code from our e-mail: 6 digits, like %(example)s.")) % {"example": "123456"}])
-    try:
-        result = await check_identity(state, limiter, request_id, code=None if token else code, token=token or None)
-    except Problem as refused:
-        return await _refused_attempt(request, state, request_id, refused)
-    if result.verified:
-        confirmed = RedirectResponse(_status_path(request_id), status_code=303)
-        confirmed.set_cookie(_CONFIRMED_COOKIE, request_id, max_age=300, path=_status_path(request_id),
-                             httponly=True, samesite="lax", secure=request.url.scheme == "https")
-        return confirmed
-    if result.locked:
-        # The page offers what works now: a new code (counted like any resend), not the form
-        # that will refuse every code until then.
-        return await _verify_page(request, state, request_id, locked=True, status=423, error=[
-            t.gettext(N_("That code is not right, and that was the last attempt."))])
-    left = result.attempts_left
-    return await _verify_page(request, state, request_id, status=400, error=[
-        t.gettext(N_("That code is not right.")),
-        t.ngettext("You have %(num)d attempt left.", "You have %(num)d attempts left.", left) % {"num": left}])
-
-
-# What a subject is told while their request's workflow is stopped (staff were told, and
-# compliance resumes it: dsrflow/domain/request_resume.py): on the status page, and on the verify
-# page when a code or a new one was refused meanwhile.
-_PAUSED = N_("Your request is paused while we put right a problem on our side.")
-_PAUSED_CODE = N_("We cannot take your code just now: your request is paused while we put right a problem "
-                  "on our side.")
-
-
-def _paused(request: Request, why: str = _PAUSED_CODE) -> list[str]:
-    """`why` it is paused, then that nothing they did is lost; a refused code, to try again later
-    (the status page has nothing to try again)."""
-    t = page_translator(request)
-    kept = [t.gettext(why), t.gettext(N_("Your request is kept, and its deadline still applies."))]
-    return kept + [t.gettext(N_("Please try again later."))] if why == _PAUSED_CODE else kept
-
-
-async def _refused_attempt(request: Request, state: AppState, request_id: str, refused: Problem) -> Response:
-    """The workflow refused to count an attempt (`verify`'s validator). After too many wrong codes
-    the page offers the button for a new code instead of a dead end; a request no longer waiting
-    says there is nothing to confirm; any other refusal stands. (An expired code closes its
-    request: docs/lifecycle.md.)"""
-    if refused.status != 409:
-        raise refused
-    if refused.extra.get("stopped"):
-        return await _verify_page(request, state, request_id, status=503, paused=True)
-    current = await _current_live(state, request_id)
-    now = _Verification.of(*current[1:])
-    if now.awaiting and not now.locked:
-        raise refused
-    return await _verify_page(request, state, request_id, status=423 if now.awaiting else 409, current=current)
-
-
-@router.post("/requests/{request_id}/resend", response_class=HTMLResponse)
-async def resend(request: Request, request_id: str, state: State, limiter: Limiter) -> Response:
-    """A new code and link by e-mail (the workflow's `resend_verification`, as staff's "Resend
-    verification"): the old ones stop working and the attempts start again. Counted per client and
-    per request and client, like the code itself (api/ratelimit.py): each one is an e-mail."""
-    await _request_row(state, request_id)
-    await limiter.hit(request, "resend", request_id=request_id)
-    t = page_translator(request)
-    try:
-        await run_update(state, request_id, DataSubjectRequestWorkflow.resend_verification, ResendInput(actor="subject"))
-    except Problem as refused:
-        if refused.extra.get("stopped"):
-            return await _verify_page(request, state, request_id, status=503, paused=True)
-        # Confirmed, closed, not yet ready, no more codes (`_Verification`: the page says so), or
-        # the new code could not be sent (nothing changed then: the workflow keeps the code sent
-        # earlier, and settles the new one: if its e-mail still went, that code works too): the
-        # page says what works now.
-        current = await _current_live(state, request_id)
-        now = _Verification.of(*current[1:])
-        error = []
-        if now.more_codes:
-            error.append(t.gettext(N_("We could not send a new code for this request just now. Please try again in a minute.")))
-            if now.awaiting and not now.locked:
-                error.append(t.gettext(N_("The code and link we sent you earlier still work.")))
-                error.append(t.gettext(N_("If an e-mail with a new code reaches you after all, that code works too.")))
-        return await _verify_page(request, state, request_id, status=409, error=error, explain_in_alert=True,
-                                  current=current)
-    return await _verify_page(request, state, request_id, notice=" ".join((
-        t.gettext(N_("We have sent you a new code and link.")),
-        t.gettext(N_("The code and link we sent you earlier no longer work.")))))
 
 
 @router.get("/packages/{token}", response_class=HTMLResponse, dependencies=[counted("link")])

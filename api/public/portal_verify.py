@@ -1,0 +1,195 @@
+"""Confirming on the portal that a request is yours: the code form, the e-mail link's button,
+"Send me a new code", and what the page says when one of them cannot work now (too many wrong
+codes, every code sent, or the request paused while its workflow is stopped). The workflow decides
+each attempt (`verify` and `resend_verification`); these pages say what it answered. The status
+page and the shared helpers: api/public/portal.py."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from api.deps import Limiter, State, counted
+from api.forms import read_form
+from api.pages import page_translator, problem_pages, render
+from api.problems import Problem
+from api.public.intake import CODE, check_identity, count_verification
+from api.public.portal import CONFIRMED_COOKIE, current_live, paused_words, request_row, status_path
+from api.service import run_update
+from api.state import AppState
+from dsrflow.domain.references import short_reference
+from dsrflow.domain.request_resume import ended_flag
+from dsrflow.i18n import N_, Translator
+from schemas.requests import RequestStatus
+from schemas.workflow import RequestState, ResendInput
+from workflows.dsr import DataSubjectRequestWorkflow
+
+router = APIRouter(prefix="/portal", tags=["subject portal pages"], include_in_schema=False,
+                   route_class=problem_pages("portal/problem.html"))
+
+_TOKEN = re.compile(r"^[0-9a-f]{64}$")
+# Why a code cannot be taken while the request is paused (portal.py `paused_words`).
+_PAUSED_CODE = N_("We cannot take your code just now: your request is paused while we put right a problem "
+                  "on our side.")
+
+_LOCKED = N_("For your protection, this code and its link no longer work. Ask for a new code below.")
+_NO_MORE_CODES = (
+    N_("We have sent all the codes we can for this request, so we cannot send another."),
+    N_("If none of them reached you, please reply to our e-mail or write to us, and we will help you confirm it."),
+)
+
+
+@dataclass(frozen=True)
+class _Verification:
+    """What the verify page can offer now, as the workflow's live state says (`verification`):
+    every page the portal shows for confirming, opened or answering a button, works it out here.
+    `locked`: too many wrong codes, so no code nor link works until a new one is sent (the
+    workflow refuses every attempt: 423). `more_codes`: the subject may still ask for a new code
+    (`verification.max_codes`; the workflow refuses one more: 409). When the workflow does not
+    answer, the page offers what it always has."""
+
+    awaiting: bool
+    locked: bool = False
+    more_codes: bool = True
+
+    @classmethod
+    def of(cls, status: RequestStatus, live: RequestState | None, *, locked: bool = False) -> _Verification:
+        """`locked`: an attempt has just been told so (the query may not answer)."""
+        if status != RequestStatus.awaiting_verification:
+            return cls(awaiting=False)
+        verification = live.verification if live else None
+        return cls(awaiting=True, locked=locked or bool(verification and verification.locked),
+                   more_codes=verification is None or verification.codes_left > 0)
+
+    def words(self, t: Translator) -> list[str]:
+        """What the page says about it: no more codes, else a lock and the way out of it."""
+        if not self.awaiting:
+            return []
+        if not self.more_codes:
+            return [t.gettext(message) for message in _NO_MORE_CODES]
+        return [t.gettext(_LOCKED)] if self.locked else []
+
+
+async def _verify_page(request: Request, state: AppState, request_id: str, *, error: list[str] | None = None,
+                       status: int = 200, token: str | None = None, notice: str | None = None,
+                       locked: bool = False, explain_in_alert: bool = False, paused: bool = False,
+                       current: tuple[dict[str, Any], RequestStatus, RequestState | None] | None = None) -> HTMLResponse:
+    """The verify page as it stands now (`current`, as `current_live` answers, if already asked):
+    the code form, the e-mail link's button, "Send me a new code", each only while it can work
+    (`_Verification`). `error`: what the subject's last press got. A lock is told in the alert, as
+    it takes the page's form away; so are the codes run out with `explain_in_alert` (the answer
+    to "Send me a new code"), otherwise in place of that button, beside the form that still takes
+    the last code. `paused`: the workflow has just refused a press because it stopped (before the
+    start sweep flags it, which the page then reads itself): the page says so and offers no
+    button, as none could work until compliance resumes the request."""
+    row, status_now, live = current or await current_live(state, request_id)
+    now = _Verification.of(status_now, live, locked=locked)
+    paused = now.awaiting and (paused or await ended_flag(await state.db(), str(row["id"])) is not None)
+    words = now.words(page_translator(request))
+    in_alert = now.locked or explain_in_alert
+    sentences = [*(error or []), *words] if in_alert else list(error or [])
+    return render(request, "portal/verify.html", {
+        "row": row, "token": token, "error": " ".join(sentences) or None, "notice": notice,
+        "awaiting": now.awaiting, "locked": now.locked, "more_codes": now.more_codes,
+        "paused": " ".join(paused_words(request, _PAUSED_CODE, try_again=True)) if paused else None,
+        "no_more_codes": None if in_alert else " ".join(words) or None,
+        # A page answering a button's post offers its languages as links to the verify page; the
+        # page itself (the e-mail's link) keeps its query: its token, and so its button.
+        "here": None if request.method == "GET" else f"/portal/requests/{row['id']}/verify",
+        "reference": short_reference(row["id"]),
+    }, status_code=status)
+
+
+@router.get("/requests/{request_id}/verify", response_class=HTMLResponse, dependencies=[counted("lookup")])
+async def verify_page(request: Request, request_id: str, state: State, token: str = "") -> HTMLResponse:
+    """The code form; with the e-mail's link (`?token=`), a single button instead. Opening the
+    link changes nothing by itself: mail scanners follow links, so only the button confirms.
+    Opened again after a lock or the last code, it shows what the buttons' answers showed."""
+    return await _verify_page(request, state, request_id, token=token if _TOKEN.match(token) else None)
+
+
+@router.post("/requests/{request_id}/verify", response_class=HTMLResponse)
+async def verify(request: Request, request_id: str, state: State, limiter: Limiter) -> Response:
+    await request_row(state, request_id)
+    await count_verification(request, limiter, request_id)
+    form = await read_form(request)
+    token = str(form.get("token", "")).strip()
+    code = re.sub(r"\s", "", str(form.get("code", "")))
+    t = page_translator(request)
+    if token and not _TOKEN.match(token):
+        return await _verify_page(request, state, request_id, status=422, error=[
+            t.gettext(N_("This link is not complete.")),
+            t.gettext(N_("Please copy the whole link from our e-mail, or enter the code instead."))])
+    if not token and not CODE.fullmatch(code):
+        return await _verify_page(request, state, request_id, status=422, error=[
+            t.gettext(N_("Enter the code from our e-mail: 6 digits, like %(example)s.")) % {"example": "123456"}])
+    try:
+        result = await check_identity(state, limiter, request_id, code=None if token else code, token=token or None)
+    except Problem as refused:
+        return await _refused_attempt(request, state, request_id, refused)
+    if result.verified:
+        confirmed = RedirectResponse(status_path(request_id), status_code=303)
+        confirmed.set_cookie(CONFIRMED_COOKIE, request_id, max_age=300, path=status_path(request_id),
+                             httponly=True, samesite="lax", secure=request.url.scheme == "https")
+        return confirmed
+    if result.locked:
+        # The page offers what works now: a new code (counted like any resend), not the form
+        # that will refuse every code until then.
+        return await _verify_page(request, state, request_id, locked=True, status=423, error=[
+            t.gettext(N_("That code is not right, and that was the last attempt."))])
+    left = result.attempts_left
+    return await _verify_page(request, state, request_id, status=400, error=[
+        t.gettext(N_("That code is not right.")),
+        t.ngettext("You have %(num)d attempt left.", "You have %(num)d attempts left.", left) % {"num": left}])
+
+
+async def _refused_attempt(request: Request, state: AppState, request_id: str, refused: Problem) -> Response:
+    """The workflow refused to count an attempt (`verify`'s validator). After too many wrong codes
+    the page offers the button for a new code instead of a dead end; a request no longer waiting
+    says there is nothing to confirm; any other refusal stands. (An expired code closes its
+    request: docs/lifecycle.md.)"""
+    if refused.extra.get("stopped"):
+        return await _verify_page(request, state, request_id, status=503, paused=True)
+    if refused.status != 409:
+        raise refused
+    current = await current_live(state, request_id)
+    now = _Verification.of(*current[1:])
+    if now.awaiting and not now.locked:
+        raise refused
+    return await _verify_page(request, state, request_id, status=423 if now.awaiting else 409, current=current)
+
+
+@router.post("/requests/{request_id}/resend", response_class=HTMLResponse)
+async def resend(request: Request, request_id: str, state: State, limiter: Limiter) -> Response:
+    """A new code and link by e-mail (the workflow's `resend_verification`, as staff's "Resend
+    verification"): the old ones stop working and the attempts start again. Counted per client and
+    per request and client, like the code itself (api/ratelimit.py): each one is an e-mail."""
+    await request_row(state, request_id)
+    await limiter.hit(request, "resend", request_id=request_id)
+    t = page_translator(request)
+    try:
+        await run_update(state, request_id, DataSubjectRequestWorkflow.resend_verification, ResendInput(actor="subject"))
+    except Problem as refused:
+        if refused.extra.get("stopped"):
+            return await _verify_page(request, state, request_id, status=503, paused=True)
+        # Confirmed, closed, not yet ready, no more codes (`_Verification`: the page says so), or
+        # the new code could not be sent (nothing changed then: the workflow keeps the code sent
+        # earlier, and settles the new one: if its e-mail still went, that code works too): the
+        # page says what works now.
+        current = await current_live(state, request_id)
+        now = _Verification.of(*current[1:])
+        error = []
+        if now.more_codes:
+            error.append(t.gettext(N_("We could not send a new code for this request just now. Please try again in a minute.")))
+            if now.awaiting and not now.locked:
+                error.append(t.gettext(N_("The code and link we sent you earlier still work.")))
+                error.append(t.gettext(N_("If an e-mail with a new code reaches you after all, that code works too.")))
+        return await _verify_page(request, state, request_id, status=409, error=error, explain_in_alert=True,
+                                  current=current)
+    return await _verify_page(request, state, request_id, notice=" ".join((
+        t.gettext(N_("We have sent you a new code and link.")),
+        t.gettext(N_("The code and link we sent you earlier no longer work.")))))
