@@ -217,6 +217,7 @@ BAD = [
     pytest.param({"regime": "martian"}, "regime", id="regime"),
     pytest.param({"overdue": "perhaps"}, "overdue", id="overdue"),
     pytest.param({"needs_attention": "2"}, "needs_attention", id="needs_attention"),
+    pytest.param({"stopped": "perhaps"}, "stopped", id="stopped"),
     pytest.param({"due_before": "31/12/2026"}, "due_before", id="due_before"),
     pytest.param({"q": "ada@example.com"}, "q", id="q"),
     pytest.param({"limit": "0"}, "limit", id="limit-low"),

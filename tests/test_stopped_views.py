@@ -1,8 +1,9 @@
 """What each reader is shown of a request whose workflow ended while it was open (the start sweep's
 flag: dsrflow/domain/request_resume.py `ended_flag`), over the real app, worker, PostgreSQL and
-Temporal dev server: the subject's status page says it is paused and offers no code to enter, the
-REST view says since when it is stopped and why, the console's request page says it has stopped;
-once resumed, each shows the request as it stands again."""
+Temporal dev server: the subject's status and verification pages say it is paused and offer no
+code to enter, the REST view says since when it is stopped and why, the listing marks and filters
+it, the console's request page says it has stopped and offers no action, its queue row says
+"stopped"; once resumed, each shows the request as it stands again."""
 
 from __future__ import annotations
 
@@ -60,6 +61,8 @@ async def test_a_stopped_request_is_paused_for_its_subject_and_stopped_for_staff
             verify_paused = await http.get(f"/portal/requests/{rid}/verify")  # the e-mail's link, opened now
             stopped = (await http.get(f"/v1/requests/{rid}", headers=agent)).json()
             listed = (await http.get("/v1/requests", headers=agent, params={"q": rid})).json()["items"]
+            only_stopped = (await http.get("/v1/requests", headers=agent, params={"stopped": "true"})).json()["items"]
+            not_stopped = (await http.get("/v1/requests", headers=agent, params={"stopped": "false"})).json()["items"]
             await console_sign_in(http, pool, "agent")
             console = await http.get(f"/console/requests/{rid}")
             queue = await http.get("/console/", params={"needs_attention": "true"})
@@ -91,6 +94,7 @@ async def test_a_stopped_request_is_paused_for_its_subject_and_stopped_for_staff
     assert cancel in console_again.text and "This request has stopped" not in console_again.text
     # The queue says so too, over REST and on the console's row.
     assert [(i["id"], i["stopped"], i["needs_attention"]) for i in listed] == [(rid, True, True)]
+    assert [i["id"] for i in only_stopped] == [rid] and rid not in [i["id"] for i in not_stopped]
     row = queue.text.split(f'data-request-id="{rid}"')[1].split("</tr>")[0]
     assert '<span class="badge overdue">stopped</span>' in row
     assert [(i["id"], i["stopped"]) for i in listed_again] == [(rid, False)]

@@ -77,6 +77,9 @@ class RequestFilters(BaseModel):
         None, description="true: awaiting compliance approval, a system task waiting for staff, "
                           "a failed step of the request (also of a closed one: a denial's letter the "
                           "relay refused, a restriction's lift), or an objection waiting for their decision")
+    stopped: bool | None = Field(
+        None, description="true: open, with its workflow ended until compliance resumes it (it needs "
+                          "attention too); false: not stopped")
     q: uuid.UUID | None = Field(
         None, description="exact request id (the workflow id `dsr-<id>` is accepted too)")
 
@@ -191,6 +194,8 @@ def _where(filters: RequestFilters, today: date, args: _Args, secret: bytes | No
         clauses.append(f"{_DUE} < {arg(filters.due_before)}")
     if filters.needs_attention is not None:
         clauses.append(_ATTENTION_FILTER if filters.needs_attention else f"NOT {_ATTENTION}")
+    if filters.stopped is not None:
+        clauses.append(_STOPPED if filters.stopped else f"NOT {_STOPPED}")
     if filters.q is not None:
         clauses.append(f"r.id = {arg(filters.q)}")
     if filters.searches_subject and secret is None:
