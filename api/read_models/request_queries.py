@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, 
 
 from api.read_models.cursors import decode_cursor, encode_cursor
 from dsrflow.crypto.hashing import lookup_hash
-from dsrflow.domain.request_resume import ENDED_TROUBLE
+from dsrflow.domain.request_resume import OPEN_ENDED_FLAG
 from schemas.plain_text import OneLine
 from schemas.requests import RequestStatus, RequestType
 from schemas.restrictions import LIFTING_SQL
@@ -50,7 +50,7 @@ _ATTENTION = (f"(r.status = 'awaiting_approval' OR ({_WORKED_ON} AND r.id IN ({_
               f"OR r.id IN ({_STEP_WAITS}))")
 # Its workflow ended while it is open: the start sweep's flag, until compliance resumes it.
 _STOPPED = (f"(r.closed_at IS NULL AND EXISTS (SELECT 1 FROM step_troubles s WHERE s.request_id = r.id "
-            f"AND s.resolved_at IS NULL AND s.trouble_key LIKE '{ENDED_TROUBLE}%'))")
+            f"AND {OPEN_ENDED_FLAG}))")
 # The same condition written for a filter: the few ids that need attention are gathered first
 # instead of testing every row in due-date order until a page is full.
 _ATTENTION_FILTER = (

@@ -137,26 +137,27 @@ async def settle_ended_troubles(pool: asyncpg.Pool, request_id: str, resolution:
         request_id, resolution, f"{ENDED_TROUBLE}%")
 
 
+# The start sweep's flag on `step_troubles s`, still open: in SQL for every reader that asks
+# whether a request is stopped (here, and the queue's api/read_models/request_queries.py).
+OPEN_ENDED_FLAG = f"s.trouble_key LIKE '{ENDED_TROUBLE}%' AND s.resolved_at IS NULL"
 # The newest open flag of each open request: a run resumed and ended again is flagged again, and the
 # older flag of a resume that died before settling it may still be open. A closed request is not
 # stopped, whatever flag is left on it: nothing of it is to resume.
-_STOPPED = """SELECT DISTINCT ON (s.request_id) s.request_id, s.message, s.since
-                FROM step_troubles s JOIN dsr_requests r ON r.id = s.request_id
-               WHERE s.trouble_key LIKE $1 AND s.resolved_at IS NULL AND r.closed_at IS NULL {request}
-               ORDER BY s.request_id, s.since DESC"""
+_STOPPED = f"""SELECT DISTINCT ON (s.request_id) s.request_id, s.message, s.since
+                 FROM step_troubles s JOIN dsr_requests r ON r.id = s.request_id
+                WHERE {OPEN_ENDED_FLAG} AND r.closed_at IS NULL {{request}}
+                ORDER BY s.request_id, s.since DESC"""
 
 
 async def ended_flag(pool: asyncpg.Pool, request_id: str) -> asyncpg.Record | None:
     """The open request's stopped workflow as the start sweep flagged it (its message, and since
     when), or None: what the console's panel, the REST view and the subject's status page each say."""
-    return await pool.fetchrow(_STOPPED.format(request="AND s.request_id = $2::uuid"), f"{ENDED_TROUBLE}%",
-                               request_id)
+    return await pool.fetchrow(_STOPPED.format(request="AND s.request_id = $1::uuid"), request_id)
 
 
 async def stopped_requests(pool: asyncpg.Pool) -> list[asyncpg.Record]:
     """Every stopped request (`ended_flag`), the longest stopped first."""
-    return list(await pool.fetch(f"SELECT * FROM ({_STOPPED.format(request='')}) stopped ORDER BY since",
-                                 f"{ENDED_TROUBLE}%"))
+    return list(await pool.fetch(f"SELECT * FROM ({_STOPPED.format(request='')}) stopped ORDER BY since"))
 
 
 async def resume_request(client: Client, pool: asyncpg.Pool, request_id: str, *, actor: str,
