@@ -13,6 +13,7 @@ function, so a request still never runs twice.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus
@@ -21,7 +22,13 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.context import ActivityContext
 from activities.letters import deliver_letter
 from dsrflow.domain.audit import append_event
-from dsrflow.domain.request_resume import ENDED_TROUBLE, ended_trouble_key, how_ended, settle_ended_troubles
+from dsrflow.domain.request_resume import (
+    ENDED_TROUBLE,
+    ended_trouble_key,
+    how_ended,
+    settle_ended_troubles,
+    stopped_requests,
+)
 from dsrflow.domain.request_start import start_request_workflow
 from dsrflow.infra.failpoints import failpoint
 from dsrflow.infra.writes import Write
@@ -80,7 +87,9 @@ class RequestStartSweepActivities:
             activity.heartbeat(started)
         ended = await flag_ended_workflows(
             self.ctx, client, older_than=timedelta(minutes=self.ctx.settings.start_sweep_after_minutes))
-        report = StartSweepReport(found=len(rows), started=started, unstartable=unstartable, ended_flagged=ended)
+        reminded = await remind_stopped(self.ctx, datetime.now(UTC))
+        report = StartSweepReport(found=len(rows), started=started, unstartable=unstartable, ended_flagged=ended,
+                                  stopped_reminded=reminded)
         await record_sweep_success(self.ctx.pool, "request_start_sweep", report)
         return report
 
@@ -156,3 +165,37 @@ async def flag_ended_workflows(ctx: ActivityContext, client: Client, *, older_th
         activity.logger.error("request workflow ended while the request is open", extra={"request_id": request_id})
         flagged += 1
     return flagged
+
+
+# A stopped request is flagged with one staff alert. No deadline warning comes while it is stopped,
+# so each whole day it stays stopped staff are told again, with the days left to its due date.
+REMIND_EVERY = timedelta(days=1)
+
+
+async def remind_stopped(ctx: ActivityContext, now: datetime) -> int:
+    """One staff alert for each whole day a flagged request has stayed stopped, keyed by the day:
+    a repeat, or a run after a crash, sends it once, and after days without a run only the
+    current day's goes. How many went this time."""
+    reminded = 0
+    for flag in await stopped_requests(ctx.pool):
+        days = (now - flag["since"]) // REMIND_EVERY
+        if days < 1:
+            continue
+        request_id = str(flag["request_id"])
+        row = await ctx.pool.fetchrow("SELECT current_due_date, policy_version FROM dsr_requests WHERE id = $1",
+                                      flag["request_id"])
+        days_left = None
+        if row["current_due_date"] is not None:
+            timezone = (await ctx.policy(row["policy_version"])).policy.defaults.timezone
+            days_left = (row["current_due_date"] - now.astimezone(ZoneInfo(timezone)).date()).days
+        receipt = await deliver_letter(ctx, LetterJob(
+            request_id=request_id, purpose="staff_alert", key=f"{flag['trouble_key']}:day-{days}", to_staff=True,
+            params={"kind": "overdue" if days_left is not None and days_left < 0 else "needs_attention",
+                    "days_left": days_left,
+                    "detail": f"still stopped, {days} day(s) after it was flagged: {flag['message']}. No deadline "
+                              "warning comes while it is stopped, though its deadline runs on. Once its cause is "
+                              "fixed, press \"Resume the request\" on its page."}))
+        reminded += not receipt.already_sent
+        if activity.in_activity():  # the sweep's; a test or a tool calls this alone too
+            activity.heartbeat(reminded)
+    return reminded

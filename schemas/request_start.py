@@ -24,3 +24,5 @@ class StartSweepReport(BaseModel):
     # Open requests whose workflow has ended without closing them (failed, terminated, timed out):
     # flagged for staff, once each (activities/request_start_sweep.py `flag_ended_workflows`).
     ended_flagged: int = 0
+    # Stopped requests that staff were reminded of this time: one alert per whole day stopped.
+    stopped_reminded: int = 0

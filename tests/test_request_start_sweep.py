@@ -10,7 +10,8 @@ import os
 import subprocess
 import sys
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -18,10 +19,11 @@ from temporalio.client import WorkflowHandle
 from temporalio.service import RPCError
 from temporalio.testing import ActivityEnvironment
 
-from activities.request_start_sweep import RequestStartSweepActivities, flag_ended_workflows
+from activities.request_start_sweep import RequestStartSweepActivities, flag_ended_workflows, remind_stopped
 from api.console.view import describe_event
 from devstack.processes import free_port
 from dsrflow.crypto.keys import load_secret_key
+from dsrflow.domain.request_resume import ended_trouble_key
 from dsrflow.domain.request_start import start_request_workflow
 from dsrflow.infra.db import create_pool
 from dsrflow.infra.metrics import DatabaseGauges
@@ -259,7 +261,8 @@ async def test_an_open_request_whose_workflow_ended_is_flagged_for_staff_once(po
 # The flag's run in a process of its own (older_than 0: the schedule's sweep waits a minute at least).
 _FLAG = """
 import asyncio
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 from activities.request_start_sweep import flag_ended_workflows
 from dsrflow.infra.db import create_pool
 from dsrflow.infra.temporal_client import connect_client
@@ -308,3 +311,39 @@ async def test_a_flag_killed_after_its_alert_went_is_recorded_by_the_next_run_wi
     assert (alerted, unrecorded) == (1, 0)
     assert (flagged, trouble, events) == (1, 1, 1)
     assert len(letters_for(mail_sink, rid, "staff_alert")) == 1
+
+
+async def test_staff_are_reminded_each_day_a_request_stays_stopped(postgres, settings, mail_sink):
+    """No deadline warning comes while a request is stopped, so each whole day it stays stopped
+    staff are told again, with the days left: a request flagged 25 hours ago gets one reminder, a
+    repeat within the day none, the next day one more; one past its due date is told it is
+    overdue. A closed request's stale flag gets none."""
+    async with database_pool(postgres, "sweep_remind") as (database_url, pool):
+        ours = settings.model_copy(update={"database_url": database_url})
+        rid, closed, late = [await _stored_long_ago(pool, ours) for _ in range(3)]
+        await pool.execute("UPDATE dsr_requests SET due_date = current_date + 3, current_due_date = current_date + 3 "
+                           "WHERE id = ANY($1::uuid[])", [rid, closed])
+        await pool.execute("UPDATE dsr_requests SET due_date = current_date - 5, current_due_date = current_date - 5 "
+                           "WHERE id = $1::uuid", late)
+        for request_id in (rid, closed, late):
+            await pool.execute(
+                """INSERT INTO step_troubles (request_id, trouble_key, step, message, transient, since)
+                   VALUES ($1::uuid, $2, 'workflow', 'the request''s workflow terminated while the request was open',
+                           false, now() - interval '25 hours')""", request_id, ended_trouble_key(f"run-{request_id}"))
+        await pool.execute("UPDATE dsr_requests SET status = 'cancelled', closed_at = now() WHERE id = $1::uuid", closed)
+        due = await pool.fetchval("SELECT current_due_date FROM dsr_requests WHERE id = $1::uuid", rid)
+        ctx = activity_context(ours, pool)
+        now = datetime.now(UTC)
+        sent = [await remind_stopped(ctx, now), await remind_stopped(ctx, now + timedelta(hours=1)),
+                await remind_stopped(ctx, now + timedelta(days=1))]
+    assert sent == [2, 0, 2]
+    [overdue, _] = letters_for(mail_sink, late, "staff_alert")
+    assert f"Request {late} is overdue" in " ".join(overdue.get_body(("plain",)).get_content().split())
+    timezone = ZoneInfo(load_policy(settings.policy_path).policy.defaults.timezone)
+    told = [" ".join(alert.get_body(("plain",)).get_content().split())
+            for alert in letters_for(mail_sink, rid, "staff_alert")]
+    assert len(told) == 2 and letters_for(mail_sink, closed, "staff_alert") == []
+    for day, text in enumerate(told, 1):
+        days_left = (due - (now + timedelta(days=day - 1)).astimezone(timezone).date()).days
+        assert f"still stopped, {day} day(s) after it was flagged" in text, text
+        assert f"Days left: {days_left}" in text and "No deadline warning comes while it is stopped" in text
