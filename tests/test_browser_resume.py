@@ -46,6 +46,13 @@ async def test_compliance_and_an_admin_resume_a_stopped_request_and_its_actions_
     # loaded before is refused, as over REST: tests/test_request_resume.py).
     await expect(agent.get_by_role("heading", name="Actions")).to_have_count(0)
     await expect(agent.get_by_role("button", name="Send a new code")).to_have_count(0)
+    # The queue finds the stopped requests: its "Stopped" filter, each row marked so.
+    await agent.goto(f"{site}/console/")
+    await agent.get_by_label("Stopped (its workflow ended").check()
+    await agent.get_by_role("button", name="Show").click()
+    rows = agent.locator("#queue tbody tr")
+    await expect(rows.filter(has=agent.locator(f'a[href="/console/requests/{first}"]'))).to_contain_text("stopped")
+    await expect(rows.filter(has_not_text="stopped")).to_have_count(0)
 
     officer = await signed_in(browser, site, pool, "compliance", f"/console/requests/{first}")
     await officer.get_by_label("Why it may carry on now").fill("   ")

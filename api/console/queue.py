@@ -60,7 +60,7 @@ async def _filters(params: QueryParams, pool: asyncpg.Pool, staff: Staff) -> tup
     if not [k for k in params if k not in _NOT_FILTERS]:
         return RequestFilters(status=list(OPEN_STATUSES)), errors
     body: dict[str, Any] = {"status": params.getlist("status")}
-    for name in ("type", "regime", "due_before", "q", "overdue", "needs_attention", "assignee"):
+    for name in ("type", "regime", "due_before", "q", "overdue", "needs_attention", "stopped", "assignee"):
         if params.get(name):
             body[name] = params[name]
     if params.get("subject", "").strip():
