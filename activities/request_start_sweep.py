@@ -152,7 +152,8 @@ async def flag_ended_workflows(ctx: ActivityContext, client: Client, *, older_th
             request_id=request_id, purpose="staff_alert", key=key, to_staff=True,
             params={"kind": "needs_attention", "days_left": None,
                     "detail": f"{message}. Staff actions on it are refused until then, and no deadline "
-                              "warning comes, though its deadline runs on. Once its cause is fixed, press "
+                              "warning comes, though its deadline runs on (staff are reminded each day it "
+                              "stays stopped). Once its cause is fixed, press "
                               "\"Resume the request\" on its page: it carries on from where it stopped, and "
                               "what it did again takes effect once."}))
         failpoint("workflow-ended-alerted", request_id)  # staff told, the flag not yet on record

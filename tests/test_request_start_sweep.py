@@ -256,6 +256,7 @@ async def test_an_open_request_whose_workflow_ended_is_flagged_for_staff_once(po
     [alert] = letters_for(mail_sink, rid, "staff_alert")
     told = " ".join(alert.get_body(("plain",)).get_content().split())
     assert "workflow terminated" in told and "no deadline warning comes, though its deadline runs on" in told
+    assert "reminded each day it stays stopped" in told
 
 
 # The flag's run in a process of its own (older_than 0: the schedule's sweep waits a minute at least).
