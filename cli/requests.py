@@ -24,7 +24,8 @@ requests_app = command_group("Requests whose workflow stopped: list them, resume
 @requests_app.command("stopped")
 def requests_stopped() -> None:
     """Print one line per open request whose workflow ended (failed, terminated, timed out) and
-    that the start sweep flagged: its id, since when (UTC) and why. Never the subject."""
+    that the start sweep flagged: its id, since when (UTC), its due date (its deadline runs on
+    while it is stopped) and why. Never the subject."""
     from dsrflow.domain.request_resume import stopped_requests
     from schemas.plain_text import one_line, without_addresses
 
@@ -35,7 +36,8 @@ def requests_stopped() -> None:
         # The sweep's message names no one; folded to one line and any address replaced all the
         # same, so that a row written another way puts neither a subject nor a forged line here.
         since = row["since"].astimezone(UTC).isoformat(timespec="seconds")
-        typer.echo(f"{row['request_id']}  {since}  {one_line(without_addresses(row['message']))}")
+        due = f"due {row['current_due_date'].isoformat()}" if row["current_due_date"] else "no due date yet"
+        typer.echo(f"{row['request_id']}  {since}  {due}  {one_line(without_addresses(row['message']))}")
 
 
 @requests_app.command("resume")

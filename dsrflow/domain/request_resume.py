@@ -143,7 +143,8 @@ OPEN_ENDED_FLAG = f"s.trouble_key LIKE '{ENDED_TROUBLE}%' AND s.resolved_at IS N
 # The newest open flag of each open request: a run resumed and ended again is flagged again, and the
 # older flag of a resume that died before settling it may still be open. A closed request is not
 # stopped, whatever flag is left on it: nothing of it is to resume.
-_STOPPED = f"""SELECT DISTINCT ON (s.request_id) s.request_id, s.trouble_key, s.message, s.since
+_STOPPED = f"""SELECT DISTINCT ON (s.request_id) s.request_id, s.trouble_key, s.message, s.since,
+                       r.current_due_date
                  FROM step_troubles s JOIN dsr_requests r ON r.id = s.request_id
                 WHERE {OPEN_ENDED_FLAG} AND r.closed_at IS NULL {{request}}
                 ORDER BY s.request_id, s.since DESC"""
