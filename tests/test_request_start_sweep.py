@@ -23,7 +23,7 @@ from activities.request_start_sweep import RequestStartSweepActivities, flag_end
 from api.console.view import describe_event
 from devstack.processes import free_port
 from dsrflow.crypto.keys import load_secret_key
-from dsrflow.domain.request_resume import ended_trouble_key
+from dsrflow.domain.request_resume import ended_trouble_key, stopped_requests
 from dsrflow.domain.request_start import start_request_workflow
 from dsrflow.infra.db import create_pool
 from dsrflow.infra.metrics import DatabaseGauges
@@ -333,11 +333,12 @@ async def test_staff_are_reminded_each_day_a_request_stays_stopped(postgres, set
                            false, now() - interval '25 hours')""", request_id, ended_trouble_key(f"run-{request_id}"))
         await pool.execute("UPDATE dsr_requests SET status = 'cancelled', closed_at = now() WHERE id = $1::uuid", closed)
         due = await pool.fetchval("SELECT current_due_date FROM dsr_requests WHERE id = $1::uuid", rid)
+        listed = [str(r["request_id"]) for r in await stopped_requests(pool)]  # the nearest due date first
         ctx = activity_context(ours, pool)
         now = datetime.now(UTC)
         sent = [await remind_stopped(ctx, now), await remind_stopped(ctx, now + timedelta(hours=1)),
                 await remind_stopped(ctx, now + timedelta(days=1))]
-    assert sent == [2, 0, 2]
+    assert listed == [late, rid] and sent == [2, 0, 2]
     [overdue, _] = letters_for(mail_sink, late, "staff_alert")
     assert f"Request {late} is overdue" in " ".join(overdue.get_body(("plain",)).get_content().split())
     timezone = ZoneInfo(load_policy(settings.policy_path).policy.defaults.timezone)

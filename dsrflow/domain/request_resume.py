@@ -157,8 +157,10 @@ async def ended_flag(pool: asyncpg.Pool, request_id: str) -> asyncpg.Record | No
 
 
 async def stopped_requests(pool: asyncpg.Pool) -> list[asyncpg.Record]:
-    """Every stopped request (`ended_flag`), the longest stopped first."""
-    return list(await pool.fetch(f"SELECT * FROM ({_STOPPED.format(request='')}) stopped ORDER BY since"))
+    """Every stopped request (`ended_flag`), the nearest due date first (its deadline runs on),
+    then the longest stopped."""
+    return list(await pool.fetch(f"SELECT * FROM ({_STOPPED.format(request='')}) stopped "
+                                 "ORDER BY current_due_date NULLS LAST, since"))
 
 
 async def resume_request(client: Client, pool: asyncpg.Pool, request_id: str, *, actor: str,
