@@ -183,12 +183,10 @@ async def remind_stopped(ctx: ActivityContext, now: datetime) -> int:
         if days < 1:
             continue
         request_id = str(flag["request_id"])
-        row = await ctx.pool.fetchrow("SELECT current_due_date, policy_version FROM dsr_requests WHERE id = $1",
-                                      flag["request_id"])
         days_left = None
-        if row["current_due_date"] is not None:
-            timezone = (await ctx.policy(row["policy_version"])).policy.defaults.timezone
-            days_left = (row["current_due_date"] - now.astimezone(ZoneInfo(timezone)).date()).days
+        if flag["current_due_date"] is not None:
+            timezone = (await ctx.policy(flag["policy_version"])).policy.defaults.timezone
+            days_left = (flag["current_due_date"] - now.astimezone(ZoneInfo(timezone)).date()).days
         receipt = await deliver_letter(ctx, LetterJob(
             request_id=request_id, purpose="staff_alert", key=f"{flag['trouble_key']}:day-{days}", to_staff=True,
             params={"kind": "overdue" if days_left is not None and days_left < 0 else "needs_attention",

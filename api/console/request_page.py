@@ -121,7 +121,9 @@ async def _context(state: AppState, today: date, request_id: str, staff: Staff) 
     days_left = (due - today).days if due else None
     tasks = _tasks(pack, live)
     restriction = as_view(await restriction_for(await state.db(), request_id))
-    stopped = await ended_flag(await state.db(), request_id) is not None
+    # Its workflow ended with the request open (the start sweep's flag): the panel above the live
+    # region says so (console/_resume.html), and no action is offered.
+    ended = await ended_flag(await state.db(), request_id)
     names = await staff_names(await state.db())
     letters, alerts = _letters(pack)
     staff_language = state.policy.policy.languages.staff.value
@@ -156,7 +158,8 @@ async def _context(state: AppState, today: date, request_id: str, staff: Staff) 
             # Unknown until registered (the workflow refuses until then, with its reason).
             extensible=deadlines["due_date"] is None or deadlines["extended_due_date"] != deadlines["due_date"],
             restriction=restriction["status"] if restriction else None,
-            deciding=deciding(live), stopped=stopped)),
+            deciding=deciding(live), stopped=ended is not None)),
+        "workflow_ended": ended,
         "restriction": restriction,
         "denial_reasons": list(DenialReason),
         "temporal_link": temporal_ui_link(state.settings, request_id),
@@ -212,8 +215,7 @@ async def request_page(staff: Annotated[Staff, require_console_role("agent")], r
             "team_error": shown_refusal(state.settings, "team_error", request.query_params),
             **await deferred_context(pool, request_id, staff, deferred_done,
                                      shown_refusal(state.settings, "deferred_error", request.query_params)),
-            **await resume_context(pool, request_id, staff, resume_done,
-                                   shown_refusal(state.settings, "resume_error", request.query_params))}
+            **resume_context(staff, resume_done, shown_refusal(state.settings, "resume_error", request.query_params))}
     return render(request, "console/request.html", {
         **context, **team, **await _subject_context(state, context),
         "live_region": _region(request, request_id, context, notice).html})
@@ -285,5 +287,5 @@ async def act(staff: Annotated[Staff, require_console_role("agent")], request: R
     return render(request, "console/request.html", {
         **context, **await team_context(await state.db(), request_id, staff), **await _subject_context(state, context),
         **await deferred_context(await state.db(), request_id, staff, None, None),
-        **await resume_context(await state.db(), request_id, staff, None, None),
+        **resume_context(staff, None, None),
         "live_region": region.html}, status_code=status)

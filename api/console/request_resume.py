@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-import asyncpg
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
@@ -21,7 +20,7 @@ from api.forms import read_form
 from api.pages import problem_pages
 from api.problems import Problem, field_errors
 from api.staff_actions import RESUME_ROLE, ResumeBody
-from dsrflow.domain.request_resume import ResumeRefused, ended_flag, resume_request
+from dsrflow.domain.request_resume import ResumeRefused, resume_request
 from dsrflow.stores.requests_store import get_request
 from dsrflow.stores.team_store import NOTE_MAX
 
@@ -31,12 +30,12 @@ router = APIRouter(prefix="/console", tags=["console"], include_in_schema=False,
 RESUMED = "Resumed: the request carries on from where it stopped. Its page shows its steps as they run."
 
 
-async def resume_context(pool: asyncpg.Pool, request_id: str, staff: Staff, done: str | None,
-                         error: str | None) -> dict[str, Any]:
-    """The request page's panel: the open request's workflow ended (the start sweep's flag, still
-    open), and whether this member of staff may resume it. `error`: a signed refusal."""
-    return {"workflow_ended": await ended_flag(pool, request_id), "may_resume": staff.has_role(RESUME_ROLE),
-            "resume_max": NOTE_MAX, "resume_done": RESUMED if done else None, "resume_error": error}
+def resume_context(staff: Staff, done: str | None, error: str | None) -> dict[str, Any]:
+    """The request page's panel, beside its `workflow_ended` (the start sweep's open flag, which
+    the page's context reads: request_page.py): whether this member of staff may resume it.
+    `error`: a signed refusal."""
+    return {"may_resume": staff.has_role(RESUME_ROLE), "resume_max": NOTE_MAX,
+            "resume_done": RESUMED if done else None, "resume_error": error}
 
 
 def _back(request_id: str, **params: str) -> RedirectResponse:

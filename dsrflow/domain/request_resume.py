@@ -144,7 +144,7 @@ OPEN_ENDED_FLAG = f"s.trouble_key LIKE '{ENDED_TROUBLE}%' AND s.resolved_at IS N
 # older flag of a resume that died before settling it may still be open. A closed request is not
 # stopped, whatever flag is left on it: nothing of it is to resume.
 _STOPPED = f"""SELECT DISTINCT ON (s.request_id) s.request_id, s.trouble_key, s.message, s.since,
-                       r.current_due_date
+                       r.current_due_date, r.policy_version
                  FROM step_troubles s JOIN dsr_requests r ON r.id = s.request_id
                 WHERE {OPEN_ENDED_FLAG} AND r.closed_at IS NULL {{request}}
                 ORDER BY s.request_id, s.since DESC"""
