@@ -1,0 +1,201 @@
+"""Letters read as a data protection officer reads them: what the law requires a letter to say
+that tests/test_letter_*.py do not already check. Each letter is built and rendered as the letter
+activity does (tests/letters_as_sent.py), in every regime and language it applies to."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+import activities.letters as letters
+import activities.restrictions as restrictions
+from activities.citations import cite
+from dsrflow.i18n import translations
+from tests.letters_as_sent import LANGUAGES, LOADED, REGIMES, as_sent, both
+from tests.test_letter_citations import _every_letter
+
+LINK = "https://privacy.example.test/portal/packages/TOKEN"
+_CRM = {"system": "crm", "status": "done", "found": 2, "changed": 0, "datasets": {"contacts": {"found": 2}}}
+
+
+def _package(request_type: str, *, missing: bool = False) -> dict[str, Any]:
+    """The workflow's params of an access or portability response with its package."""
+    package: dict[str, Any] = {"package_id": "p1", "systems": {"crm": 2, "billing": 3}}
+    if missing:
+        package.update(processor_files={"surveys": 1}, missing={"work_management": "not_provided"})
+    return {"report": {"results": [{**_CRM, "action": "access"}], "package": package}}
+
+
+@pytest.fixture
+def package_link(monkeypatch):
+    """The package's link without a database (`issue_package_link` stores the token's hash)."""
+    async def issue(ctx: object, package_id: str, days: int) -> tuple[str, datetime]:
+        return LINK, datetime(2026, 3, 9, 23, 59, tzinfo=UTC)
+    monkeypatch.setattr(letters, "issue_package_link", issue)
+
+
+def said(text: str) -> str:
+    return " ".join(text.split())
+
+
+# --- Restriction (Art. 18(2) and (3)) --------------------------------------------------------
+# The response to a restriction must tell the subject what the restriction means (the data is
+# only stored, and used otherwise only on the grounds of Art. 18(2)) and that they will be told
+# before it is lifted (Art. 18(3)): the product keeps that promise (the restriction_lift letter).
+
+_RESTRICTED = ("While the restriction is in force, we only store your personal data: we process it in any "
+               "other way only with your consent, for the establishment, exercise or defence of legal claims, "
+               "for the protection of the rights of another person or for reasons of important public "
+               "interest%(storage)s. We will tell you before we lift the restriction%(notice)s.")
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("regime", REGIMES)
+async def test_a_restriction_response_says_what_the_restriction_means_and_that_its_lifting_is_announced(
+        regime, language):
+    letter = await as_sent("response", "restriction", {"report": {"results": [{**_CRM, "action": "restrict",
+                                                                               "changed": 2}]}},
+                           regime=regime, language=language)
+    t = translations(language)
+    sentence = t.gettext(_RESTRICTED) % {"storage": cite(regime, "18(2)", " (%s)", t),
+                                         "notice": cite(regime, "18(3)", " (%s)", t)}
+    if language != "en":
+        assert sentence != _RESTRICTED % {"storage": "", "notice": ""}, "not translated"
+    for part in both(letter):
+        assert said(sentence) in part, (regime, language)
+    assert "\n\n" + sentence[:40] in letter.text  # a paragraph of its own
+    if regime == "gdpr" and language == "en":
+        assert "interest (Art. 18(2) GDPR). We will tell you before we lift the restriction (Art. 18(3) GDPR)." \
+            in both(letter)[0]
+
+
+# --- Portability (Art. 20) -------------------------------------------------------------------
+# A portable copy holds what the subject provided and what was observed, never what we derived
+# or inferred (activities/packages.py, `PORTABLE_ORIGINS`), in a structured, commonly used and
+# machine-readable format; the subject may have it sent to another controller (Art. 20(2)). The
+# letter said the download held "your personal data for each of our systems and data categories".
+
+_PORTABLE = ("The download contains the personal data you provided to us and the data we observed from your "
+             "use of our services, in a structured, commonly used and machine-readable format (JSON and "
+             "CSV)%(citation)s, so that you can reuse it with another organisation. What we derived or inferred "
+             "about you is not part of it; an access request gives you that too. The download also holds a "
+             "readable summary of how we process your data.")
+_PORTABLE_MISSING = ("The download contains the personal data you provided to us and the data we observed from "
+                     "your use of our services, as far as we could gather it, and any files our processors sent "
+                     "us, in a structured, commonly used and machine-readable format (JSON and CSV)%(citation)s, "
+                     "so that you can reuse it with another organisation. What we derived or inferred about you "
+                     "is not part of it; an access request gives you that too. The download also holds a "
+                     "readable summary of how we process your data.")
+_TRANSMIT = ("If you would like us to transmit this data directly to another organisation, tell us at %(email)s "
+             "which one: we will do so where it is technically feasible%(citation)s.")
+
+
+@pytest.mark.parametrize("missing", [False, True], ids=["complete", "missing"])
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("regime", REGIMES)
+async def test_a_portability_response_describes_the_portable_copy_and_direct_transmission(
+        package_link, regime, language, missing):
+    letter = await as_sent("response", "portability", _package("portability", missing=missing),
+                           regime=regime, language=language)
+    t = translations(language)
+    contents = t.gettext(_PORTABLE_MISSING if missing else _PORTABLE) % {"citation": cite(regime, "20(1)", " (%s)", t)}
+    transmit = t.gettext(_TRANSMIT) % {"email": "privacy@onetagger.com", "citation": cite(regime, "20(2)", " (%s)", t)}
+    if language != "en":
+        assert t.gettext(_TRANSMIT) != _TRANSMIT, "not translated"
+    for part in both(letter):
+        assert said(contents) in part and said(transmit) in part, (regime, language)
+        assert LINK in part
+    if language == "en":
+        text = both(letter)[0]
+        assert "for each of our systems" not in text and "the personal data we could gather for you" not in text
+        if regime == "gdpr":
+            assert "machine-readable format (JSON and CSV) (Art. 20(1) GDPR)" in text
+            assert "technically feasible (Art. 20(2) GDPR)." in text
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+async def test_an_access_response_still_describes_the_whole_copy(package_link, language):
+    """Access keeps its own description (every record, derived ones too), and no portability offer."""
+    letter = await as_sent("response", "access", _package("access"), language=language)
+    t = translations(language)
+    for part in both(letter):
+        assert said(t.gettext(_TRANSMIT) % {"email": "privacy@onetagger.com",
+                                             "citation": cite("gdpr", "20(2)", " (%s)", t)}) not in part
+    if language == "en":
+        assert "for each of our systems and data categories" in both(letter)[0]
+
+
+# --- Access (Art. 15(1)(f) and (h)) ----------------------------------------------------------
+# The letter says what the package's summary tells the subject; the summary also states whether
+# automated decisions and profiling concern them and where they may complain
+# (activities/templates/package/summary.html.j2), which the letter left out.
+
+_SUMMARY_OF_ACCESS = ("a readable summary of how we process it: the purposes, legal bases, recipients, retention "
+                      "periods, where the data comes from, whether we take automated decisions about you or "
+                      "profile you, your rights and where you can complain.")
+
+_ACCESS = ("The download contains your personal data for each of our systems and data categories, in JSON and "
+           "CSV format, and " + _SUMMARY_OF_ACCESS)
+_ACCESS_MISSING = ("The download contains the personal data we could gather for you, as JSON and CSV files and any "
+                   "files our processors sent us, and " + _SUMMARY_OF_ACCESS)
+
+
+@pytest.mark.parametrize("missing", [False, True], ids=["complete", "missing"])
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("regime", REGIMES)
+async def test_an_access_response_names_what_the_summary_tells(package_link, regime, language, missing):
+    letter = await as_sent("response", "access", _package("access", missing=missing), regime=regime,
+                           language=language)
+    t = translations(language)
+    paragraph = t.gettext(_ACCESS_MISSING if missing else _ACCESS)
+    if language != "en":
+        assert paragraph not in (_ACCESS, _ACCESS_MISSING), "not translated"
+    for part in both(letter):
+        assert said(paragraph) in part, (regime, language)
+    if language == "en":
+        assert _SUMMARY_OF_ACCESS in both(letter)[0]
+
+
+# --- Every letter, every regime, every language: how it reads ---------------------------------
+
+async def _every_rendered(monkeypatch, regime: str, language: str):
+    async def restriction_as_told(pool: object, request_id: str, notice_days: int) -> dict[str, Any]:
+        return {"since": datetime(2025, 11, 4, 9, 30, tzinfo=UTC), "lift_effective_on": None,
+                "grounds": list(restrictions.GROUND_LABELS), "systems": ["crm", "billing"]}
+
+    monkeypatch.setattr(restrictions, "restriction_as_told", restriction_as_told)
+    cases = {**_every_letter(),
+             "response-access-package-missing": ("response", "access", _package("access", missing=True), {}),
+             "response-portability-package": ("response", "portability", _package("portability"), {}),
+             "restriction_lift-now": ("restriction_lift", "restriction",
+                                      {"reason": "Settled.", "lift_on": "2026-02-09", "notice_days": 0}, {})}
+    for case, (purpose, request_type, params, row) in cases.items():
+        yield case, await as_sent(purpose, request_type, params, regime=regime, language=language, **row)
+
+
+_HEADING_RULE = re.compile(r"^-{3,}$")
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("regime", REGIMES)
+async def test_every_heading_of_a_text_letter_stands_apart(monkeypatch, package_link, regime, language):
+    """A heading (a line underlined with dashes) follows an empty line: the restriction-lift
+    letter ran its rights paragraph into the heading of the right to complain."""
+    async for case, letter in _every_rendered(monkeypatch, regime, language):
+        lines = letter.text.split("\n")
+        for i, line in enumerate(lines):
+            if _HEADING_RULE.match(line) and i >= 2:
+                assert lines[i - 2] == "", (case, regime, language, lines[i - 2], lines[i - 1])
+
+
+@pytest.mark.parametrize("regime", REGIMES)
+async def test_french_letters_set_a_space_before_the_colon_of_what_a_download_lacks(package_link, regime):
+    """French typography, as the letters' labels already have it ("Site web : ..."): the line
+    naming a processor whose export is missing read "Prestataire ...: ce sous-traitant ..."."""
+    letter = await as_sent("response", "access", _package("access", missing=True), regime=regime, language="fr")
+    system = LOADED.in_language("fr").systems["work_management"].label
+    for part in both(letter):
+        assert f"{system} : ce sous-traitant" in part and f"{system}:" not in part, (regime, part)
