@@ -44,6 +44,10 @@ _certificates = ProcessorCertificates()
 log = get_logger("dsrflow.api.callbacks")
 _UNAVAILABLE = ("Processor certificate unavailable",
                 "the processor's signature cannot be checked right now; retry later")
+# OpenDSR's request statuses. A signature proves the processor wrote the body, not that it wrote
+# sense: any other word (or a status of 200 KB) went into the append-only audit trail for good,
+# and into its event's key, whose index refused a long one with a 500.
+STATUSES = frozenset({"pending", "in_progress", "completed", "cancelled"})
 
 
 def _system(state: AppState, name: str) -> System:
@@ -82,9 +86,13 @@ async def opendsr_callback(request: Request, state: State, limiter: Limiter,
     try:
         payload = json.loads(body)
         external_id = str(payload["subject_request_id"])
-        status = str(payload["request_status"])
+        status = payload["request_status"]
     except (ValueError, KeyError, TypeError):
         raise Problem(422, "Malformed callback", "expected JSON with subject_request_id and request_status") from None
+    if not isinstance(status, str) or status not in STATUSES:
+        message = f"must be one of {', '.join(sorted(STATUSES))}"
+        raise Problem(422, "Malformed callback", f"request_status: {message}",
+                      errors=[{"field": "request_status", "message": message}])
     max_age = float(expand_env(config.config).get("callback_max_age_seconds", DEFAULT_MAX_AGE_SECONDS))
     signed_at = signed_time(payload, max_age)
 
