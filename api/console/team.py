@@ -37,8 +37,10 @@ from dsrflow.stores.team_store import (
 router = APIRouter(prefix="/console", tags=["console"], include_in_schema=False,
                    route_class=problem_pages("console/problem.html"))
 
-# The queue's filters a view keeps (the query string of /console/, without paging).
-VIEW_PARAMS = ("status", "type", "regime", "overdue", "due_before", "needs_attention", "assignee")
+# The queue's filters a view keeps (the query string of /console/, without paging): every filter
+# of the queue's form but the two searches (one request, one subject's: not a view of the queue).
+# "stopped" was left out when the filter came, so a view of stopped requests showed them all.
+VIEW_PARAMS = ("status", "type", "regime", "overdue", "due_before", "needs_attention", "stopped", "assignee")
 
 
 def _check(staff: Staff, action: str) -> None:
