@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import unicodedata
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -32,6 +34,8 @@ from workflows.dsr import DataSubjectRequestWorkflow
 
 router = APIRouter(prefix="/v1/public", tags=["subject portal"])
 _TOKEN = re.compile(r"[0-9a-f]{64}")
+# Any decimal digits: a keyboard in full-width mode (Japanese, Chinese) or an Arabic one types the
+# code's digits as other characters, which `ascii_code` reads as the digits they are.
 CODE = re.compile(r"\d{6,10}")
 # Why a package's file is gone (dsrflow/stores/kept_copies.py), as the subject reads it.
 PURGED = {
@@ -57,6 +61,18 @@ class VerifyBody(BaseModel):
         return self
 
 
+def canonical_id(request_id: str) -> str:
+    """A request id as we write it (lower case, dashes), however it was spelt; anything that is no
+    UUID as it came (no request has it). Python reads `{...}`, `urn:uuid:...`, upper case and no
+    dashes as the same UUID; PostgreSQL found the row by some of them but the workflow by none (a
+    right code answered "paused"), refused the others (500), and the per-request limit counted
+    each spelling apart."""
+    try:
+        return str(uuid.UUID(request_id))
+    except ValueError:
+        return request_id
+
+
 async def count_submission(request: Request, limiter: Limiter) -> None:
     """Count this client's submission before its body is checked (the JSON route's body has been
     read, within the ASGI body cap, but not validated; the portal counts before reading its form):
@@ -66,7 +82,7 @@ async def count_submission(request: Request, limiter: Limiter) -> None:
 
 async def count_verification(request: Request, limiter: Limiter, request_id: str) -> None:
     """Count a verification attempt against this client and this request, before its body is read."""
-    await limiter.hit(request, "verify", request_id=request_id)
+    await limiter.hit(request, "verify", request_id=canonical_id(request_id))
 
 
 async def admit_submission(limiter: RateLimiter, email: str) -> None:
@@ -94,6 +110,12 @@ async def submit_request(state: AppState, body: PublicNewRequest, idempotency_ke
 PAUSED_RETRY_AFTER = 900
 
 
+def ascii_code(code: str) -> str:
+    """The code as the e-mail wrote it: each decimal digit (`CODE`) as its ASCII digit. Hashed as
+    typed, "１２３４５６" was a wrong code, and spent one of the five attempts on the right one."""
+    return "".join(str(unicodedata.decimal(ch, ch)) for ch in code)
+
+
 async def check_identity(state: AppState, limiter: RateLimiter, request_id: str, *, code: str | None = None,
                          token: str | None = None) -> VerifyResult:
     """Hash what the subject typed (or the link's token) and ask the workflow whether it matches.
@@ -101,7 +123,7 @@ async def check_identity(state: AppState, limiter: RateLimiter, request_id: str,
     counted the attempt against the client and the request already)."""
     secret = load_secret_key(state.settings)
     attempt = (
-        VerifyAttempt(code_hash=code_hash(secret, request_id, code)) if code
+        VerifyAttempt(code_hash=code_hash(secret, request_id, ascii_code(code))) if code
         else VerifyAttempt(token_hash=link_token_hash(secret, request_id, token or ""))
     )
     row = await get_request(await state.db(), request_id)
@@ -159,6 +181,7 @@ async def verify(request_id: str, body: VerifyBody, state: State, limiter: Limit
     """Confirm your identity with the code or the link token from the e-mail.
     Limited per client and per request and client (429 with `Retry-After`). While the request is
     paused on our side (its workflow stopped, until we resume it), 503 with `Retry-After`."""
+    request_id = canonical_id(request_id)
     result = await check_identity(state, limiter, request_id, code=body.code, token=body.token)
     if not result.verified:
         raise Problem(

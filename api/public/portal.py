@@ -29,6 +29,7 @@ from api.pages import page_translator, problem_pages, render
 from api.problems import Problem
 from api.public.intake import (
     admit_submission,
+    canonical_id,
     count_submission,
     downloaded,
     find_package,
@@ -147,7 +148,9 @@ async def find_status(request: Request, state: State, reference: str = "") -> Re
 
 
 async def request_row(state: AppState, request_id: str) -> dict[str, Any]:
-    row = await get_request(await state.db(), request_id)
+    """The request however its id is spelt (`canonical_id`); 404 when there is none. Callers go
+    on with `str(row["id"])`, the id its workflow and its limits know it by."""
+    row = await get_request(await state.db(), canonical_id(request_id))
     if row is None:
         raise Problem(404, N_("Request not found"),
                       N_("We have no request with this reference. Please check the link or reference "
@@ -167,7 +170,7 @@ async def current_live(state: AppState, request_id: str) -> tuple[dict[str, Any]
     later): a subject who has just confirmed must not be told we are still waiting for them, nor
     see the due date from before an extension."""
     row = await request_row(state, request_id)
-    live = await live_state(state, request_id)
+    live = await live_state(state, str(row["id"]))
     status = live.status if live else RequestStatus(row["status"])
     confirmed = row["verified_at"] or (live and live.verification and live.verification.verified_at)
     if status == RequestStatus.awaiting_verification and confirmed:

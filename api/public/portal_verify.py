@@ -114,7 +114,7 @@ async def verify_page(request: Request, request_id: str, state: State, token: st
 
 @router.post("/requests/{request_id}/verify", response_class=HTMLResponse)
 async def verify(request: Request, request_id: str, state: State, limiter: Limiter) -> Response:
-    await request_row(state, request_id)
+    request_id = str((await request_row(state, request_id))["id"])  # however the address spelt it
     await count_verification(request, limiter, request_id)
     form = await read_form(request)
     token = str(form.get("token", "")).strip()
@@ -168,7 +168,7 @@ async def resend(request: Request, request_id: str, state: State, limiter: Limit
     """A new code and link by e-mail (the workflow's `resend_verification`, as staff's "Resend
     verification"): the old ones stop working and the attempts start again. Counted per client and
     per request and client, like the code itself (api/ratelimit.py): each one is an e-mail."""
-    await request_row(state, request_id)
+    request_id = str((await request_row(state, request_id))["id"])  # however the address spelt it
     await limiter.hit(request, "resend", request_id=request_id)
     t = page_translator(request)
     try:
