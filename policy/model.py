@@ -22,7 +22,8 @@ from pydantic import (
 from policy.disclosure import AutomatedDecisions, LegalBasis, Profiling
 from policy.exports import ProcessorExports
 from policy.files import named_file, read_mapping
-from policy.http_model import HttpConfig, inline_http_files
+from policy.http_model import inline_http_files
+from policy.http_references import check_http_references
 from policy.keeping import RetentionRule, StatutoryHold
 from policy.languages import SOURCE_LANGUAGE, Languages, check_translation, translated
 from policy.remedies import Authority, Remedies
@@ -174,7 +175,8 @@ class Policy(StrictModel):
                             f"unknown category {rule.category!r}"
                         )
             if system.connector == "http":
-                check_http_references(name, system.http_config(), self)
+                check_http_references(name, system.http_config(), statutes=self.statutory_holds,
+                                      categories=self.categories, systems=self.systems)
         for name, recipient in self.recipients.items():
             unknown = set(recipient.categories) - set(self.categories)
             if unknown:
@@ -314,23 +316,6 @@ class LoadedPolicy(BaseModel):
     @property
     def default_language(self) -> str:
         return self.policy.languages.default.value
-
-
-def check_http_references(name: str, config: HttpConfig, policy: Policy) -> None:
-    """What an http system's configuration names must exist in the policy."""
-    where = f"systems.{name}.config"
-    for statute in sorted(config.statutes() - set(policy.statutory_holds)):
-        raise ValueError(f"{where}.datasets: unknown statutory hold {statute!r}")
-    for dataset_name, dataset in config.datasets.items():
-        if dataset.category not in policy.categories:
-            raise ValueError(f"{where}.datasets.{dataset_name}.category: unknown category {dataset.category!r}")
-    for i, identifier in enumerate(config.identifiers):
-        source = policy.systems.get(identifier.system)
-        if source is None or identifier.system == name:
-            raise ValueError(f"{where}.identifiers.{i}.system: unknown system {identifier.system!r}")
-        if source.connector == "sql" and identifier.dataset not in {d.name for d in source.datasets}:
-            raise ValueError(f"{where}.identifiers.{i}.dataset: unknown dataset {identifier.dataset!r} "
-                             f"in system {identifier.system!r}")
 
 
 def _version(content: dict[str, Any]) -> str:
