@@ -6,13 +6,17 @@ Temporal, a worker): what a processor holding its own signing key can still put 
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 import secrets
 import uuid
+import zipfile
 
 import pytest
 
-from tests.support import assert_problem, live_client
+from activities.connectors.opendsr_signature import sign
+from tests.support import api_client, assert_problem, live_client
+from tests.test_manual_links import _recorded, _task
 from tests.untrusted_support import (
     CALLBACK,
     PROCESSOR,
@@ -44,7 +48,8 @@ async def test_a_signed_callback_with_a_status_outside_opendsrs_is_refused_and_r
         settings, pool, dev_server, processor, tmp_path, lifecycle_policy, task_queue):
     """A processor signs a callback for its own pending erasure whose `request_status` is not one
     of OpenDSR's four (pending, in_progress, completed, cancelled): a word of its own, a status
-    of 200 KB (inside the body cap). Before, any string was taken: it went into the append-only
+    of 200 KB (inside the body cap), or no JSON object at all but arrays nested past Python's
+    recursion limit. Before, any string was taken: it went into the append-only
     audit trail for good (and into the event's key, whose index refused a long one with a 500),
     and was signalled to the task. Now 422 naming the field, nothing recorded; the real answer
     after it is still heard."""
@@ -60,6 +65,11 @@ async def test_a_signed_callback_with_a_status_outside_opendsrs_is_refused_and_r
             problem = assert_problem(refused, 422)
             assert problem["errors"][0]["field"] == "request_status"
             assert len(refused.content) < 2000  # the status is not echoed back
+        # Arrays nested past Python's recursion limit, signed: before, a 500 (RecursionError).
+        deep = b"[" * 60_000 + b"]" * 60_000
+        nested = await http.post(CALLBACK, content=deep, headers={**headers, "X-OpenDSR-Signature": sign(
+            deep, processor.key_pem)})
+        assert assert_problem(nested, 422)["title"] == "Malformed callback"
         assert await _events(pool, request_id) == []
         assert await pool.fetchval("SELECT status FROM system_tasks WHERE request_id = $1 AND system = $2",
                                    uuid.UUID(request_id), PROCESSOR) == "pending"
@@ -69,3 +79,33 @@ async def test_a_signed_callback_with_a_status_outside_opendsrs_is_refused_and_r
         heard = await http.post(CALLBACK, content=body, headers=headers)
         assert heard.status_code == 202, heard.text
     assert await _events(pool, request_id) == [{"system": PROCESSOR, "status": "in_progress", "attempt": 1}]
+
+
+# -- a processor's upload link ---------------------------------------------------------------------
+
+def _zip(name: str, data: bytes) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+async def test_an_export_of_json_nested_past_pythons_recursion_limit_is_refused_as_a_file_not_a_crash(
+        settings, pool, dev_server, task_queue, monkeypatch):
+    """Whoever holds an access task's upload link sends `export.json` of 60,000 nested arrays
+    (120 KB), alone or inside a ZIP. Before, checking it was JSON raised RecursionError, which no
+    check caught: a 500, and the processor never learnt what was wrong. Now the page refuses that
+    file by name (422) and keeps nothing; a plain export is still taken."""
+    monkeypatch.setenv("DSRFLOW_SURVEYS_PRIVACY_EMAIL", "privacy@surveys.example")
+    rid, token = await _task(pool, settings, "access")
+    before = await _recorded(pool, rid)
+    deep = b"[" * 60_000 + b"]" * 60_000
+    async with api_client(settings, dev_server.client, task_queue) as http:
+        for name, data in (("export.json", deep), ("export.zip", _zip("inner/export.json", deep))):
+            refused = await http.post(f"/v1/callbacks/manual/{token}", files=[("files", (name, data))])
+            assert refused.status_code == 422, refused.text[-400:]
+            assert "export" in refused.text and "nested too deeply" in refused.text
+            assert await _recorded(pool, rid) == before
+        taken = await http.post(f"/v1/callbacks/manual/{token}", files=[("files", ("export.json", b'[{"a": [1]}]'))])
+        assert taken.status_code == 200, taken.text[-400:]
+    assert (await _recorded(pool, rid))["exports"] == 1

@@ -121,6 +121,10 @@ class ContentCheck:
                 json.loads(bytes(self._kept).decode("utf-8-sig"))
             except ValueError as exc:
                 raise RefusedFile(f"{self.filename}: is not valid JSON ({exc.args[0].split(':')[0]})") from None
+            except RecursionError:
+                # Arrays or objects nested past Python's recursion limit (a few hundred bytes of
+                # "[" each): before, this escaped every check, and the upload answered 500.
+                raise RefusedFile(f"{self.filename}: is not JSON we can read: it is nested too deeply") from None
         if self.kind == "zip":
             self._check_archive(bytes(self._kept))
         return MEDIA_TYPES[self.kind]

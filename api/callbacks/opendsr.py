@@ -87,7 +87,7 @@ async def opendsr_callback(request: Request, state: State, limiter: Limiter,
         payload = json.loads(body)
         external_id = str(payload["subject_request_id"])
         status = payload["request_status"]
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):  # RecursionError: arrays nested past the limit
         raise Problem(422, "Malformed callback", "expected JSON with subject_request_id and request_status") from None
     if not isinstance(status, str) or status not in STATUSES:
         message = f"must be one of {', '.join(sorted(STATUSES))}"
