@@ -54,7 +54,8 @@ _SWEEP_EVERY = 600.0
 
 
 def client_of(request: Request) -> str:
-    """The client a limit counts: the IPv4 address, or the /64 network of an IPv6 address."""
+    """The client a limit counts: the IPv4 address (also the one a 6to4 or Teredo address
+    carries), or the /64 network of an IPv6 address."""
     host = request.client.host if request.client else "unknown"
     try:
         address = ipaddress.ip_address(host)
@@ -63,6 +64,12 @@ def client_of(request: Request) -> str:
     if isinstance(address, ipaddress.IPv6Address):
         if address.ipv4_mapped is not None:
             return str(address.ipv4_mapped)
+        # 6to4 (2002:<IPv4>::/48) and Teredo addresses carry the IPv4 address that owns them: one
+        # IPv4 host holds 65,536 /64s of 6to4, and Teredo addresses at will.
+        if address.sixtofour is not None:
+            return str(address.sixtofour)
+        if address.teredo is not None:
+            return str(address.teredo[1])
         return str(ipaddress.IPv6Network((address, 64), strict=False))
     return str(address)
 
