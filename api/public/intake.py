@@ -23,6 +23,7 @@ from api.state import AppState
 from dsrflow.crypto.hashing import code_hash, link_token_hash, token_hash
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.crypto.package_files import read_package
+from dsrflow.domain.appeals import AppealRefused, check_appeal
 from dsrflow.domain.audit import append_event
 from dsrflow.infra.failpoints import failpoint
 from dsrflow.infra.writes import Write
@@ -100,9 +101,28 @@ async def submit_request(state: AppState, body: PublicNewRequest, idempotency_ke
         appeal_of=body.appeal_of, language=body.language,
         subject=SubjectIdentity(email=body.email, name=body.name), channel=Channel.web,
     )
+    await _check_appeal_as_told_to_anyone(state, new)
     row, _ = await open_request(state, new, actor="subject", idempotency_key=idempotency_key,
                                 origin="subject")
     return row
+
+
+async def _check_appeal_as_told_to_anyone(state: AppState, new: NewRequest) -> None:
+    """An appeal that cannot be opened, refused in the same words whatever the reason. Anyone may
+    submit one, naming a reference they saw and an address they guess: before, the owner's
+    address was told why that request could not be appealed (its regime, that it was not
+    refused, its type), anyone else's "no request", so one call confirmed who made a request.
+    Staff's forms keep each reason (api/service.py `open_request`)."""
+    if new.appeal_of is None:
+        return
+    try:
+        await check_appeal(await state.db(), new)
+    except AppealRefused:
+        message = (f"no request {new.appeal_of} of this data subject that can be appealed: an appeal names a "
+                   "request of yours that we refused, in whole or in part, under a law that grants an appeal "
+                   "(VCDPA, CTDPA, CPA), and asks for the same as that request")
+        raise Problem(422, "Invalid request", f"appeal_of: {message}",
+                      errors=[{"field": "appeal_of", "message": message}]) from None
 
 
 # Seconds a subject is asked to wait while their request is paused: compliance resumes it by
