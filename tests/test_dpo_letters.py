@@ -13,8 +13,8 @@ import pytest
 import activities.letters as letters
 import activities.restrictions as restrictions
 from activities.citations import cite
-from dsrflow.i18n import translations
-from tests.letters_as_sent import LANGUAGES, LOADED, REGIMES, as_sent, both
+from dsrflow.i18n import long_date, translations
+from tests.letters_as_sent import LANGUAGES, LOADED, REGIMES, as_sent, both, request_row
 from tests.test_letter_citations import _every_letter
 
 LINK = "https://privacy.example.test/portal/packages/TOKEN"
@@ -199,3 +199,33 @@ async def test_french_letters_set_a_space_before_the_colon_of_what_a_download_la
     system = LOADED.in_language("fr").systems["work_management"].label
     for part in both(letter):
         assert f"{system} : ce sous-traitant" in part and f"{system}:" not in part, (regime, part)
+
+
+# --- Staff alerts: the last day to extend, under every law that allows an extension ------------
+# The CCPA (Cal. Civ. Code § 1798.130(a)(2)), the VCDPA, CTDPA and CPA ("within the initial 45-day
+# response period") and PIPEDA (s. 8(4)) allow an extension only if the subject is told within the
+# first period, as the GDPR does; the workflow refuses a later one (workflows/dsr.py,
+# `_validate_extend`). The alert told staff so under the GDPR and the UK GDPR only.
+
+_EXTEND_BY = ("If more time is needed, the deadline can be extended to %(extended)s only by notifying the data "
+              "subject, with reasons, by %(date)s at the latest.")
+
+
+@pytest.mark.parametrize("regime", REGIMES)
+async def test_a_deadline_warning_gives_the_last_day_to_extend_where_the_law_allows_it(regime):
+    letter = await as_sent("staff_alert", "erasure", {"kind": "due_in_7_days", "days_left": 7, "detail": "d"},
+                           regime=regime)
+    row = request_row(regime, "erasure", "en")
+    extended, due = long_date(row["extended_due_date"]), long_date(row["due_date"])
+    said_gdpr = f"by {due} at the latest (Art. 12(3) "
+    for part in both(letter):
+        if regime in ("gdpr", "uk_gdpr"):
+            assert said_gdpr in part
+        elif row["extended_due_date"] != row["due_date"]:
+            assert _EXTEND_BY % {"extended": extended, "date": due} in part, regime
+        else:  # LGPD allows none: the alert offers none
+            assert "can be extended" not in part, regime
+    extended_already = await as_sent("staff_alert", "erasure", {"kind": "due_in_7_days", "days_left": 7,
+                                                                 "detail": "d"}, regime=regime,
+                                     current_due_date=row["extended_due_date"])
+    assert "can be extended" not in extended_already.text
