@@ -14,11 +14,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 import httpx
 from jinja2 import StrictUndefined, UndefinedError
@@ -144,7 +145,10 @@ class HttpExchange:
         paging: Pagination | None = step.paginate
         offset = int(query.get(paging.param, 0)) if paging and paging.style == "offset" and paging.param else 0
         for _ in range(paging.max_pages if paging else 1):
-            response = await self.send(spec, where, url, query, body, accept=step.missing)
+            # A fresh `request_key` for each request (not for each retry of it): what an
+            # Idempotency-Key header is made of (Stripe replays a key's first answer).
+            extra = self.render_value(spec.headers, {**context, "request_key": str(uuid.uuid4())}, where)
+            response = await self.send(spec, where, url, query, body, accept=step.missing, headers=extra)
             if response.status_code in step.missing:
                 yield response.status_code, None
                 return
@@ -157,15 +161,7 @@ class HttpExchange:
                 following = dig(document, paging.next_path) if paging.next_path else self._link_header(response)
                 if not following:
                     return
-                url, query = str(following), {}
-                if not url.startswith(("http://", "https://")):
-                    url = self.base_url + "/" + url.lstrip("/")
-                elif _origin(url) != _origin(self.base_url):
-                    # The next link comes from the service's answer: following it elsewhere would
-                    # hand our credentials to whoever it names.
-                    raise PermanentConnectorError(
-                        f"system {self.system}: {where} pointed its next page at another host than "
-                        f"{self.config.service}'s configured one; not followed")
+                url, query = self._next_link(str(following), url, where), {}
                 continue
             if paging.style == "offset":
                 offset += len(page)
@@ -187,14 +183,33 @@ class HttpExchange:
         raise PermanentConnectorError(f"system {self.system}: {where} returned more than "
                                       f"{paging.max_pages if paging else 1} pages")
 
+    def _next_link(self, link: str, current: str, where: str) -> str:
+        """The next page's URL from a link in the answer: absolute (HubSpot's answers), a path
+        under the base URL, or relative to the page just read (HubSpot's documented `?after=...`,
+        which names no path: appended to the base URL it would ask for the service's root)."""
+        if link.startswith("/") and not link.startswith("//"):
+            following = self.base_url + link
+        else:
+            following = urljoin(current, link)
+        if _origin(following) != _origin(self.base_url):
+            # The next link comes from the service's answer: following it elsewhere would hand
+            # our credentials to whoever it names.
+            raise PermanentConnectorError(
+                f"system {self.system}: {where} pointed its next page at another host than "
+                f"{self.config.service}'s configured one; not followed")
+        return following
+
     @staticmethod
     def _link_header(response: httpx.Response) -> str | None:
         found = _LINK_NEXT.search(response.headers.get("Link", ""))
         return found.group(1) if found else None
 
     async def send(self, spec: RequestSpec, where: str, url: str, query: dict[str, Any],
-                   body: Any, *, accept: Collection[int] = ()) -> httpx.Response:
-        """One request, with the retries described above. Returns 2xx or an `accept` status."""
+                   body: Any, *, accept: Collection[int] = (), headers: Mapping[str, str] | None = None,
+                   ) -> httpx.Response:
+        """One request, with the retries described above. Returns 2xx or an `accept` status.
+        `headers`: the step's headers as rendered (default: as written)."""
+        own = dict(spec.headers if headers is None else headers)
         what = f"{spec.method} {spec.path} ({where})"
         retry = self.config.retry
         refreshed = False
@@ -202,8 +217,8 @@ class HttpExchange:
         while True:
             attempt += 1
             await self.ledger.acquire()
-            headers = {"Accept": "application/json", **self.config.headers, **spec.headers,
-                       **(await self.credentials.headers())}
+            sent = {"Accept": "application/json", **self.config.headers, **own,
+                    **(await self.credentials.headers())}
             form: dict[str, str] | None = None
             json_body: Any = None
             if body is not None and self.config.body_format == "form":
@@ -212,7 +227,7 @@ class HttpExchange:
                 json_body = body
             try:
                 # (httpx drops a URL's own query when given params, even empty ones: next-page links)
-                response = await self.http.request(spec.method, url, headers=headers,
+                response = await self.http.request(spec.method, url, headers=sent,
                                                    params=_plain(query) if query else None, data=form, json=json_body)
             except httpx.TransportError as exc:
                 if attempt >= retry.attempts:

@@ -38,6 +38,9 @@ class Served:
     status: int
     at: float  # when it arrived
     body: Any = None
+    # What a wire test checks besides the body: the headers (lower-cased names) and the query.
+    headers: dict[str, str] = field(default_factory=dict)
+    query: str = ""
 
 
 @dataclass
@@ -69,6 +72,9 @@ class StandIn:
     tokens: Tokens = field(default_factory=Tokens)
     max_page_size: int = 100
 
+    # Headers the service sends with a 429 besides Retry-After (HubSpot's X-HubSpot-RateLimit-*).
+    throttle_headers: dict[str, str] = field(default_factory=dict)
+
     def inject(self, status: int, *, retry_after: str | None = None, times: int = 1, path: str | None = None) -> None:
         self.faults.append(Fault(status, retry_after, times, path))
 
@@ -86,6 +92,11 @@ class StandIn:
         except ValueError:
             wanted = default
         return max(1, min(wanted, cap, self.max_page_size))
+
+
+def media_type(request: Request) -> str:
+    """The request's Content-Type without its parameters (`; charset=utf-8`), lower-cased."""
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
 def bearer(request: Request) -> str | None:
@@ -107,14 +118,17 @@ def create_standin_app(standin: StandIn, *, media_type: str = "application/json"
         if request.method in ("POST", "PUT", "PATCH"):
             raw = await request.body()
             body = raw.decode(errors="replace") if raw else None
+        sent, query = {k.lower(): v for k, v in request.headers.items()}, request.url.query
         for fault in standin.faults:
             if fault.times > 0 and (fault.path is None or fault.path in path):
                 fault.times -= 1
-                standin.served.append(Served(request.method, path, fault.status, arrived, body))
-                headers = {"Retry-After": fault.retry_after} if fault.retry_after else None
-                return standin.error(fault.status, "injected by the stand-in", headers, media_type)
+                standin.served.append(Served(request.method, path, fault.status, arrived, body, sent, query))
+                headers = dict(standin.throttle_headers) if fault.status == 429 else {}
+                if fault.retry_after:
+                    headers["Retry-After"] = fault.retry_after
+                return standin.error(fault.status, "injected by the stand-in", headers or None, media_type)
         response: Response = await call_next(request)
-        standin.served.append(Served(request.method, path, response.status_code, arrived, body))
+        standin.served.append(Served(request.method, path, response.status_code, arrived, body, sent, query))
         return response
 
     @app.post("/_standin/faults")

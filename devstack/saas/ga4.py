@@ -5,7 +5,12 @@ grant_type urn:ietf:params:oauth:grant-type:jwt-bearer, an RS256-signed assertio
 the token URL and whose scope includes analytics.user.deletion), access tokens valid for an hour;
 `POST /analytics/v3/userDeletion/userDeletionRequests:upsert` taking
 {kind, id: {type: CLIENT_ID|USER_ID|APP_INSTANCE_ID, userId}, propertyId} and answering the
-resource with `deletionRequestTime`; errors as {"error": {code, message, status}}."""
+resource with `deletionRequestTime`; errors as {"error": {code, message, status, errors}}.
+
+What Google refuses and a client could get wrong: a body that is not application/json or names a
+field the resource does not have (Google's "Unknown name"), a property id that is not the GA4
+property's number ("properties/123", a "G-" measurement id), a Universal Analytics
+`webPropertyId` (those properties are gone), an assertion valid for more than an hour."""
 
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from fastapi import Request
 
-from devstack.saas.common import Reply, StandIn, bearer, create_standin_app
+from devstack.saas.common import Reply, StandIn, bearer, create_standin_app, media_type
 
 SCOPE = "https://www.googleapis.com/auth/analytics.user.deletion"
 UPSERT = "/analytics/v3/userDeletion/userDeletionRequests:upsert"
@@ -30,8 +35,31 @@ _STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DEN
 ID_TYPES = {"CLIENT_ID", "USER_ID", "APP_INSTANCE_ID"}
 
 
+FIELDS = {"kind", "id", "propertyId", "webPropertyId", "firebaseProjectId", "deletionRequestTime"}
+ID_FIELDS = {"type", "userId"}
+
+
 def _error(status: int, message: str) -> dict[str, Any]:
-    return {"error": {"code": status, "message": message, "status": _STATUS.get(status, "INTERNAL")}}
+    reason = {400: "invalid", 401: "authError", 403: "insufficientPermissions", 429: "rateLimitExceeded"}
+    return {"error": {"code": status, "message": message, "status": _STATUS.get(status, "INTERNAL"),
+                      "errors": [{"message": message, "domain": "global", "reason": reason.get(status, "backendError")}]}}
+
+
+def _refusal(body: Any) -> str | None:
+    """Why Google would refuse this upsert body, if it would."""
+    if not isinstance(body, dict) or not isinstance(body.get("id"), dict):
+        return "Invalid value: id is required."
+    unknown = sorted(set(body) - FIELDS) + sorted(f"id.{k}" for k in set(body["id"]) - ID_FIELDS)
+    if unknown:
+        return f'Invalid JSON payload received. Unknown name "{unknown[0]}": Cannot find field.'
+    if body.get("webPropertyId") or body.get("firebaseProjectId"):
+        return "Universal Analytics and Firebase project ids are no longer accepted: use propertyId."
+    identity, property_id = body["id"], body.get("propertyId")
+    if identity.get("type") not in ID_TYPES or not isinstance(identity.get("userId"), str) or not identity["userId"]:
+        return "Invalid value: id.type must be one of " + ", ".join(sorted(ID_TYPES)) + " and id.userId is required."
+    if not isinstance(property_id, str) or not property_id.isdigit():
+        return f"Invalid property id {property_id!r}: the GA4 property's number is expected."
+    return None
 
 
 def _unb64(text: str) -> bytes:
@@ -75,12 +103,16 @@ def create_ga4_app() -> Any:
             return "Invalid JWT Signature."
         if document.get("aud") != audience or document.get("exp", 0) < time.time():
             return "Invalid JWT: audience or expiry"
+        if document.get("exp", 0) - document.get("iat", 0) > 3600 or document.get("iat", 0) > time.time() + 60:
+            return "Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe."
         if SCOPE not in str(document.get("scope", "")).split():
             return "Invalid OAuth scope or ID token audience provided."
         return None
 
     @app.post("/token", response_model=None)
     async def token(request: Request) -> Reply:
+        if media_type(request) != "application/x-www-form-urlencoded":
+            return standin.error(400, "invalid_request")
         form = dict(parse_qsl((await request.body()).decode()))
         if form.get("grant_type") != "urn:ietf:params:oauth:grant-type:jwt-bearer":
             return standin.error(400, "unsupported_grant_type")
@@ -94,11 +126,15 @@ def create_ga4_app() -> Any:
         token_ = bearer(request)
         if token_ is None or not standin.tokens.valid(token_):
             return standin.error(401, "Request had invalid authentication credentials.")
-        body = json.loads(await request.body() or b"{}")
-        identity = body.get("id") or {}
-        property_id = str(body.get("propertyId") or "")
-        if identity.get("type") not in ID_TYPES or not identity.get("userId") or not property_id:
-            return standin.error(400, "Invalid value: id.type, id.userId and propertyId are required.")
+        if media_type(request) != "application/json":
+            return standin.error(400, "Invalid JSON payload received.")
+        try:
+            body = json.loads(await request.body())
+        except ValueError:
+            return standin.error(400, "Invalid JSON payload received.")
+        if (problem := _refusal(body)) is not None:
+            return standin.error(400, problem)
+        identity, property_id = body["id"], body["propertyId"]
         if data.properties and property_id not in data.properties:
             return standin.error(403, "User does not have sufficient permissions for this property.")
         stamp = datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")

@@ -6,12 +6,22 @@ grant) answering {access_token, refresh_token, expires_in}; bearer tokens that e
 {total, results, paging.next.after}; association lists paged by `paging.next.{after, link}`;
 `POST /crm/v3/objects/contacts/gdpr-delete` {objectId, idProperty} answering 204, and adding an
 e-mail address that matches no contact to the blocklist; errors as
-{status: error, message, correlationId, category}."""
+{status: error, message, correlationId, category}, a 429 as {status: error, message, errorType:
+RATE_LIMIT, correlationId, policyName} with X-HubSpot-RateLimit-* headers.
+
+What HubSpot refuses and a client could get wrong: a POST body that is not application/json
+(415), a search `limit` above 200, more than five searches a second with one token (HubSpot's
+search limit: 429), a GDPR delete without objectId or by a property other than email (400).
+Next-page links are absolute URLs; `app.state.link_style` "type_ids" gives them as HubSpot's
+answers do (another path: /objects/0-1/{id}/associations/0-46?portalId=...&after=...), "relative"
+as HubSpot's reference examples do (`?after=...`)."""
 
 from __future__ import annotations
 
 import json
+import time
 import uuid
+from collections import deque
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
@@ -19,13 +29,21 @@ from urllib.parse import parse_qsl
 from fastapi import Request
 from fastapi.responses import Response
 
-from devstack.saas.common import Reply, StandIn, bearer, create_standin_app
+from devstack.saas.common import Reply, StandIn, bearer, create_standin_app, media_type
 
 _CATEGORY = {400: "VALIDATION_ERROR", 401: "EXPIRED_AUTHENTICATION", 403: "MISSING_SCOPES",
              404: "OBJECT_NOT_FOUND", 429: "RATE_LIMITS"}
 
 
+SEARCHES_PER_SECOND = 5
+THROTTLED = {"X-HubSpot-RateLimit-Interval-Milliseconds": "10000", "X-HubSpot-RateLimit-Max": "100",
+             "X-HubSpot-RateLimit-Remaining": "0"}
+
+
 def _error(status: int, message: str) -> dict[str, Any]:
+    if status == 429:  # the rate limiter's own shape: no category
+        return {"status": "error", "message": "You have reached your secondly limit.", "errorType": "RATE_LIMIT",
+                "correlationId": str(uuid.uuid4()), "policyName": "SECONDLY"}
     return {"status": "error", "message": message, "correlationId": str(uuid.uuid4()),
             "category": _CATEGORY.get(status, "INTERNAL_ERROR")}
 
@@ -67,14 +85,35 @@ class HubSpotData:
 def create_hubspot_app(client_id: str = "standin-client", client_secret: str = "standin-secret",
                        refresh_token: str = "standin-refresh") -> Any:
     data = HubSpotData(client_id, client_secret, refresh_token)
-    standin = StandIn("HubSpot", _error)
+    standin = StandIn("HubSpot", _error, throttle_headers=dict(THROTTLED))
     app = create_standin_app(standin)
     app.state.data = data
+    app.state.link_style = "absolute"
+    searches: dict[str, deque[float]] = {}  # token -> when its last searches came
 
     def refused(request: Request) -> Response | None:
         token = bearer(request)
         if token is None or not standin.tokens.valid(token):
             return standin.error(401, "The OAuth token used to make this call expired or is not valid.")
+        return None
+
+    async def json_document(request: Request) -> dict[str, Any] | Response:
+        if media_type(request) != "application/json":
+            return standin.error(415, f"Content type '{media_type(request)}' not supported")
+        try:
+            document = json.loads(await request.body())
+        except ValueError:
+            return standin.error(400, "Invalid input JSON")
+        return document if isinstance(document, dict) else standin.error(400, "Invalid input JSON")
+
+    def search_throttled(request: Request) -> Response | None:
+        recent = searches.setdefault(bearer(request) or "", deque())
+        now = time.monotonic()
+        while recent and now - recent[0] >= 1.0:
+            recent.popleft()
+        if len(recent) >= SEARCHES_PER_SECOND:
+            return standin.error(429, "search rate limit")  # the search API sends no rate headers
+        recent.append(now)
         return None
 
     @app.post("/oauth/v1/token", response_model=None)
@@ -95,7 +134,13 @@ def create_hubspot_app(client_id: str = "standin-client", client_secret: str = "
     async def search(request: Request) -> Reply:
         if (refusal := refused(request)) is not None:
             return refusal
-        query = await request.json()
+        query = await json_document(request)
+        if isinstance(query, Response):
+            return query
+        if (throttled := search_throttled(request)) is not None:
+            return throttled
+        if int(query.get("limit") or 10) > 200:
+            return standin.error(400, "limit: must be less than or equal to 200")
         filters = [f for group in query.get("filterGroups", []) for f in group.get("filters", [])]
         rows = list(data.contacts.values())
         for f in filters:
@@ -114,6 +159,8 @@ def create_hubspot_app(client_id: str = "standin-client", client_secret: str = "
         return body
 
     @app.get("/crm/v3/objects/contacts/{contact_id}/associations/notes", response_model=None)
+    # The object type ids HubSpot's own next links use: 0-1 contacts, 0-46 notes.
+    @app.get("/crm/v3/objects/0-1/{contact_id}/associations/0-46", response_model=None)
     async def associations(contact_id: str, request: Request) -> Reply:
         if (refusal := refused(request)) is not None:
             return refusal
@@ -125,7 +172,12 @@ def create_hubspot_app(client_id: str = "standin-client", client_secret: str = "
         body: dict[str, Any] = {"results": [{"id": n, "type": "contact_to_note"} for n in links[start:start + limit]]}
         if start + limit < len(links):
             after = str(start + limit)
-            link = str(request.url.include_query_params(after=after))
+            if app.state.link_style == "relative":
+                link = f"?after={after}"
+            elif app.state.link_style == "type_ids":  # as HubSpot answers: by object type ids, with the portal
+                link = f"{request.base_url}crm/v3/objects/0-1/{contact_id}/associations/0-46?portalId=62515&after={after}"
+            else:
+                link = str(request.url.include_query_params(after=after))
             body["paging"] = {"next": {"after": after, "link": link}}
         return body
 
@@ -141,8 +193,14 @@ def create_hubspot_app(client_id: str = "standin-client", client_secret: str = "
     async def gdpr_delete(request: Request) -> Reply:
         if (refusal := refused(request)) is not None:
             return refusal
-        document = json.loads(await request.body() or b"{}")
-        object_id, id_property = str(document.get("objectId", "")), document.get("idProperty")
+        document = await json_document(request)
+        if isinstance(document, Response):
+            return document
+        object_id, id_property = str(document.get("objectId") or ""), document.get("idProperty")
+        if not object_id:
+            return standin.error(400, "objectId: must not be empty")
+        if id_property not in (None, "email", "hs_object_id"):
+            return standin.error(400, f"Property {id_property} is not a unique identifier property")
         contact_id = data.find(object_id) if id_property == "email" else object_id
         if contact_id not in data.contacts:
             if id_property == "email":

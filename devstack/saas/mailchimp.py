@@ -4,7 +4,10 @@ Documented behaviour it keeps: HTTP basic auth with any user name and the API ke
 (or an OAuth bearer token), `GET /3.0/lists` paged by `count` (max 1000) and `offset` with
 `total_items`, members addressed by subscriber_hash (MD5 of the lower-cased address), PATCH of a
 member's status, `POST .../members/{hash}/actions/delete-permanent` answering 204, errors as
-application/problem+json {type, title, status, detail, instance}."""
+application/problem+json {type, title, status, detail, instance}. `fields` and `exclude_fields`
+(comma-separated dotted paths) shape an answer as Mailchimp does: a field not asked for is not
+there. What Mailchimp refuses and a client could get wrong: a missing or wrong API key (401), a
+PATCH body that is not JSON (400)."""
 
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import Response
 
-from devstack.saas.common import Reply, StandIn, bearer, create_standin_app
+from devstack.saas.common import Reply, StandIn, bearer, create_standin_app, media_type
 
 PROBLEM = "application/problem+json"
 _TITLES = {400: "Invalid Resource", 401: "API Key Invalid", 404: "Resource Not Found",
@@ -28,6 +31,28 @@ _TITLES = {400: "Invalid Resource", 401: "API Key Invalid", 404: "Resource Not F
 
 def subscriber_hash(email: str) -> str:
     return hashlib.md5(email.strip().lower().encode(), usedforsecurity=False).hexdigest()
+
+
+def _paths(text: str | None) -> list[list[str]]:
+    return [p.strip().split(".") for p in (text or "").split(",") if p.strip()]
+
+
+def shaped(document: Any, fields: list[list[str]], exclude: list[list[str]]) -> Any:
+    """`document` with only the `fields` paths (all when none) and without the `exclude` ones;
+    a path runs through the items of a list (lists.id: the id of each list)."""
+    if isinstance(document, list):
+        return [shaped(item, fields, exclude) for item in document]
+    if not isinstance(document, dict):
+        return document
+    out: dict[str, Any] = {}
+    for key, value in document.items():
+        if [key] in exclude or (fields and not any(p[0] == key for p in fields)):
+            continue
+        inner = [p[1:] for p in fields if p[0] == key and len(p) > 1]
+        if fields and any(p == [key] for p in fields):
+            inner = []  # the whole field was asked for
+        out[key] = shaped(value, inner, [p[1:] for p in exclude if p[0] == key and len(p) > 1])
+    return out
 
 
 def _error(status: int, message: str) -> dict[str, Any]:
@@ -92,18 +117,31 @@ def create_mailchimp_app(api_key: str = "standin0000-us21") -> Any:
         offset = int(request.query_params.get("offset") or 0)
         count = standin.page_size(request.query_params.get("count"), 10, 1000)
         rows = list(data.lists.values())
-        return {"lists": rows[offset:offset + count], "total_items": len(rows)}
+        answer = {"lists": rows[offset:offset + count], "total_items": len(rows),
+                  "constraints": {"may_create": True, "max_instances": 5, "current_total_instances": len(rows)},
+                  "_links": []}
+        return shaped(answer, _paths(request.query_params.get("fields")),
+                      _paths(request.query_params.get("exclude_fields")))
 
     @app.get("/3.0/lists/{list_id}/members/{digest}", response_model=None)
     async def member(list_id: str, digest: str, request: Request) -> Reply:
-        return member_of(request, list_id, digest)
+        found = member_of(request, list_id, digest)
+        if isinstance(found, Response):
+            return found
+        return shaped(found, _paths(request.query_params.get("fields")),
+                      _paths(request.query_params.get("exclude_fields")))
 
     @app.patch("/3.0/lists/{list_id}/members/{digest}", response_model=None)
     async def update_member(list_id: str, digest: str, request: Request) -> Reply:
         found = member_of(request, list_id, digest)
         if isinstance(found, Response):
             return found
-        changes = json.loads(await request.body() or b"{}")
+        try:
+            changes = json.loads(await request.body()) if media_type(request) == "application/json" else None
+        except ValueError:
+            changes = None
+        if not isinstance(changes, dict):
+            return problem(400, "We encountered an unspecified JSON parsing error.")
         if changes.get("status") not in (None, "subscribed", "unsubscribed", "cleaned", "pending"):
             return problem(400, "The resource submitted could not be validated.")
         found.update({k: v for k, v in changes.items() if k in ("status", "merge_fields")})

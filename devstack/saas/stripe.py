@@ -4,11 +4,18 @@ Documented behaviour it keeps: secret-key auth as a bearer token (or HTTP basic 
 user name), form-encoded POST bodies, lists as {object: list, data, has_more, url} newest first
 with `limit` (1-100) and `starting_after`, `email` as a case-sensitive filter on customers,
 `customer` on invoices and charges, an empty string unsetting a field, DELETE answering
-{id, object, deleted: true}, errors as {"error": {type, code, message}}."""
+{id, object, deleted: true}, errors as {"error": {type, code, message}}. It refuses what Stripe
+refuses and a client could get wrong: a POST body that is not form-encoded, a query parameter a
+list does not take, a `limit` outside 1-100, a malformed Stripe-Version; and it keeps Stripe's
+idempotency: a POST's Idempotency-Key (up to 255 characters) replays the first answer given to it
+(header Idempotent-Replayed: true), and the same key with other parameters is an
+idempotency_error."""
 
 from __future__ import annotations
 
 import base64
+import json
+import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -18,9 +25,12 @@ from urllib.parse import parse_qsl
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
-from devstack.saas.common import Reply, StandIn, bearer, create_standin_app
+from devstack.saas.common import Reply, StandIn, bearer, create_standin_app, media_type
 
 _UNSETTABLE = {"phone", "description", "name", "shipping", "address"}
+_LIST_PARAMS = {"limit", "starting_after", "ending_before", "created", "expand[]"}
+_VERSION = re.compile(r"\d{4}-\d{2}-\d{2}(\.[a-z]+)?")
+FORM = "application/x-www-form-urlencoded"
 
 
 def _error(status: int, message: str) -> dict[str, Any]:
@@ -34,12 +44,21 @@ def _error(status: int, message: str) -> dict[str, Any]:
     return {"error": body}
 
 
+def _refusal(status: int, kind: str, message: str, code: str | None = None) -> JSONResponse:
+    error: dict[str, Any] = {"type": kind, "message": message}
+    if code:
+        error["code"] = code
+    return JSONResponse({"error": error}, status_code=status)
+
+
 class StripeData:
     def __init__(self, api_key: str) -> None:
         self.api_key = api_key
         self.customers: dict[str, dict[str, Any]] = {}
         self.invoices: dict[str, dict[str, Any]] = {}
         self.charges: dict[str, dict[str, Any]] = {}
+        # Idempotency-Key -> (method, path, parameters) and the answer first given to it.
+        self.idempotent: dict[str, tuple[tuple[str, str, str], JSONResponse]] = {}
 
     def add_customer(self, email: str, name: str, *, phone: str | None = None, created: int | None = None) -> str:
         customer_id = f"cus_{secrets.token_hex(7)}"
@@ -81,6 +100,26 @@ def create_stripe_app(api_key: str = "sk_test_standin") -> Any:
     def refuse() -> JSONResponse:
         return standin.error(401, "Invalid API Key provided.")
 
+    def malformed(request: Request) -> JSONResponse | None:
+        """What Stripe refuses before it looks at the object: a bad key, a malformed version."""
+        if not authorised(request):
+            return refuse()
+        version = request.headers.get("stripe-version")
+        if version is not None and not _VERSION.fullmatch(version):
+            return _refusal(400, "invalid_request_error", f"Invalid Stripe API version: {version}")
+        return None
+
+    def list_problem(request: Request, filter_param: str) -> JSONResponse | None:
+        for name in request.query_params:
+            if name not in _LIST_PARAMS | {filter_param} and not name.startswith("created["):
+                return _refusal(400, "invalid_request_error", f"Received unknown parameter: {name}",
+                                "parameter_unknown")
+        limit = request.query_params.get("limit")
+        if limit is not None and (not limit.isdigit() or not 1 <= int(limit) <= 100):
+            return _refusal(400, "invalid_request_error",
+                            "Invalid limit: must be an integer between 1 and 100", "parameter_invalid_integer")
+        return None
+
     def listing(request: Request, objects: dict[str, dict[str, Any]], path: str,
                 **filters: str | None) -> dict[str, Any]:
         rows = [o for o in objects.values() if all(v is None or o.get(k) == v for k, v in filters.items())]
@@ -95,8 +134,8 @@ def create_stripe_app(api_key: str = "sk_test_standin") -> Any:
     def list_route(path: str, objects: dict[str, dict[str, Any]],
                    filter_param: str) -> Callable[[Request], Awaitable[Reply]]:
         async def route(request: Request) -> Reply:
-            if not authorised(request):
-                return refuse()
+            if (problem := malformed(request) or list_problem(request, filter_param)) is not None:
+                return problem
             return listing(request, objects, path, **{filter_param: request.query_params.get(filter_param)})
         return route
 
@@ -107,12 +146,33 @@ def create_stripe_app(api_key: str = "sk_test_standin") -> Any:
 
     @app.post("/v1/customers/{customer_id}", response_model=None)
     async def update_customer(customer_id: str, request: Request) -> Reply:
-        if not authorised(request):
-            return refuse()
+        if (problem := malformed(request)) is not None:
+            return problem
+        raw = (await request.body()).decode()
+        if raw and media_type(request) != FORM:
+            return _refusal(400, "invalid_request_error", "Invalid request (check that your POST content type "
+                            f"is {FORM}). If you have any questions, we can help at https://support.stripe.com/.")
+        key = request.headers.get("idempotency-key")
+        asked = ("POST", request.url.path, raw)
+        if key is not None:
+            if len(key) > 255:
+                return _refusal(400, "invalid_request_error", "Idempotency-Key is longer than 255 characters")
+            if key in data.idempotent:
+                first, answer = data.idempotent[key]
+                if first != asked:
+                    return _refusal(400, "idempotency_error", "Keys for idempotent requests can only be used "
+                                    "with the same parameters they were first used with.")
+                return JSONResponse(json.loads(answer.body), status_code=answer.status_code,
+                                    headers={"Idempotent-Replayed": "true"})
+        answer = change_customer(customer_id, parse_qsl(raw, keep_blank_values=True))
+        if key is not None:  # (Stripe keeps even a 500 for the key)
+            data.idempotent[key] = asked, answer
+        return answer
+
+    def change_customer(customer_id: str, form: list[tuple[str, str]]) -> JSONResponse:
         customer = data.customers.get(customer_id)
         if customer is None:
             return standin.error(404, f"No such customer: '{customer_id}'")
-        form = parse_qsl((await request.body()).decode(), keep_blank_values=True)
         for key, value in form:
             if key.startswith("metadata[") and key.endswith("]"):
                 customer["metadata"][key[9:-1]] = str(value)
@@ -120,12 +180,12 @@ def create_stripe_app(api_key: str = "sk_test_standin") -> Any:
                 customer[key] = None if value == "" else str(value)
             else:
                 return standin.error(400, f"Received unknown parameter: {key}")
-        return customer
+        return JSONResponse(customer)
 
     @app.delete("/v1/customers/{customer_id}", response_model=None)
     async def delete_customer(customer_id: str, request: Request) -> Reply:
-        if not authorised(request):
-            return refuse()
+        if (problem := malformed(request)) is not None:
+            return problem
         if data.customers.pop(customer_id, None) is None:
             return standin.error(404, f"No such customer: '{customer_id}'")
         return {"id": customer_id, "object": "customer", "deleted": True}

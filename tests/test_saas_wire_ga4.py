@@ -1,0 +1,118 @@
+"""The Google Analytics User Deletion API on the wire, as its reference documents it: the
+service-account JWT bearer grant (form-encoded, an assertion for the token URL with the
+analytics.user.deletion scope, valid an hour at most), then one `userDeletionRequests:upsert` per
+identifier with the resource {kind, id: {type, userId}, propertyId} as JSON and the Bearer token;
+and what the stand-in refuses as Google does (a property id that is not the GA4 property's
+number, a field the resource lacks, a body that is not JSON)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from urllib.parse import parse_qsl
+
+import httpx
+import pytest
+
+from activities.connectors.base import PermanentConnectorError
+from devstack.saas.ga4 import SCOPE, UPSERT, create_ga4_app, new_service_account
+from dsrflow.stores.requests_store import create_request
+from schemas.requests import NewRequest
+from tests.fanout_stack import served
+from tests.saas_support import connector, http_policy, http_system, subject
+
+
+@pytest.fixture
+async def google(monkeypatch, tmp_path):
+    app = create_ga4_app()
+    account = new_service_account()
+    app.state.data.trust(account)
+    key_file = tmp_path / "service-account.json"
+    key_file.write_text(json.dumps(account))
+    async with served(app) as url:
+        monkeypatch.setenv("GA4_API_BASE", f"{url}/analytics/v3")
+        monkeypatch.setenv("GA4_TOKEN_URL", f"{url}/token")
+        monkeypatch.setenv("GA4_SERVICE_ACCOUNT", str(key_file))
+        monkeypatch.setenv("GA4_PROPERTY_ID", str(uuid.uuid4().int % 10**9))  # its own quota ledger
+        yield app, url, tmp_path
+
+
+async def _erase(pool, tmp_path, values: list[tuple[str, str]]):
+    loaded = http_policy(tmp_path, {"ga4": http_system("http/ga4.yaml", "Google Analytics 4")}, keep=("analytics",))
+    row, _ = await create_request(pool, NewRequest(type="erasure", subject={"email": "tracked@example.com"}),
+                                  loaded_policy=loaded, secret=b"s" * 32, actor="tests", idempotency_key=None)
+    await pool.executemany(
+        "INSERT INTO http_identifiers (request_id, system, id_type, value_hash, value) VALUES ($1, 'ga4', $2, $3, $4)",
+        [(row["id"], kind, f"h{i}", value) for i, (kind, value) in enumerate(values)])
+    connector_ = connector(loaded, "ga4", pool)
+    try:
+        return await connector_.erase(subject("tracked@example.com", str(row["id"])))
+    finally:
+        await connector_.close()
+
+
+def _claims(assertion: str) -> dict:
+    part = assertion.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+
+
+async def test_the_grant_and_each_upsert_are_what_google_documents(google, pool, monkeypatch):
+    app, url, tmp = google
+    outcome = await _erase(pool, tmp, [("CLIENT_ID", "GA1.1.111.222"), ("USER_ID", "C-0001")])
+    assert outcome.status == "done"
+    token, *upserts = app.state.standin.served
+    assert (token.method, token.path, token.status) == ("POST", "/token", 200)
+    assert token.headers["content-type"] == "application/x-www-form-urlencoded"
+    form = dict(parse_qsl(token.body))
+    assert form["grant_type"] == "urn:ietf:params:oauth:grant-type:jwt-bearer" and set(form) == {"grant_type", "assertion"}
+    claims = _claims(form["assertion"])
+    assert claims["aud"] == f"{url}/token" and claims["scope"] == SCOPE
+    assert claims["exp"] - claims["iat"] <= 3600 and claims["iss"].endswith(".iam.gserviceaccount.com")
+    property_id = app.state.data.requests[0]["propertyId"]
+    assert [(u.method, u.path, u.status) for u in upserts] == [("POST", UPSERT, 200)] * 2
+    assert sorted(json.loads(u.body)["id"]["type"] for u in upserts) == ["CLIENT_ID", "USER_ID"]
+    for u in upserts:
+        assert u.headers["content-type"] == "application/json"
+        assert u.headers["authorization"].startswith("Bearer ")
+        body = json.loads(u.body)
+        assert set(body) == {"kind", "id", "propertyId"} and body["kind"] == "analytics#userDeletionRequest"
+        assert body["propertyId"] == property_id and property_id.isdigit()
+
+
+@pytest.mark.parametrize("property_id", ["properties/123456789", "G-ABC123DEF4"])
+async def test_a_property_id_that_is_not_the_number_is_refused_and_named(google, pool, monkeypatch, property_id):
+    """The GA4 Admin API writes properties as "properties/123456789" and a web stream has a
+    "G-" measurement id: neither is the propertyId the User Deletion API takes."""
+    _, _, tmp = google
+    monkeypatch.setenv("GA4_PROPERTY_ID", property_id)
+    with pytest.raises(PermanentConnectorError) as raised:
+        await _erase(pool, tmp, [("CLIENT_ID", "GA1.1.1.1")])
+    assert str(raised.value).startswith(
+        "system ga4: Google Analytics 4 answered HTTP 400 to POST /userDeletion/userDeletionRequests:upsert "
+        "(erase.user_deletion) [INVALID_ARGUMENT]")
+
+
+async def test_the_stand_in_refuses_what_google_refuses(google):
+    app, url, _ = google
+    token = app.state.standin.tokens.issue()["access_token"]
+    good = {"kind": "analytics#userDeletionRequest", "id": {"type": "CLIENT_ID", "userId": "GA1.1.1.1"},
+            "propertyId": "123456789"}
+    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {token}"}) as http:
+        answers = {
+            "ok": await http.post(UPSERT, json=good),
+            "form": await http.post(UPSERT, data={"propertyId": "123456789"}),
+            "unknown field": await http.post(UPSERT, json={**good, "property_id": "123456789"}),
+            "unknown id field": await http.post(UPSERT, json={**good, "id": {**good["id"], "value": "x"}}),
+            "bad type": await http.post(UPSERT, json={**good, "id": {"type": "EMAIL", "userId": "a@b"}}),
+            "no user id": await http.post(UPSERT, json={**good, "id": {"type": "USER_ID"}}),
+            "universal analytics": await http.post(UPSERT, json={**{k: v for k, v in good.items() if k != "propertyId"},
+                                                                 "webPropertyId": "UA-1234-1"}),
+            "no token": await http.post(UPSERT, json=good, headers={"Authorization": ""}),
+        }
+    assert answers.pop("ok").json()["deletionRequestTime"].endswith("Z")
+    assert answers.pop("no token").status_code == 401
+    for what, answer in answers.items():
+        assert answer.status_code == 400, what
+        assert answer.json()["error"]["status"] == "INVALID_ARGUMENT", what
+        assert answer.json()["error"]["errors"][0]["reason"] == "invalid", what
