@@ -49,7 +49,7 @@ async def test_a_signed_callback_with_a_status_outside_opendsrs_is_refused_and_r
     """A processor signs a callback for its own pending erasure whose `request_status` is not one
     of OpenDSR's four (pending, in_progress, completed, cancelled): a word of its own, a status
     of 200 KB (inside the body cap), or no JSON object at all but arrays nested past Python's
-    recursion limit. Before, any string was taken: it went into the append-only
+    recursion limit, or a job id with a NUL in it. Before, any string was taken: it went into the append-only
     audit trail for good (and into the event's key, whose index refused a long one with a 500),
     and was signalled to the task. Now 422 naming the field, nothing recorded; the real answer
     after it is still heard."""
@@ -65,6 +65,11 @@ async def test_a_signed_callback_with_a_status_outside_opendsrs_is_refused_and_r
             problem = assert_problem(refused, 422)
             assert problem["errors"][0]["field"] == "request_status"
             assert len(refused.content) < 2000  # the status is not echoed back
+        for job in (f"{external_id}\u0000", 123, "j" * 10_000):  # before: a NUL was a 500 (PostgreSQL refused it)
+            body, headers = processor.signed({"subject_request_id": job, "request_status": "completed",
+                                              "status_changed_time": rfc3339(dt.datetime.now(dt.UTC))})
+            refused = await http.post(CALLBACK, content=body, headers=headers)
+            assert assert_problem(refused, 422)["errors"][0]["field"] == "subject_request_id"
         # Arrays nested past Python's recursion limit, signed: before, a 500 (RecursionError).
         deep = b"[" * 60_000 + b"]" * 60_000
         nested = await http.post(CALLBACK, content=deep, headers={**headers, "X-OpenDSR-Signature": sign(

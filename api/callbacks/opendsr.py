@@ -50,6 +50,13 @@ _UNAVAILABLE = ("Processor certificate unavailable",
 STATUSES = frozenset({"pending", "in_progress", "completed", "cancelled"})
 
 
+_ID_MAX = 200
+
+
+def _malformed(field: str, message: str) -> Problem:
+    return Problem(422, "Malformed callback", f"{field}: {message}", errors=[{"field": field, "message": message}])
+
+
 def _system(state: AppState, name: str) -> System:
     config = state.policy.policy.systems.get(name)
     if config is None or config.connector != "opendsr":
@@ -85,14 +92,15 @@ async def opendsr_callback(request: Request, state: State, limiter: Limiter,
                       "X-OpenDSR-Signature does not verify against the processor's certificate")
     try:
         payload = json.loads(body)
-        external_id = str(payload["subject_request_id"])
+        external_id = payload["subject_request_id"]
         status = payload["request_status"]
     except (ValueError, KeyError, TypeError, RecursionError):  # RecursionError: arrays nested past the limit
         raise Problem(422, "Malformed callback", "expected JSON with subject_request_id and request_status") from None
     if not isinstance(status, str) or status not in STATUSES:
-        message = f"must be one of {', '.join(sorted(STATUSES))}"
-        raise Problem(422, "Malformed callback", f"request_status: {message}",
-                      errors=[{"field": "request_status", "message": message}])
+        raise _malformed("request_status", f"must be one of {', '.join(sorted(STATUSES))}")
+    # Our job ids are UUIDs: a NUL in one reached PostgreSQL, which refused it with a 500.
+    if not isinstance(external_id, str) or not 0 < len(external_id) <= _ID_MAX or not external_id.isprintable():
+        raise _malformed("subject_request_id", f"must be the job's id: text of at most {_ID_MAX} printable characters")
     max_age = float(expand_env(config.config).get("callback_max_age_seconds", DEFAULT_MAX_AGE_SECONDS))
     signed_at = signed_time(payload, max_age)
 
