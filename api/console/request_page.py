@@ -10,6 +10,7 @@ Actions are those of api/staff_actions.py, run like the REST API runs them (api/
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
@@ -67,6 +68,16 @@ TEAM_DONE = {"assigned": "Assignment saved.", "unassigned": "The request is assi
 _LETTER_HEADERS = {**PAGE_HEADERS, "X-Frame-Options": "SAMEORIGIN",
                    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
                    "frame-ancestors 'self'; base-uri 'none'; form-action 'none'"}
+# The stored copy of a link it withheld (a code's, a package's: activities/letters.py `kept_context`).
+_WITHHELD_HREF = re.compile(r'\shref="\[withheld\]"')
+_ANCHOR = re.compile(r"<a\s", re.IGNORECASE)
+
+
+def _readable_copy(body: str) -> str:
+    """A stored letter as the frame shows it: a withheld link is no link (it led to `[withheld]`,
+    a console address that is no letter), and the others open a tab of their own (inside the
+    frame they opened the portal, which refuses to be framed, or a site nobody could leave)."""
+    return _ANCHOR.sub('<a target="_blank" rel="noopener noreferrer" ', _WITHHELD_HREF.sub("", body))
 
 
 def _package_reads(pack: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -236,7 +247,7 @@ async def letter(staff: Annotated[Staff, require_console_role("agent")], request
                                f"{request_id}:{purpose}:{key}")
     if body is None:
         raise Problem(404, "Letter not found", "No such letter was sent for this request.")
-    return HTMLResponse(body, headers=_LETTER_HEADERS)
+    return HTMLResponse(_readable_copy(body), headers=_LETTER_HEADERS)
 
 
 async def _run(state: AppState, request_id: str, action: StaffAction | None, form: FormData, staff: Staff,
