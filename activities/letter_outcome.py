@@ -12,16 +12,12 @@ from activities.citations import citation
 from activities.processor_exports import missing_reasons
 from dsrflow.i18n import ENGLISH, N_, Translator
 from policy.model import Policy
+from policy.systems import dataset_words
 from schemas.workflow import TaskResult
 
 _ACTION_WORDS = {"erase": N_("erased"), "rectify": N_("corrected"), "restrict": N_("restricted"),
                  "object": N_("stopped processing as you objected"), "access": N_("found")}
 _ART19_ACTIONS = {"erase", "rectify", "restrict"}
-
-
-def _readable(dataset: str) -> str:
-    # Dataset names are identifiers ("support_requests"); the subject reads words.
-    return dataset.replace("_", " ")
 
 
 # What a legal-claims hold kept is stored with the basis compliance gave the hold (the API's default
@@ -79,7 +75,7 @@ def _kept_item(kept: dict[str, Any], policy: Policy, regime: str, t: Translator 
         what = t.gettext("your data in %(system)s") % {"system": system}
     else:
         what = t.ngettext("%(num)d record of %(dataset)s in %(system)s", "%(num)d records of %(dataset)s in %(system)s",
-                          kept["records"]) % {"num": kept["records"], "dataset": _readable(kept["dataset"]),
+                          kept["records"]) % {"num": kept["records"], "dataset": dataset_words(policy.systems, kept["system"], kept["dataset"]),
                                               "system": system}
     if kept["hold_kind"] == "legal_claims":
         law = t.gettext("%(law)s; we review this hold by the date given") % {"law": law}
@@ -125,7 +121,8 @@ def response_outcome(report: dict[str, Any], policy: Policy, package_link: str |
     results = [TaskResult.model_validate(r) for r in report.get("results", [])]
     actions = [
         {"system": policy.systems[r.system].label if r.system in policy.systems else r.system,
-         "category": ", ".join(sorted(map(_readable, _datasets_acted_on(r)))) or t.gettext("all records"),
+         "category": ", ".join(sorted(dataset_words(policy.systems, r.system, d) for d in _datasets_acted_on(r)))
+                     or t.gettext("all records"),
          "action": t.gettext(_ACTION_WORDS[r.action]) if r.action in _ACTION_WORDS else r.action,
          "records": records, "note": r.note}
         for r in results if (records := _records_acted_on(r))

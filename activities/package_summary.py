@@ -27,6 +27,7 @@ from activities.citations import citation, cite
 from dsrflow.i18n import SOURCE_LANGUAGE, Translator, long_date, translations
 from policy.disclosure import AutomatedDecisions, LegalBasis
 from policy.model import Policy
+from policy.systems import dataset_words
 from schemas.vocabulary import Language
 
 TEMPLATE_DIR = Path(__file__).with_name("templates") / "package"
@@ -117,7 +118,7 @@ def _found(policy: Policy, parts: Mapping[tuple[str, str, str], FoundPart]) -> l
         for column, origin in part.origin_of.items():
             by_origin.setdefault(origin, []).append(column)
         found.parts.append({
-            "dataset": dataset.replace("_", " "),
+            "dataset": dataset_words(policy.systems, system, dataset),
             "category": policy.categories[category].label if category in policy.categories else category,
             "records": part.count, "files": part_files(system, dataset, category),
             "obtained": [(ORIGIN_LABELS[o], columns) for o, columns in by_origin.items()],

@@ -49,6 +49,9 @@ class Reference(StrictModel):
 
 class Dataset(StrictModel):
     name: str = Field(pattern=IDENT)
+    # What subjects read for it (letters, the package's summary), translated like every such
+    # text (policy/languages.py); without one, its name with spaces ("support requests").
+    label: str | None = None
     table: str = Field(pattern=IDENT)
     key: str = Field("id", pattern=IDENT)
     identify: dict[Literal["email", "customer_id", "name"], str] = Field(default_factory=dict)
@@ -115,6 +118,10 @@ class System(StrictModel):
                 if origin is not None and origin not in ORIGINS:
                     raise ValueError(f"{where}: {origin!r} is not an origin ({', '.join(ORIGINS)})")
         return self
+
+    def dataset_label(self, dataset: str) -> str:
+        """The words subjects read for one of this system's datasets."""
+        return next((d.label for d in self.datasets if d.name == dataset and d.label), None) or readable(dataset)
 
     def http_config(self) -> HttpConfig:
         """An http system's configuration, validated (unknown fields and bad templates fail here,
@@ -195,3 +202,13 @@ def correction_problems(systems: Iterable[System], corrections: Mapping[str, str
                 problems[f"corrections.{key}"] = problem
                 break
     return problems
+
+
+def readable(identifier: str) -> str:
+    """An identifier ("support_requests") as words, where the policy gives none."""
+    return identifier.replace("_", " ")
+
+
+def dataset_words(systems: Mapping[str, System], system: str, dataset: str) -> str:
+    """What subjects read for `dataset` of `system`, also of a system a later policy dropped."""
+    return systems[system].dataset_label(dataset) if system in systems else readable(dataset)
