@@ -1,0 +1,122 @@
+"""The new request form's controls no other browser test presses, pressed in a real browser
+(Debian's Chromium), one type's details by each role: an agent opens a rectification (the correct
+name, another correction, the customer number, received by post at a time of its own), compliance
+a restriction on a ground under another regime and country, an admin an objection they attested,
+and an agent an appeal of a refused request by its reference (it takes that request's regime,
+whatever the Regime select says). Each is then the request page the user sees, and the row as
+stored. Same setup as tests/test_browser.py."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from playwright.async_api import Page, expect
+
+from dsrflow.domain.references import short_reference
+from tests.support import live_client, staff_headers, unique_email
+from tests.test_browser import CHROMIUM, open_request, signed_in, site  # noqa: F401 (fixtures)
+from tests.test_browser_actions import SLOW, systems_site  # noqa: F401 (fixture)
+from tests.test_browser_console import UUID
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)")
+STORED = "SELECT request_type, channel, regime, country, customer_id, details, received_at FROM dsr_requests WHERE id = $1"
+
+
+async def opened(page: Page, heading: str) -> str:
+    """Press "Open the request": the new request's page, its id."""
+    await page.get_by_role("button", name="Open the request").click()
+    await expect(page).to_have_url(re.compile(rf"/console/requests/{UUID}$"))
+    await expect(page.get_by_role("heading", level=1)).to_have_text(heading)
+    return page.url.rsplit("/", 1)[1]
+
+
+async def test_an_agent_opens_a_rectification_received_by_post(browser, systems_site, pool):  # noqa: F811
+    url = systems_site
+    zone = ZoneInfo("Europe/Brussels")
+    received = (datetime.now(zone) - timedelta(days=2)).replace(hour=9, minute=30, second=0, microsecond=0)
+    page = await signed_in(browser, url, pool, "agent", "/console/requests/new")
+    await page.get_by_role("radio", name=re.compile("^Rectification")).check()
+    corrections = page.locator("#corrections")
+    await expect(corrections).to_be_visible()
+    await page.get_by_label("Subject's e-mail address").fill("ada@example.com")
+    await page.get_by_label("Customer id (optional)").fill("C-1042")
+    await corrections.get_by_label("The correct name").fill("Ada King")
+    await corrections.get_by_label("Other corrections").fill("phone: +32 470 12 34 56")
+    await page.get_by_label("Received by").select_option("post")
+    await page.get_by_label("Received at (optional)").fill(received.strftime("%Y-%m-%dT%H:%M"))
+    rid = await opened(page, "Rectification request")
+
+    await expect(page.locator("#summary")).to_contain_text("by post (staff)")
+    await expect(page.locator("#live")).to_contain_text("customer C-1042")
+    await expect(page.locator("#live")).to_contain_text('"name": "Ada King"')
+    await expect(page.locator("#status")).to_contain_text("awaiting verification", timeout=SLOW)
+    row = await pool.fetchrow(STORED, rid)
+    assert (row["request_type"], row["channel"], row["customer_id"]) == ("rectification", "post", "C-1042")
+    assert row["details"]["corrections"] == {"name": "Ada King", "phone": "+32 470 12 34 56"}
+    assert row["received_at"] == received
+
+
+async def test_compliance_opens_a_restriction_under_another_regime(browser, site, pool):  # noqa: F811
+    page = await signed_in(browser, site, pool, "compliance", "/console/requests/new")
+    await page.get_by_role("radio", name=re.compile("^Restriction")).check()
+    grounds = page.locator("#restriction_grounds")
+    await expect(grounds).to_be_visible()
+    await expect(page.locator("#corrections")).to_be_hidden()
+    await page.get_by_label("Subject's e-mail address").fill(unique_email("audit.restrict"))
+    await grounds.get_by_label("The accuracy of the data is contested").check()
+    await page.get_by_label("Regime").select_option("uk_gdpr")
+    await page.get_by_label("Country (optional)").fill("GB")
+    rid = await opened(page, "Restriction request")
+
+    await expect(page.locator("#summary")).to_contain_text("uk_gdpr / GB")
+    await expect(page.locator("#live")).to_contain_text("accuracy_contested")
+    row = await pool.fetchrow(STORED, rid)
+    assert (row["request_type"], row["regime"], row["country"]) == ("restriction", "uk_gdpr", "GB")
+    assert row["details"]["restriction_grounds"] == ["accuracy_contested"]
+
+
+async def test_an_admin_opens_an_objection_they_attested(browser, site, pool):  # noqa: F811
+    email = unique_email("audit.object")
+    page = await signed_in(browser, site, pool, "admin", "/console/requests/new")
+    await page.get_by_role("radio", name="Objection to processing").check()
+    scope = page.locator("#objection_scope")
+    await expect(scope).to_be_visible()
+    await page.get_by_label("Subject's e-mail address").fill(email)
+    await page.get_by_label("Subject's name (optional)").fill("Jan Peeters")
+    await scope.get_by_label("Direct marketing (newsletters, offers)").check()
+    await page.get_by_label("I have authenticated the subject").check()
+    rid = await opened(page, "Objection request")
+
+    await expect(page.locator("#live")).to_contain_text(f"{email} · Jan Peeters")
+    await expect(page.locator("#live")).to_contain_text("attested by browser admin")
+    await expect(page.locator("#status")).to_contain_text("completed", timeout=SLOW)  # no system here to ask
+    row = await pool.fetchrow(STORED, rid)
+    assert (row["request_type"], row["details"]["objection_scope"]) == ("objection", "direct_marketing")
+
+
+async def test_an_agent_opens_an_appeal_of_a_refused_request_by_its_reference(browser, site, pool):  # noqa: F811
+    email = unique_email("audit.appeal")
+    refused = await open_request(site, pool, type="access", regime="vcdpa", country="US", subject={"email": email})
+    async with live_client(base_url=site, timeout=30) as http:
+        r = await http.post(f"/v1/requests/{refused}/deny", headers=await staff_headers(pool, "compliance"), json={
+            "reason_code": "excessive", "explanation": "The fourth identical request this month"})
+    assert r.status_code == 200, r.text
+
+    page = await signed_in(browser, site, pool, "agent", "/console/requests/new")
+    await page.get_by_label("Access to your personal data").check()
+    await page.get_by_label("Subject's e-mail address").fill(email)
+    await expect(page.get_by_label("Regime")).to_have_value("gdpr")  # left as it is: the appeal decides
+    await page.get_by_label("Appeal of (optional)").fill(short_reference(refused).lower())
+    rid = await opened(page, "Access request")
+
+    await expect(page.locator("#summary")).to_contain_text("vcdpa /")
+    await expect(page.locator("#live")).to_contain_text(refused)  # the details name the appealed request
+    row = await pool.fetchrow(STORED, rid)
+    assert (row["regime"], row["details"]["appeal_of"]) == ("vcdpa", refused)
+    # The refused request's page lists the appeal among the subject's other requests, and leads to it.
+    await page.goto(f"{site}/console/requests/{refused}")
+    await page.locator("#other-requests").get_by_role("link", name=rid[:8]).click()
+    await expect(page).to_have_url(f"{site}/console/requests/{rid}")
