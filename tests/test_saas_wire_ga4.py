@@ -116,3 +116,27 @@ async def test_the_stand_in_refuses_what_google_refuses(google):
         assert answer.status_code == 400, what
         assert answer.json()["error"]["status"] == "INVALID_ARGUMENT", what
         assert answer.json()["error"]["errors"][0]["reason"] == "invalid", what
+
+
+async def test_a_403_for_the_days_quota_waits_for_googles_next_quota_day(google, pool):
+    """Google's APIs say an exceeded quota with a 403 as often as with a 429 (reason
+    dailyLimitExceeded): the per-project quota may be used by another client of the same Cloud
+    project. It is no refused credential: the task waits for the next quota day."""
+    app, _, tmp = google
+    app.state.standin.inject(403, path=":upsert", body={"error": {
+        "code": 403, "message": "Daily Limit Exceeded", "status": "PERMISSION_DENIED",
+        "errors": [{"message": "Daily Limit Exceeded", "domain": "usageLimits", "reason": "dailyLimitExceeded"}]}})
+    outcome = await _erase(pool, tmp, [("CLIENT_ID", "GA1.1.1.1"), ("CLIENT_ID", "GA1.1.2.2")])
+    assert outcome.status == "pending" and outcome.changed == 0
+    assert "daily quota (500) is used up, the rest follows after" in outcome.message
+    assert [u.status for u in app.state.standin.requests("POST", ":upsert")] == [403]
+
+
+async def test_a_403_for_a_rate_limit_is_retried(google, pool):
+    app, _, tmp = google
+    app.state.standin.inject(403, path=":upsert", body={"error": {
+        "code": 403, "message": "User Rate Limit Exceeded", "status": "PERMISSION_DENIED",
+        "errors": [{"message": "User Rate Limit Exceeded", "domain": "usageLimits", "reason": "userRateLimitExceeded"}]}})
+    outcome = await _erase(pool, tmp, [("CLIENT_ID", "GA1.1.1.1")])
+    assert outcome.status == "done"
+    assert [u.status for u in app.state.standin.requests("POST", ":upsert")] == [403, 200]

@@ -11,6 +11,7 @@ from urllib.parse import parse_qsl
 
 import httpx
 import pytest
+from temporalio.exceptions import ApplicationError
 
 from devstack.saas.hubspot import create_hubspot_app
 from tests.fanout_stack import served
@@ -95,6 +96,31 @@ async def test_searches_stay_under_hubspots_search_limit(hubspot, pool):
         await connector_.close()
     searches = app.state.standin.requests("POST", "/contacts/search")
     assert [s.status for s in searches] == [200] * 8
+
+
+async def test_a_429_without_retry_after_waits_out_hubspots_window(hubspot, pool):
+    """HubSpot's 429 carries no Retry-After: X-HubSpot-RateLimit-Remaining 0 says the window of
+    X-HubSpot-RateLimit-Interval-Milliseconds is used up, so the retry waits that long (not the
+    1 s first backoff, which would hit the same window again)."""
+    app, _, tmp = hubspot
+    app.state.standin.throttle_headers["X-HubSpot-RateLimit-Interval-Milliseconds"] = "2500"
+    app.state.standin.inject(429, path="/contacts/search")
+    await _access(app, tmp, "ada@example.com", pool)
+    first, second = app.state.standin.requests("POST", "/contacts/search")
+    assert (first.status, second.status) == (429, 200) and "retry-after" not in first.headers
+    assert second.at - first.at >= 2.5
+
+
+async def test_hubspots_daily_limit_waits_for_the_next_day(hubspot, pool):
+    app, _, tmp = hubspot
+    app.state.standin.inject(429, path="/contacts/search", body={
+        "status": "error", "message": "You have reached your daily limit.", "errorType": "RATE_LIMIT",
+        "correlationId": "c033cdaa-2c40-4a64-ae48-b4cec88dad24", "policyName": "DAILY"})
+    with pytest.raises(ApplicationError) as raised:
+        await _access(app, tmp, "ada@example.com", pool)
+    assert raised.value.type == "HttpQuotaExhausted" and raised.value.next_retry_delay is not None
+    assert "daily quota used up" in str(raised.value)
+    assert len(app.state.standin.requests("POST", "/contacts/search")) == 1  # not hammered
 
 
 async def test_gdpr_delete_bodies_by_id_and_by_address(hubspot, pool):

@@ -29,7 +29,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.connectors.base import PermanentConnectorError
 from activities.connectors.http_auth import Credentials
-from activities.connectors.http_quota import QuotaLedger
+from activities.connectors.http_quota import QuotaExhausted, QuotaLedger
 from policy.http_model import HttpConfig, Pagination, RequestSpec, Step
 
 _CODE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
@@ -81,9 +81,14 @@ def records_at(document: Any, path: str) -> list[dict[str, Any]]:
 
 
 def retry_after(response: httpx.Response, now: datetime) -> float | None:
-    """Retry-After as seconds (RFC 9110: delay-seconds or an HTTP date)."""
+    """Retry-After as seconds (RFC 9110: delay-seconds or an HTTP date). HubSpot sends none: its
+    X-HubSpot-RateLimit-Remaining 0 says the window of X-HubSpot-RateLimit-Interval-Milliseconds
+    is used up, so one window's wait."""
     value = response.headers.get("Retry-After")
     if not value:
+        interval = response.headers.get("X-HubSpot-RateLimit-Interval-Milliseconds", "")
+        if response.headers.get("X-HubSpot-RateLimit-Remaining") == "0" and interval.isdigit():
+            return int(interval) / 1000
         return None
     if value.strip().isdigit():
         return float(value)
@@ -91,6 +96,29 @@ def retry_after(response: httpx.Response, now: datetime) -> float | None:
         return max(0.0, (parsedate_to_datetime(value) - now).total_seconds())
     except (TypeError, ValueError):
         return None
+
+
+def throttled(response: httpx.Response) -> str | None:
+    """"rate" or "daily" when a 403 or 429 says a rate limit or the day's quota is used up:
+    HubSpot's {errorType: RATE_LIMIT, policyName: DAILY | SECONDLY | ...}; Google's
+    {error: {errors: [{reason: dailyLimitExceeded | rateLimitExceeded | ...}]}}, which Google's
+    APIs send with a 403 as often as with a 429."""
+    try:
+        document = response.json()
+    except ValueError:
+        return None
+    if not isinstance(document, dict):
+        return None
+    if document.get("errorType") == "RATE_LIMIT":
+        return "daily" if document.get("policyName") == "DAILY" else "rate"
+    error = document.get("error")
+    errors = error.get("errors") if isinstance(error, dict) else None
+    reasons = {e.get("reason") for e in errors if isinstance(e, dict)} if isinstance(errors, list) else set()
+    if "dailyLimitExceeded" in reasons:
+        return "daily"
+    if reasons & {"rateLimitExceeded", "userRateLimitExceeded", "quotaExceeded"}:
+        return "rate"
+    return None
 
 
 class HttpSystemUnavailable(ConnectionError):
@@ -241,12 +269,17 @@ class HttpExchange:
                 refreshed = True  # an expired or revoked token: one new token, one more try
                 self.credentials.invalidate()
                 continue
-            if code == 429 or code >= 500:
-                wait = retry_after(response, datetime.now(UTC)) if code == 429 else None
+            limit = throttled(response) if code in (403, 429) else None
+            if limit == "daily":
+                # Waiting minutes would not help: the day's quota is gone (another client of the
+                # same account or project may have used it). The run waits for the next day.
+                raise QuotaExhausted(self.ledger.bucket, self.config.limits.per_day or 0, self.ledger.next_day())
+            if code == 429 or limit == "rate" or code >= 500:
+                wait = retry_after(response, datetime.now(UTC)) if code < 500 else None
                 backoff = retry.backoff_seconds * 2 ** (attempt - 1)
                 if wait is not None and wait > retry.max_inline_wait_seconds:
                     raise ApplicationError(
-                        f"system {self.system}: {self.config.service} answered HTTP 429 to {what}; "
+                        f"system {self.system}: {self.config.service} answered HTTP {code} to {what}; "
                         f"retrying after {wait:.0f}s as it asked", type="HttpSystemThrottled",
                         next_retry_delay=timedelta(seconds=wait))
                 if attempt >= retry.attempts:

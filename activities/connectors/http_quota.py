@@ -22,7 +22,8 @@ from policy.http_model import Limits
 
 class QuotaExhausted(Exception):
     def __init__(self, bucket: str, limit: int, resumes_at: datetime) -> None:
-        super().__init__(f"daily quota of {limit} requests used up; it renews at {resumes_at.isoformat()}")
+        quota = f"daily quota of {limit} requests" if limit else "daily quota"
+        super().__init__(f"{quota} used up; it renews at {resumes_at.isoformat()}")
         self.limit = limit
         self.resumes_at = resumes_at
 
@@ -66,6 +67,10 @@ class QuotaLedger:
         start = local.replace(hour=0, minute=0, second=0, microsecond=0)
         following = (start + timedelta(days=1, hours=3)).replace(hour=0)  # DST-proof
         return start, following
+
+    def next_day(self) -> datetime:
+        """When the service's next quota day begins (UTC)."""
+        return self._quota_day()[1].astimezone(UTC)
 
     async def _take_daily_unit(self) -> None:
         if self.pool is None:

@@ -29,6 +29,7 @@ class Fault:
     retry_after: str | None = None
     times: int = 1
     path: str | None = None  # only requests whose path contains this
+    body: dict[str, Any] | None = None  # the error body (default: the service's for the status)
 
 
 @dataclass
@@ -75,8 +76,9 @@ class StandIn:
     # Headers the service sends with a 429 besides Retry-After (HubSpot's X-HubSpot-RateLimit-*).
     throttle_headers: dict[str, str] = field(default_factory=dict)
 
-    def inject(self, status: int, *, retry_after: str | None = None, times: int = 1, path: str | None = None) -> None:
-        self.faults.append(Fault(status, retry_after, times, path))
+    def inject(self, status: int, *, retry_after: str | None = None, times: int = 1, path: str | None = None,
+               body: dict[str, Any] | None = None) -> None:
+        self.faults.append(Fault(status, retry_after, times, path, body))
 
     def error(self, status: int, message: str, headers: dict[str, str] | None = None,
               media_type: str = "application/json") -> JSONResponse:
@@ -126,6 +128,9 @@ def create_standin_app(standin: StandIn, *, media_type: str = "application/json"
                 headers = dict(standin.throttle_headers) if fault.status == 429 else {}
                 if fault.retry_after:
                     headers["Retry-After"] = fault.retry_after
+                if fault.body is not None:
+                    return JSONResponse(fault.body, status_code=fault.status, headers=headers or None,
+                                        media_type=media_type)
                 return standin.error(fault.status, "injected by the stand-in", headers or None, media_type)
         response: Response = await call_next(request)
         standin.served.append(Served(request.method, path, response.status_code, arrived, body, sent, query))
@@ -135,7 +140,7 @@ def create_standin_app(standin: StandIn, *, media_type: str = "application/json"
     async def add_fault(request: Request) -> dict[str, Any]:
         document = await request.json()
         standin.inject(int(document["status"]), retry_after=document.get("retry_after"),
-                       times=int(document.get("times", 1)), path=document.get("path"))
+                       times=int(document.get("times", 1)), path=document.get("path"), body=document.get("body"))
         return {"faults": len(standin.faults)}
 
     @app.post("/_standin/expire-tokens")
