@@ -87,3 +87,12 @@ def test_a_dataset_without_a_label_reads_as_its_name_in_words():
     policy = parse_policy(content, "policy.yaml").in_language("nl")
     assert policy.systems["crm"].dataset_label("support_requests") == "support requests"
     assert policy.systems["crm"].dataset_label("contacts") == "contacten"
+
+
+async def test_a_french_action_line_sets_a_space_before_its_colon():
+    """French typography puts a (non-breaking) space before a colon; the action lines of the plain
+    text wrote "CRM (...), contacts, demandes d'assistance: données effacées" (DPO audit)."""
+    letter = await as_sent("response", "erasure", _erasure(), language="fr")
+    line = next(line for line in letter.text.splitlines() if line.startswith("- CRM"))
+    assert line.startswith("- CRM (contacts, demandes d'assistance, chat en direct), contacts, "
+                           "demandes d'assistance\xa0: données effacées")

@@ -266,8 +266,10 @@ def _billing_mixed() -> dict[str, Any]:
 
 def _listed(system: str, category: str, action: str, records: int, language: str = "en") -> list[str]:
     """A system's line under the actions heading, as `both` reads the text and the HTML table."""
-    said = translations(language).ngettext("%(num)d record", "%(num)d records", records) % {"num": records}
-    return [f"{system}, {category}: {action} ({said})", f"{system} {category} {action} {records}"]
+    t = translations(language)
+    said = t.ngettext("%(num)d record", "%(num)d records", records) % {"num": records}
+    line = t.gettext("%(label)s: %(value)s") % {"label": f"{system}, {category}", "value": action}
+    return [" ".join(f"{line} ({said})".split()), f"{system} {category} {action} {records}"]  # as `both` folds
 
 
 def _section(text: str, heading: str, headings: tuple[str, ...]) -> str:
