@@ -114,3 +114,26 @@ async def test_an_export_of_json_nested_past_pythons_recursion_limit_is_refused_
         taken = await http.post(f"/v1/callbacks/manual/{token}", files=[("files", ("export.json", b'[{"a": [1]}]'))])
         assert taken.status_code == 200, taken.text[-400:]
     assert (await _recorded(pool, rid))["exports"] == 1
+
+
+async def test_a_note_with_nul_or_escape_sequences_is_recorded_without_them_on_the_processors_page(
+        settings, pool, dev_server, task_queue, monkeypatch):
+    """A processor's note pasted with a NUL and terminal escape sequences (from a log, a binary
+    export's preview), on a confirmation and on an upload. Before, PostgreSQL refused the NUL: the
+    processor's browser got raw problem+json instead of its page, and the answer was not
+    recorded. Now the note is kept without its control characters (line breaks and tabs stay),
+    and the answer is recorded as any other."""
+    monkeypatch.setenv("DSRFLOW_SURVEYS_PRIVACY_EMAIL", "privacy@surveys.example")
+    note = "Deleted\x00 all rows.\x1b[2J\r\nSee\tticket 42.\x7f"
+    kept = "Deleted all rows.[2J\r\nSee\tticket 42."
+    erase, erase_token = await _task(pool, settings, "erase", request_type="erasure")
+    access, access_token = await _task(pool, settings, "access")
+    async with api_client(settings, dev_server.client, task_queue) as http:
+        confirmed = await http.post(f"/v1/callbacks/manual/{erase_token}", data={"note": note})
+        uploaded = await http.post(f"/v1/callbacks/manual/{access_token}", data={"no_data": "1", "note": note},
+                                   files=[("files", ("", b"", "application/octet-stream"))])
+    assert confirmed.status_code == 200 and "confirmation recorded" in confirmed.text, confirmed.text[-400:]
+    assert uploaded.status_code == 200 and "no personal data about this person" in uploaded.text, uploaded.text[-400:]
+    for rid, event in ((erase, "processor.confirmed"), (access, "processor.export_received")):
+        assert (await _recorded(pool, rid))["events"].count(event) == 1
+        assert await pool.fetchval("SELECT confirmation_note FROM manual_tasks WHERE request_id = $1", rid) == kept

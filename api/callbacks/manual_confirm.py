@@ -32,10 +32,12 @@ from api.body_limits import read_capped
 from api.callbacks.processor_uploads import (
     DEFERRED_WAITING,
     FILE_FIELD,
+    NOTE_MAX,
     UploadRefused,
     accepted_types,
     keep_export,
     limits_of,
+    plain_note,
     receive_export,
     record_answer,
     refuse_if_closed,
@@ -53,7 +55,7 @@ router = APIRouter(prefix="/v1/callbacks/manual", tags=["processor callbacks"])
 log = get_logger("dsrflow.api.manual_confirm")
 
 _TOKEN = re.compile(r"^[0-9a-f]{64}$")
-_NOTE_MAX = 2000
+_NOTE_MAX = NOTE_MAX
 _BODY_MAX = 16 * 1024
 _ACTIONS = {
     "erase": "erase the data subject's personal data",
@@ -246,7 +248,7 @@ async def confirm(request: Request, token: str, state: State, limiter: Limiter) 
     if (closed := _closed(task)) is not None:
         return closed  # before the body is read: a closed link records nothing
     body = await read_capped(request, _BODY_MAX)  # this route is left uncapped for uploads
-    note = (parse_qs(body.decode("utf-8", "replace")).get("note") or [""])[0].strip()[:_NOTE_MAX] or None
+    note = plain_note((parse_qs(body.decode("utf-8", "replace")).get("note") or [""])[0])
     request_id, system, action = str(task["request_id"]), task["system"], task["action"]
 
     external_id = hashlib.sha256(token.encode()).hexdigest()

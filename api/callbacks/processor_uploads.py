@@ -20,6 +20,7 @@ a refused or broken upload leaves nothing behind. A task already answered takes 
 from __future__ import annotations
 
 import contextlib
+import unicodedata
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -87,6 +88,18 @@ STILL_OPEN = f"""m.confirmed_at IS NULL AND ({DEFERRED_WAITING} OR (
                                                    AND s.status = ANY($4::text[]))))"""
 
 
+NOTE_MAX = 2000
+_KEPT_CONTROLS = "\t\n\r"
+
+
+def plain_note(text: str) -> str | None:
+    """A processor's note as we keep it: without control characters but line breaks and tabs (a
+    NUL made PostgreSQL refuse the whole answer, shown to the processor as raw JSON; escape
+    sequences would reach whoever reads it in a terminal), at most NOTE_MAX characters."""
+    kept = "".join(ch for ch in text if ch in _KEPT_CONTROLS or unicodedata.category(ch) != "Cc")
+    return kept.strip()[:NOTE_MAX] or None
+
+
 async def record_answer(conn: Any, external_id: str, note: str | None) -> datetime | None:
     """Mark the task answered (with the note), if its link may still answer it; None otherwise."""
     answered: datetime | None = await conn.fetchval(
@@ -148,7 +161,7 @@ class ReceivedExport:
 
     @property
     def note(self) -> str | None:
-        return bytes(self.fields.get("note", b"")).decode("utf-8", "replace").strip()[:2000] or None
+        return plain_note(bytes(self.fields.get("note", b"")).decode("utf-8", "replace"))
 
     @property
     def no_data(self) -> bool:
