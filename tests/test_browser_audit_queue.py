@@ -190,3 +190,31 @@ async def test_each_role_saves_a_view_of_stopped_requests_and_its_link_shows_the
         await page.get_by_role("button", name=f"Delete the view {name}").click()
         await expect(view).to_have_count(0)
         await page.context.close()
+
+
+async def test_each_role_skips_to_the_content_and_compliance_opens_the_dashboards_tables(browser, queue_site, pool):
+    """The header's "Skip to content" (the first thing a keyboard reaches) and the dashboard's two
+    tables behind their summaries, "Per month" and "Open requests by due week"."""
+    site = queue_site
+    for role in ROLES:
+        page = await signed_in(browser, site, pool, role, "/console/")
+        await page.keyboard.press("Tab")
+        skip = page.get_by_role("link", name="Skip to content")
+        await expect(skip).to_be_focused()
+        await page.keyboard.press("Enter")
+        await expect(page).to_have_url(f"{site}/console/#main")
+        await expect(page.locator("main")).to_be_focused()
+        if role == "agent":  # the dashboard is compliance's: tests/test_browser_navigation.py
+            await page.context.close()
+            continue
+        await page.goto(f"{site}/console/dashboard")
+        for summary, first_column in (("Per month", "Month"), ("Open requests by due week", "Due")):
+            details = page.locator("details", has=page.locator("summary", has_text=summary))
+            table = details.locator("table")
+            await expect(table).to_be_hidden()
+            await details.locator("summary").click()
+            await expect(table).to_be_visible()
+            await expect(table.locator("thead th").first).to_have_text(first_column)
+            assert await table.locator("tbody tr").count() >= 1
+        await expect(page.locator("details", has_text="Per month").locator("tbody tr")).to_have_count(12)  # MONTHS
+        await page.context.close()
