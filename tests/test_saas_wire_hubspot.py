@@ -65,6 +65,25 @@ async def test_the_token_grant_and_the_search_are_what_hubspot_documents(hubspot
         assert s.headers["authorization"].startswith("Bearer ") and s.status == 200
 
 
+async def test_the_versioned_token_endpoint_that_replaces_v1(hubspot, pool, monkeypatch):
+    """HubSpot ends /oauth/v1/token on 16 February 2027; /oauth/2026-03/token takes the same
+    form fields, in the body only, and answers the same fields."""
+    app, url, tmp = hubspot
+    monkeypatch.setenv("HUBSPOT_OAUTH_VERSION", "2026-03")
+    app.state.data.add_contact("ada@example.com", "Ada", "Lovelace")
+    assert len(await _access(app, tmp, "ada@example.com", pool)) == 1
+    (token,) = [s for s in app.state.standin.served if "/oauth/" in s.path]
+    assert (token.path, token.status, token.query) == ("/oauth/2026-03/token", 200, "")
+    assert dict(parse_qsl(token.body))["grant_type"] == "refresh_token"
+    async with httpx.AsyncClient(base_url=url) as http:
+        in_url = await http.post("/oauth/2026-03/token", params={"client_secret": "secret-w"},
+                                 data={"grant_type": "refresh_token", "client_id": "client-w", "refresh_token": "refresh-w"})
+        revoked = await http.post("/oauth/2026-03/token", data={
+            "grant_type": "refresh_token", "client_id": "client-w", "client_secret": "secret-w", "refresh_token": "x"})
+    assert in_url.status_code == 400 and in_url.json()["error"] == "invalid_request"
+    assert revoked.status_code == 400 and revoked.json()["error"] == "invalid_grant"
+
+
 @pytest.mark.parametrize("style", ["relative", "type_ids"])
 async def test_next_page_links_in_either_form_lead_to_every_note(hubspot, pool, style):
     """HubSpot's reference shows `"link": "?after=NTI1Cg%3D%3D"`, relative to the page just read;

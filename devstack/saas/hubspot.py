@@ -1,7 +1,9 @@
 """HubSpot stand-in: OAuth 2.0 tokens, contacts (CRM v3 search), their notes, GDPR delete.
 
-Documented behaviour it keeps: `POST /oauth/v1/token` (form; refresh_token or client_credentials
-grant) answering {access_token, refresh_token, expires_in}; bearer tokens that expire
+Documented behaviour it keeps: `POST /oauth/2026-03/token` and the deprecated `/oauth/v1/token`
+(form; refresh_token or client_credentials grant; the versioned one with no parameter in the URL)
+answering {access_token, refresh_token, expires_in, token_type, hub_id, scopes}, refusals as
+RFC 6749's {error, error_description} with HubSpot's {status, message}; bearer tokens that expire
 (401, category EXPIRED_AUTHENTICATION); search with filterGroups, `limit` and `after`, answering
 {total, results, paging.next.after}; association lists paged by `paging.next.{after, link}`;
 `POST /crm/v3/objects/contacts/gdpr-delete` {objectId, idProperty} answering 204, and adding an
@@ -27,7 +29,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi import Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 
 from devstack.saas.common import Reply, StandIn, bearer, create_standin_app, media_type
 
@@ -116,19 +118,31 @@ def create_hubspot_app(client_id: str = "standin-client", client_secret: str = "
         recent.append(now)
         return None
 
-    @app.post("/oauth/v1/token", response_model=None)
+    def oauth_error(error: str, status: str, message: str) -> Response:
+        """RFC 6749's {error, error_description}, with HubSpot's older status and message."""
+        return JSONResponse({"error": error, "error_description": message, "status": status, "message": message},
+                            status_code=400)
+
+    @app.post("/oauth/v1/token", response_model=None)  # deprecated: HubSpot ends it on 16 February 2027
+    @app.post("/oauth/2026-03/token", response_model=None)
     async def token(request: Request) -> Reply:
+        if request.url.path.endswith("/2026-03/token") and request.url.query:
+            # The versioned endpoint takes its parameters in the body only (never in the URL, logs).
+            return oauth_error("invalid_request", "BAD_REQUEST", "parameters must be in the form-encoded body")
+        if media_type(request) != "application/x-www-form-urlencoded":
+            return oauth_error("invalid_request", "BAD_REQUEST", "the body must be form-encoded")
         form = dict(parse_qsl((await request.body()).decode()))
         if form.get("client_id") != data.client_id or form.get("client_secret") != data.client_secret:
-            return standin.error(400, "missing or unknown client_id / client_secret")
+            return oauth_error("invalid_client", "BAD_CLIENT_ID", "missing or unknown client_id / client_secret")
         if form.get("grant_type") == "refresh_token":
             if form.get("refresh_token") != data.refresh_token:
-                return standin.error(400, "missing or invalid refresh token")
+                return oauth_error("invalid_grant", "BAD_REFRESH_TOKEN", "refresh token is invalid, expired or revoked")
         elif form.get("grant_type") != "client_credentials":
-            return standin.error(400, "unsupported grant_type")
+            return oauth_error("unsupported_grant_type", "BAD_GRANT_TYPE", "unsupported grant_type")
         # HubSpot's refresh token stays the same: its docs say to store the one from the install
         # and use it for every new access token.
-        return {**standin.tokens.issue(), "refresh_token": data.refresh_token}
+        return {**standin.tokens.issue(), "refresh_token": data.refresh_token, "hub_id": 62515,
+                "scopes": ["oauth", "crm.objects.contacts.read", "crm.objects.contacts.write"]}
 
     @app.post("/crm/v3/objects/contacts/search", response_model=None)
     async def search(request: Request) -> Reply:
