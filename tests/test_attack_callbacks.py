@@ -137,3 +137,28 @@ async def test_a_note_with_nul_or_escape_sequences_is_recorded_without_them_on_t
     for rid, event in ((erase, "processor.confirmed"), (access, "processor.export_received")):
         assert (await _recorded(pool, rid))["events"].count(event) == 1
         assert await pool.fetchval("SELECT confirmation_note FROM manual_tasks WHERE request_id = $1", rid) == kept
+
+
+async def test_a_zip_whose_member_is_a_symbolic_link_is_refused_and_nothing_kept(
+        settings, pool, dev_server, task_queue, monkeypatch):
+    """A ZIP whose `notes.txt` is a symbolic link (Unix mode bits in its external attributes, the
+    target `../../.bashrc` as its content): unpacked with unzip, it is made a link, and a later
+    member of that name is written through it, outside the folder, though no name has a '..' (the
+    zip-slip check looked at names only). Before, the upload was taken; the package's
+    copy happened to drop the link bit (activities/processor_csv.py `write_zip`), but the file we
+    kept was the processor's. Now refused at the link by name (422), nothing kept."""
+    monkeypatch.setenv("DSRFLOW_SURVEYS_PRIVACY_EMAIL", "privacy@surveys.example")
+    rid, token = await _task(pool, settings, "access")
+    before = await _recorded(pool, rid)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        link = zipfile.ZipInfo("notes.txt")
+        link.create_system = 3  # Unix: unzip reads the mode bits
+        link.external_attr = 0o120777 << 16  # a symbolic link
+        archive.writestr(link, "../../.bashrc")
+        archive.writestr("data.json", "[]")
+    async with api_client(settings, dev_server.client, task_queue) as http:
+        refused = await http.post(f"/v1/callbacks/manual/{token}", files=[("files", ("export.zip", buffer.getvalue()))])
+    assert refused.status_code == 422, refused.text[-400:]
+    assert "export.zip: notes.txt: is a symbolic link" in refused.text
+    assert await _recorded(pool, rid) == before

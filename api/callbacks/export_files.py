@@ -14,6 +14,7 @@ import codecs
 import hashlib
 import io
 import json
+import stat
 import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -152,10 +153,14 @@ class ContentCheck:
         except zipfile.BadZipFile:
             raise RefusedFile(f"{self.filename}: is not a readable ZIP archive") from None
         for entry in archive.infolist():  # folders' entries too: unpacking creates them
+            shown = "".join(ch if ch.isprintable() else "?" for ch in entry.filename)
             if _unsafe_member_name(entry.filename):
-                shown = "".join(ch if ch.isprintable() else "?" for ch in entry.filename)
                 raise RefusedFile(f"{self.filename}: {shown}: its name must be a relative path without a leading /, "
                                   "a drive letter, '..', backslashes or control characters")
+            if stat.S_ISLNK(entry.external_attr >> 16):
+                # unzip makes it a link (its content is the target), and a later member of the
+                # same name is written through it: zip slip without a '..' in any name.
+                raise RefusedFile(f"{self.filename}: {shown}: is a symbolic link, which we do not accept")
         if not members:
             raise RefusedFile(f"{self.filename}: the ZIP archive holds no files")
         if sum(m.file_size for m in members) > self.max_bytes * 4:
