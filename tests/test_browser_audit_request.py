@@ -128,3 +128,45 @@ async def test_each_role_follows_a_decided_messages_link_and_attaches_to_no_requ
         await expect(page).to_have_url(f"{site}/console/requests/{existing}")
         await expect(page.get_by_role("heading", level=1)).to_have_text("Erasure request")
         await page.context.close()
+
+
+async def test_each_role_turns_a_message_into_a_request_of_a_type_with_details(browser, site, pool, settings):  # noqa: F811
+    """Sent first without the type's details: the refusal's summary leads to the field, which
+    shows its message; once filled in, the request opens with them. Before, the details sat in a
+    closed "Details for some types" box: choosing the type showed nothing to fill in, and the
+    field's message was hidden in that box."""
+    for role, kind, part, fill, stored in (
+            ("agent", "restriction", "#restriction_grounds", "The accuracy of the data is contested",
+             {"restriction_grounds": ["accuracy_contested"]}),
+            ("compliance", "objection", "#objection_scope", "Profiling", {"objection_scope": "profiling"}),
+            ("admin", "objection", "#objection_scope", "Direct marketing (newsletters, offers)",
+             {"objection_scope": "direct_marketing"})):
+        message = await filed(settings, pool, raw_mail(unique_email("audit.convert"), "Please look at my data."))
+        page = await signed_in(browser, site, pool, role, f"/console/inbox/{message}")
+        await page.locator(f"input[name=type][value={kind}]").check()
+        details = page.locator(part)
+        await expect(details).to_be_visible()  # the chosen type's details, to fill in
+        await page.get_by_role("button", name="Open the request").click()
+        summary = page.locator(".error-summary")
+        await expect(summary.get_by_role("link")).to_have_count(1)
+        await summary.get_by_role("link").click()
+        await expect(details).to_be_visible()
+        await expect(details.locator(".error")).to_be_visible()
+        await expect(page.locator(f"input[name=type][value={kind}]")).to_be_checked()  # kept
+        if role == "admin":  # a correction first: this site's policy has no system to correct it in
+            await page.locator("input[name=type][value=rectification]").check()
+            corrections = page.locator("#corrections")
+            await corrections.get_by_label("The correct name").fill("Grete Maes")
+            await page.get_by_role("button", name="Open the request").click()
+            await expect(corrections.locator(".error")).to_contain_text("nothing can be corrected on request here")
+            await expect(details).to_be_hidden()
+            await page.locator(f"input[name=type][value={kind}]").check()
+        await details.get_by_label(fill).check()
+        await page.get_by_role("button", name="Open the request").click()
+        await expect(page).to_have_url(re.compile(r"/console/requests/[0-9a-f-]{36}$"))
+        await expect(page.get_by_role("heading", level=1)).to_have_text(f"{kind.capitalize()} request")
+        rid = page.url.rsplit("/", 1)[1]
+        details_stored = await pool.fetchval("SELECT details FROM dsr_requests WHERE id = $1", rid)
+        assert {k: details_stored[k] for k in stored} == stored
+        assert await pool.fetchval("SELECT status FROM mailbox_messages WHERE id = $1", message) == "converted"
+        await page.context.close()
