@@ -140,3 +140,21 @@ async def test_a_403_for_a_rate_limit_is_retried(google, pool):
     outcome = await _erase(pool, tmp, [("CLIENT_ID", "GA1.1.1.1")])
     assert outcome.status == "done"
     assert [u.status for u in app.state.standin.requests("POST", ":upsert")] == [403, 200]
+
+
+async def test_the_token_endpoint_refuses_as_rfc_6749_says(google, pool, monkeypatch, tmp_path):
+    app, url, tmp = google
+    stranger = tmp_path / "stranger.json"
+    stranger.write_text(json.dumps(new_service_account("stranger@standin.iam.gserviceaccount.com")))
+    monkeypatch.setenv("GA4_SERVICE_ACCOUNT", str(stranger))  # a key Google does not know
+    with pytest.raises(PermanentConnectorError, match="Google Analytics 4 refused the OAuth2 jwt_bearer grant "
+                       r"\(HTTP 400\).*GA4_SERVICE_ACCOUNT"):
+        await _erase(pool, tmp, [("CLIENT_ID", "GA1.1.1.1")])
+    async with httpx.AsyncClient(base_url=url) as http:
+        as_json = await http.post("/token", json={"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer"})
+        other_grant = await http.post("/token", data={"grant_type": "client_credentials"})
+    (refused,) = app.state.standin.requests("POST", "/token")[:1]
+    assert refused.status == 400
+    assert as_json.json() == {"error": "invalid_request", "error_description": "the body must be form-encoded"}
+    assert other_grant.json()["error"] == "unsupported_grant_type"
+    assert app.state.data.requests == []

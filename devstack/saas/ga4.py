@@ -25,6 +25,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from fastapi import Request
+from fastapi.responses import JSONResponse
 
 from devstack.saas.common import Reply, StandIn, bearer, create_standin_app, media_type
 
@@ -60,6 +61,11 @@ def _refusal(body: Any) -> str | None:
     if not isinstance(property_id, str) or not property_id.isdigit():
         return f"Invalid property id {property_id!r}: the GA4 property's number is expected."
     return None
+
+
+def _oauth_error(error: str, description: str) -> JSONResponse:
+    """Google's token endpoint refuses as RFC 6749 does, not in its APIs' {"error": {...}} shape."""
+    return JSONResponse({"error": error, "error_description": description}, status_code=400)
 
 
 def _unb64(text: str) -> bytes:
@@ -112,13 +118,13 @@ def create_ga4_app() -> Any:
     @app.post("/token", response_model=None)
     async def token(request: Request) -> Reply:
         if media_type(request) != "application/x-www-form-urlencoded":
-            return standin.error(400, "invalid_request")
+            return _oauth_error("invalid_request", "the body must be form-encoded")
         form = dict(parse_qsl((await request.body()).decode()))
         if form.get("grant_type") != "urn:ietf:params:oauth:grant-type:jwt-bearer":
-            return standin.error(400, "unsupported_grant_type")
+            return _oauth_error("unsupported_grant_type", "Invalid grant_type.")
         problem = check_assertion(form.get("assertion", ""), str(request.url))
         if problem:
-            return standin.error(400, problem)
+            return _oauth_error("invalid_grant", problem)
         return standin.tokens.issue()
 
     @app.post(UPSERT, response_model=None)
