@@ -55,7 +55,6 @@ router = APIRouter(prefix="/v1/callbacks/manual", tags=["processor callbacks"])
 log = get_logger("dsrflow.api.manual_confirm")
 
 _TOKEN = re.compile(r"^[0-9a-f]{64}$")
-_NOTE_MAX = NOTE_MAX
 _BODY_MAX = 16 * 1024
 _ACTIONS = {
     "erase": "erase the data subject's personal data",
@@ -193,7 +192,7 @@ async def confirmation_page(request: Request, token: str, state: State, limiter:
         '<label for="note">Note (optional)</label>\n'
         '<p class="hint" id="note-hint">For example, that you held no data about this person, or '
         "what you could not do and why. Please do not include the person's data.</p>\n"
-        f'<textarea id="note" name="note" rows="4" maxlength="{_NOTE_MAX}" aria-describedby="note-hint"></textarea>\n'
+        f'<textarea id="note" name="note" rows="4" maxlength="{NOTE_MAX}" aria-describedby="note-hint"></textarea>\n'
         '<button type="submit">Confirm that the request has been carried out</button>\n'
         "</form>",
     )
@@ -303,7 +302,7 @@ def _upload_page(task: dict[str, Any], problem: UploadRefused | None = None) -> 
         '<label for="note">Note (optional)</label>\n'
         '<p class="hint" id="note-hint">For example, what the files contain, or what you could not include '
         "and why.</p>\n"
-        f'<textarea id="note" name="note" rows="4" maxlength="{_NOTE_MAX}" aria-describedby="note-hint"></textarea>\n'
+        f'<textarea id="note" name="note" rows="4" maxlength="{NOTE_MAX}" aria-describedby="note-hint"></textarea>\n'
         '<button type="submit">Send the export</button>\n'
         "</form>",
         status=problem.status if problem else 200,

@@ -48,8 +48,7 @@ _UNAVAILABLE = ("Processor certificate unavailable",
 # sense: any other word (or a status of 200 KB) went into the append-only audit trail for good,
 # and into its event's key, whose index refused a long one with a 500.
 STATUSES = frozenset({"pending", "in_progress", "completed", "cancelled"})
-
-
+# Our job ids are UUIDs (activities/connectors/opendsr.py `subject_request_id`).
 _ID_MAX = 200
 
 
@@ -98,7 +97,7 @@ async def opendsr_callback(request: Request, state: State, limiter: Limiter,
         raise Problem(422, "Malformed callback", "expected JSON with subject_request_id and request_status") from None
     if not isinstance(status, str) or status not in STATUSES:
         raise _malformed("request_status", f"must be one of {', '.join(sorted(STATUSES))}")
-    # Our job ids are UUIDs: a NUL in one reached PostgreSQL, which refused it with a 500.
+    # Anything else (a number, 10 KB of text, a NUL, which PostgreSQL refuses) names no job of ours.
     if not isinstance(external_id, str) or not 0 < len(external_id) <= _ID_MAX or not external_id.isprintable():
         raise _malformed("subject_request_id", f"must be the job's id: text of at most {_ID_MAX} printable characters")
     max_age = float(expand_env(config.config).get("callback_max_age_seconds", DEFAULT_MAX_AGE_SECONDS))
