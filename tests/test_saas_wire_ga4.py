@@ -158,3 +158,25 @@ async def test_the_token_endpoint_refuses_as_rfc_6749_says(google, pool, monkeyp
     assert as_json.json() == {"error": "invalid_request", "error_description": "the body must be form-encoded"}
     assert other_grant.json()["error"] == "unsupported_grant_type"
     assert app.state.data.requests == []
+
+
+
+async def test_only_a_request_naming_what_google_knows_deletes_anything(google):
+    """Google accepts a deletion request for any string: one naming the _ga cookie value
+    ("GA1.1.1197596843.1673515099") instead of the client id Google knows the browser by
+    ("1197596843.1673515099") is accepted and deletes nothing."""
+    app, url, _ = google
+    data = app.state.data
+    data.users = {("CLIENT_ID", "1197596843.1673515099")}
+    token = app.state.standin.tokens.issue()["access_token"]
+
+    def body(user_id: str) -> dict:
+        return {"kind": "analytics#userDeletionRequest", "id": {"type": "CLIENT_ID", "userId": user_id},
+                "propertyId": "123456789"}
+
+    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {token}"}) as http:
+        cookie = await http.post(UPSERT, json=body("GA1.1.1197596843.1673515099"))
+        assert cookie.status_code == 200 and data.users == {("CLIENT_ID", "1197596843.1673515099")}
+        client_id = await http.post(UPSERT, json=body("1197596843.1673515099"))
+    assert client_id.status_code == 200 and data.users == set()
+    assert data.erased == {("CLIENT_ID", "1197596843.1673515099")}

@@ -86,6 +86,10 @@ class DeletionData:
         self.accounts: dict[str, Any] = {}  # client_email -> public key
         self.properties: set[str] = set()  # properties the service account may use; empty: any
         self.requests: list[dict[str, Any]] = []
+        # What the property holds, by (id type, id): Google accepts a deletion request for any
+        # string, and only one naming a browser or user it knows deletes anything.
+        self.users: set[tuple[str, str]] = set()
+        self.erased: set[tuple[str, str]] = set()
 
     def trust(self, service_account: dict[str, str]) -> None:
         private = serialization.load_pem_private_key(service_account["private_key"].encode(), password=None)
@@ -145,6 +149,9 @@ def create_ga4_app() -> Any:
             return standin.error(403, "User does not have sufficient permissions for this property.")
         stamp = datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
         data.requests.append({"type": identity["type"], "userId": identity["userId"], "propertyId": property_id})
+        if (who := (identity["type"], identity["userId"])) in data.users:
+            data.users.discard(who)
+            data.erased.add(who)
         return {"kind": "analytics#userDeletionRequest", "id": identity, "propertyId": property_id,
                 "deletionRequestTime": stamp}
 
