@@ -235,6 +235,29 @@ class Identifier(StrictModel):
     system: str
     dataset: str
     field: str
+    # Where the source keeps a longer form than the service knows: a regular expression that a
+    # stored value matches whole, whose first group is what is sent. GA4's client id is kept by
+    # many sites as the _ga cookie ("GA1.1.1197596843.1673515099"): Google accepts a deletion
+    # request naming that and deletes nothing, as it knows the browser by "1197596843.1673515099".
+    # A value the expression does not match is sent as stored.
+    pattern: str | None = None
+
+    @field_validator("pattern")
+    @classmethod
+    def _one_group(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                groups = re.compile(value).groups
+            except re.error as exc:
+                raise ValueError(f"not a regular expression: {exc}") from None
+            if groups < 1:
+                raise ValueError("needs a group: the part of the stored value that is sent")
+        return value
+
+    def value_of(self, stored: str) -> str:
+        """What the service knows the subject by, from the value the source system keeps."""
+        found = re.fullmatch(self.pattern, stored) if self.pattern else None
+        return found.group(1) if found else stored
 
 
 class Limits(StrictModel):

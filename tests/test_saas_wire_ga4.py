@@ -14,10 +14,14 @@ from urllib.parse import parse_qsl
 
 import httpx
 import pytest
+import yaml
+from pydantic import ValidationError
 
 from activities.connectors.base import PermanentConnectorError
 from devstack.saas.ga4 import SCOPE, UPSERT, create_ga4_app, new_service_account
 from dsrflow.stores.requests_store import create_request
+from policy.http_model import Identifier
+from policy.model import DEFAULT_POLICY
 from schemas.requests import NewRequest
 from tests.fanout_stack import served
 from tests.saas_support import connector, http_policy, http_system, subject
@@ -180,3 +184,21 @@ async def test_only_a_request_naming_what_google_knows_deletes_anything(google):
         client_id = await http.post(UPSERT, json=body("1197596843.1673515099"))
     assert client_id.status_code == 200 and data.users == set()
     assert data.erased == {("CLIENT_ID", "1197596843.1673515099")}
+
+
+def test_the_shipped_configuration_sends_a_stored_cookie_value_as_the_client_id_google_knows():
+    """ga4.yaml's CLIENT_ID identifier cuts a stored _ga cookie value to the client id; a value of
+    another shape (a site that sets its own client ids) is sent as it is stored."""
+    config = yaml.safe_load((DEFAULT_POLICY.parent / "http/ga4.yaml").read_text())
+    client_id = Identifier.model_validate(next(i for i in config["identifiers"] if i["type"] == "CLIENT_ID"))
+    assert client_id.value_of("GA1.1.1197596843.1673515099") == "1197596843.1673515099"
+    assert client_id.value_of("GA1.2.555.666") == "555.666"
+    assert client_id.value_of("1197596843.1673515099") == "1197596843.1673515099"
+    assert client_id.value_of("site-chosen-id") == "site-chosen-id"
+
+
+@pytest.mark.parametrize(("pattern", "said"), [("GA(", "not a regular expression"), ("GA1.1.", "needs a group")])
+def test_an_identifier_pattern_that_cannot_cut_a_value_is_refused_naming_it(pattern, said):
+    with pytest.raises(ValidationError, match=said):
+        Identifier.model_validate({"type": "CLIENT_ID", "system": "analytics", "dataset": "page_events",
+                                   "field": "client_id", "pattern": pattern})

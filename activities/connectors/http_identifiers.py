@@ -27,7 +27,7 @@ async def snapshot_identifiers(env: ConnectorEnv, identifiers: list[Identifier],
                 for kind in kinds:
                     value = record.fields.get(kind.field) if record.dataset == kind.dataset else None
                     if value not in (None, ""):
-                        values.add((kind.type, str(value)))
+                        values.add((kind.type, kind.value_of(str(value))))
         finally:
             await source.close()
     await env.pool.executemany(
