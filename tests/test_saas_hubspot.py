@@ -45,7 +45,7 @@ async def test_access_reads_the_contact_and_pages_through_its_notes(hubspot, poo
     assert sorted(r.fields["id"] for r in records if r.dataset == "notes") == sorted(notes)
     assert {r.category for r in records if r.dataset == "notes"} == {"communications"}
     assert len(standin.requests("GET", "/associations/notes")) == 3  # paging.next.link, 2 + 2 + 1
-    assert len(standin.requests("POST", "/oauth/v1/token")) == 1  # one token for every request
+    assert len(standin.requests("POST", "/oauth/2026-03/token")) == 1  # one token for every request
 
 
 async def test_an_expired_token_is_refreshed(hubspot, pool):
@@ -61,14 +61,14 @@ async def test_an_expired_token_is_refreshed(hubspot, pool):
         await connector_.close()
     statuses = [s.status for s in standin.requests("POST", "/contacts/search")]
     assert statuses == [200, 401, 200]
-    assert len(standin.requests("POST", "/oauth/v1/token")) == 2
+    assert len(standin.requests("POST", "/oauth/2026-03/token")) == 2
     # HubSpot keeps the refresh token: a later connector (the next activity) can use it too.
     later = connector(policy(tmp, False), "crm_hubspot", pool)
     try:
         assert len(await collect(later, subject("ada@example.com"))) == 1
     finally:
         await later.close()
-    assert [s.status for s in standin.requests("POST", "/oauth/v1/token")] == [200, 200, 200]
+    assert [s.status for s in standin.requests("POST", "/oauth/2026-03/token")] == [200, 200, 200]
 
 
 async def test_gdpr_delete_without_blocklisting_leaves_unknown_addresses_alone(hubspot, pool):

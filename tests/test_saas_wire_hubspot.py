@@ -47,7 +47,7 @@ async def test_the_token_grant_and_the_search_are_what_hubspot_documents(hubspot
     note = app.state.data.add_note(ada, "call")
     await _access(app, tmp, "ada@example.com", pool)
     token, search, links, read = app.state.standin.served
-    assert (token.method, token.path) == ("POST", "/oauth/v1/token")
+    assert (token.method, token.path) == ("POST", "/oauth/2026-03/token")
     assert token.headers["content-type"] == "application/x-www-form-urlencoded"
     assert dict(parse_qsl(token.body)) == {"grant_type": "refresh_token", "client_id": "client-w",
                                            "client_secret": "secret-w", "refresh_token": "refresh-w"}
@@ -65,11 +65,10 @@ async def test_the_token_grant_and_the_search_are_what_hubspot_documents(hubspot
         assert s.headers["authorization"].startswith("Bearer ") and s.status == 200
 
 
-async def test_the_versioned_token_endpoint_that_replaces_v1(hubspot, pool, monkeypatch):
-    """HubSpot ends /oauth/v1/token on 16 February 2027; /oauth/2026-03/token takes the same
-    form fields, in the body only, and answers the same fields."""
+async def test_the_versioned_token_endpoint_that_replaces_v1(hubspot, pool):
+    """HubSpot ends /oauth/v1/token on 16 February 2027; /oauth/2026-03/token, the shipped
+    default, takes the same form fields, in the body only, and answers the same fields."""
     app, url, tmp = hubspot
-    monkeypatch.setenv("HUBSPOT_OAUTH_VERSION", "2026-03")
     app.state.data.add_contact("ada@example.com", "Ada", "Lovelace")
     assert len(await _access(app, tmp, "ada@example.com", pool)) == 1
     (token,) = [s for s in app.state.standin.served if "/oauth/" in s.path]
