@@ -13,6 +13,7 @@ from api import api_docs, callbacks, console, outages, problems, public, rest
 from api.body_limits import BodyLimitMiddleware
 from api.console import session
 from api.ratelimit import RateLimiter
+from api.request_ids import CanonicalRequestIds
 from api.rest import codec_endpoint
 from api.state import AppState
 from dsrflow.infra.production import codec_cors_origins
@@ -41,6 +42,7 @@ def create_app(settings: Settings, *, temporal_client: Client | None = None) -> 
     app.state.rate_limiter = RateLimiter(state)
     # The Temporal Web UI calls the codec endpoint from the browser, on another origin.
     app.add_middleware(codec_endpoint.CodecCORSMiddleware, origins=codec_cors_origins(settings))
+    app.add_middleware(CanonicalRequestIds)
     # Added last, so outermost: no body reaches a route (or the CORS layer) uncapped.
     app.add_middleware(BodyLimitMiddleware)
     problems.install(app)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import unicodedata
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -62,18 +61,6 @@ class VerifyBody(BaseModel):
         return self
 
 
-def canonical_id(request_id: str) -> str:
-    """A request id as we write it (lower case, dashes), however it was spelt; anything that is no
-    UUID as it came (no request has it). Python reads `{...}`, `urn:uuid:...`, upper case and no
-    dashes as the same UUID; PostgreSQL found the row by some of them but the workflow by none (a
-    right code answered "paused"), refused the others (500), and the per-request limit counted
-    each spelling apart."""
-    try:
-        return str(uuid.UUID(request_id))
-    except ValueError:
-        return request_id
-
-
 async def count_submission(request: Request, limiter: Limiter) -> None:
     """Count this client's submission before its body is checked (the JSON route's body has been
     read, within the ASGI body cap, but not validated; the portal counts before reading its form):
@@ -83,7 +70,7 @@ async def count_submission(request: Request, limiter: Limiter) -> None:
 
 async def count_verification(request: Request, limiter: Limiter, request_id: str) -> None:
     """Count a verification attempt against this client and this request, before its body is read."""
-    await limiter.hit(request, "verify", request_id=canonical_id(request_id))
+    await limiter.hit(request, "verify", request_id=request_id)
 
 
 async def admit_submission(limiter: RateLimiter, email: str) -> None:
@@ -201,7 +188,6 @@ async def verify(request_id: str, body: VerifyBody, state: State, limiter: Limit
     """Confirm your identity with the code or the link token from the e-mail.
     Limited per client and per request and client (429 with `Retry-After`). While the request is
     paused on our side (its workflow stopped, until we resume it), 503 with `Retry-After`."""
-    request_id = canonical_id(request_id)
     result = await check_identity(state, limiter, request_id, code=body.code, token=body.token)
     if not result.verified:
         raise Problem(

@@ -29,7 +29,6 @@ from api.pages import page_translator, problem_pages, render
 from api.problems import Problem
 from api.public.intake import (
     admit_submission,
-    canonical_id,
     count_submission,
     downloaded,
     find_package,
@@ -148,9 +147,9 @@ async def find_status(request: Request, state: State, reference: str = "") -> Re
 
 
 async def request_row(state: AppState, request_id: str) -> dict[str, Any]:
-    """The request however its id is spelt (`canonical_id`); 404 when there is none. Callers go
-    on with `str(row["id"])`, the id its workflow and its limits know it by."""
-    row = await get_request(await state.db(), canonical_id(request_id))
+    """The request (its id however spelt is the canonical one by now: api/request_ids.py); 404
+    when there is none."""
+    row = await get_request(await state.db(), request_id)
     if row is None:
         raise Problem(404, N_("Request not found"),
                       N_("We have no request with this reference. Please check the link or reference "
