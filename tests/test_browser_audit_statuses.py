@@ -12,6 +12,7 @@ tests/test_browser_audit_request.py."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -32,6 +33,10 @@ from workers.dsr_worker import activity_context
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)")
 SLOW = 30_000  # ms
+# The queue's and the inbox's rows: every request and message the worker's database holds (other
+# modules' too, whose workflows' workers are gone: a request page then waits on its workflow's
+# query), each opened by the tests of the pages they lead to.
+ROW = re.compile(r"^/console/(requests|inbox)/[0-9a-f-]{36}$")
 STUCK = "stuck."  # a subject whose acknowledgement the relay refuses: its request waits on the failed step
 
 
@@ -112,14 +117,17 @@ async def _settled(page: Page, status: str) -> None:
         await expect(page.locator("#letters-title")).not_to_have_text("Letters to the subject (0)", timeout=SLOW)
 
 
-async def dead_ends(page: Page, site: str) -> list[str]:
-    """Every control of the page that leads nowhere, as `what: why`."""
+async def dead_ends(page: Page, site: str, skip: re.Pattern[str] | None = None) -> list[str]:
+    """Every control of the page that leads nowhere, as `what: why`; links whose address `skip`
+    matches are left alone."""
     found: list[str] = []
     here = page.url
     origin = urlsplit(site).netloc
     links = await page.locator("a[href]").evaluate_all("as => as.map(a => a.getAttribute('href'))")
     frames = await page.locator("iframe[src]").evaluate_all("fs => fs.map(f => f.getAttribute('src'))")
     for href in sorted(set(links) | set(frames)):
+        if skip is not None and skip.search(href):
+            continue
         if href.startswith("#"):
             if await page.locator(f"[id='{href[1:]}']").count() != 1:
                 found.append(f"{href}: no element of the page has this id")
@@ -183,5 +191,5 @@ async def test_the_queue_and_the_new_request_page_lead_somewhere_for_each_role(b
             pages.append("/console/dashboard")
         for path in pages:
             await page.goto(f"{site}{path}")
-            assert await dead_ends(page, site) == [], f"{role} on {path}"
+            assert await dead_ends(page, site, skip=ROW) == [], f"{role} on {path}"
         await page.context.close()
