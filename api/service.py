@@ -3,6 +3,7 @@ something, and reading it back."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -94,10 +95,16 @@ async def run_update(state: AppState, request_id: str, update: Any, arg: Any) ->
         raise Problem(409, "Refused", "the request's workflow has finished") from None
 
 
+# How long a page waits for a workflow to answer a query. A worker answers in milliseconds; with
+# none running the server holds the query for 30 s, and every request page and its 3-second
+# live poll would hang that long: the stored row answers instead.
+QUERY_PATIENCE = timedelta(seconds=2)
+
+
 async def live_state(state: AppState, request_id: str) -> RequestState | None:
     try:
         handle = await _handle(state, request_id)
-        return await handle.query(DataSubjectRequestWorkflow.state)
+        return await handle.query(DataSubjectRequestWorkflow.state, rpc_timeout=QUERY_PATIENCE)
     except Exception:  # noqa: BLE001 - the stored row still answers when the workflow cannot
         return None
 

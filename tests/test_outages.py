@@ -7,6 +7,7 @@ nothing listens on.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import uuid
 from collections.abc import AsyncIterator
@@ -20,6 +21,7 @@ from api.outages import unavailable_component
 from devstack.postgres import EmbeddedPostgres
 from devstack.processes import find_binary, free_port
 from dsrflow.crypto.keys import load_keyring
+from dsrflow.domain.references import short_reference
 from dsrflow.infra.temporal_client import build_data_converter
 from tests.conftest import database_pool, make_database, running_postgres
 from tests.support import (
@@ -180,3 +182,21 @@ async def test_tokens_in_links_reach_no_log_line_while_the_database_is_down(own_
     assert output.count("component unavailable") == 5, output
     assert "/v1/public/packages/{token}" in output and "/v1/callbacks/manual/{token}" in output, output
     assert token not in output and token[:16] not in output, output
+
+
+async def test_no_worker_running_the_request_still_answers_from_its_stored_row(settings, pool, dev_server, task_queue):
+    """Every worker down, the engine up: a workflow's query waits for a worker, and the server
+    held it 30 s, so each request page (and its live poll every 3 s) hung that long. The page
+    now answers from the stored row after a short wait (api/service.py `QUERY_PATIENCE`)."""
+    async with api_client(settings, dev_server.client, task_queue) as http:  # no worker on this queue
+        headers = await staff_headers(pool, "agent")
+        opened = await http.post("/v1/requests", headers=headers, json={
+            "type": "access", "identity_attested": True, "subject": {"email": unique_email("idle")}})
+        assert opened.status_code == 201, opened.text
+        rid = opened.json()["id"]
+        view = await asyncio.wait_for(http.get(f"/v1/requests/{rid}", headers=headers), 15)
+        stored = await pool.fetchval("SELECT status FROM dsr_requests WHERE id = $1", uuid.UUID(rid))
+        assert view.status_code == 200 and view.json()["status"] == stored
+        await console_sign_in(http, pool, "agent")
+        page = await asyncio.wait_for(http.get(f"/console/requests/{rid}"), 15)
+        assert page.status_code == 200 and short_reference(rid) in page.text
