@@ -286,7 +286,9 @@ async def task_result(http: httpx.AsyncClient, pool: asyncpg.Pool, rid: str, sys
     headers = await staff_headers(pool, "agent")
     results: dict[str, dict] = {}
     for _ in range(600):
-        results = {r["system"]: r for r in (await http.get(f"/v1/requests/{rid}", headers=headers)).json()["results"]}
+        # Without `results` while no worker answers its workflow (a worker killed, not yet back).
+        view = (await http.get(f"/v1/requests/{rid}", headers=headers)).json()
+        results = {r["system"]: r for r in view.get("results", [])}
         if system in results and until(results[system]):
             return results[system]
         await asyncio.sleep(0.1)

@@ -22,7 +22,7 @@ from api.state import AppState
 from dsrflow.crypto.hashing import code_hash, link_token_hash, token_hash
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.crypto.package_files import read_package
-from dsrflow.domain.appeals import AppealRefused, check_appeal
+from dsrflow.domain.appeals import AppealRefused, NotAReference, check_appeal
 from dsrflow.domain.audit import append_event
 from dsrflow.infra.failpoints import failpoint
 from dsrflow.infra.writes import Write
@@ -104,6 +104,9 @@ async def _check_appeal_as_told_to_anyone(state: AppState, new: NewRequest) -> N
         return
     try:
         await check_appeal(await state.db(), new)
+    except NotAReference as exc:  # the input's own shape: the same for anyone who types it
+        raise Problem(422, "Invalid request", f"appeal_of: {exc}",
+                      errors=[{"field": "appeal_of", "message": str(exc)}]) from None
     except AppealRefused:
         message = (f"no request {new.appeal_of} of this data subject that can be appealed: an appeal names a "
                    "request of yours that we refused, in whole or in part, under a law that grants an appeal "

@@ -22,6 +22,11 @@ class AppealRefused(ValueError):
         self.field = field
 
 
+class NotAReference(AppealRefused):
+    """`appeal_of` is neither a request id nor a short reference: said from the input alone, so
+    anyone may be told (it tells nothing of any request)."""
+
+
 # A refusal in whole or in part is a letter that carried the remedies (activities/letters.py
 # records `refusal` on its audit event): a denial, a closed unverified request, a cancellation by
 # staff, an erasure that kept records, an objection overridden, an access with data withheld. Or
@@ -74,7 +79,7 @@ async def _appealed(conn: asyncpg.Connection | asyncpg.Pool, new: NewRequest) ->
         rows = list(await conn.fetch(f"{_COLUMNS} WHERE dsr_reference(id) = $1 LIMIT 2", reference))
         named = reference
     else:
-        raise AppealRefused("appeal_of", "must be the id of the request appealed (a UUID) or the short "
+        raise NotAReference("appeal_of", "must be the id of the request appealed (a UUID) or the short "
                             "reference its letters give (ten letters and digits, such as 9WPSS9NUBP)")
     mine = [row for row in rows if row["subject_email"].lower() == email]
     if not mine:
