@@ -3,7 +3,10 @@ systems using the shipped configurations (policy/http/*.yaml), and a connector f
 
 from __future__ import annotations
 
+import json
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +16,11 @@ import yaml
 from activities.connectors import build_connector
 from activities.connectors.base import ConnectorEnv, Subject
 from devstack.policy_copies import only_systems
+from devstack.saas.ga4 import create_ga4_app, new_service_account
+from devstack.saas.stripe import create_stripe_app
 from dsrflow.settings import Settings
 from policy.model import DEFAULT_POLICY, LoadedPolicy, load_policy
+from tests.fanout_stack import served
 from tests.support import english_only
 
 SECRET = b"s" * 32
@@ -50,3 +56,31 @@ def subject(email: str, request_id: str | None = None) -> Subject:
 
 async def collect(connector_, who: Subject) -> list:
     return [record async for record in connector_.access(who)]
+
+
+@asynccontextmanager
+async def google_served(monkeypatch: Any, tmp: Path) -> AsyncIterator[tuple[Any, str]]:
+    """The GA4 stand-in on loopback, trusting a new service account (its key in `tmp`), with the
+    environment the shipped ga4.yaml reads; yields the app and its URL."""
+    app = create_ga4_app()
+    account = new_service_account()
+    app.state.data.trust(account)
+    key_file = tmp / "service-account.json"
+    key_file.write_text(json.dumps(account))
+    async with served(app) as url:
+        monkeypatch.setenv("GA4_API_BASE", f"{url}/analytics/v3")
+        monkeypatch.setenv("GA4_TOKEN_URL", f"{url}/token")
+        monkeypatch.setenv("GA4_SERVICE_ACCOUNT", str(key_file))
+        monkeypatch.setenv("GA4_PROPERTY_ID", str(uuid.uuid4().int % 10**9))  # its own quota ledger
+        yield app, url
+
+
+@asynccontextmanager
+async def stripe_served(monkeypatch: Any, tmp: Path, key: str) -> AsyncIterator[tuple[Any, LoadedPolicy, str]]:
+    """The Stripe stand-in on loopback with secret key `key`, and a policy whose `billing_stripe`
+    system is the shipped stripe.yaml; yields the app, the policy and the URL."""
+    app = create_stripe_app(key)
+    async with served(app) as url:
+        monkeypatch.setenv("STRIPE_API_BASE", url)
+        monkeypatch.setenv("STRIPE_SECRET_KEY", key)
+        yield app, http_policy(tmp, {"billing_stripe": http_system("http/stripe.yaml", "Stripe billing")}), url

@@ -6,14 +6,13 @@ summary named every dataset in English (DPO audit, 2026-12-04)."""
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
 
 import pytest
 
 from activities.package_summary import render_summary
 from policy.model import PolicyError, parse_policy
 from tests.letters_as_sent import LOADED, REQUEST_ID, as_sent, both, erasure_with_kept
-from tests.test_regime_citations import read
+from tests.test_regime_citations import _Part, read
 
 # The shipped policy's words for the datasets the letters below name, per language.
 WORDS = {
@@ -49,15 +48,6 @@ async def test_an_erasure_response_names_the_datasets_in_the_letters_language(la
         if language != "en":
             for english in _ENGLISH_ONLY:
                 assert english not in text, (english, text)
-
-
-@dataclass
-class _Part:
-    count: int = 2
-    origin_of: dict[str, str] = field(default_factory=lambda: {"email": "provided"})
-
-    def json_records(self) -> list[bytes]:
-        return []
 
 
 @pytest.mark.parametrize("language", list(WORDS))

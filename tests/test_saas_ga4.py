@@ -5,7 +5,6 @@ letter, Retry-After, a refused property, and the daily quota spread over days on
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,13 +14,12 @@ import pytest
 import yaml
 
 from activities.connectors.base import PermanentConnectorError
-from devstack.saas.ga4 import create_ga4_app, new_service_account
 from dsrflow.stores.requests_store import create_request
 from policy.model import DEFAULT_POLICY
 from schemas.requests import NewRequest
 from schemas.workflow import workflow_id_for
-from tests.fanout_stack import api, fanout_stack, served
-from tests.saas_support import connector, http_policy, http_system, subject
+from tests.fanout_stack import api, fanout_stack
+from tests.saas_support import connector, google_served, http_policy, http_system, subject
 from tests.support import staff_headers
 from workers.dsr_worker import build_worker
 from workflows.dsr import DataSubjectRequestWorkflow
@@ -29,16 +27,7 @@ from workflows.dsr import DataSubjectRequestWorkflow
 
 @pytest.fixture
 async def google(monkeypatch, tmp_path):
-    app = create_ga4_app()
-    account = new_service_account()
-    app.state.data.trust(account)
-    key_file = tmp_path / "service-account.json"
-    key_file.write_text(json.dumps(account))
-    async with served(app) as url:
-        monkeypatch.setenv("GA4_API_BASE", f"{url}/analytics/v3")
-        monkeypatch.setenv("GA4_TOKEN_URL", f"{url}/token")
-        monkeypatch.setenv("GA4_SERVICE_ACCOUNT", str(key_file))
-        monkeypatch.setenv("GA4_PROPERTY_ID", str(uuid.uuid4().int % 10**9))  # its own quota ledger
+    async with google_served(monkeypatch, tmp_path) as (app, _):
         yield app
 
 

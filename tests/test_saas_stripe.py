@@ -15,7 +15,7 @@ from activities.connectors.base import ErasureContext, PermanentConnectorError
 from devstack.saas.stripe import create_stripe_app
 from policy.model import DEFAULT_POLICY
 from tests.fanout_stack import served
-from tests.saas_support import collect, connector, http_policy, http_system, subject
+from tests.saas_support import collect, connector, http_policy, stripe_served, subject
 
 KEY = "sk_test_51standin"
 NOW = int(time.time())
@@ -24,11 +24,7 @@ YEAR = 365 * 86400
 
 @pytest.fixture
 async def stripe(monkeypatch, tmp_path):
-    app = create_stripe_app(KEY)
-    async with served(app) as url:
-        monkeypatch.setenv("STRIPE_API_BASE", url)
-        monkeypatch.setenv("STRIPE_SECRET_KEY", KEY)
-        loaded = http_policy(tmp_path, {"billing_stripe": http_system("http/stripe.yaml", "Stripe billing")})
+    async with stripe_served(monkeypatch, tmp_path, KEY) as (app, loaded, _):
         yield app, loaded
 
 

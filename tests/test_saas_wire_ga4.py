@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import uuid
 from urllib.parse import parse_qsl
 
 import httpx
@@ -18,27 +17,17 @@ import yaml
 from pydantic import ValidationError
 
 from activities.connectors.base import PermanentConnectorError
-from devstack.saas.ga4 import SCOPE, UPSERT, create_ga4_app, new_service_account
+from devstack.saas.ga4 import SCOPE, UPSERT, new_service_account
 from dsrflow.stores.requests_store import create_request
 from policy.http_model import Identifier
 from policy.model import DEFAULT_POLICY
 from schemas.requests import NewRequest
-from tests.fanout_stack import served
-from tests.saas_support import connector, http_policy, http_system, subject
+from tests.saas_support import connector, google_served, http_policy, http_system, subject
 
 
 @pytest.fixture
 async def google(monkeypatch, tmp_path):
-    app = create_ga4_app()
-    account = new_service_account()
-    app.state.data.trust(account)
-    key_file = tmp_path / "service-account.json"
-    key_file.write_text(json.dumps(account))
-    async with served(app) as url:
-        monkeypatch.setenv("GA4_API_BASE", f"{url}/analytics/v3")
-        monkeypatch.setenv("GA4_TOKEN_URL", f"{url}/token")
-        monkeypatch.setenv("GA4_SERVICE_ACCOUNT", str(key_file))
-        monkeypatch.setenv("GA4_PROPERTY_ID", str(uuid.uuid4().int % 10**9))  # its own quota ledger
+    async with google_served(monkeypatch, tmp_path) as (app, url):
         yield app, url, tmp_path
 
 

@@ -14,9 +14,7 @@ import httpx
 import pytest
 
 from activities.connectors.base import ErasureContext
-from devstack.saas.stripe import create_stripe_app
-from tests.fanout_stack import served
-from tests.saas_support import collect, connector, http_policy, http_system, subject
+from tests.saas_support import collect, connector, stripe_served, subject
 
 KEY = "sk_test_51wire"
 YEAR = 365 * 86400
@@ -24,12 +22,8 @@ YEAR = 365 * 86400
 
 @pytest.fixture
 async def stripe(monkeypatch, tmp_path):
-    app = create_stripe_app(KEY)
-    async with served(app) as url:
-        monkeypatch.setenv("STRIPE_API_BASE", url)
-        monkeypatch.setenv("STRIPE_SECRET_KEY", KEY)
-        loaded = http_policy(tmp_path, {"billing_stripe": http_system("http/stripe.yaml", "Stripe billing")})
-        yield app, loaded, url
+    async with stripe_served(monkeypatch, tmp_path, KEY) as served_:
+        yield served_
 
 
 async def test_access_sends_documented_list_requests(stripe, pool):
