@@ -21,20 +21,17 @@ from tests.untrusted_support import (
     CALLBACK,
     PROCESSOR,
     api_over_http,
-    fake_processor,
     pending_erasure,
     processor_policy,
     rfc3339,
-    served,
+    running_processor,
 )
 from workers.dsr_worker import build_worker
 
 
 @pytest.fixture
 async def processor():
-    fake = fake_processor()
-    async with served(fake.app()) as url:
-        fake.url = url
+    async with running_processor() as fake:
         yield fake
 
 

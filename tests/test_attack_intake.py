@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 
 from dsrflow.domain.references import short_reference
-from tests.support import staff_headers, stored_request, unique_email, wait_for_letter
+from tests.support import refused_vcdpa_erasure, stored_request, unique_email
 
 
 async def _appeal(http, email: str, appeal_of: str, type_: str = "access") -> tuple[int, str]:
@@ -46,14 +46,7 @@ async def test_an_appeal_does_not_tell_a_stranger_whose_request_a_reference_is(h
     assert await pool.fetchval("SELECT count(*) FROM dsr_requests") == before
 
     # The owner's appeal of a request we refused is still opened.
-    r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
-        "type": "erasure", "regime": "vcdpa", "subject": {"email": owner}})
-    refused = r.json()["id"]
-    await wait_for_letter(mail_sink, refused, "verification")
-    r = await http.post(f"/v1/requests/{refused}/deny", headers=await staff_headers(pool, "compliance"), json={
-        "reason_code": "other", "explanation": "The records are needed to defend a pending claim."})
-    assert r.status_code == 200, r.text
-    await wait_for_letter(mail_sink, refused, "denial")
+    refused = await refused_vcdpa_erasure(http, pool, mail_sink, owner)
     assert (await _appeal(http, unique_email("stranger"), short_reference(refused), "erasure"))[0] == 422
     opened = await http.post("/v1/public/requests", json={"type": "erasure", "email": owner,
                                                           "appeal_of": short_reference(refused)})

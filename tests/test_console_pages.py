@@ -13,6 +13,7 @@ from dsrflow.domain.references import short_reference
 from tests.support import (
     CSRF_FIELD,
     console_sign_in,
+    refused_vcdpa_erasure,
     staff_headers,
     unique_email,
     wait_for_due_date,
@@ -123,14 +124,7 @@ async def test_an_appeal_is_opened_from_the_new_request_form(http, pool, mail_si
     naming the refused request. It takes that request's regime whatever the form's select says,
     and an appeal that cannot be (another subject's request) is said beside the field."""
     email = unique_email("appeal")
-    r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
-        "type": "erasure", "regime": "vcdpa", "subject": {"email": email}})
-    refused = r.json()["id"]
-    await wait_for_letter(mail_sink, refused, "verification")
-    r = await http.post(f"/v1/requests/{refused}/deny", headers=await staff_headers(pool, "compliance"), json={
-        "reason_code": "other", "explanation": "The records are needed to defend a pending claim."})
-    assert r.status_code == 200, r.text
-    await wait_for_letter(mail_sink, refused, "denial")
+    refused = await refused_vcdpa_erasure(http, pool, mail_sink, email)
 
     csrf = await console_sign_in(http, pool, "agent")
     form = await http.get("/console/requests/new")

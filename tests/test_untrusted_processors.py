@@ -24,10 +24,10 @@ from tests.untrusted_support import (
     PROCESSOR,
     Recorder,
     api_over_http,
-    fake_processor,
     pending_erasure,
     processor_policy,
     rfc3339,
+    running_processor,
     served,
 )
 from workers.dsr_worker import build_worker
@@ -36,9 +36,7 @@ from workers.dsr_worker import build_worker
 
 @pytest.fixture
 async def processor():
-    fake = fake_processor()
-    async with served(fake.app()) as url:
-        fake.url = url
+    async with running_processor() as fake:
         yield fake
 
 

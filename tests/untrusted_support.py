@@ -88,6 +88,15 @@ def fake_processor() -> FakeProcessor:
     return FakeProcessor(key_pem, cert_pem)
 
 
+@contextlib.asynccontextmanager
+async def running_processor() -> AsyncIterator[FakeProcessor]:
+    """A fake processor served on loopback, its `url` set, for the block."""
+    fake = fake_processor()
+    async with served(fake.app()) as url:
+        fake.url = url
+        yield fake
+
+
 @dataclass
 class Recorder:
     """A host nobody configured: records the headers of every request that reaches it."""
