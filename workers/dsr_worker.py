@@ -49,8 +49,6 @@ from workflows.system_task import SystemTaskWorkflow
 # SDK it re-enters the sandbox with a freshly compiled exec for every activation and every payload
 # the workflow converts, a quarter of the worker's CPU per request (BENCHMARKS.md, issue 17).
 # Our workflow modules hold no state and are passed through (imported once) either way.
-YOUNG_GC_THRESHOLD = 10_000  # allocations between collections of the youngest generation (700 by default)
-
 SANDBOXED = SandboxedWorkflowRunner(
     # opentelemetry: the tracing interceptor's workflow half, when tracing is on (tracing.py).
     restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows", "schemas", "opentelemetry"))
@@ -139,12 +137,6 @@ async def run_worker(settings: Settings) -> None:
     # definitions) lives as long as the process: frozen, the collector's full passes no longer
     # walk it again and again under load.
     gc.freeze()
-    # A request allocates tens of thousands of short-lived containers (payloads, rows, pydantic
-    # models), nearly all freed by reference counting: at the default threshold of 700 the young
-    # generation was collected ~800 times per 300 erasures for almost no garbage (1.1 ms of CPU per
-    # erasure; 0.2 at 10,000: BENCHMARKS.md, issue 17). The older generations follow the young
-    # one's pace, as they count its collections.
-    gc.set_threshold(YOUNG_GC_THRESHOLD, *gc.get_threshold()[1:])
     async with worker:
         await stop.wait()
     await asyncio.gather(*mailbox, return_exceptions=True)
