@@ -390,7 +390,9 @@ async def test_a_staff_retry_of_a_job_the_processor_cancelled_asks_it_anew(postg
         assert r.status_code == 200, r.text
         second = await until("pending", 2)
         assert second["external_id"] != first["external_id"]
+        # The new job, whatever the processor has made of it meanwhile (a loaded machine gives it
+        # time to move past pending); the first stays cancelled.
         jobs = await _count(stack.databases["email_marketing"],
                             "SELECT count(*) FROM dsr_requests WHERE subject_request_type = 'erasure' "
-                            "AND request_status = 'pending'")
-        assert jobs == 1  # the new one; the first stays cancelled
+                            "AND request_status <> 'cancelled'")
+        assert jobs == 1
