@@ -186,7 +186,8 @@ async def main(requests: int, runs: int, workers: int, results: Path, profile: P
 
                 async def real_half(run: int = run, batch: list[str] = batch) -> tuple[float, dict[str, float]]:
                     cpu = bench.cpu_seconds()
-                    with profiled({"worker": bench.pid("worker"), "api": bench.pid("api")}, profile,
+                    with profiled({"worker": bench.pid("worker"), "api": bench.pid("api"),
+                                   "processor": bench.pid("demo e-mail marketing service")}, profile,
                                   f"b1-real-{run + 1}"):
                         seconds = await erasures(bench, batch)
                     return seconds, _per_request(cpu, bench.cpu_seconds(), requests)
