@@ -30,6 +30,7 @@ from policy.remedies import Authority, Remedies
 from policy.restriction import RestrictionPolicy
 from policy.strict import IDENT, StrictModel
 from policy.systems import System
+from schemas.countries import country_code
 from schemas.requests import RequestType
 from schemas.vocabulary import Language, Regime
 
@@ -57,9 +58,7 @@ class Defaults(StrictModel):
     @field_validator("country")
     @classmethod
     def _country(cls, value: str) -> str:
-        if not re.fullmatch(r"[A-Z]{2}", value):
-            raise ValueError("must be a two-letter upper-case ISO country code")
-        return value
+        return country_code(value)
 
 
 class Verification(StrictModel):
@@ -115,6 +114,7 @@ class Policy(StrictModel):
     # The languages subjects are written to in, and the policy's texts in each (policy/languages.py).
     languages: Languages = Languages()
     translations: dict[Language, dict[str, Any]] = Field(default_factory=dict)
+    # By the country each supervises, its ISO 3166-1 code as `country_code` writes it.
     supervisory_authorities: dict[str, Authority]
     # Per regime, what a refusal in whole or in part tells the subject (policy/remedies.py).
     remedies: dict[Regime, Remedies]
@@ -137,6 +137,20 @@ class Policy(StrictModel):
     # Art. 15(1)(h): what access packages say about automated decisions and profiling.
     automated_decisions: AutomatedDecisions | None = None
     restriction: RestrictionPolicy = RestrictionPolicy()
+
+    @field_validator("supervisory_authorities")
+    @classmethod
+    def _authority_countries(cls, value: dict[str, Authority]) -> dict[str, Authority]:
+        # Looked up by a request's stored country, which is always written as `country_code`
+        # writes it: an authority under any other spelling would never be found.
+        for key in value:
+            try:
+                code = country_code(key)
+            except ValueError as exc:
+                raise ValueError(f"key {key!r}: {exc}") from None
+            if code != key:
+                raise ValueError(f"key {key!r}: write it as {code}")
+        return value
 
     @model_validator(mode="after")
     def _references(self) -> Self:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -10,6 +9,7 @@ from typing import Annotated, Any, Self
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator, model_validator
 
+from schemas.countries import country_code
 from schemas.plain_text import OneLine
 from schemas.vocabulary import Language, Regime
 
@@ -78,7 +78,6 @@ class DenialReason(StrEnum):
     other = "other"
 
 
-_COUNTRY = re.compile(r"^[A-Za-z]{2}$")
 MAX_CORRECTIONS = 20
 MAX_CORRECTION_LENGTH = 1000  # the policy's per-column max_length is at most this
 # Received dates a little ahead of our clock are clock skew between machines, not the future.
@@ -107,7 +106,8 @@ class RequestDetails(BaseModel):
 
     type: RequestType
     country: str | None = Field(
-        None, description="the subject's country, ISO 3166-1 alpha-2 (the policy's default if omitted); "
+        None, description="the subject's country, an assigned ISO 3166-1 alpha-2 code (UK is taken as GB, "
+        "EL as GR; XK, Kosovo, is accepted); the policy's default if omitted; "
         "kept as a fact about the subject, never the holiday calendar of the deadline")
     corrections: dict[FieldName, CorrectedValue] | None = Field(
         None, description="rectification: field name -> corrected value; only fields the controller's policy "
@@ -141,11 +141,7 @@ class RequestDetails(BaseModel):
     @field_validator("country")
     @classmethod
     def _country(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        if not _COUNTRY.match(value):
-            raise ValueError("must be a two-letter ISO 3166-1 country code such as BE")
-        return value.upper()
+        return None if value is None else country_code(value)
 
     @field_validator("corrections")
     @classmethod
