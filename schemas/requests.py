@@ -107,8 +107,8 @@ class RequestDetails(BaseModel):
     type: RequestType
     country: str | None = Field(
         None, description="the subject's country, an assigned ISO 3166-1 alpha-2 code (UK is taken as GB, "
-        "EL as GR; XK, Kosovo, is accepted); the policy's default if omitted; "
-        "kept as a fact about the subject, never the holiday calendar of the deadline")
+        "EL as GR; XK, Kosovo, is accepted); if omitted, the appealed request's for an appeal, else the "
+        "policy's default; kept as a fact about the subject, never the holiday calendar of the deadline")
     corrections: dict[FieldName, CorrectedValue] | None = Field(
         None, description="rectification: field name -> corrected value; only fields the controller's policy "
         "declares rectifiable, each value in that field's format and length (a 422 names the field and lists "
@@ -124,7 +124,7 @@ class RequestDetails(BaseModel):
     appeal_of: uuid.UUID | Annotated[str, StringConstraints(min_length=1, max_length=40)] | None = Field(
         None, description="an appeal (VCDPA, CTDPA, CPA): the subject's request we refused, in whole or in "
         "part, by its id or by the short reference its letters give (such as 9WPSS9NUBP); the appeal takes "
-        "its regime and has its own statutory deadline")
+        "its regime (and its country unless `country` is given) and has its own statutory deadline")
 
     @field_validator("appeal_of", mode="before")
     @classmethod

@@ -1,6 +1,7 @@
 """Appeals (VCDPA, CTDPA, CPA): a request that asks us to reconsider one we refused, in whole or
-in part. It refers to the refused request, takes its regime, and runs on its own statutory
-deadline (dsrflow/domain/deadlines.py, `compute_deadline(..., appeal=True)`)."""
+in part. It refers to the refused request, takes its regime (and its country, unless the appeal
+states one), and runs on its own statutory deadline (dsrflow/domain/deadlines.py,
+`compute_deadline(..., appeal=True)`)."""
 
 from __future__ import annotations
 
@@ -38,7 +39,8 @@ _REFUSED = """SELECT EXISTS (SELECT 1 FROM audit_events WHERE request_id = $1 AN
 
 
 async def check_appeal(conn: asyncpg.Connection | asyncpg.Pool, new: NewRequest) -> NewRequest:
-    """The request as it is to be opened: an appeal takes the regime of the request it refers to.
+    """The request as it is to be opened: an appeal takes the regime of the request it refers to,
+    and its country unless the appeal states one.
     Raises AppealRefused when the referred request does not exist, is another subject's, was not
     refused, is itself an appeal, or falls under a law that grants no appeal."""
     if new.appeal_of is None:
@@ -59,11 +61,14 @@ async def check_appeal(conn: asyncpg.Connection | asyncpg.Pool, new: NewRequest)
     if not await conn.fetchval(_REFUSED, original["id"]):
         raise AppealRefused("appeal_of", "that request was not refused, in whole or in part: "
                             "there is nothing to appeal")
-    # The appeal records the id of the request it appeals, however the subject named it.
-    return new.model_copy(update={"regime": Regime(original["regime"]), "appeal_of": uuid.UUID(str(original["id"]))})
+    # The appeal records the id of the request it appeals, however the subject named it. It is
+    # the same subject's follow-up: the country they gave then is still a fact about them (the
+    # policy's default would make a Virginian Belgian); one the appeal states is newer.
+    return new.model_copy(update={"regime": Regime(original["regime"]), "appeal_of": uuid.UUID(str(original["id"])),
+                                  "country": new.country or original["country"]})
 
 
-_COLUMNS = "SELECT id, regime, request_type, subject_email, details FROM dsr_requests"
+_COLUMNS = "SELECT id, regime, request_type, subject_email, country, details FROM dsr_requests"
 
 
 async def _appealed(conn: asyncpg.Connection | asyncpg.Pool, new: NewRequest) -> asyncpg.Record:

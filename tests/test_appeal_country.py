@@ -1,0 +1,45 @@
+"""An appeal is the same subject's follow-up of a refused request (dsrflow/domain/appeals.py): it
+takes that request's country, as it takes its regime, unless the appeal states one. Over the real
+app, worker, PostgreSQL and Temporal dev server."""
+
+from __future__ import annotations
+
+from tests.support import staff_headers, unique_email, wait_for_letter
+
+
+async def _refused_us_erasure(http, pool, mail_sink, email: str) -> str:
+    """An erasure of a subject in the United States under the VCDPA, denied and its letter sent."""
+    r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
+        "type": "erasure", "regime": "vcdpa", "country": "US", "subject": {"email": email}})
+    assert r.status_code == 201, r.text
+    refused = r.json()["id"]
+    await wait_for_letter(mail_sink, refused, "verification")
+    r = await http.post(f"/v1/requests/{refused}/deny", headers=await staff_headers(pool, "compliance"), json={
+        "reason_code": "other", "explanation": "The records are needed to defend a pending claim."})
+    assert r.status_code == 200, r.text
+    await wait_for_letter(mail_sink, refused, "denial")
+    return refused
+
+
+async def _country(pool, request_id: str) -> str:
+    return await pool.fetchval("SELECT country FROM dsr_requests WHERE id = $1::uuid", request_id)
+
+
+async def test_an_appeal_takes_the_appealed_requests_country_unless_it_states_one(http, pool, mail_sink):
+    email = unique_email("appeal-country")
+    refused = await _refused_us_erasure(http, pool, mail_sink, email)
+
+    # The subject appeals through the public intake, saying nothing of their country: they are
+    # still the Virginian they were, not a subject in the policy's default country (BE).
+    public = await http.post("/v1/public/requests", json={"type": "erasure", "email": email, "appeal_of": refused})
+    assert public.status_code == 202, public.text
+    assert await _country(pool, public.json()["id"]) == "US"
+
+    # Staff open one (as from a letter): the same. A country the appeal states is newer news.
+    headers = await staff_headers(pool, "agent")
+    for stated, stored in ((None, "US"), ("CA", "CA")):
+        r = await http.post("/v1/requests", headers=headers, json={
+            "type": "erasure", "appeal_of": refused, "subject": {"email": email},
+            **({"country": stated} if stated else {})})
+        assert r.status_code == 201, r.text
+        assert await _country(pool, r.json()["id"]) == stored
