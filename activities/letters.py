@@ -228,6 +228,11 @@ async def deliver_letter(
         return await _deliver(ctx, job, secrets)
 
 
+# What the stored copy of a letter shows instead of a secret (a code, a link): the console's
+# letter frame finds withheld links by it (api/console/request_page.py).
+WITHHELD = "[withheld]"
+
+
 def letter_key_of(request_id: str, purpose: str, key: str) -> str:
     return f"{request_id}:{purpose}:{key}"
 
@@ -267,10 +272,10 @@ async def _deliver(ctx: ActivityContext, job: LetterJob, secrets: dict[str, Any]
         language = letter_language(loaded.policy, row, job)
         context = await build_context(ctx, row, job, language)
         rendered = render_letter(job.purpose, {**context, **(secrets or {})}, language)
-        kept_context = {**context, **{k: "[withheld]" for k in (secrets or {})}}
+        kept_context = {**context, **{k: WITHHELD for k in (secrets or {})}}
         if context.get("outcome", {}).get("package_link"):
             # The stored copy must not open the subject's package.
-            kept_context["outcome"] = {**context["outcome"], "package_link": "[withheld]"}
+            kept_context["outcome"] = {**context["outcome"], "package_link": WITHHELD}
         # Most letters withhold nothing: their stored copy is the letter itself.
         kept = rendered if kept_context == context else render_letter(job.purpose, kept_context, language)
         policy = loaded.policy

@@ -19,6 +19,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from starlette.datastructures import FormData
 
+from activities.letters import WITHHELD
 from api.auth import Staff, require_console_role
 from api.console.deferred import deferred_context
 from api.console.refusals import shown_refusal
@@ -69,7 +70,7 @@ _LETTER_HEADERS = {**PAGE_HEADERS, "X-Frame-Options": "SAMEORIGIN",
                    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
                    "frame-ancestors 'self'; base-uri 'none'; form-action 'none'"}
 # The stored copy of a link it withheld (a code's, a package's: activities/letters.py `kept_context`).
-_WITHHELD_HREF = re.compile(r'\shref="\[withheld\]"')
+_WITHHELD_HREF = re.compile(rf'\shref="{re.escape(WITHHELD)}"')
 _ANCHOR = re.compile(r"<a\s", re.IGNORECASE)
 
 
