@@ -105,6 +105,21 @@ async def eventually(check: Callable[[], Any], timeout: float = 60) -> None:
         await asyncio.sleep(0.2)
 
 
+async def live_view(http: httpx.AsyncClient, headers: dict[str, str], request_id: str,
+                    until: Callable[[dict[str, Any]], bool] = lambda view: True, timeout: float = 30) -> dict[str, Any]:
+    """GET /v1/requests/{id} once its workflow answered (the live fields, `trouble` among them, are
+    in the view: the API waits 2 s for the query, which a loaded machine can miss) and `until(view)`
+    holds; fails naming the last status after `timeout` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        view = (await http.get(f"/v1/requests/{request_id}", headers=headers)).json()
+        if "trouble" in view and until(view):
+            return view
+        assert loop.time() < deadline, f"request {request_id}: status stayed {view.get('status')}"
+        await asyncio.sleep(0.1)
+
+
 async def wait_for_letter(sink: MailSink, request_id: str, purpose: str, timeout: float = 30) -> EmailMessage:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout

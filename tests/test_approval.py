@@ -15,7 +15,7 @@ from temporalio.worker import Replayer
 from dsrflow.crypto.keys import load_keyring
 from dsrflow.infra.temporal_client import build_data_converter
 from schemas.workflow import workflow_id_for
-from tests.support import assert_problem, letters_for, served, staff_headers, wait_for_letter
+from tests.support import assert_problem, letters_for, live_view, served, staff_headers, wait_for_letter
 from workflows.dsr import DataSubjectRequestWorkflow
 
 
@@ -42,15 +42,8 @@ async def open_request(http, pool, type_: str) -> str:
 
 
 async def wait_for_status(http, pool, request_id: str, status: str, timeout: float = 30) -> dict:
-    headers = await staff_headers(pool, "agent")
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while True:
-        view = (await http.get(f"/v1/requests/{request_id}", headers=headers)).json()
-        if view["status"] == status:
-            return view
-        assert loop.time() < end, f"status stayed {view['status']}"
-        await asyncio.sleep(0.1)
+    return await live_view(http, await staff_headers(pool, "agent"), request_id,
+                           lambda view: view["status"] == status, timeout)
 
 
 async def event_types(pool, request_id: str) -> list[str]:
@@ -78,7 +71,8 @@ async def test_access_response_waits_for_compliance_approval(http, pool, mail_si
 
     assert approved.status_code == 200, approved.text
     assert approved.json()["status"] in ("in_progress", "completed")
-    assert approved.json()["approval"]["note"] == "Package checked"
+    view = await live_view(http, compliance, rid)
+    assert view["approval"]["note"] == "Package checked"
     assert "/portal/packages/" in (await wait_for_letter(mail_sink, rid, "response")).get_body(("plain",)).get_content()
     handle = dev_server.client.get_workflow_handle(workflow_id_for(rid))
     assert (await handle.result())["status"] == "completed"

@@ -279,7 +279,8 @@ async def test_a_worker_killed_as_a_denials_letter_is_accepted_sends_it_once(
             denied = await denying
             await client.get_workflow_handle(workflow_id_for(rid)).result()
     assert denied.status_code == 200, denied.text
-    assert denied.json()["status"] == "denied" and denied.json()["trouble"] is None
+    # No step left waiting for staff (absent too if the query missed the API's patience).
+    assert denied.json()["status"] == "denied" and denied.json().get("trouble") is None
     assert len(letters_for(mail_sink, rid, "denial")) == 1
     events = [r["event_type"] for r in await pool.fetch(
         "SELECT event_type FROM audit_events WHERE request_id = $1 ORDER BY seq", uuid.UUID(rid))]

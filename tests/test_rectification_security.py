@@ -19,6 +19,7 @@ from tests.support import (
     assert_problem,
     console_sign_in,
     letters_for,
+    live_view,
     staff_headers,
     unique_email,
     verification_code,
@@ -57,15 +58,7 @@ async def _snapshot(stack) -> dict[str, list[tuple]]:
 
 
 async def _status(http, pool, rid: str, wanted: str, timeout: float = 45) -> dict:
-    headers = await staff_headers(pool, "agent")
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while True:
-        view = (await http.get(f"/v1/requests/{rid}", headers=headers)).json()
-        if view["status"] == wanted:
-            return view
-        assert loop.time() < end, f"status stayed {view['status']}"
-        await asyncio.sleep(0.2)
+    return await live_view(http, await staff_headers(pool, "agent"), rid, lambda view: view["status"] == wanted, timeout)
 
 
 async def test_subject_cannot_rectify_what_the_policy_does_not_declare(stack, pool):

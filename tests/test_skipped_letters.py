@@ -27,7 +27,7 @@ from schemas.steps import RetryStepInput, SkipStepInput
 from schemas.workflow import IssueChallenge, LetterJob, workflow_id_for
 from tests.process_support import died, dsrflow_process
 from tests.staff_answers import replays
-from tests.support import api_client, letters_for, staff_headers, stored_request, unique_email
+from tests.support import api_client, letters_for, live_view, staff_headers, stored_request, unique_email
 from tests.workflow_stack import FastStack, stack_fixture  # noqa: F401 (the fixture)
 from workers.dsr_worker import activity_context, build_worker
 from workflows.dsr import DataSubjectRequestWorkflow as DSR
@@ -218,13 +218,8 @@ async def test_a_refused_letter_waits_for_staff_at_once_and_its_skip_survives_a_
 
 
 async def _trouble(http, pool, rid: str) -> dict:
-    headers = await staff_headers(pool, "agent")
-    for _ in range(300):
-        trouble = (await http.get(f"/v1/requests/{rid}", headers=headers)).json()["trouble"]
-        if trouble is not None:
-            return trouble
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"no trouble on {rid} within 30 s")
+    view = await live_view(http, await staff_headers(pool, "agent"), rid, lambda view: view["trouble"] is not None)
+    return view["trouble"]
 
 
 @pytest.mark.parametrize("went", [True, False], ids=["a-dead-sender-handed-it-over", "it-had-not-gone"])
