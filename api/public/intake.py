@@ -24,6 +24,7 @@ from dsrflow.crypto.keys import load_secret_key
 from dsrflow.crypto.package_files import read_package
 from dsrflow.domain.appeals import AppealRefused, NotAReference, check_appeal
 from dsrflow.domain.audit import append_event
+from dsrflow.i18n import N_, Translator
 from dsrflow.infra.failpoints import failpoint
 from dsrflow.infra.writes import Write
 from dsrflow.stores.kept_copies import ERASED, EXPIRED, UNSENT
@@ -94,6 +95,30 @@ async def submit_request(state: AppState, body: PublicNewRequest, idempotency_ke
     return row
 
 
+# What anyone is told of an appeal that cannot be opened (`_check_appeal_as_told_to_anyone`):
+# messages of the catalogs, so that the portal's page says them in the subject's language; the
+# API says them in English. Worded here, not taken from the domain's exceptions: the words for
+# anyone are the API's to choose (staff forms keep the domain's, reason by reason).
+_NOT_A_REFERENCE = N_("must be the id of the request appealed (a UUID) or the short reference its letters give "
+                      "(ten letters and digits, such as %(example)s)")
+_CANNOT_BE_APPEALED = N_("no request %(reference)s of this data subject that can be appealed: an appeal names a "
+                         "request of yours that we refused, in whole or in part, under a law that grants an appeal "
+                         "(VCDPA, CTDPA, CPA), and asks for the same as that request")
+
+
+class AppealNotOpened(Problem):
+    """422 naming `appeal_of`, in English; `worded(t)` is the same message in `t`'s language."""
+
+    def __init__(self, message: str, **values: str) -> None:
+        self.message, self.values = message, values
+        english = message % values
+        super().__init__(422, "Invalid request", f"appeal_of: {english}",
+                         errors=[{"field": "appeal_of", "message": english}])
+
+    def worded(self, t: Translator) -> str:
+        return t.gettext(self.message) % self.values
+
+
 async def _check_appeal_as_told_to_anyone(state: AppState, new: NewRequest) -> None:
     """An appeal that cannot be opened, refused in the same words whatever the reason. Anyone may
     submit one, naming a reference they saw and an address they guess: before, the owner's
@@ -104,15 +129,10 @@ async def _check_appeal_as_told_to_anyone(state: AppState, new: NewRequest) -> N
         return
     try:
         await check_appeal(await state.db(), new)
-    except NotAReference as exc:  # the input's own shape: the same for anyone who types it
-        raise Problem(422, "Invalid request", f"appeal_of: {exc}",
-                      errors=[{"field": "appeal_of", "message": str(exc)}]) from None
+    except NotAReference:  # the input's own shape: the same for anyone who types it
+        raise AppealNotOpened(_NOT_A_REFERENCE, example="9WPSS9NUBP") from None
     except AppealRefused:
-        message = (f"no request {new.appeal_of} of this data subject that can be appealed: an appeal names a "
-                   "request of yours that we refused, in whole or in part, under a law that grants an appeal "
-                   "(VCDPA, CTDPA, CPA), and asks for the same as that request")
-        raise Problem(422, "Invalid request", f"appeal_of: {message}",
-                      errors=[{"field": "appeal_of", "message": message}]) from None
+        raise AppealNotOpened(_CANNOT_BE_APPEALED, reference=str(new.appeal_of)) from None
 
 
 # Seconds a subject is asked to wait while their request is paused: compliance resumes it by

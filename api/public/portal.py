@@ -28,6 +28,7 @@ from api.forms import read_form
 from api.pages import page_translator, problem_pages, render
 from api.problems import Problem
 from api.public.intake import (
+    AppealNotOpened,
     admit_submission,
     count_submission,
     downloaded,
@@ -63,6 +64,7 @@ _MESSAGES = {
     "language": N_("We cannot write to you in that language. Please choose one of the languages at the top "
                    "of this page."),
 }
+_APPEAL_NOT_OPENED = N_("We cannot open this appeal")
 # Each status as the subject reads it: a list of sentences, one message each.
 STATUS_WORDS: dict[RequestStatus, tuple[str, ...]] = {
     RequestStatus.awaiting_verification: (N_("Waiting for you to confirm that the request is yours."),),
@@ -129,7 +131,12 @@ async def submit(request: Request, state: State, limiter: Limiter) -> Response:
     await admit_submission(limiter, str(new.email))
     submission = values.get("submission", "")
     key = f"portal:{submission}" if request_form.SUBMISSION.match(submission) else None
-    row = await submit_request(state, new, key)
+    try:
+        row = await submit_request(state, new, key)
+    except AppealNotOpened as refused:
+        # The form has no field for it (an appeal's reference comes in a link or a crafted
+        # post), so the problem page says it, in the page's language: already worded for it.
+        raise Problem(422, _APPEAL_NOT_OPENED, refused.worded(t)) from None
     return RedirectResponse(f"/portal/requests/{row['id']}/verify", status_code=303)
 
 
