@@ -219,6 +219,9 @@ class DatasetHold(StrictModel):
 
 
 class HttpDataset(StrictModel):
+    # What subjects read for it (letters, the package's summary), as for a sql system's dataset
+    # (policy/systems.py `Dataset.label`), translated like it; without one, its name in words.
+    label: str | None = None
     category: str
     origin: Origin  # where the records come from (policy/disclosure.py)
     key: str = "id"

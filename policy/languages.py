@@ -42,7 +42,7 @@ TRANSLATABLE: tuple[str, ...] = (
     "automated_decisions.profiling.significance",
     "statutory_holds.*.label", "statutory_holds.*.basis", "statutory_holds.*.law",
     "statutory_holds.*.later_periods.*.law",
-    "systems.*.label", "systems.*.datasets.*.label",
+    "systems.*.label", "systems.*.datasets.*.label", "systems.*.config.datasets.*.label",
 )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from functools import cached_property
 from typing import Any, Literal, Self
 
 from pydantic import Field, ValidationError, model_validator
@@ -121,7 +122,15 @@ class System(StrictModel):
 
     def dataset_label(self, dataset: str) -> str:
         """The words subjects read for one of this system's datasets."""
-        return next((d.label for d in self.datasets if d.name == dataset and d.label), None) or readable(dataset)
+        return self._dataset_labels.get(dataset) or readable(dataset)
+
+    @cached_property
+    def _dataset_labels(self) -> dict[str, str]:
+        # An http system's datasets are declared in its configuration (policy/http_model.py),
+        # which is validated anew on each `http_config()`: once per system, not per line of a letter.
+        if self.connector == "http":
+            return {name: d.label for name, d in self.http_config().datasets.items() if d.label}
+        return {d.name: d.label for d in self.datasets if d.label}
 
     def http_config(self) -> HttpConfig:
         """An http system's configuration, validated (unknown fields and bad templates fail here,
