@@ -27,7 +27,7 @@ from activities.citations import citation, cite
 from dsrflow.i18n import SOURCE_LANGUAGE, Translator, long_date, translations
 from policy.disclosure import AutomatedDecisions, LegalBasis
 from policy.model import Policy
-from policy.systems import dataset_words
+from policy.systems import dataset_words, readable
 from schemas.vocabulary import Language
 
 TEMPLATE_DIR = Path(__file__).with_name("templates") / "package"
@@ -186,7 +186,7 @@ def _profiling(statement: AutomatedDecisions | None, parts: Mapping[tuple[str, s
     objections = [r[profiling.objection_column] for r in records if profiling.objection_column in r]
     if objections and all(objections):
         return {"status": "objected"}
-    results = sorted({f"{column.replace('_', ' ')}: {r[column]}" for r in records
+    results = sorted({f"{readable(column)}: {r[column]}" for r in records
                       for column in profiling.columns if r.get(column) is not None})
     return {"status": "profiled", "logic": profiling.logic, "significance": profiling.significance,
             "results": results, "portability": kind == "portability"}

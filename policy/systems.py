@@ -214,7 +214,8 @@ def correction_problems(systems: Iterable[System], corrections: Mapping[str, str
 
 
 def readable(identifier: str) -> str:
-    """An identifier ("support_requests") as words, where the policy gives none."""
+    """An identifier as words, where the policy gives none: a dataset ("support_requests"), or a
+    column a summary names ("risk_score")."""
     return identifier.replace("_", " ")
 
 
