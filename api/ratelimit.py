@@ -8,6 +8,9 @@ hashes, so the table holds no address and no IP. A refused call is a `Problem` 4
 
 What is counted is chosen so that nobody can spend someone else's allowance:
 - a client is an IPv4 address or an IPv6 /64 (one subscriber gets a whole /64 to pick from);
+  an IPv6 client's /48 is counted too, at `DSRFLOW_RATE_IPV6_48_MULTIPLE` times each per-client
+  limit: a subscriber delegated a /56 or a /48 holds 256 or 65,536 /64s, and would otherwise
+  multiply every limit by as many, while a carrier's subscribers sharing a /48 keep room;
 - verification attempts count per client, and per request *and* client, never per e-mail
   address: a stranger's wrong codes use up the stranger's attempts, not the subject's;
 - the per-address allowance of submissions is spent only when a request is verified, so
@@ -53,25 +56,27 @@ CEILING_RETRY_AFTER = 300
 _SWEEP_EVERY = 600.0
 
 
-def client_of(request: Request) -> str:
-    """The client a limit counts: the IPv4 address (also the one a 6to4 or Teredo address
-    carries), or the /64 network of an IPv6 address."""
+def clients_of(request: Request) -> tuple[str, str | None]:
+    """The client a limit counts: the IPv4 address (also the one an IPv4-mapped, 6to4 or Teredo
+    address carries), or the /64 network of an IPv6 address; and an IPv6 client's /48 (None for
+    any other)."""
     host = request.client.host if request.client else "unknown"
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
-        return host
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
-        # 6to4 (2002:<IPv4>::/48) and Teredo addresses carry the IPv4 address that owns them: one
-        # IPv4 host holds 65,536 /64s of 6to4, and Teredo addresses at will.
-        if address.sixtofour is not None:
-            return str(address.sixtofour)
-        if address.teredo is not None:
-            return str(address.teredo[1])
-        return str(ipaddress.IPv6Network((address, 64), strict=False))
-    return str(address)
+        return host, None
+    if isinstance(address, ipaddress.IPv4Address):
+        return str(address), None
+    # 6to4 (2002:<IPv4>::/48) and Teredo addresses carry the IPv4 address that owns them: one
+    # IPv4 host holds 65,536 /64s of 6to4, and Teredo addresses at will.
+    carried = address.ipv4_mapped or address.sixtofour or (address.teredo[1] if address.teredo else None)
+    if carried is not None:
+        return str(carried), None
+    return _network(address, 64), _network(address, 48)
+
+
+def _network(address: ipaddress.IPv6Address, prefix: int) -> str:
+    return str(ipaddress.IPv6Network((address, prefix), strict=False))
 
 
 def _too_many(retry_after: int) -> Problem:
@@ -89,19 +94,25 @@ class RateLimiter:
         self._last_sweep = 0.0
 
     async def hit(self, request: Request, action: str, *, request_id: str | None = None) -> None:
-        """Count one `action` from this client, and for this client on `request_id` if given;
-        raise a 429 Problem when either is over its limit. The client is counted first: a
-        client over its limit does not use up its allowance on the request."""
-        client = client_of(request)
-        buckets: list[tuple[str, tuple[str, ...]]] = [("ip", (client,))]
+        """Count one `action` from this client (and its /48, for an IPv6 client), and for this
+        client on `request_id` if given; raise a 429 Problem when any is over its limit. The
+        client is counted first: a client over its limit uses up neither its /48's allowance
+        (which its neighbours share) nor its allowance on the request. The request's bucket has
+        no /48: the code's own attempts (the policy's `verification.max_attempts`) bound it."""
+        client, delegation = clients_of(request)
+        settings = self._state.settings
+        # (the setting's `per`, what the bucket counts, its values, the multiple of the setting)
+        buckets: list[tuple[str, str, tuple[str, ...], int]] = [("ip", "ip", (client,), 1)]
+        if delegation is not None:
+            buckets.append(("ip", "ipv6_48", (delegation,), settings.rate_ipv6_48_multiple))
         if request_id is not None:
-            buckets.append(("request", (request_id, client)))
+            buckets.append(("request", "request", (request_id, client), 1))
         pool = await self._state.db()
-        for per, values in buckets:
-            allowed, window = self._state.settings.rate(action, per)
-            hits, retry_after = await pool.fetchrow(_HIT, self._bucket(action, per, *values), float(window))
-            if hits > allowed:
-                rate_limited(action, per)
+        for per, counted, values, multiple in buckets:
+            allowed, window = settings.rate(action, per)
+            hits, retry_after = await pool.fetchrow(_HIT, self._bucket(action, counted, *values), float(window))
+            if hits > allowed * multiple:
+                rate_limited(action, counted)
                 raise _too_many(retry_after)
         await self._sweep(pool)
 

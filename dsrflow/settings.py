@@ -131,6 +131,8 @@ class Settings(BaseSettings):
     # downloads (the portal's page and the file). A processor answering many tasks from one office
     # opens two a task.
     rate_link_per_ip: str = Field("300/hour", validation_alias=AliasChoices("DSRFLOW_RATE_LINK_PER_IP"))
+    # An IPv6 client's /48 may make this many times each per-client limit (api/ratelimit.py).
+    rate_ipv6_48_multiple: int = Field(16, ge=1, le=65536, validation_alias=AliasChoices("DSRFLOW_RATE_IPV6_48_MULTIPLE"))
     # Unverified requests open at once, over every address: each one lives for the verification
     # window and sends mail from the controller's domain. Beyond it public intake answers 503.
     max_unverified_open: int = Field(
@@ -386,11 +388,11 @@ def _describe(error: ErrorDetails) -> str:
     message = error["msg"].removeprefix("Value error, ")
     got = error.get("input")
     shown = "" if got is None or variable.endswith(("PASSWORD", "KEYS", "KEY", "TOKEN")) else f" (got {got!r})"
-    if error["type"] in ("int_parsing", "greater_than_equal", "less_than_equal"):
+    if error["type"] in ("int_parsing", "greater_than_equal", "less_than_equal") and variable.endswith("_PORT"):
         message = f"expected {_PORT_HELP}"
     elif error["type"] == "bool_parsing":
         message = "expected true or false"
-    elif error["type"] == "literal_error":
+    elif message.startswith("Input should be "):  # a choice, a number out of its range
         message = f"expected {message.removeprefix('Input should be ')}"
     elif not message.startswith("expected"):
         message = f"expected {message}"
