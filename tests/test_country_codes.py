@@ -96,6 +96,7 @@ async def test_the_console_form_shows_the_error_beside_the_field(http, pool):
     ("en", "Enter the two-letter code of your country, like BE or FR."),
     ("nl", "Voer de landcode van twee letters in, bijvoorbeeld BE of FR."),
     ("fr", "Saisissez le code à deux lettres de votre pays, par exemple BE ou FR."),
+    ("de", "Bitte geben Sie den zweistelligen Code Ihres Landes ein, zum Beispiel BE oder FR."),
 ])
 async def test_the_portal_form_says_so_in_the_subjects_language(http, pool, language: str, words: str):
     email = unique_email(f"portal-country-{language}")
