@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 import asyncpg
-from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import WorkflowHandle, WorkflowQueryFailedError, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.outages import RETRY_AFTER, WORKFLOW_ENGINE
@@ -73,10 +73,14 @@ async def _handle(state: AppState, request_id: str) -> WorkflowHandle:
 
 
 async def run_update(state: AppState, request_id: str, update: Any, arg: Any) -> Any:
-    """Execute a workflow update; a refusal becomes 409 with the workflow's own reason."""
-    if await get_request(await state.db(), request_id) is None:
+    """Execute a workflow update; a refusal becomes 409 with the workflow's own reason, and an
+    open request whose workflow does not answer 503 (`_answering`)."""
+    row = await get_request(await state.db(), request_id)
+    if row is None:
         raise Problem(404, "Not found", f"no request {request_id}")
     handle = await _handle(state, request_id)
+    if row["closed_at"] is None:
+        await _answering(handle)
     try:
         return await handle.execute_update(update, arg)
     except WorkflowUpdateFailedError as exc:
@@ -99,6 +103,39 @@ async def run_update(state: AppState, request_id: str, update: Any, arg: Any) ->
 # none running the server holds the query for 30 s, and every request page and its 3-second
 # live poll would hang that long: the stored row answers instead.
 QUERY_PATIENCE = timedelta(seconds=2)
+# How long an action waits for the workflow to answer before it is refused (`_answering`): longer
+# than a page, as a refused press must be pressed again, and a busy worker can take seconds.
+ACTION_PATIENCE = timedelta(seconds=5)
+
+
+def paused_on_our_side(refused: Problem) -> bool:
+    """Whether the workflow could not take a call for a reason of ours, not the caller's: it
+    stopped (until compliance resumes it), or no worker answered. A subject is told their request
+    is paused and to try again later."""
+    return bool(refused.extra.get("stopped") or refused.extra.get("unanswered"))
+
+
+# The query's patience ran out: no worker took it in time.
+_UNANSWERED = (RPCStatusCode.CANCELLED, RPCStatusCode.DEADLINE_EXCEEDED)
+
+
+async def _answering(handle: WorkflowHandle) -> None:
+    """Raise 503 unless the workflow answers a query within `ACTION_PATIENCE`. An update waits for
+    a worker as long as it takes, and the staff member's page (or the subject's) with it: with no
+    worker running, "Extend" spun until one came back, and then took effect with nobody waiting
+    for it. Asked first, a workflow that does not answer gets no update: nothing is done, and the
+    caller is told to try again. (Anything else a query meets, a workflow not found or the engine
+    down, the update meets too, and answers as it always has.)"""
+    try:
+        await handle.query(DataSubjectRequestWorkflow.state, rpc_timeout=ACTION_PATIENCE)
+    except RPCError as exc:
+        if exc.status in _UNANSWERED:
+            raise Problem(503, "Workflow not answering",
+                          "the request's workflow did not answer (no worker is running, or every one is busy); "
+                          "nothing was done: try again in a moment", unanswered=True,
+                          retry_after=RETRY_AFTER) from None
+    except WorkflowQueryFailedError:
+        pass  # the workflow's own answer failed: the update is judged by its validator all the same
 
 
 async def live_state(state: AppState, request_id: str) -> RequestState | None:

@@ -8,6 +8,7 @@ nothing listens on.
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 import uuid
 from collections.abc import AsyncIterator
@@ -28,9 +29,12 @@ from tests.support import (
     api_client,
     assert_problem,
     console_sign_in,
+    live_view,
     served,
     staff_headers,
     unique_email,
+    verification_code,
+    wait_for_letter,
 )
 from workers.dsr_worker import build_worker
 
@@ -200,3 +204,68 @@ async def test_no_worker_running_the_request_still_answers_from_its_stored_row(s
         await console_sign_in(http, pool, "agent")
         page = await asyncio.wait_for(http.get(f"/console/requests/{rid}"), 15)
         assert page.status_code == 200 and short_reference(rid) in page.text
+
+
+async def test_an_action_on_a_request_no_worker_answers_for_is_refused_at_once_and_not_done_later(
+        settings, pool, dev_server, task_queue):
+    """With no worker running, a workflow update waits for one: staff pressing "Extend" waited
+    without end, and the extension then took effect when a worker came back, with nobody waiting
+    for it. The action is now refused within seconds (503, nothing done), the console page says
+    the workflow is not answering, and once a worker runs the same action works, once."""
+    async with api_client(settings, dev_server.client, task_queue) as http:  # no worker on this queue yet
+        compliance = await staff_headers(pool, "compliance")
+        # Waiting for the subject's code: open until the test is done with it.
+        opened = await http.post("/v1/requests", headers=compliance, json={
+            "type": "access", "subject": {"email": unique_email("unanswered")}})
+        assert opened.status_code == 201, opened.text
+        rid = opened.json()["id"]
+        reason = {"reason": "Nine systems and many years of records"}
+
+        refused = await asyncio.wait_for(http.post(f"/v1/requests/{rid}/extend", headers=compliance, json=reason), 15)
+        problem = assert_problem(refused, 503)
+        assert "nothing was done" in problem["detail"] and refused.headers["Retry-After"]
+
+        csrf = await console_sign_in(http, pool, "compliance")
+        page = await asyncio.wait_for(http.get(f"/console/requests/{rid}"), 15)
+        assert 'id="unanswered"' in page.text
+        pressed = await asyncio.wait_for(http.post(f"/console/requests/{rid}/extend", headers={"HX-Request": "true"},
+                                                   data={"csrf_token": csrf, **reason}), 15)
+        assert pressed.status_code == 503 and "nothing was done" in pressed.text
+        assert 'id="unanswered"' in pressed.text
+
+        async with build_worker(dev_server.client, settings, pool, task_queue=task_queue):
+            view = await live_view(http, compliance, rid, lambda v: v["current_due_date"] is not None)
+            assert view["extended"] is False  # neither refused press reached the workflow
+            assert 'id="unanswered"' not in (await http.get(f"/console/requests/{rid}")).text
+            extended = await http.post(f"/v1/requests/{rid}/extend", headers=compliance, json=reason)
+            assert extended.status_code == 200, extended.text
+            assert extended.json()["extended"] is True
+            events = await pool.fetch("SELECT event_type FROM audit_events WHERE request_id = $1", uuid.UUID(rid))
+            assert [e["event_type"] for e in events].count("deadline.extended") == 1
+
+
+async def test_a_code_typed_while_no_worker_answers_is_paused_for_the_subject_and_works_once_one_does(
+        settings, pool, dev_server, task_queue, mail_sink):
+    """The subject types their code while every worker is down: the page waited for one without
+    end. It now says, in the subject's language and within seconds, that the request is paused on
+    our side and to try again; their client over the API is told the same with a short
+    Retry-After. Nothing is spent: once a worker runs, the same code confirms the request."""
+    async with api_client(settings, dev_server.client, task_queue) as http:
+        async with build_worker(dev_server.client, settings, pool, task_queue=task_queue):
+            form = await http.get("/portal?lang=nl")
+            submission = re.search(r'name="submission" value="([^"]+)"', form.text).group(1)
+            opened = await http.post("/portal/requests", data={
+                "submission": submission, "type": "erasure", "email": unique_email("no-worker"), "country": "nl"})
+            rid = opened.headers["location"].split("/")[3]
+            code = verification_code(await wait_for_letter(mail_sink, rid, "verification"))
+
+        typed = await asyncio.wait_for(http.post(f"/portal/requests/{rid}/verify?lang=nl", data={"code": code}), 15)
+        assert typed.status_code == 503
+        assert "uw verzoek staat even stil" in typed.text and "Probeer het later opnieuw" in typed.text
+        over_api = await asyncio.wait_for(http.post(f"/v1/public/requests/{rid}/verify", json={"code": code}), 15)
+        assert over_api.status_code == 503 and over_api.json()["unanswered"] is True, over_api.text
+        assert over_api.headers["retry-after"] == "5" and "worker" not in over_api.text
+
+        async with build_worker(dev_server.client, settings, pool, task_queue=task_queue):
+            confirmed = await http.post(f"/v1/public/requests/{rid}/verify", json={"code": code})
+            assert confirmed.status_code == 200 and confirmed.json()["verified"] is True, confirmed.text

@@ -172,6 +172,9 @@ async def _context(state: AppState, today: date, request_id: str, staff: Staff) 
             restriction=restriction["status"] if restriction else None,
             deciding=deciding(live), stopped=ended is not None)),
         "workflow_ended": ended,
+        # An open request whose workflow did not answer within the query's patience (no worker
+        # running, or one too busy): the page shows the stored request, and says so.
+        "unanswered": live is None and not status.is_closed and ended is None,
         "restriction": restriction,
         "denial_reasons": list(DenialReason),
         "temporal_link": temporal_ui_link(state.settings, request_id),

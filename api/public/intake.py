@@ -14,10 +14,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.concurrency import iterate_in_threadpool
 
 from api.deps import Limiter, State
+from api.outages import RETRY_AFTER
 from api.pages import render
 from api.problems import Problem
 from api.ratelimit import RateLimiter
-from api.service import open_request, run_update
+from api.service import open_request, paused_on_our_side, run_update
 from api.state import AppState
 from dsrflow.crypto.hashing import code_hash, link_token_hash, token_hash
 from dsrflow.crypto.keys import load_secret_key
@@ -164,11 +165,14 @@ async def check_identity(state: AppState, limiter: RateLimiter, request_id: str,
     try:
         result = await run_update(state, request_id, DataSubjectRequestWorkflow.verify, attempt)
     except Problem as refused:
-        if refused.extra.get("stopped"):
-            # Staff's words (which endpoint resumes it) are not the subject's: what they may do is wait.
+        if paused_on_our_side(refused):
+            # Staff's words (which endpoint resumes it, that no worker runs) are not the subject's:
+            # what they may do is wait. `stopped` for a stopped workflow, `unanswered` for no worker.
+            stopped = bool(refused.extra.get("stopped"))
             raise Problem(503, "Paused", "your request is paused while we put right a problem on our side; it is "
-                          "kept and its deadline still applies: try again later", stopped=True,
-                          retry_after=PAUSED_RETRY_AFTER) from None
+                          "kept and its deadline still applies: try again later",
+                          **({"stopped": True} if stopped else {"unanswered": True}),
+                          retry_after=PAUSED_RETRY_AFTER if stopped else RETRY_AFTER) from None
         raise
     if row is not None and result.verified:
         await limiter.spend("submit", email=row["subject_email"])

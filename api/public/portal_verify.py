@@ -19,7 +19,7 @@ from api.pages import page_translator, problem_pages, render
 from api.problems import Problem
 from api.public.intake import CODE, check_identity, count_verification
 from api.public.portal import CONFIRMED_COOKIE, current_live, paused_words, request_row, status_path
-from api.service import run_update
+from api.service import paused_on_our_side, run_update
 from api.state import AppState
 from dsrflow.domain.references import short_reference
 from dsrflow.domain.request_resume import ended_flag
@@ -152,7 +152,7 @@ async def _refused_attempt(request: Request, state: AppState, request_id: str, r
     the page offers the button for a new code instead of a dead end; a request no longer waiting
     says there is nothing to confirm; any other refusal stands. (An expired code closes its
     request: docs/lifecycle.md.)"""
-    if refused.extra.get("stopped"):
+    if paused_on_our_side(refused):
         return await _verify_page(request, state, request_id, status=503, paused=True)
     if refused.status != 409:
         raise refused
@@ -174,7 +174,7 @@ async def resend(request: Request, request_id: str, state: State, limiter: Limit
     try:
         await run_update(state, request_id, DataSubjectRequestWorkflow.resend_verification, ResendInput(actor="subject"))
     except Problem as refused:
-        if refused.extra.get("stopped"):
+        if paused_on_our_side(refused):
             return await _verify_page(request, state, request_id, status=503, paused=True)
         # Confirmed, closed, not yet ready, no more codes (`_Verification`: the page says so), or
         # the new code could not be sent (nothing changed then: the workflow keeps the code sent
