@@ -163,11 +163,17 @@ async def test_the_acknowledgement_promises_an_extension_notice_by_the_due_date(
     if regime in ("gdpr", "uk_gdpr"):
         law = t.gettext("UK GDPR" if regime == "uk_gdpr" else "GDPR")
         promise = t.gettext(_BY_DUE) % {"law": law, "date": due}
+    elif regime == "lgpd":
+        # The LGPD allows no extension (Art. 19 II: a complete answer within 15 days): none is promised.
+        promise = t.gettext("The law allows no extension of this period.")
     else:
         promise = t.gettext(_BY_THAT_DATE)
     for part in both(letter):
         assert " ".join(promise.split()) in part
         assert f"before {due}" not in part and "before that date" not in part
+        if regime == "lgpd":
+            assert t.gettext("Under the LGPD, we must answer within 15 days of receiving your request.") in part
+            assert due in part and " ".join(t.gettext(_BY_THAT_DATE).split()) not in part
 
 
 @pytest.mark.parametrize("regime", ["gdpr", "uk_gdpr"])
