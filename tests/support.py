@@ -351,11 +351,13 @@ async def staff_retry(http: httpx.AsyncClient, request_id: str, system: str, hea
     return answer
 
 
-async def refused_vcdpa_erasure(http: httpx.AsyncClient, pool: asyncpg.Pool, sink: MailSink, email: str) -> str:
+async def refused_vcdpa_erasure(http: httpx.AsyncClient, pool: asyncpg.Pool, sink: MailSink, email: str,
+                                country: str | None = None) -> str:
     """An erasure under the VCDPA (a law that grants an appeal) that compliance denied, its denial
     letter sent: a request its subject may appeal. Returns its id."""
     r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
-        "type": "erasure", "regime": "vcdpa", "subject": {"email": email}})
+        "type": "erasure", "regime": "vcdpa", "subject": {"email": email}, **({"country": country} if country else {})})
+    assert r.status_code == 201, r.text
     refused = r.json()["id"]
     await wait_for_letter(sink, refused, "verification")
     r = await http.post(f"/v1/requests/{refused}/deny", headers=await staff_headers(pool, "compliance"), json={

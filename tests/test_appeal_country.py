@@ -4,21 +4,7 @@ app, worker, PostgreSQL and Temporal dev server."""
 
 from __future__ import annotations
 
-from tests.support import staff_headers, unique_email, wait_for_letter
-
-
-async def _refused_us_erasure(http, pool, mail_sink, email: str) -> str:
-    """An erasure of a subject in the United States under the VCDPA, denied and its letter sent."""
-    r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
-        "type": "erasure", "regime": "vcdpa", "country": "US", "subject": {"email": email}})
-    assert r.status_code == 201, r.text
-    refused = r.json()["id"]
-    await wait_for_letter(mail_sink, refused, "verification")
-    r = await http.post(f"/v1/requests/{refused}/deny", headers=await staff_headers(pool, "compliance"), json={
-        "reason_code": "other", "explanation": "The records are needed to defend a pending claim."})
-    assert r.status_code == 200, r.text
-    await wait_for_letter(mail_sink, refused, "denial")
-    return refused
+from tests.support import refused_vcdpa_erasure, staff_headers, unique_email
 
 
 async def _country(pool, request_id: str) -> str:
@@ -27,7 +13,7 @@ async def _country(pool, request_id: str) -> str:
 
 async def test_an_appeal_takes_the_appealed_requests_country_unless_it_states_one(http, pool, mail_sink):
     email = unique_email("appeal-country")
-    refused = await _refused_us_erasure(http, pool, mail_sink, email)
+    refused = await refused_vcdpa_erasure(http, pool, mail_sink, email, country="US")  # a Virginian's
 
     # The subject appeals through the public intake, saying nothing of their country: they are
     # still the Virginian they were, not a subject in the policy's default country (BE).
