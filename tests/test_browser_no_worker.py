@@ -1,0 +1,47 @@
+"""The request page while no worker runs, in a real browser: compliance sees that the request's
+workflow is not answering, and "Extend" is refused within seconds, saying nothing was done,
+instead of spinning until a worker came back (and then extending with nobody waiting). Once a
+worker runs, the notice goes by itself (the page keeps polling) and the same press extends the
+deadline, once. Same setup as tests/test_browser.py, its site served without a worker at first."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.async_api import expect
+
+from tests.support import live_client, staff_headers, unique_email, wait_for_due_date
+from tests.test_browser import CHROMIUM, served_site, shots, signed_in  # noqa: F401 (fixtures)
+from tests.test_browser_actions import POLLS, press
+from workers.dsr_worker import build_worker
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)")
+REASON = "The request covers nine systems"
+
+
+async def test_an_action_pressed_while_no_worker_answers_is_refused_and_works_once_one_does(
+        browser, settings, pool, dev_server, task_queue, shots):  # noqa: F811
+    async with served_site(settings, pool, dev_server.client, task_queue, worker=False) as site:
+        async with live_client(base_url=site, timeout=30) as http:
+            r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
+                "type": "erasure", "subject": {"email": unique_email("browser-no-worker")}})
+        assert r.status_code == 201, r.text
+        rid = r.json()["id"]
+
+        page = await signed_in(browser, site, pool, "compliance", f"/console/requests/{rid}")
+        await expect(page.locator("#unanswered")).to_contain_text("Its workflow has not answered")
+        await page.route(POLLS, lambda route: route.abort())  # no poll swaps the form under the typing hand
+        form = page.locator('#live form[hx-post$="/extend"]')
+        await form.get_by_label("Reason (sent to the subject)").fill(REASON)
+        await form.get_by_role("button").click()
+        await expect(page.locator("#extend-error")).to_contain_text("nothing was done", timeout=15_000)
+        await shots(page, "refused")
+        await page.unroute(POLLS)
+
+        site_settings = settings.model_copy(update={"public_url": site, "task_queue": task_queue})
+        async with build_worker(dev_server.client, site_settings, pool, task_queue=task_queue):
+            await wait_for_due_date(pool, rid)
+            await expect(page.locator("#unanswered")).to_have_count(0, timeout=30_000)
+            await press(page, "extend", {"Reason (sent to the subject)": REASON}, flash="Deadline extended")
+            await shots(page, "extended")
+    assert await pool.fetchval("SELECT count(*) FROM audit_events WHERE request_id = $1::uuid "
+                               "AND event_type = 'deadline.extended'", rid) == 1
