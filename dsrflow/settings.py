@@ -16,9 +16,10 @@ from urllib.parse import parse_qsl, urlparse
 import pydantic_settings
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_core import ErrorDetails
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from dsrflow.setting_values import decode_secret, parse_key_list, parse_rate
+from dsrflow.rate_settings import RateLimitSettings
+from dsrflow.setting_values import decode_secret, parse_key_list
 
 
 class SettingsError(Exception):
@@ -33,7 +34,7 @@ def _port_field(default: int, env: str) -> int:
     return Field(default, ge=1, le=65535, validation_alias=AliasChoices(env))
 
 
-class Settings(BaseSettings):
+class Settings(RateLimitSettings):
     """Configuration of one dsrflow process.
 
     Address variables (`DSRFLOW_DATABASE_URL`, `TEMPORAL_ADDRESS`, `SMTP_HOST`) select an external
@@ -101,38 +102,6 @@ class Settings(BaseSettings):
         10, ge=1, le=10080, validation_alias=AliasChoices("DSRFLOW_START_SWEEP_AFTER_MINUTES"))
     # Seconds the demo e-mail processor takes to carry out a request (benchmarks set 0).
     demo_opendsr_delay: float = Field(2.0, ge=0, validation_alias=AliasChoices("DSRFLOW_DEMO_OPENDSR_DELAY"))
-    # Rate limits on what anyone may call without signing in, "N/period" (period: second, minute,
-    # hour, day, or a count of them such as 10m), per client (an IPv4 address, an IPv6 /64).
-    rate_submit_per_ip: str = Field("20/hour", validation_alias=AliasChoices("DSRFLOW_RATE_SUBMIT_PER_IP"))
-    # Verified requests per e-mail address: an unverified submission never spends it, so nobody
-    # can use up someone else's allowance by asking in their name.
-    rate_submit_per_email: str = Field("5/hour", validation_alias=AliasChoices("DSRFLOW_RATE_SUBMIT_PER_EMAIL"))
-    rate_verify_per_ip: str = Field("30/hour", validation_alias=AliasChoices("DSRFLOW_RATE_VERIFY_PER_IP"))
-    # Attempts on one request from one client: below the policy's verification.max_attempts, so
-    # that one client cannot use up the code's attempts and lock the subject out.
-    rate_verify_per_request: str = Field("3/hour", validation_alias=AliasChoices("DSRFLOW_RATE_VERIFY_PER_REQUEST"))
-    # Wrong codes for one address over all its requests, from any client: each request's codes
-    # are capped (policy verification.max_codes), but anyone may open more requests in someone's
-    # name. Past it, codes for that address are refused; the e-mail's link still confirms.
-    rate_guess_per_email: str = Field("25/7d", validation_alias=AliasChoices("DSRFLOW_RATE_GUESS_PER_EMAIL"))
-    # A subject asking the portal for a new code: each one is an e-mail to the subject's address,
-    # so few per request from one client, and few per client over every request.
-    rate_resend_per_ip: str = Field("10/hour", validation_alias=AliasChoices("DSRFLOW_RATE_RESEND_PER_IP"))
-    rate_resend_per_request: str = Field("3/hour", validation_alias=AliasChoices("DSRFLOW_RATE_RESEND_PER_REQUEST"))
-    # Tokens are too long to guess; this keeps a guessing loop from costing a lookup per try.
-    rate_signin_per_ip: str = Field("20/10m", validation_alias=AliasChoices("DSRFLOW_RATE_SIGNIN_PER_IP"))
-    rate_callback_per_ip: str = Field("600/minute", validation_alias=AliasChoices("DSRFLOW_RATE_CALLBACK_PER_IP"))
-    # Generous for monitors polling every second or two; each call probes every component.
-    rate_health_per_ip: str = Field("300/minute", validation_alias=AliasChoices("DSRFLOW_RATE_HEALTH_PER_IP"))
-    # A request's status asked for by a stranger: the portal's lookup by reference, its status and
-    # verification pages (each a Temporal query). A subject looks a few times; a loop does not.
-    rate_lookup_per_ip: str = Field("120/hour", validation_alias=AliasChoices("DSRFLOW_RATE_LOOKUP_PER_IP"))
-    # Links with a token: processors' confirmation and upload links (GET and POST) and package
-    # downloads (the portal's page and the file). A processor answering many tasks from one office
-    # opens two a task.
-    rate_link_per_ip: str = Field("300/hour", validation_alias=AliasChoices("DSRFLOW_RATE_LINK_PER_IP"))
-    # An IPv6 client's /48 may make this many times each per-client limit (api/ratelimit.py).
-    rate_ipv6_48_multiple: int = Field(16, ge=1, le=65536, validation_alias=AliasChoices("DSRFLOW_RATE_IPV6_48_MULTIPLE"))
     # Unverified requests open at once, over every address: each one lives for the verification
     # window and sends mail from the controller's domain. Beyond it public intake answers 503.
     max_unverified_open: int = Field(
@@ -258,15 +227,6 @@ class Settings(BaseSettings):
             raise ValueError("host:port of the Temporal frontend, such as temporal:7233")
         return value
 
-    @field_validator("rate_submit_per_ip", "rate_submit_per_email", "rate_verify_per_ip",
-                     "rate_verify_per_request", "rate_signin_per_ip", "rate_callback_per_ip",
-                     "rate_health_per_ip", "rate_resend_per_ip", "rate_resend_per_request", "rate_lookup_per_ip",
-                     "rate_link_per_ip")
-    @classmethod
-    def _check_rate(cls, value: str) -> str:
-        parse_rate(value)
-        return value
-
     @field_validator("public_url", "temporal_ui_public_url")
     @classmethod
     def _check_public_url(cls, value: str | None) -> str | None:
@@ -373,11 +333,6 @@ class Settings(BaseSettings):
     @property
     def temporal_ui_url(self) -> str:
         return self.temporal_ui_public_url or f"http://127.0.0.1:{self.temporal_ui_port}"
-
-    def rate(self, action: str, per: str) -> tuple[int, int]:
-        """(allowed hits, window in seconds) for `action` (submit, verify, guess, resend, signin,
-        callback, health, lookup, link) per `ip`, `email` or `request`."""
-        return parse_rate(getattr(self, f"rate_{action}_per_{per}"))
 
 
 def _describe(error: ErrorDetails) -> str:

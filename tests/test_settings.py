@@ -11,7 +11,8 @@ import pytest
 from temporalio.worker import UnsandboxedWorkflowRunner
 
 from dsrflow.infra import event_loop
-from dsrflow.settings import SettingsError, load_settings
+from dsrflow.rate_settings import RATES
+from dsrflow.settings import Settings, SettingsError, load_settings
 from workers.dsr_worker import SANDBOXED, worker_tuning
 
 BAD_VALUES = [
@@ -55,6 +56,15 @@ def test_bad_value_names_the_variable(monkeypatch, variable, value, message):
         load_settings()
     assert str(caught.value).startswith(message)
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("field", sorted(RATES))
+def test_every_rate_limit_is_checked_when_the_settings_are_read(monkeypatch, field):
+    """DSRFLOW_RATE_GUESS_PER_EMAIL was read unchecked: a bad value failed the first wrong code."""
+    variable = Settings.model_fields[field].validation_alias.choices[0]
+    monkeypatch.setenv(variable, "lots")
+    with pytest.raises(SettingsError, match=rf"^{variable}: expected a rate such as 10/hour"):
+        load_settings()
 
 
 def test_secrets_are_not_echoed(monkeypatch):
