@@ -82,6 +82,10 @@ MAX_CORRECTIONS = 20
 MAX_CORRECTION_LENGTH = 1000  # the policy's per-column max_length is at most this
 # Received dates a little ahead of our clock are clock skew between machines, not the future.
 _CLOCK_SKEW = timedelta(minutes=5)
+# No receipt is earlier than the oldest law dsrflow applies (PIPEDA, in force from 1 January 2001).
+# Without this floor a receipt in year 1 failed to store (a 500) or, stored, failed the request's
+# first step for good: the deadline's date in the controller's timezone is before year 1.
+EARLIEST_RECEIPT = datetime(2001, 1, 1, tzinfo=UTC)
 
 
 # Bounds on what a stranger can make us store and carry through a workflow: a field name is short,
@@ -199,6 +203,8 @@ class NewRequest(RequestDetails):
             raise ValueError("must include a timezone, e.g. 2026-01-31T10:00:00+01:00")
         if value > datetime.now(UTC) + _CLOCK_SKEW:
             raise ValueError("must not be in the future")
+        if value < EARLIEST_RECEIPT:
+            raise ValueError(f"must not be before {EARLIEST_RECEIPT:%Y-%m-%d}: no law a request is under was in force")
         return value
 
 
