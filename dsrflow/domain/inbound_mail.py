@@ -13,6 +13,7 @@ from __future__ import annotations
 import email
 import email.policy
 import hashlib
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -37,6 +38,9 @@ HEADER_BYTES = 8192
 HEADERS_BYTES = 65536
 # A message's Date a little after it reached us is clock skew between machines, not the future.
 CLOCK_SKEW = timedelta(minutes=5)
+# Lone surrogates: UTF-7 (a charset Python knows) and its own unicode_escape codec decode to them,
+# in an encoded-word or a part, and no page, database or hash can encode them.
+_SURROGATES = re.compile("[\ud800-\udfff]")
 
 
 class MailLimitsLike(Protocol):
@@ -84,6 +88,16 @@ class ParsedMail:
         return record
 
 
+def _sound(text: str) -> str:
+    """`text` as Unicode can write it: a lone surrogate becomes the replacement character."""
+    return _SURROGATES.sub("\ufffd", text)
+
+
+def _line(text: str, limit: int) -> str:
+    """A header's or a file name's text as one sound line of at most `limit` characters."""
+    return " ".join(one_line(_sound(text)).split())[:limit]
+
+
 def _text_of_header(message: Message, name: str) -> str | None:
     """The header's decoded text, or its raw text when it does not decode; one line, bounded."""
     try:
@@ -98,9 +112,7 @@ def _text_of_header(message: Message, name: str) -> str | None:
                 text = str(make_header(decode_header(raw)))
             except Exception:  # noqa: BLE001 - an unknown charset or broken encoded-word
                 pass
-    if text is None:
-        return None
-    return " ".join(one_line(text).split())[:_HEADER_CHARS]
+    return None if text is None else _line(text, _HEADER_CHARS)
 
 
 def _date(value: str | None) -> datetime | None:
@@ -169,7 +181,7 @@ def _decoded_text(part: Message) -> str:
         return ""
     charset = part.get_content_charset() or "utf-8"
     try:
-        return payload.decode(charset, errors="replace")
+        return _sound(payload.decode(charset, errors="replace"))
     except LookupError:  # a charset Python does not know
         return payload.decode("utf-8", errors="replace")
 
@@ -187,7 +199,7 @@ def _filename(part: Message) -> str | None:
         name = part.get_filename()
     except Exception:  # noqa: BLE001 - a broken RFC 2231 parameter
         name = None
-    return " ".join(one_line(name).split())[:255] if name else None
+    return _line(name, 255) if name else None
 
 
 def parse_message(raw: bytes, limits: MailLimitsLike,
