@@ -35,3 +35,37 @@ async def test_a_receipt_before_any_law_applied_is_refused_by_name(http, pool, r
     assert page.status_code == 422
     assert 'id="received_at-error"' in page.text and "must not be before 2001-01-01" in page.text
     assert await pool.fetchval(RECEIVED_STORED, email) == 0
+
+
+@pytest.mark.parametrize("label", ["Jane\nApproved by compliance", "Jane \u202eecnailpmoc", "Jane\u2066x\u2069"])
+async def test_a_token_label_is_one_line_written_in_reading_order(http, pool, label):
+    """A label with a line break or a mark that reorders text is refused, naming `label`: it
+    names its holder on every event they leave (the timeline, notes), where such a label reads as
+    another line or another name. Nothing is issued."""
+    before = await pool.fetchval("SELECT count(*) FROM staff_tokens")
+    made = await http.post("/v1/tokens", headers=await staff_headers(pool, "admin"),
+                           json={"role": "agent", "label": label})
+    assert made.status_code == 422, made.text
+    assert [e["field"] for e in made.json()["errors"]] == ["label"]
+    assert await pool.fetchval("SELECT count(*) FROM staff_tokens") == before + 1  # the admin's own
+
+
+async def test_a_label_claiming_a_role_shows_beside_the_role_the_token_holds(http, pool):
+    """An agent's token labelled "compliance officer Jane" adds a note and opens a request: the
+    timeline and the notes show it "compliance officer Jane (agent)", as the audit event records
+    the role. Before, the label alone: the agent's acts read as compliance's."""
+    made = await http.post("/v1/tokens", headers=await staff_headers(pool, "admin"),
+                           json={"role": "agent", "label": "compliance officer Jane"})
+    assert made.status_code == 201, made.text
+    jane = {"Authorization": f"Bearer {made.json()['token']}"}
+    opened = await http.post("/v1/requests", headers=jane, json={"type": "access", "subject": {
+        "email": unique_email("label")}, "identity_attested": True})
+    assert opened.status_code == 201, opened.text
+    rid = opened.json()["id"]
+    noted = await http.post(f"/v1/requests/{rid}/notes", headers=jane, json={"note": "Spoke to the subject."})
+    assert noted.status_code == 201, noted.text
+
+    await console_sign_in(http, pool, "compliance")
+    page = (await http.get(f"/console/requests/{rid}")).text
+    assert page.count("compliance officer Jane (agent)") >= 3, page  # opened, noted; the note itself
+    assert "compliance officer Jane<" not in page and "by compliance officer Jane\n" not in page

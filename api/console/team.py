@@ -16,6 +16,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from api.auth import ConsoleForbidden, Staff, require_console_role
 from api.console.refusals import refusal_params
+from api.console.view import actor_name
 from api.deps import Pool, State
 from api.forms import read_form
 from api.pages import problem_pages
@@ -53,7 +54,7 @@ async def team_context(pool: Any, request_id: str, staff: Staff) -> dict[str, An
     """The request page's team panel: who has it, the colleagues to hand it to, the notes."""
     names = await staff_names(pool)
     return {"assignment": await assignment(pool, request_id), "colleagues": await colleagues(pool),
-            "notes": [{**n, "author_name": names.get(n["author"], n["author"])} for n in await notes(pool, request_id)],
+            "notes": [{**n, "author_name": actor_name(n["author"], names)} for n in await notes(pool, request_id)],
             "me": staff.token_id}
 
 
