@@ -6,6 +6,8 @@ per test, so a poison message cannot reach another test's Inbox."""
 from __future__ import annotations
 
 import contextlib
+import html
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
@@ -56,3 +58,41 @@ async def test_text_that_is_not_unicode_neither_stops_the_reader_nor_breaks_the_
         for filed in (subject_only, message_id):
             page = await http.get(f"/console/inbox/{filed.message_id}")
             assert page.status_code == 200 and "\ufffd" in page.text
+
+
+def _from_and_address(page: str) -> tuple[str, str]:
+    """The From line the message's page shows, and the address its convert form proposes."""
+    text = html.unescape(page)
+    return (text.split("<dt>From</dt><dd>")[1].split("</dd>")[0],
+            text.split('id="email" name="email" spellcheck="false" value="')[1].split('"')[0])
+
+
+async def test_a_sender_posing_as_someone_else_is_not_shown_as_them(postgres, settings, dev_server, task_queue):
+    """Ways to make the console show a victim's address as the sender. Before: an address in an
+    encoded-word (which RFC 2047 forbids, so no receiving server checks it) was decoded and believed;
+    of two From headers the first was believed, whichever the receiving server checked; a display
+    name holding another address, and one with a right-to-left override (U+202E) reversing what
+    follows it, were shown beside the address with no warning."""
+    async with inbox(postgres, settings, dev_server, task_queue, "attack_senders") as (http, file):
+        async def shown(raw: bytes) -> tuple[str, str, str]:
+            filed = await file(b"Subject: please delete my data\r\n" + raw + b"\r\n\r\nPlease. %s\r\n"
+                               % uuid.uuid4().hex.encode(), source="sink")
+            page = (await http.get(f"/console/inbox/{filed.message_id}")).text
+            return (*_from_and_address(page), html.unescape(page))
+
+        line, proposed, page = await shown(b"From: =?utf-8?q?ada=40example=2Ecom?=")
+        assert (line, proposed) == ("(no usable address)", "") and "no usable sender address" in page
+        line, proposed, page = await shown(b"From: ada@example.com\r\nFrom: eve@attacker.example")
+        assert (line, proposed) == ("(no usable address)", "") and "2 From headers" in page
+        for posing in (b'"ada@example.com" <eve@attacker.example>',
+                       b"=?utf-8?q?ada=40example=2Ecom?= <eve@attacker.example>"):
+            line, proposed, page = await shown(b"From: " + posing)
+            assert line == "<bdi>ada@example.com</bdi> <eve@attacker.example>" and proposed == "eve@attacker.example"
+            assert "the sender's name shows the address ada@example.com, but the message is from " \
+                   "eve@attacker.example" in page
+        line, proposed, page = await shown("From: \u202eAda <eve@attacker.example>".encode())
+        assert line == "<bdi>Ada</bdi> <eve@attacker.example>" and "\u202e" not in page
+        # Already safe: Sender and Reply-To are shown among the headers, never taken for the sender.
+        line, proposed, _ = await shown(b"From: ada@example.com\r\nSender: eve@attacker.example\r\n"
+                                        b"Reply-To: eve@attacker.example")
+        assert (line, proposed) == ("<ada@example.com>", "ada@example.com")

@@ -41,6 +41,12 @@ CLOCK_SKEW = timedelta(minutes=5)
 # Lone surrogates: UTF-7 (a charset Python knows) and its own unicode_escape codec decode to them,
 # in an encoded-word or a part, and no page, database or hash can encode them.
 _SURROGATES = re.compile("[\ud800-\udfff]")
+# Bidirectional embeddings, overrides and isolates: in a name or a subject line they make the text
+# after them read backwards ("\u202eAda <moc.rekcatta@...>"), so the console would show what the
+# header does not say. Legitimate right-to-left text needs none of them.
+_DIRECTION_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
+# Something a reader takes for an address, in a display name.
+_ADDRESS_LIKE = re.compile(r"[^\s<>()\"',;:@]+@[^\s<>()\"',;:@]+\.[^\s<>()\"',;:@]+")
 
 
 class MailLimitsLike(Protocol):
@@ -95,7 +101,7 @@ def _sound(text: str) -> str:
 
 def _line(text: str, limit: int) -> str:
     """A header's or a file name's text as one sound line of at most `limit` characters."""
-    return " ".join(one_line(_sound(text)).split())[:limit]
+    return " ".join(one_line(_DIRECTION_CONTROLS.sub("", _sound(text))).split())[:limit]
 
 
 def _text_of_header(message: Message, name: str) -> str | None:
@@ -129,20 +135,47 @@ def _date(value: str | None) -> datetime | None:
         return None
 
 
-def _sender(value: str | None) -> tuple[str | None, str | None]:
-    if not value:
+def _raw_header(message: Message, name: str) -> list[str]:
+    """Each `name` header as written, undecoded (8-bit bytes read as UTF-8)."""
+    return [str(value).encode("ascii", "surrogateescape").decode("utf-8", "replace")
+            for key, value in message.raw_items() if key.lower() == name.lower()]
+
+
+def _display_name(name: str) -> str | None:
+    try:
+        name = str(make_header(decode_header(name)))
+    except Exception:  # noqa: BLE001 - an unknown charset or broken encoded-word: kept as written
+        pass
+    return _line(name, _HEADER_CHARS) or None
+
+
+def _sender(message: Message, notes: list[str]) -> tuple[str | None, str | None]:
+    """The From address and display name. The address is read from the header as written: an
+    encoded-word cannot hold an address (RFC 2047, section 5), and decoding the header first
+    read `=?utf-8?q?ada=40example.com?=` as ada@example.com. Only the display name is decoded."""
+    written = _raw_header(message, "From")
+    if len(written) > 1:
+        # Which of them the receiving server checked is not ours to guess (RFC 5322: exactly one).
+        notes.append(f"{len(written)} From headers: no sender address is believed")
+        return None, None
+    if not written:
         return None, None
     try:
-        found = [(name, addr) for name, addr in getaddresses([value]) if addr]
+        found = [(name, addr) for name, addr in getaddresses([" ".join(one_line(written[0]).split())]) if addr]
     except (RecursionError, ValueError, IndexError):  # hundreds of nested comments: "(((..."
         return None, None
     if len(found) != 1:
         return None, None
     name, addr = found[0]
+    shown = _display_name(name)
     local, at, domain = addr.partition("@")
     if not at or not local or "." not in domain or any(c.isspace() or c in "<>,;" for c in addr):
-        return None, name or None
-    return addr.lower(), (name.strip() or None)
+        return None, shown
+    posing = {a.lower() for a in _ADDRESS_LIKE.findall(shown or "")} - {addr.lower()}
+    if posing:
+        notes.append(f"the sender's name shows the address {sorted(posing)[0]}, but the message is from "
+                     f"{addr.lower()}")
+    return addr.lower(), shown
 
 
 def _message_ids(*values: str | None) -> list[str]:
@@ -261,7 +294,7 @@ def _parse(raw: bytes, limits: MailLimitsLike, refusal: Callable[[str | None, st
     message = email.message_from_bytes(raw, policy=email.policy.default)
     headers = [(name, text) for name in EVIDENCE_HEADERS
                if (text := _text_of_header(message, name)) is not None]
-    sender, sender_name = _sender(_text_of_header(message, "From"))
+    sender, sender_name = _sender(message, notes)
     if sender is None:
         notes.append("no usable sender address: enter the subject's address yourself")
     plain: list[str] = []
