@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support import PROBLEM, console_sign_in, staff_headers, unique_email
+from dsrflow.stores.staff_tokens import create_token
+from tests.support import CSRF_FIELD, PROBLEM, console_sign_in, staff_headers, unique_email
 
 RECEIVED_STORED = "SELECT count(*) FROM dsr_requests WHERE subject_email = $1"
 
@@ -69,3 +70,41 @@ async def test_a_label_claiming_a_role_shows_beside_the_role_the_token_holds(htt
     page = (await http.get(f"/console/requests/{rid}")).text
     assert page.count("compliance officer Jane (agent)") >= 3, page  # opened, noted; the note itself
     assert "compliance officer Jane<" not in page and "by compliance officer Jane\n" not in page
+
+
+async def test_a_session_planted_before_sign_in_is_not_the_one_signed_in(http, pool):
+    """Session fixation: an agent plants their own session's cookie in a compliance officer's
+    browser, who then signs in. The officer's session is a new one (the planted id is ended, not
+    promoted), so the agent's cookie never carries the officer's role. Held already."""
+    await console_sign_in(http, pool, "agent")
+    planted = http.cookies["dsrflow_session"]
+    http.cookies.clear()
+    form = await http.get("/console/sign-in")
+    http.cookies.set("dsrflow_session", planted)
+    answer = await http.post("/console/sign-in", data={
+        "token": await create_token(pool, "compliance", "planted"), "csrf_token": CSRF_FIELD.search(form.text).group(1)})
+    assert answer.status_code == 303, answer.text
+    signed_in = answer.cookies["dsrflow_session"]
+    assert signed_in != planted
+    for session, status in ((signed_in, 200), (planted, 401)):
+        http.cookies.clear()
+        http.cookies.set("dsrflow_session", session)
+        assert (await http.get("/v1/legal-holds")).status_code == status
+
+
+HOSTILE_NOTE = '<script>alert(1)</script><img src=x onerror=alert(2)> =HYPERLINK("https://evil.example")'
+
+
+async def test_staff_text_is_text_on_the_console_and_in_the_evidence_pack(http, pool):
+    """An agent's note of markup and a formula shows as text on the request page and in the
+    evidence pack compliance opens (escaped; the pack is HTML and JSON, no CSV). Held already."""
+    rid = (await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
+        "type": "access", "subject": {"email": unique_email("markup")}, "identity_attested": True})).json()["id"]
+    csrf = await console_sign_in(http, pool, "agent")
+    noted = await http.post(f"/console/requests/{rid}/notes", data={"note": HOSTILE_NOTE, "csrf_token": csrf})
+    assert noted.status_code == 303
+    compliance = await staff_headers(pool, "compliance")
+    for page in ((await http.get(f"/console/requests/{rid}")).text,
+                 (await http.get(f"/v1/requests/{rid}/evidence.html", headers=compliance)).text):
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;&lt;img src=x onerror=alert(2)&gt;" in page
+        assert "<script>alert" not in page and "<img src=x" not in page
