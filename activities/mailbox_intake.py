@@ -9,6 +9,7 @@ address in the default policy) is recognised by its Message-ID in our outbox and
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -76,7 +77,9 @@ async def thread_for(pool: asyncpg.Pool, parsed: ParsedMail) -> str | None:
 async def file_message(pool: asyncpg.Pool, secret: bytes, rules: MailboxPolicy, raw: bytes, *,
                        arrived_at: datetime, source: str) -> Filed | None:
     """Store `raw` (once, whatever the number of calls); None for a message of our own."""
-    parsed = parse_message(raw, rules.limits, rules.refusal)
+    # On a thread: the parser's time grows with the message (a 25 MiB message of tiny parts takes
+    # about two minutes), and the worker's event loop also runs requests' activities.
+    parsed = await asyncio.to_thread(parse_message, raw, rules.limits, rules.refusal)
     if await _ours(pool, parsed):
         return None
     request_id = await thread_for(pool, parsed)

@@ -5,8 +5,10 @@ per test, so a poison message cannot reach another test's Inbox."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import html
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -96,3 +98,32 @@ async def test_a_sender_posing_as_someone_else_is_not_shown_as_them(postgres, se
         line, proposed, _ = await shown(b"From: ada@example.com\r\nSender: eve@attacker.example\r\n"
                                         b"Reply-To: eve@attacker.example")
         assert (line, proposed) == ("<ada@example.com>", "ada@example.com")
+
+
+async def test_a_costly_message_does_not_stall_the_worker(postgres, settings, dev_server, task_queue):
+    """Ten thousand one-line parts (360 kB; a 25 MiB message holds seventy times as many): the
+    parser takes seconds for each megabyte. Before, that time was spent on the worker's event loop,
+    which also runs the requests' activities and their heartbeats, so one message an attacker may
+    send again and again stalled every request; now it is parsed on a thread, and it is filed
+    with a note that the parts past the 200th were not read."""
+    parts = b"".join(b"--b\r\nContent-Type: text/plain\r\n\r\nx\r\n" for _ in range(10_000))
+    raw = b"From: many@example.org\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n" + parts + b"--b--\r\n"
+    async with inbox(postgres, settings, dev_server, task_queue, "attack_costly") as (http, file):
+        longest = 0.0
+
+        async def ticking() -> None:
+            nonlocal longest
+            while True:
+                before = time.monotonic()
+                await asyncio.sleep(0.01)
+                longest = max(longest, time.monotonic() - before)
+
+        ticker = asyncio.create_task(ticking())
+        await asyncio.sleep(0.05)  # ticking
+        try:
+            filed = await file(raw)
+        finally:
+            ticker.cancel()
+        assert longest < 0.5, f"the event loop stood still for {longest:.1f} s"
+        page = html.unescape((await http.get(f"/console/inbox/{filed.message_id}")).text)
+        assert "more than 200 parts: the rest were not read" in page
