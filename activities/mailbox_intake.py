@@ -42,9 +42,19 @@ class Filed:
     request_id: str | None  # the request it was threaded onto, automatically
 
 
-async def _ours(pool: asyncpg.Pool, parsed: ParsedMail) -> bool:
-    return bool(parsed.message_id) and bool(await pool.fetchval(
-        "SELECT 1 FROM mail_outbox WHERE message_id = $1", parsed.message_id))
+async def _ours(pool: asyncpg.Pool, parsed: ParsedMail, our_sender: str) -> bool:
+    """A message we sent that reached our own mailbox (a staff alert to this address): one of our
+    Message-IDs, from our sender address. Our Message-IDs derive from request ids, so anyone may
+    write one: a stranger's message that reuses one was dropped unseen (a request a subject could
+    later say we ignored). It is now filed like any other, with a note."""
+    if not parsed.message_id or not await pool.fetchval(
+            "SELECT 1 FROM mail_outbox WHERE message_id = $1", parsed.message_id):
+        return False
+    if parsed.sender == our_sender.lower():
+        return True
+    parsed.notes.append("carries the Message-ID of a message we sent, but not from our address "
+                        f"{our_sender.lower()}: filed as any other message")
+    return False
 
 
 async def thread_for(pool: asyncpg.Pool, parsed: ParsedMail) -> str | None:
@@ -75,12 +85,13 @@ async def thread_for(pool: asyncpg.Pool, parsed: ParsedMail) -> str | None:
 
 
 async def file_message(pool: asyncpg.Pool, secret: bytes, rules: MailboxPolicy, raw: bytes, *,
-                       arrived_at: datetime, source: str) -> Filed | None:
-    """Store `raw` (once, whatever the number of calls); None for a message of our own."""
+                       arrived_at: datetime, source: str, our_sender: str) -> Filed | None:
+    """Store `raw` (once, whatever the number of calls); None for a message of our own (one we
+    sent from `our_sender`, the policy's controller.sender_email)."""
     # On a thread: the parser's time grows with the message (a 25 MiB message of tiny parts takes
     # about two minutes), and the worker's event loop also runs requests' activities.
     parsed = await asyncio.to_thread(parse_message, raw, rules.limits, rules.refusal)
-    if await _ours(pool, parsed):
+    if await _ours(pool, parsed, our_sender):
         return None
     request_id = await thread_for(pool, parsed)
     if request_id is not None and source != SINK and not vouched_for(raw, parsed.sender, rules.authenticated_by):

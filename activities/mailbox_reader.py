@@ -72,9 +72,11 @@ def _literal(response: Response) -> tuple[bytes | None, datetime | None]:
 
 
 class MailboxReader:
-    def __init__(self, settings: Settings, pool: asyncpg.Pool, secret: bytes, rules: MailboxPolicy) -> None:
+    def __init__(self, settings: Settings, pool: asyncpg.Pool, secret: bytes, rules: MailboxPolicy, *,
+                 our_sender: str) -> None:
         assert settings.imap_host and settings.imap_username
         self.settings, self.pool, self.secret, self.rules = settings, pool, secret, rules
+        self.our_sender = our_sender  # the policy's controller.sender_email: see mailbox_intake `_ours`
         self.cursor_key = f"imap:{settings.imap_host}:{settings.imap_port}:{settings.imap_folder}"
         self.sessions = 0  # begun, for tests and metrics
         # Since when no session has read the mailbox through, and why (the error's kind, and the
@@ -170,7 +172,7 @@ class MailboxReader:
             if raw is None:
                 continue  # expunged between the search and the fetch
             await file_message(self.pool, self.secret, self.rules, raw,
-                               arrived_at=arrived or datetime.now(UTC), source="imap")
+                               arrived_at=arrived or datetime.now(UTC), source="imap", our_sender=self.our_sender)
             # Marked read for the people who also open the mailbox; the cursor is what counts.
             await self._command(client.uid("store", str(uid), "+FLAGS.SILENT", r"(\Seen)"))
             await save_cursor(self.pool, self.cursor_key, uidvalidity, uid)

@@ -31,15 +31,18 @@ class PrivacyInbox:
     """Files mail for `address` into the inbox of the database at `database_url`. The pool is made
     on the first message, in the sink's own event loop (its thread's), where it is then used."""
 
-    def __init__(self, address: str, database_url: str, secret: bytes, rules: MailboxPolicy) -> None:
+    def __init__(self, address: str, database_url: str, secret: bytes, rules: MailboxPolicy, *,
+                 our_sender: str) -> None:
         self.address = address.lower()
         self.database_url, self.secret, self.rules = database_url, secret, rules
+        self.our_sender = our_sender  # the policy's controller.sender_email: see mailbox_intake `_ours`
         self._pool: asyncpg.Pool | None = None
 
     async def file(self, raw: bytes) -> None:
         if self._pool is None:
             self._pool = await create_pool(self.database_url, min_size=0, max_size=2)
-        await file_message(self._pool, self.secret, self.rules, raw, arrived_at=datetime.now(UTC), source=SINK)
+        await file_message(self._pool, self.secret, self.rules, raw, arrived_at=datetime.now(UTC), source=SINK,
+                           our_sender=self.our_sender)
 
 
 class _EmlWriter:

@@ -92,10 +92,10 @@ class Stack:
             self.env["DSRFLOW_DATABASE_URL"] = pg.local_url(APP_DATABASE)
             self.database_url_shown = pg.url(APP_DATABASE)
         if not s.smtp_host:
+            controller = load_policy(s.policy_path).policy.controller
             sink = MailSink(self.home / "mail", s.smtp_port, inbox=PrivacyInbox(
-                load_policy(s.policy_path).policy.controller.privacy_email,
-                self.env.get("DSRFLOW_DATABASE_URL") or s.effective_database_url,
-                load_secret_key(s), load_mailbox_policy()))
+                controller.privacy_email, self.env.get("DSRFLOW_DATABASE_URL") or s.effective_database_url,
+                load_secret_key(s), load_mailbox_policy(), our_sender=controller.sender_email))
             sink.start()
             self._stops.append(("SMTP sink", sink.stop))
             self._sink = sink

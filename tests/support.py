@@ -34,9 +34,13 @@ from dsrflow.domain.references import short_reference
 from dsrflow.settings import Settings
 from dsrflow.stores.holds_store import place_hold
 from dsrflow.stores.requests_store import create_request
-from policy.model import load_policy
+from policy.model import DEFAULT_POLICY, load_policy
 from schemas.requests import NewRequest
 from workers.schedules import SCHEDULE_IDS
+
+# The address dsrflow sends from under the default policy: mail from it that carries one of our
+# Message-IDs is our own, and is not filed (activities/mailbox_intake.py `_ours`).
+OUR_SENDER = load_policy(DEFAULT_POLICY).policy.controller.sender_email
 
 
 @contextlib.asynccontextmanager

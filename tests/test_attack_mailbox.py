@@ -19,7 +19,7 @@ from activities.mailbox_intake import Filed, file_message
 from dsrflow.crypto.keys import load_secret_key
 from policy.mailbox import load_mailbox_policy
 from tests.conftest import database_pool
-from tests.support import api_client, console_sign_in
+from tests.support import OUR_SENDER, api_client, console_sign_in
 
 
 @contextlib.asynccontextmanager
@@ -31,7 +31,7 @@ async def inbox(postgres, settings, dev_server, task_queue, name: str) -> AsyncI
 
         async def file(raw: bytes, source: str = "imap") -> Filed:
             done = await file_message(pool, load_secret_key(own), load_mailbox_policy(), raw,
-                                      arrived_at=datetime.now(UTC), source=source)
+                                      arrived_at=datetime.now(UTC), source=source, our_sender=OUR_SENDER)
             assert done is not None
             return done
 

@@ -28,6 +28,7 @@ from policy.mailbox import load_mailbox_policy
 from tests.conftest import database_pool
 from tests.process_support import answering, died, dsrflow_process
 from tests.support import (
+    OUR_SENDER,
     api_client,
     console_sign_in,
     live_client,
@@ -53,7 +54,7 @@ def raw_mail(sender: str, text: str, *, subject: str = "Request", date: datetime
 
 async def filed(settings, pool, raw: bytes, arrived: datetime | None = None) -> str:
     result = await file_message(pool, load_secret_key(settings), load_mailbox_policy(), raw,
-                                arrived_at=arrived or datetime.now(UTC), source="sink")
+                                arrived_at=arrived or datetime.now(UTC), source="sink", our_sender=OUR_SENDER)
     assert result is not None
     return result.message_id
 
@@ -149,7 +150,8 @@ async def test_a_message_becomes_a_request_whose_clock_started_at_receipt(http, 
     for results, threads_onto in cases:
         raw = b"".join(f"Authentication-Results: {r}\r\n".encode() for r in results) + raw_mail(
             sender, "Dank u", subject=f"Re: Gelieve uw privacyverzoek te bevestigen (ref. {reference})")
-        done = await file_message(pool, load_secret_key(settings), rules, raw, arrived_at=datetime.now(UTC), source="imap")
+        done = await file_message(pool, load_secret_key(settings), rules, raw, arrived_at=datetime.now(UTC), source="imap",
+                                  our_sender=OUR_SENDER)
         assert done is not None and done.request_id == (str(threads_onto) if threads_onto else None), results
         assert await pool.fetchval("SELECT request_id FROM mailbox_messages WHERE id = $1",
                                    done.message_id) == threads_onto, results
@@ -159,7 +161,7 @@ async def test_a_message_becomes_a_request_whose_clock_started_at_receipt(http, 
     raw = f"Authentication-Results: mx.controller.example; dmarc=pass header.from={domain}\r\n".encode() + raw_mail(
         sender, "Dank u", subject=f"Re: (ref. {reference})")
     done = await file_message(pool, load_secret_key(settings), load_mailbox_policy(), raw,
-                              arrived_at=datetime.now(UTC), source="imap")
+                              arrived_at=datetime.now(UTC), source="imap", our_sender=OUR_SENDER)
     assert done is not None and done.request_id is None
 
 

@@ -31,6 +31,7 @@ from policy.mailbox import load_mailbox_policy
 from policy.model import load_policy
 from schemas.vocabulary import Language
 from tests.imap_stand_in import ImapStandIn
+from tests.support import OUR_SENDER
 
 PASSWORD = "s3cret-imap-password"
 
@@ -90,7 +91,7 @@ async def running(reader: MailboxReader) -> AsyncIterator[None]:
 
 def make_reader(settings, pool, imap, **extra) -> MailboxReader:
     s = reader_settings(settings, imap, **extra)
-    return MailboxReader(s, pool, load_secret_key(s), load_mailbox_policy())
+    return MailboxReader(s, pool, load_secret_key(s), load_mailbox_policy(), our_sender=OUR_SENDER)
 
 
 async def test_messages_are_filed_once_marked_read_and_new_ones_arrive_by_idle(settings, pool, imap):
@@ -128,7 +129,8 @@ async def test_a_crash_after_storing_before_marking_read_files_nothing_twice(set
     imap.deliver(raw)
     reader = make_reader(settings, pool, imap)
     # The crash: the message was stored, then the process died before \Seen and the cursor.
-    stored = await file_message(pool, reader.secret, reader.rules, raw, arrived_at=datetime.now(UTC), source="imap")
+    stored = await file_message(pool, reader.secret, reader.rules, raw, arrived_at=datetime.now(UTC), source="imap",
+                                our_sender=OUR_SENDER)
     assert stored is not None and stored.created
     async with running(reader):
         await eventually(lambda: _cursor_at(pool, reader, 1))

@@ -50,7 +50,8 @@ async def watch_waiting(settings: Settings, pool: asyncpg.Pool, stop: asyncio.Ev
 
 
 def mailbox_tasks(settings: Settings, pool: asyncpg.Pool, stop: asyncio.Event) -> list[asyncio.Task[None]]:
-    reader = (MailboxReader(settings, pool, load_secret_key(settings), load_mailbox_policy())
+    our_sender = load_policy(settings.policy_path).policy.controller.sender_email
+    reader = (MailboxReader(settings, pool, load_secret_key(settings), load_mailbox_policy(), our_sender=our_sender)
               if settings.imap_host else None)
     tasks = [asyncio.create_task(watch_waiting(settings, pool, stop, reader=reader), name="inbox alerts")]
     if reader is not None:
