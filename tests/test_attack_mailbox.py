@@ -17,6 +17,7 @@ import httpx
 
 from activities.mailbox_intake import Filed, file_message
 from dsrflow.crypto.keys import load_secret_key
+from dsrflow.crypto.mail_files import open_record, seal_record
 from policy.mailbox import load_mailbox_policy
 from tests.conftest import database_pool
 from tests.support import OUR_SENDER, api_client, console_sign_in
@@ -60,6 +61,28 @@ async def test_text_that_is_not_unicode_neither_stops_the_reader_nor_breaks_the_
         for filed in (subject_only, message_id):
             page = await http.get(f"/console/inbox/{filed.message_id}")
             assert page.status_code == 200 and "\ufffd" in page.text
+
+
+async def test_a_message_filed_with_unsound_text_before_the_fix_still_shows(postgres, settings, dev_server, task_queue):
+    """Records filed before filing made text sound may hold lone surrogates: the Inbox read them
+    back as they were, and each page that showed one was a 500, hiding every message listed with
+    it. They are made sound as they are read (api/read_models/inbox_queries.py)."""
+    async with database_pool(postgres, "attack_old_surrogates") as (url, pool):
+        own = settings.model_copy(update={"database_url": url})
+        filed = await file_message(pool, load_secret_key(own), load_mailbox_policy(),
+                                   b"From: old@example.org\r\nSubject: old\r\n\r\nplease delete my data\r\n",
+                                   arrived_at=datetime.now(UTC), source="imap", our_sender=OUR_SENDER)
+        assert filed is not None
+        row = await pool.fetchrow("SELECT sealed FROM mailbox_messages WHERE id = $1::uuid", filed.message_id)
+        record = open_record(row["sealed"], load_secret_key(own), filed.message_id)
+        record.update(subject="Hi \ud800", sender_name="Old \udc00", text="\ud800 please delete my data")
+        await pool.execute("UPDATE mailbox_messages SET sealed = $2 WHERE id = $1::uuid", filed.message_id,
+                           seal_record(record, load_secret_key(own), filed.message_id))
+        async with api_client(own, dev_server.client, task_queue) as http:
+            await console_sign_in(http, pool, "agent")
+            for path in ("/console/inbox", f"/console/inbox/{filed.message_id}"):
+                page = await http.get(path)
+                assert page.status_code == 200 and "\ufffd" in page.text, path
 
 
 def _from_and_address(page: str) -> tuple[str, str]:

@@ -5,6 +5,7 @@ anyone has opened it) and whether it has waited past the policy's threshold."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -14,13 +15,19 @@ import asyncpg
 from api.read_models.cursors import decode_cursor, encode_cursor
 from dsrflow.crypto.mail_files import open_record
 from dsrflow.domain.deadlines import compute_deadline, receipt_date, working_days_after
+from dsrflow.domain.inbound_mail import sound_record
 from dsrflow.stores.mailbox_store import get_message, request_messages
 from policy.mailbox import MailboxPolicy
 from policy.model import Policy
 
 
+def _opened(row: Mapping[str, Any], secret: bytes) -> dict[str, Any]:
+    record: dict[str, Any] = sound_record(open_record(row["sealed"], secret, str(row["id"])))
+    return record
+
+
 def _view(row: dict[str, Any], secret: bytes, policy: Policy, rules: MailboxPolicy, today: date) -> dict[str, Any]:
-    record = open_record(row["sealed"], secret, str(row["id"]))
+    record = _opened(row, secret)
     received = receipt_date(row["received_at"], policy.defaults.timezone)
     due = compute_deadline(policy.defaults.regime, received,
                            establishment=policy.defaults.country if policy.defaults.regime == "gdpr" else None).due_date
@@ -77,7 +84,7 @@ async def evidence_messages(pool: asyncpg.Pool | asyncpg.Connection, secret: byt
     sizes, refusals; not their bytes), how each came to the request, by whom and when."""
     out = []
     for row in await request_messages(pool, request_id):
-        record = open_record(row["sealed"], secret, str(row["id"]))
+        record = _opened(row, secret)
         out.append({
             "id": str(row["id"]), "source": row["source"], "arrived_at": row["arrived_at"],
             "received_at": row["received_at"], "status": row["status"], "decided_by": row["decided_by"],

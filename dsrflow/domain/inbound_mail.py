@@ -99,6 +99,19 @@ def _sound(text: str) -> str:
     return _SURROGATES.sub("\ufffd", text)
 
 
+def sound_record(value: Any) -> Any:
+    """A stored message's record (its JSON) with every text made sound: records filed before
+    filing did so (2026-12-04) may hold lone surrogates, and one of them made every Inbox page
+    that showed it a 500."""
+    if isinstance(value, str):
+        return _sound(value)
+    if isinstance(value, list):
+        return [sound_record(v) for v in value]
+    if isinstance(value, dict):
+        return {sound_record(k): sound_record(v) for k, v in value.items()}
+    return value
+
+
 def _line(text: str, limit: int) -> str:
     """A header's or a file name's text as one sound line of at most `limit` characters."""
     return " ".join(one_line(_DIRECTION_CONTROLS.sub("", _sound(text))).split())[:limit]
