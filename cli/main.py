@@ -125,7 +125,11 @@ def token_create(
     """Create a staff token and print it alone on stdout (it is shown only this once)."""
     from dsrflow.stores.staff_tokens import issue_token
 
-    _, token = asyncio.run(with_pool(lambda pool: issue_token(pool, role.value, label, actor="cli")))
+    try:
+        _, token = asyncio.run(with_pool(lambda pool: issue_token(pool, role.value, label, actor="cli")))
+    except ValueError as exc:  # a label the API would refuse too: nothing is issued
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     typer.echo(token)
 
 

@@ -48,6 +48,22 @@ def _refuse_controls_but_line_breaks(value: str) -> str:
 OneLine = Annotated[str, AfterValidator(_refuse_controls)]
 FreeText = Annotated[str, AfterValidator(_refuse_controls_but_line_breaks)]
 
+# The marks that reorder the text around them (Unicode's bidirectional embeddings, overrides,
+# isolates and direction marks): in a staff token's label they would make the name the timeline
+# shows beside an action read as another one.
+_REORDERING = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _refuse_reordering(value: str) -> str:
+    if _REORDERING.search(value):
+        raise ValueError("must not contain marks that reorder text (right-to-left overrides and the like)")
+    return value
+
+
+# A label names a member of staff wherever they acted (the timeline, notes, assignments): one
+# line, written in the order it reads; the API and the CLI refuse any other (dsrflow/stores/staff_tokens.py).
+StaffLabel = Annotated[str, AfterValidator(_refuse_controls), AfterValidator(_refuse_reordering)]
+
 # Spreadsheets run a cell that starts with one of these as a formula (or, tab and CR, after
 # trimming it): =HYPERLINK(...) leaks data, =cmd|... runs programs (CSV injection).
 FORMULA_START = "=+-@\t\r"

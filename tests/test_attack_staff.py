@@ -4,10 +4,15 @@ against their own console"). The real app, PostgreSQL and Temporal."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
+import sys
+
 import pytest
 
 from dsrflow.stores.staff_tokens import create_token
-from tests.support import CSRF_FIELD, PROBLEM, console_sign_in, staff_headers, unique_email
+from tests.support import CSRF_FIELD, PROBLEM, console_sign_in, settings_env, staff_headers, unique_email
 
 RECEIVED_STORED = "SELECT count(*) FROM dsr_requests WHERE subject_email = $1"
 
@@ -49,6 +54,20 @@ async def test_a_token_label_is_one_line_written_in_reading_order(http, pool, la
     assert made.status_code == 422, made.text
     assert [e["field"] for e in made.json()["errors"]] == ["label"]
     assert await pool.fetchval("SELECT count(*) FROM staff_tokens") == before + 1  # the admin's own
+
+
+@pytest.mark.parametrize("label", ["Jane\nApproved by compliance", "Jane \u202eecnailpmoc"])
+async def test_the_cli_refuses_the_labels_the_api_refuses(settings, pool, label):
+    """`dsrflow token create --label` issued whatever it was given: the API's check was the API's
+    own. The rule now lives with the store both use (dsrflow/stores/staff_tokens.py)."""
+    before = await pool.fetchval("SELECT count(*) FROM staff_tokens")
+    made = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "cli.main", "token", "create",
+                                                    "--role", "agent", "--label", label],
+                                   env={**os.environ, **settings_env(settings)}, capture_output=True, text=True,
+                                   timeout=60)
+    assert made.returncode == 2 and made.stdout == "", made.stderr
+    assert "error: label must" in made.stderr
+    assert await pool.fetchval("SELECT count(*) FROM staff_tokens") == before
 
 
 async def test_a_label_claiming_a_role_shows_beside_the_role_the_token_holds(http, pool):

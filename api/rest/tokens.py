@@ -2,43 +2,28 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import Staff, require_role
 from api.deps import Pool
 from api.problems import Problem
 from dsrflow.stores.staff_tokens import issue_token, list_tokens, revoke_token
-from schemas.plain_text import OneLine
+from schemas.plain_text import StaffLabel
 
 router = APIRouter(prefix="/v1/tokens", tags=["staff tokens"])
-# The marks that reorder the text around them (Unicode's bidirectional embeddings, overrides and
-# isolates): in a label they would make the name the timeline shows read as another one.
-_BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-
-
-def _no_bidi_marks(value: str) -> str:
-    if _BIDI.search(value):
-        raise ValueError("must not contain marks that reorder text (right-to-left overrides and the like)")
-    return value
-
-
-# A label names a member of staff wherever they acted (the timeline, notes, assignments): one line,
-# written in the order it reads.
-Label = Annotated[OneLine, AfterValidator(_no_bidi_marks)]
 
 
 class NewToken(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={
         "examples": [{"role": "agent", "label": "Support desk, Ghent"}]})
     role: Literal["agent", "compliance", "admin"]
-    label: Label | None = Field(None, min_length=1, max_length=200,
-                                description="who or what the token is for: one line, shown with the "
-                                            "token's role wherever its holder acted")
+    label: StaffLabel | None = Field(None, min_length=1, max_length=200,
+                                     description="who or what the token is for: one line, shown with the "
+                                                 "token's role wherever its holder acted")
 
 
 class TokenView(BaseModel):

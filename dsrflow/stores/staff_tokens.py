@@ -16,15 +16,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
+from pydantic import TypeAdapter, ValidationError
 
 from dsrflow.crypto.hashing import token_hash
 from dsrflow.domain.audit import append_event
+from schemas.plain_text import StaffLabel
 
 ROLES = ("agent", "compliance", "admin")
 _TOKEN_PREFIX = "dsr_"
 SESSION_LIFETIME = timedelta(hours=12)
 SESSION_IDLE = timedelta(minutes=30)
 _VIEW = "id, role, label, created_at, revoked_at"
+_LABEL: TypeAdapter[str] = TypeAdapter(StaffLabel)
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,11 @@ async def issue_token(
     admin over the API, the CLI) the creation is audited."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    if label is not None:
+        try:  # the CLI's labels too, not only the API's (schemas/plain_text.py StaffLabel)
+            _LABEL.validate_python(label)
+        except ValidationError as exc:
+            raise ValueError(f"label {exc.errors()[0]['msg'].removeprefix('Value error, ')}") from None
     token = _TOKEN_PREFIX + secrets.token_urlsafe(32)
     token_id = str(uuid.uuid4())
     async with pool.acquire() as conn, conn.transaction():
