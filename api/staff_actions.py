@@ -14,11 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 from starlette.datastructures import FormData
 
 from dsrflow.stores.team_store import NOTE_MAX
-from schemas.plain_text import FreeText
+from schemas.plain_text import FreeText, refuse_reordering
 from schemas.requests import RequestStatus
 from schemas.restrictions import LiftRestrictionInput
 from schemas.steps import OWED_TROUBLE, RetryStepInput, SkipStepInput, StepTrouble
@@ -42,8 +42,20 @@ def rest_body(input: type[BaseModel], name: str) -> type[BaseModel]:
     member of staff. Made from the input so that a limit is declared once, on the input."""
     fields: dict[str, Any] = {field: (info.annotation, info) for field, info in input.model_fields.items()
                               if field != "actor"}
-    body: type[BaseModel] = create_model(name, __config__=ConfigDict(extra="forbid"), **fields)
+    body: type[BaseModel] = create_model(name, __base__=_StaffBody, **fields)
     return body
+
+
+class _StaffBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # What staff write may reach the subject's letter (a reason, an explanation): marks that
+    # reorder text (U+202E and the like) could make it read otherwise than it was approved. Refused
+    # here, where staff send it, not on the workflow's input, which histories already hold.
+    @field_validator("*")
+    @classmethod
+    def _in_reading_order(cls, value: object) -> object:
+        return refuse_reordering(value)
 
 
 # Named as they appear in the OpenAPI document.

@@ -60,6 +60,11 @@ def _refuse_reordering(value: str) -> str:
     return value
 
 
+def refuse_reordering(value: object) -> object:
+    """Refuse a text holding marks that reorder it (ValueError); anything else passes as it is."""
+    return _refuse_reordering(value) if isinstance(value, str) else value
+
+
 # A label names a member of staff wherever they acted (the timeline, notes, assignments): one
 # line, written in the order it reads; the API and the CLI refuse any other (dsrflow/stores/staff_tokens.py).
 StaffLabel = Annotated[str, AfterValidator(_refuse_controls), AfterValidator(_refuse_reordering)]

@@ -70,6 +70,28 @@ async def test_the_cli_refuses_the_labels_the_api_refuses(settings, pool, label)
     assert await pool.fetchval("SELECT count(*) FROM staff_tokens") == before
 
 
+async def test_what_staff_write_to_a_subject_is_refused_with_marks_that_reorder_it(http, pool):
+    """A compliance officer's explanation goes into the denial letter as written: with a
+    right-to-left override it reads otherwise than it was written (and reviewed). Refused, naming
+    the field, over REST and from the console; nothing is sent."""
+    compliance = await staff_headers(pool, "compliance")
+    opened = await http.post("/v1/requests", headers=compliance, json={
+        "type": "access", "subject": {"email": unique_email("reorder")}})
+    assert opened.status_code == 201, opened.text
+    rid = opened.json()["id"]
+    explanation = "We refuse because \u202edetaeper si tseuqer ehT"
+    api = await http.post(f"/v1/requests/{rid}/deny", headers=compliance,
+                          json={"reason_code": "other", "explanation": explanation})
+    assert api.status_code == 422, api.text
+    assert [e["field"] for e in api.json()["errors"]] == ["explanation"]
+    csrf = await console_sign_in(http, pool, "compliance")
+    page = await http.post(f"/console/requests/{rid}/deny", data={
+        "csrf_token": csrf, "reason_code": "other", "explanation": explanation})
+    assert page.status_code == 422 and "marks that reorder text" in page.text
+    events = await pool.fetch("SELECT event_type FROM audit_events WHERE request_id = $1::uuid", rid)
+    assert "status.denied" not in [e["event_type"] for e in events]
+
+
 async def test_a_label_claiming_a_role_shows_beside_the_role_the_token_holds(http, pool):
     """An agent's token labelled "compliance officer Jane" adds a note and opens a request: the
     timeline and the notes show it "compliance officer Jane (agent)", as the audit event records
