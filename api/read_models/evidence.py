@@ -14,6 +14,7 @@ from typing import Any
 
 import asyncpg
 
+from api.read_models.evidence_deadlines import deadlines, policy_defaults
 from api.read_models.inbox_queries import evidence_messages
 from dsrflow.crypto.hashing import subject_hash
 from dsrflow.domain.audit_verify import verify_request_chain
@@ -48,20 +49,6 @@ def _verification(row: dict[str, Any], events: list[dict[str, Any]],
         "attempts": [{"at": e["occurred_at"], "event": e["event_type"], "actor": e["actor"],
                       "method": e["data"].get("method"), "attempts_left": e["data"].get("attempts_left")}
                      for e in events if e["event_type"] in _VERIFICATION_EVENTS],
-    }
-
-
-def _deadlines(row: dict[str, Any], events: list[dict[str, Any]]) -> dict[str, Any]:
-    extension = next((e for e in events if e["event_type"] == "deadline.extended"), None)
-    return {
-        "received_at": row["received_at"], "acknowledge_by": row["acknowledge_by"],
-        "due_date": row["due_date"], "extended_due_date": row["extended_due_date"],
-        "current_due_date": row["current_due_date"], "extended": row["extended"],
-        "extension": None if extension is None else {
-            "at": extension["occurred_at"], "by": extension["actor"], "reason": extension["data"].get("reason"),
-            "from": extension["data"].get("from"), "to": extension["data"].get("to")},
-        "alerts": [{"at": e["occurred_at"], "event": e["event_type"], "due_date": e["data"].get("due_date")}
-                   for e in events if e["event_type"].startswith("deadline.") and e is not extension],
     }
 
 
@@ -124,6 +111,7 @@ async def assemble_evidence(pool: asyncpg.Pool, request_id: str, *, secret: byte
             """SELECT kind, records, size_bytes, created_at, expires_at, downloaded_at
                  FROM packages WHERE request_id = $1 ORDER BY created_at""", request_id)]
         holds = await _holds(conn, row, secret, tasks)
+        defaults = await policy_defaults(conn, row["policy_version"])
         emails = await evidence_messages(conn, secret, request_id)
         # Staff's internal notes (never sent to the subject); each is an audit event with its sha256.
         notes = [{**dict(r), "id": str(r["id"])} for r in await conn.fetch(
@@ -133,7 +121,7 @@ async def assemble_evidence(pool: asyncpg.Pool, request_id: str, *, secret: byte
         "generated_at": datetime.now(UTC),
         "request": _request(row),
         "verification": _verification(row, events, letters),
-        "deadlines": _deadlines(row, events),
+        "deadlines": deadlines(row, events, letters, defaults),
         "plan": None if plan is None else {**plan["plan"], "planned_at": plan["created_at"]},
         "results": tasks,
         "processor_confirmations": confirmations,

@@ -1,0 +1,65 @@
+"""The evidence pack read as a data protection officer reads it, fact by fact: what a supervisory
+authority would ask that the pack must answer without opening anything else (tests/test_evidence.py
+covers the pack's parts on real runs). Requests here are stored as intake stores them and given
+the facts each check needs, so each test takes a moment."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime
+
+from api.read_models.evidence import assemble_evidence
+from dsrflow.crypto.keys import load_secret_key
+from dsrflow.domain.audit import append_event
+from tests.support import staff_headers, stored_request
+
+
+async def _pack(pool, settings, rid: str) -> dict:
+    return await assemble_evidence(pool, rid, secret=load_secret_key(settings))
+
+
+async def _closed(pool, rid: str, *, received_at: datetime, due: date, closed_at: datetime) -> None:
+    await pool.execute("""UPDATE dsr_requests SET received_at = $2, due_date = $3, current_due_date = $3,
+                                 status = 'completed', closed_at = $4 WHERE id = $1""",
+                       rid, received_at, due, closed_at)
+
+
+async def test_on_time_is_judged_on_the_controllers_calendar_day_not_utcs(http, pool, settings):
+    """Due on 4 January (Brussels); closed at 23:30 UTC on the 4th, which is 00:30 on the 5th in
+    Brussels: a day late. The pack compared the UTC date and said "yes"."""
+    rid = await stored_request(pool, settings, "dpo-late")
+    await _closed(pool, rid, received_at=datetime(2026, 12, 3, 23, 30, tzinfo=UTC), due=date(2027, 1, 4),
+                  closed_at=datetime(2027, 1, 4, 23, 30, tzinfo=UTC))
+
+    d = (await _pack(pool, settings, rid))["deadlines"]
+
+    assert (d["answered_on_time"], d["closed_on"]) == (False, date(2027, 1, 5))
+    # Received at 23:30 UTC on 3 December: 4 December in Brussels, the day the month counts from.
+    assert d["basis"]["received_on"] == date(2026, 12, 4) and d["basis"]["timezone"] == "Europe/Brussels"
+    assert d["basis"]["calendar"] == "BE" and "one month from the day of receipt" in d["basis"]["rule"]
+    page = (await http.get(f"/v1/requests/{rid}/evidence.html", headers=await staff_headers(pool))).text
+    assert "<dt>Answered on time</dt><dd>no: closed 5 January 2027 (Europe/Brussels)" in page
+    assert "4 December 2026 in the controller's time (Europe/Brussels)" in page
+
+
+async def test_an_extension_says_when_the_subject_was_told_and_whether_before_the_first_due_date(
+        http, pool, settings):
+    rid = await stored_request(pool, settings, "dpo-extended")
+    await pool.execute("UPDATE dsr_requests SET due_date = '2027-01-04', extended = true WHERE id = $1", rid)
+    async with pool.acquire() as conn:
+        await append_event(conn, event_key=f"{rid}:extended", request_id=rid, event_type="deadline.extended",
+                           actor="compliance:test", data={"from": "2027-01-04", "to": "2027-03-04",
+                                                          "reason": "Records in six systems"})
+    # Told at 23:30 UTC on the due date: 00:30 on 5 January in Brussels, too late.
+    await pool.execute("""INSERT INTO sent_letters (letter_key, request_id, purpose, recipient, subject, message_id,
+                                                    body_text, body_html, sent_at)
+                          VALUES ($1, $2, 'extension', 'x@example.com', 'More time', $3, 'text', 'html', $4)""",
+                       f"{rid}:extension:{uuid.uuid4().hex}", rid, f"<{uuid.uuid4().hex}@dsrflow>",
+                       datetime(2027, 1, 4, 23, 30, tzinfo=UTC))
+
+    extension = (await _pack(pool, settings, rid))["deadlines"]["extension"]
+
+    assert extension["subject_told_at"] == datetime(2027, 1, 4, 23, 30, tzinfo=UTC)
+    assert extension["told_before_due_date"] is False
+    page = (await http.get(f"/v1/requests/{rid}/evidence.html", headers=await staff_headers(pool))).text
+    assert "The subject was told on 4 January 2027, 23:30 UTC (the extension letter below), after the first" in page
