@@ -63,3 +63,42 @@ async def test_an_extension_says_when_the_subject_was_told_and_whether_before_th
     assert extension["told_before_due_date"] is False
     page = (await http.get(f"/v1/requests/{rid}/evidence.html", headers=await staff_headers(pool))).text
     assert "The subject was told on 4 January 2027, 23:30 UTC (the extension letter below), after the first" in page
+
+
+async def _events(pool, rid: str, *events: tuple[str, str, dict]) -> None:
+    async with pool.acquire() as conn:
+        for n, (kind, actor, data) in enumerate(events):
+            await append_event(conn, event_key=f"{rid}:dpo:{n}", request_id=rid, event_type=kind, actor=actor, data=data)
+
+
+async def test_the_decisions_are_stated_with_who_took_them_and_a_failed_letter_with_its_answer(http, pool, settings):
+    """A refusal's ground, an approval and its note, an appeal, and a letter whose sending failed
+    and that staff skipped: the pack held them as raw events only, if at all."""
+    rid = await stored_request(pool, settings, "dpo-decided", type_="erasure", regime="vcdpa")
+    await _events(pool, rid,
+                  ("step.failed", "workflow", {"step": "send_letter", "about": "acknowledgement letter",
+                                               "message": "the relay refused the recipient", "transient": False}),
+                  ("step.resolved", "compliance:test", {"step": "send_letter", "about": "acknowledgement letter",
+                                                        "message": "the relay refused the recipient", "transient": False,
+                                                        "resolution": "skipped by staff: Acknowledged by post"}),
+                  ("letter.skip_settled", "workflow", {"purpose": "acknowledgement", "went": False}),
+                  ("package.reviewed", "compliance:test", {}),
+                  ("approval.granted", "compliance:test", {"note": "Package checked"}),
+                  ("status.denied", "compliance:other", {"reason_code": "manifestly_unfounded"}))
+    appeal = await stored_request(pool, settings, "dpo-appeal", type_="erasure", regime="vcdpa")
+    await pool.execute("""UPDATE dsr_requests SET details = jsonb_build_object('appeal_of', $2::text)
+                          WHERE id = $1""", appeal, rid)
+
+    decided = (await _pack(pool, settings, rid))["decisions"]
+
+    assert decided["refusal"]["kind"] == "denial" and decided["refusal"]["ground"] == "manifestly_unfounded"
+    assert decided["refusal"]["by"] == "compliance:other" and decided["refusal"]["letter_sent_at"] is None
+    assert (decided["approval"]["by"], decided["approval"]["note"]) == ("compliance:test", "Package checked")
+    (failed,) = decided["letters_not_sent"]
+    assert failed["letter"] == "acknowledgement letter" and failed["answer"] == "skipped by staff: Acknowledged by post"
+    assert failed["went_after_all"] is False
+    assert [a["id"] for a in decided["appeals"]] == [appeal]
+    assert (await _pack(pool, settings, appeal))["decisions"]["appeal_of"]["id"] == rid
+    page = (await http.get(f"/v1/requests/{rid}/evidence.html", headers=await staff_headers(pool))).text
+    assert "ground manifestly_unfounded" in page and "<strong>which was not sent</strong>" in page
+    assert "skipped by staff: Acknowledged by post; it was withdrawn and never went" in page

@@ -15,6 +15,7 @@ from typing import Any
 import asyncpg
 
 from api.read_models.evidence_deadlines import deadlines, policy_defaults
+from api.read_models.evidence_decisions import decisions
 from api.read_models.inbox_queries import evidence_messages
 from dsrflow.crypto.hashing import subject_hash
 from dsrflow.domain.audit_verify import verify_request_chain
@@ -112,6 +113,7 @@ async def assemble_evidence(pool: asyncpg.Pool, request_id: str, *, secret: byte
                  FROM packages WHERE request_id = $1 ORDER BY created_at""", request_id)]
         holds = await _holds(conn, row, secret, tasks)
         defaults = await policy_defaults(conn, row["policy_version"])
+        decided = await decisions(conn, row, events, letters)
         emails = await evidence_messages(conn, secret, request_id)
         # Staff's internal notes (never sent to the subject); each is an audit event with its sha256.
         notes = [{**dict(r), "id": str(r["id"])} for r in await conn.fetch(
@@ -122,6 +124,7 @@ async def assemble_evidence(pool: asyncpg.Pool, request_id: str, *, secret: byte
         "request": _request(row),
         "verification": _verification(row, events, letters),
         "deadlines": deadlines(row, events, letters, defaults),
+        "decisions": decided,
         "plan": None if plan is None else {**plan["plan"], "planned_at": plan["created_at"]},
         "results": tasks,
         "processor_confirmations": confirmations,

@@ -1,0 +1,96 @@
+"""The evidence pack's decisions: what staff decided on the request and when the subject was told,
+gathered from the audit events and the restriction's record, so that a reader finds them without
+reading every event. Before this section the pack held each only as a raw event (a denial's
+ground, an approval and its note, a cancellation's reason, an objection's decision, a restriction
+and its lift), and a letter that failed and was skipped not at all outside them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from dsrflow.domain.references import short_reference
+
+
+def _first(events: list[dict[str, Any]], kind: str) -> dict[str, Any] | None:
+    return next((e for e in events if e["event_type"] == kind), None)
+
+
+def _letter(letters: list[dict[str, Any]], purpose: str) -> dict[str, Any] | None:
+    return next((letter for letter in letters if letter["purpose"] == purpose), None)
+
+
+def _told(letters: list[dict[str, Any]], purpose: str) -> Any:
+    letter = _letter(letters, purpose)
+    return letter["sent_at"] if letter else None
+
+
+def _refusal(events: list[dict[str, Any]], letters: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """A denial, or a cancellation that was not the subject's own withdrawal (a refusal too, Art.
+    12(4)): its ground, who decided, and when the letter with the reasons and remedies went."""
+    denied, cancelled = _first(events, "status.denied"), _first(events, "status.cancelled")
+    if denied:
+        return {"kind": "denial", "at": denied["occurred_at"], "by": denied["actor"],
+                "ground": denied["data"].get("reason_code"), "reason": None, "withdrawn_by_subject": False,
+                "letter_sent_at": _told(letters, "denial")}
+    if cancelled:
+        return {"kind": "cancellation", "at": cancelled["occurred_at"], "by": cancelled["actor"], "ground": None,
+                "reason": cancelled["data"].get("reason"),
+                "withdrawn_by_subject": bool(cancelled["data"].get("withdrawn_by_subject")),
+                "letter_sent_at": _told(letters, "cancellation")}
+    return None
+
+
+def _letters_not_sent(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each letter whose step failed: why, and how staff answered (retried, or skipped with their
+    note), and whether a skipped one had gone after all (`letter.skip_settled`)."""
+    answers = {e["data"].get("about"): e for e in events if e["event_type"] == "step.resolved"}
+    settled = {e["data"].get("purpose"): e["data"].get("went") for e in events
+               if e["event_type"] == "letter.skip_settled"}
+    found = []
+    for e in events:
+        about = str(e["data"].get("about") or "")
+        if e["event_type"] != "step.failed" or not about.endswith(" letter"):
+            continue
+        answer = answers.get(about)
+        found.append({"letter": about, "failed_at": e["occurred_at"], "message": e["data"].get("message"),
+                      "answered_at": answer["occurred_at"] if answer else None,
+                      "answered_by": answer["actor"] if answer else None,
+                      "answer": answer["data"].get("resolution") if answer else None,
+                      # step_about() wrote the purpose with spaces: "restriction lift letter".
+                      "went_after_all": settled.get(about.removesuffix(" letter").replace(" ", "_"))})
+    return found
+
+
+async def decisions(conn: asyncpg.Connection, row: dict[str, Any], events: list[dict[str, Any]],
+                    letters: list[dict[str, Any]]) -> dict[str, Any]:
+    """The decisions section of the pack (see the module's docstring)."""
+    approved, reviewed = _first(events, "approval.granted"), _first(events, "package.reviewed")
+    decided = _first(events, "objection.decided")
+    restriction = await conn.fetchrow(
+        """SELECT grounds, systems, since, lift_reason, lift_requested_by, lift_requested_at,
+                  lift_effective_on, lifted_at FROM restrictions WHERE request_id = $1""", row["id"])
+    appeal_of = (row["details"] or {}).get("appeal_of")
+    appeals = await conn.fetch(
+        "SELECT id, status, received_at FROM dsr_requests WHERE details->>'appeal_of' = $1 ORDER BY received_at",
+        str(row["id"]))
+    return {
+        "approval": None if approved is None else {
+            "at": approved["occurred_at"], "by": approved["actor"], "note": approved["data"].get("note"),
+            "package_reviewed_at": reviewed["occurred_at"] if reviewed else None,
+            "package_reviewed_by": reviewed["actor"] if reviewed else None},
+        "refusal": _refusal(events, letters),
+        "objection": None if decided is None else {
+            "at": decided["occurred_at"], "by": decided["actor"],
+            "compelling_grounds": decided["data"].get("compelling_grounds"),
+            "explanation": decided["data"].get("explanation"), "letter_sent_at": _told(letters, "response")},
+        "restriction": None if restriction is None else {
+            **dict(restriction), "lift_letter_sent_at": _told(letters, "restriction_lift")},
+        # Appeals name requests by the reference the subject knows (the letters' `ref.`).
+        "appeal_of": None if not appeal_of else {"id": str(appeal_of), "reference": short_reference(str(appeal_of))},
+        "appeals": [{"id": str(a["id"]), "reference": short_reference(str(a["id"])), "status": a["status"],
+                     "received_at": a["received_at"]} for a in appeals],
+        "letters_not_sent": _letters_not_sent(events),
+    }
