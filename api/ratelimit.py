@@ -16,8 +16,9 @@ What is counted is chosen so that nobody can spend someone else's allowance:
 - the per-address allowance of submissions is spent only when a request is verified, so
   unverified requests in someone's name cannot block them from asking.
 
-The client is what the server sees (`request.client`); behind a reverse proxy, run uvicorn with
-`--proxy-headers --forwarded-allow-ips=<proxy>` so that it is the subject's, not the proxy's.
+The client is what the server sees (`request.client`); behind a reverse proxy, set
+`FORWARDED_ALLOW_IPS=<the proxy's address>` for `dsrflow api` (uvicorn reads it) so that it is the
+subject's, not the proxy's (docs/rate-limits.md).
 """
 
 from __future__ import annotations
