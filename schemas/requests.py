@@ -112,7 +112,9 @@ class RequestDetails(BaseModel):
     country: str | None = Field(
         None, description="the subject's country, an assigned ISO 3166-1 alpha-2 code (UK is taken as GB, "
         "EL as GR; XK, Kosovo, is accepted); if omitted, the appealed request's for an appeal, else the "
-        "policy's default; kept as a fact about the subject, never the holiday calendar of the deadline")
+        "policy's default under the GDPR and the country of the law under any other regime (US for "
+        "the VCDPA, BR for the LGPD); kept as a fact about the subject, never the holiday calendar of the "
+        "deadline")
     corrections: dict[FieldName, CorrectedValue] | None = Field(
         None, description="rectification: field name -> corrected value; only fields the controller's policy "
         "declares rectifiable, each value in that field's format and length (a 422 names the field and lists "

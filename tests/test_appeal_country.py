@@ -29,3 +29,14 @@ async def test_an_appeal_takes_the_appealed_requests_country_unless_it_states_on
             **({"country": stated} if stated else {})})
         assert r.status_code == 201, r.text
         assert await _country(pool, r.json()["id"]) == stored
+
+
+async def test_a_request_without_a_country_is_in_the_country_of_its_law(http, pool):
+    """Staff choose the law; without a country the request was stored in the policy's default
+    country whatever the law (a Virginian's VCDPA request in Belgium), and its appeal with it."""
+    headers = await staff_headers(pool, "agent")
+    for regime, stored in (("vcdpa", "US"), ("lgpd", "BR"), ("pipeda", "CA"), ("uk_gdpr", "GB"), ("gdpr", "BE")):
+        r = await http.post("/v1/requests", headers=headers, json={
+            "type": "access", "regime": regime, "subject": {"email": unique_email(f"law-{regime}")}})
+        assert r.status_code == 201, r.text
+        assert (r.json()["country"], await _country(pool, r.json()["id"])) == (stored, stored), regime
