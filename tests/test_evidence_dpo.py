@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime
 from api.read_models.evidence import assemble_evidence
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.domain.audit import append_event
-from tests.support import staff_headers, stored_request
+from tests.support import staff_headers, stored_request, unique_email, wait_for_letter
 
 
 async def _pack(pool, settings, rid: str) -> dict:
@@ -102,3 +102,25 @@ async def test_the_decisions_are_stated_with_who_took_them_and_a_failed_letter_w
     page = (await http.get(f"/v1/requests/{rid}/evidence.html", headers=await staff_headers(pool))).text
     assert "ground manifestly_unfounded" in page and "<strong>which was not sent</strong>" in page
     assert "skipped by staff: Acknowledged by post; it was withdrawn and never went" in page
+
+
+async def test_a_denials_explanation_is_in_the_trail_and_the_pack(http, pool, mail_sink):
+    """A denial's explanation was in the letter alone: the audit trail and the evidence pack gave
+    its ground only, so a DPO reading the pack could not say why without opening the letter."""
+    compliance = await staff_headers(pool, "compliance")
+    opened = await http.post("/v1/requests", headers=compliance, json={
+        "type": "access", "subject": {"email": unique_email("denied-why")}})
+    rid = opened.json()["id"]
+    await wait_for_letter(mail_sink, rid, "verification")
+    explanation = "The same request was answered in full last week."
+    denied = await http.post(f"/v1/requests/{rid}/deny", headers=compliance,
+                             json={"reason_code": "manifestly_unfounded", "explanation": explanation})
+    assert denied.status_code == 200, denied.text
+    await wait_for_letter(mail_sink, rid, "denial")
+    event = await pool.fetchval("SELECT data FROM audit_events WHERE request_id = $1::uuid "
+                                "AND event_type = 'status.denied'", rid)
+    assert event["explanation"] == explanation
+    pack = (await http.get(f"/v1/requests/{rid}/evidence", headers=compliance)).json()
+    assert pack["decisions"]["refusal"]["reason"] == explanation
+    page = await http.get(f"/v1/requests/{rid}/evidence.html", headers=compliance)
+    assert f"manifestly_unfounded: “{explanation}”" in page.text

@@ -49,7 +49,9 @@ class Refusals:
     @workflow.update
     async def deny(self, request: DenyInput) -> RequestState:
         self._set_status(RequestStatus.denied, request.reason_code.value)
-        data = {"reason_code": request.reason_code.value}
+        # The explanation goes into the trail too (as an objection's decision does): the evidence
+        # pack then shows why without reading the letter.
+        data = {"reason_code": request.reason_code.value, "explanation": request.explanation}
         params = {"reason_code": request.reason_code.value, "explanation": request.explanation, **self._done_so_far()}
         if workflow.patched(OWED_STEPS):
             await self._closed_by(RequestStatus.denied, data, request.actor, "denial", params)

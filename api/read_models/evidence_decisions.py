@@ -33,7 +33,9 @@ def _refusal(events: list[dict[str, Any]], letters: list[dict[str, Any]]) -> dic
     denied, cancelled = _first(events, "status.denied"), _first(events, "status.cancelled")
     if denied:
         return {"kind": "denial", "at": denied["occurred_at"], "by": denied["actor"],
-                "ground": denied["data"].get("reason_code"), "reason": None, "withdrawn_by_subject": False,
+                # The explanation, in events since 2026-12-04 (before, the letter alone held it).
+                "ground": denied["data"].get("reason_code"), "reason": denied["data"].get("explanation"),
+                "withdrawn_by_subject": False,
                 "letter_sent_at": _told(letters, "denial")}
     if cancelled:
         return {"kind": "cancellation", "at": cancelled["occurred_at"], "by": cancelled["actor"], "ground": None,
