@@ -11,6 +11,7 @@ from datetime import UTC, date, datetime
 from api.read_models.evidence import assemble_evidence
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.domain.audit import append_event
+from dsrflow.stores.staff_tokens import create_token
 from tests.support import staff_headers, stored_request, unique_email, wait_for_letter
 
 
@@ -106,8 +107,9 @@ async def test_the_decisions_are_stated_with_who_took_them_and_a_failed_letter_w
 
 async def test_a_denials_explanation_is_in_the_trail_and_the_pack(http, pool, mail_sink):
     """A denial's explanation was in the letter alone: the audit trail and the evidence pack gave
-    its ground only, so a DPO reading the pack could not say why without opening the letter."""
-    compliance = await staff_headers(pool, "compliance")
+    its ground only, so a DPO reading the pack could not say why without opening the letter. The
+    page names who refused as the console does (label and role), not by a raw actor id."""
+    compliance = {"Authorization": f"Bearer {await create_token(pool, 'compliance', 'Jane Peeters')}"}
     opened = await http.post("/v1/requests", headers=compliance, json={
         "type": "access", "subject": {"email": unique_email("denied-why")}})
     rid = opened.json()["id"]
@@ -123,4 +125,4 @@ async def test_a_denials_explanation_is_in_the_trail_and_the_pack(http, pool, ma
     pack = (await http.get(f"/v1/requests/{rid}/evidence", headers=compliance)).json()
     assert pack["decisions"]["refusal"]["reason"] == explanation
     page = await http.get(f"/v1/requests/{rid}/evidence.html", headers=compliance)
-    assert f"manifestly_unfounded: “{explanation}”" in page.text
+    assert f"by Jane Peeters (compliance), ground manifestly_unfounded: “{explanation}”" in page.text

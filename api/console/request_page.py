@@ -26,7 +26,6 @@ from api.console.refusals import shown_refusal
 from api.console.request_resume import resume_context
 from api.console.team import team_context
 from api.console.view import (
-    actor_name,
     allowed_actions,
     days_left_badge,
     describe_event,
@@ -37,6 +36,7 @@ from api.deps import Pool, State, Today
 from api.forms import read_form
 from api.pages import PAGE_HEADERS, problem_pages, render
 from api.problems import Problem, field_errors
+from api.read_models.actors import actor_name
 from api.read_models.evidence import assemble_evidence
 from api.read_models.subject_requests import LIMIT as OTHER_REQUESTS_LIMIT
 from api.read_models.subject_requests import other_requests

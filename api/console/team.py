@@ -16,11 +16,11 @@ from fastapi.responses import RedirectResponse, Response
 
 from api.auth import ConsoleForbidden, Staff, require_console_role
 from api.console.refusals import refusal_params
-from api.console.view import actor_name
 from api.deps import Pool, State
 from api.forms import read_form
 from api.pages import problem_pages
 from api.problems import Problem
+from api.read_models.actors import actor_name
 from api.staff_actions import TEAM_ROLES
 from dsrflow.stores.requests_store import get_request
 from dsrflow.stores.team_store import (

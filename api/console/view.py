@@ -139,19 +139,6 @@ def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = N
     return f"{words} ({detail})" if detail else words
 
 
-def actor_name(actor: str, names: Mapping[str, str]) -> str:
-    """Who did it, as people know them: a member of staff by their token's label
-    (dsrflow/stores/team_store.py `staff_names`) and the role they acted with, else the actor as
-    recorded (`workflow`, `subject`). The role comes from the audit event, not the label: a label
-    is free words ("compliance officer Jane" on an agent's token), and alone it let an agent's
-    acts read as compliance's."""
-    name = names.get(actor)
-    if name is None:
-        return actor
-    role = actor.partition(":")[0]
-    return name if name.startswith(f"{role} ") else f"{name} ({role})"
-
-
 def temporal_ui_link(settings: Settings, request_id: str) -> str:
     workflow_id = quote(workflow_id_for(request_id), safe="")
     return f"{settings.temporal_ui_url}/namespaces/{quote(settings.temporal_namespace, safe='')}/workflows/{workflow_id}"

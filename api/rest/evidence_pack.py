@@ -13,9 +13,11 @@ from api.auth import Staff, require_console_role, require_role
 from api.deps import Pool, State
 from api.pages import render
 from api.problems import Problem
+from api.read_models.actors import actor_name
 from api.read_models.evidence import assemble_evidence
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.settings import Settings
+from dsrflow.stores.team_store import staff_names
 
 router = APIRouter(prefix="/v1/requests", tags=["evidence"])
 
@@ -41,5 +43,8 @@ async def evidence_page(staff: Annotated[Staff, require_console_role("compliance
                         request: Request, state: State, pool: Pool) -> HTMLResponse:
     """The evidence pack as one page, to print or save as PDF (a bearer token or a console
     session; a browser that is not signed in is sent to the sign-in page)."""
+    # The page names staff as the console does (`who`); the JSON and the page's audit table keep
+    # the actors as the trail records them.
+    names = await staff_names(pool)
     return render(request, "console/evidence.html", {"pack": await _pack(pool, state.settings, request_id),
-                                                      "staff": staff})
+                                                      "staff": staff, "who": lambda actor: actor_name(actor, names)})
