@@ -84,7 +84,8 @@ async def test_two_denials_on_different_grounds_send_one_letter_with_the_ground_
     winner = DENY if denied.closed_reason == DENY.reason_code.value else other
     assert letter.params == {"reason_code": winner.reason_code.value, "explanation": winner.explanation,
                              "acted_in": [], "asked_in": []}
-    assert (change.actor, change.data) == (winner.actor, {"reason_code": winner.reason_code.value})
+    assert (change.actor, change.data) == (winner.actor, {"reason_code": winner.reason_code.value,
+                                                          "explanation": winner.explanation})
 
 
 @pytest.mark.parametrize("close", CLOSES)
