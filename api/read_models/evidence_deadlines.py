@@ -14,7 +14,7 @@ from typing import Any
 
 import asyncpg
 
-from dsrflow.domain.deadlines import appeal_days, default_country, receipt_date
+from dsrflow.domain.deadlines import appeal_days, country_of_law, receipt_date
 from policy.model import Defaults
 from schemas.vocabulary import Regime
 
@@ -71,7 +71,7 @@ def deadlines(row: dict[str, Any], events: list[dict[str, Any]], letters: list[d
         "current_due_date": row["current_due_date"], "extended": row["extended"],
         "basis": {
             "timezone": tz, "received_on": _local(row["received_at"], tz),
-            "calendar": defaults.country if row["regime"] == "gdpr" else default_country(row["regime"]),
+            "calendar": country_of_law(row["regime"], defaults.country),
             "appeal": appeal, "rule": _rule(row["regime"], appeal),
         },
         "extension": None if extension is None else {

@@ -82,6 +82,13 @@ def default_country(regime: Regime | str) -> str:
     return _CALENDARS[_parse_regime(regime)][0]
 
 
+def country_of_law(regime: Regime | str, controller_country: str) -> str:
+    """The country whose law `regime` is: under the GDPR the controller's member state
+    (`controller_country`, the policy's defaults.country), otherwise the regime's own (US for the
+    VCDPA). A request's country when it gives none, and the calendar its deadline counts in."""
+    return controller_country if _parse_regime(regime) == Regime.gdpr else default_country(regime)
+
+
 def grants_appeal(regime: Regime | str) -> bool:
     """Whether the law of `regime` lets the subject appeal a refusal to the controller."""
     return _parse_regime(regime) in _APPEAL_DAYS

@@ -12,12 +12,11 @@ import asyncpg
 
 from dsrflow.crypto.hashing import keyed_hash
 from dsrflow.domain.audit import append_arguments, append_call, append_event
-from dsrflow.domain.deadlines import default_country
+from dsrflow.domain.deadlines import country_of_law
 from dsrflow.infra.metrics import request_opened
 from dsrflow.infra.writes import Write
 from dsrflow.stores.request_lookup import lookup_keys
 from schemas.requests import NewRequest, RequestStatus
-from schemas.vocabulary import Regime
 
 
 class IdempotencyConflict(Exception):
@@ -46,13 +45,6 @@ class PolicyVersion(Protocol):
     def default_country(self) -> str: ...
     @property
     def default_language(self) -> str: ...
-
-
-def _country_of(new: NewRequest, loaded_policy: PolicyVersion) -> str:
-    """The subject's country when the request does not say: the policy's default under the GDPR
-    (the controller's own region), otherwise the country of the law chosen. A VCDPA request
-    opened without one was stored as the controller's (BE), and its appeal took that country."""
-    return loaded_policy.default_country if new.regime == Regime.gdpr else default_country(new.regime)
 
 
 async def record_policy_version(conn: asyncpg.Connection, loaded: PolicyVersion) -> None:
@@ -128,7 +120,9 @@ async def create_request(
         while True:
             row = await conn.fetchrow(
                 _OPEN, request_id, key, new.type.value, new.regime.value,
-                new.country or _country_of(new, loaded_policy), new.channel.value, origin,
+                # Without one, the country of its law: a VCDPA request was stored as the
+                # controller's (BE), and its appeal took that country.
+                new.country or country_of_law(new.regime, loaded_policy.default_country), new.channel.value, origin,
                 str(new.subject.email), new.subject.name, new.subject.customer_id,
                 {**new.details(), **(extra_details or {})},
                 received, status.value, actor if new.identity_attested else None, loaded_policy.version,
