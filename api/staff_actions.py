@@ -55,7 +55,7 @@ class _StaffBody(BaseModel):
     @field_validator("*")
     @classmethod
     def _in_reading_order(cls, value: object) -> object:
-        return refuse_reordering(value)
+        return refuse_reordering(value) if isinstance(value, str) else value
 
 
 # Named as they appear in the OpenAPI document.

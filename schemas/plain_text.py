@@ -48,26 +48,24 @@ def _refuse_controls_but_line_breaks(value: str) -> str:
 OneLine = Annotated[str, AfterValidator(_refuse_controls)]
 FreeText = Annotated[str, AfterValidator(_refuse_controls_but_line_breaks)]
 
-# The marks that reorder the text around them (Unicode's bidirectional embeddings, overrides,
-# isolates and direction marks): in a staff token's label they would make the name the timeline
-# shows beside an action read as another one.
-_REORDERING = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# Unicode's bidirectional embeddings, overrides and isolates: they make the text after them read
+# in another order ("\u202eAda" and the like), so that what is shown is not what was written.
+_DIRECTION_CONTROL_RANGES = "\u202a-\u202e\u2066-\u2069"
+DIRECTION_CONTROLS = re.compile(f"[{_DIRECTION_CONTROL_RANGES}]")
+# Those, and the direction marks: what staff write (a label, a reason for the subject) needs none.
+_REORDERING = re.compile(f"[\u061c\u200e\u200f{_DIRECTION_CONTROL_RANGES}]")
 
 
-def _refuse_reordering(value: str) -> str:
+def refuse_reordering(value: str) -> str:
+    """`value`, unless it holds marks that reorder it (ValueError)."""
     if _REORDERING.search(value):
         raise ValueError("must not contain marks that reorder text (right-to-left overrides and the like)")
     return value
 
 
-def refuse_reordering(value: object) -> object:
-    """Refuse a text holding marks that reorder it (ValueError); anything else passes as it is."""
-    return _refuse_reordering(value) if isinstance(value, str) else value
-
-
 # A label names a member of staff wherever they acted (the timeline, notes, assignments): one
 # line, written in the order it reads; the API and the CLI refuse any other (dsrflow/stores/staff_tokens.py).
-StaffLabel = Annotated[str, AfterValidator(_refuse_controls), AfterValidator(_refuse_reordering)]
+StaffLabel = Annotated[str, AfterValidator(_refuse_controls), AfterValidator(refuse_reordering)]
 
 # Spreadsheets run a cell that starts with one of these as a formula (or, tab and CR, after
 # trimming it): =HYPERLINK(...) leaks data, =cmd|... runs programs (CSV injection).

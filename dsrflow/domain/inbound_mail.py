@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 import html2text
 
-from schemas.plain_text import one_line
+from schemas.plain_text import DIRECTION_CONTROLS, one_line
 
 # Headers kept with the message as evidence (transport headers such as Received are not).
 EVIDENCE_HEADERS = ("From", "Reply-To", "To", "Cc", "Subject", "Date", "Message-ID", "In-Reply-To",
@@ -41,10 +41,6 @@ CLOCK_SKEW = timedelta(minutes=5)
 # Lone surrogates: UTF-7 (a charset Python knows) and its own unicode_escape codec decode to them,
 # in an encoded-word or a part, and no page, database or hash can encode them.
 _SURROGATES = re.compile("[\ud800-\udfff]")
-# Bidirectional embeddings, overrides and isolates: in a name or a subject line they make the text
-# after them read backwards ("\u202eAda <moc.rekcatta@...>"), so the console would show what the
-# header does not say. Legitimate right-to-left text needs none of them.
-_DIRECTION_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
 # Something a reader takes for an address, in a display name.
 _ADDRESS_LIKE = re.compile(r"[^\s<>()\"',;:@]+@[^\s<>()\"',;:@]+\.[^\s<>()\"',;:@]+")
 
@@ -114,7 +110,10 @@ def sound_record(value: Any) -> Any:
 
 def _line(text: str, limit: int) -> str:
     """A header's or a file name's text as one sound line of at most `limit` characters."""
-    return " ".join(one_line(_DIRECTION_CONTROLS.sub("", _sound(text))).split())[:limit]
+    # Without direction controls: in a name or a subject line they make the text after them read
+    # backwards ("\u202eAda <moc.rekcatta@...>"), so the console would show what the header does
+    # not say. Legitimate right-to-left text needs none of them.
+    return " ".join(one_line(DIRECTION_CONTROLS.sub("", _sound(text))).split())[:limit]
 
 
 def _text_of_header(message: Message, name: str) -> str | None:
