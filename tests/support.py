@@ -19,6 +19,7 @@ from datetime import date, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import httpx
@@ -145,6 +146,12 @@ async def wait_for_due_date(pool: asyncpg.Pool, request_id: str, timeout: float 
             return due
         await asyncio.sleep(0.05)
     raise AssertionError(f"no due date for {request_id} within {timeout}s")
+
+
+def controller_today(settings: Settings) -> date:
+    """Today in the controller's timezone, the day the product judges due dates against (it is
+    tomorrow already in Brussels late in the UTC evening)."""
+    return datetime.now(ZoneInfo(load_policy(settings.policy_path).policy.defaults.timezone)).date()
 
 
 def text_of(message: EmailMessage) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import AsyncIterator
-from datetime import date, timedelta
+from datetime import timedelta
 
 import pytest
 from playwright.async_api import Locator, Page, expect
@@ -22,7 +22,7 @@ from playwright.async_api import Locator, Page, expect
 from dsrflow.domain.references import short_reference
 from dsrflow.domain.request_resume import ended_trouble_key
 from dsrflow.stores.staff_tokens import ROLES
-from tests.support import unique_email
+from tests.support import controller_today, unique_email
 from tests.test_browser import CHROMIUM, served_site, signed_in
 from tests.test_subject_search import intake
 
@@ -38,11 +38,13 @@ async def queue_site(settings, pool, dev_server) -> AsyncIterator[str]:
 
 async def stored(pool, settings, email: str, kind: str, *, due_in: int, status: str = "awaiting_verification",
                  regime: str = "gdpr") -> str:
+    """Due `due_in` days from the controller's today, which the badges count from (not the
+    database's UTC date: late in the UTC evening it is tomorrow in Brussels)."""
     rid = await intake(pool, settings, email, type=kind)
     await pool.execute(
-        "UPDATE dsr_requests SET due_date = current_date + $2::int, current_due_date = current_date + $2::int, "
-        "status = $3, regime = $4, closed_at = CASE WHEN $3 IN ('completed', 'denied', 'cancelled') THEN now() END "
-        "WHERE id = $1", uuid.UUID(rid), due_in, status, regime)
+        "UPDATE dsr_requests SET due_date = $2, current_due_date = $2, status = $3, regime = $4, "
+        "closed_at = CASE WHEN $3 IN ('completed', 'denied', 'cancelled') THEN now() END "
+        "WHERE id = $1", uuid.UUID(rid), controller_today(settings) + timedelta(days=due_in), status, regime)
     return rid
 
 
@@ -74,7 +76,7 @@ async def test_each_role_presses_each_queue_filter(browser, queue_site, pool, se
     late = await stored(pool, settings, email, "portability", due_in=-2)
     done = await stored(pool, settings, email, "erasure", due_in=10, status="completed")
     halted = await stopped(pool, settings, email, due_in=30)
-    cutoff = (date.today() + timedelta(days=15)).isoformat()
+    cutoff = (controller_today(settings) + timedelta(days=15)).isoformat()
 
     for role in ROLES:
         page = await signed_in(browser, site, pool, role, "/console/")

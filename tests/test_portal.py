@@ -19,7 +19,7 @@ from schemas.workflow import Challenge, IssueChallenge
 from tests.support import (
     api_client,
     letters_for,
-    staff_headers,
+    stored_request,
     unique_email,
     verification_code,
     verification_link,
@@ -199,11 +199,8 @@ async def test_status_lookup_by_reference(http, pool):
     assert "We have no request with this reference" in missing.text
 
 
-async def test_package_page_wraps_the_download_link(http, pool):
-    staff = await staff_headers(pool, "agent")
-    r = await http.post("/v1/requests", headers=staff, json={
-        "type": "access", "subject": {"email": unique_email("pkg")}, "identity_attested": True})
-    rid = r.json()["id"]
+async def test_package_page_wraps_the_download_link(http, pool, settings):
+    rid = await stored_request(pool, settings, "pkg")  # no workflow: it would give the row a link of its own
     token, expired = secrets.token_hex(32), secrets.token_hex(32)
     for tok, expires in ((token, datetime.now(UTC) + timedelta(days=7)),
                          (expired, datetime.now(UTC) - timedelta(minutes=1))):
@@ -240,13 +237,11 @@ async def test_package_page_wraps_the_download_link(http, pool):
     assert unknown.status_code == 404 and unknown.headers["content-type"].startswith("text/html")
 
 
-async def test_a_download_cut_off_is_not_recorded_as_the_subjects(http, pool):
+async def test_a_download_cut_off_is_not_recorded_as_the_subjects(http, pool, settings):
     """The package's file cannot be read (purged meanwhile, the storage down): the subject gets no
     package, and the evidence does not say they downloaded it. Before, the download was recorded
     before a byte was read (crash audit)."""
-    staff = await staff_headers(pool, "agent")
-    rid = (await http.post("/v1/requests", headers=staff, json={
-        "type": "access", "subject": {"email": unique_email("cut-off")}, "identity_attested": True})).json()["id"]
+    rid = await stored_request(pool, settings, "cut-off")
     token = secrets.token_hex(32)
     await pool.execute(
         """INSERT INTO packages (id, request_id, kind, path, size_bytes, records, token_hash, expires_at)

@@ -26,7 +26,7 @@ from api.problems import Problem
 from api.public.intake import PURGED
 from api.ratelimit import RateLimiter, _too_many
 from dsrflow.crypto.hashing import token_hash
-from tests.support import staff_headers, unique_email, verification_code, wait_for_letter
+from tests.support import stored_request, unique_email, verification_code, wait_for_letter
 
 LANGUAGES = ("en", "nl", "fr", "de")
 ROOT = Path(__file__).resolve().parent.parent
@@ -132,14 +132,15 @@ async def test_the_console_stays_in_the_staff_language(http):
 # -- every page, every language ------------------------------------------------------------------
 
 
-async def _package(pool, http, expires: datetime) -> str:
-    r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
-        "type": "portability", "subject": {"email": unique_email("pkg")}, "identity_attested": True})
+async def _package(pool, settings, expires: datetime) -> str:
+    """A package's link, on a request no workflow runs: a running one would take the row as its
+    own package built earlier and give it a link of its own, and this token would open nothing."""
+    rid = await stored_request(pool, settings, "pkg", "portability")
     token = secrets.token_hex(32)
     await pool.execute(
         """INSERT INTO packages (id, request_id, kind, path, size_bytes, records, token_hash, expires_at)
            VALUES ($1, $2, 'portability', '/nonexistent', 1536, 1, $3, $4)""",
-        uuid.uuid4(), r.json()["id"], token_hash(token), expires)
+        uuid.uuid4(), rid, token_hash(token), expires)
     return token
 
 
@@ -151,7 +152,7 @@ def _page_request(http, language: str, path: str = "/portal/requests", method: s
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
-async def test_no_page_shows_an_unfilled_placeholder(http, pool, mail_sink, language):
+async def test_no_page_shows_an_unfilled_placeholder(http, pool, settings, mail_sink, language):
     pages: dict[str, tuple[int, str]] = {}
 
     async def visit(name: str, response) -> None:
@@ -188,8 +189,8 @@ async def test_no_page_shows_an_unfilled_placeholder(http, pool, mail_sink, lang
     await visit("no such request", await http.get(f"/portal/requests/{uuid.uuid4()}"))
 
     now = datetime.now(UTC)
-    await visit("package", await http.get(f"/portal/packages/{await _package(pool, http, now + timedelta(days=7))}"))
-    expired = await _package(pool, http, now - timedelta(minutes=1))
+    await visit("package", await http.get(f"/portal/packages/{await _package(pool, settings, now + timedelta(days=7))}"))
+    expired = await _package(pool, settings, now - timedelta(minutes=1))
     await visit("package expired", await http.get(f"/portal/packages/{expired}"))
     await visit("package unknown", await http.get(f"/portal/packages/{secrets.token_hex(32)}"))
     # The letter's download link opened in a browser (outside /portal: the cookie is not sent there).
