@@ -85,6 +85,17 @@ class FastStack:
         """Move the virtual clock on by `duration`: timers due meanwhile fire."""
         await self.env.sleep(duration)
 
+    async def answered_within(self, update: asyncio.Future[Any], virtual: timedelta) -> None:
+        """Move the virtual clock on, a few seconds at a time, until `update` has its answer;
+        fails once `virtual` has passed without one. The clock is held between sleeps, so a step
+        retried one more time than its give-up allows (the test server did so once under load:
+        a sixth attempt, then its 32 s backoff) would otherwise be waited for in real time."""
+        start = await self.env.get_current_time()
+        while not (await asyncio.wait({update}, timeout=2))[0]:
+            elapsed = await self.env.get_current_time() - start
+            assert elapsed < virtual, f"no answer within {virtual} on the virtual clock"
+            await self.sleep(timedelta(seconds=10))
+
 
 async def refused(update: Awaitable[Any]) -> str:
     """The update fails; returns the reason its caller is given (a validator's ValueError, an
