@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 from starlette.datastructures import FormData
 
 from dsrflow.stores.team_store import NOTE_MAX
-from schemas.plain_text import FreeText, refuse_reordering
+from schemas.plain_text import StaffText, refuse_reordering
 from schemas.requests import RequestStatus
 from schemas.restrictions import LiftRestrictionInput
 from schemas.steps import OWED_TROUBLE, RetryStepInput, SkipStepInput, StepTrouble
@@ -320,7 +320,7 @@ RESUME_ROLE = "compliance"
 
 class ResumeBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    reason: FreeText = Field(min_length=1, max_length=NOTE_MAX,
+    reason: StaffText = Field(min_length=1, max_length=NOTE_MAX,
                              description="why it may carry on now (the cause that ended it, and how it was "
                                          "fixed); kept in the audit trail, never sent to the subject",
                              examples=["The mail relay refused staff alerts; its allow-list is fixed."])

@@ -63,9 +63,13 @@ def refuse_reordering(value: str) -> str:
     return value
 
 
-# A label names a member of staff wherever they acted (the timeline, notes, assignments): one
-# line, written in the order it reads; the API and the CLI refuse any other (dsrflow/stores/staff_tokens.py).
-StaffLabel = Annotated[str, AfterValidator(_refuse_controls), AfterValidator(refuse_reordering)]
+# One line staff give that other staff read, written in the order it reads: a token's label, which
+# names its holder wherever they acted (the timeline, notes, assignments; the API and the CLI both
+# refuse any other: dsrflow/stores/staff_tokens.py), a legal hold's customer id.
+StaffLine = Annotated[str, AfterValidator(_refuse_controls), AfterValidator(refuse_reordering)]
+# What staff write for other staff to read (a note, a resume reason, a legal hold's reason): lines
+# of text, in the order they read. Not for workflow inputs, which histories already hold.
+StaffText = Annotated[str, AfterValidator(_refuse_controls_but_line_breaks), AfterValidator(refuse_reordering)]
 
 # Spreadsheets run a cell that starts with one of these as a formula (or, tab and CR, after
 # trimming it): =HYPERLINK(...) leaks data, =cmd|... runs programs (CSV injection).

@@ -8,6 +8,7 @@ import asyncio
 import os
 import subprocess
 import sys
+from datetime import date, timedelta
 
 import pytest
 
@@ -149,3 +150,39 @@ async def test_staff_text_is_text_on_the_console_and_in_the_evidence_pack(http, 
                  (await http.get(f"/v1/requests/{rid}/evidence.html", headers=compliance)).text):
         assert "&lt;script&gt;alert(1)&lt;/script&gt;&lt;img src=x onerror=alert(2)&gt;" in page
         assert "<script>alert" not in page and "<img src=x" not in page
+
+
+REORDERED = "Checked with the subject \u202eesaeler ton od"
+
+
+def _hold(text: str, field: str) -> dict:
+    body = {"email": unique_email("held-text"), "reason": "Invoice 2024-118 disputed at the Ghent court",
+            "review_date": (date.today() + timedelta(days=90)).isoformat()}
+    return {**body, field: text}
+
+
+@pytest.mark.parametrize(("role", "path", "body", "field"), [
+    ("agent", "/v1/requests/{rid}/notes", lambda text: {"note": text}, "note"),
+    ("compliance", "/v1/requests/{rid}/resume", lambda text: {"reason": text}, "reason"),
+    ("compliance", "/v1/requests/{rid}/deferred-erasures/crm/settle", lambda text: {"note": text}, "note"),
+    ("compliance", "/v1/legal-holds", lambda text: _hold(text, "reason"), "reason"),
+    ("compliance", "/v1/legal-holds", lambda text: _hold(text, "basis"), "basis"),
+    ("compliance", "/v1/legal-holds", lambda text: _hold(text, "customer_id"), "customer_id"),
+], ids=["note", "resume-reason", "deferred-settle-note", "hold-reason", "hold-basis", "hold-customer-id"])
+@pytest.mark.parametrize("text", [REORDERED, "Checked\x1b[2J with the subject"], ids=["reordering-mark", "escape"])
+async def test_staff_text_other_staff_read_is_refused_with_controls_or_reordering_marks(
+        http, pool, role, path, body, field, text):
+    """A note, a resume reason, a deferred erasure's settling note and a legal hold's reason,
+    basis and customer id are read by other staff (the timeline, the evidence pack, the holds
+    list): a right-to-left override makes them read otherwise than written, and a control
+    character is not text. Refused with 422 naming the field; nothing stored. Before, notes and
+    the resume reason took reordering marks, and a hold took any character but NUL (which every
+    body refuses)."""
+    rid = (await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
+        "type": "access", "subject": {"email": unique_email("staff-text")}, "identity_attested": True})).json()["id"]
+    holds = await pool.fetchval("SELECT count(*) FROM legal_holds")
+    answer = await http.post(path.format(rid=rid), headers=await staff_headers(pool, role), json=body(text))
+    assert answer.status_code == 422 and answer.headers["content-type"].startswith(PROBLEM), answer.text
+    assert [e["field"] for e in answer.json()["errors"]] == [field], answer.text
+    assert await pool.fetchval("SELECT count(*) FROM request_notes WHERE request_id = $1::uuid", rid) == 0
+    assert await pool.fetchval("SELECT count(*) FROM legal_holds") == holds

@@ -17,14 +17,14 @@ from api.staff_actions import DEFERRED_ROLES
 from dsrflow.stores.deferred_store import DeferredRefused, deferred_erasures, settle_deferred
 from dsrflow.stores.requests_store import get_request
 from dsrflow.stores.team_store import NOTE_MAX
-from schemas.plain_text import FreeText
+from schemas.plain_text import StaffText
 
 router = APIRouter(prefix="/v1/requests", tags=["deferred erasures"])
 
 
 class SettleBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    note: FreeText = Field(min_length=1, max_length=NOTE_MAX,
+    note: StaffText = Field(min_length=1, max_length=NOTE_MAX,
                            description="how the erasure was carried out, kept as an internal note in the evidence",
                            examples=["The processor's DPO confirmed by phone on 3 December that the contact is deleted."])
 

@@ -32,6 +32,7 @@ from dsrflow.stores.holds_store import (
     release_hold,
     resolve_customer_email,
 )
+from schemas.plain_text import StaffLine, StaffText
 
 router = APIRouter(prefix="/v1/legal-holds", tags=["legal holds"])
 log = get_logger("dsrflow.api.legal_holds")
@@ -46,11 +47,11 @@ class NewLegalHold(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     email: EmailStr | None = None
-    customer_id: str | None = Field(None, min_length=1, max_length=200)
+    customer_id: StaffLine | None = Field(None, min_length=1, max_length=200)
     systems: list[str] | None = Field(None, min_length=1, max_length=100, examples=[["billing", "crm"]])
     categories: list[str] | None = Field(None, min_length=1, max_length=100, examples=[["payments"]])
-    basis: str = Field(LEGAL_CLAIMS, min_length=3, max_length=500)
-    reason: str = Field(min_length=10, max_length=2000,
+    basis: StaffText = Field(LEGAL_CLAIMS, min_length=3, max_length=500)
+    reason: StaffText = Field(min_length=10, max_length=2000,
                         examples=["Invoice dispute, claim filed at the Ghent enterprise court"])
     review_date: date
 

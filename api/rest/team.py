@@ -14,7 +14,7 @@ from api.problems import Problem
 from api.staff_actions import TEAM_ROLES
 from dsrflow.stores.requests_store import get_request
 from dsrflow.stores.team_store import NOTE_MAX, TeamRefused, add_note, assign, assignment, notes
-from schemas.plain_text import FreeText
+from schemas.plain_text import StaffText
 
 router = APIRouter(prefix="/v1/requests", tags=["team"])
 
@@ -27,7 +27,7 @@ class AssigneeBody(BaseModel):
 
 class NoteBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    note: FreeText = Field(min_length=1, max_length=NOTE_MAX, description="for staff only; never sent to the subject",
+    note: StaffText = Field(min_length=1, max_length=NOTE_MAX, description="for staff only; never sent to the subject",
                       examples=["Called the subject: the second address is hers too."])
 
 

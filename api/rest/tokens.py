@@ -12,7 +12,7 @@ from api.auth import Staff, require_role
 from api.deps import Pool
 from api.problems import Problem
 from dsrflow.stores.staff_tokens import issue_token, list_tokens, revoke_token
-from schemas.plain_text import StaffLabel
+from schemas.plain_text import StaffLine
 
 router = APIRouter(prefix="/v1/tokens", tags=["staff tokens"])
 
@@ -21,7 +21,7 @@ class NewToken(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={
         "examples": [{"role": "agent", "label": "Support desk, Ghent"}]})
     role: Literal["agent", "compliance", "admin"]
-    label: StaffLabel | None = Field(None, min_length=1, max_length=200,
+    label: StaffLine | None = Field(None, min_length=1, max_length=200,
                                      description="who or what the token is for: one line, shown with the "
                                                  "token's role wherever its holder acted")
 

@@ -20,14 +20,14 @@ from pydantic import TypeAdapter, ValidationError
 
 from dsrflow.crypto.hashing import token_hash
 from dsrflow.domain.audit import append_event
-from schemas.plain_text import StaffLabel
+from schemas.plain_text import StaffLine
 
 ROLES = ("agent", "compliance", "admin")
 _TOKEN_PREFIX = "dsr_"
 SESSION_LIFETIME = timedelta(hours=12)
 SESSION_IDLE = timedelta(minutes=30)
 _VIEW = "id, role, label, created_at, revoked_at"
-_LABEL: TypeAdapter[str] = TypeAdapter(StaffLabel)
+_LABEL: TypeAdapter[str] = TypeAdapter(StaffLine)
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ async def issue_token(
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
     if label is not None:
-        try:  # the CLI's labels too, not only the API's (schemas/plain_text.py StaffLabel)
+        try:  # the CLI's labels too, not only the API's (schemas/plain_text.py StaffLine)
             _LABEL.validate_python(label)
         except ValidationError as exc:
             raise ValueError(f"label {exc.errors()[0]['msg'].removeprefix('Value error, ')}") from None
