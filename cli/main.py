@@ -166,13 +166,15 @@ def deadline(
     received: Annotated[str, typer.Option(help="date of receipt, YYYY-MM-DD")],
     country: Annotated[str | None, typer.Option(
         help="GDPR: the member state where the controller is established, whose holidays count"
-             " (default BE); never the subject's country")] = None,
+             " (default: the policy's defaults.country); never the subject's country")] = None,
     verified: Annotated[str | None, typer.Option(help="date identity was verified, YYYY-MM-DD")] = None,
     appeal: Annotated[bool, typer.Option(
         help="the deadlines of an appeal of a refused request (vcdpa, ctdpa, cpa)")] = False,
 ) -> None:
-    """Print the statutory deadlines of a request as JSON."""
-    from dsrflow.domain.deadlines import DeadlineError, compute_deadline
+    """Print the statutory deadlines of a request as JSON, as the service computes them: under the
+    GDPR in the calendar of the policy's country unless `--country` names another."""
+    from dsrflow.domain.deadlines import DeadlineError, compute_deadline, country_of_law
+    from policy.model import PolicyError, load_policy
 
     def parse(name: str, value: str) -> date:
         try:
@@ -181,6 +183,12 @@ def deadline(
             fail(f"--{name}: expected a date as YYYY-MM-DD, got {value!r}", 2)
 
     try:
+        policy = load_policy(command_settings().policy_path).policy
+    except PolicyError as exc:
+        fail(f"the policy does not load: {exc}")
+    try:
+        # The calendar the service counts in (country_of_law), not Belgium's whatever the policy says.
+        country = country or country_of_law(regime, policy.defaults.country)
         result = compute_deadline(regime, parse("received", received), country,
                                   parse("verified", verified) if verified is not None else None, appeal=appeal)
     except DeadlineError as exc:

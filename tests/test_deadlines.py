@@ -9,11 +9,14 @@ running the code under test.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import pytest
+import yaml
 
 from dsrflow.domain.deadlines import (
     Deadline,
@@ -25,6 +28,7 @@ from dsrflow.domain.deadlines import (
     is_working_day,
     receipt_date,
 )
+from policy.model import DEFAULT_POLICY
 
 D = date.fromisoformat
 
@@ -229,9 +233,9 @@ def test_receipt_date_is_the_controllers_local_date() -> None:
     assert receipt_date(datetime(2026, 7, 9, 22, 0, tzinfo=UTC), "Europe/Brussels") == D("2026-07-10")
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "cli.main", "deadline", *args],
-                          check=False, capture_output=True, text=True, timeout=60)
+                          check=False, capture_output=True, text=True, timeout=60, env={**os.environ, **(env or {})})
 
 
 def test_cli_country_is_the_controllers_establishment() -> None:
@@ -247,6 +251,26 @@ def test_cli_country_is_the_controllers_establishment() -> None:
     refused = _cli("--regime", "gdpr", "--country", "GB", "--received", "2026-04-08")
     assert refused.returncode == 2
     assert "country: 'GB' is not an EU/EEA member state code" in refused.stderr
+
+
+def test_cli_counts_in_the_calendar_of_the_policys_country(tmp_path: Path) -> None:
+    """Without --country, the controller's country is the policy's, as for the service's own
+    deadlines. Before, Belgium's whatever the policy said: a French controller was told 8 May
+    (Victory Day) where the service's letters said 11 May."""
+    content = yaml.safe_load(DEFAULT_POLICY.read_text())
+    content["defaults"]["country"] = "FR"
+    french = tmp_path / "french.yaml"
+    french.write_text(yaml.safe_dump(content, sort_keys=False))
+    told = _cli("--regime", "gdpr", "--received", "2026-04-08", env={"DSRFLOW_POLICY": str(french)})
+    assert told.returncode == 0, told.stderr
+    assert json.loads(told.stdout)["due_date"] == "2026-05-11"
+    # Another regime keeps its own calendar whatever the controller's country.
+    ccpa = _cli("--regime", "ccpa", "--received", "2026-04-08", env={"DSRFLOW_POLICY": str(french)})
+    assert ccpa.returncode == 0, ccpa.stderr
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("defaults: [")
+    refused = _cli("--regime", "gdpr", "--received", "2026-04-08", env={"DSRFLOW_POLICY": str(broken)})
+    assert refused.returncode != 0 and "policy" in refused.stderr and "Traceback" not in refused.stderr
 
 
 # --- errors -----------------------------------------------------------------------------------
