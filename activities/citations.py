@@ -64,3 +64,48 @@ def cited_label(label: CitedLabel, regime: str | None, t: Translator = ENGLISH) 
     instructions), citing its article where the regime's law is the GDPR's."""
     message, article, wrap = label
     return t.gettext(message) % {"citation": cite(regime, article, wrap, t) if article else ""}
+
+
+# The laws that set their periods in days, as the acknowledgement states them (the GDPR's, the UK
+# GDPR's and the LGPD's are worded in the template): the law's name, where it sets the period, the
+# days to answer and the further days of its one extension (0: none). The dates come from
+# dsrflow/domain/deadlines.py; tests/test_letter_as_sent.py checks these days against them.
+_PERIODS: dict[str, tuple[str, str, int, int]] = {
+    "ccpa": (N_("the California Consumer Privacy Act"), "Cal. Civ. Code § 1798.130(a)(2)", 45, 45),
+    "vcdpa": (N_("the Virginia Consumer Data Protection Act"), "Va. Code § 59.1-577", 45, 45),
+    "ctdpa": (N_("the Connecticut Data Privacy Act"), "Conn. Gen. Stat. § 42-518", 45, 45),
+    "cpa": (N_("the Colorado Privacy Act"), "C.R.S. § 6-1-1306(2)", 45, 45),
+    "pipeda": (N_("the Personal Information Protection and Electronic Documents Act (PIPEDA)"),
+               "PIPEDA, s. 8(3)", 30, 30),
+}
+# An appeal of a refusal: VCDPA and CTDPA 60 days, no extension; CPA 45, extendable by 60.
+_APPEAL_PERIODS: dict[str, tuple[str, int, int]] = {
+    "vcdpa": ("Va. Code § 59.1-577(C)", 60, 0),
+    "ctdpa": ("Conn. Gen. Stat. § 42-518(d)", 60, 0),
+    "cpa": ("C.R.S. § 6-1-1306(3)(b)", 45, 60),
+}
+
+
+def answer_period(regime: str, appeal: bool, due: str, extended_to: str,
+                  t: Translator = ENGLISH) -> tuple[str, str] | None:
+    """The acknowledgement's account of the law's period (the US state laws and PIPEDA ss. 8(3) and
+    8(4)): how many days the law gives to answer the request, or the appeal, and whether and by how
+    much it may be extended, to `extended_to`, with the notice promised by `due` (the dates as the
+    letter writes them). None for the regimes the template words itself."""
+    if regime not in _PERIODS:
+        return None
+    law = t.gettext(_PERIODS[regime][0])
+    if appeal:
+        provision, days, further = _APPEAL_PERIODS[regime]
+        period = t.gettext("Under %(law)s, we must tell you in writing what we decided on your appeal, and why, "
+                           "within %(days)d days of receiving it (%(provision)s).")
+    else:
+        _, provision, days, further = _PERIODS[regime]
+        period = t.gettext("Under %(law)s, we must answer within %(days)d days of receiving your request "
+                           "(%(provision)s).")
+    extension = (t.gettext("In the cases the law sets out, this period can be extended once, by up to %(days)d "
+                           "further days, to %(extended)s. If we need to do this, we will tell you, with our "
+                           "reasons, by %(date)s at the latest.") % {"days": further, "extended": extended_to,
+                                                                       "date": due}
+                 if further else t.gettext("The law allows no extension of this period."))
+    return period % {"law": law, "days": days, "provision": provision}, extension

@@ -140,14 +140,18 @@ def response_outcome(report: dict[str, Any], policy: Policy, package_link: str |
     kept = [_kept_item(k, policy, regime, t, source) for r in results for k in r.kept_records]
     # A processor kept whole under a legal-claims hold (dataset "all") was asked nothing: it is
     # in what we kept, with the reason, not among the recipients told (Art. 19).
-    told = sorted({policy.recipients[r.recipient].name for r in results
-                   if r.recipient and r.recipient in policy.recipients and r.status == "done"
-                   and r.action in _ART19_ACTIONS and not _kept_whole(r)})
+    told_to = [policy.recipients[r.recipient] for r in results
+               if r.recipient and r.recipient in policy.recipients and r.status == "done"
+               and r.action in _ART19_ACTIONS and not _kept_whole(r)]
+    # Each is named by who it is where the policy knows it, else by the kind of service it gives
+    # (as the package's summary names recipients); the subject may ask who those are (Art. 19).
+    told = sorted({recipient.identity or recipient.name for recipient in told_to})
     # The letter itself says the request is completed and, after the actions, whom Art. 19 reached;
     # the summary is left for what only this request says (an objection decision).
     # Systems whose data the package could not include, and why: a refusal in part (Art. 15).
     missing = missing_reasons(package.get("missing", {}), policy, t) if package else []
     return {"summary": "", "actions": actions, "kept": kept, "informed": told, "missing": missing,
+            "informed_by_kind": any(recipient.identity is None for recipient in told_to),
             "package_link": package_link, "package_expires_at": package_expires_at}
 
 

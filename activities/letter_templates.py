@@ -27,7 +27,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from jinja2.exceptions import UndefinedError
 from jinja2.runtime import Undefined
 
-from activities.citations import cite
+from activities.citations import answer_period, cite
 from dsrflow.domain.references import short_reference
 from dsrflow.i18n import SOURCE_LANGUAGE, and_list, long_date, long_datetime, translations
 from policy.model import Policy
@@ -122,6 +122,8 @@ def letter_environment(language: str) -> Environment:
     # `request.regime | cite("19", " (%s)")`: " (Art. 19 GDPR)", or "" where the GDPR is not the law.
     env.filters["cite"] = partial(cite, t=translations(language))
     env.filters["and_list"] = partial(and_list, language=language)
+    # The period the law of a request (or an appeal) gives to answer it, where it counts in days.
+    env.globals["answer_period"] = partial(answer_period, t=translations(language))
     env.globals["language"] = language
     return env
 

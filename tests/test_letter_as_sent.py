@@ -12,7 +12,8 @@ import pytest
 
 import activities.letters as letters
 import activities.restrictions as restrictions
-from activities.citations import citation
+from activities.citations import answer_period, citation
+from dsrflow.domain.deadlines import compute_deadline
 from dsrflow.domain.references import short_reference
 from dsrflow.i18n import long_date, translations
 from tests.letters_as_sent import (
@@ -133,13 +134,28 @@ async def test_the_appeal_quotes_the_short_reference(regime, language):
     appeal = await as_sent("response", "erasure", {"report": {"results": [
         {"system": "crm", "action": "erase", "status": "done", "found": 1, "changed": 1}]}},
         regime=regime, language=language, details={"appeal_of": APPEAL_OF})
+    appeal_denied = await as_sent("denial", "erasure", {"reason_code": "other", "explanation": "Still needed."},
+                                  regime=regime, language=language, details={"appeal_of": APPEAL_OF})
     t = translations(language)
     for part in both(denial):
         assert t.gettext("Your right to appeal") in part
         assert short_reference(REQUEST_ID) in part and REQUEST_ID not in part
-    for part in both(appeal):
-        assert short_reference(APPEAL_OF) in part and APPEAL_OF not in part
-        assert REQUEST_ID not in part
+    # The decision on an appeal says it is one, and which decision it reviewed (Va. Code § 59.1-577(C),
+    # Conn. Gen. Stat. § 42-518(d), C.R.S. § 6-1-1306(3)); before, it read as a first answer.
+    ref = short_reference(APPEAL_OF)
+    decided = t.gettext("This is our decision on your appeal of our decision on request %(id)s: we have "
+                        "reconsidered that decision, and what we have now done is set out below.") % {"id": ref}
+    rule = LOADED.in_language(language).remedies_for(regime, "US").refusal_rule
+    denied = t.gettext("We have carefully considered your appeal of our decision on request %(id)s and have "
+                       "decided to deny it: we maintain our decision not to take action on your request. As "
+                       "%(rule)s requires, we set out below our reasons and the remedies available to you.") % {
+        "id": ref, "rule": rule}
+    for letter, said in ((appeal, decided), (appeal_denied, denied)):
+        for part in both(letter):
+            assert " ".join(said.split()) in part
+            assert short_reference(APPEAL_OF) in part and APPEAL_OF not in part
+            assert REQUEST_ID not in part
+            assert t.gettext("Your right to appeal") not in part
 
 
 # --- 5. The extension notice is promised by the day the workflow accepts it (Art. 12(3)) ------
@@ -149,8 +165,6 @@ async def test_the_appeal_quotes_the_short_reference(regime, language):
 _BY_DUE = ("Where necessary, taking into account the complexity and number of requests, this period can be "
            "extended by two further months (Art. 12(3) %(law)s). If we need to do this, we will tell you, with "
            "our reasons, by %(date)s at the latest.")
-_BY_THAT_DATE = ("If we need more time and the law that applies to your request allows it, we will tell you, "
-                 "with our reasons, by that date at the latest.")
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
@@ -167,13 +181,46 @@ async def test_the_acknowledgement_promises_an_extension_notice_by_the_due_date(
         # The LGPD allows no extension (Art. 19 II: a complete answer within 15 days): none is promised.
         promise = t.gettext("The law allows no extension of this period.")
     else:
-        promise = t.gettext(_BY_THAT_DATE)
+        # The law's own period and its one extension, in days (Cal. Civ. Code § 1798.130(a)(2), Va. Code
+        # § 59.1-577, Conn. Gen. Stat. § 42-518, C.R.S. § 6-1-1306(2), PIPEDA ss. 8(3)-(4)), as many as
+        # the deadline module counts; before, only "if the law that applies to your request allows it".
+        row = request_row(regime, "erasure", language)
+        days = (row["due_date"] - date(2026, 1, 31)).days
+        further = (row["extended_due_date"] - row["due_date"]).days
+        period, promise = answer_period(regime, False, due, long_date(row["extended_due_date"], language), t)
+        assert (days, further) == ((30, 30) if regime == "pipeda" else (45, 45))
+        assert f" {days} " in period and f" {further} " in promise
+        assert long_date(row["extended_due_date"], language) in promise
     for part in both(letter):
         assert " ".join(promise.split()) in part
         assert f"before {due}" not in part and "before that date" not in part
         if regime == "lgpd":
             assert t.gettext("Under the LGPD, we must answer within 15 days of receiving your request.") in part
-            assert due in part and " ".join(t.gettext(_BY_THAT_DATE).split()) not in part
+            assert due in part
+        elif regime not in ("gdpr", "uk_gdpr"):
+            assert " ".join(period.split()) in part
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize(("regime", "days", "further"), [("vcdpa", 60, 0), ("ctdpa", 60, 0), ("cpa", 45, 60)])
+async def test_an_appeal_is_acknowledged_with_the_days_the_law_gives_to_decide_it(regime, days, further, language):
+    """Va. Code § 59.1-577(C), Conn. Gen. Stat. § 42-518(d): a decision on the appeal within 60 days,
+    not extended; C.R.S. § 6-1-1306(3)(b): 45 days, extendable by 60. Before, an appeal's
+    acknowledgement gave the request's 45 days and "if the law allows it" of an extension."""
+    deadline = compute_deadline(regime, date(2026, 1, 31), appeal=True)
+    letter = await as_sent("acknowledgement", "erasure", {"verification_required": False}, regime=regime,
+                           language=language, details={"appeal_of": APPEAL_OF}, due_date=deadline.due_date,
+                           current_due_date=deadline.due_date, extended_due_date=deadline.extended_due_date)
+    t = translations(language)
+    assert ((deadline.due_date - date(2026, 1, 31)).days, (deadline.extended_due_date - deadline.due_date).days) \
+        == (days, further)
+    due, extended = long_date(deadline.due_date, language), long_date(deadline.extended_due_date, language)
+    period, extension = answer_period(regime, True, due, extended, t)
+    assert f" {days} " in period and (f" {further} " in extension if further else
+                                      extension == t.gettext("The law allows no extension of this period."))
+    for part in both(letter):
+        assert " ".join(period.split()) in part and " ".join(extension.split()) in part
+        assert short_reference(APPEAL_OF) in part
 
 
 @pytest.mark.parametrize("regime", ["gdpr", "uk_gdpr"])
@@ -323,3 +370,30 @@ async def test_other_requests_still_count_what_they_found_or_changed(request_typ
     crm = LOADED.policy.systems["crm"].label
     for part, line in zip(both(letter), _listed(crm, "contacts", said, records), strict=True):
         assert line in part
+
+
+# --- 9. The Art. 19 recipients told, named by who they are where we know it ------------------
+
+_ASK_WHO = "Where we name a recipient by the kind of service it provides, we will tell you who it is if you ask us."
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+async def test_the_recipients_told_are_named_by_who_they_are_or_offered_on_request(language):
+    """Art. 19 GDPR: the subject is told about the recipients if they ask. The policy knows who the
+    analytics recipient is (Google Ireland Limited) and only the kind of the CRM's provider: the
+    letter names the one and offers the other. Before, it named both by kind and offered nothing."""
+    policy, t = LOADED.in_language(language), translations(language)
+    erased = {"action": "erase", "status": "done", "found": 1, "changed": 1}
+    both_told = await as_sent("response", "erasure", {"report": {"results": [
+        {"system": "analytics", "recipient": "google_analytics", **erased},
+        {"system": "crm", "recipient": "communication_crm", **erased}]}}, language=language)
+    identity = policy.recipients["google_analytics"].identity
+    assert identity
+    for part in both(both_told):
+        assert " ".join(identity.split()) in part and policy.recipients["google_analytics"].name not in part
+        assert policy.recipients["communication_crm"].name in part
+        assert t.gettext(_ASK_WHO) in part
+    named_only = await as_sent("response", "erasure", {"report": {"results": [
+        {"system": "analytics", "recipient": "google_analytics", **erased}]}}, language=language)
+    for part in both(named_only):
+        assert " ".join(identity.split()) in part and t.gettext(_ASK_WHO) not in part
