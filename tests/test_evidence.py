@@ -72,8 +72,11 @@ async def test_pack_of_a_verified_and_extended_request(http, pool, mail_sink, de
     page = await http.get(f"/v1/requests/{rid}/evidence.html", headers=compliance)
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     for expected in ("Evidence pack", f"all {events} event(s) of this request are linked",
-                     "Records in six systems over nine years", "email_code", "verification.failed"):
+                     "Records in six systems over nine years", "one-time code from the e-mail to the subject",
+                     "Wrong verification code"):
         assert expected in page.text, expected
+    # Words for the codes the JSON keeps (the method, the events), on the whole page.
+    assert "email_code" not in page.text and "verification.failed" not in page.text
     assert code not in page.text
 
 

@@ -5,6 +5,7 @@ the facts each check needs, so each test takes a moment."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, date, datetime
 
@@ -63,7 +64,9 @@ async def test_an_extension_says_when_the_subject_was_told_and_whether_before_th
     assert extension["subject_told_at"] == datetime(2027, 1, 4, 23, 30, tzinfo=UTC)
     assert extension["told_before_due_date"] is False
     page = (await http.get(f"/v1/requests/{rid}/evidence.html", headers=await staff_headers(pool))).text
-    assert "The subject was told on 4 January 2027, 23:30 UTC (the extension letter below), after the first" in page
+    # The time in Brussels, the zone named, as the day it is judged on: 00:30 on the 5th, not 23:30 UTC on the 4th.
+    assert "The subject was told on 5 January 2027, 00:30 CET (the extension letter below), after the first" in page
+    assert "from 4 January 2027 to 4 March 2027" in page and "2027-01-04" not in page
 
 
 async def _events(pool, rid: str, *events: tuple[str, str, dict]) -> None:
@@ -101,7 +104,9 @@ async def test_the_decisions_are_stated_with_who_took_them_and_a_failed_letter_w
     assert [a["id"] for a in decided["appeals"]] == [appeal]
     assert (await _pack(pool, settings, appeal))["decisions"]["appeal_of"]["id"] == rid
     page = (await http.get(f"/v1/requests/{rid}/evidence.html", headers=await staff_headers(pool))).text
-    assert "ground manifestly_unfounded" in page and "<strong>which was not sent</strong>" in page
+    # A VCDPA request: the ground in words, no GDPR article cited.
+    assert "ground: manifestly unfounded; the explanation" in page and "<strong>which was not sent</strong>" in page
+    assert "manifestly_unfounded" not in page and "status.denied" not in page
     assert "skipped by staff: Acknowledged by post; it was withdrawn and never went" in page
 
 
@@ -125,4 +130,6 @@ async def test_a_denials_explanation_is_in_the_trail_and_the_pack(http, pool, ma
     pack = (await http.get(f"/v1/requests/{rid}/evidence", headers=compliance)).json()
     assert pack["decisions"]["refusal"]["reason"] == explanation
     page = await http.get(f"/v1/requests/{rid}/evidence.html", headers=compliance)
-    assert f"by Jane Peeters (compliance), ground manifestly_unfounded: “{explanation}”" in page.text
+    assert f"by Jane Peeters (compliance), ground: manifestly unfounded (Art. 12(5) GDPR): “{explanation}”" in page.text
+    assert re.search(r"the denial letter below, which went \d{1,2} \w+ \d{4}, \d{2}:\d{2} CES?T, by the due date",
+                     page.text)

@@ -113,7 +113,7 @@ async def assemble_evidence(pool: asyncpg.Pool, request_id: str, *, secret: byte
                  FROM packages WHERE request_id = $1 ORDER BY created_at""", request_id)]
         holds = await _holds(conn, row, secret, tasks)
         defaults = await policy_defaults(conn, row["policy_version"])
-        decided = await decisions(conn, row, events, letters)
+        decided = await decisions(conn, row, events, letters, defaults.timezone)
         emails = await evidence_messages(conn, secret, request_id)
         # Staff's internal notes (never sent to the subject); each is an audit event with its sha256.
         notes = [{**dict(r), "id": str(r["id"])} for r in await conn.fetch(

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 
 from dsrflow.domain.deadlines import appeal_days, country_of_law, receipt_date
+from dsrflow.i18n import long_date
 from policy.model import Defaults
 from schemas.vocabulary import Regime
 
@@ -56,6 +58,26 @@ def _local(moment: datetime | None, timezone: str) -> date | None:
     return receipt_date(moment, timezone) if moment else None
 
 
+def _day(value: Any) -> date | None:
+    """A date an event holds as an ISO string (an extension's, an alert's due date); the JSON writes it alike."""
+    return date.fromisoformat(value) if isinstance(value, str) else value
+
+
+def controller_time(moment: datetime, timezone: str, language: str, *, seconds: bool = False) -> str:
+    """A moment as the pack's page writes it: in the controller's timezone, the one its deadline
+    days are counted in, with the zone named ("5 January 2027, 00:30 CET"). Before, the page
+    wrote UTC beside days counted in Brussels, so a letter sent at 00:30 on the 5th read as the 4th."""
+    local = moment.astimezone(ZoneInfo(timezone))
+    clock = local.strftime("%H:%M:%S" if seconds else "%H:%M")
+    return f"{long_date(local.date(), language)}, {clock} {local.tzname()}"
+
+
+def on_time(moment: datetime | None, due: date | None, timezone: str) -> bool | None:
+    """Whether `moment` fell by the due date, on the controller's calendar (None: not yet, or no date)."""
+    day = _local(moment, timezone)
+    return None if day is None or due is None else day <= due
+
+
 def deadlines(row: dict[str, Any], events: list[dict[str, Any]], letters: list[dict[str, Any]],
               defaults: Defaults) -> dict[str, Any]:
     """The deadlines section: the dates, their basis, the extension and when the subject was
@@ -76,14 +98,12 @@ def deadlines(row: dict[str, Any], events: list[dict[str, Any]], letters: list[d
         },
         "extension": None if extension is None else {
             "at": extension["occurred_at"], "by": extension["actor"], "reason": extension["data"].get("reason"),
-            "from": extension["data"].get("from"), "to": extension["data"].get("to"),
+            "from": _day(extension["data"].get("from")), "to": _day(extension["data"].get("to")),
             # The law asks that the subject be told, with the reasons, within the first period.
             "subject_told_at": notice["sent_at"] if notice else None,
-            "told_before_due_date": (None if notice is None or row["due_date"] is None
-                                     else _local(notice["sent_at"], tz) <= row["due_date"])},
-        "alerts": [{"at": e["occurred_at"], "event": e["event_type"], "due_date": e["data"].get("due_date")}
+            "told_before_due_date": on_time(notice["sent_at"] if notice else None, row["due_date"], tz)},
+        "alerts": [{"at": e["occurred_at"], "event": e["event_type"], "due_date": _day(e["data"].get("due_date"))}
                    for e in events if e["event_type"].startswith("deadline.") and e is not extension],
         "closed_on": closed_on,
-        "answered_on_time": (None if closed_on is None or row["current_due_date"] is None
-                             else closed_on <= row["current_due_date"]),
+        "answered_on_time": on_time(row["closed_at"], row["current_due_date"], tz),
     }

@@ -2,20 +2,29 @@
 gathered from the audit events and the restriction's record, so that a reader finds them without
 reading every event. Before this section the pack held each only as a raw event (a denial's
 ground, an approval and its note, a cancellation's reason, an objection's decision, a restriction
-and its lift), and a letter that failed and was skipped not at all outside them.
+and its lift), and a letter that failed and was skipped not at all outside them. A request closed
+unverified is a refusal too (Art. 12(4)), which the section left out: its page had an empty
+Decisions heading. Each letter that answers a decision says whether it went by the due date, on
+the controller's calendar.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 
+from api.read_models.evidence_deadlines import on_time
 from dsrflow.domain.references import short_reference
 
 
 def _first(events: list[dict[str, Any]], kind: str) -> dict[str, Any] | None:
     return next((e for e in events if e["event_type"] == kind), None)
+
+
+def _moment(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
 
 
 def _letter(letters: list[dict[str, Any]], purpose: str) -> dict[str, Any] | None:
@@ -28,15 +37,23 @@ def _told(letters: list[dict[str, Any]], purpose: str) -> Any:
 
 
 def _refusal(events: list[dict[str, Any]], letters: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """A denial, or a cancellation that was not the subject's own withdrawal (a refusal too, Art.
-    12(4)): its ground, who decided, and when the letter with the reasons and remedies went."""
+    """A denial, a request closed because the subject never confirmed their identity, or a
+    cancellation that was not the subject's own withdrawal (each a refusal, Art. 12(4)): its
+    ground, who decided, and when the letter with the reasons and remedies went."""
     denied, cancelled = _first(events, "status.denied"), _first(events, "status.cancelled")
+    unverified = _first(events, "status.closed_unverified")
     if denied:
         return {"kind": "denial", "at": denied["occurred_at"], "by": denied["actor"],
                 # The explanation, in events since 2026-12-04 (before, the letter alone held it).
                 "ground": denied["data"].get("reason_code"), "reason": denied["data"].get("explanation"),
                 "withdrawn_by_subject": False,
                 "letter_sent_at": _told(letters, "denial")}
+    if unverified:
+        # The workflow closes it when the verification window ends (`expired_at`), no one decides.
+        return {"kind": "closed_unverified", "at": unverified["occurred_at"], "by": unverified["actor"],
+                "ground": None, "reason": None, "withdrawn_by_subject": False,
+                "verification_window_ended_at": _moment(unverified["data"].get("expired_at")),
+                "letter_sent_at": _told(letters, "closed_unverified")}
     if cancelled:
         return {"kind": "cancellation", "at": cancelled["occurred_at"], "by": cancelled["actor"], "ground": None,
                 "reason": cancelled["data"].get("reason"),
@@ -66,9 +83,23 @@ def _letters_not_sent(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return found
 
 
+def _objection(row: dict[str, Any], decided: dict[str, Any], letters: list[dict[str, Any]],
+               timezone: str) -> dict[str, Any]:
+    """Compliance's Art. 21(1) decision: overriding the objection on compelling grounds refuses it
+    in part (the response letter then gives the reasons and the remedies); else the processing
+    it names stops."""
+    sent = _told(letters, "response")
+    return {"at": decided["occurred_at"], "by": decided["actor"],
+            "scope": (row["details"] or {}).get("objection_scope"),
+            "compelling_grounds": decided["data"].get("compelling_grounds"),
+            "explanation": decided["data"].get("explanation"), "letter_sent_at": sent,
+            "letter_on_time": on_time(sent, row["current_due_date"], timezone)}
+
+
 async def decisions(conn: asyncpg.Connection, row: dict[str, Any], events: list[dict[str, Any]],
-                    letters: list[dict[str, Any]]) -> dict[str, Any]:
-    """The decisions section of the pack (see the module's docstring)."""
+                    letters: list[dict[str, Any]], timezone: str) -> dict[str, Any]:
+    """The decisions section of the pack (see the module's docstring); `timezone` the controller's
+    under the request's policy version."""
     approved, reviewed = _first(events, "approval.granted"), _first(events, "package.reviewed")
     decided = _first(events, "objection.decided")
     restriction = await conn.fetchrow(
@@ -78,16 +109,16 @@ async def decisions(conn: asyncpg.Connection, row: dict[str, Any], events: list[
     appeals = await conn.fetch(
         "SELECT id, status, received_at FROM dsr_requests WHERE details->>'appeal_of' = $1 ORDER BY received_at",
         str(row["id"]))
+    refusal = _refusal(events, letters)
+    if refusal is not None:
+        refusal["letter_on_time"] = on_time(refusal["letter_sent_at"], row["current_due_date"], timezone)
     return {
         "approval": None if approved is None else {
             "at": approved["occurred_at"], "by": approved["actor"], "note": approved["data"].get("note"),
             "package_reviewed_at": reviewed["occurred_at"] if reviewed else None,
             "package_reviewed_by": reviewed["actor"] if reviewed else None},
-        "refusal": _refusal(events, letters),
-        "objection": None if decided is None else {
-            "at": decided["occurred_at"], "by": decided["actor"],
-            "compelling_grounds": decided["data"].get("compelling_grounds"),
-            "explanation": decided["data"].get("explanation"), "letter_sent_at": _told(letters, "response")},
+        "refusal": refusal,
+        "objection": None if decided is None else _objection(row, decided, letters, timezone),
         "restriction": None if restriction is None else {
             **dict(restriction), "lift_letter_sent_at": _told(letters, "restriction_lift")},
         # Appeals name requests by the reference the subject knows (the letters' `ref.`).

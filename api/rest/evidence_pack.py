@@ -2,24 +2,34 @@
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from typing import Annotated, Any
 
 import asyncpg
+from babel import Locale
 from fastapi import APIRouter, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import HTMLResponse
 
 from api.auth import Staff, require_console_role, require_role
 from api.deps import Pool, State
-from api.pages import render
+from api.pages import page_language, render
 from api.problems import Problem
+from api.read_models import event_words
 from api.read_models.actors import actor_name
 from api.read_models.evidence import assemble_evidence
+from api.read_models.evidence_deadlines import controller_time
 from dsrflow.crypto.keys import load_secret_key
+from dsrflow.i18n import long_date
 from dsrflow.settings import Settings
 from dsrflow.stores.team_store import staff_names
 
 router = APIRouter(prefix="/v1/requests", tags=["evidence"])
+
+# The words the page writes for the pack's codes (api/read_models/event_words.py, the console's too).
+_WORDS = {name: getattr(event_words, name) for name in (
+    "method_words", "ground_words", "status_words", "purpose_words", "regime_words", "scope_words",
+    "restriction_words", "details_words")}
 
 
 async def _pack(pool: asyncpg.Pool, settings: Settings, request_id: str) -> dict[str, Any]:
@@ -43,8 +53,23 @@ async def evidence_page(staff: Annotated[Staff, require_console_role("compliance
                         request: Request, state: State, pool: Pool) -> HTMLResponse:
     """The evidence pack as one page, to print or save as PDF (a bearer token or a console
     session; a browser that is not signed in is sent to the sign-in page)."""
+    pack = await _pack(pool, state.settings, request_id)
     # The page names staff as the console does (`who`); the JSON and the page's audit table keep
     # the actors as the trail records them.
     names = await staff_names(pool)
-    return render(request, "console/evidence.html", {"pack": await _pack(pool, state.settings, request_id),
-                                                      "staff": staff, "who": lambda actor: actor_name(actor, names)})
+    # Every time on the page is in the timezone the request's deadline days are counted in.
+    timezone, language = pack["deadlines"]["basis"]["timezone"], page_language(request)
+
+    def at(moment: datetime, seconds: bool = False) -> str:
+        return controller_time(moment, timezone, language, seconds=seconds)
+
+    def on(day: date | str) -> str:
+        # A date the trail holds as an ISO string (a kept record's `until`) reads like any other.
+        return long_date(date.fromisoformat(day) if isinstance(day, str) else day, language)
+
+    def country(code: str | None) -> str:
+        return Locale.parse(language).territories.get(code or "", code or "")
+
+    return render(request, "console/evidence.html", {
+        "pack": pack, "staff": staff, "who": lambda actor: actor_name(actor, names), "at": at, "on": on,
+        "describe": lambda event: event_words.describe_event(event, names), "country": country, **_WORDS})

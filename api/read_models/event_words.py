@@ -1,0 +1,223 @@
+"""The words staff read for the codes the trail records: audit events (the console's timeline and
+the evidence pack's tables), verification methods, denial grounds, statuses and letter purposes.
+One table for both places, so the pack a DPO hands to an authority says what the console says,
+and neither shows `status.denied` or `email_code`. The codes stay in the JSON, where tools read
+them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date
+from typing import Any
+
+from activities.citations import citation
+from dsrflow.i18n import long_date
+
+_EVENT_WORDS = {
+    "request.created": "Request opened",
+    "request.received": "Received; deadlines computed",
+    "request.start_swept": "Started by the sweep: stored, but its start had been lost",
+    "request.workflow_ended": "Stopped: its workflow ended while the request was open",
+    "request.resumed": "Resumed: its workflow carries on from where it stopped",
+    "plan.created": "Plan made under the request's policy version",
+    "verification.succeeded": "Identity verified",
+    "verification.failed": "Wrong verification code",
+    "verification.locked": "Verification locked after too many wrong codes",
+    "verification.resent": "New verification code sent",
+    "deadline.extended": "Deadline extended",
+    "deadline.overdue": "Due date passed",
+    "letter.sent": "Letter sent",
+    "letter.suppressed": "Letter not sent (retention request)",
+    "package.built": "Access package built",
+    "package.downloaded": "Package downloaded by the subject",
+    "processor.callback": "Processor reported back",
+    "processor.confirmed": "Processor confirmed by e-mail link",
+    "processor.asked": "Processor asked by e-mail",
+    "processor.reminded": "Processor reminded by e-mail",
+    "task.retried": "Task retried",
+    "task.resolved": "Task resolved by staff",
+    "objection.decided": "Objection decided",
+    "package.reviewed": "Package downloaded for review",
+    "approval.granted": "Release approved",
+    "step.failed": "A step failed",
+    "step.resolved": "Failed step answered",
+    "retention.applied": "Retention rule applied",
+    "restriction.in_force": "Restriction in force",
+    "restriction.lift_requested": "Restriction lift decided; the subject is told first",
+    "restriction.lifted": "Restriction lifted in every system",
+    "restriction.kept_from_erasure": "Restricted records kept from an erasure",
+    "mail.converted": "Opened from an e-mail to the privacy address",
+    "mail.attached": "E-mail attached",
+    "package.purged": "Access package deleted",
+    "processor.export_received": "Processor's export received",
+    "processor_export.purged": "Processor's export deleted",
+    "legal_hold.placed": "Legal hold placed",
+    "legal_hold.released": "Legal hold released",
+    "mail.resent": "Letter sent again",
+    "mail.unconfirmed": "Letter delivery not confirmed",
+    "letter.skip_settled": "Skipped letter settled",
+    "staff.assigned": "Assigned",
+    "staff.unassigned": "Assignment removed",
+    "staff.note_added": "Internal note added",
+    # An erasure a hold deferred, at a processor asked once the hold ended (activities/deferred_processors.py).
+    "erasure.deferred_submitted": "Processor asked to erase what a hold had kept",
+    "erasure.deferred_confirmed": "Processor confirmed the deferred erasure",
+    "erasure.deferred_failed": "Processor did not carry out the deferred erasure",
+    "erasure.deferred_retried": "Processor asked again to carry out the deferred erasure",
+    "erasure.deferred_settled": "Deferred erasure recorded as done by other means",
+}
+
+# How the subject's identity was confirmed (workflows/verification.py records the first two).
+_METHOD_WORDS = {
+    "email_code": "one-time code from the e-mail to the subject",
+    "email_link": "one-time link from the e-mail to the subject",
+    "attested": "attested by staff (an authenticated session)",
+}
+
+# A denial's ground (schemas/requests.py DenialReason) and the article it rests on under the GDPR.
+_GROUND_WORDS: dict[str, tuple[str, str | None]] = {
+    "manifestly_unfounded": ("manifestly unfounded", "12(5)"),
+    "excessive": ("manifestly excessive (repetitive)", "12(5)"),
+    "identity_not_established": ("the subject's identity could not be established", "11(2) and 12(2)"),
+    "other": ("another ground, given in the explanation", None),
+}
+
+# The law each regime is, as a reader outside the team knows it.
+_REGIME_WORDS = {
+    "gdpr": "GDPR", "uk_gdpr": "UK GDPR", "ccpa": "CCPA (California)", "vcdpa": "VCDPA (Virginia)",
+    "ctdpa": "CTDPA (Connecticut)", "cpa": "CPA (Colorado)", "lgpd": "LGPD (Brazil)", "pipeda": "PIPEDA (Canada)",
+}
+
+# What an objection is to (schemas/requests.py ObjectionScope), with the article that grants it.
+_SCOPE_WORDS: dict[str, tuple[str, str | None]] = {
+    "legitimate_interest": ("processing based on the controller's legitimate interests", "21(1)"),
+    "direct_marketing": ("direct marketing", "21(2) and (3)"),
+    "profiling": ("profiling", "21(1)"),
+}
+
+# A restriction's Art. 18(1) grounds (schemas/requests.py RestrictionGround).
+_RESTRICTION_WORDS: dict[str, tuple[str, str | None]] = {
+    "accuracy_contested": ("accuracy contested", "18(1)(a)"),
+    "unlawful_processing": ("unlawful processing, erasure opposed", "18(1)(b)"),
+    "needed_for_legal_claims": ("needed by the subject for legal claims", "18(1)(c)"),
+    "objection_pending": ("objection pending verification", "18(1)(d)"),
+}
+
+_STATUS_WORDS = {"closed_unverified": "closed unverified (identity never confirmed)"}
+
+_PURPOSE_WORDS = {
+    "verification": "verification code and link",
+    "reminder": "verification reminder (a new code)",
+    "extension": "extension notice",
+    "closed_unverified": "closing notice (identity not verified)",
+    "restriction_lift": "notice of the restriction's lift",
+    "staff_alert": "alert to staff",
+}
+
+
+def _cited(words: str, article: str | None, regime: str | None) -> str:
+    cited = citation(regime, article) if article else None
+    return f"{words} ({cited})" if cited else words
+
+
+def method_words(method: str | None) -> str | None:
+    return None if method is None else _METHOD_WORDS.get(method, method.replace("_", " "))
+
+
+def ground_words(ground: str | None, regime: str | None = None) -> str | None:
+    """The ground in words, citing its article where the regime's law is the GDPR's."""
+    if ground is None:
+        return None
+    return _cited(*_GROUND_WORDS.get(ground, (ground.replace("_", " "), None)), regime)
+
+
+def regime_words(regime: str) -> str:
+    return _REGIME_WORDS.get(regime, regime)
+
+
+def scope_words(scope: str | None, regime: str | None = None) -> str | None:
+    """What the objection is to, citing the article that grants the right under the GDPR."""
+    if scope is None:
+        return None
+    return _cited(*_SCOPE_WORDS.get(scope, (scope.replace("_", " "), None)), regime)
+
+
+def restriction_words(grounds: list[str] | None, regime: str | None = None) -> str:
+    return "; ".join(_cited(*_RESTRICTION_WORDS.get(g, (g.replace("_", " "), None)), regime) for g in grounds or [])
+
+
+def details_words(details: dict[str, Any] | None, regime: str | None = None) -> list[tuple[str, str]]:
+    """A request's details as (label, words): what the subject asked beyond the type. The appeal
+    a request is of is in the pack's decisions."""
+    shown: list[tuple[str, str]] = []
+    for key, value in (details or {}).items():
+        if key == "appeal_of":
+            continue
+        if key == "objection_scope":
+            shown.append(("Objection to", scope_words(value, regime) or ""))
+        elif key == "restriction_grounds":
+            shown.append(("Restriction asked on the grounds", restriction_words(value, regime)))
+        elif key == "corrections":
+            shown.append(("Corrections asked", "; ".join(f"{field} → “{new}”" for field, new in value.items())))
+        else:
+            written = ("yes" if value else "no") if isinstance(value, bool) else str(value)
+            shown.append((key.replace("_", " ").capitalize(), written))
+    return shown
+
+
+def status_words(status: str) -> str:
+    return _STATUS_WORDS.get(status, status.replace("_", " "))
+
+
+def purpose_words(purpose: str | None) -> str:
+    return _PURPOSE_WORDS.get(str(purpose), str(purpose).replace("_", " "))
+
+
+def _day(value: Any) -> str:
+    """A due date the trail holds as an ISO string, written as the pages write dates."""
+    try:
+        return long_date(date.fromisoformat(str(value)))
+    except ValueError:
+        return str(value)
+
+
+def _step(data: Mapping[str, Any]) -> str:
+    """A failed step: which letter or record it was (`about`, stored since 2026-12-02), or else its
+    activity's name."""
+    return str(data.get("about") or data.get("step"))
+
+
+def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = None) -> str:
+    """One line for the timeline; the details that matter most beside the words (`names`: staff
+    by actor and by `token:<id>`, for an assignment's assignee)."""
+    kind, data = event["event_type"], event["data"] or {}
+    words = _EVENT_WORDS.get(kind)
+    if kind.startswith("status."):
+        words = f"Status: {status_words(kind.removeprefix('status.'))}"
+    elif kind.startswith("deadline.due_in_"):
+        words = f"Deadline warning: {kind.removeprefix('deadline.due_in_').replace('_', ' ')} left"
+    elif kind.startswith("task."):
+        words = words or f"{data.get('system', 'system')} task {kind.removeprefix('task.').replace('_', ' ')}"
+    # An event this table does not name yet still reads as words, never as `access.not_automated`.
+    words = words or kind.replace(".", " ").replace("_", " ").capitalize()
+    detail = {
+        "letter.sent": purpose_words(data.get("purpose")) if data.get("purpose") else None,
+        "letter.skip_settled": (f"{data.get('purpose')}: " + ("it had gone out after all" if data.get("went")
+                                                           else "withdrawn, it never goes")) if "went" in data else None,
+        "verification.succeeded": method_words(data.get("method")),
+        "verification.failed": f"{data.get('attempts_left')} attempt(s) left" if "attempts_left" in data else None,
+        "deadline.extended": f"{_day(data.get('from'))} → {_day(data.get('to'))}: {data.get('reason')}",
+        "task.retried": data.get("system"), "task.resolved": data.get("system"),
+        **{f"erasure.deferred_{what}": data.get("system")
+           for what in ("submitted", "confirmed", "failed", "retried", "settled")},
+        "step.failed": f"{_step(data)}: {data.get('message')}",
+        "step.resolved": f"{_step(data)}: {data.get('resolution')}",
+        "status.denied": ground_words(data.get("reason_code")), "status.cancelled": data.get("reason"),
+        "restriction.lift_requested": data.get("reason"),
+        "restriction.kept_from_erasure": data.get("by"),
+        "staff.assigned": (names or {}).get(f"token:{data.get('assignee')}", "a colleague"),
+        "request.start_swept": f"{data.get('minutes_since_stored')} minutes after it was stored",
+        "request.workflow_ended": data.get("ended"),
+        "request.resumed": f"it had {data.get('ended')}: {data.get('reason')}",
+    }.get(kind)
+    return f"{words} ({detail})" if detail else words

@@ -1,0 +1,38 @@
+"""The words the evidence pack and the console's timeline share for the trail's codes
+(api/read_models/event_words.py), and the pack's times: one describer for both places, so the
+pack a DPO hands over reads as the console does, and times in the controller's timezone, named,
+since its deadline days are counted there."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from api.console import view
+from api.read_models import event_words
+from api.read_models.evidence_deadlines import controller_time
+
+
+def test_the_console_and_the_pack_describe_events_with_one_helper():
+    assert view.describe_event is event_words.describe_event
+
+
+def test_codes_read_as_words():
+    describe = event_words.describe_event
+    assert describe({"event_type": "status.denied", "data": {"reason_code": "manifestly_unfounded"}}) == \
+        "Status: denied (manifestly unfounded)"
+    assert describe({"event_type": "verification.succeeded", "data": {"method": "email_link"}}) == \
+        "Identity verified (one-time link from the e-mail to the subject)"
+    assert describe({"event_type": "status.closed_unverified", "data": {}}) == \
+        "Status: closed unverified (identity never confirmed)"
+    assert describe({"event_type": "deadline.extended", "data": {"from": "2027-01-04", "to": "2027-03-04",
+                                                                 "reason": "Six systems"}}) == \
+        "Deadline extended (4 January 2027 → 4 March 2027: Six systems)"
+    assert event_words.ground_words("excessive", "gdpr") == "manifestly excessive (repetitive) (Art. 12(5) GDPR)"
+    assert event_words.ground_words("excessive", "ccpa") == "manifestly excessive (repetitive)"
+
+
+def test_times_are_the_controllers_with_the_zone_named():
+    late_evening_utc = datetime(2027, 1, 4, 23, 30, tzinfo=UTC)
+    assert controller_time(late_evening_utc, "Europe/Brussels", "en") == "5 January 2027, 00:30 CET"
+    assert controller_time(datetime(2027, 7, 1, 8, 5, 9, tzinfo=UTC), "Europe/Brussels", "nl", seconds=True) == \
+        "1 juli 2027, 10:05:09 CEST"
