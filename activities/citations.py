@@ -10,6 +10,7 @@ activities/package_summary.py) and the pages `type_label` (api/pages.py).
 
 from __future__ import annotations
 
+from dsrflow.domain.deadlines import answer_days
 from dsrflow.i18n import ENGLISH, N_, Translator
 
 _LAWS = {"gdpr": N_("GDPR"), "uk_gdpr": N_("UK GDPR")}
@@ -67,22 +68,20 @@ def cited_label(label: CitedLabel, regime: str | None, t: Translator = ENGLISH) 
 
 
 # The laws that set their periods in days, as the acknowledgement states them (the GDPR's, the UK
-# GDPR's and the LGPD's are worded in the template): the law's name, where it sets the period, the
-# days to answer and the further days of its one extension (0: none). The dates come from
-# dsrflow/domain/deadlines.py; tests/test_letter_as_sent.py checks these days against them.
-_PERIODS: dict[str, tuple[str, str, int, int]] = {
-    "ccpa": (N_("the California Consumer Privacy Act"), "Cal. Civ. Code § 1798.130(a)(2)", 45, 45),
-    "vcdpa": (N_("the Virginia Consumer Data Protection Act"), "Va. Code § 59.1-577", 45, 45),
-    "ctdpa": (N_("the Connecticut Data Privacy Act"), "Conn. Gen. Stat. § 42-518", 45, 45),
-    "cpa": (N_("the Colorado Privacy Act"), "C.R.S. § 6-1-1306(2)", 45, 45),
-    "pipeda": (N_("the Personal Information Protection and Electronic Documents Act (PIPEDA)"),
-               "PIPEDA, s. 8(3)", 30, 30),
+# GDPR's and the LGPD's are worded in the template): the law's name and where it sets the period.
+# The days come from dsrflow/domain/deadlines.py (`answer_days`), the table the due dates use.
+_PERIODS: dict[str, tuple[str, str]] = {
+    "ccpa": (N_("the California Consumer Privacy Act"), "Cal. Civ. Code § 1798.130(a)(2)"),
+    "vcdpa": (N_("the Virginia Consumer Data Protection Act"), "Va. Code § 59.1-577"),
+    "ctdpa": (N_("the Connecticut Data Privacy Act"), "Conn. Gen. Stat. § 42-518"),
+    "cpa": (N_("the Colorado Privacy Act"), "C.R.S. § 6-1-1306(2)"),
+    "pipeda": (N_("the Personal Information Protection and Electronic Documents Act (PIPEDA)"), "PIPEDA, s. 8(3)"),
 }
-# An appeal of a refusal: VCDPA and CTDPA 60 days, no extension; CPA 45, extendable by 60.
-_APPEAL_PERIODS: dict[str, tuple[str, int, int]] = {
-    "vcdpa": ("Va. Code § 59.1-577(C)", 60, 0),
-    "ctdpa": ("Conn. Gen. Stat. § 42-518(d)", 60, 0),
-    "cpa": ("C.R.S. § 6-1-1306(3)(b)", 45, 60),
+# Where the law sets an appeal's period: VCDPA and CTDPA 60 days, no extension; CPA 45, extendable by 60.
+_APPEAL_PROVISIONS: dict[str, str] = {
+    "vcdpa": "Va. Code § 59.1-577(C)",
+    "ctdpa": "Conn. Gen. Stat. § 42-518(d)",
+    "cpa": "C.R.S. § 6-1-1306(3)(b)",
 }
 
 
@@ -94,13 +93,13 @@ def answer_period(regime: str, appeal: bool, due: str, extended_to: str,
     letter writes them). None for the regimes the template words itself."""
     if regime not in _PERIODS:
         return None
-    law = t.gettext(_PERIODS[regime][0])
+    law, provision = t.gettext(_PERIODS[regime][0]), _PERIODS[regime][1]
+    days, further = answer_days(regime, appeal=appeal)
     if appeal:
-        provision, days, further = _APPEAL_PERIODS[regime]
+        provision = _APPEAL_PROVISIONS[regime]
         period = t.gettext("Under %(law)s, we must tell you in writing what we decided on your appeal, and why, "
                            "within %(days)d days of receiving it (%(provision)s).")
     else:
-        _, provision, days, further = _PERIODS[regime]
         period = t.gettext("Under %(law)s, we must answer within %(days)d days of receiving your request "
                            "(%(provision)s).")
     extension = (t.gettext("In the cases the law sets out, this period can be extended once, by up to %(days)d "

@@ -95,7 +95,15 @@ def grants_appeal(regime: Regime | str) -> bool:
 
 
 def appeal_days(regime: Regime | str) -> int:
-    return _APPEAL_DAYS[_parse_regime(regime)][0]
+    return answer_days(regime, appeal=True)[0]
+
+
+def answer_days(regime: Regime | str, *, appeal: bool = False) -> tuple[int, int]:
+    """The calendar days the law of `regime` gives to answer a request (or an appeal of a refusal),
+    and the further days its one extension adds (0: none). Only the regimes counted in plain days
+    (not the GDPR's months): KeyError for the others."""
+    days, extended = (_APPEAL_DAYS if appeal else _CALENDAR_DAYS)[_parse_regime(regime)]
+    return days, extended - days
 
 
 def is_working_day(day: date, country: str, subdivision: str | None = None) -> bool:
