@@ -102,3 +102,8 @@ async def test_an_objections_pack_states_the_decision_its_basis_and_the_letter(
             "judicial remedy), went") in override
     results = section(readable(pages[overridden]), "Results per system", "Holds and kept records")
     assert "No system was changed: the objection was overridden on compelling grounds" in results
+    # The close's audit event counts the system tasks that ran: none where the objection was
+    # overridden (it said as many as the plan held, as if each system had been changed).
+    ran = "SELECT (data->>'tasks')::int FROM audit_events WHERE request_id = $1::uuid AND event_type = 'status.completed'"
+    assert await pool.fetchval(ran, overridden) == 0
+    assert await pool.fetchval(ran, stopped) == len(packs[stopped]["plan"]["tasks"]) > 0

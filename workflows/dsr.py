@@ -207,7 +207,9 @@ class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals, Extens
         self._answering = True  # from here a denial, cancellation or extension is refused (Refusals)
         await self._letter("response", params=params)
         self._set_status(RequestStatus.completed)
-        await self._transition("completed", {"tasks": len(self._plan.tasks)})
+        # The plan's tasks carried out: none where an objection was overridden on compelling grounds.
+        overridden = self._decision is not None and self._decision.compelling_grounds
+        await self._transition("completed", {"tasks": 0 if overridden else len(self._plan.tasks)})
 
     async def _await_approval(self, detail: str) -> bool:
         """The policy asks compliance to check the request first: hold it until the `approve`
