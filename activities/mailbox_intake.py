@@ -85,9 +85,11 @@ async def thread_for(pool: asyncpg.Pool, parsed: ParsedMail) -> str | None:
 
 
 async def file_message(pool: asyncpg.Pool, secret: bytes, rules: MailboxPolicy, raw: bytes, *,
-                       arrived_at: datetime, source: str, our_sender: str) -> Filed | None:
+                       arrived_at: datetime, source: str, our_sender: str, size: int | None = None) -> Filed | None:
     """Store `raw` (once, whatever the number of calls); None for a message of our own (one we
-    sent from `our_sender`, the policy's controller.sender_email)."""
+    sent from `our_sender`, the policy's controller.sender_email). `size`: the message's own, where
+    `raw` is only its beginning (the IMAP reader fetches no more than the size limit and a byte)."""
+    size = len(raw) if size is None else size
     # On a thread: the parser's time grows with the message (a 25 MiB message of tiny parts takes
     # about two minutes), and the worker's event loop also runs requests' activities.
     parsed = await asyncio.to_thread(parse_message, raw, rules.limits, rules.refusal)
@@ -103,11 +105,11 @@ async def file_message(pool: asyncpg.Pool, secret: bytes, rules: MailboxPolicy, 
         request_id = None
     suggestion = rules.suggest(parsed.subject, parsed.text)
     received = received_at_for(parsed.date, arrived_at, timedelta(hours=rules.date_tolerance_hours))
-    record = {**parsed.as_record(), "arrived_at": arrived_at.isoformat(), "size": len(raw)}
+    record = {**parsed.as_record(), "arrived_at": arrived_at.isoformat(), "size": size}
     new = NewMessage(
         content_hash=keyed_hash(secret, "mail-content", content_fingerprint(raw)),
         message_id_hash=keyed_hash(secret, "mail-id", parsed.message_id) if parsed.message_id else None,
-        source=source, arrived_at=arrived_at, received_at=received, size_bytes=len(raw),
+        source=source, arrived_at=arrived_at, received_at=received, size_bytes=size,
         suggested_type=suggestion.type.value if suggestion.type else None,
         suggested_language=suggestion.language.value if suggestion.language else None,
     )

@@ -1,7 +1,9 @@
 """Reading the controller's privacy mailbox over IMAP (aioimaplib), for as long as the worker runs.
 
 One session: CAPABILITY (on connect), LOGIN, SELECT the folder, then forever: UID SEARCH for what
-came after the last message filed, UID FETCH each one (BODY.PEEK[], so reading does not mark it),
+came after the last message filed, UID FETCH each one (BODY.PEEK[], so reading does not mark it;
+only its first bytes up to the size limit and one more, so a message of any size costs the worker
+no more memory than one at the limit, which is filed with its headers alone),
 file it (activities/mailbox_intake.py), mark it \\Seen and move the cursor; then wait for the
 server's push (IDLE) where it offers it, else poll with NOOP. Filing comes first and is idempotent:
 a crash after storing and before the cursor moves fetches the message again and finds it stored.
@@ -40,6 +42,7 @@ T = TypeVar("T")
 _UIDVALIDITY = re.compile(rb"UIDVALIDITY (\d+)")
 _UID = re.compile(rb"UID (\d+)")
 _INTERNALDATE = re.compile(rb'INTERNALDATE "([^"]+)"')
+_SIZE = re.compile(rb"RFC822\.SIZE (\d+)")
 _IMAP_MONTHS = {m: i for i, m in enumerate(
     ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
 
@@ -63,12 +66,12 @@ def internal_date(value: bytes) -> datetime | None:
         return None
 
 
-def _literal(response: Response) -> tuple[bytes | None, datetime | None]:
-    """The message's bytes and INTERNALDATE in a UID FETCH response."""
+def _literal(response: Response) -> tuple[bytes | None, datetime | None, int | None]:
+    """The message's bytes (those fetched), INTERNALDATE and RFC822.SIZE in a UID FETCH response."""
     data = next((bytes(line) for line in response.lines if isinstance(line, bytearray)), None)
     first = next((line for line in response.lines if isinstance(line, bytes) and b"FETCH" in line), b"")
-    found = _INTERNALDATE.search(first)
-    return data, internal_date(found.group(1)) if found else None
+    found, size = _INTERNALDATE.search(first), _SIZE.search(first)
+    return data, internal_date(found.group(1)) if found else None, int(size.group(1)) if size else None
 
 
 class MailboxReader:
@@ -84,6 +87,8 @@ class MailboxReader:
         self.failing_since: datetime | None = None
         self.failure: str | None = None
         self._lost = asyncio.Event()
+        # One byte past the limit tells the parser the message is over it (RFC 3501 6.4.5 partial fetch).
+        self._fetched = f"(UID INTERNALDATE RFC822.SIZE BODY.PEEK[]<0.{rules.limits.message_bytes + 1}>)"
 
     def _client(self, lost: asyncio.Event) -> IMAP4:
         s = self.settings
@@ -166,13 +171,12 @@ class MailboxReader:
                        for u in line.split() if u.isdigit()})
         filed = 0
         for uid in (u for u in uids if u > last):
-            fetched = _ok(await self._command(client.uid("fetch", str(uid), "(UID INTERNALDATE BODY.PEEK[])")),
-                          "UID FETCH")
-            raw, arrived = _literal(fetched)
+            fetched = _ok(await self._command(client.uid("fetch", str(uid), self._fetched)), "UID FETCH")
+            raw, arrived, size = _literal(fetched)
             if raw is None:
                 continue  # expunged between the search and the fetch
-            await file_message(self.pool, self.secret, self.rules, raw,
-                               arrived_at=arrived or datetime.now(UTC), source="imap", our_sender=self.our_sender)
+            await file_message(self.pool, self.secret, self.rules, raw, arrived_at=arrived or datetime.now(UTC),
+                               source="imap", our_sender=self.our_sender, size=size)
             # Marked read for the people who also open the mailbox; the cursor is what counts.
             await self._command(client.uid("store", str(uid), "+FLAGS.SILENT", r"(\Seen)"))
             await save_cursor(self.pool, self.cursor_key, uidvalidity, uid)

@@ -2,7 +2,7 @@
 
 It speaks the commands dsrflow's reader uses, on the wire as RFC 3501 writes them: the greeting,
 CAPABILITY, LOGIN (checked), SELECT (EXISTS, UIDVALIDITY, UIDNEXT), UID SEARCH UID n:*, UID FETCH
-(UID INTERNALDATE BODY.PEEK[]) with the message as a literal, UID STORE +FLAGS.SILENT, IDLE with
+(UID INTERNALDATE RFC822.SIZE BODY.PEEK[]<0.n>) with the message, or its first n bytes, as a literal, UID STORE +FLAGS.SILENT, IDLE with
 an untagged EXISTS when mail arrives, NOOP, LOGOUT. Messages are kept as the exact bytes a test
 delivers, so hostile input reaches the reader unchanged. It can stop and start again on the same
 port with its mailbox kept (a server restart), and can offer IDLE or not.
@@ -131,9 +131,7 @@ class ImapStandIn:
                     uid = int(args.split()[0])
                     for seq, mail in enumerate(self.mails, 1):
                         if mail.uid == uid:
-                            date = mail.internal_date.strftime("%d-%b-%Y %H:%M:%S %z")
-                            writer.write(f'* {seq} FETCH (UID {uid} INTERNALDATE "{date}" BODY[] {{{len(mail.raw)}}}\r\n'
-                                         .encode() + mail.raw + b")\r\n")
+                            writer.write(self._fetched(seq, mail, args))
                     writer.write(f"{tag} OK FETCH completed\r\n".encode())
                 elif verb == "UID STORE":
                     uid = int(args.split()[0])
@@ -151,6 +149,18 @@ class ImapStandIn:
         finally:
             self._writers.discard(writer)
             writer.close()
+
+    @staticmethod
+    def _fetched(seq: int, mail: StoredMail, args: str) -> bytes:
+        """The FETCH response to `args`: RFC822.SIZE when asked, and the message, or the part of it
+        a partial fetch (BODY.PEEK[]<start.count>, RFC 3501 6.4.5) asks for, as a literal."""
+        date = mail.internal_date.strftime("%d-%b-%Y %H:%M:%S %z")
+        partial = re.search(r"BODY\.PEEK\[\]<(\d+)\.(\d+)>", args)
+        start, count = (int(partial.group(1)), int(partial.group(2))) if partial else (0, len(mail.raw))
+        body, origin = mail.raw[start:start + count], f"<{start}>" if partial else ""
+        size = f" RFC822.SIZE {len(mail.raw)}" if "RFC822.SIZE" in args else ""
+        return (f'* {seq} FETCH (UID {mail.uid} INTERNALDATE "{date}"{size} BODY[]{origin} {{{len(body)}}}\r\n'
+                .encode() + body + b")\r\n")
 
     def _search(self, args: str) -> list[int]:
         match = re.fullmatch(r"UID (\d+):\*", args.strip())

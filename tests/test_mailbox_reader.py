@@ -104,7 +104,8 @@ async def test_messages_are_filed_once_marked_read_and_new_ones_arrive_by_idle(s
         imap.deliver(second)  # while the reader idles: the server's EXISTS wakes it
         await eventually(lambda: _count(pool, settings, second))
     assert any(c.startswith("IDLE") for c in imap.commands)
-    assert "UID FETCH 1 (UID INTERNALDATE BODY.PEEK[])" in imap.commands
+    limit = load_mailbox_policy().limits.message_bytes + 1
+    assert f"UID FETCH 1 (UID INTERNALDATE RFC822.SIZE BODY.PEEK[]<0.{limit}>)" in imap.commands
     assert imap.seen() == [1, 2]
     [row] = await rows_for(pool, settings, second)
     assert (row["source"], row["status"], row["suggested_type"], row["suggested_language"]) == (
@@ -114,6 +115,25 @@ async def test_messages_are_filed_once_marked_read_and_new_ones_arrive_by_idle(s
     async with running(reader):
         await eventually(lambda: _cursor_at(pool, reader, 2))
     assert len(await rows_for(pool, settings, first)) == 1 and len(await rows_for(pool, settings, second)) == 1
+
+
+async def test_a_message_over_the_size_limit_is_fetched_no_further_than_the_limit(settings, pool, imap):
+    """A message of any size was fetched whole into the worker's memory (200 MB for a 200 MB one)
+    only to be filed with its headers alone, being over the limit. Now only the limit and one byte
+    are fetched (a partial fetch): the message is filed as before, with its own size, and what was
+    read is that beginning alone (the stored content hash is of those bytes)."""
+    rules = load_mailbox_policy()
+    limit = 100_000
+    rules = rules.model_copy(update={"limits": rules.limits.model_copy(update={"message_bytes": limit})})
+    big = mail("Please delete my data.") + b"x" * 1_000_000
+    imap.deliver(big)
+    s = reader_settings(settings, imap)
+    reader = MailboxReader(s, pool, load_secret_key(s), rules, our_sender=OUR_SENDER)
+    async with running(reader):
+        await eventually(lambda: _count(pool, settings, big[:limit + 1]))
+    assert f"UID FETCH 1 (UID INTERNALDATE RFC822.SIZE BODY.PEEK[]<0.{limit + 1}>)" in imap.commands
+    [row] = await rows_for(pool, settings, big[:limit + 1])
+    assert row["size_bytes"] == len(big) and await rows_for(pool, settings, big) == []
 
 
 async def _count(pool, settings, raw) -> bool:
