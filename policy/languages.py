@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from pydantic import Field, model_validator
 
+from policy.files import named_file
 from policy.strict import StrictModel
 from schemas.vocabulary import Language
 
@@ -128,3 +130,16 @@ def _has(translation: Any, index: int) -> bool:
     if isinstance(translation, list):
         return index < len(translation)
     return isinstance(translation, dict) and str(index) in translation
+
+
+def inline_translation_files(content: dict, path: Path, shipped: Path) -> None:
+    """Replace `translations.<language>: {file: ...}` by the file's content (next to the policy
+    at `path`, else among the `shipped` ones), so that the stored policy, and so its version,
+    holds every language."""
+    translations = content.get("translations")
+    if not isinstance(translations, dict):
+        return
+    for language, given in translations.items():
+        if isinstance(given, dict) and set(given) == {"file"}:
+            translations[language] = named_file(path, Path(str(given["file"])), f"translations.{language}.file",
+                                                shipped)

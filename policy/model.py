@@ -21,11 +21,11 @@ from pydantic import (
 
 from policy.disclosure import AutomatedDecisions, LegalBasis, Profiling
 from policy.exports import ProcessorExports
-from policy.files import named_file, read_mapping
+from policy.files import read_mapping
 from policy.http_model import inline_http_files
 from policy.http_references import check_http_references
 from policy.keeping import RetentionRule, StatutoryHold
-from policy.languages import SOURCE_LANGUAGE, Languages, check_translation, translated
+from policy.languages import SOURCE_LANGUAGE, Languages, check_translation, inline_translation_files, translated
 from policy.remedies import Authority, Remedies
 from policy.restriction import RestrictionPolicy
 from policy.strict import IDENT, StrictModel
@@ -340,7 +340,7 @@ def _version(content: dict[str, Any]) -> str:
 def parse_policy(content: dict[str, Any], source: str = "<policy>") -> LoadedPolicy:
     try:
         # A policy built in code (tests, tools) may still name the shipped translation files.
-        inline_translation_files(content, DEFAULT_POLICY)
+        inline_translation_files(content, DEFAULT_POLICY, DEFAULT_POLICY.parent)
     except ValueError as exc:
         raise PolicyError(f"{source}: {exc}") from None
     try:
@@ -371,27 +371,13 @@ def _check_translations(policy: Policy, content: dict) -> None:
         check_translation(content, language.value, policy.translations[language])
 
 
-def inline_translation_files(content: dict, path: Path) -> None:
-    """Replace `translations.<language>: {file: ...}` by the file's content (next to the policy,
-    else among the shipped ones), so that the stored policy, and so its version, holds every
-    language."""
-    translations = content.get("translations")
-    if not isinstance(translations, dict):
-        return
-    for language, given in translations.items():
-        if isinstance(given, dict) and set(given) == {"file"}:
-            loaded = named_file(path, Path(str(given["file"])), f"translations.{language}.file",
-                                DEFAULT_POLICY.parent)
-            translations[language] = loaded
-
-
 def load_policy(path: Path | None = None) -> LoadedPolicy:
     """The policy file in force (checked whole); a request's stored version is `parse_policy`'s."""
     path = path or DEFAULT_POLICY
     try:
         content = read_mapping(path)
         inline_http_files(content, path, DEFAULT_POLICY.parent)
-        inline_translation_files(content, path)
+        inline_translation_files(content, path, DEFAULT_POLICY.parent)
     except ValueError as exc:
         raise PolicyError(str(exc)) from None
     loaded = parse_policy(content, str(path))
