@@ -8,39 +8,15 @@ times were UTC beside deadline days counted in Brussels."""
 from __future__ import annotations
 
 import asyncio
-import html
 import re
 
 from api.auth import create_token
 from schemas.workflow import workflow_id_for
+from tests.evidence_pages import LOCAL_TIME, assert_reads_as_words, readable, section
 from tests.fanout_stack import api, fanout_stack
 from tests.support import staff_headers, wait_for_letter
 from workers.dsr_worker import build_worker
 from workflows.dsr import DataSubjectRequestWorkflow
-
-# A time on the page: in the controller's timezone (Europe/Brussels), the zone named.
-LOCAL_TIME = r"\d{1,2} \w+ \d{4}, \d{2}:\d{2} CES?T"
-
-
-def readable(page: str) -> str:
-    """The page's text as a reader sees it, the letters' copies left out (they are as sent)."""
-    page = re.sub(r'<pre class="letter">.*?</pre>', "", page, flags=re.S)
-    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", page)))
-
-
-def section(text: str, heading: str, following: str) -> str:
-    return text.split(f" {heading} ", 1)[1].split(f" {following} ", 1)[0]
-
-
-def assert_reads_as_words(page: str) -> None:
-    """No code, no UTC time, nothing unset in what the page says about the request, its
-    verification, deadlines and decisions; no section left empty."""
-    text = readable(page)
-    told = section(text, "Request", "Plan")
-    for wrong in ("None", "null", "UTC", "_", "status.", "verification.", "{'", '{"'):
-        assert wrong not in told, (wrong, told)
-    assert re.search(r'<dl class="facts">\s*</dl>', page) is None
-    assert " UTC" not in text and re.search(r"\d{4}-\d{2}-\d{2}T", text) is None
 
 
 async def _objection(http, client, pool, compliance: dict, grounds: bool, explanation: str) -> str:

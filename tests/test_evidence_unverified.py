@@ -11,8 +11,8 @@ from datetime import timedelta
 
 from api.auth import create_token
 from schemas.workflow import workflow_id_for
+from tests.evidence_pages import LOCAL_TIME, assert_reads_as_words, readable, section
 from tests.support import api_client, unique_email, wait_for_letter
-from tests.test_evidence_objection import LOCAL_TIME, assert_reads_as_words, readable, section
 from workers.dsr_worker import build_worker
 
 
