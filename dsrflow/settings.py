@@ -55,6 +55,8 @@ class Settings(RateLimitSettings):
     smtp_username: str | None = Field(None, validation_alias=AliasChoices("SMTP_USERNAME"))
     smtp_password: str | None = Field(None, validation_alias=AliasChoices("SMTP_PASSWORD"))
     smtp_starttls: bool = Field(False, validation_alias=AliasChoices("SMTP_STARTTLS"))
+    # Plain SMTP to a relay that is not on this host, in production: only on a network of your own.
+    smtp_allow_plain: bool = Field(False, validation_alias=AliasChoices("SMTP_ALLOW_PLAIN"))
     # The controller's privacy mailbox (docs/mailbox.md): read over IMAP when IMAP_HOST is set.
     imap_host: str | None = Field(None, validation_alias=AliasChoices("IMAP_HOST"))
     imap_port: int = _port_field(993, "IMAP_PORT")

@@ -137,6 +137,21 @@ def test_app_environment_is_valid_production_settings(
         assert production_problems(settings) == []
 
 
+def test_the_mail_catcher_override_still_starts_in_production(compose: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """docker-compose.dev.yml sends to its mail catcher in plain SMTP over the compose network: the
+    api and worker (DSRFLOW_ENV=production either way) must accept it, and only with it."""
+    trial = load_compose("docker-compose.dev.yml")
+    for name in APP_SERVICES:
+        for alias in settings_aliases():
+            monkeypatch.delenv(alias, raising=False)
+        merged = {**app_environment(compose, name), **environment(trial["services"][name])}
+        for key, value in merged.items():
+            monkeypatch.setenv(key, value)
+        assert production_problems(Settings()) == []
+        monkeypatch.delenv("SMTP_ALLOW_PLAIN")
+        assert [p for p in production_problems(Settings()) if p.startswith("SMTP_STARTTLS: false for mailcatcher")]
+
+
 def test_encryption_keys_are_required_with_a_helpful_message(compose: dict) -> None:
     value = compose["x-dsrflow-env"]["DSRFLOW_ENCRYPTION_KEYS"]
     match = re.fullmatch(r"\$\{DSRFLOW_ENCRYPTION_KEYS:\?([^}]+)\}", value)

@@ -30,6 +30,7 @@ def sound_environment() -> dict[str, str]:
         "DSRFLOW_ENCRYPTION_KEYS": "k2:" + base64.b64encode(secrets.token_bytes(32)).decode(),
         "DSRFLOW_DATABASE_URL": f"postgresql://dsrflow:{secrets.token_urlsafe(16)}@db.internal:5432/dsrflow",
         "DSRFLOW_TEMPORAL_UI_URL": "https://temporal-ui.example.com",
+        "SMTP_HOST": "relay.example.com", "SMTP_PORT": "587", "SMTP_STARTTLS": "true",
     }
 
 
@@ -149,4 +150,26 @@ def test_the_privacy_mailbox_is_read_over_tls_unless_its_server_is_on_this_host(
     assert "IMAP_TLS: false for imap.example.com" in str(refused.value) and "s3cret-imap" not in str(refused.value)
     for fine in ({"IMAP_TLS": "true"}, {"IMAP_TLS": "false", "IMAP_HOST": "127.0.0.1"}):
         _apply(monkeypatch, {**sound_environment(), **mailbox, **fine})
+        refuse_unsafe_production(load_settings())
+
+
+def test_letters_go_to_a_relay_and_over_tls_unless_it_is_on_this_host(monkeypatch):
+    """Without SMTP_HOST a production worker handed every letter to the development sink's port,
+    where nothing delivers it; with a relay elsewhere and no STARTTLS, the letters (codes, links,
+    the subject's data) and the relay's login crossed the network in clear. Both are refused,
+    naming the variable; a relay on this host, or one the operator vouches for, is not."""
+    relay = {"SMTP_HOST": "relay.example.com", "SMTP_PASSWORD": "s3cret-smtp"}
+    environment = {**sound_environment(), "SMTP_HOST": None, "SMTP_PORT": None, "SMTP_STARTTLS": None,
+                   "SMTP_ALLOW_PLAIN": None}
+    _apply(monkeypatch, environment)
+    with pytest.raises(SettingsError) as refused:
+        refuse_unsafe_production(load_settings())
+    assert "SMTP_HOST: must be set in production" in str(refused.value)
+    _apply(monkeypatch, {**environment, **relay, "SMTP_STARTTLS": "false"})
+    with pytest.raises(SettingsError) as refused:
+        refuse_unsafe_production(load_settings())
+    assert "SMTP_STARTTLS: false for relay.example.com" in str(refused.value) and "s3cret" not in str(refused.value)
+    for fine in ({"SMTP_STARTTLS": "true"}, {"SMTP_STARTTLS": "false", "SMTP_HOST": "127.0.0.1"},
+                 {"SMTP_STARTTLS": "false", "SMTP_ALLOW_PLAIN": "true"}):
+        _apply(monkeypatch, {**environment, **relay, **fine})
         refuse_unsafe_production(load_settings())

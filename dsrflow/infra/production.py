@@ -56,11 +56,26 @@ def production_problems(settings: Settings) -> list[str]:
                         "(DSRFLOW_DB_PASSWORD in docker-compose.yml); choose a random one")
     problems.extend(_cors_problems(settings))
     problems.extend(_storage_problems(settings))
+    problems.extend(_mail_problems(settings))
     if settings.imap_host and not settings.imap_tls and not _loopback(settings.imap_host):
         # The mailbox's password, and every subject's e-mail, would cross the network in clear.
         problems.append(f"IMAP_TLS: false for {settings.imap_host}; read the privacy mailbox over TLS "
                         "(port 993), or from a server on this host (127.0.0.1)")
     return problems
+
+
+def _mail_problems(settings: Settings) -> list[str]:
+    if not settings.smtp_host:
+        # The embedded sink is `dsrflow up`'s: a production worker would hand every letter (the
+        # acknowledgements, the codes, the answers) to a port where nothing delivers it.
+        return ["SMTP_HOST: must be set in production; without it letters go to 127.0.0.1:1025, the "
+                "development mail sink's port, and reach no subject"]
+    if settings.smtp_starttls or settings.smtp_allow_plain or _loopback(settings.smtp_host):
+        return []
+    # Verification codes, download links, the subjects' data in the letters, and the relay's login.
+    return [f"SMTP_STARTTLS: false for {settings.smtp_host}; letters and the relay's login would cross the "
+            "network in clear: set SMTP_STARTTLS=true (port 587), use a relay on this host (127.0.0.1), or "
+            "set SMTP_ALLOW_PLAIN=true when the network between is your own"]
 
 
 def _storage_problems(settings: Settings) -> list[str]:
