@@ -31,10 +31,13 @@ def sound_environment() -> dict[str, str]:
         "DSRFLOW_DATABASE_URL": f"postgresql://dsrflow:{secrets.token_urlsafe(16)}@db.internal:5432/dsrflow",
         "DSRFLOW_TEMPORAL_UI_URL": "https://temporal-ui.example.com",
         "SMTP_HOST": "relay.example.com", "SMTP_PORT": "587", "SMTP_STARTTLS": "true",
+        "DSRFLOW_PUBLIC_URL": "https://privacy.example.com",
     }
 
 
 SPOILED = [
+    ("DSRFLOW_PUBLIC_URL", None, "DSRFLOW_PUBLIC_URL: must be set in production"),
+    ("DSRFLOW_PUBLIC_URL", "http://privacy.example.com", "DSRFLOW_PUBLIC_URL: plain http to privacy.example.com"),
     ("DSRFLOW_SECRET_KEY", None, "DSRFLOW_SECRET_KEY: must be set in production"),
     ("DSRFLOW_SECRET_KEY", TEST_KEY, "DSRFLOW_SECRET_KEY: a known test or low-entropy key"),
     ("DSRFLOW_ENCRYPTION_KEYS", None, "DSRFLOW_ENCRYPTION_KEYS: must be set in production"),

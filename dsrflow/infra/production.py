@@ -57,6 +57,7 @@ def production_problems(settings: Settings) -> list[str]:
     problems.extend(_cors_problems(settings))
     problems.extend(_storage_problems(settings))
     problems.extend(_mail_problems(settings))
+    problems.extend(_public_url_problems(settings))
     if settings.imap_host and not settings.imap_tls and not _loopback(settings.imap_host):
         # The mailbox's password, and every subject's e-mail, would cross the network in clear.
         problems.append(f"IMAP_TLS: false for {settings.imap_host}; read the privacy mailbox over TLS "
@@ -76,6 +77,18 @@ def _mail_problems(settings: Settings) -> list[str]:
     return [f"SMTP_STARTTLS: false for {settings.smtp_host}; letters and the relay's login would cross the "
             "network in clear: set SMTP_STARTTLS=true (port 587), use a relay on this host (127.0.0.1), or "
             "set SMTP_ALLOW_PLAIN=true when the network between is your own"]
+
+
+def _public_url_problems(settings: Settings) -> list[str]:
+    # Letters carry links with verification tokens and package downloads under this URL.
+    if not settings.public_url:
+        return [f"DSRFLOW_PUBLIC_URL: must be set in production; letters' links would point at "
+                f"{settings.base_url}, which subjects cannot reach"]
+    url = urlparse(settings.public_url)
+    if url.scheme == "http" and not _loopback(url.hostname or ""):
+        return [f"DSRFLOW_PUBLIC_URL: plain http to {url.hostname}; its links carry verification tokens and "
+                "package downloads, so use https (a TLS proxy in front of the API)"]
+    return []
 
 
 def _storage_problems(settings: Settings) -> list[str]:
