@@ -85,6 +85,20 @@ async def test_submit_then_verify_by_code(http, pool, mail_sink):
     assert email not in status.text and "Ada Portal" not in status.text
 
 
+async def test_the_confirmation_cookie_is_secure_behind_a_tls_proxy(settings, pool, dev_server, task_queue, mail_sink):
+    """Behind a TLS proxy the API is reached over http and its public URL is https: the console's
+    cookies were Secure then, the portal's confirmation cookie was not (it read the scheme alone)."""
+    proxied = settings.model_copy(update={"public_url": "https://privacy.example.com"})
+    async with (build_worker(dev_server.client, proxied, pool, task_queue=task_queue),
+                api_client(proxied, dev_server.client, task_queue) as http):
+        rid = await submit(http, type="access", email=unique_email("proxied"))
+        code = verification_code(await wait_for_letter(mail_sink, rid, "verification"))
+        confirmed = await http.post(f"/portal/requests/{rid}/verify", data={"code": code})
+    assert confirmed.status_code == 303, confirmed.text
+    cookie = next(v for k, v in confirmed.headers.multi_items() if k == "set-cookie" and "confirmed" in v)
+    assert "secure" in cookie.lower() and "httponly" in cookie.lower(), cookie
+
+
 async def test_too_many_wrong_codes_leave_the_button_for_a_new_code(http, pool, mail_sink):
     rid = await submit(http, type="erasure", email=unique_email("locked"))
     code = verification_code(await wait_for_letter(mail_sink, rid, "verification"))

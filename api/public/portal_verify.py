@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from api.csrf import cookie_secure
 from api.deps import Limiter, State, counted
 from api.forms import read_form
 from api.pages import page_translator, problem_pages, render
@@ -134,7 +135,7 @@ async def verify(request: Request, request_id: str, state: State, limiter: Limit
     if result.verified:
         confirmed = RedirectResponse(status_path(request_id), status_code=303)
         confirmed.set_cookie(CONFIRMED_COOKIE, request_id, max_age=300, path=status_path(request_id),
-                             httponly=True, samesite="lax", secure=request.url.scheme == "https")
+                             httponly=True, samesite="lax", secure=cookie_secure(request, state.settings))
         return confirmed
     if result.locked:
         # The page offers what works now: a new code (counted like any resend), not the form
