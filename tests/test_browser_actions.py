@@ -193,10 +193,13 @@ async def test_each_button_on_an_open_request_works_for_each_role_that_sees_it(
 
     refused = await open_request(url, pool)
     await page.goto(f"{url}/console/requests/{refused}")
-    await press(page, "deny", {"Ground": "manifestly_unfounded",
+    # The officer reads the ground in words, with its article; the form still sends its code.
+    await press(page, "deny", {"Ground": "manifestly unfounded (Art. 12(5) GDPR)",
                                "Explanation (sent to the subject)": "The same request was answered last week"},
                 flash="Request denied")
     await expect(page.locator("#status")).to_contain_text("denied", timeout=SLOW)
+    assert await pool.fetchval("SELECT data->>'reason_code' FROM audit_events WHERE request_id = $1 "
+                               "AND event_type = 'status.denied'", refused) == "manifestly_unfounded"
     await expect(letters(page)).to_contain_text("denial", timeout=SLOW)
     await shots(page, "denied")
 

@@ -49,9 +49,9 @@ async def test_an_agent_opens_a_rectification_received_by_post(browser, systems_
     await page.get_by_label("Received at (optional)").fill(received.strftime("%Y-%m-%dT%H:%M"))
     rid = await opened(page, "Rectification request")
 
-    await expect(page.locator("#summary")).to_contain_text("by post (staff)")
+    await expect(page.locator("#summary")).to_contain_text("by post, opened by staff")
     await expect(page.locator("#live")).to_contain_text("customer C-1042")
-    await expect(page.locator("#live")).to_contain_text('"name": "Ada King"')
+    await expect(page.locator("#live")).to_contain_text("name → “Ada King”; phone → “+32 470 12 34 56”")
     await expect(page.locator("#status")).to_contain_text("awaiting verification", timeout=SLOW)
     row = await pool.fetchrow(STORED, rid)
     assert (row["request_type"], row["channel"], row["customer_id"]) == ("rectification", "post", "C-1042")
@@ -67,12 +67,12 @@ async def test_compliance_opens_a_restriction_under_another_regime(browser, site
     await expect(page.locator("#corrections")).to_be_hidden()
     await page.get_by_label("Subject's e-mail address").fill(unique_email("audit.restrict"))
     await grounds.get_by_label("The accuracy of the data is contested").check()
-    await page.get_by_label("Regime").select_option("uk_gdpr")
+    await page.get_by_label("Regime").select_option(label="UK GDPR")
     await page.get_by_label("Country (optional)").fill("GB")
     rid = await opened(page, "Restriction request")
 
-    await expect(page.locator("#summary")).to_contain_text("uk_gdpr / GB")
-    await expect(page.locator("#live")).to_contain_text("accuracy_contested")
+    await expect(page.locator("#summary")).to_contain_text("UK GDPR / GB")
+    await expect(page.locator("#live")).to_contain_text("accuracy contested (Art. 18(1)(a) UK GDPR)")
     row = await pool.fetchrow(STORED, rid)
     assert (row["request_type"], row["regime"], row["country"]) == ("restriction", "uk_gdpr", "GB")
     assert row["details"]["restriction_grounds"] == ["accuracy_contested"]
@@ -112,8 +112,10 @@ async def test_an_agent_opens_an_appeal_of_a_refused_request_by_its_reference(br
     await page.get_by_label("Appeal of (optional)").fill(short_reference(refused).lower())
     rid = await opened(page, "Access request")
 
-    await expect(page.locator("#summary")).to_contain_text("vcdpa /")
-    await expect(page.locator("#live")).to_contain_text(refused)  # the details name the appealed request
+    await expect(page.locator("#summary")).to_contain_text("VCDPA (Virginia) /")
+    # The details name the appealed request by its reference, and lead to it.
+    await expect(page.locator("#appeal-of").get_by_role("link", name=short_reference(refused))).to_have_attribute(
+        "href", f"/console/requests/{refused}")
     row = await pool.fetchrow(STORED, rid)
     assert (row["regime"], row["details"]["appeal_of"]) == ("vcdpa", refused)
     # The refused request's page lists the appeal among the subject's other requests, and leads to it.

@@ -42,7 +42,7 @@ async def test_each_role_reads_a_letter_and_a_staff_alert_and_follows_a_letters_
     for role in ROLES:
         page = await signed_in(browser, url, pool, role, f"/console/requests/{unverified}")
         await expect(page.locator("#letters-title")).to_have_text("Letters to the subject (2)", timeout=SLOW)
-        verification = letter(page, "#letters", "verification")
+        verification = letter(page, "#letters", "verification code and link")
         await verification.locator("summary").click()
         body = verification.frame_locator("iframe").locator("body")
         await expect(body).to_contain_text("[withheld]")
@@ -58,7 +58,7 @@ async def test_each_role_reads_a_letter_and_a_staff_alert_and_follows_a_letters_
 
         await page.goto(f"{url}/console/requests/{held}")
         await expect(page.locator("#status")).to_contain_text("awaiting approval", timeout=SLOW)
-        alert = letter(page, "#staff-alerts", "staff alert")
+        alert = letter(page, "#staff-alerts", "alert to staff")
         await expect(alert).to_have_count(1, timeout=SLOW)
         await alert.locator("summary").click()
         alert_body = alert.frame_locator("iframe").locator("body")

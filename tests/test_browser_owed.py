@@ -26,7 +26,7 @@ async def test_a_denial_while_the_relay_is_down_is_answered_with_its_letter_unde
     page = await signed_in(browser, relay.url, pool, "compliance", f"/console/requests/{rid}")
     await expect(letters(page)).to_contain_text("acknowledgement", timeout=SLOW)
 
-    await press(page, "deny", {"Ground": "excessive",
+    await press(page, "deny", {"Ground": "manifestly excessive (repetitive) (Art. 12(5) GDPR)",
                                "Explanation (sent to the subject)": "The fourth identical request this month"},
                 flash="Request denied; the letter to the subject is under way (the mail relay has not answered",
                 timeout=SLOW + 1_000 * ANSWER_WITHIN.seconds)

@@ -78,7 +78,10 @@ async def lift_a_restriction(role, browser, url, pool, shots):  # noqa: F811
     await press(page, "resolve-task", {"System": "email_marketing", "How it was handled": "Told them by phone, ticket 7"},
                 flash="The task is recorded as handled.")
     await expect(page.locator("#restriction")).to_contain_text("active", timeout=SLOW)
-    await expect(page.locator("#restriction")).to_contain_text("needed for legal claims")
+    # Its ground with the article, and its systems by the policy's labels (not `crm`).
+    await expect(page.locator("#restriction")).to_contain_text(
+        "on the grounds: needed by the subject for legal claims (Art. 18(1)(c) GDPR)")
+    await expect(page.locator("#restriction")).to_contain_text("CRM (contacts, support requests, live chat)")
     assert await offered(page) == {"lift-restriction"}
     if role == "compliance":
         agent = await signed_in(browser, url, pool, "agent", f"/console/requests/{rid}")
@@ -88,7 +91,7 @@ async def lift_a_restriction(role, browser, url, pool, shots):  # noqa: F811
 
     await press(page, "lift-restriction", {"Reason (sent to the subject)": "The claim was settled on 3 March"},
                 flash="The subject has been told")
-    await expect(letters(page)).to_contain_text("restriction lift", timeout=SLOW)
+    await expect(letters(page)).to_contain_text("notice of the restriction's lift", timeout=SLOW)
     await expect(page.locator("#restriction")).to_contain_text("lifting")
     await expect(page.locator("#tasks")).to_contain_text("needs attention", timeout=SLOW)  # nor lift one
     assert await offered(page) == {"retry-task", "resolve-task"}
@@ -138,7 +141,7 @@ async def test_a_closed_request_whose_letter_failed_offers_its_step_to_each_role
     relay = refusing_relay
     relay.acknowledgements = True
     for role, action, fields, retried in (
-            ("compliance", "deny", {"Ground": "manifestly_unfounded",
+            ("compliance", "deny", {"Ground": "manifestly unfounded (Art. 12(5) GDPR)",
                                     "Explanation (sent to the subject)": "The same request was answered last week"}, True),
             ("admin", "cancel", {"Reason": "Withdrawn by phone", "The subject withdrew it themselves": "yes"}, False)):
         rid = await open_request(relay.url, pool)  # waits for the subject's code: open

@@ -135,7 +135,7 @@ async def test_decisions_whose_own_step_fails_say_so_and_carry_on_once_retried(
     await shots(page, "lift-letter-refused")
     await failed_then_retried(page, browser, faults, pool, "the relay refuses this recipient", {"retry-step", "skip-step"},
                               faults.letters, (rid, "restriction_lift"))
-    await expect(letters(page)).to_contain_text("restriction lift", timeout=SLOW)
+    await expect(letters(page)).to_contain_text("notice of the restriction's lift", timeout=SLOW)
     await expect(page.locator("#restriction")).to_contain_text("lifting")
     await shots(page, "lift-letter-sent-on-retry")
     # Only now are the systems told: the OpenDSR processor, which cannot lift, needs attention.

@@ -18,7 +18,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from api import request_form
 from api.auth import Staff, require_console_role
-from api.console.view import days_left_badge
+from api.console.view import LANGUAGE_NAMES, WORDS, days_left_badge
 from api.deps import Pool, State, Today
 from api.forms import read_form
 from api.pages import problem_pages, render
@@ -79,7 +79,7 @@ def _message_page(request: Request, state: AppState, message: dict[str, Any], *,
                 "regime": policy.defaults.regime.value}
     return render(request, "console/inbox_message.html", {
         "m": message, "values": {**defaults, **(values or {})}, "errors": errors or {}, "refused": refused,
-        "regimes": list(Regime), **request_form.LABELS,
+        "regimes": list(Regime), **request_form.LABELS, **WORDS, "language_names": LANGUAGE_NAMES,
         "subject_languages": [(lang.value, language_name(lang)) for lang in policy.languages.supported],
         "timezone": policy.defaults.timezone,
     }, status_code=status)

@@ -14,6 +14,7 @@ import re
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
+import asyncpg
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
@@ -26,6 +27,8 @@ from api.console.refusals import shown_refusal
 from api.console.request_resume import resume_context
 from api.console.team import team_context
 from api.console.view import (
+    LANGUAGE_NAMES,
+    WORDS,
     allowed_actions,
     days_left_badge,
     describe_event,
@@ -59,7 +62,7 @@ from dsrflow.stores.requests_store import get_request
 from dsrflow.stores.restrictions_store import as_view, restriction_for
 from dsrflow.stores.team_store import request_by_reference, staff_names
 from schemas.requests import DenialReason, RequestStatus
-from schemas.vocabulary import Language, LetterPurpose
+from schemas.vocabulary import LetterPurpose
 
 router = APIRouter(prefix="/console/requests", tags=["console"], include_in_schema=False,
                    route_class=problem_pages("console/problem.html"))
@@ -101,14 +104,23 @@ def _tasks(pack: dict[str, Any], live) -> list[dict[str, Any]]:
     else what the package read from it; "waiting" only while nothing has been asked of it."""
     stored = {t["system"]: t for t in pack["results"]}
     current = {r.system: r.model_dump() for r in live.results} if live else {}
-    planned = [t["system"] for t in (pack["plan"] or {}).get("tasks", [])]
-    systems = planned + sorted((set(stored) | set(current)) - set(planned))
-    labels = {t["system"]: t["label"] for t in (pack["plan"] or {}).get("tasks", [])}
+    # What the plan asks of each system and the Art. 19 recipient it tells (a stored result does
+    # not keep the recipient), shown before any result.
+    planned = {t["system"]: {"label": t["label"], "action": t["action"], "recipient": t.get("recipient")}
+               for t in (pack["plan"] or {}).get("tasks", [])}
+    systems = list(planned) + sorted((set(stored) | set(current)) - set(planned))
     reads = _package_reads(pack)
     # A system the built package did not name held nothing for the subject.
     nothing = {"status": "read into the package", "found": 0} if reads else {}
-    return [{"label": labels.get(s, s), "status": "waiting", "system": s, **reads.get(s, nothing),
+    return [{"label": s, "status": "waiting", "system": s, **planned.get(s, {}), **reads.get(s, nothing),
              **stored.get(s, {}), **current.get(s, {})} for s in systems]
+
+
+async def _recipients(conn: asyncpg.Pool, pack: dict[str, Any]) -> dict[str, Any]:
+    """The Art. 19 recipients of the policy version the request was planned under: a recipient
+    named since in the policy is not who its tasks told."""
+    version = (pack["plan"] or {}).get("policy_version") or pack["request"]["policy_version"]
+    return await conn.fetchval("SELECT content->'recipients' FROM policy_versions WHERE version = $1", version) or {}
 
 
 def _letters(pack: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -140,12 +152,16 @@ async def _context(state: AppState, today: date, request_id: str, staff: Staff) 
     letters, alerts = _letters(pack)
     staff_language = state.policy.policy.languages.staff.value
     return {
+        **WORDS, "recipients": await _recipients(await state.db(), pack),
+        "who": lambda actor: actor_name(actor, names), "system_labels": {t["system"]: t["label"] for t in tasks},
+        # A request appealing a refused one (VCDPA, CTDPA, CPA) links to it by its reference.
+        "appeal_of": (row["details"] or {}).get("appeal_of"), "short_reference": short_reference,
         "letters": letters, "staff_alerts": alerts, "reference": short_reference(request_id),
         "pack": pack, "r": row, "live": live, "status": status, "due": due, "extended": extended,
         # Who vouched for the subject, by name; they may not approve the request too (workflows/approval.py).
         "attested_by": actor_name(pack["verification"]["attested_by"] or "", names),
         "attested_by_you": pack["verification"]["attested_by"] == staff.actor,
-        "language_names": {lang.value: language_name(lang) for lang in Language},
+        "language_names": LANGUAGE_NAMES,
         # The language of the subject's letters, named in the staff's, where it is another: what
         # staff write for the subject (a reason, an explanation) goes into the letter as written.
         "letter_language": (language_name(row["language"], staff_language)

@@ -1,7 +1,7 @@
 """What the console's pages show, worked out from the data: days-left badges, which actions the
 signed-in role may take now, the Temporal UI link, and live regions that a page polls and that
-answer 204 while nothing has changed. The timeline's words for each audit event are the evidence
-pack's too (api/read_models/event_words.py)."""
+answer 204 while nothing has changed. The words staff read for codes (an audit event, a status, a
+regime, a denial's ground...) are the evidence pack's too (api/read_models/event_words.py)."""
 
 from __future__ import annotations
 
@@ -16,13 +16,18 @@ from fastapi.responses import HTMLResponse
 from markupsafe import Markup
 
 from api.pages import PAGE_HEADERS, render_fragment
+from api.read_models.event_words import WORDS as WORDS  # the console's templates write codes with these
 from api.read_models.event_words import describe_event as describe_event  # shared with the evidence pack
 from api.staff_actions import STAFF_ACTIONS, Situation
+from dsrflow.i18n import language_name
 from dsrflow.settings import Settings
 from schemas.requests import RequestStatus
+from schemas.vocabulary import Language
 from schemas.workflow import workflow_id_for
 
 SOON_DAYS = 7
+# Each language named in itself, as the subject who writes in it would name it.
+LANGUAGE_NAMES = {lang.value: language_name(lang) for lang in Language}
 
 
 @dataclass(frozen=True)

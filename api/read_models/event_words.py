@@ -1,12 +1,13 @@
 """The words staff read for the codes the trail records: audit events (the console's timeline and
-the evidence pack's tables), verification methods, denial grounds, statuses and letter purposes.
+the evidence pack's tables), verification methods, denial grounds, statuses, letter purposes,
+channels, each system's action and its Art. 19 recipient.
 One table for both places, so the pack a DPO hands to an authority says what the console says,
 and neither shows `status.denied` or `email_code`. The codes stay in the JSON, where tools read
 them."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import date
 from typing import Any
 
@@ -105,6 +106,18 @@ _RESTRICTION_WORDS: dict[str, tuple[str, str | None]] = {
 
 _STATUS_WORDS = {"closed_unverified": "closed unverified (identity never confirmed)"}
 
+# How a request reached us (schemas/requests.py Channel) and who opened it (its row's `origin`:
+# the subject, staff, or the retention schedule, activities/retention.py).
+_CHANNEL_WORDS = {"web": "the web form", "email": "e-mail", "phone": "phone", "post": "post", "api": "the API"}
+_ORIGIN_WORDS = {"subject": "the subject", "staff": "staff", "retention": "the retention schedule"}
+
+# What a plan asks of each system (activities/fanout.py ACTIONS, and a restriction's lift).
+_ACTION_WORDS = {"access": "read for the package", "erase": "erase", "rectify": "correct", "restrict": "restrict",
+                 "lift_restriction": "lift the restriction", "object": "stop the processing objected to"}
+# The actions Art. 19 has the controller tell each recipient of (erasure, rectification, restriction,
+# and so a restriction's end); an objection or a copy tells no recipient.
+_ART19_ACTIONS = {"erase", "rectify", "restrict", "lift_restriction"}
+
 _PURPOSE_WORDS = {
     "verification": "verification code and link",
     "reminder": "verification reminder (a new code)",
@@ -159,10 +172,35 @@ def details_words(details: dict[str, Any] | None, regime: str | None = None) -> 
             shown.append(("Restriction asked on the grounds", restriction_words(value, regime)))
         elif key == "corrections":
             shown.append(("Corrections asked", "; ".join(f"{field} → “{new}”" for field, new in value.items())))
+        elif isinstance(value, list):
+            shown.append((key.replace("_", " ").capitalize(), ", ".join(str(v).replace("_", " ") for v in value)))
         else:
             written = ("yes" if value else "no") if isinstance(value, bool) else str(value)
             shown.append((key.replace("_", " ").capitalize(), written))
     return shown
+
+
+def channel_words(channel: str) -> str:
+    return _CHANNEL_WORDS.get(channel, channel.replace("_", " "))
+
+
+def origin_words(origin: str) -> str:
+    return _ORIGIN_WORDS.get(origin, origin.replace("_", " "))
+
+
+def action_words(action: str | None) -> str:
+    return _ACTION_WORDS.get(str(action), str(action).replace("_", " "))
+
+
+def recipient_words(recipient: str | None, action: str | None,
+                    recipients: Mapping[str, Mapping[str, Any]]) -> str | None:
+    """The Art. 19 recipient a system's task tells, by who it is where the policy knows it, else by
+    the kind of provider (as the letters name them); None where Art. 19 does not apply to the
+    action. `recipients`: the `recipients` of the policy version the request was planned under."""
+    if recipient is None or action not in _ART19_ACTIONS:
+        return None
+    known = recipients.get(recipient) or {}
+    return known.get("identity") or known.get("name") or recipient.replace("_", " ")
 
 
 def status_words(status: str) -> str:
@@ -202,8 +240,9 @@ def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = N
     words = words or kind.replace(".", " ").replace("_", " ").capitalize()
     detail = {
         "letter.sent": purpose_words(data.get("purpose")) if data.get("purpose") else None,
-        "letter.skip_settled": (f"{data.get('purpose')}: " + ("it had gone out after all" if data.get("went")
-                                                           else "withdrawn, it never goes")) if "went" in data else None,
+        "letter.skip_settled": (f"{purpose_words(data.get('purpose'))}: "
+                                + ("it had gone out after all" if data.get("went") else "withdrawn, it never goes")
+                                if "went" in data else None),
         "verification.succeeded": method_words(data.get("method")),
         "verification.failed": f"{data.get('attempts_left')} attempt(s) left" if "attempts_left" in data else None,
         "deadline.extended": f"{_day(data.get('from'))} → {_day(data.get('to'))}: {data.get('reason')}",
@@ -221,3 +260,9 @@ def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = N
         "request.resumed": f"it had {data.get('ended')}: {data.get('reason')}",
     }.get(kind)
     return f"{words} ({detail})" if detail else words
+
+
+# Every helper above a page's template writes codes with, by name (a form still submits the code).
+WORDS: dict[str, Callable[..., Any]] = {helper.__name__: helper for helper in (
+    method_words, ground_words, status_words, purpose_words, regime_words, scope_words, restriction_words,
+    details_words, channel_words, origin_words, action_words, recipient_words)}

@@ -1,0 +1,155 @@
+"""What staff read on the console's request page, queue and new-request form: words for the codes
+the trail records (api/read_models/event_words.py, the evidence pack's words too), while the forms
+still submit the codes. Requests stored as intake stores them, no workflow running: the page shows
+the stored request, so each code it reads is the one set here."""
+
+from __future__ import annotations
+
+import html
+import re
+import uuid
+from typing import Any
+
+from api.console import view
+from api.read_models import event_words
+from dsrflow.crypto.keys import load_secret_key
+from dsrflow.domain.audit import append_event
+from dsrflow.stores.requests_store import create_request
+from policy.model import load_policy
+from schemas.requests import NewRequest
+from tests.support import CSRF_FIELD, console_sign_in, unique_email
+
+# A policy version's recipients as the policy words them: one known by who it is, one by kind only.
+RECIPIENTS = {"google_analytics": {"name": "Google Analytics (Google)",
+                                   "identity": "Google Ireland Limited, Gordon House, Barrow Street, Dublin 4, Ireland"},
+              "communication_crm": {"name": "Communication, e-mail server and client relationship management provider"}}
+
+
+async def stored(pool, settings, kind: str, *, regime: str = "gdpr", attested: bool = True, **fields: Any) -> str:
+    new = NewRequest.model_validate({"type": kind, "regime": regime, "identity_attested": attested,
+                                     "subject": {"email": unique_email("words")}, **fields})
+    row, _ = await create_request(pool, new, loaded_policy=load_policy(settings.policy_path),
+                                  secret=load_secret_key(settings), actor="test", idempotency_key=None)
+    return str(row["id"])
+
+
+async def planned(pool, rid: str, action: str, scope: str | None = None) -> None:
+    """A plan made under a policy version of its own, whose recipients are RECIPIENTS."""
+    version = f"words-{uuid.uuid4().hex}"
+    await pool.execute("INSERT INTO policy_versions (version, content) VALUES ($1, $2)", version,
+                       {"recipients": RECIPIENTS})
+    tasks = [{"system": system, "action": action, "connector": "sql", "label": label, "recipient": recipient,
+              "scope": scope} for system, label, recipient in (("analytics", "Web analytics", "google_analytics"),
+                                                               ("crm", "CRM", "communication_crm"),
+                                                               ("billing", "Billing", None))]
+    await pool.execute("INSERT INTO request_plans (request_id, plan) VALUES ($1, $2)", uuid.UUID(rid),
+                       {"request_id": rid, "policy_version": version, "request_type": "x", "tasks": tasks})
+
+
+def task_rows(page: str) -> dict[str, list[str]]:
+    """The Systems table: each system's label and its cells' text."""
+    table = page.split('<table id="tasks">')[1].split("</table>")[0]
+    rows = [re.findall(r"<td>(.*?)</td>", row, re.S) for row in table.split("<tr>")[2:]]
+    return {cells[0]: [re.sub(r"<[^>]+>", "", c).strip() for c in cells] for cells in rows}
+
+
+def test_every_helper_the_templates_use_is_the_packs():
+    assert view.WORDS is event_words.WORDS
+    assert all(getattr(event_words, name) is helper for name, helper in view.WORDS.items())
+
+
+async def test_the_systems_table_names_each_art_19_recipient_and_none_for_an_objection(http, pool, settings):
+    erasure = await stored(pool, settings, "erasure")
+    await planned(pool, erasure, "erase")
+    objection = await stored(pool, settings, "objection", objection_scope="legitimate_interest")
+    await planned(pool, objection, "object", "legitimate_interest")
+    await console_sign_in(http, pool, "compliance")
+
+    page = (await http.get(f"/console/requests/{erasure}")).text
+    assert "Art. 19 recipient" in page
+    rows = task_rows(page)
+    assert rows["Web analytics"][1] == "erase"
+    assert "Google Ireland Limited, Gordon House, Barrow Street, Dublin 4, Ireland" in rows["Web analytics"]
+    assert RECIPIENTS["communication_crm"]["name"] in rows["CRM"]
+    assert rows["Billing"][-2] == "—"
+    assert "google_analytics" not in page and "communication_crm" not in page
+
+    page = (await http.get(f"/console/requests/{objection}")).text
+    rows = task_rows(page)
+    # Art. 19 tells recipients of an erasure, a rectification or a restriction, not of an objection.
+    assert [cells[-2] for cells in rows.values()] == ["—", "—", "—"]
+    assert rows["CRM"][1] == "stop the processing objected to"
+    assert "Google Ireland" not in page and "communication_crm" not in page
+
+
+async def test_the_request_page_writes_the_requests_codes_in_words(http, pool, settings):
+    objection = await stored(pool, settings, "objection", attested=False, objection_scope="profiling", channel="email")
+    async with pool.acquire() as conn:
+        await append_event(conn, event_key=f"{objection}:verified", event_type="verification.succeeded",
+                           actor="workflow", request_id=objection, data={"method": "email_code"})
+    await pool.execute("UPDATE dsr_requests SET verified_at = now() WHERE id = $1", uuid.UUID(objection))
+    restriction = await stored(pool, settings, "restriction", regime="uk_gdpr", country="GB",
+                               restriction_grounds=["accuracy_contested"])
+    await console_sign_in(http, pool, "compliance")
+
+    page = (await http.get(f"/console/requests/{objection}")).text
+    assert "verified (one-time code from the e-mail to the subject)" in page and "email_code" not in page
+    assert "<dt>Regime</dt><dd>GDPR / BE</dd>" in page
+    assert "by e-mail, opened by staff" in page
+    assert "<dt>Objection to</dt><dd>profiling (Art. 21(1) GDPR)</dd>" in page
+    assert "objection_scope" not in page and "<code>{" not in page
+
+    page = (await http.get(f"/console/requests/{restriction}")).text
+    assert "<dt>Regime</dt><dd>UK GDPR / GB</dd>" in page
+    assert "<dt>Restriction asked on the grounds</dt><dd>accuracy contested (Art. 18(1)(a) UK GDPR)</dd>" in page
+    assert "accuracy_contested" not in page
+
+    await pool.execute("UPDATE dsr_requests SET status = 'closed_unverified', closed_at = now() WHERE id = $1",
+                       uuid.UUID(objection))
+    page = (await http.get(f"/console/requests/{objection}")).text
+    assert re.search(r'id="status">closed unverified \(identity never confirmed\)', page)
+
+
+async def test_the_deny_form_offers_each_ground_in_words_and_submits_its_code(http, pool, settings):
+    gdpr, ccpa = await stored(pool, settings, "erasure"), await stored(pool, settings, "erasure", regime="ccpa",
+                                                                        country="US")
+    csrf = await console_sign_in(http, pool, "compliance")
+
+    page = (await http.get(f"/console/requests/{gdpr}")).text
+    grounds = page.split('id="deny-reason"')[1].split("</select>")[0]
+    assert [(code, html.unescape(words)) for code, words in re.findall(r'<option value="(\w+)">([^<]+)</option>',
+                                                                          grounds)] == [
+        ("manifestly_unfounded", "manifestly unfounded (Art. 12(5) GDPR)"),
+        ("excessive", "manifestly excessive (repetitive) (Art. 12(5) GDPR)"),
+        ("identity_not_established", "the subject's identity could not be established (Art. 11(2) and 12(2) GDPR)"),
+        ("other", "another ground, given in the explanation")]
+    # California's law is not the GDPR: no article of it is cited.
+    grounds = (await http.get(f"/console/requests/{ccpa}")).text.split('id="deny-reason"')[1].split("</select>")[0]
+    assert '<option value="excessive">manifestly excessive (repetitive)</option>' in grounds
+
+    # Sent back with a refusal (no workflow answers), the form keeps the ground chosen, by its code.
+    refused = await http.post(f"/console/requests/{gdpr}/deny", data={
+        "csrf_token": csrf, "reason_code": "excessive", "explanation": "The fourth identical request this month"})
+    assert refused.status_code >= 400
+    assert '<option value="excessive" selected>manifestly excessive (repetitive) (Art. 12(5) GDPR)</option>' in refused.text
+
+
+async def test_the_queue_and_the_new_request_form_write_regimes_statuses_and_channels_in_words(http, pool, settings):
+    email = unique_email("words.queue")
+    rid = await stored(pool, settings, "access", regime="uk_gdpr", country="GB", subject={"email": email})
+    await pool.execute("UPDATE dsr_requests SET status = 'closed_unverified', closed_at = now() WHERE id = $1",
+                       uuid.UUID(rid))
+    await console_sign_in(http, pool, "agent")
+
+    page = (await http.get("/console/", params={"subject": email, "status": "closed_unverified"})).text
+    row = page.split(f'data-request-id="{rid}"')[1].split("</tr>")[0]
+    assert '<td data-label="Status">closed unverified (identity never confirmed)</td>' in row
+    assert '<td data-label="Regime">UK GDPR / GB</td>' in row
+    assert re.search(r'value="closed_unverified" checked> closed unverified \(identity never confirmed\)', page)
+    assert '<option value="uk_gdpr">UK GDPR</option>' in page and ">uk_gdpr<" not in page
+
+    form = (await http.get("/console/requests/new")).text
+    assert '<option value="gdpr" selected>GDPR</option>' in form
+    assert '<option value="ccpa">CCPA (California)</option>' in form
+    assert '<option value="email" selected>e-mail</option>' in form and '<option value="api">the API</option>' in form
+    assert CSRF_FIELD.search(form)
