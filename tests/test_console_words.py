@@ -17,7 +17,7 @@ from dsrflow.domain.audit import append_event
 from dsrflow.stores.requests_store import create_request
 from policy.model import load_policy
 from schemas.requests import NewRequest
-from tests.support import CSRF_FIELD, console_sign_in, unique_email
+from tests.support import CSRF_FIELD, console_sign_in, staff_headers, unique_email
 
 # A policy version's recipients as the policy words them: one known by who it is, one by kind only.
 RECIPIENTS = {"google_analytics": {"name": "Google Analytics (Google)",
@@ -153,3 +153,29 @@ async def test_the_queue_and_the_new_request_form_write_regimes_statuses_and_cha
     assert '<option value="ccpa">CCPA (California)</option>' in form
     assert '<option value="email" selected>e-mail</option>' in form and '<option value="api">the API</option>' in form
     assert CSRF_FIELD.search(form)
+
+
+async def test_the_evidence_packs_plan_names_each_art_19_recipient_and_none_for_an_objection(http, pool, settings):
+    """The pack's plan table showed the policy's ids ("google analytics") and a recipient for an
+    objection, which tells none; it now words them as the request page does, from the policy
+    version the request was planned under."""
+    erasure = await stored(pool, settings, "erasure")
+    await planned(pool, erasure, "erase")
+    objection = await stored(pool, settings, "objection", objection_scope="legitimate_interest")
+    await planned(pool, objection, "object", "legitimate_interest")
+    compliance = await staff_headers(pool, "compliance")
+
+    def plan(page: str) -> dict[str, list[str]]:
+        table = page.split('<table id="plan">')[1].split("</table>")[0]
+        rows = [re.findall(r"<td>(.*?)</td>", row, re.S) for row in table.split("<tr>")[2:]]
+        return {cells[0]: [re.sub(r"<[^>]+>", "", c).strip() for c in cells] for cells in rows}
+
+    page = (await http.get(f"/v1/requests/{erasure}/evidence.html", headers=compliance)).text
+    rows = plan(page)
+    assert rows["Web analytics (analytics)"][1:] == [
+        "erase", "sql", "Google Ireland Limited, Gordon House, Barrow Street, Dublin 4, Ireland"]
+    assert rows["CRM (crm)"][3] == RECIPIENTS["communication_crm"]["name"] and rows["Billing (billing)"][3] == "—"
+    assert "google analytics" not in page and "communication crm" not in page
+    rows = plan((await http.get(f"/v1/requests/{objection}/evidence.html", headers=compliance)).text)
+    assert [cells[3] for cells in rows.values()] == ["—", "—", "—"]
+    assert rows["CRM (crm)"][1].startswith("stop the processing objected to")

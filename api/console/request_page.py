@@ -14,7 +14,6 @@ import re
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
-import asyncpg
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
@@ -40,7 +39,7 @@ from api.forms import read_form
 from api.pages import PAGE_HEADERS, problem_pages, render
 from api.problems import Problem, field_errors
 from api.read_models.actors import actor_name
-from api.read_models.evidence import assemble_evidence
+from api.read_models.evidence import assemble_evidence, planned_recipients
 from api.read_models.subject_requests import LIMIT as OTHER_REQUESTS_LIMIT
 from api.read_models.subject_requests import other_requests
 from api.service import live_state, run_update
@@ -116,13 +115,6 @@ def _tasks(pack: dict[str, Any], live) -> list[dict[str, Any]]:
              **stored.get(s, {}), **current.get(s, {})} for s in systems]
 
 
-async def _recipients(conn: asyncpg.Pool, pack: dict[str, Any]) -> dict[str, Any]:
-    """The Art. 19 recipients of the policy version the request was planned under: a recipient
-    named since in the policy is not who its tasks told."""
-    version = (pack["plan"] or {}).get("policy_version") or pack["request"]["policy_version"]
-    return await conn.fetchval("SELECT content->'recipients' FROM policy_versions WHERE version = $1", version) or {}
-
-
 def _letters(pack: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(letters to the subject, alerts to staff): staff alerts are not letters the subject got."""
     to_subject = [lt for lt in pack["letters"] if lt["purpose"] != LetterPurpose.staff_alert]
@@ -152,7 +144,7 @@ async def _context(state: AppState, today: date, request_id: str, staff: Staff) 
     letters, alerts = _letters(pack)
     staff_language = state.policy.policy.languages.staff.value
     return {
-        **WORDS, "recipients": await _recipients(await state.db(), pack),
+        **WORDS, "recipients": await planned_recipients(await state.db(), pack),
         "who": lambda actor: actor_name(actor, names), "system_labels": {t["system"]: t["label"] for t in tasks},
         # A request appealing a refused one (VCDPA, CTDPA, CPA) links to it by its reference.
         "appeal_of": (row["details"] or {}).get("appeal_of"), "short_reference": short_reference,

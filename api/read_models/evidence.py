@@ -143,3 +143,10 @@ async def assemble_evidence(pool: asyncpg.Pool, request_id: str, *, secret: byte
             "not_yet_anchored": chain.unanchored,
         },
     }
+
+
+async def planned_recipients(pool: asyncpg.Pool, pack: dict[str, Any]) -> dict[str, Any]:
+    """The Art. 19 recipients of the policy version the request was planned under (its pack's
+    plan, else its own): a recipient named since in the policy is not who its tasks told."""
+    version = (pack["plan"] or {}).get("policy_version") or pack["request"]["policy_version"]
+    return await pool.fetchval("SELECT content->'recipients' FROM policy_versions WHERE version = $1", version) or {}

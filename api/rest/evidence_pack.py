@@ -17,7 +17,7 @@ from api.pages import page_language, render
 from api.problems import Problem
 from api.read_models import event_words
 from api.read_models.actors import actor_name
-from api.read_models.evidence import assemble_evidence
+from api.read_models.evidence import assemble_evidence, planned_recipients
 from api.read_models.evidence_deadlines import controller_time
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.i18n import long_date
@@ -26,10 +26,6 @@ from dsrflow.stores.team_store import staff_names
 
 router = APIRouter(prefix="/v1/requests", tags=["evidence"])
 
-# The words the page writes for the pack's codes (api/read_models/event_words.py, the console's too).
-_WORDS = {name: getattr(event_words, name) for name in (
-    "method_words", "ground_words", "status_words", "purpose_words", "regime_words", "scope_words",
-    "restriction_words", "details_words")}
 
 
 async def _pack(pool: asyncpg.Pool, settings: Settings, request_id: str) -> dict[str, Any]:
@@ -72,4 +68,6 @@ async def evidence_page(staff: Annotated[Staff, require_console_role("compliance
 
     return render(request, "console/evidence.html", {
         "pack": pack, "staff": staff, "who": lambda actor: actor_name(actor, names), "at": at, "on": on,
-        "describe": lambda event: event_words.describe_event(event, names), "country": country, **_WORDS})
+        "describe": lambda event: event_words.describe_event(event, names), "country": country,
+        # The words the page writes for the pack's codes, as the console's request page does.
+        **event_words.WORDS, "recipients": await planned_recipients(pool, pack)})
