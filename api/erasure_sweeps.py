@@ -11,6 +11,7 @@ import asyncpg
 from temporalio.common import WorkflowIDConflictPolicy
 
 from api.state import AppState
+from dsrflow.infra.failpoints import failpoint
 from dsrflow.infra.logging import get_logger
 from dsrflow.stores.deferred_store import retry_deferred
 from schemas.holds import SweepInput
@@ -54,6 +55,7 @@ async def ask_processor_again(state: AppState, request_id: str, system: str, *, 
     DeferredRefused when there is none to ask); True once the sweep that asks it has started,
     False when only the daily sweep will (the retry is on record either way)."""
     subject, attempt = await retry_deferred(await state.db(), request_id, system, actor=actor)
+    failpoint("deferred-retried", system)  # on record, its sweep not yet started (a repeat starts it)
     try:
         await start_subject_sweep(state, subject, reason=f"compliance asked {system} again",
                                   workflow_id=f"sweep-retry-{request_id}-{system}-{attempt}")

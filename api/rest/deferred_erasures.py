@@ -55,7 +55,8 @@ async def retry(staff: Annotated[Staff, require_role(DEFERRED_ROLES["retry"])], 
                 state: State, pool: Pool) -> dict[str, Any]:
     """Ask a processor that did not carry out an erasure (its deferred erasure `failed`) again:
     a new job, whose answer is awaited for the system's `completion_timeout_days`. 409 when the
-    system's deferred erasure has not failed."""
+    system's deferred erasure has not failed. Asking again after an answer that never came, or
+    one with `asked_now` false, starts the asking of that retry (no second retry is recorded)."""
     await _known(pool, request_id)
     try:
         asked_now = await ask_processor_again(state, request_id, system, actor=staff.actor)

@@ -23,6 +23,7 @@ from api.staff_actions import READABLE_BY
 from api.state import AppState
 from dsrflow.crypto.hashing import subject_hash
 from dsrflow.crypto.keys import load_secret_key
+from dsrflow.infra.failpoints import failpoint
 from dsrflow.infra.logging import get_logger
 from dsrflow.stores.holds_store import (
     HoldIdempotencyConflict,
@@ -190,6 +191,7 @@ async def release(staff: Annotated[Staff, require_role("compliance")], hold_id: 
         hold = await release_hold(conn, hold_id, staff.actor)
     if hold is None:
         raise Problem(404, "Not found", f"no legal hold {hold_id}")
+    failpoint("hold-released", str(hold["id"]))  # released, its sweep not yet started (a repeat starts it)
     try:
         # One sweep per hold: releasing again finds it running, or runs it again.
         await start_subject_sweep(state, hold["subject_hash"], reason=f"legal hold {hold['id']} released",

@@ -34,6 +34,17 @@ _STATE = """CASE WHEN done_at IS NOT NULL AND settled_by IS NOT NULL THEN 'settl
                  ELSE 'held' END"""
 
 
+# A retried row of `deferred_erasures d` (one that failed: its hold had ended) that the sweep would
+# ask now: its legal-claims hold still released and no hold in force over its system. One that
+# waits so was left by a retry whose sweep never started (see `retry_deferred`); one that a hold
+# keeps again waits for that hold, and asking again would change nothing.
+_RETRY_UNASKED = f"""d.retried_at IS NOT NULL AND ({_STATE}) = 'held'
+    AND (d.hold_kind <> 'legal_claims'
+         OR EXISTS (SELECT FROM legal_holds h WHERE h.id::text = d.hold_ref AND h.released_at IS NOT NULL))
+    AND NOT EXISTS (SELECT FROM legal_holds a WHERE a.subject_hash = d.subject_hash AND a.released_at IS NULL
+                                                AND (a.systems IS NULL OR d.system = ANY(a.systems)))"""
+
+
 async def kept_records(pool: asyncpg.Pool, *, subject_hash: str | None = None,
                        system: tuple[str, str] | None = None) -> dict[str, list[str]]:
     """The records a hold keeps since an erasure, not yet erased, as "system.dataset" -> keys:
@@ -58,38 +69,46 @@ async def deferred_erasures(pool: asyncpg.Pool, request_id: str) -> list[dict[st
     """Per system, the records a hold deferred and where they stand: `states` counts them
     (held: the hold or its date not yet over; asked: a processor asked, its answer awaited;
     failed: it did not erase, `failure` says why; erased; settled: recorded by staff), and
-    `actions` are what staff may do now."""
+    `actions` are what staff may do now (`retry` also for a retry recorded whose sweep never
+    started: see `retry_deferred`)."""
     rows = await pool.fetch(
         f"""SELECT system, {_STATE} AS state, count(*) AS records, max(attempt) AS attempt,
                    min(failure) AS failure, array_agg(DISTINCT hold_ref ORDER BY hold_ref) AS holds,
-                   max(settled_by) AS settled_by
-              FROM deferred_erasures WHERE request_id = $1
+                   max(settled_by) AS settled_by, bool_or({_RETRY_UNASKED}) AS unasked_retry
+              FROM deferred_erasures d WHERE request_id = $1
              GROUP BY system, state ORDER BY system, state""",
         request_id)
     systems: dict[str, dict[str, Any]] = {}
     for row in rows:
         entry = systems.setdefault(row["system"], {"system": row["system"], "states": {}, "attempt": 1,
-                                                   "failure": None, "holds": [], "settled_by": None})
+                                                   "failure": None, "holds": [], "settled_by": None,
+                                                   "unasked_retry": False})
         entry["states"][row["state"]] = row["records"]
         entry["attempt"] = max(entry["attempt"], row["attempt"])
         entry["holds"] = sorted({*entry["holds"], *row["holds"]})
         entry["failure"] = entry["failure"] or row["failure"]
         entry["settled_by"] = entry["settled_by"] or row["settled_by"]
+        entry["unasked_retry"] |= row["unasked_retry"]
     for entry in systems.values():
-        states = entry["states"]
-        entry["actions"] = (["retry"] if "failed" in states else []) + (
+        states, unasked_retry = entry["states"], entry.pop("unasked_retry")
+        # A retry whose sweep never started (see retry_deferred) is offered again: pressing it starts it.
+        entry["actions"] = (["retry"] if "failed" in states or unasked_retry else []) + (
             ["settle"] if "failed" in states or "asked" in states else [])
     return list(systems.values())
 
 
-async def _open_rows(conn: asyncpg.Connection, request_id: str, system: str, states: tuple[str, ...],
-                     action: str) -> list[asyncpg.Record]:
-    """The system's rows in one of `states`, locked; refused with what the rows are instead."""
+async def _locked_rows(conn: asyncpg.Connection, request_id: str, system: str) -> list[asyncpg.Record]:
+    """The system's rows with their state, locked; refused when there are none."""
     rows = await conn.fetch(
-        f"SELECT id, subject_hash, attempt, {_STATE} AS state FROM deferred_erasures "
-        "WHERE request_id = $1 AND system = $2 ORDER BY id FOR UPDATE", request_id, system)
+        f"SELECT id, subject_hash, attempt, {_STATE} AS state, {_RETRY_UNASKED} AS unasked_retry "
+        "FROM deferred_erasures d WHERE request_id = $1 AND system = $2 ORDER BY id FOR UPDATE", request_id, system)
     if not rows:
         raise DeferredRefused(404, f"no erasure in {system} was deferred by a hold for this request")
+    return list(rows)
+
+
+def _chosen(rows: list[asyncpg.Record], system: str, states: tuple[str, ...], action: str) -> list[asyncpg.Record]:
+    """The rows in one of `states`; refused with what the rows are instead."""
     chosen = [row for row in rows if row["state"] in states]
     if not chosen:
         now = sorted({row["state"] for row in rows})
@@ -101,9 +120,18 @@ async def _open_rows(conn: asyncpg.Connection, request_id: str, system: str, sta
 async def retry_deferred(pool: asyncpg.Pool, request_id: str, system: str, *, actor: str) -> tuple[str, int]:
     """Ask the processor again: a new job (the next attempt), its answer awaited for the
     system's `completion_timeout_days` from now. Returns the subject's hash, for the sweep
-    that asks it, and the attempt."""
+    that asks it, and the attempt.
+
+    A repeat while the last retry waits to be asked (its sweep never started: the API died
+    after recording it, or the workflow engine was away) records nothing and returns that
+    retry's attempt, so the caller starts its sweep, one per attempt. Before, the repeat was
+    refused (the rows read as held) and nothing asked the processor until the next day's sweep."""
     async with pool.acquire() as conn, conn.transaction():
-        rows = await _open_rows(conn, request_id, system, ("failed",), "asking again")
+        rows = await _locked_rows(conn, request_id, system)
+        unasked = [row for row in rows if row["unasked_retry"]]
+        if unasked and not any(row["state"] == "failed" for row in rows):
+            return str(unasked[0]["subject_hash"]), max(row["attempt"] for row in unasked)
+        rows = _chosen(rows, system, ("failed",), "asking again")
         attempt = max(row["attempt"] for row in rows) + 1
         await conn.execute(
             """UPDATE deferred_erasures SET failed_at = NULL, failure = NULL, external_id = NULL,
@@ -119,7 +147,8 @@ async def settle_deferred(pool: asyncpg.Pool, request_id: str, system: str, note
     """Record the erasure as carried out by other means (the processor confirmed by phone, say),
     with an internal note saying how: the note is part of the evidence. Returns the note's id."""
     async with pool.acquire() as conn, conn.transaction():
-        rows = await _open_rows(conn, request_id, system, ("failed", "asked"), "recording it as erased")
+        rows = _chosen(await _locked_rows(conn, request_id, system), system, ("failed", "asked"),
+                       "recording it as erased")
         try:
             note_id = await insert_note(conn, request_id, note, actor=actor)
         except TeamRefused as refused:
