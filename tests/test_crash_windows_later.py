@@ -1,10 +1,11 @@
-"""Four more crash windows, each opened by killing a real worker or API process at the line it
+"""Five more crash windows, each opened by killing a real worker or API process at the line it
 follows (a failpoint, dsrflow/infra/failpoints.py), then restarting it: the deferred-erasure sweep
 between one group's erasure and the next, and inside a group's failure record; a package download
 cut off before its last byte; the Inbox staff alert between binding its messages and sending it,
-and between sending it and marking it sent; the package purge between its work and the record of
-its success. Exactly once in effect, nothing lost. One stack and
-one database of their own for the module (a sweep and an inbox check take every row there)."""
+and between sending it and marking it sent; the package purge between a package's file and its
+row, and between its work and the record of its success; the audit anchor between its anchor and
+the record of its success. Exactly once in effect, nothing lost. One stack and one database of
+their own for the module (a sweep, an inbox check and an anchor take every row there)."""
 
 from __future__ import annotations
 
@@ -27,8 +28,10 @@ from activities.mail import Mailer
 from activities.mailbox_alerts import alert_waiting
 from devstack.processes import free_port
 from devstack.smtp_sink import read_mailbox
+from dsrflow.domain.audit_verify import verify_audit
 from dsrflow.infra.storage import open_storage
 from policy.mailbox import load_mailbox_policy
+from schemas.audit import AnchorInput
 from schemas.copies import PurgeInput
 from schemas.holds import SweepInput
 from schemas.workflow import workflow_id_for
@@ -46,6 +49,7 @@ from tests.support import (
 )
 from tests.test_mailbox_console import filed, raw_mail
 from workers.dsr_worker import build_worker
+from workflows.audit_anchor import AuditAnchorWorkflow
 from workflows.erasure_sweep import ErasureSweepWorkflow
 from workflows.package_purge import PackagePurgeWorkflow
 
@@ -244,39 +248,94 @@ async def test_an_inbox_alert_killed_around_its_send_goes_once_and_names_each_me
     assert len(_alerts(mail_sink, recorded[-1]["data"]["message_id"])) == 1
 
 
-async def test_a_purge_killed_before_it_records_its_success_purges_once_and_the_next_run_records_it(
-        later, dev_server, tmp_path):
-    """Ada's package link has expired (after the download test: last in the module). The hourly
-    purge deletes it, and its worker dies before the sweep's success is recorded (what the
-    DsrSweepStale gauge reads). The package is purged, once; the next run, as the schedule starts
-    it, finds nothing more and records the success."""
+async def test_a_purge_killed_inside_a_package_and_before_its_success_purges_once_and_the_next_run_records_it(
+        later, dev_server, mail_sink, tmp_path):
+    """Ada's package link has expired (after the download test, which needs it). The hourly
+    purge deletes its file, and its worker dies before the package's row is marked purged: the
+    link says expired, nothing says deleted. The next run's worker finds the row again, marks it
+    (its file already gone), and dies before the sweep's success is recorded (what the
+    DsrSweepStale gauge reads). The package is purged, once in the trail; the run after that, as
+    the schedule starts it, finds nothing more and records the success."""
     client, stack, pool, rid = dev_server.client, later["stack"], later["pool"], later["access"]
     await pool.execute("UPDATE packages SET expires_at = now() - interval '1 minute' WHERE request_id = $1",
                        uuid.UUID(rid))
     last = "SELECT last_success_at, summary FROM sweep_runs WHERE sweep = 'package_purge'"
     before = await pool.fetchrow(last)
+    purged = "SELECT count(*) FROM audit_events WHERE request_id = $1 AND event_type = 'package.purged'"
+    (package,) = await pool.fetch("SELECT id, path FROM packages WHERE request_id = $1", uuid.UUID(rid))
 
     async def purge(name: str):
         return await client.start_workflow(PackagePurgeWorkflow.run, PurgeInput(reason="test"),
                                            id=f"purge-{name}-{uuid.uuid4().hex[:6]}",
                                            task_queue=stack.settings.task_queue)
 
+    killed = []
+    async with dsrflow_process("worker", stack.settings, client, tmp_path,
+                               failpoints=f"copy-deleted~{package['id']}") as worker:
+        killed.append(await purge("cut"))
+        await died(worker, tmp_path)
+    assert await open_storage(stack.settings).size(package["path"]) is None
+    assert await pool.fetchval("SELECT purged_at FROM packages WHERE id = $1", package["id"]) is None
+    assert await pool.fetchval(purged, uuid.UUID(rid)) == 0
+    token = re.search(r"/portal/packages/([0-9a-f]{64})", text_of(await wait_for_letter(mail_sink, rid, "response")))
+    assert token is not None
+    expired = await later["http"].get(f"/v1/public/packages/{token[1]}")
+    assert expired.status_code == 410 and expired.json()["title"] == "Link expired"
+
     async with dsrflow_process("worker", stack.settings, client, tmp_path,
                                failpoints="sweep-succeeded~package_purge") as worker:
-        killed = await purge("killed")
+        killed.append(await purge("killed"))
         await died(worker, tmp_path)
-    (package,) = await pool.fetch("SELECT path, purged_at FROM packages WHERE request_id = $1", uuid.UUID(rid))
-    assert package["purged_at"] is not None  # the window is open: purged, its success not recorded
+    # The window is open: purged (found again), its success not recorded.
+    assert await pool.fetchval("SELECT purged_at FROM packages WHERE id = $1", package["id"]) is not None
     assert await pool.fetchrow(last) == before
 
     async with dsrflow_process("worker", stack.settings, client, tmp_path, failpoints=""):
         report = await asyncio.wait_for((await purge("next")).result(), 60)
-    await killed.terminate("the crash test is over")  # its dead attempt times out in 30 minutes
+    for handle in killed:  # each one's dead attempt times out in 30 minutes
+        await handle.terminate("the crash test is over")
 
     after = await pool.fetchrow(last)
     assert report.packages == 0 and after["summary"]["packages"] == 0
     assert before is None or before["last_success_at"] is None or after["last_success_at"] > before["last_success_at"]
     assert after["last_success_at"] is not None
-    assert await pool.fetchval("SELECT count(*) FROM audit_events WHERE request_id = $1 "
-                               "AND event_type = 'package.purged'", uuid.UUID(rid)) == 1
+    assert await pool.fetchval(purged, uuid.UUID(rid)) == 1
     assert await open_storage(stack.settings).size(package["path"]) is None
+    gone = await later["http"].get(f"/v1/public/packages/{token[1]}")
+    assert gone.status_code == 410 and gone.json()["title"] == "Package deleted"
+
+
+async def test_an_audit_anchor_killed_before_it_records_its_success_anchors_each_chain_position_once(
+        later, dev_server, tmp_path):
+    """The ten-minute audit anchor writes its anchor (one transaction with the chain heads it
+    marks anchored), and its worker dies before the sweep's success is recorded. The next run
+    anchors again only what changed since, and records the success: no chain position is in two
+    anchors, and the trail verifies (what `dsrflow audit verify` checks)."""
+    client, stack, pool = dev_server.client, later["stack"], later["pool"]
+    last = "SELECT last_success_at FROM sweep_runs WHERE sweep = 'audit_anchor'"
+    before = await pool.fetchval(last)
+    newest = "SELECT max(position) FROM audit_anchors"
+    start = await pool.fetchval(newest) or 0
+
+    async def anchor(name: str):
+        return await client.start_workflow(AuditAnchorWorkflow.run, AnchorInput(reason="test"),
+                                           id=f"anchor-{name}-{uuid.uuid4().hex[:6]}",
+                                           task_queue=stack.settings.task_queue)
+
+    async with dsrflow_process("worker", stack.settings, client, tmp_path,
+                               failpoints="sweep-succeeded~audit_anchor") as worker:
+        killed = await anchor("killed")
+        await died(worker, tmp_path)
+    assert await pool.fetchval(newest) == start + 1 and await pool.fetchval(last) == before
+
+    async with dsrflow_process("worker", stack.settings, client, tmp_path, failpoints=""):
+        report = await asyncio.wait_for((await anchor("next")).result(), 60)
+    await killed.terminate("the crash test is over")  # its dead attempt times out in 5 minutes
+
+    assert report.position in (None, await pool.fetchval(newest))
+    assert await pool.fetchval(last) is not None and await pool.fetchval(last) != before
+    assert await pool.fetch("SELECT chain_id, chain_pos FROM audit_anchor_heads GROUP BY 1, 2 "
+                            "HAVING count(*) > 1") == []
+    async with pool.acquire() as conn:
+        verified = await verify_audit(conn)
+    assert verified.ok, verified.describe()

@@ -25,6 +25,7 @@ from typing import Any
 import asyncpg
 
 from dsrflow.domain.audit import append_event
+from dsrflow.infra.failpoints import failpoint
 from dsrflow.infra.storage import BlobStore, StoredObject
 from schemas.copies import PurgeReport
 
@@ -47,6 +48,7 @@ _RECORDED_IN = {"packages": ("packages", ".zip.enc"), "uploads": ("processor_exp
 async def _purge_package(conn: asyncpg.Connection, store: BlobStore, row: Any, reason: str, actor: str,
                          data: dict[str, Any]) -> None:
     await store.delete(row["path"])
+    failpoint("copy-deleted", str(row["id"]))  # the object gone, its row not yet marked (a rerun marks it)
     async with conn.transaction():
         await conn.execute(
             "UPDATE packages SET purged_at = now(), purge_reason = $2 WHERE id = $1 AND purged_at IS NULL",
@@ -60,6 +62,7 @@ async def _purge_package(conn: asyncpg.Connection, store: BlobStore, row: Any, r
 async def _purge_upload(conn: asyncpg.Connection, store: BlobStore, row: Any, actor: str,
                         data: dict[str, Any]) -> None:
     await store.delete(row["path"])
+    failpoint("copy-deleted", str(row["id"]))  # the object gone, its row not yet marked (a rerun marks it)
     async with conn.transaction():
         await conn.execute("UPDATE processor_exports SET purged_at = now() WHERE id = $1 AND purged_at IS NULL",
                            row["id"])
