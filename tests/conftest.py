@@ -54,7 +54,7 @@ RUN_FIRST = (
     "test_browser_owed.py", "test_browser_untold.py", "test_request_journeys.py", "test_up.py",
     "test_access_crash.py", "test_browser_review.py", "test_saas_crash.py", "test_restriction_crash.py",
     "test_deferred_processors.py", "test_browser_more_actions.py", "test_browser_navigation.py",
-    "test_browser_audit_request.py", "test_browser_audit_statuses.py",
+    "test_browser_audit_request.py", "test_browser_audit_statuses.py", "test_crash_holds.py",
 )
 
 
