@@ -16,7 +16,10 @@ and the public API's pages for a browser) the one the subject chose. A subject c
 browser's `Accept-Language` decides among the policy's supported languages, else the policy's
 default. Templates translate with Jinja's i18n extension (`_()`, `ngettext()`, `pgettext()` and
 `{% trans %}`, trimmed) from the page language's catalog (dsrflow/i18n), and `longdate` /
-`longdatetime` write dates its way. `_()` is for messages written in templates; a message held
+`longdatetime` write dates its way. Staff pages write a moment with `controller_time` (and the day
+it fell on with `controller_date`): in the controller's timezone, the one deadline days are
+counted in, with the zone named, as the evidence pack does; a page whose request ran under
+another policy version names that version's zone as `controller_timezone`. `_()` is for messages written in templates; a message held
 in Python (a label marked `N_`, a problem's words) is shown with the `translate` filter, which
 escapes it like any text. A request type is shown with `type_label(kind, regime)`: the label
 letters use, citing only the law of the request's regime.
@@ -45,7 +48,9 @@ from activities.letters import LETTER_TYPE_LABELS
 from api.csrf import cookie_secure, csrf_token
 from api.deps import app_state
 from api.problems import Problem
-from dsrflow.i18n import SOURCE_LANGUAGE, Translator, language_name, translations
+from api.read_models.evidence_deadlines import controller_time
+from dsrflow.domain.deadlines import receipt_date
+from dsrflow.i18n import SOURCE_LANGUAGE, Translator, language_name, long_date, translations
 from policy.languages import Languages
 
 PAGE_HEADERS = {
@@ -192,6 +197,27 @@ def _longdatetime(context: Context, value: datetime) -> str:
     return longdatetime(value, _language_of(context))
 
 
+def _controller_timezone(context: Context) -> str:
+    """The timezone the page's request counts its deadline days in (`controller_timezone`, its
+    policy version's), else the policy in force's."""
+    zone = context.get("controller_timezone")
+    return str(zone) if zone else app_state(context["request"]).policy.policy.defaults.timezone
+
+
+@pass_context
+def _controller_time(context: Context, value: datetime, seconds: bool = False) -> str:
+    """A moment in the controller's timezone, the zone named ("5 January 2027, 00:30 CET"): a
+    request received at 00:30 in Brussels read as the day before in UTC, beside due dates counted
+    from the Brussels day."""
+    return controller_time(value, _controller_timezone(context), _language_of(context), seconds=seconds)
+
+
+@pass_context
+def _controller_date(context: Context, value: datetime) -> str:
+    """The day a moment fell on in the controller's calendar (the day of receipt the deadline counts)."""
+    return long_date(receipt_date(value, _controller_timezone(context)), _language_of(context))
+
+
 @pass_context
 def _decimal(context: Context, value: float, digits: int = 1) -> str:
     """A number with `digits` decimals as the page's language writes it ("20.5", "20,5")."""
@@ -229,6 +255,8 @@ templates.env.install_gettext_callables(  # type: ignore[attr-defined]  # added 
 templates.env.filters["json"] = lambda value: json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
 templates.env.filters["longdate"] = _longdate
 templates.env.filters["longdatetime"] = _longdatetime
+templates.env.filters["controller_time"] = _controller_time
+templates.env.filters["controller_date"] = _controller_date
 templates.env.filters["decimal"] = _decimal
 templates.env.filters["translate"] = _translate
 # The request types, in the order the forms offer them, and their labels (`type_label(kind, regime)`).

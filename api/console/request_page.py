@@ -149,6 +149,8 @@ async def _context(state: AppState, today: date, request_id: str, staff: Staff) 
         # A request appealing a refused one (VCDPA, CTDPA, CPA) links to it by its reference.
         "appeal_of": (row["details"] or {}).get("appeal_of"), "short_reference": short_reference,
         "letters": letters, "staff_alerts": alerts, "reference": short_reference(request_id),
+        # Its times in the timezone its deadline days are counted in (its policy version's), as its evidence pack.
+        "controller_timezone": deadlines["basis"]["timezone"],
         "pack": pack, "r": row, "live": live, "status": status, "due": due, "extended": extended,
         # Who vouched for the subject, by name; they may not approve the request too (workflows/approval.py).
         "attested_by": actor_name(pack["verification"]["attested_by"] or "", names),

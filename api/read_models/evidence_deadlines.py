@@ -64,9 +64,10 @@ def _day(value: Any) -> date | None:
 
 
 def controller_time(moment: datetime, timezone: str, language: str, *, seconds: bool = False) -> str:
-    """A moment as the pack's page writes it: in the controller's timezone, the one its deadline
-    days are counted in, with the zone named ("5 January 2027, 00:30 CET"). Before, the page
-    wrote UTC beside days counted in Brussels, so a letter sent at 00:30 on the 5th read as the 4th."""
+    """A moment as the pack's page and the console write it (api/pages.py `controller_time`): in
+    the controller's timezone, the one its deadline days are counted in, with the zone named
+    ("5 January 2027, 00:30 CET"). Before, they wrote UTC beside days counted in Brussels, so a
+    letter sent at 00:30 on the 5th read as the 4th."""
     local = moment.astimezone(ZoneInfo(timezone))
     clock = local.strftime("%H:%M:%S" if seconds else "%H:%M")
     return f"{long_date(local.date(), language)}, {clock} {local.tzname()}"
