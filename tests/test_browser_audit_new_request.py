@@ -71,7 +71,7 @@ async def test_compliance_opens_a_restriction_under_another_regime(browser, site
     await page.get_by_label("Country (optional)").fill("GB")
     rid = await opened(page, "Restriction request")
 
-    await expect(page.locator("#summary")).to_contain_text("UK GDPR / GB")
+    await expect(page.locator("#summary")).to_contain_text("UK GDPR / United Kingdom")
     await expect(page.locator("#live")).to_contain_text("accuracy contested (Art. 18(1)(a) UK GDPR)")
     row = await pool.fetchrow(STORED, rid)
     assert (row["request_type"], row["regime"], row["country"]) == ("restriction", "uk_gdpr", "GB")

@@ -28,7 +28,7 @@ async def press_every_inbox_button(role, browser, site, pool, settings, shots): 
     existing = await open_request(site, pool)
 
     page = await signed_in(browser, site, pool, role, "/console/inbox")
-    await expect(page.locator(f'tr[data-message-id="{convert}"]')).to_contain_text("erasure · de")
+    await expect(page.locator(f'tr[data-message-id="{convert}"]')).to_contain_text("erasure · German")
     await shots(page, f"{role}-inbox")
 
     # Turn into a request: the suggestion is preselected, staff correct nothing but the name.

@@ -164,7 +164,7 @@ async def test_compliance_records_a_refused_lift_letter_as_sent_by_other_means(
     faults.letters.add((rid, "restriction_lift"))  # for good: never fixed in this test
     await press(page, "lift-restriction", {"Reason (sent to the subject)": "The claim was settled on 3 March"},
                 flash="Lift taken, but the subject has not been told yet, and nothing is lifted before")
-    await expect(page.locator("#failed-step")).to_contain_text("send letter (restriction lift letter)", timeout=SLOW)
+    await expect(page.locator("#failed-step")).to_contain_text("sending the notice of the restriction's lift", timeout=SLOW)
     await expect(page.locator("#failed-step")).to_contain_text("the relay refuses this recipient")
     assert await offered(page) == {"retry-step", "skip-step"}
     await shots(page, "lift-letter-refused")
@@ -176,7 +176,7 @@ async def test_compliance_records_a_refused_lift_letter_as_sent_by_other_means(
     await expect(page.locator(".timeline")).to_contain_text("Failed step answered", timeout=SLOW)
     await expect(page.locator(".timeline")).to_contain_text(note)
     await expect(page.locator(".timeline")).to_contain_text(  # the outbox's copy is withdrawn: it never goes late
-        "Skipped letter settled (restriction_lift: withdrawn, it never goes)", timeout=SLOW)
+        "Skipped letter settled (notice of the restriction's lift: withdrawn, it never goes)", timeout=SLOW)
     await expect(page.locator("#restriction")).to_contain_text("lifting")
     # The subject counts as told: the lift now reaches the systems (OpenDSR cannot lift).
     await expect(page.locator("#tasks")).to_contain_text("needs attention", timeout=SLOW)

@@ -93,12 +93,12 @@ async def test_decisions_whose_own_step_fails_say_so_and_carry_on_once_retried(
     await shots(page, "approval-not-on-record")
     # Nothing else is offered: a second approval, a denial, a cancellation or an extension would
     # be refused until the approval is on record (before, all four buttons were shown, and refused).
-    await expect(page.locator("#failed-step")).to_contain_text("record event (approval.granted record)", timeout=SLOW)
+    await expect(page.locator("#failed-step")).to_contain_text("recording “Release approved” in the audit trail", timeout=SLOW)
     await failed_then_retried(page, browser, faults, pool, refused_record, {"retry-step"},
                               faults.records, (rid, "approval.granted"))
     await expect(page.locator("#status")).to_contain_text("completed", timeout=SLOW)
     await expect(page.locator(".timeline")).to_contain_text("Release approved")
-    await expect(page.locator(".timeline")).to_contain_text(f"A step failed (approval.granted record: ValueError: {refused_record}")
+    await expect(page.locator(".timeline")).to_contain_text(f"A step failed (recording “Release approved” in the audit trail: ValueError: {refused_record}")
     await expect(letters(page)).to_contain_text("response", timeout=SLOW)
     await shots(page, "approval-recorded-on-retry")
 
@@ -131,7 +131,7 @@ async def test_decisions_whose_own_step_fails_say_so_and_carry_on_once_retried(
     await press(page, "lift-restriction", {"Reason (sent to the subject)": "The claim was settled on 3 March"},
                 flash="Lift taken, but the subject has not been told yet, and nothing is lifted before")
     await expect(page.locator("#restriction")).to_contain_text("lifting")
-    await expect(page.locator("#failed-step")).to_contain_text("send letter (restriction lift letter)", timeout=SLOW)
+    await expect(page.locator("#failed-step")).to_contain_text("sending the notice of the restriction's lift", timeout=SLOW)
     await shots(page, "lift-letter-refused")
     await failed_then_retried(page, browser, faults, pool, "the relay refuses this recipient", {"retry-step", "skip-step"},
                               faults.letters, (rid, "restriction_lift"))
@@ -157,7 +157,7 @@ async def test_task_answers_whose_record_fails_say_so_and_count_once_retried(
     faults.records.add((rid, "task.retried"))
     await press(page, "retry-task", {"System": "email_marketing"},
                 flash="Retry taken, but it is not on record yet, and the task runs again only once it is")
-    await expect(page.locator("#failed-step")).to_contain_text("record event (task.retried record)", timeout=SLOW)
+    await expect(page.locator("#failed-step")).to_contain_text("recording “Task retried” in the audit trail", timeout=SLOW)
     await shots(page, "task-retry-not-on-record")
     # The request may still be closed meanwhile (a retry then never runs: tests/test_task_answers.py),
     # and the task is not offered again: its answer stands.
@@ -169,7 +169,7 @@ async def test_task_answers_whose_record_fails_say_so_and_count_once_retried(
     faults.records.add((rid, "task.resolved"))
     await press(page, "resolve-task", {"System": "email_marketing", "How it was handled": "Told them by phone, ticket 9"},
                 flash="Resolution taken, but it is not on record yet, and the response waits until it is")
-    await expect(page.locator("#failed-step")).to_contain_text("record event (task.resolved record)", timeout=SLOW)
+    await expect(page.locator("#failed-step")).to_contain_text("recording “Task resolved by staff” in the audit trail", timeout=SLOW)
     await shots(page, "task-resolution-not-on-record")
     assert "response" not in await letters(page).inner_text()
     await failed_then_retried(page, browser, faults, pool, "the audit table refuses this record",

@@ -17,7 +17,7 @@ from dsrflow.domain.audit import append_event
 from dsrflow.stores.requests_store import create_request
 from policy.model import load_policy
 from schemas.requests import NewRequest
-from tests.support import CSRF_FIELD, console_sign_in, staff_headers, unique_email
+from tests.support import CSRF_FIELD, console_sign_in, place_claims_hold, staff_headers, unique_email
 
 # A policy version's recipients as the policy words them: one known by who it is, one by kind only.
 RECIPIENTS = {"google_analytics": {"name": "Google Analytics (Google)",
@@ -94,13 +94,13 @@ async def test_the_request_page_writes_the_requests_codes_in_words(http, pool, s
 
     page = (await http.get(f"/console/requests/{objection}")).text
     assert "verified (one-time code from the e-mail to the subject)" in page and "email_code" not in page
-    assert "<dt>Regime</dt><dd>GDPR / BE</dd>" in page
+    assert "<dt>Regime</dt><dd>GDPR / Belgium</dd>" in page
     assert "by e-mail, opened by staff" in page
     assert "<dt>Objection to</dt><dd>profiling (Art. 21(1) GDPR)</dd>" in page
     assert "objection_scope" not in page and "<code>{" not in page
 
     page = (await http.get(f"/console/requests/{restriction}")).text
-    assert "<dt>Regime</dt><dd>UK GDPR / GB</dd>" in page
+    assert "<dt>Regime</dt><dd>UK GDPR / United Kingdom</dd>" in page
     assert "<dt>Restriction asked on the grounds</dt><dd>accuracy contested (Art. 18(1)(a) UK GDPR)</dd>" in page
     assert "accuracy_contested" not in page
 
@@ -108,6 +108,60 @@ async def test_the_request_page_writes_the_requests_codes_in_words(http, pool, s
                        uuid.UUID(objection))
     page = (await http.get(f"/console/requests/{objection}")).text
     assert re.search(r'id="status">closed unverified \(identity never confirmed\)', page)
+
+
+async def test_the_holds_and_deferred_erasures_name_systems_datasets_and_holds_by_the_policys_words(
+        http, pool, settings):
+    """They showed `billing/invoices`, `be_accounting`, `analytics` and a legal hold's id; the
+    Systems table already named each system by its label."""
+    email = unique_email("words.holds")
+    rid = await stored(pool, settings, "erasure", subject={"email": email})
+    await planned(pool, rid, "erase")  # labelled "Web analytics", "CRM", "Billing" by the plan
+    hold = await place_claims_hold(pool, settings, email, ["crm"])
+    kept = {"system": "billing", "dataset": "invoices", "records": 3, "hold_kind": "statutory",
+            "basis": "Art. 17(3)(b) GDPR", "law": "VAT Code Art. 60", "until": "2034-12-31"}
+    await pool.execute("""INSERT INTO system_tasks (request_id, system, action, status, found, changed, kept, kept_records)
+                          VALUES ($1, 'billing', 'erase', 'completed', 5, 2, 3, $2)""", uuid.UUID(rid), [kept])
+    for system, kind, ref in (("analytics", "statutory", "be_accounting"), ("crm", "legal_claims", str(hold["id"]))):
+        await pool.execute(
+            """INSERT INTO deferred_erasures (request_id, subject_hash, system, dataset, record_key, hold_kind, hold_ref,
+                                              policy_version, external_id, submitted_at, failed_at, failure)
+               SELECT id, 'x', $2, 'all', 'all', $3, $4, policy_version, $5, now(), now(), 'the job was cancelled'
+                 FROM dsr_requests WHERE id = $1""", uuid.UUID(rid), system, kind, ref, str(uuid.uuid4()))
+    await console_sign_in(http, pool, "compliance")
+
+    page = html.unescape((await http.get(f"/console/requests/{rid}")).text)
+    holds = page.split("<h2>Holds</h2>")[1].split("</div>")[0]
+    assert "3 record(s) of invoices in Billing kept under a statutory hold:" in holds
+    assert "on CRM." in holds
+    deferred = page.split('id="deferred"')[1].split("</section>")[0]
+    rows = {system: re.sub(r"<[^>]+>", " ", row) for system, row in re.findall(
+        r'<tr data-system="(\w+)">(.*?)</tr>', deferred, re.S)}
+    assert "Web analytics" in rows["analytics"] and "Belgian accounting and tax records" in rows["analytics"]
+    assert "legal-claims hold (Dispute over a support contract, claim 2026/17)" in rows["crm"]
+    assert ">Ask Web analytics again</button>" in deferred
+    assert "How CRM's erasure was carried out" in deferred and "<td>CRM</td>" in deferred
+    for code in ("billing/invoices", "be_accounting", str(hold["id"]), ">analytics<", "Ask crm again"):
+        assert code not in holds + deferred, code
+
+
+async def test_a_failed_step_reads_as_what_it_was_doing(http, pool, settings):
+    rid = await stored(pool, settings, "erasure")
+    async with pool.acquire() as conn:
+        await append_event(conn, event_key=f"{rid}:failed", event_type="step.failed", actor="workflow", request_id=rid,
+                           data={"step": "send_letter", "about": "response letter", "message": "the relay refused"})
+        await append_event(conn, event_key=f"{rid}:answered", event_type="step.resolved", actor="workflow",
+                           request_id=rid, data={"step": "record_event", "about": "approval.granted record",
+                                                 "resolution": "run again"})
+        await append_event(conn, event_key=f"{rid}:older", event_type="step.failed", actor="workflow",
+                           request_id=rid, data={"step": "prepare_request", "message": "no database"})
+    await console_sign_in(http, pool, "compliance")
+
+    page = (await http.get(f"/console/requests/{rid}")).text
+    assert "A step failed (sending the response letter: the relay refused)" in page
+    assert "Failed step answered (recording “Release approved” in the audit trail: run again)" in page
+    assert "A step failed (registering the request (its deadlines and its receipt): no database)" in page
+    assert "approval.granted" not in page and "prepare_request" not in page
 
 
 async def test_the_deny_form_offers_each_ground_in_words_and_submits_its_code(http, pool, settings):
@@ -144,7 +198,7 @@ async def test_the_queue_and_the_new_request_form_write_regimes_statuses_and_cha
     page = (await http.get("/console/", params={"subject": email, "status": "closed_unverified"})).text
     row = page.split(f'data-request-id="{rid}"')[1].split("</tr>")[0]
     assert '<td data-label="Status">closed unverified (identity never confirmed)</td>' in row
-    assert '<td data-label="Regime">UK GDPR / GB</td>' in row
+    assert '<td data-label="Regime">UK GDPR / United Kingdom</td>' in row
     assert re.search(r'value="closed_unverified" checked> closed unverified \(identity never confirmed\)', page)
     assert '<option value="uk_gdpr">UK GDPR</option>' in page and ">uk_gdpr<" not in page
 

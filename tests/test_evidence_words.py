@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from api import pages
 from api.console import view
 from api.read_models import event_words
 from api.read_models.evidence_deadlines import controller_time
@@ -36,3 +37,17 @@ def test_times_are_the_controllers_with_the_zone_named():
     assert controller_time(late_evening_utc, "Europe/Brussels", "en") == "5 January 2027, 00:30 CET"
     assert controller_time(datetime(2027, 7, 1, 8, 5, 9, tzinfo=UTC), "Europe/Brussels", "nl", seconds=True) == \
         "1 juli 2027, 10:05:09 CEST"
+
+
+def test_the_console_writes_times_with_the_packs_helper():
+    assert pages.controller_time is controller_time
+
+
+def test_a_failed_step_a_hold_and_a_country_read_as_words():
+    assert event_words.step_words("send_letter", "response letter") == "sending the response letter"
+    assert event_words.step_words("send_letter", "extension letter") == "sending the extension notice"
+    assert event_words.step_words("transition", "status denied record") == "recording the status “denied”"
+    assert event_words.step_words("send_letter") == "sending a letter"
+    assert event_words.step_words("some_new_step") == "some new step"
+    assert event_words.hold_words("legal_claims") == "legal-claims hold"
+    assert event_words.country_words("BE") == "Belgium" and event_words.country_words("BE", "nl") == "België"

@@ -68,7 +68,7 @@ async def test_a_message_becomes_a_request_whose_clock_started_at_receipt(http, 
 
     inbox = await http.get("/console/inbox")
     row = inbox.text.split(f'data-message-id="{message_id}"')[1].split("</tr>")[0]
-    assert sender in row and "erasure · nl" in row
+    assert sender in row and "erasure · Dutch" in row
     page = await http.get(f"/console/inbox/{message_id}")
     assert 'value="erasure" checked' in page.text and '<option value="nl" selected>' in page.text
 

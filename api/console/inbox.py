@@ -53,6 +53,13 @@ async def _message(state: AppState, pool: Any, today: Any, message_id: str) -> d
     return found
 
 
+def _language_words(state: AppState) -> dict[str, str]:
+    """Each language by its name in the staff's ("Dutch"), for the suggestion staff read: the
+    inbox showed its code ("erasure · nl")."""
+    staff = state.policy.policy.languages.staff.value
+    return {code: language_name(code, staff) for code in LANGUAGE_NAMES}
+
+
 @router.get("", response_class=HTMLResponse)
 async def inbox_page(staff: Annotated[Staff, require_console_role("agent")], request: Request, state: State,
                      pool: Pool, today: Today) -> Response:
@@ -67,7 +74,8 @@ async def inbox_page(staff: Annotated[Staff, require_console_role("agent")], req
         message["badge"] = days_left_badge(message["days_left"], RequestStatus.awaiting_verification)
     return render(request, "console/inbox.html", {
         "messages": page.messages, "waiting": page.waiting, "first_page": cursor is None,
-        "next_url": f"/console/inbox?{urlencode({'cursor': page.next_cursor})}" if page.next_cursor else None})
+        "next_url": f"/console/inbox?{urlencode({'cursor': page.next_cursor})}" if page.next_cursor else None,
+        "language_words": _language_words(state)})
 
 
 def _message_page(request: Request, state: AppState, message: dict[str, Any], *, values: dict[str, Any] | None = None,
@@ -79,7 +87,7 @@ def _message_page(request: Request, state: AppState, message: dict[str, Any], *,
                 "regime": policy.defaults.regime.value}
     return render(request, "console/inbox_message.html", {
         "m": message, "values": {**defaults, **(values or {})}, "errors": errors or {}, "refused": refused,
-        "regimes": list(Regime), **request_form.LABELS, **WORDS, "language_names": LANGUAGE_NAMES,
+        "regimes": list(Regime), **request_form.LABELS, **WORDS, "language_words": _language_words(state),
         "subject_languages": [(lang.value, language_name(lang)) for lang in policy.languages.supported],
         "timezone": policy.defaults.timezone,
     }, status_code=status)

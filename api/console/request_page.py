@@ -60,6 +60,8 @@ from dsrflow.i18n import language_name
 from dsrflow.stores.requests_store import get_request
 from dsrflow.stores.restrictions_store import as_view, restriction_for
 from dsrflow.stores.team_store import request_by_reference, staff_names
+from policy.model import Policy
+from policy.systems import dataset_words
 from schemas.requests import DenialReason, RequestStatus
 from schemas.vocabulary import LetterPurpose
 
@@ -98,7 +100,7 @@ def _package_reads(pack: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return reads
 
 
-def _tasks(pack: dict[str, Any], live) -> list[dict[str, Any]]:
+def _tasks(pack: dict[str, Any], live, labels: dict[str, str]) -> list[dict[str, Any]]:
     """Every planned system with its latest result: the workflow's live one, else the stored one,
     else what the package read from it; "waiting" only while nothing has been asked of it."""
     stored = {t["system"]: t for t in pack["results"]}
@@ -111,8 +113,26 @@ def _tasks(pack: dict[str, Any], live) -> list[dict[str, Any]]:
     reads = _package_reads(pack)
     # A system the built package did not name held nothing for the subject.
     nothing = {"status": "read into the package", "found": 0} if reads else {}
-    return [{"label": s, "status": "waiting", "system": s, **planned.get(s, {}), **reads.get(s, nothing),
+    return [{"label": labels.get(s, s), "status": "waiting", "system": s, **planned.get(s, {}), **reads.get(s, nothing),
              **stored.get(s, {}), **current.get(s, {})} for s in systems]
+
+
+def _names(policy: Policy, system_labels: dict[str, str], legal_claims_holds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Systems, datasets and holds by the policy's words (the Holds and deferred-erasure sections,
+    the package line showed `billing/invoices`, `be_accounting` and a legal hold's id): a system
+    by its label in the plan the request ran under, else in the policy in force, as the Systems
+    table names it; a statutory hold by its label, a legal-claims hold by its reason."""
+    reasons = {str(h["id"]): h["reason"] for h in legal_claims_holds}
+
+    def hold_name(ref: str) -> str:
+        statute = policy.statutory_holds.get(ref)
+        if statute is not None:
+            return statute.label
+        return f"legal-claims hold ({reasons[ref]})" if ref in reasons else "legal-claims hold"
+
+    return {"system_labels": system_labels,
+            "dataset_label": lambda system, dataset: dataset_words(policy.systems, system, dataset),
+            "hold_name": hold_name}
 
 
 def _letters(pack: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -135,17 +155,20 @@ async def _context(state: AppState, today: date, request_id: str, staff: Staff) 
     due = (live.current_due_date if live and live.current_due_date else deadlines["current_due_date"])
     extended = live.extended if live else deadlines["extended"]
     days_left = (due - today).days if due else None
-    tasks = _tasks(pack, live)
+    staff_language = state.policy.policy.languages.staff.value
+    policy = state.policy.in_language(staff_language)
+    labels = {name: system.label for name, system in policy.systems.items()}
+    tasks = _tasks(pack, live, labels)
     restriction = as_view(await restriction_for(await state.db(), request_id))
     # Its workflow ended with the request open (the start sweep's flag): the panel above the live
     # region says so (console/_resume.html), and no action is offered.
     ended = await ended_flag(await state.db(), request_id)
     names = await staff_names(await state.db())
+    legal_claims_holds = pack["holds"]["legal_claims_holds"] if may_read(staff.has_role, "legal-claims-holds") else []
     letters, alerts = _letters(pack)
-    staff_language = state.policy.policy.languages.staff.value
     return {
         **WORDS, "recipients": await planned_recipients(await state.db(), pack),
-        "who": lambda actor: actor_name(actor, names), "system_labels": {t["system"]: t["label"] for t in tasks},
+        "who": lambda actor: actor_name(actor, names), **_names(policy, {**labels, **{t["system"]: t["label"] for t in tasks}}, legal_claims_holds),
         # A request appealing a refused one (VCDPA, CTDPA, CPA) links to it by its reference.
         "appeal_of": (row["details"] or {}).get("appeal_of"), "short_reference": short_reference,
         "letters": letters, "staff_alerts": alerts, "reference": short_reference(request_id),
@@ -167,8 +190,7 @@ async def _context(state: AppState, today: date, request_id: str, staff: Staff) 
         "timeline": ([(e, describe_event(e, names), actor_name(e["actor"], names))
                       for e in reversed(pack["audit"]["events"])]
                      if may_read(staff.has_role, "audit-timeline") else None),
-        "legal_claims_holds": (pack["holds"]["legal_claims_holds"]
-                               if may_read(staff.has_role, "legal-claims-holds") else []),
+        "legal_claims_holds": legal_claims_holds,
         # Below compliance, cancelling records the subject's own withdrawal only (a refusal is compliance's).
         "may_refuse": staff.has_role(REFUSING_ROLE),
         "owed_under_way": owed_under_way,

@@ -1,6 +1,6 @@
 """The words staff read for the codes the trail records: audit events (the console's timeline and
 the evidence pack's tables), verification methods, denial grounds, statuses, letter purposes,
-channels, each system's action and its Art. 19 recipient.
+channels, each system's action and its Art. 19 recipient, a failed step, a hold's kind, a country.
 One table for both places, so the pack a DPO hands to an authority says what the console says,
 and neither shows `status.denied` or `email_code`. The codes stay in the JSON, where tools read
 them."""
@@ -11,8 +11,10 @@ from collections.abc import Callable, Mapping
 from datetime import date
 from typing import Any
 
+from babel import Locale
+
 from activities.citations import citation
-from dsrflow.i18n import long_date
+from dsrflow.i18n import SOURCE_LANGUAGE, long_date
 
 _EVENT_WORDS = {
     "request.created": "Request opened",
@@ -128,6 +130,24 @@ _PURPOSE_WORDS = {
 }
 
 
+# What each step a workflow supervises does (the activities behind workflows/dsr_steps.py `run_step`).
+_STEP_WORDS = {
+    "send_letter": "sending a letter", "record_event": "recording an event in the audit trail",
+    "transition": "recording the request's new status",
+    "prepare_request": "registering the request (its deadlines and its receipt)",
+    "plan_request": "planning the work in each system", "apply_extension": "recording the extension",
+    "build_package": "building the access package", "issue_verification": "sending a verification code",
+    "settle_verification_round": "settling a verification e-mail", "settle_skipped_letter": "settling a skipped letter",
+    "record_task_result": "recording a system's result", "record_restriction": "recording the restriction in force",
+    "announce_restriction_lift": "recording the decision to lift the restriction",
+    "record_restriction_lifted": "recording the restriction's lift",
+    "run_system_action": "carrying out a system's action", "poll_system_action": "asking a processor how it stands",
+}
+
+# The kinds of hold that keep records from an erasure (Art. 17(3)): a law's, or compliance's for a claim.
+_HOLD_WORDS = {"statutory": "statutory hold", "legal_claims": "legal-claims hold"}
+
+
 def _cited(words: str, article: str | None, regime: str | None) -> str:
     cited = citation(regime, article) if article else None
     return f"{words} ({cited})" if cited else words
@@ -203,6 +223,15 @@ def recipient_words(recipient: str | None, action: str | None,
     return known.get("identity") or known.get("name") or recipient.replace("_", " ")
 
 
+def hold_words(kind: str | None) -> str:
+    return _HOLD_WORDS.get(str(kind), f"{str(kind).replace('_', ' ')} hold")
+
+
+def country_words(code: str | None, language: str = SOURCE_LANGUAGE) -> str:
+    """A country by its name in `language` ("Belgium" for BE); a code Babel does not name stays as it is."""
+    return Locale.parse(language).territories.get(code or "", code or "")
+
+
 def status_words(status: str) -> str:
     return _STATUS_WORDS.get(status, status.replace("_", " "))
 
@@ -219,10 +248,21 @@ def _day(value: Any) -> str:
         return str(value)
 
 
-def _step(data: Mapping[str, Any]) -> str:
-    """A failed step: which letter or record it was (`about`, stored since 2026-12-02), or else its
-    activity's name."""
-    return str(data.get("about") or data.get("step"))
+def step_words(step: str | None, about: str | None = None) -> str:
+    """A failed step as staff read it: which letter or record it was (`about`, stored since
+    2026-12-02: workflows/dsr_steps.py `step_about` writes "response letter", "approval.granted
+    record", "status denied record"), else what its activity does. The page showed the activity's
+    name ("send letter") and the event's code."""
+    if about:
+        what, _, kind = about.rpartition(" ")
+        if kind == "letter":
+            return f"sending the {_PURPOSE_WORDS.get(what.replace(' ', '_'), about)}"
+        if kind == "record" and what.startswith("status "):
+            return f"recording the status “{status_words(what.removeprefix('status ').replace(' ', '_'))}”"
+        if kind == "record":
+            return f"recording “{_EVENT_WORDS.get(what, what.replace('_', ' '))}” in the audit trail"
+        return about
+    return _STEP_WORDS.get(str(step), str(step).replace("_", " "))
 
 
 def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = None) -> str:
@@ -249,8 +289,8 @@ def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = N
         "task.retried": data.get("system"), "task.resolved": data.get("system"),
         **{f"erasure.deferred_{what}": data.get("system")
            for what in ("submitted", "confirmed", "failed", "retried", "settled")},
-        "step.failed": f"{_step(data)}: {data.get('message')}",
-        "step.resolved": f"{_step(data)}: {data.get('resolution')}",
+        "step.failed": f"{step_words(data.get('step'), data.get('about'))}: {data.get('message')}",
+        "step.resolved": f"{step_words(data.get('step'), data.get('about'))}: {data.get('resolution')}",
         "status.denied": ground_words(data.get("reason_code")), "status.cancelled": data.get("reason"),
         "restriction.lift_requested": data.get("reason"),
         "restriction.kept_from_erasure": data.get("by"),
@@ -265,4 +305,4 @@ def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = N
 # Every helper above a page's template writes codes with, by name (a form still submits the code).
 WORDS: dict[str, Callable[..., Any]] = {helper.__name__: helper for helper in (
     method_words, ground_words, status_words, purpose_words, regime_words, scope_words, restriction_words,
-    details_words, channel_words, origin_words, action_words, recipient_words)}
+    details_words, channel_words, origin_words, action_words, recipient_words, step_words, hold_words, country_words)}
