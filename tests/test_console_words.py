@@ -233,3 +233,15 @@ async def test_the_evidence_packs_plan_names_each_art_19_recipient_and_none_for_
     rows = plan((await http.get(f"/v1/requests/{objection}/evidence.html", headers=compliance)).text)
     assert [cells[3] for cells in rows.values()] == ["—", "—", "—"]
     assert rows["CRM (crm)"][1].startswith("stop the processing objected to")
+
+
+async def test_a_result_for_a_system_the_plan_does_not_name_still_shows_the_page(http, pool, settings):
+    """A stored result with no plan entry for its system (the plan not yet stored) made the page a
+    500: the Systems table read a recipient only planned systems had."""
+    rid = await stored(pool, settings, "erasure")
+    await pool.execute("""INSERT INTO system_tasks (request_id, system, action, status, found, changed)
+                          VALUES ($1, 'billing', 'erase', 'completed', 2, 2)""", uuid.UUID(rid))
+    await console_sign_in(http, pool, "compliance")
+    page = await http.get(f"/console/requests/{rid}")
+    assert page.status_code == 200, page.text[-500:]
+    assert task_rows(page.text)["billing"][1] == "erase"

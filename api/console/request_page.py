@@ -113,7 +113,10 @@ def _tasks(pack: dict[str, Any], live, labels: dict[str, str]) -> list[dict[str,
     reads = _package_reads(pack)
     # A system the built package did not name held nothing for the subject.
     nothing = {"status": "read into the package", "found": 0} if reads else {}
-    return [{"label": labels.get(s, s), "status": "waiting", "system": s, **planned.get(s, {}), **reads.get(s, nothing),
+    # A result for a system the plan does not name (its plan not yet stored, a plan of an older
+    # shape) tells no recipient the page could name: the page showed a 500 instead.
+    return [{"label": labels.get(s, s), "status": "waiting", "system": s, "recipient": None, **planned.get(s, {}),
+             **reads.get(s, nothing),
              **stored.get(s, {}), **current.get(s, {})} for s in systems]
 
 

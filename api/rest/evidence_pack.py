@@ -6,7 +6,6 @@ from datetime import date, datetime
 from typing import Annotated, Any
 
 import asyncpg
-from babel import Locale
 from fastapi import APIRouter, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import HTMLResponse
@@ -63,11 +62,9 @@ async def evidence_page(staff: Annotated[Staff, require_console_role("compliance
         # A date the trail holds as an ISO string (a kept record's `until`) reads like any other.
         return long_date(date.fromisoformat(day) if isinstance(day, str) else day, language)
 
-    def country(code: str | None) -> str:
-        return Locale.parse(language).territories.get(code or "", code or "")
-
     return render(request, "console/evidence.html", {
         "pack": pack, "staff": staff, "who": lambda actor: actor_name(actor, names), "at": at, "on": on,
-        "describe": lambda event: event_words.describe_event(event, names), "country": country,
+        "describe": lambda event: event_words.describe_event(event, names),
+        "country": lambda code: event_words.country_words(code, language),
         # The words the page writes for the pack's codes, as the console's request page does.
         **event_words.WORDS, "recipients": await planned_recipients(pool, pack)})
