@@ -29,12 +29,12 @@ async def test_task_and_objection_buttons_work(role, browser, systems_site, pool
 
     # Answered once the processor has the task again, not when it answers: it still cannot rectify.
     await press(page, "retry-task", {"System": "email_marketing"}, flash="The task runs again.")
-    await expect(page.locator(".timeline")).to_contain_text("Task retried (email_marketing)")
+    await expect(page.locator(".timeline")).to_contain_text("Task retried (E-mail marketing (newsletters))")
     await expect(page.locator("#tasks")).to_contain_text("needs attention", timeout=SLOW)
     await press(page, "resolve-task", {"System": "email_marketing", "How it was handled": "Told them by e-mail, ticket 88"},
                 flash="The task is recorded as handled.")
     await expect(page.locator("#status")).to_contain_text("completed", timeout=SLOW)
-    await expect(page.locator(".timeline")).to_contain_text("Task resolved by staff (email_marketing)")
+    await expect(page.locator(".timeline")).to_contain_text("Task resolved by staff (E-mail marketing (newsletters))")
     await shots(page, "task-resolved")
 
     objection = await open_request(url, pool, type="objection", objection_scope="legitimate_interest",

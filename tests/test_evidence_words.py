@@ -51,3 +51,18 @@ def test_a_failed_step_a_hold_and_a_country_read_as_words():
     assert event_words.step_words("some_new_step") == "some new step"
     assert event_words.hold_words("legal_claims") == "legal-claims hold"
     assert event_words.country_words("BE") == "Belgium" and event_words.country_words("BE", "nl") == "België"
+
+
+def test_the_timeline_names_systems_by_their_labels():
+    """Task and deferred-erasure lines named systems by the policy's id ("email_marketing task needs
+    attention"); with the plan's labels they read as the Systems table does."""
+    labels = {"email_marketing": "E-mail marketing (newsletters)"}
+    attention = {"event_type": "task.needs_attention", "data": {"system": "email_marketing"}}
+    assert event_words.describe_event(attention, {}, labels) == "E-mail marketing (newsletters) task needs attention"
+    resolved = {"event_type": "task.resolved", "data": {"system": "email_marketing"}}
+    assert event_words.describe_event(resolved, {}, labels) == "Task resolved by staff (E-mail marketing (newsletters))"
+    retried = {"event_type": "erasure.deferred_retried", "data": {"system": "email_marketing"}}
+    assert "(E-mail marketing (newsletters))" in event_words.describe_event(retried, {}, labels)
+    # A system the plan does not name keeps its id.
+    assert event_words.describe_event({"event_type": "task.done", "data": {"system": "crm"}}, {}, labels) == \
+        "crm task done"

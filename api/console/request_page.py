@@ -169,9 +169,10 @@ async def _context(state: AppState, today: date, request_id: str, staff: Staff) 
     names = await staff_names(await state.db())
     legal_claims_holds = pack["holds"]["legal_claims_holds"] if may_read(staff.has_role, "legal-claims-holds") else []
     letters, alerts = _letters(pack)
+    system_labels = {**labels, **{t["system"]: t["label"] for t in tasks}}  # the plan's, else the policy's
     return {
         **WORDS, "recipients": await planned_recipients(await state.db(), pack),
-        "who": lambda actor: actor_name(actor, names), **_names(policy, {**labels, **{t["system"]: t["label"] for t in tasks}}, legal_claims_holds),
+        "who": lambda actor: actor_name(actor, names), **_names(policy, system_labels, legal_claims_holds),
         # A request appealing a refused one (VCDPA, CTDPA, CPA) links to it by its reference.
         "appeal_of": (row["details"] or {}).get("appeal_of"), "short_reference": short_reference,
         "letters": letters, "staff_alerts": alerts, "reference": short_reference(request_id),
@@ -190,7 +191,7 @@ async def _context(state: AppState, today: date, request_id: str, staff: Staff) 
         or (deadlines["extension"] or {}).get("reason"),
         "badge": days_left_badge(days_left, status), "tasks": tasks,
         # What the REST API would not show this role, the page does not show either.
-        "timeline": ([(e, describe_event(e, names), actor_name(e["actor"], names))
+        "timeline": ([(e, describe_event(e, names, system_labels), actor_name(e["actor"], names))
                       for e in reversed(pack["audit"]["events"])]
                      if may_read(staff.has_role, "audit-timeline") else None),
         "legal_claims_holds": legal_claims_holds,

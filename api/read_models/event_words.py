@@ -265,17 +265,19 @@ def step_words(step: str | None, about: str | None = None) -> str:
     return _STEP_WORDS.get(str(step), str(step).replace("_", " "))
 
 
-def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = None) -> str:
+def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = None,
+                   systems: Mapping[str, str] | None = None) -> str:
     """One line for the timeline; the details that matter most beside the words (`names`: staff
-    by actor and by `token:<id>`, for an assignment's assignee)."""
+    by actor and by `token:<id>`, for an assignment's assignee; `systems`: the systems' labels)."""
     kind, data = event["event_type"], event["data"] or {}
+    system = (systems or {}).get(data.get("system", ""), data.get("system"))
     words = _EVENT_WORDS.get(kind)
     if kind.startswith("status."):
         words = f"Status: {status_words(kind.removeprefix('status.'))}"
     elif kind.startswith("deadline.due_in_"):
         words = f"Deadline warning: {kind.removeprefix('deadline.due_in_').replace('_', ' ')} left"
     elif kind.startswith("task."):
-        words = words or f"{data.get('system', 'system')} task {kind.removeprefix('task.').replace('_', ' ')}"
+        words = words or f"{system or 'system'} task {kind.removeprefix('task.').replace('_', ' ')}"
     # An event this table does not name yet still reads as words, never as `access.not_automated`.
     words = words or kind.replace(".", " ").replace("_", " ").capitalize()
     detail = {
@@ -286,9 +288,8 @@ def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = N
         "verification.succeeded": method_words(data.get("method")),
         "verification.failed": f"{data.get('attempts_left')} attempt(s) left" if "attempts_left" in data else None,
         "deadline.extended": f"{_day(data.get('from'))} → {_day(data.get('to'))}: {data.get('reason')}",
-        "task.retried": data.get("system"), "task.resolved": data.get("system"),
-        **{f"erasure.deferred_{what}": data.get("system")
-           for what in ("submitted", "confirmed", "failed", "retried", "settled")},
+        "task.retried": system, "task.resolved": system,
+        **{f"erasure.deferred_{what}": system for what in ("submitted", "confirmed", "failed", "retried", "settled")},
         "step.failed": f"{step_words(data.get('step'), data.get('about'))}: {data.get('message')}",
         "step.resolved": f"{step_words(data.get('step'), data.get('about'))}: {data.get('resolution')}",
         "status.denied": ground_words(data.get("reason_code")), "status.cancelled": data.get("reason"),

@@ -52,6 +52,7 @@ async def evidence_page(staff: Annotated[Staff, require_console_role("compliance
     # The page names staff as the console does (`who`); the JSON and the page's audit table keep
     # the actors as the trail records them.
     names = await staff_names(pool)
+    labels = {t["system"]: t["label"] for t in (pack["plan"] or {}).get("tasks", [])}  # systems as the plan names them
     # Every time on the page is in the timezone the request's deadline days are counted in.
     timezone, language = pack["deadlines"]["basis"]["timezone"], page_language(request)
 
@@ -64,7 +65,7 @@ async def evidence_page(staff: Annotated[Staff, require_console_role("compliance
 
     return render(request, "console/evidence.html", {
         "pack": pack, "staff": staff, "who": lambda actor: actor_name(actor, names), "at": at, "on": on,
-        "describe": lambda event: event_words.describe_event(event, names),
+        "describe": lambda event: event_words.describe_event(event, names, labels),
         "country": lambda code: event_words.country_words(code, language),
         # The words the page writes for the pack's codes, as the console's request page does.
         **event_words.WORDS, "recipients": await planned_recipients(pool, pack)})
