@@ -179,6 +179,17 @@ def _translate(context: Context, message: str) -> str:
     return translations(_language_of(context)).gettext(message)
 
 
+def _sentence(text: str) -> str:
+    """A message worded to follow a field's name or a title ("this download link has expired; ask
+    us for a new one", as the API gives it), written as a sentence of its own on a page: a capital
+    first letter and a full stop."""
+    text = text.strip()
+    if not text:
+        return text
+    text = text[0].upper() + text[1:]
+    return text if text[-1] in ".!?…" else f"{text}."
+
+
 @pass_context
 def _type_label(context: Context, kind: str, regime: str | None = None) -> str:
     """A request type's label in the page's language, citing the article of `regime`'s law where
@@ -259,6 +270,7 @@ templates.env.filters["controller_time"] = _controller_time
 templates.env.filters["controller_date"] = _controller_date
 templates.env.filters["decimal"] = _decimal
 templates.env.filters["translate"] = _translate
+templates.env.filters["sentence"] = _sentence
 # The request types, in the order the forms offer them, and their labels (`type_label(kind, regime)`).
 templates.env.globals["request_types"] = tuple(LETTER_TYPE_LABELS)
 templates.env.globals["type_label"] = _type_label

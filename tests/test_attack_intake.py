@@ -42,7 +42,7 @@ async def test_an_appeal_does_not_tell_a_stranger_whose_request_a_reference_is(h
         assert "gdpr" not in theirs[1] and "(erasure)" not in theirs[1] and "(access)" not in theirs[1]
     portal = await _portal_appeal(http, owner, gdpr), await _portal_appeal(http, unique_email("stranger"), gdpr)
     assert portal[0][0] == portal[1][0] == 422
-    assert "grants no appeal" not in portal[0][1] and "no request" in portal[0][1] and "no request" in portal[1][1]
+    assert "grants no appeal" not in portal[0][1] and "No request" in portal[0][1] and "No request" in portal[1][1]
     assert await pool.fetchval("SELECT count(*) FROM dsr_requests") == before
 
     # The owner's appeal of a request we refused is still opened.

@@ -241,7 +241,7 @@ async def test_package_page_wraps_the_download_link(http, pool, settings):
                                "event_type = 'package.downloaded'", uuid.UUID(rid)) == 0
 
     gone = await http.get(f"/portal/packages/{expired}")
-    assert gone.status_code == 410 and "this download link has expired" in gone.text
+    assert gone.status_code == 410 and "This download link has expired; ask us for a new one." in gone.text
     # The letter's own link, opened in a browser, says so on a page too; the API still answers JSON.
     browser = await http.get(f"/v1/public/packages/{expired}", headers={"Accept": "text/html,*/*"})
     assert browser.status_code == 410 and browser.headers["content-type"].startswith("text/html")

@@ -30,6 +30,10 @@ WORDS = {
 }
 
 
+def sentence(fragment: str) -> str:
+    return fragment[0].upper() + fragment[1:]
+
+
 async def _portal_appeal(http, language: str, email: str, appeal_of: str) -> tuple[int, str, str]:
     """The portal's form, sent from a browser reading `language`, appealing `appeal_of`."""
     r = await http.post("/portal/requests", headers={"Accept-Language": language}, data={
@@ -48,10 +52,12 @@ async def test_a_refused_appeal_reads_in_the_pages_language(http, pool, settings
         strangers = await _portal_appeal(http, language, unique_email("appeal.stranger"), reference)
         for status, lang, page in (theirs, strangers):
             assert (status, lang) == (422, language), page[:300]
-            assert f"<h1>{title}</h1>" in page and refusal.format(ref=reference) in page, page[-1500:]
+            # The API's wording, written on the page as a sentence: a capital, and a full stop.
+            assert f"<h1>{title}</h1>" in page and sentence(refusal.format(ref=reference)) in page, page[-1500:]
         assert theirs[2].split("<main", 1)[1] == strangers[2].split("<main", 1)[1]
         status, lang, page = await _portal_appeal(http, language, owner, "not a reference")
-        assert (status, lang) == (422, language) and not_a_reference in page and "9WPSS9NUBP" in page, page[-1500:]
+        assert (status, lang) == (422, language) and sentence(not_a_reference) in page, page[-1500:]
+        assert re.search(r"9WPSS9NUBP\)\.</p>", page), page[-1500:]
         if language != "en":
             assert "of this data subject" not in page
 
