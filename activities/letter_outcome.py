@@ -23,6 +23,11 @@ _ART19_ACTIONS = {"erase", "rectify", "restrict"}
 # What a legal-claims hold kept is stored with the basis compliance gave the hold (the API's default
 # unless they wrote their own) and this text as its law (activities/connectors/sql_erasure.py).
 _CLAIMS_BASES_STORED = {"Art. 17(3)(e) GDPR: establishment, exercise or defence of legal claims", "Art. 17(3)(e) GDPR"}
+# A package's line for each system: what it holds of the subject, or that it held, or a processor
+# said it holds, nothing.
+_INCLUDED = N_("included in your package")
+_NOTHING_FOUND = N_("no personal data about you found")
+_PROCESSOR_HOLDS_NOTHING = N_("the processor told us it holds no personal data about you")
 _CLAIMS_LAW = N_("a legal claim (establishment, exercise or defence of legal claims)")
 # The bases the letter gives in its regime's law (activities/citations.py): a statute's basis as the
 # policy words it cites the GDPR, so under any other regime the letter gives ours.
@@ -129,14 +134,17 @@ def response_outcome(report: dict[str, Any], policy: Policy, package_link: str |
     ]
     package = report.get("package")
     if package:
+        # A system that held nothing, or a processor that said it holds nothing, is not "included
+        # in your package (0 files)": the letter says what it found or was told.
         for system, count in package.get("systems", {}).items():
             label = policy.systems[system].label if system in policy.systems else system
-            actions.append({"system": label, "category": t.gettext("copy of your data"),
-                            "action": t.gettext("included in your package"), "records": count})
+            actions.append({"system": label, "category": t.gettext("copy of your data"), "records": count,
+                            "action": t.gettext(_INCLUDED if count else _NOTHING_FOUND)})
         for system, count in package.get("processor_files", {}).items():
             label = policy.systems[system].label if system in policy.systems else system
             actions.append({"system": label, "category": t.gettext("copy of your data, as this processor sent it"),
-                            "action": t.gettext("included in your package"), "records": count, "unit": "file"})
+                            "records": count, "unit": "file",
+                            "action": t.gettext(_INCLUDED if count else _PROCESSOR_HOLDS_NOTHING)})
     kept = [_kept_item(k, policy, regime, t, source) for r in results for k in r.kept_records]
     # A processor kept whole under a legal-claims hold (dataset "all") was asked nothing: it is
     # in what we kept, with the reason, not among the recipients told (Art. 19).

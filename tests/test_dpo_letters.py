@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+import activities.letter_outcome as letter_outcome
 import activities.letters as letters
 import activities.restrictions as restrictions
 from activities.citations import cite
@@ -126,6 +127,23 @@ async def test_an_access_response_still_describes_the_whole_copy(package_link, l
                                              "citation": cite("gdpr", "20(2)", " (%s)", t)}) not in part
     if language == "en":
         assert "for each of our systems and data categories" in both(letter)[0]
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+async def test_an_access_response_says_a_system_or_processor_held_nothing_instead_of_an_empty_copy(
+        package_link, language):
+    """A system that held nothing, and a processor that answered that it holds nothing, read
+    "copy of your data: included in your package (0 files)": something included where nothing
+    was. They now say what was found, or what the processor told us (a new user's tour found it)."""
+    params = {"report": {"results": [{**_CRM, "action": "access"}], "package": {
+        "package_id": "p1", "systems": {"crm": 2, "analytics": 0}, "processor_files": {"surveys": 0}}}}
+    letter = await as_sent("response", "access", params, language=language)
+    t = translations(language)
+    for part in both(letter):
+        text = said(part)
+        assert said(t.gettext(letter_outcome._NOTHING_FOUND)) in text
+        assert said(t.gettext(letter_outcome._PROCESSOR_HOLDS_NOTHING)) in text
+        assert text.count(said(t.gettext(letter_outcome._INCLUDED))) == 1  # the CRM's copy alone
 
 
 # --- Access (Art. 15(1)(f) and (h)) ----------------------------------------------------------
