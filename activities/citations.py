@@ -14,6 +14,15 @@ from dsrflow.domain.deadlines import answer_days
 from dsrflow.i18n import ENGLISH, N_, Translator
 
 _LAWS = {"gdpr": N_("GDPR"), "uk_gdpr": N_("UK GDPR")}
+# Each regime's law as a reader outside the team knows it: staff alerts, the console, the evidence pack.
+_REGIME_NAMES = {**_LAWS, "ccpa": N_("CCPA (California)"), "vcdpa": N_("VCDPA (Virginia)"),
+                 "ctdpa": N_("CTDPA (Connecticut)"), "cpa": N_("CPA (Colorado)"), "lgpd": N_("LGPD (Brazil)"),
+                 "pipeda": N_("PIPEDA (Canada)")}
+
+
+def regime_name(regime: str, t: Translator = ENGLISH) -> str:
+    """The law `regime` is, by name ("CCPA (California)" for `ccpa`); an unknown code as it is."""
+    return t.gettext(_REGIME_NAMES[regime]) if regime in _REGIME_NAMES else regime
 
 ARTICLES = {
     # The lawful bases of processing: a policy category's legal bases (policy/disclosure.py).

@@ -25,7 +25,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.citations import AFTER_COMMA as _AFTER_COMMA
 from activities.citations import IN_BRACKETS as _IN_BRACKETS
-from activities.citations import cite, cited_label
+from activities.citations import cite, cited_label, regime_name
 from activities.context import ActivityContext
 from activities.heartbeat import heartbeating
 from activities.letter_outcome import response_outcome
@@ -140,6 +140,7 @@ async def build_context(ctx: ActivityContext, row: dict[str, Any], job: LetterJo
             "type": row["request_type"],
             "type_label": cited_label(LETTER_TYPE_LABELS[row["request_type"]], row["regime"], t),
             "regime": row["regime"],
+            "regime_name": regime_name(row["regime"], t),
             # The date the deadline counts from, so a letter and its due date agree.
             "received_date": receipt_date(row["received_at"], policy.defaults.timezone),
             "due_date": row["due_date"],

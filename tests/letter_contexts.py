@@ -60,6 +60,7 @@ def base_context() -> dict:
             "type": "erasure",
             "type_label": "erasure (right to be forgotten, Art. 17 GDPR)",
             "regime": "gdpr",
+            "regime_name": "GDPR",
             "received_date": date(2026, 1, 31),
             "due_date": date(2026, 3, 2),
             "extended_due_date": date(2026, 4, 30),

@@ -235,6 +235,16 @@ async def test_the_staff_alert_gives_the_same_last_day_for_an_extension(regime):
         assert f"before {due}" not in part
 
 
+@pytest.mark.parametrize(("regime", "name"), [("gdpr", "GDPR"), ("uk_gdpr", "UK GDPR"), ("ccpa", "CCPA (California)"),
+                                              ("lgpd", "LGPD (Brazil)")])
+async def test_the_staff_alert_names_the_regimes_law(regime, name):
+    """It gave the regime's code ("Regime: ccpa"), where the console names the law."""
+    letter = await as_sent("staff_alert", "erasure", {"kind": "needs_attention", "days_left": 7, "detail": "d"},
+                           regime=regime)
+    text, page = both(letter)
+    assert f"Regime: {name} Received on" in text and f"Regime {name} Received on" in page
+
+
 # --- 6. The restriction's dates are the controller's (Europe/Brussels), near midnight too -----
 
 @pytest.mark.parametrize(("since", "effective", "utc_lift_on", "local_since", "local_lift_on", "days"), [

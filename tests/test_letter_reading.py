@@ -13,7 +13,7 @@ from html import unescape
 
 import pytest
 
-from activities.citations import cited_label
+from activities.citations import cited_label, regime_name
 from activities.connectors.manual_email import _SCOPES as MANUAL_SCOPES
 from activities.connectors.manual_email import _TITLES as MANUAL_ACTIONS
 from activities.connectors.manual_email import REMINDER_PURPOSE as MANUAL_REMINDER
@@ -207,7 +207,7 @@ def _render_case(case: str, regime: str) -> RenderedLetter:
         extra["restriction"] = {**extra["restriction"], "grounds": [
             cited_label(GROUND_LABELS[code], regime) for code in extra.pop(LIFT_GROUNDS)]}
     request_type = extra.pop("request_type", "erasure")
-    ctx["request"].update(regime=regime, type=request_type,
+    ctx["request"].update(regime=regime, regime_name=regime_name(regime), type=request_type,
                           type_label=cited_label(LETTER_TYPE_LABELS[request_type], regime))
     if purpose in ("denial", "cancellation"):
         extra.setdefault("acted_in", [])  # a request closed before any system was changed

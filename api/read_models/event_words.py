@@ -13,7 +13,7 @@ from typing import Any
 
 from babel import Locale
 
-from activities.citations import citation
+from activities.citations import citation, regime_name
 from dsrflow.i18n import SOURCE_LANGUAGE, long_date
 
 _EVENT_WORDS = {
@@ -83,12 +83,6 @@ _GROUND_WORDS: dict[str, tuple[str, str | None]] = {
     "excessive": ("manifestly excessive (repetitive)", "12(5)"),
     "identity_not_established": ("the subject's identity could not be established", "11(2) and 12(2)"),
     "other": ("another ground, given in the explanation", None),
-}
-
-# The law each regime is, as a reader outside the team knows it.
-_REGIME_WORDS = {
-    "gdpr": "GDPR", "uk_gdpr": "UK GDPR", "ccpa": "CCPA (California)", "vcdpa": "VCDPA (Virginia)",
-    "ctdpa": "CTDPA (Connecticut)", "cpa": "CPA (Colorado)", "lgpd": "LGPD (Brazil)", "pipeda": "PIPEDA (Canada)",
 }
 
 # What an objection is to (schemas/requests.py ObjectionScope), with the article that grants it.
@@ -165,7 +159,7 @@ def ground_words(ground: str | None, regime: str | None = None) -> str | None:
 
 
 def regime_words(regime: str) -> str:
-    return _REGIME_WORDS.get(regime, regime)
+    return regime_name(regime)
 
 
 def scope_words(scope: str | None, regime: str | None = None) -> str | None:
