@@ -162,7 +162,8 @@ async def test_access_waits_for_the_processors_upload_and_packages_its_files(
         state = await asyncio.wait_for(handle.result(), 60)
         assert state["status"] == "completed", state
         surveys = next(r for r in state["results"] if r["system"] == "surveys")
-        assert "sent its export (2 files)" in surveys["message"], surveys  # what staff read of the task
+        # What staff read of the task, its time in the controller's timezone as every console time.
+        assert re.search(r"sent its export \(2 files\) on \d{4}-\d\d-\d\d \d\d:\d\d CES?T$", surveys["message"]), surveys
         letter, archive = await _package(http, mail_sink, rid)
         assert "Survey service provider, copy of your data, as this processor sent it: included in your " \
                "package (2 files)" in letter

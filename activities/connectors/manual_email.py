@@ -37,10 +37,11 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import AsyncIterator, Mapping, Sequence
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate, parseaddr
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from activities.citations import IN_BRACKETS, CitedLabel, cited_label
 from activities.connectors import expand_env
@@ -380,10 +381,10 @@ class ManualEmailConnector(Connector):
             what = f"sent its export ({row['exported_files']} file{'' if row['exported_files'] == 1 else 's'})"
         else:
             what = "said it holds no personal data about the subject"
-        return ActionOutcome(
-            status="done", external_id=row["external_id"],
-            message=f"{self.env.system.label} {what} on {confirmed.astimezone(UTC):%Y-%m-%d %H:%M} UTC",
-        )
+        # In the controller's timezone, as every time staff read (the console, the evidence pack).
+        local = confirmed.astimezone(ZoneInfo(self.env.policy.defaults.timezone))
+        return ActionOutcome(status="done", external_id=row["external_id"],
+                             message=f"{self.env.system.label} {what} on {local:%Y-%m-%d %H:%M %Z}")
 
 
 __all__ = ["ManualEmailConnector", "asked_of_processor", "confirmation_token", "external_id_for",
