@@ -28,6 +28,7 @@ letters use, citing only the law of the request's regime.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
@@ -179,14 +180,20 @@ def _translate(context: Context, message: str) -> str:
     return translations(_language_of(context)).gettext(message)
 
 
+# A detail that starts with the field it is about ("type: must be text"): the field's name as the
+# form has it, never capitalised.
+_FIELD_FIRST = re.compile(r"[a-z_]+: ")
+
+
 def _sentence(text: str) -> str:
     """A message worded to follow a field's name or a title ("this download link has expired; ask
     us for a new one", as the API gives it), written as a sentence of its own on a page: a capital
-    first letter and a full stop."""
+    first letter (unless it names its field first) and a full stop."""
     text = text.strip()
     if not text:
         return text
-    text = text[0].upper() + text[1:]
+    if not _FIELD_FIRST.match(text):
+        text = text[0].upper() + text[1:]
     return text if text[-1] in ".!?…" else f"{text}."
 
 
