@@ -32,7 +32,8 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 
 from bench.chaos_stack import ChaosStack
 from bench.common import bench_policy, cpu_seconds
-from devstack.processes import free_port, stop
+from devstack.processes import stop
+from dsrflow.infra.ports import free_ports
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -68,7 +69,7 @@ def _random_key() -> str:
 class MultiProcessStack(ChaosStack):
     def __init__(self, home: Path, *, apis: int = 2, workers: int = 2, env: dict[str, str] | None = None) -> None:
         home = home.resolve()
-        api_ports = [free_port() for _ in range(apis)]
+        api_ports = free_ports(apis)
         super().__init__(home, opendsr_delay=0.0, policy=bench_policy(home / "policy.yaml"), env={
             # B1's conditions (bench/common.py): no processor reached by e-mail, nobody approves
             # attested erasures, the OpenDSR demo answers at once.

@@ -52,3 +52,11 @@ def test_an_unreadable_range_assumes_linux_default(tmp_path, monkeypatch, text):
     (tmp_path / "range").write_text(text)
     monkeypatch.setattr(ports, "_EPHEMERAL_RANGE", tmp_path / "range")
     assert 20000 <= free_port() < 32768
+
+
+def test_ports_picked_together_are_distinct(monkeypatch):
+    """Each pick is free when probed, but nothing holds it: picked together, two could be one
+    (a stack's API and its Temporal dev server were once given the same port)."""
+    picks = iter([21000, 21000, 21001, 21000, 21002])
+    monkeypatch.setattr(ports, "free_port", lambda: next(picks))
+    assert ports.free_ports(3) == [21000, 21001, 21002]

@@ -13,13 +13,13 @@ from pathlib import Path
 import httpx
 import psutil
 
-from devstack.processes import free_port
+from dsrflow.infra.ports import free_ports as distinct_free_ports
 
 PORT_NAMES = ("api", "pg", "temporal", "ui", "smtp", "demo")
 
 
 def free_ports() -> dict[str, int]:
-    return {name: free_port() for name in PORT_NAMES}
+    return dict(zip(PORT_NAMES, distinct_free_ports(len(PORT_NAMES)), strict=True))
 
 
 def up_env(home: Path, ports: dict[str, int], **extra: str) -> dict[str, str]:

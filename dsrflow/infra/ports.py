@@ -37,3 +37,14 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         chosen: int = probe.getsockname()[1]
         return chosen
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` free loopback ports, no two the same, for servers started later together: each
+    pick is free when probed but nothing holds it, so two picks can return one port (a stack's API
+    and its Temporal dev server were once given the same one, and the API never bound)."""
+    ports: list[int] = []
+    while len(ports) < count:
+        if (port := free_port()) not in ports:
+            ports.append(port)
+    return ports
