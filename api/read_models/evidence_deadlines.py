@@ -15,10 +15,18 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 
-from dsrflow.domain.deadlines import appeal_days, country_of_law, receipt_date
+from dsrflow.domain.deadlines import answer_days, appeal_days, country_of_law, receipt_date
 from dsrflow.i18n import long_date
 from policy.model import Defaults
 from schemas.vocabulary import Regime
+
+
+def _in_days(regime: Regime, rule: str) -> str:
+    """`rule` of a regime counted in days, with its days (`days`, `further`, `all`) from the table
+    the due dates are computed with (dsrflow/domain/deadlines.py `answer_days`), not written again."""
+    days, further = answer_days(regime)
+    return rule.format(days=days, further=further, all=days + further)
+
 
 # How each regime's deadline is computed, as dsrflow/domain/deadlines.py computes it, for a reader
 # who has not seen the code: what counts, and what moves it. The regime names the law.
@@ -29,14 +37,15 @@ _RULES: dict[str, str] = {
     Regime.uk_gdpr: "one month from the day of receipt or, where identity verification was asked for, from the day "
                     "it was completed (Art. 12(3) UK GDPR; ICO guidance); moved to the next working day like the "
                     "GDPR's. Extension: three months from the same day",
-    Regime.ccpa: "45 calendar days from receipt; receipt confirmed within 10 "
-                 "business days. Extension: once, by 45 days (90 in all), announced within the first 45",
-    Regime.vcdpa: "45 calendar days from receipt. Extension: once, by 45 days",
-    Regime.ctdpa: "45 calendar days from receipt. Extension: once, by 45 days",
-    Regime.cpa: "45 calendar days from receipt. Extension: once, by 45 days",
-    Regime.lgpd: "15 days from receipt; no extension",
-    Regime.pipeda: "30 days from receipt; a deadline on a Sunday or holiday moves to the next "
-                   "working day (Interpretation Act ss. 26, 35). Extension: once, by 30 days",
+    Regime.ccpa: _in_days(Regime.ccpa, "{days} calendar days from receipt; receipt confirmed within 10 business "
+                                       "days. Extension: once, by {further} days ({all} in all), announced within "
+                                       "the first {days}"),
+    **{regime: _in_days(regime, "{days} calendar days from receipt. Extension: once, by {further} days")
+       for regime in (Regime.vcdpa, Regime.ctdpa, Regime.cpa)},
+    Regime.lgpd: _in_days(Regime.lgpd, "{days} days from receipt; no extension"),
+    Regime.pipeda: _in_days(Regime.pipeda, "{days} days from receipt; a deadline on a Sunday or holiday moves to the "
+                                           "next working day (Interpretation Act ss. 26, 35). Extension: once, by "
+                                           "{further} days"),
 }
 
 
