@@ -69,8 +69,8 @@ def _mail_problems(settings: Settings) -> list[str]:
     if not settings.smtp_host:
         # The embedded sink is `dsrflow up`'s: a production worker would hand every letter (the
         # acknowledgements, the codes, the answers) to a port where nothing delivers it.
-        return ["SMTP_HOST: must be set in production; without it letters go to 127.0.0.1:1025, the "
-                "development mail sink's port, and reach no subject"]
+        return [f"SMTP_HOST: must be set in production; without it letters go to {settings.effective_smtp_host}:"
+                f"{settings.smtp_port}, the development mail sink's address, and reach no subject"]
     if settings.smtp_starttls or settings.smtp_allow_plain or _loopback(settings.smtp_host):
         return []
     # Verification codes, download links, the subjects' data in the letters, and the relay's login.
