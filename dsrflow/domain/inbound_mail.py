@@ -247,13 +247,14 @@ HTML_PER_TEXT_CHAR = 10
 
 def _html_text(parts: list[str], text_chars: int, notes: list[str]) -> str:
     """The text of the HTML `parts`, reading at most HTML_PER_TEXT_CHAR times `text_chars` of them."""
-    budget, texts = text_chars * HTML_PER_TEXT_CHAR, []
+    read = budget = text_chars * HTML_PER_TEXT_CHAR
+    texts = []
     for part in parts:
         if budget <= 0:
             break
         if len(part) > budget:
-            notes.append(f"only the first {text_chars * HTML_PER_TEXT_CHAR} characters of the HTML were read "
-                         "as text: read the rest in the mailbox")
+            notes.append(f"only the first {read} characters of the HTML were read as text: read the rest in the "
+                         "mailbox")
         texts.append(html_to_text(part[:budget]))
         budget -= len(part)
     return "\n".join(texts)
