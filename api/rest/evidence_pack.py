@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from typing import Annotated, Any
 
 import asyncpg
@@ -17,14 +17,12 @@ from api.problems import Problem
 from api.read_models import event_words
 from api.read_models.actors import actor_name
 from api.read_models.evidence import assemble_evidence, planned_recipients
-from api.read_models.evidence_deadlines import controller_time
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.i18n import long_date
 from dsrflow.settings import Settings
 from dsrflow.stores.team_store import staff_names
 
 router = APIRouter(prefix="/v1/requests", tags=["evidence"])
-
 
 
 async def _pack(pool: asyncpg.Pool, settings: Settings, request_id: str) -> dict[str, Any]:
@@ -53,18 +51,17 @@ async def evidence_page(staff: Annotated[Staff, require_console_role("compliance
     # the actors as the trail records them.
     names = await staff_names(pool)
     labels = {t["system"]: t["label"] for t in (pack["plan"] or {}).get("tasks", [])}  # systems as the plan names them
-    # Every time on the page is in the timezone the request's deadline days are counted in.
-    timezone, language = pack["deadlines"]["basis"]["timezone"], page_language(request)
-
-    def at(moment: datetime, seconds: bool = False) -> str:
-        return controller_time(moment, timezone, language, seconds=seconds)
+    language = page_language(request)
 
     def on(day: date | str) -> str:
         # A date the trail holds as an ISO string (a kept record's `until`) reads like any other.
         return long_date(date.fromisoformat(day) if isinstance(day, str) else day, language)
 
     return render(request, "console/evidence.html", {
-        "pack": pack, "staff": staff, "who": lambda actor: actor_name(actor, names), "at": at, "on": on,
+        "pack": pack, "staff": staff, "who": lambda actor: actor_name(actor, names), "on": on,
+        # Every time on the page in the timezone the request's deadline days are counted in, as on
+        # its console page (the `controller_time` filter, api/pages.py).
+        "controller_timezone": pack["deadlines"]["basis"]["timezone"],
         "describe": lambda event: event_words.describe_event(event, names, labels),
         "country": lambda code: event_words.country_words(code, language),
         # The words the page writes for the pack's codes, as the console's request page does.
