@@ -198,6 +198,9 @@ async def request_view(state: AppState, request_id: str, *, live_too: bool = Tru
             verification=live.verification.model_dump(mode="json") if live.verification else None,
             plan=live.plan.model_dump(mode="json") if live.plan else None,
             results=[r.model_dump(mode="json") for r in live.results],
+            # An access or portability package: records read from each system at once (those
+            # systems have no task, so no entry in `results`), files each processor sent.
+            package=live.package.model_dump(mode="json") if live.package else None,
             closed_reason=live.closed_reason, extension_reason=live.extension_reason,
             withdrawn_by_subject=live.withdrawn_by_subject,
             approval_required=live.approval_required,

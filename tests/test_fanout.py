@@ -63,6 +63,11 @@ async def test_access_for_ada_returns_all_four_systems(stack, pool, dev_server, 
         state = await _result(dev_server.client, rid)
         assert state["status"] == "completed"
         assert set(state["package"]["systems"]) == {"crm", "analytics", "billing", "email_marketing"}
+        # Staff reading the request over the API see what the package read from each system,
+        # though those systems had no task (and no entry in `results`).
+        view = (await http.get(f"/v1/requests/{rid}", headers=await staff_headers(pool, "agent"))).json()
+        assert view["package"]["systems"] == state["package"]["systems"]
+        assert all(count > 0 for count in view["package"]["systems"].values())
 
         letter = text_of(await wait_for_letter(mail_sink, rid, "response"))
         link = re.search(r"(http://\S+/portal/packages/[0-9a-f]{64})", letter).group(1)
