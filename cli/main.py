@@ -20,6 +20,7 @@ import asyncpg
 import typer
 
 from cli.common import HELP_MARKUP, command_group, command_settings, fail, with_pool
+from cli.letters import letters_app
 from cli.policy import policy_app
 from cli.requests import requests_app
 from dsrflow.infra.production import refuse_unsafe_production
@@ -42,6 +43,7 @@ app.add_typer(retention_app, name="retention")
 app.add_typer(packages_app, name="packages")
 app.add_typer(policy_app, name="policy")
 app.add_typer(requests_app, name="requests")
+app.add_typer(letters_app, name="letters")
 
 
 class Role(StrEnum):

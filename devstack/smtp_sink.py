@@ -95,6 +95,11 @@ _parsed: dict[tuple[Path, int, int], EmailMessage] = {}
 
 def read_mailbox(directory: Path) -> list[EmailMessage]:
     """Every message the sink kept, oldest first. Treat them as read-only: they are shared."""
+    return [message for _, message in mailbox_files(directory)]
+
+
+def mailbox_files(directory: Path) -> list[tuple[Path, EmailMessage]]:
+    """The same, each with the file it is kept in."""
     if not directory.exists():
         return []
     messages = []
@@ -106,5 +111,5 @@ def read_mailbox(directory: Path) -> list[EmailMessage]:
         key = (path, stat.st_mtime_ns, stat.st_size)
         if key not in _parsed:
             _parsed[key] = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
-        messages.append(_parsed[key])
+        messages.append((path, _parsed[key]))
     return messages

@@ -1,0 +1,74 @@
+"""`dsrflow letters`: the letters the local stack's mail sink kept (`$DSRFLOW_HOME/mail`), listed
+and read as text, so that a developer or the README's tour reads a letter without decoding MIME by
+hand (`python -m quopri` over a whole message garbled its boundary lines and printed the HTML part
+too). Production has no sink: letters go to the relay, and their kept copies are on the console's
+request page."""
+
+from __future__ import annotations
+
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cli.common import command_group, command_settings, fail
+
+letters_app = command_group("The letters the local stack's mail sink kept: list them, read them as text.")
+
+_Request = Annotated[str | None, typer.Option("--request", "-r", help="Only the letters of this request (its id).")]
+_Purpose = Annotated[str | None, typer.Option(
+    "--purpose", "-p", help="Only letters of this kind: acknowledgement, verification, response, "
+                            "processor_request, staff_alert, ... (their X-DSR-Purpose header).")]
+
+
+def _sink() -> Path:
+    return command_settings().home / "mail"
+
+
+def _matching(request: str | None, purpose: str | None) -> list[tuple[Path, EmailMessage]]:
+    from devstack.smtp_sink import mailbox_files
+
+    return [(path, message) for path, message in mailbox_files(_sink())
+            if (request is None or str(message["X-DSR-Request-Id"]) == request.strip().lower())
+            and (purpose is None or str(message["X-DSR-Purpose"]) == purpose)]
+
+
+@letters_app.command("list")
+def letters_list(request: _Request = None, purpose: _Purpose = None) -> None:
+    """Print one line per letter, oldest first: its file, when it was sent, its kind, its request
+    and its subject line. Nothing when none matches (a script can count the lines)."""
+    for path, message in _matching(request, purpose):
+        typer.echo("  ".join((str(path), str(message["Date"] or "-"), str(message["X-DSR-Purpose"] or "-"),
+                              str(message["X-DSR-Request-Id"] or "-"), str(message["Subject"] or ""))))
+
+
+@letters_app.command("read")
+def letters_read(files: Annotated[list[Path] | None, typer.Argument(
+                     help="Letters' .eml files; without them, every letter the options match.")] = None,
+                 request: _Request = None, purpose: _Purpose = None) -> None:
+    """Print each letter as its reader sees it: who sent it to whom, when, its subject line, and its
+    text (the plain part, decoded)."""
+    import email
+    import email.policy
+
+    if files:
+        chosen = []
+        for path in files:
+            try:
+                chosen.append((path, email.message_from_bytes(path.read_bytes(), policy=email.policy.default)))
+            except OSError as exc:
+                fail(f"cannot read {path}: {exc.strerror or exc}")
+    else:
+        chosen = _matching(request, purpose)
+        if not chosen:
+            wanted = " ".join(filter(None, (purpose and f"of kind {purpose}", request and f"for request {request}")))
+            fail(f"no letter {wanted or 'at all'} in {_sink()}")
+    for n, (path, message) in enumerate(chosen):
+        if n:
+            typer.echo("\n" + "=" * 72 + "\n")
+        for header in ("From", "To", "Date", "Subject"):
+            typer.echo(f"{header}: {message[header] or '-'}")
+        typer.echo(f"File: {path}\n")
+        body = message.get_body(preferencelist=("plain",))
+        typer.echo(body.get_content().rstrip("\n") if isinstance(body, EmailMessage) else "(no text part)")
