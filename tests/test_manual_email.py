@@ -18,6 +18,7 @@ from activities.connectors.manual_email import confirmation_token, external_id_f
 from activities.mail import Mailer
 from devstack.processes import free_port
 from dsrflow.crypto.keys import load_secret_key
+from dsrflow.domain.references import short_reference
 from dsrflow.stores.requests_store import create_request
 from policy.model import load_policy
 from schemas.requests import NewRequest
@@ -69,8 +70,13 @@ async def test_erasure_waits_for_the_processor_to_confirm_by_link(stack, pool, d
         assert mail["To"] == "Privacy team <privacy@surveys.example>"
         assert mail["Message-ID"].endswith("@dsrflow>")
         body = text_of(mail)
-        assert "grace@example.com" in body and rid in body and "Connexeon BV" in body
+        assert "grace@example.com" in body and "Connexeon BV" in body
         assert "erasure" in mail["Subject"] and "grace" not in mail["Subject"]
+        # One reference, the one the subject line gives and the console's search takes, in the
+        # subject line and the body alike; the id it stands for is nowhere to be quoted instead.
+        reference = short_reference(rid)
+        assert reference in mail["Subject"] and f"Our request reference: {reference}" in " ".join(body.split())
+        assert rid not in body and rid not in mail.get_body(preferencelist=("html",)).get_content()
         # The request's law (the GDPR here) is the one cited: tests/test_regime_citations.py has the others.
         assert "as our data processing agreement and Art. 28(3)(e) GDPR provide" in " ".join(body.split())
         link, token = _LINK.search(body).groups()
