@@ -13,7 +13,6 @@ law numbered otherwise, where the legal bases are given in the policy's words al
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -28,6 +27,7 @@ from dsrflow.i18n import SOURCE_LANGUAGE, Translator, long_date, translations
 from policy.disclosure import AutomatedDecisions, LegalBasis
 from policy.model import Policy
 from policy.systems import dataset_words, readable
+from schemas.plain_text import entry_segment, shown_line
 from schemas.vocabulary import Language
 
 TEMPLATE_DIR = Path(__file__).with_name("templates") / "package"
@@ -79,20 +79,13 @@ class FoundPart(Protocol):
     def json_records(self) -> Iterable[bytes]: ...
 
 
-_UNSAFE_IN_ENTRY = re.compile(r'[\x00-\x1f\x7f-\x9f\u2028\u2029/\\:*?"<>|]')
-
-
-def entry_segment(name: str) -> str:
-    """One folder or file name of a zip entry, from a name a processor chose (an OpenDSR
-    dataset): no separators, so no absolute path and no `..` climbing out of the folder the
-    subject unpacks into, no control characters, no leading dot (a hidden file), short."""
-    cleaned = _UNSAFE_IN_ENTRY.sub("_", name).strip().lstrip(".")[:100]
-    return cleaned or "_"
-
-
 def part_files(system: str, dataset: str, category: str) -> list[str]:
     base = "/".join(entry_segment(n) for n in (system, category, dataset))
     return [f"{base}.json", f"{base}.csv"]
+
+
+# The longest column name the summary writes out: a processor chooses them.
+COLUMN_SHOWN = 100
 
 
 @dataclass
@@ -116,7 +109,8 @@ def _found(policy: Policy, parts: Mapping[tuple[str, str, str], FoundPart]) -> l
         found = systems.setdefault(system, _System(policy.systems[system].label))
         by_origin: dict[str, list[str]] = {}
         for column, origin in part.origin_of.items():
-            by_origin.setdefault(origin, []).append(column)
+            # A processor's, or a SaaS API's, own column names where the policy lists none.
+            by_origin.setdefault(origin, []).append(shown_line(column, COLUMN_SHOWN))
         found.parts.append({
             "dataset": dataset_words(policy.systems, system, dataset),
             "category": policy.categories[category].label if category in policy.categories else category,

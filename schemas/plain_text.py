@@ -63,6 +63,29 @@ def refuse_reordering(value: str) -> str:
     return value
 
 
+def shown_line(value: str, limit: int) -> str:
+    """A name someone outside chose (a processor's dataset or a column of its records), as staff
+    and subjects may read it: one line, without marks that reorder it, at most `limit`
+    characters (an ellipsis where it was cut). Escaping is the page's; this is what escaping
+    leaves: a right-to-left override makes `gpj.exe` read as `exe.jpg`, and a name of a
+    megabyte fills the page."""
+    text = _REORDERING.sub("", one_line(value))
+    return text if len(text) <= limit else text[:limit - 1].rstrip() + "\u2026"
+
+
+# Characters a zip entry's folder or file name must not hold: separators (an absolute path, `..`
+# climbing out of the folder it is unpacked into), and those Windows refuses in a file name.
+_NOT_IN_ENTRY = frozenset('/\\:*?"<>|')
+
+
+def entry_segment(name: str) -> str:
+    """One folder or file name of a zip entry, from a name someone outside chose (an OpenDSR
+    dataset): no separators, no character that is not printable (controls, and the marks that
+    reorder a name: `\\u202egpj.exe` reads as `exe.jpg`), no leading dot (a hidden file), short."""
+    cleaned = "".join("_" if ch in _NOT_IN_ENTRY or not ch.isprintable() else ch for ch in name)
+    return cleaned.strip().lstrip(".")[:100] or "_"
+
+
 # One line staff give that other staff read, written in the order it reads: a token's label, which
 # names its holder wherever they acted (the timeline, notes, assignments; the API and the CLI both
 # refuse any other: dsrflow/stores/staff_tokens.py), a legal hold's customer id.

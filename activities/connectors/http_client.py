@@ -34,6 +34,12 @@ from policy.http_model import HttpConfig, Pagination, RequestSpec, Step
 
 _CODE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 _LINK_NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
+# Delay-seconds are ASCII digits (str.isdigit also takes "²", which float() then refuses).
+_DIGITS = re.compile(r"[0-9]+")
+# The longest wait a service's answer obtains: its day's quota comes back within a day. A
+# Retry-After of ten years held the task that long, with nothing to show for it until the
+# deadline passed, and one of 10**20 seconds failed every attempt with an OverflowError.
+RETRY_AFTER_MAX = 24 * 3600.0
 
 
 def _md5(value: Any) -> str:
@@ -81,19 +87,19 @@ def records_at(document: Any, path: str) -> list[dict[str, Any]]:
 
 
 def retry_after(response: httpx.Response, now: datetime) -> float | None:
-    """Retry-After as seconds (RFC 9110: delay-seconds or an HTTP date). HubSpot sends none: its
-    X-HubSpot-RateLimit-Remaining 0 says the window of X-HubSpot-RateLimit-Interval-Milliseconds
-    is used up, so one window's wait."""
+    """Retry-After as seconds (RFC 9110: delay-seconds or an HTTP date), at most RETRY_AFTER_MAX.
+    HubSpot sends none: its X-HubSpot-RateLimit-Remaining 0 says the window of
+    X-HubSpot-RateLimit-Interval-Milliseconds is used up, so one window's wait."""
     value = response.headers.get("Retry-After")
     if not value:
         interval = response.headers.get("X-HubSpot-RateLimit-Interval-Milliseconds", "")
-        if response.headers.get("X-HubSpot-RateLimit-Remaining") == "0" and interval.isdigit():
-            return int(interval) / 1000
+        if response.headers.get("X-HubSpot-RateLimit-Remaining") == "0" and _DIGITS.fullmatch(interval):
+            return min(int(interval) / 1000, RETRY_AFTER_MAX)
         return None
-    if value.strip().isdigit():
-        return float(value)
+    if _DIGITS.fullmatch(value.strip()):
+        return min(float(value), RETRY_AFTER_MAX)
     try:
-        return max(0.0, (parsedate_to_datetime(value) - now).total_seconds())
+        return min(max(0.0, (parsedate_to_datetime(value) - now).total_seconds()), RETRY_AFTER_MAX)
     except (TypeError, ValueError):
         return None
 

@@ -36,7 +36,7 @@ import hashlib
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 
@@ -52,7 +52,13 @@ from activities.connectors.base import (
     Subject,
 )
 from activities.connectors.bounded_http import bounded_client
-from activities.connectors.opendsr_documents import datasets_of, outcome_from_status, seconds_until
+from activities.connectors.opendsr_documents import (
+    completion_time,
+    datasets_of,
+    outcome_from_status,
+    seconds_until,
+    whole_count,
+)
 from activities.connectors.opendsr_signature import (
     SIGNATURE_HEADER,
     InsecureTrustAnchor,
@@ -64,6 +70,7 @@ from activities.connectors.opendsr_signature import (
 from policy.disclosure import Origin
 from policy.model import Policy
 from policy.systems import System
+from schemas.workflow import TASK_COUNT_MAX
 
 API_VERSION = "2.0"
 # Fixed forever: changing it would give retried requests new ids, and so second jobs.
@@ -115,6 +122,19 @@ def systems_for_processor_domain(policy: Policy, domain: str) -> list[tuple[str,
         if system.connector == "opendsr" and urlsplit(discovery_url_for(system)).hostname == domain.strip().lower():
             found.append((name, system))
     return found
+
+
+# What a path in a message may hold as it is (RFC 3986's pchar, and the separator and escapes).
+_PATH_CHARACTERS = "/%-._~!$&'()*+,;=:@"
+_PATH_SHOWN = 100
+
+
+def _path_of(url: str) -> str:
+    """A URL's path as a message names it. A results_url is the processor's text: anything a
+    path does not hold as it is (a tag, a right-to-left override, a line break) is %-escaped, and
+    a long one cut, before it reaches the request's page, a staff alert or the audit trail."""
+    path = quote(urlsplit(url).path, safe=_PATH_CHARACTERS)
+    return path if len(path) <= _PATH_SHOWN else path[:_PATH_SHOWN - 1] + "\u2026"
 
 
 def _join(base_url: str, path: str) -> str:
@@ -211,8 +231,7 @@ class OpenDsrConnector(Connector):
             )
         email_hash = hashlib.sha256(subject.email.strip().lower().encode("utf-8")).hexdigest()
         response = await self._call("POST", unsubscribe_url, json={"email_hash": email_hash})
-        result = response.json()
-        matched, unsubscribed = int(result.get("matched", 0)), int(result.get("unsubscribed", 0))
+        matched, unsubscribed = self._unsubscribed(response.json())
         return ActionOutcome(
             status="done" if matched else "not_found",
             found=matched,
@@ -237,6 +256,23 @@ class OpenDsrConnector(Connector):
             await self._http.aclose()
 
     # -- protocol --------------------------------------------------------------------------
+
+    def _unsubscribed(self, answer: Any) -> tuple[int, int]:
+        """(matched, unsubscribed) from the processor's answer to `unsubscribe`: counts (0 where
+        it leaves one out), at most as many unsubscribed as matched. Anything else is refused,
+        naming the field: a negative count was recorded as "-3 found", and one past PostgreSQL's
+        integers, or a word, failed the task with the database's or Python's message."""
+        counts = answer if isinstance(answer, dict) else {"matched": None}
+        matched, unsubscribed = (whole_count(counts.get(name, 0)) for name in ("matched", "unsubscribed"))
+        for name, count in (("matched", matched), ("unsubscribed", unsubscribed)):
+            if count is None:
+                raise PermanentConnectorError(f"system {self.name}: the processor's answer to unsubscribe: {name} "
+                                              f"must be a whole number from 0 to {TASK_COUNT_MAX}")
+        assert matched is not None and unsubscribed is not None
+        if unsubscribed > matched:
+            raise PermanentConnectorError(f"system {self.name}: the processor's answer to unsubscribe: "
+                                          "unsubscribed must not be more than matched")
+        return matched, unsubscribed
 
     def _manual(self, what: str, todo: str) -> ActionOutcome:
         return ActionOutcome(
@@ -300,12 +336,12 @@ class OpenDsrConnector(Connector):
         answer = {"subject_request_id": request_id} if response.status_code == 409 else response.json()
         if not isinstance(answer, dict) or answer.get("subject_request_id") != request_id:
             raise PermanentConnectorError(f"system {self.name}: the processor acknowledged a different request id")
-        expected = answer.get("expected_completion_time")
+        expected = completion_time(answer.get("expected_completion_time"))
         return ActionOutcome(
             status="pending",
             external_id=request_id,
             poll_after_seconds=seconds_until(expected),
-            message=f"processor expects completion by {expected}" if expected else None,
+            message=f"processor expects completion by {expected:%Y-%m-%d %H:%M} UTC" if expected else None,
         )
 
     async def _request_status(self, external_id: str) -> dict[str, Any]:
@@ -324,7 +360,10 @@ class OpenDsrConnector(Connector):
             if state == "completed":
                 return document
             if state not in ("pending", "in_progress"):
-                raise PermanentConnectorError(f"system {self.name}: access request {external_id} is {state}")
+                # Named only when it is one of OpenDSR's: the processor chooses this text, and
+                # it went on to the request's page, the staff alert and the audit trail.
+                said = state if state == "cancelled" else "in a status OpenDSR does not have"
+                raise PermanentConnectorError(f"system {self.name}: access request {external_id} is {said}")
             if loop.time() + self.poll_interval > deadline:
                 # Retryable: the retry re-submits the same id and keeps waiting for the same job.
                 raise OpenDsrUnavailable(
@@ -347,7 +386,7 @@ class OpenDsrConnector(Connector):
         `signed`: True when the response must carry a valid signature (status responses),
         "if_present" when one is checked only if sent (results: their transport is not specified).
         """
-        path = urlsplit(url).path
+        path = _path_of(url)
         if _origin(url) not in self._origins:
             # A URL from the processor's own answers (results_url): never sent anywhere but the
             # configured host, with or without credentials.

@@ -7,6 +7,7 @@ import datetime as dt
 from typing import Any
 
 from activities.connectors.base import ActionOutcome, TaskStatus
+from schemas.plain_text import entry_segment, shown_line
 from schemas.workflow import TASK_COUNT_MAX
 
 _STATUS: dict[str, TaskStatus] = {
@@ -17,24 +18,43 @@ _STATUS: dict[str, TaskStatus] = {
 }
 
 
-def seconds_until(moment: Any) -> int | None:
-    """Whole seconds from now to an RFC 3339 time (0 if past); None when absent or unreadable."""
-    try:
-        when = dt.datetime.fromisoformat(str(moment))
-    except ValueError:
+# An RFC 3339 time is 20 to 35 characters; anything longer is not one.
+_TIME_MAX = 40
+
+
+def completion_time(value: Any) -> dt.datetime | None:
+    """A processor's `expected_completion_time` when it is an RFC 3339 time (with its offset), in
+    UTC; None when absent or anything else. Only the time read is ever shown: the text is the
+    processor's, and went whole into the task's message (its row, the evidence pack), a script
+    tag, a right-to-left override or a megabyte of it."""
+    if not isinstance(value, str) or len(value) > _TIME_MAX:
         return None
-    if when.tzinfo is None:
+    try:
+        when = dt.datetime.fromisoformat(value)
+        return when.astimezone(dt.UTC) if when.tzinfo is not None else None
+    except (ValueError, OverflowError):  # OverflowError: year 1 or 9999 moved past the calendar
+        return None
+
+
+def seconds_until(when: dt.datetime | None) -> int | None:
+    """Whole seconds from now to `when` (0 if past); None without one."""
+    if when is None:
         return None
     return max(0, int((when - dt.datetime.now(dt.UTC)).total_seconds()))
 
 
-def reported_count(document: dict[str, Any]) -> int | None:
-    """A status document's `results_count` when it is one: a whole number a task can keep. A
-    processor's answer is input like any other; anything else counts as not stated."""
-    count = document.get("results_count")
-    if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= TASK_COUNT_MAX:
+def whole_count(value: Any) -> int | None:
+    """A count a processor states, when it is one a task can keep: a whole number from 0 to
+    TASK_COUNT_MAX (system_tasks' counts are PostgreSQL integers). A processor's answer is input
+    like any other; anything else counts as not stated."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= TASK_COUNT_MAX:
         return None
-    return count
+    return value
+
+
+def reported_count(document: dict[str, Any]) -> int | None:
+    """A status document's `results_count` when it is a count (`whole_count`)."""
+    return whole_count(document.get("results_count"))
 
 
 def outcome_from_status(document: dict[str, Any]) -> ActionOutcome:
@@ -57,16 +77,28 @@ def outcome_from_status(document: dict[str, Any]) -> ActionOutcome:
     )
 
 
+# The longest dataset name kept: it names the dataset's files in the package (as
+# schemas/plain_text.py `entry_segment` cuts them) and its row in the package's summary.
+DATASET_NAME_MAX = 100
+
+
 def datasets_of(results: Any) -> list[tuple[str, list[Any]]]:
     """Results as (dataset, records), from a list of {name, records} or a plain
     {dataset: [records]} mapping. Where the records come from is the controller's call,
-    made in the policy (`origins`), not the processor's."""
+    made in the policy (`origins`), not the processor's.
+
+    Each name is the processor's, as the subject reads it (`shown_line`: no control characters,
+    no marks that reorder it, short), and datasets whose names would give the same file in the
+    package are one: two entries of one name in a zip, and the subject unpacking it keeps one."""
     datasets = results.get("datasets") if isinstance(results, dict) else None
     if isinstance(datasets, list):
-        return [
-            (str(d.get("name")), list(d.get("records") or []))
-            for d in datasets if isinstance(d, dict) and d.get("name")
-        ]
-    if isinstance(datasets, dict):
-        return [(str(k), list(v or [])) for k, v in datasets.items()]
-    return []
+        named = [(d.get("name"), d.get("records")) for d in datasets if isinstance(d, dict) and d.get("name")]
+    elif isinstance(datasets, dict):
+        named = list(datasets.items())
+    else:
+        return []
+    merged: dict[str, tuple[str, list[Any]]] = {}
+    for name, records in named:
+        shown = shown_line(str(name), DATASET_NAME_MAX) or "_"
+        merged.setdefault(entry_segment(shown), (shown, []))[1].extend(records or [])
+    return list(merged.values())
