@@ -259,6 +259,26 @@ async def test_dataset_and_column_names_a_processor_chose_read_plainly_in_the_pa
     assert merged.count == 2
 
 
+@pytest.mark.parametrize("records", [5, "ada@example.com", {"email": "ada@example.com"},
+                                     [{"email": "ada@example.com"}, "a line", 7]])
+async def test_results_that_are_no_records_hold_the_package_back_naming_the_dataset(
+        pool, processor, tmp_path, lifecycle_policy, settings, records):
+    """A processor's results give a dataset's records as a number, a string, one object, or a
+    list with things that are no records in it. Before, a number failed every attempt of the
+    package with a TypeError, and the rest were skipped without a word: the subject's package
+    said it held all the processor had. Now the system cannot be read, naming the dataset: the
+    package waits and staff are told (activities/packages.py `_needs_attention`)."""
+    _, opendsr = _opendsr(processor, tmp_path, lifecycle_policy, pool, settings)
+    processor.results = {"datasets": [{"name": "contacts", "records": [{"email": "ada@example.com"}]},
+                                      {"name": "newsletters", "records": records}]}
+    try:
+        with pytest.raises(PermanentConnectorError) as refused:
+            await collect(opendsr, subject("ada@example.com"))
+    finally:
+        await opendsr.close()
+    assert "'newsletters'" in str(refused.value) and "not a list of records" in str(refused.value)
+
+
 async def test_a_retry_after_past_a_day_or_in_other_digits_is_not_taken_at_its_word(tmp_path, pool, monkeypatch):
     """A SaaS API answers 429 with a Retry-After of ten years, of 400 digits, or of "²" (a
     digit to str.isdigit, not to float). Before, the task waited ten years, failed every attempt

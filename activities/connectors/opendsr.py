@@ -205,13 +205,12 @@ class OpenDsrConnector(Connector):
         response = await self._call("GET", str(results_url), signed="if_present")
         for dataset, records in datasets_of(response.json()):
             for record in records:
-                if isinstance(record, dict):
-                    yield AccessRecord(
-                        dataset=dataset,
-                        category=self.categories.get(dataset, self.category),
-                        fields=record,
-                        origin_of=dict.fromkeys(record, self.origins.get(dataset, self.origin)),
-                    )
+                yield AccessRecord(
+                    dataset=dataset,
+                    category=self.categories.get(dataset, self.category),
+                    fields=record,
+                    origin_of=dict.fromkeys(record, self.origins.get(dataset, self.origin)),
+                )
 
     async def object(self, subject: Subject, scope: str, *,
                      before_commit: ActionHook | None = None) -> ActionOutcome:

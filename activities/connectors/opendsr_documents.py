@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from activities.connectors.base import ActionOutcome, TaskStatus
+from activities.connectors.base import ActionOutcome, PermanentConnectorError, TaskStatus
 from schemas.plain_text import entry_segment, shown_line
 from schemas.workflow import TASK_COUNT_MAX
 
@@ -89,7 +89,12 @@ def datasets_of(results: Any) -> list[tuple[str, list[Any]]]:
 
     Each name is the processor's, as the subject reads it (`shown_line`: no control characters,
     no marks that reorder it, short), and datasets whose names would give the same file in the
-    package are one: two entries of one name in a zip, and the subject unpacking it keeps one."""
+    package are one: two entries of one name in a zip, and the subject unpacking it keeps one.
+
+    Records that are not a list of objects are refused (PermanentConnectorError: the package is
+    held back and staff are told which dataset), never skipped: a package without them would tell
+    the subject it holds all the processor has. Before, a number failed every attempt with a
+    TypeError and anything else was dropped without a word."""
     datasets = results.get("datasets") if isinstance(results, dict) else None
     if isinstance(datasets, list):
         named = [(d.get("name"), d.get("records")) for d in datasets if isinstance(d, dict) and d.get("name")]
@@ -100,5 +105,8 @@ def datasets_of(results: Any) -> list[tuple[str, list[Any]]]:
     merged: dict[str, tuple[str, list[Any]]] = {}
     for name, records in named:
         shown = shown_line(str(name), DATASET_NAME_MAX) or "_"
+        if records is not None and not (isinstance(records, list) and all(isinstance(r, dict) for r in records)):
+            raise PermanentConnectorError(
+                f"the processor's results for dataset {shown!r} are not a list of records (objects)")
         merged.setdefault(entry_segment(shown), (shown, []))[1].extend(records or [])
     return list(merged.values())
