@@ -2,13 +2,16 @@
 
 The e-mail carries `/v1/callbacks/manual/{token}`. GET shows what was asked and a button, and
 changes nothing: mail scanners and link previews follow links. POST records the confirmation once
-(with an optional note), audits it and signals the task's workflow. Only the token's sha256 is
-stored (the task's external id), so the token is looked up by its hash. The page shows no personal
-data: whoever holds the link already has the e-mail that names the data subject.
+(with an optional note), audits it and signals the task's workflow; a POST to a link answered
+already signals it again (`_answered`): an API may die between the record and the signal. Only
+the token's sha256 is stored (the task's external id), so the token is looked up by its hash. The
+page shows no personal data: whoever holds the link already has the e-mail that names the data
+subject.
 
 For an access or portability request the processor answers with its export instead: the page is an
-upload form, and the POST streams the files in (api/callbacks/processor_uploads.py) and confirms the task
-with them; the link stops taking files once the task is answered (409) or the link expired (403).
+upload form, and the POST streams the files in (api/callbacks/processor_uploads.py) and confirms the
+task with them; the link stops taking files once the task is answered (409, naming the files we
+have) or the link expired (403).
 
 Either kind of link records nothing once its request is closed or the link was not used within the
 policy's `link_days` of our last e-mail (403, "Link expired"), or once its task has settled by other
@@ -35,6 +38,7 @@ from api.callbacks.processor_uploads import (
     NOTE_MAX,
     UploadRefused,
     accepted_types,
+    answered_already,
     keep_export,
     limits_of,
     plain_note,
@@ -47,6 +51,7 @@ from api.erasure_sweeps import sweep_for_processor_answer
 from api.problems import Problem
 from api.state import AppState
 from dsrflow.domain.audit import append_event
+from dsrflow.infra.failpoints import failpoint
 from dsrflow.infra.logging import get_logger
 from schemas.workflow import ProcessorUpdate, task_workflow_id
 from workflows.system_task import SystemTaskWorkflow
@@ -123,12 +128,27 @@ def _details(task: dict[str, Any]) -> str:
     )
 
 
-def _already(task: dict[str, Any]) -> HTMLResponse:
-    when = task["confirmed_at"].strftime("%d %B %Y, %H:%M UTC").lstrip("0")
+def _when(task: dict[str, Any]) -> str:
+    return str(task["confirmed_at"].strftime("%d %B %Y, %H:%M UTC").lstrip("0"))
+
+
+async def _received(state: AppState, task: dict[str, Any]) -> str:
+    """What we have of a processor's answered export, for a processor who asks again (its first
+    page lost to a crash or an outage) and must not be left wondering whether to send it again
+    by other means."""
+    names = [r["filename"] for r in await (await state.db()).fetch(
+        "SELECT filename FROM processor_exports WHERE external_id = $1 ORDER BY filename", task["external_id"])]
+    if not names:
+        return f"On {_when(task)} you told us that you hold no personal data about this person."
+    return (f"We received your export on {_when(task)}: {len(names)} file{'' if len(names) == 1 else 's'} "
+            f"({', '.join(names)}).")
+
+
+def _already(task: dict[str, Any], received: str | None = None) -> HTMLResponse:
+    said = received or f"This request was confirmed on {_when(task)}."
     return _page(
         "Already confirmed",
-        f'<p class="ok">This request was confirmed on {escape(when)}. Thank you: there is nothing '
-        f"more to do.</p>\n{_details(task)}",
+        f'<p class="ok">{escape(said)} Thank you: there is nothing more to do.</p>\n{_details(task)}',
     )
 
 
@@ -138,7 +158,7 @@ async def _task(state: AppState, token: str) -> dict[str, Any] | None:
     pool = await state.db()
     # Labels come from the policy version the request runs under, like everything it does.
     row = await pool.fetchrow(
-        f"""SELECT m.request_id, m.system, m.action, m.confirmed_at,
+        f"""SELECT m.request_id, m.system, m.action, m.external_id, m.confirmed_at,
                   coalesce(m.last_reminded_at, m.sent_at) AS last_mailed_at, r.status AS request_status,
                   s.status AS task_status,
                   p.content -> 'controller' ->> 'name' AS controller,
@@ -178,7 +198,8 @@ async def confirmation_page(request: Request, token: str, state: State, limiter:
     if task is None:
         return _not_found()
     if task["confirmed_at"] is not None:
-        return _already(task)
+        received = await _received(state, task) if task["action"] == "access" else None
+        return _already(task, received)
     if task["action"] == "access":
         return _upload_page(task)
     if (closed := _closed(task)) is not None:
@@ -212,7 +233,7 @@ def _closed(task: dict[str, Any]) -> HTMLResponse | None:
 async def _tell_task(state: AppState, task: dict[str, Any]) -> None:
     """Signal the task's workflow that the processor confirmed. Temporal unreachable: the answer
     is 503 (the processor's page tries again, and a repeat signals again), not a silent wait for
-    the task's next poll, hours away."""
+    the task's next poll, up to six hours away (workflows/system_task.py)."""
     request_id, system, action = str(task["request_id"]), task["system"], task["action"]
     attempt = await (await state.db()).fetchval(
         "SELECT attempt FROM system_tasks WHERE request_id = $1 AND system = $2 AND action = $3",
@@ -229,6 +250,18 @@ async def _tell_task(state: AppState, task: dict[str, Any]) -> None:
             raise
 
 
+async def _answered(state: AppState, task: dict[str, Any]) -> None:
+    """Tell whoever waits for the processor's answer, once it is on record: the task's workflow,
+    and for an erasure asked after a hold ended, whose request's workflow has long finished, the
+    sweep that records it. Done again on every repeat of an answered link: an API that died (or
+    lost Temporal) once the answer was on record told neither, and the processor's repeat is what
+    tells them now, instead of the task's next poll or the next daily sweep. Telling twice changes
+    nothing."""
+    await _tell_task(state, task)
+    if task["deferred"]:
+        await sweep_for_processor_answer(state, await state.db(), task["system"], task["external_id"])
+
+
 @router.post("/{token}", response_class=HTMLResponse, summary="Record a processor's confirmation")
 async def confirm(request: Request, token: str, state: State, limiter: Limiter) -> HTMLResponse:
     if (refused := await _over_limit(request, limiter)) is not None:
@@ -237,10 +270,9 @@ async def confirm(request: Request, token: str, state: State, limiter: Limiter) 
     if task is None:
         return _not_found()
     if task["confirmed_at"] is not None:
-        await _tell_task(state, task)  # a repeat after the first answer was lost in an outage
+        await _answered(state, task)  # a repeat after the first answer was lost
         if task["action"] == "access":
-            return _refused(task, UploadRefused(409, "This request has already been answered: no more "
-                                                "files can be added. If something is missing, reply to our e-mail."))
+            return _refused(task, answered_already(await _received(state, task)))
         return _already(task)
     if task["action"] == "access":
         return await _upload(request, state, token, task)
@@ -249,11 +281,9 @@ async def confirm(request: Request, token: str, state: State, limiter: Limiter) 
     body = await read_capped(request, _BODY_MAX)  # this route is left uncapped for uploads
     note = plain_note((parse_qs(body.decode("utf-8", "replace")).get("note") or [""])[0])
     request_id, system, action = str(task["request_id"]), task["system"], task["action"]
-
-    external_id = hashlib.sha256(token.encode()).hexdigest()
     pool = await state.db()
     async with pool.acquire() as conn, conn.transaction():
-        confirmed = await record_answer(conn, external_id, note)
+        confirmed = await record_answer(conn, task["external_id"], note)
         if confirmed is None:  # a concurrent POST got there first, or the request closed meanwhile
             now = await _task(state, token)
             if now is not None and now["confirmed_at"] is not None:
@@ -267,9 +297,8 @@ async def confirm(request: Request, token: str, state: State, limiter: Limiter) 
             data={"system": system, "action": action, "channel": "manual_email", "note": note is not None},
         )
 
-    await _tell_task(state, task)
-    if task["deferred"]:  # its request's workflow has long finished: the sweep records the answer
-        await sweep_for_processor_answer(state, pool, system, external_id)
+    failpoint("manual-confirmed", system)  # on record, and nobody told yet (a repeat tells them)
+    await _answered(state, task)
     return _page(
         "Thank you: confirmation recorded",
         f'<p class="ok">We have recorded that the request has been carried out.</p>\n{_details(task)}\n'
@@ -324,12 +353,13 @@ async def _upload(request: Request, state: AppState, token: str, task: dict[str,
             return _refused(task, refused)
         return _upload_page(task, refused)
     pool = await state.db()
-    if not await keep_export(pool, task, hashlib.sha256(token.encode()).hexdigest(), received):
+    if not await keep_export(pool, task, task["external_id"], received):
         now = await _task(state, token)
         if now is not None and now["confirmed_at"] is None and (closed := _closed(now)) is not None:
             return closed  # the request closed, or the task settled, while the files came in
         return _refused(task, UploadRefused(409, "This request was answered meanwhile: your files were not kept."))
-    await _tell_task(state, task)
+    failpoint("export-kept", task["system"])  # files, rows and answer on record; the task not yet told
+    await _answered(state, task)
     sent = (f"We have received {len(received.files)} file{'' if len(received.files) == 1 else 's'}: "
             + ", ".join(f.filename for f in received.files) + "."
             if received.files else "We have recorded that you hold no personal data about this person.")

@@ -45,6 +45,7 @@ from api.callbacks.export_files import (
 from dsrflow.crypto.filecrypt import EncryptedWriter
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.domain.audit import append_event
+from dsrflow.infra.failpoints import failpoint
 from dsrflow.infra.storage import BlobStore, BlobWriter
 from dsrflow.settings import Settings
 from dsrflow.stores.export_store import export_writer
@@ -109,6 +110,12 @@ async def record_answer(conn: Any, external_id: str, note: str | None) -> dateti
     return answered
 
 
+def answered_already(received: str = "") -> UploadRefused:
+    """More files for a task already answered: refused (409), saying what we have where known."""
+    return UploadRefused(409, " ".join(filter(None, ("This request has already been answered: no more files can be "
+                                                     "added.", received, "If something is missing, reply to our e-mail."))))
+
+
 def limits_of(task: dict[str, Any]) -> ProcessorExports:
     """The limits of the policy version the request runs under (the defaults where it has none)."""
     return ProcessorExports.model_validate(task.get("exports_policy") or {})
@@ -120,8 +127,7 @@ def refuse_if_closed(task: dict[str, Any], limits: ProcessorExports) -> None:
     resolved it) records nothing more (409), unless the task is an erasure asked after a hold
     ended (`deferred`, see DEFERRED_WAITING). The same for an upload and a confirmation."""
     if task["confirmed_at"] is not None:
-        raise UploadRefused(409, "This request has already been answered: no more files can be added. "
-                            "If something is missing, reply to our e-mail.")
+        raise answered_already()
     if RequestStatus(task["request_status"]).is_closed and not task.get("deferred"):
         raise UploadRefused(403, "This link has expired: the request it belongs to is closed.")
     if task.get("task_status") in SETTLED and not task.get("deferred"):
@@ -345,6 +351,7 @@ async def keep_export(pool: Any, task: dict[str, Any], external_id: str, receive
     try:
         for incoming in received.files:
             await incoming.blob.commit()
+        failpoint("export-stored", system)  # the files stored whole, no row names them yet
         async with pool.acquire() as conn:
             transaction = conn.transaction()
             await transaction.start()
