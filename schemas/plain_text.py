@@ -63,6 +63,20 @@ def refuse_reordering(value: str) -> str:
     return value
 
 
+_NOT_KEPT_IN_TEXT = re.compile(f"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200e\u200f{_DIRECTION_CONTROL_RANGES}]")
+_UNICODE_BREAKS = re.compile("[\u2028\u2029]")
+
+
+def kept_text(value: str, limit: int) -> str | None:
+    """Free text someone outside wrote (a processor's note), as we keep it for staff to read:
+    its line breaks and tabs, Unicode's line and paragraph separators as line breaks, no other
+    control character (a NUL makes PostgreSQL refuse the row; escape sequences reach whoever
+    reads it in a terminal) and no mark that reorders it; at most `limit` characters, None when
+    nothing is left."""
+    kept = _NOT_KEPT_IN_TEXT.sub("", _UNICODE_BREAKS.sub("\n", value))
+    return kept.strip()[:limit] or None
+
+
 def shown_line(value: str, limit: int) -> str:
     """A name someone outside chose (a processor's dataset or a column of its records), as staff
     and subjects may read it: one line, without marks that reorder it, at most `limit`

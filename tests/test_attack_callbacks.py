@@ -10,6 +10,7 @@ import io
 import json
 import secrets
 import uuid
+import warnings
 import zipfile
 
 import pytest
@@ -121,8 +122,10 @@ async def test_a_note_with_nul_or_escape_sequences_is_recorded_without_them_on_t
     recorded. Now the note is kept without its control characters (line breaks and tabs stay),
     and the answer is recorded as any other."""
     monkeypatch.setenv("DSRFLOW_SURVEYS_PRIVACY_EMAIL", "privacy@surveys.example")
-    note = "Deleted\x00 all rows.\x1b[2J\r\nSee\tticket 42.\x7f"
-    kept = "Deleted all rows.[2J\r\nSee\tticket 42."
+    # A right-to-left override makes the rest read backwards to staff; a Unicode line separator
+    # is a line break in some viewers and none in others.
+    note = "Deleted\x00 all rows.\x1b[2J\r\nSee\tticket 42.\x7f\u2028\u202eon file"
+    kept = "Deleted all rows.[2J\r\nSee\tticket 42.\non file"
     erase, erase_token = await _task(pool, settings, "erase", request_type="erasure")
     access, access_token = await _task(pool, settings, "access")
     async with api_client(settings, dev_server.client, task_queue) as http:
@@ -158,4 +161,26 @@ async def test_a_zip_whose_member_is_a_symbolic_link_is_refused_and_nothing_kept
         refused = await http.post(f"/v1/callbacks/manual/{token}", files=[("files", ("export.zip", buffer.getvalue()))])
     assert refused.status_code == 422, refused.text[-400:]
     assert "export.zip: notes.txt: is a symbolic link" in refused.text
+    assert await _recorded(pool, rid) == before
+
+
+@pytest.mark.parametrize("names", [("data.json", "data.json"), ("data.json", "DATA.json")])
+async def test_a_zip_holding_one_name_twice_is_refused_and_nothing_kept(
+        settings, pool, dev_server, task_queue, monkeypatch, names):
+    """A ZIP with two members of one name (or of names a case-insensitive disk takes as one):
+    unpacked, the second replaces the first, so what staff and the subject read is not all the
+    processor sent, and which copy survives depends on the tool. Now refused naming the member
+    (422), nothing kept."""
+    monkeypatch.setenv("DSRFLOW_SURVEYS_PRIVACY_EMAIL", "privacy@surveys.example")
+    rid, token = await _task(pool, settings, "access")
+    before = await _recorded(pool, rid)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns of the duplicate name it is asked to write
+        archive.writestr(names[0], '[{"email": "ada@example.com"}]')
+        archive.writestr(names[1], "[]")
+    async with api_client(settings, dev_server.client, task_queue) as http:
+        refused = await http.post(f"/v1/callbacks/manual/{token}", files=[("files", ("export.zip", buffer.getvalue()))])
+    assert refused.status_code == 422, refused.text[-400:]
+    assert f"export.zip: {names[1]}: appears twice in the archive" in refused.text
     assert await _recorded(pool, rid) == before

@@ -106,6 +106,7 @@ async def test_erasure_waits_for_the_processor_to_confirm_by_link(stack, pool, d
         assert page.status_code == 200
         assert '<form method="post">' in page.text and '<label for="note">' in page.text
         assert "grace" not in page.text and page.headers["cache-control"] == "no-store"
+        assert f"<td>{reference}</td>" in page.text and rid not in page.text  # the e-mail's reference
         await asyncio.sleep(1)
         assert await pool.fetchval("SELECT confirmed_at FROM manual_tasks WHERE external_id = $1",
                                    task["external_id"]) is None

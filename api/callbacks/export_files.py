@@ -152,8 +152,15 @@ class ContentCheck:
             members = [m for m in archive.infolist() if not m.is_dir()]
         except zipfile.BadZipFile:
             raise RefusedFile(f"{self.filename}: is not a readable ZIP archive") from None
+        seen: set[str] = set()
         for entry in archive.infolist():  # folders' entries too: unpacking creates them
             shown = "".join(ch if ch.isprintable() else "?" for ch in entry.filename)
+            # Unpacked, a second member of a name replaces the first (on a case-insensitive disk,
+            # of a name differing only in case too): what is read would not be all that was sent.
+            if (folded := entry.filename.rstrip("/").casefold()) in seen:
+                raise RefusedFile(f"{self.filename}: {shown}: appears twice in the archive (names that differ "
+                                  "only in case count as one)")
+            seen.add(folded)
             if _unsafe_member_name(entry.filename):
                 raise RefusedFile(f"{self.filename}: {shown}: its name must be a relative path without a leading /, "
                                   "a drive letter, '..', backslashes or control characters")

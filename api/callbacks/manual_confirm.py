@@ -51,6 +51,7 @@ from api.erasure_sweeps import sweep_for_processor_answer
 from api.problems import Problem
 from api.state import AppState
 from dsrflow.domain.audit import append_event
+from dsrflow.domain.references import short_reference
 from dsrflow.infra.failpoints import failpoint
 from dsrflow.infra.logging import get_logger
 from schemas.workflow import ProcessorUpdate, task_workflow_id
@@ -123,7 +124,7 @@ def _details(task: dict[str, Any]) -> str:
         f'<tr><th scope="row">Controller</th><td>{escape(task["controller"] or "")}</td></tr>\n'
         f'<tr><th scope="row">Processor</th><td>{escape(task["label"] or task["system"])}</td></tr>\n'
         f'<tr><th scope="row">What we asked</th><td>{escape(_ACTIONS.get(task["action"], task["action"]))}</td></tr>\n'
-        f'<tr><th scope="row">Our request reference</th><td>{escape(str(task["request_id"]))}</td></tr>\n'
+        f'<tr><th scope="row">Our request reference</th><td>{short_reference(task["request_id"])}</td></tr>\n'
         "</table>"
     )
 

@@ -20,7 +20,6 @@ a refused or broken upload leaves nothing behind. A task already answered takes 
 from __future__ import annotations
 
 import contextlib
-import unicodedata
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -50,6 +49,7 @@ from dsrflow.infra.storage import BlobStore, BlobWriter
 from dsrflow.settings import Settings
 from dsrflow.stores.export_store import export_writer
 from policy.exports import ProcessorExports
+from schemas.plain_text import kept_text
 from schemas.requests import RequestStatus
 
 MAX_FILES = 100
@@ -90,15 +90,12 @@ STILL_OPEN = f"""m.confirmed_at IS NULL AND ({DEFERRED_WAITING} OR (
 
 
 NOTE_MAX = 2000
-_KEPT_CONTROLS = "\t\n\r"
 
 
 def plain_note(text: str) -> str | None:
-    """A processor's note as we keep it: without control characters but line breaks and tabs (a
-    NUL made PostgreSQL refuse the whole answer, shown to the processor as raw JSON; escape
-    sequences would reach whoever reads it in a terminal), at most NOTE_MAX characters."""
-    kept = "".join(ch for ch in text if ch in _KEPT_CONTROLS or unicodedata.category(ch) != "Cc")
-    return kept.strip()[:NOTE_MAX] or None
+    """A processor's note as we keep it (schemas/plain_text.py `kept_text`): a NUL made
+    PostgreSQL refuse the whole answer, shown to the processor as raw JSON."""
+    return kept_text(text, NOTE_MAX)
 
 
 async def record_answer(conn: Any, external_id: str, note: str | None) -> datetime | None:
