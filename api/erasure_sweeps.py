@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import asyncpg
+from temporalio.client import WorkflowExecutionStatus
 from temporalio.common import WorkflowIDConflictPolicy
 
 from api.state import AppState
@@ -50,6 +51,23 @@ async def sweep_for_processor_answer(state: AppState, conn: asyncpg.Connection |
         log.warning("deferred erasure sweep not started", system=system, error=type(exc).__name__)
 
 
+def _retry_sweep_id(request_id: str, system: str, attempt: int) -> str:
+    """One sweep per retry: asking again while it waits to be asked starts that one (see below)."""
+    return f"sweep-retry-{request_id}-{system}-{attempt}"
+
+
+async def retry_sweep_running(state: AppState, request_id: str, system: str, attempt: int) -> bool:
+    """Whether the sweep that asks the processor for retry `attempt` is running now: it is about to
+    ask, and asking again would only find it. False when the workflow engine cannot say."""
+    try:
+        client = await state.temporal()
+        described = await client.get_workflow_handle(_retry_sweep_id(request_id, system, attempt)).describe(
+            rpc_timeout=timedelta(seconds=5))
+    except Exception:  # noqa: BLE001 - never started (not found), or the engine away: nothing asks it now
+        return False
+    return described.status == WorkflowExecutionStatus.RUNNING
+
+
 async def ask_processor_again(state: AppState, request_id: str, system: str, *, actor: str) -> bool:
     """Compliance asks a processor again to carry out an erasure it did not (raises
     DeferredRefused when there is none to ask); True once the sweep that asks it has started,
@@ -58,7 +76,7 @@ async def ask_processor_again(state: AppState, request_id: str, system: str, *, 
     failpoint("deferred-retried", system)  # on record, its sweep not yet started (a repeat starts it)
     try:
         await start_subject_sweep(state, subject, reason=f"compliance asked {system} again",
-                                  workflow_id=f"sweep-retry-{request_id}-{system}-{attempt}")
+                                  workflow_id=_retry_sweep_id(request_id, system, attempt))
     except Exception as exc:  # noqa: BLE001 - on record; the daily sweep asks the processor
         log.warning("deferred erasure retry: sweep not started", system=system, error=type(exc).__name__)
         return False

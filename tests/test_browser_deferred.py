@@ -1,21 +1,39 @@
 """The request page's "Erasures deferred by a hold" panel in a real browser: an agent is not shown
 it (it names the holds); compliance presses "Ask … again" for a processor that did not carry out
 an erasure asked once a hold ended, and an admin "Record as erased" with the note that says how.
-Same setup as tests/test_browser.py; the deferred rows are written as the sweep leaves a failed
-processor's (activities/deferred_processors.py), under a hold that is still in force, so the sweep
-the retry starts keeps them rather than asking a processor this site does not have."""
+The site runs the demo systems under the policy's labels, as staff see them (the lifecycle
+policy has no systems, and the panel then named them by their ids: "Ask surveys again"); the
+deferred rows are written as the sweep leaves a failed processor's (activities/deferred_processors.py),
+under a hold that is still in force, so the sweep the retry starts keeps them rather than asking
+the processor. tests/test_browser_deferred_retry.py presses "Ask … again" where the first press
+never reached the processor."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 
 import pytest
 from playwright.async_api import expect
 
+from tests.fanout_stack import fanout_stack
 from tests.support import eventually
-from tests.test_browser import CHROMIUM, open_request, shots, signed_in, site  # noqa: F401 (fixtures)
+from tests.test_browser import CHROMIUM, open_request, shots, signed_in  # noqa: F401 (fixtures)
+from workers.dsr_worker import build_worker
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)")
+
+
+MARKETING, SURVEYS = "E-mail marketing (newsletters)", "Survey service provider"  # the policy's labels
+
+
+@pytest.fixture
+async def labelled_site(postgres, settings, pool, dev_server, tmp_path) -> AsyncIterator[str]:
+    """The demo systems behind the site, the survey provider (a processor reached by e-mail) among
+    them: its requests here are never verified, so no task waits for its confirmation."""
+    async with (fanout_stack(postgres, settings, dev_server.client, tmp_path, keep_manual=("surveys",)) as stack,
+                build_worker(dev_server.client, stack.settings, pool)):
+        yield stack.api_url
 
 
 async def _failed_processor(pool, rid: str, system: str) -> None:
@@ -28,7 +46,9 @@ async def _failed_processor(pool, rid: str, system: str) -> None:
         rid, f"browser-{uuid.uuid4().hex}", system, str(uuid.uuid4()), str(uuid.uuid4()))
 
 
-async def test_compliance_asks_a_processor_again_and_an_admin_records_it_erased(browser, site, pool, shots):  # noqa: F811
+async def test_compliance_asks_a_processor_again_and_an_admin_records_it_erased(browser, labelled_site, pool,
+                                                                                shots):  # noqa: F811
+    site = labelled_site
     rid = await open_request(site, pool)
     await _failed_processor(pool, rid, "email_marketing")
     await _failed_processor(pool, rid, "surveys")
@@ -39,13 +59,18 @@ async def test_compliance_asks_a_processor_again_and_an_admin_records_it_erased(
 
     officer = await signed_in(browser, site, pool, "compliance", f"/console/requests/{rid}")
     panel = officer.locator("#deferred")
+    for system, label in (("email_marketing", MARKETING), ("surveys", SURVEYS)):
+        await expect(panel.locator(f"tr[data-system={system}] td").first).to_have_text(label)
     await expect(panel.locator("tr[data-system=email_marketing]")).to_contain_text(
         "1 not erased by the processor: the processor cancelled the job")
-    await officer.get_by_role("button", name="Ask email_marketing again").click()
+    await officer.get_by_role("button", name=f"Ask {MARKETING} again").click()
     await expect(panel.locator(".flash")).to_contain_text("asked again")
     await expect(panel.locator("tr[data-system=email_marketing]")).to_contain_text("2 times")
-    await expect(officer.get_by_role("button", name="Ask email_marketing again")).to_have_count(0)
-    await expect(officer.get_by_role("button", name="Ask surveys again")).to_have_count(1)
+    await expect(panel.locator("tr[data-system=email_marketing]")).to_contain_text("1 still held")  # its hold is on
+    await expect(officer.get_by_role("button", name=f"Ask {MARKETING} again")).to_have_count(0)
+    await expect(officer.get_by_role("button", name=f"Ask {SURVEYS} again")).to_have_count(1)
+    await expect(officer.locator(".timeline")).to_contain_text(
+        f"Processor asked again to carry out the deferred erasure ({MARKETING})")
     await shots(officer, "deferred")
 
     async def asked_again() -> bool:
@@ -54,15 +79,29 @@ async def test_compliance_asks_a_processor_again_and_an_admin_records_it_erased(
 
     await eventually(asked_again)
 
+    await expect(officer.get_by_label(f"How {SURVEYS}'s erasure was carried out")).to_be_visible()  # goes stale
     admin = await signed_in(browser, site, pool, "admin", f"/console/requests/{rid}")
-    await admin.get_by_label("How surveys's erasure was carried out").fill(
+    await admin.get_by_label(f"How {SURVEYS}'s erasure was carried out").fill(
         "The panel provider deleted the respondent by hand; their e-mail of 4 December confirms it.")
     await admin.get_by_role("button", name="Record as erased").last.click()
     await expect(admin.locator("#deferred .flash")).to_contain_text("Recorded as erased by other means")
     await expect(admin.locator("#deferred tr[data-system=surveys]")).to_contain_text(
         "1 recorded by staff as erased by other means")
     await expect(admin.locator("#notes .note-body")).to_contain_text("The panel provider deleted the respondent")
-    await expect(admin.locator(".timeline")).to_contain_text("Deferred erasure recorded as done by other means (surveys)")
+    await expect(admin.locator(".timeline")).to_contain_text(f"Deferred erasure recorded as done by other means ({SURVEYS})")
+    await expect(admin.get_by_label(f"How {SURVEYS}'s erasure was carried out")).to_have_count(0)
     assert await pool.fetchval("SELECT settled_by FROM deferred_erasures WHERE request_id = $1 AND system = 'surveys'",
                                rid) == (await pool.fetchval(
         "SELECT actor FROM audit_events WHERE request_id = $1 AND event_type = 'erasure.deferred_settled'", rid))
+
+    # Compliance's page, open since before the admin's note, still offers asking the survey provider
+    # again: pressed, it is refused in the panel, in the processor's name, which now reads as settled.
+    await officer.get_by_role("button", name=f"Ask {SURVEYS} again").click()
+    await expect(officer.locator("#deferred [role=alert]")).to_have_text(
+        f"Not done: {SURVEYS}'s deferred erasure is no longer as this page showed it (someone acted on it "
+        "meanwhile); the panel shows where it stands now.")
+    await expect(officer.locator("#deferred tr[data-system=surveys]")).to_contain_text(
+        "1 recorded by staff as erased by other means")
+    await expect(officer.get_by_role("button", name=f"Ask {SURVEYS} again")).to_have_count(0)
+    assert await pool.fetchval("SELECT attempt FROM deferred_erasures WHERE request_id = $1 AND system = 'surveys'",
+                               rid) == 1

@@ -14,31 +14,52 @@ from fastapi.responses import RedirectResponse, Response
 
 from api.auth import ConsoleForbidden, Staff, require_console_role
 from api.console.refusals import refusal_params
+from api.console.view import policy_system_labels
 from api.deps import Pool, State
-from api.erasure_sweeps import ask_processor_again
+from api.erasure_sweeps import ask_processor_again, retry_sweep_running
 from api.forms import read_form
 from api.pages import problem_pages
 from api.problems import Problem
 from api.staff_actions import DEFERRED_ROLES
+from api.state import AppState
 from dsrflow.stores.deferred_store import DeferredRefused, deferred_erasures, settle_deferred
 from dsrflow.stores.requests_store import get_request
 
 router = APIRouter(prefix="/console", tags=["console"], include_in_schema=False,
                    route_class=problem_pages("console/problem.html"))
 
-DONE = {"asked": "The processor is being asked again; this page shows its answer once it is on record.",
+# The panel is no live region (a poll would swap a half-written note away): a reload shows the answer.
+DONE = {"asked": "The processor is being asked again; reload this page for its answer once it is on record.",
         "queued": "Asking again is on record; the daily erasure sweep asks the processor (it could not start now).",
         "settled": "Recorded as erased by other means, with your note."}
 
 
-async def deferred_context(pool: Any, request_id: str, staff: Staff, done: str | None,
+async def _with_retries_under_way(state: AppState, request_id: str,
+                                  deferred: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each system's erasures with `resent`, for one asked again but not yet sent to the processor
+    (offered "retry" though none failed: dsrflow/stores/deferred_store.py): "running" while the
+    sweep that sends it runs (the page comes back from starting it before the sweep has asked,
+    and asking again would only find that sweep: not offered), else "not started" (the API died
+    first, or the workflow engine was away: pressing starts it)."""
+    for entry in deferred:
+        entry["resent"] = None
+        if "retry" in entry["actions"] and "failed" not in entry["states"]:
+            running = await retry_sweep_running(state, request_id, entry["system"], entry["attempt"])
+            entry["resent"] = "running" if running else "not started"
+            if running:
+                entry["actions"] = [action for action in entry["actions"] if action != "retry"]
+    return deferred
+
+
+async def deferred_context(state: AppState, request_id: str, staff: Staff, done: str | None,
                            error: str | None) -> dict[str, Any]:
     """The request page's deferred-erasure panel: empty for a role that may not read it.
     `error`: a refusal as api/console/refusals.py `shown_refusal` let it through."""
     if not staff.has_role(DEFERRED_ROLES["read"]):
         return {"deferred": []}
-    return {"deferred": await deferred_erasures(pool, request_id), "deferred_done": DONE.get(done or ""),
-            "deferred_error": error}
+    deferred = await deferred_erasures(await state.db(), request_id)
+    return {"deferred": await _with_retries_under_way(state, request_id, deferred),
+            "deferred_done": DONE.get(done or ""), "deferred_error": error}
 
 
 def _check(staff: Staff, action: str) -> None:
@@ -56,6 +77,18 @@ def _back(request_id: str, **params: str) -> RedirectResponse:
     return RedirectResponse(f"/console/requests/{request_id}?{urlencode(params)}#deferred", status_code=303)
 
 
+def _refused(state: AppState, request_id: str, system: str, refused: DeferredRefused) -> RedirectResponse:
+    """Back to the page with the refusal in its words: the system by its label, where the store's
+    (the REST API's) names it by its id ("surveys's is settled"). A page gone stale is the usual
+    cause: another member of staff acted on the erasure meanwhile, and the panel shows it now."""
+    label = policy_system_labels(state).get(system, system)
+    text = (f"Not done: {label}'s deferred erasure is no longer as this page showed it (someone acted on it "
+            "meanwhile); the panel shows where it stands now." if refused.status == 409
+            else f"Not done: no erasure in {label} was deferred by a hold for this request." if refused.status == 404
+            else f"Not done: {refused}.")  # a note refused: what to write instead
+    return _back(request_id, **refusal_params(state.settings, "deferred_error", text))
+
+
 @router.post("/requests/{request_id}/deferred/{system}/retry")
 async def retry(staff: Annotated[Staff, require_console_role("agent")], request_id: str, system: str,
                 state: State, pool: Pool) -> Response:
@@ -64,7 +97,7 @@ async def retry(staff: Annotated[Staff, require_console_role("agent")], request_
     try:
         asked_now = await ask_processor_again(state, request_id, system, actor=staff.actor)
     except DeferredRefused as refused:
-        return _back(request_id, **refusal_params(state.settings, "deferred_error", str(refused)))
+        return _refused(state, request_id, system, refused)
     return _back(request_id, deferred_done="asked" if asked_now else "queued")
 
 
@@ -77,5 +110,5 @@ async def settle(staff: Annotated[Staff, require_console_role("agent")], request
     try:
         await settle_deferred(pool, request_id, system, str(form.get("note", "")), actor=staff.actor)
     except DeferredRefused as refused:
-        return _back(request_id, **refusal_params(state.settings, "deferred_error", str(refused)))
+        return _refused(state, request_id, system, refused)
     return _back(request_id, deferred_done="settled")

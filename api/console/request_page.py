@@ -32,6 +32,7 @@ from api.console.view import (
     days_left_badge,
     describe_event,
     live_region,
+    policy_system_labels,
     temporal_ui_link,
 )
 from api.deps import Pool, State, Today
@@ -160,7 +161,7 @@ async def _context(state: AppState, today: date, request_id: str, staff: Staff) 
     days_left = (due - today).days if due else None
     staff_language = state.policy.policy.languages.staff.value
     policy = state.policy.in_language(staff_language)
-    labels = {name: system.label for name, system in policy.systems.items()}
+    labels = policy_system_labels(state)
     tasks = _tasks(pack, live, labels)
     restriction = as_view(await restriction_for(await state.db(), request_id))
     # Its workflow ended with the request open (the start sweep's flag): the panel above the live
@@ -264,7 +265,7 @@ async def request_page(staff: Annotated[Staff, require_console_role("agent")], r
     team = {**await team_context(pool, request_id, staff), "team_done": TEAM_DONE.get(team_done or ""),
             # Refusals come back in the address, signed: another's link shows none (refusals.py).
             "team_error": shown_refusal(state.settings, "team_error", request.query_params),
-            **await deferred_context(pool, request_id, staff, deferred_done,
+            **await deferred_context(state, request_id, staff, deferred_done,
                                      shown_refusal(state.settings, "deferred_error", request.query_params)),
             **resume_context(staff, resume_done, shown_refusal(state.settings, "resume_error", request.query_params))}
     return render(request, "console/request.html", {
@@ -337,6 +338,6 @@ async def act(staff: Annotated[Staff, require_console_role("agent")], request: R
         return region.response(request, status_code=status)
     return render(request, "console/request.html", {
         **context, **await team_context(await state.db(), request_id, staff), **await _subject_context(state, context),
-        **await deferred_context(await state.db(), request_id, staff, None, None),
+        **await deferred_context(state, request_id, staff, None, None),
         **resume_context(staff, None, None),
         "live_region": region.html}, status_code=status)

@@ -19,6 +19,7 @@ from api.pages import PAGE_HEADERS, render_fragment
 from api.read_models.event_words import WORDS as WORDS  # the console's templates write codes with these
 from api.read_models.event_words import describe_event as describe_event  # shared with the evidence pack
 from api.staff_actions import STAFF_ACTIONS, Situation
+from api.state import AppState
 from dsrflow.i18n import language_name
 from dsrflow.settings import Settings
 from schemas.requests import RequestStatus
@@ -47,6 +48,13 @@ def days_left_badge(days_left: int | None, status: RequestStatus) -> Badge:
     if days_left == 0:
         return Badge("soon", "due today")
     return Badge("soon" if days_left <= SOON_DAYS else "later", f"{days_left} day{'s' if days_left != 1 else ''} left")
+
+
+def policy_system_labels(state: AppState) -> dict[str, str]:
+    """The systems of the policy in force by their labels, in the staff's language, as the console
+    names them (a request's page prefers those of the plan it ran under)."""
+    policy = state.policy.in_language(state.policy.policy.languages.staff.value)
+    return {name: system.label for name, system in policy.systems.items()}
 
 
 def temporal_ui_link(settings: Settings, request_id: str) -> str:
