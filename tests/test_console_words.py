@@ -145,6 +145,45 @@ async def test_the_holds_and_deferred_erasures_name_systems_datasets_and_holds_b
         assert code not in holds + deferred, code
 
 
+async def test_a_record_kept_under_a_legal_claims_hold_is_kept_until_its_release_not_its_review_date(
+        http, pool, settings):
+    """The Holds section read "1 record(s) of all in CRM kept under a legal-claims hold: ...,
+    until 2027-03-05": the hold's review date as if it were the day the record goes, and the same
+    once the hold was released and the record erased. The evidence pack's Until column gave the
+    review date too. Now the hold's release is the end, the review date is named as one, and a
+    released hold says when it was released."""
+    email = unique_email("words.claims")
+    rid = await stored(pool, settings, "erasure", subject={"email": email})
+    await planned(pool, rid, "erase")
+    hold = await place_claims_hold(pool, settings, email, ["crm"])
+    review = hold["review_date"].isoformat()
+    kept = {"system": "crm", "dataset": "all", "records": 1, "hold_kind": "legal_claims", "hold_ref": str(hold["id"]),
+            "basis": "Art. 17(3)(e) GDPR", "law": "a legal claim", "until": review}
+    await pool.execute("""INSERT INTO system_tasks (request_id, system, action, status, found, changed, kept, kept_records)
+                          VALUES ($1, 'crm', 'erase', 'completed', 1, 0, 1, $2)""", uuid.UUID(rid), [kept])
+    await console_sign_in(http, pool, "compliance")
+
+    def holds(page: str) -> str:
+        return " ".join(re.sub(r"<[^>]+>", " ", html.unescape(page).split("<h2>Holds</h2>")[1].split("</div>")[0]).split())
+
+    def until_cell(page: str) -> str:
+        table = html.unescape(page).split("<h2>Holds and kept records</h2>")[1].split("</tbody>")[0]
+        return " ".join(re.sub(r"<[^>]+>", " ", table.split("<td>")[-1]).split())
+
+    held = holds((await http.get(f"/console/requests/{rid}")).text)
+    assert (f"Everything in CRM kept under a legal-claims hold: Art. 17(3)(e) GDPR; a legal claim, until the "
+            f"hold's release (to be reviewed by {review}).") in held
+    assert f"until {review}." not in held and "record(s) of all" not in held
+    evidence = (await http.get(f"/v1/requests/{rid}/evidence.html")).text
+    assert until_cell(evidence).startswith("the hold's release (review by ")
+
+    await pool.execute("UPDATE legal_holds SET released_at = now() WHERE id = $1", hold["id"])
+    held = holds((await http.get(f"/console/requests/{rid}")).text)
+    assert "kept under a legal-claims hold: Art. 17(3)(e) GDPR; a legal claim. The hold was released on " in held
+    assert "what it kept is then erased" in held and "to be reviewed by" not in held
+    assert until_cell((await http.get(f"/v1/requests/{rid}/evidence.html")).text).startswith("the hold's release, ")
+
+
 async def test_a_failed_step_reads_as_what_it_was_doing(http, pool, settings):
     rid = await stored(pool, settings, "erasure")
     async with pool.acquire() as conn:

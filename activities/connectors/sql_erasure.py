@@ -177,7 +177,9 @@ def kept_summary(policy: Policy, system: str, held: list[HeldRecord],
             basis = hold.get("basis", "Art. 17(3)(e) GDPR")
             law = "a legal claim (establishment, exercise or defence of legal claims)"
             until = hold.get("review_date")
+        # `until`: a statute's end date; a legal-claims hold's review date (it has no end date:
+        # it ends with its release, which `hold_ref`, the hold's id, lets a reader look up).
         summary.append({"system": system, "dataset": dataset, "records": len(records),
-                        "hold_kind": kind, "basis": basis, "law": law,
+                        "hold_kind": kind, "hold_ref": ref, "basis": basis, "law": law,
                         "until": until.isoformat() if until else None})
     return summary

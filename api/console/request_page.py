@@ -196,6 +196,8 @@ async def _context(state: AppState, today: date, request_id: str, staff: Staff) 
                       for e in reversed(pack["audit"]["events"])]
                      if may_read(staff.has_role, "audit-timeline") else None),
         "legal_claims_holds": legal_claims_holds,
+        # A record kept under a legal-claims hold is kept until the hold's release, not its review date.
+        "hold_released": {h["id"]: h["released_at"] for h in legal_claims_holds if h.get("released_at")},
         # Below compliance, cancelling records the subject's own withdrawal only (a refusal is compliance's).
         "may_refuse": staff.has_role(REFUSING_ROLE),
         "owed_under_way": owed_under_way,
