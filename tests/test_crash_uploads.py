@@ -282,6 +282,8 @@ async def test_an_upload_while_postgresql_stops_keeps_nothing_and_is_kept_once_w
         cut = await http.post(path, content=streamed(), headers={
             "content-type": f"multipart/form-data; boundary={boundary}", "accept": "text/html"})
         assert cut.status_code == 503 and "send the form again in a few seconds" in cut.text, cut.text
+        # Nothing was kept, and the page says it may not have reached us, not that nothing was lost.
+        assert "may not have reached us" in cut.text and "Nothing you sent has been lost" not in cut.text
         assert _uploads(stack.settings.home) == before
         server.start(tmp_path / "postgres-again.log")
         await server.wait_ready()
