@@ -66,7 +66,10 @@ PAGE_HEADERS = {
 # The subject's choice of language, for the portal's pages (not HttpOnly: it is no secret).
 LANGUAGE_COOKIE = "dsrflow_lang"
 LANGUAGE_QUERY = "lang"
-_LANGUAGE_COOKIE_PATH = "/portal"
+# Every path: the subject's pages are the portal's and the public API's (a letter's package link
+# under /v1/public/ read in the browser's language, not the one chosen on the portal); staff pages
+# never read it.
+_LANGUAGE_COOKIE_PATH = "/"
 _LANGUAGE_COOKIE_MAX_AGE = 365 * 24 * 3600
 # The pages subjects read: the portal, and the public API's answers shown to a browser.
 _SUBJECT_PREFIXES = ("/portal/", "/v1/public/")

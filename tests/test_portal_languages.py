@@ -95,7 +95,7 @@ async def test_a_chosen_language_is_remembered_for_the_next_pages(http):
     assert page_language(r.text) == "fr" and form_language(r.text) == "fr"
     cookie = r.headers["set-cookie"]
     assert cookie.startswith("dsrflow_lang=fr;"), cookie
-    assert "Path=/portal" in cookie and "SameSite=lax" in cookie and "HttpOnly" not in cookie
+    assert "Path=/;" in cookie and "SameSite=lax" in cookie and "HttpOnly" not in cookie
 
     # The next page, without a choice, stays French whatever the browser asks for.
     again = await http.get("/portal/status", params={"reference": "not a reference"}, headers={"Accept-Language": "de"})
@@ -104,6 +104,9 @@ async def test_a_chosen_language_is_remembered_for_the_next_pages(http):
     assert '<a href="/portal/status?reference=not+a+reference&amp;lang=de"' in again.text
     missing = await http.get(f"/portal/requests/{uuid.uuid4()}")
     assert missing.status_code == 404 and page_language(missing.text) == "fr"
+    # So does a letter's package link under the public API (its page was in the browser's language).
+    link = await http.get(f"/v1/public/packages/{'0' * 64}", headers={"Accept": "text/html", "Accept-Language": "de"})
+    assert link.status_code == 404 and page_language(link.text) == "fr"
 
     # Choosing again replaces the choice.
     r = await http.get("/portal", params={"lang": "de"})
