@@ -70,7 +70,8 @@ async def test_a_message_becomes_a_request_whose_clock_started_at_receipt(http, 
     row = inbox.text.split(f'data-message-id="{message_id}"')[1].split("</tr>")[0]
     assert sender in row and "erasure · Dutch" in row
     page = await http.get(f"/console/inbox/{message_id}")
-    assert 'value="erasure" checked' in page.text and '<option value="nl" selected>' in page.text
+    assert re.search(r'<input type="radio" name="type" value="erasure"[^>]* checked', page.text)
+    assert '<option value="nl" selected>' in page.text
 
     # Without the CSRF token nothing happens.
     refused = await http.post(f"/console/inbox/{message_id}/convert", data={"type": "erasure", "email": sender})
