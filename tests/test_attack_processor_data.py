@@ -28,11 +28,10 @@ from activities.connectors.base import PermanentConnectorError
 from activities.connectors.opendsr_signature import generate_processor_identity
 from activities.package_summary import part_files, render_summary
 from activities.packages import spool_for
-from devstack.saas.stripe import create_stripe_app
 from policy.model import load_policy
 from schemas.workflow import task_workflow_id
 from tests.fanout_stack import served
-from tests.saas_support import collect, connector, http_policy, http_system, subject
+from tests.saas_support import collect, connector, stripe_served, subject
 from tests.support import live_client, staff_headers
 from tests.untrusted_support import (
     PROCESSOR,
@@ -285,11 +284,7 @@ async def test_a_retry_after_past_a_day_or_in_other_digits_is_not_taken_at_its_w
     with an OverflowError, or failed for good with a ValueError. Now a wait is at most a day
     (a quota's day comes back within one), and what is not a number of seconds is not one: the
     request is retried after the usual backoff."""
-    app = create_stripe_app("sk_test_x")
-    async with served(app) as url:
-        monkeypatch.setenv("STRIPE_API_BASE", url)
-        monkeypatch.setenv("STRIPE_SECRET_KEY", "sk_test_x")
-        loaded = http_policy(tmp_path, {"billing_stripe": http_system("http/stripe.yaml", "Stripe")})
+    async with stripe_served(monkeypatch, tmp_path, "sk_test_x") as (app, loaded, _):
         stripe = connector(loaded, "billing_stripe", pool)
         try:
             delays = []

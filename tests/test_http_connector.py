@@ -13,10 +13,9 @@ from temporalio.exceptions import ApplicationError
 
 from activities.connectors.base import PermanentConnectorError
 from devstack.saas.hubspot import create_hubspot_app
-from devstack.saas.stripe import create_stripe_app
 from policy.model import DEFAULT_POLICY, PolicyError
 from tests.fanout_stack import served
-from tests.saas_support import collect, connector, http_policy, http_system, subject
+from tests.saas_support import collect, connector, http_policy, http_system, stripe_served, subject
 
 STRIPE = yaml.safe_load((DEFAULT_POLICY.parent / "http/stripe.yaml").read_text())
 
@@ -118,12 +117,8 @@ async def test_client_credentials_grant_and_a_shared_rate_limit(tmp_path, pool, 
 
 
 async def test_a_long_retry_after_is_left_to_temporal(tmp_path, pool, monkeypatch):
-    app = create_stripe_app("sk_test_x")
-    app.state.standin.inject(429, retry_after="3600", path="/v1/customers")
-    async with served(app) as url:
-        monkeypatch.setenv("STRIPE_API_BASE", url)
-        monkeypatch.setenv("STRIPE_SECRET_KEY", "sk_test_x")
-        loaded = http_policy(tmp_path, {"billing_stripe": http_system("http/stripe.yaml", "Stripe")})
+    async with stripe_served(monkeypatch, tmp_path, "sk_test_x") as (app, loaded, _):
+        app.state.standin.inject(429, retry_after="3600", path="/v1/customers")
         connector_ = connector(loaded, "billing_stripe", pool)
         try:
             with pytest.raises(ApplicationError) as raised:
