@@ -15,6 +15,7 @@ from api.problems import Problem
 from api.state import AppState
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.domain.appeals import AppealRefused, check_appeal
+from dsrflow.domain.jurisdiction import not_protected
 from dsrflow.domain.references import short_reference
 from dsrflow.domain.request_resume import ended_flag
 from dsrflow.domain.request_start import start_request_workflow
@@ -33,7 +34,12 @@ async def open_request(
 ) -> tuple[dict[str, Any], bool]:
     """Store the request, then start its workflow. A repeat (same idempotency key) returns the
     stored request and makes sure its workflow runs, so a start that failed can be retried."""
-    if problems := intake_problems(state.policy.policy, new):
+    problems = intake_problems(state.policy.policy, new)
+    # An appeal keeps the law of the request it appeals (dsrflow/domain/appeals.py), wherever the
+    # subject lives now.
+    if new.appeal_of is None and (outside := not_protected(new.regime, new.country)):
+        problems["country"] = outside
+    if problems:
         raise Problem(422, "Invalid request", "; ".join(f"{f}: {m}" for f, m in problems.items()),
                       errors=[{"field": f, "message": m} for f, m in problems.items()])
     pool = await state.db()

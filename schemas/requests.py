@@ -114,7 +114,8 @@ class RequestDetails(BaseModel):
         "EL as GR; XK, Kosovo, is accepted); if omitted, the appealed request's for an appeal, else the "
         "policy's default under the GDPR and the country of the law under any other regime (US for "
         "the VCDPA, BR for the LGPD); kept as a fact about the subject, never the holiday calendar of the "
-        "deadline")
+        "deadline; under a US state law (CCPA, VCDPA, CTDPA, CPA) US or none, as each protects its own "
+        "state's residents only")
     corrections: dict[FieldName, CorrectedValue] | None = Field(
         None, description="rectification: field name -> corrected value; only fields the controller's policy "
         "declares rectifiable, each value in that field's format and length (a 422 names the field and lists "
