@@ -6,6 +6,7 @@ request page."""
 
 from __future__ import annotations
 
+import re
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Annotated
@@ -13,6 +14,14 @@ from typing import Annotated
 import typer
 
 from cli.common import command_group, command_settings, fail
+
+# Controls a terminal would act on (an escape sequence can rewrite the screen or the window's
+# title): the sink keeps any mail sent to it on loopback, so what it prints is shown, not obeyed.
+_TERMINAL_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _shown(text: object) -> str:
+    return _TERMINAL_CONTROLS.sub("\ufffd", str(text))
 
 letters_app = command_group("The letters the local stack's mail sink kept: list them, read them as text.")
 
@@ -39,8 +48,8 @@ def letters_list(request: _Request = None, purpose: _Purpose = None) -> None:
     """Print one line per letter, oldest first: its file, when it was sent, its kind, its request
     and its subject line. Nothing when none matches (a script can count the lines)."""
     for path, message in _matching(request, purpose):
-        typer.echo("  ".join((str(path), str(message["Date"] or "-"), str(message["X-DSR-Purpose"] or "-"),
-                              str(message["X-DSR-Request-Id"] or "-"), str(message["Subject"] or ""))))
+        typer.echo(_shown("  ".join((str(path), str(message["Date"] or "-"), str(message["X-DSR-Purpose"] or "-"),
+                                     str(message["X-DSR-Request-Id"] or "-"), str(message["Subject"] or "")))))
 
 
 @letters_app.command("read")
@@ -68,7 +77,7 @@ def letters_read(files: Annotated[list[Path] | None, typer.Argument(
         if n:
             typer.echo("\n" + "=" * 72 + "\n")
         for header in ("From", "To", "Date", "Subject"):
-            typer.echo(f"{header}: {message[header] or '-'}")
+            typer.echo(_shown(f"{header}: {message[header] or '-'}"))
         typer.echo(f"File: {path}\n")
         body = message.get_body(preferencelist=("plain",))
-        typer.echo(body.get_content().rstrip("\n") if isinstance(body, EmailMessage) else "(no text part)")
+        typer.echo(_shown(body.get_content().rstrip("\n")) if isinstance(body, EmailMessage) else "(no text part)")

@@ -69,3 +69,14 @@ def test_nothing_to_read_is_said_with_what_was_asked_for(tmp_path):
     missing = _letters(tmp_path, "read", str(tmp_path / "nowhere.eml"))
     assert missing.returncode == 1 and "cannot read" in missing.stderr and "nowhere.eml" in missing.stderr
     assert "Traceback" not in none.stderr + missing.stderr
+
+
+def test_what_a_letter_holds_is_shown_not_obeyed_by_the_terminal(tmp_path):
+    """The sink keeps any mail sent to it on loopback: an escape sequence in a subject line or a
+    body (clear the screen, set the window's title) is printed as a mark, not sent to the terminal."""
+    rid = str(uuid.uuid4())
+    _keep(tmp_path, rid, "acknowledgement", "Before\x1b[2J\x1b]0;owned\x07after.", 1)
+    for shown in (_letters(tmp_path, "read", "--request", rid).stdout, _letters(tmp_path, "list").stdout):
+        assert "\x1b" not in shown and "\x07" not in shown
+    read = _letters(tmp_path, "read", "--request", rid).stdout
+    assert "Before\ufffd[2J\ufffd]0;owned\ufffdafter." in read
