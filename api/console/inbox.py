@@ -23,6 +23,7 @@ from api.deps import Pool, State, Today
 from api.forms import read_form
 from api.pages import problem_pages, render
 from api.problems import Problem
+from api.read_models.actors import actor_name
 from api.read_models.cursors import InvalidCursor
 from api.read_models.inbox_queries import inbox_message, list_inbox
 from api.service import open_request
@@ -30,7 +31,7 @@ from api.state import AppState
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.i18n import language_name
 from dsrflow.stores.mailbox_store import CONVERT_KEY, decide, finish_interrupted_converts
-from dsrflow.stores.team_store import request_by_reference
+from dsrflow.stores.team_store import request_by_reference, staff_names
 from policy.mailbox import load_mailbox_policy
 from schemas.plain_text import one_line, refused_control
 from schemas.requests import NewRequest, RequestStatus
@@ -99,10 +100,12 @@ async def message_page(staff: Annotated[Staff, require_console_role("agent")], r
     return _message_page(request, state, await _message(state, pool, today, message_id))
 
 
-def _already_decided(request: Request, state: AppState, message: dict[str, Any]) -> HTMLResponse:
+async def _already_decided(request: Request, state: AppState, pool: Any, message: dict[str, Any]) -> HTMLResponse:
+    # The colleague by name, as the request page names staff: the recorded actor ("agent:1f0c9a2e")
+    # told nobody who had decided it.
+    by = actor_name(message["decided_by"], await staff_names(pool))
     return _message_page(request, state, message, status=409,
-                         refused=f"This message was already {message['status']} by {message['decided_by']}; "
-                                 "nothing was changed.")
+                         refused=f"This message was already {message['status']} by {by}; nothing was changed.")
 
 
 @router.post("/{message_id}/convert", response_class=HTMLResponse)
@@ -115,7 +118,7 @@ async def convert(staff: Annotated[Staff, require_console_role("agent")], reques
     if message["status"] == "converted":  # pressed twice: the request it became
         return RedirectResponse(f"/console/requests/{message['request_id']}", status_code=303)
     if message["status"] != "new":
-        return _already_decided(request, state, message)
+        return await _already_decided(request, state, pool, message)
     errors: dict[str, str] = {}
     text = request_form.text
     body = {
@@ -155,7 +158,7 @@ async def attach(staff: Annotated[Staff, require_console_role("agent")], request
             "request_id": "Enter the reference (like KD7QX3M9TB) or the id of an existing request."})
     async with pool.acquire() as conn:
         if not await decide(conn, message_id, "attached", actor=staff.actor, request_id=target):
-            return _already_decided(request, state, await _message(state, pool, today, message_id))
+            return await _already_decided(request, state, pool, await _message(state, pool, today, message_id))
     return RedirectResponse(f"/console/requests/{target}", status_code=303)
 
 
@@ -171,5 +174,5 @@ async def dismiss(staff: Annotated[Staff, require_console_role("agent")], reques
             "reason": f"Say why this is not a request, in at most {MAX_REASON} characters, without control characters."})
     async with pool.acquire() as conn:
         if not await decide(conn, message_id, "dismissed", actor=staff.actor, reason=reason):
-            return _already_decided(request, state, await _message(state, pool, today, message_id))
+            return await _already_decided(request, state, pool, await _message(state, pool, today, message_id))
     return RedirectResponse("/console/inbox", status_code=303)

@@ -68,8 +68,10 @@ from schemas.vocabulary import LetterPurpose
 
 router = APIRouter(prefix="/console/requests", tags=["console"], include_in_schema=False,
                    route_class=problem_pages("console/problem.html"))
-TEAM_DONE = {"assigned": "Assignment saved.", "unassigned": "The request is assigned to nobody now.",
-             "noted": "Note added (staff only; never sent to the subject)."}
+TEAM_DONE = {"assigned": "Assignment saved.", "unassigned": "The request is assigned to nobody now."}
+# Told in the notes section, beside the form (api/console/team.py comes back there): in the team
+# panel at the top of the page, a refused note ("write the note first") was out of sight.
+NOTE_DONE = "Note added (staff only; never sent to the subject)."
 # Letters are the controller's own HTML: shown in a sandboxed frame that may run nothing.
 _LETTER_HEADERS = {**PAGE_HEADERS, "X-Frame-Options": "SAMEORIGIN",
                    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
@@ -255,7 +257,8 @@ def _region(request: Request, request_id: str, context: dict[str, Any], notice: 
 @router.get("/{request_id}", response_class=HTMLResponse)
 async def request_page(staff: Annotated[Staff, require_console_role("agent")], request: Request, request_id: str,
                        state: State, today: Today, done: str | None = None, team_done: str | None = None,
-                       deferred_done: str | None = None, resume_done: str | None = None) -> Response:
+                       deferred_done: str | None = None, resume_done: str | None = None,
+                       note_done: str | None = None) -> Response:
     """The request page; a short reference (or the workflow id) typed into the address leads here
     under the request's id."""
     pool = await state.db()
@@ -267,6 +270,8 @@ async def request_page(staff: Annotated[Staff, require_console_role("agent")], r
     team = {**await team_context(pool, request_id, staff), "team_done": TEAM_DONE.get(team_done or ""),
             # Refusals come back in the address, signed: another's link shows none (refusals.py).
             "team_error": shown_refusal(state.settings, "team_error", request.query_params),
+            "note_done": NOTE_DONE if note_done else None,
+            "note_error": shown_refusal(state.settings, "note_error", request.query_params),
             **await deferred_context(state, request_id, staff, deferred_done,
                                      shown_refusal(state.settings, "deferred_error", request.query_params)),
             **resume_context(staff, resume_done, shown_refusal(state.settings, "resume_error", request.query_params))}

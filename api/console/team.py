@@ -92,8 +92,8 @@ async def note(staff: Annotated[Staff, require_console_role("agent")], request: 
     try:
         await add_note(pool, request_id, str(form.get("note", "")), actor=staff.actor)
     except TeamRefused as refused:
-        return _back(request_id, "notes", **refusal_params(state.settings, "team_error", str(refused)))
-    return _back(request_id, "notes", team_done="noted")
+        return _back(request_id, "notes", **refusal_params(state.settings, "note_error", str(refused)))
+    return _back(request_id, "notes", note_done="1")
 
 
 def view_query(query: str) -> str:
