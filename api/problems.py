@@ -38,10 +38,15 @@ def _field(loc: tuple) -> str:
 
 
 def field_errors(errors: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
-    return [
-        {"field": _field(tuple(e.get("loc", ()))), "message": e["msg"].removeprefix("Value error, ")}
-        for e in errors
-    ]
+    return [{"field": _field(tuple(e.get("loc", ()))), "message": _message(e)} for e in errors]
+
+
+def _message(error: Mapping[str, Any]) -> str:
+    # pydantic's "Field required" reads as a fault of the form to someone who typed only spaces
+    # into a box (a console form leaves blanks out, so they arrive as missing).
+    if error.get("type") == "missing":
+        return "is required, and was left out or empty"
+    return str(error["msg"]).removeprefix("Value error, ")
 
 
 def install(app: FastAPI) -> None:

@@ -199,6 +199,11 @@ async def test_extend_in_place_then_refused_the_second_time(http, pool):
 
     again = await http.post(f"/console/requests/{rid}/cancel", data={"csrf_token": csrf, "reason": "x"})
     assert again.status_code == 422 and "at least 3 characters" in again.text
+    # Ten spaces pass the browser's minlength; the refusal says the reason was empty, not pydantic's
+    # "Field required", which read as a fault of the form.
+    blank = await http.post(f"/console/requests/{rid}/cancel", data={"csrf_token": csrf, "reason": " " * 10})
+    assert blank.status_code == 422 and "reason: is required, and was left out or empty" in blank.text
+    assert "Field required" not in blank.text
 
 
 async def test_workflow_refusal_shows_beside_the_form(http, pool):
