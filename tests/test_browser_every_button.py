@@ -63,7 +63,9 @@ A = agent, C = compliance, D = admin; "all" = A, C, D. Test names are shortened.
 | dashboard: Per month, Open requests by due week| C, D     | audit_queue skips_to_the_content (C, D)                  | A: navigation back_links (page refused)   |
 | problem page: Back to the queue                | all      | navigation back_links (all)                              |                                           |
 | refused page: Back to the console              | all      | navigation back_links (A); a stale form refused: every   |                                           |
-|                                                |          | (C, D)                                                   |                                           |
+|                                                |          | (D)                                                      |                                           |
+| refused page: Back to the request (a form on a | all      | a stale form refused: every (C)                          |                                           |
+| request's page refused)                        |          |                                                          |                                           |
 
 The tests below press what the table's "every" names. They share one site, without a worker: the
 requests are stored by the intake store with no workflow (their pages answer from the stored row),
@@ -260,10 +262,11 @@ async def test_an_agent_is_offered_no_compliance_action_and_cannot_forge_one(bro
     await expect(page.get_by_role("heading", level=1)).to_have_text("Queue")
 
 
-async def test_compliance_and_an_admin_leave_a_refused_form_by_back_to_the_console(
+async def test_compliance_and_an_admin_leave_a_refused_form_back_to_the_request_or_the_console(
         browser, every_site, pool, settings):
-    """A form whose CSRF token went stale is refused on a page of its own; its way back leads to
-    the queue (an agent follows it from a page its role may not open: tests/test_browser_navigation.py)."""
+    """A form whose CSRF token went stale is refused on a page of its own; its ways back lead to the
+    request the form was on (it led only to the queue) and to the queue (an agent follows that one
+    from a page its role may not open: tests/test_browser_navigation.py)."""
     site = every_site
     for role in ("compliance", "admin"):
         rid = await stored(pool, settings, unique_email("every.stale.form"), "erasure", due_in=11)
@@ -274,7 +277,15 @@ async def test_compliance_and_an_admin_leave_a_refused_form_by_back_to_the_conso
         await expect(page.get_by_role("heading", level=1)).to_have_text("CSRF check failed")
         await expect(page.get_by_role("main")).to_contain_text("reload the page and try again")
         assert await pool.fetchval("SELECT count(*) FROM request_notes WHERE request_id = $1::uuid", rid) == 0
-        await page.get_by_role("link", name="Back to the console").click()
-        await expect(page).to_have_url(f"{site}/console/")
-        await expect(page.get_by_role("heading", level=1)).to_have_text("Queue")
+        # Back to the page the form was on, to reload it as the refusal says (compliance), or to
+        # the queue (admin): the refused page offers both.
+        await expect(page.get_by_role("link", name="Back to the console")).to_have_count(1)
+        if role == "compliance":
+            await page.get_by_role("link", name="Back to the request").click()
+            await expect(page).to_have_url(f"{site}/console/requests/{rid}")
+            await expect(page.get_by_role("heading", level=1)).to_have_text("Erasure request")
+        else:
+            await page.get_by_role("link", name="Back to the console").click()
+            await expect(page).to_have_url(f"{site}/console/")
+            await expect(page.get_by_role("heading", level=1)).to_have_text("Queue")
         await page.context.close()

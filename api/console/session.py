@@ -7,6 +7,7 @@ CSRF tokens and api/auth.py for the dependencies that read the session.
 
 from __future__ import annotations
 
+import re
 import secrets
 from typing import Annotated
 
@@ -130,4 +131,12 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(ConsoleForbidden)
     async def _forbidden(request: Request, exc: ConsoleForbidden) -> Response:
-        return render(request, "console/refused.html", {"title": exc.title, "detail": exc.detail}, status_code=403)
+        # A form refused on a request's page (a stale CSRF token, a role's forged action) leads back
+        # to that request too: "reload the page and try again" is about the page it came from.
+        on_request = _REQUEST_FORM.match(request.url.path) if request.method == "POST" else None
+        return render(request, "console/refused.html", {
+            "title": exc.title, "detail": exc.detail,
+            "request_page": f"/console/requests/{on_request.group(1)}" if on_request else None}, status_code=403)
+
+
+_REQUEST_FORM = re.compile(r"^/console/requests/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})/")
