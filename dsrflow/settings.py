@@ -231,12 +231,17 @@ class Settings(RateLimitSettings):
 
     @field_validator("public_url", "temporal_ui_public_url")
     @classmethod
-    def _check_public_url(cls, value: str | None) -> str | None:
+    def _check_public_url(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None:
             return None
         parsed = urlparse(value)
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise ValueError("an absolute http(s) URL such as https://privacy.example.com")
+        if info.field_name == "public_url" and (parsed.path.strip("/") or parsed.query or parsed.fragment):
+            # Pages, redirects, forms and cookie paths are rooted at `/`: under a prefix the links
+            # in letters would open, but the portal's forms and the console's sign-in would not.
+            raise ValueError("the API's address without a path, such as https://privacy.example.com: "
+                             "dsrflow serves its pages at the root of its own host name")
         return value.rstrip("/")
 
     @field_validator("s3_endpoint")

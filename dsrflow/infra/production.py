@@ -124,10 +124,14 @@ def _cors_problems(settings: Settings) -> list[str]:
 
 def codec_cors_origins(settings: Settings) -> list[str]:
     """Origins that may call the codec endpoint with credentials."""
+    # A browser's Origin header is scheme://host[:port]: a UI served under a path
+    # (https://ops.example.com/temporal) calls from its host's origin.
+    ui = urlparse(settings.temporal_ui_url)
+    origin = f"{ui.scheme}://{ui.netloc}"
     if settings.environment == "production":
-        return [settings.temporal_ui_url]
+        return [origin]
     # `dsrflow up` opens the dev server's UI as localhost as well as 127.0.0.1.
-    return [settings.temporal_ui_url, f"http://localhost:{settings.temporal_ui_port}"]
+    return [origin, f"http://localhost:{settings.temporal_ui_port}"]
 
 
 def refuse_unsafe_production(settings: Settings) -> None:
