@@ -17,8 +17,9 @@ from urllib.parse import urlparse
 import pytest
 from temporalio.api.enums.v1 import IndexedValueType
 
-from dsrflow.infra.production import production_problems
+from dsrflow.infra.production import codec_cors_origins, production_problems
 from dsrflow.settings import Settings
+from policy.model import load_policy
 from tests.compose_support import (
     APP_SERVICES,
     OPERATOR_ENV,
@@ -41,8 +42,28 @@ def compose() -> dict:
     return load_compose()
 
 
+def on_this_host(compose: dict, name: str, chosen: dict[str, str] = OPERATOR_ENV) -> dict[str, str]:
+    """The service's variables as `app_environment` gives them, with DSRFLOW_POLICY turned from the
+    container's path into the file the service's bind mount shows there, so Settings can read it."""
+    env = {key: interpolate(value, chosen) for key, value in environment(compose["services"][name]).items()}
+    for volume in compose["services"][name]["volumes"]:
+        source, target = interpolate(str(volume), chosen).split(":")[:2]
+        if env["DSRFLOW_POLICY"].startswith(target + "/"):
+            folder = ROOT / source if source.startswith("./") else Path(source)
+            env["DSRFLOW_POLICY"] = str(folder / env["DSRFLOW_POLICY"][len(target) + 1:])
+            return env
+    raise AssertionError(f"{name}: DSRFLOW_POLICY {env['DSRFLOW_POLICY']} is not in a mounted folder")
+
+
+def use_environment(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> None:
+    for alias in settings_aliases():
+        monkeypatch.delenv(alias, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+
+
 EXPECTED_SERVICES = {
-    "postgres", "temporal", "temporal-ui", "api", "worker", "temporal-setup", "minio", "minio-setup",
+    "postgres", "temporal", "temporal-ui", "api", "worker", "temporal-setup", "minio", "minio-setup", "migrate",
 }
 EXPECTED_SEARCH_ATTRIBUTES = {
     "DsrStatus": "Keyword", "DsrType": "Keyword", "DsrRegime": "Keyword", "DsrDueDate": "Datetime",
@@ -52,6 +73,8 @@ REQUIRED_APP_VARIABLES = {
     "DSRFLOW_ENV", "DSRFLOW_DATABASE_URL", "TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "SMTP_HOST",
     "SMTP_PORT", "SMTP_STARTTLS", "DSRFLOW_API_HOST", "DSRFLOW_API_PORT", "DSRFLOW_PUBLIC_URL",
     "DSRFLOW_ENCRYPTION_KEYS", "DSRFLOW_SECRET_KEY", "DSRFLOW_HOME", "DSRFLOW_TEMPORAL_UI_URL",
+    # The controller's own policy, mounted from the operator's folder (docs/operations.md).
+    "DSRFLOW_POLICY",
     # Packages built by the worker, served by the api: a store both reach (docs/operations.md).
     "DSRFLOW_STORAGE", "DSRFLOW_S3_ENDPOINT", "DSRFLOW_S3_BUCKET", "DSRFLOW_S3_ACCESS_KEY_ID",
     "DSRFLOW_S3_SECRET_ACCESS_KEY",
@@ -90,6 +113,8 @@ def test_api_and_worker_start_after_their_dependencies(compose: dict) -> None:
     for name in APP_SERVICES:
         depends = compose["services"][name]["depends_on"]
         assert depends["postgres"]["condition"] == "service_healthy"
+        # Against a database the release has not migrated every call answered 500.
+        assert depends["migrate"]["condition"] == "service_completed_successfully"
         assert depends["temporal-setup"]["condition"] == "service_completed_successfully"
         assert depends["minio-setup"]["condition"] == "service_completed_successfully"
         assert "mailcatcher" not in depends
@@ -125,10 +150,7 @@ def test_app_environment_is_valid_production_settings(
     compose: dict, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for name in APP_SERVICES:
-        for alias in settings_aliases():
-            monkeypatch.delenv(alias, raising=False)
-        for key, value in app_environment(compose, name).items():
-            monkeypatch.setenv(key, value)
+        use_environment(monkeypatch, on_this_host(compose, name))
         settings = Settings()
         assert settings.environment == "production"
         assert settings.database_url and settings.temporal_address and settings.smtp_host
@@ -142,11 +164,7 @@ def test_the_mail_catcher_override_still_starts_in_production(compose: dict, mon
     api and worker (DSRFLOW_ENV=production either way) must accept it, and only with it."""
     trial = load_compose("docker-compose.dev.yml")
     for name in APP_SERVICES:
-        for alias in settings_aliases():
-            monkeypatch.delenv(alias, raising=False)
-        merged = {**app_environment(compose, name), **environment(trial["services"][name])}
-        for key, value in merged.items():
-            monkeypatch.setenv(key, value)
+        use_environment(monkeypatch, {**on_this_host(compose, name), **environment(trial["services"][name])})
         assert production_problems(Settings()) == []
         monkeypatch.delenv("SMTP_ALLOW_PLAIN")
         assert [p for p in production_problems(Settings()) if p.startswith("SMTP_STARTTLS: false for mailcatcher")]
@@ -240,13 +258,9 @@ def test_plain_http_to_the_bucket_is_refused_in_production_unless_the_network_is
         compose: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     """docker-compose.yml speaks http to minio over its own network, and says so
     (DSRFLOW_S3_ALLOW_HTTP); without it the api and worker would not start."""
-    for alias in settings_aliases():
-        monkeypatch.delenv(alias, raising=False)
-    env = app_environment(compose, "api")
-    assert env["DSRFLOW_S3_ALLOW_HTTP"] == "true"
-    for key, value in env.items():
-        if key != "DSRFLOW_S3_ALLOW_HTTP":
-            monkeypatch.setenv(key, value)
+    env = on_this_host(compose, "api")
+    assert env.pop("DSRFLOW_S3_ALLOW_HTTP") == "true"
+    use_environment(monkeypatch, env)
     [problem] = production_problems(Settings())
     assert problem.startswith("DSRFLOW_S3_ENDPOINT: plain http to minio") and "DSRFLOW_S3_ALLOW_HTTP" in problem
 
@@ -275,7 +289,7 @@ def test_api_listens_on_its_published_port(compose: dict) -> None:
 
 def test_ui_codec_endpoint_is_the_api_as_the_browser_sees_it(compose: dict) -> None:
     services = compose["services"]
-    ui = environment(services["temporal-ui"])
+    ui = {key: interpolate(value, OPERATOR_ENV) for key, value in environment(services["temporal-ui"]).items()}
     assert split_address(ui["TEMPORAL_ADDRESS"])[0] == "temporal"
     assert ui["TEMPORAL_CORS_ORIGINS"]
     codec = urlparse(ui["TEMPORAL_CODEC_ENDPOINT"])
@@ -285,6 +299,53 @@ def test_ui_codec_endpoint_is_the_api_as_the_browser_sees_it(compose: dict) -> N
     assert codec.hostname in ("localhost", "127.0.0.1")
     public = urlparse(app_environment(compose, "api")["DSRFLOW_PUBLIC_URL"])
     assert (codec.scheme, codec.netloc) == (public.scheme, public.netloc)
+
+
+def test_ui_follows_the_public_addresses_the_operator_chose(
+        compose: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Behind a TLS proxy the UI calls the codec endpoint where staff signed in (DSRFLOW_PUBLIC_URL,
+    whose host their session cookie is for), from the origin the api lets call it."""
+    chosen = {**OPERATOR_ENV, "DSRFLOW_PUBLIC_URL": "https://privacy.example.com",
+              "DSRFLOW_TEMPORAL_UI_URL": "https://temporal.example.com"}
+    ui = {key: interpolate(value, chosen) for key, value in environment(compose["services"]["temporal-ui"]).items()}
+    assert ui["TEMPORAL_CODEC_ENDPOINT"] == "https://privacy.example.com/codec"
+    use_environment(monkeypatch, on_this_host(compose, "api", chosen))
+    settings = Settings()
+    assert production_problems(settings) == []
+    assert codec_cors_origins(settings) == [ui["TEMPORAL_CORS_ORIGINS"]] == ["https://temporal.example.com"]
+
+
+def test_migrations_run_before_the_api_and_worker_start(compose: dict) -> None:
+    """`docker compose up` (the first one, and each upgrade's) applies the image's migrations with
+    the app's own settings, once, before any api or worker of that image serves."""
+    services = compose["services"]
+    migrate = services["migrate"]
+    assert migrate["command"] == ["dsrflow", "migrate"]
+    assert migrate["restart"] == "no"
+    assert migrate["build"] == services["api"]["build"] and migrate["image"] == services["api"]["image"]
+    assert migrate["environment"] == compose["x-dsrflow-env"]
+    assert migrate["volumes"] == services["api"]["volumes"] == services["worker"]["volumes"]
+    assert migrate["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert not migrate.get("ports") and not migrate.get("expose")
+
+
+def test_the_policy_is_the_operators_folder_and_file(
+        compose: dict, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Unchosen, the api and worker read the shipped example policy (Connexeon BV's); POLICY_DIR and
+    POLICY_FILE give them the controller's own, with the translations beside it."""
+    for name in APP_SERVICES:
+        assert Path(on_this_host(compose, name)["DSRFLOW_POLICY"]).resolve() == (
+            ROOT / "policy" / "connexeon.yaml").resolve()
+    for shipped in (ROOT / "policy").glob("connexeon*.yaml"):
+        text = shipped.read_text().replace("name: Connexeon BV", "name: Example Controller SA")
+        (tmp_path / shipped.name.replace("connexeon", "ours")).write_text(text.replace("connexeon.", "ours."))
+    chosen = {**OPERATOR_ENV, "POLICY_DIR": str(tmp_path), "POLICY_FILE": "ours.yaml"}
+    for name in APP_SERVICES:
+        env = on_this_host(compose, name, chosen)
+        assert env["DSRFLOW_POLICY"] == str(tmp_path / "ours.yaml")
+        use_environment(monkeypatch, env)
+        settings = Settings()
+        assert load_policy(settings.policy_path).policy.controller.name == "Example Controller SA"
 
 
 def registered_search_attributes(compose: dict) -> dict[str, str]:
