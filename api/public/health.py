@@ -20,6 +20,7 @@ import aiosmtplib
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
+from activities.mail import relay_options
 from api.auth import Staff, staff_from_token
 from api.deps import Limiter, State
 from api.outages import CONNECTION_ERRORS, unavailable_component
@@ -42,8 +43,7 @@ async def _temporal(state: AppState) -> None:
 
 
 async def _smtp_session(state: AppState) -> None:
-    s = state.settings
-    smtp = aiosmtplib.SMTP(hostname=s.effective_smtp_host, port=s.smtp_port, timeout=_TIMEOUT, start_tls=False)
+    smtp = aiosmtplib.SMTP(**relay_options(state.settings), timeout=_TIMEOUT)
     await smtp.connect()
     await smtp.noop()
     await smtp.quit()
