@@ -328,6 +328,9 @@ def main() -> None:
         app()
     except SystemExit as exc:
         code = exc.code
+        if isinstance(code, str):  # SystemExit("error: ..."): said, as the interpreter would say it
+            print(code, file=sys.stderr)
+            code = 1
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         code = 2

@@ -30,6 +30,7 @@ from activities.verification import VerificationActivities
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.infra.db import create_pool_when_reachable
 from dsrflow.infra.logging import get_logger
+from dsrflow.infra.migrate import not_migrated, pending_migrations
 from dsrflow.infra.temporal_client import connect_client_when_reachable
 from dsrflow.settings import Settings
 from workers.mailbox_tasks import mailbox_tasks
@@ -123,6 +124,10 @@ async def run_worker(settings: Settings) -> None:
         retry_in_s=delay), runtime=runtime)
     pool = await create_pool_when_reachable(settings.effective_database_url, lambda error, delay: log.warning(
         "database not reachable yet; trying again", error=type(error).__name__, retry_in_s=delay))
+    if pending := await pending_migrations(pool):
+        # An upgrade started before its migration: refused here, not failing every step later.
+        await pool.close()
+        raise SystemExit(f"error: {not_migrated(pending)}")
     context = activity_context(settings, pool)
     worker = build_worker(client, settings, pool, context=context)
     metrics = await serve_worker_metrics(settings, pool, sdk_metrics)

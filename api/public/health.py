@@ -26,6 +26,7 @@ from api.deps import Limiter, State
 from api.outages import CONNECTION_ERRORS, unavailable_component
 from api.ratelimit import RateLimiter
 from api.state import AppState
+from dsrflow.infra.migrate import not_migrated, pending_migrations
 
 router = APIRouter()
 _TIMEOUT = 3.0
@@ -34,7 +35,8 @@ _SMTP_TTL = 30.0
 
 async def _postgres(state: AppState) -> None:
     pool = await state.db()
-    await pool.fetchval("SELECT 1")
+    if pending := await pending_migrations(pool):  # answering, but without this version's tables
+        raise RuntimeError(not_migrated(pending))
 
 
 async def _temporal(state: AppState) -> None:

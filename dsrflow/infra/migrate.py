@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from functools import cache
 from importlib import resources
 
 import asyncpg
@@ -89,3 +90,22 @@ async def _apply_pending(conn: asyncpg.Connection, before: str | None) -> list[s
             )
         done.append(migration.version)
     return done
+
+
+@cache
+def _known() -> tuple[Migration, ...]:
+    return tuple(discover())  # the files ship with the code: read once per process
+
+
+async def pending_migrations(conn: asyncpg.Connection | asyncpg.Pool) -> list[str]:
+    """The migrations this code has that the database has not applied ("0031_name"), oldest
+    first: a worker or an API on such a database fails on a missing table or column at every
+    step, where it should say to run `dsrflow migrate`."""
+    applied = set() if not await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL") else {
+        r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+    return [f"{m.version}_{m.name}" for m in _known() if m.version not in applied]
+
+
+def not_migrated(pending: list[str]) -> str:
+    return (f"the database has {len(pending)} migration(s) this version needs and has not applied "
+            f"(the newest {pending[-1]}): run `dsrflow migrate` first")
