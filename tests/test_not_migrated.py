@@ -48,6 +48,13 @@ async def test_a_database_behind_the_code_is_named_by_health_and_refused_by_the_
     assert "error: the database has" in worker.stderr and "run `dsrflow migrate` first" in worker.stderr
     assert "Traceback" not in worker.stderr
 
+    name = f"empty_{uuid.uuid4().hex[:10]}"
+    await postgres.ensure_database(name)  # never migrated: not even the rate limit's table
+    async with api_client(settings.model_copy(update={"database_url": postgres.url(name)}),
+                          dev_server.client, task_queue) as http:
+        r = await http.get("/healthz")
+    assert r.status_code == 503 and r.json() == {"status": "unavailable"}, r.text
+
     await migrate(behind)  # once migrated, health is whole again
     async with api_client(stale, dev_server.client, task_queue) as http:
         assert (await http.get("/healthz")).status_code == 200
