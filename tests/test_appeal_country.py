@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from tests.support import console_sign_in, refused_vcdpa_erasure, staff_headers, unique_email
+from tests.support import console_new_request, refused_vcdpa_erasure, staff_headers, unique_email
 
 
 async def _country(pool, request_id: str) -> str:
@@ -76,13 +76,8 @@ async def test_the_other_laws_go_with_any_country_and_the_console_names_the_fiel
             "type": "access", "regime": regime, "country": "US", "subject": {"email": unique_email(f"any-{regime}")}})
         assert r.status_code == 201, (regime, r.text)
 
-    csrf = await console_sign_in(http, pool, "agent")
-    form = await http.get("/console/requests/new")
-    submission = re.search(r'name="submission" value="([^"]+)"', form.text).group(1)
     email = unique_email("outside-console")
-    refused = await http.post("/console/requests", data={
-        "csrf_token": csrf, "submission": submission, "type": "erasure", "email": email, "regime": "ccpa",
-        "country": "FR", "channel": "email"})
+    refused = await console_new_request(http, pool, "agent", type="erasure", email=email, regime="ccpa", country="FR")
     assert refused.status_code == 422
     error = re.search(r'<p class="error" id="country-error">(.*?)</p>', refused.text, re.S)
     assert error and "protects residents of California only" in error.group(1), re.findall(r'class="error"[^\n]*', refused.text)

@@ -6,14 +6,13 @@ field; UK and EL are taken as GB and GR; XK (Kosovo) is accepted."""
 from __future__ import annotations
 
 import copy
-import re
 
 import pytest
 import yaml
 
 from policy.model import DEFAULT_POLICY, PolicyError, parse_policy
 from schemas.countries import country_code
-from tests.support import console_sign_in, staff_headers, unique_email
+from tests.support import console_new_request, staff_headers, unique_email
 from tests.test_portal import submit
 
 UNASSIGNED = ["ZZ", "XX", "AA", "QM"]
@@ -79,13 +78,8 @@ async def test_the_apis_refuse_an_unassigned_country_naming_the_field(http, pool
 
 
 async def test_the_console_form_shows_the_error_beside_the_field(http, pool):
-    csrf = await console_sign_in(http, pool, "agent")
-    form = await http.get("/console/requests/new")
-    submission = re.search(r'name="submission" value="([^"]+)"', form.text).group(1)
     email = unique_email("console-country")
-    bad = await http.post("/console/requests", data={
-        "csrf_token": csrf, "submission": submission, "type": "access", "email": email, "country": "ZZ",
-        "regime": "gdpr", "channel": "email"})
+    bad = await console_new_request(http, pool, "agent", type="access", email=email, country="ZZ", regime="gdpr")
     assert bad.status_code == 422
     assert 'id="country-error"' in bad.text
     assert "ZZ is not an ISO 3166-1 country code; use a code such as BE" in bad.text
