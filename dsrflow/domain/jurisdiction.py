@@ -4,8 +4,8 @@ The four US state laws protect their own state's residents only: each defines th
 whose rights it gives as a resident of its state (Cal. Civ. Code § 1798.140, Va. Code § 59.1-575,
 Conn. Gen. Stat. § 42-515, C.R.S. § 6-1-1303). A request records the subject's country, not a
 state, so a request under one of them must be of a subject whose country is the United States:
-before, staff could open a CCPA request for a Belgian subject, and its letters promised a law that
-does not protect them 45 days and an appeal. The GDPR, the UK GDPR, the LGPD and PIPEDA apply
+before, staff could open a VCDPA request for a Belgian subject, and its letters promised them, under
+a law that does not protect them, its 45 days and an appeal. The GDPR, the UK GDPR, the LGPD and PIPEDA apply
 by where the controller is established and what it does, not by where the subject lives: they
 go with any country.
 """
