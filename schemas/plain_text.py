@@ -63,7 +63,6 @@ def refuse_reordering(value: str) -> str:
     return value
 
 
-_NOT_KEPT_IN_TEXT = re.compile(f"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200e\u200f{_DIRECTION_CONTROL_RANGES}]")
 _UNICODE_BREAKS = re.compile("[\u2028\u2029]")
 
 
@@ -73,7 +72,7 @@ def kept_text(value: str, limit: int) -> str | None:
     control character (a NUL makes PostgreSQL refuse the row; escape sequences reach whoever
     reads it in a terminal) and no mark that reorders it; at most `limit` characters, None when
     nothing is left."""
-    kept = _NOT_KEPT_IN_TEXT.sub("", _UNICODE_BREAKS.sub("\n", value))
+    kept = _REORDERING.sub("", _CONTROL_BUT_LINE_BREAKS.sub("", _UNICODE_BREAKS.sub("\n", value)))
     return kept.strip()[:limit] or None
 
 
