@@ -36,7 +36,7 @@ import hashlib
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -57,7 +57,8 @@ from activities.connectors.opendsr_documents import (
     datasets_of,
     outcome_from_status,
     seconds_until,
-    whole_count,
+    shown_path,
+    unsubscribed_counts,
 )
 from activities.connectors.opendsr_signature import (
     SIGNATURE_HEADER,
@@ -70,7 +71,6 @@ from activities.connectors.opendsr_signature import (
 from policy.disclosure import Origin
 from policy.model import Policy
 from policy.systems import System
-from schemas.workflow import TASK_COUNT_MAX
 
 API_VERSION = "2.0"
 # Fixed forever: changing it would give retried requests new ids, and so second jobs.
@@ -122,19 +122,6 @@ def systems_for_processor_domain(policy: Policy, domain: str) -> list[tuple[str,
         if system.connector == "opendsr" and urlsplit(discovery_url_for(system)).hostname == domain.strip().lower():
             found.append((name, system))
     return found
-
-
-# What a path in a message may hold as it is (RFC 3986's pchar, and the separator and escapes).
-_PATH_CHARACTERS = "/%-._~!$&'()*+,;=:@"
-_PATH_SHOWN = 100
-
-
-def _path_of(url: str) -> str:
-    """A URL's path as a message names it. A results_url is the processor's text: anything a
-    path does not hold as it is (a tag, a right-to-left override, a line break) is %-escaped, and
-    a long one cut, before it reaches the request's page, a staff alert or the audit trail."""
-    path = quote(urlsplit(url).path, safe=_PATH_CHARACTERS)
-    return path if len(path) <= _PATH_SHOWN else path[:_PATH_SHOWN - 1] + "\u2026"
 
 
 def _join(base_url: str, path: str) -> str:
@@ -230,7 +217,10 @@ class OpenDsrConnector(Connector):
             )
         email_hash = hashlib.sha256(subject.email.strip().lower().encode("utf-8")).hexdigest()
         response = await self._call("POST", unsubscribe_url, json={"email_hash": email_hash})
-        matched, unsubscribed = self._unsubscribed(response.json())
+        try:
+            matched, unsubscribed = unsubscribed_counts(response.json())
+        except ValueError as exc:
+            raise PermanentConnectorError(f"system {self.name}: the processor's answer to unsubscribe: {exc}") from None
         return ActionOutcome(
             status="done" if matched else "not_found",
             found=matched,
@@ -255,23 +245,6 @@ class OpenDsrConnector(Connector):
             await self._http.aclose()
 
     # -- protocol --------------------------------------------------------------------------
-
-    def _unsubscribed(self, answer: Any) -> tuple[int, int]:
-        """(matched, unsubscribed) from the processor's answer to `unsubscribe`: counts (0 where
-        it leaves one out), at most as many unsubscribed as matched. Anything else is refused,
-        naming the field: a negative count was recorded as "-3 found", and one past PostgreSQL's
-        integers, or a word, failed the task with the database's or Python's message."""
-        counts = answer if isinstance(answer, dict) else {"matched": None}
-        matched, unsubscribed = (whole_count(counts.get(name, 0)) for name in ("matched", "unsubscribed"))
-        for name, count in (("matched", matched), ("unsubscribed", unsubscribed)):
-            if count is None:
-                raise PermanentConnectorError(f"system {self.name}: the processor's answer to unsubscribe: {name} "
-                                              f"must be a whole number from 0 to {TASK_COUNT_MAX}")
-        assert matched is not None and unsubscribed is not None
-        if unsubscribed > matched:
-            raise PermanentConnectorError(f"system {self.name}: the processor's answer to unsubscribe: "
-                                          "unsubscribed must not be more than matched")
-        return matched, unsubscribed
 
     def _manual(self, what: str, todo: str) -> ActionOutcome:
         return ActionOutcome(
@@ -385,7 +358,7 @@ class OpenDsrConnector(Connector):
         `signed`: True when the response must carry a valid signature (status responses),
         "if_present" when one is checked only if sent (results: their transport is not specified).
         """
-        path = _path_of(url)
+        path = shown_path(url)
         if _origin(url) not in self._origins:
             # A URL from the processor's own answers (results_url): never sent anywhere but the
             # configured host, with or without credentials.

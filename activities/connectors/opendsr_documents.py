@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 from activities.connectors.base import ActionOutcome, PermanentConnectorError, TaskStatus
 from schemas.plain_text import entry_segment, shown_line
@@ -55,6 +56,35 @@ def whole_count(value: Any) -> int | None:
 def reported_count(document: dict[str, Any]) -> int | None:
     """A status document's `results_count` when it is a count (`whole_count`)."""
     return whole_count(document.get("results_count"))
+
+
+def unsubscribed_counts(answer: Any) -> tuple[int, int]:
+    """(matched, unsubscribed) from a processor's answer to the `unsubscribe` extension: counts (0
+    where it leaves one out), at most as many unsubscribed as matched. Anything else is refused
+    (ValueError naming the field): a negative count was recorded as "-3 found", and one past
+    PostgreSQL's integers, or a word, failed the task with the database's or Python's message."""
+    counts = answer if isinstance(answer, dict) else {"matched": None}
+    matched, unsubscribed = (whole_count(counts.get(name, 0)) for name in ("matched", "unsubscribed"))
+    for name, count in (("matched", matched), ("unsubscribed", unsubscribed)):
+        if count is None:
+            raise ValueError(f"{name} must be a whole number from 0 to {TASK_COUNT_MAX}")
+    assert matched is not None and unsubscribed is not None
+    if unsubscribed > matched:
+        raise ValueError("unsubscribed must not be more than matched")
+    return matched, unsubscribed
+
+
+# What a path in a message may hold as it is (RFC 3986's pchar, and the separator and escapes).
+_PATH_CHARACTERS = "/%-._~!$&'()*+,;=:@"
+_PATH_SHOWN = 100
+
+
+def shown_path(url: str) -> str:
+    """A URL's path as a message names it. A results_url is the processor's text: anything a
+    path does not hold as it is (a tag, a right-to-left override, a line break) is %-escaped, and
+    a long one cut as any name from outside is (`shown_line`), before it reaches the request's
+    page, a staff alert or the audit trail."""
+    return shown_line(quote(urlsplit(url).path, safe=_PATH_CHARACTERS), _PATH_SHOWN)
 
 
 def outcome_from_status(document: dict[str, Any]) -> ActionOutcome:
