@@ -23,6 +23,7 @@ _TERMINAL_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 def _shown(text: object) -> str:
     return _TERMINAL_CONTROLS.sub("\ufffd", str(text))
 
+
 letters_app = command_group("The letters the local stack's mail sink kept: list them, read them as text.")
 
 _Request = Annotated[str | None, typer.Option("--request", "-r", help="Only the letters of this request (its id).")]
@@ -35,10 +36,10 @@ def _sink() -> Path:
     return command_settings().home / "mail"
 
 
-def _matching(request: str | None, purpose: str | None) -> list[tuple[Path, EmailMessage]]:
+def _matching(sink: Path, request: str | None, purpose: str | None) -> list[tuple[Path, EmailMessage]]:
     from devstack.smtp_sink import mailbox_files
 
-    return [(path, message) for path, message in mailbox_files(_sink())
+    return [(path, message) for path, message in mailbox_files(sink)
             if (request is None or str(message["X-DSR-Request-Id"]) == request.strip().lower())
             and (purpose is None or str(message["X-DSR-Purpose"]) == purpose)]
 
@@ -47,7 +48,7 @@ def _matching(request: str | None, purpose: str | None) -> list[tuple[Path, Emai
 def letters_list(request: _Request = None, purpose: _Purpose = None) -> None:
     """Print one line per letter, oldest first: its file, when it was sent, its kind, its request
     and its subject line. Nothing when none matches (a script can count the lines)."""
-    for path, message in _matching(request, purpose):
+    for path, message in _matching(_sink(), request, purpose):
         typer.echo(_shown("  ".join((str(path), str(message["Date"] or "-"), str(message["X-DSR-Purpose"] or "-"),
                                      str(message["X-DSR-Request-Id"] or "-"), str(message["Subject"] or "")))))
 
@@ -69,10 +70,11 @@ def letters_read(files: Annotated[list[Path] | None, typer.Argument(
             except OSError as exc:
                 fail(f"cannot read {path}: {exc.strerror or exc}")
     else:
-        chosen = _matching(request, purpose)
+        sink = _sink()
+        chosen = _matching(sink, request, purpose)
         if not chosen:
             wanted = " ".join(filter(None, (purpose and f"of kind {purpose}", request and f"for request {request}")))
-            fail(f"no letter {wanted or 'at all'} in {_sink()}")
+            fail(f"no letter {wanted or 'at all'} in {sink}")
     for n, (path, message) in enumerate(chosen):
         if n:
             typer.echo("\n" + "=" * 72 + "\n")
