@@ -74,11 +74,13 @@ def api() -> None:
     import uvicorn
 
     from api.app import create_app
+    from cli.environment_names import refuse_unread_variables
     from dsrflow.infra.event_loop import uvicorn_loop
     from dsrflow.infra.tracing import setup_tracing, shutdown_tracing
 
     settings = command_settings()
     refuse_unsafe_production(settings)
+    refuse_unread_variables(settings)
     setup_tracing(settings, "dsrflow-api")  # before the app: it instruments it (docs/observability.md)
     try:
         uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port,
@@ -90,12 +92,14 @@ def api() -> None:
 @app.command()
 def worker() -> None:
     """Run the Temporal worker for request workflows."""
+    from cli.environment_names import refuse_unread_variables
     from dsrflow.infra import event_loop
     from dsrflow.infra.tracing import setup_tracing, shutdown_tracing
     from workers.dsr_worker import run_worker
 
     settings = command_settings()
     refuse_unsafe_production(settings)
+    refuse_unread_variables(settings)
     setup_tracing(settings, "dsrflow-worker")
     try:
         event_loop.run(settings, run_worker(settings))

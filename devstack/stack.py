@@ -36,6 +36,16 @@ from policy.mailbox import load_mailbox_policy
 from policy.model import DEFAULT_POLICY, load_policy
 
 APP_DATABASE = "dsrflow"
+# The shipped policy's e-mail-only processors (policy/connexeon.yaml): in the demo their mail lands
+# in the sink too, and confirming means clicking the link in it. The demo e-mail marketing
+# service's address goes to the children under DEMO_OPENDSR_URL.
+DEMO_PROCESSOR_ADDRESSES = {
+    "DSRFLOW_SURVEYS_PRIVACY_EMAIL": "privacy@surveys.example",
+    "DSRFLOW_WORK_MANAGEMENT_PRIVACY_EMAIL": "privacy@work-management.example",
+    "DSRFLOW_REGISTRATION_PRIVACY_EMAIL": "privacy@registration.example",
+    "DSRFLOW_MONITORING_PRIVACY_EMAIL": "privacy@monitoring.example",
+}
+DEMO_OPENDSR_URL = "DSRFLOW_DEMO_OPENDSR_URL"
 
 
 def _say(message: str) -> None:
@@ -144,13 +154,9 @@ class Stack:
         child = EssentialProcess("the demo e-mail marketing service", proc, log)
         self._children.append(("demo e-mail marketing service", child))
         self._stops.append(("demo e-mail marketing service", child.stop))
-        self.env["DSRFLOW_DEMO_OPENDSR_URL"] = f"http://127.0.0.1:{port}{EMAIL_BASE_PATH}"
-        # The policy's e-mail-only processors: in the demo their mail lands in the sink too, and
-        # confirming means clicking the link in it.
-        self.env.setdefault("DSRFLOW_SURVEYS_PRIVACY_EMAIL", "privacy@surveys.example")
-        self.env.setdefault("DSRFLOW_WORK_MANAGEMENT_PRIVACY_EMAIL", "privacy@work-management.example")
-        self.env.setdefault("DSRFLOW_REGISTRATION_PRIVACY_EMAIL", "privacy@registration.example")
-        self.env.setdefault("DSRFLOW_MONITORING_PRIVACY_EMAIL", "privacy@monitoring.example")
+        self.env[DEMO_OPENDSR_URL] = f"http://127.0.0.1:{port}{EMAIL_BASE_PATH}"
+        for name, address in DEMO_PROCESSOR_ADDRESSES.items():
+            self.env.setdefault(name, address)
         await asyncio.to_thread(wait_for_port, port, "demo e-mail marketing service", 60, proc)
 
     async def _start_saas_standins(self) -> None:
@@ -202,7 +208,7 @@ class Stack:
             f"  Mail           {self.home / 'mail'} (.eml files; SMTP on 127.0.0.1:{s.smtp_port})"
             if not s.smtp_host else f"  SMTP           {s.smtp_host}:{s.smtp_port}",
             f"  Demo systems   crm, analytics, billing (Postgres), e-mail marketing (OpenDSR at "
-            f"{self.env.get('DSRFLOW_DEMO_OPENDSR_URL')})" if s.demo else "  Demo systems   off",
+            f"{self.env.get(DEMO_OPENDSR_URL)})" if s.demo else "  Demo systems   off",
             f"  SaaS systems   Stripe, HubSpot, Mailchimp, GA4 stand-ins on 127.0.0.1:{s.demo_saas_port} "
             f"(policy {self.env.get('DSRFLOW_POLICY')})" if s.demo_saas else "  SaaS systems   off",
             f"  Logs           {self.logs} (worker.log, api.log, postgres.log, temporal.log, ...)",

@@ -37,6 +37,11 @@ def expand_env(value: Any) -> Any:
     return value
 
 
+def placeholder_names(value: str) -> set[str]:
+    """The variables `expand_env` reads for `value`."""
+    return {match.group(1) for match in _VAR.finditer(value)}
+
+
 def connector_class(kind: str, system_name: str = "?") -> type[Connector]:
     if kind not in _KINDS:
         raise NotImplementedError(f"system {system_name}: connector kind {kind!r} is not available")
