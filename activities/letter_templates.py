@@ -29,7 +29,7 @@ from jinja2.runtime import Undefined
 
 from activities.citations import answer_period, cite
 from dsrflow.domain.references import short_reference
-from dsrflow.i18n import SOURCE_LANGUAGE, and_list, long_date, long_datetime, translations
+from dsrflow.i18n import SOURCE_LANGUAGE, and_list, long_date, long_datetime, series, translations
 from policy.model import Policy
 from schemas.plain_text import one_line, without_addresses
 from schemas.requests import DenialReason
@@ -122,6 +122,7 @@ def letter_environment(language: str) -> Environment:
     # `request.regime | cite("19", " (%s)")`: " (Art. 19 GDPR)", or "" where the GDPR is not the law.
     env.filters["cite"] = partial(cite, t=translations(language))
     env.filters["and_list"] = partial(and_list, language=language)
+    env.filters["series"] = partial(series, language=language)
     # The period the law of a request (or an appeal) gives to answer it, where it counts in days.
     env.globals["answer_period"] = partial(answer_period, t=translations(language))
     env.globals["language"] = language

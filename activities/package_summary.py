@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from activities.citations import citation, cite
-from dsrflow.i18n import SOURCE_LANGUAGE, Translator, long_date, translations
+from dsrflow.i18n import SOURCE_LANGUAGE, Translator, long_date, series, translations
 from policy.disclosure import AutomatedDecisions, LegalBasis
 from policy.model import Policy
 from policy.systems import dataset_words, readable
@@ -60,6 +60,7 @@ def summary_environment(language: str) -> Environment:
     env.policies["ext.i18n.trimmed"] = True
     env.install_gettext_translations(translations(language), newstyle=True)  # type: ignore[attr-defined]  # added by the i18n extension
     env.filters["longdate"] = partial(long_date, language=language)
+    env.filters["series"] = partial(series, language=language)
     # `regime | cite("20")`: "Art. 20 GDPR", or "" where the regime's law is not the GDPR's.
     env.filters["cite"] = partial(cite, t=translations(language))
     env.globals["language"] = language

@@ -165,3 +165,15 @@ async def test_a_long_accented_subject_and_sender_read_back_whatever_the_address
     assert utf8(str(mail["From"])) == f"{policy.controller.name} <{policy.controller.sender_email}>"
     assert mail.get_body(("plain",)).get_content().replace("\r\n", "\n") == rendered.text
     assert mail.get_body(("html",)).get_content().replace("\r\n", "\n") == rendered.html
+
+
+@pytest.mark.parametrize(("language", "separator"), [("en", "; "), ("nl", "; "), ("de", "; "), ("fr", "\u202f; ")])
+def test_recipients_are_listed_as_the_language_sets_a_semicolon(language, separator):
+    """French sets a narrow no-break space before ";": "a ; b", never "a; b" nor a line that
+    starts with the semicolon."""
+    context = full_context("restriction_lift")
+    context["restriction"]["recipients"] = ["Payroll Services NV, Brussels", "Accounting provider"]
+    letter = render_letter("restriction_lift", context, language)
+    listed = f"Payroll Services NV, Brussels{separator}Accounting provider"
+    for shown in (letter.text, unescape(letter.html)):
+        assert listed in re.sub(r"[ \n]+", " ", shown), shown  # lines joined, the separator's own space kept

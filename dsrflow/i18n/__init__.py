@@ -92,6 +92,17 @@ def and_list(items: list[str], language: str = SOURCE_LANGUAGE) -> str:
     return format_list(items, locale=_FORMAT_LOCALE[Language(language)])
 
 
+# French sets a narrow no-break space before a semicolon (as before ; : ! ?), which a line never
+# breaks from its word; the other languages none.
+_SERIES_SEPARATOR = {Language.fr: "\u202f; "}
+
+
+def series(items: list[str], language: str = SOURCE_LANGUAGE) -> str:
+    """Items that may hold commas of their own (a recipient's name and address, a purpose) one
+    after the other, by semicolons as the language sets them: "a; b" or, in French, "a ; b"."""
+    return _SERIES_SEPARATOR.get(Language(language), "; ").join(items)
+
+
 def N_(message: str) -> str:
     """Marks a message for the catalogs where it is defined (a table of labels); it is translated
     where it is used, once the language is known: `translator.gettext(TABLE[key])`."""
