@@ -84,7 +84,10 @@ _PERIODS: dict[str, tuple[str, str]] = {
     "vcdpa": (N_("the Virginia Consumer Data Protection Act"), "Va. Code § 59.1-577"),
     "ctdpa": (N_("the Connecticut Data Privacy Act"), "Conn. Gen. Stat. § 42-518"),
     "cpa": (N_("the Colorado Privacy Act"), "C.R.S. § 6-1-1306(2)"),
-    "pipeda": (N_("the Personal Information Protection and Electronic Documents Act (PIPEDA)"), "PIPEDA, s. 8(3)"),
+    "pipeda": (N_("the Personal Information Protection and Electronic Documents Act (PIPEDA)"),
+               # Translators: the Act's own citation, as its official version in the language cites it
+               # (French: "LPRPDE, par. 8(3)"); the English form where the Act has no version in it.
+               N_("PIPEDA, s. 8(3)")),
 }
 # Where the law sets an appeal's period: VCDPA and CTDPA 60 days, no extension; CPA 45, extendable by 60.
 _APPEAL_PROVISIONS: dict[str, str] = {
@@ -102,7 +105,8 @@ def answer_period(regime: str, appeal: bool, due: str, extended_to: str,
     letter writes them). None for the regimes the template words itself."""
     if regime not in _PERIODS:
         return None
-    law, provision = t.gettext(_PERIODS[regime][0]), _PERIODS[regime][1]
+    # The US codes' citations are the same in every language and in no catalog: gettext leaves them.
+    law, provision = t.gettext(_PERIODS[regime][0]), t.gettext(_PERIODS[regime][1])
     days, further = answer_days(regime, appeal=appeal)
     if appeal:
         provision = _APPEAL_PROVISIONS[regime]

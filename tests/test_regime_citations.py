@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from starlette.requests import Request
 
 import api.public.portal as portal
-from activities.citations import citation
+from activities.citations import answer_period, citation
 from activities.connectors.base import ConnectorEnv, Subject
 from activities.connectors.manual_email import (
     _SCOPES,
@@ -333,3 +333,16 @@ def test_a_policy_stored_before_legal_bases_named_their_article_still_loads():
     payments = loaded.policy.categories["payments"].legal_bases[0]
     assert (payments.article, payments.basis) == (None, "GDPR Art. 6(1)(c) legal obligation (accounting and financial laws)")
     assert loaded.in_language("de").categories["payments"].legal_bases[0].basis.startswith("rechtliche Verpflichtung")
+
+
+@pytest.mark.parametrize(("language", "cited", "named"), [
+    ("en", "(PIPEDA, s. 8(3))", "(PIPEDA)"),
+    ("fr", "(LPRPDE, par. 8(3))", "(LPRPDE)"),  # the Act's official French version, as the letter names it
+    ("nl", "(PIPEDA, s. 8(3))", "(PIPEDA)"),
+    ("de", "(PIPEDA, s. 8(3))", "(PIPEDA)"),
+])
+def test_an_acknowledgement_under_pipeda_cites_the_act_as_it_names_it(language, cited, named):
+    """The French letter named the Act by its French title and acronym (LPRPDE), then cited
+    "PIPEDA, s. 8(3)": two names for one law in one sentence."""
+    period, _ = answer_period("pipeda", False, "1 February 2027", "2 March 2027", translations(language))
+    assert cited in period and named in period, period
