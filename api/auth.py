@@ -11,6 +11,8 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from fastapi import Depends, Request
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.csrf import SAFE_METHODS, SESSION_COOKIE, csrf_valid, session_binding
 from api.deps import State
@@ -19,7 +21,7 @@ from api.state import AppState
 from dsrflow.stores.staff_tokens import ROLES, Staff, authenticate, create_token, session_staff
 
 __all__ = ["ROLES", "Staff", "create_token", "require_console_role", "require_role", "staff_from_token",
-           "ConsoleSignInRequired", "ConsoleForbidden"]
+           "ConsoleSignInRequired", "ConsoleForbidden", "StaffAnswersNotStored"]
 
 SIGN_IN_PATH = "/console/sign-in"
 CONSOLE_HOME = "/console/"
@@ -115,3 +117,35 @@ async def _identify(request: Request, state: AppState, *, console: bool) -> Staf
                       + (" again: the session has ended" if session_id else ""))
     request.state.session_id = session_id
     return staff
+
+
+# What staff reach: every answer names subjects, staff or the state of their requests.
+_STAFF_PATHS = ("/v1/", "/console/", "/codec/", "/metrics")
+_NOT_STAFF = ("/v1/public/", "/v1/callbacks/")
+
+
+class StaffAnswersNotStored:
+    """`Cache-Control: no-store` on every answer of a staff route that does not say otherwise.
+
+    The console's pages said so (api/pages.py), but the staff API's JSON did not: a request, its
+    subject's address and name, its evidence pack or the token list fetched with the console's
+    cookie (or through a caching proxy) could be kept in the browser's disk cache or the proxy's,
+    for the next user of a shared machine. Problems (404, 403) and redirects too: they name ids."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if not path.startswith(_STAFF_PATHS) or path.startswith(_NOT_STAFF):
+            await self.app(scope, receive, send)
+            return
+
+        async def send_unstored(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                if "cache-control" not in headers:
+                    headers["Cache-Control"] = "no-store"
+            await send(message)
+
+        await self.app(scope, receive, send_unstored)

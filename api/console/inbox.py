@@ -45,10 +45,13 @@ _ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 
 
 async def _message(state: AppState, pool: Any, today: Any, message_id: str) -> dict[str, Any]:
+    # Ids as PostgreSQL writes them only, as the routes go on to use `message_id` as given: another
+    # spelling of a UUID (braces, `urn:uuid:`) answered 500.
+    found = None
     if _ID.fullmatch(message_id):
         await finish_interrupted_converts(pool, message_id)
-    found = await inbox_message(pool, load_secret_key(state.settings), state.policy.policy, load_mailbox_policy(),
-                                today, message_id)
+        found = await inbox_message(pool, load_secret_key(state.settings), state.policy.policy,
+                                    load_mailbox_policy(), today, message_id)
     if found is None:
         raise Problem(404, "Message not found", f"There is no message {message_id} in the inbox.")
     return found

@@ -14,7 +14,15 @@ from typing import Annotated
 from fastapi import APIRouter, FastAPI, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from api.auth import CONSOLE_HOME, SIGN_IN_PATH, ConsoleForbidden, ConsoleSignInRequired, Staff, require_console_role
+from api.auth import (
+    CONSOLE_HOME,
+    SIGN_IN_PATH,
+    ConsoleForbidden,
+    ConsoleSignInRequired,
+    Staff,
+    StaffAnswersNotStored,
+    require_console_role,
+)
 from api.csrf import (
     SESSION_COOKIE,
     SIGN_IN_COOKIE,
@@ -119,7 +127,9 @@ async def sign_out(staff: Annotated[Staff, require_console_role("agent")], reque
 
 
 def install(app: FastAPI) -> None:
-    """The sign-in routes and the console's answers to a missing session or a refusal."""
+    """The sign-in routes, the console's answers to a missing session or a refusal, and no staff
+    answer (console or API) kept by a browser's or a proxy's cache."""
+    app.add_middleware(StaffAnswersNotStored)
     app.include_router(router)
 
     @app.exception_handler(ConsoleSignInRequired)

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.auth import Staff, require_role
 from api.deps import Pool
 from api.problems import Problem
-from dsrflow.stores.staff_tokens import issue_token, list_tokens, revoke_token
+from dsrflow.stores.staff_tokens import LastAdmin, issue_token, list_tokens, revoke_token
 from schemas.plain_text import StaffLine
 
 router = APIRouter(prefix="/v1/tokens", tags=["staff tokens"])
@@ -61,8 +61,15 @@ async def create(staff: Annotated[Staff, require_role("admin")], body: NewToken,
 
 @router.delete("/{token_id}", response_model=TokenView)
 async def revoke(staff: Annotated[Staff, require_role("admin")], token_id: str, pool: Pool) -> TokenView:
-    """Revoke a token at once; the console sessions signed in with it end too."""
-    row = await revoke_token(pool, token_id, actor=staff.actor)
+    """Revoke a token at once; the console sessions signed in with it end too. The last admin
+    token in force is not revoked here (409): create another first."""
+    try:
+        row = await revoke_token(pool, token_id, actor=staff.actor, keep_an_admin=True)
+    except LastAdmin:
+        raise Problem(409, "Last admin token",
+                      f"token {token_id} is the last admin token in force: revoked, no one could manage staff "
+                      "tokens over the API. Create another admin token first (POST /v1/tokens), or revoke "
+                      "it on the server with dsrflow token revoke") from None
     if row is None:
         raise Problem(404, "Not found", f"no staff token {token_id}")
     return TokenView(**row)

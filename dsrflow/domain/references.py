@@ -22,6 +22,18 @@ def short_reference(request_id: str | uuid.UUID) -> str:
     return "".join(ALPHABET[(value >> (5 * (LENGTH - 1 - i))) & 31] for i in range(LENGTH))
 
 
+def canonical_uuid(text: str) -> str | None:
+    """A UUID as PostgreSQL writes it (lower case, dashed), None for anything that is none.
+
+    Python reads braces, `urn:uuid:`, upper case and 32 bare digits as one UUID too, and asyncpg
+    refuses some of them: an id taken from a path or a body is written this way before a query
+    compares it (or before it is compared with one a query returned)."""
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        return None
+
+
 def typed_reference(text: str) -> str | None:
     """The reference in what someone typed or pasted (any case, spaces or dashes), else None."""
     candidate = re.sub(r"[\s-]", "", text).upper()

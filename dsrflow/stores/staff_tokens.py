@@ -20,6 +20,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from dsrflow.crypto.hashing import token_hash
 from dsrflow.domain.audit import append_event
+from dsrflow.domain.references import canonical_uuid
 from schemas.plain_text import StaffLine
 
 ROLES = ("agent", "compliance", "admin")
@@ -95,14 +96,31 @@ async def list_tokens(pool: asyncpg.Pool, *, include_revoked: bool = False) -> l
     return [_view(r) for r in rows]
 
 
-async def revoke_token(pool: asyncpg.Pool, token_id: str, *, actor: str) -> dict[str, Any] | None:
+class LastAdmin(Exception):
+    """Revoking this token would leave no admin token in force."""
+
+
+async def revoke_token(pool: asyncpg.Pool, token_id: str, *, actor: str,
+                       keep_an_admin: bool = False) -> dict[str, Any] | None:
     """Revoke a token and end its sessions; None when there is no such token. Revoking twice
-    keeps the first revocation time."""
-    try:
-        uuid.UUID(token_id)
-    except ValueError:
+    keeps the first revocation time.
+
+    `keep_an_admin` (the API): refuse with LastAdmin to revoke the last admin token in force,
+    which no one could replace but at the server (`dsrflow token create`, where the CLI revokes
+    any token, a stolen last one included)."""
+    stored_id = canonical_uuid(token_id)  # `DELETE /v1/tokens/{...}` answered 500
+    if stored_id is None:
         return None
+    token_id = stored_id
     async with pool.acquire() as conn, conn.transaction():
+        # One revocation at a time: two admins revoking each other at once each saw the other
+        # still in force.
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('staff_tokens:revoke'))")
+        if keep_an_admin and await conn.fetchval(
+                """SELECT role = 'admin' AND revoked_at IS NULL AND NOT EXISTS (
+                       SELECT 1 FROM staff_tokens o WHERE o.role = 'admin' AND o.revoked_at IS NULL AND o.id <> t.id)
+                   FROM staff_tokens t WHERE id = $1""", token_id):
+            raise LastAdmin(token_id)
         row = await conn.fetchrow(
             f"UPDATE staff_tokens SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1 RETURNING {_VIEW}",
             token_id,

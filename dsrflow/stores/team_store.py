@@ -15,7 +15,7 @@ import asyncpg
 from pydantic import TypeAdapter, ValidationError
 
 from dsrflow.domain.audit import append_event
-from dsrflow.domain.references import typed_reference
+from dsrflow.domain.references import canonical_uuid, typed_reference
 from schemas.plain_text import FreeText, OneLine
 from schemas.workflow import request_id_of
 
@@ -73,10 +73,10 @@ async def assign(pool: asyncpg.Pool, request_id: str, assignee: str | None, *, a
         await conn.execute("SELECT 1 FROM dsr_requests WHERE id = $1 FOR UPDATE", request_id)
         current = await conn.fetchval("SELECT assignee FROM request_assignments WHERE request_id = $1", request_id)
         if assignee is not None:
-            try:
-                uuid.UUID(assignee)
-            except ValueError:
-                raise TeamRefused("choose a colleague from the list") from None
+            # One spelling: braces answered 500, and upper case assigned anew whom it already was.
+            assignee = canonical_uuid(assignee)
+            if assignee is None:
+                raise TeamRefused("choose a colleague from the list")
             if not await conn.fetchval("SELECT 1 FROM staff_tokens WHERE id = $1 AND revoked_at IS NULL", assignee):
                 raise TeamRefused("that colleague's token is unknown or revoked")
         if (str(current) if current else None) == assignee:
@@ -147,12 +147,9 @@ async def save_view(pool: asyncpg.Pool, token_id: str, name: str, query: str) ->
 
 
 async def delete_view(pool: asyncpg.Pool, token_id: str, view_id: str) -> bool:
-    try:
-        uuid.UUID(view_id)
-    except ValueError:
-        return False
-    return await pool.fetchval("DELETE FROM saved_views WHERE id = $1 AND token_id = $2 RETURNING true",
-                               view_id, token_id) is not None
+    stored_id = canonical_uuid(view_id)  # braces answered 500
+    return stored_id is not None and await pool.fetchval(
+        "DELETE FROM saved_views WHERE id = $1 AND token_id = $2 RETURNING true", stored_id, token_id) is not None
 
 
 async def request_by_reference(pool: asyncpg.Pool, text: str) -> str | None:
