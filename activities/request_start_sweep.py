@@ -8,6 +8,10 @@ workflow's first step sets (`prepare_request`), so the sweep looks for open requ
 than `DSRFLOW_START_SWEEP_AFTER_MINUTES` ago without one, and starts the workflow of each that has
 none (one that has a workflow is only waiting for a worker). Starting goes through the one start
 function, so a request still never runs twice.
+
+The same run catches up what else an API records and then tells a workflow: a processor's answer
+(a confirmation or export on its link, a signed callback) on record for as long, whose task still
+waits (`tell_untold_answers`), and it flags and reminds staff of requests whose workflow ended.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.context import ActivityContext
 from activities.letters import deliver_letter
 from dsrflow.domain.audit import append_event
+from dsrflow.domain.processor_answers import tell_task, untold_answers
 from dsrflow.domain.request_resume import (
     ENDED_TROUBLE,
     ended_trouble_key,
@@ -85,13 +90,32 @@ class RequestStartSweepActivities:
             started += 1
             activity.logger.warning("stored request started by the sweep", extra={"request_id": request_id})
             activity.heartbeat(started)
+        told = await tell_untold_answers(
+            self.ctx, client, older_than=timedelta(minutes=self.ctx.settings.start_sweep_after_minutes))
         ended = await flag_ended_workflows(
             self.ctx, client, older_than=timedelta(minutes=self.ctx.settings.start_sweep_after_minutes))
         reminded = await remind_stopped(self.ctx, datetime.now(UTC))
-        report = StartSweepReport(found=len(rows), started=started, unstartable=unstartable, ended_flagged=ended,
-                                  stopped_reminded=reminded)
+        report = StartSweepReport(found=len(rows), started=started, unstartable=unstartable, answers_told=told,
+                                  ended_flagged=ended, stopped_reminded=reminded)
         await record_sweep_success(self.ctx.pool, "request_start_sweep", report)
         return report
+
+
+async def tell_untold_answers(ctx: ActivityContext, client: Client, *, older_than: timedelta) -> int:
+    """Tell each task waiting for a processor's answer that has been on record `older_than` at
+    least: an API died (or lost Temporal) between recording it and telling the task, and the
+    processor did not send again, so the task would learn of it only at its next poll, up to six
+    hours away (workflows/system_task.py). The word the API would have sent; a task told already,
+    or settled meanwhile, takes nothing twice. How many were told this time."""
+    told = 0
+    for answer in await untold_answers(ctx.pool, older_than=older_than):
+        if await tell_task(client, answer.workflow_id, answer.update):
+            told += 1
+            activity.logger.warning("processor's answer told to its waiting task by the sweep",
+                                    extra={"request_id": answer.request_id, "system": answer.system})
+            if activity.in_activity():  # the sweep's; a test calls this alone too
+                activity.heartbeat(told)
+    return told
 
 
 # Request workflows that ended without closing their request: no staff action reaches them any

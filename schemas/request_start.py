@@ -13,7 +13,8 @@ class StartSweepInput(BaseModel):
 
 class StartSweepReport(BaseModel):
     """Requests found stored without a started workflow, and how many of them were started (the
-    others had a workflow after all: one waiting for a worker, or one that has ended)."""
+    others had a workflow after all: one waiting for a worker, or one that has ended); and what
+    else the run caught up."""
     model_config = ConfigDict(extra="forbid")
 
     found: int = 0
@@ -21,6 +22,9 @@ class StartSweepReport(BaseModel):
     # Whose stored policy version does not load (gone, or not readable by this code): left for
     # staff, named in the worker's log, still counted by the unstarted gauge and its alert.
     unstartable: int = 0
+    # Tasks waiting for a processor's answer on record that no one had told them of (an API that
+    # died between recording it and telling the task), told now (dsrflow/domain/processor_answers.py).
+    answers_told: int = 0
     # Open requests whose workflow has ended without closing them (failed, terminated, timed out):
     # flagged for staff, once each (activities/request_start_sweep.py `flag_ended_workflows`).
     ended_flagged: int = 0

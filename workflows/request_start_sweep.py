@@ -1,6 +1,6 @@
-"""RequestStartSweepWorkflow: start the stored requests left without a workflow
-(activities/request_start_sweep.py). A Temporal Schedule (`dsrflow-request-start-sweep`, every five
-minutes) runs it."""
+"""RequestStartSweepWorkflow: start the stored requests left without a workflow, and tell the tasks
+waiting for a processor's answer already on record (activities/request_start_sweep.py). A Temporal
+Schedule (`dsrflow-request-start-sweep`, every five minutes) runs it."""
 
 from __future__ import annotations
 

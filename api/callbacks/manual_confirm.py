@@ -3,7 +3,8 @@
 The e-mail carries `/v1/callbacks/manual/{token}`. GET shows what was asked and a button, and
 changes nothing: mail scanners and link previews follow links. POST records the confirmation once
 (with an optional note), audits it and signals the task's workflow; a POST to a link answered
-already signals it again (`_answered`): an API may die between the record and the signal. Only
+already signals it again (`_answered`): an API may die between the record and the signal (and
+unrepeated, the worker's start sweep signals it, dsrflow/domain/processor_answers.py). Only
 the token's sha256 is stored (the task's external id), so the token is looked up by its hash. The
 page shows no personal data: whoever holds the link already has the e-mail that names the data
 subject.
@@ -29,7 +30,6 @@ from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
-from temporalio.service import RPCError, RPCStatusCode
 
 from api.body_limits import read_capped
 from api.callbacks.processor_uploads import (
@@ -51,11 +51,11 @@ from api.erasure_sweeps import sweep_for_processor_answer
 from api.problems import Problem
 from api.state import AppState
 from dsrflow.domain.audit import append_event
+from dsrflow.domain.processor_answers import tell_task
 from dsrflow.domain.references import short_reference
 from dsrflow.infra.failpoints import failpoint
 from dsrflow.infra.logging import get_logger
 from schemas.workflow import ProcessorUpdate, task_workflow_id
-from workflows.system_task import SystemTaskWorkflow
 
 router = APIRouter(prefix="/v1/callbacks/manual", tags=["processor callbacks"])
 log = get_logger("dsrflow.api.manual_confirm")
@@ -233,8 +233,9 @@ def _closed(task: dict[str, Any]) -> HTMLResponse | None:
 
 async def _tell_task(state: AppState, task: dict[str, Any]) -> None:
     """Signal the task's workflow that the processor confirmed. Temporal unreachable: the answer
-    is 503 (the processor's page tries again, and a repeat signals again), not a silent wait for
-    the task's next poll, up to six hours away (workflows/system_task.py)."""
+    is 503 (the processor's page tries again, and a repeat signals again), not a silent wait. An
+    API that dies first tells nobody: the worker's start sweep tells the task within minutes
+    (dsrflow/domain/processor_answers.py)."""
     request_id, system, action = str(task["request_id"]), task["system"], task["action"]
     attempt = await (await state.db()).fetchval(
         "SELECT attempt FROM system_tasks WHERE request_id = $1 AND system = $2 AND action = $3",
@@ -242,22 +243,17 @@ async def _tell_task(state: AppState, task: dict[str, Any]) -> None:
     )
     if attempt is None:
         return
-    client = await state.temporal()
-    try:
-        await client.get_workflow_handle(task_workflow_id(request_id, system, action, attempt)).signal(
-            SystemTaskWorkflow.processor_update, ProcessorUpdate(status="completed"))
-    except RPCError as exc:
-        if exc.status != RPCStatusCode.NOT_FOUND:  # NOT_FOUND: the task has settled already
-            raise
+    await tell_task(await state.temporal(), task_workflow_id(request_id, system, action, attempt),
+                    ProcessorUpdate(status="completed"))
 
 
 async def _answered(state: AppState, task: dict[str, Any]) -> None:
     """Tell whoever waits for the processor's answer, once it is on record: the task's workflow,
     and for an erasure asked after a hold ended, whose request's workflow has long finished, the
     sweep that records it. Done again on every repeat of an answered link: an API that died (or
-    lost Temporal) once the answer was on record told neither, and the processor's repeat is what
-    tells them now, instead of the task's next poll or the next daily sweep. Telling twice changes
-    nothing."""
+    lost Temporal) once the answer was on record told neither, and the processor's repeat tells
+    them at once, before the worker's start sweep tells the task (minutes) or the next daily
+    sweep records the erasure. Telling twice changes nothing."""
     await _tell_task(state, task)
     if task["deferred"]:
         await sweep_for_processor_answer(state, await state.db(), task["system"], task["external_id"])

@@ -11,7 +11,6 @@ import json
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from temporalio.client import Client
-from temporalio.service import RPCError, RPCStatusCode
 
 from activities.connectors import expand_env
 from activities.connectors.opendsr import trust_anchor_for
@@ -33,11 +32,11 @@ from api.erasure_sweeps import sweep_for_processor_answer
 from api.problems import Problem
 from api.state import AppState
 from dsrflow.domain.audit import append_event
+from dsrflow.domain.processor_answers import callback_event_key, tell_task
 from dsrflow.infra.failpoints import failpoint
 from dsrflow.infra.logging import get_logger
 from policy.systems import System
 from schemas.workflow import SETTLING_STATUSES, ProcessorUpdate, task_workflow_id
-from workflows.system_task import SystemTaskWorkflow
 
 router = APIRouter(prefix="/v1/callbacks", tags=["processor callbacks"])
 _certificates = ProcessorCertificates()
@@ -122,13 +121,16 @@ async def opendsr_callback(request: Request, state: State, limiter: Limiter,
     client = await state.temporal()
     # A completed erasure's count rides along: the task then needs no poll (workflows/system_task.py).
     update = ProcessorUpdate(status=status, results_count=reported_count(payload) if status == "completed" else None)
-    event_key = f"{request_id}:callback:{system}:{external_id}:{status}"
+    event_key = callback_event_key(request_id, system, external_id, status)
     async with pool.acquire() as conn:
         with replay_noted() as replay:  # seen, and audited, in one statement
             await append_event(
                 conn, event_key=event_key, request_id=request_id,
                 event_type="processor.callback", actor=f"processor:{system}",
-                data={"system": system, "status": status, "attempt": task["attempt"]},
+                # The count as well: what the start sweep tells a task this API could not
+                # (dsrflow/domain/processor_answers.py).
+                data={"system": system, "status": status, "attempt": task["attempt"],
+                      **({"results_count": update.results_count} if update.results_count is not None else {})},
                 along=[seen(system, body, signed_at, max_age)],
             )
         told_attempt = await conn.fetchval(
@@ -155,12 +157,9 @@ async def opendsr_callback(request: Request, state: State, limiter: Limiter,
 
 
 async def _tell(client: Client, child: str | None, update: ProcessorUpdate) -> None:
+    """Tell the task; one settled already (a poll got there first) has nothing to learn. Temporal
+    unreachable (or this API dead first): the processor's retry tells it (above), and unrepeated,
+    the worker's start sweep does (dsrflow/domain/processor_answers.py)."""
     if child is None:  # a deferred erasure's job: the sweep records its answer
         return
-    try:
-        await client.get_workflow_handle(child).signal(SystemTaskWorkflow.processor_update, update)
-    except RPCError as exc:
-        # The task already settled (a poll got there first): the callback has nothing to add.
-        # Otherwise (Temporal unreachable) the processor's retry tells it (above).
-        if exc.status != RPCStatusCode.NOT_FOUND:
-            raise
+    await tell_task(client, child, update)

@@ -1,0 +1,102 @@
+"""Telling a processor's task that the processor answered: its workflow (workflows/system_task.py)
+waits for the `processor_update` signal, polling the processor now and then meanwhile.
+
+The API records an answer, then tells the task: a confirmation or an export on the processor's
+link (api/callbacks/manual_confirm.py), a signed OpenDSR callback (api/callbacks/opendsr.py). An
+API that dies between the two (or finds Temporal away) leaves the answer on record and the task
+waiting for its next poll, up to six hours away. A processor that sends again tells it then; one
+that does not is caught up by the worker's start sweep (activities/request_start_sweep.py), which
+tells each task whose answer is on record while the task still waits (`untold_answers`). Telling a
+task twice does nothing twice: the task acts on the first word it takes and has ended by the next.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+import asyncpg
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from schemas.workflow import SETTLING_STATUSES, ProcessorUpdate, task_workflow_id
+
+# SystemTaskWorkflow's signal, named: the core library does not import the workflows.
+PROCESSOR_UPDATE = "processor_update"
+
+
+async def tell_task(client: Client, workflow_id: str, update: ProcessorUpdate) -> bool:
+    """Signal the task's workflow; False when it has settled already (a poll got there first, or
+    staff resolved it), which the answer has nothing to add to. Temporal away raises."""
+    try:
+        await client.get_workflow_handle(workflow_id).signal(PROCESSOR_UPDATE, update)
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise
+        return False
+    return True
+
+
+def callback_event_key(request_id: str, system: str, external_id: str, status: str) -> str:
+    """The key of a signed OpenDSR callback's `processor.callback` event: one per job and status
+    (`_UNTOLD` below finds a task's answer by it)."""
+    return f"{request_id}:callback:{system}:{external_id}:{status}"
+
+
+@dataclass(frozen=True)
+class UntoldAnswer:
+    request_id: str
+    system: str
+    action: str
+    attempt: int
+    update: ProcessorUpdate
+
+    @property
+    def workflow_id(self) -> str:
+        return task_workflow_id(self.request_id, self.system, self.action, self.attempt)
+
+
+# Tasks of open requests still waiting ('pending' on record) whose processor's answer has been on
+# record between $1 (the API tells a task within milliseconds: not one it is telling now) and $2
+# ago: a confirmation or an export on the link (`manual_tasks`, which one link answers
+# whatever the attempt), or a signed callback that settles the task, for the attempt it was sent
+# for (its event, by `callback_event_key`; $3 the settling statuses). The first answer of a task,
+# as the API told them in turn. The open statuses are those of the queue's partial index
+# (migrations/0006), which finds the open requests.
+_UNTOLD = """
+    SELECT DISTINCT ON (request_id, system, action) * FROM (
+        SELECT s.request_id::text AS request_id, s.system, s.action, s.attempt, m.confirmed_at AS answered_at,
+               'completed' AS status, NULL::int AS results_count
+          FROM dsr_requests r
+          JOIN system_tasks s ON s.request_id = r.id AND s.status = 'pending'
+          JOIN manual_tasks m ON (m.request_id, m.system, m.action) = (s.request_id, s.system, s.action)
+         WHERE r.status IN ('awaiting_verification', 'in_progress', 'awaiting_approval')
+           AND m.confirmed_at BETWEEN now() - $2::interval AND now() - $1::interval
+        UNION ALL
+        SELECT s.request_id::text, s.system, s.action, s.attempt, e.occurred_at,
+               e.data ->> 'status', (e.data ->> 'results_count')::int
+          FROM dsr_requests r
+          JOIN system_tasks s ON s.request_id = r.id AND s.status = 'pending' AND s.external_id IS NOT NULL
+          CROSS JOIN unnest($3::text[]) AS settling
+          JOIN audit_events e ON e.event_key = r.id::text || ':callback:' || s.system || ':' || s.external_id
+                                               || ':' || settling
+         WHERE r.status IN ('awaiting_verification', 'in_progress', 'awaiting_approval')
+           AND (e.data ->> 'attempt')::int = s.attempt
+           AND e.occurred_at BETWEEN now() - $2::interval AND now() - $1::interval
+    ) answers
+    ORDER BY request_id, system, action, answered_at"""
+
+# How far back the sweep looks. Past it the task's own polls, at most six hours apart, have read
+# the answer; a task still waiting then has a processor whose status contradicts its callback, and
+# its polls, backing off, follow that processor rather than a poll every run of the sweep.
+LOOK_BACK = timedelta(days=1)
+
+
+async def untold_answers(pool: asyncpg.Pool, *, older_than: timedelta) -> list[UntoldAnswer]:
+    """The tasks waiting for a processor's answer that is on record (`_UNTOLD`), each with the word
+    the API sends it: "completed" for a link's answer, the callback's status (and count) for one."""
+    rows = await pool.fetch(_UNTOLD, older_than, LOOK_BACK, sorted(SETTLING_STATUSES))
+    return [UntoldAnswer(request_id=row["request_id"], system=row["system"], action=row["action"],
+                         attempt=row["attempt"],
+                         update=ProcessorUpdate(status=row["status"], results_count=row["results_count"]))
+            for row in rows]

@@ -1,0 +1,167 @@
+"""A processor's answer on record whose task was never told, and a processor that never sends it
+again: each window opened by killing a real API process at the line it follows (a failpoint,
+dsrflow/infra/failpoints.py), then the worker's start sweep run (activities/request_start_sweep.py,
+dsrflow/domain/processor_answers.py). Before, the task learnt of the answer only at its own next
+poll, up to six hours away; the first poll comes five minutes after the processor is asked, so a
+request that completes within a minute here was told by the sweep. What staff and the subject see:
+the request completes, one audit event of each kind, one letter; a task told twice does nothing
+twice, and an answer fresher than `DSRFLOW_START_SWEEP_AFTER_MINUTES` (the API telling it now) is
+left alone. Stacks on databases of their own: the sweep takes every row of its database."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from activities.request_start_sweep import tell_untold_answers
+from devstack.processes import free_port
+from schemas.request_start import StartSweepInput, StartSweepReport
+from schemas.workflow import workflow_id_for
+from tests.conftest import database_pool
+from tests.fanout_stack import api, fanout_stack_alone, served
+from tests.process_support import answering, died, dsrflow_process
+from tests.support import letters_for, live_client, unique_email
+from tests.test_crash_uploads import EXPORT, _asked, _events, _killed_at, _surveys
+from tests.test_processor_exports import LIMITS, SURVEYS_CONTACT, _package
+from tests.untrusted_support import CALLBACK, PROCESSOR, fake_processor, pending_erasure, processor_policy, rfc3339
+from workers.dsr_worker import activity_context, build_worker
+from workflows.request_start_sweep import RequestStartSweepWorkflow
+
+# Longer ago than the sweep waits before telling a task (DSRFLOW_START_SWEEP_AFTER_MINUTES, 1 here).
+LONG_AGO = "UPDATE manual_tasks SET confirmed_at = confirmed_at - interval '2 minutes' WHERE request_id = $1"
+
+
+@pytest.fixture(scope="module")
+async def untold(postgres, settings, dev_server, mail_sink, tmp_path_factory) -> AsyncIterator[dict]:
+    """The stack with the survey provider asked by e-mail, a worker running throughout (its
+    sweep waiting one minute before telling a task), and settings for an API process of the
+    test's own, to be killed."""
+    client = dev_server.client
+    tmp = tmp_path_factory.mktemp("untold")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("DSRFLOW_SURVEYS_PRIVACY_EMAIL", SURVEYS_CONTACT)  # read by the worker and the API processes
+        async with fanout_stack_alone(postgres, settings, client, tmp, "untold", keep_manual=("surveys",),
+                                      policy_updates=LIMITS) as (stack, pool), \
+                build_worker(client, stack.settings.model_copy(update={"start_sweep_after_minutes": 1}), pool), \
+                api(stack) as http:
+            port = free_port()
+            own = stack.settings.model_copy(update={"api_port": port, "public_url": f"http://127.0.0.1:{port}"})
+            yield {"stack": stack, "pool": pool, "http": http, "own": own}
+
+
+async def _sweep(client, stack) -> StartSweepReport:
+    """One run of the scheduled sweep's workflow, as its Schedule starts it."""
+    report: StartSweepReport = await client.execute_workflow(
+        RequestStartSweepWorkflow.run, StartSweepInput(reason="test"), id=f"sweep-{uuid.uuid4().hex[:8]}",
+        task_queue=stack.settings.task_queue)
+    return report
+
+
+async def _completed(client, rid: str) -> dict:
+    """The request's workflow's end, within a minute: long before the task's first poll."""
+    state: dict = await asyncio.wait_for(client.get_workflow_handle(workflow_id_for(rid)).result(), 60)
+    return state
+
+
+async def test_a_confirmation_killed_before_its_task_is_told_is_told_by_the_sweep_unrepeated(
+        untold, dev_server, mail_sink, tmp_path):
+    """The processor confirms an erasure, the API dies before telling the task, and the processor
+    never comes back. The sweep leaves an answer under a minute old alone (the API may be telling
+    it now); once it has been on record longer, the next run tells the task, and the request
+    completes: one `processor.confirmed`, one response letter, the task done. Runs after that
+    find nothing to tell."""
+    client, stack, pool, http = dev_server.client, untold["stack"], untold["pool"], untold["http"]
+    rid, path = await _asked(http, pool, mail_sink, "erasure", unique_email("untold"))
+    await _killed_at("manual-confirmed~surveys", untold["own"], client, tmp_path, path, data={"note": "Erased."})
+    assert await pool.fetchval("SELECT confirmed_at FROM manual_tasks WHERE request_id = $1", rid) is not None
+
+    fresh = await _sweep(client, stack)
+    assert fresh.answers_told == 0
+    assert (await _surveys(http, pool, rid))["status"] == "pending"
+
+    await pool.execute(LONG_AGO, rid)
+    told = await _sweep(client, stack)
+    assert told.answers_told == 1
+    state = await _completed(client, rid)
+    assert state["status"] == "completed", state
+    assert (await _surveys(http, pool, rid))["status"] == "done"
+    assert await _events(pool, rid, "processor.confirmed") == 1
+    assert await _events(pool, rid, "status.completed") == 1
+    assert len(letters_for(mail_sink, rid, "response")) == 1
+    assert (await _sweep(client, stack)).answers_told == 0
+
+
+async def test_an_export_killed_before_its_task_is_told_is_packaged_once_after_the_sweep(
+        untold, dev_server, mail_sink, tmp_path):
+    """The processor sends its export, the API dies with files, rows and answer on record and the
+    task not told, and the processor never comes back: the sweep tells the task, and the subject
+    gets one package holding each file once, in one response letter."""
+    client, stack, pool, http = dev_server.client, untold["stack"], untold["pool"], untold["http"]
+    rid, path = await _asked(http, pool, mail_sink, "access", unique_email("untold-export"))
+    await _killed_at("export-kept~surveys", untold["own"], client, tmp_path, path, files=EXPORT)
+    assert (await _surveys(http, pool, rid))["status"] == "pending"
+
+    await pool.execute(LONG_AGO, rid)
+    assert (await _sweep(client, stack)).answers_told == 1
+    state = await _completed(client, rid)
+    assert state["status"] == "completed", state
+    assert (await _surveys(http, pool, rid))["message"].startswith("Survey service provider sent its export (2 files)")
+    _, archive = await _package(http, mail_sink, rid)
+    assert sorted(n for n in archive.namelist() if n.startswith("surveys/files/")) == \
+        ["surveys/files/answers.csv", "surveys/files/profile.json"]
+    assert await _events(pool, rid, "processor.export_received") == 1
+    assert len(letters_for(mail_sink, rid, "response")) == 1
+
+
+async def test_a_callback_killed_before_its_task_is_told_is_told_by_the_sweep_once_however_often(
+        postgres, settings, dev_server, mail_sink, lifecycle_policy, task_queue, tmp_path):
+    """An OpenDSR processor's signed "completed" callback (3 records erased) is recorded and the
+    API dies before signalling the task; this processor does not send it again, and expects to
+    finish in 2099, so the task's first poll is five minutes away. Two sweeps tell the task at
+    once: it settles on the callback's own count (the word the API would have sent, not a poll),
+    one `processor.callback`, one response letter; a later sweep tells nothing."""
+    processor = fake_processor()
+    client = dev_server.client
+    async with served(processor.app()) as url, database_pool(postgres, "untold_callback") as (database_url, pool):
+        processor.url = url
+        port = free_port()
+        ours = settings.model_copy(update={
+            "database_url": database_url, "task_queue": task_queue, "api_port": port,
+            "public_url": f"http://127.0.0.1:{port}",
+            "policy_path": processor_policy(tmp_path, lifecycle_policy, {"base_url": f"{url}/opendsr"})})
+        async with build_worker(client, ours, pool, task_queue=task_queue), \
+                live_client(base_url=ours.public_url, timeout=30) as http, \
+                dsrflow_process("api", ours, client, tmp_path, failpoints="callback-recorded") as first:
+            await answering(http, first, tmp_path)
+            request_id, external_id = await pending_erasure(http, pool)
+            body, headers = processor.signed({
+                "subject_request_id": external_id, "request_status": "completed", "results_count": 3,
+                "status_changed_time": rfc3339(datetime.now(UTC))})
+            with pytest.raises(httpx.TransportError):
+                await http.post(CALLBACK, content=body, headers=headers)
+            await died(first, tmp_path, role="api")
+
+            # The scheduled run waits DSRFLOW_START_SWEEP_AFTER_MINUTES; an audit event cannot be
+            # backdated, so the sweep's step is called with no wait, twice at once.
+            context = activity_context(ours, pool)
+            told = await asyncio.gather(*(tell_untold_answers(context, client, older_than=timedelta(0))
+                                          for _ in range(2)))
+            state = await _completed(client, request_id)
+            after = await tell_untold_answers(context, client, older_than=timedelta(0))
+        events = await pool.fetch("SELECT event_type, data FROM audit_events WHERE request_id = $1",
+                                  uuid.UUID(request_id))
+    assert sorted(told) in ([0, 1], [1, 1])  # the second may come once the task has ended
+    assert after == 0
+    assert state["status"] == "completed"
+    (result,) = state["results"]
+    assert (result["system"], result["status"], result["found"], result["changed"]) == (PROCESSOR, "done", 3, 3)
+    callbacks = [e["data"] for e in events if e["event_type"] == "processor.callback"]
+    assert callbacks == [{"system": PROCESSOR, "status": "completed", "attempt": 1, "results_count": 3}]
+    kinds = [e["event_type"] for e in events]
+    assert all(kinds.count(kind) == 1 for kind in kinds if not kind.startswith("letter.")), kinds
+    assert len(letters_for(mail_sink, request_id, "response")) == 1
