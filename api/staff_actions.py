@@ -73,7 +73,9 @@ DecisionBody = rest_body(ObjectionDecision, "DecisionBody")
 # What staff may read beside what they may do, the one rule for the REST endpoints and the console
 # page alike: the audit timeline (every actor, every decision) and legal-claims holds (their
 # reasons speak of litigation) are compliance's; agents see a request's status, tasks and letters.
-READABLE_BY = {"audit-timeline": "compliance", "legal-claims-holds": "compliance"}
+# A workflow's history decoded (the codec endpoint, and the request page's link to the Temporal
+# UI, which calls it) holds each staff action's input and its actor: the timeline told another way.
+READABLE_BY = {"audit-timeline": "compliance", "legal-claims-holds": "compliance", "workflow-history": "compliance"}
 
 
 def may_read(has_role: Callable[[str], bool], what: str) -> bool:

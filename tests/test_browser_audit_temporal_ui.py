@@ -1,6 +1,7 @@
 """The request page's "Workflow in the Temporal UI" link, pressed in a real browser (Debian's
-Chromium) by each role (every role sees it): it must open the request's workflow in the Temporal
-Web UI, not a page of the UI that knows no such workflow. The suite's dev server runs without its
+Chromium) by each role that sees it (compliance and admins: the UI shows the history decoded
+through the codec endpoint, which is theirs): it must open the request's workflow in the Temporal
+Web UI, not a page of the UI that knows no such workflow. An agent is shown no link. The suite's dev server runs without its
 UI, so this module starts one with it (as `make run` does: devstack/temporal_server.py) and the
 site's link points there. Same setup as tests/test_browser.py otherwise."""
 
@@ -17,7 +18,6 @@ from temporalio.testing import WorkflowEnvironment
 from devstack.processes import find_binary, free_port
 from dsrflow.crypto.keys import load_keyring
 from dsrflow.infra.temporal_client import build_data_converter
-from dsrflow.stores.staff_tokens import ROLES
 from schemas.workflow import workflow_id_for
 from tests.test_browser import CHROMIUM, open_request, served_site, signed_in
 from workflows.search_attributes import SEARCH_ATTRIBUTES
@@ -40,9 +40,13 @@ async def ui_site(settings, pool) -> AsyncIterator[str]:
         await env.shutdown()
 
 
-async def test_each_role_opens_the_requests_workflow_in_the_temporal_ui(browser, ui_site, pool):
+async def test_compliance_and_admins_open_the_requests_workflow_in_the_temporal_ui_agents_see_no_link(browser, ui_site, pool):
     rid = await open_request(ui_site, pool)
-    for role in ROLES:
+    page = await signed_in(browser, ui_site, pool, "agent", f"/console/requests/{rid}")
+    await expect(page.locator("#reference")).to_be_visible()
+    await expect(page.get_by_role("link", name="Workflow in the Temporal UI")).to_have_count(0)
+    await page.context.close()
+    for role in ("compliance", "admin"):
         page = await signed_in(browser, ui_site, pool, role, f"/console/requests/{rid}")
         await page.get_by_role("link", name="Workflow in the Temporal UI").click()
         await expect(page).to_have_url(re.compile(rf"/namespaces/default/workflows/{workflow_id_for(rid)}(/|$)"))

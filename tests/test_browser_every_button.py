@@ -25,7 +25,8 @@ A = agent, C = compliance, D = admin; "all" = A, C, D. Test names are shortened.
 | queue: a saved view, its delete button         | its own  | team, audit_queue saves_a_view (all)                     | another's view: authz_matrix (404)        |
 | queue: a row's link, Next page                 | all      | navigation pages_the_queue (all); console (A)            |                                           |
 | new request: Open the request (each field)     | all      | console (A), audit_new_request (A, C, D), review (A, C)  |                                           |
-| request: Workflow in the Temporal UI           | all      | audit_temporal_ui (all)                                  |                                           |
+| request: Workflow in the Temporal UI           | C, D     | audit_temporal_ui (C, D)                                 | A: audit_temporal_ui (not shown), codec   |
+|                                                |          |                                                          | 403 (authz_matrix)                        |
 | request: Evidence pack; its Back, JSON links   | C, D     | browser (C), console (D), navigation back_links (C, D)   | A: navigation back_links (not shown, GET  |
 |                                                |          |                                                          | refused)                                  |
 | request: Dashboard                             | C, D     | navigation back_links (C, D)                             | A: navigation back_links                  |

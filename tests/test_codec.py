@@ -88,7 +88,7 @@ async def test_codec_endpoint_round_trip(settings, pool):
     from tests.support import staff_headers
 
     app = create_app(settings)
-    headers = await staff_headers(pool, "agent")
+    headers = await staff_headers(pool, "compliance")
     plain = {"payloads": [{"metadata": {"encoding": base64.b64encode(b"json/plain").decode()},
                            "data": base64.b64encode(b'"hello"').decode()}]}
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
@@ -129,7 +129,11 @@ async def test_codec_endpoint_decodes_nothing_for_a_caller_without_staff_credent
             answer = await http.post("/codec/decode", json=body, headers=headers)
             assert answer.status_code == 401, headers
             assert EMAIL not in answer.text
-        staff = await http.post("/codec/decode", json=body, headers=await staff_headers(pool, "agent"))
+        # An agent is staff, but a decoded history is the audit timeline told another way
+        # (every staff action's input and actor), which is compliance's to read.
+        agent = await http.post("/codec/decode", json=body, headers=await staff_headers(pool, "agent"))
+        assert agent.status_code == 403 and EMAIL not in agent.text
+        staff = await http.post("/codec/decode", json=body, headers=await staff_headers(pool, "compliance"))
     assert staff.status_code == 200
     assert base64.b64decode(staff.json()["payloads"][0]["data"]) == f'"{EMAIL}"'.encode()
 
@@ -146,7 +150,7 @@ async def test_codec_endpoint_marks_an_unencrypted_payload_instead_of_passing_it
     clear = {"metadata": {"encoding": _b64(b"json/plain")}, "data": _b64(b'"planted by hand"')}
     body = {"payloads": [clear, await _sealed_email(settings)]}
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
-        answer = await http.post("/codec/decode", json=body, headers=await staff_headers(pool, "agent"))
+        answer = await http.post("/codec/decode", json=body, headers=await staff_headers(pool, "compliance"))
     assert answer.status_code == 200
     marked, decoded = answer.json()["payloads"]
     assert marked != clear

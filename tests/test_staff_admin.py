@@ -163,10 +163,13 @@ async def test_codec_is_for_staff_only(http, pool):
     assert_problem(await http.post("/codec/encode", json=PLAIN), 401)
     assert_problem(await http.post("/codec/decode", json=PLAIN,
                                    headers={"Authorization": "Bearer dsr_not-a-token-we-issued"}), 401)
-    headers = await staff_headers(pool, "agent")
+    headers = await staff_headers(pool, "compliance")
     encoded = await http.post("/codec/encode", json=PLAIN, headers=headers)
     assert encoded.status_code == 200, encoded.text
     assert (await http.post("/codec/decode", json=encoded.json(), headers=headers)).json() == PLAIN
+    # A decoded history is the audit timeline told another way: not an agent's to read.
+    assert_problem(await http.post("/codec/decode", json=encoded.json(),
+                                   headers=await staff_headers(pool, "agent")), 403)
 
 
 async def test_temporal_ui_may_call_the_codec_with_the_console_cookie(http, pool):
@@ -179,7 +182,7 @@ async def test_temporal_ui_may_call_the_codec_with_the_console_cookie(http, pool
     assert preflight.headers["access-control-allow-origin"] == UI_ORIGIN
     assert preflight.headers["access-control-allow-credentials"] == "true"
 
-    token = (await staff_headers(pool, "agent"))["Authorization"].removeprefix("Bearer ")
+    token = (await staff_headers(pool, "compliance"))["Authorization"].removeprefix("Bearer ")
     page = await http.get("/console/sign-in")
     csrf = page.text.split('name="csrf_token" value="')[1].split('"')[0]
     assert (await http.post("/console/sign-in", data={"token": token, "csrf_token": csrf})).status_code == 303

@@ -218,7 +218,8 @@ async def _context(state: AppState, today: date, request_id: str, staff: Staff) 
         "unanswered": live is None and not status.is_closed and ended is None,
         "restriction": restriction,
         "denial_reasons": list(DenialReason),
-        "temporal_link": temporal_ui_link(state.settings, request_id),
+        "temporal_link": (temporal_ui_link(state.settings, request_id)
+                          if may_read(staff.has_role, "workflow-history") else None),
     }
 
 

@@ -1,9 +1,10 @@
 """Remote codec endpoint for the Temporal Web UI: decodes payloads for display in the browser.
 
 The UI posts `{"payloads": [...]}` (protobuf JSON) to `/codec/decode` and `/codec/encode`.
-Staff only: a bearer token, or the console's session cookie, which the UI sends when its codec
-setting "include cross-origin credentials" is on (CORS in api/app.py allows the UI's origin with
-credentials). No CSRF token: the UI cannot send one, and encoding or decoding changes nothing;
+Compliance and admins only (a decoded history holds each staff action's input and its actor, as
+the audit timeline does: `READABLE_BY`): a bearer token, or the console's session cookie, which
+the UI sends when its codec setting "include cross-origin credentials" is on (CORS in api/app.py
+allows the UI's origin with credentials). No CSRF token: the UI cannot send one, and encoding or decoding changes nothing;
 which pages may read the answer is what CORS decides. A payload that is not encrypted is answered
 marked as such, never passed through as if it had been decoded.
 """
@@ -26,6 +27,7 @@ from temporalio.api.common.v1 import Payload, Payloads
 
 from api.auth import Staff, require_role
 from api.deps import State
+from api.staff_actions import READABLE_BY
 from dsrflow.crypto.payload_codec import ENCODING, EncryptionCodec, UnknownKeyError
 
 router = APIRouter(prefix="/codec", tags=["codec"])
@@ -93,12 +95,12 @@ async def _transform(codec: EncryptionCodec, body: CodecPayloads, decode: bool) 
 
 
 @router.post("/decode")
-async def decode(staff: Annotated[Staff, require_role("agent", csrf=False)], body: CodecPayloads,
+async def decode(staff: Annotated[Staff, require_role(READABLE_BY["workflow-history"], csrf=False)], body: CodecPayloads,
                  state: State) -> dict:
     return await _transform(state.codec, body, decode=True)
 
 
 @router.post("/encode")
-async def encode(staff: Annotated[Staff, require_role("agent", csrf=False)], body: CodecPayloads,
+async def encode(staff: Annotated[Staff, require_role(READABLE_BY["workflow-history"], csrf=False)], body: CodecPayloads,
                  state: State) -> dict:
     return await _transform(state.codec, body, decode=False)
