@@ -138,6 +138,9 @@ _STEP_WORDS = {
     "run_system_action": "carrying out a system's action", "poll_system_action": "asking a processor how it stands",
 }
 
+# Why a processor's export is not in an access package (activities/processor_exports.py MISSING_REASONS).
+_MISSING_WORDS = {"not_provided": "the processor did not send it", "not_asked": "the processor was not asked for it"}
+
 # The kinds of hold that keep records from an erasure (Art. 17(3)): a law's, or compliance's for a claim.
 _HOLD_WORDS = {"statutory": "statutory hold", "legal_claims": "legal-claims hold"}
 
@@ -221,6 +224,10 @@ def hold_words(kind: str | None) -> str:
     return _HOLD_WORDS.get(str(kind), f"{str(kind).replace('_', ' ')} hold")
 
 
+def missing_words(reason: str | None) -> str:
+    return _MISSING_WORDS.get(str(reason), str(reason).replace("_", " "))
+
+
 def country_words(code: str | None, language: str = SOURCE_LANGUAGE) -> str:
     """A country by its name in `language` ("Belgium" for BE); a code Babel does not name stays as it is."""
     return Locale.parse(language).territories.get(code or "", code or "")
@@ -300,4 +307,5 @@ def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = N
 # Every helper above a page's template writes codes with, by name (a form still submits the code).
 WORDS: dict[str, Callable[..., Any]] = {helper.__name__: helper for helper in (
     method_words, ground_words, status_words, purpose_words, regime_words, scope_words, restriction_words,
-    details_words, channel_words, origin_words, action_words, recipient_words, step_words, hold_words, country_words)}
+    details_words, channel_words, origin_words, action_words, recipient_words, step_words, hold_words, country_words,
+    missing_words)}

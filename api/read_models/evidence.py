@@ -16,6 +16,7 @@ import asyncpg
 
 from api.read_models.evidence_deadlines import deadlines, policy_defaults
 from api.read_models.evidence_decisions import decisions
+from api.read_models.evidence_results import with_contents, with_history
 from api.read_models.inbox_queries import evidence_messages
 from dsrflow.crypto.hashing import subject_hash
 from dsrflow.domain.audit_verify import verify_request_chain
@@ -57,7 +58,7 @@ async def _holds(conn: asyncpg.Connection, row: dict[str, Any], secret: bytes,
                  tasks: list[dict[str, Any]]) -> dict[str, Any]:
     deferred = await conn.fetch(
         """SELECT system, dataset, hold_kind, hold_ref, erase_after, count(*) AS records,
-                  count(done_at) AS erased_since,
+                  count(done_at) AS erased_since, max(done_at) AS last_erased_at,
                   -- a processor asked to erase once the hold ended: confirmed (erased_since),
                   -- still awaited, or failed and why (activities/deferred_processors.py)
                   count(*) FILTER (WHERE submitted_at IS NOT NULL AND done_at IS NULL
@@ -113,7 +114,10 @@ async def assemble_evidence(pool: asyncpg.Pool, request_id: str, *, secret: byte
                  FROM packages WHERE request_id = $1 ORDER BY created_at""", request_id)]
         holds = await _holds(conn, row, secret, tasks)
         defaults = await policy_defaults(conn, row["policy_version"])
-        decided = await decisions(conn, row, events, letters, defaults.timezone)
+        built = with_contents(packages, events)
+        decided = await decisions(conn, row, events, letters, defaults.timezone,
+                                  kept=sum(k["records"] for k in holds["kept_records"]),
+                                  missing=built[0]["missing"] if built else {})
         emails = await evidence_messages(conn, secret, request_id)
         # Staff's internal notes (never sent to the subject); each is an audit event with its sha256.
         notes = [{**dict(r), "id": str(r["id"])} for r in await conn.fetch(
@@ -126,10 +130,10 @@ async def assemble_evidence(pool: asyncpg.Pool, request_id: str, *, secret: byte
         "deadlines": deadlines(row, events, letters, defaults),
         "decisions": decided,
         "plan": None if plan is None else {**plan["plan"], "planned_at": plan["created_at"]},
-        "results": tasks,
+        "results": with_history(tasks, events),
         "processor_confirmations": confirmations,
         "holds": holds,
-        "packages": packages,
+        "packages": built,
         "letters": letters,
         # The subject's e-mails that opened the request or were attached to it (docs/mailbox.md).
         "emails": emails,

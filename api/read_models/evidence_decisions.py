@@ -6,6 +6,13 @@ and its lift), and a letter that failed and was skipped not at all outside them.
 unverified is a refusal too (Art. 12(4)), which the section left out: its page had an empty
 Decisions heading. Each letter that answers a decision says whether it went by the due date, on
 the controller's calendar.
+
+A response that refuses in part (records kept under a hold, a processor's data left out of a copy)
+is a refusal too, whose letter carries the remedies: the section said "No decision: nothing was
+... refused". A request stopped and resumed says who resumed it and why. The remedies a refusal's
+letter names are the request's law's (`remedies`): the section named the GDPR's supervisory
+authority and judicial remedy for a VCDPA refusal too, whose letter names an appeal and the
+Attorney General.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import asyncpg
 
 from api.read_models.evidence_deadlines import on_time
 from dsrflow.domain.references import short_reference
+from policy.model import parse_policy
 
 
 def _first(events: list[dict[str, Any]], kind: str) -> dict[str, Any] | None:
@@ -62,6 +70,45 @@ def _refusal(events: list[dict[str, Any]], letters: list[dict[str, Any]]) -> dic
     return None
 
 
+def _in_part(events: list[dict[str, Any]], letters: list[dict[str, Any]], kept: int,
+             missing: dict[str, str]) -> dict[str, Any] | None:
+    """The response letter, where it refused in part (its `letter.sent` event says so, as the
+    letter activity decided: activities/letter_refusals.py `refuses_in_part`): what it kept back."""
+    refused = next((e for e in events if e["event_type"] == "letter.sent" and e["data"].get("purpose") == "response"
+                    and e["data"].get("refusal")), None)
+    if refused is None:
+        return None
+    return {"letter_sent_at": _told(letters, "response"), "kept_records": kept, "missing": missing}
+
+
+def _interruptions(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each time the request's workflow ended while it was open (found by the start sweep) and
+    whether, when, by whom and why compliance resumed it."""
+    resumed = [e for e in events if e["event_type"] == "request.resumed"]
+    stops = []
+    for e in (e for e in events if e["event_type"] == "request.workflow_ended"):
+        after = next((r for r in resumed if r["seq"] > e["seq"]), None)
+        if after is not None:
+            resumed.remove(after)
+        stops.append({"found_at": e["occurred_at"], "ended": e["data"].get("ended"),
+                      "resumed_at": after["occurred_at"] if after else None,
+                      "resumed_by": after["actor"] if after else None,
+                      "reason": after["data"].get("reason") if after else None})
+    return stops
+
+
+async def _remedies(conn: asyncpg.Connection, row: dict[str, Any]) -> dict[str, Any]:
+    """The remedies a refusal's letter names under the request's law and policy version (the
+    letter's `_remedies` partial: activities/letter_refusals.py), by what they are."""
+    content = await conn.fetchval("SELECT content FROM policy_versions WHERE version = $1", row["policy_version"])
+    remedies = parse_policy(content).policy.remedies_for(row["regime"], row["country"])
+    appeal = None if remedies.appeal is None or (row["details"] or {}).get("appeal_of") else remedies.appeal.rule
+    return {"authority": remedies.authority_title,
+            "authority_name": remedies.authority.name if remedies.authority else None,
+            # The letter's heading for the courts where the law words it so ("Enforcement and the courts").
+            "judicial": remedies.judicial_heading or "judicial remedy", "appeal": appeal}
+
+
 def _letters_not_sent(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each letter whose step failed: why, and how staff answered (retried, or skipped with their
     note), and whether a skipped one had gone after all (`letter.skip_settled`)."""
@@ -97,9 +144,11 @@ def _objection(row: dict[str, Any], decided: dict[str, Any], letters: list[dict[
 
 
 async def decisions(conn: asyncpg.Connection, row: dict[str, Any], events: list[dict[str, Any]],
-                    letters: list[dict[str, Any]], timezone: str) -> dict[str, Any]:
+                    letters: list[dict[str, Any]], timezone: str, *, kept: int,
+                    missing: dict[str, str]) -> dict[str, Any]:
     """The decisions section of the pack (see the module's docstring); `timezone` the controller's
-    under the request's policy version."""
+    under the request's policy version; `kept` the records holds kept, `missing` the processors'
+    exports a package lacks."""
     approved, reviewed = _first(events, "approval.granted"), _first(events, "package.reviewed")
     decided = _first(events, "objection.decided")
     restriction = await conn.fetchrow(
@@ -112,12 +161,19 @@ async def decisions(conn: asyncpg.Connection, row: dict[str, Any], events: list[
     refusal = _refusal(events, letters)
     if refusal is not None:
         refusal["letter_on_time"] = on_time(refusal["letter_sent_at"], row["current_due_date"], timezone)
+    # An objection overridden on compelling grounds refuses in part too: its own entry says so.
+    in_part = None if decided and decided["data"].get("compelling_grounds") else _in_part(events, letters, kept, missing)
+    if in_part is not None:
+        in_part["letter_on_time"] = on_time(in_part["letter_sent_at"], row["current_due_date"], timezone)
     return {
         "approval": None if approved is None else {
             "at": approved["occurred_at"], "by": approved["actor"], "note": approved["data"].get("note"),
             "package_reviewed_at": reviewed["occurred_at"] if reviewed else None,
             "package_reviewed_by": reviewed["actor"] if reviewed else None},
         "refusal": refusal,
+        "refused_in_part": in_part,
+        "remedies": await _remedies(conn, row),
+        "interruptions": _interruptions(events),
         "objection": None if decided is None else _objection(row, decided, letters, timezone),
         "restriction": None if restriction is None else {
             **dict(restriction), "lift_letter_sent_at": _told(letters, "restriction_lift")},

@@ -63,6 +63,7 @@ async def evidence_page(staff: Annotated[Staff, require_console_role("compliance
         # its console page (the `controller_time` filter, api/pages.py).
         "controller_timezone": pack["deadlines"]["basis"]["timezone"],
         "describe": lambda event: event_words.describe_event(event, names, labels),
+        "system_label": lambda system: labels.get(system, system),
         "country": lambda code: event_words.country_words(code, language),
         # The words the page writes for the pack's codes, as the console's request page does.
         **event_words.WORDS, "recipients": await planned_recipients(pool, pack)})

@@ -1,0 +1,49 @@
+"""What each system did, as the evidence pack tells it beyond its task row: why a task needed
+staff, and who answered it (resolved with a note, or retried), read from the audit events; and what
+an access or portability package holds per system, from its `package.built` event.
+
+The task row keeps only its last outcome: a task staff resolved reads "resolved by staff: <note>",
+without who did it, when, or what the system could not do. A package's row keeps its total only,
+so a pack read as if only the processors asked by e-mail had been searched (the systems read into
+the package have no task).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# What staff did to a task that needed them (workflows/task_fanout.py records both).
+_STAFF_EVENTS = {"task.resolved": "resolved", "task.retried": "retried"}
+
+
+def _task_of(events: list[dict[str, Any]], index: int, system: str) -> str | None:
+    """The action of the task a staff event at `index` was about: the next task event of its
+    system names it (a restriction's system has two tasks, the restriction's and the lift's)."""
+    return next((e["data"].get("action") for e in events[index + 1:]
+                 if e["event_type"].startswith("task.") and e["event_type"] not in _STAFF_EVENTS
+                 and e["data"].get("system") == system), None)
+
+
+def with_history(tasks: list[dict[str, Any]], events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each task row with `attention` (why it last needed staff, when) and `staff` (who resolved
+    or retried it, when, and their note)."""
+    staff: dict[tuple[str, str | None], list[dict[str, Any]]] = {}
+    attention: dict[tuple[str, str | None], dict[str, Any]] = {}
+    for index, e in enumerate(events):
+        system = e["data"].get("system")
+        if e["event_type"] in _STAFF_EVENTS and system:
+            staff.setdefault((system, _task_of(events, index, system)), []).append(
+                {"what": _STAFF_EVENTS[e["event_type"]], "at": e["occurred_at"], "by": e["actor"],
+                 "note": e["data"].get("note")})
+        elif e["event_type"] == "task.needs_attention" and system:
+            attention[(system, e["data"].get("action"))] = {"at": e["occurred_at"], "message": e["data"].get("message")}
+    return [{**t, "attention": attention.get((t["system"], t["action"])),
+             "staff": staff.get((t["system"], t["action"]), [])} for t in tasks]
+
+
+def with_contents(packages: list[dict[str, Any]], events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each package with what it holds per system (`systems`: records read; `processor_files`:
+    files a processor sent; `missing`: a processor's export not in it, and why), as built."""
+    built: dict[str, Any] = next((e["data"] for e in reversed(events) if e["event_type"] == "package.built"), {})
+    return [{**p, "systems": built.get("systems") or {}, "processor_files": built.get("processor_files") or {},
+             "missing": built.get("missing") or {}} for p in packages]
