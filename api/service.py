@@ -135,13 +135,42 @@ async def _answering(handle: WorkflowHandle) -> None:
     try:
         await handle.query(DataSubjectRequestWorkflow.state, rpc_timeout=ACTION_PATIENCE)
     except RPCError as exc:
-        if exc.status in _UNANSWERED:
-            raise Problem(503, "Workflow not answering",
-                          "the request's workflow did not answer (no worker is running, or every one is busy); "
-                          "nothing was done: try again in a moment", unanswered=True,
-                          retry_after=RETRY_AFTER) from None
+        if exc.status not in _UNANSWERED:
+            return
+        attempts = await failing_attempts(handle)
+        if attempts:
+            raise Problem(503, "Workflow failing",
+                          f"the request's workflow fails each time it tries to carry on (an error in the worker's "
+                          f"code, {attempts} attempts so far), so it answers nothing: nothing was done. It carries on "
+                          f"once the worker is fixed; the worker's log and the workflow's history name the error",
+                          unanswered=True, retry_after=RETRY_AFTER) from None
+        raise Problem(503, "Workflow not answering",
+                      "the request's workflow did not answer (no worker is running, or every one is busy); "
+                      "nothing was done: try again in a moment", unanswered=True,
+                      retry_after=RETRY_AFTER) from None
     except WorkflowQueryFailedError:
         pass  # the workflow's own answer failed: the update is judged by its validator all the same
+
+
+async def failing_attempts(handle: WorkflowHandle) -> int | None:
+    """How many times the workflow's pending task has been tried, when more than once: its code
+    fails at every try (workflow code deployed without `workflow.patched`, a bug), and neither a
+    query nor an update is answered until a worker that can run it comes. None when it is only
+    waiting for a worker, or the engine cannot say."""
+    try:
+        described = await handle.describe(rpc_timeout=QUERY_PATIENCE)
+    except RPCError:
+        return None
+    attempt = described.raw_description.pending_workflow_task.attempt
+    return attempt if attempt > 1 else None
+
+
+async def workflow_failing(state: AppState, request_id: str) -> int | None:
+    """`failing_attempts` of the request's workflow, for a page that found it not answering."""
+    try:
+        return await failing_attempts(await _handle(state, request_id))
+    except Exception:  # noqa: BLE001 - the page says "not answering" when the engine cannot say more
+        return None
 
 
 async def live_state(state: AppState, request_id: str) -> RequestState | None:

@@ -43,7 +43,7 @@ from api.read_models.actors import actor_name
 from api.read_models.evidence import assemble_evidence, planned_recipients
 from api.read_models.subject_requests import LIMIT as OTHER_REQUESTS_LIMIT
 from api.read_models.subject_requests import other_requests
-from api.service import live_state, run_update
+from api.service import live_state, run_update, workflow_failing
 from api.staff_actions import (
     REFUSING_ROLE,
     STAFF_ACTIONS,
@@ -169,6 +169,9 @@ async def _context(state: AppState, today: date, request_id: str, staff: Staff) 
     # Its workflow ended with the request open (the start sweep's flag): the panel above the live
     # region says so (console/_resume.html), and no action is offered.
     ended = await ended_flag(await state.db(), request_id)
+    # An open request whose workflow did not answer within the query's patience (no worker
+    # running, or one too busy, or its code failing): the page shows the stored request, and says so.
+    unanswered = live is None and not status.is_closed and ended is None
     names = await staff_names(await state.db())
     legal_claims_holds = pack["holds"]["legal_claims_holds"] if may_read(staff.has_role, "legal-claims-holds") else []
     letters, alerts = _letters(pack)
@@ -213,9 +216,9 @@ async def _context(state: AppState, today: date, request_id: str, staff: Staff) 
             restriction=restriction["status"] if restriction else None,
             deciding=deciding(live), stopped=ended is not None)),
         "workflow_ended": ended,
-        # An open request whose workflow did not answer within the query's patience (no worker
-        # running, or one too busy): the page shows the stored request, and says so.
-        "unanswered": live is None and not status.is_closed and ended is None,
+        "unanswered": unanswered,
+        # ... and when its pending step fails at every try, how many tries so far (its code fails).
+        "failing_attempts": await workflow_failing(state, request_id) if unanswered else None,
         "restriction": restriction,
         "denial_reasons": list(DenialReason),
         "temporal_link": (temporal_ui_link(state.settings, request_id)
