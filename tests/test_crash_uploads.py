@@ -227,8 +227,9 @@ async def test_a_deferred_erasures_confirmation_killed_before_its_sweep_is_recor
 async def test_a_confirmation_killed_before_its_task_is_told_reaches_it_at_its_next_poll_unrepeated(
         postgres, settings, pool, time_skipping, mail_sink, tmp_path, monkeypatch):
     """The processor confirms two days after it was asked, the API dies before telling the task,
-    and the processor never comes back: the task's own poll, at most six hours apart
-    (workflows/system_task.py), finds the confirmation, and the request completes."""
+    and the processor never comes back: with no start sweep running (none does here), the task's
+    own poll, at most six hours apart (workflows/system_task.py), still finds the confirmation, and
+    the request completes. The sweep tells it within minutes: tests/test_crash_untold.py."""
     env = time_skipping
     monkeypatch.setenv("DSRFLOW_SURVEYS_PRIVACY_EMAIL", SURVEYS_CONTACT)
     async with fanout_stack(postgres, settings, env.client, tmp_path, keep_manual=("surveys",)) as stack:
