@@ -55,7 +55,7 @@ from api.staff_actions import (
 )
 from api.state import AppState
 from dsrflow.crypto.keys import load_secret_key
-from dsrflow.domain.references import short_reference
+from dsrflow.domain.references import canonical_uuid, short_reference
 from dsrflow.domain.request_resume import ended_flag
 from dsrflow.i18n import language_name
 from dsrflow.stores.requests_store import get_request
@@ -295,8 +295,11 @@ async def request_live(staff: Annotated[Staff, require_console_role("agent")], r
 async def letter(staff: Annotated[Staff, require_console_role("agent")], request_id: str, purpose: str, key: str,
                  pool: Pool) -> HTMLResponse:
     """A sent letter as the subject saw it (codes and links withheld in the stored copy)."""
-    body = await pool.fetchval("SELECT body_html FROM sent_letters WHERE letter_key = $1",
-                               f"{request_id}:{purpose}:{key}")
+    # A path that names no letter (an id that is none, a NUL PostgreSQL cannot compare) is one
+    # more letter not found, on the console's page, not a JSON error.
+    rid = canonical_uuid(request_id)
+    body = (await pool.fetchval("SELECT body_html FROM sent_letters WHERE letter_key = $1", f"{rid}:{purpose}:{key}")
+            if rid is not None and "\x00" not in purpose + key else None)
     if body is None:
         raise Problem(404, "Letter not found", "No such letter was sent for this request.")
     return HTMLResponse(_readable_copy(body), headers=_LETTER_HEADERS)
