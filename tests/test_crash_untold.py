@@ -13,22 +13,19 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
-import httpx
 import pytest
 
 from activities.request_start_sweep import tell_untold_answers
 from devstack.processes import free_port
 from schemas.request_start import StartSweepInput, StartSweepReport
 from schemas.workflow import workflow_id_for
-from tests.conftest import database_pool
-from tests.fanout_stack import api, fanout_stack_alone, served
-from tests.process_support import answering, died, dsrflow_process
-from tests.support import letters_for, live_client, unique_email
+from tests.fanout_stack import api, fanout_stack_alone
+from tests.support import letters_for, unique_email
 from tests.test_crash_uploads import EXPORT, _asked, _events, _killed_at, _surveys
 from tests.test_processor_exports import LIMITS, SURVEYS_CONTACT, _package
-from tests.untrusted_support import CALLBACK, PROCESSOR, fake_processor, pending_erasure, processor_policy, rfc3339
+from tests.untrusted_support import PROCESSOR, callback_killed_before_telling
 from workers.dsr_worker import activity_context, build_worker
 from workflows.request_start_sweep import RequestStartSweepWorkflow
 
@@ -125,34 +122,17 @@ async def test_a_callback_killed_before_its_task_is_told_is_told_by_the_sweep_on
     finish in 2099, so the task's first poll is five minutes away. Two sweeps tell the task at
     once: it settles on the callback's own count (the word the API would have sent, not a poll),
     one `processor.callback`, one response letter; a later sweep tells nothing."""
-    processor = fake_processor()
     client = dev_server.client
-    async with served(processor.app()) as url, database_pool(postgres, "untold_callback") as (database_url, pool):
-        processor.url = url
-        port = free_port()
-        ours = settings.model_copy(update={
-            "database_url": database_url, "task_queue": task_queue, "api_port": port,
-            "public_url": f"http://127.0.0.1:{port}",
-            "policy_path": processor_policy(tmp_path, lifecycle_policy, {"base_url": f"{url}/opendsr"})})
-        async with build_worker(client, ours, pool, task_queue=task_queue), \
-                live_client(base_url=ours.public_url, timeout=30) as http, \
-                dsrflow_process("api", ours, client, tmp_path, failpoints="callback-recorded") as first:
-            await answering(http, first, tmp_path)
-            request_id, external_id = await pending_erasure(http, pool)
-            body, headers = processor.signed({
-                "subject_request_id": external_id, "request_status": "completed", "results_count": 3,
-                "status_changed_time": rfc3339(datetime.now(UTC))})
-            with pytest.raises(httpx.TransportError):
-                await http.post(CALLBACK, content=body, headers=headers)
-            await died(first, tmp_path, role="api")
-
-            # The scheduled run waits DSRFLOW_START_SWEEP_AFTER_MINUTES; an audit event cannot be
-            # backdated, so the sweep's step is called with no wait, twice at once.
-            context = activity_context(ours, pool)
-            told = await asyncio.gather(*(tell_untold_answers(context, client, older_than=timedelta(0))
-                                          for _ in range(2)))
-            state = await _completed(client, request_id)
-            after = await tell_untold_answers(context, client, older_than=timedelta(0))
+    async with callback_killed_before_telling(postgres, settings, client, lifecycle_policy, task_queue, tmp_path,
+                                              "untold_callback") as killed:
+        pool, request_id = killed.pool, killed.request_id
+        # The scheduled run waits DSRFLOW_START_SWEEP_AFTER_MINUTES; an audit event cannot be
+        # backdated, so the sweep's step is called with no wait, twice at once.
+        context = activity_context(killed.settings, pool)
+        told = await asyncio.gather(*(tell_untold_answers(context, client, older_than=timedelta(0))
+                                      for _ in range(2)))
+        state = await _completed(client, request_id)
+        after = await tell_untold_answers(context, client, older_than=timedelta(0))
         events = await pool.fetch("SELECT event_type, data FROM audit_events WHERE request_id = $1",
                                   uuid.UUID(request_id))
     assert sorted(told) in ([0, 1], [1, 1])  # the second may come once the task has ended

@@ -10,10 +10,8 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 import pytest
 from aiosmtpd.controller import Controller
 
@@ -25,22 +23,21 @@ from dsrflow.stores.requests_store import create_request
 from policy.model import load_policy
 from schemas.requests import NewRequest
 from schemas.workflow import StartRequest, workflow_id_for
-from tests.conftest import database_pool, make_database, running_postgres
-from tests.fanout_stack import api, fanout_stack, served
+from tests.conftest import make_database, running_postgres
+from tests.fanout_stack import api, fanout_stack
 from tests.process_support import answering, died, dsrflow_process
 from tests.support import (
     api_client,
     attested_request,
     comparable_letter,
     letters_for,
-    live_client,
     staff_headers,
     task_result,
     unique_email,
     verification_code,
     wait_for_letter,
 )
-from tests.untrusted_support import CALLBACK, PROCESSOR, fake_processor, pending_erasure, processor_policy, rfc3339
+from tests.untrusted_support import CALLBACK, PROCESSOR, callback_killed_before_telling
 from workers.dsr_worker import build_worker
 from workflows.dsr import DataSubjectRequestWorkflow
 
@@ -215,30 +212,14 @@ async def test_a_callback_recorded_by_an_api_killed_before_telling_its_task_is_t
     task, which settles with the callback's count. This processor expects to finish in 2099, so
     without that the task would wait five minutes for its first poll. On a database of its own:
     tests/test_untrusted_processors.py counts this processor's events in the session's."""
-    processor = fake_processor()
     client = dev_server.client
-    async with served(processor.app()) as url, database_pool(postgres, "callback") as (database_url, pool):
-        processor.url = url
-        port = free_port()
-        ours = settings.model_copy(update={
-            "database_url": database_url, "task_queue": task_queue, "api_port": port,
-            "public_url": f"http://127.0.0.1:{port}",
-            "policy_path": processor_policy(tmp_path, lifecycle_policy, {"base_url": f"{url}/opendsr"})})
-        async with build_worker(client, ours, pool, task_queue=task_queue), \
-                live_client(base_url=ours.public_url, timeout=30) as http:
-            async with dsrflow_process("api", ours, client, tmp_path, failpoints="callback-recorded") as first:
-                await answering(http, first, tmp_path)
-                request_id, external_id = await pending_erasure(http, pool)
-                body, headers = processor.signed({
-                    "subject_request_id": external_id, "request_status": "completed", "results_count": 3,
-                    "status_changed_time": rfc3339(datetime.now(UTC))})
-                with pytest.raises(httpx.TransportError):
-                    await http.post(CALLBACK, content=body, headers=headers)
-                await died(first, tmp_path, role="api")
-            async with dsrflow_process("api", ours, client, tmp_path, failpoints="callback-recorded") as again:
-                await answering(http, again, tmp_path)
-                retried = await http.post(CALLBACK, content=body, headers=headers)
-                state = await asyncio.wait_for(client.get_workflow_handle(workflow_id_for(request_id)).result(), 60)
+    async with callback_killed_before_telling(postgres, settings, client, lifecycle_policy, task_queue, tmp_path,
+                                              "callback") as killed:
+        http, pool = killed.http, killed.pool
+        async with dsrflow_process("api", killed.settings, client, tmp_path, failpoints="callback-recorded") as again:
+            await answering(http, again, tmp_path)
+            retried = await http.post(CALLBACK, content=killed.body, headers=killed.headers)
+            state = await asyncio.wait_for(client.get_workflow_handle(workflow_id_for(killed.request_id)).result(), 60)
         told = await pool.fetch("SELECT data FROM audit_events WHERE event_type = 'processor.callback'")
     assert retried.status_code == 409, retried.text
     assert state["status"] == "completed"

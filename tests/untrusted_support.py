@@ -30,9 +30,13 @@ from activities.connectors.opendsr_signature import (
     sign,
 )
 from api.app import create_app
+from devstack.processes import free_port
 from dsrflow.settings import Settings
+from tests.conftest import database_pool
 from tests.fanout_stack import served
-from tests.support import english_only, staff_headers, unique_email
+from tests.process_support import answering, died, dsrflow_process
+from tests.support import english_only, live_client, staff_headers, unique_email
+from workers.dsr_worker import build_worker
 
 PROCESSOR = "forged_proc"
 CALLBACK = f"/v1/callbacks/opendsr?system={PROCESSOR}"
@@ -153,3 +157,51 @@ async def pending_erasure(http: httpx.AsyncClient, pool: asyncpg.Pool) -> tuple[
             return request_id, external_id
         await asyncio.sleep(0.1)
     raise AssertionError("the erasure never reached the processor")
+
+
+@dataclass
+class KilledCallback:
+    """What `callback_killed_before_telling` leaves: our settings and pool, a client of the API's
+    address, the erasure's request id, and the callback as the processor sent it."""
+
+    settings: Settings
+    pool: asyncpg.Pool
+    http: httpx.AsyncClient
+    request_id: str
+    body: bytes
+    headers: dict[str, str]
+
+
+@contextlib.asynccontextmanager
+async def callback_killed_before_telling(postgres: Any, settings: Settings, client: Any, lifecycle_policy: Path,
+                                         task_queue: str, tmp_path: Path, database: str,
+                                         ) -> AsyncIterator[KilledCallback]:
+    """An erasure at a forged OpenDSR processor on a database of its own, a worker running
+    throughout, and the processor's signed "completed" callback (3 records erased) sent to an
+    `dsrflow api` process that dies once the callback is recorded, before it tells the task. The
+    processor expects to finish in 2099, so the task's first poll is five minutes away. On
+    leaving, no API runs: the test starts one, or not."""
+    processor = fake_processor()
+    async with served(processor.app()) as url, database_pool(postgres, database) as (database_url, pool):
+        processor.url = url
+        port = free_port()
+        ours = settings.model_copy(update={
+            "database_url": database_url, "task_queue": task_queue, "api_port": port,
+            "public_url": f"http://127.0.0.1:{port}",
+            "policy_path": processor_policy(tmp_path, lifecycle_policy, {"base_url": f"{url}/opendsr"})})
+        async with build_worker(client, ours, pool, task_queue=task_queue), \
+                live_client(base_url=ours.public_url, timeout=30) as http:
+            async with dsrflow_process("api", ours, client, tmp_path, failpoints="callback-recorded") as first:
+                await answering(http, first, tmp_path)
+                request_id, external_id = await pending_erasure(http, pool)
+                body, headers = processor.signed({
+                    "subject_request_id": external_id, "request_status": "completed", "results_count": 3,
+                    "status_changed_time": rfc3339(dt.datetime.now(dt.UTC))})
+                try:
+                    await http.post(CALLBACK, content=body, headers=headers)
+                except httpx.TransportError:
+                    pass  # the API died answering it, as it should
+                else:
+                    raise AssertionError("the API answered the callback instead of dying once it was recorded")
+                await died(first, tmp_path, role="api")
+            yield KilledCallback(ours, pool, http, request_id, body, headers)
