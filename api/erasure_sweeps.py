@@ -6,6 +6,7 @@ that the answer is on record, or the question asked, now rather than at the next
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import asyncpg
 from temporalio.client import WorkflowExecutionStatus
@@ -66,6 +67,24 @@ async def retry_sweep_running(state: AppState, request_id: str, system: str, att
     except Exception:  # noqa: BLE001 - never started (not found), or the engine away: nothing asks it now
         return False
     return described.status == WorkflowExecutionStatus.RUNNING
+
+
+async def with_retries_under_way(state: AppState, request_id: str,
+                                  deferred: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each system's erasures (dsrflow/stores/deferred_store.py `deferred_erasures`, for the console's
+    page and REST alike) with `resent`, for one asked again but not yet sent to the processor
+    (offered "retry" though none failed: dsrflow/stores/deferred_store.py): "running" while the
+    sweep that sends it runs (the page comes back from starting it before the sweep has asked,
+    and asking again would only find that sweep: not offered), else "not started" (the API died
+    first, or the workflow engine was away: pressing starts it)."""
+    for entry in deferred:
+        entry["resent"] = None
+        if "retry" in entry["actions"] and "failed" not in entry["states"]:
+            running = await retry_sweep_running(state, request_id, entry["system"], entry["attempt"])
+            entry["resent"] = "running" if running else "not started"
+            if running:
+                entry["actions"] = [action for action in entry["actions"] if action != "retry"]
+    return deferred
 
 
 async def ask_processor_again(state: AppState, request_id: str, system: str, *, actor: str) -> bool:

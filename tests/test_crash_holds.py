@@ -161,7 +161,7 @@ async def test_asking_a_processor_again_killed_before_its_sweep_starts_asks_once
         assert await _no_workflow(client, f"sweep-retry-{rid}-email_marketing-2")
         async with api(stack) as theirs:  # what compliance's page offers meanwhile: to ask again
             (waiting,) = [d for d in (await theirs.get(url, headers=compliance)).json() if d["system"] == "email_marketing"]
-        assert (waiting["attempt"], waiting["actions"]) == (2, ["retry"])
+        assert (waiting["attempt"], waiting["actions"], waiting["resent"]) == (2, ["retry"], "not started")
 
         async with build_worker(client, stack.settings, pool), \
                 dsrflow_process("api", own, client, tmp_path, failpoints="") as again:
@@ -169,6 +169,9 @@ async def test_asking_a_processor_again_killed_before_its_sweep_starts_asks_once
             repeated = await http.post(f"{url}/email_marketing/retry", headers=compliance)
             assert repeated.status_code == 202, repeated.text
             assert repeated.json() == {"system": "email_marketing", "asked_now": True}
+            # At once, as the console's page: its sweep runs (or has asked), so no retry is offered.
+            (at_once,) = [d for d in (await http.get(url, headers=compliance)).json() if d["system"] == "email_marketing"]
+            assert "retry" not in at_once["actions"] and at_once["resent"] in ("running", None), at_once
 
             async def asked() -> bool:
                 return (await pool.fetchrow(row, uuid.UUID(rid)))["submitted_at"] is not None

@@ -16,7 +16,7 @@ from api.auth import ConsoleForbidden, Staff, require_console_role
 from api.console.refusals import refusal_params
 from api.console.view import policy_system_labels
 from api.deps import Pool, State
-from api.erasure_sweeps import ask_processor_again, retry_sweep_running
+from api.erasure_sweeps import ask_processor_again, with_retries_under_way
 from api.forms import read_form
 from api.pages import problem_pages
 from api.problems import Problem
@@ -34,23 +34,6 @@ DONE = {"asked": "The processor is being asked again; reload this page for its a
         "settled": "Recorded as erased by other means, with your note."}
 
 
-async def _with_retries_under_way(state: AppState, request_id: str,
-                                  deferred: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each system's erasures with `resent`, for one asked again but not yet sent to the processor
-    (offered "retry" though none failed: dsrflow/stores/deferred_store.py): "running" while the
-    sweep that sends it runs (the page comes back from starting it before the sweep has asked,
-    and asking again would only find that sweep: not offered), else "not started" (the API died
-    first, or the workflow engine was away: pressing starts it)."""
-    for entry in deferred:
-        entry["resent"] = None
-        if "retry" in entry["actions"] and "failed" not in entry["states"]:
-            running = await retry_sweep_running(state, request_id, entry["system"], entry["attempt"])
-            entry["resent"] = "running" if running else "not started"
-            if running:
-                entry["actions"] = [action for action in entry["actions"] if action != "retry"]
-    return deferred
-
-
 async def deferred_context(state: AppState, request_id: str, staff: Staff, done: str | None,
                            error: str | None) -> dict[str, Any]:
     """The request page's deferred-erasure panel: empty for a role that may not read it.
@@ -58,7 +41,7 @@ async def deferred_context(state: AppState, request_id: str, staff: Staff, done:
     if not staff.has_role(DEFERRED_ROLES["read"]):
         return {"deferred": []}
     deferred = await deferred_erasures(await state.db(), request_id)
-    return {"deferred": await _with_retries_under_way(state, request_id, deferred),
+    return {"deferred": await with_retries_under_way(state, request_id, deferred),
             "deferred_done": DONE.get(done or ""), "deferred_error": error}
 
 

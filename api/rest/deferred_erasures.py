@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import Staff, require_role
 from api.deps import Pool, State
-from api.erasure_sweeps import ask_processor_again
+from api.erasure_sweeps import ask_processor_again, with_retries_under_way
 from api.problems import Problem
 from api.staff_actions import DEFERRED_ROLES
 from dsrflow.stores.deferred_store import DeferredRefused, deferred_erasures, settle_deferred
@@ -42,12 +42,15 @@ def _refused(refused: DeferredRefused, field: str | None = None) -> Problem:
 
 @router.get("/{request_id}/deferred-erasures")
 async def list_deferred(staff: Annotated[Staff, require_role(DEFERRED_ROLES["read"])], request_id: str,
-                        pool: Pool) -> list[dict[str, Any]]:
+                        pool: Pool, state: State) -> list[dict[str, Any]]:
     """Per system, the records a hold deferred and where they stand (`states`: held, asked,
     failed, erased, settled), the holds behind them, why a processor did not erase (`failure`),
-    and the `actions` compliance may take now."""
+    and the `actions` compliance may take now. `resent`, for one asked again whose processor has
+    not yet been sent the question: "running" while the sweep that sends it runs (no `retry`
+    then: it would only find that sweep), "not started" when nothing is sending it (`retry`
+    starts it); else null."""
     await _known(pool, request_id)
-    return await deferred_erasures(pool, request_id)
+    return await with_retries_under_way(state, request_id, await deferred_erasures(pool, request_id))
 
 
 @router.post("/{request_id}/deferred-erasures/{system}/retry", status_code=202)
