@@ -9,7 +9,6 @@ so), and is audited (dsrflow/stores/mailbox_store.py)."""
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -29,6 +28,7 @@ from api.read_models.inbox_queries import inbox_message, list_inbox
 from api.service import open_request
 from api.state import AppState
 from dsrflow.crypto.keys import load_secret_key
+from dsrflow.domain.references import canonical_uuid
 from dsrflow.i18n import language_name
 from dsrflow.stores.mailbox_store import CONVERT_KEY, decide, finish_interrupted_converts
 from dsrflow.stores.team_store import request_by_reference, staff_names
@@ -41,14 +41,13 @@ router = APIRouter(prefix="/console/inbox", tags=["console"], include_in_schema=
                    route_class=problem_pages("console/problem.html"))
 MAX_REASON = 500
 PAGE_SIZE = 200  # messages per page of the inbox
-_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 async def _message(state: AppState, pool: Any, today: Any, message_id: str) -> dict[str, Any]:
     # Ids as PostgreSQL writes them only, as the routes go on to use `message_id` as given: another
     # spelling of a UUID (braces, `urn:uuid:`) answered 500.
     found = None
-    if _ID.fullmatch(message_id):
+    if canonical_uuid(message_id) == message_id:
         await finish_interrupted_converts(pool, message_id)
         found = await inbox_message(pool, load_secret_key(state.settings), state.policy.policy,
                                     load_mailbox_policy(), today, message_id)
