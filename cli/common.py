@@ -39,6 +39,32 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
+async def refuse_a_new_secret(settings: Settings) -> None:
+    """End the command when it would make a new hashing secret for a database that already holds
+    requests hashed with another: `load_secret_key` creates `$DSRFLOW_HOME/secret` where it is
+    missing, so a command run outside the checkout (DSRFLOW_HOME defaults to `./.dsrflow`) left a
+    stray secret there, and `dsrflow migrate` then hashed every request's identities with it, so
+    that staff no longer found a subject's requests. A database without requests is a first run:
+    the secret is made as before."""
+    from dsrflow.infra.db import connect
+
+    home = settings.home.resolve()
+    secret = home / "secret"  # where load_secret_key keeps it without DSRFLOW_SECRET_KEY
+    if settings.secret_key is not None or secret.exists():
+        return
+    conn = await connect(settings.effective_database_url)
+    try:
+        stored = await conn.fetchval("SELECT to_regclass('dsr_requests') IS NOT NULL") and \
+            await conn.fetchval("SELECT EXISTS (SELECT 1 FROM dsr_requests)")
+    finally:
+        await conn.close()
+    if stored:
+        fail(f"{secret} does not exist, yet the database holds requests hashed with a secret: "
+             f"DSRFLOW_HOME={home} is not the stack's. Run this in the checkout where `make run` "
+             f"runs, or export the DSRFLOW_HOME it was started with (DSRFLOW_SECRET_KEY, where it is set "
+             f"that way); nothing was changed", 2)
+
+
 async def with_pool(work: Callable[[asyncpg.Pool], Awaitable[_T]]) -> _T:
     """Run `work(pool)` against the app database with a one-connection pool."""
     from dsrflow.infra.db import create_pool

@@ -7,6 +7,7 @@ request page."""
 from __future__ import annotations
 
 import re
+import uuid
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Annotated
@@ -21,7 +22,8 @@ _TERMINAL_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 def _shown(text: object) -> str:
-    return _TERMINAL_CONTROLS.sub("\ufffd", str(text))
+    # A letter's lines end in CRLF as SMTP carried them: a line break, not a control to mark.
+    return _TERMINAL_CONTROLS.sub("\ufffd", str(text).replace("\r\n", "\n"))
 
 
 letters_app = command_group("The letters the local stack's mail sink kept: list them, read them as text.")
@@ -29,18 +31,42 @@ letters_app = command_group("The letters the local stack's mail sink kept: list 
 _Request = Annotated[str | None, typer.Option("--request", "-r", help="Only the letters of this request (its id).")]
 _Purpose = Annotated[str | None, typer.Option(
     "--purpose", "-p", help="Only letters of this kind: acknowledgement, verification, response, "
-                            "processor_request, staff_alert, ... (their X-DSR-Purpose header).")]
+                            "processor_request, staff_alert, ... (their X-DSR-Purpose header; a kind "
+                            "that does not exist is refused, naming them all).")]
+
+
+def _kinds() -> tuple[str, ...]:
+    from activities.connectors.manual_email import REMINDER_PURPOSE, REQUEST_PURPOSE
+    from schemas.vocabulary import PURPOSES
+
+    return (*PURPOSES, REQUEST_PURPOSE, REMINDER_PURPOSE)
 
 
 def _sink() -> Path:
-    return command_settings().home / "mail"
+    """The sink's directory, which `dsrflow up` makes as it starts. Without it this is another
+    DSRFLOW_HOME than the stack's (a command run outside the checkout, a variable not exported),
+    where a quiet empty answer kept the tour's `until ... letters list` waiting for ever."""
+    home = command_settings().home.resolve()
+    sink = home / "mail"
+    if not sink.is_dir():
+        fail(f"{sink} does not exist: no `dsrflow up` keeps its mail under DSRFLOW_HOME={home}; run this in "
+             f"the checkout where `make run` runs, or export the DSRFLOW_HOME it was started with", 2)
+    return sink
 
 
 def _matching(sink: Path, request: str | None, purpose: str | None) -> list[tuple[Path, EmailMessage]]:
     from devstack.smtp_sink import mailbox_files
 
+    # A typo matches nothing, and `list` printing nothing is what a script waits on: say it instead.
+    if request is not None:
+        try:
+            request = str(uuid.UUID(request.strip()))
+        except ValueError:
+            fail(f"--request: expected a request's id (a UUID), got {request!r}", 2)
+    if purpose is not None and purpose not in _kinds():
+        fail(f"--purpose: no letter kind {purpose!r}; one of {', '.join(_kinds())}", 2)
     return [(path, message) for path, message in mailbox_files(sink)
-            if (request is None or str(message["X-DSR-Request-Id"]) == request.strip().lower())
+            if (request is None or str(message["X-DSR-Request-Id"]) == request)
             and (purpose is None or str(message["X-DSR-Purpose"]) == purpose)]
 
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated
 import asyncpg
 import typer
 
-from cli.common import HELP_MARKUP, command_group, command_settings, fail, with_pool
+from cli.common import HELP_MARKUP, command_group, command_settings, fail, refuse_a_new_secret, with_pool
 from cli.letters import letters_app
 from cli.policy import policy_app
 from cli.requests import requests_app
@@ -116,6 +116,7 @@ def migrate() -> None:
     from dsrflow.stores.request_lookup import backfill_database
 
     settings = command_settings()
+    asyncio.run(refuse_a_new_secret(settings))
     applied = asyncio.run(apply(settings.effective_database_url))
     typer.echo(f"applied {', '.join(applied)}" if applied else "database is up to date")
     hashed = asyncio.run(backfill_database(settings.effective_database_url, load_secret_key(settings)))
@@ -249,6 +250,7 @@ def erasure_replay(
 
     async def run() -> Replayed:
         settings = command_settings()
+        await refuse_a_new_secret(settings)
         pool = await create_pool(settings.effective_database_url, min_size=1, max_size=2)
         try:
             return await replay_erasures(activity_context(settings, pool), day)
@@ -288,6 +290,7 @@ def retention_plan(
 
     async def run() -> str:
         settings = command_settings()
+        await refuse_a_new_secret(settings)
         pool = await create_pool(settings.effective_database_url, min_size=1, max_size=2)
         try:
             ctx = activity_context(settings, pool)
@@ -343,6 +346,12 @@ def main() -> None:
         # Most often the database is not running: say so in one line, not a traceback.
         print(f"error: cannot reach the database (DSRFLOW_DATABASE_URL, or start it with "
               f"`dsrflow up`): {exc}", file=sys.stderr)
+        code = 2
+    except (asyncpg.UndefinedTableError, asyncpg.UndefinedColumnError) as exc:
+        # A database this version's migrations have not reached (or another one than dsrflow's):
+        # every command read a missing table and printed the driver's traceback.
+        print(f"error: the database lacks a table or column this command reads ({exc}): if "
+              f"DSRFLOW_DATABASE_URL names dsrflow's database, run `dsrflow migrate` first", file=sys.stderr)
         code = 2
     except KeyboardInterrupt:
         code = 130
