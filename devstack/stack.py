@@ -20,6 +20,7 @@ import httpx
 from devstack.demo.email_marketing import BASE_PATH as EMAIL_BASE_PATH
 from devstack.demo.email_marketing_db import ensure_email_marketing_database
 from devstack.demo.sql_systems import ensure_demo_databases
+from devstack.home_state import lock_home, refuse_lost_keys
 from devstack.postgres import EmbeddedPostgres
 from devstack.processes import StackError, ensure_port_free, spawn, wait_for_port
 from devstack.saas.__main__ import demo_environment
@@ -87,6 +88,9 @@ class Stack:
     async def start(self) -> None:
         s = self.settings
         self.home.mkdir(parents=True, exist_ok=True)
+        held = lock_home(self.home)
+        self._stops.append(("the lock on DSRFLOW_HOME", held.close))  # let go of last, once all has stopped
+        refuse_lost_keys(s, self.home)
         self._check_ports()
         load_keyring(s)  # create the payload key once, before any child races for it
 

@@ -1,0 +1,59 @@
+"""What `dsrflow up` checks of its DSRFLOW_HOME before it starts anything: that no other `up` runs
+on it, and that the keys its data was written under are still there.
+
+Two stacks on one home (a second terminal with other ports) shared PostgreSQL's data directory,
+and the second stopped with "PostgreSQL exited with code 1" and a log to read. A home whose `keys`
+or `secret` had been deleted while its data was kept (a clean-up stopped halfway) started as if
+nothing was wrong: a new key was made under the old one's name, every open workflow then failed
+to decode in the worker's log alone, and a new secret left every stored code, link and search hash
+unreadable.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+from typing import IO
+
+from devstack.processes import StackError
+from dsrflow.crypto.keys import keys_file
+from dsrflow.settings import Settings
+
+_LOCK = "up.lock"
+
+
+def lock_home(home: Path) -> IO[str]:
+    """Hold `home` for this `up` until the returned file is closed (or the process dies, when the
+    kernel lets go of it: a crashed stack never blocks the next)."""
+    handle = (home / _LOCK).open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "?"
+        handle.close()
+        raise StackError(f"another `dsrflow up` (pid {holder}) is running on DSRFLOW_HOME={home}: stop it "
+                         f"(Ctrl-C in its terminal), or give this one a DSRFLOW_HOME of its own") from None
+    handle.truncate(0)
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
+def refuse_lost_keys(settings: Settings, home: Path) -> None:
+    """Refuse to start on data whose key file is gone, rather than make a new one beside it."""
+    keys = keys_file(settings).resolve()
+    if not settings.keyring and not keys.exists() and not settings.temporal_address \
+            and (home / "temporal.db").exists():
+        raise StackError(_lost(keys, home / "temporal.db", "the workflows' encrypted inputs and results"))
+    secret = home / "secret"  # where load_secret_key keeps it without DSRFLOW_SECRET_KEY
+    if settings.secret_key is None and not secret.exists() and not settings.database_url \
+            and (home / "pg" / "PG_VERSION").exists():
+        raise StackError(_lost(secret, home / "pg", "the requests' codes, links, search hashes and package files"))
+
+
+def _lost(key: Path, data: Path, what: str) -> str:
+    return (f"{key} is missing, but {data} is there: {what} were made with it, and a new one would read "
+            f"none of them. Put the file back (from a backup), or start afresh by removing "
+            f"{data.parent} as a whole (every request in it is lost)")

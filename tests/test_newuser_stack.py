@@ -1,0 +1,73 @@
+"""`make run` as a new user runs it: a second one on the same DSRFLOW_HOME (another terminal, other
+ports), one after the stack was killed with SIGKILL, and one on a home whose key files were
+deleted while its data was kept."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+from tests.up_process import free_ports, start_up, stop_up, up_env, wait_healthy
+
+
+def _up_refused(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "cli.main", "up"], env=env, capture_output=True, text=True,
+                          timeout=60)
+
+
+def _gone(processes: list[psutil.Process], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(not p.is_running() or p.status() == psutil.STATUS_ZOMBIE for p in processes):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"still running: {[p.cmdline()[:3] for p in processes if p.is_running()]}")
+
+
+async def test_one_stack_per_home_killed_stacks_resume_and_lost_keys_are_refused(tmp_path, lifecycle_policy):
+    home, log = tmp_path / "home", tmp_path / "up.log"
+    env = up_env(home, free_ports(), DSRFLOW_DEMO="false", DSRFLOW_POLICY=str(lifecycle_policy))
+    first = start_up(env, log)
+    try:
+        await wait_healthy(int(env["DSRFLOW_API_PORT"]), first, log)
+        # Another terminal, ports of its own, the same home: it would share PostgreSQL's data
+        # directory, and stopped with "PostgreSQL exited with code 1; see .../postgres.log".
+        second = _up_refused(up_env(home, free_ports(), DSRFLOW_DEMO="false", DSRFLOW_POLICY=str(lifecycle_policy)))
+        assert second.returncode == 1
+        assert f"another `dsrflow up` (pid {first.pid}) is running on DSRFLOW_HOME={home}" in second.stderr
+        assert "Traceback" not in second.stderr
+        assert first.poll() is None  # the first one runs on
+        children = psutil.Process(first.pid).children(recursive=True)
+        # As root the server runs from a copy of its binaries that `up` removes as it stops.
+        copies = {Path(c.exe()).parents[3] for c in children if Path(c.exe()).name == "postgres"
+                  and Path(c.exe()).parents[3].name.startswith("dsrflow-postgres-")}
+        first.send_signal(signal.SIGKILL)  # a crash: nothing of the stack stops it in order
+        first.wait(10)
+        _gone(children)
+    finally:
+        stop_up(first)
+
+    # A clean-up stopped halfway: a key file gone, the data it was written under still there.
+    for name, data in (("keys", "temporal.db"), ("secret", "pg")):
+        kept = (home / name).read_bytes()
+        (home / name).unlink()
+        refused = _up_refused(env)
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        assert f"{home / name} is missing, but {home / data} is there" in refused.stderr
+        assert not (home / name).exists()  # no new one made beside the data
+        (home / name).write_bytes(kept)
+        os.chmod(home / name, 0o600)
+
+    again = start_up(env, log)  # after the crash and the refusals, the stack starts as before
+    try:
+        await wait_healthy(int(env["DSRFLOW_API_PORT"]), again, log, run=2)
+        assert not [copy for copy in copies if copy.exists()]  # the crashed one's, left behind, is gone
+    finally:
+        stop_up(again)
+    assert again.returncode == 0, log.read_text()[-3000:]
