@@ -183,7 +183,10 @@ async def flag_ended_workflows(ctx: ActivityContext, client: Client, *, older_th
         failpoint("workflow-ended-alerted", request_id)  # staff told, the flag not yet on record
         async with ctx.pool.acquire() as conn:
             await append_event(conn, event_key=f"{request_id}:{key}", request_id=request_id,
-                               event_type="request.workflow_ended", actor="sweep", data={"ended": status},
+                               event_type="request.workflow_ended", actor="sweep",
+                               # When it ended, from Temporal: the event's own time is when this sweep found it.
+                               data={"ended": status, "ended_at": ended.close_time.isoformat()
+                                     if ended.close_time else None},
                                along=[Write("""INSERT INTO step_troubles (request_id, trouble_key, step, message, transient)
                                                VALUES ($1::uuid, $2, 'workflow', $3, false) ON CONFLICT DO NOTHING""",
                                             (request_id, key, message))])

@@ -82,6 +82,7 @@ async def test_a_terminated_erasure_is_flagged_then_resumed_by_compliance_and_co
 
         await _until(surveys_waits)
         await handle.terminate("by mistake")
+        terminated_at = (await handle.describe()).close_time
         refused = await http.post(f"/v1/requests/{rid}/resolve-task", headers=compliance,
                                   json={"system": "surveys", "note": "Told the provider by phone"})
         assert refused.status_code == 409, refused.text
@@ -124,6 +125,9 @@ async def test_a_terminated_erasure_is_flagged_then_resumed_by_compliance_and_co
     assert trouble["resolved_at"] is not None and trouble["resolution"].startswith("resumed by ")
     kinds = [e["event_type"] for e in events]
     assert kinds.count("request.workflow_ended") == 1 and kinds.count("request.resumed") == 1
+    # When it ended, as Temporal recorded it: the event's own time is when the sweep found it.
+    ended_event = events[kinds.index("request.workflow_ended")]
+    assert ended_event["data"] == {"ended": "terminated", "ended_at": terminated_at.isoformat()}
     assert kinds.index("request.workflow_ended") < kinds.index("request.resumed") < kinds.index("status.completed")
     resumed_event = events[kinds.index("request.resumed")]
     assert describe_event(resumed_event) == ("Resumed: its workflow carries on from where it stopped "
