@@ -53,8 +53,11 @@ def policy_draft(
     except DraftError as exc:
         fail(str(exc))
     if output:
-        with open(output, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        try:
+            with open(output, "w", encoding="utf-8") as handle:
+                handle.write(text)
+        except OSError as exc:  # a directory that does not exist, one we may not write to, ...
+            fail(f"--output: cannot write {output}: {exc.strerror or exc}", 2)
         typer.echo(f"wrote {output}")
     else:
         typer.echo(text, nl=False)

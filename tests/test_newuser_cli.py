@@ -1,5 +1,6 @@
 """The `dsrflow` commands as a new user meets them: a letter read as the sink really keeps it, a
-command run outside the checkout or with a typo, and a database `dsrflow migrate` never reached."""
+command run outside the checkout or with a typo, a database `dsrflow migrate` never reached, a
+draft written where it cannot be."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+
+import asyncpg
 
 from activities.letter_templates import RenderedLetter
 from activities.letters import compose_letter
@@ -105,3 +108,23 @@ async def test_migrate_outside_the_checkout_keeps_the_stacks_secret(postgres, tm
 
         in_checkout = _dsrflow("migrate", cwd=tmp_path / "checkout", DSRFLOW_DATABASE_URL=url)
         assert in_checkout.returncode == 0, in_checkout.stderr
+
+
+async def test_a_draft_written_where_it_cannot_be_is_named(postgres, tmp_path):
+    """`policy draft -o` into a directory that does not exist printed Python's traceback."""
+    name = f"people_{uuid.uuid4().hex[:10]}"
+    await postgres.ensure_database(name)
+    conn = await asyncpg.connect(postgres.url(name))
+    try:
+        await conn.execute("CREATE TABLE people (id int PRIMARY KEY, email text NOT NULL)")
+    finally:
+        await conn.close()
+    target = tmp_path / "drafts" / "people.yaml"
+    done = _dsrflow("policy", "draft", "--database-url", postgres.url(name), "--system", "people", "-o", str(target),
+                    DSRFLOW_HOME=str(tmp_path))
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == f"error: --output: cannot write {target}: No such file or directory\n"
+    (tmp_path / "drafts").mkdir()
+    written = _dsrflow("policy", "draft", "--database-url", postgres.url(name), "--system", "people", "-o", str(target),
+                       DSRFLOW_HOME=str(tmp_path))
+    assert written.returncode == 0 and "people:" in target.read_text()
