@@ -1,5 +1,6 @@
-"""The deadline watch beside a request's workflow: staff warnings before the current due date
-and the overdue flag when it passes, recomputed when the deadline is extended.
+"""The deadline watch beside a request's workflow: staff warnings before the current due date,
+the overdue flag when it passes and, for as long as the request then stays open, a reminder to
+staff each day (OVERDUE_REMINDERS); recomputed when the deadline is extended.
 
 Deterministic like the workflow that owns it: its timers and activities are the workflow's own
 commands, in the order the workflow has always issued them.
@@ -20,7 +21,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from schemas.requests import RequestStatus
     from schemas.steps import WATCH_TROUBLE
-    from schemas.vocabulary import warning_alert_kind
+    from schemas.vocabulary import ALERT_OVERDUE, warning_alert_kind
     from schemas.workflow import Checkpoints
     from workflows.dsr_steps import (
         MAILING,
@@ -35,6 +36,17 @@ with workflow.unsafe.imports_passed_through():
 
 # workflow.patched id (see above).
 WATCH_TROUBLES = "watch-own-troubles"
+# workflow.patched id: before it, the overdue alert was the last the watch sent. A request that
+# stayed open past its due date (an approval nobody gave, an objection nobody decided, a processor
+# that never answered, a failed step nobody retried) was never brought back to staff, while the
+# subject waited for an answer the law says was due (freeze audit).
+OVERDUE_REMINDERS = "overdue-reminders"
+# How often staff are reminded of a request still open past its due date, as of a stopped one
+# (activities/request_start_sweep.py REMIND_EVERY), and when in the controller's day: the
+# warnings and the overdue alert go at its midnight (activities/lifecycle.py deadline_checkpoints);
+# a reminder is for the morning someone reads it (9:00, an hour off across a change of clocks).
+REMIND_OVERDUE_EVERY = timedelta(days=1)
+REMIND_OVERDUE_AT = timedelta(hours=9)
 
 
 class WatchedRequest(StepSupervisor, Protocol):
@@ -87,7 +99,11 @@ class DeadlineWatch:
             elif not self.overdue:
                 days, at = 0, checkpoints.overdue_at
             else:
-                await workflow.wait_condition(lambda: request.closed)
+                # Past the due date, which no extension moves any more (workflows/extension.py).
+                if workflow.patched(OVERDUE_REMINDERS):
+                    await self._remind_while_overdue(request, checkpoints)
+                else:
+                    await workflow.wait_condition(lambda: request.closed)
                 return
             extended_now = request.extended
             delay = at - workflow.now()
@@ -118,6 +134,30 @@ class DeadlineWatch:
             params={"kind": kind, "days_left": days,
                     "detail": _detail(request, checkpoints)},
         ), timeouts=MAILING, supervisor=self)
+
+    async def _remind_while_overdue(self, request: WatchedRequest, checkpoints: Checkpoints) -> None:
+        """One staff alert each day the request stays open past its due date, saying how late it
+        is and what holds it back; keyed by the day, so a step run again sends it once. After a
+        worker away for days, only the current day's goes."""
+        first = checkpoints.overdue_at + REMIND_OVERDUE_AT  # the morning the due date has passed
+        late = 2  # days since the due date: the overdue alert went on the first, at its midnight
+        while not request.closed:
+            delay = first + REMIND_OVERDUE_EVERY * (late - 1) - workflow.now()
+            if delay > timedelta(0):
+                try:
+                    await workflow.wait_condition(lambda: request.closed, timeout=delay)
+                    return
+                except TimeoutError:
+                    pass
+            late = max(late, (workflow.now() - first) // REMIND_OVERDUE_EVERY + 1)
+            await run_step("send_letter", letter_job(
+                request.request_id, "staff_alert", key=f"{ALERT_OVERDUE}:{checkpoints.due_date.isoformat()}:day-{late}",
+                to_staff=True, params={"kind": ALERT_OVERDUE, "days_left": -late, "detail": (
+                    f"{_detail(request, checkpoints)}. Still open {late} days after its due date: the subject is "
+                    "owed the answer, or the reasons for not acting with their remedies (a denial). Staff are "
+                    "reminded each day until it is closed")},
+            ), timeouts=MAILING, supervisor=self)
+            late += 1
 
     # ---- the supervisor of its steps (workflows/dsr_steps.py StepSupervisor) ------------------
 

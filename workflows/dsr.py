@@ -53,7 +53,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.refusals import Refusals
     from workflows.restriction_lifecycle import RestrictionLifecycle
     from workflows.staff_carry_on import CarryOn
-    from workflows.step_trouble import StepTroubles
+    from workflows.step_trouble import StepTroubles, described
     from workflows.task_fanout import RETRIES_BEFORE_END, SystemTasks
     from workflows.verification import IdentityVerification
 
@@ -245,7 +245,17 @@ class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals, Extens
         return facts.extended if self._extended else facts.due
 
     def outstanding(self) -> str:
-        return self._tasks.outstanding()
+        """What holds the response back, in the words of staff's deadline warnings and overdue
+        reminders ("" for nothing): the systems (workflows/task_fanout.py), an objection waiting
+        for compliance's decision, and a failed step waiting for staff. A letter's text, not a
+        command: older histories replay unchanged."""
+        held = [self._tasks.outstanding()]
+        if self._needs_decision() and self._decision is None and not self.closed:
+            held.append("waiting for compliance's decision on the objection")
+        for troubles in (self._owed.troubles, self._troubles):  # the watch's own is the alert itself
+            if troubles.current is not None and troubles.current.answered_by is None:
+                held.append(f"a failed step waiting for staff: {described(troubles.current)}")
+        return "; ".join(part for part in held if part)
 
     # ---- updates and query ------------------------------------------------------------------
 
