@@ -143,6 +143,12 @@ SELECT t.system AS key, count(*) AS n, extract(epoch FROM now() - min(t.updated_
  WHERE t.status = 'needs_attention' AND (NOT (r.status = ANY($1::text[])) OR r.id IN (""" + LIFTING_SQL + """))
  GROUP BY t.system
 """
+# Legal-claims holds in force past the date by which the controller said it would review them
+# (the subject's response letter gives it: "we review whether they still do by ..."). Nothing else
+# brings such a hold back to anyone: the records it keeps are never erased while it stands.
+_HOLDS_PAST_REVIEW = """
+SELECT count(*) FROM legal_holds WHERE released_at IS NULL AND review_date < (now() AT TIME ZONE $1)::date
+"""
 # When each scheduled sweep last succeeded (migration 0035, written by the sweep's activity).
 _SWEEPS = "SELECT sweep, extract(epoch FROM now() - last_success_at)::float8 AS age, problems FROM sweep_runs"
 _STEPS = """
@@ -158,6 +164,7 @@ async def _read_gauges(pool: asyncpg.Pool, timezone: str) -> list[Metric]:
         tasks = await conn.fetch(_TASKS, _CLOSED)
         steps = await conn.fetch(_STEPS)
         unstarted = await conn.fetchrow(_UNSTARTED)
+        holds_past_review = await conn.fetchval(_HOLDS_PAST_REVIEW, timezone)
         sweeps = {r["sweep"]: r for r in await conn.fetch(_SWEEPS)}
     by_status = GaugeMetricFamily("dsrflow_requests", "Requests by status (every request ever stored)",
                                   labels=["status"])
@@ -174,6 +181,9 @@ async def _read_gauges(pool: asyncpg.Pool, timezone: str) -> list[Metric]:
         GaugeMetricFamily("dsrflow_requests_unstarted_oldest_seconds",
                           "Age of the oldest open request whose workflow has not started (0: none)",
                           value=unstarted["age"]),
+        GaugeMetricFamily("dsrflow_legal_holds_past_review",
+                          "Legal-claims holds in force past their review date (the controller's calendar)",
+                          value=holds_past_review),
     ]
     for name, what, label, rows in (
         ("dsrflow_tasks_needing_attention", "system tasks of open requests waiting for staff", "system", tasks),
