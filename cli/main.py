@@ -60,9 +60,13 @@ def up(
 ) -> None:
     """Start the whole stack (embedded PostgreSQL, Temporal, SMTP sink unless configured), the
     worker and the API. Ctrl-C stops everything."""
+    from cli.environment_names import refuse_unread_variables
     from devstack.stack import run_up
 
     settings = command_settings()
+    # Here too, not only in the worker and the API it starts: their warnings go to their logs, so a
+    # misspelt port variable in front of `make run` was said nowhere the user looks.
+    refuse_unread_variables(settings)
     if demo_saas:
         settings = settings.model_copy(update={"demo_saas": True})
     raise typer.Exit(asyncio.run(run_up(settings)))

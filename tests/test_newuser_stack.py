@@ -1,11 +1,12 @@
 """`make run` as a new user runs it: a second one on the same DSRFLOW_HOME (another terminal, other
-ports), one after the stack was killed with SIGKILL, and one on a home whose key files were
-deleted while its data was kept."""
+ports), one after the stack was killed with SIGKILL, one on a home whose key files were deleted
+while its data was kept, and one with a misspelt variable in front of it."""
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -71,3 +72,16 @@ async def test_one_stack_per_home_killed_stacks_resume_and_lost_keys_are_refused
     finally:
         stop_up(again)
     assert again.returncode == 0, log.read_text()[-3000:]
+
+
+def test_a_misspelt_variable_in_front_of_make_run_is_said_in_its_terminal(tmp_path):
+    """The worker and the API warned of it in their log files only, where nobody starting the
+    stack looks; the API then took port 8000 as if nothing had been said."""
+    ports = free_ports()
+    with socket.socket() as blocker:  # the stack stops at its first step: its terminal is what is read
+        blocker.bind(("127.0.0.1", ports["api"]))
+        blocker.listen()
+        done = _up_refused({**up_env(tmp_path / "home", ports), "DSRFLOW_API_PROT": "8001"})
+    assert done.returncode == 1
+    assert ("warning: DSRFLOW_API_PROT: dsrflow reads no variable of this name, so it has no effect "
+            "(did you mean DSRFLOW_API_PORT?)") in done.stderr
