@@ -25,8 +25,14 @@ _LOCK = "up.lock"
 
 def lock_home(home: Path) -> IO[str]:
     """Hold `home` for this `up` until the returned file is closed (or the process dies, when the
-    kernel lets go of it: a crashed stack never blocks the next)."""
-    handle = (home / _LOCK).open("a+")
+    kernel lets go of it: a crashed stack never blocks the next). Made first if need be."""
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        handle = (home / _LOCK).open("a+")
+    except OSError as exc:  # a file of that name, a directory we may not write in, ...
+        raise StackError(f"DSRFLOW_HOME={home} cannot hold the stack's data: {exc.strerror or exc}"
+                         f"{f' ({exc.filename})' if exc.filename and str(exc.filename) != str(home) else ''}; "
+                         f"choose a directory of your own") from None
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -87,7 +87,6 @@ class Stack:
 
     async def start(self) -> None:
         s = self.settings
-        self.home.mkdir(parents=True, exist_ok=True)
         held = lock_home(self.home)
         self._stops.append(("the lock on DSRFLOW_HOME", held.close))  # let go of last, once all has stopped
         refuse_lost_keys(s, self.home)

@@ -85,3 +85,13 @@ def test_a_misspelt_variable_in_front_of_make_run_is_said_in_its_terminal(tmp_pa
     assert done.returncode == 1
     assert ("warning: DSRFLOW_API_PROT: dsrflow reads no variable of this name, so it has no effect "
             "(did you mean DSRFLOW_API_PORT?)") in done.stderr
+
+
+def test_a_home_that_cannot_be_a_directory_is_named(tmp_path):
+    """A DSRFLOW_HOME naming a file printed the traceback of pathlib's mkdir."""
+    taken = tmp_path / "home"
+    taken.write_text("a file, not a directory\n")
+    done = _up_refused(up_env(taken, free_ports()))
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.splitlines()[-1] == (f"error: DSRFLOW_HOME={taken} cannot hold the stack's data: "
+                                            f"File exists; choose a directory of your own")
