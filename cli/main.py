@@ -46,6 +46,22 @@ app.add_typer(requests_app, name="requests")
 app.add_typer(letters_app, name="letters")
 
 
+def _print_version(asked: bool) -> None:
+    if asked:
+        from importlib.metadata import version
+
+        typer.echo(f"dsrflow {version('dsrflow')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_print_version,
+                                          help="Print dsrflow's version and exit.")] = False,
+) -> None:
+    pass  # the option acts in its callback; the app's help is the Typer's
+
+
 class Role(StrEnum):
     agent = "agent"
     compliance = "compliance"

@@ -128,3 +128,10 @@ async def test_a_draft_written_where_it_cannot_be_is_named(postgres, tmp_path):
     written = _dsrflow("policy", "draft", "--database-url", postgres.url(name), "--system", "people", "-o", str(target),
                        DSRFLOW_HOME=str(tmp_path))
     assert written.returncode == 0 and "people:" in target.read_text()
+
+
+def test_the_version_is_asked_as_anywhere_else():
+    from importlib.metadata import version
+
+    done = _dsrflow("--version")
+    assert done.returncode == 0 and done.stdout == f"dsrflow {version('dsrflow')}\n", done.stderr
