@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Annotated
 
 import asyncpg
@@ -27,7 +28,11 @@ def policy_draft(
 
     from activities.connectors.sql_draft import DraftError, draft_system
     from policy.model import PolicyError, load_policy
+    from policy.strict import IDENT
 
+    # The policy's rule for a system's name: a draft under another name did not load once pasted.
+    if not re.fullmatch(IDENT, system):
+        fail(f"--system: a system's name in the policy is lower-case letters, digits and _ (got {system!r})", 2)
     settings = command_settings()
     database = unquote(urlsplit(database_url).path.lstrip("/"))
     if not database:

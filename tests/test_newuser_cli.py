@@ -110,8 +110,9 @@ async def test_migrate_outside_the_checkout_keeps_the_stacks_secret(postgres, tm
         assert in_checkout.returncode == 0, in_checkout.stderr
 
 
-async def test_a_draft_written_where_it_cannot_be_is_named(postgres, tmp_path):
-    """`policy draft -o` into a directory that does not exist printed Python's traceback."""
+async def test_a_draft_written_where_it_cannot_be_or_misnamed_is_refused(postgres, tmp_path):
+    """`policy draft -o` into a directory that does not exist printed Python's traceback; a
+    --system the policy would refuse as a name was drafted all the same."""
     name = f"people_{uuid.uuid4().hex[:10]}"
     await postgres.ensure_database(name)
     conn = await asyncpg.connect(postgres.url(name))
@@ -119,6 +120,11 @@ async def test_a_draft_written_where_it_cannot_be_is_named(postgres, tmp_path):
         await conn.execute("CREATE TABLE people (id int PRIMARY KEY, email text NOT NULL)")
     finally:
         await conn.close()
+    named = _dsrflow("policy", "draft", "--database-url", postgres.url(name), "--system", "People DB",
+                     DSRFLOW_HOME=str(tmp_path))  # drafted, it did not load once pasted into the policy
+    assert named.returncode == 2 and named.stdout == ""
+    assert named.stderr == ("error: --system: a system's name in the policy is lower-case letters, digits and _ "
+                            "(got 'People DB')\n")
     target = tmp_path / "drafts" / "people.yaml"
     done = _dsrflow("policy", "draft", "--database-url", postgres.url(name), "--system", "people", "-o", str(target),
                     DSRFLOW_HOME=str(tmp_path))
