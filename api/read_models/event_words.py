@@ -141,6 +141,19 @@ _STEP_WORDS = {
 # Why a processor's export is not in an access package (activities/processor_exports.py MISSING_REASONS).
 _MISSING_WORDS = {"not_provided": "the processor did not send it", "not_asked": "the processor was not asked for it"}
 
+# How a request's workflow had ended when the start sweep found it stopped (dsrflow/domain/request_resume.py
+# `how_ended`: Temporal's status, lower case), as "it had ...".
+_ENDED_WORDS = {"failed": "failed", "terminated": "been terminated", "timed_out": "timed out",
+                "canceled": "been cancelled", "completed": "completed", "continued_as_new": "continued as a new run"}
+
+# How dsrflow reaches each system (schemas/vocabulary.py ConnectorKind).
+_CONNECTOR_WORDS = {"sql": "directly, in its database", "opendsr": "through the processor's OpenDSR interface",
+                    "http": "through its API", "manual_email": "by e-mail to the processor's privacy contact"}
+
+# What a package is (its `kind` is the request's type).
+_PACKAGE_WORDS = {"access": "copy of the subject's data (access)",
+                  "portability": "the subject's data in a machine-readable format (portability)"}
+
 # The kinds of hold that keep records from an erasure (Art. 17(3)): a law's, or compliance's for a claim.
 _HOLD_WORDS = {"statutory": "statutory hold", "legal_claims": "legal-claims hold"}
 
@@ -233,6 +246,29 @@ def country_words(code: str | None, language: str = SOURCE_LANGUAGE) -> str:
     return Locale.parse(language).territories.get(code or "", code or "")
 
 
+def ended_words(ended: str | None) -> str:
+    """How a stopped workflow had ended, to follow "it had": "timed out", "been terminated"."""
+    return _ENDED_WORDS.get(str(ended), str(ended or "ended").replace("_", " "))
+
+
+def connector_words(connector: str | None) -> str:
+    return _CONNECTOR_WORDS.get(str(connector), str(connector).replace("_", " "))
+
+
+def package_words(kind: str | None) -> str:
+    return _PACKAGE_WORDS.get(str(kind), f"{str(kind).replace('_', ' ')} package")
+
+
+def _kept_by(data: Mapping[str, Any]) -> str | None:
+    """What a restriction kept from which erasure: the retention schedule's rule (its code in the
+    trail: "retention rule web_logs") or an erasure a hold had deferred."""
+    if "by" not in data:
+        return None
+    by = (f"the retention rule “{str(data['rule']).replace('_', ' ')}”" if data.get("rule")
+          else "an erasure a hold had deferred" if data["by"] == "deferred erasure" else str(data["by"]))
+    return f"{data['records']} record(s), from {by}" if "records" in data else f"from {by}"
+
+
 def status_words(status: str) -> str:
     return _STATUS_WORDS.get(status, status.replace("_", " "))
 
@@ -295,11 +331,11 @@ def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = N
         "step.resolved": f"{step_words(data.get('step'), data.get('about'))}: {data.get('resolution')}",
         "status.denied": ground_words(data.get("reason_code")), "status.cancelled": data.get("reason"),
         "restriction.lift_requested": data.get("reason"),
-        "restriction.kept_from_erasure": data.get("by"),
+        "restriction.kept_from_erasure": _kept_by(data),
         "staff.assigned": (names or {}).get(f"token:{data.get('assignee')}", "a colleague"),
         "request.start_swept": f"{data.get('minutes_since_stored')} minutes after it was stored",
-        "request.workflow_ended": data.get("ended"),
-        "request.resumed": f"it had {data.get('ended')}: {data.get('reason')}",
+        "request.workflow_ended": f"it had {ended_words(data.get('ended'))}",
+        "request.resumed": f"it had {ended_words(data.get('ended'))}: {data.get('reason')}",
     }.get(kind)
     return f"{words} ({detail})" if detail else words
 
@@ -308,4 +344,4 @@ def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = N
 WORDS: dict[str, Callable[..., Any]] = {helper.__name__: helper for helper in (
     method_words, ground_words, status_words, purpose_words, regime_words, scope_words, restriction_words,
     details_words, channel_words, origin_words, action_words, recipient_words, step_words, hold_words, country_words,
-    missing_words)}
+    missing_words, ended_words, connector_words, package_words)}

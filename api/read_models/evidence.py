@@ -16,6 +16,7 @@ import asyncpg
 
 from api.read_models.evidence_deadlines import deadlines, policy_defaults
 from api.read_models.evidence_decisions import decisions
+from api.read_models.evidence_names import Labels, labels, planned_policy
 from api.read_models.evidence_results import with_contents, with_history
 from api.read_models.inbox_queries import evidence_messages
 from dsrflow.crypto.hashing import subject_hash
@@ -90,6 +91,28 @@ async def _holds(conn: asyncpg.Connection, row: dict[str, Any], secret: bytes,
     }
 
 
+async def _labels(conn: asyncpg.Connection, row: dict[str, Any], plan: dict[str, Any] | None,
+                  tasks: list[dict[str, Any]], confirmations: list[dict[str, Any]], holds: dict[str, Any],
+                  packages: list[dict[str, Any]], decided: dict[str, Any]) -> Labels:
+    """The labels of every system, dataset, statutory hold and category the pack names, from the
+    policy version its plan ran under (else the request's)."""
+    tasks_planned = (plan or {}).get("tasks", [])
+    kept = [*holds["kept_records"], *holds["deferred_erasures"]]
+    legal = holds["legal_claims_holds"]
+    restriction = decided["restriction"] or {}
+    systems = {*(t["system"] for t in [*tasks, *confirmations, *kept]),
+               *(s for hold in legal for s in hold["systems"] or []),
+               *(restriction.get("systems") or []), *(restriction.get("lifted_in") or []),
+               *(k["system"] for k in restriction.get("kept_from_erasure", []) if k["system"]),
+               *(s for p in packages for part in ("systems", "processor_files", "missing") for s in p[part])}
+    version = (plan or {}).get("policy_version") or row["policy_version"]
+    return labels(await planned_policy(conn, version), tasks_planned, systems=systems,
+                  datasets={(k["system"], k["dataset"]) for k in [*kept, *restriction.get("kept_from_erasure", [])]
+                            if k["dataset"]},
+                  statutes={k["hold_ref"] for k in kept if k["hold_kind"] == "statutory" and k.get("hold_ref")},
+                  categories={c for hold in legal for c in hold["categories"] or []})
+
+
 async def assemble_evidence(pool: asyncpg.Pool, request_id: str, *, secret: bytes) -> dict[str, Any] | None:
     """The evidence pack as plain data (JSON-ready with FastAPI's encoder); None if no request."""
     async with pool.acquire() as conn:
@@ -118,6 +141,8 @@ async def assemble_evidence(pool: asyncpg.Pool, request_id: str, *, secret: byte
         decided = await decisions(conn, row, events, letters, defaults.timezone,
                                   kept=sum(k["records"] for k in holds["kept_records"]),
                                   missing=built[0]["missing"] if built else {})
+        named = await _labels(conn, row, None if plan is None else plan["plan"], tasks, confirmations, holds,
+                              built, decided)
         emails = await evidence_messages(conn, secret, request_id)
         # Staff's internal notes (never sent to the subject); each is an audit event with its sha256.
         notes = [{**dict(r), "id": str(r["id"])} for r in await conn.fetch(
@@ -138,6 +163,8 @@ async def assemble_evidence(pool: asyncpg.Pool, request_id: str, *, secret: byte
         # The subject's e-mails that opened the request or were attached to it (docs/mailbox.md).
         "emails": emails,
         "notes": notes,
+        # What the policy calls each system, dataset, statutory hold and category the pack names by code.
+        "labels": named.as_json(),
         "audit": {
             "events": events,
             "verification": {"ok": chain.ok, "events": chain.count, "broken_seq": chain.broken_seq,

@@ -5,55 +5,101 @@ Deadlines are dates in the controller's calendar (dsrflow/domain/deadlines.py): 
 is the local date in the timezone of the policy the request ran under, not UTC's. The pack used to
 compare the UTC date of closing with the due date, so a request closed at 00:30 in Brussels on the
 day after its due date (23:30 UTC on the due date) read as answered on time.
+
+Each rule cites the law's provision (an appeal's cited `dsrflow/domain/deadlines.py`), and the
+calendar is named only where its holidays count: the US state laws and the LGPD count plain days.
 """
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import asyncpg
 
-from dsrflow.domain.deadlines import answer_days, appeal_days, country_of_law, receipt_date
+# The provisions the acknowledgement cites for each law's period (activities/citations.py): one
+# table for the letter and the pack.
+from activities.citations import _APPEAL_PROVISIONS, _PERIODS
+from api.read_models.event_words import country_words
+from dsrflow.domain.deadlines import answer_days, country_of_law, grants_appeal, receipt_date
 from dsrflow.i18n import long_date
 from policy.model import Defaults
 from schemas.vocabulary import Regime
 
 
-def _in_days(regime: Regime, rule: str) -> str:
+def _in_days(regime: Regime, rule: str, *, appeal: bool = False) -> str:
     """`rule` of a regime counted in days, with its days (`days`, `further`, `all`) from the table
-    the due dates are computed with (dsrflow/domain/deadlines.py `answer_days`), not written again."""
-    days, further = answer_days(regime)
-    return rule.format(days=days, further=further, all=days + further)
+    the due dates are computed with (dsrflow/domain/deadlines.py `answer_days`), not written again,
+    and the provision that sets them (`provision`) as the acknowledgement cites it."""
+    days, further = answer_days(regime, appeal=appeal)
+    provision = _APPEAL_PROVISIONS.get(regime) if appeal else _PERIODS.get(regime, ("", None))[1]
+    return rule.format(days=days, further=further, all=days + further, provision=provision)
 
 
 # How each regime's deadline is computed, as dsrflow/domain/deadlines.py computes it, for a reader
-# who has not seen the code: what counts, and what moves it. The regime names the law.
+# who has not seen the code: what counts, what moves it, and the law's provision for each (a DPO
+# or an authority reads the law, not the source file the pack used to cite for an appeal).
+_US_STATE_RULE = ("{days} calendar days from receipt ({provision}). Extension: once, by {further} days ({all} in "
+                  "all) where reasonably necessary, the subject told within the first {days} (same provision)")
 _RULES: dict[str, str] = {
     Regime.gdpr: "one month from the day of receipt (Art. 12(3) GDPR); a day that does not exist in that month is "
-                 "its last day; a Saturday, Sunday or public holiday moves it to the next working day. Extension: "
-                 "three months from receipt by the same rules, announced with reasons before the first due date",
+                 "its last day, and a Saturday, Sunday or public holiday moves it to the next working day "
+                 "(Regulation 1182/71, Art. 3(2)(c) and 3(4)). Extension: by two further months, to three months "
+                 "from receipt by the same rules, the subject told with the reasons within the first month "
+                 "(Art. 12(3) GDPR)",
     Regime.uk_gdpr: "one month from the day of receipt or, where identity verification was asked for, from the day "
-                    "it was completed (Art. 12(3) UK GDPR; ICO guidance); moved to the next working day like the "
-                    "GDPR's. Extension: three months from the same day",
-    Regime.ccpa: _in_days(Regime.ccpa, "{days} calendar days from receipt; receipt confirmed within 10 business "
-                                       "days. Extension: once, by {further} days ({all} in all), announced within "
-                                       "the first {days}"),
-    **{regime: _in_days(regime, "{days} calendar days from receipt. Extension: once, by {further} days")
-       for regime in (Regime.vcdpa, Regime.ctdpa, Regime.cpa)},
-    Regime.lgpd: _in_days(Regime.lgpd, "{days} days from receipt; no extension"),
-    Regime.pipeda: _in_days(Regime.pipeda, "{days} days from receipt; a deadline on a Sunday or holiday moves to the "
-                                           "next working day (Interpretation Act ss. 26, 35). Extension: once, by "
-                                           "{further} days"),
+                    "it was completed (Art. 12(3) UK GDPR; the ICO's guidance on the right of access); a Saturday, "
+                    "Sunday or bank holiday moves it to the next working day. Extension: by two further months, "
+                    "to three months from the same day, the subject told with the reasons within the first month "
+                    "(Art. 12(3) UK GDPR)",
+    Regime.ccpa: _in_days(Regime.ccpa, "{days} calendar days from receipt ({provision}); receipt confirmed within "
+                                       "10 business days (Cal. Code Regs. tit. 11, § 7021(a)). Extension: once, by "
+                                       "{further} days ({all} in all), the subject told within the first {days} "
+                                       "({provision})"),
+    **{regime: _in_days(regime, _US_STATE_RULE) for regime in (Regime.vcdpa, Regime.ctdpa, Regime.cpa)},
+    # The LGPD sets 15 days for a full account of the data (Art. 19, II); dsrflow answers every
+    # right within it, since the regulation the law refers the other rights to (Art. 18 § 5) sets none.
+    Regime.lgpd: _in_days(Regime.lgpd, "{days} days from receipt (Art. 19, II LGPD, applied to every right); "
+                                       "no extension"),
+    Regime.pipeda: _in_days(Regime.pipeda, "{days} days from receipt ({provision}); a deadline on a Sunday or a "
+                                           "holiday moves to the next day that is neither (Interpretation Act, "
+                                           "ss. 26 and 35). Extension: once, by {further} days, the subject told "
+                                           "within the first {days} (PIPEDA, s. 8(4))"),
+}
+
+# An appeal of a refusal, where the law grants one (dsrflow/domain/deadlines.py `grants_appeal`).
+_APPEAL_RULES: dict[str, str] = {
+    **{regime: _in_days(regime, "{days} calendar days from receipt of the appeal ({provision}); no extension",
+                        appeal=True) for regime in (Regime.vcdpa, Regime.ctdpa)},
+    Regime.cpa: _in_days(Regime.cpa, "{days} calendar days from receipt of the appeal ({provision}). Extension: "
+                                     "once, by {further} days ({all} in all) where reasonably necessary, the "
+                                     "subject told within the first {days} (same provision)", appeal=True),
+}
+
+# Whose holidays count, per regime: only where a deadline is counted in working days or moved off
+# a holiday (the calendars of dsrflow/domain/deadlines.py). `{country}`: the controller's member
+# state under the GDPR. The US state laws and the LGPD count plain calendar days.
+_CALENDAR_DAYS_ONLY = "All days count, weekends and public holidays included, and a deadline stays on the day it falls."
+_HOLIDAYS: dict[str, str] = {
+    Regime.gdpr: "The public holidays are those of {country}, the member state where the controller acts "
+                 "(Regulation 1182/71, Art. 2(1)).",
+    Regime.uk_gdpr: "The bank holidays are those of England.",
+    Regime.ccpa: "Weekends and public holidays count toward the 45 days; the 10 business days to confirm "
+                 "receipt leave out weekends and the public holidays of California.",
+    Regime.pipeda: "The holidays are Sundays and the public holidays of Canada; Saturdays count like any other day.",
 }
 
 
 def _rule(regime: str, appeal: bool) -> str:
-    if appeal:
-        return (f"an appeal of a refused request: {appeal_days(regime)} calendar days from receipt of the appeal, "
-                "under the regime's appeal rule (dsrflow/domain/deadlines.py)")
+    if appeal and grants_appeal(regime):
+        return f"an appeal of a refused request: {_APPEAL_RULES[regime]}"
     return _RULES.get(regime, "")
+
+
+def _holidays(regime: str, country: str) -> str:
+    """Which calendar's days count and whose holidays move a deadline, in a sentence."""
+    return _HOLIDAYS.get(regime, _CALENDAR_DAYS_ONLY).format(country=country_words(country))
 
 
 async def policy_defaults(conn: asyncpg.Connection, version: str) -> Defaults:
@@ -97,13 +143,14 @@ def deadlines(row: dict[str, Any], events: list[dict[str, Any]], letters: list[d
     notice = next((letter for letter in letters if letter["purpose"] == "extension"), None)
     closed_on = _local(row["closed_at"], tz)
     appeal = bool((row["details"] or {}).get("appeal_of"))
+    calendar = country_of_law(row["regime"], defaults.country)
     return {
         "received_at": row["received_at"], "acknowledge_by": row["acknowledge_by"],
         "due_date": row["due_date"], "extended_due_date": row["extended_due_date"],
         "current_due_date": row["current_due_date"], "extended": row["extended"],
         "basis": {
             "timezone": tz, "received_on": _local(row["received_at"], tz),
-            "calendar": country_of_law(row["regime"], defaults.country),
+            "calendar": calendar, "holidays": _holidays(row["regime"], calendar),
             "appeal": appeal, "rule": _rule(row["regime"], appeal),
         },
         "extension": None if extension is None else {
@@ -116,4 +163,8 @@ def deadlines(row: dict[str, Any], events: list[dict[str, Any]], letters: list[d
                    for e in events if e["event_type"].startswith("deadline.") and e is not extension],
         "closed_on": closed_on,
         "answered_on_time": on_time(row["closed_at"], row["current_due_date"], tz),
+        # Still open past its due date (a task waiting for staff holds the response back): the
+        # pack said "not answered yet" only, as if there were time left.
+        "overdue": closed_on is None and not on_time(datetime.now(UTC), row["current_due_date"], tz)
+        and row["current_due_date"] is not None,
     }

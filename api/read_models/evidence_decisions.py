@@ -23,8 +23,8 @@ from typing import Any
 import asyncpg
 
 from api.read_models.evidence_deadlines import on_time
+from api.read_models.evidence_names import version_policy
 from dsrflow.domain.references import short_reference
-from policy.model import parse_policy
 
 
 def _first(events: list[dict[str, Any]], kind: str) -> dict[str, Any] | None:
@@ -100,13 +100,40 @@ def _interruptions(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
 async def _remedies(conn: asyncpg.Connection, row: dict[str, Any]) -> dict[str, Any]:
     """The remedies a refusal's letter names under the request's law and policy version (the
     letter's `_remedies` partial: activities/letter_refusals.py), by what they are."""
-    content = await conn.fetchval("SELECT content FROM policy_versions WHERE version = $1", row["policy_version"])
-    remedies = parse_policy(content).policy.remedies_for(row["regime"], row["country"])
+    loaded = await version_policy(conn, row["policy_version"])
+    assert loaded is not None, f"policy version {row['policy_version']} is not stored"  # intake stores it first
+    remedies = loaded.policy.remedies_for(row["regime"], row["country"])
     appeal = None if remedies.appeal is None or (row["details"] or {}).get("appeal_of") else remedies.appeal.rule
     return {"authority": remedies.authority_title,
             "authority_name": remedies.authority.name if remedies.authority else None,
             # The letter's heading for the courts where the law words it so ("Enforcement and the courts").
             "judicial": remedies.judicial_heading or "judicial remedy", "appeal": appeal}
+
+
+def _restriction(restriction: asyncpg.Record | None, events: list[dict[str, Any]],
+                 letters: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """A restriction from its start to its lift: beside its record, whether it keeps the subject's
+    records from the controller's own erasures (Art. 18(1)(b) and (c)) and what it kept, from which
+    erasure; whether the subject was told of the lift before any system was lifted (Art. 18(3)); the
+    systems the lift reached and the Art. 19 recipients told of it."""
+    if restriction is None:
+        return None
+    in_force, lifted = _first(events, "restriction.in_force"), _first(events, "restriction.lifted")
+    told = next((e for e in events if e["event_type"] == "letter.sent"
+                 and e["data"].get("purpose") == "restriction_lift"), None)
+    first_lift = next((e for e in events if e["event_type"].startswith("task.")
+                       and e["data"].get("action") == "lift_restriction"), None)
+    return {**dict(restriction), "lift_letter_sent_at": _told(letters, "restriction_lift"),
+            "keeps_from_erasure": bool(in_force and in_force["data"].get("keeps_from_erasure")),
+            "kept_from_erasure": [{"at": e["occurred_at"], "records": e["data"].get("records"),
+                                   "rule": e["data"].get("rule"), "system": e["data"].get("system"),
+                                   "dataset": e["data"].get("dataset")}
+                                  for e in events if e["event_type"] == "restriction.kept_from_erasure"],
+            # By the trail's order: the letter's event before the first lift task's.
+            "subject_told_before_lift": None if told is None else first_lift is None or told["seq"] < first_lift["seq"],
+            "lifted_in": lifted["data"].get("systems") if lifted else None,
+            "lifted_by": lifted["actor"] if lifted else None,
+            "recipients_told": lifted["data"].get("recipients") if lifted else None}
 
 
 def _letters_not_sent(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -175,8 +202,7 @@ async def decisions(conn: asyncpg.Connection, row: dict[str, Any], events: list[
         "remedies": await _remedies(conn, row),
         "interruptions": _interruptions(events),
         "objection": None if decided is None else _objection(row, decided, letters, timezone),
-        "restriction": None if restriction is None else {
-            **dict(restriction), "lift_letter_sent_at": _told(letters, "restriction_lift")},
+        "restriction": _restriction(restriction, events, letters),
         # Appeals name requests by the reference the subject knows (the letters' `ref.`).
         "appeal_of": None if not appeal_of else {"id": str(appeal_of), "reference": short_reference(str(appeal_of))},
         "appeals": [{"id": str(a["id"]), "reference": short_reference(str(a["id"])), "status": a["status"],

@@ -17,6 +17,7 @@ from api.problems import Problem
 from api.read_models import event_words
 from api.read_models.actors import actor_name
 from api.read_models.evidence import assemble_evidence, planned_recipients
+from api.read_models.evidence_names import Labels
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.i18n import long_date
 from dsrflow.settings import Settings
@@ -50,7 +51,8 @@ async def evidence_page(staff: Annotated[Staff, require_console_role("compliance
     # The page names staff as the console does (`who`); the JSON and the page's audit table keep
     # the actors as the trail records them.
     names = await staff_names(pool)
-    labels = {t["system"]: t["label"] for t in (pack["plan"] or {}).get("tasks", [])}  # systems as the plan names them
+    # Systems, datasets, statutory holds and categories as the policy names them (the pack's `labels`).
+    labels = Labels(**pack["labels"])
     language = page_language(request)
 
     def on(day: date | str) -> str:
@@ -62,8 +64,9 @@ async def evidence_page(staff: Annotated[Staff, require_console_role("compliance
         # Every time on the page in the timezone the request's deadline days are counted in, as on
         # its console page (the `controller_time` filter, api/pages.py).
         "controller_timezone": pack["deadlines"]["basis"]["timezone"],
-        "describe": lambda event: event_words.describe_event(event, names, labels),
-        "system_label": lambda system: labels.get(system, system),
+        "describe": lambda event: event_words.describe_event(event, names, labels.systems),
+        "system_label": labels.system, "dataset_label": labels.dataset, "hold_label": labels.hold,
+        "category_label": labels.category,
         "country": lambda code: event_words.country_words(code, language),
         # The words the page writes for the pack's codes, as the console's request page does.
         **event_words.WORDS, "recipients": await planned_recipients(pool, pack)})
