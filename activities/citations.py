@@ -79,7 +79,8 @@ def cited_label(label: CitedLabel, regime: str | None, t: Translator = ENGLISH) 
 # The laws that set their periods in days, as the acknowledgement states them (the GDPR's, the UK
 # GDPR's and the LGPD's are worded in the template): the law's name and where it sets the period.
 # The days come from dsrflow/domain/deadlines.py (`answer_days`), the table the due dates use.
-_PERIODS: dict[str, tuple[str, str]] = {
+# The evidence pack cites the same provisions for its deadline rules (api/read_models/evidence_deadlines.py).
+PERIODS: dict[str, tuple[str, str]] = {
     "ccpa": (N_("the California Consumer Privacy Act"), "Cal. Civ. Code § 1798.130(a)(2)"),
     "vcdpa": (N_("the Virginia Consumer Data Protection Act"), "Va. Code § 59.1-577"),
     "ctdpa": (N_("the Connecticut Data Privacy Act"), "Conn. Gen. Stat. § 42-518"),
@@ -90,7 +91,7 @@ _PERIODS: dict[str, tuple[str, str]] = {
                N_("PIPEDA, s. 8(3)")),
 }
 # Where the law sets an appeal's period: VCDPA and CTDPA 60 days, no extension; CPA 45, extendable by 60.
-_APPEAL_PROVISIONS: dict[str, str] = {
+APPEAL_PROVISIONS: dict[str, str] = {
     "vcdpa": "Va. Code § 59.1-577(C)",
     "ctdpa": "Conn. Gen. Stat. § 42-518(d)",
     "cpa": "C.R.S. § 6-1-1306(3)(b)",
@@ -103,13 +104,13 @@ def answer_period(regime: str, appeal: bool, due: str, extended_to: str,
     8(4)): how many days the law gives to answer the request, or the appeal, and whether and by how
     much it may be extended, to `extended_to`, with the notice promised by `due` (the dates as the
     letter writes them). None for the regimes the template words itself."""
-    if regime not in _PERIODS:
+    if regime not in PERIODS:
         return None
     # The US codes' citations are the same in every language and in no catalog: gettext leaves them.
-    law, provision = t.gettext(_PERIODS[regime][0]), t.gettext(_PERIODS[regime][1])
+    law, provision = t.gettext(PERIODS[regime][0]), t.gettext(PERIODS[regime][1])
     days, further = answer_days(regime, appeal=appeal)
     if appeal:
-        provision = _APPEAL_PROVISIONS[regime]
+        provision = APPEAL_PROVISIONS[regime]
         period = t.gettext("Under %(law)s, we must tell you in writing what we decided on your appeal, and why, "
                            "within %(days)d days of receiving it (%(provision)s).")
     else:

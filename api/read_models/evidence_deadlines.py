@@ -20,7 +20,7 @@ import asyncpg
 
 # The provisions the acknowledgement cites for each law's period (activities/citations.py): one
 # table for the letter and the pack.
-from activities.citations import _APPEAL_PROVISIONS, _PERIODS
+from activities.citations import APPEAL_PROVISIONS, PERIODS
 from api.read_models.event_words import country_words
 from dsrflow.domain.deadlines import answer_days, country_of_law, grants_appeal, receipt_date
 from dsrflow.i18n import long_date
@@ -33,7 +33,7 @@ def _in_days(regime: Regime, rule: str, *, appeal: bool = False) -> str:
     the due dates are computed with (dsrflow/domain/deadlines.py `answer_days`), not written again,
     and the provision that sets them (`provision`) as the acknowledgement cites it."""
     days, further = answer_days(regime, appeal=appeal)
-    provision = _APPEAL_PROVISIONS.get(regime) if appeal else _PERIODS.get(regime, ("", None))[1]
+    provision = APPEAL_PROVISIONS.get(regime) if appeal else PERIODS.get(regime, ("", None))[1]
     return rule.format(days=days, further=further, all=days + further, provision=provision)
 
 
