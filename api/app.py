@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from temporalio.client import Client
 
-from api import api_docs, callbacks, console, outages, problems, public, rest
+from api import api_docs, callbacks, console, missing_pages, outages, problems, public, rest
 from api.body_limits import BodyLimitMiddleware
 from api.console import session
 from api.ratelimit import RateLimiter
@@ -46,6 +46,7 @@ def create_app(settings: Settings, *, temporal_client: Client | None = None) -> 
     # Added last, so outermost: no body reaches a route (or the CORS layer) uncapped.
     app.add_middleware(BodyLimitMiddleware)
     problems.install(app)
+    missing_pages.install(app)
     outages.install(app)
     session.install(app)
     app.include_router(public.router)

@@ -231,3 +231,29 @@ def test_the_problems_the_portal_shows_are_messages_of_the_catalogs():
     intake = (ROOT / "api/public/intake.py").read_text()
     for words in portal.PROBLEM_WORDS:
         assert f'"{words}"' in intake or f'"{words}"' in ceiling or words in PURGED.values(), words
+
+
+@pytest.mark.parametrize(("path", "language", "title"), [
+    ("/portal/nope", "fr", "Page introuvable"),
+    ("/v1/public/pakages/a1b2", "nl", "Pagina niet gevonden"),  # a link mistyped
+    ("/portal/requests", "de", "Seite nicht gefunden"),
+    ("/portal/nope", "en", "Page not found"),
+])
+async def test_an_address_no_page_answers_is_a_portal_page_in_the_browsers_language(http, path, language, title):
+    """It answered a browser with the API's JSON ({"title": "Not Found"}): a subject read code."""
+    page = await http.get(path, headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8",
+                                         "Accept-Language": language})
+    assert page.status_code in (404, 405) and page.headers["content-type"].startswith("text/html")
+    assert page_language(page.text) == language and f"<h1>{title}</h1>" in page.text
+    assert 'href="/portal"' in page.text
+    # An API client gets the problem as it always did.
+    api = await http.get(path)
+    assert api.status_code in (404, 405) and api.headers["content-type"] == "application/problem+json"
+
+
+async def test_an_address_no_console_page_answers_is_a_console_page(http):
+    page = await http.get("/console/nope", headers={"Accept": "text/html"})
+    assert page.status_code == 404 and "<h1>Page not found</h1>" in page.text
+    assert 'href="/console/"' in page.text
+    assert (await http.get("/v1/nope", headers={"Accept": "text/html"})).headers["content-type"] == \
+        "application/problem+json"  # the staff API is JSON, for a browser too
