@@ -107,7 +107,7 @@ class RestrictionLifecycle:
         assert self._plan is not None
         plan = self._plan.model_copy(update={"tasks": [
             t.model_copy(update={"action": "lift_restriction"}) for t in self._plan.tasks]})
-        self._plan, self._tasks = plan, SystemTasks(alert_key="lift-attention", owed=self._owed)
+        self._plan, self._tasks = plan, SystemTasks(alert_key="lift-attention", owed=self._owed, event_prefix="lift:")
         await self._tasks.run_and_settle(plan, lambda: False, self._days_left)
         results = self._tasks.results.values()
         await run_step("record_restriction_lifted", LiftCarriedOut(

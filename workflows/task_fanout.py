@@ -79,12 +79,19 @@ ALERT_WHILE_OTHERS_RUN = "alert-while-others-run"
 # the child terminated) needed attention in the workflow's state only: its row stayed `pending`,
 # so the queue's "needs attention", the metrics and their alert never showed it (freeze audit).
 CHILD_FAILURE_RECORDED = "child-failure-recorded"
+# Before this one, staff's retry or resolution of a restriction lift's task was recorded under the
+# key of the restriction's own task (`resolved:<system>:<attempt>`): when staff had answered that
+# one too, the lift's event was dropped as a repeat, and no event named who resolved the lift, or
+# when. A fan-out given an `event_prefix` (the lift's) now keys its staff events with it.
+STAFF_EVENT_PREFIX = "staff-event-prefix"
 
 
 class SystemTasks:
     def __init__(self, alert_key: str = "attention", owed: OwedSteps | None = None,
-                 closed: Callable[[], bool] = lambda: False) -> None:
+                 closed: Callable[[], bool] = lambda: False, event_prefix: str = "") -> None:
         self.results: dict[str, TaskResult] = {}
+        # The keys of staff's task events: a second fan-out of the same request needs its own.
+        self._event_prefix = event_prefix
         # The request no longer to be answered (a restriction's lift runs after its close: never).
         self._closed = closed
         self._retrying = 0
@@ -226,7 +233,8 @@ class SystemTasks:
         # Taken before the first await, so a concurrent retry of the same task is refused.
         self.results[system] = before.model_copy(update={"status": "pending", "attempt": attempt})
         self._retrying += 1
-        retried = event_record(plan.request_id, "task.retried", f"retry:{system}:{attempt}", {"system": system}, actor)
+        retried = event_record(plan.request_id, "task.retried", self._staff_event_key("retry", system, attempt),
+                               {"system": system, "action": task.action}, actor)
         owed = self._owes()
         if owed is not None:
             # The new attempt runs once the retry is on record; staff are answered with a sql
@@ -282,12 +290,18 @@ class SystemTasks:
         finally:
             self._retrying -= 1
 
+    def _staff_event_key(self, kind: str, system: str, attempt: int) -> str:
+        # Asked only of a fan-out with a prefix: the request's own histories gain no marker.
+        prefixed = bool(self._event_prefix) and workflow.patched(STAFF_EVENT_PREFIX)
+        return f"{self._event_prefix if prefixed else ''}{kind}:{system}:{attempt}"
+
     async def resolve(self, request_id: str, system: str, note: str, actor: str) -> TaskResult:
         """Staff carried the task out by other means (the `resolve_task` update)."""
         before = self.results[system]
         result = before.model_copy(update={"status": "done", "message": f"resolved by staff: {note}"})
-        steps = (("record_event", event_record(request_id, "task.resolved", f"resolved:{system}:{result.attempt}",
-                                               {"system": system, "note": note}, actor)),
+        steps = (("record_event", event_record(request_id, "task.resolved",
+                                               self._staff_event_key("resolved", system, result.attempt),
+                                               {"system": system, "action": result.action, "note": note}, actor)),
                  ("record_task_result", TaskRecord(request_id=request_id, result=result)))
         self.results[system] = result  # taken at once: a concurrent answer is refused
         owed = self._owes()

@@ -17,8 +17,11 @@ _STAFF_EVENTS = {"task.resolved": "resolved", "task.retried": "retried"}
 
 
 def _task_of(events: list[dict[str, Any]], index: int, system: str) -> str | None:
-    """The action of the task a staff event at `index` was about: the next task event of its
-    system names it (a restriction's system has two tasks, the restriction's and the lift's)."""
+    """The action of the task a staff event at `index` was about (a restriction's system has two
+    tasks, the restriction's and the lift's): its own `action`, or, recorded before events named
+    it, the next task event of its system."""
+    if named := events[index]["data"].get("action"):
+        return str(named)
     return next((e["data"].get("action") for e in events[index + 1:]
                  if e["event_type"].startswith("task.") and e["event_type"] not in _STAFF_EVENTS
                  and e["data"].get("system") == system), None)
