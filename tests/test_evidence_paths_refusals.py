@@ -42,7 +42,7 @@ async def test_a_request_stopped_and_resumed_says_who_resumed_it_and_why(http, p
     rid = await stored_request(pool, settings, "stopped", type_="erasure")
     async with pool.acquire() as conn:
         await append_event(conn, event_key=f"{rid}:ended:1", request_id=rid, event_type="request.workflow_ended",
-                           actor="sweep", data={"ended": "timed_out"})
+                           actor="sweep", data={"ended": "timed_out", "ended_at": "2026-03-03T10:15:00+00:00"})
         await append_event(conn, event_key=f"{rid}:resumed:1", request_id=rid, event_type="request.resumed",
                            actor=actor, data={"reason": "The run timed out during the outage of 3 March",
                                               "ended": "timed_out", "from_event": 12})
@@ -50,7 +50,9 @@ async def test_a_request_stopped_and_resumed_says_who_resumed_it_and_why(http, p
     page = (await http.get(f"/v1/requests/{rid}/evidence.html", headers=compliance)).text
 
     decisions = section(readable(page), "Decisions", "Plan")
-    assert re.search(f"Stopped its workflow had timed out while the request was open, found by the sweep {LOCAL_TIME} "
+    # When it ended (Temporal's close time, 11:15 in Brussels) and when the sweep found it.
+    assert re.search(f"Stopped its workflow had timed out 3 March 2026, 11:15 CET while the request was open, "
+                     f"found by the sweep {LOCAL_TIME} "
                      f"\\(nothing of it ran meanwhile; its deadline ran on\\); resumed {LOCAL_TIME} by Jane Peeters "
                      "\\(compliance\\): “The run timed out during the outage of 3 March”, carrying on from where it "
                      "stopped", decisions), decisions

@@ -90,7 +90,9 @@ def _interruptions(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         after = next((r for r in resumed if r["seq"] > e["seq"]), None)
         if after is not None:
             resumed.remove(after)
+        ended_at = e["data"].get("ended_at")  # Temporal's close time; events before it kept none
         stops.append({"found_at": e["occurred_at"], "ended": e["data"].get("ended"),
+                      "ended_at": datetime.fromisoformat(ended_at) if ended_at else None,
                       "resumed_at": after["occurred_at"] if after else None,
                       "resumed_by": after["actor"] if after else None,
                       "reason": after["data"].get("reason") if after else None})
