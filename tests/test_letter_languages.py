@@ -177,3 +177,12 @@ def test_recipients_are_listed_as_the_language_sets_a_semicolon(language, separa
     listed = f"Payroll Services NV, Brussels{separator}Accounting provider"
     for shown in (letter.text, unescape(letter.html)):
         assert listed in re.sub(r"[ \n]+", " ", shown), shown  # lines joined, the separator's own space kept
+
+
+@pytest.mark.parametrize(("language", "late"), [("en", "Days late"), ("nl", "Dagen te laat")])
+def test_an_overdue_alert_counts_the_days_late_not_negative_days_left(language, late):
+    """The daily reminder of a request past its due date read "Days left: -3"."""
+    context = full_context("staff_alert", kind="overdue", days_left=-3, detail="Waiting for: approval.")
+    letter = render_letter("staff_alert", context, language)
+    assert f"{late}: 3" in letter.text and "-3" not in letter.text, letter.text
+    assert f">{late}</th>" in letter.html and ">-3<" not in letter.html

@@ -155,7 +155,7 @@ class DeadlineWatch:
                 to_staff=True, params={"kind": ALERT_OVERDUE, "days_left": -late, "detail": (
                     f"{_detail(request, checkpoints)}. Still open {late} days after its due date: the subject is "
                     "owed the answer, or the reasons for not acting with their remedies (a denial). Staff are "
-                    "reminded each day until it is closed")},
+                    "reminded each day until it is closed.")},
             ), timeouts=MAILING, supervisor=self)
             late += 1
 
