@@ -100,7 +100,7 @@ async def record_failure(ctx: ActivityContext, request_id: str, system: str, due
         request_id=request_id, purpose="staff_alert",
         key=f"deferred-{system}" + (f"-{attempt}" if attempt > 1 else ""), to_staff=True,
         params={"kind": "needs_attention", "days_left": None,
-                "detail": f"{what}: {reason}. On the request's page, compliance can ask again, or record the "
+                "detail": f"{what}: {reason.rstrip('. ')}. On the request's page, compliance can ask again, or record the "
                           "erasure once it is done by other means; until then the request's evidence shows it "
                           "as failed."}))
     await _record(ctx, request_id, system, ids, attempt, "failed", Write(

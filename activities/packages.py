@@ -283,8 +283,9 @@ class PackageActivities:
                 system=system, action=plan.request_type, status="needs_attention", message=message))
             await deliver_letter(self.ctx, LetterJob(
                 request_id=plan.request_id, purpose="staff_alert", key=f"package-{system}", to_staff=True,
-                params={"kind": "needs_attention", "days_left": (due - date.today()).days if due else 0,
-                        "detail": f"the {plan.request_type} package cannot be read from {system}: {message}. "
+                params={"kind": "needs_attention", "days_left": (due - date.today()).days if due else None,
+                        "detail": f"The {plan.request_type} package cannot be read from {system}: "
+                                  f"{message.rstrip('. ')}. "
                                   "It is retried every few minutes and goes out once the system can be read."}))
 
     async def _attention_resolved(self, plan: Plan) -> None:

@@ -51,7 +51,8 @@ async def test_an_approval_nobody_gives_is_brought_back_to_staff_each_day_past_t
     reminder = alerts[-1].params
     # The letter says "its deadline passed 3 days ago" (activities/templates/letters/staff_alert.txt.j2).
     assert reminder["kind"] == "overdue" and reminder["days_left"] == -3
-    assert reminder["detail"].startswith(f"status awaiting_approval, due {due}. Still open 3 days after its due date")
+    assert reminder["detail"].startswith("The request waits for compliance's approval of its response. It is still "
+                                         "open 3 days after its due date")
     assert "reasons for not acting" in reminder["detail"]
     assert (await request.state()).overdue
 

@@ -347,5 +347,5 @@ async def test_staff_are_reminded_each_day_a_request_stays_stopped(postgres, set
     assert len(told) == 2 and letters_for(mail_sink, closed, "staff_alert") == []
     for day, text in enumerate(told, 1):
         days_left = (due - (now + timedelta(days=day - 1)).astimezone(timezone).date()).days
-        assert f"still stopped, {day} day(s) after it was flagged" in text, text
+        assert f"still stopped, {day} day{'' if day == 1 else 's'} after it was flagged" in text, text
         assert f"Days left: {days_left}" in text and "No deadline warning comes while it is stopped" in text

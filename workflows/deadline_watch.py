@@ -131,8 +131,7 @@ class DeadlineWatch:
             {"due_date": checkpoints.due_date.isoformat(), "status": request.status.value}), supervisor=self)
         await run_step("send_letter", letter_job(
             request.request_id, "staff_alert", key=key, to_staff=True,
-            params={"kind": kind, "days_left": days,
-                    "detail": _detail(request, checkpoints)},
+            params={"kind": kind, "days_left": days, "detail": watch_detail(request)},
         ), timeouts=MAILING, supervisor=self)
 
     async def _remind_while_overdue(self, request: WatchedRequest, checkpoints: Checkpoints) -> None:
@@ -152,10 +151,8 @@ class DeadlineWatch:
             late = max(late, (workflow.now() - first) // REMIND_OVERDUE_EVERY + 1)
             await run_step("send_letter", letter_job(
                 request.request_id, "staff_alert", key=f"{ALERT_OVERDUE}:{checkpoints.due_date.isoformat()}:day-{late}",
-                to_staff=True, params={"kind": ALERT_OVERDUE, "days_left": -late, "detail": (
-                    f"{_detail(request, checkpoints)}. Still open {late} days after its due date: the subject is "
-                    "owed the answer, or the reasons for not acting with their remedies (a denial). Staff are "
-                    "reminded each day until it is closed.")},
+                to_staff=True, params={"kind": ALERT_OVERDUE, "days_left": -late,
+                                       "detail": overdue_reminder_detail(request, late)},
             ), timeouts=MAILING, supervisor=self)
             late += 1
 
@@ -184,11 +181,27 @@ class DeadlineWatch:
         return sorted({days for _, days in self.warnings_sent})
 
 
-def _detail(request: WatchedRequest, checkpoints: Checkpoints) -> str:
-    """The warning's line for staff: where the request stands and, when systems hold the response
-    back, which (a processor that has not answered, a task that needs staff), so that staff chase
-    them before the due date rather than find them after it. A letter's text, not a command: older
-    histories replay unchanged."""
+# Where an open request stands, in a staff alert's words (the alert names the due date itself).
+_STANDS = {
+    RequestStatus.awaiting_verification: "waits for the subject to confirm their identity",
+    RequestStatus.in_progress: "is in progress",
+    RequestStatus.awaiting_approval: "waits for compliance's approval of its response",
+}
+
+
+def watch_detail(request: WatchedRequest) -> str:
+    """The warning's sentence for staff: where the request stands and, when something holds the
+    response back, what (a processor that has not answered, a task or a failed step that needs
+    staff, an objection to decide), so that staff chase it before the due date rather than find it
+    after. It read "status in_progress, due 2026-03-02": a code, and the date the alert gives. A
+    letter's text, not a command: older histories replay unchanged."""
     outstanding = request.outstanding()
-    return (f"status {request.status.value}, due {checkpoints.due_date.isoformat()}"
-            + (f"; {outstanding}" if outstanding else ""))
+    stands = _STANDS.get(request.status, f"is {request.status.value.replace('_', ' ')}")
+    return f"The request {stands}" + (f"; {outstanding}" if outstanding else "") + "."
+
+
+def overdue_reminder_detail(request: WatchedRequest, late: int) -> str:
+    """The daily overdue reminder's: where the request stands, and what is owed and by whom."""
+    return (f"{watch_detail(request)} It is still open {late} days after its due date: the subject is owed the "
+            "answer, or the reasons for not acting with their remedies (a denial from the request's page). Staff "
+            "are reminded each day until it is closed.")

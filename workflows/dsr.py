@@ -175,7 +175,8 @@ class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals, Extens
         if self._needs_decision() and workflow.patched(OBJECTION_GATE):
             if not await self._ask_staff(
                 "objection-decision", self._decided,
-                "objection to legitimate-interest processing: decide whether compelling grounds exist",
+                "The subject objects to processing based on legitimate interests: compliance decides on the "
+                "request's page whether compelling grounds override the objection (\"Decide the objection\").",
             ):
                 return
         if self._decision is not None and self._decision.compelling_grounds:
@@ -190,14 +191,16 @@ class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals, Extens
             # any system is touched, not after: afterwards there would be nothing left to stop.
             changes_first = self._require_facts().approval_required and workflow.patched(APPROVAL_BEFORE_CHANGES)
             if changes_first and not await self._await_approval(
-                    "the request waits for compliance approval before any system is changed"):
+                    "The request waits for compliance's approval before any system is changed: approve it, or "
+                    "deny it, on the request's page."):
                 return
             await self._tasks.run_and_settle(self._plan, lambda: self.closed, self._days_left)
         if self.closed:
             return
         if (self._require_facts().approval_required and self._approval is None and workflow.patched(APPROVAL_GATE)
                 and not await self._await_approval(
-                    "the response is ready and waits for compliance approval before it is sent")):
+                    "The response is ready and waits for compliance's approval before it is sent: approve its "
+                    "release, or deny the request, on the request's page.")):
             return
         params: dict[str, Any] = {"report": self._report_now().model_dump(mode="json")}
         if self._decision is not None:

@@ -41,6 +41,14 @@ def described(trouble: StepTrouble) -> str:
     return f"{trouble.step} ({trouble.about})" if trouble.about else trouble.step
 
 
+def trouble_detail(trouble: StepTrouble) -> str:
+    """A staff alert's sentence for a failed step waiting for staff, with what they can do on the
+    request's page (the actions StepTroubles.require allows)."""
+    way_out = ("run it again once its cause is fixed, or record it as done" if trouble.skippable
+               else "run it again once its cause is fixed, or cancel the request")
+    return f"The step {described(trouble)} failed: {trouble.message.rstrip('. ')}. On the request's page, {way_out}."
+
+
 class StepTroubles:
     def __init__(self, prefix: str = "") -> None:
         self._prefix = prefix  # of its troubles' keys: a workflow may hold more than one StepTroubles
@@ -130,7 +138,7 @@ class StepTroubles:
                 "send_letter",
                 letter_job(request_id, "staff_alert", key=f"step:{trouble.key}", to_staff=True,
                            params={"kind": "needs_attention", "days_left": days_left,
-                                   "detail": f"the step {described(trouble)} failed: {trouble.message}"}),
+                                   "detail": trouble_detail(trouble)}),
                 retry_policy=RETRY, schedule_to_close_timeout=ALERT_TRIED_FOR, **MAILING)
         except ActivityError:
             workflow.logger.warning("the staff alert for a failed step could not be sent",

@@ -155,7 +155,7 @@ class SystemTasks:
                 await send_letter(
                     request_id, "staff_alert", key=f"{self._alert_key}:{result.system}:{result.attempt}", to_staff=True,
                     params={"kind": "needs_attention", "days_left": days_left(),
-                            "detail": f"{result.system} ({result.action}): {result.message or 'failed'}"},
+                            "detail": stuck_detail(result)},
                 )
 
     async def _run(self, plan: Plan, task: SystemTask, attempt: int) -> None:
@@ -346,3 +346,11 @@ class SystemTasks:
             raise ValueError(f"no task for system {system!r} in this request's plan")
         if result.status != "needs_attention":
             raise ValueError(f"the {system} task is {result.status}; only a task needing attention can be retried or resolved")
+
+
+def stuck_detail(result: TaskResult) -> str:
+    """A staff alert's sentence for a system's task that needs staff: which, why, and what staff
+    can do. It read "crm (erasure): <message>", no sentence and no way out."""
+    why = (result.message or "it failed").rstrip(". ")
+    return (f"The {result.action} task in {result.system} needs staff: {why}. On the request's page, retry it "
+            "once its cause is fixed, or record it as handled if it was done by other means.")
