@@ -58,8 +58,12 @@ async def test_the_console_says_page_not_found_to_a_signed_in_agent(browser, sit
     assert answer is not None and answer.status == 404
     await expect(page.get_by_role("heading", level=1)).to_have_text("Page not found")
     await expect(page).to_have_title("Page not found · dsrflow")
-    await expect(page.get_by_role("alert")).to_contain_text("There is no page at this address")
+    await expect(page.get_by_role("alert")).to_contain_text("There is no page of the console at this address")
     await expect(page.get_by_role("banner").get_by_role("link", name="dsrflow console")).to_be_visible()
+    # The console's header, as on any of its pages: who is signed in, its links, Sign out.
+    await expect(page.get_by_role("banner")).to_contain_text("Signed in as agent")
+    await expect(page.get_by_role("banner").get_by_role("link", name="Inbox")).to_be_visible()
+    await expect(page.get_by_role("button", name="Sign out")).to_be_visible()
     await shots(page, "console-not-found")
     await tab_to(page, "main a[href='/console/']")
     await page.keyboard.press("Enter")

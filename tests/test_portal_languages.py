@@ -26,7 +26,7 @@ from api.problems import Problem
 from api.public.intake import PURGED
 from api.ratelimit import RateLimiter, _too_many
 from dsrflow.crypto.hashing import token_hash
-from tests.support import stored_request, unique_email, verification_code, wait_for_letter
+from tests.support import console_sign_in, stored_request, unique_email, verification_code, wait_for_letter
 
 LANGUAGES = ("en", "nl", "fr", "de")
 ROOT = Path(__file__).resolve().parent.parent
@@ -251,9 +251,14 @@ async def test_an_address_no_page_answers_is_a_portal_page_in_the_browsers_langu
     assert api.status_code in (404, 405) and api.headers["content-type"] == "application/problem+json"
 
 
-async def test_an_address_no_console_page_answers_is_a_console_page(http):
+async def test_an_address_no_console_page_answers_is_a_console_page(http, pool):
     page = await http.get("/console/nope", headers={"Accept": "text/html"})
     assert page.status_code == 404 and "<h1>Page not found</h1>" in page.text
-    assert 'href="/console/"' in page.text
+    assert 'href="/console/"' in page.text and "Signed in as" not in page.text
+    assert "There is no page of the console at this address." in page.text
+    # Signed in, the console's header says so, with its links, as on any of its pages.
+    await console_sign_in(http, pool, "agent")
+    signed_in = await http.get("/console/nope", headers={"Accept": "text/html"})
+    assert signed_in.status_code == 404 and "Signed in as agent" in signed_in.text
     assert (await http.get("/v1/nope", headers={"Accept": "text/html"})).headers["content-type"] == \
         "application/problem+json"  # the staff API is JSON, for a browser too
