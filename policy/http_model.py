@@ -166,9 +166,14 @@ class Step(StrictModel):
     missing: list[int] = Field(default_factory=list)
     # Response fields worth keeping, by name: e.g. {deletion_time: deletionRequestTime}.
     collect: dict[str, str] = Field(default_factory=dict)
+    # An action step's proof that the service did it: a template over `answer` (the answer's
+    # document, none when empty), `status` and the step's own context, which must render true.
+    # A 2xx alone is no proof: Stripe answers a deletion it did not make with `deleted: false`.
+    # Not checked for a `missing` status (already done).
+    confirm: str | None = None
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-    _templates = field_validator("if_")(_compiles)
+    _templates = field_validator("if_", "confirm")(_compiles)
 
     @model_validator(mode="after")
     def _role(self) -> Self:
@@ -178,6 +183,8 @@ class Step(StrictModel):
             raise ValueError("a step needs records (it reads) or effect (it acts)")
         if self.paginate and self.records is None:
             raise ValueError("only a step with records can paginate")
+        if self.confirm is not None and self.effect is None:
+            raise ValueError("only a step with an effect confirms it")
         return self
 
 
@@ -286,7 +293,14 @@ class HttpConfig(StrictModel):
     auth: Auth = Field(discriminator="type")
     headers: dict[str, str] = Field(default_factory=dict)
     body_format: Literal["json", "form"] = "json"
+    # Each wait for the service (to connect, for the next bytes); an answer must arrive whole
+    # within four times this (a service trickling its answer byte by byte is cut off there).
     timeout_seconds: float = Field(30, gt=0)
+    # What one action (its steps, with `find`'s) may read from the service: answers' bytes in all
+    # and records kept. Far above any subject's records; past them the action stops with an error
+    # naming the system, where a service answering pages without end held the worker's memory.
+    max_read_mib: int = Field(32, ge=1, le=1024)
+    max_records: int = Field(10_000, ge=1)
     # Where a short error code sits in an error body (e.g. error.code); shown in messages.
     error_code_path: str | None = None
     vars: dict[str, Any] = Field(default_factory=dict)

@@ -17,6 +17,8 @@ from activities.connectors import build_connector
 from activities.connectors.base import ConnectorEnv, Subject
 from devstack.policy_copies import only_systems
 from devstack.saas.ga4 import create_ga4_app, new_service_account
+from devstack.saas.hubspot import create_hubspot_app
+from devstack.saas.mailchimp import create_mailchimp_app
 from devstack.saas.stripe import create_stripe_app
 from dsrflow.settings import Settings
 from policy.model import DEFAULT_POLICY, LoadedPolicy, load_policy
@@ -84,3 +86,28 @@ async def stripe_served(monkeypatch: Any, tmp: Path, key: str) -> AsyncIterator[
         monkeypatch.setenv("STRIPE_API_BASE", url)
         monkeypatch.setenv("STRIPE_SECRET_KEY", key)
         yield app, http_policy(tmp, {"billing_stripe": http_system("http/stripe.yaml", "Stripe billing")}), url
+
+
+@asynccontextmanager
+async def hubspot_served(monkeypatch: Any, tmp: Path) -> AsyncIterator[tuple[Any, LoadedPolicy, str]]:
+    """The HubSpot stand-in on loopback and a policy whose `crm_hubspot` is the shipped
+    hubspot.yaml (deleting the contacts found, by id); yields the app, the policy and the URL."""
+    app = create_hubspot_app("client-1", "secret-1", "refresh-1")
+    async with served(app) as url:
+        for name, value in {"HUBSPOT_API_BASE": url, "HUBSPOT_CLIENT_ID": "client-1",
+                            "HUBSPOT_CLIENT_SECRET": "secret-1", "HUBSPOT_REFRESH_TOKEN": "refresh-1"}.items():
+            monkeypatch.setenv(name, value)
+        yield app, http_policy(tmp, {"crm_hubspot": http_system(
+            "http/hubspot.yaml", "HubSpot CRM", vars={"blocklist_email": False})}), url
+
+
+@asynccontextmanager
+async def mailchimp_served(monkeypatch: Any, tmp: Path) -> AsyncIterator[tuple[Any, LoadedPolicy, str]]:
+    """The Mailchimp stand-in on loopback and a policy whose `newsletter` is the shipped
+    mailchimp.yaml; yields the app, the policy and the URL."""
+    key = "0123456789abcdef-us21"
+    app = create_mailchimp_app(key)
+    async with served(app) as url:
+        monkeypatch.setenv("MAILCHIMP_API_BASE", url)
+        monkeypatch.setenv("MAILCHIMP_API_KEY", key)
+        yield app, http_policy(tmp, {"newsletter": http_system("http/mailchimp.yaml", "Newsletter")}), url

@@ -1,14 +1,19 @@
-"""HTTP clients for the connectors whose answers are read whole, with a cap on an answer's size.
+"""HTTP clients for the connectors whose answers are read whole, with a cap on an answer's size
+and on the time it takes to arrive, and a reader of JSON answers that bounds their depth.
 
 httpx reads a body into memory however long it is, and its timeout bounds each read, not the
 exchange: a hostile or broken processor answering a status poll, a discovery document or a token
 call with an endless body, a chunk every few seconds, grew the shared worker's memory until it
-was killed (attacker audit). Past the cap the answer is refused as a protocol error, which each
-connector already treats as the service being unavailable: retried, then flagged for staff.
+was killed (attacker audit); one sending a byte every few seconds, each well within the read
+timeout, held the task for as long as it liked. Past the cap the answer is refused as a protocol
+error, past the deadline as a read timeout, which each connector already treats as the service
+being unavailable: retried, then flagged for staff.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,19 +23,43 @@ from activities.connectors.tls import tls_context
 
 ANSWER_BYTES = 32 * 1024 * 1024  # an OpenDSR results document or a SaaS page is far smaller
 DOCUMENT_BYTES = 1024 * 1024  # a discovery document, a certificate
+# How long an answer may take whole, from the request to its last byte, as a multiple of the
+# client's timeout for each read: a slow link still brings the largest answer in time.
+DEADLINE_READS = 4
+# JSON nested deeper than any API's documents (Stripe's deepest, expanded, are about six levels):
+# deeper, every recursive reader of it (the JSON decoder itself past about a thousand, templates,
+# the payloads Temporal encodes) fails with a RecursionError that names nothing.
+JSON_DEPTH = 32
 
 
 class AnswerTooLarge(httpx.RemoteProtocolError):
     """An answer longer than the client's cap."""
 
 
+class AnswerTooSlow(httpx.ReadTimeout):
+    """An answer that did not arrive whole within the client's deadline."""
+
+
+class NotJson(ValueError):
+    """An answer that is not the JSON document it should be; the message says what it is."""
+
+
 class _CappedStream(httpx.AsyncByteStream):
-    def __init__(self, stream: httpx.AsyncByteStream, limit: int, url: httpx.URL) -> None:
-        self._stream, self._limit, self._url = stream, limit, url
+    def __init__(self, stream: httpx.AsyncByteStream, limit: int, url: httpx.URL, ends_at: float | None) -> None:
+        self._stream, self._limit, self._url, self._ends_at = stream, limit, url, ends_at
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         seen = 0
-        async for chunk in self._stream:
+        chunks = aiter(self._stream)
+        while True:
+            try:
+                # Each read waits only until the deadline: the timeout never spans a `yield`.
+                async with asyncio.timeout_at(self._ends_at):
+                    chunk = await anext(chunks)
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                raise AnswerTooSlow(f"{self._url.host}{self._url.path} was still answering at the deadline") from None
             seen += len(chunk)
             if seen > self._limit:
                 raise AnswerTooLarge(f"{self._url.host}{self._url.path} answered more than {self._limit} bytes")
@@ -41,23 +70,76 @@ class _CappedStream(httpx.AsyncByteStream):
 
 
 class _Capped(httpx.AsyncBaseTransport):
-    def __init__(self, inner: httpx.AsyncBaseTransport, limit: int) -> None:
-        self._inner, self._limit = inner, limit
+    def __init__(self, inner: httpx.AsyncBaseTransport, limit: int, deadline: float | None) -> None:
+        self._inner, self._limit, self._deadline = inner, limit, deadline
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        response = await self._inner.handle_async_request(request)
+        ends_at = asyncio.get_running_loop().time() + self._deadline if self._deadline is not None else None
+        try:
+            async with asyncio.timeout_at(ends_at):
+                response = await self._inner.handle_async_request(request)
+        except TimeoutError:
+            raise AnswerTooSlow(f"{request.url.host}{request.url.path} sent no answer by the deadline") from None
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self._limit:
             await response.aclose()
             raise AnswerTooLarge(f"{request.url.host}{request.url.path} announced {declared} bytes")
         assert isinstance(response.stream, httpx.AsyncByteStream)
-        response.stream = _CappedStream(response.stream, self._limit, request.url)
+        response.stream = _CappedStream(response.stream, self._limit, request.url, ends_at)
         return response
 
     async def aclose(self) -> None:
         await self._inner.aclose()
 
 
-def bounded_client(*, limit: int = ANSWER_BYTES, **options: Any) -> httpx.AsyncClient:
-    """An httpx client (TLS verified with the process's one context) whose answers stop at `limit`."""
-    return httpx.AsyncClient(transport=_Capped(httpx.AsyncHTTPTransport(verify=tls_context()), limit), **options)
+def bounded_client(*, limit: int = ANSWER_BYTES, deadline: float | None = None, **options: Any) -> httpx.AsyncClient:
+    """An httpx client (TLS verified with the process's one context) whose answers stop at `limit`
+    bytes and at `deadline` seconds (default: DEADLINE_READS times a numeric `timeout`)."""
+    timeout = options.get("timeout")
+    if deadline is None and isinstance(timeout, (int, float)):
+        deadline = DEADLINE_READS * timeout
+    return httpx.AsyncClient(transport=_Capped(httpx.AsyncHTTPTransport(verify=tls_context()), limit, deadline),
+                             **options)
+
+
+def what_failed(exc: httpx.TransportError) -> str:
+    """A transport failure in words for a task's message: the caps by what they are, the rest by name."""
+    if isinstance(exc, AnswerTooLarge):
+        return "its answer was longer than the connector reads"
+    if isinstance(exc, AnswerTooSlow):
+        return "its answer did not arrive whole in time (sent too slowly)"
+    return type(exc).__name__
+
+
+def json_document(response: httpx.Response) -> Any:
+    """The answer's JSON document (None for an empty body). NotJson when it is in another media
+    type than JSON (`application/json`, `...+json`), does not parse, or is nested deeper than
+    JSON_DEPTH."""
+    if not response.content:
+        return None
+    kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind != "application/json" and not kind.endswith("+json"):
+        raise NotJson(f"is {kind or 'of no stated type'}, not JSON")
+    try:
+        document = json.loads(response.content)
+    except RecursionError:
+        raise NotJson(f"is JSON nested deeper than {JSON_DEPTH} levels") from None
+    except ValueError:
+        raise NotJson("is not valid JSON") from None
+    if _deeper_than(document, JSON_DEPTH):
+        raise NotJson(f"is JSON nested deeper than {JSON_DEPTH} levels")
+    return document
+
+
+def _deeper_than(document: Any, limit: int) -> bool:
+    """Whether containers nest more than `limit` deep (without recursion: that is what fails)."""
+    level: list[tuple[Any, int]] = [(document, 1)]
+    while level:
+        value, depth = level.pop()
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        level.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False

@@ -38,8 +38,9 @@ from activities.connectors.base import (
     left_as_kept,
 )
 from activities.connectors.bounded_http import bounded_client
-from activities.connectors.http_auth import Credentials, read_secrets
-from activities.connectors.http_client import HttpExchange, dig, records_at
+from activities.connectors.http_answers import UnreadAnswer, dig
+from activities.connectors.http_auth import Credentials, read_secrets, refuse_plain_http
+from activities.connectors.http_client import ANSWER_MIB, HttpExchange
 from activities.connectors.http_holds import held_records, holds_over
 from activities.connectors.http_identifiers import (
     accepted_summary,
@@ -49,7 +50,7 @@ from activities.connectors.http_identifiers import (
 )
 from activities.connectors.http_notes import render_note
 from activities.connectors.http_quota import QuotaExhausted, QuotaLedger, ServiceClock
-from activities.connectors.http_run import Run
+from activities.connectors.http_run import MIB, Budget, Run
 from dsrflow.infra.failpoints import failpoint
 from policy.http_model import Action, HttpConfig, Step
 from policy.systems import System
@@ -73,8 +74,10 @@ class HttpConnector(Connector):
             self.config = HttpConfig.model_validate(expand_env(env.system.config))
         except (KeyError, ValueError) as exc:
             raise PermanentConnectorError(f"system {self.name}: config: {exc.args[0]}") from None
+        if env.settings.environment != "development":
+            refuse_plain_http(self.name, self.config)
         secrets = read_secrets(self.name, self.config)
-        self._http = bounded_client(timeout=self.config.timeout_seconds)
+        self._http = bounded_client(limit=ANSWER_MIB * MIB, timeout=self.config.timeout_seconds)
         credentials = Credentials(self.name, self.config.service, self.config.auth, secrets, self._http)
         self.clock = ServiceClock()
         ledger = QuotaLedger(env.pool, f"{self.config.limits.key or self.name}", self.config.limits, self.clock)
@@ -133,12 +136,12 @@ class HttpConnector(Connector):
             if step.effect == "deleted" and source is not None and source in keys:
                 deleting.append((step, source, [{self.config.datasets[source].key: key} for key in keys[source]]))
         if before_commit is not None:
-            planned = Run(context=self._context(None))
+            planned = self._new_run(self._context(None))
             for step, source, items in deleting:
                 await self._act(step, source, items, planned, send=False)
             if erasures := planned.erasures():
                 await before_commit(erasures)
-        run = Run(context=self._context(None))
+        run = self._new_run(self._context(None))
         for step, source, items in deleting:
             await self._act(step, source, items, run)
         return run.erasures()
@@ -216,6 +219,9 @@ class HttpConnector(Connector):
             f"the {self.config.service} configuration of system {self.name} has no requests for {what}: "
             f"carry it out in {self.config.service} by hand, then resolve the task"))
 
+    def _new_run(self, context: dict[str, Any], **options: Any) -> Run:
+        return Run(context=context, budget=Budget(self.config.max_read_mib * MIB, self.config.max_records), **options)
+
     def _context(self, subject: Subject | None) -> dict[str, Any]:
         who = {"email": subject.email, "name": subject.name, "customer_id": subject.customer_id} if subject else {}
         return {"subject": who, "vars": self.config.vars, "steps": {}, "held": {}, "corrections": {}}
@@ -238,7 +244,7 @@ class HttpConnector(Connector):
         (`today` given) works out the holds, and `before_effects` hears the steps left. `only`:
         the records found that the run may act on, by dataset (ErasureContext.only); `leave`:
         those it may not change (counted as `left`)."""
-        run = Run(context={**self._context(subject), **(extra or {})}, only=only, leave=leave or {})
+        run = self._new_run({**self._context(subject), **(extra or {})}, only=only, leave=leave or {})
         acting = False
         steps = self._steps(action)
         try:
@@ -247,7 +253,12 @@ class HttpConnector(Connector):
                 if step.effect is not None and not acting:
                     acting = True
                     if today is not None:
-                        run.held = holds_over(self.config, self.env.policy, run.found, today)
+                        try:
+                            run.held = holds_over(self.config, self.env.policy, run.found, today)
+                        except UnreadAnswer as exc:
+                            raise PermanentConnectorError(
+                                f"system {self.name}: {self.config.service}'s answer to {name} {exc}: "
+                                "what the statute keeps cannot be worked out, so nothing was erased") from None
                         run.context["held"] = {d: sorted(keys) for d, keys in run.held.items()}
                     if before_effects is not None:
                         await before_effects(run, steps[i:])
@@ -275,14 +286,14 @@ class HttpConnector(Connector):
             context = {**run.context, "item": item}
             if not self.exchange.truthy(step.if_, context, where):
                 continue
-            async for _, document in self.exchange.pages(step, where, context):
-                if document is None:
-                    continue
-                records = records_at(document, step.records or "")
+            async for _, _, records in self.exchange.pages(step, where, context, run.budget):
                 if step.dataset and run.only is not None:
                     key = self.config.datasets[step.dataset].key
-                    records = [r for r in records
-                               if isinstance(r, dict) and str(r.get(key)) in run.only.get(step.dataset, ())]
+                    records = [r for r in records if r[key] in run.only.get(step.dataset, ())]
+                if (exceeded := run.budget.over(kept=len(records))) is not None:
+                    raise PermanentConnectorError(
+                        f"system {self.name}: {where} found {exceeded} in {self.config.service} in one action, "
+                        "far more than any subject's: stopped there")
                 collected.extend(records)
                 if step.dataset:
                     run.found.setdefault(step.dataset, []).extend(records)
@@ -311,11 +322,7 @@ class HttpConnector(Connector):
                 continue
             status: int | None = None
             if send:
-                answered = None
-                async for status, document in self.exchange.pages(step, where, context):
-                    answered = status, document
-                assert answered is not None
-                status, document = answered
+                status, document = await self._send(step, where, context, run)
                 run.sent += 1
                 failpoint("http-effect-sent", f"{self.name}#{run.sent}")
                 self._collect(step, document, run)
@@ -327,6 +334,15 @@ class HttpConnector(Connector):
                 run.count(target, step.effect or "")
             if step.effect == "deleted" and isinstance(item, dict) and key_field and item.get(key_field):
                 run.erased.setdefault(target, []).append((str(item[key_field]), "deleted"))
+
+    async def _send(self, step: Step, where: str, context: dict[str, Any], run: Run) -> tuple[int, Any]:
+        """An action step's request for one item: the last answer's status and document (what
+        `collect` reads), once its `confirm` holds."""
+        status, document = 0, None
+        async for status, document, _ in self.exchange.pages(step, where, context, run.budget):  # noqa: B007 - the last
+            pass
+        self.exchange.confirm(step, status, document, context, where)
+        return status, document
 
     def _collect(self, step: Step, document: Any, run: Run) -> dict[str, Any]:
         values = {name: dig(document, path) for name, path in step.collect.items()}
@@ -341,9 +357,7 @@ class HttpConnector(Connector):
             if not self.exchange.truthy(step.if_, context, where):
                 continue
             try:
-                document = None  # the last page's document: what the step's `collect` reads
-                async for _, page in self.exchange.pages(step, where, context):
-                    document = page
+                _, document = await self._send(step, where, context, run)
             except QuotaExhausted as exc:
                 run.waiting = exc
                 return

@@ -7,18 +7,27 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from activities.connectors.base import PermanentConnectorError
+from activities.connectors.bounded_http import AnswerTooLarge, NotJson, json_document, what_failed
+from activities.connectors.http_answers import UnreadAnswer
 from policy.http_model import ApiKeyAuth, Auth, BasicAuth, BearerAuth, HttpConfig, OAuth2Auth
 
 _EARLY = 60  # seconds before expiry at which a token counts as expired
+# The longest a token is used for, whatever the service says: Google's and HubSpot's live an hour
+# at most, and a token that "expires" in a thousand years is one that is never renewed.
+_LONGEST = 24 * 3600
+# RFC 6750's b64token, the only characters a bearer token has (a CR or LF would end the header).
+_BEARER = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 
 
@@ -33,6 +42,46 @@ def read_secrets(system: str, config: HttpConfig) -> dict[str, str]:
                 f"system {system}: environment variable {name} ({field}) is not set")
         values[name] = value
     return values
+
+
+def refuse_plain_http(system: str, config: HttpConfig) -> None:
+    """Outside development, https only: the base URL's requests carry the credentials and the
+    subjects' data, and an OAuth2 token URL is sent the client secret or a signed assertion."""
+    urls = {"base_url": config.base_url}
+    if isinstance(config.auth, OAuth2Auth):
+        urls["auth.token_url"] = config.auth.token_url
+    for field, url in urls.items():
+        if urlsplit(url).scheme.lower() != "https":
+            raise PermanentConnectorError(
+                f"system {system}: {field} is not https: outside development {config.service}'s credentials and "
+                "the subjects' data would cross the network readable by anyone on the path")
+
+
+def _token_answer(document: Any, scope: str | None) -> tuple[str, float, str | None]:
+    """(access token, seconds it is good for, a new refresh token) from a token endpoint's 2xx
+    answer (RFC 6749 5.1); UnreadAnswer saying why when it is no bearer token for what was asked."""
+    if not isinstance(document, dict) or not isinstance(document.get("access_token"), str):
+        raise UnreadAnswer("no access_token")
+    token = document["access_token"]
+    if len(token) > 8192 or not _BEARER.fullmatch(token):
+        raise UnreadAnswer("an access_token that is no bearer token")
+    kind = document.get("token_type", "bearer")
+    if not isinstance(kind, str) or kind.lower() != "bearer":
+        raise UnreadAnswer("a token of another type than bearer")
+    granted = document.get("scope")
+    # A service that grants other scopes than those asked says so (RFC 6749 5.1): a token for
+    # something else than the deletion API is refused here rather than at every request.
+    if scope and granted is not None and (not isinstance(granted, str) or set(scope.split()) - set(granted.split())):
+        raise UnreadAnswer(f"a token for other scopes than {scope}")
+    lifetime = document.get("expires_in")
+    if lifetime is None:
+        lifetime = 3600  # optional in RFC 6749; an hour is what these services give
+    if isinstance(lifetime, str) and lifetime.isascii() and lifetime.isdigit():
+        lifetime = int(lifetime)  # some endpoints send it as text
+    if isinstance(lifetime, bool) or not isinstance(lifetime, (int, float)) or not 0 <= lifetime:
+        raise UnreadAnswer("an expires_in that is no number of seconds")
+    refresh = document.get("refresh_token")
+    return token, min(float(lifetime), _LONGEST), refresh if isinstance(refresh, str) and refresh else None
 
 
 def _b64url(data: bytes) -> str:
@@ -130,8 +179,11 @@ class Credentials:
             response = await self.http.post(auth.token_url, data=form,
                                             auth=basic if basic is not None else httpx.USE_CLIENT_DEFAULT,
                                             headers={"Accept": "application/json"})
+        except AnswerTooLarge:
+            raise PermanentConnectorError(
+                f"system {self.system}: {self.service}'s token endpoint answered more than a token: not read") from None
         except httpx.TransportError as exc:
-            raise ConnectionError(f"system {self.system}: token endpoint unreachable ({type(exc).__name__})") from None
+            raise ConnectionError(f"system {self.system}: token endpoint unreachable ({what_failed(exc)})") from None
         if response.status_code == 429 or response.status_code >= 500:
             raise ConnectionError(f"system {self.system}: {self.service} token endpoint answered HTTP {response.status_code}")
         if not response.is_success:
@@ -139,12 +191,16 @@ class Credentials:
                 f"system {self.system}: {self.service} refused the OAuth2 {auth.grant} grant "
                 f"(HTTP {response.status_code}): check the credentials in "
                 + ", ".join(sorted(self.auth_envs())))
-        document = response.json()
-        self._token = str(document["access_token"])
-        self._expires_at = time.time() + float(document.get("expires_in") or 3600)
+        try:
+            token, lifetime, refresh = _token_answer(json_document(response), auth.scope)
+        except (NotJson, UnreadAnswer) as exc:
+            raise PermanentConnectorError(
+                f"system {self.system}: {self.service}'s token endpoint answered the OAuth2 {auth.grant} grant with "
+                f"what is no token ({exc}): check auth.token_url") from None
+        self._token, self._expires_at = token, time.time() + lifetime
         # Services that rotate refresh tokens send a new one; keep using the newest.
-        if document.get("refresh_token"):
-            self._refresh_token = str(document["refresh_token"])
+        if refresh:
+            self._refresh_token = refresh
 
     def auth_envs(self) -> list[str]:
         return [v for k, v in self.auth.model_dump().items() if k.endswith("_env") and v]

@@ -6,7 +6,11 @@ status but never the subject (paths in messages are the configured templates, no
   maximum ends the activity attempt with `next_retry_delay`, so the workflow waits instead;
 - 5xx and transport errors: back off and try again, then let the activity retry;
 - 401 with OAuth2: fetch a new token once and repeat the request;
-- any other 4xx: PermanentConnectorError, which flags the task for staff.
+- any other 4xx: PermanentConnectorError, which flags the task for staff;
+- a redirect: not followed (the credentials would go with it), PermanentConnectorError;
+- an answer past the client's cap (ANSWER_MIB), not JSON, nested too deep, without the records
+  where the step says, or paging in a circle (http_answers.py): PermanentConnectorError; one
+  trickled past the client's deadline: the activity retries, later.
 """
 
 from __future__ import annotations
@@ -17,7 +21,6 @@ import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote, urljoin, urlsplit
 
@@ -28,18 +31,29 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from temporalio.exceptions import ApplicationError
 
 from activities.connectors.base import PermanentConnectorError
+from activities.connectors.bounded_http import AnswerTooLarge, AnswerTooSlow, NotJson, json_document, what_failed
+from activities.connectors.http_answers import (
+    Circle,
+    UnreadAnswer,
+    cursor_value,
+    dig,
+    keyed,
+    kind_of,
+    more_pages,
+    records_at,
+    total_items,
+)
 from activities.connectors.http_auth import Credentials
 from activities.connectors.http_quota import QuotaExhausted, QuotaLedger
+from activities.connectors.http_run import Budget
+from activities.connectors.http_throttle import error_document, retry_after, throttled
 from policy.http_model import HttpConfig, Pagination, RequestSpec, Step
 
 _CODE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 _LINK_NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
-# Delay-seconds are ASCII digits (str.isdigit also takes "²", which float() then refuses).
-_DIGITS = re.compile(r"[0-9]+")
-# The longest wait a service's answer obtains: its day's quota comes back within a day. A
-# Retry-After of ten years held the task that long, with nothing to show for it until the
-# deadline passed, and one of 10**20 seconds failed every attempt with an OverflowError.
-RETRY_AFTER_MAX = 24 * 3600.0
+# The longest answer read: far above any page these APIs answer (a Stripe page of 100 invoices is
+# about a megabyte), and small enough that a page of tiny records decoded still fits in memory.
+ANSWER_MIB = 8
 
 
 def _md5(value: Any) -> str:
@@ -58,73 +72,27 @@ def _environment(finalize: Callable[[Any], Any] | None = None) -> ImmutableSandb
 
 
 _TEXT = _environment()
+
+
+def _path_value(value: Any) -> str:
+    """A value as it goes into a URL path: an id, escaped whole, so that it can never change the
+    path's shape. A value from the service's answers ("..": httpx resolves it, and the request
+    goes to the segment above; an object; null, sent as "None") is refused, not sent."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise ValueError(f"a value put into the URL path is {kind_of(value)}, not an id: not sent")
+    text = str(value)
+    if text in ("", ".", ".."):
+        raise ValueError(f"a value put into the URL path is {text!r}, which would change the path: not sent")
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise ValueError("a value put into the URL path holds control characters: not sent")
+    if "/" in text or "\\" in text:
+        # Escaped, yet a server that decodes the path before routing it reads another path.
+        raise ValueError("a value put into the URL path holds a slash, which a service may read as a path: not sent")
+    return quote(text, safe="")
+
+
 # In paths every value is URL-escaped: an e-mail or id can never change the path's shape.
-_PATH = _environment(finalize=lambda v: quote(str(v), safe=""))
-
-
-def dig(document: Any, path: str | None) -> Any:
-    """The value at a dotted path ("paging.next.after"); "" is the document itself."""
-    if path is None:
-        return None
-    value = document
-    for part in [p for p in path.split(".") if p]:
-        if isinstance(value, dict):
-            value = value.get(part)
-        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
-            value = value[int(part)]
-        else:
-            return None
-    return value
-
-
-def records_at(document: Any, path: str) -> list[dict[str, Any]]:
-    value = dig(document, path)
-    if isinstance(value, dict):
-        return [value]
-    if isinstance(value, list):
-        return [v for v in value if isinstance(v, dict)]
-    return []
-
-
-def retry_after(response: httpx.Response, now: datetime) -> float | None:
-    """Retry-After as seconds (RFC 9110: delay-seconds or an HTTP date), at most RETRY_AFTER_MAX.
-    HubSpot sends none: its X-HubSpot-RateLimit-Remaining 0 says the window of
-    X-HubSpot-RateLimit-Interval-Milliseconds is used up, so one window's wait."""
-    value = response.headers.get("Retry-After")
-    if not value:
-        interval = response.headers.get("X-HubSpot-RateLimit-Interval-Milliseconds", "")
-        if response.headers.get("X-HubSpot-RateLimit-Remaining") == "0" and _DIGITS.fullmatch(interval):
-            return min(int(interval) / 1000, RETRY_AFTER_MAX)
-        return None
-    if _DIGITS.fullmatch(value.strip()):
-        return min(float(value), RETRY_AFTER_MAX)
-    try:
-        return min(max(0.0, (parsedate_to_datetime(value) - now).total_seconds()), RETRY_AFTER_MAX)
-    except (TypeError, ValueError):
-        return None
-
-
-def throttled(response: httpx.Response) -> str | None:
-    """"rate" or "daily" when a 403 or 429 says a rate limit or the day's quota is used up:
-    HubSpot's {errorType: RATE_LIMIT, policyName: DAILY | SECONDLY | ...}; Google's
-    {error: {errors: [{reason: dailyLimitExceeded | rateLimitExceeded | ...}]}}, which Google's
-    APIs send with a 403 as often as with a 429."""
-    try:
-        document = response.json()
-    except ValueError:
-        return None
-    if not isinstance(document, dict):
-        return None
-    if document.get("errorType") == "RATE_LIMIT":
-        return "daily" if document.get("policyName") == "DAILY" else "rate"
-    error = document.get("error")
-    errors = error.get("errors") if isinstance(error, dict) else None
-    reasons = {e.get("reason") for e in errors if isinstance(e, dict)} if isinstance(errors, list) else set()
-    if "dailyLimitExceeded" in reasons:
-        return "daily"
-    if reasons & {"rateLimitExceeded", "userRateLimitExceeded", "quotaExceeded"}:
-        return "rate"
-    return None
+_PATH = _environment(finalize=_path_value)
 
 
 class HttpSystemUnavailable(ConnectionError):
@@ -168,54 +136,93 @@ class HttpExchange:
             return True
         return self.render(template, context, where).strip().lower() not in ("", "false", "0", "none", "no")
 
+    def confirm(self, step: Step, status: int, document: Any, context: Mapping[str, Any], where: str) -> None:
+        """The step's `confirm` over the answer, which must hold for its effect to count; a
+        PermanentConnectorError when it does not (an answer lacking what it reads confirms nothing)."""
+        if step.confirm is None or status in step.missing:
+            return
+        try:
+            confirmed = self.truthy(step.confirm, {**context, "answer": document, "status": status}, where)
+        except TemplateError:
+            confirmed = False
+        if not confirmed:
+            raise PermanentConnectorError(
+                f"system {self.system}: {self.config.service} answered HTTP {status} to {step.request.method} "
+                f"{step.request.path} ({where}) without confirming it was done (confirm: {step.confirm}): "
+                "not counted as done; check in the service")
+
     # -- exchanges -------------------------------------------------------------------------
 
-    async def pages(self, step: Step, where: str, context: Mapping[str, Any]) -> AsyncIterator[tuple[int, Any]]:
-        """Each page of a step's response as (status, body); a `missing` status yields once."""
+    async def pages(self, step: Step, where: str, context: Mapping[str, Any],
+                    budget: Budget) -> AsyncIterator[tuple[int, Any, list[dict[str, Any]]]]:
+        """Each page of a step's response as (status, document, its records: those of a read
+        step); a `missing` status yields once, with no document. Every answer counts against the
+        action's `budget`; a page, cursor or next link met again ends the read with an error."""
         spec = step.request
+        what = f"{spec.method} {spec.path} ({where})"
         query = self.render_value(spec.query, context, where)
         body = self.render_value(spec.body, context, where) if spec.body is not None else None
         url = self.base_url + "/" + self.render(spec.path, context, where, path=True).lstrip("/")
         paging: Pagination | None = step.paginate
         offset = int(query.get(paging.param, 0)) if paging and paging.style == "offset" and paging.param else 0
+        circle = Circle()
         for _ in range(paging.max_pages if paging else 1):
             # A fresh `request_key` for each request (not for each retry of it): what an
             # Idempotency-Key header is made of (Stripe replays a key's first answer).
             extra = self.render_value(spec.headers, {**context, "request_key": str(uuid.uuid4())}, where)
             response = await self.send(spec, where, url, query, body, accept=step.missing, headers=extra)
+            if (exceeded := budget.over(read=len(response.content))) is not None:
+                raise PermanentConnectorError(
+                    f"system {self.system}: {what} read {exceeded} from {self.config.service} in one action, "
+                    "far more than any subject's records: stopped there")
             if response.status_code in step.missing:
-                yield response.status_code, None
+                yield response.status_code, None, []
                 return
-            document = response.json() if response.content else None
-            yield response.status_code, document
-            if paging is None:
+            try:
+                document = json_document(response)
+                page = records_at(document, step.records) if step.records is not None else []
+                if step.dataset and step.records is not None:
+                    keyed(page, self.config.datasets[step.dataset].key, step.dataset)
+                circle.page(page)
+                following = self._following(paging, document, response, page, offset, circle) if paging else None
+            except (NotJson, UnreadAnswer) as exc:
+                raise PermanentConnectorError(
+                    f"system {self.system}: {self.config.service}'s answer to {what} {exc}: not read") from None
+            yield response.status_code, document, page
+            if paging is None or following is None:
                 return
-            page = records_at(document, step.records or "")
             if paging.style == "link":
-                following = dig(document, paging.next_path) if paging.next_path else self._link_header(response)
-                if not following:
-                    return
                 url, query = self._next_link(str(following), url, where), {}
                 continue
             if paging.style == "offset":
-                offset += len(page)
-                total = dig(document, paging.total_path)
-                if not page or (isinstance(total, int) and offset >= total):
-                    return
-                cursor: Any = offset
-            else:
-                if paging.more_path and not dig(document, paging.more_path):
-                    return
-                cursor = dig(document, paging.cursor_path) if paging.cursor_path else (
-                    page[-1].get(paging.cursor_field or "") if page else None)
-                if cursor in (None, ""):
-                    return
+                offset = int(following)
             if paging.location == "body" and body is not None:
-                body = {**body, paging.param: cursor}
+                body = {**body, paging.param: following}
             else:
-                query = {**query, paging.param: cursor}
-        raise PermanentConnectorError(f"system {self.system}: {where} returned more than "
-                                      f"{paging.max_pages if paging else 1} pages")
+                query = {**query, paging.param: following}
+        raise PermanentConnectorError(f"system {self.system}: {self.config.service} answered {what} with more "
+                                      f"than {paging.max_pages if paging else 1} pages (paginate.max_pages): "
+                                      "not read further")
+
+    def _following(self, paging: Pagination, document: Any, response: httpx.Response,
+                   page: list[dict[str, Any]], offset: int, circle: Circle) -> Any:
+        """Where the next page is (a link, an offset, a cursor), None after the last; UnreadAnswer
+        when the answer says it in a way no page follows from, or leads back to a page read."""
+        if paging.style == "link":
+            link = dig(document, paging.next_path) if paging.next_path else self._link_header(response)
+            following = cursor_value(link, paging.next_path or "Link")
+        elif paging.style == "offset":
+            total = total_items(dig(document, paging.total_path), paging.total_path or "")
+            offset += len(page)
+            following = None if not page or (total is not None and offset >= total) else offset
+        else:
+            if paging.more_path and not more_pages(dig(document, paging.more_path), paging.more_path):
+                return None
+            following = cursor_value(dig(document, paging.cursor_path), paging.cursor_path) if paging.cursor_path \
+                else cursor_value(page[-1].get(paging.cursor_field or "") if page else None, paging.cursor_field or "")
+        if following is not None and paging.style != "offset":
+            circle.cursor(following)
+        return following
 
     def _next_link(self, link: str, current: str, where: str) -> str:
         """The next page's URL from a link in the answer: absolute (HubSpot's answers), a path
@@ -263,14 +270,26 @@ class HttpExchange:
                 # (httpx drops a URL's own query when given params, even empty ones: next-page links)
                 response = await self.http.request(spec.method, url, headers=sent,
                                                    params=_plain(query) if query else None, data=form, json=json_body)
+            except AnswerTooLarge:
+                # The same request brings the same answer: not fetched again.
+                raise PermanentConnectorError(
+                    f"system {self.system}: {self.config.service}'s answer to {what} was longer than "
+                    f"{ANSWER_MIB} MiB, far more than a page of its API: not read") from None
             except httpx.TransportError as exc:
-                if attempt >= retry.attempts:
-                    raise HttpSystemUnavailable(f"system {self.system}: {what} failed: {type(exc).__name__}") from None
+                # An answer sent too slowly to arrive whole by the deadline took minutes already:
+                # the activity's retries, with their backoff, try again later.
+                if attempt >= retry.attempts or isinstance(exc, AnswerTooSlow):
+                    raise HttpSystemUnavailable(f"system {self.system}: {what} failed: {what_failed(exc)}") from None
                 await self.sleep(retry.backoff_seconds * 2 ** (attempt - 1))
                 continue
             code = response.status_code
             if response.is_success or code in accept:
                 return response
+            if response.is_redirect:
+                raise PermanentConnectorError(
+                    f"system {self.system}: {self.config.service} answered HTTP {code} to {what}, a redirect "
+                    f"{self._redirect_target(response)}: not followed, since the credentials would go with it; "
+                    "check base_url")
             if code == 401 and self.credentials.refreshable and not refreshed:
                 refreshed = True  # an expired or revoked token: one new token, one more try
                 self.credentials.invalidate()
@@ -298,13 +317,18 @@ class HttpExchange:
                 f"system {self.system}: {self.config.service} answered HTTP {code} to {what}"
                 + self._error_code(response) + _hint(code))
 
+    def _redirect_target(self, response: httpx.Response) -> str:
+        target = response.headers.get("Location", "")
+        try:
+            elsewhere = _origin(urljoin(str(response.url), target)) != _origin(self.base_url)
+        except ValueError:
+            elsewhere = True
+        return "to another host" if elsewhere else "elsewhere on its host"
+
     def _error_code(self, response: httpx.Response) -> str:
         if not self.config.error_code_path:
             return ""
-        try:
-            code = dig(response.json(), self.config.error_code_path)
-        except ValueError:
-            return ""
+        code = dig(error_document(response), self.config.error_code_path)
         # Only a short token-like code: a service's free-text message may quote the subject.
         return f" [{code}]" if isinstance(code, (str, int)) and _CODE.fullmatch(str(code)) else ""
 

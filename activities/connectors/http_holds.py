@@ -9,20 +9,22 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from activities.connectors.base import HeldRecord
+from activities.connectors.http_answers import UnreadAnswer
 from activities.connectors.sql_erasure import retention_end
 from policy.http_model import HttpConfig
 from policy.model import Policy
 
 
 def document_date(value: Any) -> date | None:
-    """A record's date: epoch seconds (Stripe `created`) or ISO 8601 text."""
+    """A record's date: epoch seconds (Stripe `created`) or ISO 8601 text; None for anything else
+    (true, an object, a time outside the calendar, 10**20 seconds)."""
     if isinstance(value, bool) or value is None:
         return None
-    if isinstance(value, (int, float)):
-        return datetime.fromtimestamp(value, UTC).date()
     try:
+        if isinstance(value, (int, float)):
+            return datetime.fromtimestamp(value, UTC).date()
         return datetime.fromisoformat(str(value).replace("Z", "+00:00")).date()
-    except ValueError:
+    except (ValueError, OverflowError, OSError):
         return None
 
 
@@ -35,7 +37,8 @@ def _reference(value: Any) -> str | None:
 
 def holds_over(config: HttpConfig, policy: Policy, found: dict[str, list[dict[str, Any]]],
                today: date) -> dict[str, dict[str, tuple[date, str]]]:
-    """dataset -> record key -> (kept until, statute), for the records a statute still covers."""
+    """dataset -> record key -> (kept until, statute), for the records a statute still covers.
+    UnreadAnswer when a record's date cannot be read: what it would keep is unknown."""
     held: dict[str, dict[str, tuple[date, str]]] = {}
     for name, dataset in config.datasets.items():
         hold = dataset.hold
@@ -44,9 +47,15 @@ def holds_over(config: HttpConfig, policy: Policy, found: dict[str, list[dict[st
         statute = policy.statutory_holds[hold.statute]
         for record in found.get(name, []):
             issued = document_date(record.get(hold.date_field))
-            if issued is None:
-                continue
-            until = retention_end(issued, statute)
+            try:
+                until = retention_end(issued, statute) if issued is not None else None
+            except ValueError:  # past the calendar's year 9999
+                until = None
+            if until is None:
+                # Skipping it (as before) deleted the customer an invoice of it names, which the
+                # statute keeps: a record whose hold cannot be worked out stops the erasure.
+                raise UnreadAnswer(f"has a record of {name} whose `{hold.date_field}` is no date the "
+                                   f"{hold.statute} hold can run from")
             if until >= today:
                 held.setdefault(name, {})[str(record.get(dataset.key))] = (until, hold.statute)
     for name, dataset in config.datasets.items():

@@ -11,12 +11,37 @@ from typing import Any
 
 from activities.connectors.http_quota import QuotaExhausted
 
+MIB = 1024 * 1024
+
+
+@dataclass
+class Budget:
+    """What one action may read from the service (HttpConfig.max_read_mib, max_records): a
+    service answering pages without end, or pages of millions of records, stops there instead
+    of filling the worker's memory."""
+
+    max_bytes: int
+    max_records: int
+    read: int = 0
+    kept: int = 0
+
+    def over(self, *, read: int = 0, kept: int = 0) -> str | None:
+        """Take `read` bytes and `kept` records; what is exceeded, in words, if anything."""
+        self.read += read
+        self.kept += kept
+        if self.read > self.max_bytes:
+            return f"more than {self.max_bytes // MIB} MiB of answers (max_read_mib)"
+        if self.kept > self.max_records:
+            return f"more than {self.max_records} records (max_records)"
+        return None
+
 
 @dataclass
 class Run:
     """What one action has found and done so far."""
 
     context: dict[str, Any]
+    budget: Budget
     found: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     by_step: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     step_dataset: dict[str, str | None] = field(default_factory=dict)
@@ -36,7 +61,7 @@ class Run:
 
     def planning(self) -> Run:
         """A run that goes on from what this one read, for planning its effects."""
-        return Run(context=dict(self.context), found=self.found, by_step=self.by_step,
+        return Run(context=dict(self.context), budget=self.budget, found=self.found, by_step=self.by_step,
                     step_dataset=self.step_dataset, held=self.held, only=self.only, leave=self.leave)
 
     def count(self, dataset: str, effect: str, n: int = 1) -> None:

@@ -1,6 +1,8 @@
 """What every SaaS stand-in shares: a log of the requests it served, faults a test can inject
-(a 429 with Retry-After, a 5xx), OAuth 2.0 access tokens that a test can expire, list pages a
-test can make small, and a `/_standin` control API for stand-ins run as a separate process.
+(a 429 with Retry-After, a 5xx), answers a test can tamper with (a broken or hostile service: a
+cursor that never ends, a body that is not JSON), OAuth 2.0 access tokens that a test can
+expire, list pages a test can make small, and a `/_standin` control API for stand-ins run as a
+separate process.
 
 Stand-ins speak the documented wire format of the service they replace (paths, auth, error
 bodies, paging) closely enough that the shipped configuration under policy/http works against
@@ -8,9 +10,10 @@ either. They keep their data in memory."""
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterable, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
@@ -30,6 +33,17 @@ class Fault:
     times: int = 1
     path: str | None = None  # only requests whose path contains this
     body: dict[str, Any] | None = None  # the error body (default: the service's for the status)
+
+
+@dataclass
+class Tamper:
+    """A misbehaviour: the answer to requests whose path contains `path` (and of `method`) is
+    what `rewrite` makes of the request and the stand-in's own answer's JSON document (None for
+    an empty one): a document, answered with the same status, or a response of its own."""
+
+    path: str
+    rewrite: Callable[[Request, Any], Reply]
+    method: str | None = None
 
 
 @dataclass
@@ -69,6 +83,7 @@ class StandIn:
     name: str
     error_body: ErrorBody
     faults: list[Fault] = field(default_factory=list)
+    tampers: list[Tamper] = field(default_factory=list)
     served: list[Served] = field(default_factory=list)
     tokens: Tokens = field(default_factory=Tokens)
     max_page_size: int = 100
@@ -79,6 +94,20 @@ class StandIn:
     def inject(self, status: int, *, retry_after: str | None = None, times: int = 1, path: str | None = None,
                body: dict[str, Any] | None = None) -> None:
         self.faults.append(Fault(status, retry_after, times, path, body))
+
+    def tamper(self, path: str, rewrite: Callable[[Request, Any], Reply], *, method: str | None = None) -> None:
+        self.tampers.append(Tamper(path, rewrite, method))
+
+    async def tampered(self, request: Request, response: Response) -> Response:
+        """The answer as a tamper switched on for this request rewrites it (else as it was)."""
+        tamper = next((t for t in self.tampers
+                       if t.path in request.url.path and t.method in (None, request.method)), None)
+        if tamper is None:
+            return response
+        body: AsyncIterable[bytes] = getattr(response, "body_iterator")  # noqa: B009 - call_next's streaming answer
+        raw = b"".join([chunk async for chunk in body])
+        rewritten = tamper.rewrite(request, json.loads(raw) if raw else None)
+        return rewritten if isinstance(rewritten, Response) else JSONResponse(rewritten, status_code=response.status_code)
 
     def error(self, status: int, message: str, headers: dict[str, str] | None = None,
               media_type: str = "application/json") -> JSONResponse:
@@ -132,7 +161,7 @@ def create_standin_app(standin: StandIn, *, media_type: str = "application/json"
                     return JSONResponse(fault.body, status_code=fault.status, headers=headers or None,
                                         media_type=media_type)
                 return standin.error(fault.status, "injected by the stand-in", headers or None, media_type)
-        response: Response = await call_next(request)
+        response: Response = await standin.tampered(request, await call_next(request))
         standin.served.append(Served(request.method, path, response.status_code, arrived, body, sent, query))
         return response
 
