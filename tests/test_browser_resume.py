@@ -63,7 +63,7 @@ async def test_compliance_and_an_admin_resume_a_stopped_request_and_its_actions_
     await expect(officer.locator("#workflow-ended .flash")).to_contain_text("Resumed")
     await expect(officer.get_by_role("button", name="Resume the request")).to_have_count(0)
     await expect(officer.locator(".timeline")).to_contain_text(
-        "Resumed: its workflow carries on from where it stopped (it had terminated: Terminated by mistake")
+        "Resumed: its workflow carries on from where it stopped (it had been terminated: Terminated by mistake")
     await shots(officer, "resumed")
     await officer.get_by_role("button", name="Send a new code").click()
     await expect(officer.locator("#live .flash")).to_contain_text("A new code and link are sent", timeout=SLOW)

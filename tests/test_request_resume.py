@@ -131,7 +131,7 @@ async def test_a_terminated_erasure_is_flagged_then_resumed_by_compliance_and_co
     assert kinds.index("request.workflow_ended") < kinds.index("request.resumed") < kinds.index("status.completed")
     resumed_event = events[kinds.index("request.resumed")]
     assert describe_event(resumed_event) == ("Resumed: its workflow carries on from where it stopped "
-                                             "(it had terminated: Terminated by mistake during maintenance)")
+                                             "(it had been terminated: Terminated by mistake during maintenance)")
 
 
 @pytest.mark.parametrize("killed_at", ["resume-recorded", "resume-reset"])
