@@ -18,15 +18,13 @@ from datetime import timedelta
 import pytest
 
 from activities.request_start_sweep import tell_untold_answers
-from devstack.processes import free_port
 from schemas.request_start import StartSweepInput, StartSweepReport
 from schemas.workflow import workflow_id_for
-from tests.fanout_stack import api, fanout_stack_alone
 from tests.support import letters_for, unique_email
-from tests.test_crash_uploads import EXPORT, _asked, _events, _killed_at, _surveys
-from tests.test_processor_exports import LIMITS, SURVEYS_CONTACT, _package
+from tests.test_crash_uploads import EXPORT, _asked, _events, _killed_at, _surveys, surveys_asked_by_email
+from tests.test_processor_exports import _package
 from tests.untrusted_support import PROCESSOR, callback_killed_before_telling
-from workers.dsr_worker import activity_context, build_worker
+from workers.dsr_worker import activity_context
 from workflows.request_start_sweep import RequestStartSweepWorkflow
 
 # Longer ago than the sweep waits before telling a task (DSRFLOW_START_SWEEP_AFTER_MINUTES, 1 here).
@@ -35,20 +33,10 @@ LONG_AGO = "UPDATE manual_tasks SET confirmed_at = confirmed_at - interval '2 mi
 
 @pytest.fixture(scope="module")
 async def untold(postgres, settings, dev_server, mail_sink, tmp_path_factory) -> AsyncIterator[dict]:
-    """The stack with the survey provider asked by e-mail, a worker running throughout (its
-    sweep waiting one minute before telling a task), and settings for an API process of the
-    test's own, to be killed."""
-    client = dev_server.client
-    tmp = tmp_path_factory.mktemp("untold")
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("DSRFLOW_SURVEYS_PRIVACY_EMAIL", SURVEYS_CONTACT)  # read by the worker and the API processes
-        async with fanout_stack_alone(postgres, settings, client, tmp, "untold", keep_manual=("surveys",),
-                                      policy_updates=LIMITS) as (stack, pool), \
-                build_worker(client, stack.settings.model_copy(update={"start_sweep_after_minutes": 1}), pool), \
-                api(stack) as http:
-            port = free_port()
-            own = stack.settings.model_copy(update={"api_port": port, "public_url": f"http://127.0.0.1:{port}"})
-            yield {"stack": stack, "pool": pool, "http": http, "own": own}
+    """As test_crash_uploads's stack, its worker's sweep waiting one minute before telling a task."""
+    async with surveys_asked_by_email(postgres, settings, dev_server.client, tmp_path_factory.mktemp("untold"),
+                                      "untold", start_sweep_after_minutes=1) as stack:
+        yield stack
 
 
 async def _sweep(client, stack) -> StartSweepReport:

@@ -13,10 +13,12 @@ server of its own."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -47,20 +49,28 @@ ON_RECORD = ("SELECT count(*) FROM manual_tasks m JOIN system_tasks s USING (req
              "WHERE m.request_id = $1 AND m.system = 'surveys' AND s.status = 'pending'")
 
 
-@pytest.fixture(scope="module")
-async def answers(postgres, settings, dev_server, mail_sink, tmp_path_factory) -> AsyncIterator[dict]:
-    """The stack with the survey provider asked by e-mail, a worker running throughout, and
-    settings for an API process of the test's own (its own port), to be killed."""
-    client = dev_server.client
-    tmp = tmp_path_factory.mktemp("uploads")
+@contextlib.asynccontextmanager
+async def surveys_asked_by_email(postgres, settings, client, tmp: Path, name: str,
+                                 **worker_settings: Any) -> AsyncIterator[dict]:
+    """The stack with the survey provider asked by e-mail, a worker running throughout (with
+    `worker_settings` over the stack's), and settings for an API process of the test's own (its
+    own port), to be killed."""
     with pytest.MonkeyPatch.context() as env:
         env.setenv("DSRFLOW_SURVEYS_PRIVACY_EMAIL", SURVEYS_CONTACT)  # read by the worker and the API processes
-        async with fanout_stack_alone(postgres, settings, client, tmp, "uploads", keep_manual=("surveys",),
+        async with fanout_stack_alone(postgres, settings, client, tmp, name, keep_manual=("surveys",),
                                       policy_updates=LIMITS) as (stack, pool), \
-                build_worker(client, stack.settings, pool), api(stack) as http:
+                build_worker(client, stack.settings.model_copy(update=worker_settings), pool), \
+                api(stack) as http:
             port = free_port()
             own = stack.settings.model_copy(update={"api_port": port, "public_url": f"http://127.0.0.1:{port}"})
             yield {"stack": stack, "pool": pool, "http": http, "own": own}
+
+
+@pytest.fixture(scope="module")
+async def answers(postgres, settings, dev_server, mail_sink, tmp_path_factory) -> AsyncIterator[dict]:
+    async with surveys_asked_by_email(postgres, settings, dev_server.client, tmp_path_factory.mktemp("uploads"),
+                                      "uploads") as stack:
+        yield stack
 
 
 async def _asked(http, pool, mail_sink, type_: str, email: str) -> tuple[str, str]:
