@@ -7,6 +7,11 @@ or `secret` had been deleted while its data was kept (a clean-up stopped halfway
 nothing was wrong: a new key was made under the old one's name, every open workflow then failed
 to decode in the worker's log alone, and a new secret left every stored code, link and search hash
 unreadable.
+
+The same goes for a home whose PostgreSQL data and Temporal's database are no longer a pair: a
+`pg/` removed while `temporal.db` was kept left open workflows whose requests the new database had
+never heard of (each failed in the worker's log), and a `temporal.db` removed while `pg/` was kept
+left every open request without the workflow that moves it on (frozen, with nothing said).
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ import fcntl
 import os
 from pathlib import Path
 from typing import IO
+
+import asyncpg
 
 from devstack.processes import StackError
 from dsrflow.crypto.keys import keys_file
@@ -63,3 +70,38 @@ def _lost(key: Path, data: Path, what: str) -> str:
     return (f"{key} is missing, but {data} is there: {what} were made with it, and a new one would read "
             f"none of them. Put the file back (from a backup), or start afresh by removing "
             f"{data.parent} as a whole (every request in it is lost)")
+
+
+def _both_embedded(settings: Settings) -> bool:
+    return not settings.database_url and not settings.temporal_address
+
+
+def refuse_lost_database(settings: Settings, home: Path) -> bool:
+    """Refuse a home whose workflows (`temporal.db`) outlived the requests they run (`pg/`).
+    Returns whether Temporal's database would be made afresh: `refuse_open_requests_without_workflows`
+    then checks, once PostgreSQL is up and before Temporal starts, what that would leave."""
+    workflows, requests = home / "temporal.db", home / "pg" / "PG_VERSION"
+    if _both_embedded(settings) and workflows.exists() and not requests.exists():
+        raise StackError(f"{home / 'pg'} is missing, but {workflows} is there: its workflows run requests that "
+                         f"were in the missing database, and each would fail. Put {home / 'pg'} back (from a "
+                         f"backup), or start afresh by removing {home} as a whole (every request in it is lost)")
+    return _both_embedded(settings) and not workflows.exists()
+
+
+async def refuse_open_requests_without_workflows(database_url: str, home: Path) -> None:
+    """Refuse to make a fresh Temporal database beside a PostgreSQL one that holds open requests:
+    their workflows went with the old `temporal.db`, and nothing would move them on. Closed
+    requests keep their evidence in PostgreSQL and need no workflow; a database not migrated yet
+    holds no request."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        stranded = await conn.fetchval("SELECT count(*) FROM dsr_requests WHERE closed_at IS NULL")
+    except asyncpg.UndefinedTableError:
+        return
+    finally:
+        await conn.close()
+    if stranded:
+        raise StackError(f"{home / 'temporal.db'} is missing, but {home / 'pg'} holds {stranded} open request(s) "
+                         f"whose workflows were in it: none of them would move on. Put {home / 'temporal.db'} back "
+                         f"(from a backup), or start afresh by removing {home} as a whole (every request in it "
+                         f"is lost)")

@@ -20,7 +20,12 @@ import httpx
 from devstack.demo.email_marketing import BASE_PATH as EMAIL_BASE_PATH
 from devstack.demo.email_marketing_db import ensure_email_marketing_database
 from devstack.demo.sql_systems import ensure_demo_databases
-from devstack.home_state import lock_home, refuse_lost_keys
+from devstack.home_state import (
+    lock_home,
+    refuse_lost_database,
+    refuse_lost_keys,
+    refuse_open_requests_without_workflows,
+)
 from devstack.postgres import EmbeddedPostgres
 from devstack.processes import StackError, ensure_port_free, spawn, wait_for_port
 from devstack.saas.__main__ import demo_environment
@@ -90,6 +95,7 @@ class Stack:
         held = lock_home(self.home)
         self._stops.append(("the lock on DSRFLOW_HOME", held.close))  # let go of last, once all has stopped
         refuse_lost_keys(s, self.home)
+        fresh_workflows = refuse_lost_database(s, self.home)
         self._check_ports()
         load_keyring(s)  # create the payload key once, before any child races for it
 
@@ -112,6 +118,8 @@ class Stack:
             sink.start()
             self._stops.append(("SMTP sink", sink.stop))
             self._sink = sink
+        if fresh_workflows:
+            await refuse_open_requests_without_workflows(self.env["DSRFLOW_DATABASE_URL"], self.home)
         if not s.temporal_address:
             temporal = TemporalDevServer(s)
             temporal.start(self.logs / "temporal.log")

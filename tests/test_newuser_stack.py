@@ -1,6 +1,7 @@
 """`make run` as a new user runs it: a second one on the same DSRFLOW_HOME (another terminal, other
 ports), one after the stack was killed with SIGKILL, one on a home whose key files were deleted
-while its data was kept, and one with a misspelt variable in front of it."""
+while its data was kept, one on a home that kept only one of its two databases, and one with a
+misspelt variable in front of it."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import psutil
 
 from tests.up_process import free_ports, start_up, stop_up, up_env, wait_healthy
@@ -37,6 +39,9 @@ async def test_one_stack_per_home_killed_stacks_resume_and_lost_keys_are_refused
     first = start_up(env, log)
     try:
         await wait_healthy(int(env["DSRFLOW_API_PORT"]), first, log)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{env['DSRFLOW_API_PORT']}") as http:
+            asked = await http.post("/v1/public/requests", json={"type": "erasure", "email": "ada@example.com"})
+        assert asked.status_code == 202, asked.text  # open, waiting for its subject: its workflow is in temporal.db
         # Another terminal, ports of its own, the same home: it would share PostgreSQL's data
         # directory, and stopped with "PostgreSQL exited with code 1; see .../postgres.log".
         second = _up_refused(up_env(home, free_ports(), DSRFLOW_DEMO="false", DSRFLOW_POLICY=str(lifecycle_policy)))
@@ -64,6 +69,22 @@ async def test_one_stack_per_home_killed_stacks_resume_and_lost_keys_are_refused
         assert not (home / name).exists()  # no new one made beside the data
         (home / name).write_bytes(kept)
         os.chmod(home / name, 0o600)
+
+    # The same with the data: one of the two databases removed, the other kept.
+    aside = tmp_path / "aside"
+    aside.mkdir()
+    for gone, kept_name, said in (
+            (["pg"], "temporal.db", "its workflows run requests that were in the missing database"),
+            (sorted(p.name for p in home.glob("temporal.db*")), "pg", "holds 1 open request(s) whose workflows were in it")):
+        for name in gone:
+            (home / name).rename(aside / name)
+        refused = _up_refused(env)
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        assert f"{home / gone[0]} is missing, but {home / kept_name}" in refused.stderr and said in refused.stderr
+        assert "Traceback" not in refused.stderr
+        assert not (home / gone[0]).exists()  # nothing made afresh beside the data
+        for name in gone:
+            (aside / name).rename(home / name)
 
     again = start_up(env, log)  # after the crash and the refusals, the stack starts as before
     try:
