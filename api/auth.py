@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.csrf import SAFE_METHODS, SESSION_COOKIE, csrf_valid, session_binding
 from api.deps import State
 from api.problems import Problem
+from api.ratelimit import RateLimiter
 from api.state import AppState
 from dsrflow.stores.staff_tokens import ROLES, Staff, authenticate, create_token, session_staff
 
@@ -95,8 +96,11 @@ async def _identify(request: Request, state: AppState, *, console: bool) -> Staf
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Problem(401, "Authentication required", "send Authorization: Bearer <token>")
+        limiter: RateLimiter = request.app.state.rate_limiter
+        await limiter.refuse_token_guesser(request)
         staff = await authenticate(pool, token.strip())
         if staff is None:
+            await limiter.count_wrong_token(request)
             raise Problem(401, "Authentication required", "the token is unknown or revoked")
         # A page fetched with a bearer token (a script saving the evidence pack, say) still
         # renders its forms; their CSRF token is bound to the token id, which no session accepts.

@@ -1,5 +1,6 @@
 """Rate limits on what anyone may call without signing in: submitting a request and verifying it
-(through the portal or the public API), the console's sign-in, processor callbacks and health.
+(through the portal or the public API), the console's sign-in, wrong bearer tokens, processor
+callbacks and health.
 
 Fixed windows counted in Postgres (`rate_limit_counters`), so that every API process shares the
 count: an attacker cannot multiply the limit by landing on another process. Buckets are keyed
@@ -93,6 +94,8 @@ class RateLimiter:
     def __init__(self, state: AppState) -> None:
         self._state = state
         self._last_sweep = 0.0
+        # Clients this process has seen send a wrong bearer token, until when their count matters.
+        self._suspects: dict[str, float] = {}
 
     async def hit(self, request: Request, action: str, *, request_id: str | None = None) -> None:
         """Count one `action` from this client (and its /48, for an IPv6 client), and for this
@@ -100,22 +103,53 @@ class RateLimiter:
         client is counted first: a client over its limit uses up neither its /48's allowance
         (which its neighbours share) nor its allowance on the request. The request's bucket has
         no /48: the code's own attempts (the policy's `verification.max_attempts`) bound it."""
-        client, delegation = clients_of(request)
-        settings = self._state.settings
-        # (the setting's `per`, what the bucket counts, its values, the multiple of the setting)
-        buckets: list[tuple[str, str, tuple[str, ...], int]] = [("ip", "ip", (client,), 1)]
-        if delegation is not None:
-            buckets.append(("ip", "ipv6_48", (delegation,), settings.rate_ipv6_48_multiple))
+        buckets = self._client_buckets(request)
         if request_id is not None:
-            buckets.append(("request", "request", (request_id, client), 1))
+            buckets.append(("request", "request", (request_id, clients_of(request)[0]), 1))
         pool = await self._state.db()
         for per, counted, values, multiple in buckets:
-            allowed, window = settings.rate(action, per)
+            allowed, window = self._state.settings.rate(action, per)
             hits, retry_after = await pool.fetchrow(_HIT, self._bucket(action, counted, *values), float(window))
             if hits > allowed * multiple:
                 rate_limited(action, counted)
                 raise _too_many(retry_after)
         await self._sweep(pool)
+
+    async def count_wrong_token(self, request: Request) -> None:
+        """Count a bearer token that named no staff member (429 past the client's allowance of
+        them): unlike the console's sign-in, a right token is never counted, since a script may
+        call thousands of times an hour."""
+        self._suspects[clients_of(request)[0]] = time.monotonic() + self._state.settings.rate("badtoken", "ip")[1]
+        await self.hit(request, "badtoken")
+
+    async def refuse_token_guesser(self, request: Request) -> None:
+        """429, before any token is looked up, for a client that has sent too many wrong ones, so
+        that past its allowance a guess is not even tried. The count is read only for a client this
+        process has seen send a wrong token within the window (any process counts them, in the
+        database): a caller whose tokens are right costs no statement."""
+        client = clients_of(request)[0]
+        until = self._suspects.get(client)
+        if until is None:
+            return
+        if until < time.monotonic():
+            del self._suspects[client]
+            return
+        pool = await self._state.db()
+        for per, counted, values, multiple in self._client_buckets(request):
+            allowed, _ = self._state.settings.rate("badtoken", per)
+            hits, retry_after = await pool.fetchrow(_PEEK, self._bucket("badtoken", counted, *values))
+            if hits >= allowed * multiple:
+                rate_limited("badtoken", counted)
+                raise _too_many(retry_after)
+
+    def _client_buckets(self, request: Request) -> list[tuple[str, str, tuple[str, ...], int]]:
+        """The client's bucket and, for an IPv6 client, its /48's: (the setting's `per`, what the
+        bucket counts, its values, the multiple of the setting)."""
+        client, delegation = clients_of(request)
+        buckets: list[tuple[str, str, tuple[str, ...], int]] = [("ip", "ip", (client,), 1)]
+        if delegation is not None:
+            buckets.append(("ip", "ipv6_48", (delegation,), self._state.settings.rate_ipv6_48_multiple))
+        return buckets
 
     async def check_allowance(self, action: str, *, email: str) -> None:
         """429 if `email` has used up its allowance of `action`; spends nothing (`spend` does)."""

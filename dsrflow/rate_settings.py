@@ -34,6 +34,9 @@ class RateLimitSettings(BaseSettings):
     rate_resend_per_request: str = Field("3/hour", validation_alias=AliasChoices("DSRFLOW_RATE_RESEND_PER_REQUEST"))
     # Tokens are too long to guess; this keeps a guessing loop from costing a lookup per try.
     rate_signin_per_ip: str = Field("20/10m", validation_alias=AliasChoices("DSRFLOW_RATE_SIGNIN_PER_IP"))
+    # Bearer tokens that name no staff member, on any staff route: the same guessing as a sign-in,
+    # by a script. Right tokens are not counted.
+    rate_badtoken_per_ip: str = Field("20/10m", validation_alias=AliasChoices("DSRFLOW_RATE_BADTOKEN_PER_IP"))
     rate_callback_per_ip: str = Field("600/minute", validation_alias=AliasChoices("DSRFLOW_RATE_CALLBACK_PER_IP"))
     # Generous for monitors polling every second or two; each call probes every component.
     rate_health_per_ip: str = Field("300/minute", validation_alias=AliasChoices("DSRFLOW_RATE_HEALTH_PER_IP"))
@@ -59,7 +62,7 @@ class RateLimitSettings(BaseSettings):
 
     def rate(self, action: str, per: str) -> tuple[int, int]:
         """(allowed hits, window in seconds) for `action` (submit, verify, guess, resend, signin,
-        callback, health, lookup, link) per `ip`, `email` or `request`."""
+        badtoken, callback, health, lookup, link) per `ip`, `email` or `request`."""
         return parse_rate(getattr(self, f"rate_{action}_per_{per}"))
 
 

@@ -157,6 +157,7 @@ def settings(home: Path, database_url: str, mail_sink: MailSink, lifecycle_polic
         DSRFLOW_RATE_VERIFY_PER_IP="10000/hour",
         DSRFLOW_RATE_VERIFY_PER_REQUEST="10000/hour",
         DSRFLOW_RATE_SIGNIN_PER_IP="10000/hour",
+        DSRFLOW_RATE_BADTOKEN_PER_IP="10000/hour",
         DSRFLOW_RATE_CALLBACK_PER_IP="10000/hour",
         DSRFLOW_RATE_HEALTH_PER_IP="10000/hour",
         DSRFLOW_RATE_LOOKUP_PER_IP="10000/hour",

@@ -300,6 +300,27 @@ async def test_sign_in_brute_force_is_refused(settings, pool, dev_server, task_q
         assert ok.status_code == 303, ok.text
 
 
+async def test_guessing_bearer_tokens_is_refused_and_right_tokens_are_not_counted(settings, pool, dev_server,
+                                                                                    task_queue):
+    """A script guessing staff tokens on the API had no limit: every guess cost a lookup and got
+    its 401. Now wrong tokens count against the client; past its allowance every call with a token
+    is refused with 429 before the token is looked up, even a right one. A script whose token is
+    right is never counted, however often it calls."""
+    token = await create_token(pool, "agent", "bearer brute force test")
+    async with app_clients(settings, dev_server.client, task_queue, rate_badtoken_per_ip="3/hour") as call_from:
+        script = call_from(unique_ip())
+        for _ in range(6):  # more calls than the allowance of wrong ones
+            assert (await script.get("/v1/requests", headers={"Authorization": f"Bearer {token}"})).status_code == 200
+        guesser = call_from(unique_ip())
+        for n in range(3):
+            r = await guesser.get("/v1/requests", headers={"Authorization": f"Bearer dsr_guess{n}"})
+            assert r.status_code == 401 and "unknown or revoked" in r.text, r.text
+        assert_limited(await guesser.get("/v1/requests", headers={"Authorization": "Bearer dsr_guess3"}), 3600)
+        # Past it, a right token from that client is not even looked up.
+        assert_limited(await guesser.get("/v1/requests", headers={"Authorization": f"Bearer {token}"}), 3600)
+        assert (await script.get("/v1/requests", headers={"Authorization": f"Bearer {token}"})).status_code == 200
+
+
 async def test_callbacks_and_health_are_limited(settings, pool, dev_server, task_queue):
     """A client calling processor callbacks or health in a loop is refused (429) before its
     calls cost a signature check, a certificate fetch or a probe of every component."""
