@@ -1,5 +1,6 @@
 """HTTP clients for the connectors whose answers are read whole, with a cap on an answer's size
-and on the time it takes to arrive, and a reader of JSON answers that bounds their depth.
+and on the time it takes to arrive, and a reader of JSON answers that bounds their depth (measured
+before any parser sees them, without recursion).
 
 httpx reads a body into memory however long it is, and its timeout bounds each read, not the
 exchange: a hostile or broken processor answering a status poll, a discovery document or a token
@@ -14,11 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 
+from activities.connectors.http_answers import kind_of
 from activities.connectors.tls import tls_context
 
 ANSWER_BYTES = 32 * 1024 * 1024  # an OpenDSR results document or a SaaS page is far smaller
@@ -111,35 +114,67 @@ def what_failed(exc: httpx.TransportError) -> str:
     return type(exc).__name__
 
 
-def json_document(response: httpx.Response) -> Any:
-    """The answer's JSON document (None for an empty body). NotJson when it is in another media
-    type than JSON (`application/json`, `...+json`), does not parse, or is nested deeper than
-    JSON_DEPTH."""
+def json_document(response: httpx.Response, *, labelled: bool = True) -> Any:
+    """The answer's JSON document (None for an empty body). NotJson when it does not parse, is
+    nested deeper than JSON_DEPTH (refused before any parser sees it), or, if `labelled`, says it
+    is in another media type than JSON (`application/json`, `...+json`). Unlabelled readers take
+    JSON whatever type it is sent as, and name what it is when it is not: "is HTML, not JSON"."""
     if not response.content:
         return None
     kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
-    if kind != "application/json" and not kind.endswith("+json"):
+    said_json = kind == "application/json" or kind.endswith("+json")
+    if labelled and not said_json:
         raise NotJson(f"is {kind or 'of no stated type'}, not JSON")
     try:
-        document = json.loads(response.content)
-    except RecursionError:
-        raise NotJson(f"is JSON nested deeper than {JSON_DEPTH} levels") from None
-    except ValueError:
-        raise NotJson("is not valid JSON") from None
-    if _deeper_than(document, JSON_DEPTH):
+        # As json.loads reads bytes: UTF-8, -16 or -32, whichever the first bytes show.
+        text = response.content.decode(json.detect_encoding(response.content), "surrogatepass")
+    except UnicodeDecodeError:
+        text = ""  # no JSON: refused below
+    nesting = _nesting(text, JSON_DEPTH)
+    if nesting == "deeper":
         raise NotJson(f"is JSON nested deeper than {JSON_DEPTH} levels")
+    if nesting == "ok":
+        try:
+            return json.loads(text)
+        except ValueError:
+            pass
+    raise NotJson(_not_json(kind, said_json, response.content))
+
+
+def json_object(response: httpx.Response, *, labelled: bool = True) -> dict[str, Any]:
+    """The answer's JSON object (`json_document`); NotJson too when it is empty or another value
+    ("is a list where an object was expected")."""
+    document = json_document(response, labelled=labelled)
+    if document is None:
+        raise NotJson("is empty where a JSON object was expected")
+    if not isinstance(document, dict):
+        raise NotJson(f"is {kind_of(document)} where a JSON object was expected")
     return document
 
 
-def _deeper_than(document: Any, limit: int) -> bool:
-    """Whether containers nest more than `limit` deep (without recursion: that is what fails)."""
-    level: list[tuple[Any, int]] = [(document, 1)]
-    while level:
-        value, depth = level.pop()
-        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else None
-        if children is None:
-            continue
-        if depth > limit:
-            return True
-        level.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
-    return False
+def _not_json(kind: str, said_json: bool, content: bytes) -> str:
+    if kind in ("text/html", "application/xhtml+xml") or content.lstrip()[:1] == b"<":
+        return "is HTML, not JSON"  # an error page: a proxy's, a load balancer's, a login's
+    return "is not valid JSON" if said_json or not kind else f"is {kind}, not JSON"
+
+
+# A JSON string (what may hold brackets that nest nothing), and a container holding no other.
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
+_INNERMOST = re.compile(r"\[\]|\{\}")
+
+
+def _nesting(text: str, limit: int) -> str:
+    """How containers nest: "deeper" than `limit`, "unbalanced" when they do not close (no JSON),
+    else "ok". Without recursion, before parsing: Python's JSON decoder is
+    recursive (past about a thousand levels a RecursionError that names nothing), and so is every
+    reader of what it returns (templates, the payloads Temporal encodes). Each pass takes out the
+    containers that hold no other, so `limit` passes empty any document no deeper than that."""
+    brackets = _NOT_BRACKETS.sub("", _STRING.sub("", text))
+    for _ in range(limit):
+        if not brackets:
+            return "ok"
+        brackets, taken = _INNERMOST.subn("", brackets)
+        if not taken:
+            return "unbalanced"
+    return "deeper" if brackets else "ok"

@@ -52,6 +52,13 @@ from activities.connectors.base import (
     Subject,
 )
 from activities.connectors.bounded_http import bounded_client
+from activities.connectors.opendsr_answers import (
+    OpenDsrUnavailable,
+    job_answer,
+    json_answer,
+    object_answer,
+    results_answer,
+)
 from activities.connectors.opendsr_documents import (
     completion_time,
     datasets_of,
@@ -75,10 +82,6 @@ from policy.systems import System
 API_VERSION = "2.0"
 # Fixed forever: changing it would give retried requests new ids, and so second jobs.
 _ID_NAMESPACE = uuid.UUID("5b1f8a8e-3d4c-4f53-9a51-0d5f0c2e7a11")
-
-
-class OpenDsrUnavailable(Exception):
-    """The processor is unreachable, throttling (429) or failing (5xx): retrying may help."""
 
 
 def subject_request_id(request_id: str, system_name: str, action: str, attempt: int = 1) -> str:
@@ -190,7 +193,7 @@ class OpenDsrConnector(Connector):
         if not results_url:
             return  # completed without results: the processor holds nothing about the subject
         response = await self._call("GET", str(results_url), signed="if_present")
-        for dataset, records in datasets_of(response.json()):
+        for dataset, records in datasets_of(results_answer(self.name, response)):
             for record in records:
                 yield AccessRecord(
                     dataset=dataset,
@@ -218,7 +221,7 @@ class OpenDsrConnector(Connector):
         email_hash = hashlib.sha256(subject.email.strip().lower().encode("utf-8")).hexdigest()
         response = await self._call("POST", unsubscribe_url, json={"email_hash": email_hash})
         try:
-            matched, unsubscribed = unsubscribed_counts(response.json())
+            matched, unsubscribed = unsubscribed_counts(json_answer(self.name, response, "unsubscribe"))
         except ValueError as exc:
             raise PermanentConnectorError(f"system {self.name}: the processor's answer to unsubscribe: {exc}") from None
         return ActionOutcome(
@@ -268,10 +271,7 @@ class OpenDsrConnector(Connector):
         return self._discovery
 
     async def _fetch_discovery(self) -> dict[str, Any]:
-        document = (await self._call("GET", self.discovery_url)).json()
-        if not isinstance(document, dict):
-            raise PermanentConnectorError(f"system {self.name}: the discovery document is not a JSON object")
-        return document
+        return object_answer(self.name, await self._call("GET", self.discovery_url), "discovery")
 
     def _identities(self, subject: Subject, discovery: dict[str, Any]) -> list[dict[str, str]]:
         supported = {
@@ -305,9 +305,8 @@ class OpenDsrConnector(Connector):
         }
         response = await self._call("POST", f"{self.base_url}/requests", json=body, accept=(409,))
         # Some processors answer a re-submitted id with 409: the job exists, so follow it.
-        answer = {"subject_request_id": request_id} if response.status_code == 409 else response.json()
-        if not isinstance(answer, dict) or answer.get("subject_request_id") != request_id:
-            raise PermanentConnectorError(f"system {self.name}: the processor acknowledged a different request id")
+        answer = ({"subject_request_id": request_id} if response.status_code == 409
+                  else job_answer(self.name, response, "a new request", request_id))
         expected = completion_time(answer.get("expected_completion_time"))
         return ActionOutcome(
             status="pending",
@@ -318,10 +317,7 @@ class OpenDsrConnector(Connector):
 
     async def _request_status(self, external_id: str) -> dict[str, Any]:
         response = await self._call("GET", f"{self.base_url}/requests/{external_id}", signed=True)
-        document = response.json()
-        if not isinstance(document, dict) or document.get("subject_request_id") != external_id:
-            raise PermanentConnectorError(f"system {self.name}: status response is for a different request")
-        return document
+        return job_answer(self.name, response, "a status request", external_id)
 
     async def _wait_until_completed(self, external_id: str) -> dict[str, Any]:
         loop = asyncio.get_running_loop()

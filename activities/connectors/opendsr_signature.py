@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
 
-from activities.connectors.bounded_http import DOCUMENT_BYTES, bounded_client
+from activities.connectors.bounded_http import DOCUMENT_BYTES, NotJson, bounded_client, json_object
 
 SIGNATURE_HEADER = "X-OpenDSR-Signature"
 DOMAIN_HEADER = "X-OpenDSR-Processor-Domain"
@@ -228,9 +228,13 @@ class ProcessorCertificates:
         try:
             response = await self._client.get(discovery_url, headers={"Accept": "application/json"})
             response.raise_for_status()
-            location = response.json().get("processor_certificate")
-        except (httpx.HTTPError, ValueError, AttributeError) as exc:
+        except httpx.HTTPError as exc:
             raise ProcessorCertificateError(f"discovery document {discovery_url}: {exc}") from None
+        try:
+            # Any media type, as the connector reads it (activities/connectors/opendsr_answers.py).
+            location = json_object(response, labelled=False).get("processor_certificate")
+        except NotJson as exc:
+            raise ProcessorCertificateError(f"discovery document {discovery_url} {exc}") from None
         if not isinstance(location, str) or not location:
             raise ProcessorCertificateError(f"discovery document {discovery_url} names no processor_certificate")
         certificate_url = urljoin(discovery_url, location)
