@@ -49,6 +49,7 @@ ALERTS = [
      "3 days ago"),
     (ALERT_OVERDUE, -4, stopped_detail(1, STOPPED), "4 days ago"),
     (ALERT_NEEDS_ATTENTION, 5, trouble_detail(TROUBLE), "needs attention"),
+    (ALERT_NEEDS_ATTENTION, None, trouble_detail(TROUBLE, waited=3), "needs attention"),  # its daily reminder
     (ALERT_NEEDS_ATTENTION, 5, stuck_detail(STUCK), "needs attention"),
     (ALERT_NEEDS_ATTENTION, None, stopped_detail(2, STOPPED), "needs attention"),
 ]

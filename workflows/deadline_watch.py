@@ -32,7 +32,7 @@ with workflow.unsafe.imports_passed_through():
         letter_job,
         run_step,
     )
-    from workflows.step_trouble import StepTroubles
+    from workflows.step_trouble import REMIND_AT, REMIND_EVERY, StepTroubles
 
 # workflow.patched id (see above).
 WATCH_TROUBLES = "watch-own-troubles"
@@ -41,12 +41,10 @@ WATCH_TROUBLES = "watch-own-troubles"
 # that never answered, a failed step nobody retried) was never brought back to staff, while the
 # subject waited for an answer the law says was due (freeze audit).
 OVERDUE_REMINDERS = "overdue-reminders"
-# How often staff are reminded of a request still open past its due date, as of a stopped one
-# (activities/request_start_sweep.py REMIND_EVERY), and when in the controller's day: the
-# warnings and the overdue alert go at its midnight (activities/lifecycle.py deadline_checkpoints);
-# a reminder is for the morning someone reads it (9:00, an hour off across a change of clocks).
-REMIND_OVERDUE_EVERY = timedelta(days=1)
-REMIND_OVERDUE_AT = timedelta(hours=9)
+# Staff are reminded of a request still open past its due date as of a stopped one
+# (activities/request_start_sweep.py REMIND_EVERY) and a failed step (workflows/step_trouble.py
+# REMIND_EVERY, REMIND_AT): the warnings and the overdue alert go at the controller's midnight
+# (activities/lifecycle.py deadline_checkpoints); a reminder at 9:00, the morning someone reads it.
 
 
 class WatchedRequest(StepSupervisor, Protocol):
@@ -138,17 +136,17 @@ class DeadlineWatch:
         """One staff alert each day the request stays open past its due date, saying how late it
         is and what holds it back; keyed by the day, so a step run again sends it once. After a
         worker away for days, only the current day's goes."""
-        first = checkpoints.overdue_at + REMIND_OVERDUE_AT  # the morning the due date has passed
+        first = checkpoints.overdue_at + REMIND_AT  # the morning the due date has passed
         late = 2  # days since the due date: the overdue alert went on the first, at its midnight
         while not request.closed:
-            delay = first + REMIND_OVERDUE_EVERY * (late - 1) - workflow.now()
+            delay = first + REMIND_EVERY * (late - 1) - workflow.now()
             if delay > timedelta(0):
                 try:
                     await workflow.wait_condition(lambda: request.closed, timeout=delay)
                     return
                 except TimeoutError:
                     pass
-            late = max(late, (workflow.now() - first) // REMIND_OVERDUE_EVERY + 1)
+            late = max(late, (workflow.now() - first) // REMIND_EVERY + 1)
             await run_step("send_letter", letter_job(
                 request.request_id, "staff_alert", key=f"{ALERT_OVERDUE}:{checkpoints.due_date.isoformat()}:day-{late}",
                 to_staff=True, params={"kind": ALERT_OVERDUE, "days_left": -late,

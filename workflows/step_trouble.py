@@ -1,11 +1,11 @@
 """A request's failing step, as its workflow handles it (workflows/dsr_steps.py `run_step`).
 
 A step that failed for good, or kept failing past the policy's threshold, opens a trouble: stored
-(so the queue shows the request as needing attention), alerted to staff once, and shown by the
-`state` query. The step then waits: a transient trouble is retried on its own after another
+(so the queue shows the request as needing attention), alerted to staff, and shown by the `state`
+query; while it stays open and unanswered, staff are reminded of it each morning (TROUBLE_REMINDERS). The step then waits: a transient trouble is retried on its own after another
 threshold, or sooner when staff say so; a deterministic one waits for staff to retry it (after
 fixing its cause) or skip it (having done its work by other means). Repeated failures of the same
-step stay one trouble, with one alert. The trouble closes when the step succeeds or is skipped.
+step stay one trouble, with one alert (and one reminder a day). The trouble closes when the step succeeds or is skipped.
 
 Deterministic like the workflow that owns it. Its own bookkeeping runs as plain activities retried
 until the database answers, never through `run_step`, so a trouble cannot cause another.
@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any, Protocol, runtime_checkable
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from schemas.steps import StepTrouble, TroubleRecord
+    from schemas.workflow import Checkpoints
     from workflows.dsr_steps import MAILING, RETRY, SHORT, Decision, RequestClosed, letter_job
 
 
@@ -34,6 +36,17 @@ CLOSE_BEATS_RETRY_TIMER = "close-beats-retry-timer"
 # rejects outside senders) failed the request's workflow once staff retried or skipped the step,
 # and one refusing it for a while held the request's main line after the step had recovered.
 ALERT_TRIED_FOR = timedelta(hours=1)
+# workflow.patched id: before it, a trouble's alert was the only e-mail staff had of it. A step
+# that failed for good and waited for staff (above all a denial's or a cancellation's letter the
+# relay refused, owed on a closed request, which the deadline's reminders no longer cover) was
+# shown by the queue and DsrStepNeedsAttentionForADay alone, for as long as nobody looked.
+TROUBLE_REMINDERS = "trouble-reminders"
+# How often staff are reminded of what waits for them (a trouble here, an overdue request in
+# workflows/deadline_watch.py), and when in the controller's day: at 9:00, the morning someone
+# reads it, counted from the request's deadline checkpoints (the controller's midnights, as UTC
+# instants: an hour off across a change of clocks).
+REMIND_EVERY = timedelta(days=1)
+REMIND_AT = timedelta(hours=9)
 
 
 def described(trouble: StepTrouble) -> str:
@@ -41,12 +54,48 @@ def described(trouble: StepTrouble) -> str:
     return f"{trouble.step} ({trouble.about})" if trouble.about else trouble.step
 
 
-def trouble_detail(trouble: StepTrouble) -> str:
+def trouble_detail(trouble: StepTrouble, waited: int | None = None) -> str:
     """A staff alert's sentence for a failed step waiting for staff, with what they can do on the
-    request's page (the actions StepTroubles.require allows)."""
+    request's page (the actions StepTroubles.require allows); a reminder's (`waited`: the days
+    since the day it failed) also says how long it has waited."""
     way_out = ("run it again once its cause is fixed, or record it as done" if trouble.skippable
                else "run it again once its cause is fixed, or cancel the request")
-    return f"The step {described(trouble)} failed: {trouble.message.rstrip('. ')}. On the request's page, {way_out}."
+    failed = f"The step {described(trouble)} failed: {trouble.message.rstrip('. ')}."
+    if waited is None:
+        return f"{failed} On the request's page, {way_out}."
+    since = "since yesterday" if waited == 1 else f"for {waited} days"
+    return (f"{failed} It has waited for staff {since}. On the request's page, {way_out}. Staff are reminded "
+            "each day until it is answered.")
+
+
+@runtime_checkable
+class _Dated(Protocol):
+    """What a trouble's reminders read of the request's workflow: its current deadline checkpoints
+    (a ValueError while the request is not registered yet)."""
+
+    def current_checkpoints(self) -> Checkpoints: ...
+
+
+def _checkpoints() -> Checkpoints | None:
+    owner = workflow.instance()
+    if not isinstance(owner, _Dated):
+        return None
+    try:
+        return owner.current_checkpoints()
+    except ValueError:  # registration is what failed: no deadline, so no controller's calendar
+        return None
+
+
+def first_reminder(since: datetime) -> datetime:
+    """When a trouble opened at `since` is first reminded of: 9:00 the controller's time on the day
+    after the one it opened (its alert went when it opened); a day after it opened if the request
+    has no deadline yet."""
+    checkpoints = _checkpoints()
+    if checkpoints is None:
+        return since + REMIND_EVERY
+    midnight = checkpoints.overdue_at  # one of the controller's midnights
+    opened_day = midnight + REMIND_EVERY * ((since - midnight) // REMIND_EVERY)
+    return opened_day + REMIND_EVERY + REMIND_AT
 
 
 class StepTroubles:
@@ -56,6 +105,7 @@ class StepTroubles:
         self._count = 0
         self._decision: tuple[Decision, str, str] | None = None  # (decision, actor, resolution if skipped)
         self._opened: asyncio.Task[None] | None = None
+        self._reminding: asyncio.Task[None] | None = None  # held: asyncio keeps only weak references to tasks
         self._waiting = False  # the failed step waits (for staff, or to be retried on its own)
         self._closing = 0  # closes whose record is being written
 
@@ -69,6 +119,9 @@ class StepTroubles:
                                        transient=transient, skippable=skippable, since=workflow.now(), about=about)
             # In the background: the database or the mail relay may be what is failing.
             self._opened = asyncio.create_task(self._open(request_id, self.current, days_left))
+            if workflow.patched(TROUBLE_REMINDERS):
+                self._reminding = asyncio.create_task(
+                    self._remind(request_id, self.current, closed, dated=days_left is not None))
         else:
             self.current = self.current.model_copy(
                 update={"message": message, "transient": transient, "answered_by": None, "about": about})
@@ -133,16 +186,50 @@ class StepTroubles:
     async def _open(self, request_id: str, trouble: StepTrouble, days_left: int | None) -> None:
         await workflow.execute_activity("record_step_trouble", TroubleRecord(request_id=request_id, trouble=trouble),
                                         retry_policy=RETRY, **SHORT)
+        await self._alert(request_id, trouble.key, "", {"days_left": days_left, "detail": trouble_detail(trouble)})
+
+    async def _remind(self, request_id: str, opened: StepTrouble, closed: Callable[[], bool], *, dated: bool) -> None:
+        """One staff alert each morning the trouble stays open, saying how long it has waited and
+        what staff can do; keyed by the day, so an alert sent again goes once, and after a worker
+        away for days only the current day's goes. None while staff's answer is under way (their
+        retry runs the step again); it stops when the trouble closes or the request does."""
+        first = first_reminder(opened.since)
+        waited = 1  # days since the day it opened
+
+        def over() -> bool:
+            return self.current is None or self.current.key != opened.key or closed()
+
+        while not over():
+            delay = first + REMIND_EVERY * (waited - 1) - workflow.now()
+            if delay > timedelta(0):
+                try:
+                    await workflow.wait_condition(over, timeout=delay)
+                    return
+                except TimeoutError:
+                    if over():  # closed in the same moment: the timer's expiry wins the wait
+                        return
+            waited = max(waited, (workflow.now() - first) // REMIND_EVERY + 1)
+            trouble = self.current
+            assert trouble is not None  # not over()
+            if trouble.answered_by is None:
+                checkpoints = _checkpoints() if dated else None
+                # The days left as staff's alerts count them: negative (days late) past the due date.
+                days_left = (checkpoints.overdue_at - workflow.now()).days if checkpoints else None
+                await self._alert(request_id, opened.key, f":day-{waited}",
+                                  {"days_left": days_left, "detail": trouble_detail(trouble, waited)})
+            waited += 1
+
+    async def _alert(self, request_id: str, trouble_key: str, day: str, params: dict[str, Any]) -> None:
+        """A trouble's staff alert (`day`: a reminder's), tried for ALERT_TRIED_FOR, never raised."""
         try:
             await workflow.execute_activity(
                 "send_letter",
-                letter_job(request_id, "staff_alert", key=f"step:{trouble.key}", to_staff=True,
-                           params={"kind": "needs_attention", "days_left": days_left,
-                                   "detail": trouble_detail(trouble)}),
+                letter_job(request_id, "staff_alert", key=f"step:{trouble_key}{day}", to_staff=True,
+                           params={"kind": "needs_attention", **params}),
                 retry_policy=RETRY, schedule_to_close_timeout=ALERT_TRIED_FOR, **MAILING)
         except ActivityError:
-            workflow.logger.warning("the staff alert for a failed step could not be sent",
-                                    extra={"trouble": trouble.key})
+            workflow.logger.warning("a staff alert for a failed step could not be sent",
+                                    extra={"trouble": trouble_key})
 
     async def _close(self, request_id: str, resolution: str, actor: str) -> None:
         trouble, self.current, self._decision = self.current, None, None
