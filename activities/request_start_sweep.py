@@ -106,10 +106,15 @@ async def tell_untold_answers(ctx: ActivityContext, client: Client, *, older_tha
     least: an API died (or lost Temporal) between recording it and telling the task, and the
     processor did not send again, so the task would learn of it only at its next poll, up to six
     hours away (workflows/system_task.py). The word the API would have sent; a task told already,
-    or settled meanwhile, takes nothing twice. How many were told this time."""
+    or settled meanwhile, takes nothing twice. Each task told is audited (`TOLD_LATE`): the
+    evidence says it learnt the answer late, and how, where before only this log line did. Once
+    told, not before: a task that settled meanwhile (its poll read the answer) was not told late.
+    How many were told this time."""
     told = 0
     for answer in await untold_answers(ctx.pool, older_than=older_than):
         if await tell_task(client, answer.workflow_id, answer.update):
+            async with ctx.pool.acquire() as conn:
+                await append_event(conn, **answer.told_late_event(datetime.now(UTC)))
             told += 1
             activity.logger.warning("processor's answer told to its waiting task by the sweep",
                                     extra={"request_id": answer.request_id, "system": answer.system})

@@ -6,7 +6,9 @@ poll, up to six hours away; the first poll comes five minutes after the processo
 request that completes within a minute here was told by the sweep. What staff and the subject see:
 the request completes, one audit event of each kind, one letter; a task told twice does nothing
 twice, and an answer fresher than `DSRFLOW_START_SWEEP_AFTER_MINUTES` (the API telling it now) is
-left alone. Stacks on databases of their own: the sweep takes every row of its database."""
+left alone. The evidence says the task learnt the answer late, and how: one
+`processor.answer_told_late` per task however many sweeps told it (before, only the worker's log
+said "told by the sweep"). Stacks on databases of their own: the sweep takes every row of its database."""
 
 from __future__ import annotations
 
@@ -18,9 +20,11 @@ from datetime import timedelta
 import pytest
 
 from activities.request_start_sweep import tell_untold_answers
+from api.read_models.event_words import describe_event
 from schemas.request_start import StartSweepInput, StartSweepReport
 from schemas.workflow import workflow_id_for
-from tests.support import letters_for, unique_email
+from tests.evidence_pages import readable
+from tests.support import letters_for, staff_headers, unique_email
 from tests.test_crash_uploads import EXPORT, _asked, _events, _killed_at, _surveys, surveys_asked_by_email
 from tests.test_processor_exports import _package
 from tests.untrusted_support import PROCESSOR, callback_killed_before_telling
@@ -45,6 +49,13 @@ async def _sweep(client, stack) -> StartSweepReport:
         RequestStartSweepWorkflow.run, StartSweepInput(reason="test"), id=f"sweep-{uuid.uuid4().hex[:8]}",
         task_queue=stack.settings.task_queue)
     return report
+
+
+async def _told_late(pool, rid) -> list[dict]:
+    """The request's records that a sweep told a task its processor's answer."""
+    rows = await pool.fetch("SELECT data FROM audit_events WHERE request_id = $1 AND event_type = $2",
+                            uuid.UUID(str(rid)), "processor.answer_told_late")
+    return [row["data"] for row in rows]
 
 
 async def _completed(client, rid: str) -> dict:
@@ -79,6 +90,15 @@ async def test_a_confirmation_killed_before_its_task_is_told_is_told_by_the_swee
     assert await _events(pool, rid, "status.completed") == 1
     assert len(letters_for(mail_sink, rid, "response")) == 1
     assert (await _sweep(client, stack)).answers_told == 0
+    # On record once (the fresh run, and the run after, wrote nothing), and in the evidence pack.
+    (late,) = await _told_late(pool, rid)
+    assert (late["system"], late["action"], late["via"], late["status"]) == ("surveys", "erase", "link", "completed")
+    assert late["minutes_untold"] >= 2  # it had been on record two minutes (LONG_AGO)
+    page = readable((await http.get(f"/v1/requests/{rid}/evidence.html", headers=await staff_headers(pool))).text)
+    line = (f"Processor's answer passed on to its task late, by the sweep (Survey service provider: its answer on "
+            f"its link had waited {late['minutes_untold']} minutes for the task; the API recorded it but did not "
+            "tell the task (it stopped, or lost Temporal))")
+    assert page.count(line) == 1, page
 
 
 async def test_an_export_killed_before_its_task_is_told_is_packaged_once_after_the_sweep(
@@ -101,6 +121,8 @@ async def test_an_export_killed_before_its_task_is_told_is_packaged_once_after_t
         ["surveys/files/answers.csv", "surveys/files/profile.json"]
     assert await _events(pool, rid, "processor.export_received") == 1
     assert len(letters_for(mail_sink, rid, "response")) == 1
+    assert [(late["system"], late["action"], late["via"]) for late in await _told_late(pool, rid)] == \
+        [("surveys", "access", "link")]
 
 
 async def test_a_callback_killed_before_its_task_is_told_is_told_by_the_sweep_once_however_often(
@@ -123,6 +145,7 @@ async def test_a_callback_killed_before_its_task_is_told_is_told_by_the_sweep_on
         after = await tell_untold_answers(context, client, older_than=timedelta(0))
         events = await pool.fetch("SELECT event_type, data FROM audit_events WHERE request_id = $1",
                                   uuid.UUID(request_id))
+        told_late = await _told_late(pool, request_id)
     assert sorted(told) in ([0, 1], [1, 1])  # the second may come once the task has ended
     assert after == 0
     assert state["status"] == "completed"
@@ -132,4 +155,10 @@ async def test_a_callback_killed_before_its_task_is_told_is_told_by_the_sweep_on
     assert callbacks == [{"system": PROCESSOR, "status": "completed", "attempt": 1, "results_count": 3}]
     kinds = [e["event_type"] for e in events]
     assert all(kinds.count(kind) == 1 for kind in kinds if not kind.startswith("letter.")), kinds
+    # Two sweeps telling the task at once: the record that it learnt the callback late, once.
+    (late,) = told_late
+    assert (late["system"], late["via"], late["status"], late["attempt"]) == (PROCESSOR, "callback", "completed", 1)
+    assert describe_event({"event_type": "processor.answer_told_late", "data": late}, systems={PROCESSOR: "Forged"}) \
+        .startswith("Processor's answer passed on to its task late, by the sweep (Forged: its signed callback "
+                    "saying completed had waited ")
     assert len(letters_for(mail_sink, request_id, "response")) == 1

@@ -35,6 +35,7 @@ _EVENT_WORDS = {
     "package.downloaded": "Package downloaded by the subject",
     "processor.callback": "Processor reported back",
     "processor.confirmed": "Processor confirmed by e-mail link",
+    "processor.answer_told_late": "Processor's answer passed on to its task late, by the sweep",
     "processor.asked": "Processor asked by e-mail",
     "processor.reminded": "Processor reminded by e-mail",
     "task.retried": "Task retried",
@@ -269,6 +270,16 @@ def _kept_by(data: Mapping[str, Any]) -> str | None:
     return f"{data['records']} record(s), from {by}" if "records" in data else f"from {by}"
 
 
+def _told_late(data: Mapping[str, Any], system: str | None) -> str:
+    """How a processor's answer reached its task through the start sweep
+    (activities/request_start_sweep.py): which answer, and how long it had waited."""
+    answer = (f"its signed callback saying {status_words(str(data.get('status')))}" if data.get("via") == "callback"
+              else "its answer on its link")
+    minutes = data.get("minutes_untold")
+    return (f"{system or 'the processor'}: {answer} had waited {minutes} minute{'' if minutes == 1 else 's'} "
+            "for the task; the API recorded it but did not tell the task (it stopped, or lost Temporal)")
+
+
 def status_words(status: str) -> str:
     return _STATUS_WORDS.get(status, status.replace("_", " "))
 
@@ -334,6 +345,7 @@ def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = N
         "restriction.kept_from_erasure": _kept_by(data),
         "staff.assigned": (names or {}).get(f"token:{data.get('assignee')}", "a colleague"),
         "request.start_swept": f"{data.get('minutes_since_stored')} minutes after it was stored",
+        "processor.answer_told_late": _told_late(data, system),
         "request.workflow_ended": f"it had {ended_words(data.get('ended'))}",
         "request.resumed": f"it had {ended_words(data.get('ended'))}: {data.get('reason')}",
     }.get(kind)

@@ -13,7 +13,8 @@ task twice does nothing twice: the task acts on the first word it takes and has 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any, Literal
 
 import asyncpg
 from temporalio.client import Client
@@ -43,6 +44,11 @@ def callback_event_key(request_id: str, system: str, external_id: str, status: s
     return f"{request_id}:callback:{system}:{external_id}:{status}"
 
 
+# The audit event of a task told by the sweep (`told_late_event`): the evidence that the task
+# learnt its processor's answer late, and how.
+TOLD_LATE = "processor.answer_told_late"
+
+
 @dataclass(frozen=True)
 class UntoldAnswer:
     request_id: str
@@ -50,10 +56,24 @@ class UntoldAnswer:
     action: str
     attempt: int
     update: ProcessorUpdate
+    via: Literal["link", "callback"]  # a confirmation or export on the processor's link, or a signed callback
+    answered_at: datetime
 
     @property
     def workflow_id(self) -> str:
         return task_workflow_id(self.request_id, self.system, self.action, self.attempt)
+
+    def told_late_event(self, told_at: datetime) -> dict[str, Any]:
+        """`append_event`'s arguments for the record that the sweep told the task: one per task
+        and attempt (two sweeps telling it at once write it once), with how the answer came and
+        how long it had waited for the task."""
+        return {
+            "event_key": f"{self.request_id}:told-late:{self.system}:{self.action}:{self.attempt}",
+            "request_id": self.request_id, "event_type": TOLD_LATE, "actor": "sweep",
+            "data": {"system": self.system, "action": self.action, "attempt": self.attempt, "via": self.via,
+                     "status": self.update.status, "answered_at": self.answered_at.isoformat(),
+                     "minutes_untold": int((told_at - self.answered_at).total_seconds() // 60)},
+        }
 
 
 # Tasks of open requests still waiting ('pending' on record) whose processor's answer has been on
@@ -66,7 +86,7 @@ class UntoldAnswer:
 _UNTOLD = """
     SELECT DISTINCT ON (request_id, system, action) * FROM (
         SELECT s.request_id::text AS request_id, s.system, s.action, s.attempt, m.confirmed_at AS answered_at,
-               'completed' AS status, NULL::int AS results_count
+               'completed' AS status, NULL::int AS results_count, 'link' AS via
           FROM dsr_requests r
           JOIN system_tasks s ON s.request_id = r.id AND s.status = 'pending'
           JOIN manual_tasks m ON (m.request_id, m.system, m.action) = (s.request_id, s.system, s.action)
@@ -74,7 +94,7 @@ _UNTOLD = """
            AND m.confirmed_at BETWEEN now() - $2::interval AND now() - $1::interval
         UNION ALL
         SELECT s.request_id::text, s.system, s.action, s.attempt, e.occurred_at,
-               e.data ->> 'status', (e.data ->> 'results_count')::int
+               e.data ->> 'status', (e.data ->> 'results_count')::int, 'callback'
           FROM dsr_requests r
           JOIN system_tasks s ON s.request_id = r.id AND s.status = 'pending' AND s.external_id IS NOT NULL
           CROSS JOIN unnest($3::text[]) AS settling
@@ -97,6 +117,6 @@ async def untold_answers(pool: asyncpg.Pool, *, older_than: timedelta) -> list[U
     the API sends it: "completed" for a link's answer, the callback's status (and count) for one."""
     rows = await pool.fetch(_UNTOLD, older_than, LOOK_BACK, sorted(SETTLING_STATUSES))
     return [UntoldAnswer(request_id=row["request_id"], system=row["system"], action=row["action"],
-                         attempt=row["attempt"],
+                         attempt=row["attempt"], via=row["via"], answered_at=row["answered_at"],
                          update=ProcessorUpdate(status=row["status"], results_count=row["results_count"]))
             for row in rows]
