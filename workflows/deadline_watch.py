@@ -9,10 +9,17 @@ Its failing steps have troubles of their own (keys `watch-<step>:<n>`). Before W
 shared the request's: a warning's alert failing while a step of the main line waited for staff
 took that trouble's place, whose record then stayed open for ever (the queue showed the request
 as needing attention after all was answered), and one answer of staff ran both steps again.
+
+Its alerts to staff are sent beside its loop, one after another (WATCH_LETTERS_ASIDE): before, a
+warning's alert the relay refused for good waited for staff inside the loop, and the overdue flag,
+its audit event, the overdue alert and the daily reminders waited behind it (the console offered
+Extend, which the workflow then refused).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from datetime import timedelta
 from typing import Protocol
 
@@ -22,7 +29,7 @@ with workflow.unsafe.imports_passed_through():
     from schemas.requests import RequestStatus
     from schemas.steps import WATCH_TROUBLE
     from schemas.vocabulary import ALERT_OVERDUE, warning_alert_kind
-    from schemas.workflow import Checkpoints
+    from schemas.workflow import Checkpoints, LetterJob
     from workflows.dsr_steps import (
         MAILING,
         Decision,
@@ -41,6 +48,9 @@ WATCH_TROUBLES = "watch-own-troubles"
 # that never answered, a failed step nobody retried) was never brought back to staff, while the
 # subject waited for an answer the law says was due (freeze audit).
 OVERDUE_REMINDERS = "overdue-reminders"
+# workflow.patched id (see above). Asked with WATCH_TROUBLES: a watch whose failed step was handed
+# to the request's troubles (older histories) keeps sending in its loop, one step at a time.
+WATCH_LETTERS_ASIDE = "watch-letters-aside"
 # Staff are reminded of a request still open past its due date as of a stopped one
 # (activities/request_start_sweep.py REMIND_EVERY) and a failed step (workflows/step_trouble.py
 # REMIND_EVERY, REMIND_AT): the warnings and the overdue alert go at the controller's midnight
@@ -76,6 +86,8 @@ class DeadlineWatch:
         self.attention_after = timedelta(minutes=15)
         self._request: WatchedRequest | None = None
         self._handed_over = False  # the failing step's trouble is the request's (older histories)
+        self._letters: asyncio.Task[None] | None = None  # the newest of its alerts sent aside
+        self._queued = 0  # its alerts sent aside so far
 
     async def run(self, request: WatchedRequest) -> None:
         """Warn staff before the current due date and flag it when it passes."""
@@ -83,7 +95,9 @@ class DeadlineWatch:
         try:
             await self._watch(request)
         except RequestClosed:
-            pass  # closed while one of its alerts waited for staff
+            pass  # closed while one of its steps waited for staff
+        if self._letters is not None:
+            await self._letters  # they end with the watch (cancelled with it)
 
     async def _watch(self, request: WatchedRequest) -> None:
         while not request.closed:
@@ -127,10 +141,9 @@ class DeadlineWatch:
         await run_step("record_event", event_record(
             request.request_id, f"deadline.{kind}", key,
             {"due_date": checkpoints.due_date.isoformat(), "status": request.status.value}), supervisor=self)
-        await run_step("send_letter", letter_job(
+        await self._send(request, letter_job(
             request.request_id, "staff_alert", key=key, to_staff=True,
-            params={"kind": kind, "days_left": days, "detail": watch_detail(request)},
-        ), timeouts=MAILING, supervisor=self)
+            params={"kind": kind, "days_left": days, "detail": watch_detail(request)}))
 
     async def _remind_while_overdue(self, request: WatchedRequest, checkpoints: Checkpoints) -> None:
         """One staff alert each day the request stays open past its due date, saying how late it
@@ -147,12 +160,32 @@ class DeadlineWatch:
                 except TimeoutError:
                     pass
             late = max(late, (workflow.now() - first) // REMIND_EVERY + 1)
-            await run_step("send_letter", letter_job(
+            await self._send(request, letter_job(
                 request.request_id, "staff_alert", key=f"{ALERT_OVERDUE}:{checkpoints.due_date.isoformat()}:day-{late}",
                 to_staff=True, params={"kind": ALERT_OVERDUE, "days_left": -late,
-                                       "detail": overdue_reminder_detail(request, late)},
-            ), timeouts=MAILING, supervisor=self)
+                                       "detail": overdue_reminder_detail(request, late)}))
             late += 1
+
+    async def _send(self, request: WatchedRequest, job: LetterJob) -> None:
+        """One of the watch's staff alerts. Aside (WATCH_LETTERS_ASIDE), by a task of its own after
+        the alerts before it: one waiting for staff holds back the watch's later alerts, never its
+        flags and events. Of the alerts it held back only the newest goes once it is answered (the
+        overdue alert says more than a warning, today's reminder more than yesterday's), and none
+        once the request is closed."""
+        if not (workflow.patched(WATCH_LETTERS_ASIDE) and workflow.patched(WATCH_TROUBLES)):
+            await run_step("send_letter", job, timeouts=MAILING, supervisor=self)
+            return
+        self._queued += 1
+        self._letters = asyncio.create_task(self._send_after(self._letters, self._queued, request, job))
+
+    async def _send_after(self, before: asyncio.Task[None] | None, number: int, request: WatchedRequest,
+                          job: LetterJob) -> None:
+        if before is not None:
+            await before
+            if number != self._queued or request.closed:
+                return
+        with contextlib.suppress(RequestClosed):  # closed while it waited for staff
+            await run_step("send_letter", job, timeouts=MAILING, supervisor=self)
 
     # ---- the supervisor of its steps (workflows/dsr_steps.py StepSupervisor) ------------------
 
@@ -163,6 +196,14 @@ class DeadlineWatch:
         self._handed_over = not workflow.patched(WATCH_TROUBLES)
         if self._handed_over:
             return await request.step_failed(step, message, transient=transient, skippable=skippable, about=about)
+        if self._letters is not None:
+            # Its alerts go beside its loop: a step of the other kind (an event's record and an
+            # alert) that fails meanwhile waits for the open trouble to close before opening its
+            # own, one trouble at a time, as staff answer them.
+            await workflow.wait_condition(lambda: self.troubles.current is None or self.troubles.current.step == step
+                                          or request.closed)
+            if request.closed:
+                raise RequestClosed
         return await self.troubles.failed(
             request.request_id, step, message, transient=transient, skippable=skippable, about=about,
             attention_after=self.attention_after, closed=lambda: request.closed, days_left=request._days_left())
