@@ -223,6 +223,23 @@ async def test_json_is_read_whatever_media_type_the_processor_labels_it_and_name
     assert str(refused.value).endswith(") is text/plain, not JSON")
 
 
+async def test_request_types_offered_as_text_are_no_offer(pool, settings, tmp_path, lifecycle_policy, processor):
+    """`supported_subject_request_types` is a list. One written as text was searched as text: "no
+    erasure here" offered erasure, and the request went to a processor that said it takes none."""
+    opendsr = _opendsr(processor, tmp_path, lifecycle_policy, pool, settings)
+    who = subject(unique_email("substring"))
+    processor.hostile["discovery"] = (
+        b'{"api_version": "2.0", "processor_certificate": "/opendsr/cert.pem", '
+        b'"supported_subject_request_types": "no erasure here", '
+        b'"supported_identities": [{"identity_type": "email", "identity_format": "raw"}]}', "application/json")
+    try:
+        outcome = await opendsr.erase(who)
+    finally:
+        await opendsr.close()
+    assert outcome.status == "needs_attention"
+    assert "its discovery document does not offer erasure requests" in str(outcome.message)
+
+
 async def test_a_hostile_discovery_document_fails_the_certificate_fetch_naming_it(
         pool, settings, tmp_path, lifecycle_policy, processor):
     """The certificate that checks a processor's signatures is found through its discovery

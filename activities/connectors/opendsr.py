@@ -288,7 +288,9 @@ class OpenDsrConnector(Connector):
 
     async def _submit(self, subject: Subject, kind: str, *, callbacks: bool) -> ActionOutcome:
         discovery = await self._discover()
-        if kind not in (discovery.get("supported_subject_request_types") or []):
+        offered = discovery.get("supported_subject_request_types") or []
+        # A list, by the specification: a string "erasure_disabled" must not offer erasure by substring.
+        if not isinstance(offered, list) or kind not in offered:
             return self._not_sent(f"its discovery document does not offer {kind} requests")
         identities = self._identities(subject, discovery)
         if not identities:
