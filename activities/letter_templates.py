@@ -9,6 +9,11 @@ Rendering is strict: a context key a template needs but the caller did not pass 
 subject lines are not (they are not HTML). This module is pure (no I/O besides reading the
 templates) so activities, the api and tests can all call it.
 
+Times: a datetime in a letter is written in the context's ``timezone`` (which every letter and
+staff alert needs: the controller's, from the policy version the request runs under), with the
+zone named ("31 December 2026, 00:30 CET (UTC+1)"), and a datetime printed as a date is the date
+it fell on there. Dates computed as dates (deadlines) are printed as they are.
+
 Personal data: ``staff_alert`` goes to the controller's staff and never contains the subject's
 name or e-mail: it is rendered without ``subject`` in its context at all.
 """
@@ -45,7 +50,9 @@ __all__ = [
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates" / "letters"
 
-_COMMON = ("controller", "request", "subject", "portal_url")
+# `timezone`: the controller's (the request's policy version's `defaults.timezone`), which the
+# letter's times are written in.
+_COMMON = ("controller", "request", "subject", "portal_url", "timezone")
 
 #: Top-level context keys each purpose needs (nested keys are checked by StrictUndefined).
 REQUIRED_CONTEXT: dict[str, tuple[str, ...]] = {
@@ -61,7 +68,7 @@ REQUIRED_CONTEXT: dict[str, tuple[str, ...]] = {
     # `remedies` too, unless the subject withdrew the request (checked in render_letter).
     "cancellation": (*_COMMON, "reason", "withdrawn", "acted_in", "asked_in"),
     "restriction_lift": (*_COMMON, "reason", "lift_on", "notice_days", "restriction"),
-    "staff_alert": ("controller", "request", "kind", "days_left", "detail"),
+    "staff_alert": ("controller", "request", "timezone", "kind", "days_left", "detail"),
 }
 
 # The policy's default warning days, for a context that does not name its own.
@@ -79,16 +86,22 @@ def _fail_if_undefined(value: Any) -> None:
         value._fail_with_undefined_error()  # raises UndefinedError naming the missing key
 
 
-def longdate(value: date | datetime, language: str = SOURCE_LANGUAGE) -> str:
-    """The date as the language writes it in full: "2 March 2026", "2 maart 2026"."""
+def longdate(value: date | datetime, language: str = SOURCE_LANGUAGE, timezone: str | None = None) -> str:
+    """The date as the language writes it in full: "2 March 2026", "2 maart 2026"; a datetime's
+    date in `timezone`."""
     _fail_if_undefined(value)
-    return long_date(value, language)
+    return long_date(value, language, timezone)
 
 
-def longdatetime(value: datetime, language: str = SOURCE_LANGUAGE) -> str:
-    """"2 March 2026, 14:05 UTC", the date in the language."""
+def longdatetime(value: datetime, language: str, timezone: str) -> str:
+    """"31 December 2026, 00:30 CET (UTC+1)": the moment in `timezone`, the date in the language."""
     _fail_if_undefined(value)
-    return long_datetime(value, language)
+    return long_datetime(value, language, timezone)
+
+
+# The processor e-mails (activities/connectors/manual_email.py) are rendered with these templates
+# but name no timezone yet: their one datetime (when we first asked) is given as its UTC date.
+_UNNAMED_TIMEZONE = "UTC"
 
 
 def shortid(value: Any) -> str:
@@ -99,10 +112,12 @@ def shortid(value: Any) -> str:
 
 
 @cache
-def letter_environment(language: str) -> Environment:
+def letter_environment(language: str, timezone: str) -> Environment:
     """The templates, speaking `language`: `_()`, `ngettext()` and `{% trans %}` read its catalog
-    (dsrflow/i18n), dates are written its way. Paragraphs in `{% trans %}` are trimmed, so the
-    catalogs hold one line per message however the template wraps it."""
+    (dsrflow/i18n), dates are written its way, times in `timezone` (the filters are the
+    environment's, so the imported macros write them alike: an imported template does not see
+    the letter's context). Paragraphs in `{% trans %}` are trimmed, so the catalogs hold one line
+    per message however the template wraps it."""
     env = Environment(
         loader=FileSystemLoader(str(TEMPLATE_DIR)),
         undefined=StrictUndefined,
@@ -116,8 +131,8 @@ def letter_environment(language: str) -> Environment:
     )
     env.policies["ext.i18n.trimmed"] = True
     env.install_gettext_translations(translations(language), newstyle=True)  # type: ignore[attr-defined]  # added by the i18n extension
-    env.filters["longdate"] = partial(longdate, language=language)
-    env.filters["longdatetime"] = partial(longdatetime, language=language)
+    env.filters["longdate"] = partial(longdate, language=language, timezone=timezone)
+    env.filters["longdatetime"] = partial(longdatetime, language=language, timezone=timezone)
     env.filters["shortid"] = shortid
     # `request.regime | cite("19", " (%s)")`: " (Art. 19 GDPR)", or "" where the GDPR is not the law.
     env.filters["cite"] = partial(cite, t=translations(language))
@@ -145,9 +160,10 @@ def _one_line(text: str) -> str:
 
 
 def render_template_set(name: str, ctx: dict[str, Any], language: str) -> RenderedLetter:
-    """The subject line, text and HTML of the templates `name`.*.j2, in `language`; the subject
-    line (one line, never empty) is in the context of the other two as `letter_subject`."""
-    env = letter_environment(Language(language))
+    """The subject line, text and HTML of the templates `name`.*.j2, in `language` and the
+    context's `timezone`; the subject line (one line, never empty) is in the context of the other
+    two as `letter_subject`."""
+    env = letter_environment(Language(language), str(ctx.get("timezone") or _UNNAMED_TIMEZONE))
     subject = _one_line(env.get_template(f"{name}.subject.j2").render(ctx))
     if not subject:
         raise ValueError(f"letter {name!r}: empty subject line")

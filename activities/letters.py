@@ -151,6 +151,9 @@ async def build_context(ctx: ActivityContext, row: dict[str, Any], job: LetterJo
         "subject": {"name": row["subject_name"], "email": row["subject_email"]},
         # The portal opens in the letter's language.
         "portal_url": f"{ctx.settings.base_url}/portal?lang={language}",
+        # The letter's times (a code's or a link's expiry) are the controller's, as its dates are:
+        # in the zone of the policy version the request runs under, not the machine's or UTC.
+        "timezone": policy.defaults.timezone,
     }
     params = _coerce(job.params)
 

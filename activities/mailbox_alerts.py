@@ -108,9 +108,10 @@ async def alert_unreadable(pool: asyncpg.Pool, mailer: Mailer, policy: Policy, r
 
 
 def _staff_mail(policy: Policy, key: str, template: str, context: dict[str, object]) -> EmailMessage:
-    """A staff alert about the mailbox, in the staff language, its Message-ID derived from `key`."""
+    """A staff alert about the mailbox, in the staff language and the controller's timezone (the
+    policy's in force: the mailbox belongs to no request), its Message-ID derived from `key`."""
     language = policy.languages.staff.value
-    rendered = render_template_set(template, context, language)
+    rendered = render_template_set(template, {**context, "timezone": policy.defaults.timezone}, language)
     message = EmailMessage()
     message["From"] = formataddr((policy.controller.name, policy.controller.sender_email))
     message["To"] = policy.controller.staff_email

@@ -16,10 +16,12 @@ and the public API's pages for a browser) the one the subject chose. A subject c
 browser's `Accept-Language` decides among the policy's supported languages, else the policy's
 default. Templates translate with Jinja's i18n extension (`_()`, `ngettext()`, `pgettext()` and
 `{% trans %}`, trimmed) from the page language's catalog (dsrflow/i18n), and `longdate` /
-`longdatetime` write dates its way. Staff pages write a moment with `controller_time` (and the day
-it fell on with `controller_date`): in the controller's timezone, the one deadline days are
-counted in, with the zone named, as the evidence pack does; a page whose request ran under
-another policy version names that version's zone as `controller_timezone`. `_()` is for messages written in templates; a message held
+`longdatetime` write dates its way, a moment in the controller's timezone with the zone named as
+the subject's letters write it (a portal page gives its request's zone as `controller_timezone`).
+Staff pages write a moment with `controller_time` (and the day it fell on with `controller_date`):
+in the controller's timezone, the one deadline days are counted in, with the zone named, as the
+evidence pack does; a page whose request ran under another policy version names that version's
+zone as `controller_timezone`. `_()` is for messages written in templates; a message held
 in Python (a label marked `N_`, a problem's words) is shown with the `translate` filter, which
 escapes it like any text. A request type is shown with `type_label(kind, regime)`: the label
 letters use, citing only the law of the request's regime.
@@ -50,8 +52,7 @@ from api.csrf import cookie_secure, csrf_token
 from api.deps import app_state
 from api.problems import Problem
 from api.read_models.evidence_deadlines import controller_time
-from dsrflow.domain.deadlines import receipt_date
-from dsrflow.i18n import SOURCE_LANGUAGE, Translator, language_name, long_date, translations
+from dsrflow.i18n import SOURCE_LANGUAGE, Translator, language_name, translations
 from policy.languages import Languages
 
 PAGE_HEADERS = {
@@ -210,12 +211,14 @@ def _type_label(context: Context, kind: str, regime: str | None = None) -> str:
 
 @pass_context
 def _longdate(context: Context, value: date | datetime) -> str:
-    return longdate(value, _language_of(context))
+    """A date; a moment's the day it fell on in the controller's timezone, as its letters say."""
+    return longdate(value, _language_of(context), _controller_timezone(context))
 
 
 @pass_context
 def _longdatetime(context: Context, value: datetime) -> str:
-    return longdatetime(value, _language_of(context))
+    """A moment as the subject's letters write it: "31 December 2026, 00:30 CET (UTC+1)"."""
+    return longdatetime(value, _language_of(context), _controller_timezone(context))
 
 
 def _controller_timezone(context: Context) -> str:
@@ -231,12 +234,6 @@ def _controller_time(context: Context, value: datetime, seconds: bool = False) -
     request received at 00:30 in Brussels read as the day before in UTC, beside due dates counted
     from the Brussels day."""
     return controller_time(value, _controller_timezone(context), _language_of(context), seconds=seconds)
-
-
-@pass_context
-def _controller_date(context: Context, value: datetime) -> str:
-    """The day a moment fell on in the controller's calendar (the day of receipt the deadline counts)."""
-    return long_date(receipt_date(value, _controller_timezone(context)), _language_of(context))
 
 
 @pass_context
@@ -277,7 +274,8 @@ templates.env.filters["json"] = lambda value: json.dumps(value, ensure_ascii=Fal
 templates.env.filters["longdate"] = _longdate
 templates.env.filters["longdatetime"] = _longdatetime
 templates.env.filters["controller_time"] = _controller_time
-templates.env.filters["controller_date"] = _controller_date
+# The day a moment fell on in the controller's calendar (the day of receipt the deadline counts).
+templates.env.filters["controller_date"] = _longdate
 templates.env.filters["decimal"] = _decimal
 templates.env.filters["translate"] = _translate
 templates.env.filters["sentence"] = _sentence

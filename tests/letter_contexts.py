@@ -68,6 +68,8 @@ def base_context() -> dict:
         },
         "subject": {"name": EVIL_NAME, "email": SUBJECT_EMAIL},
         "portal_url": "https://privacy.onetagger.com/requests",
+        # The shipped policy's (policy/connexeon.yaml `defaults.timezone`), as build_context gives it.
+        "timezone": "Europe/Brussels",
     }
 
 

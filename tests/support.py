@@ -188,7 +188,9 @@ def comparable_letter(sink: MailSink, request_id: str, purpose: str = "response"
     (message,) = letters_for(sink, request_id, purpose)
     text = text_of(message).replace(request_id, "<id>").replace(short_reference(request_id), "<id>")
     text = re.sub(r"/packages/[A-Za-z0-9_-]+", "/packages/<token>", text)
-    text = re.sub(r"\b\d{2}:\d{2} UTC\b", "<time> UTC", text)
+    # The time of day before its zone: "00:30 CET (UTC+1)", "00:30 GMT", "00:30 UTC+3" (dsrflow/i18n
+    # long_datetime).
+    text = re.sub(r"\b\d{2}:\d{2}(?= [A-Z]{2,5}\b)", "<time>", text)
     return re.sub(r"http://127\.0\.0\.1:\d+", "<api>", text)
 
 

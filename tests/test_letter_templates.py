@@ -188,7 +188,7 @@ def test_code_letters(purpose):
     letter = render_letter(purpose, ctx)
     for part in (letter.text, letter.html):
         assert ctx["code"] in part
-        assert "7 February 2026, 14:05 UTC" in part
+        assert "7 February 2026, 15:05 CET (UTC+1)" in part  # 14:05 UTC, in Brussels
         assert "5 incorrect attempts" in part
     assert ctx["link"] in letter.text
     assert ctx["code"] not in letter.subject
@@ -203,7 +203,7 @@ def test_closed_unverified():
     letter = render_letter("closed_unverified", full_context("closed_unverified"))
     for part in (letter.text, letter.html):
         assert "closed" in part
-        assert "7 February 2026, 14:05 UTC" in part
+        assert "7 February 2026, 15:05 CET (UTC+1)" in part  # 14:05 UTC, in Brussels
         assert "https://privacy.onetagger.com/requests" in part
         assert "not disclosed, changed or deleted" in part
 
@@ -248,7 +248,8 @@ def test_response_access_with_package_link():
     letter = render_letter("response", ctx)
     for part in (letter.text, letter.html):
         assert "https://privacy.onetagger.com/v1/public/packages/tok123" in part
-        assert "9 March 2026, 23:59 UTC" in part
+        # 23:59 UTC on 9 March is the 10th in Brussels, the controller's timezone.
+        assert "10 March 2026, 00:59 CET (UTC+1)" in part
         assert "What we found" in part
         assert "What we kept" not in part
         assert "Art. 19" not in part
@@ -286,11 +287,14 @@ def test_unknown_purpose_raises_value_error_naming_it():
 def test_date_filters():
     assert longdate(date(2026, 3, 2)) == "2 March 2026"
     assert longdate(date(2025, 12, 31)) == "31 December 2025"
-    assert longdate(datetime(2026, 3, 2, 23, 30, tzinfo=UTC)) == "2 March 2026"
-    assert longdatetime(datetime(2026, 3, 2, 14, 5, tzinfo=UTC)) == "2 March 2026, 14:05 UTC"
-    assert longdatetime(datetime(2026, 3, 2, 14, 5)) == "2 March 2026, 14:05 UTC"
+    assert longdate(datetime(2026, 3, 2, 23, 30, tzinfo=UTC), timezone="UTC") == "2 March 2026"
+    assert longdate(datetime(2026, 3, 2, 23, 30, tzinfo=UTC), timezone="Europe/Brussels") == "3 March 2026"
+    assert longdatetime(datetime(2026, 3, 2, 14, 5, tzinfo=UTC), "en", "UTC") == "2 March 2026, 14:05 UTC"
+    assert longdatetime(datetime(2026, 3, 2, 14, 5), "en", "Europe/Brussels") == "2 March 2026, 15:05 CET (UTC+1)"
     with pytest.raises(TypeError):
         longdate("2026-03-02")
+    with pytest.raises(TypeError, match="timezone"):  # a moment's date depends on where it is read
+        longdate(datetime(2026, 3, 2, 23, 30, tzinfo=UTC))
 
 
 def test_staff_alert_kinds_follow_the_policy_warning_days():

@@ -103,14 +103,14 @@ def test_an_english_only_policy_needs_no_translations():
 
 
 @pytest.mark.parametrize(("language", "day", "moment", "listed"), [
-    ("en", "30 December 2026", "2 March 2026, 14:05 UTC", "a, b and c"),
-    ("nl", "30 december 2026", "2 maart 2026, 14:05 UTC", "a, b en c"),
-    ("fr", "30 décembre 2026", "2 mars 2026, 14:05 UTC", "a, b et c"),
-    ("de", "30. Dezember 2026", "2. März 2026, 14:05 UTC", "a, b und c"),
+    ("en", "30 December 2026", "2 March 2026, 15:05 CET (UTC+1)", "a, b and c"),
+    ("nl", "30 december 2026", "2 maart 2026, 15:05 CET (UTC+1)", "a, b en c"),
+    ("fr", "30 décembre 2026", "2 mars 2026, 15:05 CET (UTC+1)", "a, b et c"),
+    ("de", "30. Dezember 2026", "2. März 2026, 15:05 CET (UTC+1)", "a, b und c"),
 ])
 def test_dates_and_lists_are_written_the_languages_way(language, day, moment, listed):
     assert long_date(date(2026, 12, 30), language) == day
-    assert long_datetime(datetime(2026, 3, 2, 14, 5), language) == moment
+    assert long_datetime(datetime(2026, 3, 2, 14, 5), language, "Europe/Brussels") == moment
     assert and_list(["a", "b", "c"], language) == listed
 
 

@@ -35,6 +35,7 @@ from api.public.intake import (
     find_package,
     submit_request,
 )
+from api.read_models.evidence_deadlines import policy_defaults
 from api.service import live_state
 from api.state import AppState
 from dsrflow.domain.references import short_reference
@@ -164,6 +165,15 @@ async def request_row(state: AppState, request_id: str) -> dict[str, Any]:
     return row
 
 
+async def request_timezone(state: AppState, request_id: str) -> str:
+    """The controller's timezone under the policy version the request runs under: its pages write
+    a moment in it, as its letters do (a later policy in another zone changes neither)."""
+    pool = await state.db()
+    async with pool.acquire() as conn:
+        version = await conn.fetchval("SELECT policy_version FROM dsr_requests WHERE id = $1", request_id)
+        return (await policy_defaults(conn, version)).timezone
+
+
 async def _current(state: AppState, request_id: str) -> tuple[dict[str, Any], RequestStatus]:
     """The request row and its status as the subject should see it now (`current_live`)."""
     row, status, _ = await current_live(state, request_id)
@@ -218,6 +228,7 @@ async def status_page(request: Request, request_id: str, state: State) -> HTMLRe
         "row": row, "status_words": " ".join(words), "verified": verified,
         "awaiting_verification": status == RequestStatus.awaiting_verification and not paused, "status": status,
         "reference": short_reference(row["id"]),
+        "controller_timezone": await request_timezone(state, str(row["id"])),
     })
     if verified:
         response.delete_cookie(CONFIRMED_COOKIE, path=status_path(str(row["id"])))
@@ -230,7 +241,9 @@ async def package_page(request: Request, token: str, state: State) -> HTMLRespon
     that downloads it. Opening the page records nothing: mail scanners open the links in a
     message, and a download they made would stand in the evidence as the subject's."""
     package = await find_package(state, token)
-    return render(request, "portal/package.html", {"package": package, "download_url": f"/portal/packages/{token}"})
+    return render(request, "portal/package.html", {
+        "package": package, "download_url": f"/portal/packages/{token}",
+        "controller_timezone": await request_timezone(state, str(package["request_id"]))})
 
 
 @router.post("/packages/{token}", dependencies=[counted("link")])

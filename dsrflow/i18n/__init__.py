@@ -8,6 +8,10 @@ fuzzy entry is never used: until a translator confirms it, it fails the catalog 
 Dates, numbers and lists are formatted by Babel for the language ("30 december 2026",
 "30 décembre 2026", "30. Dezember 2026"). English uses the British forms the letters always had
 ("30 December 2026").
+
+A moment (a datetime) is written in the controller's timezone, the one its deadline days are
+counted in, with the zone named so a subject elsewhere can convert it: "31 December 2026, 00:30
+CET (UTC+1)". See `zone_name` for why the offset is always given.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import io
 from datetime import UTC, date, datetime
 from functools import cache
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from babel import Locale
 from babel.dates import format_date, format_time
@@ -54,16 +59,44 @@ def translations(language: str) -> gettext.NullTranslations:
     return gettext.GNUTranslations(compiled)
 
 
-def _as_utc(value: datetime) -> datetime:
-    # A naive datetime is taken to be UTC already (activities work in UTC).
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+def _local_time(value: datetime, timezone: str) -> datetime:
+    """`value` on the clock of `timezone` (an IANA name). A naive datetime is taken to be UTC
+    already (activities work in UTC)."""
+    return (value.replace(tzinfo=UTC) if value.tzinfo is None else value).astimezone(ZoneInfo(timezone))
 
 
-def long_date(value: date | datetime, language: str = SOURCE_LANGUAGE) -> str:
+def zone_name(local: datetime) -> str:
+    """The zone of a local time as every language writes it: the tz database's abbreviation with
+    its offset from UTC ("CET (UTC+1)", "CEST (UTC+2)", "PDT (UTC−7)"), the offset alone where the
+    zone has no abbreviation ("UTC+3" in Istanbul), "UTC" or "GMT" alone at offset zero.
+
+    The offset is always there: it is what a subject elsewhere converts with, and it makes an
+    ambiguous abbreviation unambiguous ("CST" is Chicago's and Shanghai's, "IST" Dublin's summer
+    and India's). Babel's localized names are not used: they differ between the copies of one
+    letter (CET in English and Dutch, MEZ in German, "+0100" in French; "Pacific Standard Time"
+    in British English, "-0800" elsewhere), where a letter and its portal page should read alike
+    in every language. A minus sign (U+2212), not a hyphen: a line never breaks after it."""
+    offset = local.utcoffset()
+    if offset is None:
+        raise ValueError("a zone name needs an aware datetime")
+    minutes = int(offset.total_seconds()) // 60
+    hours, rest = divmod(abs(minutes), 60)
+    sign = "+" if minutes > 0 else "\N{MINUS SIGN}"
+    utc = f"UTC{sign}{hours}{f':{rest:02d}' if rest else ''}" if minutes else "UTC"
+    abbreviation = local.tzname() or ""
+    if not abbreviation.isalpha():  # "+03": the zone has no abbreviation of its own
+        return utc
+    return abbreviation if not minutes and abbreviation in ("UTC", "GMT") else f"{abbreviation} ({utc})"
+
+
+def long_date(value: date | datetime, language: str = SOURCE_LANGUAGE, timezone: str | None = None) -> str:
     """``date(2026, 12, 30)`` -> "30 December 2026" / "30 december 2026" / "30 décembre 2026" /
-    "30. Dezember 2026". A datetime gives its UTC date."""
+    "30. Dezember 2026". A datetime gives the date it fell on in `timezone`, which it needs: 23:30
+    UTC on 30 December is 31 December in Amsterdam."""
     if isinstance(value, datetime):
-        value = _as_utc(value).date()
+        if timezone is None:
+            raise TypeError("the date of a datetime depends on the timezone: name the controller's")
+        value = _local_time(value, timezone).date()
     if not isinstance(value, date):
         raise TypeError(f"a long date needs a date, got {type(value).__name__}")
     written = format_date(value, format="long", locale=_FORMAT_LOCALE[Language(language)])
@@ -71,13 +104,15 @@ def long_date(value: date | datetime, language: str = SOURCE_LANGUAGE) -> str:
     return f"1er{written[1:]}" if Language(language) == Language.fr and value.day == 1 else written
 
 
-def long_datetime(value: datetime, language: str = SOURCE_LANGUAGE) -> str:
-    """A date and time in UTC: "2 March 2026, 14:05 UTC" (the time as the language writes it)."""
+def long_datetime(value: datetime, language: str, timezone: str) -> str:
+    """A moment in `timezone` (the controller's), the zone named: "31 December 2026, 00:30 CET
+    (UTC+1)", "31 décembre 2026, 00:30 CET (UTC+1)" (the date and time as the language writes
+    them; the zone as every language does, `zone_name`)."""
     if not isinstance(value, datetime):
         raise TypeError(f"a long date and time needs a datetime, got {type(value).__name__}")
-    value = _as_utc(value)
-    clock = format_time(value, format="HH:mm", locale=_FORMAT_LOCALE[Language(language)])
-    return f"{long_date(value, language)}, {clock} UTC"
+    local = _local_time(value, timezone)
+    clock = format_time(local, format="HH:mm", locale=_FORMAT_LOCALE[Language(language)])
+    return f"{long_date(local.date(), language)}, {clock} {zone_name(local)}"
 
 
 def language_name(language: str, in_language: str | None = None) -> str:
