@@ -164,6 +164,32 @@ async def test_a_processor_is_told_the_answer_date_only_while_it_is_ahead(pool, 
     assert told == {"ahead": True, "past": False, "lift": False}
 
 
+async def test_a_reminder_dates_the_first_e_mail_in_the_controllers_time_zone(pool, settings, mail_sink, monkeypatch):
+    """"On <date> we asked you": the date the processor's first e-mail went, in the controller's
+    zone as in every letter. It was the UTC date: one sent at 23:30 UTC on 10 January, 00:30 on
+    the 11th in Brussels, was dated the 10th."""
+    monkeypatch.setenv("DSRFLOW_SURVEYS_PRIVACY_EMAIL", SURVEYS_CONTACT)
+    loaded = load_policy()
+    assert loaded.policy.defaults.timezone == "Europe/Brussels"
+    row, _ = await create_request(
+        pool, NewRequest(type="erasure", subject={"email": unique_email("zone")}, identity_attested=True),
+        loaded_policy=loaded, secret=load_secret_key(settings), actor="tests", idempotency_key=None)
+    rid = str(row["id"])
+    connector = build_connector(ConnectorEnv(
+        system_name="surveys", system=loaded.policy.systems["surveys"], policy=loaded.policy,
+        settings=settings, secret=b"s" * 32, callback_url="", pool=pool, mailer=Mailer(settings)))
+    subject = Subject(request_id=rid, email=row["subject_email"])
+    try:
+        asked = await connector.erase(subject)
+        await pool.execute("UPDATE manual_tasks SET sent_at = '2026-01-10 23:30:00+00' WHERE external_id = $1",
+                           asked.external_id)
+        await connector.status(subject, str(asked.external_id))
+    finally:
+        await connector.close()
+    [reminder] = letters_for(mail_sink, rid, "processor_reminder")
+    assert "on 11 January 2026 we asked you" in " ".join(text_of(reminder).split())
+
+
 async def test_status_reminds_only_after_reminder_days(pool, settings, mail_sink, monkeypatch):
     monkeypatch.setenv("DSRFLOW_SURVEYS_PRIVACY_EMAIL", SURVEYS_CONTACT)
     loaded = load_policy()

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import AsyncIterator, Mapping, Sequence
-from datetime import date, datetime
+from datetime import datetime
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate, parseaddr
 from typing import Any
@@ -321,7 +321,8 @@ class ManualEmailConnector(Connector):
         # once a hold ended, comes after that answer, and told the processor a date long past to
         # act by (DPO audit).
         due = request["current_due_date"]
-        if action == "lift_restriction" or (due is not None and due < date.today()):
+        zone = self.env.policy.defaults.timezone  # the controller's, as in every letter
+        if action == "lift_restriction" or (due is not None and due < datetime.now(ZoneInfo(zone)).date()):
             due = None
         context = {
             "controller": controller.model_dump(mode="json"),
@@ -335,6 +336,7 @@ class ManualEmailConnector(Connector):
             "confirm_url": f"{self.env.settings.base_url}/v1/callbacks/manual/{token}",
             "reminder_days": self.reminder_days,
             "upload": self.env.policy.processor_exports.model_dump(mode="json") if action == "access" else None,
+            "timezone": zone,
             **(extra or {}),
         }
         rendered = render_processor_mail(purpose, context, self.env.policy.languages.staff)
