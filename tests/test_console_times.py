@@ -7,7 +7,6 @@ Each moment is a few minutes before midnight UTC, so its Brussels day is the nex
 
 from __future__ import annotations
 
-import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -20,11 +19,10 @@ from dsrflow.stores.requests_store import create_request
 from policy.mailbox import load_mailbox_policy
 from policy.model import load_policy
 from schemas.requests import NewRequest
+from tests.evidence_pages import UTC_TIME
 from tests.support import OUR_SENDER, console_sign_in, unique_email
 
 RECEIVED = datetime(2026, 1, 4, 23, 30, tzinfo=UTC)  # 5 January, 00:30 in Brussels
-# A time written as the console wrote it before: the UTC day, the zone UTC.
-UTC_TIME = re.compile(r"\d\d:\d\d UTC")
 
 
 def brussels(moment: datetime) -> str:
@@ -64,7 +62,7 @@ async def test_the_request_page_and_the_queue_write_times_in_the_controllers_tim
     await pool.execute("UPDATE request_assignments SET assigned_at = $2 WHERE request_id = $1", request_id, assigned)
 
     page = (await http.get(f"/console/requests/{rid}")).text
-    assert "5 January 2026, 00:30 CET by" in page  # received
+    assert "5 January 2026, 00:30 CET (UTC+1) by" in page  # received
     assert f'id="status">completed ({brussels(closed)})' in page
     assert f"({brussels(letter)})</span></summary>" in page
     assert f'<time datetime="{note.isoformat()}">{brussels(note)}</time>' in page
@@ -99,8 +97,8 @@ async def test_the_inbox_writes_when_a_message_came_in_the_controllers_timezone(
 
     inbox = (await http.get("/console/inbox")).text
     row = inbox.split(f'data-message-id="{filed.message_id}"')[1].split("</tr>")[0]
-    assert f'<time datetime="{RECEIVED.isoformat()}">5 January 2026, 00:30 CET</time>' in row
+    assert f'<time datetime="{RECEIVED.isoformat()}">5 January 2026, 00:30 CET (UTC+1)</time>' in row
     assert not UTC_TIME.search(row)
     page = (await http.get(f"/console/inbox/{filed.message_id}")).text
-    assert ">5 January 2026, 00:30 CET</time> (the request's clock starts here); reached our server" in page
-    assert ">5 January 2026, 00:33 CET</time>" in page and not UTC_TIME.search(page)
+    assert ">5 January 2026, 00:30 CET (UTC+1)</time> (the request's clock starts here); reached our server" in page
+    assert ">5 January 2026, 00:33 CET (UTC+1)</time>" in page and not UTC_TIME.search(page)

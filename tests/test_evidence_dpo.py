@@ -65,7 +65,7 @@ async def test_an_extension_says_when_the_subject_was_told_and_whether_before_th
     assert extension["told_before_due_date"] is False
     page = (await http.get(f"/v1/requests/{rid}/evidence.html", headers=await staff_headers(pool))).text
     # The time in Brussels, the zone named, as the day it is judged on: 00:30 on the 5th, not 23:30 UTC on the 4th.
-    assert "The subject was told on 5 January 2027, 00:30 CET (the extension letter below), after the first" in page
+    assert "The subject was told on 5 January 2027, 00:30 CET (UTC+1) (the extension letter below), after the first" in page
     assert "from 4 January 2027 to 4 March 2027" in page and "2027-01-04" not in page
 
 
@@ -131,5 +131,5 @@ async def test_a_denials_explanation_is_in_the_trail_and_the_pack(http, pool, ma
     assert pack["decisions"]["refusal"]["reason"] == explanation
     page = await http.get(f"/v1/requests/{rid}/evidence.html", headers=compliance)
     assert f"by Jane Peeters (compliance), ground: manifestly unfounded (Art. 12(5) GDPR): “{explanation}”" in page.text
-    assert re.search(r"the denial letter below, which went \d{1,2} \w+ \d{4}, \d{2}:\d{2} CES?T, by the due date",
+    assert re.search(r"the denial letter below, which went \d{1,2} \w+ \d{4}, \d{2}:\d{2} CES?T \(UTC\+[12]\), by the due date",
                      page.text)

@@ -51,7 +51,7 @@ async def test_a_request_stopped_and_resumed_says_who_resumed_it_and_why(http, p
 
     decisions = section(readable(page), "Decisions", "Plan")
     # When it ended (Temporal's close time, 11:15 in Brussels) and when the sweep found it.
-    assert re.search(f"Stopped its workflow had timed out 3 March 2026, 11:15 CET while the request was open, "
+    assert re.search(f"Stopped its workflow had timed out 3 March 2026, 11:15 CET \\(UTC\\+1\\) while the request was open, "
                      f"found by the sweep {LOCAL_TIME} "
                      f"\\(nothing of it ran meanwhile; its deadline ran on\\); resumed {LOCAL_TIME} by Jane Peeters "
                      "\\(compliance\\): “The run timed out during the outage of 3 March”, carrying on from where it "

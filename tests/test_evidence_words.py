@@ -34,9 +34,9 @@ def test_codes_read_as_words():
 
 def test_times_are_the_controllers_with_the_zone_named():
     late_evening_utc = datetime(2027, 1, 4, 23, 30, tzinfo=UTC)
-    assert controller_time(late_evening_utc, "Europe/Brussels", "en") == "5 January 2027, 00:30 CET"
+    assert controller_time(late_evening_utc, "Europe/Brussels", "en") == "5 January 2027, 00:30 CET (UTC+1)"
     assert controller_time(datetime(2027, 7, 1, 8, 5, 9, tzinfo=UTC), "Europe/Brussels", "nl", seconds=True) == \
-        "1 juli 2027, 10:05:09 CEST"
+        "1 juli 2027, 10:05:09 CEST (UTC+2)"
 
 
 def test_the_console_writes_times_with_the_packs_helper():

@@ -23,7 +23,7 @@ import asyncpg
 from activities.citations import APPEAL_PROVISIONS, PERIODS
 from api.read_models.event_words import country_words
 from dsrflow.domain.deadlines import answer_days, country_of_law, grants_appeal, receipt_date
-from dsrflow.i18n import long_date
+from dsrflow.i18n import long_date, zone_name
 from policy.model import Defaults
 from schemas.vocabulary import Regime
 
@@ -121,11 +121,12 @@ def _day(value: Any) -> date | None:
 def controller_time(moment: datetime, timezone: str, language: str, *, seconds: bool = False) -> str:
     """A moment as the pack's page and the console write it (api/pages.py `controller_time`): in
     the controller's timezone, the one its deadline days are counted in, with the zone named
-    ("5 January 2027, 00:30 CET"). Before, they wrote UTC beside days counted in Brussels, so a
-    letter sent at 00:30 on the 5th read as the 4th."""
+    as the letters name it ("5 January 2027, 00:30 CET (UTC+1)", `dsrflow.i18n.zone_name`: an
+    abbreviation alone was ambiguous, "CST", or none, "+03"). Before, they wrote UTC beside days
+    counted in Brussels, so a letter sent at 00:30 on the 5th read as the 4th."""
     local = moment.astimezone(ZoneInfo(timezone))
     clock = local.strftime("%H:%M:%S" if seconds else "%H:%M")
-    return f"{long_date(local.date(), language)}, {clock} {local.tzname()}"
+    return f"{long_date(local.date(), language)}, {clock} {zone_name(local)}"
 
 
 def on_time(moment: datetime | None, due: date | None, timezone: str) -> bool | None:
