@@ -24,6 +24,7 @@ from activities.connectors.base import (
     PermanentConnectorError,
     Subject,
 )
+from activities.connectors.http_journal import journal_cleared
 from activities.connectors.sql import SqlConnector
 from activities.connectors.sql_erasure import kept_summary
 from activities.context import ActivityContext
@@ -113,7 +114,10 @@ async def store_task_result(ctx: ActivityContext, request_id: str, result: TaskR
                      message = EXCLUDED.message, attempt = EXCLUDED.attempt, updated_at = now()""",
                 (request_id, result.system, result.action, result.status, result.found,
                  result.changed, result.kept, result.datasets, result.external_id, result.message,
-                 result.attempt, result.kept_records)), *along],
+                 result.attempt, result.kept_records)), *along,
+                   # A result that ends the task ends its http runs (a pending one carries on).
+                   *([journal_cleared(request_id, result.system, result.attempt)]
+                     if result.status != "pending" else [])],
         )
 
 
@@ -365,7 +369,8 @@ class FanoutActivities:
         row = await self._row(task.request_id)
         try:
             async with heartbeating(), open_connector(self.ctx, task.policy_version, task.task.system) as connector:
-                outcome = await connector.status(subject_of(row), task.external_id or "")
+                subject = replace(subject_of(row), attempt=task.attempt)  # the attempt's http run goes on
+                outcome = await connector.status(subject, task.external_id or "")
         except PermanentConnectorError as exc:
             raise ApplicationError(str(exc), type="PermanentConnectorError", non_retryable=True) from None
         outcome.external_id = outcome.external_id or task.external_id

@@ -102,6 +102,11 @@ class Settings(RateLimitSettings):
     # (activities/request_start_sweep.py).
     start_sweep_after_minutes: int = Field(
         10, ge=1, le=10080, validation_alias=AliasChoices("DSRFLOW_START_SWEEP_AFTER_MINUTES"))
+    # An http system's action stops starting requests after this many seconds of one attempt (at
+    # most 80% of the attempt's 10 minutes), and the next attempt carries on from its journal
+    # (activities/connectors/http_journal.py): a run of any length finishes, slice by slice.
+    http_run_slice_seconds: float = Field(
+        480.0, gt=0, le=3600, validation_alias=AliasChoices("DSRFLOW_HTTP_RUN_SLICE_SECONDS"))
     # Seconds the demo e-mail processor takes to carry out a request (benchmarks set 0).
     demo_opendsr_delay: float = Field(2.0, ge=0, validation_alias=AliasChoices("DSRFLOW_DEMO_OPENDSR_DELAY"))
     # Unverified requests open at once, over every address: each one lives for the verification

@@ -28,6 +28,11 @@ _REQUEST_WORKFLOW = re.compile(r"dsr-([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-
                                re.IGNORECASE)
 
 
+# The error type of a system action's attempt that stopped at the end of its time slice with part
+# of the run done (activities/connectors/http_journal.py): the task workflow starts the next one.
+RUN_CONTINUES = "HttpRunContinues"
+
+
 def workflow_id_for(request_id: str) -> str:
     """Workflow ids derive from request ids only: never personal data."""
     return f"dsr-{request_id}"

@@ -13,9 +13,10 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from schemas.workflow import ProcessorUpdate, TaskInput, TaskRecord, TaskResult
+    from schemas.workflow import RUN_CONTINUES, ProcessorUpdate, TaskInput, TaskRecord, TaskResult
     from workflows.dsr_steps import STEP_FAILURES, describe_failure, run_step
 
 _RETRY = RetryPolicy(
@@ -35,6 +36,16 @@ _POLL_GRACE = timedelta(seconds=5)
 TASKS_RECORD_THEMSELVES = "tasks-record-themselves"
 # workflow.patched id: a callback handled by code before it was confirmed with a poll, and replays so.
 TRUST_SIGNED_CALLBACK = "trust-signed-callback"
+# workflow.patched id: an attempt that stopped at the end of its time slice with part of a long run
+# done (RUN_CONTINUES) is followed at once by the next, which carries on; before, it needed staff.
+RUNS_CONTINUE = "http-runs-continue"
+
+
+def continues(error: BaseException) -> bool:
+    """An activity's attempt that ended its slice having moved its run on: not a failure. Each
+    such attempt does part of the run, so the run ends after as many as its requests need."""
+    return (isinstance(error, ActivityError) and isinstance(error.cause, ApplicationError)
+            and error.cause.type == RUN_CONTINUES)
 
 
 async def act(name: str, task: TaskInput, *, local: bool = False) -> tuple[TaskResult, bool]:
@@ -49,9 +60,15 @@ async def act(name: str, task: TaskInput, *, local: bool = False) -> tuple[TaskR
                 name, task, result_type=TaskResult, start_to_close_timeout=_TASK_TIME,
                 local_retry_threshold=_RETRY.initial_interval, retry_policy=_RETRY)
         else:
-            result = await workflow.execute_activity(
-                name, task, result_type=TaskResult, start_to_close_timeout=_TASK_TIME,
-                heartbeat_timeout=timedelta(seconds=15), retry_policy=_RETRY)
+            while True:
+                try:
+                    result = await workflow.execute_activity(
+                        name, task, result_type=TaskResult, start_to_close_timeout=_TASK_TIME,
+                        heartbeat_timeout=timedelta(seconds=15), retry_policy=_RETRY)
+                    break
+                except ActivityError as exc:
+                    if not (continues(exc) and workflow.patched(RUNS_CONTINUE)):
+                        raise
         return result, task.record
     except STEP_FAILURES as exc:
         message, _ = describe_failure(exc)

@@ -13,6 +13,10 @@ minimising a held record and deleting a free one. Templates see:
 A step over `identifiers` sends one request per identifier snapshotted when the request was
 planned (http_identifiers.py), each through the daily quota: when the quota runs out the task
 stays pending, and the workflow's polling carries on with the rest on a later day.
+
+A task's action may need more requests than one attempt's time allows (thousands of records under
+the service's rate limit): its run keeps a journal (http_journal.py), stops near the end of its
+slice, and the next attempt carries on from where it got to (workflows/system_task.py).
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from activities.connectors.base import (
     left_as_kept,
 )
 from activities.connectors.bounded_http import bounded_client
-from activities.connectors.http_answers import UnreadAnswer, dig
+from activities.connectors.http_answers import UnreadAnswer
 from activities.connectors.http_auth import Credentials, read_secrets, refuse_plain_http
 from activities.connectors.http_client import ANSWER_MIB, HttpExchange
 from activities.connectors.http_holds import held_records, holds_over
@@ -48,12 +52,14 @@ from activities.connectors.http_identifiers import (
     open_identifiers,
     snapshot_identifiers,
 )
+from activities.connectors.http_journal import Journal, RunContinues, slice_end
 from activities.connectors.http_notes import render_note
 from activities.connectors.http_quota import QuotaExhausted, QuotaLedger, ServiceClock
 from activities.connectors.http_run import MIB, Budget, Run
-from dsrflow.infra.failpoints import failpoint
+from activities.connectors.http_steps import StepRunner
 from policy.http_model import Action, HttpConfig, Step
 from policy.systems import System
+from schemas.workflow import RUN_CONTINUES
 
 PENDING_QUOTA = "http-quota"  # external_id of a task waiting for the next quota day
 
@@ -62,7 +68,7 @@ PENDING_QUOTA = "http-quota"  # external_id of a task waiting for the next quota
 Intent = Callable[[Run, list[Step]], Awaitable[None]]
 
 
-class HttpConnector(Connector):
+class HttpConnector(StepRunner, Connector):
     transactional = False
 
     def __init__(self, env: ConnectorEnv) -> None:
@@ -245,6 +251,13 @@ class HttpConnector(Connector):
         the records found that the run may act on, by dataset (ErasureContext.only); `leave`:
         those it may not change (counted as `left`)."""
         run = self._new_run({**self._context(subject), **(extra or {})}, only=only, leave=leave or {})
+        # A task's action, which may outlast an attempt: not the access package's reads, nor a
+        # released hold's erasure of named records (`only`, activities/deferred.py), which is no
+        # task (nothing would end its journal) and shares the task's request and attempt.
+        if name != "access" and only is None and self.env.pool is not None:
+            run.journal = await Journal.open(self.env.pool, self.env.secret,
+                                             (subject.request_id, self.name, name, subject.attempt),
+                                             slice_end(self.env.settings))
         acting = False
         steps = self._steps(action)
         try:
@@ -277,79 +290,16 @@ class HttpConnector(Connector):
             delay = max(exc.resumes_at - self.clock.now(), timedelta(seconds=1))
             raise ApplicationError(f"system {self.name}: {exc}", type="HttpQuotaExhausted",
                                    next_retry_delay=delay) from None
+        except RunContinues as exc:
+            # Not a failure: the workflow starts the next attempt at once, which carries on.
+            raise ApplicationError(
+                f"system {self.name}: {name} did {exc.done} of its requests to {self.config.service} in this "
+                "attempt's time; the next attempt carries on from there", type=RUN_CONTINUES,
+                non_retryable=True) from None
+        if run.journal is not None:
+            await run.journal.flush()  # the last answers, for a process that dies before the result is kept
         return run
 
-    async def _read(self, step: Step, items: list[Any], run: Run, where: str) -> None:
-        run.step_dataset[step.name] = step.dataset
-        collected = run.by_step.setdefault(step.name, [])
-        for item in items:
-            context = {**run.context, "item": item}
-            if not self.exchange.truthy(step.if_, context, where):
-                continue
-            async for _, _, records in self.exchange.pages(step, where, context, run.budget):
-                if step.dataset and run.only is not None:
-                    key = self.config.datasets[step.dataset].key
-                    records = [r for r in records if r[key] in run.only.get(step.dataset, ())]
-                if (exceeded := run.budget.over(kept=len(records))) is not None:
-                    raise PermanentConnectorError(
-                        f"system {self.name}: {where} found {exceeded} in {self.config.service} in one action, "
-                        "far more than any subject's: stopped there")
-                collected.extend(records)
-                if step.dataset:
-                    run.found.setdefault(step.dataset, []).extend(records)
-        run.context["steps"] = {**run.context["steps"], step.name: collected}
-
-    @staticmethod
-    def _items(step: Step, run: Run) -> tuple[str | None, list[Any]]:
-        """The dataset a step's items come from, and the items (one None: a single request)."""
-        if not step.for_each:
-            return step.dataset, [None]
-        return run.step_dataset.get(step.for_each), run.by_step.get(step.for_each, [])
-
-    async def _act(self, step: Step, source: str | None, items: list[Any], run: Run, where: str = "", *,
-                   send: bool = True) -> None:
-        """Send the step's request for each item its `if` chooses, and count what it did; with
-        `send` false, count what it would do (every request answered as found)."""
-        where = where or f"erase.{step.name}"
-        key_field = self.config.datasets[source].key if source else None
-        left = run.leave.get(source or "", frozenset())
-        for item in items:
-            context = {**run.context, "item": item}
-            if not self.exchange.truthy(step.if_, context, where):
-                continue
-            if left and isinstance(item, dict) and key_field and str(item.get(key_field)) in left:
-                run.count(source or "", "left")
-                continue
-            status: int | None = None
-            if send:
-                status, document = await self._send(step, where, context, run)
-                run.sent += 1
-                failpoint("http-effect-sent", f"{self.name}#{run.sent}")
-                self._collect(step, document, run)
-            target = source or step.dataset or step.name
-            if item is None and step.dataset:
-                # One request for the whole dataset (e.g. delete by e-mail): count its records.
-                run.count(target, step.effect or "", len(run.found.get(step.dataset, [])))
-            elif status not in step.missing:
-                run.count(target, step.effect or "")
-            if step.effect == "deleted" and isinstance(item, dict) and key_field and item.get(key_field):
-                run.erased.setdefault(target, []).append((str(item[key_field]), "deleted"))
-
-    async def _send(self, step: Step, where: str, context: dict[str, Any], run: Run) -> tuple[int, Any]:
-        """An action step's request for one item: the last answer's status and document (what
-        `collect` reads), once its `confirm` holds."""
-        status, document = 0, None
-        async for status, document, _ in self.exchange.pages(step, where, context, run.budget):  # noqa: B007 - the last
-            pass
-        self.exchange.confirm(step, status, document, context, where)
-        return status, document
-
-    def _collect(self, step: Step, document: Any, run: Run) -> dict[str, Any]:
-        values = {name: dig(document, path) for name, path in step.collect.items()}
-        for name, value in values.items():
-            if value is not None:
-                run.collected.setdefault(name, []).append(value)
-        return values
 
     async def _identifiers(self, step: Step, subject: Subject, run: Run, where: str) -> None:
         for row in await open_identifiers(self.env, subject.request_id):

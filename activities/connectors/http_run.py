@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from activities.connectors.http_journal import Journal
 from activities.connectors.http_quota import QuotaExhausted
 
 MIB = 1024 * 1024
@@ -55,6 +56,8 @@ class Run:
     only: Mapping[str, frozenset[str]] | None = None
     # The records a correction leaves as they are, by dataset: those an erasure kept under a hold.
     leave: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    # What the run did in earlier attempts, and where this one records what it does (a task's action).
+    journal: Journal | None = None
 
     def erasures(self) -> dict[str, list[tuple[str, str]]]:
         return {dataset: keys for dataset, keys in self.erased.items() if keys}

@@ -1,0 +1,163 @@
+"""What one action of the `http` connector has done so far, item by item (migration 0036), so that
+a run longer than one activity attempt finishes.
+
+A subject with thousands of records at a SaaS (list memberships, customers), each a request under
+the service's rate limit, outlasts an attempt's time. Each read of an item is kept with the records
+it found, each change's request before it goes ("sending") and its answer after ("answered"). The
+next attempt reads the run back: the same records, so the same items in the same order, and sends
+only what has no answer. Near the end of its time slice an attempt that has done something stops by
+itself (RunContinues) and the workflow starts the next at once (workflows/system_task.py), so a run
+takes as many slices as its requests need, and a worker that dies costs only the slice in flight.
+
+Exactly once in effect: a change whose request went out while its process died is sent again; a
+`missing` answer to it (404: the first request deleted it) counts as its effect, once. The records
+are personal data: sealed (AES-GCM, a key of their own, bound to the row), as the mailbox's are.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from temporalio import activity
+
+from dsrflow.crypto.filecrypt import file_key
+from dsrflow.crypto.hashing import keyed_hash
+from dsrflow.infra.writes import Write, columns
+from dsrflow.settings import Settings
+
+_PURPOSE = "dsrflow-http-run-journal"
+_NONCE = 12
+# Of an attempt's start-to-close time, what a slice may use: the rest is for the evidence and the
+# result, written after the last request.
+_SLICE_SHARE = 0.8
+# Reads kept in one write: fewer round trips (each a commit) at the cost of reading these again.
+_READS_TOGETHER = 50
+# Rows of a run that never ended (its workflow terminated by hand) go after this long.
+_ABANDONED = "7 days"
+
+
+class RunContinues(Exception):
+    """The slice's time is up, and this attempt did part of the run: the next one carries on."""
+
+    def __init__(self, done: int) -> None:
+        super().__init__(done)
+        self.done = done
+
+
+@dataclass(frozen=True)
+class Entry:
+    state: str
+    status: int | None
+    counted: bool | None
+    read_bytes: int
+    value: Any
+
+
+def slice_end(settings: Settings) -> float:
+    """When (time.monotonic) this attempt stops starting new items: DSRFLOW_HTTP_RUN_SLICE_SECONDS
+    from now, and never past the share of the attempt's own time that leaves room to finish."""
+    seconds = settings.http_run_slice_seconds
+    if activity.in_activity() and (cap := activity.info().start_to_close_timeout):
+        seconds = min(seconds, cap.total_seconds() * _SLICE_SHARE)
+    return time.monotonic() + seconds
+
+
+def journal_cleared(request_id: str, system: str, attempt: int) -> Write:
+    """With a task's final result: its runs' rows go."""
+    return Write("DELETE FROM http_run_journal WHERE request_id = $1 AND system = $2 AND attempt = $3",
+                 (request_id, system, attempt))
+
+
+class Journal:
+    """One run's journal: read back once when the run starts, written item by item."""
+
+    def __init__(self, pool: asyncpg.Pool, secret: bytes, key: tuple[str, str, str, int], ends: float) -> None:
+        self._pool = pool
+        self._secret = secret
+        self._aead = AESGCM(file_key(secret, _PURPOSE))
+        self._key = key
+        self._ends = ends
+        self._entries: dict[tuple[str, str], Entry] = {}
+        self.done = 0  # items this attempt read or had answered
+        self._pending: list[tuple[str, str, str, int | None, bool | None, int, bytes | None]] = []
+
+    @classmethod
+    async def open(cls, pool: asyncpg.Pool, secret: bytes, key: tuple[str, str, str, int],
+                   ends: float) -> Journal:
+        journal = cls(pool, secret, key, ends)
+        await pool.execute(f"DELETE FROM http_run_journal WHERE stored_at < now() - interval '{_ABANDONED}'")
+        rows = await pool.fetch(
+            """SELECT step, item, state, status, counted, read_bytes, sealed FROM http_run_journal
+               WHERE request_id = $1 AND system = $2 AND run = $3 AND attempt = $4""", *key)
+        for row in rows:
+            value = journal._open(row["step"], row["item"], row["sealed"]) if row["sealed"] is not None else None
+            journal._entries[(row["step"], row["item"])] = Entry(
+                row["state"], row["status"], row["counted"], row["read_bytes"], value)
+        return journal
+
+    def item(self, step: str, index: int, item: Any) -> str:
+        """The item's name in the journal: a keyed hash (no personal data) of it and its place."""
+        return keyed_hash(self._secret, _PURPOSE, step, str(index), json.dumps(item, sort_keys=True, default=str))
+
+    def entry(self, step: str, item: str) -> Entry | None:
+        return self._entries.get((step, item))
+
+    async def check_time(self) -> None:
+        """Before an item this attempt has still to do: past the slice's end, and with something
+        done (so that every attempt moves the run on), keep what is done and stop here."""
+        if self.done and time.monotonic() >= self._ends:
+            await self.flush()
+            raise RunContinues(self.done)
+
+    async def read(self, step: str, item: str, records: list[dict[str, Any]], read_bytes: int) -> None:
+        """Kept with the next write: a read lost with its process is only read again."""
+        self._later(step, item, "read", None, None, read_bytes, records)
+        if len(self._pending) >= _READS_TOGETHER:
+            await self.flush()
+
+    async def sending(self, step: str, item: str) -> None:
+        """Before a change's request goes, with whatever waits to be kept: one write per request."""
+        self._pending.append((step, item, "sending", None, None, 0, None))
+        await self.flush()
+
+    def answered(self, step: str, item: str, status: int, counted: bool, values: dict[str, Any]) -> None:
+        """Kept with the next request's "sending" (or the run's end): lost with its process, the
+        request is sent again, and a `missing` answer then counts as its effect."""
+        self._later(step, item, "answered", status, counted, 0, values)
+
+    def _later(self, step: str, item: str, state: str, status: int | None, counted: bool | None,
+               read_bytes: int, value: Any) -> None:
+        self._pending.append((step, item, state, status, counted, read_bytes, self._seal(step, item, value)))
+        self.done += 1
+
+    async def flush(self) -> None:
+        if not self._pending:
+            return
+        rows, self._pending = self._pending, []
+        await self._pool.execute(
+            """INSERT INTO http_run_journal (request_id, system, run, attempt, step, item, state, status,
+                                             counted, read_bytes, sealed)
+               SELECT $1, $2, $3, $4, * FROM unnest($5::text[], $6::text[], $7::text[], $8::int[],
+                                                    $9::boolean[], $10::bigint[], $11::bytea[])
+               ON CONFLICT (request_id, system, run, attempt, step, item) DO UPDATE SET
+                 state = EXCLUDED.state, status = EXCLUDED.status, counted = EXCLUDED.counted,
+                 read_bytes = EXCLUDED.read_bytes, sealed = EXCLUDED.sealed, stored_at = now()""",
+            *self._key, *columns(rows))
+
+    def _bound(self, step: str, item: str) -> bytes:
+        request_id, system, run, attempt = self._key
+        return "\x1f".join((request_id, system, run, str(attempt), step, item)).encode()
+
+    def _seal(self, step: str, item: str, value: Any) -> bytes:
+        nonce = os.urandom(_NONCE)
+        clear = json.dumps(value, separators=(",", ":"), default=str).encode()
+        return nonce + self._aead.encrypt(nonce, clear, self._bound(step, item))
+
+    def _open(self, step: str, item: str, sealed: bytes) -> Any:
+        return json.loads(self._aead.decrypt(sealed[:_NONCE], sealed[_NONCE:], self._bound(step, item)))

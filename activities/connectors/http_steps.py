@@ -1,0 +1,135 @@
+"""How the `http` connector (activities/connectors/http.py) runs a step over its items: a read
+collects each item's records, an action step sends one request per item and counts its effect. In
+a task's action each item goes through the run's journal (http_journal.py): what an earlier attempt
+of the run read or had answered is taken from there, and only the rest is asked of the service."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from activities.connectors.base import PermanentConnectorError
+from activities.connectors.http_answers import dig
+from activities.connectors.http_client import HttpExchange
+from activities.connectors.http_run import Run
+from dsrflow.infra.failpoints import failpoint
+from policy.http_model import HttpConfig, Step
+
+
+class StepRunner:
+    """The steps' part of HttpConnector: its system's name, configuration and exchange."""
+
+    name: str
+    config: HttpConfig
+    exchange: HttpExchange
+
+    async def _read(self, step: Step, items: list[Any], run: Run, where: str) -> None:
+        run.step_dataset[step.name] = step.dataset
+        collected = run.by_step.setdefault(step.name, [])
+        for index, item in enumerate(items):
+            context = {**run.context, "item": item}
+            if not self.exchange.truthy(step.if_, context, where):
+                continue
+            journal = run.journal
+            name = journal.item(step.name, index, item) if journal else ""
+            entry = journal.entry(step.name, name) if journal else None
+            if entry is not None and entry.state == "read":  # an earlier attempt of the run read it
+                records: list[dict[str, Any]] = entry.value
+                self._within_budget(run, where, read=entry.read_bytes, kept=len(records))
+            else:
+                if journal is not None:
+                    await journal.check_time()
+                read_before = run.budget.read
+                records = []
+                async for _, _, page in self.exchange.pages(step, where, context, run.budget):
+                    if step.dataset and run.only is not None:
+                        key = self.config.datasets[step.dataset].key
+                        page = [r for r in page if r[key] in run.only.get(step.dataset, ())]
+                    self._within_budget(run, where, kept=len(page))
+                    records.extend(page)
+                if journal is not None:
+                    await journal.read(step.name, name, records, run.budget.read - read_before)
+            collected.extend(records)
+            if step.dataset:
+                run.found.setdefault(step.dataset, []).extend(records)
+        run.context["steps"] = {**run.context["steps"], step.name: collected}
+
+    def _within_budget(self, run: Run, where: str, *, read: int = 0, kept: int = 0) -> None:
+        if (exceeded := run.budget.over(read=read, kept=kept)) is not None:
+            raise PermanentConnectorError(
+                f"system {self.name}: {where} found {exceeded} in {self.config.service} in one action, "
+                "far more than any subject's: stopped there")
+
+    @staticmethod
+    def _items(step: Step, run: Run) -> tuple[str | None, list[Any]]:
+        """The dataset a step's items come from, and the items (one None: a single request)."""
+        if not step.for_each:
+            return step.dataset, [None]
+        return run.step_dataset.get(step.for_each), run.by_step.get(step.for_each, [])
+
+    async def _act(self, step: Step, source: str | None, items: list[Any], run: Run, where: str = "", *,
+                   send: bool = True) -> None:
+        """Send the step's request for each item its `if` chooses, and count what it did; with
+        `send` false, count what it would do (every request answered as found)."""
+        where = where or f"erase.{step.name}"
+        key_field = self.config.datasets[source].key if source else None
+        left = run.leave.get(source or "", frozenset())
+        for index, item in enumerate(items):
+            context = {**run.context, "item": item}
+            if not self.exchange.truthy(step.if_, context, where):
+                continue
+            if left and isinstance(item, dict) and key_field and str(item.get(key_field)) in left:
+                run.count(source or "", "left")
+                continue
+            counted = not send or await self._change(step, where, context, run, index, item)
+            target = source or step.dataset or step.name
+            if item is None and step.dataset:
+                # One request for the whole dataset (e.g. delete by e-mail): count its records.
+                run.count(target, step.effect or "", len(run.found.get(step.dataset, [])))
+            elif counted:
+                run.count(target, step.effect or "")
+            if step.effect == "deleted" and isinstance(item, dict) and key_field and item.get(key_field):
+                run.erased.setdefault(target, []).append((str(item[key_field]), "deleted"))
+
+    async def _change(self, step: Step, where: str, context: dict[str, Any], run: Run, index: int,
+                      item: Any) -> bool:
+        """Send an action step's request for one item, unless an earlier attempt of the run had
+        its answer: whether it counts as the step's effect (not when the service says `missing`)."""
+        journal = run.journal
+        name = journal.item(step.name, index, item) if journal else ""
+        entry = journal.entry(step.name, name) if journal else None
+        if entry is not None and entry.state == "answered":
+            self._keep_collected(entry.value, run)
+            return bool(entry.counted)
+        if journal is not None:
+            await journal.check_time()
+            await journal.sending(step.name, name)
+        status, document = await self._send(step, where, context, run)
+        run.sent += 1
+        failpoint("http-effect-sent", f"{self.name}#{run.sent}")
+        values = self._collect(step, document, run)
+        # Sent again after an attempt died waiting for its answer: a `missing` answer (404, gone)
+        # is that first request's doing, and its effect counts, once.
+        counted = status not in step.missing or (entry is not None and entry.state == "sending")
+        if journal is not None:
+            journal.answered(step.name, name, status, counted, values)
+        return counted
+
+    async def _send(self, step: Step, where: str, context: dict[str, Any], run: Run) -> tuple[int, Any]:
+        """An action step's request for one item: the last answer's status and document (what
+        `collect` reads), once its `confirm` holds."""
+        status, document = 0, None
+        async for status, document, _ in self.exchange.pages(step, where, context, run.budget):  # noqa: B007 - the last
+            pass
+        self.exchange.confirm(step, status, document, context, where)
+        return status, document
+
+    def _collect(self, step: Step, document: Any, run: Run) -> dict[str, Any]:
+        values = {name: dig(document, path) for name, path in step.collect.items()}
+        self._keep_collected(values, run)
+        return values
+
+    @staticmethod
+    def _keep_collected(values: dict[str, Any], run: Run) -> None:
+        for name, value in values.items():
+            if value is not None:
+                run.collected.setdefault(name, []).append(value)

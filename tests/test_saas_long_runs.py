@@ -1,0 +1,211 @@
+"""A SaaS action with thousands of requests outlasts one activity attempt (10 minutes; here a slice
+of a second or two, DSRFLOW_HTTP_RUN_SLICE_SECONDS). Each attempt keeps what it read and what each
+request got back (activities/connectors/http_journal.py), stops by itself near the end of its slice,
+and the next carries on: the run ends, with the counts a run in one go would give, every request sent
+once (twice only for the one whose answer a dying process never heard: its 404 counts as done).
+Before, every attempt started again from the first page, timed out, and the task ended needing staff.
+
+The service: the Mailchimp stand-in (its wire format: lists, members by subscriber hash, the
+delete-permanent action), a subject in thousands of lists, and Mailchimp's rate limit enforced in
+front of it (429 with its problem document past it)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from fastapi import Request, Response
+from fastapi.responses import JSONResponse
+from temporalio.api.enums.v1 import EventType
+from temporalio.exceptions import ApplicationError
+
+from activities.connectors.base import PermanentConnectorError
+from devstack.saas.mailchimp import PROBLEM, create_mailchimp_app, subscriber_hash
+from dsrflow.settings import Settings
+from schemas.workflow import RUN_CONTINUES, task_workflow_id, workflow_id_for
+from tests.fanout_stack import api, fanout_stack, served
+from tests.process_support import died, dsrflow_process
+from tests.saas_support import connector, http_policy, subject
+from tests.support import attested_request, unique_email
+from workers.dsr_worker import build_worker
+
+KEY = "0123456789abcdef-us21"
+PER_SECOND = 400  # what the connector paces itself to (Mailchimp's own yaml says 5, for 10 at once)
+SERVICE_LIMIT = 450  # what the stand-in answers before it refuses with a 429
+
+
+def newsletter() -> dict[str, Any]:
+    """The shipped Mailchimp configuration with a faster pace (a test cannot wait an hour)."""
+    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "policy/http/mailchimp.yaml").read_text())
+    config["limits"]["per_second"] = PER_SECOND
+    return {"label": "Newsletter", "connector": "http", "config": config}
+
+
+def rate_limited(app: Any, per_second: int) -> None:
+    """Mailchimp's limit in front of the stand-in: past `per_second` requests in a second, a 429
+    with Mailchimp's problem document, as its API answers."""
+    arrivals: list[float] = []
+    standin = app.state.standin
+
+    @app.middleware("http")
+    async def limit(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        now = time.monotonic()
+        arrivals[:] = [t for t in arrivals if now - t < 1.0]
+        if len(arrivals) >= per_second:
+            return standin.error(429, "You have exceeded the limit of 10 simultaneous connections.",
+                                 media_type=PROBLEM)
+        arrivals.append(now)
+        return await call_next(request)
+
+
+@asynccontextmanager
+async def mailchimp(monkeypatch: Any) -> AsyncIterator[Any]:
+    app = create_mailchimp_app(KEY)
+    rate_limited(app, SERVICE_LIMIT)
+    async with served(app) as url:
+        monkeypatch.setenv("MAILCHIMP_API_BASE", url)
+        monkeypatch.setenv("MAILCHIMP_API_KEY", KEY)
+        yield app
+
+
+def member_of_lists(app: Any, email: str, lists: int) -> None:
+    data = app.state.data
+    for n in range(lists):
+        data.add_member(data.add_list(f"List {n}"), email, FNAME="Ada")
+
+
+def deletes(app: Any) -> list[int]:
+    """The statuses the stand-in answered to delete-permanent requests, in order."""
+    return [s.status for s in app.state.standin.requests("POST", "/actions/delete-permanent")]
+
+
+async def test_an_erasure_longer_than_an_attempt_finishes_slice_by_slice(pool, monkeypatch, tmp_path):
+    """1,000 list memberships, slices of two seconds: each attempt does part, none starts again,
+    and the last reports every membership found and deleted, each delete sent once. One attempt
+    ends after its request went and before it heard the answer (the stand-in deletes, then answers
+    400): the next sends it again, Mailchimp answers 404, and it counts once, as deleted."""
+    lists = 1000
+    async with mailchimp(monkeypatch) as app:
+        email = unique_email("long")
+        member_of_lists(app, email, lists)
+        lost = {"at": 600, "seen": 0}
+
+        def lose_answer(request: Request, document: Any) -> Response:
+            if document is not None:  # Mailchimp's problem document: not found
+                return JSONResponse(document, status_code=document["status"], media_type=PROBLEM)
+            lost["seen"] += 1
+            if lost["seen"] == lost["at"]:
+                return Response(status_code=400)  # carried out; the answer never heard
+            return Response(status_code=204)
+
+        app.state.standin.tamper("/actions/delete-permanent", lose_answer, method="POST")
+        loaded = http_policy(tmp_path, {"newsletter": newsletter()})
+        settings = Settings().model_copy(update={"http_run_slice_seconds": 2.0})
+        who = subject(email)
+        attempts: list[int] = []  # the requests each attempt made
+        outcome = None
+        while outcome is None:
+            assert len(attempts) < 60, attempts
+            before = len(app.state.standin.served)
+            system = connector(loaded, "newsletter", pool, settings)
+            try:
+                outcome = await system.erase(who)
+            except ApplicationError as exc:
+                assert exc.type == RUN_CONTINUES, exc
+            except PermanentConnectorError as exc:
+                assert "HTTP 400" in str(exc), exc
+            finally:
+                await system.close()
+                attempts.append(len(app.state.standin.served) - before)
+
+    assert len(attempts) > 3 and all(attempts), attempts  # several attempts, each moving the run on
+    assert outcome.status == "done"
+    assert outcome.datasets == {"members": {"found": lists, "deleted": lists}}
+    assert (outcome.found, outcome.changed) == (lists, lists)
+    assert sum(len(keys) for keys in outcome.erased.values()) == lists
+    assert not any(app.state.data.members.values())
+    answered = deletes(app)
+    assert len(answered) == lists + 1 and answered.count(404) == 1
+    # Read once each: no attempt went back to the first page.
+    assert len(app.state.standin.requests("GET", "/members/")) == lists
+    # What the journal keeps of the subject is sealed: no address, no list id in the clear.
+    rows = await pool.fetch("SELECT item, sealed FROM http_run_journal WHERE request_id = $1",
+                            uuid.UUID(who.request_id))
+    assert len(rows) == 2 * lists + 1  # the lists page, each member read, each delete
+    some_list = next(iter(app.state.data.lists))
+    for row in rows:
+        assert email.encode() not in row["sealed"] and some_list.encode() not in (row["sealed"] or b"")
+        assert email not in row["item"]
+
+
+@pytest.fixture(scope="module")
+async def newsletter_service() -> AsyncIterator[Any]:
+    app = create_mailchimp_app(KEY)
+    rate_limited(app, SERVICE_LIMIT)
+    async with served(app) as url:
+        with pytest.MonkeyPatch.context() as env:  # read by the worker processes too
+            env.setenv("MAILCHIMP_API_BASE", url)
+            env.setenv("MAILCHIMP_API_KEY", KEY)
+            yield app
+
+
+@pytest.fixture(scope="module")
+async def stack(newsletter_service, postgres, settings, dev_server, tmp_path_factory):
+    slices = settings.model_copy(update={"http_run_slice_seconds": 1.5})
+    async with fanout_stack(postgres, slices, dev_server.client, tmp_path_factory.mktemp("long-runs"),
+                            extra_systems={"newsletter": newsletter()}) as stack:
+        yield stack
+
+
+async def _activities(client: Any, workflow_id: str) -> int:
+    """How many times the task's workflow started its activity."""
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    return sum(1 for e in history.events if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED)
+
+
+async def test_a_long_erasure_survives_a_killed_worker_with_exact_evidence(
+        newsletter_service, stack, pool, dev_server, tmp_path):
+    """2,000 list memberships through the whole request: the worker process dies right after
+    Mailchimp carried out a delete (before the journal heard the answer); another worker carries
+    on from the journal, slice by slice. The task ends done, with every membership found and
+    deleted once in its evidence, and the journal's rows gone."""
+    lists = 2000
+    app = newsletter_service
+    client = dev_server.client
+    email = unique_email("killed")
+    member_of_lists(app, email, lists)
+    async with api(stack) as http:
+        async with dsrflow_process("worker", stack.settings, client, tmp_path,
+                                   failpoints="http-effect-sent~newsletter#100") as worker:
+            rid = await attested_request(http, pool, "erasure", email)
+            await died(worker, tmp_path, timeout=120)
+        assert 100 <= len(deletes(app)) < lists
+        async with build_worker(client, stack.settings, pool):
+            state = await asyncio.wait_for(client.get_workflow_handle(workflow_id_for(rid)).result(), 300)
+
+    (result,) = [r for r in state["results"] if r["system"] == "newsletter"]
+    assert result["status"] == "done", result
+    assert result["datasets"] == {"members": {"found": lists, "deleted": lists}}
+    assert (result["found"], result["changed"]) == (lists, lists)
+    task = await pool.fetchrow("SELECT status, found, changed FROM system_tasks WHERE request_id = $1 "
+                               "AND system = 'newsletter'", uuid.UUID(rid))
+    assert tuple(task) == ("done", lists, lists)
+    # The ledger names the member once: its key, Mailchimp's subscriber hash, is the same in every list.
+    ledger = await pool.fetch("SELECT dataset, record_key, action FROM erasure_ledger WHERE request_id = $1 "
+                              "AND system = 'newsletter'", uuid.UUID(rid))
+    assert [tuple(r) for r in ledger] == [("members", subscriber_hash(email), "deleted")]
+    assert not any(app.state.data.members.values())
+    answered = deletes(app)
+    # The delete whose answer the killed worker never journaled went again; Mailchimp said 404.
+    assert len(answered) == lists + 1 and answered.count(404) == 1
+    assert len(app.state.standin.requests("GET", "/members/")) == lists
+    # More than one attempt (the kill's retry and the slices after it), none a failure staff see.
+    assert await _activities(client, task_workflow_id(rid, "newsletter", "erase", 1)) > 3
+    assert await pool.fetchval("SELECT count(*) FROM http_run_journal WHERE request_id = $1", uuid.UUID(rid)) == 0
