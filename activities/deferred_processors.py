@@ -57,6 +57,7 @@ async def follow_processor_erasure(ctx: ActivityContext, fanout: FanoutActivitie
     except Exception as exc:  # noqa: BLE001 - unreachable today: asked again next run, or timed out below
         log.warning("deferred erasure: processor not reached", system=system, error=type(exc).__name__)
         outcome = None
+    unconfirmed: dict[str, Any] = {}  # the alert's facts when the processor never confirmed
     if outcome is None or outcome.status == "pending":
         days = (await ctx.policy(version)).policy.systems[system].completion_timeout_days
         # Counted from the last time it was asked (or asked again by staff), else the hold's end.
@@ -67,6 +68,7 @@ async def follow_processor_erasure(ctx: ActivityContext, fanout: FanoutActivitie
         outcome = ActionOutcome(status="needs_attention",
                                 message=f"no confirmation within {days} days of "
                                         + ("being asked again" if attempt > 1 else "the hold's end"))
+        unconfirmed = {"unconfirmed_days": days, "asked_again": attempt > 1}
     if outcome.status in ("done", "not_found"):
         await _record(ctx, str(request["id"]), system, ids, attempt, "confirmed", Write(
             f"UPDATE deferred_erasures SET done_at = now() WHERE id = ANY($1::bigint[]) AND {_STILL_OPEN}",
@@ -75,34 +77,31 @@ async def follow_processor_erasure(ctx: ActivityContext, fanout: FanoutActivitie
         return "done"
     await record_failure(ctx, str(request["id"]), system, due,
                          outcome.message or "the processor did not carry out the erasure",
-                         asked=True, job=outcome.external_id)
+                         asked=True, job=outcome.external_id, unconfirmed=unconfirmed)
     return "failed"
 
 
 async def record_failure(ctx: ActivityContext, request_id: str, system: str, due: list[asyncpg.Record],
-                         reason: str, *, asked: bool, job: str | None = None) -> None:
+                         reason: str, *, asked: bool, job: str | None = None,
+                         unconfirmed: dict[str, Any] | None = None) -> None:
     """The rows failed, with the reason: the sweep stops trying them until compliance asks again
     or records them erased by other means (dsrflow/stores/deferred_store.py). Staff hear of it
     first: a crash in between tries again, and the alert, keyed by the request, system and
     attempt, goes once. `asked`: a processor was asked and did not erase; otherwise the system
-    itself could not (activities/deferred.py)."""
+    itself could not (activities/deferred.py). `unconfirmed`: the processor never confirmed, for
+    how many days (the alert says so in the staff language, where `reason` is the record's)."""
     ids, attempt = [row["id"] for row in due], max(row["attempt"] for row in due)
     if not await ctx.pool.fetchval(
             f"SELECT count(*) FROM deferred_erasures WHERE id = ANY($1::bigint[]) AND {_STILL_OPEN}", ids, attempt):
         # Settled by staff, or confirmed on the processor's link, while this sweep was asking: the
         # erasure is done, and neither the alert nor the failure would be true any more.
         return
-    loaded = await ctx.policy(due[0]["policy_version"])
-    label = loaded.policy.systems[system].label if system in loaded.policy.systems else system
-    what = (f"{label} was asked to erase the data a legal-claims hold had kept, once the hold ended, and did not"
-            if asked else f"{label} could not erase the records a hold had kept, once the hold ended")
     await deliver_letter(ctx, LetterJob(
         request_id=request_id, purpose="staff_alert",
         key=f"deferred-{system}" + (f"-{attempt}" if attempt > 1 else ""), to_staff=True,
         params={"kind": "needs_attention", "days_left": None,
-                "detail": f"{what}: {reason.rstrip('. ')}. On the request's page, compliance can ask again, or record the "
-                          "erasure once it is done by other means; until then the request's evidence shows it "
-                          "as failed."}))
+                "facts": {"what": "deferred_failed", "system": system, "asked": asked,
+                          **(unconfirmed or {"message": reason})}}))
     await _record(ctx, request_id, system, ids, attempt, "failed", Write(
         f"UPDATE deferred_erasures SET failed_at = now(), failure = $3 WHERE id = ANY($1::bigint[]) AND {_STILL_OPEN}",
         (ids, attempt, reason[:500])), {"job": job} if asked else {"reason": reason[:500]})

@@ -16,6 +16,10 @@ it fell on there. Dates computed as dates (deadlines) are printed as they are.
 
 Personal data: ``staff_alert`` goes to the controller's staff and never contains the subject's
 name or e-mail: it is rendered without ``subject`` in its context at all.
+
+A staff alert's detail is said from its `facts` (activities/staff_alert_words.py) in the staff
+language, its systems named by the policy's labels (`systems`, id to label); an alert an older
+workflow asked for carries its detail as an English sentence instead (`detail`).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from jinja2.exceptions import UndefinedError
 from jinja2.runtime import Undefined
 
 from activities.citations import answer_period, cite
+from activities.staff_alert_words import FACTS, action_label, named, step_label
 from dsrflow.domain.references import short_reference
 from dsrflow.i18n import SOURCE_LANGUAGE, and_list, long_date, long_datetime, series, translations
 from policy.model import Policy
@@ -68,7 +73,8 @@ REQUIRED_CONTEXT: dict[str, tuple[str, ...]] = {
     # `remedies` too, unless the subject withdrew the request (checked in render_letter).
     "cancellation": (*_COMMON, "reason", "withdrawn", "acted_in", "asked_in"),
     "restriction_lift": (*_COMMON, "reason", "lift_on", "notice_days", "restriction"),
-    "staff_alert": ("controller", "request", "timezone", "kind", "days_left", "detail"),
+    # And `facts` (with `systems`, the policy's labels), or an older workflow's `detail`.
+    "staff_alert": ("controller", "request", "timezone", "kind", "days_left"),
 }
 
 # The policy's default warning days, for a context that does not name its own.
@@ -138,6 +144,11 @@ def letter_environment(language: str, timezone: str) -> Environment:
     env.filters["cite"] = partial(cite, t=translations(language))
     env.filters["and_list"] = partial(and_list, language=language)
     env.filters["series"] = partial(series, language=language)
+    # A staff alert's detail (_staff_alert_detail.txt.j2): steps, actions and systems in words.
+    env.filters["step_label"] = partial(step_label, t=translations(language))
+    env.filters["step_of"] = lambda step: step_label(step["step"], step.get("about"), t=translations(language))
+    env.filters["action_label"] = partial(action_label, t=translations(language))
+    env.filters["named"] = named
     # The period the law of a request (or an appeal) gives to answer it, where it counts in days.
     env.globals["answer_period"] = partial(answer_period, t=translations(language))
     env.globals["language"] = language
@@ -146,6 +157,7 @@ def letter_environment(language: str, timezone: str) -> Environment:
 
 _TRAILING_SPACE = re.compile(r"[ \t]+$", re.MULTILINE)
 _BLANK_RUNS = re.compile(r"\n{3,}")
+_LINE_BREAKS = re.compile(r"[ \t]*\n[ \t\n]*")
 
 
 def _tidy_text(text: str) -> str:
@@ -173,6 +185,26 @@ def render_template_set(name: str, ctx: dict[str, Any], language: str) -> Render
     return RenderedLetter(subject=subject, text=text, html=html)
 
 
+def staff_alert_detail(ctx: dict[str, Any], language: str) -> str:
+    """The detail of a staff alert, one paragraph in `language`: said from its `facts`, or the
+    sentence an older workflow passed."""
+    facts = ctx.get("facts")
+    if facts is None:
+        if "detail" not in ctx:
+            raise UndefinedError("letter 'staff_alert': missing context key(s): facts (or detail)")
+        return str(ctx["detail"])
+    if facts.get("what") not in FACTS:
+        raise ValueError(f"staff_alert: unknown facts {facts.get('what')!r}")
+    if isinstance(facts.get("message"), str):
+        # A processor's or the relay's words, quoted as they came: on one line, and without a
+        # full stop of their own (the sentence quoting them has one).
+        facts = {**facts, "message": one_line(facts["message"]).strip().rstrip(".")}
+    env = letter_environment(Language(language), str(ctx["timezone"]))
+    sentences = env.get_template("_staff_alert_detail.txt.j2").render({**ctx, "facts": facts,
+                                                                       "systems": ctx.get("systems") or {}})
+    return _LINE_BREAKS.sub(" ", sentences).strip()  # one paragraph, keeping French no-break spaces
+
+
 def render_letter(purpose: str, context: Mapping[str, Any], language: str = SOURCE_LANGUAGE) -> RenderedLetter:
     """Render the subject line, plain text and HTML of the letter for ``purpose``, in ``language``.
 
@@ -195,8 +227,7 @@ def render_letter(purpose: str, context: Mapping[str, Any], language: str = SOUR
         # Staff alerts never carry the subject's identity: drop it so that any reference fails,
         # and any address a relay's or a processor's words put in the detail (cut to a paragraph).
         ctx.pop("subject", None)
-        if isinstance(ctx.get("detail"), str):
-            ctx["detail"] = without_addresses(ctx["detail"])[:2000]
+        ctx["detail"] = without_addresses(staff_alert_detail(ctx, language))[:2000]
         if ctx["kind"] not in staff_alert_kinds(ctx.get("warning_days", DEFAULT_WARNING_DAYS)):
             raise ValueError(f"staff_alert: unknown kind {ctx['kind']!r}")
     if purpose == "cancellation" and not ctx["withdrawn"] and "remedies" not in ctx:

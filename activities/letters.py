@@ -163,6 +163,8 @@ async def build_context(ctx: ActivityContext, row: dict[str, Any], job: LetterJo
 
     if job.purpose == "staff_alert":
         params["warning_days"] = policy.deadline_warnings_days
+        # The detail names systems by the labels of the policy version the request runs under.
+        params["systems"] = {system: spec.label for system, spec in policy.systems.items()}
     if job.purpose == "denial":
         params["reason_label"] = cited_label(LETTER_DENIAL_LABELS[params["reason_code"]], row["regime"], t)
     if refuses_outright(job.purpose, params):

@@ -284,9 +284,8 @@ class PackageActivities:
             await deliver_letter(self.ctx, LetterJob(
                 request_id=plan.request_id, purpose="staff_alert", key=f"package-{system}", to_staff=True,
                 params={"kind": "needs_attention", "days_left": (due - date.today()).days if due else None,
-                        "detail": f"The {plan.request_type} package cannot be read from {system}: "
-                                  f"{message.rstrip('. ')}. "
-                                  "It is retried every few minutes and goes out once the system can be read."}))
+                        "facts": {"what": "package_unreadable", "request_type": plan.request_type,
+                                  "system": system, "message": message}}))
 
     async def _attention_resolved(self, plan: Plan) -> None:
         """The systems an earlier attempt could not read have been read: their tasks are done,

@@ -180,11 +180,7 @@ async def flag_ended_workflows(ctx: ActivityContext, client: Client, *, older_th
         await deliver_letter(ctx, LetterJob(
             request_id=request_id, purpose="staff_alert", key=key, to_staff=True,
             params={"kind": "needs_attention", "days_left": None,
-                    "detail": f"{message[:1].upper()}{message[1:]}. Staff actions on it are refused until then, and no deadline "
-                              "warning comes, though its deadline runs on (staff are reminded each day it "
-                              "stays stopped). Once its cause is fixed, press "
-                              "\"Resume the request\" on its page: it carries on from where it stopped, and "
-                              "what it did again takes effect once."}))
+                    "facts": {"what": "workflow_ended", "ended": status}}))
         failpoint("workflow-ended-alerted", request_id)  # staff told, the flag not yet on record
         async with ctx.pool.acquire() as conn:
             await append_event(conn, event_key=f"{request_id}:{key}", request_id=request_id,
@@ -223,16 +219,16 @@ async def remind_stopped(ctx: ActivityContext, now: datetime) -> int:
             request_id=request_id, purpose="staff_alert", key=f"{flag['trouble_key']}:day-{days}", to_staff=True,
             params={"kind": "overdue" if days_left is not None and days_left < 0 else "needs_attention",
                     "days_left": days_left,
-                    "detail": stopped_detail(days, flag["message"])}))
+                    "facts": {"what": "still_stopped", "days": days,
+                              "ended": await _how_ended(ctx, request_id, flag["trouble_key"])}}))
         reminded += not receipt.already_sent
         if activity.in_activity():  # the sweep's; a test or a tool calls this alone too
             activity.heartbeat(reminded)
     return reminded
 
 
-def stopped_detail(days: int, message: str) -> str:
-    """The daily reminder's sentence for a request still stopped (it read "still stopped, 1 day(s)
-    after it was flagged: the request's workflow ..."): how long, why, and what to do."""
-    return (f"The request is still stopped, {days} day{'' if days == 1 else 's'} after it was flagged: "
-            f"{message.rstrip('. ')}. No deadline warning comes while it is stopped, though its deadline runs "
-            "on. Once its cause is fixed, press \"Resume the request\" on its page.")
+async def _how_ended(ctx: ActivityContext, request_id: str, trouble_key: str) -> str | None:
+    """How the stopped request's workflow had ended (`how_ended`), from its flag's audit event: the
+    reminder says it in the staff language, where the flag's message is the record's English."""
+    return await ctx.pool.fetchval("SELECT data->>'ended' FROM audit_events WHERE event_key = $1",
+                                   f"{request_id}:{trouble_key}")

@@ -51,9 +51,7 @@ async def test_an_approval_nobody_gives_is_brought_back_to_staff_each_day_past_t
     reminder = alerts[-1].params
     # The letter says "its deadline passed 3 days ago" (activities/templates/letters/staff_alert.txt.j2).
     assert reminder["kind"] == "overdue" and reminder["days_left"] == -3
-    assert reminder["detail"].startswith("The request waits for compliance's approval of its response. It is still "
-                                         "open 3 days after its due date")
-    assert "reasons for not acting" in reminder["detail"]
+    assert reminder["facts"] == {"what": "deadline", "status": "awaiting_approval", "late": 3}
     assert (await request.state()).overdue
 
     # Closed: the reminders stop.
@@ -74,7 +72,7 @@ async def test_warnings_and_reminders_name_an_objection_nobody_decides(stack: Fa
 
     assert [j.key for j in alerts][0] == "objection-decision"
     for alert in alerts[1:]:  # each warning, the overdue alert and its reminder
-        assert "waiting for compliance's decision on the objection" in alert.params["detail"], alert.key
+        assert alert.params["facts"]["objection"] is True, alert.key
     assert alerts[-1].key.endswith(":day-2")
     await request.handle.terminate("test over")
 
@@ -100,6 +98,6 @@ async def test_a_failed_response_letter_is_named_in_the_overdue_reminders(stack:
     deadline = [alert for alert in alerts if not alert.key.startswith("step:")]
     assert len(deadline) == len(WARNING_DAYS) + 2
     for alert in deadline:
-        assert "a failed step waiting for staff: send_letter (response letter)" in alert.params["detail"], alert.key
+        assert alert.params["facts"]["failed_steps"] == [{"step": "send_letter", "about": "response letter"}], alert.key
     assert [j.key.split(":")[-1] for j in deadline[-2:]] == [state.due_date.isoformat(), "day-2"]
     await request.handle.terminate("test over")

@@ -79,7 +79,8 @@ async def test_a_closing_letter_the_relay_refuses_waits_for_staff_and_is_sent_on
     assert answer.trouble.about == f"{letter.replace('_', ' ')} letter"  # which letter, for staff
     assert f"step:{answer.trouble.key}" in await alerted(fakes, request, f"step:{answer.trouble.key}")
     [alert] = [j for j in fakes.letters if j.request_id == request.id and j.key == f"step:{answer.trouble.key}"]
-    assert alert.params["detail"].startswith(f"The step send_letter ({answer.trouble.about}) failed")
+    assert alert.params["facts"] == {"what": "step_failed", "step": "send_letter", "about": answer.trouble.about,
+                                     "message": answer.trouble.message, "skippable": True}
     assert fakes.statuses(request.id)[-1] == f"status:{answer.status.value}"
     assert await alerted(fakes, request, "step:owed-send_letter:1") == ["approval", "step:owed-send_letter:1"]
     assert troubles(fakes, request) == [("owed-send_letter:1", None)]

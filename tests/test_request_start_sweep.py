@@ -255,7 +255,8 @@ async def test_an_open_request_whose_workflow_ended_is_flagged_for_staff_once(po
     assert trouble["step"] == "workflow" and "terminated" in trouble["message"] and trouble["resolved_at"] is None
     [alert] = letters_for(mail_sink, rid, "staff_alert")
     told = " ".join(alert.get_body(("plain",)).get_content().split())
-    assert "workflow terminated" in told and "no deadline warning comes, though its deadline runs on" in told
+    assert "workflow was terminated while the request was open" in told
+    assert "no deadline warning comes, though its deadline runs on" in told
     assert "reminded each day it stays stopped" in told
 
 

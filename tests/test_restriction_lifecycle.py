@@ -52,11 +52,16 @@ async def _view(http, pool, rid: str) -> dict:
     return r.json()
 
 
+# A task's action as its staff alert names it.
+_ACTION_WORDS = {"restrict": "restriction", "lift_restriction": "restriction lift"}
+
+
 async def _resolve_email_task(http, pool, sink, rid: str, action: str) -> None:
     """The e-mail processor speaks OpenDSR, which has no restriction: staff are alerted (once per
     task, the restriction's and the lift's) and tell it by hand."""
     async def alerted() -> bool:
-        return any(f"The {action} task in email_marketing needs staff" in text_of(m) for m in letters_for(sink, rid, "staff_alert"))
+        said = f"The {_ACTION_WORDS[action]} task in E-mail marketing (newsletters) needs staff"
+        return any(said in " ".join(text_of(m).split()) for m in letters_for(sink, rid, "staff_alert"))
 
     assert await _until(alerted), [text_of(m) for m in letters_for(sink, rid, "staff_alert")]
     r = await http.post(f"/v1/requests/{rid}/resolve-task", headers=await staff_headers(pool, "compliance"),

@@ -102,7 +102,7 @@ async def test_a_system_that_refuses_to_be_read_holds_the_package_back_and_alert
             assert r.status_code == 201, r.text
             rid = r.json()["id"]
             alert = text_of(await wait_for_letter(mail_sink, rid, "staff_alert", timeout=60))
-            assert "billing_stripe" in alert and "HTTP 401" in alert and "grace@example.com" not in alert
+            assert "Stripe (card payments)" in alert and "HTTP 401" in alert and "grace@example.com" not in alert
             task = await pool.fetchrow("SELECT * FROM system_tasks WHERE request_id = $1", uuid.UUID(rid))
             assert (task["system"], task["action"], task["status"]) == ("billing_stripe", "access", "needs_attention")
             listed = await http.get("/v1/requests", params={"q": rid}, headers=await staff_headers(pool, "agent"))

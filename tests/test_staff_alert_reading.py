@@ -1,7 +1,10 @@
-"""Every staff alert read as a DPO reads it, in the staff language and in Dutch: each kind the
-policy can cause, with the detail the workflow or the sweep builds for it. Each says what happened,
-how late or how soon, and what to do, with no status code, no ISO date beside the written one, no
-negative count, no 'day(s)', and each sentence of its detail ended."""
+"""Every staff alert read as a DPO reads it, in the staff language and in Dutch (some in all four
+languages): each kind the policy can cause, with the facts the workflow or the sweep passes for
+it. Each says what happened, how late or how soon, and what to do, wholly in the staff's language:
+no status code, no step's or system's id where its label belongs, no ISO date beside the written
+one, no negative count, no 'day(s)', each sentence of its detail ended. The error a processor or
+the relay gave is quoted as it came. An alert an older workflow asked for, with its detail as an
+English sentence, still reads."""
 
 from __future__ import annotations
 
@@ -12,69 +15,169 @@ from types import SimpleNamespace
 import pytest
 
 from activities.letter_templates import render_letter
-from activities.request_start_sweep import stopped_detail
+from activities.staff_alert_words import FACTS
 from policy.model import load_policy
 from schemas.requests import RequestStatus
 from schemas.steps import StepTrouble
-from schemas.vocabulary import ALERT_NEEDS_ATTENTION, ALERT_OVERDUE, staff_alert_kinds
+from schemas.vocabulary import ALERT_NEEDS_ATTENTION, ALERT_OVERDUE, Language, staff_alert_kinds
 from schemas.workflow import TaskResult
 from tests.letter_contexts import full_context
-from workflows.deadline_watch import overdue_reminder_detail, watch_detail
-from workflows.step_trouble import trouble_detail
-from workflows.task_fanout import stuck_detail
+from workflows.deadline_watch import overdue_reminder_facts, watch_facts
+from workflows.step_trouble import trouble_facts
+from workflows.task_fanout import stuck_facts
 
 POLICY = load_policy().policy
+SYSTEMS = {system: spec.label for system, spec in POLICY.systems.items()}
 LANGUAGES = sorted({POLICY.languages.staff.value, "nl"})
-CODES = re.compile(r"\b(?:" + "|".join(status.value for status in RequestStatus) + r")\b|\d{4}-\d\d-\d\d|\(s\)")
+ALL_LANGUAGES = [language.value for language in Language]
+CODES = re.compile(r"\b(?:" + "|".join([*(status.value for status in RequestStatus), *SYSTEMS,
+                                        "send_letter", "record_event"]) + r")\b"
+                   r"|\d{4}-\d\d-\d\d|\(s\)")
+# The detail's field, as each language labels it.
+DETAIL = re.compile(r"^(?:Detail|Toelichting|Détail|Einzelheiten)\s?: (.*)$", re.MULTILINE)
+# What the detail quotes (an error as it came, a console button): data, not its words.
+QUOTED = re.compile(r"[“„«][^”“»]*[”“»]")
+REFUSED = "550 5.7.1 relay access denied."
+DENIED = TaskResult(system="crm", action="erase", status="needs_attention", attempt=1,
+                    message="credentials rejected (401)")
 
 
-def _request(status: RequestStatus, outstanding: str = "") -> SimpleNamespace:
+def _request(status: RequestStatus, **outstanding: object) -> SimpleNamespace:
     """What the deadline watch reads of its request (workflows/deadline_watch.py WatchedRequest)."""
     return SimpleNamespace(status=status, outstanding=lambda: outstanding)
 
 
-TROUBLE = StepTrouble(key="send_letter:1", step="send_letter", message="the mail relay refused the letter.",
-                      transient=False, skippable=True, since=datetime(2026, 3, 1, tzinfo=UTC), about="denial letter")
-STUCK = TaskResult(system="crm", action="erasure", status="needs_attention", attempt=1,
-                   message="credentials rejected (401)")
-STOPPED = ("the request's workflow failed while the request was open; no step of it runs any more until "
-           "compliance resumes it from the request's page")
+TROUBLE = StepTrouble(key="send_letter:1", step="send_letter", message=REFUSED, transient=False, skippable=True,
+                      since=datetime(2026, 3, 1, tzinfo=UTC), about="denial letter")
 
-# (kind, days_left, detail, what the alert must say it is about), as each sender builds them.
+# (kind, days_left, facts, what the alert must say it is about, what its detail must name), as each
+# sender builds them.
 ALERTS = [
-    *((kind, days, watch_detail(_request(RequestStatus.in_progress, "waiting for crm")), f"in {days} days")
-      for kind, days in ((f"due_in_{d}_days", d) for d in POLICY.deadline_warnings_days)),
-    (ALERT_OVERDUE, 0, watch_detail(_request(RequestStatus.awaiting_approval)), "has passed"),
-    (ALERT_OVERDUE, -3, overdue_reminder_detail(_request(RequestStatus.in_progress, "needing staff: crm"), 3),
-     "3 days ago"),
-    (ALERT_OVERDUE, -4, stopped_detail(1, STOPPED), "4 days ago"),
-    (ALERT_NEEDS_ATTENTION, 5, trouble_detail(TROUBLE), "needs attention"),
-    (ALERT_NEEDS_ATTENTION, None, trouble_detail(TROUBLE, waited=3), "needs attention"),  # its daily reminder
-    (ALERT_NEEDS_ATTENTION, 5, stuck_detail(STUCK), "needs attention"),
-    (ALERT_NEEDS_ATTENTION, None, stopped_detail(2, STOPPED), "needs attention"),
+    *((kind, days, watch_facts(_request(RequestStatus.in_progress, waiting_for=["surveys"])), f"in {days} days",
+       ["Survey service provider"]) for kind, days in ((f"due_in_{d}_days", d) for d in POLICY.deadline_warnings_days)),
+    (ALERT_OVERDUE, 0, watch_facts(_request(RequestStatus.awaiting_approval)), "has passed", []),
+    (ALERT_OVERDUE, -3, overdue_reminder_facts(_request(
+        RequestStatus.in_progress, needing_staff=["crm", "billing"], objection=True,
+        failed_steps=[{"step": "send_letter", "about": "response letter"}]), 3), "3 days ago",
+     [SYSTEMS["crm"], SYSTEMS["billing"], "sending the response"]),
+    # activities/request_start_sweep.py: a stopped request's daily reminder, past its due date.
+    (ALERT_OVERDUE, -4, {"what": "still_stopped", "days": 1, "ended": "failed"}, "4 days ago", []),
+    (ALERT_NEEDS_ATTENTION, 5, trouble_facts(TROUBLE), "needs attention", ["sending the denial letter", REFUSED[:-1]]),
+    # its daily reminder
+    (ALERT_NEEDS_ATTENTION, None, trouble_facts(TROUBLE, waited=3), "needs attention", ["sending the denial letter"]),
+    (ALERT_NEEDS_ATTENTION, 5, stuck_facts(DENIED), "needs attention", [SYSTEMS["crm"], "credentials rejected (401)"]),
+    (ALERT_NEEDS_ATTENTION, None, {"what": "still_stopped", "days": 2, "ended": "terminated"}, "needs attention", []),
+    # workflows/dsr.py: the request waits for compliance.
+    (ALERT_NEEDS_ATTENTION, 5, {"what": "approval", "stage": "changes"}, "needs attention", []),
+    (ALERT_NEEDS_ATTENTION, 5, {"what": "approval", "stage": "release"}, "needs attention", []),
+    (ALERT_NEEDS_ATTENTION, 5, {"what": "objection"}, "needs attention", ["Decide the objection"]),
+    # activities/deferred_processors.py: an erasure a hold had kept, refused or never confirmed.
+    (ALERT_NEEDS_ATTENTION, None, {"what": "deferred_failed", "system": "surveys", "asked": True,
+                                   "message": "job 42 cancelled by the processor"}, "needs attention",
+     ["Survey service provider", "job 42 cancelled by the processor"]),
+    (ALERT_NEEDS_ATTENTION, None, {"what": "deferred_failed", "system": "surveys", "asked": True,
+                                   "unconfirmed_days": 30, "asked_again": False}, "needs attention",
+     ["Survey service provider", "30"]),
+    (ALERT_NEEDS_ATTENTION, None, {"what": "deferred_failed", "system": "billing", "asked": False,
+                                   "message": "connection refused"}, "needs attention", [SYSTEMS["billing"]]),
+    # activities/request_start_sweep.py: the request's workflow stopped.
+    (ALERT_NEEDS_ATTENTION, None, {"what": "workflow_ended", "ended": "timed_out"}, "needs attention",
+     ["Resume the request"]),
+    # activities/packages.py: a system the package cannot be read from.
+    (ALERT_NEEDS_ATTENTION, 2, {"what": "package_unreadable", "request_type": "portability", "system": "crm",
+                                "message": "403 Forbidden"}, "needs attention", [SYSTEMS["crm"], "403 Forbidden"]),
 ]
 
 
-def test_every_kind_the_policy_can_cause_is_read():
+def _alert(kind: str, days_left: int | None, facts: dict, language: str) -> tuple[str, str]:
+    """The alert's text, and its detail."""
+    letter = render_letter("staff_alert", full_context("staff_alert", kind=kind, days_left=days_left, facts=facts,
+                                                       systems=SYSTEMS), language)
+    detail = DETAIL.search(letter.text)
+    assert detail is not None, letter.text
+    assert detail.group(1) in letter.html.replace("&#39;", "'"), letter.html
+    return letter.text, detail.group(1)
+
+
+def test_every_kind_the_policy_can_cause_and_every_fact_is_read():
     assert {kind for kind, *_ in ALERTS} == set(staff_alert_kinds(POLICY.deadline_warnings_days))
+    assert {facts["what"] for _, _, facts, *_ in ALERTS} == set(FACTS)
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
-@pytest.mark.parametrize(("kind", "days_left", "detail", "about"), ALERTS)
-def test_a_staff_alert_reads_as_sentences_without_codes(language, kind, days_left, detail, about):
-    letter = render_letter("staff_alert", full_context("staff_alert", kind=kind, days_left=days_left,
-                                                       detail=detail), language)
-    text = letter.text
+@pytest.mark.parametrize(("kind", "days_left", "facts", "about", "named"), ALERTS)
+def test_a_staff_alert_reads_as_sentences_without_codes(language, kind, days_left, facts, about, named):
+    text, detail = _alert(kind, days_left, facts, language)
     if language == "en":
         opening = text.strip().splitlines()[0]
         assert about in opening and opening.endswith("."), opening
-    # The detail: sentences, each ended, with a way forward where staff must act.
+        # Steps and systems by their labels, the error as it came.
+        for words in named:
+            assert words in detail, detail
+        if kind == ALERT_NEEDS_ATTENTION or days_left is not None and days_left < 0:
+            # What staff can do, or that nothing is asked of them (a package's read is retried).
+            assert "request's page" in detail or "Resume the request" in detail or "retried" in detail, detail
+    else:  # wholly Dutch: no English words left in it but the console's buttons and the data
+        words = QUOTED.sub("", detail)
+        for label in SYSTEMS.values():  # the test's policy labels its systems in English only
+            words = words.replace(label, "")
+        assert not re.search(r"\b(?:the|waits|needs|staff|request's|failed|and)\b", words), detail
+        for words in named:
+            if words in SYSTEMS.values() or words in REFUSED:
+                assert words in detail, detail
+    # The detail: sentences, each ended.
     assert detail[0].isupper() and detail.endswith(".") and ".." not in detail, detail
-    assert CODES.search(detail) is None, detail
-    if kind == ALERT_NEEDS_ATTENTION or days_left is not None and days_left < 0:
-        assert "request's page" in detail or "Resume the request" in detail, detail
+    assert CODES.search(QUOTED.sub("", detail)) is None, detail
     # No negative count, and an overdue alert never says how many days are left.
     assert not re.search(r"(?<![\w-])-\d", text), text
     if kind == ALERT_OVERDUE:
         assert "Days left" not in text and "Resterende dagen" not in text, text
         assert "deadline is" not in text and "uiterste datum is 2" not in text, text
+
+
+@pytest.mark.parametrize("language", ALL_LANGUAGES)
+def test_a_failed_steps_reminder_is_wholly_in_the_staff_language(language):
+    """A Dutch-, French- or German-speaking staff read the step, what to do and how long it has
+    waited in their language; the relay's words stay as the relay gave them, quoted."""
+    _, detail = _alert(ALERT_NEEDS_ATTENTION, None, trouble_facts(TROUBLE, waited=3), language)
+    expected = {
+        "en": ("A step of the request failed: sending the denial letter.", "It has waited for staff for 3 days."),
+        "nl": ("Een stap van het verzoek is mislukt: het versturen van de afwijzingsbrief.",
+               "De stap wacht al 3 dagen op een medewerker."),
+        "fr": ("Une étape de la demande a échoué\u00a0: l'envoi du courrier de refus.",
+               "L'étape attend le personnel depuis 3 jours."),
+        "de": ("Ein Schritt des Antrags ist fehlgeschlagen: Versand des Ablehnungsschreibens.",
+               "Der Schritt wartet seit 3 Tagen auf das Team."),
+    }[language]
+    for sentence in expected:
+        assert sentence in detail, detail
+    assert "550 5.7.1 relay access denied" in detail, detail
+
+
+@pytest.mark.parametrize("language", ALL_LANGUAGES)
+def test_a_warning_names_the_systems_by_their_labels_in_every_language(language):
+    facts = watch_facts(_request(RequestStatus.in_progress, waiting_for=["surveys", "crm"]))
+    _, detail = _alert("due_in_7_days", 7, facts, language)
+    assert "Survey service provider" in detail and SYSTEMS["crm"] in detail, detail
+    assert CODES.search(detail) is None, detail
+    english = _alert("due_in_7_days", 7, facts, "en")[1]
+    assert english.startswith("The request is in progress. It still waits for an answer from"), english
+    assert (detail == english) == (language == "en"), detail
+
+
+def test_an_alert_an_older_workflow_asked_for_still_reads_its_detail():
+    """A workflow started before the facts passes its detail as a sentence (an activity input in
+    its history): the alert prints it as it came, in any language."""
+    older = "The step send_letter (denial letter) failed: relay refused. On the request's page, run it again."
+    letter = render_letter("staff_alert", full_context("staff_alert", kind=ALERT_NEEDS_ATTENTION, days_left=2,
+                                                       detail=older), "nl")
+    assert f"Toelichting: {older}" in letter.text, letter.text
+
+
+def test_an_alert_with_neither_facts_nor_detail_is_refused():
+    context = full_context("staff_alert")
+    del context["detail"]
+    with pytest.raises(Exception, match="facts"):
+        render_letter("staff_alert", context)
+    with pytest.raises(ValueError, match="unknown facts"):
+        render_letter("staff_alert", {**context, "facts": {"what": "nothing"}})

@@ -65,11 +65,9 @@ async def test_a_denial_letter_the_relay_refuses_is_brought_back_to_staff_each_m
         assert abs(sent.hour - 9) <= 1  # 9:00, an hour off across a change of clocks
         assert reminder.params["kind"] == "needs_attention"
         assert reminder.params["days_left"] is None  # a closed request has no days left to count
-    assert alerts[1].params["detail"] == (
-        f"The step send_letter (denial letter) failed: ValueError: {REFUSED}. It has waited for staff since yesterday. On the "
-        "request's page, run it again once its cause is fixed, or record it as done. Staff are reminded each day "
-        "until it is answered.")
-    assert "It has waited for staff for 3 days." in alerts[3].params["detail"]
+    assert alerts[1].params["facts"] == {"what": "step_failed", "step": "send_letter", "about": "denial letter",
+                                         "message": f"ValueError: {REFUSED}", "skippable": True, "waited": 1}
+    assert alerts[3].params["facts"]["waited"] == 3  # read in tests/test_staff_alert_reading.py
     assert (await request.state()).trouble is not None  # still waiting
 
     # The relay takes it now; staff retry: the letter goes, the reminders stop, the request ends.

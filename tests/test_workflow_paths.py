@@ -382,5 +382,6 @@ async def test_a_deadline_warning_names_the_systems_that_hold_the_response_back(
     await stack.sleep(checkpoints.warnings[0][1] - await stack.env.get_current_time() + timedelta(minutes=1))
     await request.until(lambda s: s.warnings_sent == [7])
     [warning] = [j for j in fakes.letters if j.request_id == request.id and j.key.startswith("due_in_7_days")]
-    assert warning.params["detail"] == "The request is in progress; waiting for processor; needing staff: mailer."
+    assert warning.params["facts"] == {"what": "deadline", "status": "in_progress", "waiting_for": ["processor"],
+                                       "needing_staff": ["mailer"]}
     await request.handle.terminate("test over")

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from datetime import timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from temporalio import workflow
 
@@ -75,7 +75,7 @@ class WatchedRequest(StepSupervisor, Protocol):
 
     def current_checkpoints(self) -> Checkpoints: ...
 
-    def outstanding(self) -> str: ...
+    def outstanding(self) -> dict[str, Any]: ...
 
 
 class DeadlineWatch:
@@ -143,7 +143,7 @@ class DeadlineWatch:
             {"due_date": checkpoints.due_date.isoformat(), "status": request.status.value}), supervisor=self)
         await self._send(request, letter_job(
             request.request_id, "staff_alert", key=key, to_staff=True,
-            params={"kind": kind, "days_left": days, "detail": watch_detail(request)}))
+            params={"kind": kind, "days_left": days, "facts": watch_facts(request)}))
 
     async def _remind_while_overdue(self, request: WatchedRequest, checkpoints: Checkpoints) -> None:
         """One staff alert each day the request stays open past its due date, saying how late it
@@ -163,7 +163,7 @@ class DeadlineWatch:
             await self._send(request, letter_job(
                 request.request_id, "staff_alert", key=f"{ALERT_OVERDUE}:{checkpoints.due_date.isoformat()}:day-{late}",
                 to_staff=True, params={"kind": ALERT_OVERDUE, "days_left": -late,
-                                       "detail": overdue_reminder_detail(request, late)}))
+                                       "facts": overdue_reminder_facts(request, late)}))
             late += 1
 
     async def _send(self, request: WatchedRequest, job: LetterJob) -> None:
@@ -220,27 +220,17 @@ class DeadlineWatch:
         return sorted({days for _, days in self.warnings_sent})
 
 
-# Where an open request stands, in a staff alert's words (the alert names the due date itself).
-_STANDS = {
-    RequestStatus.awaiting_verification: "waits for the subject to confirm their identity",
-    RequestStatus.in_progress: "is in progress",
-    RequestStatus.awaiting_approval: "waits for compliance's approval of its response",
-}
+def watch_facts(request: WatchedRequest) -> dict[str, Any]:
+    """The warning's facts for staff (activities/staff_alert_words.py): where the request stands
+    and, when something holds the response back, what (a processor that has not answered, a task
+    or a failed step that needs staff, an objection to decide), so that staff chase it before the
+    due date rather than find it after. It read "status in_progress, due 2026-03-02", then an
+    English sentence in a letter of the staff language. A letter's data, not a command: older
+    histories replay unchanged."""
+    return {"what": "deadline", "status": request.status.value, **request.outstanding()}
 
 
-def watch_detail(request: WatchedRequest) -> str:
-    """The warning's sentence for staff: where the request stands and, when something holds the
-    response back, what (a processor that has not answered, a task or a failed step that needs
-    staff, an objection to decide), so that staff chase it before the due date rather than find it
-    after. It read "status in_progress, due 2026-03-02": a code, and the date the alert gives. A
-    letter's text, not a command: older histories replay unchanged."""
-    outstanding = request.outstanding()
-    stands = _STANDS.get(request.status, f"is {request.status.value.replace('_', ' ')}")
-    return f"The request {stands}" + (f"; {outstanding}" if outstanding else "") + "."
-
-
-def overdue_reminder_detail(request: WatchedRequest, late: int) -> str:
-    """The daily overdue reminder's: where the request stands, and what is owed and by whom."""
-    return (f"{watch_detail(request)} It is still open {late} days after its due date: the subject is owed the "
-            "answer, or the reasons for not acting with their remedies (a denial from the request's page). Staff "
-            "are reminded each day until it is closed.")
+def overdue_reminder_facts(request: WatchedRequest, late: int) -> dict[str, Any]:
+    """The daily overdue reminder's: where the request stands and how late it is (the letter says
+    what is owed and by whom)."""
+    return {**watch_facts(request), "late": late}

@@ -53,7 +53,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.refusals import Refusals
     from workflows.restriction_lifecycle import RestrictionLifecycle
     from workflows.staff_carry_on import CarryOn
-    from workflows.step_trouble import StepTroubles, described
+    from workflows.step_trouble import StepTroubles
     from workflows.task_fanout import RETRIES_BEFORE_END, SystemTasks
     from workflows.verification import IdentityVerification
 
@@ -173,11 +173,7 @@ class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals, Extens
         if self.closed:
             return
         if self._needs_decision() and workflow.patched(OBJECTION_GATE):
-            if not await self._ask_staff(
-                "objection-decision", self._decided,
-                "The subject objects to processing based on legitimate interests: compliance decides on the "
-                "request's page whether compelling grounds override the objection (\"Decide the objection\").",
-            ):
+            if not await self._ask_staff("objection-decision", self._decided, {"what": "objection"}):
                 return
         if self._decision is not None and self._decision.compelling_grounds:
             pass  # processing continues on compelling grounds; the response explains them
@@ -190,17 +186,13 @@ class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals, Extens
             # A change to the systems (a rectification, an attested erasure) is approved before
             # any system is touched, not after: afterwards there would be nothing left to stop.
             changes_first = self._require_facts().approval_required and workflow.patched(APPROVAL_BEFORE_CHANGES)
-            if changes_first and not await self._await_approval(
-                    "The request waits for compliance's approval before any system is changed: approve it, or "
-                    "deny it, on the request's page."):
+            if changes_first and not await self._await_approval({"what": "approval", "stage": "changes"}):
                 return
             await self._tasks.run_and_settle(self._plan, lambda: self.closed, self._days_left)
         if self.closed:
             return
         if (self._require_facts().approval_required and self._approval is None and workflow.patched(APPROVAL_GATE)
-                and not await self._await_approval(
-                    "The response is ready and waits for compliance's approval before it is sent: approve its "
-                    "release, or deny the request, on the request's page.")):
+                and not await self._await_approval({"what": "approval", "stage": "release"})):
             return
         params: dict[str, Any] = {"report": self._report_now().model_dump(mode="json")}
         if self._decision is not None:
@@ -214,12 +206,12 @@ class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals, Extens
         overridden = self._decision is not None and self._decision.compelling_grounds
         await self._transition("completed", {"tasks": 0 if overridden else len(self._plan.tasks)})
 
-    async def _await_approval(self, detail: str) -> bool:
+    async def _await_approval(self, facts: dict[str, Any]) -> bool:
         """The policy asks compliance to check the request first: hold it until the `approve`
         update; False when it was denied or cancelled instead."""
         self._set_status(RequestStatus.awaiting_approval)
         await self._transition("awaiting_approval", {"package_id": self._package.package_id if self._package else None})
-        if not await self._ask_staff("approval", self.approved, detail):
+        if not await self._ask_staff("approval", self.approved, facts):
             return False
         self._approving = True  # until recorded as carried out (older histories' approvals did not set it)
         self._set_status(RequestStatus.in_progress)
@@ -228,11 +220,11 @@ class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals, Extens
         self._approving = False
         return not self.closed  # a cancellation may have come in meanwhile (older histories)
 
-    async def _ask_staff(self, key: str, answered: Callable[[], bool], detail: str) -> bool:
-        """Alert staff that the request waits for them, then wait for their answer; False if the
-        request was closed instead."""
+    async def _ask_staff(self, key: str, answered: Callable[[], bool], facts: dict[str, Any]) -> bool:
+        """Alert staff that the request waits for them (`facts`: what for, which the letter says
+        in the staff language), then wait for their answer; False if the request was closed instead."""
         await self._letter("staff_alert", key=key, to_staff=True,
-                           params={"kind": "needs_attention", "days_left": self._days_left(), "detail": detail})
+                           params={"kind": "needs_attention", "days_left": self._days_left(), "facts": facts})
         await workflow.wait_condition(lambda: answered() or self.closed)
         return not self.closed
 
@@ -247,18 +239,18 @@ class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals, Extens
         facts = self._require_facts()
         return facts.extended if self._extended else facts.due
 
-    def outstanding(self) -> str:
-        """What holds the response back, in the words of staff's deadline warnings and overdue
-        reminders ("" for nothing): the systems (workflows/task_fanout.py), an objection waiting
-        for compliance's decision, and a failed step waiting for staff. A letter's text, not a
-        command: older histories replay unchanged."""
-        held = [self._tasks.outstanding()]
+    def outstanding(self) -> dict[str, Any]:
+        """What holds the response back, as the facts of staff's deadline warnings and overdue
+        reminders (activities/staff_alert_words.py; empty for nothing): the systems
+        (workflows/task_fanout.py), an objection waiting for compliance's decision, and a failed
+        step waiting for staff. A letter's data, not a command: older histories replay unchanged."""
+        held: dict[str, Any] = self._tasks.outstanding()
         if self._needs_decision() and self._decision is None and not self.closed:
-            held.append("waiting for compliance's decision on the objection")
-        for troubles in (self._owed.troubles, self._troubles):  # the watch's own is the alert itself
-            if troubles.current is not None and troubles.current.answered_by is None:
-                held.append(f"a failed step waiting for staff: {described(troubles.current)}")
-        return "; ".join(part for part in held if part)
+            held["objection"] = True
+        failed = [{"step": troubles.current.step, "about": troubles.current.about}
+                  for troubles in (self._owed.troubles, self._troubles)  # the watch's own is the alert itself
+                  if troubles.current is not None and troubles.current.answered_by is None]
+        return {**held, "failed_steps": failed} if failed else held
 
     # ---- updates and query ------------------------------------------------------------------
 

@@ -49,23 +49,14 @@ REMIND_EVERY = timedelta(days=1)
 REMIND_AT = timedelta(hours=9)
 
 
-def described(trouble: StepTrouble) -> str:
-    """E.g. "send_letter (denial letter)": the step, and which of its kind it was."""
-    return f"{trouble.step} ({trouble.about})" if trouble.about else trouble.step
-
-
-def trouble_detail(trouble: StepTrouble, waited: int | None = None) -> str:
-    """A staff alert's sentence for a failed step waiting for staff, with what they can do on the
-    request's page (the actions StepTroubles.require allows); a reminder's (`waited`: the days
-    since the day it failed) also says how long it has waited."""
-    way_out = ("run it again once its cause is fixed, or record it as done" if trouble.skippable
-               else "run it again once its cause is fixed, or cancel the request")
-    failed = f"The step {described(trouble)} failed: {trouble.message.rstrip('. ')}."
-    if waited is None:
-        return f"{failed} On the request's page, {way_out}."
-    since = "since yesterday" if waited == 1 else f"for {waited} days"
-    return (f"{failed} It has waited for staff {since}. On the request's page, {way_out}. Staff are reminded "
-            "each day until it is answered.")
+def trouble_facts(trouble: StepTrouble, waited: int | None = None) -> dict[str, Any]:
+    """A staff alert's facts for a failed step waiting for staff (activities/staff_alert_words.py):
+    the step, which of its kind, its error as it came, and whether staff may record it as done
+    (the actions StepTroubles.require allows); a reminder's (`waited`: the days since the day it
+    failed) also how long it has waited. The letter says them in the staff language."""
+    facts: dict[str, Any] = {"what": "step_failed", "step": trouble.step, "about": trouble.about,
+                             "message": trouble.message, "skippable": trouble.skippable}
+    return facts if waited is None else {**facts, "waited": waited}
 
 
 @runtime_checkable
@@ -186,7 +177,7 @@ class StepTroubles:
     async def _open(self, request_id: str, trouble: StepTrouble, days_left: int | None) -> None:
         await workflow.execute_activity("record_step_trouble", TroubleRecord(request_id=request_id, trouble=trouble),
                                         retry_policy=RETRY, **SHORT)
-        await self._alert(request_id, trouble.key, "", {"days_left": days_left, "detail": trouble_detail(trouble)})
+        await self._alert(request_id, trouble.key, "", {"days_left": days_left, "facts": trouble_facts(trouble)})
 
     async def _remind(self, request_id: str, opened: StepTrouble, closed: Callable[[], bool], *, dated: bool) -> None:
         """One staff alert each morning the trouble stays open, saying how long it has waited and
@@ -216,7 +207,7 @@ class StepTroubles:
                 # The days left as staff's alerts count them: negative (days late) past the due date.
                 days_left = (checkpoints.overdue_at - workflow.now()).days if checkpoints else None
                 await self._alert(request_id, opened.key, f":day-{waited}",
-                                  {"days_left": days_left, "detail": trouble_detail(trouble, waited)})
+                                  {"days_left": days_left, "facts": trouble_facts(trouble, waited)})
             waited += 1
 
     async def _alert(self, request_id: str, trouble_key: str, day: str, params: dict[str, Any]) -> None:

@@ -155,7 +155,7 @@ class SystemTasks:
                 await send_letter(
                     request_id, "staff_alert", key=f"{self._alert_key}:{result.system}:{result.attempt}", to_staff=True,
                     params={"kind": "needs_attention", "days_left": days_left(),
-                            "detail": stuck_detail(result)},
+                            "facts": stuck_facts(result)},
                 )
 
     async def _run(self, plan: Plan, task: SystemTask, attempt: int) -> None:
@@ -195,12 +195,12 @@ class SystemTasks:
         return sorted(r.system for r in self.results.values()
                       if r.status == "pending" and r.system not in self._unrecorded_retries)
 
-    def outstanding(self) -> str:
-        """What holds the response back, in the words of staff's deadline warnings ("" for nothing):
-        the systems asked and not yet done, and those that need staff."""
+    def outstanding(self) -> dict[str, list[str]]:
+        """What holds the response back, as the facts of staff's deadline warnings (empty for
+        nothing; the letter names the systems by their labels): the systems asked and not yet
+        done, and those that need staff."""
         waiting, stuck = self.asked_systems(), sorted(r.system for r in self._stuck())
-        return "; ".join([*([f"waiting for {', '.join(waiting)}"] if waiting else []),
-                          *([f"needing staff: {', '.join(stuck)}"] if stuck else [])])
+        return {**({"waiting_for": waiting} if waiting else {}), **({"needing_staff": stuck} if stuck else {})}
 
     def _stuck(self) -> list[TaskResult]:
         return [r for r in self.results.values() if r.status == "needs_attention"]
@@ -348,9 +348,8 @@ class SystemTasks:
             raise ValueError(f"the {system} task is {result.status}; only a task needing attention can be retried or resolved")
 
 
-def stuck_detail(result: TaskResult) -> str:
-    """A staff alert's sentence for a system's task that needs staff: which, why, and what staff
-    can do. It read "crm (erasure): <message>", no sentence and no way out."""
-    why = (result.message or "it failed").rstrip(". ")
-    return (f"The {result.action} task in {result.system} needs staff: {why}. On the request's page, retry it "
-            "once its cause is fixed, or record it as handled if it was done by other means.")
+def stuck_facts(result: TaskResult) -> dict[str, Any]:
+    """A staff alert's facts for a system's task that needs staff: which system and action, and
+    the error as it came (activities/staff_alert_words.py). It read "crm (erasure): <message>", no
+    sentence, no way out, and in English whatever the staff's language."""
+    return {"what": "task_stuck", "system": result.system, "action": result.action, "message": result.message}
