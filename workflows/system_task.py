@@ -4,7 +4,9 @@ Synchronous systems finish in one activity. Asynchronous processors (OpenDSR) an
 verified callback arrives as the `processor_update` signal, polling is the fallback, and no answer
 before the system's completion timeout leaves the task needing attention. Retryable failures are
 retried with backoff; a permanent one, or retries running out, flags the task instead of failing
-the request.
+the request. An http system's action with more requests than one attempt's time allows ends each
+slice with RUN_CONTINUES, and the next activity carries on from its journal at once
+(activities/connectors/http_journal.py).
 """
 
 from __future__ import annotations
