@@ -209,3 +209,32 @@ async def test_a_long_erasure_survives_a_killed_worker_with_exact_evidence(
     # More than one attempt (the kill's retry and the slices after it), none a failure staff see.
     assert await _activities(client, task_workflow_id(rid, "newsletter", "erase", 1)) > 3
     assert await pool.fetchval("SELECT count(*) FROM http_run_journal WHERE request_id = $1", uuid.UUID(rid)) == 0
+
+
+async def test_a_delete_answered_5xx_after_it_was_carried_out_counts_once(pool, monkeypatch, tmp_path):
+    """Mailchimp deletes a membership and answers 500 (a gateway that lost its answer); the
+    connector tries again within the attempt and hears 404. The first try was the deletion: the
+    evidence says every membership found was deleted, not one fewer, as if one were still there."""
+    lists = 30
+    async with mailchimp(monkeypatch) as app:
+        email = unique_email("lost500")
+        member_of_lists(app, email, lists)
+        seen = {"n": 0}
+
+        def fail_after_deleting(request: Request, document: Any) -> Response:
+            seen["n"] += 1
+            if document is not None:
+                return JSONResponse(document, status_code=document["status"], media_type=PROBLEM)
+            return Response(status_code=500 if seen["n"] == 10 else 204)
+
+        app.state.standin.tamper("/actions/delete-permanent", fail_after_deleting, method="POST")
+        config = newsletter()
+        config["config"]["retry"] = {"backoff_seconds": 0}
+        system = connector(http_policy(tmp_path, {"newsletter": config}), "newsletter", pool)
+        try:
+            outcome = await system.erase(subject(email))
+        finally:
+            await system.close()
+    assert deletes(app).count(500) == 1 and deletes(app).count(404) == 1
+    assert outcome.datasets == {"members": {"found": lists, "deleted": lists}}
+    assert (outcome.found, outcome.changed) == (lists, lists)

@@ -113,6 +113,10 @@ class HttpExchange:
         self.ledger = ledger
         self.sleep = sleep
         self.base_url = config.base_url.rstrip("/")
+        # Whether the last request's answer came after a try of it that the service may have
+        # carried out (a 5xx, or a connection lost once the request was out): a `missing` answer
+        # then may be that try's doing (http_steps.py counts it as the step's effect).
+        self.unsure_before = False
 
     # -- templates -------------------------------------------------------------------------
 
@@ -255,6 +259,7 @@ class HttpExchange:
         retry = self.config.retry
         refreshed = False
         attempt = 0
+        self.unsure_before = False
         while True:
             attempt += 1
             await self.ledger.acquire()
@@ -280,6 +285,7 @@ class HttpExchange:
                 # the activity's retries, with their backoff, try again later.
                 if attempt >= retry.attempts or isinstance(exc, AnswerTooSlow):
                     raise HttpSystemUnavailable(f"system {self.system}: {what} failed: {what_failed(exc)}") from None
+                self.unsure_before |= not isinstance(exc, _NEVER_SENT)
                 await self.sleep(retry.backoff_seconds * 2 ** (attempt - 1))
                 continue
             code = response.status_code
@@ -311,6 +317,7 @@ class HttpExchange:
                     raise HttpSystemUnavailable(
                         f"system {self.system}: {self.config.service} answered HTTP {code} to {what} "
                         f"{attempt} times")
+                self.unsure_before |= code >= 500
                 await self.sleep(wait if wait is not None else backoff)
                 continue
             raise PermanentConnectorError(
@@ -331,6 +338,10 @@ class HttpExchange:
         code = dig(error_document(response), self.config.error_code_path)
         # Only a short token-like code: a service's free-text message may quote the subject.
         return f" [{code}]" if isinstance(code, (str, int)) and _CODE.fullmatch(str(code)) else ""
+
+
+# Transport errors before the request left: the service cannot have carried it out.
+_NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
 def _origin(url: str) -> tuple[str, str]:

@@ -107,9 +107,11 @@ class StepRunner:
         run.sent += 1
         failpoint("http-effect-sent", f"{self.name}#{run.sent}")
         values = self._collect(step, document, run)
-        # Sent again after an attempt died waiting for its answer: a `missing` answer (404, gone)
-        # is that first request's doing, and its effect counts, once.
-        counted = status not in step.missing or (entry is not None and entry.state == "sending")
+        # Sent again after an attempt died waiting for its answer, or after a try in this one
+        # whose answer was a 5xx or a lost connection: a `missing` answer (404, gone) is that
+        # earlier request's doing, and its effect counts, once.
+        counted = (status not in step.missing or (entry is not None and entry.state == "sending")
+                   or self.exchange.unsure_before)
         if journal is not None:
             journal.answered(step.name, name, status, counted, values)
         return counted
