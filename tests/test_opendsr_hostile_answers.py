@@ -67,11 +67,7 @@ class HostileProcessor(FakeProcessor):
             return JSONResponse(proper, status_code=status_code)
 
         async def discovery(request: Request) -> Response:
-            return answer("discovery", {
-                "api_version": "2.0", "processor_certificate": self.certificate_at,
-                "supported_subject_request_types": ["access", "erasure"],
-                "supported_identities": [{"identity_type": "email", "identity_format": "raw"}],
-                "extensions": {"unsubscribe": {"url": f"{self.url}/opendsr/unsubscribe"}}})
+            return answer("discovery", self.discovery_document(unsubscribe=True))
 
         async def certificate(request: Request) -> Response:
             return Response(self.cert_pem, media_type="application/x-pem-file")

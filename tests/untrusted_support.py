@@ -59,14 +59,23 @@ class FakeProcessor:
         body = json.dumps(document).encode()
         return body, {SIGNATURE_HEADER: sign(body, self.key_pem), "Content-Type": "application/json"}
 
+    def discovery_document(self, *, unsubscribe: bool = False) -> dict[str, Any]:
+        """Its discovery document: access and erasure, raw e-mail identities, its certificate, and
+        the `unsubscribe` extension if asked."""
+        document: dict[str, Any] = {
+            "api_version": "2.0", "processor_certificate": self.certificate_at,
+            "supported_subject_request_types": ["access", "erasure"],
+            "supported_identities": [{"identity_type": "email", "identity_format": "raw"}]}
+        if unsubscribe:
+            document["extensions"] = {"unsubscribe": {"url": f"{self.url}/opendsr/unsubscribe"}}
+        return document
+
     def app(self) -> Starlette:
         async def discovery(request: Request) -> Response:
             self.hits.append("discovery")
             if self.broken:
                 return JSONResponse({"error": "internal"}, status_code=500)
-            return JSONResponse({"api_version": "2.0", "processor_certificate": self.certificate_at,
-                                 "supported_subject_request_types": ["access", "erasure"],
-                                 "supported_identities": [{"identity_type": "email", "identity_format": "raw"}]})
+            return JSONResponse(self.discovery_document())
 
         async def certificate(request: Request) -> Response:
             self.hits.append("certificate")
