@@ -24,6 +24,7 @@ from activities.connectors.base import (
     PermanentConnectorError,
     Subject,
 )
+from activities.connectors.http import HttpConnector
 from activities.connectors.http_journal import journal_cleared
 from activities.connectors.sql import SqlConnector
 from activities.connectors.sql_erasure import kept_summary
@@ -211,10 +212,14 @@ class FanoutActivities:
         else:
             # A system without a transaction may have done part of what the earlier try planned:
             # this try's outcome is reported together with that plan (every try's, if it dies too).
-            transactional = connector_class(task.task.connector, task.task.system).transactional
-            resuming = None if earlier is None or transactional else earlier.result
+            kind = connector_class(task.task.connector, task.task.system)
+            # An http system's run carries on from its journal (http_journal.py): the last try's
+            # counts are the whole run's, exact; the plan's would count a record gone before its
+            # request as changed.
+            resuming = None if earlier is None or kind.transactional or issubclass(kind, HttpConnector) \
+                else earlier.result
             result = await self._act(task, row, resuming)
-            if earlier is not None and transactional and changed_nothing(result):
+            if earlier is not None and kind.transactional and changed_nothing(result):
                 # The earlier try's effect committed after its evidence was kept (had it not, this
                 # try would have changed something): it is the outcome.
                 result = earlier.result

@@ -8,7 +8,8 @@ provisional outcome acts again: if it then changes nothing, the earlier attempt'
 commit, and its outcome is the true one (never "not found, 0 records" for data that was erased, nor
 "0 changed" for a restriction in force). A system without a transaction (a SaaS API) keeps its
 provisional outcome before its first request changes anything: its retry may find part of the work
-done, and reports both attempts together (`resumed`).
+done, and reports both attempts together (`resumed`). An `http` system's retry does not: it carries
+on from its run's journal (activities/connectors/http_journal.py), so its counts are the whole run's.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ front of it (429 with its problem document past it)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -19,15 +20,18 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 from fastapi import Request, Response
 from fastapi.responses import JSONResponse
+from prometheus_client.parser import text_string_to_metric_families
 from temporalio.api.enums.v1 import EventType
 from temporalio.exceptions import ApplicationError
 
 from activities.connectors.base import PermanentConnectorError
 from devstack.saas.mailchimp import PROBLEM, create_mailchimp_app, subscriber_hash
+from dsrflow.infra.temporal_client import connect_client
 from dsrflow.settings import Settings
 from schemas.workflow import RUN_CONTINUES, task_workflow_id, workflow_id_for
 from tests.fanout_stack import api, fanout_stack, served
@@ -35,6 +39,7 @@ from tests.process_support import died, dsrflow_process
 from tests.saas_support import connector, http_policy, subject
 from tests.support import attested_request, unique_email
 from workers.dsr_worker import build_worker
+from workers.metrics_endpoint import worker_runtime
 
 KEY = "0123456789abcdef-us21"
 PER_SECOND = 400  # what the connector paces itself to (Mailchimp's own yaml says 5, for 10 at once)
@@ -81,6 +86,14 @@ def member_of_lists(app: Any, email: str, lists: int) -> None:
         data.add_member(data.add_list(f"List {n}"), email, FNAME="Ada")
 
 
+def answered(document: Any, empty: int = 204) -> Response:
+    """The stand-in's own answer to a delete, for a tamper to pass on: its problem document (a
+    404), or no content with the status `empty` (204 as Mailchimp answers, or what a test makes it)."""
+    if document is not None:
+        return JSONResponse(document, status_code=document["status"], media_type=PROBLEM)
+    return Response(status_code=empty)
+
+
 def deletes(app: Any) -> list[int]:
     """The statuses the stand-in answered to delete-permanent requests, in order."""
     return [s.status for s in app.state.standin.requests("POST", "/actions/delete-permanent")]
@@ -98,12 +111,10 @@ async def test_an_erasure_longer_than_an_attempt_finishes_slice_by_slice(pool, m
         lost = {"at": 600, "seen": 0}
 
         def lose_answer(request: Request, document: Any) -> Response:
-            if document is not None:  # Mailchimp's problem document: not found
-                return JSONResponse(document, status_code=document["status"], media_type=PROBLEM)
-            lost["seen"] += 1
-            if lost["seen"] == lost["at"]:
-                return Response(status_code=400)  # carried out; the answer never heard
-            return Response(status_code=204)
+            if document is None:
+                lost["seen"] += 1
+            # The 600th: carried out; the answer never heard.
+            return answered(document, 400 if document is None and lost["seen"] == lost["at"] else 204)
 
         app.state.standin.tamper("/actions/delete-permanent", lose_answer, method="POST")
         loaded = http_policy(tmp_path, {"newsletter": newsletter()})
@@ -223,9 +234,7 @@ async def test_a_delete_answered_5xx_after_it_was_carried_out_counts_once(pool, 
 
         def fail_after_deleting(request: Request, document: Any) -> Response:
             seen["n"] += 1
-            if document is not None:
-                return JSONResponse(document, status_code=document["status"], media_type=PROBLEM)
-            return Response(status_code=500 if seen["n"] == 10 else 204)
+            return answered(document, 500 if seen["n"] == 10 else 204)
 
         app.state.standin.tamper("/actions/delete-permanent", fail_after_deleting, method="POST")
         config = newsletter()
@@ -238,3 +247,54 @@ async def test_a_delete_answered_5xx_after_it_was_carried_out_counts_once(pool, 
     assert deletes(app).count(500) == 1 and deletes(app).count(404) == 1
     assert outcome.datasets == {"members": {"found": lists, "deleted": lists}}
     assert (outcome.found, outcome.changed) == (lists, lists)
+
+
+async def _failed_attempts(sdk_url: str, activity_type: str) -> float:
+    """temporal_activity_execution_failed for one activity type, as the worker's runtime
+    publishes it to Prometheus (DsrActivityFailureRate's numerator)."""
+    async with httpx.AsyncClient() as http:
+        page = (await http.get(sdk_url)).text
+    return sum(sample.value for family in text_string_to_metric_families(page)
+               if family.name.startswith("temporal_activity_execution_failed")
+               for sample in family.samples if sample.labels.get("activity_type") == activity_type)
+
+
+async def test_a_run_in_progress_is_no_failure_and_counts_what_it_did(
+        newsletter_service, stack, pool, dev_server, caplog):
+    """600 list memberships through the whole request, in slices: each slice's end is no failed
+    attempt in the worker's metrics (DsrActivityFailureRate would page for a run that is only
+    long) nor a warning in its log. While the deletes run, someone else removes one membership:
+    its delete hears 404, and the evidence says 599 deleted of 600 found, as a run in one go
+    would; before, each slice's plan (every membership deleted) won over the run's counts."""
+    lists = 600
+    app = newsletter_service
+    email = unique_email("inprogress")
+    data = app.state.data
+    mine = [data.add_list(f"Mine {n}") for n in range(lists)]
+    for list_id in mine:
+        data.add_member(list_id, email, FNAME="Ada")
+
+    def removed_by_someone_else(request: Request, document: Any) -> Response:
+        data.members[mine[-1]].pop(subscriber_hash(email), None)
+        return answered(document)
+
+    runtime, sdk_url = worker_runtime(stack.settings)
+    assert runtime is not None and sdk_url is not None
+    client = await connect_client(stack.settings, address=dev_server.client.service_client.config.target_host,
+                                  runtime=runtime)
+    app.state.standin.tamper("/actions/delete-permanent", removed_by_someone_else, method="POST")
+    try:
+        async with api(stack) as http, build_worker(client, stack.settings, pool):
+            rid = await attested_request(http, pool, "erasure", email)
+            state = await asyncio.wait_for(client.get_workflow_handle(workflow_id_for(rid)).result(), 300)
+            failed = await _failed_attempts(sdk_url, "run_system_action")
+    finally:
+        app.state.standin.tampers.clear()
+
+    (result,) = [r for r in state["results"] if r["system"] == "newsletter"]
+    assert result["status"] == "done", result
+    assert result["datasets"] == {"members": {"found": lists, "deleted": lists - 1}}
+    assert (result["found"], result["changed"]) == (lists, lists - 1)
+    assert await _activities(client, task_workflow_id(rid, "newsletter", "erase", 1)) > 2  # it took slices
+    assert failed == 0
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING and "activity as failed" in r.getMessage()]

@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities.connectors import expand_env
 from activities.connectors.base import (
@@ -292,10 +292,13 @@ class HttpConnector(StepRunner, Connector):
                                    next_retry_delay=delay) from None
         except RunContinues as exc:
             # Not a failure: the workflow starts the next attempt at once, which carries on.
+            # Benign: Temporal's SDK neither logs it as a warning nor counts it in
+            # temporal_activity_execution_failed (DsrActivityFailureRate would page for a run
+            # that is only long).
             raise ApplicationError(
                 f"system {self.name}: {name} did {exc.done} of its requests to {self.config.service} in this "
                 "attempt's time; the next attempt carries on from there", type=RUN_CONTINUES,
-                non_retryable=True) from None
+                non_retryable=True, category=ApplicationErrorCategory.BENIGN) from None
         if run.journal is not None:
             await run.journal.flush()  # the last answers, for a process that dies before the result is kept
         return run
