@@ -56,6 +56,10 @@ _UNVERIFIED_OPEN = "SELECT count(*) FROM dsr_requests WHERE status = 'awaiting_v
 CEILING_RETRY_AFTER = 300
 # Ended windows are deleted now and then, not on every hit.
 _SWEEP_EVERY = 600.0
+# Clients (and /48s) a process keeps as having sent a wrong bearer token: a spray from many
+# addresses (an IPv6 /32 holds billions of /64s) grew the map without end. Past it, the process
+# reads every bearer caller's count until the newest of them would have been forgotten.
+SUSPECTS_KEPT = 10_000
 
 
 def clients_of(request: Request) -> tuple[str, str | None]:
@@ -94,8 +98,10 @@ class RateLimiter:
     def __init__(self, state: AppState) -> None:
         self._state = state
         self._last_sweep = 0.0
-        # Clients this process has seen send a wrong bearer token, until when their count matters.
-        self._suspects: dict[str, float] = {}
+        # Clients and /48s this process has seen send a wrong bearer token, until when their count
+        # matters (at most SUSPECTS_KEPT); and until when every caller's is read, after more.
+        self._suspects: dict[tuple[str, ...], float] = {}
+        self._suspect_everyone_until = 0.0
 
     async def hit(self, request: Request, action: str, *, request_id: str | None = None) -> None:
         """Count one `action` from this client (and its /48, for an IPv6 client), and for this
@@ -118,24 +124,43 @@ class RateLimiter:
     async def count_wrong_token(self, request: Request) -> None:
         """Count a bearer token that named no staff member (429 past the client's allowance of
         them): unlike the console's sign-in, a right token is never counted, since a script may
-        call thousands of times an hour."""
-        self._suspects[clients_of(request)[0]] = time.monotonic() + self._state.settings.rate("badtoken", "ip")[1]
+        call thousands of times an hour. The client's /48 is suspected too: a guesser moving to
+        another /64 of it once its /48's allowance is spent is refused before its guess is tried."""
+        now = time.monotonic()
+        until = now + self._state.settings.rate("badtoken", "ip")[1]
+        for _, counted, values, _ in self._client_buckets(request):
+            self._suspect((counted, *values), now, until)
         await self.hit(request, "badtoken")
 
+    def _suspect(self, key: tuple[str, ...], now: float, until: float) -> None:
+        if key not in self._suspects and len(self._suspects) >= SUSPECTS_KEPT:
+            self._suspects = {kept: ends for kept, ends in self._suspects.items() if ends > now}
+            if len(self._suspects) >= SUSPECTS_KEPT:
+                # Forgetting one would let it guess again unchecked: read everyone's count instead.
+                self._suspect_everyone_until = until
+                self._suspects.clear()
+        self._suspects[key] = until
+
     async def refuse_token_guesser(self, request: Request) -> None:
-        """429, before any token is looked up, for a client that has sent too many wrong ones, so
-        that past its allowance a guess is not even tried. The count is read only for a client this
-        process has seen send a wrong token within the window (any process counts them, in the
-        database): a caller whose tokens are right costs no statement."""
-        client = clients_of(request)[0]
-        until = self._suspects.get(client)
-        if until is None:
-            return
-        if until < time.monotonic():
-            del self._suspects[client]
+        """429, before any token is looked up, for a client (or a client of a /48) that has sent
+        too many wrong ones, so that past its allowance a guess is not even tried. The count is
+        read only for a client this process has seen send a wrong token within the window, itself
+        or from its /48 (any process counts them, in the database): a caller whose tokens are
+        right costs no statement, unless more clients sent wrong ones than the process keeps."""
+        now = time.monotonic()
+        buckets = self._client_buckets(request)
+        suspected = now < self._suspect_everyone_until
+        for _, counted, values, _ in buckets:
+            key = (counted, *values)
+            until = self._suspects.get(key)
+            if until is not None and until < now:
+                del self._suspects[key]
+            elif until is not None:
+                suspected = True
+        if not suspected:
             return
         pool = await self._state.db()
-        for per, counted, values, multiple in self._client_buckets(request):
+        for per, counted, values, multiple in buckets:
             allowed, _ = self._state.settings.rate("badtoken", per)
             hits, retry_after = await pool.fetchrow(_PEEK, self._bucket("badtoken", counted, *values))
             if hits >= allowed * multiple:

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 
 import httpx
 
+from api import ratelimit
 from api.app import create_app
 from api.auth import create_token
 from tests.support import CSRF_FIELD, letters_for, unique_email, verification_code, verification_link, wait_for_letter
@@ -28,7 +29,8 @@ def unique_ip() -> str:
 
 @contextlib.asynccontextmanager
 async def app_clients(settings, client, task_queue, **limits) -> AsyncIterator[Callable[[str], httpx.AsyncClient]]:
-    """The real app with the given limits; `call_from(ip)` is an HTTP client for that address."""
+    """The real app with the given limits; `call_from(ip)` is an HTTP client for that address, and
+    `call_from.app` the app (what a process keeps in memory)."""
     app = create_app(settings.model_copy(update={"task_queue": task_queue, **limits}),
                      temporal_client=client)
     opened: list[httpx.AsyncClient] = []
@@ -39,6 +41,7 @@ async def app_clients(settings, client, task_queue, **limits) -> AsyncIterator[C
         opened.append(http)
         return http
 
+    call_from.app = app
     try:
         yield call_from
     finally:
@@ -319,6 +322,53 @@ async def test_guessing_bearer_tokens_is_refused_and_right_tokens_are_not_counte
         # Past it, a right token from that client is not even looked up.
         assert_limited(await guesser.get("/v1/requests", headers={"Authorization": f"Bearer {token}"}), 3600)
         assert (await script.get("/v1/requests", headers={"Authorization": f"Bearer {token}"})).status_code == 200
+
+
+async def test_a_guesser_moving_through_its_48_is_refused_before_its_guess_is_tried(settings, pool, dev_server,
+                                                                                   task_queue):
+    """An IPv6 guesser holding a /48 has 65,536 /64s, each a client with its own allowance of wrong
+    tokens. Its /48 is counted too (three times the allowance here), but a /64 the process had not
+    seen had its token looked up before the /48's count refused it: each guess past the /48's
+    allowance was still tried, answered 429 when wrong and 200 when right. Now a /64 of a /48
+    that sent wrong tokens is refused before its token is looked up, a right one too; another
+    /48 is not held back."""
+    token = await create_token(pool, "agent", "bearer /48 rotation test")
+    delegation = f"2001:db8:{random.randrange(1, 0xffff):x}"
+    async with app_clients(settings, dev_server.client, task_queue, rate_badtoken_per_ip="2/hour",
+                           rate_ipv6_48_multiple=3) as call_from:
+        for subnet in range(1, 4):  # the /48's six wrong tokens, two per /64
+            for n in range(2):
+                r = await call_from(f"{delegation}:{subnet:x}::1").get(
+                    "/v1/requests", headers={"Authorization": f"Bearer dsr_guess{subnet}{n}"})
+                assert r.status_code == 401, r.text
+        fresh = call_from(f"{delegation}:99::1")
+        assert_limited(await fresh.get("/v1/requests", headers={"Authorization": f"Bearer {token}"}), 3600)
+        other = call_from(f"2001:db8:{random.randrange(1, 0xffff):x}:1::1")
+        assert (await other.get("/v1/requests", headers={"Authorization": f"Bearer {token}"})).status_code == 200
+
+
+async def test_a_spray_of_wrong_tokens_from_many_clients_neither_grows_memory_nor_frees_a_guesser(
+        settings, pool, dev_server, task_queue, monkeypatch):
+    """Each client that sent a wrong token was kept in the process's memory for its window, with
+    no bound: a spray from as many addresses as an IPv6 /32 holds grew it without end. Now the
+    process keeps at most SUSPECTS_KEPT of them (made small here); past it, it reads every bearer
+    caller's count for a window rather than forget anyone, so a guesser over its allowance is
+    still refused before its guess is tried, a right token too, and a right token from a clean
+    client still works."""
+    monkeypatch.setattr(ratelimit, "SUSPECTS_KEPT", 8, raising=False)
+    token = await create_token(pool, "agent", "bearer spray test")
+    async with app_clients(settings, dev_server.client, task_queue, rate_badtoken_per_ip="3/hour") as call_from:
+        guesser = call_from(unique_ip())
+        for n in range(3):
+            assert (await guesser.get("/v1/requests", headers={"Authorization": f"Bearer dsr_g{n}"})).status_code == 401
+        for n in range(20):  # the spray: one wrong token from each of 20 other clients
+            sprayed = await call_from(f"2001:db8:{random.randrange(1, 0xffff):x}:{n:x}::1").get(
+                "/v1/requests", headers={"Authorization": "Bearer dsr_spray"})
+            assert sprayed.status_code == 401, sprayed.text
+        assert len(call_from.app.state.rate_limiter._suspects) <= 8
+        assert_limited(await guesser.get("/v1/requests", headers={"Authorization": f"Bearer {token}"}), 3600)
+        clean = call_from(unique_ip())
+        assert (await clean.get("/v1/requests", headers={"Authorization": f"Bearer {token}"})).status_code == 200
 
 
 async def test_callbacks_and_health_are_limited(settings, pool, dev_server, task_queue):
