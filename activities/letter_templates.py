@@ -37,11 +37,11 @@ from jinja2.exceptions import UndefinedError
 from jinja2.runtime import Undefined
 
 from activities.citations import answer_period, cite
-from activities.staff_alert_words import FACTS, action_label, named, step_label
+from activities.staff_alert_words import DETAIL_CHARS, FACTS, action_label, named, quoted, step_label
 from dsrflow.domain.references import short_reference
 from dsrflow.i18n import SOURCE_LANGUAGE, and_list, long_date, long_datetime, series, translations
 from policy.model import Policy
-from schemas.plain_text import one_line, without_addresses
+from schemas.plain_text import one_line
 from schemas.requests import DenialReason
 from schemas.vocabulary import PURPOSES, Language, staff_alert_kinds
 
@@ -185,20 +185,20 @@ def render_template_set(name: str, ctx: dict[str, Any], language: str) -> Render
     return RenderedLetter(subject=subject, text=text, html=html)
 
 
-def staff_alert_detail(ctx: dict[str, Any], language: str) -> str:
+def staff_alert_detail(ctx: dict[str, Any], language: str, subject: Mapping[str, Any] | None = None) -> str:
     """The detail of a staff alert, one paragraph in `language`: said from its `facts`, or the
-    sentence an older workflow passed."""
+    sentence an older workflow passed; what others wrote in it without `subject`'s identity."""
     facts = ctx.get("facts")
     if facts is None:
         if "detail" not in ctx:
             raise UndefinedError("letter 'staff_alert': missing context key(s): facts (or detail)")
-        return str(ctx["detail"])
+        return quoted(str(ctx["detail"]), subject, DETAIL_CHARS)
     if facts.get("what") not in FACTS:
         raise ValueError(f"staff_alert: unknown facts {facts.get('what')!r}")
     if isinstance(facts.get("message"), str):
-        # A processor's or the relay's words, quoted as they came: on one line, and without a
-        # full stop of their own (the sentence quoting them has one).
-        facts = {**facts, "message": one_line(facts["message"]).strip().rstrip(".")}
+        # A processor's or the relay's words, quoted as they came (but the subject's identity and
+        # their length): without a full stop of their own (the sentence quoting them has one).
+        facts = {**facts, "message": quoted(facts["message"], subject).strip().rstrip(".")}
     env = letter_environment(Language(language), str(ctx["timezone"]))
     sentences = env.get_template("_staff_alert_detail.txt.j2").render({**ctx, "facts": facts,
                                                                        "systems": ctx.get("systems") or {}})
@@ -226,8 +226,8 @@ def render_letter(purpose: str, context: Mapping[str, Any], language: str = SOUR
     if purpose == "staff_alert":
         # Staff alerts never carry the subject's identity: drop it so that any reference fails,
         # and any address a relay's or a processor's words put in the detail (cut to a paragraph).
-        ctx.pop("subject", None)
-        ctx["detail"] = without_addresses(staff_alert_detail(ctx, language))[:2000]
+        subject = ctx.pop("subject", None)
+        ctx["detail"] = staff_alert_detail(ctx, language, subject if isinstance(subject, Mapping) else None)
         if ctx["kind"] not in staff_alert_kinds(ctx.get("warning_days", DEFAULT_WARNING_DAYS)):
             raise ValueError(f"staff_alert: unknown kind {ctx['kind']!r}")
     if purpose == "cancellation" and not ctx["withdrawn"] and "remedies" not in ctx:

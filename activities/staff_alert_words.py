@@ -9,9 +9,20 @@ workflows pass the detail as an English sentence (`detail`), which the letter st
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 from dsrflow.i18n import N_, Translator
+from schemas.plain_text import one_line, without_addresses
+
+# How much of a processor's or the relay's error an alert quotes: enough to tell one failure from
+# another. A processor's error page of 100 kB was quoted whole, then the detail cut at 2,000
+# characters, so what staff can do, said after it, never reached them.
+QUOTED_CHARS = 500
+# An older workflow's detail: the whole sentence it passed, as before.
+DETAIL_CHARS = 2000
 
 # What each step a workflow supervises does (the activities behind workflows/dsr_steps.py
 # `run_step`), as staff read it in "A step of the request failed: ...".
@@ -84,3 +95,24 @@ def named(ids: list[str], names: dict[str, Any]) -> list[str]:
     """The systems by the policy's labels (`names`: id to label), an id the policy no longer has
     by itself."""
     return [str(names.get(system, system)) for system in ids]
+
+
+def quoted(text: str, subject: Mapping[str, Any] | None, limit: int = QUOTED_CHARS) -> str:
+    """Words someone else wrote (a processor's or the relay's error, an older workflow's detail)
+    as a staff alert quotes them: on one line, without the subject's name or e-mail address (as
+    written in any case, or encoded in a URL: a processor echoing its lookup, "no contact
+    Ada%20Lovelace") nor any other address, and cut to `limit` characters. Staff alerts carry no
+    personal data of the subject."""
+    text = one_line(text)
+    for field, value in (subject or {}).items():
+        if isinstance(value, str) and len(value.strip()) >= 3:
+            text = _identity_forms(value).sub("<address>" if field == "email" else "<name>", text)
+    text = without_addresses(text)
+    return text if len(text) <= limit else text[:limit].rstrip() + "…"
+
+
+def _identity_forms(value: str) -> re.Pattern[str]:
+    words = value.split()
+    forms = {quote(value, safe=""), quote_plus(value), value}
+    return re.compile("|".join([r"\s+".join(map(re.escape, words)), *map(re.escape, sorted(forms, key=len, reverse=True))]),
+                      re.IGNORECASE)

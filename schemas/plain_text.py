@@ -141,12 +141,33 @@ def sql_csv_cell(expression: str, text: bool = False) -> str:
 
 
 # An e-mail address in text someone else wrote: a relay's refusal quotes the recipient ("550 5.1.1
-# <ada@example.com>: Recipient address rejected"), a processor's error may name the subject.
-_ADDRESS = re.compile(r"[^\s<>@,;:\"'()\[\]]+@[^\s<>@,;:\"'()\[\]]+")
+# <ada@example.com>: Recipient address rejected"), a processor's error may name the subject, in a
+# URL too ("?email=ada%40example.com"). An address is a run of characters none of which separates
+# words in such text, holding an "@" (or "%40") with something either side. Found run by run, each
+# split at its "@"s, not by one pattern: `[^...]+@[^...]+` scanned the rest of a run from each of
+# its characters, quadratic (a processor's error of 100 kB of letters took 28 s of CPU).
+_RUN = re.compile(r"[^\s<>,;:\"'()\[\]]+")
+_AT = re.compile(r"(@|%40)", re.IGNORECASE)
+
+
+def _run_without_addresses(run: re.Match[str]) -> str:
+    # [part, "@", part, "@", part, ...] (parts at even places): a part and the next, both not
+    # empty, are an address, as the leftmost match of the pattern would take them.
+    pieces = _AT.split(run.group())
+    out: list[str] = []
+    i = 0
+    while i < len(pieces):
+        if i % 2 == 0 and i + 2 < len(pieces) and pieces[i] and pieces[i + 2]:
+            out.append("<address>")
+            i += 3
+        else:
+            out.append(pieces[i])
+            i += 1
+    return "".join(out)
 
 
 def without_addresses(text: str) -> str:
-    """`text` with every e-mail address in it replaced: a failure's message goes into Temporal's
-    history in clear (no payload codec reaches it), onto the request page and into staff alerts,
-    which carry no personal data (attacker audit)."""
-    return _ADDRESS.sub("<address>", text)
+    """`text` with every e-mail address in it replaced, in time linear in the text: a failure's
+    message goes into Temporal's history in clear (no payload codec reaches it), onto the request
+    page and into staff alerts, which carry no personal data (attacker audit)."""
+    return _RUN.sub(_run_without_addresses, text) if "@" in text or "%" in text else text
