@@ -7,6 +7,7 @@ import json
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -59,6 +60,20 @@ class Defaults(StrictModel):
     @classmethod
     def _country(cls, value: str) -> str:
         return country_code(value)
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        """An IANA zone, known when the policy loads: a misspelt one ("Europe/Amsterdm") loaded,
+        and every deadline, letter and portal page of the requests under it then failed. Not
+        `localtime`, the machine's own, which would move with whatever server runs it."""
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown timezone {value!r}: an IANA name such as Europe/Brussels") from None
+        if value == "localtime":
+            raise ValueError("'localtime' is the machine's zone: name the controller's, such as Europe/Brussels")
+        return value
 
 
 class Verification(StrictModel):

@@ -102,6 +102,18 @@ def test_bad_statutory_hold_settings_name_their_path(tmp_path: Path, change, mes
     _assert_refused(tmp_path, change, message)
 
 
+@pytest.mark.parametrize(("zone", "message"), [
+    ("Europe/Amsterdm", r"defaults\.timezone: Value error, unknown timezone 'Europe/Amsterdm'"),
+    ("UTC+1", r"defaults\.timezone: Value error, unknown timezone 'UTC\+1'"),
+    ("../../etc/passwd", r"defaults\.timezone: Value error, unknown timezone"),
+    ("localtime", r"defaults\.timezone: Value error, 'localtime' is the machine's zone"),
+])
+def test_a_timezone_that_is_no_zone_is_refused_at_load(tmp_path: Path, zone: str, message: str) -> None:
+    """A misspelt timezone loaded, and every request under it then failed in its deadlines, its
+    letters and its portal pages (each a ZoneInfoNotFoundError naming nothing of the policy)."""
+    _assert_refused(tmp_path, lambda c: c.setdefault("defaults", {}).update(timezone=zone), message)
+
+
 def test_unknown_category_names_file_and_field(tmp_path: Path) -> None:
     content = copy.deepcopy(RAW)
     content["systems"]["crm"]["datasets"][0]["fields"]["phone"]["category"] = "hobbies"
