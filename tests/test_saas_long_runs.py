@@ -13,90 +13,38 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-import yaml
 from fastapi import Request, Response
-from fastapi.responses import JSONResponse
 from prometheus_client.parser import text_string_to_metric_families
 from temporalio.api.enums.v1 import EventType
 from temporalio.exceptions import ApplicationError
 
 from activities.connectors.base import PermanentConnectorError
-from devstack.saas.mailchimp import PROBLEM, create_mailchimp_app, subscriber_hash
+from devstack.saas.mailchimp import create_mailchimp_app, subscriber_hash
 from dsrflow.infra.temporal_client import connect_client
 from dsrflow.settings import Settings
 from schemas.workflow import RUN_CONTINUES, task_workflow_id, workflow_id_for
 from tests.fanout_stack import api, fanout_stack, served
 from tests.process_support import died, dsrflow_process
+from tests.saas_runs_support import (
+    KEY,
+    SERVICE_LIMIT,
+    answered,
+    deletes,
+    mailchimp,
+    member_of_lists,
+    newsletter,
+    rate_limited,
+)
 from tests.saas_support import connector, http_policy, subject
 from tests.support import attested_request, unique_email
 from workers.dsr_worker import build_worker
 from workers.metrics_endpoint import worker_runtime
-
-KEY = "0123456789abcdef-us21"
-PER_SECOND = 400  # what the connector paces itself to (Mailchimp's own yaml says 5, for 10 at once)
-SERVICE_LIMIT = 450  # what the stand-in answers before it refuses with a 429
-
-
-def newsletter() -> dict[str, Any]:
-    """The shipped Mailchimp configuration with a faster pace (a test cannot wait an hour)."""
-    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "policy/http/mailchimp.yaml").read_text())
-    config["limits"]["per_second"] = PER_SECOND
-    return {"label": "Newsletter", "connector": "http", "config": config}
-
-
-def rate_limited(app: Any, per_second: int) -> None:
-    """Mailchimp's limit in front of the stand-in: past `per_second` requests in a second, a 429
-    with Mailchimp's problem document, as its API answers."""
-    arrivals: list[float] = []
-    standin = app.state.standin
-
-    @app.middleware("http")
-    async def limit(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        now = time.monotonic()
-        arrivals[:] = [t for t in arrivals if now - t < 1.0]
-        if len(arrivals) >= per_second:
-            return standin.error(429, "You have exceeded the limit of 10 simultaneous connections.",
-                                 media_type=PROBLEM)
-        arrivals.append(now)
-        return await call_next(request)
-
-
-@asynccontextmanager
-async def mailchimp(monkeypatch: Any) -> AsyncIterator[Any]:
-    app = create_mailchimp_app(KEY)
-    rate_limited(app, SERVICE_LIMIT)
-    async with served(app) as url:
-        monkeypatch.setenv("MAILCHIMP_API_BASE", url)
-        monkeypatch.setenv("MAILCHIMP_API_KEY", KEY)
-        yield app
-
-
-def member_of_lists(app: Any, email: str, lists: int) -> None:
-    data = app.state.data
-    for n in range(lists):
-        data.add_member(data.add_list(f"List {n}"), email, FNAME="Ada")
-
-
-def answered(document: Any, empty: int = 204) -> Response:
-    """The stand-in's own answer to a delete, for a tamper to pass on: its problem document (a
-    404), or no content with the status `empty` (204 as Mailchimp answers, or what a test makes it)."""
-    if document is not None:
-        return JSONResponse(document, status_code=document["status"], media_type=PROBLEM)
-    return Response(status_code=empty)
-
-
-def deletes(app: Any) -> list[int]:
-    """The statuses the stand-in answered to delete-permanent requests, in order."""
-    return [s.status for s in app.state.standin.requests("POST", "/actions/delete-permanent")]
 
 
 async def test_an_erasure_longer_than_an_attempt_finishes_slice_by_slice(pool, monkeypatch, tmp_path):
@@ -142,8 +90,8 @@ async def test_an_erasure_longer_than_an_attempt_finishes_slice_by_slice(pool, m
     assert (outcome.found, outcome.changed) == (lists, lists)
     assert sum(len(keys) for keys in outcome.erased.values()) == lists
     assert not any(app.state.data.members.values())
-    answered = deletes(app)
-    assert len(answered) == lists + 1 and answered.count(404) == 1
+    statuses = deletes(app)
+    assert len(statuses) == lists + 1 and statuses.count(404) == 1
     # Read once each: no attempt went back to the first page.
     assert len(app.state.standin.requests("GET", "/members/")) == lists
     # What the journal keeps of the subject is sealed: no address, no list id in the clear.
@@ -213,9 +161,9 @@ async def test_a_long_erasure_survives_a_killed_worker_with_exact_evidence(
                               "AND system = 'newsletter'", uuid.UUID(rid))
     assert [tuple(r) for r in ledger] == [("members", subscriber_hash(email), "deleted")]
     assert not any(app.state.data.members.values())
-    answered = deletes(app)
+    statuses = deletes(app)
     # The delete whose answer the killed worker never journaled went again; Mailchimp said 404.
-    assert len(answered) == lists + 1 and answered.count(404) == 1
+    assert len(statuses) == lists + 1 and statuses.count(404) == 1
     assert len(app.state.standin.requests("GET", "/members/")) == lists
     # More than one attempt (the kill's retry and the slices after it), none a failure staff see.
     assert await _activities(client, task_workflow_id(rid, "newsletter", "erase", 1)) > 3

@@ -38,7 +38,10 @@ _NONCE = 12
 _SLICE_SHARE = 0.8
 # Reads kept in one write: fewer round trips (each a commit) at the cost of reading these again.
 _READS_TOGETHER = 50
-# Rows of a run that never ended (its workflow terminated by hand) go after this long.
+# Rows whose request is no longer open (closed, which takes them at once, or gone) that are still
+# here after this long: written by an attempt still running when its request closed, before the
+# guard in `flush`. An open request's rows stay however long its run pauses (a quota day, a
+# Retry-After): its workflow, or staff resuming a stopped one, carries on from them.
 _ABANDONED = "7 days"
 
 
@@ -91,7 +94,9 @@ class Journal:
     async def open(cls, pool: asyncpg.Pool, secret: bytes, key: tuple[str, str, str, int],
                    ends: float) -> Journal:
         journal = cls(pool, secret, key, ends)
-        await pool.execute(f"DELETE FROM http_run_journal WHERE stored_at < now() - interval '{_ABANDONED}'")
+        await pool.execute(f"""DELETE FROM http_run_journal j WHERE stored_at < now() - interval '{_ABANDONED}'
+                                  AND NOT EXISTS (SELECT 1 FROM dsr_requests r
+                                                   WHERE r.id = j.request_id AND r.closed_at IS NULL)""")
         rows = await pool.fetch(
             """SELECT step, item, state, status, counted, read_bytes, sealed FROM http_run_journal
                WHERE request_id = $1 AND system = $2 AND run = $3 AND attempt = $4""", *key)
@@ -145,6 +150,9 @@ class Journal:
                                              counted, read_bytes, sealed)
                SELECT $1, $2, $3, $4, * FROM unnest($5::text[], $6::text[], $7::text[], $8::int[],
                                                     $9::boolean[], $10::bigint[], $11::bytea[])
+                -- An attempt still running when its request closed (and its journal went with
+                -- it, migration 0036) keeps nothing more of the subject.
+                WHERE NOT EXISTS (SELECT 1 FROM dsr_requests WHERE id = $1 AND closed_at IS NOT NULL)
                ON CONFLICT (request_id, system, run, attempt, step, item) DO UPDATE SET
                  state = EXCLUDED.state, status = EXCLUDED.status, counted = EXCLUDED.counted,
                  read_bytes = EXCLUDED.read_bytes, sealed = EXCLUDED.sealed, stored_at = now()""",

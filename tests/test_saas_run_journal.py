@@ -1,0 +1,91 @@
+"""What a long SaaS run keeps of the subject between its attempts (http_run_journal, migration
+0036: the records each read found, sealed) must not outlive the run: a request closed while its
+run is part-way (withdrawn, cancelled) gets no task result to take the rows with it."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from temporalio.exceptions import ApplicationError
+
+from dsrflow.settings import Settings
+from dsrflow.stores.requests_store import set_status
+from schemas.requests import RequestStatus
+from schemas.workflow import RUN_CONTINUES
+from tests.saas_runs_support import deletes, mailchimp, member_of_lists, newsletter
+from tests.saas_support import connector, http_policy, subject
+from tests.support import stored_request, unique_email
+
+
+async def _journal_rows(pool, request_id: str) -> int:
+    return await pool.fetchval("SELECT count(*) FROM http_run_journal WHERE request_id = $1", uuid.UUID(request_id))
+
+
+async def test_a_request_closed_part_way_through_a_run_keeps_none_of_its_journal(pool, settings, monkeypatch,
+                                                                                  tmp_path):
+    """An erasure's run stops at the end of its first slice, its journal holding the subject's
+    memberships; the request is cancelled before the next slice. Its journal goes with the close:
+    before, the sealed records stayed (no task result came to take them), for as long as no other
+    SaaS run started."""
+    email = unique_email("closed-run")
+    rid = await stored_request(pool, settings, "closed-run", "erasure", email=email)
+    async with mailchimp(monkeypatch) as app:
+        member_of_lists(app, email, 200)
+        loaded = http_policy(tmp_path, {"newsletter": newsletter()})
+        await _one_slice(loaded, pool, subject(email, rid))
+        assert await _journal_rows(pool, rid) > 0
+        async with pool.acquire() as conn:
+            await set_status(conn, rid, RequestStatus.cancelled, event_key=f"{rid}:test-cancelled", actor="test")
+        assert await _journal_rows(pool, rid) == 0
+        # An attempt that was running meanwhile (its cancellation not yet heard) keeps nothing more.
+        await _one_slice(loaded, pool, subject(email, rid))
+    assert await _journal_rows(pool, rid) == 0
+
+
+async def _one_slice(loaded, pool, who, settings: Settings | None = None, expect: str | None = RUN_CONTINUES) -> None:
+    """One attempt of the subject's erasure, cut into short slices: it stops with `expect`, or
+    (None) ends without stopping."""
+    system = connector(loaded, "newsletter", pool,
+                       settings or Settings().model_copy(update={"http_run_slice_seconds": 0.2}))
+    try:
+        if expect is None:
+            await system.erase(who)
+            return
+        with pytest.raises(ApplicationError) as stopped:
+            await system.erase(who)
+    finally:
+        await system.close()
+    assert stopped.value.type == expect
+
+
+async def test_a_run_paused_for_over_a_week_keeps_its_journal(pool, settings, monkeypatch, tmp_path):
+    """A run of an open request whose journal is eight days old (its service's quota or
+    Retry-After held it that long) carries on from it when another run starts meanwhile: every
+    membership counted as deleted once, none sent twice. Before, any run's start deleted every
+    journal row older than a week, so this run sent its deletes again, heard 404 and counted them
+    as not deleted. Rows of a request that is gone still go."""
+    email = unique_email("paused-run")
+    rid = await stored_request(pool, settings, "paused-run", "erasure", email=email)
+    lists = 100
+    async with mailchimp(monkeypatch) as app:
+        member_of_lists(app, email, lists)
+        loaded = http_policy(tmp_path, {"newsletter": newsletter()})
+        fast = Settings().model_copy(update={"http_run_slice_seconds": 0.4})
+        while not deletes(app):
+            await _one_slice(loaded, pool, subject(email, rid), fast)
+        gone = str(uuid.uuid4())  # a run whose request is no longer there
+        await pool.execute("""INSERT INTO http_run_journal (request_id, system, run, attempt, step, item, state)
+                              VALUES ($1, 'newsletter', 'erase', 1, 'lists', 'x', 'read')""", uuid.UUID(gone))
+        await pool.execute("UPDATE http_run_journal SET stored_at = now() - interval '8 days' "
+                           "WHERE request_id = ANY($1::uuid[])", [uuid.UUID(rid), uuid.UUID(gone)])
+        other = unique_email("other-run")
+        await _one_slice(loaded, pool, subject(other), Settings(), expect=None)  # another subject's run, whole
+        system = connector(loaded, "newsletter", pool)
+        try:
+            outcome = await system.erase(subject(email, rid))
+        finally:
+            await system.close()
+    assert outcome.datasets == {"members": {"found": lists, "deleted": lists}}
+    assert deletes(app).count(204) == lists and 404 not in deletes(app)
+    assert await _journal_rows(pool, gone) == 0
