@@ -9,6 +9,8 @@ import uuid
 import pytest
 from temporalio.exceptions import ApplicationError
 
+from activities.connectors import build_connector
+from activities.connectors.base import ConnectorEnv
 from dsrflow.settings import Settings
 from dsrflow.stores.requests_store import set_status
 from schemas.requests import RequestStatus
@@ -89,3 +91,31 @@ async def test_a_run_paused_for_over_a_week_keeps_its_journal(pool, settings, mo
     assert outcome.datasets == {"members": {"found": lists, "deleted": lists}}
     assert deletes(app).count(204) == lists and 404 not in deletes(app)
     assert await _journal_rows(pool, gone) == 0
+
+
+async def test_a_journal_sealed_under_another_key_is_named_and_nothing_is_sent(pool, settings, monkeypatch,
+                                                                                tmp_path):
+    """A worker started without the deployment's DSRFLOW_SECRET_KEY (it makes its own) takes over
+    a run part-way: it cannot open the journal's sealed records, says so in words staff can act on
+    (the task's message once retries run out), and sends nothing. Before, it failed with a bare
+    InvalidTag, retried, and staff read 'InvalidTag: no message'."""
+    email = unique_email("other-key")
+    lists = 60
+    async with mailchimp(monkeypatch) as app:
+        member_of_lists(app, email, lists)
+        loaded = http_policy(tmp_path, {"newsletter": newsletter()})
+        who = subject(email)
+        await _one_slice(loaded, pool, who)
+        before = len(app.state.standin.served)
+        policy = loaded.policy
+        stranger = build_connector(ConnectorEnv(
+            system_name="newsletter", system=policy.systems["newsletter"], policy=policy, settings=Settings(),
+            secret=b"another worker's own key 32 byte", callback_url="", pool=pool))
+        try:
+            with pytest.raises(ApplicationError) as refused:
+                await stranger.erase(who)
+        finally:
+            await stranger.close()
+        assert len(app.state.standin.served) == before
+    assert not refused.value.non_retryable
+    assert "DSRFLOW_SECRET_KEY" in refused.value.message and "Nothing was sent" in refused.value.message

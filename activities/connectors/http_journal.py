@@ -23,8 +23,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from dsrflow.crypto.filecrypt import file_key
 from dsrflow.crypto.hashing import keyed_hash
@@ -38,6 +40,10 @@ _NONCE = 12
 _SLICE_SHARE = 0.8
 # Reads kept in one write: fewer round trips (each a commit) at the cost of reading these again.
 _READS_TOGETHER = 50
+# A run's journal that this worker cannot open: sealed under another secret (a worker started
+# without the shared DSRFLOW_SECRET_KEY makes its own), or a row altered. Retried, since another
+# worker may hold the right key; retries running out, staff read the cause.
+JOURNAL_UNREADABLE = "HttpRunJournalUnreadable"
 # Rows whose request is no longer open (closed, which takes them at once, or gone) that are still
 # here after this long: written by an attempt still running when its request closed, before the
 # guard in `flush`. An open request's rows stay however long its run pauses (a quota day, a
@@ -101,7 +107,14 @@ class Journal:
             """SELECT step, item, state, status, counted, read_bytes, sealed FROM http_run_journal
                WHERE request_id = $1 AND system = $2 AND run = $3 AND attempt = $4""", *key)
         for row in rows:
-            value = journal._open(row["step"], row["item"], row["sealed"]) if row["sealed"] is not None else None
+            try:
+                value = journal._open(row["step"], row["item"], row["sealed"]) if row["sealed"] is not None else None
+            except InvalidTag:
+                raise ApplicationError(
+                    f"system {key[1]}: the journal of its {key[2]} run (http_run_journal) cannot be opened with "
+                    "this worker's DSRFLOW_SECRET_KEY: every worker and API must share one key (docs/scaling.md); "
+                    "a journal row changed in the database reads the same. Nothing was sent in this attempt",
+                    type=JOURNAL_UNREADABLE) from None
             journal._entries[(row["step"], row["item"])] = Entry(
                 row["state"], row["status"], row["counted"], row["read_bytes"], value)
         return journal
