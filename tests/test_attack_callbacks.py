@@ -84,6 +84,31 @@ async def test_a_signed_callback_with_a_status_outside_opendsrs_is_refused_and_r
     assert await _events(pool, request_id) == [{"system": PROCESSOR, "status": "in_progress", "attempt": 1}]
 
 
+async def test_a_signed_callback_nested_past_the_answers_depth_is_refused_as_their_answers_are(
+        settings, pool, dev_server, processor, tmp_path, lifecycle_policy, task_queue):
+    """The processor's answers are refused past 32 levels of nesting, before a parser sees them
+    (activities/connectors/bounded_http.py); its signed callbacks were read by json.loads, whose
+    limit is this Python's recursion: a callback carrying a field nested 500 deep beside a right
+    status was recorded and told to the task. Now it is 422, as a malformed callback, nothing
+    recorded; the same callback without the deep field is heard."""
+    policy = processor_policy(tmp_path, lifecycle_policy, {"base_url": f"{processor.url}/opendsr"})
+    ours = settings.model_copy(update={"policy_path": policy, "task_queue": task_queue})
+    async with build_worker(dev_server.client, ours, pool, task_queue=task_queue), \
+            api_over_http(ours, dev_server.client) as url, live_client(base_url=url) as http:
+        request_id, external_id = await pending_erasure(http, pool)
+        callback = {"subject_request_id": external_id, "request_status": "in_progress",
+                    "status_changed_time": rfc3339(dt.datetime.now(dt.UTC))}
+        deep = json.loads("[" * 500 + "]" * 500)
+        body, headers = processor.signed({**callback, "extensions": deep})
+        refused = await http.post(CALLBACK, content=body, headers=headers)
+        assert assert_problem(refused, 422)["title"] == "Malformed callback"
+        assert await _events(pool, request_id) == []
+        body, headers = processor.signed(callback)
+        heard = await http.post(CALLBACK, content=body, headers=headers)
+        assert heard.status_code == 202, heard.text
+    assert await _events(pool, request_id) == [{"system": PROCESSOR, "status": "in_progress", "attempt": 1}]
+
+
 # -- a processor's upload link ---------------------------------------------------------------------
 
 def _zip(name: str, data: bytes) -> bytes:

@@ -47,6 +47,10 @@ class NotJson(ValueError):
     """An answer that is not the JSON document it should be; the message says what it is."""
 
 
+class TooDeep(NotJson):
+    """JSON nested deeper than JSON_DEPTH."""
+
+
 class _CappedStream(httpx.AsyncByteStream):
     def __init__(self, stream: httpx.AsyncByteStream, limit: int, url: httpx.URL, ends_at: float | None) -> None:
         self._stream, self._limit, self._url, self._ends_at = stream, limit, url, ends_at
@@ -126,19 +130,33 @@ def json_document(response: httpx.Response, *, labelled: bool = True) -> Any:
     if labelled and not said_json:
         raise NotJson(f"is {kind or 'of no stated type'}, not JSON")
     try:
-        # As json.loads reads bytes: UTF-8, -16 or -32, whichever the first bytes show.
-        text = response.content.decode(json.detect_encoding(response.content), "surrogatepass")
+        return json_bytes(response.content)
+    except TooDeep:
+        raise
+    except NotJson:
+        raise NotJson(_not_json(kind, said_json, response.content)) from None
+
+
+_NOT_JSON = "is not valid JSON"
+
+
+def json_bytes(content: bytes) -> Any:
+    """The JSON document `content` holds, as json.loads reads bytes (UTF-8, -16 or -32, whichever
+    the first bytes show); NotJson when it is nested deeper than JSON_DEPTH (refused before any
+    parser sees it) or is no JSON. A body a processor signed (a callback) is read so too."""
+    try:
+        text = content.decode(json.detect_encoding(content), "surrogatepass")
     except UnicodeDecodeError:
         text = ""  # no JSON: refused below
     nesting = _nesting(text, JSON_DEPTH)
     if nesting == "deeper":
-        raise NotJson(f"is JSON nested deeper than {JSON_DEPTH} levels")
+        raise TooDeep(f"is JSON nested deeper than {JSON_DEPTH} levels")
     if nesting == "ok":
         try:
             return json.loads(text)
         except ValueError:
             pass
-    raise NotJson(_not_json(kind, said_json, response.content))
+    raise NotJson(_NOT_JSON)
 
 
 def json_object(response: httpx.Response, *, labelled: bool = True) -> dict[str, Any]:
@@ -155,7 +173,7 @@ def json_object(response: httpx.Response, *, labelled: bool = True) -> dict[str,
 def _not_json(kind: str, said_json: bool, content: bytes) -> str:
     if kind in ("text/html", "application/xhtml+xml") or content.lstrip()[:1] == b"<":
         return "is HTML, not JSON"  # an error page: a proxy's, a load balancer's, a login's
-    return "is not valid JSON" if said_json or not kind else f"is {kind}, not JSON"
+    return _NOT_JSON if said_json or not kind else f"is {kind}, not JSON"
 
 
 # What may hold brackets that nest nothing: a JSON string, once its escapes (a backslash and the

@@ -6,13 +6,12 @@ answered with a generic 503: the details (internal URLs, exception text) go to t
 
 from __future__ import annotations
 
-import json
-
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from temporalio.client import Client
 
 from activities.connectors import expand_env
+from activities.connectors.bounded_http import NotJson, json_bytes
 from activities.connectors.opendsr import trust_anchor_for
 from activities.connectors.opendsr_documents import reported_count
 from activities.connectors.opendsr_signature import (
@@ -89,10 +88,12 @@ async def opendsr_callback(request: Request, state: State, limiter: Limiter,
         raise Problem(403, "Bad signature",
                       "X-OpenDSR-Signature does not verify against the processor's certificate")
     try:
-        payload = json.loads(body)
+        # Read as the processor's answers are (bounded_http): nested past JSON_DEPTH is refused
+        # before a parser sees it, rather than past whatever depth this Python's recursion allows.
+        payload = json_bytes(body)
         external_id = payload["subject_request_id"]
         status = payload["request_status"]
-    except (ValueError, KeyError, TypeError, RecursionError):  # RecursionError: arrays nested past the limit
+    except (NotJson, KeyError, TypeError):
         raise Problem(422, "Malformed callback", "expected JSON with subject_request_id and request_status") from None
     if not isinstance(status, str) or status not in STATUSES:
         raise _malformed("request_status", f"must be one of {', '.join(sorted(STATUSES))}")
