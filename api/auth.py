@@ -19,7 +19,7 @@ from api.deps import State
 from api.problems import Problem
 from api.ratelimit import RateLimiter
 from api.state import AppState
-from dsrflow.stores.staff_tokens import ROLES, Staff, authenticate, create_token, session_staff
+from dsrflow.stores.staff_tokens import ROLES, Staff, authenticate, create_token, session_staff, was_revoked
 
 __all__ = ["ROLES", "Staff", "create_token", "require_console_role", "require_role", "staff_from_token",
            "ConsoleSignInRequired", "ConsoleForbidden", "StaffAnswersNotStored"]
@@ -100,7 +100,11 @@ async def _identify(request: Request, state: AppState, *, console: bool) -> Staf
         await limiter.refuse_token_guesser(request)
         staff = await authenticate(pool, token.strip())
         if staff is None:
-            await limiter.count_wrong_token(request)
+            # A revoked token is answered alike but not counted: it is no guess, and a forgotten
+            # script still sending the token a rotation replaced would otherwise lock its machine's
+            # new token out with it.
+            if not await was_revoked(pool, token.strip()):
+                await limiter.count_wrong_token(request)
             raise Problem(401, "Authentication required", "the token is unknown or revoked")
         # A page fetched with a bearer token (a script saving the evidence pack, say) still
         # renders its forms; their CSRF token is bound to the token id, which no session accepts.

@@ -15,6 +15,7 @@ import httpx
 from api import ratelimit
 from api.app import create_app
 from api.auth import create_token
+from dsrflow.stores.staff_tokens import issue_token, revoke_token
 from tests.support import CSRF_FIELD, letters_for, unique_email, verification_code, verification_link, wait_for_letter
 from workers.dsr_worker import build_worker
 
@@ -322,6 +323,26 @@ async def test_guessing_bearer_tokens_is_refused_and_right_tokens_are_not_counte
         # Past it, a right token from that client is not even looked up.
         assert_limited(await guesser.get("/v1/requests", headers={"Authorization": f"Bearer {token}"}), 3600)
         assert (await script.get("/v1/requests", headers={"Authorization": f"Bearer {token}"})).status_code == 200
+
+
+async def test_a_revoked_token_still_sent_by_a_script_does_not_lock_its_machine_out(settings, pool, dev_server,
+                                                                                    task_queue):
+    """A token rotation: the old token is revoked, a forgotten cron job on the same machine still
+    sends it. Each call is 401, as before, but a revoked token is no guess and is not counted:
+    before, past the allowance of wrong tokens every call from that machine was 429, the new
+    token's too. Unknown tokens are still counted."""
+    old_row, old = await issue_token(pool, "agent", "rotated out")
+    await revoke_token(pool, old_row["id"], actor="admin:test")
+    new = await create_token(pool, "agent", "rotated in")
+    async with app_clients(settings, dev_server.client, task_queue, rate_badtoken_per_ip="3/hour") as call_from:
+        machine = call_from(unique_ip())
+        for _ in range(6):
+            r = await machine.get("/v1/requests", headers={"Authorization": f"Bearer {old}"})
+            assert r.status_code == 401 and "unknown or revoked" in r.text, r.text
+        assert (await machine.get("/v1/requests", headers={"Authorization": f"Bearer {new}"})).status_code == 200
+        for n in range(3):
+            assert (await machine.get("/v1/requests", headers={"Authorization": f"Bearer dsr_x{n}"})).status_code == 401
+        assert_limited(await machine.get("/v1/requests", headers={"Authorization": f"Bearer {new}"}), 3600)
 
 
 async def test_a_guesser_moving_through_its_48_is_refused_before_its_guess_is_tried(settings, pool, dev_server,

@@ -87,6 +87,12 @@ async def authenticate(pool: asyncpg.Pool, token: str) -> Staff | None:
     return Staff(str(row["id"]), row["role"], row["label"]) if row else None
 
 
+async def was_revoked(pool: asyncpg.Pool, token: str) -> bool:
+    """Whether `token` is one we issued and have since revoked (not a guess: no one guesses one)."""
+    return bool(await pool.fetchval(
+        "SELECT true FROM staff_tokens WHERE token_hash = $1 AND revoked_at IS NOT NULL", token_hash(token)))
+
+
 async def list_tokens(pool: asyncpg.Pool, *, include_revoked: bool = False) -> list[dict[str, Any]]:
     """Ids, roles, labels and dates; never a token (only hashes are stored anyway)."""
     rows = await pool.fetch(
