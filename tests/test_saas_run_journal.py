@@ -1,12 +1,16 @@
 """What a long SaaS run keeps of the subject between its attempts (http_run_journal, migration
-0036: the records each read found, sealed) must not outlive the run: a request closed while its
-run is part-way (withdrawn, cancelled) gets no task result to take the rows with it."""
+0036: the records each read found, sealed) must not outlive the run, nor be lost while it lasts: a
+request closed while its run is part-way (withdrawn, cancelled) gets no task result to take the
+rows with it; a run paused for days still carries on from them; a worker without the deployment's
+key says so. And what the run counts is each record once, however often the service lists it."""
 
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import pytest
+from fastapi import Request
 from temporalio.exceptions import ApplicationError
 
 from activities.connectors import build_connector
@@ -119,3 +123,28 @@ async def test_a_journal_sealed_under_another_key_is_named_and_nothing_is_sent(p
         assert len(app.state.standin.served) == before
     assert not refused.value.non_retryable
     assert "DSRFLOW_SECRET_KEY" in refused.value.message and "Nothing was sent" in refused.value.message
+
+
+async def test_a_list_answered_twice_is_one_membership_found_and_deleted_once(pool, monkeypatch, tmp_path):
+    """Mailchimp's offset pages shift while a run reads them (a list created meanwhile): the same
+    list comes twice. Its membership is one record: found once, deleted once, no second delete
+    answered 404. Before, the evidence said 31 found and 30 deleted, as if one were left."""
+    email = unique_email("twice")
+    lists = 30
+    async with mailchimp(monkeypatch) as app:
+        member_of_lists(app, email, lists)
+
+        def shifted(request: Request, document: Any) -> Any:
+            if request.url.path != "/3.0/lists":  # a member's answer (or its 404), as it was
+                return document
+            return {**document, "lists": [*document["lists"], document["lists"][-1]]}
+
+        app.state.standin.tamper("/3.0/lists", shifted, method="GET")
+        system = connector(http_policy(tmp_path, {"newsletter": newsletter()}), "newsletter", pool)
+        try:
+            outcome = await system.erase(subject(email))
+        finally:
+            await system.close()
+    assert outcome.datasets == {"members": {"found": lists, "deleted": lists}}
+    assert (outcome.found, outcome.changed) == (lists, lists)
+    assert deletes(app) == [204] * lists

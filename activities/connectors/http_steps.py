@@ -5,6 +5,7 @@ of the run read or had answered is taken from there, and only the rest is asked 
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from activities.connectors.base import PermanentConnectorError
@@ -25,6 +26,7 @@ class StepRunner:
     async def _read(self, step: Step, items: list[Any], run: Run, where: str) -> None:
         run.step_dataset[step.name] = step.dataset
         collected = run.by_step.setdefault(step.name, [])
+        seen = {_same(record) for record in collected}
         for index, item in enumerate(items):
             context = {**run.context, "item": item}
             if not self.exchange.truthy(step.if_, context, where):
@@ -48,6 +50,11 @@ class StepRunner:
                     records.extend(page)
                 if journal is not None:
                     await journal.read(step.name, name, records, run.budget.read - read_before)
+            if step.dataset:
+                # A record the service answered twice (offset pages that shifted as it changed,
+                # the same list listed twice) is one record: found once, changed once, not a
+                # second request answered 404 and counted as a record left.
+                records = _unseen(records, seen)
             collected.extend(records)
             if step.dataset:
                 run.found.setdefault(step.dataset, []).extend(records)
@@ -135,3 +142,18 @@ class StepRunner:
         for name, value in values.items():
             if value is not None:
                 run.collected.setdefault(name, []).append(value)
+
+
+def _same(record: dict[str, Any]) -> str:
+    """A record as a service answered it, for telling one answered twice from two."""
+    return json.dumps(record, sort_keys=True, default=str)
+
+
+def _unseen(records: list[dict[str, Any]], seen: set[str]) -> list[dict[str, Any]]:
+    """The records not answered before (`seen`, which takes them)."""
+    unseen = []
+    for record in records:
+        if (same := _same(record)) not in seen:
+            seen.add(same)
+            unseen.append(record)
+    return unseen
