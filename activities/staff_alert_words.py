@@ -105,14 +105,15 @@ def quoted(text: str, subject: Mapping[str, Any] | None, limit: int = QUOTED_CHA
     personal data of the subject."""
     text = one_line(text)
     for field, value in (subject or {}).items():
-        if isinstance(value, str) and len(value.strip()) >= 3:
+        if isinstance(value, str) and len(value.strip()) >= 2:
             text = _identity_forms(value).sub("<address>" if field == "email" else "<name>", text)
     text = without_addresses(text)
     return text if len(text) <= limit else text[:limit].rstrip() + "…"
 
 
 def _identity_forms(value: str) -> re.Pattern[str]:
+    """`value` as written (any spacing), or URL-encoded, as a whole: "Ann" is not in "Annual"."""
     words = value.split()
-    forms = {quote(value, safe=""), quote_plus(value), value}
-    return re.compile("|".join([r"\s+".join(map(re.escape, words)), *map(re.escape, sorted(forms, key=len, reverse=True))]),
-                      re.IGNORECASE)
+    forms = sorted({quote(value, safe=""), quote_plus(value), value}, key=len, reverse=True)
+    either = "|".join([r"\s+".join(map(re.escape, words)), *map(re.escape, forms)])
+    return re.compile(rf"(?<!\w)(?:{either})(?!\w)", re.IGNORECASE)
