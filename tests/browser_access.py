@@ -5,7 +5,10 @@ with the keyboard alone, checking that each element it lands on shows it."""
 
 from __future__ import annotations
 
+import contextlib
+
 from playwright.async_api import Browser, Page, expect
+from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 from dsrflow.i18n import translations
 
@@ -100,6 +103,12 @@ async def assert_usable(page: Page, seen: list[str], language: str, heading: str
     `refused`: the page answers a submit it refused, so the focus must be on what to correct."""
     words = translations(language).gettext(heading)
     await expect(page.get_by_role("heading", level=1)).to_have_text(words)
+    if refused:
+        # The browser moves the focus (autofocus) at a rendering step after the load, which a
+        # loaded machine may not have reached yet: wait for it, then judge where it went.
+        with contextlib.suppress(PlaywrightTimeout):
+            await page.wait_for_function("document.activeElement && document.activeElement !== document.body",
+                                         timeout=5000)
     page_said = await page.evaluate(_AUDIT)
     where = f"{page.url} ({language})"
     found = []
