@@ -17,6 +17,7 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
+import yaml
 
 import activities.letters as letters
 from activities.letter_templates import render_letter
@@ -29,7 +30,7 @@ from schemas.vocabulary import Language
 from schemas.workflow import LetterJob
 from tests.letter_contexts import full_context
 from tests.letters_as_sent import LANGUAGES, LOADED, REQUEST_ID, both, request_row
-from tests.support import stored_request
+from tests.support import api_client, stored_request
 
 # The date each moment falls on where the controller is, as each language writes it.
 _DAYS = {
@@ -163,6 +164,26 @@ async def test_the_portal_writes_the_requests_times_as_its_letters_do(http, pool
     assert page.status_code == 200
     until = page.text.split("Available until</dt><dd>", 1)[1].split("</dd>", 1)[0]
     assert until == read_at("en", day, clock).replace("2026", "2099")
+
+
+async def test_a_request_whose_policy_version_is_not_on_record_reads_in_the_policy_in_force(
+        pool, settings, dev_server, task_queue, tmp_path):
+    """A request whose policy version row is gone (a partial restore; intake records it first)
+    had its portal dates written in the policy model's default zone, Brussels, whoever the
+    controller is. Now in the zone of the policy in force (Los Angeles here): received at 00:30
+    UTC on 31 December, it was received on the 30th there."""
+    in_force = tmp_path / "policy.yaml"
+    in_force.write_text(yaml.safe_dump(in_zone(load_policy(settings.policy_path), "America/Los_Angeles").content,
+                                       sort_keys=False))
+    ours = settings.model_copy(update={"policy_path": in_force})
+    rid = await stored_request(pool, settings, "lost-version")
+    await pool.execute("UPDATE dsr_requests SET policy_version = 'a-version-never-recorded', received_at = $2 "
+                       "WHERE id = $1", uuid.UUID(rid), datetime(2026, 12, 31, 0, 30, tzinfo=UTC))
+    async with api_client(ours, dev_server.client, task_queue) as http:
+        status = await http.get(f"/portal/requests/{rid}?lang=fr")
+    assert status.status_code == 200, status.text
+    received = status.text.split("<dt>Reçue le</dt><dd>", 1)[1].split("</dd>", 1)[0]
+    assert received == _DAYS["30 Dec"]["fr"]
 
 
 @pytest.mark.parametrize(("zone", "moment", "written"), [

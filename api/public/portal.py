@@ -167,10 +167,16 @@ async def request_row(state: AppState, request_id: str) -> dict[str, Any]:
 
 async def request_timezone(state: AppState, request_id: str) -> str:
     """The controller's timezone under the policy version the request runs under: its pages write
-    a moment in it, as its letters do (a later policy in another zone changes neither)."""
+    a moment in it, as its letters do (a later policy in another zone changes neither). A version
+    not on record (intake records it first; a partial restore may lose it) is read as the policy
+    in force, not as the policy model's default zone, which is Brussels whoever the controller is."""
     pool = await state.db()
     async with pool.acquire() as conn:
-        version = await conn.fetchval("SELECT policy_version FROM dsr_requests WHERE id = $1", request_id)
+        version = await conn.fetchval(
+            """SELECT r.policy_version FROM dsr_requests r
+                 JOIN policy_versions v ON v.version = r.policy_version WHERE r.id = $1""", request_id)
+        if version is None:
+            return state.policy.policy.defaults.timezone
         return (await policy_defaults(conn, version)).timezone
 
 
