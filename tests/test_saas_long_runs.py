@@ -26,6 +26,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.connectors.base import PermanentConnectorError
 from devstack.saas.mailchimp import create_mailchimp_app, subscriber_hash
+from dsrflow.infra.metrics import CONNECTOR_FAILURES
 from dsrflow.infra.temporal_client import connect_client
 from dsrflow.settings import Settings
 from schemas.workflow import RUN_CONTINUES, task_workflow_id, workflow_id_for
@@ -207,6 +208,12 @@ async def _failed_attempts(sdk_url: str, activity_type: str) -> float:
                for sample in family.samples if sample.labels.get("activity_type") == activity_type)
 
 
+def _connector_failures(system: str) -> float:
+    """dsrflow_connector_failures_total for one system, as this process (its worker) counts it."""
+    return sum(sample.value for family in CONNECTOR_FAILURES.collect() for sample in family.samples
+               if sample.name.endswith("_total") and sample.labels.get("system") == system)
+
+
 async def test_a_run_in_progress_is_no_failure_and_counts_what_it_did(
         newsletter_service, stack, pool, dev_server, caplog):
     """600 list memberships through the whole request, in slices: each slice's end is no failed
@@ -231,6 +238,7 @@ async def test_a_run_in_progress_is_no_failure_and_counts_what_it_did(
     client = await connect_client(stack.settings, address=dev_server.client.service_client.config.target_host,
                                   runtime=runtime)
     app.state.standin.tamper("/actions/delete-permanent", removed_by_someone_else, method="POST")
+    failures_before = _connector_failures("newsletter")
     try:
         async with api(stack) as http, build_worker(client, stack.settings, pool):
             rid = await attested_request(http, pool, "erasure", email)
@@ -245,4 +253,5 @@ async def test_a_run_in_progress_is_no_failure_and_counts_what_it_did(
     assert (result["found"], result["changed"]) == (lists, lists - 1)
     assert await _activities(client, task_workflow_id(rid, "newsletter", "erase", 1)) > 2  # it took slices
     assert failed == 0
+    assert _connector_failures("newsletter") == failures_before  # dsrflow_connector_failures_total: none either
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING and "activity as failed" in r.getMessage()]

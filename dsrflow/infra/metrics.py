@@ -27,6 +27,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Proc
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from dsrflow.infra.logging import get_logger
@@ -107,13 +108,15 @@ def package_built(kind: str, seconds: float, size_bytes: int) -> None:
 @contextmanager
 def connector_call(system: str, kind: str) -> Iterator[None]:
     """One use of a connector. Cancellation (a heartbeat timeout, a worker shutting down) is
-    not the system failing, so only exceptions count as failures."""
+    not the system failing, so only exceptions count as failures; nor is an error the connector
+    marks benign (a long SaaS run's slice ending: the next attempt carries on)."""
     labels = (_label(system), _label(kind))
     CONNECTOR_CALLS.labels(*labels).inc()
     try:
         yield
     except Exception as exc:
-        CONNECTOR_FAILURES.labels(*labels, _label(type(exc).__name__)).inc()
+        if not (isinstance(exc, ApplicationError) and exc.category == ApplicationErrorCategory.BENIGN):
+            CONNECTOR_FAILURES.labels(*labels, _label(type(exc).__name__)).inc()
         raise
 
 
