@@ -7,12 +7,10 @@ import json
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
     ConfigDict,
-    EmailStr,
     Field,
     PrivateAttr,
     ValidationError,
@@ -20,6 +18,7 @@ from pydantic import (
     model_validator,
 )
 
+from policy.controller import Controller, Defaults
 from policy.disclosure import AutomatedDecisions, LegalBasis, Profiling
 from policy.exports import ProcessorExports
 from policy.files import read_mapping
@@ -40,40 +39,6 @@ DEFAULT_POLICY = Path(__file__).with_name("connexeon.yaml")
 
 class PolicyError(Exception):
     """The policy file is unreadable or invalid; the message names file and path."""
-
-
-class Controller(StrictModel):
-    name: str
-    registration: str
-    address: str
-    privacy_email: EmailStr
-    staff_email: EmailStr
-    sender_email: EmailStr
-
-
-class Defaults(StrictModel):
-    regime: Regime = Regime.gdpr
-    country: str = "BE"
-    timezone: str = "Europe/Brussels"
-
-    @field_validator("country")
-    @classmethod
-    def _country(cls, value: str) -> str:
-        return country_code(value)
-
-    @field_validator("timezone")
-    @classmethod
-    def _timezone(cls, value: str) -> str:
-        """An IANA zone, known when the policy loads: a misspelt one ("Europe/Amsterdm") loaded,
-        and every deadline, letter and portal page of the requests under it then failed. Not
-        `localtime`, the machine's own, which would move with whatever server runs it."""
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown timezone {value!r}: an IANA name such as Europe/Brussels") from None
-        if value == "localtime":
-            raise ValueError("'localtime' is the machine's zone: name the controller's, such as Europe/Brussels")
-        return value
 
 
 class Verification(StrictModel):

@@ -24,7 +24,7 @@ from activities.citations import APPEAL_PROVISIONS, PERIODS
 from api.read_models.event_words import country_words
 from dsrflow.domain.deadlines import answer_days, country_of_law, grants_appeal, receipt_date
 from dsrflow.i18n import long_date, zone_name
-from policy.model import Defaults
+from policy.controller import Defaults
 from schemas.vocabulary import Regime
 
 
