@@ -11,8 +11,8 @@ import httpx
 from fastapi.routing import iter_route_contexts
 
 from api.app import create_app
+from tests.ratelimit_support import PROBLEM, app_clients, stored_for, unique_ip
 from tests.support import unique_email
-from tests.test_ratelimit import PROBLEM, app_clients, stored_for, unique_ip
 
 # What a browser sends when a page of another site posts (a current browser; one that predates
 # Sec-Fetch-Site, with only Origin), and the reason the API names for each.

@@ -7,8 +7,8 @@ from __future__ import annotations
 import ipaddress
 import random
 
+from tests.ratelimit_support import app_clients, assert_limited, stored_for, unique_ip
 from tests.support import unique_email
-from tests.test_ratelimit import app_clients, assert_limited, stored_for, unique_ip
 
 
 def _six_to_four(ipv4: str, subnet: int) -> str:

@@ -57,7 +57,7 @@ async def test_the_request_id_spelled_otherwise_is_the_same_request_and_the_same
     "your request is paused" (503), and the page to confirm said the same. Taking the id as the
     request's, the per-request limit must count it as the request's too: a stranger cannot buy more
     guesses (and lock the subject's code) by spelling the id anew."""
-    from tests.test_ratelimit import app_clients, unique_ip
+    from tests.ratelimit_support import app_clients, unique_ip
     from workers.dsr_worker import build_worker
 
     async with build_worker(dev_server.client, settings, pool, task_queue=task_queue), \

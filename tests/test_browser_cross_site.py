@@ -19,9 +19,9 @@ from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
 from tests.fanout_stack import serve
+from tests.ratelimit_support import stored_for
 from tests.support import unique_email
 from tests.test_browser import CHROMIUM, site  # noqa: F401 (fixtures)
-from tests.test_ratelimit import stored_for
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)")
 

@@ -10,8 +10,8 @@ import random
 import pytest
 
 from dsrflow.settings import SettingsError, load_settings
+from tests.ratelimit_support import app_clients, assert_limited, stored_for
 from tests.support import unique_email
-from tests.test_ratelimit import app_clients, assert_limited, stored_for
 
 
 def _delegation() -> str:
