@@ -1,5 +1,5 @@
 """A SaaS action with thousands of requests outlasts one activity attempt (10 minutes; here a slice
-of a second or two, DSRFLOW_HTTP_RUN_SLICE_SECONDS). Each attempt keeps what it read and what each
+of half a second, DSRFLOW_HTTP_RUN_SLICE_SECONDS). Each attempt keeps what it read and what each
 request got back (activities/connectors/http_journal.py), stops by itself near the end of its slice,
 and the next carries on: the run ends, with the counts a run in one go would give, every request sent
 once (twice only for the one whose answer a dying process never heard: its 404 counts as done).
@@ -49,25 +49,25 @@ from workers.metrics_endpoint import worker_runtime
 
 
 async def test_an_erasure_longer_than_an_attempt_finishes_slice_by_slice(pool, monkeypatch, tmp_path):
-    """1,000 list memberships, slices of two seconds: each attempt does part, none starts again,
+    """400 list memberships, slices of half a second: each attempt does part, none starts again,
     and the last reports every membership found and deleted, each delete sent once. One attempt
     ends after its request went and before it heard the answer (the stand-in deletes, then answers
     400): the next sends it again, Mailchimp answers 404, and it counts once, as deleted."""
-    lists = 1000
+    lists = 400
     async with mailchimp(monkeypatch) as app:
         email = unique_email("long")
         member_of_lists(app, email, lists)
-        lost = {"at": 600, "seen": 0}
+        lost = {"at": 250, "seen": 0}
 
         def lose_answer(request: Request, document: Any) -> Response:
             if document is None:
                 lost["seen"] += 1
-            # The 600th: carried out; the answer never heard.
+            # The 250th: carried out; the answer never heard.
             return answered(document, 400 if document is None and lost["seen"] == lost["at"] else 204)
 
         app.state.standin.tamper("/actions/delete-permanent", lose_answer, method="POST")
         loaded = http_policy(tmp_path, {"newsletter": newsletter()})
-        settings = Settings().model_copy(update={"http_run_slice_seconds": 2.0})
+        settings = Settings().model_copy(update={"http_run_slice_seconds": 0.5})
         who = subject(email)
         attempts: list[int] = []  # the requests each attempt made
         outcome = None
@@ -118,7 +118,7 @@ async def newsletter_service() -> AsyncIterator[Any]:
 
 @pytest.fixture(scope="module")
 async def stack(newsletter_service, postgres, settings, dev_server, tmp_path_factory):
-    slices = settings.model_copy(update={"http_run_slice_seconds": 1.5})
+    slices = settings.model_copy(update={"http_run_slice_seconds": 0.5})
     async with fanout_stack(postgres, slices, dev_server.client, tmp_path_factory.mktemp("long-runs"),
                             extra_systems={"newsletter": newsletter()}) as stack:
         yield stack
@@ -132,11 +132,11 @@ async def _activities(client: Any, workflow_id: str) -> int:
 
 async def test_a_long_erasure_survives_a_killed_worker_with_exact_evidence(
         newsletter_service, stack, pool, dev_server, tmp_path):
-    """2,000 list memberships through the whole request: the worker process dies right after
+    """400 list memberships through the whole request: the worker process dies right after
     Mailchimp carried out a delete (before the journal heard the answer); another worker carries
     on from the journal, slice by slice. The task ends done, with every membership found and
     deleted once in its evidence, and the journal's rows gone."""
-    lists = 2000
+    lists = 400
     app = newsletter_service
     client = dev_server.client
     email = unique_email("killed")
@@ -216,12 +216,12 @@ def _connector_failures(system: str) -> float:
 
 async def test_a_run_in_progress_is_no_failure_and_counts_what_it_did(
         newsletter_service, stack, pool, dev_server, caplog):
-    """600 list memberships through the whole request, in slices: each slice's end is no failed
+    """100 list memberships through the whole request, in slices: each slice's end is no failed
     attempt in the worker's metrics (DsrActivityFailureRate would page for a run that is only
     long) nor a warning in its log. While the deletes run, someone else removes one membership:
-    its delete hears 404, and the evidence says 599 deleted of 600 found, as a run in one go
+    its delete hears 404, and the evidence says 99 deleted of 100 found, as a run in one go
     would; before, each slice's plan (every membership deleted) won over the run's counts."""
-    lists = 600
+    lists = 100
     app = newsletter_service
     email = unique_email("inprogress")
     data = app.state.data
