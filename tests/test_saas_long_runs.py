@@ -144,10 +144,12 @@ async def test_a_long_erasure_survives_a_killed_worker_with_exact_evidence(
     member_of_lists(app, email, lists)
     async with api(stack) as http:
         async with dsrflow_process("worker", stack.settings, client, tmp_path,
-                                   failpoints="http-effect-sent~newsletter#100") as worker:
+                                   # The 5th delete of an attempt (the count is the attempt's own:
+                                   # a half-second slice sends some tens, not always a hundred).
+                                   failpoints="http-effect-sent~newsletter#5") as worker:
             rid = await attested_request(http, pool, "erasure", email)
             await died(worker, tmp_path, timeout=120)
-        assert 100 <= len(deletes(app)) < lists
+        assert 5 <= len(deletes(app)) < lists
         async with build_worker(client, stack.settings, pool):
             state = await asyncio.wait_for(client.get_workflow_handle(workflow_id_for(rid)).result(), 300)
 
