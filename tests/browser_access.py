@@ -5,10 +5,9 @@ with the keyboard alone, checking that each element it lands on shows it."""
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 
 from playwright.async_api import Browser, Page, expect
-from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 from dsrflow.i18n import translations
 
@@ -105,10 +104,12 @@ async def assert_usable(page: Page, seen: list[str], language: str, heading: str
     await expect(page.get_by_role("heading", level=1)).to_have_text(words)
     if refused:
         # The browser moves the focus (autofocus) at a rendering step after the load, which a
-        # loaded machine may not have reached yet: wait for it, then judge where it went.
-        with contextlib.suppress(PlaywrightTimeout):
-            await page.wait_for_function("document.activeElement && document.activeElement !== document.body",
-                                         timeout=5000)
+        # loaded machine may not have reached yet: wait for it, then judge where it went. Polled
+        # with evaluate: wait_for_function evaluates a string, which the page's CSP refuses.
+        for _ in range(50):
+            if await page.evaluate("() => document.activeElement !== document.body"):
+                break
+            await asyncio.sleep(0.1)
     page_said = await page.evaluate(_AUDIT)
     where = f"{page.url} ({language})"
     found = []
