@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import asyncpg
 
@@ -23,7 +22,7 @@ import asyncpg
 from activities.citations import APPEAL_PROVISIONS, PERIODS
 from api.read_models.event_words import country_words
 from dsrflow.domain.deadlines import answer_days, country_of_law, grants_appeal, receipt_date
-from dsrflow.i18n import long_date, zone_name
+from dsrflow.i18n import long_datetime
 from policy.controller import Defaults
 from schemas.vocabulary import Regime
 
@@ -124,9 +123,7 @@ def controller_time(moment: datetime, timezone: str, language: str, *, seconds: 
     as the letters name it ("5 January 2027, 00:30 CET (UTC+1)", `dsrflow.i18n.zone_name`: an
     abbreviation alone was ambiguous, "CST", or none, "+03"). Before, they wrote UTC beside days
     counted in Brussels, so a letter sent at 00:30 on the 5th read as the 4th."""
-    local = moment.astimezone(ZoneInfo(timezone))
-    clock = local.strftime("%H:%M:%S" if seconds else "%H:%M")
-    return f"{long_date(local.date(), language)}, {clock} {zone_name(local)}"
+    return long_datetime(moment, language, timezone, seconds=seconds)
 
 
 def on_time(moment: datetime | None, due: date | None, timezone: str) -> bool | None:

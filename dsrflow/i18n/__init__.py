@@ -104,14 +104,14 @@ def long_date(value: date | datetime, language: str = SOURCE_LANGUAGE, timezone:
     return f"1er{written[1:]}" if Language(language) == Language.fr and value.day == 1 else written
 
 
-def long_datetime(value: datetime, language: str, timezone: str) -> str:
+def long_datetime(value: datetime, language: str, timezone: str, *, seconds: bool = False) -> str:
     """A moment in `timezone` (the controller's), the zone named: "31 December 2026, 00:30 CET
     (UTC+1)", "31 décembre 2026, 00:30 CET (UTC+1)" (the date and time as the language writes
-    them; the zone as every language does, `zone_name`)."""
+    them; the zone as every language does, `zone_name`); `seconds` for a staff page's audit times."""
     if not isinstance(value, datetime):
         raise TypeError(f"a long date and time needs a datetime, got {type(value).__name__}")
     local = _local_time(value, timezone)
-    clock = format_time(local, format="HH:mm", locale=_FORMAT_LOCALE[Language(language)])
+    clock = format_time(local, format="HH:mm:ss" if seconds else "HH:mm", locale=_FORMAT_LOCALE[Language(language)])
     return f"{long_date(local.date(), language)}, {clock} {zone_name(local)}"
 
 
