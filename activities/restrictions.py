@@ -46,13 +46,17 @@ async def lift_letter_context(ctx: ActivityContext, row: dict[str, Any], policy:
     restriction = await restriction_as_told(ctx.pool, str(row["id"]), policy.restriction.lift_notice_days)
     if restriction is None:
         raise LookupError(f"no restriction recorded for request {row['id']}")
-    recipients = sorted({policy.recipients[recipient].name for s in restriction["systems"]
-                         if s in policy.systems and (recipient := policy.systems[s].recipient) is not None
-                         and recipient in policy.recipients})
+    told = [policy.recipients[recipient] for s in restriction["systems"]
+            if s in policy.systems and (recipient := policy.systems[s].recipient) is not None
+            and recipient in policy.recipients]
     context: dict[str, Any] = {"restriction": {
         "since": controller_date(restriction["since"], policy),
         "grounds": [cited_label(GROUND_LABELS[g], row["regime"], t) for g in restriction["grounds"]],
-        "recipients": recipients}}
+        # Named as the response to the restriction named them (activities/letter_outcome.py): by
+        # who each is where the policy knows it, else by the kind of service, with the offer to
+        # name it on request (Art. 19, second sentence). Before, always by the kind, and no offer.
+        "recipients": sorted({recipient.identity or recipient.name for recipient in told}),
+        "recipients_by_kind": any(recipient.identity is None for recipient in told)}}
     if restriction["lift_effective_on"] is not None:
         # The moment the lift takes effect, on record (restarted while the letter has not gone),
         # as a date where the controller acts, as every date in a letter is.

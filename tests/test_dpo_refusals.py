@@ -16,13 +16,13 @@ from tests.letters_as_sent import LANGUAGES, as_sent, both
 # (`remedies.ccpa.refusal_rule`), set into "As %(rule)s requires, ...".
 
 _CCPA_RULE = {
-    "en": "As the California Consumer Privacy Act, read with its regulations (Cal. Code Regs. tit. 11, §§ 7022 "
-          "and 7024), requires, we set out",
+    "en": "As the California Consumer Privacy Act, read with its regulations (Cal. Code Regs. tit. 11, §§ 7022, "
+          "7023 and 7024), requires, we set out",
     "nl": "Zoals de California Consumer Privacy Act, gelezen in samenhang met de uitvoeringsbepalingen ervan (Cal. "
-          "Code Regs. tit. 11, §§ 7022 en 7024), voorschrijft, vermelden wij",
+          "Code Regs. tit. 11, §§ 7022, 7023 en 7024), voorschrijft, vermelden wij",
     "fr": "Comme l'exige le California Consumer Privacy Act, lu en combinaison avec ses règlements d'application "
-          "(Cal. Code Regs. tit. 11, §§ 7022 et 7024), nous vous",
-    "de": "Gemäß Cal. Code Regs. tit. 11, §§ 7022 und 7024 in Verbindung mit dem California Consumer Privacy Act "
+          "(Cal. Code Regs. tit. 11, §§ 7022, 7023 et 7024), nous vous",
+    "de": "Gemäß Cal. Code Regs. tit. 11, §§ 7022, 7023 und 7024 in Verbindung mit dem California Consumer Privacy Act "
           "legen wir Ihnen",
 }
 

@@ -178,8 +178,10 @@ async def test_the_acknowledgement_promises_an_extension_notice_by_the_due_date(
         law = t.gettext("UK GDPR" if regime == "uk_gdpr" else "GDPR")
         promise = t.gettext(_BY_DUE) % {"law": law, "date": due}
     elif regime == "lgpd":
-        # The LGPD allows no extension (Art. 19 II: a complete answer within 15 days): none is promised.
-        promise = t.gettext("The law allows no extension of this period.")
+        # No extension is promised: the LGPD's 15 days are access's (Art. 19 II), which dsrflow applies
+        # to every request and does not extend (tests/test_dpo_recourse.py words an access request's).
+        promise = t.gettext("We apply to every request the period the LGPD sets for access to personal data, "
+                            "15 days from receipt (Art. 19, II LGPD), and do not extend it.")
     else:
         # The law's own period and its one extension, in days (Cal. Civ. Code § 1798.130(a)(2), Va. Code
         # § 59.1-577, Conn. Gen. Stat. § 42-518, C.R.S. § 6-1-1306(2), PIPEDA ss. 8(3)-(4)), as many as
@@ -195,7 +197,8 @@ async def test_the_acknowledgement_promises_an_extension_notice_by_the_due_date(
         assert " ".join(promise.split()) in part
         assert f"before {due}" not in part and "before that date" not in part
         if regime == "lgpd":
-            assert t.gettext("Under the LGPD, we must answer within 15 days of receiving your request.") in part
+            assert t.gettext("The LGPD asks us to act on your request at once where we can and, where we cannot, "
+                             "to tell you what prevents it (Art. 18, §§ 3 and 4 LGPD).") in part
             assert due in part
         elif regime not in ("gdpr", "uk_gdpr"):
             assert " ".join(period.split()) in part

@@ -1,0 +1,140 @@
+"""Letters read as a data protection officer reads them, regime by regime: the recipients a lift
+names, the time limit of a Canadian complaint, the rule a Californian refusal rests on, the period
+a Brazilian acknowledgement attributes to the law. What tests/test_dpo_letters.py and
+tests/test_dpo_refusals.py do not check. Each letter is built and rendered as the letter activity
+does (tests/letters_as_sent.py), in every regime and language it applies to."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+import activities.restrictions as restrictions
+from dsrflow.i18n import long_date, translations
+from schemas.requests import RequestType
+from tests.letters_as_sent import LANGUAGES, LOADED, REGIMES, as_sent, both, erasure_with_kept, request_row
+
+
+def said(text: str) -> str:
+    return " ".join(text.split())
+
+
+# --- 1. Lifting a restriction names each recipient as the response did (Art. 19) --------------
+# Art. 19: each recipient is told of a restriction, and so of its end, and the subject is told who
+# they are on request. The response names a recipient by its identity where the policy knows it
+# (CJEU C-154/21), else by the kind of service with the offer to name it
+# (activities/letter_outcome.py). The lift letter named every recipient by its kind ("Google
+# Analytics (Google)" where the response had said "Google Ireland Limited, ...") and made no offer.
+
+_BY_KIND = "Where we name a recipient by the kind of service it provides, we will tell you who it is if you ask us."
+_LIFT = {"reason": "The accuracy of your address is settled.", "lift_on": "2026-02-09", "notice_days": 0}
+
+
+@pytest.fixture
+def restricted_in(monkeypatch) -> Callable[..., None]:
+    """The restriction on record (read from the database by `lift_letter_context`), in `systems`."""
+    def given(*systems: str) -> None:
+        async def as_told(pool: object, request_id: str, notice_days: int) -> dict[str, Any]:
+            return {"since": datetime(2025, 11, 4, 9, 30, tzinfo=UTC), "lift_effective_on": None,
+                    "grounds": ["accuracy_contested"], "systems": list(systems)}
+        monkeypatch.setattr(restrictions, "restriction_as_told", as_told)
+    return given
+
+
+def _restricted(system: str, recipient: str) -> dict[str, Any]:
+    return {"system": system, "action": "restrict", "status": "done", "found": 1, "changed": 1, "recipient": recipient}
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("regime", REGIMES)
+async def test_the_lift_letter_names_each_recipient_as_the_response_named_it(restricted_in, regime, language):
+    policy, t = LOADED.in_language(language), translations(language)
+    google, crm = policy.recipients["google_analytics"], policy.recipients["communication_crm"]
+    assert google.identity and crm.identity is None  # the shipped policy knows one of the two
+    restricted_in("analytics", "crm")
+    lift = await as_sent("restriction_lift", "restriction", _LIFT, regime=regime, language=language)
+    response = await as_sent("response", "restriction", {"report": {"results": [
+        _restricted("analytics", "google_analytics"), _restricted("crm", "communication_crm")]}},
+        regime=regime, language=language)
+    for letter in (lift, response):
+        for part in both(letter):
+            assert said(google.identity) in part and said(google.name) not in part, (regime, language)
+            assert said(crm.name) in part
+            assert said(t.gettext(_BY_KIND)) in part, (regime, language)
+    restricted_in("analytics")  # every recipient named by who it is: nothing left to ask
+    for part in both(await as_sent("restriction_lift", "restriction", _LIFT, regime=regime, language=language)):
+        assert said(google.identity) in part and said(t.gettext(_BY_KIND)) not in part
+
+
+# --- 2. A Canadian refusal gives the time limit of the complaint (PIPEDA ss. 8(7), 11(3)) ------
+# A refusal sets out "any recourse that they may have" (s. 8(7)); a complaint about a refusal must
+# be filed within six months of it, or any longer period the Commissioner allows (s. 11(3)). The
+# letters named the complaint without its time limit, which a subject who waits loses.
+
+_SIX_MONTHS = {"en": "within six months", "nl": "binnen zes maanden", "fr": "dans les six mois",
+               "de": "innerhalb von sechs Monaten"}
+_PIPEDA_REFUSALS: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "denial": ("denial", "access", {"reason_code": "other", "explanation": "The file concerns another person."}),
+    "closed_unverified": ("closed_unverified", "access", {"expired_at": "2026-02-07T10:00:00+00:00"}),
+    "cancellation": ("cancellation", "erasure", {"reason": "A duplicate of an earlier request.", "withdrawn": False}),
+    "response-kept": ("response", "erasure", erasure_with_kept()),
+}
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("case", sorted(_PIPEDA_REFUSALS))
+async def test_a_pipeda_refusal_gives_the_time_limit_of_a_complaint(case, language):
+    purpose, request_type, params = _PIPEDA_REFUSALS[case]
+    letter = await as_sent(purpose, request_type, params, regime="pipeda", language=language, country="CA")
+    for part in both(letter):
+        assert _SIX_MONTHS[language] in part and "11(3)" in part, (case, language)
+
+
+# --- 3. A Californian refusal to correct cites the rule on correction (CCPA regulations) ------
+# A business that denies a request to correct explains the basis of the denial (Cal. Code Regs.
+# tit. 11, § 7023), as it does for a request to delete (§ 7022) or to know (§ 7024). The refusal's
+# rule cited §§ 7022 and 7024 alone, also in a refusal to correct.
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("purpose", ["denial", "closed_unverified"])
+async def test_a_ccpa_refusal_to_correct_cites_the_regulation_on_correction(purpose, language):
+    params = ({"reason_code": "other", "explanation": "The address you gave is the one we hold."}
+              if purpose == "denial" else {"expired_at": "2026-02-07T10:00:00+00:00"})
+    letter = await as_sent(purpose, "rectification", params, regime="ccpa", language=language, country="US")
+    for part in both(letter):
+        assert "7023" in part and "7022" in part and "7024" in part, (purpose, language)
+
+
+# --- 4. A Brazilian acknowledgement says what the LGPD's 15 days are (LGPD Art. 18, 19) -------
+# The LGPD sets 15 days for access (Art. 19, II); the other rights are to be met at once where
+# possible, and otherwise the subject told what prevents it (Art. 18, §§ 3 and 4). dsrflow answers
+# every LGPD request within 15 days (dsrflow/domain/deadlines.py); the acknowledgement of an
+# erasure said that the LGPD obliges it to, and that the law allows no extension of a period the
+# law does not set.
+
+_FIFTEEN = "Under the LGPD, we must answer within 15 days of receiving your request."
+_NO_EXTENSION = "The law allows no extension of this period."
+_AT_ONCE = ("The LGPD asks us to act on your request at once where we can and, where we cannot, to tell you what "
+            "prevents it (Art. 18, §§ 3 and 4 LGPD).")
+_ACCESS_DAYS = ("We apply to every request the period the LGPD sets for access to personal data, 15 days from "
+                "receipt (Art. 19, II LGPD), and do not extend it.")
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("request_type", [kind.value for kind in RequestType])
+async def test_an_lgpd_acknowledgement_gives_its_15_days_as_the_law_of_access_only(request_type, language):
+    letter = await as_sent("acknowledgement", request_type, {"verification_required": False}, regime="lgpd",
+                           language=language, country="BR")
+    t = translations(language)
+    if language != "en":
+        assert t.gettext(_AT_ONCE) != _AT_ONCE and t.gettext(_ACCESS_DAYS) != _ACCESS_DAYS, "not translated"
+    due = long_date(request_row("lgpd", request_type, language)["current_due_date"], language)
+    access = request_type == "access"
+    for part in both(letter):
+        assert due in part
+        assert (said(t.gettext(_FIFTEEN)) in part) is access and (said(t.gettext(_NO_EXTENSION)) in part) is access
+        assert (said(t.gettext(_AT_ONCE)) in part) is not access, (request_type, language)
+        assert (said(t.gettext(_ACCESS_DAYS)) in part) is not access
