@@ -10,7 +10,7 @@ from typing import Any
 
 from activities.context import ActivityContext
 from activities.letter_outcome import response_outcome
-from dsrflow.domain.deadlines import appeal_days
+from dsrflow.domain.deadlines import answer_days
 from dsrflow.i18n import ENGLISH, Translator
 from policy.model import Policy
 from schemas.workflow import LetterJob
@@ -23,11 +23,14 @@ def remedies_context(policy: Policy, regime: str, country: str, *, appeal: bool,
                      t: Translator = ENGLISH) -> dict[str, Any]:
     """What the `_remedies` partial says in a letter that refuses in whole or in part (Art. 12(4)
     GDPR and its counterparts): the regime's authority, courts and, unless the request is itself
-    an appeal, the appeal its law grants, with the statutory days to answer it."""
+    an appeal, the appeal its law grants, with the statutory days to answer it and the further days
+    its one extension may add (the CPA's 60; none under the VCDPA and the CTDPA): the workflow
+    accepts that extension, so the letter may not promise the first period alone."""
     remedies = policy.remedies_for(regime, country).model_dump(mode="json")
     remedies["judicial_heading"] = remedies["judicial_heading"] or t.gettext("Your right to a judicial remedy")
     if remedies["appeal"] is not None:
-        remedies["appeal"] = None if appeal else {**remedies["appeal"], "days": appeal_days(regime)}
+        days, further = answer_days(regime, appeal=True)
+        remedies["appeal"] = None if appeal else {**remedies["appeal"], "days": days, "further_days": further}
     return remedies
 
 

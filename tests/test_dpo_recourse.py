@@ -1,6 +1,6 @@
 """Letters read as a data protection officer reads them, regime by regime: the recipients a lift
-names, the time limit of a Canadian complaint, the rule a Californian refusal rests on, the period
-a Brazilian acknowledgement attributes to the law. What tests/test_dpo_letters.py and
+names, the time limit of a Canadian complaint, the period of a Colorado appeal, the rule a
+Californian refusal rests on, the period a Brazilian acknowledgement attributes to the law. What tests/test_dpo_letters.py and
 tests/test_dpo_refusals.py do not check. Each letter is built and rendered as the letter activity
 does (tests/letters_as_sent.py), in every regime and language it applies to."""
 
@@ -15,7 +15,16 @@ import pytest
 import activities.restrictions as restrictions
 from dsrflow.i18n import long_date, translations
 from schemas.requests import RequestType
-from tests.letters_as_sent import LANGUAGES, LOADED, REGIMES, as_sent, both, erasure_with_kept, request_row
+from tests.letters_as_sent import (
+    LANGUAGES,
+    LOADED,
+    REFUSED,
+    REGIMES,
+    as_sent,
+    both,
+    erasure_with_kept,
+    request_row,
+)
 
 
 def said(text: str) -> str:
@@ -91,6 +100,34 @@ async def test_a_pipeda_refusal_gives_the_time_limit_of_a_complaint(case, langua
     letter = await as_sent(purpose, request_type, params, regime="pipeda", language=language, country="CA")
     for part in both(letter):
         assert _SIX_MONTHS[language] in part and "11(3)" in part, (case, language)
+
+
+# --- 2b. A Colorado refusal promises the appeal's decision as the law times it (C.R.S. § 6-1-1306(3)(b))
+# The decision on an appeal is due within 45 days, which the controller may extend by 60, telling
+# the consumer within the 45 (the VCDPA's and the CTDPA's 60 days allow none). The workflow accepts
+# that extension (an appeal's deadline: dsrflow/domain/deadlines.py); the refusal's appeal paragraph
+# promised the decision "within 45 days" all the same.
+
+_APPEAL_EXTENSION = ("In the cases the law sets out, we may extend this period once, by up to %(count)s further day; "
+                     "if we do, we will tell you so, with our reasons, within the first %(days)s days.",
+                     "In the cases the law sets out, we may extend this period once, by up to %(count)s further days; "
+                     "if we do, we will tell you so, with our reasons, within the first %(days)s days.")
+_REFUSALS = {**_PIPEDA_REFUSALS, "response-objection-refused": ("response", "objection", REFUSED)}
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("case", sorted(_REFUSALS))
+@pytest.mark.parametrize("regime", ["cpa", "vcdpa", "ctdpa"])
+async def test_a_refusal_under_a_state_law_gives_the_appeals_period_with_its_extension(regime, case, language):
+    purpose, request_type, params = _REFUSALS[case]
+    letter = await as_sent(purpose, request_type, params, regime=regime, language=language, country="US")
+    t = translations(language)
+    extension = t.ngettext(*_APPEAL_EXTENSION, 60) % {"count": 60, "days": 45}
+    if language != "en":
+        assert extension != _APPEAL_EXTENSION[1] % {"count": 60, "days": 45}, "not translated"
+    for part in both(letter):
+        assert t.gettext("Your right to appeal") in part
+        assert (said(extension) in part) is (regime == "cpa"), (regime, case, language)
 
 
 # --- 3. A Californian refusal to correct cites the rule on correction (CCPA regulations) ------
