@@ -94,10 +94,6 @@ def grants_appeal(regime: Regime | str) -> bool:
     return _parse_regime(regime) in _APPEAL_DAYS
 
 
-def appeal_days(regime: Regime | str) -> int:
-    return answer_days(regime, appeal=True)[0]
-
-
 def answer_days(regime: Regime | str, *, appeal: bool = False) -> tuple[int, int]:
     """The calendar days the law of `regime` gives to answer a request (or an appeal of a refusal),
     and the further days its one extension adds (0: none). Only the regimes counted in plain days
