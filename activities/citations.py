@@ -40,7 +40,8 @@ ARTICLES = {
     "18(2)": N_("Art. 18(2) %(law)s"), "18(3)": N_("Art. 18(3) %(law)s"), "19": N_("Art. 19 %(law)s"),
     "20": N_("Art. 20 %(law)s"), "20(1)": N_("Art. 20(1) %(law)s"), "20(2)": N_("Art. 20(2) %(law)s"),
     "21": N_("Art. 21 %(law)s"), "21(1)": N_("Art. 21(1) %(law)s"),
-    "21(2) and (3)": N_("Art. 21(2) and (3) %(law)s"), "22": N_("Art. 22 %(law)s"),
+    "21(2) and (3)": N_("Art. 21(2) and (3) %(law)s"), "21(3)": N_("Art. 21(3) %(law)s"),
+    "22": N_("Art. 22 %(law)s"),
     "28(3)(e)": N_("Art. 28(3)(e) %(law)s"),
 }
 IN_BRACKETS, AFTER_COMMA = " (%s)", ", %s"

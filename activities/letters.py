@@ -147,6 +147,7 @@ async def build_context(ctx: ActivityContext, row: dict[str, Any], job: LetterJo
             "extended_due_date": row["extended_due_date"],
             "current_due_date": row["current_due_date"],
             "appeal_of": (row["details"] or {}).get("appeal_of"),
+            "objection_scope": (row["details"] or {}).get("objection_scope"),
         },
         "subject": {"name": row["subject_name"], "email": row["subject_email"]},
         # The portal opens in the letter's language.
