@@ -15,7 +15,7 @@ from schemas.vocabulary import Language, Regime
 
 __all__ = [
     "Channel", "DenialReason", "NewRequest", "ObjectionScope", "PublicNewRequest", "Regime",
-    "RequestStatus", "RequestType", "RestrictionGround", "SubjectIdentity",
+    "RequestStatus", "RequestType", "RestrictionGround", "SubjectIdentity", "denial_reasons",
 ]
 
 
@@ -76,6 +76,22 @@ class DenialReason(StrEnum):
     excessive = "excessive"
     identity_not_established = "identity_not_established"
     other = "other"
+
+
+# The GDPR and the UK GDPR (Art. 12(5)), the CCPA (Civ. Code § 1798.145(h)(3)) and the US state
+# laws let a controller refuse a request that is manifestly unfounded or excessive; PIPEDA and the
+# LGPD name no such ground. There a refusal rests on one of their own exceptions (PIPEDA s. 9, for
+# instance), given as `other` with its explanation: a letter citing a ground the law does not have
+# refuses on nothing.
+_UNFOUNDED_OR_EXCESSIVE = (DenialReason.manifestly_unfounded, DenialReason.excessive)
+_WITHOUT_THAT_GROUND = frozenset({Regime.pipeda, Regime.lgpd})
+
+
+def denial_reasons(regime: str) -> list[DenialReason]:
+    """The grounds a request under `regime` may be denied on."""
+    if regime in _WITHOUT_THAT_GROUND:
+        return [reason for reason in DenialReason if reason not in _UNFOUNDED_OR_EXCESSIVE]
+    return list(DenialReason)
 
 
 MAX_CORRECTIONS = 20

@@ -15,8 +15,15 @@ from typing import Any
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from schemas.requests import RequestStatus
-    from schemas.workflow import ApproveInput, CancelInput, DenyInput, ObjectionDecision, RequestState
+    from schemas.requests import RequestStatus, denial_reasons
+    from schemas.workflow import (
+        ApproveInput,
+        CancelInput,
+        DenyInput,
+        ObjectionDecision,
+        RequestFacts,
+        RequestState,
+    )
     from workflows.dsr_steps import letter_job, transition_record
     from workflows.owed_steps import OWED_STEPS, OwedSteps, letter, record
     from workflows.step_trouble import StepTroubles
@@ -44,6 +51,7 @@ class Refusals:
     _transition: Callable[..., Awaitable[None]]
     _letter: Callable[..., Awaitable[None]]
     _require_open: Callable[..., None]
+    _require_facts: Callable[[], RequestFacts]
     state: Callable[[], RequestState]
 
     @workflow.update
@@ -64,6 +72,10 @@ class Refusals:
     def _validate_deny(self, request: DenyInput) -> None:
         self._require_open()
         self._require_nothing_under_way()
+        regime = self._require_facts().regime
+        if request.reason_code not in denial_reasons(regime):
+            raise ValueError(f"a request under {regime.upper()} cannot be denied as {request.reason_code.value}: that "
+                             "law gives no such ground; deny it as other, explaining the exception the refusal rests on")
 
     @workflow.update
     async def cancel(self, request: CancelInput) -> RequestState:
