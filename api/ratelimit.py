@@ -51,6 +51,18 @@ SELECT coalesce(max(hits), 0) AS hits,
        coalesce(max(greatest(ceil(extract(epoch FROM window_end - now())), 1)::int), 1) AS retry_after
 FROM rate_limit_counters WHERE bucket = $1 AND window_end > now()
 """
+# One of an allowance taken, in one statement, only while some is left (no row: none is): a peek
+# and a later hit let attempts fired together all pass the peek before any was counted.
+_TAKE = """
+INSERT INTO rate_limit_counters AS c (bucket, hits, window_end)
+VALUES ($1, 1, now() + make_interval(secs => $2))
+ON CONFLICT (bucket) DO UPDATE SET
+    hits = CASE WHEN c.window_end <= now() THEN 1 ELSE c.hits + 1 END,
+    window_end = CASE WHEN c.window_end <= now() THEN excluded.window_end ELSE c.window_end END
+WHERE c.window_end <= now() OR c.hits < $3
+RETURNING hits
+"""
+_GIVE_BACK = "UPDATE rate_limit_counters SET hits = greatest(hits - 1, 0) WHERE bucket = $1 AND window_end > now()"
 _UNVERIFIED_OPEN = "SELECT count(*) FROM dsr_requests WHERE status = 'awaiting_verification'"
 # Seconds a client is asked to wait when the ceiling of unverified requests is reached.
 CEILING_RETRY_AFTER = 300
@@ -190,6 +202,25 @@ class RateLimiter:
         _, window = self._state.settings.rate(action, "email")
         pool = await self._state.db()
         await pool.fetchrow(_HIT, self._bucket(action, "email", _address(email)), float(window))
+
+    async def take(self, action: str, *, email: str) -> None:
+        """Take one of `email`'s allowance of `action` for an attempt about to be made (429, nothing
+        taken, when none is left); `give_back` returns it if the attempt does not count after all.
+        Checked first and spent after (`check_allowance`, `spend`), guesses fired together at
+        several requests of one address all passed the check before the first was spent: as many
+        compared as the attacker had in flight, not the allowance."""
+        allowed, window = self._state.settings.rate(action, "email")
+        pool = await self._state.db()
+        bucket = self._bucket(action, "email", _address(email))
+        if await pool.fetchval(_TAKE, bucket, float(window), allowed) is None:
+            _, retry_after = await pool.fetchrow(_PEEK, bucket)
+            rate_limited(action, "email")
+            raise _too_many(retry_after)
+
+    async def give_back(self, action: str, *, email: str) -> None:
+        """Return one `take` took, within its window."""
+        pool = await self._state.db()
+        await pool.execute(_GIVE_BACK, self._bucket(action, "email", _address(email)))
 
     async def check_unverified_ceiling(self) -> None:
         """503 while as many unverified requests are open as the service takes at once."""

@@ -158,13 +158,18 @@ async def check_identity(state: AppState, limiter: RateLimiter, request_id: str,
         else VerifyAttempt(token_hash=link_token_hash(secret, request_id, token or ""))
     )
     row = await get_request(await state.db(), request_id)
-    if code and row is not None:
-        # Wrong codes count against the subject's address over every request in its name: a
-        # stranger opening request after request would otherwise have 25 new guesses with each.
-        await limiter.check_allowance("guess", email=row["subject_email"])
+    # Wrong codes count against the subject's address over every request in its name: a stranger
+    # opening request after request would otherwise have 25 new guesses with each. Taken before the
+    # code is compared, so that guesses fired together cannot all pass; given back for a right
+    # code, and for an attempt the workflow refused to compare.
+    guessed = row["subject_email"] if code and row is not None else None
+    if guessed is not None:
+        await limiter.take("guess", email=guessed)
     try:
         result = await run_update(state, request_id, DataSubjectRequestWorkflow.verify, attempt)
     except Problem as refused:
+        if guessed is not None:
+            await limiter.give_back("guess", email=guessed)
         if paused_on_our_side(refused):
             # Staff's words (which endpoint resumes it, that no worker runs) are not the subject's:
             # what they may do is wait. `stopped` for a stopped workflow, `unanswered` for no worker.
@@ -176,8 +181,8 @@ async def check_identity(state: AppState, limiter: RateLimiter, request_id: str,
         raise
     if row is not None and result.verified:
         await limiter.spend("submit", email=row["subject_email"])
-    elif row is not None and code:
-        await limiter.spend("guess", email=row["subject_email"])
+        if guessed is not None:
+            await limiter.give_back("guess", email=guessed)
     return result
 
 
