@@ -12,6 +12,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.outages import RETRY_AFTER, WORKFLOW_ENGINE
 from api.problems import Problem
+from api.read_models.event_words import step_words
 from api.state import AppState
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.domain.appeals import AppealRefused, check_appeal
@@ -171,6 +172,34 @@ async def workflow_failing(state: AppState, request_id: str) -> int | None:
         return await failing_attempts(await _handle(state, request_id))
     except Exception:  # noqa: BLE001 - the page says "not answering" when the engine cannot say more
         return None
+
+
+async def require_step_shown(state: AppState, request_id: str, key: str | None) -> None:
+    """Refuse (409) a retry or a skip of a failed step sent for another step than the one failing
+    now. The workflow's `retry_step` and `skip_step` answer whichever step fails when they arrive:
+    a skip of the acknowledgement's letter, from a page loaded before a colleague skipped it (or
+    pressed twice), recorded the response's letter, failed since, as sent by hand, and the subject
+    never had their answer. `key`: the `trouble.key` the caller read; None, a form that does not
+    say (a page loaded before forms said it), is refused too. The workflow still judges an answer
+    to the step shown (already answered, not skippable); the check and the update are two calls,
+    a moment apart, not one (docs/security.md, "What remains")."""
+    if key is None:
+        raise Problem(409, "Refused", "this form does not say which failed step it answers: nothing was done; "
+                      "reload the page and answer the step it shows")
+    if await get_request(await state.db(), request_id) is None:
+        raise Problem(404, "Not found", f"no request {request_id}")
+    live = await live_state(state, request_id)
+    if live is None:
+        raise Problem(503, "Workflow not answering", "the request's workflow did not answer, so which step is "
+                      "failing now is not known: nothing was done; try again in a moment", unanswered=True,
+                      retry_after=RETRY_AFTER)
+    failing = live.trouble
+    if failing is None or failing.key != key:
+        now = (f"the step failing now is another: {step_words(failing.step, failing.about)}" if failing
+               else "no step is failing now")
+        raise Problem(409, "Refused", f"the failed step this was sent for has been answered or has succeeded "
+                      f"since, and {now}: nothing was done; read the request again before answering it",
+                      **({"trouble": failing.key} if failing else {}))
 
 
 async def live_state(state: AppState, request_id: str) -> RequestState | None:

@@ -36,13 +36,14 @@ from schemas.workflow import (
 from workflows.dsr import DataSubjectRequestWorkflow as Workflow
 
 
-def rest_body(input: type[BaseModel], name: str) -> type[BaseModel]:
+def rest_body(input: type[BaseModel], name: str, base: type[BaseModel] | None = None) -> type[BaseModel]:
     """The body a caller sends for a workflow update: the input's fields with their constraints,
     examples and descriptions, without `actor`, which the server fills in from the signed-in
-    member of staff. Made from the input so that a limit is declared once, on the input."""
+    member of staff. Made from the input so that a limit is declared once, on the input. `base`
+    adds fields the API reads itself and the update never sees (`_StepAnswer`)."""
     fields: dict[str, Any] = {field: (info.annotation, info) for field, info in input.model_fields.items()
                               if field != "actor"}
-    body: type[BaseModel] = create_model(name, __base__=_StaffBody, **fields)
+    body: type[BaseModel] = create_model(name, __base__=base or _StaffBody, **fields)
     return body
 
 
@@ -58,6 +59,25 @@ class _StaffBody(BaseModel):
         return refuse_reordering(value) if isinstance(value, str) else value
 
 
+# The field naming the failed step a retry or a skip answers (`_StepAnswer`).
+STEP_KEY = "trouble"
+
+
+class _StepAnswer(_StaffBody):
+    """A retry or a skip of a failed step. The workflow's update answers whichever step is failing
+    when it arrives, and names none: a skip pressed on a page loaded while the acknowledgement's
+    letter failed (or pressed twice, or a colleague's) recorded the response's letter, which
+    failed since, as sent by hand, and the subject never had their answer. So the caller names the
+    step it read (the request's `trouble.key`), and another step failing by then is refused (409,
+    api/service.py `require_step_shown`). The console's forms always send it."""
+
+    trouble: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9_.:-]{1,200}$",
+        description="the `trouble.key` of the failed step this answers, as `GET /v1/requests/{id}` showed it: "
+                    "when another step's failure waits by then, 409 and nothing is done (leave it out to "
+                    "answer whichever step is failing)", examples=["send_letter:1"])
+
+
 # Named as they appear in the OpenAPI document.
 ExtendBody = rest_body(ExtendInput, "ExtendBody")
 DenyBody = rest_body(DenyInput, "DenyBody")
@@ -65,7 +85,8 @@ CancelBody = rest_body(CancelInput, "CancelBody")
 ApproveBody = rest_body(ApproveInput, "ApproveBody")
 TaskBody = rest_body(RetryTaskInput, "TaskBody")
 ResolveBody = rest_body(ResolveTaskInput, "ResolveBody")
-SkipBody = rest_body(SkipStepInput, "SkipBody")
+SkipBody = rest_body(SkipStepInput, "SkipBody", _StepAnswer)
+RetryStepBody = rest_body(RetryStepInput, "RetryStepBody", _StepAnswer)
 LiftBody = rest_body(LiftRestrictionInput, "LiftBody")
 DecisionBody = rest_body(ObjectionDecision, "DecisionBody")
 
@@ -153,7 +174,12 @@ class StaffAction:
         return None
 
     def workflow_input(self, body: BaseModel | None, actor: str) -> BaseModel:
-        return self.input(**(body.model_dump() if body else {}), actor=actor)
+        # Only the input's fields: a body may carry what the API checks first (`_StepAnswer`).
+        return self.input(**(body.model_dump(include=set(self.input.model_fields)) if body else {}), actor=actor)
+
+    def step_answered(self, body: BaseModel | None) -> tuple[bool, str | None]:
+        """(whether this action answers a failed step, the `trouble.key` its body names)."""
+        return self.body is not None and issubclass(self.body, _StepAnswer), getattr(body, STEP_KEY, None)
 
     def body_from_form(self, form: FormData) -> BaseModel | None:
         """The body from a console form: its fields by name, blanks left out so that a missing
@@ -264,16 +290,20 @@ _ACTIONS = [
                "see the failed step.",
         underway="Resolution taken; the response waits until it is on record"),
     StaffAction(
-        "retry-step", "compliance", Workflow.retry_step, RetryStepInput, None, "The step runs again.",
+        "retry-step", "compliance", Workflow.retry_step, RetryStepInput, RetryStepBody, "The step runs again.",
         _step_waits,
         "Run a failed step of the request again (registration, a letter, the package) once its "
-        "cause is fixed; the request's `trouble` says which step failed and why.", after_close=True),
+        "cause is fixed; the request's `trouble` says which step failed and why (send its `key` as "
+        "`trouble`, so that another step failing by then is not run instead).", body_required=False,
+        after_close=True),
     StaffAction(
         "skip-step", "compliance", Workflow.skip_step, SkipStepInput, SkipBody,
         "The step is recorded as done by other means.",
         lambda s: _step_waits(s) and s.failed_step is not None and s.failed_step.skippable,
         "Record that staff did a failed step's work by other means (sent a letter by hand, say); "
-        "the request carries on. Registration and planning cannot be skipped.", after_close=True),
+        "the request carries on. Registration and planning cannot be skipped. Send the step's "
+        "`trouble.key` as `trouble`: another step failing by then is refused (409), not skipped.",
+        after_close=True),
     StaffAction(
         "decide-objection", "compliance", Workflow.decide_objection, ObjectionDecision, DecisionBody,
         "Decision recorded.", lambda s: s.awaiting_decision,

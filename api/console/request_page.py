@@ -43,7 +43,7 @@ from api.read_models.actors import actor_name
 from api.read_models.evidence import assemble_evidence, planned_recipients
 from api.read_models.subject_requests import LIMIT as OTHER_REQUESTS_LIMIT
 from api.read_models.subject_requests import other_requests
-from api.service import live_state, run_update, workflow_failing
+from api.service import live_state, require_step_shown, run_update, workflow_failing
 from api.staff_actions import (
     REFUSING_ROLE,
     STAFF_ACTIONS,
@@ -314,6 +314,9 @@ async def _run(state: AppState, request_id: str, action: StaffAction | None, for
         body = action.body_from_form(form)
         if refused := action.refusal_for(body, staff.has_role, staff.role):
             return Problem(403, "Forbidden", refused)
+        answers_step, step = action.step_answered(body)
+        if answers_step:  # the form names the step its page showed (a stale page must not answer another)
+            await require_step_shown(state, request_id, step)
         await run_update(state, request_id, action.update, action.workflow_input(body, staff.actor))
     except ValidationError as exc:
         errors = field_errors(exc.errors())

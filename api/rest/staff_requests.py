@@ -16,7 +16,7 @@ from api.auth import Staff, require_role
 from api.deps import Pool, State
 from api.problems import Problem
 from api.rest.openapi_examples import NEW_REQUEST, REQUEST_VIEW, json_response
-from api.service import open_request, request_view, run_update
+from api.service import open_request, request_view, require_step_shown, run_update
 from api.staff_actions import STAFF_ACTIONS, StaffAction
 from api.state import AppState
 from dsrflow.crypto.keys import load_secret_key
@@ -90,6 +90,9 @@ def _action_endpoint(action: StaffAction) -> Callable[..., Any]:
     async def endpoint(staff: Staff, request_id: str, state: AppState, body: BaseModel | None = None) -> dict[str, Any]:
         if refused := action.refusal_for(body, staff.has_role, staff.role):
             raise Problem(403, "Forbidden", refused)
+        answers_step, step = action.step_answered(body)
+        if answers_step and step is not None:  # optional here: scripts written before it answer any step
+            await require_step_shown(state, request_id, step)
         await run_update(state, request_id, action.update, action.workflow_input(body, staff.actor))
         return jsonable_encoder(await request_view(state, request_id))
 
