@@ -25,11 +25,15 @@ def remedies_context(policy: Policy, regime: str, country: str, *, appeal: bool,
     GDPR and its counterparts): the regime's authority, courts and, unless the request is itself
     an appeal, the appeal its law grants, with the statutory days to answer it and the further days
     its one extension may add (the CPA's 60; none under the VCDPA and the CTDPA): the workflow
-    accepts that extension, so the letter may not promise the first period alone."""
+    accepts that extension, so the letter may not promise the first period alone. A letter deciding
+    an appeal says the complaint as one made after it (`complaint_after_appeal`), not "if we deny
+    your appeal"."""
     remedies = policy.remedies_for(regime, country).model_dump(mode="json")
     remedies["judicial_heading"] = remedies["judicial_heading"] or t.gettext("Your right to a judicial remedy")
     if remedies["appeal"] is not None:
         days, further = answer_days(regime, appeal=True)
+        if appeal:
+            remedies["complaint"] = remedies["appeal"]["complaint_after_appeal"] or remedies["complaint"]
         remedies["appeal"] = None if appeal else {**remedies["appeal"], "days": days, "further_days": further}
     return remedies
 

@@ -24,6 +24,9 @@ class Appeal(StrictModel):
     with the others in dsrflow/domain/deadlines.py (`compute_deadline(..., appeal=True)`)."""
 
     rule: str  # the provision granting it, e.g. "Va. Code § 59.1-577(C)"
+    # The right to complain in a letter that decides an appeal (the statute's "if the appeal is
+    # denied"): `complaint` speaks of an appeal still to come ("If we deny your appeal, ...").
+    complaint_after_appeal: str | None = None
 
 
 class Remedies(StrictModel):

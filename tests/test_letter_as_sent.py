@@ -156,6 +156,15 @@ async def test_the_appeal_quotes_the_short_reference(regime, language):
             assert short_reference(APPEAL_OF) in part and APPEAL_OF not in part
             assert REQUEST_ID not in part
             assert t.gettext("Your right to appeal") not in part
+    # The complaint to the Attorney General: "if we deny your appeal" while one may still come; the
+    # letter deciding it speaks of the decision made (the statute's "if the appeal is denied").
+    remedies = LOADED.in_language(language).remedies_for(regime, "US")
+    assert remedies.appeal is not None and remedies.appeal.complaint_after_appeal
+    before, after = " ".join(remedies.complaint.split()), " ".join(remedies.appeal.complaint_after_appeal.split())
+    for part in both(denial):
+        assert before in part and after not in part
+    for part in both(appeal_denied):
+        assert after in part and before not in part
 
 
 # --- 5. The extension notice is promised by the day the workflow accepts it (Art. 12(3)) ------
