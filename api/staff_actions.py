@@ -40,7 +40,7 @@ def rest_body(input: type[BaseModel], name: str, base: type[BaseModel] | None = 
     """The body a caller sends for a workflow update: the input's fields with their constraints,
     examples and descriptions, without `actor`, which the server fills in from the signed-in
     member of staff. Made from the input so that a limit is declared once, on the input. `base`
-    adds fields the API reads itself and the update never sees (`_StepAnswer`)."""
+    marks what the API checks first (`_StepAnswer`)."""
     fields: dict[str, Any] = {field: (info.annotation, info) for field, info in input.model_fields.items()
                               if field != "actor"}
     body: type[BaseModel] = create_model(name, __base__=base or _StaffBody, **fields)
@@ -59,23 +59,19 @@ class _StaffBody(BaseModel):
         return refuse_reordering(value) if isinstance(value, str) else value
 
 
-# The field naming the failed step a retry or a skip answers (`_StepAnswer`).
+# The field naming the failed step a retry or a skip answers (schemas/steps.py `TroubleKey`).
 STEP_KEY = "trouble"
 
 
 class _StepAnswer(_StaffBody):
     """A retry or a skip of a failed step. The workflow's update answers whichever step is failing
-    when it arrives, and names none: a skip pressed on a page loaded while the acknowledgement's
-    letter failed (or pressed twice, or a colleague's) recorded the response's letter, which
-    failed since, as sent by hand, and the subject never had their answer. So the caller names the
-    step it read (the request's `trouble.key`), and another step failing by then is refused (409,
-    api/service.py `require_step_shown`). The console's forms always send it."""
-
-    trouble: str | None = Field(
-        None, pattern=r"^[A-Za-z0-9_.:-]{1,200}$",
-        description="the `trouble.key` of the failed step this answers, as `GET /v1/requests/{id}` showed it: "
-                    "when another step's failure waits by then, 409 and nothing is done (leave it out to "
-                    "answer whichever step is failing)", examples=["send_letter:1"])
+    when it arrives: a skip pressed on a page loaded while the acknowledgement's letter failed (or
+    pressed twice, or a colleague's) recorded the response's letter, which failed since, as sent by
+    hand, and the subject never had their answer. So the caller names the step it read (the
+    request's `trouble.key`, the input's `trouble`), and another step failing by then is refused:
+    by the API first, with the step failing now in words (api/service.py `require_step_shown`),
+    and by the update's validator, which nothing can come between (workflows/step_trouble.py).
+    The console's forms always send it."""
 
 
 # Named as they appear in the OpenAPI document.
@@ -174,7 +170,7 @@ class StaffAction:
         return None
 
     def workflow_input(self, body: BaseModel | None, actor: str) -> BaseModel:
-        # Only the input's fields: a body may carry what the API checks first (`_StepAnswer`).
+        # Only the input's fields (a body made by `rest_body` holds no other).
         return self.input(**(body.model_dump(include=set(self.input.model_fields)) if body else {}), actor=actor)
 
     def step_answered(self, body: BaseModel | None) -> tuple[bool, str | None]:

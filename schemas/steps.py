@@ -39,7 +39,17 @@ class TroubleRecord(Contract):
     actor: str = "workflow"
 
 
+# The failed step a retry or a skip answers (its `StepTrouble.key`), as the caller read it: the
+# update answers whichever step fails when it arrives, so a stale page (or a double press) answered
+# a step failed since. Named, another step failing by then is refused (workflows/step_trouble.py).
+TroubleKey = Field(None, pattern=r"^[A-Za-z0-9_.:-]{1,200}$",
+                   description="the `trouble.key` of the failed step this answers, as `GET /v1/requests/{id}` "
+                               "showed it: when another step's failure waits by then, 409 and nothing is done "
+                               "(leave it out to answer whichever step is failing)", examples=["send_letter:1"])
+
+
 class RetryStepInput(Contract):
+    trouble: str | None = TroubleKey
     actor: str = "staff"
 
 
@@ -48,4 +58,5 @@ class SkipStepInput(Contract):
 
     note: FreeText = Field(min_length=5, max_length=2000,
                            examples=["Sent the acknowledgement by hand from the privacy mailbox, ticket 91"])
+    trouble: str | None = TroubleKey
     actor: str = "staff"

@@ -89,7 +89,7 @@ class CarryOn:
 
     @retry_step.validator
     def _validate_retry_step(self, request: RetryStepInput) -> None:
-        self._answered_troubles().require("retry")
+        self._answered_troubles().require("retry", request.trouble)
 
     @workflow.update
     async def skip_step(self, request: SkipStepInput) -> RequestState:
@@ -98,7 +98,7 @@ class CarryOn:
 
     @skip_step.validator
     def _validate_skip_step(self, request: SkipStepInput) -> None:
-        self._answered_troubles().require("skip")
+        self._answered_troubles().require("skip", request.trouble)
 
     def _shown_troubles(self) -> StepTroubles:
         """Whose failed step the request's state shows, and staff answer: a decision's owed step

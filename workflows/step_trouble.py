@@ -162,12 +162,17 @@ class StepTroubles:
         assert self.current is not None
         self.current = self.current.model_copy(update={"answered_by": actor})
 
-    def require(self, decision: Decision) -> None:
+    def require(self, decision: Decision, key: str | None = None) -> None:
         """Refuse a decision nothing waits for (checked by the validator and again, atomically,
-        by the update's handler)."""
+        by the update's handler), or sent for another failed step than the one waiting (`key`, the
+        trouble the caller read: a stale page must not answer a step failed since)."""
         trouble = self.current
         if trouble is None:
             raise ValueError("no step of this request has failed; there is nothing to retry or skip")
+        if key is not None and key != trouble.key:
+            raise ValueError(f"the failed step this was sent for ({key}) has been answered or has succeeded since, "
+                             f"and the step failing now is another ({trouble.key}): nothing was done; read the "
+                             "request again before answering it")
         if self._decision is not None:
             raise ValueError(f"the failed step {trouble.step} has already been answered")
         if decision == "skip" and not trouble.skippable:

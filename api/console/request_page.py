@@ -63,7 +63,7 @@ from dsrflow.stores.restrictions_store import as_view, restriction_for
 from dsrflow.stores.team_store import request_by_reference, staff_names
 from policy.model import Policy
 from policy.systems import dataset_words
-from schemas.requests import DenialReason, RequestStatus
+from schemas.requests import RequestStatus, denial_reasons
 from schemas.vocabulary import LetterPurpose
 
 router = APIRouter(prefix="/console/requests", tags=["console"], include_in_schema=False,
@@ -220,7 +220,7 @@ async def _context(state: AppState, today: date, request_id: str, staff: Staff) 
         # ... and when its pending step fails at every try, how many tries so far (its code fails).
         "failing_attempts": await workflow_failing(state, request_id) if unanswered else None,
         "restriction": restriction,
-        "denial_reasons": list(DenialReason),
+        "denial_reasons": denial_reasons(row["regime"]),  # the grounds its law has
         "temporal_link": (temporal_ui_link(state.settings, request_id)
                           if may_read(staff.has_role, "workflow-history") else None),
     }
