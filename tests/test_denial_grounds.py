@@ -7,10 +7,12 @@ Over the real app, worker, PostgreSQL and Temporal dev server."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from schemas.requests import DenialReason, denial_reasons
-from tests.support import letters_for, staff_headers, unique_email, wait_for_letter
+from tests.support import console_sign_in, letters_for, staff_headers, unique_email, wait_for_letter
 
 
 def test_the_grounds_each_law_offers():
@@ -35,6 +37,13 @@ async def test_a_denial_on_a_ground_the_law_lacks_is_refused_and_changes_nothing
         assert r.status_code == 409, r.text
         assert f"under {regime.upper()} cannot be denied as {reason}" in r.text
         assert "deny it as other" in r.text
+    # The console's deny form offers only the grounds the law has.
+    await console_sign_in(http, pool, "compliance")
+    page = (await http.get(f"/console/requests/{request_id}")).text
+    http.cookies.clear()
+    deny_form = page[page.index('name="reason_code"'):]
+    offered = re.findall(r'<option value="(\w+)"', deny_form[:deny_form.index("</select>")])
+    assert offered == ["identity_not_established", "other"], offered
     view = (await http.get(f"/v1/requests/{request_id}", headers=compliance)).json()
     assert view["status"] == "awaiting_verification"
     assert not letters_for(mail_sink, request_id, "denial")
