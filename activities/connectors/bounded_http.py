@@ -1,6 +1,6 @@
 """HTTP clients for the connectors whose answers are read whole, with a cap on an answer's size
-and on the time it takes to arrive, and a reader of JSON answers that bounds their depth (measured
-before any parser sees them, without recursion).
+and on the time it takes to arrive, and a reader of JSON answers that bounds their depth and the
+count of values they hold (both measured before any parser sees them, without recursion).
 
 httpx reads a body into memory however long it is, and its timeout bounds each read, not the
 exchange: a hostile or broken processor answering a status poll, a discovery document or a token
@@ -33,6 +33,16 @@ DEADLINE_READS = 4
 # deeper, every recursive reader of it (the JSON decoder itself past about a thousand, templates,
 # the payloads Temporal encodes) fails with a RecursionError that names nothing.
 JSON_DEPTH = 32
+# At most one JSON value (an object's keys counted as values too) for each VALUE_BYTES of the cap
+# an answer is read under: 2,097,152 in the 32 MiB of ANSWER_BYTES. Python spends 50 to 90 bytes
+# on each value it parses (an object, a list, a short string), so a valid answer of tiny values
+# (`[{},{},...]`, `{"a":0,"b":0,...}`) cost the shared worker about a gigabyte at the cap, and
+# one forged processor could have it killed with every request's steps on it; at the bound the
+# worst costs about 200 MB. Real records hold 9 to 20 bytes a value (keys, text, dates, amounts:
+# a SaaS page of 1,000 records of 50 fields is about 105,000 values in 1.2 MiB), so the densest
+# real answer fits up to about half the cap, most whole. Scaled to the cap: a discovery document
+# (1 MiB) is allowed 65,536, a callback (256 KiB) 16,384.
+VALUE_BYTES = 16
 
 
 class AnswerTooLarge(httpx.RemoteProtocolError):
@@ -49,6 +59,14 @@ class NotJson(ValueError):
 
 class TooDeep(NotJson):
     """JSON nested deeper than JSON_DEPTH."""
+
+
+class TooMany(NotJson):
+    """JSON holding more values than its cap allows (one for each VALUE_BYTES)."""
+
+
+# Where a bounded client's response keeps the cap it was read under, for its JSON reader.
+_CAP = "dsrflow.answer_cap"
 
 
 class _CappedStream(httpx.AsyncByteStream):
@@ -93,6 +111,7 @@ class _Capped(httpx.AsyncBaseTransport):
             raise AnswerTooLarge(f"{request.url.host}{request.url.path} announced {declared} bytes")
         assert isinstance(response.stream, httpx.AsyncByteStream)
         response.stream = _CappedStream(response.stream, self._limit, request.url, ends_at)
+        response.extensions[_CAP] = self._limit
         return response
 
     async def aclose(self) -> None:
@@ -120,7 +139,8 @@ def what_failed(exc: httpx.TransportError) -> str:
 
 def json_document(response: httpx.Response, *, labelled: bool = True) -> Any:
     """The answer's JSON document (None for an empty body). NotJson when it does not parse, is
-    nested deeper than JSON_DEPTH (refused before any parser sees it), or, if `labelled`, says it
+    nested deeper than JSON_DEPTH or holds more values than the cap of the client that read it
+    allows (both refused before any parser sees it), or, if `labelled`, says it
     is in another media type than JSON (`application/json`, `...+json`). Unlabelled readers take
     JSON whatever type it is sent as, and name what it is when it is not: "is HTML, not JSON"."""
     if not response.content:
@@ -130,8 +150,8 @@ def json_document(response: httpx.Response, *, labelled: bool = True) -> Any:
     if labelled and not said_json:
         raise NotJson(f"is {kind or 'of no stated type'}, not JSON")
     try:
-        return json_bytes(response.content)
-    except TooDeep:
+        return json_bytes(response.content, cap=response.extensions.get(_CAP, ANSWER_BYTES))
+    except (TooDeep, TooMany):
         raise
     except NotJson:
         raise NotJson(_not_json(kind, said_json, response.content)) from None
@@ -140,23 +160,31 @@ def json_document(response: httpx.Response, *, labelled: bool = True) -> Any:
 _NOT_JSON = "is not valid JSON"
 
 
-def json_bytes(content: bytes) -> Any:
+def json_bytes(content: bytes, *, cap: int = ANSWER_BYTES) -> Any:
     """The JSON document `content` holds, as json.loads reads bytes (UTF-8, -16 or -32, whichever
-    the first bytes show); NotJson when it is nested deeper than JSON_DEPTH (refused before any
-    parser sees it) or is no JSON. A body a processor signed (a callback) is read so too."""
+    the first bytes show), `content` having been read under a cap of `cap` bytes; NotJson when it
+    is nested deeper than JSON_DEPTH or holds more than one value for each VALUE_BYTES of `cap`
+    (TooDeep, TooMany: refused before any parser sees it), or is no JSON. A body a processor signed
+    (a callback) is read so too."""
     try:
         text = content.decode(json.detect_encoding(content), "surrogatepass")
     except UnicodeDecodeError:
         text = ""  # no JSON: refused below
-    nesting = _nesting(text, JSON_DEPTH)
-    if nesting == "deeper":
-        raise TooDeep(f"is JSON nested deeper than {JSON_DEPTH} levels")
-    if nesting == "ok":
-        try:
-            return json.loads(text)
-        except ValueError:
-            pass
-    raise NotJson(_NOT_JSON)
+    # json.loads reads one value after any whitespace and refuses what follows it: only a document
+    # opening a container can nest, or hold more than that one value.
+    if _CONTAINER.match(text):
+        values = cap // VALUE_BYTES
+        shape = _shape(text, JSON_DEPTH, values)
+        if shape == "deeper":
+            raise TooDeep(f"is JSON nested deeper than {JSON_DEPTH} levels")
+        if shape == "more":
+            raise TooMany(f"holds more than {values:,} JSON values")
+        if shape == "unbalanced":
+            raise NotJson(_NOT_JSON)
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise NotJson(_NOT_JSON) from None
 
 
 def json_object(response: httpx.Response, *, labelled: bool = True) -> dict[str, Any]:
@@ -176,32 +204,55 @@ def _not_json(kind: str, said_json: bool, content: bytes) -> str:
     return _NOT_JSON if said_json or not kind else f"is {kind}, not JSON"
 
 
-# What may hold brackets that nest nothing: a JSON string, once its escapes (a backslash and the
-# character after it) are out. Each pattern matches wherever it starts and repeats a single
-# character, so the scan is linear in time and needs no memory per character: a pattern that must
-# find a string's closing quote past its escapes failed at every quote of an unclosed run and
-# scanned the rest of the text from each (an answer of 80 KB of `"\\` took 18 s of the worker's
-# CPU, one of the 32 MB the cap lets in, days), and one repeating an escape-or-character group
-# kept a backtracking entry per escape (2 GB for 32 MB of them). A string left open runs to the end
-# of the text: that is no JSON, which json.loads refuses. Outside strings JSON has no backslash, so
-# taking escapes out first pairs them as the parser does up to the first thing it refuses.
-_ESCAPE = re.compile(r"\\.", re.DOTALL)
+# What may hold brackets, commas or colons that are no JSON's: a JSON string, once its escapes
+# are out. Escapes go first, with str.replace (an escaped backslash, then an escaped quote: what is
+# left of a run of backslashes is one or none), which pairs them as the parser does up to the first
+# thing it refuses (outside strings JSON has no backslash). The string pattern matches wherever it
+# starts and repeats a single character, so the scan is linear in time: one that had to find a
+# string's closing quote past its escapes failed at every quote of an unclosed run and scanned the
+# rest of the text from each (an answer of 80 KB of `"\\` took 18 s of the worker's CPU, one of
+# the 32 MB the cap lets in, days). A string left open runs to the end of the text: that is no
+# JSON, which json.loads refuses. re.sub keeps each piece it leaves as an object of its own (some
+# 50 bytes more than its characters): over a whole 32 MB answer of short pieces (`[],[],...`, or
+# `"ab\n` again and again for the escape pattern this replaced) that was up to 900 MB before any
+# parsing, so the text is read in slices of _SLICE characters, each starting inside a string if
+# the quotes before it are odd in number.
 _STRING = re.compile(r'"[^"]*"?')
 _NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
+_CONTAINER = re.compile(r"[ \t\n\r]*[\[{]")  # JSON's whitespace, as json.loads skips it
+_SLICE = 256 * 1024
 # Depth does not depend on a container's kind ([ or {); what does not pair up is json.loads's to refuse.
 _ONE_KIND = str.maketrans("{}", "[]")
 
 
-def _nesting(text: str, limit: int) -> str:
-    """How containers nest: "deeper" than `limit`, "unbalanced" when they do not close (no JSON),
-    else "ok". Without recursion, before parsing: Python's JSON decoder is
-    recursive (past about a thousand levels a RecursionError that names nothing), and so is every
-    reader of what it returns (templates, the payloads Temporal encodes). Each pass takes out the
-    containers that hold no other (str.replace does not look again at what it joined), so `limit`
-    passes empty any document no deeper than that; more than `limit` openers in a row are deeper
-    at once. Linear in the text's length: each step reads it, or what is left of it, once, and
-    there are at most `limit` + 4 steps."""
-    brackets = _NOT_BRACKETS.sub("", _STRING.sub("", _ESCAPE.sub("", text))).translate(_ONE_KIND)
+def _shape(text: str, depth: int, values: int) -> str:
+    """What the JSON document `text` would be to a parser: "more" than `values` values (the
+    document itself, each container it opens, each comma and colon: a key counts as one),
+    "deeper" than `depth`, "unbalanced" when its containers do not close (no JSON), else "ok".
+    The count stops at the slice that passes `values`, having read no further; a document that
+    is then already too deep is called that, the fault that names it better."""
+    unescaped = text.replace("\\\\", "").replace('\\"', "")
+    counted, inside, brackets = 1, False, []
+    for start in range(0, len(unescaped), _SLICE):
+        part = unescaped[start:start + _SLICE]
+        outside = _STRING.sub("", '"' + part if inside else part)
+        inside ^= part.count('"') % 2 == 1
+        counted += sum(map(outside.count, ",:[{"))
+        brackets.append(_NOT_BRACKETS.sub("", outside).translate(_ONE_KIND))
+        if counted > values:
+            return "deeper" if "[" * (depth + 1) in "".join(brackets) else "more"
+    return _nesting("".join(brackets), depth)
+
+
+def _nesting(brackets: str, limit: int) -> str:
+    """How the containers `brackets` opens (`[`) and closes (`]`) nest: "deeper" than `limit`,
+    "unbalanced" when they do not close (no JSON), else "ok". Without recursion, before parsing:
+    Python's JSON decoder is recursive (past about a thousand levels a RecursionError that names
+    nothing), and so is every reader of what it returns (templates, the payloads Temporal
+    encodes). Each pass takes out the containers that hold no other (str.replace does not look
+    again at what it joined), so `limit` passes empty any document no deeper than that; more
+    than `limit` openers in a row are deeper at once. Linear in the length: each step reads
+    it, or what is left of it, once, and there are at most `limit` + 2 steps."""
     if "[" * (limit + 1) in brackets:
         return "deeper"
     for _ in range(limit):

@@ -19,6 +19,7 @@ from activities.connectors.opendsr_signature import (
     ProcessorCertificates,
     TrustAnchor,
 )
+from api.body_limits import DEFAULT_LIMIT
 from api.callbacks.replay import (
     DEFAULT_MAX_AGE_SECONDS,
     replay_noted,
@@ -88,12 +89,16 @@ async def opendsr_callback(request: Request, state: State, limiter: Limiter,
         raise Problem(403, "Bad signature",
                       "X-OpenDSR-Signature does not verify against the processor's certificate")
     try:
-        # Read as the processor's answers are (bounded_http): nested past JSON_DEPTH is refused
+        # Read as the processor's answers are (bounded_http): nested past JSON_DEPTH, or holding
+        # more values than the body cap it arrived under allows (api/body_limits.py), is refused
         # before a parser sees it, rather than past whatever depth this Python's recursion allows.
-        payload = json_bytes(body)
+        payload = json_bytes(body, cap=DEFAULT_LIMIT)
+    except NotJson as exc:
+        raise Problem(422, "Malformed callback", f"the body {exc}") from None
+    try:
         external_id = payload["subject_request_id"]
         status = payload["request_status"]
-    except (NotJson, KeyError, TypeError):
+    except (KeyError, TypeError):
         raise Problem(422, "Malformed callback", "expected JSON with subject_request_id and request_status") from None
     if not isinstance(status, str) or status not in STATUSES:
         raise _malformed("request_status", f"must be one of {', '.join(sorted(STATUSES))}")
