@@ -16,7 +16,9 @@ stays pending, and the workflow's polling carries on with the rest on a later da
 
 A task's action may need more requests than one attempt's time allows (thousands of records under
 the service's rate limit): its run keeps a journal (http_journal.py), stops near the end of its
-slice, and the next attempt carries on from where it got to (workflows/system_task.py).
+slice, and the next attempt carries on from where it got to (workflows/system_task.py); a staff
+retry of a run that stopped short goes on from it too. An erasure reads again after its changes
+and erases what was added meanwhile (http_rounds.py).
 """
 
 from __future__ import annotations
@@ -42,21 +44,20 @@ from activities.connectors.base import (
     left_as_kept,
 )
 from activities.connectors.bounded_http import bounded_client
-from activities.connectors.http_answers import UnreadAnswer
 from activities.connectors.http_auth import Credentials, read_secrets, refuse_plain_http
 from activities.connectors.http_client import ANSWER_MIB, HttpExchange
-from activities.connectors.http_holds import held_records, holds_over
+from activities.connectors.http_holds import held_records
 from activities.connectors.http_identifiers import (
     accepted_summary,
     mark_accepted,
     open_identifiers,
     snapshot_identifiers,
 )
-from activities.connectors.http_journal import Journal, RunContinues, slice_end
+from activities.connectors.http_journal import Journal, RunContinues, config_hash, slice_end
 from activities.connectors.http_notes import render_note
 from activities.connectors.http_quota import QuotaExhausted, QuotaLedger, ServiceClock
+from activities.connectors.http_rounds import Intent, Rounds, checked_words, set_aside_words, still_appearing
 from activities.connectors.http_run import MIB, Budget, Run
-from activities.connectors.http_steps import StepRunner
 from policy.http_model import Action, HttpConfig, Step
 from policy.systems import System
 from schemas.workflow import RUN_CONTINUES
@@ -64,11 +65,7 @@ from schemas.workflow import RUN_CONTINUES
 PENDING_QUOTA = "http-quota"  # external_id of a task waiting for the next quota day
 
 
-# Heard before the first step that changes anything: the run so far and the steps left.
-Intent = Callable[[Run, list[Step]], Awaitable[None]]
-
-
-class HttpConnector(StepRunner, Connector):
+class HttpConnector(Rounds, Connector):
     transactional = False
 
     def __init__(self, env: ConnectorEnv) -> None:
@@ -77,7 +74,9 @@ class HttpConnector(StepRunner, Connector):
         try:
             env.system.http_config()  # as written (a policy that was not loaded by load_policy)
             # Non-secret settings may come from the environment (`${VAR:-default}`): URLs, ids.
-            self.config = HttpConfig.model_validate(expand_env(env.system.config))
+            expanded = expand_env(env.system.config)
+            self.config = HttpConfig.model_validate(expanded)
+            self._config_hash = config_hash(expanded)  # what a run's journal may be gone on from
         except (KeyError, ValueError) as exc:
             raise PermanentConnectorError(f"system {self.name}: config: {exc.args[0]}") from None
         if env.settings.environment != "development":
@@ -257,7 +256,9 @@ class HttpConnector(StepRunner, Connector):
         if name != "access" and only is None and self.env.pool is not None:
             run.journal = await Journal.open(self.env.pool, self.env.secret,
                                              (subject.request_id, self.name, name, subject.attempt),
-                                             slice_end(self.env.settings))
+                                             slice_end(self.env.settings), self._config_hash)
+        if name == "erase" and only is None:
+            run.handled = set()  # a task's erasure reads again after its changes (http_rounds.py)
         acting = False
         steps = self._steps(action)
         try:
@@ -266,13 +267,7 @@ class HttpConnector(StepRunner, Connector):
                 if step.effect is not None and not acting:
                     acting = True
                     if today is not None:
-                        try:
-                            run.held = holds_over(self.config, self.env.policy, run.found, today)
-                        except UnreadAnswer as exc:
-                            raise PermanentConnectorError(
-                                f"system {self.name}: {self.config.service}'s answer to {name} {exc}: "
-                                "what the statute keeps cannot be worked out, so nothing was erased") from None
-                        run.context["held"] = {d: sorted(keys) for d, keys in run.held.items()}
+                        self._hold(run, name, today)
                     if before_effects is not None:
                         await before_effects(run, steps[i:])
                 if step.for_each == "identifiers":
@@ -285,6 +280,8 @@ class HttpConnector(StepRunner, Connector):
                     await self._act(step, source, items, run, where)
                 else:
                     await self._read(step, items, run, where)
+            if not run.waiting:
+                await self._after_changes(steps, run, name, subject.attempt, today, before_effects)
         except QuotaExhausted as exc:
             # Not the identifiers' own pacing: the whole attempt waits for the new quota day.
             delay = max(exc.resumes_at - self.clock.now(), timedelta(seconds=1))
@@ -300,7 +297,9 @@ class HttpConnector(StepRunner, Connector):
                 "attempt's time; the next attempt carries on from there", type=RUN_CONTINUES,
                 non_retryable=True, category=ApplicationErrorCategory.BENIGN) from None
         if run.journal is not None:
-            await run.journal.flush()  # the last answers, for a process that dies before the result is kept
+            # The last answers, for a process that dies before the result is kept; and the run's
+            # end, unless it waits (a quota day) or needs staff, whose retry goes on from it.
+            await (run.journal.flush() if run.waiting or run.still_appearing else run.journal.complete())
         return run
 
 
@@ -344,10 +343,14 @@ class HttpConnector(StepRunner, Connector):
             message = (f"no identifiers of the subject in {', '.join(where)} to ask {self.config.service} about"
                        if "identifiers" in datasets else f"{self.config.service} holds no record of the subject")
             return ActionOutcome(status="not_found", datasets=datasets, message=message)
+        if run.still_appearing:
+            return ActionOutcome(status="needs_attention", found=found, changed=changed, datasets=datasets,
+                                 message=still_appearing(self.name, self.config.service, run))
         note = render_note(action.note, collected, self.clock.now()) if action.note else None
         unread = (f"{self.config.service} answered with a value its note cannot read (e.g. a time outside "
                   "the calendar): the letter says nothing of when its deletion completes"
                   if action.note and note is None else None)
         kept = left_as_kept(left) if left else None
+        words = (unread, kept, checked_words(self.config.service, run), set_aside_words(self.config.service, run))
         return ActionOutcome(status="done", found=found, changed=changed, datasets=datasets, note=note,
-                             message="; ".join(m for m in (unread, kept) if m) or None)
+                             message="; ".join(m for m in words if m) or None)

@@ -12,10 +12,18 @@ takes as many slices as its requests need, and a worker that dies costs only the
 Exactly once in effect: a change whose request went out while its process died is sent again; a
 `missing` answer to it (404: the first request deleted it) counts as its effect, once. The records
 are personal data: sealed (AES-GCM, a key of their own, bound to the row), as the mailbox's are.
+
+A run that ends is marked `complete`, and its task's result then takes its rows. A run that stops
+short (a delete the service refused, retries run out: the task needs staff) keeps them, and a
+staff retry (the task's next attempt) goes on from them: its counts are the whole run's, each
+change sent once in effect. Only rows written under the same configuration (`config`: a hash of
+the system's configuration as the environment completes it, base URL and ids) are gone on from:
+records read from another base URL are not this one's.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -77,38 +85,61 @@ def slice_end(settings: Settings) -> float:
     return time.monotonic() + seconds
 
 
+def config_hash(config: Any) -> str:
+    """The configuration a run's rows were written under (no secret: those are read apart)."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def journal_cleared(request_id: str, system: str, attempt: int) -> Write:
-    """With a task's final result: its runs' rows go."""
-    return Write("DELETE FROM http_run_journal WHERE request_id = $1 AND system = $2 AND attempt = $3",
-                 (request_id, system, attempt))
+    """With a task's final result: the rows of its run that ended (marked complete by this
+    attempt), this attempt's and those of earlier ones it went on from. A run that stopped short
+    keeps them for a staff retry (the result then needs staff; the statement cannot see its status)."""
+    return Write(
+        """DELETE FROM http_run_journal WHERE request_id = $1 AND system = $2 AND attempt <= $3
+             AND EXISTS (SELECT 1 FROM http_run_journal c WHERE c.request_id = $1 AND c.system = $2
+                                                           AND c.attempt = $3 AND c.state = 'complete')""",
+        (request_id, system, attempt))
 
 
 class Journal:
     """One run's journal: read back once when the run starts, written item by item."""
 
-    def __init__(self, pool: asyncpg.Pool, secret: bytes, key: tuple[str, str, str, int], ends: float) -> None:
+    def __init__(self, pool: asyncpg.Pool, secret: bytes, key: tuple[str, str, str, int], ends: float,
+                 config: str) -> None:
         self._pool = pool
         self._secret = secret
         self._aead = AESGCM(file_key(secret, _PURPOSE))
         self._key = key
         self._ends = ends
+        self._config = config
         self._entries: dict[tuple[str, str], Entry] = {}
+        self._steps: set[str] = set()
         self.done = 0  # items this attempt read or had answered
+        self.earlier: set[int] = set()  # the task's earlier attempts this one goes on from
+        self.set_aside = 0  # changes earlier attempts made under another configuration: not gone on from
         self._pending: list[tuple[str, str, str, int | None, bool | None, int, bytes | None]] = []
 
     @classmethod
     async def open(cls, pool: asyncpg.Pool, secret: bytes, key: tuple[str, str, str, int],
-                   ends: float) -> Journal:
-        journal = cls(pool, secret, key, ends)
+                   ends: float, config: str) -> Journal:
+        journal = cls(pool, secret, key, ends, config)
         await pool.execute(f"""DELETE FROM http_run_journal j WHERE stored_at < now() - interval '{_ABANDONED}'
                                   AND NOT EXISTS (SELECT 1 FROM dsr_requests r
                                                    WHERE r.id = j.request_id AND r.closed_at IS NULL)""")
+        # Earlier attempts' rows too (a run that stopped short for staff): the later attempt's row
+        # of an item is the one that counts.
         rows = await pool.fetch(
-            """SELECT step, item, state, status, counted, read_bytes, sealed FROM http_run_journal
-               WHERE request_id = $1 AND system = $2 AND run = $3 AND attempt = $4""", *key)
+            """SELECT attempt, step, item, state, status, counted, read_bytes, sealed, config FROM http_run_journal
+               WHERE request_id = $1 AND system = $2 AND run = $3 AND attempt <= $4 AND state <> 'complete'
+               ORDER BY attempt""", *key)
         for row in rows:
+            earlier = row["attempt"] < key[3]
+            if earlier and row["config"] != config:
+                journal.set_aside += row["state"] == "answered" and bool(row["counted"])
+                continue
             try:
-                value = journal._open(row["step"], row["item"], row["sealed"]) if row["sealed"] is not None else None
+                value = (journal._open(row["step"], row["item"], row["sealed"], row["attempt"])
+                         if row["sealed"] is not None else None)
             except InvalidTag:
                 raise ApplicationError(
                     f"system {key[1]}: the journal of its {key[2]} run (http_run_journal) cannot be opened with "
@@ -117,6 +148,9 @@ class Journal:
                     type=JOURNAL_UNREADABLE) from None
             journal._entries[(row["step"], row["item"])] = Entry(
                 row["state"], row["status"], row["counted"], row["read_bytes"], value)
+            journal._steps.add(row["step"])
+            if earlier:
+                journal.earlier.add(row["attempt"])
         return journal
 
     def item(self, step: str, index: int, item: Any) -> str:
@@ -125,6 +159,9 @@ class Journal:
 
     def entry(self, step: str, item: str) -> Entry | None:
         return self._entries.get((step, item))
+
+    def has_step(self, step: str) -> bool:
+        return step in self._steps
 
     async def check_time(self) -> None:
         """Before an item this attempt has still to do: past the slice's end, and with something
@@ -154,31 +191,40 @@ class Journal:
         self._pending.append((step, item, state, status, counted, read_bytes, self._seal(step, item, value)))
         self.done += 1
 
+    async def complete(self) -> None:
+        """The run ended: its task's result may take its rows (`journal_cleared`). Only a run
+        that kept anything has rows to take."""
+        if self._entries or self.done:
+            self._pending.append(("", "", "complete", None, None, 0, None))
+        await self.flush()
+
     async def flush(self) -> None:
         if not self._pending:
             return
         rows, self._pending = self._pending, []
         await self._pool.execute(
-            """INSERT INTO http_run_journal (request_id, system, run, attempt, step, item, state, status,
+            """INSERT INTO http_run_journal (request_id, system, run, attempt, config, step, item, state, status,
                                              counted, read_bytes, sealed)
-               SELECT $1, $2, $3, $4, * FROM unnest($5::text[], $6::text[], $7::text[], $8::int[],
-                                                    $9::boolean[], $10::bigint[], $11::bytea[])
+               SELECT $1, $2, $3, $4, $12, * FROM unnest($5::text[], $6::text[], $7::text[], $8::int[],
+                                                         $9::boolean[], $10::bigint[], $11::bytea[])
                 -- An attempt still running when its request closed (and its journal went with
                 -- it, migration 0036) keeps nothing more of the subject.
                 WHERE NOT EXISTS (SELECT 1 FROM dsr_requests WHERE id = $1 AND closed_at IS NOT NULL)
                ON CONFLICT (request_id, system, run, attempt, step, item) DO UPDATE SET
                  state = EXCLUDED.state, status = EXCLUDED.status, counted = EXCLUDED.counted,
-                 read_bytes = EXCLUDED.read_bytes, sealed = EXCLUDED.sealed, stored_at = now()""",
-            *self._key, *columns(rows))
+                 read_bytes = EXCLUDED.read_bytes, sealed = EXCLUDED.sealed, config = EXCLUDED.config,
+                 stored_at = now()""",
+            *self._key, *columns(rows), self._config)
 
-    def _bound(self, step: str, item: str) -> bytes:
-        request_id, system, run, attempt = self._key
-        return "\x1f".join((request_id, system, run, str(attempt), step, item)).encode()
+    def _bound(self, step: str, item: str, attempt: int | None = None) -> bytes:
+        """What a row's seal is bound to: the row's key (`attempt`: an earlier attempt's row)."""
+        request_id, system, run, own = self._key
+        return "\x1f".join((request_id, system, run, str(own if attempt is None else attempt), step, item)).encode()
 
     def _seal(self, step: str, item: str, value: Any) -> bytes:
         nonce = os.urandom(_NONCE)
         clear = json.dumps(value, separators=(",", ":"), default=str).encode()
         return nonce + self._aead.encrypt(nonce, clear, self._bound(step, item))
 
-    def _open(self, step: str, item: str, sealed: bytes) -> Any:
-        return json.loads(self._aead.decrypt(sealed[:_NONCE], sealed[_NONCE:], self._bound(step, item)))
+    def _open(self, step: str, item: str, sealed: bytes, attempt: int) -> Any:
+        return json.loads(self._aead.decrypt(sealed[:_NONCE], sealed[_NONCE:], self._bound(step, item, attempt)))

@@ -58,6 +58,17 @@ class Run:
     leave: Mapping[str, frozenset[str]] = field(default_factory=dict)
     # What the run did in earlier attempts, and where this one records what it does (a task's action).
     journal: Journal | None = None
+    # A task's erasure, which reads again after its changes (http_rounds.py): the requests of the
+    # changes that leave their record in place (a held customer minimised), made once in the run.
+    handled: set[str] | None = None
+    # The journal's name of a read after the changes ("" for the run's first pass), and what the
+    # changes of such a read counted, by dataset: records that appeared while the run went on.
+    round: str = ""
+    appeared: dict[str, list[Any]] | None = None
+    # Records the reads after the changes found and changed, in all; and those of the last of
+    # them, when records kept appearing up to it (the task then needs staff).
+    checked: int | None = None
+    still_appearing: int = 0
 
     def erasures(self) -> dict[str, list[tuple[str, str]]]:
         return {dataset: keys for dataset, keys in self.erased.items() if keys}
@@ -65,7 +76,8 @@ class Run:
     def planning(self) -> Run:
         """A run that goes on from what this one read, for planning its effects."""
         return Run(context=dict(self.context), budget=self.budget, found=self.found, by_step=self.by_step,
-                    step_dataset=self.step_dataset, held=self.held, only=self.only, leave=self.leave)
+                    step_dataset=self.step_dataset, held=self.held, only=self.only, leave=self.leave,
+                    handled=self.handled)
 
     def count(self, dataset: str, effect: str, n: int = 1) -> None:
         counts = self.effects.setdefault(dataset, {})

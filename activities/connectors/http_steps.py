@@ -26,14 +26,14 @@ class StepRunner:
     async def _read(self, step: Step, items: list[Any], run: Run, where: str) -> None:
         run.step_dataset[step.name] = step.dataset
         collected = run.by_step.setdefault(step.name, [])
-        seen = {_same(record) for record in collected}
+        seen = {same(record) for record in collected}
         for index, item in enumerate(items):
             context = {**run.context, "item": item}
             if not self.exchange.truthy(step.if_, context, where):
                 continue
-            journal = run.journal
-            name = journal.item(step.name, index, item) if journal else ""
-            entry = journal.entry(step.name, name) if journal else None
+            journal, kept_as = run.journal, step.name + run.round
+            name = journal.item(kept_as, index, item) if journal else ""
+            entry = journal.entry(kept_as, name) if journal else None
             if entry is not None and entry.state == "read":  # an earlier attempt of the run read it
                 records: list[dict[str, Any]] = entry.value
                 self._within_budget(run, where, read=entry.read_bytes, kept=len(records))
@@ -49,12 +49,12 @@ class StepRunner:
                     self._within_budget(run, where, kept=len(page))
                     records.extend(page)
                 if journal is not None:
-                    await journal.read(step.name, name, records, run.budget.read - read_before)
+                    await journal.read(kept_as, name, records, run.budget.read - read_before)
             if step.dataset:
                 # A record the service answered twice (offset pages that shifted as it changed,
                 # the same list listed twice) is one record: found once, changed once, not a
                 # second request answered 404 and counted as a record left.
-                records = _unseen(records, seen)
+                records = unseen(records, seen)
             collected.extend(records)
             if step.dataset:
                 run.found.setdefault(step.dataset, []).extend(records)
@@ -80,20 +80,36 @@ class StepRunner:
         where = where or f"erase.{step.name}"
         key_field = self.config.datasets[source].key if source else None
         left = run.leave.get(source or "", frozenset())
+        target = source or step.dataset or step.name
+        if run.appeared is not None:
+            run.appeared.setdefault(target, [])
         for index, item in enumerate(items):
             context = {**run.context, "item": item}
             if not self.exchange.truthy(step.if_, context, where):
+                continue
+            # A record still there after its change (a held customer minimised), listed again by a
+            # read after the changes: changed once. A record listed again after its deletion is
+            # there again (signed up again, synced back): deleted again.
+            handled = run.handled if step.effect != "deleted" else None
+            change = self._request_of(step, context, where) if handled is not None else None
+            if handled is not None and change in handled:
                 continue
             if left and isinstance(item, dict) and key_field and str(item.get(key_field)) in left:
                 run.count(source or "", "left")
                 continue
             counted = not send or await self._change(step, where, context, run, index, item)
-            target = source or step.dataset or step.name
+            if send and handled is not None and change is not None:
+                handled.add(change)
             if item is None and step.dataset:
                 # One request for the whole dataset (e.g. delete by e-mail): count its records.
-                run.count(target, step.effect or "", len(run.found.get(step.dataset, [])))
+                records = run.found.get(step.dataset, [])
+                run.count(target, step.effect or "", len(records))
+                if send and run.appeared is not None:
+                    run.appeared[target].extend(records)
             elif counted:
                 run.count(target, step.effect or "")
+                if send and run.appeared is not None:
+                    run.appeared[target].append(item)
             if step.effect == "deleted" and isinstance(item, dict) and key_field and item.get(key_field):
                 run.erased.setdefault(target, []).append((str(item[key_field]), "deleted"))
 
@@ -101,15 +117,15 @@ class StepRunner:
                       item: Any) -> bool:
         """Send an action step's request for one item, unless an earlier attempt of the run had
         its answer: whether it counts as the step's effect (not when the service says `missing`)."""
-        journal = run.journal
-        name = journal.item(step.name, index, item) if journal else ""
-        entry = journal.entry(step.name, name) if journal else None
+        journal, kept_as = run.journal, step.name + run.round
+        name = journal.item(kept_as, index, item) if journal else ""
+        entry = journal.entry(kept_as, name) if journal else None
         if entry is not None and entry.state == "answered":
             self._keep_collected(entry.value, run)
             return bool(entry.counted)
         if journal is not None:
             await journal.check_time()
-            await journal.sending(step.name, name)
+            await journal.sending(kept_as, name)
         status, document = await self._send(step, where, context, run)
         run.sent += 1
         failpoint("http-effect-sent", f"{self.name}#{run.sent}")
@@ -120,8 +136,17 @@ class StepRunner:
         counted = (status not in step.missing or (entry is not None and entry.state == "sending")
                    or self.exchange.unsure_before)
         if journal is not None:
-            journal.answered(step.name, name, status, counted, values)
+            journal.answered(kept_as, name, status, counted, values)
         return counted
+
+    def _request_of(self, step: Step, context: dict[str, Any], where: str) -> str:
+        """The change a step's request for an item makes (its method, path, query and body), to
+        tell one made before in the run."""
+        spec, render = step.request, self.exchange.render_value
+        return json.dumps([step.name, spec.method, self.exchange.render(spec.path, context, where, path=True),
+                           render(spec.query, context, where),
+                           render(spec.body, context, where) if spec.body is not None else None],
+                          sort_keys=True, default=str)
 
     async def _send(self, step: Step, where: str, context: dict[str, Any], run: Run) -> tuple[int, Any]:
         """An action step's request for one item: the last answer's status and document (what
@@ -144,16 +169,16 @@ class StepRunner:
                 run.collected.setdefault(name, []).append(value)
 
 
-def _same(record: dict[str, Any]) -> str:
+def same(record: dict[str, Any]) -> str:
     """A record as a service answered it, for telling one answered twice from two."""
     return json.dumps(record, sort_keys=True, default=str)
 
 
-def _unseen(records: list[dict[str, Any]], seen: set[str]) -> list[dict[str, Any]]:
+def unseen(records: list[dict[str, Any]], seen: set[str]) -> list[dict[str, Any]]:
     """The records not answered before (`seen`, which takes them)."""
-    unseen = []
+    new = []
     for record in records:
-        if (same := _same(record)) not in seen:
-            seen.add(same)
-            unseen.append(record)
-    return unseen
+        if (answered := same(record)) not in seen:
+            seen.add(answered)
+            new.append(record)
+    return new

@@ -1,0 +1,231 @@
+"""A SaaS erasure that is complete and counted right (activities/connectors/http_rounds.py,
+http_journal.py): records added while its run goes on are erased too, records that keep appearing
+make the task need staff, and a staff retry after a run that stopped short goes on from its
+journal, so the final counts are the whole run's.
+
+The service: the Mailchimp stand-in behind its rate limit (tests/saas_runs_support.py), a subject in
+tens of lists, the run cut into short slices (DSRFLOW_HTTP_RUN_SLICE_SECONDS)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from fastapi import Request, Response
+from temporalio.exceptions import ApplicationError
+
+from activities.connectors.base import PermanentConnectorError
+from devstack.saas.mailchimp import create_mailchimp_app, subscriber_hash
+from dsrflow.settings import Settings
+from schemas.workflow import RUN_CONTINUES, workflow_id_for
+from tests.fanout_stack import api, fanout_stack, served
+from tests.saas_runs_support import (
+    KEY,
+    SERVICE_LIMIT,
+    answered,
+    deletes,
+    mailchimp,
+    member_of_lists,
+    newsletter,
+    rate_limited,
+)
+from tests.saas_support import connector, http_policy, subject
+from tests.support import (
+    attested_request,
+    staff_headers,
+    staff_retry,
+    task_result,
+    text_of,
+    unique_email,
+    wait_for_letter,
+)
+from workers.dsr_worker import build_worker
+
+
+async def _erase_in_slices(loaded, pool, who, seconds: float = 0.2) -> tuple[Any, int]:
+    """The subject's erasure attempt after attempt, each a short slice, until one returns: its
+    outcome and how many attempts it took."""
+    settings = Settings().model_copy(update={"http_run_slice_seconds": seconds})
+    for attempts in range(1, 200):
+        system = connector(loaded, "newsletter", pool, settings)
+        try:
+            return await system.erase(who), attempts
+        except ApplicationError as exc:
+            assert exc.type == RUN_CONTINUES, exc
+        finally:
+            await system.close()
+    raise AssertionError("the run never ended")
+
+
+def _on_delete(app: Any, act: Any) -> None:
+    """`act(n)` as the stand-in carries out its n-th delete (and answers it as Mailchimp does)."""
+    seen = {"n": 0}
+
+    def hook(request: Request, document: Any) -> Response:
+        if document is None:  # carried out (a 404's problem document is not)
+            seen["n"] += 1
+            act(seen["n"])
+        return answered(document)
+
+    app.state.standin.tamper("/actions/delete-permanent", hook, method="POST")
+
+
+def _refuse_deletes(app: Any, list_id: str, email: str) -> None:
+    """Mailchimp refuses to delete the subject's membership of `list_id` (a 400), until the fault goes."""
+    path = f"/3.0/lists/{list_id}/members/{subscriber_hash(email)}/actions/delete-permanent"
+    app.state.standin.inject(400, path=path, times=100, body={
+        "type": "https://mailchimp.com/developer/marketing/docs/errors/", "title": "Invalid Resource",
+        "status": 400, "detail": "This member cannot be deleted.", "instance": str(uuid.uuid4())})
+
+
+async def test_memberships_added_while_the_erasure_runs_are_erased_and_counted(pool, monkeypatch, tmp_path):
+    """60 memberships, erased in slices. At the 20th delete the subject signs up again to a list
+    whose membership was deleted, and a sync adds them to a new list: both after their items were
+    read. The read after the changes finds them; they are deleted and counted (62 found and
+    deleted), and the result says a read after that found nothing more. Before, the run reported
+    60 of 60 and both memberships stayed."""
+    lists = 60
+    async with mailchimp(monkeypatch) as app:
+        email = unique_email("mid-run")
+        member_of_lists(app, email, lists)
+        data = app.state.data
+        first = next(iter(data.lists))
+
+        def sign_up_again(n: int) -> None:
+            if n == 20:
+                data.add_member(first, email, FNAME="Ada")
+                data.add_member(data.add_list("Synced"), email, FNAME="Ada")
+
+        _on_delete(app, sign_up_again)
+        loaded = http_policy(tmp_path, {"newsletter": newsletter()})
+        outcome, attempts = await _erase_in_slices(loaded, pool, subject(email))
+
+    assert attempts > 1, attempts  # slices, each going on from the journal
+    assert not any(data.members.values())
+    assert outcome.status == "done", outcome.message
+    assert outcome.datasets == {"members": {"found": lists + 2, "deleted": lists + 2}}
+    assert (outcome.found, outcome.changed) == (lists + 2, lists + 2)
+    assert deletes(app) == [204] * (lists + 2)  # each sent once, none answered 404
+    assert "2 record(s) added at Mailchimp while the erasure ran" in outcome.message
+    assert "listed nothing more to erase" in outcome.message
+
+
+async def test_memberships_that_keep_appearing_make_the_task_need_staff(pool, monkeypatch, tmp_path):
+    """Every delete makes a sync add the subject to one more list: each read after the changes
+    finds as many new memberships as it deleted. After three such reads the erasure does not
+    report success: it needs staff, naming the system and how many appeared, with the counts of
+    what it did. Before, it was done, 10 of 10, with 10 memberships left."""
+    lists = 10
+    async with mailchimp(monkeypatch) as app:
+        email = unique_email("appearing")
+        member_of_lists(app, email, lists)
+        data = app.state.data
+        _on_delete(app, lambda n: data.add_member(data.add_list(f"Synced {n}"), email, FNAME="Ada"))
+        system = connector(http_policy(tmp_path, {"newsletter": newsletter()}), "newsletter", pool)
+        try:
+            outcome = await system.erase(subject(email))
+        finally:
+            await system.close()
+
+    assert outcome.status == "needs_attention"
+    assert outcome.message.startswith("system newsletter: records of the subject kept appearing at Mailchimp")
+    assert "the last of 3 reads after the changes still found 10 new (30 in all, each erased" in outcome.message
+    assert outcome.datasets == {"members": {"found": 40, "deleted": 40}}
+    assert sum(len(m) for m in data.members.values()) == 10  # the last delete's sync
+
+
+async def test_a_retry_under_another_configuration_starts_afresh_and_says_so(pool, monkeypatch, tmp_path):
+    """The service refuses a delete for good, part-way: the run stops, keeping its journal. Before
+    the retry the system's base URL changes (another datacenter, a migrated account): the journal's
+    records were read from elsewhere, so the retry reads afresh, and its result says that the
+    earlier attempt's changes are not in its counts."""
+    email = unique_email("moved")
+    who = subject(email)
+    loaded = http_policy(tmp_path, {"newsletter": newsletter()})
+    async with mailchimp(monkeypatch) as app:
+        member_of_lists(app, email, 10)
+        _refuse_deletes(app, list(app.state.data.lists)[6], email)
+        system = connector(loaded, "newsletter", pool)
+        try:
+            with pytest.raises(PermanentConnectorError):
+                await system.erase(who)
+        finally:
+            await system.close()
+    async with mailchimp(monkeypatch) as elsewhere:  # a new base URL
+        member_of_lists(elsewhere, email, 3)
+        system = connector(loaded, "newsletter", pool)
+        try:
+            outcome = await system.erase(replace(who, attempt=who.attempt + 1))  # staff's retry
+        finally:
+            await system.close()
+    assert outcome.datasets == {"members": {"found": 3, "deleted": 3}}
+    assert "an earlier attempt made 6 change(s) at Mailchimp under another configuration" in outcome.message
+
+
+@pytest.fixture(scope="module")
+async def newsletter_service() -> AsyncIterator[Any]:
+    app = create_mailchimp_app(KEY)
+    rate_limited(app, SERVICE_LIMIT)
+    async with served(app) as url:
+        with pytest.MonkeyPatch.context() as env:  # read by the worker too
+            env.setenv("MAILCHIMP_API_BASE", url)
+            env.setenv("MAILCHIMP_API_KEY", KEY)
+            yield app
+
+
+@pytest.fixture(scope="module")
+async def stack(newsletter_service, postgres, settings, dev_server, tmp_path_factory):
+    slices = settings.model_copy(update={"http_run_slice_seconds": 0.5})
+    async with fanout_stack(postgres, slices, dev_server.client, tmp_path_factory.mktemp("complete"),
+                            extra_systems={"newsletter": newsletter()}) as stack:
+        yield stack
+
+
+async def test_a_staff_retry_after_refused_deletes_ends_with_the_whole_runs_counts(
+        newsletter_service, stack, pool, dev_server, mail_sink):
+    """30 memberships; Mailchimp refuses the delete of the 28th for good (until someone sorts it
+    out there): the task needs staff after 27 deletes. Staff retry it: the retry goes on
+    from the run's journal (no list read again) and sends the three. The task, the evidence pack
+    and the subject's letter say 30 found and 30 deleted; the journal is gone. Before, the retry
+    started afresh, found the three left and reported "3 deleted"."""
+    lists = 30
+    app = newsletter_service
+    email = unique_email("retried")
+    member_of_lists(app, email, lists)
+    _refuse_deletes(app, list(app.state.data.lists)[-3], email)
+    try:
+        async with build_worker(dev_server.client, stack.settings, pool), api(stack) as http:
+            rid = await attested_request(http, pool, "erasure", email)
+            stuck = await task_result(http, pool, rid, "newsletter", lambda r: r["status"] == "needs_attention")
+            assert "HTTP 400" in stuck["message"], stuck
+            assert deletes(app) == [204] * (lists - 3) + [400]
+            kept = await pool.fetchval("SELECT count(*) FROM http_run_journal WHERE request_id = $1", uuid.UUID(rid))
+            app.state.standin.faults.clear()  # sorted out at Mailchimp
+            compliance = await staff_headers(pool, "compliance")
+            assert (await staff_retry(http, rid, "newsletter", compliance)).status_code == 200
+            state = await asyncio.wait_for(dev_server.client.get_workflow_handle(workflow_id_for(rid)).result(), 120)
+            evidence = (await http.get(f"/v1/requests/{rid}/evidence", headers=compliance)).json()
+        letter = text_of(await wait_for_letter(mail_sink, rid, "response"))
+    finally:
+        app.state.standin.faults.clear()
+
+    (result,) = [r for r in state["results"] if r["system"] == "newsletter"]
+    assert (result["status"], result["attempt"]) == ("done", 2), result
+    assert result["datasets"] == {"members": {"found": lists, "deleted": lists}}
+    assert (result["found"], result["changed"]) == (lists, lists)
+    (task,) = [t for t in evidence["results"] if t["system"] == "newsletter"]
+    assert (task["status"], task["found"], task["changed"], task["attempt"]) == ("done", lists, lists, 2)
+    assert re.search(rf"Newsletter, newsletter subscriptions: erased \({lists} records\)", letter), letter
+    assert not any(app.state.data.members.values())
+    assert kept > 0  # the journal outlived the task's needing staff, for the retry
+    # The refused delete went again, then the two never sent; each list's member was read once,
+    # then once more after the last delete.
+    assert deletes(app) == [204] * (lists - 3) + [400] + [204] * 3
+    reads = [s.status for s in app.state.standin.requests("GET", "/members/") if subscriber_hash(email) in s.path]
+    assert reads == [200] * lists + [404] * lists
+    assert await pool.fetchval("SELECT count(*) FROM http_run_journal WHERE request_id = $1", uuid.UUID(rid)) == 0
