@@ -21,7 +21,7 @@ from functools import cache
 
 import pycountry
 
-__all__ = ["country_code"]
+__all__ = ["country_code", "country_codes"]
 
 _SHAPE = re.compile(r"[A-Za-z]{2}")  # ASCII only: "ß".upper() is "SS", South Sudan's code
 _EU_ABBREVIATIONS = {"UK": "GB", "EL": "GR"}
@@ -44,3 +44,9 @@ def country_code(value: str) -> str:
     if code not in _assigned():
         raise ValueError(f"{code} is not an ISO 3166-1 country code; use a code such as BE")
     return code
+
+
+def country_codes() -> list[str]:
+    """Every code `country_code` takes as it is (the EU's abbreviations aside), sorted: the
+    portal's list of countries."""
+    return sorted(_assigned())

@@ -6,6 +6,7 @@ field; UK and EL are taken as GB and GR; XK (Kosovo) is accepted."""
 from __future__ import annotations
 
 import copy
+import re
 
 import pytest
 import yaml
@@ -87,10 +88,10 @@ async def test_the_console_form_shows_the_error_beside_the_field(http, pool):
 
 
 @pytest.mark.parametrize(("language", "words"), [
-    ("en", "Enter the two-letter code of your country, like BE or FR."),
-    ("nl", "Voer de landcode van twee letters in, bijvoorbeeld BE of FR."),
-    ("fr", "Saisissez le code à deux lettres de votre pays, par exemple BE ou FR."),
-    ("de", "Bitte geben Sie den zweistelligen Code Ihres Landes ein, zum Beispiel BE oder FR."),
+    ("en", "Choose your country from the list, or leave it empty."),
+    ("nl", "Kies uw land uit de lijst, of laat het leeg."),
+    ("fr", "Choisissez votre pays dans la liste, ou laissez le champ vide."),
+    ("de", "Wählen Sie Ihr Land aus der Liste aus oder lassen Sie das Feld leer."),
 ])
 async def test_the_portal_form_says_so_in_the_subjects_language(http, pool, language: str, words: str):
     email = unique_email(f"portal-country-{language}")
@@ -102,3 +103,30 @@ async def test_the_portal_form_says_so_in_the_subjects_language(http, pool, lang
     # The EU's spelling of the United Kingdom is the subject's country all the same.
     rid = await submit(http, type="access", email=email, country="uk", language=language)
     assert await pool.fetchval("SELECT country FROM dsr_requests WHERE id = $1::uuid", rid) == "GB"
+
+
+@pytest.mark.parametrize(("language", "germany", "georgia", "before", "after"), [
+    ("en", "Germany", "Georgia", "Egypt", "Spain"),
+    ("nl", "Duitsland", "Georgië", "Egypte", "Spanje"),
+    ("fr", "Allemagne", "Géorgie", "Égypte", "Espagne"),
+    ("de", "Deutschland", "Georgien", "Ägypten", "Spanien"),
+])
+async def test_the_portal_lists_countries_by_their_names_in_the_subjects_language(
+        http, pool, language, germany, georgia, before, after):
+    """A subject picks their country by name: asked for its code, a German who typed GE was stored
+    as living in Georgia (a refusal then names our authority, not theirs: Art. 77). Listed by
+    the name as read, accents aside ("Égypte" among the E's, "Ägypten" among the A's)."""
+    page = (await http.get("/portal", params={"lang": language})).text
+    listed = re.findall(r'<option value="([A-Z]{2})"[^>]*>([^<]+)</option>', page)
+    names = dict(listed)
+    assert (names["DE"], names["GE"], names["BE"] != "BE") == (germany, georgia, True)
+    assert len(listed) >= 249 and '<option value="">' in page  # every ISO country, and none given
+    order = [name for _, name in listed]
+    assert order.index(before) < order.index(after)
+    # A form sent back with an error keeps the country chosen.
+    email = unique_email(f"portal-pick-{language}")
+    bad = await http.post("/portal/requests", params={"lang": language}, data={
+        "email": "not-an-address", "country": "DE", "language": language})
+    assert bad.status_code == 422 and '<option value="DE" selected>' in bad.text
+    rid = await submit(http, type="access", email=email, country="DE", language=language)
+    assert await pool.fetchval("SELECT regime || ' ' || country FROM dsr_requests WHERE id = $1::uuid", rid) == "gdpr DE"

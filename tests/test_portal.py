@@ -151,7 +151,7 @@ async def test_errors_name_each_field_and_store_nothing(http, pool):
     r = await http.post("/portal/requests", data={"email": "not-an-address", "country": "Belgium"})
     assert r.status_code == 422
     for message in ("Choose what you are asking us to do.", "Enter your e-mail address",
-                    "Enter the two-letter code of your country"):
+                    "Choose your country from the list"):
         assert message in r.text
     assert 'aria-invalid="true"' in r.text
     assert 'value="not-an-address"' in r.text  # what was typed is kept

@@ -16,16 +16,19 @@ api/public/portal_verify.py, which reads a request as the status page does (`cur
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
+from functools import cache
 from typing import Any
 
+from babel import Locale
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from api import request_form
 from api.deps import Limiter, State, counted
 from api.forms import read_form
-from api.pages import page_translator, problem_pages, render
+from api.pages import page_language, page_translator, problem_pages, render
 from api.problems import Problem
 from api.public.intake import (
     AppealNotOpened,
@@ -43,6 +46,7 @@ from dsrflow.domain.request_resume import ended_flag
 from dsrflow.i18n import N_, Translator
 from dsrflow.stores.requests_store import get_request
 from dsrflow.stores.team_store import request_by_reference
+from schemas.countries import country_codes
 from schemas.requests import PublicNewRequest, RequestStatus
 from schemas.workflow import RequestState
 
@@ -57,7 +61,7 @@ _MESSAGES = {
     "type": N_("Choose what you are asking us to do."),
     "email": N_("Enter your e-mail address, like name@example.com."),
     "name": N_("Enter your name on one line, in at most 200 characters."),
-    "country": N_("Enter the two-letter code of your country, like BE or FR."),
+    "country": N_("Choose your country from the list, or leave it empty."),
     "corrections": N_("Tell us what to correct: the correct name, or other corrections (at most 20), "
                       "each on its own line."),
     "restriction_grounds": N_("A restriction needs at least one Art. 18(1) ground: tick each one that applies."),
@@ -100,12 +104,27 @@ def _messages(t: Translator) -> dict[str, str]:
     return {field: t.gettext(message) for field, message in _MESSAGES.items()}
 
 
+@cache
+def _countries(language: str) -> tuple[tuple[str, str], ...]:
+    """The form's countries as (code, name), named in the page's language and listed by that name.
+    A subject picks "Germany" or "Allemagne"; asked for a code, a German typing GE was stored as
+    living in Georgia, and their refusals named our authority instead of their own (Art. 77)."""
+    names = Locale.parse(language).territories
+    return tuple(sorted(((code, names.get(code, code)) for code in country_codes()),
+                        key=lambda country: _unaccented(country[1])))
+
+
+def _unaccented(name: str) -> str:
+    # "Égypte" among the E's, not after "Zimbabwe".
+    return "".join(c for c in unicodedata.normalize("NFKD", name) if not unicodedata.combining(c)).casefold()
+
+
 def _form_page(request: Request, values: dict[str, Any], errors: dict[str, str], *,
                status: int = 200, **extra: Any) -> HTMLResponse:
     # A fresh submission id per form: sending the same form twice opens one request. (The page
     # answering the form's post offers its languages as links to /portal: api/pages.py.)
     return render(request, "portal/request_form.html", {
-        "values": values, "errors": errors, **request_form.LABELS,
+        "values": values, "errors": errors, **request_form.LABELS, "countries": _countries(page_language(request)),
         "submission": values.get("submission") or uuid.uuid4().hex, **extra,
     }, status_code=status)
 
