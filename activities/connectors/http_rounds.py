@@ -7,8 +7,11 @@ signing up again) survived an erasure that reported success, the likelier the lo
 under a rate limit). Once an erasure has sent its changes it reads again, the same reads, fresh:
 each such read is journaled under a name of its own (`@<attempt>.<n>`), so its slices and a staff
 retry go on from it, not from the first pass's. The steps act on what it lists: a record listed
-again after its deletion is there again and is deleted again; a change made before to a record
-that stays (a held customer minimised) is not made again. A read whose changes count nothing ends
+again after its deletion is deleted again, and counts only if the service says it was there (a
+404 is nothing: a search lagging behind the deletes, as HubSpot's does, lists the records just
+deleted for a while); a request for a whole dataset (delete by e-mail), whose answer says nothing
+of which records were there, counts only records the run had not found before; a change made
+before to a record that stays (a held customer minimised) is not made again. A read whose changes count nothing ends
 it, and the result says so. Records still appearing at the ROUNDS-th read of an attempt (something
 keeps adding them) make the task need staff, naming how many; the journal stays for their retry.
 
@@ -87,8 +90,10 @@ class Rounds(StepRunner):
         # A budget of its own: the first pass may have read up to the action's (5,000 lists and a
         # membership of each), and this one reads as much again.
         budget = Budget(run.budget.max_bytes, run.budget.max_records)
+        listed = {dataset: frozenset(str(r.get(self.config.datasets[dataset].key)) for r in records)
+                  for dataset, records in run.found.items() if dataset in self.config.datasets}
         fresh = Run(context={**run.context, "steps": {}}, budget=budget, only=run.only, leave=run.leave,
-                    journal=run.journal, handled=run.handled, round=label, appeared={})
+                    journal=run.journal, handled=run.handled, round=label, appeared={}, listed_before=listed)
         acting = []
         for step in steps:
             if step.effect is None:

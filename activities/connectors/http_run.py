@@ -65,6 +65,11 @@ class Run:
     # changes of such a read counted, by dataset: records that appeared while the run went on.
     round: str = ""
     appeared: dict[str, list[Any]] | None = None
+    # Such a read's: the keys of the records the run found before it, by dataset. A request for a
+    # whole dataset (delete by e-mail) counts only the records not among them: a search that lags
+    # behind the deletes (HubSpot's is eventually consistent) lists those again, and the answer
+    # (204) says nothing of which records were there.
+    listed_before: Mapping[str, frozenset[str]] | None = None
     # Records the reads after the changes found and changed, in all; and those of the last of
     # them, when records kept appearing up to it (the task then needs staff).
     checked: int | None = None

@@ -103,6 +103,9 @@ class StepRunner:
             if item is None and step.dataset:
                 # One request for the whole dataset (e.g. delete by e-mail): count its records.
                 records = run.found.get(step.dataset, [])
+                if run.listed_before is not None:  # a read after the changes: those it had not found before
+                    key, before = self.config.datasets[step.dataset].key, run.listed_before.get(step.dataset, ())
+                    records = [r for r in records if str(r.get(key)) not in before]
                 run.count(target, step.effect or "", len(records))
                 if send and run.appeared is not None:
                     run.appeared[target].extend(records)

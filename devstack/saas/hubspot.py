@@ -14,7 +14,9 @@ RATE_LIMIT, correlationId, policyName} with X-HubSpot-RateLimit-* headers.
 What HubSpot refuses and a client could get wrong: a POST body that is not application/json
 (415), a search `limit` above 200, more than five searches a second with one token (HubSpot's
 search limit: 429), a GDPR delete without objectId or by a property other than email (400).
-Next-page links are absolute URLs; `app.state.link_style` "type_ids" gives them as HubSpot's
+Search is eventually consistent, as HubSpot documents for its search endpoints: with
+`app.state.search_lag` (seconds; 0 by default) a contact deleted that recently is still listed by
+search, while reading its associations answers 404 as for any contact gone. Next-page links are absolute URLs; `app.state.link_style` "type_ids" gives them as HubSpot's
 answers do (another path: /objects/0-1/{id}/associations/0-46?portalId=...&after=...), "relative"
 as HubSpot's reference examples do (`?after=...`)."""
 
@@ -62,6 +64,7 @@ class HubSpotData:
         self.note_links: dict[str, list[str]] = {}  # contact id -> note ids
         self.blocklist: set[str] = set()
         self.gdpr_deleted: list[str] = []
+        self.deleted_at: dict[str, tuple[float, dict[str, Any]]] = {}  # contact id -> (when, the contact)
 
     def add_contact(self, email: str, firstname: str, lastname: str, **properties: str) -> str:
         contact_id = str(100 + len(self.contacts) + len(self.gdpr_deleted))
@@ -91,6 +94,7 @@ def create_hubspot_app(client_id: str = "standin-client", client_secret: str = "
     app = create_standin_app(standin)
     app.state.data = data
     app.state.link_style = "absolute"
+    app.state.search_lag = 0.0
     searches: dict[str, deque[float]] = {}  # token -> when its last searches came
 
     def refused(request: Request) -> Response | None:
@@ -156,7 +160,8 @@ def create_hubspot_app(client_id: str = "standin-client", client_secret: str = "
         if int(query.get("limit") or 10) > 200:
             return standin.error(400, "limit: must be less than or equal to 200")
         filters = [f for group in query.get("filterGroups", []) for f in group.get("filters", [])]
-        rows = list(data.contacts.values())
+        lagging = [c for at, c in data.deleted_at.values() if time.monotonic() - at < app.state.search_lag]
+        rows = list(data.contacts.values()) + lagging
         for f in filters:
             if f.get("operator") != "EQ":
                 return standin.error(400, f"operator {f.get('operator')} is not supported by the stand-in")
@@ -222,6 +227,7 @@ def create_hubspot_app(client_id: str = "standin-client", client_secret: str = "
                 return Response(status_code=204)
             return standin.error(404, "Object not found.")
         contact = data.contacts.pop(contact_id)
+        data.deleted_at[contact_id] = (time.monotonic(), contact)
         for note_id in data.note_links.pop(contact_id, []):
             data.notes.pop(note_id, None)
         data.gdpr_deleted.append(contact["properties"]["email"])
