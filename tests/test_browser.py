@@ -136,7 +136,7 @@ async def test_subject_verifies_in_the_portal_while_the_agent_watches(browser, s
     await shots(subject, "portal-form")
     await subject.get_by_label("Access to your personal data").check()
     await subject.get_by_label("Your e-mail address").fill(f"portal.{uuid.uuid4().hex[:8]}@example.com")
-    await subject.get_by_label("Your country (optional)").fill("BE")
+    await subject.get_by_label("Your country (optional)").select_option("BE")
     await subject.get_by_role("button", name="Send my request").click()
     await expect(subject.get_by_role("heading", name="Confirm it is you")).to_be_visible()
     rid = re.search(r"/portal/requests/([0-9a-f-]{36})/verify", subject.url).group(1)

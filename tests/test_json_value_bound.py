@@ -10,11 +10,9 @@ largest answers, each in a process of its own: tests/test_json_scan_cost.py."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 import uuid
-from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -40,10 +38,9 @@ from activities.connectors.opendsr_signature import generate_processor_identity
 from activities.errors import is_deterministic
 from api.body_limits import DEFAULT_LIMIT
 from policy.model import load_policy
-from schemas.workflow import workflow_id_for
 from tests.fanout_stack import served
 from tests.saas_support import collect, connector, stripe_served, subject
-from tests.support import assert_problem, letters_for, live_client, staff_headers, text_of, unique_email
+from tests.support import assert_problem, live_client, unique_email
 from tests.test_opendsr_hostile_answers import HostileProcessor
 from tests.untrusted_support import (
     CALLBACK,
@@ -53,9 +50,9 @@ from tests.untrusted_support import (
     processor_policy,
     rfc3339,
     running_processor,
+    staff_read_the_processors_fault,
 )
 from workers.dsr_worker import build_worker
-from workflows.dsr import DataSubjectRequestWorkflow
 
 MIB = 1024 * 1024
 HTTP_BYTES = ANSWER_MIB * MIB  # the http connector's cap
@@ -256,26 +253,7 @@ async def test_staff_read_that_the_processors_answer_held_too_many_values(
         tmp_path, lifecycle_policy, {"base_url": f"{hostile.url}/opendsr"})})
     said = (f"system {PROCESSOR}: the processor's answer to discovery (GET /opendsr/discovery) "
             f"{more(ANSWER_BYTES)}")
-    async with build_worker(env.client, ours, pool, task_queue=task_queue), \
-            api_over_http(ours, env.client) as url, live_client(base_url=url) as http:
-        created = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
-            "type": "erasure", "identity_attested": True, "subject": {"email": unique_email("values")}})
-        assert created.status_code == 201, created.text
-        request_id = created.json()["id"]
-        handle = env.client.get_workflow_handle(workflow_id_for(request_id))
-        for _ in range(200):
-            state = await handle.query(DataSubjectRequestWorkflow.state)
-            if any(r.status == "needs_attention" for r in state.results):
-                break
-            await env.sleep(timedelta(minutes=5))
-            await asyncio.sleep(0.05)
-        (task,) = state.results
-        page = await http.get(f"/v1/requests/{request_id}", headers=await staff_headers(pool, "agent"))
-        await handle.terminate("test over")
-    assert (task.system, task.status, task.message) == (PROCESSOR, "needs_attention", said)
-    assert said in page.text
-    (alert,) = letters_for(mail_sink, request_id, "staff_alert")
-    assert said in " ".join(text_of(alert).split())
+    await staff_read_the_processors_fault(env, ours, pool, mail_sink, said)
 
 
 @pytest.fixture

@@ -11,10 +11,7 @@ Against a stand-in processor over loopback (the real connector, its bounded clie
 
 from __future__ import annotations
 
-import asyncio
-import uuid
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -34,13 +31,10 @@ from activities.connectors.opendsr_signature import (
 )
 from activities.errors import is_deterministic
 from policy.model import load_policy
-from schemas.workflow import workflow_id_for
 from tests.fanout_stack import served
 from tests.saas_support import collect, connector, subject
-from tests.support import letters_for, live_client, staff_headers, text_of, unique_email
-from tests.untrusted_support import PROCESSOR, FakeProcessor, api_over_http, processor_policy
-from workers.dsr_worker import build_worker
-from workflows.dsr import DataSubjectRequestWorkflow
+from tests.support import unique_email
+from tests.untrusted_support import PROCESSOR, FakeProcessor, processor_policy, staff_read_the_processors_fault
 
 DEEP = b"[" * 100_000 + b"]" * 100_000
 HTML = b"<!DOCTYPE html><html><body><h1>502 Bad Gateway</h1></body></html>"
@@ -277,25 +271,4 @@ async def test_staff_read_which_processor_call_answered_what_once_retries_run_ou
         tmp_path, lifecycle_policy, {"base_url": f"{processor.url}/opendsr"})})
     said = (f"system {PROCESSOR}: the processor's answer to discovery (GET /opendsr/discovery) "
             "is HTML, not JSON")
-    async with build_worker(env.client, ours, pool, task_queue=task_queue), \
-            api_over_http(ours, env.client) as url, live_client(base_url=url) as http:
-        created = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
-            "type": "erasure", "identity_attested": True, "subject": {"email": unique_email("hostile")}})
-        assert created.status_code == 201, created.text
-        request_id = created.json()["id"]
-        handle = env.client.get_workflow_handle(workflow_id_for(request_id))
-        for _ in range(200):
-            state = await handle.query(DataSubjectRequestWorkflow.state)
-            if any(r.status == "needs_attention" for r in state.results):
-                break
-            await env.sleep(timedelta(minutes=5))
-            await asyncio.sleep(0.05)
-        (task,) = state.results
-        page = await http.get(f"/v1/requests/{request_id}", headers=await staff_headers(pool, "agent"))
-        await handle.terminate("test over")
-    assert (task.system, task.status, task.message) == (PROCESSOR, "needs_attention", said)
-    assert said in page.text
-    (alert,) = letters_for(mail_sink, request_id, "staff_alert")
-    assert said in " ".join(text_of(alert).split())
-    assert await pool.fetchval("SELECT message FROM system_tasks WHERE request_id = $1",
-                               uuid.UUID(request_id)) == said
+    await staff_read_the_processors_fault(env, ours, pool, mail_sink, said)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
@@ -20,19 +19,17 @@ from fastapi import Request, Response
 from temporalio.exceptions import ApplicationError
 
 from activities.connectors.base import PermanentConnectorError
-from devstack.saas.mailchimp import create_mailchimp_app, subscriber_hash
+from devstack.saas.mailchimp import subscriber_hash
 from dsrflow.settings import Settings
 from schemas.workflow import RUN_CONTINUES, workflow_id_for
-from tests.fanout_stack import api, fanout_stack, served
+from tests.fanout_stack import api
+from tests.saas_runs_fixtures import newsletter_service_fixture, saas_stack_fixture  # noqa: F401 (the fixtures)
 from tests.saas_runs_support import (
-    KEY,
-    SERVICE_LIMIT,
     answered,
     deletes,
     mailchimp,
     member_of_lists,
     newsletter,
-    rate_limited,
 )
 from tests.saas_support import connector, http_policy, subject
 from tests.support import (
@@ -165,25 +162,6 @@ async def test_a_retry_under_another_configuration_starts_afresh_and_says_so(poo
             await system.close()
     assert outcome.datasets == {"members": {"found": 3, "deleted": 3}}
     assert "an earlier attempt made 6 change(s) at Mailchimp under another configuration" in outcome.message
-
-
-@pytest.fixture(scope="module")
-async def newsletter_service() -> AsyncIterator[Any]:
-    app = create_mailchimp_app(KEY)
-    rate_limited(app, SERVICE_LIMIT)
-    async with served(app) as url:
-        with pytest.MonkeyPatch.context() as env:  # read by the worker too
-            env.setenv("MAILCHIMP_API_BASE", url)
-            env.setenv("MAILCHIMP_API_KEY", KEY)
-            yield app
-
-
-@pytest.fixture(scope="module")
-async def stack(newsletter_service, postgres, settings, dev_server, tmp_path_factory):
-    slices = settings.model_copy(update={"http_run_slice_seconds": 0.5})
-    async with fanout_stack(postgres, slices, dev_server.client, tmp_path_factory.mktemp("complete"),
-                            extra_systems={"newsletter": newsletter()}) as stack:
-        yield stack
 
 
 async def test_a_staff_retry_after_refused_deletes_ends_with_the_whole_runs_counts(

@@ -14,33 +14,29 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-import pytest
 from fastapi import Request, Response
 from prometheus_client.parser import text_string_to_metric_families
 from temporalio.api.enums.v1 import EventType
 from temporalio.exceptions import ApplicationError
 
 from activities.connectors.base import PermanentConnectorError
-from devstack.saas.mailchimp import create_mailchimp_app, subscriber_hash
+from devstack.saas.mailchimp import subscriber_hash
 from dsrflow.infra.metrics import CONNECTOR_FAILURES
 from dsrflow.infra.temporal_client import connect_client
 from dsrflow.settings import Settings
 from schemas.workflow import RUN_CONTINUES, task_workflow_id, workflow_id_for
-from tests.fanout_stack import api, fanout_stack, served
+from tests.fanout_stack import api
 from tests.process_support import died, dsrflow_process
+from tests.saas_runs_fixtures import newsletter_service_fixture, saas_stack_fixture  # noqa: F401 (the fixtures)
 from tests.saas_runs_support import (
-    KEY,
-    SERVICE_LIMIT,
     answered,
     deletes,
     mailchimp,
     member_of_lists,
     newsletter,
-    rate_limited,
 )
 from tests.saas_support import connector, http_policy, subject
 from tests.support import attested_request, unique_email
@@ -107,25 +103,6 @@ async def test_an_erasure_longer_than_an_attempt_finishes_slice_by_slice(pool, m
     for row in rows:
         assert email.encode() not in (row["sealed"] or b"") and some_list.encode() not in (row["sealed"] or b"")
         assert email not in row["item"]
-
-
-@pytest.fixture(scope="module")
-async def newsletter_service() -> AsyncIterator[Any]:
-    app = create_mailchimp_app(KEY)
-    rate_limited(app, SERVICE_LIMIT)
-    async with served(app) as url:
-        with pytest.MonkeyPatch.context() as env:  # read by the worker processes too
-            env.setenv("MAILCHIMP_API_BASE", url)
-            env.setenv("MAILCHIMP_API_KEY", KEY)
-            yield app
-
-
-@pytest.fixture(scope="module")
-async def stack(newsletter_service, postgres, settings, dev_server, tmp_path_factory):
-    slices = settings.model_copy(update={"http_run_slice_seconds": 0.5})
-    async with fanout_stack(postgres, slices, dev_server.client, tmp_path_factory.mktemp("long-runs"),
-                            extra_systems={"newsletter": newsletter()}) as stack:
-        yield stack
 
 
 async def _activities(client: Any, workflow_id: str) -> int:

@@ -12,6 +12,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +33,13 @@ from activities.connectors.opendsr_signature import (
 from api.app import create_app
 from devstack.processes import free_port
 from dsrflow.settings import Settings
+from schemas.workflow import workflow_id_for
 from tests.conftest import database_pool
 from tests.fanout_stack import served
 from tests.process_support import answering, died, dsrflow_process
-from tests.support import english_only, live_client, staff_headers, unique_email
+from tests.support import english_only, letters_for, live_client, staff_headers, text_of, unique_email
 from workers.dsr_worker import build_worker
+from workflows.dsr import DataSubjectRequestWorkflow
 
 PROCESSOR = "forged_proc"
 CALLBACK = f"/v1/callbacks/opendsr?system={PROCESSOR}"
@@ -214,3 +217,32 @@ async def callback_killed_before_telling(postgres: Any, settings: Settings, clie
                     raise AssertionError("the API answered the callback instead of dying once it was recorded")
                 await died(first, tmp_path, role="api")
             yield KilledCallback(ours, pool, http, request_id, body, headers)
+
+
+async def staff_read_the_processors_fault(env: Any, settings: Settings, pool: asyncpg.Pool, mail_sink: Any,
+                                          said: str) -> str:
+    """An erasure at PROCESSOR (under `settings`, on the time-skipping `env`) whose task fails on
+    every try: once its retries run out (minutes of backoff, skipped) the task needs staff, and the
+    request's page, the staff alert and the task's row each say `said`. Returns the request's id."""
+    async with build_worker(env.client, settings, pool, task_queue=settings.task_queue), \
+            api_over_http(settings, env.client) as url, live_client(base_url=url) as http:
+        created = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
+            "type": "erasure", "identity_attested": True, "subject": {"email": unique_email("hostile")}})
+        assert created.status_code == 201, created.text
+        request_id = created.json()["id"]
+        handle = env.client.get_workflow_handle(workflow_id_for(request_id))
+        for _ in range(200):
+            state = await handle.query(DataSubjectRequestWorkflow.state)
+            if any(r.status == "needs_attention" for r in state.results):
+                break
+            await env.sleep(timedelta(minutes=5))
+            await asyncio.sleep(0.05)
+        (task,) = state.results
+        page = await http.get(f"/v1/requests/{request_id}", headers=await staff_headers(pool, "agent"))
+        await handle.terminate("test over")
+    assert (task.system, task.status, task.message) == (PROCESSOR, "needs_attention", said)
+    assert said in page.text
+    (alert,) = letters_for(mail_sink, request_id, "staff_alert")
+    assert said in " ".join(text_of(alert).split())
+    assert await pool.fetchval("SELECT message FROM system_tasks WHERE request_id = $1", uuid.UUID(request_id)) == said
+    return request_id
