@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import html
 import re
-import socket
 from collections.abc import AsyncIterator
 
 import pytest
@@ -18,7 +17,7 @@ from starlette.applications import Starlette
 from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
-from tests.fanout_stack import serve
+from tests.fanout_stack import loopback_socket, serve
 from tests.ratelimit_support import stored_for
 from tests.support import unique_email
 from tests.test_browser import CHROMIUM, site  # noqa: F401 (fixtures)
@@ -38,11 +37,10 @@ async def hostile_site(target: str, email: str) -> AsyncIterator[str]:
     async def hostile(_request) -> HTMLResponse:
         return HTMLResponse(page)
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.2", 0))
+    sock, port = loopback_socket("127.0.0.2")
     server, task = await serve(Starlette(routes=[Route("/", hostile)]), sock)
     try:
-        yield f"http://127.0.0.2:{sock.getsockname()[1]}/"
+        yield f"http://127.0.0.2:{port}/"
     finally:
         server.should_exit = True
         await task
