@@ -362,16 +362,21 @@ async def sweep_killed_at(settings: Settings, failpoint: str, as_of: datetime) -
     assert killed.returncode == -9, killed.stderr[-3000:]
 
 
-async def staff_retry(http: httpx.AsyncClient, request_id: str, system: str, headers: dict[str, str]) -> httpx.Response:
-    """Compliance's `retry-task`, once the workflow has taken the task's failure in: the task's
-    row says needs_attention a moment before, and meanwhile the workflow refuses a retry as the
-    task being pending (409), as it tells the caller."""
+async def staff_task_answer(http: httpx.AsyncClient, request_id: str, answer: str, body: dict[str, Any],
+                            headers: dict[str, str]) -> httpx.Response:
+    """Compliance's `retry-task` or `resolve-task` (`answer`), once the workflow has taken the
+    task's failure in: the task's row says needs_attention a moment before, and meanwhile the
+    workflow refuses either as the task being pending (409), as it tells the caller."""
     for _ in range(100):
-        answer = await http.post(f"/v1/requests/{request_id}/retry-task", headers=headers, json={"system": system})
-        if answer.status_code != 409 or "is pending" not in answer.text:
-            return answer
+        response = await http.post(f"/v1/requests/{request_id}/{answer}", headers=headers, json=body)
+        if response.status_code != 409 or "is pending" not in response.text:
+            return response
         await asyncio.sleep(0.1)
-    return answer
+    return response
+
+
+async def staff_retry(http: httpx.AsyncClient, request_id: str, system: str, headers: dict[str, str]) -> httpx.Response:
+    return await staff_task_answer(http, request_id, "retry-task", {"system": system}, headers)
 
 
 async def refused_vcdpa_erasure(http: httpx.AsyncClient, pool: asyncpg.Pool, sink: MailSink, email: str,

@@ -18,7 +18,7 @@ from api.auth import create_token
 from schemas.workflow import TaskInput, TaskRecord, TaskResult, workflow_id_for
 from tests.evidence_pages import LOCAL_TIME, assert_reads_as_words, readable, section
 from tests.fanout_stack import api, fanout_stack
-from tests.support import eventually
+from tests.support import eventually, staff_task_answer
 from workers.dsr_worker import activity_context, build_activities, build_worker
 
 # The policy's codes for what the pack names: none of them may reach the page's words.
@@ -52,8 +52,8 @@ async def test_a_restriction_and_its_lift_say_where_they_went_and_that_the_subje
                         "AND action = $2 AND status = 'needs_attention'", rid, action))
 
                 await eventually(needs_staff)
-                answer = await http.post(f"/v1/requests/{rid}/resolve-task", headers=compliance,
-                                         json={"system": "email_marketing", "note": note})
+                answer = await staff_task_answer(http, rid, "resolve-task", {"system": "email_marketing", "note": note},
+                                                 compliance)
                 assert answer.status_code == 200, answer.text
 
             await resolved_by_hand("restrict", "Told the e-mail processor by phone, ticket 12")

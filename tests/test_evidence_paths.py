@@ -13,7 +13,7 @@ from api.auth import create_token
 from schemas.workflow import workflow_id_for
 from tests.evidence_pages import LOCAL_TIME, assert_reads_as_words, readable, section
 from tests.fanout_stack import api, fanout_stack
-from tests.support import eventually, place_claims_hold, staff_headers
+from tests.support import eventually, place_claims_hold, staff_headers, staff_task_answer
 from workers.dsr_worker import build_worker
 
 
@@ -50,8 +50,8 @@ async def test_access_erasure_under_holds_and_a_rectification_resolved_by_staff(
                                                 rectification))
 
             await eventually(needs_staff)
-            resolved = await http.post(f"/v1/requests/{rectification}/resolve-task", headers=compliance, json={
-                "system": "email_marketing", "note": "Sent the correction to the processor, ticket 7"})
+            resolved = await staff_task_answer(http, rectification, "resolve-task", {
+                "system": "email_marketing", "note": "Sent the correction to the processor, ticket 7"}, compliance)
             assert resolved.status_code == 200, resolved.text
             await completed(rectification)
             pages = {"access": await page(access), "erasure": await page(erasure),
