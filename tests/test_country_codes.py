@@ -113,8 +113,9 @@ async def test_the_portal_form_says_so_in_the_subjects_language(http, pool, lang
 ])
 async def test_the_portal_lists_countries_by_their_names_in_the_subjects_language(
         http, pool, language, germany, georgia, before, after):
-    """A subject picks their country by name: asked for its code, a German who typed GE was stored
-    as living in Georgia (a refusal then names our authority, not theirs: Art. 77). Listed by
+    """A subject picks their country by name: asked for its code, a German who typed GE was
+    recorded as living in Georgia (and a refusal named the authority the policy lists for it, if
+    any: Art. 77). Listed by
     the name as read, accents aside ("Égypte" among the E's, "Ägypten" among the A's)."""
     page = (await http.get("/portal", params={"lang": language})).text
     listed = re.findall(r'<option value="([A-Z]{2})"[^>]*>([^<]+)</option>', page)

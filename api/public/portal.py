@@ -107,8 +107,9 @@ def _messages(t: Translator) -> dict[str, str]:
 @cache
 def _countries(language: str) -> tuple[tuple[str, str], ...]:
     """The form's countries as (code, name), named in the page's language and listed by that name.
-    A subject picks "Germany" or "Allemagne"; asked for a code, a German typing GE was stored as
-    living in Georgia, and their refusals named our authority instead of their own (Art. 77)."""
+    A subject picks "Germany" or "Allemagne"; asked for a code, a German typing GE was recorded as
+    living in Georgia, in the evidence and, where the policy lists the authority of the subject's
+    country, in the authority a refusal names (Art. 77)."""
     names = Locale.parse(language).territories
     return tuple(sorted(((code, names.get(code, code)) for code in country_codes()),
                         key=lambda country: _unaccented(country[1])))
