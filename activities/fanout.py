@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -354,15 +354,24 @@ class FanoutActivities:
         who = subject_hash(self.ctx.secret, subject.email)
         writes = list(also(outcome)) if also is not None else []
         if outcome.held:
+            # A record kept again for longer (held through a document issued while the erasure ran):
+            # erased at the later date. One row a record and hold (an upsert touches a row once).
+            held: dict[tuple[str, str, str, str], date | None] = {}
+            for h in outcome.held:
+                after = h.until + timedelta(days=1) if h.until else None
+                key = (h.dataset, h.key, h.hold_kind, h.hold_ref)
+                known = held.get(key)
+                held[key] = max(after, known) if after is not None and known is not None else after
             writes.append(Write(
-                """INSERT INTO deferred_erasures (request_id, subject_hash, system, dataset, record_key,
-                                                  hold_kind, hold_ref, erase_after, policy_version)
+                """INSERT INTO deferred_erasures AS d (request_id, subject_hash, system, dataset, record_key,
+                                                       hold_kind, hold_ref, erase_after, policy_version)
                    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
                                         $6::text[], $7::text[], $8::date[], $9::text[])
-                   ON CONFLICT DO NOTHING""",
-                columns([(request_id, who, system, h.dataset, h.key, h.hold_kind, h.hold_ref,
-                          h.until + timedelta(days=1) if h.until else None, policy_version)
-                         for h in outcome.held])))
+                   ON CONFLICT (request_id, system, dataset, record_key, hold_kind, hold_ref) DO UPDATE
+                   SET erase_after = EXCLUDED.erase_after
+                   WHERE d.done_at IS NULL AND EXCLUDED.erase_after > d.erase_after""",
+                columns([(request_id, who, system, dataset, key, kind, ref, after, policy_version)
+                         for (dataset, key, kind, ref), after in held.items()])))
         ledger = ledger_write([(who, system, dataset, key, action, policy_version, request_id, origin)
                                for dataset, keys in outcome.erased.items() for key, action in keys])
         if ledger is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 from datetime import UTC, date, datetime
+from typing import Any
 
 import pytest
 import yaml
@@ -84,6 +85,36 @@ async def test_erasure_keeps_a_customer_with_invoices_under_the_billing_hold(str
         await connector_.close()
     assert erased == {"customers": [(kept, "deleted")]}
     assert kept not in data.customers
+
+
+async def test_an_invoice_issued_while_the_erasure_runs_keeps_the_customer_to_its_own_end(stripe, pool):
+    """The customer is kept under the accounting hold through an invoice of three years ago. As it
+    is minimised, a new invoice is issued: the erasure's read after its changes finds the customer
+    held until ten years after that one, and the customer is kept until then. Before, the read
+    kept only records new to the run, and the customer was to be deleted at the earlier date,
+    seven years before the law allows."""
+    app, loaded = stripe
+    data = app.state.data
+    kept = data.add_customer("ada@example.com", "Ada Lovelace")
+    data.add_invoice(kept, NOW - 3 * YEAR)
+    issued: list[str] = []
+
+    def invoiced_meanwhile(request: Any, document: Any) -> Any:
+        if not issued:
+            issued.append(data.add_invoice(kept, NOW))
+        return document
+
+    app.state.standin.tamper(f"/v1/customers/{kept}", invoiced_meanwhile, method="POST")
+    connector_ = connector(loaded, "billing_stripe", pool)
+    try:
+        outcome = await connector_.erase(subject("ada@example.com"), ErasureContext(today=date.today()))
+    finally:
+        await connector_.close()
+    assert outcome.status == "done", outcome.message
+    year = datetime.fromtimestamp(NOW, UTC).year
+    customer = {h.key: h.until for h in outcome.held if h.dataset == "customers"}
+    assert customer == {kept: date(year + 10, 12, 31)}, customer
+    assert {h.key for h in outcome.held if h.dataset == "invoices"} >= set(issued)
 
 
 async def test_erasure_deletes_a_customer_without_held_documents(stripe, pool):

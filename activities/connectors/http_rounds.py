@@ -60,7 +60,10 @@ class Rounds(StepRunner):
         before = before or {}
         run.held = {}
         for dataset, kept in held.items():
-            if new := {key: until for key, until in kept.items() if key not in before.get(dataset, {})}:
+            # New to the run, or kept longer than the first pass worked out (a customer held through
+            # its invoices, one of which was issued while the erasure ran): erased at the later date.
+            earlier = before.get(dataset, {})
+            if new := {key: until for key, until in kept.items() if key not in earlier or until[0] > earlier[key][0]}:
                 run.held[dataset] = new
         run.context["held"] = {dataset: sorted({*kept, *before.get(dataset, {})})
                                for dataset, kept in {**before, **held}.items()}
