@@ -36,14 +36,14 @@ from dsrflow.crypto.keys import load_secret_key
 from dsrflow.infra.metrics import rate_limited
 
 # One statement per hit: a window that has ended restarts at 1; otherwise the count goes up.
-_HIT = """
+_COUNT_ONE = """
 INSERT INTO rate_limit_counters AS c (bucket, hits, window_end)
 VALUES ($1, 1, now() + make_interval(secs => $2))
 ON CONFLICT (bucket) DO UPDATE SET
     hits = CASE WHEN c.window_end <= now() THEN 1 ELSE c.hits + 1 END,
     window_end = CASE WHEN c.window_end <= now() THEN excluded.window_end ELSE c.window_end END
-RETURNING hits, greatest(ceil(extract(epoch FROM c.window_end - now())), 1)::int AS retry_after
 """
+_HIT = _COUNT_ONE + "RETURNING hits, greatest(ceil(extract(epoch FROM c.window_end - now())), 1)::int AS retry_after"
 # The same primary-key lookup whether or not the bucket exists, so its timing says nothing about
 # whether an address has requests.
 _PEEK = """
@@ -53,15 +53,7 @@ FROM rate_limit_counters WHERE bucket = $1 AND window_end > now()
 """
 # One of an allowance taken, in one statement, only while some is left (no row: none is): a peek
 # and a later hit let attempts fired together all pass the peek before any was counted.
-_TAKE = """
-INSERT INTO rate_limit_counters AS c (bucket, hits, window_end)
-VALUES ($1, 1, now() + make_interval(secs => $2))
-ON CONFLICT (bucket) DO UPDATE SET
-    hits = CASE WHEN c.window_end <= now() THEN 1 ELSE c.hits + 1 END,
-    window_end = CASE WHEN c.window_end <= now() THEN excluded.window_end ELSE c.window_end END
-WHERE c.window_end <= now() OR c.hits < $3
-RETURNING hits
-"""
+_TAKE = _COUNT_ONE + "WHERE c.window_end <= now() OR c.hits < $3 RETURNING hits"
 _GIVE_BACK = "UPDATE rate_limit_counters SET hits = greatest(hits - 1, 0) WHERE bucket = $1 AND window_end > now()"
 _UNVERIFIED_OPEN = "SELECT count(*) FROM dsr_requests WHERE status = 'awaiting_verification'"
 # Seconds a client is asked to wait when the ceiling of unverified requests is reached.
