@@ -11,7 +11,7 @@ from typing import Any
 from activities.citations import citation
 from activities.processor_exports import missing_reasons
 from dsrflow.i18n import ENGLISH, N_, Translator
-from policy.model import Policy
+from policy.model import Policy, Recipient
 from policy.systems import dataset_words
 from schemas.workflow import TaskResult
 
@@ -151,16 +151,22 @@ def response_outcome(report: dict[str, Any], policy: Policy, package_link: str |
     told_to = [policy.recipients[r.recipient] for r in results
                if r.recipient and r.recipient in policy.recipients and r.status == "done"
                and r.action in _ART19_ACTIONS and not _kept_whole(r)]
-    # Each is named by who it is where the policy knows it, else by the kind of service it gives
-    # (as the package's summary names recipients); the subject may ask who those are (Art. 19).
-    told = sorted({recipient.identity or recipient.name for recipient in told_to})
+    told, by_kind = recipients_named(told_to)
     # The letter itself says the request is completed and, after the actions, whom Art. 19 reached;
     # the summary is left for what only this request says (an objection decision).
     # Systems whose data the package could not include, and why: a refusal in part (Art. 15).
     missing = missing_reasons(package.get("missing", {}), policy, t) if package else []
     return {"summary": "", "actions": actions, "kept": kept, "informed": told, "missing": missing,
-            "informed_by_kind": any(recipient.identity is None for recipient in told_to),
+            "informed_by_kind": by_kind,
             "package_link": package_link, "package_expires_at": package_expires_at}
+
+
+def recipients_named(recipients: list[Recipient]) -> tuple[list[str], bool]:
+    """The recipients a letter says were told (Art. 19): each by who it is where the policy knows
+    it, else by the kind of service it gives (as the package's summary names recipients), and
+    whether any is named by its kind (the letter then offers to say who, on request)."""
+    return (sorted({recipient.identity or recipient.name for recipient in recipients}),
+            any(recipient.identity is None for recipient in recipients))
 
 
 def _kept_whole(result: TaskResult) -> bool:

@@ -12,6 +12,7 @@ from temporalio import activity
 
 from activities.citations import IN_BRACKETS, CitedLabel, cited_label
 from activities.context import ActivityContext
+from activities.letter_outcome import recipients_named
 from dsrflow.crypto.hashing import subject_hash
 from dsrflow.domain.audit import append_event
 from dsrflow.i18n import ENGLISH, N_, Translator
@@ -49,14 +50,13 @@ async def lift_letter_context(ctx: ActivityContext, row: dict[str, Any], policy:
     told = [policy.recipients[recipient] for s in restriction["systems"]
             if s in policy.systems and (recipient := policy.systems[s].recipient) is not None
             and recipient in policy.recipients]
+    # Named as the response to the restriction named them, with the offer to name on request
+    # those named by their kind (Art. 19, second sentence).
+    recipients, by_kind = recipients_named(told)
     context: dict[str, Any] = {"restriction": {
         "since": controller_date(restriction["since"], policy),
         "grounds": [cited_label(GROUND_LABELS[g], row["regime"], t) for g in restriction["grounds"]],
-        # Named as the response to the restriction named them (activities/letter_outcome.py): by
-        # who each is where the policy knows it, else by the kind of service, with the offer to
-        # name it on request (Art. 19, second sentence). Before, always by the kind, and no offer.
-        "recipients": sorted({recipient.identity or recipient.name for recipient in told}),
-        "recipients_by_kind": any(recipient.identity is None for recipient in told)}}
+        "recipients": recipients, "recipients_by_kind": by_kind}}
     if restriction["lift_effective_on"] is not None:
         # The moment the lift takes effect, on record (restarted while the letter has not gone),
         # as a date where the controller acts, as every date in a letter is.
