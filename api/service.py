@@ -180,9 +180,10 @@ async def require_step_shown(state: AppState, request_id: str, key: str | None) 
     a skip of the acknowledgement's letter, from a page loaded before a colleague skipped it (or
     pressed twice), recorded the response's letter, failed since, as sent by hand, and the subject
     never had their answer. `key`: the `trouble.key` the caller read; None, a form that does not
-    say (a page loaded before forms said it), is refused too. The workflow still judges an answer
-    to the step shown (already answered, not skippable); the check and the update are two calls,
-    a moment apart, not one (docs/security.md, "What remains")."""
+    say (a page loaded before forms said it), is refused too. Here for what staff read (the step
+    failing now, in words, and its key); the update's validator checks the key again, with nothing
+    between it and the answer (workflows/step_trouble.py `require`), and judges the rest (already
+    answered, not skippable)."""
     if key is None:
         raise Problem(409, "Refused", "this form does not say which failed step it answers: nothing was done; "
                       "reload the page and answer the step it shows")
