@@ -7,13 +7,13 @@ turning the message into a request."""
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 from pydantic import Field, field_validator
 
+from dsrflow.i18n import without_accents
 from policy.files import read_mapping
 from policy.strict import StrictModel
 from schemas.requests import RequestType
@@ -69,8 +69,7 @@ class Suggestion:
 
 def _fold(text: str) -> str:
     """Lower case, curly apostrophes straightened, accents dropped: "Droit d’Accès" -> "droit d'acces"."""
-    text = text.lower().replace("\u2019", "'")
-    return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+    return without_accents(text.lower().replace("\u2019", "'"))
 
 
 @cache

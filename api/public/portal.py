@@ -16,7 +16,6 @@ api/public/portal_verify.py, which reads a request as the status page does (`cur
 
 from __future__ import annotations
 
-import unicodedata
 import uuid
 from functools import cache
 from typing import Any
@@ -43,7 +42,7 @@ from api.service import live_state
 from api.state import AppState
 from dsrflow.domain.references import short_reference
 from dsrflow.domain.request_resume import ended_flag
-from dsrflow.i18n import N_, Translator
+from dsrflow.i18n import N_, Translator, without_accents
 from dsrflow.stores.requests_store import get_request
 from dsrflow.stores.team_store import request_by_reference
 from schemas.countries import country_codes
@@ -111,13 +110,9 @@ def _countries(language: str) -> tuple[tuple[str, str], ...]:
     living in Georgia, in the evidence and, where the policy lists the authority of the subject's
     country, in the authority a refusal names (Art. 77)."""
     names = Locale.parse(language).territories
-    return tuple(sorted(((code, names.get(code, code)) for code in country_codes()),
-                        key=lambda country: _unaccented(country[1])))
-
-
-def _unaccented(name: str) -> str:
     # "Égypte" among the E's, not after "Zimbabwe".
-    return "".join(c for c in unicodedata.normalize("NFKD", name) if not unicodedata.combining(c)).casefold()
+    return tuple(sorted(((code, names.get(code, code)) for code in country_codes()),
+                        key=lambda country: without_accents(country[1]).casefold()))
 
 
 def _form_page(request: Request, values: dict[str, Any], errors: dict[str, str], *,

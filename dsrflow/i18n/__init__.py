@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import gettext
 import io
+import unicodedata
 from datetime import UTC, date, datetime
 from functools import cache
 from pathlib import Path
@@ -120,6 +121,12 @@ def language_name(language: str, in_language: str | None = None) -> str:
     `in_language` ("Dutch" in English)."""
     name = Locale.parse(_FORMAT_LOCALE[Language(language)]).get_display_name(in_language or language) or language
     return name.split(" (")[0].capitalize()
+
+
+def without_accents(text: str) -> str:
+    """`text` with its letters' accents dropped ("Égypte" -> "Egypte", "d’Accès" -> "d’Acces"):
+    for comparing and sorting words as a reader takes them, whatever their accents."""
+    return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
 
 
 def and_list(items: list[str], language: str = SOURCE_LANGUAGE) -> str:
