@@ -170,8 +170,7 @@ class StaffAction:
         return None
 
     def workflow_input(self, body: BaseModel | None, actor: str) -> BaseModel:
-        # Only the input's fields (a body made by `rest_body` holds no other).
-        return self.input(**(body.model_dump(include=set(self.input.model_fields)) if body else {}), actor=actor)
+        return self.input(**(body.model_dump() if body else {}), actor=actor)
 
     def step_answered(self, body: BaseModel | None) -> tuple[bool, str | None]:
         """(whether this action answers a failed step, the `trouble.key` its body names)."""
