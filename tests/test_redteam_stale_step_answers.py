@@ -13,9 +13,12 @@ own console".
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import Any
 
 from temporalio import activity
 
+from activities.context import ActivityContext
 from activities.letters import deliver_letter
 from schemas.workflow import LetterJob, LetterReceipt
 from tests.support import (
@@ -38,6 +41,19 @@ def form_fields(page: str, action: str) -> dict[str, str]:
     return dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', form.group(0)))
 
 
+
+def refusing_relay(ctx: ActivityContext, refusing: set[str]) -> Callable[[LetterJob], Any]:
+    """The `send_letter` activity, its relay refusing for good the letters whose purpose is in
+    `refusing` (which the test may change as it goes)."""
+    @activity.defn(name="send_letter")
+    async def relay(job: LetterJob) -> LetterReceipt:
+        if job.purpose in refusing:
+            raise REFUSED
+        return await deliver_letter(ctx, job)
+
+    return relay
+
+
 async def test_a_skip_from_a_page_showing_another_failed_step_records_nothing(
         settings, pool, dev_server, mail_sink, task_queue):
     """Officer B opens the page while the acknowledgement's letter fails; officer A records it as
@@ -45,14 +61,8 @@ async def test_a_skip_from_a_page_showing_another_failed_step_records_nothing(
     form, sent now, is refused (409, naming the step failing now) over the console, and so is a
     REST skip naming the old step: the response is not skipped. Once the relay takes it, a retry
     naming the step now failing sends it."""
-    ctx = activity_context(settings, pool)
     refusing = {"acknowledgement", "response"}
-
-    @activity.defn(name="send_letter")
-    async def relay(job: LetterJob) -> LetterReceipt:
-        if job.purpose in refusing:
-            raise REFUSED
-        return await deliver_letter(ctx, job)
+    relay = refusing_relay(activity_context(settings, pool), refusing)
 
     async with build_worker(dev_server.client, settings, pool, task_queue=task_queue, activity_overrides=[relay]), \
             api_client(settings, dev_server.client, task_queue) as officer_a, \
@@ -104,14 +114,8 @@ async def test_a_console_form_that_names_no_failed_step_answers_none(settings, p
     """A retry or skip posted from the console without the step it answers (a page from before
     forms named it, a hand-made post) is refused and answers nothing; over REST, naming the step
     failing now is answered: the step runs again, and succeeds once the relay takes the letter."""
-    ctx = activity_context(settings, pool)
     refusing = {"acknowledgement"}
-
-    @activity.defn(name="send_letter")
-    async def relay(job: LetterJob) -> LetterReceipt:
-        if job.purpose in refusing:
-            raise REFUSED
-        return await deliver_letter(ctx, job)
+    relay = refusing_relay(activity_context(settings, pool), refusing)
 
     async with build_worker(dev_server.client, settings, pool, task_queue=task_queue, activity_overrides=[relay]), \
             api_client(settings, dev_server.client, task_queue) as http:

@@ -108,6 +108,15 @@ async def test_gdpr_delete_with_blocklisting_deletes_by_address(hubspot, pool):
     assert data.blocklist == {"nobody@example.com"}
 
 
+async def _erase(tmp: Any, pool: Any, blocklist: bool, email: str) -> Any:
+    """The subject's erasure by the shipped configuration, in one go."""
+    connector_ = connector(policy(tmp, blocklist), "crm_hubspot", pool)
+    try:
+        return await connector_.erase(subject(email))
+    finally:
+        await connector_.close()
+
+
 @pytest.mark.parametrize("blocklist", [False, True], ids=["by-id", "by-address"])
 async def test_a_search_lagging_behind_the_deletes_is_no_record_added_mid_run(hubspot, pool, blocklist):
     """HubSpot's search is eventually consistent: for a while after a GDPR delete it still lists
@@ -121,11 +130,7 @@ async def test_a_search_lagging_behind_the_deletes_is_no_record_added_mid_run(hu
     app.state.search_lag = 60.0  # longer than the test: every read after the deletes lags
     ada = data.add_contact("ada@example.com", "Ada", "Lovelace")
     data.add_note(ada, "call")
-    connector_ = connector(policy(tmp, blocklist), "crm_hubspot", pool)
-    try:
-        outcome = await connector_.erase(subject("ada@example.com"))
-    finally:
-        await connector_.close()
+    outcome = await _erase(tmp, pool, blocklist, "ada@example.com")
     assert outcome.status == "done", outcome.message
     assert outcome.datasets["contacts"] == {"found": 1, "deleted": 1}
     assert "listed nothing more to erase" in outcome.message
@@ -145,11 +150,7 @@ async def test_a_search_lagging_behind_the_deletes_is_no_record_added_mid_run(hu
         return Response(status_code=204)
 
     app.state.standin.tamper("/gdpr-delete", signed_up_again, method="POST")
-    connector_ = connector(policy(tmp, blocklist), "crm_hubspot", pool)
-    try:
-        outcome = await connector_.erase(subject("grace@example.com"))
-    finally:
-        await connector_.close()
+    outcome = await _erase(tmp, pool, blocklist, "grace@example.com")
     assert outcome.status == "done", outcome.message
     assert outcome.datasets["contacts"] == {"found": 2, "deleted": 2}, outcome.datasets
     assert "1 record(s) added at HubSpot while the erasure ran" in outcome.message
