@@ -108,4 +108,4 @@ def letters_read(files: Annotated[list[Path] | None, typer.Argument(
             typer.echo(_shown(f"{header}: {message[header] or '-'}"))
         typer.echo(f"File: {path}\n")
         body = message.get_body(preferencelist=("plain",))
-        typer.echo(_shown(body.get_content().rstrip("\n")) if isinstance(body, EmailMessage) else "(no text part)")
+        typer.echo(_shown(body.get_content()).rstrip("\n") if isinstance(body, EmailMessage) else "(no text part)")

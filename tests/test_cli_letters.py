@@ -27,7 +27,7 @@ def _keep(home: Path, request_id: str, purpose: str, text: str, n: int) -> Path:
                              request_id=request_id, purpose=purpose, language="fr")
     path = home / "mail" / f"{n:020d}-{n:08x}.eml"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(message.as_bytes())
+    path.write_bytes(message.as_bytes(policy=message.policy.clone(linesep="\r\n")))  # as SMTP carried it
     return path
 
 
@@ -39,7 +39,7 @@ def _letters(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def test_letters_are_listed_by_request_and_kind_and_read_as_text(tmp_path):
     ada, grace = str(uuid.uuid4()), str(uuid.uuid4())
     ack = _keep(tmp_path, ada, "acknowledgement", "Nous avons bien reçu votre demande.", 1)
-    response = _keep(tmp_path, ada, "response", LONG, 2)
+    response = _keep(tmp_path, ada, "response", LONG + "\n", 2)  # a rendered letter ends its last line
     _keep(tmp_path, grace, "response", "Grace's answer.", 3)
 
     listed = _letters(tmp_path, "list", "--request", ada)
@@ -55,6 +55,8 @@ def test_letters_are_listed_by_request_and_kind_and_read_as_text(tmp_path):
     assert LONG not in response.read_text()
     assert "Subject: Votre demande (response)" in read.stdout and "To: ada@example.com" in read.stdout
     assert "<p>" not in read.stdout and "=C3" not in read.stdout and "--===" not in read.stdout
+    # Its last line as written: the CR of the CRLF that ends it was shown as a stray "\ufffd".
+    assert read.stdout.endswith(LONG + "\n") and "\ufffd" not in read.stdout
 
     by_file = _letters(tmp_path, "read", str(ack))
     assert by_file.returncode == 0 and "Nous avons bien reçu votre demande." in by_file.stdout
