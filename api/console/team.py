@@ -8,6 +8,7 @@ post plainly and come back to the page (no JavaScript needed); a refusal shows o
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated, Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -21,7 +22,8 @@ from api.forms import read_form
 from api.pages import problem_pages
 from api.problems import Problem
 from api.read_models.actors import actor_name
-from api.staff_actions import TEAM_ROLES
+from api.read_models.staff_reach import readable_notes
+from api.staff_actions import TEAM_ROLES, may_read
 from dsrflow.stores.requests_store import get_request
 from dsrflow.stores.team_store import (
     TeamRefused,
@@ -30,7 +32,6 @@ from dsrflow.stores.team_store import (
     assignment,
     colleagues,
     delete_view,
-    notes,
     save_view,
     staff_names,
 )
@@ -51,10 +52,12 @@ def _check(staff: Staff, action: str) -> None:
 
 
 async def team_context(pool: Any, request_id: str, staff: Staff) -> dict[str, Any]:
-    """The request page's team panel: who has it, the colleagues to hand it to, the notes."""
+    """The request page's team panel: who has it, the colleagues to hand it to, the notes the
+    signed-in role may read (api/read_models/staff_reach.py)."""
     names = await staff_names(pool)
     return {"assignment": await assignment(pool, request_id), "colleagues": await colleagues(pool),
-            "notes": [{**n, "author_name": actor_name(n["author"], names)} for n in await notes(pool, request_id)],
+            "notes": [{**n, "author_name": actor_name(n["author"], names)}
+                      for n in await readable_notes(pool, request_id, partial(may_read, staff.has_role))],
             "me": staff.token_id}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header
@@ -15,9 +16,10 @@ from pydantic import BaseModel
 from api.auth import Staff, require_role
 from api.deps import Pool, State
 from api.problems import Problem
+from api.read_models.staff_reach import readable_view
 from api.rest.openapi_examples import NEW_REQUEST, REQUEST_VIEW, json_response
 from api.service import open_request, request_view, require_step_shown, run_update
-from api.staff_actions import STAFF_ACTIONS, StaffAction
+from api.staff_actions import STAFF_ACTIONS, StaffAction, may_read
 from api.state import AppState
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.crypto.package_files import read_package
@@ -55,7 +57,12 @@ async def create(
 async def read(staff: Annotated[Staff, require_role("agent")], request_id: str, state: State) -> dict[str, Any]:
     """The request by its id, its workflow id (`dsr-<id>`) or its short `reference`."""
     found = await request_by_reference(await state.db(), request_id[:100])
-    return jsonable_encoder(await request_view(state, found or request_id))
+    return await _view(staff, state, found or request_id)
+
+
+async def _view(staff: Staff, state: AppState, request_id: str) -> dict[str, Any]:
+    """The request as the caller may read it (api/read_models/staff_reach.py)."""
+    return jsonable_encoder(readable_view(partial(may_read, staff.has_role), await request_view(state, request_id)))
 
 
 @router.get("/{request_id}/package", response_class=StreamingResponse,
@@ -94,7 +101,7 @@ def _action_endpoint(action: StaffAction) -> Callable[..., Any]:
         if answers_step and step is not None:  # optional here: scripts written before it answer any step
             await require_step_shown(state, request_id, step)
         await run_update(state, request_id, action.update, action.workflow_input(body, staff.actor))
-        return jsonable_encoder(await request_view(state, request_id))
+        return await _view(staff, state, request_id)
 
     # FastAPI reads parameters from the signature: give it this action's body model and role
     # (the role first, so that a refused caller reaches nothing else).

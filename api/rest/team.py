@@ -3,6 +3,7 @@ workflow updates): assign a request, read and add internal notes."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter
@@ -11,9 +12,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.auth import Staff, require_role
 from api.deps import Pool
 from api.problems import Problem
-from api.staff_actions import TEAM_ROLES
+from api.read_models.staff_reach import readable_notes
+from api.staff_actions import TEAM_ROLES, may_read
 from dsrflow.stores.requests_store import get_request
-from dsrflow.stores.team_store import NOTE_MAX, TeamRefused, add_note, assign, assignment, notes
+from dsrflow.stores.team_store import NOTE_MAX, TeamRefused, add_note, assign, assignment
 from schemas.plain_text import StaffText
 
 router = APIRouter(prefix="/v1/requests", tags=["team"])
@@ -51,9 +53,10 @@ async def put_assignee(staff: Annotated[Staff, require_role(TEAM_ROLES["assign"]
 @router.get("/{request_id}/notes")
 async def list_notes(staff: Annotated[Staff, require_role(TEAM_ROLES["note"])], request_id: str,
                      pool: Pool) -> list[dict[str, Any]]:
-    """Staff's internal notes on the request, oldest first."""
+    """Staff's internal notes on the request, oldest first: those settling a deferred erasure only
+    for who read deferred erasures (compliance)."""
     await _known(pool, request_id)
-    return await notes(pool, request_id)
+    return await readable_notes(pool, request_id, partial(may_read, staff.has_role))
 
 
 @router.post("/{request_id}/notes", status_code=201)

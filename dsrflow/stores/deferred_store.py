@@ -97,6 +97,16 @@ async def deferred_erasures(pool: asyncpg.Pool, request_id: str) -> list[dict[st
     return list(systems.values())
 
 
+async def settling_notes(pool: asyncpg.Pool, request_id: str) -> set[str]:
+    """The ids of the internal notes that settled one of the request's deferred erasures
+    (`settle_deferred`): written on the deferred-erasure panel, whose readers are compliance's,
+    they say how an erasure a hold kept was carried out once the hold ended. The note and its
+    link are written in one transaction: read the notes first, then these."""
+    rows = await pool.fetch("SELECT DISTINCT settled_note::text AS id FROM deferred_erasures "
+                            "WHERE request_id = $1 AND settled_note IS NOT NULL", request_id)
+    return {row["id"] for row in rows}
+
+
 async def _locked_rows(conn: asyncpg.Connection, request_id: str, system: str) -> list[asyncpg.Record]:
     """The system's rows with their state, locked; refused when there are none."""
     rows = await conn.fetch(

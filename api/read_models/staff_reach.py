@@ -1,0 +1,67 @@
+"""What of a request a member of staff reads beyond its status, its tasks and the letters to the
+subject: the one place the REST endpoints and the console's pages ask, so that a page cannot show
+what the API keeps back (red team of the read side, 2026-12-05: docs/security.md).
+
+`Reads` answers whether the caller may read one kind of api/staff_actions.py `READABLE_BY`
+(`functools.partial(may_read, staff.has_role)`): this layer sits below that table and is told.
+The deferred-erasure panel and what comes of it are read as legal-claims holds are
+(`DEFERRED_ROLES["read"]`): a hold kept the records, and what becomes of them once it ended says
+that it ended, which only compliance read.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import asyncpg
+
+from dsrflow.stores.deferred_store import settling_notes
+from dsrflow.stores.team_store import notes
+from schemas.vocabulary import LetterPurpose
+
+Reads = Callable[[str], bool]
+HOLDS = "legal-claims-holds"
+TIMELINE = "audit-timeline"
+# What the REST view withholds from who may not read it: the approver and their note are a
+# decision of the timeline, which the console's page shows compliance alone.
+WITHHELD = "[withheld]"
+
+# The alert staff get when an erasure a hold deferred was not carried out once the hold ended
+# (activities/deferred_processors.py `record_failure`: `deferred-<system>`, `-<attempt>` from the
+# second): it names the hold's end and the processor's failure, the deferred-erasure panel's facts.
+_DEFERRED_ALERT = re.compile(r"deferred-[^:]+")
+
+
+def letter_readable(reads: Reads, purpose: str, key: str) -> bool:
+    """Whether the caller may read the stored letter `<request>:<purpose>:<key>`: every letter to
+    the subject, every staff alert but those about a deferred erasure, for those who may not read
+    the deferred-erasure panel. A letter they may not read is one not found (404), as one never sent."""
+    return reads(HOLDS) or not (purpose == LetterPurpose.staff_alert and _DEFERRED_ALERT.fullmatch(key))
+
+
+def readable_letters(reads: Reads, letters: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The letters of a request (rows with `letter_key`) the caller may read."""
+    return [letter for letter in letters
+            if letter_readable(reads, *letter["letter_key"].split(":", 2)[1:])]
+
+
+async def readable_notes(pool: asyncpg.Pool, request_id: str, reads: Reads) -> list[dict[str, Any]]:
+    """The request's internal notes the caller may read: all of them, but the notes settling a
+    deferred erasure (dsrflow/stores/deferred_store.py `settle_deferred`) for those who may not
+    read the panel they were written on. Every member of staff reads every other note."""
+    found = await notes(pool, request_id)  # first: a note settling an erasure is linked when it is committed
+    if reads(HOLDS):
+        return found
+    settling = await settling_notes(pool, request_id)
+    return [note for note in found if note["id"] not in settling]
+
+
+def readable_view(reads: Reads, view: dict[str, Any]) -> dict[str, Any]:
+    """A request as `GET /v1/requests/{id}` answers it, for the caller: the approval's note and
+    approver withheld from who may not read the timeline (that there is an approval stays)."""
+    approval = view.get("approval")
+    if approval is None or reads(TIMELINE):
+        return view
+    return {**view, "approval": {field: WITHHELD if value is not None else None for field, value in approval.items()}}
