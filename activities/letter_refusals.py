@@ -1,6 +1,6 @@
 """What a letter refuses, and the remedies it then names: a letter that refuses the subject in
 whole or in part (Art. 12(4) GDPR and its counterparts) carries the regime's authority, courts
-and appeal (`remedies_context`); `build_context` (activities/letters.py) decides it so when it
+and appeal, or the complaint to us under the UK GDPR (`remedies_context`); `build_context` (activities/letters.py) decides it so when it
 renders the letter, and `letter_refuses` the same way without rendering it (a letter staff sent
 by other means, whose refusal can be appealed: dsrflow/domain/appeals.py)."""
 
@@ -10,7 +10,7 @@ from typing import Any
 
 from activities.context import ActivityContext
 from activities.letter_outcome import response_outcome
-from dsrflow.domain.deadlines import answer_days
+from dsrflow.domain.deadlines import COMPLAINT_ACKNOWLEDGEMENT_DAYS, answer_days, reconsiders
 from dsrflow.i18n import ENGLISH, Translator
 from policy.model import Policy
 from schemas.workflow import LetterJob
@@ -20,21 +20,27 @@ _REFUSALS = {"denial", "closed_unverified"}
 
 
 def remedies_context(policy: Policy, regime: str, country: str, *, appeal: bool,
-                     t: Translator = ENGLISH) -> dict[str, Any]:
+                     t: Translator = ENGLISH, form_url: str | None = None) -> dict[str, Any]:
     """What the `_remedies` partial says in a letter that refuses in whole or in part (Art. 12(4)
     GDPR and its counterparts): the regime's authority, courts and, unless the request is itself
-    an appeal, the appeal its law grants, with the statutory days to answer it and the further days
-    its one extension may add (the CPA's 60; none under the VCDPA and the CTDPA): the workflow
-    accepts that extension, so the letter may not promise the first period alone. A letter deciding
-    an appeal says the complaint as one made after it (`complaint_after_appeal`), not "if we deny
-    your appeal"."""
+    an appeal (or a complaint), the appeal its law grants, with the statutory days to answer it and
+    the further days its one extension may add (the CPA's 60; none under the VCDPA and the CTDPA):
+    the workflow accepts that extension, so the letter may not promise the first period alone.
+    Under the UK GDPR it is a complaint to us (`kind`, DPA 2018 s. 164A): the 30 days to
+    acknowledge it, our target for its outcome, and `form_url`, the portal's complaint form for
+    this request (None in a context stored before the form existed: the letter then gives the
+    privacy address alone). A letter deciding an appeal, or giving a complaint's outcome, says the
+    complaint to the authority as one made after it (`complaint_after_appeal`), not "if we deny
+    your appeal", and offers no second one to us."""
     remedies = policy.remedies_for(regime, country).model_dump(mode="json")
     remedies["judicial_heading"] = remedies["judicial_heading"] or t.gettext("Your right to a judicial remedy")
     if remedies["appeal"] is not None:
         days, further = answer_days(regime, appeal=True)
         if appeal:
             remedies["complaint"] = remedies["appeal"]["complaint_after_appeal"] or remedies["complaint"]
-        remedies["appeal"] = None if appeal else {**remedies["appeal"], "days": days, "further_days": further}
+        remedies["appeal"] = None if appeal else {
+            **remedies["appeal"], "kind": reconsiders(regime), "days": days, "further_days": further,
+            "acknowledge_days": COMPLAINT_ACKNOWLEDGEMENT_DAYS, "form_url": form_url}
     return remedies
 
 

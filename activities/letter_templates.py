@@ -38,6 +38,7 @@ from jinja2.runtime import Undefined
 
 from activities.citations import answer_period, cite
 from activities.staff_alert_words import DETAIL_CHARS, FACTS, action_label, named, quoted, step_label
+from dsrflow.domain.deadlines import takes_complaints
 from dsrflow.domain.references import short_reference
 from dsrflow.i18n import SOURCE_LANGUAGE, and_list, long_date, long_datetime, series, translations
 from policy.model import Policy
@@ -151,6 +152,9 @@ def letter_environment(language: str, timezone: str) -> Environment:
     env.filters["named"] = named
     # The period the law of a request (or an appeal) gives to answer it, where it counts in days.
     env.globals["answer_period"] = partial(answer_period, t=translations(language))
+    # Whether a request referring to a refused one is a complaint to us (UK GDPR, DPA 2018 s. 164A)
+    # rather than an appeal: the words the subject reads for it.
+    env.globals["complaint_to_us"] = takes_complaints
     env.globals["language"] = language
     return env
 

@@ -35,7 +35,8 @@ from activities.outbox import Sent, send_once, withdraw
 from activities.restrictions import lift_letter_context
 from dsrflow.crypto.hashing import keyed_hash, token_hash
 from dsrflow.domain.audit import append_event
-from dsrflow.domain.deadlines import receipt_date
+from dsrflow.domain.deadlines import receipt_date, takes_complaints
+from dsrflow.domain.references import short_reference
 from dsrflow.i18n import ENGLISH, N_, Translator, translations
 from dsrflow.infra.failpoints import failpoint
 from dsrflow.infra.metrics import letter_sent
@@ -159,8 +160,10 @@ async def build_context(ctx: ActivityContext, row: dict[str, Any], job: LetterJo
     params = _coerce(job.params)
 
     def remedies() -> dict[str, Any]:
+        # The portal's complaint form, open on this request (a UK complaint: api/public/portal.py).
+        form = f"{ctx.settings.base_url}/portal/complaints?about={short_reference(row['id'])}&lang={language}"
         return remedies_context(policy, row["regime"], row["country"],
-                                appeal=bool(context["request"]["appeal_of"]), t=t)
+                                appeal=bool(context["request"]["appeal_of"]), t=t, form_url=form)
 
     if job.purpose == "staff_alert":
         params["warning_days"] = policy.deadline_warnings_days
@@ -196,6 +199,10 @@ async def build_context(ctx: ActivityContext, row: dict[str, Any], job: LetterJo
         params = {"outcome": outcome, **params}
         if refuses_in_part(outcome, decision):
             params["remedies"] = remedies()
+        elif context["request"]["appeal_of"] and takes_complaints(row["regime"]):
+            # A complaint's outcome names the Commissioner even when we now do all that was asked
+            # (the subject may still be dissatisfied: DPA 2018 s. 165); it refuses nothing.
+            params["complaint"] = remedies()
     context.update(params)
     return context
 

@@ -1,6 +1,7 @@
 """What a refusal, whole or in part, tells the subject, per regime: the rule that obliges us to say
 it, the authority they can complain to (named, with its contact details), the courts, and the
-appeal where the law grants one (the US state laws). Letters read all of it from here, never from
+appeal where the law grants one (the US state laws), or the complaint to us where the law makes
+us hear one (the UK GDPR: Data Protection Act 2018 s. 164A). Letters read all of it from here, never from
 their templates, so that a DPO changes an address or a sentence in the policy alone."""
 
 from __future__ import annotations
@@ -20,12 +21,15 @@ class Authority(StrictModel):
 
 
 class Appeal(StrictModel):
-    """The appeal a US state law grants against a refusal. Its deadline is statutory and lives
-    with the others in dsrflow/domain/deadlines.py (`compute_deadline(..., appeal=True)`)."""
+    """The appeal a US state law grants against a refusal, or the complaint to us the UK's law
+    makes us hear (which of the two: dsrflow/domain/deadlines.py `reconsiders`). Its days live
+    with the other deadlines there (`compute_deadline(..., appeal=True)`): an appeal's statutory,
+    a complaint's 30 days to acknowledge and our target for its outcome."""
 
-    rule: str  # the provision granting it, e.g. "Va. Code § 59.1-577(C)"
-    # The right to complain in a letter that decides an appeal (the statute's "if the appeal is
-    # denied"): `complaint` speaks of an appeal still to come ("If we deny your appeal, ...").
+    rule: str  # the provision granting it, e.g. "Va. Code § 59.1-577(C)", "Data Protection Act 2018, s. 164A"
+    # The right to complain in a letter that decides an appeal, or gives a complaint's outcome (the
+    # statute's "if the appeal is denied"; the Commissioner once we have answered): `complaint`
+    # speaks of an appeal still to come ("If we deny your appeal, ...").
     complaint_after_appeal: str | None = None
 
 

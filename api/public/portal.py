@@ -1,6 +1,6 @@
 """The subject portal: plain HTML forms (no JavaScript needed) over the same functions as the
-public API — submit a request, confirm it is yours (code or e-mail link), follow its status,
-download a package.
+public API — submit a request, complain about a refused one (UK GDPR), confirm it is yours (code
+or e-mail link), follow its status, download a package.
 
 Nothing here tells a visitor whether an e-mail address has requests: submitting always answers
 the same way, and pages are reached by the request's reference (a random UUID from our letters),
@@ -40,6 +40,8 @@ from api.public.intake import (
 from api.read_models.evidence_deadlines import policy_defaults
 from api.service import live_state
 from api.state import AppState
+from dsrflow.domain.appeals import AppealRefused, appealed_request
+from dsrflow.domain.deadlines import takes_complaints
 from dsrflow.domain.references import short_reference
 from dsrflow.domain.request_resume import ended_flag
 from dsrflow.i18n import N_, Translator, without_accents
@@ -156,6 +158,68 @@ async def submit(request: Request, state: State, limiter: Limiter) -> Response:
     return RedirectResponse(f"/portal/requests/{row['id']}/verify", status_code=303)
 
 
+# The complaint form (UK GDPR: DPA 2018 s. 164A), which a refusal's letter links to, open on the
+# refused request. Its refusal reads the same whatever the reason (no such reference, another
+# subject's, a law with no complaint to us, not refused): it tells a stranger nothing.
+_NOT_COMPLAINABLE = N_("We have no request %(reference)s of yours that we refused, in whole or in part, under "
+                       "UK data protection law. Check the reference in our e-mail, and that the address is the "
+                       "one you used for that request.")
+_NO_REFERENCE = N_("Enter the request reference from our e-mail, like %(example)s.")
+# What a complaint repeats of the refused request: what it asked, for us to reconsider it.
+_REPEATED = ("corrections", "restriction_grounds", "objection_scope")
+
+
+def _complaint_page(request: Request, values: dict[str, Any], errors: dict[str, str], *,
+                    status: int = 200) -> HTMLResponse:
+    return render(request, "portal/complaint_form.html", {
+        "values": values, "errors": errors, "submission": values.get("submission") or uuid.uuid4().hex,
+    }, status_code=status)
+
+
+@router.get("/complaints", response_class=HTMLResponse)
+async def complaint_page(request: Request, about: str = "") -> HTMLResponse:
+    return _complaint_page(request, {"about": about[:100]}, {})
+
+
+@router.post("/complaints", response_class=HTMLResponse)
+async def complain(request: Request, state: State, limiter: Limiter) -> Response:
+    """A complaint about a refused request: opened as a request that refers to it (`appeal_of`),
+    of its type and with its details (dsrflow/domain/appeals.py), acknowledged at once by e-mail
+    and, once the subject confirms it is theirs, decided with its own letters."""
+    await count_submission(request, limiter)  # before the form is read
+    form = await read_form(request)
+    values = request_form.form_values(form)
+    t = page_translator(request)
+    messages = _messages(t)
+    errors: dict[str, str] = {}
+    about, email = request_form.text(form, "about"), request_form.text(form, "email") or ""
+    if about is None:
+        errors["about"] = t.gettext(_NO_REFERENCE) % {"example": "KD7QX3M9TB"}
+    try:
+        refused = None if about is None else await appealed_request(await state.db(), about[:100], email)
+    except AppealRefused:
+        refused = None
+    body = {"type": refused["request_type"] if refused else "access", "email": email, "appeal_of": about,
+            "language": request_form.text(form, "language"),
+            **{k: v for k, v in ((refused and refused["details"]) or {}).items() if k in _REPEATED}}
+    new = request_form.validate(PublicNewRequest, body, errors, messages)
+    request_form.check_policy(state.policy.policy, new, errors, t, messages)
+    errors.pop("appeal_of", None)  # the form's `about`: said below, in the form's words
+    if about is not None and refused is None and "email" not in errors:
+        errors["about"] = t.gettext(_NOT_COMPLAINABLE) % {"reference": about[:100]}
+    if new is None or errors:
+        return _complaint_page(request, values, errors, status=422)
+    await admit_submission(limiter, str(new.email))
+    submission = values.get("submission", "")
+    key = f"portal-complaint:{submission}" if request_form.SUBMISSION.match(submission) else None
+    try:
+        row = await submit_request(state, new, key)
+    except AppealNotOpened:
+        errors["about"] = t.gettext(_NOT_COMPLAINABLE) % {"reference": about}
+        return _complaint_page(request, values, errors, status=422)
+    return RedirectResponse(f"/portal/requests/{row['id']}/verify", status_code=303)
+
+
 @router.get("/status", dependencies=[counted("lookup")])
 async def find_status(request: Request, state: State, reference: str = "") -> Response:
     """The status lookup on the portal's front page: by the reference in our letters only (the
@@ -163,8 +227,7 @@ async def find_status(request: Request, state: State, reference: str = "") -> Re
     mistyped one: the lookup tells nobody which references exist."""
     request_id = await request_by_reference(await state.db(), reference[:100])
     if request_id is None:
-        reference_error = page_translator(request).gettext(
-            N_("Enter the request reference from our e-mail, like %(example)s.")) % {"example": "KD7QX3M9TB"}
+        reference_error = page_translator(request).gettext(_NO_REFERENCE) % {"example": "KD7QX3M9TB"}
         return _form_page(request, {}, {}, status=422, reference=reference, reference_error=reference_error)
     return RedirectResponse(f"/portal/requests/{request_id}", status_code=303)
 
@@ -250,6 +313,9 @@ async def status_page(request: Request, request_id: str, state: State) -> HTMLRe
         "awaiting_verification": status == RequestStatus.awaiting_verification and not paused, "status": status,
         "reference": short_reference(row["id"]),
         "controller_timezone": await request_timezone(state, str(row["id"])),
+        # A complaint to us names the refused request it is about (UK GDPR, DPA 2018 s. 164A).
+        "complaint_about": short_reference(about) if (about := (row["details"] or {}).get("appeal_of"))
+        and takes_complaints(row["regime"]) else None,
     })
     if verified:
         response.delete_cookie(CONFIRMED_COOKIE, path=status_path(str(row["id"])))

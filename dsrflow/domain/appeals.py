@@ -1,7 +1,9 @@
-"""Appeals (VCDPA, CTDPA, CPA): a request that asks us to reconsider one we refused, in whole or
-in part. It refers to the refused request, takes its regime (and its country, unless the appeal
-states one), and runs on its own statutory deadline (dsrflow/domain/deadlines.py,
-`compute_deadline(..., appeal=True)`)."""
+"""Appeals (VCDPA, CTDPA, CPA) and complaints to us (UK GDPR: Data Protection Act 2018 s. 164A): a
+request that asks us to reconsider one we refused, in whole or in part. It refers to the refused
+request, takes its regime (and its country, unless it states one), and runs on its own deadline
+(dsrflow/domain/deadlines.py, `compute_deadline(..., appeal=True)`): an appeal's is statutory; a
+complaint is acknowledged within 30 days and its outcome due by our target for "without undue
+delay". Which of the two a regime has is `reconsiders`; the subject reads "appeal" or "complaint"."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import uuid
 
 import asyncpg
 
-from dsrflow.domain.deadlines import grants_appeal
+from dsrflow.domain.deadlines import reconsiders
 from dsrflow.domain.references import typed_reference
 from schemas.requests import NewRequest
 from schemas.vocabulary import Regime
@@ -38,6 +40,10 @@ _REFUSED = """SELECT EXISTS (SELECT 1 FROM audit_events WHERE request_id = $1 AN
                       OR (event_type = 'letter.skip_settled' AND NOT (data->>'went')::boolean)))"""
 
 
+# The follow-up as the refusals read it (dsrflow/domain/deadlines.py `reconsiders`).
+_A = {"appeal": "an appeal", "complaint": "a complaint"}
+
+
 async def check_appeal(conn: asyncpg.Connection | asyncpg.Pool, new: NewRequest) -> NewRequest:
     """The request as it is to be opened: an appeal takes the regime of the request it refers to,
     and its country unless the appeal states one.
@@ -45,18 +51,21 @@ async def check_appeal(conn: asyncpg.Connection | asyncpg.Pool, new: NewRequest)
     refused, is itself an appeal, or falls under a law that grants no appeal."""
     if new.appeal_of is None:
         return new
-    original = await _appealed(conn, new)
+    original = await appealed_request(conn, new.appeal_of, str(new.subject.email))
+    kind = reconsiders(original["regime"])
     if (original["details"] or {}).get("appeal_of"):
-        raise AppealRefused("appeal_of", "this request is itself an appeal: the decision on an appeal "
-                            "is final; the letter that gave it names the authority to complain to")
-    if not grants_appeal(original["regime"]):
+        # A complaint's outcome, like an appeal's decision, ends what we hear: the Information
+        # Commissioner (or the Attorney General) is next, and its letter names them.
+        raise AppealRefused("appeal_of", f"this request is itself {_A[kind or 'appeal']}: our answer to it is final; "
+                            "the letter that gave it names the authority to complain to")
+    if kind is None:
         raise AppealRefused("appeal_of", f"the {original['regime']} regime of that request grants no "
                             "appeal to us; the letter that refused it names the authority to complain to")
     if "regime" in new.model_fields_set and new.regime.value != original["regime"]:
-        raise AppealRefused("regime", f"an appeal is under the regime of the request it appeals "
+        raise AppealRefused("regime", f"{_A[kind]} is under the regime of the request it is about "
                             f"({original['regime']})")
     if new.type.value != original["request_type"]:
-        raise AppealRefused("type", f"an appeal is of the same type as the request it appeals "
+        raise AppealRefused("type", f"{_A[kind]} is of the same type as the request it is about "
                             f"({original['request_type']})")
     if not await conn.fetchval(_REFUSED, original["id"]):
         raise AppealRefused("appeal_of", "that request was not refused, in whole or in part: "
@@ -71,12 +80,13 @@ async def check_appeal(conn: asyncpg.Connection | asyncpg.Pool, new: NewRequest)
 _COLUMNS = "SELECT id, regime, request_type, subject_email, country, details FROM dsr_requests"
 
 
-async def _appealed(conn: asyncpg.Connection | asyncpg.Pool, new: NewRequest) -> asyncpg.Record:
-    """The subject's request that `appeal_of` names: by its id, or by the short reference its letters
-    give (dsrflow/domain/references.py). Someone else's request is answered like a missing one: an
-    appeal must not reveal that it exists."""
-    named = new.appeal_of
-    email = str(new.subject.email).lower()
+async def appealed_request(conn: asyncpg.Connection | asyncpg.Pool, named: uuid.UUID | str,
+                           email: str) -> asyncpg.Record:
+    """The request of the subject at `email` that `named` names: by its id, or by the short reference
+    its letters give (dsrflow/domain/references.py). Someone else's request is answered like a
+    missing one: an appeal must not reveal that it exists. (The portal's complaint form reads the
+    type and details the complaint repeats from it: api/public/portal.py `complain`.)"""
+    email = email.lower()
     if isinstance(named, uuid.UUID):
         rows = [row] if (row := await conn.fetchrow(f"{_COLUMNS} WHERE id = $1", named)) else []
     elif (reference := typed_reference(str(named))) is not None:

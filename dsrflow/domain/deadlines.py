@@ -72,6 +72,15 @@ _APPEAL_DAYS: dict[Regime, tuple[int, int]] = {
     Regime.cpa: (45, 105),
 }
 
+# A complaint to the controller about a refusal, where the law makes the controller hear one (UK:
+# Data Protection Act 2018 s. 164A, inserted by the Data (Use and Access) Act 2025 s. 103, in force
+# 19 June 2026): acknowledged within the 30 days beginning with its receipt (s. 164A(3)), the outcome
+# told "without undue delay" (s. 164A(4)), which the Act puts in no number of days. The days here are
+# our target for that outcome, the due date staff and the deadline watch see; no extension (a target
+# the law does not set cannot be extended under it).
+_COMPLAINT_DAYS: dict[Regime, int] = {Regime.uk_gdpr: 30}
+COMPLAINT_ACKNOWLEDGEMENT_DAYS = 30
+
 # Canada's Interpretation Act s. 26 moves a time limit that ends on a holiday to the next day that
 # is not one, and s. 35 makes every Sunday a holiday (but not Saturday). The US state laws and the
 # LGPD are applied as plain calendar days: their deadline stays where it lands.
@@ -90,15 +99,31 @@ def country_of_law(regime: Regime | str, controller_country: str) -> str:
 
 
 def grants_appeal(regime: Regime | str) -> bool:
-    """Whether the law of `regime` lets the subject appeal a refusal to the controller."""
+    """Whether the law of `regime` lets the subject appeal a refusal to the controller (the US
+    state laws, each with its statutory days)."""
     return _parse_regime(regime) in _APPEAL_DAYS
 
 
+def takes_complaints(regime: Regime | str) -> bool:
+    """Whether the law of `regime` makes the controller hear the subject's complaint (UK: DPA 2018
+    s. 164A), acknowledged within 30 days and answered without undue delay."""
+    return _parse_regime(regime) in _COMPLAINT_DAYS
+
+
+def reconsiders(regime: Regime | str) -> str | None:
+    """What a subject refused under `regime` can ask of us, a request that refers to the refused one
+    (dsrflow/domain/appeals.py): "appeal" (VCDPA, CTDPA, CPA), "complaint" (UK GDPR), or None."""
+    return "appeal" if grants_appeal(regime) else "complaint" if takes_complaints(regime) else None
+
+
 def answer_days(regime: Regime | str, *, appeal: bool = False) -> tuple[int, int]:
-    """The calendar days the law of `regime` gives to answer a request (or an appeal of a refusal),
-    and the further days its one extension adds (0: none). Only the regimes counted in plain days
-    (not the GDPR's months): KeyError for the others."""
-    days, extended = (_APPEAL_DAYS if appeal else _CALENDAR_DAYS)[_parse_regime(regime)]
+    """The calendar days the law of `regime` gives to answer a request (or an appeal of a refusal,
+    or our target for a complaint's outcome), and the further days its one extension adds (0:
+    none). Only the regimes counted in plain days (not the GDPR's months): KeyError for the others."""
+    reg = _parse_regime(regime)
+    if appeal and reg in _COMPLAINT_DAYS:
+        return _COMPLAINT_DAYS[reg], 0
+    days, extended = (_APPEAL_DAYS if appeal else _CALENDAR_DAYS)[reg]
     return days, extended - days
 
 
@@ -125,7 +150,7 @@ def compute_deadline(
     Reg. 1182/71 Art. 2(1) and 3(4) the public holidays that move a GDPR deadline are those of the
     member state where the controller acts. Only `gdpr` varies by member state; the other regimes
     have one calendar each and refuse any other country. `appeal`: the deadlines of an appeal of
-    a refused request, under a regime that grants one (`grants_appeal`).
+    a refused request, or of a complaint about it, under a regime that grants one (`reconsiders`).
     """
     reg = _parse_regime(regime)
     _check_date("received", received)
@@ -136,6 +161,12 @@ def compute_deadline(
                 f"verified: {verified.isoformat()} is earlier than received {received.isoformat()}"
             )
     cal_country, subdiv = _calendar(reg, establishment)
+    if appeal and reg in _COMPLAINT_DAYS:
+        # "Within the period of 30 days beginning when the complaint is received": the day of
+        # receipt is the first of the 30 (the earlier of the readings), not moved off a weekend.
+        due = received + timedelta(days=_COMPLAINT_DAYS[reg])
+        return Deadline(due_date=due, extended_due_date=due, clock_start=received,
+                        acknowledge_by=received + timedelta(days=COMPLAINT_ACKNOWLEDGEMENT_DAYS - 1))
     if appeal:  # calendar days, like the regime's own deadline
         if reg not in _APPEAL_DAYS:
             raise DeadlineError(f"regime: {reg} grants no appeal to the controller")
