@@ -1,14 +1,13 @@
 """Activities of the processor fan-out: plan, act on one system, ask an asynchronous processor
-how far it got, and record each system's result as evidence."""
+how far it got, and record each system's result as evidence (activities/task_results.py; an
+erasure's own evidence: activities/erasure_evidence.py)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
-from datetime import date, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -18,19 +17,16 @@ from activities.connectors.base import (
     ActionOutcome,
     Connector,
     ConnectorEnv,
-    ErasureContext,
     HeldRecord,
-    LegalClaimsHold,
     PermanentConnectorError,
     Subject,
 )
 from activities.connectors.http import HttpConnector
-from activities.connectors.http_journal import journal_cleared
 from activities.connectors.sql import SqlConnector
 from activities.connectors.sql_erasure import kept_summary
 from activities.context import ActivityContext
+from activities.erasure_evidence import ErasureEvidence
 from activities.heartbeat import heartbeating
-from activities.ledger import ledger_write
 from activities.task_outcomes import (
     STORED_OUTCOME,
     changed_nothing,
@@ -40,19 +36,16 @@ from activities.task_outcomes import (
     save_outcome,
     stored_outcome,
 )
-from dsrflow.crypto.hashing import subject_hash, suppression_hash
+from activities.task_results import store_task_result
+from dsrflow.crypto.hashing import suppression_hash
 from dsrflow.domain.audit import append_event
 from dsrflow.infra.failpoints import failpoint
 from dsrflow.infra.metrics import connector_call
 from dsrflow.infra.tracing import span
-from dsrflow.infra.writes import Write, columns, write_together
+from dsrflow.infra.writes import Write
 from dsrflow.stores.deferred_store import kept_records
-from dsrflow.stores.holds_store import active_holds_for
 from dsrflow.stores.requests_store import get_request, get_request_with
 from schemas.workflow import Plan, StartRequest, SystemTask, TaskInput, TaskRecord, TaskResult
-
-# More evidence, written in the same statement as an erasure's own.
-Evidence = Callable[[ActionOutcome], Sequence[Write]]
 
 # What each request type asks of every system.
 ACTIONS = {
@@ -63,8 +56,6 @@ ACTIONS = {
     "restriction": "restrict",
     "objection": "object",
 }
-
-
 
 
 def subject_of(row: dict[str, Any]) -> Subject:
@@ -92,36 +83,6 @@ async def open_connector(ctx: ActivityContext, policy_version: str, system: str)
         await connector.close()
 
 
-async def store_task_result(ctx: ActivityContext, request_id: str, result: TaskResult,
-                            *, along: Sequence[Write] = ()) -> None:
-    """A system's (interim or final) result for a request, stored and audited in one statement,
-    with the `along` writes."""
-    async with ctx.pool.acquire() as conn:
-        await append_event(
-            conn,
-            event_key=f"{request_id}:task:{result.system}:{result.action}:{result.attempt}:{result.status}",
-            request_id=request_id, event_type=f"task.{result.status}", actor="workflow",
-            data={"system": result.system, "action": result.action, "found": result.found,
-                  "changed": result.changed, "kept": result.kept, "message": result.message},
-            along=[Write(
-                """INSERT INTO system_tasks (request_id, system, action, status, found, changed,
-                                             kept, datasets, external_id, message, attempt, kept_records)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-                   ON CONFLICT (request_id, system, action) DO UPDATE SET
-                     status = EXCLUDED.status, found = EXCLUDED.found, changed = EXCLUDED.changed,
-                     kept = EXCLUDED.kept, datasets = EXCLUDED.datasets,
-                     kept_records = EXCLUDED.kept_records,
-                     external_id = coalesce(EXCLUDED.external_id, system_tasks.external_id),
-                     message = EXCLUDED.message, attempt = EXCLUDED.attempt, updated_at = now()""",
-                (request_id, result.system, result.action, result.status, result.found,
-                 result.changed, result.kept, result.datasets, result.external_id, result.message,
-                 result.attempt, result.kept_records)), *along,
-                   # A result that ends the task ends its http runs (a pending one carries on).
-                   *([journal_cleared(request_id, result.system, result.attempt)]
-                     if result.status != "pending" else [])],
-        )
-
-
 def _result(task: TaskInput, outcome: ActionOutcome, kept: list[dict[str, Any]] | None = None) -> TaskResult:
     return TaskResult(
         system=task.task.system, action=task.task.action, status=outcome.status,
@@ -132,9 +93,8 @@ def _result(task: TaskInput, outcome: ActionOutcome, kept: list[dict[str, Any]] 
     )
 
 
-class FanoutActivities:
-    def __init__(self, ctx: ActivityContext) -> None:
-        self.ctx = ctx
+class FanoutActivities(ErasureEvidence):
+    """The fan-out's activities; each erasure keeps its evidence as ErasureEvidence does."""
 
     async def _row(self, request_id: str) -> dict[str, Any]:
         row = await get_request(self.ctx.pool, request_id)
@@ -312,71 +272,6 @@ class FanoutActivities:
                 async with open_connector(self.ctx, policy_version, name) as connector:
                     assert isinstance(connector, SqlConnector)  # the sql kind
                     await connector.check_identities(subject)
-
-    async def erasure_context_for(self, policy_version: str, system: str,
-                                  subject: Subject) -> tuple[ErasureContext, dict[str, dict[str, Any]]]:
-        """Today in the controller's timezone, and the legal-claims holds on this subject that
-        cover this system."""
-        policy = (await self.ctx.policy(policy_version)).policy
-        today = datetime.now(ZoneInfo(policy.defaults.timezone)).date()
-        holds = await active_holds_for(self.ctx.pool, subject_hash(self.ctx.secret, subject.email))
-        applying = {str(h["id"]): h for h in holds if not h["systems"] or system in h["systems"]}
-        context = ErasureContext(today=today, legal_holds=tuple(
-            LegalClaimsHold(id=hold_id, categories=tuple(h["categories"]) if h["categories"] else None,
-                            basis=h["basis"], review_date=h["review_date"])
-            for hold_id, h in applying.items()))
-        return context, applying
-
-    async def erase_with_evidence(self, connector: Connector, request_id: str, system: str, policy_version: str,
-                                  subject: Subject, context: ErasureContext, origin: str = "request",
-                                  also: Evidence | None = None) -> ActionOutcome:
-        """Erase, keeping the evidence before the system commits where it can (see
-        ErasureContext.before_commit), otherwise right after. `also` gives more evidence to write
-        with it (the task's provisional outcome)."""
-        kept = False
-
-        async def keep(outcome: ActionOutcome) -> None:
-            nonlocal kept
-            await self.keep_evidence(request_id, system, policy_version, subject, outcome, origin, also)
-            kept = True
-            failpoint("erasure-evidence-kept")  # the system has not committed yet
-
-        outcome = await connector.erase(subject, replace(context, before_commit=keep))
-        if not kept:
-            await self.keep_evidence(request_id, system, policy_version, subject, outcome, origin, also)
-        return outcome
-
-    async def keep_evidence(self, request_id: str, system: str, policy_version: str, subject: Subject,
-                            outcome: ActionOutcome, origin: str = "request", also: Evidence | None = None) -> None:
-        """Schedule the erasure of what was held, and ledger what was erased (record keys stay
-        here, in Postgres; the workflow sees counts): one statement, so that the system's own
-        transaction, open meanwhile, waits for one round trip only."""
-        who = subject_hash(self.ctx.secret, subject.email)
-        writes = list(also(outcome)) if also is not None else []
-        if outcome.held:
-            # A record kept again for longer (held through a document issued while the erasure ran):
-            # erased at the later date. One row a record and hold (an upsert touches a row once).
-            held: dict[tuple[str, str, str, str], date | None] = {}
-            for h in outcome.held:
-                after = h.until + timedelta(days=1) if h.until else None
-                key = (h.dataset, h.key, h.hold_kind, h.hold_ref)
-                known = held.get(key)
-                held[key] = max(after, known) if after is not None and known is not None else after
-            writes.append(Write(
-                """INSERT INTO deferred_erasures AS d (request_id, subject_hash, system, dataset, record_key,
-                                                       hold_kind, hold_ref, erase_after, policy_version)
-                   SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
-                                        $6::text[], $7::text[], $8::date[], $9::text[])
-                   ON CONFLICT (request_id, system, dataset, record_key, hold_kind, hold_ref) DO UPDATE
-                   SET erase_after = EXCLUDED.erase_after
-                   WHERE d.done_at IS NULL AND EXCLUDED.erase_after > d.erase_after""",
-                columns([(request_id, who, system, dataset, key, kind, ref, after, policy_version)
-                         for (dataset, key, kind, ref), after in held.items()])))
-        ledger = ledger_write([(who, system, dataset, key, action, policy_version, request_id, origin)
-                               for dataset, keys in outcome.erased.items() for key, action in keys])
-        if ledger is not None:
-            writes.append(ledger)
-        await write_together(self.ctx.pool, writes)
 
     @activity.defn(name="poll_system_action")
     async def poll_system_action(self, task: TaskInput) -> TaskResult:

@@ -1,7 +1,7 @@
 """A SaaS erasure that is complete and counted right (activities/connectors/http_rounds.py,
 http_journal.py): records added while its run goes on are erased too, records that keep appearing
 make the task need staff, and a staff retry after a run that stopped short goes on from its
-journal, so the final counts are the whole run's.
+journal, so the final counts are the whole run's; a task staff resolve ends its journal at once.
 
 The service: the Mailchimp stand-in behind its rate limit (tests/saas_runs_support.py), a subject in
 tens of lists, the run cut into short slices (DSRFLOW_HTTP_RUN_SLICE_SECONDS)."""
@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
@@ -22,7 +23,7 @@ from activities.connectors.base import PermanentConnectorError
 from devstack.saas.mailchimp import subscriber_hash
 from dsrflow.settings import Settings
 from schemas.workflow import RUN_CONTINUES, workflow_id_for
-from tests.fanout_stack import api
+from tests.fanout_stack import api, fanout_stack
 from tests.saas_runs_fixtures import newsletter_service_fixture, saas_stack_fixture  # noqa: F401 (the fixtures)
 from tests.saas_runs_support import (
     answered,
@@ -34,8 +35,10 @@ from tests.saas_runs_support import (
 from tests.saas_support import connector, http_policy, subject
 from tests.support import (
     attested_request,
+    eventually,
     staff_headers,
     staff_retry,
+    staff_task_answer,
     task_result,
     text_of,
     unique_email,
@@ -206,4 +209,79 @@ async def test_a_staff_retry_after_refused_deletes_ends_with_the_whole_runs_coun
     assert deletes(app) == [204] * (lists - 3) + [400] + [204] * 3
     reads = [s.status for s in app.state.standin.requests("GET", "/members/") if subscriber_hash(email) in s.path]
     assert reads == [200] * lists + [404] * lists
+    assert await pool.fetchval("SELECT count(*) FROM http_run_journal WHERE request_id = $1", uuid.UUID(rid)) == 0
+
+
+@pytest.fixture(scope="module")
+async def two_systems(newsletter_service: Any, postgres: Any, settings: Any, dev_server: Any,
+                      tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Any]:
+    """A stack with the Mailchimp account under two systems' names: a refused delete makes both
+    tasks need staff, so the request stays open while staff answer one."""
+    second = {**newsletter(), "label": "Mailing list"}
+    async with fanout_stack(postgres, settings, dev_server.client, tmp_path_factory.mktemp("saas-two"),
+                            extra_systems={"newsletter": newsletter(), "mailing": second}) as stack:
+        yield stack
+
+
+async def _journal_rows(pool: Any, rid: str) -> dict[str, Any]:
+    """Whether the request is closed, the newsletter task's status and the journal's rows by
+    system, in one snapshot."""
+    row = await pool.fetchrow(
+        """SELECT (SELECT closed_at IS NOT NULL FROM dsr_requests WHERE id = $1) AS closed,
+                  (SELECT status FROM system_tasks WHERE request_id = $1 AND system = 'newsletter') AS status,
+                  (SELECT coalesce(jsonb_object_agg(system, n), '{}') FROM
+                     (SELECT system, count(*) AS n FROM http_run_journal WHERE request_id = $1 GROUP BY system) j)
+                    AS rows""", uuid.UUID(rid))
+    return dict(row)
+
+
+async def test_a_task_staff_resolve_ends_its_journal_at_once(newsletter_service, two_systems, pool, dev_server):
+    """20 memberships; Mailchimp refuses one delete for good, so both systems' tasks need staff,
+    their journals kept. Compliance resolves the newsletter's: the statement that records the
+    resolution takes its journal while the request is still open, and the mailing list's journal
+    stays for its retry, which goes on from it. The evidence pack names the resolution, its note and
+    who made it, beside the failure it answered. Before, the resolved task's rows (the subject's
+    memberships as Mailchimp listed them, sealed) stayed until the request closed, though no retry
+    follows a resolution to read them."""
+    app, note = newsletter_service, "Deleted at Mailchimp by hand, ticket 41"
+    email = unique_email("resolved")
+    member_of_lists(app, email, 20)
+    _refuse_deletes(app, list(app.state.data.lists)[-3], email)
+    try:
+        async with build_worker(dev_server.client, two_systems.settings, pool), api(two_systems) as http:
+            rid = await attested_request(http, pool, "erasure", email)
+            for system in ("newsletter", "mailing"):
+                await task_result(http, pool, rid, system, lambda r: r["status"] == "needs_attention")
+            before = await _journal_rows(pool, rid)
+            compliance = await staff_headers(pool, "compliance")
+            answer = {"system": "newsletter", "note": note}
+            assert (await staff_task_answer(http, rid, "resolve-task", answer, compliance)).status_code == 200
+
+            async def resolution_recorded() -> bool:
+                return (await _journal_rows(pool, rid))["status"] == "done"
+
+            await eventually(resolution_recorded)
+            after = await _journal_rows(pool, rid)
+            app.state.standin.faults.clear()  # sorted out at Mailchimp
+            assert (await staff_retry(http, rid, "mailing", compliance)).status_code == 200
+            state = await asyncio.wait_for(dev_server.client.get_workflow_handle(workflow_id_for(rid)).result(), 60)
+            evidence = (await http.get(f"/v1/requests/{rid}/evidence", headers=compliance)).json()
+    finally:
+        app.state.standin.faults.clear()
+
+    assert not before["closed"] and before["rows"].get("newsletter") and before["rows"].get("mailing"), before
+    assert not after["closed"], after  # the mailing list's task still needed staff
+    assert "newsletter" not in after["rows"], after
+    assert after["rows"].get("mailing") == before["rows"]["mailing"], (before, after)  # kept for its retry
+    results = {r["system"]: r for r in state["results"]}
+    assert (results["newsletter"]["status"], results["newsletter"]["attempt"]) == ("done", 1), results
+    assert (results["mailing"]["status"], results["mailing"]["attempt"]) == ("done", 2), results
+    assert not any(app.state.data.members.values())
+    tasks = {t["system"]: t for t in evidence["results"]}
+    task = tasks["newsletter"]
+    assert (task["status"], task["attempt"], task["message"]) == ("done", 1, f"resolved by staff: {note}"), task
+    assert "HTTP 400" in task["attention"]["message"], task
+    assert [(s["what"], s["note"]) for s in task["staff"]] == [("resolved", note)] and task["staff"][0]["by"], task
+    assert [s["what"] for s in tasks["mailing"]["staff"]] == ["retried"], tasks["mailing"]
+    assert evidence["audit"]["verification"]["ok"], evidence["audit"]["verification"]
     assert await pool.fetchval("SELECT count(*) FROM http_run_journal WHERE request_id = $1", uuid.UUID(rid)) == 0

@@ -13,10 +13,12 @@ Exactly once in effect: a change whose request went out while its process died i
 `missing` answer to it (404: the first request deleted it) counts as its effect, once. The records
 are personal data: sealed (AES-GCM, a key of their own, bound to the row), as the mailbox's are.
 
-A run that ends is marked `complete`, and its task's result then takes its rows. A run that stops
-short (a delete the service refused, retries run out: the task needs staff) keeps them, and a
-staff retry (the task's next attempt) goes on from them: its counts are the whole run's, each
-change sent once in effect. Only rows written under the same configuration (`config`: a hash of
+A result that ends the task takes its rows: the run's own (`done`, `not_found`), or staff's when
+they resolve a task that needed them (their `done`, whether or not the run got to its end: nothing
+runs the task again). A result needing staff (a delete the service refused, retries run out) keeps
+them, and a staff retry (the task's next attempt) goes on from them: its counts are the whole run's,
+each change sent once in effect. A run that ends writes a `complete` row, which no attempt reads
+back as an item. Only rows written under the same configuration (`config`: a hash of
 the system's configuration as the environment completes it, base URL and ids) are gone on from:
 records read from another base URL are not this one's.
 """
@@ -91,14 +93,12 @@ def config_hash(config: Any) -> str:
 
 
 def journal_cleared(request_id: str, system: str, attempt: int) -> Write:
-    """With a task's final result: the rows of its run that ended (marked complete by this
-    attempt), this attempt's and those of earlier ones it went on from. A run that stopped short
-    keeps them for a staff retry (the result then needs staff; the statement cannot see its status)."""
-    return Write(
-        """DELETE FROM http_run_journal WHERE request_id = $1 AND system = $2 AND attempt <= $3
-             AND EXISTS (SELECT 1 FROM http_run_journal c WHERE c.request_id = $1 AND c.system = $2
-                                                           AND c.attempt = $3 AND c.state = 'complete')""",
-        (request_id, system, attempt))
+    """With a result that ends a task (`task_results.ENDS_TASK`): the rows of its runs, this
+    attempt's and those of the earlier ones it went on from. Only a task needing staff is run
+    again, so nothing goes on from them; a result needing staff, which a retry goes on from, and a
+    pending one, whose run carries on, take none."""
+    return Write("DELETE FROM http_run_journal WHERE request_id = $1 AND system = $2 AND attempt <= $3",
+                 (request_id, system, attempt))
 
 
 class Journal:
@@ -192,8 +192,8 @@ class Journal:
         self.done += 1
 
     async def complete(self) -> None:
-        """The run ended: its task's result may take its rows (`journal_cleared`). Only a run
-        that kept anything has rows to take."""
+        """The run ended: the last answers, and a row that says so (only a run that kept anything
+        has a journal to end); the task's result takes them (`journal_cleared`)."""
         if self._entries or self.done:
             self._pending.append(("", "", "complete", None, None, 0, None))
         await self.flush()
