@@ -12,7 +12,8 @@ Rules worth knowing:
   the field rules. A parent whose rows an anonymised child keeps pointing at (its link column is
   not erased to null) is anonymised instead of deleted, so no foreign key is broken;
 - `hash` writes keyed_hash(secret, system, dataset, column, value); a value that already is such a
-  digest (64 hex characters) is left alone, so running erasure again changes nothing;
+  digest (64 hex characters) is left alone, so running erasure again changes nothing
+  (activities/connectors/sql_anonymise.py);
 - the database schema is checked against the policy on first use: a missing table or column is a
   PermanentConnectorError naming system, dataset and column, and so is any data error;
   unreachable databases raise SqlSystemUnavailable, which retrying can fix
@@ -23,7 +24,6 @@ Messages carry names and counts, never the subject's values.
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractContextManager, asynccontextmanager
 from datetime import date
@@ -47,6 +47,7 @@ from activities.connectors.base import (
     TaskStatus,
     left_as_kept,
 )
+from activities.connectors.sql_anonymise import Anonymiser
 from activities.connectors.sql_database import (
     check_schema,
     mapped_errors,
@@ -69,21 +70,13 @@ from activities.connectors.sql_queries import (
     linked_values,
     plain,
     select_fields,
-    select_keys_page,
-    split_rules,
-    still_to_clear,
-    update_by_key,
     update_rows,
 )
-from dsrflow.crypto.hashing import keyed_hash
 from policy.systems import Dataset, FieldRule, corrections_by_dataset
-
-_DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
 class SqlConnector(Connector):
     prefetch = 500  # rows per round trip of the access cursor: memory stays flat
-    page = 500  # rows per page when erasure hashes values in Python
 
     def __init__(self, env: ConnectorEnv) -> None:
         self.env = env
@@ -92,6 +85,7 @@ class SqlConnector(Connector):
             self.plan = Plan(env.system)
         except ValueError as exc:
             raise PermanentConnectorError(f"system {self.name!r}: {exc}") from None
+        self._anonymiser = Anonymiser(env.secret, self.name, self.plan)
         self._pool: asyncpg.Pool | None = None
         self._pool_lock = asyncio.Lock()
         self._types: dict[str, dict[str, str]] | None = None  # table -> column -> SQL type
@@ -256,7 +250,8 @@ class SqlConnector(Connector):
                 f"would be anonymised; give the dataset `erasure: delete` or hold all of it")
         if held:
             return counts, []
-        anonymised = await self._anonymise(conn, dataset, subject)
+        anonymised = await self._anonymiser.subject_rows(conn, dataset, subject, self._column_types(dataset),
+                                                         self._update)
         counts.update(changed=anonymised["changed"], anonymised=anonymised["anonymised"])
         return counts, [(key, "anonymised") for key in free]
 
@@ -278,7 +273,8 @@ class SqlConnector(Connector):
                                 gone = await HoldAwareErasure.delete(conn, dataset, wanted)
                                 erased[dataset.name] = [(k, "deleted") for k in gone]
                             else:
-                                done = await self._anonymise_keys(conn, dataset, wanted)
+                                done = await self._anonymiser.by_key(conn, dataset, wanted, erased_rules(dataset),
+                                                                     self._column_types(dataset))
                                 erased[dataset.name] = [(k, "anonymised") for k in done]
                     if before_commit is not None:
                         await before_commit(erased)
@@ -289,59 +285,7 @@ class SqlConnector(Connector):
         transaction; the rows stay. Returns the keys of the rows found."""
         async with self._connection() as conn, conn.transaction():
             with self._mapped(dataset.name):
-                return await self._clear_by_key(conn, dataset, keys, rules)
-
-    async def _anonymise_keys(self, conn: asyncpg.Connection, dataset: Dataset, keys: list[str]) -> list[str]:
-        return await self._clear_by_key(conn, dataset, keys, erased_rules(dataset))
-
-    async def _clear_by_key(self, conn: asyncpg.Connection, dataset: Dataset, keys: Sequence[str],
-                            rules: Mapping[str, FieldRule]) -> list[str]:
-        hashed, values = split_rules(rules)
-        select_sql, select_args = still_to_clear(dataset, hashed, values, self._column_types(dataset))
-        rows = await conn.fetch(select_sql, list(keys), *select_args)
-        update_sql, constant_args = update_by_key(dataset, hashed, values, self._column_types(dataset))
-        await conn.executemany(update_sql, [
-            (row[0], *(self._hash(dataset, c, row[i + 1]) for i, c in enumerate(hashed)), *constant_args)
-            for row in rows
-        ])
-        return [str(row[0]) for row in rows]
-
-    async def _anonymise(self, conn: asyncpg.Connection, dataset: Dataset, subject: Subject) -> dict[str, int]:
-        hashed, values = split_rules(erased_rules(dataset))
-        types = self._column_types(dataset)
-        if not hashed:
-            if not values:  # every field kept: nothing to change, but say what was found
-                sql, args = select_keys_page(self.plan, dataset, subject, [], None, 2**31 - 1)
-                with self._mapped(dataset.name):
-                    found = len(await conn.fetch(sql, *args))
-                return {"found": found, "changed": 0, "anonymised": 0}
-            counts = await self._update(conn, dataset, subject, values)
-            return {**counts, "anonymised": counts["changed"]}
-        # Hashes are computed here (the secret never goes to the database): page through the
-        # subject's rows by key and update each one.
-        update_sql, constant_args = update_by_key(dataset, hashed, values, types)
-        found, after = 0, None
-        with self._mapped(dataset.name):
-            while True:
-                sql, args = select_keys_page(self.plan, dataset, subject, hashed, after, self.page)
-                rows = await conn.fetch(sql, *args)
-                if not rows:
-                    break
-                await conn.executemany(update_sql, [
-                    (row[0], *(self._hash(dataset, c, row[i + 1]) for i, c in enumerate(hashed)), *constant_args)
-                    for row in rows
-                ])
-                found += len(rows)
-                after = rows[-1][0]
-        return {"found": found, "changed": found, "anonymised": found}
-
-    def _hash(self, dataset: Dataset, column: str, value: Any) -> str | None:
-        if value is None:
-            return None
-        text = str(value)
-        if _DIGEST.fullmatch(text):
-            return text
-        return keyed_hash(self.env.secret, self.name, dataset.name, column, text)
+                return await self._anonymiser.by_key(conn, dataset, keys, rules, self._column_types(dataset))
 
     async def rectify(self, subject: Subject, corrections: dict[str, str], *,
                       before_commit: ActionHook | None = None) -> ActionOutcome:
