@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import json
 import re
-import shlex
-import tomllib
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
-from temporalio.api.enums.v1 import IndexedValueType
 
 from dsrflow.infra.production import codec_cors_origins, production_problems
 from dsrflow.settings import Settings
@@ -34,7 +31,6 @@ from tests.compose_support import (
     settings_aliases,
     split_address,
 )
-from workflows.search_attributes import SEARCH_ATTRIBUTES
 
 
 @pytest.fixture(scope="module")
@@ -65,9 +61,6 @@ def use_environment(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> Non
 EXPECTED_SERVICES = {
     "postgres", "temporal", "temporal-ui", "api", "worker", "temporal-setup", "minio", "minio-setup", "migrate",
 }
-EXPECTED_SEARCH_ATTRIBUTES = {
-    "DsrStatus": "Keyword", "DsrType": "Keyword", "DsrRegime": "Keyword", "DsrDueDate": "Datetime",
-}
 # Without these a production process would start embedded components or fail to decrypt.
 REQUIRED_APP_VARIABLES = {
     "DSRFLOW_ENV", "DSRFLOW_DATABASE_URL", "TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "SMTP_HOST",
@@ -78,15 +71,6 @@ REQUIRED_APP_VARIABLES = {
     # Packages built by the worker, served by the api: a store both reach (docs/operations.md).
     "DSRFLOW_STORAGE", "DSRFLOW_S3_ENDPOINT", "DSRFLOW_S3_BUCKET", "DSRFLOW_S3_ACCESS_KEY_ID",
     "DSRFLOW_S3_SECRET_ACCESS_KEY",
-}
-_CLI_TYPES = {
-    "INDEXED_VALUE_TYPE_TEXT": "Text",
-    "INDEXED_VALUE_TYPE_KEYWORD": "Keyword",
-    "INDEXED_VALUE_TYPE_INT": "Int",
-    "INDEXED_VALUE_TYPE_DOUBLE": "Double",
-    "INDEXED_VALUE_TYPE_BOOL": "Bool",
-    "INDEXED_VALUE_TYPE_DATETIME": "Datetime",
-    "INDEXED_VALUE_TYPE_KEYWORD_LIST": "KeywordList",
 }
 # Services -----------------------------------------------------------------------------------
 
@@ -265,17 +249,6 @@ def test_plain_http_to_the_bucket_is_refused_in_production_unless_the_network_is
     assert problem.startswith("DSRFLOW_S3_ENDPOINT: plain http to minio") and "DSRFLOW_S3_ALLOW_HTTP" in problem
 
 
-def test_temporal_persists_in_the_postgres_service(compose: dict) -> None:
-    services = compose["services"]
-    env = environment(services["temporal"])
-    assert env["DB"] == "postgres12"
-    assert env["POSTGRES_SEEDS"] in services
-    assert services[env["POSTGRES_SEEDS"]]["image"].startswith("postgres:")
-    assert int(env["DB_PORT"]) in container_ports(services[env["POSTGRES_SEEDS"]])
-    assert env["POSTGRES_USER"] and env["POSTGRES_PWD"]
-    assert services["temporal"]["depends_on"]["postgres"]["condition"] == "service_healthy"
-
-
 def test_api_listens_on_its_published_port(compose: dict) -> None:
     env = app_environment(compose, "api")
     port = int(env["DSRFLOW_API_PORT"])
@@ -284,21 +257,7 @@ def test_api_listens_on_its_published_port(compose: dict) -> None:
     assert public.port == published_ports(compose["services"]["api"])[port]
 
 
-# Temporal UI and search attributes ----------------------------------------------------------
-
-
-def test_ui_codec_endpoint_is_the_api_as_the_browser_sees_it(compose: dict) -> None:
-    services = compose["services"]
-    ui = {key: interpolate(value, OPERATOR_ENV) for key, value in environment(services["temporal-ui"]).items()}
-    assert split_address(ui["TEMPORAL_ADDRESS"])[0] == "temporal"
-    assert ui["TEMPORAL_CORS_ORIGINS"]
-    codec = urlparse(ui["TEMPORAL_CODEC_ENDPOINT"])
-    assert codec.path.rstrip("/").endswith("/codec")
-    api_port = int(app_environment(compose, "api")["DSRFLOW_API_PORT"])
-    assert codec.port == published_ports(services["api"])[api_port]
-    assert codec.hostname in ("localhost", "127.0.0.1")
-    public = urlparse(app_environment(compose, "api")["DSRFLOW_PUBLIC_URL"])
-    assert (codec.scheme, codec.netloc) == (public.scheme, public.netloc)
+# What the operator chooses, and the first start -------------------------------------------
 
 
 def test_ui_follows_the_public_addresses_the_operator_chose(
@@ -346,82 +305,3 @@ def test_the_policy_is_the_operators_folder_and_file(
         use_environment(monkeypatch, env)
         settings = Settings()
         assert load_policy(settings.policy_path).policy.controller.name == "Example Controller SA"
-
-
-def registered_search_attributes(compose: dict) -> dict[str, str]:
-    service = compose["services"]["temporal-setup"]
-    registered: dict[str, str] = {}
-    for line in command_lines(service):
-        words = shlex.split(line)
-        if words[:4] != ["temporal", "operator", "search-attribute", "create"]:
-            continue
-        options = list(zip(words[4::2], words[5::2], strict=False))
-        assert dict(options).get("--address") == compose["x-dsrflow-env"]["TEMPORAL_ADDRESS"]
-        names = [value for flag, value in options if flag == "--name"]
-        types = [value for flag, value in options if flag == "--type"]
-        # The CLI pairs each --name with the --type after it; an unpaired name is silently dropped.
-        assert len(names) == len(types), line
-        registered.update(zip(names, types, strict=True))
-    return registered
-
-
-def test_setup_registers_exactly_the_workflow_search_attributes(compose: dict) -> None:
-    service = compose["services"]["temporal-setup"]
-    assert service["image"].startswith("temporalio/admin-tools")
-    assert service["depends_on"]["temporal"]
-    registered = registered_search_attributes(compose)
-    assert registered == EXPECTED_SEARCH_ATTRIBUTES
-    in_code = {
-        key.name: _CLI_TYPES[IndexedValueType.Name(key.indexed_value_type)]
-        for key in SEARCH_ATTRIBUTES
-    }
-    assert registered == in_code
-
-
-# Image --------------------------------------------------------------------------------------
-
-
-def dockerfile_instructions() -> list[tuple[str, list[str]]]:
-    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
-    instructions = []
-    for line in text.splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            keyword, _, rest = line.partition(" ")
-            instructions.append((keyword.upper(), rest.strip()))
-    return instructions
-
-
-def test_dockerfile_copies_every_package() -> None:
-    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    packages = {name.split(".")[0].rstrip("*") for name in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]}
-    copied: set[str] = set()
-    for keyword, rest in dockerfile_instructions():
-        if keyword != "COPY":
-            continue
-        words = [w for w in shlex.split(rest) if not w.startswith("--")]
-        sources, destination = words[:-1], words[-1]
-        # One folder per COPY, into a folder of the same name: `COPY a b dest/` flattens them.
-        if len(sources) == 1 and Path(destination.rstrip("/")).name == sources[0].rstrip("/"):
-            copied.add(sources[0].rstrip("/"))
-        else:
-            copied.update(s for s in sources if s.endswith((".toml", ".md")))
-    assert packages <= copied, f"not copied: {sorted(packages - copied)}"
-    assert {"pyproject.toml", "README.md"} <= copied
-
-
-def test_dockerfile_builds_a_non_root_api_image() -> None:
-    instructions = dockerfile_instructions()
-    keywords = dict(instructions)
-    assert keywords["FROM"].startswith("python:3.11-slim")
-    assert any(k == "RUN" and "pip install --no-cache-dir ." in r for k, r in instructions)
-    user = [r for k, r in instructions if k == "USER"]
-    assert user and user[-1] not in ("root", "0")
-    assert "8000" in keywords["EXPOSE"].split()
-    assert keywords["CMD"] == '["dsrflow", "api"]'
-
-
-def test_dockerignore_keeps_local_state_out_of_the_image() -> None:
-    ignored = set((ROOT / ".dockerignore").read_text().split())
-    assert {".venv", ".dsrflow", "tests", "bench", ".git"} <= ignored
-    assert any("__pycache__" in entry for entry in ignored)
