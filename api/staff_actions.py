@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 from starlette.datastructures import FormData
 
+from api.problems import Problem
 from dsrflow.stores.team_store import NOTE_MAX
 from schemas.plain_text import StaffText, refuse_reordering
 from schemas.requests import RequestStatus
@@ -74,13 +75,45 @@ class _StepAnswer(_StaffBody):
     The console's forms always send it."""
 
 
+# The field naming the attempt of a system's task a retry or a resolution answers (schemas/workflow.py
+# `TaskAttempt`); on the console's form, one per system the form offers (`attempt.<system>`).
+TASK_KEY = "attempt"
+
+
+class _TaskAnswer(_StaffBody):
+    """A retry or a resolution of a system's task that needs attention. The workflow's update
+    answers the task as it stands when it arrives: a resolution typed while a colleague retried
+    the task recorded the next attempt, failed since for another reason, as done by other means,
+    and a retry pressed twice (or replayed) started an attempt nobody decided on. So the caller
+    names the attempt it read (`attempt`), and the update's validator refuses any other, naming
+    the attempt now and where it stands (workflows/task_fanout.py `require_attention`): a 409 in
+    words, the workflow's own. The console's forms always send it."""
+
+    @classmethod
+    def shown_on(cls, form: FormData, values: dict[str, str]) -> dict[str, str]:
+        """`values` with the attempt the form showed for the system chosen: a form offers every
+        system that needs attention, each with its own attempt."""
+        shown = form.get(f"{TASK_KEY}.{values.get('system', '')}")
+        others = {name: value for name, value in values.items() if name != TASK_KEY}
+        return {**others, TASK_KEY: str(shown).strip()} if shown is not None else others
+
+    def unshown(self) -> str | None:
+        """Why a console form's answer is refused unread: it does not say the attempt (a page from
+        before forms said it, a hand-made post); None once it does."""
+        said = self.model_dump()
+        if said[TASK_KEY] is not None:
+            return None
+        return (f"this form does not say which attempt of the {said['system']} task it answers: "
+                "nothing was done; reload the page and answer the attempt it shows")
+
+
 # Named as they appear in the OpenAPI document.
 ExtendBody = rest_body(ExtendInput, "ExtendBody")
 DenyBody = rest_body(DenyInput, "DenyBody")
 CancelBody = rest_body(CancelInput, "CancelBody")
 ApproveBody = rest_body(ApproveInput, "ApproveBody")
-TaskBody = rest_body(RetryTaskInput, "TaskBody")
-ResolveBody = rest_body(ResolveTaskInput, "ResolveBody")
+TaskBody = rest_body(RetryTaskInput, "TaskBody", _TaskAnswer)
+ResolveBody = rest_body(ResolveTaskInput, "ResolveBody", _TaskAnswer)
 SkipBody = rest_body(SkipStepInput, "SkipBody", _StepAnswer)
 RetryStepBody = rest_body(RetryStepInput, "RetryStepBody", _StepAnswer)
 LiftBody = rest_body(LiftRestrictionInput, "LiftBody")
@@ -178,11 +211,17 @@ class StaffAction:
 
     def body_from_form(self, form: FormData) -> BaseModel | None:
         """The body from a console form: its fields by name, blanks left out so that a missing
-        value is named as such (raises pydantic's ValidationError)."""
+        value is named as such (raises pydantic's ValidationError); a task's answer with the
+        attempt shown for its system, and refused (Problem 409) without one."""
         if self.body is None:
             return None
         values = {name: str(form[name]).strip() for name in self.body.model_fields if name in form}
-        return self.body.model_validate({name: value for name, value in values.items() if value})
+        if issubclass(self.body, _TaskAnswer):
+            values = self.body.shown_on(form, values)
+        body = self.body.model_validate({name: value for name, value in values.items() if value})
+        if isinstance(body, _TaskAnswer) and (unshown := body.unshown()):
+            raise Problem(409, "Refused", unshown)
+        return body
 
 
 # Refusing a request (Art. 12(4)), outright or by closing it unanswered, is compliance's decision.
@@ -273,14 +312,18 @@ _ACTIONS = [
     StaffAction(
         "retry-task", "compliance", Workflow.retry_task, RetryTaskInput, TaskBody, "The task runs again.",
         lambda s: s.needs_attention and _carrying_on(s),
-        "Run a system's task again after it needed attention (e.g. once the system is back).", after_close=True,
+        "Run a system's task again after it needed attention (e.g. once the system is back). Send the task's "
+        "`attempt` (as `results` shows it): a task retried or answered since is refused (409), not run again.",
+        after_close=True,
         untold="Retry taken, but it is not on record yet, and the task runs again only once it is: "
                "see the failed step.",
         underway="Retry taken; the task runs again once it is on record"),
     StaffAction(
         "resolve-task", "compliance", Workflow.resolve_task, ResolveTaskInput, ResolveBody,
         "The task is recorded as handled.", lambda s: s.needs_attention and _carrying_on(s),
-        "Record that staff carried out a system's action by other means.", after_close=True,
+        "Record that staff carried out a system's action by other means. Send the task's `attempt` (as "
+        "`results` shows it): another attempt failing by then is refused (409), not recorded as done.",
+        after_close=True,
         untold="Resolution taken, but it is not on record yet, and the response waits until it is: "
                "see the failed step.",
         underway="Resolution taken; the response waits until it is on record"),

@@ -276,8 +276,26 @@ class ProcessorUpdate(Contract):
 TaskSystem = Annotated[FreeText, Field(min_length=1, max_length=64, examples=["billing"])]
 
 
+# What a refused answer to a failure staff read says last, as a failed step's does
+# (workflows/step_trouble.py `require`, api/service.py `require_step_shown`).
+STALE_ANSWER = "nothing was done; read the request again before answering it"
+
+# The attempt of a system's task a retry or a resolution answers, as the caller read it (its
+# `attempt` in the request's `results`). The update answers the system's task as it stands when it
+# arrives: a resolution typed while a colleague retried the task recorded the next attempt, failed
+# since for another reason, as done by other means, and a retry pressed twice started a third.
+# Named, any other attempt is refused (workflows/task_fanout.py `require_attention`). Left out of
+# inputs recorded before it (None: whichever attempt needs attention), so no history changes.
+TaskAttempt = Field(None, ge=1, le=TASK_COUNT_MAX,
+                    description="the `attempt` of the system's task this answers, as `GET /v1/requests/{id}` showed "
+                                "it in `results` (send it): when the task has been retried or answered since, 409 "
+                                "naming its attempt now and where it stands, and nothing is done (left out, the "
+                                "attempt needing attention now is answered)", examples=[1])
+
+
 class RetryTaskInput(Contract):
     system: TaskSystem
+    attempt: int | None = TaskAttempt
     actor: str = "staff"
 
 
@@ -297,6 +315,7 @@ class ResolveTaskInput(Contract):
 
     system: TaskSystem
     note: FreeText = Field(min_length=5, max_length=2000, examples=["Told the provider by e-mail, ticket 88"])
+    attempt: int | None = TaskAttempt
     actor: str = "staff"
 
 

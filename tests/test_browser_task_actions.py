@@ -13,7 +13,15 @@ import pytest
 from playwright.async_api import expect
 
 from tests.test_browser import CHROMIUM, open_request, shots, signed_in  # noqa: F401 (fixtures)
-from tests.test_browser_actions import SLOW, letters, offered, press, refusing_relay, systems_site  # noqa: F401
+from tests.test_browser_actions import (  # noqa: F401 (fixtures)
+    POLLS,
+    SLOW,
+    letters,
+    offered,
+    press,
+    refusing_relay,
+    systems_site,
+)
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)")
 
@@ -27,10 +35,23 @@ async def test_task_and_objection_buttons_work(role, browser, systems_site, pool
     await expect(page.locator("#tasks")).to_contain_text("needs attention", timeout=SLOW)  # OpenDSR cannot rectify
     assert await offered(page) == {"retry-task", "resolve-task", "deny", "cancel", "extend"}
 
+    # A second tab, its polls held, keeps showing attempt 1 (docs/security.md, stale answers).
+    stale = await page.context.new_page() if role == "compliance" else None
+    if stale is not None:
+        await stale.route(POLLS, lambda route: route.abort())
+        await stale.goto(f"{url}/console/requests/{rid}")
+
     # Answered once the processor has the task again, not when it answers: it still cannot rectify.
     await press(page, "retry-task", {"System": "email_marketing"}, flash="The task runs again.")
     await expect(page.locator(".timeline")).to_contain_text("Task retried (E-mail marketing (newsletters))")
     await expect(page.locator("#tasks")).to_contain_text("needs attention", timeout=SLOW)
+    if stale is not None:  # its Resolve, meant for attempt 1, does not resolve attempt 2
+        form = stale.locator('#live form[hx-post$="/resolve-task"]')
+        await form.get_by_label("How it was handled").fill("Told them by e-mail, ticket 87")
+        await form.get_by_role("button").click()
+        await expect(stale.locator("#resolve-task-error")).to_contain_text(
+            "attempt this was sent for (1) has been answered since, and its attempt now is another (2")
+        await stale.close()
     await press(page, "resolve-task", {"System": "email_marketing", "How it was handled": "Told them by e-mail, ticket 88"},
                 flash="The task is recorded as handled.")
     await expect(page.locator("#status")).to_contain_text("completed", timeout=SLOW)

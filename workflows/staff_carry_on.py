@@ -54,21 +54,22 @@ class CarryOn:
     @workflow.update
     async def retry_task(self, request: RetryTaskInput) -> TaskResult:
         assert self._plan is not None
-        self._require_attention(request.system)  # again, atomically: a concurrent retry may have passed too
+        # Again, atomically: a concurrent retry may have passed too.
+        self._require_attention(request.system, request.attempt)
         return await self._tasks.retry(self._plan, request.system, request.actor)
 
     @retry_task.validator
     def _validate_retry(self, request: RetryTaskInput) -> None:
-        self._require_attention(request.system)
+        self._require_attention(request.system, request.attempt)
 
     @workflow.update
     async def resolve_task(self, request: ResolveTaskInput) -> TaskResult:
-        self._require_attention(request.system)  # again, atomically
+        self._require_attention(request.system, request.attempt)  # again, atomically
         return await self._tasks.resolve(self.request_id, request.system, request.note, request.actor)
 
     @resolve_task.validator
     def _validate_resolve(self, request: ResolveTaskInput) -> None:
-        self._require_attention(request.system)
+        self._require_attention(request.system, request.attempt)
 
     # ---- a failing step (workflows/dsr_steps.py, workflows/step_trouble.py) ----------------
 
@@ -117,9 +118,12 @@ class CarryOn:
             self._require_carrying_on(facts=False)
         return troubles
 
-    def _require_attention(self, system: str) -> None:
+    def _require_attention(self, system: str, attempt: int | None) -> None:
+        """The task needs attention, at the attempt the caller read when it says. No
+        `workflow.patched`: a validator writes no history, and an input a history recorded before
+        `attempt` existed has none, so its handler's check passes on replay as it did."""
         self._require_carrying_on()
-        self._tasks.require_attention(system)
+        self._tasks.require_attention(system, attempt)
 
     def _require_carrying_on(self, *, facts: bool = True) -> None:
         """Open, or a completed restriction whose workflow still runs steps (its lift's)."""

@@ -21,7 +21,15 @@ from temporalio.exceptions import ApplicationError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
     from schemas.vocabulary import ConnectorKind
-    from schemas.workflow import Plan, SystemTask, TaskInput, TaskRecord, TaskResult, task_workflow_id
+    from schemas.workflow import (
+        STALE_ANSWER,
+        Plan,
+        SystemTask,
+        TaskInput,
+        TaskRecord,
+        TaskResult,
+        task_workflow_id,
+    )
     from workflows.dsr_steps import (
         CALLER_WAITS,
         STEP_FAILURES,
@@ -340,12 +348,29 @@ class SystemTasks:
             raise ApplicationError(f"{what} could not be recorded ({describe_failure(error)[0]}); the task still "
                                    "needs attention: try again in a moment") from None
 
-    def require_attention(self, system: str) -> None:
+    def require_attention(self, system: str, attempt: int | None = None) -> None:
+        """Refuse a retry or a resolution of a task that does not need attention, or sent for
+        another attempt than the one standing (`attempt`, as the caller read it: a stale page, a
+        double press, a colleague's retry meanwhile must not answer a failure nobody saw)."""
         result = self.results.get(system)
         if result is None:
             raise ValueError(f"no task for system {system!r} in this request's plan")
+        if attempt is not None and attempt != result.attempt:
+            raise ValueError(f"the {system} task's attempt this was sent for ({attempt}) has been answered since, "
+                             f"and its attempt now is another ({result.attempt}, {attempt_words(result)}): "
+                             f"{STALE_ANSWER}")
         if result.status != "needs_attention":
             raise ValueError(f"the {system} task is {result.status}; only a task needing attention can be retried or resolved")
+
+
+def attempt_words(result: TaskResult) -> str:
+    """Where a task's attempt stands, for staff whose answer was meant for an earlier one."""
+    if result.status == "needs_attention":
+        return f"which needs attention: {result.message}" if result.message else "which needs attention"
+    if result.status == "pending":
+        return "under way"
+    said = result.status.replace("_", " ")
+    return f"{said}: {result.message}" if result.message else said
 
 
 def stuck_facts(result: TaskResult) -> dict[str, Any]:
