@@ -75,8 +75,6 @@ async def test_the_note_settling_a_deferred_erasure_is_compliances(role, client,
     assert (SETTLED in page.text) is compliance
 
 
-@pytest.mark.xfail(strict=True, reason="needs api/console/request_page.py to ask api/read_models/staff_reach.py "
-                                       "(readable_letters, letter_readable): another helper's file; see the report")
 async def test_an_agent_does_not_read_the_alert_about_a_deferred_erasure(client, pool, settings):
     rid = await _deferred_erasure(pool, settings, settle=False)
     key = await pool.fetchval("SELECT letter_key FROM sent_letters WHERE request_id = $1 AND purpose = 'staff_alert'",

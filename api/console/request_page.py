@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
@@ -41,6 +42,7 @@ from api.pages import PAGE_HEADERS, problem_pages, render
 from api.problems import Problem, field_errors
 from api.read_models.actors import actor_name
 from api.read_models.evidence import assemble_evidence, planned_recipients
+from api.read_models.staff_reach import letter_readable, readable_letters
 from api.read_models.subject_requests import LIMIT as OTHER_REQUESTS_LIMIT
 from api.read_models.subject_requests import other_requests
 from api.service import live_state, require_step_shown, run_update, workflow_failing
@@ -175,6 +177,7 @@ async def _context(state: AppState, today: date, request_id: str, staff: Staff) 
     names = await staff_names(await state.db())
     legal_claims_holds = pack["holds"]["legal_claims_holds"] if may_read(staff.has_role, "legal-claims-holds") else []
     letters, alerts = _letters(pack)
+    alerts = readable_letters(partial(may_read, staff.has_role), alerts)
     system_labels = {**labels, **{t["system"]: t["label"] for t in tasks}}  # the plan's, else the policy's
     return {
         **WORDS, "recipients": await planned_recipients(await state.db(), pack),
@@ -299,7 +302,8 @@ async def letter(staff: Annotated[Staff, require_console_role("agent")], request
     # more letter not found, on the console's page, not a JSON error.
     rid = canonical_uuid(request_id)
     body = (await pool.fetchval("SELECT body_html FROM sent_letters WHERE letter_key = $1", f"{rid}:{purpose}:{key}")
-            if rid is not None and "\x00" not in purpose + key else None)
+            if rid is not None and "\x00" not in purpose + key
+            and letter_readable(partial(may_read, staff.has_role), purpose, key) else None)
     if body is None:
         raise Problem(404, "Letter not found", "No such letter was sent for this request.")
     return HTMLResponse(_readable_copy(body), headers=_LETTER_HEADERS)
