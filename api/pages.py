@@ -52,6 +52,7 @@ from api.csrf import cookie_secure, csrf_token
 from api.deps import app_state
 from api.problems import Problem
 from api.read_models.evidence_deadlines import controller_time
+from api.request_form import field_words
 from dsrflow.i18n import SOURCE_LANGUAGE, Translator, language_name, translations
 from policy.languages import Languages
 
@@ -184,6 +185,14 @@ def _translate(context: Context, message: str) -> str:
     return translations(_language_of(context)).gettext(message)
 
 
+@pass_context
+def _correction_words(context: Context) -> dict[str, str]:
+    """What the request form may correct, each key with its words in the page's language
+    (api/request_form.py `field_words`)."""
+    request = context["request"]
+    return field_words(app_state(request).policy, _language_of(context))[0]
+
+
 # A detail that starts with the field it is about ("type: must be text"): the field's name as the
 # form has it, never capitalised.
 _FIELD_FIRST = re.compile(r"[a-z_]+: ")
@@ -283,6 +292,7 @@ templates.env.filters["sentence"] = _sentence
 templates.env.globals["request_types"] = tuple(LETTER_TYPE_LABELS)
 templates.env.globals["type_label"] = _type_label
 templates.env.globals["language_links"] = _language_links
+templates.env.globals["correction_words"] = _correction_words
 
 
 # htmx swaps an answer into the element that asked for it (a live region polling, or an action's

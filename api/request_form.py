@@ -9,6 +9,7 @@ console, which speaks the staff language)."""
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -17,7 +18,8 @@ from starlette.datastructures import FormData
 from api.problems import Problem, field_errors
 from dsrflow.i18n import ENGLISH, N_, Translator
 from policy.intake import intake_problems
-from policy.model import Policy
+from policy.model import LoadedPolicy, Policy
+from policy.systems import correction_key, correction_words
 from schemas.requests import ObjectionScope, RequestDetails, RestrictionGround
 
 SUBMISSION = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
@@ -56,8 +58,17 @@ def form_values(form: FormData) -> dict[str, Any]:
     return values
 
 
-def _corrections(form: FormData) -> dict[str, str]:
-    """The rectification fields: a corrected name, and any other `field: value` lines."""
+def field_words(policy: LoadedPolicy, language: str) -> list[dict[str, str]]:
+    """What the form calls each thing a correction may name (`correction_words`), in `language`
+    first, then in the policy's other languages: a French subject writes "téléphone" or "phone",
+    and staff typing in a letter a subject wrote in Dutch, "telefoon"."""
+    others = [lang.value for lang in policy.policy.languages.supported if lang.value != language]
+    return [correction_words(policy.in_language(lang).systems.values()) for lang in (language, *others)]
+
+
+def _corrections(form: FormData, words: Sequence[Mapping[str, str]]) -> dict[str, str]:
+    """The rectification fields: a corrected name, and any other `field: value` lines, each field
+    named by the key it means (`correction_key`: in `words`, or as the key itself)."""
     corrections = {}
     if name := text(form, "correct_name"):
         corrections["name"] = name
@@ -66,18 +77,20 @@ def _corrections(form: FormData) -> dict[str, str]:
             field, sep, value = line.partition(":")
             if not sep or not field.strip() or not value.strip():
                 raise ValueError(_LINE_FORMAT)
-            corrections[field.strip()] = value.strip()
+            corrections[correction_key(field, *words)] = value.strip()
     return corrections
 
 
-def details(form: FormData, errors: dict[str, str], t: Translator = ENGLISH) -> dict[str, Any]:
+def details(form: FormData, errors: dict[str, str], t: Translator = ENGLISH,
+            words: Sequence[Mapping[str, str]] = ()) -> dict[str, Any]:
     """The type and its details; only the chosen type's details count (the form shows them all).
-    A message for the form is worded by `t`."""
+    A message for the form is worded by `t`; a correction's field is read in `words`
+    (`field_words`)."""
     kind = text(form, "type")
     body: dict[str, Any] = {"type": kind, "country": text(form, "country"), "language": text(form, "language")}
     if kind == "rectification":
         try:
-            body["corrections"] = _corrections(form)
+            body["corrections"] = _corrections(form, words)
         except ValueError:
             errors["corrections"] = t.gettext(_LINE_FORMAT)
     elif kind == "restriction":
@@ -106,25 +119,27 @@ def refused_fields(problem: Problem, errors: dict[str, str]) -> bool:
     return True
 
 
-def _policy_words(message: str, t: Translator) -> str:
+def _policy_words(message: str, t: Translator, words: Mapping[str, str] | None) -> str:
     if message == _NOTHING_CORRECTABLE:
         return t.gettext(_NOTHING_CORRECTABLE)
     if message.startswith(_NOT_CORRECTABLE):
-        return t.gettext(_NOT_CORRECTABLE_WORDS) % {"fields": message.removeprefix(_NOT_CORRECTABLE)}
+        fields = ", ".join(sorted(set(words.values()))) if words else message.removeprefix(_NOT_CORRECTABLE)
+        return t.gettext(_NOT_CORRECTABLE_WORDS) % {"fields": fields}
     return message
 
 
 def check_policy(policy: Policy, new: RequestDetails | None, errors: dict[str, str], t: Translator = ENGLISH,
-                 messages: dict[str, str] | None = None) -> None:
+                 messages: dict[str, str] | None = None, words: Sequence[Mapping[str, str]] = ()) -> None:
     """The policy's word on the request (policy/intake.py: each correction, the language), as the
     form's messages: one per form field, worded by `t`, or the friendlier `messages` given for a
-    field (as `validate` takes them)."""
+    field (as `validate` takes them). What can be corrected is named in the first of `words`
+    (`field_words`), else by the policy's keys."""
     if new is None:
         return
     problems = intake_problems(policy, new)
     corrections = {f.removeprefix("corrections."): m for f, m in problems.items() if f.startswith("corrections.")}
     if corrections:
-        errors["corrections"] = "; ".join(f"{field}: {_policy_words(message, t)}"
+        errors["corrections"] = "; ".join(f"{field}: {_policy_words(message, t, words[0] if words else None)}"
                                           for field, message in corrections.items())
     if "language" in problems:
         errors["language"] = (messages or {}).get("language", problems["language"])

@@ -46,6 +46,7 @@ TRANSLATABLE: tuple[str, ...] = (
     "statutory_holds.*.label", "statutory_holds.*.basis", "statutory_holds.*.law",
     "statutory_holds.*.later_periods.*.law",
     "systems.*.label", "systems.*.datasets.*.label", "systems.*.config.datasets.*.label",
+    "systems.*.datasets.*.fields.*.rectifiable.label", "systems.*.config.labels.*",
 )
 
 

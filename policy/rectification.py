@@ -38,6 +38,10 @@ class Rectifiable(StrictModel):
     format: Literal["text", "email", "phone", "postcode"] = "text"
     # Required on identity and held columns: why correcting it is safe.
     why: str | None = Field(None, min_length=10)
+    # What subjects call it ("first name"), translated like the policy's other texts for them: the
+    # request form lists what can be corrected in these words and reads them back. Without one,
+    # the column's name in words.
+    label: str | None = Field(None, min_length=1, max_length=80)
 
     def problem(self, value: str) -> str | None:
         """Why `value` cannot be this column's corrected value (no value quoted), or None."""

@@ -11,6 +11,7 @@ from typing import Any, Literal, Self
 
 from pydantic import Field, ValidationError, model_validator
 
+from dsrflow.i18n import without_accents
 from policy.disclosure import ORIGINS, Origin
 from policy.http_model import HttpConfig
 from policy.keeping import DatasetHold
@@ -118,6 +119,10 @@ class System(StrictModel):
             for where, origin in marked.items():
                 if origin is not None and origin not in ORIGINS:
                     raise ValueError(f"{where}: {origin!r} is not an origin ({', '.join(ORIGINS)})")
+            labels = self.config.get("labels") or {}
+            if not isinstance(labels, dict) or not all(isinstance(v, str) and v.strip() for v in labels.values()):
+                raise ValueError("config.labels: give each dataset the processor reports the words subjects "
+                                 "read for it ({dataset: words})")
         return self
 
     def dataset_label(self, dataset: str) -> str:
@@ -130,6 +135,8 @@ class System(StrictModel):
         # which is validated anew on each `http_config()`: once per system, not per line of a letter.
         if self.connector == "http":
             return {name: d.label for name, d in self.http_config().datasets.items() if d.label}
+        if self.connector == "opendsr":  # named by the processor's answers, worded by the policy
+            return {str(name): label for name, label in (self.config.get("labels") or {}).items()}
         return {d.name: d.label for d in self.datasets if d.label}
 
     def http_config(self) -> HttpConfig:
@@ -211,6 +218,38 @@ def correction_problems(systems: Iterable[System], corrections: Mapping[str, str
                 problems[f"corrections.{key}"] = problem
                 break
     return problems
+
+
+def correction_words(systems: Iterable[System]) -> dict[str, str]:
+    """Each key a correction may name (a rectifiable column, or the identity it holds) -> the
+    words subjects read for it: its first column's `rectifiable.label`, else the key in words."""
+    words: dict[str, str] = {}
+    for dataset in (d for system in systems for d in system.datasets):
+        for column, rule in dataset.fields.items():
+            if rule.rectifiable is None:
+                continue
+            for key in filter(None, (column, rule.identity)):
+                if rule.rectifiable.label and (key not in words or words[key] == readable(key)):
+                    words[key] = rule.rectifiable.label
+                words.setdefault(key, readable(key))
+    return words
+
+
+def _as_typed(words: str) -> str:
+    """Words for a field as they compare: case, accents, underscores and spacing aside."""
+    return " ".join(without_accents(words).replace("_", " ").casefold().split())
+
+
+def correction_key(typed: str, *languages: Mapping[str, str]) -> str:
+    """The key a subject means by `typed` ("Téléphone", "first name", "phone"): a key itself, or its
+    words in one of `languages` (`correction_words` of the policy in each language the subject
+    may write in, theirs first). Words that name no key come back as typed, to be refused."""
+    wanted = _as_typed(typed)
+    for words in languages:
+        for key, label in words.items():
+            if wanted in (_as_typed(key), _as_typed(label)):
+                return key
+    return typed.strip()
 
 
 def readable(identifier: str) -> str:

@@ -10,6 +10,8 @@ System config (strings go through `expand_env`):
     origin              origin of the records access returns (policy/disclosure.py), default
                         observed: an unmarked dataset stays in portability packages;
     origins             or per dataset: {dataset: origin}
+    labels              the words subjects read for each dataset the processor reports, {dataset:
+                        words}, translated with the policy's other texts (else the processor's name)
     access_timeout_seconds (60), poll_interval_seconds (1), timeout_seconds (30)
     verify_signatures   default true: status responses must carry a valid X-OpenDSR-Signature
     processor_certificate_pem  the processor's certificate, pinned: signatures are checked against

@@ -20,7 +20,7 @@ from api.auth import Staff, require_console_role
 from api.console.view import LANGUAGE_NAMES, WORDS, days_left_badge
 from api.deps import Pool, State, Today
 from api.forms import read_form
-from api.pages import problem_pages, render
+from api.pages import page_language, problem_pages, render
 from api.problems import Problem
 from api.read_models.actors import actor_name
 from api.read_models.cursors import InvalidCursor
@@ -124,14 +124,15 @@ async def convert(staff: Annotated[Staff, require_console_role("agent")], reques
     errors: dict[str, str] = {}
     text = request_form.text
     body = {
-        **(details := request_form.details(form, errors)), **request_form.staff_regime(form, details),
+        **(details := request_form.details(form, errors, words=(words := request_form.field_words(
+            state.policy, page_language(request))))), **request_form.staff_regime(form, details),
         "channel": "email",
         "subject": {"email": text(form, "email") or "", "name": text(form, "name"),
                     "customer_id": text(form, "customer_id")},
         "received_at": message["received_at"],
     }
     new = request_form.validate(NewRequest, body, errors, nested=("subject",))
-    request_form.check_policy(state.policy.policy, new, errors)
+    request_form.check_policy(state.policy.policy, new, errors, words=words)
     if new is None or errors:
         return _message_page(request, state, message, values=values, errors=errors, status=422)
     # The message's id is the idempotency key: a second press, or a retry after a crash between

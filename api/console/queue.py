@@ -23,7 +23,7 @@ from api.console.team import view_query
 from api.console.view import WORDS, days_left_badge, live_region
 from api.deps import PolicyInForce, State, Today
 from api.forms import read_form
-from api.pages import problem_pages, render
+from api.pages import page_language, problem_pages, render
 from api.problems import Problem
 from api.read_models.cursors import InvalidCursor
 from api.read_models.request_queries import OPEN_STATUSES, RequestFilters, list_requests
@@ -159,7 +159,8 @@ async def create_request(staff: Annotated[Staff, require_console_role("agent")],
     errors: dict[str, str] = {}
     text = request_form.text
     body = {
-        **(details := request_form.details(form, errors)), **request_form.staff_regime(form, details),
+        **(details := request_form.details(form, errors, words=(words := request_form.field_words(
+            state.policy, page_language(request))))), **request_form.staff_regime(form, details),
         "channel": text(form, "channel") or "email",
         "subject": {"email": text(form, "email") or "", "name": text(form, "name"),
                     "customer_id": text(form, "customer_id")},
@@ -167,7 +168,7 @@ async def create_request(staff: Annotated[Staff, require_console_role("agent")],
         "identity_attested": form.get("identity_attested") == "true",
     }
     new = request_form.validate(NewRequest, body, errors, nested=("subject",))
-    request_form.check_policy(state.policy.policy, new, errors)
+    request_form.check_policy(state.policy.policy, new, errors, words=words)
     if new is None or errors:
         return _new_request_page(request, state.policy.policy, values, errors, status=422)
     submission = values.get("submission", "")

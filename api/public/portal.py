@@ -140,10 +140,11 @@ async def submit(request: Request, state: State, limiter: Limiter) -> Response:
     errors: dict[str, str] = {}
     t = page_translator(request)
     messages = _messages(t)
-    body = {**request_form.details(form, errors, t), "email": request_form.text(form, "email") or "",
+    words = request_form.field_words(state.policy, page_language(request))
+    body = {**request_form.details(form, errors, t, words), "email": request_form.text(form, "email") or "",
             "name": request_form.text(form, "name")}
     new = request_form.validate(PublicNewRequest, body, errors, messages)
-    request_form.check_policy(state.policy.policy, new, errors, t, messages)
+    request_form.check_policy(state.policy.policy, new, errors, t, messages, words)
     if new is None or errors:
         return _form_page(request, values, errors, status=422)
     await admit_submission(limiter, str(new.email))
