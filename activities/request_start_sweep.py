@@ -108,13 +108,17 @@ async def tell_untold_answers(ctx: ActivityContext, client: Client, *, older_tha
     hours away (workflows/system_task.py). The word the API would have sent; a task told already,
     or settled meanwhile, takes nothing twice. Each task told is audited (`TOLD_LATE`): the
     evidence says it learnt the answer late, and how, where before only this log line did. Once
-    told, not before: a task that settled meanwhile (its poll read the answer) was not told late.
+    told, not before: a task that settled meanwhile (its poll read the answer) was not told late;
+    and by the task too, so a sweep killed between the two leaves the record whole.
     How many were told this time."""
     told = 0
     for answer in await untold_answers(ctx.pool, older_than=older_than):
-        if await tell_task(client, answer.workflow_id, answer.update):
+        now = datetime.now(UTC)
+        if await tell_task(client, answer.workflow_id, answer.telling(now)):
+            failpoint("sweep-told", answer.system)
+            # The task records it too (a task started before it did is recorded here only).
             async with ctx.pool.acquire() as conn:
-                await append_event(conn, **answer.told_late_event(datetime.now(UTC)))
+                await append_event(conn, **answer.told_late_event(now))
             told += 1
             activity.logger.warning("processor's answer told to its waiting task by the sweep",
                                     extra={"request_id": answer.request_id, "system": answer.system})

@@ -270,6 +270,10 @@ class ProcessorUpdate(Contract):
     # What a signed OpenDSR callback of a completed request counted (its `results_count`): with
     # it, the task needs no poll of the processor's status to know the outcome.
     results_count: int | None = Field(default=None, ge=0, le=TASK_COUNT_MAX)
+    # From the worker's start sweep (dsrflow/domain/processor_answers.py): the audit event that it
+    # told the task late. The task records it itself, so a sweep that dies between telling the
+    # task and its own record of it leaves the evidence whole (the same key: written once).
+    told_late: EventRecord | None = None
 
 
 # A system of the request's plan, as staff name it.

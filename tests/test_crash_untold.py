@@ -13,6 +13,9 @@ said "told by the sweep"). Stacks on databases of their own: the sweep takes eve
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -24,7 +27,8 @@ from api.read_models.event_words import describe_event
 from schemas.request_start import StartSweepInput, StartSweepReport
 from schemas.workflow import workflow_id_for
 from tests.evidence_pages import readable
-from tests.support import letters_for, staff_headers, unique_email
+from tests.process_support import died
+from tests.support import letters_for, settings_env, staff_headers, unique_email
 from tests.test_crash_uploads import EXPORT, _asked, _events, _killed_at, _surveys, surveys_asked_by_email
 from tests.test_processor_exports import _package
 from tests.untrusted_support import PROCESSOR, callback_killed_before_telling
@@ -162,3 +166,42 @@ async def test_a_callback_killed_before_its_task_is_told_is_told_by_the_sweep_on
         .startswith("Processor's answer passed on to its task late, by the sweep (Forged: its signed callback "
                     "saying completed had waited ")
     assert len(letters_for(mail_sink, request_id, "response")) == 1
+
+
+# The sweep's step in a process of its own, as the worker runs it (killed at its failpoint).
+_SWEEP = """
+import asyncio
+from datetime import timedelta
+from activities.request_start_sweep import tell_untold_answers
+from dsrflow.infra.db import create_pool
+from dsrflow.infra.temporal_client import connect_client
+from dsrflow.settings import load_settings
+from workers.dsr_worker import activity_context
+
+async def main():
+    settings = load_settings()
+    pool = await create_pool(settings.effective_database_url)
+    await tell_untold_answers(activity_context(settings, pool), await connect_client(settings), older_than=timedelta(0))
+
+asyncio.run(main())
+"""
+
+
+async def test_a_sweep_killed_after_telling_a_task_leaves_the_record_that_it_did(
+        postgres, settings, dev_server, mail_sink, lifecycle_policy, task_queue, tmp_path):
+    """The sweep tells the task the callback's answer and its process dies before writing that it
+    did: the task itself records it (the same event, once), so the evidence still says how the
+    task learnt the answer late. Before, only the dead sweep's log line had said so."""
+    client = dev_server.client
+    async with callback_killed_before_telling(postgres, settings, client, lifecycle_policy, task_queue, tmp_path,
+                                              "untold_sweep_killed") as killed:
+        env = {**os.environ, **settings_env(killed.settings), "DSRFLOW_FAILPOINTS": f"sweep-told~{PROCESSOR}",
+               "TEMPORAL_ADDRESS": client.service_client.config.target_host}
+        with open(tmp_path / "sweep.log", "ab") as log:
+            sweep = subprocess.Popen([sys.executable, "-c", _SWEEP], env=env, stdout=log, stderr=subprocess.STDOUT)
+        await died(sweep, tmp_path, role="sweep")
+        state = await _completed(client, killed.request_id)
+        told_late = await _told_late(killed.pool, killed.request_id)
+    assert state["status"] == "completed"
+    (late,) = told_late
+    assert (late["system"], late["via"], late["status"], late["attempt"]) == (PROCESSOR, "callback", "completed", 1)

@@ -41,6 +41,8 @@ TRUST_SIGNED_CALLBACK = "trust-signed-callback"
 # workflow.patched id: an attempt that stopped at the end of its time slice with part of a long run
 # done (RUN_CONTINUES) is followed at once by the next, which carries on; before, it needed staff.
 RUNS_CONTINUE = "http-runs-continue"
+# workflow.patched id: a task the start sweep told late records that itself (ProcessorUpdate.told_late).
+RECORDS_TOLD_LATE = "task-records-told-late"
 
 
 def continues(error: BaseException) -> bool:
@@ -137,6 +139,8 @@ class SystemTaskWorkflow:
                 continue
             update, self._update = self._update, None
             assert update is not None
+            if update.told_late is not None and workflow.patched(RECORDS_TOLD_LATE):
+                await run_step("record_event", update.told_late, newer_than_local_steps=True)
             if update.status in ("completed", "done"):
                 if update.results_count is not None and workflow.patched(TRUST_SIGNED_CALLBACK):
                     # The callback is the processor's status document, signed with the key that

@@ -20,7 +20,7 @@ import asyncpg
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from schemas.workflow import SETTLING_STATUSES, ProcessorUpdate, task_workflow_id
+from schemas.workflow import SETTLING_STATUSES, EventRecord, ProcessorUpdate, task_workflow_id
 
 # SystemTaskWorkflow's signal, named: the core library does not import the workflows.
 PROCESSOR_UPDATE = "processor_update"
@@ -62,6 +62,15 @@ class UntoldAnswer:
     @property
     def workflow_id(self) -> str:
         return task_workflow_id(self.request_id, self.system, self.action, self.attempt)
+
+    def telling(self, told_at: datetime) -> ProcessorUpdate:
+        """The word the sweep sends the task: the API's, with the record that the sweep told it
+        (which the task writes too, so that it is on record even if the sweep dies meanwhile)."""
+        event = self.told_late_event(told_at)
+        # The key without the request's id, which the recording step puts in front
+        # (activities/lifecycle.py `record_event`): one record either way.
+        key = event.pop("event_key").removeprefix(f"{self.request_id}:")
+        return self.update.model_copy(update={"told_late": EventRecord(event_key=key, **event)})
 
     def told_late_event(self, told_at: datetime) -> dict[str, Any]:
         """`append_event`'s arguments for the record that the sweep told the task: one per task
