@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+from babel import Locale
 from babel.numbers import format_decimal
 from fastapi import Request, Response
 from fastapi.responses import HTMLResponse
@@ -53,8 +54,9 @@ from api.deps import app_state
 from api.problems import Problem
 from api.read_models.evidence_deadlines import controller_time
 from api.request_form import field_words
-from dsrflow.i18n import SOURCE_LANGUAGE, Translator, language_name, translations
+from dsrflow.i18n import SOURCE_LANGUAGE, Translator, language_name, translations, without_accents
 from policy.languages import Languages
+from schemas.countries import country_codes
 
 PAGE_HEADERS = {
     "Cache-Control": "no-store",
@@ -193,6 +195,21 @@ def _correction_words(context: Context) -> dict[str, str]:
     return field_words(app_state(request).policy, _language_of(context))[0]
 
 
+@pass_context
+def _countries(context: Context) -> tuple[tuple[str, str], ...]:
+    """Every country as (code, name), named in the page's language and listed by that name: a
+    form asks for "Germany" or "Allemagne", never a code (a German typing GE was recorded as
+    living in Georgia, in the evidence and in the authority a refusal names, Art. 77)."""
+    return countries_named(_language_of(context))
+
+
+def countries_named(language: str) -> tuple[tuple[str, str], ...]:
+    names = Locale.parse(language).territories
+    # "Égypte" among the E's, not after "Zimbabwe".
+    return tuple(sorted(((code, names.get(code, code)) for code in country_codes()),
+                        key=lambda country: without_accents(country[1]).casefold()))
+
+
 # A detail that starts with the field it is about ("type: must be text"): the field's name as the
 # form has it, never capitalised.
 _FIELD_FIRST = re.compile(r"[a-z_]+: ")
@@ -293,6 +310,7 @@ templates.env.globals["request_types"] = tuple(LETTER_TYPE_LABELS)
 templates.env.globals["type_label"] = _type_label
 templates.env.globals["language_links"] = _language_links
 templates.env.globals["correction_words"] = _correction_words
+templates.env.globals["countries"] = _countries
 
 
 # htmx swaps an answer into the element that asked for it (a live region polling, or an action's

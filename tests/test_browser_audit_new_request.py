@@ -68,7 +68,7 @@ async def test_compliance_opens_a_restriction_under_another_regime(browser, site
     await page.get_by_label("Subject's e-mail address").fill(unique_email("audit.restrict"))
     await grounds.get_by_label("The accuracy of the data is contested").check()
     await page.get_by_label("Regime").select_option(label="UK GDPR")
-    await page.get_by_label("Country (optional)").fill("GB")
+    await page.get_by_label("Country (optional)").select_option(label="United Kingdom")  # named, not a code to type
     rid = await opened(page, "Restriction request")
 
     await expect(page.locator("#summary")).to_contain_text("UK GDPR / United Kingdom")
