@@ -27,15 +27,15 @@ def remedies_context(policy: Policy, regime: str, country: str, *, appeal: bool,
     the further days its one extension may add (the CPA's 60; none under the VCDPA and the CTDPA):
     the workflow accepts that extension, so the letter may not promise the first period alone.
     Under the UK GDPR it is a complaint to us (`kind`, DPA 2018 s. 164A): the 30 days to
-    acknowledge it, our target for its outcome, and `form_url`, the portal's complaint form for
-    this request (None in a context stored before the form existed: the letter then gives the
-    privacy address alone). A letter deciding an appeal, or giving a complaint's outcome, says the
+    acknowledge it, our target for its outcome (the policy's `answer_days`), and `form_url`, the
+    portal's complaint form for this request (None in a context stored before the form existed:
+    the letter then gives the privacy address alone). A letter deciding an appeal, or giving a complaint's outcome, says the
     complaint to the authority as one made after it (`complaint_after_appeal`), not "if we deny
     your appeal", and offers no second one to us."""
     remedies = policy.remedies_for(regime, country).model_dump(mode="json")
     remedies["judicial_heading"] = remedies["judicial_heading"] or t.gettext("Your right to a judicial remedy")
     if remedies["appeal"] is not None:
-        days, further = answer_days(regime, appeal=True)
+        days, further = answer_days(regime, appeal=True, target_days=remedies["appeal"]["answer_days"])
         if appeal:
             remedies["complaint"] = remedies["appeal"]["complaint_after_appeal"] or remedies["complaint"]
         remedies["appeal"] = None if appeal else {

@@ -149,6 +149,8 @@ async def build_context(ctx: ActivityContext, row: dict[str, Any], job: LetterJo
             "current_due_date": row["current_due_date"],
             "appeal_of": (row["details"] or {}).get("appeal_of"),
             "objection_scope": (row["details"] or {}).get("objection_scope"),
+            # A UK complaint's reasons: a letter says we have them, never repeats them.
+            "complaint_reasons_given": bool((row["details"] or {}).get("complaint_reasons")),
         },
         "subject": {"name": row["subject_name"], "email": row["subject_email"]},
         # The portal opens in the letter's language.

@@ -67,8 +67,10 @@ class LifecycleActivities:
             deadline = compute_deadline(
                 row["regime"], receipt_date(row["received_at"], tz),
                 establishment=policy.defaults.country if row["regime"] == "gdpr" else None,
-                # An appeal has its own statutory period (dsrflow/domain/appeals.py).
+                # An appeal has its own statutory period (dsrflow/domain/appeals.py); a UK complaint,
+                # the target of the request's policy version (remedies.uk_gdpr.appeal.answer_days).
                 appeal=bool((row["details"] or {}).get("appeal_of")),
+                target_days=policy.complaint_days(row["regime"]),
             )
             current = row["current_due_date"] or deadline.due_date
             await append_event(

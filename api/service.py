@@ -24,7 +24,7 @@ from dsrflow.infra.failpoints import failpoint
 from dsrflow.stores.requests_store import IdempotencyConflict, create_request, get_request
 from dsrflow.stores.restrictions_store import as_view, restriction_for
 from policy.intake import intake_problems
-from schemas.requests import NewRequest, RequestStatus
+from schemas.requests import NewRequest, RequestStatus, without_complaint_reasons
 from schemas.sweeps import SWEEP_EVERY
 from schemas.workflow import RequestState, workflow_id_for
 from workflows.dsr import DataSubjectRequestWorkflow
@@ -237,7 +237,9 @@ async def request_view(state: AppState, request_id: str, *, live_too: bool = Tru
         "status": row["status"],
         "subject": {"email": row["subject_email"], "name": row["subject_name"],
                     "customer_id": row["customer_id"]},
-        "details": row["details"],
+        # Without a complaint's reasons (UK GDPR, DPA 2018 s. 164A): the subject's own words about
+        # our decision, which compliance read on the console's page and in the evidence pack.
+        "details": without_complaint_reasons(row["details"]),
         "received_at": row["received_at"],
         "due_date": row["due_date"],
         "extended_due_date": row["extended_due_date"],

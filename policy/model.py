@@ -18,6 +18,7 @@ from pydantic import (
     model_validator,
 )
 
+from dsrflow.domain.deadlines import takes_complaints
 from policy.controller import Controller, Defaults
 from policy.disclosure import AutomatedDecisions, LegalBasis, Profiling
 from policy.exports import ProcessorExports
@@ -140,6 +141,10 @@ class Policy(StrictModel):
                              f"under them could not name the subject's remedies")
         others = [c for c in self.supervisory_authorities if self._authority_where_you_live(c)]
         for regime, remedies in self.remedies.items():
+            if remedies.appeal and remedies.appeal.answer_days is not None and not takes_complaints(regime):
+                raise ValueError(f"remedies.{regime.value}.appeal.answer_days: an appeal under {regime.value} is "
+                                 f"answered in the days its law sets; only a complaint to us (uk_gdpr) has our "
+                                 f"own target")
             if others and remedies.authority is None and remedies.complaint_where_you_live is None:
                 raise ValueError(
                     f"remedies.{regime.value}.complaint_where_you_live: needed, since supervisory_authorities "
@@ -266,6 +271,12 @@ class Policy(StrictModel):
 
     def authority_for(self, country: str) -> Authority:
         return self.supervisory_authorities.get(country) or self.supervisory_authorities[self.defaults.country]
+
+    def complaint_days(self, regime: str) -> int | None:
+        """Our target in days for a complaint's outcome under `regime` (UK GDPR, DPA 2018 s. 164A:
+        `remedies.<regime>.appeal.answer_days`); None: the default (dsrflow/domain/deadlines.py)."""
+        appeal = self.remedies[Regime(regime)].appeal
+        return appeal.answer_days if appeal else None
 
     def remedies_for(self, regime: str, country: str) -> Remedies:
         """The remedies of a request under `regime` from a subject in `country`, its authority

@@ -6,8 +6,9 @@ their templates, so that a DPO changes an address or a sentence in the policy al
 
 from __future__ import annotations
 
-from pydantic import EmailStr
+from pydantic import EmailStr, Field
 
+from dsrflow.domain.deadlines import MAX_COMPLAINT_DAYS
 from policy.strict import StrictModel
 
 
@@ -27,6 +28,10 @@ class Appeal(StrictModel):
     a complaint's 30 days to acknowledge and our target for its outcome."""
 
     rule: str  # the provision granting it, e.g. "Va. Code § 59.1-577(C)", "Data Protection Act 2018, s. 164A"
+    # A complaint's only (the Act says "without undue delay", in no number of days): our target for
+    # its outcome, in days from receipt, its due date and what the letters promise; none: 30. An
+    # appeal's days are the statute's, which the policy cannot change (policy/model.py refuses it).
+    answer_days: int | None = Field(None, ge=1, le=MAX_COMPLAINT_DAYS)
     # The right to complain in a letter that decides an appeal, or gives a complaint's outcome (the
     # statute's "if the appeal is denied"; the Commissioner once we have answered): `complaint`
     # speaks of an appeal still to come ("If we deny your appeal, ...").

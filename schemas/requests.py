@@ -7,15 +7,25 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from schemas.countries import country_code
-from schemas.plain_text import OneLine
+from schemas.plain_text import OneLine, refused_control
 from schemas.vocabulary import Language, Regime
 
 __all__ = [
     "Channel", "DenialReason", "NewRequest", "ObjectionScope", "PublicNewRequest", "Regime",
     "RequestStatus", "RequestType", "RestrictionGround", "SubjectIdentity", "denial_reasons",
+    "without_complaint_reasons",
 ]
 
 
@@ -95,6 +105,9 @@ def denial_reasons(regime: str) -> list[DenialReason]:
 
 
 MAX_CORRECTIONS = 20
+# What a subject writes about their complaint (UK GDPR: Data Protection Act 2018 s. 164A): a few
+# paragraphs; the privacy mailbox takes anything longer.
+MAX_COMPLAINT_REASONS = 2000
 MAX_CORRECTION_LENGTH = 1000  # the policy's per-column max_length is at most this
 # Received dates a little ahead of our clock are clock skew between machines, not the future.
 _CLOCK_SKEW = timedelta(minutes=5)
@@ -108,6 +121,18 @@ EARLIEST_RECEIPT = datetime(2001, 1, 1, tzinfo=UTC)
 # a corrected value is a name, an address or a number, and no record has hundreds of fields.
 FieldName = Annotated[OneLine, StringConstraints(max_length=63)]  # PostgreSQL's longest column name
 CorrectedValue = Annotated[OneLine, StringConstraints(max_length=MAX_CORRECTION_LENGTH)]
+
+
+def _free_text(value: str) -> str:
+    if reason := refused_control(value):
+        raise ValueError(reason)
+    return value
+
+
+# A complaint's reasons: lines of text (schemas/plain_text.py's FreeText), bounded first, so that a
+# text too long is refused in characters.
+ComplaintText = Annotated[str, StringConstraints(min_length=1, max_length=MAX_COMPLAINT_REASONS),
+                          AfterValidator(_free_text)]
 
 
 class SubjectIdentity(BaseModel):
@@ -147,7 +172,20 @@ class RequestDetails(BaseModel):
     appeal_of: uuid.UUID | Annotated[str, StringConstraints(min_length=1, max_length=40)] | None = Field(
         None, description="an appeal (VCDPA, CTDPA, CPA): the subject's request we refused, in whole or in "
         "part, by its id or by the short reference its letters give (such as 9WPSS9NUBP); the appeal takes "
-        "its regime (and its country unless `country` is given) and has its own statutory deadline")
+        "its regime (and its country unless `country` is given) and has its own statutory deadline; a complaint "
+        "to us (UK GDPR, Data Protection Act 2018 s. 164A) likewise names the request it is about")
+    complaint_reasons: ComplaintText | None = Field(
+        None, description="a complaint to us (UK GDPR, Data "
+        "Protection Act 2018 s. 164A; `appeal_of` names the refused request): what the complaint is about, in the "
+        "subject's words; line breaks allowed, no other control characters; at most 2,000 characters. Refused on "
+        "any other request, an appeal under a US state law included. Shown to compliance, kept in the evidence "
+        "pack, never repeated in a letter")
+
+    @field_validator("complaint_reasons", mode="before")
+    @classmethod
+    def _complaint_reasons(cls, value: Any) -> Any:
+        # A browser's text area sends CRLF: a line break counts as one character, not two.
+        return value.replace("\r\n", "\n") if isinstance(value, str) else value
 
     @field_validator("appeal_of", mode="before")
     @classmethod
@@ -190,11 +228,14 @@ class RequestDetails(BaseModel):
                 raise _field_error(field, message)
             if self.type != request_type and value:
                 raise _field_error(field, f"only applies to {request_type.value} requests")
+        if self.complaint_reasons and self.appeal_of is None:
+            raise _field_error("complaint_reasons", "only applies to a complaint about a request we refused under "
+                               "UK data protection law (name it in appeal_of)")
         return self
 
     def details(self) -> dict[str, Any]:
         return self.model_dump(
-            mode="json", include={"corrections", "restriction_grounds", "objection_scope", "appeal_of"},
+            mode="json", include={"corrections", "restriction_grounds", "objection_scope", "appeal_of", "complaint_reasons"},
             exclude_none=True,
         )
 
@@ -232,6 +273,14 @@ class PublicNewRequest(RequestDetails):
 
     email: EmailStr
     name: OneLine | None = Field(None, min_length=1, max_length=200)
+
+
+def without_complaint_reasons(details: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A request's stored details as every member of staff may read them: a complaint's reasons
+    left out (compliance read them where the complaint is decided: docs/console.md)."""
+    if not details or "complaint_reasons" not in details:
+        return details
+    return {key: value for key, value in details.items() if key != "complaint_reasons"}
 
 
 def _field_error(field: str, message: str) -> Exception:

@@ -138,7 +138,7 @@ _REQUEST_FORM = ("type", "email", "name", "country", "language", "correct_name",
 ACT = "/console/requests/{request_id}/{action}"
 FIELDS: dict[str, tuple[str, ...]] = {
     "/portal/requests": (*_REQUEST_FORM, "submission"),
-    "/portal/complaints": ("about", "email", "language", "submission"),
+    "/portal/complaints": ("about", "email", "complaint_reasons", "language", "submission"),
     "/portal/requests/{request_id}/verify": ("code", "token"),
     "/portal/requests/{request_id}/resend": (),  # no fields: any body asks for a code (ids only)
     "/portal/packages/{token}": (),  # no fields: any body downloads (ids only)

@@ -64,8 +64,10 @@ async def test_a_refused_appeal_reads_in_the_pages_language(http, pool, settings
         api = await http.post("/v1/public/requests", json={"type": "access", "email": owner, "appeal_of": reference,
                                                            "language": language})
         assert api.status_code == 422
+        # The laws with a follow-up to us: the US states' appeals and the UK's complaint (s. 164A).
         assert api.json()["errors"] == [{"field": "appeal_of", "message": WORDS["en"][1].format(ref=reference)
-                                         + ": an appeal names a request of yours that we refused, in whole or in "
-                                         "part, under a law that grants an appeal (VCDPA, CTDPA, CPA), and asks "
-                                         "for the same as that request"}]
+                                         + ": an appeal (or, under UK data protection law, a complaint to us) "
+                                         "names a request of yours that we refused, in whole or in part, under a "
+                                         "law that grants one (VCDPA, CTDPA, CPA; UK GDPR, Data Protection Act "
+                                         "2018 s. 164A), and asks for the same as that request"}]
     assert await pool.fetchval("SELECT count(*) FROM dsr_requests") == before

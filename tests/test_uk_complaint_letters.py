@@ -9,13 +9,17 @@ are unchanged."""
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+import copy
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import pytest
 
+import activities.restrictions as restrictions
 from dsrflow.domain.deadlines import compute_deadline
 from dsrflow.domain.references import short_reference
 from dsrflow.i18n import long_date, translations
+from policy.model import PolicyError, parse_policy
 from tests.letters_as_sent import (
     APPEAL_OF,
     LANGUAGES,
@@ -144,3 +148,85 @@ async def test_the_other_regimes_refusals_offer_no_complaint_to_us(regime):
         assert "Your right to complain to us" not in part and "/portal/complaints" not in part
         assert "s. 164A" not in part
         assert ("Your right to appeal" in part) == (regime in ("vcdpa", "ctdpa", "cpa"))
+
+
+# --- What came with the change that made the complaint's reasons, target and lift letter whole ---
+
+HOSTILE = '<script>alert("reasons")</script>\nYou kept my invoices & ignored my letter of 3 May.'
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+async def test_a_complaints_acknowledgement_says_we_have_its_reasons_and_never_repeats_them(language):
+    """The reasons the complaint form takes (schemas/requests.py `complaint_reasons`) are the
+    subject's own words about our decision: the acknowledgement says we received them, and a
+    letter, whose copy is kept and goes wherever mail goes, never quotes them."""
+    t = translations(language)
+    received = t.gettext("We have received what you told us about it, which we will take into account; we do not "
+                         "repeat it in this e-mail.")
+    with_reasons, without = [
+        await as_sent("acknowledgement", "erasure", {"verification_required": True}, regime="uk_gdpr",
+                      language=language, country="GB", details={"appeal_of": APPEAL_OF, **reasons})
+        for reasons in ({"complaint_reasons": HOSTILE}, {})]
+    for part in _read(with_reasons):
+        assert received in part
+    for part in _read(without):
+        assert received not in part
+    for text in (with_reasons.subject, with_reasons.text, with_reasons.html):
+        assert "reasons" not in text and "invoices" not in text and "3 May" not in text
+
+
+def _with_target(days: int):
+    content = copy.deepcopy(LOADED.content)
+    content["remedies"]["uk_gdpr"]["appeal"]["answer_days"] = days
+    return parse_policy(content)
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+async def test_the_outcome_target_is_the_policys_in_the_due_date_and_the_letters(language):
+    """Our target for a complaint's outcome is the policy's `remedies.uk_gdpr.appeal.answer_days`
+    (before, a constant of 30 days in code): the due date is counted with it, and a refusal
+    promises it."""
+    loaded = _with_target(45)
+    assert loaded.policy.complaint_days("uk_gdpr") == 45 and LOADED.policy.complaint_days("uk_gdpr") == 30
+    received = date(2026, 1, 31)
+    deadline = compute_deadline("uk_gdpr", received, appeal=True, target_days=45)
+    assert (deadline.acknowledge_by, deadline.due_date, deadline.extended_due_date) == (
+        received + timedelta(days=29), received + timedelta(days=45), received + timedelta(days=45))
+    letter = await as_sent("denial", "erasure", DENIED | CLOSING, regime="uk_gdpr", language=language,
+                           country="GB", loaded=loaded)
+    t = translations(language)
+    promise = t.ngettext("We will tell you the outcome without undue delay, and aim to do so within %(count)s day "
+                         "of receiving your complaint.", "We will tell you the outcome without undue delay, and aim "
+                         "to do so within %(count)s days of receiving your complaint.", 45) % {"count": 45}
+    for part in _read(letter):
+        assert promise in part
+
+
+@pytest.mark.parametrize(("regime", "days"), [("uk_gdpr", 0), ("uk_gdpr", 91), ("vcdpa", 30)])
+def test_a_target_out_of_bounds_or_for_a_statutory_appeal_stops_the_policy(regime, days):
+    content = copy.deepcopy(LOADED.content)
+    content["remedies"][regime]["appeal"]["answer_days"] = days
+    with pytest.raises(PolicyError, match=rf"remedies\.{regime}\.appeal\.answer_days"):
+        parse_policy(content)
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+async def test_a_uk_restriction_lift_links_the_complaint_form_as_a_refusal_does(monkeypatch, language):
+    """The lift letter's Commissioner paragraph says the Commissioner may expect a complaint to us
+    first: the letter now says how to make one (the refusals' part of _remedies, not a copy)."""
+    async def restriction_as_told(pool: object, request_id: str, notice_days: int) -> dict[str, Any]:
+        return {"since": datetime(2025, 11, 4, 9, 30, tzinfo=UTC), "lift_effective_on": None,
+                "grounds": ["needed_for_legal_claims"], "systems": ["crm"]}
+
+    monkeypatch.setattr(restrictions, "restriction_as_told", restriction_as_told)
+    lift = {"reason": "The court case was settled.", "lift_on": "2026-02-09", "notice_days": 14}
+    letter = await as_sent("restriction_lift", "restriction", lift, regime="uk_gdpr", language=language, country="GB")
+    t = translations(language)
+    form = FORM.format(ref=short_reference(REQUEST_ID), lang=language)
+    remedies = LOADED.in_language(language).remedies_for("uk_gdpr", "GB")
+    for part in _read(letter):
+        assert t.gettext("Your right to complain to us") in part and form in part
+        assert _said(remedies.complaint) in part
+    assert f'href="{form.replace("&", "&amp;")}"' in letter.html
+    eu = await as_sent("restriction_lift", "restriction", lift, regime="gdpr", language=language)
+    assert "/portal/complaints" not in eu.text and t.gettext("Your right to complain to us") not in eu.text

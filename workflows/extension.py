@@ -14,9 +14,22 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from dsrflow.domain.deadlines import takes_complaints
     from schemas.workflow import ExtendInput, ExtensionRecord, RequestFacts, RequestState
     from workflows.dsr_steps import letter_job, run_step
     from workflows.owed_steps import OWED_STEPS, OwedSteps, letter, record
+
+
+def _no_extension(facts: RequestFacts) -> str:
+    """Why a request with no extension has none. A UK request without one is a complaint to us
+    (DPA 2018 s. 164A, dsrflow/domain/deadlines.py): its due date is our target, not the law's, and
+    the Act sets no period that could be extended; the LGPD's 15 days are the law's own."""
+    if takes_complaints(facts.regime):
+        return (f"this complaint to us (Data Protection Act 2018, s. 164A) has no extension: its due date, "
+                f"{facts.due_date.isoformat()}, is our own target for telling the outcome without undue delay, "
+                f"which the Act puts in no number of days and which we do not extend")
+    return (f"the law of this request ({facts.regime}) allows no extension of its deadline: it must be "
+            f"answered by {facts.due_date.isoformat()}")
 
 
 class Extension:
@@ -75,8 +88,7 @@ class Extension:
         self._require_nothing_under_way()  # a new due date after the answer would mislead
         facts = self._require_facts()
         if facts.extended_due_date <= facts.due_date:
-            raise ValueError(f"the law of this request ({facts.regime}) allows no extension of its "
-                             f"deadline: it must be answered by {facts.due_date.isoformat()}")
+            raise ValueError(_no_extension(facts))
         due = facts.due
         if workflow.now() >= due.overdue_at:
             raise ValueError(

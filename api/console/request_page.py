@@ -185,6 +185,9 @@ async def _context(state: AppState, today: date, request_id: str, staff: Staff) 
         # A request appealing a refused one (VCDPA, CTDPA, CPA) links to it by its reference.
         "appeal_of": (row["details"] or {}).get("appeal_of"), "short_reference": short_reference,
         "letters": letters, "staff_alerts": alerts, "reference": short_reference(request_id),
+        # A UK complaint's reasons, for who decides it (compliance deny or approve, as on an appeal);
+        # the evidence pack, compliance's too, keeps them.
+        "complaint_reasons": row["complaint_reasons"] if staff.has_role(REFUSING_ROLE) else None,
         # Its times in the timezone its deadline days are counted in (its policy version's), as its evidence pack.
         "controller_timezone": deadlines["basis"]["timezone"],
         "pack": pack, "r": row, "live": live, "status": status, "due": due, "extended": extended,

@@ -87,7 +87,7 @@ async def submit_request(state: AppState, body: PublicNewRequest, idempotency_ke
     new = NewRequest(
         type=body.type, country=body.country, corrections=body.corrections,
         restriction_grounds=body.restriction_grounds, objection_scope=body.objection_scope,
-        appeal_of=body.appeal_of, language=body.language,
+        appeal_of=body.appeal_of, complaint_reasons=body.complaint_reasons, language=body.language,
         subject=SubjectIdentity(email=body.email, name=body.name), channel=Channel.web,
     )
     await _check_appeal_as_told_to_anyone(state, new)
@@ -102,19 +102,27 @@ async def submit_request(state: AppState, body: PublicNewRequest, idempotency_ke
 # anyone are the API's to choose (staff forms keep the domain's, reason by reason).
 _NOT_A_REFERENCE = N_("must be the id of the request appealed (a UUID) or the short reference its letters give "
                       "(ten letters and digits, such as %(example)s)")
-_CANNOT_BE_APPEALED = N_("no request %(reference)s of this data subject that can be appealed: an appeal names a "
-                         "request of yours that we refused, in whole or in part, under a law that grants an appeal "
-                         "(VCDPA, CTDPA, CPA), and asks for the same as that request")
+_CANNOT_BE_APPEALED = N_("no request %(reference)s of this data subject that can be appealed: an appeal (or, under "
+                         "UK data protection law, a complaint to us) names a request of yours that we refused, in "
+                         "whole or in part, under a law that grants one (VCDPA, CTDPA, CPA; UK GDPR, Data "
+                         "Protection Act 2018 s. 164A), and asks for the same as that request")
+# The same refusal where the request carried a complaint's reasons (the portal's complaint form says
+# its own words: api/public/portal.py): named on that field, whatever the reason, so that it tells
+# a stranger no more than the refusal above does. English only: no page of the portal shows it.
+_REASONS_NOT_TAKEN = ("no request %(reference)s of this data subject that we refused, in whole or in part, under UK "
+                      "data protection law, and asking for the same: only a complaint to us about such a request "
+                      "takes reasons (Data Protection Act 2018 s. 164A); an appeal under a US state law takes none")
 
 
 class AppealNotOpened(Problem):
-    """422 naming `appeal_of`, in English; `worded(t)` is the same message in `t`'s language."""
+    """422 naming `field` (`appeal_of`, or `complaint_reasons`), in English; `worded(t)` is the
+    same message in `t`'s language."""
 
-    def __init__(self, message: str, **values: str) -> None:
+    def __init__(self, message: str, *, field: str = "appeal_of", **values: str) -> None:
         self.message, self.values = message, values
         english = message % values
-        super().__init__(422, "Invalid request", f"appeal_of: {english}",
-                         errors=[{"field": "appeal_of", "message": english}])
+        super().__init__(422, "Invalid request", f"{field}: {english}",
+                         errors=[{"field": field, "message": english}])
 
     def worded(self, t: Translator) -> str:
         return t.gettext(self.message) % self.values
@@ -133,6 +141,8 @@ async def _check_appeal_as_told_to_anyone(state: AppState, new: NewRequest) -> N
     except NotAReference:  # the input's own shape: the same for anyone who types it
         raise AppealNotOpened(_NOT_A_REFERENCE, example="9WPSS9NUBP") from None
     except AppealRefused:
+        if new.complaint_reasons:
+            raise AppealNotOpened(_REASONS_NOT_TAKEN, field="complaint_reasons", reference=str(new.appeal_of)) from None
         raise AppealNotOpened(_CANNOT_BE_APPEALED, reference=str(new.appeal_of)) from None
 
 

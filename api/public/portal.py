@@ -48,7 +48,7 @@ from dsrflow.i18n import N_, Translator, without_accents
 from dsrflow.stores.requests_store import get_request
 from dsrflow.stores.team_store import request_by_reference
 from schemas.countries import country_codes
-from schemas.requests import PublicNewRequest, RequestStatus
+from schemas.requests import MAX_COMPLAINT_REASONS, PublicNewRequest, RequestStatus
 from schemas.workflow import RequestState
 
 router = APIRouter(prefix="/portal", tags=["subject portal pages"], include_in_schema=False,
@@ -166,6 +166,10 @@ _NOT_COMPLAINABLE = N_("We have no request %(reference)s of yours that we refuse
                        "UK data protection law. Check the reference in our e-mail, and that the address is the "
                        "one you used for that request.")
 _NO_REFERENCE = N_("Enter the request reference from our e-mail, like %(example)s.")
+# The complaint's reasons (schemas/requests.py `complaint_reasons`): what we look into.
+_NO_REASONS = N_("Tell us what your complaint is about.")
+_REASONS = N_("Tell us what your complaint is about in at most %(count)s characters, as plain text: line breaks "
+              "are fine, other control characters are not.")
 # What a complaint repeats of the refused request: what it asked, for us to reconsider it.
 _REPEATED = ("corrections", "restriction_grounds", "objection_scope")
 
@@ -174,6 +178,7 @@ def _complaint_page(request: Request, values: dict[str, Any], errors: dict[str, 
                     status: int = 200) -> HTMLResponse:
     return render(request, "portal/complaint_form.html", {
         "values": values, "errors": errors, "submission": values.get("submission") or uuid.uuid4().hex,
+        "max_reasons": MAX_COMPLAINT_REASONS,
     }, status_code=status)
 
 
@@ -200,9 +205,13 @@ async def complain(request: Request, state: State, limiter: Limiter) -> Response
         refused = None if about is None else await appealed_request(await state.db(), about[:100], email)
     except AppealRefused:
         refused = None
+    reasons = request_form.text(form, "complaint_reasons")
+    if reasons is None:
+        errors["complaint_reasons"] = t.gettext(_NO_REASONS)
     body = {"type": refused["request_type"] if refused else "access", "email": email, "appeal_of": about,
-            "language": request_form.text(form, "language"),
+            "language": request_form.text(form, "language"), "complaint_reasons": reasons,
             **{k: v for k, v in ((refused and refused["details"]) or {}).items() if k in _REPEATED}}
+    messages["complaint_reasons"] = t.gettext(_REASONS) % {"count": MAX_COMPLAINT_REASONS}
     new = request_form.validate(PublicNewRequest, body, errors, messages)
     request_form.check_policy(state.policy.policy, new, errors, t, messages)
     errors.pop("appeal_of", None)  # the form's `about`: said below, in the form's words

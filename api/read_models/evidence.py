@@ -1,9 +1,9 @@
 """The evidence pack of one request: everything compliance needs to show how it was handled,
 read from Postgres (a read model: nothing here changes anything).
 
-Request, identity verification (times and method; codes and link tokens never exist outside the
-e-mail, and stored letters show them withheld), deadlines and the extension, the plan under its
-policy version, each system's result, what holds kept, the letters sent, the package, and the
+Request (a complaint's reasons as the subject wrote them), identity verification (times and
+method; codes and link tokens never exist outside the e-mail, and stored letters show them
+withheld), deadlines and the extension, the plan under its policy version, each system's result, what holds kept, the letters sent, the package, and the
 request's audit chain with the result of checking it and the anchor that covers it.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 
 import asyncpg
 
-from api.read_models.evidence_deadlines import deadlines, policy_defaults
+from api.read_models.evidence_deadlines import complaint_target, deadlines, policy_defaults
 from api.read_models.evidence_decisions import decisions
 from api.read_models.evidence_names import Labels, labels, planned_policy
 from api.read_models.evidence_results import with_contents, with_history
@@ -22,6 +22,7 @@ from api.read_models.inbox_queries import evidence_messages
 from dsrflow.crypto.hashing import subject_hash
 from dsrflow.domain.audit_verify import verify_request_chain
 from dsrflow.stores.requests_store import get_request
+from schemas.requests import without_complaint_reasons
 
 _VERIFICATION_EVENTS = ("verification.succeeded", "verification.failed", "verification.locked",
                         "verification.resent", "status.closed_unverified")
@@ -32,7 +33,11 @@ def _request(row: dict[str, Any]) -> dict[str, Any]:
         "id": str(row["id"]), "type": row["request_type"], "regime": row["regime"],
         "country": row["country"], "language": row["language"], "channel": row["channel"],
         "origin": row["origin"],
-        "status": row["status"], "details": row["details"], "policy_version": row["policy_version"],
+        "status": row["status"], "details": without_complaint_reasons(row["details"]),
+        # A complaint's reasons (UK GDPR, DPA 2018 s. 164A), as the subject wrote them: apart from
+        # the details, which the console shows every role (api/console/request_page.py).
+        "complaint_reasons": (row["details"] or {}).get("complaint_reasons"),
+        "policy_version": row["policy_version"],
         "subject": {"email": row["subject_email"], "name": row["subject_name"],
                     "customer_id": row["customer_id"]},
         "received_at": row["received_at"], "created_at": row["created_at"], "closed_at": row["closed_at"],
@@ -137,6 +142,7 @@ async def assemble_evidence(pool: asyncpg.Pool, request_id: str, *, secret: byte
                  FROM packages WHERE request_id = $1 ORDER BY created_at""", request_id)]
         holds = await _holds(conn, row, secret, tasks)
         defaults = await policy_defaults(conn, row["policy_version"])
+        target_days = await complaint_target(conn, row)
         built = with_contents(packages, events)
         decided = await decisions(conn, row, events, letters, defaults.timezone,
                                   kept=sum(k["records"] for k in holds["kept_records"]),
@@ -152,7 +158,7 @@ async def assemble_evidence(pool: asyncpg.Pool, request_id: str, *, secret: byte
         "generated_at": datetime.now(UTC),
         "request": _request(row),
         "verification": _verification(row, events, letters),
-        "deadlines": deadlines(row, events, letters, defaults),
+        "deadlines": deadlines(row, events, letters, defaults, target_days),
         "decisions": decided,
         "plan": None if plan is None else {**plan["plan"], "planned_at": plan["created_at"]},
         "results": with_history(tasks, events),

@@ -6,7 +6,7 @@ is the local date in the timezone of the policy the request ran under, not UTC's
 compare the UTC date of closing with the due date, so a request closed at 00:30 in Brussels on the
 day after its due date (23:30 UTC on the due date) read as answered on time.
 
-Each rule cites the law's provision (an appeal's cited `dsrflow/domain/deadlines.py`), and the
+Each rule cites the law's provision (a UK complaint's, s. 164A, with our target for its outcome), and the
 calendar is named only where its holidays count: the US state laws and the LGPD count plain days.
 """
 
@@ -21,7 +21,7 @@ import asyncpg
 # table for the letter and the pack.
 from activities.citations import APPEAL_PROVISIONS, PERIODS
 from api.read_models.event_words import country_words
-from dsrflow.domain.deadlines import answer_days, country_of_law, grants_appeal, receipt_date
+from dsrflow.domain.deadlines import answer_days, country_of_law, grants_appeal, receipt_date, takes_complaints
 from dsrflow.i18n import long_datetime
 from policy.controller import Defaults
 from schemas.vocabulary import Regime
@@ -90,15 +90,41 @@ _HOLIDAYS: dict[str, str] = {
 }
 
 
-def _rule(regime: str, appeal: bool) -> str:
+# A complaint to us about a refusal, where the law makes us hear one (dsrflow/domain/deadlines.py
+# `takes_complaints`): the Act's 30 days to acknowledge, and our target for the outcome, whose days
+# are the policy's (those of the request's policy version).
+_COMPLAINT_RULE = ("a complaint to us about a refused request (Data Protection Act 2018, s. 164A): acknowledged "
+                   "within the 30 days beginning with its receipt, the day of receipt the first (s. 164A(3)); its "
+                   "outcome told without undue delay (s. 164A(4)), which the Act puts in no number of days: the due "
+                   "date is our target, {days} days from receipt (policy remedies.{regime}.appeal.answer_days). "
+                   "Neither date is moved off a weekend or a holiday; no extension: the Act sets no period to "
+                   "extend")
+
+
+def _rule(regime: str, appeal: bool, target_days: int | None = None) -> str:
+    if appeal and takes_complaints(regime):
+        days, _ = answer_days(regime, appeal=True, target_days=target_days)
+        return _COMPLAINT_RULE.format(days=days, regime=regime)
     if appeal and grants_appeal(regime):
         return f"an appeal of a refused request: {_APPEAL_RULES[regime]}"
     return _RULES.get(regime, "")
 
 
-def _holidays(regime: str, country: str) -> str:
+def _holidays(regime: str, country: str, appeal: bool = False) -> str:
     """Which calendar's days count and whose holidays move a deadline, in a sentence."""
+    if appeal and takes_complaints(regime):
+        return _CALENDAR_DAYS_ONLY
     return _HOLIDAYS.get(regime, _CALENDAR_DAYS_ONLY).format(country=country_words(country))
+
+
+async def complaint_target(conn: asyncpg.Connection, row: dict[str, Any]) -> int | None:
+    """Our target in days for the outcome of the complaint `row` (UK GDPR), as the policy version
+    it ran under set it (None: that version set none, so the default; or `row` is no complaint)."""
+    if not ((row["details"] or {}).get("appeal_of") and takes_complaints(row["regime"])):
+        return None
+    days = await conn.fetchval("SELECT content->'remedies'->$2->'appeal'->>'answer_days' FROM policy_versions "
+                               "WHERE version = $1", row["policy_version"], row["regime"])
+    return int(days) if days else None
 
 
 async def policy_defaults(conn: asyncpg.Connection, version: str) -> Defaults:
@@ -133,9 +159,10 @@ def on_time(moment: datetime | None, due: date | None, timezone: str) -> bool | 
 
 
 def deadlines(row: dict[str, Any], events: list[dict[str, Any]], letters: list[dict[str, Any]],
-              defaults: Defaults) -> dict[str, Any]:
+              defaults: Defaults, target_days: int | None = None) -> dict[str, Any]:
     """The deadlines section: the dates, their basis, the extension and when the subject was
-    told of it, the staff alerts, and whether the request was closed by its due date."""
+    told of it, the staff alerts, and whether the request was closed by its due date.
+    `target_days`: a UK complaint's target for its outcome (`complaint_target`)."""
     tz = defaults.timezone
     extension = next((e for e in events if e["event_type"] == "deadline.extended"), None)
     notice = next((letter for letter in letters if letter["purpose"] == "extension"), None)
@@ -148,8 +175,8 @@ def deadlines(row: dict[str, Any], events: list[dict[str, Any]], letters: list[d
         "current_due_date": row["current_due_date"], "extended": row["extended"],
         "basis": {
             "timezone": tz, "received_on": _local(row["received_at"], tz),
-            "calendar": calendar, "holidays": _holidays(row["regime"], calendar),
-            "appeal": appeal, "rule": _rule(row["regime"], appeal),
+            "calendar": calendar, "holidays": _holidays(row["regime"], calendar, appeal),
+            "appeal": appeal, "rule": _rule(row["regime"], appeal, target_days),
         },
         "extension": None if extension is None else {
             "at": extension["occurred_at"], "by": extension["actor"], "reason": extension["data"].get("reason"),

@@ -48,7 +48,8 @@ async def check_appeal(conn: asyncpg.Connection | asyncpg.Pool, new: NewRequest)
     """The request as it is to be opened: an appeal takes the regime of the request it refers to,
     and its country unless the appeal states one.
     Raises AppealRefused when the referred request does not exist, is another subject's, was not
-    refused, is itself an appeal, or falls under a law that grants no appeal."""
+    refused, is itself an appeal, or falls under a law that grants no appeal, and when an appeal
+    (not a complaint) carries `complaint_reasons`."""
     if new.appeal_of is None:
         return new
     original = await appealed_request(conn, new.appeal_of, str(new.subject.email))
@@ -61,6 +62,11 @@ async def check_appeal(conn: asyncpg.Connection | asyncpg.Pool, new: NewRequest)
     if kind is None:
         raise AppealRefused("appeal_of", f"the {original['regime']} regime of that request grants no "
                             "appeal to us; the letter that refused it names the authority to complain to")
+    if new.complaint_reasons and kind != "complaint":
+        # The statutory appeals (VCDPA, CTDPA, CPA) are answered on what the refusal decided; only
+        # the UK's complaint form asks what the complaint is about (schemas/requests.py).
+        raise AppealRefused("complaint_reasons", f"only a complaint to us under UK data protection law takes "
+                            f"reasons; an appeal under the {original['regime']} regime of that request takes none")
     if "regime" in new.model_fields_set and new.regime.value != original["regime"]:
         raise AppealRefused("regime", f"{_A[kind]} is under the regime of the request it is about "
                             f"({original['regime']})")

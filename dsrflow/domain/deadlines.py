@@ -76,9 +76,11 @@ _APPEAL_DAYS: dict[Regime, tuple[int, int]] = {
 # Data Protection Act 2018 s. 164A, inserted by the Data (Use and Access) Act 2025 s. 103, in force
 # 19 June 2026): acknowledged within the 30 days beginning with its receipt (s. 164A(3)), the outcome
 # told "without undue delay" (s. 164A(4)), which the Act puts in no number of days. The days here are
-# our target for that outcome, the due date staff and the deadline watch see; no extension (a target
-# the law does not set cannot be extended under it).
+# our target for that outcome by default, the due date staff and the deadline watch see; the policy
+# sets its own (`remedies.uk_gdpr.appeal.answer_days`, 1 to 90: `target_days` below). No extension
+# (a target the law does not set cannot be extended under it).
 _COMPLAINT_DAYS: dict[Regime, int] = {Regime.uk_gdpr: 30}
+MAX_COMPLAINT_DAYS = 90
 COMPLAINT_ACKNOWLEDGEMENT_DAYS = 30
 
 # Canada's Interpretation Act s. 26 moves a time limit that ends on a holiday to the next day that
@@ -116,13 +118,14 @@ def reconsiders(regime: Regime | str) -> str | None:
     return "appeal" if grants_appeal(regime) else "complaint" if takes_complaints(regime) else None
 
 
-def answer_days(regime: Regime | str, *, appeal: bool = False) -> tuple[int, int]:
+def answer_days(regime: Regime | str, *, appeal: bool = False, target_days: int | None = None) -> tuple[int, int]:
     """The calendar days the law of `regime` gives to answer a request (or an appeal of a refusal,
-    or our target for a complaint's outcome), and the further days its one extension adds (0:
-    none). Only the regimes counted in plain days (not the GDPR's months): KeyError for the others."""
+    or our target for a complaint's outcome: `target_days`, the policy's, else 30), and the further
+    days its one extension adds (0: none). Only the regimes counted in plain days (not the GDPR's
+    months): KeyError for the others."""
     reg = _parse_regime(regime)
     if appeal and reg in _COMPLAINT_DAYS:
-        return _COMPLAINT_DAYS[reg], 0
+        return target_days or _COMPLAINT_DAYS[reg], 0
     days, extended = (_APPEAL_DAYS if appeal else _CALENDAR_DAYS)[reg]
     return days, extended - days
 
@@ -143,6 +146,7 @@ def compute_deadline(
     verified: date | None = None,
     *,
     appeal: bool = False,
+    target_days: int | None = None,
 ) -> Deadline:
     """Deadlines of a request received on `received` (the controller's local date).
 
@@ -150,7 +154,8 @@ def compute_deadline(
     Reg. 1182/71 Art. 2(1) and 3(4) the public holidays that move a GDPR deadline are those of the
     member state where the controller acts. Only `gdpr` varies by member state; the other regimes
     have one calendar each and refuse any other country. `appeal`: the deadlines of an appeal of
-    a refused request, or of a complaint about it, under a regime that grants one (`reconsiders`).
+    a refused request, or of a complaint about it, under a regime that grants one (`reconsiders`);
+    a complaint's outcome is due `target_days` after receipt (the policy's target, else 30).
     """
     reg = _parse_regime(regime)
     _check_date("received", received)
@@ -162,9 +167,11 @@ def compute_deadline(
             )
     cal_country, subdiv = _calendar(reg, establishment)
     if appeal and reg in _COMPLAINT_DAYS:
+        if target_days is not None and not 1 <= target_days <= MAX_COMPLAINT_DAYS:
+            raise DeadlineError(f"target_days: {target_days} is not between 1 and {MAX_COMPLAINT_DAYS}")
         # "Within the period of 30 days beginning when the complaint is received": the day of
         # receipt is the first of the 30 (the earlier of the readings), not moved off a weekend.
-        due = received + timedelta(days=_COMPLAINT_DAYS[reg])
+        due = received + timedelta(days=answer_days(reg, appeal=True, target_days=target_days)[0])
         return Deadline(due_date=due, extended_due_date=due, clock_start=received,
                         acknowledge_by=received + timedelta(days=COMPLAINT_ACKNOWLEDGEMENT_DAYS - 1))
     if appeal:  # calendar days, like the regime's own deadline
