@@ -22,8 +22,9 @@ from temporalio import activity
 from activities.connectors.base import PermanentConnectorError
 from activities.context import ActivityContext
 from activities.deferred_processors import Followed, follow_processor_erasure, record_failure
+from activities.erasure_evidence import ErasureEvidence
 from activities.errors import failure_message, is_deterministic
-from activities.fanout import FanoutActivities, open_connector, subject_of
+from activities.fanout import open_connector, subject_of
 from activities.heartbeat import heartbeating
 from activities.ledger import erase_records
 from activities.restriction_guard import audit_kept_from_deferred, kept_by_restrictions
@@ -40,7 +41,7 @@ log = get_logger(__name__)
 class DeferredErasureActivities:
     def __init__(self, ctx: ActivityContext) -> None:
         self.ctx = ctx
-        self.fanout = FanoutActivities(ctx)
+        self.evidence = ErasureEvidence(ctx)
 
     @activity.defn(name="sweep_deferred_erasures")
     async def sweep(self, sweep: SweepInput) -> SweepReport:
@@ -123,14 +124,14 @@ class DeferredErasureActivities:
             raise LookupError(f"request {request_id} not found")
         async with open_connector(self.ctx, version, system) as connector:
             if connector.answers_later:
-                followed[await follow_processor_erasure(self.ctx, self.fanout, connector, request=request,
+                followed[await follow_processor_erasure(self.ctx, self.evidence, connector, request=request,
                                                         version=version, system=system, due=due)] += 1
                 return 0
             # The hold kept the records as they were: erase them as the request would have, so
             # what a statute still requires is minimised and kept, and the rest goes; those
             # records only, not what the subject may have made since (a returning customer).
             subject = subject_of(request)
-            context, _ = await self.fanout.erasure_context_for(version, system, subject)
+            context, _ = await self.evidence.erasure_context_for(version, system, subject)
             # A system kept whole (a SaaS reached by identity: dataset "all") names no records:
             # its erasure runs by identity, as the request's would have.
             if all(row["dataset"] != "all" for row in due):
@@ -138,7 +139,7 @@ class DeferredErasureActivities:
                 for row in due:
                     kept[row["dataset"]].add(row["record_key"])
                 context = replace(context, only={dataset: frozenset(keys) for dataset, keys in kept.items()})
-            outcome = await self.fanout.erase_with_evidence(connector, request_id, system, version, subject,
+            outcome = await self.evidence.erase_with_evidence(connector, request_id, system, version, subject,
                                                             context, origin="deferred")
         failpoint("deferred-erased", system)  # committed in the system, and not yet marked done
         await self._done(due)  # its evidence kept with the erasure (erase_with_evidence)

@@ -23,12 +23,14 @@ import asyncpg
 
 from activities.connectors.base import ActionOutcome, Connector, PermanentConnectorError
 from activities.context import ActivityContext
-from activities.fanout import FanoutActivities, subject_of
+from activities.erasure_evidence import ErasureEvidence
+from activities.fanout import subject_of
 from activities.letters import deliver_letter
 from dsrflow.domain.audit import append_event
 from dsrflow.infra.failpoints import failpoint
 from dsrflow.infra.logging import get_logger
 from dsrflow.infra.writes import Write
+from dsrflow.stores.deferred_store import alert_key
 from schemas.workflow import LetterJob
 
 Followed = Literal["done", "waiting", "failed"]
@@ -40,7 +42,7 @@ log = get_logger(__name__)
 _STILL_OPEN = "attempt = $2 AND done_at IS NULL AND failed_at IS NULL"
 
 
-async def follow_processor_erasure(ctx: ActivityContext, fanout: FanoutActivities, connector: Connector, *,
+async def follow_processor_erasure(ctx: ActivityContext, evidence: ErasureEvidence, connector: Connector, *,
                                    request: dict[str, Any], version: str, system: str,
                                    due: list[asyncpg.Record]) -> Followed:
     """Ask the processor to erase (first run), or ask how its erasure went (later runs). A
@@ -50,7 +52,7 @@ async def follow_processor_erasure(ctx: ActivityContext, fanout: FanoutActivitie
     ids = [row["id"] for row in due]
     attempt = max(row["attempt"] for row in due)  # 2, 3, ...: asked again by staff (dsrflow/stores/deferred_store.py)
     try:
-        outcome = await _ask_or_follow(ctx, fanout, connector, request=request, version=version, system=system,
+        outcome = await _ask_or_follow(ctx, evidence, connector, request=request, version=version, system=system,
                                        due=due, ids=ids, attempt=attempt)
     except PermanentConnectorError as exc:
         outcome = ActionOutcome(status="needs_attention", message=str(exc))
@@ -98,7 +100,7 @@ async def record_failure(ctx: ActivityContext, request_id: str, system: str, due
         return
     await deliver_letter(ctx, LetterJob(
         request_id=request_id, purpose="staff_alert",
-        key=f"deferred-{system}" + (f"-{attempt}" if attempt > 1 else ""), to_staff=True,
+        key=alert_key(system, attempt), to_staff=True,
         params={"kind": "needs_attention", "days_left": None,
                 "facts": {"what": "deferred_failed", "system": system, "asked": asked,
                           **(unconfirmed or {"message": reason})}}))
@@ -107,7 +109,7 @@ async def record_failure(ctx: ActivityContext, request_id: str, system: str, due
         (ids, attempt, reason[:500])), {"job": job} if asked else {"reason": reason[:500]})
 
 
-async def _ask_or_follow(ctx: ActivityContext, fanout: FanoutActivities, connector: Connector, *,
+async def _ask_or_follow(ctx: ActivityContext, evidence: ErasureEvidence, connector: Connector, *,
                          request: dict[str, Any], version: str, system: str,
                          due: list[asyncpg.Record], ids: list[int], attempt: int) -> ActionOutcome:
     """The processor's answer: to being asked (first run, the request on record once it is
@@ -122,7 +124,7 @@ async def _ask_or_follow(ctx: ActivityContext, fanout: FanoutActivities, connect
         if external_id is not None:
             await ctx.pool.execute("UPDATE deferred_erasures SET external_id = $2 WHERE id = ANY($1::bigint[])",
                                    ids, external_id)
-        context, _ = await fanout.erasure_context_for(version, system, subject)
+        context, _ = await evidence.erasure_context_for(version, system, subject)
         outcome = await connector.erase(subject, context)
         failpoint("deferred-processor-asked", system)  # asked, and not yet on record as asked
     outcome.external_id = outcome.external_id or external_id

@@ -15,7 +15,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from api.state import AppState
 from dsrflow.infra.failpoints import failpoint
 from dsrflow.infra.logging import get_logger
-from dsrflow.stores.deferred_store import retry_deferred
+from dsrflow.stores.deferred_store import Shown, retry_deferred
 from schemas.holds import SweepInput
 
 log = get_logger(__name__)
@@ -87,11 +87,13 @@ async def with_retries_under_way(state: AppState, request_id: str,
     return deferred
 
 
-async def ask_processor_again(state: AppState, request_id: str, system: str, *, actor: str) -> bool:
+async def ask_processor_again(state: AppState, request_id: str, system: str, *, actor: str,
+                              shown: Shown | None = None) -> bool:
     """Compliance asks a processor again to carry out an erasure it did not (raises
-    DeferredRefused when there is none to ask); True once the sweep that asks it has started,
-    False when only the daily sweep will (the retry is on record either way)."""
-    subject, attempt = await retry_deferred(await state.db(), request_id, system, actor=actor)
+    DeferredRefused when there is none to ask, or it no longer stands as `shown`); True once the
+    sweep that asks it has started, False when only the daily sweep will (the retry is on record
+    either way)."""
+    subject, attempt = await retry_deferred(await state.db(), request_id, system, actor=actor, shown=shown)
     failpoint("deferred-retried", system)  # on record, its sweep not yet started (a repeat starts it)
     try:
         await start_subject_sweep(state, subject, reason=f"compliance asked {system} again",

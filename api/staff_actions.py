@@ -75,9 +75,10 @@ class _StepAnswer(_StaffBody):
     The console's forms always send it."""
 
 
-# The field naming the attempt of a system's task a retry or a resolution answers (schemas/workflow.py
-# `TaskAttempt`); on the console's form, one per system the form offers (`attempt.<system>`).
-TASK_KEY = "attempt"
+# The fields naming the task a retry or a resolution answers, its attempt and its action
+# (schemas/workflow.py `TaskAttempt`, `TaskActionShown`); on the console's form, one of each per
+# system the form offers (`attempt.<system>`, `action.<system>`).
+TASK_KEYS = ("attempt", "action")
 
 
 class _TaskAnswer(_StaffBody):
@@ -85,23 +86,24 @@ class _TaskAnswer(_StaffBody):
     answers the task as it stands when it arrives: a resolution typed while a colleague retried
     the task recorded the next attempt, failed since for another reason, as done by other means,
     and a retry pressed twice (or replayed) started an attempt nobody decided on. So the caller
-    names the attempt it read (`attempt`), and the update's validator refuses any other, naming
-    the attempt now and where it stands (workflows/task_fanout.py `require_attention`): a 409 in
-    words, the workflow's own. The console's forms always send it."""
+    names the attempt it read (`attempt`), and of which task (`action`: a restriction's lift runs
+    tasks of its own, whose attempts count from 1 again), and the update's validator refuses any
+    other, naming the attempt now and where it stands (workflows/task_fanout.py
+    `require_attention`): a 409 in words, the workflow's own. The console's forms always send both."""
 
     @classmethod
     def shown_on(cls, form: FormData, values: dict[str, str]) -> dict[str, str]:
-        """`values` with the attempt the form showed for the system chosen: a form offers every
-        system that needs attention, each with its own attempt."""
-        shown = form.get(f"{TASK_KEY}.{values.get('system', '')}")
-        others = {name: value for name, value in values.items() if name != TASK_KEY}
-        return {**others, TASK_KEY: str(shown).strip()} if shown is not None else others
+        """`values` with the attempt and action the form showed for the system chosen: a form
+        offers every system that needs attention, each with its own."""
+        system = values.get("system", "")
+        shown = {key: str(value).strip() for key in TASK_KEYS if (value := form.get(f"{key}.{system}")) is not None}
+        return {**{name: value for name, value in values.items() if name not in TASK_KEYS}, **shown}
 
     def unshown(self) -> str | None:
-        """Why a console form's answer is refused unread: it does not say the attempt (a page from
-        before forms said it, a hand-made post); None once it does."""
+        """Why a console form's answer is refused unread: it does not say the attempt and action (a
+        page from before forms said them, a hand-made post); None once it does."""
         said = self.model_dump()
-        if said[TASK_KEY] is not None:
+        if all(said[key] is not None for key in TASK_KEYS):
             return None
         return (f"this form does not say which attempt of the {said['system']} task it answers: "
                 "nothing was done; reload the page and answer the attempt it shows")
@@ -125,7 +127,9 @@ DecisionBody = rest_body(ObjectionDecision, "DecisionBody")
 # reasons speak of litigation) are compliance's; agents see a request's status, tasks and letters.
 # A workflow's history decoded (the codec endpoint, and the request page's link to the Temporal
 # UI, which calls it) holds each staff action's input and its actor: the timeline told another way.
-READABLE_BY = {"audit-timeline": "compliance", "legal-claims-holds": "compliance", "workflow-history": "compliance"}
+# Erasures a hold deferred are too: what became of records a hold kept, once it ended, says it ended.
+READABLE_BY = {"audit-timeline": "compliance", "legal-claims-holds": "compliance", "workflow-history": "compliance",
+               "deferred-erasures": "compliance"}
 
 
 def may_read(has_role: Callable[[str], bool], what: str) -> bool:
@@ -376,9 +380,9 @@ TEAM_ROLES = {"assign": "agent", "note": "agent", "save-view": "agent", "delete-
 
 # An erasure a hold deferred, once a processor asked after the hold ended did not carry it out
 # (dsrflow/stores/deferred_store.py): asking it again, or recording it as done by other means, is
-# compliance's, who also read the holds behind it (READABLE_BY). Postgres writes too: the request
-# closed long before; run by the console (api/console/deferred.py) and REST (api/rest/deferred_erasures.py).
-DEFERRED_ROLES = {"read": READABLE_BY["legal-claims-holds"], "retry": "compliance", "settle": "compliance"}
+# compliance's, who also read them (READABLE_BY). Postgres writes too: the request closed long
+# before; run by the console (api/console/deferred.py) and REST (api/rest/deferred_erasures.py).
+DEFERRED_ROLES = {"read": READABLE_BY["deferred-erasures"], "retry": "compliance", "settle": "compliance"}
 
 # A request whose workflow ended while it was open (dsrflow/domain/request_resume.py): resuming it
 # carries it on from where it stopped, and what it does again takes effect once; deciding that the

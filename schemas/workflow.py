@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 
@@ -280,8 +280,9 @@ class ProcessorUpdate(Contract):
 TaskSystem = Annotated[FreeText, Field(min_length=1, max_length=64, examples=["billing"])]
 
 
-# What a refused answer to a failure staff read says last, as a failed step's does
-# (workflows/step_trouble.py `require`, api/service.py `require_step_shown`).
+# What a refused answer to a failure staff read says last, whether a task's, a failed step's
+# (workflows/step_trouble.py `require`, api/service.py `require_step_shown`) or a deferred erasure's
+# (dsrflow/stores/deferred_store.py `DeferredStale`).
 STALE_ANSWER = "nothing was done; read the request again before answering it"
 
 # The attempt of a system's task a retry or a resolution answers, as the caller read it (its
@@ -297,9 +298,20 @@ TaskAttempt = Field(None, ge=1, le=TASK_COUNT_MAX,
                                 "attempt needing attention now is answered)", examples=[1])
 
 
+# The action of the task answered, as the caller read it (`results[].action`): a restriction's lift
+# runs tasks of its own whose attempts count from 1 again, so a restriction's form for attempt 1 answered
+# the lift's attempt 1. Named, another action is refused as another attempt is; None in older inputs.
+TaskActionShown = Field(None, description="the `action` of the system's task this answers, as `GET /v1/requests/{id}` "
+                                          "showed it in `results` (send it, with `attempt`): a restriction's lift runs "
+                                          "tasks of its own, which count their attempts from 1 again",
+                        examples=["erase"])
+TaskAction = Literal["access", "erase", "rectify", "restrict", "lift_restriction", "object"]
+
+
 class RetryTaskInput(Contract):
     system: TaskSystem
     attempt: int | None = TaskAttempt
+    action: TaskAction | None = TaskActionShown
     actor: str = "staff"
 
 
@@ -320,6 +332,7 @@ class ResolveTaskInput(Contract):
     system: TaskSystem
     note: FreeText = Field(min_length=5, max_length=2000, examples=["Told the provider by e-mail, ticket 88"])
     attempt: int | None = TaskAttempt
+    action: TaskAction | None = TaskActionShown
     actor: str = "staff"
 
 

@@ -95,11 +95,13 @@ async def test_compliance_asks_a_processor_again_and_an_admin_records_it_erased(
         "SELECT actor FROM audit_events WHERE request_id = $1 AND event_type = 'erasure.deferred_settled'", rid))
 
     # Compliance's page, open since before the admin's note, still offers asking the survey provider
-    # again: pressed, it is refused in the panel, in the processor's name, which now reads as settled.
+    # again: pressed, it is refused in the panel, in the processor's name, which now reads as settled
+    # (the form says what its page showed: attempt 1, failed).
     await officer.get_by_role("button", name=f"Ask {SURVEYS} again").click()
     await expect(officer.locator("#deferred [role=alert]")).to_have_text(
-        f"Not done: {SURVEYS}'s deferred erasure is no longer as this page showed it (someone acted on it "
-        "meanwhile); the panel shows where it stands now.")
+        f"{SURVEYS}'s deferred erasure this was sent for (attempt 1, failed) has been answered or has changed "
+        "since, and stands now at attempt 1, settled: nothing was done; read the request again before answering "
+        "it (the panel shows it now).")
     await expect(officer.locator("#deferred tr[data-system=surveys]")).to_contain_text(
         "1 recorded by staff as erased by other means")
     await expect(officer.get_by_role("button", name=f"Ask {SURVEYS} again")).to_have_count(0)

@@ -18,12 +18,16 @@ import uuid
 
 import pytest
 import yaml
+from starlette.datastructures import FormData
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from api.staff_actions import STAFF_ACTIONS
 from devstack.policy_copies import only_systems
 from policy.model import DEFAULT_POLICY
-from schemas.workflow import ResolveTaskInput, RetryTaskInput, TaskInput, TaskResult
+from schemas.requests import RequestType
+from schemas.restrictions import LiftRestrictionInput
+from schemas.workflow import RequestState, ResolveTaskInput, RetryTaskInput, TaskInput, TaskResult
 from tests.staff_answers import replays
 from tests.support import api_client, console_sign_in, live_view, staff_headers, unique_email
 from tests.test_redteam_stale_step_answers import form_fields
@@ -176,4 +180,44 @@ async def test_the_workflow_refuses_an_answer_for_an_attempt_failed_before(stack
     final = await request.result()
     assert final.status == "completed"
     assert stack.fakes.event_types(request.id).count("task.resolved") == 1
+    await replays(stack, request)
+
+
+def _billing(state: RequestState) -> tuple[str, int, str] | None:
+    return next(((r.status, r.attempt, r.action) for r in state.results if r.system == "billing"), None)
+
+
+async def test_a_restrictions_task_form_does_not_answer_its_lifts_task(stack: FastStack):
+    """A restriction's lift runs a fan-out of its own, whose attempts count from 1 again: the
+    restriction's Resolve form for its billing task (attempt 1), kept open or replayed once the
+    lift's billing task needs attention at its own attempt 1, answered that one. The form names
+    the task's action too (as the page's hidden fields: `action.<system>`): refused, nothing
+    recorded; the lift's own form is taken. The console's form, through api/staff_actions.py, on
+    the time-skipping server."""
+    request = await stack.open(RequestSpec(request_type=RequestType.restriction,
+                                           systems=[FakeSystem("billing", broken="no restriction in this API")]))
+    await request.until(lambda s: _billing(s) == ("needs_attention", 1, "restrict"))
+    resolve = STAFF_ACTIONS["resolve-task"]
+
+    def answer(action: str, note: str) -> ResolveTaskInput:
+        form = FormData([("system", "billing"), ("attempt.billing", "1"), ("action.billing", action), ("note", note)])
+        made = resolve.workflow_input(resolve.body_from_form(form), "compliance:hal")
+        assert isinstance(made, ResolveTaskInput)
+        return made
+
+    restricts = answer("restrict", "Restricted by hand in the billing console")
+    await request.handle.execute_update(DSR.resolve_task, restricts)
+    await request.until(lambda s: s.status == "completed" and stack.fakes.restrictions)
+    await request.handle.execute_update(DSR.lift_restriction, LiftRestrictionInput(
+        reason="The claim the records were needed for was settled", actor="compliance:kim"))
+    await request.until(lambda s: _billing(s) == ("needs_attention", 1, "lift_restriction"))
+
+    said = await refused(request.handle.execute_update(DSR.resolve_task, restricts))
+    assert "sent for (restrict, 1)" in said and "(lift restriction, 1, which needs attention: " in said, said
+    assert stack.fakes.event_types(request.id).count("task.resolved") == 1
+    assert _billing(await request.state()) == ("needs_attention", 1, "lift_restriction")
+
+    await request.handle.execute_update(DSR.resolve_task, answer("lift_restriction", "Lifted by hand in the console"))
+    await request.result()
+    assert stack.fakes.event_types(request.id).count("task.resolved") == 2
     await replays(stack, request)

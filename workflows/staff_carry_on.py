@@ -55,21 +55,21 @@ class CarryOn:
     async def retry_task(self, request: RetryTaskInput) -> TaskResult:
         assert self._plan is not None
         # Again, atomically: a concurrent retry may have passed too.
-        self._require_attention(request.system, request.attempt)
+        self._require_attention(request.system, request.attempt, request.action)
         return await self._tasks.retry(self._plan, request.system, request.actor)
 
     @retry_task.validator
     def _validate_retry(self, request: RetryTaskInput) -> None:
-        self._require_attention(request.system, request.attempt)
+        self._require_attention(request.system, request.attempt, request.action)
 
     @workflow.update
     async def resolve_task(self, request: ResolveTaskInput) -> TaskResult:
-        self._require_attention(request.system, request.attempt)  # again, atomically
+        self._require_attention(request.system, request.attempt, request.action)  # again, atomically
         return await self._tasks.resolve(self.request_id, request.system, request.note, request.actor)
 
     @resolve_task.validator
     def _validate_resolve(self, request: ResolveTaskInput) -> None:
-        self._require_attention(request.system, request.attempt)
+        self._require_attention(request.system, request.attempt, request.action)
 
     # ---- a failing step (workflows/dsr_steps.py, workflows/step_trouble.py) ----------------
 
@@ -118,12 +118,12 @@ class CarryOn:
             self._require_carrying_on(facts=False)
         return troubles
 
-    def _require_attention(self, system: str, attempt: int | None) -> None:
-        """The task needs attention, at the attempt the caller read when it says. No
-        `workflow.patched`: a validator writes no history, and an input a history recorded before
-        `attempt` existed has none, so its handler's check passes on replay as it did."""
+    def _require_attention(self, system: str, attempt: int | None, action: str | None) -> None:
+        """The task needs attention, at the attempt and of the action the caller read when it
+        says. No `workflow.patched`: a validator writes no history, and an input a history recorded
+        before `attempt` or `action` existed has none, so its handler's check passes on replay as it did."""
         self._require_carrying_on()
-        self._tasks.require_attention(system, attempt)
+        self._tasks.require_attention(system, attempt, action)
 
     def _require_carrying_on(self, *, facts: bool = True) -> None:
         """Open, or a completed restriction whose workflow still runs steps (its lift's)."""

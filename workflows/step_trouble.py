@@ -23,7 +23,7 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from schemas.steps import StepTrouble, TroubleRecord
-    from schemas.workflow import Checkpoints
+    from schemas.workflow import STALE_ANSWER, Checkpoints
     from workflows.dsr_steps import MAILING, RETRY, SHORT, Decision, RequestClosed, letter_job
 
 
@@ -171,8 +171,7 @@ class StepTroubles:
             raise ValueError("no step of this request has failed; there is nothing to retry or skip")
         if key is not None and key != trouble.key:
             raise ValueError(f"the failed step this was sent for ({key}) has been answered or has succeeded since, "
-                             f"and the step failing now is another ({trouble.key}): nothing was done; read the "
-                             "request again before answering it")
+                             f"and the step failing now is another ({trouble.key}): {STALE_ANSWER}")
         if self._decision is not None:
             raise ValueError(f"the failed step {trouble.step} has already been answered")
         if decision == "skip" and not trouble.skippable:

@@ -348,19 +348,29 @@ class SystemTasks:
             raise ApplicationError(f"{what} could not be recorded ({describe_failure(error)[0]}); the task still "
                                    "needs attention: try again in a moment") from None
 
-    def require_attention(self, system: str, attempt: int | None = None) -> None:
+    def require_attention(self, system: str, attempt: int | None = None, action: str | None = None) -> None:
         """Refuse a retry or a resolution of a task that does not need attention, or sent for
-        another attempt than the one standing (`attempt`, as the caller read it: a stale page, a
-        double press, a colleague's retry meanwhile must not answer a failure nobody saw)."""
+        another task than the one standing (`attempt` and `action`, as the caller read them: a
+        stale page, a double press, a colleague's retry meanwhile must not answer a failure nobody
+        saw; nor a restriction's form its lift's task, whose attempts count from 1 again)."""
         result = self.results.get(system)
         if result is None:
             raise ValueError(f"no task for system {system!r} in this request's plan")
-        if attempt is not None and attempt != result.attempt:
-            raise ValueError(f"the {system} task's attempt this was sent for ({attempt}) has been answered since, "
-                             f"and its attempt now is another ({result.attempt}, {attempt_words(result)}): "
-                             f"{STALE_ANSWER}")
+        other_action = action is not None and action != result.action
+        if other_action or (attempt is not None and attempt != result.attempt):
+            sent, now = (_task_words(action, attempt, other_action), _task_words(result.action, result.attempt,
+                                                                                 other_action))
+            raise ValueError(f"the {system} task's attempt this was sent for ({sent}) has been answered since, "
+                             f"and its attempt now is another ({now}, {attempt_words(result)}): {STALE_ANSWER}")
         if result.status != "needs_attention":
             raise ValueError(f"the {system} task is {result.status}; only a task needing attention can be retried or resolved")
+
+
+def _task_words(action: str | None, attempt: int | None, with_action: bool) -> str:
+    """An attempt as staff name it ("2"), with its task's action where that is what differs
+    ("restrict, 1" against "lift restriction, 1")."""
+    named = [action.replace("_", " ")] if with_action and action else []
+    return ", ".join([*named, *([str(attempt)] if attempt is not None else [])])
 
 
 def attempt_words(result: TaskResult) -> str:

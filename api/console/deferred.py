@@ -2,7 +2,8 @@
 processor that did not carry one out once the hold ended, asking it again or recording it as done
 by other means, with a note saying how (dsrflow/stores/deferred_store.py; the REST API:
 api/rest/deferred_erasures.py). Compliance's, as the holds behind them are
-(api/staff_actions.py `DEFERRED_ROLES`). Forms post plainly and come back to the page."""
+(api/staff_actions.py `DEFERRED_ROLES`). Forms post plainly and come back to the page; each says
+the attempt and state its page showed, and is refused once the erasure stands otherwise."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
+from pydantic import ValidationError
+from starlette.datastructures import FormData
 
 from api.auth import ConsoleForbidden, Staff, require_console_role
 from api.console.refusals import refusal_params
@@ -22,7 +25,7 @@ from api.pages import problem_pages
 from api.problems import Problem
 from api.staff_actions import DEFERRED_ROLES
 from api.state import AppState
-from dsrflow.stores.deferred_store import DeferredRefused, deferred_erasures, settle_deferred
+from dsrflow.stores.deferred_store import DeferredRefused, DeferredStale, Shown, deferred_erasures, settle_deferred
 from dsrflow.stores.requests_store import get_request
 
 router = APIRouter(prefix="/console", tags=["console"], include_in_schema=False,
@@ -60,25 +63,42 @@ def _back(request_id: str, **params: str) -> RedirectResponse:
     return RedirectResponse(f"/console/requests/{request_id}?{urlencode(params)}#deferred", status_code=303)
 
 
-def _refused(state: AppState, request_id: str, system: str, refused: DeferredRefused) -> RedirectResponse:
+def _refused(state: AppState, request_id: str, system: str, refused: DeferredRefused | None) -> RedirectResponse:
     """Back to the page with the refusal in its words: the system by its label, where the store's
     (the REST API's) names it by its id ("surveys's is settled"). A page gone stale is the usual
-    cause: another member of staff acted on the erasure meanwhile, and the panel shows it now."""
+    cause: another member of staff acted on the erasure meanwhile, and the panel shows it now.
+    None: the form did not say what its page showed (`_shown`)."""
     label = policy_system_labels(state).get(system, system)
-    text = (f"Not done: {label}'s deferred erasure is no longer as this page showed it (someone acted on it "
+    text = (f"Not done: this form does not say which attempt of {label}'s deferred erasure it answers (a page "
+            "from before forms did): reload the page and answer what it shows." if refused is None
+            else f"{refused.words(label)} (the panel shows it now)." if isinstance(refused, DeferredStale)
+            else f"Not done: {label}'s deferred erasure is no longer as this page showed it (someone acted on it "
             "meanwhile); the panel shows where it stands now." if refused.status == 409
             else f"Not done: no erasure in {label} was deferred by a hold for this request." if refused.status == 404
             else f"Not done: {refused}.")  # a note refused: what to write instead
     return _back(request_id, **refusal_params(state.settings, "deferred_error", text))
 
 
+def _shown(form: FormData) -> Shown | None:
+    """The attempt and state the form's page showed (its hidden fields); None when it does not say
+    them (a page from before forms did, a hand-made post): it would answer the erasure as it
+    stands now, which nobody read."""
+    try:
+        shown = Shown.model_validate({key: str(form[key]).strip() for key in ("attempt", "state") if key in form})
+    except ValidationError:
+        return None
+    return shown if shown.attempt is not None and shown.state is not None else None
+
+
 @router.post("/requests/{request_id}/deferred/{system}/retry")
-async def retry(staff: Annotated[Staff, require_console_role("agent")], request_id: str, system: str,
-                state: State, pool: Pool) -> Response:
+async def retry(staff: Annotated[Staff, require_console_role("agent")], request: Request, request_id: str,
+                system: str, state: State, pool: Pool) -> Response:
     _check(staff, "retry")
     await _request_or_404(pool, request_id)
+    if (shown := _shown(await read_form(request))) is None:
+        return _refused(state, request_id, system, None)
     try:
-        asked_now = await ask_processor_again(state, request_id, system, actor=staff.actor)
+        asked_now = await ask_processor_again(state, request_id, system, actor=staff.actor, shown=shown)
     except DeferredRefused as refused:
         return _refused(state, request_id, system, refused)
     return _back(request_id, deferred_done="asked" if asked_now else "queued")
@@ -90,8 +110,10 @@ async def settle(staff: Annotated[Staff, require_console_role("agent")], request
     _check(staff, "settle")
     await _request_or_404(pool, request_id)
     form = await read_form(request)
+    if (shown := _shown(form)) is None:
+        return _refused(state, request_id, system, None)
     try:
-        await settle_deferred(pool, request_id, system, str(form.get("note", "")), actor=staff.actor)
+        await settle_deferred(pool, request_id, system, str(form.get("note", "")), actor=staff.actor, shown=shown)
     except DeferredRefused as refused:
         return _refused(state, request_id, system, refused)
     return _back(request_id, deferred_done="settled")

@@ -4,41 +4,37 @@ what the API keeps back (red team of the read side, 2026-12-05: docs/security.md
 
 `Reads` answers whether the caller may read one kind of api/staff_actions.py `READABLE_BY`
 (`functools.partial(may_read, staff.has_role)`): this layer sits below that table and is told.
-The deferred-erasure panel and what comes of it are read as legal-claims holds are
-(`DEFERRED_ROLES["read"]`): a hold kept the records, and what becomes of them once it ended says
-that it ended, which only compliance read.
+The deferred-erasure panel and what comes of it (`DEFERRED`, `DEFERRED_ROLES["read"]`) are
+compliance's, as the legal-claims holds behind them are: a hold kept the records, and what
+becomes of them once it ended says that it ended.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import asyncpg
 
-from dsrflow.stores.deferred_store import settling_notes
+from dsrflow.stores.deferred_store import is_alert_key, settling_notes
 from dsrflow.stores.team_store import notes
 from schemas.vocabulary import LetterPurpose
 
 Reads = Callable[[str], bool]
-HOLDS = "legal-claims-holds"
+DEFERRED = "deferred-erasures"
 TIMELINE = "audit-timeline"
 # What the REST view withholds from who may not read it: the approver and their note are a
 # decision of the timeline, which the console's page shows compliance alone.
 WITHHELD = "[withheld]"
 
-# The alert staff get when an erasure a hold deferred was not carried out once the hold ended
-# (activities/deferred_processors.py `record_failure`: `deferred-<system>`, `-<attempt>` from the
-# second): it names the hold's end and the processor's failure, the deferred-erasure panel's facts.
-_DEFERRED_ALERT = re.compile(r"deferred-[^:]+")
-
 
 def letter_readable(reads: Reads, purpose: str, key: str) -> bool:
     """Whether the caller may read the stored letter `<request>:<purpose>:<key>`: every letter to
-    the subject, every staff alert but those about a deferred erasure, for those who may not read
-    the deferred-erasure panel. A letter they may not read is one not found (404), as one never sent."""
-    return reads(HOLDS) or not (purpose == LetterPurpose.staff_alert and _DEFERRED_ALERT.fullmatch(key))
+    the subject, every staff alert but those about a deferred erasure (activities/deferred_processors.py
+    `record_failure`: it names the hold's end and the processor's failure, the panel's facts), for
+    those who may not read the deferred-erasure panel. A letter they may not read is one not found
+    (404), as one never sent."""
+    return reads(DEFERRED) or not (purpose == LetterPurpose.staff_alert and is_alert_key(key))
 
 
 def readable_letters(reads: Reads, letters: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -52,7 +48,7 @@ async def readable_notes(pool: asyncpg.Pool, request_id: str, reads: Reads) -> l
     deferred erasure (dsrflow/stores/deferred_store.py `settle_deferred`) for those who may not
     read the panel they were written on. Every member of staff reads every other note."""
     found = await notes(pool, request_id)  # first: a note settling an erasure is linked when it is committed
-    if reads(HOLDS):
+    if reads(DEFERRED):
         return found
     settling = await settling_notes(pool, request_id)
     return [note for note in found if note["id"] not in settling]

@@ -6,15 +6,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter, Body
+from pydantic import Field
 
 from api.auth import Staff, require_role
 from api.deps import Pool, State
 from api.erasure_sweeps import ask_processor_again, with_retries_under_way
 from api.problems import Problem
 from api.staff_actions import DEFERRED_ROLES
-from dsrflow.stores.deferred_store import DeferredRefused, deferred_erasures, settle_deferred
+from dsrflow.stores.deferred_store import DeferredRefused, Shown, deferred_erasures, settle_deferred
 from dsrflow.stores.requests_store import get_request
 from dsrflow.stores.team_store import NOTE_MAX
 from schemas.plain_text import StaffText
@@ -22,8 +22,11 @@ from schemas.plain_text import StaffText
 router = APIRouter(prefix="/v1/requests", tags=["deferred erasures"])
 
 
-class SettleBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class RetryBody(Shown):
+    """What the caller read of the erasure it asks again (optional: no body asks whatever failed)."""
+
+
+class SettleBody(Shown):
     note: StaffText = Field(min_length=1, max_length=NOTE_MAX,
                            description="how the erasure was carried out, kept as an internal note in the evidence",
                            examples=["The processor's DPO confirmed by phone on 3 December that the contact is deleted."])
@@ -44,25 +47,28 @@ def _refused(refused: DeferredRefused, field: str | None = None) -> Problem:
 async def list_deferred(staff: Annotated[Staff, require_role(DEFERRED_ROLES["read"])], request_id: str,
                         pool: Pool, state: State) -> list[dict[str, Any]]:
     """Per system, the records a hold deferred and where they stand (`states`: held, asked,
-    failed, erased, settled), the holds behind them, why a processor did not erase (`failure`),
-    and the `actions` compliance may take now. `resent`, for one asked again whose processor has
-    not yet been sent the question: "running" while the sweep that sends it runs (no `retry`
-    then: it would only find that sweep), "not started" when nothing is sending it (`retry`
-    starts it); else null."""
+    failed, erased, settled; `state`: where it stands as a whole, failed while any record is), the
+    holds behind them, why a processor did not erase (`failure`), how many times it was asked
+    (`attempt`), and the `actions` compliance may take now (send `attempt` and `state` with them).
+    `resent`, for one asked again whose processor has not yet been sent the question: "running"
+    while the sweep that sends it runs (no `retry` then: it would only find that sweep), "not
+    started" when nothing is sending it (`retry` starts it); else null."""
     await _known(pool, request_id)
     return await with_retries_under_way(state, request_id, await deferred_erasures(pool, request_id))
 
 
 @router.post("/{request_id}/deferred-erasures/{system}/retry", status_code=202)
 async def retry(staff: Annotated[Staff, require_role(DEFERRED_ROLES["retry"])], request_id: str, system: str,
-                state: State, pool: Pool) -> dict[str, Any]:
+                state: State, pool: Pool, body: Annotated[RetryBody | None, Body()] = None) -> dict[str, Any]:
     """Ask a processor that did not carry out an erasure (its deferred erasure `failed`) again:
     a new job, whose answer is awaited for the system's `completion_timeout_days`. 409 when the
-    system's deferred erasure has not failed. Asking again after an answer that never came, or
-    one with `asked_now` false, starts the asking of that retry (no second retry is recorded)."""
+    system's deferred erasure has not failed, or no longer stands at the `attempt` and `state`
+    sent (send them: asked again and failed again since, a retry would ask a third time). Asking
+    again after an answer that never came, or one with `asked_now` false, starts the asking of
+    that retry (no second retry is recorded)."""
     await _known(pool, request_id)
     try:
-        asked_now = await ask_processor_again(state, request_id, system, actor=staff.actor)
+        asked_now = await ask_processor_again(state, request_id, system, actor=staff.actor, shown=body)
     except DeferredRefused as refused:
         raise _refused(refused) from None
     return {"system": system, "asked_now": asked_now}
@@ -72,10 +78,12 @@ async def retry(staff: Annotated[Staff, require_role(DEFERRED_ROLES["retry"])], 
 async def settle(staff: Annotated[Staff, require_role(DEFERRED_ROLES["settle"])], request_id: str, system: str,
                  body: SettleBody, pool: Pool) -> dict[str, Any]:
     """Record a processor's erasure (failed, or asked and not yet confirmed) as carried out by
-    other means, with a note saying how: the note is an internal note and part of the evidence."""
+    other means, with a note saying how: the note is an internal note and part of the evidence.
+    409, nothing recorded, once it no longer stands at the `attempt` and `state` sent (send them:
+    asked again since, the note would settle a job it was not written for)."""
     await _known(pool, request_id)
     try:
-        note_id = await settle_deferred(pool, request_id, system, body.note, actor=staff.actor)
+        note_id = await settle_deferred(pool, request_id, system, body.note, actor=staff.actor, shown=body)
     except DeferredRefused as refused:
         raise _refused(refused, "note") from None
     return {"system": system, "note_id": note_id}

@@ -9,12 +9,59 @@ one more to ask, a settled row is done."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, Literal, get_args
 
 import asyncpg
+from pydantic import BaseModel, ConfigDict, Field
 
 from dsrflow.domain.audit import append_event
 from dsrflow.stores.team_store import TeamRefused, insert_note
+from schemas.workflow import STALE_ANSWER
+
+# Where a system's deferred erasure stands as staff answer it (`standing`), in the order that
+# decides it: a failure while any record failed (one to read before answering), else asked, else
+# held (kept still, or asked again and not yet sent), else erased or settled.
+DeferredState = Literal["failed", "asked", "held", "erased", "settled"]
+_STANDING: tuple[DeferredState, ...] = get_args(DeferredState)
+
+
+def standing(states: Iterable[str]) -> DeferredState:
+    present = set(states)
+    return next(state for state in _STANDING if state in present)
+
+
+# The start of the key of a deferred erasure's staff alert: no other staff alert's starts so
+# (theirs are `<kind>:...`).
+_ALERT = "deferred-"
+
+
+def alert_key(system: str, attempt: int) -> str:
+    """The key of the staff alert that a system did not erase what a hold deferred
+    (activities/deferred_processors.py), one per attempt; `is_alert_key` knows it again."""
+    return f"{_ALERT}{system}" + (f"-{attempt}" if attempt > 1 else "")
+
+
+def is_alert_key(key: str) -> bool:
+    """Whether a staff alert's key is `alert_key`'s (api/read_models/staff_reach.py: the alert is
+    read by who reads deferred erasures)."""
+    return key.startswith(_ALERT) and ":" not in key
+
+
+class Shown(BaseModel):
+    """What a member of staff read of a system's deferred erasure, which their retry or settlement
+    answers (`attempt` and `state` of `deferred_erasures`): both named only the system, so a
+    "Record as erased" typed while a colleague asked the processor again settled the new job, and
+    a second "Ask again" after the retry failed again asked a third time. Compared under the rows'
+    lock; a field left out (a REST call from before) is not. The REST bodies are made from it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    attempt: int | None = Field(None, ge=1, le=2**31 - 1, examples=[1], description=(
+        "the system's `attempt` as `GET .../deferred-erasures` listed it (send it): once the processor "
+        "has been asked again since, 409 and nothing is done"))
+    state: DeferredState | None = Field(None, examples=["failed"], description=(
+        "the system's `state` as listed (send it): once it stands otherwise (a failure since, a "
+        "confirmation, a colleague's answer), 409 and nothing is done"))
 
 
 class DeferredRefused(ValueError):
@@ -24,6 +71,20 @@ class DeferredRefused(ValueError):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
+
+
+class DeferredStale(DeferredRefused):
+    """The answer was sent for the erasure as it stood before (`was`), and it stands otherwise now
+    (`now`): a page gone stale, a double press, a colleague's answer meanwhile."""
+
+    def __init__(self, system: str, was: str, now: str) -> None:
+        self.was, self.now = was, now
+        super().__init__(409, self.words(system))
+
+    def words(self, name: str) -> str:
+        """The refusal, naming the system as `name` (the console: by its label)."""
+        return (f"{name}'s deferred erasure this was sent for ({self.was}) has been answered or has changed "
+                f"since, and stands now at {self.now}: {STALE_ANSWER}")
 
 
 # Each row's state, as staff read it: the sweep's view of the row (activities/deferred.py).
@@ -94,6 +155,7 @@ async def deferred_erasures(pool: asyncpg.Pool, request_id: str) -> list[dict[st
         # A retry whose sweep never started (see retry_deferred) is offered again: pressing it starts it.
         entry["actions"] = (["retry"] if "failed" in states or unasked_retry else []) + (
             ["settle"] if "failed" in states or "asked" in states else [])
+        entry["state"] = standing(states)  # with `attempt`, what an answer sends back (`Shown`)
     return list(systems.values())
 
 
@@ -107,14 +169,26 @@ async def settling_notes(pool: asyncpg.Pool, request_id: str) -> set[str]:
     return {row["id"] for row in rows}
 
 
-async def _locked_rows(conn: asyncpg.Connection, request_id: str, system: str) -> list[asyncpg.Record]:
-    """The system's rows with their state, locked; refused when there are none."""
+async def _locked_rows(conn: asyncpg.Connection, request_id: str, system: str,
+                       shown: Shown | None) -> list[asyncpg.Record]:
+    """The system's rows with their state, locked; refused when there are none, or when they no
+    longer stand as `shown`."""
     rows = await conn.fetch(
-        f"SELECT id, subject_hash, attempt, {_STATE} AS state, {_RETRY_UNASKED} AS unasked_retry "
+        f"SELECT id, subject_hash, attempt, failure, {_STATE} AS state, {_RETRY_UNASKED} AS unasked_retry "
         "FROM deferred_erasures d WHERE request_id = $1 AND system = $2 ORDER BY id FOR UPDATE", request_id, system)
     if not rows:
         raise DeferredRefused(404, f"no erasure in {system} was deferred by a hold for this request")
+    attempt, state = max(row["attempt"] for row in rows), standing(row["state"] for row in rows)
+    said = shown or Shown()
+    if said.attempt not in (None, attempt) or said.state not in (None, state):
+        failure = next((row["failure"] for row in rows if row["state"] == "failed" and row["failure"]), None)
+        raise DeferredStale(system, _shown_words(said.attempt, said.state),
+                            _shown_words(attempt, state) + (f" ({failure})" if failure else ""))
     return list(rows)
+
+
+def _shown_words(attempt: int | None, state: str | None) -> str:
+    return ", ".join([*([f"attempt {attempt}"] if attempt is not None else []), *([state] if state else [])])
 
 
 def _chosen(rows: list[asyncpg.Record], system: str, states: tuple[str, ...], action: str) -> list[asyncpg.Record]:
@@ -127,7 +201,8 @@ def _chosen(rows: list[asyncpg.Record], system: str, states: tuple[str, ...], ac
     return chosen
 
 
-async def retry_deferred(pool: asyncpg.Pool, request_id: str, system: str, *, actor: str) -> tuple[str, int]:
+async def retry_deferred(pool: asyncpg.Pool, request_id: str, system: str, *, actor: str,
+                         shown: Shown | None = None) -> tuple[str, int]:
     """Ask the processor again: a new job (the next attempt), its answer awaited for the
     system's `completion_timeout_days` from now. Returns the subject's hash, for the sweep
     that asks it, and the attempt.
@@ -135,9 +210,10 @@ async def retry_deferred(pool: asyncpg.Pool, request_id: str, system: str, *, ac
     A repeat while the last retry waits to be asked (its sweep never started: the API died
     after recording it, or the workflow engine was away) records nothing and returns that
     retry's attempt, so the caller starts its sweep, one per attempt. Before, the repeat was
-    refused (the rows read as held) and nothing asked the processor until the next day's sweep."""
+    refused (the rows read as held) and nothing asked the processor until the next day's sweep.
+    `shown`: the erasure as the caller read it; standing otherwise now, it is refused (`DeferredStale`)."""
     async with pool.acquire() as conn, conn.transaction():
-        rows = await _locked_rows(conn, request_id, system)
+        rows = await _locked_rows(conn, request_id, system, shown)
         unasked = [row for row in rows if row["unasked_retry"]]
         if unasked and not any(row["state"] == "failed" for row in rows):
             return str(unasked[0]["subject_hash"]), max(row["attempt"] for row in unasked)
@@ -153,11 +229,13 @@ async def retry_deferred(pool: asyncpg.Pool, request_id: str, system: str, *, ac
     return str(rows[0]["subject_hash"]), attempt
 
 
-async def settle_deferred(pool: asyncpg.Pool, request_id: str, system: str, note: str, *, actor: str) -> str:
+async def settle_deferred(pool: asyncpg.Pool, request_id: str, system: str, note: str, *, actor: str,
+                          shown: Shown | None = None) -> str:
     """Record the erasure as carried out by other means (the processor confirmed by phone, say),
-    with an internal note saying how: the note is part of the evidence. Returns the note's id."""
+    with an internal note saying how: the note is part of the evidence. Returns the note's id.
+    `shown`: as `retry_deferred`'s."""
     async with pool.acquire() as conn, conn.transaction():
-        rows = _chosen(await _locked_rows(conn, request_id, system), system, ("failed", "asked"),
+        rows = _chosen(await _locked_rows(conn, request_id, system, shown), system, ("failed", "asked"),
                        "recording it as erased")
         try:
             note_id = await insert_note(conn, request_id, note, actor=actor)
