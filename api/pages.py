@@ -33,6 +33,7 @@ import json
 import re
 from collections.abc import Callable
 from datetime import date, datetime
+from functools import cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -54,6 +55,7 @@ from api.deps import app_state
 from api.problems import Problem
 from api.read_models.evidence_deadlines import controller_time
 from api.request_form import field_words
+from dsrflow.domain.deadlines import reconsiders
 from dsrflow.i18n import SOURCE_LANGUAGE, Translator, language_name, translations, without_accents
 from policy.languages import Languages
 from schemas.countries import country_codes
@@ -203,6 +205,7 @@ def _countries(context: Context) -> tuple[tuple[str, str], ...]:
     return countries_named(_language_of(context))
 
 
+@cache
 def countries_named(language: str) -> tuple[tuple[str, str], ...]:
     names = Locale.parse(language).territories
     # "Égypte" among the E's, not after "Zimbabwe".
@@ -311,6 +314,7 @@ templates.env.globals["type_label"] = _type_label
 templates.env.globals["language_links"] = _language_links
 templates.env.globals["correction_words"] = _correction_words
 templates.env.globals["countries"] = _countries
+templates.env.globals["reconsiders"] = reconsiders  # "appeal" or "complaint": what a follow-up of a refusal is
 
 
 # htmx swaps an answer into the element that asked for it (a live region polling, or an action's

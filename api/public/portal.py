@@ -17,10 +17,8 @@ api/public/portal_verify.py, which reads a request as the status page does (`cur
 from __future__ import annotations
 
 import uuid
-from functools import cache
 from typing import Any
 
-from babel import Locale
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
@@ -44,10 +42,9 @@ from dsrflow.domain.appeals import AppealRefused, appealed_request
 from dsrflow.domain.deadlines import takes_complaints
 from dsrflow.domain.references import short_reference
 from dsrflow.domain.request_resume import ended_flag
-from dsrflow.i18n import N_, Translator, without_accents
+from dsrflow.i18n import N_, Translator
 from dsrflow.stores.requests_store import get_request
 from dsrflow.stores.team_store import request_by_reference
-from schemas.countries import country_codes
 from schemas.requests import MAX_COMPLAINT_REASONS, PublicNewRequest, RequestStatus
 from schemas.workflow import RequestState
 
@@ -105,24 +102,12 @@ def _messages(t: Translator) -> dict[str, str]:
     return {field: t.gettext(message) for field, message in _MESSAGES.items()}
 
 
-@cache
-def _countries(language: str) -> tuple[tuple[str, str], ...]:
-    """The form's countries as (code, name), named in the page's language and listed by that name.
-    A subject picks "Germany" or "Allemagne"; asked for a code, a German typing GE was recorded as
-    living in Georgia, in the evidence and, where the policy lists the authority of the subject's
-    country, in the authority a refusal names (Art. 77)."""
-    names = Locale.parse(language).territories
-    # "Égypte" among the E's, not after "Zimbabwe".
-    return tuple(sorted(((code, names.get(code, code)) for code in country_codes()),
-                        key=lambda country: without_accents(country[1]).casefold()))
-
-
 def _form_page(request: Request, values: dict[str, Any], errors: dict[str, str], *,
                status: int = 200, **extra: Any) -> HTMLResponse:
     # A fresh submission id per form: sending the same form twice opens one request. (The page
     # answering the form's post offers its languages as links to /portal: api/pages.py.)
     return render(request, "portal/request_form.html", {
-        "values": values, "errors": errors, **request_form.LABELS, "countries": _countries(page_language(request)),
+        "values": values, "errors": errors, **request_form.LABELS,
         "submission": values.get("submission") or uuid.uuid4().hex, **extra,
     }, status_code=status)
 
