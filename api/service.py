@@ -26,7 +26,7 @@ from dsrflow.stores.restrictions_store import as_view, restriction_for
 from policy.intake import intake_problems
 from schemas.requests import NewRequest, RequestStatus, without_complaint_reasons
 from schemas.sweeps import SWEEP_EVERY
-from schemas.workflow import RequestState, workflow_id_for
+from schemas.workflow import STALE_ANSWER, RequestState, workflow_id_for
 from workflows.dsr import DataSubjectRequestWorkflow
 
 
@@ -199,7 +199,7 @@ async def require_step_shown(state: AppState, request_id: str, key: str | None) 
         now = (f"the step failing now is another: {step_words(failing.step, failing.about)}" if failing
                else "no step is failing now")
         raise Problem(409, "Refused", f"the failed step this was sent for has been answered or has succeeded "
-                      f"since, and {now}: nothing was done; read the request again before answering it",
+                      f"since, and {now}: {STALE_ANSWER}",
                       **({"trouble": failing.key} if failing else {}))
 
 
