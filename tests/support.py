@@ -383,13 +383,19 @@ async def refused_vcdpa_erasure(http: httpx.AsyncClient, pool: asyncpg.Pool, sin
                                 country: str | None = None) -> str:
     """An erasure under the VCDPA (a law that grants an appeal) that compliance denied, its denial
     letter sent: a request its subject may appeal. Returns its id."""
+    refused, _ = await refused_erasure(http, pool, sink, email, "vcdpa", country)
+    return refused
+
+
+async def refused_erasure(http: httpx.AsyncClient, pool: asyncpg.Pool, sink: MailSink, email: str, regime: str,
+                          country: str | None = None) -> tuple[str, EmailMessage]:
+    """An erasure under `regime` that compliance denied: its id, and the denial letter sent."""
     r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
-        "type": "erasure", "regime": "vcdpa", "subject": {"email": email}, **({"country": country} if country else {})})
+        "type": "erasure", "regime": regime, "subject": {"email": email}, **({"country": country} if country else {})})
     assert r.status_code == 201, r.text
     refused = r.json()["id"]
     await wait_for_letter(sink, refused, "verification")
     r = await http.post(f"/v1/requests/{refused}/deny", headers=await staff_headers(pool, "compliance"), json={
         "reason_code": "other", "explanation": "The records are needed to defend a pending claim."})
     assert r.status_code == 200, r.text
-    await wait_for_letter(sink, refused, "denial")
-    return refused
+    return refused, await wait_for_letter(sink, refused, "denial")

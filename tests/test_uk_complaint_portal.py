@@ -28,6 +28,7 @@ from schemas.workflow import StartRequest, workflow_id_for
 from tests.conftest import raw_client
 from tests.support import (
     console_sign_in,
+    refused_erasure,
     staff_headers,
     stored_request,
     text_of,
@@ -38,15 +39,8 @@ from tests.support import (
 
 async def _refused_uk_erasure(http, pool, mail_sink, email: str) -> tuple[str, str]:
     """A UK erasure compliance denied: its id, and the text of the denial letter the subject got."""
-    r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
-        "type": "erasure", "regime": "uk_gdpr", "country": "GB", "subject": {"email": email}})
-    assert r.status_code == 201, r.text
-    refused = r.json()["id"]
-    await wait_for_letter(mail_sink, refused, "verification")
-    r = await http.post(f"/v1/requests/{refused}/deny", headers=await staff_headers(pool, "compliance"), json={
-        "reason_code": "other", "explanation": "The records are needed to defend a pending claim."})
-    assert r.status_code == 200, r.text
-    return refused, text_of(await wait_for_letter(mail_sink, refused, "denial"))
+    refused, denial = await refused_erasure(http, pool, mail_sink, email, "uk_gdpr", "GB")
+    return refused, text_of(denial)
 
 
 HOSTILE = '<script>alert("reasons")</script>\n<b>You kept my invoices</b> & ignored my letter.'
@@ -60,6 +54,7 @@ async def _reasons_kept_for_compliance_alone(http, pool, dev_server, complaint: 
     await console_sign_in(http, pool, "compliance")
     page = (await http.get(f"/console/requests/{complaint}")).text
     assert escaped in page and "<script>alert" not in page and "<b>You kept" not in page
+    assert "<dt>Complaint about</dt>" in page and "<dt>Appeal of</dt>" not in page  # not an appeal
     await console_sign_in(http, pool, "agent")
     page = (await http.get(f"/console/requests/{complaint}")).text
     assert "invoices" not in page and "compliance, who decide the complaint, read them here" in page
@@ -72,6 +67,7 @@ async def _reasons_kept_for_compliance_alone(http, pool, dev_server, complaint: 
     assert pack["request"]["complaint_reasons"] == HOSTILE and "complaint_reasons" not in pack["request"]["details"]
     printed = (await http.get(f"/v1/requests/{complaint}/evidence.html", headers=compliance)).text
     assert escaped in printed and "<script>alert" not in printed and "<b>You kept" not in printed
+    assert "<dt>Complaint about</dt>" in printed and "the subject's complaint about that refusal" in printed
 
     history = await raw_client(dev_server).get_workflow_handle(workflow_id_for(complaint)).fetch_history()
     assert "invoices" not in history.to_json()
