@@ -25,8 +25,9 @@ from dsrflow.stores.requests_store import IdempotencyConflict, create_request, g
 from dsrflow.stores.restrictions_store import as_view, restriction_for
 from policy.intake import intake_problems
 from schemas.requests import NewRequest, RequestStatus, without_complaint_reasons
+from schemas.staff_answers import STALE_ANSWER
 from schemas.sweeps import SWEEP_EVERY
-from schemas.workflow import STALE_ANSWER, RequestState, workflow_id_for
+from schemas.workflow import RequestState, workflow_id_for
 from workflows.dsr import DataSubjectRequestWorkflow
 
 

@@ -22,6 +22,7 @@ from dsrflow.stores.team_store import NOTE_MAX
 from schemas.plain_text import StaffText, refuse_reordering
 from schemas.requests import RequestStatus
 from schemas.restrictions import LiftRestrictionInput
+from schemas.staff_answers import ResolveTaskInput, RetryTaskInput
 from schemas.steps import OWED_TROUBLE, RetryStepInput, SkipStepInput, StepTrouble
 from schemas.workflow import (
     ApproveInput,
@@ -31,8 +32,6 @@ from schemas.workflow import (
     ObjectionDecision,
     RequestState,
     ResendInput,
-    ResolveTaskInput,
-    RetryTaskInput,
 )
 from workflows.dsr import DataSubjectRequestWorkflow as Workflow
 

@@ -20,7 +20,7 @@ from activities.context import ActivityContext
 from activities.deferred_processors import record_failure
 from activities.mail import Mailer
 from dsrflow.crypto.keys import load_secret_key
-from schemas.workflow import STALE_ANSWER
+from schemas.staff_answers import STALE_ANSWER
 from tests.support import console_sign_in, staff_headers
 from tests.test_redteam_reads import _deferred_erasure, client  # noqa: F401 (a fixture)
 from tests.test_redteam_stale_step_answers import form_fields

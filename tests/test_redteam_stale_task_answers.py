@@ -27,7 +27,8 @@ from devstack.policy_copies import only_systems
 from policy.model import DEFAULT_POLICY
 from schemas.requests import RequestType
 from schemas.restrictions import LiftRestrictionInput
-from schemas.workflow import RequestState, ResolveTaskInput, RetryTaskInput, TaskInput, TaskResult
+from schemas.staff_answers import ResolveTaskInput, RetryTaskInput
+from schemas.workflow import RequestState, TaskInput, TaskResult
 from tests.staff_answers import replays
 from tests.support import api_client, console_sign_in, live_view, staff_headers, unique_email
 from tests.test_redteam_stale_step_answers import form_fields

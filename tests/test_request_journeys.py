@@ -26,6 +26,7 @@ from temporalio.service import RPCError
 
 from schemas.requests import DenialReason, RequestStatus, RequestType
 from schemas.restrictions import LiftRestrictionInput
+from schemas.staff_answers import ResolveTaskInput, RetryTaskInput
 from schemas.steps import RetryStepInput, SkipStepInput
 from schemas.workflow import (
     ApproveInput,
@@ -35,8 +36,6 @@ from schemas.workflow import (
     ObjectionDecision,
     RequestState,
     ResendInput,
-    ResolveTaskInput,
-    RetryTaskInput,
 )
 from tests.staff_answers import hold, replays
 from tests.workflow_fakes import FakeActivities, FakeSystem, RequestSpec

@@ -20,15 +20,9 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from schemas.requests import DenialReason, RequestType
 from schemas.restrictions import LiftAnnounced, LiftRestrictionInput
+from schemas.staff_answers import ResolveTaskInput, RetryTaskInput
 from schemas.steps import RetryStepInput, SkipStepInput
-from schemas.workflow import (
-    ApproveInput,
-    DenyInput,
-    ObjectionDecision,
-    ResendInput,
-    ResolveTaskInput,
-    RetryTaskInput,
-)
+from schemas.workflow import ApproveInput, DenyInput, ObjectionDecision, ResendInput
 from tests.staff_answers import CLOSES, DENY, EXTEND, WITHDRAW, answered_while_held, awaiting_approval, hold, replays
 from tests.workflow_fakes import FakeActivities, FakeSystem, RequestSpec
 from tests.workflow_stack import FastStack, Request, refused, stack_fixture  # noqa: F401 (the fixture)

@@ -21,7 +21,7 @@ import pytest
 
 from schemas.requests import RequestType
 from schemas.restrictions import LiftAnnounced, LiftCarriedOut, LiftRestrictionInput, RestrictionInForce
-from schemas.workflow import ResolveTaskInput, RetryTaskInput
+from schemas.staff_answers import ResolveTaskInput, RetryTaskInput
 from tests.staff_answers import CLOSES, answered_while_held, hold, replays
 from tests.test_owed_steps import still_running
 from tests.workflow_fakes import FakeSystem, RequestSpec

@@ -19,6 +19,7 @@ from temporalio.client import WorkflowUpdateFailedError
 
 from activities.lifecycle import deadline_checkpoints
 from schemas.requests import DenialReason, RequestType
+from schemas.staff_answers import ResolveTaskInput
 from schemas.steps import RetryStepInput
 from schemas.workflow import (
     ApproveInput,
@@ -27,7 +28,6 @@ from schemas.workflow import (
     ExtendInput,
     ObjectionDecision,
     ResendInput,
-    ResolveTaskInput,
     VerifyResult,
     task_workflow_id,
 )

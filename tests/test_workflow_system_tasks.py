@@ -13,15 +13,8 @@ from datetime import timedelta
 
 from temporalio.client import WorkflowHandle
 
-from schemas.workflow import (
-    CancelInput,
-    ProcessorUpdate,
-    RequestState,
-    ResolveTaskInput,
-    RetryTaskInput,
-    TaskResult,
-    task_workflow_id,
-)
+from schemas.staff_answers import ResolveTaskInput, RetryTaskInput
+from schemas.workflow import CancelInput, ProcessorUpdate, RequestState, TaskResult, task_workflow_id
 from tests.workflow_fakes import FakeSystem, RequestSpec
 from tests.workflow_stack import FastStack, Request, refused, stack_fixture  # noqa: F401 (the fixture)
 from workflows.dsr import DataSubjectRequestWorkflow as DSR

@@ -17,15 +17,9 @@ from typing import TYPE_CHECKING
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from schemas.staff_answers import ResolveTaskInput, RetryTaskInput
     from schemas.steps import RetryStepInput, SkipStepInput
-    from schemas.workflow import (
-        Plan,
-        RequestFacts,
-        RequestState,
-        ResolveTaskInput,
-        RetryTaskInput,
-        TaskResult,
-    )
+    from schemas.workflow import Plan, RequestFacts, RequestState, TaskResult
     from workflows.deadline_watch import DeadlineWatch
     from workflows.dsr_steps import Decision
     from workflows.owed_steps import OwedSteps

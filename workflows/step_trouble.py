@@ -22,8 +22,9 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
+    from schemas.staff_answers import STALE_ANSWER
     from schemas.steps import StepTrouble, TroubleRecord
-    from schemas.workflow import STALE_ANSWER, Checkpoints
+    from schemas.workflow import Checkpoints
     from workflows.dsr_steps import MAILING, RETRY, SHORT, Decision, RequestClosed, letter_job
 
 

@@ -20,16 +20,9 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
+    from schemas.staff_answers import STALE_ANSWER
     from schemas.vocabulary import ConnectorKind
-    from schemas.workflow import (
-        STALE_ANSWER,
-        Plan,
-        SystemTask,
-        TaskInput,
-        TaskRecord,
-        TaskResult,
-        task_workflow_id,
-    )
+    from schemas.workflow import Plan, SystemTask, TaskInput, TaskRecord, TaskResult, task_workflow_id
     from workflows.dsr_steps import (
         CALLER_WAITS,
         STEP_FAILURES,

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from dsrflow.domain.audit import append_event
 from dsrflow.stores.team_store import TeamRefused, insert_note
-from schemas.workflow import STALE_ANSWER
+from schemas.staff_answers import STALE_ANSWER
 
 # Where a system's deferred erasure stands as staff answer it (`standing`), in the order that
 # decides it: a failure while any record failed (one to read before answering), else asked, else
