@@ -9,14 +9,8 @@ outbox allows (a sender that died inside the SMTP transaction) is recognisable a
 
 from __future__ import annotations
 
-import binascii
 import hashlib
 from datetime import UTC, date, datetime, timedelta
-from email.header import Header
-from email.message import EmailMessage, Message
-from email.mime.multipart import MIMEMultipart
-from email.mime.nonmultipart import MIMENonMultipart
-from email.utils import formataddr, formatdate
 from typing import Any
 
 import asyncpg
@@ -28,9 +22,10 @@ from activities.citations import IN_BRACKETS as _IN_BRACKETS
 from activities.citations import cite, cited_label, regime_name
 from activities.context import ActivityContext
 from activities.heartbeat import heartbeating
+from activities.letter_message import compose_letter
 from activities.letter_outcome import response_outcome
 from activities.letter_refusals import letter_refuses, refuses_in_part, refuses_outright, remedies_context
-from activities.letter_templates import RenderedLetter, render_letter
+from activities.letter_templates import render_letter
 from activities.outbox import Sent, send_once, withdraw
 from activities.restrictions import lift_letter_context
 from dsrflow.crypto.hashing import keyed_hash, token_hash
@@ -328,45 +323,6 @@ async def _deliver(ctx: ActivityContext, job: LetterJob, secrets: dict[str, Any]
     letter_sent(job.purpose)
     activity.logger.info("letter sent", extra={"purpose": job.purpose})
     return LetterReceipt(letter_key=letter_key, message_id=message_id, already_sent=False)
-
-
-def compose_letter(policy: Policy, rendered: RenderedLetter, *, recipient: str, message_id: str, request_id: str,
-                   purpose: str, language: str) -> Message:
-    """The e-mail of a rendered letter: plain text and HTML alternatives (UTF-8), the dsrflow
-    headers that name its request and purpose, and the language it is written in."""
-    headers = {
-        "From": formataddr((policy.controller.name, policy.controller.sender_email), charset="utf-8"),
-        "To": recipient, "Subject": rendered.subject, "Date": formatdate(localtime=False),
-        "Message-ID": message_id, "X-DSR-Request-Id": request_id, "X-DSR-Purpose": purpose,
-        "Content-Language": language,
-    }
-    if not recipient.isascii():
-        # An internationalised address goes out over SMTPUTF8, which only the modern email API writes.
-        message = EmailMessage()
-        message.set_content(rendered.text)
-        message.add_alternative(rendered.html, subtype="html")
-        for name, value in headers.items():
-            message[name] = value
-        return message
-    # The classic email API: a third of the modern one's CPU per letter (BENCHMARKS.md, 9).
-    classic = MIMEMultipart("alternative", _subparts=[_text_part(rendered.text, "plain"),
-                                                      _text_part(rendered.html, "html")])
-    for name, value in headers.items():
-        if value.isascii():
-            classic[name] = value
-        else:  # RFC 2047, folded to fit after the header's name
-            classic[name] = Header(value, "utf-8", header_name=name).encode()
-    return classic
-
-
-def _text_part(body: str, subtype: str) -> MIMENonMultipart:
-    """Quoted-printable UTF-8: readable in the raw message, as the letters are mostly ASCII.
-    Encoded by binascii (C) rather than the email package's encoder, a Python loop per character:
-    a letter's two parts in 0.25 ms instead of 0.55 (BENCHMARKS.md, B1)."""
-    part = MIMENonMultipart("text", subtype, charset="utf-8")
-    part["Content-Transfer-Encoding"] = "quoted-printable"
-    part.set_payload(binascii.b2a_qp(body.encode(), istext=True).decode("ascii"))
-    return part
 
 
 class LetterActivities:

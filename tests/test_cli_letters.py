@@ -10,8 +10,8 @@ import sys
 import uuid
 from pathlib import Path
 
+from activities.letter_message import compose_letter
 from activities.letter_templates import RenderedLetter
-from activities.letters import compose_letter
 from policy.model import load_policy
 
 REPO = Path(__file__).resolve().parents[1]

@@ -11,13 +11,13 @@ from html import unescape
 import pytest
 
 from activities.citations import cited_label
+from activities.letter_message import compose_letter
 from activities.letter_outcome import _kept_item
 from activities.letter_refusals import remedies_context
 from activities.letter_templates import RenderedLetter, render_letter
 from activities.letters import (
     LETTER_DENIAL_LABELS,
     LETTER_TYPE_LABELS,
-    compose_letter,
     message_id_for,
 )
 from activities.mail import Mailer

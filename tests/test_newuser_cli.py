@@ -13,8 +13,8 @@ from pathlib import Path
 
 import asyncpg
 
+from activities.letter_message import compose_letter
 from activities.letter_templates import RenderedLetter
-from activities.letters import compose_letter
 from devstack.processes import free_port
 from devstack.smtp_sink import MailSink
 from dsrflow.settings import Settings
