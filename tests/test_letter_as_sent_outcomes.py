@@ -1,0 +1,116 @@
+"""What a response lists as done, as a subject receives it (the letter activity's own context,
+rendered in every language): records kept are never said to be erased, other requests count what
+they found or changed, and the recipients told of it are named (Art. 17(3), 12(1), 19). Split from
+tests/test_letter_as_sent.py, which holds the other letters as sent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from dsrflow.i18n import translations
+from tests.letters_as_sent import LANGUAGES, LOADED, as_sent, both, kept_records
+
+# --- 8. Records kept are never said to be erased (Art. 17(3), 12(1)) ------------------------
+# The SQL connector counts in `changed` the kept records it minimised and marked restricted as
+# well as those it deleted (activities/connectors/sql.py): that count is not what was erased.
+
+def _crm_kept(changed: int) -> dict[str, Any]:
+    """The CRM's result when a legal-claims hold kept all of it: marked restricted (`changed` 1, as
+    the connector reports it) or, as another connector would, nothing changed."""
+    kept = [k for k in kept_records() if k["system"] == "crm"]
+    return {"system": "crm", "action": "erase", "status": "done", "found": 1, "changed": changed, "kept": 1,
+            "datasets": {"contacts": {"found": 1, "changed": changed, "kept": 1, "deleted": 0}},
+            "kept_records": kept}
+
+
+def _billing_mixed() -> dict[str, Any]:
+    """Billing: two invoices kept (minimised and restricted) and the customer record deleted."""
+    kept = [k for k in kept_records() if k["system"] == "billing"]
+    return {"system": "billing", "action": "erase", "status": "done", "found": 3, "changed": 3, "kept": 2,
+            "datasets": {"invoices": {"found": 2, "changed": 2, "kept": 2, "deleted": 0},
+                         "customers": {"found": 1, "changed": 1, "kept": 0, "deleted": 1}},
+            "kept_records": kept}
+
+
+def _listed(system: str, category: str, action: str, records: int, language: str = "en") -> list[str]:
+    """A system's line under the actions heading, as `both` reads the text and the HTML table."""
+    t = translations(language)
+    said = t.ngettext("%(num)d record", "%(num)d records", records) % {"num": records}
+    line = t.gettext("%(label)s: %(value)s") % {"label": f"{system}, {category}", "value": action}
+    return [" ".join(f"{line} ({said})".split()), f"{system} {category} {action} {records}"]  # as `both` folds
+
+
+def _section(text: str, heading: str, headings: tuple[str, ...]) -> str:
+    """The plain text under `heading`, up to the next of `headings`."""
+    after = text.split(heading, 1)[1]
+    ends = [after.index(h) for h in headings if h in after]
+    return after[:min(ends)] if ends else after
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("changed", [0, 1])
+async def test_a_system_whose_records_were_all_kept_is_not_listed_as_erased(changed, language):
+    t = translations(language)
+    crm, billing = LOADED.in_language(language).systems["crm"].label, LOADED.in_language(language).systems["billing"].label
+    erased, kept = t.gettext("What we erased"), t.gettext("What we kept, and why")
+    only_kept = await as_sent("response", "erasure", {"report": {"results": [_crm_kept(changed)]}}, language=language)
+    # Nothing was erased: no "What we erased" at all; the CRM is named under what we kept.
+    for part in both(only_kept):
+        assert erased not in part and t.gettext("erased") + " (" not in part
+        assert crm in part.split(kept, 1)[1]
+    mixed = await as_sent("response", "erasure", {"report": {"results": [_crm_kept(changed), _billing_mixed()]}},
+                          language=language)
+    billing_system = LOADED.in_language(language).systems["billing"]  # its datasets in the letter's words
+    for part, line in zip(both(mixed), _listed(billing, billing_system.dataset_label("customers"), t.gettext("erased"),
+                                               1, language), strict=True):
+        listed = _section(part, erased, (kept,))
+        assert crm not in listed
+        # Billing erased the customer record only; its two invoices are under what we kept.
+        assert billing_system.dataset_label("invoices") not in listed.replace(billing, "")
+        assert line in listed
+        assert crm in part.split(kept, 1)[1] and billing in part.split(kept, 1)[1]
+
+
+@pytest.mark.parametrize(("request_type", "action", "result", "said", "records"), [
+    ("access", "access", {"found": 5, "changed": 0}, "found", 5),
+    ("rectification", "rectify", {"found": 2, "changed": 1}, "corrected", 1),
+    ("rectification", "rectify", {"found": 2, "changed": 0}, "corrected", 2),
+    ("restriction", "restrict", {"found": 3, "changed": 0}, "restricted", 3),
+    ("objection", "object", {"found": 4, "changed": 4}, "stopped processing as you objected", 4),
+])
+async def test_other_requests_still_count_what_they_found_or_changed(request_type, action, result, said, records):
+    letter = await as_sent("response", request_type, {"report": {"results": [
+        {"system": "crm", "action": action, "status": "done", "datasets": {"contacts": {**result, "kept": 0}},
+         **result}]}})
+    crm = LOADED.policy.systems["crm"].label
+    for part, line in zip(both(letter), _listed(crm, "contacts", said, records), strict=True):
+        assert line in part
+
+
+# --- 9. The Art. 19 recipients told, named by who they are where we know it ------------------
+
+_ASK_WHO = "Where we name a recipient by the kind of service it provides, we will tell you who it is if you ask us."
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+async def test_the_recipients_told_are_named_by_who_they_are_or_offered_on_request(language):
+    """Art. 19 GDPR: the subject is told about the recipients if they ask. The policy knows who the
+    analytics recipient is (Google Ireland Limited) and only the kind of the CRM's provider: the
+    letter names the one and offers the other. Before, it named both by kind and offered nothing."""
+    policy, t = LOADED.in_language(language), translations(language)
+    erased = {"action": "erase", "status": "done", "found": 1, "changed": 1}
+    both_told = await as_sent("response", "erasure", {"report": {"results": [
+        {"system": "analytics", "recipient": "google_analytics", **erased},
+        {"system": "crm", "recipient": "communication_crm", **erased}]}}, language=language)
+    identity = policy.recipients["google_analytics"].identity
+    assert identity
+    for part in both(both_told):
+        assert " ".join(identity.split()) in part and policy.recipients["google_analytics"].name not in part
+        assert policy.recipients["communication_crm"].name in part
+        assert t.gettext(_ASK_WHO) in part
+    named_only = await as_sent("response", "erasure", {"report": {"results": [
+        {"system": "analytics", "recipient": "google_analytics", **erased}]}}, language=language)
+    for part in both(named_only):
+        assert " ".join(identity.split()) in part and t.gettext(_ASK_WHO) not in part
