@@ -379,17 +379,10 @@ async def staff_retry(http: httpx.AsyncClient, request_id: str, system: str, hea
     return await staff_task_answer(http, request_id, "retry-task", {"system": system}, headers)
 
 
-async def refused_vcdpa_erasure(http: httpx.AsyncClient, pool: asyncpg.Pool, sink: MailSink, email: str,
-                                country: str | None = None) -> str:
-    """An erasure under the VCDPA (a law that grants an appeal) that compliance denied, its denial
-    letter sent: a request its subject may appeal. Returns its id."""
-    refused, _ = await refused_erasure(http, pool, sink, email, "vcdpa", country)
-    return refused
-
-
 async def refused_erasure(http: httpx.AsyncClient, pool: asyncpg.Pool, sink: MailSink, email: str, regime: str,
                           country: str | None = None) -> tuple[str, EmailMessage]:
-    """An erasure under `regime` that compliance denied: its id, and the denial letter sent."""
+    """An erasure under `regime` that compliance denied: its id, and the denial letter sent. Under
+    a law that grants an appeal (VCDPA) or a complaint to us (UK GDPR), one its subject may appeal."""
     r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
         "type": "erasure", "regime": regime, "subject": {"email": email}, **({"country": country} if country else {})})
     assert r.status_code == 201, r.text

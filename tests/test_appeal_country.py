@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from tests.support import console_new_request, refused_vcdpa_erasure, staff_headers, unique_email
+from tests.support import console_new_request, refused_erasure, staff_headers, unique_email
 
 
 async def _country(pool, request_id: str) -> str:
@@ -17,7 +17,7 @@ async def _country(pool, request_id: str) -> str:
 
 async def test_an_appeal_takes_the_appealed_requests_country_unless_it_states_one(http, pool, mail_sink):
     email = unique_email("appeal-country")
-    refused = await refused_vcdpa_erasure(http, pool, mail_sink, email, country="US")  # a Virginian's
+    refused, _ = await refused_erasure(http, pool, mail_sink, email, "vcdpa", "US")  # a Virginian's
 
     # The subject appeals through the public intake, saying nothing of their country: they are
     # still the Virginian they were, not a subject in the policy's default country (BE).

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 
 from dsrflow.domain.references import short_reference
-from tests.support import refused_vcdpa_erasure, stored_request, unique_email
+from tests.support import refused_erasure, stored_request, unique_email
 
 
 async def _appeal(http, email: str, appeal_of: str, type_: str = "access") -> tuple[int, str]:
@@ -46,7 +46,7 @@ async def test_an_appeal_does_not_tell_a_stranger_whose_request_a_reference_is(h
     assert await pool.fetchval("SELECT count(*) FROM dsr_requests") == before
 
     # The owner's appeal of a request we refused is still opened.
-    refused = await refused_vcdpa_erasure(http, pool, mail_sink, owner)
+    refused, _ = await refused_erasure(http, pool, mail_sink, owner, "vcdpa")
     assert (await _appeal(http, unique_email("stranger"), short_reference(refused), "erasure"))[0] == 422
     opened = await http.post("/v1/public/requests", json={"type": "erasure", "email": owner,
                                                           "appeal_of": short_reference(refused)})

@@ -13,7 +13,7 @@ from dsrflow.domain.references import short_reference
 from tests.support import (
     CSRF_FIELD,
     console_sign_in,
-    refused_vcdpa_erasure,
+    refused_erasure,
     staff_headers,
     unique_email,
     wait_for_due_date,
@@ -124,7 +124,7 @@ async def test_an_appeal_is_opened_from_the_new_request_form(http, pool, mail_si
     naming the refused request. It takes that request's regime whatever the form's select says,
     and an appeal that cannot be (another subject's request) is said beside the field."""
     email = unique_email("appeal")
-    refused = await refused_vcdpa_erasure(http, pool, mail_sink, email)
+    refused, _ = await refused_erasure(http, pool, mail_sink, email, "vcdpa")
 
     csrf = await console_sign_in(http, pool, "agent")
     form = await http.get("/console/requests/new")

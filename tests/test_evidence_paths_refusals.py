@@ -12,12 +12,12 @@ from api.auth import create_token
 from dsrflow.domain.audit import append_event
 from dsrflow.stores.staff_tokens import issue_token
 from tests.evidence_pages import LOCAL_TIME, assert_reads_as_words, readable, section
-from tests.support import refused_vcdpa_erasure, stored_request, unique_email
+from tests.support import refused_erasure, stored_request, unique_email
 
 
 async def test_a_vcdpa_refusal_names_its_laws_remedies_and_why_identity_was_never_verified(http, pool, mail_sink):
     compliance = {"Authorization": f"Bearer {await create_token(pool, 'compliance', 'Jane Peeters')}"}
-    refused = await refused_vcdpa_erasure(http, pool, mail_sink, unique_email("vcdpa-pack"))
+    refused, _ = await refused_erasure(http, pool, mail_sink, unique_email("vcdpa-pack"), "vcdpa")
 
     page = (await http.get(f"/v1/requests/{refused}/evidence.html", headers=compliance)).text
 
