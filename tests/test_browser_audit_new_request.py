@@ -109,7 +109,7 @@ async def test_an_agent_opens_an_appeal_of_a_refused_request_by_its_reference(br
     await page.get_by_label("Access to your personal data").check()
     await page.get_by_label("Subject's e-mail address").fill(email)
     await expect(page.get_by_label("Regime")).to_have_value("gdpr")  # left as it is: the appeal decides
-    await page.get_by_label("Appeal of (optional)").fill(short_reference(refused).lower())
+    await page.get_by_label("Appeal of or complaint about (optional)").fill(short_reference(refused).lower())
     rid = await opened(page, "Access request")
 
     await expect(page.locator("#summary")).to_contain_text("VCDPA (Virginia) /")
