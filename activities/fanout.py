@@ -22,6 +22,7 @@ from activities.connectors.base import (
     Subject,
 )
 from activities.connectors.http import HttpConnector
+from activities.connectors.http_journal import TaskEnded
 from activities.connectors.sql import SqlConnector
 from activities.connectors.sql_erasure import kept_summary
 from activities.context import ActivityContext
@@ -36,7 +37,7 @@ from activities.task_outcomes import (
     save_outcome,
     stored_outcome,
 )
-from activities.task_results import store_task_result
+from activities.task_results import result_on_record, store_task_result
 from dsrflow.crypto.hashing import suppression_hash
 from dsrflow.domain.audit import append_event
 from dsrflow.infra.failpoints import failpoint
@@ -178,7 +179,10 @@ class FanoutActivities(ErasureEvidence):
             # request as changed.
             resuming = None if earlier is None or kind.transactional or issubclass(kind, HttpConnector) \
                 else earlier.result
-            result = await self._act(task, row, resuming)
+            try:
+                result = await self._act(task, row, resuming)
+            except TaskEnded as ended:
+                return await self._ended(task, ended)
             if earlier is not None and kind.transactional and changed_nothing(result):
                 # The earlier try's effect committed after its evidence was kept (had it not, this
                 # try would have changed something): it is the outcome.
@@ -189,6 +193,17 @@ class FanoutActivities(ErasureEvidence):
             await store_task_result(self.ctx, task.request_id, result, along=[outcome])
         else:
             await save_outcome(self.ctx.pool, task, result, committed=True)
+        return result
+
+    async def _ended(self, task: TaskInput, ended: TaskEnded) -> TaskResult:
+        """A result ended the task while this attempt ran (staff resolved it): that result, as
+        recorded, is the attempt's answer, and nothing of the attempt's own is stored over it."""
+        result = await result_on_record(self.ctx.pool, task.request_id, task.task.system, task.task.action,
+                                        task.task.recipient)
+        if result is None:  # only a stored result ends a task
+            raise ended
+        activity.logger.info("task ended while its attempt ran; the attempt stopped, the result on record stands",
+                             extra={"system": task.task.system, "attempt": task.attempt})
         return result
 
     async def _act(self, task: TaskInput, row: dict[str, Any], resuming: TaskResult | None = None) -> TaskResult:
@@ -280,6 +295,8 @@ class FanoutActivities(ErasureEvidence):
             async with heartbeating(), open_connector(self.ctx, task.policy_version, task.task.system) as connector:
                 subject = replace(subject_of(row), attempt=task.attempt)  # the attempt's http run goes on
                 outcome = await connector.status(subject, task.external_id or "")
+        except TaskEnded as ended:
+            return await self._ended(task, ended)
         except PermanentConnectorError as exc:
             raise ApplicationError(str(exc), type="PermanentConnectorError", non_retryable=True) from None
         outcome.external_id = outcome.external_id or task.external_id

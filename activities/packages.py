@@ -25,7 +25,7 @@ from temporalio import activity
 
 from activities.connectors.base import AccessRecord, PartOpener, PermanentConnectorError, Subject
 from activities.context import ActivityContext
-from activities.fanout import open_connector, store_task_result, subject_of
+from activities.fanout import open_connector, subject_of
 from activities.heartbeat import heartbeating
 from activities.letters import deliver_letter
 from activities.package_streams import LEVEL, SPOOL_IN_MEMORY, CopiedPart, csv_header
@@ -37,6 +37,7 @@ from activities.processor_exports import (
     processor_files,
     write_processor_files,
 )
+from activities.task_results import store_task_result
 from dsrflow.crypto.filecrypt import EncryptedWriter
 from dsrflow.crypto.hashing import subject_hash
 from dsrflow.crypto.package_files import package_key, package_writer

@@ -1,7 +1,8 @@
 """A SaaS erasure that is complete and counted right (activities/connectors/http_rounds.py,
 http_journal.py): records added while its run goes on are erased too, records that keep appearing
 make the task need staff, and a staff retry after a run that stopped short goes on from its
-journal, so the final counts are the whole run's; a task staff resolve ends its journal at once.
+journal, so the final counts are the whole run's; a task staff resolve ends its journal at once,
+and an attempt of it still running then keeps nothing more and stops.
 
 The service: the Mailchimp stand-in behind its rate limit (tests/saas_runs_support.py), a subject in
 tens of lists, the run cut into short slices (DSRFLOW_HTTP_RUN_SLICE_SECONDS)."""
@@ -9,6 +10,7 @@ tens of lists, the run cut into short slices (DSRFLOW_HTTP_RUN_SLICE_SECONDS).""
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -22,7 +24,7 @@ from temporalio.exceptions import ApplicationError
 from activities.connectors.base import PermanentConnectorError
 from devstack.saas.mailchimp import subscriber_hash
 from dsrflow.settings import Settings
-from schemas.workflow import RUN_CONTINUES, workflow_id_for
+from schemas.workflow import RUN_CONTINUES, task_workflow_id, workflow_id_for
 from tests.fanout_stack import api, fanout_stack
 from tests.saas_runs_fixtures import newsletter_service_fixture, saas_stack_fixture  # noqa: F401 (the fixtures)
 from tests.saas_runs_support import (
@@ -285,3 +287,91 @@ async def test_a_task_staff_resolve_ends_its_journal_at_once(newsletter_service,
     assert [s["what"] for s in tasks["mailing"]["staff"]] == ["retried"], tasks["mailing"]
     assert evidence["audit"]["verification"]["ok"], evidence["audit"]["verification"]
     assert await pool.fetchval("SELECT count(*) FROM http_run_journal WHERE request_id = $1", uuid.UUID(rid)) == 0
+
+
+class _HeldAnswer(Response):
+    """The stand-in's answer to a request it has carried out, sent once `gate` opens."""
+
+    def __init__(self, gate: asyncio.Event, answer: Response) -> None:
+        super().__init__(status_code=answer.status_code)
+        self._gate, self._answer = gate, answer
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self._gate.wait()
+        await self._answer(scope, receive, send)
+
+
+async def test_an_attempt_still_running_when_staff_resolve_its_task_keeps_nothing_and_stops(
+        newsletter_service, two_systems, pool, dev_server, caplog):
+    """10 memberships under two systems; Mailchimp holds the answer to each system's first delete.
+    Meanwhile an operator ends the newsletter task's workflow (its attempt, not told, runs on) and
+    compliance resolves the task: the resolution takes the journal. Then the answers come: the
+    running attempt writes no row again and sends no other delete; it stops, answering with the
+    resolution on record, which stands. Before, it went on deleting and journaling after the
+    resolution, and its rows (the subject's memberships, sealed) stayed until the request closed.
+    The mailing list's task, refused its last delete, needs staff: the request stays open."""
+    caplog.set_level(logging.INFO, logger="temporalio.activity")
+    app, note, lists = newsletter_service, "Deleted at Mailchimp by hand, ticket 57", 10
+    email = unique_email("resolved-running")
+    member_of_lists(app, email, lists)
+    _refuse_deletes(app, list(app.state.data.lists)[-1], email)
+    gate, held = asyncio.Event(), []
+
+    def hold(request: Request, document: Any) -> Response:
+        held.append(request.url.path)
+        return _HeldAnswer(gate, answered(document))
+
+    app.state.standin.tamper("/actions/delete-permanent", hold, method="POST")
+    try:
+        async with build_worker(dev_server.client, two_systems.settings, pool), api(two_systems) as http:
+            rid = await attested_request(http, pool, "erasure", email)
+            task = dev_server.client.get_workflow_handle(task_workflow_id(rid, "newsletter", "erase", 1))
+
+            async def both_held_and_heartbeat_heard() -> bool:
+                # Past the attempt's first heartbeat, the next goes out seconds later (the SDK
+                # spaces them): the attempt hears of its workflow's end only then.
+                if len(held) < 2:
+                    return False
+                pending = (await task.describe()).raw_description.pending_activities
+                return bool(pending) and pending[0].HasField("last_heartbeat_time")
+
+            await eventually(both_held_and_heartbeat_heard, 20)
+            await task.terminate("an operator ends the task's workflow")
+            await task_result(http, pool, rid, "newsletter", lambda r: r["status"] == "needs_attention")
+            compliance = await staff_headers(pool, "compliance")
+            answer = {"system": "newsletter", "note": note}
+            assert (await staff_task_answer(http, rid, "resolve-task", answer, compliance)).status_code == 200
+
+            async def resolution_recorded() -> bool:
+                return (await _journal_rows(pool, rid))["status"] == "done"
+
+            await eventually(resolution_recorded)
+            resolved = await _journal_rows(pool, rid)
+            sent = len(deletes(app))
+            gate.set()
+
+            async def attempt_over() -> bool:  # stopped, or (before) refused its last delete too
+                return bool(_stopped(caplog)) or deletes(app)[sent:].count(400) == 2
+
+            await eventually(attempt_over, 30)
+            stuck = await task_result(http, pool, rid, "mailing", lambda r: r["status"] == "needs_attention")
+            after = await _journal_rows(pool, rid)
+            record = await pool.fetchrow("SELECT status, attempt, message FROM system_tasks WHERE request_id = $1 "
+                                         "AND system = 'newsletter'", uuid.UUID(rid))
+    finally:
+        app.state.standin.faults.clear()
+        app.state.standin.tampers.clear()
+        gate.set()
+
+    assert "newsletter" not in resolved["rows"] and resolved["rows"].get("mailing"), resolved
+    assert not after["closed"] and "newsletter" not in after["rows"], after
+    # After the answers: the mailing list's nine deletes (the last refused), none of the newsletter's.
+    assert "HTTP 400" in stuck["message"], stuck
+    after_answers = deletes(app)[sent:]
+    assert len(after_answers) == lists - 1 and after_answers.count(400) == 1, (after_answers, held)
+    assert _stopped(caplog), "the running attempt never stopped"
+    assert tuple(record) == ("done", 1, f"resolved by staff: {note}")
+
+
+def _stopped(caplog: Any) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "task ended while its attempt ran" in r.getMessage()]

@@ -2,10 +2,13 @@
 0036: the records each read found, sealed) must not outlive the run, nor be lost while it lasts: a
 request closed while its run is part-way (withdrawn, cancelled) gets no task result to take the
 rows with it; a run paused for days still carries on from them; a worker without the deployment's
-key says so. And what the run counts is each record once, however often the service lists it."""
+key says so; a result that ends its task takes every row written before it and none is written
+after. And what the run counts is each record once, however often the service lists it."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from typing import Any
 
@@ -15,13 +18,16 @@ from temporalio.exceptions import ApplicationError
 
 from activities.connectors import build_connector
 from activities.connectors.base import ConnectorEnv
+from activities.connectors.http_journal import Journal
+from activities.task_results import store_task_result
 from dsrflow.settings import Settings
 from dsrflow.stores.requests_store import set_status
 from schemas.requests import RequestStatus
-from schemas.workflow import RUN_CONTINUES
+from schemas.workflow import RUN_CONTINUES, TaskResult
 from tests.saas_runs_support import deletes, mailchimp, member_of_lists, newsletter
-from tests.saas_support import connector, http_policy, subject
+from tests.saas_support import SECRET, connector, http_policy, subject
 from tests.support import stored_request, unique_email
+from workers.dsr_worker import activity_context
 
 
 async def _journal_rows(pool, request_id: str) -> int:
@@ -46,6 +52,35 @@ async def test_a_request_closed_part_way_through_a_run_keeps_none_of_its_journal
         assert await _journal_rows(pool, rid) == 0
         # An attempt that was running meanwhile (its cancellation not yet heard) keeps nothing more.
         await _one_slice(loaded, pool, subject(email, rid))
+    assert await _journal_rows(pool, rid) == 0
+
+
+async def test_a_result_ending_the_task_takes_the_write_in_flight_and_refuses_those_after(pool, settings):
+    """An attempt's write is in flight (its transaction not yet committed) when staff's resolution
+    is stored: the resolution waits for it and takes its rows. The attempt's next write keeps
+    nothing and stops it. Before, the resolution's statement ran at once, could not see the rows
+    still uncommitted, and they stayed until the request closed; so did every later write."""
+    rid = await stored_request(pool, settings, "in-flight", "erasure")
+    key, ends = (rid, "newsletter", "erase", 1), time.monotonic() + 60
+    resolution = TaskResult(system="newsletter", action="erase", status="done", message="resolved by staff: by hand")
+    async with pool.acquire() as conn:
+        writing = conn.transaction()
+        await writing.start()
+        journal = await Journal.open(conn, SECRET, key, ends, "config")
+        await journal.read("lists", "first", [{"id": "list-1"}], 10)
+        await journal.flush()
+        resolving = asyncio.create_task(store_task_result(activity_context(settings, pool), rid, resolution))
+        await asyncio.sleep(0.5)
+        waited = not resolving.done()
+        await writing.commit()
+    await resolving
+    assert await _journal_rows(pool, rid) == 0
+    assert waited
+    late = await Journal.open(pool, SECRET, key, ends, "config")
+    await late.read("lists", "second", [{"id": "list-2"}], 10)
+    with pytest.raises(ApplicationError) as stopped:
+        await late.flush()
+    assert (stopped.value.type, stopped.value.non_retryable) == ("HttpRunTaskEnded", True)
     assert await _journal_rows(pool, rid) == 0
 
 

@@ -297,9 +297,9 @@ class HttpConnector(Rounds, Connector):
                 "attempt's time; the next attempt carries on from there", type=RUN_CONTINUES,
                 non_retryable=True, category=ApplicationErrorCategory.BENIGN) from None
         if run.journal is not None:
-            # The last answers, for a process that dies before the result is kept; and the run's
-            # end, unless it waits (a quota day) or needs staff, whose retry goes on from it.
-            await (run.journal.flush() if run.waiting or run.still_appearing else run.journal.complete())
+            # The last answers, for a process that dies before the result is kept (the result, or
+            # staff's resolution, takes them: http_journal.py).
+            await run.journal.flush()
         return run
 
 

@@ -13,14 +13,18 @@ Exactly once in effect: a change whose request went out while its process died i
 `missing` answer to it (404: the first request deleted it) counts as its effect, once. The records
 are personal data: sealed (AES-GCM, a key of their own, bound to the row), as the mailbox's are.
 
-A result that ends the task takes its rows: the run's own (`done`, `not_found`), or staff's when
-they resolve a task that needed them (their `done`, whether or not the run got to its end: nothing
-runs the task again). A result needing staff (a delete the service refused, retries run out) keeps
-them, and a staff retry (the task's next attempt) goes on from them: its counts are the whole run's,
-each change sent once in effect. A run that ends writes a `complete` row, which no attempt reads
-back as an item. Only rows written under the same configuration (`config`: a hash of
-the system's configuration as the environment completes it, base URL and ids) are gone on from:
-records read from another base URL are not this one's.
+A result that ends the task (`ENDS_TASK`) takes its rows: the run's own (`done`, `not_found`), or
+staff's when they resolve a task that needed them (their `done`, whether or not the run got to its
+end: nothing runs the task again). A result needing staff (a delete the service refused, retries
+run out) keeps them, and a staff retry (the task's next attempt) goes on from them: its counts are
+the whole run's, each change sent once in effect. Once a result of its attempt or a later one ended
+the task, an attempt still running (staff resolved the task while it ran, or while its next slice
+was due) writes nothing more: its write checks and writes in one statement, holding a lock the
+ending result takes exclusively before its own (`ending_lock`), so that the result takes every row
+written before it and none is written after; the attempt then stops (`TaskEnded`), sending nothing
+more, and its task's result on record stands. Only rows written under the same configuration
+(`config`: a hash of the system's configuration as the environment completes it, base URL and ids)
+are gone on from: records read from another base URL are not this one's.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ import asyncpg
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from dsrflow.crypto.filecrypt import file_key
 from dsrflow.crypto.hashing import keyed_hash
@@ -59,6 +63,10 @@ JOURNAL_UNREADABLE = "HttpRunJournalUnreadable"
 # guard in `flush`. An open request's rows stay however long its run pauses (a quota day, a
 # Retry-After): its workflow, or staff resuming a stopped one, carries on from them.
 _ABANDONED = "7 days"
+# The statuses a task's result ends it with, and its journal: only a task needing staff runs again
+# (a staff retry goes on from its journal) and a pending one carries on; a task staff resolve is
+# `done` however far its run got, and no retry follows a resolution.
+ENDS_TASK = frozenset({"done", "not_found"})
 
 
 class RunContinues(Exception):
@@ -67,6 +75,18 @@ class RunContinues(Exception):
     def __init__(self, done: int) -> None:
         super().__init__(done)
         self.done = done
+
+
+class TaskEnded(ApplicationError):
+    """A result of this attempt or a later one ended the task while this attempt ran (staff
+    resolved it, or another try of the attempt finished it): nothing more is written or sent, and
+    the result on record stands (activities/fanout.py answers with it). Benign and final: no
+    failure counted, no retry."""
+
+    def __init__(self, system: str, attempt: int) -> None:
+        super().__init__(f"system {system}: a result on record ended its task while attempt {attempt} ran "
+                         "(resolved by staff, or finished by another try); the attempt stopped there",
+                         type="HttpRunTaskEnded", non_retryable=True, category=ApplicationErrorCategory.BENIGN)
 
 
 @dataclass(frozen=True)
@@ -93,12 +113,19 @@ def config_hash(config: Any) -> str:
 
 
 def journal_cleared(request_id: str, system: str, attempt: int) -> Write:
-    """With a result that ends a task (`task_results.ENDS_TASK`): the rows of its runs, this
-    attempt's and those of the earlier ones it went on from. Only a task needing staff is run
+    """With a result that ends a task (`ENDS_TASK`, after `ending_lock`): the rows of its runs,
+    this attempt's and those of the earlier ones it went on from. Only a task needing staff is run
     again, so nothing goes on from them; a result needing staff, which a retry goes on from, and a
     pending one, whose run carries on, take none."""
     return Write("DELETE FROM http_run_journal WHERE request_id = $1 AND system = $2 AND attempt <= $3",
                  (request_id, system, attempt))
+
+
+async def ending_lock(conn: asyncpg.Connection, request_id: str, system: str) -> None:
+    """Taken in the transaction of a result that ends a task, before it: the task's writes in
+    flight are committed first, so that `journal_cleared` takes them, and those after it wait for
+    the result and then find it (`Journal.flush`)."""
+    await conn.execute("SELECT pg_advisory_xact_lock(http_run_journal_lock($1, $2))", request_id, system)
 
 
 class Journal:
@@ -112,6 +139,7 @@ class Journal:
         self._key = key
         self._ends = ends
         self._config = config
+        self._action = key[2].partition(".")[0]  # the task's (an objection's run is named by its scope too)
         self._entries: dict[tuple[str, str], Entry] = {}
         self._steps: set[str] = set()
         self.done = 0  # items this attempt read or had answered
@@ -130,7 +158,7 @@ class Journal:
         # of an item is the one that counts.
         rows = await pool.fetch(
             """SELECT attempt, step, item, state, status, counted, read_bytes, sealed, config FROM http_run_journal
-               WHERE request_id = $1 AND system = $2 AND run = $3 AND attempt <= $4 AND state <> 'complete'
+               WHERE request_id = $1 AND system = $2 AND run = $3 AND attempt <= $4
                ORDER BY attempt""", *key)
         for row in rows:
             earlier = row["attempt"] < key[3]
@@ -191,30 +219,31 @@ class Journal:
         self._pending.append((step, item, state, status, counted, read_bytes, self._seal(step, item, value)))
         self.done += 1
 
-    async def complete(self) -> None:
-        """The run ended: the last answers, and a row that says so (only a run that kept anything
-        has a journal to end); the task's result takes them (`journal_cleared`)."""
-        if self._entries or self.done:
-            self._pending.append(("", "", "complete", None, None, 0, None))
-        await self.flush()
-
     async def flush(self) -> None:
+        """Keep what waits to be kept, unless the request has closed (its journal went with it) or
+        the task has ended (`TaskEnded`): checked and written in one statement, under the lock an
+        ending result takes (migration 0038), so that no row outlives the result."""
         if not self._pending:
             return
         rows, self._pending = self._pending, []
-        await self._pool.execute(
-            """INSERT INTO http_run_journal (request_id, system, run, attempt, config, step, item, state, status,
+        refusal = await self._pool.fetchval(
+            """WITH refusal AS (SELECT http_run_journal_refusal($1, $2, $13, $4, $14::text[]) AS why),
+                    kept AS (
+               INSERT INTO http_run_journal (request_id, system, run, attempt, config, step, item, state, status,
                                              counted, read_bytes, sealed)
                SELECT $1, $2, $3, $4, $12, * FROM unnest($5::text[], $6::text[], $7::text[], $8::int[],
                                                          $9::boolean[], $10::bigint[], $11::bytea[])
-                -- An attempt still running when its request closed (and its journal went with
-                -- it, migration 0036) keeps nothing more of the subject.
-                WHERE NOT EXISTS (SELECT 1 FROM dsr_requests WHERE id = $1 AND closed_at IS NOT NULL)
+                WHERE (SELECT why FROM refusal) IS NULL
                ON CONFLICT (request_id, system, run, attempt, step, item) DO UPDATE SET
                  state = EXCLUDED.state, status = EXCLUDED.status, counted = EXCLUDED.counted,
                  read_bytes = EXCLUDED.read_bytes, sealed = EXCLUDED.sealed, config = EXCLUDED.config,
-                 stored_at = now()""",
-            *self._key, *columns(rows), self._config)
+                 stored_at = now())
+               SELECT why FROM refusal""",
+            *self._key, *columns(rows), self._config, self._action, sorted(ENDS_TASK))
+        # A closed request's rows are dropped and its attempt carries on, as before; an ended
+        # task's attempt has nothing left to do.
+        if refusal == "ended":
+            raise TaskEnded(self._key[1], self._key[3])
 
     def _bound(self, step: str, item: str, attempt: int | None = None) -> bytes:
         """What a row's seal is bound to: the row's key (`attempt`: an earlier attempt's row)."""
