@@ -20,7 +20,7 @@ from dsrflow.i18n import ENGLISH, N_, Translator
 from policy.intake import intake_problems
 from policy.model import LoadedPolicy, Policy
 from policy.systems import correction_key, correction_words
-from schemas.requests import ObjectionScope, RequestDetails, RestrictionGround
+from schemas.requests import MAX_COMPLAINT_REASONS, ObjectionScope, RequestDetails, RestrictionGround
 
 SUBMISSION = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 # The forms' words cite no article: the request's law follows from the country typed on the same
@@ -43,7 +43,9 @@ _NOTHING_CORRECTABLE = N_("nothing can be corrected on request here")
 _NOT_CORRECTABLE = "is not something we can correct on request; ask for: "
 _NOT_CORRECTABLE_WORDS = N_("is not something we can correct on request; ask for: %(fields)s")
 M = TypeVar("M", bound=BaseModel)
-LABELS = {"restriction_labels": RESTRICTION_LABELS, "objection_labels": OBJECTION_LABELS}
+# What the forms' pages need besides their values: the labels, and how long a complaint's reasons may be.
+LABELS = {"restriction_labels": RESTRICTION_LABELS, "objection_labels": OBJECTION_LABELS,
+          "max_reasons": MAX_COMPLAINT_REASONS}
 
 
 def text(form: FormData, name: str) -> str | None:
@@ -102,10 +104,16 @@ def details(form: FormData, errors: dict[str, str], t: Translator = ENGLISH,
     return body
 
 
-def staff_regime(form: FormData, body: dict[str, Any]) -> dict[str, Any]:
-    """The regime a staff form chose, unless the request appeals another: an appeal takes that
-    request's regime (dsrflow/domain/appeals.py), whatever the form's select still says."""
-    return {} if body.get("appeal_of") else {"regime": text(form, "regime") or "gdpr"}
+def staff_details(form: FormData, errors: dict[str, str], words: Sequence[Mapping[str, str]]) -> dict[str, Any]:
+    """A staff form's type and details (`details`), and what only staff type: the reasons of a UK
+    complaint made to us by telephone, post or e-mail (schemas/requests.py `complaint_reasons`,
+    refused on any other request, naming the field, as the API refuses it), and the regime chosen,
+    unless the request appeals another: an appeal takes that request's regime
+    (dsrflow/domain/appeals.py), whatever the form's select still says."""
+    body = details(form, errors, words=words)
+    if reasons := text(form, "complaint_reasons"):
+        body["complaint_reasons"] = reasons
+    return body if body.get("appeal_of") else {**body, "regime": text(form, "regime") or "gdpr"}
 
 
 def refused_fields(problem: Problem, errors: dict[str, str]) -> bool:

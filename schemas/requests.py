@@ -277,7 +277,8 @@ class PublicNewRequest(RequestDetails):
 
 def without_complaint_reasons(details: dict[str, Any] | None) -> dict[str, Any] | None:
     """A request's stored details as every member of staff may read them: a complaint's reasons
-    left out (compliance read them where the complaint is decided: docs/console.md)."""
+    left out, for who decides the complaint alone (compliance: the console's page, the evidence
+    pack, and `GET /v1/requests/{id}` through api/read_models/staff_reach.py `readable_view`)."""
     if not details or "complaint_reasons" not in details:
         return details
     return {key: value for key, value in details.items() if key != "complaint_reasons"}

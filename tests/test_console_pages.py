@@ -97,6 +97,7 @@ async def test_new_request_form(http, pool):
     csrf = await console_sign_in(http, pool, "agent")
     form = await http.get("/console/requests/new")
     submission = re.search(r'name="submission" value="([^"]+)"', form.text).group(1)
+    assert '<textarea id="complaint_reasons" name="complaint_reasons" rows="4" maxlength="2000"' in form.text
     email = unique_email("form")
 
     bad = await http.post("/console/requests", data={"csrf_token": csrf, "submission": submission,

@@ -145,7 +145,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "/console/sign-in": ("token", "next"),
     "/console/sign-out": (),
     "/console/requests": (*_REQUEST_FORM, "customer_id", "regime", "channel", "received_at",
-                          "identity_attested", "submission"),
+                          "identity_attested", "submission", "complaint_reasons"),
     "/console/requests/{request_id}/assignment": ("assignee",),
     "/console/requests/{request_id}/notes": ("note",),
     "/console/requests/{request_id}/deferred/{system}/retry": ("attempt", "state"),
@@ -154,7 +154,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "/console/views": ("name", "query"),
     "/console/views/{view_id}/delete": (),
     ACT: (),  # one route per action of api/staff_actions.py, each with its body's fields
-    "/console/inbox/{message_id}/convert": (*_REQUEST_FORM, "customer_id", "regime"),
+    "/console/inbox/{message_id}/convert": (*_REQUEST_FORM, "customer_id", "regime", "complaint_reasons"),
     "/console/inbox/{message_id}/attach": ("request_id",),
     "/console/inbox/{message_id}/dismiss": ("reason",),
 }

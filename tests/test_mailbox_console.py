@@ -72,6 +72,7 @@ async def test_a_message_becomes_a_request_whose_clock_started_at_receipt(http, 
     page = await http.get(f"/console/inbox/{message_id}")
     assert re.search(r'<input type="radio" name="type" value="erasure"[^>]* checked', page.text)
     assert '<option value="nl" selected>' in page.text
+    assert 'name="complaint_reasons"' in page.text and "The reference our letters give" in page.text
 
     # Without the CSRF token nothing happens.
     refused = await http.post(f"/console/inbox/{message_id}/convert", data={"type": "erasure", "email": sender})
@@ -79,6 +80,10 @@ async def test_a_message_becomes_a_request_whose_clock_started_at_receipt(http, 
     assert await pool.fetchval("SELECT status FROM mailbox_messages WHERE id = $1", message_id) == "new"
 
     form = {"csrf_token": csrf, "type": "erasure", "email": sender, "language": "nl", "regime": "gdpr"}
+    # A complaint's reasons on a request that complains about none: refused in the form, naming them.
+    reasons = await http.post(f"/console/inbox/{message_id}/convert", data={**form, "complaint_reasons": "Why?"})
+    assert reasons.status_code == 422 and 'id="complaint_reasons-error"' in reasons.text
+    assert "only applies to a complaint" in reasons.text
     done = await http.post(f"/console/inbox/{message_id}/convert", data=form)
     assert done.status_code == 303
     request_id = done.headers["location"].rsplit("/", 1)[1]

@@ -63,6 +63,9 @@ async def _reasons_kept_for_compliance_alone(http, pool, dev_server, complaint: 
     assert "complaint_reasons" not in view["details"] and "invoices" not in str(view)
 
     compliance = await staff_headers(pool, "compliance")
+    # Compliance read them in the REST view too, as stored (JSON: no markup to escape).
+    view = (await http.get(f"/v1/requests/{complaint}", headers=compliance)).json()
+    assert view["details"]["complaint_reasons"] == HOSTILE
     pack = (await http.get(f"/v1/requests/{complaint}/evidence", headers=compliance)).json()
     assert pack["request"]["complaint_reasons"] == HOSTILE and "complaint_reasons" not in pack["request"]["details"]
     printed = (await http.get(f"/v1/requests/{complaint}/evidence.html", headers=compliance)).text
@@ -198,6 +201,32 @@ async def test_the_api_takes_reasons_for_a_uk_complaint_alone(http, pool, settin
     assert r.status_code == 202, r.text
     assert (await pool.fetchval("SELECT details FROM dsr_requests WHERE id = $1::uuid",
                                 r.json()["id"]))["complaint_reasons"] == reasons
+
+
+async def test_staff_record_a_complaints_reasons_on_the_console_form(http, pool, settings):
+    """A complaint made to us by telephone, post or e-mail: staff type its reasons on the console's
+    new-request form; kept with the complaint, read by compliance in the REST view, by no agent;
+    refused on any other request, naming the field, in the form."""
+    email = unique_email("uk-console-reasons")
+    uk, us = [short_reference(await _refused(pool, settings, regime, email)) for regime in ("uk_gdpr", "vcdpa")]
+    csrf = await console_sign_in(http, pool, "agent")
+    fields = {"csrf_token": csrf, "type": "erasure", "email": email, "channel": "post", "language": "en",
+              "complaint_reasons": "You kept my invoices.\r\nPlease look again."}
+    for appeal_of in ("", us):  # not a complaint; an appeal under the VCDPA
+        refused = await http.post("/console/requests", data={**fields, "appeal_of": appeal_of})
+        assert refused.status_code == 422 and 'id="complaint_reasons-error"' in refused.text, refused.text[-1500:]
+        assert "Please look again.</textarea>" in refused.text  # what was typed comes back
+    made = await http.post("/console/requests", data={**fields, "appeal_of": uk})
+    assert made.status_code == 303, made.text[-1500:]
+    complaint = made.headers["location"].rsplit("/", 1)[1]
+    reasons = "You kept my invoices.\nPlease look again."
+    assert (await pool.fetchval("SELECT details FROM dsr_requests WHERE id = $1::uuid",
+                                complaint))["complaint_reasons"] == reasons
+    http.cookies.clear()
+    views = {role: (await http.get(f"/v1/requests/{complaint}", headers=await staff_headers(pool, role))).json()
+             for role in ("agent", "compliance")}
+    assert "complaint_reasons" not in views["agent"]["details"]
+    assert views["compliance"]["details"]["complaint_reasons"] == reasons
 
 
 async def test_a_complaints_due_date_is_the_target_of_its_policy_version(pool, settings):

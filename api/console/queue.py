@@ -159,8 +159,7 @@ async def create_request(staff: Annotated[Staff, require_console_role("agent")],
     errors: dict[str, str] = {}
     text = request_form.text
     body = {
-        **(details := request_form.details(form, errors, words=(words := request_form.field_words(
-            state.policy, page_language(request))))), **request_form.staff_regime(form, details),
+        **request_form.staff_details(form, errors, words := request_form.field_words(state.policy, page_language(request))),
         "channel": text(form, "channel") or "email",
         "subject": {"email": text(form, "email") or "", "name": text(form, "name"),
                     "customer_id": text(form, "customer_id")},

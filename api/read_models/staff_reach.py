@@ -17,12 +17,17 @@ from typing import Any
 import asyncpg
 
 from dsrflow.stores.deferred_store import is_alert_key, settling_notes
+from dsrflow.stores.requests_store import get_request
 from dsrflow.stores.team_store import notes
 from schemas.vocabulary import LetterPurpose
 
 Reads = Callable[[str], bool]
 DEFERRED = "deferred-erasures"
 TIMELINE = "audit-timeline"
+# A UK complaint's reasons (DPA 2018 s. 164A) are for who decides the complaint (compliance, who deny
+# or approve it) as the timeline is: READABLE_BY (api/staff_actions.py) has no key of its own for
+# them, and the timeline's names that same role.
+COMPLAINT_REASONS = TIMELINE
 # What the REST view withholds from who may not read it: the approver and their note are a
 # decision of the timeline, which the console's page shows compliance alone.
 WITHHELD = "[withheld]"
@@ -54,9 +59,15 @@ async def readable_notes(pool: asyncpg.Pool, request_id: str, reads: Reads) -> l
     return [note for note in found if note["id"] not in settling]
 
 
-def readable_view(reads: Reads, view: dict[str, Any]) -> dict[str, Any]:
+async def readable_view(pool: asyncpg.Pool, reads: Reads, view: dict[str, Any]) -> dict[str, Any]:
     """A request as `GET /v1/requests/{id}` answers it, for the caller: the approval's note and
-    approver withheld from who may not read the timeline (that there is an approval stays)."""
+    approver withheld from who may not read the timeline (that there is an approval stays); a UK
+    complaint's reasons, which `view` leaves out (api/service.py `request_view`), in its details
+    for who may read them, and for nobody else (agents see them nowhere but as a flag on the page)."""
+    if reads(COMPLAINT_REASONS):
+        row = await get_request(pool, view["id"])
+        if reasons := ((row or {}).get("details") or {}).get("complaint_reasons"):
+            view = {**view, "details": {**(view["details"] or {}), "complaint_reasons": reasons}}
     approval = view.get("approval")
     if approval is None or reads(TIMELINE):
         return view

@@ -62,7 +62,8 @@ async def read(staff: Annotated[Staff, require_role("agent")], request_id: str, 
 
 async def _view(staff: Staff, state: AppState, request_id: str) -> dict[str, Any]:
     """The request as the caller may read it (api/read_models/staff_reach.py)."""
-    return jsonable_encoder(readable_view(partial(may_read, staff.has_role), await request_view(state, request_id)))
+    view = await request_view(state, request_id)
+    return jsonable_encoder(await readable_view(await state.db(), partial(may_read, staff.has_role), view))
 
 
 @router.get("/{request_id}/package", response_class=StreamingResponse,
