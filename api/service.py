@@ -239,7 +239,8 @@ async def request_view(state: AppState, request_id: str, *, live_too: bool = Tru
         "subject": {"email": row["subject_email"], "name": row["subject_name"],
                     "customer_id": row["customer_id"]},
         # Without a complaint's reasons (UK GDPR, DPA 2018 s. 164A): the subject's own words about
-        # our decision, which compliance read on the console's page and in the evidence pack.
+        # our decision, which api/read_models/staff_reach.py `readable_view` puts back for who
+        # decides the complaint (the console's page and the evidence pack show them to them too).
         "details": without_complaint_reasons(row["details"]),
         "received_at": row["received_at"],
         "due_date": row["due_date"],

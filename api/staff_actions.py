@@ -121,6 +121,9 @@ LiftBody = rest_body(LiftRestrictionInput, "LiftBody")
 DecisionBody = rest_body(ObjectionDecision, "DecisionBody")
 
 
+# Refusing a request (Art. 12(4)), outright or by closing it unanswered, is compliance's decision.
+REFUSING_ROLE = "compliance"
+
 # What staff may read beside what they may do, the one rule for the REST endpoints and the console
 # page alike: the audit timeline (every actor, every decision) and legal-claims holds (their
 # reasons speak of litigation) are compliance's; agents see a request's status, tasks and letters.
@@ -128,7 +131,9 @@ DecisionBody = rest_body(ObjectionDecision, "DecisionBody")
 # UI, which calls it) holds each staff action's input and its actor: the timeline told another way.
 # Erasures a hold deferred are too: what became of records a hold kept, once it ended, says it ended.
 READABLE_BY = {"audit-timeline": "compliance", "legal-claims-holds": "compliance", "workflow-history": "compliance",
-               "deferred-erasures": "compliance"}
+               "deferred-erasures": "compliance",
+               # A UK complaint's reasons (DPA 2018 s. 164A): for who decides the complaint.
+               "complaint-reasons": REFUSING_ROLE}
 
 
 def may_read(has_role: Callable[[str], bool], what: str) -> bool:
@@ -226,9 +231,6 @@ class StaffAction:
             raise Problem(409, "Refused", unshown)
         return body
 
-
-# Refusing a request (Art. 12(4)), outright or by closing it unanswered, is compliance's decision.
-REFUSING_ROLE = "compliance"
 
 
 # What a decision's owed steps are to staff (workflows/owed_steps.py), and who must answer first.

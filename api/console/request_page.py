@@ -42,7 +42,7 @@ from api.pages import PAGE_HEADERS, problem_pages, render
 from api.problems import Problem, field_errors
 from api.read_models.actors import actor_name
 from api.read_models.evidence import assemble_evidence, planned_recipients
-from api.read_models.staff_reach import letter_readable, readable_letters
+from api.read_models.staff_reach import COMPLAINT_REASONS, letter_readable, readable_letters
 from api.read_models.subject_requests import LIMIT as OTHER_REQUESTS_LIMIT
 from api.read_models.subject_requests import other_requests
 from api.service import live_state, require_step_shown, run_update, workflow_failing
@@ -187,7 +187,7 @@ async def _context(state: AppState, today: date, request_id: str, staff: Staff) 
         "letters": letters, "staff_alerts": alerts, "reference": short_reference(request_id),
         # A UK complaint's reasons, for who decides it (compliance deny or approve, as on an appeal);
         # the evidence pack, compliance's too, keeps them.
-        "complaint_reasons": row["complaint_reasons"] if staff.has_role(REFUSING_ROLE) else None,
+        "complaint_reasons": row["complaint_reasons"] if may_read(staff.has_role, COMPLAINT_REASONS) else None,
         # Its times in the timezone its deadline days are counted in (its policy version's), as its evidence pack.
         "controller_timezone": deadlines["basis"]["timezone"],
         "pack": pack, "r": row, "live": live, "status": status, "due": due, "extended": extended,

@@ -25,9 +25,8 @@ Reads = Callable[[str], bool]
 DEFERRED = "deferred-erasures"
 TIMELINE = "audit-timeline"
 # A UK complaint's reasons (DPA 2018 s. 164A) are for who decides the complaint (compliance, who deny
-# or approve it) as the timeline is: READABLE_BY (api/staff_actions.py) has no key of its own for
-# them, and the timeline's names that same role.
-COMPLAINT_REASONS = TIMELINE
+# or approve it).
+COMPLAINT_REASONS = "complaint-reasons"
 # What the REST view withholds from who may not read it: the approver and their note are a
 # decision of the timeline, which the console's page shows compliance alone.
 WITHHELD = "[withheld]"
