@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from datetime import date
 from typing import Any
 
 import pytest
@@ -17,8 +18,9 @@ from fastapi import Request
 from temporalio.exceptions import ApplicationError
 
 from activities.connectors import build_connector
-from activities.connectors.base import ConnectorEnv
+from activities.connectors.base import ConnectorEnv, ErasureContext
 from activities.connectors.http_journal import Journal
+from activities.erasure_evidence import ErasureEvidence
 from activities.task_results import store_task_result
 from dsrflow.settings import Settings
 from dsrflow.stores.requests_store import set_status
@@ -82,6 +84,31 @@ async def test_a_result_ending_the_task_takes_the_write_in_flight_and_refuses_th
         await late.flush()
     assert (stopped.value.type, stopped.value.non_retryable) == ("HttpRunTaskEnded", True)
     assert await _journal_rows(pool, rid) == 0
+
+
+async def test_an_attempt_whose_task_ended_before_its_first_change_keeps_no_evidence(pool, settings, monkeypatch,
+                                                                                     tmp_path):
+    """Staff resolve the task while its attempt still reads: the attempt's first change finds the
+    task ended and stops, sending nothing and keeping no evidence of the deletes it planned. Before,
+    the planned evidence (a ledger row for each membership) was kept first, then the change's
+    journal write was refused: the ledger named the membership as erased, which it never was."""
+    email = unique_email("ended-unplanned")
+    rid = await stored_request(pool, settings, "ended-unplanned", "erasure", email=email)
+    resolution = TaskResult(system="newsletter", action="erase", status="done", message="resolved by staff: by hand")
+    ctx = activity_context(settings, pool)
+    async with mailchimp(monkeypatch) as app:
+        member_of_lists(app, email, 3)
+        system = connector(http_policy(tmp_path, {"newsletter": newsletter()}), "newsletter", pool)
+        await store_task_result(ctx, rid, resolution)  # before the reads' first write: they are kept with it
+        try:
+            with pytest.raises(ApplicationError) as stopped:
+                await ErasureEvidence(ctx).erase_with_evidence(system, rid, "newsletter", "test", subject(email, rid),
+                                                              ErasureContext(today=date.today()))
+        finally:
+            await system.close()
+    assert stopped.value.type == "HttpRunTaskEnded"
+    assert deletes(app) == []
+    assert await pool.fetchval("SELECT count(*) FROM erasure_ledger WHERE request_id = $1", uuid.UUID(rid)) == 0
 
 
 async def _one_slice(loaded, pool, who, settings: Settings | None = None, expect: str | None = RUN_CONTINUES) -> None:

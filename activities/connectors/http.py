@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
@@ -200,10 +201,14 @@ class HttpConnector(Rounds, Connector):
 
     def _intent(self, action: Action, subject: Subject, keep: ActionHook | None,
                 outcome_of: Callable[[Action, Run, Subject], Awaitable[ActionOutcome]]) -> Intent | None:
-        """What `_run` calls before the first request that changes anything: a SaaS API has no
-        transaction, so the outcome the steps are about to have is kept first (`keep`). A process
-        that dies part-way or right after leaves it; the retry finds less (or nothing) left to do
-        (activities/fanout.py reports the two together), never "not found" for what was done."""
+        """What `_run` calls before the steps that change anything: a SaaS API has no transaction,
+        so the outcome the steps are about to have is kept (`keep`) before the first request that
+        changes anything. A process that dies part-way or right after leaves it; the retry finds less
+        (or nothing) left to do (activities/fanout.py reports the two together), never "not found"
+        for what was done. It is kept by that first change (`Run.evidence`, http_steps.py), once the
+        change's journal write has found the task not ended: an attempt that staff's resolution
+        ended first keeps no evidence of changes it will never make. A process that dies between
+        that write and the evidence has sent nothing, and its retry keeps the evidence first too."""
         if keep is None:
             return None
 
@@ -216,7 +221,7 @@ class HttpConnector(Rounds, Connector):
                 await self._act(step, *self._items(step, planned), planned, step.name, send=False)
             outcome = await outcome_of(action, planned, subject)
             if outcome.changed or outcome.held:
-                await keep(outcome)
+                run.evidence = partial(keep, outcome)
         return intent
 
     def _manual(self, what: str) -> ActionOutcome:

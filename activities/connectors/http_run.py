@@ -4,7 +4,7 @@ a hold keeps, and which records it may act on."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -58,6 +58,9 @@ class Run:
     leave: Mapping[str, frozenset[str]] = field(default_factory=dict)
     # What the run did in earlier attempts, and where this one records what it does (a task's action).
     journal: Journal | None = None
+    # The evidence of the changes planned (http.py `_intent`), kept by the first change that goes:
+    # after its journal write, which finds out whether the task has ended, and before its request.
+    evidence: Callable[[], Awaitable[None]] | None = None
     # A task's erasure, which reads again after its changes (http_rounds.py): the requests of the
     # changes that leave their record in place (a held customer minimised), made once in the run.
     handled: set[str] | None = None

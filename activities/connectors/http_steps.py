@@ -128,7 +128,10 @@ class StepRunner:
             return bool(entry.counted)
         if journal is not None:
             await journal.check_time()
-            await journal.sending(kept_as, name)
+            await journal.sending(kept_as, name)  # refused once the task has ended (TaskEnded)
+        if run.evidence is not None:
+            keep, run.evidence = run.evidence, None
+            await keep()
         status, document = await self._send(step, where, context, run)
         run.sent += 1
         failpoint("http-effect-sent", f"{self.name}#{run.sent}")
