@@ -190,7 +190,11 @@ class FanoutActivities(ErasureEvidence):
             failpoint("task-effect-committed", f"{task.task.system}:{task.task.action}")
         outcome = outcome_write(task, result, committed=True)
         if task.record:
-            await store_task_result(self.ctx, task.request_id, result, along=[outcome])
+            # Refused if staff resolved the task after the run's last journal write (which found it
+            # not ended) and before this: the resolution stands.
+            record = await store_task_result(self.ctx, task.request_id, result, along=[outcome], by_attempt=True)
+            if record is not None:
+                return self._stands(task, record)
         else:
             await save_outcome(self.ctx.pool, task, result, committed=True)
         return result
@@ -202,9 +206,13 @@ class FanoutActivities(ErasureEvidence):
                                         task.task.recipient)
         if result is None:  # only a stored result ends a task
             raise ended
+        return self._stands(task, result)
+
+    @staticmethod
+    def _stands(task: TaskInput, record: TaskResult) -> TaskResult:
         activity.logger.info("task ended while its attempt ran; the attempt stopped, the result on record stands",
                              extra={"system": task.task.system, "attempt": task.attempt})
-        return result
+        return record
 
     async def _act(self, task: TaskInput, row: dict[str, Any], resuming: TaskResult | None = None) -> TaskResult:
         subject = replace(subject_of(row), attempt=task.attempt)
@@ -217,7 +225,8 @@ class FanoutActivities(ErasureEvidence):
                 if external := connector.job_id(subject, action):
                     await store_task_result(self.ctx, task.request_id, TaskResult(
                         system=task.task.system, action=action, status="pending",
-                        external_id=external, attempt=task.attempt, recipient=task.task.recipient))
+                        external_id=external, attempt=task.attempt, recipient=task.task.recipient),
+                        by_attempt=True)  # refused once the task ended: so is the attempt's result, below
 
                 def reported(outcome: ActionOutcome, kept: list[dict[str, Any]] | None = None) -> TaskResult:
                     result = _result(task, outcome, kept)
@@ -302,7 +311,9 @@ class FanoutActivities(ErasureEvidence):
         outcome.external_id = outcome.external_id or task.external_id
         result = _result(task, outcome)
         if task.record and result.status != "pending":  # the pending one is on record already
-            await store_task_result(self.ctx, task.request_id, result)
+            record = await store_task_result(self.ctx, task.request_id, result, by_attempt=True)
+            if record is not None:
+                return self._stands(task, record)
         return result
 
     @activity.defn(name="record_task_result")

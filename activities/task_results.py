@@ -8,7 +8,9 @@ A result that ends the task (http_journal.ENDS_TASK) also ends its http runs' jo
 subject, sealed, and nothing goes on from them once the task is over. It is stored after the lock
 that the runs' writes hold while they write (`ending_lock`), so that an attempt still running (staff
 resolved the task meanwhile) keeps no row after it and stops; that attempt then answers with the
-result on record (`result_on_record`) rather than one of its own.
+result on record (`result_on_record`) rather than one of its own. Its own result, stored after its
+run's last write had found the task not ended, is refused the same way (`by_attempt`): a resolution
+stored between the two stands.
 """
 
 from __future__ import annotations
@@ -27,18 +29,29 @@ from schemas.workflow import TaskResult
 
 
 async def store_task_result(ctx: ActivityContext, request_id: str, result: TaskResult,
-                            *, along: Sequence[Write] = ()) -> None:
+                            *, along: Sequence[Write] = (), by_attempt: bool = False) -> TaskResult | None:
     """A system's (interim or final) result for a request, stored and audited in one statement,
     with the `along` writes; one that ends the task also takes its journals, after `ending_lock`
-    in the same transaction (BEGIN, the lock and COMMIT: three more round trips, once a task)."""
+    in the same transaction (BEGIN, the lock and COMMIT: three more round trips, once a task).
+    `by_attempt`: the result of the attempt's own run (activities/fanout.py), which may still run
+    when staff resolve its task. It is stored only if no other result of this attempt or a later
+    one ended the task (its own, stored by a try that died before answering, is stored again), read
+    after the same lock, so that a resolution is either seen here or stored after this result;
+    otherwise nothing is stored (nor audited) and that result on record is returned. None: stored."""
     ends = result.status in ENDS_TASK
     writes = [_record(request_id, result), *along,
               *([journal_cleared(request_id, result.system, result.attempt)] if ends else [])]
     async with ctx.pool.acquire() as conn:
-        transaction: AbstractAsyncContextManager[Any] = conn.transaction() if ends else nullcontext()
+        locked = ends or by_attempt
+        transaction: AbstractAsyncContextManager[Any] = conn.transaction() if locked else nullcontext()
         async with transaction:
-            if ends:
+            if locked:
                 await ending_lock(conn, request_id, result.system)
+            if by_attempt:
+                record = await result_on_record(conn, request_id, result.system, result.action, result.recipient)
+                if record is not None and record.status in ENDS_TASK and record.attempt >= result.attempt \
+                        and _told(record) != _told(result):
+                    return record
             await append_event(
                 conn,
                 event_key=f"{request_id}:task:{result.system}:{result.action}:{result.attempt}:{result.status}",
@@ -46,6 +59,13 @@ async def store_task_result(ctx: ActivityContext, request_id: str, result: TaskR
                 data={"system": result.system, "action": result.action, "found": result.found,
                       "changed": result.changed, "kept": result.kept, "message": result.message},
                 along=writes)
+    return None
+
+
+def _told(result: TaskResult) -> tuple[object, ...]:
+    """What tells one stored result from another of the same attempt (a resolution says who
+    resolved it and why in its message)."""
+    return result.attempt, result.status, result.found, result.changed, result.kept, result.message
 
 
 def _record(request_id: str, result: TaskResult) -> Write:
@@ -64,10 +84,10 @@ def _record(request_id: str, result: TaskResult) -> Write:
          result.attempt, result.kept_records))
 
 
-async def result_on_record(pool: asyncpg.Pool, request_id: str, system: str, action: str,
+async def result_on_record(db: asyncpg.Pool | asyncpg.Connection, request_id: str, system: str, action: str,
                            recipient: str | None) -> TaskResult | None:
     """The task's result as `store_task_result` last stored it (no `note`: the record keeps none)."""
-    row = await pool.fetchrow(
+    row = await db.fetchrow(
         """SELECT status, found, changed, kept, datasets, external_id, message, attempt, kept_records
              FROM system_tasks WHERE request_id = $1 AND system = $2 AND action = $3""",
         request_id, system, action)

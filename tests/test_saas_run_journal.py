@@ -21,11 +21,12 @@ from activities.connectors import build_connector
 from activities.connectors.base import ConnectorEnv, ErasureContext
 from activities.connectors.http_journal import Journal
 from activities.erasure_evidence import ErasureEvidence
+from activities.fanout import FanoutActivities
 from activities.task_results import store_task_result
 from dsrflow.settings import Settings
 from dsrflow.stores.requests_store import set_status
 from schemas.requests import RequestStatus
-from schemas.workflow import RUN_CONTINUES, TaskResult
+from schemas.workflow import RUN_CONTINUES, SystemTask, TaskInput, TaskResult
 from tests.saas_runs_support import deletes, mailchimp, member_of_lists, newsletter
 from tests.saas_support import SECRET, connector, http_policy, subject
 from tests.support import stored_request, unique_email
@@ -109,6 +110,37 @@ async def test_an_attempt_whose_task_ended_before_its_first_change_keeps_no_evid
     assert stopped.value.type == "HttpRunTaskEnded"
     assert deletes(app) == []
     assert await pool.fetchval("SELECT count(*) FROM erasure_ledger WHERE request_id = $1", uuid.UUID(rid)) == 0
+
+
+async def test_a_resolution_stored_after_the_runs_last_write_stands_over_the_attempts_result(
+        pool, settings, monkeypatch, tmp_path):
+    """The attempt's run ends (its last journal write found the task not ended, the deletes sent),
+    and staff's resolution is stored before the attempt's own result: that result is not stored
+    over it, and the attempt answers with the resolution. Before, nothing checked after the run's
+    last write: the attempt's result replaced the resolution on record (message None)."""
+    email = unique_email("ended-after-run")
+    rid = await stored_request(pool, settings, "ended-after-run", "erasure", email=email)
+    resolution = TaskResult(system="newsletter", action="erase", status="done", message="resolved by staff: by hand")
+    ctx = activity_context(settings, pool)
+    ctx._policies["test"] = http_policy(tmp_path, {"newsletter": newsletter()})  # the request's stored policy
+    act = FanoutActivities._act
+
+    async def resolved_meanwhile(self: FanoutActivities, *args: Any, **kwargs: Any) -> TaskResult:
+        result = await act(self, *args, **kwargs)
+        await store_task_result(ctx, rid, resolution)
+        return result
+
+    monkeypatch.setattr(FanoutActivities, "_act", resolved_meanwhile)
+    task = TaskInput(request_id=rid, policy_version="test", record=True,
+                     task=SystemTask(system="newsletter", action="erase", connector="http", label="Newsletter"))
+    async with mailchimp(monkeypatch) as app:
+        member_of_lists(app, email, 3)
+        answer = await FanoutActivities(ctx)._run(task)
+    assert len(deletes(app)) == 3  # the run was over before the resolution
+    assert (answer.status, answer.message) == ("done", resolution.message)
+    record = await pool.fetchrow("SELECT status, attempt, message FROM system_tasks WHERE request_id = $1",
+                                 uuid.UUID(rid))
+    assert tuple(record) == ("done", 1, resolution.message)
 
 
 async def _one_slice(loaded, pool, who, settings: Settings | None = None, expect: str | None = RUN_CONTINUES) -> None:

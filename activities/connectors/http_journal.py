@@ -124,7 +124,8 @@ def journal_cleared(request_id: str, system: str, attempt: int) -> Write:
 async def ending_lock(conn: asyncpg.Connection, request_id: str, system: str) -> None:
     """Taken in the transaction of a result that ends a task, before it: the task's writes in
     flight are committed first, so that `journal_cleared` takes them, and those after it wait for
-    the result and then find it (`Journal.flush`)."""
+    the result and then find it (`Journal.flush`). An attempt's own result takes it too, before it
+    reads whether a result ended the task (activities/task_results.py)."""
     await conn.execute("SELECT pg_advisory_xact_lock(http_run_journal_lock($1, $2))", request_id, system)
 
 
