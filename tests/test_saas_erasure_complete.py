@@ -237,6 +237,18 @@ async def _journal_rows(pool: Any, rid: str) -> dict[str, Any]:
     return dict(row)
 
 
+async def _resolve_newsletter(http: Any, pool: Any, rid: str, note: str, compliance: dict[str, str]) -> dict[str, Any]:
+    """Compliance resolve the newsletter task; `_journal_rows` once the resolution is on record."""
+    answer = {"system": "newsletter", "note": note}
+    assert (await staff_task_answer(http, rid, "resolve-task", answer, compliance)).status_code == 200
+
+    async def resolution_recorded() -> bool:
+        return (await _journal_rows(pool, rid))["status"] == "done"
+
+    await eventually(resolution_recorded)
+    return await _journal_rows(pool, rid)
+
+
 async def test_a_task_staff_resolve_ends_its_journal_at_once(newsletter_service, two_systems, pool, dev_server):
     """20 memberships; Mailchimp refuses one delete for good, so both systems' tasks need staff,
     their journals kept. Compliance resolves the newsletter's: the statement that records the
@@ -256,14 +268,7 @@ async def test_a_task_staff_resolve_ends_its_journal_at_once(newsletter_service,
                 await task_result(http, pool, rid, system, lambda r: r["status"] == "needs_attention")
             before = await _journal_rows(pool, rid)
             compliance = await staff_headers(pool, "compliance")
-            answer = {"system": "newsletter", "note": note}
-            assert (await staff_task_answer(http, rid, "resolve-task", answer, compliance)).status_code == 200
-
-            async def resolution_recorded() -> bool:
-                return (await _journal_rows(pool, rid))["status"] == "done"
-
-            await eventually(resolution_recorded)
-            after = await _journal_rows(pool, rid)
+            after = await _resolve_newsletter(http, pool, rid, note, compliance)
             app.state.standin.faults.clear()  # sorted out at Mailchimp
             assert (await staff_retry(http, rid, "mailing", compliance)).status_code == 200
             state = await asyncio.wait_for(dev_server.client.get_workflow_handle(workflow_id_for(rid)).result(), 60)
@@ -339,14 +344,7 @@ async def test_an_attempt_still_running_when_staff_resolve_its_task_keeps_nothin
             await task.terminate("an operator ends the task's workflow")
             await task_result(http, pool, rid, "newsletter", lambda r: r["status"] == "needs_attention")
             compliance = await staff_headers(pool, "compliance")
-            answer = {"system": "newsletter", "note": note}
-            assert (await staff_task_answer(http, rid, "resolve-task", answer, compliance)).status_code == 200
-
-            async def resolution_recorded() -> bool:
-                return (await _journal_rows(pool, rid))["status"] == "done"
-
-            await eventually(resolution_recorded)
-            resolved = await _journal_rows(pool, rid)
+            resolved = await _resolve_newsletter(http, pool, rid, note, compliance)
             sent = len(deletes(app))
             gate.set()
 
