@@ -54,7 +54,7 @@ from api.csrf import cookie_secure, csrf_token
 from api.deps import app_state
 from api.problems import Problem
 from api.read_models.evidence_deadlines import controller_time
-from api.request_form import field_words
+from api.request_form import words_in
 from dsrflow.domain.deadlines import reconsiders
 from dsrflow.i18n import SOURCE_LANGUAGE, Translator, language_name, translations, without_accents
 from policy.languages import Languages
@@ -192,9 +192,8 @@ def _translate(context: Context, message: str) -> str:
 @pass_context
 def _correction_words(context: Context) -> dict[str, str]:
     """What the request form may correct, each key with its words in the page's language
-    (api/request_form.py `field_words`)."""
-    request = context["request"]
-    return field_words(app_state(request).policy, _language_of(context))[0]
+    (api/request_form.py `words_in`)."""
+    return words_in(app_state(context["request"]).policy, _language_of(context))
 
 
 @pass_context

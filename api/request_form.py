@@ -65,7 +65,12 @@ def field_words(policy: LoadedPolicy, language: str) -> list[dict[str, str]]:
     first, then in the policy's other languages: a French subject writes "téléphone" or "phone",
     and staff typing in a letter a subject wrote in Dutch, "telefoon"."""
     others = [lang.value for lang in policy.policy.languages.supported if lang.value != language]
-    return [correction_words(policy.in_language(lang).systems.values()) for lang in (language, *others)]
+    return [words_in(policy, lang) for lang in (language, *others)]
+
+
+def words_in(policy: LoadedPolicy, language: str) -> dict[str, str]:
+    """What the form calls each thing a correction may name, in `language` (`correction_words`)."""
+    return correction_words(policy.in_language(language).systems.values())
 
 
 def _corrections(form: FormData, words: Sequence[Mapping[str, str]]) -> dict[str, str]:

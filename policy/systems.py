@@ -201,9 +201,9 @@ def corrections_by_dataset(datasets: Iterable[Dataset], corrections: Mapping[str
 def correction_problems(systems: Iterable[System], corrections: Mapping[str, str]) -> dict[str, str]:
     """`corrections.<key>` -> what is wrong, for every correction the policy does not allow as
     given: a key no rectifiable column answers to, or a value some column it sets refuses."""
+    systems = list(systems)
     datasets = [d for system in systems for d in system.datasets]
-    allowed = sorted({name for d in datasets for column, rule in d.fields.items() if rule.rectifiable
-                      for name in (column, rule.identity) if name})
+    allowed = sorted(correction_words(systems))
     problems: dict[str, str] = {}
     for key, value in corrections.items():
         columns = [rule for d in datasets for _, rule in columns_for(d, key)]
