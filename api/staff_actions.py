@@ -4,8 +4,8 @@ update's input built from it, what staff are told once it is done, and when it m
 
 The REST endpoints (api/rest/staff_requests.py), the console's `act` route (api/console/request_page.py) and the
 console's choice of forms to show (api/console/view.py `allowed_actions`) all read this table, so
-an action the console offers is one it can run, with the role the API asks for. `READABLE_BY`
-does the same for what staff may read: the REST endpoints and the console page take it from here.
+an action the console offers is one it can run, with the role the API asks for. What staff may
+read is api/read_models/staff_reach.py's `READABLE_BY`, the same way.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 from starlette.datastructures import FormData
 
 from api.problems import Problem
+from api.read_models.staff_reach import READABLE_BY
 from dsrflow.stores.team_store import NOTE_MAX
 from schemas.plain_text import StaffText, refuse_reordering
 from schemas.requests import RequestStatus
@@ -123,22 +124,6 @@ DecisionBody = rest_body(ObjectionDecision, "DecisionBody")
 
 # Refusing a request (Art. 12(4)), outright or by closing it unanswered, is compliance's decision.
 REFUSING_ROLE = "compliance"
-
-# What staff may read beside what they may do, the one rule for the REST endpoints and the console
-# page alike: the audit timeline (every actor, every decision) and legal-claims holds (their
-# reasons speak of litigation) are compliance's; agents see a request's status, tasks and letters.
-# A workflow's history decoded (the codec endpoint, and the request page's link to the Temporal
-# UI, which calls it) holds each staff action's input and its actor: the timeline told another way.
-# Erasures a hold deferred are too: what became of records a hold kept, once it ended, says it ended.
-READABLE_BY = {"audit-timeline": "compliance", "legal-claims-holds": "compliance", "workflow-history": "compliance",
-               "deferred-erasures": "compliance",
-               # A UK complaint's reasons (DPA 2018 s. 164A): for who decides the complaint.
-               "complaint-reasons": REFUSING_ROLE}
-
-
-def may_read(has_role: Callable[[str], bool], what: str) -> bool:
-    return has_role(READABLE_BY[what])
-
 
 @dataclass(frozen=True)
 class Situation:

@@ -135,7 +135,7 @@ async def test_each_button_on_an_open_request_works_for_each_role_that_sees_it(
     await page.evaluate("window.notReloaded = true")
 
     await press(page, "resend-verification", flash="A new code and link are sent")
-    if role == "agent":  # the audit timeline is compliance's (api/staff_actions.py READABLE_BY)
+    if role == "agent":  # the audit timeline is compliance's (api/read_models/staff_reach.py READABLE_BY)
         await expect(page.locator("#live")).to_contain_text("The audit timeline is for compliance.")
         await expect(page.locator(".timeline")).to_have_count(0)
     else:

@@ -152,7 +152,7 @@ async def test_request_page_shows_the_request_and_the_roles_actions(http, pool, 
     for expected in ("awaiting verification", 'hx-trigger="every 3s"',
                      f"/console/requests/{rid}/letters/acknowledgement/1"):
         assert expected in text, expected
-    # The audit timeline is compliance's (api/staff_actions.py READABLE_BY), and so is the
+    # The audit timeline is compliance's (api/read_models/staff_reach.py READABLE_BY), and so is the
     # workflow's history the Temporal UI decodes.
     assert "The audit timeline is for compliance." in text and "Request opened" not in text
     assert "/namespaces/default/workflows/" not in text

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from api.staff_actions import READABLE_BY
+from api.read_models.staff_reach import LEGAL_CLAIMS_HOLDS, READABLE_BY, TIMELINE
 from tests.support import (
     console_sign_in,
     place_claims_hold,
@@ -31,8 +31,8 @@ async def test_each_role_reads_the_same_through_rest_and_the_console(role, http,
     rid = opened.json()["id"]
     await wait_for_due_date(pool, rid)
     hold = await place_claims_hold(pool, settings, email, ["crm"])
-    may_timeline = ROLE_RANK[role] >= ROLE_RANK[READABLE_BY["audit-timeline"]]
-    may_holds = ROLE_RANK[role] >= ROLE_RANK[READABLE_BY["legal-claims-holds"]]
+    may_timeline = ROLE_RANK[role] >= ROLE_RANK[READABLE_BY[TIMELINE]]
+    may_holds = ROLE_RANK[role] >= ROLE_RANK[READABLE_BY[LEGAL_CLAIMS_HOLDS]]
     assert (may_timeline, may_holds) == ((False, False) if role == "agent" else (True, True))
 
     headers = await staff_headers(pool, role)

@@ -42,7 +42,15 @@ from api.pages import PAGE_HEADERS, problem_pages, render
 from api.problems import Problem, field_errors
 from api.read_models.actors import actor_name
 from api.read_models.evidence import assemble_evidence, planned_recipients
-from api.read_models.staff_reach import COMPLAINT_REASONS, letter_readable, readable_letters
+from api.read_models.staff_reach import (
+    COMPLAINT_REASONS,
+    LEGAL_CLAIMS_HOLDS,
+    TIMELINE,
+    WORKFLOW_HISTORY,
+    letter_readable,
+    may_read,
+    readable_letters,
+)
 from api.read_models.subject_requests import LIMIT as OTHER_REQUESTS_LIMIT
 from api.read_models.subject_requests import other_requests
 from api.service import live_state, require_step_shown, run_update, workflow_failing
@@ -52,7 +60,6 @@ from api.staff_actions import (
     Situation,
     StaffAction,
     deciding,
-    may_read,
     owed_under_way,
 )
 from api.state import AppState
@@ -175,7 +182,7 @@ async def _context(state: AppState, today: date, request_id: str, staff: Staff) 
     # running, or one too busy, or its code failing): the page shows the stored request, and says so.
     unanswered = live is None and not status.is_closed and ended is None
     names = await staff_names(await state.db())
-    legal_claims_holds = pack["holds"]["legal_claims_holds"] if may_read(staff.has_role, "legal-claims-holds") else []
+    legal_claims_holds = pack["holds"]["legal_claims_holds"] if may_read(staff.has_role, LEGAL_CLAIMS_HOLDS) else []
     letters, alerts = _letters(pack)
     alerts = readable_letters(partial(may_read, staff.has_role), alerts)
     system_labels = {**labels, **{t["system"]: t["label"] for t in tasks}}  # the plan's, else the policy's
@@ -205,7 +212,7 @@ async def _context(state: AppState, today: date, request_id: str, staff: Staff) 
         # What the REST API would not show this role, the page does not show either.
         "timeline": ([(e, describe_event(e, names, system_labels), actor_name(e["actor"], names))
                       for e in reversed(pack["audit"]["events"])]
-                     if may_read(staff.has_role, "audit-timeline") else None),
+                     if may_read(staff.has_role, TIMELINE) else None),
         "legal_claims_holds": legal_claims_holds,
         # A record kept under a legal-claims hold is kept until the hold's release, not its review date.
         "hold_released": {h["id"]: h["released_at"] for h in legal_claims_holds if h.get("released_at")},
@@ -228,7 +235,7 @@ async def _context(state: AppState, today: date, request_id: str, staff: Staff) 
         "restriction": restriction,
         "denial_reasons": denial_reasons(row["regime"]),  # the grounds its law has
         "temporal_link": (temporal_ui_link(state.settings, request_id)
-                          if may_read(staff.has_role, "workflow-history") else None),
+                          if may_read(staff.has_role, WORKFLOW_HISTORY) else None),
     }
 
 

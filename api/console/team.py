@@ -22,8 +22,8 @@ from api.forms import read_form
 from api.pages import problem_pages
 from api.problems import Problem
 from api.read_models.actors import actor_name
-from api.read_models.staff_reach import readable_notes
-from api.staff_actions import TEAM_ROLES, may_read
+from api.read_models.staff_reach import may_read, readable_notes
+from api.staff_actions import TEAM_ROLES
 from dsrflow.stores.requests_store import get_request
 from dsrflow.stores.team_store import (
     TeamRefused,

@@ -2,9 +2,8 @@
 subject: the one place the REST endpoints and the console's pages ask, so that a page cannot show
 what the API keeps back (red team of the read side, 2026-12-05: docs/security.md).
 
-`Reads` answers whether the caller may read one kind of api/staff_actions.py `READABLE_BY`
-(`functools.partial(may_read, staff.has_role)`): this layer sits below that table and is told.
-The deferred-erasure panel and what comes of it (`DEFERRED`, `DEFERRED_ROLES["read"]`) are
+`READABLE_BY` is the one rule of who reads what; `Reads` answers whether the caller may read one
+kind of it (`functools.partial(may_read, staff.has_role)`). The deferred-erasure panel and what comes of it (`DEFERRED`, `DEFERRED_ROLES["read"]`) are
 compliance's, as the legal-claims holds behind them are: a hold kept the records, and what
 becomes of them once it ended says that it ended.
 """
@@ -27,6 +26,24 @@ TIMELINE = "audit-timeline"
 # A UK complaint's reasons (DPA 2018 s. 164A) are for who decides the complaint (compliance, who deny
 # or approve it).
 COMPLAINT_REASONS = "complaint-reasons"
+LEGAL_CLAIMS_HOLDS = "legal-claims-holds"
+WORKFLOW_HISTORY = "workflow-history"
+
+# What staff may read beside what they may do (api/staff_actions.py), the one rule for the REST
+# endpoints and the console's pages alike: the audit timeline (every actor, every decision) and
+# legal-claims holds (their reasons speak of litigation) are compliance's; agents see a request's
+# status, tasks and letters. A workflow's history decoded (the codec endpoint, and the request
+# page's link to the Temporal UI, which calls it) holds each staff action's input and its actor: the
+# timeline told another way. Erasures a hold deferred are too: what became of records a hold kept,
+# once it ended, says it ended. A UK complaint's reasons go to compliance, who decide the complaint.
+READABLE_BY = {TIMELINE: "compliance", LEGAL_CLAIMS_HOLDS: "compliance", WORKFLOW_HISTORY: "compliance",
+               DEFERRED: "compliance", COMPLAINT_REASONS: "compliance"}
+
+
+def may_read(has_role: Callable[[str], bool], what: str) -> bool:
+    return has_role(READABLE_BY[what])
+
+
 # What the REST view withholds from who may not read it: the approver and their note are a
 # decision of the timeline, which the console's page shows compliance alone.
 WITHHELD = "[withheld]"

@@ -27,7 +27,7 @@ from temporalio.api.common.v1 import Payload, Payloads
 
 from api.auth import Staff, require_role
 from api.deps import State
-from api.staff_actions import READABLE_BY
+from api.read_models.staff_reach import READABLE_BY, WORKFLOW_HISTORY
 from dsrflow.crypto.payload_codec import ENCODING, EncryptionCodec, UnknownKeyError
 
 router = APIRouter(prefix="/codec", tags=["codec"])
@@ -95,12 +95,12 @@ async def _transform(codec: EncryptionCodec, body: CodecPayloads, decode: bool) 
 
 
 @router.post("/decode")
-async def decode(staff: Annotated[Staff, require_role(READABLE_BY["workflow-history"], csrf=False)], body: CodecPayloads,
+async def decode(staff: Annotated[Staff, require_role(READABLE_BY[WORKFLOW_HISTORY], csrf=False)], body: CodecPayloads,
                  state: State) -> dict:
     return await _transform(state.codec, body, decode=True)
 
 
 @router.post("/encode")
-async def encode(staff: Annotated[Staff, require_role(READABLE_BY["workflow-history"], csrf=False)], body: CodecPayloads,
+async def encode(staff: Annotated[Staff, require_role(READABLE_BY[WORKFLOW_HISTORY], csrf=False)], body: CodecPayloads,
                  state: State) -> dict:
     return await _transform(state.codec, body, decode=False)

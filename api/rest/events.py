@@ -12,7 +12,7 @@ from api.auth import Staff, require_role
 from api.deps import Pool
 from api.problems import Problem
 from api.read_models.cursors import decode_cursor, encode_cursor
-from api.staff_actions import READABLE_BY
+from api.read_models.staff_reach import READABLE_BY, TIMELINE
 from dsrflow.domain.audit import request_events
 from dsrflow.stores.requests_store import get_request
 
@@ -52,7 +52,7 @@ class EventPage(BaseModel):
 
 @router.get("/{request_id}/events", response_model=EventPage)
 async def events(
-    staff: Annotated[Staff, require_role(READABLE_BY["audit-timeline"])],
+    staff: Annotated[Staff, require_role(READABLE_BY[TIMELINE])],
     request_id: str,
     pool: Pool,
     limit: Annotated[int, Query(ge=1, le=500, description="events per page")] = 100,

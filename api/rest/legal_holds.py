@@ -19,7 +19,7 @@ from api.auth import Staff, require_role
 from api.deps import Pool, State
 from api.erasure_sweeps import start_subject_sweep
 from api.problems import Problem
-from api.staff_actions import READABLE_BY
+from api.read_models.staff_reach import LEGAL_CLAIMS_HOLDS, READABLE_BY
 from api.state import AppState
 from dsrflow.crypto.hashing import subject_hash
 from dsrflow.crypto.keys import load_secret_key
@@ -158,7 +158,7 @@ async def place(staff: Annotated[Staff, require_role("compliance")], request: Re
 
 @router.get("")
 async def index(
-    staff: Annotated[Staff, require_role(READABLE_BY["legal-claims-holds"])],
+    staff: Annotated[Staff, require_role(READABLE_BY[LEGAL_CLAIMS_HOLDS])],
     state: State,
     pool: Pool,
     active: Annotated[bool | None, Query(description="true: only active holds; false: only released ones")] = None,
@@ -172,7 +172,7 @@ async def index(
 
 
 @router.get("/{hold_id}")
-async def read(staff: Annotated[Staff, require_role(READABLE_BY["legal-claims-holds"])], hold_id: str,
+async def read(staff: Annotated[Staff, require_role(READABLE_BY[LEGAL_CLAIMS_HOLDS])], hold_id: str,
                pool: Pool) -> dict[str, Any]:
     hold = await get_hold(pool, hold_id)
     if hold is None:

@@ -16,10 +16,10 @@ from pydantic import BaseModel
 from api.auth import Staff, require_role
 from api.deps import Pool, State
 from api.problems import Problem
-from api.read_models.staff_reach import readable_view
+from api.read_models.staff_reach import may_read, readable_view
 from api.rest.openapi_examples import NEW_REQUEST, REQUEST_VIEW, json_response
 from api.service import open_request, request_view, require_step_shown, run_update
-from api.staff_actions import STAFF_ACTIONS, StaffAction, may_read
+from api.staff_actions import STAFF_ACTIONS, StaffAction
 from api.state import AppState
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.crypto.package_files import read_package
