@@ -11,6 +11,13 @@ resolved the task meanwhile) keeps no row after it and stops; that attempt then 
 result on record (`result_on_record`) rather than one of its own. Its own result, stored after its
 run's last write had found the task not ended, is refused the same way (`by_attempt`): a resolution
 stored between the two stands.
+
+Two tries of one attempt (a worker cut off from Temporal runs on while the retry runs elsewhere) may
+both get to the end: the first result stored that ends the task stands, whole. A later try's, the
+same in every stored field, writes nothing (the record's time stays the first's: the evidence pack
+shows it as when the system's task ended); a different one (counted otherwise: a delete of the first
+try's heard 404) is refused, and the later try answers with the record. The audit event of the
+status is one per attempt (its key), with the first's counts, so the record cannot say otherwise.
 """
 
 from __future__ import annotations
@@ -35,9 +42,11 @@ async def store_task_result(ctx: ActivityContext, request_id: str, result: TaskR
     in the same transaction (BEGIN, the lock and COMMIT: three more round trips, once a task).
     `by_attempt`: the result of the attempt's own run (activities/fanout.py), which may still run
     when staff resolve its task. It is stored only if no other result of this attempt or a later
-    one ended the task (its own, stored by a try that died before answering, is stored again), read
-    after the same lock, so that a resolution is either seen here or stored after this result;
-    otherwise nothing is stored (nor audited) and that result on record is returned. None: stored."""
+    one ended the task, read after the same lock, so that a resolution is either seen here or stored
+    after this result; otherwise nothing is stored (nor audited) and that result on record is
+    returned. None: stored, or on record already as this result says it (stored by a try of the
+    attempt that died before answering, or by another try that found the same): the first stands,
+    with its time (the evidence's), not overwritten by a later try's."""
     ends = result.status in ENDS_TASK
     writes = [_record(request_id, result), *along,
               *([journal_cleared(request_id, result.system, result.attempt)] if ends else [])]
@@ -49,9 +58,11 @@ async def store_task_result(ctx: ActivityContext, request_id: str, result: TaskR
                 await ending_lock(conn, request_id, result.system)
             if by_attempt:
                 record = await result_on_record(conn, request_id, result.system, result.action, result.recipient)
-                if record is not None and record.status in ENDS_TASK and record.attempt >= result.attempt \
-                        and _told(record) != _told(result):
-                    return record
+                if record is not None and record.status in ENDS_TASK and record.attempt >= result.attempt:
+                    # The first result that ended the task stands, with its time: an identical one
+                    # (a try that died after storing it, or two tries finding the same) answers as
+                    # stored; any other (a resolution, a try that counted otherwise) is the answer.
+                    return None if _told(record) == _told(result) else record
             await append_event(
                 conn,
                 event_key=f"{request_id}:task:{result.system}:{result.action}:{result.attempt}:{result.status}",
@@ -63,9 +74,11 @@ async def store_task_result(ctx: ActivityContext, request_id: str, result: TaskR
 
 
 def _told(result: TaskResult) -> tuple[object, ...]:
-    """What tells one stored result from another of the same attempt (a resolution says who
-    resolved it and why in its message)."""
-    return result.attempt, result.status, result.found, result.changed, result.kept, result.message
+    """What the record keeps of a result, to tell one stored result from another of the same
+    attempt (a resolution says who resolved it and why in its message); not its external id, which
+    the record keeps from the first that had one."""
+    return (result.attempt, result.status, result.found, result.changed, result.kept, result.message,
+            result.datasets, result.kept_records)
 
 
 def _record(request_id: str, result: TaskResult) -> Write:

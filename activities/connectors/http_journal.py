@@ -60,7 +60,7 @@ _READS_TOGETHER = 50
 JOURNAL_UNREADABLE = "HttpRunJournalUnreadable"
 # Rows whose request is no longer open (closed, which takes them at once, or gone) that are still
 # here after this long: written by an attempt still running when its request closed, before the
-# guard in `flush`. An open request's rows stay however long its run pauses (a quota day, a
+# guards in `flush` (0038 and, for a close in flight, 0039). An open request's rows stay however long its run pauses (a quota day, a
 # Retry-After): its workflow, or staff resuming a stopped one, carries on from them.
 _ABANDONED = "7 days"
 # The statuses a task's result ends it with, and its journal: only a task needing staff runs again
@@ -223,7 +223,8 @@ class Journal:
     async def flush(self) -> None:
         """Keep what waits to be kept, unless the request has closed (its journal went with it) or
         the task has ended (`TaskEnded`): checked and written in one statement, under the lock an
-        ending result takes (migration 0038), so that no row outlives the result."""
+        ending result takes (migration 0038), so that no row outlives the result, and after the
+        request's row (0039): a close in flight is waited for and read, one after it takes the rows."""
         if not self._pending:
             return
         rows, self._pending = self._pending, []
