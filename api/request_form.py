@@ -37,6 +37,9 @@ OBJECTION_LABELS = {
     ObjectionScope.legitimate_interest: N_("Other processing based on our legitimate interests"),
 }
 _LINE_FORMAT = N_("Write each other correction on its own line as: what it is: the correct value.")
+# Two values for one field ("phone" and "téléphone", or the name box and a "name:" line): which is
+# meant cannot be guessed, and keeping the last would drop the other unseen.
+_TWICE = N_("%(field)s is named twice: write each correction once.")
 # The policy's words on a correction it refuses (policy/systems.py), where they are fixed: the
 # subject reads them in their language. (A value's format problem names the format, in English.)
 _NOTHING_CORRECTABLE = N_("nothing can be corrected on request here")
@@ -73,9 +76,10 @@ def words_in(policy: LoadedPolicy, language: str) -> dict[str, str]:
     return correction_words(policy.in_language(language).systems.values())
 
 
-def _corrections(form: FormData, words: Sequence[Mapping[str, str]]) -> dict[str, str]:
+def _corrections(form: FormData, words: Sequence[Mapping[str, str]], t: Translator) -> dict[str, str]:
     """The rectification fields: a corrected name, and any other `field: value` lines, each field
-    named by the key it means (`correction_key`: in `words`, or as the key itself)."""
+    named by the key it means (`correction_key`: in `words`, or as the key itself). A line that is
+    not `field: value`, or a field named twice, is refused: ValueError, worded by `t`."""
     corrections = {}
     if name := text(form, "correct_name"):
         corrections["name"] = name
@@ -83,8 +87,11 @@ def _corrections(form: FormData, words: Sequence[Mapping[str, str]]) -> dict[str
         if line.strip():
             field, sep, value = line.partition(":")
             if not sep or not field.strip() or not value.strip():
-                raise ValueError(_LINE_FORMAT)
-            corrections[correction_key(field, *words)] = value.strip()
+                raise ValueError(t.gettext(_LINE_FORMAT))
+            key = correction_key(field, *words)
+            if key in corrections:
+                raise ValueError(t.gettext(_TWICE) % {"field": words[0].get(key, key) if words else key})
+            corrections[key] = value.strip()
     return corrections
 
 
@@ -97,9 +104,9 @@ def details(form: FormData, errors: dict[str, str], t: Translator = ENGLISH,
     body: dict[str, Any] = {"type": kind, "country": text(form, "country"), "language": text(form, "language")}
     if kind == "rectification":
         try:
-            body["corrections"] = _corrections(form, words)
-        except ValueError:
-            errors["corrections"] = t.gettext(_LINE_FORMAT)
+            body["corrections"] = _corrections(form, words, t)
+        except ValueError as exc:
+            errors["corrections"] = str(exc)
     elif kind == "restriction":
         body["restriction_grounds"] = [str(g) for g in form.getlist("restriction_grounds")]
     elif kind == "objection":

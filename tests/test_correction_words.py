@@ -76,6 +76,25 @@ async def test_a_french_subject_corrects_in_french_and_is_told_what_can_be_corre
     assert details["corrections"] == {"phone": "+32 470 99 99 99", "last_name": "Lovelace-King"}
 
 
+async def test_a_field_named_twice_is_refused_naming_it(portal, pool):
+    """"téléphone" and "telefoon" on two lines, or the name box and a "nom:" line, named one field
+    twice: the form kept the last value and dropped the other unseen."""
+    _, page = await _post(portal, "fr", "téléphone : +32 470 11 11 11\nTelefoon: +32 470 22 22 22")
+    assert page.status_code == 422
+    error = unescape(re.search(r'id="corrections-error"><span[^>]*>[^<]*</span> ([^<]*)</p>', page.text).group(1))
+    assert error == "téléphone est indiqué deux fois : écrivez chaque rectification une seule fois.", error
+    # What was typed stays in the form, to be mended.
+    assert "Telefoon: +32 470 22 22 22" in unescape(page.text)
+    form = await portal.get("/portal?lang=en")
+    submission = re.search(r'name="submission" value="([^"]+)"', form.text).group(1)
+    email = f"rect.{uuid.uuid4().hex[:8]}@example.com"
+    page = await portal.post("/portal/requests?lang=en", data={
+        "submission": submission, "type": "rectification", "email": email, "language": "en",
+        "correct_name": "Ada King", "other_corrections": "Name: Ada Lovelace"})
+    assert page.status_code == 422 and "name is named twice" in unescape(page.text)
+    assert await pool.fetchval("SELECT count(*) FROM dsr_requests WHERE subject_email = $1", email) == 0
+
+
 async def test_an_opendsr_processors_datasets_are_named_in_the_letters_language():
     """A German objection response named the e-mail marketing processor's dataset "subscribers"."""
     params = {"report": {"results": [{
