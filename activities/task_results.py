@@ -31,6 +31,7 @@ import asyncpg
 from activities.connectors.http_journal import ENDS_TASK, ending_lock, journal_cleared
 from activities.context import ActivityContext
 from dsrflow.domain.audit import append_event
+from dsrflow.infra.failpoints import failpoint
 from dsrflow.infra.writes import Write
 from schemas.workflow import TaskResult
 
@@ -70,6 +71,8 @@ async def store_task_result(ctx: ActivityContext, request_id: str, result: TaskR
                 data={"system": result.system, "action": result.action, "found": result.found,
                       "changed": result.changed, "kept": result.kept, "message": result.message},
                 along=writes)
+    # Stored, and its caller (the attempt, or the workflow's step) not yet answered.
+    failpoint("task-result-stored", f"{result.system}:{result.status}:{'attempt' if by_attempt else 'workflow'}")
     return None
 
 
