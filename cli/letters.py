@@ -81,7 +81,7 @@ def letters_list(request: _Request = None, purpose: _Purpose = None) -> None:
 
 @letters_app.command("read")
 def letters_read(files: Annotated[list[Path] | None, typer.Argument(
-                     help="Letters' .eml files; without them, every letter the options match.")] = None,
+                     metavar="FILE.eml", help="Letters' .eml files; without them, every letter the options match.")] = None,
                  request: _Request = None, purpose: _Purpose = None) -> None:
     """Print each letter as its reader sees it: who sent it to whom, when, its subject line, and its
     text (the plain part, decoded)."""
@@ -92,9 +92,14 @@ def letters_read(files: Annotated[list[Path] | None, typer.Argument(
         chosen = []
         for path in files:
             try:
-                chosen.append((path, email.message_from_bytes(path.read_bytes(), policy=email.policy.default)))
+                message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
             except OSError as exc:
                 fail(f"cannot read {path}: {exc.strerror or exc}")
+            # Any bytes parse as a message: a file that is not one (a list of ids, a .zip) was printed
+            # under "From: -", "To: -" as if it were a letter with its headers blank.
+            if not message.keys():
+                fail(f"{path} is not a letter: it has no mail headers (the sink's .eml files, `dsrflow letters list`)")
+            chosen.append((path, message))
     else:
         sink = _sink()
         chosen = _matching(sink, request, purpose)

@@ -35,7 +35,7 @@ token_app = command_group("Staff API tokens.")
 audit_app = command_group("The hash-chained audit trail.")
 erasure_app = command_group("The erasure ledger.")
 retention_app = command_group("The policy's retention periods.")
-packages_app = command_group("Access and portability packages kept on disk.")
+packages_app = command_group("Access and portability packages and processors' uploads in the package storage.")
 app.add_typer(token_app, name="token")
 app.add_typer(audit_app, name="audit")
 app.add_typer(erasure_app, name="erasure")
@@ -219,7 +219,9 @@ def deadline(
         result = compute_deadline(regime, parse("received", received), country,
                                   parse("verified", verified) if verified is not None else None, appeal=appeal)
     except DeadlineError as exc:
-        fail(str(exc), 2)
+        # The domain names its parameter (`regime: unknown 'xx'`); an operator typed the option.
+        field = str(exc).partition(":")[0]
+        fail(f"--{exc}" if field in ("regime", "country") else str(exc), 2)
     typer.echo(json.dumps(result.as_json_dict(), indent=2))
 
 
@@ -336,8 +338,9 @@ def retention_plan(
 def packages_purge(
     yes: Annotated[bool, typer.Option("--yes", help="delete them; without it, only count")] = False,
 ) -> None:
-    """Delete the package files whose download link has expired (what the hourly
-    `dsrflow-package-purge` schedule does). Without --yes, only says how many it would delete."""
+    """Delete the package files whose download link has expired or whose request closed a week ago
+    without sending them, and stored objects no record names (a day old), as the hourly
+    `dsrflow-package-purge` schedule does. Without --yes, only says how many it would delete."""
     from datetime import UTC, datetime
 
     from dsrflow.infra.storage import open_storage

@@ -14,8 +14,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize(("group", "summary"), [
-    ("packages", "Delete the package files whose download link has expired (what the hourly "
-                 "dsrflow-package-purge schedule does). Without --yes, only says how many it would delete."),
+    ("packages", "Delete the package files whose download link has expired or whose request closed a week "
+                 "ago without sending them, and stored objects no record names (a day old), as the hourly "
+                 "dsrflow-package-purge schedule does. Without --yes, only says how many it would delete."),
     ("requests", "Print one line per open request whose workflow ended (failed, terminated, timed out) "
                  "and that the start sweep flagged: its id, since when (UTC), its due date (its deadline runs "
                  "on while it is stopped) and why, the nearest due date first. Never the subject."),

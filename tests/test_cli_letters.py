@@ -71,6 +71,11 @@ def test_nothing_to_read_is_said_with_what_was_asked_for(tmp_path):
     missing = _letters(tmp_path, "read", str(tmp_path / "nowhere.eml"))
     assert missing.returncode == 1 and "cannot read" in missing.stderr and "nowhere.eml" in missing.stderr
     assert "Traceback" not in none.stderr + missing.stderr
+    # Any bytes parse as a message: a file that is not a letter was printed with blank headers, exit 0.
+    (tmp_path / "ids.txt").write_text(f"{rid}\n")
+    not_a_letter = _letters(tmp_path, "read", str(tmp_path / "ids.txt"))
+    assert not_a_letter.returncode == 1 and "ids.txt is not a letter" in not_a_letter.stderr
+    assert "From: -" not in not_a_letter.stdout
 
 
 def test_what_a_letter_holds_is_shown_not_obeyed_by_the_terminal(tmp_path):
