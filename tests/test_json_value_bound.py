@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import subprocess
+import sys
 import uuid
 from typing import Any
 
@@ -284,3 +286,63 @@ async def test_a_signed_callback_of_too_many_values_is_refused_naming_the_fault(
         body, headers = processor.signed(callback)
         heard = await http.post(CALLBACK, content=body, headers=headers)
         assert heard.status_code == 202, heard.text
+
+
+# One emoji makes Python hold every character of its string in 4 bytes: the worst strings for
+# their bytes are ASCII with one emoji, written as UTF-8 or as the escape of its surrogate pair.
+_WIDE_READ = """
+import json
+import httpx
+from activities.connectors.bounded_http import ANSWER_BYTES, NotJson, json_document
+CAP, WIDE = ANSWER_BYTES, ANSWER_BYTES // 4  # bounded_http.WIDE_BYTES
+
+def kib(field):
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith(field))
+
+body = {body}
+assert len(body) <= CAP
+answer = httpx.Response(200, content=body, headers={{"content-type": "application/json"}})
+with open("/proc/self/clear_refs", "w") as clear:
+    clear.write("5")  # the peak so far (building the body) is forgotten: it is the reading's from here
+before = kib("VmRSS:")
+try:
+    said = "read" if json_document(answer) else "empty"
+except NotJson as exc:
+    said = str(exc)
+print(json.dumps({{"said": said, "grew_mb": (kib("VmHWM:") - before) / 1024}}))
+"""
+WIDE_BODIES = {
+    # One emoji, then ASCII to the cap (the old reader: about 290 MB): refused before parsing.
+    "one emoji in 32 MiB of ASCII": (
+        "b'{\"datasets\":[{\"name\":\"notes\",\"records\":[{\"note\":\"\\xf0\\x9f\\x98\\x80' + b'a' * (CAP - 60) "
+        "+ b'\"}]}]}'",
+        "holds more than 8,388,608 characters in strings with an emoji or another character past U+FFFF"),
+    # As many such characters as are let through, escaped (the parser's buffer), the rest of the
+    # cap one string of 2 bytes a character (a euro sign, escaped too): read.
+    "escaped, to the bound": (
+        "b'[\"\\\\ud83d\\\\ude00' + b'a' * (WIDE - 9) + b'\",\"\\\\u20ac' + b'a' * (CAP - WIDE - 40) + b'\"]'", "read"),
+}
+
+
+def test_strings_of_4_byte_characters_cost_a_small_multiple_of_the_answer():
+    """Each body read in a process of its own, its peak measured past the answer's own bytes: the
+    first was read for 256 MB (the answer decoded whole at 4 bytes a character, then its string),
+    the second for 112; now the first is refused before parsing (under 1 MB) and the worst let
+    through is read for 96 MB (docs/security.md)."""
+    for name, (body, said) in WIDE_BODIES.items():
+        done = subprocess.run([sys.executable, "-c", _WIDE_READ.format(body=body)], capture_output=True,
+                              text=True, timeout=60, check=True)
+        read = json.loads(done.stdout)
+        assert read["grew_mb"] < 150, f"{name}: {read['grew_mb']:.0f} MB"
+        assert read["said"] == said, name
+
+
+def test_text_with_emoji_is_read_as_written_in_any_json_encoding():
+    """Real text with emoji and accents, as UTF-8 (with or without a byte-order mark), escaped, or
+    as UTF-16 or -32: read as json.loads reads it."""
+    document = {"name": "Zoë 😀", "notes": ["Café ☕ at 8 €", "👍🏽 done"], "ok": True}
+    for body in (json.dumps(document, ensure_ascii=False).encode(), json.dumps(document).encode(),
+                 b"\xef\xbb\xbf" + json.dumps(document, ensure_ascii=False).encode(),
+                 json.dumps(document).encode("utf-16"), json.dumps(document, ensure_ascii=False).encode("utf-32-le")):
+        assert json_bytes(body) == document

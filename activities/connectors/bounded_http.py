@@ -1,6 +1,7 @@
 """HTTP clients for the connectors whose answers are read whole, with a cap on an answer's size
-and on the time it takes to arrive, and a reader of JSON answers that bounds their depth and the
-count of values they hold (both measured before any parser sees them, without recursion).
+and on the time it takes to arrive, and a reader of JSON answers that bounds their depth, the
+count of values they hold and the length of their strings holding an emoji (all measured before
+any parser sees them, without recursion), parsing them from their bytes.
 
 httpx reads a body into memory however long it is, and its timeout bounds each read, not the
 exchange: a hostile or broken processor answering a status poll, a discovery document or a token
@@ -20,6 +21,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+from pydantic_core import from_json
 
 from activities.connectors.http_answers import kind_of
 from activities.connectors.tls import tls_context
@@ -43,6 +45,13 @@ JSON_DEPTH = 32
 # real answer fits up to about half the cap, most whole. Scaled to the cap: a discovery document
 # (1 MiB) is allowed 65,536, a callback (256 KiB) 16,384.
 VALUE_BYTES = 16
+# At most one character in strings holding a character past U+FFFF (an emoji) for each WIDE_BYTES
+# of the cap: Python holds each character of such a string in 4 bytes, an ASCII one included, so
+# one emoji in a string of 32 MiB of ASCII made it 128 MB. At the bound such strings cost as much
+# as the cap (8,388,608 characters in 32 MiB): a whole answer then about 3 times its bytes. Real
+# text with emoji (messages, names, notes) fits: a quarter of the cap's characters is more than
+# a chat export of a single subject holds.
+WIDE_BYTES = 4
 
 
 class AnswerTooLarge(httpx.RemoteProtocolError):
@@ -161,29 +170,51 @@ _NOT_JSON = "is not valid JSON"
 
 
 def json_bytes(content: bytes, *, cap: int = ANSWER_BYTES) -> Any:
-    """The JSON document `content` holds, as json.loads reads bytes (UTF-8, -16 or -32, whichever
-    the first bytes show), `content` having been read under a cap of `cap` bytes; NotJson when it
-    is nested deeper than JSON_DEPTH or holds more than one value for each VALUE_BYTES of `cap`
-    (TooDeep, TooMany: refused before any parser sees it), or is no JSON. A body a processor signed
-    (a callback) is read so too."""
-    try:
-        text = content.decode(json.detect_encoding(content), "surrogatepass")
-    except UnicodeDecodeError:
-        text = ""  # no JSON: refused below
-    # json.loads reads one value after any whitespace and refuses what follows it: only a document
-    # opening a container can nest, or hold more than that one value.
-    if _CONTAINER.match(text):
-        values = cap // VALUE_BYTES
-        shape = _shape(text, JSON_DEPTH, values)
+    """The JSON document `content` holds (UTF-8, or UTF-16 or -32 as json.loads would take them,
+    whichever the first bytes show), `content` having been read under a cap of `cap` bytes;
+    NotJson when it is nested deeper than JSON_DEPTH or holds more than one value for each
+    VALUE_BYTES of `cap` (TooDeep, TooMany: refused before any parser sees it), or is no JSON. A
+    body a processor signed (a callback) is read so too.
+
+    Parsed from the bytes (pydantic's JSON parser), never from the whole answer as one text:
+    Python holds a text at the width of its widest character, so one emoji in 32 MiB of ASCII made
+    the decoded answer 128 MB, on top of its bytes and the strings parsed from it (about 300 MB in
+    all). A lone half of a surrogate pair (`"\\ud83d"`) is refused as no JSON: json.loads read it,
+    and the package then failed to write it as UTF-8."""
+    content = _utf8(content)
+    # A parser reads one value after any whitespace and refuses what follows it: only a document
+    # opening a container can nest, or hold more than that one value; or a string, be wide.
+    if _OPENING.match(content):
+        values, wide = cap // VALUE_BYTES, cap // WIDE_BYTES
+        shape = _shape(content, JSON_DEPTH, values, wide)
         if shape == "deeper":
             raise TooDeep(f"is JSON nested deeper than {JSON_DEPTH} levels")
         if shape == "more":
             raise TooMany(f"holds more than {values:,} JSON values")
+        if shape == "wide":
+            raise TooMany(f"holds more than {wide:,} characters in strings with an emoji or another "
+                          "character past U+FFFF")
         if shape == "unbalanced":
             raise NotJson(_NOT_JSON)
     try:
-        return json.loads(text)
+        # Keys only are shared between documents (a record's field names); values are each document's own.
+        return from_json(content, cache_strings="keys")
     except ValueError:
+        raise NotJson(_NOT_JSON) from None
+
+
+def _utf8(content: bytes) -> bytes:
+    """`content` as UTF-8, which JSON between systems must be (RFC 8259) and the parser reads:
+    without the byte-order mark some write before it; UTF-16 or -32 recoded (their text, at 2 to 4
+    bytes a character, is no larger than the answer's bytes or twice them)."""
+    encoding = json.detect_encoding(content)
+    if encoding == "utf-8":
+        return content
+    if encoding == "utf-8-sig":
+        return content[3:]
+    try:
+        return content.decode(encoding).encode()
+    except UnicodeError:
         raise NotJson(_NOT_JSON) from None
 
 
@@ -205,60 +236,99 @@ def _not_json(kind: str, said_json: bool, content: bytes) -> str:
 
 
 # What may hold brackets, commas or colons that are no JSON's: a JSON string, once its escapes
-# are out. Escapes go first, with str.replace (an escaped backslash, then an escaped quote: what is
+# are out. Escapes go first, with bytes.replace (an escaped backslash, then an escaped quote: what is
 # left of a run of backslashes is one or none), which pairs them as the parser does up to the first
 # thing it refuses (outside strings JSON has no backslash). The string pattern matches wherever it
 # starts and repeats a single character, so the scan is linear in time: one that had to find a
 # string's closing quote past its escapes failed at every quote of an unclosed run and scanned the
 # rest of the text from each (an answer of 80 KB of `"\\` took 18 s of the worker's CPU, one of
 # the 32 MB the cap lets in, days). A string left open runs to the end of the text: that is no
-# JSON, which json.loads refuses. re.sub keeps each piece it leaves as an object of its own (some
+# JSON, which the parser refuses. re.sub keeps each piece it leaves as an object of its own (some
 # 50 bytes more than its characters): over a whole 32 MB answer of short pieces (`[],[],...`, or
 # `"ab\n` again and again for the escape pattern this replaced) that was up to 900 MB before any
-# parsing, so the text is read in slices of _SLICE characters, each starting inside a string if
+# parsing, so the text is read in slices of _SLICE bytes, each starting inside a string if
 # the quotes before it are odd in number.
-_STRING = re.compile(r'"[^"]*"?')
-_NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
-_CONTAINER = re.compile(r"[ \t\n\r]*[\[{]")  # JSON's whitespace, as json.loads skips it
+_STRING = re.compile(rb'"[^"]*"?')
+_NOT_BRACKETS = re.compile(rb"[^\[\]{}]+")
+_OPENING = re.compile(rb'[ \t\n\r]*[\[{"]')  # JSON's whitespace, as its parsers skip it
 _SLICE = 256 * 1024
-# Depth does not depend on a container's kind ([ or {); what does not pair up is json.loads's to refuse.
-_ONE_KIND = str.maketrans("{}", "[]")
+# Depth does not depend on a container's kind ([ or {); what does not pair up is the parser's to refuse.
+_ONE_KIND = bytes.maketrans(b"{}", b"[]")
 
 
-def _shape(text: str, depth: int, values: int) -> str:
-    """What the JSON document `text` would be to a parser: "more" than `values` values (the
-    document itself, each container it opens, each comma and colon: a key counts as one),
-    "deeper" than `depth`, "unbalanced" when its containers do not close (no JSON), else "ok".
-    The count stops at the slice that passes `values`, having read no further; a document that
-    is then already too deep is called that, the fault that names it better."""
-    unescaped = text.replace("\\\\", "").replace('\\"', "")
-    counted, inside, brackets = 1, False, []
+def _shape(text: bytes, depth: int, values: int, wide: int) -> str:
+    """What the JSON document `text` (UTF-8: no byte of a character past ASCII is a quote, a
+    backslash, a bracket, a comma or a colon) would be to a parser: "more" than `values` values (the
+    document itself, each container it opens, each comma and colon: a key counts as one), "wide"
+    when its strings holding a character past U+FFFF hold more than `wide` characters, "deeper"
+    than `depth`, "unbalanced" when its containers do not close (no JSON), else "ok". The count
+    stops at the slice that passes `values` or `wide`, having read no further; a document that is
+    then already too deep is called that, the fault that names it better."""
+    # Each escaped backslash or quote becomes one byte (one character, as to the parser).
+    unescaped = text.replace(b"\\\\", b".").replace(b'\\"', b".")
+    if _HIGH_SURROGATE.search(unescaped):  # an escaped emoji: its first half made a 4-byte character
+        for escape in _HIGH_SURROGATES:
+            unescaped = unescaped.replace(escape, b"\xf0\x80\x80\x80")
+    counted, held, brackets, inside, open_wide, open_chars = 1, 0, [], False, False, 0
     for start in range(0, len(unescaped), _SLICE):
         part = unescaped[start:start + _SLICE]
-        outside = _STRING.sub("", '"' + part if inside else part)
-        inside ^= part.count('"') % 2 == 1
-        counted += sum(map(outside.count, ",:[{"))
-        brackets.append(_NOT_BRACKETS.sub("", outside).translate(_ONE_KIND))
-        if counted > values:
-            return "deeper" if "[" * (depth + 1) in "".join(brackets) else "more"
-    return _nesting("".join(brackets), depth)
+        if inside:  # the string the last slice left open goes on, perhaps to its end in this one
+            closing = part.find(b'"') + 1 or len(part)
+            head, part = part[:closing], part[closing:]
+            open_chars += _characters(head)
+            open_wide = open_wide or _WIDE.search(head) is not None
+            inside = not head.endswith(b'"')
+            if not inside and open_wide:
+                held += open_chars
+        if part.count(b'"') % 2:  # a string opens in this slice and goes on past it
+            opening = part.rfind(b'"')
+            part, tail = part[:opening], part[opening:]
+            inside, open_wide, open_chars = True, _WIDE.search(tail) is not None, _characters(tail)
+        outside = _STRING.sub(b"", part)
+        counted += sum(map(outside.count, (b",", b":", b"[", b"{")))
+        held += _characters(b"".join(_WIDE_STRINGS.findall(part)))
+        brackets.append(_NOT_BRACKETS.sub(b"", outside).translate(_ONE_KIND))
+        if counted > values or held > wide:
+            if b"[" * (depth + 1) in b"".join(brackets):
+                return "deeper"
+            return "more" if counted > values else "wide"
+    if inside and open_wide:  # a string left open: no JSON, but not read to find out
+        held += open_chars
+    return "wide" if held > wide else _nesting(b"".join(brackets), depth)
 
 
-def _nesting(brackets: str, limit: int) -> str:
+# A character past U+FFFF (an emoji): Python holds each character of a string holding one in 4
+# bytes, an ASCII one included. As UTF-8, its first byte; escaped, the first half of its pair.
+_WIDE = re.compile(rb"[\xf0-\xf4]")
+_HIGH_SURROGATE = re.compile(rb"\\u[dD][89abAB]")
+_HIGH_SURROGATES = [b"\\u" + d + h for d in (b"d", b"D") for h in (b"8", b"9", b"a", b"b", b"A", b"B")]
+# Every string, in order; the one group holds those holding such a character (findall: the rest b"").
+_WIDE_STRINGS = re.compile(rb'"[^"\xf0-\xf4]*+"|("[^"]*+")')
+_CONTINUATION = bytes(range(0x80, 0xC0))
+
+
+def _characters(strings: bytes) -> int:
+    """How many characters `strings` (of the unescaped text) hold: a UTF-8 character's
+    continuation bytes are none of their own, nor the rest of an escape (`\\n`, `\\u00e9`)."""
+    continuations = len(strings) - len(strings.translate(None, _CONTINUATION))
+    return len(strings) - continuations - strings.count(b"\\") - 4 * strings.count(b"\\u")
+
+
+def _nesting(brackets: bytes, limit: int) -> str:
     """How the containers `brackets` opens (`[`) and closes (`]`) nest: "deeper" than `limit`,
     "unbalanced" when they do not close (no JSON), else "ok". Without recursion, before parsing:
     Python's JSON decoder is recursive (past about a thousand levels a RecursionError that names
     nothing), and so is every reader of what it returns (templates, the payloads Temporal
-    encodes). Each pass takes out the containers that hold no other (str.replace does not look
+    encodes). Each pass takes out the containers that hold no other (bytes.replace does not look
     again at what it joined), so `limit` passes empty any document no deeper than that; more
     than `limit` openers in a row are deeper at once. Linear in the length: each step reads
     it, or what is left of it, once, and there are at most `limit` + 2 steps."""
-    if "[" * (limit + 1) in brackets:
+    if b"[" * (limit + 1) in brackets:
         return "deeper"
     for _ in range(limit):
         if not brackets:
             return "ok"
-        shorter = brackets.replace("[]", "")
+        shorter = brackets.replace(b"[]", b"")
         if len(shorter) == len(brackets):
             return "unbalanced"
         brackets = shorter
