@@ -25,6 +25,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from api import request_form
 from api.deps import Limiter, State, counted
 from api.forms import read_form
+from api.outages import WORKFLOW_ENGINE
 from api.pages import page_language, page_translator, problem_pages, render
 from api.problems import Problem
 from api.public.intake import (
@@ -136,11 +137,27 @@ async def submit(request: Request, state: State, limiter: Limiter) -> Response:
     submission = values.get("submission", "")
     key = f"portal:{submission}" if request_form.SUBMISSION.match(submission) else None
     try:
-        row = await submit_request(state, new, key)
+        started = await _started(state, new, key)
     except AppealNotOpened as refused:
         # The form has no field for it (an appeal's reference comes in a link or a crafted
         # post), so the problem page says it, in the page's language: already worded for it.
         raise Problem(422, _APPEAL_NOT_OPENED, refused.worded(t)) from None
+    return started or _form_page(request, values, {}, status=503, not_started=True)
+
+
+async def _started(state: AppState, new: PublicNewRequest, key: str | None) -> Response | None:
+    """Either form's request stored and started: the way on to its verify page. None when it is
+    stored but not started (the workflow engine not answering: api/service.py): the caller shows
+    the form again as sent, saying to send it again in a few seconds (portal/_not_started.html),
+    and the same form (`key`, its submission) is the same request, started then. Before, the
+    subject read staff's words in English (an Idempotency-Key, the request's id, the sweep's
+    minutes), and the outage page's "go back" reloads the form, a new submission: a second request."""
+    try:
+        row = await submit_request(state, new, key)
+    except Problem as problem:
+        if problem.status != 503 or problem.extra.get("component") != WORKFLOW_ENGINE:
+            raise
+        return None
     return RedirectResponse(f"/portal/requests/{row['id']}/verify", status_code=303)
 
 
@@ -157,13 +174,17 @@ _REASONS = N_("Tell us what your complaint is about in at most %(count)s charact
               "are fine, other control characters are not.")
 # What a complaint repeats of the refused request: what it asked, for us to reconsider it.
 _REPEATED = ("corrections", "restriction_grounds", "objection_scope")
+COMPLAINTS_PATH = "/portal/complaints"
 
 
 def _complaint_page(request: Request, values: dict[str, Any], errors: dict[str, str], *,
-                    status: int = 200) -> HTMLResponse:
+                    status: int = 200, **extra: Any) -> HTMLResponse:
+    # The page answering the form's post offers its languages as links to the complaint form
+    # (api/pages.py `here`), not to /portal, the request form, where they led a subject before.
     return render(request, "portal/complaint_form.html", {
         "values": values, "errors": errors, "submission": values.get("submission") or uuid.uuid4().hex,
-        "max_reasons": MAX_COMPLAINT_REASONS,
+        "max_reasons": MAX_COMPLAINT_REASONS, "here": COMPLAINTS_PATH if request.method == "POST" else None,
+        **extra,
     }, status_code=status)
 
 
@@ -208,11 +229,11 @@ async def complain(request: Request, state: State, limiter: Limiter) -> Response
     submission = values.get("submission", "")
     key = f"portal-complaint:{submission}" if request_form.SUBMISSION.match(submission) else None
     try:
-        row = await submit_request(state, new, key)
+        started = await _started(state, new, key)
     except AppealNotOpened:
         errors["about"] = t.gettext(_NOT_COMPLAINABLE) % {"reference": about}
         return _complaint_page(request, values, errors, status=422)
-    return RedirectResponse(f"/portal/requests/{row['id']}/verify", status_code=303)
+    return started or _complaint_page(request, values, {}, status=503, not_started=True)
 
 
 @router.get("/status", dependencies=[counted("lookup")])

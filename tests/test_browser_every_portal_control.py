@@ -1,0 +1,310 @@
+"""Every button, link that acts, form and field with behaviour the subject's portal can show, on each
+page and in each state: the browser test (Debian's Chromium) that presses it. The portal has no
+roles: whoever holds the link or the reference sees the same page, in the language they chose
+(en, nl, fr, de: tests/test_browser_portal_access.py opens every page in each, at phone width, and
+checks labels, errors and focus). Pages: api/public/portal.py, api/public/portal_verify.py,
+api/templates/portal/; the console's table: tests/test_browser_every_button.py.
+
+Files are tests/test_browser_<name>.py ("portal" is tests/test_browser_portal.py, "access"
+portal_access, "every" this module); test names are shortened.
+
+| control (page, state)                          | shown when                      | pressed by                                            |
+|------------------------------------------------|---------------------------------|-------------------------------------------------------|
+| header: Skip to content                        | every page                      | access keyboard_alone; new_pages page_not_found       |
+| header: controller's name (to /portal)         | every page                      | navigation subject_switches_language                  |
+| header: language links                         | every page; a page's query kept | portal looks_up (status, verify); navigation          |
+|                                                | (a link's token, `about`); a    | subject_switches_language (form, status, the e-mail's |
+|                                                | form's answer: to its form      | link, not found); access keyboard_alone; every        |
+|                                                |                                 | complaint_in_french_and_german (refused complaint,    |
+|                                                |                                 | the letter's link)                                    |
+| footer: privacy e-mail address (mailto:)       | every page                      | not pressed: opens the visitor's mail program         |
+| form: each type (radio), its part of the form  | /portal                         | access every_page (each type, each language); team    |
+|                                                |                                 | forms_show_only_the_chosen_types; access keyboard     |
+| form: e-mail, name                             | /portal                         | browser subject_verifies; access every_page (refused) |
+| form: country (a list, by name in the page's   | /portal                         | browser subject_verifies (BE); access keyboard (type- |
+| language)                                      |                                 | ahead); every sends_each_type (French names)          |
+| form: correct name, other corrections          | rectification chosen            | every engine_is_down (full policy, Dutch words);      |
+|                                                |                                 | access every_page (refused: no colon)                 |
+| form: restriction grounds                      | restriction chosen              | access keyboard (Space); every_page (refused)         |
+| form: objection scope                          | objection chosen                | every sends_each_type; access every_page (refused)    |
+| form: Send my request                          | /portal                         | access: browser, team, cross_site; erasure, objection,|
+|                                                |                                 | portability: every sends_each_type; restriction:      |
+|                                                |                                 | access keyboard; rectification: every engine_is_down  |
+| form: error summary's links                    | a form refused                  | access every_page (each field), keyboard; review      |
+|                                                |                                 | refuses_a_bad_form                                    |
+| form: sent again (request stored, not started) | the workflow engine down        | every engine_is_down (Dutch)                          |
+| form: Request reference, See its status        | /portal                         | portal looks_up (found); access every_page (not       |
+|                                                |                                 | found); navigation (French); access keyboard          |
+| complaint: reference of the refused request    | /portal/complaints; filled from | every from_the_link (en: kept, unknown); every        |
+|                                                | the letter's `about`, or empty  | complaint_in_french_and_german (empty fr, unknown de) |
+| complaint: e-mail, What is your complaint      | /portal/complaints              | every from_the_link (empty, a control character,      |
+| about? (at most 2,000 characters)              |                                 | markup past the cap); complaint_in_french_and_german  |
+| complaint: Send my complaint                   | /portal/complaints              | every from_the_link (en), complaint_in_french_and_    |
+|                                                |                                 | german (fr, de); engine_is_down (de, sent again)      |
+| complaint: error summary's link                | a complaint refused             | every from_the_link                                   |
+| verify: code, Confirm                          | awaiting confirmation           | browser subject_verifies; access every_page (wrong,   |
+|                                                |                                 | no code, each language); portal relay_refuses;        |
+|                                                |                                 | verify_states last_code; no_worker (paused, then      |
+|                                                |                                 | confirmed); every from_the_link (a complaint's code)  |
+| verify: Yes, I made this request               | the e-mail's link opened        | portal looks_up_confirms_by_link; navigation (fr)     |
+| verify: Send me a new code                     | awaiting, codes left; locked    | access keyboard; team asks_for_a_new_code (also       |
+|                                                |                                 | locked); portal relay_refuses; verify_states          |
+|                                                |                                 | last_code (until none is left: no button)             |
+| verify: status of your request (in the hint)   | awaiting confirmation           | navigation subject_switches_language                  |
+| verify: See the status of your request         | nothing to confirm; paused      | portal looks_up (confirmed); resume subject_of_a_     |
+|                                                |                                 | stopped_request (paused); access closed_unconfirmed   |
+|                                                |                                 | (shown)                                               |
+| status: Enter the code from our e-mail         | awaiting confirmation, not      | portal looks_up (nl); navigation (de); not shown      |
+|                                                | paused                          | paused: resume subject_of_a_stopped_request           |
+| status: Complaint about (no control)           | a complaint                     | every from_the_link                                   |
+| package: Download your data                    | a valid link                    | review refuses_a_bad_form (mouse); access keyboard    |
+| problem page: Back to the start                | every problem page (not found,  | navigation (request not found, nl); new_pages (page   |
+|                                                | link expired, deleted, too many,| not found, keyboard and mouse, each language); the    |
+|                                                | another website, appeal)        | others shown: access every_page, too_many_attempts    |
+| unavailable page: Try again                    | the database down, a page read  | not pressed in a browser: tests/test_outages.py reads |
+|                                                |                                 | it over HTTP (a database to stop and start again)     |
+
+The tests below press what the table's "every" names. They share one site and worker (a refusal's
+letter, a complaint's) and one refused UK request; the workflow engine's outage has a site of its
+own, without an engine."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from playwright.async_api import Page, expect
+
+from api.request_form import words_in
+from devstack.processes import free_port
+from dsrflow.domain.references import short_reference
+from dsrflow.i18n import translations
+from policy.model import DEFAULT_POLICY, load_policy
+from schemas.requests import MAX_COMPLAINT_REASONS
+from tests.browser_access import assert_usable, errors_of, phone
+from tests.ratelimit_support import stored_for
+from tests.support import live_client, refused_erasure, text_of, unique_email, verification_code, wait_for_letter
+from tests.test_browser import CHROMIUM, served_site
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)")
+COMPLAIN = "Complain about our decision"
+REQUEST_ID = re.compile(r"/portal/requests/([0-9a-f-]{36})/verify$")
+
+
+@pytest.fixture(scope="module")
+async def portal_site(settings, pool, dev_server) -> AsyncIterator[str]:
+    """The whole app and a worker for the module: a refusal's letter, a complaint's."""
+    async with served_site(settings, pool, dev_server.client, f"portal-{uuid.uuid4().hex[:8]}") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+async def refused_uk(portal_site, pool, mail_sink) -> tuple[str, str, str]:
+    """A UK erasure compliance refused: its id, its subject's address, and the complaint form's
+    link its letter carries."""
+    email = unique_email("portal.uk")
+    async with live_client(base_url=portal_site, timeout=30) as http:
+        refused, denial = await refused_erasure(http, pool, mail_sink, email, "uk_gdpr", "GB")
+    link = re.search(r"http://\S+/portal/complaints\?about=\w+&lang=en", text_of(denial))
+    assert link, text_of(denial)
+    return refused, email, link.group(0)
+
+
+async def send_complaint(page: Page, language: str) -> None:
+    await page.get_by_role("button", name=translations(language).gettext("Send my complaint")).click()
+
+
+def field(page: Page, language: str, label: str):
+    return page.get_by_label(translations(language).gettext(label), exact=True)
+
+
+async def test_a_uk_subject_complains_from_the_link_in_our_refusal(browser, portal_site, pool, mail_sink, refused_uk):
+    refused, email, link = refused_uk
+    reference = short_reference(refused)
+    page, seen = await phone(browser)
+    await page.goto(link)
+    await assert_usable(page, seen, "en", COMPLAIN)
+    about, address = field(page, "en", "Reference of the request we refused"), field(page, "en", "Your e-mail address")
+    reasons = field(page, "en", "What is your complaint about?")
+    await expect(about).to_have_value(reference)
+
+    # Sent without saying what it is about: refused beside the field, what was typed kept.
+    await address.fill(email)
+    await send_complaint(page, "en")
+    said = await assert_usable(page, seen, "en", COMPLAIN, refused=True)
+    assert errors_of(said) == ["complaint_reasons-error"]
+    await expect(page.locator("#complaint_reasons-error")).to_contain_text("Tell us what your complaint is about.")
+    await expect(about).to_have_value(reference)
+    await expect(address).to_have_value(email)
+    await page.locator(".error-summary a").click()
+    await expect(reasons).to_be_focused()
+
+    # A control character among the words (pasted from elsewhere): refused, the text kept as typed.
+    pasted = "<b>You kept my invoices</b> \x1b[2J & ignored my letter."
+    await reasons.fill(pasted)
+    await send_complaint(page, "en")
+    said = await assert_usable(page, seen, "en", COMPLAIN, refused=True)
+    assert errors_of(said) == ["complaint_reasons-error"]
+    await expect(page.locator("#complaint_reasons-error")).to_contain_text(
+        f"in at most {MAX_COMPLAINT_REASONS} characters, as plain text")
+    await expect(reasons).to_have_value(pasted)
+
+    # A reference that is none of ours: refused naming it, the rest kept.
+    await about.fill("ZZ9ZZ9ZZ9Z")
+    await reasons.fill("You kept my invoices.")
+    await send_complaint(page, "en")
+    said = await assert_usable(page, seen, "en", COMPLAIN, refused=True)
+    assert errors_of(said) == ["about-error"]
+    await expect(page.locator("#about-error")).to_contain_text("We have no request ZZ9ZZ9ZZ9Z of yours that we refused")
+    await expect(about).to_have_value("ZZ9ZZ9ZZ9Z")
+    await expect(reasons).to_have_value("You kept my invoices.")
+
+    # Markup and line breaks, typed past the cap: the field stops at it, and all of it is taken.
+    hostile = ('<script>alert("reasons")</script>\n<b>You kept my invoices</b> & ignored my letter.\n'
+               + "Please look again. " * 120)
+    await about.fill(reference)
+    await reasons.fill(hostile)
+    await expect(reasons).to_have_value(hostile[:MAX_COMPLAINT_REASONS])
+    await send_complaint(page, "en")
+    await expect(page).to_have_url(REQUEST_ID)
+    await assert_usable(page, seen, "en", "Confirm it is you")
+    complaint = REQUEST_ID.search(page.url).group(1)
+    details = await pool.fetchval("SELECT details FROM dsr_requests WHERE id = $1::uuid", complaint)
+    assert details["complaint_reasons"] == hostile[:MAX_COMPLAINT_REASONS].strip()
+    assert details["appeal_of"] == refused
+    acknowledgement = await wait_for_letter(mail_sink, complaint, "acknowledgement")
+    assert acknowledgement["Subject"] == f"We have received your complaint (ref. {short_reference(complaint)})"
+    assert "invoices" not in acknowledgement.as_string()
+
+    # Confirmed with the code: the status page names the request the complaint is about.
+    await page.get_by_label("Code from the e-mail").fill(
+        verification_code(await wait_for_letter(mail_sink, complaint, "verification")))
+    await page.get_by_role("button", name="Confirm").click()
+    await expect(page).to_have_url(f"{portal_site}/portal/requests/{complaint}")
+    await assert_usable(page, seen, "en", "Your request")
+    await expect(page.locator("#complaint-about")).to_have_text(f"request {reference}")
+
+
+async def test_the_complaint_form_in_french_and_german_with_and_without_its_reference(
+        browser, portal_site, pool, mail_sink, refused_uk):
+    refused, email, link = refused_uk
+    reference = short_reference(refused)
+    page, seen = await phone(browser)
+
+    # Opened without a reference, in French, sent empty: each field refused, in French.
+    await page.goto(f"{portal_site}/portal/complaints?lang=fr")
+    await assert_usable(page, seen, "fr", COMPLAIN)
+    await expect(field(page, "fr", "Reference of the request we refused")).to_have_value("")
+    await send_complaint(page, "fr")
+    said = await assert_usable(page, seen, "fr", COMPLAIN, refused=True)
+    assert sorted(errors_of(said)) == ["about-error", "complaint_reasons-error", "email-error"]
+
+    # German chosen on the refused page: still the complaint form.
+    await page.get_by_role("navigation", name=translations("fr").gettext("Language")).get_by_role(
+        "link", name="Deutsch").click()
+    await assert_usable(page, seen, "de", COMPLAIN)
+
+    # An unknown reference, in German: refused naming it, what was typed kept.
+    about, reasons = field(page, "de", "Reference of the request we refused"), field(
+        page, "de", "What is your complaint about?")
+    await about.fill("QQ7QQ7QQ7Q")
+    await field(page, "de", "Your e-mail address").fill(email)
+    await reasons.fill("Sie haben meine Rechnungen behalten.")
+    await send_complaint(page, "de")
+    said = await assert_usable(page, seen, "de", COMPLAIN, refused=True)
+    assert errors_of(said) == ["about-error"]
+    await expect(page.locator("#about-error")).to_contain_text("QQ7QQ7QQ7Q")
+    await expect(about).to_have_value("QQ7QQ7QQ7Q")
+    await expect(reasons).to_have_value("Sie haben meine Rechnungen behalten.")
+
+    # The letter's link, French chosen on it: the reference kept, the complaint in French.
+    await page.goto(link)  # its `lang=en`, the letter's language
+    await page.get_by_role("navigation", name="Language").get_by_role("link", name="Français").click()
+    await assert_usable(page, seen, "fr", COMPLAIN)
+    await expect(field(page, "fr", "Reference of the request we refused")).to_have_value(reference)
+    await field(page, "fr", "Your e-mail address").fill(email)
+    await field(page, "fr", "What is your complaint about?").fill("Vous avez gardé mes factures.\nRevoyez-le, svp.")
+    await send_complaint(page, "fr")
+    await expect(page).to_have_url(REQUEST_ID)
+    await assert_usable(page, seen, "fr", "Confirm it is you")
+    complaint = REQUEST_ID.search(page.url).group(1)
+    assert await pool.fetchval("SELECT language FROM dsr_requests WHERE id = $1::uuid", complaint) == "fr"
+    acknowledgement = await wait_for_letter(mail_sink, complaint, "acknowledgement")
+    assert acknowledgement["Subject"] == translations("fr").gettext(
+        "We have received your complaint (ref. %(ref)s)") % {"ref": short_reference(complaint)}
+
+
+async def test_the_request_form_sends_each_type_no_other_test_sends(browser, portal_site, pool):
+    """Erasure, an objection (its scope chosen) and portability, each with a country chosen from the
+    list by its French name, pressed as a person would, in French. (Rectification: the test below,
+    under a policy with columns to correct.)"""
+    page, seen = await phone(browser)
+    t = translations("fr")
+    sent = {}
+    for kind in ("erasure", "objection", "portability"):
+        await page.goto(f"{portal_site}/portal?lang=fr")
+        await page.locator(f'input[name=type][value="{kind}"]').check()
+        await page.get_by_label(t.gettext("Your e-mail address")).fill(unique_email(f"portal.{kind}"))
+        await page.get_by_label(t.gettext("Your country (optional)")).select_option(
+            label="Royaume-Uni" if kind == "portability" else "Belgique")
+        if kind == "objection":
+            await page.locator("#objection_scope input").first.check()
+        await page.get_by_role("button", name=t.gettext("Send my request")).click()
+        await expect(page).to_have_url(REQUEST_ID)
+        await assert_usable(page, seen, "fr", "Confirm it is you")
+        sent[kind] = REQUEST_ID.search(page.url).group(1)
+    rows = {kind: await pool.fetchrow("SELECT request_type, country, language, details FROM dsr_requests "
+                                      "WHERE id = $1::uuid", rid) for kind, rid in sent.items()}
+    assert rows["objection"]["details"]["objection_scope"]
+    assert (rows["portability"]["country"], rows["objection"]["country"]) == ("GB", "BE")
+    assert {(row["request_type"], row["language"]) for row in rows.values()} == {
+        (kind, "fr") for kind in sent}
+
+
+async def test_a_form_sent_while_the_workflow_engine_is_down_comes_back_to_be_sent_again(
+        browser, settings, pool, refused_uk):
+    """Either form, sent while the workflow engine does not answer: the request is stored, its
+    workflow not started. The subject read staff's words, in English whatever their language (the
+    request's id, "Repeat the call with the same Idempotency-Key", the sweep's minutes); now the
+    form comes back as sent, in their language, saying to send it again in a few seconds, and sent
+    again it is the same request, not a second one. Under the full policy, whose columns may be
+    corrected (the tests' has none): a rectification, its fields named in Dutch."""
+    refused, email, _ = refused_uk
+    nowhere = settings.model_copy(update={"temporal_address": f"127.0.0.1:{free_port()}",
+                                          "policy_path": DEFAULT_POLICY})
+    phone_word = words_in(load_policy(), "nl")["phone"]
+    async with served_site(nowhere, pool, None, f"portal-down-{uuid.uuid4().hex[:8]}", worker=False) as site:
+        page, seen = await phone(browser)
+        await page.goto(f"{site}/portal?lang=nl")
+        await page.locator('input[name=type][value="rectification"]').check()
+        await page.locator("#correct_name").fill("Ada Lovelace")
+        await page.locator("#other_corrections").fill(f"{phone_word}: +32 470 12 34 56")
+        await field(page, "nl", "Your e-mail address").fill(address := unique_email("portal.down"))
+        await sent_twice_while_down(page, seen, "nl", "Ask about your personal data", pool, address)
+        await expect(page.locator("#other_corrections")).to_have_value(f"{phone_word}: +32 470 12 34 56")
+        details = await pool.fetchval("SELECT details FROM dsr_requests WHERE subject_email = $1", address)
+        assert details["corrections"] == {"name": "Ada Lovelace", "phone": "+32 470 12 34 56"}
+
+        await page.goto(f"{site}/portal/complaints?about={short_reference(refused)}&lang=de")
+        await field(page, "de", "What is your complaint about?").fill("Sie haben meine Rechnungen behalten.")
+        await field(page, "de", "Your e-mail address").fill(email)
+        await sent_twice_while_down(page, seen, "de", COMPLAIN, pool, email)
+        await expect(field(page, "de", "What is your complaint about?")).to_have_value(
+            "Sie haben meine Rechnungen behalten.")
+
+
+async def sent_twice_while_down(page: Page, seen: list[str], language: str, heading: str, pool, address: str) -> None:
+    """Send the form on `page`, then again as the page asks: each time the form comes back, saying
+    so, and one request is stored for `address`."""
+    before = await stored_for(pool, address)
+    for _ in range(2):
+        await page.locator("main form[method=post] button[type=submit]").click()
+        said = await assert_usable(page, seen, language, heading, refused=True)
+        assert errors_of(said) == ["not-started"]
+        await expect(page.get_by_role("alert")).to_have_text(translations(language).gettext(
+            "Part of our service is not answering for a moment; please try again in a few seconds. "
+            "Nothing you sent has been lost."))
+        await expect(field(page, language, "Your e-mail address")).to_have_value(address)
+    assert await stored_for(pool, address) == before + 1
