@@ -153,14 +153,18 @@ def check_policy(policy: Policy, new: RequestDetails | None, errors: dict[str, s
     """The policy's word on the request (policy/intake.py: each correction, the language), as the
     form's messages: one per form field, worded by `t`, or the friendlier `messages` given for a
     field (as `validate` takes them). What can be corrected is named in the first of `words`
-    (`field_words`), else by the policy's keys."""
+    (`field_words`), else by the policy's keys; so is each field refused. Where nothing can be
+    corrected, that is said once, of no field (the name box's "name" has no words then)."""
     if new is None:
         return
     problems = intake_problems(policy, new)
     corrections = {f.removeprefix("corrections."): m for f, m in problems.items() if f.startswith("corrections.")}
-    if corrections:
-        errors["corrections"] = "; ".join(f"{field}: {_policy_words(message, t, words[0] if words else None)}"
-                                          for field, message in corrections.items())
+    named = words[0] if words else {}
+    refused = [_policy_words(message, t, named or None) if message == _NOTHING_CORRECTABLE
+               else f"{named.get(field, field)}: {_policy_words(message, t, named or None)}"
+               for field, message in corrections.items()]
+    if refused:
+        errors["corrections"] = "; ".join(dict.fromkeys(refused))
     if "language" in problems:
         errors["language"] = (messages or {}).get("language", problems["language"])
 

@@ -8,6 +8,7 @@ import re
 import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
+from html import unescape
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -173,6 +174,12 @@ async def test_type_details_reach_the_request(http, pool):
     r = await http.post("/portal/requests", data={"type": "rectification", "email": unique_email("details"),
                                                    "correct_name": "Ada Lovelace"})
     assert r.status_code == 422 and "nothing can be corrected on request here" in r.text
+    # Said once, of no field: the name box's key is no word of the subject's ("name: aucune ...").
+    r = await http.post("/portal/requests?lang=fr", data={
+        "type": "rectification", "email": unique_email("details"), "language": "fr", "correct_name": "Ada Lovelace",
+        "other_corrections": "téléphone : +32 470 99 99 99"})
+    error = unescape(re.search(r'id="corrections-error"><span[^>]*>[^<]*</span> ([^<]*)</p>', r.text).group(1))
+    assert r.status_code == 422 and error == "aucune donnée ne peut être rectifiée ici sur demande", error
     assert await pool.fetchval("SELECT count(*) FROM dsr_requests") == before
 
     rid = await submit(http, type="restriction", email=unique_email("details"),
