@@ -36,7 +36,7 @@ from datetime import date, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 from babel import Locale
 from babel.numbers import format_decimal
@@ -275,12 +275,14 @@ def _decimal(context: Context, value: float, digits: int = 1) -> str:
 def _language_links(context: Context) -> list[dict[str, Any]]:
     """The subject's choice of language, for a portal page: one link per supported language,
     named in itself, to this page in that language (`?lang=`). A page answering a form names
-    the page to go back to as `here` (there is no page at a form's address to reload)."""
+    the page to go back to as `here` (there is no page at a form's address to reload), with the
+    query that opens it as it was (the complaint form, on the request it is about)."""
     request: Request = context["request"]
     languages = app_state(request).policy.policy.languages
     query: list[tuple[str, str]] = []
     if context.get("here"):
-        here = str(context["here"])
+        here, _, kept = str(context["here"]).partition("?")
+        query = [(k, v) for k, v in parse_qsl(kept) if k != LANGUAGE_QUERY]
     elif request.method in ("GET", "HEAD"):
         here = request.url.path
         query = [(k, v) for k, v in request.query_params.multi_items() if k != LANGUAGE_QUERY]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import uuid
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -180,10 +181,13 @@ COMPLAINTS_PATH = "/portal/complaints"
 def _complaint_page(request: Request, values: dict[str, Any], errors: dict[str, str], *,
                     status: int = 200, **extra: Any) -> HTMLResponse:
     # The page answering the form's post offers its languages as links to the complaint form
-    # (api/pages.py `here`), not to /portal, the request form, where they led a subject before.
+    # (api/pages.py `here`), not to /portal, the request form, where they led a subject before;
+    # on the request the complaint is about, as the letter's link opened it.
+    about = urlencode({"about": values["about"]}) if values.get("about") else ""
+    here = f"{COMPLAINTS_PATH}?{about}" if about else COMPLAINTS_PATH
     return render(request, "portal/complaint_form.html", {
         "values": values, "errors": errors, "submission": values.get("submission") or uuid.uuid4().hex,
-        "max_reasons": MAX_COMPLAINT_REASONS, "here": COMPLAINTS_PATH if request.method == "POST" else None,
+        "max_reasons": MAX_COMPLAINT_REASONS, "here": here if request.method == "POST" else None,
         **extra,
     }, status_code=status)
 
