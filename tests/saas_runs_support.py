@@ -4,6 +4,7 @@ in front of the stand-in, a subject in many lists, and what its deletes were ans
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -73,3 +74,16 @@ def answered(document: Any, empty: int = 204) -> Response:
 def deletes(app: Any) -> list[int]:
     """The statuses the stand-in answered to delete-permanent requests, in order."""
     return [s.status for s in app.state.standin.requests("POST", "/actions/delete-permanent")]
+
+
+class HeldAnswer(Response):
+    """The stand-in's answer to a request it has carried out, sent once `gate` opens: the service
+    has acted, and its caller does not know yet."""
+
+    def __init__(self, gate: asyncio.Event, answer: Response) -> None:
+        super().__init__(status_code=answer.status_code)
+        self._gate, self._answer = gate, answer
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self._gate.wait()
+        await self._answer(scope, receive, send)

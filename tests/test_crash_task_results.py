@@ -21,7 +21,7 @@ from schemas.workflow import task_workflow_id, workflow_id_for
 from tests.fanout_stack import api
 from tests.process_support import died, dsrflow_process
 from tests.saas_runs_fixtures import newsletter_service_fixture, saas_stack_fixture  # noqa: F401 (the fixtures)
-from tests.saas_runs_support import answered, member_of_lists
+from tests.saas_runs_support import HeldAnswer, answered, member_of_lists
 from tests.support import (
     attested_request,
     eventually,
@@ -46,17 +46,6 @@ async def _seen(pool: Any, rid: str) -> dict[str, Any]:
                     AS events""", uuid.UUID(rid))
     return dict(row)
 
-
-class _HeldAnswer(Response):
-    """The stand-in's answer to a delete it has carried out, sent once `gate` opens."""
-
-    def __init__(self, gate: asyncio.Event, answer: Response) -> None:
-        super().__init__(status_code=answer.status_code)
-        self._gate, self._answer = gate, answer
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        await self._gate.wait()
-        await self._answer(scope, receive, send)
 
 
 async def test_a_tasks_end_with_its_worker_killed_on_either_side_is_on_record_once(
@@ -85,7 +74,7 @@ async def test_a_tasks_end_with_its_worker_killed_on_either_side_is_on_record_on
         if subscriber_hash(resolved_email) not in request.url.path:
             return answered(document)
         held.append(request.url.path)
-        return _HeldAnswer(gate, answered(document))
+        return HeldAnswer(gate, answered(document))
 
     app.state.standin.tamper("/actions/delete-permanent", hold, method="POST")
     try:

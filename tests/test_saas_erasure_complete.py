@@ -28,6 +28,7 @@ from schemas.workflow import RUN_CONTINUES, task_workflow_id, workflow_id_for
 from tests.fanout_stack import api, fanout_stack
 from tests.saas_runs_fixtures import newsletter_service_fixture, saas_stack_fixture  # noqa: F401 (the fixtures)
 from tests.saas_runs_support import (
+    HeldAnswer,
     answered,
     deletes,
     mailchimp,
@@ -294,17 +295,6 @@ async def test_a_task_staff_resolve_ends_its_journal_at_once(newsletter_service,
     assert await pool.fetchval("SELECT count(*) FROM http_run_journal WHERE request_id = $1", uuid.UUID(rid)) == 0
 
 
-class _HeldAnswer(Response):
-    """The stand-in's answer to a request it has carried out, sent once `gate` opens."""
-
-    def __init__(self, gate: asyncio.Event, answer: Response) -> None:
-        super().__init__(status_code=answer.status_code)
-        self._gate, self._answer = gate, answer
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        await self._gate.wait()
-        await self._answer(scope, receive, send)
-
 
 async def test_an_attempt_still_running_when_staff_resolve_its_task_keeps_nothing_and_stops(
         newsletter_service, two_systems, pool, dev_server, caplog):
@@ -324,7 +314,7 @@ async def test_an_attempt_still_running_when_staff_resolve_its_task_keeps_nothin
 
     def hold(request: Request, document: Any) -> Response:
         held.append(request.url.path)
-        return _HeldAnswer(gate, answered(document))
+        return HeldAnswer(gate, answered(document))
 
     app.state.standin.tamper("/actions/delete-permanent", hold, method="POST")
     try:
