@@ -36,11 +36,11 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from jinja2.exceptions import UndefinedError
 from jinja2.runtime import Undefined
 
-from activities.citations import answer_period, cite
+from activities.citations import APPEAL_PROVISIONS, PERIODS, answer_period, cite
 from activities.staff_alert_words import DETAIL_CHARS, FACTS, action_label, named, quoted, step_label
-from dsrflow.domain.deadlines import takes_complaints
+from dsrflow.domain.deadlines import answer_days, takes_complaints
 from dsrflow.domain.references import short_reference
-from dsrflow.i18n import SOURCE_LANGUAGE, and_list, long_date, long_datetime, series, translations
+from dsrflow.i18n import N_, SOURCE_LANGUAGE, Translator, and_list, long_date, long_datetime, series, translations
 from policy.model import Policy
 from schemas.plain_text import one_line
 from schemas.requests import DenialReason
@@ -118,6 +118,33 @@ def shortid(value: Any) -> str:
     return short_reference(str(value))
 
 
+# PIPEDA sets the extension in s. 8(4), not in s. 8(3) with the period (activities/citations.py).
+# Translators: the Act's own citation, as its official version in the language cites it (French:
+# "LPRPDE, par. 8(4)"); the English form where the Act has no version in it.
+_EXTENSION_PROVISIONS = {"pipeda": N_("PIPEDA, s. 8(4)")}
+
+
+def extension_rule(regime: str, appeal: bool, t: Translator) -> str | None:
+    """The extension notice's account of the law that allows it, where the law counts in days (the
+    US state laws, PIPEDA): the law by name, the further days of its one extension and where it
+    says so; an appeal's under the CPA (C.R.S. § 6-1-1306(3)(b)). None for the regimes the
+    template words itself (the GDPR's, the UK GDPR's Art. 12(3))."""
+    if regime not in PERIODS:
+        return None
+    law, provision = PERIODS[regime]
+    if appeal:
+        provision = APPEAL_PROVISIONS[regime]
+        said = t.gettext("Under %(law)s, we may extend the period for deciding on your appeal once, by up to "
+                         "%(days)d further days, in the cases the law sets out (%(provision)s).")
+    else:
+        provision = _EXTENSION_PROVISIONS.get(regime, provision)
+        said = t.gettext("Under %(law)s, we may extend the period for answering your request once, by up to "
+                         "%(days)d further days, in the cases the law sets out (%(provision)s).")
+    # The US codes' citations are the same in every language and in no catalog: gettext leaves them.
+    return said % {"law": t.gettext(law), "days": answer_days(regime, appeal=appeal)[1],
+                   "provision": t.gettext(provision)}
+
+
 @cache
 def letter_environment(language: str, timezone: str) -> Environment:
     """The templates, speaking `language`: `_()`, `ngettext()` and `{% trans %}` read its catalog
@@ -152,6 +179,7 @@ def letter_environment(language: str, timezone: str) -> Environment:
     env.filters["named"] = named
     # The period the law of a request (or an appeal) gives to answer it, where it counts in days.
     env.globals["answer_period"] = partial(answer_period, t=translations(language))
+    env.globals["extension_rule"] = partial(extension_rule, t=translations(language))
     # Whether a request referring to a refused one is a complaint to us (UK GDPR, DPA 2018 s. 164A)
     # rather than an appeal: the words the subject reads for it.
     env.globals["complaint_to_us"] = takes_complaints

@@ -146,7 +146,7 @@ async def test_the_appeal_quotes_the_short_reference(regime, language):
                         "reconsidered that decision, and what we have now done is set out below.") % {"id": ref}
     rule = LOADED.in_language(language).remedies_for(regime, "US").refusal_rule
     denied = t.gettext("We have carefully considered your appeal of our decision on request %(id)s and have "
-                       "decided to deny it: we maintain our decision not to take action on your request. As "
+                       "decided to deny it: we maintain that decision. As "
                        "%(rule)s requires, we set out below our reasons and the remedies available to you.") % {
         "id": ref, "rule": rule}
     for letter, said in ((appeal, decided), (appeal_denied, denied)):

@@ -1,0 +1,134 @@
+"""What a DPO reading the appeal, complaint and extension letters as sent found them to say wrongly
+or vaguely (the letter activity's own context, our catalogs and the policy's translations, every
+language): an extension notice under a law counted in days names the law, its one extension and
+where it allows it (PIPEDA's in s. 8(4)), and a CPA appeal's extension speaks of the appeal; an
+appeal's acknowledgement and decision say they are about an appeal; a decision maintained on
+appeal, or on a UK complaint, no longer says we took no action on a request we had acted on in
+part; a French letter names PIPEDA as its French version does (LPRPDE)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from dsrflow.domain.deadlines import compute_deadline
+from dsrflow.domain.references import short_reference
+from dsrflow.i18n import long_date, translations
+from tests.letters_as_sent import APPEAL_OF, LANGUAGES, LOADED, REQUEST_ID, as_sent, both, erasure_with_kept
+
+_VAGUE = ("The law that applies to your request allows us to extend the period for answering it where this is "
+          "necessary.")
+_ON_REQUEST = ("Under %(law)s, we may extend the period for answering your request once, by up to %(days)d further "
+               "days, in the cases the law sets out (%(provision)s).")
+_LAWS = {"ccpa": ("the California Consumer Privacy Act", "Cal. Civ. Code § 1798.130(a)(2)", 45),
+         "vcdpa": ("the Virginia Consumer Data Protection Act", "Va. Code § 59.1-577", 45),
+         "ctdpa": ("the Connecticut Data Privacy Act", "Conn. Gen. Stat. § 42-518", 45),
+         "cpa": ("the Colorado Privacy Act", "C.R.S. § 6-1-1306(2)", 45),
+         "pipeda": ("the Personal Information Protection and Electronic Documents Act (PIPEDA)",
+                    "PIPEDA, s. 8(4)", 30)}
+
+
+def _said(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _appeal_row(regime: str) -> dict:
+    deadline = compute_deadline(regime, date(2026, 1, 31), appeal=True)
+    return {"details": {"appeal_of": APPEAL_OF}, "due_date": deadline.due_date,
+            "extended_due_date": deadline.extended_due_date, "current_due_date": deadline.due_date}
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("regime", sorted(_LAWS))
+async def test_an_extension_notice_names_the_law_its_days_and_where_it_allows_them(regime, language):
+    """Before, every law but the GDPR's read "the law that applies to your request allows us to
+    extend ..." (no law, no days, no provision), and PIPEDA's extension is s. 8(4), not 8(3)."""
+    t = translations(language)
+    law, provision, days = _LAWS[regime]
+    letter = await as_sent("extension", "erasure", {"reason": "Our CRM migration.", "new_due_date": "2026-04-30"},
+                           regime=regime, language=language, country="CA" if regime == "pipeda" else "US")
+    rule = t.gettext(_ON_REQUEST) % {"law": t.gettext(law), "days": days, "provision": t.gettext(provision)}
+    for part in both(letter):
+        assert _said(rule) in part and t.gettext(_VAGUE) not in part
+    if regime == "pipeda" and language == "fr":
+        assert "LPRPDE, par. 8(4)" in letter.text
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+async def test_a_cpa_appeals_extension_speaks_of_the_appeal_and_its_provision(language):
+    """C.R.S. § 6-1-1306(3)(b): 45 days to decide an appeal, extendable by 60 with notice and
+    reasons. Before, the notice spoke of "your request" and gave no law."""
+    t = translations(language)
+    row = _appeal_row("cpa")
+    letter = await as_sent("extension", "erasure", {"reason": "Many appeals at once.",
+                                                    "new_due_date": str(row["extended_due_date"])},
+                           regime="cpa", language=language, country="US", **row)
+    assert letter.subject == t.gettext("We need more time to decide on your appeal (ref. %(ref)s)") % {
+        "ref": short_reference(REQUEST_ID)}
+    rule = t.gettext("Under %(law)s, we may extend the period for deciding on your appeal once, by up to %(days)d "
+                     "further days, in the cases the law sets out (%(provision)s).") % {
+        "law": t.gettext("the Colorado Privacy Act"), "days": 60, "provision": "C.R.S. § 6-1-1306(3)(b)"}
+    now = t.gettext("We will now tell you our decision on your appeal by %(date)s at the latest (instead of "
+                    "%(previous_date)s). We are sorry for the delay, and we will decide sooner if we can.") % {
+        "date": long_date(row["extended_due_date"], language), "previous_date": long_date(row["due_date"], language)}
+    for part in both(letter):
+        assert _said(rule) in part and _said(now) in part and t.gettext(_VAGUE) not in part
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("regime", ["vcdpa", "ctdpa", "cpa"])
+async def test_an_appeal_is_acknowledged_and_decided_as_an_appeal(regime, language):
+    """Before, an appeal's acknowledgement thanked the subject "for your request" under the subject
+    line of a new request, and its decision came as "Our decision on your data protection request"."""
+    t = translations(language)
+    row = _appeal_row(regime)
+    ref = short_reference(REQUEST_ID)
+    ack = await as_sent("acknowledgement", "erasure", {"verification_required": False}, regime=regime,
+                        language=language, country="US", **row)
+    assert ack.subject == t.gettext("We have received your appeal (ref. %(ref)s)") % {"ref": ref}
+    thanks = t.gettext("Thank you for your appeal of our decision on request %(id)s. We received it on %(date)s.") % {
+        "id": short_reference(APPEAL_OF), "date": long_date(date(2026, 1, 31), language)}
+    for part in both(ack):
+        assert _said(thanks) in part
+        assert t.gettext("Thank you for your request. We received it on %(date)s.") % {
+            "date": long_date(date(2026, 1, 31), language)} not in part
+    for purpose, params in (("denial", {"reason_code": "other", "explanation": "Still needed.", "acted_in": [],
+                                        "asked_in": []}), ("response", erasure_with_kept())):
+        decided = await as_sent(purpose, "erasure", params, regime=regime, language=language, country="US", **row)
+        assert decided.subject == t.gettext("Our decision on your appeal (ref. %(ref)s)") % {"ref": ref}
+
+
+@pytest.mark.parametrize("regime", ["vcdpa", "ctdpa", "cpa", "uk_gdpr"])
+async def test_a_decision_maintained_on_appeal_does_not_say_we_took_no_action(regime):
+    """An appeal (or a UK complaint) may be about a refusal in part: records kept, an objection
+    overridden. Its denial said "we maintain our decision not to take action on your request",
+    untrue of a request we had acted on; it now maintains "that decision"."""
+    letter = await as_sent("denial", "erasure", {"reason_code": "other", "explanation": "The invoices stay.",
+                                                 "acted_in": [], "asked_in": []},
+                           regime=regime, country="GB" if regime == "uk_gdpr" else "US", **_appeal_row(regime))
+    for part in both(letter):
+        assert "we maintain that decision" in part and "not to take action" not in part
+
+
+@pytest.mark.parametrize("purpose", ["denial", "extension"])
+async def test_a_french_pipeda_letter_names_the_act_as_its_french_version_does(purpose):
+    """The French version of the Act is the LPRPDE: the acknowledgement said so, the remedies
+    (policy/connexeon.fr.yaml) still wrote "PIPEDA" beside "la Loi sur la protection des
+    renseignements personnels et les documents électroniques"."""
+    params = ({"reason_code": "other", "explanation": "X.", "acted_in": [], "asked_in": []} if purpose == "denial"
+              else {"reason": "X.", "new_due_date": "2026-04-30"})
+    letter = await as_sent(purpose, "access", params, regime="pipeda", language="fr", country="CA")
+    for part in both(letter):
+        assert "LPRPDE" in part and "PIPEDA" not in part
+    assert "PIPEDA" in LOADED.policy.remedies_for("pipeda", "CA").complaint  # the English keeps its name
+
+
+async def test_a_german_complaint_paragraph_says_receipt_once():
+    """German: "Wir bestätigen den Eingang Ihrer Beschwerde innerhalb von 30 Tagen nach ihrem Eingang"
+    said receipt twice in one clause."""
+    letter = await as_sent("denial", "erasure", {"reason_code": "other", "explanation": "X.", "acted_in": [],
+                                                 "asked_in": []}, regime="uk_gdpr", language="de", country="GB")
+    for part in both(letter):
+        assert "den Erhalt Ihrer Beschwerde innerhalb von 30 Tagen nach ihrem Eingang" in part
+        assert "den Eingang Ihrer Beschwerde" not in part
