@@ -24,8 +24,8 @@ requests_app = command_group("Requests whose workflow stopped: list them, resume
 @requests_app.command("stopped")
 def requests_stopped() -> None:
     """Print one line per open request whose workflow ended (failed, terminated, timed out) and
-    that the start sweep flagged: its id, since when (UTC), its due date (its deadline runs on
-    while it is stopped) and why, the nearest due date first. Never the subject."""
+    that the start sweep flagged: its id, when the sweep found it stopped (UTC), its due date (its
+    deadline runs on while it is stopped) and why, the nearest due date first. Never the subject."""
     from dsrflow.domain.request_resume import stopped_requests
     from schemas.plain_text import one_line, without_addresses
 

@@ -18,8 +18,8 @@ REPO = Path(__file__).resolve().parents[1]
                  "ago without sending them, and stored objects no record names (a day old), as the hourly "
                  "dsrflow-package-purge schedule does. Without --yes, only says how many it would delete."),
     ("requests", "Print one line per open request whose workflow ended (failed, terminated, timed out) "
-                 "and that the start sweep flagged: its id, since when (UTC), its due date (its deadline runs "
-                 "on while it is stopped) and why, the nearest due date first. Never the subject."),
+                 "and that the start sweep flagged: its id, when the sweep found it stopped (UTC), its due date "
+                 "(its deadline runs on while it is stopped) and why, the nearest due date first. Never the subject."),
     ("", "Apply pending database migrations, then hash the identities of requests stored without their "
          "search hashes (or under another DSRFLOW_SECRET_KEY)."),
 ])
