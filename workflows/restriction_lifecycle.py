@@ -52,7 +52,6 @@ class RestrictionLifecycle:
     _status: RequestStatus
     _plan: Plan | None
     _tasks: SystemTasks
-    _days_left: Callable[[], int]
     _require_facts: Callable[[], RequestFacts]
     _troubles: StepTroubles
     _owed: OwedSteps
@@ -107,8 +106,11 @@ class RestrictionLifecycle:
         assert self._plan is not None
         plan = self._plan.model_copy(update={"tasks": [
             t.model_copy(update={"action": "lift_restriction"}) for t in self._plan.tasks]})
-        self._plan, self._tasks = plan, SystemTasks(alert_key="lift-attention", owed=self._owed, event_prefix="lift:")
-        await self._tasks.run_and_settle(plan, lambda: False, self._days_left)
+        # No deadline watch follows the lift (the request was answered): its tasks that need staff
+        # are reminded each morning by the fan-out itself, and no alert counts days to a due date.
+        self._plan, self._tasks = plan, SystemTasks(alert_key="lift-attention", owed=self._owed, event_prefix="lift:",
+                                                    remind_daily=True)
+        await self._tasks.run_and_settle(plan, lambda: False, lambda: None)
         results = self._tasks.results.values()
         await run_step("record_restriction_lifted", LiftCarriedOut(
             request_id=self.request_id, systems=sorted(t.system for t in plan.tasks), actor=actor,

@@ -72,7 +72,8 @@ class CarryOn:
         return await self._troubles.failed(
             self.request_id, step, message, transient=transient, skippable=skippable, about=about,
             attention_after=self.attention_after, closed=lambda: self.closed and not self.keeping_restriction,
-            days_left=self._days_left() if self._facts else None)
+            # A restriction's lift runs after the answer: no days left (or late) to count.
+            days_left=self._days_left() if self._facts and not self.keeping_restriction else None)
 
     async def step_recovered(self) -> None:
         await self._troubles.recovered(self.request_id)

@@ -14,7 +14,7 @@ until the database answers, never through `run_step`, so a trouble cannot cause 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
@@ -60,6 +60,18 @@ def trouble_facts(trouble: StepTrouble, waited: int | None = None) -> dict[str, 
     return facts if waited is None else {**facts, "waited": waited}
 
 
+async def alert_tried(request_id: str, key: str, params: dict[str, Any]) -> None:
+    """A `needs_attention` staff alert tried for ALERT_TRIED_FOR and never raised: a reminder of
+    something that already waits for staff, so an alert that cannot go opens no trouble of its own."""
+    try:
+        await workflow.execute_activity(
+            "send_letter",
+            letter_job(request_id, "staff_alert", key=key, to_staff=True, params={"kind": "needs_attention", **params}),
+            retry_policy=RETRY, schedule_to_close_timeout=ALERT_TRIED_FOR, **MAILING)
+    except ActivityError:
+        workflow.logger.warning("a staff alert could not be sent", extra={"alert": key})
+
+
 @runtime_checkable
 class _Dated(Protocol):
     """What a trouble's reminders read of the request's workflow: its current deadline checkpoints
@@ -88,6 +100,28 @@ def first_reminder(since: datetime) -> datetime:
     midnight = checkpoints.overdue_at  # one of the controller's midnights
     opened_day = midnight + REMIND_EVERY * ((since - midnight) // REMIND_EVERY)
     return opened_day + REMIND_EVERY + REMIND_AT
+
+
+async def remind_each_morning(since: datetime, over: Callable[[], bool],
+                              remind: Callable[[int], Awaitable[None]]) -> None:
+    """`remind(waited)` each morning (first_reminder, then every REMIND_EVERY) until `over()`;
+    `waited`: the days since the day it began at `since`. Each reminder's alert is keyed by that
+    day, so a step run again sends it once, and after a worker away for days only the current
+    day's goes."""
+    first = first_reminder(since)
+    waited = 1
+    while not over():
+        delay = first + REMIND_EVERY * (waited - 1) - workflow.now()
+        if delay > timedelta(0):
+            try:
+                await workflow.wait_condition(over, timeout=delay)
+                return
+            except TimeoutError:
+                if over():  # ended in the same moment: the timer's expiry wins the wait
+                    return
+        waited = max(waited, (workflow.now() - first) // REMIND_EVERY + 1)
+        await remind(waited)
+        waited += 1
 
 
 class StepTroubles:
@@ -186,25 +220,12 @@ class StepTroubles:
 
     async def _remind(self, request_id: str, opened: StepTrouble, closed: Callable[[], bool], *, dated: bool) -> None:
         """One staff alert each morning the trouble stays open, saying how long it has waited and
-        what staff can do; keyed by the day, so an alert sent again goes once, and after a worker
-        away for days only the current day's goes. None while staff's answer is under way (their
-        retry runs the step again); it stops when the trouble closes or the request does."""
-        first = first_reminder(opened.since)
-        waited = 1  # days since the day it opened
-
+        what staff can do. None while staff's answer is under way (their retry runs the step
+        again); it stops when the trouble closes or the request does."""
         def over() -> bool:
             return self.current is None or self.current.key != opened.key or closed()
 
-        while not over():
-            delay = first + REMIND_EVERY * (waited - 1) - workflow.now()
-            if delay > timedelta(0):
-                try:
-                    await workflow.wait_condition(over, timeout=delay)
-                    return
-                except TimeoutError:
-                    if over():  # closed in the same moment: the timer's expiry wins the wait
-                        return
-            waited = max(waited, (workflow.now() - first) // REMIND_EVERY + 1)
+        async def remind(waited: int) -> None:
             trouble = self.current
             assert trouble is not None  # not over()
             if trouble.answered_by is None:
@@ -213,19 +234,12 @@ class StepTroubles:
                 days_left = (checkpoints.overdue_at - workflow.now()).days if checkpoints else None
                 await self._alert(request_id, opened.key, f":day-{waited}",
                                   {"days_left": days_left, "facts": trouble_facts(trouble, waited)})
-            waited += 1
+
+        await remind_each_morning(opened.since, over, remind)
 
     async def _alert(self, request_id: str, trouble_key: str, day: str, params: dict[str, Any]) -> None:
-        """A trouble's staff alert (`day`: a reminder's), tried for ALERT_TRIED_FOR, never raised."""
-        try:
-            await workflow.execute_activity(
-                "send_letter",
-                letter_job(request_id, "staff_alert", key=f"step:{trouble_key}{day}", to_staff=True,
-                           params={"kind": "needs_attention", **params}),
-                retry_policy=RETRY, schedule_to_close_timeout=ALERT_TRIED_FOR, **MAILING)
-        except ActivityError:
-            workflow.logger.warning("a staff alert for a failed step could not be sent",
-                                    extra={"trouble": trouble_key})
+        """A trouble's staff alert (`day`: a reminder's)."""
+        await alert_tried(request_id, f"step:{trouble_key}{day}", params)
 
     async def _close(self, request_id: str, resolution: str, actor: str) -> None:
         trouble, self.current, self._decision = self.current, None, None

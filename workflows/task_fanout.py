@@ -33,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.owed_steps import OwedSteps, answered_within
     from workflows.owed_steps import record as owed_record
+    from workflows.step_trouble import alert_tried, remind_each_morning
     from workflows.system_task import SystemTaskWorkflow, act, record
 
 # workflow.patched ids: requests started before the first ran every system as a child workflow;
@@ -85,12 +86,18 @@ CHILD_FAILURE_RECORDED = "child-failure-recorded"
 # one too, the lift's event was dropped as a repeat, and no event named who resolved the lift, or
 # when. A fan-out given an `event_prefix` (the lift's) now keys its staff events with it.
 STAFF_EVENT_PREFIX = "staff-event-prefix"
+# Before this one, a task of a fan-out no deadline watch follows (a restriction's lift, after the
+# answer) that needed staff was alerted once, never again (wait audit, RELIABILITY.md). Such a
+# fan-out (`remind_daily`) reminds staff each morning until the task is retried or resolved.
+TASK_REMINDERS = "task-reminders"
 
 
 class SystemTasks:
     def __init__(self, alert_key: str = "attention", owed: OwedSteps | None = None,
-                 closed: Callable[[], bool] = lambda: False, event_prefix: str = "") -> None:
+                 closed: Callable[[], bool] = lambda: False, event_prefix: str = "", remind_daily: bool = False) -> None:
         self.results: dict[str, TaskResult] = {}
+        self._remind_daily = remind_daily  # TASK_REMINDERS: no deadline watch's reminders follow it
+        self._reminding: set[asyncio.Task[None]] = set()  # held: asyncio keeps only weak references
         # The keys of staff's task events: a second fan-out of the same request needs its own.
         self._event_prefix = event_prefix
         # The request no longer to be answered (a restriction's lift runs after its close: never).
@@ -133,7 +140,7 @@ class SystemTasks:
     async def run_all(self, plan: Plan) -> None:
         await asyncio.gather(*(self._run(plan, task, 1) for task in plan.tasks))
 
-    async def run_and_settle(self, plan: Plan, closed: Callable[[], bool], days_left: Callable[[], int]) -> None:
+    async def run_and_settle(self, plan: Plan, closed: Callable[[], bool], days_left: Callable[[], int | None]) -> None:
         """Every task of the plan, then `settle`; staff are told of a task that needs attention
         as soon as it does, while the others still run."""
         if not workflow.patched(ALERT_WHILE_OTHERS_RUN):
@@ -148,16 +155,35 @@ class SystemTasks:
         await running
         await self.settle(plan.request_id, closed, days_left)
 
-    async def _alert_stuck(self, request_id: str, days_left: Callable[[], int]) -> None:
-        """One staff alert per task and attempt that needs attention."""
+    async def _alert_stuck(self, request_id: str, days_left: Callable[[], int | None]) -> None:
+        """One staff alert per task and attempt that needs attention (and, for a fan-out that
+        `remind_daily`, one each morning after it while it still does)."""
         for result in self._stuck():
             if (result.system, result.attempt) not in self._alerted:
                 self._alerted.add((result.system, result.attempt))
+                key = f"{self._alert_key}:{result.system}:{result.attempt}"
                 await send_letter(
-                    request_id, "staff_alert", key=f"{self._alert_key}:{result.system}:{result.attempt}", to_staff=True,
+                    request_id, "staff_alert", key=key, to_staff=True,
                     params={"kind": "needs_attention", "days_left": days_left(),
                             "facts": stuck_facts(result)},
                 )
+                if self._remind_daily and workflow.patched(TASK_REMINDERS):
+                    reminding = asyncio.create_task(self._remind(request_id, key, result, days_left))
+                    self._reminding.add(reminding)
+                    reminding.add_done_callback(self._reminding.discard)
+
+    async def _remind(self, request_id: str, key: str, stuck: TaskResult, days_left: Callable[[], int | None]) -> None:
+        """Each morning while the task needs staff at this attempt (a retry or a resolution ends
+        it); never raised, so a relay that refuses it opens no trouble beside the task's."""
+        def over() -> bool:
+            now = self.results[stuck.system]
+            return now.attempt != stuck.attempt or now.status != "needs_attention"
+
+        async def remind(waited: int) -> None:
+            await alert_tried(request_id, f"{key}:day-{waited}", {
+                "days_left": days_left(), "facts": {**stuck_facts(self.results[stuck.system]), "waited": waited}})
+
+        await remind_each_morning(workflow.now(), over, remind)
 
     async def _run(self, plan: Plan, task: SystemTask, attempt: int) -> None:
         self.results[task.system] = TaskResult(
@@ -206,7 +232,7 @@ class SystemTasks:
     def _stuck(self) -> list[TaskResult]:
         return [r for r in self.results.values() if r.status == "needs_attention"]
 
-    async def settle(self, request_id: str, closed: Callable[[], bool], days_left: Callable[[], int]) -> None:
+    async def settle(self, request_id: str, closed: Callable[[], bool], days_left: Callable[[], int | None]) -> None:
         """A system that needs attention holds the response back until staff retry it (or
         close the request); the other systems have carried on meanwhile."""
         while not closed():
