@@ -15,6 +15,7 @@ from api.problems import Problem
 from api.read_models.event_words import step_words
 from api.state import AppState
 from dsrflow.crypto.keys import load_secret_key
+from dsrflow.crypto.payload_codec import KEY_ID_METADATA
 from dsrflow.domain.appeals import AppealRefused, check_appeal
 from dsrflow.domain.jurisdiction import not_protected
 from dsrflow.domain.references import short_reference
@@ -88,7 +89,7 @@ async def run_update(state: AppState, request_id: str, update: Any, arg: Any) ->
         raise Problem(404, "Not found", f"no request {request_id}")
     handle = await _handle(state, request_id)
     if row["closed_at"] is None:
-        await _answering(handle)
+        await _answering(state, handle)
     try:
         return await handle.execute_update(update, arg)
     except WorkflowUpdateFailedError as exc:
@@ -127,7 +128,7 @@ def paused_on_our_side(refused: Problem) -> bool:
 _UNANSWERED = (RPCStatusCode.CANCELLED, RPCStatusCode.DEADLINE_EXCEEDED)
 
 
-async def _answering(handle: WorkflowHandle) -> None:
+async def _answering(state: AppState, handle: WorkflowHandle) -> None:
     """Raise 503 unless the workflow answers a query within `ACTION_PATIENCE`. An update waits for
     a worker as long as it takes, and the staff member's page (or the subject's) with it: with no
     worker running, "Extend" spun until one came back, and then took effect with nobody waiting
@@ -139,6 +140,12 @@ async def _answering(handle: WorkflowHandle) -> None:
     except RPCError as exc:
         if exc.status not in _UNANSWERED:
             return
+        if (kid := await unheld_key(state, handle)) is not None:
+            raise Problem(503, "Workflow unreadable",
+                          f"the request's workflow was encrypted with key {kid!r}, which this deployment no longer "
+                          f"holds (DSRFLOW_ENCRYPTION_KEYS, or $DSRFLOW_HOME/keys), so no worker can carry it on: nothing was done. Put the "
+                          f"key back in the list, not first (docs/operations.md, \"Keys and their rotation\")",
+                          unanswered=True, unheld_key=kid) from None
         attempts = await failing_attempts(handle)
         if attempts:
             raise Problem(503, "Workflow failing",
@@ -152,6 +159,22 @@ async def _answering(handle: WorkflowHandle) -> None:
                       retry_after=RETRY_AFTER) from None
     except WorkflowQueryFailedError:
         pass  # the workflow's own answer failed: the update is judged by its validator all the same
+
+
+async def unheld_key(state: AppState, handle: WorkflowHandle) -> str | None:
+    """The id of the key the workflow's input was encrypted with, when this deployment holds it no
+    longer (a key dropped before every workflow started under it had ended: docs/operations.md):
+    no worker can replay the workflow, and it answers nothing. The id is in clear beside each
+    payload (dsrflow/crypto/payload_codec.py), and a key's id is no secret. None when it is held,
+    or the engine cannot say."""
+    try:
+        async for event in handle.fetch_history_events(page_size=1, rpc_timeout=QUERY_PATIENCE):
+            payloads = event.workflow_execution_started_event_attributes.input.payloads
+            kids = {p.metadata[KEY_ID_METADATA].decode() for p in payloads if KEY_ID_METADATA in p.metadata}
+            return next(iter(sorted(kids - set(state.codec.key_ids()))), None)
+    except RPCError:
+        return None
+    return None
 
 
 async def failing_attempts(handle: WorkflowHandle) -> int | None:

@@ -160,3 +160,35 @@ async def test_codec_endpoint_marks_an_unencrypted_payload_instead_of_passing_it
     # The encrypted one beside it is decoded as usual, without a mark.
     assert "dsrflow-unencrypted" not in decoded["metadata"]
     assert base64.b64decode(decoded["data"]) == f'"{EMAIL}"'.encode()
+
+
+async def test_a_key_dropped_too_early_is_named_to_staff_and_to_the_ui(settings, dev_server, task_queue, pool):
+    """A key dropped while a workflow started under it was open (docs/operations.md, "Keys and their
+    rotation"): a staff action answered 503 "no worker is running, or every one is busy" (or 500),
+    with workers running, and the codec endpoint "UnknownKeyError", neither naming the key to put
+    back. Both name it now; nothing is done."""
+    import httpx
+
+    from api.app import create_app
+    from dsrflow.infra.temporal_client import connect_client
+    from tests.support import api_client, served, staff_headers, unique_email
+
+    async with api_client(settings, dev_server.client, task_queue) as http:  # its input sealed with k1
+        r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"),
+                            json={"type": "access", "subject": {"email": unique_email("dropped-key")}})
+        assert r.status_code == 201, r.text
+    rid, sealed = r.json()["id"], await _sealed_email(settings)
+    rotated = settings.model_copy(update={"encryption_keys": f"k9:{_b64(os.urandom(32))}"})
+    rotated.__dict__.pop("keyring", None)  # derived from the keys, and copied with the settings
+    client = await connect_client(rotated, address=dev_server.client.service_client.config.target_host)
+    async with served(rotated, pool, client, task_queue) as http:
+        r = await http.post(f"/v1/requests/{rid}/cancel", headers=await staff_headers(pool, "compliance"),
+                            json={"reason": "asked by phone"})
+        assert r.status_code == 503 and r.json()["unheld_key"] == "k1", r.text
+        assert "encrypted with key 'k1', which this deployment no longer holds" in r.json()["detail"]
+        assert (await http.get(f"/v1/requests/{rid}", headers=await staff_headers(pool, "compliance"))
+                ).json()["status"] == "awaiting_verification"
+    app = create_app(rotated)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as ui:
+        r = await ui.post("/codec/decode", json={"payloads": [sealed]}, headers=await staff_headers(pool, "compliance"))
+    assert r.status_code == 422 and "unknown key id 'k1'" in r.text, r.text

@@ -88,9 +88,11 @@ async def _transform(codec: EncryptionCodec, body: CodecPayloads, decode: bool) 
         payloads = list(json_format.ParseDict(body.model_dump(), Payloads()).payloads)
         result = _decode(codec, payloads) if decode else await codec.encode(payloads)
     except (json_format.ParseError, UnknownKeyError, InvalidTag, DecodeError) as exc:
-        # Not base64, a key this deployment does not hold, or tampered ciphertext.
+        # Not base64, a key this deployment does not hold (named: a key's id is no secret, and the
+        # operator needs it to put the key back), or tampered ciphertext.
+        cause = str(exc) if isinstance(exc, UnknownKeyError) else type(exc).__name__
         raise RequestValidationError([{"loc": ("body", "payloads"), "type": "value_error",
-                                       "msg": f"cannot {'decode' if decode else 'encode'}: {type(exc).__name__}"}]) from None
+                                       "msg": f"cannot {'decode' if decode else 'encode'}: {cause}"}]) from None
     return json_format.MessageToDict(Payloads(payloads=result))
 
 
