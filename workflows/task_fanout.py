@@ -1,5 +1,5 @@
-"""The fan-out inside a request's workflow: a task per system in the plan, the staff alerts for
-tasks that need attention, and the staff's retries and resolutions of those tasks.
+"""The fan-out inside a request's workflow: a task per system in the plan, and the staff's retries
+and resolutions of the tasks that need attention (their alerts: workflows/task_alerts.py).
 
 A `sql` system answers within its activity (milliseconds), so its task is a local activity of the
 request's workflow; a system that waits on an outside party for hours or days (OpenDSR, a
@@ -29,12 +29,14 @@ with workflow.unsafe.imports_passed_through():
         describe_failure,
         event_record,
         run_step,
-        send_letter,
     )
     from workflows.owed_steps import OwedSteps, answered_within
     from workflows.owed_steps import record as owed_record
-    from workflows.step_trouble import alert_tried, remind_each_morning
     from workflows.system_task import SystemTaskWorkflow, act, record
+    from workflows.task_alerts import TaskAlerts
+
+    # Named here too, where the tests of staff alerts' words have always imported it from.
+    from workflows.task_alerts import stuck_facts as stuck_facts
 
 # workflow.patched ids: requests started before the first ran every system as a child workflow;
 # before the second, a `sql` system's task was an activity task rather than a local activity.
@@ -86,18 +88,14 @@ CHILD_FAILURE_RECORDED = "child-failure-recorded"
 # one too, the lift's event was dropped as a repeat, and no event named who resolved the lift, or
 # when. A fan-out given an `event_prefix` (the lift's) now keys its staff events with it.
 STAFF_EVENT_PREFIX = "staff-event-prefix"
-# Before this one, a task of a fan-out no deadline watch follows (a restriction's lift, after the
-# answer) that needed staff was alerted once, never again (wait audit, RELIABILITY.md). Such a
-# fan-out (`remind_daily`) reminds staff each morning until the task is retried or resolved.
-TASK_REMINDERS = "task-reminders"
+# (TASK_REMINDERS, the lift's morning reminders: workflows/task_alerts.py.)
 
 
 class SystemTasks:
     def __init__(self, alert_key: str = "attention", owed: OwedSteps | None = None,
                  closed: Callable[[], bool] = lambda: False, event_prefix: str = "", remind_daily: bool = False) -> None:
         self.results: dict[str, TaskResult] = {}
-        self._remind_daily = remind_daily  # TASK_REMINDERS: no deadline watch's reminders follow it
-        self._reminding: set[asyncio.Task[None]] = set()  # held: asyncio keeps only weak references
+        self._alerts = TaskAlerts(self.results, alert_key, remind_daily)
         # The keys of staff's task events: a second fan-out of the same request needs its own.
         self._event_prefix = event_prefix
         # The request no longer to be answered (a restriction's lift runs after its close: never).
@@ -105,14 +103,10 @@ class SystemTasks:
         self._retrying = 0
         self._retries: set[asyncio.Task[None]] = set()  # retried child tasks running on their own
         self._unrecorded_retries: set[str] = set()  # systems whose retry waits for its record
-        # Staff alerts are sent once per key: a second fan-out of the same request (a restriction's
-        # lift) needs keys of its own.
-        self._alert_key = alert_key
         self._owed = owed  # where staff answers' records go (TASK_ANSWERS_OWED)
         # The mark of the last staff answer whose records were owed: marks grow, so once it is
         # done, every answer before it is on record too.
         self._last_answer = 0
-        self._alerted: set[tuple[str, int]] = set()  # (system, attempt) staff were told of
 
     @property
     def _busy(self) -> bool:
@@ -149,41 +143,10 @@ class SystemTasks:
             return
         running = asyncio.create_task(self.run_all(plan))
         while not running.done() and not closed():
-            await self._alert_stuck(plan.request_id, days_left)
-            await workflow.wait_condition(lambda: running.done() or closed() or bool(
-                {(r.system, r.attempt) for r in self._stuck()} - self._alerted))
+            await self._alerts.alert(plan.request_id, self._stuck(), days_left)
+            await workflow.wait_condition(lambda: running.done() or closed() or self._alerts.unalerted(self._stuck()))
         await running
         await self.settle(plan.request_id, closed, days_left)
-
-    async def _alert_stuck(self, request_id: str, days_left: Callable[[], int | None]) -> None:
-        """One staff alert per task and attempt that needs attention (and, for a fan-out that
-        `remind_daily`, one each morning after it while it still does)."""
-        for result in self._stuck():
-            if (result.system, result.attempt) not in self._alerted:
-                self._alerted.add((result.system, result.attempt))
-                key = f"{self._alert_key}:{result.system}:{result.attempt}"
-                await send_letter(
-                    request_id, "staff_alert", key=key, to_staff=True,
-                    params={"kind": "needs_attention", "days_left": days_left(),
-                            "facts": stuck_facts(result)},
-                )
-                if self._remind_daily and workflow.patched(TASK_REMINDERS):
-                    reminding = asyncio.create_task(self._remind(request_id, key, result, days_left))
-                    self._reminding.add(reminding)
-                    reminding.add_done_callback(self._reminding.discard)
-
-    async def _remind(self, request_id: str, key: str, stuck: TaskResult, days_left: Callable[[], int | None]) -> None:
-        """Each morning while the task needs staff at this attempt (a retry or a resolution ends
-        it); never raised, so a relay that refuses it opens no trouble beside the task's."""
-        def over() -> bool:
-            now = self.results[stuck.system]
-            return now.attempt != stuck.attempt or now.status != "needs_attention"
-
-        async def remind(waited: int) -> None:
-            await alert_tried(request_id, f"{key}:day-{waited}", {
-                "days_left": days_left(), "facts": {**stuck_facts(self.results[stuck.system]), "waited": waited}})
-
-        await remind_each_morning(workflow.now(), over, remind)
 
     async def _run(self, plan: Plan, task: SystemTask, attempt: int) -> None:
         self.results[task.system] = TaskResult(
@@ -239,7 +202,7 @@ class SystemTasks:
             stuck = self._stuck()
             if not stuck and not self._busy:
                 return
-            await self._alert_stuck(request_id, days_left)
+            await self._alerts.alert(request_id, stuck, days_left)
             stuck_now = {(r.system, r.attempt) for r in stuck}
 
             def changed(stuck_now: set[tuple[str, int]] = stuck_now) -> bool:
@@ -401,9 +364,3 @@ def attempt_words(result: TaskResult) -> str:
     said = result.status.replace("_", " ")
     return f"{said}: {result.message}" if result.message else said
 
-
-def stuck_facts(result: TaskResult) -> dict[str, Any]:
-    """A staff alert's facts for a system's task that needs staff: which system and action, and
-    the error as it came (activities/staff_alert_words.py). It read "crm (erasure): <message>", no
-    sentence, no way out, and in English whatever the staff's language."""
-    return {"what": "task_stuck", "system": result.system, "action": result.action, "message": result.message}
