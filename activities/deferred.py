@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -103,14 +103,14 @@ class DeferredErasureActivities:
                 await self._done(due)
                 per_system[system] += sum(len(v) for v in erased.values())
             except Exception as exc:  # noqa: BLE001 - judged and recorded by _unable
-                unable[system] = await self._unable(due, system, exc)
+                unable[system] = await self._unable(due, system, exc, as_of)
         followed: Counter[Followed] = Counter()
         for (version, system, request_id), due in released.items():
             try:
                 erased_now = await self._released(version, system, request_id, due, followed)
                 per_system[system] += erased_now
             except Exception as exc:  # noqa: BLE001 - judged and recorded by _unable
-                unable[system] = await self._unable(due, system, exc)
+                unable[system] = await self._unable(due, system, exc, as_of)
         return SweepReport(erased=sum(per_system.values()), still_held=still_held, systems=dict(per_system),
                            processors_confirmed=followed["done"], processors_waiting=followed["waiting"],
                            processors_failed=followed["failed"], unable=unable)
@@ -145,16 +145,21 @@ class DeferredErasureActivities:
         await self._done(due)  # its evidence kept with the erasure (erase_with_evidence)
         return sum(len(v) for v in outcome.erased.values())
 
-    async def _unable(self, due: list[asyncpg.Record], system: str, exc: Exception) -> str:
+    async def _unable(self, due: list[asyncpg.Record], system: str, exc: Exception, as_of: datetime) -> str:
         """Why `system` could not erase `due` in this run. A failure that retrying cannot cure (a
         refusal, a schema the policy no longer matches, a request gone) fails the rows with the
         reason, and staff of each request are alerted; any other (the system unreachable) leaves
-        them due, and the next run tries again."""
+        them due, and the next run tries again, until the system's `completion_timeout_days` have
+        passed since the first run that could not reach them: those rows fail then, as a
+        processor's that never confirms do (activities/deferred_processors.py). Before, they were
+        tried each day for ever, with only DsrSweepProblems to say so."""
         reason = failure_message(exc)
         if not (is_deterministic(exc) or isinstance(exc, PermanentConnectorError)):
-            log.warning("deferred erasure: system not reached; tried again next run", system=system,
-                        error=type(exc).__name__)
-            return f"not reached, tried again next run: {reason}"
+            due, reason = await self._unreached_too_long(due, system, reason, as_of)
+            if not due:
+                log.warning("deferred erasure: system not reached; tried again next run", system=system,
+                            error=type(exc).__name__)
+                return f"not reached, tried again next run: {reason}"
         log.error("deferred erasure failed", system=system, error=type(exc).__name__)
         by_request: dict[str, list[asyncpg.Record]] = defaultdict(list)
         for row in due:
@@ -166,6 +171,24 @@ class DeferredErasureActivities:
             log.error("deferred erasure failure not recorded", system=system, error=type(recording).__name__)
             return f"failed, not yet recorded ({failure_message(recording)}): {reason}"
         return f"failed: {reason}"
+
+    async def _unreached_too_long(self, due: list[asyncpg.Record], system: str, error: str,
+                                  as_of: datetime) -> tuple[list[asyncpg.Record], str]:
+        """Of `due`, which `system` could not reach in this run, the rows it has not reached for
+        its `completion_timeout_days` (none: all wait for the next run), with the failure they
+        record: the system, since when, and this run's error. The first run that could not reach
+        a row is recorded on it, on the sweep's clock (`as_of`); asking again starts it anew."""
+        days = (await self.ctx.policy(due[0]["policy_version"])).policy.systems[system].completion_timeout_days
+        since = {row["id"]: row["unreached_since"] for row in await self.ctx.pool.fetch(
+            "UPDATE deferred_erasures SET unreached_since = coalesce(unreached_since, $2) "
+            "WHERE id = ANY($1::bigint[]) AND done_at IS NULL AND failed_at IS NULL RETURNING id, unreached_since",
+            [row["id"] for row in due], as_of)}
+        late = [row for row in due if row["id"] in since and as_of - since[row["id"]] >= timedelta(days=days)]
+        if not late:
+            return [], error
+        first = min(since[row["id"]] for row in late)
+        return late, (f"{system} not reached for {(as_of - first).days} days, since {first:%Y-%m-%d} "
+                      f"(its completion_timeout_days: {days}); last error: {error}")
 
     async def _done(self, due: list[asyncpg.Record]) -> None:
         """Mark the rows done (erased now, or found already gone by a retry), once the system has

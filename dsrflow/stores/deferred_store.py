@@ -1,4 +1,4 @@
-"""What staff can do about an erasure a hold deferred (migrations/0005, 0032, 0033): see where each
+"""What staff can do about an erasure a hold deferred (migrations/0005, 0032, 0033, 0040): see where each
 system's stands, and, when a processor asked once the hold ended did not carry it out
 (activities/deferred_processors.py), ask it again or record that it was done by other means.
 
@@ -204,7 +204,8 @@ def _chosen(rows: list[asyncpg.Record], system: str, states: tuple[str, ...], ac
 async def retry_deferred(pool: asyncpg.Pool, request_id: str, system: str, *, actor: str,
                          shown: Shown | None = None) -> tuple[str, int]:
     """Ask the processor again: a new job (the next attempt), its answer awaited for the
-    system's `completion_timeout_days` from now. Returns the subject's hash, for the sweep
+    system's `completion_timeout_days` from now (a system the sweep cannot reach, as long from
+    the first run that could not reach it). Returns the subject's hash, for the sweep
     that asks it, and the attempt.
 
     A repeat while the last retry waits to be asked (its sweep never started: the API died
@@ -221,7 +222,7 @@ async def retry_deferred(pool: asyncpg.Pool, request_id: str, system: str, *, ac
         attempt = max(row["attempt"] for row in rows) + 1
         await conn.execute(
             """UPDATE deferred_erasures SET failed_at = NULL, failure = NULL, external_id = NULL,
-                      submitted_at = NULL, attempt = $2, retried_at = now()
+                      submitted_at = NULL, unreached_since = NULL, attempt = $2, retried_at = now()
                 WHERE id = ANY($1::bigint[])""", [row["id"] for row in rows], attempt)
         await append_event(conn, event_key=f"{request_id}:deferred:{system}:retried:{attempt}",
                            request_id=request_id, event_type="erasure.deferred_retried", actor=actor,
