@@ -14,6 +14,7 @@ import socket
 import sys
 from datetime import date
 from enum import StrEnum
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import asyncpg
@@ -28,6 +29,7 @@ from dsrflow.settings import SettingsError
 
 if TYPE_CHECKING:
     from dsrflow.domain.audit import ChainReport
+    from dsrflow.domain.audit_saved import SavedAnchors
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   rich_markup_mode=HELP_MARKUP, help="dsrflow: data-subject requests, on time, with evidence.")
@@ -230,27 +232,37 @@ def audit_verify(
     anchor: Annotated[bool, typer.Option(
         "--anchor", help="first anchor the heads of every chain that changed since the last anchor "
                          "(the worker does so every few minutes)")] = False,
+    saved: Annotated[Path | None, typer.Option(
+        "--saved", exists=True, dir_okay=False,
+        help="a file of the lines `--anchor` printed, kept outside the database: say which still match")] = None,
 ) -> None:
     """Recompute every audit chain and the anchor chain, and check every anchored head; print
-    `ok N events ...` or the first break (exit 1)."""
+    `ok N events ...` or the first break (exit 1); with --saved, which saved anchors the database
+    still holds (exit 1 if any it does not: a restore, or a rewrite)."""
     from dsrflow.domain.audit_anchors import write_anchor
+    from dsrflow.domain.audit_saved import anchor_line, compare_saved, read_saved
     from dsrflow.domain.audit_verify import verify_audit
     from dsrflow.infra.db import connect
 
-    async def run() -> ChainReport:
+    kept = read_saved(saved.read_text()) if saved else []
+    if saved and not kept:
+        fail(f"{saved} holds no line `anchor N over C chain(s): HASH` (what --anchor prints)", 2)
+
+    async def run() -> tuple[ChainReport, SavedAnchors | None]:
         conn = await connect(command_settings().effective_database_url)
         try:
             if anchor:
                 written = await write_anchor(conn)
-                typer.echo(f"anchor {written.position} over {written.chains} chain(s): {written.hash}"
-                           if written else "no chain changed since the last anchor")
-            return await verify_audit(conn)
+                typer.echo(anchor_line(written) if written else "no chain changed since the last anchor")
+            return await verify_audit(conn), await compare_saved(conn, kept) if kept else None
         finally:
             await conn.close()
 
-    report = asyncio.run(run())
+    report, compared = asyncio.run(run())
     typer.echo(report.describe())
-    if not report.ok:
+    if compared:
+        typer.echo(compared.describe())
+    if not report.ok or (compared and not compared.ok):
         raise typer.Exit(1)
 
 

@@ -15,6 +15,7 @@ import pytest
 
 from dsrflow.domain.audit import append_event
 from dsrflow.domain.audit_anchors import write_anchor
+from dsrflow.domain.audit_saved import anchor_line
 from dsrflow.infra.db import connect
 from dsrflow.infra.writes import Write
 from schemas.audit import AnchorInput, AnchorReport
@@ -227,3 +228,45 @@ async def test_writes_carried_by_an_append_commit_with_it_or_not_at_all(fresh_db
     result = await audit_verify(url, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "ok 1 events in 1 chain(s)" in result.stdout
+
+
+async def test_saved_anchors_say_which_match_after_a_restore(fresh_db, tmp_path):
+    """After a restore, the anchors written since the backup are gone and new ones take their
+    positions with other hashes: the chains check out, and only anchors saved outside show it.
+    `--saved` says which saved anchors still match (those older than the backup) and which do not
+    (docs/audit.md, "After a restore")."""
+    url, pool = fresh_db
+    saved = []  # the operator's log: what each `--anchor` printed, appended
+    async with pool.acquire() as conn:
+        await append_event(conn, event_key="t:before-backup", event_type="test.event", actor="tests")
+        saved.append(anchor_line(await write_anchor(conn)))
+        backup = await conn.fetchrow("SELECT * FROM audit_chain_heads")  # the backup's one chain
+        await append_event(conn, event_key="t:after-backup", event_type="test.event", actor="tests")
+        saved += [anchor_line(await write_anchor(conn)), "ok 2 events in 1 chain(s); 2 anchor(s); 0 event(s) ..."]
+
+    # The restore: the database as the backup held it (anchor 1, one event), then work carrying on.
+    conn = await connect(url)
+    try:
+        await conn.execute("SET session_replication_role = replica")
+        await conn.execute("DELETE FROM audit_anchor_heads WHERE anchor_position > 1")
+        await conn.execute("DELETE FROM audit_anchors WHERE position > 1")
+        await conn.execute("DELETE FROM audit_events WHERE chain_pos > 1")
+        await conn.execute("UPDATE audit_chain_heads SET last_pos = $2, last_hash = $3, anchored_pos = $4 "
+                           "WHERE chain_id = $1", *(backup[k] for k in ("chain_id", "last_pos", "last_hash",
+                                                                       "anchored_pos")))
+        await conn.execute("SET session_replication_role = DEFAULT")
+        await append_event(conn, event_key="t:after-restore", event_type="test.event", actor="tests")
+        assert (await write_anchor(conn)).position == 2
+    finally:
+        await conn.close()
+
+    log = tmp_path / "anchors.log"
+    log.write_text("\n".join(saved) + "\n")
+    result = await audit_verify(url, tmp_path, "--saved", str(log))
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("ok 2 events in 1 chain(s); 2 anchor(s)"), result.stdout
+    assert lines[1] == "saved anchors: 1 match (1); 1 differ (2)", result.stdout
+    assert re.fullmatch(r"anchor 2 as saved is not in the database \(the database's was written \S+\): a restore "
+                        r"from a backup older than it, or a rewrite \(docs/audit.md, \"After a restore\"\)",
+                        lines[2]), result.stdout
