@@ -1,12 +1,14 @@
-"""One staff alert for e-mails that have waited too long in the privacy inbox.
+"""Staff alerts about the privacy inbox: e-mails waiting too long, and a mailbox that cannot be read.
 
 A message still `new` once the policy's working days (policy/mailbox.yaml
 `alert_after_working_days`, on the controller's calendar) have passed since it reached us is
 named in one alert, and only one: the alert's key is made of the messages it names, each message
 is bound to it (`alert_key`) before it goes, it goes through the outbox (activities/outbox.py)
 like every letter, and the messages are marked alerted in the same transaction that marks it
-sent. Like every staff alert it carries no
-personal data: how many, since when, and where to look.
+sent. From the controller's next day on, a message alerted and still not filed is named in one
+reminder a day (`remind_waiting`), until it is filed or dismissed: its statutory clock may run
+from its receipt. Like every staff alert they carry no personal data: how many, since when,
+and where to look.
 """
 
 from __future__ import annotations
@@ -35,9 +37,18 @@ from policy.model import Policy
 async def alert_waiting(pool: asyncpg.Pool, mailer: Mailer, policy: Policy, rules: MailboxPolicy, today: date,
                         base_url: str) -> list[str]:
     """Alert staff of the messages now waiting too long; the ids it named (none: nothing sent).
-    An alert a dead worker left unfinished (its messages bound to it, not yet alerted) is finished
-    first, under its own key: recorded if the relay had it, sent if it never went."""
+    Then remind them, once on `today`, of those alerted before and still waiting (`remind_waiting`)."""
     await finish_interrupted_converts(pool)  # their requests run: they wait no longer
+    named = await _alert_new(pool, mailer, policy, rules, today, base_url)
+    await remind_waiting(pool, mailer, policy, today, base_url)
+    return named
+
+
+async def _alert_new(pool: asyncpg.Pool, mailer: Mailer, policy: Policy, rules: MailboxPolicy, today: date,
+                     base_url: str) -> list[str]:
+    """The first alert of the messages now waiting too long. An alert a dead worker left
+    unfinished (its messages bound to it, not yet alerted) is finished first, under its own key:
+    recorded if the relay had it, sent if it never went."""
     named: list[str] = []
     for unfinished in await pool.fetch(
             "SELECT alert_key, array_agg(id::text ORDER BY id) AS ids, min(arrived_at) AS oldest FROM mailbox_messages "
@@ -80,6 +91,38 @@ async def _send(pool: asyncpg.Pool, mailer: Mailer, policy: Policy, rules: Mailb
 
     sent = await send_once(pool, mailer, key, message, request_id=None, on_sent=record)
     return ids if sent is not Sent.BUSY else []
+
+
+# How many messages a reminder lists one by one (oldest first); it counts them all.
+REMINDER_LISTS = 30
+
+
+async def remind_waiting(pool: asyncpg.Pool, mailer: Mailer, policy: Policy, today: date, base_url: str) -> list[str]:
+    """Remind staff of the messages alerted on an earlier day and still not filed (attached to a
+    request, made one, or dismissed): one reminder on `today`, the controller's day, keyed by it,
+    so the first check of each day sends it, whichever worker, and a filed message is named no
+    more. Each is listed with the day it reached us and how many days it has waited, and, where
+    it reads like a request, that its month may run from that day. The ids it named (none: sent
+    already today, or nothing waits). Before, a message was alerted once and never again, while
+    its statutory clock ran from its receipt."""
+    tz = policy.defaults.timezone
+    rows = await pool.fetch(
+        "SELECT id, arrived_at, suggested_type FROM mailbox_messages WHERE status = 'new' AND alerted_at IS NOT NULL "
+        "AND (alerted_at AT TIME ZONE $1)::date < $2 ORDER BY arrived_at, id", tz, today)
+    if not rows:
+        return []
+    key, ids = f"mailbox-reminder:{today.isoformat()}", [str(r["id"]) for r in rows]
+    listed = [{"received": (received := receipt_date(r["arrived_at"], tz)), "days": (today - received).days,
+               "request": r["suggested_type"] is not None} for r in rows[:REMINDER_LISTS]]
+    message = _staff_mail(policy, key, "inbox_reminder", {
+        "count": len(rows), "messages": listed, "more": len(rows) - len(listed),
+        "inbox_url": f"{base_url}/console/inbox"})
+
+    async def record(conn: asyncpg.Connection, marked: Write) -> None:
+        await append_event(conn, event_key=key, event_type="mail.reminded", actor="mailbox",
+                           data={"messages": ids, "message_id": message["Message-ID"]}, along=[marked])
+
+    return ids if await send_once(pool, mailer, key, message, request_id=None, on_sent=record) is Sent.SENT else []
 
 
 # How long the IMAP reader may fail before staff are told: a server restart or a short network
