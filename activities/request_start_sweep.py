@@ -11,12 +11,15 @@ function, so a request still never runs twice.
 
 The same run catches up what else an API records and then tells a workflow: a processor's answer
 (a confirmation or export on its link, a signed callback) on record for as long, whose task still
-waits (`tell_untold_answers`), and it flags and reminds staff of requests whose workflow ended.
+waits (`tell_untold_answers`), and it flags and reminds staff of requests whose workflow ended,
+and alerts them of requests whose workflow runs but fails at every try (`flag_failing_workflows`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from temporalio import activity
@@ -25,7 +28,9 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.context import ActivityContext
 from activities.letters import deliver_letter
+from dsrflow.crypto.keys import load_keyring
 from dsrflow.domain.audit import append_event
+from dsrflow.domain.failing_workflows import FAILING, failing, unheld_key
 from dsrflow.domain.processor_answers import tell_task, untold_answers
 from dsrflow.domain.request_resume import (
     ENDED_TROUBLE,
@@ -40,7 +45,7 @@ from dsrflow.infra.writes import Write
 from dsrflow.stores.sweep_runs import record_sweep_success
 from policy.model import PolicyError
 from schemas.request_start import StartSweepInput, StartSweepReport
-from schemas.workflow import LetterJob, request_id_of, workflow_id_for
+from schemas.workflow import LetterJob, LetterReceipt, request_id_of, workflow_id_for
 
 BATCH = 500  # a run's share; the next run, minutes later, takes the rest
 
@@ -95,8 +100,10 @@ class RequestStartSweepActivities:
         ended = await flag_ended_workflows(
             self.ctx, client, older_than=timedelta(minutes=self.ctx.settings.start_sweep_after_minutes))
         reminded = await remind_stopped(self.ctx, datetime.now(UTC))
+        frozen = await flag_failing_workflows(
+            self.ctx, client, older_than=timedelta(minutes=self.ctx.settings.start_sweep_after_minutes))
         report = StartSweepReport(found=len(rows), started=started, unstartable=unstartable, answers_told=told,
-                                  ended_flagged=ended, stopped_reminded=reminded)
+                                  ended_flagged=ended, stopped_reminded=reminded, failing_alerted=frozen)
         await record_sweep_success(self.ctx.pool, "request_start_sweep", report)
         return report
 
@@ -215,16 +222,8 @@ async def remind_stopped(ctx: ActivityContext, now: datetime) -> int:
         if days < 1:
             continue
         request_id = str(flag["request_id"])
-        days_left = None
-        if flag["current_due_date"] is not None:
-            timezone = (await ctx.policy(flag["policy_version"])).policy.defaults.timezone
-            days_left = (flag["current_due_date"] - now.astimezone(ZoneInfo(timezone)).date()).days
-        receipt = await deliver_letter(ctx, LetterJob(
-            request_id=request_id, purpose="staff_alert", key=f"{flag['trouble_key']}:day-{days}", to_staff=True,
-            params={"kind": "overdue" if days_left is not None and days_left < 0 else "needs_attention",
-                    "days_left": days_left,
-                    "facts": {"what": "still_stopped", "days": days,
-                              "ended": await _how_ended(ctx, request_id, flag["trouble_key"])}}))
+        receipt = await _alert_staff(ctx, flag, request_id, f"{flag['trouble_key']}:day-{days}", now, {
+            "what": "still_stopped", "days": days, "ended": await _how_ended(ctx, request_id, flag["trouble_key"])})
         reminded += not receipt.already_sent
         if activity.in_activity():  # the sweep's; a test or a tool calls this alone too
             activity.heartbeat(reminded)
@@ -236,3 +235,72 @@ async def _how_ended(ctx: ActivityContext, request_id: str, trouble_key: str) ->
     reminder says it in the staff language, where the flag's message is the record's English."""
     return await ctx.pool.fetchval("SELECT data->>'ended' FROM audit_events WHERE event_key = $1",
                                    f"{request_id}:{trouble_key}")
+
+
+async def _alert_staff(ctx: ActivityContext, request: Mapping[str, Any], request_id: str, key: str, now: datetime,
+                       facts: dict[str, Any]) -> LetterReceipt:
+    """A staff alert of a request whose workflow does not move (no deadline warning comes), with
+    the days left to its due date, or late: `request` has its `current_due_date` and
+    `policy_version` (a closed request's due date is no longer counted)."""
+    days_left = None
+    if request["current_due_date"] is not None and request.get("closed_at") is None:
+        timezone = (await ctx.policy(request["policy_version"])).policy.defaults.timezone
+        days_left = (request["current_due_date"] - now.astimezone(ZoneInfo(timezone)).date()).days
+    return await deliver_letter(ctx, LetterJob(
+        request_id=request_id, purpose="staff_alert", key=key, to_staff=True,
+        params={"kind": "overdue" if days_left is not None and days_left < 0 else "needs_attention",
+                "days_left": days_left, "facts": facts}))
+
+
+# A workflow whose workflow task fails at every try (RELIABILITY.md row 27) runs on, yet nothing of
+# it moves, its deadline watch included; before, only the Prometheus alert DsrWorkflowTaskFailing
+# said so, and a deployment without Prometheus learnt it when the subject complained. Its flag's key
+# names the run and the failure that began the stretch: a later stretch is alerted anew.
+FAILING_TROUBLE = "workflow-failing"
+
+
+async def flag_failing_workflows(ctx: ActivityContext, client: Client, *, older_than: timedelta,
+                                 now: datetime | None = None) -> int:
+    """Alert staff of each request whose workflow task has failed at every try for `older_than`
+    at least (dsrflow/domain/failing_workflows.py: one visibility query lists them), with the
+    attempts so far and, when that is the cause, the key it was sealed with that this deployment
+    no longer holds; an audit event once per stretch of failures, and one alert each whole day it
+    lasts, keyed by the day. Once a task completes the server clears its mark, and the alerts stop.
+    How many alerts went this time."""
+    now = now or datetime.now(UTC)
+    try:
+        listed = [execution async for execution in client.list_workflows(FAILING)]
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.INVALID_ARGUMENT:
+            raise
+        # A server before 1.30 does not know the attribute: DsrWorkflowTaskFailing alone tells.
+        activity.logger.error("the Temporal server does not mark failing workflows (TemporalReportedProblems): "
+                              "staff are not alerted of them", extra={"error": exc.message})
+        return 0
+    held = [kid for kid, _ in load_keyring(ctx.settings)]
+    alerted = 0
+    for execution in listed:
+        request_id = request_id_of(execution.id)
+        trouble = await failing(client, execution.id) if request_id else None
+        request = await ctx.pool.fetchrow("SELECT closed_at, current_due_date, policy_version FROM dsr_requests "
+                                          "WHERE id = $1::uuid", request_id) if trouble else None
+        if request_id is None or trouble is None or request is None or now - trouble.since < older_than:
+            continue  # not ours, moving again, or failing for too short a while yet
+        key = f"{FAILING_TROUBLE}:{trouble.run_id}:{trouble.failure_event}"
+        days = (now - trouble.since) // REMIND_EVERY
+        kid = await unheld_key(client.get_workflow_handle(execution.id), held)
+        receipt = await _alert_staff(ctx, request, request_id, f"{key}:day-{days}" if days else key, now, {
+            "what": "workflow_failing", "since": trouble.since, "attempts": trouble.attempts, "days": days,
+            "unheld_key": kid})
+        async with ctx.pool.acquire() as conn:  # keyed: once per stretch, whatever the runs
+            await append_event(conn, event_key=f"{request_id}:{key}", request_id=request_id,
+                               event_type="request.workflow_failing", actor="sweep",
+                               data={"since": trouble.since.isoformat(), "attempts": trouble.attempts,
+                                     "unheld_key": kid})
+        if not receipt.already_sent:
+            alerted += 1
+            activity.logger.error("request workflow task failing at every try", extra={
+                "request_id": request_id, "attempts": trouble.attempts, "unheld_key": kid})
+        if activity.in_activity():  # the sweep's; a test calls this alone too
+            activity.heartbeat(alerted)
+    return alerted

@@ -30,3 +30,6 @@ class StartSweepReport(BaseModel):
     ended_flagged: int = 0
     # Stopped requests that staff were reminded of this time: one alert per whole day stopped.
     stopped_reminded: int = 0
+    # Staff alerts of requests whose workflow runs but fails at every try, sent this time (the
+    # first of a stretch of failures and one each whole day it lasts: `flag_failing_workflows`).
+    failing_alerted: int = 0

@@ -83,6 +83,12 @@ ALERTS = [
     # activities/request_start_sweep.py: the request's workflow stopped.
     (ALERT_NEEDS_ATTENTION, None, {"what": "workflow_ended", "ended": "timed_out"}, "needs attention",
      ["Resume the request"]),
+    # activities/request_start_sweep.py: the request's workflow task fails at every try, a key dropped too early.
+    (ALERT_NEEDS_ATTENTION, 9, {"what": "workflow_failing", "since": datetime(2026, 3, 2, 8, 30, tzinfo=UTC),
+                                "attempts": 7, "days": 0, "unheld_key": None}, "needs attention",
+     ["worker's log", "7 attempts"]),
+    (ALERT_OVERDUE, -2, {"what": "workflow_failing", "since": datetime(2026, 3, 2, 8, 30, tzinfo=UTC),
+                         "attempts": 40, "days": 3, "unheld_key": "k1"}, "2 days ago", ["“k1”", "stuck for 3 days"]),
     # activities/packages.py: a system the package cannot be read from.
     (ALERT_NEEDS_ATTENTION, 2, {"what": "package_unreadable", "request_type": "portability", "system": "crm",
                                 "message": "403 Forbidden"}, "needs attention", [SYSTEMS["crm"], "403 Forbidden"]),
@@ -181,3 +187,25 @@ def test_an_alert_with_neither_facts_nor_detail_is_refused():
         render_letter("staff_alert", context)
     with pytest.raises(ValueError, match="unknown facts"):
         render_letter("staff_alert", {**context, "facts": {"what": "nothing"}})
+
+
+@pytest.mark.parametrize("language", ALL_LANGUAGES)
+def test_a_stuck_tasks_reminder_says_how_long_it_has_waited(language):
+    """A task's reminder each morning (workflows/task_alerts.py, `waited`) says how long it has
+    waited, as a failed step's does: the fourth read as the first did."""
+    _, first = _alert(ALERT_NEEDS_ATTENTION, None, stuck_facts(DENIED), language)
+    _, fourth = _alert(ALERT_NEEDS_ATTENTION, None, {**stuck_facts(DENIED), "waited": 4}, language)
+    _, second = _alert(ALERT_NEEDS_ATTENTION, None, {**stuck_facts(DENIED), "waited": 1}, language)
+    expected = {
+        "en": ("The task has waited for staff for 4 days.", "The task has waited for staff since yesterday.",
+               "Staff are reminded each day until it is answered."),
+        "nl": ("De taak wacht al 4 dagen op een medewerker.", "De taak wacht sinds gisteren op een medewerker.",
+               "Medewerkers worden er elke dag aan herinnerd totdat erop is gereageerd."),
+        "fr": ("La tâche attend le personnel depuis 4 jours.", "La tâche attend le personnel depuis hier.", None),
+        "de": ("Die Aufgabe wartet seit 4 Tagen auf das Team.", "Die Aufgabe wartet seit gestern auf das Team.",
+               "Das Team wird täglich daran erinnert, bis darauf reagiert wurde."),
+    }[language]
+    assert expected[0] in fourth and expected[1] in second, (fourth, second)
+    assert expected[2] is None or expected[2] in fourth, fourth
+    assert "credentials rejected (401)" in fourth and fourth != first
+    assert not any(sentence and sentence in first for sentence in expected), first

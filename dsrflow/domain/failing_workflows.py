@@ -1,0 +1,86 @@
+"""What Temporal says of a request's workflow whose workflow task fails at every try.
+
+Workflow code that no longer replays (deployed without `workflow.patched`), a bug, or a key
+dropped while a workflow still holds payloads sealed with it (docs/operations.md, "Keys and their
+rotation") make every workflow task fail: the workflow runs, yet nothing of it moves, its deadline
+watch included. The server (1.30 and later) marks such a workflow, after
+`system.numConsecutiveWorkflowTaskProblemsToTriggerSearchAttribute` (5) failures in a row, with
+the search attribute `TemporalReportedProblems`, and clears it once a task completes: one
+visibility query lists them all (`FAILING`), however many requests are open. The start sweep
+alerts staff of each (activities/request_start_sweep.py `flag_failing_workflows`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.workflowservice.v1 import GetWorkflowExecutionHistoryReverseRequest
+from temporalio.client import Client, WorkflowHandle
+from temporalio.service import RPCError
+
+from dsrflow.crypto.payload_codec import KEY_ID_METADATA
+
+FAILING = ("WorkflowType = 'DataSubjectRequestWorkflow' AND ExecutionStatus = 'Running' "
+           "AND TemporalReportedProblems IS NOT NULL")
+
+# Only the first failure in a row is written to a run's history (the attempts after it are not),
+# so the last events read backwards hold it.
+_RECENT = 50
+_FAILURES = (EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED, EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT)
+
+
+@dataclass(frozen=True)
+class Failing:
+    run_id: str
+    since: datetime  # the first failure in a row
+    failure_event: int  # its event id: a later stretch of failures, after a task that completed, has another
+    attempts: int  # of the workflow task, so far
+
+
+async def failing(client: Client, workflow_id: str) -> Failing | None:
+    """How the workflow's task has failed, while it fails (the pending task's attempt past the
+    first); None once a task completed, or when the workflow is gone."""
+    try:
+        described = await client.get_workflow_handle(workflow_id).describe()
+        pending = described.raw_description.pending_workflow_task
+        if pending.attempt <= 1:
+            return None
+        recent = await client.workflow_service.get_workflow_execution_history_reverse(
+            GetWorkflowExecutionHistoryReverseRequest(
+                namespace=client.namespace, maximum_page_size=_RECENT,
+                execution=WorkflowExecution(workflow_id=workflow_id, run_id=described.run_id)))
+    except RPCError:
+        return None
+    # The first failure since the last task that completed (a signal received meanwhile is
+    # recorded after it, and can record a later failure too).
+    first = None
+    for event in recent.history.events:
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+            break
+        if event.event_type in _FAILURES:
+            first = event
+    if first is None:  # beyond the page read: the pending task's scheduling, near enough
+        since, event_id = pending.scheduled_time.ToDatetime(tzinfo=UTC), 0
+    else:
+        since, event_id = first.event_time.ToDatetime(tzinfo=UTC), first.event_id
+    return Failing(run_id=described.run_id, since=since, failure_event=event_id, attempts=pending.attempt)
+
+
+async def unheld_key(handle: WorkflowHandle[Any, Any], held: Iterable[str], *, rpc_timeout: timedelta | None = None) -> str | None:
+    """The id of the key the workflow's input was encrypted with, when it is not among `held` (a
+    key dropped before every workflow started under it had ended): no worker can replay the
+    workflow. The id is in clear beside each payload (dsrflow/crypto/payload_codec.py), and a
+    key's id is no secret. None when it is held, or the engine cannot say."""
+    try:
+        async for event in handle.fetch_history_events(page_size=1, rpc_timeout=rpc_timeout):
+            payloads = event.workflow_execution_started_event_attributes.input.payloads
+            kids = {p.metadata[KEY_ID_METADATA].decode() for p in payloads if KEY_ID_METADATA in p.metadata}
+            return next(iter(sorted(kids - set(held))), None)
+    except RPCError:
+        return None
+    return None

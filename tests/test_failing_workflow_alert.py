@@ -1,0 +1,141 @@
+"""A request whose workflow task fails at every try is brought to staff by the start sweep
+(activities/request_start_sweep.py `flag_failing_workflows`; RELIABILITY.md row 27): before, such
+a request froze, its deadline watch with it, and only the Prometheus alert DsrWorkflowTaskFailing
+said so. Two real failing workflows: one whose code raises (a bug deployed), one sealed with a key
+the deployment no longer holds (dropped too early), which the alert names."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+from temporalio import workflow
+from temporalio.client import Client
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+
+from activities.request_start_sweep import RequestStartSweepActivities, flag_failing_workflows
+from devstack.processes import find_binary
+from dsrflow.crypto.keys import load_keyring, load_secret_key
+from dsrflow.domain.failing_workflows import FAILING
+from dsrflow.infra.temporal_client import build_data_converter
+from dsrflow.stores.requests_store import create_request
+from policy.model import load_policy
+from schemas.request_start import StartSweepInput
+from schemas.requests import NewRequest
+from schemas.workflow import workflow_id_for
+from tests.support import letters_for, unique_email
+from tests.test_failing_workflow import BrokenRequestWorkflow
+from workers.dsr_worker import activity_context
+from workflows.search_attributes import SEARCH_ATTRIBUTES
+
+# The server marks a workflow (`TemporalReportedProblems`) after five failures in a row by default,
+# which with the retries' growing backoff takes a minute or more: the test's own server marks it
+# after two, and each workflow task is given a second, not ten, so the mark comes within seconds.
+MARK_AFTER_TWO = ["--dynamic-config-value", "system.numConsecutiveWorkflowTaskProblemsToTriggerSearchAttribute=2"]
+QUICK_TASKS = timedelta(seconds=1)
+
+
+@contextlib.asynccontextmanager
+async def _marking_server(settings) -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(find_binary("temporal")), data_converter=build_data_converter(
+            load_keyring(settings)), search_attributes=SEARCH_ATTRIBUTES, dev_server_extra_args=MARK_AFTER_TWO)
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@workflow.defn(name="DataSubjectRequestWorkflow")
+class FixedRequestWorkflow:
+    """The worker fixed: the workflow carries on (here: waits, as a request waits for its steps)."""
+
+    @workflow.run
+    async def run(self, _request: object) -> None:
+        await workflow.wait_condition(lambda: False)
+
+
+async def _open_request(pool, settings) -> str:
+    row, _ = await create_request(pool, NewRequest(type="erasure", subject={"email": unique_email("frozen")},
+                                                   identity_attested=True),
+                                  loaded_policy=load_policy(settings.policy_path), secret=load_secret_key(settings),
+                                  actor="test", idempotency_key=None)
+    await pool.execute("UPDATE dsr_requests SET due_date = current_date + 9, current_due_date = current_date + 9 "
+                       "WHERE id = $1", row["id"])
+    return str(row["id"])
+
+
+async def _marked(client: Client, rids: list[str]) -> None:
+    """Until the server lists both workflows as failing."""
+    wanted = {workflow_id_for(rid) for rid in rids}
+    for _ in range(150):
+        if wanted <= {w.id async for w in client.list_workflows(FAILING)}:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("the server never marked the workflows as failing")
+
+
+def _text(message) -> str:
+    return " ".join(message.get_body(("plain",)).get_content().split())
+
+
+async def test_a_request_whose_workflow_task_keeps_failing_is_alerted_daily_until_it_carries_on(
+        settings, pool, mail_sink, task_queue):
+    async with _marking_server(settings) as server:
+        await _frozen_requests_are_alerted(settings, pool, server.client, mail_sink, task_queue)
+
+
+async def _frozen_requests_are_alerted(settings, pool, client: Client, mail_sink, task_queue: str) -> None:
+    buggy, sealed = await _open_request(pool, settings), await _open_request(pool, settings)
+    # Sealed with a key this deployment does not hold: as if dropped while the workflow ran.
+    gone = Client(client.service_client, namespace=client.namespace,
+                  data_converter=build_data_converter([("k-gone", os.urandom(32))]))
+    ctx = activity_context(settings.model_copy(update={"start_sweep_after_minutes": 0}), pool)
+    async with Worker(client, task_queue=task_queue, workflows=[BrokenRequestWorkflow],
+                      workflow_runner=UnsandboxedWorkflowRunner()):
+        for rid, starter in ((buggy, client), (sealed, gone)):
+            await starter.start_workflow("DataSubjectRequestWorkflow", rid, id=workflow_id_for(rid),
+                                         task_queue=task_queue, task_timeout=QUICK_TASKS)
+        await _marked(client, [buggy, sealed])
+        # A workflow failing for less than the sweep's threshold is left for later.
+        assert await flag_failing_workflows(ctx, client, older_than=timedelta(minutes=10)) == 0
+        # The schedule's sweep, as an activity (its threshold 0 here): one alert each.
+        report = await ActivityEnvironment(client=client).run(
+            RequestStartSweepActivities(ctx).start_unstarted_requests, StartSweepInput(reason="test"))
+        again = await flag_failing_workflows(ctx, client, older_than=timedelta(0))
+        now = datetime.now(UTC)
+        tomorrow = await flag_failing_workflows(ctx, client, older_than=timedelta(0), now=now + timedelta(days=1, hours=1))
+    assert report.failing_alerted >= 2 and again == 0 and tomorrow >= 2
+    first, reminder = (_text(m) for m in letters_for(mail_sink, buggy, "staff_alert"))
+    assert f"Request {buggy} needs attention from staff." in first
+    assert "The request's workflow has failed each time it tried to carry on since" in first
+    assert "attempts so far): no step of it runs, not even its deadline warnings" in first
+    assert "the worker's log and the workflow's history in the Temporal UI name it" in first
+    assert "Staff are reminded each day until it carries on." in first and "Days left: 9" in first
+    assert "It has been stuck for 1 day; staff are reminded each day" in reminder and "Days left: 8" in reminder
+    told, _ = (_text(m) for m in letters_for(mail_sink, sealed, "staff_alert"))
+    assert "encrypted with the key “k-gone”, which this deployment no longer holds" in told
+    assert "worker's code" not in told
+    events = await pool.fetch("SELECT data FROM audit_events WHERE request_id = $1 AND "
+                              "event_type = 'request.workflow_failing'", uuid.UUID(sealed))
+    assert [e["data"]["unheld_key"] for e in events] == ["k-gone"] and events[0]["data"]["attempts"] >= 2
+
+    # The worker fixed: the workflow carries on, and the alerts stop.
+    async with Worker(client, task_queue=task_queue, workflows=[FixedRequestWorkflow],
+                      workflow_runner=UnsandboxedWorkflowRunner()):
+        handle = client.get_workflow_handle(workflow_id_for(buggy))
+        for _ in range(100):
+            if (await handle.describe()).raw_description.pending_workflow_task.attempt <= 1:
+                break
+            await asyncio.sleep(0.1)
+        later = await flag_failing_workflows(ctx, client, older_than=timedelta(0), now=now + timedelta(days=2, hours=1))
+    assert later == 1  # the sealed one, still failing
+    assert len(letters_for(mail_sink, buggy, "staff_alert")) == 2
+    assert len(letters_for(mail_sink, sealed, "staff_alert")) == 3
+    for rid in (buggy, sealed):
+        await client.get_workflow_handle(workflow_id_for(rid)).terminate("test over")
