@@ -3,6 +3,7 @@ something, and reading it back."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -15,8 +16,8 @@ from api.problems import Problem
 from api.read_models.event_words import step_words
 from api.state import AppState
 from dsrflow.crypto.keys import load_secret_key
-from dsrflow.crypto.payload_codec import KEY_ID_METADATA
 from dsrflow.domain.appeals import AppealRefused, check_appeal
+from dsrflow.domain.failing_workflows import unheld_key
 from dsrflow.domain.jurisdiction import not_protected
 from dsrflow.domain.references import short_reference
 from dsrflow.domain.request_resume import ended_flag
@@ -140,7 +141,7 @@ async def _answering(state: AppState, handle: WorkflowHandle) -> None:
     except RPCError as exc:
         if exc.status not in _UNANSWERED:
             return
-        if (kid := await unheld_key(state, handle)) is not None:
+        if (kid := await unheld_key(handle, state.codec.key_ids(), rpc_timeout=QUERY_PATIENCE)) is not None:
             raise Problem(503, "Workflow unreadable",
                           f"the request's workflow was encrypted with key {kid!r}, which this deployment no longer "
                           f"holds (DSRFLOW_ENCRYPTION_KEYS, or $DSRFLOW_HOME/keys), so no worker can carry it on: nothing was done. Put the "
@@ -161,22 +162,6 @@ async def _answering(state: AppState, handle: WorkflowHandle) -> None:
         pass  # the workflow's own answer failed: the update is judged by its validator all the same
 
 
-async def unheld_key(state: AppState, handle: WorkflowHandle) -> str | None:
-    """The id of the key the workflow's input was encrypted with, when this deployment holds it no
-    longer (a key dropped before every workflow started under it had ended: docs/operations.md):
-    no worker can replay the workflow, and it answers nothing. The id is in clear beside each
-    payload (dsrflow/crypto/payload_codec.py), and a key's id is no secret. None when it is held,
-    or the engine cannot say."""
-    try:
-        async for event in handle.fetch_history_events(page_size=1, rpc_timeout=QUERY_PATIENCE):
-            payloads = event.workflow_execution_started_event_attributes.input.payloads
-            kids = {p.metadata[KEY_ID_METADATA].decode() for p in payloads if KEY_ID_METADATA in p.metadata}
-            return next(iter(sorted(kids - set(state.codec.key_ids()))), None)
-    except RPCError:
-        return None
-    return None
-
-
 async def failing_attempts(handle: WorkflowHandle) -> int | None:
     """How many times the workflow's pending task has been tried, when more than once: its code
     fails at every try (workflow code deployed without `workflow.patched`, a bug), and neither a
@@ -190,12 +175,24 @@ async def failing_attempts(handle: WorkflowHandle) -> int | None:
     return attempt if attempt > 1 else None
 
 
-async def workflow_failing(state: AppState, request_id: str) -> int | None:
-    """`failing_attempts` of the request's workflow, for a page that found it not answering."""
+@dataclass(frozen=True)
+class Failing:
+    """Why a request's workflow does not answer, as far as the engine says: its pending task tried
+    `attempts` times (its code fails), or sealed with a key this deployment no longer holds."""
+
+    attempts: int | None = None
+    unheld_key: str | None = None
+
+
+async def workflow_failing(state: AppState, request_id: str) -> Failing:
+    """`failing_attempts` and `unheld_key` of the request's workflow, for a page that found it not
+    answering."""
     try:
-        return await failing_attempts(await _handle(state, request_id))
+        handle = await _handle(state, request_id)
+        return Failing(await failing_attempts(handle),
+                       await unheld_key(handle, state.codec.key_ids(), rpc_timeout=QUERY_PATIENCE))
     except Exception:  # noqa: BLE001 - the page says "not answering" when the engine cannot say more
-        return None
+        return Failing()
 
 
 async def require_step_shown(state: AppState, request_id: str, key: str | None) -> None:

@@ -171,7 +171,7 @@ async def test_a_key_dropped_too_early_is_named_to_staff_and_to_the_ui(settings,
 
     from api.app import create_app
     from dsrflow.infra.temporal_client import connect_client
-    from tests.support import api_client, served, staff_headers, unique_email
+    from tests.support import api_client, console_sign_in, served, staff_headers, unique_email
 
     async with api_client(settings, dev_server.client, task_queue) as http:  # its input sealed with k1
         r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"),
@@ -188,6 +188,10 @@ async def test_a_key_dropped_too_early_is_named_to_staff_and_to_the_ui(settings,
         assert "encrypted with key 'k1', which this deployment no longer holds" in r.json()["detail"]
         assert (await http.get(f"/v1/requests/{rid}", headers=await staff_headers(pool, "compliance"))
                 ).json()["status"] == "awaiting_verification"
+        # The request's page says so too, not "is a worker running?".
+        await console_sign_in(http, pool, "agent")
+        page = (await http.get(f"/console/requests/{rid}")).text
+        assert 'sealed with\n  the key <span class="mono">k1</span>, which this deployment no longer holds' in page, page
     app = create_app(rotated)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as ui:
         r = await ui.post("/codec/decode", json={"payloads": [sealed]}, headers=await staff_headers(pool, "compliance"))

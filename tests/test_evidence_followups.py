@@ -79,6 +79,12 @@ def test_a_stopped_request_and_a_restrictions_kept_records_read_as_words():
         "Stopped: its workflow ended while the request was open (it had timed out)"
     assert describe({"event_type": "request.workflow_ended", "data": {"ended": "terminated"}}) == \
         "Stopped: its workflow ended while the request was open (it had been terminated)"
+    # Frozen (the start sweep's alert: activities/request_start_sweep.py), by a bug or a dropped key.
+    assert describe({"event_type": "request.workflow_failing", "data": {"attempts": 7, "unheld_key": None}}) == \
+        "Frozen: its workflow fails each time it tries to carry on; staff alerted (7 attempts; the worker's log " \
+        "names the error)"
+    assert describe({"event_type": "request.workflow_failing", "data": {"attempts": 3, "unheld_key": "k1"}}).endswith(
+        "(3 attempts; sealed with key 'k1', which this deployment no longer holds)")
     assert describe({"event_type": "request.resumed", "data": {"ended": "timed_out", "reason": "Outage fixed"}}) == \
         "Resumed: its workflow carries on from where it stopped (it had timed out: Outage fixed)"
     assert describe({"event_type": "restriction.kept_from_erasure", "data": {
@@ -93,6 +99,7 @@ def test_a_stopped_request_and_a_restrictions_kept_records_read_as_words():
 # Each event whose line carries a detail, with data as its writer records it: no line shows a code.
 _RECORDED = {
     "request.workflow_ended": {"ended": "timed_out"},
+    "request.workflow_failing": {"since": "2026-12-05T10:00:00+00:00", "attempts": 6, "unheld_key": None},
     "request.resumed": {"ended": "continued_as_new", "reason": "Fixed"},
     "restriction.kept_from_erasure": {"by": "retention rule web_logs", "rule": "web_logs", "records": 2},
     "letter.sent": {"purpose": "restriction_lift"},

@@ -230,8 +230,9 @@ async def _context(state: AppState, today: date, request_id: str, staff: Staff) 
             deciding=deciding(live), stopped=ended is not None)),
         "workflow_ended": ended,
         "unanswered": unanswered,
-        # ... and when its pending step fails at every try, how many tries so far (its code fails).
-        "failing_attempts": await workflow_failing(state, request_id) if unanswered else None,
+        # ... and why, where the engine says: its pending step fails at every try (how many tries so
+        # far: its code fails), or it was sealed with a key this deployment no longer holds.
+        "failing": await workflow_failing(state, request_id) if unanswered else None,
         "restriction": restriction,
         "denial_reasons": denial_reasons(row["regime"]),  # the grounds its law has
         "temporal_link": (temporal_ui_link(state.settings, request_id)
