@@ -20,15 +20,12 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from activities.request_start_sweep import RequestStartSweepActivities, flag_failing_workflows
 from devstack.processes import find_binary
-from dsrflow.crypto.keys import load_keyring, load_secret_key
+from dsrflow.crypto.keys import load_keyring
 from dsrflow.domain.failing_workflows import FAILING
 from dsrflow.infra.temporal_client import build_data_converter
-from dsrflow.stores.requests_store import create_request
-from policy.model import load_policy
 from schemas.request_start import StartSweepInput
-from schemas.requests import NewRequest
 from schemas.workflow import workflow_id_for
-from tests.support import letters_for, unique_email
+from tests.support import letters_for, stored_request
 from tests.test_failing_workflow import BrokenRequestWorkflow
 from workers.dsr_worker import activity_context
 from workflows.search_attributes import SEARCH_ATTRIBUTES
@@ -60,16 +57,6 @@ class FixedRequestWorkflow:
         await workflow.wait_condition(lambda: False)
 
 
-async def _open_request(pool, settings) -> str:
-    row, _ = await create_request(pool, NewRequest(type="erasure", subject={"email": unique_email("frozen")},
-                                                   identity_attested=True),
-                                  loaded_policy=load_policy(settings.policy_path), secret=load_secret_key(settings),
-                                  actor="test", idempotency_key=None)
-    await pool.execute("UPDATE dsr_requests SET due_date = current_date + 9, current_due_date = current_date + 9 "
-                       "WHERE id = $1", row["id"])
-    return str(row["id"])
-
-
 async def _marked(client: Client, rids: list[str]) -> None:
     """Until the server lists both workflows as failing."""
     wanted = {workflow_id_for(rid) for rid in rids}
@@ -91,7 +78,7 @@ async def test_a_request_whose_workflow_task_keeps_failing_is_alerted_daily_unti
 
 
 async def _frozen_requests_are_alerted(settings, pool, client: Client, mail_sink, task_queue: str) -> None:
-    buggy, sealed = await _open_request(pool, settings), await _open_request(pool, settings)
+    buggy, sealed = [await stored_request(pool, settings, "frozen", "erasure") for _ in range(2)]
     # Sealed with a key this deployment does not hold: as if dropped while the workflow ran.
     gone = Client(client.service_client, namespace=client.namespace,
                   data_converter=build_data_converter([("k-gone", os.urandom(32))]))
@@ -116,8 +103,8 @@ async def _frozen_requests_are_alerted(settings, pool, client: Client, mail_sink
     assert "The request's workflow has failed each time it tried to carry on since" in first
     assert "attempts so far): no step of it runs, not even its deadline warnings" in first
     assert "the worker's log and the workflow's history in the Temporal UI name it" in first
-    assert "Staff are reminded each day until it carries on." in first and "Days left: 9" in first
-    assert "It has been stuck for 1 day; staff are reminded each day" in reminder and "Days left: 8" in reminder
+    assert "Staff are reminded each day until it carries on." in first and "Days left: 30" in first
+    assert "It has been stuck for 1 day; staff are reminded each day" in reminder and "Days left: 29" in reminder
     told, _ = (_text(m) for m in letters_for(mail_sink, sealed, "staff_alert"))
     assert "encrypted with the key “k-gone”, which this deployment no longer holds" in told
     assert "worker's code" not in told
