@@ -67,6 +67,9 @@ class DeferredErasureActivities:
         statutory: dict[tuple[str, str], list[asyncpg.Record]] = defaultdict(list)  # (version, system) -> rows
         released: dict[tuple[str, str, str], list[asyncpg.Record]] = defaultdict(list)  # (version, system, request)
         still_held = 0
+        # Rows held again since a run could not reach their system: the count of days unreached
+        # starts anew once they are due again, not from before the hold (_unreached_too_long).
+        held_again: list[int] = []
         restricted = await kept_by_restrictions(ctx)
         kept: Counter[str] = Counter()  # restriction request -> records it kept today
         for row in rows:
@@ -76,7 +79,10 @@ class DeferredErasureActivities:
             policy = (await ctx.policy(row["policy_version"])).policy
             today = as_of.astimezone(ZoneInfo(policy.defaults.timezone)).date()
             holds = await active_holds_for(ctx.pool, row["subject_hash"])
-            if any(not h["systems"] or row["system"] in h["systems"] for h in holds):
+            covered = any(not h["systems"] or row["system"] in h["systems"] for h in holds)
+            if (covered or row["subject_hash"] in restricted) and row["unreached_since"] is not None:
+                held_again.append(row["id"])
+            if covered:
                 still_held += 1  # a legal-claims hold covers it now: not today
             elif row["subject_hash"] in restricted:
                 still_held += 1  # the subject restricted it, e.g. needing it for legal claims
@@ -88,6 +94,9 @@ class DeferredErasureActivities:
             else:
                 still_held += 1
 
+        if held_again:
+            await ctx.pool.execute("UPDATE deferred_erasures SET unreached_since = NULL WHERE id = ANY($1::bigint[])",
+                                   held_again)
         await audit_kept_from_deferred(ctx, kept, as_of)
         per_system: dict[str, int] = defaultdict(int)
         # One system that fails must not stop the others, for this subject or any other: a failure

@@ -85,6 +85,14 @@ async def test_a_system_not_reached_for_its_timeout_fails_with_an_alert(postgres
         assert {r["unreached_since"] for r in await pool.fetch(_KEPT, rid)} == {None}
         assert (await swept(20)).unable["crm"].startswith("not reached, tried again next run: ")
         assert {r["unreached_since"] for r in await pool.fetch(_KEPT, rid)} == {first + timedelta(days=20)}
-        assert (await swept(34)).unable["crm"].startswith("failed: ")
+        # A new hold covers them meanwhile: once it is released, the days unreached count from then,
+        # not from before the hold (the rows failed on the first run that could not reach them).
+        again = await place_claims_hold(pool, settings, "ada@example.com", ["crm"])
+        assert (await swept(25)).still_held == 2
+        assert {r["unreached_since"] for r in await pool.fetch(_KEPT, rid)} == {None}
+        async with pool.acquire() as conn:
+            await release_hold(conn, again["id"], "compliance:test")
+        assert (await swept(40)).unable["crm"].startswith("not reached, tried again next run: ")
+        assert (await swept(54)).unable["crm"].startswith("failed: ")
         assert len(letters_for(mail_sink, rid, "staff_alert")) == 2  # the second attempt's alert
     refusing.close()

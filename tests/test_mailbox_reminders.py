@@ -52,7 +52,7 @@ async def test_an_unfiled_message_is_reminded_each_day_until_filed(postgres, set
         waited = (today + timedelta(days=1) - received).days
         assert body.count(f"Reached us on {longdate(received, 'en')}, {waited} days ago.") == 2
         # The erasure request's month may run; the thank-you note is not a request.
-        assert body.count("It reads like a request: the month to answer it may run from") == 1
+        assert body.count("It reads like a request: the time to answer it may run from") == 1
         assert not any(sender in reminder.as_string() for sender in senders)  # no personal data
         event = await pool.fetchrow("SELECT data FROM audit_events WHERE event_type = 'mail.reminded'")
         assert sorted(event["data"]["messages"]) == sorted([erase, lunch])
