@@ -32,6 +32,7 @@ from tests.fanout_stack import api
 from tests.process_support import died, dsrflow_process
 from tests.saas_runs_fixtures import newsletter_service_fixture, saas_stack_fixture  # noqa: F401 (the fixtures)
 from tests.saas_runs_support import (
+    HeldAnswer,
     answered,
     deletes,
     mailchimp,
@@ -39,7 +40,15 @@ from tests.saas_runs_support import (
     newsletter,
 )
 from tests.saas_support import connector, http_policy, subject
-from tests.support import attested_request, unique_email
+from tests.support import (
+    attested_request,
+    eventually,
+    letters_for,
+    staff_headers,
+    staff_task_answer,
+    task_result,
+    unique_email,
+)
 from workers.dsr_worker import build_worker
 from workers.metrics_endpoint import worker_runtime
 
@@ -153,6 +162,82 @@ async def test_a_long_erasure_survives_a_killed_worker_with_exact_evidence(
     # More than one attempt (the kill's retry and the slices after it), none a failure staff see.
     assert await _activities(client, task_workflow_id(rid, "newsletter", "erase", 1)) > 3
     assert await pool.fetchval("SELECT count(*) FROM http_run_journal WHERE request_id = $1", uuid.UUID(rid)) == 0
+
+
+async def _seen(pool: Any, rid: str) -> dict[str, Any]:
+    """The newsletter task's record, its journal's rows, and its audit events by type, at once."""
+    row = await pool.fetchrow(
+        """SELECT (SELECT to_jsonb(t) - 'request_id' - 'updated_at' - 'external_id' FROM system_tasks t
+                    WHERE request_id = $1 AND system = 'newsletter') AS task,
+                  (SELECT count(*) FROM http_run_journal WHERE request_id = $1) AS journal,
+                  (SELECT coalesce(jsonb_object_agg(event_type, n), '{}') FROM
+                     (SELECT event_type, count(*) AS n FROM audit_events WHERE request_id = $1
+                         AND event_type LIKE 'task.%' AND data->>'system' = 'newsletter' GROUP BY event_type) e)
+                    AS events""", uuid.UUID(rid))
+    return dict(row)
+
+
+async def test_a_resolution_stored_as_its_worker_dies_ends_the_task_once(
+        newsletter_service, stack, pool, dev_server, mail_sink, tmp_path):
+    """10 memberships; Mailchimp holds its answer to the first delete. An operator ends the task's
+    workflow (its attempt, not told, runs on in the worker) and compliance resolves the task: the
+    worker process stores the resolution and is killed at the line (failpoint task-result-stored),
+    the attempt with it, before the workflow hears it was stored. The next worker records it again
+    (the step's retry): compliance's answer is taken (200), the task ends once, with the resolution:
+    no journal row (the subject's memberships as Mailchimp listed them), no delete after it, one
+    outcome in the audit trail, one response letter. (The window after a run's last journal write
+    and before its result: the kill above, at http-effect-sent, and tests/test_task_result_races.py.)"""
+    app, client, note = newsletter_service, dev_server.client, "Deleted at Mailchimp by hand, ticket 61"
+    email = unique_email("killed-after-resolution")
+    member_of_lists(app, email, 10)
+    gate, held = asyncio.Event(), []
+
+    def hold(request: Request, document: Any) -> Response:
+        if subscriber_hash(email) not in request.url.path:
+            return answered(document)
+        held.append(request.url.path)
+        return HeldAnswer(gate, answered(document))
+
+    app.state.standin.tamper("/actions/delete-permanent", hold, method="POST")
+    try:
+        async with api(stack) as http:
+            async with dsrflow_process("worker", stack.settings, client, tmp_path,
+                                       failpoints="task-result-stored~newsletter:done:workflow") as worker:
+                rid = await attested_request(http, pool, "erasure", email)
+
+                async def a_delete_held() -> bool:
+                    return bool(held)
+
+                await eventually(a_delete_held, 30)
+                await client.get_workflow_handle(task_workflow_id(rid, "newsletter", "erase", 1)).terminate(
+                    "an operator ends the task's workflow")
+                await task_result(http, pool, rid, "newsletter", lambda r: r["status"] == "needs_attention")
+                resolving = asyncio.create_task(staff_task_answer(
+                    http, rid, "resolve-task", {"system": "newsletter", "note": note},
+                    await staff_headers(pool, "compliance")))
+                await died(worker, tmp_path)
+            after_resolution = await _seen(pool, rid)
+            gate.set()  # the dead attempt's connection: its answer goes nowhere
+            async with build_worker(client, stack.settings, pool):
+                answer = await resolving
+                state = await asyncio.wait_for(client.get_workflow_handle(workflow_id_for(rid)).result(), 120)
+    finally:
+        app.state.standin.tampers.clear()
+        gate.set()
+
+    assert after_resolution["journal"] == 0 and after_resolution["task"]["status"] == "done", after_resolution
+    assert answer.status_code == 200, answer.text
+    seen = await _seen(pool, rid)
+    (result,) = [r for r in state["results"] if r["system"] == "newsletter"]
+    assert (result["status"], result["message"]) == ("done", f"resolved by staff: {note}")
+    task = seen["task"]
+    assert (task["status"], task["attempt"], task["message"]) == ("done", 1, f"resolved by staff: {note}"), task
+    assert seen["journal"] == 0
+    deleted = [s.path for s in app.state.standin.requests("POST", "/actions/delete-permanent")
+               if subscriber_hash(email) in s.path and s.status == 204]
+    assert len(deleted) == len(held) == 1  # the held one; none after the resolution
+    assert seen["events"] == {"task.needs_attention": 1, "task.resolved": 1, "task.done": 1}, seen["events"]
+    assert len(letters_for(mail_sink, rid, "response")) == 1
 
 
 async def test_a_delete_answered_5xx_after_it_was_carried_out_counts_once(pool, monkeypatch, tmp_path):

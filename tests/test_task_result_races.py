@@ -1,7 +1,7 @@
 """What a SaaS task keeps when its writes race: a run's journal write against its request's close
 (migration 0039), and two tries of one attempt storing the result that ends the task
 (activities/task_results.py). Against the database, the race staged by holding one side's
-transaction open (the real-process kills are in tests/test_crash_task_results.py)."""
+transaction open (the real-process kills are in tests/test_saas_long_runs.py)."""
 
 from __future__ import annotations
 
