@@ -102,7 +102,7 @@ async def remind_waiting(pool: asyncpg.Pool, mailer: Mailer, policy: Policy, tod
     request, made one, or dismissed): one reminder on `today`, the controller's day, keyed by it,
     so the first check of each day sends it, whichever worker, and a filed message is named no
     more. Each is listed with the day it reached us and how many days it has waited, and, where
-    it reads like a request, that its month may run from that day. The ids it named (none: sent
+    it reads like a request, that the time to answer it may run from that day. The ids it named (none: sent
     already today, or nothing waits). Before, a message was alerted once and never again, while
     its statutory clock ran from its receipt."""
     tz = policy.defaults.timezone
