@@ -30,7 +30,7 @@ from activities.context import ActivityContext
 from activities.letters import deliver_letter
 from dsrflow.crypto.keys import load_keyring
 from dsrflow.domain.audit import append_event
-from dsrflow.domain.failing_workflows import FAILING, failing, unheld_key
+from dsrflow.domain.failing_workflows import FAILING, failing, record_recoveries, unheld_key
 from dsrflow.domain.processor_answers import tell_task, untold_answers
 from dsrflow.domain.request_resume import (
     ENDED_TROUBLE,
@@ -269,8 +269,8 @@ async def flag_failing_workflows(ctx: ActivityContext, client: Client, *, older_
     at least (dsrflow/domain/failing_workflows.py: one visibility query lists them), with the
     attempts so far and, when that is the cause, the key it was sealed with that this deployment
     no longer holds; an audit event once per stretch of failures, and one alert each whole day it
-    lasts, keyed by the day. Once a task completes the server clears its mark, and the alerts stop.
-    How many alerts went this time."""
+    lasts, keyed by the day. Once a task completes the server clears its mark, the alerts stop, and
+    the stretch's end is recorded (`record_recoveries`). How many alerts went this time."""
     now = now or datetime.now(UTC)
     try:
         listed = [execution async for execution in client.list_workflows(FAILING)]
@@ -310,4 +310,5 @@ async def flag_failing_workflows(ctx: ActivityContext, client: Client, *, older_
                 "request_id": request_id, "attempts": trouble.attempts, "unheld_key": kid})
         if activity.in_activity():  # the sweep's; a test calls this alone too
             activity.heartbeat(alerted)
+    await record_recoveries(ctx.pool, client, {execution.id for execution in listed}, now)
     return alerted

@@ -85,6 +85,9 @@ def test_a_stopped_request_and_a_restrictions_kept_records_read_as_words():
         "names the error)"
     assert describe({"event_type": "request.workflow_failing", "data": {"attempts": 3, "unheld_key": "k1"}}).endswith(
         "(3 attempts; sealed with key 'k1', which this deployment no longer holds)")
+    assert describe({"event_type": "request.workflow_recovered", "data": {
+        "failing_since": "2026-12-05T10:00:00+00:00", "noticed": "2026-12-05T12:10:00+00:00"}}) == \
+        "Carries on: its workflow no longer fails (frozen since 5 December 2026)"
     assert describe({"event_type": "request.resumed", "data": {"ended": "timed_out", "reason": "Outage fixed"}}) == \
         "Resumed: its workflow carries on from where it stopped (it had timed out: Outage fixed)"
     assert describe({"event_type": "restriction.kept_from_erasure", "data": {
@@ -100,6 +103,7 @@ def test_a_stopped_request_and_a_restrictions_kept_records_read_as_words():
 _RECORDED = {
     "request.workflow_ended": {"ended": "timed_out"},
     "request.workflow_failing": {"since": "2026-12-05T10:00:00+00:00", "attempts": 6, "unheld_key": None},
+    "request.workflow_recovered": {"failing_since": "2026-12-05T10:00:00+00:00", "noticed": "2026-12-05T12:10:00+00:00"},
     "request.resumed": {"ended": "continued_as_new", "reason": "Fixed"},
     "restriction.kept_from_erasure": {"by": "retention rule web_logs", "rule": "web_logs", "records": 2},
     "letter.sent": {"purpose": "restriction_lift"},

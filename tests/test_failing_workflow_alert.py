@@ -25,7 +25,7 @@ from dsrflow.domain.failing_workflows import FAILING
 from dsrflow.infra.temporal_client import build_data_converter
 from schemas.request_start import StartSweepInput
 from schemas.workflow import workflow_id_for
-from tests.support import letters_for, stored_request
+from tests.support import eventually, letters_for, stored_request
 from tests.test_failing_workflow import BrokenRequestWorkflow
 from workers.dsr_worker import activity_context
 from workflows.search_attributes import SEARCH_ATTRIBUTES
@@ -121,6 +121,16 @@ async def _frozen_requests_are_alerted(settings, pool, client: Client, mail_sink
                 break
             await asyncio.sleep(0.1)
         later = await flag_failing_workflows(ctx, client, older_than=timedelta(0), now=now + timedelta(days=2, hours=1))
+
+        async def recovered() -> list[str]:  # the server clears its mark once a task completes: soon after
+            await flag_failing_workflows(ctx, client, older_than=timedelta(0), now=now + timedelta(days=2, hours=2))
+            return [str(r["request_id"]) for r in await pool.fetch(
+                "SELECT request_id FROM audit_events WHERE request_id = ANY($1::uuid[]) "
+                "AND event_type = 'request.workflow_recovered'", [buggy, sealed])]
+
+        await eventually(recovered, 30)
+        # The end of the stretch is on record, once: the timeline says how long it was frozen.
+        assert await recovered() == [buggy]
     assert later == 1  # the sealed one, still failing
     assert len(letters_for(mail_sink, buggy, "staff_alert")) == 2
     assert len(letters_for(mail_sink, sealed, "staff_alert")) == 3

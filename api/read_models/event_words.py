@@ -22,6 +22,7 @@ _EVENT_WORDS = {
     "request.start_swept": "Started by the sweep: stored, but its start had been lost",
     "request.workflow_ended": "Stopped: its workflow ended while the request was open",
     "request.workflow_failing": "Frozen: its workflow fails each time it tries to carry on; staff alerted",
+    "request.workflow_recovered": "Carries on: its workflow no longer fails",
     "request.resumed": "Resumed: its workflow carries on from where it stopped",
     "plan.created": "Plan made under the request's policy version",
     "verification.succeeded": "Identity verified",
@@ -348,6 +349,7 @@ def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = N
         "request.start_swept": f"{data.get('minutes_since_stored')} minutes after it was stored",
         "processor.answer_told_late": _told_late(data, system),
         "request.workflow_ended": f"it had {ended_words(data.get('ended'))}",
+        "request.workflow_recovered": f"frozen since {_day(str(data.get('failing_since'))[:10])}",
         "request.workflow_failing": (f"{data.get('attempts')} attempts; sealed with key {data['unheld_key']!r}, "
                                      "which this deployment no longer holds" if data.get("unheld_key")
                                      else f"{data.get('attempts')} attempts; the worker's log names the error"),

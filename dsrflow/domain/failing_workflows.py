@@ -17,13 +17,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.workflowservice.v1 import GetWorkflowExecutionHistoryReverseRequest
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError
 
 from dsrflow.crypto.payload_codec import KEY_ID_METADATA
+from dsrflow.domain.audit import append_event
+from schemas.workflow import workflow_id_for
 
 FAILING = ("WorkflowType = 'DataSubjectRequestWorkflow' AND ExecutionStatus = 'Running' "
            "AND TemporalReportedProblems IS NOT NULL")
@@ -69,6 +72,40 @@ async def failing(client: Client, workflow_id: str) -> Failing | None:
     else:
         since, event_id = first.event_time.ToDatetime(tzinfo=UTC), first.event_id
     return Failing(run_id=described.run_id, since=since, failure_event=event_id, attempts=pending.attempt)
+
+
+# Each stretch of failures recorded on a request still open whose end is not recorded yet; the
+# end's key is the stretch's with ":recovered" (migration 0041's index finds the stretches).
+_UNENDED = """
+SELECT e.request_id::text AS request_id, e.event_key, e.data->>'since' AS since FROM audit_events e
+  JOIN dsr_requests r ON r.id = e.request_id AND r.closed_at IS NULL
+ WHERE e.event_type = 'request.workflow_failing'
+   AND NOT EXISTS (SELECT 1 FROM audit_events x WHERE x.event_key = e.event_key || ':recovered')"""
+
+
+async def record_recoveries(pool: asyncpg.Pool, client: Client, marked: set[str], now: datetime) -> list[str]:
+    """Record `request.workflow_recovered` for each stretch of failures whose workflow carries on
+    again: running, no longer marked failing (`marked`: the workflow ids the server marks now),
+    its pending task at its first try. A workflow that ended instead is left to the sweep's
+    ended-workflow flag. The timeline then shows how long the request was frozen (the time it
+    was noticed: the sweep runs every few minutes). The request ids recorded."""
+    recorded = []
+    for stretch in await pool.fetch(_UNENDED):
+        workflow_id = workflow_id_for(stretch["request_id"])
+        if workflow_id in marked:
+            continue
+        try:
+            described = await client.get_workflow_handle(workflow_id).describe()
+        except RPCError:
+            continue
+        if described.status != WorkflowExecutionStatus.RUNNING or described.raw_description.pending_workflow_task.attempt > 1:
+            continue
+        async with pool.acquire() as conn:
+            await append_event(conn, event_key=f"{stretch['event_key']}:recovered", request_id=stretch["request_id"],
+                               event_type="request.workflow_recovered", actor="sweep",
+                               data={"failing_since": stretch["since"], "noticed": now.isoformat()})
+        recorded.append(stretch["request_id"])
+    return recorded
 
 
 async def unheld_key(handle: WorkflowHandle[Any, Any], held: Iterable[str], *, rpc_timeout: timedelta | None = None) -> str | None:
