@@ -120,6 +120,22 @@ def field(page: Page, language: str, label: str):
     return page.get_by_label(translations(language).gettext(label), exact=True)
 
 
+async def unknown_reference_refused(page: Page, seen: list[str], language: str, reference: str, reasons: str,
+                                    said: str) -> None:
+    """The complaint form sent with a reference that is none of ours: refused beside that field
+    (`said` in its message), the reference and the reasons kept as typed."""
+    about = field(page, language, "Reference of the request we refused")
+    typed = field(page, language, "What is your complaint about?")
+    await about.fill(reference)
+    await typed.fill(reasons)
+    await send_complaint(page, language)
+    shown = await assert_usable(page, seen, language, COMPLAIN, refused=True)
+    assert errors_of(shown) == ["about-error"]
+    await expect(page.locator("#about-error")).to_contain_text(said)
+    await expect(about).to_have_value(reference)
+    await expect(typed).to_have_value(reasons)
+
+
 async def test_a_uk_subject_complains_from_the_link_in_our_refusal(browser, portal_site, pool, mail_sink, refused_uk):
     refused, email, link = refused_uk
     reference = short_reference(refused)
@@ -152,14 +168,8 @@ async def test_a_uk_subject_complains_from_the_link_in_our_refusal(browser, port
     await expect(reasons).to_have_value(pasted)
 
     # A reference that is none of ours: refused naming it, the rest kept.
-    await about.fill("ZZ9ZZ9ZZ9Z")
-    await reasons.fill("You kept my invoices.")
-    await send_complaint(page, "en")
-    said = await assert_usable(page, seen, "en", COMPLAIN, refused=True)
-    assert errors_of(said) == ["about-error"]
-    await expect(page.locator("#about-error")).to_contain_text("We have no request ZZ9ZZ9ZZ9Z of yours that we refused")
-    await expect(about).to_have_value("ZZ9ZZ9ZZ9Z")
-    await expect(reasons).to_have_value("You kept my invoices.")
+    await unknown_reference_refused(page, seen, "en", "ZZ9ZZ9ZZ9Z", "You kept my invoices.",
+                                    "We have no request ZZ9ZZ9ZZ9Z of yours that we refused")
 
     # Markup and line breaks, typed past the cap: the field stops at it, and all of it is taken.
     hostile = ('<script>alert("reasons")</script>\n<b>You kept my invoices</b> & ignored my letter.\n'
@@ -207,17 +217,9 @@ async def test_the_complaint_form_in_french_and_german_with_and_without_its_refe
     await assert_usable(page, seen, "de", COMPLAIN)
 
     # An unknown reference, in German: refused naming it, what was typed kept.
-    about, reasons = field(page, "de", "Reference of the request we refused"), field(
-        page, "de", "What is your complaint about?")
-    await about.fill("QQ7QQ7QQ7Q")
     await field(page, "de", "Your e-mail address").fill(email)
-    await reasons.fill("Sie haben meine Rechnungen behalten.")
-    await send_complaint(page, "de")
-    said = await assert_usable(page, seen, "de", COMPLAIN, refused=True)
-    assert errors_of(said) == ["about-error"]
-    await expect(page.locator("#about-error")).to_contain_text("QQ7QQ7QQ7Q")
-    await expect(about).to_have_value("QQ7QQ7QQ7Q")
-    await expect(reasons).to_have_value("Sie haben meine Rechnungen behalten.")
+    await unknown_reference_refused(page, seen, "de", "QQ7QQ7QQ7Q", "Sie haben meine Rechnungen behalten.",
+                                    "QQ7QQ7QQ7Q")
 
     # The letter's link, French chosen on it: the reference kept, the complaint in French.
     await page.goto(link)  # its `lang=en`, the letter's language
