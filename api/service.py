@@ -144,8 +144,9 @@ async def _answering(state: AppState, handle: WorkflowHandle) -> None:
         if (kid := await unheld_key(handle, state.codec.key_ids(), rpc_timeout=QUERY_PATIENCE)) is not None:
             raise Problem(503, "Workflow unreadable",
                           f"the request's workflow was encrypted with key {kid!r}, which this deployment no longer "
-                          f"holds (DSRFLOW_ENCRYPTION_KEYS, or $DSRFLOW_HOME/keys), so no worker can carry it on: nothing was done. Put the "
-                          f"key back in the list, not first (docs/operations.md, \"Keys and their rotation\")",
+                          f"holds (DSRFLOW_ENCRYPTION_KEYS, or $DSRFLOW_HOME/keys), so no worker can carry it on: "
+                          f"nothing was done. Put the key back in the list, not first (docs/operations.md, \"Keys "
+                          f"and their rotation\")",
                           unanswered=True, unheld_key=kid) from None
         attempts = await failing_attempts(handle)
         if attempts:
@@ -176,7 +177,7 @@ async def failing_attempts(handle: WorkflowHandle) -> int | None:
 
 
 @dataclass(frozen=True)
-class Failing:
+class NotAnswering:
     """Why a request's workflow does not answer, as far as the engine says: its pending task tried
     `attempts` times (its code fails), or sealed with a key this deployment no longer holds."""
 
@@ -184,15 +185,15 @@ class Failing:
     unheld_key: str | None = None
 
 
-async def workflow_failing(state: AppState, request_id: str) -> Failing:
+async def workflow_failing(state: AppState, request_id: str) -> NotAnswering:
     """`failing_attempts` and `unheld_key` of the request's workflow, for a page that found it not
     answering."""
     try:
         handle = await _handle(state, request_id)
-        return Failing(await failing_attempts(handle),
+        return NotAnswering(await failing_attempts(handle),
                        await unheld_key(handle, state.codec.key_ids(), rpc_timeout=QUERY_PATIENCE))
     except Exception:  # noqa: BLE001 - the page says "not answering" when the engine cannot say more
-        return Failing()
+        return NotAnswering()
 
 
 async def require_step_shown(state: AppState, request_id: str, key: str | None) -> None:

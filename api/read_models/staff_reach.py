@@ -3,9 +3,10 @@ subject: the one place the REST endpoints and the console's pages ask, so that a
 what the API keeps back (red team of the read side, 2026-12-05: docs/security.md).
 
 `READABLE_BY` is the one rule of who reads what; `Reads` answers whether the caller may read one
-kind of it (`functools.partial(may_read, staff.has_role)`). The deferred-erasure panel and what comes of it (`DEFERRED`, `DEFERRED_ROLES["read"]`) are
-compliance's, as the legal-claims holds behind them are: a hold kept the records, and what
-becomes of them once it ended says that it ended.
+kind of it (`functools.partial(may_read, staff.has_role)`). The deferred-erasure panel and what
+comes of it (`DEFERRED`, `DEFERRED_ROLES["read"]`) are compliance's, as the legal-claims holds
+behind them are: a hold kept the records, and what becomes of them once it ended says that it
+ended.
 """
 
 from __future__ import annotations
