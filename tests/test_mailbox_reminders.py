@@ -1,14 +1,16 @@
 """An e-mail in the privacy inbox that nobody files, once alerted, is named in one reminder each
 day until it is filed or dismissed, with how many days it has waited and, where it reads like a
-request, that its month may run from its receipt. Before, it was alerted once and never again,
+request, that the time to answer it may run from its receipt. Before, it was alerted once and never again,
 while its statutory clock ran (RELIABILITY.md, row 34)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from activities.letter_templates import longdate
+import pytest
+
+from activities.letter_templates import longdate, render_template_set
 from activities.mail import Mailer
 from activities.mailbox_alerts import alert_waiting
 from devstack.smtp_sink import read_mailbox
@@ -16,6 +18,7 @@ from dsrflow.domain.deadlines import receipt_date
 from dsrflow.stores.mailbox_store import decide
 from policy.mailbox import load_mailbox_policy
 from policy.model import load_policy
+from schemas.vocabulary import Language
 from tests.conftest import database_pool
 from tests.support import unique_email
 from tests.test_mailbox_console import filed, raw_mail
@@ -68,3 +71,20 @@ async def test_an_unfiled_message_is_reminded_each_day_until_filed(postgres, set
         async with pool.acquire() as conn:
             assert await decide(conn, lunch, "dismissed", actor="agent:test", reason="not a request")
         assert await checked(today + timedelta(days=3)) == []  # nothing waits: no reminder
+
+
+@pytest.mark.parametrize("language", [lang.value for lang in Language])
+@pytest.mark.parametrize("name", ["inbox_alert", "inbox_reminder"])
+def test_the_inbox_alerts_read_in_each_staff_language(name: str, language: str):
+    """They go in the policy's staff language: each renders every figure it is given, in its own
+    words, with no placeholder left unfilled (the templates' StrictUndefined catches a missing one)."""
+    context = {"count": 31, "days": 2, "oldest": date(2026, 11, 27), "more": 1, "timezone": "Europe/Brussels",
+               "messages": [{"received": date(2026, 11, 27), "days": 8, "request": True}],
+               "inbox_url": "https://privacy.example.test/console/inbox"}
+    rendered = render_template_set(name, context, language)
+    english = render_template_set(name, context, "en")
+    for part in (rendered.subject, rendered.text, rendered.html):
+        assert "%(" not in part and "{{" not in part, part
+    for part in (rendered.text, rendered.html):
+        assert "31" in part and "/console/inbox" in part, part
+    assert (rendered.text != english.text) == (language != "en")
