@@ -72,8 +72,21 @@ async def test_database_outage_answers_503_and_the_api_recovers(own_postgres, se
         assert opened.status_code == 201, opened.text
         rid = opened.json()["id"]
         assert (await http.get(NO_SUCH_LINK, headers=BROWSER)).status_code == 404
+        submission = re.search(r'name="submission" value="([^"]+)"', (await http.get("/portal")).text).group(1)
+        typed = {"type": "access", "email": unique_email("portal-outage"), "submission": submission}
+        complaint = {"about": "KD7QX3M9TB", "email": typed["email"], "complaint_reasons": "Ni la facture ni le reste.",
+                     "submission": submission}
 
         own_postgres.stop()
+
+        # Either portal form comes back as sent (not the outage page, which dropped what was typed),
+        # its submission kept, in the page's language, for the subject to send again.
+        for path, form, language in (("/portal/requests", typed, "en"), ("/portal/complaints", complaint, "fr")):
+            kept = await http.post(path, headers={**BROWSER, "Accept-Language": language}, data=form)
+            assert kept.status_code == 503 and int(kept.headers["retry-after"]) > 0, kept.text
+            assert 'id="not-started"' in kept.text and f'value="{form["email"]}"' in kept.text
+            assert f'name="submission" value="{submission}"' in kept.text
+        assert "Ni la facture ni le reste." in kept.text and kept.headers["content-language"] == "fr"
 
         assert_unavailable(await http.post("/v1/requests", headers=agent, json=new), "database")
         assert_unavailable(await http.get("/v1/requests", headers=agent), "database")
@@ -97,6 +110,10 @@ async def test_database_outage_answers_503_and_the_api_recovers(own_postgres, se
         await own_postgres.wait_ready()
 
         assert (await http.get("/v1/requests", headers=agent)).status_code == 200
+        # Sent again (twice), the form is one request.
+        sent = [await http.post("/portal/requests", data=typed) for _ in range(2)]
+        assert [r.status_code for r in sent] == [303, 303] and sent[0].headers["location"] == sent[1].headers["location"]
+        assert await pool.fetchval("SELECT count(*) FROM dsr_requests WHERE subject_email = $1", typed["email"]) == 1
         again = await http.post("/v1/requests", headers=agent, json={**new, "subject": {"email": unique_email("back")}})
         assert again.status_code == 201, again.text
         assert (await http.get(f"/console/requests/{rid}")).status_code == 200

@@ -17,6 +17,7 @@ api/public/portal_verify.py, which reads a request as the status page does (`cur
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlencode
 
@@ -26,7 +27,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from api import request_form
 from api.deps import Limiter, State, counted
 from api.forms import read_form
-from api.outages import WORKFLOW_ENGINE
+from api.outages import CONNECTION_ERRORS, RETRY_AFTER, unavailable_component
 from api.pages import page_language, page_translator, problem_pages, render
 from api.problems import Problem
 from api.public.intake import (
@@ -105,13 +106,13 @@ def _messages(t: Translator) -> dict[str, str]:
 
 
 def _form_page(request: Request, values: dict[str, Any], errors: dict[str, str], *,
-               status: int = 200, **extra: Any) -> HTMLResponse:
+               status: int = 200, headers: dict[str, str] | None = None, **extra: Any) -> HTMLResponse:
     # A fresh submission id per form: sending the same form twice opens one request. (The page
     # answering the form's post offers its languages as links to /portal: api/pages.py.)
     return render(request, "portal/request_form.html", {
         "values": values, "errors": errors, **request_form.LABELS,
         "submission": values.get("submission") or uuid.uuid4().hex, **extra,
-    }, status_code=status)
+    }, status_code=status, headers=headers)
 
 
 @router.get("", response_class=HTMLResponse)
@@ -121,6 +122,10 @@ async def form_page(request: Request) -> HTMLResponse:
 
 @router.post("/requests", response_class=HTMLResponse)
 async def submit(request: Request, state: State, limiter: Limiter) -> Response:
+    return await _kept_while_down(request, _form_page, lambda: _submit(request, state, limiter))
+
+
+async def _submit(request: Request, state: State, limiter: Limiter) -> Response:
     await count_submission(request, limiter)  # before the form is read
     form = await read_form(request)
     values = request_form.form_values(form)
@@ -138,28 +143,42 @@ async def submit(request: Request, state: State, limiter: Limiter) -> Response:
     submission = values.get("submission", "")
     key = f"portal:{submission}" if request_form.SUBMISSION.match(submission) else None
     try:
-        started = await _started(state, new, key)
+        return await _started(state, new, key)
     except AppealNotOpened as refused:
         # The form has no field for it (an appeal's reference comes in a link or a crafted
         # post), so the problem page says it, in the page's language: already worded for it.
         raise Problem(422, _APPEAL_NOT_OPENED, refused.worded(t)) from None
-    return started or _form_page(request, values, {}, status=503, not_started=True)
 
 
-async def _started(state: AppState, new: PublicNewRequest, key: str | None) -> Response | None:
-    """Either form's request stored and started: the way on to its verify page. None when it is
-    stored but not started (the workflow engine not answering: api/service.py): the caller shows
-    the form again as sent, saying to send it again in a few seconds (portal/_not_started.html),
-    and the same form (`key`, its submission) is the same request, started then. Before, the
-    subject read staff's words in English (an Idempotency-Key, the request's id, the sweep's
-    minutes), and the outage page's "go back" reloads the form, a new submission: a second request."""
-    try:
-        row = await submit_request(state, new, key)
-    except Problem as problem:
-        if problem.status != 503 or problem.extra.get("component") != WORKFLOW_ENGINE:
-            raise
-        return None
+async def _started(state: AppState, new: PublicNewRequest, key: str | None) -> Response:
+    """Either form's request stored and started: the way on to its verify page."""
+    row = await submit_request(state, new, key)
     return RedirectResponse(f"/portal/requests/{row['id']}/verify", status_code=303)
+
+
+# What a form's post may raise while a component is down: a connection error, or the 503 Problem of
+# a request stored while the workflow engine did not answer (api/service.py).
+_OUTAGES: tuple[type[Exception], ...] = (Problem, *CONNECTION_ERRORS)
+
+
+async def _kept_while_down(request: Request, page: Callable[..., HTMLResponse],
+                           handle: Callable[[], Awaitable[Response]]) -> Response:
+    """Either form's post, answered while the database or the workflow engine does not answer:
+    the form again as sent, saying to send it again in a few seconds (portal/_not_started.html),
+    its submission id kept, so that the same form sent again is the same request (stored but not
+    started when the engine alone was down: api/service.py). Before, the subject read staff's
+    words in English (an Idempotency-Key, the request's id), or the outage page, which dropped
+    what they had typed and whose "go back" could reload the form: a new submission, a second
+    request when the first had been stored."""
+    try:
+        return await handle()
+    except _OUTAGES as exc:
+        outage = exc.status == 503 and exc.extra.get("component") if isinstance(exc, Problem) \
+            else unavailable_component(exc)
+        if not outage:
+            raise
+    values = request_form.form_values(await read_form(request))
+    return page(request, values, {}, status=503, not_started=True, headers={"Retry-After": str(RETRY_AFTER)})
 
 
 # The complaint form (UK GDPR: DPA 2018 s. 164A), which a refusal's letter links to, open on the
@@ -179,7 +198,7 @@ COMPLAINTS_PATH = "/portal/complaints"
 
 
 def _complaint_page(request: Request, values: dict[str, Any], errors: dict[str, str], *,
-                    status: int = 200, **extra: Any) -> HTMLResponse:
+                    status: int = 200, headers: dict[str, str] | None = None, **extra: Any) -> HTMLResponse:
     # The page answering the form's post offers its languages as links to the complaint form
     # (api/pages.py `here`), not to /portal, the request form, where they led a subject before;
     # on the request the complaint is about, as the letter's link opened it.
@@ -189,7 +208,7 @@ def _complaint_page(request: Request, values: dict[str, Any], errors: dict[str, 
         "values": values, "errors": errors, "submission": values.get("submission") or uuid.uuid4().hex,
         "max_reasons": MAX_COMPLAINT_REASONS, "here": here if request.method == "POST" else None,
         **extra,
-    }, status_code=status)
+    }, status_code=status, headers=headers)
 
 
 @router.get("/complaints", response_class=HTMLResponse)
@@ -202,6 +221,10 @@ async def complain(request: Request, state: State, limiter: Limiter) -> Response
     """A complaint about a refused request: opened as a request that refers to it (`appeal_of`),
     of its type and with its details (dsrflow/domain/appeals.py), acknowledged at once by e-mail
     and, once the subject confirms it is theirs, decided with its own letters."""
+    return await _kept_while_down(request, _complaint_page, lambda: _complain(request, state, limiter))
+
+
+async def _complain(request: Request, state: State, limiter: Limiter) -> Response:
     await count_submission(request, limiter)  # before the form is read
     form = await read_form(request)
     values = request_form.form_values(form)
@@ -233,11 +256,10 @@ async def complain(request: Request, state: State, limiter: Limiter) -> Response
     submission = values.get("submission", "")
     key = f"portal-complaint:{submission}" if request_form.SUBMISSION.match(submission) else None
     try:
-        started = await _started(state, new, key)
+        return await _started(state, new, key)
     except AppealNotOpened:
         errors["about"] = t.gettext(_NOT_COMPLAINABLE) % {"reference": about}
         return _complaint_page(request, values, errors, status=422)
-    return started or _complaint_page(request, values, {}, status=503, not_started=True)
 
 
 @router.get("/status", dependencies=[counted("lookup")])
