@@ -21,7 +21,8 @@ the subject's letters write it (a portal page gives its request's zone as `contr
 Staff pages write a moment with `controller_time` (and the day it fell on with `controller_date`):
 in the controller's timezone, the one deadline days are counted in, with the zone named, as the
 evidence pack does; a page whose request ran under another policy version names that version's
-zone as `controller_timezone`. `_()` is for messages written in templates; a message held
+zone as `controller_timezone`. A day (a due date) they write with `longdate` as it is, never ISO
+and never moved through a timezone. `_()` is for messages written in templates; a message held
 in Python (a label marked `N_`, a problem's words) is shown with the `translate` filter, which
 escapes it like any text. A request type is shown with `type_label(kind, regime)`: the label
 letters use, citing only the law of the request's regime.
@@ -238,9 +239,12 @@ def _type_label(context: Context, kind: str, regime: str | None = None) -> str:
 
 
 @pass_context
-def _longdate(context: Context, value: date | datetime) -> str:
-    """A date; a moment's the day it fell on in the controller's timezone, as its letters say."""
-    return longdate(value, _language_of(context), _controller_timezone(context))
+def _longdate(context: Context, value: date | datetime | str) -> str:
+    """A date; a moment's the day it fell on in the controller's timezone, as its letters say. A
+    day the trail holds as an ISO string (a kept record's `until`) reads like any other: a day,
+    never moved through a timezone."""
+    day = date.fromisoformat(value) if isinstance(value, str) else value
+    return longdate(day, _language_of(context), _controller_timezone(context))
 
 
 @pass_context

@@ -19,6 +19,7 @@ from playwright.async_api import Page, expect
 from temporalio import activity
 
 from activities.letters import deliver_letter
+from dsrflow.i18n import long_date
 from schemas.workflow import LetterJob, LetterReceipt
 from tests.fanout_stack import fanout_stack
 from tests.support import eventually, live_client, staff_headers, text_of, wait_for_letter
@@ -145,7 +146,7 @@ async def test_each_button_on_an_open_request_works_for_each_role_that_sees_it(
         extended = await pool.fetchval("SELECT extended_due_date FROM dsr_requests WHERE id = $1", rid)
         await press(page, "extend", {"Reason (sent to the subject)": "The request covers nine systems"},
                     flash="Deadline extended")
-        await expect(page.locator("#due-date")).to_contain_text(str(extended))
+        await expect(page.locator("#due-date")).to_contain_text(long_date(extended))
     # An agent records the subject's own withdrawal; closing a request unanswered refuses it, which
     # is compliance's (the agent's form does not go without the box ticked).
     withdrawn = role == "agent"

@@ -10,6 +10,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from dsrflow.domain.references import short_reference
+from dsrflow.i18n import long_date
 from tests.support import (
     CSRF_FIELD,
     console_sign_in,
@@ -201,7 +202,7 @@ async def test_extend_in_place_then_refused_the_second_time(http, pool):
 
     assert r.status_code == 200, r.text
     assert r.text.startswith('<div id="live"')  # the region alone, for htmx to swap in
-    assert f'id="due-date">{before["extended_due_date"]}' in r.text
+    assert f'id="due-date">{long_date(before["extended_due_date"])} <span' in r.text
     assert "Deadline extended; the subject is told" in r.text
     version = re.search(r'data-version="([0-9a-f]+)"', r.text).group(1)
     # The notice stays: the region's version is that of the page without it.
@@ -258,3 +259,5 @@ async def test_dashboard_for_compliance_only(http, pool):
                     "Open requests by due week"):
         assert caption in page.text
     assert CSRF_FIELD.search(page.text)  # the sign-out form
+    # Its table names each due week by its Monday, written as the console writes a day (not "07 Dec").
+    assert re.search(r"<th scope=\"row\">week of \d{1,2} [A-Z][a-z]+ \d{4}</th>", page.text)

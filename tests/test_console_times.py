@@ -7,6 +7,7 @@ Each moment is a few minutes before midnight UTC, so its Brussels day is the nex
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -99,6 +100,9 @@ async def test_the_inbox_writes_when_a_message_came_in_the_controllers_timezone(
     row = inbox.split(f'data-message-id="{filed.message_id}"')[1].split("</tr>")[0]
     assert f'<time datetime="{RECEIVED.isoformat()}">5 January 2026, 00:30 CET (UTC+1)</time>' in row
     assert not UTC_TIME.search(row)
+    # The day it would be due by as a request: a day in words, as the queue writes it.
+    assert re.search(r"<td>\d{1,2} [A-Z][a-z]+ 2026 <span class=\"badge", row)
     page = (await http.get(f"/console/inbox/{filed.message_id}")).text
     assert ">5 January 2026, 00:30 CET (UTC+1)</time> (the request's clock starts here); reached our server" in page
     assert ">5 January 2026, 00:33 CET (UTC+1)</time>" in page and not UTC_TIME.search(page)
+    assert re.search(r"Due if a request</dt><dd>\d{1,2} [A-Z][a-z]+ 2026 \(", page)

@@ -14,6 +14,7 @@ from api.console import view
 from api.read_models import event_words
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.domain.audit import append_event
+from dsrflow.i18n import long_date
 from dsrflow.stores.requests_store import create_request
 from policy.model import load_policy
 from schemas.requests import NewRequest
@@ -156,9 +157,9 @@ async def test_a_record_kept_under_a_legal_claims_hold_is_kept_until_its_release
     rid = await stored(pool, settings, "erasure", subject={"email": email})
     await planned(pool, rid, "erase")
     hold = await place_claims_hold(pool, settings, email, ["crm"])
-    review = hold["review_date"].isoformat()
+    review = long_date(hold["review_date"])
     kept = {"system": "crm", "dataset": "all", "records": 1, "hold_kind": "legal_claims", "hold_ref": str(hold["id"]),
-            "basis": "Art. 17(3)(e) GDPR", "law": "a legal claim", "until": review}
+            "basis": "Art. 17(3)(e) GDPR", "law": "a legal claim", "until": hold["review_date"].isoformat()}
     await pool.execute("""INSERT INTO system_tasks (request_id, system, action, status, found, changed, kept, kept_records)
                           VALUES ($1, 'crm', 'erase', 'completed', 1, 0, 1, $2)""", uuid.UUID(rid), [kept])
     await console_sign_in(http, pool, "compliance")

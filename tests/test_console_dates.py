@@ -1,0 +1,97 @@
+"""The console writes every day a member of staff reads one way, in the page's language: the
+queue's "Due" read "2026-12-30" beside its "Received" "5 December 2026", and the request page its
+due date, the date it was extended from, a kept record's "until" and a hold's review date as ISO
+dates. A due date is a day: written as it is, never moved through a timezone. Machines still read
+ISO (attributes, input values, links): only the visible text is checked.
+
+The console speaks the policy's staff language (`languages.staff`, api/pages.py `page_language`):
+the same pages are rendered under the shipped policy (English) and under one whose staff write
+German. Requests are stored as intake stores them, no workflow running (tests/test_console_words.py)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import UTC, date, datetime, timedelta
+
+import yaml
+
+from dsrflow.crypto.keys import load_secret_key
+from dsrflow.domain.audit import append_event
+from dsrflow.i18n import long_date
+from dsrflow.stores.requests_store import create_request
+from policy.model import load_policy
+from schemas.requests import NewRequest
+from tests.evidence_pages import readable
+from tests.support import api_client, console_sign_in, place_claims_hold, unique_email
+
+ISO_DAY = re.compile(r"\b\d{4}-\d{2}-\d{2}\b")
+KEPT_UNTIL = "2033-12-31"
+
+
+async def stored(pool, settings, email: str, received_at: datetime) -> str:
+    new = NewRequest.model_validate({"type": "erasure", "regime": "gdpr", "identity_attested": True,
+                                     "subject": {"email": email}, "received_at": received_at})
+    row, _ = await create_request(pool, new, loaded_policy=load_policy(settings.policy_path),
+                                  secret=load_secret_key(settings), actor="test", idempotency_key=None)
+    return str(row["id"])
+
+
+async def extended_with_kept_records(pool, settings, email: str) -> tuple[str, dict[str, date]]:
+    """An erasure extended, with a record kept by statute until a day and one under a legal-claims
+    hold, and another request of the same subject: its id, and its days by name (first due, due
+    now, the other request's due date, the hold's review date)."""
+    received = datetime.now(UTC) - timedelta(days=20)
+    rid = await stored(pool, settings, email, received)
+    other = await stored(pool, settings, email, received + timedelta(days=1))
+    # The days its workflow would have computed (none runs here), the first one extended.
+    first, extended, other_due = (date.today() + timedelta(days=n) for n in (10, 70, 11))
+    await pool.execute("""UPDATE dsr_requests SET due_date = $2, extended_due_date = $3, current_due_date = $3,
+                                 extended = true WHERE id = $1""", uuid.UUID(rid), first, extended)
+    await pool.execute("UPDATE dsr_requests SET due_date = $2, current_due_date = $2 WHERE id = $1",
+                       uuid.UUID(other), other_due)
+    async with pool.acquire() as conn:
+        await append_event(conn, event_key=f"{rid}:extended", event_type="deadline.extended", actor="compliance:test",
+                           request_id=rid, data={"from": first.isoformat(), "to": extended.isoformat(),
+                                                 "reason": "Nine systems and many years of records"})
+    hold = await place_claims_hold(pool, settings, email, ["crm"])
+    kept = [{"system": "billing", "dataset": "invoices", "records": 3, "hold_kind": "statutory",
+             "basis": "Art. 17(3)(b) GDPR", "law": "VAT Code Art. 60", "until": KEPT_UNTIL},
+            {"system": "crm", "dataset": "all", "records": 1, "hold_kind": "legal_claims", "hold_ref": str(hold["id"]),
+             "basis": "Art. 17(3)(e) GDPR", "law": "a legal claim", "until": hold["review_date"].isoformat()}]
+    await pool.execute("""INSERT INTO system_tasks (request_id, system, action, status, found, changed, kept, kept_records)
+                          VALUES ($1, 'billing', 'erase', 'completed', 5, 2, 4, $2)""", uuid.UUID(rid), kept)
+    return rid, {"first": first, "due": extended, "other": other_due, "review": hold["review_date"]}
+
+
+async def test_the_queue_and_the_request_page_write_every_day_in_words_in_the_staff_language(
+        pool, settings, lifecycle_policy, dev_server, task_queue, tmp_path):
+    email = unique_email("dates")
+    rid, days = await extended_with_kept_records(pool, settings, email)
+    content = yaml.safe_load(lifecycle_policy.read_text())
+    content["languages"]["staff"] = "de"
+    german = tmp_path / "german-staff.yaml"
+    german.write_text(yaml.safe_dump(content, sort_keys=False))
+
+    # No worker: the pages read the stored requests (their workflows are not asked to run).
+    async with (api_client(settings, dev_server.client, task_queue) as en,
+                api_client(settings.model_copy(update={"policy_path": german}), dev_server.client, task_queue) as de):
+        for client, language in ((en, "en"), (de, "de")):
+            day = {name: long_date(value, language) for name, value in days.items()}
+            await console_sign_in(client, pool, "compliance")
+            page = (await client.get(f"/console/requests/{rid}")).text
+            queue = (await client.get("/console/", params={"subject": email})).text
+            for html in (page, queue):
+                assert ISO_DAY.findall(readable(html)) == [], language
+            assert f'<dd id="due-date">{day["due"]} <span' in page
+            text = readable(page)
+            assert f"from {day['first']}: Nine systems" in text
+            assert f"until {long_date(date.fromisoformat(KEPT_UNTIL), language)}." in text
+            assert f"(to be reviewed by {day['review']})." in text and f"review by {day['review']}, on " in text
+            row = queue.split(f'data-request-id="{rid}"')[1].split("</tr>")[0]
+            assert f'<td data-label="Due">{day["due"]} <span class="hint">(extended)' in row
+            # The subject's other request, on this one's page.
+            others = page.split('id="other-requests"')[1].split("</table>")[0]
+            assert others.count("<tr data-request-id=") == 1 and f"<td>{day['other']}</td>" in others
+    # Machines still read ISO: the times' attributes.
+    assert re.search(r'<time datetime="\d{4}-\d{2}-\d{2}T', page)
