@@ -6,17 +6,20 @@ named in one alert, and only one: the alert's key is made of the messages it nam
 is bound to it (`alert_key`) before it goes, it goes through the outbox (activities/outbox.py)
 like every letter, and the messages are marked alerted in the same transaction that marks it
 sent. From the controller's next day on, a message alerted and still not filed is named in one
-reminder a day (`remind_waiting`), until it is filed or dismissed: its statutory clock may run
-from its receipt. Like every staff alert they carry no personal data: how many, since when,
-and where to look.
+reminder a day (`remind_waiting`), at the start of the controller's morning (`REMIND_AT`), until
+it is filed or dismissed: its statutory clock may run from its receipt. Each day's list is
+written before its reminder goes (`mailbox_reminders`), so whichever check records the reminder,
+that day or a later one after a worker died, records what it named. Like every staff alert they
+carry no personal data: how many, since when, and where to look.
 """
 
 from __future__ import annotations
 
 import hashlib
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate
+from zoneinfo import ZoneInfo
 
 import asyncpg
 
@@ -24,7 +27,7 @@ from activities.letter_templates import render_template_set
 from activities.letters import message_id_for
 from activities.mail import Mailer
 from activities.mailbox_reader import MailboxReader
-from activities.outbox import Sent, send_once
+from activities.outbox import Sent, send_once, withdraw
 from dsrflow.domain.audit import append_event
 from dsrflow.domain.deadlines import receipt_date, working_days_after
 from dsrflow.infra.failpoints import failpoint
@@ -36,12 +39,9 @@ from policy.model import Policy
 
 async def alert_waiting(pool: asyncpg.Pool, mailer: Mailer, policy: Policy, rules: MailboxPolicy, today: date,
                         base_url: str) -> list[str]:
-    """Alert staff of the messages now waiting too long; the ids it named (none: nothing sent).
-    Then remind them, once on `today`, of those alerted before and still waiting (`remind_waiting`)."""
+    """Alert staff of the messages now waiting too long; the ids it named (none: nothing sent)."""
     await finish_interrupted_converts(pool)  # their requests run: they wait no longer
-    named = await _alert_new(pool, mailer, policy, rules, today, base_url)
-    await remind_waiting(pool, mailer, policy, today, base_url)
-    return named
+    return await _alert_new(pool, mailer, policy, rules, today, base_url)
 
 
 async def _alert_new(pool: asyncpg.Pool, mailer: Mailer, policy: Policy, rules: MailboxPolicy, today: date,
@@ -95,34 +95,78 @@ async def _send(pool: asyncpg.Pool, mailer: Mailer, policy: Policy, rules: Mailb
 
 # How many messages a reminder lists one by one (oldest first); it counts them all.
 REMINDER_LISTS = 30
+# When the day's reminder goes, in the controller's timezone (the policy's): the start of staff's
+# working morning. Before, the first check after midnight sent it, at 00:0x.
+REMIND_AT = time(9)
 
 
-async def remind_waiting(pool: asyncpg.Pool, mailer: Mailer, policy: Policy, today: date, base_url: str) -> list[str]:
+async def remind_waiting(pool: asyncpg.Pool, mailer: Mailer, policy: Policy, now: datetime, base_url: str) -> list[str]:
     """Remind staff of the messages alerted on an earlier day and still not filed (attached to a
-    request, made one, or dismissed): one reminder on `today`, the controller's day, keyed by it,
-    so the first check of each day sends it, whichever worker, and a filed message is named no
-    more. Each is listed with the day it reached us and how many days it has waited, and, where
-    it reads like a request, that the time to answer it may run from that day. The ids it named (none: sent
-    already today, or nothing waits). Before, a message was alerted once and never again, while
-    its statutory clock ran from its receipt."""
+    request, made one, or dismissed): one reminder on the controller's day of `now`, keyed by it,
+    sent by the first check at or after `REMIND_AT` (a worker down then sends it once back that
+    day), whichever worker, and a filed message is named no more. Each is listed with the day it
+    reached us and how many days it has waited, and, where it reads like a request, that the time
+    to answer it may run from that day. The ids it named (none: sent already today, too early, or
+    nothing waits). Before, a message was alerted once and never again, while its statutory clock
+    ran from its receipt."""
     tz = policy.defaults.timezone
-    rows = await pool.fetch(
-        "SELECT id, arrived_at, suggested_type FROM mailbox_messages WHERE status = 'new' AND alerted_at IS NOT NULL "
-        "AND (alerted_at AT TIME ZONE $1)::date < $2 ORDER BY arrived_at, id", tz, today)
-    if not rows:
+    local = now.astimezone(ZoneInfo(tz))
+    await _finish_earlier_reminders(pool, mailer, policy, local.date(), base_url)
+    if local.time() < REMIND_AT:
         return []
-    key, ids = f"mailbox-reminder:{today.isoformat()}", [str(r["id"]) for r in rows]
-    listed = [{"received": (received := receipt_date(r["arrived_at"], tz)), "days": (today - received).days,
-               "request": r["suggested_type"] is not None} for r in rows[:REMINDER_LISTS]]
+    # The day's list, written once by its first check: a retry after a crash, or a worker beside
+    # this one, sends and records that list (alerted before today: it only shrinks during the day).
+    ids = [str(i) for i in await pool.fetchval(
+        """WITH listed AS (
+               INSERT INTO mailbox_reminders (day, messages)
+               SELECT $2, array_agg(id ORDER BY arrived_at, id) FROM mailbox_messages
+                WHERE status = 'new' AND alerted_at IS NOT NULL AND (alerted_at AT TIME ZONE $1)::date < $2
+               HAVING count(*) > 0
+               ON CONFLICT (day) DO NOTHING RETURNING messages)
+           SELECT coalesce((SELECT messages FROM listed), (SELECT messages FROM mailbox_reminders WHERE day = $2),
+                           '{}')""", tz, local.date())]
+    if not ids:
+        return []
+    return ids if await _remind(pool, mailer, policy, local.date(), ids, base_url) is Sent.SENT else []
+
+
+async def _finish_earlier_reminders(pool: asyncpg.Pool, mailer: Mailer, policy: Policy, today: date,
+                                    base_url: str) -> None:
+    """The reminder of an earlier day that a dead worker left unfinished, and no check finished
+    that day: recorded, with the list it named, if the relay had it (`mail.unconfirmed` too);
+    withdrawn if it never went (today's names whoever still waits). Before, one the relay had
+    stayed unrecorded for good: the next day's reminder has another key."""
+    for row in await pool.fetch(
+            "SELECT r.day, r.messages FROM mailbox_reminders r LEFT JOIN mail_outbox o "
+            "ON o.mail_key = 'mailbox-reminder:' || to_char(r.day, 'YYYY-MM-DD') "
+            "WHERE r.day < $1 AND coalesce(o.state, 'none') NOT IN ('sent', 'withdrawn')", today):
+        key = _reminder_key(row["day"])
+        if await withdraw(pool, key, message_id_for(key), request_id=None) is Sent.ALREADY:
+            # A dead sender handed it to the relay: send_once records it and sends nothing (outbox.py).
+            await _remind(pool, mailer, policy, row["day"], [str(i) for i in row["messages"]], base_url)
+
+
+def _reminder_key(day: date) -> str:
+    return f"mailbox-reminder:{day.isoformat()}"
+
+
+async def _remind(pool: asyncpg.Pool, mailer: Mailer, policy: Policy, day: date, ids: list[str],
+                  base_url: str) -> Sent:
+    """The reminder of `day` naming messages `ids`, once, recorded (`mail.reminded`) with them."""
+    tz, key = policy.defaults.timezone, _reminder_key(day)
+    rows = await pool.fetch("SELECT arrived_at, suggested_type FROM mailbox_messages WHERE id = ANY($1::uuid[]) "
+                            "ORDER BY arrived_at, id LIMIT $2", ids, REMINDER_LISTS)
+    listed = [{"received": (received := receipt_date(r["arrived_at"], tz)), "days": (day - received).days,
+               "request": r["suggested_type"] is not None} for r in rows]
     message = _staff_mail(policy, key, "inbox_reminder", {
-        "count": len(rows), "messages": listed, "more": len(rows) - len(listed),
+        "count": len(ids), "messages": listed, "more": len(ids) - len(listed),
         "inbox_url": f"{base_url}/console/inbox"})
 
     async def record(conn: asyncpg.Connection, marked: Write) -> None:
         await append_event(conn, event_key=key, event_type="mail.reminded", actor="mailbox",
                            data={"messages": ids, "message_id": message["Message-ID"]}, along=[marked])
 
-    return ids if await send_once(pool, mailer, key, message, request_id=None, on_sent=record) is Sent.SENT else []
+    return await send_once(pool, mailer, key, message, request_id=None, on_sent=record)
 
 
 # How long the IMAP reader may fail before staff are told: a server restart or a short network

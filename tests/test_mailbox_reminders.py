@@ -1,18 +1,26 @@
 """An e-mail in the privacy inbox that nobody files, once alerted, is named in one reminder each
 day until it is filed or dismissed, with how many days it has waited and, where it reads like a
 request, that the time to answer it may run from its receipt. Before, it was alerted once and never again,
-while its statutory clock ran (RELIABILITY.md, row 34)."""
+while its statutory clock ran (RELIABILITY.md, row 34). The reminder goes at the start of the
+controller's morning, and one a killed worker handed to the relay is recorded with what it named,
+whenever the next check comes. One database of their own for the module: a reminder names every
+message alerted and unfiled in it."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from activities.letter_templates import longdate, render_template_set
+from activities.letters import message_id_for
 from activities.mail import Mailer
-from activities.mailbox_alerts import alert_waiting
+from activities.mailbox_alerts import REMIND_AT, alert_waiting, remind_waiting
 from devstack.smtp_sink import read_mailbox
 from dsrflow.domain.deadlines import receipt_date
 from dsrflow.stores.mailbox_store import decide
@@ -20,57 +28,168 @@ from policy.mailbox import load_mailbox_policy
 from policy.model import load_policy
 from schemas.vocabulary import Language
 from tests.conftest import database_pool
-from tests.support import unique_email
+from tests.support import settings_env, unique_email
 from tests.test_mailbox_console import filed, raw_mail
 
 
-async def test_an_unfiled_message_is_reminded_each_day_until_filed(postgres, settings, mail_sink):
-    # A database of its own: a reminder names every message alerted and unfiled in it.
+@pytest.fixture(scope="module")
+async def inbox(postgres, settings) -> AsyncIterator[tuple]:
     async with database_pool(postgres, "mailbox_reminders") as (url, pool):
-        settings = settings.model_copy(update={"database_url": url})
-        policy = load_policy(settings.policy_path).policy
-        tz = policy.defaults.timezone
-        arrived = datetime.now(UTC) - timedelta(days=10)
-        senders = [unique_email("erase"), unique_email("lunch")]
-        erase = await filed(settings, pool, raw_mail(senders[0], "Delete my data", date=arrived), arrived=arrived)
-        lunch = await filed(settings, pool, raw_mail(senders[1], "Thanks for the lovely lunch yesterday",
-                                                     date=arrived), arrived=arrived)
-        today = datetime.now(ZoneInfo(tz)).date()
+        yield settings.model_copy(update={"database_url": url}), pool
 
-        async def checked(day) -> list:
-            """The mail one check on `day` sends (the worker checks every 10 minutes)."""
-            before = len(read_mailbox(mail_sink.directory))
-            await alert_waiting(pool, Mailer(settings), policy, load_mailbox_policy(), day, settings.base_url)
-            return read_mailbox(mail_sink.directory)[before:]
 
-        [alert] = await checked(today)
-        assert alert["Subject"] == "[dsrflow] E-mails waiting in the privacy inbox: 2"
-        assert await checked(today) == []  # alerted today: no reminder the same day
+@pytest.fixture
+async def clear(inbox) -> tuple:
+    """The module's database with no message and no day's list in it: each test its own."""
+    await inbox[1].execute("TRUNCATE mailbox_messages, mailbox_reminders")
+    return inbox
 
-        received = receipt_date(arrived, tz)
-        [reminder] = await checked(today + timedelta(days=1))
-        assert reminder["Subject"] == "[dsrflow] Still waiting in the privacy inbox: 2"
-        assert reminder["To"] == policy.controller.staff_email
-        body = " ".join(reminder.get_body(preferencelist=("plain",)).get_content().split())
-        waited = (today + timedelta(days=1) - received).days
-        assert body.count(f"Reached us on {longdate(received, 'en')}, {waited} days ago.") == 2
-        # The erasure request's month may run; the thank-you note is not a request.
-        assert body.count("It reads like a request: the time to answer it may run from") == 1
-        assert not any(sender in reminder.as_string() for sender in senders)  # no personal data
-        event = await pool.fetchrow("SELECT data FROM audit_events WHERE event_type = 'mail.reminded'")
-        assert sorted(event["data"]["messages"]) == sorted([erase, lunch])
-        assert await checked(today + timedelta(days=1)) == []  # once a day, however many checks
 
-        async with pool.acquire() as conn:  # the erasure request is dismissed (say, sent again by post)
-            assert await decide(conn, erase, "dismissed", actor="agent:test", reason="duplicate")
-        [reminder] = await checked(today + timedelta(days=2))
-        assert reminder["Subject"] == "[dsrflow] Still waiting in the privacy inbox: 1"
-        body = " ".join(reminder.get_body(preferencelist=("plain",)).get_content().split())
-        assert f"{waited + 1} days ago." in body and "It reads like a request" not in body
+def sent_since(mail_sink, before: int) -> list:
+    return read_mailbox(mail_sink.directory)[before:]
 
-        async with pool.acquire() as conn:
-            assert await decide(conn, lunch, "dismissed", actor="agent:test", reason="not a request")
-        assert await checked(today + timedelta(days=3)) == []  # nothing waits: no reminder
+
+async def test_an_unfiled_message_is_reminded_each_day_until_filed(clear, mail_sink):
+    settings, pool = clear
+    policy = load_policy(settings.policy_path).policy
+    tz = policy.defaults.timezone
+    arrived = datetime.now(UTC) - timedelta(days=10)
+    senders = [unique_email("erase"), unique_email("lunch")]
+    erase = await filed(settings, pool, raw_mail(senders[0], "Delete my data", date=arrived), arrived=arrived)
+    lunch = await filed(settings, pool, raw_mail(senders[1], "Thanks for the lovely lunch yesterday",
+                                                 date=arrived), arrived=arrived)
+    today = datetime.now(ZoneInfo(tz)).date()
+
+    async def checked(day) -> list:
+        """The mail one morning's check on `day` sends (the worker checks every 10 minutes)."""
+        before = len(read_mailbox(mail_sink.directory))
+        await alert_waiting(pool, Mailer(settings), policy, load_mailbox_policy(), day, settings.base_url)
+        await remind_waiting(pool, Mailer(settings), policy, datetime.combine(day, time(9, 30), ZoneInfo(tz)),
+                             settings.base_url)
+        return sent_since(mail_sink, before)
+
+    [alert] = await checked(today)
+    assert alert["Subject"] == "[dsrflow] E-mails waiting in the privacy inbox: 2"
+    assert await checked(today) == []  # alerted today: no reminder the same day
+
+    received = receipt_date(arrived, tz)
+    [reminder] = await checked(today + timedelta(days=1))
+    assert reminder["Subject"] == "[dsrflow] Still waiting in the privacy inbox: 2"
+    assert reminder["To"] == policy.controller.staff_email
+    body = " ".join(reminder.get_body(preferencelist=("plain",)).get_content().split())
+    waited = (today + timedelta(days=1) - received).days
+    assert body.count(f"Reached us on {longdate(received, 'en')}, {waited} days ago.") == 2
+    # The erasure request's month may run; the thank-you note is not a request.
+    assert body.count("It reads like a request: the time to answer it may run from") == 1
+    assert not any(sender in reminder.as_string() for sender in senders)  # no personal data
+    event = await pool.fetchrow("SELECT data FROM audit_events WHERE event_type = 'mail.reminded'")
+    assert sorted(event["data"]["messages"]) == sorted([erase, lunch])
+    assert await checked(today + timedelta(days=1)) == []  # once a day, however many checks
+
+    async with pool.acquire() as conn:  # the erasure request is dismissed (say, sent again by post)
+        assert await decide(conn, erase, "dismissed", actor="agent:test", reason="duplicate")
+    [reminder] = await checked(today + timedelta(days=2))
+    assert reminder["Subject"] == "[dsrflow] Still waiting in the privacy inbox: 1"
+    body = " ".join(reminder.get_body(preferencelist=("plain",)).get_content().split())
+    assert f"{waited + 1} days ago." in body and "It reads like a request" not in body
+
+    async with pool.acquire() as conn:
+        assert await decide(conn, lunch, "dismissed", actor="agent:test", reason="not a request")
+    assert await checked(today + timedelta(days=3)) == []  # nothing waits: no reminder
+
+
+async def alerted_yesterday(settings, pool, tag: str) -> str:
+    """A message whose alert went the day before the real one (the reminders' days are ahead)."""
+    arrived = datetime.now(UTC) - timedelta(days=10)
+    message = await filed(settings, pool, raw_mail(unique_email(tag), "Erase me", date=arrived), arrived=arrived)
+    await pool.execute("UPDATE mailbox_messages SET alerted_at = now() - interval '1 day' WHERE id = $1", message)
+    return message
+
+
+async def test_the_reminder_goes_at_the_start_of_the_controllers_morning_once(clear, mail_sink):
+    """Before, the first check after the controller's midnight sent it, at 00:0x. Now the first
+    check at 09:00 or later does, on a fixed clock: none before, one after, still one on the
+    checks after it; a worker down at 09:00 sends it when it is back that day."""
+    settings, pool = clear
+    policy = load_policy(settings.policy_path).policy
+    tz = ZoneInfo(policy.defaults.timezone)
+    waiting = await alerted_yesterday(settings, pool, "morning")
+    day = datetime.now(tz).date() + timedelta(days=5)
+
+    async def reminded(on: date, at: time) -> list:
+        before = len(read_mailbox(mail_sink.directory))
+        named = await remind_waiting(pool, Mailer(settings), policy, datetime.combine(on, at, tz), settings.base_url)
+        assert len(sent_since(mail_sink, before)) == (1 if named else 0)
+        return named
+
+    assert REMIND_AT == time(9)
+    assert await reminded(day, time(0, 5)) == [] and await reminded(day, time(8, 59, 59)) == []
+    assert await reminded(day, time(9, 0)) == [waiting]
+    assert await reminded(day, time(9, 10)) == [] and await reminded(day, time(23, 50)) == []
+    # The next day the worker is down at 09:00 and back at 15:40 (in UTC, a clock of another zone).
+    back = datetime.combine(day + timedelta(days=1), time(15, 40), tz).astimezone(UTC)
+    assert await remind_waiting(pool, Mailer(settings), policy, back, settings.base_url) == [waiting]
+    assert await pool.fetchval("SELECT count(*) FROM audit_events WHERE event_type = 'mail.reminded' "
+                               "AND data->'messages' ? $1", waiting) == 2
+
+
+# One check's reminder in a process of its own, on a fixed clock (argv[1]), to be killed at a
+# failpoint (DSRFLOW_FAILPOINTS, dsrflow/infra/failpoints.py): what the worker's check runs.
+REMIND = """
+import asyncio, sys
+from datetime import datetime
+from activities.mail import Mailer
+from activities.mailbox_alerts import remind_waiting
+from dsrflow.infra.db import create_pool
+from dsrflow.settings import Settings
+from policy.model import load_policy
+
+async def check() -> None:
+    settings = Settings()
+    pool = await create_pool(settings.database_url)
+    await remind_waiting(pool, Mailer(settings), load_policy(settings.policy_path).policy,
+                         datetime.fromisoformat(sys.argv[1]), settings.base_url)
+
+asyncio.run(check())
+"""
+
+
+async def test_a_reminder_a_killed_worker_handed_to_the_relay_is_recorded_the_next_day_with_what_it_named(
+        clear, mail_sink, tmp_path):
+    """The check's process dies as the relay accepted the day's reminder, before it was recorded,
+    and no check runs again that day. Before, the next day's reminder had another key, and the
+    one that went was never recorded (no `mail.reminded`); a check the same day recorded the
+    messages waiting then, not those it named. Now the next day's first check records it (with
+    `mail.unconfirmed`) naming what it named, though one of them was filed since, sends nothing
+    again for that day, and reminds of the message still waiting."""
+    settings, pool = clear
+    policy = load_policy(settings.policy_path).policy
+    tz = ZoneInfo(policy.defaults.timezone)
+    first, second = [await alerted_yesterday(settings, pool, tag) for tag in ("first", "second")]
+    day = datetime.now(tz).date() + timedelta(days=10)
+    before = len(read_mailbox(mail_sink.directory))
+    env = {**os.environ, **settings_env(settings), "DSRFLOW_FAILPOINTS": "mail-accepted~mailbox-reminder:"}
+    with open(tmp_path / "check.log", "wb") as log:
+        killed = subprocess.run([sys.executable, "-c", REMIND, datetime.combine(day, time(9, 5), tz).isoformat()],
+                                env=env, stdout=log, stderr=subprocess.STDOUT, timeout=60)
+    assert killed.returncode == -9, (tmp_path / "check.log").read_text()[-3000:]
+    key = f"mailbox-reminder:{day.isoformat()}"
+    [went] = sent_since(mail_sink, before)
+    assert went["Message-ID"] == message_id_for(key) and went["Subject"].endswith(": 2")
+    async with pool.acquire() as conn:  # filed after the reminder named it
+        assert await decide(conn, first, "dismissed", actor="agent:test", reason="not a request")
+
+    after = datetime.combine(day + timedelta(days=1), time(9, 5), tz)
+    assert await remind_waiting(pool, Mailer(settings), policy, after, settings.base_url) == [second]
+    [reminder] = sent_since(mail_sink, before + 1)  # the next day's: the first is not sent again
+    next_key = f"mailbox-reminder:{(day + timedelta(days=1)).isoformat()}"
+    recorded = await pool.fetch("SELECT event_type, event_key, data FROM audit_events WHERE event_key IN ($1, $2) "
+                                "OR data->>'mail_key' = $1 ORDER BY seq", key, next_key)
+    assert [(r["event_type"], r["data"].get("messages")) for r in recorded] == [
+        ("mail.unconfirmed", None), ("mail.reminded", [first, second]), ("mail.reminded", [second])]
+    assert recorded[1]["event_key"] == key and recorded[1]["data"]["message_id"] == went["Message-ID"]
+    assert reminder["Message-ID"] == message_id_for(next_key) and reminder["Subject"].endswith(": 1")
+    assert await pool.fetchval("SELECT state FROM mail_outbox WHERE mail_key = $1", key) == "sent"
 
 
 @pytest.mark.parametrize("language", [lang.value for lang in Language])

@@ -1,6 +1,7 @@
 """The privacy mailbox's long-running tasks in the worker process (docs/mailbox.md): the IMAP
 reader, when IMAP_HOST names the mailbox, and the check that alerts staff of e-mails waiting too
-long (whichever way they arrived: IMAP or, on `make run`, the SMTP sink).
+long and reminds them each morning (whichever way they arrived: IMAP or, on `make run`, the SMTP
+sink).
 
 Long-running tasks rather than Temporal activities: reading a mailbox is a connection held open
 for hours (IDLE), not a step of a request. Each task survives what it can (the reader reconnects
@@ -16,7 +17,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 
 from activities.mail import Mailer
-from activities.mailbox_alerts import alert_unreadable, alert_waiting
+from activities.mailbox_alerts import alert_unreadable, alert_waiting, remind_waiting
 from activities.mailbox_reader import MailboxReader
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.infra.logging import get_logger
@@ -30,16 +31,21 @@ ALERT_CHECK_SECONDS = 600.0
 
 async def watch_waiting(settings: Settings, pool: asyncpg.Pool, stop: asyncio.Event,
                         every: float = ALERT_CHECK_SECONDS, reader: MailboxReader | None = None) -> None:
-    """Alert staff of e-mails waiting too long, and of a mailbox the reader cannot read."""
+    """Alert staff of e-mails waiting too long, remind them each morning of those still waiting,
+    and alert them of a mailbox the reader cannot read."""
     policy = load_policy(settings.policy_path).policy
     rules, mailer = load_mailbox_policy(), Mailer(settings)
     while not stop.is_set():
         try:
-            today = datetime.now(ZoneInfo(policy.defaults.timezone)).date()
+            now = datetime.now(UTC)
+            today = now.astimezone(ZoneInfo(policy.defaults.timezone)).date()
             named = await alert_waiting(pool, mailer, policy, rules, today, settings.base_url)
             if named:
                 log.info("inbox alert sent", messages=len(named))
-            if reader is not None and await alert_unreadable(pool, mailer, policy, reader, datetime.now(UTC)):
+            reminded = await remind_waiting(pool, mailer, policy, now, settings.base_url)
+            if reminded:
+                log.info("inbox reminder sent", messages=len(reminded))
+            if reader is not None and await alert_unreadable(pool, mailer, policy, reader, now):
                 log.warning("staff alerted: the privacy mailbox cannot be read", failure=reader.failure)
         except Exception as exc:  # noqa: BLE001 - the database or the relay away: tried again next time
             log.warning("inbox alert check failed", error=type(exc).__name__)
