@@ -296,14 +296,17 @@ async def flag_failing_workflows(ctx: ActivityContext, client: Client, *, older_
         key = f"{FAILING_TROUBLE}:{trouble.run_id}:{trouble.failure_event}"
         days = (now - trouble.since) // REMIND_EVERY
         kid = await unheld_key(client.get_workflow_handle(execution.id), held)
-        receipt = await _alert_staff(ctx, request, request_id, f"{key}:day-{days}" if days else key, now, {
-            "what": "workflow_failing", "since": trouble.since, "attempts": trouble.attempts, "days": days,
-            "unheld_key": kid})
-        async with ctx.pool.acquire() as conn:  # keyed: once per stretch, whatever the runs
+        # The stretch on record before its alert (keyed: once per stretch, whatever the runs). The
+        # other way round, a sweep that died once the alert was out (the worker restarted by the
+        # very deploy that fixes the workflow) left no record of the stretch, nor of its end.
+        async with ctx.pool.acquire() as conn:
             await append_event(conn, event_key=f"{request_id}:{key}", request_id=request_id,
                                event_type="request.workflow_failing", actor="sweep",
                                data={"since": trouble.since.isoformat(), "attempts": trouble.attempts,
                                      "unheld_key": kid})
+        receipt = await _alert_staff(ctx, request, request_id, f"{key}:day-{days}" if days else key, now, {
+            "what": "workflow_failing", "since": trouble.since, "attempts": trouble.attempts, "days": days,
+            "unheld_key": kid})
         if not receipt.already_sent:
             alerted += 1
             activity.logger.error("request workflow task failing at every try", extra={

@@ -18,7 +18,7 @@ from temporalio.client import Client
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-from activities.request_start_sweep import RequestStartSweepActivities, flag_failing_workflows
+from activities.request_start_sweep import FAILING_TROUBLE, RequestStartSweepActivities, flag_failing_workflows
 from devstack.processes import find_binary
 from dsrflow.crypto.keys import load_keyring
 from dsrflow.domain.failing_workflows import FAILING
@@ -27,6 +27,7 @@ from schemas.request_start import StartSweepInput
 from schemas.workflow import workflow_id_for
 from tests.support import eventually, letters_for, stored_request
 from tests.test_failing_workflow import BrokenRequestWorkflow
+from tests.test_request_start_sweep import flag_in_a_process
 from workers.dsr_worker import activity_context
 from workflows.search_attributes import SEARCH_ATTRIBUTES
 
@@ -65,6 +66,15 @@ async def _marked(client: Client, rids: list[str]) -> None:
             return
         await asyncio.sleep(0.1)
     raise AssertionError("the server never marked the workflows as failing")
+
+
+async def _carries_on(client: Client, rid: str) -> None:
+    """Until the workflow's task completes on the fixed worker (its pending task back at its first try)."""
+    handle = client.get_workflow_handle(workflow_id_for(rid))
+    for _ in range(100):
+        if (await handle.describe()).raw_description.pending_workflow_task.attempt <= 1:
+            return
+        await asyncio.sleep(0.1)
 
 
 def _text(message) -> str:
@@ -115,11 +125,7 @@ async def _frozen_requests_are_alerted(settings, pool, client: Client, mail_sink
     # The worker fixed: the workflow carries on, and the alerts stop.
     async with Worker(client, task_queue=task_queue, workflows=[FixedRequestWorkflow],
                       workflow_runner=UnsandboxedWorkflowRunner()):
-        handle = client.get_workflow_handle(workflow_id_for(buggy))
-        for _ in range(100):
-            if (await handle.describe()).raw_description.pending_workflow_task.attempt <= 1:
-                break
-            await asyncio.sleep(0.1)
+        await _carries_on(client, buggy)
         later = await flag_failing_workflows(ctx, client, older_than=timedelta(0), now=now + timedelta(days=2, hours=1))
 
         async def recovered() -> list[str]:  # the server clears its mark once a task completes: soon after
@@ -131,8 +137,36 @@ async def _frozen_requests_are_alerted(settings, pool, client: Client, mail_sink
         await eventually(recovered, 30)
         # The end of the stretch is on record, once: the timeline says how long it was frozen.
         assert await recovered() == [buggy]
+    await _a_stretch_whose_sweep_died_before_its_alert(settings, ctx, client, task_queue, buggy)
     assert later == 1  # the sealed one, still failing
     assert len(letters_for(mail_sink, buggy, "staff_alert")) == 2
     assert len(letters_for(mail_sink, sealed, "staff_alert")) == 3
     for rid in (buggy, sealed):
         await client.get_workflow_handle(workflow_id_for(rid)).terminate("test over")
+
+
+async def _a_stretch_whose_sweep_died_before_its_alert(settings, ctx, client: Client, task_queue: str, rid: str) -> None:
+    """The bug back (a signal's task fails again: a second stretch), the process that flags it
+    killed once its alert is claimed, before the relay has it, and the workflow fixed before the
+    next run (the worker restarted by the very deploy that fixes it, say). Before, the alert came
+    first and the stretch's record after it: neither this stretch nor its end was ever on record.
+    Now both are; staff, whose alert never went, are not told of a freeze that is over."""
+    async with Worker(client, task_queue=task_queue, workflows=[BrokenRequestWorkflow],
+                      workflow_runner=UnsandboxedWorkflowRunner()):
+        await client.get_workflow_handle(workflow_id_for(rid)).signal("nudge")
+        await _marked(client, [rid])
+        ran = await flag_in_a_process(
+            settings.model_copy(update={"temporal_address": client.service_client.config.target_host}),
+            "flag_failing_workflows", f"mail-claimed~{rid}:staff_alert:{FAILING_TROUBLE}:")
+        assert ran.returncode == -9, ran.stderr[-3000:]
+    stretches = "SELECT count(*) FROM audit_events WHERE request_id = $1 AND event_type = $2"
+    async with Worker(client, task_queue=task_queue, workflows=[FixedRequestWorkflow],
+                      workflow_runner=UnsandboxedWorkflowRunner()):
+        await _carries_on(client, rid)
+
+        async def ended() -> bool:
+            await flag_failing_workflows(ctx, client, older_than=timedelta(0))
+            return await ctx.pool.fetchval(stretches, uuid.UUID(rid), "request.workflow_recovered") == 2
+
+        await eventually(ended, 30)
+    assert await ctx.pool.fetchval(stretches, uuid.UUID(rid), "request.workflow_failing") == 2

@@ -260,12 +260,12 @@ async def test_an_open_request_whose_workflow_ended_is_flagged_for_staff_once(po
     assert "reminded each day it stays stopped" in told
 
 
-# The flag's run in a process of its own (older_than 0: the schedule's sweep waits a minute at least).
+# One of the sweep's flags (argv[1]: flag_ended_workflows, flag_failing_workflows) in a process of its
+# own (older_than 0: the schedule's sweep waits a minute at least), to be killed at a failpoint.
 _FLAG = """
-import asyncio
-from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo
-from activities.request_start_sweep import flag_ended_workflows
+import asyncio, sys
+from datetime import timedelta
+from activities import request_start_sweep
 from dsrflow.infra.db import create_pool
 from dsrflow.infra.temporal_client import connect_client
 from dsrflow.settings import load_settings
@@ -275,10 +275,17 @@ async def main():
     settings = load_settings()
     pool = await create_pool(settings.effective_database_url, min_size=1, max_size=4)
     client = await connect_client(settings)
-    await flag_ended_workflows(activity_context(settings, pool), client, older_than=timedelta(0))
+    await getattr(request_start_sweep, sys.argv[1])(activity_context(settings, pool), client, older_than=timedelta(0))
 
 asyncio.run(main())
 """
+
+
+async def flag_in_a_process(settings, flag: str, failpoints: str) -> subprocess.CompletedProcess[str]:
+    """The sweep's `flag` run once by a process of its own, dying at `failpoints`."""
+    env = {**os.environ, **settings_env(settings), "DSRFLOW_FAILPOINTS": failpoints}
+    return await asyncio.to_thread(subprocess.run, [sys.executable, "-c", _FLAG, flag], env=env,
+                                   capture_output=True, text=True, timeout=120)
 
 
 async def test_a_flag_killed_after_its_alert_went_is_recorded_by_the_next_run_without_a_second_alert(
@@ -294,10 +301,8 @@ async def test_a_flag_killed_after_its_alert_went_is_recorded_by_the_next_run_wi
         await start_request_workflow(client, dict(await pool.fetchrow(
             "SELECT * FROM dsr_requests WHERE id = $1", uuid.UUID(rid))), 60, task_queue=f"ended-{uuid.uuid4().hex[:6]}")
         await client.get_workflow_handle(workflow_id_for(rid)).terminate("by mistake")
-        env = {**os.environ, **settings_env(ours), "DSRFLOW_FAILPOINTS": f"workflow-ended-alerted~{rid}"}
         for _ in range(50):  # the server's list of ended workflows catches up within a second or so
-            ran = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", _FLAG], env=env,
-                                          capture_output=True, text=True, timeout=120)
+            ran = await flag_in_a_process(ours, "flag_ended_workflows", f"workflow-ended-alerted~{rid}")
             if ran.returncode == -9:
                 break
             assert ran.returncode == 0, ran.stderr[-3000:]
