@@ -192,6 +192,28 @@ async def test_a_reminder_a_killed_worker_handed_to_the_relay_is_recorded_the_ne
     assert await pool.fetchval("SELECT state FROM mail_outbox WHERE mail_key = $1", key) == "sent"
 
 
+async def test_a_reminder_that_never_went_is_withdrawn_the_next_day_not_sent_late(clear, mail_sink):
+    """Its check died before the relay had it (the outbox's claim, hours old) and no check ran
+    again that day: the next day's first check withdraws it, sends that day's own reminder alone,
+    and records nothing for the one that never went."""
+    settings, pool = clear
+    policy = load_policy(settings.policy_path).policy
+    tz = ZoneInfo(policy.defaults.timezone)
+    waiting = await alerted_yesterday(settings, pool, "late")
+    day = datetime.now(tz).date() + timedelta(days=15)
+    key = f"mailbox-reminder:{day.isoformat()}"
+    await pool.execute("INSERT INTO mailbox_reminders (day, messages) VALUES ($1, $2::uuid[])", day, [waiting])
+    await pool.execute("INSERT INTO mail_outbox (mail_key, message_id, state, claimed_at) "
+                       "VALUES ($1, $2, 'claimed', now() - interval '10 hours')", key, message_id_for(key))
+    before = len(read_mailbox(mail_sink.directory))
+    after = datetime.combine(day + timedelta(days=1), time(9, 5), tz)
+    assert await remind_waiting(pool, Mailer(settings), policy, after, settings.base_url) == [waiting]
+    [reminder] = sent_since(mail_sink, before)
+    assert reminder["Message-ID"] == message_id_for(f"mailbox-reminder:{(day + timedelta(days=1)).isoformat()}")
+    assert await pool.fetchval("SELECT state FROM mail_outbox WHERE mail_key = $1", key) == "withdrawn"
+    assert not await pool.fetchval("SELECT count(*) FROM audit_events WHERE event_key = $1", key)
+
+
 @pytest.mark.parametrize("language", [lang.value for lang in Language])
 @pytest.mark.parametrize("name", ["inbox_alert", "inbox_reminder"])
 def test_the_inbox_alerts_read_in_each_staff_language(name: str, language: str):
