@@ -239,12 +239,12 @@ def _type_label(context: Context, kind: str, regime: str | None = None) -> str:
 
 
 @pass_context
-def _longdate(context: Context, value: date | datetime | str) -> str:
-    """A date; a moment's the day it fell on in the controller's timezone, as its letters say. A
-    day the trail holds as an ISO string (a kept record's `until`) reads like any other: a day,
-    never moved through a timezone."""
+def _longdate(context: Context, value: date | datetime | str, timezone: str | None = None) -> str:
+    """A date; a moment's the day it fell on in the controller's timezone, as its letters say (in
+    a list of requests, `timezone`: each one's own policy version's). A day the trail holds as an
+    ISO string (a kept record's `until`) reads like any other: a day, never moved through a timezone."""
     day = date.fromisoformat(value) if isinstance(value, str) else value
-    return longdate(day, _language_of(context), _controller_timezone(context))
+    return longdate(day, _language_of(context), timezone or _controller_timezone(context))
 
 
 @pass_context

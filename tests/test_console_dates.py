@@ -4,6 +4,8 @@ due date, the date it was extended from, a kept record's "until" and a hold's re
 dates. A due date is a day: written as it is, never moved through a timezone. Machines still read
 ISO (attributes, input values, links): only the visible text is checked.
 
+A request's day of receipt is its policy version's timezone's day, in a list of requests too.
+
 The console speaks the policy's staff language (`languages.staff`, api/pages.py `page_language`):
 the same pages are rendered under the shipped policy (English) and under one whose staff write
 German. Requests are stored as intake stores them, no workflow running (tests/test_console_words.py)."""
@@ -12,7 +14,10 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -29,10 +34,17 @@ ISO_DAY = re.compile(r"\b\d{4}-\d{2}-\d{2}\b")
 KEPT_UNTIL = "2033-12-31"
 
 
-async def stored(pool, settings, email: str, received_at: datetime) -> str:
+def policy_file(lifecycle_policy: Path, path: Path, change: Callable[[dict[str, Any]], object]) -> Path:
+    content = yaml.safe_load(lifecycle_policy.read_text())
+    change(content)
+    path.write_text(yaml.safe_dump(content, sort_keys=False))
+    return path
+
+
+async def stored(pool, settings, email: str, received_at: datetime, policy: Path | None = None) -> str:
     new = NewRequest.model_validate({"type": "erasure", "regime": "gdpr", "identity_attested": True,
                                      "subject": {"email": email}, "received_at": received_at})
-    row, _ = await create_request(pool, new, loaded_policy=load_policy(settings.policy_path),
+    row, _ = await create_request(pool, new, loaded_policy=load_policy(policy or settings.policy_path),
                                   secret=load_secret_key(settings), actor="test", idempotency_key=None)
     return str(row["id"])
 
@@ -68,10 +80,13 @@ async def test_the_queue_and_the_request_page_write_every_day_in_words_in_the_st
         pool, settings, lifecycle_policy, dev_server, task_queue, tmp_path):
     email = unique_email("dates")
     rid, days = await extended_with_kept_records(pool, settings, email)
-    content = yaml.safe_load(lifecycle_policy.read_text())
-    content["languages"]["staff"] = "de"
-    german = tmp_path / "german-staff.yaml"
-    german.write_text(yaml.safe_dump(content, sort_keys=False))
+    # A request of the same subject received under a policy version that counts days in New York:
+    # 03:30 UTC on 3 November is the 2nd there (the 3rd in Brussels, the policy in force's zone).
+    new_york = policy_file(lifecycle_policy, tmp_path / "new-york.yaml",
+                           lambda content: content["defaults"].update(timezone="America/New_York"))
+    received_in_new_york = await stored(pool, settings, email, datetime(2026, 11, 3, 3, 30, tzinfo=UTC), new_york)
+    german = policy_file(lifecycle_policy, tmp_path / "german-staff.yaml",
+                         lambda content: content["languages"].update(staff="de"))
 
     # No worker: the pages read the stored requests (their workflows are not asked to run).
     async with (api_client(settings, dev_server.client, task_queue) as en,
@@ -90,8 +105,13 @@ async def test_the_queue_and_the_request_page_write_every_day_in_words_in_the_st
             assert f"(to be reviewed by {day['review']})." in text and f"review by {day['review']}, on " in text
             row = queue.split(f'data-request-id="{rid}"')[1].split("</tr>")[0]
             assert f'<td data-label="Due">{day["due"]} <span class="hint">(extended)' in row
+            # Each request's day of receipt in its own policy version's timezone, in the queue and on the page.
+            received = long_date(date(2026, 11, 2), language)
+            row = queue.split(f'data-request-id="{received_in_new_york}"')[1].split("</tr>")[0]
+            assert f'<td data-label="Received">{received}</td>' in row
             # The subject's other request, on this one's page.
             others = page.split('id="other-requests"')[1].split("</table>")[0]
-            assert others.count("<tr data-request-id=") == 1 and f"<td>{day['other']}</td>" in others
+            assert others.count("<tr data-request-id=") == 2 and f"<td>{day['other']}</td>" in others
+            assert f"<td>{received}</td>" in others.split(f'data-request-id="{received_in_new_york}"')[1]
     # Machines still read ISO: the times' attributes.
     assert re.search(r'<time datetime="\d{4}-\d{2}-\d{2}T', page)

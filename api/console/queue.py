@@ -20,7 +20,7 @@ from api import request_form
 from api.auth import Staff, require_console_role
 from api.console.refusals import shown_refusal
 from api.console.team import view_query
-from api.console.view import WORDS, days_left_badge, live_region
+from api.console.view import WORDS, days_left_badge, live_region, received_in
 from api.deps import PolicyInForce, State, Today
 from api.forms import read_form
 from api.pages import page_language, problem_pages, render
@@ -88,7 +88,8 @@ async def _queue(request: Request, state: AppState, today: date, staff: Staff) -
     rows = [{"item": item, "badge": days_left_badge(item.days_left, item.status)} for item in page.items]
     kept = [(k, v) for k, v in request.query_params.multi_items() if k not in _NOT_FILTERS]
     next_url = f"/console/?{urlencode([*kept, ('cursor', page.next_cursor)])}" if page.next_cursor else None
-    return {**WORDS, "rows": rows, "errors": errors, "filters": filters, "next_url": next_url, "cursor": cursor,
+    return {**WORDS, "rows": rows, "received_in": await received_in(pool, [item.id for item in page.items]),
+            "errors": errors, "filters": filters, "next_url": next_url, "cursor": cursor,
             "statuses": list(RequestStatus), "regimes": list(Regime), "query": urlencode(kept),
             "me": staff.token_id, "colleagues": await colleagues(pool)}
 

@@ -34,6 +34,7 @@ from api.console.view import (
     describe_event,
     live_region,
     policy_system_labels,
+    received_in,
     temporal_ui_link,
 )
 from api.deps import Pool, State, Today
@@ -242,9 +243,10 @@ async def _context(state: AppState, today: date, request_id: str, staff: Staff) 
 
 async def _subject_context(state: AppState, context: dict[str, Any]) -> dict[str, Any]:
     """The subject's other requests: on the page itself, not in the live region that polls."""
-    r = context["r"]
-    return {"other_requests": await other_requests(await state.db(), r["id"], r["subject"]["email"],
-                                                   r["subject"]["customer_id"], load_secret_key(state.settings)),
+    r, pool = context["r"], await state.db()
+    others = await other_requests(pool, r["id"], r["subject"]["email"], r["subject"]["customer_id"],
+                                  load_secret_key(state.settings))
+    return {"other_requests": others, "received_in": await received_in(pool, [o.id for o in others]),
             "other_requests_limit": OTHER_REQUESTS_LIMIT}
 
 

@@ -1,16 +1,18 @@
 """What the console's pages show, worked out from the data: days-left badges, which actions the
-signed-in role may take now, the Temporal UI link, and live regions that a page polls and that
-answer 204 while nothing has changed. The words staff read for codes (an audit event, a status, a
+signed-in role may take now, the Temporal UI link, the timezone each listed request's days are
+counted in, and live regions that a page polls and that answer 204 while nothing has changed. The words staff read for codes (an audit event, a status, a
 regime, a denial's ground...) are the evidence pack's too (api/read_models/event_words.py)."""
 
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+import asyncpg
 from fastapi import Request, Response
 from fastapi.responses import HTMLResponse
 from markupsafe import Markup
@@ -22,6 +24,7 @@ from api.staff_actions import STAFF_ACTIONS, Situation
 from api.state import AppState
 from dsrflow.i18n import language_name
 from dsrflow.settings import Settings
+from policy.controller import Defaults
 from schemas.requests import RequestStatus
 from schemas.vocabulary import Language
 from schemas.workflow import workflow_id_for
@@ -55,6 +58,17 @@ def policy_system_labels(state: AppState) -> dict[str, str]:
     names them (a request's page prefers those of the plan it ran under)."""
     policy = state.policy.in_language(state.policy.policy.languages.staff.value)
     return {name: system.label for name, system in policy.systems.items()}
+
+
+async def received_in(pool: asyncpg.Pool, request_ids: list[str]) -> dict[str, str]:
+    """Each listed request's timezone, its policy version's: the day it was received, in the queue
+    or among the subject's other requests, is that zone's day, the one its deadline counts from
+    and its own page shows (a version without one has the policy's default)."""
+    rows = await pool.fetch(
+        """SELECT r.id::text AS id, v.content->'defaults'->>'timezone' AS zone
+             FROM dsr_requests r LEFT JOIN policy_versions v ON v.version = r.policy_version
+            WHERE r.id = ANY($1::uuid[])""", [uuid.UUID(i) for i in request_ids])
+    return {row["id"]: row["zone"] or Defaults().timezone for row in rows}
 
 
 def temporal_ui_link(settings: Settings, request_id: str) -> str:
