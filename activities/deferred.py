@@ -21,7 +21,7 @@ from temporalio import activity
 
 from activities.connectors.base import PermanentConnectorError
 from activities.context import ActivityContext
-from activities.deferred_processors import Followed, follow_processor_erasure, record_failure
+from activities.deferred_processors import Followed, alert_unalerted, follow_processor_erasure, record_failure
 from activities.erasure_evidence import ErasureEvidence
 from activities.errors import failure_message, is_deterministic
 from activities.fanout import open_connector, subject_of
@@ -57,6 +57,7 @@ class DeferredErasureActivities:
     async def _sweep(self, sweep: SweepInput) -> SweepReport:
         ctx = self.ctx
         as_of = sweep.as_of or datetime.now(UTC)
+        await alert_unalerted(ctx)  # failures on record whose alert an earlier run could not send
         rows = await ctx.pool.fetch(
             """SELECT d.*, h.released_at FROM deferred_erasures d
                LEFT JOIN legal_holds h ON d.hold_kind = 'legal_claims' AND h.id::text = d.hold_ref

@@ -25,7 +25,7 @@ from activities.connectors.base import ActionOutcome, Connector, PermanentConnec
 from activities.context import ActivityContext
 from activities.erasure_evidence import ErasureEvidence
 from activities.fanout import subject_of
-from activities.letters import deliver_letter
+from activities.letters import deliver_letter, letter_key_of
 from dsrflow.domain.audit import append_event
 from dsrflow.infra.failpoints import failpoint
 from dsrflow.infra.logging import get_logger
@@ -87,26 +87,61 @@ async def record_failure(ctx: ActivityContext, request_id: str, system: str, due
                          reason: str, *, asked: bool, job: str | None = None,
                          unconfirmed: dict[str, Any] | None = None) -> None:
     """The rows failed, with the reason: the sweep stops trying them until compliance asks again
-    or records them erased by other means (dsrflow/stores/deferred_store.py). Staff hear of it
-    first: a crash in between tries again, and the alert, keyed by the request, system and
-    attempt, goes once. `asked`: a processor was asked and did not erase; otherwise the system
-    itself could not (activities/deferred.py). `unconfirmed`: the processor never confirmed, for
-    how many days (the alert says so in the staff language, where `reason` is the record's)."""
+    or records them erased by other means (dsrflow/stores/deferred_store.py), and staff are
+    alerted, once per request, system and attempt (the alert's key). The failure is on record
+    first, the alert's facts in its event, so the alert never says what the rows do not: before,
+    a sweep that died once the alert was out left the rows due, the panel offered neither answer
+    the alert named, and the next run could erase them after all. A run that dies before the
+    alert went, or a relay that refuses it, leaves it to the next run (`alert_unalerted`).
+    `asked`: a processor was asked and did not erase; otherwise the system itself could not
+    (activities/deferred.py). `unconfirmed`: the processor never confirmed, for how many days
+    (the alert says so in the staff language, where `reason` is the record's)."""
     ids, attempt = [row["id"] for row in due], max(row["attempt"] for row in due)
     if not await ctx.pool.fetchval(
             f"SELECT count(*) FROM deferred_erasures WHERE id = ANY($1::bigint[]) AND {_STILL_OPEN}", ids, attempt):
         # Settled by staff, or confirmed on the processor's link, while this sweep was asking: the
         # erasure is done, and neither the alert nor the failure would be true any more.
         return
-    await deliver_letter(ctx, LetterJob(
-        request_id=request_id, purpose="staff_alert",
-        key=alert_key(system, attempt), to_staff=True,
-        params={"kind": "needs_attention", "days_left": None,
-                "facts": {"what": "deferred_failed", "system": system, "asked": asked,
-                          **(unconfirmed or {"message": reason})}}))
+    facts = {"what": "deferred_failed", "system": system, "asked": asked, **(unconfirmed or {"message": reason})}
     await _record(ctx, request_id, system, ids, attempt, "failed", Write(
         f"UPDATE deferred_erasures SET failed_at = now(), failure = $3 WHERE id = ANY($1::bigint[]) AND {_STILL_OPEN}",
-        (ids, attempt, reason[:500])), {"job": job} if asked else {"reason": reason[:500]})
+        (ids, attempt, reason[:500])), {**({"job": job} if asked else {"reason": reason[:500]}), _FACTS: facts})
+    await _alert(ctx, request_id, system, attempt, facts)
+
+
+# The key of a failure's event data holding its staff alert's facts (`record_failure`).
+_FACTS = "alert"
+
+
+async def _alert(ctx: ActivityContext, request_id: str, system: str, attempt: int, facts: dict[str, Any]) -> None:
+    """The staff alert of a failure on record; one that cannot go now (the relay refuses, the
+    database went) is left to the next run, which finds it unsent (`alert_unalerted`)."""
+    try:
+        await deliver_letter(ctx, LetterJob(request_id=request_id, purpose="staff_alert",
+                                            key=alert_key(system, attempt), to_staff=True,
+                                            params={"kind": "needs_attention", "days_left": None, "facts": facts}))
+    except Exception as exc:  # noqa: BLE001 - the failure stands on record; its alert is retried next run
+        log.error("deferred erasure failure on record, its staff alert not sent", system=system,
+                  error=type(exc).__name__)
+
+
+async def alert_unalerted(ctx: ActivityContext) -> None:
+    """Send the alert of each failure on record that has none sent yet: its sweep died before it
+    went, or the relay refused it. Its letter's key makes a repeat a no-op, and one a dead
+    sender had handed to the relay is recorded, not sent again (activities/outbox.py)."""
+    failed = {letter_key_of(str(row["request_id"]), "staff_alert", alert_key(row["system"], row["attempt"])): row
+              for row in await ctx.pool.fetch("SELECT DISTINCT request_id, system, attempt FROM deferred_erasures "
+                                              "WHERE failed_at IS NOT NULL AND done_at IS NULL")}
+    sent = {row["letter_key"] for row in await ctx.pool.fetch(
+        "SELECT letter_key FROM sent_letters WHERE letter_key = ANY($1::text[])", list(failed))}
+    for key in failed.keys() - sent:
+        row = failed[key]
+        facts = await ctx.pool.fetchval(
+            "SELECT data->$4 FROM audit_events WHERE request_id = $1 AND event_type = 'erasure.deferred_failed' "
+            "AND data->>'system' = $2 AND coalesce((data->>'attempt')::int, 1) = $3 AND data ? $4 "
+            "ORDER BY chain_pos DESC LIMIT 1", row["request_id"], row["system"], row["attempt"], _FACTS)
+        if facts is not None:  # failed before the facts were kept: its alert went first then
+            await _alert(ctx, str(row["request_id"]), row["system"], row["attempt"], facts)
 
 
 async def _ask_or_follow(ctx: ActivityContext, evidence: ErasureEvidence, connector: Connector, *,
