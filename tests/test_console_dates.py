@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from babel.dates import format_date
 
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.domain.audit import append_event
@@ -28,7 +29,7 @@ from dsrflow.stores.requests_store import create_request
 from policy.model import load_policy
 from schemas.requests import NewRequest
 from tests.evidence_pages import readable
-from tests.support import api_client, console_sign_in, place_claims_hold, unique_email
+from tests.support import api_client, console_sign_in, controller_today, place_claims_hold, unique_email
 
 ISO_DAY = re.compile(r"\b\d{4}-\d{2}-\d{2}\b")
 KEPT_UNTIL = "2033-12-31"
@@ -113,5 +114,10 @@ async def test_the_queue_and_the_request_page_write_every_day_in_words_in_the_st
             others = page.split('id="other-requests"')[1].split("</table>")[0]
             assert others.count("<tr data-request-id=") == 2 and f"<td>{day['other']}</td>" in others
             assert f"<td>{received}</td>" in others.split(f'data-request-id="{received_in_new_york}"')[1]
+        # The dashboard's months and due weeks in German too (they were "Dec 26", "07 Dec").
+        dashboard = (await de.get("/console/dashboard")).text
+        month = format_date(controller_today(settings), "MMM yy", locale="de")
+        assert f'<th scope="row">{month}</th>' in dashboard and ISO_DAY.findall(readable(dashboard)) == []
+        assert re.search(r'<th scope="row">week of \d{1,2}\. \w+ \d{4}</th>', dashboard)
     # Machines still read ISO: the times' attributes.
     assert re.search(r'<time datetime="\d{4}-\d{2}-\d{2}T', page)

@@ -259,5 +259,7 @@ async def test_dashboard_for_compliance_only(http, pool):
                     "Open requests by due week"):
         assert caption in page.text
     assert CSRF_FIELD.search(page.text)  # the sign-out form
-    # Its table names each due week by its Monday, written as the console writes a day (not "07 Dec").
+    # Its table names each due week by its Monday, written as the console writes a day (not "07 Dec"),
+    # and the last row the day from which requests are due later (it read "25 Jan" alone).
     assert re.search(r"<th scope=\"row\">week of \d{1,2} [A-Z][a-z]+ \d{4}</th>", page.text)
+    assert re.search(r"<th scope=\"row\">from \d{1,2} [A-Z][a-z]+ \d{4}</th>", page.text)

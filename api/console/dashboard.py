@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
+from babel.dates import format_date
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from markupsafe import Markup
 
 from api.auth import Staff, require_console_role
 from api.deps import PolicyInForce, Pool, Today
-from api.pages import render
+from api.pages import page_language, render
 from api.read_models.dashboard_queries import closed_per_month, month_starts, open_by_due_week, requests_per_month
 from api.read_models.svg import bar_chart, line_chart
 
@@ -26,12 +27,14 @@ def _percent(value: float) -> str:
 @router.get("/dashboard", response_class=HTMLResponse)
 async def dashboard(staff: Annotated[Staff, require_console_role("compliance")], request: Request, pool: Pool,
                     today: Today, policy: PolicyInForce) -> HTMLResponse:
-    timezone = policy.policy.defaults.timezone
-    months = [m.strftime("%b %y") for m in month_starts(today, MONTHS)]
+    timezone, language = policy.policy.defaults.timezone, page_language(request)
+    # The axes' labels short, in the page's language ("Dez. 26", "7 Dez."); the tables write each
+    # due week's Monday as the console writes a day.
+    months = [format_date(m, "MMM yy", locale=language) for m in month_starts(today, MONTHS)]
     per_type = await requests_per_month(pool, today=today, timezone=timezone, months=MONTHS)
     closed = await closed_per_month(pool, today=today, timezone=timezone, months=MONTHS)
     due = await open_by_due_week(pool, today=today)
-    due_labels = [b.start.strftime("%d %b") if b.start is not None else b.label for b in due]
+    due_labels = [format_date(b.start, "d MMM", locale=language) if b.start is not None else b.label for b in due]
     charts = [
         ("received", "Requests received per month, by type", months,
          bar_chart("received", months, per_type or {"none": [0] * MONTHS}, legend=True,
