@@ -91,7 +91,8 @@ class RequestStartSweepActivities:
                                    data={"minutes_since_stored": row["minutes_waiting"]})
             failpoint("start-swept-recorded")  # audited, its workflow not yet started
             await start_request_workflow(client, dict(row), loaded.policy.attention_after_minutes,
-                                         task_queue=activity.info().task_queue)
+                                         task_queue=activity.info().task_queue,
+                                         task_timeout=self.ctx.settings.workflow_task_timeout)
             started += 1
             activity.logger.warning("stored request started by the sweep", extra={"request_id": request_id})
             activity.heartbeat(started)

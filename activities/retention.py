@@ -142,7 +142,9 @@ class RetentionActivities:
             except IdempotencyConflict:
                 in_progress += 1  # today's request for this subject was opened with other identities
                 continue
-            await start_request_workflow(client, row, loaded.policy.attention_after_minutes, task_queue=activity.info().task_queue)
+            await start_request_workflow(client, row, loaded.policy.attention_after_minutes,
+                                         task_queue=activity.info().task_queue,
+                                         task_timeout=ctx.settings.workflow_task_timeout)
             started += 1
             activity.heartbeat()
         return RuleOutcome(rule=rule.name, action=rule.action, system=rule.system, dataset=rule.dataset,

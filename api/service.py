@@ -64,7 +64,8 @@ async def open_request(
         failpoint("request-stored")  # stored, its workflow not yet started (a sweep starts it)
     try:
         await start_request_workflow(await state.temporal(), row, state.policy.policy.attention_after_minutes,
-                                     task_queue=state.settings.task_queue)
+                                     task_queue=state.settings.task_queue,
+                                     task_timeout=state.settings.workflow_task_timeout)
     except (RPCError, OSError, RuntimeError) as exc:
         raise Problem(
             503, "Request stored but not started",

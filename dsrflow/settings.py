@@ -87,6 +87,12 @@ class Settings(RateLimitSettings):
         None, validation_alias=AliasChoices("DSRFLOW_TEMPORAL_UI_URL")
     )
     task_queue: str = Field("dsr", validation_alias=AliasChoices("DSRFLOW_TASK_QUEUE"))
+    # Seconds a worker may hold a request's next workflow step before the engine hands it to another
+    # (Temporal's workflow task timeout, set on each request's workflow when it starts and taken by
+    # its children): a worker killed in the middle of a step holds its requests this long. Temporal's
+    # default; lower only where no worker's event loop is ever blocked that long.
+    workflow_task_timeout: float = Field(10.0, ge=1, le=60,
+                                         validation_alias=AliasChoices("DSRFLOW_WORKFLOW_TASK_TIMEOUT"))
     # Workflow code in Temporal's sandbox: the tests run it there; see workers/dsr_worker.py.
     workflow_sandbox: bool = Field(False, validation_alias=AliasChoices("DSRFLOW_WORKFLOW_SANDBOX"))
     # The worker's and the API's event loop (dsrflow/infra/event_loop.py).

@@ -167,6 +167,11 @@ def settings(home: Path, database_url: str, mail_sink: MailSink, lifecycle_polic
         # Tests store requests without workflows: the sweep that would start them, scheduled by
         # every process worker, leaves them alone (tests/test_request_start_sweep.py tests it on its own databases).
         DSRFLOW_START_SWEEP_AFTER_MINUTES=10080,
+        # A worker killed in a step (the crash-window tests) holds its requests this long before the
+        # next worker takes them: waiting out Temporal's 10 s was about 7 s a kill, the suite's
+        # largest idle time. Above any step's time on a loaded machine (local activities keep their
+        # task alive themselves).
+        DSRFLOW_WORKFLOW_TASK_TIMEOUT=4,
     )
 
 

@@ -75,7 +75,7 @@ async def test_an_operator_lists_a_stopped_request_and_resumes_it_under_their_ow
         rid = str(row["id"])
         handle = client.get_workflow_handle(workflow_id_for(rid))
         async with build_worker(client, ours, pool, task_queue=task_queue):
-            await start_request_workflow(client, row, 60, task_queue=task_queue)
+            await start_request_workflow(client, row, 60, task_queue=task_queue, task_timeout=10)
             await wait_for_letter(mail_sink, rid, "verification", 30)
             before = await requests_cli(ours, temporal, "stopped")
             running = await requests_cli(ours, temporal, "resume", rid, "--reason", "Relay fixed")

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import uuid
 import zipfile
+from datetime import timedelta
 
 import asyncpg
 import httpx
@@ -127,6 +128,11 @@ async def test_erasure_for_grace_everywhere_and_idempotent(stack, pool, dev_serv
             task_workflow_id(rid, "email_marketing", "erase", 1)).fetch_history()
         assert [e.activity_task_scheduled_event_attributes.activity_type.name for e in child.events
                 if e.HasField("activity_task_scheduled_event_attributes")] == ["run_system_action"]
+        # The request's workflow and its system's task take the configured workflow task timeout:
+        # a worker killed in a step holds them that long (docs/configuration.md).
+        parent = await dev_server.client.get_workflow_handle(workflow_id_for(rid)).fetch_history()
+        assert {h.events[0].workflow_execution_started_event_attributes.workflow_task_timeout.ToTimedelta()
+                for h in (parent, child)} == {timedelta(seconds=stack.settings.workflow_task_timeout)}
         letter = text_of(await wait_for_letter(mail_sink, rid, "response"))
         assert "Art. 19" in letter
 

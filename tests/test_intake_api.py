@@ -208,7 +208,8 @@ async def test_a_repeat_after_the_request_finished_never_runs_it_again(http, poo
     assert again.json()["status"] == "completed"
     row = dict(await pool.fetchrow("SELECT * FROM dsr_requests WHERE id = $1", uuid.UUID(request_id)))
     await start_request_workflow(dev_server.client, {**row, "status": "in_progress"},
-                                 load_policy(settings.policy_path).policy.attention_after_minutes, task_queue="tq-unused")
+                                 load_policy(settings.policy_path).policy.attention_after_minutes, task_queue="tq-unused",
+                                 task_timeout=10)
 
     assert await _runs(dev_server.client, request_id) == 1
     await asyncio.sleep(1)  # a second run, had one started, would have acknowledged by now

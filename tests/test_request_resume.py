@@ -156,7 +156,7 @@ async def test_an_api_killed_while_resuming_leaves_one_resume_and_its_flag_settl
         flag = "SELECT resolution FROM step_troubles WHERE request_id = $1"
         async with build_worker(client, ours, pool, task_queue=task_queue), \
                 live_client(base_url=ours.public_url, timeout=30) as http:
-            await start_request_workflow(client, row, 60, task_queue=task_queue)
+            await start_request_workflow(client, row, 60, task_queue=task_queue, task_timeout=10)
             await wait_for_letter(mail_sink, rid, "verification", 30)
             await handle.terminate("by mistake")
             await pool.execute("INSERT INTO step_troubles (request_id, trouble_key, step, message, transient) "

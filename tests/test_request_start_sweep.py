@@ -88,7 +88,7 @@ async def test_a_request_stored_by_an_api_killed_before_starting_it_is_started_b
                                                            identity_attested=True),
                                           loaded_policy=loaded, secret=load_secret_key(ours), actor="test",
                                           idempotency_key=None)
-        await start_request_workflow(client, waiting, 60, task_queue=f"{task_queue}-unserved")
+        await start_request_workflow(client, waiting, 60, task_queue=f"{task_queue}-unserved", task_timeout=10)
         await pool.execute("UPDATE dsr_requests SET created_at = created_at - interval '2 minutes'")
         with pytest.raises(RPCError):
             await client.get_workflow_handle(workflow_id_for(stored)).describe()
@@ -237,7 +237,8 @@ async def test_an_open_request_whose_workflow_ended_is_flagged_for_staff_once(po
         ours = settings.model_copy(update={"database_url": database_url, "start_sweep_after_minutes": 1})
         rid = await _stored_long_ago(pool, ours)
         await start_request_workflow(client, dict(await pool.fetchrow(
-            "SELECT * FROM dsr_requests WHERE id = $1", uuid.UUID(rid))), 60, task_queue=f"ended-{uuid.uuid4().hex[:6]}")
+            "SELECT * FROM dsr_requests WHERE id = $1", uuid.UUID(rid))), 60, task_queue=f"ended-{uuid.uuid4().hex[:6]}",
+            task_timeout=10)
         await client.get_workflow_handle(workflow_id_for(rid)).terminate("by mistake")
         # The sweep flags what ended DSRFLOW_START_SWEEP_AFTER_MINUTES ago at least; here, at once.
         ctx = activity_context(ours, pool)
@@ -261,7 +262,9 @@ async def test_an_open_request_whose_workflow_ended_is_flagged_for_staff_once(po
 
 
 # One of the sweep's flags (argv[1]: flag_ended_workflows, flag_failing_workflows) in a process of its
-# own (older_than 0: the schedule's sweep waits a minute at least), to be killed at a failpoint.
+# own (older_than 0: the schedule's sweep waits a minute at least), to be killed at a failpoint: run
+# again every 0.2 s for up to 30 s, as the server's lists catch up (a process started each time
+# would spend two seconds importing).
 _FLAG = """
 import asyncio, sys
 from datetime import timedelta
@@ -275,14 +278,17 @@ async def main():
     settings = load_settings()
     pool = await create_pool(settings.effective_database_url, min_size=1, max_size=4)
     client = await connect_client(settings)
-    await getattr(request_start_sweep, sys.argv[1])(activity_context(settings, pool), client, older_than=timedelta(0))
+    for _ in range(150):
+        await getattr(request_start_sweep, sys.argv[1])(activity_context(settings, pool), client,
+                                                        older_than=timedelta(0))
+        await asyncio.sleep(0.2)
 
 asyncio.run(main())
 """
 
 
 async def flag_in_a_process(settings, flag: str, failpoints: str) -> subprocess.CompletedProcess[str]:
-    """The sweep's `flag` run once by a process of its own, dying at `failpoints`."""
+    """The sweep's `flag` run by a process of its own until it dies at `failpoints` (30 s at most)."""
     env = {**os.environ, **settings_env(settings), "DSRFLOW_FAILPOINTS": failpoints}
     return await asyncio.to_thread(subprocess.run, [sys.executable, "-c", _FLAG, flag], env=env,
                                    capture_output=True, text=True, timeout=120)
@@ -299,15 +305,12 @@ async def test_a_flag_killed_after_its_alert_went_is_recorded_by_the_next_run_wi
                                            "temporal_address": client.service_client.config.target_host})
         rid = await _stored_long_ago(pool, ours)
         await start_request_workflow(client, dict(await pool.fetchrow(
-            "SELECT * FROM dsr_requests WHERE id = $1", uuid.UUID(rid))), 60, task_queue=f"ended-{uuid.uuid4().hex[:6]}")
+            "SELECT * FROM dsr_requests WHERE id = $1", uuid.UUID(rid))), 60, task_queue=f"ended-{uuid.uuid4().hex[:6]}",
+            task_timeout=10)
         await client.get_workflow_handle(workflow_id_for(rid)).terminate("by mistake")
-        for _ in range(50):  # the server's list of ended workflows catches up within a second or so
-            ran = await flag_in_a_process(ours, "flag_ended_workflows", f"workflow-ended-alerted~{rid}")
-            if ran.returncode == -9:
-                break
-            assert ran.returncode == 0, ran.stderr[-3000:]
-            await asyncio.sleep(0.2)
-        assert ran.returncode == -9, "the flag never reached its failpoint"
+        # The server's list of ended workflows catches up within a second or so.
+        ran = await flag_in_a_process(ours, "flag_ended_workflows", f"workflow-ended-alerted~{rid}")
+        assert ran.returncode == -9, "the flag never reached its failpoint: " + ran.stderr[-3000:]
         alerted = len(letters_for(mail_sink, rid, "staff_alert"))
         unrecorded = await pool.fetchval("SELECT count(*) FROM step_troubles WHERE request_id = $1", uuid.UUID(rid))
         flagged = await flag_ended_workflows(activity_context(ours, pool), client, older_than=timedelta(0))

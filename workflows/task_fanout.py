@@ -166,6 +166,8 @@ class SystemTasks:
             # The result is a TaskResult: Temporal reads its type from SystemTaskWorkflow.run's signature.
             self.results[task.system] = await workflow.execute_child_workflow(
                 SystemTaskWorkflow.run, job, id=task_workflow_id(plan.request_id, task.system, task.action, attempt),
+                # The request's own (settings.workflow_task_timeout): a killed worker holds a task no longer.
+                task_timeout=workflow.info().task_timeout,
             )
         except ChildWorkflowError as error:
             # The task's own bookkeeping failed for good: staff see why and retry or resolve it.

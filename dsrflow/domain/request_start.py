@@ -9,6 +9,7 @@ same `Idempotency-Key` sent after a request completed would acknowledge, erase a
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client
@@ -23,9 +24,10 @@ WORKFLOW = "DataSubjectRequestWorkflow"
 
 async def start_request_workflow(client: Client, row: dict[str, Any],
                                  attention_after_minutes: int, *,
-                                 task_queue: str) -> None:
+                                 task_queue: str, task_timeout: float) -> None:
     """Make sure the stored request `row` has its workflow, unless it has run already.
-    `attention_after_minutes` is from the policy the request started under (its own version)."""
+    `attention_after_minutes` is from the policy the request started under (its own version);
+    `task_timeout`, the settings' `workflow_task_timeout`."""
     if RequestStatus(row["status"]).is_closed:
         return
     request_id = str(row["id"])
@@ -36,6 +38,7 @@ async def start_request_workflow(client: Client, row: dict[str, Any],
             WORKFLOW, start, id=workflow_id_for(request_id), task_queue=task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            task_timeout=timedelta(seconds=task_timeout),
         )
     except WorkflowAlreadyStartedError:
         pass  # it ran and closed already: a repeat must never run it again
