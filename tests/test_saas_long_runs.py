@@ -208,7 +208,7 @@ async def test_a_resolution_stored_as_its_worker_dies_ends_the_task_once(
                 async def a_delete_held() -> bool:
                     return bool(held)
 
-                await eventually(a_delete_held, 30)
+                await eventually(a_delete_held)  # a worker process starting on a loaded machine: the default minute
                 await client.get_workflow_handle(task_workflow_id(rid, "newsletter", "erase", 1)).terminate(
                     "an operator ends the task's workflow")
                 await task_result(http, pool, rid, "newsletter", lambda r: r["status"] == "needs_attention")
