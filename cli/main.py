@@ -13,28 +13,22 @@ import os
 import socket
 import sys
 from datetime import date
-from enum import StrEnum
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import asyncpg
 import typer
 
+from cli.audit import audit_app
 from cli.common import HELP_MARKUP, command_group, command_settings, fail, refuse_a_new_secret, with_pool
 from cli.letters import letters_app
 from cli.policy import policy_app
 from cli.requests import requests_app
+from cli.tokens import token_app
 from dsrflow.infra.production import refuse_unsafe_production
 from dsrflow.settings import SettingsError
 
-if TYPE_CHECKING:
-    from dsrflow.domain.audit import ChainReport
-    from dsrflow.domain.audit_saved import SavedAnchors
-
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   rich_markup_mode=HELP_MARKUP, help="dsrflow: data-subject requests, on time, with evidence.")
-token_app = command_group("Staff API tokens.")
-audit_app = command_group("The hash-chained audit trail.")
 erasure_app = command_group("The erasure ledger.")
 retention_app = command_group("The policy's retention periods.")
 packages_app = command_group("Access and portability packages and processors' uploads in the package storage.")
@@ -62,12 +56,6 @@ def _options(
                                           help="Print dsrflow's version and exit.")] = False,
 ) -> None:
     pass  # the option acts in its callback; the app's help is the Typer's
-
-
-class Role(StrEnum):
-    agent = "agent"
-    compliance = "compliance"
-    admin = "admin"
 
 
 @app.command()
@@ -146,49 +134,6 @@ def migrate() -> None:
         typer.echo(f"hashed the identities of {hashed} requests for search")
 
 
-@token_app.command("create")
-def token_create(
-    role: Annotated[Role, typer.Option(help="agent, compliance or admin")],
-    label: Annotated[str | None, typer.Option(help="who or what the token is for")] = None,
-) -> None:
-    """Create a staff token and print it alone on stdout (it is shown only this once)."""
-    from dsrflow.stores.staff_tokens import issue_token
-
-    try:
-        _, token = asyncio.run(with_pool(lambda pool: issue_token(pool, role.value, label, actor="cli")))
-    except ValueError as exc:  # a label the API would refuse too: nothing is issued
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-    typer.echo(token)
-
-
-@token_app.command("list")
-def token_list(
-    all_: Annotated[bool, typer.Option("--all", help="include revoked tokens")] = False,
-) -> None:
-    """Print one line per token: id, role, created, revoked, label. Never a token itself."""
-    from dsrflow.stores.staff_tokens import list_tokens
-
-    rows = asyncio.run(with_pool(lambda pool: list_tokens(pool, include_revoked=all_)))
-    for row in rows:
-        revoked = f"revoked {row['revoked_at']:%Y-%m-%d %H:%M}" if row["revoked_at"] else "active"
-        typer.echo(f"{row['id']}  {row['role']:<10}  created {row['created_at']:%Y-%m-%d %H:%M}  "
-                   f"{revoked:<24}  {row['label'] or ''}".rstrip())
-
-
-@token_app.command("revoke")
-def token_revoke(
-    token_id: Annotated[str, typer.Argument(help="the token's id, from `dsrflow token list`")],
-) -> None:
-    """Revoke a token at once; console sessions signed in with it end too."""
-    from dsrflow.stores.staff_tokens import revoke_token
-
-    row = asyncio.run(with_pool(lambda pool: revoke_token(pool, token_id, actor="cli")))
-    if row is None:
-        fail(f"token-id: no staff token {token_id!r} (see `dsrflow token list --all`)", 2)
-    typer.echo(f"revoked {row['id']} ({row['role']}) at {row['revoked_at']:%Y-%m-%d %H:%M:%S %Z}")
-
-
 @app.command()
 def deadline(
     regime: Annotated[str, typer.Option(help="gdpr, uk_gdpr, ccpa, vcdpa, ctdpa, cpa, lgpd, pipeda")],
@@ -225,45 +170,6 @@ def deadline(
         field = str(exc).partition(":")[0]
         fail(f"--{exc}" if field in ("regime", "country") else str(exc), 2)
     typer.echo(json.dumps(result.as_json_dict(), indent=2))
-
-
-@audit_app.command("verify")
-def audit_verify(
-    anchor: Annotated[bool, typer.Option(
-        "--anchor", help="first anchor the heads of every chain that changed since the last anchor "
-                         "(the worker does so every few minutes)")] = False,
-    saved: Annotated[Path | None, typer.Option(
-        "--saved", exists=True, dir_okay=False,
-        help="a file of the lines `--anchor` printed, kept outside the database: say which still match")] = None,
-) -> None:
-    """Recompute every audit chain and the anchor chain, and check every anchored head; print
-    `ok N events ...` or the first break (exit 1); with --saved, which saved anchors the database
-    still holds (exit 1 if any it does not: a restore, or a rewrite)."""
-    from dsrflow.domain.audit_anchors import write_anchor
-    from dsrflow.domain.audit_saved import anchor_line, compare_saved, read_saved
-    from dsrflow.domain.audit_verify import verify_audit
-    from dsrflow.infra.db import connect
-
-    kept = read_saved(saved.read_text()) if saved else []
-    if saved and not kept:
-        fail(f"{saved} holds no line `anchor N over C chain(s): HASH` (what --anchor prints)", 2)
-
-    async def run() -> tuple[ChainReport, SavedAnchors | None]:
-        conn = await connect(command_settings().effective_database_url)
-        try:
-            if anchor:
-                written = await write_anchor(conn)
-                typer.echo(anchor_line(written) if written else "no chain changed since the last anchor")
-            return await verify_audit(conn), await compare_saved(conn, kept) if kept else None
-        finally:
-            await conn.close()
-
-    report, compared = asyncio.run(run())
-    typer.echo(report.describe())
-    if compared:
-        typer.echo(compared.describe())
-    if not report.ok or (compared and not compared.ok):
-        raise typer.Exit(1)
 
 
 @erasure_app.command("replay")
