@@ -2,7 +2,8 @@
 
 A message still `new` once the policy's working days (policy/mailbox.yaml
 `alert_after_working_days`, on the controller's calendar) have passed since it reached us is
-named in one alert, and only one: the alert's key is made of the messages it names, each message
+named in one alert, and only one, sent by the first check at or after `REMIND_AT` on the day it
+becomes due (a worker down then sends it once back): the alert's key is made of the messages it names, each message
 is bound to it (`alert_key`) before it goes, it goes through the outbox (activities/outbox.py)
 like every letter, and the messages are marked alerted in the same transaction that marks it
 sent. From the controller's next day on, a message alerted and still not filed is named in one
@@ -36,10 +37,25 @@ from dsrflow.stores.mailbox_store import finish_interrupted_converts
 from policy.mailbox import MailboxPolicy
 from policy.model import Policy
 
+# When the day's first alerts and reminder go, in the controller's timezone (the policy's): the
+# start of staff's working morning. Before, the first check after midnight sent them, at 00:0x.
+REMIND_AT = time(9)
+# How many messages a reminder lists one by one (oldest first); it counts them all.
+REMINDER_LISTS = 30
+
+
+def alerts_due_by(now: datetime, timezone: str) -> date:
+    """The controller's last day whose first alerts are due at `now`: its own from `REMIND_AT`,
+    the day before until then. Before, the first check after the controller's midnight sent a
+    message's alert, at 00:0x; now it is there as staff start their day, like the reminder."""
+    local = now.astimezone(ZoneInfo(timezone))
+    return local.date() if local.time() >= REMIND_AT else local.date() - timedelta(days=1)
+
 
 async def alert_waiting(pool: asyncpg.Pool, mailer: Mailer, policy: Policy, rules: MailboxPolicy, today: date,
                         base_url: str) -> list[str]:
-    """Alert staff of the messages now waiting too long; the ids it named (none: nothing sent)."""
+    """Alert staff of the messages waiting too long on `today` (the worker's check gives
+    `alerts_due_by` its clock); the ids it named (none: nothing sent)."""
     await finish_interrupted_converts(pool)  # their requests run: they wait no longer
     return await _alert_new(pool, mailer, policy, rules, today, base_url)
 
@@ -91,13 +107,6 @@ async def _send(pool: asyncpg.Pool, mailer: Mailer, policy: Policy, rules: Mailb
 
     sent = await send_once(pool, mailer, key, message, request_id=None, on_sent=record)
     return ids if sent is not Sent.BUSY else []
-
-
-# How many messages a reminder lists one by one (oldest first); it counts them all.
-REMINDER_LISTS = 30
-# When the day's reminder goes, in the controller's timezone (the policy's): the start of staff's
-# working morning. Before, the first check after midnight sent it, at 00:0x.
-REMIND_AT = time(9)
 
 
 async def remind_waiting(pool: asyncpg.Pool, mailer: Mailer, policy: Policy, now: datetime, base_url: str) -> list[str]:

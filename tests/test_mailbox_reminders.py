@@ -22,7 +22,7 @@ from activities.letters import message_id_for
 from activities.mail import Mailer
 from activities.mailbox_alerts import REMIND_AT, alert_waiting, remind_waiting
 from devstack.smtp_sink import read_mailbox
-from dsrflow.domain.deadlines import receipt_date
+from dsrflow.domain.deadlines import receipt_date, working_days_after
 from dsrflow.stores.mailbox_store import decide
 from policy.mailbox import load_mailbox_policy
 from policy.model import load_policy
@@ -30,6 +30,7 @@ from schemas.vocabulary import Language
 from tests.conftest import database_pool
 from tests.support import settings_env, unique_email
 from tests.test_mailbox_console import filed, raw_mail
+from workers.mailbox_tasks import check_inbox
 
 
 @pytest.fixture(scope="module")
@@ -131,6 +132,37 @@ async def test_the_reminder_goes_at_the_start_of_the_controllers_morning_once(cl
     assert await remind_waiting(pool, Mailer(settings), policy, back, settings.base_url) == [waiting]
     assert await pool.fetchval("SELECT count(*) FROM audit_events WHERE event_type = 'mail.reminded' "
                                "AND data->'messages' ? $1", waiting) == 2
+
+
+async def test_a_messages_first_alert_goes_at_the_start_of_the_controllers_morning_once(clear, mail_sink):
+    """Before, the first check after the controller's midnight on the day a message was due sent its
+    alert, at 00:0x. Now the worker's check sends it from REMIND_AT on that day, on a fixed clock:
+    none before, one at 09:00, none after it; a worker down from 09:00 that day sends it when it is
+    back, even the next night."""
+    settings, pool = clear
+    policy, rules = load_policy(settings.policy_path).policy, load_mailbox_policy()
+    tz = ZoneInfo(policy.defaults.timezone)
+    arrived = datetime.now(UTC) - timedelta(days=10)
+
+    async def waiting(tag: str) -> str:
+        return await filed(settings, pool, raw_mail(unique_email(tag), "Erase me", date=arrived), arrived=arrived)
+
+    async def alerted(on: date, at: time) -> list:
+        before = len(read_mailbox(mail_sink.directory))
+        await check_inbox(pool, Mailer(settings), policy, rules, datetime.combine(on, at, tz), settings.base_url, None)
+        return [m["Subject"] for m in sent_since(mail_sink, before)]
+
+    first = await waiting("dawn")
+    due = working_days_after(receipt_date(arrived, tz.key), rules.alert_after_working_days, policy.defaults.country)
+    for at in (time(0, 5), time(8, 59, 59)):
+        assert await alerted(due, at) == []
+    one = ["[dsrflow] E-mails waiting in the privacy inbox: 1"]
+    assert await alerted(due, time(9)) == one and await alerted(due, time(9, 10)) == []
+    second = await waiting("night")  # due the same day; the worker is down from 09:10 to 03:00
+    assert await alerted(due + timedelta(days=1), time(3)) == one
+    recorded = await pool.fetch("SELECT data FROM audit_events WHERE event_type = 'mail.alerted' "
+                                "AND data->'messages' ?| $1 ORDER BY seq", [first, second])
+    assert [r["data"]["messages"] for r in recorded] == [[first], [second]]
 
 
 # One check's reminder in a process of its own, on a fixed clock (argv[1]), to be killed at a

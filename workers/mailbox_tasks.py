@@ -12,18 +12,17 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
-from zoneinfo import ZoneInfo
 
 import asyncpg
 
 from activities.mail import Mailer
-from activities.mailbox_alerts import alert_unreadable, alert_waiting, remind_waiting
+from activities.mailbox_alerts import alert_unreadable, alert_waiting, alerts_due_by, remind_waiting
 from activities.mailbox_reader import MailboxReader
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.infra.logging import get_logger
 from dsrflow.settings import Settings
-from policy.mailbox import load_mailbox_policy
-from policy.model import load_policy
+from policy.mailbox import MailboxPolicy, load_mailbox_policy
+from policy.model import Policy, load_policy
 
 log = get_logger("dsrflow.mailbox")
 ALERT_CHECK_SECONDS = 600.0
@@ -31,28 +30,33 @@ ALERT_CHECK_SECONDS = 600.0
 
 async def watch_waiting(settings: Settings, pool: asyncpg.Pool, stop: asyncio.Event,
                         every: float = ALERT_CHECK_SECONDS, reader: MailboxReader | None = None) -> None:
-    """Alert staff of e-mails waiting too long, remind them each morning of those still waiting,
-    and alert them of a mailbox the reader cannot read."""
+    """Check the Inbox every `every` seconds (`check_inbox`)."""
     policy = load_policy(settings.policy_path).policy
     rules, mailer = load_mailbox_policy(), Mailer(settings)
     while not stop.is_set():
         try:
-            now = datetime.now(UTC)
-            today = now.astimezone(ZoneInfo(policy.defaults.timezone)).date()
-            named = await alert_waiting(pool, mailer, policy, rules, today, settings.base_url)
-            if named:
-                log.info("inbox alert sent", messages=len(named))
-            reminded = await remind_waiting(pool, mailer, policy, now, settings.base_url)
-            if reminded:
-                log.info("inbox reminder sent", messages=len(reminded))
-            if reader is not None and await alert_unreadable(pool, mailer, policy, reader, now):
-                log.warning("staff alerted: the privacy mailbox cannot be read", failure=reader.failure)
+            await check_inbox(pool, mailer, policy, rules, datetime.now(UTC), settings.base_url, reader)
         except Exception as exc:  # noqa: BLE001 - the database or the relay away: tried again next time
             log.warning("inbox alert check failed", error=type(exc).__name__)
         try:
             await asyncio.wait_for(stop.wait(), every)
         except TimeoutError:
             pass
+
+
+async def check_inbox(pool: asyncpg.Pool, mailer: Mailer, policy: Policy, rules: MailboxPolicy, now: datetime,
+                      base_url: str, reader: MailboxReader | None) -> None:
+    """One check at `now`: alert staff of e-mails waiting too long, remind them each morning of
+    those still waiting, and alert them of a mailbox the reader cannot read."""
+    today = alerts_due_by(now, policy.defaults.timezone)
+    named = await alert_waiting(pool, mailer, policy, rules, today, base_url)
+    if named:
+        log.info("inbox alert sent", messages=len(named))
+    reminded = await remind_waiting(pool, mailer, policy, now, base_url)
+    if reminded:
+        log.info("inbox reminder sent", messages=len(reminded))
+    if reader is not None and await alert_unreadable(pool, mailer, policy, reader, now):
+        log.warning("staff alerted: the privacy mailbox cannot be read", failure=reader.failure)
 
 
 def mailbox_tasks(settings: Settings, pool: asyncpg.Pool, stop: asyncio.Event) -> list[asyncio.Task[None]]:
