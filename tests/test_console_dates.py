@@ -5,6 +5,9 @@ dates. A due date is a day: written as it is, never moved through a timezone. Ma
 ISO (attributes, input values, links): only the visible text is checked.
 
 A request's day of receipt is its policy version's timezone's day, in a list of requests too.
+The timeline's words (and the evidence pack's, the same lines) write their days and moments as
+the page does: an extension's dates were English on a German console, and the start of a frozen
+stretch its UTC day.
 
 The console speaks the policy's staff language (`languages.staff`, api/pages.py `page_language`):
 the same pages are rendered under the shipped policy (English) and under one whose staff write
@@ -24,7 +27,7 @@ from babel.dates import format_date
 
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.domain.audit import append_event
-from dsrflow.i18n import long_date
+from dsrflow.i18n import long_date, long_datetime
 from dsrflow.stores.requests_store import create_request
 from policy.model import load_policy
 from schemas.requests import NewRequest
@@ -33,6 +36,8 @@ from tests.support import api_client, console_sign_in, controller_today, place_c
 
 ISO_DAY = re.compile(r"\b\d{4}-\d{2}-\d{2}\b")
 KEPT_UNTIL = "2033-12-31"
+# A frozen stretch from 23:30 UTC: 00:30 the next day in Brussels, the policy's timezone.
+FROZEN_SINCE = datetime(2026, 12, 4, 23, 30, tzinfo=UTC)
 
 
 def policy_file(lifecycle_policy: Path, path: Path, change: Callable[[dict[str, Any]], object]) -> Path:
@@ -67,6 +72,12 @@ async def extended_with_kept_records(pool, settings, email: str) -> tuple[str, d
         await append_event(conn, event_key=f"{rid}:extended", event_type="deadline.extended", actor="compliance:test",
                            request_id=rid, data={"from": first.isoformat(), "to": extended.isoformat(),
                                                  "reason": "Nine systems and many years of records"})
+        # A frozen stretch and its end, as the start sweep records them (dsrflow/domain/failing_workflows.py).
+        await append_event(conn, event_key=f"{rid}:frozen", event_type="request.workflow_failing", actor="sweep",
+                           request_id=rid, data={"since": FROZEN_SINCE.isoformat(), "attempts": 6, "unheld_key": None})
+        await append_event(conn, event_key=f"{rid}:frozen:recovered", event_type="request.workflow_recovered",
+                           actor="sweep", request_id=rid, data={"failing_since": FROZEN_SINCE.isoformat(),
+                                                                "noticed": datetime.now(UTC).isoformat()})
     hold = await place_claims_hold(pool, settings, email, ["crm"])
     kept = [{"system": "billing", "dataset": "invoices", "records": 3, "hold_kind": "statutory",
              "basis": "Art. 17(3)(b) GDPR", "law": "VAT Code Art. 60", "until": KEPT_UNTIL},
@@ -104,6 +115,12 @@ async def test_the_queue_and_the_request_page_write_every_day_in_words_in_the_st
             assert f"from {day['first']}: Nine systems" in text
             assert f"until {long_date(date.fromisoformat(KEPT_UNTIL), language)}." in text
             assert f"(to be reviewed by {day['review']})." in text and f"review by {day['review']}, on " in text
+            # The timeline, and the evidence pack's audit table: the same lines, the page's days and moments.
+            frozen = f"(frozen since {long_datetime(FROZEN_SINCE, language, 'Europe/Brussels')})"
+            evidence = readable((await client.get(f"/v1/requests/{rid}/evidence.html")).text)
+            for lines in (text.split(" Timeline ")[1], evidence.split(" Audit trail ")[1]):
+                assert f"Deadline extended ({day['first']} → {day['due']}: Nine systems" in lines, language
+                assert frozen in lines and ISO_DAY.findall(evidence) == [], language
             row = queue.split(f'data-request-id="{rid}"')[1].split("</tr>")[0]
             assert f'<td data-label="Due">{day["due"]} <span class="hint">(extended)' in row
             # Each request's day of receipt in its own policy version's timezone, in the queue and on the page.

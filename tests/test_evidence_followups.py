@@ -85,9 +85,11 @@ def test_a_stopped_request_and_a_restrictions_kept_records_read_as_words():
         "names the error)"
     assert describe({"event_type": "request.workflow_failing", "data": {"attempts": 3, "unheld_key": "k1"}}).endswith(
         "(3 attempts; sealed with key 'k1', which this deployment no longer holds)")
+    # The stretch's start as the page writes a moment: on the request's clock, the zone named.
     assert describe({"event_type": "request.workflow_recovered", "data": {
-        "failing_since": "2026-12-05T10:00:00+00:00", "noticed": "2026-12-05T12:10:00+00:00"}}) == \
-        "Carries on: its workflow no longer fails (frozen since 5 December 2026)"
+        "failing_since": "2026-12-05T10:00:00+00:00", "noticed": "2026-12-05T12:10:00+00:00"}},
+        timezone="Europe/Brussels") == \
+        "Carries on: its workflow no longer fails (frozen since 5 December 2026, 11:00 CET (UTC+1))"
     assert describe({"event_type": "request.resumed", "data": {"ended": "timed_out", "reason": "Outage fixed"}}) == \
         "Resumed: its workflow carries on from where it stopped (it had timed out: Outage fixed)"
     assert describe({"event_type": "restriction.kept_from_erasure", "data": {

@@ -211,7 +211,8 @@ async def _context(state: AppState, today: date, request_id: str, staff: Staff) 
         or (deadlines["extension"] or {}).get("reason"),
         "badge": days_left_badge(days_left, status), "tasks": tasks,
         # What the REST API would not show this role, the page does not show either.
-        "timeline": ([(e, describe_event(e, names, system_labels), actor_name(e["actor"], names))
+        "timeline": ([(e, describe_event(e, names, system_labels, language=staff_language,
+                                         timezone=deadlines["basis"]["timezone"]), actor_name(e["actor"], names))
                       for e in reversed(pack["audit"]["events"])]
                      if may_read(staff.has_role, TIMELINE) else None),
         "legal_claims_holds": legal_claims_holds,

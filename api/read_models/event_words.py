@@ -8,13 +8,13 @@ them."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from babel import Locale
 
 from activities.citations import citation, regime_name
-from dsrflow.i18n import SOURCE_LANGUAGE, long_date
+from dsrflow.i18n import SOURCE_LANGUAGE, long_date, long_datetime
 
 _EVENT_WORDS = {
     "request.created": "Request opened",
@@ -290,10 +290,21 @@ def purpose_words(purpose: str | None) -> str:
     return _PURPOSE_WORDS.get(str(purpose), str(purpose).replace("_", " "))
 
 
-def _day(value: Any) -> str:
-    """A due date the trail holds as an ISO string, written as the pages write dates."""
+def _day(value: Any, language: str) -> str:
+    """A due date the trail holds as an ISO string, written as the pages write a day (the
+    `longdate` filter): in `language`, never moved through a timezone."""
     try:
-        return long_date(date.fromisoformat(str(value)))
+        return long_date(date.fromisoformat(str(value)), language)
+    except ValueError:
+        return str(value)
+
+
+def _moment(value: Any, language: str, timezone: str) -> str:
+    """A moment the trail holds as an ISO string, written as the pages write one (the
+    `controller_time` filter): in `language`, on the clock of `timezone`, the zone named. Its
+    first ten characters were its UTC day: a freeze from 00:30 in Brussels read as the day before."""
+    try:
+        return long_datetime(datetime.fromisoformat(str(value)), language, timezone)
     except ValueError:
         return str(value)
 
@@ -316,9 +327,12 @@ def step_words(step: str | None, about: str | None = None) -> str:
 
 
 def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = None,
-                   systems: Mapping[str, str] | None = None) -> str:
+                   systems: Mapping[str, str] | None = None, *, language: str = SOURCE_LANGUAGE,
+                   timezone: str = "UTC") -> str:
     """One line for the timeline; the details that matter most beside the words (`names`: staff
-    by actor and by `token:<id>`, for an assignment's assignee; `systems`: the systems' labels)."""
+    by actor and by `token:<id>`, for an assignment's assignee; `systems`: the systems' labels).
+    The words are English, as the console's; a day or a moment in them is written as the page
+    writes its own, in its `language` and its request's `timezone` (its policy version's)."""
     kind, data = event["event_type"], event["data"] or {}
     system = (systems or {}).get(data.get("system", ""), data.get("system"))
     words = _EVENT_WORDS.get(kind)
@@ -337,7 +351,8 @@ def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = N
                                 if "went" in data else None),
         "verification.succeeded": method_words(data.get("method")),
         "verification.failed": f"{data.get('attempts_left')} attempt(s) left" if "attempts_left" in data else None,
-        "deadline.extended": f"{_day(data.get('from'))} → {_day(data.get('to'))}: {data.get('reason')}",
+        "deadline.extended": (f"{_day(data.get('from'), language)} → {_day(data.get('to'), language)}: "
+                              f"{data.get('reason')}"),
         "task.retried": system, "task.resolved": system,
         **{f"erasure.deferred_{what}": system for what in ("submitted", "confirmed", "failed", "retried", "settled")},
         "step.failed": f"{step_words(data.get('step'), data.get('about'))}: {data.get('message')}",
@@ -349,7 +364,7 @@ def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = N
         "request.start_swept": f"{data.get('minutes_since_stored')} minutes after it was stored",
         "processor.answer_told_late": _told_late(data, system),
         "request.workflow_ended": f"it had {ended_words(data.get('ended'))}",
-        "request.workflow_recovered": f"frozen since {_day(str(data.get('failing_since'))[:10])}",
+        "request.workflow_recovered": f"frozen since {_moment(data.get('failing_since'), language, timezone)}",
         "request.workflow_failing": (f"{data.get('attempts')} attempts; sealed with key {data['unheld_key']!r}, "
                                      "which this deployment no longer holds" if data.get("unheld_key")
                                      else f"{data.get('attempts')} attempts; the worker's log names the error"),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated, Any
 
 import asyncpg
@@ -19,7 +18,6 @@ from api.read_models.actors import actor_name
 from api.read_models.evidence import assemble_evidence, planned_recipients
 from api.read_models.evidence_names import Labels
 from dsrflow.crypto.keys import load_secret_key
-from dsrflow.i18n import long_date
 from dsrflow.settings import Settings
 from dsrflow.stores.team_store import staff_names
 
@@ -54,17 +52,14 @@ async def evidence_page(staff: Annotated[Staff, require_console_role("compliance
     # Systems, datasets, statutory holds and categories as the policy names them (the pack's `labels`).
     labels = Labels(**pack["labels"])
     language = page_language(request)
-
-    def on(day: date | str) -> str:
-        # A date the trail holds as an ISO string (a kept record's `until`) reads like any other.
-        return long_date(date.fromisoformat(day) if isinstance(day, str) else day, language)
-
+    # Every time on the page in the timezone the request's deadline days are counted in, as on its
+    # console page (the `controller_time` filter, api/pages.py); every day as the `longdate` filter writes it.
+    timezone = pack["deadlines"]["basis"]["timezone"]
     return render(request, "console/evidence.html", {
-        "pack": pack, "staff": staff, "who": lambda actor: actor_name(actor, names), "on": on,
-        # Every time on the page in the timezone the request's deadline days are counted in, as on
-        # its console page (the `controller_time` filter, api/pages.py).
-        "controller_timezone": pack["deadlines"]["basis"]["timezone"],
-        "describe": lambda event: event_words.describe_event(event, names, labels.systems),
+        "pack": pack, "staff": staff, "who": lambda actor: actor_name(actor, names),
+        "controller_timezone": timezone,
+        "describe": lambda event: event_words.describe_event(event, names, labels.systems, language=language,
+                                                             timezone=timezone),
         "system_label": labels.system, "dataset_label": labels.dataset, "hold_label": labels.hold,
         "category_label": labels.category,
         "country": lambda code: event_words.country_words(code, language),
