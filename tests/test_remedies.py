@@ -13,7 +13,9 @@ from temporalio import activity
 from activities.letters import deliver_letter
 from dsrflow.domain.deadlines import receipt_date
 from dsrflow.domain.references import short_reference
+from dsrflow.i18n import long_date
 from schemas.workflow import LetterJob, LetterReceipt, workflow_id_for
+from tests.evidence_pages import readable
 from tests.support import (
     api_client,
     assert_problem,
@@ -26,6 +28,7 @@ from tests.support import (
     wait_for_due_date,
     wait_for_letter,
 )
+from tests.test_console_dates import ISO_DAY, policy_file
 from workers.dsr_worker import activity_context, build_worker
 
 BRUSSELS = "Gegevensbeschermingsautoriteit"
@@ -142,9 +145,11 @@ async def test_a_withdrawal_is_recorded_as_such_and_confirmed_without_remedies(h
     assert len(letters_for(mail_sink, rid, "cancellation")) == 1
 
 
-async def test_extend_is_refused_where_the_law_allows_no_extension(http, pool, mail_sink, dev_server):
+async def test_extend_is_refused_where_the_law_allows_no_extension(http, pool, mail_sink, dev_server, settings,
+                                                                   lifecycle_policy, task_queue, tmp_path):
     """LGPD: 15 days and no extension. The API answers 409 with the reason, nothing changes, and
-    the console does not offer the button; a GDPR request still gets it."""
+    the console does not offer the button; a GDPR request still gets it. Pressed all the same (a
+    form made by hand) on a German console, the refusal gives its due date as the page writes a day."""
     lgpd = (await _open(http, pool, regime="lgpd"))["id"]
     gdpr = (await _open(http, pool))["id"]
     due = await wait_for_due_date(pool, lgpd)
@@ -163,6 +168,15 @@ async def test_extend_is_refused_where_the_law_allows_no_extension(http, pool, m
     await console_sign_in(http, pool, "compliance")
     assert "Extend the deadline" not in (await http.get(f"/console/requests/{lgpd}")).text
     assert "Extend the deadline" in (await http.get(f"/console/requests/{gdpr}")).text
+    german = policy_file(lifecycle_policy, tmp_path / "german-staff.yaml",
+                         lambda content: content["languages"].update(staff="de"))
+    async with api_client(settings.model_copy(update={"policy_path": german}), dev_server.client, task_queue) as de:
+        csrf = await console_sign_in(de, pool, "compliance")
+        refused = await de.post(f"/console/requests/{lgpd}/extend",
+                                data={"csrf_token": csrf, "reason": "Six systems to search, and archived records."})
+    assert refused.status_code == 409
+    assert f"it must be answered by {long_date(due, 'de')}" in readable(refused.text)
+    assert ISO_DAY.findall(readable(refused.text)) == []
     for rid in (lgpd, gdpr):
         await dev_server.client.get_workflow_handle(workflow_id_for(rid)).terminate("test over")
 
