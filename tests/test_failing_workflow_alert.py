@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import subprocess
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 from temporalio import workflow
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
@@ -21,6 +23,7 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from activities.request_start_sweep import FAILING_TROUBLE, RequestStartSweepActivities, flag_failing_workflows
 from devstack.processes import find_binary
 from dsrflow.crypto.keys import load_keyring
+from dsrflow.domain import failing_workflows
 from dsrflow.domain.failing_workflows import FAILING
 from dsrflow.infra.temporal_client import build_data_converter
 from schemas.request_start import StartSweepInput
@@ -77,17 +80,22 @@ async def _carries_on(client: Client, rid: str) -> None:
         await asyncio.sleep(0.1)
 
 
+async def _recorded_after_a_failure(handle) -> bool:
+    """Its signals are in its history (they wait there while a failing task is under way)."""
+    return EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED in [e.event_type async for e in handle.fetch_history_events()]
+
+
 def _text(message) -> str:
     return " ".join(message.get_body(("plain",)).get_content().split())
 
 
 async def test_a_request_whose_workflow_task_keeps_failing_is_alerted_daily_until_it_carries_on(
-        settings, pool, mail_sink, task_queue):
+        settings, pool, mail_sink, task_queue, monkeypatch):
     async with _marking_server(settings) as server:
-        await _frozen_requests_are_alerted(settings, pool, server.client, mail_sink, task_queue)
+        await _frozen_requests_are_alerted(settings, pool, server.client, mail_sink, task_queue, monkeypatch)
 
 
-async def _frozen_requests_are_alerted(settings, pool, client: Client, mail_sink, task_queue: str) -> None:
+async def _frozen_requests_are_alerted(settings, pool, client: Client, mail_sink, task_queue: str, monkeypatch) -> None:
     buggy, sealed = [await stored_request(pool, settings, "frozen", "erasure") for _ in range(2)]
     # Sealed with a key this deployment does not hold: as if dropped while the workflow ran.
     gone = Client(client.service_client, namespace=client.namespace,
@@ -99,6 +107,11 @@ async def _frozen_requests_are_alerted(settings, pool, client: Client, mail_sink
             await starter.start_workflow("DataSubjectRequestWorkflow", rid, id=workflow_id_for(rid),
                                          task_queue=task_queue, task_timeout=QUICK_TASKS)
         await _marked(client, [buggy, sealed])
+        # Signals while it fails (as timers that fire or children that end over a long freeze): they
+        # are recorded with the failure they bring (once the task under way fails: within seconds).
+        handle = client.get_workflow_handle(workflow_id_for(sealed))
+        for _ in range(3):
+            await handle.signal("nudge")
         # A workflow failing for less than the sweep's threshold is left for later.
         assert await flag_failing_workflows(ctx, client, older_than=timedelta(minutes=10)) == 0
         # The schedule's sweep, as an activity (its threshold 0 here): one alert each.
@@ -107,6 +120,10 @@ async def _frozen_requests_are_alerted(settings, pool, client: Client, mail_sink
         again = await flag_failing_workflows(ctx, client, older_than=timedelta(0))
         now = datetime.now(UTC)
         tomorrow = await flag_failing_workflows(ctx, client, older_than=timedelta(0), now=now + timedelta(days=1, hours=1))
+        # The signals (sent above) in its history after the stretch's first failure; with pages of two
+        # events, that is pages away, as a freeze of weeks puts it more than a page of 100 away.
+        monkeypatch.setattr(failing_workflows, "_PAGE", 2)
+        await eventually(lambda: _recorded_after_a_failure(handle), 30)
     assert report.failing_alerted >= 2 and again == 0 and tomorrow >= 2
     first, reminder = (_text(m) for m in letters_for(mail_sink, buggy, "staff_alert"))
     assert f"Request {buggy} needs attention from staff." in first
@@ -122,6 +139,11 @@ async def _frozen_requests_are_alerted(settings, pool, client: Client, mail_sink
                               "event_type = 'request.workflow_failing'", uuid.UUID(sealed))
     assert [e["data"]["unheld_key"] for e in events] == ["k-gone"] and events[0]["data"]["attempts"] >= 2
 
+    # A process flagging them (started now: its imports overlap the waits below), to die on the
+    # alert of a stretch of `buggy` not alerted yet (`_a_stretch_whose_sweep_died_before_its_alert`).
+    flagging = asyncio.create_task(flag_in_a_process(
+        settings.model_copy(update={"temporal_address": client.service_client.config.target_host}),
+        "flag_failing_workflows", f"mail-claimed~{buggy}:staff_alert:{FAILING_TROUBLE}:"))
     # The worker fixed: the workflow carries on, and the alerts stop.
     async with Worker(client, task_queue=task_queue, workflows=[FixedRequestWorkflow],
                       workflow_runner=UnsandboxedWorkflowRunner()):
@@ -137,16 +159,20 @@ async def _frozen_requests_are_alerted(settings, pool, client: Client, mail_sink
         await eventually(recovered, 30)
         # The end of the stretch is on record, once: the timeline says how long it was frozen.
         assert await recovered() == [buggy]
-    await _a_stretch_whose_sweep_died_before_its_alert(settings, ctx, client, task_queue, buggy)
+    await _a_stretch_whose_sweep_died_before_its_alert(ctx, client, task_queue, buggy, flagging)
     assert later == 1  # the sealed one, still failing
     assert len(letters_for(mail_sink, buggy, "staff_alert")) == 2
     assert len(letters_for(mail_sink, sealed, "staff_alert")) == 3
+    # Still the one stretch, its start and key unchanged: no second alert nor record of it.
+    assert await pool.fetchval("SELECT count(*) FROM audit_events WHERE request_id = $1 AND "
+                               "event_type = 'request.workflow_failing'", uuid.UUID(sealed)) == 1
     for rid in (buggy, sealed):
         await client.get_workflow_handle(workflow_id_for(rid)).terminate("test over")
 
 
-async def _a_stretch_whose_sweep_died_before_its_alert(settings, ctx, client: Client, task_queue: str, rid: str) -> None:
-    """The bug back (a signal's task fails again: a second stretch), the process that flags it
+async def _a_stretch_whose_sweep_died_before_its_alert(ctx, client: Client, task_queue: str, rid: str,
+                                                       flagging: asyncio.Task[subprocess.CompletedProcess[str]]) -> None:
+    """The bug back (a signal's task fails again: a second stretch), the process `flagging` it
     killed once its alert is claimed, before the relay has it, and the workflow fixed before the
     next run (the worker restarted by the very deploy that fixes it, say). Before, the alert came
     first and the stretch's record after it: neither this stretch nor its end was ever on record.
@@ -154,9 +180,7 @@ async def _a_stretch_whose_sweep_died_before_its_alert(settings, ctx, client: Cl
     async with Worker(client, task_queue=task_queue, workflows=[BrokenRequestWorkflow],
                       workflow_runner=UnsandboxedWorkflowRunner()):
         await client.get_workflow_handle(workflow_id_for(rid)).signal("nudge")
-        ran = await flag_in_a_process(  # flagging until the server marks it again, and dying there
-            settings.model_copy(update={"temporal_address": client.service_client.config.target_host}),
-            "flag_failing_workflows", f"mail-claimed~{rid}:staff_alert:{FAILING_TROUBLE}:")
+        ran = await flagging  # until the server marks it again
         assert ran.returncode == -9, ran.stderr[-3000:]
     stretches = "SELECT count(*) FROM audit_events WHERE request_id = $1 AND event_type = $2"
     async with Worker(client, task_queue=task_queue, workflows=[FixedRequestWorkflow],

@@ -20,6 +20,7 @@ from typing import Any
 import asyncpg
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
 from temporalio.api.workflowservice.v1 import GetWorkflowExecutionHistoryReverseRequest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError
@@ -32,8 +33,12 @@ FAILING = ("WorkflowType = 'DataSubjectRequestWorkflow' AND ExecutionStatus = 'R
            "AND TemporalReportedProblems IS NOT NULL")
 
 # Only the first failure in a row is written to a run's history (the attempts after it are not),
-# so the last events read backwards hold it.
-_RECENT = 50
+# so the last events read backwards hold it, unless what happened since (timers fired, children
+# ended, each recorded with the failure it brought) buried it deeper: read back page by page, to
+# the last task that completed, up to _PAGES pages. Before, one page of 50: once the first failure
+# fell off it, the stretch's key and its start changed, so its alert and audit event went twice.
+_PAGE = 100
+_PAGES = 10
 _FAILURES = (EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED, EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT)
 
 
@@ -53,25 +58,33 @@ async def failing(client: Client, workflow_id: str) -> Failing | None:
         pending = described.raw_description.pending_workflow_task
         if pending.attempt <= 1:
             return None
-        recent = await client.workflow_service.get_workflow_execution_history_reverse(
-            GetWorkflowExecutionHistoryReverseRequest(
-                namespace=client.namespace, maximum_page_size=_RECENT,
-                execution=WorkflowExecution(workflow_id=workflow_id, run_id=described.run_id)))
+        first = await _first_failure(client, WorkflowExecution(workflow_id=workflow_id, run_id=described.run_id))
     except RPCError:
         return None
-    # The first failure since the last task that completed (a signal received meanwhile is
-    # recorded after it, and can record a later failure too).
-    first = None
-    for event in recent.history.events:
-        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
-            break
-        if event.event_type in _FAILURES:
-            first = event
-    if first is None:  # beyond the page read: the pending task's scheduling, near enough
+    if first is None:  # beyond the pages read: the pending task's scheduling, near enough
         since, event_id = pending.scheduled_time.ToDatetime(tzinfo=UTC), 0
     else:
         since, event_id = first.event_time.ToDatetime(tzinfo=UTC), first.event_id
     return Failing(run_id=described.run_id, since=since, failure_event=event_id, attempts=pending.attempt)
+
+
+async def _first_failure(client: Client, execution: WorkflowExecution) -> HistoryEvent | None:
+    """The first failure since the last task that completed (a signal received meanwhile is
+    recorded after it, and can record a later failure too), read backwards."""
+    first, token = None, b""
+    for _ in range(_PAGES):
+        page = await client.workflow_service.get_workflow_execution_history_reverse(
+            GetWorkflowExecutionHistoryReverseRequest(namespace=client.namespace, execution=execution,
+                                                      maximum_page_size=_PAGE, next_page_token=token))
+        for event in page.history.events:
+            if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+                return first
+            if event.event_type in _FAILURES:
+                first = event
+        token = page.next_page_token
+        if not token:
+            break
+    return first
 
 
 # Each stretch of failures recorded on a request still open whose end is not recorded yet; the
