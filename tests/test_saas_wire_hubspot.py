@@ -7,6 +7,7 @@ stand-in refuses as HubSpot does."""
 from __future__ import annotations
 
 import json
+import re
 from urllib.parse import parse_qsl
 
 import httpx
@@ -137,7 +138,8 @@ async def test_hubspots_daily_limit_waits_for_the_next_day(hubspot, pool):
     with pytest.raises(ApplicationError) as raised:
         await _access(app, tmp, "ada@example.com", pool)
     assert raised.value.type == "HttpQuotaExhausted" and raised.value.next_retry_delay is not None
-    assert "daily quota used up" in str(raised.value)
+    # The task's note, as staff read it: when the quota renews in words, in UTC and saying so (was ISO).
+    assert re.search(r"daily quota used up; it renews at \d{1,2} [A-Z][a-z]+ \d{4}, \d{2}:\d{2} UTC$", str(raised.value))
     assert len(app.state.standin.requests("POST", "/contacts/search")) == 1  # not hammered
 
 

@@ -17,13 +17,20 @@ from zoneinfo import ZoneInfo
 import asyncpg
 from temporalio import activity
 
+from dsrflow.i18n import SOURCE_LANGUAGE, long_datetime
 from policy.http_model import Limits
 
 
 class QuotaExhausted(Exception):
+    """The message becomes the task's note on the request page (the activity's failure), stored
+    once in English for every reader, as a system's errors are: the moment the quota renews is
+    written for a person, in UTC with the zone named ("7 December 2026, 08:00 UTC"), not ISO. UTC,
+    not the controller's timezone: a connector knows its service's quota day, not the request's
+    policy version, and a moment named with its zone reads right anywhere."""
+
     def __init__(self, bucket: str, limit: int, resumes_at: datetime) -> None:
         quota = f"daily quota of {limit} requests" if limit else "daily quota"
-        super().__init__(f"{quota} used up; it renews at {resumes_at.isoformat()}")
+        super().__init__(f"{quota} used up; it renews at {long_datetime(resumes_at, SOURCE_LANGUAGE, 'UTC')}")
         self.limit = limit
         self.resumes_at = resumes_at
 
