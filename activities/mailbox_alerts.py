@@ -10,16 +10,20 @@ sent. From the controller's next day on, a message alerted and still not filed i
 reminder a day (`remind_waiting`), at the start of the controller's morning (`REMIND_AT`), until
 it is filed or dismissed: its statutory clock may run from its receipt. Each day's list is
 written before its reminder goes (`mailbox_reminders`), so whichever check records the reminder,
-that day or a later one after a worker died, records what it named. Like every staff alert they
-carry no personal data: how many, since when, and where to look.
+that day or a later one after a worker died, records what it named. A mailbox the reader cannot
+read is alerted (`alert_unreadable`) from its outage on record (migration 0043), once it has
+lasted 15 minutes and then each morning while it lasts, each day's alert written before it goes.
+Like every staff alert they carry no personal data: how many, since when, and where to look.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime, time, timedelta
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate
+from functools import partial
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -33,7 +37,7 @@ from dsrflow.domain.audit import append_event
 from dsrflow.domain.deadlines import receipt_date, working_days_after
 from dsrflow.infra.failpoints import failpoint
 from dsrflow.infra.writes import Write
-from dsrflow.stores.mailbox_store import finish_interrupted_converts
+from dsrflow.stores.mailbox_store import finish_interrupted_converts, open_outage
 from policy.mailbox import MailboxPolicy
 from policy.model import Policy
 
@@ -149,10 +153,16 @@ async def _finish_earlier_reminders(pool: asyncpg.Pool, mailer: Mailer, policy: 
             "SELECT r.day, r.messages FROM mailbox_reminders r LEFT JOIN mail_outbox o "
             "ON o.mail_key = 'mailbox-reminder:' || to_char(r.day, 'YYYY-MM-DD') "
             "WHERE r.day < $1 AND coalesce(o.state, 'none') NOT IN ('sent', 'withdrawn')", today):
-        key = _reminder_key(row["day"])
-        if await withdraw(pool, key, message_id_for(key), request_id=None) is Sent.ALREADY:
-            # A dead sender handed it to the relay: send_once records it and sends nothing (outbox.py).
-            await _remind(pool, mailer, policy, row["day"], [str(i) for i in row["messages"]], base_url)
+        await _withdraw_or_record(pool, _reminder_key(row["day"]), partial(
+            _remind, pool, mailer, policy, row["day"], [str(i) for i in row["messages"]], base_url))
+
+
+async def _withdraw_or_record(pool: asyncpg.Pool, key: str, send: Callable[[], Awaitable[Sent]]) -> None:
+    """An alert a dead worker left unfinished: withdrawn if it never went, else recorded by
+    `send`, its own send_once, which sends nothing for one a dead sender handed to the relay
+    (outbox.py)."""
+    if await withdraw(pool, key, message_id_for(key), request_id=None) is Sent.ALREADY:
+        await send()
 
 
 def _reminder_key(day: date) -> str:
@@ -185,22 +195,75 @@ UNREADABLE_AFTER = timedelta(minutes=15)
 
 async def alert_unreadable(pool: asyncpg.Pool, mailer: Mailer, policy: Policy, reader: MailboxReader,
                            now: datetime, after: timedelta = UNREADABLE_AFTER) -> bool:
-    """Alert staff that the privacy mailbox has not been read for `after` (the reader keeps
-    trying): once per outage and day, through the outbox, from every worker alike. True if sent.
-    Before, a refused login was only logged, while every privacy e-mail's statutory clock ran."""
-    since, failure = reader.failing_since, reader.failure
-    if since is None or now - since < after:
+    """Alert staff that the privacy mailbox has not been read through for `after` (the reader
+    keeps trying), from the outage on record (migration 0043), whichever worker's reader began
+    it: as soon as it has lasted `after`, then on each later day of the controller's from
+    `REMIND_AT` while it lasts (a mailbox unreadable for days is not silent after the first),
+    keyed by the outage and that day, through the outbox, from every worker alike. True if sent.
+    Before, the outage's start was the worker's memory: a worker restarted again and again never
+    reached 15 minutes, and one killed as the relay took the alert left it unrecorded."""
+    local = now.astimezone(ZoneInfo(policy.defaults.timezone))
+    await _finish_outage_alerts(pool, mailer, policy, reader, local.date())
+    outage = await open_outage(pool, reader.cursor_key)
+    if outage is None or now - outage["since"] < after:
         return False
-    key = f"mailbox-unreadable:{hashlib.sha256(reader.cursor_key.encode()).hexdigest()[:16]}:{now.date()}"
+    if local.time() < REMIND_AT and await pool.fetchval(
+            "SELECT EXISTS (SELECT FROM mailbox_outage_alerts a JOIN mail_outbox o ON o.mail_key = "
+            f"{_OUTAGE_KEY} WHERE a.outage = $1 AND o.state IN ('sent', 'data_sent'))", outage["id"]):
+        return False  # staff know of it: the next day's alert goes as their morning starts
+    # The day's alert, written once with the failure it names: a retry after a crash, or a worker
+    # beside this one, sends and records that alert. None if a reader has read the mailbox
+    # through since (its end is recorded if an alert of it was begun: mailbox_store `mailbox_read`).
+    failure = await pool.fetchval(
+        """WITH still AS (SELECT FROM mailbox_outages WHERE id = $1 AND ended_at IS NULL),
+                begun AS (INSERT INTO mailbox_outage_alerts (outage, day, failure) SELECT $1, $2, $3 FROM still
+                          ON CONFLICT (outage, day) DO NOTHING RETURNING failure)
+           SELECT coalesce((SELECT failure FROM begun),
+                           (SELECT failure FROM mailbox_outage_alerts, still WHERE outage = $1 AND day = $2))""",
+        outage["id"], local.date(), outage["failure"])
+    if failure is None:
+        return False
+    return await _unreadable(pool, mailer, policy, reader, outage["id"], outage["since"], local.date(),
+                             failure) is Sent.SENT
+
+
+# An outage alert's outbox key in SQL, from `mailbox_outage_alerts a` (`_outage_key`).
+_OUTAGE_KEY = "'mailbox-unreadable:' || a.outage || ':' || to_char(a.day, 'YYYY-MM-DD')"
+
+
+def _outage_key(outage: int, day: date) -> str:
+    return f"mailbox-unreadable:{outage}:{day.isoformat()}"
+
+
+async def _finish_outage_alerts(pool: asyncpg.Pool, mailer: Mailer, policy: Policy, reader: MailboxReader,
+                                today: date) -> None:
+    """An alert of an earlier day, or of an outage over since, that a dead worker left
+    unfinished: recorded, with the failure it named, if the relay had it (`mail.unconfirmed`
+    too); withdrawn if it never went (today's alert, if the outage lasts, tells staff)."""
+    for row in await pool.fetch(
+            "SELECT a.outage, a.day, a.failure, m.since FROM mailbox_outage_alerts a "
+            "JOIN mailbox_outages m ON m.id = a.outage "
+            f"LEFT JOIN mail_outbox o ON o.mail_key = {_OUTAGE_KEY} "
+            "WHERE m.mailbox = $1 AND (a.day < $2 OR m.ended_at IS NOT NULL) "
+            "AND coalesce(o.state, 'none') NOT IN ('sent', 'withdrawn')", reader.cursor_key, today):
+        await _withdraw_or_record(pool, _outage_key(row["outage"], row["day"]), partial(
+            _unreadable, pool, mailer, policy, reader, row["outage"], row["since"], row["day"], row["failure"]))
+
+
+async def _unreadable(pool: asyncpg.Pool, mailer: Mailer, policy: Policy, reader: MailboxReader, outage: int,
+                      since: datetime, day: date, failure: str) -> Sent:
+    """The alert of `day` of the outage `outage`, once, recorded (`mail.unreadable`) with what it named."""
+    key = _outage_key(outage, day)
     message = _staff_mail(policy, key, "mailbox_unreadable", {
-        "since": since, "failure": failure or "unknown", "folder": reader.settings.imap_folder,
+        "since": since, "failure": failure, "folder": reader.settings.imap_folder,
         "host": reader.settings.imap_host})
 
     async def record(conn: asyncpg.Connection, marked: Write) -> None:
         await append_event(conn, event_key=key, event_type="mail.unreadable", actor="mailbox",
-                           data={"since": since.isoformat(), "failure": failure}, along=[marked])
+                           data={"outage": outage, "since": since.isoformat(), "failure": failure,
+                                 "message_id": message["Message-ID"]}, along=[marked])
 
-    return await send_once(pool, mailer, key, message, request_id=None, on_sent=record) is Sent.SENT
+    return await send_once(pool, mailer, key, message, request_id=None, on_sent=record)
 
 
 def _staff_mail(policy: Policy, key: str, template: str, context: dict[str, object]) -> EmailMessage:

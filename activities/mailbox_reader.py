@@ -11,7 +11,10 @@ The cursor is per UIDVALIDITY; a server that renumbers its messages is read agai
 and the content hash keeps every message once.
 
 A lost connection, a server restart or a database outage ends the session; the next begins after
-a pause that doubles up to a minute. The password is never logged (nor is any message's content).
+a pause that doubles up to a minute. Each failed session is on record as the mailbox's outage
+(mailbox_store `mailbox_failing`), which the next session to read it through ends, whichever
+worker's: staff are alerted of an outage, not of one worker's memory (activities/mailbox_alerts.py).
+The password is never logged (nor is any message's content).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from activities.mailbox_intake import file_message
 from dsrflow.infra.logging import get_logger
 from dsrflow.infra.metrics import MAILBOX_READER_FAILING
 from dsrflow.settings import Settings
-from dsrflow.stores.mailbox_store import read_cursor, save_cursor
+from dsrflow.stores.mailbox_store import mailbox_failing, mailbox_read, read_cursor, save_cursor
 from policy.mailbox import MailboxPolicy
 
 log = get_logger("dsrflow.mailbox")
@@ -120,22 +123,28 @@ class MailboxReader:
                 # The kind of failure only: a server's message may quote the login.
                 log.warning("mailbox session ended", error=type(exc).__name__,
                             refused=str(exc) if isinstance(exc, MailboxError) else None, retry_in=pause)
-                self._failed(exc)
+                await self._failed(exc)
             except Exception as exc:  # noqa: BLE001 - any other: the reader must not end in silence
                 # Before, it ended the reader's task, which nothing watched: later privacy e-mails
                 # were never filed, and nobody was told while their statutory clocks ran.
                 log.error("mailbox session failed", error=type(exc).__name__, retry_in=pause)
-                self._failed(exc)
+                await self._failed(exc)
             try:
                 await asyncio.wait_for(stop.wait(), pause)
             except TimeoutError:
                 pass
             pause = min(pause * 2, MAX_PAUSE)
 
-    def _failed(self, exc: BaseException) -> None:
+    async def _failed(self, exc: BaseException) -> None:
         self.failing_since = self.failing_since or datetime.now(UTC)
         self.failure = f"{type(exc).__name__}: {exc}" if isinstance(exc, MailboxError) else type(exc).__name__
         MAILBOX_READER_FAILING.set(1)
+        try:  # on record, for the alert: a worker restarted goes on with this outage (mailbox_store)
+            await mailbox_failing(self.pool, self.cursor_key, self.failing_since, self.failure)
+        except (*TRANSIENT_DB_ERRORS, asyncpg.PostgresError) as db_exc:
+            # The database away (the failure itself, maybe): written at the next failure, from
+            # the start this reader keeps. The reader must not end.
+            log.warning("mailbox outage not recorded", error=type(db_exc).__name__)
 
     async def _session(self, stop: asyncio.Event) -> None:
         s = self.settings
@@ -154,7 +163,10 @@ class MailboxReader:
             log.info("mailbox open", folder=s.imap_folder, idle=idle)
             while not stop.is_set():
                 await self.catch_up(client, uidvalidity)
-                self.failing_since = self.failure = None  # read through: the mailbox is ours again
+                # Read through: the mailbox is ours again, and its outage over, whichever reader
+                # began it (another worker's, or this one's before a restart).
+                await mailbox_read(self.pool, self.cursor_key)
+                self.failing_since = self.failure = None
                 MAILBOX_READER_FAILING.set(0)
                 await (self._idle(client, stop) if idle else self._poll(client, stop))
             await self._command(client.logout())

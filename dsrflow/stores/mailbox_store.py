@@ -15,6 +15,7 @@ from typing import Any
 import asyncpg
 
 from dsrflow.domain.audit import append_event
+from dsrflow.infra.writes import Write
 
 DECISIONS = ("converted", "attached", "dismissed")
 
@@ -131,3 +132,43 @@ async def save_cursor(conn: asyncpg.Pool, mailbox: str, uidvalidity: int, last_u
                updated_at = now()""",
         mailbox, uidvalidity, last_uid,
     )
+
+
+# An outage of the mailbox (migration 0043): since when no session has read it through, whichever
+# worker's reader failed, so a worker restarted goes on with the outage its predecessor began.
+
+async def mailbox_failing(pool: asyncpg.Pool, mailbox: str, since: datetime, failure: str) -> None:
+    """A session of `mailbox` failed with `failure`; `since` is when its reader began failing.
+    The outage already open keeps its start; a new one starts at `since`, or at the end of the
+    last one if another reader read the mailbox through after `since` (several workers)."""
+    await pool.execute(
+        """INSERT INTO mailbox_outages (mailbox, since, failure)
+           VALUES ($1, greatest($2::timestamptz, (SELECT max(ended_at) FROM mailbox_outages WHERE mailbox = $1)), $3)
+           ON CONFLICT (mailbox) WHERE ended_at IS NULL DO UPDATE SET failure = $3""",
+        mailbox, since, failure)
+
+
+async def open_outage(pool: asyncpg.Pool, mailbox: str) -> asyncpg.Record | None:
+    """The outage of `mailbox` still open: its id, since and failure."""
+    return await pool.fetchrow("SELECT id, since, failure FROM mailbox_outages WHERE mailbox = $1 AND ended_at IS NULL",
+                               mailbox)
+
+
+async def mailbox_read(pool: asyncpg.Pool, mailbox: str) -> None:
+    """A session read `mailbox` through: its open outage ends. One staff were alerted of (an
+    alert of it begun, activities/mailbox_alerts.py) has its end recorded once (`mail.readable`);
+    any other was read through before staff needed telling (a server restart, a short network
+    outage), and leaves no event."""
+    outage = await pool.fetchrow(
+        "SELECT id, since, EXISTS (SELECT FROM mailbox_outage_alerts a WHERE a.outage = o.id) AS told "
+        "FROM mailbox_outages o WHERE mailbox = $1 AND ended_at IS NULL", mailbox)
+    if outage is None:
+        return
+    ended = Write("UPDATE mailbox_outages SET ended_at = now() WHERE id = $1 AND ended_at IS NULL", (outage["id"],))
+    if not outage["told"]:
+        await ended.execute(pool)
+        return
+    async with pool.acquire() as conn:
+        await append_event(conn, event_key=f"mailbox-readable:{outage['id']}", event_type="mail.readable",
+                           actor="mailbox", data={"outage": outage["id"], "since": outage["since"].isoformat()},
+                           along=[ended])
