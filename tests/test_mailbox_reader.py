@@ -206,9 +206,10 @@ async def test_the_arrival_is_the_servers_internal_date(settings, pool, imap):
 async def test_a_mailbox_that_cannot_be_read_is_alerted_to_staff_once_and_cleared_once_read(
         settings, pool, imap, mail_sink):
     """A refused login (a rotated password) used to be a log line only, while the privacy e-mails
-    it kept out of the Inbox ran their statutory clocks. After 15 minutes staff get one alert a
-    day saying which mailbox and why (never the login); the gauge the alert rule reads is 1; once
-    the reader reads the mailbox through again, both clear."""
+    it kept out of the Inbox ran their statutory clocks. After 15 minutes staff get one alert
+    saying which mailbox and why (never the login), then one each morning while it lasts
+    (tests/test_mailbox_outages.py); the gauge the alert rule reads is 1; once the reader reads
+    the mailbox through again, both clear."""
     policy = load_policy(settings.policy_path).policy
     reader = make_reader(settings, pool, imap, password="rotated-away-xyz")
     async with running(reader):
@@ -220,7 +221,7 @@ async def test_a_mailbox_that_cannot_be_read_is_alerted_to_staff_once_and_cleare
     mailer = Mailer(settings)
     assert not await alert_unreadable(pool, mailer, policy, reader, since + timedelta(minutes=5))  # not yet
     assert await alert_unreadable(pool, mailer, policy, reader, since + timedelta(minutes=16))
-    assert not await alert_unreadable(pool, mailer, policy, reader, since + timedelta(minutes=26))  # once a day
+    assert not await alert_unreadable(pool, mailer, policy, reader, since + timedelta(minutes=26))  # once that day
     [alert] = read_mailbox(mail_sink.directory)[before:]
     assert alert["Subject"] == "[dsrflow] The privacy mailbox cannot be read" and alert["To"] == policy.controller.staff_email
     body = " ".join(alert.get_body(preferencelist=("plain",)).get_content().split())
