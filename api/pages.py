@@ -22,8 +22,7 @@ Staff pages write a moment with `controller_time` (and the day it fell on with `
 in the controller's timezone, the one deadline days are counted in, with the zone named, as the
 evidence pack does; a page whose request ran under another policy version names that version's
 zone as `controller_timezone`. A day (a due date) they write with `longdate` as it is, never ISO
-and never moved through a timezone; a message worded for every reader (a workflow's refusal, its
-days ISO) with `days_in_words`. `_()` is for messages written in templates; a message held
+and never moved through a timezone. `_()` is for messages written in templates; a message held
 in Python (a label marked `N_`, a problem's words) is shown with the `translate` filter, which
 escapes it like any text. A request type is shown with `type_label(kind, regime)`: the label
 letters use, citing only the law of the request's regime.
@@ -248,24 +247,6 @@ def _longdate(context: Context, value: date | datetime | str, timezone: str | No
     return longdate(day, _language_of(context), timezone or _controller_timezone(context))
 
 
-# A day as the API and the workflows write one in a message ("it must be answered by 2026-12-30"):
-# not part of a moment ("2026-12-30T10:00"), whose "T" leaves no word boundary after the day.
-_ISO_DAY = re.compile(r"\b\d{4}-\d{2}-\d{2}\b")
-
-
-@pass_context
-def _days_in_words(context: Context, message: str) -> str:
-    """A message written for every reader (a workflow's refusal, which the REST API gives as it
-    is), its ISO days written as the page writes a day (`longdate`): "20. Dezember 2026" on a
-    German console. A workflow words no date for a language: its history must replay the same."""
-    def day(found: re.Match[str]) -> str:
-        try:
-            return _longdate(context, found.group())
-        except ValueError:  # not a day of the calendar ("2026-02-30"): left as it came
-            return found.group()
-    return _ISO_DAY.sub(day, message)
-
-
 @pass_context
 def _longdatetime(context: Context, value: datetime) -> str:
     """A moment as the subject's letters write it: "31 December 2026, 00:30 CET (UTC+1)"."""
@@ -326,7 +307,6 @@ templates.env.install_gettext_callables(  # type: ignore[attr-defined]  # added 
 templates.env.filters["json"] = lambda value: json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
 templates.env.filters["longdate"] = _longdate
 templates.env.filters["longdatetime"] = _longdatetime
-templates.env.filters["days_in_words"] = _days_in_words
 templates.env.filters["controller_time"] = _controller_time
 # The day a moment fell on in the controller's calendar (the day of receipt the deadline counts).
 templates.env.filters["controller_date"] = _longdate

@@ -30,6 +30,7 @@ from api.console.view import (
     LANGUAGE_NAMES,
     WORDS,
     allowed_actions,
+    days_in_words,
     days_left_badge,
     describe_event,
     live_region,
@@ -39,7 +40,7 @@ from api.console.view import (
 )
 from api.deps import Pool, State, Today
 from api.forms import read_form
-from api.pages import PAGE_HEADERS, problem_pages, render
+from api.pages import PAGE_HEADERS, page_language, problem_pages, render
 from api.problems import Problem, field_errors
 from api.read_models.actors import actor_name
 from api.read_models.evidence import assemble_evidence, planned_recipients
@@ -366,7 +367,8 @@ async def act(staff: Annotated[Staff, require_console_role("agent")], request: R
         assert spec is not None  # no refusal: the action exists
         notice = {"flash": _told(spec, context)}
     else:
-        notice = {"error": refused.detail or refused.title, "failed_action": action}
+        notice = {"error": days_in_words(refused.detail or refused.title, page_language(request)),
+                  "failed_action": action}
     region = _region(request, request_id, context, {**notice, "values": dict(form.items())})
     status = refused.status if refused else 200
     if htmx:

@@ -1,14 +1,16 @@
 """What the console's pages show, worked out from the data: days-left badges, which actions the
 signed-in role may take now, the Temporal UI link, the timezone each listed request's days are
-counted in, and live regions that a page polls and that answer 204 while nothing has changed. The words staff read for codes (an audit event, a status, a
+counted in, a refusal's days in words, and live regions that a page polls and that answer 204 while nothing has changed. The words staff read for codes (an audit event, a status, a
 regime, a denial's ground...) are the evidence pack's too (api/read_models/event_words.py)."""
 
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 from urllib.parse import quote
 
@@ -22,7 +24,7 @@ from api.read_models.event_words import WORDS as WORDS  # the console's template
 from api.read_models.event_words import describe_event as describe_event  # shared with the evidence pack
 from api.staff_actions import STAFF_ACTIONS, Situation
 from api.state import AppState
-from dsrflow.i18n import language_name
+from dsrflow.i18n import language_name, long_date
 from dsrflow.settings import Settings
 from policy.controller import Defaults
 from schemas.requests import RequestStatus
@@ -30,6 +32,9 @@ from schemas.vocabulary import Language
 from schemas.workflow import workflow_id_for
 
 SOON_DAYS = 7
+# A day as the workflows and the API write one in a message ("it must be answered by 2026-12-30");
+# a moment's ("2026-12-30T10:00") has no word boundary after its day, and stays whole.
+_ISO_DAY = re.compile(r"\b\d{4}-\d{2}-\d{2}\b")
 # Each language named in itself, as the subject who writes in it would name it.
 LANGUAGE_NAMES = {lang.value: language_name(lang) for lang in Language}
 
@@ -111,3 +116,16 @@ def live_region(request: Request, template: str, context: dict[str, Any], *, pol
     html = Markup('<div id="{}" hx-get="{}" hx-trigger="every {}" hx-swap="outerHTML" data-version="{}">').format(
         region_id, f"{poll_url}{separator}v={version}", every, version) + Markup(body) + Markup("</div>")
     return LiveRegion(html, version)
+
+
+def days_in_words(message: str, language: str) -> str:
+    """A message worded for every reader (a workflow's refusal, as the REST API's 409 gives it),
+    each ISO day in it as the console writes a day (long_date, as the `longdate` filter does):
+    "20. Dezember 2026" on a German console. A workflow words no day for a language (its history
+    must replay the same); a day the calendar lacks ("2026-02-30") stays as it came."""
+    def day(found: re.Match[str]) -> str:
+        try:
+            return long_date(date.fromisoformat(found.group()), language)
+        except ValueError:
+            return found.group()
+    return _ISO_DAY.sub(day, message)
