@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from urllib.parse import parse_qsl
 
 import httpx
@@ -122,6 +123,8 @@ async def test_a_403_for_the_days_quota_waits_for_googles_next_quota_day(google,
     outcome = await _erase(pool, tmp, [("CLIENT_ID", "GA1.1.1.1"), ("CLIENT_ID", "GA1.1.2.2")])
     assert outcome.status == "pending" and outcome.changed == 0
     assert "daily quota (500) is used up, the rest follows after" in outcome.message
+    # When, for a person: the task's note shows on the request page (not "2026-12-06T08:00+00:00").
+    assert outcome.message.endswith(" UTC") and not re.search(r"\d{4}-\d{2}-\d{2}", outcome.message), outcome.message
     assert [u.status for u in app.state.standin.requests("POST", ":upsert")] == [403]
 
 

@@ -56,7 +56,7 @@ from activities.connectors.http_identifiers import (
 )
 from activities.connectors.http_journal import Journal, RunContinues, config_hash, slice_end
 from activities.connectors.http_notes import render_note
-from activities.connectors.http_quota import QuotaExhausted, QuotaLedger, ServiceClock
+from activities.connectors.http_quota import QuotaExhausted, QuotaLedger, ServiceClock, renewal_words
 from activities.connectors.http_rounds import Intent, Rounds, checked_words, set_aside_words, still_appearing
 from activities.connectors.http_run import MIB, Budget, Run
 from policy.http_model import Action, HttpConfig, Step
@@ -339,7 +339,7 @@ class HttpConnector(Rounds, Connector):
                     changed=accepted, message=(
                         f"{accepted} of {total} identifiers accepted by {self.config.service}; its daily quota "
                         f"({run.waiting.limit}) is used up, the rest follows after "
-                        f"{run.waiting.resumes_at.isoformat(timespec='minutes')}"))
+                        f"{renewal_words(run.waiting.resumes_at)}"))
         found = sum(c.get("found", 0) for c in datasets.values())
         changed = sum(n for c in datasets.values() for k, n in c.items() if k not in ("found", "kept", "left"))
         left = sum(c.get("left", 0) for c in datasets.values())

@@ -21,6 +21,12 @@ from dsrflow.i18n import SOURCE_LANGUAGE, long_datetime
 from policy.http_model import Limits
 
 
+def renewal_words(moment: datetime) -> str:
+    """When a quota renews, in a task's note: written for a person, in UTC with the zone named
+    ("7 December 2026, 08:00 UTC"), not ISO (QuotaExhausted says why)."""
+    return long_datetime(moment, SOURCE_LANGUAGE, "UTC")
+
+
 class QuotaExhausted(Exception):
     """The message becomes the task's note on the request page (the activity's failure), stored
     once in English for every reader, as a system's errors are: the moment the quota renews is
@@ -30,7 +36,7 @@ class QuotaExhausted(Exception):
 
     def __init__(self, bucket: str, limit: int, resumes_at: datetime) -> None:
         quota = f"daily quota of {limit} requests" if limit else "daily quota"
-        super().__init__(f"{quota} used up; it renews at {long_datetime(resumes_at, SOURCE_LANGUAGE, 'UTC')}")
+        super().__init__(f"{quota} used up; it renews at {renewal_words(resumes_at)}")
         self.limit = limit
         self.resumes_at = resumes_at
 
