@@ -25,7 +25,7 @@ from activities.connectors.base import ActionOutcome, Connector, PermanentConnec
 from activities.context import ActivityContext
 from activities.erasure_evidence import ErasureEvidence
 from activities.fanout import subject_of
-from activities.letters import deliver_letter, letter_key_of
+from activities.letters import letter_key_of, sweep_alert
 from dsrflow.domain.audit import append_event
 from dsrflow.infra.failpoints import failpoint
 from dsrflow.infra.logging import get_logger
@@ -114,12 +114,13 @@ _FACTS = "alert"
 
 
 async def _alert(ctx: ActivityContext, request_id: str, system: str, attempt: int, facts: dict[str, Any]) -> None:
-    """The staff alert of a failure on record; one that cannot go now (the relay refuses, the
-    database went) is left to the next run, which finds it unsent (`alert_unalerted`)."""
+    """The staff alert of a failure on record; one that cannot go now (the relay away, the
+    database went) is left to the next run, which finds it unsent (`alert_unalerted`). One the
+    relay refuses for good is recorded so and not tried again (`sweep_alert`)."""
     try:
-        await deliver_letter(ctx, LetterJob(request_id=request_id, purpose="staff_alert",
-                                            key=alert_key(system, attempt), to_staff=True,
-                                            params={"kind": "needs_attention", "days_left": None, "facts": facts}))
+        await sweep_alert(ctx, LetterJob(request_id=request_id, purpose="staff_alert",
+                                         key=alert_key(system, attempt), to_staff=True,
+                                         params={"kind": "needs_attention", "days_left": None, "facts": facts}))
     except Exception as exc:  # noqa: BLE001 - the failure stands on record; its alert is retried next run
         log.error("deferred erasure failure on record, its staff alert not sent", system=system,
                   error=type(exc).__name__)
@@ -127,7 +128,7 @@ async def _alert(ctx: ActivityContext, request_id: str, system: str, attempt: in
 
 async def alert_unalerted(ctx: ActivityContext) -> None:
     """Send the alert of each failure on record that has none sent yet: its sweep died before it
-    went, or the relay refused it. Its letter's key makes a repeat a no-op, and one a dead
+    went, or the relay could not take it. Its letter's key makes a repeat a no-op, and one a dead
     sender had handed to the relay is recorded, not sent again (activities/outbox.py)."""
     failed = {letter_key_of(str(row["request_id"]), "staff_alert", alert_key(row["system"], row["attempt"])): row
               for row in await ctx.pool.fetch("SELECT DISTINCT request_id, system, attempt FROM deferred_erasures "

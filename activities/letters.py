@@ -21,6 +21,7 @@ from activities.citations import AFTER_COMMA as _AFTER_COMMA
 from activities.citations import IN_BRACKETS as _IN_BRACKETS
 from activities.citations import cite, cited_label, regime_name
 from activities.context import ActivityContext
+from activities.errors import failure_message, refused_for_good
 from activities.heartbeat import heartbeating
 from activities.letter_message import compose_letter
 from activities.letter_outcome import response_outcome
@@ -259,6 +260,32 @@ async def settle_letter(ctx: ActivityContext, job: LetterJob, *, secrets: dict[s
     if settled is Sent.ALREADY:
         await deliver_letter(ctx, job, secrets=secrets)
     return settled
+
+
+async def sweep_alert(ctx: ActivityContext, job: LetterJob) -> LetterReceipt | None:
+    """A sweep's staff alert, once (`deliver_letter`); None if the relay refuses it for good (a
+    5yz reply: a policy rejection, a staff address it does not take). Such a refusal is recorded
+    on the request (`letter.refused`, with the relay's reply, no address) and that alert is not
+    tried again: the same message is refused again, and a sweep runs every few minutes. Anything
+    else (the relay or the database away) propagates, for the sweep's retry. Before, one alert
+    refused for good failed the whole sweep on every run, so its other requests' alerts and
+    records never came."""
+    letter_key = letter_key_of(job.request_id, job.purpose, job.key)
+    refused = f"letter:{letter_key}:refused"
+    if await ctx.pool.fetchval("SELECT EXISTS (SELECT FROM audit_events WHERE event_key = $1)", refused):
+        return None
+    try:
+        return await deliver_letter(ctx, job)
+    except Exception as exc:
+        if not refused_for_good(exc):
+            raise
+        reply = failure_message(exc)
+    async with ctx.pool.acquire() as conn:
+        await append_event(conn, event_key=refused, request_id=job.request_id, event_type="letter.refused",
+                           actor="sweep", data={"purpose": job.purpose, "message_id": message_id_for(letter_key),
+                                                "to_staff": job.to_staff, "reply": reply})
+    activity.logger.error("staff alert refused for good by the mail relay", extra={"reply": reply})
+    return None
 
 
 async def _deliver(ctx: ActivityContext, job: LetterJob, secrets: dict[str, Any] | None) -> LetterReceipt:

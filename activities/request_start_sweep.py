@@ -13,11 +13,14 @@ The same run catches up what else an API records and then tells a workflow: a pr
 (a confirmation or export on its link, a signed callback) on record for as long, whose task still
 waits (`tell_untold_answers`), and it flags and reminds staff of requests whose workflow ended,
 and alerts them of requests whose workflow runs but fails at every try (`flag_failing_workflows`).
+Each of these parts, and each request within one, runs whatever another did (`Pieces`), and an
+alert the relay refuses for good is recorded and stops nothing (activities/letters.py `sweep_alert`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -27,7 +30,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.context import ActivityContext
-from activities.letters import deliver_letter
+from activities.letters import sweep_alert
 from dsrflow.crypto.keys import load_keyring
 from dsrflow.domain.audit import append_event
 from dsrflow.domain.failing_workflows import FAILING, failing, record_recoveries, unheld_key
@@ -57,12 +60,59 @@ _UNSTARTED = """
     ORDER BY created_at LIMIT $2"""
 
 
+class Pieces:
+    """Pieces of the sweep that must not hold one another back: one that fails (a request whose
+    alert cannot render, Temporal's visibility away for one part) is logged and the others run;
+    `settle` then raises the first failure, so the activity is retried (each piece is idempotent)
+    and the run is not recorded as a success. Before, the first failure ended the run: every
+    request after it, and every later part, waited for a run that failed the same way."""
+
+    def __init__(self) -> None:
+        self.failure: Exception | None = None
+
+    @contextmanager
+    def piece(self, part: str, request_id: str | None = None) -> Iterator[None]:
+        try:
+            yield
+        except Exception as exc:  # noqa: BLE001 - raised by settle, once the other pieces have run
+            activity.logger.error("start sweep: a piece failed, the others carry on",
+                                  extra={"part": part, "request_id": request_id, "error": type(exc).__name__})
+            self.failure = self.failure or exc
+
+    def settle(self) -> None:
+        if self.failure is not None:
+            raise self.failure
+
+
 class RequestStartSweepActivities:
     def __init__(self, ctx: ActivityContext) -> None:
         self.ctx = ctx
 
     @activity.defn(name="start_unstarted_requests")
     async def start_unstarted_requests(self, sweep: StartSweepInput) -> StartSweepReport:
+        ctx, client = self.ctx, activity.client()
+        older_than = timedelta(minutes=ctx.settings.start_sweep_after_minutes)
+        parts: dict[str, Callable[[], Awaitable[Any]]] = {
+            "start": self._start_unstarted,
+            "answers_told": lambda: tell_untold_answers(ctx, client, older_than=older_than),
+            "ended_flagged": lambda: flag_ended_workflows(ctx, client, older_than=older_than),
+            "stopped_reminded": lambda: remind_stopped(ctx, datetime.now(UTC)),
+            "failing_alerted": lambda: flag_failing_workflows(ctx, client, older_than=older_than),
+        }
+        done: dict[str, Any] = {}
+        pieces = Pieces()
+        for name, part in parts.items():
+            with pieces.piece(name):
+                done[name] = await part()
+        pieces.settle()
+        found, started, unstartable = done.pop("start")
+        report = StartSweepReport(found=found, started=started, unstartable=unstartable, **done)
+        await record_sweep_success(ctx.pool, "request_start_sweep", report)
+        return report
+
+    async def _start_unstarted(self) -> tuple[int, int, int]:
+        """Start each stored request left without a workflow: how many were found, started, and
+        could not start (their policy version does not load)."""
         rows = await self.ctx.pool.fetch(_UNSTARTED, self.ctx.settings.start_sweep_after_minutes, BATCH)
         client = activity.client()
         started = unstartable = 0
@@ -96,17 +146,7 @@ class RequestStartSweepActivities:
             started += 1
             activity.logger.warning("stored request started by the sweep", extra={"request_id": request_id})
             activity.heartbeat(started)
-        told = await tell_untold_answers(
-            self.ctx, client, older_than=timedelta(minutes=self.ctx.settings.start_sweep_after_minutes))
-        ended = await flag_ended_workflows(
-            self.ctx, client, older_than=timedelta(minutes=self.ctx.settings.start_sweep_after_minutes))
-        reminded = await remind_stopped(self.ctx, datetime.now(UTC))
-        frozen = await flag_failing_workflows(
-            self.ctx, client, older_than=timedelta(minutes=self.ctx.settings.start_sweep_after_minutes))
-        report = StartSweepReport(found=len(rows), started=started, unstartable=unstartable, answers_told=told,
-                                  ended_flagged=ended, stopped_reminded=reminded, failing_alerted=frozen)
-        await record_sweep_success(self.ctx.pool, "request_start_sweep", report)
-        return report
+        return len(rows), started, unstartable
 
 
 async def tell_untold_answers(ctx: ActivityContext, client: Client, *, older_than: timedelta) -> int:
@@ -171,40 +211,43 @@ async def flag_ended_workflows(ctx: ActivityContext, client: Client, *, older_th
     (the request page's "Resume the request"). How many were flagged this time."""
     await _settle_resumed(ctx, client)
     now = datetime.now(UTC)
-    flagged = 0
+    flagged, pieces = 0, Pieces()
     query = _ENDED.format(since=_stamp(now - timedelta(days=7)), until=_stamp(now - older_than))
     async for ended in client.list_workflows(query):
         request_id = request_id_of(ended.id)
         if request_id is None:
             continue  # not a request's workflow: nothing of ours to flag
-        key = ended_trouble_key(ended.run_id)
-        unflagged = await ctx.pool.fetchval(
-            """SELECT r.closed_at IS NULL AND NOT EXISTS (SELECT FROM step_troubles s WHERE s.request_id = r.id
-                      AND (s.trouble_key = $2 OR s.trouble_key = $3 AND s.resolved_at IS NULL))
-               FROM dsr_requests r WHERE r.id = $1::uuid""", request_id, key, ENDED_TROUBLE)  # $3: as flagged before runs had keys
-        if not unflagged or (await client.get_workflow_handle(ended.id).describe()).run_id != ended.run_id:
-            continue  # closed, not ours, flagged by an earlier run of the sweep, or resumed since
-        status = how_ended(ended.status)
-        message = (f"the request's workflow {status} while the request was open; no step of it runs any more "
-                   "until compliance resumes it from the request's page")
-        # The alert first (keyed: it goes once), then the record that ends the search for it: a
-        # run that dies in between alerts nobody twice and flags the request on the next run.
-        await deliver_letter(ctx, LetterJob(
-            request_id=request_id, purpose="staff_alert", key=key, to_staff=True,
-            params={"kind": "needs_attention", "days_left": None,
-                    "facts": {"what": "workflow_ended", "ended": status}}))
-        failpoint("workflow-ended-alerted", request_id)  # staff told, the flag not yet on record
-        async with ctx.pool.acquire() as conn:
-            await append_event(conn, event_key=f"{request_id}:{key}", request_id=request_id,
-                               event_type="request.workflow_ended", actor="sweep",
-                               # When it ended, from Temporal: the event's own time is when this sweep found it.
-                               data={"ended": status, "ended_at": ended.close_time.isoformat()
-                                     if ended.close_time else None},
-                               along=[Write("""INSERT INTO step_troubles (request_id, trouble_key, step, message, transient)
-                                               VALUES ($1::uuid, $2, 'workflow', $3, false) ON CONFLICT DO NOTHING""",
-                                            (request_id, key, message))])
-        activity.logger.error("request workflow ended while the request is open", extra={"request_id": request_id})
-        flagged += 1
+        with pieces.piece("ended_flagged", request_id):
+            key = ended_trouble_key(ended.run_id)
+            unflagged = await ctx.pool.fetchval(
+                """SELECT r.closed_at IS NULL AND NOT EXISTS (SELECT FROM step_troubles s WHERE s.request_id = r.id
+                          AND (s.trouble_key = $2 OR s.trouble_key = $3 AND s.resolved_at IS NULL))
+                   FROM dsr_requests r WHERE r.id = $1::uuid""", request_id, key, ENDED_TROUBLE)  # $3: as flagged before runs had keys
+            if not unflagged or (await client.get_workflow_handle(ended.id).describe()).run_id != ended.run_id:
+                continue  # closed, not ours, flagged by an earlier run of the sweep, or resumed since
+            status = how_ended(ended.status)
+            message = (f"the request's workflow {status} while the request was open; no step of it runs any more "
+                       "until compliance resumes it from the request's page")
+            # The alert first (keyed: it goes once), then the record that ends the search for it: a
+            # run that dies in between alerts nobody twice and flags the request on the next run. One
+            # the relay refuses for good is recorded so (`sweep_alert`), and the flag all the same.
+            await sweep_alert(ctx, LetterJob(
+                request_id=request_id, purpose="staff_alert", key=key, to_staff=True,
+                params={"kind": "needs_attention", "days_left": None,
+                        "facts": {"what": "workflow_ended", "ended": status}}))
+            failpoint("workflow-ended-alerted", request_id)  # staff told, the flag not yet on record
+            async with ctx.pool.acquire() as conn:
+                await append_event(conn, event_key=f"{request_id}:{key}", request_id=request_id,
+                                   event_type="request.workflow_ended", actor="sweep",
+                                   # When it ended, from Temporal: the event's own time is when this sweep found it.
+                                   data={"ended": status, "ended_at": ended.close_time.isoformat()
+                                         if ended.close_time else None},
+                                   along=[Write("""INSERT INTO step_troubles (request_id, trouble_key, step, message, transient)
+                                                   VALUES ($1::uuid, $2, 'workflow', $3, false) ON CONFLICT DO NOTHING""",
+                                                (request_id, key, message))])
+            activity.logger.error("request workflow ended while the request is open", extra={"request_id": request_id})
+            flagged += 1
+    pieces.settle()
     return flagged
 
 
@@ -217,17 +260,19 @@ async def remind_stopped(ctx: ActivityContext, now: datetime) -> int:
     """One staff alert for each whole day a flagged request has stayed stopped, keyed by the day:
     a repeat, or a run after a crash, sends it once, and after days without a run only the
     current day's goes. How many went this time."""
-    reminded = 0
+    reminded, pieces = 0, Pieces()
     for flag in await stopped_requests(ctx.pool):
         days = (now - flag["since"]) // REMIND_EVERY
         if days < 1:
             continue
         request_id = str(flag["request_id"])
-        receipt = await _alert_staff(ctx, flag, request_id, f"{flag['trouble_key']}:day-{days}", now, {
-            "what": "still_stopped", "days": days, "ended": await _how_ended(ctx, request_id, flag["trouble_key"])})
-        reminded += not receipt.already_sent
+        with pieces.piece("stopped_reminded", request_id):
+            receipt = await _alert_staff(ctx, flag, request_id, f"{flag['trouble_key']}:day-{days}", now, {
+                "what": "still_stopped", "days": days, "ended": await _how_ended(ctx, request_id, flag["trouble_key"])})
+            reminded += receipt is not None and not receipt.already_sent
         if activity.in_activity():  # the sweep's; a test or a tool calls this alone too
             activity.heartbeat(reminded)
+    pieces.settle()
     return reminded
 
 
@@ -239,15 +284,16 @@ async def _how_ended(ctx: ActivityContext, request_id: str, trouble_key: str) ->
 
 
 async def _alert_staff(ctx: ActivityContext, request: Mapping[str, Any], request_id: str, key: str, now: datetime,
-                       facts: dict[str, Any]) -> LetterReceipt:
+                       facts: dict[str, Any]) -> LetterReceipt | None:
     """A staff alert of a request whose workflow does not move (no deadline warning comes), with
     the days left to its due date, or late: `request` has its `current_due_date` and
-    `policy_version` (a closed request's due date is no longer counted)."""
+    `policy_version` (a closed request's due date is no longer counted). None: the relay refused
+    it for good (`sweep_alert`)."""
     days_left = None
     if request["current_due_date"] is not None and request.get("closed_at") is None:
         timezone = (await ctx.policy(request["policy_version"])).policy.defaults.timezone
         days_left = (request["current_due_date"] - now.astimezone(ZoneInfo(timezone)).date()).days
-    return await deliver_letter(ctx, LetterJob(
+    return await sweep_alert(ctx, LetterJob(
         request_id=request_id, purpose="staff_alert", key=key, to_staff=True,
         params={"kind": "overdue" if days_left is not None and days_left < 0 else "needs_attention",
                 "days_left": days_left, "facts": facts}))
@@ -286,33 +332,35 @@ async def flag_failing_workflows(ctx: ActivityContext, client: Client, *, older_
                                   "staff are not alerted of them", extra={"error": exc.message})
         return 0
     held = [kid for kid, _ in load_keyring(ctx.settings)]
-    alerted = 0
+    alerted, pieces = 0, Pieces()
     for execution in listed:
         request_id = request_id_of(execution.id)
-        trouble = await failing(client, execution.id) if request_id else None
-        request = await ctx.pool.fetchrow("SELECT closed_at, current_due_date, policy_version FROM dsr_requests "
-                                          "WHERE id = $1::uuid", request_id) if trouble else None
-        if request_id is None or trouble is None or request is None or now - trouble.since < older_than:
-            continue  # not ours, moving again, or failing for too short a while yet
-        key = f"{FAILING_TROUBLE}:{trouble.run_id}:{trouble.failure_event}"
-        days = (now - trouble.since) // REMIND_EVERY
-        kid = await unheld_key(client.get_workflow_handle(execution.id), held)
-        # The stretch on record before its alert (keyed: once per stretch, whatever the runs). The
-        # other way round, a sweep that died once the alert was out (the worker restarted by the
-        # very deploy that fixes the workflow) left no record of the stretch, nor of its end.
-        async with ctx.pool.acquire() as conn:
-            await append_event(conn, event_key=f"{request_id}:{key}", request_id=request_id,
-                               event_type="request.workflow_failing", actor="sweep",
-                               data={"since": trouble.since.isoformat(), "attempts": trouble.attempts,
-                                     "unheld_key": kid})
-        receipt = await _alert_staff(ctx, request, request_id, f"{key}:day-{days}" if days else key, now, {
-            "what": "workflow_failing", "since": trouble.since, "attempts": trouble.attempts, "days": days,
-            "unheld_key": kid})
-        if not receipt.already_sent:
-            alerted += 1
-            activity.logger.error("request workflow task failing at every try", extra={
-                "request_id": request_id, "attempts": trouble.attempts, "unheld_key": kid})
-        if activity.in_activity():  # the sweep's; a test calls this alone too
-            activity.heartbeat(alerted)
+        with pieces.piece("failing_alerted", request_id):
+            trouble = await failing(client, execution.id) if request_id else None
+            request = await ctx.pool.fetchrow("SELECT closed_at, current_due_date, policy_version FROM dsr_requests "
+                                              "WHERE id = $1::uuid", request_id) if trouble else None
+            if request_id is None or trouble is None or request is None or now - trouble.since < older_than:
+                continue  # not ours, moving again, or failing for too short a while yet
+            key = f"{FAILING_TROUBLE}:{trouble.run_id}:{trouble.failure_event}"
+            days = (now - trouble.since) // REMIND_EVERY
+            kid = await unheld_key(client.get_workflow_handle(execution.id), held)
+            # The stretch on record before its alert (keyed: once per stretch, whatever the runs). The
+            # other way round, a sweep that died once the alert was out (the worker restarted by the
+            # very deploy that fixes the workflow) left no record of the stretch, nor of its end.
+            async with ctx.pool.acquire() as conn:
+                await append_event(conn, event_key=f"{request_id}:{key}", request_id=request_id,
+                                   event_type="request.workflow_failing", actor="sweep",
+                                   data={"since": trouble.since.isoformat(), "attempts": trouble.attempts,
+                                         "unheld_key": kid})
+            receipt = await _alert_staff(ctx, request, request_id, f"{key}:day-{days}" if days else key, now, {
+                "what": "workflow_failing", "since": trouble.since, "attempts": trouble.attempts, "days": days,
+                "unheld_key": kid})
+            if receipt is not None and not receipt.already_sent:
+                alerted += 1
+                activity.logger.error("request workflow task failing at every try", extra={
+                    "request_id": request_id, "attempts": trouble.attempts, "unheld_key": kid})
+            if activity.in_activity():  # the sweep's; a test calls this alone too
+                activity.heartbeat(alerted)
     await record_recoveries(ctx.pool, client, {execution.id for execution in listed}, now)
+    pieces.settle()
     return alerted
