@@ -120,3 +120,26 @@ async def test_a_system_not_reached_for_its_timeout_fails_with_an_alert(postgres
         await swept(56)
         assert len(letters_for(mail_sink, rid, "staff_alert")) == 2  # the second attempt's alert
     refusing.close()
+
+
+async def test_a_hold_placed_and_released_between_two_runs_restarts_the_days_unreached(postgres, settings):
+    """Rows a run could not reach 20 days ago, then held and released again before the next run:
+    the days unreached count anew, for the systems the hold covered. Before, only a run that saw
+    the rows held cleared their date, so the next run failed them at once (20 days > the CRM's 14)."""
+    async with database_pool(postgres, "deferred_rehold") as (url, pool):
+        settings = settings.model_copy(update={"database_url": url})
+        rid = await stored_request(pool, settings, "rehold", "erasure", email="grace@example.com")
+        hold = await place_claims_hold(pool, settings, "grace@example.com", ["crm"])
+        async with pool.acquire() as conn:
+            await release_hold(conn, hold["id"], "compliance:test")
+        await pool.execute(
+            """INSERT INTO deferred_erasures (request_id, subject_hash, system, dataset, record_key, hold_kind,
+                                              hold_ref, policy_version, unreached_since)
+               SELECT id, $2, system, 'contacts', '41', 'legal_claims', $3, policy_version, now() - interval '20 days'
+                 FROM dsr_requests, unnest(ARRAY['crm', 'billing']) AS system WHERE id = $1""",
+            rid, hold["subject_hash"], str(hold["id"]))
+        again = await place_claims_hold(pool, settings, "grace@example.com", ["crm"])  # the CRM only
+        async with pool.acquire() as conn:
+            await release_hold(conn, again["id"], "compliance:test")
+        since = {r["system"]: r["unreached_since"] for r in await pool.fetch(_KEPT, rid)}
+    assert since["crm"] is None and since["billing"] is not None

@@ -90,6 +90,14 @@ async def place_hold(
             if existing["fingerprint"] != fingerprint:
                 raise HoldIdempotencyConflict("this idempotency key was already used for a different hold")
             return _as_dict(existing), False
+        # Records this hold now covers are not waiting for an unreachable system any more: the
+        # days unreached count anew from the first run that cannot reach it once they are due
+        # again. Before, only a sweep that saw them held cleared the date, so a hold placed and
+        # released between two daily runs left it, and the rows could fail days early.
+        await conn.execute(
+            """UPDATE deferred_erasures SET unreached_since = NULL
+               WHERE subject_hash = $1 AND unreached_since IS NOT NULL AND done_at IS NULL AND failed_at IS NULL
+                 AND (coalesce(cardinality($2::text[]), 0) = 0 OR system = ANY($2::text[]))""", who, systems)
         await append_event(
             conn, event_key=f"legal_hold:{hold_id}:placed", event_type="legal_hold.placed",
             actor=actor,
