@@ -25,7 +25,7 @@ from activities.connectors.base import ActionOutcome, Connector, PermanentConnec
 from activities.context import ActivityContext
 from activities.erasure_evidence import ErasureEvidence
 from activities.fanout import subject_of
-from activities.letters import letter_key_of, sweep_alert
+from activities.letters import sweep_alert
 from dsrflow.domain.audit import append_event
 from dsrflow.infra.failpoints import failpoint
 from dsrflow.infra.logging import get_logger
@@ -106,43 +106,42 @@ async def record_failure(ctx: ActivityContext, request_id: str, system: str, due
     await _record(ctx, request_id, system, ids, attempt, "failed", Write(
         f"UPDATE deferred_erasures SET failed_at = now(), failure = $3 WHERE id = ANY($1::bigint[]) AND {_STILL_OPEN}",
         (ids, attempt, reason[:500])), {**({"job": job} if asked else {"reason": reason[:500]}), _FACTS: facts})
-    await _alert(ctx, request_id, system, attempt, facts)
+    await _alert_failures(ctx, request_id, system, attempt)
 
 
 # The key of a failure's event data holding its staff alert's facts (`record_failure`).
 _FACTS = "alert"
 
 
-async def _alert(ctx: ActivityContext, request_id: str, system: str, attempt: int, facts: dict[str, Any]) -> None:
-    """The staff alert of a failure on record; one that cannot go now (the relay away, the
-    database went) is left to the next run, which finds it unsent (`alert_unalerted`). One the
-    relay refuses for good is recorded so and not tried again (`sweep_alert`)."""
-    try:
-        await sweep_alert(ctx, LetterJob(request_id=request_id, purpose="staff_alert",
-                                         key=alert_key(system, attempt), to_staff=True,
-                                         params={"kind": "needs_attention", "days_left": None, "facts": facts}))
-    except Exception as exc:  # noqa: BLE001 - the failure stands on record; its alert is retried next run
-        log.error("deferred erasure failure on record, its staff alert not sent", system=system,
-                  error=type(exc).__name__)
+async def _alert_failures(ctx: ActivityContext, request_id: str, system: str, attempt: int) -> None:
+    """The staff alert of each failure on record of the request's rows in `system` at `attempt`,
+    one per failure (`alert_key`), in the order they failed: rows held under statutes that end
+    years apart fail apart, and a later failure said nothing when the alert was one per attempt.
+    One that cannot go now (the relay away, the database went) is left to the next run, which
+    finds it unsent (`alert_unalerted`); one the relay refuses for good is recorded so and not
+    tried again (`sweep_alert`); one sent already is not sent again (its letter's key)."""
+    failures = await ctx.pool.fetch(
+        "SELECT data->$4 AS facts FROM audit_events WHERE request_id = $1 AND event_type = 'erasure.deferred_failed' "
+        "AND data->>'system' = $2 AND coalesce((data->>'attempt')::int, 1) = $3 AND data ? $4 ORDER BY chain_pos",
+        request_id, system, attempt, _FACTS)  # failed before the facts were kept: their alert went first then
+    for failure, row in enumerate(failures, 1):
+        try:
+            await sweep_alert(ctx, LetterJob(request_id=request_id, purpose="staff_alert",
+                                             key=alert_key(system, attempt, failure), to_staff=True,
+                                             params={"kind": "needs_attention", "days_left": None,
+                                                     "facts": row["facts"]}))
+        except Exception as exc:  # noqa: BLE001 - the failure stands on record; its alert is retried next run
+            log.error("deferred erasure failure on record, its staff alert not sent", system=system,
+                      error=type(exc).__name__)
 
 
 async def alert_unalerted(ctx: ActivityContext) -> None:
     """Send the alert of each failure on record that has none sent yet: its sweep died before it
     went, or the relay could not take it. Its letter's key makes a repeat a no-op, and one a dead
     sender had handed to the relay is recorded, not sent again (activities/outbox.py)."""
-    failed = {letter_key_of(str(row["request_id"]), "staff_alert", alert_key(row["system"], row["attempt"])): row
-              for row in await ctx.pool.fetch("SELECT DISTINCT request_id, system, attempt FROM deferred_erasures "
-                                              "WHERE failed_at IS NOT NULL AND done_at IS NULL")}
-    sent = {row["letter_key"] for row in await ctx.pool.fetch(
-        "SELECT letter_key FROM sent_letters WHERE letter_key = ANY($1::text[])", list(failed))}
-    for key in failed.keys() - sent:
-        row = failed[key]
-        facts = await ctx.pool.fetchval(
-            "SELECT data->$4 FROM audit_events WHERE request_id = $1 AND event_type = 'erasure.deferred_failed' "
-            "AND data->>'system' = $2 AND coalesce((data->>'attempt')::int, 1) = $3 AND data ? $4 "
-            "ORDER BY chain_pos DESC LIMIT 1", row["request_id"], row["system"], row["attempt"], _FACTS)
-        if facts is not None:  # failed before the facts were kept: its alert went first then
-            await _alert(ctx, str(row["request_id"]), row["system"], row["attempt"], facts)
+    for row in await ctx.pool.fetch("SELECT DISTINCT request_id, system, attempt FROM deferred_erasures "
+                                    "WHERE failed_at IS NOT NULL AND done_at IS NULL"):
+        await _alert_failures(ctx, str(row["request_id"]), row["system"], row["attempt"])
 
 
 async def _ask_or_follow(ctx: ActivityContext, evidence: ErasureEvidence, connector: Connector, *,

@@ -36,10 +36,13 @@ def standing(states: Iterable[str]) -> DeferredState:
 _ALERT = "deferred-"
 
 
-def alert_key(system: str, attempt: int) -> str:
+def alert_key(system: str, attempt: int, failure: int = 1) -> str:
     """The key of the staff alert that a system did not erase what a hold deferred
-    (activities/deferred_processors.py), one per attempt; `is_alert_key` knows it again."""
-    return f"{_ALERT}{system}" + (f"-{attempt}" if attempt > 1 else "")
+    (activities/deferred_processors.py), one per failure on record: the `failure`-th of the
+    request's rows in that system at that `attempt` (rows whose statutory periods end years
+    apart fail apart); `is_alert_key` knows it again. The first keeps the key it had when there
+    was one alert per attempt."""
+    return f"{_ALERT}{system}" + (f"-{attempt}" if attempt > 1 else "") + (f"-f{failure}" if failure > 1 else "")
 
 
 def is_alert_key(key: str) -> bool:
