@@ -25,7 +25,7 @@ from activities.connectors.base import ActionOutcome, Connector, PermanentConnec
 from activities.context import ActivityContext
 from activities.erasure_evidence import ErasureEvidence
 from activities.fanout import subject_of
-from activities.letters import sweep_alert
+from activities.sweep_alerts import sweep_alert
 from dsrflow.domain.audit import append_event
 from dsrflow.infra.failpoints import failpoint
 from dsrflow.infra.logging import get_logger

@@ -21,13 +21,12 @@ from activities.citations import AFTER_COMMA as _AFTER_COMMA
 from activities.citations import IN_BRACKETS as _IN_BRACKETS
 from activities.citations import cite, cited_label, regime_name
 from activities.context import ActivityContext
-from activities.errors import failure_message, refused_for_good
 from activities.heartbeat import heartbeating
 from activities.letter_message import compose_letter
 from activities.letter_outcome import response_outcome
 from activities.letter_refusals import letter_refuses, refuses_in_part, refuses_outright, remedies_context
 from activities.letter_templates import render_letter
-from activities.outbox import Sent, send_once, withdraw
+from activities.outbox import OnSent, Sent, send_once, withdraw
 from activities.restrictions import lift_letter_context
 from dsrflow.crypto.hashing import keyed_hash, token_hash
 from dsrflow.domain.audit import append_event
@@ -262,32 +261,6 @@ async def settle_letter(ctx: ActivityContext, job: LetterJob, *, secrets: dict[s
     return settled
 
 
-async def sweep_alert(ctx: ActivityContext, job: LetterJob) -> LetterReceipt | None:
-    """A sweep's staff alert, once (`deliver_letter`); None if the relay refuses it for good (a
-    5yz reply: a policy rejection, a staff address it does not take). Such a refusal is recorded
-    on the request (`letter.refused`, with the relay's reply, no address) and that alert is not
-    tried again: the same message is refused again, and a sweep runs every few minutes. Anything
-    else (the relay or the database away) propagates, for the sweep's retry. Before, one alert
-    refused for good failed the whole sweep on every run, so its other requests' alerts and
-    records never came."""
-    letter_key = letter_key_of(job.request_id, job.purpose, job.key)
-    refused = f"letter:{letter_key}:refused"
-    if await ctx.pool.fetchval("SELECT EXISTS (SELECT FROM audit_events WHERE event_key = $1)", refused):
-        return None
-    try:
-        return await deliver_letter(ctx, job)
-    except Exception as exc:
-        if not refused_for_good(exc):
-            raise
-        reply = failure_message(exc)
-    async with ctx.pool.acquire() as conn:
-        await append_event(conn, event_key=refused, request_id=job.request_id, event_type="letter.refused",
-                           actor="sweep", data={"purpose": job.purpose, "message_id": message_id_for(letter_key),
-                                                "to_staff": job.to_staff, "reply": reply})
-    activity.logger.error("staff alert refused for good by the mail relay", extra={"reply": reply})
-    return None
-
-
 async def _deliver(ctx: ActivityContext, job: LetterJob, secrets: dict[str, Any] | None) -> LetterReceipt:
     letter_key = letter_key_of(job.request_id, job.purpose, job.key)
     message_id = message_id_for(letter_key)
@@ -322,25 +295,15 @@ async def _deliver(ctx: ActivityContext, job: LetterJob, secrets: dict[str, Any]
         message = compose_letter(policy, rendered, recipient=recipient, message_id=message_id,
                                  request_id=job.request_id, purpose=job.purpose, language=language)
 
-    async def record(conn: asyncpg.Connection, marked: Write) -> None:
-        # Marked sent with its evidence row and audit event, in one statement (outbox.py).
-        await append_event(
-            conn, event_key=f"letter:{letter_key}", request_id=job.request_id,
-            event_type="letter.sent", actor="workflow",
-            # A letter with the remedies refuses in whole or in part: such a request can be
-            # appealed where the law grants it (dsrflow/domain/appeals.py).
-            data={"purpose": job.purpose, "message_id": message_id, "to_staff": job.to_staff,
-                  "refusal": "remedies" in context},
-            along=[marked, Write(
-                """INSERT INTO sent_letters (letter_key, request_id, purpose, recipient, subject,
-                                             message_id, body_text, body_html)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (letter_key) DO NOTHING""",
-                (letter_key, job.request_id, job.purpose, recipient, kept.subject, message_id,
-                 kept.text, kept.html))],
-        )
-
-    sent = await send_once(ctx.pool, ctx.mailer, f"letter:{letter_key}", message,
-                           request_id=job.request_id, on_sent=record)
+    # A letter with the remedies refuses in whole or in part: such a request can be appealed
+    # where the law grants it (dsrflow/domain/appeals.py).
+    copy = {"purpose": job.purpose, "to_staff": job.to_staff, "refusal": "remedies" in context,
+            "recipient": recipient, "subject": kept.subject, "text": kept.text, "html": kept.html}
+    # A staff alert's copy waits with its claim, for activities/sweep_alerts.py `record_handed_alerts`; a subject's letter is
+    # only ever asked for again by its own step's retry, and its copy is personal data.
+    sent = await send_once(ctx.pool, ctx.mailer, f"letter:{letter_key}", message, request_id=job.request_id,
+                           on_sent=letter_recorder(letter_key, job.request_id, copy),
+                           copy=copy if job.to_staff else None)
     if sent is Sent.BUSY:  # a live attempt is sending it: let this one retry after it
         raise ApplicationError("this letter is being sent by another attempt")
     if sent is Sent.WITHDRAWN:  # its step gave up on it and settled it unsent (`withdraw_letter`)
@@ -350,6 +313,24 @@ async def _deliver(ctx: ActivityContext, job: LetterJob, secrets: dict[str, Any]
     letter_sent(job.purpose)
     activity.logger.info("letter sent", extra={"purpose": job.purpose})
     return LetterReceipt(letter_key=letter_key, message_id=message_id, already_sent=False)
+
+
+def letter_recorder(letter_key: str, request_id: str, copy: dict[str, Any]) -> OnSent:
+    """How a letter is recorded sent: marked with its evidence row (its stored `copy`) and audit
+    event, in one statement (outbox.py)."""
+    async def record(conn: asyncpg.Connection, marked: Write) -> None:
+        await append_event(
+            conn, event_key=f"letter:{letter_key}", request_id=request_id, event_type="letter.sent", actor="workflow",
+            data={"purpose": copy["purpose"], "message_id": message_id_for(letter_key), "to_staff": copy["to_staff"],
+                  "refusal": copy["refusal"]},
+            along=[marked, Write(
+                """INSERT INTO sent_letters (letter_key, request_id, purpose, recipient, subject,
+                                             message_id, body_text, body_html)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (letter_key) DO NOTHING""",
+                (letter_key, request_id, copy["purpose"], copy["recipient"], copy["subject"],
+                 message_id_for(letter_key), copy["text"], copy["html"]))],
+        )
+    return record
 
 
 class LetterActivities:

@@ -32,7 +32,9 @@ it so and sends nothing; a claim is taken for dead only once its lock is free an
 still be alive (`SENDER_LIFETIME`: a database restart frees the lock of a sender still at work).
 One that went out already (`sent`, `data_sent`) stays as it is: the caller learns it went, and
 records one that a dead sender handed over (`data_sent`) as a retry would, through `send_once`,
-so that it has its evidence like any message that went.
+so that it has its evidence like any message that went. A staff alert keeps its stored copy with
+its claim (`send_once`'s `copy`), so that one a dead sender handed over is recorded even when
+nobody asks for it again (`handed_over`, read by the start sweep every few minutes).
 
 What is left: a death in the microseconds between the two writes, or while the database is down
 and the message already out, leaves `claimed` with the message at the relay, and the retry sends a
@@ -47,6 +49,7 @@ import contextlib
 import enum
 from collections.abc import Awaitable, Callable
 from email.message import Message
+from typing import Any
 
 import asyncpg
 
@@ -77,18 +80,19 @@ OnSent = Callable[[asyncpg.Connection, Write], Awaitable[object]]
 
 
 async def send_once(pool: asyncpg.Pool, mailer: Mailer, key: str, message: Message, *,
-                    request_id: str | None, on_sent: OnSent) -> Sent:
-    """Send `message` once for `key`; `on_sent` records it with the outbox's mark."""
+                    request_id: str | None, on_sent: OnSent, copy: dict[str, Any] | None = None) -> Sent:
+    """Send `message` once for `key`; `on_sent` records it with the outbox's mark. `copy`, what
+    `on_sent` stores, is kept with the claim until then, for `handed_over` to record it by."""
     async with pool.acquire() as conn:
         try:
-            held, claimed = await conn.fetchrow(_LOCK_AND_CLAIM, key, request_id, message["Message-ID"])
+            held, claimed = await conn.fetchrow(_LOCK_AND_CLAIM, key, request_id, message["Message-ID"], copy)
         except BaseException:
             _close(conn)  # the lock may have been taken unheard: it goes with the session
             raise
         if not held:
             return Sent.BUSY
         try:
-            state = "new" if claimed else await _claim_again(conn, key, message, request_id)
+            state = "new" if claimed else await _claim_again(conn, key, message, request_id, copy)
             if state not in ("sent", "data_sent", "withdrawn"):
                 await _send(pool, conn, mailer, key, message)
         finally:
@@ -138,13 +142,14 @@ async def _send(pool: asyncpg.Pool, conn: asyncpg.Connection, mailer: Mailer, ke
 # the insert that reads it.
 _LOCK_AND_CLAIM = """
     WITH lock AS (SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS held),
-         claim AS (INSERT INTO mail_outbox (mail_key, request_id, message_id, state)
-                   SELECT $1, $2, $3, 'claimed' FROM lock WHERE held
+         claim AS (INSERT INTO mail_outbox (mail_key, request_id, message_id, state, copy)
+                   SELECT $1, $2, $3, 'claimed', $4 FROM lock WHERE held
                    ON CONFLICT (mail_key) DO NOTHING RETURNING true)
     SELECT (SELECT held FROM lock), EXISTS (SELECT FROM claim)"""
 
 
-async def _claim_again(conn: asyncpg.Connection, key: str, message: Message, request_id: str | None) -> str:
+async def _claim_again(conn: asyncpg.Connection, key: str, message: Message, request_id: str | None,
+                       copy: dict[str, Any] | None) -> str:
     """Claim a key claimed before (under the lock); returns the state found."""
     async with conn.transaction():
         found = await conn.fetchrow("SELECT state, attempts FROM mail_outbox WHERE mail_key = $1 FOR UPDATE", key)
@@ -160,8 +165,8 @@ async def _claim_again(conn: asyncpg.Connection, key: str, message: Message, req
                 data={"mail_key": key, "message_id": message["Message-ID"], "reason": reason})
         if state != "data_sent":
             await conn.execute(
-                "UPDATE mail_outbox SET state = 'claimed', attempts = attempts + 1, claimed_at = now() "
-                "WHERE mail_key = $1", key)
+                "UPDATE mail_outbox SET state = 'claimed', attempts = attempts + 1, claimed_at = now(), copy = $2 "
+                "WHERE mail_key = $1", key, copy)
         return state
 
 
@@ -175,6 +180,19 @@ async def withdraw(pool: asyncpg.Pool, key: str, message_id: str, *, request_id:
     if not held or state == "claimed":  # a sender may still be at it (_LOCK_AND_WITHDRAW)
         return Sent.BUSY
     return Sent.ALREADY if state in ("sent", "data_sent") else Sent.WITHDRAWN
+
+
+async def handed_over(pool: asyncpg.Pool) -> list[asyncpg.Record]:
+    """Messages a dead sender handed to the relay (`data_sent`, no sender alive any more:
+    `SENDER_LIFETIME`) that nobody has asked for since, with the copy kept with their claim
+    (`send_once`'s `copy`): the caller records each as a retry would, through `send_once`
+    (which sends nothing then, and writes `mail.unconfirmed`). A staff alert whose condition
+    passed before its sweep ran again is never asked for again: before, it stayed `data_sent`
+    for good, with no stored copy of what staff were told."""
+    return await pool.fetch(
+        "SELECT mail_key, request_id::text, message_id, copy FROM mail_outbox WHERE state = 'data_sent' "
+        "AND copy IS NOT NULL AND claimed_at < now() - make_interval(secs => $1) ORDER BY claimed_at",
+        SENDER_LIFETIME)
 
 
 # Under the lock a sender holds for its whole send, taken for this statement only: a row not yet
@@ -226,7 +244,7 @@ def _close(conn: asyncpg.Connection) -> None:
 
 async def _record_sent(pool: asyncpg.Pool, key: str, on_sent: OnSent) -> None:
     """Mark the message sent, with the caller's records; the database may be restarting."""
-    marked = Write("UPDATE mail_outbox SET state = 'sent', sent_at = now() WHERE mail_key = $1", (key,))
+    marked = Write("UPDATE mail_outbox SET state = 'sent', sent_at = now(), copy = NULL WHERE mail_key = $1", (key,))
     await _patiently(pool, lambda conn: on_sent(conn, marked))
 
 

@@ -14,7 +14,9 @@ The same run catches up what else an API records and then tells a workflow: a pr
 waits (`tell_untold_answers`), and it flags and reminds staff of requests whose workflow ended,
 and alerts them of requests whose workflow runs but fails at every try (`flag_failing_workflows`).
 Each of these parts, and each request within one, runs whatever another did (`Pieces`), and an
-alert the relay refuses for good is recorded and stops nothing (activities/letters.py `sweep_alert`).
+alert the relay refuses for good is recorded and stops nothing (activities/sweep_alerts.py
+`sweep_alert`). Last, it records the staff alerts (any sweep's) that a dead sender had handed to
+the relay and that nobody asked for again (`record_handed_alerts`).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.context import ActivityContext
-from activities.letters import sweep_alert
+from activities.sweep_alerts import record_handed_alerts, sweep_alert
 from dsrflow.crypto.keys import load_keyring
 from dsrflow.domain.audit import append_event
 from dsrflow.domain.failing_workflows import FAILING, failing, record_recoveries, unheld_key
@@ -98,6 +100,7 @@ class RequestStartSweepActivities:
             "ended_flagged": lambda: flag_ended_workflows(ctx, client, older_than=older_than),
             "stopped_reminded": lambda: remind_stopped(ctx, datetime.now(UTC)),
             "failing_alerted": lambda: flag_failing_workflows(ctx, client, older_than=older_than),
+            "handed_recorded": lambda: record_handed_alerts(ctx),
         }
         done: dict[str, Any] = {}
         pieces = Pieces()
@@ -106,6 +109,9 @@ class RequestStartSweepActivities:
                 done[name] = await part()
         pieces.settle()
         found, started, unstartable = done.pop("start")
+        if recorded := done.pop("handed_recorded"):
+            activity.logger.warning("staff alerts a dead sweep had handed to the relay recorded",
+                                    extra={"recorded": recorded})
         report = StartSweepReport(found=found, started=started, unstartable=unstartable, **done)
         await record_sweep_success(ctx.pool, "request_start_sweep", report)
         return report

@@ -1,13 +1,17 @@
 """A staff alert the relay refuses for good (a 5yz reply: a policy rejection, a staff address it does
 not take) stops no sweep: it is recorded on its request (`letter.refused`, the relay's reply), not
-tried again, and the sweep carries on with every other request (activities/letters.py
+tried again, and the sweep carries on with every other request (activities/sweep_alerts.py
 `sweep_alert`). Before, one refused reminder failed the whole start sweep on every run: the other
 requests' reminders and frozen-workflow alerts never went and the run was never recorded (only
 DsrSweepStale said so); a deferred erasure's refused alert was tried again by each daily run, and
 nothing but the log said it was refused.
 
+And a staff alert a sweep handed to the relay as it died is recorded, with its copy, even when no
+run asks for it again (`record_handed_alerts`).
+
 In-process against the real database, the Temporal dev server and the SMTP sink, the relay's
-refusal stood in for by a mailer that refuses one request's letters."""
+refusal stood in for by a mailer that refuses one request's letters; the dying sweep is a process
+of its own, killed."""
 
 from __future__ import annotations
 
@@ -29,7 +33,8 @@ from dsrflow.domain.request_start import start_request_workflow
 from schemas.request_start import StartSweepInput
 from schemas.workflow import workflow_id_for
 from tests.conftest import database_pool
-from tests.support import letters_for, stored_request
+from tests.support import letters_for, stored_request, text_of
+from tests.test_request_start_sweep import flag_in_a_process
 from workers.dsr_worker import activity_context
 
 _REFUSED = "SELECT data FROM audit_events WHERE request_id = $1::uuid AND event_type = 'letter.refused'"
@@ -132,3 +137,39 @@ async def test_a_deferred_failures_alert_refused_for_good_is_recorded_once(postg
         records = await pool.fetch(_REFUSED, rid)
     assert failed is not None and len(records) == 1 and relay.refused == 1
     assert letters_for(mail_sink, rid, "staff_alert") == []
+
+
+async def test_an_alert_a_dying_sweep_handed_over_is_recorded_though_nobody_asks_for_it_again(
+        postgres, settings, dev_server, mail_sink):
+    """The sweep flagging an ended workflow dies once the relay has the alert, before hearing its
+    answer; the request is closed before the next run, so no run asks for that alert again. The
+    next start sweep records it from the copy kept with its claim (`letter.sent`, the stored copy,
+    `mail.unconfirmed`) and sends nothing. Before, its outbox row stayed `data_sent` for good and
+    the evidence held no copy of what staff were told."""
+    client = dev_server.client
+    async with database_pool(postgres, "sweep_handed") as (database_url, pool):
+        ours = settings.model_copy(update={"database_url": database_url,
+                                           "temporal_address": client.service_client.config.target_host})
+        rid = await stored_request(pool, ours, "handed", "erasure")
+        await start_request_workflow(client, dict(await pool.fetchrow(
+            "SELECT * FROM dsr_requests WHERE id = $1", uuid.UUID(rid))), 60,
+            task_queue=f"handed-{uuid.uuid4().hex[:6]}", task_timeout=10)
+        await client.get_workflow_handle(workflow_id_for(rid)).terminate("by mistake")
+        ran = await flag_in_a_process(ours, "flag_ended_workflows", f"mail-accepted~{rid}")
+        assert ran.returncode == -9, "the flag never reached its failpoint: " + ran.stderr[-3000:]
+        # Closed meanwhile (nothing asks for its alert again), and the dead sender's time is up.
+        await pool.execute("UPDATE dsr_requests SET status = 'cancelled', closed_at = now() WHERE id = $1",
+                           uuid.UUID(rid))
+        await pool.execute("UPDATE mail_outbox SET claimed_at = claimed_at - interval '1 hour' WHERE request_id = $1",
+                           uuid.UUID(rid))
+        await ActivityEnvironment(client=client).run(
+            RequestStartSweepActivities(activity_context(ours, pool)).start_unstarted_requests,
+            StartSweepInput(reason="test"))
+        outbox = await pool.fetchrow("SELECT state, copy FROM mail_outbox WHERE request_id = $1", uuid.UUID(rid))
+        kept = await pool.fetchval("SELECT body_text FROM sent_letters WHERE request_id = $1", uuid.UUID(rid))
+        events = [r["event_type"] for r in await pool.fetch(
+            "SELECT event_type FROM audit_events WHERE request_id = $1 AND event_type IN "
+            "('letter.sent', 'mail.unconfirmed', 'mail.resent') ORDER BY chain_pos", uuid.UUID(rid))]
+    [alert] = letters_for(mail_sink, rid, "staff_alert")  # sent once, by the dead process
+    assert (outbox["state"], outbox["copy"], events) == ("sent", None, ["mail.unconfirmed", "letter.sent"])
+    assert " ".join(kept.split()) == " ".join(text_of(alert).split())
