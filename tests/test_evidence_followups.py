@@ -109,6 +109,8 @@ _RECORDED = {
     "request.resumed": {"ended": "continued_as_new", "reason": "Fixed"},
     "restriction.kept_from_erasure": {"by": "retention rule web_logs", "rule": "web_logs", "records": 2},
     "letter.sent": {"purpose": "restriction_lift"},
+    "letter.refused": {"purpose": "staff_alert", "message_id": "<x@dsrflow>", "to_staff": True,
+                       "reply": "550 5.7.1 rejected by policy"},
     "letter.skip_settled": {"purpose": "closed_unverified", "went": False},
     "verification.succeeded": {"method": "email_code"},
     "status.denied": {"reason_code": "identity_not_established"},
@@ -119,6 +121,13 @@ _RECORDED = {
     "step.failed": {"step": "send_letter", "about": "restriction lift letter", "message": "relay down"},
     "step.resolved": {"step": "record_event", "about": "approval.granted record", "resolution": "retried"},
 }
+
+
+def test_a_letter_the_relay_refused_for_good_says_which_and_the_relays_reply():
+    """A sweep's alert the relay refused for good (activities/sweep_alerts.py) is on the timeline
+    with the relay's reply, not the bare "Letter refused" an unnamed event reads as."""
+    line = event_words.describe_event({"event_type": "letter.refused", "data": _RECORDED["letter.refused"]}, {}, {})
+    assert line.startswith("Letter refused for good by the mail relay") and "550 5.7.1 rejected by policy" in line, line
 
 
 @pytest.mark.parametrize("kind", sorted({*_RECORDED, *event_words._EVENT_WORDS}))

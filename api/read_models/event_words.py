@@ -32,6 +32,7 @@ _EVENT_WORDS = {
     "deadline.extended": "Deadline extended",
     "deadline.overdue": "Due date passed",
     "letter.sent": "Letter sent",
+    "letter.refused": "Letter refused for good by the mail relay",
     "letter.suppressed": "Letter not sent (retention request)",
     "package.built": "Access package built",
     "package.downloaded": "Package downloaded by the subject",
@@ -346,6 +347,7 @@ def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = N
     words = words or kind.replace(".", " ").replace("_", " ").capitalize()
     detail = {
         "letter.sent": purpose_words(data.get("purpose")) if data.get("purpose") else None,
+        "letter.refused": f"{purpose_words(data.get('purpose'))}: {data.get('reply')}" if data.get("purpose") else None,
         "letter.skip_settled": (f"{purpose_words(data.get('purpose'))}: "
                                 + ("it had gone out after all" if data.get("went") else "withdrawn, it never goes")
                                 if "went" in data else None),
