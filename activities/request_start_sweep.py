@@ -21,8 +21,7 @@ the relay and that nobody asked for again (`record_handed_alerts`).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -46,6 +45,7 @@ from dsrflow.domain.request_resume import (
 )
 from dsrflow.domain.request_start import start_request_workflow
 from dsrflow.infra.failpoints import failpoint
+from dsrflow.infra.pieces import Pieces
 from dsrflow.infra.writes import Write
 from dsrflow.stores.sweep_runs import record_sweep_success
 from policy.model import PolicyError
@@ -62,28 +62,9 @@ _UNSTARTED = """
     ORDER BY created_at LIMIT $2"""
 
 
-class Pieces:
-    """Pieces of the sweep that must not hold one another back: one that fails (a request whose
-    alert cannot render, Temporal's visibility away for one part) is logged and the others run;
-    `settle` then raises the first failure, so the activity is retried (each piece is idempotent)
-    and the run is not recorded as a success. Before, the first failure ended the run: every
-    request after it, and every later part, waited for a run that failed the same way."""
-
-    def __init__(self) -> None:
-        self.failure: Exception | None = None
-
-    @contextmanager
-    def piece(self, part: str, request_id: str | None = None) -> Iterator[None]:
-        try:
-            yield
-        except Exception as exc:  # noqa: BLE001 - raised by settle, once the other pieces have run
-            activity.logger.error("start sweep: a piece failed, the others carry on",
-                                  extra={"part": part, "request_id": request_id, "error": type(exc).__name__})
-            self.failure = self.failure or exc
-
-    def settle(self) -> None:
-        if self.failure is not None:
-            raise self.failure
+def _piece_failed(part: str, request_id: str | None, exc: Exception) -> None:
+    activity.logger.error("start sweep: a piece failed, the others carry on",
+                          extra={"part": part, "request_id": request_id, "error": type(exc).__name__})
 
 
 class RequestStartSweepActivities:
@@ -103,7 +84,7 @@ class RequestStartSweepActivities:
             "handed_recorded": lambda: record_handed_alerts(ctx),
         }
         done: dict[str, Any] = {}
-        pieces = Pieces()
+        pieces = Pieces(_piece_failed)
         for name, part in parts.items():
             with pieces.piece(name):
                 done[name] = await part()
@@ -217,7 +198,7 @@ async def flag_ended_workflows(ctx: ActivityContext, client: Client, *, older_th
     (the request page's "Resume the request"). How many were flagged this time."""
     await _settle_resumed(ctx, client)
     now = datetime.now(UTC)
-    flagged, pieces = 0, Pieces()
+    flagged, pieces = 0, Pieces(_piece_failed)
     query = _ENDED.format(since=_stamp(now - timedelta(days=7)), until=_stamp(now - older_than))
     async for ended in client.list_workflows(query):
         request_id = request_id_of(ended.id)
@@ -266,7 +247,7 @@ async def remind_stopped(ctx: ActivityContext, now: datetime) -> int:
     """One staff alert for each whole day a flagged request has stayed stopped, keyed by the day:
     a repeat, or a run after a crash, sends it once, and after days without a run only the
     current day's goes. How many went this time."""
-    reminded, pieces = 0, Pieces()
+    reminded, pieces = 0, Pieces(_piece_failed)
     for flag in await stopped_requests(ctx.pool):
         days = (now - flag["since"]) // REMIND_EVERY
         if days < 1:
@@ -338,7 +319,7 @@ async def flag_failing_workflows(ctx: ActivityContext, client: Client, *, older_
                                   "staff are not alerted of them", extra={"error": exc.message})
         return 0
     held = [kid for kid, _ in load_keyring(ctx.settings)]
-    alerted, pieces = 0, Pieces()
+    alerted, pieces = 0, Pieces(_piece_failed)
     for execution in listed:
         request_id = request_id_of(execution.id)
         with pieces.piece("failing_alerted", request_id):

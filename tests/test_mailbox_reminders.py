@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+import aiosmtplib
 import pytest
 
 from activities.letter_templates import longdate, render_template_set
@@ -163,6 +164,38 @@ async def test_a_messages_first_alert_goes_at_the_start_of_the_controllers_morni
     recorded = await pool.fetch("SELECT data FROM audit_events WHERE event_type = 'mail.alerted' "
                                 "AND data->'messages' ?| $1 ORDER BY seq", [first, second])
     assert [r["data"]["messages"] for r in recorded] == [[first], [second]]
+
+
+class _RefusingAlerts(Mailer):
+    """The relay refusing for good every first alert of a message (554 to its DATA), taking the rest."""
+
+    async def send(self, message, **kwargs) -> None:
+        if message["Subject"].startswith("[dsrflow] E-mails waiting"):
+            raise aiosmtplib.SMTPResponseException(554, "5.7.1 rejected by policy")
+        await super().send(message, **kwargs)
+
+
+async def test_an_alert_the_relay_refuses_for_good_holds_back_no_reminder(clear, mail_sink):
+    """The check alerted first: a message's first alert the relay refused for good (a policy
+    rejection) failed every check before its reminder and the unreadable-mailbox alert, so messages
+    alerted before went unreminded for as long as the refusal lasted. Each part now runs whatever
+    another did (dsrflow/infra/pieces.py); the check still fails, and the alert is tried again."""
+    settings, pool = clear
+    policy, rules = load_policy(settings.policy_path).policy, load_mailbox_policy()
+    tz = ZoneInfo(policy.defaults.timezone)
+    arrived, today = datetime.now(UTC) - timedelta(days=10), datetime.now(tz).date()
+    old, new = [await filed(settings, pool, raw_mail(unique_email(tag), "Erase me", date=arrived), arrived=arrived)
+                for tag in ("old", "new")]
+    await pool.execute("UPDATE mailbox_messages SET alerted_at = $2 WHERE id = $1::uuid", old,
+                       datetime.combine(today - timedelta(days=1), time(9, 30), tz))
+    before = len(read_mailbox(mail_sink.directory))
+    with pytest.raises(aiosmtplib.SMTPResponseException):
+        await check_inbox(pool, _RefusingAlerts(settings), policy, rules, datetime.combine(today, time(9, 30), tz),
+                          settings.base_url, None)
+    assert [m["Subject"] for m in sent_since(mail_sink, before)] == ["[dsrflow] Still waiting in the privacy inbox: 1"]
+    reminded = await pool.fetch("SELECT data FROM audit_events WHERE event_type = 'mail.reminded' "
+                                "AND data->'messages' ?| $1", [old, new])
+    assert [r["data"]["messages"] for r in reminded] == [[old]]
 
 
 # One check's reminder in a process of its own, on a fixed clock (argv[1]), to be killed at a

@@ -20,6 +20,7 @@ from activities.mailbox_alerts import alert_unreadable, alert_waiting, alerts_du
 from activities.mailbox_reader import MailboxReader
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.infra.logging import get_logger
+from dsrflow.infra.pieces import Pieces
 from dsrflow.settings import Settings
 from policy.mailbox import MailboxPolicy, load_mailbox_policy
 from policy.model import Policy, load_policy
@@ -47,16 +48,27 @@ async def watch_waiting(settings: Settings, pool: asyncpg.Pool, stop: asyncio.Ev
 async def check_inbox(pool: asyncpg.Pool, mailer: Mailer, policy: Policy, rules: MailboxPolicy, now: datetime,
                       base_url: str, reader: MailboxReader | None) -> None:
     """One check at `now`: alert staff of e-mails waiting too long, remind them each morning of
-    those still waiting, and alert them of a mailbox the reader cannot read."""
-    today = alerts_due_by(now, policy.defaults.timezone)
-    named = await alert_waiting(pool, mailer, policy, rules, today, base_url)
-    if named:
-        log.info("inbox alert sent", messages=len(named))
-    reminded = await remind_waiting(pool, mailer, policy, now, base_url)
-    if reminded:
-        log.info("inbox reminder sent", messages=len(reminded))
-    if reader is not None and await alert_unreadable(pool, mailer, policy, reader, now):
-        log.warning("staff alerted: the privacy mailbox cannot be read", failure=reader.failure)
+    those still waiting, and alert them of a mailbox the reader cannot read. Each part runs
+    whatever another did (`Pieces`): before, an alert the relay refused for good (a policy
+    rejection) failed every check before the reminder and the unreadable-mailbox alert."""
+    pieces = Pieces(_part_failed)
+    with pieces.piece("alert"):
+        named = await alert_waiting(pool, mailer, policy, rules, alerts_due_by(now, policy.defaults.timezone),
+                                    base_url)
+        if named:
+            log.info("inbox alert sent", messages=len(named))
+    with pieces.piece("reminder"):
+        reminded = await remind_waiting(pool, mailer, policy, now, base_url)
+        if reminded:
+            log.info("inbox reminder sent", messages=len(reminded))
+    with pieces.piece("unreadable"):
+        if reader is not None and await alert_unreadable(pool, mailer, policy, reader, now):
+            log.warning("staff alerted: the privacy mailbox cannot be read", failure=reader.failure)
+    pieces.settle()
+
+
+def _part_failed(part: str, _: str | None, exc: Exception) -> None:
+    log.warning("inbox check: a part failed, the others carry on", part=part, error=type(exc).__name__)
 
 
 def mailbox_tasks(settings: Settings, pool: asyncpg.Pool, stop: asyncio.Event) -> list[asyncio.Task[None]]:
