@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import asyncpg
@@ -26,7 +27,7 @@ from activities.letter_message import compose_letter
 from activities.letter_outcome import response_outcome
 from activities.letter_refusals import letter_refuses, refuses_in_part, refuses_outright, remedies_context
 from activities.letter_templates import render_letter
-from activities.outbox import OnSent, Sent, send_once, withdraw
+from activities.outbox import OnSent, Sent, send_once, settle
 from activities.restrictions import lift_letter_context
 from dsrflow.crypto.hashing import keyed_hash, token_hash
 from dsrflow.domain.audit import append_event
@@ -255,10 +256,8 @@ async def settle_letter(ctx: ActivityContext, job: LetterJob, *, secrets: dict[s
     its copy, as a retry of its step records it: one whose sender died after handing it to the
     relay had no record yet, so it gets it now (and `mail.unconfirmed`), and nothing is sent."""
     letter_key = letter_key_of(job.request_id, job.purpose, job.key)
-    settled = await withdraw(ctx.pool, f"letter:{letter_key}", message_id_for(letter_key), request_id=job.request_id)
-    if settled is Sent.ALREADY:
-        await deliver_letter(ctx, job, secrets=secrets)
-    return settled
+    return await settle(ctx.pool, f"letter:{letter_key}", message_id_for(letter_key), request_id=job.request_id,
+                        record=partial(deliver_letter, ctx, job, secrets=secrets))
 
 
 async def _deliver(ctx: ActivityContext, job: LetterJob, secrets: dict[str, Any] | None) -> LetterReceipt:

@@ -19,7 +19,6 @@ Like every staff alert they carry no personal data: how many, since when, and wh
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Awaitable, Callable
 from datetime import date, datetime, time, timedelta
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate
@@ -32,7 +31,7 @@ from activities.letter_templates import render_template_set
 from activities.letters import message_id_for
 from activities.mail import Mailer
 from activities.mailbox_reader import MailboxReader
-from activities.outbox import Sent, send_once, withdraw
+from activities.outbox import Sent, send_once, settle
 from dsrflow.domain.audit import append_event
 from dsrflow.domain.deadlines import receipt_date, working_days_after
 from dsrflow.infra.failpoints import failpoint
@@ -153,16 +152,9 @@ async def _finish_earlier_reminders(pool: asyncpg.Pool, mailer: Mailer, policy: 
             "SELECT r.day, r.messages FROM mailbox_reminders r LEFT JOIN mail_outbox o "
             "ON o.mail_key = 'mailbox-reminder:' || to_char(r.day, 'YYYY-MM-DD') "
             "WHERE r.day < $1 AND coalesce(o.state, 'none') NOT IN ('sent', 'withdrawn')", today):
-        await _withdraw_or_record(pool, _reminder_key(row["day"]), partial(
+        key = _reminder_key(row["day"])
+        await settle(pool, key, message_id_for(key), request_id=None, record=partial(
             _remind, pool, mailer, policy, row["day"], [str(i) for i in row["messages"]], base_url))
-
-
-async def _withdraw_or_record(pool: asyncpg.Pool, key: str, send: Callable[[], Awaitable[Sent]]) -> None:
-    """An alert a dead worker left unfinished: withdrawn if it never went, else recorded by
-    `send`, its own send_once, which sends nothing for one a dead sender handed to the relay
-    (outbox.py)."""
-    if await withdraw(pool, key, message_id_for(key), request_id=None) is Sent.ALREADY:
-        await send()
 
 
 def _reminder_key(day: date) -> str:
@@ -246,7 +238,8 @@ async def _finish_outage_alerts(pool: asyncpg.Pool, mailer: Mailer, policy: Poli
             f"LEFT JOIN mail_outbox o ON o.mail_key = {_OUTAGE_KEY} "
             "WHERE m.mailbox = $1 AND (a.day < $2 OR m.ended_at IS NOT NULL) "
             "AND coalesce(o.state, 'none') NOT IN ('sent', 'withdrawn')", reader.cursor_key, today):
-        await _withdraw_or_record(pool, _outage_key(row["outage"], row["day"]), partial(
+        key = _outage_key(row["outage"], row["day"])
+        await settle(pool, key, message_id_for(key), request_id=None, record=partial(
             _unreadable, pool, mailer, policy, reader, row["outage"], row["since"], row["day"], row["failure"]))
 
 

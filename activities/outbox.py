@@ -182,6 +182,17 @@ async def withdraw(pool: asyncpg.Pool, key: str, message_id: str, *, request_id:
     return Sent.ALREADY if state in ("sent", "data_sent") else Sent.WITHDRAWN
 
 
+async def settle(pool: asyncpg.Pool, key: str, message_id: str, *, request_id: str | None,
+                 record: Callable[[], Awaitable[object]]) -> Sent:
+    """Settle a message its sender gave up on, or left unfinished as it died (`withdraw`): it
+    never goes from now on, unless it went already, and then `record` records it as a retry would
+    (its own `send_once`, which sends nothing and writes `mail.unconfirmed`)."""
+    settled = await withdraw(pool, key, message_id, request_id=request_id)
+    if settled is Sent.ALREADY:
+        await record()
+    return settled
+
+
 async def handed_over(pool: asyncpg.Pool) -> list[asyncpg.Record]:
     """Messages a dead sender handed to the relay (`data_sent`, no sender alive any more:
     `SENDER_LIFETIME`) that nobody has asked for since, with the copy kept with their claim
