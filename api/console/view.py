@@ -10,7 +10,6 @@ import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
 from typing import Any
 from urllib.parse import quote
 
@@ -21,10 +20,11 @@ from markupsafe import Markup
 
 from api.pages import PAGE_HEADERS, render_fragment
 from api.read_models.event_words import WORDS as WORDS  # the console's templates write codes with these
+from api.read_models.event_words import day_words
 from api.read_models.event_words import describe_event as describe_event  # shared with the evidence pack
 from api.staff_actions import STAFF_ACTIONS, Situation
 from api.state import AppState
-from dsrflow.i18n import language_name, long_date
+from dsrflow.i18n import language_name
 from dsrflow.settings import Settings
 from policy.controller import Defaults
 from schemas.requests import RequestStatus
@@ -123,9 +123,4 @@ def days_in_words(message: str, language: str) -> str:
     each ISO day in it as the console writes a day (long_date, as the `longdate` filter does):
     "20. Dezember 2026" on a German console. A workflow words no day for a language (its history
     must replay the same); a day the calendar lacks ("2026-02-30") stays as it came."""
-    def day(found: re.Match[str]) -> str:
-        try:
-            return long_date(date.fromisoformat(found.group()), language)
-        except ValueError:
-            return found.group()
-    return _ISO_DAY.sub(day, message)
+    return _ISO_DAY.sub(lambda found: day_words(found.group(), language), message)

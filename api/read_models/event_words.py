@@ -291,9 +291,10 @@ def purpose_words(purpose: str | None) -> str:
     return _PURPOSE_WORDS.get(str(purpose), str(purpose).replace("_", " "))
 
 
-def _day(value: Any, language: str) -> str:
-    """A due date the trail holds as an ISO string, written as the pages write a day (the
-    `longdate` filter): in `language`, never moved through a timezone."""
+def day_words(value: Any, language: str) -> str:
+    """A day held as an ISO string (a due date in the trail, a day in a workflow's refusal),
+    written as the pages write a day (the `longdate` filter): in `language`, never moved through
+    a timezone; one the calendar lacks ("2026-02-30") stays as it came."""
     try:
         return long_date(date.fromisoformat(str(value)), language)
     except ValueError:
@@ -353,7 +354,7 @@ def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = N
                                 if "went" in data else None),
         "verification.succeeded": method_words(data.get("method")),
         "verification.failed": f"{data.get('attempts_left')} attempt(s) left" if "attempts_left" in data else None,
-        "deadline.extended": (f"{_day(data.get('from'), language)} → {_day(data.get('to'), language)}: "
+        "deadline.extended": (f"{day_words(data.get('from'), language)} → {day_words(data.get('to'), language)}: "
                               f"{data.get('reason')}"),
         "task.retried": system, "task.resolved": system,
         **{f"erasure.deferred_{what}": system for what in ("submitted", "confirmed", "failed", "retried", "settled")},
