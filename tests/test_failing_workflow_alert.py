@@ -119,7 +119,7 @@ async def _frozen_requests_are_alerted(settings, pool, client: Client, mail_sink
             RequestStartSweepActivities(ctx).start_unstarted_requests, StartSweepInput(reason="test"))
         again = await flag_failing_workflows(ctx, client, older_than=timedelta(0))
         now = datetime.now(UTC)
-        tomorrow = await flag_failing_workflows(ctx, client, older_than=timedelta(0), now=now + timedelta(days=1, hours=1))
+        tomorrow = await flag_failing_workflows(ctx, client, older_than=timedelta(0), now=now + timedelta(days=1))
         # The signals (sent above) in its history after the stretch's first failure; with pages of two
         # events, that is pages away, as a freeze of weeks puts it more than a page of 100 away.
         monkeypatch.setattr(failing_workflows, "_PAGE", 2)
