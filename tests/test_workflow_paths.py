@@ -16,6 +16,7 @@ from datetime import timedelta
 
 import pytest
 from temporalio.client import WorkflowUpdateFailedError
+from temporalio.service import RPCError
 
 from activities.lifecycle import deadline_checkpoints
 from schemas.requests import DenialReason, RequestType
@@ -32,6 +33,7 @@ from schemas.workflow import (
     task_workflow_id,
 )
 from tests.staff_answers import DENY, answered_while_held, hold, replays
+from tests.support import eventually
 from tests.test_workflow_system_tasks import statuses
 from tests.workflow_fakes import SHIPPED, FakeActivities, FakeSystem, RequestSpec
 from tests.workflow_stack import FastStack, refused, stack_fixture  # noqa: F401 (the fixture)
@@ -358,8 +360,19 @@ async def test_a_processors_task_whose_workflow_ended_is_on_record_as_needing_at
         request = await stack.open(RequestSpec(systems=[
             FakeSystem("processor", connector="opendsr", answers_on_poll=10**6, completion_timeout_days=14)]))
         await request.until(lambda s: statuses(s).get("processor") == ("pending", 1))
-        await dev_server.client.get_workflow_handle(task_workflow_id(request.id, "processor", "erase", 1)).terminate(
-            "by mistake")
+        child = dev_server.client.get_workflow_handle(task_workflow_id(request.id, "processor", "erase", 1))
+
+        async def child_started() -> bool:
+            # The parent says "pending" once it has asked for its child; the server starts it a
+            # moment later (on a loaded machine, after this test asked: "workflow not found").
+            try:
+                await child.describe()
+            except RPCError:
+                return False
+            return True
+
+        await eventually(child_started)
+        await child.terminate("by mistake")
         await request.until(lambda s: statuses(s)["processor"] == ("needs_attention", 1)
                             and fakes.staff_alerts(request.id) == ["attention:processor:1"])
         await request.handle.terminate("test over")
