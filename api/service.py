@@ -99,6 +99,10 @@ async def run_update(state: AppState, request_id: str, update: Any, arg: Any) ->
         message = getattr(cause, "message", None) or str(cause or exc)
         raise Problem(409, "Refused", message) from None
     except RPCError as exc:
+        if exc.status == RPCStatusCode.FAILED_PRECONDITION:
+            # Its task began failing after `_answering`'s query: the engine turns updates away
+            # at once from the third failed attempt ("Workflow Task in failed state").
+            raise await _not_answering(state, handle) from None
         if exc.status != RPCStatusCode.NOT_FOUND:
             raise
         row = await get_request(await state.db(), request_id)  # as it is now: it may have closed meanwhile
@@ -126,8 +130,10 @@ def paused_on_our_side(refused: Problem) -> bool:
     return bool(refused.extra.get("stopped") or refused.extra.get("unanswered"))
 
 
-# The query's patience ran out: no worker took it in time.
-_UNANSWERED = (RPCStatusCode.CANCELLED, RPCStatusCode.DEADLINE_EXCEEDED)
+# The workflow does not answer: the query's patience ran out (no worker took it in time), or
+# the engine turned it away at once because the workflow's task has failed three times or more
+# (FAILED_PRECONDITION, "Workflow Task in failed state").
+_UNANSWERED = (RPCStatusCode.CANCELLED, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.FAILED_PRECONDITION)
 
 
 async def _answering(state: AppState, handle: WorkflowHandle) -> None:
@@ -140,28 +146,31 @@ async def _answering(state: AppState, handle: WorkflowHandle) -> None:
     try:
         await handle.query(DataSubjectRequestWorkflow.state, rpc_timeout=ACTION_PATIENCE)
     except RPCError as exc:
-        if exc.status not in _UNANSWERED:
-            return
-        if (kid := await unheld_key(handle, state.codec.key_ids(), rpc_timeout=QUERY_PATIENCE)) is not None:
-            raise Problem(503, "Workflow unreadable",
-                          f"the request's workflow was encrypted with key {kid!r}, which this deployment no longer "
-                          f"holds (DSRFLOW_ENCRYPTION_KEYS, or $DSRFLOW_HOME/keys), so no worker can carry it on: "
-                          f"nothing was done. Put the key back in the list, not first (docs/operations.md, \"Keys "
-                          f"and their rotation\")",
-                          unanswered=True, unheld_key=kid) from None
-        attempts = await failing_attempts(handle)
-        if attempts:
-            raise Problem(503, "Workflow failing",
-                          f"the request's workflow fails each time it tries to carry on (an error in the worker's "
-                          f"code, {attempts} attempts so far), so it answers nothing: nothing was done. It carries on "
-                          f"once the worker is fixed; the worker's log and the workflow's history name the error",
-                          unanswered=True, retry_after=RETRY_AFTER) from None
-        raise Problem(503, "Workflow not answering",
-                      "the request's workflow did not answer (no worker is running, or every one is busy); "
-                      "nothing was done: try again in a moment", unanswered=True,
-                      retry_after=RETRY_AFTER) from None
+        if exc.status in _UNANSWERED:
+            raise await _not_answering(state, handle) from None
     except WorkflowQueryFailedError:
         pass  # the workflow's own answer failed: the update is judged by its validator all the same
+
+
+async def _not_answering(state: AppState, handle: WorkflowHandle) -> Problem:
+    """The 503 for a workflow that does not answer, naming why when the engine can say: sealed
+    with a key this deployment no longer holds, or its task failing at every try."""
+    if (kid := await unheld_key(handle, state.codec.key_ids(), rpc_timeout=QUERY_PATIENCE)) is not None:
+        return Problem(503, "Workflow unreadable",
+                       f"the request's workflow was encrypted with key {kid!r}, which this deployment no longer "
+                       f"holds (DSRFLOW_ENCRYPTION_KEYS, or $DSRFLOW_HOME/keys), so no worker can carry it on: "
+                       f"nothing was done. Put the key back in the list, not first (docs/operations.md, \"Keys "
+                       f"and their rotation\")",
+                       unanswered=True, unheld_key=kid)
+    if attempts := await failing_attempts(handle):
+        return Problem(503, "Workflow failing",
+                       f"the request's workflow fails each time it tries to carry on (an error in the worker's "
+                       f"code, {attempts} attempts so far), so it answers nothing: nothing was done. It carries on "
+                       f"once the worker is fixed; the worker's log and the workflow's history name the error",
+                       unanswered=True, retry_after=RETRY_AFTER)
+    return Problem(503, "Workflow not answering",
+                   "the request's workflow did not answer (no worker is running, or every one is busy); "
+                   "nothing was done: try again in a moment", unanswered=True, retry_after=RETRY_AFTER)
 
 
 async def failing_attempts(handle: WorkflowHandle) -> int | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import uuid
@@ -171,6 +172,7 @@ async def test_a_key_dropped_too_early_is_named_to_staff_and_to_the_ui(settings,
 
     from api.app import create_app
     from dsrflow.infra.temporal_client import connect_client
+    from schemas.workflow import workflow_id_for
     from tests.support import api_client, console_sign_in, served, staff_headers, unique_email
 
     async with api_client(settings, dev_server.client, task_queue) as http:  # its input sealed with k1
@@ -186,6 +188,18 @@ async def test_a_key_dropped_too_early_is_named_to_staff_and_to_the_ui(settings,
                             json={"reason": "asked by phone"})
         assert r.status_code == 503 and r.json()["unheld_key"] == "k1", r.text
         assert "encrypted with key 'k1', which this deployment no longer holds" in r.json()["detail"]
+        # From its task's third failed try the engine turns queries and updates away at once
+        # ("Workflow Task in failed state"): the same answer, not a 500 (the clean clone at e29e09a).
+        handle = client.get_workflow_handle(workflow_id_for(rid))
+        for _ in range(300):
+            if (await handle.describe()).raw_description.pending_workflow_task.attempt >= 3:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("the workflow's task never failed three times")
+        r = await http.post(f"/v1/requests/{rid}/cancel", headers=await staff_headers(pool, "compliance"),
+                            json={"reason": "asked by phone"})
+        assert r.status_code == 503 and r.json()["unheld_key"] == "k1", r.text
         assert (await http.get(f"/v1/requests/{rid}", headers=await staff_headers(pool, "compliance"))
                 ).json()["status"] == "awaiting_verification"
         # The request's page says so too, not "is a worker running?".
