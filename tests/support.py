@@ -171,13 +171,17 @@ async def stored_request(pool: asyncpg.Pool, settings: Settings, label: str, typ
                          regime: str = "gdpr", email: str | None = None) -> str:
     """A request stored as intake stores it (identity attested, no workflow started), with the
     dates registering it would set, which its letters need: its id."""
+    loaded = load_policy(settings.policy_path)
     row, _ = await create_request(pool, NewRequest(type=type_, regime=regime,
                                                    subject={"email": email or unique_email(label)},
                                                    identity_attested=True),
-                                  loaded_policy=load_policy(settings.policy_path), secret=load_secret_key(settings),
+                                  loaded_policy=loaded, secret=load_secret_key(settings),
                                   actor="test", idempotency_key=None)
-    await pool.execute("UPDATE dsr_requests SET due_date = current_date + 30, current_due_date = current_date + 30 "
-                       "WHERE id = $1", row["id"])
+    # 30 days from the controller's today, as alerts count their days left: the database's
+    # `current_date` is UTC's, a day behind Brussels' from 23:00 UTC.
+    await pool.execute("UPDATE dsr_requests SET due_date = (now() AT TIME ZONE $2)::date + 30, "
+                       "current_due_date = (now() AT TIME ZONE $2)::date + 30 WHERE id = $1",
+                       row["id"], loaded.policy.defaults.timezone)
     return str(row["id"])
 
 
