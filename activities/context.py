@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import cached_property
+from typing import Any
 
 import asyncpg
 
 from activities.mail import Mailer
 from activities.shared_connections import SharedConnections
+from dsrflow.domain.deadlines import receipt_date
 from dsrflow.infra.storage import BlobStore, open_storage
 from dsrflow.settings import Settings
 from policy.model import LoadedPolicy, parse_policy
@@ -38,3 +42,12 @@ class ActivityContext:
                 raise LookupError(f"policy version {version} is not stored")
             self._policies[version] = parse_policy(content, f"policy version {version[:12]}")
         return self._policies[version]
+
+    async def days_left(self, request: Mapping[str, Any], now: datetime) -> int | None:
+        """Days from `now` to an open request's current due date, in the controller's timezone of
+        the request's policy version (not the machine's: a day off each evening otherwise); None
+        once closed, or before a due date is set. `request` is its stored row."""
+        if request["current_due_date"] is None or request.get("closed_at") is not None:
+            return None
+        timezone = (await self.policy(request["policy_version"])).policy.defaults.timezone
+        return int((request["current_due_date"] - receipt_date(now, timezone)).days)

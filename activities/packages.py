@@ -278,13 +278,13 @@ class PackageActivities:
         """A system that cannot be read (credentials, permissions, configuration) holds the
         package back: its task shows as needing attention in the queue and on the request page,
         and staff get one alert per system, as for a failed fan-out task."""
-        due = row["current_due_date"]
+        days_left = await self.ctx.days_left(row, datetime.now(UTC))
         for system, message in failed.items():
             await store_task_result(self.ctx, plan.request_id, TaskResult(
                 system=system, action=plan.request_type, status="needs_attention", message=message))
             await deliver_letter(self.ctx, LetterJob(
                 request_id=plan.request_id, purpose="staff_alert", key=f"package-{system}", to_staff=True,
-                params={"kind": "needs_attention", "days_left": (due - date.today()).days if due else None,
+                params={"kind": "needs_attention", "days_left": days_left,
                         "facts": {"what": "package_unreadable", "request_type": plan.request_type,
                                   "system": system, "message": message}}))
 

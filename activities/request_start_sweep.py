@@ -24,7 +24,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus
@@ -276,10 +275,7 @@ async def _alert_staff(ctx: ActivityContext, request: Mapping[str, Any], request
     the days left to its due date, or late: `request` has its `current_due_date` and
     `policy_version` (a closed request's due date is no longer counted). None: the relay refused
     it for good (`sweep_alert`)."""
-    days_left = None
-    if request["current_due_date"] is not None and request.get("closed_at") is None:
-        timezone = (await ctx.policy(request["policy_version"])).policy.defaults.timezone
-        days_left = (request["current_due_date"] - now.astimezone(ZoneInfo(timezone)).date()).days
+    days_left = await ctx.days_left(request, now)
     return await sweep_alert(ctx, LetterJob(
         request_id=request_id, purpose="staff_alert", key=key, to_staff=True,
         params={"kind": "overdue" if days_left is not None and days_left < 0 else "needs_attention",

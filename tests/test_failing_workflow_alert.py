@@ -193,3 +193,18 @@ async def _a_stretch_whose_sweep_died_before_its_alert(ctx, client: Client, task
 
         await eventually(ended, 30)
     assert await ctx.pool.fetchval(stretches, uuid.UUID(rid), "request.workflow_failing") == 2
+
+
+async def test_days_left_are_counted_on_the_controllers_calendar_not_the_machines(settings, pool):
+    """A staff alert's "Days left" (the frozen-workflow alert, a package's unreadable system):
+    the package's alert counted from the machine's date, a day too many each evening from 23:00
+    UTC (midnight in Brussels), when the controller's day has already turned."""
+    ctx = activity_context(settings, pool)
+    rid = await stored_request(pool, settings, "days-left", "erasure")
+    row = await pool.fetchrow("SELECT * FROM dsr_requests WHERE id = $1", uuid.UUID(rid))
+    due = row["current_due_date"]
+    evening = datetime(due.year, due.month, due.day, 22, 30, tzinfo=UTC) - timedelta(days=10)
+    assert await ctx.days_left(row, evening) == 10
+    assert await ctx.days_left(row, evening + timedelta(hours=1)) == 9  # 00:30 in Brussels
+    closed = {**row, "closed_at": evening}
+    assert await ctx.days_left(closed, evening) is None
