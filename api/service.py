@@ -17,7 +17,7 @@ from api.read_models.event_words import step_words
 from api.state import AppState
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.domain.appeals import AppealRefused, check_appeal
-from dsrflow.domain.failing_workflows import unheld_key
+from dsrflow.domain.failing_workflows import failing_task, unheld_key
 from dsrflow.domain.jurisdiction import not_protected
 from dsrflow.domain.references import short_reference
 from dsrflow.domain.request_resume import ended_flag
@@ -178,12 +178,8 @@ async def failing_attempts(handle: WorkflowHandle) -> int | None:
     fails at every try (workflow code deployed without `workflow.patched`, a bug), and neither a
     query nor an update is answered until a worker that can run it comes. None when it is only
     waiting for a worker, or the engine cannot say."""
-    try:
-        described = await handle.describe(rpc_timeout=QUERY_PATIENCE)
-    except RPCError:
-        return None
-    attempt = described.raw_description.pending_workflow_task.attempt
-    return attempt if attempt > 1 else None
+    task = await failing_task(handle, rpc_timeout=QUERY_PATIENCE)
+    return None if task is None else task[1].attempt
 
 
 @dataclass(frozen=True)

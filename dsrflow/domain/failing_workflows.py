@@ -21,8 +21,9 @@ import asyncpg
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
+from temporalio.api.workflow.v1 import PendingWorkflowTaskInfo
 from temporalio.api.workflowservice.v1 import GetWorkflowExecutionHistoryReverseRequest
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError
 
 from dsrflow.crypto.payload_codec import KEY_ID_METADATA
@@ -50,14 +51,25 @@ class Failing:
     attempts: int  # of the workflow task, so far
 
 
-async def failing(client: Client, workflow_id: str) -> Failing | None:
-    """How the workflow's task has failed, while it fails (the pending task's attempt past the
-    first); None once a task completed, or when the workflow is gone."""
+async def failing_task(handle: WorkflowHandle[Any, Any], *, rpc_timeout: timedelta | None = None,
+                       ) -> tuple[WorkflowExecutionDescription, PendingWorkflowTaskInfo] | None:
+    """The workflow and its pending task while that task fails (its attempt past the first: a
+    task only waiting for a worker is at its first); None otherwise, or when the engine cannot say."""
     try:
-        described = await client.get_workflow_handle(workflow_id).describe()
-        pending = described.raw_description.pending_workflow_task
-        if pending.attempt <= 1:
-            return None
+        described = await handle.describe(rpc_timeout=rpc_timeout)
+    except RPCError:
+        return None
+    pending = described.raw_description.pending_workflow_task
+    return (described, pending) if pending.attempt > 1 else None
+
+
+async def failing(client: Client, workflow_id: str) -> Failing | None:
+    """How the workflow's task has failed, while it fails; None once a task completed, or when
+    the workflow is gone."""
+    if (task := await failing_task(client.get_workflow_handle(workflow_id))) is None:
+        return None
+    described, pending = task
+    try:
         first = await _first_failure(client, WorkflowExecution(workflow_id=workflow_id, run_id=described.run_id))
     except RPCError:
         return None
