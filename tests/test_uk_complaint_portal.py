@@ -87,10 +87,11 @@ async def test_a_uk_subject_complains_through_the_portals_form_and_is_acknowledg
     page = await http.get("/portal" + form_url.group(0).split("/portal", 1)[1])
     assert page.status_code == 200 and f'value="{reference}"' in page.text
 
-    # Someone else, with the reference but not the subject's address: refused, nothing stored.
+    # Someone else, with the reference but not the subject's address: refused, nothing stored. (The
+    # reference is judged once the form is right otherwise: tests/test_attack_portal_depth.py.)
     before = await pool.fetchval("SELECT count(*) FROM dsr_requests")
     stranger = await http.post("/portal/complaints", data={"about": reference, "email": unique_email("stranger"),
-                                                           "language": "en"})
+                                                           "language": "en", "complaint_reasons": "Why?"})
     assert stranger.status_code == 422
     assert (f"We have no request {reference} of yours that we refused, in whole or in part, under UK data "
             "protection law.") in html.unescape(stranger.text)

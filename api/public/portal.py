@@ -234,22 +234,22 @@ async def _complain(request: Request, state: State, limiter: Limiter) -> Respons
     about, email = request_form.text(form, "about"), request_form.text(form, "email") or ""
     if about is None:
         errors["about"] = t.gettext(_NO_REFERENCE) % {"example": "KD7QX3M9TB"}
-    try:
-        refused = None if about is None else await appealed_request(await state.db(), about[:100], email)
-    except AppealRefused:
-        refused = None
     reasons = request_form.text(form, "complaint_reasons")
     if reasons is None:
         errors["complaint_reasons"] = t.gettext(_NO_REASONS)
-    body = {"type": refused["request_type"] if refused else "access", "email": email, "appeal_of": about,
-            "language": request_form.text(form, "language"), "complaint_reasons": reasons,
-            **{k: v for k, v in ((refused and refused["details"]) or {}).items() if k in _REPEATED}}
     messages["complaint_reasons"] = t.gettext(_REASONS) % {"count": MAX_COMPLAINT_REASONS}
+    # The form's own fields first, and only then the reference: looked up beside another field's
+    # error, it was said of a stranger's address alone ("no request ... of yours"), so a form sent
+    # with its reasons left empty told anyone who made a request, storing and mailing nothing.
+    body = {"type": "access", "email": email, "appeal_of": about, "language": request_form.text(form, "language"),
+            "complaint_reasons": reasons}
     new = request_form.validate(PublicNewRequest, body, errors, messages)
     request_form.check_policy(state.policy.policy, new, errors, t, messages)
     errors.pop("appeal_of", None)  # the form's `about`: said below, in the form's words
-    if about is not None and refused is None and "email" not in errors:
-        errors["about"] = t.gettext(_NOT_COMPLAINABLE) % {"reference": about[:100]}
+    if not errors:
+        new = await _complaint(state, body, t, messages)
+        if new is None:
+            errors["about"] = t.gettext(_NOT_COMPLAINABLE) % {"reference": str(about)[:100]}
     if new is None or errors:
         return _complaint_page(request, values, errors, status=422)
     await admit_submission(limiter, str(new.email))
@@ -258,8 +258,25 @@ async def _complain(request: Request, state: State, limiter: Limiter) -> Respons
     try:
         return await _started(state, new, key)
     except AppealNotOpened:
-        errors["about"] = t.gettext(_NOT_COMPLAINABLE) % {"reference": about}
+        errors["about"] = t.gettext(_NOT_COMPLAINABLE) % {"reference": str(about)[:100]}
         return _complaint_page(request, values, errors, status=422)
+
+
+async def _complaint(state: AppState, body: dict[str, Any], t: Translator,
+                     messages: dict[str, str]) -> PublicNewRequest | None:
+    """The complaint a form right in its own fields (`body`) makes about the request its reference
+    names: of that request's type and with its details (`_REPEATED`); None, whatever the reason,
+    when the reference names no request of that address, or one the complaint cannot repeat."""
+    try:
+        refused = await appealed_request(await state.db(), str(body["appeal_of"])[:100], body["email"])
+    except AppealRefused:
+        return None
+    repeated = {k: v for k, v in (refused["details"] or {}).items() if k in _REPEATED}
+    errors: dict[str, str] = {}
+    new = request_form.validate(PublicNewRequest, {**body, "type": refused["request_type"], **repeated},
+                                errors, messages)
+    request_form.check_policy(state.policy.policy, new, errors, t, messages)
+    return None if errors else new
 
 
 @router.get("/status", dependencies=[counted("lookup")])
