@@ -91,6 +91,19 @@ def test_temporal_workflow_extras_become_ids(production_logs, workflow_id):
     assert line["request_id"] == REQUEST
 
 
+def test_a_stdlib_lines_extras_are_kept_and_redacted(production_logs):
+    """An activity's line names its request and what it is about through `extra=`: those were
+    dropped, so "staff alert refused for good by the mail relay" named neither the request nor
+    the relay's reply. Kept now, and redacted as the rest."""
+    logging.getLogger("temporalio.activity").error(
+        "staff alert refused for good by the mail relay",
+        extra={"request_id": REQUEST, "reply": "554 5.7.1 <dpo@example.com> rejected by policy",
+               "temporal_activity": {"workflow_id": "dsrflow-request-start-sweep", "activity_type": "sweep"}})
+    (line,) = production_logs()
+    assert line["request_id"] == REQUEST and line["reply"] == "554 5.7.1 <[redacted]> rejected by policy"
+    assert line["activity_type"] == "sweep" and "temporal_activity" not in line
+
+
 def test_other_workflows_get_no_request_id(production_logs):
     logging.getLogger("temporalio.workflow").info(
         "sweep done", extra={"temporal_workflow": {"workflow_id": "dsrflow-retention-sweep", "run_id": "r1"}})

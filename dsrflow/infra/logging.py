@@ -105,10 +105,11 @@ class Redactor:
 
 
 def _temporal_ids(logger: WrappedLogger, name: str, event_dict: EventDict) -> EventDict:
-    """Lift Temporal's workflow/activity details from stdlib records onto the event."""
-    record = event_dict.get("_record")
+    """Lift Temporal's workflow/activity details (the extras its loggers add) onto the event as
+    ids, in place of the whole details; drop the extras that only repeat the line."""
+    event_dict.pop("color_message", None)  # uvicorn's extra: its message again, with terminal colours
     for attr in ("temporal_workflow", "temporal_activity"):
-        details = getattr(record, attr, None) if record is not None else None
+        details = event_dict.pop(attr, None)
         if isinstance(details, Mapping):
             for key in ("workflow_id", "run_id", "workflow_type", "activity_type", "attempt"):
                 if key in details:
@@ -144,6 +145,9 @@ def configure_logging(
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        # A stdlib line's `extra=` (an activity's `request_id`, a rule's name, the relay's reply):
+        # before, every one was dropped, so "stored request started by the sweep" named no request.
+        structlog.stdlib.ExtraAdder(),
         _temporal_ids,
     ]
     renderer: Processor = (
