@@ -40,7 +40,9 @@ async def sweep_alert(ctx: ActivityContext, job: LetterJob) -> LetterReceipt | N
         await append_event(conn, event_key=refused, request_id=job.request_id, event_type="letter.refused",
                            actor="sweep", data={"purpose": job.purpose, "message_id": message_id_for(letter_key),
                                                 "to_staff": job.to_staff, "reply": reply})
-    activity.logger.error("staff alert refused for good by the mail relay", extra={"reply": reply})
+    # The request's id (no personal data) tells the operator, alerted by DsrStaffAlertsRefused, which to open.
+    activity.logger.error("staff alert refused for good by the mail relay",
+                          extra={"request_id": job.request_id, "purpose": job.purpose, "reply": reply})
     return None
 
 

@@ -107,6 +107,7 @@ REQUIRED_ALERTS = {
     "DsrRequestStopped": "dsrflow_steps_needing_attention",
     "DsrSweepStale": "dsrflow_sweep_last_success_age_seconds",
     "DsrSweepProblems": "dsrflow_sweep_problems",
+    "DsrStaffAlertsRefused": "dsrflow_staff_alerts_refused",
 }
 
 

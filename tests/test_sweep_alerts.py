@@ -29,6 +29,7 @@ from activities.deferred_processors import alert_unalerted, record_failure
 from activities.mail import Mailer
 from activities.request_start_sweep import RequestStartSweepActivities
 from dsrflow.domain.request_resume import ended_trouble_key
+from dsrflow.infra.metrics import DatabaseGauges
 from dsrflow.domain.request_start import start_request_workflow
 from schemas.request_start import StartSweepInput
 from schemas.workflow import workflow_id_for
@@ -78,6 +79,10 @@ async def test_a_reminder_the_relay_refuses_for_good_is_recorded_and_the_start_s
         [record] = [row["data"] for row in await pool.fetch(_REFUSED, refused)]
         recorded = await pool.fetchval("SELECT summary->>'stopped_reminded' FROM sweep_runs "
                                        "WHERE sweep = 'request_start_sweep'")
+        gauges = DatabaseGauges(ttl=0)
+        await gauges.refresh(pool, "UTC")
+    # The operator is told (DsrStaffAlertsRefused): nothing else but the request's timeline would.
+    assert [s.value for f in gauges.collect() if f.name == "dsrflow_staff_alerts_refused" for s in f.samples] == [1]
     assert (first.stopped_reminded, second.stopped_reminded, recorded) == (1, 0, "0")
     assert len(letters_for(mail_sink, other, "staff_alert")) == 1
     assert letters_for(mail_sink, refused, "staff_alert") == []

@@ -154,6 +154,14 @@ SELECT count(*) FROM legal_holds WHERE released_at IS NULL AND review_date < (no
 """
 # When each scheduled sweep last succeeded (migration 0035, written by the sweep's activity).
 _SWEEPS = "SELECT sweep, extract(epoch FROM now() - last_success_at)::float8 AS age, problems FROM sweep_runs"
+# Staff alerts the relay refused for good this past week (activities/sweep_alerts.py records each
+# on its request, `letter.refused`, and does not send it again): staff were not told, and nothing
+# else says so but the request's timeline. A week, so that one refusal keeps the alert up long enough
+# to be seen, and it clears by itself (migration 0046 indexes these events).
+_REFUSED_ALERTS = """
+SELECT count(*) FROM audit_events
+ WHERE event_type = 'letter.refused' AND occurred_at > now() - interval '7 days' AND (data->>'to_staff')::boolean
+"""
 _STEPS = """
 SELECT step AS key, count(*) AS n, extract(epoch FROM now() - min(since))::float8 AS age
   FROM step_troubles WHERE resolved_at IS NULL GROUP BY step
@@ -169,6 +177,7 @@ async def _read_gauges(pool: asyncpg.Pool, timezone: str) -> list[Metric]:
         unstarted = await conn.fetchrow(_UNSTARTED)
         holds_past_review = await conn.fetchval(_HOLDS_PAST_REVIEW, timezone)
         sweeps = {r["sweep"]: r for r in await conn.fetch(_SWEEPS)}
+        refused_alerts = await conn.fetchval(_REFUSED_ALERTS)
     by_status = GaugeMetricFamily("dsrflow_requests", "Requests by status (every request ever stored)",
                                   labels=["status"])
     for status in RequestStatus:
@@ -187,6 +196,9 @@ async def _read_gauges(pool: asyncpg.Pool, timezone: str) -> list[Metric]:
         GaugeMetricFamily("dsrflow_legal_holds_past_review",
                           "Legal-claims holds in force past their review date (the controller's calendar)",
                           value=holds_past_review),
+        GaugeMetricFamily("dsrflow_staff_alerts_refused",
+                          "Staff alerts the mail relay refused for good in the last 7 days (not sent again)",
+                          value=refused_alerts),
     ]
     for name, what, label, rows in (
         ("dsrflow_tasks_needing_attention", "system tasks of open requests waiting for staff", "system", tasks),
