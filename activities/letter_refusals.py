@@ -19,7 +19,7 @@ from schemas.workflow import LetterJob
 _REFUSALS = {"denial", "closed_unverified"}
 
 
-def remedies_context(policy: Policy, regime: str, country: str, *, appeal: bool,
+def remedies_context(policy: Policy, regime: str, country: str, *, appeal: bool, undecided: bool = False,
                      t: Translator = ENGLISH, form_url: str | None = None) -> dict[str, Any]:
     """What the `_remedies` partial says in a letter that refuses in whole or in part (Art. 12(4)
     GDPR and its counterparts): the regime's authority, courts and, unless the request is itself
@@ -31,10 +31,17 @@ def remedies_context(policy: Policy, regime: str, country: str, *, appeal: bool,
     portal's complaint form for this request (None in a context stored before the form existed:
     the letter then gives the privacy address alone). A letter deciding an appeal, or giving a complaint's outcome, says the
     complaint to the authority as one made after it (`complaint_after_appeal`), not "if we deny
-    your appeal", and offers no second one to us."""
+    your appeal", and offers no second one to us. A letter that decides nothing a US state law's
+    appeal lies against (`undecided`: a restriction lifted, an appeal closed unverified or by
+    staff) offers no appeal, and says the complaint to the Attorney General without one
+    (`complaint_without_appeal`): before, the lift letter said "If we deny your appeal" of an
+    appeal it never offered, and an appeal closed unverified "Now that we have decided on it"."""
     remedies = policy.remedies_for(regime, country).model_dump(mode="json")
     remedies["judicial_heading"] = remedies["judicial_heading"] or t.gettext("Your right to a judicial remedy")
-    if remedies["appeal"] is not None:
+    if remedies["appeal"] is not None and undecided and reconsiders(regime) == "appeal":
+        remedies["complaint"] = remedies["appeal"]["complaint_without_appeal"] or remedies["complaint"]
+        remedies["appeal"] = None
+    elif remedies["appeal"] is not None:
         days, further = answer_days(regime, appeal=True, target_days=remedies["appeal"]["answer_days"])
         if appeal:
             remedies["complaint"] = remedies["appeal"]["complaint_after_appeal"] or remedies["complaint"]

@@ -105,6 +105,8 @@ def decision_summary(decision: dict[str, Any], regime: str, t: Translator = ENGL
 
 # Letters that close a request unanswered, which may have been carried out in part by then.
 _CLOSINGS = {"denial", "cancellation"}
+# Letters that close a request without deciding it (a denial decides it).
+_UNDECIDED_CLOSINGS = {"closed_unverified", "cancellation"}
 # Request types whose action changes a system (an access only reads it).
 _CHANGING = {"erasure", "rectification", "restriction", "objection"}
 
@@ -160,8 +162,12 @@ async def build_context(ctx: ActivityContext, row: dict[str, Any], job: LetterJo
     def remedies() -> dict[str, Any]:
         # The portal's complaint form, open on this request (a UK complaint: api/public/portal.py).
         form = f"{ctx.settings.base_url}/portal/complaints?about={short_reference(row['id'])}&lang={language}"
-        return remedies_context(policy, row["regime"], row["country"],
-                                appeal=bool(context["request"]["appeal_of"]), t=t, form_url=form)
+        appeal = bool(context["request"]["appeal_of"])
+        # Lifting a restriction refuses nothing, and an appeal closed unverified or by staff is
+        # not decided: neither offers an appeal nor speaks of one (`remedies_context`).
+        undecided = job.purpose == "restriction_lift" or (appeal and job.purpose in _UNDECIDED_CLOSINGS)
+        return remedies_context(policy, row["regime"], row["country"], appeal=appeal, undecided=undecided,
+                                t=t, form_url=form)
 
     if job.purpose == "staff_alert":
         params["warning_days"] = policy.deadline_warnings_days

@@ -32,7 +32,7 @@ TRANSLATABLE: tuple[str, ...] = (
     "remedies.*.refusal_rule", "remedies.*.authority_title", "remedies.*.complaint",
     "remedies.*.complaint_where_you_live",
     "remedies.*.judicial_heading", "remedies.*.judicial", "remedies.*.appeal.rule",
-    "remedies.*.appeal.complaint_after_appeal",
+    "remedies.*.appeal.complaint_after_appeal", "remedies.*.appeal.complaint_without_appeal",
     "remedies.*.authority.name", "remedies.*.authority.address",
     "rights.*",
     "categories.*.label", "categories.*.purposes.*",

@@ -36,6 +36,12 @@ class Appeal(StrictModel):
     # statute's "if the appeal is denied"; the Commissioner once we have answered): `complaint`
     # speaks of an appeal still to come ("If we deny your appeal, ...").
     complaint_after_appeal: str | None = None
+    # A US state law's only: the right to complain in a letter that decides no appeal and offers
+    # none, the restriction-lift letter (lifting refuses nothing, so no appeal lies against it)
+    # and an appeal closed undecided (unverified, or by staff). `complaint` speaks of an appeal to
+    # come and `complaint_after_appeal` of one decided. None: `complaint` (a policy version
+    # stored before this text).
+    complaint_without_appeal: str | None = None
 
 
 class Remedies(StrictModel):

@@ -1,0 +1,88 @@
+"""Letters read again by a data protection officer, with fresh eyes, against what each regime's law
+asks of them: what tests/test_dpo_letters.py, tests/test_dpo_recourse.py and the other letter
+tests do not already check. Pure rendering, as the letter activity builds each letter
+(tests/letters_as_sent.py)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+import activities.restrictions as restrictions
+from tests.letters_as_sent import APPEAL_OF, LANGUAGES, LOADED, as_sent, both
+
+_STATE_LAWS = ["vcdpa", "ctdpa", "cpa"]
+
+
+def said(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _appeal_texts(regime: str, language: str) -> tuple[str, str, str]:
+    """The policy's three ways of naming the Attorney General under `regime`: before an appeal
+    (`complaint`, "If we deny your appeal, ..."), after one (`complaint_after_appeal`) and
+    without one (`complaint_without_appeal`), in `language`."""
+    remedies = LOADED.in_language(language).remedies[regime]
+    assert remedies.appeal is not None and remedies.appeal.complaint_after_appeal
+    assert remedies.appeal.complaint_without_appeal, (regime, language)
+    return (said(remedies.complaint), said(remedies.appeal.complaint_after_appeal),
+            said(remedies.appeal.complaint_without_appeal))
+
+
+# --- The Attorney General without an appeal (Va. Code § 59.1-577(C), Conn. Gen. Stat.
+# § 42-518(d), C.R.S. § 6-1-1306(3)) -----------------------------------------------------------
+# The state laws grant an appeal against a refusal to act on a request, and name the Attorney
+# General for when it is denied. Lifting a restriction refuses nothing: the letter offers no
+# appeal, yet it introduced the Attorney General with "If we deny your appeal, or at any other
+# time" (under the CPA: "If we deny your appeal, or if you have concerns about its result"), an
+# appeal the subject was never offered. An appeal closed unverified, or closed by staff, was not
+# decided, yet its letter said "Now that we have decided on your appeal".
+
+@pytest.fixture
+def restricted(monkeypatch):
+    async def restriction_as_told(pool: object, request_id: str, notice_days: int) -> dict[str, Any]:
+        return {"since": datetime(2025, 11, 4, 9, 30, tzinfo=UTC), "lift_effective_on": None,
+                "grounds": ["needed_for_legal_claims"], "systems": ["crm"]}
+    monkeypatch.setattr(restrictions, "restriction_as_told", restriction_as_told)
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("regime", _STATE_LAWS)
+async def test_a_lift_letter_under_a_state_law_names_the_attorney_general_without_an_appeal(
+        restricted, regime, language):
+    before, after, without = _appeal_texts(regime, language)
+    for notice_days in (14, 0):
+        letter = await as_sent("restriction_lift", "restriction",
+                               {"reason": "Settled.", "lift_on": "2026-02-09", "notice_days": notice_days},
+                               regime=regime, language=language)
+        for part in both(letter):
+            assert without in part, (regime, language, notice_days)
+            assert before not in part and after not in part, (regime, language, notice_days)
+            if language == "en":
+                assert "appeal" not in part.lower(), (regime, notice_days)
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("regime", _STATE_LAWS)
+async def test_an_appeal_closed_undecided_names_the_attorney_general_without_saying_it_was_decided(
+        regime, language):
+    before, after, without = _appeal_texts(regime, language)
+    closings = {"closed_unverified": {"expired_at": "2026-02-07T10:00:00+00:00"},
+                "cancellation": {"reason": "A duplicate of your other appeal.", "withdrawn": False}}
+    for purpose, params in closings.items():
+        letter = await as_sent(purpose, "erasure", params, regime=regime, language=language,
+                               details={"appeal_of": APPEAL_OF})
+        for part in both(letter):
+            assert without in part and after not in part and before not in part, (purpose, regime, language)
+        # A first request closed so is a refusal: it still offers the appeal, before the Attorney General.
+        first = await as_sent(purpose, "erasure", params, regime=regime, language=language)
+        rule = LOADED.in_language(language).remedies[regime].appeal.rule  # type: ignore[union-attr]
+        for part in both(first):
+            assert before in part and rule in part, (purpose, regime, language)
+    # A denial decides the appeal: its letter keeps saying so.
+    denial = await as_sent("denial", "erasure", {"reason_code": "other", "explanation": "Confirmed."},
+                           regime=regime, language=language, details={"appeal_of": APPEAL_OF})
+    for part in both(denial):
+        assert after in part and without not in part
