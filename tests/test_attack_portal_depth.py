@@ -8,8 +8,13 @@ from __future__ import annotations
 import re
 
 from dsrflow.domain.references import short_reference
+from policy.model import DEFAULT_POLICY
 from tests.ratelimit_support import app_clients, stored_for, unique_ip
 from tests.support import stored_request, unique_email
+from tests.test_uk_complaint_portal import _refused
+
+# A right-to-left override left open, and an isolate: what follows reads in another order.
+OVERRIDE, ISOLATE = "\u202e", "\u2067"
 
 
 def _page_words(page: str) -> str:
@@ -40,3 +45,40 @@ async def test_the_complaint_form_does_not_tell_whose_request_a_reference_is(set
             "about": short_reference(rid), "email": unique_email("complaint-guess"), "complaint_reasons": "Why?"})
         assert r.status_code == 422 and "We have no request" in r.text
     assert await stored_for(pool, owner) == 1
+
+
+async def test_what_a_subject_writes_reaches_staff_in_the_order_it_was_written(settings, pool, dev_server,
+                                                                                 task_queue):
+    """A name, a correction and a complaint's reasons sent with Unicode's bidirectional overrides
+    and isolates: stored as they were, one left open made what follows it on the line read
+    backwards where staff read it (the console, the evidence pack: there, the address after the
+    name), and compliance approved a correction as they read it, not as it would be written to the
+    systems. They are kept without them now, as the privacy mailbox keeps a subject's mail; a
+    direction mark a name in Hebrew carries stays."""
+    email = unique_email("reordered")
+    async with app_clients(settings, dev_server.client, task_queue) as call_from:
+        subject = call_from(unique_ip())
+        r = await subject.post("/portal/requests", data={"type": "access", "email": email,
+                                                         "name": f"Ada {OVERRIDE}ecalevoL"})
+        assert r.status_code == 303, r.text
+        r = await subject.post("/v1/public/requests", json={"type": "access", "email": email,
+                                                            "name": f"\u05d3\u05df\u200f {ISOLATE}Cohen"})
+        assert r.status_code == 202, r.text
+        names = await pool.fetch("SELECT subject_name FROM dsr_requests WHERE subject_email = $1 ORDER BY received_at",
+                                 email)
+        assert [row["subject_name"] for row in names] == ["Ada ecalevoL", "\u05d3\u05df\u200f Cohen"]
+
+        refused = await _refused(pool, settings, "uk_gdpr", email)
+        r = await subject.post("/v1/public/requests", json={
+            "type": "erasure", "email": email, "appeal_of": refused,
+            "complaint_reasons": f"You kept {OVERRIDE}secioven ym.\nPlease look again."})
+        assert r.status_code == 202, r.text
+        reasons = await pool.fetchval("SELECT details->>'complaint_reasons' FROM dsr_requests WHERE id = $1::uuid",
+                                      r.json()["id"])
+        assert reasons == "You kept secioven ym.\nPlease look again."
+    async with app_clients(settings, dev_server.client, task_queue, policy_path=DEFAULT_POLICY) as call_from:
+        r = await call_from(unique_ip()).post("/v1/public/requests", json={
+            "type": "rectification", "email": email, "corrections": {"phone": f"+32 {OVERRIDE}99 99 99 074"}})
+        assert r.status_code == 202, r.text
+        details = await pool.fetchval("SELECT details FROM dsr_requests WHERE id = $1::uuid", r.json()["id"])
+        assert details["corrections"] == {"phone": "+32 99 99 99 074"}
