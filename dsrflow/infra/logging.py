@@ -104,10 +104,16 @@ class Redactor:
         return {k: (v if k.startswith("_") else self.redact(v)) for k, v in event_dict.items()}
 
 
+# Extras libraries add that say nothing the line does not: uvicorn's message again with terminal
+# colours, the Temporal SDK's marker of the failure it logs.
+_REPEATS = ("color_message", "__temporal_error_identifier")
+
+
 def _temporal_ids(logger: WrappedLogger, name: str, event_dict: EventDict) -> EventDict:
     """Lift Temporal's workflow/activity details (the extras its loggers add) onto the event as
     ids, in place of the whole details; drop the extras that only repeat the line."""
-    event_dict.pop("color_message", None)  # uvicorn's extra: its message again, with terminal colours
+    for repeat in _REPEATS:
+        event_dict.pop(repeat, None)
     for attr in ("temporal_workflow", "temporal_activity"):
         details = event_dict.pop(attr, None)
         if isinstance(details, Mapping):
