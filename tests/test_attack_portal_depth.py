@@ -6,10 +6,11 @@ The real app, PostgreSQL and Temporal (docs/security.md, "The subject's side, in
 from __future__ import annotations
 
 import re
+import uuid
 
 from dsrflow.domain.references import short_reference
 from policy.model import DEFAULT_POLICY
-from tests.ratelimit_support import app_clients, stored_for, unique_ip
+from tests.ratelimit_support import app_clients, assert_limited, stored_for, unique_ip
 from tests.support import stored_request, unique_email
 from tests.test_uk_complaint_portal import _refused
 
@@ -82,3 +83,20 @@ async def test_what_a_subject_writes_reaches_staff_in_the_order_it_was_written(s
         assert r.status_code == 202, r.text
         details = await pool.fetchval("SELECT details FROM dsr_requests WHERE id = $1::uuid", r.json()["id"])
         assert details["corrections"] == {"phone": "+32 99 99 99 074"}
+
+
+async def test_the_portals_code_and_new_code_posts_count_before_looking_the_request_up(settings, pool, dev_server,
+                                                                                       task_queue):
+    """The portal's code form and its "Send me a new code" looked the request up before counting
+    the client: posts to ids that name no request were answered 404 without end, each a lookup,
+    where the API's verify counts first. Now each counts first, and past its limit is a 429 page."""
+    unknown = uuid.uuid4()
+    async with app_clients(settings, dev_server.client, task_queue, rate_verify_per_ip="2/hour",
+                           rate_resend_per_ip="2/hour") as call_from:
+        stranger = call_from(unique_ip())
+        for path, form in ((f"/portal/requests/{unknown}/verify", {"code": "123456"}),
+                           (f"/portal/requests/{str(unknown).upper()}/resend", {})):
+            answers = [await stranger.post(path, data=form) for _ in range(3)]
+            assert [a.status_code for a in answers[:2]] == [404, 404], answers[0].text
+            assert_limited(answers[2], 3600)
+            assert answers[2].headers["content-type"].startswith("text/html")

@@ -115,8 +115,11 @@ async def verify_page(request: Request, request_id: str, state: State, token: st
 
 @router.post("/requests/{request_id}/verify", response_class=HTMLResponse)
 async def verify(request: Request, request_id: str, state: State, limiter: Limiter) -> Response:
-    request_id = str((await request_row(state, request_id))["id"])  # however the address spelt it
+    # Counted before the request is looked up, as the API's verify is: posts to ids that name no
+    # request were answered 404 uncounted, each a lookup. (The path's id is already the request's
+    # one spelling: api/request_ids.py.)
     await count_verification(request, limiter, request_id)
+    await request_row(state, request_id)
     form = await read_form(request)
     token = str(form.get("token", "")).strip()
     code = re.sub(r"\s", "", str(form.get("code", "")))
@@ -169,8 +172,8 @@ async def resend(request: Request, request_id: str, state: State, limiter: Limit
     """A new code and link by e-mail (the workflow's `resend_verification`, as staff's "Resend
     verification"): the old ones stop working and the attempts start again. Counted per client and
     per request and client, like the code itself (api/ratelimit.py): each one is an e-mail."""
-    request_id = str((await request_row(state, request_id))["id"])  # however the address spelt it
-    await limiter.hit(request, "resend", request_id=request_id)
+    await limiter.hit(request, "resend", request_id=request_id)  # before the lookup, as `verify`
+    await request_row(state, request_id)
     t = page_translator(request)
     try:
         await run_update(state, request_id, DataSubjectRequestWorkflow.resend_verification, ResendInput(actor="subject"))
