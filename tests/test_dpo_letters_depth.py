@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 
 import activities.restrictions as restrictions
-from tests.letters_as_sent import APPEAL_OF, LANGUAGES, LOADED, as_sent, both
+from dsrflow.domain.references import short_reference
+from dsrflow.i18n import translations
+from tests.letters_as_sent import APPEAL_OF, LANGUAGES, LOADED, REQUEST_ID, as_sent, both
 
 _STATE_LAWS = ["vcdpa", "ctdpa", "cpa"]
 
@@ -86,3 +88,60 @@ async def test_an_appeal_closed_undecided_names_the_attorney_general_without_say
                            regime=regime, language=language, details={"appeal_of": APPEAL_OF})
     for part in both(denial):
         assert after in part and without not in part
+
+
+# --- An appeal or a UK complaint closed undecided is named as such ------------------------------
+# Its acknowledgement, decision and extension speak of the appeal (or the complaint); closed
+# unverified, by staff or withdrawn, it read "Your data protection request has been closed", "we
+# have closed your request" and "we have not acted on your request, or not on all of it": the
+# subject, whose request was refused already, could not tell what was closed, nor that the
+# refusal stands.
+
+_CLOSINGS = {
+    "closed_unverified": ({"expired_at": "2026-02-07T10:00:00+00:00"},
+                          {"appeal": "Your appeal has been closed (ref. %(ref)s)",
+                           "complaint": "Your complaint has been closed (ref. %(ref)s)"},
+                          {"appeal": "We did not decide on your appeal because we could not confirm that it comes from "
+                                     "the person whose personal data it concerns.",
+                           "complaint": "We did not look into your complaint because we could not confirm that it comes "
+                                        "from the person whose personal data it concerns."}),
+    "cancellation": ({"reason": "A duplicate of your other appeal.", "withdrawn": False},
+                     {"appeal": "Your appeal has been closed (ref. %(ref)s)",
+                      "complaint": "Your complaint has been closed (ref. %(ref)s)"},
+                     {"appeal": "We have closed your appeal of our decision on request %(id)s without deciding on it, "
+                                "for the following reason:",
+                      "complaint": "We have closed your complaint about our decision on request %(id)s before "
+                                   "completing our consideration of it, for the following reason:"}),
+    "withdrawal": ({"reason": "Withdrawn by telephone.", "withdrawn": True},
+                   {"appeal": "You have withdrawn your appeal (ref. %(ref)s)",
+                    "complaint": "You have withdrawn your complaint (ref. %(ref)s)"},
+                   {"appeal": "If you did not ask us to withdraw this appeal, tell us at once by replying to this "
+                              "e-mail.",
+                    "complaint": "If you did not ask us to withdraw this complaint, tell us at once by replying to "
+                                 "this e-mail."}),
+}
+_AS_A_REQUEST = ("We have closed your request without completing it, for the following reason:",
+                 "This means we have not acted on your request, or not on all of it.",
+                 "We did not act on your request because we could not confirm that it comes from the person whose "
+                 "personal data it concerns.",
+                 "If you did not ask us to withdraw this request, tell us at once by replying to this e-mail.")
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("regime", ["vcdpa", "cpa", "uk_gdpr"])
+@pytest.mark.parametrize("closing", list(_CLOSINGS))
+async def test_an_appeal_or_complaint_closed_undecided_is_named_as_such(closing, regime, language):
+    params, subjects, sentences = _CLOSINGS[closing]
+    kind = "complaint" if regime == "uk_gdpr" else "appeal"
+    t = translations(language)
+    purpose = "closed_unverified" if closing == "closed_unverified" else "cancellation"
+    letter = await as_sent(purpose, "erasure", params, regime=regime, language=language,
+                           details={"appeal_of": APPEAL_OF})
+    ids = {"ref": short_reference(REQUEST_ID), "id": short_reference(APPEAL_OF)}
+    assert letter.subject == t.gettext(subjects[kind]) % ids
+    sentence = said(t.gettext(sentences[kind]) % ids)
+    if language != "en":
+        assert t.gettext(sentences[kind]) != sentences[kind], "not translated"
+    for part in both(letter):
+        assert sentence in part, (closing, regime, language)
+        assert not any(said(t.gettext(old)) in part for old in _AS_A_REQUEST), (closing, regime, language)
