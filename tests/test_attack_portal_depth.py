@@ -8,10 +8,12 @@ from __future__ import annotations
 import re
 import uuid
 
+import yaml
+
 from dsrflow.domain.references import short_reference
 from policy.model import DEFAULT_POLICY
 from tests.ratelimit_support import app_clients, assert_limited, stored_for, unique_ip
-from tests.support import stored_request, unique_email
+from tests.support import english_only, stored_request, unique_email
 from tests.test_uk_complaint_portal import _refused
 
 # A right-to-left override left open, and an isolate: what follows reads in another order.
@@ -100,3 +102,26 @@ async def test_the_portals_code_and_new_code_posts_count_before_looking_the_requ
             assert [a.status_code for a in answers[:2]] == [404, 404], answers[0].text
             assert_limited(answers[2], 3600)
             assert answers[2].headers["content-type"].startswith("text/html")
+
+
+async def test_an_appeal_the_policy_refuses_tells_no_one_whose_request_it_names(settings, pool, dev_server, task_queue,
+                                                                                lifecycle_policy, tmp_path):
+    """A complaint (or an appeal) over the API, in a language the controller does not write in:
+    the owner's address passed the appeal's check and was refused for the language, any other
+    for the appeal, and neither stored anything nor mailed the subject: a silent answer to "did
+    this address make that refused request?". The policy's refusal now comes first, the same for
+    every address."""
+    owner = unique_email("appeal-owner")
+    refused = await _refused(pool, settings, "uk_gdpr", owner)
+    english = tmp_path / "english-only.yaml"
+    english.write_text(yaml.safe_dump(english_only(yaml.safe_load(lifecycle_policy.read_text())), sort_keys=False))
+    async with app_clients(settings, dev_server.client, task_queue, policy_path=english) as call_from:
+        stranger = call_from(unique_ip())
+        answers = []
+        for email in (owner, unique_email("appeal-guess")):
+            r = await stranger.post("/v1/public/requests", json={
+                "type": "erasure", "email": email, "appeal_of": short_reference(refused),
+                "complaint_reasons": "Why?", "language": "de"})
+            answers.append((r.status_code, [error["field"] for error in r.json().get("errors", [])]))
+        assert answers == [(422, ["language"])] * 2
+    assert await stored_for(pool, owner) == 1

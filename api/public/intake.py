@@ -30,6 +30,7 @@ from dsrflow.infra.failpoints import failpoint
 from dsrflow.infra.writes import Write
 from dsrflow.stores.kept_copies import ERASED, EXPIRED, UNSENT
 from dsrflow.stores.requests_store import get_request
+from policy.intake import intake_problems
 from schemas.plain_text import DIRECTION_CONTROLS
 from schemas.requests import Channel, NewRequest, PublicNewRequest, SubjectIdentity
 from schemas.workflow import VerifyAttempt, VerifyResult
@@ -148,8 +149,11 @@ async def _check_appeal_as_told_to_anyone(state: AppState, new: NewRequest) -> N
     submit one, naming a reference they saw and an address they guess: before, the owner's
     address was told why that request could not be appealed (its regime, that it was not
     refused, its type), anyone else's "no request", so one call confirmed who made a request.
-    Staff's forms keep each reason (api/service.py `open_request`)."""
-    if new.appeal_of is None:
+    Staff's forms keep each reason (api/service.py `open_request`). Not asked at all when the
+    policy refuses the request (a language it does not write in, a correction it does not take):
+    `open_request` refuses that first, in the same words for every address; asked first, the
+    owner's address alone passed on to the policy's refusal, a silent answer to who made it."""
+    if new.appeal_of is None or intake_problems(state.policy.policy, new):
         return
     try:
         await check_appeal(await state.db(), new)
