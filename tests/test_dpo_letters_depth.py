@@ -13,7 +13,7 @@ import pytest
 import activities.restrictions as restrictions
 from dsrflow.domain.references import short_reference
 from dsrflow.i18n import translations
-from tests.letters_as_sent import APPEAL_OF, LANGUAGES, LOADED, REQUEST_ID, as_sent, both
+from tests.letters_as_sent import APPEAL_OF, LANGUAGES, LOADED, REQUEST_ID, as_sent, both, erasure_with_kept
 
 _STATE_LAWS = ["vcdpa", "ctdpa", "cpa"]
 
@@ -145,3 +145,32 @@ async def test_an_appeal_or_complaint_closed_undecided_is_named_as_such(closing,
     for part in both(letter):
         assert sentence in part, (closing, regime, language)
         assert not any(said(t.gettext(old)) in part for old in _AS_A_REQUEST), (closing, regime, language)
+
+
+# --- LGPD: the ANPD hears a petition once the subject complained to us first (Art. 55-J, V) -----
+# The letters cited Art. 55-J, V for the right to petition the ANPD, and left out its condition:
+# the ANPD considers a subject's petition against a controller once the subject shows that they
+# first complained to the controller and that it was not resolved in the period its regulations
+# set. A subject who petitions without that proof is turned away; the letter now says so, and to
+# keep it (as the UK letters say the Commissioner may expect a complaint to us first).
+
+_COMPLAINED_FIRST = {"en": "you first raised the matter with us", "nl": "u de kwestie eerst aan ons hebt voorgelegd",
+                     "fr": "vous nous avez d'abord soumis la question", "de": "dass Sie sich zuerst an uns gewandt haben"}
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+async def test_an_lgpd_letter_says_the_anpd_hears_a_petition_once_we_were_asked_first(restricted, language):
+    letters = {
+        "denial": await as_sent("denial", "access", {"reason_code": "excessive", "explanation": "Fifth."},
+                                regime="lgpd", language=language),
+        "closed_unverified": await as_sent("closed_unverified", "erasure",
+                                           {"expired_at": "2026-02-07T10:00:00+00:00"}, regime="lgpd",
+                                           language=language),
+        "response-kept": await as_sent("response", "erasure", erasure_with_kept(), regime="lgpd", language=language),
+        "restriction_lift": await as_sent("restriction_lift", "restriction",
+                                          {"reason": "Settled.", "lift_on": "2026-02-09", "notice_days": 14},
+                                          regime="lgpd", language=language),
+    }
+    for case, letter in letters.items():
+        for part in both(letter):
+            assert _COMPLAINED_FIRST[language] in part and "55-J, V" in part, (case, language)
