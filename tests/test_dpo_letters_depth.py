@@ -13,7 +13,16 @@ import pytest
 import activities.restrictions as restrictions
 from dsrflow.domain.references import short_reference
 from dsrflow.i18n import translations
-from tests.letters_as_sent import APPEAL_OF, LANGUAGES, LOADED, REQUEST_ID, as_sent, both, erasure_with_kept
+from tests.letters_as_sent import (
+    APPEAL_OF,
+    LANGUAGES,
+    LOADED,
+    REQUEST_ID,
+    as_sent,
+    both,
+    erasure_with_kept,
+    kept_records,
+)
 
 _STATE_LAWS = ["vcdpa", "ctdpa", "cpa"]
 
@@ -174,3 +183,33 @@ async def test_an_lgpd_letter_says_the_anpd_hears_a_petition_once_we_were_asked_
     for case, letter in letters.items():
         for part in both(letter):
             assert _COMPLAINED_FIRST[language] in part and "55-J, V" in part, (case, language)
+
+
+# --- An erasure that erased nothing is not "completed" ------------------------------------------
+# A subject whose data is all held (a legal-claims hold over every system, say) read "We have now
+# completed your request, except for the data named under 'What we kept, and why'", then that we
+# found nothing else: the request was refused whole, and the letter opened by saying it was done.
+
+_NOTHING_ERASED = ("We have not erased any of your personal data: what we hold about you we must keep, for the "
+                   "reasons given under “%(heading)s” below.")
+_COMPLETED_EXCEPT = "We have now completed your request, except for the data named under “%(heading)s” below."
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("regime", ["gdpr", "ccpa", "lgpd"])
+async def test_an_erasure_that_kept_everything_says_nothing_was_erased(regime, language):
+    crm = [k for k in kept_records() if k["system"] == "crm"]
+    kept_whole = {"report": {"results": [{"system": "crm", "action": "erase", "status": "done", "found": 1,
+                                          "changed": 0, "kept": 1, "kept_records": crm}]}}
+    t = translations(language)
+    heading = {"heading": t.gettext("What we kept, and why")}
+    letter = await as_sent("response", "erasure", kept_whole, regime=regime, language=language)
+    for part in both(letter):
+        assert said(t.gettext(_NOTHING_ERASED) % heading) in part, (regime, language)
+        assert said(t.gettext(_COMPLETED_EXCEPT) % heading) not in part, (regime, language)
+    if language != "en":
+        assert t.gettext(_NOTHING_ERASED) != _NOTHING_ERASED, "not translated"
+    # Where something was erased, the request was done but for what was kept.
+    partly = await as_sent("response", "erasure", erasure_with_kept(), regime=regime, language=language)
+    for part in both(partly):
+        assert said(t.gettext(_COMPLETED_EXCEPT) % heading) in part
