@@ -125,3 +125,32 @@ async def test_an_appeal_the_policy_refuses_tells_no_one_whose_request_it_names(
             answers.append((r.status_code, [error["field"] for error in r.json().get("errors", [])]))
         assert answers == [(422, ["language"])] * 2
     assert await stored_for(pool, owner) == 1
+
+
+# Path segments and query values a stranger tries (percent-encoded as sent): NUL, CR/LF, a right-to-left
+# override, bytes that are not UTF-8, climbing out, other spellings of an id, a long one.
+HOSTILE_VALUES = ("%00", "a%00b", "%0d%0aSet-Cookie:%20x=1", "%E2%80%AE", "%FF", "..%2F..%2F", "//evil.example",
+                  "{00000000-0000-4000-8000-000000000000}", "urn:uuid:00000000-0000-4000-8000-000000000000",
+                  "KD7QX3M9TB%00", "f" * 63 + "%00", "x" * 5000)
+
+
+async def test_the_portals_pages_answer_hostile_ids_and_queries_without_a_crash(settings, pool, dev_server,
+                                                                               task_queue):
+    """The portal's pages are left out of the OpenAPI document, so tests/test_api_fuzz.py never
+    tries them: each GET, with each hostile value as its id, token or query, answers below 500,
+    sets no header of the value's, and a page it serves is not kept by a browser or a proxy."""
+    rid = await stored_request(pool, settings, "hostile-gets")
+    async with app_clients(settings, dev_server.client, task_queue, rate_lookup_per_ip="100000/hour",
+                           rate_link_per_ip="100000/hour") as call_from:
+        stranger = call_from(unique_ip())
+        for value in HOSTILE_VALUES:
+            for path in (f"/portal/requests/{value}", f"/portal/requests/{value}/verify",
+                         f"/portal/requests/{rid}/verify?token={value}", f"/portal/status?reference={value}",
+                         f"/portal/complaints?about={value}", f"/portal/packages/{value}",
+                         f"/v1/public/packages/{value}", f"/portal/requests/{rid}?lang={value}"):
+                for accept in ("text/html", "*/*"):
+                    r = await stranger.get(path, headers={"Accept": accept})
+                    assert r.status_code < 500, (path[:80], r.status_code)
+                    assert "x" not in r.cookies, path[:80]
+                    if r.status_code == 200:
+                        assert r.headers["cache-control"] == "no-store", path[:80]
