@@ -213,3 +213,33 @@ async def test_an_erasure_that_kept_everything_says_nothing_was_erased(regime, l
     partly = await as_sent("response", "erasure", erasure_with_kept(), regime=regime, language=language)
     for part in both(partly):
         assert said(t.gettext(_COMPLETED_EXCEPT) % heading) in part
+
+
+# --- A denial after part of the request was carried out -----------------------------------------
+# A request denied once some systems had erased (the letter names them: "Before your request was
+# closed, we had already acted on it in: CRM") opened with "we have decided not to take action on
+# it": two sentences of one letter that cannot both be true.
+
+_NO_FURTHER_ACTION = ("We have carefully considered your request and have decided not to take any further action on "
+                      "it. As %(rule)s requires, we set out below our reasons and the remedies available to you.")
+_NO_ACTION = ("We have carefully considered your request and have decided not to take action on it. As %(rule)s "
+              "requires, we set out below our reasons and the remedies available to you.")
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("regime", ["gdpr", "vcdpa", "pipeda"])
+async def test_a_denial_after_part_was_done_does_not_say_nothing_was(regime, language):
+    t = translations(language)
+    rule = {"rule": LOADED.in_language(language).remedies[regime].refusal_rule}
+    denial = {"reason_code": "other", "explanation": "The account is a company's."}
+    for done in ({"acted_in": ["crm"]}, {"asked_in": ["surveys"]}):
+        letter = await as_sent("denial", "erasure", {**denial, **done}, regime=regime, language=language)
+        for part in both(letter):
+            assert said(t.gettext(_NO_FURTHER_ACTION) % rule) in part, (done, regime, language)
+            assert said(t.gettext(_NO_ACTION) % rule) not in part, (done, regime, language)
+    if language != "en":
+        assert t.gettext(_NO_FURTHER_ACTION) != _NO_FURTHER_ACTION, "not translated"
+    # Nothing done before it: no action at all, as before.
+    untouched = await as_sent("denial", "erasure", denial, regime=regime, language=language)
+    for part in both(untouched):
+        assert said(t.gettext(_NO_ACTION) % rule) in part
