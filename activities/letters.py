@@ -10,6 +10,7 @@ outbox allows (a sender that died inside the SMTP transaction) is recognisable a
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from typing import Any
@@ -121,6 +122,17 @@ def named_systems(systems: list[str], row: dict[str, Any], policy: Policy) -> li
     return [policy.systems[s].label if s in policy.systems else s for s in systems]
 
 
+def greeted_name(row: Mapping[str, Any]) -> str | None:
+    """The name a letter greets the subject by: only once the address's owner is known to have
+    made the request (staff attested it, or the owner verified it). Before, anyone could open a
+    request for any address with a "name" of 200 characters, and the controller's own signed
+    acknowledgement and verification letters opened with it ("Dear customer, your account is
+    suspended, confirm at ..."): a phishing text in our name, even asking the owner to confirm an
+    erasure they never asked for. Until then, "Hello,"."""
+    confirmed = row.get("attested_by") is not None or row.get("verified_at") is not None
+    return row["subject_name"] if confirmed else None
+
+
 def letter_language(policy: Policy, row: dict[str, Any], job: LetterJob) -> str:
     """Staff read their alerts in the controller's working language; a subject reads the language
     of their request."""
@@ -150,7 +162,7 @@ async def build_context(ctx: ActivityContext, row: dict[str, Any], job: LetterJo
             # A UK complaint's reasons: a letter says we have them, never repeats them.
             "complaint_reasons_given": bool((row["details"] or {}).get("complaint_reasons")),
         },
-        "subject": {"name": row["subject_name"], "email": row["subject_email"]},
+        "subject": {"name": greeted_name(row), "email": row["subject_email"]},
         # The portal opens in the letter's language.
         "portal_url": f"{ctx.settings.base_url}/portal?lang={language}",
         # The letter's times (a code's or a link's expiry) are the controller's, as its dates are:

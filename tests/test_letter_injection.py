@@ -5,10 +5,12 @@ letter anyway (a row written by another path) is folded to one line when the let
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 
 from activities.letter_templates import render_letter
+from tests.letters_as_sent import as_sent, both
 from tests.support import staff_headers, text_of, unique_email, wait_for_letter
 from tests.test_intake_api import assert_problem, count_for
 from tests.test_letter_templates import full_context
@@ -59,7 +61,9 @@ async def test_a_name_stored_with_line_breaks_cannot_add_a_header_or_a_line_to_a
     assert r.status_code == 201, r.text
     rid = r.json()["id"]
     await wait_for_letter(mail_sink, rid, "acknowledgement")
-    await pool.execute("UPDATE dsr_requests SET subject_name = $2 WHERE id = $1", uuid.UUID(rid), INJECTED_NAME)
+    # Verified (letters greet a confirmed owner by name), its name rewritten by another path.
+    await pool.execute("UPDATE dsr_requests SET subject_name = $2, verified_at = now() WHERE id = $1",
+                       uuid.UUID(rid), INJECTED_NAME)
     r = await http.post(f"/v1/requests/{rid}/cancel", headers=await staff_headers(pool, "compliance"),
                         json={"reason": "Opened twice by mistake"})
     assert r.status_code == 200, r.text
@@ -68,3 +72,25 @@ async def test_a_name_stored_with_line_breaks_cannot_add_a_header_or_a_line_to_a
     lines = text_of(letter).splitlines()
     assert not [line for line in lines if line.startswith(("Bcc:", "Your account is closed"))]
     assert any(line.startswith("Dear Ada Bcc: mallory@evil.example Your account is closed") for line in lines)
+
+
+PHISHING_NAME = "customer, your account is suspended: confirm your identity at https://evil.example/login"
+
+
+@pytest.mark.parametrize("purpose", ["acknowledgement", "verification", "reminder", "closed_unverified"])
+async def test_a_letter_before_the_owner_confirmed_greets_no_name(purpose):
+    """Anyone may open a request for any address, naming it as they please: until the address's
+    owner verifies it (or staff attest it), a letter greets "Hello,", so the controller's signed
+    mail carries no stranger's text. It read "Dear customer, your account is suspended: confirm
+    ... at https://evil.example/login", even in the letter asking to confirm an erasure."""
+    params = {"code": "123456", "link": "https://privacy.example.test/portal/verify", "expires_at": "2026-02-01T10:00:00+00:00",
+              "verification_required": True, "max_attempts": 5, "expired_at": "2026-02-07T10:00:00+00:00"}
+    unconfirmed = await as_sent(purpose, "erasure", params, subject_name=PHISHING_NAME)
+    for text in both(unconfirmed):
+        assert "evil.example" not in text and "Hello," in text, text
+    assert "evil.example" not in unconfirmed.subject
+    verified = await as_sent(purpose, "erasure", params, subject_name="Ada Lovelace",
+                             verified_at=datetime(2026, 1, 31, tzinfo=UTC))
+    attested = await as_sent(purpose, "erasure", params, subject_name="Ada Lovelace", attested_by="agent:desk")
+    for letter in (verified, attested):
+        assert all("Dear Ada Lovelace," in text for text in both(letter))
