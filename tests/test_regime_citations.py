@@ -346,3 +346,14 @@ def test_an_acknowledgement_under_pipeda_cites_the_act_as_it_names_it(language, 
     "PIPEDA, s. 8(3)": two names for one law in one sentence."""
     period, _ = answer_period("pipeda", False, "1 February 2027", "2 March 2027", translations(language))
     assert cited in period and named in period, period
+
+
+@pytest.mark.parametrize("language", ["nl", "de"])
+def test_the_policys_pipeda_remedies_cite_the_act_as_the_letters_do(language):
+    """The Act has no Dutch or German version, so our letters cite it in its English form
+    ("PIPEDA, s. 8(3)"); the policy's complaint and court paragraphs beside them cited "art. 8(4)"
+    (nl) and "Sections 8(4)" (de): one letter, two styles for one Act (hJ's reading)."""
+    remedies = LOADED.in_language(language).remedies_for("pipeda", "CA")
+    texts = " ".join([remedies.complaint, remedies.judicial])
+    assert "ss. 8(4), 8(7)" in texts and "(s. 11(3))" in texts and "(PIPEDA, s. 14)" in texts, texts
+    assert "art. " not in texts and "Section" not in texts, texts
