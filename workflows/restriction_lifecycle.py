@@ -5,10 +5,17 @@ letter first, then the policy's notice period (0 days by default), then the lift
 every system of the restriction's plan (which tells the Art. 19 recipients among them), and the
 restriction is recorded lifted.
 
+A request closed before it completed (cancelled by staff, withdrawn by the subject, denied) once
+some systems had restricted the data leaves them restricted: that restriction goes on record for
+the systems it reached and lives the same life, since only compliance's lift, told to the subject
+first, may end a restriction; the closing letter said so (activities/templates/letters/_done_so_far).
+
 A mixin of DataSubjectRequestWorkflow: the request's workflow stays open, with its status
-`completed`, while the restriction is in force, so the lift's letter, tasks and failed steps run
-(and are retried or resolved by staff) like those of any request. Requests started before this
-existed end with their response, as they always did (the `restriction-lifecycle` patch).
+`completed` (or the status it closed with), while the restriction is in force, so the lift's
+letter, tasks and failed steps run (and are retried or resolved by staff) like those of any
+request. Requests started before this existed end with their response, as they always did (the
+`restriction-lifecycle` patch); those closed part-way before `restriction-closed-partway` ended
+with their close, their systems restricted and nothing on record.
 """
 
 from __future__ import annotations
@@ -43,6 +50,9 @@ LIFT_ANSWER_BOUNDED = "lift-answer-bounded"
 # that went days late (its step failed and waited for staff) left the subject fewer days' notice
 # than the policy promises, or none. Now it runs from the letter, which names that date.
 LIFT_NOTICE_FROM_LETTER = "lift-notice-from-letter"
+# workflow.patched id: before it, a restriction closed before it completed with systems already
+# restricted ended there: nothing on record, no lift offered, the systems restricted for good.
+RESTRICTION_CLOSED_PARTWAY = "restriction-closed-partway"
 
 
 class RestrictionLifecycle:
@@ -68,15 +78,23 @@ class RestrictionLifecycle:
 
     async def keep_restriction_until_lifted(self) -> None:
         facts = self._facts
-        if (facts is None or facts.request_type != RequestType.restriction or self._plan is None
-                or self._status != RequestStatus.completed or not workflow.patched(RESTRICTION_LIFECYCLE)):
+        if facts is None or facts.request_type != RequestType.restriction or self._plan is None:
+            return
+        completed = self._status == RequestStatus.completed
+        if completed and not workflow.patched(RESTRICTION_LIFECYCLE):
+            return
+        if not completed and not await self._restricted_before_close():
             return
         self.keeping_restriction = True
-        reached = sorted(r.system for r in self._tasks.results.values() if r.status == "done")
-        await run_step("record_restriction", RestrictionInForce(request_id=self.request_id, systems=reached),
+        await run_step("record_restriction", RestrictionInForce(request_id=self.request_id, systems=self._reached()),
                        skippable=False)
         self._restriction_phase = "active"
+        # Closed part-way, a restriction's task may still need attention: staff no longer retry or
+        # resolve it on a closed request (what is on record is what was reached) until the lift,
+        # which reaches every system of the plan, replaces those tasks with its own.
+        self.keeping_restriction = completed
         await workflow.wait_condition(lambda: self._lift is not None)
+        self.keeping_restriction = True
         lift = self._lift
         assert lift is not None
         self.lift_owes = ("announce_restriction_lift", "send_letter")
@@ -99,6 +117,17 @@ class RestrictionLifecycle:
         # A staff resolution of the lift's last task may still be recording itself.
         await workflow.wait_condition(workflow.all_handlers_finished)
         self.keeping_restriction = False
+
+    def _reached(self) -> list[str]:
+        return sorted(r.system for r in self._tasks.results.values() if r.status == "done")
+
+    async def _restricted_before_close(self) -> bool:
+        """Closed before it completed: did a system restrict the data by then? Staff's retry of a
+        system still running on its own (a processor's) is waited for first: it may restrict too."""
+        if not (self._reached() or self._tasks.retries_running) or not workflow.patched(RESTRICTION_CLOSED_PARTWAY):
+            return False
+        await workflow.wait_condition(lambda: not self._tasks.retries_running)
+        return bool(self._reached())
 
     async def _lift_everywhere(self, actor: str) -> None:
         """Every system of the restriction's plan, reached or not (lifting is idempotent): the

@@ -262,10 +262,12 @@ def _told(action: StaffAction, context: dict[str, Any]) -> str:
 
 def _region(request: Request, request_id: str, context: dict[str, Any], notice: dict[str, Any] | None = None):
     # A closed request hardly changes any more (a download, a late callback): poll it gently; a
-    # completed restriction still goes into force and is lifted.
+    # completed restriction still goes into force and is lifted; so is one closed part-way, once on
+    # record (workflows/restriction_lifecycle.py).
     restriction = context["restriction"]
-    in_hand = (context["r"]["type"] == "restriction" and context["status"] == RequestStatus.completed
-               and (restriction is None or restriction["status"] != "lifted"))
+    in_hand = (context["r"]["type"] == "restriction"
+               and (restriction["status"] != "lifted" if restriction is not None
+                    else context["status"] == RequestStatus.completed))
     # ... and a request closed a moment ago (its letter is on its way), or whose denial or
     # cancellation still owes a step (workflows/owed_steps.py).
     closed_at = context["r"]["closed_at"]
