@@ -73,7 +73,8 @@ class RestrictionLifecycle:
     _lift_announced = False
     lift_owes: tuple[str, ...] = ()  # the lift's steps before the subject is told, still to do
     # True from the end of the request to the end of the lift: the request is completed, yet its
-    # workflow still runs steps that staff may have to retry, skip or resolve.
+    # workflow still runs steps that staff may have to retry, skip or resolve. One closed part-way
+    # runs none while its restriction waits for the lift, and is not carried on meanwhile.
     keeping_restriction = False
 
     async def keep_restriction_until_lifted(self) -> None:
