@@ -250,7 +250,9 @@ async def test_a_completed_restriction_keeps_the_records_until_its_record_is_wri
     """The request's status goes to completed first and the restriction's record is written after
     (a step that may fail and wait on staff): in between, the records were unprotected, and a
     retention or deferred erasure could take what the subject needs for a legal claim (crash
-    audit). A restriction completed before restrictions were recorded at all keeps nothing."""
+    audit). A restriction completed before restrictions were recorded at all keeps nothing. So
+    too one closed part-way once a system restricted the records (its record waits for the tasks
+    still running)."""
     async def completed(closed_days_ago: int) -> str:
         rid, email = str(uuid.uuid4()), f"gap.{uuid.uuid4().hex[:8]}@example.com"
         await pool.execute(
@@ -262,8 +264,16 @@ async def test_a_completed_restriction_keeps_the_records_until_its_record_is_wri
         return rid
 
     just_now, long_ago = await completed(0), await completed(400)
+    # Withdrawn part-way, one system restricted: its record waits for the tasks still running
+    # (workflows/restriction_lifecycle.py); withdrawn before any system restricted: nothing to keep.
+    withdrawn, untouched = await completed(0), await completed(0)
+    await pool.execute("UPDATE dsr_requests SET status = 'cancelled' WHERE id = ANY($1::uuid[])", [withdrawn, untouched])
+    await pool.execute("INSERT INTO system_tasks (request_id, system, action, status) VALUES "
+                       "($1, 'analytics', 'restrict', 'done'), ($2, 'analytics', 'restrict', 'pending')",
+                       uuid.UUID(withdrawn), uuid.UUID(untouched))
     kept = {str(r["request_id"]) for r in await keeping_from_erasure(pool, ["needed_for_legal_claims"])}
     assert just_now in kept and long_ago not in kept
+    assert withdrawn in kept and untouched not in kept
     assert just_now not in {str(r["request_id"]) for r in await keeping_from_erasure(pool, ["other_ground"])}
 
 

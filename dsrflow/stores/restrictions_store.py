@@ -68,7 +68,8 @@ async def keeping_from_erasure(conn: Executor, keeping_grounds: Sequence[str]) -
     force, and those still under way under one of `keeping_grounds` (the policy's). A restriction
     goes on record once its request has completed, which waits for every processor to confirm
     (days, by e-mail), while its systems may have restricted the records already: from the moment
-    its identity is confirmed until its record is written it keeps them. `subject_hash` is NULL for one under way."""
+    its identity is confirmed until its record is written it keeps them, and so does one closed
+    part-way once a system restricted them. `subject_hash` is NULL for one under way."""
     rows: list[asyncpg.Record] = await conn.fetch(
         """SELECT r.request_id, r.subject_hash, lower(d.subject_email) AS email, lower(d.customer_id) AS customer_id
            FROM restrictions r JOIN dsr_requests d ON d.id = r.request_id
@@ -82,7 +83,13 @@ async def keeping_from_erasure(conn: Executor, keeping_grounds: Sequence[str]) -
                   -- after (workflows/restriction_lifecycle.py), a step that may wait on staff
                   -- when it fails. Bounded, so that one completed before restrictions were
                   -- recorded at all (migration 0014) keeps nothing for ever.
-                  OR d.status = 'completed' AND d.closed_at > now() - interval '30 days')
+                  OR d.status = 'completed' AND d.closed_at > now() - interval '30 days'
+                  -- closed part-way (withdrawn, cancelled, denied) with a system restricted: its
+                  -- record waits for the tasks still running (a processor: days) before it is
+                  -- written, as a completed one's does (workflows/restriction_lifecycle.py).
+                  OR d.status IN ('cancelled', 'denied') AND d.closed_at > now() - interval '30 days'
+                     AND EXISTS (SELECT 1 FROM system_tasks t WHERE t.request_id = d.id
+                                 AND t.action = 'restrict' AND t.status = 'done'))
              AND (d.details -> 'restriction_grounds') ?| $1::text[]
              AND NOT EXISTS (SELECT 1 FROM restrictions r WHERE r.request_id = d.id)""",
         list(keeping_grounds))
