@@ -29,8 +29,8 @@ from activities.deferred_processors import alert_unalerted, record_failure
 from activities.mail import Mailer
 from activities.request_start_sweep import RequestStartSweepActivities
 from dsrflow.domain.request_resume import ended_trouble_key
-from dsrflow.infra.metrics import DatabaseGauges
 from dsrflow.domain.request_start import start_request_workflow
+from dsrflow.infra.metrics import DatabaseGauges
 from schemas.request_start import StartSweepInput
 from schemas.workflow import workflow_id_for
 from tests.conftest import database_pool
