@@ -130,10 +130,10 @@ def paused_on_our_side(refused: Problem) -> bool:
     return bool(refused.extra.get("stopped") or refused.extra.get("unanswered"))
 
 
-# The workflow does not answer: the query's patience ran out (no worker took it in time), or
-# the engine turned it away at once because the workflow's task has failed three times or more
-# (FAILED_PRECONDITION, "Workflow Task in failed state").
-_UNANSWERED = (RPCStatusCode.CANCELLED, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.FAILED_PRECONDITION)
+# The query's patience ran out: no worker took it in time. (A query the engine turns away at once,
+# FAILED_PRECONDITION, is left to the update: a workflow whose task has failed three times refuses
+# the update the same way, and `run_update` says why; a workflow that was terminated says so too.)
+_UNANSWERED = (RPCStatusCode.CANCELLED, RPCStatusCode.DEADLINE_EXCEEDED)
 
 
 async def _answering(state: AppState, handle: WorkflowHandle) -> None:
