@@ -98,8 +98,11 @@ async def answer(stack: FastStack, request: Request, update: Any, body: Any) -> 
 
 
 def retries_asked(fakes: FakeActivities, request: Request) -> set[tuple[str, int]]:
-    """The (system, attempt) of every staff retry the systems were asked to carry out so far."""
-    return {(c.task.system, c.attempt) for c in fakes.system_calls if c.request_id == request.id and c.attempt > 1}
+    """The (system, attempt) of every staff retry the systems were asked to carry out so far: of
+    the request's own actions, not of a lift (compliance's later decision on a restriction left in
+    force, which a closed request may still carry out)."""
+    return {(c.task.system, c.attempt) for c in fakes.system_calls
+            if c.request_id == request.id and c.attempt > 1 and c.task.action != "lift_restriction"}
 
 
 def retries_on_record(fakes: FakeActivities, request: Request) -> set[tuple[str, int]]:
@@ -120,8 +123,11 @@ def waiting_for_staff(state: RequestState, fakes: FakeActivities, request: Reque
     stuck = [system for system, status in tasks.items() if status == "needs_attention"]
     if stuck:
         fakes.system(request.id, stuck[0]).broken = None
-        return [(DSR.retry_task, RetryTaskInput(system=stuck[0], actor="compliance:journey")),
-                (DSR.resolve_task, ResolveTaskInput(system=stuck[0], note="Done by hand", actor="compliance:journey"))]
+        calls = [(DSR.retry_task, RetryTaskInput(system=stuck[0], actor="compliance:journey")),
+                 (DSR.resolve_task, ResolveTaskInput(system=stuck[0], note="Done by hand", actor="compliance:journey"))]
+        # A closed request refuses those (bar a lift's own tasks); a restriction it left in force
+        # still waits for its lift.
+        return calls + lift(state, fakes, request, rng) if state.status.is_closed else calls
     if state.status == RequestStatus.awaiting_verification:  # the subject, from their e-mail (once it came)
         resend = (DSR.resend_verification, ResendInput(actor="subject"))
         if not any(c.request_id == request.id for c in fakes.challenges):
@@ -134,11 +140,20 @@ def waiting_for_staff(state: RequestState, fakes: FakeActivities, request: Reque
                                                          actor="compliance:journey"))]
     if state.status == RequestStatus.awaiting_approval and state.approval is None:
         return [(DSR.approve, ApproveInput(actor="compliance:journey"))]
-    if state.status == RequestStatus.completed and state.request_type == RequestType.restriction:
-        if rng.random() < 0.5:  # a system that cannot lift: its task needs attention after the lift
-            rng.choice(fakes.specs[request.id].systems).broken = "this system cannot lift a restriction"
-        return [(DSR.lift_restriction, LiftRestrictionInput(reason="The claim was settled", actor="compliance:journey"))]
-    return []
+    return lift(state, fakes, request, rng)
+
+
+def lift(state: RequestState, fakes: FakeActivities, request: Request, rng: random.Random) -> list[tuple[Any, Any]]:
+    """The lift of a restriction in force: completed, or closed part-way (denied, withdrawn) once a
+    system had restricted the data (workflows/restriction_lifecycle.py). One asked before the
+    restriction is on record, or a second, is refused, as a stale button is."""
+    reached = any(r.action == "restrict" and r.status == "done" for r in state.results)
+    if state.request_type != RequestType.restriction or not (
+            state.status == RequestStatus.completed or state.status.is_closed and reached):
+        return []
+    if rng.random() < 0.5:  # a system that cannot lift: its task needs attention after the lift
+        rng.choice(fakes.specs[request.id].systems).broken = "this system cannot lift a restriction"
+    return [(DSR.lift_restriction, LiftRestrictionInput(reason="The claim was settled", actor="compliance:journey"))]
 
 
 def interference(rng: random.Random, state: RequestState) -> tuple[Any, Any] | None:
