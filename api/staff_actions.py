@@ -19,6 +19,7 @@ from starlette.datastructures import FormData
 
 from api.problems import Problem
 from api.read_models.staff_reach import READABLE_BY
+from dsrflow.stores.mailbox_store import CONVERT_KEY
 from dsrflow.stores.team_store import NOTE_MAX
 from schemas.plain_text import StaffText, refuse_reordering
 from schemas.requests import RequestStatus
@@ -355,6 +356,16 @@ _ACTIONS = [
 ]
 STAFF_ACTIONS: dict[str, StaffAction] = {action.name: action for action in _ACTIONS}
 
+
+
+# The idempotency keys the console opens requests under, in the staff's one key space
+# (dsrflow/stores/requests_store.py): an Inbox message converted (`mailbox:<message id>`, which
+# dsrflow/stores/mailbox_store.py `finish_interrupted_converts` takes as that message's request)
+# and the new-request form's submission (`console:<submission>`). Refused as a REST caller's own
+# `Idempotency-Key` (api/rest/staff_requests.py): an agent who sent `mailbox:<id>` with any
+# request had the message recorded as converted into it, and it left the Inbox unanswered.
+NEW_REQUEST_KEY = "console:"
+CONSOLE_KEYS = (CONVERT_KEY, NEW_REQUEST_KEY)
 
 
 # Staff's team work on a request: not workflow updates, so not StaffActions. The workflow neither

@@ -68,7 +68,10 @@ def _refused(state: AppState, request_id: str, system: str, refused: DeferredRef
     (the REST API's) names it by its id ("surveys's is settled"). A page gone stale is the usual
     cause: another member of staff acted on the erasure meanwhile, and the panel shows it now.
     None: the form did not say what its page showed (`_shown`)."""
-    label = policy_system_labels(state).get(system, system)
+    # A system the policy does not name is not echoed: the address is anyone's to write, and a
+    # signed refusal with words of theirs in it ("... Session expired: sign in at ...") shows on
+    # any request's page of whoever follows the link (compliance could make one for an admin).
+    label = policy_system_labels(state).get(system, "this system")
     text = (f"Not done: this form does not say which attempt of {label}'s deferred erasure it answers (a page "
             "from before forms did): reload the page and answer what it shows." if refused is None
             else f"{refused.words(label)} (the panel shows it now)." if isinstance(refused, DeferredStale)

@@ -33,7 +33,7 @@ from dsrflow.i18n import language_name
 from dsrflow.stores.mailbox_store import CONVERT_KEY, decide, finish_interrupted_converts
 from dsrflow.stores.team_store import request_by_reference, staff_names
 from policy.mailbox import load_mailbox_policy
-from schemas.plain_text import one_line, refused_control
+from schemas.plain_text import one_line, refuse_reordering, refused_control
 from schemas.requests import NewRequest, RequestStatus
 from schemas.vocabulary import Regime
 
@@ -164,6 +164,14 @@ async def attach(staff: Annotated[Staff, require_console_role("agent")], request
     return RedirectResponse(f"/console/requests/{target}", status_code=303)
 
 
+def _reorders(text: str) -> bool:
+    try:
+        refuse_reordering(text)
+    except ValueError:
+        return True
+    return False
+
+
 @router.post("/{message_id}/dismiss", response_class=HTMLResponse)
 async def dismiss(staff: Annotated[Staff, require_console_role("agent")], request: Request, state: State,
                   pool: Pool, today: Today, message_id: str) -> Response:
@@ -171,9 +179,12 @@ async def dismiss(staff: Annotated[Staff, require_console_role("agent")], reques
     form = await read_form(request)
     typed = str(form.get("reason", ""))
     reason = " ".join(one_line(typed).split())  # a line break typed in the box is a space
-    if refused_control(typed) or not reason or len(reason) > MAX_REASON:
+    # Other staff read it (the message's page says why it is no request): without marks that
+    # reorder it, as every text staff write for each other (schemas/plain_text.py StaffLine).
+    if refused_control(typed) or _reorders(reason) or not reason or len(reason) > MAX_REASON:
         return _message_page(request, state, message, values={"reason": reason}, status=422, errors={
-            "reason": f"Say why this is not a request, in at most {MAX_REASON} characters, without control characters."})
+            "reason": f"Say why this is not a request, in at most {MAX_REASON} characters, without control "
+                      "characters or marks that reorder text."})
     async with pool.acquire() as conn:
         if not await decide(conn, message_id, "dismissed", actor=staff.actor, reason=reason):
             return await _already_decided(request, state, pool, await _message(state, pool, today, message_id))

@@ -28,6 +28,7 @@ from api.problems import Problem
 from api.read_models.cursors import InvalidCursor
 from api.read_models.request_queries import OPEN_STATUSES, RequestFilters, list_requests
 from api.service import open_request
+from api.staff_actions import NEW_REQUEST_KEY
 from api.state import AppState
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.domain.references import typed_reference
@@ -172,7 +173,7 @@ async def create_request(staff: Annotated[Staff, require_console_role("agent")],
     if new is None or errors:
         return _new_request_page(request, state.policy.policy, values, errors, status=422)
     submission = values.get("submission", "")
-    key = f"console:{submission}" if request_form.SUBMISSION.match(submission) else None
+    key = f"{NEW_REQUEST_KEY}{submission}" if request_form.SUBMISSION.match(submission) else None
     try:
         row, _ = await open_request(state, new, actor=staff.actor, idempotency_key=key, origin="staff")
     except Problem as problem:

@@ -326,6 +326,22 @@ async def letter(staff: Annotated[Staff, require_console_role("agent")], request
     return HTMLResponse(_readable_copy(body), headers=_LETTER_HEADERS)
 
 
+RESEND = "resend-verification"
+
+
+async def _resent_since(state: AppState, request_id: str, form: FormData) -> Problem | None:
+    """Why a resend's form is refused: a code went out since its page was loaded (its `round`): a
+    second press, or a colleague's, sent another, and the code the subject held stopped working.
+    Two at once are one round (workflows/verification.py); a form that does not say sends one."""
+    shown = str(form.get("round", "")).strip()
+    live = await live_state(state, request_id) if shown.isdigit() else None
+    now = live.verification.round if live is not None and live.verification is not None else None
+    if now is None or str(now) == shown:
+        return None
+    return Problem(409, "Refused", "a new code has been sent since this page was loaded, so no other was sent: the "
+                   "code the subject received last still works. Reload the page to send one more.")
+
+
 async def _run(state: AppState, request_id: str, action: StaffAction | None, form: FormData, staff: Staff,
                ) -> Problem | None:
     """Run the action; None once the workflow accepted it, else why not (a bad field, or the
@@ -338,6 +354,8 @@ async def _run(state: AppState, request_id: str, action: StaffAction | None, for
         answers_step, step = action.step_answered(body)
         if answers_step:  # the form names the step its page showed (a stale page must not answer another)
             await require_step_shown(state, request_id, step)
+        if action.name == RESEND and (resent := await _resent_since(state, request_id, form)):
+            return resent
         await run_update(state, request_id, action.update, action.workflow_input(body, staff.actor))
     except ValidationError as exc:
         errors = field_errors(exc.errors())

@@ -19,7 +19,7 @@ from api.problems import Problem
 from api.read_models.staff_reach import may_read, readable_view
 from api.rest.openapi_examples import NEW_REQUEST, REQUEST_VIEW, json_response
 from api.service import open_request, request_view, require_step_shown, run_update
-from api.staff_actions import STAFF_ACTIONS, StaffAction
+from api.staff_actions import CONSOLE_KEYS, STAFF_ACTIONS, StaffAction
 from api.state import AppState
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.crypto.package_files import read_package
@@ -43,7 +43,12 @@ async def create(
 ) -> JSONResponse:
     """Open a request. Repeating the call with the same `Idempotency-Key` header (or the same
     `client_request_id`) returns the same request instead of opening a second one. The answer is
-    the stored request; `GET /v1/requests/{id}` adds its workflow's live state."""
+    the stored request; `GET /v1/requests/{id}` adds its workflow's live state. A key starting
+    `mailbox:` or `console:` is refused (422): the console's own keys."""
+    if idempotency_key is not None and idempotency_key.startswith(CONSOLE_KEYS):
+        refused = f"must not start with {' or '.join(CONSOLE_KEYS)}: the console opens requests under those keys"
+        raise Problem(422, "Invalid request", f"Idempotency-Key: {refused}",
+                      errors=[{"field": "Idempotency-Key", "message": refused}])
     row, created = await open_request(
         state, body, actor=staff.actor, idempotency_key=idempotency_key, origin="staff"
     )
