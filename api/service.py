@@ -26,6 +26,7 @@ from dsrflow.infra.failpoints import failpoint
 from dsrflow.stores.requests_store import IdempotencyConflict, create_request, get_request
 from dsrflow.stores.restrictions_store import as_view, restriction_for
 from policy.intake import intake_problems
+from schemas.plain_text import DIRECTION_CONTROLS
 from schemas.requests import NewRequest, RequestStatus, without_complaint_reasons
 from schemas.staff_answers import STALE_ANSWER
 from schemas.sweeps import SWEEP_EVERY
@@ -33,11 +34,29 @@ from schemas.workflow import RequestState, workflow_id_for
 from workflows.dsr import DataSubjectRequestWorkflow
 
 
+def _unreordered(new: NewRequest) -> NewRequest:
+    """What the subject wrote, or staff copied from them, that staff read (a name, a correction, a
+    complaint's reasons), kept without Unicode's bidirectional embeddings, overrides and isolates,
+    as the privacy mailbox keeps a subject's mail (dsrflow/domain/inbound_mail.py). One left open
+    makes what follows it on the line read in another order, on the console and in the evidence
+    pack (there, the address after the name), and a correction compliance approved as they read it
+    is not the one written to the systems. Direction marks (LRM, RLM), which a name in Arabic or
+    Hebrew may carry, are kept. Every channel: the portal's, staff's forms and the Inbox's."""
+    def plain(text: str) -> str:
+        return DIRECTION_CONTROLS.sub("", text).strip()
+
+    return new.model_copy(update={
+        "subject": new.subject.model_copy(update={"name": new.subject.name and plain(new.subject.name) or None}),
+        "corrections": new.corrections and {field: plain(value) for field, value in new.corrections.items()},
+        "complaint_reasons": new.complaint_reasons and plain(new.complaint_reasons) or None})
+
+
 async def open_request(
     state: AppState, new: NewRequest, *, actor: str, idempotency_key: str | None, origin: str
 ) -> tuple[dict[str, Any], bool]:
     """Store the request, then start its workflow. A repeat (same idempotency key) returns the
     stored request and makes sure its workflow runs, so a start that failed can be retried."""
+    new = _unreordered(new)
     problems = intake_problems(state.policy.policy, new)
     # An appeal keeps the law of the request it appeals (dsrflow/domain/appeals.py), wherever the
     # subject lives now.

@@ -13,7 +13,7 @@ import yaml
 from dsrflow.domain.references import short_reference
 from policy.model import DEFAULT_POLICY
 from tests.ratelimit_support import app_clients, assert_limited, stored_for, unique_ip
-from tests.support import english_only, stored_request, unique_email
+from tests.support import english_only, staff_headers, stored_request, unique_email
 from tests.test_uk_complaint_portal import _refused
 
 # A right-to-left override left open, and an isolate: what follows reads in another order.
@@ -67,9 +67,13 @@ async def test_what_a_subject_writes_reaches_staff_in_the_order_it_was_written(s
         r = await subject.post("/v1/public/requests", json={"type": "access", "email": email,
                                                             "name": f"\u05d3\u05df\u200f {ISOLATE}Cohen"})
         assert r.status_code == 202, r.text
+        # Staff who copy a name from the subject's mail into their form: kept the same way.
+        r = await subject.post("/v1/requests", headers=await staff_headers(pool, "agent"),
+                               json={"type": "access", "subject": {"email": email, "name": f"Bob {ISOLATE}ykslaM"}})
+        assert r.status_code == 201, r.text
         names = await pool.fetch("SELECT subject_name FROM dsr_requests WHERE subject_email = $1 ORDER BY received_at",
                                  email)
-        assert [row["subject_name"] for row in names] == ["Ada ecalevoL", "\u05d3\u05df\u200f Cohen"]
+        assert [row["subject_name"] for row in names] == ["Ada ecalevoL", "\u05d3\u05df\u200f Cohen", "Bob ykslaM"]
 
         refused = await _refused(pool, settings, "uk_gdpr", email)
         r = await subject.post("/v1/public/requests", json={

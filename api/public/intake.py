@@ -31,7 +31,6 @@ from dsrflow.infra.writes import Write
 from dsrflow.stores.kept_copies import ERASED, EXPIRED, UNSENT
 from dsrflow.stores.requests_store import get_request
 from policy.intake import intake_problems
-from schemas.plain_text import DIRECTION_CONTROLS
 from schemas.requests import Channel, NewRequest, PublicNewRequest, SubjectIdentity
 from schemas.workflow import VerifyAttempt, VerifyResult
 from workflows.dsr import DataSubjectRequestWorkflow
@@ -86,30 +85,16 @@ async def admit_submission(limiter: RateLimiter, email: str) -> None:
 
 async def submit_request(state: AppState, body: PublicNewRequest, idempotency_key: str | None) -> dict[str, Any]:
     """Store a subject's request and start its workflow (the portal's form and the API's JSON)."""
-    corrections = body.corrections and {field: _unreordered(value) for field, value in body.corrections.items()}
-    reasons = body.complaint_reasons and _unreordered(body.complaint_reasons) or None
-    name = body.name and _unreordered(body.name) or None
-    new = NewRequest(
-        type=body.type, country=body.country, corrections=corrections,
+    new = NewRequest(  # kept without marks that reorder it (api/service.py `open_request`)
+        type=body.type, country=body.country, corrections=body.corrections,
         restriction_grounds=body.restriction_grounds, objection_scope=body.objection_scope,
-        appeal_of=body.appeal_of, complaint_reasons=reasons, language=body.language,
-        subject=SubjectIdentity(email=body.email, name=name), channel=Channel.web,
+        appeal_of=body.appeal_of, complaint_reasons=body.complaint_reasons, language=body.language,
+        subject=SubjectIdentity(email=body.email, name=body.name), channel=Channel.web,
     )
     await _check_appeal_as_told_to_anyone(state, new)
     row, _ = await open_request(state, new, actor="subject", idempotency_key=idempotency_key,
                                 origin="subject")
     return row
-
-
-def _unreordered(text: str) -> str:
-    """What a subject wrote that staff read (their name, a correction, a complaint's reasons), kept
-    without Unicode's bidirectional embeddings, overrides and isolates, as the privacy mailbox
-    keeps a subject's mail (dsrflow/domain/inbound_mail.py). One left open makes what follows it
-    on the line read in another order, on the console and in the evidence pack (there, the
-    address after the name), and a correction compliance approved as they read it is not the one
-    written to the systems. Direction marks (LRM, RLM), which a name in Arabic or Hebrew may
-    carry, are kept."""
-    return DIRECTION_CONTROLS.sub("", text).strip()
 
 
 # What anyone is told of an appeal that cannot be opened (`_check_appeal_as_told_to_anyone`):
