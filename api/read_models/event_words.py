@@ -283,6 +283,11 @@ def _told_late(data: Mapping[str, Any], system: str | None) -> str:
             "for the task; the API recorded it but did not tell the task (it stopped, or lost Temporal)")
 
 
+def _asked(data: Mapping[str, Any], system: str | None) -> str | None:
+    """Which processor an e-mail asked (activities/connectors/manual_email.py), and to do what."""
+    return system and (f"{system}, to {action_words(data['action'])}" if data.get("action") else system)
+
+
 def status_words(status: str) -> str:
     return _STATUS_WORDS.get(status, status.replace("_", " "))
 
@@ -357,6 +362,14 @@ def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = N
         "deadline.extended": (f"{day_words(data.get('from'), language)} → {day_words(data.get('to'), language)}: "
                               f"{data.get('reason')}"),
         "task.retried": system, "task.resolved": system,
+        # Which processor, and what it answered: the lines read "Processor confirmed by e-mail link"
+        # alone, and the actor beside them is a code (`processor:email_marketing`).
+        "processor.asked": _asked(data, system), "processor.reminded": _asked(data, system),
+        "processor.confirmed": system, "processor_export.purged": system,
+        "processor.callback": system and f"{system}: {status_words(str(data.get('status')))}" + (
+            f", {data['results_count']} record(s)" if "results_count" in data else ""),
+        "processor.export_received": system and (f"{system}: it holds no data of the subject" if data.get("no_data")
+                                                 else f"{system}: {data.get('files')} file(s)"),
         **{f"erasure.deferred_{what}": system for what in ("submitted", "confirmed", "failed", "retried", "settled")},
         "step.failed": f"{step_words(data.get('step'), data.get('about'))}: {data.get('message')}",
         "step.resolved": f"{step_words(data.get('step'), data.get('about'))}: {data.get('resolution')}",

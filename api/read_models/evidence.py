@@ -14,25 +14,32 @@ from typing import Any
 
 import asyncpg
 
+# The response letter's own reading of a kept record's basis, so the pack states what the letter did.
+from activities.letter_outcome import _kept_texts as kept_texts
 from api.read_models.evidence_deadlines import complaint_target, deadlines, policy_defaults
 from api.read_models.evidence_decisions import decisions
-from api.read_models.evidence_names import Labels, labels, planned_policy
+from api.read_models.evidence_names import Labels, labels, planned_policy, version_policy
 from api.read_models.evidence_results import with_contents, with_history
 from api.read_models.inbox_queries import evidence_messages
 from dsrflow.crypto.hashing import subject_hash
 from dsrflow.domain.audit_verify import verify_request_chain
+from dsrflow.i18n import ENGLISH
 from dsrflow.stores.requests_store import get_request
+from policy.model import Policy
 from schemas.requests import without_complaint_reasons
 
 _VERIFICATION_EVENTS = ("verification.succeeded", "verification.failed", "verification.locked",
                         "verification.resent", "status.closed_unverified")
 
 
-def _request(row: dict[str, Any]) -> dict[str, Any]:
+def _request(row: dict[str, Any], events: list[dict[str, Any]]) -> dict[str, Any]:
+    opened = next((e for e in events if e["event_type"] == "request.created"), None)
     return {
         "id": str(row["id"]), "type": row["request_type"], "regime": row["regime"],
         "country": row["country"], "language": row["language"], "channel": row["channel"],
         "origin": row["origin"],
+        # Who recorded it (a phone call, a letter, an e-mail converted): the page named "staff" only.
+        "opened_by": opened["actor"] if opened else None,
         "status": row["status"], "details": without_complaint_reasons(row["details"]),
         # A complaint's reasons (UK GDPR, DPA 2018 s. 164A), as the subject wrote them: apart from
         # the details, which the console shows every role (api/console/request_page.py).
@@ -60,6 +67,17 @@ def _verification(row: dict[str, Any], events: list[dict[str, Any]],
     }
 
 
+def _as_told(kept: dict[str, Any], policy: Policy | None, regime: str) -> dict[str, str]:
+    """A kept record's basis and law as its response letter stated them, in the request's law
+    (activities/letter_outcome.py, in English): the record keeps them as the policy words them,
+    citing the GDPR, so a UK GDPR or VCDPA erasure's pack gave "Art. 17(3)(b) GDPR" beside a letter
+    that gave the UK GDPR's article, or none. A version no longer readable: as recorded."""
+    if policy is None:
+        return {"basis": kept["basis"], "law": kept["law"]}
+    basis, law = kept_texts(kept, policy, policy, ENGLISH, regime)
+    return {"basis": basis, "law": law}
+
+
 async def _holds(conn: asyncpg.Connection, row: dict[str, Any], secret: bytes,
                  tasks: list[dict[str, Any]]) -> dict[str, Any]:
     deferred = await conn.fetch(
@@ -80,7 +98,10 @@ async def _holds(conn: asyncpg.Connection, row: dict[str, Any], secret: bytes,
             ORDER BY system, dataset""",
         row["id"],
     )
-    legal = await conn.fetch(
+    # A legal-claims hold acts on erasures only (Art. 17(3)(e): activities/fanout.py): on any other
+    # request it kept nothing, and the pack, which goes to auditors, named the subject's other legal
+    # matters all the same (a hold's reason: "dispute over a support contract, claim 2026/17").
+    legal = [] if row["request_type"] != "erasure" else await conn.fetch(
         """SELECT id, systems, categories, basis, reason, review_date, placed_by, placed_at,
                   released_by, released_at
              FROM legal_holds
@@ -89,8 +110,11 @@ async def _holds(conn: asyncpg.Connection, row: dict[str, Any], secret: bytes,
             ORDER BY placed_at""",
         subject_hash(secret, row["subject_email"]), row["closed_at"], row["received_at"],
     )
+    # The basis and law of each kept record in the request's law, as its response letter gave them.
+    loaded = await version_policy(conn, row["policy_version"])
     return {
-        "kept_records": [kept for task in tasks for kept in task["kept_records"]],
+        "kept_records": [{**kept, "as_told": _as_told(kept, None if loaded is None else loaded.policy, row["regime"])}
+                         for task in tasks for kept in task["kept_records"]],
         "deferred_erasures": [dict(r) for r in deferred],
         "legal_claims_holds": [{**dict(r), "id": str(r["id"])} for r in legal],
     }
@@ -144,8 +168,7 @@ async def assemble_evidence(pool: asyncpg.Pool, request_id: str, *, secret: byte
         defaults = await policy_defaults(conn, row["policy_version"])
         target_days = await complaint_target(conn, row)
         built = with_contents(packages, events)
-        decided = await decisions(conn, row, events, letters, defaults.timezone,
-                                  kept=sum(k["records"] for k in holds["kept_records"]),
+        decided = await decisions(conn, row, events, letters, defaults.timezone, kept=holds["kept_records"],
                                   missing=built[0]["missing"] if built else {})
         named = await _labels(conn, row, None if plan is None else plan["plan"], tasks, confirmations, holds,
                               built, decided)
@@ -156,7 +179,7 @@ async def assemble_evidence(pool: asyncpg.Pool, request_id: str, *, secret: byte
             request_id)]
     return {
         "generated_at": datetime.now(UTC),
-        "request": _request(row),
+        "request": _request(row, events),
         "verification": _verification(row, events, letters),
         "deadlines": deadlines(row, events, letters, defaults, target_days),
         "decisions": decided,

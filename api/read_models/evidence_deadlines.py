@@ -47,10 +47,15 @@ _RULES: dict[str, str] = {
                  "(Regulation 1182/71, Art. 3(2)(c) and 3(4)). Extension: by two further months, to three months "
                  "from receipt by the same rules, the subject told with the reasons within the first month "
                  "(Art. 12(3) GDPR)",
-    Regime.uk_gdpr: "one month from the day of receipt or, where identity verification was asked for, from the day "
-                    "it was completed (Art. 12(3) UK GDPR; the ICO's guidance on the right of access); a Saturday, "
-                    "Sunday or bank holiday moves it to the next working day. Extension: by two further months, "
-                    "to three months from the same day, the subject told with the reasons within the first month "
+    # The ICO's guidance would let the month start once identity verification is completed, but
+    # the workflow computes the due date on receipt, before any verification (activities/lifecycle.py
+    # `prepare_request`): the pack said the month ran from the day it was completed, which no due
+    # date of a verified request matched. Counted from receipt, the date is never later than the law's.
+    Regime.uk_gdpr: "one month from the day of receipt (Art. 12(3) UK GDPR; the ICO's guidance on the right of "
+                    "access), counted from it even where identity verification was asked for: the guidance would "
+                    "let the month start on the day it was completed, and the earlier day is kept; a Saturday, "
+                    "Sunday or bank holiday moves it to the next working day. Extension: by two further months, to "
+                    "three months from receipt, the subject told with the reasons within the first month "
                     "(Art. 12(3) UK GDPR)",
     Regime.ccpa: _in_days(Regime.ccpa, "{days} calendar days from receipt ({provision}); receipt confirmed within "
                                        "10 business days (Cal. Code Regs. tit. 11, § 7021(a)). Extension: once, by "
@@ -166,11 +171,15 @@ def deadlines(row: dict[str, Any], events: list[dict[str, Any]], letters: list[d
     tz = defaults.timezone
     extension = next((e for e in events if e["event_type"] == "deadline.extended"), None)
     notice = next((letter for letter in letters if letter["purpose"] == "extension"), None)
+    # Where the law sets a date to acknowledge by (the CCPA's 10 business days, a UK complaint's 30
+    # days), whether the acknowledgement went by it: the pack gave the date alone.
+    acknowledged = next((letter["sent_at"] for letter in letters if letter["purpose"] == "acknowledgement"), None)
     closed_on = _local(row["closed_at"], tz)
     appeal = bool((row["details"] or {}).get("appeal_of"))
     calendar = country_of_law(row["regime"], defaults.country)
     return {
         "received_at": row["received_at"], "acknowledge_by": row["acknowledge_by"],
+        "acknowledged_at": acknowledged, "acknowledged_on_time": on_time(acknowledged, row["acknowledge_by"], tz),
         "due_date": row["due_date"], "extended_due_date": row["extended_due_date"],
         "current_due_date": row["current_due_date"], "extended": row["extended"],
         "basis": {

@@ -23,7 +23,7 @@ from typing import Any
 import asyncpg
 
 from api.read_models.evidence_deadlines import on_time
-from api.read_models.evidence_names import version_policy
+from api.read_models.evidence_names import WHOLE_SYSTEM, version_policy
 from dsrflow.domain.references import short_reference
 
 
@@ -70,15 +70,20 @@ def _refusal(events: list[dict[str, Any]], letters: list[dict[str, Any]]) -> dic
     return None
 
 
-def _in_part(events: list[dict[str, Any]], letters: list[dict[str, Any]], kept: int,
+def _in_part(events: list[dict[str, Any]], letters: list[dict[str, Any]], kept: list[dict[str, Any]],
              missing: dict[str, str]) -> dict[str, Any] | None:
     """The response letter, where it refused in part (its `letter.sent` event says so, as the
-    letter activity decided: activities/letter_refusals.py `refuses_in_part`): what it kept back."""
+    letter activity decided: activities/letter_refusals.py `refuses_in_part`): what it kept back.
+    A processor kept whole under a hold (dataset `all`) is one "record" in the trail, whatever it
+    holds: it is named apart (`kept_whole`), as its letter names "your data in" it, not counted
+    among the records (the section said "6 record(s)" for five records and a processor's data)."""
     refused = next((e for e in events if e["event_type"] == "letter.sent" and e["data"].get("purpose") == "response"
                     and e["data"].get("refusal")), None)
     if refused is None:
         return None
-    return {"letter_sent_at": _told(letters, "response"), "kept_records": kept, "missing": missing}
+    return {"letter_sent_at": _told(letters, "response"),
+            "kept_records": sum(k["records"] for k in kept if k["dataset"] != WHOLE_SYSTEM),
+            "kept_whole": sorted({k["system"] for k in kept if k["dataset"] == WHOLE_SYSTEM}), "missing": missing}
 
 
 def _interruptions(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -173,11 +178,11 @@ def _objection(row: dict[str, Any], decided: dict[str, Any], letters: list[dict[
 
 
 async def decisions(conn: asyncpg.Connection, row: dict[str, Any], events: list[dict[str, Any]],
-                    letters: list[dict[str, Any]], timezone: str, *, kept: int,
+                    letters: list[dict[str, Any]], timezone: str, *, kept: list[dict[str, Any]],
                     missing: dict[str, str]) -> dict[str, Any]:
     """The decisions section of the pack (see the module's docstring); `timezone` the controller's
-    under the request's policy version; `kept` the records holds kept, `missing` the processors'
-    exports a package lacks."""
+    under the request's policy version; `kept` what holds kept (the pack's `holds.kept_records`),
+    `missing` the processors' exports a package lacks."""
     approved, reviewed = _first(events, "approval.granted"), _first(events, "package.reviewed")
     decided = _first(events, "objection.decided")
     restriction = await conn.fetchrow(
