@@ -1,8 +1,8 @@
 """A hostile member of staff, with fresh eyes, where tests/test_attack_staff.py and
 tests/test_attack_staff_credentials.py do not reach: the console's own idempotency keys sent over
 REST, a dismissal's reason other staff read, words of the address in a signed refusal, a resend
-pressed twice (docs/security.md, "Staff against their own console, in depth"). The real app, PostgreSQL and
-Temporal."""
+pressed twice, a package downloaded again (docs/security.md, "In depth: keys, texts, refusals,
+resends and downloads"). The real app, PostgreSQL and Temporal."""
 
 from __future__ import annotations
 
@@ -107,3 +107,20 @@ async def test_a_resend_pressed_again_sends_no_second_code(http, pool, mail_sink
         return len(letters_for(mail_sink, rid, "verification")) >= 2
     await eventually(the_new_code_went, timeout=30)
     assert len(letters_for(mail_sink, rid, "verification")) == 2
+
+
+async def test_every_download_of_a_subjects_package_is_on_record(http, pool, mail_sink):
+    """A compliance officer downloads a subject's package for review, then again (months later,
+    the request long answered): only the first was recorded, the audit event's key being one per
+    member of staff and package, so a copy of the subject's data taken later left no trace though
+    the endpoint said each download is audited. Now each is its own `package.reviewed`."""
+    rid = (await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
+        "type": "access", "subject": {"email": unique_email("downloaded")}, "identity_attested": True})).json()["id"]
+    await wait_for_letter(mail_sink, rid, "response", timeout=60)  # the package is built and sent
+    compliance = await staff_headers(pool, "compliance")
+    for _ in range(2):
+        review = await http.get(f"/v1/requests/{rid}/package", headers=compliance)
+        assert review.status_code == 200 and review.headers["content-type"] == "application/zip", review.text
+    reviewed = await pool.fetch("SELECT actor FROM audit_events WHERE request_id = $1::uuid "
+                                "AND event_type = 'package.reviewed'", rid)
+    assert len(reviewed) == 2 and reviewed[0]["actor"] == reviewed[1]["actor"], reviewed

@@ -4,6 +4,7 @@ request (one endpoint per action of api/staff_actions.py)."""
 from __future__ import annotations
 
 import inspect
+import uuid
 from collections.abc import Callable
 from functools import partial
 from typing import Annotated, Any
@@ -79,15 +80,18 @@ async def package(staff: Annotated[Staff, require_role("compliance")], request_i
     approval. Each download is audited (`package.reviewed`)."""
     row = await get_request(pool, request_id)
     found = row and await pool.fetchrow(
-        "SELECT id, kind, path, purged_at, purge_reason FROM packages WHERE request_id = $1 ORDER BY created_at DESC LIMIT 1",
+        "SELECT id, request_id, kind, path, purged_at, purge_reason FROM packages WHERE request_id = $1 "
+        "ORDER BY created_at DESC LIMIT 1",
         row["id"])
     if not found:
         raise Problem(404, "Not found", f"no package for request {request_id}")
     if found["purged_at"] is not None:
         raise Problem(410, "Package deleted", f"the package's file was deleted ({found['purge_reason']}) on "
                       f"{found['purged_at']:%Y-%m-%d}; the audit trail records it")
+    # A key of its own per download: keyed by token and package, only a member of staff's first
+    # download was recorded, and one months later (the request long answered) left no trace.
     async with pool.acquire() as conn:
-        await append_event(conn, event_key=f"{request_id}:reviewed:{found['id']}:{staff.token_id}",
+        await append_event(conn, event_key=f"{found['request_id']}:reviewed:{found['id']}:{uuid.uuid4()}",
                            request_id=request_id, event_type="package.reviewed", actor=staff.actor,
                            data={"package_id": str(found["id"])})
     chunks = read_package(state.storage.blocks(found["path"]), load_secret_key(state.settings), str(found["id"]))
