@@ -13,6 +13,8 @@ path: what it says in one path only that the request's own records, or its lette
 
 - The pack of any request named every legal-claims hold on its subject, with its reason, though
   a hold acts on erasures only: personal data an auditor of an access request had no need of.
+- A request denied or cancelled part-way read "closed unanswered" though systems had erased the
+  subject's data by then, which its closing letter told the subject.
 - The pack also says who opened a request staff took down, whether a CCPA acknowledgement went by
   its date, which processor each processor event is about, the day a statute's kept records are
   erased from (it said "after" that day), and, on the page, the e-mails received.
@@ -240,3 +242,27 @@ async def test_a_legal_claims_hold_is_in_the_pack_of_an_erasure_only(http, pool,
     assert "Dispute over a support contract" not in await _page(http, pool, access)
     (hold,) = (await _pack(http, pool, erasure))["holds"]["legal_claims_holds"]
     assert hold["reason"] == "Dispute over a support contract, claim 2026/17"
+
+
+async def test_a_request_closed_part_way_says_what_the_systems_had_done_by_then(http, pool, settings):
+    """Closing undoes nothing: its letter tells the subject which systems had acted and which were
+    still at work (workflows/refusals.py `_done_so_far`); the pack said only "closed unanswered"."""
+    rid = await stored_request(pool, settings, "depth-cancelled", type_="erasure")
+    task = {"action": "erase", "found": 3, "kept": 0, "message": None}
+    async with pool.acquire() as conn:
+        for n, (kind, actor, data) in enumerate((
+                ("task.done", "workflow", {**task, "system": "crm", "changed": 3}),
+                ("task.done", "workflow", {**task, "system": "billing", "changed": 0}),
+                ("task.pending", "workflow", {**task, "system": "surveys", "changed": 0}),
+                ("status.cancelled", "compliance:depth", {"reason": "Closed after review", "withdrawn_by_subject": False}),
+                # The processor confirms after the request closed: not what the letter could say.
+                ("task.done", "workflow", {**task, "system": "surveys", "changed": 2}))):
+            await append_event(conn, event_key=f"{rid}:depth:{n}", request_id=rid, event_type=kind, actor=actor,
+                               data=data)
+
+    refusal = (await _pack(http, pool, rid))["decisions"]["refusal"]
+
+    assert (refusal["kind"], refusal["acted_in"], refusal["asked_in"]) == ("cancellation", ["crm"], ["surveys"])
+    decisions = section(await _page(http, pool, rid), "Decisions", "Plan")
+    assert "When it was closed, crm had already acted on it (see Results): closing it undid nothing; surveys had " \
+           "been asked and had not yet answered, and may still act" in decisions, decisions

@@ -44,6 +44,21 @@ def _told(letters: list[dict[str, Any]], purpose: str) -> Any:
     return letter["sent_at"] if letter else None
 
 
+def _so_far(events: list[dict[str, Any]], closing: dict[str, Any]) -> dict[str, list[str]]:
+    """What the systems had done when staff closed the request, as its closing letter tells the
+    subject (workflows/refusals.py `_done_so_far`): those whose task had changed something, and
+    those asked and still at work, which may still act. Closing undoes neither: the pack said only
+    "closed unanswered" of a request whose erasure had gone through four systems."""
+    last: dict[str, dict[str, Any]] = {}
+    for e in events:
+        if e["seq"] < closing["seq"] and e["event_type"].startswith("task.") and e["data"].get("system") \
+                and e["event_type"] not in ("task.retried", "task.resolved"):
+            last[e["data"]["system"]] = e
+    return {"acted_in": sorted(s for s, e in last.items()
+                               if e["event_type"] == "task.done" and e["data"].get("changed")),
+            "asked_in": sorted(s for s, e in last.items() if e["event_type"] == "task.pending")}
+
+
 def _refusal(events: list[dict[str, Any]], letters: list[dict[str, Any]]) -> dict[str, Any] | None:
     """A denial, a request closed because the subject never confirmed their identity, or a
     cancellation that was not the subject's own withdrawal (each a refusal, Art. 12(4)): its
@@ -54,7 +69,7 @@ def _refusal(events: list[dict[str, Any]], letters: list[dict[str, Any]]) -> dic
         return {"kind": "denial", "at": denied["occurred_at"], "by": denied["actor"],
                 # The explanation, in events since 2026-12-04 (before, the letter alone held it).
                 "ground": denied["data"].get("reason_code"), "reason": denied["data"].get("explanation"),
-                "withdrawn_by_subject": False,
+                "withdrawn_by_subject": False, **_so_far(events, denied),
                 "letter_sent_at": _told(letters, "denial")}
     if unverified:
         # The workflow closes it when the verification window ends (`expired_at`), no one decides.
@@ -66,6 +81,7 @@ def _refusal(events: list[dict[str, Any]], letters: list[dict[str, Any]]) -> dic
         return {"kind": "cancellation", "at": cancelled["occurred_at"], "by": cancelled["actor"], "ground": None,
                 "reason": cancelled["data"].get("reason"),
                 "withdrawn_by_subject": bool(cancelled["data"].get("withdrawn_by_subject")),
+                **_so_far(events, cancelled),
                 "letter_sent_at": _told(letters, "cancellation")}
     return None
 
