@@ -8,6 +8,7 @@ SDK processes can crash at interpreter exit (sdk-python issue 300).
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import socket
@@ -92,8 +93,12 @@ def api() -> None:
     refuse_unsafe_production(settings)
     refuse_unread_variables(settings)
     setup_tracing(settings, "dsrflow-api")  # before the app: it instruments it (docs/observability.md)
+    application = create_app(settings)
+    # What start-up built (modules, routes, pydantic's validators, the policy) lives as long as the
+    # process: frozen out of the collector's generations, as the worker's is (workers/dsr_worker.py).
+    gc.freeze()
     try:
-        uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port,
+        uvicorn.run(application, host=settings.api_host, port=settings.api_port,
                     loop=uvicorn_loop(settings), log_config=None, access_log=False)
     finally:
         shutdown_tracing()  # main() ends with os._exit: the exporter's own exit hook never runs
