@@ -1,5 +1,5 @@
-"""Activities of a request's life: registration with deadlines, status changes, events and the
-extension."""
+"""Activities of a request's life: registration with deadlines, the UK GDPR clock restarted at
+identity verification, status changes, events and the extension."""
 
 from __future__ import annotations
 
@@ -12,14 +12,17 @@ from temporalio import activity
 
 from activities.context import ActivityContext
 from dsrflow.domain.audit import append_event
-from dsrflow.domain.deadlines import compute_deadline, receipt_date
+from dsrflow.domain.deadlines import Deadline, compute_deadline, receipt_date
 from dsrflow.infra.failpoints import failpoint
 from dsrflow.infra.metrics import verification_event
 from dsrflow.infra.writes import Write
 from dsrflow.stores.kept_copies import purge_subject_copies
 from dsrflow.stores.requests_store import get_request, set_status
+from policy.model import Policy
 from schemas.requests import RequestType
 from schemas.steps import TroubleRecord
+from schemas.verification_clock import ClockStarted, VerifiedAt
+from schemas.vocabulary import Regime
 from schemas.workflow import (
     Checkpoints,
     EventRecord,
@@ -45,6 +48,26 @@ def deadline_checkpoints(due: date, timezone: str, warning_days: tuple[int, ...]
     )
 
 
+def _deadline(row: dict[str, Any], policy: Policy, verified: date | None = None) -> Deadline:
+    """The request's deadlines, counted from receipt (and, under the UK GDPR, from `verified`,
+    the controller-local day its identity was verified, if later)."""
+    return compute_deadline(
+        row["regime"], receipt_date(row["received_at"], policy.defaults.timezone),
+        # The controller's calendar, never the subject's country (Reg. 1182/71 Art. 2(1)): the
+        # subject's country is only a fact about them, and any valid code may arrive.
+        establishment=policy.defaults.country if row["regime"] == "gdpr" else None,
+        verified=verified,
+        # An appeal has its own statutory period (dsrflow/domain/appeals.py); a UK complaint, the
+        # target of the request's policy version (remedies.uk_gdpr.appeal.answer_days).
+        appeal=_is_appeal(row),
+        target_days=policy.complaint_days(row["regime"]),
+    )
+
+
+def _is_appeal(row: dict[str, Any]) -> bool:
+    return bool((row["details"] or {}).get("appeal_of"))
+
+
 class LifecycleActivities:
     def __init__(self, ctx: ActivityContext) -> None:
         self.ctx = ctx
@@ -62,16 +85,7 @@ class LifecycleActivities:
             row = await self._row(conn, start.request_id)
             policy = (await self.ctx.policy(start.policy_version)).policy
             tz = policy.defaults.timezone
-            # The controller's calendar, never the subject's country (Reg. 1182/71 Art. 2(1)):
-            # the subject's country is only a fact about them, and any valid code may arrive.
-            deadline = compute_deadline(
-                row["regime"], receipt_date(row["received_at"], tz),
-                establishment=policy.defaults.country if row["regime"] == "gdpr" else None,
-                # An appeal has its own statutory period (dsrflow/domain/appeals.py); a UK complaint,
-                # the target of the request's policy version (remedies.uk_gdpr.appeal.answer_days).
-                appeal=bool((row["details"] or {}).get("appeal_of")),
-                target_days=policy.complaint_days(row["regime"]),
-            )
+            deadline = _deadline(row, policy)
             current = row["current_due_date"] or deadline.due_date
             await append_event(
                 conn, event_key=f"{start.request_id}:received", request_id=start.request_id,
@@ -105,6 +119,44 @@ class LifecycleActivities:
             approval_required=policy.approval_required(
                 RequestType(row["request_type"]), row["attested_by"] is not None and row["origin"] == "staff"),
         )
+
+    @activity.defn(name="start_clock_at_verification")
+    async def start_clock_at_verification(self, verified: VerifiedAt) -> ClockStarted | None:
+        """UK GDPR: the month to answer starts on the controller-local day the identity was verified
+        by code (DESIGN.md, Deadlines; the ICO's guidance on the right of access). The due date and
+        extended due date counted from that day replace those counted from receipt, with the current
+        one (the extended date if staff extended already), and the start is audited once
+        (`deadline.clock_started`: the days and both dates). None where the clock does not move: any
+        other regime (GDPR Art. 12(3) runs from receipt whatever verification takes) and a UK
+        complaint to us (DPA 2018 s. 164A counts from its receipt). A retry computes the same dates
+        from the same two days and writes them again; the event is keyed by the request."""
+        async with self.ctx.pool.acquire() as conn:
+            row = await self._row(conn, verified.request_id)
+            if row["regime"] != Regime.uk_gdpr or _is_appeal(row):
+                return None
+            policy = (await self.ctx.policy(verified.policy_version)).policy
+            tz = policy.defaults.timezone
+            day = receipt_date(verified.verified_at, tz)
+            at_receipt, deadline = _deadline(row, policy), _deadline(row, policy, verified=day)
+            await append_event(
+                conn, event_key=f"{verified.request_id}:clock-started", request_id=verified.request_id,
+                event_type="deadline.clock_started", actor="workflow",
+                data={"received_on": at_receipt.clock_start.isoformat(), "verified_on": day.isoformat(),
+                      "clock_start": deadline.clock_start.isoformat(),
+                      "from": at_receipt.due_date.isoformat(), "to": deadline.due_date.isoformat(),
+                      "extended_from": at_receipt.extended_due_date.isoformat(),
+                      "extended_to": deadline.extended_due_date.isoformat()},
+                along=[Write("""UPDATE dsr_requests SET due_date = $2, extended_due_date = $3,
+                                    current_due_date = CASE WHEN extended THEN $3::date ELSE $2::date END,
+                                    updated_at = now()
+                                WHERE id = $1""",
+                             (verified.request_id, deadline.due_date, deadline.extended_due_date))],
+            )
+        warnings = policy.deadline_warnings_days
+        return ClockStarted(clock_start=deadline.clock_start, due_date=deadline.due_date,
+                            extended_due_date=deadline.extended_due_date,
+                            due=deadline_checkpoints(deadline.due_date, tz, warnings),
+                            extended=deadline_checkpoints(deadline.extended_due_date, tz, warnings))
 
     @activity.defn(name="transition")
     async def transition(self, change: Transition) -> None:

@@ -2,8 +2,10 @@
 path: what it says in one path only that the request's own records, or its letters, contradict.
 
 - A UK GDPR request's deadline rule said the month ran "from the day [identity verification] was
-  completed", but the workflow computes every due date on receipt (activities/lifecycle.py
+  completed", but the workflow computed every due date on receipt (activities/lifecycle.py
   `prepare_request`): the due date of a request verified later matched no rule the pack stated.
+  Now the workflow counts it again from that day (workflows/verification_clock.py) and the pack
+  says when the month started, and why (tests/test_uk_clock.py for a verified request).
 - What an erasure kept was given the basis the policy words it in, citing the GDPR, under every law:
   a UK GDPR or VCDPA erasure's pack said "Art. 17(3)(b) GDPR" where its response letter gave the
   UK GDPR's article, or none.
@@ -57,15 +59,17 @@ async def _pack(http, pool, rid: str) -> dict:
     return (await http.get(f"/v1/requests/{rid}/evidence", headers=await staff_headers(pool))).json()
 
 
-async def test_a_uk_requests_deadline_rule_counts_from_receipt_as_its_due_date_does(http, pool, settings):
+async def test_a_uk_requests_deadline_rule_is_the_one_its_due_date_follows(http, pool, settings):
     rid = await stored_request(pool, settings, "depth-uk", type_="access", regime="uk_gdpr")
 
-    rule = section(await _page(http, pool, rid), "Deadlines", "Decisions").split("How they are computed ", 1)[1]
+    deadlines = section(await _page(http, pool, rid), "Deadlines", "Decisions")
+    rule = deadlines.split("How they are computed ", 1)[1]
 
-    assert "from the day it was completed" not in rule and "to three months from the same day" not in rule, rule
-    assert "one month from the day of receipt (Art. 12(3) UK GDPR; the ICO's guidance on the right of access), " \
-           "counted from it even where identity verification was asked for" in rule, rule
-    assert "three months from receipt" in rule
+    assert "one month from the day of receipt or, where we asked the subject to verify their identity, from the " \
+           "day they completed it (Art. 12(3) UK GDPR; the ICO's guidance on the right of access)" in rule, rule
+    assert "to three months from the same day" in rule
+    # Attested at intake: verified at receipt, so the month ran from it.
+    assert "Month started" in deadlines and "staff attested the subject's identity" in deadlines, deadlines
 
 
 async def _erasure_that_kept(pool, settings, regime: str, *, processor_whole: bool = False) -> str:

@@ -35,6 +35,7 @@ from schemas.request_start import StartSweepInput, StartSweepReport
 from schemas.restrictions import LiftAnnounced, LiftCarriedOut, LiftSchedule, RestrictionInForce
 from schemas.retention import RetentionReport, RetentionSweepInput
 from schemas.steps import TroubleRecord
+from schemas.verification_clock import ClockStarted, VerifiedAt
 from schemas.workflow import (
     Challenge,
     EventRecord,
@@ -83,6 +84,27 @@ class FakeActivities(FakeWorld):
             expires_after_days=policy.verification.expires_after_days,
             approval_required=spec.approval_required,
         )
+
+    @activity.defn(name="start_clock_at_verification")
+    async def start_clock_at_verification(self, verified: VerifiedAt) -> ClockStarted | None:
+        """A UK request's dates counted from the controller-local day of its verification, audited
+        once; None under any other law."""
+        self._maybe_fail("start_clock_at_verification", verified)
+        spec = self.specs[verified.request_id]
+        if spec.regime != "uk_gdpr":
+            return None
+        assert spec.received_at is not None
+        policy = SHIPPED.policy
+        tz, warnings = policy.defaults.timezone, policy.deadline_warnings_days
+        deadline = compute_deadline(spec.regime, receipt_date(spec.received_at, tz),
+                                    verified=receipt_date(verified.verified_at, tz))
+        if self._first("event", verified.request_id, "clock-started"):
+            self.events.append(EventRecord(request_id=verified.request_id, event_type="deadline.clock_started",
+                                           event_key="clock-started", data={"to": deadline.due_date.isoformat()}))
+        return ClockStarted(clock_start=deadline.clock_start, due_date=deadline.due_date,
+                            extended_due_date=deadline.extended_due_date,
+                            due=deadline_checkpoints(deadline.due_date, tz, warnings),
+                            extended=deadline_checkpoints(deadline.extended_due_date, tz, warnings))
 
     @activity.defn(name="transition")
     async def transition(self, change: Transition) -> None:
@@ -265,7 +287,7 @@ class FakeActivities(FakeWorld):
         return StartSweepReport()
 
     def all(self) -> list[Callable[..., Any]]:
-        return [self.prepare_request, self.transition, self.record_event, self.apply_extension,
+        return [self.prepare_request, self.start_clock_at_verification, self.transition, self.record_event, self.apply_extension,
                 self.record_step_trouble, self.send_letter, self.settle_skipped_letter, self.issue_verification,
                 self.settle_verification_round, self.plan_request,
                 self.run_system_action, self.poll_system_action, self.record_task_result, self.build_package,

@@ -79,7 +79,7 @@ def build_activities(ctx: ActivityContext) -> list[Any]:
     anchors = AuditAnchorActivities(ctx)
     start_sweep = RequestStartSweepActivities(ctx)
     return [
-        lifecycle.prepare_request, lifecycle.transition, lifecycle.record_event,
+        lifecycle.prepare_request, lifecycle.start_clock_at_verification, lifecycle.transition, lifecycle.record_event,
         lifecycle.apply_extension, lifecycle.record_step_trouble, letters.send_letter, letters.settle_skipped_letter,
         verification.issue_verification,
         verification.settle_verification_round,

@@ -1,6 +1,10 @@
 """The deadline watch beside a request's workflow: staff warnings before the current due date,
 the overdue flag when it passes and, for as long as the request then stays open, a reminder to
-staff each day (OVERDUE_REMINDERS); recomputed when the deadline is extended.
+staff each day (OVERDUE_REMINDERS); recomputed when the due date moves: an extension, or a UK
+request's clock started again at identity verification (workflows/verification_clock.py). A
+warning is sent once per due date; the new date's go as its own, and an overdue flag of a date
+the clock moved past is lifted (a back-dated request verified after its receipt's due date).
+Before, only an extension woke it: a moved date was warned of at the old one's times.
 
 Deterministic like the workflow that owns it: its timers and activities are the workflow's own
 commands, in the order the workflow has always issued them.
@@ -20,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any, Protocol
 
 from temporalio import workflow
@@ -80,8 +84,10 @@ class WatchedRequest(StepSupervisor, Protocol):
 
 class DeadlineWatch:
     def __init__(self) -> None:
-        self.warnings_sent: set[tuple[bool, int]] = set()  # (extended?, days before due)
-        self.overdue = False
+        # (extended?, due date, days before it): older histories' dates never moved, so keyed as
+        # they were by (extended?, days).
+        self.warnings_sent: set[tuple[bool, date, int]] = set()
+        self.overdue_on: date | None = None  # the due date it went past
         self.troubles = StepTroubles(prefix=WATCH_TROUBLE)
         self.attention_after = timedelta(minutes=15)
         self._request: WatchedRequest | None = None
@@ -102,26 +108,30 @@ class DeadlineWatch:
     async def _watch(self, request: WatchedRequest) -> None:
         while not request.closed:
             checkpoints = request.current_checkpoints()
+            if self.overdue_on not in (None, checkpoints.due_date):
+                self.overdue_on = None  # its due date moved past it (the clock started at verification)
             pending = [
                 (days, at) for days, at in checkpoints.warnings
-                if (request.extended, days) not in self.warnings_sent
+                if (request.extended, checkpoints.due_date, days) not in self.warnings_sent
             ]
             if pending:
                 days, at = min(pending, key=lambda p: p[1])
             elif not self.overdue:
                 days, at = 0, checkpoints.overdue_at
             else:
-                # Past the due date, which no extension moves any more (workflows/extension.py).
+                # Past the due date, which no extension moves any more (workflows/extension.py); a
+                # back-dated UK request's verification may (workflows/verification_clock.py).
                 if workflow.patched(OVERDUE_REMINDERS):
                     await self._remind_while_overdue(request, checkpoints)
-                else:
-                    await workflow.wait_condition(lambda: request.closed)
+                    continue  # closed, or the due date moved
+                await workflow.wait_condition(lambda: request.closed)
                 return
-            extended_now = request.extended
+            extended_now, due_now = request.extended, checkpoints.due_date
             delay = at - workflow.now()
 
-            def moved(extended_now: bool = extended_now) -> bool:
-                return request.closed or request.extended != extended_now
+            def moved(extended_now: bool = extended_now, due_now: date = due_now) -> bool:
+                return (request.closed or request.extended != extended_now
+                        or request.current_checkpoints().due_date != due_now)
 
             if delay > timedelta(0):
                 try:
@@ -134,9 +144,9 @@ class DeadlineWatch:
     async def _deadline_event(self, request: WatchedRequest, days: int, checkpoints: Checkpoints) -> None:
         kind = warning_alert_kind(days)
         if days:
-            self.warnings_sent.add((request.extended, days))
+            self.warnings_sent.add((request.extended, checkpoints.due_date, days))
         else:
-            self.overdue = True
+            self.overdue_on = checkpoints.due_date
         key = f"{kind}:{checkpoints.due_date.isoformat()}"
         await run_step("record_event", event_record(
             request.request_id, f"deadline.{kind}", key,
@@ -148,14 +158,19 @@ class DeadlineWatch:
     async def _remind_while_overdue(self, request: WatchedRequest, checkpoints: Checkpoints) -> None:
         """One staff alert each day the request stays open past its due date, saying how late it
         is and what holds it back; keyed by the day, so a step run again sends it once. After a
-        worker away for days, only the current day's goes."""
+        worker away for days, only the current day's goes. Until closed or the due date moves (an
+        extension is refused by then: only the clock started at verification moves it)."""
         first = checkpoints.overdue_at + REMIND_AT  # the morning the due date has passed
+
+        def over() -> bool:
+            return request.closed or request.current_checkpoints().due_date != checkpoints.due_date
+
         late = 2  # days since the due date: the overdue alert went on the first, at its midnight
-        while not request.closed:
+        while not over():
             delay = first + REMIND_EVERY * (late - 1) - workflow.now()
             if delay > timedelta(0):
                 try:
-                    await workflow.wait_condition(lambda: request.closed, timeout=delay)
+                    await workflow.wait_condition(over, timeout=delay)
                     return
                 except TimeoutError:
                     pass
@@ -216,8 +231,12 @@ class DeadlineWatch:
         else:
             await self.troubles.recovered(request.request_id)
 
+    @property
+    def overdue(self) -> bool:
+        return self.overdue_on is not None
+
     def days_sent(self) -> list[int]:
-        return sorted({days for _, days in self.warnings_sent})
+        return sorted({days for _, _, days in self.warnings_sent})
 
 
 def watch_facts(request: WatchedRequest) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """DataSubjectRequestWorkflow: one durable workflow per data-subject request.
 
-received -> acknowledged -> identity verified (unless attested) -> plan -> execute ->
+received -> acknowledged -> identity verified (unless attested; UK GDPR: the dates then counted
+from that day, workflows/verification_clock.py) -> plan -> execute ->
 [compliance approval, where the policy asks for it] -> respond, with a deadline watch running
 beside it (workflows/deadline_watch.py) and staff updates (extend, deny, cancel, approve, resend
 verification) answered at any time. Identity verification lives in workflows/verification.py; a
@@ -56,6 +57,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.step_trouble import StepTroubles
     from workflows.task_fanout import RETRIES_BEFORE_END, SystemTasks
     from workflows.verification import IdentityVerification
+    from workflows.verification_clock import clock_from_verification
 
 # workflow.patched ids: requests started before a change replay the old way.
 APPROVAL_GATE = "approval-gate"
@@ -153,6 +155,11 @@ class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals, Extens
         expired_at = await self._verification.run(self.request_id, self._require_facts(), lambda: self.closed)
         if expired_at is not None:
             await self._close_unverified(expired_at)
+        elif self._verification.verified_at is not None and not self.closed:
+            # UK GDPR: the month runs from the day of verification (workflows/verification_clock.py);
+            # the watch and the search attribute (`_process`'s status) follow the new dates.
+            self._facts = await clock_from_verification(self._require_facts(), self._policy_version,
+                                                        self._verification.verified_at)
 
     async def _close_unverified(self, expired_at: datetime) -> None:
         self._set_status(RequestStatus.closed_unverified, "identity not verified in time")

@@ -8,6 +8,9 @@ day after its due date (23:30 UTC on the due date) read as answered on time.
 
 Each rule cites the law's provision (a UK complaint's, s. 164A, with our target for its outcome), and the
 calendar is named only where its holidays count: the US state laws and the LGPD count plain days.
+A UK request's pack also says when its month started and why (`basis.clock`): the day its identity
+was verified by code, with the dates counted from receipt that it replaced (the workflow's
+`deadline.clock_started` event, workflows/verification_clock.py), or receipt, and why.
 """
 
 from __future__ import annotations
@@ -47,16 +50,13 @@ _RULES: dict[str, str] = {
                  "(Regulation 1182/71, Art. 3(2)(c) and 3(4)). Extension: by two further months, to three months "
                  "from receipt by the same rules, the subject told with the reasons within the first month "
                  "(Art. 12(3) GDPR)",
-    # The ICO's guidance would let the month start once identity verification is completed, but
-    # the workflow computes the due date on receipt, before any verification (activities/lifecycle.py
-    # `prepare_request`): the pack said the month ran from the day it was completed, which no due
-    # date of a verified request matched. Counted from receipt, the date is never later than the law's.
-    Regime.uk_gdpr: "one month from the day of receipt (Art. 12(3) UK GDPR; the ICO's guidance on the right of "
-                    "access), counted from it even where identity verification was asked for: the guidance would "
-                    "let the month start on the day it was completed, and the earlier day is kept; a Saturday, "
-                    "Sunday or bank holiday moves it to the next working day. Extension: by two further months, to "
-                    "three months from receipt, the subject told with the reasons within the first month "
-                    "(Art. 12(3) UK GDPR)",
+    # As the workflow applies it (workflows/verification_clock.py): counted from receipt, then from
+    # the day the subject verified by code. Where and why it started is `basis.clock`.
+    Regime.uk_gdpr: "one month from the day of receipt or, where we asked the subject to verify their identity, "
+                    "from the day they completed it (Art. 12(3) UK GDPR; the ICO's guidance on the right of "
+                    "access); a Saturday, Sunday or bank holiday moves it to the next working day. Extension: by "
+                    "two further months, to three months from the same day, the subject told with the reasons "
+                    "within the first month (Art. 12(3) UK GDPR)",
     Regime.ccpa: _in_days(Regime.ccpa, "{days} calendar days from receipt ({provision}); receipt confirmed within "
                                        "10 business days (Cal. Code Regs. tit. 11, § 7021(a)). Extension: once, by "
                                        "{further} days ({all} in all), the subject told within the first {days} "
@@ -163,6 +163,28 @@ def on_time(moment: datetime | None, due: date | None, timezone: str) -> bool | 
     return None if day is None or due is None else day <= due
 
 
+CLOCK_STARTED = "deadline.clock_started"  # activities/lifecycle.py `start_clock_at_verification`
+
+
+def _clock(row: dict[str, Any], events: list[dict[str, Any]], timezone: str, appeal: bool) -> dict[str, Any] | None:
+    """When a UK request's month started, and why (`because`): `identity_verified` (with the days
+    and the dates counted from receipt it replaced), or on receipt: `identity_attested` (staff
+    attested it, so it was verified at receipt), `identity_not_verified` (not yet, or never: the
+    month then runs from receipt), `counted_from_receipt` (verified by a workflow older than the
+    rule, which kept the earlier dates). None under another law, and for a complaint to us (its
+    days run from its own receipt, s. 164A)."""
+    if row["regime"] != Regime.uk_gdpr or appeal:
+        return None
+    started = next((e["data"] for e in events if e["event_type"] == CLOCK_STARTED), None)
+    if started is not None:
+        return {"start": _day(started["clock_start"]), "because": "identity_verified",
+                "verified_on": _day(started["verified_on"]),
+                **{key: _day(started[key]) for key in ("from", "to", "extended_from", "extended_to")}}
+    because = ("identity_attested" if row["attested_by"] else "counted_from_receipt" if row["verified_at"]
+               else "identity_not_verified")
+    return {"start": _local(row["received_at"], timezone), "because": because}
+
+
 def deadlines(row: dict[str, Any], events: list[dict[str, Any]], letters: list[dict[str, Any]],
               defaults: Defaults, target_days: int | None = None) -> dict[str, Any]:
     """The deadlines section: the dates, their basis, the extension and when the subject was
@@ -186,6 +208,7 @@ def deadlines(row: dict[str, Any], events: list[dict[str, Any]], letters: list[d
             "timezone": tz, "received_on": _local(row["received_at"], tz),
             "calendar": calendar, "holidays": _holidays(row["regime"], calendar, appeal),
             "appeal": appeal, "rule": _rule(row["regime"], appeal, target_days),
+            "clock": _clock(row, events, tz, appeal),
         },
         "extension": None if extension is None else {
             "at": extension["occurred_at"], "by": extension["actor"], "reason": extension["data"].get("reason"),
@@ -194,7 +217,8 @@ def deadlines(row: dict[str, Any], events: list[dict[str, Any]], letters: list[d
             "subject_told_at": notice["sent_at"] if notice else None,
             "told_before_due_date": on_time(notice["sent_at"] if notice else None, row["due_date"], tz)},
         "alerts": [{"at": e["occurred_at"], "event": e["event_type"], "due_date": _day(e["data"].get("due_date"))}
-                   for e in events if e["event_type"].startswith("deadline.") and e is not extension],
+                   for e in events if e["event_type"].startswith("deadline.") and e is not extension
+                   and e["event_type"] != CLOCK_STARTED],
         "closed_on": closed_on,
         "answered_on_time": on_time(row["closed_at"], row["current_due_date"], tz),
         # Still open past its due date (a task waiting for staff holds the response back): the
