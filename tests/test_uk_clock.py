@@ -21,7 +21,7 @@ import pytest
 from activities.lifecycle import LifecycleActivities
 from api.read_models.evidence_deadlines import deadlines, policy_defaults
 from dsrflow.crypto.keys import load_secret_key
-from dsrflow.domain.deadlines import compute_deadline
+from dsrflow.domain.deadlines import compute_deadline, receipt_date
 from dsrflow.i18n import long_date
 from dsrflow.stores.requests_store import create_request
 from policy.model import load_policy, parse_policy
@@ -30,6 +30,8 @@ from schemas.verification_clock import VerifiedAt
 from schemas.workflow import StartRequest, workflow_id_for
 from tests.letters_as_sent import LANGUAGES, as_sent, both, request_row
 from tests.support import api_client, letters_for, staff_headers, stored_request, text_of, wait_for_letter
+from tests.workflow_fakes import SHIPPED, RequestSpec
+from tests.workflow_stack import FastStack, stack_fixture  # noqa: F401 (the fixture)
 from workers.dsr_worker import activity_context, build_worker
 from workflows.dsr import DataSubjectRequestWorkflow
 
@@ -210,3 +212,23 @@ async def test_an_unverified_uk_request_is_promised_no_date_counted_from_receipt
         for part in both(unverified):
             assert "We will answer within one month of the day you confirm your identity, at the latest." in part
             assert "we will tell you, with our reasons, within one month of the day you confirm your identity" in part
+
+
+async def test_a_back_dated_uk_request_verified_past_its_receipts_month_is_no_longer_overdue(stack: FastStack):
+    """Received 40 days before it was entered: overdue at once on the receipt's count; verified, its
+    month starts that day, and the watch lifts the flag and warns before the new date instead."""
+    fakes, now = stack.fakes, await stack.env.get_current_time()
+    spec = RequestSpec(regime="uk_gdpr", attested=False, approval_required=True, received_at=now - timedelta(days=40))
+    request = await stack.open(spec)
+    await request.until(lambda s: s.overdue and s.verification is not None and s.verification.round == 1)
+
+    await request.handle.execute_update(DataSubjectRequestWorkflow.verify, fakes.typed(request.id, fakes.code(request.id)))
+
+    state = await request.until(lambda s: s.status == "awaiting_approval")
+    tz = SHIPPED.policy.defaults.timezone
+    moved = compute_deadline("uk_gdpr", receipt_date(spec.received_at, tz), verified=receipt_date(now, tz)).due_date
+    assert not state.overdue and state.current_due_date == moved > receipt_date(now, tz) + timedelta(days=27)
+    assert fakes.event_types(request.id).count("deadline.clock_started") == 1
+    await stack.sleep(datetime.combine(moved - timedelta(days=6), datetime.min.time(), UTC) - now)
+    state = await request.until(lambda s: f"due_in_7_days:{moved.isoformat()}" in fakes.staff_alerts(request.id))
+    assert not state.overdue
