@@ -33,6 +33,7 @@ STEP_LABELS = {
     "prepare_request": N_("registering the request (its deadlines and its acknowledgement)"),
     "plan_request": N_("planning the work in each system"),
     "apply_extension": N_("recording the extension of the deadline"),
+    "start_clock_at_verification": N_("counting the deadline from the day the identity was verified"),
     "build_package": N_("building the access package"),
     "issue_verification": N_("sending a verification code"),
     "settle_verification_round": N_("settling a verification e-mail"),

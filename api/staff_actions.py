@@ -137,6 +137,7 @@ class Situation:
     needs_attention: bool  # some system's task needs staff
     failed_step: StepTrouble | None = None  # a step of the request's own that failed
     extensible: bool = True  # the request's law allows an extension (the LGPD does not)
+    clock_waits: bool = False  # its month has not started (dsrflow/domain/clock_start.py): no extension
     restriction: str | None = None  # a restriction's phase: active | lifting | lifted
     # A decision is taken and not yet on record: an approval (or one not yet carried out), or an
     # objection's decision. The workflow refuses a second approval, a denial, a cancellation and
@@ -264,8 +265,9 @@ _ACTIONS = [
     StaffAction(
         "extend", "compliance", Workflow.extend, ExtendInput, ExtendBody,
         "Deadline extended; the subject is told the reason and the new date.",
-        lambda s: s.extensible and not s.extended and not s.overdue and not s.deciding,
-        "Extend the deadline once, before the due date, with the reason sent to the subject.",
+        lambda s: s.extensible and not s.extended and not s.overdue and not s.deciding and not s.clock_waits,
+        "Extend the deadline once, before the due date, with the reason sent to the subject (a UK GDPR request "
+        "once its subject has verified: its month starts then).",
         untold="Deadline extended, but the subject has not been told yet: see the failed step.",
         underway="Deadline extended"),
     StaffAction(
@@ -355,7 +357,6 @@ _ACTIONS = [
         underway="Lift taken; nothing is lifted before the subject is told"),
 ]
 STAFF_ACTIONS: dict[str, StaffAction] = {action.name: action for action in _ACTIONS}
-
 
 
 # The idempotency keys the console opens requests under, in the staff's one key space

@@ -19,17 +19,27 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from activities.lifecycle import LifecycleActivities
+from activities.staff_alert_words import step_label
 from api.read_models.evidence_deadlines import deadlines, policy_defaults
 from dsrflow.crypto.keys import load_secret_key
+from dsrflow.domain.clock_start import EXTEND_ONCE_VERIFIED
 from dsrflow.domain.deadlines import compute_deadline, receipt_date
-from dsrflow.i18n import long_date
+from dsrflow.i18n import long_date, translations
 from dsrflow.stores.requests_store import create_request
 from policy.model import load_policy, parse_policy
 from schemas.requests import NewRequest
 from schemas.verification_clock import VerifiedAt
 from schemas.workflow import StartRequest, workflow_id_for
 from tests.letters_as_sent import LANGUAGES, as_sent, both, request_row
-from tests.support import api_client, letters_for, staff_headers, stored_request, text_of, wait_for_letter
+from tests.support import (
+    api_client,
+    console_sign_in,
+    letters_for,
+    staff_headers,
+    stored_request,
+    text_of,
+    wait_for_letter,
+)
 from tests.workflow_fakes import SHIPPED, RequestSpec
 from tests.workflow_stack import FastStack, stack_fixture  # noqa: F401 (the fixture)
 from workers.dsr_worker import activity_context, build_worker
@@ -74,15 +84,19 @@ def _deadline_alerts(mail_sink, rid: str) -> list[str]:
             if re.search(r"due in|overdue", m["Subject"])]
 
 
+def _waiting_policy(settings):
+    """The shipped policy, but the code stays valid past the seventh day and no reminder replaces
+    it; the erasure then waits for compliance's approval, open while its deadlines pass."""
+    content = load_policy(settings.policy_path).content
+    return parse_policy({**content, "approval_required_for": ["erasure"],
+                         "verification": {**content["verification"], "expires_after_days": 30,
+                                          "reminder_after_days": 40}})
+
+
 async def test_a_uk_requests_month_starts_on_the_day_its_identity_is_verified(
         settings, pool, time_skipping, mail_sink, task_queue):
     env, client = time_skipping, time_skipping.client
-    content = load_policy(settings.policy_path).content
-    # The code stays valid past the seventh day and no reminder replaces it; the erasure then waits
-    # for compliance's approval, open while its deadlines pass.
-    loaded = parse_policy({**content, "approval_required_for": ["erasure"],
-                           "verification": {**content["verification"], "expires_after_days": 30,
-                                            "reminder_after_days": 40}})
+    loaded = _waiting_policy(settings)
     assert compute_deadline("uk_gdpr", RECEIVED.date(), verified=VERIFIED.date()).due_date == MOVED_DUE
     await env.sleep(RECEIVED - await env.get_current_time())
     async with build_worker(client, settings, pool, task_queue=task_queue), \
@@ -232,3 +246,61 @@ async def test_a_back_dated_uk_request_verified_past_its_receipts_month_is_no_lo
     await stack.sleep(datetime.combine(moved - timedelta(days=6), datetime.min.time(), UTC) - now)
     state = await request.until(lambda s: f"due_in_7_days:{moved.isoformat()}" in fakes.staff_alerts(request.id))
     assert not state.overdue
+
+
+def _words(html: str) -> str:
+    """A page's text on one line, its tags left out."""
+    return " ".join(re.sub(r"<[^>]+>", " ", html).split())
+
+
+async def test_before_its_subject_verifies_a_uk_request_shows_no_date_and_takes_no_extension(
+        settings, pool, time_skipping, mail_sink, task_queue):
+    """Awaiting verification, a UK request's month has not started: the portal says what the
+    acknowledgement said (no date counted from receipt) in each language, the console labels the
+    receipt's date provisional and offers no extension, and the API refuses one (409, naming why).
+    Verified, the portal gives the moved date, the console offers the extension and its timeline
+    says how the dates moved. Before, the portal said "We answer by 24 May 2027", the console
+    counted days to it, and an extension letter promised 23 July, which verification moved to 30 July."""
+    env, client = time_skipping, time_skipping.client
+    loaded = _waiting_policy(settings)
+    await env.sleep(RECEIVED - await env.get_current_time())
+    async with build_worker(client, settings, pool, task_queue=task_queue), \
+            api_client(settings, client, task_queue) as http:
+        uk = await _open(client, pool, task_queue, loaded, load_secret_key(settings), "uk_gdpr")
+        code = _code(await wait_for_letter(mail_sink, uk, "verification"))
+        for language in LANGUAGES:
+            page = _words((await http.get(f"/portal/requests/{uk}?lang={language}")).text)
+            assert long_date(RECEIPT_DUE, language) not in page, (language, page)
+            assert translations(language).gettext(
+                "We will answer within one month of the day you confirm your identity, at the latest.") in page
+
+        compliance = await staff_headers(pool, "compliance")
+        r = await http.post(f"/v1/requests/{uk}/extend", headers=compliance, json={"reason": "Nine systems."})
+        assert r.status_code == 409 and EXTEND_ONCE_VERIFIED in r.json()["detail"], r.text
+        listed = (await http.get(f"/v1/requests?q={uk}", headers=compliance)).json()["items"]
+        assert [item["due_dates_provisional"] for item in listed] == [True]
+        await console_sign_in(http, pool, "compliance")
+        queue = _words((await http.get(f"/console/queue?q={uk}")).text)
+        assert "provisional: due 1 month after verification" in queue and "days left" not in queue
+        console = _words((await http.get(f"/console/requests/{uk}")).text)
+        assert "provisional: due 1 month after verification" in console
+        assert "Extend the deadline" not in console and "Could extend to" not in console
+
+        await env.sleep(VERIFIED - await env.get_current_time())
+        r = await http.post(f"/v1/public/requests/{uk}/verify", json={"code": code})
+        assert r.status_code == 200, r.text
+        await _eventually(lambda: _status_is(pool, uk, "awaiting_approval"))
+        page = _words((await http.get(f"/portal/requests/{uk}?lang=en")).text)
+        assert f"We answer by {long_date(MOVED_DUE, 'en')}" in page
+        console = _words((await http.get(f"/console/requests/{uk}")).text)
+        assert "Extend the deadline" in console and "provisional" not in console
+        assert ("Deadline counted from identity verification (received 23 April 2027, verified 30 April 2027: "
+                "due 24 May 2027 → 1 June 2027, could extend to 23 July 2027 → 30 July 2027)") in console
+        await client.get_workflow_handle(workflow_id_for(uk)).terminate("test over")
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_a_failure_of_the_clocks_step_is_named_in_words(language):
+    """A staff alert names the step that failed; the new one was named by its code."""
+    label = step_label("start_clock_at_verification", t=translations(language))
+    assert label != "start_clock_at_verification" and "_" not in label

@@ -1,6 +1,10 @@
 """How staff extend a request's deadline, as an update of its workflow: once, before the due date,
 where the request's law allows it (Art. 12(3) GDPR: by two months, the subject told why within
-the first month).
+the first month). A UK GDPR request awaiting its subject's verification is refused an extension:
+its month has not started (dsrflow/domain/clock_start.py), and a letter giving a date counted from
+receipt would be contradicted once verification moves the dates later (workflows/verification_clock.py).
+A validator's refusal is not in the history (validators do not run on replay), so it needs no
+workflow.patched id.
 
 A mixin of DataSubjectRequestWorkflow (Temporal registers the updates of its base classes), kept
 apart so that the workflow's main line stays readable.
@@ -14,7 +18,9 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from dsrflow.domain.clock_start import EXTEND_ONCE_VERIFIED, clock_waits_for_verification
     from dsrflow.domain.deadlines import takes_complaints
+    from schemas.requests import RequestStatus
     from schemas.workflow import ExtendInput, ExtensionRecord, RequestFacts, RequestState
     from workflows.dsr_steps import letter_job, run_step
     from workflows.owed_steps import OWED_STEPS, OwedSteps, letter, record
@@ -35,6 +41,7 @@ def _no_extension(facts: RequestFacts) -> str:
 class Extension:
     # Provided by DataSubjectRequestWorkflow.
     request_id: str
+    _status: RequestStatus
     _extended: bool
     _extension_reason: str | None
     _extending: bool  # an extension being recorded and notified inside its update (older histories)
@@ -89,6 +96,9 @@ class Extension:
         facts = self._require_facts()
         if facts.extended_due_date <= facts.due_date:
             raise ValueError(_no_extension(facts))
+        # A complaint to us has no extension (refused just above), so this is a request's own month.
+        if clock_waits_for_verification(facts.regime, self._status):
+            raise ValueError(EXTEND_ONCE_VERIFIED)
         due = facts.due
         if workflow.now() >= due.overdue_at:
             raise ValueError(

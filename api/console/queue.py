@@ -86,7 +86,9 @@ async def _queue(request: Request, state: AppState, today: date, staff: Staff) -
         page = await list_requests(pool, filters, limit=PAGE_SIZE, cursor=cursor, today=today, secret=secret)
     except InvalidCursor:
         page = await list_requests(pool, filters, limit=PAGE_SIZE, today=today, secret=secret)
-    rows = [{"item": item, "badge": days_left_badge(item.days_left, item.status)} for item in page.items]
+    rows = [{"item": item,
+             "badge": days_left_badge(item.days_left, item.status, clock_waits=item.due_dates_provisional)}
+            for item in page.items]
     kept = [(k, v) for k, v in request.query_params.multi_items() if k not in _NOT_FILTERS]
     next_url = f"/console/?{urlencode([*kept, ('cursor', page.next_cursor)])}" if page.next_cursor else None
     return {**WORDS, "rows": rows, "received_in": await received_in(pool, [item.id for item in page.items]),

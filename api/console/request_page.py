@@ -66,6 +66,7 @@ from api.staff_actions import (
 )
 from api.state import AppState
 from dsrflow.crypto.keys import load_secret_key
+from dsrflow.domain.clock_start import clock_waits_for_verification
 from dsrflow.domain.references import canonical_uuid, short_reference
 from dsrflow.domain.request_resume import ended_flag
 from dsrflow.i18n import language_name
@@ -130,8 +131,7 @@ def _tasks(pack: dict[str, Any], live, labels: dict[str, str]) -> list[dict[str,
     # A result for a system the plan does not name (its plan not yet stored, a plan of an older
     # shape) tells no recipient the page could name: the page showed a 500 instead.
     return [{"label": labels.get(s, s), "status": "waiting", "system": s, "recipient": None, **planned.get(s, {}),
-             **reads.get(s, nothing),
-             **stored.get(s, {}), **current.get(s, {})} for s in systems]
+             **reads.get(s, nothing), **stored.get(s, {}), **current.get(s, {})} for s in systems]
 
 
 def _names(policy: Policy, system_labels: dict[str, str], legal_claims_holds: list[dict[str, Any]]) -> dict[str, Any]:
@@ -171,7 +171,7 @@ async def _context(state: AppState, today: date, request_id: str, staff: Staff) 
     status = live.status if live else RequestStatus(row["status"])
     due = (live.current_due_date if live and live.current_due_date else deadlines["current_due_date"])
     extended = live.extended if live else deadlines["extended"]
-    days_left = (due - today).days if due else None
+    waits = clock_waits_for_verification(row["regime"], status, appeal=bool((row["details"] or {}).get("appeal_of")))
     staff_language = state.policy.policy.languages.staff.value
     policy = state.policy.in_language(staff_language)
     labels = policy_system_labels(state)
@@ -210,7 +210,7 @@ async def _context(state: AppState, today: date, request_id: str, staff: Staff) 
                             if row["language"] and row["language"] != staff_language else None),
         "extension_reason": (live.extension_reason if live else None)
         or (deadlines["extension"] or {}).get("reason"),
-        "badge": days_left_badge(days_left, status), "tasks": tasks,
+        "badge": days_left_badge((due - today).days if due else None, status, clock_waits=waits), "tasks": tasks,
         # What the REST API would not show this role, the page does not show either.
         "timeline": ([(e, describe_event(e, names, system_labels, language=staff_language,
                                          timezone=deadlines["basis"]["timezone"]), actor_name(e["actor"], names))
@@ -230,7 +230,7 @@ async def _context(state: AppState, today: date, request_id: str, staff: Staff) 
             # Unknown until registered (the workflow refuses until then, with its reason).
             extensible=deadlines["due_date"] is None or deadlines["extended_due_date"] != deadlines["due_date"],
             restriction=restriction["status"] if restriction else None,
-            deciding=deciding(live), stopped=ended is not None)),
+            deciding=deciding(live), stopped=ended is not None, clock_waits=waits)),
         "workflow_ended": ended,
         "unanswered": unanswered,
         # ... and why, where the engine says: its pending step fails at every try (how many tries so

@@ -43,12 +43,20 @@ LANGUAGE_NAMES = {lang.value: language_name(lang) for lang in Language}
 class Badge:
     css: str  # overdue | soon | later | closed
     text: str
+    # The due date beside it is counted from receipt only until the subject verifies (UK GDPR:
+    # dsrflow/domain/clock_start.py), and moves then: the earliest it can be, not the day it is due.
+    provisional: bool = False
 
 
-def days_left_badge(days_left: int | None, status: RequestStatus) -> Badge:
-    """Overdue in red, due within a week in amber, later in green; closed requests in grey."""
+def days_left_badge(days_left: int | None, status: RequestStatus, *, clock_waits: bool = False) -> Badge:
+    """Overdue in red, due within a week in amber, later in green; closed requests in grey. A
+    request whose month has not started (`clock_waits`) counts no days: it is due a month after
+    its subject verifies (before, a UK request awaiting verification showed the days left to, and
+    then was "overdue" by, a date that verification moves later)."""
     if status.is_closed:
         return Badge("closed", "closed")
+    if clock_waits:
+        return Badge("later", "provisional: due 1 month after verification", provisional=True)
     if days_left is None:
         return Badge("later", "no due date yet")
     if days_left < 0:

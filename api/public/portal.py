@@ -42,6 +42,7 @@ from api.read_models.evidence_deadlines import policy_defaults
 from api.service import live_state
 from api.state import AppState
 from dsrflow.domain.appeals import AppealRefused, appealed_request
+from dsrflow.domain.clock_start import clock_waits_for_verification
 from dsrflow.domain.deadlines import takes_complaints
 from dsrflow.domain.references import short_reference
 from dsrflow.domain.request_resume import ended_flag
@@ -371,6 +372,7 @@ async def status_page(request: Request, request_id: str, state: State) -> HTMLRe
         "row": row, "status_words": " ".join(words), "verified": verified,
         "awaiting_verification": status == RequestStatus.awaiting_verification and not paused, "status": status,
         "reference": short_reference(row["id"]),
+        "clock_waits": clock_waits_for_verification(row["regime"], status, appeal="appeal_of" in row["details"]),
         "controller_timezone": await request_timezone(state, str(row["id"])),
         # A complaint to us names the refused request it is about (UK GDPR, DPA 2018 s. 164A).
         "complaint_about": short_reference(about) if (about := (row["details"] or {}).get("appeal_of"))

@@ -29,7 +29,7 @@ _EVENT_WORDS = {
     "verification.failed": "Wrong verification code",
     "verification.locked": "Verification locked after too many wrong codes",
     "verification.resent": "New verification code sent",
-    "deadline.extended": "Deadline extended",
+    "deadline.extended": "Deadline extended", "deadline.clock_started": "Deadline counted from identity verification",
     "deadline.overdue": "Due date passed",
     "letter.sent": "Letter sent",
     "letter.refused": "Letter refused for good by the mail relay",
@@ -140,6 +140,7 @@ _STEP_WORDS = {
     "announce_restriction_lift": "recording the decision to lift the restriction",
     "record_restriction_lifted": "recording the restriction's lift",
     "run_system_action": "carrying out a system's action", "poll_system_action": "asking a processor how it stands",
+    "start_clock_at_verification": "counting the deadline from the day the identity was verified",
 }
 
 # Why a processor's export is not in an access package (activities/processor_exports.py MISSING_REASONS).
@@ -361,6 +362,9 @@ def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = N
         "verification.failed": f"{data.get('attempts_left')} attempt(s) left" if "attempts_left" in data else None,
         "deadline.extended": (f"{day_words(data.get('from'), language)} → {day_words(data.get('to'), language)}: "
                               f"{data.get('reason')}"),
+        "deadline.clock_started": "received {}, verified {}: due {} → {}, could extend to {} → {}".format(*(
+            day_words(data.get(k), language) for k in ("received_on", "verified_on", "from", "to", "extended_from",
+                                                       "extended_to"))),
         "task.retried": system, "task.resolved": system,
         # Which processor, and what it answered: the lines read "Processor confirmed by e-mail link"
         # alone, and the actor beside them is a code (`processor:email_marketing`).

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, 
 
 from api.read_models.cursors import decode_cursor, encode_cursor
 from dsrflow.crypto.hashing import lookup_hash
+from dsrflow.domain.clock_start import clock_waits_for_verification
 from dsrflow.domain.request_resume import OPEN_ENDED_FLAG
 from schemas.plain_text import OneLine
 from schemas.requests import RequestStatus, RequestType
@@ -129,7 +130,8 @@ class RequestSummary(BaseModel):
         "regime": "gdpr", "country": "BE", "channel": "email", "origin": "staff",
         "subject_email": "ada@example.com", "received_at": "2026-11-20T09:00:00Z",
         "due_date": "2026-12-21", "current_due_date": "2026-12-21", "extended": False,
-        "days_left": 4, "overdue": False, "needs_attention": True, "stopped": False, "closed_at": None,
+        "days_left": 4, "overdue": False, "due_dates_provisional": False, "needs_attention": True, "stopped": False,
+        "closed_at": None,
         "reference": "KD7QX3M9TB", "assignee": "Bea (support)"}]})
 
     id: str
@@ -146,6 +148,10 @@ class RequestSummary(BaseModel):
     extended: bool
     days_left: int | None = Field(description="calendar days to the current due date; negative when overdue")
     overdue: bool
+    due_dates_provisional: bool = Field(
+        False, description="a UK GDPR request awaiting its subject's identity verification: its month starts on the "
+                           "day they verify, when its due dates (counted from receipt until then, the earliest they "
+                           "can be) move later; `days_left` and `overdue` count to the date counted from receipt")
     needs_attention: bool
     stopped: bool = Field(description="its workflow ended while it is open: no action is taken until compliance "
                                       "resumes it (POST /v1/requests/{id}/resume)")
@@ -229,7 +235,8 @@ def queue_query(
     where = " AND ".join(clauses) or "true"
     sql = f"""SELECT r.id, r.request_type, r.status, r.regime, r.country, r.channel, r.origin,
                    r.subject_email, r.received_at, r.due_date, r.current_due_date, r.extended,
-                   r.closed_at, {_DUE} AS queue_due, {_ATTENTION} AS needs_attention, {_STOPPED} AS stopped,
+                   r.closed_at, r.details ? 'appeal_of' AS appeal, {_DUE} AS queue_due,
+                   {_ATTENTION} AS needs_attention, {_STOPPED} AS stopped,
                    dsr_reference(r.id) AS reference, {_ASSIGNEE} AS assignee
             FROM dsr_requests r
             WHERE {where}
@@ -285,6 +292,7 @@ def _summary(row: asyncpg.Record, today: date) -> RequestSummary:
         extended=row["extended"],
         days_left=(due - today).days if due else None,
         overdue=bool(due) and not status.is_closed and due < today,
+        due_dates_provisional=clock_waits_for_verification(row["regime"], status, appeal=row["appeal"]),
         needs_attention=row["needs_attention"],
         stopped=row["stopped"],
         closed_at=row["closed_at"],
