@@ -318,20 +318,19 @@ async def request_timezone(state: AppState, request_id: str) -> str:
         return (await policy_defaults(conn, version)).timezone
 
 
-async def _current(state: AppState, request_id: str) -> tuple[dict[str, Any], RequestStatus]:
-    """The request row and its status as the subject should see it now (`current_live`)."""
-    row, status, _ = await current_live(state, request_id)
-    return row, status
-
-
 async def current_live(state: AppState, request_id: str) -> tuple[dict[str, Any], RequestStatus, RequestState | None]:
     """The request row, its status as the subject should see it now, and the workflow's live state
     (None when the workflow does not answer). The workflow knows first (the row follows a moment
     later): a subject who has just confirmed must not be told we are still waiting for them, nor
-    see the due date from before an extension."""
+    see the due date from before an extension. The row's `clock_waits`: a UK GDPR request whose
+    month has not started, its date counted from receipt (dsrflow/domain/clock_start.py); the
+    workflow's status says so until it has counted the dates again from the day the subject
+    confirmed, a moment after they did (the page their confirmation leads to gave the receipt's)."""
     row = await request_row(state, request_id)
     live = await live_state(state, str(row["id"]))
     status = live.status if live else RequestStatus(row["status"])
+    waits = clock_waits_for_verification(row["regime"], status, appeal="appeal_of" in row["details"])
+    row = {**row, "clock_waits": waits}
     confirmed = row["verified_at"] or (live and live.verification and live.verification.verified_at)
     if status == RequestStatus.awaiting_verification and confirmed:
         status = RequestStatus.in_progress
@@ -361,7 +360,7 @@ def paused_words(request: Request, why: str = PAUSED, *, try_again: bool = False
 async def status_page(request: Request, request_id: str, state: State) -> HTMLResponse:
     """The request's status. "You have confirmed" shows once, on the page the confirmation leads
     to: its cookie is spent here, so a reload or a bookmark shows the status alone."""
-    row, status = await _current(state, request_id)
+    row, status, _ = await current_live(state, request_id)
     t = page_translator(request)
     verified = request.cookies.get(CONFIRMED_COOKIE) == str(row["id"])
     # Stopped, its status stands still: the page says why instead, and offers no code to enter,
@@ -372,7 +371,6 @@ async def status_page(request: Request, request_id: str, state: State) -> HTMLRe
         "row": row, "status_words": " ".join(words), "verified": verified,
         "awaiting_verification": status == RequestStatus.awaiting_verification and not paused, "status": status,
         "reference": short_reference(row["id"]),
-        "clock_waits": clock_waits_for_verification(row["regime"], status, appeal="appeal_of" in row["details"]),
         "controller_timezone": await request_timezone(state, str(row["id"])),
         # A complaint to us names the refused request it is about (UK GDPR, DPA 2018 s. 164A).
         "complaint_about": short_reference(about) if (about := (row["details"] or {}).get("appeal_of"))
