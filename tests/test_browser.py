@@ -26,7 +26,7 @@ from tests.support import live_client, staff_headers, verification_code, wait_fo
 from workers.dsr_worker import build_worker
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)")
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's headless Chromium (apt-get install chromium-headless-shell)")
 
 
 @contextlib.asynccontextmanager

@@ -34,7 +34,7 @@ from tests.test_browser import (  # noqa: F401
 )
 from workers.dsr_worker import activity_context, build_worker
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)")
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's headless Chromium (apt-get install chromium-headless-shell)")
 POLLS = re.compile(r"/live\?v=")
 SLOW = 30_000  # ms: what a worker does after an action (letters, the next steps)
 OPEN_UNVERIFIED = {"agent": {"cancel", "resend-verification"},

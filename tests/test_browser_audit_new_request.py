@@ -21,7 +21,7 @@ from tests.test_browser import CHROMIUM, open_request, signed_in, site  # noqa: 
 from tests.test_browser_actions import SLOW, systems_site  # noqa: F401 (fixture)
 from tests.test_browser_console import UUID
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)")
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's headless Chromium (apt-get install chromium-headless-shell)")
 STORED = "SELECT request_type, channel, regime, country, customer_id, details, received_at FROM dsr_requests WHERE id = $1"
 
 

@@ -26,7 +26,7 @@ from tests.support import controller_today, unique_email
 from tests.test_browser import CHROMIUM, served_site, signed_in
 from tests.test_subject_search import intake
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)")
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's headless Chromium (apt-get install chromium-headless-shell)")
 ROWS = "#queue tr[data-request-id]"
 
 

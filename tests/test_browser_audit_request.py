@@ -22,7 +22,7 @@ from tests.test_browser_actions import SLOW, approval_site  # noqa: F401 (fixtur
 from tests.test_browser_deferred import _failed_processor
 from tests.test_mailbox_console import filed, raw_mail
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)")
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's headless Chromium (apt-get install chromium-headless-shell)")
 
 
 def letter(page: Page, section: str, purpose: str):

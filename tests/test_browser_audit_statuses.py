@@ -31,7 +31,7 @@ from tests.test_approval import approval_settings  # noqa: F401 (fixture: access
 from tests.test_browser import CHROMIUM, open_request, served_site, signed_in
 from workers.dsr_worker import activity_context
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)")
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's headless Chromium (apt-get install chromium-headless-shell)")
 SLOW = 30_000  # ms
 # The queue's and the inbox's rows: every request and message the worker's database holds (other
 # modules' too, whose workflows' workers are gone: a request page then waits on its workflow's

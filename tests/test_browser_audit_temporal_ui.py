@@ -22,7 +22,7 @@ from schemas.workflow import workflow_id_for
 from tests.test_browser import CHROMIUM, open_request, served_site, signed_in
 from workflows.search_attributes import SEARCH_ATTRIBUTES
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)")
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's headless Chromium (apt-get install chromium-headless-shell)")
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from tests.ratelimit_support import stored_for
 from tests.support import unique_email
 from tests.test_browser import CHROMIUM, site  # noqa: F401 (fixtures)
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)")
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's headless Chromium (apt-get install chromium-headless-shell)")
 
 
 @contextlib.asynccontextmanager

@@ -21,7 +21,7 @@ from tests.support import eventually
 from tests.test_browser import CHROMIUM, open_request, shots, signed_in  # noqa: F401 (fixtures)
 from workers.dsr_worker import build_worker
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)")
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's headless Chromium (apt-get install chromium-headless-shell)")
 
 
 MARKETING, SURVEYS = "E-mail marketing (newsletters)", "Survey service provider"  # the policy's labels

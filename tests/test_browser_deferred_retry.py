@@ -31,7 +31,7 @@ from tests.test_browser import CHROMIUM, shots, signed_in  # noqa: F401 (fixture
 from tests.test_crash_holds import ADA, _failed_at_the_processor
 from workers.dsr_worker import build_worker
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)")
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's headless Chromium (apt-get install chromium-headless-shell)")
 ROLES = ("compliance", "admin")
 LABEL = "E-mail marketing (newsletters)"  # the policy's label for email_marketing
 ASK = f"Ask {LABEL} again"

@@ -91,7 +91,7 @@ from tests.test_browser_actions import POLLS, assert_one_page, offered
 from tests.test_browser_audit_queue import stopped, stored
 from tests.test_mailbox_console import filed, raw_mail
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)")
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's headless Chromium (apt-get install chromium-headless-shell)")
 # The request page's actions an agent may not take, from the table that decides it.
 NOT_AN_AGENTS = sorted(name for name, action in STAFF_ACTIONS.items() if action.role != "agent")
 # A value for every field of those forms: what a forged post sends (each form reads its own).

@@ -88,7 +88,7 @@ from tests.ratelimit_support import stored_for
 from tests.support import live_client, refused_erasure, text_of, unique_email, verification_code, wait_for_letter
 from tests.test_browser import CHROMIUM, served_site
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)")
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's headless Chromium (apt-get install chromium-headless-shell)")
 COMPLAIN = "Complain about our decision"
 REQUEST_ID = re.compile(r"/portal/requests/([0-9a-f-]{36})/verify$")
 

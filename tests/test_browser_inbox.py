@@ -12,7 +12,7 @@ from tests.support import unique_email
 from tests.test_browser import CHROMIUM, open_request, shots, signed_in, site  # noqa: F401
 from tests.test_mailbox_console import filed, raw_mail
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)")
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's headless Chromium (apt-get install chromium-headless-shell)")
 
 
 async def test_every_inbox_button_for_each_role(browser, site, pool, settings, shots):  # noqa: F811

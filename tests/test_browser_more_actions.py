@@ -19,7 +19,7 @@ from tests.test_browser_actions import POLLS, SLOW, letters, offered, press, sys
 from tests.test_browser_review import downloaded_for_review, gated_site, staff_of  # noqa: F401 (fixture)
 from tests.test_browser_untold import faulty_site  # noqa: F401 (fixture)
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)")
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's headless Chromium (apt-get install chromium-headless-shell)")
 TASK = "email_marketing"  # the demo's OpenDSR processor: it can neither restrict nor lift
 TASK_LABEL = "E-mail marketing (newsletters)"  # as the plan, and so the timeline, names it
 

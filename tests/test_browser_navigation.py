@@ -33,7 +33,7 @@ from tests.test_browser import CHROMIUM, served_site, signed_in
 from tests.test_mailbox_console import filed, raw_mail
 from tests.test_subject_search import intake
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)")
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's headless Chromium (apt-get install chromium-headless-shell)")
 QUEUE_ROWS = "tr[data-request-id]"
 # What a portal page reads in each language (the catalogs under dsrflow/i18n/locales), written
 # out here: a page left in English, or a message the catalog lost, fails.

@@ -19,7 +19,7 @@ from tests.test_browser_actions import POLLS
 from tests.test_browser_portal_access import LANGUAGES
 from tests.test_failing_workflow import BrokenRequestWorkflow, _failing
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)")
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's headless Chromium (apt-get install chromium-headless-shell)")
 
 
 @pytest.mark.parametrize("language", LANGUAGES)

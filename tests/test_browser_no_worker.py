@@ -14,7 +14,7 @@ from tests.test_browser import CHROMIUM, served_site, shots, signed_in  # noqa: 
 from tests.test_browser_actions import POLLS, press
 from workers.dsr_worker import build_worker
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)")
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's headless Chromium (apt-get install chromium-headless-shell)")
 REASON = "The request covers nine systems"
 
 

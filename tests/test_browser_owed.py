@@ -14,7 +14,7 @@ from tests.test_browser import CHROMIUM, open_request, shots, signed_in  # noqa:
 from tests.test_browser_actions import SLOW, letters, press, refusing_relay  # noqa: F401
 from workflows.owed_steps import ANSWER_WITHIN
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)")
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's headless Chromium (apt-get install chromium-headless-shell)")
 
 
 async def test_a_denial_while_the_relay_is_down_is_answered_with_its_letter_under_way(

@@ -15,7 +15,7 @@ from tests.support import verification_code, verification_link, wait_for_letter
 from tests.test_browser import CHROMIUM, open_request, served_site, shots, site  # noqa: F401 (fixtures)
 from tests.test_portal import refusing_new_codes
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)")
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's headless Chromium (apt-get install chromium-headless-shell)")
 
 
 async def test_the_subject_looks_up_confirms_by_link_and_switches_language(

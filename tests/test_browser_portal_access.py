@@ -44,7 +44,7 @@ from tests.support import (
 from tests.test_browser import CHROMIUM, five_wrong_codes, open_request, served_site, shots, site  # noqa: F401 (fixtures)
 from tests.test_browser_cross_site import hostile_site
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)")
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's headless Chromium (apt-get install chromium-headless-shell)")
 
 LANGUAGES = ("en", "nl", "fr", "de")
 

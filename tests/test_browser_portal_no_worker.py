@@ -12,7 +12,7 @@ from tests.support import live_client, staff_headers, unique_email, verification
 from tests.test_browser import CHROMIUM, served_site, shots  # noqa: F401 (fixtures)
 from workers.dsr_worker import build_worker
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)")
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's headless Chromium (apt-get install chromium-headless-shell)")
 
 
 async def test_a_code_confirmed_while_no_worker_answers_is_paused_and_confirms_once_one_does(

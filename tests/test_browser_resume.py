@@ -14,7 +14,7 @@ from dsrflow.domain.request_resume import ended_trouble_key
 from schemas.workflow import workflow_id_for
 from tests.test_browser import CHROMIUM, open_request, shots, signed_in, site  # noqa: F401 (fixtures)
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)")
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's headless Chromium (apt-get install chromium-headless-shell)")
 SLOW = 30_000  # ms: the worker's next steps after a resume
 
 

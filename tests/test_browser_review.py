@@ -30,7 +30,7 @@ from tests.test_browser_console import UUID
 from tests.test_manual_email import _LINK, stack  # noqa: F401 (fixture: surveys asked by e-mail)
 from workers.dsr_worker import build_worker
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)")
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's headless Chromium (apt-get install chromium-headless-shell)")
 COUNT_REQUESTS = "SELECT count(*) FROM dsr_requests"
 
 

@@ -23,7 +23,7 @@ from tests.test_browser_actions import (  # noqa: F401 (fixtures)
     systems_site,
 )
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)")
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's headless Chromium (apt-get install chromium-headless-shell)")
 
 
 @pytest.mark.parametrize("role", ["compliance", "admin"])

@@ -24,7 +24,7 @@ from tests.test_browser import (  # noqa: F401 (fixtures)
     site,
 )
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)")
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's headless Chromium (apt-get install chromium-headless-shell)")
 
 
 @pytest.mark.parametrize("role", ["agent", "compliance", "admin"])

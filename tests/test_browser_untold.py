@@ -24,7 +24,7 @@ from tests.test_browser import CHROMIUM, open_request, shots, signed_in  # noqa:
 from tests.test_browser_actions import SLOW, letters, offered, press
 from workers.dsr_worker import activity_context, build_worker
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)")
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's headless Chromium (apt-get install chromium-headless-shell)")
 
 
 @dataclass

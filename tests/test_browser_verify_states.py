@@ -12,7 +12,7 @@ from playwright.async_api import expect
 from tests.support import eventually, letters_for, verification_code, verification_link, wait_for_letter
 from tests.test_browser import CHROMIUM, five_wrong_codes, open_request, served_site, shots, site  # noqa: F401 (fixtures)
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)")
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's headless Chromium (apt-get install chromium-headless-shell)")
 
 NO_MORE_CODES = "We have sent all the codes we can for this request, so we cannot send another."
 LOCKED = "For your protection, this code and its link no longer work. Ask for a new code below."

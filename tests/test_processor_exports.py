@@ -271,7 +271,7 @@ async def test_staff_resolve_a_processor_that_never_sent_its_export_and_the_lett
         assert built["missing"] == {"surveys": "not_provided"}
 
 
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)")
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's headless Chromium (apt-get install chromium-headless-shell)")
 async def test_the_processor_sends_its_export_with_the_pages_form_in_a_browser(
         postgres, settings, pool, dev_server, mail_sink, tmp_path, surveys_contact, browser, shots):  # noqa: F811
     async with fanout_stack(postgres, settings, dev_server.client, tmp_path, keep_manual=("surveys",)) as stack, \
