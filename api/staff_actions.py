@@ -60,6 +60,11 @@ class _StaffBody(BaseModel):
     def _in_reading_order(cls, value: object) -> object:
         return refuse_reordering(value) if isinstance(value, str) else value
 
+    def unshown(self) -> str | None:
+        """Why a console form's body is refused unread: it does not say what its page showed (a
+        page from before forms said it, a hand-made post); None once it does."""
+        return None
+
 
 # The field naming the failed step a retry or a skip answers (schemas/steps.py `TroubleKey`).
 STEP_KEY = "trouble"
@@ -74,6 +79,32 @@ class _StepAnswer(_StaffBody):
     by the API first, with the step failing now in words (api/service.py `require_step_shown`),
     and by the update's validator, which nothing can come between (workflows/step_trouble.py).
     The console's forms always send it."""
+
+
+class _RoundShown(_StaffBody):
+    """A resend of the verification's code, which stops the last one working: a second press (a
+    colleague's, a client's retry) killed the code the subject had just received. So the caller
+    names the round of codes it read, and a code sent since is refused (`resent_since`); without
+    it, a REST call sends one (scripts written before it), a console form nothing (its page always
+    says). Two at once are one round (workflows/verification.py)."""
+
+    round: int | None = Field(None, ge=1, le=10_000, examples=[1], description=(
+        "the `verification.round` the caller read: refused (409) once a code was sent since"))
+
+    def unshown(self) -> str | None:
+        return None if self.round is not None else (
+            "this form does not say which code it replaces: nothing was sent; reload the page and send one from it")
+
+
+def resent_since(shown: int | None, live: RequestState | None) -> Problem | None:
+    """Why a resend naming round `shown` is refused given the live state: a code went out since.
+    Sent when the caller names none, or the workflow's state is not known (it decides then)."""
+    now = live.verification.round if live is not None and live.verification is not None else None
+    if shown is None or now is None or now == shown:
+        return None
+    return Problem(409, "Refused", f"a new code has been sent since the round this was sent for ({shown}; now "
+                   f"{now}), so no other was sent: the code the subject received last still works. Read the "
+                   "request again (reload the page) to send one more.", round=now)
 
 
 # The fields naming the task a retry or a resolution answers, its attempt and its action
@@ -101,8 +132,6 @@ class _TaskAnswer(_StaffBody):
         return {**{name: value for name, value in values.items() if name not in TASK_KEYS}, **shown}
 
     def unshown(self) -> str | None:
-        """Why a console form's answer is refused unread: it does not say the attempt and action (a
-        page from before forms said them, a hand-made post); None once it does."""
         said = self.model_dump()
         if all(said[key] is not None for key in TASK_KEYS):
             return None
@@ -121,6 +150,7 @@ SkipBody = rest_body(SkipStepInput, "SkipBody", _StepAnswer)
 RetryStepBody = rest_body(RetryStepInput, "RetryStepBody", _StepAnswer)
 LiftBody = rest_body(LiftRestrictionInput, "LiftBody")
 DecisionBody = rest_body(ObjectionDecision, "DecisionBody")
+ResendBody = rest_body(ResendInput, "ResendBody", _RoundShown)
 
 
 # Refusing a request (Art. 12(4)), outright or by closing it unanswered, is compliance's decision.
@@ -198,7 +228,14 @@ class StaffAction:
         return None
 
     def workflow_input(self, body: BaseModel | None, actor: str) -> BaseModel:
-        return self.input(**(body.model_dump() if body else {}), actor=actor)
+        """The update's input: the body's fields the input has (a resend's `round` is the API's), and the actor."""
+        said = body.model_dump() if body else {}
+        return self.input(**{name: value for name, value in said.items() if name in self.input.model_fields},
+                          actor=actor)
+
+    def round_shown(self, body: BaseModel | None) -> int | None:
+        """The round of codes a resend's body names (`resent_since`), None for any other action."""
+        return body.round if isinstance(body, _RoundShown) else None
 
     def step_answered(self, body: BaseModel | None) -> tuple[bool, str | None]:
         """(whether this action answers a failed step, the `trouble.key` its body names)."""
@@ -207,14 +244,14 @@ class StaffAction:
     def body_from_form(self, form: FormData) -> BaseModel | None:
         """The body from a console form: its fields by name, blanks left out so that a missing
         value is named as such (raises pydantic's ValidationError); a task's answer with the
-        attempt shown for its system, and refused (Problem 409) without one."""
+        attempt shown for its system; refused (Problem 409) without what its page showed (`unshown`)."""
         if self.body is None:
             return None
         values = {name: str(form[name]).strip() for name in self.body.model_fields if name in form}
         if issubclass(self.body, _TaskAnswer):
             values = self.body.shown_on(form, values)
         body = self.body.model_validate({name: value for name, value in values.items() if value})
-        if isinstance(body, _TaskAnswer) and (unshown := body.unshown()):
+        if isinstance(body, _StaffBody) and (unshown := body.unshown()):
             raise Problem(409, "Refused", unshown)
         return body
 
@@ -298,10 +335,12 @@ _ACTIONS = [
                "see the failed step.",
         underway="Release approved; nothing is released before it is on record"),
     StaffAction(
-        "resend-verification", "agent", Workflow.resend_verification, ResendInput, None,
+        "resend-verification", "agent", Workflow.resend_verification, ResendInput, ResendBody,
         "A new code and link are sent; the old ones no longer work.",
         lambda s: s.status == RequestStatus.awaiting_verification,
-        "Send the subject a new code and link; the earlier ones stop working and attempts reset."),
+        "Send the subject a new code and link; the earlier ones stop working and attempts reset. Send the "
+        "`verification.round` you read as `round`: a code sent since (a retry, a colleague's) is refused (409), "
+        "no second one sent.", body_required=False),
     StaffAction(
         "retry-task", "compliance", Workflow.retry_task, RetryTaskInput, TaskBody, "The task runs again.",
         lambda s: s.needs_attention and _carrying_on(s),

@@ -76,7 +76,7 @@ async def test_an_admin_asks_a_processor_again_and_compliance_records_an_erasure
     panel = admin.locator("#deferred")
     await expect(panel.locator("tr[data-system=surveys]")).to_contain_text("1 not erased by the processor")
     await admin.get_by_role("button", name="Ask surveys again").click()
-    await expect(admin).to_have_url(re.compile(rf"/console/requests/{rid}\?deferred_done=\w+#deferred$"))
+    await expect(admin).to_have_url(re.compile(rf"/console/requests/{rid}\?deferred_done=\w+&deferred_done_sig=\w+#deferred$"))
     await expect(panel.locator(".flash")).to_contain_text("asked again")
     await expect(panel.locator("tr[data-system=surveys]")).to_contain_text("2 times")
     await expect(admin.get_by_role("button", name="Ask surveys again")).to_have_count(0)

@@ -147,7 +147,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "/console/requests": (*_REQUEST_FORM, "customer_id", "regime", "channel", "received_at",
                           "identity_attested", "submission", "complaint_reasons"),
     "/console/requests/{request_id}/assignment": ("assignee",),
-    "/console/requests/{request_id}/notes": ("note",),
+    "/console/requests/{request_id}/notes": ("note", "submission"),
     "/console/requests/{request_id}/deferred/{system}/retry": ("attempt", "state"),
     "/console/requests/{request_id}/deferred/{system}/settle": ("note", "attempt", "state"),
     "/console/requests/{request_id}/resume": ("reason",),

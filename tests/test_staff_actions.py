@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from starlette.datastructures import FormData
 
 from api.console.view import allowed_actions
+from api.problems import Problem
 from api.staff_actions import STAFF_ACTIONS, Situation
 from dsrflow.stores.staff_tokens import ROLES
 from schemas.requests import RequestStatus
@@ -66,7 +67,13 @@ def test_a_console_form_becomes_the_rest_body_and_the_workflow_input():
     made = decide.workflow_input(decide.body_from_form(form), "compliance:1")
     assert (made.compelling_grounds, made.explanation, made.actor) == (True, "Card fraud checks", "compliance:1")
     assert STAFF_ACTIONS["approve"].workflow_input(STAFF_ACTIONS["approve"].body_from_form(FormData()), "c").note is None
-    assert STAFF_ACTIONS["resend-verification"].body_from_form(FormData([("csrf_token", "t")])) is None
+    # A resend's round is the API's to check (api/staff_actions.py `resent_since`), not the workflow's input.
+    resend = STAFF_ACTIONS["resend-verification"]
+    with pytest.raises(Problem) as unshown:  # the console's form says it; a post that does not sends nothing
+        resend.body_from_form(FormData([("csrf_token", "t")]))
+    assert unshown.value.status == 409 and "nothing was sent" in (unshown.value.detail or "")
+    shown = resend.body_from_form(FormData([("csrf_token", "t"), ("round", "2")]))
+    assert resend.round_shown(shown) == 2 and resend.workflow_input(shown, "a").model_dump() == {"actor": "a"}
 
 
 def test_a_blank_or_short_field_is_named():

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from starlette.datastructures import FormData
 
 from api.auth import ConsoleForbidden, Staff, require_console_role
-from api.console.refusals import refusal_params
+from api.console.refusals import outcome_params, refusal_params
 from api.console.view import policy_system_labels
 from api.deps import Pool, State
 from api.erasure_sweeps import ask_processor_again, with_retries_under_way
@@ -104,7 +104,8 @@ async def retry(staff: Annotated[Staff, require_console_role("agent")], request:
         asked_now = await ask_processor_again(state, request_id, system, actor=staff.actor, shown=shown)
     except DeferredRefused as refused:
         return _refused(state, request_id, system, refused)
-    return _back(request_id, deferred_done="asked" if asked_now else "queued")
+    return _back(request_id, **outcome_params(state.settings, request_id, "deferred_done",
+                                              "asked" if asked_now else "queued"))
 
 
 @router.post("/requests/{request_id}/deferred/{system}/settle")
@@ -119,4 +120,4 @@ async def settle(staff: Annotated[Staff, require_console_role("agent")], request
         await settle_deferred(pool, request_id, system, str(form.get("note", "")), actor=staff.actor, shown=shown)
     except DeferredRefused as refused:
         return _refused(state, request_id, system, refused)
-    return _back(request_id, deferred_done="settled")
+    return _back(request_id, **outcome_params(state.settings, request_id, "deferred_done", "settled"))

@@ -14,6 +14,7 @@ import re
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -23,7 +24,7 @@ from starlette.datastructures import FormData
 from activities.letters import WITHHELD
 from api.auth import Staff, require_console_role
 from api.console.deferred import deferred_context
-from api.console.refusals import shown_refusal
+from api.console.refusals import outcome_params, shown_outcome, shown_refusal
 from api.console.request_resume import resume_context
 from api.console.team import team_context
 from api.console.view import (
@@ -63,6 +64,7 @@ from api.staff_actions import (
     StaffAction,
     deciding,
     owed_under_way,
+    resent_since,
 )
 from api.state import AppState
 from dsrflow.crypto.keys import load_secret_key
@@ -280,9 +282,7 @@ def _region(request: Request, request_id: str, context: dict[str, Any], notice: 
 
 @router.get("/{request_id}", response_class=HTMLResponse)
 async def request_page(staff: Annotated[Staff, require_console_role("agent")], request: Request, request_id: str,
-                       state: State, today: Today, done: str | None = None, team_done: str | None = None,
-                       deferred_done: str | None = None, resume_done: str | None = None,
-                       note_done: str | None = None) -> Response:
+                       state: State, today: Today) -> Response:
     """The request page; a short reference (or the workflow id) typed into the address leads here
     under the request's id."""
     pool = await state.db()
@@ -290,15 +290,19 @@ async def request_page(staff: Annotated[Staff, require_console_role("agent")], r
     if found is not None and found != request_id:
         return RedirectResponse(f"/console/requests/{found}", status_code=303)
     context = await _context(state, today, request_id, staff)
+    # Outcomes and refusals come back in the address, signed (outcomes for this request): another's
+    # link shows none (refusals.py).
+    params = request.query_params
+    outcome = partial(shown_outcome, state.settings, request_id, params=params)
+    done = outcome("done")
     notice = {"flash": _told(STAFF_ACTIONS[done], context)} if done in STAFF_ACTIONS else None
-    team = {**await team_context(pool, request_id, staff), "team_done": TEAM_DONE.get(team_done or ""),
-            # Refusals come back in the address, signed: another's link shows none (refusals.py).
-            "team_error": shown_refusal(state.settings, "team_error", request.query_params),
-            "note_done": NOTE_DONE if note_done else None,
-            "note_error": shown_refusal(state.settings, "note_error", request.query_params),
-            **await deferred_context(state, request_id, staff, deferred_done,
-                                     shown_refusal(state.settings, "deferred_error", request.query_params)),
-            **resume_context(staff, resume_done, shown_refusal(state.settings, "resume_error", request.query_params))}
+    team = {**await team_context(pool, request_id, staff), "team_done": TEAM_DONE.get(outcome("team_done") or ""),
+            "team_error": shown_refusal(state.settings, "team_error", params),
+            "note_done": NOTE_DONE if outcome("note_done") else None,
+            "note_error": shown_refusal(state.settings, "note_error", params),
+            **await deferred_context(state, request_id, staff, outcome("deferred_done"),
+                                     shown_refusal(state.settings, "deferred_error", params)),
+            **resume_context(staff, outcome("resume_done"), shown_refusal(state.settings, "resume_error", params))}
     return render(request, "console/request.html", {
         **context, **team, **await _subject_context(state, context),
         "live_region": _region(request, request_id, context, notice).html})
@@ -326,22 +330,6 @@ async def letter(staff: Annotated[Staff, require_console_role("agent")], request
     return HTMLResponse(_readable_copy(body), headers=_LETTER_HEADERS)
 
 
-RESEND = "resend-verification"
-
-
-async def _resent_since(state: AppState, request_id: str, form: FormData) -> Problem | None:
-    """Why a resend's form is refused: a code went out since its page was loaded (its `round`): a
-    second press, or a colleague's, sent another, and the code the subject held stopped working.
-    Two at once are one round (workflows/verification.py); a form that does not say sends one."""
-    shown = str(form.get("round", "")).strip()
-    live = await live_state(state, request_id) if shown.isdigit() else None
-    now = live.verification.round if live is not None and live.verification is not None else None
-    if now is None or str(now) == shown:
-        return None
-    return Problem(409, "Refused", "a new code has been sent since this page was loaded, so no other was sent: the "
-                   "code the subject received last still works. Reload the page to send one more.")
-
-
 async def _run(state: AppState, request_id: str, action: StaffAction | None, form: FormData, staff: Staff,
                ) -> Problem | None:
     """Run the action; None once the workflow accepted it, else why not (a bad field, or the
@@ -354,7 +342,9 @@ async def _run(state: AppState, request_id: str, action: StaffAction | None, for
         answers_step, step = action.step_answered(body)
         if answers_step:  # the form names the step its page showed (a stale page must not answer another)
             await require_step_shown(state, request_id, step)
-        if action.name == RESEND and (resent := await _resent_since(state, request_id, form)):
+        # The form names the round of codes its page showed: one sent since is not followed by another.
+        if (shown := action.round_shown(body)) is not None and (
+                resent := resent_since(shown, await live_state(state, request_id))):
             return resent
         await run_update(state, request_id, action.update, action.workflow_input(body, staff.actor))
     except ValidationError as exc:
@@ -381,7 +371,8 @@ async def act(staff: Annotated[Staff, require_console_role("agent")], request: R
     refused = refusal or await _run(state, request_id, spec, form, staff)
     htmx = bool(request.headers.get("hx-request"))
     if refused is None and not htmx:
-        return RedirectResponse(f"/console/requests/{request_id}?done={action}", status_code=303)
+        done = urlencode(outcome_params(state.settings, request_id, "done", action))
+        return RedirectResponse(f"/console/requests/{request_id}?{done}", status_code=303)
     context = await _context(state, today, request_id, staff)
     if refused is None:
         assert spec is not None  # no refusal: the action exists

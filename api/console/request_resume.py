@@ -14,7 +14,7 @@ from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 
 from api.auth import ConsoleForbidden, Staff, require_console_role
-from api.console.refusals import refusal_params
+from api.console.refusals import outcome_params, refusal_params
 from api.deps import State
 from api.forms import read_form
 from api.pages import problem_pages
@@ -58,4 +58,4 @@ async def resume(staff: Annotated[Staff, require_console_role("agent")], request
         return _back(request_id, **refusal_params(state.settings, "resume_error", problems))
     except ResumeRefused as refused:
         return _back(request_id, **refusal_params(state.settings, "resume_error", str(refused)))
-    return _back(request_id, resume_done="1")
+    return _back(request_id, **outcome_params(state.settings, request_id, "resume_done", "1"))

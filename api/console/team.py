@@ -8,21 +8,24 @@ post plainly and come back to the page (no JavaScript needed); a refusal shows o
 
 from __future__ import annotations
 
+import uuid
 from functools import partial
 from typing import Annotated, Any
 from urllib.parse import parse_qsl, urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
+from starlette.datastructures import FormData
 
 from api.auth import ConsoleForbidden, Staff, require_console_role
-from api.console.refusals import refusal_params
+from api.console.refusals import outcome_params, refusal_params
 from api.deps import Pool, State
 from api.forms import read_form
 from api.pages import problem_pages
 from api.problems import Problem
 from api.read_models.actors import actor_name
 from api.read_models.staff_reach import may_read, readable_notes
+from api.request_form import SUBMISSION
 from api.staff_actions import TEAM_ROLES
 from dsrflow.stores.requests_store import get_request
 from dsrflow.stores.team_store import (
@@ -58,7 +61,7 @@ async def team_context(pool: Any, request_id: str, staff: Staff) -> dict[str, An
     return {"assignment": await assignment(pool, request_id), "colleagues": await colleagues(pool),
             "notes": [{**n, "author_name": actor_name(n["author"], names)}
                       for n in await readable_notes(pool, request_id, partial(may_read, staff.has_role))],
-            "me": staff.token_id}
+            "me": staff.token_id, "note_submission": uuid.uuid4().hex}
 
 
 async def _request_or_404(pool: Any, request_id: str) -> None:
@@ -83,7 +86,16 @@ async def assign_request(staff: Annotated[Staff, require_console_role("agent")],
         await assign(pool, request_id, staff.token_id if chosen == "me" else (chosen or None), actor=staff.actor)
     except TeamRefused as refused:
         return _back(request_id, "team", **refusal_params(state.settings, "team_error", str(refused)))
-    return _back(request_id, "team", team_done="assigned" if chosen else "unassigned")
+    return _back(request_id, "team", **outcome_params(state.settings, request_id, "team_done",
+                                                      "assigned" if chosen else "unassigned"))
+
+
+def _submission(form: FormData) -> str | None:
+    """The note form's one-time key (its page's `submission`): a double click or a resubmitted page
+    posts it again, and the note is kept once; the page after it carries a new one, so the same
+    words noted again on purpose are a second note. A form without a well-formed one keeps each."""
+    submission = str(form.get("submission", "")).strip()
+    return submission if SUBMISSION.match(submission) else None
 
 
 @router.post("/requests/{request_id}/notes")
@@ -93,10 +105,10 @@ async def note(staff: Annotated[Staff, require_console_role("agent")], request: 
     await _request_or_404(pool, request_id)
     form = await read_form(request)
     try:
-        await add_note(pool, request_id, str(form.get("note", "")), actor=staff.actor)
+        await add_note(pool, request_id, str(form.get("note", "")), actor=staff.actor, once=_submission(form))
     except TeamRefused as refused:
         return _back(request_id, "notes", **refusal_params(state.settings, "note_error", str(refused)))
-    return _back(request_id, "notes", note_done="1")
+    return _back(request_id, "notes", **outcome_params(state.settings, request_id, "note_done", "1"))
 
 
 def view_query(query: str) -> str:

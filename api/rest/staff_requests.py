@@ -19,12 +19,13 @@ from api.deps import Pool, State
 from api.problems import Problem
 from api.read_models.staff_reach import may_read, readable_view
 from api.rest.openapi_examples import NEW_REQUEST, REQUEST_VIEW, json_response
-from api.service import open_request, request_view, require_step_shown, run_update
-from api.staff_actions import CONSOLE_KEYS, STAFF_ACTIONS, StaffAction
+from api.service import live_state, open_request, request_view, require_step_shown, run_update
+from api.staff_actions import CONSOLE_KEYS, STAFF_ACTIONS, StaffAction, resent_since
 from api.state import AppState
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.crypto.package_files import read_package
 from dsrflow.domain.audit import append_event
+from dsrflow.domain.clock_start import clock_waits_for_verification
 from dsrflow.stores.requests_store import get_request
 from dsrflow.stores.team_store import request_by_reference
 from schemas.requests import NewRequest
@@ -55,7 +56,7 @@ async def create(
     )
     # Not the workflow's state: started a moment ago, it would have nothing to say yet, and asking
     # it costs the engine and a worker a query for every request opened.
-    view = await request_view(state, str(row["id"]), live_too=False, opened=row if created else None)
+    view = _with_clock(await request_view(state, str(row["id"]), live_too=False, opened=row if created else None))
     return JSONResponse(jsonable_encoder(view), status_code=201 if created else 200)
 
 
@@ -68,8 +69,16 @@ async def read(staff: Annotated[Staff, require_role("agent")], request_id: str, 
 
 async def _view(staff: Staff, state: AppState, request_id: str) -> dict[str, Any]:
     """The request as the caller may read it (api/read_models/staff_reach.py)."""
-    view = await request_view(state, request_id)
+    view = _with_clock(await request_view(state, request_id))
     return jsonable_encoder(await readable_view(await state.db(), partial(may_read, staff.has_role), view))
+
+
+def _with_clock(view: dict[str, Any]) -> dict[str, Any]:
+    """`view` with `due_dates_provisional`, as the queue's items say it: a UK GDPR request awaiting
+    verification, whose dates (counted from receipt) move later once its subject verifies. A
+    script reading one request read its receipt's count as the due date, the queue's flag aside."""
+    return {**view, "due_dates_provisional": clock_waits_for_verification(
+        view["regime"], view["status"], appeal=bool((view["details"] or {}).get("appeal_of")))}
 
 
 @router.get("/{request_id}/package", response_class=StreamingResponse,
@@ -110,6 +119,9 @@ def _action_endpoint(action: StaffAction) -> Callable[..., Any]:
         answers_step, step = action.step_answered(body)
         if answers_step and step is not None:  # optional here: scripts written before it answer any step
             await require_step_shown(state, request_id, step)
+        if (shown := action.round_shown(body)) is not None and (
+                resent := resent_since(shown, await live_state(state, request_id))):
+            raise resent
         await run_update(state, request_id, action.update, action.workflow_input(body, staff.actor))
         return await _view(staff, state, request_id)
 

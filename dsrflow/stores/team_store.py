@@ -93,24 +93,34 @@ async def assign(pool: asyncpg.Pool, request_id: str, assignee: str | None, *, a
                            data={"assignee": assignee, "previous": str(current) if current else None})
 
 
-async def add_note(pool: asyncpg.Pool, request_id: str, body: str, *, actor: str) -> str:
+# The ids of notes sent with a one-time key (`add_note`'s `once`).
+_ONCE = uuid.UUID("5b0f3c1e-8d52-4c1a-9a57-2f0d6a3b9e41")
+
+
+async def add_note(pool: asyncpg.Pool, request_id: str, body: str, *, actor: str, once: str | None = None) -> str:
     """Keep an internal note on the request (never sent to the subject); audited with the sha256
-    of its text. Returns the note's id."""
+    of its text. Returns the note's id. `once`: the one-time key of the form that sent it (the
+    console's); the same key again, from the same member of staff on the same request (a double
+    click, a resubmitted page), keeps nothing more and returns the first one's id."""
     async with pool.acquire() as conn, conn.transaction():
-        return await insert_note(conn, request_id, body, actor=actor)
+        note_id = None if once is None else str(uuid.uuid5(_ONCE, f"{request_id}:{actor}:{once}"))
+        return await insert_note(conn, request_id, body, actor=actor, note_id=note_id)
 
 
-async def insert_note(conn: asyncpg.Connection, request_id: str, body: str, *, actor: str) -> str:
+async def insert_note(conn: asyncpg.Connection, request_id: str, body: str, *, actor: str,
+                      note_id: str | None = None) -> str:
     """`add_note` in the caller's transaction, for a change the note explains (a deferred erasure
-    settled by staff, dsrflow/stores/deferred_store.py)."""
+    settled by staff, dsrflow/stores/deferred_store.py). A `note_id` already kept is not kept
+    again: its id is returned, nothing written (two at once: the second waits for the first)."""
     text = _plain(_FREE_TEXT, body.strip(), "a note")
     if not text:
         raise TeamRefused("write the note first")
     if len(text) > NOTE_MAX:
         raise TeamRefused(f"a note has at most {NOTE_MAX} characters")
-    note_id = str(uuid.uuid4())
-    await conn.execute("INSERT INTO request_notes (id, request_id, author, body) VALUES ($1, $2, $3, $4)",
-                       note_id, request_id, actor, text)
+    note_id = note_id or str(uuid.uuid4())
+    if await conn.fetchval("INSERT INTO request_notes (id, request_id, author, body) VALUES ($1, $2, $3, $4) "
+                           "ON CONFLICT (id) DO NOTHING RETURNING id", note_id, request_id, actor, text) is None:
+        return note_id
     await append_event(conn, event_key=f"{request_id}:note:{note_id}", request_id=request_id,
                        event_type="staff.note_added", actor=actor,
                        data={"note_id": note_id, "sha256": hashlib.sha256(text.encode()).hexdigest()})
