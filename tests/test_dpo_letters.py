@@ -146,14 +146,17 @@ async def test_an_access_response_says_a_system_or_processor_held_nothing_instea
         assert text.count(said(t.gettext(letter_outcome._INCLUDED))) == 1  # the CRM's copy alone
 
 
-# --- Access (Art. 15(1)(f) and (h)) ----------------------------------------------------------
+# --- Access (Art. 15(1)(f) and (h), 15(2)) ----------------------------------------------------
 # The letter says what the package's summary tells the subject; the summary also states whether
 # automated decisions and profiling concern them and where they may complain
-# (activities/templates/package/summary.html.j2), which the letter left out.
+# (activities/templates/package/summary.html.j2), which the letter left out; and where each
+# recipient is and the safeguards for transfers to other countries (Art. 15(2): its "Location and
+# safeguards"), which the letter left out too.
 
-_SUMMARY_OF_ACCESS = ("a readable summary of how we process it: the purposes, legal bases, recipients, retention "
-                      "periods, where the data comes from, whether we take automated decisions about you or "
-                      "profile you, your rights and where you can complain.")
+_SUMMARY_OF_ACCESS = ("a readable summary of how we process it: the purposes, legal bases, recipients (where they "
+                      "are, and the safeguards for transfers of your data to other countries), retention periods, "
+                      "where the data comes from, whether we take automated decisions about you or profile you, your "
+                      "rights and where you can complain.")
 
 _ACCESS = ("The download contains your personal data for each of our systems and data categories, in JSON and "
            "CSV format, and " + _SUMMARY_OF_ACCESS)

@@ -12,7 +12,7 @@ import pytest
 
 import activities.restrictions as restrictions
 from dsrflow.domain.references import short_reference
-from dsrflow.i18n import translations
+from dsrflow.i18n import long_datetime, translations
 from tests.letters_as_sent import (
     APPEAL_OF,
     LANGUAGES,
@@ -243,3 +243,97 @@ async def test_a_denial_after_part_was_done_does_not_say_nothing_was(regime, lan
     untouched = await as_sent("denial", "erasure", denial, regime=regime, language=language)
     for part in both(untouched):
         assert said(t.gettext(_NO_ACTION) % rule) in part
+
+
+# --- An appeal or a UK complaint is confirmed as such ----------------------------------------
+# Its closing letters name it (above), but the e-mails asking the subject to confirm it, and the
+# acknowledgement's last paragraph, said "Please confirm your data protection request", "Before we
+# act on your request" and "we will close it without acting on it. You can make a new request":
+# the subject, whose request was refused already, could not tell that what they confirm is their
+# appeal (complaint), nor that left unconfirmed it is closed undecided and the refusal stands.
+
+_CODE = {"code": "482913", "link": "https://privacy.example.test/verify?token=abc",
+         "expires_at": "2026-02-07T14:05:00+00:00", "max_attempts": 5}
+_CONFIRMING = {
+    "verification": (_CODE, {
+        "appeal": ["Please confirm your appeal (ref. %(ref)s)", "Please confirm your appeal", "Confirm my appeal",
+                   "Before we consider your appeal of our decision on request %(id)s, we need to confirm that it "
+                   "comes from you. This protects you: we never want to disclose or change your personal data at "
+                   "the request of someone else.",
+                   "If you did not make this appeal, you do not need to do anything: we will not consider it without "
+                   "your confirmation. We would be grateful if you let us know at %(email)s."],
+        "complaint": ["Please confirm your complaint (ref. %(ref)s)", "Please confirm your complaint",
+                      "Confirm my complaint",
+                      "Before we look into your complaint about our decision on request %(id)s, we need to confirm "
+                      "that it comes from you. This protects you: we never want to disclose or change your personal "
+                      "data at the request of someone else.",
+                      "If you did not make this complaint, you do not need to do anything: we will not look into it "
+                      "without your confirmation. We would be grateful if you let us know at %(email)s."]}),
+    "reminder": (_CODE, {
+        "appeal": ["Reminder: please confirm your appeal (ref. %(ref)s)", "Reminder: please confirm your appeal",
+                   "Confirm my appeal",
+                   "We have not yet been able to confirm your identity for the appeal above, so we cannot consider "
+                   "it yet.",
+                   "If you do not confirm your appeal by %(date)s, we will close it without deciding on it, and our "
+                   "decision on request %(id)s will stand.",
+                   "If you did not make this appeal, you do not need to do anything. We would be grateful if you let "
+                   "us know at %(email)s."],
+        "complaint": ["Reminder: please confirm your complaint (ref. %(ref)s)",
+                      "Reminder: please confirm your complaint", "Confirm my complaint",
+                      "We have not yet been able to confirm your identity for the complaint above, so we cannot look "
+                      "into it yet.",
+                      "If you do not confirm your complaint by %(date)s, we will close it without looking into it, "
+                      "and our decision on request %(id)s will stand.",
+                      "If you did not make this complaint, you do not need to do anything. We would be grateful if "
+                      "you let us know at %(email)s."]}),
+    "acknowledgement": ({"verification_required": True}, {
+        "appeal": ["We have received your appeal (ref. %(ref)s)",
+                   "To protect your personal data, we first need to confirm that this appeal comes from you. You "
+                   "will receive a separate e-mail with a confirmation code and a link. We cannot consider your "
+                   "appeal until you have confirmed it."],
+        "complaint": ["We have received your complaint (ref. %(ref)s)",
+                      "To protect your personal data, we first need to confirm that this complaint comes from you. "
+                      "You will receive a separate e-mail with a confirmation code and a link. We cannot look into "
+                      "your complaint until you have confirmed it."]}),
+}
+# The HTML letter's heading and button.
+_HTML_ONLY = {"Please confirm your appeal", "Please confirm your complaint", "Confirm my appeal",
+              "Confirm my complaint", "Reminder: please confirm your appeal", "Reminder: please confirm your complaint"}
+# What the same letters say of a request (their messages, whole).
+_A_REQUEST = ("Please confirm your request", "Confirm my request",
+              "Before we act on your request, we need to confirm that it comes from you. This protects you: we never "
+              "want to disclose or change your personal data at the request of someone else.",
+              "We have not yet been able to confirm your identity for the request above, so we cannot act on it yet.",
+              "If you do not confirm your request by %(date)s, we will close it without acting on it. You can make a "
+              "new request at any time at %(url)s.",
+              "If you did not make this request, you do not need to do anything: we will not act on it without your "
+              "confirmation. We would be grateful if you let us know at %(email)s.",
+              "If you did not make this request, you do not need to do anything. We would be grateful if you let us "
+              "know at %(email)s.",
+              "To protect your personal data, we first need to confirm that this request comes from you. You will "
+              "receive a separate e-mail with a confirmation code and a link. We cannot act on your request until "
+              "you have confirmed it.")
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("regime", ["vcdpa", "uk_gdpr"])
+@pytest.mark.parametrize("purpose", list(_CONFIRMING))
+async def test_an_appeal_or_complaint_is_confirmed_as_such(purpose, regime, language):
+    params, said_of = _CONFIRMING[purpose]
+    kind = "complaint" if regime == "uk_gdpr" else "appeal"
+    t = translations(language)
+    letter = await as_sent(purpose, "erasure", params, regime=regime, language=language,
+                           details={"appeal_of": APPEAL_OF})
+    until = long_datetime(datetime(2026, 2, 7, 14, 5, tzinfo=UTC), language, "Europe/Brussels")
+    ids = {"ref": short_reference(REQUEST_ID), "id": short_reference(APPEAL_OF), "date": until,
+           "email": "privacy@onetagger.com", "url": f"https://privacy.example.test/portal?lang={language}"}
+    subject, *sentences = said_of[kind]
+    assert said(letter.subject) == said(t.gettext(subject) % ids), (purpose, regime, language)  # a space for a no-break one
+    if language != "en":
+        assert all(t.gettext(s) != s for s in said_of[kind]), "not translated"
+    # (the space a link's closing tag leaves before a full stop taken out)
+    for i, part in enumerate(p.replace(" .", ".") for p in both(letter)):
+        for sentence in sentences:
+            if i == 1 or sentence not in _HTML_ONLY:
+                assert said(t.gettext(sentence) % ids) in part, (purpose, regime, language, sentence)
+        assert not any(said(t.gettext(old) % ids) in part for old in _A_REQUEST), (purpose, regime, language)

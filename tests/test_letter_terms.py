@@ -19,6 +19,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
+from babel.messages.pofile import read_po
 
 import activities.letters as letters
 from activities.citations import cited_label
@@ -29,7 +30,17 @@ from activities.restrictions import GROUND_LABELS
 from dsrflow.i18n import translations
 from schemas.vocabulary import SUBJECT_PURPOSES
 from schemas.workflow import LetterJob
-from tests.letters_as_sent import LOADED, REFUSED, REQUEST_ID, _Ctx, both, erasure_with_kept, request_row
+from tests.letters_as_sent import (
+    LOADED,
+    REFUSED,
+    REGIMES,
+    REQUEST_ID,
+    _Ctx,
+    as_sent,
+    both,
+    erasure_with_kept,
+    request_row,
+)
 from tests.test_regime_citations import summary
 
 TRANSLATED = ["nl", "fr", "de"]
@@ -313,3 +324,44 @@ async def test_the_glossary_check_finds_a_drifted_translation():
     german = await letter_text("denial-excessive", "de")
     assert wrong_terms(german.replace("Verantwortlicher", "Verantwoordelijke"), "de") == ["Verantwoordelijke"]
     assert wrong_terms(german + " Kind regards,", "de") == ["Kind regards"]
+
+
+# --- The authority after its preposition -----------------------------------------------------
+# The policy names each regime's authority as the remedies heading completes it ("the Information
+# Commissioner": `authority_title`, German in the dative, "dem Information Commissioner"); the
+# German heading put it after "bei" ("Ihr Recht auf Beschwerde bei dem Information Commissioner",
+# the summary "Sie können bei dem Attorney General von Virginia Beschwerde einlegen"), which German
+# contracts ("beim"). No language may leave a preposition and article uncontracted before it.
+_UNCONTRACTED = {"de": {"dem": ("bei", "von", "zu", "an", "in"), "der": ("zu",)},
+                 "fr": {"le": ("de", "à"), "les": ("de", "à")}, "nl": {}}
+
+
+@pytest.mark.parametrize("language", TRANSLATED)
+async def test_each_authority_is_named_after_a_preposition_as_its_language_writes_it(language):
+    for regime in REGIMES:
+        title = LOADED.in_language(language).remedies[regime].authority_title
+        article, _, rest = title.partition(" ")
+        letter = await as_sent("denial", "erasure", {"reason_code": "other", "explanation": GIVEN},
+                               regime=regime, language=language, country={"uk_gdpr": "GB"}.get(regime, "BE"))
+        for text in [summary("access", regime, language), *both(letter)]:
+            assert title in text, (regime, language)
+            for preposition in _UNCONTRACTED[language].get(article, ()):
+                assert not re.search(rf"\b{preposition} {re.escape(title)}", text, re.IGNORECASE), (
+                    regime, language, preposition)
+            assert re.search(rf"\b{re.escape(article)} {re.escape(rest)}", text)
+
+
+# --- One abbreviation of the reference in every subject line ---------------------------------
+# German subject lines abbreviated the request's reference "Vorgangsnr." (its label in the letter
+# is "Vorgangsnummer") in the request's letters and "Ref." in the appeal's and complaint's: two
+# names for one reference in one subject's mailbox.
+_REF = {"nl": "(ref. %(ref)s)", "fr": "(réf. %(ref)s)", "de": "(Vorgangsnr. %(ref)s)"}
+
+
+@pytest.mark.parametrize("language", TRANSLATED)
+def test_every_subject_line_abbreviates_the_reference_alike(language):
+    with open("dsrflow/i18n/messages.pot", "rb") as pot:
+        subjects = [m.id for m in read_po(pot) if isinstance(m.id, str) and m.id.endswith("(ref. %(ref)s)")]
+    assert len(subjects) >= 19
+    t = translations(language)
+    assert [s for s in subjects if not t.gettext(s).endswith(_REF[language])] == []
