@@ -5,7 +5,9 @@ update's input built from it, what staff are told once it is done, and when it m
 The REST endpoints (api/rest/staff_requests.py), the console's `act` route (api/console/request_page.py) and the
 console's choice of forms to show (api/console/view.py `allowed_actions`) all read this table, so
 an action the console offers is one it can run, with the role the API asks for. What staff may
-read is api/read_models/staff_reach.py's `READABLE_BY`, the same way.
+read is api/read_models/staff_reach.py's `READABLE_BY`, the same way. What each action's caller
+sends, and what the API checks in it first, is api/staff_bodies.py; what staff do beside the
+workflow's updates (team work, deferred erasures, resuming a request) is api/staff_writes.py.
 """
 
 from __future__ import annotations
@@ -14,14 +16,28 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+from pydantic import BaseModel
 from starlette.datastructures import FormData
 
 from api.problems import Problem
-from api.read_models.staff_reach import READABLE_BY
-from dsrflow.stores.mailbox_store import CONVERT_KEY
-from dsrflow.stores.team_store import NOTE_MAX
-from schemas.plain_text import StaffText, refuse_reordering
+from api.staff_bodies import (
+    STEP_KEY,
+    ApproveBody,
+    CancelBody,
+    DecisionBody,
+    DenyBody,
+    ExtendBody,
+    LiftBody,
+    ResendBody,
+    ResolveBody,
+    RetryStepBody,
+    RoundShown,
+    SkipBody,
+    StaffBody,
+    StepAnswer,
+    TaskAnswer,
+    TaskBody,
+)
 from schemas.requests import RequestStatus
 from schemas.restrictions import LiftRestrictionInput
 from schemas.staff_answers import ResolveTaskInput, RetryTaskInput
@@ -36,122 +52,6 @@ from schemas.workflow import (
     ResendInput,
 )
 from workflows.dsr import DataSubjectRequestWorkflow as Workflow
-
-
-def rest_body(input: type[BaseModel], name: str, base: type[BaseModel] | None = None) -> type[BaseModel]:
-    """The body a caller sends for a workflow update: the input's fields with their constraints,
-    examples and descriptions, without `actor`, which the server fills in from the signed-in
-    member of staff. Made from the input so that a limit is declared once, on the input. `base`
-    marks what the API checks first (`_StepAnswer`)."""
-    fields: dict[str, Any] = {field: (info.annotation, info) for field, info in input.model_fields.items()
-                              if field != "actor"}
-    body: type[BaseModel] = create_model(name, __base__=base or _StaffBody, **fields)
-    return body
-
-
-class _StaffBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    # What staff write may reach the subject's letter (a reason, an explanation): marks that
-    # reorder text (U+202E and the like) could make it read otherwise than it was approved. Refused
-    # here, where staff send it, not on the workflow's input, which histories already hold.
-    @field_validator("*")
-    @classmethod
-    def _in_reading_order(cls, value: object) -> object:
-        return refuse_reordering(value) if isinstance(value, str) else value
-
-    def unshown(self) -> str | None:
-        """Why a console form's body is refused unread: it does not say what its page showed (a
-        page from before forms said it, a hand-made post); None once it does."""
-        return None
-
-
-# The field naming the failed step a retry or a skip answers (schemas/steps.py `TroubleKey`).
-STEP_KEY = "trouble"
-
-
-class _StepAnswer(_StaffBody):
-    """A retry or a skip of a failed step. The workflow's update answers whichever step is failing
-    when it arrives: a skip pressed on a page loaded while the acknowledgement's letter failed (or
-    pressed twice, or a colleague's) recorded the response's letter, which failed since, as sent by
-    hand, and the subject never had their answer. So the caller names the step it read (the
-    request's `trouble.key`, the input's `trouble`), and another step failing by then is refused:
-    by the API first, with the step failing now in words (api/service.py `require_step_shown`),
-    and by the update's validator, which nothing can come between (workflows/step_trouble.py).
-    The console's forms always send it."""
-
-
-class _RoundShown(_StaffBody):
-    """A resend of the verification's code, which stops the last one working: a second press (a
-    colleague's, a client's retry) killed the code the subject had just received. So the caller
-    names the round of codes it read, and a code sent since is refused (`resent_since`); without
-    it, a REST call sends one (scripts written before it), a console form nothing (its page always
-    says). Two at once are one round (workflows/verification.py)."""
-
-    round: int | None = Field(None, ge=1, le=10_000, examples=[1], description=(
-        "the `verification.round` the caller read: refused (409) once a code was sent since"))
-
-    def unshown(self) -> str | None:
-        return None if self.round is not None else (
-            "this form does not say which code it replaces: nothing was sent; reload the page and send one from it")
-
-
-def resent_since(shown: int | None, live: RequestState | None) -> Problem | None:
-    """Why a resend naming round `shown` is refused given the live state: a code went out since.
-    Sent when the caller names none, or the workflow's state is not known (it decides then)."""
-    now = live.verification.round if live is not None and live.verification is not None else None
-    if shown is None or now is None or now == shown:
-        return None
-    return Problem(409, "Refused", f"a new code has been sent since the round this was sent for ({shown}; now "
-                   f"{now}), so no other was sent: the code the subject received last still works. Read the "
-                   "request again (reload the page) to send one more.", round=now)
-
-
-# The fields naming the task a retry or a resolution answers, its attempt and its action
-# (schemas/workflow.py `TaskAttempt`, `TaskActionShown`); on the console's form, one of each per
-# system the form offers (`attempt.<system>`, `action.<system>`).
-TASK_KEYS = ("attempt", "action")
-
-
-class _TaskAnswer(_StaffBody):
-    """A retry or a resolution of a system's task that needs attention. The workflow's update
-    answers the task as it stands when it arrives: a resolution typed while a colleague retried
-    the task recorded the next attempt, failed since for another reason, as done by other means,
-    and a retry pressed twice (or replayed) started an attempt nobody decided on. So the caller
-    names the attempt it read (`attempt`), and of which task (`action`: a restriction's lift runs
-    tasks of its own, whose attempts count from 1 again), and the update's validator refuses any
-    other, naming the attempt now and where it stands (workflows/task_fanout.py
-    `require_attention`): a 409 in words, the workflow's own. The console's forms always send both."""
-
-    @classmethod
-    def shown_on(cls, form: FormData, values: dict[str, str]) -> dict[str, str]:
-        """`values` with the attempt and action the form showed for the system chosen: a form
-        offers every system that needs attention, each with its own."""
-        system = values.get("system", "")
-        shown = {key: str(value).strip() for key in TASK_KEYS if (value := form.get(f"{key}.{system}")) is not None}
-        return {**{name: value for name, value in values.items() if name not in TASK_KEYS}, **shown}
-
-    def unshown(self) -> str | None:
-        said = self.model_dump()
-        if all(said[key] is not None for key in TASK_KEYS):
-            return None
-        return (f"this form does not say which attempt of the {said['system']} task it answers: "
-                "nothing was done; reload the page and answer the attempt it shows")
-
-
-# Named as they appear in the OpenAPI document.
-ExtendBody = rest_body(ExtendInput, "ExtendBody")
-DenyBody = rest_body(DenyInput, "DenyBody")
-CancelBody = rest_body(CancelInput, "CancelBody")
-ApproveBody = rest_body(ApproveInput, "ApproveBody")
-TaskBody = rest_body(RetryTaskInput, "TaskBody", _TaskAnswer)
-ResolveBody = rest_body(ResolveTaskInput, "ResolveBody", _TaskAnswer)
-SkipBody = rest_body(SkipStepInput, "SkipBody", _StepAnswer)
-RetryStepBody = rest_body(RetryStepInput, "RetryStepBody", _StepAnswer)
-LiftBody = rest_body(LiftRestrictionInput, "LiftBody")
-DecisionBody = rest_body(ObjectionDecision, "DecisionBody")
-ResendBody = rest_body(ResendInput, "ResendBody", _RoundShown)
-
 
 # Refusing a request (Art. 12(4)), outright or by closing it unanswered, is compliance's decision.
 REFUSING_ROLE = "compliance"
@@ -235,11 +135,11 @@ class StaffAction:
 
     def round_shown(self, body: BaseModel | None) -> int | None:
         """The round of codes a resend's body names (`resent_since`), None for any other action."""
-        return body.round if isinstance(body, _RoundShown) else None
+        return body.round if isinstance(body, RoundShown) else None
 
     def step_answered(self, body: BaseModel | None) -> tuple[bool, str | None]:
         """(whether this action answers a failed step, the `trouble.key` its body names)."""
-        return self.body is not None and issubclass(self.body, _StepAnswer), getattr(body, STEP_KEY, None)
+        return self.body is not None and issubclass(self.body, StepAnswer), getattr(body, STEP_KEY, None)
 
     def body_from_form(self, form: FormData) -> BaseModel | None:
         """The body from a console form: its fields by name, blanks left out so that a missing
@@ -248,10 +148,10 @@ class StaffAction:
         if self.body is None:
             return None
         values = {name: str(form[name]).strip() for name in self.body.model_fields if name in form}
-        if issubclass(self.body, _TaskAnswer):
+        if issubclass(self.body, TaskAnswer):
             values = self.body.shown_on(form, values)
         body = self.body.model_validate({name: value for name, value in values.items() if value})
-        if isinstance(body, _StaffBody) and (unshown := body.unshown()):
+        if isinstance(body, StaffBody) and (unshown := body.unshown()):
             raise Problem(409, "Refused", unshown)
         return body
 
@@ -396,42 +296,3 @@ _ACTIONS = [
         underway="Lift taken; nothing is lifted before the subject is told"),
 ]
 STAFF_ACTIONS: dict[str, StaffAction] = {action.name: action for action in _ACTIONS}
-
-
-# The idempotency keys the console opens requests under, in the staff's one key space
-# (dsrflow/stores/requests_store.py): an Inbox message converted (`mailbox:<message id>`, which
-# dsrflow/stores/mailbox_store.py `finish_interrupted_converts` takes as that message's request)
-# and the new-request form's submission (`console:<submission>`). Refused as a REST caller's own
-# `Idempotency-Key` (api/rest/staff_requests.py): an agent who sent `mailbox:<id>` with any
-# request had the message recorded as converted into it, and it left the Inbox unanswered.
-NEW_REQUEST_KEY = "console:"
-CONSOLE_KEYS = (CONVERT_KEY, NEW_REQUEST_KEY)
-
-
-# Staff's team work on a request: not workflow updates, so not StaffActions. The workflow neither
-# knows nor needs who works on a request, internal notes never reach the subject, and both hold
-# for closed requests too: they are Postgres writes beside the request (dsrflow/stores/team_store.py),
-# each an audit event, run by the console (api/console/team.py) and the REST API (api/rest/team.py)
-# with the lowest role each needs, from here. Any member of staff may hand work on or take it.
-TEAM_ROLES = {"assign": "agent", "note": "agent", "save-view": "agent", "delete-view": "agent"}
-
-# An erasure a hold deferred, once a processor asked after the hold ended did not carry it out
-# (dsrflow/stores/deferred_store.py): asking it again, or recording it as done by other means, is
-# compliance's, who also read them (READABLE_BY). Postgres writes too: the request closed long
-# before; run by the console (api/console/deferred.py) and REST (api/rest/deferred_erasures.py).
-DEFERRED_ROLES = {"read": READABLE_BY["deferred-erasures"], "retry": "compliance", "settle": "compliance"}
-
-# A request whose workflow ended while it was open (dsrflow/domain/request_resume.py): resuming it
-# carries it on from where it stopped, and what it does again takes effect once; deciding that the
-# cause is fixed is compliance's, who answer for the request's steps (retry-step). Not a workflow
-# update either: there is no workflow running to take one. Run by the console
-# (api/console/request_resume.py) and REST (api/rest/request_resume.py).
-RESUME_ROLE = "compliance"
-
-
-class ResumeBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    reason: StaffText = Field(min_length=1, max_length=NOTE_MAX,
-                             description="why it may carry on now (the cause that ended it, and how it was "
-                                         "fixed); kept in the audit trail, never sent to the subject",
-                             examples=["The mail relay refused staff alerts; its allow-list is fixed."])

@@ -53,7 +53,7 @@ def requests_resume(
     from pydantic import ValidationError
 
     from api.problems import field_errors
-    from api.staff_actions import ResumeBody
+    from api.staff_writes import ResumeBody
     from dsrflow.domain.request_resume import ResumeRefused, resume_request
     from dsrflow.infra.temporal_client import connect_client, not_yet_reachable
 

@@ -92,13 +92,13 @@ MATRIX = [
     Row("POST",   f"{R}/notes",                         {"note": "Called the subject"},         401, 404, 404, 404),
     Row("POST",   f"{C}/assignment",                    None,                                   303, 404, 404, 404),
     Row("POST",   f"{C}/notes",                         None,                                   303, 404, 404, 404),
-    # An erasure a hold deferred names the hold: compliance's (api/staff_actions.py DEFERRED_ROLES).
+    # An erasure a hold deferred names the hold: compliance's (api/staff_writes.py DEFERRED_ROLES).
     Row("GET",    f"{R}/deferred-erasures",             None,                                   401, 403, 404, 404),
     Row("POST",   f"{R}/deferred-erasures/surveys/retry", None,                                 401, 403, 404, 404),
     Row("POST",   f"{R}/deferred-erasures/surveys/settle", {"note": "Deleted by their DPO"},    401, 403, 404, 404),
     Row("POST",   f"{C}/deferred/surveys/retry",        None,                                   303, 403, 404, 404),
     Row("POST",   f"{C}/deferred/surveys/settle",       None,                                   303, 403, 404, 404),
-    # Resuming a request whose workflow ended: compliance's (api/staff_actions.py RESUME_ROLE).
+    # Resuming a request whose workflow ended: compliance's (api/staff_writes.py RESUME_ROLE).
     Row("POST",   f"{R}/resume",                        {"reason": "The relay is fixed"},       401, 403, 404, 404),
     Row("POST",   f"{C}/resume",                        None,                                   303, 403, 404, 404),
     Row("POST",   "/console/views",                     None,                                   303, 303, 303, 303),

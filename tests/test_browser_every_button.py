@@ -1,8 +1,8 @@
 """Every button, link that acts and form of the staff console, for every role that sees it: the
 browser test (Debian's Chromium) that presses it as each such role, and the one showing that a role
 that must not see it is not shown it and cannot forge its post. Roles: agent < compliance < admin
-(api/auth.py); what each may do: api/staff_actions.py (STAFF_ACTIONS, TEAM_ROLES, DEFERRED_ROLES,
-RESUME_ROLE), read: api/read_models/staff_reach.py (READABLE_BY); the HTTP matrix: tests/test_authz_matrix.py. Every form's
+(api/auth.py); what each may do: api/staff_actions.py (STAFF_ACTIONS), api/staff_writes.py (TEAM_ROLES,
+DEFERRED_ROLES, RESUME_ROLE), read: api/read_models/staff_reach.py (READABLE_BY); the HTTP matrix: tests/test_authz_matrix.py. Every form's
 address takes its method for every role, in every status: tests/test_browser_audit_statuses.py.
 
 Files are tests/test_browser_<name>.py ("browser" is tests/test_browser.py, "every" this module);

@@ -2,7 +2,7 @@
 them, on the console or over REST (api/read_models/staff_reach.py; docs/security.md "What an
 agent reads").
 
-A deferred erasure is compliance's (api/staff_actions.py `DEFERRED_ROLES`, read as legal-claims
+A deferred erasure is compliance's (api/staff_writes.py `DEFERRED_ROLES`, read as legal-claims
 holds are): once the hold that kept records ended, what became of them says that it ended. The
 note settling one, and the alert saying a processor did not carry one out, reached agents as any
 other note and staff alert."""

@@ -67,7 +67,7 @@ def test_a_console_form_becomes_the_rest_body_and_the_workflow_input():
     made = decide.workflow_input(decide.body_from_form(form), "compliance:1")
     assert (made.compelling_grounds, made.explanation, made.actor) == (True, "Card fraud checks", "compliance:1")
     assert STAFF_ACTIONS["approve"].workflow_input(STAFF_ACTIONS["approve"].body_from_form(FormData()), "c").note is None
-    # A resend's round is the API's to check (api/staff_actions.py `resent_since`), not the workflow's input.
+    # A resend's round is the API's to check (api/staff_bodies.py `resent_since`), not the workflow's input.
     resend = STAFF_ACTIONS["resend-verification"]
     with pytest.raises(Problem) as unshown:  # the console's form says it; a post that does not sends nothing
         resend.body_from_form(FormData([("csrf_token", "t")]))

@@ -2,7 +2,7 @@
 processor that did not carry one out once the hold ended, asking it again or recording it as done
 by other means, with a note saying how (dsrflow/stores/deferred_store.py; the REST API:
 api/rest/deferred_erasures.py). Compliance's, as the holds behind them are
-(api/staff_actions.py `DEFERRED_ROLES`). Forms post plainly and come back to the page; each says
+(api/staff_writes.py `DEFERRED_ROLES`). Forms post plainly and come back to the page; each says
 the attempt and state its page showed, and is refused once the erasure stands otherwise."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from api.erasure_sweeps import ask_processor_again, with_retries_under_way
 from api.forms import read_form
 from api.pages import problem_pages
 from api.problems import Problem
-from api.staff_actions import DEFERRED_ROLES
+from api.staff_writes import DEFERRED_ROLES
 from api.state import AppState
 from dsrflow.stores.deferred_store import DeferredRefused, DeferredStale, Shown, deferred_erasures, settle_deferred
 from dsrflow.stores.requests_store import get_request

@@ -28,7 +28,7 @@ from api.problems import Problem
 from api.read_models.cursors import InvalidCursor
 from api.read_models.request_queries import OPEN_STATUSES, RequestFilters, list_requests
 from api.service import open_request
-from api.staff_actions import NEW_REQUEST_KEY
+from api.staff_writes import NEW_REQUEST_KEY
 from api.state import AppState
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.domain.references import typed_reference

@@ -64,8 +64,8 @@ from api.staff_actions import (
     StaffAction,
     deciding,
     owed_under_way,
-    resent_since,
 )
+from api.staff_bodies import resent_since
 from api.state import AppState
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.domain.clock_start import clock_waits_for_verification

@@ -1,6 +1,6 @@
 """An open request whose workflow ended, on the console's request page: every member of staff sees
 why nothing on the page works (each action is refused while no workflow runs), and compliance may
-resume it once the cause is fixed (api/staff_actions.py `RESUME_ROLE`; what resuming does:
+resume it once the cause is fixed (api/staff_writes.py `RESUME_ROLE`; what resuming does:
 dsrflow/domain/request_resume.py; REST: api/rest/request_resume.py). The form posts plainly and
 comes back to the page, outside the live region, so a poll never swaps a half-written reason away."""
 
@@ -19,7 +19,7 @@ from api.deps import State
 from api.forms import read_form
 from api.pages import problem_pages
 from api.problems import Problem, field_errors
-from api.staff_actions import RESUME_ROLE, ResumeBody
+from api.staff_writes import RESUME_ROLE, ResumeBody
 from dsrflow.domain.request_resume import ResumeRefused, resume_request
 from dsrflow.stores.requests_store import get_request
 from dsrflow.stores.team_store import NOTE_MAX

@@ -1,7 +1,7 @@
 """Working on the queue as a team: assigning a request (to a colleague, or taking it), internal
 notes on a request, and each member of staff's saved queue views.
 
-These are not workflow updates (api/staff_actions.py `TEAM_ROLES` says why, and the role each
+These are not workflow updates (api/staff_writes.py `TEAM_ROLES` says why, and the role each
 needs, checked on every post): Postgres writes (dsrflow/stores/team_store.py), each change to a
 request an audit event. Forms
 post plainly and come back to the page (no JavaScript needed); a refusal shows on the page."""
@@ -26,7 +26,7 @@ from api.problems import Problem
 from api.read_models.actors import actor_name
 from api.read_models.staff_reach import may_read, readable_notes
 from api.request_form import SUBMISSION
-from api.staff_actions import TEAM_ROLES
+from api.staff_writes import TEAM_ROLES
 from dsrflow.stores.requests_store import get_request
 from dsrflow.stores.team_store import (
     TeamRefused,

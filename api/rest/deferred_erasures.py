@@ -13,7 +13,7 @@ from api.auth import Staff, require_role
 from api.deps import Pool, State
 from api.erasure_sweeps import ask_processor_again, with_retries_under_way
 from api.problems import Problem
-from api.staff_actions import DEFERRED_ROLES
+from api.staff_writes import DEFERRED_ROLES
 from dsrflow.stores.deferred_store import DeferredRefused, Shown, deferred_erasures, settle_deferred
 from dsrflow.stores.requests_store import get_request
 from dsrflow.stores.team_store import NOTE_MAX

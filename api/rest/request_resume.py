@@ -10,7 +10,7 @@ from fastapi import APIRouter
 from api.auth import Staff, require_role
 from api.deps import State
 from api.problems import Problem
-from api.staff_actions import RESUME_ROLE, ResumeBody
+from api.staff_writes import RESUME_ROLE, ResumeBody
 from dsrflow.domain.request_resume import ResumeRefused, resume_request
 from dsrflow.stores.requests_store import get_request
 

@@ -20,7 +20,9 @@ from api.problems import Problem
 from api.read_models.staff_reach import may_read, readable_view
 from api.rest.openapi_examples import NEW_REQUEST, REQUEST_VIEW, json_response
 from api.service import live_state, open_request, request_view, require_step_shown, run_update
-from api.staff_actions import CONSOLE_KEYS, STAFF_ACTIONS, StaffAction, resent_since
+from api.staff_actions import STAFF_ACTIONS, StaffAction
+from api.staff_bodies import resent_since
+from api.staff_writes import CONSOLE_KEYS
 from api.state import AppState
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.crypto.package_files import read_package

@@ -13,7 +13,7 @@ from api.auth import Staff, require_role
 from api.deps import Pool
 from api.problems import Problem
 from api.read_models.staff_reach import may_read, readable_notes
-from api.staff_actions import TEAM_ROLES
+from api.staff_writes import TEAM_ROLES
 from dsrflow.stores.requests_store import get_request
 from dsrflow.stores.team_store import NOTE_MAX, TeamRefused, add_note, assign, assignment
 from schemas.plain_text import StaffText

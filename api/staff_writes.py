@@ -1,0 +1,52 @@
+"""What staff do on a request that is not a workflow update, with the role each needs: team work
+(assignments, internal notes, saved views), deferred erasures, resuming a request whose workflow
+ended; and the idempotency keys the console opens requests under. The console and the REST API
+read these as they read api/staff_actions.py's table for the workflow's updates.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.read_models.staff_reach import READABLE_BY
+from dsrflow.stores.mailbox_store import CONVERT_KEY
+from dsrflow.stores.team_store import NOTE_MAX
+from schemas.plain_text import StaffText
+
+# The idempotency keys the console opens requests under, in the staff's one key space
+# (dsrflow/stores/requests_store.py): an Inbox message converted (`mailbox:<message id>`, which
+# dsrflow/stores/mailbox_store.py `finish_interrupted_converts` takes as that message's request)
+# and the new-request form's submission (`console:<submission>`). Refused as a REST caller's own
+# `Idempotency-Key` (api/rest/staff_requests.py): an agent who sent `mailbox:<id>` with any
+# request had the message recorded as converted into it, and it left the Inbox unanswered.
+NEW_REQUEST_KEY = "console:"
+CONSOLE_KEYS = (CONVERT_KEY, NEW_REQUEST_KEY)
+
+
+# Staff's team work on a request: not workflow updates, so not StaffActions. The workflow neither
+# knows nor needs who works on a request, internal notes never reach the subject, and both hold
+# for closed requests too: they are Postgres writes beside the request (dsrflow/stores/team_store.py),
+# each an audit event, run by the console (api/console/team.py) and the REST API (api/rest/team.py)
+# with the lowest role each needs, from here. Any member of staff may hand work on or take it.
+TEAM_ROLES = {"assign": "agent", "note": "agent", "save-view": "agent", "delete-view": "agent"}
+
+# An erasure a hold deferred, once a processor asked after the hold ended did not carry it out
+# (dsrflow/stores/deferred_store.py): asking it again, or recording it as done by other means, is
+# compliance's, who also read them (READABLE_BY). Postgres writes too: the request closed long
+# before; run by the console (api/console/deferred.py) and REST (api/rest/deferred_erasures.py).
+DEFERRED_ROLES = {"read": READABLE_BY["deferred-erasures"], "retry": "compliance", "settle": "compliance"}
+
+# A request whose workflow ended while it was open (dsrflow/domain/request_resume.py): resuming it
+# carries it on from where it stopped, and what it does again takes effect once; deciding that the
+# cause is fixed is compliance's, who answer for the request's steps (retry-step). Not a workflow
+# update either: there is no workflow running to take one. Run by the console
+# (api/console/request_resume.py) and REST (api/rest/request_resume.py).
+RESUME_ROLE = "compliance"
+
+
+class ResumeBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: StaffText = Field(min_length=1, max_length=NOTE_MAX,
+                             description="why it may carry on now (the cause that ended it, and how it was "
+                                         "fixed); kept in the audit trail, never sent to the subject",
+                             examples=["The mail relay refused staff alerts; its allow-list is fixed."])
