@@ -35,10 +35,14 @@ def remedies_context(policy: Policy, regime: str, country: str, *, appeal: bool,
     appeal lies against (`undecided`: a restriction lifted, an appeal closed unverified or by
     staff) offers no appeal, and says the complaint to the Attorney General without one
     (`complaint_without_appeal`): before, the lift letter said "If we deny your appeal" of an
-    appeal it never offered, and an appeal closed unverified "Now that we have decided on it"."""
+    appeal it never offered, and an appeal closed unverified "Now that we have decided on it". A UK
+    complaint closed unverified or by staff says it so too, not "If you are not satisfied with the
+    outcome of your complaint"."""
     remedies = policy.remedies_for(regime, country).model_dump(mode="json")
     remedies["judicial_heading"] = remedies["judicial_heading"] or t.gettext("Your right to a judicial remedy")
-    if remedies["appeal"] is not None and undecided and reconsiders(regime) == "appeal":
+    # A UK complaint closed undecided has no outcome to be "not satisfied with"; a restriction lifted
+    # under the UK GDPR still offers the complaint to us (nothing was complained of yet).
+    if remedies["appeal"] is not None and undecided and (reconsiders(regime) == "appeal" or appeal):
         remedies["complaint"] = remedies["appeal"]["complaint_without_appeal"] or remedies["complaint"]
         remedies["appeal"] = None
     elif remedies["appeal"] is not None:

@@ -14,8 +14,9 @@ import activities.letter_outcome as letter_outcome
 import activities.letters as letters
 import activities.restrictions as restrictions
 from activities.citations import cite
+from dsrflow.domain.references import short_reference
 from dsrflow.i18n import long_date, translations
-from tests.letters_as_sent import LANGUAGES, LOADED, REGIMES, as_sent, both, request_row
+from tests.letters_as_sent import APPEAL_OF, LANGUAGES, LOADED, REGIMES, REQUEST_ID, as_sent, both, request_row
 from tests.test_letter_citations import _every_letter
 
 LINK = "https://privacy.example.test/portal/packages/TOKEN"
@@ -250,3 +251,72 @@ async def test_a_deadline_warning_gives_the_last_day_to_extend_where_the_law_all
                                                                  "detail": "d"}, regime=regime,
                                      current_due_date=row["extended_due_date"])
     assert "can be extended" not in extended_already.text
+
+
+# --- A restriction lifted without notice (Art. 18(3)) -------------------------------------------
+# Without `restriction.lift_notice_days` the letter goes out just before the systems lift the
+# restriction ("The restriction ends today, now that this letter is on its way to you"), yet it
+# opened with "We are going to lift that restriction, and ... we are telling you before it ends".
+
+_BEFORE_IT_ENDS = ("At your request, we restricted the processing of your personal data. We are going to lift "
+                   "that restriction, and as Article 18(3) of the %(law)s requires, we are telling you before it ends.",
+                   "At your request, we restricted the processing of your personal data. We are going to lift "
+                   "that restriction, and we are telling you before it ends.")
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+async def test_a_lift_without_notice_does_not_say_the_restriction_ends_later(monkeypatch, language):
+    async def restriction_as_told(pool: object, request_id: str, notice_days: int) -> dict[str, Any]:
+        return {"since": datetime(2025, 11, 4, 9, 30, tzinfo=UTC), "lift_effective_on": None,
+                "grounds": ["needed_for_legal_claims"], "systems": ["crm"]}
+
+    monkeypatch.setattr(restrictions, "restriction_as_told", restriction_as_told)
+    t = translations(language)
+    for regime, law in (("gdpr", "GDPR"), ("uk_gdpr", "UK GDPR"), ("vcdpa", None)):
+        told = " ".join(t.gettext(_BEFORE_IT_ENDS[law is None]).split()) % {"law": t.gettext(law or "")}
+        for days in (14, 0):
+            letter = await as_sent("restriction_lift", "restriction",
+                                   {"reason": "Settled.", "lift_on": "2026-02-09", "notice_days": days},
+                                   regime=regime, language=language)
+            for part in both(letter):
+                assert (told in part) == bool(days), (regime, language, days)
+                if language == "en" and not days:
+                    assert "We are lifting that restriction today" in part, regime
+
+
+# --- A denial under Art. 12(5) cites it once ------------------------------------------------------
+# "This is because the request is manifestly excessive, ... (Art. 12(5) GDPR)." was followed, after
+# the explanation, by "Art. 12(5) GDPR allows a controller to refuse to act on a request that is
+# manifestly excessive, ...": the same ground and article twice.
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("regime", ["gdpr", "uk_gdpr"])
+async def test_a_denial_under_article_12_5_cites_it_once(regime, language):
+    article = cite(regime, "12(5)", t=translations(language))
+    for code in ("excessive", "manifestly_unfounded"):
+        letter = await as_sent("denial", "access", {"reason_code": code, "explanation": "Fifth."},
+                               regime=regime, language=language)
+        for part in both(letter):
+            assert part.count(article) == 1, (code, regime, language)
+
+
+# --- An appeal's or a complaint's own reference -------------------------------------------------
+# Its letters name the refused request beside it ("Complaint about: request ..."), and called their
+# own reference "Request reference", "quoting your request reference" and "Your request reference":
+# the subject could quote either.
+
+@pytest.mark.parametrize("language", LANGUAGES)
+async def test_an_appeal_or_complaint_letter_names_its_reference_as_its_own(language):
+    t = translations(language)
+    ref = short_reference(REQUEST_ID)
+    for regime, kind in (("vcdpa", "appeal"), ("uk_gdpr", "complaint")):
+        letter = await as_sent("closed_unverified", "erasure", {"expired_at": "2026-02-07T10:00:00+00:00"},
+                               regime=regime, language=language, details={"appeal_of": APPEAL_OF})
+        for part in both(letter):
+            for label in (f"{kind.title()} reference", f"Your {kind} reference"):
+                assert t.gettext(label) in part, (regime, language, label)
+            if language != "de":  # German's "Vorgangsnummer" names no request
+                assert t.gettext("Request reference") not in part, (regime, language)
+                assert t.gettext("Your request reference") not in part, (regime, language)
+        if language == "en":
+            assert f"quoting your {kind} reference {ref}." in both(letter)[0], regime

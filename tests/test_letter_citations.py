@@ -193,7 +193,7 @@ async def test_gdpr_letters_still_cite_the_gdpr():
     assert "Legal basis: Art. 17(3)(e) GDPR: establishment, exercise or defence of legal claims" in said
     assert "and you can object to its processing (Art. 15 to 21 GDPR)." in said
     denial = both(await as_sent("denial", "access", {"reason_code": "excessive", "explanation": "Fifth."}))[0]
-    assert "Art. 12(5) GDPR allows a controller to refuse to act" in denial
+    assert "because of its repetitive character (Art. 12(5) GDPR)." in denial
     identity = both(await as_sent("denial", "access", {"reason_code": "identity_not_established",
                                                        "explanation": "Unknown."}))[0]
     assert "unless we can identify you (Art. 11(2) and 12(2) GDPR)." in identity

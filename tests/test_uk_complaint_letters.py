@@ -140,6 +140,24 @@ async def test_a_complaints_outcome_names_the_commissioner_and_no_further_compla
             assert t.gettext("Your right to complain to us") not in part and "/portal/complaints" not in part
 
 
+# A complaint closed unverified or by staff was not looked into: its letter said "If you are not
+# satisfied with the outcome of your complaint" of an outcome it never had (as the US appeals'
+# closings did before `complaint_without_appeal`).
+@pytest.mark.parametrize("language", LANGUAGES)
+async def test_a_complaint_closed_undecided_names_the_commissioner_without_an_outcome(language):
+    remedies = LOADED.in_language(language).remedies_for("uk_gdpr", "GB")
+    assert remedies.appeal is not None and remedies.appeal.complaint_without_appeal
+    closings = {"closed_unverified": REFUSALS["closed_unverified"],
+                "cancellation": {"reason": "A duplicate of your other complaint.", "withdrawn": False}}
+    for purpose, params in closings.items():
+        letter = await as_sent(purpose, "erasure", params, regime="uk_gdpr", language=language, country="GB",
+                               details={"appeal_of": APPEAL_OF})
+        for part in _read(letter):
+            assert _said(remedies.appeal.complaint_without_appeal) in part, (purpose, language)
+            assert _said(remedies.appeal.complaint_after_appeal) not in part, (purpose, language)
+            assert "/portal/complaints" not in part, (purpose, language)
+
+
 @pytest.mark.parametrize("regime", [r for r in REGIMES if r != "uk_gdpr"])
 async def test_the_other_regimes_refusals_offer_no_complaint_to_us(regime):
     letter = await as_sent("denial", "erasure", DENIED | CLOSING, regime=regime, country="US" if regime in (
