@@ -6,7 +6,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Header
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import Staff, require_role
@@ -15,7 +15,7 @@ from api.problems import Problem
 from api.read_models.staff_reach import may_read, readable_notes
 from api.staff_writes import TEAM_ROLES
 from dsrflow.stores.requests_store import get_request
-from dsrflow.stores.team_store import NOTE_MAX, TeamRefused, add_note, assign, assignment
+from dsrflow.stores.team_store import NOTE_MAX, NoteKeyReused, TeamRefused, add_note, assign, assignment
 from schemas.plain_text import StaffText
 
 router = APIRouter(prefix="/v1/requests", tags=["team"])
@@ -61,11 +61,20 @@ async def list_notes(staff: Annotated[Staff, require_role(TEAM_ROLES["note"])], 
 
 @router.post("/{request_id}/notes", status_code=201)
 async def post_note(staff: Annotated[Staff, require_role(TEAM_ROLES["note"])], request_id: str, body: NoteBody,
-                    pool: Pool) -> dict[str, str]:
+                    pool: Pool, idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+                    ) -> dict[str, str]:
     """Add an internal note: never sent to the subject, kept in the audit trail (with its sha256)
-    and the evidence pack."""
+    and the evidence pack. Repeating the call with the same `Idempotency-Key` header (a retry after
+    an answer that never came) keeps the note once and answers the same; the key sent again by the
+    same member of staff on the same request with other words is refused (409), nothing kept."""
     await _known(pool, request_id)
+    # A prefix the console's one-time keys never hold (api/request_form.py `SUBMISSION`: no colon),
+    # so a caller's key, whatever it is, can stand for no note the console sent: none is refused.
+    once = f"header:{idempotency_key}" if idempotency_key else None
     try:
-        return {"id": await add_note(pool, request_id, body.note, actor=staff.actor)}
+        return {"id": await add_note(pool, request_id, body.note, actor=staff.actor, once=once)}
+    except NoteKeyReused:
+        raise Problem(409, "Idempotency key reused", "this Idempotency-Key was already used for another note on "
+                      "this request: that note is kept, this one was not") from None
     except TeamRefused as refused:
         raise Problem(422, "Invalid note", str(refused), errors=[{"field": "note", "message": str(refused)}]) from None

@@ -37,6 +37,12 @@ class TeamRefused(ValueError):
     """What was asked cannot be done (an unknown colleague, a revoked token, a full list)."""
 
 
+class NoteKeyReused(TeamRefused):
+    """A note's one-time key (`add_note`'s `once`) sent again with other words: the first note
+    stands, this one is not kept. Taken as a repeat, it was lost without a word (a script that
+    reused a key, a page sent back edited)."""
+
+
 async def colleagues(pool: asyncpg.Pool | asyncpg.Connection) -> list[dict[str, Any]]:
     """Everyone a request may be assigned to: the staff tokens in force, by label."""
     rows = await pool.fetch("SELECT id, role, label FROM staff_tokens WHERE revoked_at IS NULL "
@@ -99,9 +105,10 @@ _ONCE = uuid.UUID("5b0f3c1e-8d52-4c1a-9a57-2f0d6a3b9e41")
 
 async def add_note(pool: asyncpg.Pool, request_id: str, body: str, *, actor: str, once: str | None = None) -> str:
     """Keep an internal note on the request (never sent to the subject); audited with the sha256
-    of its text. Returns the note's id. `once`: the one-time key of the form that sent it (the
-    console's); the same key again, from the same member of staff on the same request (a double
-    click, a resubmitted page), keeps nothing more and returns the first one's id."""
+    of its text. Returns the note's id. `once`: a one-time key, the console form's or a REST
+    caller's `Idempotency-Key` (api/rest/team.py keeps the two apart); the same key again, from the
+    same member of staff on the same request (a double click, a resubmitted page, a retried call),
+    keeps nothing more and returns the first one's id; with other words it raises NoteKeyReused."""
     async with pool.acquire() as conn, conn.transaction():
         note_id = None if once is None else str(uuid.uuid5(_ONCE, f"{request_id}:{actor}:{once}"))
         return await insert_note(conn, request_id, body, actor=actor, note_id=note_id)
@@ -111,7 +118,8 @@ async def insert_note(conn: asyncpg.Connection, request_id: str, body: str, *, a
                       note_id: str | None = None) -> str:
     """`add_note` in the caller's transaction, for a change the note explains (a deferred erasure
     settled by staff, dsrflow/stores/deferred_store.py). A `note_id` already kept is not kept
-    again: its id is returned, nothing written (two at once: the second waits for the first)."""
+    again: its id is returned, nothing written (two at once: the second waits for the first);
+    kept with other words, NoteKeyReused."""
     text = _plain(_FREE_TEXT, body.strip(), "a note")
     if not text:
         raise TeamRefused("write the note first")
@@ -120,6 +128,9 @@ async def insert_note(conn: asyncpg.Connection, request_id: str, body: str, *, a
     note_id = note_id or str(uuid.uuid4())
     if await conn.fetchval("INSERT INTO request_notes (id, request_id, author, body) VALUES ($1, $2, $3, $4) "
                            "ON CONFLICT (id) DO NOTHING RETURNING id", note_id, request_id, actor, text) is None:
+        if await conn.fetchval("SELECT body FROM request_notes WHERE id = $1", note_id) != text:
+            raise NoteKeyReused("this page already sent another note, which is kept: this one was not; "
+                                "reload the page to add it")
         return note_id
     await append_event(conn, event_key=f"{request_id}:note:{note_id}", request_id=request_id,
                        event_type="staff.note_added", actor=actor,
