@@ -284,20 +284,21 @@ async def test_a_lift_without_notice_does_not_say_the_restriction_ends_later(mon
                     assert "We are lifting that restriction today" in part, regime
 
 
-# --- A denial under Art. 12(5) cites it once ------------------------------------------------------
+# --- A denial cites its ground's article once -------------------------------------------------
 # "This is because the request is manifestly excessive, ... (Art. 12(5) GDPR)." was followed, after
 # the explanation, by "Art. 12(5) GDPR allows a controller to refuse to act on a request that is
-# manifestly excessive, ...": the same ground and article twice.
+# manifestly excessive, ...": the same ground and article twice; an unidentified subject's denial
+# cited Art. 11(2) and 12(2) in its reason and again in the sentence after it.
 
 @pytest.mark.parametrize("language", LANGUAGES)
 @pytest.mark.parametrize("regime", ["gdpr", "uk_gdpr"])
-async def test_a_denial_under_article_12_5_cites_it_once(regime, language):
-    article = cite(regime, "12(5)", t=translations(language))
-    for code in ("excessive", "manifestly_unfounded"):
+async def test_a_denial_cites_its_grounds_article_once(regime, language):
+    grounds = {"excessive": "12(5)", "manifestly_unfounded": "12(5)", "identity_not_established": "11(2) and 12(2)"}
+    for code, articles in grounds.items():
         letter = await as_sent("denial", "access", {"reason_code": code, "explanation": "Fifth."},
                                regime=regime, language=language)
         for part in both(letter):
-            assert part.count(article) == 1, (code, regime, language)
+            assert part.count(cite(regime, articles, t=translations(language))) == 1, (code, regime, language)
 
 
 # --- An appeal's or a complaint's own reference -------------------------------------------------

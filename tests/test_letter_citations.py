@@ -196,6 +196,6 @@ async def test_gdpr_letters_still_cite_the_gdpr():
     assert "because of its repetitive character (Art. 12(5) GDPR)." in denial
     identity = both(await as_sent("denial", "access", {"reason_code": "identity_not_established",
                                                        "explanation": "Unknown."}))[0]
-    assert "unless we can identify you (Art. 11(2) and 12(2) GDPR)." in identity
+    assert "because we could not establish your identity (Art. 11(2) and 12(2) GDPR)." in identity
     objection = both(await as_sent("response", "objection", REFUSED))[0]
     assert "based on our legitimate interests (Art. 21(1) GDPR)." in objection
