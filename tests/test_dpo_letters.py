@@ -307,9 +307,14 @@ async def test_a_denial_cites_its_grounds_article_once(regime, language):
 # the subject could quote either.
 
 @pytest.mark.parametrize("language", LANGUAGES)
-async def test_an_appeal_or_complaint_letter_names_its_reference_as_its_own(language):
+async def test_an_appeal_or_complaint_letter_names_its_reference_as_its_own(package_link, language):
     t = translations(language)
     ref = short_reference(REQUEST_ID)
+    # A complaint upheld with data left out of its copy: "ask us for this data again, quoting ...".
+    upheld = await as_sent("response", "access", _package("access", missing=True), regime="uk_gdpr",
+                           language=language, country="GB", details={"appeal_of": APPEAL_OF})
+    again = t.gettext("You can ask us for this data again at %(email)s, quoting the reference %(id)s.")
+    assert " ".join((again % {"email": "privacy@onetagger.com", "id": ref}).split()) in both(upheld)[0]
     for regime, kind in (("vcdpa", "appeal"), ("uk_gdpr", "complaint")):
         letter = await as_sent("closed_unverified", "erasure", {"expired_at": "2026-02-07T10:00:00+00:00"},
                                regime=regime, language=language, details={"appeal_of": APPEAL_OF})
