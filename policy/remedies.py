@@ -36,11 +36,12 @@ class Appeal(StrictModel):
     # statute's "if the appeal is denied"; the Commissioner once we have answered): `complaint`
     # speaks of an appeal still to come ("If we deny your appeal, ...").
     complaint_after_appeal: str | None = None
-    # A US state law's only: the right to complain in a letter that decides no appeal and offers
-    # none, the restriction-lift letter (lifting refuses nothing, so no appeal lies against it)
-    # and an appeal closed undecided (unverified, or by staff). `complaint` speaks of an appeal to
-    # come and `complaint_after_appeal` of one decided. None: `complaint` (a policy version
-    # stored before this text).
+    # The right to complain in a letter that decides no appeal or complaint and offers none: under
+    # a US state law the restriction-lift letter (lifting refuses nothing, so no appeal lies against
+    # it) and an appeal closed undecided (unverified, or by staff); under the UK GDPR a complaint
+    # closed undecided (a UK lift letter still offers the complaint to us). `complaint` speaks of an
+    # appeal or complaint to come and `complaint_after_appeal` of one decided. None: `complaint`
+    # (a policy version stored before this text).
     complaint_without_appeal: str | None = None
 
 

@@ -368,15 +368,20 @@ def test_every_subject_line_abbreviates_the_reference_alike(language):
     assert [s for s in subjects if not t.gettext(s).endswith(_REF[language])] == []
 
 
-# --- PIPEDA cited one way in German ------------------------------------------------------------
+# --- PIPEDA cited one way in German and Dutch --------------------------------------------------
 # German letters cite the UK's Act by "Section" (policy/connexeon.de.yaml); under PIPEDA they wrote
 # "Section 8(7) des ... Act" in the refusal's rule and "PIPEDA, s. 8(4)", "ss. 8(4), 8(7) und 11(1)"
-# elsewhere: two styles for one Act in one letter.
-async def test_german_letters_cite_pipeda_as_they_cite_the_uk_act():
+# elsewhere: two styles for one Act in one letter. Dutch cites the Act in its English form ("PIPEDA,
+# s. 8(4)", tests/test_regime_citations.py) but its refusal rule said "artikel 8(7) van de ... Act".
+@pytest.mark.parametrize(("language", "other_style", "cited"), [
+    ("de", r"\bss?\. \d", "PIPEDA, Section 8(4)"),
+    ("nl", r"\bart(ikel|\.) \d|Section", "PIPEDA, s. 8(4)"),
+])
+async def test_letters_cite_pipeda_one_way(language, other_style, cited):
     denial = await as_sent("denial", "erasure", {"reason_code": "other", "explanation": GIVEN},
-                           regime="pipeda", language="de", country="CA")
+                           regime="pipeda", language=language, country="CA")
     extension = await as_sent("extension", "erasure", {"reason": GIVEN, "new_due_date": "2026-03-31"},
-                              regime="pipeda", language="de", country="CA")
+                              regime="pipeda", language=language, country="CA")
     for part in [*both(denial), *both(extension)]:
-        assert not re.search(r"\bss?\. \d", part), part
-    assert "PIPEDA, Section 8(4)" in both(extension)[0]
+        assert not re.search(other_style, part), part
+    assert cited in both(extension)[0] and "8(7)" in both(denial)[0]
