@@ -33,7 +33,7 @@ portal_access, "every" this module); test names are shortened.
 | form: error summary's links                    | a form refused                  | access every_page (each field), keyboard; review      |
 |                                                |                                 | refuses_a_bad_form                                    |
 | form: sent again (request stored, not started) | the workflow engine down        | every engine_is_down (Dutch)                          |
-| form: Request reference, See its status        | /portal                         | portal looks_up (found); access every_page (not       |
+| form: Reference, See its status                | /portal                         | portal looks_up (found); access every_page (not       |
 |                                                |                                 | found); navigation (French); access keyboard          |
 | complaint: reference of the refused request    | /portal/complaints; filled from | every from_the_link (en: kept, unknown); every        |
 |                                                | the letter's `about`, or empty  | complaint_in_french_and_german (empty fr, unknown de) |

@@ -27,7 +27,7 @@ async def test_the_subject_looks_up_confirms_by_link_and_switches_language(
 
     # The front page's status lookup, by the reference typed in lower case.
     await subject.goto(f"{site}/portal")
-    await subject.get_by_label("Request reference").fill(reference.lower())
+    await subject.get_by_label("Reference (of your request, appeal or complaint)").fill(reference.lower())
     await subject.get_by_role("button", name="See its status").click()
     await expect(subject).to_have_url(f"{site}/portal/requests/{rid}")
     await expect(subject.locator("#reference")).to_have_text(reference)

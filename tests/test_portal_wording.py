@@ -115,3 +115,18 @@ async def test_wording_the_main_heading_is_in_the_pages_language(http, language)
     assert heading(r.text) == words != HEADING
     assert MAIN_HEADING[language] in words
     assert f"<title>{words} · " in unescape(r.text)
+
+
+# The status look-up takes an appeal's or a complaint's reference as well as a request's, and their
+# letters call it "Appeal reference" / "Complaint reference" (letters/_reference_words.j2): labelled
+# "Request reference", the field named one of the three. Each language's words for the three.
+LOOK_UP_NAMES = {"en": ("request", "appeal", "complaint"), "nl": ("verzoek", "beroep", "klacht"),
+                 "fr": ("demande", "recours", "réclamation"), "de": ("Antrag", "Einspruch", "Beschwerde")}
+
+
+@pytest.mark.parametrize("language", ["en", *[_once_translated(language) for language in TRANSLATED]])
+async def test_the_status_look_up_is_labelled_for_a_request_an_appeal_or_a_complaint(http, language):
+    r = await http.get("/portal", params={"lang": language})
+    label = re.search(r'<label for="reference">(.*?)</label>', r.text, re.S)
+    assert label, r.text
+    assert all(name in unescape(label.group(1)) for name in LOOK_UP_NAMES[language]), label.group(1)
