@@ -69,6 +69,7 @@ from api.staff_bodies import resent_since
 from api.state import AppState
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.domain.clock_start import clock_waits_for_verification
+from dsrflow.domain.deadlines import receipt_date
 from dsrflow.domain.references import canonical_uuid, short_reference
 from dsrflow.domain.request_resume import ended_flag
 from dsrflow.i18n import language_name
@@ -160,6 +161,17 @@ def _letters(pack: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str,
     return to_subject, [lt for lt in pack["letters"] if lt["purpose"] == LetterPurpose.staff_alert]
 
 
+def _acknowledgement(deadlines: dict[str, Any]) -> dict[str, Any] | None:
+    """Where the law sets a day to acknowledge by (the CCPA's, a UK complaint's), the day the
+    acknowledgement went (the controller's calendar, as the pack's `acknowledged_on_time`) and the days late."""
+    due = deadlines["acknowledge_by"]
+    if due is None:
+        return None
+    at = deadlines["acknowledged_at"]
+    sent = receipt_date(at, deadlines["basis"]["timezone"]) if at else None
+    return {"due_by": due, "sent_on": sent, "late_by": max((sent - due).days, 0) if sent else None}
+
+
 async def _context(state: AppState, today: date, request_id: str, staff: Staff) -> dict[str, Any]:
     # The workflow first, then the database: whatever the workflow has done by the time it answers
     # is committed, so the timeline is never older than the status. (The other way round, a query
@@ -201,6 +213,7 @@ async def _context(state: AppState, today: date, request_id: str, staff: Staff) 
         "complaint_reasons": row["complaint_reasons"] if may_read(staff.has_role, COMPLAINT_REASONS) else None,
         # Its times in the timezone its deadline days are counted in (its policy version's), as its evidence pack.
         "controller_timezone": deadlines["basis"]["timezone"],
+        "acknowledgement": _acknowledgement(deadlines),
         "pack": pack, "r": row, "live": live, "status": status, "due": due, "extended": extended,
         # Who vouched for the subject, by name; they may not approve the request too (workflows/approval.py).
         "attested_by": actor_name(pack["verification"]["attested_by"] or "", names),
