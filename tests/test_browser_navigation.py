@@ -39,7 +39,7 @@ QUEUE_ROWS = "tr[data-request-id]"
 # out here: a page left in English, or a message the catalog lost, fails.
 PORTAL = {
     "fr": {"form": "Introduire une demande relative à vos données à caractère personnel",
-           "reference": "Référence de la demande", "look up": "Consulter l'état de la demande",
+           "reference": "Référence (de votre demande, de votre recours ou de votre réclamation)", "look up": "Consulter l'état de la demande",
            "status": "Votre demande", "language": "Langue", "verify": "Confirmez qu'il s'agit bien de vous",
            "confirm": "Oui, je suis à l'origine de cette demande", "not found": "Demande introuvable",
            "waiting": "Nous attendons que vous confirmiez être à l'origine de cette demande."},
