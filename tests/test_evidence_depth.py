@@ -168,6 +168,7 @@ async def test_a_ccpa_requests_acknowledgement_says_whether_it_went_by_its_date(
     deadlines = (await _pack(http, pool, rid))["deadlines"]
 
     assert datetime.fromisoformat(deadlines["acknowledged_at"]) == datetime(2027, 1, 4, 23, 30, tzinfo=UTC)
+    assert deadlines["acknowledged_on"] == "2027-01-05"  # the controller's day, which the console shows too
     assert deadlines["acknowledged_on_time"] is False
     text = section(await _page(http, pool, rid), "Deadlines", "Decisions")
     assert "Acknowledge by 4 January 2027: acknowledged 5 January 2027, 00:30 CET (UTC+1), after that date" in text

@@ -69,7 +69,6 @@ from api.staff_bodies import resent_since
 from api.state import AppState
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.domain.clock_start import clock_waits_for_verification
-from dsrflow.domain.deadlines import receipt_date
 from dsrflow.domain.references import canonical_uuid, short_reference
 from dsrflow.domain.request_resume import ended_flag
 from dsrflow.i18n import language_name
@@ -163,12 +162,10 @@ def _letters(pack: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str,
 
 def _acknowledgement(deadlines: dict[str, Any]) -> dict[str, Any] | None:
     """Where the law sets a day to acknowledge by (the CCPA's, a UK complaint's), the day the
-    acknowledgement went (the controller's calendar, as the pack's `acknowledged_on_time`) and the days late."""
-    due = deadlines["acknowledge_by"]
+    acknowledgement went (the pack's, on the controller's calendar) and the days late."""
+    due, sent = deadlines["acknowledge_by"], deadlines["acknowledged_on"]
     if due is None:
         return None
-    at = deadlines["acknowledged_at"]
-    sent = receipt_date(at, deadlines["basis"]["timezone"]) if at else None
     return {"due_by": due, "sent_on": sent, "late_by": max((sent - due).days, 0) if sent else None}
 
 

@@ -201,7 +201,8 @@ def deadlines(row: dict[str, Any], events: list[dict[str, Any]], letters: list[d
     calendar = country_of_law(row["regime"], defaults.country)
     return {
         "received_at": row["received_at"], "acknowledge_by": row["acknowledge_by"],
-        "acknowledged_at": acknowledged, "acknowledged_on_time": on_time(acknowledged, row["acknowledge_by"], tz),
+        "acknowledged_at": acknowledged, "acknowledged_on": _local(acknowledged, tz),
+        "acknowledged_on_time": on_time(acknowledged, row["acknowledge_by"], tz),
         "due_date": row["due_date"], "extended_due_date": row["extended_due_date"],
         "current_due_date": row["current_due_date"], "extended": row["extended"],
         "basis": {
