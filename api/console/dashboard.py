@@ -49,7 +49,9 @@ async def dashboard(staff: Annotated[Staff, require_console_role("compliance")],
                    description="Share of the requests answered each month that were answered by their due date.")),
         ("dueweek", "Open requests by due week", due_labels,
          bar_chart("dueweek", due_labels, {"open": [b.count for b in due]}, title="Open requests by due week",
-                   description="Open requests by the week of their current due date; overdue first.")),
+                   description="Open requests by the week of their current due date; overdue first. "
+                               "UK GDPR requests awaiting verification are not counted: their month "
+                               "has not started.")),
     ]
     return render(request, "console/dashboard.html", {
         "charts": [(ident, caption, Markup(svg)) for ident, caption, _, svg in charts],

@@ -14,8 +14,12 @@ from datetime import date, timedelta
 import asyncpg
 from dateutil.relativedelta import relativedelta
 
+from dsrflow.domain.clock_start import clock_waits_sql
+
 ANSWERED = ("completed", "denied")
 CLOSED = ("completed", "denied", "cancelled", "closed_unverified")
+# A UK GDPR request whose month waits for its subject's verification (dsrflow/domain/clock_start.py).
+_CLOCK_WAITS = clock_waits_sql("r")
 
 
 @dataclass(frozen=True)
@@ -90,17 +94,19 @@ async def closed_per_month(pool: asyncpg.Pool, *, today: date, timezone: str,
 async def open_by_due_week(pool: asyncpg.Pool, *, today: date, weeks: int = 8) -> list[DueBucket]:
     """Open requests by the week their current due date falls in: those already overdue, this
     week and the next `weeks - 1`, and later. Requests still being registered have no due date
-    yet and are not counted."""
+    yet and are not counted, nor is a UK GDPR request awaiting its subject's verification: its
+    month has not started, and its date counted from receipt is not one it is due by (before, one
+    received long ago counted as overdue)."""
     monday = today - timedelta(days=today.weekday())
     end = monday + timedelta(weeks=weeks)
     rows = await pool.fetch(
-        """SELECT CASE WHEN current_due_date < $1 THEN 'overdue'
+        f"""SELECT CASE WHEN current_due_date < $1 THEN 'overdue'
                        WHEN current_due_date >= $2 THEN 'later'
                        ELSE to_char(date_trunc('week', current_due_date), 'YYYY-MM-DD') END AS bucket,
                   count(*) AS n
-             FROM dsr_requests
+             FROM dsr_requests r
             WHERE origin <> 'retention' AND NOT (status = ANY($3::text[]))
-              AND current_due_date IS NOT NULL
+              AND current_due_date IS NOT NULL AND NOT {_CLOCK_WAITS}
             GROUP BY 1""",
         today, end, list(CLOSED),
     )

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, 
 
 from api.read_models.cursors import decode_cursor, encode_cursor
 from dsrflow.crypto.hashing import lookup_hash
-from dsrflow.domain.clock_start import clock_waits_for_verification
+from dsrflow.domain.clock_start import clock_waits_for_verification, clock_waits_sql
 from dsrflow.domain.request_resume import OPEN_ENDED_FLAG
 from schemas.plain_text import OneLine
 from schemas.requests import RequestStatus, RequestType
@@ -54,6 +54,10 @@ _STOPPED = (f"(r.closed_at IS NULL AND EXISTS (SELECT 1 FROM step_troubles s WHE
             f"AND {OPEN_ENDED_FLAG}))")
 # The same condition written for a filter: the few ids that need attention are gathered first
 # instead of testing every row in due-date order until a page is full.
+# A UK GDPR request awaiting its subject's verification: its month has not started, so it is not
+# due by any day yet (dsrflow/domain/clock_start.py). Sorted by its date counted from receipt, the
+# earliest it can be due, but neither overdue nor due before a day, whatever that date says.
+_CLOCK_WAITS = clock_waits_sql("r")
 _ATTENTION_FILTER = (
     f"r.id IN (SELECT o.id FROM dsr_requests o WHERE {_WORKED_ON.replace('r.', 'o.')} AND o.id IN ({_STUCK}) "
     f"UNION ALL SELECT a.id FROM dsr_requests a WHERE a.status = 'awaiting_approval' UNION ALL {_STEP_WAITS})"
@@ -71,9 +75,11 @@ class RequestFilters(BaseModel):
     type: RequestType | None = Field(None, description="request type")
     regime: Regime | None = Field(None, description="legal regime")
     overdue: bool | None = Field(
-        None, description="true: open and past the current (extended) due date; false: not overdue")
+        None, description="true: open and past the current (extended) due date; false: not overdue (a UK GDPR "
+                          "request awaiting its subject's verification never is: its month has not started)")
     due_before: date | None = Field(
-        None, description="current due date strictly before this date", examples=["2026-12-01"])
+        None, description="current due date strictly before this date (not a UK GDPR request awaiting its "
+                          "subject's verification: it is due a month after they verify)", examples=["2026-12-01"])
     needs_attention: bool | None = Field(
         None, description="true: awaiting compliance approval, a system task waiting for staff, "
                           "a failed step of the request (also of a closed one: a denial's letter the "
@@ -146,12 +152,14 @@ class RequestSummary(BaseModel):
     due_date: date | None
     current_due_date: date | None
     extended: bool
-    days_left: int | None = Field(description="calendar days to the current due date; negative when overdue")
+    days_left: int | None = Field(description="calendar days to the current due date; negative when overdue; null "
+                                              "while it has none yet or its due dates are provisional")
     overdue: bool
     due_dates_provisional: bool = Field(
         False, description="a UK GDPR request awaiting its subject's identity verification: its month starts on the "
                            "day they verify, when its due dates (counted from receipt until then, the earliest they "
-                           "can be) move later; `days_left` and `overdue` count to the date counted from receipt")
+                           "can be) move later. Meanwhile it is not overdue, has no `days_left`, and the `overdue` "
+                           "and `due_before` filters leave it out")
     needs_attention: bool
     stopped: bool = Field(description="its workflow ended while it is open: no action is taken until compliance "
                                       "resumes it (POST /v1/requests/{id}/resume)")
@@ -194,10 +202,10 @@ def _where(filters: RequestFilters, today: date, args: _Args, secret: bytes | No
     if filters.regime is not None:
         clauses.append(f"r.regime = {arg(filters.regime.value)}")
     if filters.overdue is not None:
-        overdue = f"({_OPEN} AND {_DUE} < {arg(today)})"
+        overdue = f"({_OPEN} AND {_DUE} < {arg(today)} AND NOT {_CLOCK_WAITS})"
         clauses.append(overdue if filters.overdue else f"NOT {overdue}")
     if filters.due_before is not None:
-        clauses.append(f"{_DUE} < {arg(filters.due_before)}")
+        clauses.append(f"({_DUE} < {arg(filters.due_before)} AND NOT {_CLOCK_WAITS})")
     if filters.needs_attention is not None:
         clauses.append(_ATTENTION_FILTER if filters.needs_attention else f"NOT {_ATTENTION}")
     if filters.stopped is not None:
@@ -276,7 +284,9 @@ async def list_requests(
 
 def _summary(row: asyncpg.Record, today: date) -> RequestSummary:
     status = RequestStatus(row["status"])
-    due = row["current_due_date"]
+    # Its month has not started: the date counted from receipt is not a day it is due by.
+    waits = clock_waits_for_verification(row["regime"], status, appeal=row["appeal"])
+    due = None if waits else row["current_due_date"]
     return RequestSummary(
         id=str(row["id"]),
         type=RequestType(row["request_type"]),
@@ -288,11 +298,11 @@ def _summary(row: asyncpg.Record, today: date) -> RequestSummary:
         subject_email=row["subject_email"],
         received_at=row["received_at"],
         due_date=row["due_date"],
-        current_due_date=due,
+        current_due_date=row["current_due_date"],
         extended=row["extended"],
         days_left=(due - today).days if due else None,
-        overdue=bool(due) and not status.is_closed and due < today,
-        due_dates_provisional=clock_waits_for_verification(row["regime"], status, appeal=row["appeal"]),
+        overdue=due is not None and not status.is_closed and due < today,
+        due_dates_provisional=waits,
         needs_attention=row["needs_attention"],
         stopped=row["stopped"],
         closed_at=row["closed_at"],
