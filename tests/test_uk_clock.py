@@ -22,12 +22,12 @@ from activities.lifecycle import LifecycleActivities
 from activities.staff_alert_words import step_label
 from api.read_models.evidence_deadlines import deadlines, policy_defaults
 from dsrflow.crypto.keys import load_secret_key
-from dsrflow.domain.clock_start import EXTEND_ONCE_VERIFIED
+from dsrflow.domain.clock_start import EXTEND_ONCE_VERIFIED, facts_clock_waits
 from dsrflow.domain.deadlines import compute_deadline, receipt_date
 from dsrflow.i18n import long_date, translations
 from dsrflow.stores.requests_store import create_request
 from policy.model import load_policy, parse_policy
-from schemas.requests import NewRequest
+from schemas.requests import NewRequest, RequestStatus
 from schemas.verification_clock import VerifiedAt
 from schemas.workflow import StartRequest, workflow_id_for
 from tests.letters_as_sent import LANGUAGES, as_sent, both, request_row
@@ -40,7 +40,7 @@ from tests.support import (
     text_of,
     wait_for_letter,
 )
-from tests.workflow_fakes import SHIPPED, RequestSpec
+from tests.workflow_fakes import SHIPPED, FakeActivities, RequestSpec
 from tests.workflow_stack import FastStack, stack_fixture  # noqa: F401 (the fixture)
 from workers.dsr_worker import activity_context, build_worker
 from workflows.dsr import DataSubjectRequestWorkflow
@@ -228,16 +228,22 @@ async def test_an_unverified_uk_request_is_promised_no_date_counted_from_receipt
             assert "we will tell you, with our reasons, within one month of the day you confirm your identity" in part
 
 
-async def test_a_back_dated_uk_request_verified_past_its_receipts_month_is_no_longer_overdue(stack: FastStack):
-    """Received 40 days before it was entered: overdue at once on the receipt's count; verified, its
-    month starts that day, and the watch lifts the flag and warns before the new date instead."""
+async def test_a_back_dated_uk_request_is_not_overdue_before_its_subject_verifies(stack: FastStack):
+    """Received 40 days before it was entered: its month has not started, so the watch warns of
+    nothing while the subject has not verified (before, it was overdue at once on the receipt's
+    count: the 7- and 2-day warnings, the overdue flag, event and alert); verified, its month starts
+    that day, and the watch warns before the new date."""
     fakes, now = stack.fakes, await stack.env.get_current_time()
     spec = RequestSpec(regime="uk_gdpr", attested=False, approval_required=True, received_at=now - timedelta(days=40))
     request = await stack.open(spec)
-    await request.until(lambda s: s.overdue and s.verification is not None and s.verification.round == 1)
+    await request.until(lambda s: s.verification is not None and s.verification.round == 1)
+    await stack.sleep(timedelta(days=1))  # the receipt's warnings and overdue flag would all be due by now
+    state = await request.state()
+    assert (state.status, state.overdue, state.warnings_sent) == ("awaiting_verification", False, [])
+    assert fakes.staff_alerts(request.id) == [] and "deadline.overdue" not in fakes.event_types(request.id)
 
+    now = await stack.env.get_current_time()
     await request.handle.execute_update(DataSubjectRequestWorkflow.verify, fakes.typed(request.id, fakes.code(request.id)))
-
     state = await request.until(lambda s: s.status == "awaiting_approval")
     tz = SHIPPED.policy.defaults.timezone
     moved = compute_deadline("uk_gdpr", receipt_date(spec.received_at, tz), verified=receipt_date(now, tz)).due_date
@@ -246,6 +252,21 @@ async def test_a_back_dated_uk_request_verified_past_its_receipts_month_is_no_lo
     await stack.sleep(datetime.combine(moved - timedelta(days=6), datetime.min.time(), UTC) - now)
     state = await request.until(lambda s: f"due_in_7_days:{moved.isoformat()}" in fakes.staff_alerts(request.id))
     assert not state.overdue
+
+
+async def test_the_watch_knows_a_uk_complaint_from_a_request_by_its_facts():
+    """The watch waits for verification only where the month does: a UK request's, not a UK
+    complaint's to us (its facts carry no extension: DPA 2018 s. 164A counts from its receipt), a
+    GDPR request's or a verified one's."""
+    fakes, rid = FakeActivities(), str(uuid.uuid4())
+    fakes.specs[rid] = RequestSpec(regime="uk_gdpr", attested=False, received_at=RECEIVED)
+    facts = await fakes.prepare_request(StartRequest(request_id=rid, policy_version=SHIPPED.version))
+    complaint = compute_deadline("uk_gdpr", RECEIVED.date(), appeal=True)
+    waiting = RequestStatus.awaiting_verification
+    assert facts_clock_waits(facts, waiting) and not facts_clock_waits(facts, RequestStatus.in_progress)
+    assert not facts_clock_waits(facts.model_copy(update={"due_date": complaint.due_date,
+                                                          "extended_due_date": complaint.extended_due_date}), waiting)
+    assert not facts_clock_waits(facts.model_copy(update={"regime": "gdpr"}), waiting)
 
 
 def _words(html: str) -> str:

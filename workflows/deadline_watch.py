@@ -4,7 +4,9 @@ staff each day (OVERDUE_REMINDERS); recomputed when the due date moves: an exten
 request's clock started again at identity verification (workflows/verification_clock.py). A
 warning is sent once per due date; the new date's go as its own, and an overdue flag of a date
 the clock moved past is lifted (a back-dated request verified after its receipt's due date).
-Before, only an extension woke it: a moved date was warned of at the old one's times.
+Before, only an extension woke it: a moved date was warned of at the old one's times. Until a UK
+request's clock starts (its subject has not verified yet) it warns of nothing (WATCH_AFTER_CLOCK_START):
+the dates counted from receipt are the earliest the request can be due, not its due date.
 
 Deterministic like the workflow that owns it: its timers and activities are the workflow's own
 commands, in the order the workflow has always issued them.
@@ -30,10 +32,11 @@ from typing import Any, Protocol
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from dsrflow.domain.clock_start import facts_clock_waits
     from schemas.requests import RequestStatus
     from schemas.steps import WATCH_TROUBLE
     from schemas.vocabulary import ALERT_OVERDUE, warning_alert_kind
-    from schemas.workflow import Checkpoints, LetterJob
+    from schemas.workflow import Checkpoints, LetterJob, RequestFacts
     from workflows.dsr_steps import (
         MAILING,
         Decision,
@@ -55,6 +58,11 @@ OVERDUE_REMINDERS = "overdue-reminders"
 # workflow.patched id (see above). Asked with WATCH_TROUBLES: a watch whose failed step was handed
 # to the request's troubles (older histories) keeps sending in its loop, one step at a time.
 WATCH_LETTERS_ASIDE = "watch-letters-aside"
+# workflow.patched id: before it, the watch warned of a UK request awaiting verification at the times
+# of its dates counted from receipt: one back-dated, or whose subject took long over a code that stayed
+# valid, was "due in 2 days" or "overdue" (flag, event and alert) for a clock that had not started.
+# Asked only of such a request: the other histories carry no marker.
+WATCH_AFTER_CLOCK_START = "watch-after-clock-start"
 # Staff are reminded of a request still open past its due date as of a stopped one
 # (activities/request_start_sweep.py REMIND_EVERY) and a failed step (workflows/step_trouble.py
 # REMIND_EVERY, REMIND_AT): the warnings and the overdue alert go at the controller's midnight
@@ -67,6 +75,8 @@ class WatchedRequest(StepSupervisor, Protocol):
     request_id: str
 
     def _days_left(self) -> int: ...
+
+    def _require_facts(self) -> RequestFacts: ...
 
     @property
     def closed(self) -> bool: ...
@@ -107,6 +117,13 @@ class DeadlineWatch:
 
     async def _watch(self, request: WatchedRequest) -> None:
         while not request.closed:
+            if facts_clock_waits(request._require_facts(), request.status) and workflow.patched(WATCH_AFTER_CLOCK_START):
+                # Nothing is due yet: its dates are counted again once the subject verifies. (Once
+                # asked, the patch's answer holds for the run: a request started before it was
+                # deployed warns as it did.)
+                await workflow.wait_condition(
+                    lambda: request.closed or not facts_clock_waits(request._require_facts(), request.status))
+                continue
             checkpoints = request.current_checkpoints()
             if self.overdue_on not in (None, checkpoints.due_date):
                 self.overdue_on = None  # its due date moved past it (the clock started at verification)
