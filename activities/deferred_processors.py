@@ -152,13 +152,15 @@ async def _ask_or_follow(ctx: ActivityContext, evidence: ErasureEvidence, connec
     subject = replace(subject_of(request), attempt=attempt)  # a new job per attempt, as a task's retry is
     external_id = next((row["external_id"] for row in due if row["external_id"]), None)
     asked = any(row["submitted_at"] for row in due)
-    if asked:
+    if asked and not connector.carries_on_erasing(external_id or ""):
         outcome = await connector.status(subject, external_id or "")
     else:
-        external_id = external_id or connector.job_id(subject, "erase")
-        if external_id is not None:
-            await ctx.pool.execute("UPDATE deferred_erasures SET external_id = $2 WHERE id = ANY($1::bigint[])",
-                                   ids, external_id)
+        if not asked:
+            external_id = external_id or connector.job_id(subject, "erase")
+            if external_id is not None:
+                await ctx.pool.execute("UPDATE deferred_erasures SET external_id = $2 WHERE id = ANY($1::bigint[])",
+                                       ids, external_id)
+        # Asked before, and held back by a SaaS quota's day: it carries on as erasing does.
         context, _ = await evidence.erasure_context_for(version, system, subject)
         outcome = await connector.erase(subject, context)
         failpoint("deferred-processor-asked", system)  # asked, and not yet on record as asked

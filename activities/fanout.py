@@ -4,9 +4,10 @@ erasure's own evidence: activities/erasure_evidence.py)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from temporalio import activity
@@ -220,7 +221,6 @@ class FanoutActivities(ErasureEvidence):
 
     async def _act(self, task: TaskInput, row: dict[str, Any], resuming: TaskResult | None = None) -> TaskResult:
         subject = replace(subject_of(row), attempt=task.attempt)
-        policy_system = (await self.ctx.policy(task.policy_version)).policy.systems[task.task.system]
         details = row["details"] or {}
         try:
             await self._identities_agree(task.policy_version, subject)
@@ -237,30 +237,7 @@ class FanoutActivities(ErasureEvidence):
                     return result if resuming is None else resumed(resuming, result)
 
                 if action == "erase":
-                    context, legal = await self.erasure_context_for(
-                        task.policy_version, task.task.system, subject)
-                    policy = (await self.ctx.policy(task.policy_version)).policy
-
-                    def result_of(outcome: ActionOutcome) -> TaskResult:
-                        outcome.kept = outcome.kept or len(outcome.held)
-                        return reported(outcome, kept_summary(policy, task.task.system, outcome.held, legal))
-
-                    def provisional(outcome: ActionOutcome) -> list[Write]:
-                        return [outcome_write(task, result_of(outcome), committed=False)]
-
-                    if legal and not policy_system.datasets:
-                        # A processor we cannot ask record by record: the hold keeps it all.
-                        outcome = ActionOutcome(status="done", message="kept under a legal-claims hold")
-                        outcome.held = [HeldRecord("all", "all", "legal_claims", h.id, None) for h in context.legal_holds]
-                        # Erased when the hold ends (activities/deferred_processors.py): without
-                        # this row nothing would ever ask the processor again.
-                        await self.keep_evidence(task.request_id, task.task.system, task.policy_version, subject,
-                                                 outcome)
-                    else:
-                        outcome = await self.erase_with_evidence(
-                            connector, task.request_id, task.task.system, task.policy_version, subject, context,
-                            also=provisional)
-                    return result_of(outcome)
+                    return await self._erase(task, subject, connector, reported)
 
                 async def keep(outcome: ActionOutcome) -> None:
                     # As an erasure's evidence: before the system commits (or, without a
@@ -288,6 +265,37 @@ class FanoutActivities(ErasureEvidence):
             raise ApplicationError(str(exc), type="PermanentConnectorError", non_retryable=True) from None
         return reported(outcome)
 
+    async def _erase(self, task: TaskInput, subject: Subject, connector: Connector,
+                     reported: Callable[[ActionOutcome, list[dict[str, Any]]], TaskResult], *,
+                     carrying_on: bool = False) -> TaskResult:
+        """Erase in one system as of now: the legal-claims holds on the subject now, the controller's
+        day, the evidence first. `carrying_on`: an erasure the system held back (a SaaS quota's
+        day) carries on, at a poll days later; a hold placed meanwhile keeps what is left."""
+        policy = (await self.ctx.policy(task.policy_version)).policy
+        context, legal = await self.erasure_context_for(task.policy_version, task.task.system, subject)
+
+        def result_of(outcome: ActionOutcome) -> TaskResult:
+            outcome.kept = outcome.kept or len(outcome.held)
+            return reported(outcome, kept_summary(policy, task.task.system, outcome.held, legal))
+
+        def provisional(outcome: ActionOutcome) -> list[Write]:
+            return [outcome_write(task, result_of(outcome), committed=False)]
+
+        if legal and not policy.systems[task.task.system].datasets:
+            # A processor we cannot ask record by record: the hold keeps it all.
+            outcome = ActionOutcome(status="done", message="kept under a legal-claims hold" + (
+                " placed while the erasure waited to carry on: what it had done before stands" if carrying_on else ""))
+            outcome.held = [HeldRecord("all", "all", "legal_claims", h.id, None) for h in context.legal_holds]
+            # Erased when the hold ends (activities/deferred_processors.py): without this row
+            # nothing would ever ask the processor again.
+            await self.keep_evidence(task.request_id, task.task.system, task.policy_version, subject, outcome)
+        else:
+            # The run's stored outcome is its attempt's; a poll carrying on has none of its own.
+            outcome = await self.erase_with_evidence(
+                connector, task.request_id, task.task.system, task.policy_version, subject, context,
+                also=None if carrying_on else provisional)
+        return result_of(outcome)
+
     async def _identities_agree(self, policy_version: str, subject: Subject) -> None:
         """Identities that point at different people in any sql system stop every task, not
         only that system's: an e-mail with another person's customer id must not erase (or
@@ -307,13 +315,17 @@ class FanoutActivities(ErasureEvidence):
         try:
             async with heartbeating(), open_connector(self.ctx, task.policy_version, task.task.system) as connector:
                 subject = replace(subject_of(row), attempt=task.attempt)  # the attempt's http run goes on
-                outcome = await connector.status(subject, task.external_id or "")
+                if task.task.action == "erase" and connector.carries_on_erasing(task.external_id or ""):
+                    # Not a status: an erasure, with its evidence, and as the holds stand now.
+                    result = await self._erase(task, subject, connector, partial(_result, task), carrying_on=True)
+                else:
+                    outcome = await connector.status(subject, task.external_id or "")
+                    outcome.external_id = outcome.external_id or task.external_id
+                    result = _result(task, outcome)
         except TaskEnded as ended:
             return await self._ended(task, ended)
         except PermanentConnectorError as exc:
             raise ApplicationError(str(exc), type="PermanentConnectorError", non_retryable=True) from None
-        outcome.external_id = outcome.external_id or task.external_id
-        result = _result(task, outcome)
         if task.record and result.status != "pending":  # the pending one is on record already
             record = await store_task_result(self.ctx, task.request_id, result, by_attempt=True)
             if record is not None:

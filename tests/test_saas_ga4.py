@@ -6,12 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
 import yaml
+from temporalio.client import WorkflowHandle
 
 from activities.connectors.base import PermanentConnectorError
 from dsrflow.stores.requests_store import create_request
@@ -103,9 +108,19 @@ async def test_a_refused_property_is_permanent_and_named(google, pool, tmp_path)
         "(erase.user_deletion) [PERMISSION_DENIED]")
 
 
-async def test_identifiers_beyond_a_days_quota_are_spread_over_days_within_it(
-        google, postgres, settings, pool, time_skipping, tmp_path, mail_sink):
-    env = time_skipping
+@dataclass
+class _QuotaRun:
+    rid: str
+    handle: WorkflowHandle
+    http: Any  # the API's client
+    quota: int
+    expected: int  # the identifiers GA4 is asked about in all
+
+
+@asynccontextmanager
+async def _waiting_for_the_next_quota_day(google, postgres, settings, pool, env, tmp_path) -> AsyncIterator[_QuotaRun]:
+    """An erasure whose GA4 identifiers outnumber a day's quota, at the moment its task waits for
+    the next day, with the stack, the worker and the API still up."""
     # The shipped configuration, paced faster than 1.5/s and with a tenth of Google's daily quota
     # (500), so that the test does not take minutes: the same arithmetic on fewer identifiers.
     shipped = yaml.safe_load((DEFAULT_POLICY.parent / "http/ga4.yaml").read_text())
@@ -131,31 +146,60 @@ async def test_identifiers_beyond_a_days_quota_are_spread_over_days_within_it(
                 "type": "erasure", "identity_attested": True, "subject": {"email": "tracked@example.com"}})
             assert r.status_code == 201, r.text
             rid = r.json()["id"]
-            handle = env.client.get_workflow_handle(workflow_id_for(rid))
-
-            async def ga4_task():  # what staff see: the task as recorded
-                return await pool.fetchrow("SELECT * FROM system_tasks WHERE request_id = $1 AND system = 'ga4'",
-                                           uuid.UUID(rid))
-
             for _ in range(600):  # the first day's quota, then it runs out
-                task = await ga4_task()
+                task = await _ga4_task(pool, rid)
                 if task is not None and task["external_id"] == "http-quota":
                     break
                 await asyncio.sleep(0.1)
-            assert task["status"] == "pending"
+            assert task["status"] == "pending"  # what staff see: the task as recorded
             assert f"{quota} of" in task["message"] and f"daily quota ({quota}) is used up" in task["message"]
             assert len(google.state.data.requests) == quota
-            await env.sleep(timedelta(days=2))
-            await asyncio.wait_for(handle.result(), 120)
-            state = await handle.query(DataSubjectRequestWorkflow.state)
-            task = next(t for t in state.results if t.system == "ga4")
+            yield _QuotaRun(rid, env.client.get_workflow_handle(workflow_id_for(rid)), http, quota, expected)
+
+
+async def _ga4_task(pool, rid: str):
+    return await pool.fetchrow("SELECT * FROM system_tasks WHERE request_id = $1 AND system = 'ga4'", uuid.UUID(rid))
+
+
+async def _ga4_result(run: _QuotaRun):
+    await asyncio.wait_for(run.handle.result(), 120)
+    state = await run.handle.query(DataSubjectRequestWorkflow.state)
+    return next(t for t in state.results if t.system == "ga4")
+
+
+async def test_identifiers_beyond_a_days_quota_are_spread_over_days_within_it(
+        google, postgres, settings, pool, time_skipping, tmp_path, mail_sink):
+    async with _waiting_for_the_next_quota_day(google, postgres, settings, pool, time_skipping, tmp_path) as run:
+        await time_skipping.sleep(timedelta(days=2))
+        task = await _ga4_result(run)
     sent = google.state.data.requests
-    assert task.status == "done" and len(sent) == expected > quota
-    assert len({(r["type"], r["userId"]) for r in sent}) == expected  # each identifier once
+    assert task.status == "done" and len(sent) == run.expected > run.quota
+    assert len({(r["type"], r["userId"]) for r in sent}) == run.expected  # each identifier once
     days = await pool.fetch("SELECT day, used FROM http_quota_days WHERE bucket = $1 ORDER BY day",
                             f"ga4-property-{sent[0]['propertyId']}")
-    assert [d["used"] for d in days][0] == quota and all(d["used"] <= quota for d in days)
-    assert sum(d["used"] for d in days) == expected and len(days) >= 2
+    assert [d["used"] for d in days][0] == run.quota and all(d["used"] <= run.quota for d in days)
+    assert sum(d["used"] for d in days) == run.expected and len(days) >= 2
+
+
+async def test_a_legal_claims_hold_placed_while_the_quota_holds_the_erasure_back_keeps_the_rest(
+        google, postgres, settings, pool, time_skipping, tmp_path, mail_sink):
+    """The erasure carries on days later, at a poll: it did so as a status check, blind to a hold
+    placed meanwhile, and sent Google every identifier left."""
+    async with _waiting_for_the_next_quota_day(google, postgres, settings, pool, time_skipping, tmp_path) as run:
+        placed = await run.http.post("/v1/legal-holds", headers=await staff_headers(pool, "compliance"), json={
+            "email": "tracked@example.com", "systems": ["ga4"], "reason": "a claim against us is pending",
+            "review_date": (datetime.now(UTC).date() + timedelta(days=400)).isoformat()})
+        assert placed.status_code == 201, placed.text
+        await time_skipping.sleep(timedelta(days=2))
+        task = await _ga4_result(run)
+    assert len(google.state.data.requests) == run.quota  # nothing more went to Google
+    assert task.status == "done" and task.message.startswith("kept under a legal-claims hold placed while")
+    assert [k["hold_kind"] for k in task.kept_records] == ["legal_claims"], task.kept_records
+    # Asked again when the hold ends: without its row nothing would ask Google for the rest.
+    deferred = await pool.fetch("SELECT system, hold_kind, hold_ref FROM deferred_erasures WHERE request_id = $1",
+                                uuid.UUID(run.rid))
+    assert [(d["system"], d["hold_kind"], d["hold_ref"]) for d in deferred] == [
+        ("ga4", "legal_claims", placed.json()["id"])]
 
 
 async def test_a_request_closed_unanswered_keeps_no_identifier_in_clear(pool, tmp_path):

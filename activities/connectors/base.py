@@ -183,6 +183,12 @@ class Connector(Protocol):
         an early callback can be matched. None: the kind has no such id."""
         return None
 
+    def carries_on_erasing(self, external_id: str) -> bool:
+        """Whether a pending erasure's job id means the system held part of it back (a SaaS quota's
+        day): it carries on by erasing again, with the holds and the evidence of an erasure, not by
+        asking how a job stands."""
+        return False
+
     @staticmethod
     def needs_preparation(system: System, action: str) -> bool:
         """Whether `prepare` must run before any system acts (the http kind snapshots GA4's

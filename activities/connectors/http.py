@@ -152,9 +152,14 @@ class HttpConnector(Rounds, Connector):
             await self._act(step, source, items, run)
         return run.erasures()
 
+    def carries_on_erasing(self, external_id: str) -> bool:
+        return external_id == PENDING_QUOTA  # what the quota held back: `erase` carries on with it
+
     async def status(self, subject: Subject, external_id: str) -> ActionOutcome:
-        if external_id == PENDING_QUOTA:
-            return await self.erase(subject)  # carry on with what the quota held back
+        if self.carries_on_erasing(external_id):
+            # Without the erasure's holds and evidence: its callers erase instead (activities/fanout.py).
+            raise PermanentConnectorError(f"system {self.name}: an erasure the quota held back carries on by "
+                                          "erasing, not by asking how it stands")
         return ActionOutcome(status="done")
 
     async def object(self, subject: Subject, scope: str, *,
