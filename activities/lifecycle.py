@@ -152,6 +152,7 @@ class LifecycleActivities:
                                 WHERE id = $1""",
                              (verified.request_id, deadline.due_date, deadline.extended_due_date))],
             )
+        failpoint("clock-started", verified.request_id)  # the dates on record, and the workflow not yet told
         warnings = policy.deadline_warnings_days
         return ClockStarted(clock_start=deadline.clock_start, due_date=deadline.due_date,
                             extended_due_date=deadline.extended_due_date,
