@@ -15,7 +15,13 @@ What is counted is chosen so that nobody can spend someone else's allowance:
 - verification attempts count per client, and per request *and* client, never per e-mail
   address: a stranger's wrong codes use up the stranger's attempts, not the subject's;
 - the per-address allowance of submissions is spent only when a request is verified, so
-  unverified requests in someone's name cannot block them from asking.
+  unverified requests in someone's name cannot block them from asking;
+- verification e-mails that anyone may cause (a public submission, the portal's "Send me a new
+  code") are counted per address, from every client (`mail`): a sender rotating clients cannot
+  flood someone's mailbox. Past it the submission is refused before anything is stored, with the
+  words of every other limit; a verified request gives its e-mail back. A stranger who spends it
+  keeps the subject from asking anew for a day, not from confirming: the e-mail's link works.
+An address is counted as the mailbox it reaches (`_address`: "+tag" and Gmail's dots folded).
 
 The client is what the server sees (`request.client`); behind a reverse proxy, set
 `FORWARDED_ALLOW_IPS=<the proxy's address>` for `dsrflow api` (uvicorn reads it) so that it is the
@@ -232,5 +238,17 @@ class RateLimiter:
             await pool.execute("DELETE FROM rate_limit_counters WHERE window_end < now()")
 
 
+# Mailboxes that ignore dots in an address's local part: anyone could otherwise write one mailbox
+# as thousands of addresses, each with an allowance of its own.
+_DOTLESS_DOMAINS = frozenset({"gmail.com", "googlemail.com"})
+
+
 def _address(email: str) -> str:
-    return email.strip().lower()
+    """The mailbox an address reaches, as a per-address limit counts it: in lower case, without
+    a "+tag" (most providers deliver "name+anything@" to "name@"), and without a Gmail local
+    part's dots. Only counted alike; every e-mail still goes to the address as given."""
+    local, _, domain = email.strip().lower().rpartition("@")
+    local = local.split("+", 1)[0] or local
+    if domain in _DOTLESS_DOMAINS:
+        local = local.replace(".", "") or local
+    return f"{local}@{domain}"

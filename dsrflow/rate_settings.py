@@ -28,6 +28,12 @@ class RateLimitSettings(BaseSettings):
     # are capped (policy verification.max_codes), but anyone may open more requests in someone's
     # name. Past it, codes for that address are refused; the e-mail's link still confirms.
     rate_guess_per_email: str = Field("25/7d", validation_alias=AliasChoices("DSRFLOW_RATE_GUESS_PER_EMAIL"))
+    # Verification e-mails one address can be sent at anyone's asking, from any client: a public
+    # submission (the code's e-mail; its request's reminder and notices follow) and the portal's
+    # "Send me a new code". Past it a submission is refused (429) and nothing more is mailed; a
+    # verified request gives its e-mail back. A subject asking for a few things, with a new code
+    # or two, stays well within it.
+    rate_mail_per_email: str = Field("10/day", validation_alias=AliasChoices("DSRFLOW_RATE_MAIL_PER_EMAIL"))
     # A subject asking the portal for a new code: each one is an e-mail to the subject's address,
     # so few per request from one client, and few per client over every request.
     rate_resend_per_ip: str = Field("10/hour", validation_alias=AliasChoices("DSRFLOW_RATE_RESEND_PER_IP"))
@@ -61,7 +67,7 @@ class RateLimitSettings(BaseSettings):
         return value
 
     def rate(self, action: str, per: str) -> tuple[int, int]:
-        """(allowed hits, window in seconds) for `action` (submit, verify, guess, resend, signin,
+        """(allowed hits, window in seconds) for `action` (submit, verify, guess, mail, resend, signin,
         badtoken, callback, health, lookup, link) per `ip`, `email` or `request`."""
         return parse_rate(getattr(self, f"rate_{action}_per_{per}"))
 

@@ -125,10 +125,12 @@ async def test_the_subject_asks_for_a_new_code(browser, site, pool, mail_sink, s
     await subject.get_by_role("button", name="Stuur mij een nieuwe code").click()
     await expect(subject.get_by_role("status")).to_contain_text("We hebben u een nieuwe code en link gestuurd.")
     await shots(subject, "resent")
-    # Five wrong codes: the page keeps only the button for a new code, and it works.
+    # Five wrong codes: the page keeps no code form, says the e-mail's link still works, and
+    # offers the button for a new code, which works.
     await five_wrong_codes(subject, code, "Bevestigen", ("4 pogingen", "3 pogingen", "2 pogingen", "1 poging"),
                            "U hebt nog %s.")
-    await expect(subject.get_by_role("alert")).to_contain_text("Vraag hieronder een nieuwe code aan.")
+    await expect(subject.get_by_role("alert")).to_contain_text("De link in onze laatste e-mail werkt nog wel")
+    await expect(subject.get_by_role("alert")).to_contain_text("Of vraag hieronder een nieuwe code aan.")
     await expect(subject.locator("#code")).to_have_count(0)
     await shots(subject, "locked")
     await subject.get_by_role("button", name="Stuur mij een nieuwe code").click()

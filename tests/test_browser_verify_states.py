@@ -15,7 +15,8 @@ from tests.test_browser import CHROMIUM, five_wrong_codes, open_request, served_
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's headless Chromium (apt-get install chromium-headless-shell)")
 
 NO_MORE_CODES = "We have sent all the codes we can for this request, so we cannot send another."
-LOCKED = "For your protection, this code and its link no longer work. Ask for a new code below."
+LOCKED = "For your protection, the code from our e-mail no longer works: too many wrong codes were typed."
+LINK_WORKS = "The link in our latest e-mail still works: open it to confirm that the request is yours."
 
 
 async def test_a_reload_after_the_last_code_offers_no_new_code(
@@ -68,14 +69,16 @@ async def test_a_reload_after_too_many_wrong_codes_shows_the_lock(browser, site,
                            "You have %s left.")
     await expect(subject.get_by_role("alert")).to_contain_text("that was the last attempt")
 
-    # Reloaded, then opened from the e-mail's link: the lock, and only the button that works.
-    for opened in (verify, link):
+    # Reloaded, then opened from the e-mail's link: the code's lock, and the buttons that work:
+    # the link's (a lock is on the code alone) and a new code.
+    for opened, link_button, says in ((verify, 0, f"{LOCKED} {LINK_WORKS} Or ask for a new code below."),
+                                      (link, 1, LOCKED)):
         await subject.goto(opened)
         await expect(subject.get_by_role("heading", level=1)).to_have_text("Confirm it is you")
-        await expect(subject.get_by_role("alert")).to_have_text(LOCKED)
+        await expect(subject.get_by_role("alert")).to_have_text(says)
         await expect(subject.locator("#code")).to_have_count(0)
         await expect(subject.get_by_role("button", name="Confirm")).to_have_count(0)
-        await expect(subject.get_by_role("button", name="Yes, I made this request")).to_have_count(0)
+        await expect(subject.get_by_role("button", name="Yes, I made this request")).to_have_count(link_button)
         await expect(subject.get_by_role("button", name="Send me a new code")).to_have_count(1)
     await shots(subject, "locked-reloaded")
 

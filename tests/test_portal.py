@@ -108,13 +108,14 @@ async def test_too_many_wrong_codes_leave_the_button_for_a_new_code(http, pool, 
         assert (await http.post(f"/portal/requests/{rid}/verify", data={"code": wrong})).status_code == 400
     locked = await http.post(f"/portal/requests/{rid}/verify", data={"code": wrong})
     assert locked.status_code == 423
-    assert "that was the last attempt" in locked.text and "Ask for a new code below." in locked.text
-    # No code box that would refuse every code now; the one thing that works is the button.
+    assert "that was the last attempt" in locked.text and "Or ask for a new code below." in locked.text
+    assert "The link in our latest e-mail still works" in locked.text  # a lock is on the code alone
+    # No code box that would refuse every code now; besides the e-mail's link, the button works.
     assert 'name="code"' not in locked.text
     assert f'<form method="post" action="/portal/requests/{rid}/resend">' in locked.text
     # Even the right code is refused now, and the page says so with the same button.
     again = await http.post(f"/portal/requests/{rid}/verify", data={"code": code})
-    assert again.status_code == 423 and "Ask for a new code below." in again.text and 'name="code"' not in again.text
+    assert again.status_code == 423 and "Or ask for a new code below." in again.text and 'name="code"' not in again.text
 
     resent = await http.post(f"/portal/requests/{rid}/resend")
     assert resent.status_code == 200 and "We have sent you a new code and link." in resent.text

@@ -268,7 +268,7 @@ class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals, Extens
 
     @verify.validator
     def _validate_verify(self, attempt: VerifyAttempt) -> None:
-        self._verification.validate(self._status, self._require_facts)
+        self._verification.validate(self._status, self._require_facts, attempt)
 
     @workflow.update
     async def resend_verification(self, request: ResendInput) -> VerificationState:

@@ -60,6 +60,12 @@ RESEND_BOUNDED = "resend-bounded"
 # round is settled (`_settle`): its code works too if it went, and it never goes if it had not; a
 # later round gets a number of its own, never the settled round's code again.
 LATE_CODE = "late-code-settled"
+# workflow.patched id: before it, too many wrong codes locked the e-mail's link too, so a stranger
+# holding the request's reference (a forwarded status link) could type five wrong codes after each
+# new code, ask for new codes until none were left, and the request closed unverified. The lock
+# guards the six-digit code against guessing; the link's 256-bit token cannot be guessed, so it
+# confirms after a lock (asked only for a link that arrives once the codes are locked).
+LINK_OUTLIVES_LOCK = "link-outlives-lock"
 ISSUE = "issue_verification"
 
 
@@ -177,9 +183,12 @@ class IdentityVerification:
             # The validator saw the count before any handler of its activation ran: attempts
             # arriving together all pass it, so the limit is enforced again here, where the
             # count is current, or concurrent guesses would be compared beyond it.
+            past_lock = False
             if (self.attempts >= facts.verification_max_attempts
                     and workflow.patched("verification-attempt-lock")):
-                return VerifyResult(verified=False, attempts_left=0, locked=True)
+                if attempt.code_hash or not workflow.patched(LINK_OUTLIVES_LOCK):
+                    return VerifyResult(verified=False, attempts_left=0, locked=True)
+                past_lock = True  # a link, after the codes were locked
             method = "email_code" if attempt.code_hash else "email_link"
             verified = self._matches(challenge, attempt)
             if not verified and self._settling:
@@ -188,6 +197,10 @@ class IdentityVerification:
                     await workflow.wait_condition(lambda: not self._settling, timeout=ANSWER_WITHIN)
             if not verified and self._late is not None:
                 verified = self._matches(self._late, attempt)
+            if past_lock and not verified:
+                # Not the current e-mail's link (an older one's): the lock is on record already,
+                # and a token no one can guess needs no count of its own.
+                return VerifyResult(verified=False, attempts_left=0, locked=True)
             if verified:
                 self.verified_at = workflow.now()
                 self.method = method
@@ -200,11 +213,15 @@ class IdentityVerification:
             attempts = self.attempts
             left = 0 if verified else max(facts.verification_max_attempts - attempts, 0)
             records = [event_record(request_id, "verification.succeeded", f"verified:{challenge.round}",
-                                    {"method": method})] if verified else [
+                                    {"method": method, **({"after_lock": True} if past_lock else {})})] if verified else [
                 event_record(request_id, "verification.failed", f"failed:{challenge.round}:{attempts}",
                              {"method": method, "attempts_left": left})]
             if left == 0 and not verified:
-                records.append(event_record(request_id, "verification.locked", f"locked:{challenge.round}", {}))
+                # What the lock stops (LINK_OUTLIVES_LOCK; recorded `{}` before it, the link too).
+                # Not a patch of its own: asked while replaying a lock made before it, the patch
+                # would stay off for that request, and its link refused after all.
+                records.append(event_record(request_id, "verification.locked", f"locked:{challenge.round}",
+                                            {"refuses": "codes"}))
             if current_counts:
                 # Owed in the same instant as the judgement: the main line, which goes on once the
                 # subject is verified, finds the success's mark to wait for.
@@ -231,8 +248,9 @@ class IdentityVerification:
         trouble = self._troubles.current
         return trouble is not None and trouble.step == ISSUE and self._troubles.waiting
 
-    def validate(self, status: RequestStatus, facts: Callable[[], RequestFacts]) -> None:
-        """Refuse an attempt that cannot count (the `verify` update's validator)."""
+    def validate(self, status: RequestStatus, facts: Callable[[], RequestFacts], attempt: VerifyAttempt) -> None:
+        """Refuse an attempt that cannot count (the `verify` update's validator). After too many
+        wrong codes a code is refused, the e-mail's link not (LINK_OUTLIVES_LOCK)."""
         if self.verified_at:
             # Its status follows once the success is on record.
             raise ValueError("request is not awaiting verification: the identity is verified already")
@@ -240,8 +258,9 @@ class IdentityVerification:
             raise ValueError(f"request is not awaiting verification (status {status.value})")
         if self.challenge is None and (not self.issuing or self._stalled()):
             raise ValueError("no verification code has been sent yet; try again in a moment")
-        if self.attempts >= facts().verification_max_attempts and not self.issuing:
-            raise ValueError("verification is locked after too many wrong codes; ask for a new code")
+        if self.attempts >= facts().verification_max_attempts and not self.issuing and attempt.code_hash:
+            raise ValueError("verification is locked after too many wrong codes: the code no longer works; the "
+                             "link in the e-mail still does, or ask for a new code")
         if self.challenge is not None and workflow.now() >= self.challenge.expires_at:
             raise ValueError("the verification code has expired")
 

@@ -83,17 +83,30 @@ async def admit_submission(limiter: RateLimiter, email: str) -> None:
     await limiter.check_unverified_ceiling()
 
 
-async def submit_request(state: AppState, body: PublicNewRequest, idempotency_key: str | None) -> dict[str, Any]:
-    """Store a subject's request and start its workflow (the portal's form and the API's JSON)."""
+async def submit_request(state: AppState, limiter: RateLimiter, body: PublicNewRequest,
+                         idempotency_key: str | None) -> dict[str, Any]:
+    """Store a subject's request and start its workflow (the portal's form and the API's JSON).
+    Its verification e-mail takes one of the address's allowance of them (`mail`), before it is
+    stored, so that submissions fired together cannot all pass: anyone may name any address, and
+    the per-client limits do not stop a sender rotating clients from flooding one mailbox. None
+    is taken by a repeat (its Idempotency-Key) nor by a request refused (nothing stored)."""
     new = NewRequest(  # kept without marks that reorder it (api/service.py `open_request`)
         type=body.type, country=body.country, corrections=body.corrections,
         restriction_grounds=body.restriction_grounds, objection_scope=body.objection_scope,
         appeal_of=body.appeal_of, complaint_reasons=body.complaint_reasons, language=body.language,
         subject=SubjectIdentity(email=body.email, name=body.name), channel=Channel.web,
     )
-    await _check_appeal_as_told_to_anyone(state, new)
-    row, _ = await open_request(state, new, actor="subject", idempotency_key=idempotency_key,
-                                origin="subject")
+    await limiter.take("mail", email=str(body.email))
+    try:
+        await _check_appeal_as_told_to_anyone(state, new)
+        row, created = await open_request(state, new, actor="subject", idempotency_key=idempotency_key,
+                                          origin="subject")
+    except Problem as refused:
+        if refused.status < 500:  # refused, nothing stored (a 503 may have stored it: its e-mail goes)
+            await limiter.give_back("mail", email=str(body.email))
+        raise
+    if not created:
+        await limiter.give_back("mail", email=str(body.email))
     return row
 
 
@@ -195,6 +208,8 @@ async def check_identity(state: AppState, limiter: RateLimiter, request_id: str,
         raise
     if row is not None and result.verified:
         await limiter.spend("submit", email=row["subject_email"])
+        # The mailbox's owner asked for it: its e-mail is no flood (`submit_request`).
+        await limiter.give_back("mail", email=row["subject_email"])
         if guessed is not None:
             await limiter.give_back("guess", email=guessed)
     return result
@@ -220,11 +235,12 @@ async def find_package(state: AppState, token: str) -> dict[str, Any]:
 async def submit(body: PublicNewRequest, state: State, limiter: Limiter,
                  idempotency_key: Annotated[str | None, Header(max_length=200)] = None) -> dict[str, Any]:
     """Submit a request. A code to confirm it is yours is e-mailed to the address given.
-    Limited per client (429 with `Retry-After`) and per address's verified requests (429); while
+    Limited per client (429 with `Retry-After`), per address's verified requests and per address's
+    verification e-mails (429, the same words for every limit); while
     too many unverified requests are open, 503 with `Retry-After`. An `Idempotency-Key` (at most
     200 characters, as on the staff API) makes a repeat return the request it opened."""
     await admit_submission(limiter, str(body.email))
-    row = await submit_request(state, body, idempotency_key)
+    row = await submit_request(state, limiter, body, idempotency_key)
     return {"id": str(row["id"]), "status": row["status"],
             "next": "check your e-mail for a code and send it to /v1/public/requests/{id}/verify"}
 
@@ -240,7 +256,8 @@ async def verify(request_id: str, body: VerifyBody, state: State, limiter: Limit
             400 if not result.locked else 423,
             "Wrong code" if not result.locked else "Verification locked",
             f"{result.attempts_left} attempt(s) left" if not result.locked
-            else "too many wrong codes; ask us for a new code",
+            else "too many wrong codes: this code no longer works; the link in our e-mail still does, or ask us "
+                 "for a new code",
             attempts_left=result.attempts_left, locked=result.locked,
         )
     return {"id": request_id, "verified": True}

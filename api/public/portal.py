@@ -38,6 +38,7 @@ from api.public.intake import (
     find_package,
     submit_request,
 )
+from api.ratelimit import RateLimiter
 from api.read_models.evidence_deadlines import policy_defaults
 from api.service import live_state
 from api.state import AppState
@@ -144,16 +145,16 @@ async def _submit(request: Request, state: State, limiter: Limiter) -> Response:
     submission = values.get("submission", "")
     key = f"portal:{submission}" if request_form.SUBMISSION.match(submission) else None
     try:
-        return await _started(state, new, key)
+        return await _started(state, limiter, new, key)
     except AppealNotOpened as refused:
         # The form has no field for it (an appeal's reference comes in a link or a crafted
         # post), so the problem page says it, in the page's language: already worded for it.
         raise Problem(422, _APPEAL_NOT_OPENED, refused.worded(t)) from None
 
 
-async def _started(state: AppState, new: PublicNewRequest, key: str | None) -> Response:
+async def _started(state: AppState, limiter: RateLimiter, new: PublicNewRequest, key: str | None) -> Response:
     """Either form's request stored and started: the way on to its verify page."""
-    row = await submit_request(state, new, key)
+    row = await submit_request(state, limiter, new, key)
     return RedirectResponse(f"/portal/requests/{row['id']}/verify", status_code=303)
 
 
@@ -257,7 +258,7 @@ async def _complain(request: Request, state: State, limiter: Limiter) -> Respons
     submission = values.get("submission", "")
     key = f"portal-complaint:{submission}" if request_form.SUBMISSION.match(submission) else None
     try:
-        return await _started(state, new, key)
+        return await _started(state, limiter, new, key)
     except AppealNotOpened:
         errors["about"] = t.gettext(_NOT_COMPLAINABLE) % {"reference": str(about)[:100]}
         return _complaint_page(request, values, errors, status=422)

@@ -1,6 +1,7 @@
 """Confirming on the portal that a request is yours: the code form, the e-mail link's button,
 "Send me a new code", and what the page says when one of them cannot work now (too many wrong
-codes, every code sent, or the request paused while its workflow is stopped). The workflow decides
+codes, which lock the code but not the link, every code sent, or the request paused while its
+workflow is stopped). The workflow decides
 each attempt (`verify` and `resend_verification`); these pages say what it answered. The status
 page and the shared helpers: api/public/portal.py."""
 
@@ -37,7 +38,12 @@ _TOKEN = re.compile(r"^[0-9a-f]{64}$")
 _PAUSED_CODE = N_("We cannot take your code just now: your request is paused while we put right a problem "
                   "on our side.")
 
-_LOCKED = N_("For your protection, this code and its link no longer work. Ask for a new code below.")
+# Too many wrong codes lock the code, never the e-mail's link (workflows/verification.py
+# LINK_OUTLIVES_LOCK): whoever holds a request's reference can type codes, only its subject has the
+# link. Said so, or the subject whose code a stranger locked thinks there is no way on.
+_LOCKED = N_("For your protection, the code from our e-mail no longer works: too many wrong codes were typed.")
+_LINK_WORKS = N_("The link in our latest e-mail still works: open it to confirm that the request is yours.")
+_OR_ASK = N_("Or ask for a new code below.")
 _NO_MORE_CODES = (
     N_("We have sent all the codes we can for this request, so we cannot send another."),
     N_("If none of them reached you, please reply to our e-mail or write to us, and we will help you confirm it."),
@@ -48,8 +54,8 @@ _NO_MORE_CODES = (
 class _Verification:
     """What the verify page can offer now, as the workflow's live state says (`verification`):
     every page the portal shows for confirming, opened or answering a button, works it out here.
-    `locked`: too many wrong codes, so no code nor link works until a new one is sent (the
-    workflow refuses every attempt: 423). `more_codes`: the subject may still ask for a new code
+    `locked`: too many wrong codes, so the code no longer works until a new one is sent (the
+    workflow refuses it: 423), though the e-mail's link still does. `more_codes`: the subject may still ask for a new code
     (`verification.max_codes`; the workflow refuses one more: 409). When the workflow does not
     answer, the page offers what it always has."""
 
@@ -66,13 +72,17 @@ class _Verification:
         return cls(awaiting=True, locked=locked or bool(verification and verification.locked),
                    more_codes=verification is None or verification.codes_left > 0)
 
-    def words(self, t: Translator) -> list[str]:
-        """What the page says about it: no more codes, else a lock and the way out of it."""
+    def words(self, t: Translator, *, link: bool = False) -> list[str]:
+        """What the page says about it: a lock and the ways on (the link, a new code), and no more
+        codes. `link`: the page was opened from the e-mail's link, whose button it offers."""
         if not self.awaiting:
             return []
+        said = [_LOCKED] + ([] if link else [_LINK_WORKS]) if self.locked else []
         if not self.more_codes:
-            return [t.gettext(message) for message in _NO_MORE_CODES]
-        return [t.gettext(_LOCKED)] if self.locked else []
+            said += _NO_MORE_CODES
+        elif self.locked and not link:
+            said.append(_OR_ASK)
+        return [t.gettext(message) for message in said]
 
 
 async def _verify_page(request: Request, state: AppState, request_id: str, *, error: list[str] | None = None,
@@ -90,7 +100,7 @@ async def _verify_page(request: Request, state: AppState, request_id: str, *, er
     row, status_now, live = current or await current_live(state, request_id)
     now = _Verification.of(status_now, live, locked=locked)
     paused = now.awaiting and (paused or await ended_flag(await state.db(), str(row["id"])) is not None)
-    words = now.words(page_translator(request))
+    words = now.words(page_translator(request), link=token is not None)
     in_alert = now.locked or explain_in_alert
     sentences = [*(error or []), *words] if in_alert else list(error or [])
     return render(request, "portal/verify.html", {
@@ -141,10 +151,12 @@ async def verify(request: Request, request_id: str, state: State, limiter: Limit
                              httponly=True, samesite="lax", secure=cookie_secure(request, state.settings))
         return confirmed
     if result.locked:
-        # The page offers what works now: a new code (counted like any resend), not the form
-        # that will refuse every code until then.
-        return await _verify_page(request, state, request_id, locked=True, status=423, error=[
-            t.gettext(N_("That code is not right, and that was the last attempt."))])
+        # The page offers what works now: the e-mail's link, a new code (counted like any resend),
+        # not the form that will refuse every code until then. A link refused here is an older
+        # e-mail's: the workflow takes the latest one's even after a lock.
+        return await _verify_page(request, state, request_id, locked=True, status=423, error=[t.gettext(
+            N_("This link is from an earlier e-mail: it no longer works.") if token
+            else N_("That code is not right, and that was the last attempt."))])
     left = result.attempts_left
     return await _verify_page(request, state, request_id, status=400, error=[
         t.gettext(N_("That code is not right.")),
@@ -171,13 +183,16 @@ async def _refused_attempt(request: Request, state: AppState, request_id: str, r
 async def resend(request: Request, request_id: str, state: State, limiter: Limiter) -> Response:
     """A new code and link by e-mail (the workflow's `resend_verification`, as staff's "Resend
     verification"): the old ones stop working and the attempts start again. Counted per client and
-    per request and client, like the code itself (api/ratelimit.py): each one is an e-mail."""
+    per request and client, like the code itself, and against the address's verification e-mails
+    from any client (api/ratelimit.py): each one is an e-mail."""
     await limiter.hit(request, "resend", request_id=request_id)  # before the lookup, as `verify`
-    await request_row(state, request_id)
+    email = (await request_row(state, request_id))["subject_email"]
+    await limiter.take("mail", email=email)
     t = page_translator(request)
     try:
         await run_update(state, request_id, DataSubjectRequestWorkflow.resend_verification, ResendInput(actor="subject"))
     except Problem as refused:
+        await limiter.give_back("mail", email=email)
         if paused_on_our_side(refused):
             return await _verify_page(request, state, request_id, status=503, paused=True)
         # Confirmed, closed, not yet ready, no more codes (`_Verification`: the page says so), or
