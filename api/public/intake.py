@@ -248,6 +248,8 @@ async def submit(body: PublicNewRequest, state: State, limiter: Limiter,
 @router.post("/requests/{request_id}/verify", dependencies=[Depends(count_verification)])
 async def verify(request_id: str, body: VerifyBody, state: State, limiter: Limiter) -> dict[str, Any]:
     """Confirm your identity with the code or the link token from the e-mail.
+    After too many wrong codes the code is refused (423, then 409) until a new one is sent; the
+    latest e-mail's link token still confirms (an earlier e-mail's is answered 423).
     Limited per client and per request and client (429 with `Retry-After`). While the request is
     paused on our side (its workflow stopped, until we resume it), 503 with `Retry-After`."""
     result = await check_identity(state, limiter, request_id, code=body.code, token=body.token)
