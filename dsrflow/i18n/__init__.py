@@ -12,6 +12,11 @@ Dates, numbers and lists are formatted by Babel for the language ("30 december 2
 A moment (a datetime) is written in the controller's timezone, the one its deadline days are
 counted in, with the zone named so a subject elsewhere can convert it: "31 December 2026, 00:30
 CET (UTC+1)". See `zone_name` for why the offset is always given.
+
+The laws that say "personal information" where the GDPR says "personal data" (the CCPA, PIPEDA:
+"renseignements personnels" in its French version) have their words in a small catalog per
+language, `locales/<language>/LC_MESSAGES/personal_information.po`, holding only the messages
+that differ; `worded` looks a message up there before the language's own catalog.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from babel.lists import format_list
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 
-from schemas.vocabulary import Language
+from schemas.vocabulary import Language, Regime
 
 LOCALES = Path(__file__).with_name("locales")
 DOMAIN = "messages"
@@ -39,8 +44,25 @@ SOURCE_LANGUAGE = Language.en
 _FORMAT_LOCALE = {Language.en: "en_GB", Language.nl: "nl", Language.fr: "fr", Language.de: "de"}
 
 
-def catalog_path(language: str) -> Path:
-    return LOCALES / language / "LC_MESSAGES" / f"{DOMAIN}.po"
+# The wording of the laws that define "personal information" where the GDPR defines "personal
+# data": the CCPA (Cal. Civ. Code § 1798.140(v)) and PIPEDA (s. 2(1); "renseignements personnels"
+# in French). Not the other US state laws: the VCDPA, the CTDPA and the CPA define "personal data",
+# as the UK GDPR does and the LGPD ("dados pessoais").
+PERSONAL_INFORMATION = "personal_information"
+_WORDINGS: dict[str, str] = {Regime.ccpa: PERSONAL_INFORMATION, Regime.pipeda: PERSONAL_INFORMATION}
+
+
+def catalog_path(language: str, domain: str = DOMAIN) -> Path:
+    return LOCALES / language / "LC_MESSAGES" / f"{domain}.po"
+
+
+def _compiled(path: Path, language: str, domain: str) -> gettext.GNUTranslations:
+    with path.open("rb") as source:
+        catalog = read_po(source, locale=language, domain=domain)
+    compiled = io.BytesIO()
+    write_mo(compiled, catalog, use_fuzzy=False)
+    compiled.seek(0)
+    return gettext.GNUTranslations(compiled)
 
 
 @cache
@@ -52,12 +74,24 @@ def translations(language: str) -> gettext.NullTranslations:
     path = catalog_path(language)
     if not path.is_file():
         raise LookupError(f"no catalog for language {language!r}: {path} is missing")
-    with path.open("rb") as source:
-        catalog = read_po(source, locale=language, domain=DOMAIN)
-    compiled = io.BytesIO()
-    write_mo(compiled, catalog, use_fuzzy=False)
-    compiled.seek(0)
-    return gettext.GNUTranslations(compiled)
+    return _compiled(path, language, DOMAIN)
+
+
+def wording_of(regime: str) -> str | None:
+    """The wording family of `regime`'s law (`PERSONAL_INFORMATION`), None for the GDPR's words."""
+    return _WORDINGS.get(regime)
+
+
+@cache
+def worded(language: str, wording: str | None) -> gettext.NullTranslations:
+    """`language`'s catalog as a law of `wording` words it: that wording's catalog first, the
+    language's for every message it does not hold. A language without one (Dutch, German: their
+    usual terms are these laws' too) and `wording` None give the language's catalog."""
+    if wording is None or not (path := catalog_path(language, wording)).is_file():
+        return translations(language)
+    override = _compiled(path, language, wording)
+    override.add_fallback(translations(language))
+    return override
 
 
 def _local_time(value: datetime, timezone: str) -> datetime:
