@@ -66,6 +66,8 @@ MATRIX = [
                                                                                                 401, 403, 404, 404),
     Row("GET",    "/v1/restrictions",                   None,                                   401, 403, 200, 200),
     Row("POST",   "/v1/suppressions/check",             {"emails": ["nobody@example.com"]},     401, 200, 200, 200),
+    Row("POST",   "/v1/suppressions/lift",              {"email": "nobody@example.com", "consent": "Subscribed again on the form"},
+                                                                                                401, 403, 404, 404),
     Row("GET",    "/v1/legal-holds",                    None,                                   401, 403, 200, 200),
     Row("POST",   "/v1/legal-holds",                    {},                                     401, 403, 422, 422),
     Row("GET",    f"/v1/legal-holds/{NO_HOLD}",         None,                                   401, 403, 404, 404),

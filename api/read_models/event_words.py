@@ -60,6 +60,7 @@ _EVENT_WORDS = {
     "processor_export.purged": "Processor's export deleted",
     "legal_hold.placed": "Legal hold placed",
     "legal_hold.released": "Legal hold released",
+    "suppression.lifted": "Taken off the direct-marketing list: the subject consented again",
     "mail.resent": "Letter sent again",
     "mail.unconfirmed": "Letter delivery not confirmed",
     "letter.skip_settled": "Skipped letter settled",
