@@ -13,9 +13,14 @@ from __future__ import annotations
 
 import json
 
+from temporalio.worker import Replayer
+
+from schemas.workflow import workflow_id_for
 from tests.ratelimit_support import PROBLEM, app_clients, assert_limited, unique_ip
 from tests.support import letters_for, unique_email, verification_link, wait_for_letter
 from workers.dsr_worker import build_worker
+from workflows.dsr import DataSubjectRequestWorkflow
+from workflows.system_task import SystemTaskWorkflow
 
 CODES = 5  # the policy's verification.max_codes
 ATTEMPTS = 5  # and its verification.max_attempts
@@ -65,6 +70,10 @@ async def test_a_stranger_who_locks_every_code_cannot_stop_the_subjects_link(
         assert "no longer works" in opened.text and 'name="code"' not in opened.text
         confirmed = await subject.post(f"/portal/requests/{rid}/verify", data={"token": token})
         assert confirmed.status_code == 303, confirmed.text
+        # The run, locks, stale link and confirmation included, replays against the same code.
+        history = await dev_server.client.get_workflow_handle(workflow_id_for(rid)).fetch_history()
+        await Replayer(workflows=[DataSubjectRequestWorkflow, SystemTaskWorkflow],
+                       data_converter=dev_server.client.data_converter).replay_workflow(history)
     events = {r["event_type"]: _json(r["data"]) for r in await pool.fetch(
         "SELECT event_type, data FROM audit_events WHERE request_id = $1 AND event_type LIKE 'verification.%' "
         "ORDER BY seq", rid)}
