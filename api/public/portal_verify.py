@@ -1,9 +1,8 @@
 """Confirming on the portal that a request is yours: the code form, the e-mail link's button,
 "Send me a new code", and what the page says when one of them cannot work now (too many wrong
 codes, which lock the code but not the link, every code sent, or the request paused while its
-workflow is stopped). The workflow decides
-each attempt (`verify` and `resend_verification`); these pages say what it answered. The status
-page and the shared helpers: api/public/portal.py."""
+workflow is stopped). The workflow decides each attempt (`verify` and `resend_verification`);
+these pages say what it answered. The status page and the shared helpers: api/public/portal.py."""
 
 from __future__ import annotations
 
@@ -55,9 +54,9 @@ class _Verification:
     """What the verify page can offer now, as the workflow's live state says (`verification`):
     every page the portal shows for confirming, opened or answering a button, works it out here.
     `locked`: too many wrong codes, so the code no longer works until a new one is sent (the
-    workflow refuses it: 423), though the e-mail's link still does. `more_codes`: the subject may still ask for a new code
-    (`verification.max_codes`; the workflow refuses one more: 409). When the workflow does not
-    answer, the page offers what it always has."""
+    workflow refuses it: 423), though the e-mail's link still does. `more_codes`: the subject may
+    still ask for a new code (`verification.max_codes`; the workflow refuses one more: 409). When
+    the workflow does not answer, the page offers what it always has."""
 
     awaiting: bool
     locked: bool = False
