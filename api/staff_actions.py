@@ -67,7 +67,7 @@ class Situation:
     needs_attention: bool  # some system's task needs staff
     failed_step: StepTrouble | None = None  # a step of the request's own that failed
     extensible: bool = True  # the request's law allows an extension (the LGPD does not)
-    clock_waits: bool = False  # its month has not started (dsrflow/domain/clock_start.py): no extension
+    clock_waits: bool = False  # its month has not started (schemas/clock_start.py): no extension
     restriction: str | None = None  # a restriction's phase: active | lifting | lifted
     # A decision is taken and not yet on record: an approval (or one not yet carried out), or an
     # objection's decision. The workflow refuses a second approval, a denial, a cancellation and

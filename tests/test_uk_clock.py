@@ -22,11 +22,11 @@ from activities.lifecycle import LifecycleActivities
 from activities.staff_alert_words import step_label
 from api.read_models.evidence_deadlines import deadlines, policy_defaults
 from dsrflow.crypto.keys import load_secret_key
-from dsrflow.domain.clock_start import EXTEND_ONCE_VERIFIED, facts_clock_waits
 from dsrflow.domain.deadlines import compute_deadline, receipt_date
 from dsrflow.i18n import long_date, translations
 from dsrflow.stores.requests_store import create_request
 from policy.model import load_policy, parse_policy
+from schemas.clock_start import EXTEND_ONCE_VERIFIED, facts_clock_waits
 from schemas.requests import NewRequest, RequestStatus
 from schemas.verification_clock import VerifiedAt
 from schemas.workflow import StartRequest, workflow_id_for

@@ -1,8 +1,8 @@
 """A UK GDPR request awaiting its subject's verification, as staff see it listed: its month has not
-started (dsrflow/domain/clock_start.py), so the queue (`GET /v1/requests` and the console's), its
+started (schemas/clock_start.py), so the queue (`GET /v1/requests` and the console's), its
 overdue and due-before filters and the dashboard's due weeks count it neither due nor overdue,
 whatever its date counted from receipt says. Before, one received 40 days earlier was "overdue by
-9 days", in the overdue filter and in the dashboard's overdue bar, though the law's clock had not
+9 days", in the overdue filter, in the dashboard's overdue bar and in the overdue gauge, though the law's clock had not
 started. A UK complaint to us, a GDPR request and a verified UK request keep their receipt's count.
 
 In-process, on a database of its own (the queue and the dashboard count every row)."""
@@ -84,6 +84,9 @@ async def test_a_uk_request_awaiting_verification_is_neither_due_nor_overdue_in_
     # The dashboard's due weeks: three overdue, the waiting one in no week.
     buckets = await open_by_due_week(pool, today=TODAY)
     assert buckets[0].label == "overdue" and buckets[0].count == 3 and sum(b.count for b in buckets) == 3
+    # And the metrics' gauge, behind the DsrRequestsOverdue alert, which fired for the waiting one.
+    metrics = (await http.get("/metrics", headers=await staff_headers(pool, "admin"))).text
+    assert re.search(r"^dsrflow_requests_overdue 3\.0$", metrics, re.M), metrics
 
 
 def _rows(html: str) -> dict[str, str]:

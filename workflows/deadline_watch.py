@@ -32,7 +32,7 @@ from typing import Any, Protocol
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from dsrflow.domain.clock_start import facts_clock_waits
+    from schemas.clock_start import facts_clock_waits
     from schemas.requests import RequestStatus
     from schemas.steps import WATCH_TROUBLE
     from schemas.vocabulary import ALERT_OVERDUE, warning_alert_kind

@@ -1,7 +1,7 @@
 """How staff extend a request's deadline, as an update of its workflow: once, before the due date,
 where the request's law allows it (Art. 12(3) GDPR: by two months, the subject told why within
 the first month). A UK GDPR request awaiting its subject's verification is refused an extension:
-its month has not started (dsrflow/domain/clock_start.py), and a letter giving a date counted from
+its month has not started (schemas/clock_start.py), and a letter giving a date counted from
 receipt would be contradicted once verification moves the dates later (workflows/verification_clock.py).
 A validator's refusal is not in the history (validators do not run on replay), so it needs no
 workflow.patched id.
@@ -18,8 +18,8 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from dsrflow.domain.clock_start import EXTEND_ONCE_VERIFIED, clock_waits_for_verification
     from dsrflow.domain.deadlines import takes_complaints
+    from schemas.clock_start import EXTEND_ONCE_VERIFIED, clock_waits_for_verification
     from schemas.requests import RequestStatus
     from schemas.workflow import ExtendInput, ExtensionRecord, RequestFacts, RequestState
     from workflows.dsr_steps import letter_job, run_step

@@ -68,7 +68,6 @@ from api.staff_actions import (
 from api.staff_bodies import resent_since
 from api.state import AppState
 from dsrflow.crypto.keys import load_secret_key
-from dsrflow.domain.clock_start import clock_waits_for_verification
 from dsrflow.domain.references import canonical_uuid, short_reference
 from dsrflow.domain.request_resume import ended_flag
 from dsrflow.i18n import language_name
@@ -77,6 +76,7 @@ from dsrflow.stores.restrictions_store import as_view, restriction_for
 from dsrflow.stores.team_store import request_by_reference, staff_names
 from policy.model import Policy
 from policy.systems import dataset_words
+from schemas.clock_start import clock_waits_for_verification
 from schemas.requests import RequestStatus, denial_reasons
 from schemas.vocabulary import LetterPurpose
 

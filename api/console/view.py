@@ -44,7 +44,7 @@ class Badge:
     css: str  # overdue | soon | later | closed
     text: str
     # The due date beside it is counted from receipt only until the subject verifies (UK GDPR:
-    # dsrflow/domain/clock_start.py), and moves then: the earliest it can be, not the day it is due.
+    # schemas/clock_start.py), and moves then: the earliest it can be, not the day it is due.
     provisional: bool = False
 
 

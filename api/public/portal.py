@@ -43,13 +43,13 @@ from api.read_models.evidence_deadlines import policy_defaults
 from api.service import live_state
 from api.state import AppState
 from dsrflow.domain.appeals import AppealRefused, appealed_request
-from dsrflow.domain.clock_start import clock_waits_for_verification
 from dsrflow.domain.deadlines import takes_complaints
 from dsrflow.domain.references import short_reference
 from dsrflow.domain.request_resume import ended_flag
 from dsrflow.i18n import N_, Translator
 from dsrflow.stores.requests_store import get_request
 from dsrflow.stores.team_store import request_by_reference
+from schemas.clock_start import clock_waits_for_verification
 from schemas.requests import MAX_COMPLAINT_REASONS, PublicNewRequest, RequestStatus
 from schemas.workflow import RequestState
 
@@ -324,7 +324,7 @@ async def current_live(state: AppState, request_id: str) -> tuple[dict[str, Any]
     (None when the workflow does not answer). The workflow knows first (the row follows a moment
     later): a subject who has just confirmed must not be told we are still waiting for them, nor
     see the due date from before an extension. The row's `clock_waits`: a UK GDPR request whose
-    month has not started, its date counted from receipt (dsrflow/domain/clock_start.py); the
+    month has not started, its date counted from receipt (schemas/clock_start.py); the
     workflow's status says so until it has counted the dates again from the day the subject
     confirmed, a moment after they did (the page their confirmation leads to gave the receipt's)."""
     row = await request_row(state, request_id)

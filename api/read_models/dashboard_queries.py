@@ -14,11 +14,11 @@ from datetime import date, timedelta
 import asyncpg
 from dateutil.relativedelta import relativedelta
 
-from dsrflow.domain.clock_start import clock_waits_sql
+from schemas.clock_start import clock_waits_sql
 
 ANSWERED = ("completed", "denied")
 CLOSED = ("completed", "denied", "cancelled", "closed_unverified")
-# A UK GDPR request whose month waits for its subject's verification (dsrflow/domain/clock_start.py).
+# A UK GDPR request whose month waits for its subject's verification (schemas/clock_start.py).
 _CLOCK_WAITS = clock_waits_sql("r")
 
 

@@ -18,8 +18,8 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, 
 
 from api.read_models.cursors import decode_cursor, encode_cursor
 from dsrflow.crypto.hashing import lookup_hash
-from dsrflow.domain.clock_start import clock_waits_for_verification, clock_waits_sql
 from dsrflow.domain.request_resume import OPEN_ENDED_FLAG
+from schemas.clock_start import clock_waits_for_verification, clock_waits_sql
 from schemas.plain_text import OneLine
 from schemas.requests import RequestStatus, RequestType
 from schemas.restrictions import LIFTING_SQL
@@ -55,7 +55,7 @@ _STOPPED = (f"(r.closed_at IS NULL AND EXISTS (SELECT 1 FROM step_troubles s WHE
 # The same condition written for a filter: the few ids that need attention are gathered first
 # instead of testing every row in due-date order until a page is full.
 # A UK GDPR request awaiting its subject's verification: its month has not started, so it is not
-# due by any day yet (dsrflow/domain/clock_start.py). Sorted by its date counted from receipt, the
+# due by any day yet (schemas/clock_start.py). Sorted by its date counted from receipt, the
 # earliest it can be due, but neither overdue nor due before a day, whatever that date says.
 _CLOCK_WAITS = clock_waits_sql("r")
 _ATTENTION_FILTER = (

@@ -27,9 +27,9 @@ from api.state import AppState
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.crypto.package_files import read_package
 from dsrflow.domain.audit import append_event
-from dsrflow.domain.clock_start import clock_waits_for_verification
 from dsrflow.stores.requests_store import get_request
 from dsrflow.stores.team_store import request_by_reference
+from schemas.clock_start import clock_waits_for_verification
 from schemas.requests import NewRequest
 
 router = APIRouter(prefix="/v1/requests", tags=["requests"])

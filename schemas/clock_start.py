@@ -6,8 +6,8 @@ portal tells the subject what the acknowledgement told them (within one month of
 identity), the console labels the date as provisional, and an extension is refused: its letter would
 give a date that verification then moves later. Nor is the request due or overdue meanwhile: the
 staff queue gives it no days left and leaves it out of its overdue and due-before filters, the
-dashboard out of its due weeks (`clock_waits_sql`), and the deadline watch sends no warning until the
-clock starts (workflows/deadline_watch.py)."""
+dashboard out of its due weeks and the metrics out of their overdue gauges (`clock_waits_sql`), and
+the deadline watch sends no warning until the clock starts (workflows/deadline_watch.py)."""
 
 from __future__ import annotations
 
