@@ -2,7 +2,7 @@
 started (schemas/clock_start.py), so the queue (`GET /v1/requests` and the console's), its
 overdue and due-before filters and the dashboard's due weeks count it neither due nor overdue,
 whatever its date counted from receipt says. Before, one received 40 days earlier was "overdue by
-9 days", in the overdue filter, in the dashboard's overdue bar and in the overdue gauge, though the law's clock had not
+9 days", in the overdue filter, in the dashboard's overdue bar, in the overdue gauge and in its evidence pack, though the law's clock had not
 started. A UK complaint to us, a GDPR request and a verified UK request keep their receipt's count.
 
 In-process, on a database of its own (the queue and the dashboard count every row)."""
@@ -18,6 +18,8 @@ import pytest
 
 from api.read_models.dashboard_queries import open_by_due_week
 from dsrflow.infra.db import create_pool
+from dsrflow.stores.requests_store import record_policy_version
+from policy.model import load_policy
 from tests.conftest import make_database
 from tests.support import api_client, console_sign_in, staff_headers
 
@@ -31,7 +33,10 @@ async def listed(settings, postgres):
     database of its own holding four open requests, each past its date counted from receipt."""
     url = await make_database(postgres, "ukqueue")
     pool = await create_pool(url)
-    ids = {kind: await _seed(pool, regime, status, details)
+    loaded = load_policy(settings.policy_path)
+    async with pool.acquire() as conn:  # the evidence pack reads the request's policy version
+        await record_policy_version(conn, loaded)
+    ids = {kind: await _seed(pool, loaded.version, regime, status, details)
            for kind, regime, status, details in (
                ("waiting", "uk_gdpr", "awaiting_verification", {}),
                ("complaint", "uk_gdpr", "awaiting_verification", {"appeal_of": str(uuid.uuid4())}),
@@ -45,14 +50,14 @@ async def listed(settings, postgres):
     await pool.close()
 
 
-async def _seed(pool, regime: str, status: str, details: dict) -> str:
+async def _seed(pool, version: str, regime: str, status: str, details: dict) -> str:
     request_id = str(uuid.uuid4())
     await pool.execute(
         """INSERT INTO dsr_requests (id, request_type, regime, country, channel, subject_email, received_at,
                status, policy_version, due_date, extended_due_date, current_due_date, details)
-           VALUES ($1, 'erasure', $2, 'GB', 'api', $3, $4, $5, 'v1', $6::date, $6::date + 61, $6::date, $7::jsonb)""",
+           VALUES ($1, 'erasure', $2, 'GB', 'api', $3, $4, $5, $8, $6::date, $6::date + 61, $6::date, $7::jsonb)""",
         request_id, regime, f"{request_id[:8]}@example.com", datetime.now(UTC) - timedelta(days=40), status,
-        PAST_DUE, details)
+        PAST_DUE, details, version)
     return request_id
 
 
@@ -87,6 +92,12 @@ async def test_a_uk_request_awaiting_verification_is_neither_due_nor_overdue_in_
     # And the metrics' gauge, behind the DsrRequestsOverdue alert, which fired for the waiting one.
     metrics = (await http.get("/metrics", headers=await staff_headers(pool, "admin"))).text
     assert re.search(r"^dsrflow_requests_overdue 3\.0$", metrics, re.M), metrics
+    # And each request's evidence pack.
+    compliance = await staff_headers(pool, "compliance")
+    for rid in (waiting, *counted):
+        pack = await http.get(f"/v1/requests/{rid}/evidence", headers=compliance)
+        assert pack.status_code == 200, pack.text
+        assert pack.json()["deadlines"]["overdue"] is (rid != waiting), rid
 
 
 def _rows(html: str) -> dict[str, str]:

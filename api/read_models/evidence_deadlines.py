@@ -27,6 +27,7 @@ from api.read_models.event_words import country_words
 from dsrflow.domain.deadlines import answer_days, country_of_law, grants_appeal, receipt_date, takes_complaints
 from dsrflow.i18n import long_datetime
 from policy.controller import Defaults
+from schemas.clock_start import clock_waits_for_verification
 from schemas.vocabulary import Regime
 
 
@@ -223,7 +224,9 @@ def deadlines(row: dict[str, Any], events: list[dict[str, Any]], letters: list[d
         "closed_on": closed_on,
         "answered_on_time": on_time(row["closed_at"], row["current_due_date"], tz),
         # Still open past its due date (a task waiting for staff holds the response back): the
-        # pack said "not answered yet" only, as if there were time left.
+        # pack said "not answered yet" only, as if there were time left. Not a UK GDPR request
+        # awaiting verification: its month has not started, whatever its date counted from receipt.
         "overdue": closed_on is None and not on_time(datetime.now(UTC), row["current_due_date"], tz)
-        and row["current_due_date"] is not None,
+        and row["current_due_date"] is not None
+        and not clock_waits_for_verification(row["regime"], row["status"], appeal=appeal),
     }
