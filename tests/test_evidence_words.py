@@ -66,3 +66,17 @@ def test_the_timeline_names_systems_by_their_labels():
     # A system the plan does not name keeps its id.
     assert event_words.describe_event({"event_type": "task.done", "data": {"system": "crm"}}, {}, labels) == \
         "crm task done"
+
+
+def test_a_lock_says_the_link_still_works_and_a_confirmation_after_it_says_so():
+    """Since a lock refuses typed codes only (workflows/verification.py LINK_OUTLIVES_LOCK), the
+    timeline said "locked" then "verified" with nothing to say how; a lock from before still reads
+    as it did."""
+    describe = event_words.describe_event
+    assert describe({"event_type": "verification.locked", "data": {"refuses": "codes"}}) == (
+        "Verification locked after too many wrong codes (typed codes locked until a new code is sent; the link in "
+        "the subject's latest e-mail still confirms)")
+    assert describe({"event_type": "verification.locked", "data": {}}) == \
+        "Verification locked after too many wrong codes"
+    assert describe({"event_type": "verification.succeeded", "data": {"method": "email_link", "after_lock": True}}) == \
+        "Identity verified (one-time link from the e-mail to the subject, after the typed codes were locked)"

@@ -335,6 +335,12 @@ def step_words(step: str | None, about: str | None = None) -> str:
     return _STEP_WORDS.get(str(step), str(step).replace("_", " "))
 
 
+def _verified(data: Mapping[str, Any]) -> str | None:
+    """How the identity was confirmed; after a lock, by the latest e-mail's link (LINK_OUTLIVES_LOCK)."""
+    method = method_words(data.get("method"))
+    return f"{method}, after the typed codes were locked" if method and data.get("after_lock") else method
+
+
 def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = None,
                    systems: Mapping[str, str] | None = None, *, language: str = SOURCE_LANGUAGE,
                    timezone: str = "UTC") -> str:
@@ -359,7 +365,10 @@ def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = N
         "letter.skip_settled": (f"{purpose_words(data.get('purpose'))}: "
                                 + ("it had gone out after all" if data.get("went") else "withdrawn, it never goes")
                                 if "went" in data else None),
-        "verification.succeeded": method_words(data.get("method")),
+        "verification.succeeded": _verified(data),
+        # What a lock stops (workflows/verification.py LINK_OUTLIVES_LOCK; `{}` before it, the link too).
+        "verification.locked": ("typed codes locked until a new code is sent; the link in the subject's latest "
+                                "e-mail still confirms" if data.get("refuses") == "codes" else None),
         "verification.failed": f"{data.get('attempts_left')} attempt(s) left" if "attempts_left" in data else None,
         "deadline.extended": (f"{day_words(data.get('from'), language)} → {day_words(data.get('to'), language)}: "
                               f"{data.get('reason')}"),
