@@ -54,6 +54,7 @@ from activities.letters import LETTER_TYPE_LABELS
 from api.csrf import cookie_secure, csrf_token
 from api.deps import app_state
 from api.problems import Problem
+from api.ratelimit import wait_words
 from api.read_models.evidence_deadlines import controller_time
 from api.request_form import words_in
 from dsrflow.domain.deadlines import reconsiders
@@ -313,6 +314,8 @@ templates.env.filters["controller_date"] = _longdate
 templates.env.filters["decimal"] = _decimal
 templates.env.filters["translate"] = _translate
 templates.env.filters["sentence"] = _sentence
+# A wait (`Retry-After`'s seconds) in words, in the page's language: "24 hours", not "86400 seconds".
+templates.env.filters["wait"] = pass_context(lambda context, seconds: wait_words(int(seconds), _language_of(context)))
 # The request types, in the order the forms offer them, and their labels (`type_label(kind, regime)`).
 templates.env.globals["request_types"] = tuple(LETTER_TYPE_LABELS)
 templates.env.globals["type_label"] = _type_label

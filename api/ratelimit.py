@@ -33,6 +33,7 @@ from __future__ import annotations
 import ipaddress
 import time
 
+from babel.units import format_unit
 from fastapi import Request
 
 from api.problems import Problem
@@ -95,10 +96,24 @@ def _network(address: ipaddress.IPv6Address, prefix: int) -> str:
     return str(ipaddress.IPv6Network((address, prefix), strict=False))
 
 
+# A wait is said in the largest of these units it holds twice, else in seconds.
+_WAIT_UNITS = (("day", 86400), ("hour", 3600), ("minute", 60))
+
+
+def wait_words(seconds: int, language: str = "en") -> str:
+    """A wait as people count it, in `language` (Babel's unit words): "90 seconds", "5 minutes",
+    "24 hours", "7 days"; rounded up, as a wait said too short is refused again. A day's limit
+    read "try again in 86400 second(s)", on the portal too; `Retry-After` stays in seconds, for
+    programs."""
+    seconds = max(seconds, 1)
+    unit, size = next(((unit, size) for unit, size in _WAIT_UNITS if seconds >= 2 * size), ("second", 1))
+    return format_unit(-(-seconds // size), f"duration-{unit}", locale=language)
+
+
 def _too_many(retry_after: int) -> Problem:
     # The same words whichever limit it is: a refusal must not tell a stranger which bucket (and
     # so whether someone else has been using this address) ran out.
-    return Problem(429, "Too many requests", f"too many attempts; try again in {retry_after} second(s)",
+    return Problem(429, "Too many requests", f"too many attempts; try again in {wait_words(retry_after)}",
                    retry_after=retry_after)
 
 
