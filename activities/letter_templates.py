@@ -20,6 +20,11 @@ name or e-mail: it is rendered without ``subject`` in its context at all.
 A staff alert's detail is said from its `facts` (activities/staff_alert_words.py) in the staff
 language, its systems named by the policy's labels (`systems`, id to label); an alert an older
 workflow asked for carries its detail as an English sentence instead (`detail`).
+
+Words of the law: a subject's letter says what the law of its request (`request.regime`) says,
+"personal information" under the CCPA and PIPEDA where the GDPR's letters say "personal data"
+(dsrflow/i18n `worded`); its environment is that wording's. Staff alerts and the processors'
+e-mails keep the language's usual words.
 """
 
 from __future__ import annotations
@@ -40,11 +45,11 @@ from activities.citations import APPEAL_PROVISIONS, PERIODS, answer_period, cite
 from activities.staff_alert_words import DETAIL_CHARS, FACTS, action_label, named, quoted, step_label
 from dsrflow.domain.deadlines import answer_days, takes_complaints
 from dsrflow.domain.references import short_reference
-from dsrflow.i18n import N_, SOURCE_LANGUAGE, Translator, and_list, long_date, long_datetime, series, translations
+from dsrflow.i18n import N_, SOURCE_LANGUAGE, Translator, and_list, long_date, long_datetime, series, worded, wording_of
 from policy.model import Policy
 from schemas.plain_text import one_line
 from schemas.requests import DenialReason
-from schemas.vocabulary import PURPOSES, Language, staff_alert_kinds
+from schemas.vocabulary import PURPOSES, SUBJECT_PURPOSES, Language, staff_alert_kinds
 
 __all__ = [
     "REQUIRED_CONTEXT",
@@ -146,9 +151,10 @@ def extension_rule(regime: str, appeal: bool, t: Translator) -> str | None:
 
 
 @cache
-def letter_environment(language: str, timezone: str) -> Environment:
-    """The templates, speaking `language`: `_()`, `ngettext()` and `{% trans %}` read its catalog
-    (dsrflow/i18n), dates are written its way, times in `timezone` (the filters are the
+def letter_environment(language: str, timezone: str, wording: str | None = None) -> Environment:
+    """The templates, speaking `language` in the `wording` of a law (dsrflow/i18n `worded`; None:
+    the language's usual words): `_()`, `ngettext()`, `{% trans %}` and the filters' and globals'
+    sentences read its catalog, dates are written its way, times in `timezone` (the filters are the
     environment's, so the imported macros write them alike: an imported template does not see
     the letter's context). Paragraphs in `{% trans %}` are trimmed, so the catalogs hold one line
     per message however the template wraps it."""
@@ -164,22 +170,23 @@ def letter_environment(language: str, timezone: str) -> Environment:
         auto_reload=False,
     )
     env.policies["ext.i18n.trimmed"] = True
-    env.install_gettext_translations(translations(language), newstyle=True)  # type: ignore[attr-defined]  # added by the i18n extension
+    t = worded(language, wording)
+    env.install_gettext_translations(t, newstyle=True)  # type: ignore[attr-defined]  # added by the i18n extension
     env.filters["longdate"] = partial(longdate, language=language, timezone=timezone)
     env.filters["longdatetime"] = partial(longdatetime, language=language, timezone=timezone)
     env.filters["shortid"] = shortid
     # `request.regime | cite("19", " (%s)")`: " (Art. 19 GDPR)", or "" where the GDPR is not the law.
-    env.filters["cite"] = partial(cite, t=translations(language))
+    env.filters["cite"] = partial(cite, t=t)
     env.filters["and_list"] = partial(and_list, language=language)
     env.filters["series"] = partial(series, language=language)
     # A staff alert's detail (_staff_alert_detail.txt.j2): steps, actions and systems in words.
-    env.filters["step_label"] = partial(step_label, t=translations(language))
-    env.filters["step_of"] = lambda step: step_label(step["step"], step.get("about"), t=translations(language))
-    env.filters["action_label"] = partial(action_label, t=translations(language))
+    env.filters["step_label"] = partial(step_label, t=t)
+    env.filters["step_of"] = lambda step: step_label(step["step"], step.get("about"), t=t)
+    env.filters["action_label"] = partial(action_label, t=t)
     env.filters["named"] = named
     # The period the law of a request (or an appeal) gives to answer it, where it counts in days.
-    env.globals["answer_period"] = partial(answer_period, t=translations(language))
-    env.globals["extension_rule"] = partial(extension_rule, t=translations(language))
+    env.globals["answer_period"] = partial(answer_period, t=t)
+    env.globals["extension_rule"] = partial(extension_rule, t=t)
     # Whether a request referring to a refused one is a complaint to us (UK GDPR, DPA 2018 s. 164A)
     # rather than an appeal: the words the subject reads for it.
     env.globals["complaint_to_us"] = takes_complaints
@@ -203,11 +210,11 @@ def _one_line(text: str) -> str:
     return " ".join(one_line(text).split())
 
 
-def render_template_set(name: str, ctx: dict[str, Any], language: str) -> RenderedLetter:
-    """The subject line, text and HTML of the templates `name`.*.j2, in `language` and the
-    context's `timezone`; the subject line (one line, never empty) is in the context of the other
-    two as `letter_subject`."""
-    env = letter_environment(Language(language), str(ctx.get("timezone") or _UNNAMED_TIMEZONE))
+def render_template_set(name: str, ctx: dict[str, Any], language: str, wording: str | None = None) -> RenderedLetter:
+    """The subject line, text and HTML of the templates `name`.*.j2, in `language` (worded as
+    `wording` words it) and the context's `timezone`; the subject line (one line, never empty) is
+    in the context of the other two as `letter_subject`."""
+    env = letter_environment(Language(language), str(ctx.get("timezone") or _UNNAMED_TIMEZONE), wording)
     subject = _one_line(env.get_template(f"{name}.subject.j2").render(ctx))
     if not subject:
         raise ValueError(f"letter {name!r}: empty subject line")
@@ -268,4 +275,6 @@ def render_letter(purpose: str, context: Mapping[str, Any], language: str = SOUR
     if purpose == "denial" and ctx["reason_code"] not in tuple(DenialReason):
         raise ValueError(f"denial: unknown reason_code {ctx['reason_code']!r}")
 
-    return render_template_set(purpose, ctx, language)
+    # A subject's letter in the words of the law of their request (the staff's alert in theirs).
+    wording = wording_of(ctx["request"]["regime"]) if purpose in SUBJECT_PURPOSES else None
+    return render_template_set(purpose, ctx, language, wording)

@@ -34,7 +34,7 @@ from dsrflow.crypto.hashing import keyed_hash, token_hash
 from dsrflow.domain.audit import append_event
 from dsrflow.domain.deadlines import receipt_date, takes_complaints
 from dsrflow.domain.references import short_reference
-from dsrflow.i18n import ENGLISH, N_, Translator, translations
+from dsrflow.i18n import ENGLISH, N_, Translator, worded, wording_of
 from dsrflow.infra.failpoints import failpoint
 from dsrflow.infra.metrics import letter_sent
 from dsrflow.infra.writes import Write
@@ -143,7 +143,9 @@ async def build_context(ctx: ActivityContext, row: dict[str, Any], job: LetterJo
     """The letter's context, its texts (the policy's and ours) in `language`."""
     loaded = await ctx.policy(row["policy_version"])
     policy = loaded.in_language(language)
-    t = translations(language)
+    # The sentences written here speak the law's words as the templates do (dsrflow.i18n `worded`):
+    # "personal information" under the CCPA and PIPEDA; staff alerts keep the language's own.
+    t = worded(language, None if job.to_staff else wording_of(row["regime"]))
     context: dict[str, Any] = {
         "controller": policy.controller.model_dump(mode="json"),
         "request": {

@@ -15,7 +15,7 @@ import activities.letters as letters
 import activities.restrictions as restrictions
 from activities.citations import cite
 from dsrflow.domain.references import short_reference
-from dsrflow.i18n import long_date, translations
+from dsrflow.i18n import long_date, translations, worded, wording_of
 from tests.letters_as_sent import APPEAL_OF, LANGUAGES, LOADED, REGIMES, REQUEST_ID, as_sent, both, request_row
 from tests.test_letter_citations import _every_letter
 
@@ -61,7 +61,7 @@ async def test_a_restriction_response_says_what_the_restriction_means_and_that_i
     letter = await as_sent("response", "restriction", {"report": {"results": [{**_CRM, "action": "restrict",
                                                                                "changed": 2}]}},
                            regime=regime, language=language)
-    t = translations(language)
+    t = worded(language, wording_of(regime))
     sentence = t.gettext(_RESTRICTED) % {"storage": cite(regime, "18(2)", " (%s)", t),
                                          "notice": cite(regime, "18(3)", " (%s)", t)}
     if language != "en":
@@ -102,7 +102,7 @@ async def test_a_portability_response_describes_the_portable_copy_and_direct_tra
         package_link, regime, language, missing):
     letter = await as_sent("response", "portability", _package("portability", missing=missing),
                            regime=regime, language=language)
-    t = translations(language)
+    t = worded(language, wording_of(regime))
     contents = t.gettext(_PORTABLE_MISSING if missing else _PORTABLE) % {"citation": cite(regime, "20(1)", " (%s)", t)}
     transmit = t.gettext(_TRANSMIT) % {"email": "privacy@onetagger.com", "citation": cite(regime, "20(2)", " (%s)", t)}
     if language != "en":
@@ -171,7 +171,7 @@ _ACCESS_MISSING = ("The download contains the personal data we could gather for 
 async def test_an_access_response_names_what_the_summary_tells(package_link, regime, language, missing):
     letter = await as_sent("response", "access", _package("access", missing=missing), regime=regime,
                            language=language)
-    t = translations(language)
+    t = worded(language, wording_of(regime))
     paragraph = t.gettext(_ACCESS_MISSING if missing else _ACCESS)
     if language != "en":
         assert paragraph not in (_ACCESS, _ACCESS_MISSING), "not translated"

@@ -12,7 +12,7 @@ import pytest
 
 import activities.restrictions as restrictions
 from dsrflow.domain.references import short_reference
-from dsrflow.i18n import long_datetime, translations
+from dsrflow.i18n import long_datetime, translations, worded, wording_of
 from tests.letters_as_sent import (
     APPEAL_OF,
     LANGUAGES,
@@ -201,7 +201,7 @@ async def test_an_erasure_that_kept_everything_says_nothing_was_erased(regime, l
     crm = [k for k in kept_records() if k["system"] == "crm"]
     kept_whole = {"report": {"results": [{"system": "crm", "action": "erase", "status": "done", "found": 1,
                                           "changed": 0, "kept": 1, "kept_records": crm}]}}
-    t = translations(language)
+    t = worded(language, wording_of(regime))
     heading = {"heading": t.gettext("What we kept, and why")}
     letter = await as_sent("response", "erasure", kept_whole, regime=regime, language=language)
     for part in both(letter):

@@ -15,7 +15,7 @@ import activities.restrictions as restrictions
 from activities.citations import answer_period, citation
 from dsrflow.domain.deadlines import compute_deadline
 from dsrflow.domain.references import short_reference
-from dsrflow.i18n import long_date, translations
+from dsrflow.i18n import long_date, translations, worded, wording_of
 from tests.letters_as_sent import (
     APPEAL_OF,
     LANGUAGES,
@@ -37,7 +37,7 @@ from tests.letters_as_sent import (
 @pytest.mark.parametrize("regime", REGIMES)
 async def test_a_refused_objection_says_processing_continues_and_why(regime, language):
     letter = await as_sent("response", "objection", REFUSED, regime=regime, language=language)
-    t = translations(language)
+    t = worded(language, wording_of(regime))
     for part in both(letter):
         # Processing continues: the letter may not claim that nothing was found.
         assert t.gettext("We found no personal data about you in our systems.") not in part
@@ -68,7 +68,7 @@ async def test_kept_records_give_their_legal_basis_and_law_in_the_letters_langua
     letter = await as_sent("response", "erasure", erasure_with_kept(), regime=regime, language=language)
     english = LOADED.policy.statutory_holds["be_accounting"]
     translated = LOADED.in_language(language).statutory_holds["be_accounting"]
-    t = translations(language)
+    t = worded(language, wording_of(regime))
     # The statute's basis as the policy words it cites the GDPR: under another regime, ours.
     cited = citation(regime, "17(3)(b)", t)
     basis = (translated.basis if regime == "gdpr" else
@@ -135,7 +135,7 @@ async def test_the_appeal_quotes_the_short_reference(regime, language):
         regime=regime, language=language, details={"appeal_of": APPEAL_OF})
     appeal_denied = await as_sent("denial", "erasure", {"reason_code": "other", "explanation": "Still needed."},
                                   regime=regime, language=language, details={"appeal_of": APPEAL_OF})
-    t = translations(language)
+    t = worded(language, wording_of(regime))
     for part in both(denial):
         assert t.gettext("Your right to appeal") in part
         assert short_reference(REQUEST_ID) in part and REQUEST_ID not in part
@@ -180,7 +180,7 @@ _BY_DUE = ("Where necessary, taking into account the complexity and number of re
 async def test_the_acknowledgement_promises_an_extension_notice_by_the_due_date(regime, language):
     letter = await as_sent("acknowledgement", "erasure", {"verification_required": False},
                            regime=regime, language=language)
-    t = translations(language)
+    t = worded(language, wording_of(regime))
     due = long_date(request_row(regime, "erasure", language)["current_due_date"], language)
     if regime in ("gdpr", "uk_gdpr"):
         law = t.gettext("UK GDPR" if regime == "uk_gdpr" else "GDPR")
@@ -222,7 +222,7 @@ async def test_an_appeal_is_acknowledged_with_the_days_the_law_gives_to_decide_i
     letter = await as_sent("acknowledgement", "erasure", {"verification_required": False}, regime=regime,
                            language=language, details={"appeal_of": APPEAL_OF}, due_date=deadline.due_date,
                            current_due_date=deadline.due_date, extended_due_date=deadline.extended_due_date)
-    t = translations(language)
+    t = worded(language, wording_of(regime))
     assert ((deadline.due_date - date(2026, 1, 31)).days, (deadline.extended_due_date - deadline.due_date).days) \
         == (days, further)
     due, extended = long_date(deadline.due_date, language), long_date(deadline.extended_due_date, language)

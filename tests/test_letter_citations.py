@@ -12,7 +12,7 @@ import pytest
 import activities.letters as letters
 import activities.restrictions as restrictions
 from activities.citations import cited_label
-from dsrflow.i18n import translations
+from dsrflow.i18n import worded, wording_of
 from tests.letters_as_sent import (
     APPEAL_OF,
     LANGUAGES,
@@ -31,7 +31,7 @@ _GDPR_NAMES = ("GDPR", "AVG", "RGPD", "DSGVO")
 @pytest.mark.parametrize("language", LANGUAGES)
 @pytest.mark.parametrize("regime", REGIMES)
 async def test_the_request_and_denial_labels_cite_only_the_regimes_law(regime, language):
-    t = translations(language)
+    t = worded(language, wording_of(regime))
     ack = await as_sent("acknowledgement", "access", {"verification_required": False}, regime=regime, language=language)
     denial = await as_sent("denial", "access", {"reason_code": "excessive", "explanation": "Fifth identical request."},
                            regime=regime, language=language)
@@ -60,7 +60,9 @@ async def test_the_request_and_denial_labels_cite_only_the_regimes_law(regime, l
             assert "repetitive character (Art. 12(5) UK GDPR)." in denial.text
     else:
         if language == "en":
-            assert "Request: access to your personal data\n" in ack.text
+            # In the law's own words: the CCPA and PIPEDA say "personal information".
+            term = "personal information" if regime in ("ccpa", "pipeda") else "personal data"
+            assert f"Request: access to your {term}\n" in ack.text
             assert "because the request is manifestly excessive, in particular because of its repetitive character." in denial.text
         assert "Art." not in label and "art." not in label and "Art." not in reason and "art." not in reason
         # The acknowledgement under these laws says nothing else about the GDPR either.

@@ -1,24 +1,41 @@
-"""The words of the laws that say "personal information" (the CCPA, PIPEDA; "renseignements
-personnels" in French) where the GDPR says "personal data": their override catalogs (dsrflow/i18n
-`worded`) are checked against the template and the language's catalog, so that a sentence changed
-or added in the base cannot leave its override behind or the old term in a letter.
+"""A letter says what the law of its request says: "personal information" under the CCPA and
+PIPEDA ("renseignements personnels" in French), "personal data" under the GDPR and the other laws.
+
+Every letter a subject reads (the cases of tests/test_letter_terms.py) is built as the letter
+activity builds it (tests/letters_as_sent.py) and rendered, in process. The override catalogs
+(dsrflow/i18n `worded`) are checked against the template and the language's catalog, so that a
+sentence changed or added in the base cannot leave its override behind or the old term in a letter.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from babel.messages.catalog import Catalog
 from babel.messages.pofile import read_po
 
+import activities.letters as letters
+from activities.citations import cited_label
+from activities.letter_outcome import response_outcome
+from activities.letter_refusals import remedies_context
+from activities.letter_templates import render_letter
+from activities.restrictions import GROUND_LABELS
 from dsrflow.i18n import LOCALES, PERSONAL_INFORMATION, catalog_path, translations, worded, wording_of
 from schemas.vocabulary import Regime
+from schemas.workflow import LetterJob
+from tests.letters_as_sent import LOADED, REQUEST_ID, _Ctx, both, request_row
+from tests.test_letter_terms import _PACKAGE as PACKAGE
+from tests.test_letter_terms import CASES, GIVEN
 
 # The GDPR's term and the one of the laws that say "personal information", in each language that
 # has an override catalog. Dutch and German keep "persoonsgegevens" / "personenbezogene Daten".
 TERMS = {"en": ("personal data", "personal information"),
          "fr": ("à caractère personnel", "renseignement")}
+# The subject's country under each law of the family, and the languages its letters are read in.
+WORDED = {"ccpa": ("US", ["en"]), "pipeda": ("CA", ["en", "fr"])}
 # Messages with the GDPR's term that no subject's letter says: the portal's pages, the access
 # package's summary, the processors' e-mails, the staff alert and a sentence only the LGPD's
 # letters say. Each keeps the language's usual words.
@@ -101,3 +118,61 @@ def test_the_ccpa_and_pipeda_are_worded_so_and_the_other_laws_not():
     said = "We found no personal data about you in our systems."
     assert worded("nl", PERSONAL_INFORMATION).gettext(said) == translations("nl").gettext(said) != said
     assert worded("en", None).gettext(said) == said
+
+
+async def _context(purpose: str, request_type: str, params: dict[str, Any], regime: str, language: str,
+                   country: str) -> dict[str, Any]:
+    """The context the letter activity builds (`build_context`) for a request under `regime`."""
+    job = LetterJob(request_id=REQUEST_ID, purpose=purpose, params=params)
+    row = request_row(regime, request_type, language, country=country)
+    return await letters.build_context(_Ctx(LOADED), row, job, language)  # type: ignore[arg-type]
+
+
+async def letter_text(case: str, regime: str, language: str, country: str) -> str:
+    """The letter of `case` under `regime` in `language` as its reader sees it: the subject line,
+    the plain text and the HTML's text, what staff wrote left out. What `build_context` reads from
+    the database (the restriction on record, the package's link) is given as it gives it."""
+    purpose, request_type, params = CASES[case]
+    policy, t = LOADED.in_language(language), worded(language, wording_of(regime))
+    if purpose == "restriction_lift":
+        context = await _context("extension", request_type, {"reason": GIVEN, "new_due_date": "2026-04-30"},
+                                 regime, language, country)
+        context.update(params, lift_on=date.fromisoformat(params["lift_on"]), restriction={
+            "since": date(2025, 11, 4),
+            "grounds": [cited_label(label, regime, t) for label in GROUND_LABELS.values()],
+            "recipients": [policy.recipients["financial_services"].name]},
+            complaint=remedies_context(policy, regime, country, appeal=False, t=t))
+    else:
+        context = await _context(purpose, request_type, params, regime, language, country)
+    if case == "response-access-package":
+        context["outcome"] = response_outcome({"results": [], "package": PACKAGE}, policy,
+                                              "https://privacy.example.test/portal/packages/tok",
+                                              datetime(2026, 3, 9, 23, 59, tzinfo=UTC), t, source=LOADED.policy,
+                                              regime=regime)
+        context["remedies"] = remedies_context(policy, regime, country, appeal=False, t=t)
+    letter = render_letter(purpose, context, language)
+    return "\n".join([letter.subject, *both(letter)]).replace(GIVEN, "")
+
+
+WORDED_CASES = [(regime, language) for regime, (_, languages) in WORDED.items() for language in languages]
+# Letters whose own sentences (not the policy's) name the GDPR's term.
+SAYS_IT = ["acknowledgement", "verification", "response-erasure-kept", "response-rectification",
+           "response-restriction", "response-objection-upheld"]
+
+
+@pytest.mark.parametrize(("regime", "language"), WORDED_CASES)
+@pytest.mark.parametrize("case", CASES)
+async def test_letters_under_the_ccpa_and_pipeda_say_personal_information(case, regime, language):
+    old, new = TERMS[language]
+    text = await letter_text(case, regime, language, WORDED[regime][0])
+    assert old not in text, f"{case} under {regime} in {language}: {text[max(text.find(old) - 80, 0):][:200]}"
+    # Said in the law's words, not merely left out, where the GDPR's letter says its term.
+    assert new in text or case not in SAYS_IT, case
+
+
+@pytest.mark.parametrize("language", TERMS)
+@pytest.mark.parametrize("case", SAYS_IT)
+async def test_gdpr_letters_keep_personal_data(case, language):
+    old, new = TERMS[language]
+    text = await letter_text(case, "gdpr", language, "BE")
+    assert old in text and new not in text, case
