@@ -46,7 +46,10 @@ portal_access, "every" this module); test names are shortened.
 |                                                |                                 | no code, each language); portal relay_refuses;        |
 |                                                |                                 | verify_states last_code; no_worker (paused, then      |
 |                                                |                                 | confirmed); every from_the_link (a complaint's code)  |
-| verify: Yes, I made this request               | the e-mail's link opened        | portal looks_up_confirms_by_link; navigation (fr)     |
+| verify: Yes, I made this request               | the e-mail's link opened; the   | portal looks_up_confirms_by_link; navigation (fr);    |
+|                                                | latest e-mail's after a lock    | every link_after_a_lock (locked: it confirms)         |
+| verify: an earlier e-mail's link, pressed      | a lock, a later code sent       | every link_after_a_lock (refused: the latest link and |
+| (refused; no control of its own)               |                                 | a new code offered)                                   |
 | verify: Send me a new code                     | awaiting, codes left; locked    | access keyboard; team asks_for_a_new_code (also       |
 |                                                |                                 | locked); portal relay_refuses; verify_states          |
 |                                                |                                 | last_code (until none is left: no button)             |
@@ -65,8 +68,8 @@ portal_access, "every" this module); test names are shortened.
 |                                                |                                 | it over HTTP (a database to stop and start again)     |
 
 The tests below press what the table's "every" names. They share one site and worker (a refusal's
-letter, a complaint's) and one refused UK request; the workflow engine's outage has a site of its
-own, without an engine."""
+letter, a complaint's, a locked request's codes) and one refused UK request; the workflow engine's
+outage has a site of its own, without an engine."""
 
 from __future__ import annotations
 
@@ -85,8 +88,19 @@ from policy.model import DEFAULT_POLICY, load_policy
 from schemas.requests import MAX_COMPLAINT_REASONS
 from tests.browser_access import assert_usable, errors_of, phone
 from tests.ratelimit_support import stored_for
-from tests.support import live_client, refused_erasure, text_of, unique_email, verification_code, wait_for_letter
-from tests.test_browser import CHROMIUM, served_site
+from tests.support import (
+    eventually,
+    letters_for,
+    live_client,
+    refused_erasure,
+    staff_headers,
+    text_of,
+    unique_email,
+    verification_code,
+    verification_link,
+    wait_for_letter,
+)
+from tests.test_browser import CHROMIUM, five_wrong_codes, served_site
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's headless Chromium (apt-get install chromium-headless-shell)")
 COMPLAIN = "Complain about our decision"
@@ -95,7 +109,7 @@ REQUEST_ID = re.compile(r"/portal/requests/([0-9a-f-]{36})/verify$")
 
 @pytest.fixture(scope="module")
 async def portal_site(settings, pool, dev_server) -> AsyncIterator[str]:
-    """The whole app and a worker for the module: a refusal's letter, a complaint's."""
+    """The whole app and a worker for the module: a refusal's letter, a complaint's, a lock's codes."""
     async with served_site(settings, pool, dev_server.client, f"portal-{uuid.uuid4().hex[:8]}") as url:
         yield url
 
@@ -236,6 +250,47 @@ async def test_the_complaint_form_in_french_and_german_with_and_without_its_refe
     acknowledgement = await wait_for_letter(mail_sink, complaint, "acknowledgement")
     assert acknowledgement["Subject"] == translations("fr").gettext(
         "We have received your complaint (ref. %(ref)s)") % {"ref": short_reference(complaint)}
+
+
+async def test_the_link_after_a_lock_the_latest_e_mails_confirms_an_earlier_ones_is_refused(
+        browser, portal_site, pool, mail_sink):
+    """Too many wrong codes lock the typed code, not the link in the subject's latest e-mail
+    (workflows/verification.py LINK_OUTLIVES_LOCK): its button confirms. An earlier e-mail's
+    button, pressed after the lock, is refused, naming the link that works and offering a code."""
+    async with live_client(base_url=portal_site, timeout=30) as http:
+        opened = await http.post("/v1/public/requests", json={"type": "erasure", "email": unique_email("portal.lock")})
+        rid = opened.json()["id"]
+        earlier = await wait_for_letter(mail_sink, rid, "verification")
+        # Staff's resend: the portal's button counts per client, and every page here is 127.0.0.1's.
+        resent = await http.post(f"/v1/requests/{rid}/resend-verification", headers=await staff_headers(pool, "agent"))
+        assert resent.status_code == 200, resent.text
+
+    async def two_sent() -> bool:
+        return len(letters_for(mail_sink, rid, "verification")) == 2
+
+    await eventually(two_sent)
+    latest = letters_for(mail_sink, rid, "verification")[-1]
+    page, seen = await phone(browser)
+    await page.goto(f"{portal_site}/portal/requests/{rid}/verify")
+    await five_wrong_codes(page, verification_code(latest), "Confirm", ("4 attempts", "3 attempts", "2 attempts",
+                                                                        "1 attempt"), "You have %s left.")
+    await expect(page.get_by_role("alert")).to_contain_text("that was the last attempt")
+
+    await page.goto(verification_link(earlier))
+    await page.get_by_role("button", name="Yes, I made this request").click()
+    said = await assert_usable(page, seen, "en", "Confirm it is you", refused=True)
+    assert errors_of(said) == ["code-error"]
+    await expect(page.get_by_role("alert")).to_contain_text("This link is from an earlier e-mail: it no longer works.")
+    await expect(page.get_by_role("alert")).to_contain_text("The link in our latest e-mail still works")
+    await expect(page.get_by_role("button", name="Send me a new code")).to_have_count(1)
+
+    await page.goto(verification_link(latest))
+    await assert_usable(page, seen, "en", "Confirm it is you")
+    await page.get_by_role("button", name="Yes, I made this request").click()
+    await expect(page).to_have_url(f"{portal_site}/portal/requests/{rid}")
+    await assert_usable(page, seen, "en", "Your request")
+    assert await pool.fetchval("SELECT data->>'after_lock' FROM audit_events WHERE request_id = $1 AND event_type = "
+                               "'verification.succeeded'", rid) == "true"
 
 
 async def test_the_request_form_sends_each_type_no_other_test_sends(browser, portal_site, pool):
