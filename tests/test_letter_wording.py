@@ -176,3 +176,19 @@ async def test_gdpr_letters_keep_personal_data(case, language):
     old, new = TERMS[language]
     text = await letter_text(case, "gdpr", language, "BE")
     assert old in text and new not in text, case
+
+
+@pytest.mark.parametrize(("regime", "language"), WORDED_CASES)
+async def test_an_erasure_under_the_ccpa_and_pipeda_is_a_deletion_not_the_gdprs_right_to_be_forgotten(regime, language):
+    """Art. 17 GDPR's name for the right is not these laws' (the CCPA's "right to delete")."""
+    text = await letter_text("response-erasure-kept", regime, language, WORDED[regime][0])
+    gdpr_name, theirs = {"en": ("right to be forgotten", "deletion of your personal information"),
+                         "fr": ("droit à l'oubli", "suppression de vos renseignements personnels")}[language]
+    assert gdpr_name not in text and theirs in text
+
+
+async def test_the_french_words_agree_with_renseignement():
+    """A masculine noun: "aucun renseignement personnel ... trouvé", never "trouvée"."""
+    text = await letter_text("response-access-package", "pipeda", "fr", "CA")
+    assert "aucun renseignement personnel vous concernant trouvé" in text
+    assert "vous concernant trouvée" not in text
