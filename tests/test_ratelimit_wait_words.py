@@ -21,7 +21,7 @@ def test_a_wait_is_said_in_the_largest_unit_it_holds_twice_rounded_up():
 async def test_a_days_limit_says_24_hours_on_the_portal_and_in_the_api(settings, dev_server, task_queue):
     nowhere = uuid.uuid4()  # counted before it is looked up, so no request is needed
     async with app_clients(settings, dev_server.client, task_queue, rate_lookup_per_ip="1/day",
-                           rate_verify_per_ip="1/day") as call_from:
+                           rate_verify_per_ip="1/day", rate_link_per_ip="1/day") as call_from:
         http = call_from(unique_ip())
         page = f"/portal/requests/{nowhere}/verify?lang=de"
         assert (await http.get(page)).status_code == 404
@@ -34,3 +34,10 @@ async def test_a_days_limit_says_24_hours_on_the_portal_and_in_the_api(settings,
         refused = await http.post(verify, json={"code": "000000"})
         assert assert_limited(refused, 86400) > 86000
         assert refused.json()["detail"] == "too many attempts; try again in 24 hours"
+
+        # A processor's confirmation link says it in words too.
+        link = f"/v1/callbacks/manual/{uuid.uuid4().hex}"
+        assert (await http.get(link)).status_code == 404
+        refused = await http.get(link)
+        assert assert_limited(refused, 86400) > 86000
+        assert "please try again in 24 hours." in refused.text, refused.text

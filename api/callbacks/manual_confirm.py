@@ -49,6 +49,7 @@ from api.callbacks.processor_uploads import (
 from api.deps import Limiter, State
 from api.erasure_sweeps import sweep_for_processor_answer
 from api.problems import Problem
+from api.ratelimit import wait_words
 from api.state import AppState
 from dsrflow.domain.audit import append_event
 from dsrflow.domain.processor_answers import tell_task
@@ -185,7 +186,7 @@ async def _over_limit(request: Request, limiter: Limiter) -> HTMLResponse | None
             raise
         retry = int(problem.extra["retry_after"])
         page = _page("Too many requests", f'<p class="problem" role="alert">Too many requests from your network: '
-                     f"please try again in {retry} second{'' if retry == 1 else 's'}.</p>", status=429)
+                     f"please try again in {wait_words(retry)}.</p>", status=429)
         page.headers["Retry-After"] = str(retry)
         return page
     return None
