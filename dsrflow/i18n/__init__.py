@@ -65,11 +65,17 @@ def _compiled(path: Path, language: str, domain: str) -> gettext.GNUTranslations
     return gettext.GNUTranslations(compiled)
 
 
-@cache
 def translations(language: str) -> gettext.NullTranslations:
     """The compiled catalog of `language` (the source language needs none). An unknown language
-    raises LookupError naming it."""
-    if Language(language) == SOURCE_LANGUAGE:
+    raises ValueError naming it, a language whose catalog file is missing LookupError."""
+    # One catalog per language however it is named: the cache keys `Language.nl` apart from "nl",
+    # and compiled each catalog twice.
+    return _translations(Language(language).value)
+
+
+@cache
+def _translations(language: str) -> gettext.NullTranslations:
+    if language == SOURCE_LANGUAGE:
         return gettext.NullTranslations()
     path = catalog_path(language)
     if not path.is_file():
@@ -82,11 +88,15 @@ def wording_of(regime: str) -> str | None:
     return _WORDINGS.get(regime)
 
 
-@cache
 def worded(language: str, wording: str | None) -> gettext.NullTranslations:
     """`language`'s catalog as a law of `wording` words it: that wording's catalog first, the
     language's for every message it does not hold. A language without one (Dutch, German: their
     usual terms are these laws' too) and `wording` None give the language's catalog."""
+    return _worded(Language(language).value, wording)
+
+
+@cache
+def _worded(language: str, wording: str | None) -> gettext.NullTranslations:
     if wording is None or not (path := catalog_path(language, wording)).is_file():
         return translations(language)
     override = _compiled(path, language, wording)
