@@ -55,7 +55,9 @@ class Languages(StrictModel):
     supported: list[Language] = Field(default_factory=lambda: [SOURCE_LANGUAGE], min_length=1)
     # A request that names none, and the portal for a browser that asks for none we support.
     default: Language = SOURCE_LANGUAGE
-    # Staff alerts and the console (the controller's working language).
+    # The controller's working language: staff alerts and the e-mails to processors; on the
+    # console only its dates, the policy's texts and the names of countries and languages (and the
+    # form parts it shares with the portal): the console's own words are English whatever this says.
     staff: Language = SOURCE_LANGUAGE
 
     @model_validator(mode="after")
