@@ -10,7 +10,7 @@ import asyncio
 
 import pytest
 
-from dsrflow.i18n import translations
+from dsrflow.i18n import translations, worded, wording_of
 from schemas.workflow import workflow_id_for
 from tests.fanout_stack import api, fanout_stack
 from tests.letters_as_sent import LANGUAGES, LOADED, REGIMES, as_sent, both
@@ -102,11 +102,11 @@ async def test_the_closing_letter_says_where_the_restriction_stays_in_force(lang
     """Denied, cancelled or withdrawn part-way, under every regime: the letter names the systems the
     restriction stays in force in, those still asked, and that we tell the subject before lifting
     it. Another request type's closing letter says nothing of a restriction."""
-    t = translations(language)
     crm = LOADED.in_language(language).systems["crm"].label
     closings = {"denial": {"reason_code": "other", "explanation": "The account is a company's."},
                 "cancellation": {"reason": "A duplicate of an earlier request", "withdrawn": False}}
     for regime in REGIMES:
+        t = worded(language, wording_of(regime))  # in the words of the request's law
         for purpose, params in closings.items():
             letter = await as_sent(purpose, "restriction", {**params, "acted_in": ["crm"], "asked_in": ["surveys"]},
                                    regime=regime, language=language)
@@ -121,6 +121,7 @@ async def test_the_closing_letter_says_where_the_restriction_stays_in_force(lang
             erasure = await as_sent(purpose, "erasure", {**params, "acted_in": ["crm"]}, regime=regime,
                                     language=language)
             assert all(said(t.gettext(TOLD_FIRST)) not in part for part in both(erasure))
+    t = translations(language)  # the GDPR's, the regime `as_sent` defaults to
     withdrawn = await as_sent("cancellation", "restriction", {**closings["cancellation"], "withdrawn": True,
                                                               "acted_in": ["crm"], "asked_in": []}, language=language)
     assert all(said(t.gettext(TOLD_FIRST_WITHDRAWN)) in part for part in both(withdrawn))
