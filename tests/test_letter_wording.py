@@ -178,12 +178,16 @@ async def test_gdpr_letters_keep_personal_data(case, language):
     assert old in text and new not in text, case
 
 
-@pytest.mark.parametrize(("regime", "language"), WORDED_CASES)
+@pytest.mark.parametrize("language", ["en", "fr", "nl", "de"])
+@pytest.mark.parametrize("regime", WORDED)
 async def test_an_erasure_under_the_ccpa_and_pipeda_is_a_deletion_not_the_gdprs_right_to_be_forgotten(regime, language):
-    """Art. 17 GDPR's name for the right is not these laws' (the CCPA's "right to delete")."""
+    """Art. 17 GDPR's name for the right is not these laws' (the CCPA's "right to delete"), in any
+    language: Dutch and German keep their usual legal term, not the GDPR's name of the right."""
     text = await letter_text("response-erasure-kept", regime, language, WORDED[regime][0])
     gdpr_name, theirs = {"en": ("right to be forgotten", "deletion of your personal information"),
-                         "fr": ("droit à l'oubli", "suppression de vos renseignements personnels")}[language]
+                         "fr": ("droit à l'oubli", "suppression de vos renseignements personnels"),
+                         "nl": ("vergetelheid", "verwijdering van uw persoonsgegevens"),
+                         "de": ("Vergessenwerden", "Löschung Ihrer personenbezogenen Daten")}[language]
     assert gdpr_name not in text and theirs in text
 
 
