@@ -123,6 +123,8 @@ class VerifyResult(Contract):
     verified: bool
     attempts_left: int
     locked: bool
+    # The link of an e-mail a newer code replaced, before any lock: refused, no attempt counted.
+    earlier_link: bool = False
 
 
 class ExtendInput(Contract):

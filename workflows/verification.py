@@ -66,6 +66,12 @@ LATE_CODE = "late-code-settled"
 # guards the six-digit code against guessing; the link's 256-bit token cannot be guessed, so it
 # confirms after a lock (asked only for a link that arrives once the codes are locked).
 LINK_OUTLIVES_LOCK = "link-outlives-lock"
+# workflow.patched id: before it, the link of an e-mail a newer code replaced (a resend, the
+# reminder), pressed before any lock, counted as a wrong code: five presses of an old e-mail's
+# button locked the typed code, and the subject, who typed nothing, was told the code was wrong.
+# Now it is answered as an earlier e-mail's link and costs no attempt (a forged token still counts).
+# Asked only when such a link arrives, so that other histories carry no marker.
+EARLIER_LINK = "earlier-link-uncounted"
 ISSUE = "issue_verification"
 
 
@@ -88,6 +94,10 @@ class IdentityVerification:
         # A code whose e-mail went after its step gave up: it works beside the current one until a
         # new code is sent.
         self._late: Challenge | None = None
+        # The link token hashes of the challenges a newer code replaced (EARLIER_LINK): only hashes,
+        # as for the current one; at most one per code sent.
+        self._replaced: list[str] = []
+        self._earlier_presses = 0  # numbers their records apart (`check`)
 
     async def run(self, request_id: str, facts: RequestFacts, closed: Callable[[], bool]) -> datetime | None:
         """Send the code and wait for the subject; return the expiry instant if the window
@@ -142,6 +152,7 @@ class IdentityVerification:
             self._settle(asked)
             raise
         if challenge is not None:  # None: the reminder was skipped, or the subject verified meanwhile
+            self._retire(self.challenge, self._late)
             self.challenge = challenge
             self.attempts = 0
             self._late = None
@@ -165,7 +176,10 @@ class IdentityVerification:
             if (late is not None and not self.verified_at
                     and late.round > max(self.challenge.round if self.challenge else 0,
                                          self._late.round if self._late else 0)):
+                self._retire(self._late)
                 self._late = late
+            else:
+                self._retire(late)  # it went, but a newer code had already replaced it
 
         self._owed.owe(OwedStep("settle_verification_round", asked, SHORT, skippable=False,
                                 result_type=Challenge, then=settled))
@@ -201,6 +215,7 @@ class IdentityVerification:
                 # Not the current e-mail's link (an older one's): the lock is on record already,
                 # and a token no one can guess needs no count of its own.
                 return VerifyResult(verified=False, attempts_left=0, locked=True)
+            earlier = not verified and self._earlier_link(attempt)
             if verified:
                 self.verified_at = workflow.now()
                 self.method = method
@@ -208,14 +223,21 @@ class IdentityVerification:
                     # The reminder that could not be sent is no longer needed (the code may be a
                     # resent one, sent while the reminder waited).
                     self._troubles.abandon(f"not needed: the subject verified with the code of round {challenge.round}")
+            elif earlier:
+                self._earlier_presses += 1
             else:
                 self.attempts += 1
             attempts = self.attempts
             left = 0 if verified else max(facts.verification_max_attempts - attempts, 0)
+            # An earlier e-mail's link is recorded as the refused attempt it is, marked so (and with
+            # a key of its own: `failed:<round>:<attempts>` may be a wrong code's already), so that
+            # the trail and the evidence pack's attempts show it beside the count it left unchanged.
+            failed_key, marked = ((f"earlier_link:{challenge.round}:{self._earlier_presses}", {"earlier_link": True})
+                                  if earlier else (f"failed:{challenge.round}:{attempts}", {}))
             records = [event_record(request_id, "verification.succeeded", f"verified:{challenge.round}",
                                     {"method": method, **({"after_lock": True} if past_lock else {})})] if verified else [
-                event_record(request_id, "verification.failed", f"failed:{challenge.round}:{attempts}",
-                             {"method": method, "attempts_left": left})]
+                event_record(request_id, "verification.failed", failed_key,
+                             {"method": method, "attempts_left": left, **marked})]
             if left == 0 and not verified:
                 # What the lock stops (LINK_OUTLIVES_LOCK; recorded `{}` before it, the link too).
                 # Not a patch of its own: asked while replaying a lock made before it, the patch
@@ -231,7 +253,18 @@ class IdentityVerification:
         if not current_counts:  # older histories: recorded at once, inside the update
             for r in records:
                 await run_step("record_event", r)
-        return VerifyResult(verified=verified, attempts_left=left, locked=not verified and left == 0)
+        return VerifyResult(verified=verified, attempts_left=left, locked=not verified and left == 0,
+                            earlier_link=earlier)
+
+    def _retire(self, *replaced: Challenge | None) -> None:
+        """Keep the link token hashes of challenges a newer code replaced (EARLIER_LINK)."""
+        self._replaced += [challenge.token_hash for challenge in replaced if challenge is not None]
+
+    def _earlier_link(self, attempt: VerifyAttempt) -> bool:
+        """The link of an e-mail a newer code replaced (EARLIER_LINK); the patch is asked only then."""
+        given = attempt.token_hash
+        return (bool(given) and any(hmac.compare_digest(kept, given or "") for kept in self._replaced)
+                and workflow.patched(EARLIER_LINK))
 
     @staticmethod
     def _matches(challenge: Challenge, attempt: VerifyAttempt) -> bool:

@@ -249,10 +249,15 @@ async def submit(body: PublicNewRequest, state: State, limiter: Limiter,
 async def verify(request_id: str, body: VerifyBody, state: State, limiter: Limiter) -> dict[str, Any]:
     """Confirm your identity with the code or the link token from the e-mail.
     After too many wrong codes the code is refused (423, then 409) until a new one is sent; the
-    latest e-mail's link token still confirms (an earlier e-mail's is answered 423).
+    latest e-mail's link token still confirms (an earlier e-mail's is answered 423). Before any lock,
+    an earlier e-mail's link token (one a newer code replaced) is answered 410, no attempt counted.
     Limited per client and per request and client (429 with `Retry-After`). While the request is
     paused on our side (its workflow stopped, until we resume it), 503 with `Retry-After`."""
     result = await check_identity(state, limiter, request_id, code=body.code, token=body.token)
+    if result.earlier_link:
+        raise Problem(410, "Link from an earlier e-mail", "this link is from an earlier e-mail: it no longer works; "
+                      "the link in our latest e-mail does, or ask us for a new code",
+                      attempts_left=result.attempts_left, locked=False, earlier_link=True)
     if not result.verified:
         raise Problem(
             400 if not result.locked else 423,

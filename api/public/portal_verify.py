@@ -1,7 +1,7 @@
 """Confirming on the portal that a request is yours: the code form, the e-mail link's button,
 "Send me a new code", and what the page says when one of them cannot work now (too many wrong
-codes, which lock the code but not the link, every code sent, or the request paused while its
-workflow is stopped). The workflow decides each attempt (`verify` and `resend_verification`);
+codes, which lock the code but not the link, an earlier e-mail's link, every code sent, or the
+request paused while its workflow is stopped). The workflow decides each attempt (`verify` and `resend_verification`);
 these pages say what it answered. The status page and the shared helpers: api/public/portal.py."""
 
 from __future__ import annotations
@@ -43,6 +43,9 @@ _PAUSED_CODE = N_("We cannot take your code just now: your request is paused whi
 _LOCKED = N_("For your protection, the code from our e-mail no longer works: too many wrong codes were typed.")
 _LINK_WORKS = N_("The link in our latest e-mail still works: open it to confirm that the request is yours.")
 _OR_ASK = N_("Or ask for a new code below.")
+# The link of an e-mail a newer code replaced: refused, after a lock or before one (where it costs no
+# attempt: workflows/verification.py EARLIER_LINK), with the ways on that work.
+_EARLIER = N_("This link is from an earlier e-mail: it no longer works.")
 _NO_MORE_CODES = (
     N_("We have sent all the codes we can for this request, so we cannot send another."),
     N_("If none of them reached you, please reply to our e-mail or write to us, and we will help you confirm it."),
@@ -71,15 +74,18 @@ class _Verification:
         return cls(awaiting=True, locked=locked or bool(verification and verification.locked),
                    more_codes=verification is None or verification.codes_left > 0)
 
-    def words(self, t: Translator, *, link: bool = False) -> list[str]:
+    def words(self, t: Translator, *, link: bool = False, earlier_link: bool = False) -> list[str]:
         """What the page says about it: a lock and the ways on (the link, a new code), and no more
-        codes. `link`: the page was opened from the e-mail's link, whose button it offers."""
+        codes. `link`: the page was opened from the e-mail's link, whose button it offers.
+        `earlier_link`: an earlier e-mail's link was just refused, no lock: the same ways on."""
         if not self.awaiting:
             return []
-        said = [_LOCKED] + ([] if link else [_LINK_WORKS]) if self.locked else []
+        said = [_LOCKED] if self.locked else []
+        if (self.locked or earlier_link) and not link:
+            said.append(_LINK_WORKS)
         if not self.more_codes:
             said += _NO_MORE_CODES
-        elif self.locked and not link:
+        elif (self.locked or earlier_link) and not link:
             said.append(_OR_ASK)
         return [t.gettext(message) for message in said]
 
@@ -87,6 +93,7 @@ class _Verification:
 async def _verify_page(request: Request, state: AppState, request_id: str, *, error: list[str] | None = None,
                        status: int = 200, token: str | None = None, notice: str | None = None,
                        locked: bool = False, explain_in_alert: bool = False, paused: bool = False,
+                       earlier_link: bool = False,
                        current: tuple[dict[str, Any], RequestStatus, RequestState | None] | None = None) -> HTMLResponse:
     """The verify page as it stands now (`current`, as `current_live` answers, if already asked):
     the code form, the e-mail link's button, "Send me a new code", each only while it can work
@@ -95,12 +102,13 @@ async def _verify_page(request: Request, state: AppState, request_id: str, *, er
     to "Send me a new code"), otherwise in place of that button, beside the form that still takes
     the last code. `paused`: the workflow has just refused a press because it stopped (before the
     start sweep flags it, which the page then reads itself): the page says so and offers no
-    button, as none could work until compliance resumes the request."""
+    button, as none could work until compliance resumes the request. `earlier_link`: the press was
+    an earlier e-mail's link, refused with no lock: the alert offers the ways on, as a lock's does."""
     row, status_now, live = current or await current_live(state, request_id)
     now = _Verification.of(status_now, live, locked=locked)
     paused = now.awaiting and (paused or await ended_flag(await state.db(), str(row["id"])) is not None)
-    words = now.words(page_translator(request), link=token is not None)
-    in_alert = now.locked or explain_in_alert
+    words = now.words(page_translator(request), link=token is not None, earlier_link=earlier_link)
+    in_alert = now.locked or explain_in_alert or earlier_link
     sentences = [*(error or []), *words] if in_alert else list(error or [])
     return render(request, "portal/verify.html", {
         "row": row, "token": token, "error": " ".join(sentences) or None, "notice": notice,
@@ -149,12 +157,16 @@ async def verify(request: Request, request_id: str, state: State, limiter: Limit
         confirmed.set_cookie(CONFIRMED_COOKIE, request_id, max_age=300, path=status_path(request_id),
                              httponly=True, samesite="lax", secure=cookie_secure(request, state.settings))
         return confirmed
+    if result.earlier_link:
+        # An e-mail a newer code replaced: no attempt counted (the subject typed nothing).
+        return await _verify_page(request, state, request_id, status=410, earlier_link=True,
+                                  error=[t.gettext(_EARLIER)])
     if result.locked:
         # The page offers what works now: the e-mail's link, a new code (counted like any resend),
         # not the form that will refuse every code until then. A link refused here is an older
         # e-mail's: the workflow takes the latest one's even after a lock.
         return await _verify_page(request, state, request_id, locked=True, status=423, error=[t.gettext(
-            N_("This link is from an earlier e-mail: it no longer works.") if token
+            _EARLIER if token
             else N_("That code is not right, and that was the last attempt."))])
     left = result.attempts_left
     return await _verify_page(request, state, request_id, status=400, error=[
