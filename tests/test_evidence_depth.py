@@ -273,19 +273,22 @@ async def test_a_request_closed_part_way_says_what_the_systems_had_done_by_then(
            "been asked and had not yet answered, and may still act" in decisions, decisions
 
 
-async def test_a_lock_that_left_the_link_working_and_a_confirmation_after_it_say_so_in_the_pack(http, pool, settings):
+async def test_an_old_link_a_lock_that_left_the_link_working_and_a_confirmation_after_it_say_so_in_the_pack(http, pool, settings):
     """Since a lock refuses typed codes only, the pack's verification table read "locked" and then
     "verified" with nothing to say how the subject got through."""
     rid = await stored_request(pool, settings, "depth-lock")
     async with pool.acquire() as conn:
-        for kind, data in (("verification.locked", {"refuses": "codes"}),
+        for kind, data in (("verification.failed", {"method": "email_link", "attempts_left": 5, "earlier_link": True}),
+                           ("verification.locked", {"refuses": "codes"}),
                            ("verification.succeeded", {"method": "email_link", "after_lock": True})):
             await append_event(conn, event_key=f"{rid}:{kind}", request_id=rid, event_type=kind, actor="workflow",
                                data=data)
 
     attempts = (await _pack(http, pool, rid))["verification"]["attempts"]
-    assert [(a["event"], a["refuses"], a["after_lock"]) for a in attempts] == [
-        ("verification.locked", "codes", False), ("verification.succeeded", None, True)]
-    text = section(await _page(http, pool, rid), "Verification", "Deadlines")
+    assert [(a["event"], a["refuses"], a["after_lock"], a["earlier_link"]) for a in attempts] == [
+        ("verification.failed", None, False, True), ("verification.locked", "codes", False, False),
+        ("verification.succeeded", None, True, False)]
+    text = section(await _page(http, pool, rid), "Identity verification", "Deadlines")
     assert "typed codes locked; the link in the subject's latest e-mail still confirms" in text, text
     assert "one-time link from the e-mail to the subject, after the typed codes were locked" in text, text
+    assert "an earlier e-mail's link, no attempt counted, 5 attempt(s) left" in text, text
