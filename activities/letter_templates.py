@@ -55,6 +55,7 @@ __all__ = [
     "REQUIRED_CONTEXT",
     "RenderedLetter",
     "render_letter",
+    "letter_wording",
     "longdate",
     "longdatetime",
 ]
@@ -275,6 +276,12 @@ def render_letter(purpose: str, context: Mapping[str, Any], language: str = SOUR
     if purpose == "denial" and ctx["reason_code"] not in tuple(DenialReason):
         raise ValueError(f"denial: unknown reason_code {ctx['reason_code']!r}")
 
-    # A subject's letter in the words of the law of their request (the staff's alert in theirs).
-    wording = wording_of(ctx["request"]["regime"]) if purpose in SUBJECT_PURPOSES else None
-    return render_template_set(purpose, ctx, language, wording)
+    return render_template_set(purpose, ctx, language, letter_wording(purpose, ctx["request"]["regime"]))
+
+
+def letter_wording(purpose: str, regime: str) -> str | None:
+    """The wording of a letter of `purpose` (dsrflow/i18n `worded`): a subject's letter in the words
+    of the law of their request, a staff alert in the language's usual ones. The templates and the
+    sentences the letter activity writes into them (activities/letters.py `build_context`) both
+    ask here, so the two cannot word one letter apart."""
+    return wording_of(regime) if purpose in SUBJECT_PURPOSES else None

@@ -27,14 +27,14 @@ from activities.heartbeat import heartbeating
 from activities.letter_message import compose_letter
 from activities.letter_outcome import response_outcome
 from activities.letter_refusals import letter_refuses, refuses_in_part, refuses_outright, remedies_context
-from activities.letter_templates import render_letter
+from activities.letter_templates import letter_wording, render_letter
 from activities.outbox import OnSent, Sent, send_once, settle
 from activities.restrictions import lift_letter_context
 from dsrflow.crypto.hashing import keyed_hash, token_hash
 from dsrflow.domain.audit import append_event
 from dsrflow.domain.deadlines import receipt_date, takes_complaints
 from dsrflow.domain.references import short_reference
-from dsrflow.i18n import ENGLISH, N_, Translator, worded, wording_of
+from dsrflow.i18n import ENGLISH, N_, Translator, worded
 from dsrflow.infra.failpoints import failpoint
 from dsrflow.infra.metrics import letter_sent
 from dsrflow.infra.writes import Write
@@ -143,9 +143,9 @@ async def build_context(ctx: ActivityContext, row: dict[str, Any], job: LetterJo
     """The letter's context, its texts (the policy's and ours) in `language`."""
     loaded = await ctx.policy(row["policy_version"])
     policy = loaded.in_language(language)
-    # The sentences written here speak the law's words as the templates do (dsrflow.i18n `worded`):
-    # "personal information" under the CCPA and PIPEDA; staff alerts keep the language's own.
-    t = worded(language, None if job.to_staff else wording_of(row["regime"]))
+    # The sentences written here speak the law's words as the templates do: "personal information"
+    # under the CCPA and PIPEDA; staff alerts keep the language's own.
+    t = worded(language, letter_wording(job.purpose, row["regime"]))
     context: dict[str, Any] = {
         "controller": policy.controller.model_dump(mode="json"),
         "request": {

@@ -90,8 +90,9 @@ def wording_of(regime: str) -> str | None:
 
 def worded(language: str, wording: str | None) -> gettext.NullTranslations:
     """`language`'s catalog as a law of `wording` words it: that wording's catalog first, the
-    language's for every message it does not hold. A language without one (Dutch, German: their
-    usual terms are these laws' too) and `wording` None give the language's catalog."""
+    language's for every message it does not hold (Dutch and German hold only the erasure's name:
+    their usual terms are these laws' too). A language without one, and `wording` None, give the
+    language's catalog."""
     return _worded(Language(language).value, wording)
 
 
