@@ -282,9 +282,13 @@ class FanoutActivities(ErasureEvidence):
             return [outcome_write(task, result_of(outcome), committed=False)]
 
         if legal and not policy.systems[task.task.system].datasets:
-            # A processor we cannot ask record by record: the hold keeps it all.
-            outcome = ActionOutcome(status="done", message="kept under a legal-claims hold" + (
-                " placed while the erasure waited to carry on: what it had done before stands" if carrying_on else ""))
+            # A processor we cannot ask record by record: the hold keeps it all, or all the erasure
+            # had not done when the hold came while it waited. What it had done stands, and is
+            # counted: the letter says it, as well as what the hold keeps (activities/letter_outcome.py).
+            outcome = await connector.held_back_so_far(subject) if carrying_on else ActionOutcome(status="done")
+            outcome.message = "kept under a legal-claims hold" + (
+                " placed while the erasure waited to carry on: what it had done before stands"
+                + (f" ({outcome.message})" if outcome.message else "") if carrying_on else "")
             outcome.held = [HeldRecord("all", "all", "legal_claims", h.id, None) for h in context.legal_holds]
             # Erased when the hold ends (activities/deferred_processors.py): without this row
             # nothing would ever ask the processor again.

@@ -71,12 +71,18 @@ def _kept_texts(kept: dict[str, Any], policy: Policy, source: Policy, t: Transla
 
 
 def _kept_item(kept: dict[str, Any], policy: Policy, regime: str, t: Translator = ENGLISH,
-               source: Policy | None = None) -> dict[str, Any]:
+               source: Policy | None = None, *, left: int | None = None) -> dict[str, Any]:
     """One kept record's lines in the letter. `policy` is in the letter's language, `source` the
-    same version in its source language (what the evidence was stored in)."""
+    same version in its source language (what the evidence was stored in). `left`: the system's
+    erasure was cut short by the hold (`_cut_short`), which keeps what it holds under the
+    identifiers not yet sent."""
     basis, law = _kept_texts(kept, policy, source or policy, t, regime)
     system = policy.systems[kept["system"]].label if kept["system"] in policy.systems else kept["system"]
-    if kept["dataset"] == "all":
+    if kept["dataset"] == "all" and left is not None:
+        what = t.ngettext("the data %(system)s holds under the other identifier by which it knows you",
+                          "the data %(system)s holds under the other %(num)d identifiers by which it knows you",
+                          left) % {"num": left, "system": system}
+    elif kept["dataset"] == "all":
         what = t.gettext("your data in %(system)s") % {"system": system}
     else:
         what = t.ngettext("%(num)d record of %(dataset)s in %(system)s", "%(num)d records of %(dataset)s in %(system)s",
@@ -125,6 +131,7 @@ def response_outcome(report: dict[str, Any], policy: Policy, package_link: str |
     the letter's language; `source` is the same policy in its source language (default: `policy`)."""
     results = [TaskResult.model_validate(r) for r in report.get("results", [])]
     actions = [
+        _cut_short_action(r, policy, t) if _cut_short(r) else
         {"system": policy.systems[r.system].label if r.system in policy.systems else r.system,
          "category": ", ".join(sorted(dataset_words(policy.systems, r.system, d) for d in _datasets_acted_on(r)))
                      or t.gettext("all records"),
@@ -145,12 +152,14 @@ def response_outcome(report: dict[str, Any], policy: Policy, package_link: str |
             actions.append({"system": label, "category": t.gettext("copy of your data, as this processor sent it"),
                             "records": count, "unit": "file",
                             "action": t.gettext(_INCLUDED if count else _PROCESSOR_HOLDS_NOTHING)})
-    kept = [_kept_item(k, policy, regime, t, source) for r in results for k in r.kept_records]
+    kept = [_kept_item(k, policy, regime, t, source, left=r.found - r.changed if _cut_short(r) else None)
+            for r in results for k in r.kept_records]
     # A processor kept whole under a legal-claims hold (dataset "all") was asked nothing: it is
-    # in what we kept, with the reason, not among the recipients told (Art. 19).
+    # in what we kept, with the reason, not among the recipients told (Art. 19). One whose
+    # erasure the hold cut short was told of what it erased.
     told_to = [policy.recipients[r.recipient] for r in results
                if r.recipient and r.recipient in policy.recipients and r.status == "done"
-               and r.action in _ART19_ACTIONS and not _kept_whole(r)]
+               and r.action in _ART19_ACTIONS and (_cut_short(r) or not _kept_whole(r))]
     told, by_kind = recipients_named(told_to)
     # The letter itself says the request is completed and, after the actions, whom Art. 19 reached;
     # the summary is left for what only this request says (an objection decision).
@@ -173,3 +182,29 @@ def _kept_whole(result: TaskResult) -> bool:
     """Whether the system kept all it holds under a hold (its "all" record): asked nothing."""
     return any(k.get("dataset") == "all" and k.get("system", result.system) == result.system
                for k in result.kept_records)
+
+
+def _cut_short(result: TaskResult) -> bool:
+    """Whether a legal-claims hold, placed while a deletion service's quota held the erasure back,
+    kept the rest of a system after part of it was erased: the identifiers the service had accepted
+    by then were asked to delete what it holds under them (activities/fanout.py `_erase`)."""
+    return result.action == "erase" and _kept_whole(result) and _erased(result) > 0
+
+
+def _cut_short_action(result: TaskResult, policy: Policy, t: Translator) -> dict[str, Any]:
+    """The line of a system whose erasure a hold cut short: what it was asked to delete, in its
+    identifiers, and that the rest is kept. Not the service's own note, which tells of the
+    deletion of all the subject's data there."""
+    system = policy.systems[result.system].label if result.system in policy.systems else result.system
+    done, left = result.changed, result.found - result.changed
+    note = t.ngettext(
+        "Before the legal-claims hold set out below was placed, we had asked %(system)s to delete the data it "
+        "holds under %(done)d of the %(total)d identifiers by which it knows you, and it accepted. We have not "
+        "asked it to delete the data it holds under the other identifier: that data is kept under the hold.",
+        "Before the legal-claims hold set out below was placed, we had asked %(system)s to delete the data it "
+        "holds under %(done)d of the %(total)d identifiers by which it knows you, and it accepted. We have not "
+        "asked it to delete the data it holds under the other %(num)d identifiers: that data is kept under the hold.",
+        left) % {"system": system, "done": done, "total": result.found, "num": left}
+    return {"system": system, "category": t.gettext("part of your data"),
+            "action": t.gettext("deletion requested and accepted"), "records": done, "unit": "identifier",
+            "note": note}

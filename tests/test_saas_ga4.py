@@ -24,8 +24,9 @@ from policy.model import DEFAULT_POLICY
 from schemas.requests import NewRequest
 from schemas.workflow import workflow_id_for
 from tests.fanout_stack import api, fanout_stack
+from tests.letters_as_sent import LOADED, as_sent, both, kept_records
 from tests.saas_support import connector, google_served, http_policy, http_system, subject
-from tests.support import staff_headers
+from tests.support import staff_headers, text_of, wait_for_letter
 from workers.dsr_worker import build_worker
 from workflows.dsr import DataSubjectRequestWorkflow
 
@@ -192,8 +193,24 @@ async def test_a_legal_claims_hold_placed_while_the_quota_holds_the_erasure_back
         assert placed.status_code == 201, placed.text
         await time_skipping.sleep(timedelta(days=2))
         task = await _ga4_result(run)
+        letter = " ".join(text_of(await wait_for_letter(mail_sink, run.rid, "response")).split())
     assert len(google.state.data.requests) == run.quota  # nothing more went to Google
     assert task.status == "done" and task.message.startswith("kept under a legal-claims hold placed while")
+    assert f"({run.quota} of {run.expected} identifiers accepted by Google Analytics 4" in task.message
+    assert (task.found, task.changed) == (run.expected, run.quota)
+    # The letter says both: what Google was asked to delete before the hold, and what the hold
+    # keeps, with its review date and the remedies. Before, it said Google Analytics 4 kept it all.
+    left = run.expected - run.quota
+    assert (f"Google Analytics 4, part of your data: deletion requested and accepted ({run.quota} identifiers) "
+            f"Before the legal-claims hold set out below was placed, we had asked Google Analytics 4 to delete the "
+            f"data it holds under {run.quota} of the {run.expected} identifiers by which it knows you, and it "
+            f"accepted. We have not asked it to delete the data it holds under the other {left} identifiers: that "
+            "data is kept under the hold.") in letter
+    assert (f"- the data Google Analytics 4 holds under the other {left} identifiers by which it knows you "
+            "Legal basis: Art. 17(3)(e) GDPR") in letter
+    review = datetime.now(UTC).date() + timedelta(days=400)
+    assert f"Hold reviewed by: {review.day} {review:%B %Y}" in letter
+    assert "your data in Google Analytics 4" not in letter and "We have not done everything you asked" in letter
     assert [k["hold_kind"] for k in task.kept_records] == ["legal_claims"], task.kept_records
     # Asked again when the hold ends: without its row nothing would ask Google for the rest.
     deferred = await pool.fetch("SELECT system, hold_kind, hold_ref FROM deferred_erasures WHERE request_id = $1",
@@ -244,3 +261,29 @@ async def test_a_time_at_the_calendars_edge_in_googles_answer_leaves_the_erasure
     assert [r["userId"] for r in google.state.data.requests] == ["GA1.1.555.666"]
     assert outcome.status == "done" and outcome.datasets == {"identifiers": {"found": 1, "submitted": 1}}
     assert outcome.note is None and "cannot read" in (outcome.message or "")
+
+
+# Each language's words for the line of an erasure a hold cut short and for what it keeps
+# (`_cut_short` in activities/letter_outcome.py), with the shipped policy's analytics system in
+# GA4's place: 50 of 61 identifiers went before the hold, 11 are kept.
+_CUT_SHORT = {
+    "en": ("part of your data", "deletion requested and accepted", "50 identifiers", "under 50 of the 61 identifiers",
+           "the data Website analytics (users and page events) holds under the other 11 identifiers"),
+    "fr": ("une partie de vos données", "suppression demandée et acceptée", "50 identifiants",
+           "sous 50 des 61 identifiants", "sous les 11 autres identifiants par lesquels il vous connaît"),
+    "nl": ("een deel van uw gegevens", "verwijdering gevraagd en aanvaard", "50 identificatiegegevens",
+           "onder 50 van de 61 identificatiegegevens", "onder de 11 andere identificatiegegevens waaronder het u kent"),
+    "de": ("ein Teil Ihrer Daten", "Löschung beantragt und angenommen", "50 Kennungen", "unter 50 der 61 Kennungen",
+           "unter den 11 anderen Kennungen speichert, unter denen es Sie kennt"),
+}
+
+
+@pytest.mark.parametrize("language", list(_CUT_SHORT))
+async def test_a_letter_says_what_went_before_the_hold_and_what_the_hold_keeps_in_every_language(language):
+    kept = [dict(k, system="analytics") for k in kept_records() if k["dataset"] == "all"]
+    report = {"report": {"results": [
+        {"system": "analytics", "action": "erase", "status": "done", "found": 61, "changed": 50, "kept": 1,
+         "datasets": {"identifiers": {"found": 61, "submitted": 50}}, "kept_records": kept}]}}
+    letter = await as_sent("response", "erasure", report, language=language, loaded=LOADED)
+    for text in both(letter):
+        assert all(words in text for words in _CUT_SHORT[language]), text

@@ -189,6 +189,11 @@ class Connector(Protocol):
         asking how a job stands."""
         return False
 
+    async def held_back_so_far(self, subject: Subject) -> ActionOutcome:
+        """What an erasure the system held back (`carries_on_erasing`) had done before it stopped:
+        its counts, and a message that says them, for a task whose rest a hold then keeps."""
+        return ActionOutcome(status="done")
+
     @staticmethod
     def needs_preparation(system: System, action: str) -> bool:
         """Whether `prepare` must run before any system acts (the http kind snapshots GA4's

@@ -49,6 +49,7 @@ from activities.connectors.http_auth import Credentials, read_secrets, refuse_pl
 from activities.connectors.http_client import ANSWER_MIB, HttpExchange
 from activities.connectors.http_holds import held_records
 from activities.connectors.http_identifiers import (
+    accepted_so_far,
     accepted_summary,
     mark_accepted,
     open_identifiers,
@@ -154,6 +155,9 @@ class HttpConnector(Rounds, Connector):
 
     def carries_on_erasing(self, external_id: str) -> bool:
         return external_id == PENDING_QUOTA  # what the quota held back: `erase` carries on with it
+
+    async def held_back_so_far(self, subject: Subject) -> ActionOutcome:
+        return await accepted_so_far(self.env, subject.request_id, self.config.service)
 
     async def status(self, subject: Subject, external_id: str) -> ActionOutcome:
         if self.carries_on_erasing(external_id):

@@ -9,7 +9,7 @@ from dataclasses import replace
 from typing import Any
 
 from activities.connectors import build_connector
-from activities.connectors.base import ConnectorEnv, Subject
+from activities.connectors.base import ActionOutcome, ConnectorEnv, Subject
 from dsrflow.crypto.hashing import keyed_hash
 from policy.http_model import Identifier
 
@@ -67,3 +67,13 @@ async def accepted_summary(env: ConnectorEnv, request_id: str) -> tuple[int, int
             if value is not None:
                 collected.setdefault(name, []).append(value)
     return len(rows), sum(1 for r in rows if r["accepted"]), collected
+
+
+async def accepted_so_far(env: ConnectorEnv, request_id: str, service: str) -> ActionOutcome:
+    """What a deletion the quota held back had done: each identifier the service accepted was
+    asked to delete what the service holds under it, the rest was not sent."""
+    total, accepted, _ = await accepted_summary(env, request_id)
+    return ActionOutcome(status="done", found=total, changed=accepted,
+                         datasets={"identifiers": {"found": total, "submitted": accepted}},
+                         message=f"{accepted} of {total} identifiers accepted by {service} before it; "
+                                 f"the {total - accepted} left not sent")
