@@ -23,8 +23,9 @@ workflow asked for carries its detail as an English sentence instead (`detail`).
 
 Words of the law: a subject's letter says what the law of its request (`request.regime`) says,
 "personal information" under the CCPA and PIPEDA where the GDPR's letters say "personal data"
-(dsrflow/i18n `worded`); its environment is that wording's. Staff alerts and the processors'
-e-mails keep the language's usual words.
+(dsrflow/i18n `worded`); its environment is that wording's. A processor's e-mail names the parties
+as that law does ("consumer" and "service provider or contractor" under the CCPA); staff alerts
+keep the language's usual words.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from schemas.requests import DenialReason
 from schemas.vocabulary import PURPOSES, SUBJECT_PURPOSES, Language, staff_alert_kinds
 
 __all__ = [
+    "PROCESSOR_PURPOSES",
     "REQUIRED_CONTEXT",
     "RenderedLetter",
     "render_letter",
@@ -65,6 +67,9 @@ TEMPLATE_DIR = Path(__file__).resolve().parent / "templates" / "letters"
 # `timezone`: the controller's (the request's policy version's `defaults.timezone`), which the
 # letter's times are written in.
 _COMMON = ("controller", "request", "subject", "portal_url", "timezone")
+
+#: The e-mails to a processor asked by e-mail (activities/processor_mail.py): its request and reminders.
+PROCESSOR_PURPOSES: tuple[str, str] = ("processor_request", "processor_reminder")
 
 #: Top-level context keys each purpose needs (nested keys are checked by StrictUndefined).
 REQUIRED_CONTEXT: dict[str, tuple[str, ...]] = {
@@ -112,7 +117,7 @@ def longdatetime(value: datetime, language: str, timezone: str) -> str:
     return long_datetime(value, language, timezone)
 
 
-# The processor e-mails (activities/connectors/manual_email.py) are rendered with these templates
+# The processor e-mails (activities/processor_mail.py) are rendered with these templates
 # but name no timezone yet: their one datetime (when we first asked) is given as its UTC date.
 _UNNAMED_TIMEZONE = "UTC"
 
@@ -281,7 +286,10 @@ def render_letter(purpose: str, context: Mapping[str, Any], language: str = SOUR
 
 def letter_wording(purpose: str, regime: str) -> str | None:
     """The wording of a letter of `purpose` (dsrflow/i18n `worded`): a subject's letter in the words
-    of the law of their request, a staff alert in the language's usual ones. The templates and the
-    sentences the letter activity writes into them (activities/letters.py `build_context`) both
+    of the law of their request, a processor's e-mail in the words that law names the parties with,
+    a staff alert in the language's usual ones. The templates and the sentences written into them
+    (activities/letters.py `build_context`, activities/processor_mail.py `asked_of_processor`) both
     ask here, so the two cannot word one letter apart."""
+    if purpose in PROCESSOR_PURPOSES:
+        return wording_of(regime, to_processor=True)
     return wording_of(regime) if purpose in SUBJECT_PURPOSES else None

@@ -14,11 +14,6 @@ from html import unescape
 import pytest
 
 from activities.citations import cited_label, regime_name
-from activities.connectors.manual_email import _SCOPES as MANUAL_SCOPES
-from activities.connectors.manual_email import _TITLES as MANUAL_ACTIONS
-from activities.connectors.manual_email import REMINDER_PURPOSE as MANUAL_REMINDER
-from activities.connectors.manual_email import REQUEST_PURPOSE as MANUAL_REQUEST
-from activities.connectors.manual_email import asked_of_processor, render_processor_mail
 from activities.letter_outcome import response_outcome
 from activities.letter_refusals import refuses_in_part, remedies_context
 from activities.letter_templates import (
@@ -31,9 +26,13 @@ from activities.letters import (
     LETTER_TYPE_LABELS,
     decision_summary,
 )
+from activities.processor_mail import REMINDER_PURPOSE as MANUAL_REMINDER
+from activities.processor_mail import REQUEST_PURPOSE as MANUAL_REQUEST
+from activities.processor_mail import SCOPES as MANUAL_SCOPES
+from activities.processor_mail import TITLES as MANUAL_ACTIONS
+from activities.processor_mail import asked_of_processor, render_processor_mail
 from activities.restrictions import GROUND_LABELS
 from api.rest.legal_holds import LEGAL_CLAIMS
-from dsrflow.i18n import ENGLISH
 from policy.model import load_policy
 from schemas.vocabulary import PURPOSES, Regime, staff_alert_kinds
 from tests.letter_contexts import (
@@ -224,7 +223,7 @@ def _render_case(case: str, regime: str) -> RenderedLetter:
     ctx.update(extra)
     if purpose in (MANUAL_REQUEST, MANUAL_REMINDER):
         ctx["action_title"], ctx["instruction"] = asked_of_processor(ctx["action"], ctx.pop(OBJECTION_SCOPE), regime,
-                                                                     ENGLISH)
+                                                                     "en")
         return render_processor_mail(purpose, ctx)
     return render_letter(purpose, ctx)
 

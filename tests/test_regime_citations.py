@@ -21,17 +21,17 @@ from starlette.requests import Request
 import api.public.portal as portal
 from activities.citations import answer_period, citation
 from activities.connectors.base import ConnectorEnv, Subject
-from activities.connectors.manual_email import (
-    _SCOPES,
-    _TITLES,
+from activities.connectors.manual_email import ManualEmailConnector
+from activities.letter_templates import RenderedLetter
+from activities.package_summary import render_summary
+from activities.processor_mail import (
     REMINDER_PURPOSE,
     REQUEST_PURPOSE,
-    ManualEmailConnector,
+    SCOPES,
+    TITLES,
     asked_of_processor,
     render_processor_mail,
 )
-from activities.letter_templates import RenderedLetter
-from activities.package_summary import render_summary
 from api.pages import render, templates
 from api.state import AppState
 from dsrflow.i18n import translations
@@ -160,7 +160,7 @@ def test_the_consoles_form_and_pages_cite_as_the_portal_does():
 
 def processor_mail(purpose: str, action: str, scope: str | None, regime: str, language: str) -> RenderedLetter:
     """A processor e-mail with the context `ManualEmailConnector._compose` gives it."""
-    title, instruction = asked_of_processor(action, scope, regime, translations(language))
+    title, instruction = asked_of_processor(action, scope, regime, language)
     extra = {"reminder_number": 2, "first_sent_at": date(2026, 2, 3)} if purpose == REMINDER_PURPOSE else {}
     return render_processor_mail(purpose, {
         "controller": LOADED.policy.controller.model_dump(mode="json"),
@@ -174,7 +174,7 @@ def processor_mail(purpose: str, action: str, scope: str | None, regime: str, la
 
 
 _EVERY_PROCESSOR_MAIL = [(purpose, action, scope) for purpose in (REQUEST_PURPOSE, REMINDER_PURPOSE)
-                         for action in _TITLES for scope in (_SCOPES if action == "object" else [None])]
+                         for action in TITLES for scope in (SCOPES if action == "object" else [None])]
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
@@ -200,8 +200,9 @@ def test_processor_emails_say_why_the_processor_assists_under_every_law():
     uk = processor_mail(REQUEST_PURPOSE, "object", "direct_marketing", "uk_gdpr", "en").text
     assert "Art. 28(3)(e) UK GDPR provide" in uk and "direct marketing (Art. 21(2) and (3) UK GDPR): stop" in uk
     ccpa = " ".join(processor_mail(REQUEST_PURPOSE, "erase", None, "ccpa", "en").text.split())
-    assert ("A data subject has exercised a right under the data protection law that applies to their request; "
-            "as our data processing agreement provides, we ask you to assist us.") in ccpa
+    # In the CCPA's words too (tests/test_processor_wording.py).
+    assert ("A consumer has exercised a right under the privacy law that applies to their request; "
+            "as our contract with you provides, we ask you to assist us.") in ccpa
     assert "and stop any processing of it." in ccpa
     reminder = " ".join(processor_mail(REMINDER_PURPOSE, "access", None, "lgpd", "en").text.split())
     assert "is the controller; as our data processing agreement provides, please assist us without delay." in reminder
@@ -240,7 +241,8 @@ async def test_the_connector_writes_to_the_processor_in_the_law_of_the_stored_re
     assert all(c in text for c in cited), text
     if not cited:
         assert not eu_gdpr_named(text, regime) and not _ARTICLE.search(text), text
-        assert "The data subject below objects to profiling: stop profiling the data subject." in text
+        person = {"ccpa": "consumer", "pipeda": "individual"}[regime]  # the law's word (tests/test_processor_wording.py)
+        assert f"The {person} below objects to profiling: stop profiling the {person}." in text
 
 
 # --- 3. The access package's summary ----------------------------------------------------------

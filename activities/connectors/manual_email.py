@@ -13,8 +13,8 @@ The token is derived from our secret and (request, system, action), so every ret
 same link; only its sha256 is stored, as the task's external id (`job_id` gives it to the fan-out
 before the e-mail goes out). The action is `pending` until the processor confirms on that page
 (api/callbacks/manual_confirm.py), which signals the task's workflow; its polls of `status` send a reminder
-once `reminder_days` have passed since the last e-mail. The e-mails cite the articles of the
-request's law (its `regime`) where it is the GDPR's or the UK GDPR's, and none otherwise.
+once `reminder_days` have passed since the last e-mail. What the e-mails say, in the words and
+citations of the request's law: activities/processor_mail.py.
 
 Erasure under a legal-claims hold that reaches the processor's categories sends nothing and needs
 attention: the processor cannot be asked to destroy what the hold keeps.
@@ -43,7 +43,6 @@ from email.utils import formataddr, formatdate, parseaddr
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from activities.citations import IN_BRACKETS, CitedLabel, cited_label
 from activities.connectors import expand_env
 from activities.connectors.base import (
     AccessRecord,
@@ -56,68 +55,24 @@ from activities.connectors.base import (
     PermanentConnectorError,
     Subject,
 )
-from activities.letter_templates import RenderedLetter, render_template_set
 from activities.letters import message_id_for
 from activities.outbox import OnSent, Sent, send_once
+from activities.processor_mail import (
+    REMINDER_PURPOSE,
+    REQUEST_PURPOSE,
+    SCOPES,
+    TITLES,
+    asked_of_processor,
+    render_processor_mail,
+)
 from dsrflow.crypto.hashing import keyed_hash
 from dsrflow.domain.audit import append_event
-from dsrflow.i18n import N_, SOURCE_LANGUAGE, Translator, translations
 from dsrflow.infra.writes import Write
 
-REQUEST_PURPOSE = "processor_request"
-REMINDER_PURPOSE = "processor_reminder"
 TOKEN_PURPOSE = "manual-confirm"
 
 # How many files a processor uploaded for the task (an access task answered without any: it holds no data).
 _EXPORTED = "(SELECT count(*) FROM processor_exports e WHERE e.external_id = m.external_id) AS exported_files"
-
-# What each action asks of the processor, citing the article of the request's law where it is the
-# GDPR's or the UK GDPR's (activities/citations.py); an objection's instruction names its scope,
-# which cites it. Marked for the catalogs here, translated when the mail is written (processors
-# read the staff language): `asked_of_processor`.
-_SCOPES: dict[str, CitedLabel] = {
-    "direct_marketing": (N_("direct marketing%(citation)s: stop using the data subject's data for direct "
-                            "marketing, including profiling related to it, and suppress the address so it is "
-                            "not contacted again"), "21(2) and (3)", IN_BRACKETS),
-    "profiling": (N_("profiling%(citation)s: stop profiling the data subject"), "21(1)", IN_BRACKETS),
-    "legitimate_interest": (N_("processing based on our legitimate interests%(citation)s: stop that processing "
-                               "of the data subject's data, keeping it stored only, until we tell you otherwise"),
-                            "21(1)", IN_BRACKETS),
-}
-_TITLES = {
-    "erase": N_("erasure"), "rectify": N_("rectification"), "restrict": N_("restriction of processing"),
-    "lift_restriction": N_("end of a restriction of processing"), "object": N_("objection"),
-    "access": N_("copy of the data (export)"),
-}
-_OBJECTION = N_("The data subject below objects to %(scope)s.")
-_INSTRUCTIONS: dict[str, CitedLabel] = {
-    "erase": (N_("Erase all personal data of the data subject below that you process on our behalf, including "
-                 "copies, and stop any processing of it%(citation)s."), "17", IN_BRACKETS),
-    "rectify": (N_("Correct the personal data of the data subject below that you process on our behalf, replacing "
-                   "it with the corrected values listed here%(citation)s."), "16", IN_BRACKETS),
-    "restrict": (N_("Restrict the processing of the personal data of the data subject below: keep it stored, but do "
-                    "not otherwise process it until we tell you the restriction has ended%(citation)s."),
-                 "18", IN_BRACKETS),
-    "lift_restriction": (N_("The restriction of processing of the data subject below has ended: you may again "
-                            "process their personal data as our instructions provide%(citation)s."),
-                         "18(3)", IN_BRACKETS),
-    "access": (N_("Send us a copy of all personal data of the data subject below that you process on our behalf, "
-                  "so that we can give it to them%(citation)s. Upload it on the page the link below opens, in a "
-                  "form they can read: JSON, CSV, PDF or plain-text files, or a ZIP archive of them."),
-               "15 and 20", IN_BRACKETS),
-}
-
-
-def asked_of_processor(action: str, scope: str | None, regime: str, t: Translator) -> tuple[str, str]:
-    """The title and the instruction of `action`'s e-mail in `t`'s language, citing the articles
-    of `regime`'s law (none outside the GDPR's and the UK GDPR's). An objection's scope is one of
-    `_SCOPES`, or shown as it is named."""
-    if action != "object":
-        return t.gettext(_TITLES[action]), cited_label(_INSTRUCTIONS[action], regime, t)
-    scoped = _SCOPES.get(scope or "")
-    return t.gettext(_TITLES[action]), t.gettext(_OBJECTION) % {
-        "scope": cited_label(scoped, regime, t) if scoped else scope}
-
 
 def confirmation_token(secret: bytes, request_id: str, system: str, action: str) -> str:
     """The link token of one action of one request at one system (hex); never stored."""
@@ -127,16 +82,6 @@ def confirmation_token(secret: bytes, request_id: str, system: str, action: str)
 def external_id_for(token: str) -> str:
     """What is stored instead of the token: its sha256 (hex)."""
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-def render_processor_mail(purpose: str, context: Mapping[str, Any], language: str = SOURCE_LANGUAGE,
-                          ) -> RenderedLetter:
-    """Subject line, text and HTML of a processor e-mail, through the letters' (strict, escaping)
-    Jinja environment, in the controller's working language. Not a letter purpose: these go to
-    processors, not to data subjects."""
-    if purpose not in (REQUEST_PURPOSE, REMINDER_PURPOSE):
-        raise ValueError(f"unknown processor mail purpose {purpose!r}")
-    return render_template_set(purpose, dict(context), language)
 
 
 class ManualEmailConnector(Connector):
@@ -170,7 +115,7 @@ class ManualEmailConnector(Connector):
     def job_id(self, subject: Subject, action: str) -> str | None:
         """The task's external id, known before the e-mail goes out (so the task row exists when
         the processor follows the link)."""
-        if action not in _TITLES:
+        if action not in TITLES:
             return None
         return external_id_for(self._token(subject.request_id, action))
 
@@ -203,7 +148,7 @@ class ManualEmailConnector(Connector):
 
     async def object(self, subject: Subject, scope: str, *,
                      before_commit: ActionHook | None = None) -> ActionOutcome:
-        if scope not in _SCOPES:
+        if scope not in SCOPES:
             raise PermanentConnectorError(f"system {self.name}: unknown objection scope {scope!r}")
         return await self._ask(subject, "object", scope=scope)
 
@@ -312,9 +257,8 @@ class ManualEmailConnector(Connector):
         details = request["details"] or {}
         if action == "object":
             scope = scope or details.get("objection_scope") or "direct_marketing"
-        # Processors read the controller's working language; the e-mail cites the request's law.
-        title, instruction = asked_of_processor(action, scope, request["regime"],
-                                                translations(self.env.policy.languages.staff))
+        # Processors read the controller's working language; the e-mail speaks the request's law.
+        title, instruction = asked_of_processor(action, scope, request["regime"], self.env.policy.languages.staff)
         controller = self.env.policy.controller
         token = self._token(subject.request_id, action)
         # The date we must answer the subject by, while it is ahead: a lift, or an erasure asked
@@ -372,13 +316,13 @@ class ManualEmailConnector(Connector):
         return ActionOutcome(
             status="pending", external_id=external_id,
             message=f"{what} {self.env.system.label} ({self.contact_email}) by e-mail to carry out the "
-            f"{_TITLES[action]}; waiting for their confirmation",
+            f"{TITLES[action]}; waiting for their confirmation",
         )
 
     def _confirmed(self, row: Mapping[str, Any]) -> ActionOutcome:
         confirmed: datetime = row["confirmed_at"]
         if row["action"] != "access":
-            what = f"confirmed the {_TITLES[row['action']]}"
+            what = f"confirmed the {TITLES[row['action']]}"
         elif row["exported_files"]:
             what = f"sent its export ({row['exported_files']} file{'' if row['exported_files'] == 1 else 's'})"
         else:
@@ -389,5 +333,4 @@ class ManualEmailConnector(Connector):
                              message=f"{self.env.system.label} {what} on {local:%Y-%m-%d %H:%M %Z}")
 
 
-__all__ = ["ManualEmailConnector", "asked_of_processor", "confirmation_token", "external_id_for",
-           "render_processor_mail"]
+__all__ = ["ManualEmailConnector", "confirmation_token", "external_id_for"]

@@ -16,7 +16,10 @@ CET (UTC+1)". See `zone_name` for why the offset is always given.
 The laws that say "personal information" where the GDPR says "personal data" (the CCPA, PIPEDA:
 "renseignements personnels" in its French version) have their words in a small catalog per
 language, `locales/<language>/LC_MESSAGES/personal_information.po`, holding only the messages
-that differ; `worded` looks a message up there before the language's own catalog.
+that differ; `worded` looks a message up there before the language's own catalog. The e-mails to
+processors name the parties as the law of the request does too ("consumer" and "service provider
+or contractor" under the CCPA): a catalog per such wording, `consumer.po`, `service_provider.po`
+and `third_party.po`, in every language (processors read the staff language, any of them).
 """
 
 from __future__ import annotations
@@ -50,6 +53,17 @@ _FORMAT_LOCALE = {Language.en: "en_GB", Language.nl: "nl", Language.fr: "fr", La
 # as the UK GDPR does and the LGPD ("dados pessoais").
 PERSONAL_INFORMATION = "personal_information"
 _WORDINGS: dict[str, str] = {Regime.ccpa: PERSONAL_INFORMATION, Regime.pipeda: PERSONAL_INFORMATION}
+# The words of the e-mails to processors, where the law names the person, us and the processor
+# otherwise than the GDPR's "data subject", "controller" and "processor". The VCDPA, the CTDPA and
+# the CPA: a "consumer", the "controller" and its "processor" (Va. Code § 59.1-575, Conn. Gen. Stat.
+# § 42-515, C.R.S. § 6-1-1303). The CCPA: a "consumer", the "business" and its "service provider"
+# or "contractor", "personal information" (Cal. Civ. Code § 1798.140(d), (i), (j), (ag), (v)).
+# PIPEDA: an "individual", the "organization" responsible for the personal information, also
+# where "transferred to a third party for processing" (Schedule 1, clause 4.1.3). The UK GDPR and
+# the LGPD (whose "titular" and "operador" English renders as the GDPR's words) keep the GDPR's.
+CONSUMER, SERVICE_PROVIDER, THIRD_PARTY = "consumer", "service_provider", "third_party"
+_PROCESSOR_WORDINGS: dict[str, str] = {Regime.ccpa: SERVICE_PROVIDER, Regime.vcdpa: CONSUMER,
+                                       Regime.ctdpa: CONSUMER, Regime.cpa: CONSUMER, Regime.pipeda: THIRD_PARTY}
 
 
 def catalog_path(language: str, domain: str = DOMAIN) -> Path:
@@ -83,9 +97,11 @@ def _translations(language: str) -> gettext.NullTranslations:
     return _compiled(path, language, DOMAIN)
 
 
-def wording_of(regime: str) -> str | None:
-    """The wording family of `regime`'s law (`PERSONAL_INFORMATION`), None for the GDPR's words."""
-    return _WORDINGS.get(regime)
+def wording_of(regime: str, *, to_processor: bool = False) -> str | None:
+    """The wording family of `regime`'s law (`PERSONAL_INFORMATION`), None for the GDPR's words;
+    `to_processor`: the words of an e-mail to a processor (`CONSUMER`, `SERVICE_PROVIDER`,
+    `THIRD_PARTY`)."""
+    return (_PROCESSOR_WORDINGS if to_processor else _WORDINGS).get(regime)
 
 
 def worded(language: str, wording: str | None) -> gettext.NullTranslations:

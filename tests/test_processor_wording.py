@@ -1,0 +1,142 @@
+"""An e-mail to a processor names the parties as the law of the request does: a "data subject", the
+"controller" and its "processor" under the GDPR, the UK GDPR and the LGPD; a "consumer", the
+controller and its processor under the VCDPA, the CTDPA and the CPA; a "consumer", the "business"
+and its "service provider or contractor", "personal information", under the CCPA; an "individual",
+the "organisation" responsible for the "personal information" and the "third party" processing
+it under PIPEDA. In every staff language, which is the one processors read.
+
+Every processor e-mail (request and reminder, each action, each objection's scope) is rendered as
+the connector renders it (tests/test_regime_citations.py `processor_mail`), in process, and read
+as its reader reads it: its subject line, its text and its HTML's text.
+"""
+
+from __future__ import annotations
+
+import re
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+from babel.messages.pofile import read_po
+
+from activities.connectors.base import ConnectorEnv, Subject
+from activities.connectors.manual_email import ManualEmailConnector
+from activities.letter_templates import PROCESSOR_PURPOSES, letter_wording
+from activities.processor_mail import REQUEST_PURPOSE
+from dsrflow.domain.references import short_reference
+from dsrflow.i18n import CONSUMER, LOCALES, SERVICE_PROVIDER, THIRD_PARTY, catalog_path
+from dsrflow.settings import Settings
+from schemas.vocabulary import Language, Regime
+from tests.test_regime_citations import _EVERY_PROCESSOR_MAIL, LOADED, REQUEST_ID, _Request, processor_mail, read
+
+LANGUAGES = [language.value for language in Language]
+WORDINGS = {Regime.vcdpa: CONSUMER, Regime.ctdpa: CONSUMER, Regime.cpa: CONSUMER, Regime.ccpa: SERVICE_PROVIDER,
+            Regime.pipeda: THIRD_PARTY}
+# The GDPR's words for the person whose request it is, in each language.
+DATA_SUBJECT = {"en": ("data subject", "data-subject", "Data-subject"), "fr": ("personne concernée",),
+                "nl": ("betrokkene",), "de": ("betroffene",)}
+# The GDPR's "controller", "processor" (and its agreement) and "personal data", which the CCPA and
+# PIPEDA do not say: Dutch and German keep their usual term for the data.
+GDPR_PARTIES = {"en": ("controller", "processor", "data processing agreement", "personal data"),
+                "fr": ("responsable du traitement", "sous-traitant", "à caractère personnel"),
+                "nl": ("verwerkingsverantwoordelijke", "verwerker"),
+                "de": ("Verantwortliche", "Auftragsverarbeit")}
+# What every e-mail of a wording says, in each language: the person, and whom the e-mail writes to.
+SAID = {
+    CONSUMER: {"en": ("consumer", "as our processor ("), "fr": ("consommateur", "en qualité de sous-traitant ("),
+               "nl": ("consument", "als onze verwerker ("), "de": ("Verbraucher", "als unser")},
+    SERVICE_PROVIDER: {"en": ("consumer", "as our service provider or contractor ("),
+                       "fr": ("consommateur", "en qualité de prestataire de services ou de contractant ("),
+                       "nl": ("consument", "dienstverlener of contractant"),
+                       "de": ("Verbraucher", "Dienstleister oder Auftragnehmer")},
+    THIRD_PARTY: {"en": ("individual", "third party"), "fr": ("individu", "tierce partie"),
+                  "nl": ("persoon", "als derde"), "de": ("Person", "Dritte")},
+}
+
+
+def mail_read(purpose: str, action: str, scope: str | None, regime: str, language: str) -> str:
+    mail = processor_mail(purpose, action, scope, regime, language)
+    return "\n".join([mail.subject, " ".join(mail.text.split()), read(mail.html.split("<body", 1)[1])])
+
+
+def test_one_question_decides_a_processor_emails_wording():
+    assert {regime.value: letter_wording(purpose, regime) for regime in Regime for purpose in PROCESSOR_PURPOSES
+            if letter_wording(purpose, regime)} == WORDINGS
+    # The subject's letters keep theirs: "personal information" under the CCPA and PIPEDA only.
+    assert letter_wording("response", "vcdpa") is None and letter_wording("staff_alert", "ccpa") is None
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("regime", list(WORDINGS))
+def test_processor_emails_name_the_parties_as_the_law_does(regime, language):
+    person, recipient = SAID[WORDINGS[regime]][language]
+    for purpose, action, scope in _EVERY_PROCESSOR_MAIL:
+        text = mail_read(purpose, action, scope, regime, language)
+        where = (purpose, action, scope)
+        said = [words for words in DATA_SUBJECT[language] if words.lower() in text.lower()]
+        if WORDINGS[regime] != CONSUMER:  # the controller-and-processor laws keep those two words
+            said += [words for words in GDPR_PARTIES[language] if words.lower() in text.lower()]
+        assert said == [], (*where, said, text)
+        assert person in text and recipient in text, (*where, text)
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("regime", ["gdpr", "uk_gdpr", "lgpd"])
+def test_processor_emails_under_the_gdprs_words_keep_them(regime, language):
+    for purpose, action, scope in _EVERY_PROCESSOR_MAIL:
+        text = mail_read(purpose, action, scope, regime, language)
+        assert any(words in text for words in DATA_SUBJECT[language]), (purpose, action, scope, text)
+
+
+def test_an_erasure_is_a_deletion_to_a_service_provider():
+    """The CCPA's right to delete (Cal. Civ. Code § 1798.105), as the subject's letters name it."""
+    text = mail_read(REQUEST_PURPOSE, "erase", None, "ccpa", "en")
+    assert f"Consumer request {short_reference(REQUEST_ID)}: deletion — please act and confirm" in text
+    assert ("Delete all personal information of the consumer below that you process for us, including copies, "
+            "and stop any processing of it.") in text
+    assert "is the business for which you process personal information as our service provider or contractor" in text
+    assert "Erase" not in text and "erasure" not in text
+    # Under PIPEDA, in French: the individual and the third party, "renseignements personnels".
+    french = mail_read("processor_reminder", "access", None, "pipeda", "fr")
+    assert "en qualité de tierce partie traitant des renseignements personnels pour notre compte" in french
+    assert "tous les renseignements personnels de l'individu mentionné ci-dessous" in french
+
+
+async def test_the_connector_writes_in_the_words_of_the_stored_requests_law(monkeypatch):
+    monkeypatch.setenv("DSRFLOW_SURVEYS_PRIVACY_EMAIL", "privacy@surveys.example")
+    policy = LOADED.policy
+    connector = ManualEmailConnector(ConnectorEnv(
+        system_name="surveys", system=policy.systems["surveys"], policy=policy, secret=b"k" * 32,
+        settings=Settings(DSRFLOW_PUBLIC_URL="https://privacy.example.test"), callback_url="",
+        pool=object(), mailer=object()))
+    message = await connector._compose(_Request("ccpa"), Subject(request_id=REQUEST_ID, email="jane@example.org"),
+                                       REQUEST_PURPOSE, "object", scope=None, key="k")
+    assert isinstance(message, EmailMessage) and str(message["Subject"]).startswith("Consumer request ")
+    body = message.get_body(("plain",))
+    assert body is not None
+    text = " ".join(body.get_content().split())
+    assert "The consumer below objects to profiling: stop profiling the consumer." in text
+    assert "data subject" not in text and "personal data" not in text
+
+
+PLACEHOLDER = re.compile(r"%\((\w+)\)[sd]")
+_CATALOGS = sorted(path for wording in (CONSUMER, SERVICE_PROVIDER, THIRD_PARTY)
+                   for path in LOCALES.glob(f"*/LC_MESSAGES/{wording}.po"))
+
+
+def test_every_staff_language_has_each_wordings_catalog():
+    assert [(p.parts[-3], p.stem) for p in _CATALOGS] == sorted(
+        (language, wording) for language in LANGUAGES for wording in (CONSUMER, SERVICE_PROVIDER, THIRD_PARTY))
+
+
+@pytest.mark.parametrize("path", _CATALOGS, ids=lambda p: f"{p.parts[-3]}-{p.stem}")
+def test_each_processor_wording_names_only_known_messages_with_their_placeholders(path: Path):
+    """Each message in messages.pot, none empty or fuzzy, every placeholder of the English kept (a
+    dropped `%(citation)s` would lose the article without an error)."""
+    with (LOCALES.parent / "messages.pot").open("rb") as pot, path.open("rb") as source:
+        known = {m.id for m in read_po(pot) if m.id}
+        override = [m for m in read_po(source, locale=path.parts[-3]) if m.id]
+    assert override and {m.id for m in override} <= known
+    assert [m.id for m in override if not m.string or m.fuzzy] == []
+    assert [m.id for m in override if set(PLACEHOLDER.findall(str(m.id))) != set(PLACEHOLDER.findall(m.string))] == []
+    assert catalog_path(path.parts[-3], path.stem) == path
