@@ -30,7 +30,7 @@ from dsrflow.domain.request_start import start_request_workflow
 from dsrflow.stores.requests_store import create_request
 from policy.model import load_policy
 from schemas.requests import NewRequest
-from schemas.workflow import workflow_id_for
+from schemas.workflow import task_workflow_id, workflow_id_for
 from tests.conftest import database_pool
 from tests.fanout_stack import api, fanout_stack_alone
 from tests.process_support import answering, died, dsrflow_process
@@ -48,6 +48,10 @@ from workflows.dsr import DataSubjectRequestWorkflow
 
 SURVEYS_CONTACT = "privacy@surveys.example"
 _LINK = re.compile(r"(http://\S+/v1/callbacks/manual/[0-9a-f]{64})")
+
+
+async def _event_types(handle) -> list[str]:
+    return [EventType.Name(e.event_type).removeprefix("EVENT_TYPE_") async for e in handle.fetch_history_events()]
 
 
 async def _until(check, timeout: float = 60) -> None:
@@ -109,10 +113,21 @@ async def test_a_terminated_erasure_is_flagged_then_resumed_by_compliance_and_co
         assert again.status_code == 409 and "running" in again.json()["detail"]
 
         await _until(surveys_waits)  # its task started again, and waits for the processor as before
+        task = client.get_workflow_handle(task_workflow_id(rid, "surveys", "erase", 1))
+
+        async def task_runs_again() -> bool:  # the state says pending before the child's new run starts
+            described = await task.describe()
+            return described.status == WorkflowExecutionStatus.RUNNING and described.start_time > terminated_at
+
+        await _until(task_runs_again, 20)
         # The processor confirms through the link of the one e-mail it had before the termination.
         confirmed = await http.post(link.removeprefix(stack.api_url), data={"note": "Deleted from our panel."})
         assert confirmed.status_code == 200 and "confirmation recorded" in confirmed.text
-        state = await asyncio.wait_for(handle.result(), 60)
+        try:
+            state = await asyncio.wait_for(handle.result(), 60)
+        except TimeoutError as stuck:  # a rare hang once in CI: what each run waited on
+            raise AssertionError(f"still open; request: {await _event_types(handle)}, "
+                                 f"task: {await _event_types(task)}") from stuck
         events = await pool.fetch("SELECT event_type, data, actor FROM audit_events WHERE request_id = $1 "
                                   "ORDER BY chain_pos", uuid.UUID(rid))
         trouble = await pool.fetchrow("SELECT * FROM step_troubles WHERE request_id = $1", uuid.UUID(rid))
