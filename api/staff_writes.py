@@ -1,12 +1,12 @@
 """What staff do on a request that is not a workflow update, with the role each needs: team work
 (assignments, internal notes, saved views), deferred erasures, resuming a request whose workflow
-ended; and the idempotency keys the console opens requests under. The console and the REST API
+ended, the direct-marketing suppression list; and the idempotency keys the console opens requests under. The console and the REST API
 read these as they read api/staff_actions.py's table for the workflow's updates.
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 from api.read_models.staff_reach import READABLE_BY
 from dsrflow.stores.mailbox_store import CONVERT_KEY
@@ -50,3 +50,19 @@ class ResumeBody(BaseModel):
                              description="why it may carry on now (the cause that ended it, and how it was "
                                          "fixed); kept in the audit trail, never sent to the subject",
                              examples=["The mail relay refused staff alerts; its allow-list is fixed."])
+
+# The direct-marketing suppression list (dsrflow/stores/suppressions_store.py): any member of staff
+# may ask whether addresses are on it (an agent before importing contacts); taking one off, once
+# its subject consented to marketing again, is compliance's, who answer for the objection. Run by
+# REST (api/rest/suppressions.py) and the console (api/console/suppressions.py).
+SUPPRESSION_ROLES = {"check": "agent", "lift": "compliance"}
+SUPPRESSION_CHECK_MAX = 1000  # addresses in one check
+CONSENT_MIN, CONSENT_MAX = 10, 2000
+
+
+class SuppressionLiftBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    email: EmailStr
+    consent: StaffText = Field(min_length=CONSENT_MIN, max_length=CONSENT_MAX, description=(
+        "how and when the subject consented to direct marketing again: kept in the audit trail"),
+        examples=["Subscribed again through the newsletter form on 3 December 2026 (double opt-in confirmed)"])

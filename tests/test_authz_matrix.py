@@ -106,6 +106,11 @@ MATRIX = [
     Row("POST",   "/console/views",                     None,                                   303, 303, 303, 303),
     Row("POST",   f"/console/views/{NO_TOKEN}/delete",  None,                                   303, 404, 404, 404),
     Row("GET",    "/console/inbox",                     None,                                   303, 200, 200, 200),
+    # The direct-marketing suppression list (api/staff_writes.py SUPPRESSION_ROLES): an empty form
+    # is refused (422) once the role may post it.
+    Row("GET",    "/console/suppressions",              None,                                   303, 200, 200, 200),
+    Row("POST",   "/console/suppressions/check",        None,                                   303, 422, 422, 422),
+    Row("POST",   "/console/suppressions/lift",         None,                                   303, 403, 422, 422),
     Row("GET",    f"{I}",                               None,                                   303, 404, 404, 404),
     Row("POST",   f"{I}/convert",                       None,                                   303, 404, 404, 404),
     Row("POST",   f"{I}/attach",                        None,                                   303, 404, 404, 404),
@@ -153,10 +158,10 @@ async def test_every_api_endpoint_has_a_row(http):
 
 
 def test_every_console_page_has_a_row():
-    from api.console import dashboard, deferred, inbox, queue, request_page, session, team
+    from api.console import dashboard, deferred, inbox, queue, request_page, session, suppressions, team
 
     public = {"/console/sign-in"}
-    routes = [route for module in (queue, request_page, dashboard, session, team, inbox, deferred)
+    routes = [route for module in (queue, request_page, dashboard, session, team, inbox, deferred, suppressions)
               for route in module.router.routes
               if route.path not in public]
     missing = [f"{sorted(route.methods)} {route.path}" for route in routes

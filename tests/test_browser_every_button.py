@@ -2,7 +2,7 @@
 browser test (Debian's Chromium) that presses it as each such role, and the one showing that a role
 that must not see it is not shown it and cannot forge its post. Roles: agent < compliance < admin
 (api/auth.py); what each may do: api/staff_actions.py (STAFF_ACTIONS), api/staff_writes.py (TEAM_ROLES,
-DEFERRED_ROLES, RESUME_ROLE), read: api/read_models/staff_reach.py (READABLE_BY); the HTTP matrix: tests/test_authz_matrix.py. Every form's
+DEFERRED_ROLES, RESUME_ROLE, SUPPRESSION_ROLES), read: api/read_models/staff_reach.py (READABLE_BY); the HTTP matrix: tests/test_authz_matrix.py. Every form's
 address takes its method for every role, in every status: tests/test_browser_audit_statuses.py.
 
 Files are tests/test_browser_<name>.py ("browser" is tests/test_browser.py, "every" this module);
@@ -14,6 +14,10 @@ A = agent, C = compliance, D = admin; "all" = A, C, D. Test names are shortened.
 | header: Queue, Inbox, New request              | all      | console header_links (all)                               |                                           |
 | header: Dashboard                              | C, D     | console header_links (C, D)                              | A: console header_links; GET: navigation  |
 | header: Sign out                               | all      | console header_links (all)                               |                                           |
+| header: Marketing suppressions                 | all      | every suppressions (all)                                 |                                           |
+| suppressions: Check                            | all      | every suppressions (all)                                 |                                           |
+| suppressions: Lift (a suppressed address), the | C, D     | every suppressions (C, D; refused empty, then lifted)    | A: every suppressions (not shown; forged  |
+| objection's link                               |          |                                                          | refused); suppression_lift (HTTP)         |
 | header: Skip to content                        | all      | audit_queue skips_to_the_content (all)                   |                                           |
 | sign-in: Sign in                               | visitor  | browser signed_in (every test); unknown token: every     |                                           |
 | sign-in: privacy portal, API documentation     | visitor  | navigation portal_language, api_documentation            |                                           |
@@ -90,6 +94,7 @@ from tests.test_browser import CHROMIUM, served_site, signed_in
 from tests.test_browser_actions import POLLS, assert_one_page, offered
 from tests.test_browser_audit_queue import stopped, stored
 from tests.test_mailbox_console import filed, raw_mail
+from tests.test_suppression_lift import CONSENT, suppressed_objection
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's headless Chromium (apt-get install chromium-headless-shell)")
 # The request page's actions an agent may not take, from the table that decides it.
@@ -289,4 +294,74 @@ async def test_compliance_and_an_admin_leave_a_refused_form_back_to_the_request_
             await page.get_by_role("link", name="Back to the console").click()
             await expect(page).to_have_url(f"{site}/console/")
             await expect(page.get_by_role("heading", level=1)).to_have_text("Queue")
+        await page.context.close()
+
+
+async def test_each_role_checks_addresses_and_compliance_and_an_admin_lift_one(browser, every_site, pool, settings):
+    """The "Marketing suppressions" page from the header: each role pastes three addresses and
+    presses Check (one on the list, since when and by which objection; one not; one no address).
+    An agent is offered no Lift, and a lift it forges with its session is refused, the address
+    still on the list. Compliance and an admin press Lift with the consent left empty (refused
+    beside it), then with the consent, follow the objection's link and read the lift in the
+    timeline."""
+    site = every_site
+    for role in ROLES:
+        email, other = unique_email(f"every.suppressed.{role}"), unique_email("every.clean")
+        rid = await suppressed_objection(pool, settings, email)
+        page = await signed_in(browser, site, pool, role, "/console/")
+        await page.get_by_role("navigation", name="Console").get_by_role("link", name="Marketing suppressions").click()
+        await expect(page).to_have_url(f"{site}/console/suppressions")
+        await expect(page.get_by_role("heading", level=1)).to_have_text("Marketing suppressions")
+        await page.get_by_label("E-mail addresses to check").fill(f"{email}\n{other}, not-an-address")
+        await page.get_by_role("button", name="Check").click()
+        await expect(page).to_have_url(f"{site}/console/suppressions/check")  # no address in it
+        listed = page.locator("#suppressions tbody tr")
+        await expect(listed).to_have_count(3)
+        on_list = listed.filter(has_text=email)
+        await expect(on_list).to_have_attribute("data-suppressed", "yes")
+        await expect(on_list.locator("time")).to_have_count(1)
+        await expect(on_list.get_by_role("link", name=short_reference(rid))).to_have_attribute(
+            "href", f"/console/requests/{rid}")
+        await expect(listed.filter(has_text=other)).to_contain_text("Not on the list")
+        await expect(listed.filter(has_text="not-an-address")).to_contain_text("Not an e-mail address")
+
+        if role == "agent":
+            await expect(page.get_by_role("button", name="Lift")).to_have_count(0)
+            await page.evaluate("""([email, consent]) => {
+                const form = Object.assign(document.createElement('form'), {method: 'post',
+                                                                             action: '/console/suppressions/lift'});
+                const fields = {csrf_token: document.querySelector('input[name=csrf_token]').value,
+                                addresses: email, email, ['consent:' + email]: consent};
+                for (const [name, value] of Object.entries(fields)) {
+                  form.append(Object.assign(document.createElement('input'), {type: 'hidden', name, value}));
+                }
+                document.body.append(form);
+                form.submit();
+            }""", [email, CONSENT])
+            await expect(page.get_by_role("heading", level=1)).to_have_text("Forbidden")
+            await expect(page.get_by_role("main")).to_contain_text(
+                "taking an address off the suppression list needs the compliance role; you are agent")
+            assert await pool.fetchval("SELECT count(*) FROM suppressions WHERE request_id = $1::uuid", rid) == 1
+            await page.context.close()
+            continue
+
+        await on_list.get_by_role("button", name="Lift").click()
+        consent = page.locator("#suppressions tbody tr").filter(has_text=email).get_by_role("textbox")
+        await expect(page.get_by_role("alert")).to_contain_text(
+            "Write how and when the subject consented to direct marketing again")
+        await expect(consent).to_have_attribute("aria-invalid", "true")
+        await expect(consent).to_be_focused()
+        await expect(listed.filter(has_text=email)).to_have_attribute("data-suppressed", "yes")
+        await consent.fill(CONSENT)
+        await listed.filter(has_text=email).get_by_role("button", name="Lift").click()
+        done = page.get_by_role("status")
+        await expect(done).to_contain_text(f"Taken off the list: {email}.")
+        await expect(listed).to_have_count(3)  # the same list, checked again
+        await expect(listed.filter(has_text=email)).to_contain_text("Not on the list")
+        await expect(page.get_by_role("button", name="Lift")).to_have_count(0)
+        assert await pool.fetchval("SELECT count(*) FROM suppressions WHERE request_id = $1::uuid", rid) == 0
+        await done.get_by_role("link", name=short_reference(rid)).click()
+        await expect(page).to_have_url(f"{site}/console/requests/{rid}")
+        await expect(page.locator(".timeline")).to_contain_text(
+            f"Taken off the direct-marketing list: the subject consented again ({CONSENT}) by browser {role}")
         await page.context.close()

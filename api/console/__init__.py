@@ -1,11 +1,12 @@
-"""The staff console (HTML): sign-in, the queue, the request page with its actions, the dashboard."""
+"""The staff console (HTML): sign-in, the queue, the request page with its actions, the dashboard,
+the inbox and the direct-marketing suppression list."""
 
 from fastapi import APIRouter
 
-from api.console import dashboard, deferred, inbox, queue, request_page, request_resume, team
+from api.console import dashboard, deferred, inbox, queue, request_page, request_resume, suppressions, team
 
 router = APIRouter()
 # The queue first: /console/requests/new is the new-request form, not a request id.
 # The team's routes (and resuming a request) before the request page's `/{request_id}/{action}`.
-for _module in (queue, team, deferred, request_resume, request_page, dashboard, inbox):
+for _module in (queue, team, deferred, request_resume, request_page, dashboard, inbox, suppressions):
     router.include_router(_module.router)
