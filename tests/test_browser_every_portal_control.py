@@ -48,8 +48,9 @@ portal_access, "every" this module); test names are shortened.
 |                                                |                                 | confirmed); every from_the_link (a complaint's code)  |
 | verify: Yes, I made this request               | the e-mail's link opened; the   | portal looks_up_confirms_by_link; navigation (fr);    |
 |                                                | latest e-mail's after a lock    | every link_after_a_lock (locked: it confirms)         |
-| verify: an earlier e-mail's link, pressed      | a lock, a later code sent       | every link_after_a_lock (refused: the latest link and |
-| (refused; no control of its own)               |                                 | a new code offered)                                   |
+| verify: an earlier e-mail's link, pressed      | a later code sent, locked or    | every link_after_a_lock (refused: the latest link and |
+| (refused; its page's code form and new code)   | not                             | a new code offered); verify_states last_code (no lock:|
+|                                                |                                 | Send me a new code, then the last code typed there)   |
 | verify: Send me a new code                     | awaiting, codes left; locked    | access keyboard; team asks_for_a_new_code (also       |
 |                                                |                                 | locked); portal relay_refuses; verify_states          |
 |                                                |                                 | last_code (until none is left: no button)             |

@@ -2,7 +2,9 @@
 only the workflow knows: every code the request allows has been sent, and too many wrong codes
 have locked the current one. The page worked them out only when answering a button, so a reload
 offered a "Send me a new code" that the workflow refuses (409), or a code form that refuses every
-code (423) and spends the subject's allowance. Same setup as tests/test_browser.py."""
+code (423) and spends the subject's allowance. And the page an earlier e-mail's link gets before
+any lock (410, workflows/verification.py EARLIER_LINK), whose "Send me a new code" and code form
+are pressed there. Same setup as tests/test_browser.py."""
 
 from __future__ import annotations
 
@@ -17,6 +19,18 @@ pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's he
 NO_MORE_CODES = "We have sent all the codes we can for this request, so we cannot send another."
 LOCKED = "For your protection, the code from our e-mail no longer works: too many wrong codes were typed."
 LINK_WORKS = "The link in our latest e-mail still works: open it to confirm that the request is yours."
+EARLIER = "This link is from an earlier e-mail: it no longer works."
+NEW_CODE_SENT = "We have sent you a new code and link."
+
+
+async def earlier_links_page(subject, letter) -> None:
+    """The page the button of `letter`'s link answers with, a newer code sent since: an earlier
+    e-mail's link, no attempt counted (410)."""
+    await subject.goto(verification_link(letter))
+    async with subject.expect_response(lambda answer: answer.request.method == "POST") as answered:
+        await subject.get_by_role("button", name="Yes, I made this request").click()
+    assert (await answered.value).status == 410
+    await expect(subject.get_by_role("heading", level=1)).to_have_text("Confirm it is you")
 
 
 async def test_a_reload_after_the_last_code_offers_no_new_code(
@@ -28,13 +42,31 @@ async def test_a_reload_after_the_last_code_offers_no_new_code(
                                            "rate_resend_per_request": "10000/hour"})
     async with served_site(generous, pool, dev_server.client, task_queue) as url:
         rid = await open_request(url, pool)
-        await wait_for_letter(mail_sink, rid, "verification")
+        first = await wait_for_letter(mail_sink, rid, "verification")
         subject = await (await browser.new_context()).new_page()
         verify = f"{url}/portal/requests/{rid}/verify"
         await subject.goto(verify)
-        for _ in range(4):  # the first code and four new ones
+        await subject.get_by_role("button", name="Send me a new code").click()
+        await expect(subject.get_by_role("status")).to_contain_text(NEW_CODE_SENT)
+
+        # The first e-mail's button, a newer code sent since and no lock: refused as an earlier
+        # e-mail's link, with the ways on, and its "Send me a new code" sends one.
+        await earlier_links_page(subject, first)
+        await expect(subject.get_by_role("alert")).to_have_text(f"{EARLIER} {LINK_WORKS} Or ask for a new code below.")
+        await expect(subject.get_by_label("Code from the e-mail")).to_be_visible()
+        await shots(subject, "earlier-link")
+        await subject.get_by_role("button", name="Send me a new code").click()
+        await expect(subject.get_by_role("status")).to_contain_text(NEW_CODE_SENT)
+        await expect(subject.get_by_role("alert")).to_have_count(0)
+        await expect(subject.get_by_label("Code from the e-mail")).to_be_visible()
+
+        async def three_codes_sent() -> bool:
+            return len(letters_for(mail_sink, rid, "verification")) == 3
+
+        await eventually(three_codes_sent)
+        for _ in range(2):  # two more: five codes in all
             await subject.get_by_role("button", name="Send me a new code").click()
-            await expect(subject.get_by_role("status")).to_contain_text("We have sent you a new code and link.")
+            await expect(subject.get_by_role("status")).to_contain_text(NEW_CODE_SENT)
 
         async def five_codes_sent() -> bool:
             return len(letters_for(mail_sink, rid, "verification")) == 5
@@ -51,11 +83,15 @@ async def test_a_reload_after_the_last_code_offers_no_new_code(
             await expect(subject.get_by_label("Code from the e-mail")).to_be_visible()  # the last code still works
         await shots(subject, "no-more-codes")
 
-        # And it does: the last code confirms the request.
-        code = verification_code(last)
-        await subject.get_by_label("Code from the e-mail").fill(code)
+        # And it does, typed on the page the first e-mail's button gets now (no new code offered
+        # there either): the last code confirms the request.
+        await earlier_links_page(subject, first)
+        await expect(subject.get_by_role("alert")).to_contain_text(f"{EARLIER} {LINK_WORKS} {NO_MORE_CODES}")
+        await expect(subject.get_by_role("button", name="Send me a new code")).to_have_count(0)
+        await subject.get_by_label("Code from the e-mail").fill(verification_code(last))
         await subject.get_by_role("button", name="Confirm").click()
         await expect(subject).to_have_url(f"{url}/portal/requests/{rid}")
+        await expect(subject.get_by_role("status")).to_have_text("Thank you: you have confirmed that the request is yours.")
 
 
 async def test_a_reload_after_too_many_wrong_codes_shows_the_lock(browser, site, pool, mail_sink, shots):  # noqa: F811 (fixtures)
