@@ -5,6 +5,7 @@ activities/letters.py `build_context`."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -74,7 +75,7 @@ def _kept_item(kept: dict[str, Any], policy: Policy, regime: str, t: Translator 
                source: Policy | None = None, *, left: int | None = None) -> dict[str, Any]:
     """One kept record's lines in the letter. `policy` is in the letter's language, `source` the
     same version in its source language (what the evidence was stored in). `left`: the system's
-    erasure was cut short by the hold (`_cut_short`), which keeps what it holds under the
+    erasure was cut short by the hold (`cut_short`), which keeps what it holds under the
     identifiers not yet sent."""
     basis, law = _kept_texts(kept, policy, source or policy, t, regime)
     system = policy.systems[kept["system"]].label if kept["system"] in policy.systems else kept["system"]
@@ -131,7 +132,7 @@ def response_outcome(report: dict[str, Any], policy: Policy, package_link: str |
     the letter's language; `source` is the same policy in its source language (default: `policy`)."""
     results = [TaskResult.model_validate(r) for r in report.get("results", [])]
     actions = [
-        _cut_short_action(r, policy, t) if _cut_short(r) else
+        _cut_short_action(r, short, policy, t) if (short := cut_short(r)) else
         {"system": policy.systems[r.system].label if r.system in policy.systems else r.system,
          "category": ", ".join(sorted(dataset_words(policy.systems, r.system, d) for d in _datasets_acted_on(r)))
                      or t.gettext("all records"),
@@ -152,14 +153,14 @@ def response_outcome(report: dict[str, Any], policy: Policy, package_link: str |
             actions.append({"system": label, "category": t.gettext("copy of your data, as this processor sent it"),
                             "records": count, "unit": "file",
                             "action": t.gettext(_INCLUDED if count else _PROCESSOR_HOLDS_NOTHING)})
-    kept = [_kept_item(k, policy, regime, t, source, left=r.found - r.changed if _cut_short(r) else None)
+    kept = [_kept_item(k, policy, regime, t, source, left=short.kept if (short := cut_short(r)) else None)
             for r in results for k in r.kept_records]
     # A processor kept whole under a legal-claims hold (dataset "all") was asked nothing: it is
     # in what we kept, with the reason, not among the recipients told (Art. 19). One whose
     # erasure the hold cut short was told of what it erased.
     told_to = [policy.recipients[r.recipient] for r in results
                if r.recipient and r.recipient in policy.recipients and r.status == "done"
-               and r.action in _ART19_ACTIONS and (_cut_short(r) or not _kept_whole(r))]
+               and r.action in _ART19_ACTIONS and (cut_short(r) is not None or not _kept_whole(r))]
     told, by_kind = recipients_named(told_to)
     # The letter itself says the request is completed and, after the actions, whom Art. 19 reached;
     # the summary is left for what only this request says (an objection decision).
@@ -184,19 +185,35 @@ def _kept_whole(result: TaskResult) -> bool:
                for k in result.kept_records)
 
 
-def _cut_short(result: TaskResult) -> bool:
+@dataclass(frozen=True)
+class CutShort:
+    """An erasure a legal-claims hold cut short (`cut_short`): of the `identifiers` by which the
+    service knows the subject, it had accepted the deletion of the data under `accepted` before the
+    hold; the hold keeps the data under the other `kept`. The letter says so, and the evidence pack
+    and the console's request page say what the letter says (api/read_models/evidence.py)."""
+
+    identifiers: int
+    accepted: int
+    kept: int
+
+
+def cut_short(result: TaskResult) -> CutShort | None:
     """Whether a legal-claims hold, placed while a deletion service's quota held the erasure back,
     kept the rest of a system after part of it was erased: the identifiers the service had accepted
-    by then were asked to delete what it holds under them (activities/fanout.py `_erase`)."""
-    return result.action == "erase" and _kept_whole(result) and _erased(result) > 0
+    by then were asked to delete what it holds under them (activities/fanout.py `_erase`). Read from
+    the task's counts alone: a task recorded before it counted them (found and changed 0) reads as
+    kept whole, as it was told then."""
+    if result.action == "erase" and _kept_whole(result) and _erased(result) > 0:
+        return CutShort(identifiers=result.found, accepted=result.changed, kept=result.found - result.changed)
+    return None
 
 
-def _cut_short_action(result: TaskResult, policy: Policy, t: Translator) -> dict[str, Any]:
+def _cut_short_action(result: TaskResult, short: CutShort, policy: Policy, t: Translator) -> dict[str, Any]:
     """The line of a system whose erasure a hold cut short: what it was asked to delete, in its
     identifiers, and that the rest is kept. Not the service's own note, which tells of the
     deletion of all the subject's data there."""
     system = policy.systems[result.system].label if result.system in policy.systems else result.system
-    done, left = result.changed, result.found - result.changed
+    done, left = short.accepted, short.kept
     note = t.ngettext(
         "Before the legal-claims hold set out below was placed, we had asked %(system)s to delete the data it "
         "holds under %(done)d of the %(total)d identifiers by which it knows you, and it accepted. We have not "
@@ -204,7 +221,7 @@ def _cut_short_action(result: TaskResult, policy: Policy, t: Translator) -> dict
         "Before the legal-claims hold set out below was placed, we had asked %(system)s to delete the data it "
         "holds under %(done)d of the %(total)d identifiers by which it knows you, and it accepted. We have not "
         "asked it to delete the data it holds under the other %(num)d identifiers: that data is kept under the hold.",
-        left) % {"system": system, "done": done, "total": result.found, "num": left}
+        left) % {"system": system, "done": done, "total": short.identifiers, "num": left}
     return {"system": system, "category": t.gettext("part of your data"),
             "action": t.gettext("deletion requested and accepted"), "records": done, "unit": "identifier",
             "note": note}

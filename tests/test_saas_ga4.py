@@ -23,10 +23,11 @@ from dsrflow.stores.requests_store import create_request
 from policy.model import DEFAULT_POLICY
 from schemas.requests import NewRequest
 from schemas.workflow import workflow_id_for
+from tests.evidence_pages import readable
 from tests.fanout_stack import api, fanout_stack
 from tests.letters_as_sent import LOADED, as_sent, both, kept_records
 from tests.saas_support import connector, google_served, http_policy, http_system, subject
-from tests.support import staff_headers, text_of, wait_for_letter
+from tests.support import console_sign_in, staff_headers, text_of, wait_for_letter
 from workers.dsr_worker import build_worker
 from workflows.dsr import DataSubjectRequestWorkflow
 
@@ -194,6 +195,11 @@ async def test_a_legal_claims_hold_placed_while_the_quota_holds_the_erasure_back
         await time_skipping.sleep(timedelta(days=2))
         task = await _ga4_result(run)
         letter = " ".join(text_of(await wait_for_letter(mail_sink, run.rid, "response")).split())
+        headers = await staff_headers(pool, "compliance")
+        pack = (await run.http.get(f"/v1/requests/{run.rid}/evidence", headers=headers)).json()
+        page = readable((await run.http.get(f"/v1/requests/{run.rid}/evidence.html", headers=headers)).text)
+        await console_sign_in(run.http, pool, "compliance")
+        console = readable((await run.http.get(f"/console/requests/{run.rid}")).text)
     assert len(google.state.data.requests) == run.quota  # nothing more went to Google
     assert task.status == "done" and task.message.startswith("kept under a legal-claims hold placed while")
     assert f"({run.quota} of {run.expected} identifiers accepted by Google Analytics 4" in task.message
@@ -211,6 +217,15 @@ async def test_a_legal_claims_hold_placed_while_the_quota_holds_the_erasure_back
     review = datetime.now(UTC).date() + timedelta(days=400)
     assert f"Hold reviewed by: {review.day} {review:%B %Y}" in letter
     assert "your data in Google Analytics 4" not in letter and "We have not done everything you asked" in letter
+    # The evidence pack and the console say what the letter says (tests/test_evidence_cut_short.py
+    # for their words): before, "all the data Google Analytics 4 holds, kept whole under a hold".
+    counts = {"identifiers": run.expected, "accepted": run.quota, "kept": left}
+    assert pack["decisions"]["refused_in_part"]["cut_short"] == [{"system": "ga4", **counts}]
+    rest = (f"Google Analytics 4 holds under {left} of the {run.expected} identifiers by which it knows the subject")
+    assert f"the data {rest} (it had accepted the deletion of the data under the other {run.quota} before the " \
+           "hold), kept under a hold" in page and "kept whole" not in page
+    assert f"The data {rest} kept under a legal-claims hold" in console and "Everything in" not in console
+    assert f"(to be reviewed by {review.day} {review:%B %Y})" in console
     assert [k["hold_kind"] for k in task.kept_records] == ["legal_claims"], task.kept_records
     # Asked again when the hold ends: without its row nothing would ask Google for the rest.
     deferred = await pool.fetch("SELECT system, hold_kind, hold_ref FROM deferred_erasures WHERE request_id = $1",
@@ -264,7 +279,7 @@ async def test_a_time_at_the_calendars_edge_in_googles_answer_leaves_the_erasure
 
 
 # Each language's words for the line of an erasure a hold cut short and for what it keeps
-# (`_cut_short` in activities/letter_outcome.py), with the shipped policy's analytics system in
+# (`cut_short` in activities/letter_outcome.py), with the shipped policy's analytics system in
 # GA4's place: 50 of 61 identifiers went before the hold, 11 are kept.
 _CUT_SHORT = {
     "en": ("part of your data", "deletion requested and accepted", "50 identifiers", "under 50 of the 61 identifiers",

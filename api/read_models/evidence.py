@@ -9,16 +9,19 @@ request's audit chain with the result of checking it and the anchor that covers 
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
-# The response letter's own reading of a kept record's basis, so the pack states what the letter did.
+# The response letter's own reading of a kept record's basis, and of an erasure a hold cut short,
+# so the pack states what the letter did.
 from activities.letter_outcome import _kept_texts as kept_texts
+from activities.letter_outcome import cut_short
 from api.read_models.evidence_deadlines import complaint_target, deadlines, policy_defaults
 from api.read_models.evidence_decisions import decisions
-from api.read_models.evidence_names import Labels, labels, planned_policy, version_policy
+from api.read_models.evidence_names import WHOLE_SYSTEM, Labels, labels, planned_policy, version_policy
 from api.read_models.evidence_results import with_contents, with_history
 from api.read_models.inbox_queries import evidence_messages
 from dsrflow.crypto.hashing import subject_hash
@@ -27,6 +30,7 @@ from dsrflow.i18n import ENGLISH
 from dsrflow.stores.requests_store import get_request
 from policy.model import Policy
 from schemas.requests import without_complaint_reasons
+from schemas.workflow import TaskResult
 
 _VERIFICATION_EVENTS = ("verification.succeeded", "verification.failed", "verification.locked",
                         "verification.resent", "status.closed_unverified")
@@ -84,6 +88,20 @@ def _as_told(kept: dict[str, Any], policy: Policy | None, regime: str) -> dict[s
     return {"basis": basis, "law": law}
 
 
+def _cut_short(tasks: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """Per system, an erasure a legal-claims hold cut short, as the response letter reads it from
+    the task (activities/letter_outcome.py `cut_short`): its "all" record, and the erasure deferred
+    until the hold ends, keep the data under the identifiers not sent, not all the system holds.
+    The pack said "all the data it holds, kept whole" beside a letter that said part was erased."""
+    found = {}
+    for task in tasks:
+        result = TaskResult.model_validate({name: task[name] for name in (
+            "system", "action", "status", "found", "changed", "kept", "datasets", "kept_records")})
+        if (short := cut_short(result)) is not None:
+            found[task["system"]] = asdict(short)
+    return found
+
+
 async def _holds(conn: asyncpg.Connection, row: dict[str, Any], secret: bytes,
                  tasks: list[dict[str, Any]]) -> dict[str, Any]:
     deferred = await conn.fetch(
@@ -118,10 +136,16 @@ async def _holds(conn: asyncpg.Connection, row: dict[str, Any], secret: bytes,
     )
     # The basis and law of each kept record in the request's law, as its response letter gave them.
     loaded = await version_policy(conn, row["policy_version"])
+    short = _cut_short(tasks)
+
+    def cut(system: str, dataset: str) -> dict[str, int] | None:
+        return short.get(system) if dataset == WHOLE_SYSTEM else None
+
     return {
-        "kept_records": [{**kept, "as_told": _as_told(kept, None if loaded is None else loaded.policy, row["regime"])}
+        "kept_records": [{**kept, "as_told": _as_told(kept, None if loaded is None else loaded.policy, row["regime"]),
+                          "cut_short": cut(kept["system"], kept["dataset"])}
                          for task in tasks for kept in task["kept_records"]],
-        "deferred_erasures": [dict(r) for r in deferred],
+        "deferred_erasures": [{**dict(r), "cut_short": cut(r["system"], r["dataset"])} for r in deferred],
         "legal_claims_holds": [{**dict(r), "id": str(r["id"])} for r in legal],
     }
 

@@ -92,14 +92,19 @@ def _in_part(events: list[dict[str, Any]], letters: list[dict[str, Any]], kept: 
     letter activity decided: activities/letter_refusals.py `refuses_in_part`): what it kept back.
     A processor kept whole under a hold (dataset `all`) is one "record" in the trail, whatever it
     holds: it is named apart (`kept_whole`), as its letter names "your data in" it, not counted
-    among the records (the section said "6 record(s)" for five records and a processor's data)."""
+    among the records (the section said "6 record(s)" for five records and a processor's data).
+    One whose erasure the hold cut short (its kept record's `cut_short`) keeps only the data under
+    the identifiers not sent, as its letter says: it is named apart again (`cut_short`), with its
+    counts, not as kept whole."""
     refused = next((e for e in events if e["event_type"] == "letter.sent" and e["data"].get("purpose") == "response"
                     and e["data"].get("refusal")), None)
     if refused is None:
         return None
     return {"letter_sent_at": _told(letters, "response"),
             "kept_records": sum(k["records"] for k in kept if k["dataset"] != WHOLE_SYSTEM),
-            "kept_whole": sorted({k["system"] for k in kept if k["dataset"] == WHOLE_SYSTEM}), "missing": missing}
+            "kept_whole": sorted({k["system"] for k in kept if k["dataset"] == WHOLE_SYSTEM and not k.get("cut_short")}),
+            "cut_short": [{"system": k["system"], **k["cut_short"]} for k in kept if k.get("cut_short")],
+            "missing": missing}
 
 
 def _interruptions(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
