@@ -6,7 +6,8 @@ cite the articles of the request's law (its `regime`) where it is the GDPR's or 
 none otherwise; and they name the person, us and the processor as that law does: "consumer",
 "business" and "service provider or contractor" under the CCPA (dsrflow/i18n `wording_of(...,
 to_processor=True)`), through the one question `letter_wording` asks for the templates and for
-the sentences written into them here.
+the sentences written into them here (`processor_words`), and for the pages their links open
+(api/callbacks/processor_pages.py).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 from activities.citations import IN_BRACKETS, CitedLabel, cited_label
 from activities.letter_templates import PROCESSOR_PURPOSES, RenderedLetter, letter_wording, render_template_set
-from dsrflow.i18n import N_, SOURCE_LANGUAGE, worded
+from dsrflow.i18n import N_, SOURCE_LANGUAGE, Translator, worded
 
 REQUEST_PURPOSE, REMINDER_PURPOSE = PROCESSOR_PURPOSES
 
@@ -57,11 +58,18 @@ _INSTRUCTIONS: dict[str, CitedLabel] = {
 }
 
 
+def processor_words(language: str, regime: str | None) -> Translator:
+    """What a processor reads: `language` (the controller's staff language) in the words `regime`'s
+    law names the parties with; the GDPR's where no request says which law (None: a link's page
+    before its request is known). The e-mails' sentences and the links' pages ask here."""
+    return worded(language, letter_wording(REQUEST_PURPOSE, regime) if regime else None)
+
+
 def asked_of_processor(action: str, scope: str | None, regime: str, language: str) -> tuple[str, str]:
     """The title and the instruction of `action`'s e-mail in `language`, in the words of `regime`'s
     law and citing its articles (none outside the GDPR's and the UK GDPR's). An objection's scope
     is one of `SCOPES`, or shown as it is named."""
-    t = worded(language, letter_wording(REQUEST_PURPOSE, regime))
+    t = processor_words(language, regime)
     if action != "object":
         return t.gettext(TITLES[action]), cited_label(_INSTRUCTIONS[action], regime, t)
     scoped = SCOPES.get(scope or "")
@@ -80,4 +88,5 @@ def render_processor_mail(purpose: str, context: Mapping[str, Any], language: st
     return render_template_set(purpose, dict(context), language, letter_wording(purpose, context["request"]["regime"]))
 
 
-__all__ = ["REMINDER_PURPOSE", "REQUEST_PURPOSE", "SCOPES", "TITLES", "asked_of_processor", "render_processor_mail"]
+__all__ = ["REMINDER_PURPOSE", "REQUEST_PURPOSE", "SCOPES", "TITLES", "asked_of_processor", "processor_words",
+           "render_processor_mail"]

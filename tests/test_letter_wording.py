@@ -52,7 +52,11 @@ NOT_IN_LETTERS = {
     "Open the request in the staff console to see whom it concerns and its full history. This alert "
     "deliberately contains no personal data of the data subject.",
 }
-_PROCESSOR_MAIL = ("the data subject below", "the only identifier we send", "controller of personal data that you")
+# The processors' e-mails and the pages their links open (api/callbacks/processor_pages.py): in the
+# words of their own catalogs (tests/test_processor_wording.py, tests/test_processor_pages.py).
+_PROCESSOR_MAIL = ("the data subject below", "the only identifier we send", "controller of personal data that you",
+                   "the data subject's personal data", "hold about a data subject on our behalf",
+                   "personal data about this person")
 
 
 PLACEHOLDER = re.compile(r"%\((\w+)\)[sd]")

@@ -6,6 +6,9 @@ may narrow the list. Everything else is refused with a sentence saying why, beca
 up in the subject's package and someone will open them: HTML and other markup (scripts), programs,
 anything binary that is not a PDF. Nothing here touches the disk: the caller encrypts what it
 stores (api/callbacks/processor_uploads.py).
+
+A refusal says why in words of the catalogs (`Said`: a function of the reader's translator), since
+its page is read in the staff language (api/callbacks/processor_pages.py); `message` is the English.
 """
 
 from __future__ import annotations
@@ -16,14 +19,18 @@ import io
 import json
 import stat
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+from dsrflow.i18n import ENGLISH, N_, Translator
 
 KIND_OF_EXTENSION = {".json": "json", ".csv": "csv", ".pdf": "pdf", ".txt": "text", ".zip": "zip"}
 MEDIA_TYPES = {"json": "application/json", "csv": "text/csv", "pdf": "application/pdf",
                "text": "text/plain", "zip": "application/zip"}
-_DESCRIBED = {"json": "JSON", "csv": "CSV", "pdf": "a PDF", "text": "plain text", "zip": "a ZIP archive"}
+# Translators: what a refused file is not: "data.json: is not JSON: it holds binary data".
+_DESCRIBED = {"json": N_("JSON"), "csv": N_("CSV"), "pdf": N_("a PDF"), "text": N_("plain text"),
+              "zip": N_("a ZIP archive")}
 _HEAD = 8 * 1024  # enough of the start of a file to recognise what it is
 _PROGRAMS = (b"MZ", b"\x7fELF", b"\xfe\xed\xfa\xce", b"\xfe\xed\xfa\xcf", b"\xce\xfa\xed\xfe",
              b"\xcf\xfa\xed\xfe", b"\xca\xfe\xba\xbe", b"#!", b"\x00asm")
@@ -32,12 +39,23 @@ _MARKUP = (b"<!doctype", b"<html", b"<head", b"<body", b"<script", b"<svg", b"<?
 _CONTROL = bytes(c for c in range(32) if c not in (9, 10, 12, 13)) + b"\x7f"
 
 
-class RefusedFile(ValueError):
-    """A file we will not take; `status` is the HTTP answer (413 too large, 422 anything else)."""
+# Words said once the reader's language is known: the sentence through its translator.
+Said = Callable[[Translator], str]
 
-    def __init__(self, message: str, status: int = 422) -> None:
-        super().__init__(message)
-        self.message = message
+
+def _filled(message: Said, **values: object) -> Said:
+    """`message` with its placeholders' values as they are now (a loop's, not its last ones)."""
+    return lambda t: message(t) % values
+
+
+class RefusedFile(ValueError):
+    """A file we will not take, and why (`said`; `message` in English); `status` is the HTTP
+    answer (413 too large, 422 anything else)."""
+
+    def __init__(self, said: Said, status: int = 422) -> None:
+        self.said = said
+        self.message = said(ENGLISH)
+        super().__init__(self.message)
         self.status = status
 
 
@@ -56,17 +74,18 @@ def kind_for(filename: str, kinds: Iterable[str]) -> str:
     ext = "." + filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
     kind = KIND_OF_EXTENSION.get(ext)
     if kind is None or kind not in set(kinds):
-        raise RefusedFile(f"{filename}: only {', '.join(allowed)} files are accepted")
+        raise RefusedFile(lambda t: t.gettext("%(file)s: only %(allowed)s files are accepted")
+                          % {"file": filename, "allowed": ", ".join(allowed)})
     return kind
 
 
 def _what_it_looks_like(head: bytes) -> str | None:
-    """A name for content we refuse whatever the extension says."""
+    """A name for content we refuse whatever the extension says (a message of the catalogs)."""
     start = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
     if head.startswith(_PROGRAMS):
-        return "an executable program or script"
+        return N_("an executable program or script")
     if start.startswith(_MARKUP) or b"<script" in head.lower():
-        return "HTML or other markup"
+        return N_("HTML or other markup")
     return None
 
 
@@ -89,8 +108,8 @@ class ContentCheck:
     def feed(self, chunk: bytes) -> None:
         self.size += len(chunk)
         if self.size > self.max_bytes:
-            raise RefusedFile(f"{self.filename}: larger than the limit of {self.max_bytes // (1024 * 1024)} MB "
-                              "per file", status=413)
+            raise RefusedFile(lambda t: t.gettext("%(file)s: larger than the limit of %(mb)d MB per file")
+                              % {"file": self.filename, "mb": self.max_bytes // (1024 * 1024)}, status=413)
         self.digest.update(chunk)
         if not self._checked_head:
             self._head += chunk
@@ -98,11 +117,11 @@ class ContentCheck:
                 self._check_head(bytes(self._head))
         if self.kind in ("json", "csv", "text"):
             if any(c in chunk for c in _CONTROL):
-                raise RefusedFile(f"{self.filename}: is not {_DESCRIBED[self.kind]}: it holds binary data")
+                raise RefusedFile(self._binary)
             try:
                 self._decoder.decode(chunk)
             except UnicodeDecodeError:
-                raise RefusedFile(f"{self.filename}: is not {_DESCRIBED[self.kind]} in UTF-8") from None
+                raise RefusedFile(self._not_utf8) from None
         if self.kind in ("json", "zip"):
             self._kept += chunk
 
@@ -111,38 +130,53 @@ class ContentCheck:
         if not self._checked_head:
             self._check_head(bytes(self._head))
         if self.size == 0:
-            raise RefusedFile(f"{self.filename}: the file is empty")
+            raise RefusedFile(lambda t: t.gettext("%(file)s: the file is empty") % {"file": self.filename})
         if self.kind in ("json", "csv", "text"):
             try:
                 self._decoder.decode(b"", final=True)
             except UnicodeDecodeError:
-                raise RefusedFile(f"{self.filename}: is not {_DESCRIBED[self.kind]} in UTF-8") from None
+                raise RefusedFile(self._not_utf8) from None
         if self.kind == "json":
             try:
                 json.loads(bytes(self._kept).decode("utf-8-sig"))
             except ValueError as exc:
-                raise RefusedFile(f"{self.filename}: is not valid JSON ({exc.args[0].split(':')[0]})") from None
+                error = exc.args[0].split(":")[0]  # the parser's own words, in English
+                raise RefusedFile(lambda t: t.gettext("%(file)s: is not valid JSON (%(error)s)")
+                                  % {"file": self.filename, "error": error}) from None
             except RecursionError:
                 # Arrays or objects nested past Python's recursion limit (a few hundred bytes of
                 # "[" each): before, this escaped every check, and the upload answered 500.
-                raise RefusedFile(f"{self.filename}: is not JSON we can read: it is nested too deeply") from None
+                raise RefusedFile(lambda t: t.gettext("%(file)s: is not JSON we can read: it is nested too deeply")
+                                  % {"file": self.filename}) from None
         if self.kind == "zip":
             self._check_archive(bytes(self._kept))
         return MEDIA_TYPES[self.kind]
+
+    def _binary(self, t: Translator) -> str:
+        return t.gettext("%(file)s: is not %(kind)s: it holds binary data") % {
+            "file": self.filename, "kind": t.gettext(_DESCRIBED[self.kind])}
+
+    def _not_utf8(self, t: Translator) -> str:
+        return t.gettext("%(file)s: is not %(kind)s in UTF-8") % {
+            "file": self.filename, "kind": t.gettext(_DESCRIBED[self.kind])}
 
     def _check_head(self, head: bytes) -> None:
         self._checked_head = True
         looks_like = _what_it_looks_like(head)
         if looks_like:
-            raise RefusedFile(f"{self.filename}: looks like {looks_like}, which we do not accept")
+            raise RefusedFile(lambda t: t.gettext("%(file)s: looks like %(what)s, which we do not accept")
+                              % {"file": self.filename, "what": t.gettext(looks_like)})
         if self.kind == "pdf" and not head.startswith(b"%PDF-"):
-            raise RefusedFile(f"{self.filename}: is not a PDF (it does not start like one)")
+            raise RefusedFile(lambda t: t.gettext("%(file)s: is not a PDF (it does not start like one)")
+                              % {"file": self.filename})
         if self.kind == "zip" and not head.startswith(b"PK\x03\x04"):
-            raise RefusedFile(f"{self.filename}: is not a ZIP archive (it does not start like one)")
+            raise RefusedFile(lambda t: t.gettext("%(file)s: is not a ZIP archive (it does not start like one)")
+                              % {"file": self.filename})
         if self.kind in ("json", "csv", "text") and head.startswith((b"%PDF-", b"PK\x03\x04")):
-            raise RefusedFile(f"{self.filename}: is not {_DESCRIBED[self.kind]}: it holds binary data")
+            raise RefusedFile(self._binary)
         if self.kind == "json" and head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] not in (b"{", b"["):
-            raise RefusedFile(f"{self.filename}: is not JSON (it does not start with {{ or [)")
+            raise RefusedFile(lambda t: t.gettext("%(file)s: is not JSON (it does not start with { or [)")
+                              % {"file": self.filename})
 
     def _check_archive(self, data: bytes) -> None:
         """Every member must itself be an accepted file (no archive in the archive), readable
@@ -151,40 +185,46 @@ class ContentCheck:
             archive = zipfile.ZipFile(io.BytesIO(data))
             members = [m for m in archive.infolist() if not m.is_dir()]
         except zipfile.BadZipFile:
-            raise RefusedFile(f"{self.filename}: is not a readable ZIP archive") from None
+            raise RefusedFile(lambda t: t.gettext("%(file)s: is not a readable ZIP archive")
+                              % {"file": self.filename}) from None
         seen: set[str] = set()
         for entry in archive.infolist():  # folders' entries too: unpacking creates them
             shown = "".join(ch if ch.isprintable() else "?" for ch in entry.filename)
             # Unpacked, a second member of a name replaces the first (on a case-insensitive disk,
             # of a name differing only in case too): what is read would not be all that was sent.
             if (folded := entry.filename.rstrip("/").casefold()) in seen:
-                raise RefusedFile(f"{self.filename}: {shown}: appears twice in the archive (names that differ "
-                                  "only in case count as one)")
+                raise RefusedFile(_filled(lambda t: t.gettext(
+                    "%(file)s: %(member)s: appears twice in the archive (names that differ only in case count as "
+                    "one)"), file=self.filename, member=shown))
             seen.add(folded)
             if _unsafe_member_name(entry.filename):
-                raise RefusedFile(f"{self.filename}: {shown}: its name must be a relative path without a leading /, "
-                                  "a drive letter, '..', backslashes or control characters")
+                raise RefusedFile(_filled(lambda t: t.gettext(
+                    "%(file)s: %(member)s: its name must be a relative path without a leading /, a drive letter, "
+                    "'..', backslashes or control characters"), file=self.filename, member=shown))
             if stat.S_ISLNK(entry.external_attr >> 16):
                 # unzip makes it a link (its content is the target), and a later member of the
                 # same name is written through it: zip slip without a '..' in any name.
-                raise RefusedFile(f"{self.filename}: {shown}: is a symbolic link, which we do not accept")
+                raise RefusedFile(_filled(lambda t: t.gettext(
+                    "%(file)s: %(member)s: is a symbolic link, which we do not accept"), file=self.filename,
+                    member=shown))
         if not members:
-            raise RefusedFile(f"{self.filename}: the ZIP archive holds no files")
+            raise RefusedFile(lambda t: t.gettext("%(file)s: the ZIP archive holds no files") % {"file": self.filename})
         if sum(m.file_size for m in members) > self.max_bytes * 4:
-            raise RefusedFile(f"{self.filename}: unpacks to more than {4 * self.max_bytes // (1024 * 1024)} MB",
-                              status=413)
+            raise RefusedFile(lambda t: t.gettext("%(file)s: unpacks to more than %(mb)d MB")
+                              % {"file": self.filename, "mb": 4 * self.max_bytes // (1024 * 1024)}, status=413)
         inner = tuple(k for k in self.kinds if k != "zip")
         for member in members:
             where = f"{self.filename}: {member.filename}"
             if member.flag_bits & 0x1:
-                raise RefusedFile(f"{where}: is protected by a password")
+                raise RefusedFile(_filled(lambda t: t.gettext("%(file)s: is protected by a password"), file=where))
             check = ContentCheck(where, _inner_kind(where, member.filename, inner), self.max_bytes * 4, inner)
             try:
                 with archive.open(member) as stream:
                     while chunk := stream.read(64 * 1024):
                         check.feed(chunk)
             except (zipfile.BadZipFile, OSError, NotImplementedError) as exc:
-                raise RefusedFile(f"{where}: cannot be read ({exc})") from None
+                raise RefusedFile(_filled(lambda t: t.gettext("%(file)s: cannot be read (%(error)s)"), file=where,
+                                          error=str(exc))) from None
             check.finish()
 
 
@@ -202,4 +242,5 @@ def _inner_kind(where: str, member: str, kinds: tuple[str, ...]) -> str:
         return kind_for(member, kinds)
     except RefusedFile:
         allowed = ", ".join(e for e, k in KIND_OF_EXTENSION.items() if k in kinds)
-        raise RefusedFile(f"{where}: only {allowed} files are accepted inside a ZIP archive") from None
+        raise RefusedFile(lambda t: t.gettext("%(file)s: only %(allowed)s files are accepted inside a ZIP archive")
+                          % {"file": where, "allowed": allowed}) from None

@@ -7,7 +7,8 @@ already signals it again (`_answered`): an API may die between the record and th
 unrepeated, the worker's start sweep signals it, dsrflow/domain/processor_answers.py). Only
 the token's sha256 is stored (the task's external id), so the token is looked up by its hash. The
 page shows no personal data: whoever holds the link already has the e-mail that names the data
-subject.
+subject. The pages (api/callbacks/processor_pages.py) speak the staff language, in the words of
+the request's law, as the e-mail did.
 
 For an access or portability request the processor answers with its export instead: the page is an
 upload form, and the POST streams the files in (api/callbacks/processor_uploads.py) and confirms the
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-from html import escape
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -32,13 +32,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from api.body_limits import read_capped
+from api.callbacks import processor_pages as pages
+from api.callbacks.link_refusals import UploadRefused, answered_already, settled_otherwise
+from api.callbacks.processor_pages import Reader, reader, reader_of
 from api.callbacks.processor_uploads import (
     DEFERRED_WAITING,
-    FILE_FIELD,
-    NOTE_MAX,
-    UploadRefused,
-    accepted_types,
-    answered_already,
     keep_export,
     limits_of,
     plain_note,
@@ -49,11 +47,9 @@ from api.callbacks.processor_uploads import (
 from api.deps import Limiter, State
 from api.erasure_sweeps import sweep_for_processor_answer
 from api.problems import Problem
-from api.ratelimit import wait_words
 from api.state import AppState
 from dsrflow.domain.audit import append_event
 from dsrflow.domain.processor_answers import tell_task
-from dsrflow.domain.references import short_reference
 from dsrflow.infra.failpoints import failpoint
 from dsrflow.infra.logging import get_logger
 from schemas.workflow import ProcessorUpdate, task_workflow_id
@@ -63,95 +59,17 @@ log = get_logger("dsrflow.api.manual_confirm")
 
 _TOKEN = re.compile(r"^[0-9a-f]{64}$")
 _BODY_MAX = 16 * 1024
-_ACTIONS = {
-    "erase": "erase the data subject's personal data",
-    "rectify": "correct the data subject's personal data",
-    "restrict": "restrict the processing of the data subject's personal data",
-    "lift_restriction": "end the restriction of processing of the data subject's personal data",
-    "object": "stop the processing the data subject objected to",
-    "access": "send us your export of the data subject's personal data",
-}
-# The link is a credential: keep it out of caches, referrers, search engines and frames.
-_HEADERS = {
-    "Cache-Control": "no-store",
-    "Referrer-Policy": "no-referrer",
-    "X-Robots-Tag": "noindex, nofollow",
-    "X-Frame-Options": "DENY",
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
-    "frame-ancestors 'none'; base-uri 'none'",
-}
-_STYLE = """
-body { margin: 0; background: #f3f4f6; color: #1f2937; font: 16px/1.5 Arial, Helvetica, sans-serif; }
-main { max-width: 40rem; margin: 2rem auto; padding: 1.5rem 2rem; background: #fff; border: 1px solid #d1d5db; }
-h1 { font-size: 1.4rem; line-height: 1.3; color: #111827; margin: 0 0 1rem; }
-table { border-collapse: collapse; width: 100%; margin: 0 0 1rem; }
-th, td { text-align: left; vertical-align: top; padding: .4rem .6rem; border: 1px solid #d1d5db; }
-th { background: #f3f4f6; width: 40%; }
-label { display: block; font-weight: bold; margin: 1rem 0 .3rem; }
-.hint { color: #374151; font-size: .9rem; margin: 0 0 .4rem; }
-input[type=file] { display: block; font: inherit; }
-.problem { border-left: 4px solid #b91c1c; padding: .5rem 1rem; background: #fef2f2; }
-textarea { width: 100%; box-sizing: border-box; font: inherit; padding: .5rem; border: 1px solid #4b5563; }
-button { margin-top: 1rem; padding: .7rem 1.3rem; font: inherit; font-weight: bold; color: #fff;
-         background: #1d4ed8; border: 2px solid #1d4ed8; border-radius: 4px; cursor: pointer; }
-:focus-visible { outline: 3px solid #b45309; outline-offset: 2px; }
-.ok { border-left: 4px solid #047857; padding: .5rem 1rem; background: #ecfdf5; }
-"""
-
-
-def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
-    html = (
-        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        '<meta name="robots" content="noindex, nofollow">\n'
-        f"<title>{escape(title)}</title>\n<style>{_STYLE}</style>\n</head>\n<body>\n<main>\n"
-        f"<h1>{escape(title)}</h1>\n{body}\n</main>\n</body>\n</html>\n"
-    )
-    return HTMLResponse(html, status_code=status, headers=_HEADERS)
-
-
-def _not_found() -> HTMLResponse:
-    return _page(
-        "Link not recognised",
-        "<p>This confirmation link is not valid. Please check that you copied the whole address "
-        "from our e-mail, or reply to that e-mail.</p>",
-        status=404,
-    )
-
-
-def _details(task: dict[str, Any]) -> str:
-    return (
-        "<table>\n"
-        f'<tr><th scope="row">Controller</th><td>{escape(task["controller"] or "")}</td></tr>\n'
-        f'<tr><th scope="row">Processor</th><td>{escape(task["label"] or task["system"])}</td></tr>\n'
-        f'<tr><th scope="row">What we asked</th><td>{escape(_ACTIONS.get(task["action"], task["action"]))}</td></tr>\n'
-        f'<tr><th scope="row">Our request reference</th><td>{short_reference(task["request_id"])}</td></tr>\n'
-        "</table>"
-    )
-
-
-def _when(task: dict[str, Any]) -> str:
-    return str(task["confirmed_at"].strftime("%d %B %Y, %H:%M UTC").lstrip("0"))
-
-
-async def _received(state: AppState, task: dict[str, Any]) -> str:
-    """What we have of a processor's answered export, for a processor who asks again (its first
-    page lost to a crash or an outage) and must not be left wondering whether to send it again
-    by other means."""
-    names = [r["filename"] for r in await (await state.db()).fetch(
+async def _received(state: AppState, task: dict[str, Any], r: Reader) -> str:
+    """What we have of a processor's answered export, in its page's words (`pages.received`)."""
+    names = [row["filename"] for row in await (await state.db()).fetch(
         "SELECT filename FROM processor_exports WHERE external_id = $1 ORDER BY filename", task["external_id"])]
-    if not names:
-        return f"On {_when(task)} you told us that you hold no personal data about this person."
-    return (f"We received your export on {_when(task)}: {len(names)} file{'' if len(names) == 1 else 's'} "
-            f"({', '.join(names)}).")
+    return pages.received(task, r, names)
 
 
-def _already(task: dict[str, Any], received: str | None = None) -> HTMLResponse:
-    said = received or f"This request was confirmed on {_when(task)}."
-    return _page(
-        "Already confirmed",
-        f'<p class="ok">{escape(said)} Thank you: there is nothing more to do.</p>\n{_details(task)}',
-    )
+def _staff(state: AppState) -> Reader:
+    """The reader of a page that knows no request yet: the policy in force's staff language, in
+    the GDPR's words."""
+    return reader(state.policy.policy.languages.staff.value)
 
 
 async def _task(state: AppState, token: str) -> dict[str, Any] | None:
@@ -162,7 +80,7 @@ async def _task(state: AppState, token: str) -> dict[str, Any] | None:
     row = await pool.fetchrow(
         f"""SELECT m.request_id, m.system, m.action, m.external_id, m.confirmed_at,
                   coalesce(m.last_reminded_at, m.sent_at) AS last_mailed_at, r.status AS request_status,
-                  s.status AS task_status,
+                  s.status AS task_status, r.regime, p.content -> 'languages' ->> 'staff' AS staff_language,
                   p.content -> 'controller' ->> 'name' AS controller,
                   p.content -> 'systems' -> m.system ->> 'label' AS label,
                   p.content -> 'processor_exports' AS exports_policy, {DEFERRED_WAITING} AS deferred
@@ -176,7 +94,7 @@ async def _task(state: AppState, token: str) -> dict[str, Any] | None:
     return dict(row) if row else None
 
 
-async def _over_limit(request: Request, limiter: Limiter) -> HTMLResponse | None:
+async def _over_limit(request: Request, state: AppState, limiter: Limiter) -> HTMLResponse | None:
     """Count this client's use of a link (api/ratelimit.py) before its token is looked up; the
     page saying to wait when it is over its limit, None otherwise."""
     try:
@@ -184,51 +102,36 @@ async def _over_limit(request: Request, limiter: Limiter) -> HTMLResponse | None
     except Problem as problem:
         if problem.status != 429:
             raise
-        retry = int(problem.extra["retry_after"])
-        page = _page("Too many requests", f'<p class="problem" role="alert">Too many requests from your network: '
-                     f"please try again in {wait_words(retry)}.</p>", status=429)
-        page.headers["Retry-After"] = str(retry)
-        return page
+        return pages.over_limit(_staff(state), int(problem.extra["retry_after"]))
     return None
 
 
 @router.get("/{token}", response_class=HTMLResponse, summary="Confirmation page for a processor asked by e-mail")
 async def confirmation_page(request: Request, token: str, state: State, limiter: Limiter) -> HTMLResponse:
-    if (refused := await _over_limit(request, limiter)) is not None:
+    if (refused := await _over_limit(request, state, limiter)) is not None:
         return refused
     task = await _task(state, token)
     if task is None:
-        return _not_found()
+        return pages.not_found(_staff(state))
+    r = reader_of(task)
     if task["confirmed_at"] is not None:
-        received = await _received(state, task) if task["action"] == "access" else None
-        return _already(task, received)
+        received = await _received(state, task, r) if task["action"] == "access" else None
+        return pages.already(task, r, received)
     if task["action"] == "access":
-        return _upload_page(task)
-    if (closed := _closed(task)) is not None:
+        return pages.upload_form(task, r)
+    if (closed := _closed(task, r)) is not None:
         return closed
-    return _page(
-        "Confirm a data-subject request",
-        "<p>We asked you by e-mail to act on a data-subject request. When you have done so, "
-        "please confirm below.</p>\n"
-        f"{_details(task)}\n"
-        '<form method="post">\n'
-        '<label for="note">Note (optional)</label>\n'
-        '<p class="hint" id="note-hint">For example, that you held no data about this person, or '
-        "what you could not do and why. Please do not include the person's data.</p>\n"
-        f'<textarea id="note" name="note" rows="4" maxlength="{NOTE_MAX}" aria-describedby="note-hint"></textarea>\n'
-        '<button type="submit">Confirm that the request has been carried out</button>\n'
-        "</form>",
-    )
+    return pages.confirm_form(task, r)
 
 
-def _closed(task: dict[str, Any]) -> HTMLResponse | None:
+def _closed(task: dict[str, Any], r: Reader) -> HTMLResponse | None:
     """The page refusing a link that may no longer answer its task (its request closed, the task
     settled, the link expired), or None while it may. Checked by GET and POST alike, and again by
     the statement that records an answer (`record_answer`)."""
     try:
         refuse_if_closed(task, limits_of(task))
     except UploadRefused as closed:
-        return _refused(task, closed)
+        return pages.refused(task, r, closed)
     return None
 
 
@@ -262,19 +165,20 @@ async def _answered(state: AppState, task: dict[str, Any]) -> None:
 
 @router.post("/{token}", response_class=HTMLResponse, summary="Record a processor's confirmation")
 async def confirm(request: Request, token: str, state: State, limiter: Limiter) -> HTMLResponse:
-    if (refused := await _over_limit(request, limiter)) is not None:
+    if (refused := await _over_limit(request, state, limiter)) is not None:
         return refused
     task = await _task(state, token)
     if task is None:
-        return _not_found()
+        return pages.not_found(_staff(state))
+    r = reader_of(task)
     if task["confirmed_at"] is not None:
         await _answered(state, task)  # a repeat after the first answer was lost
         if task["action"] == "access":
-            return _refused(task, answered_already(await _received(state, task)))
-        return _already(task)
+            return pages.refused(task, r, answered_already(await _received(state, task, r)))
+        return pages.already(task, r)
     if task["action"] == "access":
-        return await _upload(request, state, token, task)
-    if (closed := _closed(task)) is not None:
+        return await _upload(request, state, token, task, r)
+    if (closed := _closed(task, r)) is not None:
         return closed  # before the body is read: a closed link records nothing
     body = await read_capped(request, _BODY_MAX)  # this route is left uncapped for uploads
     note = plain_note((parse_qs(body.decode("utf-8", "replace")).get("note") or [""])[0])
@@ -285,9 +189,9 @@ async def confirm(request: Request, token: str, state: State, limiter: Limiter) 
         if confirmed is None:  # a concurrent POST got there first, or the request closed meanwhile
             now = await _task(state, token)
             if now is not None and now["confirmed_at"] is not None:
-                return _already(now)
-            return _closed(now or task) or _refused(task, UploadRefused(
-                409, "This task can no longer be confirmed. Please reply to our e-mail.", title="Already settled"))
+                return pages.already(now, r)
+            return _closed(now or task, r) or pages.refused(task, r, settled_otherwise(
+                lambda t: t.gettext("This task can no longer be confirmed. Please reply to our e-mail.")))
         # The note may hold anything: it stays in manual_tasks, never in the append-only trail.
         await append_event(
             conn, event_key=f"{request_id}:manual-confirm:{system}:{action}", request_id=request_id,
@@ -297,69 +201,24 @@ async def confirm(request: Request, token: str, state: State, limiter: Limiter) 
 
     failpoint("manual-confirmed", system)  # on record, and nobody told yet (a repeat tells them)
     await _answered(state, task)
-    return _page(
-        "Thank you: confirmation recorded",
-        f'<p class="ok">We have recorded that the request has been carried out.</p>\n{_details(task)}\n'
-        "<p>You can close this page.</p>",
-    )
+    return pages.confirmed(task, r)
 
 
-def _upload_page(task: dict[str, Any], problem: UploadRefused | None = None) -> HTMLResponse:
-    """The form a processor sends its export with (or says it holds nothing)."""
-    limits = limits_of(task)
-    try:
-        refuse_if_closed(task, limits)
-    except UploadRefused as closed:
-        return _refused(task, closed)
-    alert = f'<p class="problem" role="alert">{escape(problem.message)}</p>\n' if problem else ""
-    return _page(
-        "Send your export for a data-subject request",
-        f"{alert}<p>We asked you by e-mail for a copy of the personal data you hold about a data subject "
-        "on our behalf. Please send it here: the files go to the data subject with the rest of their "
-        "data, so send it in a form they can read.</p>\n"
-        f"{_details(task)}\n"
-        '<form method="post" enctype="multipart/form-data">\n'
-        f'<label for="files">Your export</label>\n'
-        f'<p class="hint" id="files-hint">JSON, CSV, PDF or plain-text files, or a ZIP archive of them; at most '
-        f"{limits.max_file_mb} MB a file and {limits.max_total_mb} MB in all. Web pages, programs and other "
-        "kinds of file are refused.</p>\n"
-        f'<input type="file" id="files" name="{FILE_FIELD}" multiple accept="{escape(accepted_types(limits))}" '
-        'aria-describedby="files-hint">\n'
-        '<label><input type="checkbox" name="no_data" value="1"> We hold no personal data about this person</label>\n'
-        '<label for="note">Note (optional)</label>\n'
-        '<p class="hint" id="note-hint">For example, what the files contain, or what you could not include '
-        "and why.</p>\n"
-        f'<textarea id="note" name="note" rows="4" maxlength="{NOTE_MAX}" aria-describedby="note-hint"></textarea>\n'
-        '<button type="submit">Send the export</button>\n'
-        "</form>",
-        status=problem.status if problem else 200,
-    )
-
-
-def _refused(task: dict[str, Any], refused: UploadRefused) -> HTMLResponse:
-    title = refused.title or {409: "Already answered", 403: "Link expired"}.get(refused.status, "Upload refused")
-    return _page(title, f'<p class="problem" role="alert">{escape(refused.message)}</p>\n{_details(task)}',
-                 status=refused.status)
-
-
-async def _upload(request: Request, state: AppState, token: str, task: dict[str, Any]) -> HTMLResponse:
+async def _upload(request: Request, state: AppState, token: str, task: dict[str, Any], r: Reader) -> HTMLResponse:
     """Receive the export; a refusal shows the form again with the reason, and keeps nothing."""
     try:
         received = await receive_export(request, state.settings, state.storage, task)
     except UploadRefused as refused:
         if refused.status in (403, 409):
-            return _refused(task, refused)
-        return _upload_page(task, refused)
+            return pages.refused(task, r, refused)
+        return pages.upload_form(task, r, refused)
     pool = await state.db()
     if not await keep_export(pool, task, task["external_id"], received):
         now = await _task(state, token)
-        if now is not None and now["confirmed_at"] is None and (closed := _closed(now)) is not None:
+        if now is not None and now["confirmed_at"] is None and (closed := _closed(now, r)) is not None:
             return closed  # the request closed, or the task settled, while the files came in
-        return _refused(task, UploadRefused(409, "This request was answered meanwhile: your files were not kept."))
+        return pages.refused(task, r, UploadRefused(409, lambda t: t.gettext(
+            "This request was answered meanwhile: your files were not kept.")))
     failpoint("export-kept", task["system"])  # files, rows and answer on record; the task not yet told
     await _answered(state, task)
-    sent = (f"We have received {len(received.files)} file{'' if len(received.files) == 1 else 's'}: "
-            + ", ".join(f.filename for f in received.files) + "."
-            if received.files else "We have recorded that you hold no personal data about this person.")
-    return _page("Thank you: export received",
-                 f'<p class="ok">{escape(sent)}</p>\n{_details(task)}\n<p>You can close this page.</p>')
+    return pages.export_received(task, r, [f.filename for f in received.files])

@@ -12,7 +12,8 @@ is sent itself, as it streams in, declared length or not (chunked): every byte o
 against `body_limit` (the policy's total for files, plus FORM_ALLOWANCE for the form around them),
 the small fields are at most MAX_FIELDS parts of _FIELD_MAX bytes and _FIELDS_MAX together, and a
 part's headers at most _HEADERS_MAX; past any of them the answer is 413 naming the limit, and the
-rest of the body is not read. Only when every file passed are they stored
+rest of the body is not read. A refusal says why in the words of the catalogs (`Said`), its page
+being read in the staff language (api/callbacks/processor_pages.py). Only when every file passed are they stored
 whole, then recorded with their digest, size and kind, and the task confirmed, in one transaction:
 a refused or broken upload leaves nothing behind. A task already answered takes no more files (409).
 """
@@ -38,9 +39,11 @@ from api.callbacks.export_files import (
     MEDIA_TYPES,
     ContentCheck,
     RefusedFile,
+    Said,
     kind_for,
     safe_name,
 )
+from api.callbacks.link_refusals import UploadRefused, answered_already, settled_otherwise
 from dsrflow.crypto.filecrypt import EncryptedWriter
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.domain.audit import append_event
@@ -62,14 +65,6 @@ _HEADERS_MAX = 8 * 1024  # one part's headers (its name, file name and type)
 # What the form around the files may add to the policy's total: boundaries, headers, the fields.
 FORM_ALLOWANCE = 1024 * 1024
 FILE_FIELD = "files"
-
-
-class UploadRefused(Exception):
-    def __init__(self, status: int, message: str, title: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.title = title
 
 
 # A task in one of these has its answer (staff resolved it, or it settled otherwise): the link
@@ -107,12 +102,6 @@ async def record_answer(conn: Any, external_id: str, note: str | None) -> dateti
     return answered
 
 
-def answered_already(received: str = "") -> UploadRefused:
-    """More files for a task already answered: refused (409), saying what we have where known."""
-    return UploadRefused(409, " ".join(filter(None, ("This request has already been answered: no more files can be "
-                                                     "added.", received, "If something is missing, reply to our e-mail."))))
-
-
 def limits_of(task: dict[str, Any]) -> ProcessorExports:
     """The limits of the policy version the request runs under (the defaults where it has none)."""
     return ProcessorExports.model_validate(task.get("exports_policy") or {})
@@ -126,14 +115,18 @@ def refuse_if_closed(task: dict[str, Any], limits: ProcessorExports) -> None:
     if task["confirmed_at"] is not None:
         raise answered_already()
     if RequestStatus(task["request_status"]).is_closed and not task.get("deferred"):
-        raise UploadRefused(403, "This link has expired: the request it belongs to is closed.")
+        raise UploadRefused(403, lambda t: t.gettext("This link has expired: the request it belongs to is closed."))
     if task.get("task_status") in SETTLED and not task.get("deferred"):
-        raise UploadRefused(409, "We have already settled this task by other means, so this link no longer "
-                            "records anything. If you have news about it, please reply to our e-mail.",
-                            title="Already settled")
+        raise settled_otherwise(lambda t: t.gettext(
+            "We have already settled this task by other means, so this link no longer records anything. If you "
+            "have news about it, please reply to our e-mail."))
     if datetime.now(UTC) > task["last_mailed_at"] + timedelta(days=limits.link_days):
-        raise UploadRefused(403, f"This link has expired: it was valid for {limits.link_days} days after "
-                            "our last e-mail. Please reply to that e-mail and we will send a new one.")
+        raise UploadRefused(403, lambda t: t.ngettext(
+            "This link has expired: it was valid for %(days)d day after our last e-mail. Please reply to that "
+            "e-mail and we will send a new one.",
+            "This link has expired: it was valid for %(days)d days after our last e-mail. Please reply to that "
+            "e-mail and we will send a new one.", limits.link_days) % {"days": limits.link_days})
+
 
 
 def body_limit(limits: ProcessorExports) -> int:
@@ -142,8 +135,9 @@ def body_limit(limits: ProcessorExports) -> int:
 
 
 def _too_large(limits: ProcessorExports) -> RefusedFile:
-    return RefusedFile(f"The upload is larger than the limit of {limits.max_total_mb} MB of files "
-                       f"(and {FORM_ALLOWANCE // (1024 * 1024)} MB for the form around them)", status=413)
+    return RefusedFile(lambda t: t.gettext("The upload is larger than the limit of %(total_mb)d MB of files (and "
+                                           "%(form_mb)d MB for the form around them)")
+                       % {"total_mb": limits.max_total_mb, "form_mb": FORM_ALLOWANCE // (1024 * 1024)}, status=413)
 
 
 @dataclass
@@ -214,7 +208,8 @@ class _Parser:
     def _count_header(self, size: int) -> None:
         self._header_bytes += size
         if self._header_bytes > _HEADERS_MAX:
-            raise RefusedFile(f"A part of the form has headers longer than {_HEADERS_MAX // 1024} KB", status=413)
+            raise RefusedFile(lambda t: t.gettext("A part of the form has headers longer than %(kb)d KB")
+                              % {"kb": _HEADERS_MAX // 1024}, status=413)
 
     def on_header_field(self, data: bytes, start: int, end: int) -> None:
         self._count_header(end - start)
@@ -236,17 +231,20 @@ class _Parser:
         if not raw_name:  # a field, or a file input left empty (browsers still send the part)
             self.fields += 1
             if self.fields > MAX_FIELDS:
-                raise RefusedFile(f"The form has more than {MAX_FIELDS} fields besides its files: send only "
-                                  "the files, the note and the box", status=413)
+                raise RefusedFile(lambda t: t.gettext("The form has more than %(count)d fields besides its files: "
+                                                      "send only the files, the note and the box")
+                                  % {"count": MAX_FIELDS}, status=413)
         if b"filename" not in options:
             self._field = self.into.fields.setdefault(name, bytearray())
             return
         if name != FILE_FIELD:
-            raise RefusedFile(f"Unexpected file field {name!r}: send the files as {FILE_FIELD!r}")
+            raise RefusedFile(lambda t: t.gettext("Unexpected file field %(name)s: send the files as %(field)s")
+                              % {"name": repr(name), "field": repr(FILE_FIELD)})
         if not raw_name:
             return
         if len(self.into.files) >= MAX_FILES:
-            raise RefusedFile(f"At most {MAX_FILES} files can be sent at once: put them in a ZIP archive")
+            raise RefusedFile(lambda t: t.gettext("At most %(count)d files can be sent at once: put them in a ZIP "
+                                                  "archive") % {"count": MAX_FILES})
         filename = self._unique(safe_name(raw_name))
         check = ContentCheck(filename, kind_for(filename, self.limits.kinds), self.limits.max_file_bytes,
                              tuple(self.limits.kinds))
@@ -269,16 +267,18 @@ class _Parser:
         if self._file is not None:
             self.total += len(chunk)
             if self.total > self.limits.max_total_bytes:
-                raise RefusedFile(f"The files together are larger than the limit of {self.limits.max_total_mb} MB",
-                                  status=413)
+                raise RefusedFile(lambda t: t.gettext("The files together are larger than the limit of %(mb)d MB")
+                                  % {"mb": self.limits.max_total_mb}, status=413)
             self._file.check.feed(chunk)
             self._file.writer.write(chunk)
         elif self._field is not None:
             if len(self._field) + len(chunk) > _FIELD_MAX:
-                raise RefusedFile(f"A form field is longer than {_FIELD_MAX // 1024} KB", status=413)
+                raise RefusedFile(lambda t: t.gettext("A form field is longer than %(kb)d KB")
+                                  % {"kb": _FIELD_MAX // 1024}, status=413)
             self.field_bytes += len(chunk)
             if self.field_bytes > _FIELDS_MAX:
-                raise RefusedFile(f"The form fields are longer than {_FIELDS_MAX // 1024} KB together", status=413)
+                raise RefusedFile(lambda t: t.gettext("The form fields are longer than %(kb)d KB together")
+                                  % {"kb": _FIELDS_MAX // 1024}, status=413)
             self._field += chunk
 
     def on_part_end(self) -> None:
@@ -296,10 +296,10 @@ async def receive_export(request: Request, settings: Settings, store: BlobStore,
     refuse_if_closed(task, limits)
     content_type, params = parse_options_header(request.headers.get("content-type", ""))
     if content_type != b"multipart/form-data" or b"boundary" not in params:
-        raise UploadRefused(422, "Send the files as a form upload (multipart/form-data).")
+        raise UploadRefused(422, lambda t: t.gettext("Send the files as a form upload (multipart/form-data)."))
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > body_limit(limits):
-        raise UploadRefused(413, _sentence(_too_large(limits).message))
+        raise UploadRefused(413, _sentence(_too_large(limits).said))
     received = ReceivedExport(store)
     parser = _Parser(load_secret_key(settings), limits, received)
     size = 0
@@ -314,25 +314,27 @@ async def receive_export(request: Request, settings: Settings, store: BlobStore,
             multipart.write(chunk)
         multipart.finalize()
         if not received.files and not received.no_data:
-            raise RefusedFile("Choose at least one file to send, or tick the box saying you hold no data "
-                              "about this person")
+            raise RefusedFile(lambda t: t.gettext("Choose at least one file to send, or tick the box saying you "
+                                                  "hold no data about this person"))
         if received.files and received.no_data:
-            raise RefusedFile("You sent files and also ticked the box saying you hold no data: "
-                              "untick the box, or send no files")
+            raise RefusedFile(lambda t: t.gettext("You sent files and also ticked the box saying you hold no data: "
+                                                  "untick the box, or send no files"))
     except RefusedFile as refused:
         received.discard()
-        raise UploadRefused(refused.status, _sentence(refused.message)) from None
+        raise UploadRefused(refused.status, _sentence(refused.said)) from None
     except FormParserError:
         received.discard()
-        raise UploadRefused(422, "The upload could not be read as a form (multipart/form-data).") from None
+        raise UploadRefused(422, lambda t: t.gettext("The upload could not be read as a form "
+                                                     "(multipart/form-data).")) from None
     except Exception:
         received.discard()
         raise
     return received
 
 
-def _sentence(message: str) -> str:
-    return message.rstrip(".") + "."
+def _sentence(said: Said) -> Said:
+    """A refusal's words as a sentence of the page: ending in a full stop."""
+    return lambda t: said(t).rstrip(".") + "."
 
 
 async def keep_export(pool: Any, task: dict[str, Any], external_id: str, received: ReceivedExport) -> bool:
