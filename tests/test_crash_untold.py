@@ -23,7 +23,7 @@ from datetime import timedelta
 import pytest
 
 from activities.request_start_sweep import tell_untold_answers
-from api.read_models.event_words import describe_event
+from api.read_models.event_lines import describe_event
 from schemas.request_start import StartSweepInput, StartSweepReport
 from schemas.workflow import workflow_id_for
 from tests.evidence_pages import readable

@@ -34,7 +34,7 @@ from email.utils import format_datetime, make_msgid
 import pytest
 
 from activities.mailbox_intake import file_message
-from api.read_models import event_words
+from api.read_models import event_lines
 from dsrflow.crypto.hashing import subject_hash
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.domain.audit import append_event
@@ -207,7 +207,7 @@ def test_the_trail_says_which_processor_asked_confirmed_or_answered(kind):
     """The console's timeline and the pack's audit table named no processor on these lines, and the
     actor beside them is a code (`processor:email_marketing`)."""
     data, line = _PROCESSOR_EVENTS[kind]
-    assert event_words.describe_event({"event_type": kind, "data": data}, {},
+    assert event_lines.describe_event({"event_type": kind, "data": data}, {},
                                       {"email_marketing": "E-mail marketing (newsletters)"}) == line
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from api.read_models import event_words
+from api.read_models import event_lines, event_words
 from tests.evidence_pages import readable, section
 from tests.support import staff_headers, stored_request
 
@@ -74,7 +74,7 @@ async def test_each_laws_deadline_rule_cites_its_provision_and_the_calendar_it_c
 
 def test_a_stopped_request_and_a_restrictions_kept_records_read_as_words():
     """The console's history and the pack's audit table share these lines."""
-    describe = event_words.describe_event
+    describe = event_lines.describe_event
     assert describe({"event_type": "request.workflow_ended", "data": {"ended": "timed_out"}}) == \
         "Stopped: its workflow ended while the request was open (it had timed out)"
     assert describe({"event_type": "request.workflow_ended", "data": {"ended": "terminated"}}) == \
@@ -126,12 +126,12 @@ _RECORDED = {
 def test_a_letter_the_relay_refused_for_good_says_which_and_the_relays_reply():
     """A sweep's alert the relay refused for good (activities/sweep_alerts.py) is on the timeline
     with the relay's reply, not the bare "Letter refused" an unnamed event reads as."""
-    line = event_words.describe_event({"event_type": "letter.refused", "data": _RECORDED["letter.refused"]}, {}, {})
+    line = event_lines.describe_event({"event_type": "letter.refused", "data": _RECORDED["letter.refused"]}, {}, {})
     assert line.startswith("Letter refused for good by the mail relay") and "550 5.7.1 rejected by policy" in line, line
 
 
-@pytest.mark.parametrize("kind", sorted({*_RECORDED, *event_words._EVENT_WORDS}))
+@pytest.mark.parametrize("kind", sorted({*_RECORDED, *event_words.EVENT_WORDS}))
 def test_no_event_line_shows_a_code(kind):
-    line = event_words.describe_event({"event_type": kind, "data": _RECORDED.get(kind, {})},
+    line = event_lines.describe_event({"event_type": kind, "data": _RECORDED.get(kind, {})},
                                       {}, {"email_marketing": "E-mail marketing (newsletters)"})
     assert "_" not in line and kind not in line, line

@@ -9,16 +9,16 @@ from datetime import UTC, datetime
 
 from api import pages
 from api.console import view
-from api.read_models import event_words
+from api.read_models import event_lines, event_words
 from api.read_models.evidence_deadlines import controller_time
 
 
 def test_the_console_and_the_pack_describe_events_with_one_helper():
-    assert view.describe_event is event_words.describe_event
+    assert view.describe_event is event_lines.describe_event
 
 
 def test_codes_read_as_words():
-    describe = event_words.describe_event
+    describe = event_lines.describe_event
     assert describe({"event_type": "status.denied", "data": {"reason_code": "manifestly_unfounded"}}) == \
         "Status: denied (manifestly unfounded)"
     assert describe({"event_type": "verification.succeeded", "data": {"method": "email_link"}}) == \
@@ -58,13 +58,13 @@ def test_the_timeline_names_systems_by_their_labels():
     attention"); with the plan's labels they read as the Systems table does."""
     labels = {"email_marketing": "E-mail marketing (newsletters)"}
     attention = {"event_type": "task.needs_attention", "data": {"system": "email_marketing"}}
-    assert event_words.describe_event(attention, {}, labels) == "E-mail marketing (newsletters) task needs attention"
+    assert event_lines.describe_event(attention, {}, labels) == "E-mail marketing (newsletters) task needs attention"
     resolved = {"event_type": "task.resolved", "data": {"system": "email_marketing"}}
-    assert event_words.describe_event(resolved, {}, labels) == "Task resolved by staff (E-mail marketing (newsletters))"
+    assert event_lines.describe_event(resolved, {}, labels) == "Task resolved by staff (E-mail marketing (newsletters))"
     retried = {"event_type": "erasure.deferred_retried", "data": {"system": "email_marketing"}}
-    assert "(E-mail marketing (newsletters))" in event_words.describe_event(retried, {}, labels)
+    assert "(E-mail marketing (newsletters))" in event_lines.describe_event(retried, {}, labels)
     # A system the plan does not name keeps its id.
-    assert event_words.describe_event({"event_type": "task.done", "data": {"system": "crm"}}, {}, labels) == \
+    assert event_lines.describe_event({"event_type": "task.done", "data": {"system": "crm"}}, {}, labels) == \
         "crm task done"
 
 
@@ -72,7 +72,7 @@ def test_a_lock_says_the_link_still_works_and_a_confirmation_after_it_says_so():
     """Since a lock refuses typed codes only (workflows/verification.py LINK_OUTLIVES_LOCK), the
     timeline said "locked" then "verified" with nothing to say how; a lock from before still reads
     as it did."""
-    describe = event_words.describe_event
+    describe = event_lines.describe_event
     assert describe({"event_type": "verification.locked", "data": {"refuses": "codes"}}) == (
         "Verification locked after too many wrong codes (typed codes locked until a new code is sent; the link in "
         "the subject's latest e-mail still confirms)")

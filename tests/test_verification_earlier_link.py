@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-from api.read_models.event_words import describe_event
+from api.read_models.event_lines import describe_event
 from schemas.requests import RequestType
 from schemas.workflow import ResendInput, VerifyAttempt, VerifyResult
 from tests.staff_answers import replays

@@ -19,9 +19,9 @@ from fastapi.responses import HTMLResponse
 from markupsafe import Markup
 
 from api.pages import PAGE_HEADERS, render_fragment
+from api.read_models.event_lines import describe_event as describe_event  # shared with the evidence pack
 from api.read_models.event_words import WORDS as WORDS  # the console's templates write codes with these
 from api.read_models.event_words import day_words
-from api.read_models.event_words import describe_event as describe_event  # shared with the evidence pack
 from api.staff_actions import STAFF_ACTIONS, Situation
 from api.state import AppState
 from dsrflow.i18n import language_name

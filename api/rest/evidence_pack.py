@@ -13,7 +13,7 @@ from api.auth import Staff, require_console_role, require_role
 from api.deps import Pool, State
 from api.pages import page_language, render
 from api.problems import Problem
-from api.read_models import event_words
+from api.read_models import event_lines, event_words
 from api.read_models.actors import actor_name
 from api.read_models.evidence import assemble_evidence, planned_recipients
 from api.read_models.evidence_names import Labels
@@ -58,7 +58,7 @@ async def evidence_page(staff: Annotated[Staff, require_console_role("compliance
     return render(request, "console/evidence.html", {
         "pack": pack, "staff": staff, "who": lambda actor: actor_name(actor, names),
         "controller_timezone": timezone,
-        "describe": lambda event: event_words.describe_event(event, names, labels.systems, language=language,
+        "describe": lambda event: event_lines.describe_event(event, names, labels.systems, language=language,
                                                              timezone=timezone),
         "system_label": labels.system, "dataset_label": labels.dataset, "hold_label": labels.hold,
         "category_label": labels.category,

@@ -1,0 +1,130 @@
+"""The timeline's line for each event of the trail (`describe_event`): its words
+(api/read_models/event_words.py `EVENT_WORDS`) and the detail that matters most beside them. One
+function for the console's timeline and the evidence pack's audit table, so the two say the same."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from api.read_models.event_words import (
+    EVENT_WORDS,
+    action_words,
+    day_words,
+    ended_words,
+    ground_words,
+    method_words,
+    purpose_words,
+    status_words,
+    step_words,
+)
+from dsrflow.i18n import SOURCE_LANGUAGE, long_datetime
+
+
+def _kept_by(data: Mapping[str, Any]) -> str | None:
+    """What a restriction kept from which erasure: the retention schedule's rule (its code in the
+    trail: "retention rule web_logs") or an erasure a hold had deferred."""
+    if "by" not in data:
+        return None
+    by = (f"the retention rule “{str(data['rule']).replace('_', ' ')}”" if data.get("rule")
+          else "an erasure a hold had deferred" if data["by"] == "deferred erasure" else str(data["by"]))
+    return f"{data['records']} record(s), from {by}" if "records" in data else f"from {by}"
+
+
+def _told_late(data: Mapping[str, Any], system: str | None) -> str:
+    """How a processor's answer reached its task through the start sweep
+    (activities/request_start_sweep.py): which answer, and how long it had waited."""
+    answer = (f"its signed callback saying {status_words(str(data.get('status')))}" if data.get("via") == "callback"
+              else "its answer on its link")
+    minutes = data.get("minutes_untold")
+    return (f"{system or 'the processor'}: {answer} had waited {minutes} minute{'' if minutes == 1 else 's'} "
+            "for the task; the API recorded it but did not tell the task (it stopped, or lost Temporal)")
+
+
+def _asked(data: Mapping[str, Any], system: str | None) -> str | None:
+    """Which processor an e-mail asked (activities/connectors/manual_email.py), and to do what."""
+    return system and (f"{system}, to {action_words(data['action'])}" if data.get("action") else system)
+
+
+def _moment(value: Any, language: str, timezone: str) -> str:
+    """A moment the trail holds as an ISO string, written as the pages write one (the
+    `controller_time` filter): in `language`, on the clock of `timezone`, the zone named. Its
+    first ten characters were its UTC day: a freeze from 00:30 in Brussels read as the day before."""
+    try:
+        return long_datetime(datetime.fromisoformat(str(value)), language, timezone)
+    except ValueError:
+        return str(value)
+
+
+def _verified(data: Mapping[str, Any]) -> str | None:
+    """How the identity was confirmed; after a lock, by the latest e-mail's link (LINK_OUTLIVES_LOCK)."""
+    method = method_words(data.get("method"))
+    return f"{method}, after the typed codes were locked" if method and data.get("after_lock") else method
+
+
+def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = None,
+                   systems: Mapping[str, str] | None = None, *, language: str = SOURCE_LANGUAGE,
+                   timezone: str = "UTC") -> str:
+    """One line for the timeline; the details that matter most beside the words (`names`: staff
+    by actor and by `token:<id>`, for an assignment's assignee; `systems`: the systems' labels).
+    The words are English, as the console's; a day or a moment in them is written as the page
+    writes its own, in its `language` and its request's `timezone` (its policy version's)."""
+    kind, data = event["event_type"], event["data"] or {}
+    system = (systems or {}).get(data.get("system", ""), data.get("system"))
+    words = EVENT_WORDS.get(kind)
+    if kind.startswith("status."):
+        words = f"Status: {status_words(kind.removeprefix('status.'))}"
+    elif kind.startswith("deadline.due_in_"):
+        words = f"Deadline warning: {kind.removeprefix('deadline.due_in_').replace('_', ' ')} left"
+    elif kind == "verification.failed" and data.get("earlier_link"):
+        # The link of an e-mail a newer code replaced (workflows/verification.py EARLIER_LINK): no code.
+        words = "Refused: an earlier e-mail's link"
+    elif kind.startswith("task."):
+        words = words or f"{system or 'system'} task {kind.removeprefix('task.').replace('_', ' ')}"
+    # An event this table does not name yet still reads as words, never as `access.not_automated`.
+    words = words or kind.replace(".", " ").replace("_", " ").capitalize()
+    detail = {
+        "letter.sent": purpose_words(data.get("purpose")) if data.get("purpose") else None,
+        "letter.refused": f"{purpose_words(data.get('purpose'))}: {data.get('reply')}" if data.get("purpose") else None,
+        "letter.skip_settled": (f"{purpose_words(data.get('purpose'))}: "
+                                + ("it had gone out after all" if data.get("went") else "withdrawn, it never goes")
+                                if "went" in data else None),
+        "verification.succeeded": _verified(data),
+        # What a lock stops (workflows/verification.py LINK_OUTLIVES_LOCK; `{}` before it, the link too).
+        "verification.locked": ("typed codes locked until a new code is sent; the link in the subject's latest "
+                                "e-mail still confirms" if data.get("refuses") == "codes" else None),
+        "verification.failed": (("no attempt counted: " if data.get("earlier_link") else "")
+                                + f"{data.get('attempts_left')} attempt(s) left" if "attempts_left" in data else None),
+        "deadline.extended": (f"{day_words(data.get('from'), language)} → {day_words(data.get('to'), language)}: "
+                              f"{data.get('reason')}"),
+        "deadline.clock_started": "received {}, verified {}: due {} → {}, could extend to {} → {}".format(*(
+            day_words(data.get(k), language) for k in ("received_on", "verified_on", "from", "to", "extended_from",
+                                                       "extended_to"))),
+        "task.retried": system, "task.resolved": system,
+        # Which processor, and what it answered: the lines read "Processor confirmed by e-mail link"
+        # alone, and the actor beside them is a code (`processor:email_marketing`).
+        "processor.asked": _asked(data, system), "processor.reminded": _asked(data, system),
+        "processor.confirmed": system, "processor_export.purged": system,
+        "processor.callback": system and f"{system}: {status_words(str(data.get('status')))}" + (
+            f", {data['results_count']} record(s)" if "results_count" in data else ""),
+        "processor.export_received": system and (f"{system}: it holds no data of the subject" if data.get("no_data")
+                                                 else f"{system}: {data.get('files')} file(s)"),
+        **{f"erasure.deferred_{what}": system for what in ("submitted", "confirmed", "failed", "retried", "settled")},
+        "step.failed": f"{step_words(data.get('step'), data.get('about'))}: {data.get('message')}",
+        "step.resolved": f"{step_words(data.get('step'), data.get('about'))}: {data.get('resolution')}",
+        "status.denied": ground_words(data.get("reason_code")), "status.cancelled": data.get("reason"),
+        "restriction.lift_requested": data.get("reason"),
+        "suppression.lifted": data.get("consent"),  # how the subject consented again, as staff recorded it
+        "restriction.kept_from_erasure": _kept_by(data),
+        "staff.assigned": (names or {}).get(f"token:{data.get('assignee')}", "a colleague"),
+        "request.start_swept": f"{data.get('minutes_since_stored')} minutes after it was stored",
+        "processor.answer_told_late": _told_late(data, system),
+        "request.workflow_ended": f"it had {ended_words(data.get('ended'))}",
+        "request.workflow_recovered": f"frozen since {_moment(data.get('failing_since'), language, timezone)}",
+        "request.workflow_failing": (f"{data.get('attempts')} attempts; sealed with key {data['unheld_key']!r}, "
+                                     "which this deployment no longer holds" if data.get("unheld_key")
+                                     else f"{data.get('attempts')} attempts; the worker's log names the error"),
+        "request.resumed": f"it had {ended_words(data.get('ended'))}: {data.get('reason')}",
+    }.get(kind)
+    return f"{words} ({detail})" if detail else words
