@@ -1,18 +1,23 @@
-"""dsrflow's own processes (a worker, an API) started for a test, to be killed at a failpoint
-(dsrflow/infra/failpoints.py): the crash-window tests' harness."""
+"""Processes of their own started for a test: dsrflow's (a worker, an API, the erasure sweep's
+step) to be killed at a failpoint (dsrflow/infra/failpoints.py), the crash-window tests' harness,
+and a benchmark's smoke run."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 
+from dsrflow.settings import Settings
 from tests.support import delete_schedules, settings_env
 
 
@@ -58,3 +63,42 @@ async def answering(http: httpx.AsyncClient, api: subprocess.Popen, tmp_path: Pa
     raise AssertionError("the API never answered: " + (tmp_path / "api.log").read_text()[-3000:])
 
 
+def run_bench_smoke(module: str, results: Path, name: str, timeout: float,
+                    ) -> tuple[dict[str, Any], subprocess.CompletedProcess[str]]:
+    """Run `python -m bench.<module> --smoke`; its result file `name` (which must exist), with the
+    finished run (its output for failure messages, its exit code)."""
+    done = subprocess.run([sys.executable, "-m", f"bench.{module}", "--smoke", "--results", str(results)],
+                          cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True,
+                          timeout=timeout, check=False)
+    path = results / name
+    assert path.exists(), done.stdout[-3000:] + done.stderr[-3000:]
+    return json.loads(path.read_text()), done
+
+
+# The erasure sweep's step (activities/deferred.py) as a process of its own, to be killed at a failpoint.
+_SWEEP = """
+import asyncio, sys
+from datetime import datetime
+from temporalio.testing import ActivityEnvironment
+from activities.deferred import DeferredErasureActivities
+from dsrflow.infra.db import create_pool
+from dsrflow.settings import load_settings
+from schemas.holds import SweepInput
+from workers.dsr_worker import activity_context
+
+async def main():
+    settings = load_settings()
+    pool = await create_pool(settings.effective_database_url, min_size=1, max_size=4)
+    sweep = DeferredErasureActivities(activity_context(settings, pool)).sweep
+    await ActivityEnvironment().run(sweep, SweepInput(reason="test", as_of=datetime.fromisoformat(sys.argv[1])))
+
+asyncio.run(main())
+"""
+
+
+async def sweep_killed_at(settings: Settings, failpoint: str, as_of: datetime) -> None:
+    """Run the erasure sweep in a process of its own and check the failpoint killed it there."""
+    env = {**os.environ, **settings_env(settings), "DSRFLOW_FAILPOINTS": failpoint}
+    killed = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", _SWEEP, as_of.isoformat()],
+                                     env=env, capture_output=True, text=True, timeout=120)
+    assert killed.returncode == -9, killed.stderr[-3000:]

@@ -7,17 +7,13 @@ import contextlib
 import csv
 import io
 import json
-import os
 import re
-import subprocess
-import sys
 import uuid
 import weakref
 import zipfile
 from collections.abc import AsyncIterator, Callable
 from datetime import date, datetime, timedelta
 from email.message import EmailMessage
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -318,18 +314,6 @@ def english_only(content: dict[str, Any]) -> dict[str, Any]:
     return content
 
 
-def run_bench_smoke(module: str, results: Path, name: str, timeout: float,
-                    ) -> tuple[dict[str, Any], subprocess.CompletedProcess[str]]:
-    """Run `python -m bench.<module> --smoke`; its result file `name` (which must exist), with the
-    finished run (its output for failure messages, its exit code)."""
-    done = subprocess.run([sys.executable, "-m", f"bench.{module}", "--smoke", "--results", str(results)],
-                          cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True,
-                          timeout=timeout, check=False)
-    path = results / name
-    assert path.exists(), done.stdout[-3000:] + done.stderr[-3000:]
-    return json.loads(path.read_text()), done
-
-
 async def task_result(http: httpx.AsyncClient, pool: asyncpg.Pool, rid: str, system: str,
                       until: Callable[[dict], bool]) -> dict:
     """The request's result for `system` over the API, once `until` holds for it."""
@@ -345,35 +329,6 @@ async def task_result(http: httpx.AsyncClient, pool: asyncpg.Pool, rid: str, sys
             return results[system]
         await asyncio.sleep(poll_pause(loop.time() - started))
     raise AssertionError(f"the {system} task of {rid} never got there: {results.get(system)}")
-
-
-# The erasure sweep's step (activities/deferred.py) as a process of its own, to be killed at a failpoint.
-_SWEEP = """
-import asyncio, sys
-from datetime import datetime
-from temporalio.testing import ActivityEnvironment
-from activities.deferred import DeferredErasureActivities
-from dsrflow.infra.db import create_pool
-from dsrflow.settings import load_settings
-from schemas.holds import SweepInput
-from workers.dsr_worker import activity_context
-
-async def main():
-    settings = load_settings()
-    pool = await create_pool(settings.effective_database_url, min_size=1, max_size=4)
-    sweep = DeferredErasureActivities(activity_context(settings, pool)).sweep
-    await ActivityEnvironment().run(sweep, SweepInput(reason="test", as_of=datetime.fromisoformat(sys.argv[1])))
-
-asyncio.run(main())
-"""
-
-
-async def sweep_killed_at(settings: Settings, failpoint: str, as_of: datetime) -> None:
-    """Run the erasure sweep in a process of its own and check the failpoint killed it there."""
-    env = {**os.environ, **settings_env(settings), "DSRFLOW_FAILPOINTS": failpoint}
-    killed = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", _SWEEP, as_of.isoformat()],
-                                     env=env, capture_output=True, text=True, timeout=120)
-    assert killed.returncode == -9, killed.stderr[-3000:]
 
 
 async def staff_task_answer(http: httpx.AsyncClient, request_id: str, answer: str, body: dict[str, Any],

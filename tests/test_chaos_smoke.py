@@ -13,7 +13,7 @@ import pytest
 
 from bench.chaos_checks import UNOWNED, Findings, compare
 from bench.chaos_snapshot import Letter, PassState
-from tests.support import run_bench_smoke
+from tests.process_support import run_bench_smoke
 
 ROOT = Path(__file__).resolve().parents[1]
 ADA = "ada@example.com"

@@ -16,7 +16,8 @@ from activities.deferred import DeferredErasureActivities
 from schemas.holds import SweepInput
 from schemas.workflow import workflow_id_for
 from tests.fanout_stack import api, fanout_stack_alone
-from tests.support import fetch_rows, staff_headers, sweep_killed_at
+from tests.process_support import sweep_killed_at
+from tests.support import fetch_rows, staff_headers
 from workers.dsr_worker import activity_context, build_worker
 
 AS_OF = datetime(2036, 1, 2, 12, tzinfo=UTC)  # Ada's 2025 invoices are kept until 31 Dec 2035

@@ -20,6 +20,7 @@ from dsrflow.stores.holds_store import release_hold
 from schemas.holds import SweepInput
 from schemas.workflow import workflow_id_for
 from tests.fanout_stack import api, fanout_stack_alone
+from tests.process_support import sweep_killed_at
 from tests.saas_support import http_system
 from tests.support import (
     eventually,
@@ -27,7 +28,6 @@ from tests.support import (
     letters_for,
     place_claims_hold,
     staff_headers,
-    sweep_killed_at,
     text_of,
     wait_for_letter,
 )

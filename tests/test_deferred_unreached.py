@@ -22,13 +22,13 @@ from policy.model import DEFAULT_POLICY
 from schemas.holds import SweepInput
 from tests.conftest import database_pool
 from tests.fanout_stack import loopback_socket
+from tests.process_support import sweep_killed_at
 from tests.support import (
     api_client,
     letters_for,
     place_claims_hold,
     staff_headers,
     stored_request,
-    sweep_killed_at,
     text_of,
 )
 from workers.dsr_worker import activity_context

@@ -22,7 +22,7 @@ import pytest
 
 from bench.chaos_snapshot import Letter
 from bench.multi_process_checks import KINDS, REQUIRED_EVENTS, Outcome, findings
-from tests.support import run_bench_smoke
+from tests.process_support import run_bench_smoke
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE_REQUESTS = 40
