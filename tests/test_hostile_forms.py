@@ -26,6 +26,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowExecutionStatus
 
 from api.app import create_app
+from api.console.suppressions import CONSENT_FIELD
 from api.staff_actions import STAFF_ACTIONS
 from dsrflow.settings import Settings
 from schemas.workflow import task_workflow_id
@@ -153,6 +154,9 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "/console/requests/{request_id}/resume": ("reason",),
     "/console/views": ("name", "query"),
     "/console/views/{view_id}/delete": (),
+    "/console/suppressions/check": ("addresses",),
+    # The consent's box is named after the address whose Lift button was pressed (api/console/suppressions.py).
+    "/console/suppressions/lift": ("addresses", "email", f"{CONSENT_FIELD}x@example.com"),
     ACT: (),  # one route per action of api/staff_actions.py, each with its body's fields
     "/console/inbox/{message_id}/convert": (*_REQUEST_FORM, "customer_id", "regime", "complaint_reasons"),
     "/console/inbox/{message_id}/attach": ("request_id",),

@@ -36,6 +36,7 @@ from api.state import AppState
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.domain.references import short_reference
 from dsrflow.stores.suppressions_store import NotSuppressed, Suppression, lift_suppression, suppressed
+from schemas.plain_text import refused_control
 
 router = APIRouter(prefix="/console", tags=["console"], include_in_schema=False,
                    route_class=problem_pages("console/problem.html"))
@@ -47,6 +48,8 @@ _EMAIL: TypeAdapter[str] = TypeAdapter(EmailStr)
 # The field a lift's consent is read from: one per address, so that the form of the whole table
 # carries the one beside the address's Lift button (api/templates/console/suppressions.html).
 CONSENT_FIELD = "consent:"
+# RFC 5321's limit on a path (254 characters of address): a longer entry is no address to look up.
+_ADDRESS_MAX = 254
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,11 @@ async def _checked_page(request: Request, staff: Staff, state: AppState, pool: a
         return _page(request, staff, status_code, **context)
     if not addresses:
         return _page(request, staff, 422, check_error="Paste at least one e-mail address.")
+    if refused := refused_control(text):
+        return _page(request, staff, 422, **context, check_error=f"The addresses {refused}: paste them again.")
+    if too_long := next((a for a in addresses if len(a) > _ADDRESS_MAX), None):
+        return _page(request, staff, 422, **context, check_error=(
+            f"“{too_long[:40]}…” is too long to be an e-mail address (at most {_ADDRESS_MAX} characters)."))
     if len(addresses) > SUPPRESSION_CHECK_MAX:
         return _page(request, staff, 422, addresses=text, **context, check_error=(
             f"At most {SUPPRESSION_CHECK_MAX:,} addresses at once: you pasted {len(addresses):,}. Check them in parts."))
