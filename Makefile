@@ -21,13 +21,14 @@ run: $(STAMP)
 
 # pytest exits 5 when it collected no tests: for us that is a failure, not a pass.
 # Lint, types and the layer contracts first: a finding fails the run before the tests start.
-# Three pytest-xdist workers, each taking whole modules: most tests wait on servers rather than burn
-# CPU, so three keep 2 cores busy; four did not pay in a clean clone (docs/testing.md#how-the-suite-is-kept-fast).
+# Four pytest-xdist workers, each taking whole modules: most tests wait on servers rather than burn
+# CPU, so four keep 2 cores busy (two clean clones of 2026-12-06: 632-688 s of pytest against three
+# workers' 824 s; docs/testing.md#how-the-suite-is-kept-fast).
 # Bytecode is cached even where the environment says not to (PYTHONDONTWRITEBYTECODE, as on CI):
 # the suite starts hundreds of Python processes (stacks, workers, APIs), each of which would
 # otherwise compile dsrflow's modules again, and each pytest worker would rewrite every test
 # module's asserts again (about 10 s of CPU per worker on 2 cores).
-PYTEST_WORKERS ?= 3
+PYTEST_WORKERS ?= 4
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy

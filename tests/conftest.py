@@ -40,7 +40,7 @@ from tests.sql_demo import systems, template  # noqa: F401 (fixtures for the sql
 from workflows.search_attributes import SEARCH_ATTRIBUTES
 
 # The modules that take longest (from a minute and a half down to half a minute on 2 cores), run
-# first: `make test` hands whole modules to three pytest-xdist workers in this order
+# first: `make test` hands whole modules to four pytest-xdist workers in this order
 # (docs/testing.md#how-the-suite-is-kept-fast), so a long module started last would leave one
 # worker busy while the others idle. Those that run whole stacks of processes (and take
 # both cores) come one in three, between those that mostly wait (timeouts, backoffs, a browser's
