@@ -26,7 +26,9 @@ from activities.connectors.tls import tls_context
 from api.app import create_app
 from api.auth import create_token
 from devstack.smtp_sink import MailSink, read_mailbox
+from dsrflow.crypto.hashing import subject_hash
 from dsrflow.crypto.keys import load_secret_key
+from dsrflow.domain.audit import append_event
 from dsrflow.domain.references import short_reference
 from dsrflow.settings import Settings
 from dsrflow.stores.holds_store import place_hold
@@ -295,6 +297,27 @@ async def place_claims_hold(pool: asyncpg.Pool, settings: Settings, email: str, 
                                    basis="Art. 17(3)(e) GDPR", reason="Dispute over a support contract, claim 2026/17",
                                    review_date=date.today() + timedelta(days=90), actor="compliance:test")
         return hold
+
+
+async def kept_whole_under(pool: asyncpg.Pool, settings: Settings, request_id: str, email: str, system: str,
+                           hold: dict) -> dict:
+    """What an erasure leaves of `system` under a legal-claims `hold` (place_claims_hold) on all its
+    data: its deferred erasure's row, and the kept record its task carries (returned)."""
+    await pool.execute(
+        """INSERT INTO deferred_erasures (request_id, subject_hash, system, dataset, record_key, hold_kind,
+                                          hold_ref, policy_version)
+           SELECT id, $2, $3, 'all', 'all', 'legal_claims', $4, policy_version FROM dsr_requests WHERE id = $1""",
+        uuid.UUID(request_id), subject_hash(load_secret_key(settings), email), system, str(hold["id"]))
+    return {"system": system, "dataset": "all", "records": 1, "hold_kind": "legal_claims", "hold_ref": str(hold["id"]),
+            "basis": "Art. 17(3)(e) GDPR", "law": "a legal claim (establishment, exercise or defence of legal claims)",
+            "until": hold["review_date"].isoformat()}
+
+
+async def answered_in_part(pool: asyncpg.Pool, request_id: str) -> None:
+    """The response letter on record as sent, a refusal in part (what a hold kept)."""
+    async with pool.acquire() as conn:
+        await append_event(conn, event_key=f"{request_id}:response", request_id=request_id, event_type="letter.sent",
+                           actor="workflow", data={"purpose": "response", "refusal": True, "to_staff": False})
 
 
 async def delete_schedules(client: Client) -> None:

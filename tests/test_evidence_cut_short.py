@@ -15,12 +15,17 @@ import html
 import re
 import uuid
 
-from dsrflow.crypto.hashing import subject_hash
-from dsrflow.crypto.keys import load_secret_key
-from dsrflow.domain.audit import append_event
 from dsrflow.i18n import long_date
 from tests.evidence_pages import readable, section
-from tests.support import console_sign_in, place_claims_hold, staff_headers, stored_request, unique_email
+from tests.support import (
+    answered_in_part,
+    console_sign_in,
+    kept_whole_under,
+    place_claims_hold,
+    staff_headers,
+    stored_request,
+    unique_email,
+)
 
 SYSTEM = "Google Analytics 4"
 REST = "under 11 of the 61 identifiers by which it knows the subject"
@@ -37,10 +42,7 @@ async def _cut_short_erasure(pool, settings) -> tuple[str, dict]:
                                          'tasks', $2::jsonb) FROM dsr_requests WHERE id = $1""",
         uuid.UUID(rid), [{"system": "analytics", "action": "erase", "connector": "http", "label": SYSTEM,
                           "recipient": None, "scope": None}])
-    kept = {"system": "analytics", "dataset": "all", "records": 1, "hold_kind": "legal_claims",
-            "hold_ref": str(hold["id"]), "basis": "Art. 17(3)(e) GDPR",
-            "law": "a legal claim (establishment, exercise or defence of legal claims)",
-            "until": hold["review_date"].isoformat()}
+    kept = await kept_whole_under(pool, settings, rid, email, "analytics", hold)
     # As activities/fanout.py records it: found every identifier, changed those the service accepted.
     await pool.execute(
         """INSERT INTO system_tasks (request_id, system, action, status, found, changed, kept, datasets, message,
@@ -49,15 +51,7 @@ async def _cut_short_erasure(pool, settings) -> tuple[str, dict]:
         uuid.UUID(rid), {"identifiers": {"found": 61, "submitted": 50}},
         "kept under a legal-claims hold placed while the erasure waited to carry on: what it had done before "
         f"stands (50 of 61 identifiers accepted by {SYSTEM} before it; the 11 left not sent)", [kept])
-    await pool.execute(
-        """INSERT INTO deferred_erasures (request_id, subject_hash, system, dataset, record_key, hold_kind,
-                                          hold_ref, policy_version)
-           SELECT id, $2, 'analytics', 'all', 'all', 'legal_claims', $3, policy_version
-             FROM dsr_requests WHERE id = $1""",
-        uuid.UUID(rid), subject_hash(load_secret_key(settings), email), str(hold["id"]))
-    async with pool.acquire() as conn:
-        await append_event(conn, event_key=f"{rid}:cut-short:response", request_id=rid, event_type="letter.sent",
-                           actor="workflow", data={"purpose": "response", "refusal": True, "to_staff": False})
+    await answered_in_part(pool, rid)
     return rid, hold
 
 

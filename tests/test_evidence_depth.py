@@ -45,7 +45,15 @@ from policy.mailbox import load_mailbox_policy
 from policy.model import load_policy
 from schemas.requests import NewRequest
 from tests.evidence_pages import readable, section
-from tests.support import OUR_SENDER, place_claims_hold, staff_headers, stored_request, unique_email
+from tests.support import (
+    OUR_SENDER,
+    answered_in_part,
+    kept_whole_under,
+    place_claims_hold,
+    staff_headers,
+    stored_request,
+    unique_email,
+)
 
 BE_ACCOUNTING = {"basis": "Art. 17(3)(b) GDPR: compliance with a legal obligation",
                  "law": "Belgian VAT Code Art. 60 §4 and Income Tax Code (CIR 92) Art. 315"}
@@ -91,21 +99,10 @@ async def _erasure_that_kept(pool, settings, regime: str, *, processor_whole: bo
         uuid.UUID(rid), subject_hash(load_secret_key(settings), email))
     if processor_whole:
         hold = await place_claims_hold(pool, settings, email, ["email_marketing"])
-        whole = {"system": "email_marketing", "dataset": "all", "records": 1, "hold_kind": "legal_claims",
-                 "hold_ref": str(hold["id"]), "basis": "Art. 17(3)(e) GDPR",
-                 "law": "a legal claim (establishment, exercise or defence of legal claims)",
-                 "until": hold["review_date"].isoformat()}
+        whole = await kept_whole_under(pool, settings, rid, email, "email_marketing", hold)
         await pool.execute("""INSERT INTO system_tasks (request_id, system, action, status, kept, kept_records)
                               VALUES ($1, 'email_marketing', 'erase', 'done', 1, $2)""", uuid.UUID(rid), [whole])
-        await pool.execute(
-            """INSERT INTO deferred_erasures (request_id, subject_hash, system, dataset, record_key, hold_kind,
-                                              hold_ref, policy_version)
-               SELECT id, $2, 'email_marketing', 'all', 'all', 'legal_claims', $3, policy_version
-                 FROM dsr_requests WHERE id = $1""",
-            uuid.UUID(rid), subject_hash(load_secret_key(settings), email), str(hold["id"]))
-    async with pool.acquire() as conn:
-        await append_event(conn, event_key=f"{rid}:depth:response", request_id=rid, event_type="letter.sent",
-                           actor="workflow", data={"purpose": "response", "refusal": True, "to_staff": False})
+    await answered_in_part(pool, rid)
     return rid
 
 

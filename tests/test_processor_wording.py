@@ -19,15 +19,12 @@ from pathlib import Path
 import pytest
 from babel.messages.pofile import read_po
 
-from activities.connectors.base import ConnectorEnv, Subject
-from activities.connectors.manual_email import ManualEmailConnector
 from activities.letter_templates import PROCESSOR_PURPOSES, letter_wording
 from activities.processor_mail import REQUEST_PURPOSE
 from dsrflow.domain.references import short_reference
 from dsrflow.i18n import CONSUMER, LOCALES, SERVICE_PROVIDER, THIRD_PARTY, catalog_path
-from dsrflow.settings import Settings
 from schemas.vocabulary import Language, Regime
-from tests.test_regime_citations import _EVERY_PROCESSOR_MAIL, LOADED, REQUEST_ID, _Request, processor_mail, read
+from tests.test_regime_citations import _EVERY_PROCESSOR_MAIL, REQUEST_ID, composed_for_surveys, processor_mail, read
 
 LANGUAGES = [language.value for language in Language]
 WORDINGS = {Regime.vcdpa: CONSUMER, Regime.ctdpa: CONSUMER, Regime.cpa: CONSUMER, Regime.ccpa: SERVICE_PROVIDER,
@@ -103,14 +100,7 @@ def test_an_erasure_is_a_deletion_to_a_service_provider():
 
 
 async def test_the_connector_writes_in_the_words_of_the_stored_requests_law(monkeypatch):
-    monkeypatch.setenv("DSRFLOW_SURVEYS_PRIVACY_EMAIL", "privacy@surveys.example")
-    policy = LOADED.policy
-    connector = ManualEmailConnector(ConnectorEnv(
-        system_name="surveys", system=policy.systems["surveys"], policy=policy, secret=b"k" * 32,
-        settings=Settings(DSRFLOW_PUBLIC_URL="https://privacy.example.test"), callback_url="",
-        pool=object(), mailer=object()))
-    message = await connector._compose(_Request("ccpa"), Subject(request_id=REQUEST_ID, email="jane@example.org"),
-                                       REQUEST_PURPOSE, "object", scope=None, key="k")
+    message = await composed_for_surveys(monkeypatch, "ccpa")
     assert isinstance(message, EmailMessage) and str(message["Subject"]).startswith("Consumer request ")
     body = message.get_body(("plain",))
     assert body is not None

@@ -220,20 +220,25 @@ class _Request:
                 "regime": self.regime}
 
 
-@pytest.mark.parametrize(("regime", "cited"), [
-    ("gdpr", ["Art. 28(3)(e) GDPR", "profiling (Art. 21(1) GDPR)"]),
-    ("uk_gdpr", ["Art. 28(3)(e) UK GDPR", "profiling (Art. 21(1) UK GDPR)"]),
-    ("ccpa", []), ("pipeda", []),
-])
-async def test_the_connector_writes_to_the_processor_in_the_law_of_the_stored_request(monkeypatch, regime, cited):
+async def composed_for_surveys(monkeypatch: pytest.MonkeyPatch, regime: str) -> EmailMessage:
+    """The objection e-mail the surveys processor (asked by e-mail) gets for a request under `regime`."""
     monkeypatch.setenv("DSRFLOW_SURVEYS_PRIVACY_EMAIL", "privacy@surveys.example")
     policy = LOADED.policy
     connector = ManualEmailConnector(ConnectorEnv(
         system_name="surveys", system=policy.systems["surveys"], policy=policy, secret=b"k" * 32,
         settings=Settings(DSRFLOW_PUBLIC_URL="https://privacy.example.test"), callback_url="",
         pool=object(), mailer=object()))
-    message = await connector._compose(_Request(regime), Subject(request_id=REQUEST_ID, email="jane@example.org"),
-                                       REQUEST_PURPOSE, "object", scope=None, key="k")
+    return await connector._compose(_Request(regime), Subject(request_id=REQUEST_ID, email="jane@example.org"),
+                                    REQUEST_PURPOSE, "object", scope=None, key="k")
+
+
+@pytest.mark.parametrize(("regime", "cited"), [
+    ("gdpr", ["Art. 28(3)(e) GDPR", "profiling (Art. 21(1) GDPR)"]),
+    ("uk_gdpr", ["Art. 28(3)(e) UK GDPR", "profiling (Art. 21(1) UK GDPR)"]),
+    ("ccpa", []), ("pipeda", []),
+])
+async def test_the_connector_writes_to_the_processor_in_the_law_of_the_stored_request(monkeypatch, regime, cited):
+    message = await composed_for_surveys(monkeypatch, regime)
     assert isinstance(message, EmailMessage)
     body = message.get_body(("plain",))
     assert body is not None
