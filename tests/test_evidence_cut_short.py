@@ -95,3 +95,13 @@ async def test_the_console_says_what_went_before_the_hold_and_what_the_hold_keep
             f"{long_date(hold['review_date'])}). Before the hold, {SYSTEM} had accepted the deletion of the data under "
             "the other 50.") in held, held
     assert "Everything in" not in held
+    # The Systems table and the deferred-erasure panel say the same: they said Kept "1" and "1 still held".
+    assert f"{SYSTEM} erase done 61 50 11 of 61 identifiers " in _text(page, '<table id="tasks">', "</table>"), page
+    deferred = _text(page, '<section id="deferred"', "</table>")
+    assert f"{SYSTEM} the data under 11 of 61 identifiers, still held " in deferred, deferred
+    assert "1 still held" not in deferred
+
+
+def _text(page: str, start: str, end: str) -> str:
+    """The words of the page from `start` to the next `end`, tags dropped."""
+    return " ".join(re.sub(r"<[^>]+>", " ", start + page.split(start)[1].split(end)[0]).split())

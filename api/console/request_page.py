@@ -44,7 +44,7 @@ from api.forms import read_form
 from api.pages import PAGE_HEADERS, page_language, problem_pages, render
 from api.problems import Problem, field_errors
 from api.read_models.actors import actor_name
-from api.read_models.evidence import assemble_evidence, planned_recipients
+from api.read_models.evidence import assemble_evidence, cut_short_systems, planned_recipients
 from api.read_models.staff_reach import (
     COMPLAINT_REASONS,
     LEGAL_CLAIMS_HOLDS,
@@ -212,6 +212,7 @@ async def _context(state: AppState, today: date, request_id: str, staff: Staff) 
         "controller_timezone": deadlines["basis"]["timezone"],
         "acknowledgement": _acknowledgement(deadlines),
         "pack": pack, "r": row, "live": live, "status": status, "due": due, "extended": extended,
+        "cut_short": cut_short_systems(pack["results"]),  # an erasure a hold cut short: as the Holds section says
         # Who vouched for the subject, by name; they may not approve the request too (workflows/approval.py).
         "attested_by": actor_name(pack["verification"]["attested_by"] or "", names),
         "attested_by_you": pack["verification"]["attested_by"] == staff.actor,

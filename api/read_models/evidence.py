@@ -88,11 +88,12 @@ def _as_told(kept: dict[str, Any], policy: Policy | None, regime: str) -> dict[s
     return {"basis": basis, "law": law}
 
 
-def _cut_short(tasks: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+def cut_short_systems(tasks: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
     """Per system, an erasure a legal-claims hold cut short, as the response letter reads it from
     the task (activities/letter_outcome.py `cut_short`): its "all" record, and the erasure deferred
     until the hold ends, keep the data under the identifiers not sent, not all the system holds.
-    The pack said "all the data it holds, kept whole" beside a letter that said part was erased."""
+    The pack said "all the data it holds, kept whole" beside a letter that said part was erased;
+    the console's request page reads it too (its Systems and deferred-erasure tables)."""
     found = {}
     for task in tasks:
         result = TaskResult.model_validate({name: task[name] for name in (
@@ -136,7 +137,7 @@ async def _holds(conn: asyncpg.Connection, row: dict[str, Any], secret: bytes,
     )
     # The basis and law of each kept record in the request's law, as its response letter gave them.
     loaded = await version_policy(conn, row["policy_version"])
-    short = _cut_short(tasks)
+    short = cut_short_systems(tasks)
 
     def cut(system: str, dataset: str) -> dict[str, int] | None:
         return short.get(system) if dataset == WHOLE_SYSTEM else None
