@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,6 +29,7 @@ from dsrflow.infra.storage import open_storage
 from dsrflow.stores.kept_copies import sweep_orphans
 from schemas.workflow import workflow_id_for
 from tests.conftest import running_postgres
+from tests.evidence_pages import LOCAL_TIME
 from tests.fanout_stack import api, fanout_stack, fanout_stack_alone
 from tests.process_support import answering, died, dsrflow_process
 from tests.support import (
@@ -162,6 +164,7 @@ async def test_an_upload_killed_before_its_task_is_told_is_told_when_sent_again_
     opened = await http.get(path)
     assert opened.status_code == 200 and "Already confirmed" in opened.text
     assert named in opened.text and "2 files (answers.csv, profile.json)" in opened.text
+    assert re.search(f"{named}{LOCAL_TIME}", opened.text), opened.text  # on the controller's clock, named
     again = await http.post(path, files=EXPORT)
     assert again.status_code == 409 and "already been answered" in again.text
     assert named in again.text and "2 files (answers.csv, profile.json)" in again.text

@@ -47,7 +47,8 @@ def _task(action: str = "erase", language: str | None = "fr", regime: str = "ccp
     return {"request_id": "0193a7c2-5e1f-7c3a-9b2d-4f6e8a1c3b5d", "system": "surveys", "action": action,
             "label": "Enquêtes en ligne", "controller": "Connexeon", "confirmed_at": None,
             "request_status": "in_progress", "task_status": "pending", "last_mailed_at": datetime.now(UTC),
-            "exports_policy": None, "deferred": False, "staff_language": language, "regime": regime, **row}
+            "exports_policy": None, "deferred": False, "staff_language": language, "regime": regime,
+            "timezone": "Europe/Brussels", **row}
 
 
 def _refusal(task: dict) -> UploadRefused:
@@ -98,8 +99,8 @@ def test_every_page_speaks_french_in_the_ccpas_words():
     assert "de droits d'un consommateur. Une fois que c'est fait" in said["confirm form"]
     assert "Confirmer que la demande a été exécutée" in said["confirm form"]
     assert said["thank you"].startswith("Merci\u00a0: confirmation enregistrée")
-    assert "Cette demande a été confirmée le 6 décembre 2026, 08:30 UTC." in said["already answered"]
-    assert "Nous avons reçu votre export le 6 décembre 2026, 08:30 UTC\u00a0: 2 fichiers (a.csv, b.json)." in (
+    assert "Cette demande a été confirmée le 6 décembre 2026, 09:30 CET (UTC+1)." in said["already answered"]
+    assert "Nous avons reçu votre export le 6 décembre 2026, 09:30 CET (UTC+1)\u00a0: 2 fichiers (a.csv, b.json)." in (
         said["export answered"])
     assert "vous ne détenez aucun renseignement personnel concernant cette personne" in said["nothing held, answered"]
     assert said["more files"].startswith("Déjà répondu") and "aucun fichier ne peut plus être ajouté" in said[
@@ -149,7 +150,7 @@ def test_an_english_controller_keeps_the_pages_words_and_their_safety():
     assert "erase the data subject's personal data" in said["confirm form"]
     assert "Please send it here: the files go to the data subject" in said["upload form"]
     assert "Thank you: confirmation recorded" in said["thank you"]
-    assert "We received your export on 6 December 2026, 08:30 UTC: 2 files (a.csv, b.json)." in said[
+    assert "We received your export on 6 December 2026, 09:30 CET (UTC+1): 2 files (a.csv, b.json)." in said[
         "export answered"]
     assert said["settled"].startswith("Already settled")
     assert "it was valid for 30 days after our last e-mail" in said["expired"]

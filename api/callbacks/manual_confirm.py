@@ -81,7 +81,7 @@ async def _task(state: AppState, token: str) -> dict[str, Any] | None:
         f"""SELECT m.request_id, m.system, m.action, m.external_id, m.confirmed_at,
                   coalesce(m.last_reminded_at, m.sent_at) AS last_mailed_at, r.status AS request_status,
                   s.status AS task_status, r.regime, p.content -> 'languages' ->> 'staff' AS staff_language,
-                  p.content -> 'controller' ->> 'name' AS controller,
+                  p.content -> 'controller' ->> 'name' AS controller, p.content -> 'defaults' ->> 'timezone' AS timezone,
                   p.content -> 'systems' -> m.system ->> 'label' AS label,
                   p.content -> 'processor_exports' AS exports_policy, {DEFERRED_WAITING} AS deferred
              FROM manual_tasks m

@@ -118,7 +118,9 @@ def _details(task: dict[str, Any], r: Reader) -> str:
 
 
 def _when(task: dict[str, Any], r: Reader) -> str:
-    return long_datetime(task["confirmed_at"], r.language, "UTC")
+    """When the processor answered, on the controller's clock (its request's policy version's
+    timezone, named), as the e-mail that carried the link writes its times."""
+    return long_datetime(task["confirmed_at"], r.language, task.get("timezone") or "UTC")
 
 
 def received(task: dict[str, Any], r: Reader, names: list[str]) -> str:
