@@ -32,8 +32,8 @@ REST = "under 11 of the 61 identifiers by which it knows the subject"
 BEFORE = "(it had accepted the deletion of the data under the other 50 before the hold)"
 
 
-async def _cut_short_erasure(pool, settings) -> tuple[str, dict]:
-    email = unique_email("cut-short")
+async def _cut_short_erasure(pool, settings, email: str | None = None) -> tuple[str, dict]:
+    email = email or unique_email("cut-short")
     rid = await stored_request(pool, settings, "cut-short", type_="erasure", email=email)
     hold = await place_claims_hold(pool, settings, email, ["analytics"])
     await pool.execute(
@@ -105,3 +105,23 @@ async def test_the_console_says_what_went_before_the_hold_and_what_the_hold_keep
 def _text(page: str, start: str, end: str) -> str:
     """The words of the page from `start` to the next `end`, tags dropped."""
     return " ".join(re.sub(r"<[^>]+>", " ", start + page.split(start)[1].split(end)[0]).split())
+
+
+async def test_the_rest_listing_of_deferred_erasures_says_what_the_hold_keeps(http, pool, settings):
+    email = unique_email("cut-short")
+    rid, hold = await _cut_short_erasure(pool, settings, email)
+    # Beside it, a system the same hold kept whole before anything was erased there: no counts.
+    kept = await kept_whole_under(pool, settings, rid, email, "crm", hold)
+    await pool.execute(
+        """INSERT INTO system_tasks (request_id, system, action, status, found, changed, kept, datasets, message,
+                                     kept_records)
+           VALUES ($1, 'crm', 'erase', 'done', 0, 0, 1, '{}', 'kept under a legal-claims hold', $2)""",
+        uuid.UUID(rid), [kept])
+
+    listed = await http.get(f"/v1/requests/{rid}/deferred-erasures", headers=await staff_headers(pool))
+
+    assert listed.status_code == 200, listed.text
+    # It said `states: {"held": 1}` alone, as if the hold kept all the data Google Analytics 4 holds.
+    assert [(d["system"], d["states"], d["cut_short"]) for d in listed.json()] == [
+        ("analytics", {"held": 1}, {"identifiers": 61, "accepted": 50, "kept": 11}),
+        ("crm", {"held": 1}, None)]

@@ -103,6 +103,15 @@ def cut_short_systems(tasks: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
     return found
 
 
+async def request_cut_short(pool: asyncpg.Pool, request_id: str) -> dict[str, dict[str, int]]:
+    """`cut_short_systems` of one request's tasks, for a reader without its evidence pack: the REST
+    listing of deferred erasures (api/rest/deferred_erasures.py), which said only "held: 1"."""
+    tasks = [dict(r) for r in await pool.fetch(
+        """SELECT system, action, status, found, changed, kept, datasets, kept_records
+             FROM system_tasks WHERE request_id = $1""", request_id)]
+    return cut_short_systems(tasks)
+
+
 async def _holds(conn: asyncpg.Connection, row: dict[str, Any], secret: bytes,
                  tasks: list[dict[str, Any]]) -> dict[str, Any]:
     deferred = await conn.fetch(

@@ -13,6 +13,7 @@ from api.auth import Staff, require_role
 from api.deps import Pool, State
 from api.erasure_sweeps import ask_processor_again, with_retries_under_way
 from api.problems import Problem
+from api.read_models.evidence import request_cut_short
 from api.staff_writes import DEFERRED_ROLES
 from dsrflow.stores.deferred_store import DeferredRefused, Shown, deferred_erasures, settle_deferred
 from dsrflow.stores.requests_store import get_request
@@ -52,9 +53,14 @@ async def list_deferred(staff: Annotated[Staff, require_role(DEFERRED_ROLES["rea
     (`attempt`), and the `actions` compliance may take now (send `attempt` and `state` with them).
     `resent`, for one asked again whose processor has not yet been sent the question: "running"
     while the sweep that sends it runs (no `retry` then: it would only find that sweep), "not
-    started" when nothing is sending it (`retry` starts it); else null."""
+    started" when nothing is sending it (`retry` starts it); else null. `cut_short`, for an erasure a
+    legal-claims hold cut short (the letter's and evidence pack's reading): of the `identifiers` by
+    which the processor knows the subject, it had `accepted` the deletion of the data under some
+    before the hold; the deferred erasure is that of the data under the `kept` others; else null."""
     await _known(pool, request_id)
-    return await with_retries_under_way(state, request_id, await deferred_erasures(pool, request_id))
+    short = await request_cut_short(pool, request_id)
+    listed = await with_retries_under_way(state, request_id, await deferred_erasures(pool, request_id))
+    return [{**entry, "cut_short": short.get(entry["system"])} for entry in listed]
 
 
 @router.post("/{request_id}/deferred-erasures/{system}/retry", status_code=202)
