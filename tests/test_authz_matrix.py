@@ -158,10 +158,22 @@ async def test_every_api_endpoint_has_a_row(http):
 
 
 def test_every_console_page_has_a_row():
-    from api.console import dashboard, deferred, inbox, queue, request_page, session, suppressions, team
+    from api.console import (
+        dashboard,
+        deferred,
+        inbox,
+        letter_copies,
+        queue,
+        request_page,
+        request_resume,
+        session,
+        suppressions,
+        team,
+    )
 
     public = {"/console/sign-in"}
-    routes = [route for module in (queue, request_page, dashboard, session, team, inbox, deferred, suppressions)
+    routes = [route for module in (queue, request_page, letter_copies, request_resume, dashboard, session, team, inbox,
+                                   deferred, suppressions)
               for route in module.router.routes
               if route.path not in public]
     missing = [f"{sorted(route.methods)} {route.path}" for route in routes

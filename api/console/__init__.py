@@ -3,10 +3,20 @@ the inbox and the direct-marketing suppression list."""
 
 from fastapi import APIRouter
 
-from api.console import dashboard, deferred, inbox, queue, request_page, request_resume, suppressions, team
+from api.console import (
+    dashboard,
+    deferred,
+    inbox,
+    letter_copies,
+    queue,
+    request_page,
+    request_resume,
+    suppressions,
+    team,
+)
 
 router = APIRouter()
 # The queue first: /console/requests/new is the new-request form, not a request id.
 # The team's routes (and resuming a request) before the request page's `/{request_id}/{action}`.
-for _module in (queue, team, deferred, request_resume, request_page, dashboard, inbox, suppressions):
+for _module in (queue, team, deferred, request_resume, request_page, letter_copies, dashboard, inbox, suppressions):
     router.include_router(_module.router)

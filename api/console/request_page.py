@@ -10,7 +10,6 @@ Actions are those of api/staff_actions.py, run like the REST API runs them (api/
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from typing import Annotated, Any
@@ -21,7 +20,6 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from starlette.datastructures import FormData
 
-from activities.letters import WITHHELD
 from api.auth import Staff, require_console_role
 from api.console.deferred import deferred_context
 from api.console.refusals import outcome_params, shown_outcome, shown_refusal
@@ -39,9 +37,9 @@ from api.console.view import (
     received_in,
     temporal_ui_link,
 )
-from api.deps import Pool, State, Today
+from api.deps import State, Today
 from api.forms import read_form
-from api.pages import PAGE_HEADERS, page_language, problem_pages, render
+from api.pages import page_language, problem_pages, render
 from api.problems import Problem, field_errors
 from api.read_models.actors import actor_name
 from api.read_models.evidence import assemble_evidence, cut_short_systems, planned_recipients
@@ -50,7 +48,6 @@ from api.read_models.staff_reach import (
     LEGAL_CLAIMS_HOLDS,
     TIMELINE,
     WORKFLOW_HISTORY,
-    letter_readable,
     may_read,
     readable_letters,
 )
@@ -68,7 +65,7 @@ from api.staff_actions import (
 from api.staff_bodies import resent_since
 from api.state import AppState
 from dsrflow.crypto.keys import load_secret_key
-from dsrflow.domain.references import canonical_uuid, short_reference
+from dsrflow.domain.references import short_reference
 from dsrflow.domain.request_resume import ended_flag
 from dsrflow.i18n import language_name
 from dsrflow.stores.requests_store import get_request
@@ -86,22 +83,6 @@ TEAM_DONE = {"assigned": "Assignment saved.", "unassigned": "The request is assi
 # Told in the notes section, beside the form (api/console/team.py comes back there): in the team
 # panel at the top of the page, a refused note ("write the note first") was out of sight.
 NOTE_DONE = "Note added (staff only; never sent to the subject)."
-# Letters are the controller's own HTML: shown in a sandboxed frame that may run nothing.
-_LETTER_HEADERS = {**PAGE_HEADERS, "X-Frame-Options": "SAMEORIGIN",
-                   "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
-                   "frame-ancestors 'self'; base-uri 'none'; form-action 'none'"}
-# The stored copy of a link it withheld (a code's, a package's: activities/letters.py `kept_context`).
-_WITHHELD_HREF = re.compile(rf'\shref="{re.escape(WITHHELD)}"')
-_ANCHOR = re.compile(r"<a\s", re.IGNORECASE)
-
-
-def _readable_copy(body: str) -> str:
-    """A stored letter as the frame shows it: a withheld link is no link (it led to `[withheld]`,
-    a console address that is no letter), and the others open a tab of their own (inside the
-    frame they opened the portal, which refuses to be framed, or a site nobody could leave)."""
-    return _ANCHOR.sub('<a target="_blank" rel="noopener noreferrer" ', _WITHHELD_HREF.sub("", body))
-
-
 def _package_reads(pack: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """What the access package took from each system, once it is built (its audit event): an
     access request has no task per system, the package reads them all at once."""
@@ -324,21 +305,6 @@ async def request_live(staff: Annotated[Staff, require_console_role("agent")], r
                        state: State, today: Today) -> Response:
     """The live part of the request page (204 while nothing changed since version `v`)."""
     return _region(request, request_id, await _context(state, today, request_id, staff)).response(request)
-
-
-@router.get("/{request_id}/letters/{purpose}/{key}", response_class=HTMLResponse)
-async def letter(staff: Annotated[Staff, require_console_role("agent")], request_id: str, purpose: str, key: str,
-                 pool: Pool) -> HTMLResponse:
-    """A sent letter as the subject saw it (codes and links withheld in the stored copy)."""
-    # A path that names no letter (an id that is none, a NUL PostgreSQL cannot compare) is one
-    # more letter not found, on the console's page, not a JSON error.
-    rid = canonical_uuid(request_id)
-    body = (await pool.fetchval("SELECT body_html FROM sent_letters WHERE letter_key = $1", f"{rid}:{purpose}:{key}")
-            if rid is not None and "\x00" not in purpose + key
-            and letter_readable(partial(may_read, staff.has_role), purpose, key) else None)
-    if body is None:
-        raise Problem(404, "Letter not found", "No such letter was sent for this request.")
-    return HTMLResponse(_readable_copy(body), headers=_LETTER_HEADERS)
 
 
 async def _run(state: AppState, request_id: str, action: StaffAction | None, form: FormData, staff: Staff,
