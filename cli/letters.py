@@ -36,7 +36,7 @@ _Purpose = Annotated[str | None, typer.Option(
 
 
 def _kinds() -> tuple[str, ...]:
-    from activities.connectors.manual_email import REMINDER_PURPOSE, REQUEST_PURPOSE
+    from activities.processor_mail import REMINDER_PURPOSE, REQUEST_PURPOSE
     from schemas.vocabulary import PURPOSES
 
     return (*PURPOSES, REQUEST_PURPOSE, REMINDER_PURPOSE)
