@@ -22,23 +22,34 @@ from tests.support import delete_schedules, settings_env
 
 
 @contextlib.asynccontextmanager
-async def dsrflow_process(role: str, settings, client, tmp_path: Path, *,
-                          failpoints: str) -> AsyncIterator[subprocess.Popen]:
+async def dsrflow_process(role: str, settings, client, tmp_path: Path, *, failpoints: str,
+                          module: str = "cli.main", held: bool = False) -> AsyncIterator[subprocess.Popen]:
     """`dsrflow <role>` (worker, api) as its own process, dying at the named failpoints; its
-    output goes to `<role>.log` in `tmp_path`."""
+    output goes to `<role>.log` in `tmp_path`. `module`: another entry point that takes the role
+    (tests/worker_process.py, a worker on the time-skipping server). `held`: its stdin a pipe, for
+    an entry point that waits there until `released` (started early, ready when the test needs it)."""
     env = {**os.environ, **settings_env(settings), "TEMPORAL_ADDRESS": client.service_client.config.target_host,
            "DSRFLOW_FAILPOINTS": failpoints}
     with open(tmp_path / f"{role}.log", "ab") as log:
-        process = subprocess.Popen([sys.executable, "-m", "cli.main", role], env=env,
-                                   stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen([sys.executable, "-m", module, role], env=env,
+                                   stdin=subprocess.PIPE if held else None, stdout=log, stderr=subprocess.STDOUT)
     try:
         yield process
     finally:
         if process.poll() is None:
             process.kill()
         process.wait(timeout=30)
+        if process.stdin is not None:
+            process.stdin.close()
         if role == "worker":
             await delete_schedules(client)  # the process worker made them
+
+
+def released(process: subprocess.Popen) -> None:
+    """Let a `held` process start its work."""
+    assert process.stdin is not None
+    process.stdin.write(b"go\n")
+    process.stdin.flush()
 
 
 async def died(process: subprocess.Popen, tmp_path: Path, timeout: float = 60, role: str = "worker") -> None:

@@ -5,9 +5,11 @@ letter, Retry-After, a refused property, and the daily quota spread over days on
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,6 +28,7 @@ from schemas.workflow import workflow_id_for
 from tests.evidence_pages import readable
 from tests.fanout_stack import api, fanout_stack
 from tests.letters_as_sent import LOADED, as_sent, both, kept_records
+from tests.process_support import died, dsrflow_process, released
 from tests.saas_support import connector, google_served, http_policy, http_system, subject
 from tests.support import console_sign_in, staff_headers, text_of, wait_for_letter
 from workers.dsr_worker import build_worker
@@ -117,12 +120,16 @@ class _QuotaRun:
     http: Any  # the API's client
     quota: int
     expected: int  # the identifiers GA4 is asked about in all
+    settings: Any  # the stack's
+    worker: subprocess.Popen | None  # the worker process that carries on, if any
 
 
 @asynccontextmanager
-async def _waiting_for_the_next_quota_day(google, postgres, settings, pool, env, tmp_path) -> AsyncIterator[_QuotaRun]:
+async def _waiting_for_the_next_quota_day(google, postgres, settings, pool, env, tmp_path, *,
+                                          failpoints: str | None = None) -> AsyncIterator[_QuotaRun]:
     """An erasure whose GA4 identifiers outnumber a day's quota, at the moment its task waits for
-    the next day, with the stack, the worker and the API still up."""
+    the next day, with the stack, the worker and the API still up. With `failpoints`, the worker
+    from then on is a process dying at them (tests/worker_process.py), the first day's stopped."""
     # The shipped configuration, paced faster than 1.5/s and with a tenth of Google's daily quota
     # (500), so that the test does not take minutes: the same arithmetic on fewer identifiers.
     shipped = yaml.safe_load((DEFAULT_POLICY.parent / "http/ga4.yaml").read_text())
@@ -143,7 +150,15 @@ async def _waiting_for_the_next_quota_day(google, postgres, settings, pool, env,
                 "SELECT count(DISTINCT client_id) FROM page_events WHERE user_id = $1", user)
         finally:
             await conn.close()
-        async with build_worker(env.client, stack.settings, pool), api(stack) as http:
+        async with AsyncExitStack() as later, api(stack) as http, AsyncExitStack() as first:
+            process = None
+            if failpoints is not None:
+                # Started now, so that its imports (seconds on a loaded machine) overlap the first day.
+                process = await later.enter_async_context(dsrflow_process(
+                    "worker", stack.settings, env.client, tmp_path, failpoints=failpoints,
+                    module="tests.worker_process", held=True))
+            # Not sticky when another takes over: its queue would hold the workflow's next task.
+            await first.enter_async_context(build_worker(env.client, stack.settings, pool, sticky=process is None))
             r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
                 "type": "erasure", "identity_attested": True, "subject": {"email": "tracked@example.com"}})
             assert r.status_code == 201, r.text
@@ -156,7 +171,11 @@ async def _waiting_for_the_next_quota_day(google, postgres, settings, pool, env,
             assert task["status"] == "pending"  # what staff see: the task as recorded
             assert f"{quota} of" in task["message"] and f"daily quota ({quota}) is used up" in task["message"]
             assert len(google.state.data.requests) == quota
-            yield _QuotaRun(rid, env.client.get_workflow_handle(workflow_id_for(rid)), http, quota, expected)
+            if process is not None:
+                await first.aclose()
+                released(process)
+            yield _QuotaRun(rid, env.client.get_workflow_handle(workflow_id_for(rid)), http, quota, expected,
+                            stack.settings, process)
 
 
 async def _ga4_task(pool, rid: str):
@@ -181,6 +200,34 @@ async def test_identifiers_beyond_a_days_quota_are_spread_over_days_within_it(
                             f"ga4-property-{sent[0]['propertyId']}")
     assert [d["used"] for d in days][0] == run.quota and all(d["used"] <= run.quota for d in days)
     assert sum(d["used"] for d in days) == run.expected and len(days) >= 2
+
+
+async def test_a_worker_killed_while_a_poll_carries_the_erasure_on_sends_no_accepted_identifier_again(
+        google, postgres, settings, pool, time_skipping, tmp_path, mail_sink):
+    """The next day's poll carries the erasure on (`poll_system_action`): its worker process is
+    killed once Google has accepted three of the identifiers left, before the task's result is
+    kept. Another worker takes the poll over: it sends only those Google has not accepted, within
+    the day's quota, and the task ends done with every identifier counted, audited once."""
+    async with _waiting_for_the_next_quota_day(google, postgres, settings, pool, time_skipping, tmp_path,
+                                               failpoints="http-identifier-accepted~ga4#3") as run:
+        assert run.worker is not None
+        # Not awaited yet: virtual time stops while an activity is in flight, so the killed poll's
+        # heartbeat timeout (15 s) passes in real time, and the poll's retry waits for a worker.
+        days_later = asyncio.create_task(time_skipping.sleep(timedelta(days=2)))
+        await died(run.worker, tmp_path)
+        assert len(google.state.data.requests) == run.quota + 3  # the killed poll's
+        async with build_worker(time_skipping.client, run.settings, pool):
+            await days_later
+            task = await _ga4_result(run)
+    sent = google.state.data.requests
+    assert sorted(Counter((r["type"], r["userId"]) for r in sent).values()) == [1] * run.expected
+    days = await pool.fetch("SELECT day, used FROM http_quota_days WHERE bucket = $1 ORDER BY day",
+                            f"ga4-property-{sent[0]['propertyId']}")
+    assert [d["used"] for d in days] == [run.quota, run.expected - run.quota]
+    assert (task.status, task.found, task.changed) == ("done", run.expected, run.expected)
+    events = await pool.fetch("SELECT event_key, event_type FROM audit_events WHERE request_id = $1",
+                              uuid.UUID(run.rid))
+    assert sorted(e["event_type"] for e in events if ":task:ga4:" in e["event_key"]) == ["task.done", "task.pending"]
 
 
 async def test_a_legal_claims_hold_placed_while_the_quota_holds_the_erasure_back_keeps_the_rest(

@@ -98,10 +98,12 @@ def activity_context(settings: Settings, pool: asyncpg.Pool) -> ActivityContext:
 
 def build_worker(
     client: Client, settings: Settings, pool: asyncpg.Pool, *, task_queue: str | None = None,
-    activity_overrides: Sequence[Any] = (), context: ActivityContext | None = None,
+    activity_overrides: Sequence[Any] = (), context: ActivityContext | None = None, sticky: bool = True,
 ) -> Worker:
     """A worker for request workflows. `activity_overrides` replace activities of the same name
-    (tests register fakes this way)."""
+    (tests register fakes this way). Not `sticky` (tests that kill a worker on the time-skipping
+    server): it keeps no workflow between tasks, so their next task goes to the shared queue,
+    which any worker takes, not to its own, where it would wait for a timeout once it is gone."""
     activities = {getattr(a, "__temporal_activity_definition").name: a
                   for a in build_activities(context or activity_context(settings, pool))}
     for fake in activity_overrides:
@@ -112,6 +114,7 @@ def build_worker(
         workflows=list(WORKFLOWS),
         activities=list(activities.values()),
         interceptors=[ClassifyingInterceptor()],
+        max_cached_workflows=1000 if sticky else 0,  # the SDK's default, or none
         **worker_tuning(settings),
     )
 

@@ -60,6 +60,7 @@ from activities.connectors.http_notes import render_note
 from activities.connectors.http_quota import QuotaExhausted, QuotaLedger, ServiceClock, renewal_words
 from activities.connectors.http_rounds import Intent, Rounds, checked_words, set_aside_words, still_appearing
 from activities.connectors.http_run import MIB, Budget, Run
+from dsrflow.infra.failpoints import failpoint
 from policy.http_model import Action, HttpConfig, Step
 from policy.systems import System
 from schemas.workflow import RUN_CONTINUES
@@ -318,6 +319,7 @@ class HttpConnector(Rounds, Connector):
 
 
     async def _identifiers(self, step: Step, subject: Subject, run: Run, where: str) -> None:
+        accepted = 0
         for row in await open_identifiers(self.env, subject.request_id):
             context = {**run.context, "item": {"type": row["id_type"], "value": row["value"]}}
             if not self.exchange.truthy(step.if_, context, where):
@@ -329,6 +331,8 @@ class HttpConnector(Rounds, Connector):
                 return
             await mark_accepted(self.env, subject.request_id, row["id_type"], row["value_hash"],
                                 self._collect(step, document, run))
+            accepted += 1
+            failpoint("http-identifier-accepted", f"{self.name}#{accepted}")  # the task's result not yet kept
 
     async def _outcome(self, action: Action, run: Run, subject: Subject) -> ActionOutcome:
         datasets: dict[str, dict[str, int]] = {}

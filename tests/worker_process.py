@@ -1,0 +1,28 @@
+"""`python -m tests.worker_process worker`: the worker `dsrflow worker` runs, as a process of its
+own to be killed at a failpoint (tests/process_support.py, `held`: it waits for a line on its stdin
+before it works), without the schedules it makes first (the time-skipping test server implements
+none: "CreateSchedule is unimplemented") and without a sticky task queue (where the
+workflow's next task would wait for a timeout after the kill)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from dsrflow.infra.db import create_pool_when_reachable
+from dsrflow.infra.temporal_client import connect_client_when_reachable
+from dsrflow.settings import load_settings
+from workers.dsr_worker import build_worker
+
+
+async def _run() -> None:
+    settings = load_settings()
+    client = await connect_client_when_reachable(settings, lambda error, delay: None)
+    pool = await create_pool_when_reachable(settings.effective_database_url, lambda error, delay: None)
+    await asyncio.to_thread(sys.stdin.readline)  # started early: held until the test needs it
+    async with build_worker(client, settings, pool, sticky=False):
+        await asyncio.Event().wait()  # until the failpoint kills the process
+
+
+if __name__ == "__main__":
+    asyncio.run(_run())
