@@ -21,6 +21,9 @@ What is counted is chosen so that nobody can spend someone else's allowance:
   flood someone's mailbox. Past it the submission is refused before anything is stored, with the
   words of every other limit; a verified request gives its e-mail back. A stranger who spends it
   keeps the subject from asking anew for a day, not from confirming: the e-mail's link works.
+- unverified requests count against the client's network (an IPv4 /24, an IPv6 /48) too, a
+  share of the global ceiling of them (`take_share`): one network rotating its addresses cannot
+  fill the ceiling and keep everyone else out for the verification window.
 An address is counted as the mailbox it reaches (`_address`: "+tag" and Gmail's dots folded).
 
 The client is what the server sees (`request.client`); behind a reverse proxy, set
@@ -32,6 +35,8 @@ from __future__ import annotations
 
 import ipaddress
 import time
+from dataclasses import dataclass
+from datetime import datetime
 
 from babel.units import format_unit
 from fastapi import Request
@@ -63,6 +68,11 @@ FROM rate_limit_counters WHERE bucket = $1 AND window_end > now()
 _TAKE = _COUNT_ONE + "WHERE c.window_end <= now() OR c.hits < $3 RETURNING hits"
 _GIVE_BACK = "UPDATE rate_limit_counters SET hits = greatest(hits - 1, 0) WHERE bucket = $1 AND window_end > now()"
 _UNVERIFIED_OPEN = "SELECT count(*) FROM dsr_requests WHERE status = 'awaiting_verification'"
+# A network's share of the unverified requests (`take_share`): one taken while some is left, saying
+# until when it counts; a request's receipt of it lasts as long, and is used once.
+_TAKE_SHARE = _COUNT_ONE + "WHERE c.window_end <= now() OR c.hits < $3 RETURNING window_end"
+_RECEIPT = "INSERT INTO rate_limit_counters (bucket, hits, window_end) VALUES ($1, 1, $2) ON CONFLICT (bucket) DO NOTHING"
+_USE_RECEIPT = "DELETE FROM rate_limit_counters WHERE bucket = $1 AND window_end > now() RETURNING 1"
 # Seconds a client is asked to wait when the ceiling of unverified requests is reached.
 CEILING_RETRY_AFTER = 300
 # Ended windows are deleted now and then, not on every hit.
@@ -92,6 +102,19 @@ def clients_of(request: Request) -> tuple[str, str | None]:
     return _network(address, 64), _network(address, 48)
 
 
+def network_of(request: Request) -> str:
+    """The network a share of the unverified requests counts (`RateLimiter.take_share`): an IPv4
+    client's /24 (also the one a 6to4 or Teredo address carries), an IPv6 client's /48: what one
+    hosting customer or one subscriber can rotate through."""
+    client, delegation = clients_of(request)
+    if delegation is not None:
+        return delegation
+    try:
+        return str(ipaddress.IPv4Network((client, 24), strict=False))
+    except ValueError:
+        return client
+
+
 def _network(address: ipaddress.IPv6Address, prefix: int) -> str:
     return str(ipaddress.IPv6Network((address, prefix), strict=False))
 
@@ -115,6 +138,14 @@ def _too_many(retry_after: int) -> Problem:
     # so whether someone else has been using this address) ran out.
     return Problem(429, "Too many requests", f"too many attempts; try again in {wait_words(retry_after)}",
                    retry_after=retry_after)
+
+
+@dataclass(frozen=True)
+class Share:
+    """One of a network's share of unverified requests, taken until `until` (in memory only)."""
+
+    network: str
+    until: datetime
 
 
 class RateLimiter:
@@ -243,6 +274,48 @@ class RateLimiter:
             raise Problem(503, "Too many requests waiting",
                           "we are receiving more requests than usual; please try again in a few minutes",
                           retry_after=CEILING_RETRY_AFTER)
+
+    async def take_share(self, request: Request) -> Share:
+        """Take one of the client's network's share of unverified requests (429, nothing taken,
+        when it holds `max_unverified_per_network` already): the global ceiling alone let one
+        network rotating its addresses fill it, and every other subject got 503 for the
+        verification window. Counted over a window as long as the policy's verification window,
+        the longest an unverified request stays open; `give_back_share` returns it for a
+        submission that opened nothing, `keep_receipt` lets the request's confirmation return it."""
+        network = network_of(request)
+        window = self._state.policy.policy.verification.expires_after_days * 86400
+        pool = await self._state.db()
+        bucket = self._bucket("unverified", "network", network)
+        until = await pool.fetchval(_TAKE_SHARE, bucket, float(window), self._state.settings.max_unverified_per_network)
+        if until is None:
+            _, retry_after = await pool.fetchrow(_PEEK, bucket)
+            rate_limited("submit", "network")
+            raise Problem(429, "Too many requests",
+                          f"too many unconfirmed requests from your network; try again in {wait_words(retry_after)}",
+                          retry_after=retry_after)
+        return Share(network, until)
+
+    async def give_back_share(self, share: Share) -> None:
+        await self._return_share(share.network)
+
+    async def _return_share(self, network: str) -> None:
+        pool = await self._state.db()
+        await pool.execute(_GIVE_BACK, self._bucket("unverified", "network", network))
+
+    async def keep_receipt(self, share: Share, request_id: str) -> None:
+        """Note that `request_id` holds one of `share`, for as long as its window counts it (a
+        keyed hash of the request and the network: no address is kept)."""
+        pool = await self._state.db()
+        await pool.execute(_RECEIPT, self._bucket("unverified", "receipt", request_id, share.network), share.until)
+
+    async def confirmed(self, request: Request, request_id: str) -> None:
+        """A request confirmed from the network that opened it gives its share back (once): a
+        subject who confirms at once, from the same place, holds none of it. Confirmed from
+        another network, its share is held until its window ends: where it came from is not kept."""
+        network = network_of(request)
+        pool = await self._state.db()
+        if await pool.fetchval(_USE_RECEIPT, self._bucket("unverified", "receipt", request_id, network)):
+            await self._return_share(network)
 
     def _bucket(self, action: str, per: str, *values: str) -> str:
         return keyed_hash(load_secret_key(self._state.settings), "rate-limit", action, per, *values)

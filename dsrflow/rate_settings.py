@@ -53,6 +53,11 @@ class RateLimitSettings(BaseSettings):
     # downloads (the portal's page and the file). A processor answering many tasks from one office
     # opens two a task.
     rate_link_per_ip: str = Field("300/hour", validation_alias=AliasChoices("DSRFLOW_RATE_LINK_PER_IP"))
+    # Unverified requests one network (an IPv4 /24, an IPv6 /48) may have opened through public
+    # intake within the verification window: its share of DSRFLOW_MAX_UNVERIFIED_OPEN, so that one
+    # network rotating its addresses cannot fill the whole ceiling. A request confirmed from the
+    # network that opened it gives its share back.
+    max_unverified_per_network: int = Field(100, ge=1, validation_alias=AliasChoices("DSRFLOW_MAX_UNVERIFIED_PER_NETWORK"))
     # An IPv6 client's /48 may make this many times each per-client limit (api/ratelimit.py).
     rate_ipv6_48_multiple: int = Field(16, ge=1, le=65536, validation_alias=AliasChoices("DSRFLOW_RATE_IPV6_48_MULTIPLE"))
 

@@ -179,6 +179,7 @@ def settings(home: Path, database_url: str, mail_sink: MailSink, lifecycle_polic
         DSRFLOW_RATE_HEALTH_PER_IP="10000/hour",
         DSRFLOW_RATE_LOOKUP_PER_IP="10000/hour",
         DSRFLOW_RATE_LINK_PER_IP="10000/hour",
+        DSRFLOW_MAX_UNVERIFIED_PER_NETWORK=1_000_000,
         # Workflow code is checked in Temporal's sandbox here, whatever production runs.
         DSRFLOW_WORKFLOW_SANDBOX=True,
         # Tests store requests without workflows: the sweep that would start them, scheduled by

@@ -83,20 +83,27 @@ async def admit_submission(limiter: RateLimiter, email: str) -> None:
     await limiter.check_unverified_ceiling()
 
 
-async def submit_request(state: AppState, limiter: RateLimiter, body: PublicNewRequest,
+async def submit_request(state: AppState, limiter: RateLimiter, request: Request, body: PublicNewRequest,
                          idempotency_key: str | None) -> dict[str, Any]:
     """Store a subject's request and start its workflow (the portal's form and the API's JSON).
-    Its verification e-mail takes one of the address's allowance of them (`mail`), before it is
-    stored, so that submissions fired together cannot all pass: anyone may name any address, and
-    the per-client limits do not stop a sender rotating clients from flooding one mailbox. None
-    is taken by a repeat (its Idempotency-Key) nor by a request refused (nothing stored)."""
+    It takes one of the client's network's share of unverified requests (`take_share`), then its
+    verification e-mail one of the address's allowance of them (`mail`), before it is stored, so
+    that submissions fired together cannot all pass: anyone may name any address, and the
+    per-client limits do not stop a sender rotating clients from flooding one mailbox, nor one
+    network from filling the ceiling. Neither is taken by a repeat (its Idempotency-Key) nor by a
+    request refused (nothing stored)."""
     new = NewRequest(  # kept without marks that reorder it (api/service.py `open_request`)
         type=body.type, country=body.country, corrections=body.corrections,
         restriction_grounds=body.restriction_grounds, objection_scope=body.objection_scope,
         appeal_of=body.appeal_of, complaint_reasons=body.complaint_reasons, language=body.language,
         subject=SubjectIdentity(email=body.email, name=body.name), channel=Channel.web,
     )
-    await limiter.take("mail", email=str(body.email))
+    share = await limiter.take_share(request)
+    try:
+        await limiter.take("mail", email=str(body.email))
+    except Problem:
+        await limiter.give_back_share(share)
+        raise
     try:
         await _check_appeal_as_told_to_anyone(state, new)
         row, created = await open_request(state, new, actor="subject", idempotency_key=idempotency_key,
@@ -104,9 +111,13 @@ async def submit_request(state: AppState, limiter: RateLimiter, body: PublicNewR
     except Problem as refused:
         if refused.status < 500:  # refused, nothing stored (a 503 may have stored it: its e-mail goes)
             await limiter.give_back("mail", email=str(body.email))
+            await limiter.give_back_share(share)
         raise
-    if not created:
+    if created:
+        await limiter.keep_receipt(share, str(row["id"]))
+    else:
         await limiter.give_back("mail", email=str(body.email))
+        await limiter.give_back_share(share)
     return row
 
 
@@ -174,11 +185,12 @@ def ascii_code(code: str) -> str:
     return "".join(str(unicodedata.decimal(ch, ch)) for ch in code)
 
 
-async def check_identity(state: AppState, limiter: RateLimiter, request_id: str, *, code: str | None = None,
-                         token: str | None = None) -> VerifyResult:
+async def check_identity(state: AppState, limiter: RateLimiter, request: Request, request_id: str, *,
+                         code: str | None = None, token: str | None = None) -> VerifyResult:
     """Hash what the subject typed (or the link's token) and ask the workflow whether it matches.
-    A request verified spends one of its address's allowance of submissions (the caller has
-    counted the attempt against the client and the request already)."""
+    A request verified spends one of its address's allowance of submissions, and gives back its
+    network's share if confirmed from it (the caller has counted the attempt against the client
+    and the request already)."""
     secret = load_secret_key(state.settings)
     attempt = (
         VerifyAttempt(code_hash=code_hash(secret, request_id, ascii_code(code))) if code
@@ -210,6 +222,7 @@ async def check_identity(state: AppState, limiter: RateLimiter, request_id: str,
         await limiter.spend("submit", email=row["subject_email"])
         # The mailbox's owner asked for it: its e-mail is no flood (`submit_request`).
         await limiter.give_back("mail", email=row["subject_email"])
+        await limiter.confirmed(request, request_id)
         if guessed is not None:
             await limiter.give_back("guess", email=guessed)
     return result
@@ -232,7 +245,7 @@ async def find_package(state: AppState, token: str) -> dict[str, Any]:
 
 
 @router.post("/requests", status_code=202, dependencies=[Depends(count_submission)])
-async def submit(body: PublicNewRequest, state: State, limiter: Limiter,
+async def submit(body: PublicNewRequest, request: Request, state: State, limiter: Limiter,
                  idempotency_key: Annotated[str | None, Header(max_length=200)] = None) -> dict[str, Any]:
     """Submit a request. A code to confirm it is yours is e-mailed to the address given.
     Limited per client (429 with `Retry-After`), per address's verified requests and per address's
@@ -240,20 +253,20 @@ async def submit(body: PublicNewRequest, state: State, limiter: Limiter,
     too many unverified requests are open, 503 with `Retry-After`. An `Idempotency-Key` (at most
     200 characters, as on the staff API) makes a repeat return the request it opened."""
     await admit_submission(limiter, str(body.email))
-    row = await submit_request(state, limiter, body, idempotency_key)
+    row = await submit_request(state, limiter, request, body, idempotency_key)
     return {"id": str(row["id"]), "status": row["status"],
             "next": "check your e-mail for a code and send it to /v1/public/requests/{id}/verify"}
 
 
 @router.post("/requests/{request_id}/verify", dependencies=[Depends(count_verification)])
-async def verify(request_id: str, body: VerifyBody, state: State, limiter: Limiter) -> dict[str, Any]:
+async def verify(request_id: str, body: VerifyBody, request: Request, state: State, limiter: Limiter) -> dict[str, Any]:
     """Confirm your identity with the code or the link token from the e-mail.
     After too many wrong codes the code is refused (423, then 409) until a new one is sent; the
     latest e-mail's link token still confirms (an earlier e-mail's is answered 423). Before any lock,
     an earlier e-mail's link token (one a newer code replaced) is answered 410, no attempt counted.
     Limited per client and per request and client (429 with `Retry-After`). While the request is
     paused on our side (its workflow stopped, until we resume it), 503 with `Retry-After`."""
-    result = await check_identity(state, limiter, request_id, code=body.code, token=body.token)
+    result = await check_identity(state, limiter, request, request_id, code=body.code, token=body.token)
     if result.earlier_link:
         raise Problem(410, "Link from an earlier e-mail", "this link is from an earlier e-mail: it no longer works; "
                       "the link in our latest e-mail does, or ask us for a new code",

@@ -145,16 +145,16 @@ async def _submit(request: Request, state: State, limiter: Limiter) -> Response:
     submission = values.get("submission", "")
     key = f"portal:{submission}" if request_form.SUBMISSION.match(submission) else None
     try:
-        return await _started(state, limiter, new, key)
+        return await _started(request, state, limiter, new, key)
     except AppealNotOpened as refused:
         # The form has no field for it (an appeal's reference comes in a link or a crafted
         # post), so the problem page says it, in the page's language: already worded for it.
         raise Problem(422, _APPEAL_NOT_OPENED, refused.worded(t)) from None
 
 
-async def _started(state: AppState, limiter: RateLimiter, new: PublicNewRequest, key: str | None) -> Response:
+async def _started(request: Request, state: AppState, limiter: RateLimiter, new: PublicNewRequest, key: str | None):
     """Either form's request stored and started: the way on to its verify page."""
-    row = await submit_request(state, limiter, new, key)
+    row = await submit_request(state, limiter, request, new, key)
     return RedirectResponse(f"/portal/requests/{row['id']}/verify", status_code=303)
 
 
@@ -258,7 +258,7 @@ async def _complain(request: Request, state: State, limiter: Limiter) -> Respons
     submission = values.get("submission", "")
     key = f"portal-complaint:{submission}" if request_form.SUBMISSION.match(submission) else None
     try:
-        return await _started(state, limiter, new, key)
+        return await _started(request, state, limiter, new, key)
     except AppealNotOpened:
         errors["about"] = t.gettext(_NOT_COMPLAINABLE) % {"reference": str(about)[:100]}
         return _complaint_page(request, values, errors, status=422)

@@ -149,7 +149,7 @@ async def verify(request: Request, request_id: str, state: State, limiter: Limit
         return await _verify_page(request, state, request_id, status=422, error=[
             t.gettext(N_("Enter the code from our e-mail: 6 digits, like %(example)s.")) % {"example": "123456"}])
     try:
-        result = await check_identity(state, limiter, request_id, code=None if token else code, token=token or None)
+        result = await check_identity(state, limiter, request, request_id, code=None if token else code, token=token or None)
     except Problem as refused:
         return await _refused_attempt(request, state, request_id, refused)
     if result.verified:
