@@ -96,7 +96,30 @@ def _kept_item(kept: dict[str, Any], policy: Policy, regime: str, t: Translator 
     # A statute's records go when its period ends; a legal-claims hold's date is when we review
     # whether the claim still needs them, not an end date.
     return {"what": what, "basis": basis, "law": law, "reviewed": kept["hold_kind"] == "legal_claims",
-            "until": date.fromisoformat(kept["until"]) if kept.get("until") else None}
+            "until": date.fromisoformat(kept["until"]) if kept.get("until") else None,
+            "processor": system if _at_processor(kept, policy) else None}
+
+
+def _at_processor(kept: dict[str, Any], policy: Policy) -> bool:
+    """Whether a kept record is in a processor's service rather than in our own database: only a
+    sql system is ours to reduce and restrict (activities/connectors/sql_erasure.py `minimise`);
+    a processor's (http, OpenDSR, e-mail) keeps what a hold keeps as it holds it, and is asked to
+    erase it when the hold ends (activities/deferred_processors.py). A system the policy no longer
+    names is a processor's if it was kept whole (dataset "all"), as only a processor's is."""
+    system = policy.systems.get(kept["system"])
+    return system.connector != "sql" if system else kept["dataset"] == "all"
+
+
+def kept_where(kept: list[dict[str, Any]]) -> dict[str, Any]:
+    """Who holds what a response letter lists as kept (`_kept_item`), for its words on what was
+    done with it (response.*.j2): whether any is in our own systems, and the processors that hold
+    what a legal-claims hold kept (`held_by`) and what a statute requires kept (`kept_by`), each
+    named once by its label."""
+    def processors(legal_claims: bool) -> list[str]:
+        return sorted({k["processor"] for k in kept if k.get("processor") and bool(k.get("reviewed")) is legal_claims})
+
+    return {"ours": any(not k.get("processor") for k in kept), "held_by": processors(True),
+            "kept_by": processors(False)}
 
 
 def _erased(result: TaskResult) -> int:

@@ -43,6 +43,7 @@ from jinja2.exceptions import UndefinedError
 from jinja2.runtime import Undefined
 
 from activities.citations import APPEAL_PROVISIONS, PERIODS, answer_period, cite
+from activities.letter_outcome import kept_where
 from activities.staff_alert_words import DETAIL_CHARS, FACTS, action_label, named, quoted, step_label
 from dsrflow.domain.deadlines import answer_days, takes_complaints
 from dsrflow.domain.references import short_reference
@@ -197,6 +198,8 @@ def letter_environment(language: str, timezone: str, wording: str | None = None)
     # rather than an appeal: the words the subject reads for it.
     env.globals["complaint_to_us"] = takes_complaints
     env.globals["language"] = language
+    # Who holds what a response letter lists as kept: what it says was done with it.
+    env.globals["kept_where"] = kept_where
     return env
 
 

@@ -1,0 +1,95 @@
+"""What an erasure's letter says was done with the data a hold kept, by who holds it.
+
+A legal-claims hold keeps what a processor holds for us as it is: we do not ask the processor to
+delete it (an erasure cut short asks it for the rest of it only), nor to reduce or restrict it,
+and we ask it to erase it when the hold ends (activities/fanout.py `_erase`,
+activities/deferred_processors.py). A statute's records kept in a processor's service (Stripe's
+invoices) are not restricted there either. Only in our own databases are kept records reduced
+and restricted (activities/connectors/sql_erasure.py `minimise`). The letter said of everything
+kept, "We have reduced it to what that purpose requires and restricted it", which was false of
+what processors hold. Pure rendering, as the letter activity builds each letter
+(tests/letters_as_sent.py).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import pytest
+
+from activities.connectors.base import HeldRecord
+from activities.connectors.sql_erasure import kept_summary
+from tests.letters_as_sent import LANGUAGES, LOADED, as_sent, both, kept_records
+from tests.saas_support import http_policy, http_system
+
+HOLD = "0b9f8f1e-1111-4222-8333-444455556666"
+_LEGAL = {HOLD: {"basis": "Art. 17(3)(e) GDPR: establishment, exercise or defence of legal claims",
+                 "review_date": date(2026, 6, 30)}}
+OLD = "We have reduced it to what that purpose requires and restricted it"
+OURS = ("What we keep in our own systems we have reduced to what that purpose requires, and we have restricted "
+        "its processing: it is used for no other purpose.")
+HELD = ("E-mail marketing (newsletters), our processor, holds for us the data of yours listed below that the "
+        "legal-claims hold keeps. We have not asked it to delete that data, reduce it or restrict its processing: "
+        "it stays there as it is until the hold ends, when we will ask it to erase it.")
+# The same in each language: the processor in the Regulation's term, what was not asked of it.
+HELD_IN = {"fr": ("Marketing par e-mail (newsletters), notre sous-traitant, détient pour nous",
+                  "Nous ne lui avons demandé ni de supprimer ces données, ni de les réduire, ni d'en limiter le "
+                  "traitement"),
+           "nl": ("E-mailmarketing (nieuwsbrieven), onze verwerker, bewaart voor ons",
+                  "Wij hebben die verwerker niet gevraagd die gegevens te verwijderen"),
+           "de": ("E-Mail-Marketing (Newsletter), unser Auftragsverarbeiter, speichert für uns",
+                  "Wir haben ihn nicht gebeten, diese Daten zu löschen, auf das Erforderliche zu beschränken oder "
+                  "ihre Verarbeitung einzuschränken")}
+
+
+def _held_whole(system: str, found: int, changed: int) -> dict[str, Any]:
+    """A processor's erasure under a legal-claims hold (`_erase`): kept whole, or cut short after
+    the processor accepted the deletion of the data under `changed` of its `found` identifiers."""
+    kept = kept_summary(LOADED.policy, system, [HeldRecord("all", "all", "legal_claims", HOLD, None)], _LEGAL)
+    return {"system": system, "action": "erase", "status": "done", "found": found, "changed": changed,
+            "kept": 1, "kept_records": kept}
+
+
+def _billing() -> dict[str, Any]:
+    return {"system": "billing", "action": "erase", "status": "done", "found": 4, "changed": 2, "kept": 2,
+            "kept_records": [k for k in kept_records() if k["system"] == "billing"]}
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+async def test_data_a_processor_keeps_under_a_hold_is_not_said_to_be_reduced_and_restricted(language):
+    """Invoices kept in our billing database, and all that the e-mail marketing processor holds
+    kept under a legal-claims hold: each is said to be treated as it was."""
+    letter = await as_sent("response", "erasure", {"report": {"results": [_billing(), _held_whole("email_marketing", 0, 0)]}},
+                           language=language)
+    for part in both(letter):
+        if language == "en":
+            assert OLD not in part
+            assert OURS in part and HELD in part, part
+        else:
+            assert all(words in part for words in HELD_IN[language]), part
+
+
+async def test_an_erasure_a_hold_cut_short_at_a_processor_says_nothing_was_restricted():
+    """Only a processor's data kept (the hold cut its erasure short after it accepted one of three
+    identifiers): the letter claims no reduction or restriction of our own."""
+    letter = await as_sent("response", "erasure", {"report": {"results": [_held_whole("email_marketing", 3, 1)]}})
+    for part in both(letter):
+        assert "deletion requested and accepted" in part
+        assert HELD in part and OURS not in part and OLD not in part and "reduced" not in part.replace(HELD, "")
+
+
+async def test_a_statutes_records_kept_in_a_processors_service_are_not_said_to_be_restricted(tmp_path, monkeypatch):
+    """Stripe's invoices, accounting documents kept under the statute in Stripe (http_holds.py):
+    not restricted there, and not said to be."""
+    monkeypatch.setenv("STRIPE_SECRET_KEY", "sk_test_letter")
+    loaded = http_policy(tmp_path, {"billing_stripe": http_system("http/stripe.yaml", "Stripe billing")})
+    held = [HeldRecord("invoices", "in_1", "statutory", "be_accounting", date(2033, 12, 31))]
+    stripe = {"system": "billing_stripe", "action": "erase", "status": "done", "found": 2, "changed": 1, "kept": 1,
+              "kept_records": kept_summary(loaded.policy, "billing_stripe", held, {})}
+    letter = await as_sent("response", "erasure", {"report": {"results": [stripe]}}, loaded=loaded)
+    for part in both(letter):
+        assert OLD not in part and OURS not in part
+        assert ("Stripe billing, our processor, holds for us the records listed below that the law obliges us to "
+                "keep. We have not asked it to delete them or to restrict their processing.") in part, part
+        assert "Data the law obliges us to keep is erased when its period, given below, ends." in part
