@@ -1,0 +1,86 @@
+"""A processor asked by e-mail (activities/connectors/manual_email.py), its worker killed in each
+window of the ask (a failpoint, dsrflow/infra/failpoints.py): the e-mail and the `manual_tasks` row
+sent and committed but the task's result not kept (`task-effect-committed`), the e-mail claimed and
+not yet handed to the relay (`mail-claimed`), accepted and not yet recorded (`mail-accepted`; a
+death at `mail-handed` leaves the retry the same `data_sent`, killed for letters in
+tests/test_crash_windows.py). The letters' own path through the outbox is killed there; the
+processor's e-mail records itself otherwise (its task row and `processor.asked`, written with the
+outbox's mark). Each way the processor gets one e-mail, its link works, and the request completes
+once it confirms. One stack for the three windows: each worker process is killed in turn on a
+request of its own, and one worker finishes them all, so the retries' heartbeat timeouts are
+waited for once."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from activities.letters import message_id_for
+from activities.processor_mail import REQUEST_PURPOSE
+from schemas.workflow import workflow_id_for
+from tests.fanout_stack import api, fanout_stack
+from tests.process_support import died, dsrflow_process, released
+from tests.support import attested_request, eventually, letters_for, text_of, unique_email, wait_for_letter
+from tests.test_crash_uploads import ON_RECORD
+from tests.test_processor_exports import _LINK, SURVEYS_CONTACT
+from workers.dsr_worker import build_worker
+
+# Where each request's worker dies, and what the retry writes in the audit trail about the e-mail.
+WINDOWS = [
+    ("task-effect-committed~surveys:erase", []),  # first: the one not naming its request
+    ("mail-claimed", ["mail.resent"]),
+    ("mail-accepted", ["mail.unconfirmed"]),
+]
+
+
+def _message_id(rid: str) -> str:
+    """The Message-ID, and outbox key, of the request's e-mail to the survey provider."""
+    return message_id_for(f"{rid}:{REQUEST_PURPOSE}:surveys:erase")
+
+
+async def test_a_worker_killed_in_each_window_of_a_processors_e_mail_asks_it_once(
+        postgres, settings, dev_server, pool, mail_sink, tmp_path, monkeypatch):
+    client = dev_server.client
+    monkeypatch.setenv("DSRFLOW_SURVEYS_PRIVACY_EMAIL", SURVEYS_CONTACT)  # read by the worker processes too
+    async with fanout_stack(postgres, settings, client, tmp_path, keep_manual=("surveys",)) as stack, \
+            api(stack) as http:
+        asked: list[str] = []
+        for failpoint, _ in WINDOWS:
+            # Opened with no worker running (the API only starts its workflow): its id names the
+            # failpoint of the worker that takes it up.
+            rid = await attested_request(http, pool, "erasure", unique_email("asked"))
+            named = failpoint if "~" in failpoint else f"{failpoint}~{_message_id(rid)}"
+            # A worker without schedules or a sticky queue (tests/worker_process.py): it starts sooner,
+            # and its workflows' next tasks go to any worker at once after the kill.
+            async with dsrflow_process("worker", stack.settings, client, tmp_path, failpoints=named,
+                                       module="tests.worker_process", held=True) as worker:
+                released(worker)
+                await died(worker, tmp_path)
+            asked.append(rid)
+
+        async with build_worker(client, stack.settings, pool):
+            for rid in asked:
+                async def waiting(rid: str = rid) -> bool:  # the e-mail on record and the task waiting for it
+                    return await pool.fetchval(ON_RECORD, rid) == 1
+
+                await eventually(waiting, 90)
+                mail = await wait_for_letter(mail_sink, rid, REQUEST_PURPOSE, 30)
+                path = _LINK.search(text_of(mail)).group(1)
+                assert (await http.post(path, data={"note": "Erased."})).status_code == 200
+            states = [await asyncio.wait_for(client.get_workflow_handle(workflow_id_for(rid)).result(), 60)
+                      for rid in asked]
+
+    for rid, (failpoint, told), state in zip(asked, WINDOWS, states, strict=True):
+        assert state["status"] == "completed", (failpoint, state)
+        sent = letters_for(mail_sink, rid, REQUEST_PURPOSE)
+        assert [m["Message-ID"] for m in sent] == [_message_id(rid)], failpoint
+        assert len(letters_for(mail_sink, rid, "response")) == 1, failpoint
+        assert await pool.fetchval("SELECT count(*) FROM manual_tasks WHERE request_id = $1", uuid.UUID(rid)) == 1
+        events = await pool.fetch("SELECT event_type, data FROM audit_events WHERE request_id = $1 "
+                                  "AND (event_type LIKE 'mail.%' OR event_type LIKE 'processor.%')", uuid.UUID(rid))
+        about_it = [e["event_type"] for e in events
+                    if e["event_type"].startswith("mail.") and e["data"]["mail_key"] == _message_id(rid)]
+        assert about_it == told, failpoint
+        kinds = [e["event_type"] for e in events
+                 if e["event_type"].startswith("processor.") and e["data"].get("system") == "surveys"]
+        assert sorted(kinds) == ["processor.asked", "processor.confirmed"], failpoint
