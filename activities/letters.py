@@ -53,6 +53,11 @@ LETTER_TYPE_LABELS = {
     "restriction": (N_("restriction of processing%(citation)s"), "18", _IN_BRACKETS),
     "objection": (N_("objection to processing%(citation)s"), "21", _IN_BRACKETS),
 }
+# An erasure's name in a letter under the laws that know neither the GDPR's "right to be forgotten"
+# (Art. 17) nor a wording catalog of their own: they grant the deletion of personal data (Va. Code
+# § 59.1-577(A)(3); the CTDPA and the CPA alike; LGPD Art. 18, VI, "eliminação"). The CCPA and PIPEDA
+# name it "deletion of your personal information" through theirs (personal_information.po).
+_DELETION, _DELETION_LAWS = N_("deletion of your personal data"), frozenset({"vcdpa", "ctdpa", "cpa", "lgpd"})
 # Each completes the denial letter's "This is because ...".
 LETTER_DENIAL_LABELS = {
     "manifestly_unfounded": (N_("the request is manifestly unfounded%(citation)s"), "12(5)", _IN_BRACKETS),
@@ -151,7 +156,8 @@ async def build_context(ctx: ActivityContext, row: dict[str, Any], job: LetterJo
         "request": {
             "id": str(row["id"]),
             "type": row["request_type"],
-            "type_label": cited_label(LETTER_TYPE_LABELS[row["request_type"]], row["regime"], t),
+            "type_label": (t.gettext(_DELETION) if row["request_type"] == "erasure" and row["regime"] in _DELETION_LAWS
+                           else cited_label(LETTER_TYPE_LABELS[row["request_type"]], row["regime"], t)),
             "regime": row["regime"],
             "regime_name": regime_name(row["regime"], t),
             # The date the deadline counts from, so a letter and its due date agree.

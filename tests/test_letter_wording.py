@@ -38,8 +38,9 @@ TERMS = {"en": ("personal data", "personal information"),
 # The subject's country under each law of the family, and the languages its letters are read in.
 WORDED = {"ccpa": ("US", ["en"]), "pipeda": ("CA", ["en", "fr"])}
 # Messages with the GDPR's term that no subject's letter says: the portal's pages, the access
-# package's summary, the processors' e-mails, the staff alert and a sentence only the LGPD's
-# letters say. Each keeps the language's usual words.
+# package's summary, the processors' e-mails, the staff alert, a sentence only the LGPD's letters
+# say and the erasure's name under the laws that know neither the GDPR's nor these words
+# (activities/letters.py `_DELETION`). Each keeps the language's usual words.
 NOT_IN_LETTERS = {
     "Ask about your personal data",
     "Here is the copy of your personal data you asked for, in a format you can take to another service.",
@@ -49,6 +50,7 @@ NOT_IN_LETTERS = {
     "Your personal data held by %(controller)s",
     "We apply to every request the period the LGPD sets for access to personal data, 15 days from receipt "
     "(Art. 19, II LGPD), and do not extend it.",
+    "deletion of your personal data",
     "Open the request in the staff console to see whom it concerns and its full history. This alert "
     "deliberately contains no personal data of the data subject.",
 }
