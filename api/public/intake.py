@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Header, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.concurrency import iterate_in_threadpool
 
-from api.deps import Limiter, State
+from api.deps import Limiter, State, rate_limiter
 from api.outages import RETRY_AFTER
 from api.pages import render
 from api.problems import Problem
@@ -35,7 +36,41 @@ from schemas.requests import Channel, NewRequest, PublicNewRequest, SubjectIdent
 from schemas.workflow import VerifyAttempt, VerifyResult
 from workflows.dsr import DataSubjectRequestWorkflow
 
-router = APIRouter(prefix="/v1/public", tags=["subject portal"])
+_Endpoint = TypeVar("_Endpoint", bound=Callable[..., Any])
+
+
+class CountedFirst(APIRoute):
+    """A route whose call is counted (`counted_first`) before FastAPI reads and parses its body. A
+    dependency runs only once the body is parsed: a body that was no JSON at all (or JSON nested
+    past the parser's depth) was answered 422 or 400 uncounted, as often as a client sent one."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        count = _COUNTED_FIRST.get(self.endpoint)
+        if count is None:
+            return handler
+
+        async def route(request: Request) -> Response:
+            await count(request, await rate_limiter(request))
+            return await handler(request)
+
+        return route
+
+
+_COUNTED_FIRST: dict[Callable[..., Any], Callable[[Request, RateLimiter], Awaitable[None]]] = {}
+
+
+def counted_first(count: Callable[[Request, RateLimiter], Awaitable[None]]) -> Callable[[_Endpoint], _Endpoint]:
+    """Marks a route of `router` to be counted by `count` before its body is read (`CountedFirst`)."""
+
+    def mark(endpoint: _Endpoint) -> _Endpoint:
+        _COUNTED_FIRST[endpoint] = count
+        return endpoint
+
+    return mark
+
+
+router = APIRouter(prefix="/v1/public", tags=["subject portal"], route_class=CountedFirst)
 _TOKEN = re.compile(r"[0-9a-f]{64}")
 # Any decimal digits: a keyboard in full-width mode (Japanese, Chinese) or an Arabic one types the
 # code's digits as other characters, which `ascii_code` reads as the digits they are.
@@ -64,16 +99,19 @@ class VerifyBody(BaseModel):
         return self
 
 
-async def count_submission(request: Request, limiter: Limiter) -> None:
-    """Count this client's submission before its body is checked (the JSON route's body has been
-    read, within the ASGI body cap, but not validated; the portal counts before reading its form):
-    a flood of malformed requests is limited like any other."""
+async def count_submission(request: Request, limiter: RateLimiter) -> None:
+    """Count this client's submission before its body is read (`counted_first`; the portal counts
+    before reading its form): a flood of malformed requests is limited like any other."""
     await limiter.hit(request, "submit")
 
 
-async def count_verification(request: Request, limiter: Limiter, request_id: str) -> None:
+async def count_verification(request: Request, limiter: RateLimiter, request_id: str) -> None:
     """Count a verification attempt against this client and this request, before its body is read."""
     await limiter.hit(request, "verify", request_id=request_id)
+
+
+async def _count_verification_of_path(request: Request, limiter: RateLimiter) -> None:
+    await count_verification(request, limiter, request.path_params["request_id"])
 
 
 async def admit_submission(limiter: RateLimiter, email: str) -> None:
@@ -244,7 +282,8 @@ async def find_package(state: AppState, token: str) -> dict[str, Any]:
     return dict(row)
 
 
-@router.post("/requests", status_code=202, dependencies=[Depends(count_submission)])
+@router.post("/requests", status_code=202)
+@counted_first(count_submission)
 async def submit(body: PublicNewRequest, request: Request, state: State, limiter: Limiter,
                  idempotency_key: Annotated[str | None, Header(max_length=200)] = None) -> dict[str, Any]:
     """Submit a request. A code to confirm it is yours is e-mailed to the address given.
@@ -258,7 +297,8 @@ async def submit(body: PublicNewRequest, request: Request, state: State, limiter
             "next": "check your e-mail for a code and send it to /v1/public/requests/{id}/verify"}
 
 
-@router.post("/requests/{request_id}/verify", dependencies=[Depends(count_verification)])
+@router.post("/requests/{request_id}/verify")
+@counted_first(_count_verification_of_path)
 async def verify(request_id: str, body: VerifyBody, request: Request, state: State, limiter: Limiter) -> dict[str, Any]:
     """Confirm your identity with the code or the link token from the e-mail.
     After too many wrong codes the code is refused (423, then 409) until a new one is sent; the
