@@ -93,3 +93,16 @@ async def test_a_statutes_records_kept_in_a_processors_service_are_not_said_to_b
         assert ("Stripe billing, our processor, holds for us the records listed below that the law obliges us to "
                 "keep. We have not asked it to delete them or to restrict their processing.") in part, part
         assert "Data the law obliges us to keep is erased when its period, given below, ends." in part
+
+
+@pytest.mark.parametrize(("regime", "language", "said"), [
+    ("ccpa", "en", "E-mail marketing (newsletters), our service provider, holds for us the data of yours listed below"),
+    ("pipeda", "fr", "Marketing par e-mail (newsletters), notre fournisseur de services, détient pour nous")])
+async def test_under_the_ccpa_and_pipeda_the_processor_is_a_service_provider(regime, language, said):
+    """Neither law says "processor": the CCPA's "service provider" (Cal. Civ. Code § 1798.140(ag)),
+    PIPEDA's information "transferred to a third party for processing" (Schedule 1, cl. 4.1.3)."""
+    letter = await as_sent("response", "erasure", {"report": {"results": [_held_whole("email_marketing", 3, 1)]}},
+                           regime=regime, language=language)
+    for part in both(letter):
+        assert said in part, part
+        assert "processor" not in part and "sous-traitant" not in part, part

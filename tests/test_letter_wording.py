@@ -1,5 +1,8 @@
 """A letter says what the law of its request says: "personal information" under the CCPA and
-PIPEDA ("renseignements personnels" in French), "personal data" under the GDPR and the other laws.
+PIPEDA ("renseignements personnels" in French), "personal data" under the GDPR and the other laws;
+and the "service provider" that holds data for us under those two, where the GDPR and the state
+laws say "processor" (Cal. Civ. Code § 1798.140(ag); PIPEDA, Schedule 1, cl. 4.1.3, "a third party
+for processing"; "fournisseur de services" in French), in English and French.
 
 Every letter a subject reads (the cases of tests/test_letter_terms.py) is built as the letter
 activity builds it (tests/letters_as_sent.py) and rendered, in process. The override catalogs
@@ -35,6 +38,9 @@ from tests.test_letter_terms import CASES, GIVEN
 # has an override catalog. Dutch and German keep "persoonsgegevens" / "personenbezogene Daten".
 TERMS = {"en": ("personal data", "personal information"),
          "fr": ("à caractère personnel", "renseignement")}
+# The GDPR's processor and those laws' service provider; "%(processors)s" names a placeholder.
+PROCESSOR_TERMS = {"en": (re.compile(r"(?<!%\()\bprocessors?\b"), re.compile(r"\bservice providers?\b")),
+                   "fr": (re.compile(r"sous-traitant"), re.compile(r"\bfournisseurs? de services\b"))}
 # The subject's country under each law of the family, and the languages its letters are read in.
 WORDED = {"ccpa": ("US", ["en"]), "pipeda": ("CA", ["en", "fr"])}
 # Messages with the GDPR's term that no subject's letter says: the portal's pages, the access
@@ -51,6 +57,10 @@ NOT_IN_LETTERS = {
     "We apply to every request the period the LGPD sets for access to personal data, 15 days from receipt "
     "(Art. 19, II LGPD), and do not extend it.",
     "deletion of your personal data",
+    "Files our processors sent us",
+    "These processors have no system we can read ourselves: they sent us their copy of your data, which "
+    "is included as they sent it.",
+    "asking a processor how its work stands",
     "Open the request in the staff console to see whom it concerns and its full history. This alert "
     "deliberately contains no personal data of the data subject.",
 }
@@ -58,7 +68,7 @@ NOT_IN_LETTERS = {
 # words of their own catalogs (tests/test_processor_wording.py, tests/test_processor_pages.py).
 _PROCESSOR_MAIL = ("the data subject below", "the only identifier we send", "controller of personal data that you",
                    "the data subject's personal data", "hold about a data subject on our behalf",
-                   "personal data about this person")
+                   "personal data about this person", "we asked you, as our processor")
 
 
 PLACEHOLDER = re.compile(r"%\((\w+)\)[sd]")
@@ -85,14 +95,33 @@ def override_gaps(language: str, template: Catalog, base: Catalog, override: Cat
     """What keeps `override` from saying every letter's message in the family's words: a message
     the template no longer has (its base sentence changed), a letter's message the base words with
     the GDPR's term and the override lacks, an override that still says it or whose placeholders
-    differ from the English."""
+    differ from the English. The GDPR's terms are its "personal data" and its "processor"; an
+    override says the family's term for each its English names, and none of the GDPR's."""
     old, new = TERMS[language]
+    processor, provider = PROCESSOR_TERMS[language]
+
+    def gdprs(text: str) -> bool:
+        return old in text or bool(processor.search(text))
+
+    def worded_so(m: Any) -> bool:
+        english, said = " ".join(_forms(m.id)), _forms(m.string)
+        needed = [term for term, named in ((re.compile(re.escape(new)), "personal data" in english),
+                                           (provider, PROCESSOR_TERMS["en"][0].search(english))) if named]
+        return (all(term.search(s) for term in needed for s in said)
+                and any(new in s or provider.search(s) for s in said))
+
     gaps = [f"not in messages.pot: {i[:60]}" for i in _ids(override) - _ids(template)]
     gaps += [f"no override: {i[:60]}" for i in _ids(template) & _ids(base) - _ids(override)
-             if old in _said(base, i, language) and _in_letters(i)]
-    gaps += [f"old term: {m.id[:60]}" for m in override if m.id and (old in m.string or new not in m.string)]
-    gaps += [f"placeholders: {m.id[:60]}" for m, _ in override.check()]
+             if gdprs(_said(base, i, language)) and _in_letters(i)]
+    gaps += [f"old term: {_forms(m.id)[0][:60]}" for m in override
+             if m.id and (any(gdprs(s) for s in _forms(m.string)) or not worded_so(m))]
+    gaps += [f"placeholders: {_forms(m.id)[0][:60]}" for m, _ in override.check()]
     return gaps
+
+
+def _forms(text: str | tuple[str, ...]) -> tuple[str, ...]:
+    """A message's text, or each of its plural forms."""
+    return text if isinstance(text, tuple) else (text,)
 
 
 @pytest.mark.parametrize("language", TERMS)
@@ -176,6 +205,7 @@ async def test_letters_under_the_ccpa_and_pipeda_say_personal_information(case, 
     old, new = TERMS[language]
     text = await letter_text(case, regime, language, WORDED[regime][0])
     assert old not in text, f"{case} under {regime} in {language}: {text[max(text.find(old) - 80, 0):][:200]}"
+    assert not PROCESSOR_TERMS[language][0].search(text), f"{case} under {regime} in {language}"
     # Said in the law's words, not merely left out, where the GDPR's letter says its term.
     assert new in text or case not in SAYS_IT, case
 
@@ -214,5 +244,7 @@ def test_every_override_catalog_names_only_known_messages_with_their_placeholder
     Each placeholder of a message in its words, none dropped: Babel's check lets a translation omit
     one, and the letter would then lose its citation without an error."""
     override = _read(path, path.parts[-3])
-    assert _ids(override) and _ids(override) <= _ids(_read(LOCALES.parent / "messages.pot"))
-    assert [m.id for m in override if m.id and set(PLACEHOLDER.findall(m.id)) != set(PLACEHOLDER.findall(m.string))] == []
+    known = {m.id for m in _read(LOCALES.parent / "messages.pot") if m.id}
+    assert _ids(override) and {m.id for m in override if m.id} <= known
+    assert [m.id for m in override if m.id and any(set(PLACEHOLDER.findall(" ".join(_forms(m.id))))
+                                                   != set(PLACEHOLDER.findall(said)) for said in _forms(m.string))] == []
