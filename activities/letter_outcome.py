@@ -97,7 +97,8 @@ def _kept_item(kept: dict[str, Any], policy: Policy, regime: str, t: Translator 
     # whether the claim still needs them, not an end date.
     return {"what": what, "basis": basis, "law": law, "reviewed": kept["hold_kind"] == "legal_claims",
             "until": date.fromisoformat(kept["until"]) if kept.get("until") else None,
-            "processor": system if _at_processor(kept, policy) else None}
+            "processor": system if _at_processor(kept, policy) else None,
+            "unrestricted": system if _unrestricted(kept, policy) else None}
 
 
 def _at_processor(kept: dict[str, Any], policy: Policy) -> bool:
@@ -110,16 +111,27 @@ def _at_processor(kept: dict[str, Any], policy: Policy) -> bool:
     return system.connector != "sql" if system else kept["dataset"] == "all"
 
 
+def _unrestricted(kept: dict[str, Any], policy: Policy) -> bool:
+    """Whether a kept record is in a dataset of ours that has no column to mark it restricted
+    (`restricted_column`): a hold keeps it (minimised under a statute) but nothing restricts it."""
+    system = policy.systems.get(kept["system"])
+    if system is None or system.connector != "sql":
+        return False
+    return any(d.name == kept["dataset"] and not d.restricted_column for d in system.datasets)
+
+
 def kept_where(kept: list[dict[str, Any]]) -> dict[str, Any]:
     """Who holds what a response letter lists as kept (`_kept_item`), for its words on what was
     done with it (response.*.j2): whether any is in our own systems, and the processors that hold
-    what a legal-claims hold kept (`held_by`) and what a statute requires kept (`kept_by`), each
-    named once by its label."""
+    what a legal-claims hold kept (`held_by`) and what a statute requires kept (`kept_by`), and our
+    systems that cannot mark what they keep as restricted (`unrestricted`), each named once by its
+    label."""
     def processors(legal_claims: bool) -> list[str]:
         return sorted({k["processor"] for k in kept if k.get("processor") and bool(k.get("reviewed")) is legal_claims})
 
-    return {"ours": any(not k.get("processor") for k in kept), "held_by": processors(True),
-            "kept_by": processors(False)}
+    return {"ours": any(not k.get("processor") and not k.get("unrestricted") for k in kept),
+            "held_by": processors(True), "kept_by": processors(False),
+            "unrestricted": sorted({k["unrestricted"] for k in kept if k.get("unrestricted")})}
 
 
 def _erased(result: TaskResult) -> int:
