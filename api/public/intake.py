@@ -18,6 +18,7 @@ from api.deps import Limiter, State, rate_limiter
 from api.outages import RETRY_AFTER
 from api.pages import render
 from api.problems import Problem
+from api.public.cross_site import refuse_cross_site_posts
 from api.ratelimit import RateLimiter
 from api.service import open_request, paused_on_our_side, run_update
 from api.state import AppState
@@ -42,7 +43,9 @@ _Endpoint = TypeVar("_Endpoint", bound=Callable[..., Any])
 class CountedFirst(APIRoute):
     """A route whose call is counted (`counted_first`) before FastAPI reads and parses its body. A
     dependency runs only once the body is parsed: a body that was no JSON at all (or JSON nested
-    past the parser's depth) was answered 422 or 400 uncounted, as often as a client sent one."""
+    past the parser's depth) was answered 422 or 400 uncounted, as often as a client sent one.
+    A post from another site's page is refused first, as by every public route's dependency
+    (api/public/cross_site.py): counted, it spent its visitor's own allowance."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -51,6 +54,7 @@ class CountedFirst(APIRoute):
             return handler
 
         async def route(request: Request) -> Response:
+            await refuse_cross_site_posts(request)
             await count(request, await rate_limiter(request))
             return await handler(request)
 
