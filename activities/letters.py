@@ -55,8 +55,9 @@ LETTER_TYPE_LABELS = {
 }
 # An erasure's name in a letter under the laws that know neither the GDPR's "right to be forgotten"
 # (Art. 17) nor a wording catalog of their own: they grant the deletion of personal data (Va. Code
-# § 59.1-577(A)(3); the CTDPA and the CPA alike; LGPD Art. 18, VI, "eliminação"). The CCPA and PIPEDA
-# name it "deletion of your personal information" through theirs (personal_information.po).
+# § 59.1-577(A)(3); Conn. Gen. Stat. § 42-518(a)(3); the CPA alike; LGPD Art. 18, VI, "eliminação").
+# The CCPA and PIPEDA name it "deletion of your personal information" through theirs
+# (personal_information.po).
 _DELETION, _DELETION_LAWS = N_("deletion of your personal data"), frozenset({"vcdpa", "ctdpa", "cpa", "lgpd"})
 # Each completes the denial letter's "This is because ...".
 LETTER_DENIAL_LABELS = {
