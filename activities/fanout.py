@@ -188,7 +188,8 @@ class FanoutActivities(ErasureEvidence):
                 # The earlier try's effect committed after its evidence was kept (had it not, this
                 # try would have changed something): it is the outcome.
                 result = earlier.result
-            failpoint("task-effect-committed", f"{task.task.system}:{task.task.action}")
+            # Named by its request too: a test kills one request's try while others' go on.
+            failpoint("task-effect-committed", f"{task.task.system}:{task.task.action}:{task.request_id}")
         outcome = outcome_write(task, result, committed=True)
         if task.record:
             # Refused if staff resolved the task after the run's last journal write (which found it
