@@ -201,3 +201,12 @@ async def test_gdpr_letters_still_cite_the_gdpr():
     assert "because we could not establish your identity (Art. 11(2) and 12(2) GDPR)." in identity
     objection = both(await as_sent("response", "objection", REFUSED))[0]
     assert "based on our legitimate interests (Art. 21(1) GDPR)." in objection
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+async def test_a_vcdpa_refusal_cites_the_duty_to_give_reasons_and_the_appeal(language):
+    # Va. Code § 59.1-577(B)(2): a controller declining to act tells the consumer why and how to
+    # appeal; (C): the appeal. Subsection (A) lists the rights and obliges nobody to refuse aright.
+    denial = both(await as_sent("denial", "access", {"reason_code": "excessive", "explanation": "Fifth."},
+                                regime="vcdpa", language=language))[0]
+    assert "59.1-577(B)(2)" in denial and "59.1-577(A)" not in denial, language
