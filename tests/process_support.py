@@ -113,3 +113,34 @@ async def sweep_killed_at(settings: Settings, failpoint: str, as_of: datetime) -
     killed = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", _SWEEP, as_of.isoformat()],
                                      env=env, capture_output=True, text=True, timeout=120)
     assert killed.returncode == -9, killed.stderr[-3000:]
+
+
+# A task's poll (activities/fanout.py `poll_system_action`, which sends a processor's reminder) as
+# a process of its own, to be killed at a failpoint: the workflow polls first five minutes after
+# the ask, and reminds only `reminder_days` after it.
+_POLL = """
+import asyncio, sys
+from temporalio.testing import ActivityEnvironment
+from activities.fanout import FanoutActivities
+from dsrflow.infra.db import create_pool
+from dsrflow.settings import load_settings
+from schemas.workflow import TaskInput
+from workers.dsr_worker import activity_context
+
+async def main():
+    settings = load_settings()
+    pool = await create_pool(settings.effective_database_url, min_size=1, max_size=4)
+    poll = FanoutActivities(activity_context(settings, pool)).poll_system_action
+    await ActivityEnvironment().run(poll, TaskInput.model_validate_json(sys.argv[1]))
+
+asyncio.run(main())
+"""
+
+
+async def poll_killed_at(settings: Settings, failpoint: str, task: str) -> None:
+    """Run a task's poll (`task`: its TaskInput as JSON) in a process of its own and check the
+    failpoint killed it there."""
+    env = {**os.environ, **settings_env(settings), "DSRFLOW_FAILPOINTS": failpoint}
+    killed = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", _POLL, task],
+                                     env=env, capture_output=True, text=True, timeout=120)
+    assert killed.returncode == -9, killed.stderr[-3000:]

@@ -9,18 +9,25 @@ letters' own path through the outbox is killed). The processor's e-mail records 
 (its task row and `processor.asked`, written with the outbox's mark). Each way each processor is
 asked once, its link works, each processor's task ends done and the request completes once the processor
 confirms. One stack for the four windows: each worker process is killed in turn on a request of
-its own, and one worker finishes them all, so the retries' heartbeat timeouts are waited for once."""
+its own, and one worker finishes them all, so the retries' heartbeat timeouts are waited for once.
+The processor's reminder, sent by the task's poll, is killed in a poll run as a process of its own."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
+from typing import Any
 
+import pytest
+from temporalio.testing import ActivityEnvironment
+
+from activities.fanout import FanoutActivities
 from activities.letters import message_id_for
-from activities.processor_mail import REQUEST_PURPOSE
-from schemas.workflow import workflow_id_for
+from activities.processor_mail import REMINDER_PURPOSE, REQUEST_PURPOSE
+from schemas.workflow import SystemTask, TaskInput, workflow_id_for
 from tests.fanout_stack import api, fanout_stack
-from tests.process_support import died, dsrflow_process, released
+from tests.process_support import died, dsrflow_process, poll_killed_at, released
 from tests.support import (
     attested_request,
     eventually,
@@ -32,7 +39,7 @@ from tests.support import (
 )
 from tests.test_crash_uploads import ON_RECORD
 from tests.test_processor_exports import _LINK, SURVEYS_CONTACT
-from workers.dsr_worker import build_worker
+from workers.dsr_worker import activity_context, build_worker
 
 # Where each request's worker dies (`{rid}`: the request, `{mail}`: its e-mail to the survey
 # provider), and what the retry writes in the audit trail about that e-mail (None: whatever state
@@ -50,40 +57,52 @@ def _message_id(rid: str) -> str:
     return message_id_for(f"{rid}:{REQUEST_PURPOSE}:surveys:erase")
 
 
+@pytest.fixture(scope="module")
+async def asks(postgres, settings, dev_server, tmp_path_factory) -> AsyncIterator[dict[str, Any]]:
+    """The fan-out stack with the survey provider asked by e-mail, and no worker: each test runs its own."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("DSRFLOW_SURVEYS_PRIVACY_EMAIL", SURVEYS_CONTACT)  # read by the processes started too
+        async with fanout_stack(postgres, settings, dev_server.client, tmp_path_factory.mktemp("asks"),
+                                keep_manual=("surveys",)) as stack, api(stack) as http:
+            yield {"stack": stack, "http": http}
+
+
+async def _on_record(pool, rid: str) -> None:
+    """Wait until the request's e-mail to the survey provider is on record and its task waits."""
+    async def waiting() -> bool:
+        return await pool.fetchval(ON_RECORD, rid) == 1
+
+    await eventually(waiting, 90)
+
+
 async def test_a_worker_killed_in_each_window_of_asking_a_processor_asks_it_once(
-        postgres, settings, dev_server, pool, mail_sink, tmp_path, monkeypatch):
-    client = dev_server.client
-    monkeypatch.setenv("DSRFLOW_SURVEYS_PRIVACY_EMAIL", SURVEYS_CONTACT)  # read by the worker processes too
-    async with fanout_stack(postgres, settings, client, tmp_path, keep_manual=("surveys",)) as stack, \
-            api(stack) as http:
-        asked: list[str] = []
-        for failpoint, _ in WINDOWS:
-            # Opened with no worker running (the API only starts its workflow): its id names the
-            # failpoint of the worker that takes it up.
-            rid = await attested_request(http, pool, "erasure", unique_email("asked"))
-            named = failpoint.format(rid=rid, mail=_message_id(rid))
-            # A worker without schedules or a sticky queue (tests/worker_process.py): it starts sooner,
-            # and its workflows' next tasks go to any worker at once after the kill.
-            async with dsrflow_process("worker", stack.settings, client, tmp_path, failpoints=named,
-                                       module="tests.worker_process", held=True) as worker:
-                released(worker)
-                await died(worker, tmp_path)
-            asked.append(rid)
+        asks, dev_server, pool, mail_sink, tmp_path):
+    client, stack, http = dev_server.client, asks["stack"], asks["http"]
+    asked: list[str] = []
+    for failpoint, _ in WINDOWS:
+        # Opened with no worker running (the API only starts its workflow): its id names the
+        # failpoint of the worker that takes it up.
+        rid = await attested_request(http, pool, "erasure", unique_email("asked"))
+        named = failpoint.format(rid=rid, mail=_message_id(rid))
+        # A worker without schedules or a sticky queue (tests/worker_process.py): it starts sooner,
+        # and its workflows' next tasks go to any worker at once after the kill.
+        async with dsrflow_process("worker", stack.settings, client, tmp_path, failpoints=named,
+                                   module="tests.worker_process", held=True) as worker:
+            released(worker)
+            await died(worker, tmp_path)
+        asked.append(rid)
 
-        async with build_worker(client, stack.settings, pool):
-            for rid in asked:
-                async def waiting(rid: str = rid) -> bool:  # the e-mail on record and the task waiting for it
-                    return await pool.fetchval(ON_RECORD, rid) == 1
-
-                await eventually(waiting, 90)
-                mail = await wait_for_letter(mail_sink, rid, REQUEST_PURPOSE, 30)
-                path = _LINK.search(text_of(mail)).group(1)
-                assert (await http.post(path, data={"note": "Erased."})).status_code == 200
-            states = [await asyncio.wait_for(client.get_workflow_handle(workflow_id_for(rid)).result(), 60)
-                      for rid in asked]
-            headers = await staff_headers(pool, "agent")
-            results = {rid: (await http.get(f"/v1/requests/{rid}", headers=headers)).json()["results"]
-                       for rid in asked}
+    async with build_worker(client, stack.settings, pool):
+        for rid in asked:
+            await _on_record(pool, rid)
+            mail = await wait_for_letter(mail_sink, rid, REQUEST_PURPOSE, 30)
+            path = _LINK.search(text_of(mail)).group(1)
+            assert (await http.post(path, data={"note": "Erased."})).status_code == 200
+        states = [await asyncio.wait_for(client.get_workflow_handle(workflow_id_for(rid)).result(), 60)
+                  for rid in asked]
+        headers = await staff_headers(pool, "agent")
+        results = {rid: (await http.get(f"/v1/requests/{rid}", headers=headers)).json()["results"]
+                   for rid in asked}
 
     for rid, (failpoint, told), state in zip(asked, WINDOWS, states, strict=True):
         assert state["status"] == "completed", (failpoint, state)
@@ -101,3 +120,37 @@ async def test_a_worker_killed_in_each_window_of_asking_a_processor_asks_it_once
                          ("surveys", "processor.confirmed")], failpoint
         statuses = {r["system"]: r["status"] for r in results[rid]}
         assert (statuses["email_marketing"], statuses["surveys"]) == ("done", "done"), (failpoint, statuses)
+
+
+async def test_a_poll_killed_around_a_processors_reminder_reminds_it_once(asks, dev_server, pool, mail_sink):
+    """The survey provider has not confirmed for longer than `reminder_days` (3): the task's poll
+    reminds it. The poll dies with the reminder claimed and not yet handed to the relay, then
+    (sending it again) accepted by the relay and not yet recorded; the next poll records it. The
+    processor gets one reminder, counted once (`reminders` 1, one `processor.reminded`), and a
+    poll after that sends none: the next is three days away."""
+    stack, http = asks["stack"], asks["http"]
+    async with build_worker(dev_server.client, stack.settings, pool):
+        rid = await attested_request(http, pool, "erasure", unique_email("reminded"))
+        await _on_record(pool, rid)
+    # No worker from here: the task's own poll (five minutes away) does not run beside these.
+    request = uuid.UUID(rid)
+    external_id = await pool.fetchval("UPDATE manual_tasks SET sent_at = sent_at - interval '4 days' "
+                                      "WHERE request_id = $1 RETURNING external_id", request)
+    task = TaskInput(request_id=rid, record=True, external_id=external_id,
+                     policy_version=await pool.fetchval("SELECT policy_version FROM dsr_requests WHERE id = $1", request),
+                     task=SystemTask(system="surveys", action="erase", connector="manual_email",
+                                     label="Survey service provider"))
+    reminder = message_id_for(f"{rid}:{REMINDER_PURPOSE}:surveys:erase:1")
+    await poll_killed_at(stack.settings, f"mail-claimed~{reminder}", task.model_dump_json())
+    await poll_killed_at(stack.settings, f"mail-accepted~{reminder}", task.model_dump_json())
+    poll = FanoutActivities(activity_context(stack.settings, pool)).poll_system_action
+    for _ in range(2):
+        assert (await ActivityEnvironment().run(poll, task)).status == "pending"
+
+    assert [m["Message-ID"] for m in letters_for(mail_sink, rid, REMINDER_PURPOSE)] == [reminder]
+    assert await pool.fetchval("SELECT reminders FROM manual_tasks WHERE request_id = $1", request) == 1
+    events = await pool.fetch("SELECT event_type, data FROM audit_events WHERE request_id = $1 "
+                              "AND (event_type LIKE 'mail.%' OR event_type = 'processor.reminded')", request)
+    assert [e["event_type"] for e in events if e["event_type"] == "processor.reminded"] == ["processor.reminded"]
+    assert [e["event_type"] for e in events if e["event_type"].startswith("mail.")
+            and e["data"]["mail_key"] == reminder] == ["mail.resent", "mail.unconfirmed"]
