@@ -59,6 +59,18 @@ LETTER_TYPE_LABELS = {
 # The CCPA and PIPEDA name it "deletion of your personal information" through theirs
 # (personal_information.po).
 _DELETION, _DELETION_LAWS = N_("deletion of your personal data"), frozenset({"vcdpa", "ctdpa", "cpa", "lgpd"})
+
+
+def type_label(kind: str, regime: str | None, t: Translator) -> str:
+    """A request type's name as the law of `regime` gives it, in `t`'s language (`worded` for that
+    law's words: "deletion of your personal information" under the CCPA): the letters' and the
+    pages' (api/pages.py `type_label`), so a subject reads one name for one request. No regime (a
+    form before its country is known): the GDPR's name, citing no law."""
+    if kind == "erasure" and regime in _DELETION_LAWS:
+        return t.gettext(_DELETION)
+    return cited_label(LETTER_TYPE_LABELS[kind], regime, t)
+
+
 # Each completes the denial letter's "This is because ...".
 LETTER_DENIAL_LABELS = {
     "manifestly_unfounded": (N_("the request is manifestly unfounded%(citation)s"), "12(5)", _IN_BRACKETS),
@@ -157,8 +169,7 @@ async def build_context(ctx: ActivityContext, row: dict[str, Any], job: LetterJo
         "request": {
             "id": str(row["id"]),
             "type": row["request_type"],
-            "type_label": (t.gettext(_DELETION) if row["request_type"] == "erasure" and row["regime"] in _DELETION_LAWS
-                           else cited_label(LETTER_TYPE_LABELS[row["request_type"]], row["regime"], t)),
+            "type_label": type_label(row["request_type"], row["regime"], t),
             "regime": row["regime"],
             "regime_name": regime_name(row["regime"], t),
             # The date the deadline counts from, so a letter and its due date agree.

@@ -48,9 +48,8 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import pass_context
 from jinja2.runtime import Context
 
-from activities.citations import cited_label
 from activities.letter_templates import longdate, longdatetime
-from activities.letters import LETTER_TYPE_LABELS
+from activities.letters import LETTER_TYPE_LABELS, type_label
 from api.csrf import cookie_secure, csrf_token
 from api.deps import app_state
 from api.problems import Problem
@@ -58,7 +57,7 @@ from api.ratelimit import wait_words
 from api.read_models.evidence_deadlines import controller_time
 from api.request_form import words_in
 from dsrflow.domain.deadlines import reconsiders
-from dsrflow.i18n import SOURCE_LANGUAGE, Translator, language_name, translations, without_accents
+from dsrflow.i18n import SOURCE_LANGUAGE, Translator, language_name, translations, without_accents, worded, wording_of
 from policy.languages import Languages
 from schemas.countries import country_codes
 
@@ -233,10 +232,12 @@ def _sentence(text: str) -> str:
 
 @pass_context
 def _type_label(context: Context, kind: str, regime: str | None = None) -> str:
-    """A request type's label in the page's language, citing the article of `regime`'s law where
-    it is the GDPR's or the UK GDPR's (activities/citations.py). The new-request forms name no
-    regime: it follows from the country typed on the same form, so they cite no law."""
-    return cited_label(LETTER_TYPE_LABELS[kind], regime, translations(_language_of(context)))
+    """A request type's label in the page's language, named as `regime`'s law names it, as the
+    letters do (activities/letters.py `type_label`), citing its article where it is the GDPR's or
+    the UK GDPR's. The new-request forms name no regime: it follows from the country typed on the
+    same form, so they cite no law."""
+    language = _language_of(context)
+    return type_label(kind, regime, worded(language, wording_of(regime)) if regime else translations(language))
 
 
 @pass_context

@@ -23,6 +23,7 @@ from activities.citations import answer_period, citation
 from activities.connectors.base import ConnectorEnv, Subject
 from activities.connectors.manual_email import ManualEmailConnector
 from activities.letter_templates import RenderedLetter
+from activities.letters import type_label
 from activities.package_summary import render_summary
 from activities.processor_mail import (
     REMINDER_PURPOSE,
@@ -34,7 +35,7 @@ from activities.processor_mail import (
 )
 from api.pages import render, templates
 from api.state import AppState
-from dsrflow.i18n import translations
+from dsrflow.i18n import translations, worded, wording_of
 from dsrflow.settings import Settings
 from policy.model import DEFAULT_POLICY, load_policy, parse_policy
 from schemas.requests import RequestStatus
@@ -82,9 +83,9 @@ def page_request(app: FastAPI, path: str, language: str) -> Request:
                     "server": ("test", 80), "client": ("127.0.0.1", 1), "root_path": ""})
 
 
-def status_page(app: FastAPI, regime: str, language: str) -> str:
-    """The subject's status page of an access request, with the context its route gives it."""
-    row = {"id": REQUEST_ID, "request_type": "access", "regime": regime, "received_at": datetime(2026, 1, 30, tzinfo=UTC),
+def status_page(app: FastAPI, regime: str, language: str, request_type: str = "access") -> str:
+    """The subject's status page of a request (an access request), with the context its route gives it."""
+    row = {"id": REQUEST_ID, "request_type": request_type, "regime": regime, "received_at": datetime(2026, 1, 30, tzinfo=UTC),
            "current_due_date": date(2026, 3, 2), "extended": False, "closed_at": None}
     response = render(page_request(app, f"/portal/requests/{REQUEST_ID}", language), "portal/status.html", {
         "row": row, "status_words": "In progress.", "verified": False, "awaiting_verification": False,
@@ -115,8 +116,9 @@ def test_the_status_page_cites_the_law_of_the_requests_regime(app, regime, langu
         assert not eu_gdpr_named(read(page), regime)
     else:
         assert not _ARTICLE.search(label) and not eu_gdpr_named(read(page), regime), label
-        if language == "en":
-            assert label == "access to your personal data"
+        if language == "en":  # in the law's words, as its letters say it
+            assert label == ("access to your personal information" if regime in ("ccpa", "pipeda")
+                             else "access to your personal data")
 
 
 def form_labels(html: str) -> list[str]:
@@ -144,8 +146,9 @@ async def test_the_portals_form_cites_no_law_for_the_request_types(app, language
 
 def test_the_consoles_form_and_pages_cite_as_the_portal_does():
     """The console's forms (new request, inbox message) share the portal's macro; its request
-    pages (the evidence pack) name the type with the request's regime. The console speaks
-    English, the staff language."""
+    pages (the evidence pack) name the type with the request's regime, as its letters do: an
+    erasure is the GDPR's "right to be forgotten" under the GDPR and the UK GDPR only. The console
+    speaks English, the staff language."""
     form = templates.env.from_string('{% import "_request_form.html" as rf with context %}{{ rf.type_choice("Type") }}')
     assert form_labels(form.render(language="en", errors={}, values={}))[:2] == [
         "Access to your personal data", "A copy of your data in a portable format"]
@@ -153,7 +156,21 @@ def test_the_consoles_form_and_pages_cite_as_the_portal_does():
     said = {regime: label.render(language="en", kind="erasure", regime=regime) for regime in REGIMES}
     assert said["gdpr"] == "erasure (right to be forgotten, Art. 17 GDPR)"
     assert said["uk_gdpr"] == "erasure (right to be forgotten, Art. 17 UK GDPR)"
-    assert {said[regime] for regime in OTHER_LAWS} == {"erasure (right to be forgotten)"}
+    assert {regime: said[regime] for regime in OTHER_LAWS} == {
+        regime: "deletion of your personal information" if regime in ("ccpa", "pipeda")
+        else "deletion of your personal data" for regime in OTHER_LAWS}
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("regime", OTHER_LAWS)
+def test_the_status_page_names_an_erasure_as_its_letters_do(app, regime, language):
+    """The subject reads one name for one request: the portal's status page says what the
+    acknowledgement said ("deletion of your personal data" under the VCDPA, never the GDPR's
+    "right to be forgotten", which these laws do not know)."""
+    label = asked_for(status_page(app, regime, language, request_type="erasure"), language)
+    t = worded(language, wording_of(regime))
+    assert label == type_label("erasure", regime, t), (regime, language)
+    assert label != translations(language).gettext("erasure (right to be forgotten%(citation)s)") % {"citation": ""}
 
 
 # --- 2. The e-mails to processors -------------------------------------------------------------
