@@ -10,7 +10,8 @@ letters' own path through the outbox is killed). The processor's e-mail records 
 asked once, its link works, each processor's task ends done and the request completes once the processor
 confirms. One stack for the four windows: each worker process is killed in turn on a request of
 its own, and one worker finishes them all, so the retries' heartbeat timeouts are waited for once.
-The processor's reminder, sent by the task's poll, is killed in a poll run as a process of its own."""
+The processor's reminder, sent by the task's poll, is killed in a poll run as a process of its own;
+the relay down at the ask is a try run in this process."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.fanout import FanoutActivities
 from activities.letters import message_id_for
 from activities.processor_mail import REMINDER_PURPOSE, REQUEST_PURPOSE
+from devstack.processes import free_port
 from schemas.workflow import SystemTask, TaskInput, workflow_id_for
 from tests.fanout_stack import api, fanout_stack
 from tests.process_support import died, dsrflow_process, poll_killed_at, released
@@ -33,6 +35,7 @@ from tests.support import (
     eventually,
     letters_for,
     staff_headers,
+    stored_request,
     text_of,
     unique_email,
     wait_for_letter,
@@ -154,3 +157,30 @@ async def test_a_poll_killed_around_a_processors_reminder_reminds_it_once(asks, 
     assert [e["event_type"] for e in events if e["event_type"] == "processor.reminded"] == ["processor.reminded"]
     assert [e["event_type"] for e in events if e["event_type"].startswith("mail.")
             and e["data"]["mail_key"] == reminder] == ["mail.resent", "mail.unconfirmed"]
+
+
+async def test_a_processors_e_mail_the_relay_could_not_take_goes_once_when_it_is_back(asks, pool, mail_sink):
+    """The relay is down as the survey provider is asked: the try fails with nothing on record but
+    its outbox row (`failed`), so the task's retry, the relay back, sends the e-mail: once, its
+    task row once, no `mail.resent` (nothing had gone)."""
+    stack = asks["stack"]
+    rid = await stored_request(pool, stack.settings, "relay-down", "erasure")
+    request = uuid.UUID(rid)
+    task = TaskInput(request_id=rid, record=True,
+                     policy_version=await pool.fetchval("SELECT policy_version FROM dsr_requests WHERE id = $1", request),
+                     task=SystemTask(system="surveys", action="erase", connector="manual_email",
+                                     label="Survey service provider"))
+    down = stack.settings.model_copy(update={"smtp_port": free_port()})  # nothing listens there
+    with pytest.raises(OSError):
+        await ActivityEnvironment().run(FanoutActivities(activity_context(down, pool)).run_system_action, task)
+    assert await pool.fetchval("SELECT state FROM mail_outbox WHERE mail_key = $1", _message_id(rid)) == "failed"
+    assert await pool.fetchval("SELECT count(*) FROM manual_tasks WHERE request_id = $1", request) == 0
+
+    back = FanoutActivities(activity_context(stack.settings, pool)).run_system_action
+    assert (await ActivityEnvironment().run(back, task)).status == "pending"
+    assert [m["Message-ID"] for m in letters_for(mail_sink, rid, REQUEST_PURPOSE)] == [_message_id(rid)]
+    assert await pool.fetchval("SELECT count(*) FROM manual_tasks WHERE request_id = $1", request) == 1
+    events = [r["event_type"] for r in await pool.fetch(
+        "SELECT event_type FROM audit_events WHERE request_id = $1 AND (event_type LIKE 'mail.%' "
+        "OR event_type LIKE 'processor.%')", request)]
+    assert events == ["processor.asked"]
