@@ -76,7 +76,11 @@ async def assign(pool: asyncpg.Pool, request_id: str, assignee: str | None, *, a
     """Assign the request to a colleague (a token in force), or to nobody with None; audited.
     Assigning it to whom it is assigned already changes nothing and records nothing."""
     async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT 1 FROM dsr_requests WHERE id = $1 FOR UPDATE", request_id)
+        # One assignment of a request at a time, by a lock of its own: locking the request's row
+        # first and its audit chain second (append_event) was the reverse of a workflow's step
+        # recording its event and then the row (activities/lifecycle.py), and PostgreSQL failed
+        # one of the two as a deadlock (the agent's "Take it" a 500).
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"assign:{request_id}")
         current = await conn.fetchval("SELECT assignee FROM request_assignments WHERE request_id = $1", request_id)
         if assignee is not None:
             # One spelling: braces answered 500, and upper case assigned anew whom it already was.

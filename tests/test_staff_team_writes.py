@@ -1,0 +1,38 @@
+"""Team work (assignments, notes) while the request's workflow writes, and bounds on what one
+member of staff writes to a request other staff read (docs/security.md, "Team work under load
+and in bulk"). In process: PostgreSQL alone, no workflow running."""
+
+from __future__ import annotations
+
+import asyncio
+
+from dsrflow.domain.audit import append_event
+from dsrflow.stores.staff_tokens import issue_token
+from dsrflow.stores.team_store import assign
+from tests.support import stored_request
+
+
+async def test_taking_a_request_while_its_workflow_records_a_step_waits_for_it(pool, settings):
+    """An agent takes a request (`PUT .../assignee` "me", the console's "Take it") just as its
+    workflow records a step: its event, then the request's row (activities/lifecycle.py registers
+    the due dates so, in one statement). Before, the assignment locked the request's row first and
+    its audit chain second, the step the other way round: PostgreSQL broke the deadlock by failing
+    one of them, the agent's answer a 500 (seen on a request opened a moment before) or the
+    workflow's step retried. Now both are done."""
+    rid = await stored_request(pool, settings, "assigned-while-registered")
+    token_id = (await issue_token(pool, "agent", "takes it"))[0]["id"]
+    async with pool.acquire() as step:
+        transaction = step.transaction()
+        await transaction.start()
+        try:
+            await append_event(step, event_key=f"{rid}:registered-test", request_id=rid,
+                               event_type="request.registered", actor="system", data={})
+            taking = asyncio.create_task(assign(pool, rid, token_id, actor=f"agent:{token_id[:8]}"))
+            await asyncio.sleep(0.3)  # the assignment waits for the chain's head, which the step holds
+            await step.execute("UPDATE dsr_requests SET verified_at = coalesce(verified_at, now()) WHERE id = $1", rid)
+        finally:
+            await transaction.commit()
+        await taking
+    assert await pool.fetchval("SELECT assignee::text FROM request_assignments WHERE request_id = $1", rid) == token_id
+    assert await pool.fetchval("SELECT count(*) FROM audit_events WHERE request_id = $1 AND event_type = 'staff.assigned'",
+                               rid) == 1
