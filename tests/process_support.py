@@ -1,5 +1,5 @@
 """Processes of their own started for a test: dsrflow's (a worker, an API, the erasure sweep's
-step) to be killed at a failpoint (dsrflow/infra/failpoints.py), the crash-window tests' harness,
+step, a task's poll) to be killed at a failpoint (dsrflow/infra/failpoints.py), the crash-window tests' harness,
 and a benchmark's smoke run."""
 
 from __future__ import annotations
