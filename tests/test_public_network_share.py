@@ -6,7 +6,9 @@ ceiling, after which every subject got 503 for the verification window. Now the 
 from __future__ import annotations
 
 import random
+import uuid
 
+from dsrflow.infra.ports import free_port
 from tests.ratelimit_support import PROBLEM, app_clients, assert_limited, stored_for
 from tests.support import unique_email, verification_code, wait_for_letter
 from workers.dsr_worker import build_worker
@@ -97,3 +99,36 @@ async def test_a_request_confirmed_from_its_network_gives_its_share_back(setting
             "/v1/public/requests", json={"type": "access", "email": unique_email("share")}) for network in (home, away)}
         assert again[home].status_code == 202, again[home].text
         assert_limited(again[away], WEEK)
+
+
+async def test_a_request_stored_while_the_engine_was_down_gives_its_share_back_once_confirmed(
+        settings, pool, dev_server, mail_sink, task_queue):
+    """A request stored while the workflow engine did not answer (503, "repeat with the same
+    Idempotency-Key") holds its share like any other, and gives it back like any other once its
+    subject confirms from where they asked."""
+    network, key = _ipv4_network(), uuid.uuid4().hex
+    body = {"type": "access", "email": unique_email("share")}
+    nowhere = settings.model_copy(update={"temporal_address": f"127.0.0.1:{free_port()}"})
+    async with app_clients(nowhere, None, task_queue, max_unverified_per_network=2) as call_from:
+        stored = await call_from(f"{network}.1").post("/v1/public/requests", json=body,
+                                                      headers={"Idempotency-Key": key})
+    assert stored.status_code == 503 and "same Idempotency-Key" in stored.json()["detail"], stored.text
+    async with build_worker(dev_server.client, settings, pool, task_queue=task_queue), \
+            app_clients(settings, dev_server.client, task_queue, max_unverified_per_network=2) as call_from:
+        started = await call_from(f"{network}.1").post("/v1/public/requests", json=body,
+                                                       headers={"Idempotency-Key": key})
+        assert started.status_code == 202 and started.json()["id"] == stored.json()["request_id"], started.text
+        other = await call_from(f"{network}.2").post("/v1/public/requests",
+                                                     json={"type": "access", "email": unique_email("share")})
+        assert other.status_code == 202, other.text
+        assert_limited(await call_from(f"{network}.3").post(
+            "/v1/public/requests", json={"type": "access", "email": unique_email("share")}), WEEK)
+        rid = started.json()["id"]
+        code = verification_code(await wait_for_letter(mail_sink, rid, "verification"))
+
+        confirmed = await call_from(f"{network}.9").post(f"/v1/public/requests/{rid}/verify", json={"code": code})
+
+        assert confirmed.status_code == 200, confirmed.text
+        again = await call_from(f"{network}.3").post("/v1/public/requests",
+                                                     json={"type": "access", "email": unique_email("share")})
+        assert again.status_code == 202, again.text

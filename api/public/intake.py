@@ -154,6 +154,8 @@ async def submit_request(state: AppState, limiter: RateLimiter, request: Request
         if refused.status < 500:  # refused, nothing stored (a 503 may have stored it: its e-mail goes)
             await limiter.give_back("mail", email=str(body.email))
             await limiter.give_back_share(share)
+        elif "request_id" in refused.extra:  # stored, not started: it holds its share as any other
+            await limiter.keep_receipt(share, str(refused.extra["request_id"]))
         raise
     if created:
         await limiter.keep_receipt(share, str(row["id"]))
