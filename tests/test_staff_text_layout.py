@@ -1,0 +1,47 @@
+"""Staff text other staff read, written to push the page out of shape: a note and a token's label
+with no space to wrap at (docs/security.md, "Team work under load and in bulk"). Same setup as
+tests/test_browser.py."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.async_api import expect
+
+from api.auth import create_token
+from tests.support import live_client
+from tests.test_browser import (  # noqa: F401 (fixtures)
+    CHROMIUM,
+    open_request,
+    shots,
+    signed_in,
+    site,
+)
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's headless Chromium (apt-get install chromium-headless-shell)")
+
+
+async def sideways(page) -> str | None:
+    """How far the page scrolls sideways, or None: it does not."""
+    width, seen = await page.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+    return f"{width} px wide in {seen}" if width > seen else None
+
+
+async def test_an_unbroken_note_and_label_keep_the_request_page_in_shape(browser, site, pool, shots):  # noqa: F811
+    """An agent whose token's label (200 characters) and note (4,000) hold no space takes a request
+    and notes on it. Before, the compliance officer who opened it got a page 48,000 px wide: the
+    actions, the timeline and the note's form off to the side of a line of Ns. Now the text wraps
+    within the page, the request's and the queue's."""
+    rid = await open_request(site, pool)
+    labelled = await create_token(pool, "agent", "L" * 200)
+    async with live_client(base_url=site, timeout=30) as http:
+        agent = {"Authorization": f"Bearer {labelled}"}
+        assert (await http.post(f"/v1/requests/{rid}/notes", headers=agent, json={"note": "N" * 4000})).status_code == 201
+        assert (await http.put(f"/v1/requests/{rid}/assignee", headers=agent, json={"assignee": "me"})).status_code == 200
+    page = await signed_in(browser, site, pool, "compliance", f"/console/requests/{rid}")
+    await expect(page.locator("#notes .note-body")).to_have_count(1)
+    await shots(page, "request")
+    assert await sideways(page) is None, await sideways(page)
+    taker = await pool.fetchval("SELECT assignee::text FROM request_assignments WHERE request_id = $1", rid)
+    await page.goto(f"{site}/console/?assignee={taker}")
+    await expect(page.locator("tr[data-request-id]")).to_have_count(1)
+    assert await sideways(page) is None, await sideways(page)
