@@ -19,11 +19,10 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.citations import AFTER_COMMA as _AFTER_COMMA
-from activities.citations import IN_BRACKETS as _IN_BRACKETS
 from activities.citations import cite, cited_label, regime_name
 from activities.context import ActivityContext
 from activities.heartbeat import heartbeating
+from activities.letter_labels import LETTER_DENIAL_LABELS, type_label
 from activities.letter_message import compose_letter
 from activities.letter_outcome import response_outcome
 from activities.letter_refusals import letter_refuses, refuses_in_part, refuses_outright, remedies_context
@@ -34,7 +33,7 @@ from dsrflow.crypto.hashing import keyed_hash, token_hash
 from dsrflow.domain.audit import append_event
 from dsrflow.domain.deadlines import receipt_date, takes_complaints
 from dsrflow.domain.references import short_reference
-from dsrflow.i18n import ENGLISH, N_, Translator, worded
+from dsrflow.i18n import ENGLISH, Translator, worded
 from dsrflow.infra.failpoints import failpoint
 from dsrflow.infra.metrics import letter_sent
 from dsrflow.infra.writes import Write
@@ -42,46 +41,6 @@ from dsrflow.stores.kept_copies import RESPONSE_SENT
 from dsrflow.stores.requests_store import get_request, get_request_with
 from policy.model import Policy
 from schemas.workflow import LetterJob, LetterReceipt
-
-# The request types' labels, citing the law of the request's regime (activities/citations.py):
-# in the letters, and on the portal's and the console's pages (`type_label`, api/pages.py).
-LETTER_TYPE_LABELS = {
-    "access": (N_("access to your personal data%(citation)s"), "15", _IN_BRACKETS),
-    "portability": (N_("a copy of your data in a portable format%(citation)s"), "20", _IN_BRACKETS),
-    "erasure": (N_("erasure (right to be forgotten%(citation)s)"), "17", _AFTER_COMMA),
-    "rectification": (N_("rectification of inaccurate data%(citation)s"), "16", _IN_BRACKETS),
-    "restriction": (N_("restriction of processing%(citation)s"), "18", _IN_BRACKETS),
-    "objection": (N_("objection to processing%(citation)s"), "21", _IN_BRACKETS),
-}
-# An erasure's name in a letter under the laws that know neither the GDPR's "right to be forgotten"
-# (Art. 17) nor a wording catalog of their own: they grant the deletion of personal data (Va. Code
-# § 59.1-577(A)(3); Conn. Gen. Stat. § 42-518(a)(3); the CPA alike; LGPD Art. 18, VI, "eliminação").
-# The CCPA and PIPEDA name it "deletion of your personal information" through theirs
-# (personal_information.po).
-_DELETION, _DELETION_LAWS = N_("deletion of your personal data"), frozenset({"vcdpa", "ctdpa", "cpa", "lgpd"})
-
-
-def type_label(kind: str, regime: str | None, t: Translator) -> str:
-    """A request type's name as the law of `regime` gives it, in `t`'s language (`worded` for that
-    law's words: "deletion of your personal information" under the CCPA): the letters' and the
-    pages' (api/pages.py `type_label`), so a subject reads one name for one request. No regime (a
-    form before its country is known): the GDPR's name, citing no law."""
-    if kind == "erasure" and regime in _DELETION_LAWS:
-        return t.gettext(_DELETION)
-    return cited_label(LETTER_TYPE_LABELS[kind], regime, t)
-
-
-# Each completes the denial letter's "This is because ...".
-LETTER_DENIAL_LABELS = {
-    "manifestly_unfounded": (N_("the request is manifestly unfounded%(citation)s"), "12(5)", _IN_BRACKETS),
-    "excessive": (N_("the request is manifestly excessive, in particular because of its repetitive character%(citation)s"),
-                  "12(5)", _IN_BRACKETS),
-    # Art. 12(6) lets us ask for more to confirm an identity; the refusal rests on Art. 11(2) and 12(2).
-    "identity_not_established": (N_("we could not establish your identity%(citation)s"), "11(2) and 12(2)",
-                                 _IN_BRACKETS),
-    "other": (N_("of the reasons explained below"), None, _IN_BRACKETS),
-}
-
 
 # Params that travel through the workflow as ISO strings and reach templates as dates.
 _DATE_PARAMS = {"new_due_date", "lift_on"}

@@ -48,8 +48,8 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import pass_context
 from jinja2.runtime import Context
 
+from activities.letter_labels import LETTER_TYPE_LABELS, type_label
 from activities.letter_templates import longdate, longdatetime
-from activities.letters import LETTER_TYPE_LABELS, type_label
 from api.csrf import cookie_secure, csrf_token
 from api.deps import app_state
 from api.problems import Problem
@@ -233,7 +233,7 @@ def _sentence(text: str) -> str:
 @pass_context
 def _type_label(context: Context, kind: str, regime: str | None = None) -> str:
     """A request type's label in the page's language, named as `regime`'s law names it, as the
-    letters do (activities/letters.py `type_label`), citing its article where it is the GDPR's or
+    letters do (activities/letter_labels.py `type_label`), citing its article where it is the GDPR's or
     the UK GDPR's. The new-request forms name no regime: it follows from the country typed on the
     same form, so they cite no law."""
     language = _language_of(context)

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-import activities.letters as letters
 import activities.restrictions as restrictions
 from activities.citations import cited_label
+from activities.letter_labels import LETTER_DENIAL_LABELS, LETTER_TYPE_LABELS
 from dsrflow.i18n import worded, wording_of
 from tests.letters_as_sent import (
     APPEAL_OF,
@@ -35,8 +35,8 @@ async def test_the_request_and_denial_labels_cite_only_the_regimes_law(regime, l
     ack = await as_sent("acknowledgement", "access", {"verification_required": False}, regime=regime, language=language)
     denial = await as_sent("denial", "access", {"reason_code": "excessive", "explanation": "Fifth identical request."},
                            regime=regime, language=language)
-    label = cited_label(letters.LETTER_TYPE_LABELS["access"], regime, t)
-    reason = cited_label(letters.LETTER_DENIAL_LABELS["excessive"], regime, t)
+    label = cited_label(LETTER_TYPE_LABELS["access"], regime, t)
+    reason = cited_label(LETTER_DENIAL_LABELS["excessive"], regime, t)
     assert label in ack.text and reason in denial.text
     if regime == "gdpr":
         assert label == {"en": "access to your personal data (Art. 15 GDPR)",
@@ -120,7 +120,7 @@ def _every_letter() -> dict[str, tuple[str, str, dict[str, Any], dict[str, Any]]
     # Only a processor asked by e-mail, which confirms without counting records: Art. 19 still names it.
     cases["response-erasure-processor-only"] = ("response", "erasure", {"report": {"results": [
         _PROCESSOR_CONFIRMED]}}, {})
-    for reason in letters.LETTER_DENIAL_LABELS:
+    for reason in LETTER_DENIAL_LABELS:
         cases[f"denial-{reason}"] = ("denial", "access", {"reason_code": reason, "explanation": "Fifth."}, {})
     return cases
 

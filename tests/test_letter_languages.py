@@ -11,15 +11,12 @@ from html import unescape
 import pytest
 
 from activities.citations import cited_label
+from activities.letter_labels import LETTER_DENIAL_LABELS, LETTER_TYPE_LABELS
 from activities.letter_message import compose_letter
 from activities.letter_outcome import _kept_item
 from activities.letter_refusals import remedies_context
 from activities.letter_templates import RenderedLetter, render_letter
-from activities.letters import (
-    LETTER_DENIAL_LABELS,
-    LETTER_TYPE_LABELS,
-    message_id_for,
-)
+from activities.letters import message_id_for
 from activities.mail import Mailer
 from devstack.smtp_sink import MailSink, read_mailbox
 from dsrflow.i18n import long_date, translations

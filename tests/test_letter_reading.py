@@ -14,6 +14,7 @@ from html import unescape
 import pytest
 
 from activities.citations import cited_label, regime_name
+from activities.letter_labels import LETTER_DENIAL_LABELS, LETTER_TYPE_LABELS
 from activities.letter_outcome import response_outcome
 from activities.letter_refusals import refuses_in_part, remedies_context
 from activities.letter_templates import (
@@ -21,11 +22,7 @@ from activities.letter_templates import (
     RenderedLetter,
     render_letter,
 )
-from activities.letters import (
-    LETTER_DENIAL_LABELS,
-    LETTER_TYPE_LABELS,
-    decision_summary,
-)
+from activities.letters import decision_summary
 from activities.processor_mail import REMINDER_PURPOSE as MANUAL_REMINDER
 from activities.processor_mail import REQUEST_PURPOSE as MANUAL_REQUEST
 from activities.processor_mail import SCOPES as MANUAL_SCOPES

@@ -46,7 +46,7 @@ WORDED = {"ccpa": ("US", ["en"]), "pipeda": ("CA", ["en", "fr"])}
 # Messages with the GDPR's term that no subject's letter says: the portal's pages, the access
 # package's summary, the processors' e-mails, the staff alert, a sentence only the LGPD's letters
 # say and the erasure's name under the laws that know neither the GDPR's nor these words
-# (activities/letters.py `_DELETION`). Each keeps the language's usual words.
+# (activities/letter_labels.py `_DELETION`). Each keeps the language's usual words.
 NOT_IN_LETTERS = {
     "Ask about your personal data",
     "Here is the copy of your personal data you asked for, in a format you can take to another service.",

@@ -22,8 +22,8 @@ import api.public.portal as portal
 from activities.citations import answer_period, citation
 from activities.connectors.base import ConnectorEnv, Subject
 from activities.connectors.manual_email import ManualEmailConnector
+from activities.letter_labels import type_label
 from activities.letter_templates import RenderedLetter
-from activities.letters import type_label
 from activities.package_summary import render_summary
 from activities.processor_mail import (
     REMINDER_PURPOSE,
