@@ -7,9 +7,10 @@ from __future__ import annotations
 import asyncio
 
 from dsrflow.domain.audit import append_event
+from dsrflow.stores import team_store
 from dsrflow.stores.staff_tokens import issue_token
 from dsrflow.stores.team_store import assign
-from tests.support import stored_request
+from tests.support import assert_problem, console_sign_in, staff_headers, stored_request
 
 
 async def test_taking_a_request_while_its_workflow_records_a_step_waits_for_it(pool, settings):
@@ -36,3 +37,29 @@ async def test_taking_a_request_while_its_workflow_records_a_step_waits_for_it(p
     assert await pool.fetchval("SELECT assignee::text FROM request_assignments WHERE request_id = $1", rid) == token_id
     assert await pool.fetchval("SELECT count(*) FROM audit_events WHERE request_id = $1 AND event_type = 'staff.assigned'",
                                rid) == 1
+
+
+async def test_a_request_keeps_a_bounded_number_of_notes(http, pool, settings, monkeypatch):
+    """An agent's script (or whoever holds a stolen cookie) posts notes on a request without end.
+    Before, every one was kept: thousands of notes on its page, in its timeline and its evidence
+    pack for the compliance officer who answers for it. Now a request keeps NOTES_PER_REQUEST
+    (here 3): the next is refused, over REST (422 naming the note) and on the console (said beside
+    the form), nothing kept; a retry of a note already kept still answers as before."""
+    monkeypatch.setattr(team_store, "NOTES_PER_REQUEST", 3)
+    rid = await stored_request(pool, settings, "many-notes")
+    agent = await staff_headers(pool, "agent")
+    for n in range(3):
+        answer = await http.post(f"/v1/requests/{rid}/notes", headers={**agent, "Idempotency-Key": f"n{n}"},
+                                 json={"note": f"Note {n}"})
+        assert answer.status_code == 201, answer.text
+    kept = answer.json()["id"]
+    body = assert_problem(await http.post(f"/v1/requests/{rid}/notes", headers=agent, json={"note": "One more"}), 422)
+    assert body["errors"][0]["field"] == "note" and "3 notes" in body["errors"][0]["message"], body
+    again = await http.post(f"/v1/requests/{rid}/notes", headers={**agent, "Idempotency-Key": "n2"},
+                            json={"note": "Note 2"})
+    assert again.status_code == 201 and again.json()["id"] == kept, again.text
+    csrf = await console_sign_in(http, pool, "agent")
+    page = await http.post(f"/console/requests/{rid}/notes", data={"csrf_token": csrf, "note": "And one more"},
+                           follow_redirects=True)
+    assert 'id="note-error"' in page.text and "the most one request keeps" in page.text, page.text
+    assert await pool.fetchval("SELECT count(*) FROM request_notes WHERE request_id = $1", rid) == 3

@@ -20,6 +20,10 @@ from schemas.plain_text import FreeText, OneLine
 from schemas.workflow import request_id_of
 
 NOTE_MAX = 4000
+# Notes on one request: a request worked on for months gathers tens; an agent's script (or a
+# stolen cookie) posting thousands made its page, the timeline and the evidence pack too long to
+# read for the compliance officer who answers for it.
+NOTES_PER_REQUEST = 300
 VIEW_NAME_MAX = 60
 VIEWS_MAX = 30  # per member of staff
 _FREE_TEXT: TypeAdapter[str] = TypeAdapter(FreeText)
@@ -115,6 +119,14 @@ async def add_note(pool: asyncpg.Pool, request_id: str, body: str, *, actor: str
     keeps nothing more and returns the first one's id; with other words it raises NoteKeyReused."""
     async with pool.acquire() as conn, conn.transaction():
         note_id = None if once is None else str(uuid.uuid5(_ONCE, f"{request_id}:{actor}:{once}"))
+        # Counted one note at a time, so that two at once cannot both be the last one allowed.
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"notes:{request_id}")
+        kept_already = note_id is not None and await conn.fetchval(
+            "SELECT true FROM request_notes WHERE id = $1", note_id)
+        if not kept_already and await conn.fetchval(
+                "SELECT count(*) FROM request_notes WHERE request_id = $1", request_id) >= NOTES_PER_REQUEST:
+            raise TeamRefused(f"this request has {NOTES_PER_REQUEST} notes, the most one request keeps: "
+                              "nothing was added")
         return await insert_note(conn, request_id, body, actor=actor, note_id=note_id)
 
 
