@@ -293,7 +293,7 @@ class RateLimiter:
             rate_limited("submit", "network")
             raise Problem(429, "Too many requests",
                           f"too many unconfirmed requests from your network; try again in {wait_words(retry_after)}",
-                          retry_after=retry_after)
+                          retry_after=retry_after, limit="network")
         return Share(network, until)
 
     async def give_back_share(self, share: Share) -> None:

@@ -45,6 +45,10 @@ async def test_one_networks_flood_is_refused_and_another_network_gets_in(setting
         assert "too many unconfirmed requests from your network; try again in 7 days" in refused.json()["detail"]
         assert_limited(refused_page, WEEK)
         assert refused_page.headers["content-type"].startswith("text/html")
+        # The page says why (not the subject's own tries) and gives the way that is never shut.
+        said = " ".join(refused_page.text.split())
+        assert "have come from your network" in said and "tried too many times" not in said
+        assert "You can also send us your request by e-mail to <a href=\"mailto:privacy@onetagger.com\">" in said
         assert await stored_for(pool, email) == 0  # no request, so no workflow to mail anyone
         # Another /24 is another network, and its subject gets in.
         other = await call_from(f"{_ipv4_network()}.200").post("/v1/public/requests",

@@ -152,7 +152,8 @@ async def _submit(request: Request, state: State, limiter: Limiter) -> Response:
         raise Problem(422, _APPEAL_NOT_OPENED, refused.worded(t)) from None
 
 
-async def _started(request: Request, state: AppState, limiter: RateLimiter, new: PublicNewRequest, key: str | None):
+async def _started(request: Request, state: AppState, limiter: RateLimiter, new: PublicNewRequest,
+                   key: str | None) -> Response:
     """Either form's request stored and started: the way on to its verify page."""
     row = await submit_request(state, limiter, request, new, key)
     return RedirectResponse(f"/portal/requests/{row['id']}/verify", status_code=303)
