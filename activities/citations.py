@@ -46,6 +46,22 @@ ARTICLES = {
 }
 IN_BRACKETS, AFTER_COMMA = " (%s)", ", %s"
 
+# Where the law itself obliges a processor (the CCPA's service provider or contractor) to assist
+# with what it is asked, when its law is not the GDPR's (whose Art. 28(3)(e) covers every action):
+# the US state laws' duties cover the consumer's requests to know or access, correct and delete
+# (Cal. Civ. Code § 1798.105(c)(3) for a deletion, § 1798.130(a)(3)(A) for access and correction;
+# Conn. Gen. Stat. § 42-521(a)(1); C.R.S. § 6-1-1305(2)(a)), so a restriction, its end and an
+# objection, none of them such a request, rest on the contract alone. The VCDPA's duty
+# (Va. Code § 59.1-579) is not cited until its text is checked (docs/legal.md); the LGPD and
+# PIPEDA oblige processors through the contract. Not translated: the codes' own citations.
+_ASSISTED = ("access", "rectify", "erase")
+PROCESSOR_DUTIES: dict[str, dict[str, str]] = {
+    "ccpa": {"erase": "Cal. Civ. Code § 1798.105(c)(3)", "access": "Cal. Civ. Code § 1798.130(a)(3)(A)",
+             "rectify": "Cal. Civ. Code § 1798.130(a)(3)(A)"},
+    "ctdpa": dict.fromkeys(_ASSISTED, "Conn. Gen. Stat. § 42-521(a)(1)"),
+    "cpa": dict.fromkeys(_ASSISTED, "C.R.S. § 6-1-1305(2)(a)"),
+}
+
 # A label: (message with %(citation)s, article or None, how the citation is set in it).
 CitedLabel = tuple[str, str | None, str]
 
@@ -61,6 +77,15 @@ def citation(regime: str | None, article: str, t: Translator = ENGLISH) -> str |
     if regime not in _LAWS:
         return None
     return t.gettext(ARTICLES[article]) % {"law": t.gettext(_LAWS[regime])}
+
+
+def processor_duty(regime: str, action: str, t: Translator = ENGLISH) -> str | None:
+    """The provision of `regime`'s law that obliges a processor to assist with `action` ("Art.
+    28(3)(e) GDPR", "Cal. Civ. Code § 1798.105(c)(3)" for an erasure under the CCPA), in the
+    e-mail's language; None where only the contract does (`PROCESSOR_DUTIES`)."""
+    if cites_articles(regime):
+        return citation(regime, "28(3)(e)", t)
+    return PROCESSOR_DUTIES.get(regime, {}).get(action)
 
 
 def cite(regime: str | None, article: str, wrap: str = "%s", t: Translator = ENGLISH) -> str:

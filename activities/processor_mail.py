@@ -3,7 +3,8 @@ what each action asks of it, and the e-mails rendered from the letters' template
 
 Processors read the controller's working language (the policy's `languages.staff`). The e-mails
 cite the articles of the request's law (its `regime`) where it is the GDPR's or the UK GDPR's, and
-none otherwise; and they name the person, us and the processor as that law does: "consumer",
+none otherwise, but for the provision that obliges the processor to assist where the law has one
+(the CCPA's, the CTDPA's and the CPA's for access, correction and deletion); and they name the person, us and the processor as that law does: "consumer",
 "business" and "service provider or contractor" under the CCPA (dsrflow/i18n `wording_of(...,
 to_processor=True)`), through the one question `letter_wording` asks for the templates and for
 the sentences written into them here (`processor_words`), and for the pages their links open
@@ -15,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from activities.citations import IN_BRACKETS, CitedLabel, cited_label
+from activities.citations import IN_BRACKETS, CitedLabel, cited_label, processor_duty
 from activities.letter_templates import PROCESSOR_PURPOSES, RenderedLetter, letter_wording, render_template_set
 from dsrflow.i18n import N_, SOURCE_LANGUAGE, Translator, worded
 
@@ -85,7 +86,12 @@ def render_processor_mail(purpose: str, context: Mapping[str, Any], language: st
     subjects."""
     if purpose not in PROCESSOR_PURPOSES:
         raise ValueError(f"unknown processor mail purpose {purpose!r}")
-    return render_template_set(purpose, dict(context), language, letter_wording(purpose, context["request"]["regime"]))
+    regime = context["request"]["regime"]
+    # Why the processor must assist: the contract, and the provision of the law that obliges it
+    # to, where there is one for this action (activities/citations.py `PROCESSOR_DUTIES`).
+    duty = processor_duty(regime, context["action"], processor_words(language, regime))
+    return render_template_set(purpose, {**context, "assistance_duty": duty}, language,
+                               letter_wording(purpose, regime))
 
 
 __all__ = ["REMINDER_PURPOSE", "REQUEST_PURPOSE", "SCOPES", "TITLES", "asked_of_processor", "processor_words",

@@ -99,6 +99,59 @@ def test_an_erasure_is_a_deletion_to_a_service_provider():
     assert "tous les renseignements personnels de l'individu mentionné ci-dessous" in french
 
 
+# The provision of each law that obliges the processor (the CCPA's service provider or contractor)
+# to assist with what it is asked: Cal. Civ. Code § 1798.105(c)(3) ("shall cooperate with the
+# business in responding to a verifiable consumer request" to delete), § 1798.130(a)(3)(A) ("shall
+# provide assistance ... including ... by providing to the business the consumer's personal
+# information ... and by correcting inaccurate information"); Conn. Gen. Stat. § 42-521(a)(1) and
+# C.R.S. § 6-1-1305(2)(a) (the processor assists the controller to respond to consumer rights
+# requests: access, correction and deletion among them). Restriction, its end and objection are
+# no such request; the VCDPA's, the LGPD's and PIPEDA's e-mails rest on the contract alone.
+_ASSISTED = ("access", "rectify", "erase")
+DUTIES = {("ccpa", "erase"): "Cal. Civ. Code § 1798.105(c)(3)",
+          ("ccpa", "access"): "Cal. Civ. Code § 1798.130(a)(3)(A)", ("ccpa", "rectify"): "Cal. Civ. Code § 1798.130(a)(3)(A)",
+          **{("ctdpa", action): "Conn. Gen. Stat. § 42-521(a)(1)" for action in _ASSISTED},
+          **{("cpa", action): "C.R.S. § 6-1-1305(2)(a)" for action in _ASSISTED}}
+# How the sentence that asks for assistance sets the provision beside the contract, in each language.
+BESIDE_THE_CONTRACT = {"en": "and {} provide", "fr": "et à la loi ({})", "nl": "en in {}, vragen wij u",
+                       "de": "und {} bitten wir Sie"}
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("regime", [*WORDINGS, Regime.lgpd])
+def test_processor_emails_cite_the_laws_duty_to_assist(regime, language):
+    """Outside the GDPR and the UK GDPR (tests/test_regime_citations.py), an e-mail cites the
+    provision of its law that obliges the processor to assist, with the contract, in its text and
+    its HTML; where the law has none for the action, it rests on the contract and cites no code."""
+    for purpose, action, scope in _EVERY_PROCESSOR_MAIL:
+        mail = processor_mail(purpose, action, scope, regime, language)
+        cited = DUTIES.get((regime.value, action))
+        for part in (" ".join(mail.text.split()), read(mail.html.split("<body", 1)[1])):
+            if cited:
+                assert BESIDE_THE_CONTRACT[language].format(cited) in part, (purpose, action, part)
+            else:
+                assert "§" not in part, (purpose, action, scope, part)
+
+
+def test_a_service_provider_is_asked_under_the_ccpa_and_a_processor_under_the_state_laws():
+    deletion = mail_read(REQUEST_PURPOSE, "erase", None, "ccpa", "en")
+    assert ("A consumer has exercised a right under the privacy law that applies to their request; as our contract "
+            "with you and Cal. Civ. Code § 1798.105(c)(3) provide, we ask you to assist us.") in deletion
+    export = mail_read("processor_reminder", "access", None, "ccpa", "fr")
+    assert ("est l'entreprise ; conformément à notre contrat avec vous et à la loi (Cal. Civ. Code § 1798.130(a)(3)(A)), "
+            "nous vous prions de nous prêter assistance sans tarder.") in export
+    correction = mail_read(REQUEST_PURPOSE, "rectify", None, "ctdpa", "en")
+    assert ("A consumer has exercised a right under the data protection law that applies to their request; as our data "
+            "processing agreement and Conn. Gen. Stat. § 42-521(a)(1) provide, we ask you to assist us.") in correction
+    assert "gemäß unserem Auftragsverarbeitungsvertrag und C.R.S. § 6-1-1305(2)(a) bitten wir Sie, uns unverzüglich" in (
+        mail_read("processor_reminder", "erase", None, "cpa", "de"))
+    # No duty in the law for an objection: the contract alone.
+    objection = mail_read(REQUEST_PURPOSE, "object", "profiling", "cpa", "en")
+    assert "as our data processing agreement provides, we ask you to assist us." in objection
+    assert "as our contract with you provides, we ask you to assist us." in mail_read(
+        REQUEST_PURPOSE, "erase", None, "pipeda", "en")
+
+
 async def test_the_connector_writes_in_the_words_of_the_stored_requests_law(monkeypatch):
     message = await composed_for_surveys(monkeypatch, "ccpa")
     assert isinstance(message, EmailMessage) and str(message["Subject"]).startswith("Consumer request ")

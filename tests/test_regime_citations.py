@@ -217,9 +217,9 @@ def test_processor_emails_say_why_the_processor_assists_under_every_law():
     uk = processor_mail(REQUEST_PURPOSE, "object", "direct_marketing", "uk_gdpr", "en").text
     assert "Art. 28(3)(e) UK GDPR provide" in uk and "direct marketing (Art. 21(2) and (3) UK GDPR): stop" in uk
     ccpa = " ".join(processor_mail(REQUEST_PURPOSE, "erase", None, "ccpa", "en").text.split())
-    # In the CCPA's words too (tests/test_processor_wording.py).
+    # In the CCPA's words too, citing its duty to assist (tests/test_processor_wording.py).
     assert ("A consumer has exercised a right under the privacy law that applies to their request; "
-            "as our contract with you provides, we ask you to assist us.") in ccpa
+            "as our contract with you and Cal. Civ. Code § 1798.105(c)(3) provide, we ask you to assist us.") in ccpa
     assert "and stop any processing of it." in ccpa
     reminder = " ".join(processor_mail(REMINDER_PURPOSE, "access", None, "lgpd", "en").text.split())
     assert "is the controller; as our data processing agreement provides, please assist us without delay." in reminder
