@@ -43,23 +43,27 @@ async def test_a_request_keeps_a_bounded_number_of_notes(http, pool, settings, m
     """An agent's script (or whoever holds a stolen cookie) posts notes on a request without end.
     Before, every one was kept: thousands of notes on its page, in its timeline and its evidence
     pack for the compliance officer who answers for it. Now a request keeps NOTES_PER_REQUEST
-    (here 3): the next is refused, over REST (422 naming the note) and on the console (said beside
-    the form), nothing kept; a retry of a note already kept still answers as before."""
+    (here 3) from one member of staff: their next is refused, over REST (422 naming the note) and
+    on the console (said beside the form), nothing kept; a retry of a note already kept still
+    answers as before, and a colleague still notes."""
     monkeypatch.setattr(team_store, "NOTES_PER_REQUEST", 3)
     rid = await stored_request(pool, settings, "many-notes")
-    agent = await staff_headers(pool, "agent")
+    csrf = await console_sign_in(http, pool, "agent")  # its cookie calls REST too, with the token in a header
+    agent = {"X-CSRF-Token": csrf}
     for n in range(3):
         answer = await http.post(f"/v1/requests/{rid}/notes", headers={**agent, "Idempotency-Key": f"n{n}"},
                                  json={"note": f"Note {n}"})
         assert answer.status_code == 201, answer.text
     kept = answer.json()["id"]
     body = assert_problem(await http.post(f"/v1/requests/{rid}/notes", headers=agent, json={"note": "One more"}), 422)
-    assert body["errors"][0]["field"] == "note" and "3 notes" in body["errors"][0]["message"], body
+    assert body["errors"][0]["field"] == "note" and "3 notes on this request" in body["errors"][0]["message"], body
     again = await http.post(f"/v1/requests/{rid}/notes", headers={**agent, "Idempotency-Key": "n2"},
                             json={"note": "Note 2"})
     assert again.status_code == 201 and again.json()["id"] == kept, again.text
-    csrf = await console_sign_in(http, pool, "agent")
     page = await http.post(f"/console/requests/{rid}/notes", data={"csrf_token": csrf, "note": "And one more"},
                            follow_redirects=True)
-    assert 'id="note-error"' in page.text and "the most one request keeps" in page.text, page.text
+    assert 'id="note-error"' in page.text and "the most it keeps from one member of staff" in page.text, page.text
     assert await pool.fetchval("SELECT count(*) FROM request_notes WHERE request_id = $1", rid) == 3
+    colleague = await http.post(f"/v1/requests/{rid}/notes", headers=await staff_headers(pool, "compliance"),
+                                json={"note": "Read the three notes above: nothing to add but this."})
+    assert colleague.status_code == 201, colleague.text

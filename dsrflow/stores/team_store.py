@@ -20,9 +20,10 @@ from schemas.plain_text import FreeText, OneLine
 from schemas.workflow import request_id_of
 
 NOTE_MAX = 4000
-# Notes on one request: a request worked on for months gathers tens; an agent's script (or a
-# stolen cookie) posting thousands made its page, the timeline and the evidence pack too long to
-# read for the compliance officer who answers for it.
+# Notes by one member of staff on one request: a request worked on for months gathers tens; an
+# agent's script (or a stolen cookie) posting thousands made its page, the timeline and the
+# evidence pack too long to read for the compliance officer who answers for it. Counted per
+# author, so that one who reached it does not stop their colleagues noting.
 NOTES_PER_REQUEST = 300
 VIEW_NAME_MAX = 60
 VIEWS_MAX = 30  # per member of staff
@@ -124,9 +125,10 @@ async def add_note(pool: asyncpg.Pool, request_id: str, body: str, *, actor: str
         kept_already = note_id is not None and await conn.fetchval(
             "SELECT true FROM request_notes WHERE id = $1", note_id)
         if not kept_already and await conn.fetchval(
-                "SELECT count(*) FROM request_notes WHERE request_id = $1", request_id) >= NOTES_PER_REQUEST:
-            raise TeamRefused(f"this request has {NOTES_PER_REQUEST} notes, the most one request keeps: "
-                              "nothing was added")
+                "SELECT count(*) FROM request_notes WHERE request_id = $1 AND author = $2",
+                request_id, actor) >= NOTES_PER_REQUEST:
+            raise TeamRefused(f"you have {NOTES_PER_REQUEST} notes on this request, the most it keeps from "
+                              "one member of staff: nothing was added")
         return await insert_note(conn, request_id, body, actor=actor, note_id=note_id)
 
 
