@@ -67,3 +67,30 @@ async def test_a_request_keeps_a_bounded_number_of_notes(http, pool, settings, m
     colleague = await http.post(f"/v1/requests/{rid}/notes", headers=await staff_headers(pool, "compliance"),
                                 json={"note": "Read the three notes above: nothing to add but this."})
     assert colleague.status_code == 201, colleague.text
+
+
+async def test_one_member_of_staff_changes_a_requests_assignment_a_bounded_number_of_times(http, pool, settings,
+                                                                                         monkeypatch):
+    """A script hands a request to and fro (`PUT .../assignee` "me", then null): before, every change
+    was kept, each an event in the timeline the compliance officer reads. Now one member of staff
+    changes a request's assignment ASSIGNMENTS_PER_REQUEST times (here 3): the next is 422 naming
+    the assignee, on the console said in the team panel, nothing changed or recorded; a colleague
+    still assigns it."""
+    monkeypatch.setattr(team_store, "ASSIGNMENTS_PER_REQUEST", 3)
+    rid = await stored_request(pool, settings, "handed-to-and-fro")
+    csrf = await console_sign_in(http, pool, "agent")
+    agent = {"X-CSRF-Token": csrf}
+    for assignee in ("me", None, "me"):
+        answer = await http.put(f"/v1/requests/{rid}/assignee", headers=agent, json={"assignee": assignee})
+        assert answer.status_code == 200, answer.text
+    body = assert_problem(await http.put(f"/v1/requests/{rid}/assignee", headers=agent, json={"assignee": None}), 422)
+    assert body["errors"][0]["field"] == "assignee" and "3 times" in body["errors"][0]["message"], body
+    page = await http.post(f"/console/requests/{rid}/assignment", data={"csrf_token": csrf, "assignee": ""},
+                           follow_redirects=True)
+    assert "the most one member of staff may" in page.text, page.text
+    events = "SELECT count(*) FROM audit_events WHERE request_id = $1 AND event_type LIKE 'staff.%assigned'"
+    assert await pool.fetchval(events, rid) == 3
+    assert await pool.fetchval("SELECT assignee FROM request_assignments WHERE request_id = $1", rid) is not None
+    colleague = await http.put(f"/v1/requests/{rid}/assignee", headers=await staff_headers(pool, "compliance"),
+                               json={"assignee": None})
+    assert colleague.status_code == 200 and colleague.json() is None, colleague.text

@@ -25,6 +25,9 @@ NOTE_MAX = 4000
 # evidence pack too long to read for the compliance officer who answers for it. Counted per
 # author, so that one who reached it does not stop their colleagues noting.
 NOTES_PER_REQUEST = 300
+# Assignments of one request changed by one member of staff: each is an event in its timeline,
+# and a script handing a request to and fro filled it as notes did.
+ASSIGNMENTS_PER_REQUEST = 100
 VIEW_NAME_MAX = 60
 VIEWS_MAX = 30  # per member of staff
 _FREE_TEXT: TypeAdapter[str] = TypeAdapter(FreeText)
@@ -96,6 +99,11 @@ async def assign(pool: asyncpg.Pool, request_id: str, assignee: str | None, *, a
                 raise TeamRefused("that colleague's token is unknown or revoked")
         if (str(current) if current else None) == assignee:
             return
+        if await conn.fetchval(
+                "SELECT count(*) FROM audit_events WHERE request_id = $1 AND actor = $2 "
+                "AND event_type IN ('staff.assigned', 'staff.unassigned')", request_id, actor) >= ASSIGNMENTS_PER_REQUEST:
+            raise TeamRefused(f"you have changed this request's assignment {ASSIGNMENTS_PER_REQUEST} times, the most "
+                              "one member of staff may: nothing was changed; a colleague may assign it")
         if assignee is None:
             await conn.execute("DELETE FROM request_assignments WHERE request_id = $1", request_id)
         else:
