@@ -23,7 +23,7 @@ from dsrflow.domain.references import short_reference
 from dsrflow.domain.request_resume import ended_flag
 from dsrflow.domain.request_start import start_request_workflow
 from dsrflow.infra.failpoints import failpoint
-from dsrflow.stores.requests_store import IdempotencyConflict, create_request, get_request
+from dsrflow.stores.requests_store import IdempotencyConflict, create_request, get_request, stored_repeat
 from dsrflow.stores.restrictions_store import as_view, restriction_for
 from policy.intake import intake_problems
 from schemas.plain_text import DIRECTION_CONTROLS
@@ -49,6 +49,12 @@ def _unreordered(new: NewRequest) -> NewRequest:
         "subject": new.subject.model_copy(update={"name": new.subject.name and plain(new.subject.name) or None}),
         "corrections": new.corrections and {field: plain(value) for field, value in new.corrections.items()},
         "complaint_reasons": new.complaint_reasons and plain(new.complaint_reasons) or None})
+
+
+async def is_repeat(state: AppState, new: NewRequest, *, idempotency_key: str | None, origin: str) -> bool:
+    """Whether `open_request` would return a stored request for `new` (a repeat of its key)."""
+    return await stored_repeat(await state.db(), _unreordered(new), secret=load_secret_key(state.settings),
+                               idempotency_key=idempotency_key, origin=origin)
 
 
 async def open_request(

@@ -136,3 +136,26 @@ async def test_a_request_stored_while_the_engine_was_down_gives_its_share_back_o
         again = await call_from(f"{network}.3").post("/v1/public/requests",
                                                      json={"type": "access", "email": unique_email("share")})
         assert again.status_code == 202, again.text
+
+
+async def test_a_repeat_from_a_network_at_its_share_gets_its_request_started(settings, pool, dev_server, task_queue):
+    """The 503 of a request stored while the engine was down says to repeat the call with the
+    same Idempotency-Key. A repeat opens nothing, so it is not refused for the network's share nor
+    the address's allowance, which the first call took: it gets its request, started. A new
+    request from that network is still refused."""
+    network, key = _ipv4_network(), uuid.uuid4().hex
+    body = {"type": "access", "email": unique_email("share")}
+    nowhere = settings.model_copy(update={"temporal_address": f"127.0.0.1:{free_port()}"})
+    async with app_clients(nowhere, None, task_queue, max_unverified_per_network=1) as call_from:
+        stored = await call_from(f"{network}.1").post("/v1/public/requests", json=body,
+                                                      headers={"Idempotency-Key": key})
+    assert stored.status_code == 503, stored.text
+    async with app_clients(settings, dev_server.client, task_queue, max_unverified_per_network=1,
+                           rate_mail_per_email="1/day") as call_from:
+        again = await call_from(f"{network}.2").post("/v1/public/requests", json=body,
+                                                     headers={"Idempotency-Key": key})
+        assert again.status_code == 202 and again.json()["id"] == stored.json()["request_id"], again.text
+        handle = dev_server.client.get_workflow_handle(f"dsr-{again.json()['id']}")
+        assert (await handle.describe()).status is not None  # started by the repeat
+        assert_limited(await call_from(f"{network}.3").post(
+            "/v1/public/requests", json={"type": "access", "email": unique_email("share")}), WEEK)

@@ -20,7 +20,7 @@ from api.pages import render
 from api.problems import Problem
 from api.public.cross_site import refuse_cross_site_posts
 from api.ratelimit import RateLimiter
-from api.service import open_request, paused_on_our_side, run_update
+from api.service import is_repeat, open_request, paused_on_our_side, run_update
 from api.state import AppState
 from dsrflow.crypto.hashing import code_hash, link_token_hash, token_hash
 from dsrflow.crypto.keys import load_secret_key
@@ -132,14 +132,20 @@ async def submit_request(state: AppState, limiter: RateLimiter, request: Request
     verification e-mail one of the address's allowance of them (`mail`), before it is stored, so
     that submissions fired together cannot all pass: anyone may name any address, and the
     per-client limits do not stop a sender rotating clients from flooding one mailbox, nor one
-    network from filling the ceiling. Neither is taken by a repeat (its Idempotency-Key) nor by a
-    request refused (nothing stored)."""
+    network from filling the ceiling. Neither is taken by a request refused (nothing stored); a
+    repeat (its Idempotency-Key, the portal form's submission) opens nothing, so it passes no
+    limit of opening at all (`admit_submission` either): it returns the request, and starts its
+    workflow if the first call could not, as the 503's detail invites."""
     new = NewRequest(  # kept without marks that reorder it (api/service.py `open_request`)
         type=body.type, country=body.country, corrections=body.corrections,
         restriction_grounds=body.restriction_grounds, objection_scope=body.objection_scope,
         appeal_of=body.appeal_of, complaint_reasons=body.complaint_reasons, language=body.language,
         subject=SubjectIdentity(email=body.email, name=body.name), channel=Channel.web,
     )
+    if await is_repeat(state, new, idempotency_key=idempotency_key, origin="subject"):
+        row, _ = await open_request(state, new, actor="subject", idempotency_key=idempotency_key, origin="subject")
+        return row
+    await admit_submission(limiter, str(body.email))
     share = await limiter.take_share(request)
     try:
         await limiter.take("mail", email=str(body.email))
@@ -297,7 +303,6 @@ async def submit(body: PublicNewRequest, request: Request, state: State, limiter
     verification e-mails (429, the same words for every limit); while
     too many unverified requests are open, 503 with `Retry-After`. An `Idempotency-Key` (at most
     200 characters, as on the staff API) makes a repeat return the request it opened."""
-    await admit_submission(limiter, str(body.email))
     row = await submit_request(state, limiter, request, body, idempotency_key)
     return {"id": str(row["id"]), "status": row["status"],
             "next": "check your e-mail for a code and send it to /v1/public/requests/{id}/verify"}

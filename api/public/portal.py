@@ -32,7 +32,6 @@ from api.pages import page_language, page_translator, problem_pages, render
 from api.problems import Problem
 from api.public.intake import (
     AppealNotOpened,
-    admit_submission,
     count_submission,
     downloaded,
     find_package,
@@ -141,7 +140,6 @@ async def _submit(request: Request, state: State, limiter: Limiter) -> Response:
     request_form.check_policy(state.policy.policy, new, errors, t, messages, words)
     if new is None or errors:
         return _form_page(request, values, errors, status=422)
-    await admit_submission(limiter, str(new.email))
     submission = values.get("submission", "")
     key = f"portal:{submission}" if request_form.SUBMISSION.match(submission) else None
     try:
@@ -255,7 +253,6 @@ async def _complain(request: Request, state: State, limiter: Limiter) -> Respons
             errors["about"] = t.gettext(_NOT_COMPLAINABLE) % {"reference": str(about)[:100]}
     if new is None or errors:
         return _complaint_page(request, values, errors, status=422)
-    await admit_submission(limiter, str(new.email))
     submission = values.get("submission", "")
     key = f"portal-complaint:{submission}" if request_form.SUBMISSION.match(submission) else None
     try:

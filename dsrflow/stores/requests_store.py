@@ -34,6 +34,30 @@ def _fingerprint(new: NewRequest) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
+def _intake_key(new: NewRequest, secret: bytes, idempotency_key: str | None, origin: str) -> str | None:
+    """The key a repeat of the submission is known by (`dsr_requests.idempotency_key`), if any."""
+    # Anyone may submit as a subject: their keys are scoped to the address too, so that one
+    # subject's key (guessed, or predictable) never blocks another's request nor tells whether it
+    # was used. Staff share one team's key space on purpose (a ticket number).
+    scope = f"{keyed_hash(secret, 'idempotency', str(new.subject.email).lower())[:32]}:" if origin == "subject" else ""
+    if idempotency_key:
+        return f"{origin}:header:{scope}{idempotency_key}"
+    if new.client_request_id:
+        return f"{origin}:client:{scope}{new.client_request_id}"
+    return None
+
+
+async def stored_repeat(conn: asyncpg.Connection | asyncpg.Pool, new: NewRequest, *, secret: bytes,
+                        idempotency_key: str | None, origin: str) -> bool:
+    """Whether `new` repeats a request stored already (its key, the same content): `create_request`
+    returns that one and stores nothing."""
+    key = _intake_key(new, secret, idempotency_key, origin)
+    if key is None:
+        return False
+    stored = await conn.fetchval("SELECT intake_fingerprint FROM dsr_requests WHERE idempotency_key = $1", key)
+    return bool(stored == _fingerprint(new))
+
+
 class PolicyVersion(Protocol):
     """What the store records of the policy a request starts under (policy.model.LoadedPolicy)."""
 
@@ -89,16 +113,7 @@ async def create_request(
     rule and whether the subject is told). `secret` keys the hashes staff search by
     (dsrflow/stores/request_lookup.py).
     """
-    # Anyone may submit as a subject: their keys are scoped to the address too, so that one
-    # subject's key (guessed, or predictable) never blocks another's request nor tells whether it
-    # was used. Staff share one team's key space on purpose (a ticket number).
-    scope = f"{keyed_hash(secret, 'idempotency', str(new.subject.email).lower())[:32]}:" if origin == "subject" else ""
-    if idempotency_key:
-        key = f"{origin}:header:{scope}{idempotency_key}"
-    elif new.client_request_id:
-        key = f"{origin}:client:{scope}{new.client_request_id}"
-    else:
-        key = None
+    key = _intake_key(new, secret, idempotency_key, origin)
     fingerprint = _fingerprint(new)
     request_id = str(uuid.uuid4())
     received = new.received_at or datetime.now(UTC)
