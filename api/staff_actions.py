@@ -137,6 +137,10 @@ class StaffAction:
         """The round of codes a resend's body names (`resent_since`), None for any other action."""
         return body.round if isinstance(body, RoundShown) else None
 
+    def sends_codes(self) -> bool:
+        """Whether it sends the subject a code (`resent_since` decides first, with or without a body)."""
+        return self.body is not None and issubclass(self.body, RoundShown)
+
     def step_answered(self, body: BaseModel | None) -> tuple[bool, str | None]:
         """(whether this action answers a failed step, the `trouble.key` its body names)."""
         return self.body is not None and issubclass(self.body, StepAnswer), getattr(body, STEP_KEY, None)

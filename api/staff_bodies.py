@@ -87,10 +87,21 @@ class RoundShown(StaffBody):
             "this form does not say which code it replaces: nothing was sent; reload the page and send one from it")
 
 
+# Codes sent for one request, staff's resends included. The workflow caps the subject's own asks
+# (`verification_max_codes`) but not staff's: an agent's script (or a stolen token) resending in a
+# loop mailed the subject a code a second, from the controller's own address.
+CODES_MAX = 10
+
+
 def resent_since(shown: int | None, live: RequestState | None) -> Problem | None:
-    """Why a resend naming round `shown` is refused given the live state: a code went out since.
-    Sent when the caller names none, or the workflow's state is not known (it decides then)."""
+    """Why a resend naming round `shown` (None: naming none) is refused given the live state: a
+    code went out since, or CODES_MAX have. Sent when the workflow's state is not known (it
+    decides then)."""
     now = live.verification.round if live is not None and live.verification is not None else None
+    if now is not None and now >= CODES_MAX:
+        return Problem(409, "Refused", f"{now} codes have been sent for this request, the most one request is "
+                       "sent: no other was sent. The subject's last code still works until it expires; past it, "
+                       "close the request and open another once you know they read the mail.", round=now)
     if shown is None or now is None or now == shown:
         return None
     return Problem(409, "Refused", f"a new code has been sent since the round this was sent for ({shown}; now "

@@ -1,16 +1,27 @@
 """Team work (assignments, notes) while the request's workflow writes, and bounds on what one
-member of staff writes to a request other staff read (docs/security.md, "Team work under load
-and in bulk"). In process: PostgreSQL alone, no workflow running."""
+member of staff writes to a request other staff read, or sends its subject (docs/security.md,
+"Team work under load and in bulk"). In process; a workflow runs for the codes only."""
 
 from __future__ import annotations
 
 import asyncio
 
+from api import staff_bodies
 from dsrflow.domain.audit import append_event
 from dsrflow.stores import team_store
 from dsrflow.stores.staff_tokens import issue_token
 from dsrflow.stores.team_store import assign
-from tests.support import assert_problem, console_sign_in, staff_headers, stored_request
+from tests.support import (
+    assert_problem,
+    console_sign_in,
+    eventually,
+    letters_for,
+    live_view,
+    staff_headers,
+    stored_request,
+    unique_email,
+    wait_for_letter,
+)
 
 
 async def test_taking_a_request_while_its_workflow_records_a_step_waits_for_it(pool, settings):
@@ -94,3 +105,31 @@ async def test_one_member_of_staff_changes_a_requests_assignment_a_bounded_numbe
     colleague = await http.put(f"/v1/requests/{rid}/assignee", headers=await staff_headers(pool, "compliance"),
                                json={"assignee": None})
     assert colleague.status_code == 200 and colleague.json() is None, colleague.text
+
+
+async def test_staff_send_one_request_a_bounded_number_of_codes(http, pool, mail_sink, monkeypatch):
+    """An agent's script resends the verification code in a loop (`POST .../resend-verification`,
+    naming the round it read, or none). The workflow caps the codes the subject asks for, not
+    staff's: before, each call mailed the subject another code, from the controller's address,
+    without end. Now once CODES_MAX codes (here 2) went to a request, a resend is 409 with why,
+    over REST and on the console, and nothing more is sent."""
+    monkeypatch.setattr(staff_bodies, "CODES_MAX", 2)
+    agent = await staff_headers(pool, "agent")
+    rid = (await http.post("/v1/requests", headers=agent, json={
+        "type": "access", "subject": {"email": unique_email("codes-in-a-loop")}})).json()["id"]
+    await wait_for_letter(mail_sink, rid, "verification")
+    assert (await http.post(f"/v1/requests/{rid}/resend-verification", headers=agent)).status_code == 200
+    await live_view(http, agent, rid, until=lambda v: (v.get("verification") or {}).get("round") == 2)
+
+    async def two_codes_went() -> bool:
+        return len(letters_for(mail_sink, rid, "verification")) >= 2
+    await eventually(two_codes_went, timeout=30)
+    body = assert_problem(await http.post(f"/v1/requests/{rid}/resend-verification", headers=agent), 409)
+    assert "2 codes have been sent" in body["detail"] and body["round"] == 2, body
+    body = assert_problem(await http.post(f"/v1/requests/{rid}/resend-verification", headers=agent,
+                                          json={"round": 2}), 409)
+    csrf = await console_sign_in(http, pool, "agent")
+    page = await http.post(f"/console/requests/{rid}/resend-verification", data={"csrf_token": csrf, "round": "2"})
+    assert page.status_code == 409 and "no other was sent" in page.text, page.text
+    await asyncio.sleep(1)  # a code the refusals had sent would be on its way by now
+    assert len(letters_for(mail_sink, rid, "verification")) == 2

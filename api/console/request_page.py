@@ -319,9 +319,10 @@ async def _run(state: AppState, request_id: str, action: StaffAction | None, for
         answers_step, step = action.step_answered(body)
         if answers_step:  # the form names the step its page showed (a stale page must not answer another)
             await require_step_shown(state, request_id, step)
-        # The form names the round of codes its page showed: one sent since is not followed by another.
-        if (shown := action.round_shown(body)) is not None and (
-                resent := resent_since(shown, await live_state(state, request_id))):
+        # The form names the round of codes its page showed: one sent since is not followed by another;
+        # nor is one past the most a request is sent (api/staff_bodies.py CODES_MAX).
+        if action.sends_codes() and (
+                resent := resent_since(action.round_shown(body), await live_state(state, request_id))):
             return resent
         await run_update(state, request_id, action.update, action.workflow_input(body, staff.actor))
     except ValidationError as exc:

@@ -121,8 +121,8 @@ def _action_endpoint(action: StaffAction) -> Callable[..., Any]:
         answers_step, step = action.step_answered(body)
         if answers_step and step is not None:  # optional here: scripts written before it answer any step
             await require_step_shown(state, request_id, step)
-        if (shown := action.round_shown(body)) is not None and (
-                resent := resent_since(shown, await live_state(state, request_id))):
+        if action.sends_codes() and (
+                resent := resent_since(action.round_shown(body), await live_state(state, request_id))):
             raise resent
         await run_update(state, request_id, action.update, action.workflow_input(body, staff.actor))
         return await _view(staff, state, request_id)
