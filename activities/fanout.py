@@ -39,7 +39,6 @@ from activities.task_outcomes import (
     stored_outcome,
 )
 from activities.task_results import result_on_record, store_task_result
-from dsrflow.crypto.hashing import suppression_hash
 from dsrflow.domain.audit import append_event
 from dsrflow.infra.failpoints import failpoint
 from dsrflow.infra.metrics import connector_call
@@ -47,6 +46,7 @@ from dsrflow.infra.tracing import span
 from dsrflow.infra.writes import Write
 from dsrflow.stores.deferred_store import kept_records
 from dsrflow.stores.requests_store import get_request, get_request_with
+from dsrflow.stores.suppressions_store import suppression_key
 from schemas.workflow import Plan, StartRequest, SystemTask, TaskInput, TaskRecord, TaskResult
 
 # What each request type asks of every system.
@@ -134,7 +134,7 @@ class FanoutActivities(ErasureEvidence):
             # From now on an import of this address is refused, whatever the systems say.
             writes.append(Write("""INSERT INTO suppressions (identifier_hash, scope, request_id)
                                    VALUES ($1, 'direct_marketing', $2) ON CONFLICT DO NOTHING""",
-                                (suppression_hash(self.ctx.secret, row["subject_email"]), start.request_id)))
+                                (suppression_key(self.ctx.secret, row["subject_email"]), start.request_id)))
         async with self.ctx.pool.acquire() as conn:
             await append_event(
                 conn, event_key=f"{start.request_id}:planned", request_id=start.request_id,

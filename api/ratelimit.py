@@ -24,7 +24,8 @@ What is counted is chosen so that nobody can spend someone else's allowance:
 - unverified requests count against the client's network (an IPv4 /24, an IPv6 /48) too, a
   share of the global ceiling of them (`take_share`): one network rotating its addresses cannot
   fill the ceiling and keep everyone else out for the verification window.
-An address is counted as the mailbox it reaches (`_address`: "+tag" and Gmail's dots folded).
+An address is counted as the mailbox it reaches (dsrflow/domain/mailboxes.py `mailbox_of`: "+tag" and
+Gmail's dots folded).
 
 The client is what the server sees (`request.client`); behind a reverse proxy, set
 `FORWARDED_ALLOW_IPS=<the proxy's address>` for `dsrflow api` (uvicorn reads it) so that it is the
@@ -35,7 +36,6 @@ from __future__ import annotations
 
 import ipaddress
 import time
-import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -46,6 +46,7 @@ from api.problems import Problem
 from api.state import AppState
 from dsrflow.crypto.hashing import keyed_hash
 from dsrflow.crypto.keys import load_secret_key
+from dsrflow.domain.mailboxes import mailbox_of
 from dsrflow.infra.metrics import rate_limited
 
 # One statement per hit: a window that has ended restarts at 1; otherwise the count goes up.
@@ -237,7 +238,7 @@ class RateLimiter:
         """429 if `email` has used up its allowance of `action`; spends nothing (`spend` does)."""
         allowed, _ = self._state.settings.rate(action, "email")
         pool = await self._state.db()
-        hits, retry_after = await pool.fetchrow(_PEEK, self._bucket(action, "email", _address(email)))
+        hits, retry_after = await pool.fetchrow(_PEEK, self._bucket(action, "email", mailbox_of(email)))
         if hits >= allowed:
             rate_limited(action, "email")
             raise _too_many(retry_after)
@@ -246,7 +247,7 @@ class RateLimiter:
         """Spend one of `email`'s allowance of `action` (a request it has verified)."""
         _, window = self._state.settings.rate(action, "email")
         pool = await self._state.db()
-        await pool.fetchrow(_HIT, self._bucket(action, "email", _address(email)), float(window))
+        await pool.fetchrow(_HIT, self._bucket(action, "email", mailbox_of(email)), float(window))
 
     async def take(self, action: str, *, email: str) -> None:
         """Take one of `email`'s allowance of `action` for an attempt about to be made (429, nothing
@@ -256,7 +257,7 @@ class RateLimiter:
         compared as the attacker had in flight, not the allowance."""
         allowed, window = self._state.settings.rate(action, "email")
         pool = await self._state.db()
-        bucket = self._bucket(action, "email", _address(email))
+        bucket = self._bucket(action, "email", mailbox_of(email))
         if await pool.fetchval(_TAKE, bucket, float(window), allowed) is None:
             _, retry_after = await pool.fetchrow(_PEEK, bucket)
             rate_limited(action, "email")
@@ -265,7 +266,7 @@ class RateLimiter:
     async def give_back(self, action: str, *, email: str) -> None:
         """Return one `take` took, within its window."""
         pool = await self._state.db()
-        await pool.execute(_GIVE_BACK, self._bucket(action, "email", _address(email)))
+        await pool.execute(_GIVE_BACK, self._bucket(action, "email", mailbox_of(email)))
 
     async def check_unverified_ceiling(self) -> None:
         """503 while as many unverified requests are open as the service takes at once."""
@@ -325,43 +326,3 @@ class RateLimiter:
         if time.monotonic() - self._last_sweep > _SWEEP_EVERY:
             self._last_sweep = time.monotonic()
             await pool.execute("DELETE FROM rate_limit_counters WHERE window_end < now()")
-
-
-# Mailboxes that ignore dots in an address's local part: anyone could otherwise write one mailbox
-# as thousands of addresses, each with an allowance of its own. googlemail.com is gmail.com: one
-# mailbox under both names.
-_DOTLESS_DOMAINS = {"gmail.com": "gmail.com", "googlemail.com": "gmail.com"}
-# The full stops IDNA reads as a domain's dots (RFC 3490 3.1): "example。com" is example.com.
-_LABEL_DOTS = str.maketrans({"\u3002": ".", "\uff0e": ".", "\uff61": "."})
-
-
-def _address(email: str) -> str:
-    """The mailbox an address reaches, as a per-address limit counts it: in compatibility form and
-    case-folded (NFKC: a full-width "ｕｓｅｒ" or "＋" is "user" or "+"), without a "+tag" (most
-    providers deliver "name+anything@" to "name@"), its domain in Unicode (an IDNA "xn--" label
-    decoded, a trailing dot dropped) and, for Gmail, without the local part's dots and under one
-    domain. Only counted alike: every e-mail still goes to the address as given. Folding more than
-    a provider does only makes two mailboxes share an allowance; folding less gave one mailbox
-    several."""
-    local, _, domain = unicodedata.normalize("NFKC", email.strip()).rpartition("@")
-    domain = _unicode_domain(domain.translate(_LABEL_DOTS).casefold().rstrip("."))
-    local, domain = local.casefold(), unicodedata.normalize("NFKC", domain).casefold()
-    local = local.split("+", 1)[0] or local
-    if domain in _DOTLESS_DOMAINS:
-        local, domain = local.replace(".", "") or local, _DOTLESS_DOMAINS[domain]
-    return f"{local}@{domain}"
-
-
-def _unicode_domain(domain: str) -> str:
-    """`domain` (in lower case) with each IDNA "xn--" label decoded from Punycode: whatever IDNA
-    version wrote it ("xn--strae-oqa" is "straße"), kept as it is if it does not decode."""
-    return ".".join(_unicode_label(label) for label in domain.split("."))
-
-
-def _unicode_label(label: str) -> str:
-    if not label.startswith("xn--"):
-        return label
-    try:
-        return label[4:].encode("ascii").decode("punycode")
-    except UnicodeError:
-        return label
