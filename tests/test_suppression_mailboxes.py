@@ -9,8 +9,8 @@ from __future__ import annotations
 from dsrflow.crypto.hashing import suppression_hash
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.stores.suppressions_store import lift_suppression, suppressed, suppression_key
-from tests.test_suppression_lift import CONSENT, suppressed_objection
 from tests.support import unique_email
+from tests.test_suppression_lift import CONSENT, suppressed_objection
 
 
 async def _on_list(pool, settings, key: str, email: str) -> str:
