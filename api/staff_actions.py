@@ -37,6 +37,7 @@ from api.staff_bodies import (
     StepAnswer,
     TaskAnswer,
     TaskBody,
+    codes_left,
 )
 from schemas.requests import RequestStatus
 from schemas.restrictions import LiftRestrictionInput
@@ -76,6 +77,7 @@ class Situation:
     # Its workflow ended while it is open (dsrflow/domain/request_resume.py): no action is taken
     # until compliance resumes it, so none is offered.
     stopped: bool = False
+    codes_sent: int = 0  # its verification's round: past CODES_MAX no new code is offered
 
 
 @dataclass(frozen=True)
@@ -241,7 +243,7 @@ _ACTIONS = [
     StaffAction(
         "resend-verification", "agent", Workflow.resend_verification, ResendInput, ResendBody,
         "A new code and link are sent; the old ones no longer work.",
-        lambda s: s.status == RequestStatus.awaiting_verification,
+        lambda s: s.status == RequestStatus.awaiting_verification and codes_left(s.codes_sent),
         "Send the subject a new code and link; the earlier ones stop working and attempts reset. Send the "
         "`verification.round` you read as `round`: a code sent since (a retry, a colleague's) is refused (409), "
         "no second one sent.", body_required=False),

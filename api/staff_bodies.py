@@ -93,12 +93,17 @@ class RoundShown(StaffBody):
 CODES_MAX = 10
 
 
+def codes_left(sent: int) -> bool:
+    """Whether staff may send another code to a request that had `sent` (its `verification.round`)."""
+    return sent < CODES_MAX
+
+
 def resent_since(shown: int | None, live: RequestState | None) -> Problem | None:
     """Why a resend naming round `shown` (None: naming none) is refused given the live state: a
     code went out since, or CODES_MAX have. Sent when the workflow's state is not known (it
     decides then)."""
     now = live.verification.round if live is not None and live.verification is not None else None
-    if now is not None and now >= CODES_MAX:
+    if now is not None and not codes_left(now):
         return Problem(409, "Refused", f"{now} codes have been sent for this request, the most one request is "
                        "sent: no other was sent. The subject's last code still works until it expires; past it, "
                        "close the request and open another once you know they read the mail.", round=now)

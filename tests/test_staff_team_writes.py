@@ -112,7 +112,7 @@ async def test_staff_send_one_request_a_bounded_number_of_codes(http, pool, mail
     naming the round it read, or none). The workflow caps the codes the subject asks for, not
     staff's: before, each call mailed the subject another code, from the controller's address,
     without end. Now once CODES_MAX codes (here 2) went to a request, a resend is 409 with why,
-    over REST and on the console, and nothing more is sent."""
+    over REST and on the console (whose page offers none any more), and nothing more is sent."""
     monkeypatch.setattr(staff_bodies, "CODES_MAX", 2)
     agent = await staff_headers(pool, "agent")
     rid = (await http.post("/v1/requests", headers=agent, json={
@@ -131,5 +131,6 @@ async def test_staff_send_one_request_a_bounded_number_of_codes(http, pool, mail
     csrf = await console_sign_in(http, pool, "agent")
     page = await http.post(f"/console/requests/{rid}/resend-verification", data={"csrf_token": csrf, "round": "2"})
     assert page.status_code == 409 and "no other was sent" in page.text, page.text
+    assert "Send a new code" not in (await http.get(f"/console/requests/{rid}")).text  # nor offered any more
     await asyncio.sleep(1)  # a code the refusals had sent would be on its way by now
     assert len(letters_for(mail_sink, rid, "verification")) == 2

@@ -224,7 +224,8 @@ async def _context(state: AppState, today: date, request_id: str, staff: Staff) 
             # Unknown until registered (the workflow refuses until then, with its reason).
             extensible=deadlines["due_date"] is None or deadlines["extended_due_date"] != deadlines["due_date"],
             restriction=restriction["status"] if restriction else None,
-            deciding=deciding(live), stopped=ended is not None, clock_waits=waits)),
+            deciding=deciding(live), stopped=ended is not None, clock_waits=waits,
+            codes_sent=live.verification.round if live and live.verification else 0)),
         "workflow_ended": ended,
         "unanswered": unanswered,
         # ... and why, where the engine says: its pending step fails at every try (how many tries so
