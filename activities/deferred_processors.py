@@ -165,7 +165,7 @@ async def _ask_or_follow(ctx: ActivityContext, evidence: ErasureEvidence, connec
         outcome = await connector.erase(subject, context)
         failpoint("deferred-processor-asked", system)  # asked, and not yet on record as asked
     outcome.external_id = outcome.external_id or external_id
-    if not asked and outcome.status == "pending":
+    if not asked and outcome.status == "pending" and not outcome.unsent:  # unsent: asked on the next run
         await _record(ctx, str(request["id"]), system, ids, attempt, "submitted", Write(
             "UPDATE deferred_erasures SET external_id = $2, submitted_at = now() WHERE id = ANY($1::bigint[])",
             (ids, outcome.external_id)), {"job": outcome.external_id})

@@ -27,7 +27,7 @@ from activities.fanout import FanoutActivities
 from activities.letters import message_id_for
 from activities.processor_mail import REMINDER_PURPOSE, REQUEST_PURPOSE
 from devstack.processes import free_port
-from schemas.workflow import SystemTask, TaskInput, workflow_id_for
+from schemas.workflow import SystemTask, TaskInput, TaskRecord, workflow_id_for
 from tests.fanout_stack import api, fanout_stack
 from tests.process_support import died, dsrflow_process, poll_killed_at, released
 from tests.support import (
@@ -160,9 +160,12 @@ async def test_a_poll_killed_around_a_processors_reminder_reminds_it_once(asks, 
 
 
 async def test_a_processors_e_mail_the_relay_could_not_take_goes_once_when_it_is_back(asks, pool, mail_sink):
-    """The relay is down as the survey provider is asked: the try fails with nothing on record but
-    its outbox row (`failed`), so the task's retry, the relay back, sends the e-mail: once, its
-    task row once, no `mail.resent` (nothing had gone)."""
+    """The relay is down as the survey provider is asked: the task waits as if asked (pending, its
+    first check in a minute), with nothing on record but its outbox row (`failed`) and what staff
+    read ("not yet e-mailed"). A check while the relay is still down sends nothing; the first check
+    with the relay back sends the e-mail: once, its task row once, no `mail.resent` (nothing had
+    gone), and staff then read that the processor was asked. Before, the try failed, and once its
+    retries ran out (about four minutes of outage) the task waited for staff."""
     stack = asks["stack"]
     rid = await stored_request(pool, stack.settings, "relay-down", "erasure")
     request = uuid.UUID(rid)
@@ -170,16 +173,28 @@ async def test_a_processors_e_mail_the_relay_could_not_take_goes_once_when_it_is
                      policy_version=await pool.fetchval("SELECT policy_version FROM dsr_requests WHERE id = $1", request),
                      task=SystemTask(system="surveys", action="erase", connector="manual_email",
                                      label="Survey service provider"))
-    down = stack.settings.model_copy(update={"smtp_port": free_port()})  # nothing listens there
-    with pytest.raises(OSError):
-        await ActivityEnvironment().run(FanoutActivities(activity_context(down, pool)).run_system_action, task)
+    down = FanoutActivities(activity_context(stack.settings.model_copy(update={"smtp_port": free_port()}), pool))
+    waiting = await ActivityEnvironment().run(down.run_system_action, task)
+    assert waiting.status == "pending" and waiting.poll_after_seconds == 60, waiting
+    assert waiting.message.startswith("not yet e-mailed Survey service provider to carry out the erasure")
+    await ActivityEnvironment().run(down.record_task_result, TaskRecord(request_id=rid, result=waiting))
     assert await pool.fetchval("SELECT state FROM mail_outbox WHERE mail_key = $1", _message_id(rid)) == "failed"
     assert await pool.fetchval("SELECT count(*) FROM manual_tasks WHERE request_id = $1", request) == 0
 
-    back = FanoutActivities(activity_context(stack.settings, pool)).run_system_action
-    assert (await ActivityEnvironment().run(back, task)).status == "pending"
+    polled = task.model_copy(update={"external_id": waiting.external_id})
+    still = await ActivityEnvironment().run(down.poll_system_action, polled)
+    assert still.status == "pending" and still.message.startswith("not yet e-mailed"), still
+    assert letters_for(mail_sink, rid, REQUEST_PURPOSE) == []
+
+    back = FanoutActivities(activity_context(stack.settings, pool))
+    for _ in range(2):  # the check that sends it, and one after that sends nothing
+        asked = await ActivityEnvironment().run(back.poll_system_action, polled)
+        assert asked.status == "pending" and asked.message.startswith("asked Survey service provider"), asked
     assert [m["Message-ID"] for m in letters_for(mail_sink, rid, REQUEST_PURPOSE)] == [_message_id(rid)]
     assert await pool.fetchval("SELECT count(*) FROM manual_tasks WHERE request_id = $1", request) == 1
+    on_record = await pool.fetchval("SELECT message FROM system_tasks WHERE request_id = $1 AND system = 'surveys'",
+                                    request)
+    assert on_record.startswith("asked Survey service provider"), on_record
     events = [r["event_type"] for r in await pool.fetch(
         "SELECT event_type FROM audit_events WHERE request_id = $1 AND (event_type LIKE 'mail.%' "
         "OR event_type LIKE 'processor.%')", request)]

@@ -103,6 +103,9 @@ class ActionOutcome:
     # For asynchronous processors: when they expect to be done, so the first poll does not wait
     # for a callback that may have been lost.
     poll_after_seconds: int | None = None
+    # An ask that has not reached the processor yet (manual_email: the relay did not take its
+    # e-mail): pending all the same, checked again soon, but nobody has been asked.
+    unsent: bool = False
     message: str | None = None
     # A sentence for the subject's response letter (e.g. when a processor states the data will
     # be gone); no personal data.

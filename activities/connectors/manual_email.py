@@ -13,7 +13,9 @@ The token is derived from our secret and (request, system, action), so every ret
 same link; only its sha256 is stored, as the task's external id (`job_id` gives it to the fan-out
 before the e-mail goes out). The action is `pending` until the processor confirms on that page
 (api/callbacks/manual_confirm.py), which signals the task's workflow; its polls of `status` send a reminder
-once `reminder_days` have passed since the last e-mail. What the e-mails say, in the words and
+once `reminder_days` have passed since the last e-mail. An e-mail the relay (or the database) does
+not take for now leaves the task pending with nothing on record, and the next poll sends it: a
+relay down for an hour delays the processors asked meanwhile, and no longer leaves them to staff. What the e-mails say, in the words and
 citations of the request's law: activities/processor_mail.py.
 
 Erasure under a legal-claims hold that reaches the processor's categories sends nothing and needs
@@ -43,6 +45,8 @@ from email.utils import formataddr, formatdate, parseaddr
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import aiosmtplib
+
 from activities.connectors import expand_env
 from activities.connectors.base import (
     AccessRecord,
@@ -55,6 +59,7 @@ from activities.connectors.base import (
     PermanentConnectorError,
     Subject,
 )
+from activities.errors import TRANSIENT_DB_ERRORS, failure_message, refused_for_good
 from activities.letters import message_id_for
 from activities.outbox import OnSent, Sent, send_once
 from activities.processor_mail import (
@@ -70,6 +75,12 @@ from dsrflow.domain.audit import append_event
 from dsrflow.infra.writes import Write
 
 TOKEN_PURPOSE = "manual-confirm"
+# What keeps an e-mail from going for now: the relay unreachable, gone or answering 4yz, the
+# database down as the outbox claims it. A relay's 5yz refusal (`refused_for_good`) stays an error.
+# The first check of a task whose e-mail did not go, in seconds; later ones back off from there
+# (workflows/system_task.py), so an outage of an hour delays the e-mail by about as long again.
+_UNSENT_CHECK = 60
+_NOT_YET: tuple[type[BaseException], ...] = (OSError, aiosmtplib.SMTPException, *TRANSIENT_DB_ERRORS)
 
 # How many files a processor uploaded for the task (an access task answered without any: it holds no data).
 _EXPORTED = "(SELECT count(*) FROM processor_exports e WHERE e.external_id = m.external_id) AS exported_files"
@@ -163,25 +174,25 @@ class ManualEmailConnector(Connector):
             row = await conn.fetchrow(
                 f"SELECT m.*, {_EXPORTED} FROM manual_tasks m WHERE external_id = $1 AND system = $2",
                 external_id, self.name)
-            if row is None:
-                return ActionOutcome(status="needs_attention", external_id=external_id,
-                                     message=f"no e-mail to {self.env.system.label} is on record for this task")
-            if row["confirmed_at"] is not None:
-                return self._confirmed(row)
-            due = await conn.fetchrow(
+            due = None if row is None or row["confirmed_at"] is not None else await conn.fetchrow(
                 """SELECT * FROM manual_tasks WHERE external_id = $1 AND confirmed_at IS NULL
                      AND coalesce(last_reminded_at, sent_at) <= now() - make_interval(days => $2)""",
                 external_id, self.reminder_days,
             )
-            if due is None:
-                return self._pending(row["action"], external_id)
-            number = int(due["reminders"]) + 1
-            message = await self._compose(
-                conn, subject, REMINDER_PURPOSE, due["action"], scope=None,
-                key=f"{subject.request_id}:{REMINDER_PURPOSE}:{self.name}:{due['action']}:{number}",
-                extra={"reminder_number": number, "first_sent_at": due["sent_at"]},
-                in_reply_to=due["message_id"],
-            )
+            if due is not None:
+                number = int(due["reminders"]) + 1
+                message = await self._compose(
+                    conn, subject, REMINDER_PURPOSE, due["action"], scope=None,
+                    key=f"{subject.request_id}:{REMINDER_PURPOSE}:{self.name}:{due['action']}:{number}",
+                    extra={"reminder_number": number, "first_sent_at": due["sent_at"]},
+                    in_reply_to=due["message_id"],
+                )
+        if row is None:
+            return await self._ask_unsent(subject, external_id)
+        if row["confirmed_at"] is not None:
+            return self._confirmed(row)
+        if due is None:
+            return self._pending(row["action"], external_id)
 
         async def record(c: Any, marked: Write) -> None:
             counted = Write("""UPDATE manual_tasks SET reminders = $2, last_reminded_at = now()
@@ -190,7 +201,12 @@ class ManualEmailConnector(Connector):
                               message["Message-ID"], key_suffix=str(number), along=[marked, counted])
 
         # Concurrent polls compute the same reminder number: one of them sends it.
-        reminded = await self._send(subject, message, record) is Sent.SENT
+        try:
+            reminded = await self._send(subject, message, record) is Sent.SENT
+        except _NOT_YET as exc:
+            if refused_for_good(exc):
+                raise
+            return self._pending(row["action"], external_id)  # the next check reminds
         return self._pending(row["action"], external_id, reminded=reminded)
 
     async def access(self, subject: Subject) -> AsyncIterator[AccessRecord]:
@@ -213,6 +229,15 @@ class ManualEmailConnector(Connector):
         return [hold.id for hold in context.legal_holds
                 if hold.categories is None or not categories or categories & set(hold.categories)]
 
+    async def _ask_unsent(self, subject: Subject, external_id: str) -> ActionOutcome:
+        """A task with no e-mail on record: `_ask` could not send it yet, so it asks now (or again at
+        the next check)."""
+        action = next((action for action in TITLES if self.job_id(subject, action) == external_id), None)
+        if action is None:
+            return ActionOutcome(status="needs_attention", external_id=external_id,
+                                 message=f"no e-mail to {self.env.system.label} is on record for this task")
+        return await self._ask(subject, action)
+
     def _token(self, request_id: str, action: str) -> str:
         return confirmation_token(self.env.secret, request_id, self.name, action)
 
@@ -234,10 +259,25 @@ class ManualEmailConnector(Connector):
                 """INSERT INTO manual_tasks (request_id, system, action, external_id, contact_email, message_id)
                    VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (request_id, system, action) DO NOTHING""",
                 (subject.request_id, self.name, action, external_id, self.contact_email, message["Message-ID"]))
+            # A task that waited with its e-mail unsent says so on record (a poll's pending result
+            # is not stored again): staff now read that the processor was asked.
+            told = Write("""UPDATE system_tasks SET message = $3, updated_at = now()
+                            WHERE request_id = $1 AND external_id = $2 AND status = 'pending'""",
+                         (subject.request_id, external_id, self._pending(action, external_id).message))
             await self._audit(c, subject.request_id, action, REQUEST_PURPOSE, message["Message-ID"],
-                              along=[marked, task])
+                              along=[marked, task, told])
 
-        if await self._send(subject, message, record) is Sent.BUSY:
+        try:
+            sent = await self._send(subject, message, record)
+        except _NOT_YET as exc:
+            if refused_for_good(exc):
+                raise
+            # Nothing on record but the outbox's `failed`: the task waits as if asked, and its
+            # checks (`status`) send the e-mail once the relay takes it. Retried here, a relay
+            # down for minutes ran out the task's attempts and left every processor asked
+            # meanwhile waiting for staff.
+            return self._pending(action, external_id, unsent=failure_message(exc))
+        if sent is Sent.BUSY:
             # Another live attempt is asking the processor right now: retry once it has.
             raise ConnectionError(f"system {self.name}: the e-mail to the processor is being sent by another attempt")
         return self._pending(action, external_id)
@@ -311,7 +351,13 @@ class ManualEmailConnector(Connector):
             along=along,
         )
 
-    def _pending(self, action: str, external_id: str, *, reminded: bool = False) -> ActionOutcome:
+    def _pending(self, action: str, external_id: str, *, reminded: bool = False,
+                 unsent: str | None = None) -> ActionOutcome:
+        if unsent is not None:
+            return ActionOutcome(
+                status="pending", external_id=external_id, unsent=True, poll_after_seconds=_UNSENT_CHECK,
+                message=f"not yet e-mailed {self.env.system.label} to carry out the {TITLES[action]} ({unsent}): "
+                "the task's next check sends it")
         what = "reminded" if reminded else "asked"
         return ActionOutcome(
             status="pending", external_id=external_id,
