@@ -184,3 +184,39 @@ async def test_a_link_opens_in_the_staff_language_of_its_requests_policy_and_its
     assert "supprimer les renseignements personnels du consommateur" in read(page.text)
     # No request behind the link: the policy in force (English staff) and the GDPR's words.
     assert lost.status_code == 404 and "Link not recognised" in lost.text and '<html lang="en">' in lost.text
+
+
+# Markup and quotes where a page shows a value it did not write: a controller's name or a
+# processor's label (the policy's), a file's name (the processor's own, in a refusal or a receipt).
+HOSTILE = '<script>alert("x")</script>\'&'
+HOSTILE_FILE = '<img src=x onerror="alert(1)">.csv'
+
+
+def test_names_with_markup_are_shown_as_text_on_every_page():
+    """Every page that shows the controller, the processor or a file's name shows it as written,
+    as text: nothing the policy or a processor typed becomes markup on a page opened by a link that
+    is a credential (escaped by hand before the pages were templates; kept true since)."""
+    erase = _task("erase", "en", "gdpr", controller=HOSTILE, label=HOSTILE)
+    access = {**erase, "action": "access"}
+    answered = {**access, "confirmed_at": CONFIRMED}
+    r = pages.reader_of(erase)
+    with pytest.raises(RefusedFile) as markup:
+        ContentCheck(HOSTILE_FILE, "csv", 1024, ("csv",)).feed(b"<script>alert(1)</script>")
+    shown = {
+        "confirm form": (pages.confirm_form(erase, r), []),
+        "thank you": (pages.confirmed(erase, r), []),
+        "already answered": (pages.already({**erase, "confirmed_at": CONFIRMED}, r), []),
+        "export answered": (pages.already(answered, r, pages.received(answered, r, [HOSTILE_FILE])), [HOSTILE_FILE]),
+        "more files": (pages.refused(answered, r, answered_already(pages.received(answered, r, [HOSTILE_FILE]))),
+                       [HOSTILE_FILE]),
+        "closed": (pages.refused(erase, r, _refusal({**erase, "request_status": "completed"})), []),
+        "upload form": (pages.upload_form(access, r), []),
+        "upload refused": (pages.upload_form(access, r, UploadRefused(422, markup.value.said)), [HOSTILE_FILE]),
+        "export received": (pages.export_received(access, r, [HOSTILE_FILE, "b.json"]), [HOSTILE_FILE]),
+    }
+    for name, (page, files) in shown.items():
+        html = page.body.decode()
+        assert "<script" not in html and "<img" not in html, (name, html)
+        text = read(html)
+        assert text.count(HOSTILE) == 2, (name, text)  # the controller and the processor
+        assert all(file in text for file in files), (name, text)

@@ -6,20 +6,23 @@ request runs under), in the words the request's law names the parties with ("con
 provider or contractor" under the CCPA): `processor_words` (activities/processor_mail.py) decides,
 as it does for the e-mails. A page that knows no request yet (a link not recognised, a client over
 its limit before the token is read) speaks the staff language of the policy in force, in the
-GDPR's words. Every page is built here, under the same headers: the link is a credential.
+GDPR's words. Every page is rendered here, under the same headers (the link is a credential), from
+the templates in api/templates/processor/ with the pages' environment (api/pages.py, autoescaped),
+their words from the reader's translator.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from html import escape
 from typing import Any
 
 from fastapi.responses import HTMLResponse
+from markupsafe import Markup, escape
 
 from activities.processor_mail import processor_words
 from api.callbacks.link_refusals import UploadRefused
 from api.callbacks.processor_uploads import FILE_FIELD, NOTE_MAX, accepted_types, limits_of, refuse_if_closed
+from api.pages import templates
 from api.ratelimit import wait_words
 from dsrflow.domain.references import short_reference
 from dsrflow.i18n import N_, SOURCE_LANGUAGE, Translator, long_datetime
@@ -41,23 +44,6 @@ _HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'",
 }
-_STYLE = """
-body { margin: 0; background: #f3f4f6; color: #1f2937; font: 16px/1.5 Arial, Helvetica, sans-serif; }
-main { max-width: 40rem; margin: 2rem auto; padding: 1.5rem 2rem; background: #fff; border: 1px solid #d1d5db; }
-h1 { font-size: 1.4rem; line-height: 1.3; color: #111827; margin: 0 0 1rem; }
-table { border-collapse: collapse; width: 100%; margin: 0 0 1rem; }
-th, td { text-align: left; vertical-align: top; padding: .4rem .6rem; border: 1px solid #d1d5db; }
-th { background: #f3f4f6; width: 40%; }
-label { display: block; font-weight: bold; margin: 1rem 0 .3rem; }
-.hint { color: #374151; font-size: .9rem; margin: 0 0 .4rem; }
-input[type=file] { display: block; font: inherit; }
-.problem { border-left: 4px solid #b91c1c; padding: .5rem 1rem; background: #fef2f2; }
-textarea { width: 100%; box-sizing: border-box; font: inherit; padding: .5rem; border: 1px solid #4b5563; }
-button { margin-top: 1rem; padding: .7rem 1.3rem; font: inherit; font-weight: bold; color: #fff;
-         background: #1d4ed8; border: 2px solid #1d4ed8; border-radius: 4px; cursor: pointer; }
-:focus-visible { outline: 3px solid #b45309; outline-offset: 2px; }
-.ok { border-left: 4px solid #047857; padding: .5rem 1rem; background: #ecfdf5; }
-"""
 
 
 @dataclass(frozen=True)
@@ -80,41 +66,43 @@ def reader_of(task: dict[str, Any]) -> Reader:
     return reader(task["staff_language"] or SOURCE_LANGUAGE, task["regime"])
 
 
-def _page(r: Reader, title: str, body: str, status: int = 200) -> HTMLResponse:
-    html = (
-        f'<!DOCTYPE html>\n<html lang="{escape(r.language)}">\n<head>\n<meta charset="utf-8">\n'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        '<meta name="robots" content="noindex, nofollow">\n'
-        f"<title>{escape(title)}</title>\n<style>{_STYLE}</style>\n</head>\n<body>\n<main>\n"
-        f"<h1>{escape(title)}</h1>\n{body}\n</main>\n</body>\n</html>\n"
-    )
+def _words(t: Translator) -> dict[str, Any]:
+    """A page's `_()`, `gettext()` and `ngettext()`: the reader's translator, called as Jinja's i18n
+    extension calls them (`newstyle`, the placeholders' values given by name). The message is
+    escaped like any text, then filled with its values, escaped too (a file's name, a label). They
+    come before the environment's own, which translate without the request's law's words."""
+
+    def gettext(message: str, **values: Any) -> Markup:
+        return escape(t.gettext(message)) % values
+
+    def ngettext(singular: str, plural: str, n: int, **values: Any) -> Markup:
+        return escape(t.ngettext(singular, plural, n)) % {"num": n, **values}
+
+    return {"_": gettext, "gettext": gettext, "ngettext": ngettext}
+
+
+def _page(r: Reader, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+    html = templates.get_template(f"processor/{template}").render(
+        {**_words(r.t), "language": r.language, **context})
     return HTMLResponse(html, status_code=status, headers=_HEADERS)
 
 
 def not_found(r: Reader) -> HTMLResponse:
-    t = r.t
-    return _page(r, t.gettext("Link not recognised"), "<p>" + escape(t.gettext(
-        "This confirmation link is not valid. Please check that you copied the whole address from our e-mail, "
-        "or reply to that e-mail.")) + "</p>", status=404)
+    return _page(r, "not_found.html", status=404)
 
 
 def over_limit(r: Reader, retry: int) -> HTMLResponse:
     """The page telling a client over its limit to wait `retry` seconds (api/ratelimit.py)."""
-    said = r.t.gettext("Too many requests from your network: please try again in %(wait)s.") % {
-        "wait": wait_words(retry, r.language)}
-    page = _page(r, r.t.gettext("Too many requests"), f'<p class="problem" role="alert">{escape(said)}</p>',
-                 status=429)
+    page = _page(r, "over_limit.html", status=429, wait=wait_words(retry, r.language))
     page.headers["Retry-After"] = str(retry)
     return page
 
 
-def _details(task: dict[str, Any], r: Reader) -> str:
-    t = r.t
-    action = t.gettext(_ACTIONS[task["action"]]) if task["action"] in _ACTIONS else task["action"]
-    rows = ((t.gettext("Controller"), task["controller"] or ""), (t.gettext("Processor"), task["label"] or task["system"]),
-            (t.gettext("What we asked"), action), (t.gettext("Our request reference"), short_reference(task["request_id"])))
-    return "<table>\n" + "".join(f'<tr><th scope="row">{escape(th)}</th><td>{escape(td)}</td></tr>\n'
-                                 for th, td in rows) + "</table>"
+def _details(task: dict[str, Any], r: Reader) -> dict[str, str]:
+    """What the link is about, for the table under a page (processor/_details.html)."""
+    action = r.t.gettext(_ACTIONS[task["action"]]) if task["action"] in _ACTIONS else task["action"]
+    return {"controller": task["controller"] or "", "processor": task["label"] or task["system"], "action": action,
+            "reference": short_reference(task["request_id"])}
 
 
 def _when(task: dict[str, Any], r: Reader) -> str:
@@ -138,95 +126,41 @@ def received(task: dict[str, Any], r: Reader, names: list[str]) -> str:
 def already(task: dict[str, Any], r: Reader, what: str | None = None) -> HTMLResponse:
     """A link answered already, opened again: what we have (`what`, of an export: `received`),
     and that nothing more is needed."""
-    t = r.t
-    said = what or t.gettext("This request was confirmed on %(when)s.") % {"when": _when(task, r)}
-    done = t.gettext("Thank you: there is nothing more to do.")
-    return _page(r, t.gettext("Already confirmed"),
-                 f'<p class="ok">{escape(said)} {escape(done)}</p>\n{_details(task, r)}')
+    return _page(r, "already.html", what=what, when=None if what else _when(task, r), details=_details(task, r))
 
 
 def confirm_form(task: dict[str, Any], r: Reader) -> HTMLResponse:
-    t = r.t
-    note, button = t.gettext("Note (optional)"), t.gettext("Confirm that the request has been carried out")
-    return _page(
-        r, t.gettext("Confirm a data-subject request"),
-        "<p>" + escape(t.gettext("We asked you by e-mail to act on a data-subject request. When you have done so, "
-                                 "please confirm below.")) + "</p>\n"
-        f"{_details(task, r)}\n"
-        '<form method="post">\n'
-        f'<label for="note">{escape(note)}</label>\n'
-        '<p class="hint" id="note-hint">' + escape(t.gettext(
-            "For example, that you held no data about this person, or what you could not do and why. Please do not "
-            "include the person's data.")) + "</p>\n"
-        f'<textarea id="note" name="note" rows="4" maxlength="{NOTE_MAX}" aria-describedby="note-hint"></textarea>\n'
-        f'<button type="submit">{escape(button)}</button>\n'
-        "</form>",
-    )
+    return _page(r, "confirm_form.html", details=_details(task, r), note_max=NOTE_MAX)
 
 
 def confirmed(task: dict[str, Any], r: Reader) -> HTMLResponse:
-    t = r.t
-    done, close = t.gettext("We have recorded that the request has been carried out."), t.gettext(_CLOSE)
-    return _page(r, t.gettext("Thank you: confirmation recorded"),
-                 f'<p class="ok">{escape(done)}</p>\n{_details(task, r)}\n<p>{escape(close)}</p>')
+    return _page(r, "confirmed.html", details=_details(task, r))
 
 
 def upload_form(task: dict[str, Any], r: Reader, problem: UploadRefused | None = None) -> HTMLResponse:
     """The form a processor sends its export with (or says it holds nothing)."""
-    t = r.t
     limits = limits_of(task)
     try:
         refuse_if_closed(task, limits)
     except UploadRefused as closed:
         return refused(task, r, closed)
-    alert = f'<p class="problem" role="alert">{escape(problem.said(t))}</p>\n' if problem else ""
-    export, send, note = t.gettext("Your export"), t.gettext("Send the export"), t.gettext("Note (optional)")
-    nothing = t.gettext("We hold no personal data about this person")
-    return _page(
-        r, t.gettext("Send your export for a data-subject request"),
-        f"{alert}<p>" + escape(t.gettext(
-            "We asked you by e-mail for a copy of the personal data you hold about a data subject on our behalf. "
-            "Please send it here: the files go to the data subject with the rest of their data, so send it in a "
-            "form they can read.")) + "</p>\n"
-        f"{_details(task, r)}\n"
-        '<form method="post" enctype="multipart/form-data">\n'
-        f'<label for="files">{escape(export)}</label>\n'
-        '<p class="hint" id="files-hint">' + escape(t.gettext(
-            "JSON, CSV, PDF or plain-text files, or a ZIP archive of them; at most %(file_mb)d MB a file and "
-            "%(total_mb)d MB in all. Web pages, programs and other kinds of file are refused.") % {
-            "file_mb": limits.max_file_mb, "total_mb": limits.max_total_mb}) + "</p>\n"
-        f'<input type="file" id="files" name="{FILE_FIELD}" multiple accept="{escape(accepted_types(limits))}" '
-        'aria-describedby="files-hint">\n'
-        '<label><input type="checkbox" name="no_data" value="1"> '
-        f'{escape(nothing)}</label>\n'
-        f'<label for="note">{escape(note)}</label>\n'
-        '<p class="hint" id="note-hint">' + escape(t.gettext(
-            "For example, what the files contain, or what you could not include and why.")) + "</p>\n"
-        f'<textarea id="note" name="note" rows="4" maxlength="{NOTE_MAX}" aria-describedby="note-hint"></textarea>\n'
-        f'<button type="submit">{escape(send)}</button>\n'
-        "</form>",
-        status=problem.status if problem else 200,
-    )
+    return _page(r, "upload_form.html", status=problem.status if problem else 200,
+                 problem=problem.said(r.t) if problem else None, details=_details(task, r), file_mb=limits.max_file_mb,
+                 total_mb=limits.max_total_mb, file_field=FILE_FIELD, accept=accepted_types(limits), note_max=NOTE_MAX)
 
 
 # The title of a refusal without one of its own, by its status.
 _REFUSED_TITLES = {409: N_("Already answered"), 403: N_("Link expired")}
 _REFUSED = N_("Upload refused")
-_CLOSE = N_("You can close this page.")
 
 
 def refused(task: dict[str, Any], r: Reader, refusal: UploadRefused) -> HTMLResponse:
     t = r.t
     title = refusal.title(t) if refusal.title else t.gettext(_REFUSED_TITLES.get(refusal.status, _REFUSED))
-    return _page(r, title, f'<p class="problem" role="alert">{escape(refusal.said(t))}</p>\n{_details(task, r)}',
-                 status=refusal.status)
+    return _page(r, "refused.html", status=refusal.status, title=title, said=refusal.said(t),
+                 details=_details(task, r))
 
 
 def export_received(task: dict[str, Any], r: Reader, names: list[str]) -> HTMLResponse:
     """The answer to an export kept: the files' names, or that the processor holds nothing."""
-    t = r.t
-    sent = (t.ngettext("We have received %(count)d file: %(names)s.", "We have received %(count)d files: %(names)s.",
-                       len(names)) % {"count": len(names), "names": ", ".join(names)}
-            if names else t.gettext("We have recorded that you hold no personal data about this person."))
-    return _page(r, t.gettext("Thank you: export received"),
-                 f'<p class="ok">{escape(sent)}</p>\n{_details(task, r)}\n<p>{escape(t.gettext(_CLOSE))}</p>')
+    return _page(r, "export_received.html", names=names, details=_details(task, r))
