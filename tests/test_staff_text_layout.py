@@ -1,6 +1,6 @@
-"""Staff text other staff read, written to push the page out of shape: a note and a token's label
-with no space to wrap at (docs/security.md, "Team work under load and in bulk"). Same setup as
-tests/test_browser.py."""
+"""Text written to push the console out of shape: a note and a token's label with no space to
+wrap at, and an e-mail's subject in the Inbox (docs/security.md, "Team work under load and in
+bulk"). Same setup as tests/test_browser.py."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from playwright.async_api import expect
 
 from api.auth import create_token
-from tests.support import live_client
+from tests.support import live_client, unique_email
 from tests.test_browser import (  # noqa: F401 (fixtures)
     CHROMIUM,
     open_request,
@@ -16,6 +16,7 @@ from tests.test_browser import (  # noqa: F401 (fixtures)
     signed_in,
     site,
 )
+from tests.test_mailbox_console import filed, raw_mail
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's headless Chromium (apt-get install chromium-headless-shell)")
 
@@ -44,4 +45,17 @@ async def test_an_unbroken_note_and_label_keep_the_request_page_in_shape(browser
     taker = await pool.fetchval("SELECT assignee::text FROM request_assignments WHERE request_id = $1", rid)
     await page.goto(f"{site}/console/?assignee={taker}")
     await expect(page.locator("tr[data-request-id]")).to_have_count(1)
+    assert await sideways(page) is None, await sideways(page)
+
+
+async def test_an_unbroken_mail_subject_keeps_the_inbox_in_shape(browser, site, pool, settings):  # noqa: F811
+    """Anyone outside mails the privacy address with a subject of one 900-character word. Before,
+    the Inbox every agent works from was as wide as the word (its table); now it breaks, there and
+    on the message's page."""
+    await filed(settings, pool, raw_mail(unique_email("wide"), "Delete my data.", subject="S" * 900))
+    page = await signed_in(browser, site, pool, "agent", "/console/inbox")
+    await expect(page.get_by_role("link", name="S" * 900)).to_have_count(1)
+    assert await sideways(page) is None, await sideways(page)
+    await page.get_by_role("link", name="S" * 900).click()  # the message's own page
+    await expect(page.get_by_role("button", name="Dismiss")).to_have_count(1)
     assert await sideways(page) is None, await sideways(page)
