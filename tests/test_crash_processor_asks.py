@@ -147,8 +147,15 @@ async def test_a_poll_killed_around_a_processors_reminder_reminds_it_once(asks, 
     await poll_killed_at(stack.settings, f"mail-claimed~{reminder}", task.model_dump_json())
     await poll_killed_at(stack.settings, f"mail-accepted~{reminder}", task.model_dump_json())
     poll = FanoutActivities(activity_context(stack.settings, pool)).poll_system_action
-    for _ in range(2):
+
+    async def reminded_on_record() -> bool:
+        # A poll while PostgreSQL has not yet ended the dead poll's session hears its lock (BUSY)
+        # and records nothing; a later one, as the task's next poll would, records the reminder.
         assert (await ActivityEnvironment().run(poll, task)).status == "pending"
+        return await pool.fetchval("SELECT reminders FROM manual_tasks WHERE request_id = $1", request) == 1
+
+    await eventually(reminded_on_record, 30)
+    assert (await ActivityEnvironment().run(poll, task)).status == "pending"  # and one after sends nothing
 
     assert [m["Message-ID"] for m in letters_for(mail_sink, rid, REMINDER_PURPOSE)] == [reminder]
     assert await pool.fetchval("SELECT reminders FROM manual_tasks WHERE request_id = $1", request) == 1
