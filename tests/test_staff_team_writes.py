@@ -9,14 +9,17 @@ import asyncio
 from api import staff_bodies
 from dsrflow.domain.audit import append_event
 from dsrflow.stores import team_store
+from dsrflow.stores.deferred_store import settle_deferred
 from dsrflow.stores.staff_tokens import issue_token
 from dsrflow.stores.team_store import assign
 from tests.support import (
     assert_problem,
     console_sign_in,
     eventually,
+    kept_whole_under,
     letters_for,
     live_view,
+    place_claims_hold,
     staff_headers,
     stored_request,
     unique_email,
@@ -134,3 +137,29 @@ async def test_staff_send_one_request_a_bounded_number_of_codes(http, pool, mail
     assert "Send a new code" not in (await http.get(f"/console/requests/{rid}")).text  # nor offered any more
     await asyncio.sleep(1)  # a code the refusals had sent would be on its way by now
     assert len(letters_for(mail_sink, rid, "verification")) == 2
+
+
+async def test_settling_a_deferred_erasure_while_the_sweep_records_it_waits_for_it(pool, settings):
+    """Compliance records a deferred erasure as done by other means just as the erasure sweep
+    records the processor's answer for the same rows: its event, then the rows
+    (activities/deferred_processors.py `_record`, one statement). The settlement locked the rows
+    first and the request's audit chain second: PostgreSQL failed one of them as a deadlock (the
+    officer's answer a 500). Now both are done, one after the other."""
+    email = unique_email("settled-while-swept")
+    rid = await stored_request(pool, settings, "settled-while-swept", type_="erasure", email=email)
+    await kept_whole_under(pool, settings, rid, email, "crm", await place_claims_hold(pool, settings, email, ["crm"]))
+    await pool.execute("UPDATE deferred_erasures SET failed_at = now(), failure = 'refused' WHERE request_id = $1", rid)
+    async with pool.acquire() as sweep:
+        transaction = sweep.transaction()
+        await transaction.start()
+        try:
+            await append_event(sweep, event_key=f"{rid}:deferred:crm:test:submitted", request_id=rid,
+                               event_type="erasure.deferred_submitted", actor="erasure-sweep", data={"system": "crm"})
+            settling = asyncio.create_task(settle_deferred(pool, rid, "crm", "The processor confirmed by phone.",
+                                                           actor="compliance:0000aaaa"))
+            await asyncio.sleep(0.3)  # the settlement waits for the chain's head, which the sweep holds
+            await sweep.execute("UPDATE deferred_erasures SET external_id = 'job-1' WHERE request_id = $1", rid)
+        finally:
+            await transaction.commit()
+        await settling
+    assert await pool.fetchval("SELECT bool_and(settled_by IS NOT NULL) FROM deferred_erasures WHERE request_id = $1", rid)

@@ -89,6 +89,14 @@ async def append_event(
     return str(await conn.fetchval(statement, *arguments, *args))
 
 
+async def lock_chain(conn: asyncpg.Connection, request_id: str) -> None:
+    """Lock the request's chain head for the caller's transaction, before rows it changes with its
+    event: `append_event` locks the head before its `along` writes, so a transaction that locked
+    those rows first and appended second waited for a step appending with them, which waited for
+    its rows, and PostgreSQL failed one of the two as a deadlock."""
+    await conn.execute("SELECT 1 FROM audit_chain_heads WHERE chain_id = $1 FOR UPDATE", request_id)
+
+
 def append_call(first: int) -> str:
     """`audit_append(...)` with its arguments from $`first` on: an event appended by a statement
     of the caller's, in its own work (a row and the event that records it, in one round trip)."""

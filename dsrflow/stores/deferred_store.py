@@ -15,7 +15,7 @@ from typing import Any, Literal, get_args
 import asyncpg
 from pydantic import BaseModel, ConfigDict, Field
 
-from dsrflow.domain.audit import append_event
+from dsrflow.domain.audit import append_event, lock_chain
 from dsrflow.stores.team_store import TeamRefused, insert_note
 from schemas.staff_answers import STALE_ANSWER
 
@@ -217,6 +217,7 @@ async def retry_deferred(pool: asyncpg.Pool, request_id: str, system: str, *, ac
     refused (the rows read as held) and nothing asked the processor until the next day's sweep.
     `shown`: the erasure as the caller read it; standing otherwise now, it is refused (`DeferredStale`)."""
     async with pool.acquire() as conn, conn.transaction():
+        await lock_chain(conn, request_id)  # before the rows, as the sweep recording them takes them
         rows = await _locked_rows(conn, request_id, system, shown)
         unasked = [row for row in rows if row["unasked_retry"]]
         if unasked and not any(row["state"] == "failed" for row in rows):
@@ -239,6 +240,7 @@ async def settle_deferred(pool: asyncpg.Pool, request_id: str, system: str, note
     with an internal note saying how: the note is part of the evidence. Returns the note's id.
     `shown`: as `retry_deferred`'s."""
     async with pool.acquire() as conn, conn.transaction():
+        await lock_chain(conn, request_id)  # before the rows, as the sweep recording them takes them
         rows = _chosen(await _locked_rows(conn, request_id, system, shown), system, ("failed", "asked"),
                        "recording it as erased")
         try:
