@@ -8,6 +8,8 @@ from __future__ import annotations
 import random
 import uuid
 
+import httpx
+
 from dsrflow.infra.ports import free_port
 from tests.ratelimit_support import PROBLEM, app_clients, assert_limited, stored_for
 from tests.support import unique_email, verification_code, wait_for_letter
@@ -105,6 +107,16 @@ async def test_a_request_confirmed_from_its_network_gives_its_share_back(setting
         assert_limited(again[away], WEEK)
 
 
+async def _stored_while_the_engine_was_down(settings, task_queue, client: str, body: dict, key: str, *,
+                                            share: int) -> httpx.Response:
+    """A public submission from `client` answered 503: stored, its workflow not started."""
+    nowhere = settings.model_copy(update={"temporal_address": f"127.0.0.1:{free_port()}"})
+    async with app_clients(nowhere, None, task_queue, max_unverified_per_network=share) as call_from:
+        stored = await call_from(client).post("/v1/public/requests", json=body, headers={"Idempotency-Key": key})
+    assert stored.status_code == 503 and "same Idempotency-Key" in stored.json()["detail"], stored.text
+    return stored
+
+
 async def test_a_request_stored_while_the_engine_was_down_gives_its_share_back_once_confirmed(
         settings, pool, dev_server, mail_sink, task_queue):
     """A request stored while the workflow engine did not answer (503, "repeat with the same
@@ -112,11 +124,7 @@ async def test_a_request_stored_while_the_engine_was_down_gives_its_share_back_o
     subject confirms from where they asked."""
     network, key = _ipv4_network(), uuid.uuid4().hex
     body = {"type": "access", "email": unique_email("share")}
-    nowhere = settings.model_copy(update={"temporal_address": f"127.0.0.1:{free_port()}"})
-    async with app_clients(nowhere, None, task_queue, max_unverified_per_network=2) as call_from:
-        stored = await call_from(f"{network}.1").post("/v1/public/requests", json=body,
-                                                      headers={"Idempotency-Key": key})
-    assert stored.status_code == 503 and "same Idempotency-Key" in stored.json()["detail"], stored.text
+    stored = await _stored_while_the_engine_was_down(settings, task_queue, f"{network}.1", body, key, share=2)
     async with build_worker(dev_server.client, settings, pool, task_queue=task_queue), \
             app_clients(settings, dev_server.client, task_queue, max_unverified_per_network=2) as call_from:
         started = await call_from(f"{network}.1").post("/v1/public/requests", json=body,
@@ -145,11 +153,7 @@ async def test_a_repeat_from_a_network_at_its_share_gets_its_request_started(set
     request from that network is still refused."""
     network, key = _ipv4_network(), uuid.uuid4().hex
     body = {"type": "access", "email": unique_email("share")}
-    nowhere = settings.model_copy(update={"temporal_address": f"127.0.0.1:{free_port()}"})
-    async with app_clients(nowhere, None, task_queue, max_unverified_per_network=1) as call_from:
-        stored = await call_from(f"{network}.1").post("/v1/public/requests", json=body,
-                                                      headers={"Idempotency-Key": key})
-    assert stored.status_code == 503, stored.text
+    stored = await _stored_while_the_engine_was_down(settings, task_queue, f"{network}.1", body, key, share=1)
     async with app_clients(settings, dev_server.client, task_queue, max_unverified_per_network=1,
                            rate_mail_per_email="1/day") as call_from:
         again = await call_from(f"{network}.2").post("/v1/public/requests", json=body,
