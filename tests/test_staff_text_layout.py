@@ -29,7 +29,7 @@ async def sideways(page) -> str | None:
 
 async def test_unbroken_text_keeps_the_console_in_shape(browser, site, pool, settings, shots):  # noqa: F811
     """An agent whose token's label (200 characters) and note (4,000) hold no space takes a request
-    and notes on it. Before, the compliance officer who opened it got a page 48,000 px wide: the
+    and notes on it; a processor's answer (1,000) has none either. Before, the compliance officer who opened it got a page 48,000 px wide: the
     actions, the timeline and the note's form off to the side of a line of Ns; the queue was
     2,800 px. Anyone outside mailing the privacy address a subject of one 900-character word made
     the Inbox 10,000 px. Now the text wraps within the page: the request's, the queue's, the
@@ -40,6 +40,9 @@ async def test_unbroken_text_keeps_the_console_in_shape(browser, site, pool, set
         agent = {"Authorization": f"Bearer {labelled}"}
         assert (await http.post(f"/v1/requests/{rid}/notes", headers=agent, json={"note": "N" * 4000})).status_code == 201
         assert (await http.put(f"/v1/requests/{rid}/assignee", headers=agent, json={"assignee": "me"})).status_code == 200
+    # A system's answer as a processor worded it (an OpenDSR error, a connector's failure): no space either.
+    await pool.execute("INSERT INTO system_tasks (request_id, system, action, status, message) "
+                       "VALUES ($1, 'crm', 'erase', 'needs_attention', $2)", rid, "M" * 1000)
     page = await signed_in(browser, site, pool, "compliance", f"/console/requests/{rid}")
     await expect(page.locator("#notes .note-body")).to_have_count(1)
     await shots(page, "request")
