@@ -47,6 +47,9 @@ async def test_unbroken_text_keeps_the_console_in_shape(browser, site, pool, set
     await expect(page.locator("#notes .note-body")).to_have_count(1)
     await shots(page, "request")
     assert await sideways(page) is None, await sideways(page)
+    await page.goto(f"{site}/v1/requests/{rid}/evidence.html")  # the evidence pack keeps the note too
+    await expect(page.get_by_text("N" * 4000)).to_have_count(1)
+    assert await sideways(page) is None, await sideways(page)
     taker = await pool.fetchval("SELECT assignee::text FROM request_assignments WHERE request_id = $1", rid)
     await page.goto(f"{site}/console/?assignee={taker}")
     await expect(page.locator("tr[data-request-id]")).to_have_count(1)
