@@ -83,7 +83,7 @@ async def test_pack_of_a_verified_and_extended_request(http, pool, mail_sink, de
 @pytest.mark.parametrize(("regime", "label"), [
     ("gdpr", "access to your personal data (Art. 15 GDPR)"),
     ("uk_gdpr", "access to your personal data (Art. 15 UK GDPR)"),
-    ("ccpa", "access to your personal data"),
+    ("ccpa", "access to your personal information"),  # the CCPA's words, as its letters say
 ])
 async def test_the_pack_names_the_type_in_the_law_of_the_requests_regime(http, pool, regime, label):
     r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
