@@ -104,7 +104,7 @@ def resent_since(shown: int | None, live: RequestState | None) -> Problem | None
     decides then)."""
     now = live.verification.round if live is not None and live.verification is not None else None
     if now is not None and not codes_left(now):
-        return Problem(409, "Refused", f"{now} codes have been sent for this request, the most one request is "
+        return Problem(409, "Refused", f"{now} codes have been sent for this request, as many as one request is "
                        "sent: no other was sent. The subject's last code still works until it expires; past it, "
                        "close the request and open another once you know they read the mail.", round=now)
     if shown is None or now is None or now == shown:
