@@ -160,7 +160,7 @@ async def test_a_poll_killed_around_a_processors_reminder_reminds_it_once(asks, 
     assert [m["Message-ID"] for m in letters_for(mail_sink, rid, REMINDER_PURPOSE)] == [reminder]
     assert await pool.fetchval("SELECT reminders FROM manual_tasks WHERE request_id = $1", request) == 1
     events = await pool.fetch("SELECT event_type, data FROM audit_events WHERE request_id = $1 "
-                              "AND (event_type LIKE 'mail.%' OR event_type = 'processor.reminded')", request)
+                              "AND (event_type LIKE 'mail.%' OR event_type = 'processor.reminded') ORDER BY seq", request)
     assert [e["event_type"] for e in events if e["event_type"] == "processor.reminded"] == ["processor.reminded"]
     assert [e["event_type"] for e in events if e["event_type"].startswith("mail.")
             and e["data"]["mail_key"] == reminder] == ["mail.resent", "mail.unconfirmed"]
