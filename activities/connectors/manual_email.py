@@ -75,12 +75,17 @@ from dsrflow.domain.audit import append_event
 from dsrflow.infra.writes import Write
 
 TOKEN_PURPOSE = "manual-confirm"
-# What keeps an e-mail from going for now: the relay unreachable, gone or answering 4yz, the
-# database down as the outbox claims it. A relay's 5yz refusal (`refused_for_good`) stays an error.
 # The first check of a task whose e-mail did not go, in seconds; later ones back off from there
 # (workflows/system_task.py), so an outage of an hour delays the e-mail by about as long again.
 _UNSENT_CHECK = 60
-_NOT_YET: tuple[type[BaseException], ...] = (OSError, aiosmtplib.SMTPException, *TRANSIENT_DB_ERRORS)
+# What keeps an e-mail from going for now: the relay unreachable, gone or answering 4yz, the
+# database down as the outbox claims it (TRANSIENT_DB_ERRORS holds OSError: refused, reset, timed
+# out). A relay's 5yz refusal (`refused_for_good`) stays an error.
+_NOT_YET: tuple[type[BaseException], ...] = (aiosmtplib.SMTPException, *TRANSIENT_DB_ERRORS)
+
+
+class _NotYet(Exception):
+    """An e-mail that did not go for now (`_NOT_YET`); its message says why, for the task's note."""
 
 # How many files a processor uploaded for the task (an access task answered without any: it holds no data).
 _EXPORTED = "(SELECT count(*) FROM processor_exports e WHERE e.external_id = m.external_id) AS exported_files"
@@ -203,9 +208,7 @@ class ManualEmailConnector(Connector):
         # Concurrent polls compute the same reminder number: one of them sends it.
         try:
             reminded = await self._send(subject, message, record) is Sent.SENT
-        except _NOT_YET as exc:
-            if refused_for_good(exc):
-                raise
+        except _NotYet:
             return self._pending(row["action"], external_id)  # the next check reminds
         return self._pending(row["action"], external_id, reminded=reminded)
 
@@ -269,22 +272,26 @@ class ManualEmailConnector(Connector):
 
         try:
             sent = await self._send(subject, message, record)
-        except _NOT_YET as exc:
-            if refused_for_good(exc):
-                raise
+        except _NotYet as not_yet:
             # Nothing on record but the outbox's `failed`: the task waits as if asked, and its
             # checks (`status`) send the e-mail once the relay takes it. Retried here, a relay
             # down for minutes ran out the task's attempts and left every processor asked
             # meanwhile waiting for staff.
-            return self._pending(action, external_id, unsent=failure_message(exc))
+            return self._pending(action, external_id, unsent=str(not_yet))
         if sent is Sent.BUSY:
             # Another live attempt is asking the processor right now: retry once it has.
             raise ConnectionError(f"system {self.name}: the e-mail to the processor is being sent by another attempt")
         return self._pending(action, external_id)
 
     async def _send(self, subject: Subject, message: EmailMessage, record: OnSent) -> Sent:
-        return await send_once(self.env.pool, self.env.mailer, str(message["Message-ID"]), message,
-                               request_id=subject.request_id, on_sent=record)
+        """`send_once`; `_NotYet` if the relay (or the database) did not take it for now."""
+        try:
+            return await send_once(self.env.pool, self.env.mailer, str(message["Message-ID"]), message,
+                                   request_id=subject.request_id, on_sent=record)
+        except _NOT_YET as exc:
+            if refused_for_good(exc):
+                raise
+            raise _NotYet(failure_message(exc)) from exc
 
     async def _compose(
         self, conn: Any, subject: Subject, purpose: str, action: str, *, scope: str | None, key: str,

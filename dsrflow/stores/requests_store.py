@@ -39,12 +39,14 @@ def _intake_key(new: NewRequest, secret: bytes, idempotency_key: str | None, ori
     # Anyone may submit as a subject: their keys are scoped to the address too, so that one
     # subject's key (guessed, or predictable) never blocks another's request nor tells whether it
     # was used. Staff share one team's key space on purpose (a ticket number).
-    scope = f"{keyed_hash(secret, 'idempotency', str(new.subject.email).lower())[:32]}:" if origin == "subject" else ""
     if idempotency_key:
-        return f"{origin}:header:{scope}{idempotency_key}"
-    if new.client_request_id:
-        return f"{origin}:client:{scope}{new.client_request_id}"
-    return None
+        kind, given = "header", idempotency_key
+    elif new.client_request_id:
+        kind, given = "client", new.client_request_id
+    else:
+        return None
+    scope = f"{keyed_hash(secret, 'idempotency', str(new.subject.email).lower())[:32]}:" if origin == "subject" else ""
+    return f"{origin}:{kind}:{scope}{given}"
 
 
 async def stored_repeat(conn: asyncpg.Connection | asyncpg.Pool, new: NewRequest, *, secret: bytes,
