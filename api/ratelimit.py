@@ -268,6 +268,22 @@ class RateLimiter:
         pool = await self._state.db()
         await pool.execute(_GIVE_BACK, self._bucket(action, "email", mailbox_of(email)))
 
+    async def take_for_token(self, action: str, token_id: str) -> int | None:
+        """Take one of a staff token's allowance of `action` (api/staff_opens.py), in one statement
+        as `take` does; None when taken, else the seconds until the window ends (nothing taken)."""
+        allowed, window = self._state.settings.rate(action, "token")
+        pool = await self._state.db()
+        bucket = self._bucket(action, "token", token_id)
+        if await pool.fetchval(_TAKE, bucket, float(window), allowed) is not None:
+            return None
+        rate_limited(action, "token")
+        return int((await pool.fetchrow(_PEEK, bucket))["retry_after"])
+
+    async def give_back_for_token(self, action: str, token_id: str) -> None:
+        """Return one `take_for_token` took, within its window."""
+        pool = await self._state.db()
+        await pool.execute(_GIVE_BACK, self._bucket(action, "token", token_id))
+
     async def check_unverified_ceiling(self) -> None:
         """503 while as many unverified requests are open as the service takes at once."""
         pool = await self._state.db()

@@ -43,6 +43,12 @@ class RateLimitSettings(BaseSettings):
     # Bearer tokens that name no staff member, on any staff route: the same guessing as a sign-in,
     # by a script. Right tokens are not counted.
     rate_badtoken_per_ip: str = Field("20/10m", validation_alias=AliasChoices("DSRFLOW_RATE_BADTOKEN_PER_IP"))
+    # Requests one staff token may open (REST `POST /v1/requests`, the console's "New request"),
+    # each of which mails an acknowledgement, and a code unless attested, to the address it names:
+    # a stolen token would mail anyone from the controller's address as fast as requests open. A
+    # busy agent opens a few dozen a day; past it the token is refused (429) and an admin alerted.
+    rate_staff_opens_per_token: str = Field("200/hour", validation_alias=AliasChoices(
+        "DSRFLOW_RATE_STAFF_OPENS_PER_TOKEN"))
     rate_callback_per_ip: str = Field("600/minute", validation_alias=AliasChoices("DSRFLOW_RATE_CALLBACK_PER_IP"))
     # Generous for monitors polling every second or two; each call probes every component.
     rate_health_per_ip: str = Field("300/minute", validation_alias=AliasChoices("DSRFLOW_RATE_HEALTH_PER_IP"))
@@ -73,9 +79,9 @@ class RateLimitSettings(BaseSettings):
 
     def rate(self, action: str, per: str) -> tuple[int, int]:
         """(allowed hits, window in seconds) for `action` (submit, verify, guess, mail, resend, signin,
-        badtoken, callback, health, lookup, link) per `ip`, `email` or `request`."""
+        badtoken, callback, health, lookup, link, staff_opens) per `ip`, `email`, `request` or `token`."""
         return parse_rate(getattr(self, f"rate_{action}_per_{per}"))
 
 
-# The "N/period" fields, each read by `rate` as rate_<action>_per_<ip|email|request>.
+# The "N/period" fields, each read by `rate` as rate_<action>_per_<ip|email|request|token>.
 RATES = frozenset(name for name, field in RateLimitSettings.model_fields.items() if field.annotation is str)

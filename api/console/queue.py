@@ -21,13 +21,13 @@ from api.auth import Staff, require_console_role
 from api.console.refusals import shown_refusal
 from api.console.team import view_query
 from api.console.view import WORDS, days_left_badge, live_region, received_in
-from api.deps import PolicyInForce, State, Today
+from api.deps import Limiter, PolicyInForce, State, Today
 from api.forms import read_form
 from api.pages import page_language, problem_pages, render
 from api.problems import Problem
 from api.read_models.cursors import InvalidCursor
 from api.read_models.request_queries import OPEN_STATUSES, RequestFilters, list_requests
-from api.service import open_request
+from api.staff_opens import open_as_staff
 from api.staff_writes import NEW_REQUEST_KEY
 from api.state import AppState
 from dsrflow.crypto.keys import load_secret_key
@@ -157,7 +157,7 @@ def _received_at(value: str | None, timezone: str, errors: dict[str, str]) -> da
 
 @router.post("/requests", response_class=HTMLResponse)
 async def create_request(staff: Annotated[Staff, require_console_role("agent")], request: Request,
-                         state: State) -> Response:
+                         state: State, limiter: Limiter) -> Response:
     form = await read_form(request)
     values = request_form.form_values(form)
     errors: dict[str, str] = {}
@@ -177,7 +177,7 @@ async def create_request(staff: Annotated[Staff, require_console_role("agent")],
     submission = values.get("submission", "")
     key = f"{NEW_REQUEST_KEY}{submission}" if request_form.SUBMISSION.match(submission) else None
     try:
-        row, _ = await open_request(state, new, actor=staff.actor, idempotency_key=key, origin="staff")
+        row, _ = await open_as_staff(state, limiter, staff, new, idempotency_key=key)
     except Problem as problem:
         if not request_form.refused_fields(problem, errors):
             raise

@@ -15,13 +15,14 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel
 
 from api.auth import Staff, require_role
-from api.deps import Pool, State
+from api.deps import Limiter, Pool, State
 from api.problems import Problem
 from api.read_models.staff_reach import may_read, readable_view
 from api.rest.openapi_examples import NEW_REQUEST, REQUEST_VIEW, json_response
-from api.service import live_state, open_request, request_view, require_step_shown, run_update
+from api.service import live_state, request_view, require_step_shown, run_update
 from api.staff_actions import STAFF_ACTIONS, StaffAction
 from api.staff_bodies import resent_since
+from api.staff_opens import open_as_staff
 from api.staff_writes import CONSOLE_KEYS
 from api.state import AppState
 from dsrflow.crypto.keys import load_secret_key
@@ -43,19 +44,20 @@ async def create(
     staff: Annotated[Staff, require_role("agent")],
     body: Annotated[NewRequest, Body(openapi_examples=NEW_REQUEST)],
     state: State,
+    limiter: Limiter,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> JSONResponse:
     """Open a request. Repeating the call with the same `Idempotency-Key` header (or the same
     `client_request_id`) returns the same request instead of opening a second one. The answer is
     the stored request; `GET /v1/requests/{id}` adds its workflow's live state. A key starting
-    `mailbox:` or `console:` is refused (422): the console's own keys."""
+    `mailbox:` or `console:` is refused (422): the console's own keys. One token opens at most
+    DSRFLOW_RATE_STAFF_OPENS_PER_TOKEN requests (200 an hour): past it 429, nothing stored, and a
+    repeat is not counted (api/staff_opens.py)."""
     if idempotency_key is not None and idempotency_key.startswith(CONSOLE_KEYS):
         refused = f"must not start with {' or '.join(CONSOLE_KEYS)}: the console opens requests under those keys"
         raise Problem(422, "Invalid request", f"Idempotency-Key: {refused}",
                       errors=[{"field": "Idempotency-Key", "message": refused}])
-    row, created = await open_request(
-        state, body, actor=staff.actor, idempotency_key=idempotency_key, origin="staff"
-    )
+    row, created = await open_as_staff(state, limiter, staff, body, idempotency_key=idempotency_key)
     # Not the workflow's state: started a moment ago, it would have nothing to say yet, and asking
     # it costs the engine and a worker a query for every request opened.
     view = _with_clock(await request_view(state, str(row["id"]), live_too=False, opened=row if created else None))
