@@ -8,6 +8,7 @@ token is never sent by a browser on its own, so bearer calls need none.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from urllib.parse import quote
 
 from fastapi import Depends, Request
@@ -19,7 +20,15 @@ from api.deps import State
 from api.problems import Problem
 from api.ratelimit import RateLimiter
 from api.state import AppState
-from dsrflow.stores.staff_tokens import ROLES, Staff, authenticate, create_token, session_staff, was_revoked
+from dsrflow.stores.staff_tokens import (
+    ROLES,
+    Staff,
+    authenticate,
+    create_token,
+    expired_at,
+    session_staff,
+    was_revoked,
+)
 
 __all__ = ["ROLES", "Staff", "create_token", "require_console_role", "require_role", "staff_from_token",
            "ConsoleSignInRequired", "ConsoleForbidden", "StaffAnswersNotStored"]
@@ -100,6 +109,9 @@ async def _identify(request: Request, state: AppState, *, console: bool) -> Staf
         await limiter.refuse_token_guesser(request)
         staff = await authenticate(pool, token.strip())
         if staff is None:
+            # An expired token is no guess either; its holder is told, to ask for a new one.
+            if (expired := await expired_at(pool, token.strip())) is not None:
+                raise token_expired(expired)
             # A revoked token is answered alike but not counted: it is no guess, and a forgotten
             # script still sending the token a rotation replaced would otherwise lock its machine's
             # new token out with it.
@@ -125,6 +137,14 @@ async def _identify(request: Request, state: AppState, *, console: bool) -> Staf
                       + (" again: the session has ended" if session_id else ""))
     request.state.session_id = session_id
     return staff
+
+
+def token_expired(expired: datetime) -> Problem:
+    """401 for a token past its expiry: when, and whom to ask."""
+    return Problem(401, "Token expired",
+                   f"the token expired on {expired.astimezone(UTC):%Y-%m-%d %H:%M} UTC; ask an admin for a new "
+                   "one (the console's Tokens page, or dsrflow token create)",
+                   expired_at=expired.astimezone(UTC).isoformat())
 
 
 # What staff reach: every answer names subjects, staff or the state of their requests.

@@ -6,12 +6,15 @@ read these as they read api/staff_actions.py's table for the workflow's updates.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 from api.read_models.staff_reach import READABLE_BY
 from dsrflow.stores.mailbox_store import CONVERT_KEY
+from dsrflow.stores.staff_tokens import LONGEST_LIFETIME
 from dsrflow.stores.team_store import NOTE_MAX
-from schemas.plain_text import StaffText
+from schemas.plain_text import StaffLine, StaffText
 
 # The idempotency keys the console opens requests under, in the staff's one key space
 # (dsrflow/stores/requests_store.py): an Inbox message converted (`mailbox:<message id>`, which
@@ -66,3 +69,19 @@ class SuppressionLiftBody(BaseModel):
     consent: StaffText = Field(min_length=CONSENT_MIN, max_length=CONSENT_MAX, description=(
         "how and when the subject consented to direct marketing again: kept in the audit trail"),
         examples=["Subscribed again through the newsletter form on 3 December 2026 (double opt-in confirmed)"])
+
+
+# Staff tokens: an admin's (api/rest/tokens.py, api/console/tokens.py), as `dsrflow token create`
+# is the server's. The body both read.
+TOKEN_ROLE = "admin"
+
+
+class NewToken(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"role": "agent", "label": "Support desk, Ghent", "expires_in_days": 90}]})
+    role: Literal["agent", "compliance", "admin"]
+    label: StaffLine | None = Field(None, min_length=1, max_length=200,
+                                     description="who or what the token is for: one line, shown with the "
+                                                 "token's role wherever its holder acted")
+    expires_in_days: int | None = Field(None, ge=1, le=LONGEST_LIFETIME.days,
+                                        description="days the token works; DSRFLOW_TOKEN_DAYS (90) when left out")

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from cli.common import command_group, fail, with_pool
+from cli.common import command_group, command_settings, fail, with_pool
 
 token_app = command_group("Staff API tokens.")
 
@@ -23,12 +23,23 @@ class Role(StrEnum):
 def token_create(
     role: Annotated[Role, typer.Option(help="agent, compliance or admin")],
     label: Annotated[str | None, typer.Option(help="who or what the token is for")] = None,
+    expires_in: Annotated[str | None, typer.Option(
+        "--expires-in", help="how long it works: 90d, 12h or 2w (default DSRFLOW_TOKEN_DAYS, 90 days)")] = None,
 ) -> None:
-    """Create a staff token and print it alone on stdout (it is shown only this once)."""
-    from dsrflow.stores.staff_tokens import issue_token
+    """Create a staff token and print it alone on stdout (it is shown only this once). It stops
+    working when it expires: issue its holder another before then."""
+    from datetime import timedelta
+
+    from dsrflow.stores.staff_tokens import issue_token, parse_lifetime
 
     try:
-        _, token = asyncio.run(with_pool(lambda pool: issue_token(pool, role.value, label, actor="cli")))
+        lifetime = parse_lifetime(expires_in) if expires_in is not None else None
+    except ValueError as exc:
+        fail(f"--expires-in: {exc}", 2)
+    lifetime = lifetime or timedelta(days=command_settings().token_days)
+    try:
+        _, token = asyncio.run(with_pool(lambda pool: issue_token(pool, role.value, label, actor="cli",
+                                                                  lifetime=lifetime)))
     except ValueError as exc:  # a label the API would refuse too: nothing is issued
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -39,14 +50,18 @@ def token_create(
 def token_list(
     all_: Annotated[bool, typer.Option("--all", help="include revoked tokens")] = False,
 ) -> None:
-    """Print one line per token: id, role, created, revoked, label. Never a token itself."""
-    from dsrflow.stores.staff_tokens import list_tokens
+    """Print one line per token: id, role, created, state (active, expires soon, expired,
+    revoked), expiry, label. Never a token itself. A token issued before tokens expired says
+    `expires never!`: replace it."""
+    from dsrflow.stores.staff_tokens import list_tokens, token_state
 
     rows = asyncio.run(with_pool(lambda pool: list_tokens(pool, include_revoked=all_)))
     for row in rows:
-        revoked = f"revoked {row['revoked_at']:%Y-%m-%d %H:%M}" if row["revoked_at"] else "active"
+        state = token_state(row)
+        revoked = f"revoked {row['revoked_at']:%Y-%m-%d %H:%M}" if state == "revoked" else state
+        expires = f"expires {row['expires_at']:%Y-%m-%d %H:%M}" if row["expires_at"] else "expires never!"
         typer.echo(f"{row['id']}  {row['role']:<10}  created {row['created_at']:%Y-%m-%d %H:%M}  "
-                   f"{revoked:<24}  {row['label'] or ''}".rstrip())
+                   f"{revoked:<24}  {expires:<24}  {row['label'] or ''}".rstrip())
 
 
 @token_app.command("revoke")

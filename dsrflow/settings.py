@@ -87,6 +87,10 @@ class Settings(RateLimitSettings):
         None, validation_alias=AliasChoices("DSRFLOW_TEMPORAL_UI_URL")
     )
     task_queue: str = Field("dsr", validation_alias=AliasChoices("DSRFLOW_TASK_QUEUE"))
+    # Days a new staff token works when its creator names no other lifetime (`dsrflow token create
+    # --expires-in`, the console's Tokens page, `POST /v1/tokens`): a departed colleague's token,
+    # or one left in a script, stops working on its own rather than when someone remembers it.
+    token_days: int = Field(90, ge=1, le=3650, validation_alias=AliasChoices("DSRFLOW_TOKEN_DAYS"))
     # Seconds a worker may hold a request's next workflow step before the engine hands it to another
     # (Temporal's workflow task timeout, set on each request's workflow when it starts and taken by
     # its children): a worker killed in the middle of a step holds its requests this long. Temporal's

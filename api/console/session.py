@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, FastAPI, Form, Query, Request
@@ -40,6 +41,7 @@ from dsrflow.stores.staff_tokens import (
     SESSION_LIFETIME,
     authenticate,
     end_session,
+    expired_at,
     session_staff,
     start_session,
 )
@@ -102,14 +104,17 @@ async def sign_in(
     pool = await state.db()
     staff = await authenticate(pool, token.strip()) if token.strip() else None
     if staff is None:
-        return _sign_in_page(request, state.settings, next_path, status_code=401,
-                             error="That token is unknown or has been revoked.")
+        expired = await expired_at(pool, token.strip()) if token.strip() else None
+        return _sign_in_page(request, state.settings, next_path, status_code=401, error=(
+            f"That token expired on {expired.astimezone(UTC):%Y-%m-%d %H:%M} UTC: ask an admin for a new one."
+            if expired else "That token is unknown or has been revoked."))
     previous = request.cookies.get(SESSION_COOKIE)
     if previous:
         await end_session(pool, previous)
-    session_id, _ = await start_session(pool, staff)
+    session_id, ends = await start_session(pool, staff)  # at the token's expiry at the latest
     response = RedirectResponse(next_path, status_code=303)
-    response.set_cookie(SESSION_COOKIE, session_id, max_age=int(SESSION_LIFETIME.total_seconds()), path="/",
+    lasts = max(int((ends - datetime.now(UTC)).total_seconds()), 1)
+    response.set_cookie(SESSION_COOKIE, session_id, max_age=lasts, path="/",
                         httponly=True, samesite="strict", secure=cookie_secure(request, state.settings))
     response.delete_cookie(SIGN_IN_COOKIE, path=SIGN_IN_PATH)
     return response

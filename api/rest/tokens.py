@@ -2,28 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Literal
+from datetime import datetime, timedelta
+from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from api.auth import Staff, require_role
-from api.deps import Pool
+from api.deps import Pool, State
 from api.problems import Problem
+from api.staff_writes import TOKEN_ROLE, NewToken
 from dsrflow.stores.staff_tokens import LastAdmin, issue_token, list_tokens, revoke_token
-from schemas.plain_text import StaffLine
 
 router = APIRouter(prefix="/v1/tokens", tags=["staff tokens"])
-
-
-class NewToken(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={
-        "examples": [{"role": "agent", "label": "Support desk, Ghent"}]})
-    role: Literal["agent", "compliance", "admin"]
-    label: StaffLine | None = Field(None, min_length=1, max_length=200,
-                                     description="who or what the token is for: one line, shown with the "
-                                                 "token's role wherever its holder acted")
 
 
 class TokenView(BaseModel):
@@ -32,6 +23,8 @@ class TokenView(BaseModel):
     label: str | None = Field(examples=["Support desk, Ghent"])
     created_at: datetime
     revoked_at: datetime | None
+    expires_at: datetime | None = Field(description="when it stops working; null: never (a token issued before "
+                                                    "tokens expired, to replace)")
 
 
 class CreatedToken(TokenView):
@@ -45,7 +38,7 @@ class TokenList(BaseModel):
 
 @router.get("", response_model=TokenList)
 async def index(
-    staff: Annotated[Staff, require_role("admin")],
+    staff: Annotated[Staff, require_role(TOKEN_ROLE)],
     pool: Pool,
     include_revoked: Annotated[bool, Query(description="list revoked tokens too")] = False,
 ) -> TokenList:
@@ -54,13 +47,15 @@ async def index(
 
 
 @router.post("", status_code=201, response_model=CreatedToken)
-async def create(staff: Annotated[Staff, require_role("admin")], body: NewToken, pool: Pool) -> CreatedToken:
-    row, token = await issue_token(pool, body.role, body.label, actor=staff.actor)
+async def create(staff: Annotated[Staff, require_role(TOKEN_ROLE)], body: NewToken, pool: Pool,
+                 state: State) -> CreatedToken:
+    days = body.expires_in_days or state.settings.token_days
+    row, token = await issue_token(pool, body.role, body.label, actor=staff.actor, lifetime=timedelta(days=days))
     return CreatedToken(**row, token=token)
 
 
 @router.delete("/{token_id}", response_model=TokenView)
-async def revoke(staff: Annotated[Staff, require_role("admin")], token_id: str, pool: Pool) -> TokenView:
+async def revoke(staff: Annotated[Staff, require_role(TOKEN_ROLE)], token_id: str, pool: Pool) -> TokenView:
     """Revoke a token at once; the console sessions signed in with it end too. The last admin
     token in force is not revoked here (409): create another first."""
     try:

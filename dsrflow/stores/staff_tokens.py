@@ -5,10 +5,15 @@ watches requests, `compliance` may also extend, deny, approve and hold, `admin` 
 tokens. A console session is a random id in a cookie, stored as its sha256 too; it lives no longer
 than its token: revoking the token ends the sessions signed in with it. It ends after
 SESSION_LIFETIME at the latest, and after SESSION_IDLE without use.
+
+A token works until its `expires_at` (the creator's choice, DSRFLOW_TOKEN_DAYS by default), and
+its sessions end then too. NULL is "never": only tokens issued before expiry existed (migration
+0047), which the token lists flag so that an admin replaces them.
 """
 
 from __future__ import annotations
 
+import re
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -27,8 +32,14 @@ ROLES = ("agent", "compliance", "admin")
 _TOKEN_PREFIX = "dsr_"
 SESSION_LIFETIME = timedelta(hours=12)
 SESSION_IDLE = timedelta(minutes=30)
-_VIEW = "id, role, label, created_at, revoked_at"
+_VIEW = "id, role, label, created_at, revoked_at, expires_at"
 _LABEL: TypeAdapter[str] = TypeAdapter(StaffLine)
+# The longest lifetime a token may be given: ten years, as DSRFLOW_TOKEN_DAYS allows.
+LONGEST_LIFETIME = timedelta(days=3650)
+# A token's remaining life the token lists warn about ("expires soon"): time to issue another.
+EXPIRES_SOON = timedelta(days=14)
+_LIFETIME = re.compile(r"^\s*(\d{1,6})\s*([hdw])\s*$")
+_UNITS = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
 
 
 @dataclass(frozen=True)
@@ -36,6 +47,7 @@ class Staff:
     token_id: str
     role: str
     label: str | None = None
+    expires_at: datetime | None = None
 
     @property
     def actor(self) -> str:
@@ -45,16 +57,32 @@ class Staff:
         return ROLES.index(self.role) >= ROLES.index(minimum)
 
 
-async def create_token(pool: asyncpg.Pool, role: str, label: str | None = None) -> str:
-    """A new token (unaudited: for tests and fixtures; people use `issue_token`)."""
-    return (await issue_token(pool, role, label))[1]
+def parse_lifetime(value: str) -> timedelta:
+    """"90d" (days), "12h" (hours) or "2w" (weeks) -> its timedelta; ValueError naming the form
+    for anything else, nothing, or more than LONGEST_LIFETIME."""
+    match = _LIFETIME.match(value.lower())
+    lifetime = int(match.group(1)) * _UNITS[match.group(2)] if match else timedelta(0)
+    if not timedelta(0) < lifetime <= LONGEST_LIFETIME:
+        raise ValueError(f"expected a lifetime such as 90d, 12h or 2w, at most {LONGEST_LIFETIME.days}d; got {value!r}")
+    return lifetime
+
+
+async def create_token(pool: asyncpg.Pool, role: str, label: str | None = None,
+                       lifetime: timedelta | None = None) -> str:
+    """A new token (unaudited: for tests and fixtures; people use `issue_token`), never expiring
+    unless `lifetime` is given."""
+    return (await issue_token(pool, role, label, lifetime=lifetime))[1]
 
 
 async def issue_token(
-    pool: asyncpg.Pool, role: str, label: str | None = None, *, actor: str | None = None
+    pool: asyncpg.Pool, role: str, label: str | None = None, *, actor: str | None = None,
+    lifetime: timedelta | None = None,
 ) -> tuple[dict[str, Any], str]:
-    """(the token's row as `list_tokens` shows it, the token). With `actor` (who made it: an
-    admin over the API, the CLI) the creation is audited."""
+    """(the token's row as `list_tokens` shows it, the token), working for `lifetime` from now
+    (None: without end, which only tests and fixtures ask for). With `actor` (who made it: an
+    admin over the API or the console, the CLI) the creation is audited."""
+    if lifetime is not None and not timedelta(0) < lifetime <= LONGEST_LIFETIME:
+        raise ValueError(f"a token's lifetime must be more than nothing and at most {LONGEST_LIFETIME.days} days")
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
     if label is not None:
@@ -66,12 +94,14 @@ async def issue_token(
     token_id = str(uuid.uuid4())
     async with pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(
-            f"INSERT INTO staff_tokens (id, token_hash, role, label) VALUES ($1, $2, $3, $4) RETURNING {_VIEW}",
-            token_id, token_hash(token), role, label,
+            f"""INSERT INTO staff_tokens (id, token_hash, role, label, expires_at)
+                VALUES ($1, $2, $3, $4, now() + $5::interval) RETURNING {_VIEW}""",
+            token_id, token_hash(token), role, label, lifetime,
         )
         if actor:
+            expires = row["expires_at"].isoformat() if row["expires_at"] else None
             await append_event(conn, event_key=f"token:{token_id}:created", event_type="staff.token_created",
-                               actor=actor, data={"token_id": token_id, "role": role})
+                               actor=actor, data={"token_id": token_id, "role": role, "expires_at": expires})
     return _view(row), token
 
 
@@ -79,12 +109,25 @@ def _view(row: asyncpg.Record) -> dict[str, Any]:
     return {**dict(row), "id": str(row["id"])}
 
 
+_IN_FORCE = "t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > now())"
+
+
 async def authenticate(pool: asyncpg.Pool, token: str) -> Staff | None:
+    """Whose token `token` is, if it is in force (neither revoked nor expired)."""
     row = await pool.fetchrow(
-        "SELECT id, role, label FROM staff_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
+        f"SELECT id, role, label, expires_at FROM staff_tokens t WHERE token_hash = $1 AND {_IN_FORCE}",
         token_hash(token),
     )
-    return Staff(str(row["id"]), row["role"], row["label"]) if row else None
+    return Staff(str(row["id"]), row["role"], row["label"], row["expires_at"]) if row else None
+
+
+async def expired_at(pool: asyncpg.Pool, token: str) -> datetime | None:
+    """When `token`, one we issued and never revoked, expired; None for any other: a refusal says
+    so, for its holder to ask for a new one rather than suspect a typo."""
+    expired: datetime | None = await pool.fetchval(
+        "SELECT expires_at FROM staff_tokens WHERE token_hash = $1 AND revoked_at IS NULL AND expires_at <= now()",
+        token_hash(token))
+    return expired
 
 
 async def was_revoked(pool: asyncpg.Pool, token: str) -> bool:
@@ -100,6 +143,19 @@ async def list_tokens(pool: asyncpg.Pool, *, include_revoked: bool = False) -> l
         include_revoked,
     )
     return [_view(r) for r in rows]
+
+
+def token_state(row: dict[str, Any], now: datetime | None = None) -> str:
+    """What a listed token is now: `revoked`, `expired`, `expires soon` (within EXPIRES_SOON),
+    or `active`."""
+    now = now or datetime.now(UTC)
+    if row["revoked_at"] is not None:
+        return "revoked"
+    if row["expires_at"] is not None and row["expires_at"] <= now:
+        return "expired"
+    if row["expires_at"] is not None and row["expires_at"] <= now + EXPIRES_SOON:
+        return "expires soon"
+    return "active"
 
 
 class LastAdmin(Exception):
@@ -145,9 +201,12 @@ async def revoke_token(pool: asyncpg.Pool, token_id: str, *, actor: str,
 
 
 async def start_session(pool: asyncpg.Pool, staff: Staff) -> tuple[str, datetime]:
-    """A new session for a signed-in token: (session id for the cookie, expiry)."""
+    """A new session for a signed-in token: (session id for the cookie, expiry), no later than the
+    token's."""
     session_id = secrets.token_urlsafe(32)
     expires_at = datetime.now(UTC) + SESSION_LIFETIME
+    if staff.expires_at is not None:
+        expires_at = min(expires_at, staff.expires_at)
     await pool.execute(
         "INSERT INTO staff_sessions (id_hash, token_id, expires_at) VALUES ($1, $2, $3)",
         token_hash(session_id), staff.token_id, expires_at,
@@ -156,23 +215,23 @@ async def start_session(pool: asyncpg.Pool, staff: Staff) -> tuple[str, datetime
 
 
 _LIVE_SESSION = """t.id = s.token_id AND s.id_hash = $1 AND s.ended_at IS NULL AND s.expires_at > now()
-                   AND s.last_used_at > now() - $2::interval AND t.revoked_at IS NULL"""
+                   AND s.last_used_at > now() - $2::interval AND """ + _IN_FORCE
 
 
 async def session_staff(pool: asyncpg.Pool, session_id: str, *, used: bool = True) -> Staff | None:
-    """Who a live session belongs to: not ended, not expired or idle, its token not revoked.
+    """Who a live session belongs to: not ended, not expired or idle, its token in force.
 
     `used=False` for what a page does on its own (a live region polling): it reads the session
     without counting as use (and without writing), so an open page does not keep an unattended
     session alive."""
     if used:
         sql = f"""UPDATE staff_sessions s SET last_used_at = now() FROM staff_tokens t
-                  WHERE {_LIVE_SESSION} RETURNING t.id, t.role, t.label"""
+                  WHERE {_LIVE_SESSION} RETURNING t.id, t.role, t.label, t.expires_at"""
     else:
-        sql = f"""SELECT t.id, t.role, t.label FROM staff_sessions s, staff_tokens t
+        sql = f"""SELECT t.id, t.role, t.label, t.expires_at FROM staff_sessions s, staff_tokens t
                   WHERE {_LIVE_SESSION}"""
     row = await pool.fetchrow(sql, token_hash(session_id), SESSION_IDLE)
-    return Staff(str(row["id"]), row["role"], row["label"]) if row else None
+    return Staff(str(row["id"]), row["role"], row["label"], row["expires_at"]) if row else None
 
 
 async def end_session(pool: asyncpg.Pool, session_id: str) -> None:
