@@ -111,6 +111,9 @@ MATRIX = [
     Row("GET",    "/console/suppressions",              None,                                   303, 200, 200, 200),
     Row("POST",   "/console/suppressions/check",        None,                                   303, 422, 422, 422),
     Row("POST",   "/console/suppressions/lift",         None,                                   303, 403, 422, 422),
+    # Staff tokens (api/staff_writes.py TOKEN_ROLE): an empty form is refused (422) for an admin.
+    Row("GET",    "/console/tokens",                    None,                                   303, 403, 403, 200),
+    Row("POST",   "/console/tokens",                    None,                                   303, 403, 403, 422),
     Row("GET",    f"{I}",                               None,                                   303, 404, 404, 404),
     Row("POST",   f"{I}/convert",                       None,                                   303, 404, 404, 404),
     Row("POST",   f"{I}/attach",                        None,                                   303, 404, 404, 404),

@@ -18,6 +18,10 @@ A = agent, C = compliance, D = admin; "all" = A, C, D. Test names are shortened.
 | suppressions: Check                            | all      | every suppressions (all)                                 |                                           |
 | suppressions: Lift (a suppressed address), the | C, D     | every suppressions (C, D; refused empty, then lifted)    | A: every suppressions (not shown; forged  |
 | objection's link                               |          |                                                          | refused); suppression_lift (HTTP)         |
+| header: Tokens                                 | D        | staff_token_browser admin_creates (D)                    | A, C: staff_token_browser (not shown, GET |
+|                                                |          |                                                          | 403); authz_matrix                        |
+| tokens: Create the token (role, label, expiry),| D        | staff_token_browser admin_creates (D)                    | A, C: authz_matrix (403)                  |
+| "show only those" expiring                     |          |                                                          |                                           |
 | header: Skip to content                        | all      | audit_queue skips_to_the_content (all)                   |                                           |
 | sign-in: Sign in                               | visitor  | browser signed_in (every test); unknown token: every     |                                           |
 | sign-in: privacy portal, API documentation     | visitor  | navigation portal_language, api_documentation            |                                           |

@@ -64,6 +64,15 @@ async def test_a_token_past_its_bound_opens_nothing_and_others_still_open(settin
         assert (await api.post("/v1/requests", json=_request(first),
                                headers={**agent, "Idempotency-Key": "k-0"})).status_code == 200
 
+        # The admins' Tokens page says which token was refused.
+        admin = call_from(unique_ip())
+        form = await admin.get("/console/sign-in")
+        await admin.post("/console/sign-in", data={"token": await create_token(pool, "admin", "opens admin"),
+                                                   "csrf_token": CSRF_FIELD.search(form.text).group(1)})
+        tokens_page = (await admin.get("/console/tokens")).text
+        row = re.search(r"<tr[^>]*>\s*<td class=\"label\">opens bound test</td>.*?</tr>", tokens_page, re.S)
+        assert row and "refused past its bound" in row.group(0), tokens_page[-3000:]
+
         colleague = await _bearer(pool, "opens bound colleague")
         ok = await api.post("/v1/requests", json=_request(unique_email("opens-colleague")), headers=colleague)
         assert ok.status_code == 201, ok.text

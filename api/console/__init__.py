@@ -1,5 +1,5 @@
 """The staff console (HTML): sign-in, the queue, the request page with its actions, the dashboard,
-the inbox and the direct-marketing suppression list."""
+the inbox, the direct-marketing suppression list and the staff tokens."""
 
 from fastapi import APIRouter
 
@@ -13,10 +13,12 @@ from api.console import (
     request_resume,
     suppressions,
     team,
+    tokens,
 )
 
 router = APIRouter()
 # The queue first: /console/requests/new is the new-request form, not a request id.
 # The team's routes (and resuming a request) before the request page's `/{request_id}/{action}`.
-for _module in (queue, team, deferred, request_resume, request_page, letter_copies, dashboard, inbox, suppressions):
+for _module in (queue, team, deferred, request_resume, request_page, letter_copies, dashboard, inbox, suppressions,
+                tokens):
     router.include_router(_module.router)

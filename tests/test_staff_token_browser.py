@@ -1,0 +1,69 @@
+"""The console's Tokens page (api/console/tokens.py) in Debian's Chromium: an admin finds it in
+the header, creates a token with an expiry, sees it once, and reads which tokens expire soon or
+never; agents and compliance are not offered it. The site runs without the workflow engine: the
+page needs none."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from playwright.async_api import expect
+
+from tests.test_browser import CHROMIUM, served_site, signed_in
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's headless Chromium (apt-get install chromium-headless-shell)")
+
+
+@pytest.fixture
+async def site(settings, pool) -> AsyncIterator[str]:
+    async with served_site(settings, pool, None, f"tokens-{uuid.uuid4().hex[:8]}", worker=False) as url:
+        yield url
+
+
+async def test_an_admin_creates_a_token_with_an_expiry_and_sees_which_expire(browser, site, pool):
+    never = f"token from before expiry {uuid.uuid4().hex[:6]}"
+    await pool.execute("INSERT INTO staff_tokens (id, token_hash, role, label) VALUES "
+                       "(gen_random_uuid(), md5(random()::text), 'agent', $1)", never)
+    label = f"Bea, support {uuid.uuid4().hex[:6]}"
+    page = await signed_in(browser, site, pool, "admin", "/console/")
+    await page.get_by_role("navigation", name="Console").get_by_role("link", name="Tokens").click()
+    await expect(page).to_have_url(f"{site}/console/tokens")
+    await expect(page.get_by_label("Expires in (days)")).to_have_value("90")  # DSRFLOW_TOKEN_DAYS
+
+    await page.get_by_label("Role").select_option("agent")
+    await page.get_by_label("Who or what it is for").fill(label)
+    await page.get_by_label("Expires in (days)").fill("7")
+    await page.get_by_role("button", name="Create the token").click()
+
+    await expect(page.locator("#new-token")).to_contain_text("Token created")
+    token = await page.get_by_label("The new token").input_value()
+    assert token.startswith("dsr_")
+    expires_at = await pool.fetchval("SELECT expires_at FROM staff_tokens WHERE label = $1", label)
+    assert abs(expires_at - (datetime.now(UTC) + timedelta(days=7))) < timedelta(minutes=2)
+    async with httpx.AsyncClient(base_url=site) as api:
+        assert (await api.get("/v1/requests", headers={"Authorization": f"Bearer {token}"})).status_code == 200
+    rows = page.locator("#tokens tbody tr")
+    await expect(rows.filter(has_text=label)).to_have_attribute("data-state", "expires soon")
+    await expect(rows.filter(has_text=never)).to_contain_text("Never: replace it")
+    await expect(rows.first).to_have_attribute("data-state", "expires soon")  # those needing action on top
+
+    await page.locator("#expiring-soon").get_by_role("link").click()
+    await expect(page).to_have_url(f"{site}/console/tokens?expiring=14")
+    await expect(rows.filter(has_text=label)).to_have_count(1)
+    await expect(rows.filter(has_text=never)).to_have_count(0)
+    # Shown once: the page fetched again holds no token.
+    await page.reload()
+    await expect(page.locator("#new-token")).to_have_count(0)
+    assert token not in await page.content()
+
+
+@pytest.mark.parametrize("role", ["agent", "compliance"])
+async def test_other_roles_are_not_offered_the_tokens_page(browser, site, pool, role):
+    page = await signed_in(browser, site, pool, role, "/console/")
+    await expect(page.get_by_role("navigation", name="Console").get_by_role("link", name="Tokens")).to_have_count(0)
+    answer = await page.goto(f"{site}/console/tokens")
+    assert answer is not None and answer.status == 403
