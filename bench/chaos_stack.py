@@ -79,6 +79,8 @@ class ChaosStack:
             # from one client, past the 300 an hour a client may open (docs/rate-limits.md), which
             # held the clean pass at 75 requests, each link refused with 429 until the hour ends.
             "DSRFLOW_RATE_LINK_PER_IP": "100000/hour",
+            # One agent token opens every request of a run: more than the 200 an hour a token may.
+            "DSRFLOW_RATE_STAFF_OPENS_PER_TOKEN": "1000000/hour",
             **(env or {}),
         })
         self.settings = load_settings()

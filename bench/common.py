@@ -230,6 +230,8 @@ async def embedded_stack(*, opendsr_delay: float = 0.0, demo: bool = True) -> As
             "DSRFLOW_POLICY": str(bench_policy(home / "policy.yaml")),
             "DSRFLOW_DEMO": "true" if demo else "false",
             "DSRFLOW_DEMO_OPENDSR_DELAY": str(opendsr_delay),
+            # A phase opens hundreds of requests with one token, past the 200 an hour a token may.
+            "DSRFLOW_RATE_STAFF_OPENS_PER_TOKEN": "1000000/hour",
             **{name: str(free_port()) for name in (
                 "DSRFLOW_API_PORT", "DSRFLOW_POSTGRES_PORT", "DSRFLOW_TEMPORAL_PORT",
                 "DSRFLOW_TEMPORAL_UI_PORT", "SMTP_PORT", "DSRFLOW_DEMO_OPENDSR_PORT")},
