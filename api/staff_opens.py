@@ -33,7 +33,8 @@ async def open_as_staff(state: AppState, limiter: RateLimiter, staff: Staff, new
                         idempotency_key: str | None) -> tuple[dict[str, Any], bool]:
     """`open_request` for `staff`, counted against their token's allowance: one taken before the
     request is stored, given back when nothing was opened (a refusal, or a repeat that raced its
-    first call). A 503 whose request was stored keeps it counted: its mail goes."""
+    first call). A failure that may have stored it (a 503 whose request is saved, a crash) keeps
+    it counted: its mail may go."""
     if await is_repeat(state, new, idempotency_key=idempotency_key, origin="staff"):
         return await open_request(state, new, actor=staff.actor, idempotency_key=idempotency_key, origin="staff")
     retry_after = await limiter.take_for_token(ACTION, staff.token_id)
@@ -43,11 +44,8 @@ async def open_as_staff(state: AppState, limiter: RateLimiter, staff: Staff, new
         row, created = await open_request(state, new, actor=staff.actor, idempotency_key=idempotency_key,
                                           origin="staff")
     except Problem as refused:
-        if refused.status < 500 or "request_id" not in refused.extra:
+        if refused.status < 500:
             await limiter.give_back_for_token(ACTION, staff.token_id)
-        raise
-    except BaseException:
-        await limiter.give_back_for_token(ACTION, staff.token_id)
         raise
     if not created:
         await limiter.give_back_for_token(ACTION, staff.token_id)
