@@ -38,15 +38,19 @@ class Timeouts(TypedDict, total=False):
 # Short database writes: an attempt lost with its worker (or stuck on a database that is
 # restarting) is tried again after 10 s; each write is idempotent.
 SHORT = Timeouts(start_to_close_timeout=timedelta(seconds=10))
+# The heartbeat timeout of the steps below: they beat every 3 s (activities/heartbeat.py) and the
+# SDK passes a beat on at most every 80 % of the timeout (6.4 s), so a worker that is alive but
+# whose event loop stalls for up to 5 s is not taken for lost, and one that died is noticed 8 s
+# after its last beat (15 s before: a request waited 7 s longer for another worker to take over).
 # Steps that send e-mail: SMTP (30 s) plus the outbox's patience for a restarting database
-# (activities/outbox.py), heartbeating so that a worker lost mid-send is noticed in 15 s.
-MAILING = Timeouts(start_to_close_timeout=timedelta(minutes=4), heartbeat_timeout=timedelta(seconds=15))
+# (activities/outbox.py), heartbeating so that a worker lost mid-send is noticed in 8 s.
+MAILING = Timeouts(start_to_close_timeout=timedelta(minutes=4), heartbeat_timeout=timedelta(seconds=8))
 # Planning may ask a processor first (GA4 identifiers before the analytics erasure): an HTTP call,
 # heartbeating so that a worker lost while planning costs seconds, not the 2 minutes.
-PLANNING = Timeouts(start_to_close_timeout=timedelta(minutes=2), heartbeat_timeout=timedelta(seconds=15))
+PLANNING = Timeouts(start_to_close_timeout=timedelta(minutes=2), heartbeat_timeout=timedelta(seconds=8))
 # Building an access package: long, heartbeating every 3 s from the event loop while the
-# archive is written on a thread, so a worker lost mid-build is noticed in 15 s like the others.
-PACKAGING = Timeouts(start_to_close_timeout=timedelta(hours=2), heartbeat_timeout=timedelta(seconds=15))
+# archive is written on a thread, so a worker lost mid-build is noticed in 8 s like the others.
+PACKAGING = Timeouts(start_to_close_timeout=timedelta(hours=2), heartbeat_timeout=timedelta(seconds=8))
 
 # Steps bounded to a few minutes (database writes, letters, planning) run as local activities:
 # inside the workflow task that asks for them, so the server schedules, dispatches and records no

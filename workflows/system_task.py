@@ -68,7 +68,7 @@ async def act(name: str, task: TaskInput, *, local: bool = False) -> tuple[TaskR
                 try:
                     result = await workflow.execute_activity(
                         name, task, result_type=TaskResult, start_to_close_timeout=_TASK_TIME,
-                        heartbeat_timeout=timedelta(seconds=15), retry_policy=_RETRY)
+                        heartbeat_timeout=timedelta(seconds=8), retry_policy=_RETRY)
                     break
                 except ActivityError as exc:
                     if not (continues(exc) and workflow.patched(RUNS_CONTINUE)):
