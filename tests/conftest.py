@@ -114,11 +114,26 @@ async def postgres(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Em
         yield server
 
 
+# A database migrated once on each PostgreSQL server (by its data directory), never used directly:
+# each new database is a copy of it. A copy takes 0.2-0.3 s, creating and migrating one 0.4-0.6 s,
+# and the suite makes one for every fan-out stack and for many modules. Every migration still runs
+# from the empty database on each server, and tests/test_migrations.py runs them on its own.
+_MIGRATED: dict[Path, str] = {}
+
+
 async def make_database(server: EmbeddedPostgres, prefix: str = "t") -> str:
     """A new, migrated database; returns its URL."""
+    if server.data_dir not in _MIGRATED:
+        migrated = f"migrated_{uuid.uuid4().hex[:10]}"
+        await server.ensure_database(migrated)
+        await migrate(server.url(migrated))
+        _MIGRATED[server.data_dir] = migrated
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    await server.ensure_database(name)
-    await migrate(server.url(name))
+    conn = await asyncpg.connect(server.url())
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{_MIGRATED[server.data_dir]}"')
+    finally:
+        await conn.close()
     return server.url(name)
 
 
