@@ -31,6 +31,12 @@ _REQUEST_WORKFLOW = re.compile(r"dsr-([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-
 # The error type of a system action's attempt that stopped at the end of its time slice with part
 # of the run done (activities/connectors/http_journal.py): the task workflow starts the next one.
 RUN_CONTINUES = "HttpRunContinues"
+# The error types of an http system's action that say its service is down for now (connection
+# refused or reset, timeouts, 5xx, 429 past its own Retry-After handling: activities/connectors/
+# http_client.py), not that a person must look: a task failing with one past its quick retries
+# waits and tries again by itself (workflows/system_task.py), pending with PENDING_UNREACHED.
+SAAS_OUTAGE_ERRORS = frozenset({"HttpSystemUnavailable", "HttpSystemThrottled"})
+PENDING_UNREACHED = "http-unreached"
 
 
 def workflow_id_for(request_id: str) -> str:

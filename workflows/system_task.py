@@ -6,19 +6,29 @@ before the system's completion timeout leaves the task needing attention. Retrya
 retried with backoff; a permanent one, or retries running out, flags the task instead of failing
 the request. An http system's action with more requests than one attempt's time allows ends each
 slice with RUN_CONTINUES, and the next activity carries on from its journal at once
-(activities/connectors/http_journal.py).
+(activities/connectors/http_journal.py). An http system that stays unreachable past the quick
+retries (SAAS_OUTAGE_ERRORS) leaves its task pending, with a note, and tried again by itself
+(`_unreached`) for UNREACHED_FOR before it needs attention.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from schemas.workflow import RUN_CONTINUES, ProcessorUpdate, TaskInput, TaskRecord, TaskResult
+    from schemas.workflow import (
+        PENDING_UNREACHED,
+        RUN_CONTINUES,
+        SAAS_OUTAGE_ERRORS,
+        ProcessorUpdate,
+        TaskInput,
+        TaskRecord,
+        TaskResult,
+    )
     from workflows.dsr_steps import STEP_FAILURES, describe_failure, run_step
 
 _RETRY = RetryPolicy(
@@ -43,6 +53,16 @@ TRUST_SIGNED_CALLBACK = "trust-signed-callback"
 RUNS_CONTINUE = "http-runs-continue"
 # workflow.patched id: a task the start sweep told late records that itself (ProcessorUpdate.told_late).
 RECORDS_TOLD_LATE = "task-records-told-late"
+# workflow.patched id: an http system unreachable past the quick retries (`_RETRY`, about 4 minutes)
+# leaves its task pending and tried again by itself; before, each such task needed staff's Retry,
+# one by one, after a SaaS outage of minutes.
+OUTAGE_CARRIES_ON = "http-outage-carries-on"
+# How long an unreachable SaaS is tried again before staff are asked: a day of outage is already
+# rare, and it leaves most of a request's month for staff to act on (the deadline alerts run on
+# meanwhile: workflows/deadline_watch.py). The tries back off from a minute to an hour.
+UNREACHED_FOR = timedelta(hours=24)
+_UNREACHED_FIRST = timedelta(minutes=1)
+_UNREACHED_MAX = timedelta(hours=1)
 
 
 def continues(error: BaseException) -> bool:
@@ -52,34 +72,56 @@ def continues(error: BaseException) -> bool:
             and error.cause.type == RUN_CONTINUES)
 
 
+def unreachable(error: BaseException) -> bool:
+    """A failure of an http system's action that is the service's outage (its quick retries ran
+    out on connection errors, timeouts, 5xx or 429): not a refusal a person must look at."""
+    return (isinstance(error, ActivityError) and isinstance(error.cause, ApplicationError)
+            and error.cause.type in SAAS_OUTAGE_ERRORS and not error.cause.non_retryable)
+
+
+async def _attempt(name: str, task: TaskInput, local: bool) -> TaskResult:
+    """The activity's result, or its failure once its retries ran out (STEP_FAILURES)."""
+    if local:
+        # Retries after the first wait on workflow timers, as the request's own steps do.
+        result: TaskResult = await workflow.execute_local_activity(
+            name, task, result_type=TaskResult, start_to_close_timeout=_TASK_TIME,
+            local_retry_threshold=_RETRY.initial_interval, retry_policy=_RETRY)
+        return result
+    while True:
+        try:
+            result = await workflow.execute_activity(
+                name, task, result_type=TaskResult, start_to_close_timeout=_TASK_TIME,
+                heartbeat_timeout=timedelta(seconds=8), retry_policy=_RETRY)
+            return result
+        except ActivityError as exc:
+            if not (continues(exc) and workflow.patched(RUNS_CONTINUE)):
+                raise
+
+
+def _needing_staff(task: TaskInput, message: str) -> TaskResult:
+    return TaskResult(system=task.task.system, action=task.task.action, status="needs_attention",
+                      message=message, attempt=task.attempt, recipient=task.task.recipient,
+                      external_id=task.external_id)
+
+
 async def act(name: str, task: TaskInput, *, local: bool = False) -> tuple[TaskResult, bool]:
     """Run one of a system's activities: (its result, whether the activity recorded it - it does
     when `task.record` and it succeeded). Retries that did not cure a failure leave the task
     needing attention, which the caller records. `local`: as a local activity (a `sql` system's
     task on the request's main line: workflows/task_fanout.py)."""
     try:
-        if local:
-            # Retries after the first wait on workflow timers, as the request's own steps do.
-            result: TaskResult = await workflow.execute_local_activity(
-                name, task, result_type=TaskResult, start_to_close_timeout=_TASK_TIME,
-                local_retry_threshold=_RETRY.initial_interval, retry_policy=_RETRY)
-        else:
-            while True:
-                try:
-                    result = await workflow.execute_activity(
-                        name, task, result_type=TaskResult, start_to_close_timeout=_TASK_TIME,
-                        heartbeat_timeout=timedelta(seconds=8), retry_policy=_RETRY)
-                    break
-                except ActivityError as exc:
-                    if not (continues(exc) and workflow.patched(RUNS_CONTINUE)):
-                        raise
-        return result, task.record
+        return await _attempt(name, task, local), task.record
     except STEP_FAILURES as exc:
-        message, _ = describe_failure(exc)
-        return TaskResult(system=task.task.system, action=task.task.action,
-                          status="needs_attention", message=message,
-                          attempt=task.attempt, recipient=task.task.recipient,
-                          external_id=task.external_id), False
+        return _needing_staff(task, describe_failure(exc)[0]), False
+
+
+def _when(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _lasting(span: timedelta) -> str:
+    minutes = round(span.total_seconds() / 60)
+    return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
 
 
 def done_by_callback(pending: TaskResult, results_count: int) -> TaskResult:
@@ -103,7 +145,14 @@ class SystemTaskWorkflow:
     @workflow.run
     async def run(self, task: TaskInput) -> TaskResult:
         task = task.model_copy(update={"record": workflow.patched(TASKS_RECORD_THEMSELVES)})
-        result = await self._act("run_system_action", task)
+        try:
+            result = await _attempt("run_system_action", task, False)
+            self._recorded = task.record
+        except STEP_FAILURES as exc:
+            if isinstance(exc, ActivityError) and unreachable(exc) and workflow.patched(OUTAGE_CARRIES_ON):
+                result = await self._unreached(task, exc)
+            else:
+                result, self._recorded = _needing_staff(task, describe_failure(exc)[0]), False
         if result.status == "pending":
             if not self._recorded:
                 await record(task, result)
@@ -163,3 +212,37 @@ class SystemTaskWorkflow:
     async def _act(self, name: str, task: TaskInput) -> TaskResult:
         result, self._recorded = await act(name, task)
         return result
+
+    async def _unreached(self, task: TaskInput, error: ActivityError) -> TaskResult:
+        """The system's API failed past the quick retries: the task waits, pending with a note staff
+        see (its console page, the evidence pack), and runs again by itself, backing off, until it
+        is done or UNREACHED_FOR has passed; then it needs staff, told how long it kept failing.
+        Each try is the same attempt: its run carries on from its journal (http_journal.py), each
+        change sent once in effect, and a result that ended the task meanwhile stands (the try
+        answers with it: activities/fanout.py)."""
+        since = workflow.now()
+        give_up = since + UNREACHED_FOR
+        cause = describe_failure(error)[0]
+        await record(task, TaskResult(
+            system=task.task.system, action=task.task.action, status="pending", external_id=PENDING_UNREACHED,
+            attempt=task.attempt, recipient=task.task.recipient,
+            message=f"not yet done, the system could not be reached: {cause}; tried again by itself, "
+                    f"less and less often, until {_when(give_up)}, then it needs attention"),
+            newer_than_local_steps=True)
+        interval = _UNREACHED_FIRST
+        while (left := give_up - workflow.now()) > timedelta(0):
+            await workflow.sleep(min(interval, left))
+            interval = min(interval * 2, _UNREACHED_MAX)
+            try:
+                result = await _attempt("run_system_action", task, False)
+            except STEP_FAILURES as exc:
+                if not unreachable(exc):
+                    self._recorded = False
+                    return _needing_staff(task, describe_failure(exc)[0])
+                cause = describe_failure(exc)[0]
+                continue
+            self._recorded = task.record
+            return result
+        self._recorded = False
+        return _needing_staff(task, f"the system could not be reached for {_lasting(workflow.now() - since)} "
+                                    f"after its first failure ({_when(since)}), tried again by itself; last: {cause}")

@@ -102,7 +102,7 @@ def _tasks(pack: dict[str, Any], live, labels: dict[str, str]) -> list[dict[str,
     """Every planned system with its latest result: the workflow's live one, else the stored one,
     else what the package read from it; "waiting" only while nothing has been asked of it."""
     stored = {t["system"]: t for t in pack["results"]}
-    current = {r.system: r.model_dump() for r in live.results} if live else {}
+    current = {r.system: _live(r, stored.get(r.system)) for r in live.results} if live else {}
     # What the plan asks of each system and the Art. 19 recipient it tells (a stored result does
     # not keep the recipient), shown before any result.
     planned = {t["system"]: {"label": t["label"], "action": t["action"], "recipient": t.get("recipient")}
@@ -115,6 +115,17 @@ def _tasks(pack: dict[str, Any], live, labels: dict[str, str]) -> list[dict[str,
     # shape) tells no recipient the page could name: the page showed a 500 instead.
     return [{"label": labels.get(s, s), "status": "waiting", "system": s, "recipient": None, **planned.get(s, {}),
              **reads.get(s, nothing), **stored.get(s, {}), **current.get(s, {})} for s in systems]
+
+
+def _live(result: Any, stored: dict[str, Any] | None) -> dict[str, Any]:
+    """The workflow's live result of a task, with the note on record of the same attempt: the request's
+    workflow knows a task running on its own (a child workflow) as pending only, while the task
+    records why it waits (a SaaS down, tried again by itself; a processor's e-mail not yet sent)."""
+    shown = result.model_dump()
+    if (shown["message"] is None and stored and stored.get("message")
+            and (stored.get("status"), stored.get("attempt")) == (shown["status"], shown["attempt"])):
+        shown["message"] = stored["message"]
+    return shown
 
 
 def _names(policy: Policy, system_labels: dict[str, str], legal_claims_holds: list[dict[str, Any]]) -> dict[str, Any]:

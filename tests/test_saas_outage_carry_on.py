@@ -1,0 +1,116 @@
+"""A SaaS API down for longer than a task's quick retries (about four minutes) no longer leaves the
+task waiting for staff: it stays pending, with a note staff see, and tries again by itself, backing
+off, until the service answers (the change sent once) or a day has passed (then it needs attention,
+saying how long it kept failing and why). workflows/system_task.py `_unreached`.
+
+The Mailchimp stand-in over loopback, made to answer 503 for the outage, in a whole request's stack
+on the time-skipping server (hours pass in seconds)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from devstack.saas.mailchimp import subscriber_hash
+from schemas.workflow import workflow_id_for
+from tests.fanout_stack import api, fanout_stack
+from tests.saas_runs_support import deletes, mailchimp, member_of_lists, newsletter
+from tests.support import attested_request, console_sign_in, staff_headers, unique_email
+from workers.dsr_worker import build_worker
+
+LISTS = 3
+
+
+def _newsletter() -> dict[str, Any]:
+    """Mailchimp's shipped configuration, its inline retries cut to one try: each activity attempt
+    fails at once while the stand-in is down (the activity's own retries still run)."""
+    system = newsletter()
+    system["config"]["retry"] = {"attempts": 1, "backoff_seconds": 0}
+    return system
+
+
+async def _task(pool, rid: str, until, env, step: timedelta = timedelta(minutes=1), steps: int = 60) -> dict[str, Any]:
+    """The newsletter task's row once `until` holds, virtual time moving on `step` at a time."""
+    row = None
+    for _ in range(steps):
+        row = await pool.fetchrow("SELECT status, message, attempt FROM system_tasks WHERE request_id = $1 "
+                                  "AND system = 'newsletter'", uuid.UUID(rid))
+        if row is not None and until(dict(row)):
+            return dict(row)
+        await env.sleep(step)
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the newsletter task is {row and dict(row)}")
+
+
+async def test_a_saas_down_past_the_quick_retries_carries_on_by_itself(postgres, settings, pool, time_skipping,
+                                                                       tmp_path, monkeypatch):
+    """The service answers 503 to the run's second delete for 20 minutes (the first membership is
+    deleted by then): the task is pending with a note (on the request's console page), staff can
+    neither retry nor resolve it, nothing more is deleted; the service back, the task is done by
+    itself, going on from its journal: each membership deleted once, and the request answered.
+    Before, the task needed staff once the quick retries ran out."""
+    env = time_skipping
+    async with mailchimp(monkeypatch) as app:
+        email = unique_email("outage")
+        member_of_lists(app, email, LISTS)
+
+        # The service fails the second membership's delete: the run has deleted the first by then.
+        second = list(app.state.data.lists)[1]
+        app.state.standin.inject(503, times=10**6, path=f"/lists/{second}/members/{subscriber_hash(email)}/actions/")
+        async with fanout_stack(postgres, settings, env.client, tmp_path,
+                                extra_systems={"newsletter": _newsletter()}) as stack, \
+                build_worker(env.client, stack.settings, pool), api(stack) as http:
+            rid = await attested_request(http, pool, "erasure", email=email)
+            waiting = await _task(pool, rid, lambda r: r["message"] is not None, env)
+            assert waiting["status"] == "pending", waiting
+            assert waiting["message"].startswith("not yet done, the system could not be reached: "), waiting
+            assert "503" in waiting["message"] and "tried again by itself" in waiting["message"], waiting
+            await env.sleep(timedelta(minutes=15))
+            assert [s for s in deletes(app) if s != 503] == [204]
+
+            # Staff see it waiting, with its note, and are not asked to act.
+            await console_sign_in(http, pool, "compliance")
+            page = (await http.get(f"/console/requests/{rid}")).text
+            row = re.search(r"<tr>\s*<td>Newsletter</td>.*?</tr>", page, re.S)
+            assert row is not None and "not yet done, the system could not be reached" in row.group(0), page
+            assert ">pending<" in row.group(0)
+            compliance = await staff_headers(pool, "compliance")
+            for answer, extra in (("retry-task", {}), ("resolve-task", {"note": "deleted by hand"})):
+                refused = await http.post(f"/v1/requests/{rid}/{answer}", headers=compliance,
+                                          json={"system": "newsletter", "attempt": 1, "action": "erase", **extra})
+                assert refused.status_code == 409, refused.text
+
+            app.state.standin.faults.clear()  # the service is back
+            done = await _task(pool, rid, lambda r: r["status"] != "pending", env, step=timedelta(minutes=10))
+            assert done["status"] == "done" and done["attempt"] == 1, done
+            assert [s for s in deletes(app) if s != 503] == [204] * LISTS  # each membership once
+            assert len(app.state.data.deleted) == LISTS and not any(app.state.data.members.values())
+            # The request answered without staff.
+            state = await asyncio.wait_for(env.client.get_workflow_handle(workflow_id_for(rid)).result(), 60)
+            assert state["status"] == "completed", state
+            assert next(r for r in state["results"] if r["system"] == "newsletter")["status"] == "done"
+
+
+async def test_a_saas_down_for_a_day_needs_attention_saying_so(postgres, settings, pool, time_skipping, tmp_path,
+                                                               monkeypatch):
+    """Down for good: after a day of tries the task needs attention, its message saying how long
+    it kept failing and the last cause; nothing was deleted."""
+    env = time_skipping
+    async with mailchimp(monkeypatch) as app:
+        email = unique_email("outage-day")
+        member_of_lists(app, email, LISTS)
+        app.state.standin.inject(503, times=10**6)
+        async with fanout_stack(postgres, settings, env.client, tmp_path,
+                                extra_systems={"newsletter": _newsletter()}) as stack, \
+                build_worker(env.client, stack.settings, pool), api(stack) as http:
+            rid = await attested_request(http, pool, "erasure", email=email)
+            await _task(pool, rid, lambda r: r["message"] is not None, env)
+            stuck = await _task(pool, rid, lambda r: r["status"] != "pending", env, step=timedelta(hours=2), steps=30)
+            assert stuck["status"] == "needs_attention", stuck
+            assert re.match(r"the system could not be reached for 2[34] h \d+ min after its first failure "
+                            r"\(\d{4}-\d\d-\d\d \d\d:\d\d UTC\), tried again by itself; last: .*503", stuck["message"]), stuck
+            assert deletes(app) == []
+            await env.client.get_workflow_handle(workflow_id_for(rid)).terminate("test over")
