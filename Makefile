@@ -28,11 +28,15 @@ run: $(STAMP)
 # the suite starts hundreds of Python processes (stacks, workers, APIs), each of which would
 # otherwise compile dsrflow's modules again, and each pytest worker would rewrite every test
 # module's asserts again (about 10 s of CPU per worker on 2 cores).
+# While mypy and lint-imports take one core (about 20 s on a clean clone), one collection on the
+# other caches what every pytest worker would otherwise build at its start, four at once on 2
+# cores: each test module's rewritten asserts and the bytecode of the modules they import (a
+# worker's collection takes 16 s of CPU on a clean clone, 5 s with the cache).
 PYTEST_WORKERS ?= 4
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy
-	$(BIN)/lint-imports --no-cache
+	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -p no:cacheprovider --collect-only -q >/dev/null 2>&1 & \
+	$(BIN)/mypy && $(BIN)/lint-imports --no-cache; rc=$$?; wait; exit $$rc
 	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=25; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: no tests ran" >&2; exit 1; fi; exit $$rc
 
