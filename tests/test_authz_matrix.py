@@ -114,6 +114,7 @@ MATRIX = [
     # Staff tokens (api/staff_writes.py TOKEN_ROLE): an empty form is refused (422) for an admin.
     Row("GET",    "/console/tokens",                    None,                                   303, 403, 403, 200),
     Row("POST",   "/console/tokens",                    None,                                   303, 403, 403, 422),
+    Row("POST",   f"/console/tokens/{NO_TOKEN}/revoke", None,                                   303, 403, 403, 404),
     Row("GET",    f"{I}",                               None,                                   303, 404, 404, 404),
     Row("POST",   f"{I}/convert",                       None,                                   303, 404, 404, 404),
     Row("POST",   f"{I}/attach",                        None,                                   303, 404, 404, 404),

@@ -22,6 +22,8 @@ A = agent, C = compliance, D = admin; "all" = A, C, D. Test names are shortened.
 |                                                |          |                                                          | 403); authz_matrix                        |
 | tokens: Create the token (role, label, expiry),| D        | staff_token_browser admin_creates (D)                    | A, C: authz_matrix (403)                  |
 | "show only those" expiring                     |          |                                                          |                                           |
+| tokens: a row's Revoke                         | D        | staff_token_browser admin_revokes (D); the last admin's  | A, C: authz_matrix (403)                  |
+|                                                |          | refused, one's own signs out: staff_token_revoke (HTTP)  |                                           |
 | header: Skip to content                        | all      | audit_queue skips_to_the_content (all)                   |                                           |
 | sign-in: Sign in                               | visitor  | browser signed_in (every test); unknown token: every     |                                           |
 | sign-in: privacy portal, API documentation     | visitor  | navigation portal_language, api_documentation            |                                           |

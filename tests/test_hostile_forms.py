@@ -156,6 +156,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "/console/views/{view_id}/delete": (),
     "/console/suppressions/check": ("addresses",),
     "/console/tokens": ("role", "label", "expires_in_days"),
+    "/console/tokens/{token_id}/revoke": (),
     # The consent's box is named after the address whose Lift button was pressed (api/console/suppressions.py).
     "/console/suppressions/lift": ("addresses", "email", f"{CONSENT_FIELD}x@example.com"),
     ACT: (),  # one route per action of api/staff_actions.py, each with its body's fields
@@ -283,7 +284,8 @@ async def _settled(pool) -> dict:
 @pytest.mark.parametrize(("route", "action", "body", "field", "bad_id"), list(_cases()))
 async def test_a_hostile_form_is_refused_and_stores_nothing(forms, request, route, action, body, field, bad_id):
     fields = _fields(route, action)
-    ids = {"request_id": forms.request_id, "view_id": str(uuid.uuid4()), "token": secrets.token_hex(32),
+    ids = {"request_id": forms.request_id, "view_id": str(uuid.uuid4()), "token_id": str(uuid.uuid4()),
+           "token": secrets.token_hex(32),
            "action": action, "system": "email_marketing"}
     if "{message_id}" in route:  # a message of its own: a decision on it is final
         ids["message_id"] = await filed(forms.settings, forms.pool, raw_mail(unique_email("inbox"), "Erase me."))

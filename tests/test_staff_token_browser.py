@@ -1,6 +1,6 @@
 """The console's Tokens page (api/console/tokens.py) in Debian's Chromium: an admin finds it in
-the header, creates a token with an expiry, sees it once, and reads which tokens expire soon or
-never; agents and compliance are not offered it. The site runs without the workflow engine: the
+the header, creates a token with an expiry, sees it once, reads which tokens expire soon or
+never, and revokes one with its row's button; agents and compliance are not offered it. The site runs without the workflow engine: the
 page needs none."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import httpx
 import pytest
 from playwright.async_api import expect
 
+from dsrflow.stores.staff_tokens import issue_token
 from tests.test_browser import CHROMIUM, served_site, signed_in
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's headless Chromium (apt-get install chromium-headless-shell)")
@@ -67,3 +68,21 @@ async def test_other_roles_are_not_offered_the_tokens_page(browser, site, pool, 
     await expect(page.get_by_role("navigation", name="Console").get_by_role("link", name="Tokens")).to_have_count(0)
     answer = await page.goto(f"{site}/console/tokens")
     assert answer is not None and answer.status == 403
+
+
+async def test_an_admin_revokes_a_token_with_its_rows_button(browser, site, pool):
+    """A lost or stolen token is taken away from the console: the row's Revoke button stops it at
+    once (its API calls refused), the page says so, and the row is gone."""
+    label = f"lost laptop {uuid.uuid4().hex[:6]}"
+    agent, agent_token = await issue_token(pool, "agent", label)
+    page = await signed_in(browser, site, pool, "admin", "/console/tokens")
+    row = page.locator("#tokens tbody tr").filter(has_text=label)
+
+    await row.get_by_role("button", name=f"Revoke {label}").click()
+
+    await expect(page.locator("#revoked")).to_contain_text(f"Token revoked: {label}")
+    await expect(page.locator("#tokens tbody tr").filter(has_text=label)).to_have_count(0)
+    async with httpx.AsyncClient(base_url=site) as api:
+        refused = await api.get("/v1/requests", headers={"Authorization": f"Bearer {agent_token}"})
+    assert refused.status_code == 401
+    assert await pool.fetchval("SELECT revoked_at FROM staff_tokens WHERE id = $1", agent["id"]) is not None

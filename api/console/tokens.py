@@ -1,8 +1,8 @@
 """The console's "Tokens" page (admin): every staff token in force or expired, with its expiry
 (those that expire within EXPIRES_SOON first, and flagged; those that never expire with a warning,
 to replace), which of them were refused requests past their bound lately (api/staff_opens.py), and
-the form that issues a new one, shown once on the page that answers it. Revoking stays with
-`dsrflow token revoke` and `DELETE /v1/tokens/{id}`, which the page names."""
+the form that issues a new one, shown once on the page that answers it, and a Revoke button on
+each row (as `DELETE /v1/tokens/{id}`: the last admin token in force is refused)."""
 
 from __future__ import annotations
 
@@ -11,16 +11,26 @@ from typing import Annotated, Any
 
 import asyncpg
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
-from api.auth import Staff, require_console_role
+from api.auth import SIGN_IN_PATH, Staff, require_console_role
 from api.deps import Pool, State
 from api.forms import read_form
 from api.pages import problem_pages, render
+from api.problems import Problem
 from api.staff_opens import LIMIT_EVENT
 from api.staff_writes import TOKEN_ROLE, NewToken
-from dsrflow.stores.staff_tokens import EXPIRES_SOON, LONGEST_LIFETIME, ROLES, issue_token, list_tokens, token_state
+from dsrflow.stores.staff_tokens import (
+    EXPIRES_SOON,
+    LONGEST_LIFETIME,
+    ROLES,
+    LastAdmin,
+    issue_token,
+    list_tokens,
+    revoke_token,
+    token_state,
+)
 
 router = APIRouter(prefix="/console", tags=["console"], include_in_schema=False,
                    route_class=problem_pages("console/problem.html"))
@@ -52,7 +62,7 @@ async def _page(request: Request, state: Any, pool: asyncpg.Pool, *, expiring: b
         "tokens": rows, "expiring": expiring, "soon": soon, "soon_days": EXPIRES_SOON.days,
         "limit_hits": await _limit_hits(pool), "roles": ROLES, "default_days": state.settings.token_days,
         "max_days": LONGEST_LIFETIME.days, "values": {"role": "agent", "expires_in_days": state.settings.token_days},
-        "errors": {}, "created": None, **context}, status_code=status_code)
+        "errors": {}, "created": None, "revoked": None, "refused": None, **context}, status_code=status_code)
 
 
 @router.get("/tokens", response_class=HTMLResponse)
@@ -78,6 +88,24 @@ async def create(staff: Annotated[Staff, require_console_role(TOKEN_ROLE)], requ
     days = body.expires_in_days or state.settings.token_days
     row, token = await issue_token(pool, body.role, body.label, actor=staff.actor, lifetime=timedelta(days=days))
     return await _page(request, state, pool, created={**row, "token": token})
+
+
+@router.post("/tokens/{token_id}/revoke", response_class=HTMLResponse)
+async def revoke(staff: Annotated[Staff, require_console_role(TOKEN_ROLE)], token_id: str, request: Request,
+                 state: State, pool: Pool) -> Response:
+    """Revoke the token of a row: it opens nothing more, and its sessions end at once (a stolen
+    token is taken away from the console, not only at the server). The last admin token in force
+    is refused (409), as over REST. An admin who revokes their own token is signed out by it: the
+    answer is the sign-in page."""
+    try:
+        row = await revoke_token(pool, token_id, actor=staff.actor, keep_an_admin=True)
+    except LastAdmin:
+        return await _page(request, state, pool, status_code=409, refused=token_id)
+    if row is None:
+        raise Problem(404, "Token not found", f"There is no staff token {token_id}.")
+    if row["id"] == staff.token_id:
+        return RedirectResponse(SIGN_IN_PATH, status_code=303)
+    return await _page(request, state, pool, revoked=row)
 
 
 def _message(field: str, message: str) -> str:

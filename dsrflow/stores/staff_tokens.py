@@ -167,9 +167,9 @@ async def revoke_token(pool: asyncpg.Pool, token_id: str, *, actor: str,
     """Revoke a token and end its sessions; None when there is no such token. Revoking twice
     keeps the first revocation time.
 
-    `keep_an_admin` (the API): refuse with LastAdmin to revoke the last admin token in force,
-    which no one could replace but at the server (`dsrflow token create`, where the CLI revokes
-    any token, a stolen last one included)."""
+    `keep_an_admin` (the API, the console): refuse with LastAdmin to revoke the last admin token
+    in force (an expired one is not: it opens nothing), which no one could replace but at the
+    server (`dsrflow token create`, where the CLI revokes any token, a stolen last one included)."""
     stored_id = canonical_uuid(token_id)  # `DELETE /v1/tokens/{...}` answered 500
     if stored_id is None:
         return None
@@ -179,8 +179,10 @@ async def revoke_token(pool: asyncpg.Pool, token_id: str, *, actor: str,
         # still in force.
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext('staff_tokens:revoke'))")
         if keep_an_admin and await conn.fetchval(
-                """SELECT role = 'admin' AND revoked_at IS NULL AND NOT EXISTS (
-                       SELECT 1 FROM staff_tokens o WHERE o.role = 'admin' AND o.revoked_at IS NULL AND o.id <> t.id)
+                """SELECT role = 'admin' AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
+                          AND NOT EXISTS (
+                       SELECT 1 FROM staff_tokens o WHERE o.role = 'admin' AND o.revoked_at IS NULL AND o.id <> t.id
+                          AND (o.expires_at IS NULL OR o.expires_at > now()))
                    FROM staff_tokens t WHERE id = $1""", token_id):
             raise LastAdmin(token_id)
         row = await conn.fetchrow(
