@@ -66,6 +66,9 @@ class Situation:
     overdue: bool
     awaiting_decision: bool  # an objection waits for compliance's decision
     needs_attention: bool  # some system's task needs staff
+    # Some system's task waits on its unreachable SaaS, tried again by itself: it may be resolved
+    # (done by hand meanwhile), not retried (schemas/workflow.py `waits_unreached`).
+    unreached: bool = False
     failed_step: StepTrouble | None = None  # a step of the request's own that failed
     extensible: bool = True  # the request's law allows an extension (the LGPD does not)
     clock_waits: bool = False  # its month has not started (schemas/clock_start.py): no extension
@@ -258,7 +261,7 @@ _ACTIONS = [
         underway="Retry taken; the task runs again once it is on record"),
     StaffAction(
         "resolve-task", "compliance", Workflow.resolve_task, ResolveTaskInput, ResolveBody,
-        "The task is recorded as handled.", lambda s: s.needs_attention and _carrying_on(s),
+        "The task is recorded as handled.", lambda s: (s.needs_attention or s.unreached) and _carrying_on(s),
         "Record that staff carried out a system's action by other means. Send the task's `attempt` (as "
         "`results` shows it): another attempt failing by then is refused (409), not recorded as done.",
         after_close=True,

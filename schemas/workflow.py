@@ -256,6 +256,12 @@ class TaskResult(Contract):
     note: str | None = None
 
 
+def waits_unreached(result: TaskResult) -> bool:
+    """A task whose SaaS is down, tried again by itself (SAAS_OUTAGE_ERRORS): staff may resolve it
+    meanwhile (a change made by hand), not retry it (it is being tried)."""
+    return result.status == "pending" and result.external_id == PENDING_UNREACHED
+
+
 class TaskRecord(Contract):
     request_id: str
     result: TaskResult

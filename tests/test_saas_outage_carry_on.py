@@ -32,6 +32,12 @@ def _newsletter() -> dict[str, Any]:
     return system
 
 
+def _fail_second_delete(app: Any, email: str) -> None:
+    """The service answers 503 to the run's second delete: the run has deleted the first by then."""
+    second = list(app.state.data.lists)[1]
+    app.state.standin.inject(503, times=10**6, path=f"/lists/{second}/members/{subscriber_hash(email)}/actions/")
+
+
 async def _task(pool, rid: str, until, env, step: timedelta = timedelta(minutes=1), steps: int = 60) -> dict[str, Any]:
     """The newsletter task's row once `until` holds, virtual time moving on `step` at a time."""
     row = None
@@ -48,8 +54,8 @@ async def _task(pool, rid: str, until, env, step: timedelta = timedelta(minutes=
 async def test_a_saas_down_past_the_quick_retries_carries_on_by_itself(postgres, settings, pool, time_skipping,
                                                                        tmp_path, monkeypatch):
     """The service answers 503 to the run's second delete for 20 minutes (the first membership is
-    deleted by then): the task is pending with a note (on the request's console page), staff can
-    neither retry nor resolve it, nothing more is deleted; the service back, the task is done by
+    deleted by then): the task is pending with a note (on the request's console page), staff are
+    not offered a retry (it is being tried), nothing more is deleted; the service back, the task is done by
     itself, going on from its journal: each membership deleted once, and the request answered.
     Before, the task needed staff once the quick retries ran out."""
     env = time_skipping
@@ -57,9 +63,7 @@ async def test_a_saas_down_past_the_quick_retries_carries_on_by_itself(postgres,
         email = unique_email("outage")
         member_of_lists(app, email, LISTS)
 
-        # The service fails the second membership's delete: the run has deleted the first by then.
-        second = list(app.state.data.lists)[1]
-        app.state.standin.inject(503, times=10**6, path=f"/lists/{second}/members/{subscriber_hash(email)}/actions/")
+        _fail_second_delete(app, email)
         async with fanout_stack(postgres, settings, env.client, tmp_path,
                                 extra_systems={"newsletter": _newsletter()}) as stack, \
                 build_worker(env.client, stack.settings, pool), api(stack) as http:
@@ -77,11 +81,10 @@ async def test_a_saas_down_past_the_quick_retries_carries_on_by_itself(postgres,
             row = re.search(r"<tr>\s*<td>Newsletter</td>.*?</tr>", page, re.S)
             assert row is not None and "not yet done, the system could not be reached" in row.group(0), page
             assert ">pending<" in row.group(0)
-            compliance = await staff_headers(pool, "compliance")
-            for answer, extra in (("retry-task", {}), ("resolve-task", {"note": "deleted by hand"})):
-                refused = await http.post(f"/v1/requests/{rid}/{answer}", headers=compliance,
-                                          json={"system": "newsletter", "attempt": 1, "action": "erase", **extra})
-                assert refused.status_code == 409, refused.text
+            assert 'id="retry-system"' not in page  # being tried: not offered, and refused
+            retried = await http.post(f"/v1/requests/{rid}/retry-task", headers=await staff_headers(pool, "compliance"),
+                                      json={"system": "newsletter", "attempt": 1, "action": "erase"})
+            assert retried.status_code == 409 and "tried again by itself" in retried.text, retried.text
 
             app.state.standin.faults.clear()  # the service is back
             done = await _task(pool, rid, lambda r: r["status"] != "pending", env, step=timedelta(minutes=10))
@@ -114,3 +117,41 @@ async def test_a_saas_down_for_a_day_needs_attention_saying_so(postgres, setting
                             r"\(\d{4}-\d\d-\d\d \d\d:\d\d UTC\), tried again by itself; last: .*503", stuck["message"]), stuck
             assert deletes(app) == []
             await env.client.get_workflow_handle(workflow_id_for(rid)).terminate("test over")
+
+
+async def test_staff_resolving_a_task_waiting_on_its_saas_ends_it(postgres, settings, pool, time_skipping, tmp_path,
+                                                                  monkeypatch):
+    """While the task waits on the service, compliance resolves it (the console offers Resolve, not
+    Retry): it ends at once as staff's, the request is answered, and no request reaches the service
+    afterwards, although it is back up."""
+    env = time_skipping
+    async with mailchimp(monkeypatch) as app:
+        email = unique_email("outage-resolved")
+        member_of_lists(app, email, LISTS)
+        _fail_second_delete(app, email)
+        async with fanout_stack(postgres, settings, env.client, tmp_path,
+                                extra_systems={"newsletter": _newsletter()}) as stack, \
+                build_worker(env.client, stack.settings, pool), api(stack) as http:
+            rid = await attested_request(http, pool, "erasure", email=email)
+            await _task(pool, rid, lambda r: r["message"] is not None, env)
+            await console_sign_in(http, pool, "compliance")
+            for _ in range(50):  # the request's workflow is told a moment after the record
+                page = (await http.get(f"/console/requests/{rid}")).text
+                if 'id="resolve-system"' in page:
+                    break
+                await asyncio.sleep(0.1)
+            assert re.search(r'id="resolve-system"[^>]*><option value="newsletter">', page), page
+            assert 'id="retry-system"' not in page
+
+            resolved = await http.post(f"/v1/requests/{rid}/resolve-task", headers=await staff_headers(pool, "compliance"),
+                                       json={"system": "newsletter", "attempt": 1, "action": "erase",
+                                             "note": "deleted the rest in Mailchimp by hand"})
+            assert resolved.status_code == 200, resolved.text
+            heard = len(app.state.standin.served)
+            app.state.standin.faults.clear()  # the service is back: the task must not go on
+            state = await asyncio.wait_for(env.client.get_workflow_handle(workflow_id_for(rid)).result(), 60)
+            assert state["status"] == "completed", state
+            await env.sleep(timedelta(hours=2))
+            row = await _task(pool, rid, lambda r: True, env)
+            assert row["status"] == "done" and row["message"] == "resolved by staff: deleted the rest in Mailchimp by hand"
+            assert len(app.state.standin.served) == heard, app.state.standin.served[heard:]

@@ -58,12 +58,19 @@ class CarryOn:
 
     @workflow.update
     async def resolve_task(self, request: ResolveTaskInput) -> TaskResult:
-        self._require_attention(request.system, request.attempt, request.action)  # again, atomically
+        # Again, atomically; also a task waiting on an unreachable SaaS (workflows/system_task.py).
+        self._require_attention(request.system, request.attempt, request.action, resolving=True)
         return await self._tasks.resolve(self.request_id, request.system, request.note, request.actor)
 
     @resolve_task.validator
     def _validate_resolve(self, request: ResolveTaskInput) -> None:
-        self._require_attention(request.system, request.attempt, request.action)
+        self._require_attention(request.system, request.attempt, request.action, resolving=True)
+
+    @workflow.signal
+    def task_unreached(self, note: TaskResult) -> None:
+        """A task waits on its unreachable SaaS, tried again by itself: its note, for the state and
+        the console, and staff may resolve it meanwhile."""
+        self._tasks.unreached(note)
 
     # ---- a failing step (workflows/dsr_steps.py, workflows/step_trouble.py) ----------------
 
@@ -113,12 +120,13 @@ class CarryOn:
             self._require_carrying_on(facts=False)
         return troubles
 
-    def _require_attention(self, system: str, attempt: int | None, action: str | None) -> None:
+    def _require_attention(self, system: str, attempt: int | None, action: str | None, *,
+                           resolving: bool = False) -> None:
         """The task needs attention, at the attempt and of the action the caller read when it
         says. No `workflow.patched`: a validator writes no history, and an input a history recorded
         before `attempt` or `action` existed has none, so its handler's check passes on replay as it did."""
         self._require_carrying_on()
-        self._tasks.require_attention(system, attempt, action)
+        self._tasks.require_attention(system, attempt, action, resolving=resolving)
 
     def _require_carrying_on(self, *, facts: bool = True) -> None:
         """Open, or a completed restriction whose workflow still runs steps (its lift's)."""

@@ -57,6 +57,10 @@ RECORDS_TOLD_LATE = "task-records-told-late"
 # leaves its task pending and tried again by itself; before, each such task needed staff's Retry,
 # one by one, after a SaaS outage of minutes.
 OUTAGE_CARRIES_ON = "http-outage-carries-on"
+# workflow.patched id: the task waiting on an unreachable SaaS tells its request's workflow (the
+# `task_unreached` signal), whose staff may then resolve it; their resolution reaches the task as
+# `staff_resolved`, which ends the wait with nothing more sent.
+TELLS_UNREACHED = "http-outage-told"
 # How long an unreachable SaaS is tried again before staff are asked: a day of outage is already
 # rare, and it leaves most of a request's month for staff to act on (the deadline alerts run on
 # meanwhile: workflows/deadline_watch.py). The tries back off from a minute to an hour.
@@ -115,6 +119,19 @@ async def act(name: str, task: TaskInput, *, local: bool = False) -> tuple[TaskR
         return _needing_staff(task, describe_failure(exc)[0]), False
 
 
+async def _tell_request(note: TaskResult) -> None:
+    """The request's workflow learns why its task waits (its state and console show the note; staff
+    may resolve it). A request's workflow that has ended (a task run on its own) hears nothing."""
+    parent = workflow.info().parent
+    if parent is None:
+        return
+    try:
+        await workflow.get_external_workflow_handle(parent.workflow_id, run_id=parent.run_id).signal(
+            "task_unreached", note)
+    except ApplicationError:
+        workflow.logger.info("the request's workflow could not be told that its task waits for its system")
+
+
 def _when(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M UTC")
 
@@ -141,6 +158,7 @@ class SystemTaskWorkflow:
     def __init__(self) -> None:
         self._update: ProcessorUpdate | None = None
         self._recorded = False  # whether the latest result is on record already
+        self._resolution: TaskResult | None = None  # staff's, while an unreachable SaaS is waited for
 
     @workflow.run
     async def run(self, task: TaskInput) -> TaskResult:
@@ -164,6 +182,12 @@ class SystemTaskWorkflow:
     @workflow.signal
     def processor_update(self, update: ProcessorUpdate) -> None:
         self._update = update
+
+    @workflow.signal
+    def staff_resolved(self, result: TaskResult) -> None:
+        """Staff resolved the task while its SaaS was unreachable (workflows/task_fanout.py), their
+        resolution on record by the request's workflow."""
+        self._resolution = result
 
     async def _await_processor(self, task: TaskInput, pending: TaskResult) -> TaskResult:
         give_up = workflow.now() + timedelta(days=task.task.completion_timeout_days)
@@ -218,31 +242,48 @@ class SystemTaskWorkflow:
         see (its console page, the evidence pack), and runs again by itself, backing off, until it
         is done or UNREACHED_FOR has passed; then it needs staff, told how long it kept failing.
         Each try is the same attempt: its run carries on from its journal (http_journal.py), each
-        change sent once in effect, and a result that ended the task meanwhile stands (the try
-        answers with it: activities/fanout.py)."""
+        change sent once in effect. Staff may resolve the task meanwhile (`staff_resolved`): the
+        wait ends with their result, and a try under way at that moment stops at its next change
+        (its journal refuses it: the try answers with the result on record, activities/fanout.py)."""
         since = workflow.now()
         give_up = since + UNREACHED_FOR
         cause = describe_failure(error)[0]
-        await record(task, TaskResult(
+        note = TaskResult(
             system=task.task.system, action=task.task.action, status="pending", external_id=PENDING_UNREACHED,
             attempt=task.attempt, recipient=task.task.recipient,
             message=f"not yet done, the system could not be reached: {cause}; tried again by itself, "
-                    f"less and less often, until {_when(give_up)}, then it needs attention"),
-            newer_than_local_steps=True)
+                    f"less and less often, until {_when(give_up)}, then it needs attention")
+        await record(task, note, newer_than_local_steps=True)
+        if workflow.patched(TELLS_UNREACHED):
+            await _tell_request(note)
         interval = _UNREACHED_FIRST
         while (left := give_up - workflow.now()) > timedelta(0):
-            await workflow.sleep(min(interval, left))
+            try:
+                await workflow.wait_condition(lambda: self._resolution is not None, timeout=min(interval, left))
+            except TimeoutError:
+                pass
+            if self._resolution is not None:
+                break
             interval = min(interval * 2, _UNREACHED_MAX)
             try:
                 result = await _attempt("run_system_action", task, False)
             except STEP_FAILURES as exc:
+                if self._resolution is not None:
+                    break
                 if not unreachable(exc):
                     self._recorded = False
                     return _needing_staff(task, describe_failure(exc)[0])
                 cause = describe_failure(exc)[0]
                 continue
+            if self._resolution is not None:
+                break
             self._recorded = task.record
             return result
+        if self._resolution is not None:
+            # Staff's result stands, recorded by the request's workflow (after a try that ended
+            # meanwhile too: its own result, stored first, is recorded over): nothing more is sent.
+            self._recorded = True
+            return self._resolution
         self._recorded = False
         return _needing_staff(task, f"the system could not be reached for {_lasting(workflow.now() - since)} "
                                     f"after its first failure ({_when(since)}), tried again by itself; last: {cause}")

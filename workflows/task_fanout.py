@@ -22,7 +22,7 @@ from temporalio.exceptions import ApplicationError, ChildWorkflowError
 with workflow.unsafe.imports_passed_through():
     from schemas.staff_answers import STALE_ANSWER
     from schemas.vocabulary import ConnectorKind
-    from schemas.workflow import Plan, SystemTask, TaskInput, TaskRecord, TaskResult, task_workflow_id
+    from schemas.workflow import Plan, SystemTask, TaskInput, TaskRecord, TaskResult, task_workflow_id, waits_unreached
     from workflows.dsr_steps import (
         CALLER_WAITS,
         STEP_FAILURES,
@@ -89,6 +89,9 @@ CHILD_FAILURE_RECORDED = "child-failure-recorded"
 # when. A fan-out given an `event_prefix` (the lift's) now keys its staff events with it.
 STAFF_EVENT_PREFIX = "staff-event-prefix"
 # (TASK_REMINDERS, the lift's morning reminders: workflows/task_alerts.py.)
+# Staff's resolution of a task waiting on an unreachable SaaS (workflows/system_task.py
+# `_unreached`, which tells the request's workflow) is sent to that task too, which then stops.
+RESOLUTION_TOLD_TO_TASK = "resolution-told-to-task"
 
 
 class SystemTasks:
@@ -176,6 +179,14 @@ class SystemTasks:
                 update={"status": "needs_attention", "message": message})
             if workflow.patched(CHILD_FAILURE_RECORDED):
                 await record(job, self.results[task.system])
+
+    def unreached(self, note: TaskResult) -> None:
+        """A task of this fan-out waits on its unreachable SaaS (the `task_unreached` signal): its
+        note stands for its attempt, as long as nothing else has (a lift's task, a later attempt)."""
+        current = self.results.get(note.system)
+        if (current is not None and current.status == "pending"
+                and (current.action, current.attempt) == (note.action, note.attempt)):
+            self.results[note.system] = note
 
     def changed_systems(self) -> list[str]:
         """The systems whose task is done and changed something (none for an access: it reads)."""
@@ -290,12 +301,17 @@ class SystemTasks:
     async def resolve(self, request_id: str, system: str, note: str, actor: str) -> TaskResult:
         """Staff carried the task out by other means (the `resolve_task` update)."""
         before = self.results[system]
-        result = before.model_copy(update={"status": "done", "message": f"resolved by staff: {note}"})
+        result = before.model_copy(update={"status": "done", "message": f"resolved by staff: {note}",
+                                           "external_id": None if waits_unreached(before) else before.external_id})
         steps = (("record_event", event_record(request_id, "task.resolved",
                                                self._staff_event_key("resolved", system, result.attempt),
                                                {"system": system, "action": result.action, "note": note}, actor)),
                  ("record_task_result", TaskRecord(request_id=request_id, result=result)))
         self.results[system] = result  # taken at once: a concurrent answer is refused
+        if waits_unreached(before) and workflow.patched(RESOLUTION_TOLD_TO_TASK):
+            # Its task stops waiting, and sends nothing more (a try under way stops at its journal).
+            await workflow.get_external_workflow_handle(
+                task_workflow_id(request_id, system, result.action, result.attempt)).signal("staff_resolved", result)
         owed = self._owes()
         if owed is not None:
             # Stands at once; `settle` holds the response until it is on record.
@@ -332,7 +348,8 @@ class SystemTasks:
             raise ApplicationError(f"{what} could not be recorded ({describe_failure(error)[0]}); the task still "
                                    "needs attention: try again in a moment") from None
 
-    def require_attention(self, system: str, attempt: int | None = None, action: str | None = None) -> None:
+    def require_attention(self, system: str, attempt: int | None = None, action: str | None = None,
+                          *, resolving: bool = False) -> None:
         """Refuse a retry or a resolution of a task that does not need attention, or sent for
         another task than the one standing (`attempt` and `action`, as the caller read them: a
         stale page, a double press, a colleague's retry meanwhile must not answer a failure nobody
@@ -346,6 +363,11 @@ class SystemTasks:
                                                                                  other_action))
             raise ValueError(f"the {system} task's attempt this was sent for ({sent}) has been answered since, "
                              f"and its attempt now is another ({now}, {attempt_words(result)}): {STALE_ANSWER}")
+        if resolving and waits_unreached(result):
+            return  # staff did by hand what the task waits to do
+        if waits_unreached(result):
+            raise ValueError(f"the {system} task is pending, tried again by itself while its system cannot be "
+                             "reached; it can be resolved (done by other means), not retried")
         if result.status != "needs_attention":
             raise ValueError(f"the {system} task is {result.status}; only a task needing attention can be retried or resolved")
 

@@ -76,6 +76,7 @@ from policy.systems import dataset_words
 from schemas.clock_start import clock_waits_for_verification
 from schemas.requests import RequestStatus, denial_reasons
 from schemas.vocabulary import LetterPurpose
+from schemas.workflow import PENDING_UNREACHED
 
 router = APIRouter(prefix="/console/requests", tags=["console"], include_in_schema=False,
                    route_class=problem_pages("console/problem.html"))
@@ -231,6 +232,7 @@ async def _context(state: AppState, today: date, request_id: str, staff: Staff) 
             status=status, extended=extended, overdue=bool(live and live.overdue),
             awaiting_decision=bool(live and live.awaiting_decision),
             needs_attention=any(t["status"] == "needs_attention" for t in tasks),
+            unreached=any(t.get("external_id") == PENDING_UNREACHED and t["status"] == "pending" for t in tasks),
             failed_step=live.trouble if live else None,
             # Unknown until registered (the workflow refuses until then, with its reason).
             extensible=deadlines["due_date"] is None or deadlines["extended_due_date"] != deadlines["due_date"],
