@@ -21,7 +21,6 @@ from api.problems import Problem
 from api.ratelimit import RateLimiter
 from api.state import AppState
 from dsrflow.stores.staff_tokens import (
-    ROLES,
     Staff,
     authenticate,
     create_token,
@@ -29,6 +28,7 @@ from dsrflow.stores.staff_tokens import (
     session_staff,
     was_revoked,
 )
+from schemas.staff_tokens import ROLES
 
 __all__ = ["ROLES", "Staff", "create_token", "require_console_role", "require_role", "staff_from_token",
            "ConsoleSignInRequired", "ConsoleForbidden", "StaffAnswersNotStored"]

@@ -12,9 +12,9 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 from api.read_models.staff_reach import READABLE_BY
 from dsrflow.stores.mailbox_store import CONVERT_KEY
-from dsrflow.stores.staff_tokens import LONGEST_LIFETIME
 from dsrflow.stores.team_store import NOTE_MAX
 from schemas.plain_text import StaffLine, StaffText
+from schemas.staff_tokens import LONGEST_LIFETIME
 
 # The idempotency keys the console opens requests under, in the staff's one key space
 # (dsrflow/stores/requests_store.py): an Inbox message converted (`mailbox:<message id>`, which

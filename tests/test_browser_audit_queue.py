@@ -21,7 +21,7 @@ from playwright.async_api import Locator, Page, expect
 
 from dsrflow.domain.references import short_reference
 from dsrflow.domain.request_resume import ended_trouble_key
-from dsrflow.stores.staff_tokens import ROLES
+from schemas.staff_tokens import ROLES
 from tests.support import controller_today, unique_email
 from tests.test_browser import CHROMIUM, served_site, signed_in
 from tests.test_subject_search import intake

@@ -14,7 +14,7 @@ import pytest
 from playwright.async_api import Page, expect
 
 from dsrflow.domain.references import short_reference
-from dsrflow.stores.staff_tokens import ROLES
+from schemas.staff_tokens import ROLES
 from tests.support import eventually, unique_email
 from tests.test_approval import approval_settings  # noqa: F401 (fixture: access waits for approval)
 from tests.test_browser import CHROMIUM, open_request, signed_in, site  # noqa: F401 (fixtures)

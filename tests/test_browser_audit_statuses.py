@@ -24,7 +24,7 @@ from temporalio import activity
 
 from activities.letters import deliver_letter
 from dsrflow.domain.request_resume import ended_trouble_key
-from dsrflow.stores.staff_tokens import ROLES
+from schemas.staff_tokens import ROLES
 from schemas.workflow import LetterJob, LetterReceipt, workflow_id_for
 from tests.support import live_client, staff_headers, stored_request, unique_email
 from tests.test_approval import approval_settings  # noqa: F401 (fixture: access waits for approval)

@@ -94,7 +94,7 @@ from playwright.async_api import Page, expect
 from api.auth import create_token
 from api.staff_actions import STAFF_ACTIONS
 from dsrflow.domain.references import short_reference
-from dsrflow.stores.staff_tokens import ROLES
+from schemas.staff_tokens import ROLES
 from tests.support import unique_email
 from tests.test_browser import CHROMIUM, served_site, signed_in
 from tests.test_browser_actions import POLLS, assert_one_page, offered

@@ -27,7 +27,7 @@ import api.console.request_page as request_page
 from api.console import inbox, queue
 from dsrflow.domain.references import short_reference
 from dsrflow.stores.mailbox_store import decide
-from dsrflow.stores.staff_tokens import ROLES
+from schemas.staff_tokens import ROLES
 from tests.support import unique_email
 from tests.test_browser import CHROMIUM, served_site, signed_in
 from tests.test_mailbox_console import filed, raw_mail

@@ -33,7 +33,7 @@ METRICS_TOKEN = "m" * 8 + "0123456789abcdef0123456789abcdef"
 SUBJECT = {"email": "grace@example.com", "name": "Grace Hopper"}
 # Label names dsrflow uses, and the Temporal SDK's; a new one must be added here, deliberately.
 DSRFLOW_LABELS = {"type", "channel", "status", "system", "kind", "error", "purpose", "outcome", "action", "per",
-                  "step", "sweep", "le"}
+                  "step", "sweep", "le", "role"}
 SAFE_VALUE = re.compile(r"[A-Za-z0-9_.:+-]{1,64}")  # `le` values are numbers such as 1e+06, +Inf
 
 

@@ -14,8 +14,8 @@ from starlette.datastructures import FormData
 from api.console.view import allowed_actions
 from api.problems import Problem
 from api.staff_actions import STAFF_ACTIONS, Situation
-from dsrflow.stores.staff_tokens import ROLES
 from schemas.requests import RequestStatus
+from schemas.staff_tokens import ROLES
 from tests.test_authz_matrix import MATRIX, R
 
 LIVE_TEMPLATE = Path(__file__).resolve().parents[1] / "api" / "templates" / "console" / "_request_live.html"

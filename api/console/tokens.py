@@ -21,16 +21,8 @@ from api.pages import problem_pages, render
 from api.problems import Problem
 from api.staff_opens import LIMIT_EVENT
 from api.staff_writes import TOKEN_ROLE, NewToken
-from dsrflow.stores.staff_tokens import (
-    EXPIRES_SOON,
-    LONGEST_LIFETIME,
-    ROLES,
-    LastAdmin,
-    issue_token,
-    list_tokens,
-    revoke_token,
-    token_state,
-)
+from dsrflow.stores.staff_tokens import LastAdmin, issue_token, list_tokens, revoke_token, token_state
+from schemas.staff_tokens import EXPIRES_SOON, LONGEST_LIFETIME, ROLES
 
 router = APIRouter(prefix="/console", tags=["console"], include_in_schema=False,
                    route_class=problem_pages("console/problem.html"))
@@ -43,9 +35,11 @@ _FIELDS = {"role": "role", "label": "label", "expires_in_days": "expires_in_days
 
 async def _limit_hits(pool: asyncpg.Pool) -> dict[str, datetime]:
     """Each token's latest refusal past its bound of requests opened, within _LIMIT_HITS_SHOWN."""
+    # The event's type written out, not a parameter: a generic plan could not use its partial
+    # index (migration 0048), and would read the whole audit trail.
     rows = await pool.fetch(
         "SELECT data->>'token_id' AS token_id, max(occurred_at) AS at FROM audit_events "
-        "WHERE event_type = $1 AND occurred_at > now() - $2::interval GROUP BY 1", LIMIT_EVENT, _LIMIT_HITS_SHOWN)
+        f"WHERE event_type = '{LIMIT_EVENT}' AND occurred_at > now() - $1::interval GROUP BY 1", _LIMIT_HITS_SHOWN)
     return {row["token_id"]: row["at"] for row in rows}
 
 

@@ -35,6 +35,7 @@ from dsrflow.infra.ports import free_port
 from schemas.clock_start import clock_waits_sql
 from schemas.requests import RequestStatus
 from schemas.restrictions import LIFTING_SQL
+from schemas.staff_tokens import EXPIRES_SOON, ROLES
 from schemas.sweeps import SWEEP_EVERY, stale_after
 
 __all__ = ["CONTENT_TYPE", "MAILBOX_READER_FAILING", "REGISTRY", "DatabaseGauges", "connector_call", "exposition",
@@ -165,6 +166,19 @@ _REFUSED_ALERTS = """
 SELECT count(*) FROM audit_events
  WHERE event_type = 'letter.refused' AND occurred_at > now() - interval '7 days' AND (data->>'to_staff')::boolean
 """
+# Staff tokens in force that expire within EXPIRES_SOON, by role (dsrflow/stores/staff_tokens.py):
+# a script's or a colleague's token that lapses stops their work that day, and the last admin's
+# leaves nobody to manage tokens but at the server. The console's Tokens page lists them.
+_TOKENS_EXPIRING = """
+SELECT role AS key, count(*) AS n FROM staff_tokens
+ WHERE revoked_at IS NULL AND expires_at > now() AND expires_at <= now() + $1::interval GROUP BY role
+"""
+# Tokens refused requests past their bound this past day (api/staff_opens.py): a token whose holder
+# was not opening requests by the hundred may be stolen (migration 0048 indexes these events).
+_TOKENS_OVER_BOUND = """
+SELECT count(DISTINCT data->>'token_id') FROM audit_events
+ WHERE event_type = 'staff.open_limit_reached' AND occurred_at > now() - interval '1 day'
+"""
 _STEPS = """
 SELECT step AS key, count(*) AS n, extract(epoch FROM now() - min(since))::float8 AS age
   FROM step_troubles WHERE resolved_at IS NULL GROUP BY step
@@ -181,6 +195,8 @@ async def _read_gauges(pool: asyncpg.Pool, timezone: str) -> list[Metric]:
         holds_past_review = await conn.fetchval(_HOLDS_PAST_REVIEW, timezone)
         sweeps = {r["sweep"]: r for r in await conn.fetch(_SWEEPS)}
         refused_alerts = await conn.fetchval(_REFUSED_ALERTS)
+        expiring = {r["key"]: r["n"] for r in await conn.fetch(_TOKENS_EXPIRING, EXPIRES_SOON)}
+        over_bound = await conn.fetchval(_TOKENS_OVER_BOUND)
     by_status = GaugeMetricFamily("dsrflow_requests", "Requests by status (every request ever stored)",
                                   labels=["status"])
     for status in RequestStatus:
@@ -203,6 +219,14 @@ async def _read_gauges(pool: asyncpg.Pool, timezone: str) -> list[Metric]:
                           "Staff alerts the mail relay refused for good in the last 7 days (not sent again)",
                           value=refused_alerts),
     ]
+    tokens = GaugeMetricFamily("dsrflow_staff_tokens_expiring",
+                               f"Staff tokens in force that expire within {EXPIRES_SOON.days} days, by role",
+                               labels=["role"])
+    for role in ROLES:
+        tokens.add_metric([role], expiring.get(role, 0))
+    families += [tokens, GaugeMetricFamily(
+        "dsrflow_staff_tokens_over_their_bound",
+        "Staff tokens refused requests past their bound of requests opened in the last day", value=over_bound)]
     for name, what, label, rows in (
         ("dsrflow_tasks_needing_attention", "system tasks of open requests waiting for staff", "system", tasks),
         ("dsrflow_steps_needing_attention", "workflow steps failing until staff retry or skip them", "step", steps),

@@ -27,17 +27,13 @@ from dsrflow.crypto.hashing import token_hash
 from dsrflow.domain.audit import append_event
 from dsrflow.domain.references import canonical_uuid
 from schemas.plain_text import StaffLine
+from schemas.staff_tokens import EXPIRES_SOON, LONGEST_LIFETIME, ROLES
 
-ROLES = ("agent", "compliance", "admin")
 _TOKEN_PREFIX = "dsr_"
 SESSION_LIFETIME = timedelta(hours=12)
 SESSION_IDLE = timedelta(minutes=30)
 _VIEW = "id, role, label, created_at, revoked_at, expires_at"
 _LABEL: TypeAdapter[str] = TypeAdapter(StaffLine)
-# The longest lifetime a token may be given: ten years, as DSRFLOW_TOKEN_DAYS allows.
-LONGEST_LIFETIME = timedelta(days=3650)
-# A token's remaining life the token lists warn about ("expires soon"): time to issue another.
-EXPIRES_SOON = timedelta(days=14)
 _LIFETIME = re.compile(r"^\s*(\d{1,6})\s*([hdw])\s*$")
 _UNITS = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
 

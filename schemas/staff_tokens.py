@@ -1,0 +1,13 @@
+"""What a staff token is, as every layer names it: its roles, lowest first, and the lifetimes the
+token lists and the metrics judge it by (dsrflow/stores/staff_tokens.py keeps the tokens)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+ROLES = ("agent", "compliance", "admin")
+# The longest lifetime a token may be given: ten years, as DSRFLOW_TOKEN_DAYS allows.
+LONGEST_LIFETIME = timedelta(days=3650)
+# A token's remaining life the token lists warn about ("expires soon") and the metrics count
+# (dsrflow_staff_tokens_expiring): time to issue another.
+EXPIRES_SOON = timedelta(days=14)
