@@ -95,6 +95,15 @@ def _result(task: TaskInput, outcome: ActionOutcome, kept: list[dict[str, Any]] 
     )
 
 
+def _closed_meanwhile(task: TaskInput) -> TaskResult:
+    """A task waiting on its unreachable SaaS whose request was closed meanwhile (withdrawn, cancelled,
+    refused): nothing more is sent to the system. Not done: what its run did before stands."""
+    return TaskResult(system=task.task.system, action=task.task.action, status="needs_attention",
+                      attempt=task.attempt, recipient=task.task.recipient,
+                      message="not tried again: the request was closed while the system could not be reached; "
+                              "what the task had done before stands")
+
+
 class FanoutActivities(ErasureEvidence):
     """The fan-out's activities; each erasure keeps its evidence as ErasureEvidence does."""
 
@@ -169,7 +178,9 @@ class FanoutActivities(ErasureEvidence):
         if row is None:
             raise ApplicationError(f"request {task.request_id} not found", non_retryable=True)
         earlier = stored_outcome(stored)
-        if earlier is not None and earlier.committed:
+        if task.after_outage and row["closed_at"] is not None:
+            result = _closed_meanwhile(task)
+        elif earlier is not None and earlier.committed:
             result = earlier.result  # this attempt acted before its worker died: report that
         else:
             # A system without a transaction may have done part of what the earlier try planned:

@@ -235,6 +235,9 @@ class TaskInput(Contract):
     # The activity stores the result it returns as the system's task record, in the transaction
     # that keeps its outcome, so the workflow needs no bookkeeping step of its own.
     record: bool = False
+    # A try after its SaaS could not be reached (workflows/system_task.py `_unreached`): made only
+    # while the request is open, since nothing may reach a system for a withdrawn or refused one.
+    after_outage: bool = False
 
 
 class TaskResult(Contract):

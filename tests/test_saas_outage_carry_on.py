@@ -155,3 +155,31 @@ async def test_staff_resolving_a_task_waiting_on_its_saas_ends_it(postgres, sett
             row = await _task(pool, rid, lambda r: True, env)
             assert row["status"] == "done" and row["message"] == "resolved by staff: deleted the rest in Mailchimp by hand"
             assert len(app.state.standin.served) == heard, app.state.standin.served[heard:]
+
+
+async def test_a_request_withdrawn_while_its_saas_is_down_sends_it_nothing_more(postgres, settings, pool,
+                                                                               time_skipping, tmp_path, monkeypatch):
+    """The subject withdraws the erasure while the task waits on the service: once the service is
+    back, the task's next try sends nothing, and the task ends needing attention, saying why (the
+    first membership, deleted before, stays deleted). Without the check, the wait would have gone
+    on erasing for a withdrawn request."""
+    env = time_skipping
+    async with mailchimp(monkeypatch) as app:
+        email = unique_email("outage-withdrawn")
+        member_of_lists(app, email, LISTS)
+        _fail_second_delete(app, email)
+        async with fanout_stack(postgres, settings, env.client, tmp_path,
+                                extra_systems={"newsletter": _newsletter()}) as stack, \
+                build_worker(env.client, stack.settings, pool), api(stack) as http:
+            rid = await attested_request(http, pool, "erasure", email=email)
+            await _task(pool, rid, lambda r: r["message"] is not None, env)
+            withdrawn = await http.post(f"/v1/requests/{rid}/cancel", headers=await staff_headers(pool, "agent"),
+                                        json={"reason": "Withdrawn by phone", "withdrawn_by_subject": True})
+            assert withdrawn.status_code == 200, withdrawn.text
+            heard = len(app.state.standin.served)
+            app.state.standin.faults.clear()
+            ended = await _task(pool, rid, lambda r: r["status"] != "pending", env, step=timedelta(minutes=10))
+            assert ended["status"] == "needs_attention", ended
+            assert ended["message"].startswith("not tried again: the request was closed"), ended
+            assert len(app.state.standin.served) == heard, app.state.standin.served[heard:]
+            assert deletes(app).count(204) == 1

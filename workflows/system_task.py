@@ -257,6 +257,7 @@ class SystemTaskWorkflow:
         if workflow.patched(TELLS_UNREACHED):
             await _tell_request(note)
         interval = _UNREACHED_FIRST
+        task = task.model_copy(update={"after_outage": True})
         while (left := give_up - workflow.now()) > timedelta(0):
             try:
                 await workflow.wait_condition(lambda: self._resolution is not None, timeout=min(interval, left))
