@@ -82,6 +82,14 @@ async def test_a_saas_down_past_the_quick_retries_carries_on_by_itself(postgres,
             assert row is not None and "not yet done, the system could not be reached" in row.group(0), page
             assert ">pending<" in row.group(0)
             assert 'id="retry-system"' not in page  # being tried: not offered, and refused
+            # The evidence pack says it is not done, and why.
+            pack = (await http.get(f"/v1/requests/{rid}/evidence.html")).text
+            result = re.search(r"<tr><td>Newsletter</td>.*?</tr>", pack.split('id="results"')[1], re.S)
+            assert result is not None and "<td>pending</td>" in result.group(0), pack
+            assert "could not be reached" in result.group(0)
+            queue = (await http.get("/console/queue")).text
+            listed = re.search(rf'<tr data-request-id="{rid}">.*?</tr>', queue, re.S)
+            assert listed is not None and "needs attention" not in listed.group(0), queue  # nobody is asked to act
             retried = await http.post(f"/v1/requests/{rid}/retry-task", headers=await staff_headers(pool, "compliance"),
                                       json={"system": "newsletter", "attempt": 1, "action": "erase"})
             assert retried.status_code == 409 and "tried again by itself" in retried.text, retried.text
