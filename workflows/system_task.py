@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from schemas.workflow import (
@@ -128,7 +128,7 @@ async def _tell_request(note: TaskResult) -> None:
     try:
         await workflow.get_external_workflow_handle(parent.workflow_id, run_id=parent.run_id).signal(
             "task_unreached", note)
-    except ApplicationError:
+    except FailureError:
         workflow.logger.info("the request's workflow could not be told that its task waits for its system")
 
 

@@ -17,10 +17,9 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError, ChildWorkflowError
+from temporalio.exceptions import ApplicationError, ChildWorkflowError, FailureError
 
 with workflow.unsafe.imports_passed_through():
-    from schemas.staff_answers import STALE_ANSWER
     from schemas.vocabulary import ConnectorKind
     from schemas.workflow import Plan, SystemTask, TaskInput, TaskRecord, TaskResult, task_workflow_id, waits_unreached
     from workflows.dsr_steps import (
@@ -37,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
 
     # Named here too, where the tests of staff alerts' words have always imported it from.
     from workflows.task_alerts import stuck_facts as stuck_facts
+    from workflows.task_answers import require_answerable
 
 # workflow.patched ids: requests started before the first ran every system as a child workflow;
 # before the second, a `sql` system's task was an activity task rather than a local activity.
@@ -110,6 +110,9 @@ class SystemTasks:
         # The mark of the last staff answer whose records were owed: marks grow, so once it is
         # done, every answer before it is on record too.
         self._last_answer = 0
+        # Tasks staff resolved while they waited on an unreachable SaaS (system, attempt): their
+        # resolution stands over whatever the task ended with meanwhile.
+        self._resolved_waiting: set[tuple[str, int]] = set()
 
     @property
     def _busy(self) -> bool:
@@ -167,11 +170,13 @@ class SystemTasks:
             return
         try:
             # The result is a TaskResult: Temporal reads its type from SystemTaskWorkflow.run's signature.
-            self.results[task.system] = await workflow.execute_child_workflow(
+            ended = await workflow.execute_child_workflow(
                 SystemTaskWorkflow.run, job, id=task_workflow_id(plan.request_id, task.system, task.action, attempt),
                 # The request's own (settings.workflow_task_timeout): a killed worker holds a task no longer.
                 task_timeout=workflow.info().task_timeout,
             )
+            if (task.system, attempt) not in self._resolved_waiting:  # else staff's resolution stands
+                self.results[task.system] = ended
         except ChildWorkflowError as error:
             # The task's own bookkeeping failed for good: staff see why and retry or resolve it.
             message, _ = describe_failure(error)
@@ -309,9 +314,13 @@ class SystemTasks:
                  ("record_task_result", TaskRecord(request_id=request_id, result=result)))
         self.results[system] = result  # taken at once: a concurrent answer is refused
         if waits_unreached(before) and workflow.patched(RESOLUTION_TOLD_TO_TASK):
+            self._resolved_waiting.add((system, before.attempt))
             # Its task stops waiting, and sends nothing more (a try under way stops at its journal).
-            await workflow.get_external_workflow_handle(
-                task_workflow_id(request_id, system, result.action, result.attempt)).signal("staff_resolved", result)
+            try:
+                await workflow.get_external_workflow_handle(
+                    task_workflow_id(request_id, system, result.action, result.attempt)).signal("staff_resolved", result)
+            except FailureError:
+                pass  # it ended meanwhile: the resolution, recorded after, stands
         owed = self._owes()
         if owed is not None:
             # Stands at once; `settle` holds the response until it is on record.
@@ -350,41 +359,5 @@ class SystemTasks:
 
     def require_attention(self, system: str, attempt: int | None = None, action: str | None = None,
                           *, resolving: bool = False) -> None:
-        """Refuse a retry or a resolution of a task that does not need attention, or sent for
-        another task than the one standing (`attempt` and `action`, as the caller read them: a
-        stale page, a double press, a colleague's retry meanwhile must not answer a failure nobody
-        saw; nor a restriction's form its lift's task, whose attempts count from 1 again)."""
-        result = self.results.get(system)
-        if result is None:
-            raise ValueError(f"no task for system {system!r} in this request's plan")
-        other_action = action is not None and action != result.action
-        if other_action or (attempt is not None and attempt != result.attempt):
-            sent, now = (_task_words(action, attempt, other_action), _task_words(result.action, result.attempt,
-                                                                                 other_action))
-            raise ValueError(f"the {system} task's attempt this was sent for ({sent}) has been answered since, "
-                             f"and its attempt now is another ({now}, {attempt_words(result)}): {STALE_ANSWER}")
-        if resolving and waits_unreached(result):
-            return  # staff did by hand what the task waits to do
-        if waits_unreached(result):
-            raise ValueError(f"the {system} task is pending, tried again by itself while its system cannot be "
-                             "reached; it can be resolved (done by other means), not retried")
-        if result.status != "needs_attention":
-            raise ValueError(f"the {system} task is {result.status}; only a task needing attention can be retried or resolved")
-
-
-def _task_words(action: str | None, attempt: int | None, with_action: bool) -> str:
-    """An attempt as staff name it ("2"), with its task's action where that is what differs
-    ("restrict, 1" against "lift restriction, 1")."""
-    named = [action.replace("_", " ")] if with_action and action else []
-    return ", ".join([*named, *([str(attempt)] if attempt is not None else [])])
-
-
-def attempt_words(result: TaskResult) -> str:
-    """Where a task's attempt stands, for staff whose answer was meant for an earlier one."""
-    if result.status == "needs_attention":
-        return f"which needs attention: {result.message}" if result.message else "which needs attention"
-    if result.status == "pending":
-        return "under way"
-    said = result.status.replace("_", " ")
-    return f"{said}: {result.message}" if result.message else said
-
+        """Refuse a retry or a resolution the task as it stands does not take (workflows/task_answers.py)."""
+        require_answerable(self.results.get(system), system, attempt, action, resolving=resolving)
