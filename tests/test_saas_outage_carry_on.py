@@ -14,11 +14,16 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+import pytest
+from playwright.async_api import expect
+
 from devstack.saas.mailchimp import subscriber_hash
 from schemas.workflow import workflow_id_for
 from tests.fanout_stack import api, fanout_stack
 from tests.saas_runs_support import deletes, mailchimp, member_of_lists, newsletter
 from tests.support import attested_request, console_sign_in, staff_headers, unique_email
+from tests.test_browser import CHROMIUM, signed_in
+from tests.test_browser_actions import offered, press
 from workers.dsr_worker import build_worker
 
 LISTS = 3
@@ -127,11 +132,13 @@ async def test_a_saas_down_for_a_day_needs_attention_saying_so(postgres, setting
             await env.client.get_workflow_handle(workflow_id_for(rid)).terminate("test over")
 
 
-async def test_staff_resolving_a_task_waiting_on_its_saas_ends_it(postgres, settings, pool, time_skipping, tmp_path,
-                                                                  monkeypatch):
-    """While the task waits on the service, compliance resolves it (the console offers Resolve, not
-    Retry): it ends at once as staff's, the request is answered, and no request reaches the service
-    afterwards, although it is back up."""
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's headless Chromium")
+@pytest.mark.parametrize("role", ["compliance", "admin"])
+async def test_staff_resolving_a_task_waiting_on_its_saas_ends_it(role, browser, postgres, settings, pool,
+                                                                  time_skipping, tmp_path, monkeypatch):
+    """While the task waits on the service, staff press Resolve on the request's page (offered, and
+    Retry not): the task ends at once as theirs, the request is answered, and no request reaches
+    the service afterwards, although it is back up."""
     env = time_skipping
     async with mailchimp(monkeypatch) as app:
         email = unique_email("outage-resolved")
@@ -142,26 +149,20 @@ async def test_staff_resolving_a_task_waiting_on_its_saas_ends_it(postgres, sett
                 build_worker(env.client, stack.settings, pool), api(stack) as http:
             rid = await attested_request(http, pool, "erasure", email=email)
             await _task(pool, rid, lambda r: r["message"] is not None, env)
-            await console_sign_in(http, pool, "compliance")
-            for _ in range(50):  # the request's workflow is told a moment after the record
-                page = (await http.get(f"/console/requests/{rid}")).text
-                if 'id="resolve-system"' in page:
-                    break
-                await asyncio.sleep(0.1)
-            assert re.search(r'id="resolve-system"[^>]*><option value="newsletter">', page), page
-            assert 'id="retry-system"' not in page
-
-            resolved = await http.post(f"/v1/requests/{rid}/resolve-task", headers=await staff_headers(pool, "compliance"),
-                                       json={"system": "newsletter", "attempt": 1, "action": "erase",
-                                             "note": "deleted the rest in Mailchimp by hand"})
-            assert resolved.status_code == 200, resolved.text
+            page = await signed_in(browser, stack.api_url, pool, role, f"/console/requests/{rid}")
+            await expect(page.locator("#tasks")).to_contain_text("could not be reached")
+            await expect(page.locator('#live form[hx-post$="/resolve-task"]')).to_be_visible()
+            assert "retry-task" not in await offered(page)
+            await press(page, "resolve-task", {"System": "newsletter",
+                                               "How it was handled": "Deleted the rest in Mailchimp by hand"},
+                        flash="The task is recorded as handled.")
             heard = len(app.state.standin.served)
             app.state.standin.faults.clear()  # the service is back: the task must not go on
             state = await asyncio.wait_for(env.client.get_workflow_handle(workflow_id_for(rid)).result(), 60)
             assert state["status"] == "completed", state
             await env.sleep(timedelta(hours=2))
             row = await _task(pool, rid, lambda r: True, env)
-            assert row["status"] == "done" and row["message"] == "resolved by staff: deleted the rest in Mailchimp by hand"
+            assert row["status"] == "done" and row["message"] == "resolved by staff: Deleted the rest in Mailchimp by hand"
             assert len(app.state.standin.served) == heard, app.state.standin.served[heard:]
 
 
