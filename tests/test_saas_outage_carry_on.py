@@ -1,7 +1,8 @@
 """A SaaS API down for longer than a task's quick retries (about four minutes) no longer leaves the
 task waiting for staff: it stays pending, with a note staff see, and tries again by itself, backing
 off, until the service answers (the change sent once) or a day has passed (then it needs attention,
-saying how long it kept failing and why). workflows/system_task.py `_unreached`.
+saying how long it kept failing and why). Staff may resolve it meanwhile (nothing more is sent), not
+retry it; a request closed meanwhile gets no further try. workflows/system_task.py `_unreached`.
 
 The Mailchimp stand-in over loopback, made to answer 503 for the outage, in a whole request's stack
 on the time-skipping server (hours pass in seconds)."""
