@@ -216,6 +216,7 @@ class FakeActivities(FakeWorld):
     @activity.defn(name="poll_system_action")
     async def poll_system_action(self, task: TaskInput) -> TaskResult:
         self.polls.append(task)
+        self._maybe_fail("poll_system_action", task)  # the processor's status endpoint down
         key = (task.request_id, task.task.system, task.attempt)
         self._polls_left[key] -= 1
         status = "done" if self._polls_left[key] <= 0 else "pending"

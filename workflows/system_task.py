@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
+from temporalio.exceptions import TimeoutError as StepTimedOut
 
 with workflow.unsafe.imports_passed_through():
     from schemas.workflow import (
@@ -61,6 +62,12 @@ OUTAGE_CARRIES_ON = "http-outage-carries-on"
 # `task_unreached` signal), whose staff may then resolve it; their resolution reaches the task as
 # `staff_resolved`, which ends the wait with nothing more sent.
 TELLS_UNREACHED = "http-outage-told"
+# workflow.patched id: a processor's status failing past a poll's quick retries in a way time may
+# cure (`curable`: its endpoint down or slow) is no answer yet. The job stands at the processor, so
+# the task stays pending, with a note, and the next poll asks again, up to the system's completion
+# timeout. Before, the task needed staff after about four minutes of outage, and their Retry
+# submitted a new job.
+POLL_OUTAGE_WAITS = "poll-outage-waits"
 # How long an unreachable SaaS is tried again before staff are asked: a day of outage is already
 # rare, and it leaves most of a request's month for staff to act on (the deadline alerts run on
 # meanwhile: workflows/deadline_watch.py). The tries back off from a minute to an hour.
@@ -81,6 +88,18 @@ def unreachable(error: BaseException) -> bool:
     out on connection errors, timeouts, 5xx or 429): not a refusal a person must look at."""
     return (isinstance(error, ActivityError) and isinstance(error.cause, ApplicationError)
             and error.cause.type in SAAS_OUTAGE_ERRORS and not error.cause.non_retryable)
+
+
+def curable(error: BaseException) -> bool:
+    """A step's failure, once its retries ran out, that more time may cure (a retryable error: the
+    service down, slow or refusing for now; or no answer in time), not a refusal or a mistake in
+    data or code, which the worker makes non-retryable (activities/errors.py)."""
+    if not isinstance(error, ActivityError):
+        return False
+    cause = error.cause
+    if isinstance(cause, ApplicationError):
+        return not cause.non_retryable and cause.type not in (_RETRY.non_retryable_error_types or ())
+    return isinstance(cause, StepTimedOut)
 
 
 async def _attempt(name: str, task: TaskInput, local: bool) -> TaskResult:
@@ -159,6 +178,8 @@ class SystemTaskWorkflow:
         self._update: ProcessorUpdate | None = None
         self._recorded = False  # whether the latest result is on record already
         self._resolution: TaskResult | None = None  # staff's, while an unreachable SaaS is waited for
+        # Since when, and why, the processor's status cannot be read (`_poll`), while it cannot.
+        self._unread: tuple[datetime, str] | None = None
 
     @workflow.run
     async def run(self, task: TaskInput) -> TaskResult:
@@ -198,14 +219,16 @@ class SystemTaskWorkflow:
             remaining = give_up - workflow.now()
             if remaining <= timedelta(0):
                 self._recorded = False
+                unread = "" if self._unread is None else \
+                    f"; its status could not be read since {_when(self._unread[0])}, last: {self._unread[1]}"
                 return pending.model_copy(update={
                     "status": "needs_attention",
-                    "message": f"no answer from the processor within {task.task.completion_timeout_days} days",
+                    "message": f"no answer from the processor within {task.task.completion_timeout_days} days{unread}",
                 })
             try:
                 await workflow.wait_condition(lambda: self._update is not None, timeout=min(interval, remaining))
             except TimeoutError:
-                polled = await self._act("poll_system_action", task)
+                polled = await self._poll(task, pending, give_up)
                 if polled.status != "pending":
                     return polled
                 interval = min(interval * 2, _POLL_MAX)
@@ -225,7 +248,7 @@ class SystemTaskWorkflow:
                     return result
                 # A callback without counts (or a manual confirmation): the processor's own
                 # status endpoint gives them.
-                polled = await self._act("poll_system_action", task)
+                polled = await self._poll(task, pending, give_up)
                 if polled.status != "pending":
                     return polled
             elif update.status == "cancelled":
@@ -233,8 +256,30 @@ class SystemTaskWorkflow:
                 return pending.model_copy(update={"status": "needs_attention",
                                                   "message": "the processor cancelled the request"})
 
-    async def _act(self, name: str, task: TaskInput) -> TaskResult:
-        result, self._recorded = await act(name, task)
+    async def _poll(self, task: TaskInput, pending: TaskResult, give_up: datetime) -> TaskResult:
+        """How the processor's job stands. Its status failing past the quick retries in a way time
+        may cure (`curable`) is no answer yet: the job stands at the processor, and the caller's
+        next poll asks again. The task stays pending, with a note on record saying its status
+        cannot be read and why (written as it starts failing, and taken back once a poll reads it
+        again); the completion timeout's message says since when."""
+        try:
+            result = await _attempt("poll_system_action", task, False)
+        except STEP_FAILURES as exc:
+            if not (curable(exc) and workflow.patched(POLL_OUTAGE_WAITS)):
+                self._recorded = False
+                return _needing_staff(task, describe_failure(exc)[0])
+            cause = describe_failure(exc)[0]
+            if self._unread is None:
+                await record(task, pending.model_copy(update={"message": (
+                    f"asked; its status could not be read: {cause}; asked again by itself, less and less "
+                    f"often, until {_when(give_up)}, then it needs attention")}), newer_than_local_steps=True)
+            self._unread = (self._unread[0] if self._unread else workflow.now(), cause)
+            return pending
+        self._recorded = task.record
+        if self._unread is not None:
+            self._unread = None
+            if result.status == "pending":  # read again: the note of its failure is over
+                await record(task, pending, newer_than_local_steps=True)
         return result
 
     async def _unreached(self, task: TaskInput, error: ActivityError) -> TaskResult:
