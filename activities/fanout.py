@@ -178,10 +178,11 @@ class FanoutActivities(ErasureEvidence):
         if row is None:
             raise ApplicationError(f"request {task.request_id} not found", non_retryable=True)
         earlier = stored_outcome(stored)
-        if task.after_outage and row["closed_at"] is not None:
-            result = _closed_meanwhile(task)
-        elif earlier is not None and earlier.committed:
+        if earlier is not None and earlier.committed:
             result = earlier.result  # this attempt acted before its worker died: report that
+        elif task.after_outage and row["closed_at"] is not None:
+            # Not asked of an attempt whose effect committed (above): that one is done, and says so.
+            result = _closed_meanwhile(task)
         else:
             # A system without a transaction may have done part of what the earlier try planned:
             # this try's outcome is reported together with that plan (every try's, if it dies too).
