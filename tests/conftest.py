@@ -16,6 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
 import yaml
 from playwright.async_api import Browser, async_playwright
@@ -268,6 +269,18 @@ async def http(settings, pool, dev_server, task_queue):
     async with build_worker(dev_server.client, settings, pool, task_queue=task_queue):
         async with api_client(settings, dev_server.client, task_queue) as client:
             yield client
+
+
+@pytest.fixture
+async def app_http(settings):
+    """The real app in-process (httpx over ASGI) without the workflow engine: for routes and
+    pages that need none (staff tokens, sign-in)."""
+    from api.app import create_app  # the app imports the product; keep conftest light to import
+
+    app = create_app(settings)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+        yield client
+    await app.state.dsr.close()
 
 
 def raw_client(env: WorkflowEnvironment) -> Client:

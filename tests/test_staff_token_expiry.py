@@ -11,21 +11,11 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import httpx
-import pytest
 from typer.testing import CliRunner
 
-from api.app import create_app
 from cli.main import app as cli
 from dsrflow.stores.staff_tokens import create_token, issue_token
 from tests.support import CSRF_FIELD, assert_problem, fetch_rows, settings_env
-
-
-@pytest.fixture
-async def api(settings):
-    app = create_app(settings)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
-        yield client
-    await app.state.dsr.close()
 
 
 async def _expire(pool, token_id: str, ago: timedelta = timedelta(minutes=5)) -> datetime:
@@ -33,19 +23,19 @@ async def _expire(pool, token_id: str, ago: timedelta = timedelta(minutes=5)) ->
                                "RETURNING expires_at", token_id, ago)
 
 
-async def _sign_in(api: httpx.AsyncClient, token: str) -> httpx.Response:
-    api.cookies.clear()
-    form = await api.get("/console/sign-in")
-    return await api.post("/console/sign-in", data={"token": token, "csrf_token": CSRF_FIELD.search(form.text).group(1)})
+async def _sign_in(app_http: httpx.AsyncClient, token: str) -> httpx.Response:
+    app_http.cookies.clear()
+    form = await app_http.get("/console/sign-in")
+    return await app_http.post("/console/sign-in", data={"token": token, "csrf_token": CSRF_FIELD.search(form.text).group(1)})
 
 
-async def test_an_expired_token_is_refused_saying_when_and_whom_to_ask(api, pool):
+async def test_an_expired_token_is_refused_saying_when_and_whom_to_ask(app_http, pool):
     row, token = await issue_token(pool, "agent", "expiry rest test", lifetime=timedelta(days=1))
     bearer = {"Authorization": f"Bearer {token}"}
-    assert (await api.get("/v1/requests", headers=bearer)).status_code == 200
+    assert (await app_http.get("/v1/requests", headers=bearer)).status_code == 200
     expired = await _expire(pool, row["id"])
 
-    refused = await api.get("/v1/requests", headers=bearer)
+    refused = await app_http.get("/v1/requests", headers=bearer)
 
     body = assert_problem(refused, 401)
     assert body["title"] == "Token expired"
@@ -53,44 +43,44 @@ async def test_an_expired_token_is_refused_saying_when_and_whom_to_ask(api, pool
     assert "ask an admin for a new one" in body["detail"]
     assert datetime.fromisoformat(body["expired_at"]) == expired
     # An unknown token is still answered as before.
-    unknown = assert_problem(await api.get("/v1/requests", headers={"Authorization": "Bearer dsr_nope"}), 401)
+    unknown = assert_problem(await app_http.get("/v1/requests", headers={"Authorization": "Bearer dsr_nope"}), 401)
     assert unknown["detail"] == "the token is unknown or revoked"
 
 
-async def test_a_console_session_ends_when_its_token_expires(api, pool):
+async def test_a_console_session_ends_when_its_token_expires(app_http, pool):
     """A session lasts no longer than its token: the cookie and the stored session end at the
     token's expiry; once it passes, the next page is the sign-in, which says the token expired."""
     row, token = await issue_token(pool, "agent", "expiry console test", lifetime=timedelta(hours=1))
-    signed = await _sign_in(api, token)
+    signed = await _sign_in(app_http, token)
     assert signed.status_code == 303, signed.text
     cookie = next(v for v in signed.headers.get_list("set-cookie") if v.startswith("dsrflow_session="))
     assert 3500 <= int(re.search(r"Max-Age=(\d+)", cookie).group(1)) <= 3600, cookie
     session_ends = await pool.fetchval("SELECT max(expires_at) FROM staff_sessions WHERE token_id = $1", row["id"])
     assert session_ends <= row["expires_at"]
-    assert (await api.get("/console/")).status_code == 200
+    assert (await app_http.get("/console/")).status_code == 200
 
     expired = await _expire(pool, row["id"])
 
-    page = await api.get("/console/")
+    page = await app_http.get("/console/")
     assert page.status_code == 303 and page.headers["location"].startswith("/console/sign-in"), page.text
-    again = await _sign_in(api, token)
+    again = await _sign_in(app_http, token)
     assert again.status_code == 401
     assert f"That token expired on {expired.astimezone(UTC):%Y-%m-%d %H:%M} UTC: ask an admin for a new one." in again.text
 
 
-async def test_new_tokens_expire_after_the_days_chosen_or_the_default_over_rest(api, pool, settings):
+async def test_new_tokens_expire_after_the_days_chosen_or_the_default_over_rest(app_http, pool, settings):
     admin = {"Authorization": f"Bearer {await create_token(pool, 'admin', 'expiry rest admin')}"}
-    chosen = await api.post("/v1/tokens", json={"role": "agent", "label": "expiry 7 days", "expires_in_days": 7},
+    chosen = await app_http.post("/v1/tokens", json={"role": "agent", "label": "expiry 7 days", "expires_in_days": 7},
                             headers=admin)
-    default = await api.post("/v1/tokens", json={"role": "agent", "label": "expiry default"}, headers=admin)
+    default = await app_http.post("/v1/tokens", json={"role": "agent", "label": "expiry default"}, headers=admin)
     assert chosen.status_code == default.status_code == 201, (chosen.text, default.text)
     now = datetime.now(UTC)
     assert abs(datetime.fromisoformat(chosen.json()["expires_at"]) - (now + timedelta(days=7))) < timedelta(minutes=1)
     assert abs(datetime.fromisoformat(default.json()["expires_at"])
                - (now + timedelta(days=settings.token_days))) < timedelta(minutes=1)
-    listed = {t["id"]: t for t in (await api.get("/v1/tokens", headers=admin)).json()["tokens"]}
+    listed = {t["id"]: t for t in (await app_http.get("/v1/tokens", headers=admin)).json()["tokens"]}
     assert listed[chosen.json()["id"]]["expires_at"] == chosen.json()["expires_at"]
-    assert (await api.post("/v1/tokens", json={"role": "agent", "expires_in_days": 0}, headers=admin)).status_code == 422
+    assert (await app_http.post("/v1/tokens", json={"role": "agent", "expires_in_days": 0}, headers=admin)).status_code == 422
 
 
 def test_the_cli_gives_a_token_the_lifetime_asked_for_and_lists_expiries(settings):
