@@ -27,8 +27,8 @@ from workflows.retention_sweep import RetentionSweepWorkflow
 
 WORKFLOWS_DIR = Path(__file__).resolve().parents[1] / "workflows"
 # Where a workflow names an activity: run_step("x", ...), execute_activity("x", ...), and the
-# system task's own _act("x", ...).
-CALLED_BY_NAME = re.compile(r'\b(?:run_step|execute_activity|_act)\(\s*"(\w+)"')
+# system task's own act("x", ...) and _attempt("x", ...).
+CALLED_BY_NAME = re.compile(r'\b(?:run_step|execute_activity|act|_attempt)\(\s*"(\w+)"')
 
 
 def definitions(functions: list[Any]) -> dict[str, activity._Definition]:
