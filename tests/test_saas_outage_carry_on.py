@@ -10,8 +10,10 @@ on the time-skipping server (hours pass in seconds)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import uuid
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -57,6 +59,26 @@ async def _task(pool, rid: str, until, env, step: timedelta = timedelta(minutes=
     raise AssertionError(f"the newsletter task is {row and dict(row)}")
 
 
+@contextlib.asynccontextmanager
+async def _erasure_while_down(label: str, postgres, settings, pool, env, tmp_path, monkeypatch, *,
+                              down: str = "second delete") -> AsyncIterator[tuple[Any, Any, Any, str]]:
+    """(the stand-in, the stack, an API client, the request): an erasure of a member of LISTS
+    lists whose newsletter task waits on the service, answering 503 to `down` ("second delete":
+    the run's second, the first deleted by then; "everything")."""
+    async with mailchimp(monkeypatch) as app:
+        email = unique_email(label)
+        member_of_lists(app, email, LISTS)
+        if down == "everything":
+            app.state.standin.inject(503, times=10**6)
+        else:
+            _fail_second_delete(app, email)
+        async with fanout_stack(postgres, settings, env.client, tmp_path,
+                                extra_systems={"newsletter": _newsletter()}) as stack, \
+                build_worker(env.client, stack.settings, pool), api(stack) as http:
+            rid = await attested_request(http, pool, "erasure", email=email)
+            yield app, stack, http, rid
+
+
 async def test_a_saas_down_past_the_quick_retries_carries_on_by_itself(postgres, settings, pool, time_skipping,
                                                                        tmp_path, monkeypatch):
     """The service answers 503 to the run's second delete for 20 minutes (the first membership is
@@ -65,50 +87,43 @@ async def test_a_saas_down_past_the_quick_retries_carries_on_by_itself(postgres,
     itself, going on from its journal: each membership deleted once, and the request answered.
     Before, the task needed staff once the quick retries ran out."""
     env = time_skipping
-    async with mailchimp(monkeypatch) as app:
-        email = unique_email("outage")
-        member_of_lists(app, email, LISTS)
+    async with _erasure_while_down("outage", postgres, settings, pool, env, tmp_path, monkeypatch) as (
+            app, stack, http, rid):
+        waiting = await _task(pool, rid, lambda r: r["message"] is not None, env)
+        assert waiting["status"] == "pending", waiting
+        assert waiting["message"].startswith("not yet done, the system could not be reached: "), waiting
+        assert "503" in waiting["message"] and "tried again by itself" in waiting["message"], waiting
+        await env.sleep(timedelta(minutes=15))
+        assert [s for s in deletes(app) if s != 503] == [204]
 
-        _fail_second_delete(app, email)
-        async with fanout_stack(postgres, settings, env.client, tmp_path,
-                                extra_systems={"newsletter": _newsletter()}) as stack, \
-                build_worker(env.client, stack.settings, pool), api(stack) as http:
-            rid = await attested_request(http, pool, "erasure", email=email)
-            waiting = await _task(pool, rid, lambda r: r["message"] is not None, env)
-            assert waiting["status"] == "pending", waiting
-            assert waiting["message"].startswith("not yet done, the system could not be reached: "), waiting
-            assert "503" in waiting["message"] and "tried again by itself" in waiting["message"], waiting
-            await env.sleep(timedelta(minutes=15))
-            assert [s for s in deletes(app) if s != 503] == [204]
+        # Staff see it waiting, with its note, and are not asked to act.
+        await console_sign_in(http, pool, "compliance")
+        page = (await http.get(f"/console/requests/{rid}")).text
+        row = re.search(r"<tr>\s*<td>Newsletter</td>.*?</tr>", page, re.S)
+        assert row is not None and "not yet done, the system could not be reached" in row.group(0), page
+        assert ">pending<" in row.group(0)
+        assert 'id="retry-system"' not in page  # being tried: not offered, and refused
+        # The evidence pack says it is not done, and why.
+        pack = (await http.get(f"/v1/requests/{rid}/evidence.html")).text
+        result = re.search(r"<tr><td>Newsletter</td>.*?</tr>", pack.split('id="results"')[1], re.S)
+        assert result is not None and "<td>pending</td>" in result.group(0), pack
+        assert "could not be reached" in result.group(0)
+        queue = (await http.get("/console/queue")).text
+        listed = re.search(rf'<tr data-request-id="{rid}">.*?</tr>', queue, re.S)
+        assert listed is not None and "needs attention" not in listed.group(0), queue  # nobody is asked to act
+        retried = await http.post(f"/v1/requests/{rid}/retry-task", headers=await staff_headers(pool, "compliance"),
+                                  json={"system": "newsletter", "attempt": 1, "action": "erase"})
+        assert retried.status_code == 409 and "tried again by itself" in retried.text, retried.text
 
-            # Staff see it waiting, with its note, and are not asked to act.
-            await console_sign_in(http, pool, "compliance")
-            page = (await http.get(f"/console/requests/{rid}")).text
-            row = re.search(r"<tr>\s*<td>Newsletter</td>.*?</tr>", page, re.S)
-            assert row is not None and "not yet done, the system could not be reached" in row.group(0), page
-            assert ">pending<" in row.group(0)
-            assert 'id="retry-system"' not in page  # being tried: not offered, and refused
-            # The evidence pack says it is not done, and why.
-            pack = (await http.get(f"/v1/requests/{rid}/evidence.html")).text
-            result = re.search(r"<tr><td>Newsletter</td>.*?</tr>", pack.split('id="results"')[1], re.S)
-            assert result is not None and "<td>pending</td>" in result.group(0), pack
-            assert "could not be reached" in result.group(0)
-            queue = (await http.get("/console/queue")).text
-            listed = re.search(rf'<tr data-request-id="{rid}">.*?</tr>', queue, re.S)
-            assert listed is not None and "needs attention" not in listed.group(0), queue  # nobody is asked to act
-            retried = await http.post(f"/v1/requests/{rid}/retry-task", headers=await staff_headers(pool, "compliance"),
-                                      json={"system": "newsletter", "attempt": 1, "action": "erase"})
-            assert retried.status_code == 409 and "tried again by itself" in retried.text, retried.text
-
-            app.state.standin.faults.clear()  # the service is back
-            done = await _task(pool, rid, lambda r: r["status"] != "pending", env, step=timedelta(minutes=10))
-            assert done["status"] == "done" and done["attempt"] == 1, done
-            assert [s for s in deletes(app) if s != 503] == [204] * LISTS  # each membership once
-            assert len(app.state.data.deleted) == LISTS and not any(app.state.data.members.values())
-            # The request answered without staff.
-            state = await asyncio.wait_for(env.client.get_workflow_handle(workflow_id_for(rid)).result(), 60)
-            assert state["status"] == "completed", state
-            assert next(r for r in state["results"] if r["system"] == "newsletter")["status"] == "done"
+        app.state.standin.faults.clear()  # the service is back
+        done = await _task(pool, rid, lambda r: r["status"] != "pending", env, step=timedelta(minutes=10))
+        assert done["status"] == "done" and done["attempt"] == 1, done
+        assert [s for s in deletes(app) if s != 503] == [204] * LISTS  # each membership once
+        assert len(app.state.data.deleted) == LISTS and not any(app.state.data.members.values())
+        # The request answered without staff.
+        state = await asyncio.wait_for(env.client.get_workflow_handle(workflow_id_for(rid)).result(), 60)
+        assert state["status"] == "completed", state
+        assert next(r for r in state["results"] if r["system"] == "newsletter")["status"] == "done"
 
 
 async def test_a_saas_down_for_a_day_needs_attention_saying_so(postgres, settings, pool, time_skipping, tmp_path,
@@ -116,21 +131,15 @@ async def test_a_saas_down_for_a_day_needs_attention_saying_so(postgres, setting
     """Down for good: after a day of tries the task needs attention, its message saying how long
     it kept failing and the last cause; nothing was deleted."""
     env = time_skipping
-    async with mailchimp(monkeypatch) as app:
-        email = unique_email("outage-day")
-        member_of_lists(app, email, LISTS)
-        app.state.standin.inject(503, times=10**6)
-        async with fanout_stack(postgres, settings, env.client, tmp_path,
-                                extra_systems={"newsletter": _newsletter()}) as stack, \
-                build_worker(env.client, stack.settings, pool), api(stack) as http:
-            rid = await attested_request(http, pool, "erasure", email=email)
-            await _task(pool, rid, lambda r: r["message"] is not None, env)
-            stuck = await _task(pool, rid, lambda r: r["status"] != "pending", env, step=timedelta(hours=2), steps=30)
-            assert stuck["status"] == "needs_attention", stuck
-            assert re.match(r"the system could not be reached for 2[34] h \d+ min after its first failure "
-                            r"\(\d{4}-\d\d-\d\d \d\d:\d\d UTC\), tried again by itself; last: .*503", stuck["message"]), stuck
-            assert deletes(app) == []
-            await env.client.get_workflow_handle(workflow_id_for(rid)).terminate("test over")
+    async with _erasure_while_down("outage-day", postgres, settings, pool, env, tmp_path, monkeypatch, down="everything") as (
+            app, stack, http, rid):
+        await _task(pool, rid, lambda r: r["message"] is not None, env)
+        stuck = await _task(pool, rid, lambda r: r["status"] != "pending", env, step=timedelta(hours=2), steps=30)
+        assert stuck["status"] == "needs_attention", stuck
+        assert re.match(r"the system could not be reached for 2[34] h \d+ min after its first failure "
+                        r"\(\d{4}-\d\d-\d\d \d\d:\d\d UTC\), tried again by itself; last: .*503", stuck["message"]), stuck
+        assert deletes(app) == []
+        await env.client.get_workflow_handle(workflow_id_for(rid)).terminate("test over")
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's headless Chromium")
@@ -141,30 +150,24 @@ async def test_staff_resolving_a_task_waiting_on_its_saas_ends_it(role, browser,
     Retry not): the task ends at once as theirs, the request is answered, and no request reaches
     the service afterwards, although it is back up."""
     env = time_skipping
-    async with mailchimp(monkeypatch) as app:
-        email = unique_email("outage-resolved")
-        member_of_lists(app, email, LISTS)
-        _fail_second_delete(app, email)
-        async with fanout_stack(postgres, settings, env.client, tmp_path,
-                                extra_systems={"newsletter": _newsletter()}) as stack, \
-                build_worker(env.client, stack.settings, pool), api(stack) as http:
-            rid = await attested_request(http, pool, "erasure", email=email)
-            await _task(pool, rid, lambda r: r["message"] is not None, env)
-            page = await signed_in(browser, stack.api_url, pool, role, f"/console/requests/{rid}")
-            await expect(page.locator("#tasks")).to_contain_text("could not be reached")
-            await expect(page.locator('#live form[hx-post$="/resolve-task"]')).to_be_visible()
-            assert "retry-task" not in await offered(page)
-            await press(page, "resolve-task", {"System": "newsletter",
-                                               "How it was handled": "Deleted the rest in Mailchimp by hand"},
-                        flash="The task is recorded as handled.")
-            heard = len(app.state.standin.served)
-            app.state.standin.faults.clear()  # the service is back: the task must not go on
-            state = await asyncio.wait_for(env.client.get_workflow_handle(workflow_id_for(rid)).result(), 60)
-            assert state["status"] == "completed", state
-            await env.sleep(timedelta(hours=2))
-            row = await _task(pool, rid, lambda r: True, env)
-            assert row["status"] == "done" and row["message"] == "resolved by staff: Deleted the rest in Mailchimp by hand"
-            assert len(app.state.standin.served) == heard, app.state.standin.served[heard:]
+    async with _erasure_while_down("outage-resolved", postgres, settings, pool, env, tmp_path, monkeypatch) as (
+            app, stack, http, rid):
+        await _task(pool, rid, lambda r: r["message"] is not None, env)
+        page = await signed_in(browser, stack.api_url, pool, role, f"/console/requests/{rid}")
+        await expect(page.locator("#tasks")).to_contain_text("could not be reached")
+        await expect(page.locator('#live form[hx-post$="/resolve-task"]')).to_be_visible()
+        assert "retry-task" not in await offered(page)
+        await press(page, "resolve-task", {"System": "newsletter",
+                                           "How it was handled": "Deleted the rest in Mailchimp by hand"},
+                    flash="The task is recorded as handled.")
+        heard = len(app.state.standin.served)
+        app.state.standin.faults.clear()  # the service is back: the task must not go on
+        state = await asyncio.wait_for(env.client.get_workflow_handle(workflow_id_for(rid)).result(), 60)
+        assert state["status"] == "completed", state
+        await env.sleep(timedelta(hours=2))
+        row = await _task(pool, rid, lambda r: True, env)
+        assert row["status"] == "done" and row["message"] == "resolved by staff: Deleted the rest in Mailchimp by hand"
+        assert len(app.state.standin.served) == heard, app.state.standin.served[heard:]
 
 
 async def test_a_request_withdrawn_while_its_saas_is_down_sends_it_nothing_more(postgres, settings, pool,
@@ -174,22 +177,16 @@ async def test_a_request_withdrawn_while_its_saas_is_down_sends_it_nothing_more(
     first membership, deleted before, stays deleted). Without the check, the wait would have gone
     on erasing for a withdrawn request."""
     env = time_skipping
-    async with mailchimp(monkeypatch) as app:
-        email = unique_email("outage-withdrawn")
-        member_of_lists(app, email, LISTS)
-        _fail_second_delete(app, email)
-        async with fanout_stack(postgres, settings, env.client, tmp_path,
-                                extra_systems={"newsletter": _newsletter()}) as stack, \
-                build_worker(env.client, stack.settings, pool), api(stack) as http:
-            rid = await attested_request(http, pool, "erasure", email=email)
-            await _task(pool, rid, lambda r: r["message"] is not None, env)
-            withdrawn = await http.post(f"/v1/requests/{rid}/cancel", headers=await staff_headers(pool, "agent"),
-                                        json={"reason": "Withdrawn by phone", "withdrawn_by_subject": True})
-            assert withdrawn.status_code == 200, withdrawn.text
-            heard = len(app.state.standin.served)
-            app.state.standin.faults.clear()
-            ended = await _task(pool, rid, lambda r: r["status"] != "pending", env, step=timedelta(minutes=10))
-            assert ended["status"] == "needs_attention", ended
-            assert ended["message"].startswith("not tried again: the request was closed"), ended
-            assert len(app.state.standin.served) == heard, app.state.standin.served[heard:]
-            assert deletes(app).count(204) == 1
+    async with _erasure_while_down("outage-withdrawn", postgres, settings, pool, env, tmp_path, monkeypatch) as (
+            app, stack, http, rid):
+        await _task(pool, rid, lambda r: r["message"] is not None, env)
+        withdrawn = await http.post(f"/v1/requests/{rid}/cancel", headers=await staff_headers(pool, "agent"),
+                                    json={"reason": "Withdrawn by phone", "withdrawn_by_subject": True})
+        assert withdrawn.status_code == 200, withdrawn.text
+        heard = len(app.state.standin.served)
+        app.state.standin.faults.clear()
+        ended = await _task(pool, rid, lambda r: r["status"] != "pending", env, step=timedelta(minutes=10))
+        assert ended["status"] == "needs_attention", ended
+        assert ended["message"].startswith("not tried again: the request was closed"), ended
+        assert len(app.state.standin.served) == heard, app.state.standin.served[heard:]
+        assert deletes(app).count(204) == 1
