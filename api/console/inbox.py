@@ -18,7 +18,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from api import request_form
 from api.auth import Staff, require_console_role
 from api.console.view import LANGUAGE_NAMES, WORDS, days_left_badge
-from api.deps import Pool, State, Today
+from api.deps import Limiter, Pool, State, Today
 from api.forms import read_form
 from api.pages import page_language, problem_pages, render
 from api.problems import Problem
@@ -26,6 +26,7 @@ from api.read_models.actors import actor_name
 from api.read_models.cursors import InvalidCursor
 from api.read_models.inbox_queries import inbox_message, list_inbox
 from api.service import open_request
+from api.staff_opens import open_as_staff
 from api.state import AppState
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.domain.references import canonical_uuid
@@ -112,7 +113,7 @@ async def _already_decided(request: Request, state: AppState, pool: Any, message
 
 @router.post("/{message_id}/convert", response_class=HTMLResponse)
 async def convert(staff: Annotated[Staff, require_console_role("agent")], request: Request, state: State,
-                  pool: Pool, today: Today, message_id: str) -> Response:
+                  pool: Pool, today: Today, limiter: Limiter, message_id: str) -> Response:
     """Open a request from the message: its receipt is the request's `received_at`."""
     message = await _message(state, pool, today, message_id)
     form = await read_form(request)
@@ -136,9 +137,15 @@ async def convert(staff: Annotated[Staff, require_console_role("agent")], reques
         return _message_page(request, state, message, values=values, errors=errors, status=422)
     # The message's id is the idempotency key: a second press, or a retry after a crash between
     # opening the request and recording the decision, finds the same request.
+    key = f"{CONVERT_KEY}{message_id}"
     try:
-        row, _ = await open_request(state, new, actor=staff.actor, idempotency_key=f"{CONVERT_KEY}{message_id}",
-                                    origin="staff")
+        if _answers_its_sender(message, new):
+            row, _ = await open_request(state, new, actor=staff.actor, idempotency_key=key, origin="staff")
+        else:
+            # The address is typed: to anyone but the sender this is an open like the New request
+            # form's, within the token's bound (api/staff_opens.py). Uncounted, a stolen token
+            # mailed any address from ours once per message mailed to the inbox.
+            row, _ = await open_as_staff(state, limiter, staff, new, idempotency_key=key)
     except Problem as problem:
         if not request_form.refused_fields(problem, errors):
             raise
@@ -146,6 +153,12 @@ async def convert(staff: Annotated[Staff, require_console_role("agent")], reques
     async with pool.acquire() as conn:
         await decide(conn, message_id, "converted", actor=staff.actor, request_id=str(row["id"]))
     return RedirectResponse(f"/console/requests/{row['id']}", status_code=303)
+
+
+def _answers_its_sender(message: dict[str, Any], new: NewRequest) -> bool:
+    """Whether the request goes back to the address the message came from."""
+    sender = message["mail"]["sender"]
+    return bool(sender) and str(sender).casefold() == str(new.subject.email).casefold()
 
 
 @router.post("/{message_id}/attach", response_class=HTMLResponse)
