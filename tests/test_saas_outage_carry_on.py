@@ -174,8 +174,9 @@ async def test_a_request_withdrawn_while_its_saas_is_down_sends_it_nothing_more(
                                                                                time_skipping, tmp_path, monkeypatch):
     """The subject withdraws the erasure while the task waits on the service: once the service is
     back, the task's next try sends nothing, and the task ends needing attention, saying why (the
-    first membership, deleted before, stays deleted). Without the check, the wait would have gone
-    on erasing for a withdrawn request."""
+    first membership, deleted before, stays deleted); the withdrawal's letter does not say the
+    newsletter may still act. Without the check, the wait would have gone on erasing for a
+    withdrawn request."""
     env = time_skipping
     async with _erasure_while_down("outage-withdrawn", postgres, settings, pool, env, tmp_path, monkeypatch) as (
             app, stack, http, rid):
@@ -190,3 +191,7 @@ async def test_a_request_withdrawn_while_its_saas_is_down_sends_it_nothing_more(
         assert ended["message"].startswith("not tried again: the request was closed"), ended
         assert len(app.state.standin.served) == heard, app.state.standin.served[heard:]
         assert deletes(app).count(204) == 1
+        # Nor is the subject told it may still act (the withdrawal's letter said so, hAT).
+        letter = await pool.fetchval("SELECT body_text FROM sent_letters WHERE request_id = $1 "
+                                     "AND purpose = 'cancellation'", rid)
+        assert "we have withdrawn your request" in letter and "Newsletter" not in letter, letter

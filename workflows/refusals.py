@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
         ObjectionDecision,
         RequestFacts,
         RequestState,
+        waits_unreached,
     )
     from workflows.dsr_steps import letter_job, transition_record
     from workflows.owed_steps import OWED_STEPS, OwedSteps, letter, record
@@ -31,6 +32,10 @@ with workflow.unsafe.imports_passed_through():
 
 # workflow.patched id: requests cancelled before the cancellation letter existed replay without it.
 CANCELLATION_LETTER = "cancellation-letter"
+# workflow.patched id: a system whose task waits on its unreachable SaaS when the request closes is
+# no longer among those the closing letter says "may still" act: the task tries nothing more once
+# its request is closed (TaskInput.after_outage), so the letter promised an effect that never came.
+CLOSED_OUTAGE_NOT_ASKED = "closed-outage-not-asked"
 
 
 class Refusals:
@@ -102,8 +107,14 @@ class Refusals:
 
     def _done_so_far(self) -> dict[str, list[str]]:
         """What the closing letter tells of the systems: those already changed, and those asked
-        and still at work (a processor may still act)."""
-        return {"acted_in": self._tasks.changed_systems(), "asked_in": self._tasks.asked_systems()}
+        and still at work (a processor may still act). A task waiting on its unreachable SaaS is
+        not still at work: closed, the request gets no further try of it; the letter says of it
+        what it says of a task that failed (nothing), as before the task waited."""
+        asked = self._tasks.asked_systems()
+        waiting = {r.system for r in self._tasks.results.values() if waits_unreached(r)}
+        if waiting & set(asked) and workflow.patched(CLOSED_OUTAGE_NOT_ASKED):
+            asked = [system for system in asked if system not in waiting]
+        return {"acted_in": self._tasks.changed_systems(), "asked_in": asked}
 
     async def _closed_by(self, status: RequestStatus, data: dict[str, Any], actor: str, purpose: str,
                          params: dict[str, Any]) -> None:
