@@ -63,6 +63,8 @@ A = agent, C = compliance, D = admin; "all" = A, C, D. Test names are shortened.
 |                                                |          | untold (C)                                               |                                           |
 | live: Retry (a system's task)                  | C, D     | task_actions (C, D), more_actions (C), untold (C)        | A: task_actions lift (not shown); every   |
 | live: Resolve (a system's task)                | C, D     | task_actions (C, D), more_actions (C), untold (C)        | A: task_actions lift; forged: every       |
+| live: Resolve (a task waiting on its SaaS,     | C, D     | tests/test_saas_outage_carry_on.py staff_resolving (C, D)| A: (the same action) forged: every        |
+| tried again by itself; Retry not offered)      |          |                                                          |                                           |
 | live: Run again (a failed step)                | C, D     | task_actions failed_step (C, D), closed (C), untold (C)  | A: task_actions closed; forged: every     |
 | live: Record as done (a failed step)           | C, D     | task_actions failed_step (C, D), closed (D), more (C)    | A: task_actions closed; forged: every     |
 | live: Tell the subject and lift                | C, D     | task_actions lift (C, D), more_actions (C), untold (C)   | A: task_actions lift; forged: every       |
