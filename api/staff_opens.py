@@ -7,8 +7,8 @@ requests opened. One token opens at most DSRFLOW_RATE_STAFF_OPENS_PER_TOKEN (200
 than a busy agent opens in a day); past it the open is refused before anything is stored or
 mailed, and the first refusal of a window is an audit event (`staff.open_limit_reached`) for the
 admin to read as the incident it may be. A repeat of a stored request (same key, same body) opens
-nothing and is not counted; nor is an Inbox message converted into a request to its own sender
-(it answers mail sent to us), while one converted to another address, typed by the agent, is.
+nothing and is not counted. An Inbox message converted into a request is counted too: its address
+is typed, and the sender's own is only what a From header says, which anyone writes.
 """
 
 from __future__ import annotations

@@ -22,15 +22,18 @@ async def _signed_in(browser, pool, role: str, label: str) -> str:
     return CSRF_FIELD.search((await browser.get("/console/")).text).group(1)
 
 
-async def test_an_inbox_message_converted_to_another_address_counts_against_the_bound(settings, pool, dev_server,
-                                                                                      task_queue):
-    """The Inbox's convert takes the address as typed: a stolen token past its bound converted
-    each message mailed to the inbox into a request mailing a stranger. To another address it is
-    refused past the bound as the New request form is (nothing stored); to the sender it still
-    answers the mail."""
+async def test_an_inbox_message_converted_into_a_request_counts_against_the_bound(settings, pool, dev_server,
+                                                                                  task_queue):
+    """The Inbox's convert takes the address as typed, and a sender's is only what the From header
+    says: a stolen token past its bound converted each message mailed to the inbox (a forged From
+    naming its victim, or any address typed) into a request mailing them from our address. Past the
+    bound it is refused as the New request form is, nothing stored, the message still new; within
+    it, the same message converts."""
     async with app_clients(settings, dev_server.client, task_queue, **ONE_AN_HOUR) as call_from:
         browser = call_from(unique_ip())
         csrf = await _signed_in(browser, pool, "agent", "redteam inbox convert")
+        victim = unique_email("redteam-victim")
+        message = await filed(settings, pool, raw_mail(victim, "Please delete my data."))  # From: forged
         page = await browser.get("/console/requests/new")
         submission = re.search(r'name="submission" value="([^"]+)"', page.text).group(1)
         opened = await browser.post("/console/requests", data={
@@ -38,17 +41,17 @@ async def test_an_inbox_message_converted_to_another_address_counts_against_the_
             "email": unique_email("redteam-first"), "identity_attested": "true"})
         assert opened.status_code == 303, opened.text[:500]
 
-        stranger = unique_email("redteam-stranger")
-        sender = unique_email("redteam-sender")
-        to_stranger = await filed(settings, pool, raw_mail(sender, "Please delete my data."))
-        refused = await browser.post(f"/console/inbox/{to_stranger}/convert", data={
-            "csrf_token": csrf, "type": "erasure", "email": stranger, "language": "en", "regime": "gdpr"})
-        assert refused.status_code == 429, refused.text[:500]
-        assert "DSRFLOW_RATE_STAFF_OPENS_PER_TOKEN" in refused.text and "Nothing was stored" in refused.text
-        assert await stored_for(pool, stranger) == 0
-        assert await pool.fetchval("SELECT status FROM mailbox_messages WHERE id = $1", to_stranger) == "new"
+        for typed in (unique_email("redteam-stranger"), victim):
+            refused = await browser.post(f"/console/inbox/{message}/convert", data={
+                "csrf_token": csrf, "type": "erasure", "email": typed, "language": "en", "regime": "gdpr"})
+            assert refused.status_code == 429, refused.text[:500]
+            assert "DSRFLOW_RATE_STAFF_OPENS_PER_TOKEN" in refused.text and "Nothing was stored" in refused.text
+            assert await stored_for(pool, typed) == 0
+        assert await pool.fetchval("SELECT status FROM mailbox_messages WHERE id = $1", message) == "new"
 
-        answered = await browser.post(f"/console/inbox/{to_stranger}/convert", data={
-            "csrf_token": csrf, "type": "erasure", "email": sender, "language": "en", "regime": "gdpr"})
-        assert answered.status_code == 303, answered.text[:500]
-        assert await stored_for(pool, sender) == 1
+        colleague = call_from(unique_ip())
+        theirs = await _signed_in(colleague, pool, "agent", "redteam inbox colleague")
+        converted = await colleague.post(f"/console/inbox/{message}/convert", data={
+            "csrf_token": theirs, "type": "erasure", "email": victim, "language": "en", "regime": "gdpr"})
+        assert converted.status_code == 303, converted.text[:500]
+        assert await stored_for(pool, victim) == 1

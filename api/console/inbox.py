@@ -25,7 +25,6 @@ from api.problems import Problem
 from api.read_models.actors import actor_name
 from api.read_models.cursors import InvalidCursor
 from api.read_models.inbox_queries import inbox_message, list_inbox
-from api.service import open_request
 from api.staff_opens import open_as_staff
 from api.state import AppState
 from dsrflow.crypto.keys import load_secret_key
@@ -137,15 +136,11 @@ async def convert(staff: Annotated[Staff, require_console_role("agent")], reques
         return _message_page(request, state, message, values=values, errors=errors, status=422)
     # The message's id is the idempotency key: a second press, or a retry after a crash between
     # opening the request and recording the decision, finds the same request.
-    key = f"{CONVERT_KEY}{message_id}"
+    # Within the token's bound, as the New request form (api/staff_opens.py): the address is typed,
+    # and even the sender's is only what a From header says, which anyone writes. Uncounted, a
+    # stolen token mailed any address from ours once per message mailed to the inbox.
     try:
-        if _answers_its_sender(message, new):
-            row, _ = await open_request(state, new, actor=staff.actor, idempotency_key=key, origin="staff")
-        else:
-            # The address is typed: to anyone but the sender this is an open like the New request
-            # form's, within the token's bound (api/staff_opens.py). Uncounted, a stolen token
-            # mailed any address from ours once per message mailed to the inbox.
-            row, _ = await open_as_staff(state, limiter, staff, new, idempotency_key=key)
+        row, _ = await open_as_staff(state, limiter, staff, new, idempotency_key=f"{CONVERT_KEY}{message_id}")
     except Problem as problem:
         if not request_form.refused_fields(problem, errors):
             raise
@@ -153,12 +148,6 @@ async def convert(staff: Annotated[Staff, require_console_role("agent")], reques
     async with pool.acquire() as conn:
         await decide(conn, message_id, "converted", actor=staff.actor, request_id=str(row["id"]))
     return RedirectResponse(f"/console/requests/{row['id']}", status_code=303)
-
-
-def _answers_its_sender(message: dict[str, Any], new: NewRequest) -> bool:
-    """Whether the request goes back to the address the message came from."""
-    sender = message["mail"]["sender"]
-    return bool(sender) and str(sender).casefold() == str(new.subject.email).casefold()
 
 
 @router.post("/{message_id}/attach", response_class=HTMLResponse)
