@@ -69,7 +69,8 @@ class CarryOn:
     @workflow.signal
     def task_unreached(self, note: TaskResult) -> None:
         """A task waits on its unreachable SaaS, tried again by itself: its note, for the state and
-        the console, and staff may resolve it meanwhile."""
+        the console, and staff may resolve it meanwhile; or, the service answering again, what it
+        waits on now (a job, a quota day), which ends that."""
         self._tasks.unreached(note)
 
     # ---- a failing step (workflows/dsr_steps.py, workflows/step_trouble.py) ----------------

@@ -68,6 +68,10 @@ TELLS_UNREACHED = "http-outage-told"
 # timeout. Before, the task needed staff after about four minutes of outage, and their Retry
 # submitted a new job.
 POLL_OUTAGE_WAITS = "poll-outage-waits"
+# workflow.patched id: a task whose SaaS answered again, and which waits on something else now (the
+# service's job, its quota day), tells its request's workflow so; before, that workflow kept the
+# note 'could not be reached' and offered staff Resolve, which the task, polling, did not heed.
+TELLS_REACHED = "http-outage-told-reached"
 # How long an unreachable SaaS is tried again before staff are asked: a day of outage is already
 # rare, and it leaves most of a request's month for staff to act on (the deadline alerts run on
 # meanwhile: workflows/deadline_watch.py). The tries back off from a minute to an hour.
@@ -140,7 +144,8 @@ async def act(name: str, task: TaskInput, *, local: bool = False) -> tuple[TaskR
 
 async def _tell_request(note: TaskResult) -> None:
     """The request's workflow learns why its task waits (its state and console show the note; staff
-    may resolve it). A request's workflow that has ended (a task run on its own) hears nothing."""
+    may resolve it), and that it waits no longer on its SaaS but on what the service answered (a
+    job, a quota day). A request's workflow that has ended (a task run on its own) hears nothing."""
     parent = workflow.info().parent
     if parent is None:
         return
@@ -324,6 +329,8 @@ class SystemTaskWorkflow:
             if self._resolution is not None:
                 break
             self._recorded = task.record
+            if result.status == "pending" and workflow.patched(TELLS_REACHED):
+                await _tell_request(result)  # its note is over: no longer resolvable as waiting
             return result
         if self._resolution is not None:
             # Staff's result stands, recorded by the request's workflow (after a try that ended

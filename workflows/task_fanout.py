@@ -187,7 +187,8 @@ class SystemTasks:
 
     def unreached(self, note: TaskResult) -> None:
         """A task of this fan-out waits on its unreachable SaaS (the `task_unreached` signal): its
-        note stands for its attempt, as long as nothing else has (a lift's task, a later attempt)."""
+        note stands for its attempt, as long as nothing else has (a lift's task, a later attempt);
+        and, the service answering again, the pending result that ends the wait stands over it."""
         current = self.results.get(note.system)
         if (current is not None and current.status == "pending"
                 and (current.action, current.attempt) == (note.action, note.attempt)):
