@@ -72,6 +72,10 @@ POLL_OUTAGE_WAITS = "poll-outage-waits"
 # service's job, its quota day), tells its request's workflow so; before, that workflow kept the
 # note 'could not be reached' and offered staff Resolve, which the task, polling, did not heed.
 TELLS_REACHED = "http-outage-told-reached"
+# workflow.patched id: staff's resolution reaching a task that has just left its wait on an
+# unreachable SaaS for its job's (the request's workflow, not yet told, took it as still waiting)
+# ends the task too, instead of being ignored while the task polled, and on a quota day sent more.
+HEEDS_LATE_RESOLUTION = "outage-late-resolution-heeded"
 # How long an unreachable SaaS is tried again before staff are asked: a day of outage is already
 # rare, and it leaves most of a request's month for staff to act on (the deadline alerts run on
 # meanwhile: workflows/deadline_watch.py). The tries back off from a minute to an hour.
@@ -185,6 +189,7 @@ class SystemTaskWorkflow:
         self._resolution: TaskResult | None = None  # staff's, while an unreachable SaaS is waited for
         # Since when, and why, the processor's status cannot be read (`_poll`), while it cannot.
         self._unread: tuple[datetime, str] | None = None
+        self._waited = False  # whether it waited on its unreachable SaaS (`_unreached`)
 
     @workflow.run
     async def run(self, task: TaskInput) -> TaskResult:
@@ -217,6 +222,8 @@ class SystemTaskWorkflow:
 
     async def _await_processor(self, task: TaskInput, pending: TaskResult) -> TaskResult:
         give_up = workflow.now() + timedelta(days=task.task.completion_timeout_days)
+        # Staff's resolution (`staff_resolved`) comes only to a task that waited on its SaaS.
+        heeds = self._waited and workflow.patched(HEEDS_LATE_RESOLUTION)
         interval = _POLL_FIRST
         if pending.poll_after_seconds is not None:
             interval = min(timedelta(seconds=pending.poll_after_seconds) + _POLL_GRACE, _POLL_FIRST)
@@ -231,13 +238,18 @@ class SystemTaskWorkflow:
                     "message": f"no answer from the processor within {task.task.completion_timeout_days} days{unread}",
                 })
             try:
-                await workflow.wait_condition(lambda: self._update is not None, timeout=min(interval, remaining))
+                await workflow.wait_condition(
+                    lambda: self._update is not None or (heeds and self._resolution is not None),
+                    timeout=min(interval, remaining))
             except TimeoutError:
                 polled = await self._poll(task, pending, give_up)
                 if polled.status != "pending":
                     return polled
                 interval = min(interval * 2, _POLL_MAX)
                 continue
+            if heeds and self._resolution is not None:
+                self._recorded = True  # by the request's workflow, as in `_unreached`
+                return self._resolution
             update, self._update = self._update, None
             assert update is not None
             if update.told_late is not None and workflow.patched(RECORDS_TOLD_LATE):
@@ -295,6 +307,7 @@ class SystemTaskWorkflow:
         change sent once in effect. Staff may resolve the task meanwhile (`staff_resolved`): the
         wait ends with their result, and a try under way at that moment stops at its next change
         (its journal refuses it: the try answers with the result on record, activities/fanout.py)."""
+        self._waited = True
         since = workflow.now()
         give_up = since + UNREACHED_FOR
         cause = describe_failure(error)[0]
