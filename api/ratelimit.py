@@ -255,34 +255,37 @@ class RateLimiter:
         Checked first and spent after (`check_allowance`, `spend`), guesses fired together at
         several requests of one address all passed the check before the first was spent: as many
         compared as the attacker had in flight, not the allowance."""
-        allowed, window = self._state.settings.rate(action, "email")
-        pool = await self._state.db()
-        bucket = self._bucket(action, "email", mailbox_of(email))
-        if await pool.fetchval(_TAKE, bucket, float(window), allowed) is None:
-            _, retry_after = await pool.fetchrow(_PEEK, bucket)
-            rate_limited(action, "email")
+        retry_after = await self._take(action, "email", mailbox_of(email))
+        if retry_after is not None:
             raise _too_many(retry_after)
 
     async def give_back(self, action: str, *, email: str) -> None:
         """Return one `take` took, within its window."""
-        pool = await self._state.db()
-        await pool.execute(_GIVE_BACK, self._bucket(action, "email", mailbox_of(email)))
+        await self._give_back(action, "email", mailbox_of(email))
 
     async def take_for_token(self, action: str, token_id: str) -> int | None:
-        """Take one of a staff token's allowance of `action` (api/staff_opens.py), in one statement
-        as `take` does; None when taken, else the seconds until the window ends (nothing taken)."""
-        allowed, window = self._state.settings.rate(action, "token")
-        pool = await self._state.db()
-        bucket = self._bucket(action, "token", token_id)
-        if await pool.fetchval(_TAKE, bucket, float(window), allowed) is not None:
-            return None
-        rate_limited(action, "token")
-        return int((await pool.fetchrow(_PEEK, bucket))["retry_after"])
+        """Take one of a staff token's allowance of `action` (api/staff_opens.py), as `take` does;
+        None when taken, else the seconds until the window ends (nothing taken)."""
+        return await self._take(action, "token", token_id)
 
     async def give_back_for_token(self, action: str, token_id: str) -> None:
         """Return one `take_for_token` took, within its window."""
+        await self._give_back(action, "token", token_id)
+
+    async def _take(self, action: str, per: str, key: str) -> int | None:
+        """One of `key`'s allowance of `action` taken in one statement (none left: nothing taken,
+        and the seconds until its window ends)."""
+        allowed, window = self._state.settings.rate(action, per)
         pool = await self._state.db()
-        await pool.execute(_GIVE_BACK, self._bucket(action, "token", token_id))
+        bucket = self._bucket(action, per, key)
+        if await pool.fetchval(_TAKE, bucket, float(window), allowed) is not None:
+            return None
+        rate_limited(action, per)
+        return int((await pool.fetchrow(_PEEK, bucket))["retry_after"])
+
+    async def _give_back(self, action: str, per: str, key: str) -> None:
+        pool = await self._state.db()
+        await pool.execute(_GIVE_BACK, self._bucket(action, per, key))
 
     async def check_unverified_ceiling(self) -> None:
         """503 while as many unverified requests are open as the service takes at once."""
