@@ -6,6 +6,7 @@ read these as they read api/staff_actions.py's table for the workflow's updates.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
@@ -85,3 +86,7 @@ class NewToken(BaseModel):
                                                  "token's role wherever its holder acted")
     expires_in_days: int | None = Field(None, ge=1, le=LONGEST_LIFETIME.days,
                                         description="days the token works; DSRFLOW_TOKEN_DAYS (90) when left out")
+
+    def lifetime(self, default_days: int) -> timedelta:
+        """How long the token works: the days asked for, else `default_days` (DSRFLOW_TOKEN_DAYS)."""
+        return timedelta(days=self.expires_in_days or default_days)

@@ -79,8 +79,8 @@ async def create(staff: Annotated[Staff, require_console_role(TOKEN_ROLE)], requ
     except ValidationError as exc:
         errors = {str(e["loc"][0]): _message(str(e["loc"][0]), e["msg"]) for e in exc.errors()}
         return await _page(request, state, pool, status_code=422, values=values, errors=errors)
-    days = body.expires_in_days or state.settings.token_days
-    row, token = await issue_token(pool, body.role, body.label, actor=staff.actor, lifetime=timedelta(days=days))
+    row, token = await issue_token(pool, body.role, body.label, actor=staff.actor,
+                                     lifetime=body.lifetime(state.settings.token_days))
     return await _page(request, state, pool, created={**row, "token": token})
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -49,8 +49,8 @@ async def index(
 @router.post("", status_code=201, response_model=CreatedToken)
 async def create(staff: Annotated[Staff, require_role(TOKEN_ROLE)], body: NewToken, pool: Pool,
                  state: State) -> CreatedToken:
-    days = body.expires_in_days or state.settings.token_days
-    row, token = await issue_token(pool, body.role, body.label, actor=staff.actor, lifetime=timedelta(days=days))
+    row, token = await issue_token(pool, body.role, body.label, actor=staff.actor,
+                                     lifetime=body.lifetime(state.settings.token_days))
     return CreatedToken(**row, token=token)
 
 
