@@ -24,9 +24,9 @@ from api.state import AppState
 from dsrflow.domain.audit import append_event
 from dsrflow.stores.staff_tokens import Staff
 from schemas.requests import NewRequest
+from schemas.staff_tokens import LIMIT_EVENT
 
 ACTION = "staff_opens"
-LIMIT_EVENT = "staff.open_limit_reached"
 _log = logging.getLogger(__name__)
 
 

@@ -19,10 +19,9 @@ from api.deps import Pool, State
 from api.forms import read_form
 from api.pages import problem_pages, render
 from api.problems import Problem
-from api.staff_opens import LIMIT_EVENT
 from api.staff_writes import TOKEN_ROLE, NewToken
 from dsrflow.stores.staff_tokens import LastAdmin, issue_token, list_tokens, revoke_token, token_state
-from schemas.staff_tokens import EXPIRES_SOON, LONGEST_LIFETIME, ROLES
+from schemas.staff_tokens import EXPIRES_SOON, LIMIT_EVENT, LONGEST_LIFETIME, ROLES
 
 router = APIRouter(prefix="/console", tags=["console"], include_in_schema=False,
                    route_class=problem_pages("console/problem.html"))

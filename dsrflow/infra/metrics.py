@@ -35,7 +35,7 @@ from dsrflow.infra.ports import free_port
 from schemas.clock_start import clock_waits_sql
 from schemas.requests import RequestStatus
 from schemas.restrictions import LIFTING_SQL
-from schemas.staff_tokens import EXPIRES_SOON, ROLES
+from schemas.staff_tokens import EXPIRES_SOON, LIMIT_EVENT, ROLES
 from schemas.sweeps import SWEEP_EVERY, stale_after
 
 __all__ = ["CONTENT_TYPE", "MAILBOX_READER_FAILING", "REGISTRY", "DatabaseGauges", "connector_call", "exposition",
@@ -177,7 +177,7 @@ SELECT role AS key, count(*) AS n FROM staff_tokens
 # was not opening requests by the hundred may be stolen (migration 0048 indexes these events).
 _TOKENS_OVER_BOUND = """
 SELECT count(DISTINCT data->>'token_id') FROM audit_events
- WHERE event_type = 'staff.open_limit_reached' AND occurred_at > now() - interval '1 day'
+ WHERE event_type = '""" + LIMIT_EVENT + """' AND occurred_at > now() - interval '1 day'
 """
 _STEPS = """
 SELECT step AS key, count(*) AS n, extract(epoch FROM now() - min(since))::float8 AS age
