@@ -26,9 +26,9 @@ def require_answerable(result: TaskResult | None, system: str, attempt: int | No
                                                                              other_action))
         raise ValueError(f"the {system} task's attempt this was sent for ({sent}) has been answered since, "
                          f"and its attempt now is another ({now}, {attempt_words(result)}): {STALE_ANSWER}")
-    if resolving and waits_unreached(result):
-        return  # staff did by hand what the task waits to do
     if waits_unreached(result):
+        if resolving:
+            return  # staff did by hand what the task waits to do
         raise ValueError(f"the {system} task is pending, tried again by itself while its system cannot be "
                          "reached; it can be resolved (done by other means), not retried")
     if result.status != "needs_attention":
