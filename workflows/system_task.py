@@ -94,8 +94,8 @@ def continues(error: BaseException) -> bool:
 def unreachable(error: BaseException) -> bool:
     """A failure of an http system's action that is the service's outage (its quick retries ran
     out on connection errors, timeouts, 5xx or 429): not a refusal a person must look at."""
-    return (isinstance(error, ActivityError) and isinstance(error.cause, ApplicationError)
-            and error.cause.type in SAAS_OUTAGE_ERRORS and not error.cause.non_retryable)
+    return (curable(error) and isinstance(error, ActivityError) and isinstance(error.cause, ApplicationError)
+            and error.cause.type in SAAS_OUTAGE_ERRORS)
 
 
 def curable(error: BaseException) -> bool:
