@@ -21,12 +21,11 @@ from api.problems import Problem
 from api.ratelimit import RateLimiter
 from api.state import AppState
 from dsrflow.stores.staff_tokens import (
+    NotInForce,
     Staff,
     authenticate,
     create_token,
-    expired_at,
     session_staff,
-    was_revoked,
 )
 from schemas.staff_tokens import ROLES
 
@@ -107,21 +106,21 @@ async def _identify(request: Request, state: AppState, *, console: bool) -> Staf
             raise Problem(401, "Authentication required", "send Authorization: Bearer <token>")
         limiter: RateLimiter = request.app.state.rate_limiter
         await limiter.refuse_token_guesser(request)
-        staff = await authenticate(pool, token.strip())
-        if staff is None:
+        found = await authenticate(pool, token.strip())
+        if isinstance(found, NotInForce):
             # An expired token is no guess either; its holder is told, to ask for a new one.
-            if (expired := await expired_at(pool, token.strip())) is not None:
-                raise token_expired(expired)
+            if found.expired_at is not None:
+                raise token_expired(found.expired_at)
             # A revoked token is answered alike but not counted: it is no guess, and a forgotten
             # script still sending the token a rotation replaced would otherwise lock its machine's
             # new token out with it.
-            if not await was_revoked(pool, token.strip()):
+            if not found.revoked:
                 await limiter.count_wrong_token(request)
             raise Problem(401, "Authentication required", "the token is unknown or revoked")
         # A page fetched with a bearer token (a script saving the evidence pack, say) still
         # renders its forms; their CSRF token is bound to the token id, which no session accepts.
-        request.state.csrf_binding = f"bearer:{staff.token_id}"
-        return staff
+        request.state.csrf_binding = f"bearer:{found.token_id}"
+        return found
     session_id = request.cookies.get(SESSION_COOKIE)
     # htmx's own GETs are the page polling its live parts: reading, not someone using it.
     used = not (request.method in SAFE_METHODS and request.headers.get("hx-request"))

@@ -39,9 +39,9 @@ from dsrflow.settings import Settings
 from dsrflow.stores.staff_tokens import (
     SESSION_IDLE,
     SESSION_LIFETIME,
+    NotInForce,
     authenticate,
     end_session,
-    expired_at,
     session_staff,
     start_session,
 )
@@ -102,9 +102,9 @@ async def sign_in(
         return _sign_in_page(request, state.settings, next_path, status_code=403,
                              error="This sign-in form has expired. Please enter your token again.")
     pool = await state.db()
-    staff = await authenticate(pool, token.strip()) if token.strip() else None
-    if staff is None:
-        expired = await expired_at(pool, token.strip()) if token.strip() else None
+    staff = await authenticate(pool, token.strip()) if token.strip() else NotInForce()
+    if isinstance(staff, NotInForce):
+        expired = staff.expired_at
         return _sign_in_page(request, state.settings, next_path, status_code=401, error=(
             f"That token expired on {expired.astimezone(UTC):%Y-%m-%d %H:%M} UTC: ask an admin for a new one."
             if expired else "That token is unknown or has been revoked."))

@@ -108,28 +108,30 @@ def _view(row: asyncpg.Record) -> dict[str, Any]:
 _IN_FORCE = "t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > now())"
 
 
-async def authenticate(pool: asyncpg.Pool, token: str) -> Staff | None:
-    """Whose token `token` is, if it is in force (neither revoked nor expired)."""
+@dataclass(frozen=True)
+class NotInForce:
+    """Why a token opens nothing: one we issued and revoked, or one that expired (when); neither:
+    unknown, perhaps a guess. Neither a revoked nor an expired token is a guess (no one guesses one
+    we issued), and an expired token's holder is told, to ask for a new one rather than suspect a
+    typo."""
+
+    revoked: bool = False
+    expired_at: datetime | None = None
+
+
+async def authenticate(pool: asyncpg.Pool, token: str) -> Staff | NotInForce:
+    """Whose token `token` is, if it is in force (neither revoked nor expired); else why not, from
+    the same one lookup."""
     row = await pool.fetchrow(
-        f"SELECT id, role, label, expires_at FROM staff_tokens t WHERE token_hash = $1 AND {_IN_FORCE}",
-        token_hash(token),
-    )
-    return Staff(str(row["id"]), row["role"], row["label"], row["expires_at"]) if row else None
-
-
-async def expired_at(pool: asyncpg.Pool, token: str) -> datetime | None:
-    """When `token`, one we issued and never revoked, expired; None for any other: a refusal says
-    so, for its holder to ask for a new one rather than suspect a typo."""
-    expired: datetime | None = await pool.fetchval(
-        "SELECT expires_at FROM staff_tokens WHERE token_hash = $1 AND revoked_at IS NULL AND expires_at <= now()",
-        token_hash(token))
-    return expired
-
-
-async def was_revoked(pool: asyncpg.Pool, token: str) -> bool:
-    """Whether `token` is one we issued and have since revoked (not a guess: no one guesses one)."""
-    return bool(await pool.fetchval(
-        "SELECT true FROM staff_tokens WHERE token_hash = $1 AND revoked_at IS NOT NULL", token_hash(token)))
+        "SELECT id, role, label, expires_at, revoked_at IS NOT NULL AS revoked, expires_at <= now() AS expired "
+        "FROM staff_tokens WHERE token_hash = $1", token_hash(token))
+    if row is None:
+        return NotInForce()
+    if row["revoked"]:
+        return NotInForce(revoked=True)
+    if row["expired"]:
+        return NotInForce(expired_at=row["expires_at"])
+    return Staff(str(row["id"]), row["role"], row["label"], row["expires_at"])
 
 
 async def list_tokens(pool: asyncpg.Pool, *, include_revoked: bool = False) -> list[dict[str, Any]]:
