@@ -65,6 +65,12 @@ SELECT coalesce(max(hits), 0) AS hits,
        coalesce(max(greatest(ceil(extract(epoch FROM window_end - now())), 1)::int), 1) AS retry_after
 FROM rate_limit_counters WHERE bucket = $1 AND window_end > now()
 """
+# A refused take's window: the seconds left, and its end as stored (the window's one identity).
+_WINDOW = """
+SELECT coalesce(max(greatest(ceil(extract(epoch FROM window_end - now())), 1)::int), 1) AS retry_after,
+       max(window_end) AS window_end
+FROM rate_limit_counters WHERE bucket = $1 AND window_end > now()
+"""
 # One of an allowance taken, in one statement, only while some is left (no row: none is): a peek
 # and a later hit let attempts fired together all pass the peek before any was counted.
 _TAKE = _COUNT_ONE + "WHERE c.window_end <= now() OR c.hits < $3 RETURNING hits"
@@ -255,33 +261,35 @@ class RateLimiter:
         Checked first and spent after (`check_allowance`, `spend`), guesses fired together at
         several requests of one address all passed the check before the first was spent: as many
         compared as the attacker had in flight, not the allowance."""
-        retry_after = await self._take(action, "email", mailbox_of(email))
-        if retry_after is not None:
-            raise _too_many(retry_after)
+        refused = await self._take(action, "email", mailbox_of(email))
+        if refused is not None:
+            raise _too_many(refused[0])
 
     async def give_back(self, action: str, *, email: str) -> None:
         """Return one `take` took, within its window."""
         await self._give_back(action, "email", mailbox_of(email))
 
-    async def take_for_token(self, action: str, token_id: str) -> int | None:
+    async def take_for_token(self, action: str, token_id: str) -> tuple[int, datetime | None] | None:
         """Take one of a staff token's allowance of `action` (api/staff_opens.py), as `take` does;
-        None when taken, else the seconds until the window ends (nothing taken)."""
+        None when taken, else (nothing taken) the seconds until the window ends and its end, the
+        same instant for every refusal within the window (None if it ended meanwhile)."""
         return await self._take(action, "token", token_id)
 
     async def give_back_for_token(self, action: str, token_id: str) -> None:
         """Return one `take_for_token` took, within its window."""
         await self._give_back(action, "token", token_id)
 
-    async def _take(self, action: str, per: str, key: str) -> int | None:
+    async def _take(self, action: str, per: str, key: str) -> tuple[int, datetime | None] | None:
         """One of `key`'s allowance of `action` taken in one statement (none left: nothing taken,
-        and the seconds until its window ends)."""
+        and the seconds until its window ends, and its end)."""
         allowed, window = self._state.settings.rate(action, per)
         pool = await self._state.db()
         bucket = self._bucket(action, per, key)
         if await pool.fetchval(_TAKE, bucket, float(window), allowed) is not None:
             return None
         rate_limited(action, per)
-        return int((await pool.fetchrow(_PEEK, bucket))["retry_after"])
+        retry_after, window_end = await pool.fetchrow(_WINDOW, bucket)
+        return int(retry_after), window_end
 
     async def _give_back(self, action: str, per: str, key: str) -> None:
         pool = await self._state.db()

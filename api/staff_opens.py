@@ -38,9 +38,9 @@ async def open_as_staff(state: AppState, limiter: RateLimiter, staff: Staff, new
     it counted: its mail may go."""
     if await is_repeat(state, new, idempotency_key=idempotency_key, origin="staff"):
         return await open_request(state, new, actor=staff.actor, idempotency_key=idempotency_key, origin="staff")
-    retry_after = await limiter.take_for_token(ACTION, staff.token_id)
-    if retry_after is not None:
-        raise await _refused(state, staff, retry_after)
+    over = await limiter.take_for_token(ACTION, staff.token_id)
+    if over is not None:
+        raise await _refused(state, staff, *over)
     try:
         row, created = await open_request(state, new, actor=staff.actor, idempotency_key=idempotency_key,
                                           origin="staff")
@@ -53,15 +53,18 @@ async def open_as_staff(state: AppState, limiter: RateLimiter, staff: Staff, new
     return row, created
 
 
-async def _refused(state: AppState, staff: Staff, retry_after: int) -> Problem:
-    """The 429, once recorded for the window (its end in the event's key: one event however often
-    a script retries)."""
+async def _refused(state: AppState, staff: Staff, retry_after: int, window_end: datetime | None) -> Problem:
+    """The 429, once recorded for the window: one event however often a script retries. The
+    window's stored end, to the microsecond, is in the event's key; the end worked out from
+    `retry_after` (whole seconds, from now) was a second later for some refusals than for others,
+    and its minute another when the window ended in a minute's last second: a second event."""
     allowed, window = state.settings.rate(ACTION, "token")
-    resets_at = (datetime.now(UTC) + timedelta(seconds=retry_after)).replace(microsecond=0)
+    window_end = (window_end or datetime.now(UTC) + timedelta(seconds=retry_after)).astimezone(UTC)
+    resets_at = window_end.replace(microsecond=0)
     setting = state.settings.rate_staff_opens_per_token
     pool = await state.db()
     async with pool.acquire() as conn:
-        await append_event(conn, event_key=f"token:{staff.token_id}:open-limit:{resets_at:%Y%m%dT%H%M}",
+        await append_event(conn, event_key=f"token:{staff.token_id}:open-limit:{window_end:%Y%m%dT%H%M%S.%f}",
                            event_type=LIMIT_EVENT, actor=staff.actor,
                            data={"token_id": staff.token_id, "limit": setting, "resets_at": resets_at.isoformat()})
     # The token's id only (no address): an operator finds the token, not the subjects.

@@ -4,8 +4,12 @@ limit is lowered to 3 an hour here; the default is 200."""
 
 from __future__ import annotations
 
+import asyncio
 import re
+from datetime import datetime
 
+from dsrflow.crypto.hashing import keyed_hash
+from dsrflow.crypto.keys import load_secret_key
 from dsrflow.settings import Settings
 from dsrflow.stores.staff_tokens import create_token
 from tests.ratelimit_support import app_clients, assert_limited, stored_for, unique_ip
@@ -118,3 +122,26 @@ async def test_the_consoles_new_request_form_counts_against_the_same_bound(setti
         assert [a.status_code for a in answers] == [303, 303, 303, 429], [a.text[:300] for a in answers]
         assert "DSRFLOW_RATE_STAFF_OPENS_PER_TOKEN" in answers[3].text and "Nothing was stored" in answers[3].text
         assert await stored_for(pool, emails[3]) == 0
+
+
+async def test_refusals_of_one_window_ending_in_a_minutes_last_second_are_one_event(app_http, pool, settings):
+    """The window's end, not the minute worked out from each refusal's seconds to wait, says which
+    window a refusal is of: a window ending at hh:mm:59.6 was recorded twice, as ending in mm and
+    in mm+1, by refusals a fraction of a second apart. Refused over a second, it is one event."""
+    token = await create_token(pool, "agent", "opens boundary test")
+    token_id = await pool.fetchval("SELECT id::text FROM staff_tokens WHERE label = 'opens boundary test'")
+    allowed, _ = settings.rate("staff_opens", "token")
+    bucket = keyed_hash(load_secret_key(settings), "rate-limit", "staff_opens", "token", token_id)
+    window_end = await pool.fetchval(
+        "INSERT INTO rate_limit_counters (bucket, hits, window_end) VALUES "
+        "($1, $2, date_trunc('minute', now()) + interval '1 minute 59.6 seconds') RETURNING window_end", bucket, allowed)
+
+    for _ in range(8):  # 0.15 s apart and more: the refusals' fractions of a second go round the clock
+        assert_limited(await app_http.post("/v1/requests", json=_request(unique_email("opens-boundary")),
+                                           headers={"Authorization": f"Bearer {token}"}), 3600)
+        await asyncio.sleep(0.15)
+
+    events = await pool.fetch("SELECT data FROM audit_events WHERE event_type = 'staff.open_limit_reached' "
+                              "AND data->>'token_id' = $1", token_id)
+    assert len(events) == 1, events
+    assert datetime.fromisoformat(events[0]["data"]["resets_at"]) == window_end.replace(microsecond=0)
