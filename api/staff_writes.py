@@ -6,13 +6,14 @@ read these as they read api/staff_actions.py's table for the workflow's updates.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 from api.read_models.staff_reach import READABLE_BY
 from dsrflow.stores.mailbox_store import CONVERT_KEY
+from dsrflow.stores.staff_tokens import LastAdmin, OutlivesCreator
 from dsrflow.stores.team_store import NOTE_MAX
 from schemas.plain_text import StaffLine, StaffText
 from schemas.staff_tokens import LONGEST_LIFETIME
@@ -90,3 +91,26 @@ class NewToken(BaseModel):
     def lifetime(self, default_days: int) -> timedelta:
         """How long the token works: the days asked for, else `default_days` (DSRFLOW_TOKEN_DAYS)."""
         return timedelta(days=self.expires_in_days or default_days)
+
+
+def outlives_words(refused: OutlivesCreator) -> str:
+    """Why a token created with a token is refused the lifetime asked for (REST's 422, the
+    console's form): the limit and its date, and where a longer one comes from."""
+    expires = f"{refused.expires_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+    fits = (f"at most {refused.days} day{'s' if refused.days != 1 else ''}" if refused.days
+            else "within a day: no number of days fits")
+    return (f"a token created with your token cannot outlive it: yours expires on {expires}, so {fits}. "
+            "A longer-lived token is issued at the server (dsrflow token create)")
+
+
+def last_admin_words(token_id: str, refused: LastAdmin, *, with_descendants: bool) -> str:
+    """Why a revocation is refused (REST's 409; the console says it in its words): which admin
+    tokens in force it would take, leaving none, and what to do instead."""
+    if not with_descendants:
+        return (f"token {token_id} is the last admin token in force: revoked, no one could manage staff tokens "
+                "over the API. Create another admin token first (POST /v1/tokens), or revoke it on the server "
+                "with dsrflow token revoke")
+    return (f"revoking token {token_id} with the tokens it created would leave no admin token in force: it would "
+            f"take the admin tokens {', '.join(refused.admins)}. Create another admin token first, with a token "
+            "not among them or at the server (dsrflow token create), or revoke them on the server with dsrflow "
+            "token revoke --with-descendants")

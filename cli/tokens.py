@@ -50,9 +50,10 @@ def token_create(
 def token_list(
     all_: Annotated[bool, typer.Option("--all", help="include revoked tokens")] = False,
 ) -> None:
-    """Print one line per token: id, role, created, state (active, expires soon, expired,
-    revoked), expiry, label. Never a token itself. A token issued before tokens expired says
-    `expires never!`: replace it."""
+    """Print one line per token: id, role, created, the first 8 characters of the id of the token
+    that created it (`by -`: at the server, or not recorded), state (active, expires soon,
+    expired, revoked), expiry, label. Never a token itself. A token issued before tokens expired
+    says `expires never!`: replace it."""
     from dsrflow.stores.staff_tokens import list_tokens, token_state
 
     rows = asyncio.run(with_pool(lambda pool: list_tokens(pool, include_revoked=all_)))
@@ -60,18 +61,25 @@ def token_list(
         state = token_state(row)
         revoked = f"revoked {row['revoked_at']:%Y-%m-%d %H:%M}" if state == "revoked" else state
         expires = f"expires {row['expires_at']:%Y-%m-%d %H:%M}" if row["expires_at"] else "expires never!"
-        typer.echo(f"{row['id']}  {row['role']:<10}  created {row['created_at']:%Y-%m-%d %H:%M}  "
+        by = (row["created_by"] or "-")[:8]
+        typer.echo(f"{row['id']}  {row['role']:<10}  created {row['created_at']:%Y-%m-%d %H:%M}  by {by:<8}  "
                    f"{revoked:<24}  {expires:<24}  {row['label'] or ''}".rstrip())
 
 
 @token_app.command("revoke")
 def token_revoke(
     token_id: Annotated[str, typer.Argument(help="the token's id, from `dsrflow token list`")],
+    with_descendants: Annotated[bool, typer.Option(
+        "--with-descendants", help="revoke every token it created (they created, and so on) with it")] = False,
 ) -> None:
-    """Revoke a token at once; console sessions signed in with it end too."""
+    """Revoke a token at once; console sessions signed in with it end too. With
+    --with-descendants, the tokens it created go too (one line each), in one transaction: a stolen
+    token's offspring. At the server any token is revoked, the last admin's too."""
     from dsrflow.stores.staff_tokens import revoke_token
 
-    row = asyncio.run(with_pool(lambda pool: revoke_token(pool, token_id, actor="cli")))
+    row = asyncio.run(with_pool(lambda pool: revoke_token(pool, token_id, actor="cli",
+                                                          with_descendants=with_descendants)))
     if row is None:
         fail(f"token-id: no staff token {token_id!r} (see `dsrflow token list --all`)", 2)
-    typer.echo(f"revoked {row['id']} ({row['role']}) at {row['revoked_at']:%Y-%m-%d %H:%M:%S %Z}")
+    for revoked in [row, *row["descendants_revoked"]]:
+        typer.echo(f"revoked {revoked['id']} ({revoked['role']}) at {revoked['revoked_at']:%Y-%m-%d %H:%M:%S %Z}")

@@ -24,6 +24,8 @@ A = agent, C = compliance, D = admin; "all" = A, C, D. Test names are shortened.
 | "show only those" expiring                     |          |                                                          |                                           |
 | tokens: a row's Revoke                         | D        | staff_token_browser admin_revokes (D); the last admin's  | A, C: authz_matrix (403)                  |
 |                                                |          | refused, one's own signs out: staff_token_revoke (HTTP)  |                                           |
+| tokens: a row's "Revoke it and the N tokens it | D        | staff_token_browser revokes_..._tokens_it_created (D);   | A, C: staff_token_lineage (403, forged    |
+| created" (only when N > 0)                     |          | leaving no admin refused: staff_token_lineage (HTTP)     | post and REST), authz_matrix (403)        |
 | header: Skip to content                        | all      | audit_queue skips_to_the_content (all)                   |                                           |
 | sign-in: Sign in                               | visitor  | browser signed_in (every test); unknown token: every     |                                           |
 | sign-in: privacy portal, API documentation     | visitor  | navigation portal_language, api_documentation            |                                           |

@@ -156,7 +156,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "/console/views/{view_id}/delete": (),
     "/console/suppressions/check": ("addresses",),
     "/console/tokens": ("role", "label", "expires_in_days"),
-    "/console/tokens/{token_id}/revoke": (),
+    "/console/tokens/{token_id}/revoke": ("descendants",),  # "yes": the tokens it created too
     # The consent's box is named after the address whose Lift button was pressed (api/console/suppressions.py).
     "/console/suppressions/lift": ("addresses", "email", f"{CONSENT_FIELD}x@example.com"),
     ACT: (),  # one route per action of api/staff_actions.py, each with its body's fields

@@ -1,6 +1,7 @@
 """The console's Tokens page (api/console/tokens.py) in Debian's Chromium: an admin finds it in
 the header, creates a token with an expiry, sees it once, reads which tokens expire soon or
-never, and revokes one with its row's button; agents and compliance are not offered it. The site runs without the workflow engine: the
+never, and revokes one with its row's button, or with the tokens it created with its second one;
+agents and compliance are not offered it. The site runs without the workflow engine: the
 page needs none."""
 
 from __future__ import annotations
@@ -86,3 +87,33 @@ async def test_an_admin_revokes_a_token_with_its_rows_button(browser, site, pool
         refused = await api.get("/v1/requests", headers={"Authorization": f"Bearer {agent_token}"})
     assert refused.status_code == 401
     assert await pool.fetchval("SELECT revoked_at FROM staff_tokens WHERE id = $1", agent["id"]) is not None
+
+
+async def test_an_admin_revokes_a_token_with_the_tokens_it_created(browser, site, pool):
+    """A token that created others has a second button, counting them (through every generation):
+    pressed, all of them stop at once and the page names them. A token that created none has no
+    such button. Agents and compliance are not offered the page (above), and their forged post
+    is refused (tests/test_staff_token_lineage.py)."""
+    tag = uuid.uuid4().hex[:6]
+    stolen, _ = await issue_token(pool, "admin", f"stolen {tag}")
+    child, _ = await issue_token(pool, "admin", f"made by the thief {tag}", lifetime=timedelta(days=5),
+                                 created_by=stolen["id"])
+    grandchild, grandchild_token = await issue_token(pool, "agent", f"made in turn {tag}", lifetime=timedelta(days=2),
+                                                     created_by=child["id"])
+    page = await signed_in(browser, site, pool, "admin", "/console/tokens")
+    rows = page.locator("#tokens tbody tr")
+    await expect(rows.filter(has_text=f"made in turn {tag}").locator(".created-by")).to_contain_text(
+        f"made by the thief {tag}")
+    await expect(rows.filter(has_text=f"made in turn {tag}").get_by_role("button", name="Revoke it and")).to_have_count(0)
+
+    await rows.filter(has_text=f"stolen {tag}").get_by_role(
+        "button", name="Revoke it and the 2 tokens it created").click()
+
+    await expect(page.locator("#revoked")).to_contain_text(f"Token revoked: stolen {tag}")
+    await expect(page.locator("#revoked")).to_contain_text(f"and the 2 tokens it created: made by the thief {tag}")
+    await expect(rows.filter(has_text=tag)).to_have_count(0)
+    async with httpx.AsyncClient(base_url=site) as api:
+        refused = await api.get("/v1/requests", headers={"Authorization": f"Bearer {grandchild_token}"})
+    assert refused.status_code == 401
+    assert await pool.fetchval("SELECT count(*) FROM staff_tokens WHERE revoked_at IS NOT NULL AND id = ANY($1)",
+                               [stolen["id"], child["id"], grandchild["id"]]) == 3

@@ -9,6 +9,11 @@ SESSION_LIFETIME at the latest, and after SESSION_IDLE without use.
 A token works until its `expires_at` (the creator's choice, DSRFLOW_TOKEN_DAYS by default), and
 its sessions end then too. NULL is "never": only tokens issued before expiry existed (migration
 0047), which the token lists flag so that an admin replaces them.
+
+A token created with a token records it (`created_by`, migration 0050; NULL: at the server, or
+before this was recorded) and lives no longer than it: a stolen admin token could otherwise mint
+another that outlived its own revocation by years. Revoking a token can take its descendants (the
+tokens it created, theirs, and so on) with it.
 """
 
 from __future__ import annotations
@@ -32,10 +37,11 @@ from schemas.staff_tokens import EXPIRES_SOON, LONGEST_LIFETIME, ROLES
 _TOKEN_PREFIX = "dsr_"
 SESSION_LIFETIME = timedelta(hours=12)
 SESSION_IDLE = timedelta(minutes=30)
-_VIEW = "id, role, label, created_at, revoked_at, expires_at"
+_VIEW = "id, role, label, created_at, revoked_at, expires_at, created_by"
 _LABEL: TypeAdapter[str] = TypeAdapter(StaffLine)
 _LIFETIME = re.compile(r"^\s*(\d{1,6})\s*([hdw])\s*$")
 _UNITS = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
+_IN_FORCE = "t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > now())"
 
 
 @dataclass(frozen=True)
@@ -70,13 +76,39 @@ async def create_token(pool: asyncpg.Pool, role: str, label: str | None = None,
     return (await issue_token(pool, role, label, lifetime=lifetime))[1]
 
 
+class OutlivesCreator(Exception):
+    """The lifetime asked for ends after the creating token's expiry (`expires_at`)."""
+
+    def __init__(self, expires_at: datetime, now: datetime) -> None:
+        super().__init__(expires_at)
+        self.expires_at = expires_at
+        # The most whole days a token created now may be given: none when the creator expires
+        # within a day.
+        self.days = (expires_at - now) // timedelta(days=1)
+
+
+class CreatorNotInForce(Exception):
+    """The creating token was revoked or expired while the new one was being created."""
+
+
+# Taken by every revocation (exclusive) and every creation with a token (shared): a revocation
+# with descendants finds the token its creator is making at that moment, and a creation by a token
+# being revoked sees it revoked.
+_LINEAGE_LOCK = "hashtext('staff_tokens:revoke')"
+
+
 async def issue_token(
     pool: asyncpg.Pool, role: str, label: str | None = None, *, actor: str | None = None,
-    lifetime: timedelta | None = None,
+    lifetime: timedelta | None = None, created_by: str | None = None, asked: bool = True,
 ) -> tuple[dict[str, Any], str]:
     """(the token's row as `list_tokens` shows it, the token), working for `lifetime` from now
     (None: without end, which only tests and fixtures ask for). With `actor` (who made it: an
-    admin over the API or the console, the CLI) the creation is audited."""
+    admin over the API or the console, the CLI) the creation is audited.
+
+    `created_by`: the id of the token that creates it (the API, the console; the CLI at the server
+    has none), which must be in force (else CreatorNotInForce) and which it may not outlive: a
+    lifetime `asked` for past the creator's expiry is refused with OutlivesCreator (saying when it
+    expires, never silently shortened); a default one (`asked=False`) ends with the creator's."""
     if lifetime is not None and not timedelta(0) < lifetime <= LONGEST_LIFETIME:
         raise ValueError(f"a token's lifetime must be more than nothing and at most {LONGEST_LIFETIME.days} days")
     if role not in ROLES:
@@ -89,23 +121,34 @@ async def issue_token(
     token = _TOKEN_PREFIX + secrets.token_urlsafe(32)
     token_id = str(uuid.uuid4())
     async with pool.acquire() as conn, conn.transaction():
+        now, expires_at = await conn.fetchrow("SELECT now(), now() + $1::interval", lifetime)
+        if created_by is not None:
+            await conn.execute(f"SELECT pg_advisory_xact_lock_shared({_LINEAGE_LOCK})")
+            creator = await conn.fetchrow(f"SELECT expires_at FROM staff_tokens t WHERE id = $1 AND {_IN_FORCE}",
+                                          created_by)
+            if creator is None:
+                raise CreatorNotInForce(created_by)
+            limit = creator["expires_at"]
+            if limit is not None and (expires_at is None or expires_at > limit):
+                if asked:
+                    raise OutlivesCreator(limit, now)
+                expires_at = limit
         row = await conn.fetchrow(
-            f"""INSERT INTO staff_tokens (id, token_hash, role, label, expires_at)
-                VALUES ($1, $2, $3, $4, now() + $5::interval) RETURNING {_VIEW}""",
-            token_id, token_hash(token), role, label, lifetime,
+            f"""INSERT INTO staff_tokens (id, token_hash, role, label, expires_at, created_by)
+                VALUES ($1, $2, $3, $4, $5, $6) RETURNING {_VIEW}""",
+            token_id, token_hash(token), role, label, expires_at, created_by,
         )
         if actor:
             expires = row["expires_at"].isoformat() if row["expires_at"] else None
             await append_event(conn, event_key=f"token:{token_id}:created", event_type="staff.token_created",
-                               actor=actor, data={"token_id": token_id, "role": role, "expires_at": expires})
+                               actor=actor, data={"token_id": token_id, "role": role, "expires_at": expires,
+                                                  "created_by": created_by})
     return _view(row), token
 
 
 def _view(row: asyncpg.Record) -> dict[str, Any]:
-    return {**dict(row), "id": str(row["id"])}
-
-
-_IN_FORCE = "t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > now())"
+    created_by = row["created_by"]
+    return {**dict(row), "id": str(row["id"]), "created_by": str(created_by) if created_by else None}
 
 
 @dataclass(frozen=True)
@@ -135,12 +178,32 @@ async def authenticate(pool: asyncpg.Pool, token: str) -> Staff | NotInForce:
 
 
 async def list_tokens(pool: asyncpg.Pool, *, include_revoked: bool = False) -> list[dict[str, Any]]:
-    """Ids, roles, labels and dates; never a token (only hashes are stored anyway)."""
-    rows = await pool.fetch(
-        f"SELECT {_VIEW} FROM staff_tokens WHERE $1 OR revoked_at IS NULL ORDER BY created_at, id",
-        include_revoked,
-    )
-    return [_view(r) for r in rows]
+    """Ids, roles, labels and dates; never a token (only hashes are stored anyway). Each row also
+    says how many tokens not yet revoked descend from it (`descendants`: those it created, theirs,
+    and so on, through revoked ones too), what revoking it with them would take, and its creator's
+    label (`creator_label`, the creator revoked or not)."""
+    rows = [_view(r) for r in await pool.fetch(f"SELECT {_VIEW} FROM staff_tokens ORDER BY created_at, id")]
+    labels = {row["id"]: row["label"] for row in rows}
+    children: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        if row["created_by"]:
+            children.setdefault(row["created_by"], []).append(row)
+    listed = []
+    for row in rows:
+        if include_revoked or row["revoked_at"] is None:
+            below = _below(children, row["id"])
+            listed.append({**row, "descendants": sum(1 for d in below if d["revoked_at"] is None),
+                           "creator_label": labels.get(row["created_by"] or "")})
+    return listed
+
+
+def _below(children: dict[str, list[dict[str, Any]]], token_id: str) -> list[dict[str, Any]]:
+    found, todo = [], list(children.get(token_id, ()))
+    while todo:
+        row = todo.pop()
+        found.append(row)
+        todo.extend(children.get(row["id"], ()))
+    return found
 
 
 def token_state(row: dict[str, Any], now: datetime | None = None) -> str:
@@ -157,46 +220,79 @@ def token_state(row: dict[str, Any], now: datetime | None = None) -> str:
 
 
 class LastAdmin(Exception):
-    """Revoking this token would leave no admin token in force."""
+    """Revoking these tokens would leave no admin token in force: `admins`, the ids of the admin
+    tokens in force among them."""
+
+    def __init__(self, admins: list[str]) -> None:
+        super().__init__(*admins)
+        self.admins = admins
 
 
-async def revoke_token(pool: asyncpg.Pool, token_id: str, *, actor: str,
-                       keep_an_admin: bool = False) -> dict[str, Any] | None:
+# A token's descendants not yet revoked: those it created, theirs, and so on (through revoked ones:
+# a revoked token's offspring is no less the thief's).
+_DESCENDANTS = """
+WITH RECURSIVE below (id) AS (
+    SELECT id FROM staff_tokens WHERE created_by = $1
+    UNION SELECT t.id FROM staff_tokens t JOIN below b ON t.created_by = b.id)
+SELECT id FROM below JOIN staff_tokens USING (id) WHERE revoked_at IS NULL ORDER BY created_at, id"""
+# Of the admin tokens in force, those among $1 and whether any other is left.
+_ADMINS_AMONG = f"""
+SELECT coalesce(array_agg(t.id::text ORDER BY t.created_at) FILTER (WHERE t.id = ANY($1)), '{{}}') AS among,
+       count(*) FILTER (WHERE NOT t.id = ANY($1)) AS others
+FROM staff_tokens t WHERE t.role = 'admin' AND {_IN_FORCE}"""
+
+
+async def revoke_token(pool: asyncpg.Pool, token_id: str, *, actor: str, keep_an_admin: bool = False,
+                       with_descendants: bool = False) -> dict[str, Any] | None:
     """Revoke a token and end its sessions; None when there is no such token. Revoking twice
-    keeps the first revocation time.
+    keeps the first revocation time. `with_descendants`: every token descending from it that is
+    not yet revoked too, in the same transaction, each audited and its sessions ended; the row
+    returned lists them (`descendants_revoked`, their rows).
 
     `keep_an_admin` (the API, the console): refuse with LastAdmin to revoke the last admin token
-    in force (an expired one is not: it opens nothing), which no one could replace but at the
-    server (`dsrflow token create`, where the CLI revokes any token, a stolen last one included)."""
+    in force (an expired one is not: it opens nothing), alone or with its descendants, which no
+    one could replace but at the server (`dsrflow token create`, where the CLI revokes any token, a
+    stolen last one included)."""
     stored_id = canonical_uuid(token_id)  # `DELETE /v1/tokens/{...}` answered 500
     if stored_id is None:
         return None
     token_id = stored_id
     async with pool.acquire() as conn, conn.transaction():
         # One revocation at a time: two admins revoking each other at once each saw the other
-        # still in force.
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('staff_tokens:revoke'))")
-        if keep_an_admin and await conn.fetchval(
-                """SELECT role = 'admin' AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
-                          AND NOT EXISTS (
-                       SELECT 1 FROM staff_tokens o WHERE o.role = 'admin' AND o.revoked_at IS NULL AND o.id <> t.id
-                          AND (o.expires_at IS NULL OR o.expires_at > now()))
-                   FROM staff_tokens t WHERE id = $1""", token_id):
-            raise LastAdmin(token_id)
-        row = await conn.fetchrow(
-            f"UPDATE staff_tokens SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1 RETURNING {_VIEW}",
-            token_id,
-        )
+        # still in force. Creations with a token wait too (issue_token): none escapes a cascade.
+        await conn.execute(f"SELECT pg_advisory_xact_lock({_LINEAGE_LOCK})")
+        descendants = [str(r["id"]) for r in await conn.fetch(_DESCENDANTS, token_id)] if with_descendants else []
+        if keep_an_admin:
+            admins = await conn.fetchrow(_ADMINS_AMONG, [token_id, *descendants])
+            if admins["among"] and not admins["others"]:
+                raise LastAdmin(list(admins["among"]))
+        row = await _revoke_one(conn, token_id, actor=actor)
         if row is None:
             return None
-        ended = await conn.fetchval(
-            """WITH ended AS (UPDATE staff_sessions SET ended_at = now()
-                              WHERE token_id = $1 AND ended_at IS NULL RETURNING 1)
-               SELECT count(*) FROM ended""",
-            token_id,
-        )
-        await append_event(conn, event_key=f"token:{token_id}:revoked", event_type="staff.token_revoked",
-                           actor=actor, data={"token_id": token_id, "sessions_ended": ended})
+        revoked = [await _revoke_one(conn, descendant, actor=actor, descendant_of=token_id)
+                   for descendant in descendants]
+    return {**row, "descendants_revoked": revoked}
+
+
+async def _revoke_one(conn: asyncpg.Connection, token_id: str, *, actor: str,
+                      descendant_of: str | None = None) -> dict[str, Any] | None:
+    row = await conn.fetchrow(
+        f"UPDATE staff_tokens SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1 RETURNING {_VIEW}",
+        token_id,
+    )
+    if row is None:
+        return None
+    ended = await conn.fetchval(
+        """WITH ended AS (UPDATE staff_sessions SET ended_at = now()
+                          WHERE token_id = $1 AND ended_at IS NULL RETURNING 1)
+           SELECT count(*) FROM ended""",
+        token_id,
+    )
+    data: dict[str, Any] = {"token_id": token_id, "sessions_ended": ended}
+    if descendant_of:
+        data["descendant_of"] = descendant_of
+    await append_event(conn, event_key=f"token:{token_id}:revoked", event_type="staff.token_revoked",
+                       actor=actor, data=data)
     return _view(row)
 
 
