@@ -11,10 +11,11 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import pytest
 from typer.testing import CliRunner
 
 from cli.main import app as cli
-from dsrflow.stores.staff_tokens import issue_token
+from dsrflow.stores.staff_tokens import CreatorNotInForce, issue_token
 from tests.support import CSRF_FIELD, assert_problem, console_sign_in, fetch_rows, settings_env
 
 
@@ -194,3 +195,19 @@ def test_the_cli_revokes_with_descendants_and_lists_who_created_each(settings):
                                   "--expires-in", "3650d"], env=env)
     assert longest.exit_code == 0, longest.output
     assert asyncio.run(fetch_rows(url, "SELECT created_by FROM staff_tokens WHERE label = 'lineage cli long'"))[0][0] is None
+
+
+async def test_a_token_revoked_while_it_creates_one_creates_nothing(pool):
+    """A creation waits for a revocation in progress and then finds its creator revoked: the
+    thief's token, revoked with its descendants, cannot slip one more in between."""
+    creator, _ = await issue_token(pool, "admin", "lineage racing admin")
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('staff_tokens:revoke'))")  # a revocation under way
+        creating = asyncio.ensure_future(issue_token(pool, "admin", "lineage slipped in", lifetime=timedelta(days=1),
+                                                     created_by=creator["id"]))
+        await asyncio.sleep(0.2)
+        assert not creating.done()  # it waits for the revocation
+        await conn.execute("UPDATE staff_tokens SET revoked_at = now() WHERE id = $1", creator["id"])
+    with pytest.raises(CreatorNotInForce):
+        await creating
+    assert await pool.fetchval("SELECT count(*) FROM staff_tokens WHERE label = 'lineage slipped in'") == 0
