@@ -26,6 +26,7 @@ from activities.letter_labels import LETTER_DENIAL_LABELS, type_label
 from activities.letter_message import compose_letter
 from activities.letter_outcome import response_outcome
 from activities.letter_refusals import letter_refuses, refuses_in_part, refuses_outright, remedies_context
+from activities.letter_stopped import stopped_actions, stopped_runs, stopped_sentence
 from activities.letter_templates import letter_wording, render_letter
 from activities.outbox import OnSent, Sent, send_once, settle
 from activities.restrictions import lift_letter_context
@@ -178,6 +179,8 @@ async def build_context(ctx: ActivityContext, row: dict[str, Any], job: LetterJo
     if job.purpose in _CLOSINGS:  # older workflows sent neither
         params["acted_in"] = named_systems(params.get("acted_in", []), row, policy)
         params["asked_in"] = named_systems(params.get("asked_in", []), row, policy)
+        params["stopped"] = [stopped_sentence(system, changes, t)
+                             for system, changes in await stopped_runs(ctx.pool, str(row["id"]), policy)]
     if job.purpose == "response":
         report = params.pop("report", {})
         link, expires = None, None
@@ -185,6 +188,7 @@ async def build_context(ctx: ActivityContext, row: dict[str, Any], job: LetterJo
             link, expires = await issue_package_link(ctx, report["package"]["package_id"],
                                                      policy.package_link_days)
         outcome = response_outcome(report, policy, link, expires, t, source=loaded.policy, regime=row["regime"])
+        outcome["actions"] += stopped_actions(await stopped_runs(ctx.pool, str(row["id"]), policy), t)
         decision = params.pop("decision", None)
         if decision:
             outcome["summary"] = decision_summary(decision, row["regime"], t)

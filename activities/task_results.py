@@ -18,6 +18,11 @@ same in every stored field, writes nothing (the record's time stays the first's:
 shows it as when the system's task ended); a different one (counted otherwise: a delete of the first
 try's heard 404) is refused, and the later try answers with the record. The audit event of the
 status is one per attempt (its key), with the first's counts, so the record cannot say otherwise.
+
+A task that ends without success must not read as having changed nothing when its run changed part
+of what it was asked to (1 of 3 records erased, then its retries ran out; staff resolved it by
+hand; its request closed mid-run): its record keeps what the journal counted (`partial_changed`),
+read before the journal goes, and the letters, the request page and the evidence pack say it.
 """
 
 from __future__ import annotations
@@ -49,14 +54,20 @@ async def store_task_result(ctx: ActivityContext, request_id: str, result: TaskR
     attempt that died before answering, or by another try that found the same): the first stands,
     with its time (the evidence's), not overwritten by a later try's."""
     ends = result.status in ENDS_TASK
-    writes = [_record(request_id, result), *along,
-              *([journal_cleared(request_id, result.system, result.attempt)] if ends else [])]
+    # What the task's runs changed before it stopped, unless this is the run's own success (its
+    # counts are the whole run's): a result needing staff, staff's resolution, the record of a task
+    # its request's close stopped. Not asked of a pending result, which keeps what is on record.
+    partial = result.status != "pending" and not (ends and by_attempt)
+    counted = 0
     async with ctx.pool.acquire() as conn:
         locked = ends or by_attempt
         transaction: AbstractAsyncContextManager[Any] = conn.transaction() if locked else nullcontext()
         async with transaction:
             if locked:
-                await ending_lock(conn, request_id, result.system)
+                counted = await ending_lock(conn, request_id, result.system, result.action, result.attempt)
+            elif partial:  # no run in flight: its attempt's retries ran out, or its request closed
+                counted = await conn.fetchval("SELECT http_run_partial($1, $2, $3, $4, false)",
+                                              request_id, result.system, result.action, result.attempt)
             if by_attempt:
                 record = await result_on_record(conn, request_id, result.system, result.action, result.recipient)
                 if record is not None and record.status in ENDS_TASK and record.attempt >= result.attempt:
@@ -64,12 +75,17 @@ async def store_task_result(ctx: ActivityContext, request_id: str, result: TaskR
                     # (a try that died after storing it, or two tries finding the same) answers as
                     # stored; any other (a resolution, a try that counted otherwise) is the answer.
                     return None if _told(record) == _told(result) else record
+            # Changes the result's own counts leave out (a run needing staff counts what it did).
+            before = counted if partial and counted > result.changed else None
+            writes = [_record(request_id, result, before), *along,
+                      *([journal_cleared(request_id, result.system, result.attempt)] if ends else [])]
             await append_event(
                 conn,
                 event_key=f"{request_id}:task:{result.system}:{result.action}:{result.attempt}:{result.status}",
                 request_id=request_id, event_type=f"task.{result.status}", actor="workflow",
                 data={"system": result.system, "action": result.action, "found": result.found,
-                      "changed": result.changed, "kept": result.kept, "message": result.message},
+                      "changed": result.changed, "kept": result.kept, "message": result.message,
+                      **({"partial_changed": before} if before is not None else {})},
                 along=writes)
     # Stored, and its caller (the attempt, or the workflow's step) not yet answered.
     failpoint("task-result-stored", f"{result.system}:{result.status}:{'attempt' if by_attempt else 'workflow'}")
@@ -84,20 +100,23 @@ def _told(result: TaskResult) -> tuple[object, ...]:
             result.datasets, result.kept_records)
 
 
-def _record(request_id: str, result: TaskResult) -> Write:
+def _record(request_id: str, result: TaskResult, partial_changed: int | None) -> Write:
     return Write(
         """INSERT INTO system_tasks (request_id, system, action, status, found, changed,
-                                     kept, datasets, external_id, message, attempt, kept_records)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                                     kept, datasets, external_id, message, attempt, kept_records, partial_changed)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
            ON CONFLICT (request_id, system, action) DO UPDATE SET
              status = EXCLUDED.status, found = EXCLUDED.found, changed = EXCLUDED.changed,
              kept = EXCLUDED.kept, datasets = EXCLUDED.datasets,
              kept_records = EXCLUDED.kept_records,
              external_id = coalesce(EXCLUDED.external_id, system_tasks.external_id),
-             message = EXCLUDED.message, attempt = EXCLUDED.attempt, updated_at = now()""",
+             message = EXCLUDED.message, attempt = EXCLUDED.attempt, updated_at = now(),
+             -- a pending result (a job asked, a note of its wait) keeps its attempt's count
+             partial_changed = CASE WHEN EXCLUDED.status = 'pending' AND system_tasks.attempt = EXCLUDED.attempt
+                                    THEN system_tasks.partial_changed ELSE EXCLUDED.partial_changed END""",
         (request_id, result.system, result.action, result.status, result.found,
          result.changed, result.kept, result.datasets, result.external_id, result.message,
-         result.attempt, result.kept_records))
+         result.attempt, result.kept_records, partial_changed))
 
 
 async def result_on_record(db: asyncpg.Pool | asyncpg.Connection, request_id: str, system: str, action: str,

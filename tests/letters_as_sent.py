@@ -25,14 +25,26 @@ REGIMES = [r.value for r in Regime]
 REQUEST_ID = "3f2b8c1e-9a4d-4e6f-8b2a-1c5d7e9f0a12"
 
 
+class StoredTasks:
+    """What `build_context` reads of the database: the stored results of the request's tasks whose
+    run changed something before it stopped (activities/letter_stopped.py), as `rows` give them."""
+
+    def __init__(self, rows: list[dict[str, Any]] | None = None) -> None:
+        self.rows = rows or []
+
+    async def fetch(self, query: str, *args: Any) -> list[dict[str, Any]]:
+        return self.rows
+
+
 class _Ctx:
-    """What `build_context` reads of the activity context: the settings' base URL and the policy."""
+    """What `build_context` reads of the activity context: the settings' base URL, the policy and
+    (`pool`) the stored task results."""
 
     settings = types.SimpleNamespace(base_url="https://privacy.example.test")
-    pool = None
 
-    def __init__(self, loaded: LoadedPolicy) -> None:
+    def __init__(self, loaded: LoadedPolicy, pool: Any = None) -> None:
         self.loaded = loaded
+        self.pool = pool if pool is not None else StoredTasks()
 
     async def policy(self, version: str) -> Any:
         return self.loaded
@@ -51,12 +63,13 @@ def request_row(regime: str, request_type: str, language: str, **overrides: Any)
 
 
 async def as_sent(purpose: str, request_type: str, params: dict[str, Any], *, regime: str = "gdpr",
-                  language: str = "en", loaded: LoadedPolicy = LOADED, **row: Any) -> RenderedLetter:
+                  language: str = "en", loaded: LoadedPolicy = LOADED, pool: Any = None, **row: Any) -> RenderedLetter:
     """The letter `purpose` with the workflow's `params`, built and rendered as the letter activity
-    does, under the shipped policy unless `loaded` gives another."""
+    does, under the shipped policy unless `loaded` gives another; the stored task results from
+    `pool` (a database's, or `StoredTasks`), none unless it gives some."""
     request = request_row(regime, request_type, language, **row)
-    job = LetterJob(request_id=REQUEST_ID, purpose=purpose, key="1", params=params)
-    context = await letters.build_context(_Ctx(loaded), request, job, language)  # type: ignore[arg-type]
+    job = LetterJob(request_id=request["id"], purpose=purpose, key="1", params=params)
+    context = await letters.build_context(_Ctx(loaded, pool), request, job, language)  # type: ignore[arg-type]
     return render_letter(purpose, context, language)
 
 

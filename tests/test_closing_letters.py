@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from dsrflow.i18n import translations
-from tests.letters_as_sent import LOADED, as_sent, both
+from tests.letters_as_sent import LOADED, StoredTasks, as_sent, both
 
 SENTENCE = "Before your request was closed, we had already acted on it in: %(systems)s."
 STILL_ASKED = "We had also asked these systems to act on it, and they may still do so: %(systems)s."
@@ -44,3 +44,31 @@ async def test_nothing_is_named_when_nothing_was_changed_or_the_request_only_rea
     for letter in (before_anything, access, older):
         for part in both(letter):
             assert "we had already acted on it" not in part and "may still do so" not in part
+
+
+STOPPED = ("Our automated work in %(system)s stopped before it was finished; by then it had made %(num)d change "
+           "to your records there.",
+           "Our automated work in %(system)s stopped before it was finished; by then it had made %(num)d changes "
+           "to your records there.")
+PURPOSES = {**CLOSINGS, "completed": ("response", {"report": {"results": []}})}
+
+
+@pytest.mark.parametrize("language", ["en", "nl", "fr", "de"])
+@pytest.mark.parametrize("closing", PURPOSES)
+async def test_a_letter_says_what_a_run_had_changed_before_its_task_stopped(closing, language):
+    """A system's run changed part of what it was asked to, then its task stopped (its retries ran
+    out, staff resolved it by hand, the request was withdrawn while it ran): the closing letter, or
+    the response, says how many changes had been made there, in the letter's language. Before, it
+    named nothing done there (a response: "We found no personal data about you in our systems")."""
+    purpose, params = PURPOSES[closing]
+    if purpose != "response":
+        params = {**params, "acted_in": [], "asked_in": []}
+    stored = StoredTasks([{"system": "crm", "partial_changed": 1}, {"system": "billing", "partial_changed": 3}])
+    letter = await as_sent(purpose, "erasure", params, language=language, pool=stored)
+    policy = LOADED.in_language(language)
+    t = translations(language)
+    for part in both(letter):
+        for system, changes in (("crm", 1), ("billing", 3)):
+            said = t.ngettext(*STOPPED, changes) % {"system": policy.systems[system].label, "num": changes}
+            assert said in part, (system, part)
+        assert t.gettext("We found no personal data about you in our systems.") not in part

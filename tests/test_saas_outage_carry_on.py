@@ -193,7 +193,10 @@ async def test_a_request_withdrawn_while_its_saas_is_down_sends_it_nothing_more(
         assert ended["message"].startswith("not tried again: the request was closed"), ended
         assert len(app.state.standin.served) == heard, app.state.standin.served[heard:]
         assert deletes(app).count(204) == 1
-        # Nor is the subject told it may still act (the withdrawal's letter said so, hAT).
+        # Nor is the subject told it may still act (the withdrawal's letter said so, hAT); they are
+        # told of the membership deleted before (the journal's count, kept at the close: hAU).
         letter = await pool.fetchval("SELECT body_text FROM sent_letters WHERE request_id = $1 "
                                      "AND purpose = 'cancellation'", rid)
-        assert "we have withdrawn your request" in letter and "Newsletter" not in letter, letter
+        assert "we have withdrawn your request" in letter and "may still do so" not in letter, letter
+        assert ("Our automated work in Newsletter stopped before it was finished; by then it had made 1 change "
+                "to your records there.") in " ".join(letter.split()), letter

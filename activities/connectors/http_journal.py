@@ -121,12 +121,14 @@ def journal_cleared(request_id: str, system: str, attempt: int) -> Write:
                  (request_id, system, attempt))
 
 
-async def ending_lock(conn: asyncpg.Connection, request_id: str, system: str) -> None:
+async def ending_lock(conn: asyncpg.Connection, request_id: str, system: str, action: str, attempt: int) -> int:
     """Taken in the transaction of a result that ends a task, before it: the task's writes in
     flight are committed first, so that `journal_cleared` takes them, and those after it wait for
     the result and then find it (`Journal.flush`). An attempt's own result takes it too, before it
-    reads whether a result ended the task (activities/task_results.py)."""
-    await conn.execute("SELECT pg_advisory_xact_lock(http_run_journal_lock($1, $2))", request_id, system)
+    reads whether a result ended the task (activities/task_results.py). The changes the journal of
+    the task's runs up to `attempt` counted, read once the lock is held (migration 0049): what a
+    result that is not the run's own success keeps of them."""
+    return int(await conn.fetchval("SELECT http_run_partial($1, $2, $3, $4, true)", request_id, system, action, attempt))
 
 
 class Journal:

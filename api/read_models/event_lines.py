@@ -102,6 +102,8 @@ def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = N
             day_words(data.get(k), language) for k in ("received_on", "verified_on", "from", "to", "extended_from",
                                                        "extended_to"))),
         "task.retried": system, "task.resolved": system,
+        # What a task's run had changed before it stopped (activities/task_results.py, migration 0049).
+        "task.partial_effect": f"{system}: {data.get('counted')} change(s) made by its run before it stopped",
         # Which processor, and what it answered: the lines read "Processor confirmed by e-mail link"
         # alone, and the actor beside them is a code (`processor:email_marketing`).
         "processor.asked": _asked(data, system), "processor.reminded": _asked(data, system),
@@ -127,4 +129,7 @@ def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = N
                                      else f"{data.get('attempts')} attempts; the worker's log names the error"),
         "request.resumed": f"it had {ended_words(data.get('ended'))}: {data.get('reason')}",
     }.get(kind)
+    if detail is None and kind.startswith("task.") and data.get("partial_changed"):
+        # A result other than the run's own success, beside what its run had changed (0049).
+        detail = f"{system}: {data['partial_changed']} change(s) made by its run before it stopped"
     return f"{words} ({detail})" if detail else words

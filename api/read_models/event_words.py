@@ -43,6 +43,8 @@ EVENT_WORDS = {
     "processor.reminded": "Processor reminded by e-mail",
     "task.retried": "Task retried",
     "task.resolved": "Task resolved by staff",
+    # An http run's changes its task's record kept when its request closed (migration 0049).
+    "task.partial_effect": "Changes made before the task stopped, kept on record",
     "objection.decided": "Objection decided",
     "package.reviewed": "Package downloaded for review",
     "approval.granted": "Release approved",
@@ -300,8 +302,16 @@ def step_words(step: str | None, about: str | None = None) -> str:
     return _STEP_WORDS.get(str(step), str(step).replace("_", " "))
 
 
+def partial_words(task: Mapping[str, Any]) -> str:
+    """Beside a task's Changed count, the changes its http run made before it stopped that the
+    count leaves out (a task needing staff, resolved by them, or stopped by its request's close:
+    activities/task_results.py, migration 0049); nothing for any other task."""
+    made = task.get("partial_changed")
+    return f" (and {made} change(s) made by its run before it stopped)" if made else ""
+
+
 # Every helper above a page's template writes codes with, by name (a form still submits the code).
 WORDS: dict[str, Callable[..., Any]] = {helper.__name__: helper for helper in (
     method_words, ground_words, status_words, purpose_words, regime_words, scope_words, restriction_words,
     details_words, channel_words, origin_words, action_words, recipient_words, step_words, hold_words, country_words,
-    missing_words, ended_words, connector_words, package_words)}
+    missing_words, ended_words, connector_words, package_words, partial_words)}

@@ -207,3 +207,20 @@ async def set_status(
         conn, event_key=event_key, request_id=request_id, event_type=f"status.{status.value}",
         actor=actor, data=data or {}, along=writes,
     )
+    if status.is_closed:
+        await _partial_effects(conn, request_id, actor)
+
+
+async def _partial_effects(conn: asyncpg.Connection, request_id: str, actor: str) -> None:
+    """The trail's account of what the tasks of a closed request changed before they stopped (an
+    http run's changes, which its journal counted: the close's trigger keeps them on the task before
+    the journal goes, migration 0049), one event per count: a retried close appends none twice."""
+    for task in await conn.fetch(
+            """SELECT system, action, attempt, partial_changed FROM system_tasks
+                WHERE request_id = $1 AND partial_changed > 0 ORDER BY system, action""", request_id):
+        await append_event(
+            conn, event_key=f"{request_id}:task:{task['system']}:{task['action']}:{task['attempt']}:partial:"
+                            f"{task['partial_changed']}",
+            request_id=request_id, event_type="task.partial_effect", actor=actor,
+            data={"system": task["system"], "action": task["action"], "attempt": task["attempt"],
+                  "counted": task["partial_changed"]})
