@@ -7,12 +7,13 @@ retried with backoff; a permanent one, or retries running out, flags the task in
 the request. An http system's action with more requests than one attempt's time allows ends each
 slice with RUN_CONTINUES, and the next activity carries on from its journal at once
 (activities/connectors/http_journal.py). An http system that stays unreachable past the quick
-retries (SAAS_OUTAGE_ERRORS) leaves its task pending, with a note, and tried again by itself
-(`_unreached`) for UNREACHED_FOR before it needs attention.
+retries (SAAS_OUTAGE_ERRORS), or whose daily quota is used up, leaves its task pending, with a note,
+and tried again by itself (`_unreached`, workflows/saas_waits.py) before it needs attention.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timedelta
 
 from temporalio import workflow
@@ -22,7 +23,6 @@ from temporalio.exceptions import TimeoutError as StepTimedOut
 
 with workflow.unsafe.imports_passed_through():
     from schemas.workflow import (
-        PENDING_UNREACHED,
         RUN_CONTINUES,
         SAAS_OUTAGE_ERRORS,
         ProcessorUpdate,
@@ -31,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
         TaskResult,
     )
     from workflows.dsr_steps import STEP_FAILURES, describe_failure, run_step
+    from workflows.saas_waits import QUOTA_USED_UP, ServiceWait, quota_used_up, when
 
 _RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
@@ -39,6 +40,10 @@ _RETRY = RetryPolicy(
     maximum_attempts=8,
     non_retryable_error_types=["PermanentConnectorError"],
 )
+# A daily quota used up is not cured in the quick retries: the task waits for its renewal on a
+# workflow timer, pending with a note (patch QUOTA_WAITS), not in the activity's retries.
+_QUOTA_WAITED = dataclasses.replace(_RETRY, non_retryable_error_types=[*(_RETRY.non_retryable_error_types or ()),
+                                                                         QUOTA_USED_UP])
 _TASK_TIME = timedelta(minutes=10)
 _POLL_FIRST = timedelta(minutes=5)
 _POLL_MAX = timedelta(hours=6)
@@ -76,12 +81,11 @@ TELLS_REACHED = "http-outage-told-reached"
 # unreachable SaaS for its job's (the request's workflow, not yet told, took it as still waiting)
 # ends the task too, instead of being ignored while the task polled, and on a quota day sent more.
 HEEDS_LATE_RESOLUTION = "outage-late-resolution-heeded"
-# How long an unreachable SaaS is tried again before staff are asked: a day of outage is already
-# rare, and it leaves most of a request's month for staff to act on (the deadline alerts run on
-# meanwhile: workflows/deadline_watch.py). The tries back off from a minute to an hour.
-UNREACHED_FOR = timedelta(hours=24)
-_UNREACHED_FIRST = timedelta(minutes=1)
-_UNREACHED_MAX = timedelta(hours=1)
+# workflow.patched id: a task's run that uses up its SaaS's daily quota (QUOTA_USED_UP) waits for the
+# renewal by itself as an outage is waited for (`_unreached`: pending with a note, Resolve taken,
+# no try once the request is closed, a bound); before, the activity's retries waited up to 8 quota
+# days with nothing to show, then the task needed staff, who could only press Retry.
+QUOTA_WAITS = "http-quota-waits"
 
 
 def continues(error: BaseException) -> bool:
@@ -110,7 +114,7 @@ def curable(error: BaseException) -> bool:
     return isinstance(cause, StepTimedOut)
 
 
-async def _attempt(name: str, task: TaskInput, local: bool) -> TaskResult:
+async def _attempt(name: str, task: TaskInput, local: bool, retry: RetryPolicy = _RETRY) -> TaskResult:
     """The activity's result, or its failure once its retries ran out (STEP_FAILURES)."""
     if local:
         # Retries after the first wait on workflow timers, as the request's own steps do.
@@ -122,7 +126,7 @@ async def _attempt(name: str, task: TaskInput, local: bool) -> TaskResult:
         try:
             result = await workflow.execute_activity(
                 name, task, result_type=TaskResult, start_to_close_timeout=_TASK_TIME,
-                heartbeat_timeout=timedelta(seconds=8), retry_policy=_RETRY)
+                heartbeat_timeout=timedelta(seconds=8), retry_policy=retry)
             return result
         except ActivityError as exc:
             if not (continues(exc) and workflow.patched(RUNS_CONTINUE)):
@@ -160,15 +164,6 @@ async def _tell_request(note: TaskResult) -> None:
         workflow.logger.info("the request's workflow could not be told that its task waits for its system")
 
 
-def _when(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M UTC")
-
-
-def _lasting(span: timedelta) -> str:
-    minutes = round(span.total_seconds() / 60)
-    return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
-
-
 def done_by_callback(pending: TaskResult, results_count: int) -> TaskResult:
     """The task's result from a signed callback of a completed erasure: what a poll of the status
     endpoint would give for the same document (activities/connectors/opendsr_documents.py)."""
@@ -190,15 +185,19 @@ class SystemTaskWorkflow:
         # Since when, and why, the processor's status cannot be read (`_poll`), while it cannot.
         self._unread: tuple[datetime, str] | None = None
         self._waited = False  # whether it waited on its unreachable SaaS (`_unreached`)
+        self._run_retry = _RETRY  # the run's activity retries: a quota's wait out of them since QUOTA_WAITS
 
     @workflow.run
     async def run(self, task: TaskInput) -> TaskResult:
         task = task.model_copy(update={"record": workflow.patched(TASKS_RECORD_THEMSELVES)})
+        if workflow.patched(QUOTA_WAITS):
+            self._run_retry = _QUOTA_WAITED
         try:
-            result = await _attempt("run_system_action", task, False)
+            result = await _attempt("run_system_action", task, False, self._run_retry)
             self._recorded = task.record
         except STEP_FAILURES as exc:
-            if isinstance(exc, ActivityError) and unreachable(exc) and workflow.patched(OUTAGE_CARRIES_ON):
+            if isinstance(exc, ActivityError) and self._waits_for(exc) and (
+                    quota_used_up(exc) or workflow.patched(OUTAGE_CARRIES_ON)):
                 result = await self._unreached(task, exc)
             else:
                 result, self._recorded = _needing_staff(task, describe_failure(exc)[0]), False
@@ -232,7 +231,7 @@ class SystemTaskWorkflow:
             if remaining <= timedelta(0):
                 self._recorded = False
                 unread = "" if self._unread is None else \
-                    f"; its status could not be read since {_when(self._unread[0])}, last: {self._unread[1]}"
+                    f"; its status could not be read since {when(self._unread[0])}, last: {self._unread[1]}"
                 return pending.model_copy(update={
                     "status": "needs_attention",
                     "message": f"no answer from the processor within {task.task.completion_timeout_days} days{unread}",
@@ -289,7 +288,7 @@ class SystemTaskWorkflow:
             if self._unread is None:
                 await record(task, pending.model_copy(update={"message": (
                     f"asked; its status could not be read: {cause}; asked again by itself, less and less "
-                    f"often, until {_when(give_up)}, then it needs attention")}), newer_than_local_steps=True)
+                    f"often, until {when(give_up)}, then it needs attention")}), newer_than_local_steps=True)
             self._unread = (self._unread[0] if self._unread else workflow.now(), cause)
             return pending
         self._recorded = task.record
@@ -299,45 +298,42 @@ class SystemTaskWorkflow:
                 await record(task, pending, newer_than_local_steps=True)
         return result
 
+    def _waits_for(self, error: ActivityError) -> bool:
+        """A failure the task waits out by itself: its SaaS down, or (QUOTA_WAITS) its quota used up."""
+        return unreachable(error) or (self._run_retry is _QUOTA_WAITED and quota_used_up(error))
+
     async def _unreached(self, task: TaskInput, error: ActivityError) -> TaskResult:
-        """The system's API failed past the quick retries: the task waits, pending with a note staff
-        see (its console page, the evidence pack), and runs again by itself, backing off, until it
-        is done or UNREACHED_FOR has passed; then it needs staff, told how long it kept failing.
-        Each try is the same attempt: its run carries on from its journal (http_journal.py), each
-        change sent once in effect. Staff may resolve the task meanwhile (`staff_resolved`): the
-        wait ends with their result, and a try under way at that moment stops at its next change
-        (its journal refuses it: the try answers with the result on record, activities/fanout.py)."""
+        """The system's API failed past the quick retries, or its daily quota is used up: the task
+        waits, pending with a note staff see (its console page, the evidence pack), and runs again by
+        itself (after a backoff, or once the quota renews: ServiceWait) until it is done or the
+        wait's bound has passed; then it needs staff, told since when and why. Each try is the same
+        attempt: its run carries on from its journal (http_journal.py), each change sent once in
+        effect. Staff may resolve the task meanwhile (`staff_resolved`): the wait ends with their
+        result, and a try under way at that moment stops at its next change (its journal refuses
+        it: the try answers with the result on record, activities/fanout.py)."""
         self._waited = True
-        since = workflow.now()
-        give_up = since + UNREACHED_FOR
-        cause = describe_failure(error)[0]
-        note = TaskResult(
-            system=task.task.system, action=task.task.action, status="pending", external_id=PENDING_UNREACHED,
-            attempt=task.attempt, recipient=task.task.recipient,
-            message=f"not yet done, the system could not be reached: {cause}; tried again by itself, "
-                    f"less and less often, until {_when(give_up)}, then it needs attention")
-        await record(task, note, newer_than_local_steps=True)
-        if workflow.patched(TELLS_UNREACHED):
-            await _tell_request(note)
-        interval = _UNREACHED_FIRST
+        wait = ServiceWait.begin(task, error, describe_failure(error)[0], workflow.now(),
+                                 heeds_asked=self._run_retry is _QUOTA_WAITED)
+        await self._tell_waiting(task, wait)
         task = task.model_copy(update={"after_outage": True})
-        while (left := give_up - workflow.now()) > timedelta(0):
+        while (left := wait.give_up - workflow.now()) > timedelta(0):
             try:
-                await workflow.wait_condition(lambda: self._resolution is not None, timeout=min(interval, left))
+                await workflow.wait_condition(lambda: self._resolution is not None,
+                                              timeout=min(wait.next_try - workflow.now(), left))
             except TimeoutError:
                 pass
             if self._resolution is not None:
                 break
-            interval = min(interval * 2, _UNREACHED_MAX)
             try:
-                result = await _attempt("run_system_action", task, False)
+                result = await _attempt("run_system_action", task, False, self._run_retry)
             except STEP_FAILURES as exc:
                 if self._resolution is not None:
                     break
-                if not unreachable(exc):
+                if not (isinstance(exc, ActivityError) and self._waits_for(exc)):
                     self._recorded = False
                     return _needing_staff(task, describe_failure(exc)[0])
-                cause = describe_failure(exc)[0]
+                if wait.failed(exc, describe_failure(exc)[0], workflow.now()):
+                    await self._tell_waiting(task, wait)
                 continue
             if self._resolution is not None:
                 break
@@ -351,5 +347,11 @@ class SystemTaskWorkflow:
             self._recorded = True
             return self._resolution
         self._recorded = False
-        return _needing_staff(task, f"the system could not be reached for {_lasting(workflow.now() - since)} "
-                                    f"after its first failure ({_when(since)}), tried again by itself; last: {cause}")
+        return _needing_staff(task, wait.given_up(workflow.now()))
+
+    async def _tell_waiting(self, task: TaskInput, wait: ServiceWait) -> None:
+        """The wait's note on record, and told to the request's workflow (whose staff may resolve it)."""
+        note = wait.note()
+        await record(task, note, newer_than_local_steps=True)
+        if workflow.patched(TELLS_UNREACHED):
+            await _tell_request(note)

@@ -17,7 +17,8 @@ def require_answerable(result: TaskResult | None, system: str, attempt: int | No
     task than the one standing (`attempt` and `action`, as the caller read them: a stale page, a
     double press, a colleague's retry meanwhile must not answer a failure nobody saw; nor a
     restriction's form its lift's task, whose attempts count from 1 again). A task waiting on its
-    unreachable SaaS may be resolved (`resolving`), not retried: it is being tried."""
+    unreachable SaaS, or for its quota's renewal, may be resolved (`resolving`), not retried: it is
+    being tried."""
     if result is None:
         raise ValueError(f"no task for system {system!r} in this request's plan")
     other_action = action is not None and action != result.action
@@ -30,7 +31,7 @@ def require_answerable(result: TaskResult | None, system: str, attempt: int | No
         if resolving:
             return  # staff did by hand what the task waits to do
         raise ValueError(f"the {system} task is pending, tried again by itself while its system cannot be "
-                         "reached; it can be resolved (done by other means), not retried")
+                         "reached or its quota is used up; it can be resolved (done by other means), not retried")
     if result.status != "needs_attention":
         raise ValueError(f"the {system} task is {result.status}; only a task needing attention can be retried or resolved")
 

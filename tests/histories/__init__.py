@@ -48,7 +48,10 @@ PATHS = {"attested_erasure", "verified_access_extended", "objection_decided", "t
 # leaving the answer taken when the record failed (workflows/task_fanout.py TASK_ANSWERS_BOUNDED);
 # task_answers_taken_back/ recorded a task's retry or resolution inside its update, taking the
 # answer back when the record failed, and stopped the owed steps before a restriction's lift
-# (workflows/task_fanout.py TASK_ANSWERS_OWED).
+# (workflows/task_fanout.py TASK_ANSWERS_OWED); quota_retried_by_its_activity/ left a daily quota
+# used up in an http system's first run to the activity's retries, a quota day apart, then the
+# task needed staff (workflows/system_task.py QUOTA_WAITS; a task on the time-skipping server with
+# fake activities, the request's workflow not kept).
 EARLIER = {"children_per_system": PATHS | {"system_task_erasure_billing"}, "sql_activity_tasks": PATHS,
            "callbacks_confirmed_by_poll": {"system_task_erasure_email_marketing"},
            "retry_answered_once_settled": {"task_retried_and_resolved"},
@@ -58,7 +61,8 @@ EARLIER = {"children_per_system": PATHS | {"system_task_erasure_billing"}, "sql_
                                                "restriction_lifted"},
            "approvals_recorded_inside_updates": {"approved_access", "approved_attested_erasure"},
            "task_answers_retried_for_threshold": {"task_retried_and_resolved"},
-           "task_answers_taken_back": {"task_retried_and_resolved", "restriction_lifted"}}
+           "task_answers_taken_back": {"task_retried_and_resolved", "restriction_lifted"},
+           "quota_retried_by_its_activity": {"system_task_quota_day"}}
 
 
 def history_files() -> list[Path]:
