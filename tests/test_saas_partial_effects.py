@@ -22,10 +22,11 @@ from dsrflow.i18n import translations
 from dsrflow.stores.requests_store import set_status
 from schemas.requests import RequestStatus
 from schemas.workflow import RUN_CONTINUES, TaskResult
+from tests.evidence_pages import readable, section
 from tests.letters_as_sent import as_sent, both
 from tests.saas_runs_support import answered, deletes, mailchimp, member_of_lists, newsletter
 from tests.saas_support import SECRET, connector, http_policy, subject
-from tests.support import stored_request, unique_email
+from tests.support import console_sign_in, staff_headers, stored_request, unique_email
 from workers.dsr_worker import activity_context
 
 NEEDS_STAFF = "PermanentConnectorError: Mailchimp answered HTTP 400 to a delete"
@@ -81,9 +82,10 @@ def _said(changes: int, language: str = "en") -> str:
 
 
 async def test_a_run_that_erased_one_of_three_then_failed_is_on_record_as_one_change(
-        pool, settings, monkeypatch, tmp_path):
+        http, pool, settings, monkeypatch, tmp_path):
     """The run deleted 1 of 3 memberships and failed; the task needs staff, who close the request.
-    Its record, the audit trail, the evidence pack and the closing letter say 1 change was made."""
+    Its record, the audit trail, the evidence pack (JSON and page), the request's page and the
+    closing letter say 1 change was made."""
     rid = await _erased_one_of_three(pool, settings, monkeypatch, tmp_path, "partial-failed")
     await _needing_staff(settings, pool, rid)
     assert await _task(pool, rid) == {"status": "needs_attention", "changed": 0, "partial_changed": 1,
@@ -98,6 +100,12 @@ async def test_a_run_that_erased_one_of_three_then_failed_is_on_record_as_one_ch
     assert pack is not None
     (result,) = [r for r in pack["results"] if r["system"] == "newsletter"]
     assert (result["changed"], result["partial_changed"]) == (0, 1)
+    shown = "0 (and 1 change(s) made by its run before it stopped)"
+    text = readable((await http.get(f"/v1/requests/{rid}/evidence.html", headers=await staff_headers(pool))).text)
+    assert f"newsletter erase needs attention 0 {shown} " in section(text, "Results per system", "Letters sent")
+    await console_sign_in(http, pool, "compliance")
+    page = readable((await http.get(f"/console/requests/{rid}")).text)
+    assert f"newsletter erase needs attention 0 {shown} " in page, page
     letter = await as_sent("cancellation", "erasure", {"reason": "Withdrawn by phone", "withdrawn": True,
                                                        "acted_in": [], "asked_in": []}, pool=pool, id=rid)
     for part in both(letter):
