@@ -96,11 +96,12 @@ def _result(task: TaskInput, outcome: ActionOutcome, kept: list[dict[str, Any]] 
 
 
 def _closed_meanwhile(task: TaskInput) -> TaskResult:
-    """A task waiting on its unreachable SaaS whose request was closed meanwhile (withdrawn, cancelled,
-    refused): nothing more is sent to the system. Not done: what its run did before stands."""
+    """A task waiting on its SaaS (unreachable, or its quota used up) whose request was closed
+    meanwhile (withdrawn, cancelled, refused): nothing more is sent to the system. Not done: what its
+    run did before stands."""
     return TaskResult(system=task.task.system, action=task.task.action, status="needs_attention",
                       attempt=task.attempt, recipient=task.task.recipient,
-                      message="not tried again: the request was closed while the system could not be reached; "
+                      message="not tried again: the request was closed while the task waited for its system; "
                               "what the task had done before stands")
 
 

@@ -197,6 +197,10 @@ async def test_a_request_withdrawn_while_its_saas_is_down_sends_it_nothing_more(
         # told of the membership deleted before (the journal's count, kept at the close: hAU).
         letter = await pool.fetchval("SELECT body_text FROM sent_letters WHERE request_id = $1 "
                                      "AND purpose = 'cancellation'", rid)
-        assert "we have withdrawn your request" in letter and "may still do so" not in letter, letter
+        # (Another system of the stack, a processor whose status poll falls on either side of the
+        # withdrawal on the skipped clock, may rightly be named as one that may still act.)
+        still = re.search(r"they may still do so: ([^\n]*)", letter)
+        assert "we have withdrawn your request" in letter, letter
+        assert still is None or not re.search(r"\bNewsletter\b", still.group(1)), letter
         assert ("Our automated work in Newsletter stopped before it was finished; by then it had made 1 change "
                 "to your records there.") in " ".join(letter.split()), letter

@@ -41,8 +41,11 @@ _RETRY = RetryPolicy(
     non_retryable_error_types=["PermanentConnectorError"],
 )
 # A daily quota used up is not cured in the quick retries: the task waits for its renewal on a
-# workflow timer, pending with a note (patch QUOTA_WAITS), not in the activity's retries.
-_QUOTA_WAITED = dataclasses.replace(_RETRY, non_retryable_error_types=[*(_RETRY.non_retryable_error_types or ()),
+# workflow timer, pending with a note (patch QUOTA_WAITS), not in the activity's retries. A run's
+# retry policy is not part of what replay compares (the activity's id and type are), so a history
+# from before, whose run retried its quota, replays against it; the patch is asked only once a run
+# fails, which keeps its marker out of every task that never meets a quota or an outage.
+_RUN_RETRY = dataclasses.replace(_RETRY, non_retryable_error_types=[*(_RETRY.non_retryable_error_types or ()),
                                                                          QUOTA_USED_UP])
 _TASK_TIME = timedelta(minutes=10)
 _POLL_FIRST = timedelta(minutes=5)
@@ -185,15 +188,12 @@ class SystemTaskWorkflow:
         # Since when, and why, the processor's status cannot be read (`_poll`), while it cannot.
         self._unread: tuple[datetime, str] | None = None
         self._waited = False  # whether it waited on its unreachable SaaS (`_unreached`)
-        self._run_retry = _RETRY  # the run's activity retries: a quota's wait out of them since QUOTA_WAITS
 
     @workflow.run
     async def run(self, task: TaskInput) -> TaskResult:
         task = task.model_copy(update={"record": workflow.patched(TASKS_RECORD_THEMSELVES)})
-        if workflow.patched(QUOTA_WAITS):
-            self._run_retry = _QUOTA_WAITED
         try:
-            result = await _attempt("run_system_action", task, False, self._run_retry)
+            result = await _attempt("run_system_action", task, False, _RUN_RETRY)
             self._recorded = task.record
         except STEP_FAILURES as exc:
             if isinstance(exc, ActivityError) and self._waits_for(exc) and (
@@ -300,7 +300,7 @@ class SystemTaskWorkflow:
 
     def _waits_for(self, error: ActivityError) -> bool:
         """A failure the task waits out by itself: its SaaS down, or (QUOTA_WAITS) its quota used up."""
-        return unreachable(error) or (self._run_retry is _QUOTA_WAITED and quota_used_up(error))
+        return unreachable(error) or (quota_used_up(error) and workflow.patched(QUOTA_WAITS))
 
     async def _unreached(self, task: TaskInput, error: ActivityError) -> TaskResult:
         """The system's API failed past the quick retries, or its daily quota is used up: the task
@@ -313,7 +313,7 @@ class SystemTaskWorkflow:
         it: the try answers with the result on record, activities/fanout.py)."""
         self._waited = True
         wait = ServiceWait.begin(task, error, describe_failure(error)[0], workflow.now(),
-                                 heeds_asked=self._run_retry is _QUOTA_WAITED)
+                                 heeds_asked=workflow.patched(QUOTA_WAITS))
         await self._tell_waiting(task, wait)
         task = task.model_copy(update={"after_outage": True})
         while (left := wait.give_up - workflow.now()) > timedelta(0):
@@ -325,7 +325,7 @@ class SystemTaskWorkflow:
             if self._resolution is not None:
                 break
             try:
-                result = await _attempt("run_system_action", task, False, self._run_retry)
+                result = await _attempt("run_system_action", task, False, _RUN_RETRY)
             except STEP_FAILURES as exc:
                 if self._resolution is not None:
                     break
