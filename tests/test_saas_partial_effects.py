@@ -159,3 +159,28 @@ async def test_a_resolution_after_a_partial_run_keeps_both_on_record(pool, setti
                                pool=pool, id=rid, language=language)
         for part in both(letter):
             assert _said(1, language) in part
+
+
+async def test_a_retry_under_way_when_the_request_closes_keeps_the_count_its_close_kept(pool, settings):
+    """Staff pressed Retry on a task whose first run erased 1 item before it needed them; the
+    retry (attempt 2, going on from it) had erased 1 more when the request was withdrawn. The
+    close's trigger keeps 2 on the task's record, still attempt 1's; the retry's own result comes
+    after (its activity fails: the workflow records it needing staff). The record, the trail and
+    the letters keep 2. Before, that result looked only for a count kept at attempt 2 and stored
+    none over it: the record said nothing had been changed there."""
+    rid = await stored_request(pool, settings, "partial-retried", "erasure")
+    await store_task_result(activity_context(settings, pool), rid, TaskResult(
+        system="newsletter", action="erase", status="needs_attention", message=NEEDS_STAFF))
+    await pool.executemany(
+        """INSERT INTO http_run_journal (request_id, system, run, attempt, step, item, state, status, counted)
+           VALUES ($1, 'newsletter', 'erase', $2, 'delete', $3, 'answered', 204, true)""",
+        [(uuid.UUID(rid), 1, "first"), (uuid.UUID(rid), 2, "second")])
+    async with pool.acquire() as conn:
+        await set_status(conn, rid, RequestStatus.cancelled, event_key=f"{rid}:test-withdrawn", actor="test")
+    assert (await _task(pool, rid))["partial_changed"] == 2
+
+    await store_task_result(activity_context(settings, pool), rid, TaskResult(
+        system="newsletter", action="erase", status="needs_attention", attempt=2, message=NEEDS_STAFF))
+
+    assert (await _task(pool, rid))["partial_changed"] == 2
+    assert (await _events(pool, rid, "task.needs_attention"))[-1]["data"]["partial_changed"] == 2  # attempt 2's
