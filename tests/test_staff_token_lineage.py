@@ -211,3 +211,25 @@ async def test_a_token_revoked_while_it_creates_one_creates_nothing(pool):
     with pytest.raises(CreatorNotInForce):
         await creating
     assert await pool.fetchval("SELECT count(*) FROM staff_tokens WHERE label = 'lineage slipped in'") == 0
+
+
+async def test_a_cycle_in_created_by_revokes_and_lists_each_token_once(app_http, pool):
+    """No path of the app writes a cycle (a creator is a token that exists already, and
+    `created_by` is never updated), but a row edited by hand can: a token then descends from
+    itself. Revoking it with its descendants takes each token once, not itself again as its own
+    descendant, and the list still answers. Before, the revocation named the token among its own
+    descendants, and listing it (GET /v1/tokens, the Tokens page, `dsrflow token list`) looped
+    for ever."""
+    _, admin = await issue_token(pool, "admin", "lineage cycle admin")
+    first, _ = await issue_token(pool, "agent", "lineage cycle first")
+    second, _ = await issue_token(pool, "agent", "lineage cycle second", lifetime=timedelta(days=1),
+                                  created_by=first["id"])
+    await pool.execute("UPDATE staff_tokens SET created_by = $2 WHERE id = $1", first["id"], second["id"])
+
+    answer = await app_http.delete(f"/v1/tokens/{first['id']}?with_descendants=true", headers=_bearer(admin))
+
+    assert answer.status_code == 200, answer.text
+    assert [d["id"] for d in answer.json()["descendants_revoked"]] == [second["id"]]
+    listed = await asyncio.wait_for(app_http.get("/v1/tokens?include_revoked=true", headers=_bearer(admin)), 10)
+    counts = {t["id"]: t["descendants"] for t in listed.json()["tokens"]}
+    assert (counts[first["id"]], counts[second["id"]]) == (0, 0)  # both revoked now

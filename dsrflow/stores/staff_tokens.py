@@ -198,9 +198,13 @@ async def list_tokens(pool: asyncpg.Pool, *, include_revoked: bool = False) -> l
 
 
 def _below(children: dict[str, list[dict[str, Any]]], token_id: str) -> list[dict[str, Any]]:
-    found, todo = [], list(children.get(token_id, ()))
+    # Each once, and not the token itself: a row edited by hand into a cycle would loop for ever.
+    found, seen, todo = [], {token_id}, list(children.get(token_id, ()))
     while todo:
         row = todo.pop()
+        if row["id"] in seen:
+            continue
+        seen.add(row["id"])
         found.append(row)
         todo.extend(children.get(row["id"], ()))
     return found
@@ -229,12 +233,13 @@ class LastAdmin(Exception):
 
 
 # A token's descendants not yet revoked: those it created, theirs, and so on (through revoked ones:
-# a revoked token's offspring is no less the thief's).
+# a revoked token's offspring is no less the thief's), each once and never the token itself (a
+# cycle, which only a row edited by hand makes).
 _DESCENDANTS = """
 WITH RECURSIVE below (id) AS (
     SELECT id FROM staff_tokens WHERE created_by = $1
     UNION SELECT t.id FROM staff_tokens t JOIN below b ON t.created_by = b.id)
-SELECT id FROM below JOIN staff_tokens USING (id) WHERE revoked_at IS NULL ORDER BY created_at, id"""
+SELECT id FROM below JOIN staff_tokens USING (id) WHERE revoked_at IS NULL AND id <> $1 ORDER BY created_at, id"""
 # Of the admin tokens in force, those among $1 and whether any other is left.
 _ADMINS_AMONG = f"""
 SELECT coalesce(array_agg(t.id::text ORDER BY t.created_at) FILTER (WHERE t.id = ANY($1)), '{{}}') AS among,
