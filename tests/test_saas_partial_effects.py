@@ -7,6 +7,7 @@ changed there, though 1 of 3 memberships had been erased. In-process, on the ses
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -184,3 +185,29 @@ async def test_a_retry_under_way_when_the_request_closes_keeps_the_count_its_clo
 
     assert (await _task(pool, rid))["partial_changed"] == 2
     assert (await _events(pool, rid, "task.needs_attention"))[-1]["data"]["partial_changed"] == 2  # attempt 2's
+
+
+async def test_a_try_running_when_its_request_closes_sends_no_change_after_it(pool, settings, monkeypatch, tmp_path):
+    """The request is withdrawn while a try of its erasure is deleting (its cancellation not yet
+    heard): the try sends no delete after the close (one in flight at that moment may still be
+    answered) and stops, final and benign. Before, it went on deleting to the end of the run,
+    none of those deletes counted anywhere, while the letter said the work had stopped and that
+    no further action would be taken."""
+    email = unique_email("partial-in-flight")
+    rid = await stored_request(pool, settings, "partial-in-flight", "erasure", email=email)
+    async with mailchimp(monkeypatch) as app:
+        member_of_lists(app, email, 60)
+        system = connector(http_policy(tmp_path, {"newsletter": newsletter()}), "newsletter", pool)
+        try:
+            erasing = asyncio.ensure_future(system.erase(subject(email, rid)))
+            while not deletes(app) and not erasing.done():
+                await asyncio.sleep(0.002)
+            async with pool.acquire() as conn:
+                await set_status(conn, rid, RequestStatus.cancelled, event_key=f"{rid}:test-withdrawn", actor="test")
+            at_close = len(deletes(app))
+            with pytest.raises(ApplicationError) as stopped:
+                await erasing
+        finally:
+            await system.close()
+    assert (stopped.value.type, stopped.value.non_retryable) == ("HttpRunRequestClosed", True)
+    assert 0 < len(deletes(app)) <= at_close + 1 < 60

@@ -131,6 +131,16 @@ async def ending_lock(conn: asyncpg.Connection, request_id: str, system: str, ac
     return int(await conn.fetchval("SELECT http_run_partial($1, $2, $3, $4, true)", request_id, system, action, attempt))
 
 
+class RequestClosed(ApplicationError):
+    """The request closed (withdrawn, cancelled, denied) while this attempt ran, before a change it
+    was about to send: the change is not sent. Benign and final: no failure counted, no retry."""
+
+    def __init__(self, system: str, attempt: int) -> None:
+        super().__init__(f"system {system}: its request was closed while attempt {attempt} ran; the attempt "
+                         "stopped before its next change and sent nothing more",
+                         type="HttpRunRequestClosed", non_retryable=True, category=ApplicationErrorCategory.BENIGN)
+
+
 class Journal:
     """One run's journal: read back once when the run starts, written item by item."""
 
@@ -223,8 +233,8 @@ class Journal:
         self.done += 1
 
     async def flush(self) -> None:
-        """Keep what waits to be kept, unless the request has closed (its journal went with it) or
-        the task has ended (`TaskEnded`): checked and written in one statement, under the lock an
+        """Keep what waits to be kept, unless the request has closed (its journal went with it; a
+        change about to be sent is not: `RequestClosed`) or the task has ended (`TaskEnded`): checked and written in one statement, under the lock an
         ending result takes (migration 0038), so that no row outlives the result, and after the
         request's row (0039): a close in flight is waited for and read, one after it takes the rows."""
         if not self._pending:
@@ -244,10 +254,16 @@ class Journal:
                  stored_at = now())
                SELECT why FROM refusal""",
             *self._key, *columns(rows), self._config, self._action, sorted(ENDS_TASK))
-        # A closed request's rows are dropped and its attempt carries on, as before; an ended
-        # task's attempt has nothing left to do.
+        # An ended task's attempt has nothing left to do. A closed request's rows are dropped; a
+        # change its attempt was about to send is not sent (RequestClosed): the subject is told the
+        # work stopped there (a withdrawal's letter: no further action), and the close counted
+        # what the journal held. Before, the attempt carried on sending until it heard its
+        # cancellation, and none of those changes was counted. Reads, and the answers of changes
+        # sent before the close, are dropped and the attempt goes on: its own success stands.
         if refusal == "ended":
             raise TaskEnded(self._key[1], self._key[3])
+        if refusal == "closed" and any(row[2] == "sending" for row in rows):
+            raise RequestClosed(self._key[1], self._key[3])
 
     def _bound(self, step: str, item: str, attempt: int | None = None) -> bytes:
         """What a row's seal is bound to: the row's key (`attempt`: an earlier attempt's row)."""
