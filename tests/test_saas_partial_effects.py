@@ -211,3 +211,24 @@ async def test_a_try_running_when_its_request_closes_sends_no_change_after_it(po
             await system.close()
     assert (stopped.value.type, stopped.value.non_retryable) == ("HttpRunRequestClosed", True)
     assert 0 < len(deletes(app)) <= at_close + 1 < 60
+
+
+async def test_a_run_that_counted_its_own_changes_is_not_shown_twice_once_closed(http, pool, settings):
+    """A run needing staff that counted its 3 deletes itself (a record still appearing after
+    them): the request is then withdrawn, and its close keeps the journal's count of 3 on the
+    task. The evidence pack shows 3 changed, not "3 (and 3 change(s) made by its run before it
+    stopped)", which read as 6. Before, the close's count was shown beside the task's own."""
+    rid = await stored_request(pool, settings, "partial-counted", "erasure")
+    await pool.executemany(
+        """INSERT INTO http_run_journal (request_id, system, run, attempt, step, item, state, status, counted)
+           VALUES ($1, 'newsletter', 'erase', 1, 'delete', $2, 'answered', 204, true)""",
+        [(uuid.UUID(rid), item) for item in ("a", "b", "c")])
+    await store_task_result(activity_context(settings, pool), rid, TaskResult(
+        system="newsletter", action="erase", status="needs_attention", found=3, changed=3,
+        message="a record still appears after its delete"))
+    async with pool.acquire() as conn:
+        await set_status(conn, rid, RequestStatus.cancelled, event_key=f"{rid}:test-withdrawn", actor="test")
+    text = readable((await http.get(f"/v1/requests/{rid}/evidence.html", headers=await staff_headers(pool))).text)
+    results = section(text, "Results per system", "Letters sent")
+    assert "newsletter erase needs attention 3 3 " in results, results
+    assert "made by its run before it stopped" not in results
