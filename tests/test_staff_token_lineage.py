@@ -93,6 +93,23 @@ async def test_the_consoles_form_offers_no_more_than_the_admins_own_token(app_ht
                      + str(row["created_by"])[:8], made.text)
 
 
+async def test_the_consoles_form_says_what_an_admin_whose_token_ends_soon_gets(app_http, pool):
+    """Signed in with a token that has 10 days left, the form's hint says 10 days unless chosen
+    (the number filled in), not DSRFLOW_TOKEN_DAYS' 90, which it would not give. With less than a
+    day left, it says none can be created here and why, and offers no form to fill. Before, the
+    hint read "1 to 10; 90 unless you choose", and "1 to 0" with a field and button that could
+    send nothing valid."""
+    _, ten_days = await issue_token(pool, "admin", "lineage hint ten days", lifetime=timedelta(days=10, hours=1))
+    await _sign_in(app_http, ten_days)
+    page = " ".join((await app_http.get("/console/tokens")).text.split())
+    assert "1 to 10; 10 unless you choose." in page, page
+    _, hours = await issue_token(pool, "admin", "lineage hint hours", lifetime=timedelta(hours=20))
+    await _sign_in(app_http, hours)
+    page = " ".join((await app_http.get("/console/tokens")).text.split())
+    assert "None can be created here: your own token expires" in page and "1 to 0" not in page
+    assert re.search(r'<button type="submit" disabled>Create the token</button>', page)
+
+
 async def test_a_stolen_tokens_offspring_three_levels_down_is_revoked_with_it(app_http, pool):
     """The thief's admin token made an admin token, which made another, which made an agent's:
     revoking the stolen one with its descendants stops all four at once, each audited, their

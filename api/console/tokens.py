@@ -67,7 +67,8 @@ async def _page(request: Request, state: Any, pool: asyncpg.Pool, staff: Staff, 
         rows = [r for r in rows if r["state"] == "expires soon"]
     return render(request, "console/tokens.html", {
         "tokens": rows, "expiring": expiring, "soon": soon, "soon_days": EXPIRES_SOON.days,
-        "limit_hits": await _limit_hits(pool), "roles": ROLES, "default_days": state.settings.token_days,
+        # The days filled in say what a token gets unless the admin chooses: never more than fit.
+        "limit_hits": await _limit_hits(pool), "roles": ROLES, "default_days": min(state.settings.token_days, max_days),
         "max_days": max_days, "own_expiry": staff.expires_at,
         "values": {"role": "agent", "expires_in_days": min(state.settings.token_days, max_days)},
         "errors": {}, "created": None, "revoked": None, "refused": None, "refused_admins": [],
