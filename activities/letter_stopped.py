@@ -8,18 +8,21 @@ from __future__ import annotations
 
 from typing import Any
 
-import asyncpg
-
 from dsrflow.i18n import Translator
 from policy.model import Policy
 
+# The request's tasks whose run changed something before the task stopped, as [[system, changes], ...]:
+# an SQL expression over the request's row `r`, read with it (activities/letters.py `_deliver`), in
+# the letter's one round trip rather than a second (BENCHMARKS.md, B1: a response letter per erasure).
+STOPPED_RUNS = """(SELECT coalesce(jsonb_agg(jsonb_build_array(system, partial_changed) ORDER BY system, action), '[]')
+                     FROM system_tasks WHERE request_id = r.id AND partial_changed > 0)"""
 
-async def stopped_runs(db: asyncpg.Pool | asyncpg.Connection, request_id: str, policy: Policy) -> list[tuple[str, int]]:
-    """Each system (by its label) whose run changed something before its task stopped, and how many changes."""
-    rows = await db.fetch("""SELECT system, partial_changed FROM system_tasks
-                              WHERE request_id = $1 AND partial_changed > 0 ORDER BY system, action""", request_id)
-    return [(policy.systems[r["system"]].label if r["system"] in policy.systems else r["system"], r["partial_changed"])
-            for r in rows]
+
+def stopped_runs(row: dict[str, Any], policy: Policy) -> list[tuple[str, int]]:
+    """Each system (by its label) whose run changed something before its task stopped, and how many
+    changes: the request's `stopped_runs` (STOPPED_RUNS, read with it)."""
+    return [(policy.systems[system].label if system in policy.systems else system, changes)
+            for system, changes in row.get("stopped_runs") or []]
 
 
 def stopped_sentence(system: str, changes: int, t: Translator) -> str:

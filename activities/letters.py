@@ -26,7 +26,7 @@ from activities.letter_labels import LETTER_DENIAL_LABELS, type_label
 from activities.letter_message import compose_letter
 from activities.letter_outcome import response_outcome
 from activities.letter_refusals import letter_refuses, refuses_in_part, refuses_outright, remedies_context
-from activities.letter_stopped import stopped_actions, stopped_runs, stopped_sentence
+from activities.letter_stopped import STOPPED_RUNS, stopped_actions, stopped_runs, stopped_sentence
 from activities.letter_templates import letter_wording, render_letter
 from activities.outbox import OnSent, Sent, send_once, settle
 from activities.restrictions import lift_letter_context
@@ -180,7 +180,7 @@ async def build_context(ctx: ActivityContext, row: dict[str, Any], job: LetterJo
         params["acted_in"] = named_systems(params.get("acted_in", []), row, policy)
         params["asked_in"] = named_systems(params.get("asked_in", []), row, policy)
         params["stopped"] = [stopped_sentence(system, changes, t)
-                             for system, changes in await stopped_runs(ctx.pool, str(row["id"]), policy)]
+                             for system, changes in stopped_runs(row, policy)]
     if job.purpose == "response":
         report = params.pop("report", {})
         link, expires = None, None
@@ -188,7 +188,7 @@ async def build_context(ctx: ActivityContext, row: dict[str, Any], job: LetterJo
             link, expires = await issue_package_link(ctx, report["package"]["package_id"],
                                                      policy.package_link_days)
         outcome = response_outcome(report, policy, link, expires, t, source=loaded.policy, regime=row["regime"])
-        outcome["actions"] += stopped_actions(await stopped_runs(ctx.pool, str(row["id"]), policy), t)
+        outcome["actions"] += stopped_actions(stopped_runs(row, policy), t)
         decision = params.pop("decision", None)
         if decision:
             outcome["summary"] = decision_summary(decision, row["regime"], t)
@@ -261,14 +261,20 @@ async def settle_letter(ctx: ActivityContext, job: LetterJob, *, secrets: dict[s
                         record=partial(deliver_letter, ctx, job, secrets=secrets))
 
 
+# What a letter reads with its request: whether it went already, and the tasks whose run changed
+# something before they stopped (activities/letter_stopped.py).
+_LETTER_FACTS = ("jsonb_build_object('sent', EXISTS (SELECT FROM sent_letters WHERE letter_key = $2), "
+                 f"'stopped', {STOPPED_RUNS})")
+
+
 async def _deliver(ctx: ActivityContext, job: LetterJob, secrets: dict[str, Any] | None) -> LetterReceipt:
     letter_key = letter_key_of(job.request_id, job.purpose, job.key)
     message_id = message_id_for(letter_key)
     async with ctx.pool.acquire() as conn:
-        row, sent_before = await get_request_with(
-            conn, job.request_id, "EXISTS (SELECT FROM sent_letters WHERE letter_key = $2)", letter_key)
+        row, facts = await get_request_with(conn, job.request_id, _LETTER_FACTS, letter_key)
         if row is None:
             raise LookupError(f"request {job.request_id} not found")
+        sent_before, row["stopped_runs"] = facts["sent"], facts["stopped"]
         if sent_before:
             return LetterReceipt(letter_key=letter_key, message_id=message_id, already_sent=True)
         if not job.to_staff and not notifies_subject(row):

@@ -13,6 +13,7 @@ from typing import Any
 import activities.letters as letters
 from activities.connectors.base import HeldRecord
 from activities.connectors.sql_erasure import kept_summary
+from activities.letter_stopped import STOPPED_RUNS
 from activities.letter_templates import RenderedLetter, render_letter
 from dsrflow.domain.deadlines import compute_deadline, receipt_date
 from policy.model import LoadedPolicy, load_policy
@@ -25,26 +26,14 @@ REGIMES = [r.value for r in Regime]
 REQUEST_ID = "3f2b8c1e-9a4d-4e6f-8b2a-1c5d7e9f0a12"
 
 
-class StoredTasks:
-    """What `build_context` reads of the database: the stored results of the request's tasks whose
-    run changed something before it stopped (activities/letter_stopped.py), as `rows` give them."""
-
-    def __init__(self, rows: list[dict[str, Any]] | None = None) -> None:
-        self.rows = rows or []
-
-    async def fetch(self, query: str, *args: Any) -> list[dict[str, Any]]:
-        return self.rows
-
-
 class _Ctx:
-    """What `build_context` reads of the activity context: the settings' base URL, the policy and
-    (`pool`) the stored task results."""
+    """What `build_context` reads of the activity context: the settings' base URL and the policy."""
 
     settings = types.SimpleNamespace(base_url="https://privacy.example.test")
+    pool = None
 
-    def __init__(self, loaded: LoadedPolicy, pool: Any = None) -> None:
+    def __init__(self, loaded: LoadedPolicy) -> None:
         self.loaded = loaded
-        self.pool = pool if pool is not None else StoredTasks()
 
     async def policy(self, version: str) -> Any:
         return self.loaded
@@ -65,11 +54,15 @@ def request_row(regime: str, request_type: str, language: str, **overrides: Any)
 async def as_sent(purpose: str, request_type: str, params: dict[str, Any], *, regime: str = "gdpr",
                   language: str = "en", loaded: LoadedPolicy = LOADED, pool: Any = None, **row: Any) -> RenderedLetter:
     """The letter `purpose` with the workflow's `params`, built and rendered as the letter activity
-    does, under the shipped policy unless `loaded` gives another; the stored task results from
-    `pool` (a database's, or `StoredTasks`), none unless it gives some."""
+    does, under the shipped policy unless `loaded` gives another. The tasks whose run changed
+    something before they stopped: `stopped_runs` ([[system, changes], ...]) if given, else read
+    from `pool` for the request `id` as the activity reads them with the request, else none."""
     request = request_row(regime, request_type, language, **row)
+    if pool is not None and "stopped_runs" not in row:
+        request["stopped_runs"] = await pool.fetchval(f"SELECT {STOPPED_RUNS} FROM dsr_requests r WHERE r.id = $1",
+                                                      request["id"])
     job = LetterJob(request_id=request["id"], purpose=purpose, key="1", params=params)
-    context = await letters.build_context(_Ctx(loaded, pool), request, job, language)  # type: ignore[arg-type]
+    context = await letters.build_context(_Ctx(loaded), request, job, language)  # type: ignore[arg-type]
     return render_letter(purpose, context, language)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from dsrflow.i18n import translations
-from tests.letters_as_sent import LOADED, StoredTasks, as_sent, both
+from tests.letters_as_sent import LOADED, as_sent, both
 
 SENTENCE = "Before your request was closed, we had already acted on it in: %(systems)s."
 STILL_ASKED = "We had also asked these systems to act on it, and they may still do so: %(systems)s."
@@ -63,8 +63,7 @@ async def test_a_letter_says_what_a_run_had_changed_before_its_task_stopped(clos
     purpose, params = PURPOSES[closing]
     if purpose != "response":
         params = {**params, "acted_in": [], "asked_in": []}
-    stored = StoredTasks([{"system": "crm", "partial_changed": 1}, {"system": "billing", "partial_changed": 3}])
-    letter = await as_sent(purpose, "erasure", params, language=language, pool=stored)
+    letter = await as_sent(purpose, "erasure", params, language=language, stopped_runs=[["billing", 3], ["crm", 1]])
     policy = LOADED.in_language(language)
     t = translations(language)
     for part in both(letter):
