@@ -6,37 +6,49 @@ the letters said nothing of them, as if nothing had been changed there."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from dsrflow.i18n import Translator
 from policy.model import Policy
 
-# The request's tasks whose run changed something before the task stopped, as [[system, changes], ...]:
-# an SQL expression over the request's row `r`, read with it (activities/letters.py `_deliver`), in
-# the letter's one round trip rather than a second (BENCHMARKS.md, B1: a response letter per erasure).
-STOPPED_RUNS = """(SELECT coalesce(jsonb_agg(jsonb_build_array(system, partial_changed) ORDER BY system, action), '[]')
+# The request's tasks whose run changed something before the task stopped, as [[system, changes,
+# status], ...]: an SQL expression over the request's row `r`, read with it (activities/letters.py
+# `_deliver`), in the letter's one round trip rather than a second (BENCHMARKS.md, B1: a response
+# letter per erasure).
+STOPPED_RUNS = """(SELECT coalesce(jsonb_agg(jsonb_build_array(system, partial_changed, status) ORDER BY system, action),
+                            '[]')
                      FROM system_tasks WHERE request_id = r.id AND partial_changed > 0)"""
 
 
-def stopped_runs(row: dict[str, Any], policy: Policy) -> list[tuple[str, int]]:
-    """Each system (by its label) whose run changed something before its task stopped, and how many
-    changes: the request's `stopped_runs` (STOPPED_RUNS, read with it)."""
-    return [(policy.systems[system].label if system in policy.systems else system, changes)
-            for system, changes in row.get("stopped_runs") or []]
+class Stopped(NamedTuple):
+    system: str  # its id in the policy
+    label: str
+    changes: int
+    by_staff: bool  # done since: staff completed it by hand
 
 
-def stopped_sentence(system: str, changes: int, t: Translator) -> str:
-    """A closing letter's sentence (and a response letter's note) for one such system."""
+def stopped_runs(row: dict[str, Any], policy: Policy) -> list[Stopped]:
+    """Each system whose run changed something before its task stopped, and how many changes: the
+    request's `stopped_runs` (STOPPED_RUNS, read with it)."""
+    return [Stopped(system, policy.systems[system].label if system in policy.systems else system, changes,
+                    status == "done")
+            for system, changes, status in row.get("stopped_runs") or []]
+
+
+def stopped_sentence(stopped: Stopped, t: Translator) -> str:
+    """A closing letter's sentence for one such system."""
     return t.ngettext(
         "Our automated work in %(system)s stopped before it was finished; by then it had made %(num)d change "
         "to your records there.",
         "Our automated work in %(system)s stopped before it was finished; by then it had made %(num)d changes "
-        "to your records there.", changes) % {"system": system, "num": changes}
+        "to your records there.", stopped.changes) % {"system": stopped.label, "num": stopped.changes}
 
 
-def stopped_actions(stopped: list[tuple[str, int]], t: Translator) -> list[dict[str, Any]]:
+def stopped_actions(stopped: list[Stopped], t: Translator) -> list[dict[str, Any]]:
     """A response letter's lines for them, beside what the other systems did (its "What we erased" or
-    "What we did" list, which said nothing had been done there)."""
-    return [{"system": system, "category": t.gettext("part of your data"),
-             "action": t.gettext("changed before our work there stopped"), "records": changes, "unit": "change",
-             "note": stopped_sentence(system, changes, t)} for system, changes in stopped]
+    "What we did" list, which said nothing had been done there). A task staff completed by hand says
+    so: the response tells the request is complete, and "stopped" alone would say it was not."""
+    return [{"system": s.label, "category": t.gettext("part of your data"),
+             "action": t.gettext("changed by our automated work before it stopped; our staff completed the rest")
+             if s.by_staff else t.gettext("changed before our work there stopped"),
+             "records": s.changes, "unit": "change"} for s in stopped]

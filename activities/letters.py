@@ -177,10 +177,12 @@ async def build_context(ctx: ActivityContext, row: dict[str, Any], job: LetterJo
         # restriction refuses nothing the subject asked for).
         params["complaint"] = remedies()
     if job.purpose in _CLOSINGS:  # older workflows sent neither
+        # A system still asked (a job at the processor) is told of as one that may still act, not
+        # as one whose work stopped.
+        params["stopped"] = [stopped_sentence(stopped, t) for stopped in stopped_runs(row, policy)
+                             if stopped.system not in params.get("asked_in", [])]
         params["acted_in"] = named_systems(params.get("acted_in", []), row, policy)
         params["asked_in"] = named_systems(params.get("asked_in", []), row, policy)
-        params["stopped"] = [stopped_sentence(system, changes, t)
-                             for system, changes in stopped_runs(row, policy)]
     if job.purpose == "response":
         report = params.pop("report", {})
         link, expires = None, None

@@ -58,16 +58,41 @@ PURPOSES = {**CLOSINGS, "completed": ("response", {"report": {"results": []}})}
 async def test_a_letter_says_what_a_run_had_changed_before_its_task_stopped(closing, language):
     """A system's run changed part of what it was asked to, then its task stopped (its retries ran
     out, staff resolved it by hand, the request was withdrawn while it ran): the closing letter, or
-    the response, says how many changes had been made there, in the letter's language. Before, it
-    named nothing done there (a response: "We found no personal data about you in our systems")."""
+    the response, says how many changes had been made there, in the letter's language, once. Before,
+    it named nothing done there (a response: "We found no personal data about you in our systems")."""
     purpose, params = PURPOSES[closing]
     if purpose != "response":
         params = {**params, "acted_in": [], "asked_in": []}
-    letter = await as_sent(purpose, "erasure", params, language=language, stopped_runs=[["billing", 3], ["crm", 1]])
+    letter = await as_sent(purpose, "erasure", params, language=language,
+                           stopped_runs=[["billing", 3, "needs_attention"], ["crm", 1, "done"]])
     policy = LOADED.in_language(language)
     t = translations(language)
     for part in both(letter):
         for system, changes in (("crm", 1), ("billing", 3)):
-            said = t.ngettext(*STOPPED, changes) % {"system": policy.systems[system].label, "num": changes}
-            assert said in part, (system, part)
+            label = policy.systems[system].label
+            said = t.ngettext(*STOPPED, changes) % {"system": label, "num": changes}
+            if purpose == "response":  # a line of what was done per system, and not its sentence too
+                assert said not in part, (system, part)
+                assert part.count(label) == 1, (system, part)
+            else:
+                assert said in part, (system, part)
+        if purpose == "response":
+            # crm's task was completed by staff (the response says the request is complete), billing's not.
+            assert t.gettext("changed by our automated work before it stopped; our staff completed the rest") in part
+            assert t.gettext("changed before our work there stopped") in part
         assert t.gettext("We found no personal data about you in our systems.") not in part
+
+
+@pytest.mark.parametrize("closing", CLOSINGS)
+async def test_a_system_still_asked_is_not_said_to_have_stopped(closing):
+    """A system whose run changed something and that still has a job at the work when the request
+    closes (asked: it may still act) is told of as one that may still act, not also as one whose
+    work stopped: the two sentences together contradicted each other."""
+    purpose, params = CLOSINGS[closing]
+    letter = await as_sent(purpose, "erasure", {**params, "acted_in": [], "asked_in": ["email_marketing"]},
+                           stopped_runs=[["email_marketing", 2, "pending"], ["crm", 1, "needs_attention"]])
+    label = LOADED.policy.systems["email_marketing"].label
+    for part in both(letter):
+        assert "may still do so" in part and label in part
+        assert f"Our automated work in {label} stopped" not in part, part
+        assert "Our automated work in " + LOADED.policy.systems["crm"].label + " stopped" in part
