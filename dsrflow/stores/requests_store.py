@@ -207,7 +207,10 @@ async def set_status(
         conn, event_key=event_key, request_id=request_id, event_type=f"status.{status.value}",
         actor=actor, data=data or {}, along=writes,
     )
-    if status.is_closed:
+    # A request completes once its tasks have settled, each result stored with its run's partial
+    # count and audited then (activities/task_results.py): only a close that stops tasks (withdrawn,
+    # cancelled, denied) has counts to add to the trail, and completions (every erasure's) skip the read.
+    if status.is_closed and status != RequestStatus.completed:
         await _partial_effects(conn, request_id, actor)
 
 
