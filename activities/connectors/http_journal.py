@@ -159,6 +159,7 @@ class Journal:
         self.earlier: set[int] = set()  # the task's earlier attempts this one goes on from
         self.set_aside = 0  # changes earlier attempts made under another configuration: not gone on from
         self._pending: list[tuple[str, str, str, int | None, bool | None, int, bytes | None]] = []
+        self.began_open = True  # whether its request was open when the attempt began (`open`)
 
     @classmethod
     async def open(cls, pool: asyncpg.Pool, secret: bytes, key: tuple[str, str, str, int],
@@ -169,11 +170,20 @@ class Journal:
                                                    WHERE r.id = j.request_id AND r.closed_at IS NULL)""")
         # Earlier attempts' rows too (a run that stopped short for staff): the later attempt's row
         # of an item is the one that counts.
+        # And whether the request is open, in the same read: a run that begins on a closed request
+        # (a hold's deferred erasure, activities/deferred.py) keeps no journal and goes on, while one
+        # whose request closes under it stops before its next change (`flush`).
         rows = await pool.fetch(
-            """SELECT attempt, step, item, state, status, counted, read_bytes, sealed, config FROM http_run_journal
-               WHERE request_id = $1 AND system = $2 AND run = $3 AND attempt <= $4
-               ORDER BY attempt""", *key)
+            """SELECT (SELECT closed_at IS NULL FROM dsr_requests WHERE id = $1::uuid) AS request_open, j.*
+                 FROM (SELECT 1) AS one LEFT JOIN LATERAL (
+                      SELECT attempt, step, item, state, status, counted, read_bytes, sealed, config
+                        FROM http_run_journal
+                       WHERE request_id = $1 AND system = $2 AND run = $3 AND attempt <= $4) AS j ON true
+                ORDER BY j.attempt""", *key)
+        journal.began_open = bool(rows[0]["request_open"])
         for row in rows:
+            if row["attempt"] is None:  # no row yet: the request's state alone
+                continue
             earlier = row["attempt"] < key[3]
             if earlier and row["config"] != config:
                 journal.set_aside += row["state"] == "answered" and bool(row["counted"])
@@ -259,10 +269,12 @@ class Journal:
         # work stopped there (a withdrawal's letter: no further action), and the close counted
         # what the journal held. Before, the attempt carried on sending until it heard its
         # cancellation, and none of those changes was counted. Reads, and the answers of changes
-        # sent before the close, are dropped and the attempt goes on: its own success stands.
+        # sent before the close, are dropped and the attempt goes on: its own success stands. An
+        # attempt that began on a closed request (a hold's deferred erasure) goes on as before: its
+        # changes are what the close left to do.
         if refusal == "ended":
             raise TaskEnded(self._key[1], self._key[3])
-        if refusal == "closed" and any(row[2] == "sending" for row in rows):
+        if refusal == "closed" and self.began_open and any(row[2] == "sending" for row in rows):
             raise RequestClosed(self._key[1], self._key[3])
 
     def _bound(self, step: str, item: str, attempt: int | None = None) -> bytes:
