@@ -210,13 +210,20 @@ CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
 async def console_sign_in(http: httpx.AsyncClient, pool: asyncpg.Pool, role: str) -> str:
     """Sign this client in to the console with a new `role` token (ending any session it had);
     returns its forms' CSRF token."""
+    return await console_sign_in_with(http, await create_token(pool, role, "console tests"))
+
+
+async def console_sign_in_with(http: httpx.AsyncClient, token: str, page: str = "/console/") -> str:
+    """Sign this client in to the console with `token` (ending any session it had); returns the
+    CSRF token of the forms on `page`."""
     http.cookies.clear()
     form = await http.get("/console/sign-in")
-    token = await create_token(pool, role, "console tests")
     answer = await http.post("/console/sign-in",
                              data={"token": token, "csrf_token": CSRF_FIELD.search(form.text).group(1)})
     assert answer.status_code == 303, answer.text
-    return CSRF_FIELD.search((await http.get("/console/")).text).group(1)
+    shown = await http.get(page)
+    assert shown.status_code == 200, shown.text
+    return CSRF_FIELD.search(shown.text).group(1)
 
 
 async def console_new_request(http: httpx.AsyncClient, pool: asyncpg.Pool, role: str, **fields: str) -> httpx.Response:

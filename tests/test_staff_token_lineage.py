@@ -16,21 +16,11 @@ from typer.testing import CliRunner
 
 from cli.main import app as cli
 from dsrflow.stores.staff_tokens import CreatorNotInForce, issue_token
-from tests.support import CSRF_FIELD, assert_problem, console_sign_in, fetch_rows, settings_env
+from tests.support import assert_problem, console_sign_in, console_sign_in_with, fetch_rows, settings_env
 
 
 def _bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
-
-
-async def _sign_in(app_http: httpx.AsyncClient, token: str) -> str:
-    """The console signed in with `token`; its forms' CSRF token."""
-    app_http.cookies.clear()
-    form = await app_http.get("/console/sign-in")
-    signed = await app_http.post("/console/sign-in", data={"token": token,
-                                                      "csrf_token": CSRF_FIELD.search(form.text).group(1)})
-    assert signed.status_code == 303, signed.text
-    return CSRF_FIELD.search((await app_http.get("/console/")).text).group(1)
 
 
 async def _created_with(app_http: httpx.AsyncClient, creator: str, role: str, label: str, **body) -> tuple[str, str]:
@@ -72,7 +62,7 @@ async def test_a_token_created_with_a_token_cannot_outlive_it(app_http, pool):
 
 async def test_the_consoles_form_offers_no_more_than_the_admins_own_token(app_http, pool):
     _, token = await issue_token(pool, "admin", "lineage console admin", lifetime=timedelta(days=10, hours=1))
-    csrf = await _sign_in(app_http, token)
+    csrf = await console_sign_in_with(app_http, token)
     page = (await app_http.get("/console/tokens")).text
     assert re.search(r'id="expires_in_days"[^>]*max="10"', page) and "No longer than your own token" in page
 
@@ -100,11 +90,11 @@ async def test_the_consoles_form_says_what_an_admin_whose_token_ends_soon_gets(a
     hint read "1 to 10; 90 unless you choose", and "1 to 0" with a field and button that could
     send nothing valid."""
     _, ten_days = await issue_token(pool, "admin", "lineage hint ten days", lifetime=timedelta(days=10, hours=1))
-    await _sign_in(app_http, ten_days)
+    await console_sign_in_with(app_http, ten_days)
     page = " ".join((await app_http.get("/console/tokens")).text.split())
     assert "1 to 10; 10 unless you choose." in page, page
     _, hours = await issue_token(pool, "admin", "lineage hint hours", lifetime=timedelta(hours=20))
-    await _sign_in(app_http, hours)
+    await console_sign_in_with(app_http, hours)
     page = " ".join((await app_http.get("/console/tokens")).text.split())
     assert "None can be created here: your own token expires" in page and "1 to 0" not in page
     assert re.search(r'<button type="submit" disabled>Create the token</button>', page)
@@ -132,7 +122,7 @@ async def test_a_stolen_tokens_offspring_three_levels_down_is_revoked_with_it(ap
                                [stolen["id"], second, third, fourth]) == 0
     listed = {t["id"]: t for t in (await app_http.get("/v1/tokens", headers=_bearer(admin))).json()["tokens"]}
     assert listed[stolen["id"]]["descendants"] == 3 and listed[third]["created_by"] == second
-    await _sign_in(app_http, fourth_token)  # a console session of the deepest one
+    await console_sign_in_with(app_http, fourth_token)  # a console session of the deepest one
 
     answer = await app_http.delete(f"/v1/tokens/{stolen['id']}?with_descendants=true", headers=_bearer(admin))
 
@@ -164,7 +154,7 @@ async def test_a_cascade_that_would_leave_no_admin_in_force_is_refused_saying_wh
     body = assert_problem(refused, 409)
     assert body["admin_tokens"] == [root["id"], child]
     assert f"would take the admin tokens {root['id']}, {child}" in body["detail"]
-    csrf = await _sign_in(app_http, child_token)
+    csrf = await console_sign_in_with(app_http, child_token)
     page = await app_http.post(f"/console/tokens/{root['id']}/revoke", data={"csrf_token": csrf, "descendants": "yes"})
     assert page.status_code == 409
     assert re.search(r"Not revoked: revoking .*with\s+the tokens it created would leave no admin token in force",

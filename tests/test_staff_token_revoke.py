@@ -7,22 +7,8 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-import httpx
-
 from dsrflow.stores.staff_tokens import issue_token
-from tests.support import CSRF_FIELD, assert_problem
-
-
-async def _signed_in_page(app_http: httpx.AsyncClient, token: str) -> str:
-    """The Tokens page, signed in with `token`: its CSRF token, for the forms on it."""
-    app_http.cookies.clear()
-    form = await app_http.get("/console/sign-in")
-    signed = await app_http.post("/console/sign-in", data={"token": token,
-                                                      "csrf_token": CSRF_FIELD.search(form.text).group(1)})
-    assert signed.status_code == 303, signed.text
-    page = await app_http.get("/console/tokens")
-    assert page.status_code == 200
-    return CSRF_FIELD.search(page.text).group(1)
+from tests.support import assert_problem, console_sign_in_with
 
 
 async def _only_admin(pool, label: str) -> tuple[dict, str]:
@@ -36,7 +22,7 @@ async def test_an_admin_revokes_a_token_from_its_row_and_it_stops_at_once(app_ht
     agent, agent_token = await issue_token(pool, "agent", "leaver's laptop")
     bearer = {"Authorization": f"Bearer {agent_token}"}
     assert (await app_http.get("/v1/requests", headers=bearer)).status_code == 200
-    csrf = await _signed_in_page(app_http, admin)
+    csrf = await console_sign_in_with(app_http, admin, "/console/tokens")
 
     answer = await app_http.post(f"/console/tokens/{agent['id']}/revoke", data={"csrf_token": csrf})
 
@@ -58,7 +44,7 @@ async def test_an_admin_revokes_a_token_from_its_row_and_it_stops_at_once(app_ht
 
 async def test_the_last_admin_token_in_force_is_not_revoked_from_the_console(app_http, pool):
     admin, token = await _only_admin(pool, "the only admin")
-    csrf = await _signed_in_page(app_http, token)
+    csrf = await console_sign_in_with(app_http, token, "/console/tokens")
 
     refused = await app_http.post(f"/console/tokens/{admin['id']}/revoke", data={"csrf_token": csrf})
 
