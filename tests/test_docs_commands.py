@@ -18,9 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from devstack.processes import free_port
 from tests.doc_blocks import DOCS, PLACEHOLDER, README, REPO, SHELL, assert_ran, blocks, run_blocks, runnable
-from tests.up_process import free_ports, start_up, stop_up, up_env, wait_healthy
+from tests.up_process import start_healthy, stop_up
 
 # What each page's prose says its commands show, checked in what they print.
 SHOWS: dict[str, list[str]] = {
@@ -87,12 +86,8 @@ async def docs_stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[
             (checkout / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / name, checkout / name)
     (checkout / ".venv").symlink_to(sys.prefix)
-    ports = {**free_ports(), "metrics": free_port()}
-    env = up_env(checkout / ".dsrflow", ports, DSRFLOW_WORKER_METRICS_ADDRESS=f"127.0.0.1:{ports['metrics']}")
-    log = base / "up.log"
-    proc = start_up(env, log)
+    proc, ports, env = await start_healthy(checkout / ".dsrflow", base / "up.log")
     try:
-        await wait_healthy(ports["api"], proc, log)
         yield Stack(ports, env, checkout)
     finally:
         stop_up(proc)

@@ -70,6 +70,27 @@ async def wait_healthy(port: int, proc: subprocess.Popen, log: Path, run: int = 
     raise AssertionError(f"/healthz not 200 within {timeout}s")
 
 
+async def start_healthy(home: Path, log: Path, **extra: str) -> tuple[subprocess.Popen, dict[str, int], dict[str, str]]:
+    """`dsrflow up` in `home` on free ports (and a free worker metrics port), healthy: (the process, its
+    ports, its environment). A port chosen free can be taken by another test's server before the
+    stack binds it (the API then crash-loops on "address already in use", or `up` finds it "already in use"): started again, once, on
+    other ports."""
+    for attempt in (1, 2):
+        ports = dict(zip((*PORT_NAMES, "metrics"), distinct_free_ports(len(PORT_NAMES) + 1), strict=True))
+        env = up_env(home, ports, DSRFLOW_WORKER_METRICS_ADDRESS=f"127.0.0.1:{ports['metrics']}", **extra)
+        proc = start_up(env, log)
+        try:
+            await wait_healthy(ports["api"], proc, log)
+            return proc, ports, env
+        except AssertionError:
+            stop_up(proc)
+            taken = any("already in use" in path.read_text(errors="replace").lower()
+                        for path in [log, *(home / "logs").glob("*.log")])
+            if not taken or attempt == 2:
+                raise
+    raise AssertionError("unreachable")  # the loop returns or raises
+
+
 def child_of_up(proc: subprocess.Popen, role: str) -> psutil.Process:
     """`up`'s running `cli.main <role>` child (worker or api)."""
     for child in psutil.Process(proc.pid).children():
