@@ -10,14 +10,14 @@ from email.message import EmailMessage
 import aiosmtplib
 import asyncpg
 
-from tests.up_process import free_ports, start_up, stop_up, up_env, wait_healthy
+from tests.up_process import start_healthy, stop_up
 
 
 async def test_mail_to_the_privacy_address_lands_in_the_inbox(tmp_path, lifecycle_policy):
-    home, ports, log = tmp_path / "home", free_ports(), tmp_path / "up.log"
-    proc = start_up(up_env(home, ports, DSRFLOW_DEMO="false", DSRFLOW_POLICY=str(lifecycle_policy)), log)
+    log = tmp_path / "up.log"
+    proc, ports, _ = await start_healthy(tmp_path / "home", log, DSRFLOW_DEMO="false",
+                                         DSRFLOW_POLICY=str(lifecycle_policy))
     try:
-        await wait_healthy(ports["api"], proc, log)
         message = EmailMessage()
         message["From"] = "grace@example.com"
         message["To"] = "privacy@onetagger.com"

@@ -10,7 +10,7 @@ tests/test_docs_commands.py."""
 from __future__ import annotations
 
 from tests.doc_blocks import PLACEHOLDER, README, assert_ran, blocks, run_blocks, runnable
-from tests.up_process import free_ports, start_up, stop_up, up_env, wait_healthy
+from tests.up_process import start_healthy, stop_up
 
 
 def test_the_readme_has_its_tour():
@@ -21,13 +21,8 @@ def test_the_readme_has_its_tour():
 
 
 async def test_the_readme_tour_runs_verbatim(tmp_path):
-    ports = free_ports()
-    home = tmp_path / ".dsrflow"
-    env = up_env(home, ports)
-    log = tmp_path / "up.log"
-    proc = start_up(env, log)
+    proc, ports, env = await start_healthy(tmp_path / ".dsrflow", tmp_path / "up.log")
     try:
-        await wait_healthy(ports["api"], proc, log)
         tour = runnable(README)
         done = run_blocks(tour, ports, env, tmp_path, timeout=90)
         assert_ran(done, tour)
