@@ -20,6 +20,22 @@ STOPPED_RUNS = """(SELECT coalesce(jsonb_agg(jsonb_build_array(system, partial_c
                      FROM system_tasks WHERE request_id = r.id AND partial_changed > 0)"""
 
 
+# The request's systems whose task is done and changed something, as a JSON list: what a closing
+# letter names as acted on (a try that ended after the close, its last change sent before it, is
+# among them though the workflow's `acted_in`, worked out at the close, is not), read likewise.
+DONE_SYSTEMS = """(SELECT coalesce(jsonb_agg(system ORDER BY system), '[]') FROM system_tasks
+                     WHERE request_id = r.id AND status = 'done' AND changed > 0)"""
+
+
+def done_so_far(params: dict[str, Any], row: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """A closing letter's systems acted on and still asked: the workflow's `acted_in` and
+    `asked_in` at the close, with those whose task is done by the time the letter is written
+    (DONE_SYSTEMS) acted on, no longer asked."""
+    done = [s for s in row.get("done_systems") or [] if s not in params.get("acted_in", [])]
+    acted = [*params.get("acted_in", []), *done] if "acted_in" in params else []
+    return acted, [s for s in params.get("asked_in", []) if s not in done]
+
+
 class Stopped(NamedTuple):
     system: str  # its id in the policy
     label: str

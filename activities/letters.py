@@ -26,7 +26,14 @@ from activities.letter_labels import LETTER_DENIAL_LABELS, type_label
 from activities.letter_message import compose_letter
 from activities.letter_outcome import response_outcome
 from activities.letter_refusals import letter_refuses, refuses_in_part, refuses_outright, remedies_context
-from activities.letter_stopped import STOPPED_RUNS, stopped_actions, stopped_runs, stopped_sentence
+from activities.letter_stopped import (
+    DONE_SYSTEMS,
+    STOPPED_RUNS,
+    done_so_far,
+    stopped_actions,
+    stopped_runs,
+    stopped_sentence,
+)
 from activities.letter_templates import letter_wording, render_letter
 from activities.outbox import OnSent, Sent, send_once, settle
 from activities.restrictions import lift_letter_context
@@ -179,10 +186,11 @@ async def build_context(ctx: ActivityContext, row: dict[str, Any], job: LetterJo
     if job.purpose in _CLOSINGS:  # older workflows sent neither
         # A system still asked (a job at the processor) is told of as one that may still act, not
         # as one whose work stopped.
+        acted, asked = done_so_far(params, row)
         params["stopped"] = [stopped_sentence(stopped, t) for stopped in stopped_runs(row, policy)
-                             if stopped.system not in params.get("asked_in", [])]
-        params["acted_in"] = named_systems(params.get("acted_in", []), row, policy)
-        params["asked_in"] = named_systems(params.get("asked_in", []), row, policy)
+                             if stopped.system not in asked and stopped.system not in acted]
+        params["acted_in"] = named_systems(acted, row, policy)
+        params["asked_in"] = named_systems(asked, row, policy)
     if job.purpose == "response":
         report = params.pop("report", {})
         link, expires = None, None
@@ -263,10 +271,10 @@ async def settle_letter(ctx: ActivityContext, job: LetterJob, *, secrets: dict[s
                         record=partial(deliver_letter, ctx, job, secrets=secrets))
 
 
-# What a letter reads with its request: whether it went already, and the tasks whose run changed
-# something before they stopped (activities/letter_stopped.py).
+# What a letter reads with its request: whether it went already, the tasks whose run changed
+# something before they stopped, and the systems done with changes (activities/letter_stopped.py).
 _LETTER_FACTS = ("jsonb_build_object('sent', EXISTS (SELECT FROM sent_letters WHERE letter_key = $2), "
-                 f"'stopped', {STOPPED_RUNS})")
+                 f"'stopped', {STOPPED_RUNS}, 'done', {DONE_SYSTEMS})")
 
 
 async def _deliver(ctx: ActivityContext, job: LetterJob, secrets: dict[str, Any] | None) -> LetterReceipt:
@@ -276,7 +284,7 @@ async def _deliver(ctx: ActivityContext, job: LetterJob, secrets: dict[str, Any]
         row, facts = await get_request_with(conn, job.request_id, _LETTER_FACTS, letter_key)
         if row is None:
             raise LookupError(f"request {job.request_id} not found")
-        sent_before, row["stopped_runs"] = facts["sent"], facts["stopped"]
+        sent_before, row["stopped_runs"], row["done_systems"] = facts["sent"], facts["stopped"], facts["done"]
         if sent_before:
             return LetterReceipt(letter_key=letter_key, message_id=message_id, already_sent=True)
         if not job.to_staff and not notifies_subject(row):

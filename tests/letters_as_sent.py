@@ -13,7 +13,7 @@ from typing import Any
 import activities.letters as letters
 from activities.connectors.base import HeldRecord
 from activities.connectors.sql_erasure import kept_summary
-from activities.letter_stopped import STOPPED_RUNS
+from activities.letter_stopped import DONE_SYSTEMS, STOPPED_RUNS
 from activities.letter_templates import RenderedLetter, render_letter
 from dsrflow.domain.deadlines import compute_deadline, receipt_date
 from policy.model import LoadedPolicy, load_policy
@@ -55,12 +55,13 @@ async def as_sent(purpose: str, request_type: str, params: dict[str, Any], *, re
                   language: str = "en", loaded: LoadedPolicy = LOADED, pool: Any = None, **row: Any) -> RenderedLetter:
     """The letter `purpose` with the workflow's `params`, built and rendered as the letter activity
     does, under the shipped policy unless `loaded` gives another. The tasks whose run changed
-    something before they stopped: `stopped_runs` ([[system, changes], ...]) if given, else read
-    from `pool` for the request `id` as the activity reads them with the request, else none."""
+    something before they stopped, and the systems done with changes: `stopped_runs` ([[system,
+    changes, status], ...]) and `done_systems` if given, else read from `pool` for the request `id`
+    as the activity reads them with the request, else none."""
     request = request_row(regime, request_type, language, **row)
     if pool is not None and "stopped_runs" not in row:
-        request["stopped_runs"] = await pool.fetchval(f"SELECT {STOPPED_RUNS} FROM dsr_requests r WHERE r.id = $1",
-                                                      request["id"])
+        request["stopped_runs"], request["done_systems"] = await pool.fetchrow(
+            f"SELECT {STOPPED_RUNS}, {DONE_SYSTEMS} FROM dsr_requests r WHERE r.id = $1", request["id"])
     job = LetterJob(request_id=request["id"], purpose=purpose, key="1", params=params)
     context = await letters.build_context(_Ctx(loaded), request, job, language)  # type: ignore[arg-type]
     return render_letter(purpose, context, language)

@@ -96,3 +96,19 @@ async def test_a_system_still_asked_is_not_said_to_have_stopped(closing):
         assert "may still do so" in part and label in part
         assert f"Our automated work in {label} stopped" not in part, part
         assert "Our automated work in " + LOADED.policy.systems["crm"].label + " stopped" in part
+
+
+@pytest.mark.parametrize("closing", CLOSINGS)
+async def test_a_system_done_after_the_close_is_named_as_acted_on(closing):
+    """A try already past its last change when the request closed stored its success after the
+    close: the workflow's `acted_in`, worked out at the close, lacks the system, but the letter,
+    written from the stored results, names it as acted on (it named it nowhere); and a processor
+    asked at the close that has finished since is named as acted on, not as one that may still act."""
+    purpose, params = CLOSINGS[closing]
+    letter = await as_sent(purpose, "erasure", {**params, "acted_in": [], "asked_in": ["email_marketing"]},
+                           done_systems=["crm", "email_marketing"])
+    systems = LOADED.policy.systems
+    for part in both(letter):
+        acted = part.split("we had already acted on it in: ", 1)[1].split(".", 1)[0]
+        assert systems["crm"].label in acted and systems["email_marketing"].label in acted, part
+        assert "may still do so" not in part, part
