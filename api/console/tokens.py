@@ -26,6 +26,7 @@ from dsrflow.stores.staff_tokens import (
     CreatorNotInForce,
     LastAdmin,
     OutlivesCreator,
+    days_within,
     issue_token,
     list_tokens,
     revoke_token,
@@ -56,9 +57,8 @@ async def _page(request: Request, state: Any, pool: asyncpg.Pool, staff: Staff, 
                 status_code: int = 200, **context: Any) -> HTMLResponse:
     now = datetime.now(UTC)
     # A token created here lives no longer than the signed-in admin's: the form offers no more.
-    max_days = LONGEST_LIFETIME.days
-    if staff.expires_at is not None:
-        max_days = min(max_days, (staff.expires_at - now) // timedelta(days=1))
+    max_days = days_within(staff.expires_at, now)
+    default_days = min(state.settings.token_days, max_days)
     rows = [{**row, "state": token_state(row, now)} for row in await list_tokens(pool)]
     # Those expiring soon first (soonest first), then the rest as issued: what needs doing on top.
     rows.sort(key=lambda r: (0, r["expires_at"]) if r["state"] == "expires soon" else (1, now))
@@ -68,9 +68,9 @@ async def _page(request: Request, state: Any, pool: asyncpg.Pool, staff: Staff, 
     return render(request, "console/tokens.html", {
         "tokens": rows, "expiring": expiring, "soon": soon, "soon_days": EXPIRES_SOON.days,
         # The days filled in say what a token gets unless the admin chooses: never more than fit.
-        "limit_hits": await _limit_hits(pool), "roles": ROLES, "default_days": min(state.settings.token_days, max_days),
+        "limit_hits": await _limit_hits(pool), "roles": ROLES, "default_days": default_days,
         "max_days": max_days, "own_expiry": staff.expires_at,
-        "values": {"role": "agent", "expires_in_days": min(state.settings.token_days, max_days)},
+        "values": {"role": "agent", "expires_in_days": default_days},
         "errors": {}, "created": None, "revoked": None, "refused": None, "refused_admins": [],
         "refused_with": False, **context}, status_code=status_code)
 

@@ -76,15 +76,21 @@ async def create_token(pool: asyncpg.Pool, role: str, label: str | None = None,
     return (await issue_token(pool, role, label, lifetime=lifetime))[1]
 
 
+def days_within(expires_at: datetime | None, now: datetime) -> int:
+    """The most whole days a token created now with a token expiring at `expires_at` may be given
+    (none when it expires within a day; LONGEST_LIFETIME's for one that never expires)."""
+    if expires_at is None:
+        return LONGEST_LIFETIME.days
+    return min(LONGEST_LIFETIME.days, (expires_at - now) // timedelta(days=1))
+
+
 class OutlivesCreator(Exception):
     """The lifetime asked for ends after the creating token's expiry (`expires_at`)."""
 
     def __init__(self, expires_at: datetime, now: datetime) -> None:
         super().__init__(expires_at)
         self.expires_at = expires_at
-        # The most whole days a token created now may be given: none when the creator expires
-        # within a day.
-        self.days = (expires_at - now) // timedelta(days=1)
+        self.days = days_within(expires_at, now)
 
 
 class CreatorNotInForce(Exception):
