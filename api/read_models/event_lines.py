@@ -14,6 +14,7 @@ from api.read_models.event_words import (
     day_words,
     ended_words,
     ground_words,
+    made_before_stopping,
     method_words,
     purpose_words,
     status_words,
@@ -103,7 +104,7 @@ def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = N
                                                        "extended_to"))),
         "task.retried": system, "task.resolved": system,
         # What a task's run had changed before it stopped (activities/task_results.py, migration 0049).
-        "task.partial_effect": f"{system}: {data.get('counted')} change(s) made by its run before it stopped",
+        "task.partial_effect": f"{system}: {made_before_stopping(data.get('counted'))}",
         # Which processor, and what it answered: the lines read "Processor confirmed by e-mail link"
         # alone, and the actor beside them is a code (`processor:email_marketing`).
         "processor.asked": _asked(data, system), "processor.reminded": _asked(data, system),
@@ -131,5 +132,5 @@ def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = N
     }.get(kind)
     if detail is None and kind.startswith("task.") and data.get("partial_changed"):
         # A result other than the run's own success, beside what its run had changed (0049).
-        detail = f"{system}: {data['partial_changed']} change(s) made by its run before it stopped"
+        detail = f"{system}: {made_before_stopping(data['partial_changed'])}"
     return f"{words} ({detail})" if detail else words

@@ -302,6 +302,12 @@ def step_words(step: str | None, about: str | None = None) -> str:
     return _STEP_WORDS.get(str(step), str(step).replace("_", " "))
 
 
+def made_before_stopping(changes: object) -> str:
+    """The changes an http run made before its task stopped (activities/task_results.py, migration
+    0049), as the request page, the evidence pack and the timeline say them."""
+    return f"{changes} change(s) made by its run before it stopped"
+
+
 def partial_words(task: Mapping[str, Any]) -> str:
     """Beside a task's Changed count, the changes its http run made before it stopped that the
     count leaves out (a task needing staff, resolved by them, or stopped by its request's close:
@@ -309,8 +315,7 @@ def partial_words(task: Mapping[str, Any]) -> str:
     holds them already (a run needing staff that counted its own changes, whose request's close
     then kept the journal's count: beside it, "3 (and 3 ...)" read as 6)."""
     made = task.get("partial_changed")
-    return f" (and {made} change(s) made by its run before it stopped)" if made and made > (task.get("changed") or 0) \
-        else ""
+    return f" (and {made_before_stopping(made)})" if made and made > (task.get("changed") or 0) else ""
 
 
 # Every helper above a page's template writes codes with, by name (a form still submits the code).
