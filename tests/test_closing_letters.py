@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from dsrflow.i18n import translations
-from tests.letters_as_sent import LOADED, as_sent, both
+from tests.letters_as_sent import LOADED, REGIMES, as_sent, both
 
 SENTENCE = "Before your request was closed, we had already acted on it in: %(systems)s."
 STILL_ASKED = "We had also asked these systems to act on it, and they may still do so: %(systems)s."
@@ -112,3 +112,24 @@ async def test_a_system_done_after_the_close_is_named_as_acted_on(closing):
         acted = part.split("we had already acted on it in: ", 1)[1].split(".", 1)[0]
         assert systems["crm"].label in acted and systems["email_marketing"].label in acted, part
         assert "may still do so" not in part, part
+
+
+@pytest.mark.parametrize("regime", REGIMES)
+@pytest.mark.parametrize("closing", PURPOSES)
+async def test_a_run_stopped_part_way_is_said_under_every_law(closing, regime):
+    """The sentence, or the response's line, under each law the letters speak (its words, its
+    remedies): rendered whole, no placeholder left unfilled (StrictUndefined refuses a missing
+    value; a `%(...)s` left in the text would show here)."""
+    purpose, params = PURPOSES[closing]
+    if purpose != "response":
+        params = {**params, "acted_in": [], "asked_in": []}
+    letter = await as_sent(purpose, "erasure", params, regime=regime,
+                           stopped_runs=[["crm", 2, "needs_attention"], ["billing", 1, "done"]])
+    label = LOADED.policy.systems["crm"].label
+    for part in both(letter):
+        assert "%(" not in part and "{{" not in part, part
+        if purpose == "response":
+            assert "changed before our work there stopped" in part and "2 changes" in part, part
+        else:
+            assert f"Our automated work in {label} stopped before it was finished; by then it had made 2 changes" \
+                in part, part
