@@ -42,7 +42,8 @@ from schemas.workflow import TaskResult
 
 
 async def store_task_result(ctx: ActivityContext, request_id: str, result: TaskResult,
-                            *, along: Sequence[Write] = (), by_attempt: bool = False) -> TaskResult | None:
+                            *, along: Sequence[Write] = (), by_attempt: bool = False,
+                            journaled: bool = True) -> TaskResult | None:
     """A system's (interim or final) result for a request, stored and audited in one statement,
     with the `along` writes; one that ends the task also takes its journals, after `ending_lock`
     in the same transaction (BEGIN, the lock and COMMIT: three more round trips, once a task).
@@ -52,12 +53,15 @@ async def store_task_result(ctx: ActivityContext, request_id: str, result: TaskR
     after this result; otherwise nothing is stored (nor audited) and that result on record is
     returned. None: stored, or on record already as this result says it (stored by a try of the
     attempt that died before answering, or by another try that found the same): the first stands,
-    with its time (the evidence's), not overwritten by a later try's."""
-    ends = result.status in ENDS_TASK
+    with its time (the evidence's), not overwritten by a later try's. Not `journaled`: a `sql`
+    system's task, whose runs keep no journal (nothing to count or clear, no run's write to order
+    the result after) and which takes no resolution while it runs (fanout.py): one statement, no
+    transaction or lock around it (three round trips on every erasure's path for each such system)."""
+    ends = result.status in ENDS_TASK and journaled
     # What the task's runs changed before it stopped, unless this is the run's own success (its
     # counts are the whole run's): a result needing staff, staff's resolution, the record of a task
     # its request's close stopped. Not asked of a pending result, which keeps what is on record.
-    partial = result.status != "pending" and not (ends and by_attempt)
+    partial = journaled and result.status != "pending" and not (ends and by_attempt)
     counted = 0
     async with ctx.pool.acquire() as conn:
         locked = ends or by_attempt
