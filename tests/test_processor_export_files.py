@@ -136,3 +136,76 @@ def test_a_csv_with_a_cell_over_128_kib_still_reaches_the_package():
 
     long = b"name,notes\r\nx," + b"a" * 200_000 + b"\r\n=y,1\r\n"
     assert _copied(write_csv, long) == long.replace(b"\r\n=y", b"\r\n'=y")
+
+
+def _records(size: int) -> bytes:
+    """JSON of real-looking records (about 11 bytes a value) of about `size` bytes."""
+    record = b'{"id": 123456, "email": "ada@example.com", "created": "2024-05-01T10:00:00Z", "plan": "pro"}'
+    return b"[" + b",".join([record] * (size // (len(record) + 1))) + b"]"
+
+
+def test_json_of_more_values_than_an_export_holds_is_refused_before_it_is_parsed():
+    """JSON of tiny values (`[{},{},...]`) parsed whole takes 25 times its bytes: a 25 MB upload
+    took the API 640 MB, and a ZIP of 100 KB, its 100 MB member deflated a thousand to one, 2.6 GB,
+    the API's event loop held meanwhile. Now a JSON file, sent alone or in a ZIP, holding more
+    than one value for each 16 bytes of its limit is refused, naming it, before any parser sees it
+    (the memory it takes to find out is a few times the file's). An export of real records up to
+    half the limit is taken. Before, both files were parsed, and taken."""
+    import tracemalloc
+
+    from api.callbacks.export_files import ContentCheck, RefusedFile, kind_for
+
+    kinds, mib = ("json", "csv", "zip"), 1024 * 1024
+    dense = b"[" + b"{}," * (4 * mib // 3 - 1) + b"{}]"  # 4 MiB, 2.8 million values
+    for name, data, limit, said in [
+        ("export.json", dense, 4 * mib,
+         "export.json: is not JSON we can read: it holds far more than an export does (holds more than 262,144 "
+         "JSON values); send it as CSV or in several files"),
+        ("export.zip", _zip({"all/export.json": dense}), mib,  # a member may unpack to 4 times the limit
+         "export.zip: all/export.json: is not JSON we can read: it holds far more than an export does (holds "
+         "more than 262,144 JSON values); send it as CSV or in several files"),
+    ]:
+        check = ContentCheck(name, kind_for(name, kinds), limit, kinds)
+        tracemalloc.start()
+        try:
+            with pytest.raises(RefusedFile) as refused:
+                for at in range(0, len(data), 64 * 1024):  # as an upload streams in
+                    check.feed(data[at:at + 64 * 1024])
+                check.finish()
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert refused.value.message == said and refused.value.status == 413
+        assert peak < 48 * mib, f"{name}: {peak / mib:.0f} MiB to check 4 MiB of JSON"
+    for name, data in [("export.json", _records(mib // 2)), ("export.zip", _zip({"d.json": _records(2 * mib)}))]:
+        check = ContentCheck(name, kind_for(name, kinds), mib, kinds)
+        check.feed(data)
+        assert check.finish() in ("application/json", "application/zip")
+
+
+def test_a_zip_of_more_files_than_an_export_holds_is_refused_before_it_is_read():
+    """270,000 one-byte files fit in a 24 MB ZIP, and zipfile reads each entry of its directory
+    into an object before anything can be checked: the API's event loop was held 8 seconds and
+    its memory grew 440 MB, to take the archive. Now more than 10,000 files and folders are
+    refused (413), naming the archive, before zipfile reads it; 10,000 are taken."""
+    from api.callbacks.export_files import MAX_MEMBERS, ContentCheck, RefusedFile
+
+    def many(count: int) -> bytes:
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as archive:
+            for n in range(count):
+                archive.writestr(f"{n}.txt", b"a")
+        return buffer.getvalue()
+
+    assert MAX_MEMBERS == 10_000
+    kinds = ("text", "zip")
+    check = ContentCheck("many.zip", "zip", 4 * 1024 * 1024, kinds)
+    check.feed(many(MAX_MEMBERS + 1))
+    with pytest.raises(RefusedFile) as refused:
+        check.finish()
+    assert refused.value.status == 413
+    assert refused.value.message == ("many.zip: the ZIP archive holds more than 10000 files and folders: "
+                                     "send fewer, larger files")
+    taken = ContentCheck("many.zip", "zip", 4 * 1024 * 1024, kinds)
+    taken.feed(many(MAX_MEMBERS))
+    assert taken.finish() == "application/zip"

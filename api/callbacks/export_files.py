@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from activities.connectors.bounded_http import NotJson, TooDeep, TooMany, json_bytes
 from dsrflow.i18n import ENGLISH, N_, Translator
 
 KIND_OF_EXTENSION = {".json": "json", ".csv": "csv", ".pdf": "pdf", ".txt": "text", ".zip": "zip"}
@@ -36,6 +37,14 @@ _PROGRAMS = (b"MZ", b"\x7fELF", b"\xfe\xed\xfa\xce", b"\xfe\xed\xfa\xcf", b"\xce
              b"\xcf\xfa\xed\xfe", b"\xca\xfe\xba\xbe", b"#!", b"\x00asm")
 _MARKUP = (b"<!doctype", b"<html", b"<head", b"<body", b"<script", b"<svg", b"<?xml", b"<iframe", b"<object")
 # Control characters other than tab, line feed, carriage return and form feed do not occur in text.
+# Every entry of a ZIP's central directory opens with this signature: counted in the whole archive,
+# it bounds the entries zipfile would read (more only where a member's bytes hold it by chance).
+_DIRECTORY_ENTRY = b"PK\x01\x02"
+# The most files and folders an archive may hold: far more than one person's export. zipfile reads
+# every entry of the directory into an object before anything can be checked, and each member was
+# then opened and checked: 270,000 one-byte files in a 24 MB upload held the API's event loop for
+# 8 seconds and took it 440 MB.
+MAX_MEMBERS = 10_000
 _CONTROL = bytes(c for c in range(32) if c not in (9, 10, 12, 13)) + b"\x7f"
 
 
@@ -137,20 +146,39 @@ class ContentCheck:
             except UnicodeDecodeError:
                 raise RefusedFile(self._not_utf8) from None
         if self.kind == "json":
-            try:
-                json.loads(bytes(self._kept).decode("utf-8-sig"))
-            except ValueError as exc:
-                error = exc.args[0].split(":")[0]  # the parser's own words, in English
-                raise RefusedFile(lambda t: t.gettext("%(file)s: is not valid JSON (%(error)s)")
-                                  % {"file": self.filename, "error": error}) from None
-            except RecursionError:
-                # Arrays or objects nested past Python's recursion limit (a few hundred bytes of
-                # "[" each): before, this escaped every check, and the upload answered 500.
-                raise RefusedFile(lambda t: t.gettext("%(file)s: is not JSON we can read: it is nested too deeply")
-                                  % {"file": self.filename}) from None
+            self._check_json(bytes(self._kept))
         if self.kind == "zip":
             self._check_archive(bytes(self._kept))
         return MEDIA_TYPES[self.kind]
+
+    def _check_json(self, data: bytes) -> None:
+        """Whether `data` is JSON, read as the processors' answers are (bounded_http): nested past
+        JSON_DEPTH (Python's own decoder failed with a RecursionError past a few hundred levels, and
+        the upload answered 500), holding more than one value for each 16 bytes of this file's
+        limit, or strings with an emoji past a quarter of it, it is refused before a parser sees
+        it. Parsed whole, JSON of tiny values takes 25 times its bytes: 25 MB of `[{},{},...]`
+        took the API 640 MB, the same deflated a thousand to one into a ZIP's 100 MB member (of
+        100 KB sent) 2.6 GB. At the bounds the worst is 2.6 times the limit (measured: 64 MB at
+        the 25 MB of a file, 260 MB at the 100 MB a member may unpack to); an export of real
+        records (9 to 20 bytes a value) up to half its limit always passes."""
+        try:
+            json_bytes(data, cap=self.max_bytes)
+        except TooDeep:
+            raise RefusedFile(lambda t: t.gettext("%(file)s: is not JSON we can read: it is nested too deeply")
+                              % {"file": self.filename}) from None
+        except TooMany as exc:
+            reason = str(exc)  # bounded_http's words, in English, as the parser's are below
+            raise RefusedFile(lambda t: t.gettext("%(file)s: is not JSON we can read: it holds far more than an "
+                                                  "export does (%(reason)s); send it as CSV or in several files")
+                              % {"file": self.filename, "reason": reason}, status=413) from None
+        except NotJson:
+            try:  # within the bounds: the standard decoder says where and what is wrong
+                json.loads(data.decode("utf-8-sig"))
+                error = "Invalid JSON"
+            except ValueError as exc:
+                error = exc.args[0].split(":")[0]  # the parser's own words, in English
+            raise RefusedFile(lambda t: t.gettext("%(file)s: is not valid JSON (%(error)s)")
+                              % {"file": self.filename, "error": error}) from None
 
     def _binary(self, t: Translator) -> str:
         return t.gettext("%(file)s: is not %(kind)s: it holds binary data") % {
@@ -181,6 +209,10 @@ class ContentCheck:
     def _check_archive(self, data: bytes) -> None:
         """Every member must itself be an accepted file (no archive in the archive), readable
         without a password, and the whole must unpack within the size limit (no ZIP bomb)."""
+        if data.count(_DIRECTORY_ENTRY) > MAX_MEMBERS:
+            raise RefusedFile(lambda t: t.gettext("%(file)s: the ZIP archive holds more than %(count)d files and "
+                                                  "folders: send fewer, larger files")
+                              % {"file": self.filename, "count": MAX_MEMBERS}, status=413)
         try:
             archive = zipfile.ZipFile(io.BytesIO(data))
             members = [m for m in archive.infolist() if not m.is_dir()]
