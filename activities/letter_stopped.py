@@ -30,10 +30,14 @@ DONE_SYSTEMS = """(SELECT coalesce(jsonb_agg(system ORDER BY system), '[]') FROM
 def done_so_far(params: dict[str, Any], row: dict[str, Any]) -> tuple[list[str], list[str]]:
     """A closing letter's systems acted on and still asked: the workflow's `acted_in` and
     `asked_in` at the close, with those whose task is done by the time the letter is written
-    (DONE_SYSTEMS) acted on, no longer asked."""
+    (DONE_SYSTEMS) acted on, no longer asked. Nor is one whose run the close stopped (STOPPED_RUNS,
+    its task not pending): the workflow counts a run under way as asked, but an http run sends no
+    change after its request's close (activities/connectors/http_journal.py), so it may not still
+    act; its letter says what it had changed. A job at the processor (pending) may still act."""
     done = [s for s in row.get("done_systems") or [] if s not in params.get("acted_in", [])]
+    stopped = {system for system, _, status in row.get("stopped_runs") or [] if status != "pending"}
     acted = [*params.get("acted_in", []), *done] if "acted_in" in params else []
-    return acted, [s for s in params.get("asked_in", []) if s not in done]
+    return acted, [s for s in params.get("asked_in", []) if s not in done and s not in stopped]
 
 
 class Stopped(NamedTuple):

@@ -166,6 +166,8 @@ class LifecycleActivities:
                 conn, change.request_id, change.status, event_key=f"{change.request_id}:{change.event_key}",
                 actor=change.actor, data=change.data,
             )
+            # The close committed (its trigger took the journals of runs under way), the workflow not yet told.
+            failpoint("status-recorded", f"{change.request_id}:{change.status.value}")
             if change.status == "completed" and (await self._row(conn, change.request_id))["request_type"] == "erasure":
                 # Our own copies of the subject's data (packages, processors' uploads) go with it.
                 # Here rather than in the workflow: running requests replay unchanged, and a retry

@@ -99,6 +99,21 @@ async def test_a_system_still_asked_is_not_said_to_have_stopped(closing):
 
 
 @pytest.mark.parametrize("closing", CLOSINGS)
+async def test_a_run_the_close_stopped_is_said_to_have_stopped_not_to_be_still_at_work(closing):
+    """An http run under way at the close is asked in the workflow's eyes (its task pending), but it
+    sends nothing after the close: the close kept its count on its task, which no longer waits
+    (needs attention). The letter says its work stopped and what it had changed, not that it may
+    still act; before, it said 'may still do so' and nothing of the change (tests/test_saas_close_crash.py)."""
+    purpose, params = CLOSINGS[closing]
+    letter = await as_sent(purpose, "erasure", {**params, "acted_in": [], "asked_in": ["email_marketing"]},
+                           stopped_runs=[["email_marketing", 1, "needs_attention"]])
+    label = LOADED.policy.systems["email_marketing"].label
+    for part in both(letter):
+        assert "may still do so" not in part, part
+        assert f"Our automated work in {label} stopped before it was finished; by then it had made 1 change" in part
+
+
+@pytest.mark.parametrize("closing", CLOSINGS)
 async def test_a_system_done_after_the_close_is_named_as_acted_on(closing):
     """A try already past its last change when the request closed stored its success after the
     close: the workflow's `acted_in`, worked out at the close, lacks the system, but the letter,

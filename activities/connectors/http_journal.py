@@ -34,6 +34,7 @@ import json
 import os
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -107,6 +108,15 @@ def slice_end(settings: Settings) -> float:
     return time.monotonic() + seconds
 
 
+def _began() -> datetime | None:
+    """When the running activity was first scheduled (its retries share it); None outside one, or
+    in a test's ActivityEnvironment (the erasure sweep's crash test), whose info says the epoch."""
+    if not activity.in_activity():
+        return None
+    scheduled = activity.info().scheduled_time
+    return scheduled if scheduled.timestamp() > 0 else None
+
+
 def config_hash(config: Any) -> str:
     """The configuration a run's rows were written under (no secret: those are read apart)."""
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
@@ -170,16 +180,20 @@ class Journal:
                                                    WHERE r.id = j.request_id AND r.closed_at IS NULL)""")
         # Earlier attempts' rows too (a run that stopped short for staff): the later attempt's row
         # of an item is the one that counts.
-        # And whether the request is open, in the same read: a run that begins on a closed request
-        # (a hold's deferred erasure, activities/deferred.py) keeps no journal and goes on, while one
-        # whose request closes under it stops before its next change (`flush`).
+        # And whether the request was open when the attempt began, in the same read: a run that
+        # begins on a closed request (a hold's deferred erasure, activities/deferred.py) keeps no
+        # journal and goes on, while one whose request closes under it stops before its next change
+        # (`flush`). An attempt began when its activity was first scheduled: a retry of a try whose
+        # worker died after the close (which took the journal) is the same attempt, and stops too;
+        # before, it went on from nothing and changed every record left after the withdrawal.
         rows = await pool.fetch(
-            """SELECT (SELECT closed_at IS NULL FROM dsr_requests WHERE id = $1::uuid) AS request_open, j.*
+            """SELECT (SELECT closed_at IS NULL OR closed_at > coalesce($5, now()) FROM dsr_requests
+                        WHERE id = $1::uuid) AS request_open, j.*
                  FROM (SELECT 1) AS one LEFT JOIN LATERAL (
                       SELECT attempt, step, item, state, status, counted, read_bytes, sealed, config
                         FROM http_run_journal
                        WHERE request_id = $1 AND system = $2 AND run = $3 AND attempt <= $4) AS j ON true
-                ORDER BY j.attempt""", *key)
+                ORDER BY j.attempt""", *key, _began())
         journal.began_open = bool(rows[0]["request_open"])
         for row in rows:
             if row["attempt"] is None:  # no row yet: the request's state alone

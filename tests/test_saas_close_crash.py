@@ -1,0 +1,103 @@
+"""A SaaS erasure's try under way when its request is withdrawn, and the worker killed (SIGKILL, a
+real process) right after the close committed, before the try heard of it: another worker takes
+over. What is on record must be what the service did, once: each record erased at most once, none
+after the withdrawal, the count kept on the task the service's own count of deletions, one
+withdrawal letter naming it, one task.partial_effect in the trail.
+
+One stack for the module (the Mailchimp stand-in behind its rate limit, tests/saas_runs_fixtures.py,
+on the session's Temporal dev server); the worker that dies is a process of its own
+(tests/process_support.py), the one after it in-process."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+from fastapi import Request, Response
+
+from devstack.saas.mailchimp import subscriber_hash
+from schemas.workflow import workflow_id_for
+from tests.fanout_stack import api
+from tests.process_support import died, dsrflow_process
+from tests.saas_runs_fixtures import newsletter_service_fixture, saas_stack_fixture  # noqa: F401 (the fixtures)
+from tests.saas_runs_support import HeldAnswer, answered, member_of_lists
+from tests.support import attested_request, eventually, letters_for, staff_headers, unique_email
+from workers.dsr_worker import build_worker
+
+STOPPED = "Our automated work in Newsletter stopped before it was finished; by then it had made 1 change"
+
+
+def _list_of(path: str) -> str:
+    return path.split("/lists/")[1].split("/")[0]
+
+
+def _deletions(app: Any, email: str) -> list[str]:
+    """The lists whose membership of `email` the stand-in deleted (answered 204), in order."""
+    return [_list_of(s.path) for s in app.state.standin.requests("POST", "/actions/delete-permanent")
+            if subscriber_hash(email) in s.path and s.status == 204]
+
+
+async def test_a_withdrawal_committed_as_the_worker_dies_mid_run_stops_the_run_and_counts_it_once(
+        newsletter_service, stack, pool, dev_server, mail_sink, tmp_path):
+    """3 memberships. The first is deleted; the second delete reaches the service, which holds it
+    (not carried out: a request still on the wire). The subject withdraws; the worker process dies
+    right after the close committed (failpoint status-recorded), its try still waiting. The next
+    worker's retry of that try sends no delete (the request was withdrawn while it ran); the record,
+    the letter and the trail say 1 change, as the service does. Before, the retry began on a closed
+    request, took itself for a hold's deferred erasure and deleted the other two memberships after
+    the withdrawal."""
+    app, client = newsletter_service, dev_server.client
+    email = unique_email("withdrawn-killed")
+    before = set(app.state.data.lists)
+    member_of_lists(app, email, 3)
+    mine = [list_id for list_id in app.state.data.lists if list_id not in before]
+    kept = {list_id: dict(app.state.data.members[list_id][subscriber_hash(email)]) for list_id in mine}
+    gate = asyncio.Event()
+
+    def second_held(request: Request, document: Any) -> Response:
+        if subscriber_hash(email) not in request.url.path or not _deletions(app, email):
+            return answered(document)
+        # Not carried out (the stand-in deleted it: put back), its answer never to come.
+        list_id = _list_of(request.url.path)
+        app.state.data.members[list_id][subscriber_hash(email)] = kept[list_id]
+        return HeldAnswer(gate, Response(status_code=503))
+
+    app.state.standin.tamper("/actions/delete-permanent", second_held, method="POST")
+    try:
+        async with api(stack) as http:
+            async with dsrflow_process("worker", stack.settings, client, tmp_path,
+                                       failpoints="status-recorded~:cancelled") as worker:
+                rid = await attested_request(http, pool, "erasure", email)
+
+                async def second_on_the_wire() -> bool:
+                    return len(app.state.standin.requests("POST", subscriber_hash(email) + "/actions/")) == 2
+
+                await eventually(second_on_the_wire)
+                withdrawing = asyncio.create_task(http.post(
+                    f"/v1/requests/{rid}/cancel", headers=await staff_headers(pool, "agent"),
+                    json={"reason": "Withdrawn by phone", "withdrawn_by_subject": True}))
+                await died(worker, tmp_path)
+            app.state.standin.tampers.clear()
+            gate.set()  # the dead try's connection: its answer goes nowhere
+            async with build_worker(client, stack.settings, pool):
+                withdrawn = await withdrawing
+                state = await asyncio.wait_for(client.get_workflow_handle(workflow_id_for(rid)).result(), 120)
+    finally:
+        app.state.standin.tampers.clear()
+        gate.set()
+
+    assert withdrawn.status_code == 200, withdrawn.text
+    assert state["status"] == "cancelled", state
+    deleted = _deletions(app, email)
+    assert deleted == mine[:1], (deleted, mine)  # none after the withdrawal
+    assert [list_id for list_id in mine if subscriber_hash(email) in app.state.data.members[list_id]] == mine[1:]
+    task = await pool.fetchrow("SELECT status, changed, partial_changed FROM system_tasks WHERE request_id = $1 "
+                               "AND system = 'newsletter'", uuid.UUID(rid))
+    assert (task["status"], task["partial_changed"]) == ("needs_attention", len(deleted)), dict(task)
+    events = await pool.fetch("SELECT data FROM audit_events WHERE request_id = $1 AND event_type = "
+                              "'task.partial_effect'", uuid.UUID(rid))
+    assert [e["data"]["counted"] for e in events] == [1], events
+    (letter,) = letters_for(mail_sink, rid, "cancellation")
+    body = letter.get_body(("plain",)).get_content()
+    assert STOPPED in body, body
