@@ -8,6 +8,7 @@ wrong, before a request goes where it should not or an erasure counts as done th
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import date
 
@@ -112,6 +113,27 @@ async def test_a_number_where_the_services_ids_are_text_still_holds_the_customer
     assert "5" in data.customers and data.customers["5"]["phone"] is None
     assert ("customers", "5") in {(h.dataset, h.key) for h in outcome.held}
     assert outcome.erased == {}
+
+
+@pytest.mark.parametrize(("customer_id", "said"), [
+    ("cus_" + "9f" * 1500, "is 3,004 characters long, no id (at most 256)"),
+    ("cus_1\x00", "holds control characters, no id"),
+])
+async def test_an_id_no_ledger_can_keep_is_not_erased(tmp_path, pool, monkeypatch, customer_id, said):
+    """A Stripe customer whose id is 3,000 characters, or holds a NUL, where its ids are some
+    twenty: before, the first was deleted and named in the outcome, and the erasure ledger then
+    refused its key (PostgreSQL's index takes at most 2,704 bytes, its text no NUL): the customer
+    gone, no evidence kept, the task failing on every retry with the database's words. Now the
+    read stops at that record, naming the system and why, and nothing is deleted."""
+    async with stripe_served(monkeypatch, tmp_path, "sk_test_x") as (app, loaded, _):
+        data = app.state.data
+        row = data.customers.pop(data.add_customer(ADA, "Ada Lovelace"))
+        data.customers[customer_id] = {**row, "id": customer_id}
+        with pytest.raises(PermanentConnectorError, match=r"system billing_stripe: Stripe's answer to GET /v1/customers "
+                           rf"\(erase\.customers\) has a record of customers whose `id` {re.escape(said)}: not read"):
+            await erase(loaded, "billing_stripe", pool)
+        assert customer_id in data.customers
+        assert app.state.standin.requests("DELETE") == [] and app.state.standin.requests("POST") == []
 
 
 @pytest.mark.parametrize(("service", "tampered", "said"), [

@@ -48,15 +48,31 @@ def records_at(document: Any, path: str) -> list[dict[str, Any]]:
     return value
 
 
+# The longest key a record may have: far longer than any service's ids (Stripe's, HubSpot's,
+# Mailchimp's are 10 to 40 characters), short enough for the erasure ledger's unique index
+# (PostgreSQL's B-tree refuses an entry past 2,704 bytes).
+KEY_MAX = 256
+
+
 def keyed(records: list[dict[str, Any]], key: str, dataset: str) -> list[dict[str, Any]]:
     """The records with their key as text: a number where the service's ids are text (5 for
     "5") would match no hold's keys, and a held record would be deleted. A record whose key is
-    no id (missing, an object, true) can be neither held, erased nor named: UnreadAnswer."""
+    no id (missing, an object, true; text with control characters, or past KEY_MAX characters)
+    can be neither held, erased nor named: UnreadAnswer. Before, such a text was sent to be
+    deleted, and the erasure ledger then refused its key (a NUL, which PostgreSQL's text cannot
+    hold, or 3,000 characters, past its index's limit): the record was gone at the service, the
+    task failed on every retry with the database's words, and no evidence was kept."""
     for record in records:
         value = record.get(key)
         if isinstance(value, bool) or not isinstance(value, (str, int)) or value == "":
             raise UnreadAnswer(f"has a record of {dataset} whose `{key}` is {kind_of(value)}, no id")
-        record[key] = str(value)
+        text = str(value)
+        if any(ord(c) < 32 or 127 <= ord(c) < 160 for c in text):
+            raise UnreadAnswer(f"has a record of {dataset} whose `{key}` holds control characters, no id")
+        if len(text) > KEY_MAX:
+            raise UnreadAnswer(f"has a record of {dataset} whose `{key}` is {len(text):,} characters long, "
+                               f"no id (at most {KEY_MAX})")
+        record[key] = text
     return records
 
 
