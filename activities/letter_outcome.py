@@ -22,14 +22,14 @@ _ART19_ACTIONS = {"erase", "rectify", "restrict"}
 
 
 # What a legal-claims hold kept is stored with the basis compliance gave the hold (the API's default
-# unless they wrote their own) and this text as its law (activities/connectors/sql_erasure.py).
+# unless they wrote their own) and a stand-in as its law (activities/connectors/sql_erasure.py): a
+# claim is no law, so the letter gives the basis alone.
 _CLAIMS_BASES_STORED = {"Art. 17(3)(e) GDPR: establishment, exercise or defence of legal claims", "Art. 17(3)(e) GDPR"}
 # A package's line for each system: what it holds of the subject, or that it held, or a processor
 # said it holds, nothing.
 _INCLUDED = N_("included in your package")
 _NOTHING_FOUND = N_("no personal data about you found")
 _PROCESSOR_HOLDS_NOTHING = N_("the processor told us it holds no personal data about you")
-_CLAIMS_LAW = N_("a legal claim (establishment, exercise or defence of legal claims)")
 # The bases the letter gives in its regime's law (activities/citations.py): a statute's basis as the
 # policy words it cites the GDPR, so under any other regime the letter gives ours.
 _CLAIMS_BASIS = ("17(3)(e)", N_("%(citation)s: establishment, exercise or defence of legal claims"),
@@ -55,14 +55,14 @@ def _statute_of(kept: dict[str, Any], source: Policy) -> str | None:
 
 
 def _kept_texts(kept: dict[str, Any], policy: Policy, source: Policy, t: Translator,
-                regime: str) -> tuple[str, str]:
+                regime: str) -> tuple[str, str | None]:
     """The legal basis and law of a kept record in the letter's language: the statute's texts from
     the policy's translation, ours from the catalog; a basis compliance wrote themselves stays as
     they wrote it (like an explanation). Outside the GDPR, the statute's basis (which cites it)
-    gives way to ours, in the regime's law."""
+    gives way to ours, in the regime's law. A legal-claims hold has no law: None (the letter
+    said "Law: a legal claim (establishment, exercise or defence of legal claims)", the basis again)."""
     if kept["hold_kind"] == "legal_claims":
-        basis = _basis(_CLAIMS_BASIS, regime, t) if kept["basis"] in _CLAIMS_BASES_STORED else kept["basis"]
-        return basis, t.gettext(_CLAIMS_LAW)
+        return (_basis(_CLAIMS_BASIS, regime, t) if kept["basis"] in _CLAIMS_BASES_STORED else kept["basis"]), None
     statute = _statute_of(kept, source)
     if statute is None or statute not in policy.statutory_holds:
         basis, law = kept["basis"], kept["law"]
@@ -89,12 +89,11 @@ def _kept_item(kept: dict[str, Any], policy: Policy, regime: str, t: Translator 
         what = t.ngettext("%(num)d record of %(dataset)s in %(system)s", "%(num)d records of %(dataset)s in %(system)s",
                           kept["records"]) % {"num": kept["records"], "dataset": dataset_words(policy.systems, kept["system"], kept["dataset"]),
                                               "system": system}
-    if kept["hold_kind"] == "legal_claims":
-        law = t.gettext("%(law)s; we review this hold by the date given") % {"law": law}
-    else:
-        law = t.gettext("%(law)s; minimised to what that law requires") % {"law": law}
-    # A statute's records go when its period ends; a legal-claims hold's date is when we review
-    # whether the claim still needs them, not an end date.
+    # The law alone: what was done with the record (reduced and restricted in our systems, not at a
+    # processor's) the paragraph above the list says (`kept_where`); "; minimised to what that law
+    # requires" after each statute was false of a processor's records. A statute's records go when
+    # its period ends; a legal-claims hold's date is when we review whether the claims still need
+    # them, not an end date.
     return {"what": what, "basis": basis, "law": law, "reviewed": kept["hold_kind"] == "legal_claims",
             "until": date.fromisoformat(kept["until"]) if kept.get("until") else None,
             "processor": system if _at_processor(kept, policy) else None,
@@ -125,13 +124,16 @@ def kept_where(kept: list[dict[str, Any]]) -> dict[str, Any]:
     done with it (response.*.j2): whether any is in our own systems, and the processors that hold
     what a legal-claims hold kept (`held_by`) and what a statute requires kept (`kept_by`), and our
     systems that cannot mark what they keep as restricted (`unrestricted`), each named once by its
-    label."""
+    label; and which of the reasons to keep data apply (a statute `by_law`, a legal-claims hold
+    `for_claims`, with a review date `reviewed_by`)."""
     def processors(legal_claims: bool) -> list[str]:
         return sorted({k["processor"] for k in kept if k.get("processor") and bool(k.get("reviewed")) is legal_claims})
 
     return {"ours": any(not k.get("processor") and not k.get("unrestricted") for k in kept),
             "held_by": processors(True), "kept_by": processors(False),
-            "unrestricted": sorted({k["unrestricted"] for k in kept if k.get("unrestricted")})}
+            "unrestricted": sorted({k["unrestricted"] for k in kept if k.get("unrestricted")}),
+            "by_law": any(not k.get("reviewed") for k in kept), "for_claims": any(k.get("reviewed") for k in kept),
+            "reviewed_by": any(k.get("reviewed") and k.get("until") for k in kept)}
 
 
 def _erased(result: TaskResult) -> int:

@@ -99,7 +99,7 @@ async def test_a_legal_claims_hold_gives_its_review_date_as_such(language):
     t = translations(language)
     review, end = long_date(date(2026, 6, 30), language), long_date(date(2033, 12, 31), language)
     for part in both(letter):
-        assert f"{t.gettext('Hold reviewed by')}: {review}".replace(" :", ":") in part.replace(" :", ":")
+        assert f"{t.gettext('Next review by')}: {review}".replace(" :", ":") in part.replace(" :", ":")
         assert f"{t.gettext('Kept until')}: {end}".replace(" :", ":") in part.replace(" :", ":")
         assert f"{t.gettext('Kept until')}: {review}".replace(" :", ":") not in part.replace(" :", ":")
     if language == "en":
@@ -118,7 +118,7 @@ async def test_a_hold_without_a_date_shows_none():
                 kept["until"] = None
     letter = await as_sent("response", "erasure", report)
     for part in both(letter):
-        assert part.count("Kept until") == 1 and "Hold reviewed by" not in part
+        assert part.count("Kept until") == 1 and "Next review by" not in part
 
 
 # --- 4. The appeal names the reference the subject was given (VCDPA, CTDPA, CPA) --------------

@@ -84,7 +84,8 @@ async def test_an_erasure_a_hold_cut_short_at_a_processor_says_nothing_was_restr
 
 async def test_a_statutes_records_kept_in_a_processors_service_are_not_said_to_be_restricted(tmp_path, monkeypatch):
     """Stripe's invoices, accounting documents kept under the statute in Stripe (http_holds.py):
-    not restricted there, and not said to be."""
+    not restricted there, and not said to be, nor reduced ("Law: <statute>; minimised to what that
+    law requires" said so of every statute's records)."""
     monkeypatch.setenv("STRIPE_SECRET_KEY", "sk_test_letter")
     loaded = http_policy(tmp_path, {"billing_stripe": http_system("http/stripe.yaml", "Stripe billing")})
     held = [HeldRecord("invoices", "in_1", "statutory", "be_accounting", date(2033, 12, 31))]
@@ -96,6 +97,7 @@ async def test_a_statutes_records_kept_in_a_processors_service_are_not_said_to_b
         assert ("Stripe billing, our processor, holds for us the records listed below that the law obliges us to "
                 "keep. We have not asked it to delete them or to restrict their processing.") in part, part
         assert "Data the law obliges us to keep is erased when its period, given below, ends." in part
+        assert "minimised" not in part and "reduced" not in part, part
 
 
 @pytest.mark.parametrize(("regime", "language", "said"), [

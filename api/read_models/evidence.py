@@ -77,13 +77,14 @@ def _verification(row: dict[str, Any], events: list[dict[str, Any]],
     }
 
 
-def _as_told(kept: dict[str, Any], policy: Policy | None, regime: str) -> dict[str, str]:
+def _as_told(kept: dict[str, Any], policy: Policy | None, regime: str) -> dict[str, str | None]:
     """A kept record's basis and law as its response letter stated them, in the request's law
     (activities/letter_outcome.py, in English): the record keeps them as the policy words them,
     citing the GDPR, so a UK GDPR or VCDPA erasure's pack gave "Art. 17(3)(b) GDPR" beside a letter
-    that gave the UK GDPR's article, or none. A version no longer readable: as recorded."""
+    that gave the UK GDPR's article, or none. A legal-claims hold's law is None: the letter names
+    no law for it (a claim is none). A version no longer readable: as recorded, but for that."""
     if policy is None:
-        return {"basis": kept["basis"], "law": kept["law"]}
+        return {"basis": kept["basis"], "law": None if kept["hold_kind"] == "legal_claims" else kept["law"]}
     basis, law = kept_texts(kept, policy, policy, ENGLISH, regime)
     return {"basis": basis, "law": law}
 
