@@ -14,15 +14,20 @@ import asyncio
 import uuid
 from typing import Any
 
+import pytest
 from fastapi import Request, Response
+from temporalio.exceptions import ApplicationError
 
 from devstack.saas.mailchimp import subscriber_hash
+from dsrflow.stores.requests_store import set_status
+from schemas.requests import RequestStatus
 from schemas.workflow import workflow_id_for
 from tests.fanout_stack import api
 from tests.process_support import died, dsrflow_process
 from tests.saas_runs_fixtures import newsletter_service_fixture, saas_stack_fixture  # noqa: F401 (the fixtures)
-from tests.saas_runs_support import HeldAnswer, answered, member_of_lists
-from tests.support import attested_request, eventually, letters_for, staff_headers, unique_email
+from tests.saas_runs_support import HeldAnswer, answered, mailchimp, member_of_lists, newsletter
+from tests.saas_support import connector, http_policy, subject
+from tests.support import attested_request, eventually, letters_for, staff_headers, stored_request, unique_email
 from workers.dsr_worker import build_worker
 
 STOPPED = "Our automated work in Newsletter stopped before it was finished; by then it had made 1 change"
@@ -101,3 +106,42 @@ async def test_a_withdrawal_committed_as_the_worker_dies_mid_run_stops_the_run_a
     (letter,) = letters_for(mail_sink, rid, "cancellation")
     body = letter.get_body(("plain",)).get_content()
     assert STOPPED in body, body
+
+
+async def test_a_change_answered_after_the_close_is_counted_with_those_before(pool, settings, monkeypatch, tmp_path):
+    """The request is withdrawn while a delete is on the wire: the close keeps the count of the
+    answers the journal held, and that delete's answer comes after it. The try stops at its next
+    change and adds that answer to the count on record, and the trail says the whole count. Before,
+    the answer was kept with the next change's journal write, which the close refused: the record
+    said one change fewer than the service had made."""
+    email = unique_email("answered-after-close")
+    rid = await stored_request(pool, settings, "answered-after-close", "erasure", email=email)
+    async with mailchimp(monkeypatch) as app:
+        member_of_lists(app, email, 5)
+        gate = asyncio.Event()
+
+        def third_held(request: Request, document: Any) -> Response:
+            return HeldAnswer(gate, answered(document)) if len(_deletions(app, email)) == 2 else answered(document)
+
+        app.state.standin.tamper("/actions/delete-permanent", third_held, method="POST")
+        system = connector(http_policy(tmp_path, {"newsletter": newsletter()}), "newsletter", pool)
+        try:
+            erasing = asyncio.ensure_future(system.erase(subject(email, rid)))
+            while len(_deletions(app, email)) < 3:
+                await asyncio.sleep(0.01)
+            async with pool.acquire() as conn:
+                await set_status(conn, rid, RequestStatus.cancelled, event_key=f"{rid}:test-withdrawn", actor="test")
+            kept_at_close = (await pool.fetchrow("SELECT partial_changed FROM system_tasks WHERE request_id = $1",
+                                                 uuid.UUID(rid)))["partial_changed"]
+            gate.set()
+            with pytest.raises(ApplicationError) as stopped:
+                await erasing
+        finally:
+            await system.close()
+    assert stopped.value.type == "HttpRunRequestClosed"
+    assert (kept_at_close, len(_deletions(app, email))) == (2, 3)
+    task = await pool.fetchrow("SELECT partial_changed FROM system_tasks WHERE request_id = $1", uuid.UUID(rid))
+    assert task["partial_changed"] == 3
+    events = await pool.fetch("SELECT data FROM audit_events WHERE request_id = $1 AND event_type = "
+                              "'task.partial_effect' ORDER BY chain_pos", uuid.UUID(rid))
+    assert [e["data"]["counted"] for e in events] == [2, 3], events

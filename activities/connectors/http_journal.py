@@ -45,6 +45,7 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from dsrflow.crypto.filecrypt import file_key
 from dsrflow.crypto.hashing import keyed_hash
+from dsrflow.domain.audit import append_event, lock_chain
 from dsrflow.infra.writes import Write, columns
 from dsrflow.settings import Settings
 
@@ -288,8 +289,34 @@ class Journal:
         # changes are what the close left to do.
         if refusal == "ended":
             raise TaskEnded(self._key[1], self._key[3])
-        if refusal == "closed" and self.began_open and any(row[2] == "sending" for row in rows):
-            raise RequestClosed(self._key[1], self._key[3])
+        if refusal == "closed" and self.began_open:
+            if late := sum(1 for row in rows if row[2] == "answered" and row[4]):
+                await self._counted_after_close(late)
+            if any(row[2] == "sending" for row in rows):
+                raise RequestClosed(self._key[1], self._key[3])
+
+    async def _counted_after_close(self, late: int) -> None:
+        """Changes answered after the request's close, whose rows the close refused: added to what
+        the close kept of the journal on the task (migration 0049's trigger), and the trail told the
+        new count. A change on the wire as the request closed is answered after it, and its row
+        was to be kept with the next change's; before, the record said one change fewer than the
+        service had made. Once: the rows are gone from `_pending`, and a retry finds none to add."""
+        request_id, system, _, attempt = self._key
+        async with self._pool.acquire() as conn, conn.transaction():
+            await lock_chain(conn, request_id)  # before the task's row, as append_event takes them
+            task = await conn.fetchrow(
+                """INSERT INTO system_tasks AS t (request_id, system, action, status, attempt, message, partial_changed)
+                   VALUES ($1, $2, $3, 'needs_attention', $4,
+                           'stopped: the request was closed while its run was under way', $5)
+                   ON CONFLICT (request_id, system, action) DO UPDATE
+                      SET partial_changed = coalesce(t.partial_changed, 0) + EXCLUDED.partial_changed, updated_at = now()
+                   RETURNING attempt, partial_changed""", request_id, system, self._action, attempt, late)
+            await append_event(
+                conn, event_key=f"{request_id}:task:{system}:{self._action}:{task['attempt']}:partial:"
+                                f"{task['partial_changed']}",
+                request_id=request_id, event_type="task.partial_effect", actor="workflow",
+                data={"system": system, "action": self._action, "attempt": task["attempt"],
+                      "counted": task["partial_changed"]})
 
     def _bound(self, step: str, item: str, attempt: int | None = None) -> bytes:
         """What a row's seal is bound to: the row's key (`attempt`: an earlier attempt's row)."""
