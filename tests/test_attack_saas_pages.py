@@ -1,16 +1,20 @@
 """A SaaS API that answers the http connector's reads the way a broken or hostile service could:
 pages that lead in a circle, a total that lies, pages of more records than any subject has, an
-answer without end or sent a byte at a time, a body that is not JSON or is JSON nested 100,000
-deep. Each ends the read within seconds with an error naming the system and what was wrong,
-holding a bounded amount of memory (before: the read went on to `max_pages` at the service's
-pace, held every record, waited as long as the service trickled, or failed with a decoder's
-error that named nothing). The stand-ins are the shipped configurations' own, with a tamper
-switched on (devstack/saas/common.py `StandIn.tamper`)."""
+answer without end, sent a byte at a time or gzipped a thousand to one (or in an encoding not
+asked for), a body that is not JSON or is JSON nested 100,000 deep. Each ends the read within
+seconds with an error naming the system and what was wrong, holding a bounded amount of memory
+(before: the read went on to `max_pages` at the service's pace, held every record, waited as long
+as the service trickled, read a gzip answer past the cap, or failed with a decoder's error that
+named nothing). The stand-ins are the shipped configurations' own, with a tamper switched on
+(devstack/saas/common.py `StandIn.tamper`)."""
 
 from __future__ import annotations
 
 import asyncio
 import copy
+import gzip
+import re
+import zlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -168,3 +172,63 @@ async def test_an_answer_that_is_not_a_json_document_names_the_system(tmp_path, 
         with pytest.raises(PermanentConnectorError, match=r"system billing_stripe: Stripe's answer to GET /v1/customers "
                            rf"\(access\.customers\) {said}: not read"):
             await read(loaded, "billing_stripe", pool)
+
+
+def _gzip_bomb() -> bytes:
+    """A Stripe page of 20 MiB (a customer whose name is that long), gzipped to about 20 KB."""
+    body = gzip.compress(b'{"object": "list", "has_more": false, "data": [{"id": "cus_1", "name": "'
+                         + b"x" * (20 * 1024 * 1024) + b'"}]}', 6)
+    assert len(body) < 32 * 1024
+    return body
+
+
+async def test_an_answer_gzipped_a_thousand_to_one_is_not_read_past_the_cap(tmp_path, pool, monkeypatch):
+    """The cap was on the bytes received, and httpx inflated a gzip answer after it: 20 KB of
+    gzip were read as a 20 MiB page (200 KB as 200 MiB), and the 8 MiB a SaaS answer may hold
+    (32 MiB for a processor's) let 8 GiB in. Now the answer is inflated within the cap, a slice at
+    a time, and refused at it."""
+    bomb = _gzip_bomb()
+    async with stripe_served(monkeypatch, tmp_path, "sk_test_x") as (app, loaded, _):
+        app.state.standin.tamper("/v1/customers", lambda _, __: Response(
+            bomb, media_type="application/json", headers={"Content-Encoding": "gzip"}), method="GET")
+        with pytest.raises(PermanentConnectorError, match=r"system billing_stripe: Stripe's answer to GET /v1/customers "
+                           r"\(access\.customers\) was longer than 8 MiB, far more than a page of its API: not read"):
+            await read(loaded, "billing_stripe", pool)
+        assert len(app.state.standin.requests("GET", "/v1/customers")) == 1
+
+
+@pytest.mark.parametrize(("encoding", "body", "said"), [
+    ("gzip", gzip.compress(b'{"ok": true}'), None),
+    ("deflate", zlib.compress(b'{"ok": true}'), None),
+    ("deflate", zlib.compress(b'{"ok": true}')[2:-4], None),  # raw deflate, as some servers send it
+    ("GZIP", gzip.compress(b'{"ok": true}'), None),
+    ("gzip", gzip.compress(b'{"ok": true}')[:-12], "answered a gzip body cut short"),
+    ("gzip", b'{"ok": true}', "answered a body that is not gzip as it said"),
+    ("br", b'{"ok": true}', "answered in the content encoding 'br', which was not asked for"),
+    ("gzip, gzip", gzip.compress(gzip.compress(b'{"ok": true}')),
+     "answered in the content encoding 'gzip, gzip', which was not asked for"),
+], ids=["gzip", "deflate", "raw deflate", "GZIP", "gzip cut short", "not gzip", "br", "gzip twice"])
+async def test_an_answers_encoding_is_read_within_the_cap_or_refused(encoding, body, said):
+    """What the client asks for (gzip, deflate) is inflated as before; what it did not ask for (an
+    encoding httpx would inflate without a cap once a package for it is installed, or two in a
+    row) or a body that is not what it says is refused as the service failing, naming the host."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.routing import Route
+
+    from activities.connectors.bounded_http import AnswerEncoded, bounded_client
+    from tests.fanout_stack import served
+
+    asked: list[str] = []
+
+    async def answer(request: Request) -> Response:
+        asked.append(request.headers.get("accept-encoding", ""))
+        return Response(body, media_type="application/json", headers={"Content-Encoding": encoding})
+
+    async with served(Starlette(routes=[Route("/a", answer)])) as url, bounded_client(timeout=10) as client:
+        if said is None:
+            assert (await client.get(f"{url}/a")).json() == {"ok": True}
+        else:
+            with pytest.raises(AnswerEncoded, match=rf"127\.0\.0\.1/a {re.escape(said)}"):
+                await client.get(f"{url}/a")
+    assert asked == ["gzip, deflate"]

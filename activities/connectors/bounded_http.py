@@ -10,6 +10,11 @@ was killed (attacker audit); one sending a byte every few seconds, each well wit
 timeout, held the task for as long as it liked. Past the cap the answer is refused as a protocol
 error, past the deadline as a read timeout, which each connector already treats as the service
 being unavailable: retried, then flagged for staff.
+
+The cap is on the answer as read, after its Content-Encoding: httpx inflates gzip and deflate
+itself, after the transport, so a cap on the bytes received let a 200 KB gzip answer in as 200 MB
+of JSON (a 32 MB one would have been 32 GB). The transport inflates them instead, a slice at a
+time, counting what they give against the cap; any other encoding, or more than one, is refused.
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator
+import zlib
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
@@ -62,6 +68,10 @@ class AnswerTooSlow(httpx.ReadTimeout):
     """An answer that did not arrive whole within the client's deadline."""
 
 
+class AnswerEncoded(httpx.RemoteProtocolError):
+    """An answer in a Content-Encoding the client did not ask for, or one that does not decode."""
+
+
 class NotJson(ValueError):
     """An answer that is not the JSON document it should be; the message says what it is."""
 
@@ -78,29 +88,67 @@ class TooMany(NotJson):
 _CAP = "dsrflow.answer_cap"
 
 
+# The encodings the transport asks for and inflates itself (with their zlib window bits): httpx's
+# own, without those it adds once a package for them is installed (br, zstd), which it would
+# inflate past the cap.
+ENCODINGS = {"gzip": zlib.MAX_WBITS | 16, "deflate": zlib.MAX_WBITS}
+# The most one step of inflating gives: a chunk of 64 KiB of gzip, inflated at once, can be 64 MiB.
+_INFLATED = 64 * 1024
+
+
 class _CappedStream(httpx.AsyncByteStream):
-    def __init__(self, stream: httpx.AsyncByteStream, limit: int, url: httpx.URL, ends_at: float | None) -> None:
+    def __init__(self, stream: httpx.AsyncByteStream, limit: int, url: httpx.URL, ends_at: float | None,
+                 encoding: str | None = None) -> None:
         self._stream, self._limit, self._url, self._ends_at = stream, limit, url, ends_at
+        self._encoding = encoding
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         seen = 0
         chunks = aiter(self._stream)
+        inflate: Any = None
         while True:
             try:
                 # Each read waits only until the deadline: the timeout never spans a `yield`.
                 async with asyncio.timeout_at(self._ends_at):
                     chunk = await anext(chunks)
             except StopAsyncIteration:
+                if inflate is not None and not inflate.eof:
+                    raise AnswerEncoded(f"{self._url.host}{self._url.path} answered a {self._encoding} body "
+                                        "cut short") from None
                 return
             except TimeoutError:
                 raise AnswerTooSlow(f"{self._url.host}{self._url.path} was still answering at the deadline") from None
-            seen += len(chunk)
-            if seen > self._limit:
-                raise AnswerTooLarge(f"{self._url.host}{self._url.path} answered more than {self._limit} bytes")
-            yield chunk
+            if self._encoding is not None and inflate is None and chunk:
+                inflate = _inflater(self._encoding, chunk)
+            for piece in self._inflated(inflate, chunk) if inflate is not None else (chunk,):
+                seen += len(piece)
+                if seen > self._limit:
+                    raise AnswerTooLarge(f"{self._url.host}{self._url.path} answered more than {self._limit} bytes")
+                yield piece
+
+    def _inflated(self, inflate: Any, chunk: bytes) -> Iterator[bytes]:
+        """What `chunk` inflates to, _INFLATED bytes at a time, so that no step holds more."""
+        try:
+            while chunk:
+                piece = inflate.decompress(chunk, _INFLATED)
+                chunk = inflate.unconsumed_tail
+                yield piece
+        except zlib.error:
+            raise AnswerEncoded(f"{self._url.host}{self._url.path} answered a body that is not {self._encoding} "
+                                "as it said") from None
 
     async def aclose(self) -> None:
         await self._stream.aclose()
+
+
+def _inflater(encoding: str, first: bytes) -> Any:
+    """An inflater for `encoding`, the body opening with `first`. RFC 9110's deflate is zlib's
+    format, whose two first bytes are a multiple of 31 naming method 8; some servers send it raw,
+    which httpx takes too."""
+    wbits = ENCODINGS[encoding]
+    if encoding == "deflate" and not (len(first) >= 2 and first[0] & 0x0F == 8 and (first[0] << 8 | first[1]) % 31 == 0):
+        wbits = -zlib.MAX_WBITS
+    return zlib.decompressobj(wbits)
 
 
 class _Capped(httpx.AsyncBaseTransport):
@@ -109,6 +157,7 @@ class _Capped(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         ends_at = asyncio.get_running_loop().time() + self._deadline if self._deadline is not None else None
+        request.headers["Accept-Encoding"] = ", ".join(ENCODINGS)
         try:
             async with asyncio.timeout_at(ends_at):
                 response = await self._inner.handle_async_request(request)
@@ -118,8 +167,18 @@ class _Capped(httpx.AsyncBaseTransport):
         if declared.isdigit() and int(declared) > self._limit:
             await response.aclose()
             raise AnswerTooLarge(f"{request.url.host}{request.url.path} announced {declared} bytes")
+        codings = [c.strip().lower() for c in response.headers.get_list("content-encoding", split_commas=True)]
+        codings = [c for c in codings if c not in ("", "identity")]
+        if len(codings) > 1 or (codings and codings[0] not in ENCODINGS):
+            await response.aclose()
+            raise AnswerEncoded(f"{request.url.host}{request.url.path} answered in the content encoding "
+                                f"{', '.join(codings)[:40]!r}, which was not asked for")
+        if codings:  # inflated here, within the cap: httpx must not inflate it again
+            del response.headers["content-encoding"]
+            response.headers.pop("content-length", None)
         assert isinstance(response.stream, httpx.AsyncByteStream)
-        response.stream = _CappedStream(response.stream, self._limit, request.url, ends_at)
+        response.stream = _CappedStream(response.stream, self._limit, request.url, ends_at,
+                                        codings[0] if codings else None)
         response.extensions[_CAP] = self._limit
         return response
 
@@ -143,6 +202,8 @@ def what_failed(exc: httpx.TransportError) -> str:
         return "its answer was longer than the connector reads"
     if isinstance(exc, AnswerTooSlow):
         return "its answer did not arrive whole in time (sent too slowly)"
+    if isinstance(exc, AnswerEncoded):
+        return "its answer was in a content encoding not asked for, or not in the one it named"
     return type(exc).__name__
 
 
