@@ -95,7 +95,11 @@ def kept_records() -> list[dict[str, Any]]:
 
 def erasure_with_kept() -> dict[str, Any]:
     return {"report": {"results": [
+        # Per dataset, as the sql connector counts them: the customer record and a mandate erased, both
+        # invoices kept (without them the letter read "Billing, all records: erased" above the invoices kept).
         {"system": "billing", "action": "erase", "status": "done", "found": 4, "changed": 2, "kept": 2,
+         "datasets": {"customers": {"found": 1, "changed": 1, "deleted": 1},
+                      "mandates": {"found": 1, "changed": 1, "deleted": 1}, "invoices": {"found": 2, "kept": 2}},
          "kept_records": [k for k in kept_records() if k["system"] == "billing"]},
         {"system": "crm", "action": "erase", "status": "done", "found": 1, "changed": 0, "kept": 1,
          "kept_records": [k for k in kept_records() if k["system"] == "crm"]}]}}

@@ -183,3 +183,18 @@ def test_an_overdue_alert_counts_the_days_late_not_negative_days_left(language, 
     letter = render_letter("staff_alert", context, language)
     assert f"{late}: 3" in letter.text and "-3" not in letter.text, letter.text
     assert f">{late}</th>" in letter.html and ">-3<" not in letter.html
+
+
+# A subject not yet known by name (`greeted_name`) is greeted in the formal register of the letter's
+# language, as its "Sie" and its sign-off are: German's was "Guten Tag," beside "Madame, Monsieur,".
+UNNAMED = {"en": "Hello,", "fr": "Madame, Monsieur,", "nl": "Geachte heer, mevrouw,",
+           "de": "Sehr geehrte Damen und Herren,"}
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_a_subject_not_known_by_name_is_greeted_formally(language):
+    letter = render_letter("acknowledgement", full_context("acknowledgement", subject={"name": None,
+                                                                                      "email": "a@example.org"}),
+                           language)
+    assert letter.text.startswith(UNNAMED[language] + "\n"), letter.text[:80]
+    assert f">{UNNAMED[language]}</p>" in letter.html
