@@ -25,7 +25,7 @@ from typing import Any
 from pydantic import AliasChoices
 
 from activities.connectors import placeholder_names
-from devstack.stack import DEMO_OPENDSR_URL, DEMO_PROCESSOR_ADDRESSES
+from devstack.demo_names import DEMO_OPENDSR_URL, DEMO_PROCESSOR_ADDRESSES
 from dsrflow.settings import Settings, SettingsError
 from policy.model import PolicyError, load_policy
 

@@ -17,9 +17,9 @@ from collections.abc import Callable
 
 import httpx
 
-from devstack.demo.email_marketing import BASE_PATH as EMAIL_BASE_PATH
 from devstack.demo.email_marketing_db import ensure_email_marketing_database
 from devstack.demo.sql_systems import ensure_demo_databases
+from devstack.demo_names import DEMO_OPENDSR_URL, DEMO_PROCESSOR_ADDRESSES, OPENDSR_BASE_PATH
 from devstack.home_state import (
     lock_home,
     refuse_lost_database,
@@ -28,8 +28,6 @@ from devstack.home_state import (
 )
 from devstack.postgres import EmbeddedPostgres
 from devstack.processes import StackError, ensure_port_free, spawn, wait_for_port
-from devstack.saas.__main__ import demo_environment
-from devstack.saas.policy import write_demo_saas_policy
 from devstack.smtp_sink import MailSink, PrivacyInbox
 from devstack.supervisor import EssentialProcess, RestartingProcess
 from devstack.temporal_server import TemporalDevServer
@@ -42,16 +40,6 @@ from policy.mailbox import load_mailbox_policy
 from policy.model import DEFAULT_POLICY, load_policy
 
 APP_DATABASE = "dsrflow"
-# The shipped policy's e-mail-only processors (policy/connexeon.yaml): in the demo their mail lands
-# in the sink too, and confirming means clicking the link in it. The demo e-mail marketing
-# service's address goes to the children under DEMO_OPENDSR_URL.
-DEMO_PROCESSOR_ADDRESSES = {
-    "DSRFLOW_SURVEYS_PRIVACY_EMAIL": "privacy@surveys.example",
-    "DSRFLOW_WORK_MANAGEMENT_PRIVACY_EMAIL": "privacy@work-management.example",
-    "DSRFLOW_REGISTRATION_PRIVACY_EMAIL": "privacy@registration.example",
-    "DSRFLOW_MONITORING_PRIVACY_EMAIL": "privacy@monitoring.example",
-}
-DEMO_OPENDSR_URL = "DSRFLOW_DEMO_OPENDSR_URL"
 
 
 def _say(message: str) -> None:
@@ -165,7 +153,7 @@ class Stack:
         child = EssentialProcess("the demo e-mail marketing service", proc, log)
         self._children.append(("demo e-mail marketing service", child))
         self._stops.append(("demo e-mail marketing service", child.stop))
-        self.env[DEMO_OPENDSR_URL] = f"http://127.0.0.1:{port}{EMAIL_BASE_PATH}"
+        self.env[DEMO_OPENDSR_URL] = f"http://127.0.0.1:{port}{OPENDSR_BASE_PATH}"
         for name, address in DEMO_PROCESSOR_ADDRESSES.items():
             self.env.setdefault(name, address)
         await asyncio.to_thread(wait_for_port, port, "demo e-mail marketing service", 60, proc)
@@ -173,6 +161,11 @@ class Stack:
     async def _start_saas_standins(self) -> None:
         """The SaaS stand-ins (devstack/saas) in one process, and a copy of the policy with the
         http systems of policy/http/demo-systems.yaml pointed at them through the environment."""
+        # Imported here, only for --demo-saas: the stand-ins' apps (FastAPI) are the child's to
+        # import, and `dsrflow up` without them starts sooner.
+        from devstack.saas.__main__ import demo_environment
+        from devstack.saas.policy import write_demo_saas_policy
+
         port = self.settings.demo_saas_port
         home = self.home / "saas"
         log = self.logs / "saas.log"

@@ -49,11 +49,12 @@ from devstack.demo.email_marketing_db import (
     unsubscribe_subject,
 )
 from devstack.demo.email_marketing_jobs import API_VERSION, RequestProcessor, canonical_json, rfc3339
+from devstack.demo_names import OPENDSR_BASE_PATH
 from dsrflow.infra.db import PooledConnection
 
 __all__ = ["BASE_PATH", "create_email_marketing_app", "ensure_email_marketing_database", "main"]
 
-BASE_PATH = "/opendsr"
+BASE_PATH = OPENDSR_BASE_PATH
 SUPPORTED_IDENTITIES = [("email", "raw"), ("email", "sha256")]
 REQUEST_TYPES = ("access", "portability", "erasure")
 _UUID4 = r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"
