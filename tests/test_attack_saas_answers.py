@@ -44,6 +44,14 @@ async def erase(loaded, name: str, pool):
         await eraser.close()
 
 
+async def erase_for(loaded, name: str, pool, whom):
+    eraser = connector(loaded, name, pool)
+    try:
+        return await eraser.erase(whom)
+    finally:
+        await eraser.close()
+
+
 async def read(loaded, name: str, pool) -> list:
     reader = connector(loaded, name, pool)
     try:
@@ -291,3 +299,24 @@ async def test_plain_http_is_refused_outside_development(tmp_path, pool, monkeyp
     ga4 = http_policy(tmp_path, {"ga4": http_system("http/ga4.yaml", "GA4")}, keep=("analytics",))
     with pytest.raises(PermanentConnectorError, match=r"system ga4: auth\.token_url is not https"):
         connector(ga4, "ga4", pool, production)
+
+
+async def test_a_time_google_stamps_with_a_nul_leaves_the_erasure_done_without_the_note(tmp_path, pool, monkeypatch):
+    """Google accepts the deletion and stamps it with a time holding a NUL, which the answer's
+    `confirm` takes (it is text). Before, keeping what the answer said failed (PostgreSQL's jsonb
+    holds no NUL) after Google had acted: the task failed on every retry with the database's
+    words, each asking Google again. Now the time is not kept, the erasure is done, and the letter
+    says nothing of when Google's deletion completes, staff reading why on the task."""
+    from tests.test_saas_ga4 import _policy, _request_with_identifiers
+
+    async with google_served(monkeypatch, tmp_path) as (app, _):
+        app.state.standin.tamper("userDeletionRequests:upsert",
+                                 lambda _, document: {**document, "deletionRequestTime": "2026-12-06T08:00:00Z\x00"})
+        loaded = _policy(tmp_path)
+        rid = await _request_with_identifiers(pool, loaded, [("CLIENT_ID", "GA1.1.555.666")])
+        outcome = await erase_for(loaded, "ga4", pool, subject("tracked@example.com", rid))
+        again = await erase_for(loaded, "ga4", pool, subject("tracked@example.com", rid))
+        assert [r["userId"] for r in app.state.data.requests] == ["GA1.1.555.666"]  # asked once
+    for done in (outcome, again):
+        assert done.status == "done" and done.datasets == {"identifiers": {"found": 1, "submitted": 1}}
+        assert done.note is None and "cannot read" in (done.message or "")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from jinja2 import StrictUndefined
+from jinja2 import StrictUndefined, UndefinedError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 
@@ -41,10 +41,11 @@ _NOTES.filters.update(
 def render_note(template: str, collected: dict[str, list[Any]], now: datetime) -> str | None:
     """`collected`: the values the steps kept, by name (one per request); `accepted_at`: now.
     None where a value the service sent cannot be read as what the note takes it for (a time
-    outside the calendar, text that is no time): the service has already acted by then, and its
-    odd answer must not fail the task for good, every retry reading it again."""
+    outside the calendar, text that is no time), or none was kept (one jsonb cannot hold:
+    http_identifiers.py `storable`): the service has already acted by then, and its odd answer
+    must not fail the task for good, every retry reading it again."""
     try:
         text = _NOTES.from_string(template).render(collected=collected, accepted_at=now)
-    except (ValueError, OverflowError, OSError, TypeError):
+    except (ValueError, OverflowError, OSError, TypeError, UndefinedError):
         return None
     return " ".join(text.split())
