@@ -145,3 +145,39 @@ async def test_a_change_answered_after_the_close_is_counted_with_those_before(po
     events = await pool.fetch("SELECT data FROM audit_events WHERE request_id = $1 AND event_type = "
                               "'task.partial_effect' ORDER BY chain_pos", uuid.UUID(rid))
     assert [e["data"]["counted"] for e in events] == [2, 3], events
+
+
+async def test_a_slice_ending_after_the_close_is_not_continued(pool, settings, monkeypatch, tmp_path):
+    """The request is withdrawn while a delete of a slice is on the wire, and the slice's time runs
+    out before its answer comes: the try stops as closed (HttpRunRequestClosed), with that answer
+    counted, rather than ending its slice (RUN_CONTINUES). Before, the workflow then started the
+    next slice, which began on a closed request whose journal the close had taken, took itself for
+    a hold's deferred erasure and deleted every membership left."""
+    email = unique_email("slice-after-close")
+    rid = await stored_request(pool, settings, "slice-after-close", "erasure", email=email)
+    async with mailchimp(monkeypatch) as app:
+        member_of_lists(app, email, 5)
+        gate = asyncio.Event()
+
+        def second_held(request: Request, document: Any) -> Response:
+            return HeldAnswer(gate, answered(document)) if len(_deletions(app, email)) == 1 else answered(document)
+
+        app.state.standin.tamper("/actions/delete-permanent", second_held, method="POST")
+        system = connector(http_policy(tmp_path, {"newsletter": newsletter()}), "newsletter", pool,
+                           settings.model_copy(update={"http_run_slice_seconds": 1.0}))
+        try:
+            erasing = asyncio.ensure_future(system.erase(subject(email, rid)))
+            while len(_deletions(app, email)) < 2:
+                await asyncio.sleep(0.01)
+            async with pool.acquire() as conn:
+                await set_status(conn, rid, RequestStatus.cancelled, event_key=f"{rid}:test-withdrawn", actor="test")
+            await asyncio.sleep(1.0)  # the slice's time runs out while the answer is held
+            gate.set()
+            with pytest.raises(ApplicationError) as stopped:
+                await erasing
+        finally:
+            await system.close()
+    assert stopped.value.type == "HttpRunRequestClosed", stopped.value
+    assert len(_deletions(app, email)) == 2
+    task = await pool.fetchrow("SELECT partial_changed FROM system_tasks WHERE request_id = $1", uuid.UUID(rid))
+    assert task["partial_changed"] == 2

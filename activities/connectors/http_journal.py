@@ -171,6 +171,7 @@ class Journal:
         self.set_aside = 0  # changes earlier attempts made under another configuration: not gone on from
         self._pending: list[tuple[str, str, str, int | None, bool | None, int, bytes | None]] = []
         self.began_open = True  # whether its request was open when the attempt began (`open`)
+        self.closed_under_it = False  # whether a write found its request closed since (`flush`)
 
     @classmethod
     async def open(cls, pool: asyncpg.Pool, secret: bytes, key: tuple[str, str, str, int],
@@ -234,6 +235,10 @@ class Journal:
         done (so that every attempt moves the run on), keep what is done and stop here."""
         if self.done and time.monotonic() >= self._ends:
             await self.flush()
+            if self.closed_under_it:
+                # Not continued: the next slice would begin on a closed request, whose journal the
+                # close took, and go on from nothing as a hold's deferred erasure does.
+                raise RequestClosed(self._key[1], self._key[3])
             raise RunContinues(self.done)
 
     async def read(self, step: str, item: str, records: list[dict[str, Any]], read_bytes: int) -> None:
@@ -290,6 +295,7 @@ class Journal:
         if refusal == "ended":
             raise TaskEnded(self._key[1], self._key[3])
         if refusal == "closed" and self.began_open:
+            self.closed_under_it = True
             if late := sum(1 for row in rows if row[2] == "answered" and row[4]):
                 await self._counted_after_close(late)
             if any(row[2] == "sending" for row in rows):
