@@ -52,6 +52,10 @@ _RESTRICTED = ("While the restriction is in force, we only store your personal d
                "other way only with your consent, for the establishment, exercise or defence of legal claims, "
                "for the protection of the rights of another person or for reasons of important public "
                "interest%(storage)s. We will tell you before we lift the restriction%(notice)s.")
+# Art. 18(2)'s public interest is the Union's or a Member State's (the UK GDPR's: the United Kingdom's).
+_RESTRICTED_UNDER = {
+    "gdpr": _RESTRICTED.replace("interest%(storage)s", "interest of the Union or of a Member State%(storage)s"),
+    "uk_gdpr": _RESTRICTED.replace("interest%(storage)s", "interest of the United Kingdom%(storage)s")}
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
@@ -62,16 +66,17 @@ async def test_a_restriction_response_says_what_the_restriction_means_and_that_i
                                                                                "changed": 2}]}},
                            regime=regime, language=language)
     t = worded(language, wording_of(regime))
-    sentence = t.gettext(_RESTRICTED) % {"storage": cite(regime, "18(2)", " (%s)", t),
-                                         "notice": cite(regime, "18(3)", " (%s)", t)}
+    restricted = _RESTRICTED_UNDER.get(regime, _RESTRICTED)
+    sentence = t.gettext(restricted) % {"storage": cite(regime, "18(2)", " (%s)", t),
+                                        "notice": cite(regime, "18(3)", " (%s)", t)}
     if language != "en":
-        assert sentence != _RESTRICTED % {"storage": "", "notice": ""}, "not translated"
+        assert sentence != restricted % {"storage": "", "notice": ""}, "not translated"
     for part in both(letter):
         assert said(sentence) in part, (regime, language)
     assert "\n\n" + sentence[:40] in letter.text  # a paragraph of its own
     if regime == "gdpr" and language == "en":
-        assert "interest (Art. 18(2) GDPR). We will tell you before we lift the restriction (Art. 18(3) GDPR)." \
-            in both(letter)[0]
+        assert ("interest of the Union or of a Member State (Art. 18(2) GDPR). We will tell you before we lift the "
+                "restriction (Art. 18(3) GDPR).") in both(letter)[0]
 
 
 # --- Portability (Art. 20) -------------------------------------------------------------------
