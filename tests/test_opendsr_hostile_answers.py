@@ -11,6 +11,7 @@ Against a stand-in processor over loopback (the real connector, its bounded clie
 
 from __future__ import annotations
 
+import gzip
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +48,7 @@ class HostileProcessor(FakeProcessor):
     that body with that media type (None: no Content-Type at all)."""
 
     hostile: dict[str, tuple[bytes, str | None]] = field(default_factory=dict)
+    encoding: str | None = None  # the Content-Encoding a hostile answer says it is in
 
     def app(self) -> Starlette:
         def answer(route: str, proper: Any, status_code: int = 200) -> Response:
@@ -57,6 +59,8 @@ class HostileProcessor(FakeProcessor):
                     del response.headers["content-type"]
                 else:
                     response.headers["content-type"] = kind
+                if self.encoding is not None:
+                    response.headers["content-encoding"] = self.encoding
                 return response
             return JSONResponse(proper, status_code=status_code)
 
@@ -272,3 +276,30 @@ async def test_staff_read_which_processor_call_answered_what_once_retries_run_ou
     said = (f"system {PROCESSOR}: the processor's answer to discovery (GET /opendsr/discovery) "
             "is HTML, not JSON")
     await staff_read_the_processors_fault(env, ours, pool, mail_sink, said)
+
+
+@pytest.mark.parametrize(("encoding", "said"), [
+    (None, "its answer was longer than the connector reads"),
+    ("gzip", "its answer was longer than the connector reads"),  # 33 KB sent
+    ("br", "its answer was in a content encoding not asked for, or not in the one it named"),
+])
+async def test_an_answer_past_the_cap_is_named_as_such_for_staff(
+        pool, settings, tmp_path, lifecycle_policy, processor, encoding, said):
+    """Results of 33 MiB (past the 32 MiB a processor's answer may hold), sent as they are or
+    gzipped to 33 KB, and an answer in an encoding never asked for: each is the processor
+    failing, retried, and what staff read once retries run out names what was wrong. Before, they
+    read the exception's class ("failed: AnswerTooLarge"), and the gzip answer was read whole."""
+    body = b'{"datasets": [], "padding": "' + b" " * (33 * 1024 * 1024) + b'"}'
+    if encoding == "gzip":
+        body = gzip.compress(body, 6)
+    elif encoding == "br":
+        body = b'{"datasets": []}'
+    opendsr = _opendsr(processor, tmp_path, lifecycle_policy, pool, settings, verify_signatures=False)
+    processor.hostile["results"] = (body, "application/json")
+    processor.encoding = encoding
+    try:
+        with pytest.raises(OpenDsrUnavailable) as refused:
+            await _access(opendsr, subject(unique_email("large")))
+    finally:
+        await opendsr.close()
+    assert str(refused.value) == f"system {PROCESSOR}: GET /opendsr/results/1 failed: {said}"

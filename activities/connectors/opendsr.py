@@ -53,7 +53,7 @@ from activities.connectors.base import (
     PermanentConnectorError,
     Subject,
 )
-from activities.connectors.bounded_http import bounded_client
+from activities.connectors.bounded_http import bounded_client, what_failed
 from activities.connectors.opendsr_answers import (
     OpenDsrUnavailable,
     job_answer,
@@ -368,7 +368,8 @@ class OpenDsrConnector(Connector):
         try:
             response = await self._http.request(method, url, json=json, headers=self._auth_headers)
         except httpx.TransportError as exc:
-            raise OpenDsrUnavailable(f"system {self.name}: {method} {path} failed: {type(exc).__name__}") from exc
+            # The caps by what they are ("longer than the connector reads"), the rest by name.
+            raise OpenDsrUnavailable(f"system {self.name}: {method} {path} failed: {what_failed(exc)}") from exc
         code = response.status_code
         if code == 429 or code >= 500:
             raise OpenDsrUnavailable(f"system {self.name}: processor answered HTTP {code} to {method} {path}")
