@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from activities.connectors.base import PermanentConnectorError
 from activities.connectors.opendsr import subject_request_id
 from activities.connectors.opendsr_answers import OpenDsrMalformed, OpenDsrUnavailable
 from activities.connectors.opendsr_signature import (
@@ -49,6 +50,7 @@ class HostileProcessor(FakeProcessor):
 
     hostile: dict[str, tuple[bytes, str | None]] = field(default_factory=dict)
     encoding: str | None = None  # the Content-Encoding a hostile answer says it is in
+    redirect: str | None = None  # where a hostile answer sends the caller (a 307 to it)
 
     def app(self) -> Starlette:
         def answer(route: str, proper: Any, status_code: int = 200) -> Response:
@@ -61,6 +63,8 @@ class HostileProcessor(FakeProcessor):
                     response.headers["content-type"] = kind
                 if self.encoding is not None:
                     response.headers["content-encoding"] = self.encoding
+                if self.redirect is not None:
+                    response.status_code, response.headers["location"] = 307, self.redirect
                 return response
             return JSONResponse(proper, status_code=status_code)
 
@@ -303,3 +307,30 @@ async def test_an_answer_past_the_cap_is_named_as_such_for_staff(
     finally:
         await opendsr.close()
     assert str(refused.value) == f"system {PROCESSOR}: GET /opendsr/results/1 failed: {said}"
+
+
+async def test_a_redirect_to_another_host_is_not_followed_with_the_processors_credentials(
+        pool, settings, tmp_path, lifecycle_policy, processor):
+    """A status poll answered 307 to another host (an internal API, the cloud's metadata address):
+    not followed, so the `headers` the policy gives the processor's calls (its bearer token)
+    never reach that host, and the task is flagged naming the status. A guard: httpx follows no
+    redirect unless told to, and nothing tells it to."""
+    elsewhere: list[str] = []
+
+    async def collect(request: Request) -> Response:
+        elsewhere.append(request.headers.get("authorization", ""))
+        return JSONResponse({"subject_request_id": "x", "request_status": "completed"})
+
+    async with served(Starlette(routes=[Route("/{rest:path}", collect)])) as other:
+        processor.hostile["status"] = (b"", None)
+        processor.redirect = f"{other}/latest/meta-data/iam"
+        opendsr = _opendsr(processor, tmp_path, lifecycle_policy, pool, settings,
+                           headers={"Authorization": "Bearer processor-secret"})
+        who = subject(unique_email("redirected"))
+        try:
+            with pytest.raises(PermanentConnectorError, match=rf"system {PROCESSOR}: processor answered HTTP 307 "
+                               r"to GET /opendsr/requests/"):
+                await _status(opendsr, who)
+        finally:
+            await opendsr.close()
+    assert elsewhere == []
