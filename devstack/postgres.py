@@ -31,9 +31,10 @@ _SOCKET_PATH_MAX = 100  # sun_path holds 107 bytes and its terminating zero; a m
 
 
 class EmbeddedPostgres:
-    def __init__(self, data_dir: Path, port: int) -> None:
+    def __init__(self, data_dir: Path, port: int, *, durable: bool = True) -> None:
         self.data_dir = data_dir.resolve()
         self.port = port
+        self.durable = durable
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path: Path | None = None
         self._install: PostgresInstall | None = None
@@ -69,7 +70,8 @@ class EmbeddedPostgres:
             return
         done = subprocess.run(
             [install.bin / "initdb", "-D", self._pgdata(install),
-             "--auth=trust", "--encoding=utf8", "--no-instructions", "-U", "postgres"],
+             "--auth=trust", "--encoding=utf8", "--no-instructions", "-U", "postgres",
+             *([] if self.durable else ["--no-sync"])],
             cwd=self.data_dir, user=install.user, capture_output=True, text=True, check=False,
         )
         if done.returncode != 0:
@@ -92,7 +94,7 @@ class EmbeddedPostgres:
                     # In the data directory, as the server names it; none if its path is too long.
                     "-c", f"unix_socket_directories={self._pgdata(install) if self._socket_fits() else ''}",
                     "-c", "max_connections=200",
-                    "-c", "fsync=on",
+                    *self._durability(),
                 ],
                 log_path=log_path,
                 user=install.user,
@@ -101,6 +103,16 @@ class EmbeddedPostgres:
         except BaseException:
             self._remove_install()
             raise
+
+    def _durability(self) -> list[str]:
+        """A `durable` server flushes each commit to the disk (`dsrflow up`, always). One that need
+        not outlive the machine (a test's) only writes it to the kernel, as its initdb writes the
+        cluster (--no-sync): a commit is still written before it returns, so a server killed or
+        stopped, with SIGKILL too, loses nothing committed; only a crash of the machine itself
+        could. The flushes cost the kernel and the server about half their CPU for a commit."""
+        if self.durable:
+            return ["-c", "fsync=on"]
+        return ["-c", "fsync=off"]
 
     async def wait_ready(self, timeout: float = 60.0) -> None:
         loop = asyncio.get_running_loop()

@@ -100,7 +100,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @contextlib.asynccontextmanager
 async def running_postgres(directory: Path) -> AsyncIterator[EmbeddedPostgres]:
     """A PostgreSQL server of its own, data and log under `directory`, stopped afterwards."""
-    server = EmbeddedPostgres(directory / "data", free_port())
+    server = EmbeddedPostgres(directory / "data", free_port(), durable=False)
     server.start(directory / "postgres.log")
     try:
         await server.wait_ready()
