@@ -172,13 +172,15 @@ class ContentCheck:
                                                   "export does (%(reason)s); send it as CSV or in several files")
                               % {"file": self.filename, "reason": reason}, status=413) from None
         except NotJson:
-            try:  # within the bounds: the standard decoder says where and what is wrong
+            # Within the bounds, Python's decoder has the last word, as before: it takes what the
+            # bounded parser does not (a lone half of a surrogate pair: the file is kept as it is
+            # sent), and says where and what is wrong with the rest.
+            try:
                 json.loads(data.decode("utf-8-sig"))
-                error = "Invalid JSON"
             except ValueError as exc:
                 error = exc.args[0].split(":")[0]  # the parser's own words, in English
-            raise RefusedFile(lambda t: t.gettext("%(file)s: is not valid JSON (%(error)s)")
-                              % {"file": self.filename, "error": error}) from None
+                raise RefusedFile(lambda t: t.gettext("%(file)s: is not valid JSON (%(error)s)")
+                                  % {"file": self.filename, "error": error}) from None
 
     def _binary(self, t: Translator) -> str:
         return t.gettext("%(file)s: is not %(kind)s: it holds binary data") % {
