@@ -72,6 +72,7 @@ def test_a_zip_of_accepted_files_and_json_with_a_byte_order_mark_are_accepted():
         ("all.zip", _zip({"a.csv": b"x,y\n1,2\n", "d/b.json": b"[1]", "c.pdf": b"%PDF-1.7\n%%EOF\n"}),
          "application/zip"),
         ("bom.json", "\ufeff{\"ok\": true}".encode(), "application/json"),
+        ("half.json", b'["\\ud83d"]', "application/json"),  # half an emoji: Python reads it, the file goes as sent
     ]:
         check = ContentCheck(name, kind_for(name, kinds), 1024 * 1024, kinds)
         check.feed(data)
