@@ -124,12 +124,19 @@ APPEAL_PROVISIONS: dict[str, str] = {
 }
 
 
+# PIPEDA s. 8(3) sets the period of a request under clause 4.9 of Schedule 1, for access; the Act
+# gives no right to erase, restrict, object or port, nor a period for answering one.
+_ACCESS_PERIOD_ONLY = {"pipeda"}
+
+
 def answer_period(regime: str, appeal: bool, due: str, extended_to: str,
-                  t: Translator = ENGLISH) -> tuple[str, str] | None:
+                  t: Translator = ENGLISH, request_type: str | None = None) -> tuple[str, str] | None:
     """The acknowledgement's account of the law's period (the US state laws and PIPEDA ss. 8(3) and
     8(4)): how many days the law gives to answer the request, or the appeal, and whether and by how
     much it may be extended, to `extended_to`, with the notice promised by `due` (the dates as the
-    letter writes them). None for the regimes the template words itself."""
+    letter writes them). Under PIPEDA, a request other than for access is told the period is the
+    access request's, which we apply to it (it read "we must answer within 30 days" of an erasure).
+    None for the regimes the template words itself."""
     if regime not in PERIODS:
         return None
     # The US codes' citations are the same in every language and in no catalog: gettext leaves them.
@@ -139,6 +146,10 @@ def answer_period(regime: str, appeal: bool, due: str, extended_to: str,
         provision = APPEAL_PROVISIONS[regime]
         period = t.gettext("Under %(law)s, we must tell you in writing what we decided on your appeal, and why, "
                            "within %(days)d days of receiving it (%(provision)s).")
+    elif regime in _ACCESS_PERIOD_ONLY and request_type != "access":
+        period = t.gettext("Under %(law)s, a request for access to personal data must be answered within %(days)d "
+                           "days of its receipt (%(provision)s). We apply this period to every request, yours "
+                           "included.")
     else:
         period = t.gettext("Under %(law)s, we must answer within %(days)d days of receiving your request "
                            "(%(provision)s).")

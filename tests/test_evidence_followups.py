@@ -29,7 +29,7 @@ RULES = {
             "All days count, weekends and public holidays included"),
     "lgpd": ("15 days from receipt (Art. 19, II LGPD, applied to every right); no extension", "",
              "All days count, weekends and public holidays included"),
-    "pipeda": ("30 days from receipt (PIPEDA, s. 8(3))", "Extension: once, by 30 days, the subject told within the "
+    "pipeda": ("30 days from receipt (PIPEDA, s. 8(3), for access, applied to every request)", "Extension: once, by 30 days, the subject told within the "
                "first 30 (PIPEDA, s. 8(4))", "The holidays are Sundays and the public holidays of Canada"),
 }
 APPEALS = {

@@ -132,3 +132,27 @@ async def test_a_german_complaint_paragraph_says_receipt_once():
     for part in both(letter):
         assert "den Erhalt Ihrer Beschwerde innerhalb von 30 Tagen nach ihrem Eingang" in part
         assert "den Eingang Ihrer Beschwerde" not in part
+
+
+# PIPEDA s. 8(3) sets the period of an access request (Schedule 1, clause 4.9) alone: the
+# acknowledgement of an erasure said "we must answer within 30 days", a duty the Act does not set.
+_ACCESS_PERIOD = {"en": "a request for access to personal information must be answered within 30 days of its receipt "
+                        "(PIPEDA, s. 8(3)). We apply this period to every request, yours included.",
+                  "fr": "il doit être répondu à une demande d'accès à des renseignements personnels dans les 30 jours "
+                        "suivant sa réception (LPRPDE, par. 8(3)). Nous appliquons ce délai à toute demande, y compris "
+                        "la vôtre."}
+
+
+@pytest.mark.parametrize("language", ["en", "fr"])
+@pytest.mark.parametrize("request_type", ["erasure", "restriction", "objection", "portability"])
+async def test_pipeda_sets_the_period_of_an_access_request_and_we_apply_it_to_others(request_type, language):
+    other = await as_sent("acknowledgement", request_type, {"verification_required": True}, regime="pipeda",
+                          language=language)
+    access = await as_sent("acknowledgement", "access", {"verification_required": True}, regime="pipeda",
+                           language=language)
+    must = {"en": "we must answer", "fr": "nous devons vous répondre"}[language]
+    for part in both(other):
+        assert _ACCESS_PERIOD[language] in part, part
+        assert must not in part
+    for part in both(access):
+        assert must in part and _ACCESS_PERIOD[language] not in part

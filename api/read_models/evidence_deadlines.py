@@ -67,7 +67,10 @@ _RULES: dict[str, str] = {
     # right within it, since the regulation the law refers the other rights to (Art. 18 § 5) sets none.
     Regime.lgpd: _in_days(Regime.lgpd, "{days} days from receipt (Art. 19, II LGPD, applied to every right); "
                                        "no extension"),
-    Regime.pipeda: _in_days(Regime.pipeda, "{days} days from receipt ({provision}); a deadline on a Sunday or a "
+    # PIPEDA s. 8(3) sets the period of an access request; dsrflow answers every request within it
+    # (activities/citations.py `answer_period`, as the acknowledgement says).
+    Regime.pipeda: _in_days(Regime.pipeda, "{days} days from receipt ({provision}, for access, applied to every "
+                                           "request); a deadline on a Sunday or a "
                                            "holiday moves to the next day that is neither (Interpretation Act, "
                                            "ss. 26 and 35). Extension: once, by {further} days, the subject told "
                                            "within the first {days} (PIPEDA, s. 8(4))"),
