@@ -23,7 +23,7 @@ from dsrflow.stores.requests_store import set_status
 from schemas.requests import RequestStatus
 from schemas.workflow import workflow_id_for
 from tests.fanout_stack import api
-from tests.process_support import died, dsrflow_process
+from tests.process_support import died, dsrflow_process, released
 from tests.saas_runs_fixtures import newsletter_service_fixture, saas_stack_fixture  # noqa: F401 (the fixtures)
 from tests.saas_runs_support import HeldAnswer, answered, mailchimp, member_of_lists, newsletter
 from tests.saas_support import connector, http_policy, subject
@@ -71,8 +71,11 @@ async def test_a_withdrawal_committed_as_the_worker_dies_mid_run_stops_the_run_a
     app.state.standin.tamper("/actions/delete-permanent", second_held, method="POST")
     try:
         async with api(stack) as http:
-            async with dsrflow_process("worker", stack.settings, client, tmp_path,
-                                       failpoints="status-recorded~:cancelled") as worker:
+            # A worker without schedules or a sticky queue (tests/worker_process.py): its workflows'
+            # next tasks go to the next worker at once after the kill.
+            async with dsrflow_process("worker", stack.settings, client, tmp_path, failpoints="status-recorded~:cancelled",
+                                       module="tests.worker_process", held=True) as worker:
+                released(worker)
                 rid = await attested_request(http, pool, "erasure", email)
 
                 async def second_on_the_wire() -> bool:

@@ -59,14 +59,18 @@ async def test_a_quota_wait_survives_a_worker_killed_in_its_timer_and_in_the_try
                 sent = _sent_for(app, email)
                 released(renewed)
                 renewal = datetime.strptime(note.group(1), "%Y-%m-%d %H:%M")
-                # Nothing is asked before the renewal, and the try after it dies at its first delete.
-                while renewed.poll() is None:
-                    now = await env.get_current_time()
-                    assert now.replace(tzinfo=None) >= renewal or _sent_for(app, email) == sent, now
+                # Nothing is asked before the renewal; the try after it dies at its first delete.
+                while (now := (await env.get_current_time()).replace(tzinfo=None)) < renewal:
+                    assert _sent_for(app, email) == sent, now
                     with contextlib.suppress(RPCError):  # no skip while the dead worker's tasks time out
-                        await env.sleep(timedelta(minutes=30))
+                        await env.sleep(min(timedelta(minutes=30), renewal - now))
                     await asyncio.sleep(0.05)
-                await died(renewed, tmp_path / "renewed")
+                # On to the try (a minute after the renewal), whose activity in flight then holds time.
+                skipping = asyncio.create_task(env.sleep(timedelta(minutes=30)))
+                try:
+                    await died(renewed, tmp_path / "renewed")
+                finally:
+                    skipping.cancel()
             assert deletes(app).count(204) == 2, deletes(app)
             async with build_worker(env.client, stack.settings, pool):
                 state = await asyncio.wait_for(env.client.get_workflow_handle(workflow_id_for(rid)).result(), 120)
