@@ -320,3 +320,23 @@ async def test_a_time_google_stamps_with_a_nul_leaves_the_erasure_done_without_t
     for done in (outcome, again):
         assert done.status == "done" and done.datasets == {"identifiers": {"found": 1, "submitted": 1}}
         assert done.note is None and "cannot read" in (done.message or "")
+
+
+@pytest.mark.parametrize("stamped", ["1970-01-01T00:00:00Z", "2090-01-01T00:00:00Z"])
+async def test_a_time_google_could_not_have_accepted_the_deletion_at_is_not_told_the_subject(
+        tmp_path, pool, monkeypatch, stamped):
+    """Google stamps the deletion it accepts with a time before the request was received, or
+    decades on. Before, the subject's letter said Google accepted it on 1 January 1970 and would
+    be done by 5 March 1970 (or in 2090). Now the erasure is done, the letter says nothing of when
+    Google's deletion completes, and staff read why on the task."""
+    from tests.test_saas_ga4 import _policy, _request_with_identifiers
+
+    async with google_served(monkeypatch, tmp_path) as (app, _):
+        app.state.standin.tamper("userDeletionRequests:upsert",
+                                 lambda _, document: {**document, "deletionRequestTime": stamped})
+        loaded = _policy(tmp_path)
+        rid = await _request_with_identifiers(pool, loaded, [("CLIENT_ID", "GA1.1.777.888")])
+        outcome = await erase_for(loaded, "ga4", pool, subject("tracked@example.com", rid))
+    assert outcome.status == "done" and outcome.datasets == {"identifiers": {"found": 1, "submitted": 1}}
+    assert outcome.note is None and "cannot read (e.g. a time outside the calendar or before the request)" in (
+        outcome.message or "")

@@ -364,9 +364,11 @@ class HttpConnector(Rounds, Connector):
         if run.still_appearing:
             return ActionOutcome(status="needs_attention", found=found, changed=changed, datasets=datasets,
                                  message=still_appearing(self.name, self.config.service, run))
-        note = render_note(action.note, collected, self.clock.now()) if action.note else None
+        since = await self.env.pool.fetchval("SELECT received_at FROM dsr_requests WHERE id = $1::uuid",
+                                             subject.request_id) if action.note and self.env.pool else None
+        note = render_note(action.note, collected, self.clock.now(), since) if action.note else None
         unread = (f"{self.config.service} answered with a value its note cannot read (e.g. a time outside "
-                  "the calendar): the letter says nothing of when its deletion completes"
+                  "the calendar or before the request): the letter says nothing of when its deletion completes"
                   if action.note and note is None else None)
         kept = left_as_kept(left) if left else None
         words = (unread, kept, checked_words(self.config.service, run), set_aside_words(self.config.service, run))

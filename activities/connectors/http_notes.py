@@ -29,23 +29,41 @@ def longdate(value: Any) -> str:
     return f"{moment.day} {moment:%B %Y}"
 
 
-_NOTES = ImmutableSandboxedEnvironment(undefined=StrictUndefined)
-_NOTES.filters.update(
-    as_datetime=as_datetime, longdate=longdate,
-    add_days=lambda v, n: as_datetime(v) + timedelta(days=n),
-    add_hours=lambda v, n: as_datetime(v) + timedelta(hours=n),
-    latest=lambda values: max((as_datetime(v) for v in values), default=None),
-)
+# How far a time a service gives may lie outside the request's life and still be taken: clocks
+# differ, and a service may stamp the day it queued the deletion.
+_LEEWAY = timedelta(days=1)
 
 
-def render_note(template: str, collected: dict[str, list[Any]], now: datetime) -> str | None:
-    """`collected`: the values the steps kept, by name (one per request); `accepted_at`: now.
-    None where a value the service sent cannot be read as what the note takes it for (a time
-    outside the calendar, text that is no time), or none was kept (one jsonb cannot hold:
+def _filters(since: datetime | None, now: datetime) -> dict[str, Any]:
+    """The note's filters, each time the service gave (text or a number) taken only when it falls
+    between the request's receipt (`since`) and `now`: a deletion accepted in 1970 or in 2090 is
+    one the service cannot have accepted, and the letter would tell the subject that date."""
+    earliest, latest_ = (since or datetime.min.replace(tzinfo=UTC) + _LEEWAY) - _LEEWAY, now + _LEEWAY
+
+    def given(value: Any) -> datetime:
+        moment = as_datetime(value)
+        if not isinstance(value, datetime) and not earliest <= moment <= latest_:
+            raise ValueError("a time outside the request's life")
+        return moment
+
+    return {"as_datetime": given, "longdate": lambda v: longdate(given(v)),
+            "add_days": lambda v, n: given(v) + timedelta(days=n),
+            "add_hours": lambda v, n: given(v) + timedelta(hours=n),
+            "latest": lambda values: max((given(v) for v in values), default=None)}
+
+
+def render_note(template: str, collected: dict[str, list[Any]], now: datetime,
+                since: datetime | None = None) -> str | None:
+    """`collected`: the values the steps kept, by name (one per request); `accepted_at`: now;
+    `since`: when the request was received. None where a value the service sent cannot be read
+    as what the note takes it for (a time outside the calendar, or outside the request's life:
+    `_filters`; text that is no time), or none was kept (one jsonb cannot hold:
     http_identifiers.py `storable`): the service has already acted by then, and its odd answer
     must not fail the task for good, every retry reading it again."""
+    notes = ImmutableSandboxedEnvironment(undefined=StrictUndefined)  # its filters are this request's
+    notes.filters.update(_filters(since, now))
     try:
-        text = _NOTES.from_string(template).render(collected=collected, accepted_at=now)
+        text = notes.from_string(template).render(collected=collected, accepted_at=now)
     except (ValueError, OverflowError, OSError, TypeError, UndefinedError):
         return None
     return " ".join(text.split())
