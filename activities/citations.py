@@ -126,7 +126,7 @@ APPEAL_PROVISIONS: dict[str, str] = {
 
 # PIPEDA s. 8(3) sets the period of a request under clause 4.9 of Schedule 1, for access; the Act
 # gives no right to erase, restrict, object or port, nor a period for answering one.
-_ACCESS_PERIOD_ONLY = {"pipeda"}
+ACCESS_PERIOD_ONLY = {"pipeda"}
 
 
 def answer_period(regime: str, appeal: bool, due: str, extended_to: str,
@@ -146,7 +146,7 @@ def answer_period(regime: str, appeal: bool, due: str, extended_to: str,
         provision = APPEAL_PROVISIONS[regime]
         period = t.gettext("Under %(law)s, we must tell you in writing what we decided on your appeal, and why, "
                            "within %(days)d days of receiving it (%(provision)s).")
-    elif regime in _ACCESS_PERIOD_ONLY and request_type != "access":
+    elif regime in ACCESS_PERIOD_ONLY and request_type != "access":
         period = t.gettext("Under %(law)s, a request for access to personal data must be answered within %(days)d "
                            "days of its receipt (%(provision)s). We apply this period to every request, yours "
                            "included.")

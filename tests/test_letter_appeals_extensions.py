@@ -46,7 +46,9 @@ async def test_an_extension_notice_names_the_law_its_days_and_where_it_allows_th
     extend ..." (no law, no days, no provision), and PIPEDA's extension is s. 8(4), not 8(3)."""
     t = translations(language)
     law, provision, days = _LAWS[regime]
-    letter = await as_sent("extension", "erasure", {"reason": "Our CRM migration.", "new_due_date": "2026-04-30"},
+    # PIPEDA's s. 8(4) extends an access request's period (another's: the test below).
+    letter = await as_sent("extension", "access" if regime == "pipeda" else "erasure",
+                           {"reason": "Our CRM migration.", "new_due_date": "2026-04-30"},
                            regime=regime, language=language, country="CA" if regime == "pipeda" else "US")
     rule = t.gettext(_ON_REQUEST) % {"law": t.gettext(law), "days": days, "provision": t.gettext(provision)}
     for part in both(letter):
@@ -156,3 +158,25 @@ async def test_pipeda_sets_the_period_of_an_access_request_and_we_apply_it_to_ot
         assert must not in part
     for part in both(access):
         assert must in part and _ACCESS_PERIOD[language] not in part
+
+
+_ACCESS_EXTENSION = {"en": "the period for answering a request for access to personal information, which we apply to "
+                           "every request, may be extended once, by up to 30 further days, in the cases the law sets "
+                           "out (PIPEDA, s. 8(4))",
+                     "fr": "le délai de réponse à une demande d'accès à des renseignements personnels, que nous "
+                           "appliquons à toute demande, peut être prolongé une fois, de 30 jours au plus, dans les cas "
+                           "prévus par la loi (LPRPDE, par. 8(4))"}
+
+
+@pytest.mark.parametrize("language", ["en", "fr"])
+async def test_pipedas_extension_of_an_access_request_is_the_rule_we_apply_to_others(language):
+    """Its notice of extension said "we may extend the period for answering your request" of an
+    erasure, as if s. 8(4) extended it."""
+    params = {"reason": "Twelve systems.", "new_due_date": "2026-04-01"}
+    erasure = await as_sent("extension", "erasure", params, regime="pipeda", language=language)
+    access = await as_sent("extension", "access", params, regime="pipeda", language=language)
+    ours = {"en": "we may extend the period for answering your request", "fr": "nous pouvons, dans les cas"}[language]
+    for part in both(erasure):
+        assert _ACCESS_EXTENSION[language] in part and ours not in part, part
+    for part in both(access):
+        assert ours in part and _ACCESS_EXTENSION[language] not in part
