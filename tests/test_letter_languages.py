@@ -24,6 +24,7 @@ from dsrflow.settings import Settings
 from policy.model import load_policy
 from schemas.vocabulary import PURPOSES, SUBJECT_PURPOSES, Language
 from tests.letter_contexts import REQUEST_ID, STORED_KEPT, full_context
+from tests.letters_as_sent import as_sent, both
 
 LANGUAGES = [lang.value for lang in Language]
 _UNFILLED = re.compile(r"\{\{|\}\}|\{%|%\}|%\(\w+\)|\bNone\b|\b[Uu]ndefined\b")
@@ -198,3 +199,23 @@ def test_a_subject_not_known_by_name_is_greeted_formally(language):
                            language)
     assert letter.text.startswith(UNNAMED[language] + "\n"), letter.text[:80]
     assert f">{UNNAMED[language]}</p>" in letter.html
+
+
+# A request closed part-way names the systems that had acted on it, in a sentence of the language
+# (German said "waren wir ihm bereits nachgekommen in: CRM", "complied with it in": neither idiom
+# nor true of a request done in part; French and Dutch, "donné suite dans : CRM", "gevolg aan
+# gegeven in: CRM").
+ACTED_IN = {"fr": "nous y avions déjà donné suite dans les systèmes suivants : CRM",
+            "nl": "hadden wij er in de volgende systemen al gevolg aan gegeven: CRM",
+            "de": "hatten wir ihn in folgenden Systemen bereits umgesetzt: CRM"}
+STILL_ASKED = {"de": "Außerdem hatten wir folgende Systeme gebeten, ihn umzusetzen; sie können dies noch tun: "}
+
+
+@pytest.mark.parametrize("language", sorted(ACTED_IN))
+async def test_a_closing_letter_names_the_systems_that_acted_in_the_languages_words(language):
+    letter = await as_sent("cancellation", "erasure", {"reason": "Withdrawn by phone", "withdrawn": True,
+                                                       "acted_in": ["crm"], "asked_in": ["email_marketing"]},
+                           language=language)
+    for part in both(letter):
+        assert ACTED_IN[language] in part, part
+        assert STILL_ASKED.get(language, "") in part and "nachgekommen" not in part
