@@ -27,7 +27,7 @@ from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 
 from devstack.policy_copies import only_systems
-from devstack.postgres import EmbeddedPostgres
+from devstack.postgres import NO_FSYNC_VARIABLE, EmbeddedPostgres
 from devstack.processes import find_binary, free_port
 from devstack.smtp_sink import MailSink
 from dsrflow.crypto.keys import load_keyring
@@ -100,7 +100,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @contextlib.asynccontextmanager
 async def running_postgres(directory: Path) -> AsyncIterator[EmbeddedPostgres]:
     """A PostgreSQL server of its own, data and log under `directory`, stopped afterwards."""
-    server = EmbeddedPostgres(directory / "data", free_port(), durable=False)
+    server = EmbeddedPostgres(directory / "data", free_port())
     server.start(directory / "postgres.log")
     try:
         await server.wait_ready()
@@ -325,3 +325,6 @@ def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 os.environ.setdefault("DSRFLOW_ENV", "development")
+# Every PostgreSQL server the tests start, in this process or in the stacks and benchmarks they
+# run, writes its commits without flushing them to the disk (devstack/postgres.py `_durability`).
+os.environ[NO_FSYNC_VARIABLE] = "1"

@@ -36,6 +36,8 @@ NAMED = re.compile(r"\b((?:DSRFLOW|SMTP|IMAP|TEMPORAL|OTEL)_[A-Z0-9_]*)(\*?)")
 ELSEWHERE: dict[str, str | None] = {
     # Test-only: kills a process at a named point (dsrflow/infra/failpoints.py reads os.environ).
     "DSRFLOW_FAILPOINTS": "dsrflow/infra/failpoints.py",
+    # Test-only: the embedded PostgreSQL servers skip flushing commits to the disk (tests/conftest.py sets it).
+    "DSRFLOW_TESTS_NO_FSYNC": "devstack/postgres.py",
     # The shipped policy's `${VAR}` substitutions; `dsrflow up` sets them (devstack/stack.py).
     "DSRFLOW_DEMO_OPENDSR_URL": "policy/connexeon.yaml",
     "DSRFLOW_SURVEYS_PRIVACY_EMAIL": "policy/connexeon.yaml",
