@@ -25,6 +25,7 @@ from policy.model import load_policy
 from schemas.vocabulary import PURPOSES, SUBJECT_PURPOSES, Language
 from tests.letter_contexts import REQUEST_ID, STORED_KEPT, full_context
 from tests.letters_as_sent import as_sent, both
+from tests.test_letter_kept_by_processors import _held_whole
 
 LANGUAGES = [lang.value for lang in Language]
 _UNFILLED = re.compile(r"\{\{|\}\}|\{%|%\}|%\(\w+\)|\bNone\b|\b[Uu]ndefined\b")
@@ -219,3 +220,13 @@ async def test_a_closing_letter_names_the_systems_that_acted_in_the_languages_wo
     for part in both(letter):
         assert ACTED_IN[language] in part, part
         assert STILL_ASKED.get(language, "") in part and "nachgekommen" not in part
+
+
+async def test_a_german_erasure_cut_short_says_the_rest_stays_stored_not_kept_under_a_keeping():
+    """"Diese Daten werden im Rahmen dieser Aufbewahrung aufbewahrt": kept under the keeping (the
+    German letter names the legal-claims hold "Aufbewahrung für Rechtsansprüche")."""
+    letter = await as_sent("response", "erasure", {"report": {"results": [_held_whole("email_marketing", 3, 1)]}},
+                           language="de")
+    for part in both(letter):
+        assert "haben wir es nicht gebeten: Diese Daten bleiben aufgrund dieser Aufbewahrung gespeichert." in part
+        assert "Aufbewahrung aufbewahrt" not in part
