@@ -51,6 +51,10 @@ async def test_a_refused_objection_says_processing_continues_and_why(regime, lan
         remedies = LOADED.in_language(language).remedies_for(regime, "BE")
         assert " ".join(remedies.authority.name.split()) in part
         assert " ".join(remedies.judicial.split())[:60] in part
+        # Nothing of what was asked was done: the remedies' lead said "not everything you asked".
+        assert " ".join(t.gettext("We have not acted on your objection, for the reasons given above.").split()) in part
+        assert " ".join(t.gettext("We have not done everything you asked, for the reasons given above.").split()) \
+            not in part
     if language == "en":
         said = both(letter)[0]
         assert "compelling legitimate grounds" in said and "interests, rights and freedoms" in said
