@@ -162,7 +162,7 @@ async def _ask_or_follow(ctx: ActivityContext, evidence: ErasureEvidence, connec
                                        ids, external_id)
         # Asked before, and held back by a SaaS quota's day: it carries on as erasing does.
         context, _ = await evidence.erasure_context_for(version, system, subject)
-        outcome = await connector.erase(subject, context)
+        outcome = await connector.erase(subject, replace(context, after_close=True))
         failpoint("deferred-processor-asked", system)  # asked, and not yet on record as asked
     outcome.external_id = outcome.external_id or external_id
     if not asked and outcome.status == "pending" and not outcome.unsent:  # unsent: asked on the next run

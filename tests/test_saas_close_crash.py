@@ -184,3 +184,32 @@ async def test_a_slice_ending_after_the_close_is_not_continued(pool, settings, m
     assert len(_deletions(app, email)) == 2
     task = await pool.fetchrow("SELECT partial_changed FROM system_tasks WHERE request_id = $1", uuid.UUID(rid))
     assert task["partial_changed"] == 2
+
+
+@pytest.mark.parametrize("closed_as, deleted", [(RequestStatus.cancelled, 0), (RequestStatus.denied, 0),
+                                                (RequestStatus.completed, 3)])
+async def test_a_run_that_begins_after_a_withdrawal_sends_nothing(pool, settings, monkeypatch, tmp_path,
+                                                                  closed_as, deleted):
+    """A task's run that begins once its request is closed, however it comes to begin then (a try
+    the workflow scheduled before it heard of the withdrawal, a retry of a try whose worker died,
+    a long run's next slice): a withdrawal's, a cancellation's or a denial's close means no further
+    action, so it stops before its first change. One on a completed request goes on (a
+    restriction's lift runs then; a hold's deferred erasure says so itself, ErasureContext.after_close).
+    Before, a run that began on any closed request went on, and deleted every membership."""
+    email = unique_email(f"begins-{closed_as.value}")
+    rid = await stored_request(pool, settings, f"begins-{closed_as.value}", "erasure", email=email)
+    async with mailchimp(monkeypatch) as app:
+        member_of_lists(app, email, 3)
+        async with pool.acquire() as conn:
+            await set_status(conn, rid, closed_as, event_key=f"{rid}:test-closed", actor="test")
+        system = connector(http_policy(tmp_path, {"newsletter": newsletter()}), "newsletter", pool)
+        try:
+            if deleted:
+                await system.erase(subject(email, rid))
+            else:
+                with pytest.raises(ApplicationError) as stopped:
+                    await system.erase(subject(email, rid))
+                assert stopped.value.type == "HttpRunRequestClosed", stopped.value
+        finally:
+            await system.close()
+    assert len(_deletions(app, email)) == deleted

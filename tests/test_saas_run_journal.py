@@ -53,8 +53,9 @@ async def test_a_request_closed_part_way_through_a_run_keeps_none_of_its_journal
         async with pool.acquire() as conn:
             await set_status(conn, rid, RequestStatus.cancelled, event_key=f"{rid}:test-cancelled", actor="test")
         assert await _journal_rows(pool, rid) == 0
-        # An attempt that was running meanwhile (its cancellation not yet heard) keeps nothing more.
-        await _one_slice(loaded, pool, subject(email, rid))
+        # The run's next slice (the workflow not yet told of the cancellation) keeps nothing more,
+        # and stops before its first change (a run that begins on a withdrawn request sends none).
+        await _one_slice(loaded, pool, subject(email, rid), expect="HttpRunRequestClosed")
     assert await _journal_rows(pool, rid) == 0
 
 

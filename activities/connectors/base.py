@@ -72,6 +72,12 @@ class ErasureContext:
     # legal-claims hold erases what it kept, not what the subject holds now. Without it a
     # returning customer's new account, made after the request, went with the old request.
     only: Mapping[str, frozenset[str]] | None = None
+    # A hold's deferred erasure of a processor (activities/deferred_processors.py), which runs on
+    # its request long after the close, whatever the close was. Every other run on a closed
+    # request stops before its first change, unless its request completed before it began (a
+    # restriction's lift): a withdrawal's, a cancellation's or a denial's close means no further
+    # action, however late a try, a retry or a run's next slice begins.
+    after_close: bool = False
 
     def allows(self, dataset: str, key: Any) -> bool:
         return self.only is None or str(key) in self.only.get(dataset, ())

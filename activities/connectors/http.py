@@ -120,7 +120,8 @@ class HttpConnector(Rounds, Connector):
         today = context.today if context else datetime.now(UTC).date()
         intent = self._intent(action, subject, context.before_commit if context else None, self._erasure_outcome)
         run = await self._run(action, subject, "erase", today=today, before_effects=intent,
-                              only=context.only if context else None)
+                              only=context.only if context else None,
+                              after_close=context.after_close if context else False)
         return await self._erasure_outcome(action, run, subject)
 
     async def _erasure_outcome(self, action: Action, run: Run, subject: Subject) -> ActionOutcome:
@@ -259,11 +260,11 @@ class HttpConnector(Rounds, Connector):
     async def _run(self, action: Action, subject: Subject, name: str, *, today: date | None = None,
                    extra: dict[str, Any] | None = None, before_effects: Intent | None = None,
                    only: Mapping[str, frozenset[str]] | None = None,
-                   leave: Mapping[str, frozenset[str]] | None = None) -> Run:
+                   leave: Mapping[str, frozenset[str]] | None = None, after_close: bool = False) -> Run:
         """Run the action's steps. Before the first step that changes anything, an erasure
         (`today` given) works out the holds, and `before_effects` hears the steps left. `only`:
         the records found that the run may act on, by dataset (ErasureContext.only); `leave`:
-        those it may not change (counted as `left`)."""
+        those it may not change (counted as `left`); `after_close`: ErasureContext.after_close."""
         run = self._new_run({**self._context(subject), **(extra or {})}, only=only, leave=leave or {})
         # A task's action, which may outlast an attempt: not the access package's reads, nor a
         # released hold's erasure of named records (`only`, activities/deferred.py), which is no
@@ -271,7 +272,7 @@ class HttpConnector(Rounds, Connector):
         if name != "access" and only is None and self.env.pool is not None:
             run.journal = await Journal.open(self.env.pool, self.env.secret,
                                              (subject.request_id, self.name, name, subject.attempt),
-                                             slice_end(self.env.settings), self._config_hash)
+                                             slice_end(self.env.settings), self._config_hash, after_close=after_close)
         if name == "erase" and only is None:
             run.handled = set()  # a task's erasure reads again after its changes (http_rounds.py)
         acting = False

@@ -34,7 +34,6 @@ import json
 import os
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -109,15 +108,6 @@ def slice_end(settings: Settings) -> float:
     return time.monotonic() + seconds
 
 
-def _began() -> datetime | None:
-    """When the running activity was first scheduled (its retries share it); None outside one, or
-    in a test's ActivityEnvironment (the erasure sweep's crash test), whose info says the epoch."""
-    if not activity.in_activity():
-        return None
-    scheduled = activity.info().scheduled_time
-    return scheduled if scheduled.timestamp() > 0 else None
-
-
 def config_hash(config: Any) -> str:
     """The configuration a run's rows were written under (no secret: those are read apart)."""
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
@@ -170,33 +160,34 @@ class Journal:
         self.earlier: set[int] = set()  # the task's earlier attempts this one goes on from
         self.set_aside = 0  # changes earlier attempts made under another configuration: not gone on from
         self._pending: list[tuple[str, str, str, int | None, bool | None, int, bytes | None]] = []
-        self.began_open = True  # whether its request was open when the attempt began (`open`)
+        self.stops_on_close = True  # whether its request's close stops it (`open`)
         self.closed_under_it = False  # whether a write found its request closed since (`flush`)
 
     @classmethod
     async def open(cls, pool: asyncpg.Pool, secret: bytes, key: tuple[str, str, str, int],
-                   ends: float, config: str) -> Journal:
+                   ends: float, config: str, *, after_close: bool = False) -> Journal:
         journal = cls(pool, secret, key, ends, config)
         await pool.execute(f"""DELETE FROM http_run_journal j WHERE stored_at < now() - interval '{_ABANDONED}'
                                   AND NOT EXISTS (SELECT 1 FROM dsr_requests r
                                                    WHERE r.id = j.request_id AND r.closed_at IS NULL)""")
         # Earlier attempts' rows too (a run that stopped short for staff): the later attempt's row
         # of an item is the one that counts.
-        # And whether the request was open when the attempt began, in the same read: a run that
-        # begins on a closed request (a hold's deferred erasure, activities/deferred.py) keeps no
-        # journal and goes on, while one whose request closes under it stops before its next change
-        # (`flush`). An attempt began when its activity was first scheduled: a retry of a try whose
-        # worker died after the close (which took the journal) is the same attempt, and stops too;
-        # before, it went on from nothing and changed every record left after the withdrawal.
+        # And, in the same read, whether the request's close stops this run before its next change
+        # (`flush`): it does unless the run is a hold's deferred erasure (`after_close`) or began on
+        # a request that had completed (a restriction's lift). So a run that begins after a
+        # withdrawal, a cancellation or a denial closed its request stops before its first change,
+        # whenever it begins: a retry of a try whose worker died after the close (which took the
+        # journal), a long run's next slice, a first try the workflow scheduled before it heard of
+        # the close. Before, each of them went on from nothing and changed every record left.
         rows = await pool.fetch(
-            """SELECT (SELECT closed_at IS NULL OR closed_at > coalesce($5, now()) FROM dsr_requests
-                        WHERE id = $1::uuid) AS request_open, j.*
+            """SELECT (SELECT NOT $5 AND (closed_at IS NULL OR status <> 'completed') FROM dsr_requests
+                        WHERE id = $1::uuid) AS stops_on_close, j.*
                  FROM (SELECT 1) AS one LEFT JOIN LATERAL (
                       SELECT attempt, step, item, state, status, counted, read_bytes, sealed, config
                         FROM http_run_journal
                        WHERE request_id = $1 AND system = $2 AND run = $3 AND attempt <= $4) AS j ON true
-                ORDER BY j.attempt""", *key, _began())
-        journal.began_open = bool(rows[0]["request_open"])
+                ORDER BY j.attempt""", *key, after_close)
+        journal.stops_on_close = bool(rows[0]["stops_on_close"])
         for row in rows:
             if row["attempt"] is None:  # no row yet: the request's state alone
                 continue
@@ -289,12 +280,12 @@ class Journal:
         # work stopped there (a withdrawal's letter: no further action), and the close counted
         # what the journal held. Before, the attempt carried on sending until it heard its
         # cancellation, and none of those changes was counted. Reads, and the answers of changes
-        # sent before the close, are dropped and the attempt goes on: its own success stands. An
-        # attempt that began on a closed request (a hold's deferred erasure) goes on as before: its
-        # changes are what the close left to do.
+        # sent before the close, are dropped and the attempt goes on: its own success stands. A run
+        # the close does not stop (`stops_on_close`: a hold's deferred erasure, a completed request's
+        # restriction lift) goes on: its changes are what the close left to do.
         if refusal == "ended":
             raise TaskEnded(self._key[1], self._key[3])
-        if refusal == "closed" and self.began_open:
+        if refusal == "closed" and self.stops_on_close:
             self.closed_under_it = True
             if late := sum(1 for row in rows if row[2] == "answered" and row[4]):
                 await self._counted_after_close(late)
