@@ -114,9 +114,8 @@ class EmbeddedPostgres:
         machine: it only writes each commit to the kernel, as its initdb writes the cluster
         (--no-sync). A commit is still written before it returns, so a server killed, with SIGKILL
         too, or stopped loses nothing committed; only a crash of the machine itself could. The
-        flushes cost the kernel and the server about half their CPU for a commit: the chaos smoke
-        run (bench.chaos --smoke), whose stack commits durably, took 21.8 s of system CPU against
-        6.6 s without them."""
+        flushes cost the kernel and the server about half their CPU for a commit, and its wait
+        (docs/testing.md#how-the-suite-is-kept-fast)."""
         if self.durable:
             return ["-c", "fsync=on"]
         return ["-c", "fsync=off"]
