@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -111,38 +112,52 @@ async def test_a_withdrawal_committed_as_the_worker_dies_mid_run_stops_the_run_a
     assert STOPPED in body, body
 
 
+async def _withdrawn_while_a_delete_is_held(pool, settings, monkeypatch, tmp_path, name: str, held: int,
+                                            meanwhile: Callable[[str], Awaitable[object]],
+                                            **setting: Any) -> tuple[Any, str, str, ApplicationError, object]:
+    """5 memberships erased; the delete after the first `held` is held on the wire while the request
+    is withdrawn, then `meanwhile(request id)` runs, then the delete is answered. The try must stop:
+    its error, with the stand-in, the address, the request and what `meanwhile` gave."""
+    email = unique_email(name)
+    rid = await stored_request(pool, settings, name, "erasure", email=email)
+    async with mailchimp(monkeypatch) as app:
+        member_of_lists(app, email, 5)
+        gate = asyncio.Event()
+
+        def one_held(request: Request, document: Any) -> Response:
+            return HeldAnswer(gate, answered(document)) if len(_deletions(app, email)) == held else answered(document)
+
+        app.state.standin.tamper("/actions/delete-permanent", one_held, method="POST")
+        system = connector(http_policy(tmp_path, {"newsletter": newsletter()}), "newsletter", pool,
+                           settings.model_copy(update=setting) if setting else None)
+        try:
+            erasing = asyncio.ensure_future(system.erase(subject(email, rid)))
+            while len(_deletions(app, email)) < held + 1 and not erasing.done():
+                await asyncio.sleep(0.01)
+            async with pool.acquire() as conn:
+                await set_status(conn, rid, RequestStatus.cancelled, event_key=f"{rid}:test-withdrawn", actor="test")
+            seen = await meanwhile(rid)
+            gate.set()
+            with pytest.raises(ApplicationError) as stopped:
+                await erasing
+        finally:
+            await system.close()
+    return app, email, rid, stopped.value, seen
+
+
 async def test_a_change_answered_after_the_close_is_counted_with_those_before(pool, settings, monkeypatch, tmp_path):
     """The request is withdrawn while a delete is on the wire: the close keeps the count of the
     answers the journal held, and that delete's answer comes after it. The try stops at its next
     change and adds that answer to the count on record, and the trail says the whole count. Before,
     the answer was kept with the next change's journal write, which the close refused: the record
     said one change fewer than the service had made."""
-    email = unique_email("answered-after-close")
-    rid = await stored_request(pool, settings, "answered-after-close", "erasure", email=email)
-    async with mailchimp(monkeypatch) as app:
-        member_of_lists(app, email, 5)
-        gate = asyncio.Event()
+    async def kept_at_close(rid: str) -> object:
+        return await pool.fetchval("SELECT partial_changed FROM system_tasks WHERE request_id = $1", uuid.UUID(rid))
 
-        def third_held(request: Request, document: Any) -> Response:
-            return HeldAnswer(gate, answered(document)) if len(_deletions(app, email)) == 2 else answered(document)
-
-        app.state.standin.tamper("/actions/delete-permanent", third_held, method="POST")
-        system = connector(http_policy(tmp_path, {"newsletter": newsletter()}), "newsletter", pool)
-        try:
-            erasing = asyncio.ensure_future(system.erase(subject(email, rid)))
-            while len(_deletions(app, email)) < 3 and not erasing.done():
-                await asyncio.sleep(0.01)
-            async with pool.acquire() as conn:
-                await set_status(conn, rid, RequestStatus.cancelled, event_key=f"{rid}:test-withdrawn", actor="test")
-            kept_at_close = (await pool.fetchrow("SELECT partial_changed FROM system_tasks WHERE request_id = $1",
-                                                 uuid.UUID(rid)))["partial_changed"]
-            gate.set()
-            with pytest.raises(ApplicationError) as stopped:
-                await erasing
-        finally:
-            await system.close()
-    assert stopped.value.type == "HttpRunRequestClosed"
-    assert (kept_at_close, len(_deletions(app, email))) == (2, 3)
+    app, email, rid, stopped, kept = await _withdrawn_while_a_delete_is_held(
+        pool, settings, monkeypatch, tmp_path, "answered-after-close", 2, kept_at_close)
+    assert stopped.type == "HttpRunRequestClosed"
+    assert (kept, len(_deletions(app, email))) == (2, 3)
     task = await pool.fetchrow("SELECT partial_changed FROM system_tasks WHERE request_id = $1", uuid.UUID(rid))
     assert task["partial_changed"] == 3
     events = await pool.fetch("SELECT data FROM audit_events WHERE request_id = $1 AND event_type = "
@@ -156,35 +171,15 @@ async def test_a_slice_ending_after_the_close_is_not_continued(pool, settings, m
     counted, rather than ending its slice (RUN_CONTINUES). Before, the workflow then started the
     next slice, which began on a closed request whose journal the close had taken, took itself for
     a hold's deferred erasure and deleted every membership left."""
-    email = unique_email("slice-after-close")
-    rid = await stored_request(pool, settings, "slice-after-close", "erasure", email=email)
-    async with mailchimp(monkeypatch) as app:
-        member_of_lists(app, email, 5)
-        gate = asyncio.Event()
+    async def slice_runs_out(rid: str) -> None:
+        await asyncio.sleep(2.0)  # the slice's time runs out while the answer is held
 
-        def second_held(request: Request, document: Any) -> Response:
-            return HeldAnswer(gate, answered(document)) if len(_deletions(app, email)) == 1 else answered(document)
-
-        app.state.standin.tamper("/actions/delete-permanent", second_held, method="POST")
-        system = connector(http_policy(tmp_path, {"newsletter": newsletter()}), "newsletter", pool,
-                           settings.model_copy(update={"http_run_slice_seconds": 2.0}))
-        try:
-            erasing = asyncio.ensure_future(system.erase(subject(email, rid)))
-            while len(_deletions(app, email)) < 2 and not erasing.done():
-                await asyncio.sleep(0.01)
-            async with pool.acquire() as conn:
-                await set_status(conn, rid, RequestStatus.cancelled, event_key=f"{rid}:test-withdrawn", actor="test")
-            await asyncio.sleep(2.0)  # the slice's time runs out while the answer is held
-            gate.set()
-            with pytest.raises(ApplicationError) as stopped:
-                await erasing
-        finally:
-            await system.close()
-    assert stopped.value.type == "HttpRunRequestClosed", stopped.value
+    app, email, rid, stopped, _ = await _withdrawn_while_a_delete_is_held(
+        pool, settings, monkeypatch, tmp_path, "slice-after-close", 1, slice_runs_out, http_run_slice_seconds=2.0)
+    assert stopped.type == "HttpRunRequestClosed", stopped
     assert len(_deletions(app, email)) == 2
     task = await pool.fetchrow("SELECT partial_changed FROM system_tasks WHERE request_id = $1", uuid.UUID(rid))
     assert task["partial_changed"] == 2
-
 
 @pytest.mark.parametrize("closed_as, deleted", [(RequestStatus.cancelled, 0), (RequestStatus.denied, 0),
                                                 (RequestStatus.completed, 3)])
