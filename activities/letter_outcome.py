@@ -11,7 +11,7 @@ from typing import Any
 
 from activities.citations import citation
 from activities.processor_exports import missing_reasons
-from dsrflow.i18n import ENGLISH, N_, Translator
+from dsrflow.i18n import ENGLISH, N_, SOURCE_LANGUAGE, Translator, and_list
 from policy.model import Policy, Recipient
 from policy.systems import dataset_words
 from schemas.workflow import TaskResult
@@ -162,21 +162,51 @@ def _records_acted_on(result: TaskResult) -> int:
     return result.changed or result.found
 
 
+def _done_to(action: str, datasets: str, num: int, t: Translator) -> str | None:
+    """The plain-text letter's words for what was done to a system's datasets, after its label:
+    "customers and mandates erased (2 records)". The label may list its datasets in brackets
+    already: "Billing (customers, invoices, payments, mandates), customers, mandates: erased" read
+    as one list."""
+    words = {"num": num, "datasets": datasets}
+    if action == "erase":
+        return t.ngettext("%(datasets)s erased (%(num)d record)", "%(datasets)s erased (%(num)d records)", num) % words
+    if action == "rectify":
+        return t.ngettext("%(datasets)s corrected (%(num)d record)", "%(datasets)s corrected (%(num)d records)",
+                          num) % words
+    if action == "restrict":
+        return t.ngettext("processing of %(datasets)s restricted (%(num)d record)",
+                          "processing of %(datasets)s restricted (%(num)d records)", num) % words
+    if action == "object":
+        return t.ngettext("processing of %(datasets)s stopped, as you objected (%(num)d record)",
+                          "processing of %(datasets)s stopped, as you objected (%(num)d records)", num) % words
+    if action == "access":
+        return t.ngettext("%(datasets)s found (%(num)d record)", "%(datasets)s found (%(num)d records)", num) % words
+    return None
+
+
+def _system_action(result: TaskResult, records: int, policy: Policy, t: Translator, language: str) -> dict[str, Any]:
+    """A system's line: its label, the datasets acted on ("and"-joined, as the letter's language
+    joins them), what was done and how many records; `done` is the line's words after the label in
+    the plain-text letter (None: a system that names no dataset, or an action of no such words)."""
+    datasets = and_list(sorted(dataset_words(policy.systems, result.system, d) for d in _datasets_acted_on(result)),
+                        language)
+    return {"system": policy.systems[result.system].label if result.system in policy.systems else result.system,
+            "category": datasets or t.gettext("all records"),
+            "action": t.gettext(_ACTION_WORDS[result.action]) if result.action in _ACTION_WORDS else result.action,
+            "records": records, "note": result.note,
+            "done": _done_to(result.action, datasets, records, t) if datasets else None}
+
+
 def response_outcome(report: dict[str, Any], policy: Policy, package_link: str | None,
              package_expires_at: datetime | None, t: Translator = ENGLISH,
-             source: Policy | None = None, *, regime: str) -> dict[str, Any]:
+             source: Policy | None = None, *, regime: str, language: str = SOURCE_LANGUAGE) -> dict[str, Any]:
     """The response letter's account of what was done, from the execution report. `policy` is in
-    the letter's language; `source` is the same policy in its source language (default: `policy`)."""
+    the letter's language (`t`'s, `language`); `source` is the same policy in its source language
+    (default: `policy`)."""
     results = [TaskResult.model_validate(r) for r in report.get("results", [])]
-    actions = [
-        _cut_short_action(r, short, policy, t) if (short := cut_short(r)) else
-        {"system": policy.systems[r.system].label if r.system in policy.systems else r.system,
-         "category": ", ".join(sorted(dataset_words(policy.systems, r.system, d) for d in _datasets_acted_on(r)))
-                     or t.gettext("all records"),
-         "action": t.gettext(_ACTION_WORDS[r.action]) if r.action in _ACTION_WORDS else r.action,
-         "records": records, "note": r.note}
-        for r in results if (records := _records_acted_on(r))
-    ]
+    actions = [_cut_short_action(r, short, policy, t) if (short := cut_short(r)) else
+               _system_action(r, records, policy, t, language)
+               for r in results if (records := _records_acted_on(r))]
     package = report.get("package")
     if package:
         # A system that held nothing, or a processor that said it holds nothing, is not "included

@@ -189,6 +189,11 @@ async def build_context(ctx: ActivityContext, row: dict[str, Any], job: LetterJo
         acted, asked = done_so_far(params, row)
         params["stopped"] = [stopped_sentence(stopped, t) for stopped in stopped_runs(row, policy)
                              if stopped.system not in asked and stopped.system not in acted]
+        # A workflow that sends `acted_in` tells what was changed: the letter says plainly that
+        # nothing, or only part, was done, not "we have not acted on your request, or not on all of
+        # it" (kept for workflows before it, and for a request that only reads: it changes nothing).
+        if "acted_in" in params and row["request_type"] in _CHANGING:
+            params["done_before_close"] = "part" if acted or asked or params["stopped"] else "nothing"
         params["acted_in"] = named_systems(acted, row, policy)
         params["asked_in"] = named_systems(asked, row, policy)
     if job.purpose == "response":
@@ -197,7 +202,8 @@ async def build_context(ctx: ActivityContext, row: dict[str, Any], job: LetterJo
         if report.get("package"):
             link, expires = await issue_package_link(ctx, report["package"]["package_id"],
                                                      policy.package_link_days)
-        outcome = response_outcome(report, policy, link, expires, t, source=loaded.policy, regime=row["regime"])
+        outcome = response_outcome(report, policy, link, expires, t, source=loaded.policy, regime=row["regime"],
+                                   language=language)
         outcome["actions"] += stopped_actions(stopped_runs(row, policy), t)
         decision = params.pop("decision", None)
         if decision:

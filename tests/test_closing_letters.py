@@ -148,3 +148,43 @@ async def test_a_run_stopped_part_way_is_said_under_every_law(closing, regime):
         else:
             assert f"Our automated work in {label} stopped before it was finished; by then it had made 2 changes" \
                 in part, part
+
+
+_HEDGED = "This means we have not acted on your request, or not on all of it."
+_NOTHING_DONE = "This means we have not acted on your request."
+_PART_DONE = "This means we have not completed your request: what we had done before closing it is set out above."
+_NOTHING_BEFORE_WITHDRAWAL = ("We had not yet acted on your request when you withdrew it: nothing was changed in our "
+                              "systems.")
+
+
+@pytest.mark.parametrize("language", ["en", "nl", "fr", "de"])
+async def test_a_closing_letter_says_plainly_whether_anything_was_done(language):
+    """A workflow that sends `acted_in` says what it had changed: closed by staff with nothing done,
+    the letter says so, not "we have not acted on your request, or not on all of it"; done in part,
+    that it is not complete and what was done is above; withdrawn with nothing done, that nothing
+    was. A workflow from before `acted_in`, and a request that only reads (it changes nothing,
+    done or not), keep the hedged words."""
+    t = translations(language)
+    cancelled, withdrawn = CLOSINGS["cancelled"][1], CLOSINGS["withdrawn"][1]
+    expected = {
+        _NOTHING_DONE: await as_sent("cancellation", "erasure", {**cancelled, "acted_in": [], "asked_in": []},
+                                     language=language),
+        _PART_DONE: await as_sent("cancellation", "erasure", {**cancelled, "acted_in": ["crm"], "asked_in": []},
+                                  language=language),
+        _HEDGED: await as_sent("cancellation", "erasure", cancelled, language=language),
+    }
+    expected_access = await as_sent("cancellation", "access", {**cancelled, "acted_in": [], "asked_in": []},
+                                    language=language)
+    leads = (_NOTHING_DONE, _PART_DONE, _HEDGED)
+    for said, letter in [*expected.items(), (_HEDGED, expected_access)]:
+        for part in both(letter):
+            for lead in leads:
+                assert (" ".join(t.gettext(lead).split()) + " " in part + " ") is (lead == said), (lead, part)
+    nothing = " ".join(t.gettext(_NOTHING_BEFORE_WITHDRAWAL).split())
+    told = await as_sent("cancellation", "erasure", {**withdrawn, "acted_in": [], "asked_in": []}, language=language)
+    for part in both(told):
+        assert nothing in part
+    for params in (withdrawn, {**withdrawn, "acted_in": ["crm"], "asked_in": []},
+                   {**withdrawn, "acted_in": [], "asked_in": ["email_marketing"]}):
+        for part in both(await as_sent("cancellation", "erasure", params, language=language)):
+            assert nothing not in part

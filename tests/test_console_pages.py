@@ -161,7 +161,7 @@ async def test_request_page_shows_the_request_and_the_roles_actions(http, pool, 
     assert "Extend the deadline" not in text and "Evidence pack" not in text
 
     letter = await http.get(f"/console/requests/{rid}/letters/acknowledgement/1")
-    assert letter.status_code == 200 and "We received it on" in letter.text
+    assert letter.status_code == 200 and "Thank you for your request." in letter.text
     assert "default-src 'none'" in letter.headers["content-security-policy"]
     assert (await http.get(f"/console/requests/{rid}/letters/denial/1")).status_code == 404
     # A path that names no letter is "not found" on the console's page, not a JSON error.
@@ -170,7 +170,7 @@ async def test_request_page_shows_the_request_and_the_roles_actions(http, pool, 
         assert missing.status_code == 404 and "Letter not found" in missing.text, (path, missing.text[:200])
         assert missing.headers["content-type"].startswith("text/html")
     upper = await http.get(f"/console/requests/{rid.upper()}/letters/acknowledgement/1")
-    assert upper.status_code == 200 and "We received it on" in upper.text
+    assert upper.status_code == 200 and "Thank you for your request." in upper.text
 
     await console_sign_in(http, pool, "compliance")
     compliance_page = (await http.get(f"/console/requests/{rid}")).text

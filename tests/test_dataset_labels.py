@@ -84,5 +84,5 @@ async def test_a_french_action_line_sets_a_space_before_its_colon():
     text wrote "CRM (...), contacts, demandes d'assistance: données effacées" (DPO audit)."""
     letter = await as_sent("response", "erasure", _erasure(), language="fr")
     line = next(line for line in letter.text.splitlines() if line.startswith("- CRM"))
-    assert line.startswith("- CRM (contacts, demandes d'assistance, chat en direct), contacts, "
-                           "demandes d'assistance\xa0: données effacées")
+    assert line == ("- CRM (contacts, demandes d'assistance, chat en direct)\xa0: 3 enregistrements effacés "
+                    "(contacts et demandes d'assistance)")

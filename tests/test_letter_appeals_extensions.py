@@ -89,12 +89,11 @@ async def test_an_appeal_is_acknowledged_and_decided_as_an_appeal(regime, langua
     ack = await as_sent("acknowledgement", "erasure", {"verification_required": False}, regime=regime,
                         language=language, country="US", **row)
     assert ack.subject == t.gettext("We have received your appeal (ref. %(ref)s)") % {"ref": ref}
-    thanks = t.gettext("Thank you for your appeal of our decision on request %(id)s. We received it on %(date)s.") % {
-        "id": short_reference(APPEAL_OF), "date": long_date(date(2026, 1, 31), language)}
+    thanks = t.gettext("Thank you for your appeal of our decision on request %(id)s.") % {
+        "id": short_reference(APPEAL_OF)}
     for part in both(ack):
         assert _said(thanks) in part
-        assert t.gettext("Thank you for your request. We received it on %(date)s.") % {
-            "date": long_date(date(2026, 1, 31), language)} not in part
+        assert t.gettext("Thank you for your request.") not in part
     for purpose, params in (("denial", {"reason_code": "other", "explanation": "Still needed.", "acted_in": [],
                                         "asked_in": []}), ("response", erasure_with_kept())):
         decided = await as_sent(purpose, "erasure", params, regime=regime, language=language, country="US", **row)

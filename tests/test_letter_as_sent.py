@@ -217,6 +217,23 @@ async def test_the_acknowledgement_promises_an_extension_notice_by_the_due_date(
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize(("regime", "appeal"), [("gdpr", False), ("vcdpa", True), ("uk_gdpr", True)],
+                         ids=["request", "appeal", "complaint"])
+async def test_the_acknowledgement_gives_the_day_received_once(regime, appeal, language):
+    """Its "Received on" line gives the day; the thanks below it said "We received it on" that day
+    again (en/fr/nl/de)."""
+    row = {"details": {"appeal_of": APPEAL_OF}, "country": "GB" if regime == "uk_gdpr" else "US"} if appeal else {}
+    letter = await as_sent("acknowledgement", "erasure", {"verification_required": False}, regime=regime,
+                           language=language, **row)
+    t = worded(language, wording_of(regime))
+    received = long_date(date(2026, 1, 31), language)
+    for part in both(letter):
+        assert part.count(received) == 1, part
+        assert t.gettext("Received on") in part
+    assert "We received it on" not in letter.text and "We received it on" not in letter.html
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
 @pytest.mark.parametrize(("regime", "days", "further"), [("vcdpa", 60, 0), ("ctdpa", 60, 0), ("cpa", 45, 60)])
 async def test_an_appeal_is_acknowledged_with_the_days_the_law_gives_to_decide_it(regime, days, further, language):
     """Va. Code § 59.1-577(C), Conn. Gen. Stat. § 42-518(d): a decision on the appeal within 60 days,

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from dsrflow.i18n import translations
-from tests.letters_as_sent import LANGUAGES, LOADED, as_sent, both, kept_records
+from tests.letters_as_sent import LANGUAGES, LOADED, as_sent, both, erasure_with_kept, kept_records
 
 # --- 8. Records kept are never said to be erased (Art. 17(3), 12(1)) ------------------------
 # The SQL connector counts in `changed` the kept records it minimised and marked restricted as
@@ -34,12 +34,24 @@ def _billing_mixed() -> dict[str, Any]:
             "kept_records": kept}
 
 
-def _listed(system: str, category: str, action: str, records: int, language: str = "en") -> list[str]:
+# What the plain text says was done to a system's datasets, after its label (activities/letter_outcome.py).
+_DONE_TO = {"erase": ("%(datasets)s erased (%(num)d record)", "%(datasets)s erased (%(num)d records)"),
+            "rectify": ("%(datasets)s corrected (%(num)d record)", "%(datasets)s corrected (%(num)d records)"),
+            "restrict": ("processing of %(datasets)s restricted (%(num)d record)",
+                         "processing of %(datasets)s restricted (%(num)d records)"),
+            "object": ("processing of %(datasets)s stopped, as you objected (%(num)d record)",
+                       "processing of %(datasets)s stopped, as you objected (%(num)d records)"),
+            "access": ("%(datasets)s found (%(num)d record)", "%(datasets)s found (%(num)d records)")}
+_ACTION_WORDS = {"erase": "erased", "rectify": "corrected", "restrict": "restricted",
+                 "object": "stopped processing as you objected", "access": "found"}
+
+
+def _listed(system: str, datasets: str, action: str, records: int, language: str = "en") -> list[str]:
     """A system's line under the actions heading, as `both` reads the text and the HTML table."""
     t = translations(language)
-    said = t.ngettext("%(num)d record", "%(num)d records", records) % {"num": records}
-    line = t.gettext("%(label)s: %(value)s") % {"label": f"{system}, {category}", "value": action}
-    return [" ".join(f"{line} ({said})".split()), f"{system} {category} {action} {records}"]  # as `both` folds
+    done = t.ngettext(*_DONE_TO[action], records) % {"datasets": datasets, "num": records}
+    line = t.gettext("%(label)s: %(value)s") % {"label": system, "value": done}
+    return [" ".join(line.split()), f"{system} {datasets} {t.gettext(_ACTION_WORDS[action])} {records}"]
 
 
 def _section(text: str, heading: str, headings: tuple[str, ...]) -> str:
@@ -63,8 +75,8 @@ async def test_a_system_whose_records_were_all_kept_is_not_listed_as_erased(chan
     mixed = await as_sent("response", "erasure", {"report": {"results": [_crm_kept(changed), _billing_mixed()]}},
                           language=language)
     billing_system = LOADED.in_language(language).systems["billing"]  # its datasets in the letter's words
-    for part, line in zip(both(mixed), _listed(billing, billing_system.dataset_label("customers"), t.gettext("erased"),
-                                               1, language), strict=True):
+    for part, line in zip(both(mixed), _listed(billing, billing_system.dataset_label("customers"), "erase", 1, language),
+                          strict=True):
         listed = _section(part, erased, (kept,))
         assert crm not in listed
         # Billing erased the customer record only; its two invoices are under what we kept.
@@ -73,20 +85,47 @@ async def test_a_system_whose_records_were_all_kept_is_not_listed_as_erased(chan
         assert crm in part.split(kept, 1)[1] and billing in part.split(kept, 1)[1]
 
 
-@pytest.mark.parametrize(("request_type", "action", "result", "said", "records"), [
-    ("access", "access", {"found": 5, "changed": 0}, "found", 5),
-    ("rectification", "rectify", {"found": 2, "changed": 1}, "corrected", 1),
-    ("rectification", "rectify", {"found": 2, "changed": 0}, "corrected", 2),
-    ("restriction", "restrict", {"found": 3, "changed": 0}, "restricted", 3),
-    ("objection", "object", {"found": 4, "changed": 4}, "stopped processing as you objected", 4),
+@pytest.mark.parametrize(("request_type", "action", "result", "records"), [
+    ("access", "access", {"found": 5, "changed": 0}, 5),
+    ("rectification", "rectify", {"found": 2, "changed": 1}, 1),
+    ("rectification", "rectify", {"found": 2, "changed": 0}, 2),
+    ("restriction", "restrict", {"found": 3, "changed": 0}, 3),
+    ("objection", "object", {"found": 4, "changed": 4}, 4),
 ])
-async def test_other_requests_still_count_what_they_found_or_changed(request_type, action, result, said, records):
+async def test_other_requests_still_count_what_they_found_or_changed(request_type, action, result, records):
     letter = await as_sent("response", request_type, {"report": {"results": [
         {"system": "crm", "action": action, "status": "done", "datasets": {"contacts": {**result, "kept": 0}},
          **result}]}})
     crm = LOADED.policy.systems["crm"].label
-    for part, line in zip(both(letter), _listed(crm, "contacts", said, records), strict=True):
+    for part, line in zip(both(letter), _listed(crm, "contacts", action, records), strict=True):
         assert line in part
+
+
+# The erasure of tests/letters_as_sent.py `erasure_with_kept`: Billing's customer record and a
+# mandate erased, its invoices kept. Its system's label lists its datasets in brackets; the line
+# read "Billing (customers, invoices, payments, mandates), customers, mandates: erased (2 records)",
+# one list of the label's datasets and those erased, and alike in each language.
+_ERASED_LINE = {
+    "en": ("- Billing (customers, invoices, payments, mandates): customers and mandates erased (2 records)",
+           "Billing (customers, invoices, payments, mandates) customers and mandates erased 2"),
+    "fr": ("- Facturation (clients, factures, paiements, mandats)\xa0: 2 enregistrements effacés (clients et mandats)",
+           "Facturation (clients, factures, paiements, mandats) clients et mandats données effacées 2"),
+    "nl": ("- Facturatie (klanten, facturen, betalingen, mandaten): klanten en mandaten gewist (2 records)",
+           "Facturatie (klanten, facturen, betalingen, mandaten) klanten en mandaten gewist 2"),
+    "de": ("- Abrechnung (Kunden, Rechnungen, Zahlungen, Mandate): Kunden und Mandate gelöscht (2 Datensätze)",
+           "Abrechnung (Kunden, Rechnungen, Zahlungen, Mandate) Kunden und Mandate gelöscht 2"),
+}
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+async def test_the_datasets_acted_on_read_apart_from_the_systems_label(language):
+    letter = await as_sent("response", "erasure", erasure_with_kept(), language=language)
+    text_line, table_row = _ERASED_LINE[language]
+    assert text_line in letter.text.splitlines(), letter.text
+    assert table_row in both(letter)[1]
+    label = LOADED.in_language(language).systems["billing"].label
+    for part in both(letter):
+        assert label + "," not in part and label + " ," not in part
 
 
 # --- 9. The Art. 19 recipients told, named by who they are where we know it ------------------

@@ -204,7 +204,7 @@ async def test_a_staff_retry_after_refused_deletes_ends_with_the_whole_runs_coun
     assert (result["found"], result["changed"]) == (lists, lists)
     (task,) = [t for t in evidence["results"] if t["system"] == "newsletter"]
     assert (task["status"], task["found"], task["changed"], task["attempt"]) == ("done", lists, lists, 2)
-    assert re.search(rf"Newsletter, newsletter subscriptions: erased \({lists} records\)", letter), letter
+    assert re.search(rf"Newsletter: newsletter subscriptions erased \({lists} records\)", letter), letter
     assert not any(app.state.data.members.values())
     assert kept > 0  # the journal outlived the task's needing staff, for the retry
     # The refused delete went again, then the two never sent; each list's member was read once,

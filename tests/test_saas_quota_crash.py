@@ -90,4 +90,4 @@ async def test_a_quota_wait_survives_a_worker_killed_in_its_timer_and_in_the_try
     (evidence,) = [r for r in pack["results"] if r["system"] == "newsletter"]
     assert (evidence["status"], evidence["changed"], evidence.get("partial_changed")) == ("done", LISTS, None)
     (letter,) = letters_for(mail_sink, rid, "response")
-    assert f"- Newsletter, newsletter subscriptions: erased ({LISTS} records)" in text_of(letter), text_of(letter)
+    assert f"- Newsletter: newsletter subscriptions erased ({LISTS} records)" in text_of(letter), text_of(letter)
