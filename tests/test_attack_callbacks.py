@@ -5,6 +5,7 @@ Temporal, a worker): what a processor holding its own signing key can still put 
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import io
 import json
@@ -14,8 +15,10 @@ import warnings
 import zipfile
 
 import pytest
+from temporalio.api.enums.v1 import EventType
 
 from activities.connectors.opendsr_signature import sign
+from schemas.workflow import task_workflow_id
 from tests.support import api_client, assert_problem, live_client
 from tests.test_manual_links import _recorded, _task
 from tests.untrusted_support import (
@@ -107,6 +110,62 @@ async def test_a_signed_callback_nested_past_the_answers_depth_is_refused_as_the
         heard = await http.post(CALLBACK, content=body, headers=headers)
         assert heard.status_code == 202, heard.text
     assert await _events(pool, request_id) == [{"system": PROCESSOR, "status": "in_progress", "attempt": 1}]
+
+
+async def _signals(client, request_id: str) -> int:
+    """The signals the erasure's task has taken (each one a few events of its Temporal history)."""
+    handle = client.get_workflow_handle(task_workflow_id(request_id, PROCESSOR, "erase", 1))
+    return len([event async for event in handle.fetch_history_events()
+                if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED])
+
+
+async def test_distinct_signed_callbacks_that_change_nothing_neither_fill_the_trail_nor_the_tasks_history(
+        settings, pool, dev_server, processor, tmp_path, lifecycle_policy, task_queue):
+    """A processor signs 40 distinct callbacks of its own pending erasure, saying in turn
+    `in_progress` and `pending` (each with its own time: none is a replay). Before, each was
+    signalled to the task, which does nothing with either but took some six events of Temporal
+    history for each (Temporal ends a workflow at 51,200: 10,000 callbacks, 17 minutes of the
+    rate limit), and `pending` after `in_progress` went on record as the job's status. Now nothing
+    is signalled; `pending`, going back, is refused (409), said once in the trail however often
+    it comes; `in_progress` again is answered as before and on record once. The completion is
+    still heard and settles the task, and a replay is still refused."""
+    policy = processor_policy(tmp_path, lifecycle_policy, {"base_url": f"{processor.url}/opendsr"})
+    ours = settings.model_copy(update={"policy_path": policy, "task_queue": task_queue})
+    now = dt.datetime.now(dt.UTC)
+
+    def callback(status: str, n: int, **more: object) -> tuple[bytes, dict[str, str]]:
+        return processor.signed({"subject_request_id": external_id, "request_status": status,
+                                 "status_changed_time": rfc3339(now - dt.timedelta(seconds=n)), **more})
+
+    async with build_worker(dev_server.client, ours, pool, task_queue=task_queue), \
+            api_over_http(ours, dev_server.client) as url, live_client(base_url=url) as http:
+        request_id, external_id = await pending_erasure(http, pool)
+        answers = [await http.post(CALLBACK, content=body, headers=headers) for body, headers in
+                   (callback(("in_progress", "pending")[n % 2], n) for n in range(40))]
+        assert [a.status_code for a in answers] == [202, 409] * 20, [a.text for a in answers[:3]]
+        assert assert_problem(answers[1], 409)["title"] == "Status goes back"
+        assert await _signals(dev_server.client, request_id) == 0
+        assert await _events(pool, request_id) == [
+            {"system": PROCESSOR, "status": "in_progress", "attempt": 1},
+            {"system": PROCESSOR, "status": "pending", "after": "in_progress", "attempt": 1}]
+
+        done, headers = callback("completed", 0, results_count=3)
+        assert (await http.post(CALLBACK, content=done, headers=headers)).status_code == 202
+        for _ in range(100):
+            if await pool.fetchval("SELECT status FROM system_tasks WHERE request_id = $1 AND system = $2",
+                                   uuid.UUID(request_id), PROCESSOR) != "pending":
+                break
+            await asyncio.sleep(0.1)
+        replayed = await http.post(CALLBACK, content=done, headers=headers)
+        assert assert_problem(replayed, 409)["title"] == "Callback already received"
+        late = [await http.post(CALLBACK, content=body, headers=headers) for body, headers in
+                (callback("in_progress", 100 + n) for n in range(5))]
+        assert [a.status_code for a in late] == [409] * 5
+    assert await pool.fetchval("SELECT status FROM system_tasks WHERE request_id = $1 AND system = $2",
+                               uuid.UUID(request_id), PROCESSOR) == "done"
+    assert (await _events(pool, request_id))[2:] == [
+        {"system": PROCESSOR, "status": "completed", "attempt": 1, "results_count": 3}]
+    assert await _signals(dev_server.client, request_id) == 1
 
 
 # -- a processor's upload link ---------------------------------------------------------------------

@@ -120,11 +120,12 @@ async def test_a_processor_cannot_answer_another_processors_task(processors, dev
 
 
 async def test_the_owning_processor_is_heard(processors, dev_server):
-    """The probe above can fail: A's own signed callback for its task is audited and signalled."""
+    """The probe above can fail: A's own signed callback for its task is audited and signalled (a
+    completion: one in progress tells the task nothing, and is not signalled)."""
     pool = processors.pool
     request_id, external_id = await pending_erasure(processors.http, pool)
     before = await _heard(dev_server, pool, request_id)
-    body, headers = processors.a.signed(_status(external_id, "in_progress"))
+    body, headers = processors.a.signed(_status(external_id))
     answer = await processors.http.post(f"/v1/callbacks/opendsr?system={PROCESSOR}", content=body, headers=headers)
     assert answer.status_code == 202, answer.text
     assert before[1:3] == (0, 0) and (await _heard(dev_server, pool, request_id))[1:3] == (1, 1)

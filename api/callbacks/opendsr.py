@@ -6,6 +6,9 @@ answered with a generic 503: the details (internal URLs, exception text) go to t
 
 from __future__ import annotations
 
+from typing import NoReturn
+
+import asyncpg
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from temporalio.client import Client
@@ -32,9 +35,17 @@ from api.erasure_sweeps import sweep_for_processor_answer
 from api.problems import Problem
 from api.state import AppState
 from dsrflow.domain.audit import append_event
-from dsrflow.domain.processor_answers import callback_event_key, tell_task
+from dsrflow.domain.processor_answers import (
+    CALLBACK_WENT_BACK,
+    callback_event_key,
+    recorded_statuses,
+    tell_task,
+    went_back,
+    went_back_event_key,
+)
 from dsrflow.infra.failpoints import failpoint
 from dsrflow.infra.logging import get_logger
+from dsrflow.infra.writes import Write
 from policy.systems import System
 from schemas.workflow import SETTLING_STATUSES, ProcessorUpdate, task_workflow_id
 
@@ -128,6 +139,14 @@ async def opendsr_callback(request: Request, state: State, limiter: Limiter,
     # A completed erasure's count rides along: the task then needs no poll (workflows/system_task.py).
     update = ProcessorUpdate(status=status, results_count=reported_count(payload) if status == "completed" else None)
     event_key = callback_event_key(request_id, system, external_id, status)
+    # A deferred erasure's job (no child) was asked again under the id its first task used, whose
+    # callbacks are on record: its statuses start afresh.
+    recorded = set() if child is None else \
+        await recorded_statuses(pool, request_id, system, external_id, task["attempt"])
+    behind = went_back(status, recorded)
+    if behind is not None:
+        await _refuse_going_back(pool, request_id, system, external_id, status, behind, task["attempt"],
+                                 seen(system, body, signed_at, max_age))
     async with pool.acquire() as conn:
         with replay_noted() as replay:  # seen, and audited, in one statement
             await append_event(
@@ -149,17 +168,41 @@ async def opendsr_callback(request: Request, state: State, limiter: Limiter,
         # task told already; an earlier status, replayed, could only be stale (replay.py). Only
         # the attempt it was recorded for is told: a task staff have since run again is another
         # attempt, which a captured body (a `cancelled`, say) must not settle.
-        if status in SETTLING_STATUSES and told_attempt == task["attempt"]:
+        # Only a word that settles the task at once: a completion without its count has the task
+        # poll the processor, and replayed (600 a minute) it had it poll without end.
+        settles = status == "cancelled" or update.results_count is not None
+        if status in SETTLING_STATUSES and settles and told_attempt == task["attempt"]:
             await _tell(client, child, update)
             await sweep_for_processor_answer(state, pool, system, external_id)
         raise replay.refused()
     failpoint("callback-recorded")  # recorded, and its task not yet told
-    await _tell(client, child, update)
+    # Only the first word of a status that settles the task: the task does nothing with `pending`
+    # or `in_progress`, and each signal cost its history about six events (Temporal ends a
+    # workflow at 51,200) and put its next poll off; a status it was told already tells it nothing
+    # new, and one whose telling was lost is told by the start sweep.
+    if status in SETTLING_STATUSES and status not in recorded:
+        await _tell(client, child, update)
     if status in SETTLING_STATUSES:
         # The job may be an erasure asked after a legal-claims hold ended, whose request's
         # workflow has long finished: the sweep that follows it records the answer.
         await sweep_for_processor_answer(state, pool, system, external_id)
     return JSONResponse({"accepted": True}, status_code=202)
+
+
+async def _refuse_going_back(pool: asyncpg.Pool, request_id: str, system: str, external_id: str, status: str,
+                             behind: str, attempt: int, seen_now: Write) -> NoReturn:
+    """Refuse a callback whose status goes back on one on record, said once in the trail for the
+    job (the body seen, so that its replay is one)."""
+    async with pool.acquire() as conn:
+        with replay_noted() as replay:
+            await append_event(
+                conn, event_key=went_back_event_key(request_id, system, external_id), request_id=request_id,
+                event_type=CALLBACK_WENT_BACK, actor=f"processor:{system}",
+                data={"system": system, "status": status, "after": behind, "attempt": attempt}, along=[seen_now])
+    if replay.seen:
+        raise replay.refused()
+    raise Problem(409, "Status goes back",
+                  f"the job's status on record is {behind}; a later callback saying {status} is not taken")
 
 
 async def _tell(client: Client, child: str | None, update: ProcessorUpdate) -> None:

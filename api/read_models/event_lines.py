@@ -111,6 +111,9 @@ def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = N
         "processor.confirmed": system, "processor_export.purged": system,
         "processor.callback": system and f"{system}: {status_words(str(data.get('status')))}" + (
             f", {data['results_count']} record(s)" if "results_count" in data else ""),
+        # Once per job, however many such callbacks came (api/callbacks/opendsr.py).
+        "processor.callback_went_back": system and (f"{system}: {status_words(str(data.get('status')))} after "
+                                                    f"{status_words(str(data.get('after')))}; later ones not listed"),
         "processor.export_received": system and (f"{system}: it holds no data of the subject" if data.get("no_data")
                                                  else f"{system}: {data.get('files')} file(s)"),
         **{f"erasure.deferred_{what}": system for what in ("submitted", "confirmed", "failed", "retried", "settled")},

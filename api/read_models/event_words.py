@@ -37,6 +37,7 @@ EVENT_WORDS = {
     "package.built": "Access package built",
     "package.downloaded": "Package downloaded by the subject",
     "processor.callback": "Processor reported back",
+    "processor.callback_went_back": "Processor's callback not taken: it went back on a status on record",
     "processor.confirmed": "Processor confirmed by e-mail link",
     "processor.answer_told_late": "Processor's answer passed on to its task late, by the sweep",
     "processor.asked": "Processor asked by e-mail",

@@ -44,6 +44,36 @@ def callback_event_key(request_id: str, system: str, external_id: str, status: s
     return f"{request_id}:callback:{system}:{external_id}:{status}"
 
 
+# How far each of OpenDSR's statuses is along a job; the two ends are as far as each other.
+_PROGRESS = {"pending": 0, "in_progress": 1, "completed": 2, "cancelled": 2}
+# The audit event of a signed callback whose status goes back on one on record (`went_back`): one
+# per job, however many such callbacks come.
+CALLBACK_WENT_BACK = "processor.callback_went_back"
+
+
+async def recorded_statuses(conn: asyncpg.Connection | asyncpg.Pool, request_id: str, system: str,
+                            external_id: str, attempt: int) -> set[str]:
+    """The statuses of the job's signed callbacks on record for the task's `attempt` (their events,
+    by `callback_event_key`)."""
+    keys = [callback_event_key(request_id, system, external_id, status) for status in _PROGRESS]
+    rows = await conn.fetch("SELECT data->>'status' AS status, (data->>'attempt')::int AS attempt "
+                            "FROM audit_events WHERE event_key = ANY($1::text[])", keys)
+    return {row["status"] for row in rows if row["attempt"] == attempt}
+
+
+def went_back(status: str, recorded: set[str]) -> str | None:
+    """The status on record that `status` goes back on (`in_progress` after `completed`), or None.
+    A processor's word that its job went back is no new fact about the job: a late delivery, or
+    a processor contradicting itself, which its callbacks must not write into the trail without
+    end (pending, in_progress, pending, ... each a new status)."""
+    ahead = [earlier for earlier in recorded if _PROGRESS.get(earlier, 0) > _PROGRESS[status]]
+    return max(sorted(ahead), key=_PROGRESS.__getitem__) if ahead else None
+
+
+def went_back_event_key(request_id: str, system: str, external_id: str) -> str:
+    return f"{request_id}:callback-went-back:{system}:{external_id}"
+
+
 # The audit event of a task told by the sweep (`told_late_event`): the evidence that the task
 # learnt its processor's answer late, and how.
 TOLD_LATE = "processor.answer_told_late"
