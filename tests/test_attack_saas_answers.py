@@ -126,6 +126,7 @@ async def test_a_number_where_the_services_ids_are_text_still_holds_the_customer
 @pytest.mark.parametrize(("customer_id", "said"), [
     ("cus_" + "9f" * 1500, "is 3,004 characters long, no id (at most 256)"),
     ("cus_1\x00", "holds control characters, no id"),
+    ("\u202e1_suc", "holds marks that reorder text, no id"),  # read as cus_1 where it is shown
 ])
 async def test_an_id_no_ledger_can_keep_is_not_erased(tmp_path, pool, monkeypatch, customer_id, said):
     """A Stripe customer whose id is 3,000 characters, or holds a NUL, where its ids are some

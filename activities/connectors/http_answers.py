@@ -13,6 +13,8 @@ import hashlib
 import json
 from typing import Any
 
+from schemas.plain_text import DIRECTION_CONTROLS
+
 
 class UnreadAnswer(ValueError):
     """An answer that is not what the configuration says it is; the message says how."""
@@ -57,7 +59,8 @@ KEY_MAX = 256
 def keyed(records: list[dict[str, Any]], key: str, dataset: str) -> list[dict[str, Any]]:
     """The records with their key as text: a number where the service's ids are text (5 for
     "5") would match no hold's keys, and a held record would be deleted. A record whose key is
-    no id (missing, an object, true; text with control characters, or past KEY_MAX characters)
+    no id (missing, an object, true; text with control characters or marks that reorder it, or
+    past KEY_MAX characters)
     can be neither held, erased nor named: UnreadAnswer. Before, such a text was sent to be
     deleted, and the erasure ledger then refused its key (a NUL, which PostgreSQL's text cannot
     hold, or 3,000 characters, past its index's limit): the record was gone at the service, the
@@ -69,6 +72,8 @@ def keyed(records: list[dict[str, Any]], key: str, dataset: str) -> list[dict[st
         text = str(value)
         if any(ord(c) < 32 or 127 <= ord(c) < 160 for c in text):
             raise UnreadAnswer(f"has a record of {dataset} whose `{key}` holds control characters, no id")
+        if DIRECTION_CONTROLS.search(text):  # staff, the evidence and letters would read it reordered
+            raise UnreadAnswer(f"has a record of {dataset} whose `{key}` holds marks that reorder text, no id")
         if len(text) > KEY_MAX:
             raise UnreadAnswer(f"has a record of {dataset} whose `{key}` is {len(text):,} characters long, "
                                f"no id (at most {KEY_MAX})")

@@ -5,7 +5,6 @@ deletion service is asked. Stored in Postgres until the service accepts each one
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from typing import Any
 
@@ -51,19 +50,12 @@ async def open_identifiers(env: ConnectorEnv, request_id: str) -> list[dict[str,
 async def mark_accepted(env: ConnectorEnv, request_id: str, id_type: str, value_hash: str,
                         collected: dict[str, Any]) -> None:
     """Accepted: the value is no longer needed here, so it goes; what the service said stays (the
-    pool's jsonb codec encodes it), each value that jsonb can hold (`storable`)."""
+    pool's jsonb codec encodes it), as its step collected it (http_notes.py `kept_value`: no
+    NUL, which jsonb cannot hold)."""
     await env.pool.execute(
         """UPDATE http_identifiers SET accepted_at = now(), value = NULL, collected = $5
            WHERE request_id = $1 AND system = $2 AND id_type = $3 AND value_hash = $4""",
-        request_id, env.system_name, id_type, value_hash, {k: storable(v) for k, v in collected.items()})
-
-
-def storable(value: Any) -> Any:
-    """A value a service answered, as PostgreSQL's jsonb can hold it: None when any text in it
-    holds a NUL, which jsonb cannot (it is then a value the note cannot read, as a time outside
-    the calendar is). Before, keeping Google's `deletionRequestTime` with a NUL in it failed
-    after Google had accepted the deletion: every retry asked Google again and failed the same."""
-    return None if "\\u0000" in json.dumps(value, default=str) else value
+        request_id, env.system_name, id_type, value_hash, collected)
 
 
 async def accepted_summary(env: ConnectorEnv, request_id: str) -> tuple[int, int, dict[str, list[Any]]]:

@@ -11,6 +11,7 @@ from typing import Any
 from activities.connectors.base import PermanentConnectorError
 from activities.connectors.http_answers import dig
 from activities.connectors.http_client import HttpExchange
+from activities.connectors.http_notes import kept_value
 from activities.connectors.http_run import Run
 from dsrflow.infra.failpoints import failpoint
 from policy.http_model import HttpConfig, Step
@@ -164,7 +165,7 @@ class StepRunner:
         return status, document
 
     def _collect(self, step: Step, document: Any, run: Run) -> dict[str, Any]:
-        values = {name: dig(document, path) for name, path in step.collect.items()}
+        values = {name: kept_value(dig(document, path)) for name, path in step.collect.items()}
         self._keep_collected(values, run)
         return values
 
