@@ -32,10 +32,12 @@ from policy.model import PolicyError, load_policy
 PREFIX = "DSRFLOW_"
 # Read by something other than the settings: a process that kills itself at a named point for the
 # crash tests (dsrflow/infra/failpoints.py), the test suite's PostgreSQL servers that skip flushing
-# to the disk (devstack/postgres.py), docker-compose.yml's database password (the compose
+# to the disk (devstack/postgres.py) and its workers' shares of the server ports
+# (dsrflow/infra/ports.py), docker-compose.yml's database password (the compose
 # file builds DSRFLOW_DATABASE_URL from it), and what `dsrflow up` gives its children for the
 # shipped policy's demo processors.
-OTHER_NAMES = frozenset({"DSRFLOW_FAILPOINTS", "DSRFLOW_TESTS_NO_FSYNC", "DSRFLOW_DB_PASSWORD", DEMO_OPENDSR_URL,
+OTHER_NAMES = frozenset({"DSRFLOW_FAILPOINTS", "DSRFLOW_TESTS_NO_FSYNC", "DSRFLOW_TESTS_PORT_SHARE",
+                         "DSRFLOW_DB_PASSWORD", DEMO_OPENDSR_URL,
                          *DEMO_PROCESSOR_ADDRESSES})
 # Settings an earlier version read: an upgraded deployment that still sets one is told what
 # took its place, rather than that it looks like a typo.

@@ -34,6 +34,7 @@ from dsrflow.crypto.keys import load_keyring
 from dsrflow.infra.db import create_pool
 from dsrflow.infra.logging import configure_logging
 from dsrflow.infra.migrate import migrate
+from dsrflow.infra.ports import SHARE_VARIABLE as PORT_SHARE_VARIABLE
 from dsrflow.infra.temporal_client import build_data_converter
 from dsrflow.settings import Settings
 from policy.model import DEFAULT_POLICY
@@ -328,3 +329,7 @@ os.environ.setdefault("DSRFLOW_ENV", "development")
 # Every PostgreSQL server the tests start, in this process or in the stacks and benchmarks they
 # run, writes its commits without flushing them to the disk (devstack/postgres.py `_durability`).
 os.environ[NO_FSYNC_VARIABLE] = "1"
+# Each pytest-xdist worker (and the stacks and processes it starts) picks the ports of its servers
+# in a share of the range of its own (dsrflow/infra/ports.py), so two workers never pick one.
+if worker := os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ[PORT_SHARE_VARIABLE] = f"{int(worker.removeprefix('gw'))}/{os.environ['PYTEST_XDIST_WORKER_COUNT']}"

@@ -38,6 +38,8 @@ ELSEWHERE: dict[str, str | None] = {
     "DSRFLOW_FAILPOINTS": "dsrflow/infra/failpoints.py",
     # Test-only: the embedded PostgreSQL servers skip flushing commits to the disk (tests/conftest.py sets it).
     "DSRFLOW_TESTS_NO_FSYNC": "devstack/postgres.py",
+    # Test-only: each pytest-xdist worker's share of the server ports (tests/conftest.py sets it).
+    "DSRFLOW_TESTS_PORT_SHARE": "dsrflow/infra/ports.py",
     # The shipped policy's `${VAR}` substitutions; `dsrflow up` sets them (devstack/stack.py).
     "DSRFLOW_DEMO_OPENDSR_URL": "policy/connexeon.yaml",
     "DSRFLOW_SURVEYS_PRIVACY_EMAIL": "policy/connexeon.yaml",

@@ -29,6 +29,7 @@ def test_ports_come_from_below_the_ephemeral_range():
 
 def test_a_port_in_use_is_skipped_and_a_full_band_falls_back(tmp_path, monkeypatch):
     # A band of two ports, both free now: one held, the other must be the answer.
+    monkeypatch.delenv(ports.SHARE_VARIABLE, raising=False)  # the whole band, not this worker's share
     base = next(p for p in range(20000, 30000, 7) if all(_free(p + i) for i in range(2)))
     monkeypatch.setattr(ports, "_SERVER_PORTS_FROM", base)
     (tmp_path / "range").write_text(f"{base + 2}\t60999\n")
@@ -60,3 +61,18 @@ def test_ports_picked_together_are_distinct(monkeypatch):
     picks = iter([21000, 21000, 21001, 21000, 21002])
     monkeypatch.setattr(ports, "free_port", lambda: next(picks))
     assert ports.free_ports(3) == [21000, 21001, 21002]
+
+
+@pytest.mark.parametrize("share, band", [("0/4", (20000, 23192)), ("3/4", (29576, 32768)), ("1/1", None)])
+def test_each_share_picks_in_its_own_part_of_the_range(tmp_path, monkeypatch, share, band):
+    """pytest's workers each pick in a share of their own (DSRFLOW_TESTS_PORT_SHARE, set by
+    tests/conftest.py): two workers never pick one port in the seconds before a server binds it."""
+    (tmp_path / "range").write_text("32768\t60999\n")
+    monkeypatch.setattr(ports, "_EPHEMERAL_RANGE", tmp_path / "range")
+    monkeypatch.setenv(ports.SHARE_VARIABLE, share)
+    if band is None:  # 1/1 is not k/n with k < n
+        with pytest.raises(ValueError, match="DSRFLOW_TESTS_PORT_SHARE='1/1'"):
+            free_port()
+        return
+    chosen = {free_port() for _ in range(100)}
+    assert all(band[0] <= port < band[1] for port in chosen), sorted(chosen)

@@ -3,6 +3,7 @@ SDK metrics page, the tests' and benchmarks' servers."""
 
 from __future__ import annotations
 
+import os
 import random
 import socket
 from pathlib import Path
@@ -13,6 +14,12 @@ from pathlib import Path
 _SERVER_PORTS_FROM = 20000
 _EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
 _pick = random.SystemRandom()
+# Set by the test suite only (tests/conftest.py), "k/n": this process and its children pick from the
+# k-th of n equal shares of those ports. pytest's parallel workers each start servers on ports
+# picked free; two workers that picked one port within the seconds before either server bound it
+# left one server unable to start ("address already in use"): a failed test in about one clean
+# run in ten. Each worker's share is its own, and within one worker tests run one at a time.
+SHARE_VARIABLE = "DSRFLOW_TESTS_PORT_SHARE"
 
 
 def _ephemeral_start() -> int:
@@ -22,11 +29,26 @@ def _ephemeral_start() -> int:
         return 32768  # Linux's default; elsewhere bind(0) below decides
 
 
+def _server_ports() -> tuple[int, int]:
+    """The range (from, below) a server's port is picked in: this process's share of it, if any."""
+    low, high = _SERVER_PORTS_FROM, _ephemeral_start()
+    if (share := os.environ.get(SHARE_VARIABLE)) and high > low:
+        try:
+            k, n = (int(part) for part in share.split("/"))
+            if not 0 <= k < n:
+                raise ValueError
+        except ValueError:
+            raise ValueError(f"{SHARE_VARIABLE}={share!r}: expected k/n with 0 <= k < n") from None
+        size = (high - low) // n
+        low, high = low + k * size, low + (k + 1) * size
+    return low, high
+
+
 def free_port() -> int:
     """A loopback port nothing listens on, for a server this process starts next."""
-    below = _ephemeral_start()
-    for _ in range(50 if below > _SERVER_PORTS_FROM else 0):
-        port = _pick.randrange(_SERVER_PORTS_FROM, below)
+    low, below = _server_ports()
+    for _ in range(50 if below > low else 0):
+        port = _pick.randrange(low, below)
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
             try:
                 probe.bind(("127.0.0.1", port))
