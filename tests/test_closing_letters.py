@@ -188,3 +188,17 @@ async def test_a_closing_letter_says_plainly_whether_anything_was_done(language)
                    {**withdrawn, "acted_in": [], "asked_in": ["email_marketing"]}):
         for part in both(await as_sent("cancellation", "erasure", params, language=language)):
             assert nothing not in part
+
+
+@pytest.mark.parametrize("language", ["en", "nl", "fr", "de"])
+async def test_what_a_close_by_staff_means_follows_its_reason(language):
+    """"This means we have not acted on your request" follows the reason and what was done, which
+    it speaks of; the invitation to make a new request came between them ("You are welcome to make
+    a new request ... This means ..."), and now follows the remedies."""
+    t = translations(language)
+    letter = await as_sent("cancellation", "erasure", {**CLOSINGS["cancelled"][1], "acted_in": [], "asked_in": []},
+                           language=language)
+    invitation = t.gettext("You are welcome to make a new request at any time at %(url)s.").split("%(url)s")[0]
+    for part in both(letter):
+        reason = part.index(CLOSINGS["cancelled"][1]["reason"])
+        assert reason < part.index(" ".join(t.gettext(_NOTHING_DONE).split())) < part.index(invitation), part
