@@ -9,7 +9,7 @@ from __future__ import annotations
 from activities.citations import AFTER_COMMA as _AFTER_COMMA
 from activities.citations import IN_BRACKETS as _IN_BRACKETS
 from activities.citations import cited_label
-from dsrflow.i18n import N_, Translator
+from dsrflow.i18n import ENGLISH, N_, Translator
 
 LETTER_TYPE_LABELS = {
     "access": (N_("access to your personal data%(citation)s"), "15", _IN_BRACKETS),
@@ -37,7 +37,9 @@ def type_label(kind: str, regime: str | None, t: Translator) -> str:
     return cited_label(LETTER_TYPE_LABELS[kind], regime, t)
 
 
-# Each completes the denial letter's "This is because ...".
+# Each completes the denial letter's "This is because ...". An `other` refusal has none: under "Our
+# reasons", compliance's explanation is the reason (the letter said "This is because of the reasons
+# explained below." right above it).
 LETTER_DENIAL_LABELS = {
     "manifestly_unfounded": (N_("the request is manifestly unfounded%(citation)s"), "12(5)", _IN_BRACKETS),
     "excessive": (N_("the request is manifestly excessive, in particular because of its repetitive character%(citation)s"),
@@ -45,5 +47,11 @@ LETTER_DENIAL_LABELS = {
     # Art. 12(6) lets us ask for more to confirm an identity; the refusal rests on Art. 11(2) and 12(2).
     "identity_not_established": (N_("we could not establish your identity%(citation)s"), "11(2) and 12(2)",
                                  _IN_BRACKETS),
-    "other": (N_("of the reasons explained below"), None, _IN_BRACKETS),
 }
+
+
+def denial_label(code: str, regime: str | None, t: Translator = ENGLISH) -> str | None:
+    """The words that complete the denial letter's "This is because ..." for the refusal's ground
+    `code`, citing its article in the regime's law; None for `other`, whose explanation is the reason."""
+    label = LETTER_DENIAL_LABELS.get(code)
+    return cited_label(label, regime, t) if label else None

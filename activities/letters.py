@@ -19,10 +19,10 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.citations import cite, cited_label, regime_name
+from activities.citations import cite, regime_name
 from activities.context import ActivityContext
 from activities.heartbeat import heartbeating
-from activities.letter_labels import LETTER_DENIAL_LABELS, type_label
+from activities.letter_labels import denial_label, type_label
 from activities.letter_message import compose_letter
 from activities.letter_outcome import response_outcome
 from activities.letter_refusals import letter_refuses, refuses_in_part, refuses_outright, remedies_context
@@ -173,7 +173,7 @@ async def build_context(ctx: ActivityContext, row: dict[str, Any], job: LetterJo
         # The detail names systems by the labels of the policy version the request runs under.
         params["systems"] = {system: spec.label for system, spec in policy.systems.items()}
     if job.purpose == "denial":
-        params["reason_label"] = cited_label(LETTER_DENIAL_LABELS[params["reason_code"]], row["regime"], t)
+        params["reason_label"] = denial_label(params["reason_code"], row["regime"], t)
     if refuses_outright(job.purpose, params):
         params["remedies"] = remedies()
     if job.purpose == "extension" and policy.remedies_for(row["regime"], row["country"]).complaint_on_extension:

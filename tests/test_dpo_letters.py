@@ -308,6 +308,27 @@ async def test_a_denial_cites_its_grounds_article_once(regime, language):
             assert part.count(cite(regime, articles, t=translations(language))) == 1, (code, regime, language)
 
 
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("regime", ["gdpr", "pipeda"])
+async def test_a_denial_on_other_grounds_gives_its_explanation_as_the_reason(regime, language):
+    """Under "Our reasons", a refusal on other grounds (PIPEDA's and the LGPD's only kind) said
+    "This is because of the reasons explained below." and then the explanation: the reason is the
+    explanation, given alone. A ground the law names still opens with it."""
+    t = worded(language, wording_of(regime))
+    explanation = "The records are held for a pending court case."
+    other = await as_sent("denial", "access", {"reason_code": "other", "explanation": explanation},
+                          regime=regime, language=language)
+    for part in both(other):
+        reasons = part.split(t.gettext("Our reasons"), 1)[1]
+        assert reasons.lstrip(" -").startswith(explanation), reasons[:200]
+        assert "This is because" not in part
+    if regime == "gdpr":
+        excessive = await as_sent("denial", "access", {"reason_code": "excessive", "explanation": explanation},
+                                  regime=regime, language=language)
+        for part in both(excessive):
+            assert t.gettext("This is because %(reason)s.").split("%(reason)s")[0].strip() in part
+
+
 # --- An appeal's or a complaint's own reference -------------------------------------------------
 # Its letters name the refused request beside it ("Complaint about: request ..."), and called their
 # own reference "Request reference", "quoting your request reference" and "Your request reference":

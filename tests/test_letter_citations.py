@@ -13,6 +13,7 @@ import activities.restrictions as restrictions
 from activities.citations import cited_label
 from activities.letter_labels import LETTER_DENIAL_LABELS, LETTER_TYPE_LABELS
 from dsrflow.i18n import worded, wording_of
+from schemas.requests import DenialReason
 from tests.letters_as_sent import (
     APPEAL_OF,
     LANGUAGES,
@@ -120,7 +121,7 @@ def _every_letter() -> dict[str, tuple[str, str, dict[str, Any], dict[str, Any]]
     # Only a processor asked by e-mail, which confirms without counting records: Art. 19 still names it.
     cases["response-erasure-processor-only"] = ("response", "erasure", {"report": {"results": [
         _PROCESSOR_CONFIRMED]}}, {})
-    for reason in LETTER_DENIAL_LABELS:
+    for reason in DenialReason:
         cases[f"denial-{reason}"] = ("denial", "access", {"reason_code": reason, "explanation": "Fifth."}, {})
     return cases
 

@@ -11,7 +11,7 @@ from html import unescape
 import pytest
 
 from activities.citations import cited_label
-from activities.letter_labels import LETTER_DENIAL_LABELS, LETTER_TYPE_LABELS
+from activities.letter_labels import LETTER_TYPE_LABELS, denial_label
 from activities.letter_message import compose_letter
 from activities.letter_outcome import _kept_item
 from activities.letter_refusals import remedies_context
@@ -44,7 +44,7 @@ def _context(purpose: str, language: str) -> dict:
     if "remedies" in ctx:
         ctx["remedies"] = remedies_context(policy, "gdpr", "BE", appeal=False, t=t)
     if purpose == "denial":
-        ctx["reason_label"] = cited_label(LETTER_DENIAL_LABELS[ctx["reason_code"]], "gdpr", t)
+        ctx["reason_label"] = denial_label(ctx["reason_code"], "gdpr", t)
     if purpose == "response":
         # The records kept, read from the evidence as the letter activity reads them.
         ctx["outcome"]["kept"] = [_kept_item(k, policy, "gdpr", t, source=POLICY.policy) for k in STORED_KEPT]

@@ -14,7 +14,7 @@ from html import unescape
 import pytest
 
 from activities.citations import cited_label, regime_name
-from activities.letter_labels import LETTER_DENIAL_LABELS, LETTER_TYPE_LABELS
+from activities.letter_labels import LETTER_TYPE_LABELS, denial_label
 from activities.letter_outcome import response_outcome
 from activities.letter_refusals import refuses_in_part, remedies_context
 from activities.letter_templates import (
@@ -31,6 +31,7 @@ from activities.processor_mail import asked_of_processor, render_processor_mail
 from activities.restrictions import GROUND_LABELS
 from api.rest.legal_holds import LEGAL_CLAIMS
 from policy.model import load_policy
+from schemas.requests import DenialReason
 from schemas.vocabulary import PURPOSES, Regime, staff_alert_kinds
 from tests.letter_contexts import (
     EXPIRES,
@@ -165,7 +166,7 @@ def _letter_cases() -> dict[str, tuple[str, dict]]:
             "restriction": {"since": datetime(2025, 11, 4, 9, 30, tzinfo=UTC), "recipients": []},
             LIFT_GROUNDS: ["accuracy_contested", "objection_pending"]}),
     }
-    for code in LETTER_DENIAL_LABELS:
+    for code in DenialReason:
         cases[f"denial-{code}"] = ("denial", {
             "reason_code": code,
             "explanation": "This is the fifth identical request in two weeks; we answered it on 2 February 2026.",
@@ -209,7 +210,7 @@ def _render_case(case: str, regime: str) -> RenderedLetter:
         extra.setdefault("acted_in", [])  # a request closed before any system was changed
         extra.setdefault("asked_in", [])
     if purpose == "denial":
-        extra["reason_label"] = cited_label(LETTER_DENIAL_LABELS[extra["reason_code"]], regime)
+        extra["reason_label"] = denial_label(extra["reason_code"], regime)
     if extra.pop(REMEDIES_OF_REGIME, False):
         extra["remedies"] = remedies_context(_POLICY, regime, "BE", appeal=False)
     if extra.pop(APPEAL_REMEDIES, False):

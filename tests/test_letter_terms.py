@@ -23,12 +23,12 @@ from babel.messages.pofile import read_po
 
 import activities.letters as letters
 from activities.citations import cited_label
-from activities.letter_labels import LETTER_DENIAL_LABELS
 from activities.letter_outcome import response_outcome
 from activities.letter_refusals import remedies_context
 from activities.letter_templates import render_letter
 from activities.restrictions import GROUND_LABELS
 from dsrflow.i18n import translations
+from schemas.requests import DenialReason
 from schemas.vocabulary import SUBJECT_PURPOSES
 from schemas.workflow import LetterJob
 from tests.letters_as_sent import (
@@ -242,7 +242,7 @@ CASES: dict[str, tuple[str, str, dict[str, Any]]] = {
     "restriction_lift": ("restriction_lift", "restriction", {"reason": GIVEN, "lift_on": "2026-02-23",
                                                              "notice_days": 14}),
     **{f"denial-{code}": ("denial", "erasure", {"reason_code": code, "explanation": GIVEN})
-       for code in LETTER_DENIAL_LABELS},
+       for code in DenialReason},
 }
 
 
