@@ -168,6 +168,45 @@ async def test_distinct_signed_callbacks_that_change_nothing_neither_fill_the_tr
     assert await _signals(dev_server.client, request_id) == 1
 
 
+async def test_a_count_after_a_completion_without_one_settles_the_task_at_once(
+        settings, pool, dev_server, processor, tmp_path, lifecycle_policy, task_queue):
+    """The processor says `completed` without a count, then `completed` with one (another body, not
+    a replay). The first has the task poll the processor, whose status still says in_progress (it
+    lags its callbacks): the task waits for its next poll, five minutes on. Before, the second went
+    on record under the first's key (its count nowhere) and was not told: the task waited for that
+    poll. Now its count is on record, once, and told: the task is done with it at once. A third
+    completion records and tells nothing more."""
+    processor.job_status = "in_progress"  # its status endpoint's answers unsigned: their signature is not the point
+    policy = processor_policy(tmp_path, lifecycle_policy, {"base_url": f"{processor.url}/opendsr",
+                                                           "verify_signatures": False})
+    ours = settings.model_copy(update={"policy_path": policy, "task_queue": task_queue})
+    now = dt.datetime.now(dt.UTC)
+    task = "SELECT status, changed FROM system_tasks WHERE request_id = $1 AND system = $2"
+
+    def completed(n: int, **more: object) -> tuple[bytes, dict[str, str]]:
+        return processor.signed({"subject_request_id": external_id, "request_status": "completed",
+                                 "status_changed_time": rfc3339(now - dt.timedelta(seconds=n)), **more})
+
+    async with build_worker(dev_server.client, ours, pool, task_queue=task_queue), \
+            api_over_http(ours, dev_server.client) as url, live_client(base_url=url) as http:
+        request_id, external_id = await pending_erasure(http, pool)
+        for body, headers in (completed(3), completed(2, results_count=3)):
+            answer = await http.post(CALLBACK, content=body, headers=headers)
+            assert answer.status_code == 202, answer.text
+        for _ in range(150):
+            if tuple(await pool.fetchrow(task, uuid.UUID(request_id), PROCESSOR)) != ("pending", 0):
+                break
+            await asyncio.sleep(0.1)
+        assert tuple(await pool.fetchrow(task, uuid.UUID(request_id), PROCESSOR)) == ("done", 3)
+        body, headers = completed(1, results_count=5)
+        assert (await http.post(CALLBACK, content=body, headers=headers)).status_code == 202
+        assert await _signals(dev_server.client, request_id) == 2
+    assert await _events(pool, request_id) == [
+        {"system": PROCESSOR, "status": "completed", "attempt": 1},
+        {"system": PROCESSOR, "status": "completed", "attempt": 1, "results_count": 3}]
+    assert tuple(await pool.fetchrow(task, uuid.UUID(request_id), PROCESSOR)) == ("done", 3)
+
+
 # -- a processor's upload link ---------------------------------------------------------------------
 
 def _zip(name: str, data: bytes) -> bytes:

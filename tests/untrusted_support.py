@@ -48,7 +48,7 @@ CALLBACK = f"/v1/callbacks/opendsr?system={PROCESSOR}"
 @dataclass
 class FakeProcessor:
     """An OpenDSR processor over loopback: discovery names its certificate; erasure jobs stay
-    pending; status says completed with a `results_url` the test chooses."""
+    pending; status says completed (or `job_status`) with a `results_url` the test chooses."""
 
     key_pem: bytes
     cert_pem: bytes
@@ -57,6 +57,7 @@ class FakeProcessor:
     hits: list[str] = field(default_factory=list)
     url: str = ""
     certificate_at: str = "/opendsr/cert.pem"  # where discovery says the certificate is
+    job_status: str = "completed"  # what status says of every job
 
     def signed(self, document: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
         body = json.dumps(document).encode()
@@ -90,7 +91,7 @@ class FakeProcessor:
                                  "expected_completion_time": "2099-01-01T00:00:00Z"}, status_code=201)
 
         async def status(request: Request) -> Response:
-            return JSONResponse({"subject_request_id": request.path_params["rid"], "request_status": "completed",
+            return JSONResponse({"subject_request_id": request.path_params["rid"], "request_status": self.job_status,
                                  "results_url": self.results_url})
 
         return Starlette(routes=[

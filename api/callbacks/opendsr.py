@@ -37,7 +37,9 @@ from api.state import AppState
 from dsrflow.domain.audit import append_event
 from dsrflow.domain.processor_answers import (
     CALLBACK_WENT_BACK,
+    OnRecord,
     callback_event_key,
+    count_event_key,
     recorded_statuses,
     tell_task,
     went_back,
@@ -138,11 +140,17 @@ async def opendsr_callback(request: Request, state: State, limiter: Limiter,
     client = await state.temporal()
     # A completed erasure's count rides along: the task then needs no poll (workflows/system_task.py).
     update = ProcessorUpdate(status=status, results_count=reported_count(payload) if status == "completed" else None)
-    event_key = callback_event_key(request_id, system, external_id, status)
     # A deferred erasure's job (no child) was asked again under the id its first task used, whose
     # callbacks are on record: its statuses start afresh.
-    recorded = set() if child is None else \
+    on_record = OnRecord(set(), counted=False) if child is None else \
         await recorded_statuses(pool, request_id, system, external_id, task["attempt"])
+    recorded = on_record.statuses
+    # A completion's count after a `completed` without one: the task, which polled the processor
+    # on the first and may have read it still at work, settles on it at once, rather than at its
+    # next poll (minutes to hours later). On record under a key of its own, once per job.
+    counts_late = update.results_count is not None and "completed" in recorded and not on_record.counted
+    event_key = count_event_key(request_id, system, external_id) if counts_late else \
+        callback_event_key(request_id, system, external_id, status)
     behind = went_back(status, recorded)
     if behind is not None:
         await _refuse_going_back(pool, request_id, system, external_id, status, behind, task["attempt"],
@@ -176,11 +184,11 @@ async def opendsr_callback(request: Request, state: State, limiter: Limiter,
             await sweep_for_processor_answer(state, pool, system, external_id)
         raise replay.refused()
     failpoint("callback-recorded")  # recorded, and its task not yet told
-    # Only the first word of a status that settles the task: the task does nothing with `pending`
-    # or `in_progress`, and each signal cost its history about six events (Temporal ends a
-    # workflow at 51,200) and put its next poll off; a status it was told already tells it nothing
-    # new, and one whose telling was lost is told by the start sweep.
-    if status in SETTLING_STATUSES and status not in recorded:
+    # Only the first word of a status that settles the task (and a completion's first count): the
+    # task does nothing with `pending` or `in_progress`, and each signal cost its history about six
+    # events (Temporal ends a workflow at 51,200) and put its next poll off; a status it was told
+    # already tells it nothing new, and one whose telling was lost is told by the start sweep.
+    if status in SETTLING_STATUSES and (status not in recorded or counts_late):
         await _tell(client, child, update)
     if status in SETTLING_STATUSES:
         # The job may be an erasure asked after a legal-claims hold ended, whose request's

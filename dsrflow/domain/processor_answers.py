@@ -51,14 +51,30 @@ _PROGRESS = {"pending": 0, "in_progress": 1, "completed": 2, "cancelled": 2}
 CALLBACK_WENT_BACK = "processor.callback_went_back"
 
 
+@dataclass(frozen=True)
+class OnRecord:
+    """What the job's signed callbacks put on record for the task's attempt (`recorded_statuses`)."""
+
+    statuses: set[str]
+    counted: bool  # a completion's count: with the first `completed`, or after it (`count_event_key`)
+
+
+def count_event_key(request_id: str, system: str, external_id: str) -> str:
+    """The key of a completion's count that came after a `completed` without one: a second
+    `processor.callback` event, once per job, so that the count is on record and told."""
+    return f"{callback_event_key(request_id, system, external_id, 'completed')}:count"
+
+
 async def recorded_statuses(conn: asyncpg.Connection | asyncpg.Pool, request_id: str, system: str,
-                            external_id: str, attempt: int) -> set[str]:
+                            external_id: str, attempt: int) -> OnRecord:
     """The statuses of the job's signed callbacks on record for the task's `attempt` (their events,
-    by `callback_event_key`)."""
+    by `callback_event_key` and `count_event_key`), and whether a completion's count is."""
     keys = [callback_event_key(request_id, system, external_id, status) for status in _PROGRESS]
-    rows = await conn.fetch("SELECT data->>'status' AS status, (data->>'attempt')::int AS attempt "
-                            "FROM audit_events WHERE event_key = ANY($1::text[])", keys)
-    return {row["status"] for row in rows if row["attempt"] == attempt}
+    rows = await conn.fetch("SELECT data->>'status' AS status, (data->>'attempt')::int AS attempt, "
+                            "data ? 'results_count' AS counted FROM audit_events WHERE event_key = ANY($1::text[])",
+                            [*keys, count_event_key(request_id, system, external_id)])
+    ours = [row for row in rows if row["attempt"] == attempt]
+    return OnRecord({row["status"] for row in ours}, any(row["counted"] for row in ours))
 
 
 def went_back(status: str, recorded: set[str]) -> str | None:
