@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
+import shutil
 import subprocess
 import sys
+from importlib.metadata import version
+from pathlib import Path
 
 import pytest
 from temporalio.worker import UnsandboxedWorkflowRunner
 
+import workflows
 from dsrflow.infra import event_loop
 from dsrflow.rate_settings import RATES
 from dsrflow.settings import Settings, SettingsError, load_settings
-from workers.dsr_worker import SANDBOXED, worker_tuning
+from workers.dsr_worker import SANDBOXED, build_id, worker_tuning
 
 BAD_VALUES = [
     ("DSRFLOW_API_PORT", "eighty", "DSRFLOW_API_PORT: expected a TCP port number"),
@@ -117,6 +122,20 @@ def test_workflow_code_runs_in_the_sandbox_in_tests_and_when_asked(monkeypatch, 
     assert isinstance(worker_tuning(load_settings())["workflow_runner"], UnsandboxedWorkflowRunner)
     monkeypatch.setenv("DSRFLOW_WORKFLOW_SANDBOX", "true")
     assert worker_tuning(load_settings())["workflow_runner"] is SANDBOXED
+
+
+def test_the_worker_names_its_build_by_version_and_workflow_code(monkeypatch, settings, tmp_path):
+    """The build id each workflow task's completion records in the history: dsrflow's version and
+    a digest of the workflow code's source, the same for the same code wherever it lies, another
+    once a workflow changes (the SDK's default hashed every loaded module at each start)."""
+    built = worker_tuning(settings)["build_id"]
+    assert re.fullmatch(rf"dsrflow-{re.escape(version('dsrflow'))}-[0-9a-f]{{16}}", built), built
+    copy = tmp_path / "workflows"
+    shutil.copytree(Path(workflows.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(workflows, "__file__", str(copy / "__init__.py"))
+    assert build_id.__wrapped__() == built
+    (copy / "dsr.py").write_text((copy / "dsr.py").read_text() + "\n# a change\n")
+    assert build_id.__wrapped__() != built
 
 
 def test_the_worker_and_the_api_run_on_uvloop_unless_told_otherwise(monkeypatch):

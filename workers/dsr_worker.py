@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
+import hashlib
 import signal
 from collections.abc import Sequence
+from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -13,6 +17,8 @@ from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+import schemas
+import workflows
 from activities.audit_anchor import AuditAnchorActivities
 from activities.context import ActivityContext
 from activities.deferred import DeferredErasureActivities
@@ -28,6 +34,7 @@ from activities.restrictions import RestrictionActivities
 from activities.retention import RetentionActivities
 from activities.verification import VerificationActivities
 from dsrflow.crypto.keys import load_secret_key
+from dsrflow.domain import deadlines
 from dsrflow.infra.db import create_pool_when_reachable
 from dsrflow.infra.logging import get_logger
 from dsrflow.infra.migrate import not_migrated, pending_migrations
@@ -55,10 +62,27 @@ SANDBOXED = SandboxedWorkflowRunner(
     restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows", "schemas", "opentelemetry"))
 
 
+@functools.cache
+def build_id() -> str:
+    """The worker's build id: dsrflow's version and a digest of the source of the workflow code
+    (the workflows, the schemas they pass through and the deadline rule they call), which is what
+    decides whether a history replays. The SDK's default hashes the bytecode of every module loaded,
+    0.15 s of CPU at each worker start, for a finer grain nothing here reads: the id only labels
+    the workflow tasks a worker completes in their histories, since we use no worker versioning
+    (`use_worker_versioning`, deployments), where the id would route tasks."""
+    digest = hashlib.sha256()
+    for root in (Path(workflows.__file__).parent, Path(schemas.__file__).parent):
+        for source in sorted(root.rglob("*.py")):
+            digest.update(source.relative_to(root.parent).as_posix().encode() + b"\0" + source.read_bytes())
+    digest.update(Path(deadlines.__file__).read_bytes())
+    return f"dsrflow-{version('dsrflow')}-{digest.hexdigest()[:16]}"
+
+
 def worker_tuning(settings: Settings) -> dict[str, Any]:
     """Worker options beyond the SDK's defaults; bench/skeleton_worker.py uses them too, so the
     throughput ceiling is measured under the same settings."""
-    return {"workflow_runner": SANDBOXED if settings.workflow_sandbox else UnsandboxedWorkflowRunner()}
+    return {"workflow_runner": SANDBOXED if settings.workflow_sandbox else UnsandboxedWorkflowRunner(),
+            "build_id": build_id()}
 
 
 WORKFLOWS: Sequence[type] = (DataSubjectRequestWorkflow, SystemTaskWorkflow, ErasureSweepWorkflow,
