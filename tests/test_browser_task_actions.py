@@ -1,7 +1,8 @@
 """The console's buttons for what a request's work leaves to staff, pressed in a real browser by
 each role that sees them: a system's task needing attention (retried, resolved), an objection
 waiting for a decision, a restriction in force (lifted, its tasks resolved on the way), and a failed
-step, on an open request or one closed with its letter unsent (retried, skipped). Same setup as
+step, on an open request or one closed with its letter unsent (retried, skipped); the Systems
+table on a phone. Same setup as
 tests/test_browser_actions.py, whose fixtures and helpers these tests use.
 """
 
@@ -80,6 +81,16 @@ async def test_task_and_objection_buttons_work(role, browser, systems_site, pool
     body = await pool.fetchval("SELECT body_text FROM sent_letters WHERE request_id = $1 AND purpose = 'response'",
                                objection)
     assert said in " ".join(body.split()), body
+
+    # On a 390 px phone the Systems table (nine columns) scrolls inside its box, to its last
+    # column, and the page does not scroll sideways.
+    await page.goto(f"{url}/console/requests/{rid}")
+    await page.set_viewport_size({"width": 390, "height": 844})
+    last = page.locator("#tasks thead th").last
+    await last.scroll_into_view_if_needed()
+    await expect(last).to_be_in_viewport()
+    assert await page.evaluate("document.documentElement.scrollWidth") <= 390
+    await shots(page, "phone")
 
 
 async def test_lift_restriction_button_tells_the_subject_then_lifts(browser, systems_site, pool, shots):  # noqa: F811

@@ -1,7 +1,7 @@
 """The team's buttons in a real browser, pressed by each role that sees them (agent, compliance,
 admin): "Take it", "Assign" (to a colleague, then to nobody), "Add note", "Save view" and a saved
 view's delete button; the subject's "Send me a new code" on the portal, before and after too many
-wrong codes; the queue on a 390 px
+wrong codes; the queue and the console's other pages on a 390 px
 phone without sideways scrolling; the request form showing only the chosen type's details; the
 deny form's ground left for the officer to choose. Same setup as tests/test_browser.py."""
 
@@ -23,6 +23,7 @@ from tests.test_browser import (  # noqa: F401 (fixtures)
     signed_in,
     site,
 )
+from tests.test_mailbox_console import filed, raw_mail
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's headless Chromium (apt-get install chromium-headless-shell)")
 
@@ -86,6 +87,27 @@ async def test_the_queue_fits_a_phone(browser, site, pool, shots):  # noqa: F811
     await shots(page, "phone")
     width = await page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390, f"the page scrolls sideways: {width} px wide"
+
+
+async def test_the_consoles_other_pages_fit_a_phone(browser, site, pool, settings, shots):  # noqa: F811 (fixtures)
+    """A request's page (its Systems table), the evidence pack, the Inbox and a message, the
+    dashboard and the Tokens page on a 390 px phone: the page never scrolls sideways (a wide table
+    scrolls inside its own box), as the queue does not."""
+    rid = await open_request(site, pool, type="access", identity_attested=True)
+    message = await filed(settings, pool, raw_mail("Jean-Baptiste Dupont-Lefebvre <jean-baptiste.dupont-lefebvre@example.org>",
+                                                   "Je souhaite que vous effaciez mes données.",
+                                                   subject="Demande d'effacement de mes données personnelles"))
+    page = await signed_in(browser, site, pool, "admin", f"/console/requests/{rid}")
+    await page.set_viewport_size({"width": 390, "height": 844})
+    wide = {}
+    for path in (f"/console/requests/{rid}", f"/v1/requests/{rid}/evidence.html", "/console/inbox",
+                 f"/console/inbox/{message}", "/console/dashboard", "/console/tokens"):
+        await page.goto(f"{site}{path}")
+        await shots(page, path.rsplit("/", 1)[-1].replace(".", "-"))
+        width = await page.evaluate("document.documentElement.scrollWidth")
+        if width > 390:
+            wide[path] = width
+    assert wide == {}, f"these pages scroll sideways on a 390 px phone: {wide}"
 
 
 async def test_the_request_forms_show_only_the_chosen_types_details(browser, site, pool):  # noqa: F811 (fixtures)
