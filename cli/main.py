@@ -127,10 +127,10 @@ def worker() -> None:
     gc.enable()  # off since `main`, for the imports (LONG_STARTS)
     settings = command_settings()
     refuse_unsafe_production(settings)
-    refuse_unread_variables(settings)
+    loaded = refuse_unread_variables(settings)
     setup_tracing(settings, "dsrflow-worker")
     try:
-        event_loop.run(settings, run_worker(settings))
+        event_loop.run(settings, run_worker(settings, loaded))
     finally:
         shutdown_tracing()
 

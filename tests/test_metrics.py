@@ -22,6 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from dsrflow.infra.metrics import _label
 from dsrflow.infra.temporal_client import connect_client
 from dsrflow.settings import Settings
+from policy.model import load_policy
 from schemas.workflow import workflow_id_for
 from tests.fanout_stack import api, fanout_stack
 from tests.support import live_client, staff_headers, verification_code, wait_for_letter
@@ -71,7 +72,8 @@ async def worker_port(stack, pool, dev_server) -> AsyncIterator[int]:
     client = await connect_client(stack.settings, address=dev_server.client.service_client.config.target_host,
                                   runtime=runtime)
     listening = stack.settings.model_copy(update={"worker_metrics_address": "127.0.0.1:0"})
-    server = await serve_worker_metrics(listening, pool, sdk_url)
+    server = await serve_worker_metrics(listening, pool, sdk_url,
+                                        load_policy(stack.settings.policy_path).policy.defaults.timezone)
     assert server is not None
     async with build_worker(client, stack.settings, pool):
         yield server.sockets[0].getsockname()[1]
@@ -217,7 +219,7 @@ async def test_a_taken_metrics_port_does_not_stop_the_worker(settings, pool):
         taken.listen()
         address = f"127.0.0.1:{taken.getsockname()[1]}"
         server = await serve_worker_metrics(settings.model_copy(update={"worker_metrics_address": address}),
-                                            pool, None)
+                                            pool, None, "Europe/Brussels")
     assert server is None  # logged; the worker carries on and Prometheus reports the target down
 
 

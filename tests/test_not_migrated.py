@@ -13,9 +13,13 @@ import sys
 import uuid
 from pathlib import Path
 
+import pytest
+
 from dsrflow.infra.db import create_pool
 from dsrflow.infra.migrate import discover, migrate
+from policy.model import PolicyError
 from tests.support import api_client, settings_env, staff_headers
+from workers.dsr_worker import run_worker
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -58,3 +62,14 @@ async def test_a_database_behind_the_code_is_named_by_health_and_refused_by_the_
     await migrate(behind)  # once migrated, health is whole again
     async with api_client(stale, dev_server.client, task_queue) as http:
         assert (await http.get("/healthz")).status_code == 200
+
+
+async def test_a_worker_on_a_policy_that_does_not_load_stops_before_it_connects(settings, tmp_path):
+    """The worker reads its policy once, first (workers/dsr_worker.py run_worker): one that does
+    not load stops it at once, naming the file, even while Temporal cannot be reached. Before,
+    it waited for Temporal and the database, retrying for ever, and failed only once connected."""
+    broken = tmp_path / "policy.yaml"
+    broken.write_text("controller: [\n")
+    unreachable = settings.model_copy(update={"policy_path": broken, "temporal_address": "127.0.0.1:1"})
+    with pytest.raises(PolicyError, match="policy.yaml"):
+        await asyncio.wait_for(run_worker(unreachable), 10)

@@ -23,16 +23,15 @@ from dsrflow.infra.logging import get_logger
 from dsrflow.infra.pieces import Pieces
 from dsrflow.settings import Settings
 from policy.mailbox import MailboxPolicy, load_mailbox_policy
-from policy.model import Policy, load_policy
+from policy.model import Policy
 
 log = get_logger("dsrflow.mailbox")
 ALERT_CHECK_SECONDS = 600.0
 
 
-async def watch_waiting(settings: Settings, pool: asyncpg.Pool, stop: asyncio.Event,
+async def watch_waiting(settings: Settings, pool: asyncpg.Pool, stop: asyncio.Event, policy: Policy,
                         every: float = ALERT_CHECK_SECONDS, reader: MailboxReader | None = None) -> None:
-    """Check the Inbox every `every` seconds (`check_inbox`)."""
-    policy = load_policy(settings.policy_path).policy
+    """Check the Inbox every `every` seconds (`check_inbox`), under the policy the worker started on."""
     rules, mailer = load_mailbox_policy(), Mailer(settings)
     while not stop.is_set():
         try:
@@ -71,11 +70,13 @@ def _part_failed(part: str, _: str | None, exc: Exception) -> None:
     log.warning("inbox check: a part failed, the others carry on", part=part, error=type(exc).__name__)
 
 
-def mailbox_tasks(settings: Settings, pool: asyncpg.Pool, stop: asyncio.Event) -> list[asyncio.Task[None]]:
-    our_sender = load_policy(settings.policy_path).policy.controller.sender_email
+def mailbox_tasks(settings: Settings, pool: asyncpg.Pool, stop: asyncio.Event,
+                  policy: Policy) -> list[asyncio.Task[None]]:
+    """The tasks, under `policy`: the one the worker started on (read once for all its parts)."""
+    our_sender = policy.controller.sender_email
     reader = (MailboxReader(settings, pool, load_secret_key(settings), load_mailbox_policy(), our_sender=our_sender)
               if settings.imap_host else None)
-    tasks = [asyncio.create_task(watch_waiting(settings, pool, stop, reader=reader), name="inbox alerts")]
+    tasks = [asyncio.create_task(watch_waiting(settings, pool, stop, policy, reader=reader), name="inbox alerts")]
     if reader is not None:
         tasks.append(asyncio.create_task(reader.run(stop), name="mailbox reader"))
     return tasks

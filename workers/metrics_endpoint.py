@@ -28,7 +28,6 @@ from dsrflow.infra.metrics import (
     sdk_metrics_runtime,
 )
 from dsrflow.settings import Settings
-from policy.model import load_policy
 
 _READ_TIMEOUT = 5.0
 _MAX_HEAD = 16 * 1024  # a scraper's request line and headers; anything longer is not one
@@ -85,14 +84,15 @@ class WorkerMetrics:
             writer.close()
 
 
-async def serve_worker_metrics(settings: Settings, pool: asyncpg.Pool,
-                               sdk_url: str | None) -> asyncio.Server | None:
-    """Listen on DSRFLOW_WORKER_METRICS_ADDRESS; None when it is off or cannot be bound."""
+async def serve_worker_metrics(settings: Settings, pool: asyncpg.Pool, sdk_url: str | None,
+                               timezone: str) -> asyncio.Server | None:
+    """Listen on DSRFLOW_WORKER_METRICS_ADDRESS; None when it is off or cannot be bound.
+    `timezone`: the controller's, from the policy the worker started on; it decides which day is
+    today, so when a request is overdue."""
     if settings.worker_metrics_address == "off":
         return None
     host, _, port = settings.worker_metrics_address.rpartition(":")
-    # The controller's timezone decides which day is today, so when a request is overdue.
-    metrics = WorkerMetrics(pool, load_policy(settings.policy_path).policy.defaults.timezone, sdk_url)
+    metrics = WorkerMetrics(pool, timezone, sdk_url)
     try:
         server = await asyncio.start_server(metrics.handle, host.strip("[]"), int(port), limit=_MAX_HEAD)
     except OSError as exc:
