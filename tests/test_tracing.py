@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -20,8 +24,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from dsrflow.infra.logging import REDACTED
+from dsrflow.infra.span_scrubbing import ScrubbingExporter
 from dsrflow.infra.temporal_client import connect_client
-from dsrflow.infra.tracing import ScrubbingExporter, setup_tracing, shutdown_tracing
+from dsrflow.infra.tracing import setup_tracing, shutdown_tracing
 from schemas.workflow import workflow_id_for
 from tests.fanout_stack import api, fanout_stack
 from tests.support import staff_headers
@@ -167,3 +172,14 @@ def test_the_scrubbing_exporter_keeps_tokens_addresses_and_callers_out():
     assert client.attributes["http.url"] == "https://api.stripe.test/v1/customers"
     assert "ada@example.com" not in text_of(client) and REDACTED in client.attributes["db.statement"]
     assert "ada@example.com" not in json.dumps([dict(e.attributes) for e in client.events])
+
+
+def test_a_process_that_traces_nothing_loads_no_sdk():
+    """Without OTEL_EXPORTER_OTLP_ENDPOINT a worker or an API does not import the OpenTelemetry
+    SDK (30 ms of CPU at each start, dsrflow/infra/tracing.py), only the instrumentation's API."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    probe = ("import sys; from dsrflow.infra.tracing import setup_tracing; from dsrflow.settings import Settings; "
+             "print(setup_tracing(Settings(), 'probe'), sorted(m for m in sys.modules if m.startswith('opentelemetry.sdk')))")
+    result = subprocess.run([sys.executable, "-c", probe], cwd=Path(__file__).resolve().parents[1], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.stdout.split() == ["False", "[]"], result.stdout + result.stderr[-2000:]

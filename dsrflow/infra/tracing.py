@@ -10,11 +10,12 @@ Spans carry request ids (workflow ids are `dsr-<request id>`) and never personal
   names, so they hold none by construction;
 - asyncpg records statements without their parameters (`capture_parameters=False`), which is where
   e-mail addresses and names travel;
-- `ScrubbingExporter`, the last step before a span leaves the process, replaces URLs by their
-  route template (server) or their path without the query (client: a SaaS API may put an address
-  in the query), drops the client's address and user agent from server spans, and runs every
-  string left through the log redactor (e-mails, IBANs, phone numbers, DSRFLOW_REDACT_PATTERNS),
-  for what a library adds that we did not foresee (an exception message, say).
+- `ScrubbingExporter` (dsrflow/infra/span_scrubbing.py), the last step before a span leaves the
+  process, replaces URLs by their route template (server) or their path without the query
+  (client: a SaaS API may put an address in the query), drops the client's address and user
+  agent from server spans, and runs every string left through the log redactor (e-mails, IBANs,
+  phone numbers, DSRFLOW_REDACT_PATTERNS), for what a library adds that we did not foresee (an
+  exception message, say).
 
 The provider is ours, passed to each instrumentation, never installed as the global one: tests can
 switch tracing on and off again in one process, and no library we did not instrument starts
@@ -24,38 +25,19 @@ exporting on its own.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from typing import TYPE_CHECKING, Any
 
-from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import Event, ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import (
-    BatchSpanProcessor,
-    SimpleSpanProcessor,
-    SpanExporter,
-    SpanExportResult,
-)
-from opentelemetry.trace import SpanKind, Status, Tracer
-
-from dsrflow.infra.logging import Redactor
 from dsrflow.settings import Settings
 
-__all__ = ["ScrubbingExporter", "client_interceptors", "instrument_app", "setup_tracing", "shutdown_tracing",
-           "span", "tracing_enabled"]
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SpanExporter
+    from opentelemetry.trace import Tracer
 
-# On a server span these describe the caller: an IP address is personal data, a user agent
-# nearly so (with the IP, it singles a person out).
-_CALLER_KEYS = frozenset({
-    "net.peer.ip", "net.peer.port", "net.sock.peer.addr", "net.sock.peer.port", "client.address", "client.port",
-    "http.client_ip", "network.peer.address", "network.peer.port", "http.user_agent", "user_agent.original",
-    "user_agent.synthetic.type",
-})
-_URL_KEYS = frozenset({"http.url", "url.full"})
-_PATH_KEYS = frozenset({"http.target", "url.path"})
-_QUERY_KEYS = frozenset({"url.query"})
+__all__ = ["client_interceptors", "instrument_app", "setup_tracing", "shutdown_tracing", "span", "tracing_enabled"]
 
 
 @dataclass
@@ -77,9 +59,17 @@ def setup_tracing(settings: Settings, service: str, *, exporter: SpanExporter | 
     global _active
     if _active is not None:
         return True
+    if exporter is None and not settings.otlp_endpoint:
+        return False
+    # The SDK only once tracing is on: its import is 30 ms of CPU at each start of a worker or an
+    # API, most of which trace nothing.
+    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+
+    from dsrflow.infra.span_scrubbing import ScrubbingExporter
+
     if exporter is None:
-        if not settings.otlp_endpoint:
-            return False
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
         endpoint = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or f"{settings.otlp_endpoint}/v1/traces"
@@ -144,59 +134,3 @@ def span(name: str, **attributes: str) -> Iterator[None]:
         return
     with _active.tracer.start_as_current_span(name, attributes={f"dsrflow.{k}": v for k, v in attributes.items()}):
         yield
-
-
-# Scrubbing --------------------------------------------------------------------------------------
-
-
-class ScrubbingExporter(SpanExporter):
-    """Passes each span on with its URLs reduced and every string redacted (module docstring).
-    The SDK's spans are read-only once ended, so each is copied; this is the one place every
-    span passes through, whichever instrumentation made it."""
-
-    def __init__(self, inner: SpanExporter, patterns: Sequence[str] = ()) -> None:
-        self.inner = inner
-        self.redactor = Redactor(patterns)
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        return self.inner.export([self.scrub(s) for s in spans])
-
-    def shutdown(self) -> None:
-        self.inner.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return self.inner.force_flush(timeout_millis)
-
-    def scrub(self, item: ReadableSpan) -> ReadableSpan:
-        status = item.status
-        if status.description:
-            status = Status(status.status_code, self.redactor.redact(status.description))
-        return ReadableSpan(
-            name=self.redactor.redact(item.name), context=item.context, parent=item.parent,
-            resource=item.resource, attributes=self.attributes(item.attributes or {}, item.kind),
-            events=[Event(e.name, self.attributes(e.attributes or {}, None), e.timestamp) for e in item.events],
-            links=item.links, kind=item.kind, status=status, start_time=item.start_time, end_time=item.end_time,
-            instrumentation_scope=item.instrumentation_scope,
-        )
-
-    def attributes(self, attributes: Mapping[str, Any], kind: SpanKind | None) -> dict[str, Any]:
-        route = attributes.get("http.route") if kind is SpanKind.SERVER else None
-        out: dict[str, Any] = {}
-        for key, value in attributes.items():
-            if key in _QUERY_KEYS or (kind is SpanKind.SERVER and key in _CALLER_KEYS):
-                continue
-            if key in _URL_KEYS and isinstance(value, str):
-                value = _without_query(value, route)
-            elif key in _PATH_KEYS and isinstance(value, str):
-                value = route or value.partition("?")[0]
-            out[key] = self.redactor.redact(value) if isinstance(value, (str, list, tuple)) else value
-        return out
-
-
-def _without_query(url: str, route: str | None) -> str:
-    """The URL without query, fragment or credentials; on a server span its path is the route
-    template, so that a token in the path (package and verification links) stays out."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, route or parts.path, "", ""))
