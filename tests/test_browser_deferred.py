@@ -6,18 +6,20 @@ policy has no systems, and the panel then named them by their ids: "Ask surveys 
 deferred rows are written as the sweep leaves a failed processor's (activities/deferred_processors.py),
 under a hold that is still in force, so the sweep the retry starts keeps them rather than asking
 the processor. tests/test_browser_deferred_retry.py presses "Ask … again" where the first press
-never reached the processor."""
+never reached the processor. The header's "Legal holds" page: a hold placed and released by
+compliance and an admin, not shown to an agent."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from datetime import date, timedelta
 
 import pytest
 from playwright.async_api import expect
 
 from tests.fanout_stack import fanout_stack
-from tests.support import eventually
+from tests.support import eventually, unique_email
 from tests.test_browser import CHROMIUM, open_request, shots, signed_in  # noqa: F401 (fixtures)
 from workers.dsr_worker import build_worker
 
@@ -25,6 +27,7 @@ pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's he
 
 
 MARKETING, SURVEYS = "E-mail marketing (newsletters)", "Survey service provider"  # the policy's labels
+CRM = "CRM (contacts, support requests, live chat)"
 
 
 @pytest.fixture
@@ -107,3 +110,51 @@ async def test_compliance_asks_a_processor_again_and_an_admin_records_it_erased(
     await expect(officer.get_by_role("button", name=f"Ask {SURVEYS} again")).to_have_count(0)
     assert await pool.fetchval("SELECT attempt FROM deferred_erasures WHERE request_id = $1 AND system = 'surveys'",
                                rid) == 1
+
+
+async def test_compliance_and_an_admin_place_and_release_a_legal_hold_and_an_agent_is_not_shown_it(
+        browser, labelled_site, pool):
+    """The header's "Legal holds": compliance and an admin place a hold on one system, first with a
+    reason too short and a review date gone (each refused beside its field, what was typed and
+    ticked kept), then as it should be, see it in force and release it. An agent is shown no link,
+    and the page refuses it. Before the page, a hold was placed and released with curl alone."""
+    site = labelled_site
+    past = (date.today() - timedelta(days=1)).isoformat()
+    review = date.today() + timedelta(days=200)
+    for role in ("compliance", "admin"):
+        email = unique_email(f"held.{role}")
+        page = await signed_in(browser, site, pool, role, "/console/")
+        await page.get_by_role("navigation", name="Console").get_by_role("link", name="Legal holds").click()
+        await expect(page.get_by_role("heading", level=1)).to_have_text("Legal holds")
+        await page.get_by_label("Subject's e-mail address").fill(email)
+        await page.get_by_label(CRM).check()
+        await page.get_by_label("Reason (the claim it is kept for; kept in the audit trail)").fill("Dispute")
+        await page.get_by_label("Review by").fill(past)
+        await page.get_by_role("button", name="Place the hold").click()
+        await expect(page.locator("#reason-error")).to_contain_text("Too short: say which claim the records are kept for")
+        await expect(page.locator("#review_date-error")).to_contain_text("must be after today")
+        await expect(page.get_by_label("Subject's e-mail address")).to_have_value(email)
+        await expect(page.get_by_label(CRM)).to_be_checked()
+        assert await pool.fetchval("SELECT count(*) FROM legal_holds WHERE subject_email = $1", email) == 0
+
+        await page.get_by_label("Reason (the claim it is kept for; kept in the audit trail)").fill(
+            f"Dispute over contract 2026/17 ({role})")
+        await page.get_by_label("Review by").fill(review.isoformat())
+        await page.get_by_role("button", name="Place the hold").click()
+        await expect(page.locator("#hold-placed")).to_contain_text(f"Hold placed on {email}")
+        row = page.locator("#holds tbody tr").filter(has_text=email)
+        await expect(row).to_contain_text(CRM)
+        await expect(row).to_contain_text(f"Dispute over contract 2026/17 ({role})")
+        hold = await pool.fetchrow("SELECT id, systems, review_date FROM legal_holds WHERE subject_email = $1", email)
+        assert (list(hold["systems"]), hold["review_date"]) == (["crm"], review)
+
+        await row.get_by_role("button", name="Release").click()
+        await expect(page.locator("#hold-released")).to_contain_text(f"Hold on {email} released.")
+        await expect(page.locator("#holds tbody tr").filter(has_text=email)).to_have_count(0)
+        assert await pool.fetchval("SELECT released_at IS NOT NULL FROM legal_holds WHERE id = $1", hold["id"])
+        await page.context.close()
+
+    page = await signed_in(browser, site, pool, "agent", "/console/")
+    await expect(page.get_by_role("navigation", name="Console").get_by_role("link", name="Legal holds")).to_have_count(0)
+    await page.goto(f"{site}/console/holds")
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Forbidden")

@@ -18,6 +18,11 @@ A = agent, C = compliance, D = admin; "all" = A, C, D. Test names are shortened.
 | suppressions: Check                            | all      | every suppressions (all)                                 |                                           |
 | suppressions: Lift (a suppressed address), the | C, D     | every suppressions (C, D; refused empty, then lifted)    | A: every suppressions (not shown; forged  |
 | objection's link                               |          |                                                          | refused); suppression_lift (HTTP)         |
+| header: Legal holds                            | C, D     | deferred place_and_release_a_legal_hold (C, D)           | A: deferred (not shown, GET 403);         |
+|                                                |          |                                                          | authz_matrix                              |
+| holds: Place the hold (each field)             | C, D     | deferred place_and_release_a_legal_hold (C, D; refused   | A: authz_matrix (403); hostile_forms      |
+|                                                |          | short reason, past date, then placed)                    |                                           |
+| holds: a row's Release                         | C, D     | deferred place_and_release_a_legal_hold (C, D)           | A: authz_matrix (403)                     |
 | header: Tokens                                 | D        | staff_token_browser admin_creates (D)                    | A, C: staff_token_browser (not shown, GET |
 |                                                |          |                                                          | 403); authz_matrix                        |
 | tokens: Create the token (role, label, expiry),| D        | staff_token_browser admin_creates (D)                    | A, C: authz_matrix (403)                  |

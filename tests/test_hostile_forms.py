@@ -156,6 +156,8 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "/console/views": ("name", "query"),
     "/console/views/{view_id}/delete": (),
     "/console/suppressions/check": ("addresses",),
+    "/console/holds": ("email", "customer_id", "systems", "reason", "review_date", "submission"),
+    "/console/holds/{hold_id}/release": (),
     "/console/tokens": ("role", "label", "expires_in_days"),
     "/console/tokens/{token_id}/revoke": ("descendants",),  # "yes": the tokens it created too
     # The consent's box is named after the address whose Lift button was pressed (api/console/suppressions.py).
@@ -286,6 +288,7 @@ async def _settled(pool) -> dict:
 async def test_a_hostile_form_is_refused_and_stores_nothing(forms, request, route, action, body, field, bad_id):
     fields = _fields(route, action)
     ids = {"request_id": forms.request_id, "view_id": str(uuid.uuid4()), "token_id": str(uuid.uuid4()),
+           "hold_id": str(uuid.uuid4()),
            "token": secrets.token_hex(32),
            "action": action, "system": "email_marketing"}
     if "{message_id}" in route:  # a message of its own: a decision on it is final

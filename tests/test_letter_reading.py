@@ -29,7 +29,7 @@ from activities.processor_mail import SCOPES as MANUAL_SCOPES
 from activities.processor_mail import TITLES as MANUAL_ACTIONS
 from activities.processor_mail import asked_of_processor, render_processor_mail
 from activities.restrictions import GROUND_LABELS
-from api.rest.legal_holds import LEGAL_CLAIMS
+from api.legal_hold_body import LEGAL_CLAIMS
 from policy.model import load_policy
 from schemas.requests import DenialReason
 from schemas.vocabulary import PURPOSES, Regime, staff_alert_kinds

@@ -1,11 +1,12 @@
 """The staff console (HTML): sign-in, the queue, the request page with its actions, the dashboard,
-the inbox, the direct-marketing suppression list and the staff tokens."""
+the inbox, the direct-marketing suppression list, legal holds and the staff tokens."""
 
 from fastapi import APIRouter
 
 from api.console import (
     dashboard,
     deferred,
+    holds,
     inbox,
     letter_copies,
     queue,
@@ -20,5 +21,5 @@ router = APIRouter()
 # The queue first: /console/requests/new is the new-request form, not a request id.
 # The team's routes (and resuming a request) before the request page's `/{request_id}/{action}`.
 for _module in (queue, team, deferred, request_resume, request_page, letter_copies, dashboard, inbox, suppressions,
-                tokens):
+                holds, tokens):
     router.include_router(_module.router)

@@ -5,7 +5,7 @@ Releasing a hold starts the sweep that erases what the hold kept."""
 from __future__ import annotations
 
 import json
-from datetime import date, datetime
+from datetime import datetime
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
@@ -13,11 +13,12 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import EmailStr, ValidationError
 
 from api.auth import Staff, require_role
 from api.deps import Pool, State
 from api.erasure_sweeps import start_subject_sweep
+from api.legal_hold_body import NewLegalHold
 from api.problems import Problem
 from api.read_models.staff_reach import LEGAL_CLAIMS_HOLDS, READABLE_BY
 from api.state import AppState
@@ -33,51 +34,9 @@ from dsrflow.stores.holds_store import (
     release_hold,
     resolve_customer_email,
 )
-from schemas.plain_text import StaffLine, StaffText
 
 router = APIRouter(prefix="/v1/legal-holds", tags=["legal holds"])
 log = get_logger("dsrflow.api.legal_holds")
-
-LEGAL_CLAIMS = "Art. 17(3)(e) GDPR: establishment, exercise or defence of legal claims"
-
-
-class NewLegalHold(BaseModel):
-    """A hold on one subject, named by e-mail address or by a customer id that earlier requests
-    tie to an address. Omit `systems`/`categories` to hold every system/category."""
-
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-    email: EmailStr | None = None
-    customer_id: StaffLine | None = Field(None, min_length=1, max_length=200)
-    systems: list[str] | None = Field(None, min_length=1, max_length=100, examples=[["billing", "crm"]])
-    categories: list[str] | None = Field(None, min_length=1, max_length=100, examples=[["payments"]])
-    basis: StaffText = Field(LEGAL_CLAIMS, min_length=3, max_length=500)
-    reason: StaffText = Field(min_length=10, max_length=2000,
-                        examples=["Invoice dispute, claim filed at the Ghent enterprise court"])
-    review_date: date
-
-    # The policy and the controller's "today" come in as validation context, so one response
-    # names every bad field, shape and policy alike.
-    @field_validator("systems", "categories")
-    @classmethod
-    def _known(cls, value: list[str] | None, info: ValidationInfo) -> list[str] | None:
-        if value is None or not info.context:
-            return value
-        known = info.context[info.field_name]
-        unknown = [v for v in value if v not in known]
-        if unknown:
-            have = ", ".join(known) or "none"
-            raise ValueError(f"not in the policy: {', '.join(map(repr, unknown))} (the policy has: {have})")
-        return list(dict.fromkeys(value))
-
-    @field_validator("review_date")
-    @classmethod
-    def _after_today(cls, value: date, info: ValidationInfo) -> date:
-        today = (info.context or {}).get("today")
-        if today is not None and value <= today:
-            raise ValueError(f"must be after today ({today.isoformat()})")
-        return value
-
 
 def _error(field: str, message: str) -> dict[str, Any]:
     return {"loc": ("body", field), "msg": message, "type": "value_error"}

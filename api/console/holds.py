@@ -1,0 +1,143 @@
+"""The console's "Legal holds" page: compliance (and admins) place an Art. 17(3)(e) legal-claims
+hold on a subject, see the holds in force and release one, as `POST`/`GET`/`DELETE
+/v1/legal-holds` do (api/rest/legal_holds.py, whose body model checks the form). Without it, a
+compliance officer working in the browser had to leave it for curl to hold or release records.
+
+Each answer is the page itself. A placing form carries a one-time `submission` id, sent as the
+hold's idempotency key: pressing again, or reloading the answer, returns the hold it placed
+rather than placing a second one that nobody would know to release."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+from pydantic import ValidationError
+
+from api.auth import Staff, require_console_role
+from api.deps import Pool, State
+from api.erasure_sweeps import start_subject_sweep
+from api.forms import read_form
+from api.legal_hold_body import NewLegalHold
+from api.pages import problem_pages, render
+from api.problems import field_errors
+from api.read_models.staff_reach import LEGAL_CLAIMS_HOLDS, READABLE_BY
+from api.state import AppState
+from dsrflow.crypto.keys import load_secret_key
+from dsrflow.infra.logging import get_logger
+from dsrflow.stores.holds_store import (
+    HoldIdempotencyConflict,
+    list_holds,
+    place_hold,
+    release_hold,
+    resolve_customer_email,
+)
+
+router = APIRouter(prefix="/console", tags=["console"], include_in_schema=False,
+                   route_class=problem_pages("console/problem.html"))
+log = get_logger("dsrflow.console.holds")
+
+ROLE = READABLE_BY[LEGAL_CLAIMS_HOLDS]
+# The form's fields, as staff fill them in; `systems` is one checkbox per system of the policy.
+_TEXT_FIELDS = ("email", "customer_id", "reason", "review_date")
+
+
+async def _page(request: Request, state: AppState, pool: Pool, status_code: int = 200, *,
+                form: dict[str, Any] | None = None, errors: dict[str, str] | None = None,
+                **context: Any) -> HTMLResponse:
+    policy = state.policy.policy
+    holds = await list_holds(pool, active_only=True)
+    labels = {system_id: system.label for system_id, system in policy.systems.items()}
+    return render(request, "console/holds.html", {
+        "holds": holds, "systems": labels, "form": form or {"submission": uuid.uuid4().hex, "systems": []},
+        "errors": errors or {}, "today": datetime.now(ZoneInfo(policy.defaults.timezone)).date(),
+        **context}, status_code=status_code)
+
+
+@router.get("/holds", response_class=HTMLResponse)
+async def holds_page(staff: Annotated[Staff, require_console_role(ROLE)], request: Request, state: State,
+                     pool: Pool) -> Response:
+    return await _page(request, state, pool)
+
+
+# What staff read for the refusals a form left half-filled meets most, in place of pydantic's words.
+_PLAIN = {
+    ("reason", "missing"): "Say which claim the records are kept for.",
+    ("reason", "string_too_short"): "Too short: say which claim the records are kept for, in at least 10 characters.",
+    ("review_date", "missing"): "Give the date to review the hold by.",
+    ("email", "value_error"): "This is not an e-mail address: check it.",
+}
+
+
+def _said(errors: list[dict[str, Any]]) -> dict[str, str]:
+    """Each refused field's reason, by the form's field name (the first reason of each)."""
+    said: dict[str, str] = {}
+    for error, shown in zip(errors, field_errors(errors), strict=True):
+        loc = [part for part in error.get("loc", ()) if isinstance(part, str) and part != "body"]
+        name = loc[0] if loc else "email"
+        said.setdefault(name, _PLAIN.get((name, error.get("type", "")), shown["message"]))
+    return said
+
+
+@router.post("/holds", response_class=HTMLResponse)
+async def place(staff: Annotated[Staff, require_console_role(ROLE)], request: Request, state: State,
+                pool: Pool) -> Response:
+    raw = await read_form(request)
+    form: dict[str, Any] = {name: str(raw.get(name, "")).strip() for name in (*_TEXT_FIELDS, "submission")}
+    form["systems"] = [str(s) for s in raw.getlist("systems")]
+    policy = state.policy.policy
+    body = {name: form[name] for name in _TEXT_FIELDS if form[name]}
+    if form["systems"]:
+        body["systems"] = form["systems"]
+    context = {"systems": list(policy.systems), "categories": list(policy.categories),
+               "today": datetime.now(ZoneInfo(policy.defaults.timezone)).date()}
+    errors: dict[str, str] = {}
+    hold: NewLegalHold | None = None
+    try:
+        hold = NewLegalHold.model_validate(body, context=context)
+    except ValidationError as exc:
+        errors = _said([dict(e) for e in exc.errors()])
+    email = str(hold.email) if hold and hold.email else None
+    if not form["email"] and not form["customer_id"]:
+        errors.setdefault("email", "Give the subject's e-mail address, or a customer number an earlier request names.")
+    elif not email and form["customer_id"] and "customer_id" not in errors:
+        email = await resolve_customer_email(pool, form["customer_id"])
+        if email is None:
+            errors["customer_id"] = "No request names this customer number: give the subject's e-mail address."
+    if errors or hold is None or email is None:
+        return await _page(request, state, pool, 422, form=form, errors=errors)
+    try:
+        async with pool.acquire() as conn:
+            placed, _ = await place_hold(
+                conn, secret=load_secret_key(state.settings), email=email, customer_id=hold.customer_id,
+                systems=hold.systems, categories=None, basis=hold.basis, reason=hold.reason,
+                review_date=hold.review_date, actor=staff.actor,
+                idempotency_key=f"console:{form['submission']}" if form["submission"] else None)
+    except HoldIdempotencyConflict:
+        # The page's form was sent once already with other words: a fresh form places this one.
+        form["submission"] = uuid.uuid4().hex
+        return await _page(request, state, pool, 409, form=form, errors={
+            "submission": "This form already placed another hold: check the list below, then press again to place this one."})
+    return await _page(request, state, pool, placed_hold=placed)
+
+
+@router.post("/holds/{hold_id}/release", response_class=HTMLResponse)
+async def release(staff: Annotated[Staff, require_console_role(ROLE)], hold_id: str, request: Request,
+                  state: State, pool: Pool) -> Response:
+    """Release the hold, then start erasing what it kept (as DELETE /v1/legal-holds/{id}); a
+    press again after the sweep could not start starts it."""
+    async with pool.acquire() as conn:
+        hold = await release_hold(conn, hold_id, staff.actor)
+    if hold is None:
+        return await _page(request, state, pool, 404, release_error="No such hold: nothing was released.")
+    try:
+        await start_subject_sweep(state, hold["subject_hash"], reason=f"legal hold {hold['id']} released",
+                                  workflow_id=f"sweep-release-{hold['id']}")
+    except Exception as exc:  # noqa: BLE001 - the release stands whatever the workflow engine says
+        log.warning("release sweep not started", hold_id=hold["id"], error=type(exc).__name__)
+        return await _page(request, state, pool, 202, released_hold=hold, sweep_failed=type(exc).__name__)
+    return await _page(request, state, pool, released_hold=hold)
