@@ -165,7 +165,7 @@ async def test_access_waits_for_the_processors_upload_and_packages_its_files(
         # What staff read of the task, its time in the controller's timezone as every console time.
         assert re.search(r"sent its export \(2 files\) on \d{4}-\d\d-\d\d \d\d:\d\d CES?T$", surveys["message"]), surveys
         letter, archive = await _package(http, mail_sink, rid)
-        assert "Survey service provider, copy of your data, as this processor sent it: included in your " \
+        assert "Survey service provider: copy of your data, as this processor sent it – included in your " \
                "package (2 files)" in letter
         assert "for each of our systems" in letter and "does not include" not in letter
         assert archive.read("surveys/files/answers.csv") == ANSWERS

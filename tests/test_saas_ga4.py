@@ -254,7 +254,7 @@ async def test_a_legal_claims_hold_placed_while_the_quota_holds_the_erasure_back
     # The letter says both: what Google was asked to delete before the hold, and what the hold
     # keeps, with its review date and the remedies. Before, it said Google Analytics 4 kept it all.
     left = run.expected - run.quota
-    assert (f"Google Analytics 4, part of your data: deletion requested and accepted ({run.quota} identifiers) "
+    assert (f"Google Analytics 4: part of your data – deletion requested and accepted ({run.quota} identifiers) "
             f"Before the legal-claims hold set out below was placed, we had asked Google Analytics 4 to delete the "
             f"data it holds under {run.quota} of the {run.expected} identifiers by which it knows you, and it "
             f"accepted. We have not asked it to delete the data it holds under the other {left} identifiers: that "
