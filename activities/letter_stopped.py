@@ -11,13 +11,15 @@ from typing import Any, NamedTuple
 from dsrflow.i18n import Translator
 from policy.model import Policy
 
-# The request's tasks whose run changed something before the task stopped, as [[system, changes,
-# status], ...]: an SQL expression over the request's row `r`, read with it (activities/letters.py
-# `_deliver`), in the letter's one round trip rather than a second (BENCHMARKS.md, B1: a response
-# letter per erasure).
-STOPPED_RUNS = """(SELECT coalesce(jsonb_agg(jsonb_build_array(system, partial_changed, status) ORDER BY system, action),
+# The request's tasks whose run changed something before the task stopped, or was changing it as
+# its request closed, as [[system, changes, status, unsure], ...] (`unsure`: changes on the wire at
+# the close whose answer is not on record, migration 0052): an SQL expression over the request's
+# row `r`, read with it (activities/letters.py `_deliver`), in the letter's one round trip rather
+# than a second (BENCHMARKS.md, B1: a response letter per erasure).
+STOPPED_RUNS = """(SELECT coalesce(jsonb_agg(jsonb_build_array(system, coalesce(partial_changed, 0), status,
+                                                             coalesce(partial_unsure, 0)) ORDER BY system, action),
                             '[]')
-                     FROM system_tasks WHERE request_id = r.id AND partial_changed > 0)"""
+                     FROM system_tasks WHERE request_id = r.id AND (partial_changed > 0 OR partial_unsure > 0))"""
 
 
 # The request's systems whose task is done and changed something, as a JSON list: what a closing
@@ -35,7 +37,7 @@ def done_so_far(params: dict[str, Any], row: dict[str, Any]) -> tuple[list[str],
     change after its request's close (activities/connectors/http_journal.py), so it may not still
     act; its letter says what it had changed. A job at the processor (pending) may still act."""
     done = [s for s in row.get("done_systems") or [] if s not in params.get("acted_in", [])]
-    stopped = {system for system, _, status in row.get("stopped_runs") or [] if status != "pending"}
+    stopped = {system for system, _, status, *_ in row.get("stopped_runs") or [] if status != "pending"}
     acted = [*params.get("acted_in", []), *done] if "acted_in" in params else []
     return acted, [s for s in params.get("asked_in", []) if s not in done and s not in stopped]
 
@@ -45,23 +47,38 @@ class Stopped(NamedTuple):
     label: str
     changes: int
     by_staff: bool  # done since: staff completed it by hand
+    # Changes on the wire as its request closed whose answer is not on record (a worker that died
+    # with it, or a try that has not heard it yet): each may have been made, so `changes` is a least.
+    unsure: int = 0
 
 
 def stopped_runs(row: dict[str, Any], policy: Policy) -> list[Stopped]:
     """Each system whose run changed something before its task stopped, and how many changes: the
     request's `stopped_runs` (STOPPED_RUNS, read with it)."""
     return [Stopped(system, policy.systems[system].label if system in policy.systems else system, changes,
-                    status == "done")
-            for system, changes, status in row.get("stopped_runs") or []]
+                    status == "done", unsure[0] if unsure else 0)
+            for system, changes, status, *unsure in row.get("stopped_runs") or []]
 
 
 def stopped_sentence(stopped: Stopped, t: Translator) -> str:
-    """A closing letter's sentence for one such system."""
+    """A closing letter's sentence for one such system: what its run had made "at least" when a
+    change of it was on the wire as the request closed, whose answer is not known (the service may
+    have made it): the letter says no more than is known when it goes."""
+    values = {"system": stopped.label, "num": stopped.changes}
+    if stopped.unsure and not stopped.changes:
+        return t.gettext("Our automated work in %(system)s stopped before it was finished, as it was making a "
+                         "change to your records there; that change may have been made.") % values
+    if stopped.unsure:
+        return t.ngettext(
+            "Our automated work in %(system)s stopped before it was finished; by then it had made at least %(num)d "
+            "change to your records there.",
+            "Our automated work in %(system)s stopped before it was finished; by then it had made at least %(num)d "
+            "changes to your records there.", stopped.changes) % values
     return t.ngettext(
         "Our automated work in %(system)s stopped before it was finished; by then it had made %(num)d change "
         "to your records there.",
         "Our automated work in %(system)s stopped before it was finished; by then it had made %(num)d changes "
-        "to your records there.", stopped.changes) % {"system": stopped.label, "num": stopped.changes}
+        "to your records there.", stopped.changes) % values
 
 
 def stopped_actions(stopped: list[Stopped], t: Translator) -> list[dict[str, Any]]:
@@ -71,4 +88,5 @@ def stopped_actions(stopped: list[Stopped], t: Translator) -> list[dict[str, Any
     return [{"system": s.label, "category": t.gettext("part of your data"),
              "action": t.gettext("changed by our automated work before it stopped; our staff completed the rest")
              if s.by_staff else t.gettext("changed before our work there stopped"),
-             "records": s.changes, "unit": "change"} for s in stopped]
+             "records": s.changes, "unit": "change"} for s in stopped
+            if s.changes]  # one whose only change is not known to have been made has nothing to count

@@ -113,6 +113,32 @@ async def test_a_run_the_close_stopped_is_said_to_have_stopped_not_to_be_still_a
         assert f"Our automated work in {label} stopped before it was finished; by then it had made 1 change" in part
 
 
+AT_LEAST = ("Our automated work in %(system)s stopped before it was finished; by then it had made at least %(num)d "
+            "change to your records there.",
+            "Our automated work in %(system)s stopped before it was finished; by then it had made at least %(num)d "
+            "changes to your records there.")
+MAY_HAVE = ("Our automated work in %(system)s stopped before it was finished, as it was making a change to your "
+            "records there; that change may have been made.")
+
+
+@pytest.mark.parametrize("language", ["en", "nl", "fr", "de"])
+async def test_a_change_on_the_wire_at_the_close_is_not_said_as_known(language):
+    """A change whose request was on the wire as the request closed, its answer not on record (the
+    try has not heard it yet, or died with its worker): the service may have made it. The letter
+    says the count as a least ("at least 2 changes"), and, with nothing counted, that a change may
+    have been made; before, it said "2 changes" as exact, and nothing where none was counted."""
+    t = translations(language)
+    letter = await as_sent("cancellation", "erasure", {**CLOSINGS["withdrawn"][1], "acted_in": [], "asked_in": []},
+                           language=language, stopped_runs=[["crm", 2, "needs_attention", 1],
+                                                             ["billing", 0, "needs_attention", 1]])
+    # Either side of the system's label (which the letter gives in its language).
+    at_least, may_have = (said.split("%(system)s") for said in (t.ngettext(*AT_LEAST, 2), t.gettext(MAY_HAVE)))
+    for part in both(letter):
+        assert at_least[0] in part and at_least[1] % {"num": 2} in part, part
+        assert may_have[0] in part and may_have[1] in part, part
+        assert "%(" not in part, part
+
+
 @pytest.mark.parametrize("closing", CLOSINGS)
 async def test_a_system_done_after_the_close_is_named_as_acted_on(closing):
     """A try already past its last change when the request closed stored its success after the

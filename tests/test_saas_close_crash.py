@@ -24,6 +24,7 @@ from dsrflow.stores.requests_store import set_status
 from schemas.requests import RequestStatus
 from schemas.workflow import workflow_id_for
 from tests.fanout_stack import api
+from tests.letters_as_sent import as_sent
 from tests.process_support import died, dsrflow_process, released
 from tests.saas_runs_fixtures import newsletter_service_fixture, saas_stack_fixture  # noqa: F401 (the fixtures)
 from tests.saas_runs_support import HeldAnswer, answered, mailchimp, member_of_lists, newsletter
@@ -31,7 +32,8 @@ from tests.saas_support import connector, http_policy, subject
 from tests.support import attested_request, eventually, letters_for, staff_headers, stored_request, unique_email
 from workers.dsr_worker import build_worker
 
-STOPPED = "Our automated work in Newsletter stopped before it was finished; by then it had made 1 change"
+# The second delete was on the wire as the worker died: its answer is known nowhere, so "at least".
+STOPPED = "Our automated work in Newsletter stopped before it was finished; by then it had made at least 1 change"
 
 
 def _list_of(path: str) -> str:
@@ -50,7 +52,9 @@ async def test_a_withdrawal_committed_as_the_worker_dies_mid_run_stops_the_run_a
     (not carried out: a request still on the wire). The subject withdraws; the worker process dies
     right after the close committed (failpoint status-recorded), its try still waiting. The next
     worker's retry of that try sends no delete (the request was withdrawn while it ran); the record,
-    the letter and the trail say 1 change, as the service does. Before, the retry began on a closed
+    the letter and the trail say at least 1 change (the service did not carry out the second, but
+    nothing here can know it: it says "at least", and the trail the change on the wire; before, the
+    letter said 1 change as exact, which the service could have made two). Before, the retry began on a closed
     request, took itself for a hold's deferred erasure and deleted the other two memberships after
     the withdrawal."""
     app, client = newsletter_service, dev_server.client
@@ -106,18 +110,19 @@ async def test_a_withdrawal_committed_as_the_worker_dies_mid_run_stops_the_run_a
     assert (task["status"], task["partial_changed"]) == ("needs_attention", len(deleted)), dict(task)
     events = await pool.fetch("SELECT data FROM audit_events WHERE request_id = $1 AND event_type = "
                               "'task.partial_effect'", uuid.UUID(rid))
-    assert [e["data"]["counted"] for e in events] == [1], events
+    assert [(e["data"]["counted"], e["data"].get("unsure")) for e in events] == [(1, 1)], events
     (letter,) = letters_for(mail_sink, rid, "cancellation")
     body = letter.get_body(("plain",)).get_content()
     assert STOPPED in body, body
 
 
 async def _withdrawn_while_a_delete_is_held(pool, settings, monkeypatch, tmp_path, name: str, held: int,
-                                            meanwhile: Callable[[str], Awaitable[object]],
-                                            **setting: Any) -> tuple[Any, str, str, ApplicationError, object]:
+                                            meanwhile: Callable[[str], Awaitable[object]], dies: bool = False,
+                                            **setting: Any) -> tuple[Any, str, str, ApplicationError | None, object]:
     """5 memberships erased; the delete after the first `held` is held on the wire while the request
-    is withdrawn, then `meanwhile(request id)` runs, then the delete is answered. The try must stop:
-    its error, with the stand-in, the address, the request and what `meanwhile` gave."""
+    is withdrawn, then `meanwhile(request id)` runs, then the delete is answered (carried out). The
+    try must stop: its error, with the stand-in, the address, the request and what `meanwhile` gave.
+    `dies`: the try dies first, as with its worker, and hears no answer (no error then)."""
     email = unique_email(name)
     rid = await stored_request(pool, settings, name, "erasure", email=email)
     async with mailchimp(monkeypatch) as app:
@@ -137,12 +142,36 @@ async def _withdrawn_while_a_delete_is_held(pool, settings, monkeypatch, tmp_pat
             async with pool.acquire() as conn:
                 await set_status(conn, rid, RequestStatus.cancelled, event_key=f"{rid}:test-withdrawn", actor="test")
             seen = await meanwhile(rid)
+            if dies:
+                erasing.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await erasing
             gate.set()
+            if dies:
+                return app, email, rid, None, seen
             with pytest.raises(ApplicationError) as stopped:
                 await erasing
         finally:
+            gate.set()
             await system.close()
     return app, email, rid, stopped.value, seen
+
+
+async def _cancellation_letter(pool, rid: str) -> str:
+    """The withdrawal's letter as it reads the request's stopped runs now (activities/letters.py)."""
+    letter = await as_sent("cancellation", "erasure", {"reason": "Withdrawn", "withdrawn": True, "acted_in": [],
+                                                        "asked_in": ["newsletter"]}, pool=pool, id=rid)
+    return " ".join(letter.text.split())
+
+
+def _stopped(num: str) -> str:
+    return f"Our automated work in newsletter stopped before it was finished; by then it had made {num} to your"
+
+
+async def _partial_effects(pool, rid: str) -> list[tuple[int, int | None]]:
+    events = await pool.fetch("SELECT data FROM audit_events WHERE request_id = $1 AND event_type = "
+                              "'task.partial_effect' ORDER BY chain_pos", uuid.UUID(rid))
+    return [(e["data"]["counted"], e["data"].get("unsure")) for e in events]
 
 
 async def test_a_change_answered_after_the_close_is_counted_with_those_before(pool, settings, monkeypatch, tmp_path):
@@ -150,19 +179,43 @@ async def test_a_change_answered_after_the_close_is_counted_with_those_before(po
     answers the journal held, and that delete's answer comes after it. The try stops at its next
     change and adds that answer to the count on record, and the trail says the whole count. Before,
     the answer was kept with the next change's journal write, which the close refused: the record
-    said one change fewer than the service had made."""
+    said one change fewer than the service had made. A withdrawal letter written before the answer
+    comes says "at least 2 changes" (it said 2, exact, and the service made 3); one written after it
+    says 3."""
     async def kept_at_close(rid: str) -> object:
-        return await pool.fetchval("SELECT partial_changed FROM system_tasks WHERE request_id = $1", uuid.UUID(rid))
+        return (await pool.fetchval("SELECT partial_changed FROM system_tasks WHERE request_id = $1", uuid.UUID(rid)),
+                await _cancellation_letter(pool, rid))
 
-    app, email, rid, stopped, kept = await _withdrawn_while_a_delete_is_held(
+    app, email, rid, stopped, (kept, letter) = await _withdrawn_while_a_delete_is_held(
         pool, settings, monkeypatch, tmp_path, "answered-after-close", 2, kept_at_close)
-    assert stopped.type == "HttpRunRequestClosed"
+    assert stopped is not None and stopped.type == "HttpRunRequestClosed"
     assert (kept, len(_deletions(app, email))) == (2, 3)
-    task = await pool.fetchrow("SELECT partial_changed FROM system_tasks WHERE request_id = $1", uuid.UUID(rid))
-    assert task["partial_changed"] == 3
-    events = await pool.fetch("SELECT data FROM audit_events WHERE request_id = $1 AND event_type = "
-                              "'task.partial_effect' ORDER BY chain_pos", uuid.UUID(rid))
-    assert [e["data"]["counted"] for e in events] == [2, 3], events
+    assert _stopped("at least 2 changes") in letter, letter
+    task = await pool.fetchrow("SELECT partial_changed, partial_unsure FROM system_tasks WHERE request_id = $1",
+                               uuid.UUID(rid))
+    assert (task["partial_changed"], task["partial_unsure"]) == (3, None)
+    assert _stopped("3 changes") in await _cancellation_letter(pool, rid)
+    assert await _partial_effects(pool, rid) == [(2, 1), (3, None)]
+
+
+async def test_a_change_on_the_wire_as_the_try_dies_at_the_close_is_said_as_not_known(
+        pool, settings, monkeypatch, tmp_path):
+    """The request is withdrawn while a delete is on the wire, and the try dies with its worker
+    before its answer comes: the service made 3 deletions, of which our records know 2 and the
+    one on the wire, whose answer nobody will hear (a retry begins on the closed request and sends
+    nothing). The record, the trail and the letter say at least 2 changes, one on the wire then.
+    Before, they said 2 changes, as exact."""
+    async def nothing(rid: str) -> None:
+        return None
+
+    app, email, rid, _, _ = await _withdrawn_while_a_delete_is_held(
+        pool, settings, monkeypatch, tmp_path, "dies-at-close", 2, nothing, dies=True)
+    assert len(_deletions(app, email)) == 3
+    assert _stopped("at least 2 changes") in await _cancellation_letter(pool, rid)
+    task = await pool.fetchrow("SELECT partial_changed, partial_unsure FROM system_tasks WHERE request_id = $1",
+                               uuid.UUID(rid))
+    assert (task["partial_changed"], task["partial_unsure"]) == (2, 1)
+    assert await _partial_effects(pool, rid) == [(2, 1)]
 
 
 async def test_a_slice_ending_after_the_close_is_not_continued(pool, settings, monkeypatch, tmp_path):

@@ -117,6 +117,9 @@ class HttpExchange:
         # carried out (a 5xx, or a connection lost once the request was out): a `missing` answer
         # then may be that try's doing (http_steps.py counts it as the step's effect).
         self.unsure_before = False
+        # The status the last request was refused with outright (a 4xx other than a throttle), no
+        # try of it before having been carried out perhaps: the service made no change. Else None.
+        self.refused: int | None = None
 
     # -- templates -------------------------------------------------------------------------
 
@@ -259,7 +262,7 @@ class HttpExchange:
         retry = self.config.retry
         refreshed = False
         attempt = 0
-        self.unsure_before = False
+        self.unsure_before, self.refused = False, None
         while True:
             attempt += 1
             await self.ledger.acquire()
@@ -320,6 +323,7 @@ class HttpExchange:
                 self.unsure_before |= code >= 500
                 await self.sleep(wait if wait is not None else backoff)
                 continue
+            self.refused = None if self.unsure_before else code
             raise PermanentConnectorError(
                 f"system {self.system}: {self.config.service} answered HTTP {code} to {what}"
                 + self._error_code(response) + _hint(code))

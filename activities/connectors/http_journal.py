@@ -47,6 +47,7 @@ from dsrflow.crypto.hashing import keyed_hash
 from dsrflow.domain.audit import append_event, lock_chain
 from dsrflow.infra.writes import Write, columns
 from dsrflow.settings import Settings
+from dsrflow.stores.requests_store import partial_effect
 
 _PURPOSE = "dsrflow-http-run-journal"
 _NONCE = 12
@@ -243,6 +244,15 @@ class Journal:
         self._pending.append((step, item, "sending", None, None, 0, None))
         await self.flush()
 
+    async def refused(self, step: str, item: str, status: int) -> None:
+        """A change the service refused outright (http_client.py `refused`): not made. Its "sending"
+        row keeps the refusal's status, so that a request's close does not take it for a change on
+        the wire that may have been made (migration 0052); a later attempt sends it again as
+        before. An earlier attempt's row of it is left: that request may have been carried out."""
+        await self._pool.execute("""UPDATE http_run_journal SET status = $7 WHERE request_id = $1 AND system = $2
+                                       AND run = $3 AND attempt = $4 AND step = $5 AND item = $6 AND state = 'sending'""",
+                                 *self._key, step, item, status)
+
     def answered(self, step: str, item: str, status: int, counted: bool, values: dict[str, Any]) -> None:
         """Kept with the next request's "sending" (or the run's end): lost with its process, the
         request is sent again, and a `missing` answer then counts as its effect."""
@@ -287,33 +297,37 @@ class Journal:
             raise TaskEnded(self._key[1], self._key[3])
         if refusal == "closed" and self.stops_on_close:
             self.closed_under_it = True
-            if late := sum(1 for row in rows if row[2] == "answered" and row[4]):
-                await self._counted_after_close(late)
+            # Each answer here is that of a change whose "sending" was kept before the close (one
+            # after it is not sent), which the close could not count (migration 0052).
+            if heard := [row for row in rows if row[2] == "answered"]:
+                await self._counted_after_close(sum(1 for row in heard if row[4]), len(heard))
             if any(row[2] == "sending" for row in rows):
                 raise RequestClosed(self._key[1], self._key[3])
 
-    async def _counted_after_close(self, late: int) -> None:
-        """Changes answered after the request's close, whose rows the close refused: added to what
-        the close kept of the journal on the task (migration 0049's trigger), and the trail told the
-        new count. A change on the wire as the request closed is answered after it, and its row
-        was to be kept with the next change's; before, the record said one change fewer than the
-        service had made. Once: the rows are gone from `_pending`, and a retry finds none to add."""
+    async def _counted_after_close(self, late: int, heard: int) -> None:
+        """Answers heard after the request's close, of changes on the wire then, whose rows the close
+        refused: the `late` ones that count added to what the close kept of the journal on the task
+        (migration 0049's trigger), and the `heard` ones taken from the changes it could not know
+        of (0052's `partial_unsure`), and the trail told the new count. A change on the wire as the
+        request closed is answered after it, and its row was to be kept with the next change's;
+        before, the record said one change fewer than the service had made. Once: the rows are gone
+        from `_pending`, and a retry finds none to add."""
         request_id, system, _, attempt = self._key
         async with self._pool.acquire() as conn, conn.transaction():
             await lock_chain(conn, request_id)  # before the task's row, as append_event takes them
             task = await conn.fetchrow(
                 """INSERT INTO system_tasks AS t (request_id, system, action, status, attempt, message, partial_changed)
                    VALUES ($1, $2, $3, 'needs_attention', $4,
-                           'stopped: the request was closed while its run was under way', $5)
+                           'stopped: the request was closed while its run was under way', nullif($5, 0))
                    ON CONFLICT (request_id, system, action) DO UPDATE
-                      SET partial_changed = coalesce(t.partial_changed, 0) + EXCLUDED.partial_changed, updated_at = now()
-                   RETURNING attempt, partial_changed""", request_id, system, self._action, attempt, late)
-            await append_event(
-                conn, event_key=f"{request_id}:task:{system}:{self._action}:{task['attempt']}:partial:"
-                                f"{task['partial_changed']}",
-                request_id=request_id, event_type="task.partial_effect", actor="workflow",
-                data={"system": system, "action": self._action, "attempt": task["attempt"],
-                      "counted": task["partial_changed"]})
+                      SET partial_changed = CASE WHEN $5 > 0 THEN coalesce(t.partial_changed, 0) + $5
+                                                 ELSE t.partial_changed END,
+                          partial_unsure = nullif(greatest(coalesce(t.partial_unsure, 0) - $6, 0), 0),
+                          updated_at = now()
+                   RETURNING attempt, coalesce(partial_changed, 0) AS counted, partial_unsure AS unsure""",
+                request_id, system, self._action, attempt, late, heard)
+            await append_event(conn, **partial_effect(request_id, system, self._action, task["attempt"],
+                                                      task["counted"], task["unsure"], actor="workflow"))
 
     def _bound(self, step: str, item: str, attempt: int | None = None) -> bytes:
         """What a row's seal is bound to: the row's key (`attempt`: an earlier attempt's row)."""

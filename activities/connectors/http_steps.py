@@ -133,7 +133,12 @@ class StepRunner:
         if run.evidence is not None:
             keep, run.evidence = run.evidence, None
             await keep()
-        status, document = await self._send(step, where, context, run)
+        try:
+            status, document = await self._send(step, where, context, run)
+        except PermanentConnectorError:
+            if journal is not None and self.exchange.refused is not None:
+                await journal.refused(kept_as, name, self.exchange.refused)
+            raise
         run.sent += 1
         failpoint("http-effect-sent", f"{self.name}#{run.sent}")
         values = self._collect(step, document, run)

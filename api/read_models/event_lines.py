@@ -104,7 +104,7 @@ def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = N
                                                        "extended_to"))),
         "task.retried": system, "task.resolved": system,
         # What a task's run had changed before it stopped (activities/task_results.py, migration 0049).
-        "task.partial_effect": f"{system}: {made_before_stopping(data.get('counted'))}",
+        "task.partial_effect": f"{system}: {made_before_stopping(data.get('counted'), data.get('unsure'))}",
         # Which processor, and what it answered: the lines read "Processor confirmed by e-mail link"
         # alone, and the actor beside them is a code (`processor:email_marketing`).
         "processor.asked": _asked(data, system), "processor.reminded": _asked(data, system),

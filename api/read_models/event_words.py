@@ -303,9 +303,14 @@ def step_words(step: str | None, about: str | None = None) -> str:
     return _STEP_WORDS.get(str(step), str(step).replace("_", " "))
 
 
-def made_before_stopping(changes: object) -> str:
+def made_before_stopping(changes: object, unsure: object = None) -> str:
     """The changes an http run made before its task stopped (activities/task_results.py, migration
-    0049), as the request page, the evidence pack and the timeline say them."""
+    0049), as the request page, the evidence pack and the timeline say them: "at least" with those
+    on the wire as its request closed whose answer is not on record (migration 0052), each of which
+    the service may have made."""
+    if unsure:
+        return (f"at least {changes} change(s) made by its run before it stopped ({unsure} more on the wire "
+                "as its request closed: not known whether made)")
     return f"{changes} change(s) made by its run before it stopped"
 
 
@@ -315,8 +320,8 @@ def partial_words(task: Mapping[str, Any]) -> str:
     activities/task_results.py, migration 0049); nothing for any other task, nor where the count
     holds them already (a run needing staff that counted its own changes, whose request's close
     then kept the journal's count: beside it, "3 (and 3 ...)" read as 6)."""
-    made = task.get("partial_changed")
-    return f" (and {made_before_stopping(made)})" if made and made > (task.get("changed") or 0) else ""
+    made, unsure = task.get("partial_changed") or 0, task.get("partial_unsure")
+    return f" (and {made_before_stopping(made, unsure)})" if unsure or made > (task.get("changed") or 0) else ""
 
 
 # Every helper above a page's template writes codes with, by name (a form still submits the code).

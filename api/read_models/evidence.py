@@ -197,7 +197,7 @@ async def assemble_evidence(pool: asyncpg.Pool, request_id: str, *, secret: byte
         plan = await conn.fetchrow("SELECT plan, created_at FROM request_plans WHERE request_id = $1", request_id)
         tasks = [dict(r) for r in await conn.fetch(
             """SELECT system, action, status, found, changed, kept, datasets, message, attempt,
-                      updated_at, kept_records, partial_changed
+                      updated_at, kept_records, partial_changed, partial_unsure
                  FROM system_tasks WHERE request_id = $1 ORDER BY system, action""", request_id)]
         confirmations = [dict(r) for r in await conn.fetch(
             """SELECT system, action, sent_at, reminders, confirmed_at

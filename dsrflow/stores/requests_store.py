@@ -217,13 +217,25 @@ async def set_status(
 async def _partial_effects(conn: asyncpg.Connection, request_id: str, actor: str) -> None:
     """The trail's account of what the tasks of a closed request changed before they stopped (an
     http run's changes, which its journal counted: the close's trigger keeps them on the task before
-    the journal goes, migration 0049), one event per count: a retried close appends none twice."""
+    the journal goes, migration 0049, with those on the wire then, 0052), one event per count: a
+    retried close appends none twice."""
     for task in await conn.fetch(
-            """SELECT system, action, attempt, partial_changed FROM system_tasks
-                WHERE request_id = $1 AND partial_changed > 0 ORDER BY system, action""", request_id):
-        await append_event(
-            conn, event_key=f"{request_id}:task:{task['system']}:{task['action']}:{task['attempt']}:partial:"
-                            f"{task['partial_changed']}",
-            request_id=request_id, event_type="task.partial_effect", actor=actor,
-            data={"system": task["system"], "action": task["action"], "attempt": task["attempt"],
-                  "counted": task["partial_changed"]})
+            """SELECT system, action, attempt, coalesce(partial_changed, 0) AS counted, partial_unsure FROM system_tasks
+                WHERE request_id = $1 AND (partial_changed > 0 OR partial_unsure > 0) ORDER BY system, action""",
+            request_id):
+        await append_event(conn, **partial_effect(request_id, task["system"], task["action"], task["attempt"],
+                                                  task["counted"], task["partial_unsure"], actor=actor))
+
+
+def partial_effect(request_id: str, system: str, action: str, attempt: int, counted: int, unsure: int | None,
+                   *, actor: str) -> dict[str, Any]:
+    """`append_event`'s arguments for the trail's account of what a task's runs changed before its
+    request's close stopped them: `counted` changes, and `unsure` more on the wire then whose answer
+    is not on record (migration 0052), each of which may have been made: the count is then "at
+    least". One event per account: a retried close or answer appends none twice."""
+    return {"event_key": f"{request_id}:task:{system}:{action}:{attempt}:partial:{counted}"
+                         + (f":unsure:{unsure}" if unsure else ""),
+            "request_id": request_id, "event_type": "task.partial_effect", "actor": actor,
+            "data": {"system": system, "action": action, "attempt": attempt, "counted": counted,
+                     **({"unsure": unsure} if unsure else {})}}
+
