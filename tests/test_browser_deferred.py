@@ -148,6 +148,13 @@ async def test_compliance_and_an_admin_place_and_release_a_legal_hold_and_an_age
         hold = await pool.fetchrow("SELECT id, systems, review_date FROM legal_holds WHERE subject_email = $1", email)
         assert (list(hold["systems"]), hold["review_date"]) == (["crm"], review)
 
+        # A request of the held subject names the hold, and leads to the page that releases it.
+        rid = await open_request(site, pool, subject={"email": email})
+        await page.goto(f"{site}/console/requests/{rid}")
+        await expect(page.locator("#live")).to_contain_text(f"Legal-claims hold (active): Dispute over contract 2026/17 ({role})")
+        await page.locator("#live").get_by_role("link", name="Legal holds").click()
+        await expect(page).to_have_url(f"{site}/console/holds")
+        row = page.locator("#holds tbody tr").filter(has_text=email)
         await row.get_by_role("button", name="Release").click()
         await expect(page.locator("#hold-released")).to_contain_text(f"Hold on {email} released.")
         await expect(page.locator("#holds tbody tr").filter(has_text=email)).to_have_count(0)
