@@ -19,11 +19,14 @@ from api.state import AppState
 from dsrflow.infra.production import codec_cors_origins
 from dsrflow.infra.tracing import instrument_app
 from dsrflow.settings import Settings
+from policy.model import LoadedPolicy
 
 
-def create_app(settings: Settings, *, temporal_client: Client | None = None) -> FastAPI:
-    """The app; tests pass the client of their Temporal test environment."""
-    state = AppState(settings, temporal_client)
+def create_app(settings: Settings, *, temporal_client: Client | None = None,
+               policy: LoadedPolicy | None = None) -> FastAPI:
+    """The app; tests pass the client of their Temporal test environment. `policy`: the policy
+    file in force as `dsrflow api` read it already (read here otherwise)."""
+    state = AppState(settings, temporal_client, policy)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

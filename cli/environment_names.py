@@ -103,8 +103,8 @@ def resembling(name: str, known: Iterable[str]) -> str | None:
 def refuse_unread_variables(settings: Settings, environ: Mapping[str, str] = os.environ) -> LoadedPolicy | None:
     """Raise SettingsError in production naming each unread variable; in development, warn of
     each on standard error. A policy that does not load is left to the start that follows, which
-    names its fault. Returns the policy as read (None when it does not load): the worker starts
-    on it rather than reading the file again (26 ms of CPU a read)."""
+    names its fault. Returns the policy as read (None when it does not load): the worker and the
+    API start on it rather than reading the file again (26 ms of CPU a read)."""
     try:
         loaded: LoadedPolicy | None = load_policy(settings.policy_path)
     except PolicyError:

@@ -103,9 +103,9 @@ def api() -> None:
     gc.enable()  # off since `main`, for the imports (LONG_STARTS)
     settings = command_settings()
     refuse_unsafe_production(settings)
-    refuse_unread_variables(settings)
+    loaded = refuse_unread_variables(settings)
     setup_tracing(settings, "dsrflow-api")  # before the app: it instruments it (docs/observability.md)
-    application = create_app(settings)
+    application = create_app(settings, policy=loaded)
     # What start-up built (modules, routes, pydantic's validators, the policy) lives as long as the
     # process: frozen out of the collector's generations, as the worker's is (workers/dsr_worker.py).
     gc.freeze()
