@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
+import functools
 import io
 import json
 import re
@@ -14,6 +15,7 @@ import zipfile
 from collections.abc import AsyncIterator, Callable
 from datetime import date, datetime, timedelta
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -33,7 +35,7 @@ from dsrflow.domain.references import short_reference
 from dsrflow.settings import Settings
 from dsrflow.stores.holds_store import place_hold
 from dsrflow.stores.requests_store import create_request
-from policy.model import DEFAULT_POLICY, load_policy
+from policy.model import DEFAULT_POLICY, LoadedPolicy, load_policy
 from schemas.requests import NewRequest
 from workers.schedules import SCHEDULE_IDS
 
@@ -42,10 +44,26 @@ from workers.schedules import SCHEDULE_IDS
 OUR_SENDER = load_policy(DEFAULT_POLICY).policy.controller.sender_email
 
 
+def policy_of(settings: Settings) -> LoadedPolicy:
+    """The policy file an in-process app starts on, read once per test process for each file as
+    it is on disk (path, size, modification time): each app read it anew, 20-26 ms of CPU, and
+    the suite starts hundreds (the `http` and `app_http` fixtures, `api_client`). The app only
+    reads it (api/state.py)."""
+    path = settings.policy_path or DEFAULT_POLICY
+    stat = path.stat()
+    return _read_policy(path, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _read_policy(path: Path, size: int, mtime_ns: int) -> LoadedPolicy:
+    return load_policy(path)
+
+
 @contextlib.asynccontextmanager
 async def api_client(settings: Settings, client: Client, task_queue: str) -> AsyncIterator[httpx.AsyncClient]:
     """The real FastAPI app in-process, talking to the given Temporal client and task queue."""
-    app = create_app(settings.model_copy(update={"task_queue": task_queue}), temporal_client=client)
+    app = create_app(settings.model_copy(update={"task_queue": task_queue}), temporal_client=client,
+                     policy=policy_of(settings))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=60) as http:
         yield http
