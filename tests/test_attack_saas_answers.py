@@ -52,6 +52,18 @@ async def erase_for(loaded, name: str, pool, whom):
         await eraser.close()
 
 
+async def erasure_google_stamped(monkeypatch, tmp_path, pool, loaded, stamped: str, client_id: str):
+    """A GA4 erasure of one client id, whose deletion Google accepts stamped `stamped` (its
+    `deletionRequestTime`): the outcome, and the request's id."""
+    from tests.test_saas_ga4 import _request_with_identifiers
+
+    async with google_served(monkeypatch, tmp_path) as (app, _):
+        app.state.standin.tamper("userDeletionRequests:upsert",
+                                 lambda _, document: {**document, "deletionRequestTime": stamped})
+        rid = await _request_with_identifiers(pool, loaded, [("CLIENT_ID", client_id)])
+        return await erase_for(loaded, "ga4", pool, subject("tracked@example.com", rid)), rid
+
+
 async def read(loaded, name: str, pool) -> list:
     reader = connector(loaded, name, pool)
     try:
@@ -330,14 +342,9 @@ async def test_a_time_google_could_not_have_accepted_the_deletion_at_is_not_told
     decades on. Before, the subject's letter said Google accepted it on 1 January 1970 and would
     be done by 5 March 1970 (or in 2090). Now the erasure is done, the letter says nothing of when
     Google's deletion completes, and staff read why on the task."""
-    from tests.test_saas_ga4 import _policy, _request_with_identifiers
+    from tests.test_saas_ga4 import _policy
 
-    async with google_served(monkeypatch, tmp_path) as (app, _):
-        app.state.standin.tamper("userDeletionRequests:upsert",
-                                 lambda _, document: {**document, "deletionRequestTime": stamped})
-        loaded = _policy(tmp_path)
-        rid = await _request_with_identifiers(pool, loaded, [("CLIENT_ID", "GA1.1.777.888")])
-        outcome = await erase_for(loaded, "ga4", pool, subject("tracked@example.com", rid))
+    outcome, _ = await erasure_google_stamped(monkeypatch, tmp_path, pool, _policy(tmp_path), stamped, "GA1.1.777.888")
     assert outcome.status == "done" and outcome.datasets == {"identifiers": {"found": 1, "submitted": 1}}
     assert outcome.note is None and "cannot read (e.g. a time outside the calendar or before the request)" in (
         outcome.message or "")

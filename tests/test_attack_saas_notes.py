@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.saas_support import google_served, http_policy, http_system, subject
-from tests.test_attack_saas_answers import erase_for
-from tests.test_saas_ga4 import _request_with_identifiers
+from tests.saas_support import http_policy, http_system
+from tests.test_attack_saas_answers import erasure_google_stamped
 
 SHIPPED_GA4 = Path(__file__).resolve().parents[1] / "policy" / "http" / "ga4.yaml"
 
@@ -43,12 +42,8 @@ async def test_a_value_a_note_prints_reaches_the_letter_clean_and_bounded_or_not
     Google sent it. Now marks that reorder text are taken out of the value where it is kept, and
     a value holding a control character or longer than 256 characters is not kept: the erasure
     is done, its note left out, and staff read why on the task."""
-    async with google_served(monkeypatch, tmp_path) as (app, _):
-        app.state.standin.tamper("userDeletionRequests:upsert",
-                                 lambda _, document: {**document, "deletionRequestTime": stamped})
-        loaded = _printing_policy(tmp_path)
-        rid = await _request_with_identifiers(pool, loaded, [("CLIENT_ID", "GA1.1.121.212")])
-        outcome = await erase_for(loaded, "ga4", pool, subject("tracked@example.com", rid))
+    outcome, rid = await erasure_google_stamped(monkeypatch, tmp_path, pool, _printing_policy(tmp_path), stamped,
+                                                "GA1.1.121.212")
     assert outcome.status == "done" and outcome.datasets == {"identifiers": {"found": 1, "submitted": 1}}
     stored = await pool.fetchval("SELECT collected->'deletion_time' FROM http_identifiers WHERE request_id = $1::uuid",
                                  rid)
