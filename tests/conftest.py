@@ -277,7 +277,7 @@ async def app_http(settings):
     """The real app in-process (httpx over ASGI) without the workflow engine: for routes and
     pages that need none (staff tokens, sign-in)."""
     from api.app import create_app  # the app imports the product; keep conftest light to import
-    from tests.support import policy_of
+    from tests.policy_once import policy_of
 
     app = create_app(settings, policy=policy_of(settings))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:

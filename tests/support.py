@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
-import functools
 import io
 import json
 import re
@@ -15,7 +14,6 @@ import zipfile
 from collections.abc import AsyncIterator, Callable
 from datetime import date, datetime, timedelta
 from email.message import EmailMessage
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -35,28 +33,14 @@ from dsrflow.domain.references import short_reference
 from dsrflow.settings import Settings
 from dsrflow.stores.holds_store import place_hold
 from dsrflow.stores.requests_store import create_request
-from policy.model import DEFAULT_POLICY, LoadedPolicy, load_policy
+from policy.model import DEFAULT_POLICY
 from schemas.requests import NewRequest
+from tests.policy_once import policy_at, policy_of
 from workers.schedules import SCHEDULE_IDS
 
 # The address dsrflow sends from under the default policy: mail from it that carries one of our
 # Message-IDs is our own, and is not filed (activities/mailbox_intake.py `_ours`).
-OUR_SENDER = load_policy(DEFAULT_POLICY).policy.controller.sender_email
-
-
-def policy_of(settings: Settings) -> LoadedPolicy:
-    """The policy file an in-process app starts on, read once per test process for each file as
-    it is on disk (path, size, modification time): each app read it anew, 20-26 ms of CPU, and
-    the suite starts hundreds (the `http` and `app_http` fixtures, `api_client`). The app only
-    reads it (api/state.py)."""
-    path = settings.policy_path or DEFAULT_POLICY
-    stat = path.stat()
-    return _read_policy(path, stat.st_size, stat.st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=8)
-def _read_policy(path: Path, size: int, mtime_ns: int) -> LoadedPolicy:
-    return load_policy(path)
+OUR_SENDER = policy_at(DEFAULT_POLICY).policy.controller.sender_email
 
 
 @contextlib.asynccontextmanager
@@ -175,7 +159,7 @@ async def wait_for_due_date(pool: asyncpg.Pool, request_id: str, timeout: float 
 def controller_today(settings: Settings) -> date:
     """Today in the controller's timezone, the day the product judges due dates against (it is
     tomorrow already in Brussels late in the UTC evening)."""
-    return datetime.now(ZoneInfo(load_policy(settings.policy_path).policy.defaults.timezone)).date()
+    return datetime.now(ZoneInfo(policy_of(settings).policy.defaults.timezone)).date()
 
 
 def text_of(message: EmailMessage) -> str:
@@ -195,7 +179,7 @@ async def stored_request(pool: asyncpg.Pool, settings: Settings, label: str, typ
                          regime: str = "gdpr", email: str | None = None) -> str:
     """A request stored as intake stores it (identity attested, no workflow started), with the
     dates registering it would set, which its letters need: its id."""
-    loaded = load_policy(settings.policy_path)
+    loaded = policy_of(settings)
     row, _ = await create_request(pool, NewRequest(type=type_, regime=regime,
                                                    subject={"email": email or unique_email(label)},
                                                    identity_attested=True),
