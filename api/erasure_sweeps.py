@@ -16,6 +16,7 @@ from api.state import AppState
 from dsrflow.infra.failpoints import failpoint
 from dsrflow.infra.logging import get_logger
 from dsrflow.stores.deferred_store import Shown, retry_deferred
+from dsrflow.stores.holds_store import release_hold
 from schemas.holds import SweepInput
 
 log = get_logger(__name__)
@@ -33,6 +34,26 @@ async def start_subject_sweep(state: AppState, subject_hash: str, *, reason: str
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         rpc_timeout=timedelta(seconds=10),
     )
+
+
+async def release_and_sweep(state: AppState, pool: asyncpg.Pool, hold_id: str,
+                            actor: str) -> tuple[dict[str, Any] | None, str | None]:
+    """Release a legal-claims hold, then start erasing what it kept (DELETE /v1/legal-holds/{id},
+    the console's Release): the hold (None: no such hold) and, when the sweep could not start, the
+    error's name. The release stands whatever the workflow engine says; one sweep per hold, so
+    releasing again finds it running, or runs it again."""
+    async with pool.acquire() as conn:
+        hold = await release_hold(conn, hold_id, actor)
+    if hold is None:
+        return None, None
+    failpoint("hold-released", str(hold["id"]))  # released, its sweep not yet started (a repeat starts it)
+    try:
+        await start_subject_sweep(state, hold["subject_hash"], reason=f"legal hold {hold['id']} released",
+                                  workflow_id=f"sweep-release-{hold['id']}")
+    except Exception as exc:  # noqa: BLE001 - the release stands whatever the workflow engine says
+        log.warning("release sweep not started", hold_id=hold["id"], error=type(exc).__name__)
+        return hold, type(exc).__name__
+    return hold, None
 
 
 async def sweep_for_processor_answer(state: AppState, conn: asyncpg.Connection | asyncpg.Pool, system: str,

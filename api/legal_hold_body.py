@@ -4,10 +4,13 @@ systems and categories and the controller's today, given as validation context."
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationInfo, field_validator
 
+from policy.model import Policy
 from schemas.plain_text import StaffLine, StaffText
 
 LEGAL_CLAIMS = "Art. 17(3)(e) GDPR: establishment, exercise or defence of legal claims"
@@ -49,3 +52,10 @@ class NewLegalHold(BaseModel):
         if today is not None and value <= today:
             raise ValueError(f"must be after today ({today.isoformat()})")
         return value
+
+
+def hold_context(policy: Policy) -> dict[str, Any]:
+    """The validation context a hold is checked in: the policy's systems and categories, and the
+    controller's today (in its timezone)."""
+    return {"systems": list(policy.systems), "categories": list(policy.categories),
+            "today": datetime.now(ZoneInfo(policy.defaults.timezone)).date()}

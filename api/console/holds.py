@@ -10,9 +10,7 @@ rather than placing a second one that nobody would know to release."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
@@ -20,9 +18,9 @@ from pydantic import ValidationError
 
 from api.auth import Staff, require_console_role
 from api.deps import Pool, State
-from api.erasure_sweeps import start_subject_sweep
+from api.erasure_sweeps import release_and_sweep
 from api.forms import read_form
-from api.legal_hold_body import NewLegalHold
+from api.legal_hold_body import NewLegalHold, hold_context
 from api.pages import problem_pages, render
 from api.problems import field_errors
 from api.read_models.staff_reach import LEGAL_CLAIMS_HOLDS, READABLE_BY
@@ -33,7 +31,6 @@ from dsrflow.stores.holds_store import (
     HoldIdempotencyConflict,
     list_holds,
     place_hold,
-    release_hold,
     resolve_customer_email,
 )
 
@@ -54,7 +51,7 @@ async def _page(request: Request, state: AppState, pool: Pool, status_code: int 
     labels = {system_id: system.label for system_id, system in policy.systems.items()}
     return render(request, "console/holds.html", {
         "holds": holds, "systems": labels, "form": form or {"submission": uuid.uuid4().hex, "systems": []},
-        "errors": errors or {}, "today": datetime.now(ZoneInfo(policy.defaults.timezone)).date(),
+        "errors": errors or {}, "today": hold_context(policy)["today"],
         **context}, status_code=status_code)
 
 
@@ -93,8 +90,7 @@ async def place(staff: Annotated[Staff, require_console_role(ROLE)], request: Re
     body = {name: form[name] for name in _TEXT_FIELDS if form[name]}
     if form["systems"]:
         body["systems"] = form["systems"]
-    context = {"systems": list(policy.systems), "categories": list(policy.categories),
-               "today": datetime.now(ZoneInfo(policy.defaults.timezone)).date()}
+    context = hold_context(policy)
     errors: dict[str, str] = {}
     hold: NewLegalHold | None = None
     try:
@@ -130,14 +126,9 @@ async def release(staff: Annotated[Staff, require_console_role(ROLE)], hold_id: 
                   state: State, pool: Pool) -> Response:
     """Release the hold, then start erasing what it kept (as DELETE /v1/legal-holds/{id}); a
     press again after the sweep could not start starts it."""
-    async with pool.acquire() as conn:
-        hold = await release_hold(conn, hold_id, staff.actor)
+    hold, sweep_failed = await release_and_sweep(state, pool, hold_id, staff.actor)
     if hold is None:
         return await _page(request, state, pool, 404, release_error="No such hold: nothing was released.")
-    try:
-        await start_subject_sweep(state, hold["subject_hash"], reason=f"legal hold {hold['id']} released",
-                                  workflow_id=f"sweep-release-{hold['id']}")
-    except Exception as exc:  # noqa: BLE001 - the release stands whatever the workflow engine says
-        log.warning("release sweep not started", hold_id=hold["id"], error=type(exc).__name__)
-        return await _page(request, state, pool, 202, released_hold=hold, sweep_failed=type(exc).__name__)
+    if sweep_failed is not None:
+        return await _page(request, state, pool, 202, released_hold=hold, sweep_failed=sweep_failed)
     return await _page(request, state, pool, released_hold=hold)

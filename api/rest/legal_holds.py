@@ -5,9 +5,7 @@ Releasing a hold starts the sweep that erases what the hold kept."""
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.encoders import jsonable_encoder
@@ -17,21 +15,19 @@ from pydantic import EmailStr, ValidationError
 
 from api.auth import Staff, require_role
 from api.deps import Pool, State
-from api.erasure_sweeps import start_subject_sweep
-from api.legal_hold_body import NewLegalHold
+from api.erasure_sweeps import release_and_sweep
+from api.legal_hold_body import NewLegalHold, hold_context
 from api.problems import Problem
 from api.read_models.staff_reach import LEGAL_CLAIMS_HOLDS, READABLE_BY
 from api.state import AppState
 from dsrflow.crypto.hashing import subject_hash
 from dsrflow.crypto.keys import load_secret_key
-from dsrflow.infra.failpoints import failpoint
 from dsrflow.infra.logging import get_logger
 from dsrflow.stores.holds_store import (
     HoldIdempotencyConflict,
     get_hold,
     list_holds,
     place_hold,
-    release_hold,
     resolve_customer_email,
 )
 
@@ -49,8 +45,7 @@ async def _validated(request: Request, state: AppState) -> tuple[NewLegalHold, s
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise RequestValidationError([{"loc": ("body",), "msg": "not valid JSON", "type": "json_invalid"}]) from None
     policy = state.policy.policy
-    context = {"systems": list(policy.systems), "categories": list(policy.categories),
-               "today": datetime.now(ZoneInfo(policy.defaults.timezone)).date()}
+    context = hold_context(policy)
     errors: list[dict[str, Any]] = []
     hold: NewLegalHold | None = None
     try:
@@ -146,20 +141,13 @@ async def read(staff: Annotated[Staff, require_role(READABLE_BY[LEGAL_CLAIMS_HOL
 async def release(staff: Annotated[Staff, require_role("compliance")], hold_id: str, state: State) -> Response:
     """Release a hold, then start erasing what it kept. Releasing again changes nothing but
     starts the sweep again if it could not start before."""
-    async with (await state.db()).acquire() as conn:
-        hold = await release_hold(conn, hold_id, staff.actor)
+    hold, sweep_failed = await release_and_sweep(state, await state.db(), hold_id, staff.actor)
     if hold is None:
         raise Problem(404, "Not found", f"no legal hold {hold_id}")
-    failpoint("hold-released", str(hold["id"]))  # released, its sweep not yet started (a repeat starts it)
-    try:
-        # One sweep per hold: releasing again finds it running, or runs it again.
-        await start_subject_sweep(state, hold["subject_hash"], reason=f"legal hold {hold['id']} released",
-                                  workflow_id=f"sweep-release-{hold['id']}")
-    except Exception as exc:  # noqa: BLE001 - the release stands whatever the workflow engine says
-        log.warning("release sweep not started", hold_id=hold["id"], error=type(exc).__name__)
+    if sweep_failed is not None:
         return JSONResponse(
             {**_view(hold), "sweep_started": False,
-             "note": f"the hold is released but the erasure sweep could not start ({type(exc).__name__}); "
+             "note": f"the hold is released but the erasure sweep could not start ({sweep_failed}); "
                      f"repeat DELETE /v1/legal-holds/{hold['id']} to start it"},
             status_code=202,
         )
