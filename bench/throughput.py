@@ -1,11 +1,12 @@
 """B1 throughput: erasure requests completed per second against the engine's ceiling.
 
-    .venv/bin/python -m bench.throughput [--requests 300] [--runs 3] [--workers 1]
+    .venv/bin/python -m bench.throughput [--requests 300] [--runs 3] [--slices 3] [--workers 1]
 
 On the embedded stack (bench/common.py), each run posts `--requests` erasures (identity attested,
-one demo subject each) to `POST /v1/requests` and waits for every workflow to complete; then, in
-the same run, as many skeleton workflows (bench/skeleton.py) with the shape counted from a real
-request's history, on a worker with the same settings. The figure is the ratio of the two rates.
+one demo subject each) to `POST /v1/requests` and waits for every workflow to complete, and, in the
+same run, starts as many skeleton workflows (bench/skeleton.py) with the shape counted from a real
+request's history, on a worker with the same settings. The two take turns in `--slices` parts of
+the run. The figure is the ratio of the two rates.
 """
 
 from __future__ import annotations
@@ -146,16 +147,49 @@ async def _skeletons(client: Client, shape: Shape, count: int, run: str) -> floa
     return time.perf_counter() - start
 
 
+async def _real_part(bench: BenchStack, emails: list[str], cpu_total: dict[str, float], profile: Path | None,
+                     name: str) -> float:
+    """One slice of a run's real half; its CPU is added to `cpu_total`."""
+    cpu = bench.cpu_seconds()
+    with profiled({"worker": bench.pid("worker"), "api": bench.pid("api"),
+                   "processor": bench.pid("demo e-mail marketing service")}, profile, f"b1-real-{name}"):
+        seconds = await erasures(bench, emails)
+    _add_cpu(cpu_total, cpu, bench.cpu_seconds())
+    return seconds
+
+
+async def _skeleton_part(bench: BenchStack, worker_pid: int, shape: Shape, count: int, cpu_total: dict[str, float],
+                         profile: Path | None, name: str) -> float:
+    """The same for the skeleton's half."""
+    cpu = bench.cpu_seconds()
+    with profiled({"worker": worker_pid}, profile, f"b1-skeleton-{name}"):
+        seconds = await _skeletons(bench.client, shape, count, name)
+    _add_cpu(cpu_total, cpu, bench.cpu_seconds())
+    return seconds
+
+
 def _outside_temporal(cpu: dict[str, float]) -> float:
     return sum(ms for role, ms in cpu.items() if role != "temporal")
 
 
-def _per_request(before: dict[str, float], after: dict[str, float], count: int) -> dict[str, float]:
-    return {role: round((after[role] - before.get(role, 0.0)) * 1000 / count)
-            for role in after if after[role] - before.get(role, 0.0) >= 0.05}
+def _slices(batch: list[str], count: int) -> list[list[str]]:
+    """`batch` in `count` consecutive parts as even as can be (fewer if it is shorter)."""
+    count = max(1, min(count, len(batch)))
+    size, extra = divmod(len(batch), count)
+    bounds = [n * size + min(n, extra) for n in range(count + 1)]
+    return [batch[bounds[n]:bounds[n + 1]] for n in range(count)]
 
 
-async def main(requests: int, runs: int, workers: int, results: Path, profile: Path | None) -> None:
+def _add_cpu(total: dict[str, float], before: dict[str, float], after: dict[str, float]) -> None:
+    for role in after:
+        total[role] = total.get(role, 0.0) + after[role] - before.get(role, 0.0)
+
+
+def _per_request(seconds: dict[str, float], count: int) -> dict[str, float]:
+    return {role: round(cpu * 1000 / count) for role, cpu in seconds.items() if cpu >= 0.05}
+
+
+async def main(requests: int, runs: int, slices: int, workers: int, results: Path, profile: Path | None) -> None:
     load_before = load_1min()
     emails = [s.email for s in demo_subjects()]
     async with embedded_stack(opendsr_delay=0.0) as bench:
@@ -184,36 +218,37 @@ async def main(requests: int, runs: int, workers: int, results: Path, profile: P
                 batch = [emails[(3 + run * requests + i) % len(emails)] for i in range(requests)]
                 load = load_1min()
 
-                async def real_half(run: int = run, batch: list[str] = batch) -> tuple[float, dict[str, float]]:
-                    cpu = bench.cpu_seconds()
-                    with profiled({"worker": bench.pid("worker"), "api": bench.pid("api"),
-                                   "processor": bench.pid("demo e-mail marketing service")}, profile,
-                                  f"b1-real-{run + 1}"):
-                        seconds = await erasures(bench, batch)
-                    return seconds, _per_request(cpu, bench.cpu_seconds(), requests)
-
-                async def skeleton_half(run: int = run) -> tuple[float, dict[str, float]]:
-                    cpu = bench.cpu_seconds()
-                    with profiled({"worker": skeleton_workers[0].pid}, profile, f"b1-skeleton-{run + 1}"):
-                        seconds = await _skeletons(bench.client, real_shape, requests, str(run))
-                    return seconds, _per_request(cpu, bench.cpu_seconds(), requests)
-
-                # The dev server slows a little as its database grows: whichever half runs second
-                # pays for it, so the halves take turns going first.
-                if run % 2 == 0:
-                    (real, cpu_real), (ceiling, cpu_skeleton) = await real_half(), await skeleton_half()
-                else:
-                    (ceiling, cpu_skeleton), (real, cpu_real) = await skeleton_half(), await real_half()
-                row = {"run": run + 1, "first": "real" if run % 2 == 0 else "skeleton",
+                real = ceiling = 0.0
+                cpu_real: dict[str, float] = {}
+                cpu_skeleton: dict[str, float] = {}
+                # The halves take turns in slices (real, skeleton; skeleton, real; ...), so that both
+                # sample the same phases of the machine: halves run one after the other have given
+                # ratios 0.58 and 0.90 in one set, as the machine's speed drifted between them. A
+                # slice's start and end cost each half the same share of its time (in-flight
+                # requests over twice the slice's), so the ratio is not biased by the slicing. The
+                # dev server also slows a little as its database grows: the turns share that too.
+                for part, chunk in enumerate(_slices(batch, slices)):
+                    name = f"{run + 1}-{part + 1}"
+                    real_part = _real_part(bench, chunk, cpu_real, profile, name)
+                    skeleton_part = _skeleton_part(bench, skeleton_workers[0].pid, real_shape, len(chunk),
+                                                   cpu_skeleton, profile, name)
+                    if (run * slices + part) % 2 == 0:
+                        real += await real_part
+                        ceiling += await skeleton_part
+                    else:
+                        ceiling += await skeleton_part
+                        real += await real_part
+                cpu_ms, skeleton_cpu_ms = _per_request(cpu_real, requests), _per_request(cpu_skeleton, requests)
+                row = {"run": run + 1, "slices": slices,
                        "load_1min": load, "requests": requests,
                        "real_seconds": round(real, 2), "skeleton_seconds": round(ceiling, 2),
                        "real_per_second": round(requests / real, 2),
                        "skeleton_per_second": round(requests / ceiling, 2),
                        "ratio": round(ceiling / real, 3),
-                       "cpu_ms_per_request": cpu_real, "skeleton_cpu_ms_per_request": cpu_skeleton,
-                       "own_cpu_ms_per_request": sum(cpu_real.values()) - sum(cpu_skeleton.values()),
-                       "own_cpu_outside_temporal_ms_per_request": _outside_temporal(cpu_real)
-                       - _outside_temporal(cpu_skeleton)}
+                       "cpu_ms_per_request": cpu_ms, "skeleton_cpu_ms_per_request": skeleton_cpu_ms,
+                       "own_cpu_ms_per_request": sum(cpu_ms.values()) - sum(skeleton_cpu_ms.values()),
+                       "own_cpu_outside_temporal_ms_per_request": _outside_temporal(cpu_ms)
+                       - _outside_temporal(skeleton_cpu_ms)}
                 print(row)
                 rows.append(row)
         finally:
@@ -221,7 +256,8 @@ async def main(requests: int, runs: int, workers: int, results: Path, profile: P
                 stop(proc)
     write_result(
         results, "b1_throughput" if workers == 1 else f"b1_throughput_{workers}_workers",
-        params={"requests": requests, "runs": runs, "workers": workers, "api_concurrency": CONCURRENCY,
+        params={"requests": requests, "runs": runs, "slices": slices, "workers": workers,
+                "api_concurrency": CONCURRENCY,
                 "opendsr_completion_delay": 0.0},
         figures={"real_per_second": median([r["real_per_second"] for r in rows]),
                  "skeleton_per_second": median([r["skeleton_per_second"] for r in rows]),
@@ -234,7 +270,9 @@ async def main(requests: int, runs: int, workers: int, results: Path, profile: P
                  "history_bytes_per_request": real_shape.bytes, "skeleton_history_bytes": skeleton_shape.bytes},
         runs=rows, load_before=load_before,
         notes=["ratio = skeleton seconds / real seconds for the same number of requests, per run; "
-               "the real half goes first in odd runs, the skeleton's in even runs",
+               "since 2026-12-06 22:30 UTC each run is cut into `slices` parts, the halves taking turns "
+               "(real then skeleton, skeleton then real, ...), each half's seconds and CPU summed over its "
+               "parts; before, the two halves of a run ran once each, one after the other",
                "the skeleton mirrors activities, child workflows, timers, signals, updates, patch markers, "
                "search-attribute upserts and the history's size in bytes (the last three since 2026-12-01 "
                "16:30 UTC: history_bytes_per_request against skeleton_history_bytes)",
@@ -250,7 +288,9 @@ async def main(requests: int, runs: int, workers: int, results: Path, profile: P
 if __name__ == "__main__":
     parser = arguments(__doc__)
     parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--slices", type=int, default=3,
+                        help="parts each run is cut into, the real and skeleton halves taking turns")
     parser.add_argument("--workers", type=int, default=1,
                         help="worker processes for the requests (and as many for the skeleton)")
     args = parser.parse_args()
-    asyncio.run(main(args.requests, args.runs, args.workers, args.results, args.profile))
+    asyncio.run(main(args.requests, args.runs, args.slices, args.workers, args.results, args.profile))
