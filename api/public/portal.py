@@ -41,7 +41,7 @@ from api.ratelimit import RateLimiter
 from api.read_models.evidence_deadlines import policy_defaults
 from api.service import live_state
 from api.state import AppState
-from dsrflow.domain.appeals import AppealRefused, appealed_request
+from dsrflow.domain.appeals import ASKED, AppealRefused, appealed_request
 from dsrflow.domain.deadlines import takes_complaints
 from dsrflow.domain.references import short_reference
 from dsrflow.domain.request_resume import ended_flag
@@ -193,8 +193,6 @@ _NO_REFERENCE = N_("Enter the request reference from our e-mail, like %(example)
 _NO_REASONS = N_("Tell us what your complaint is about.")
 _REASONS = N_("Tell us what your complaint is about in at most %(count)s characters, as plain text: line breaks "
               "are fine, other control characters are not.")
-# What a complaint repeats of the refused request: what it asked, for us to reconsider it.
-_REPEATED = ("corrections", "restriction_grounds", "objection_scope")
 COMPLAINTS_PATH = "/portal/complaints"
 
 
@@ -265,13 +263,13 @@ async def _complain(request: Request, state: State, limiter: Limiter) -> Respons
 async def _complaint(state: AppState, body: dict[str, Any], t: Translator,
                      messages: dict[str, str]) -> PublicNewRequest | None:
     """The complaint a form right in its own fields (`body`) makes about the request its reference
-    names: of that request's type and with its details (`_REPEATED`); None, whatever the reason,
+    names: of that request's type and with its details (`ASKED`); None, whatever the reason,
     when the reference names no request of that address, or one the complaint cannot repeat."""
     try:
         refused = await appealed_request(await state.db(), str(body["appeal_of"])[:100], body["email"])
     except AppealRefused:
         return None
-    repeated = {k: v for k, v in (refused["details"] or {}).items() if k in _REPEATED}
+    repeated = {k: v for k, v in (refused["details"] or {}).items() if k in ASKED}
     errors: dict[str, str] = {}
     new = request_form.validate(PublicNewRequest, {**body, "type": refused["request_type"], **repeated},
                                 errors, messages)

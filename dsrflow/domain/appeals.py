@@ -8,6 +8,8 @@ delay". Which of the two a regime has is `reconsiders`; the subject reads "appea
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
+from typing import Any
 
 import asyncpg
 
@@ -40,6 +42,10 @@ _REFUSED = """SELECT EXISTS (SELECT 1 FROM audit_events WHERE request_id = $1 AN
                       OR (event_type = 'letter.skip_settled' AND NOT (data->>'went')::boolean)))"""
 
 
+# The details that say what a request asks for: an appeal (and the portal's complaint form, which
+# repeats them: api/public/portal.py) asks for the same as the request it is about.
+ASKED = {"corrections": "corrections", "restriction_grounds": "restriction grounds",
+         "objection_scope": "objection scope"}
 # The follow-up as the refusals read it (dsrflow/domain/deadlines.py `reconsiders`).
 _A = {"appeal": "an appeal", "complaint": "a complaint"}
 
@@ -48,8 +54,8 @@ async def check_appeal(conn: asyncpg.Connection | asyncpg.Pool, new: NewRequest)
     """The request as it is to be opened: an appeal takes the regime of the request it refers to,
     and its country unless the appeal states one.
     Raises AppealRefused when the referred request does not exist, is another subject's, was not
-    refused, is itself an appeal, or falls under a law that grants no appeal, and when an appeal
-    (not a complaint) carries `complaint_reasons`."""
+    refused, is itself an appeal, or falls under a law that grants no appeal, when the appeal asks
+    for other than it did (`ASKED`), and when an appeal (not a complaint) carries `complaint_reasons`."""
     if new.appeal_of is None:
         return new
     original = await appealed_request(conn, new.appeal_of, str(new.subject.email))
@@ -73,6 +79,12 @@ async def check_appeal(conn: asyncpg.Connection | asyncpg.Pool, new: NewRequest)
     if new.type.value != original["request_type"]:
         raise AppealRefused("type", f"{_A[kind]} is of the same type as the request it is about "
                             f"({original['request_type']})")
+    if differs := _asked_otherwise(new.details(), original["details"] or {}):
+        # Reconsidering a refusal is deciding again what was refused. Before, only the type was
+        # compared: an appeal asking for other corrections, grounds or scope was a new request run
+        # as the refused one's follow-up, its evidence and letters saying we reconsidered that.
+        raise AppealRefused(differs, f"{_A[kind]} asks for what the request it is about asked: the same "
+                            f"{ASKED[differs]}")
     if not await conn.fetchval(_REFUSED, original["id"]):
         raise AppealRefused("appeal_of", "that request was not refused, in whole or in part: "
                             "there is nothing to appeal")
@@ -81,6 +93,18 @@ async def check_appeal(conn: asyncpg.Connection | asyncpg.Pool, new: NewRequest)
     # policy's default would make a Virginian Belgian); one the appeal states is newer.
     return new.model_copy(update={"regime": Regime(original["regime"]), "appeal_of": uuid.UUID(str(original["id"])),
                                   "country": new.country or original["country"]})
+
+
+def _asked_otherwise(appeal: Mapping[str, Any], original: Mapping[str, Any]) -> str | None:
+    """The first detail saying what is asked (`ASKED`) in which the appeal differs from the request
+    it is about; the grounds of a restriction in any order."""
+    for field in ASKED:
+        mine, theirs = appeal.get(field), original.get(field)
+        if isinstance(mine, list) and isinstance(theirs, list):
+            mine, theirs = sorted(mine), sorted(theirs)
+        if mine != theirs:
+            return field
+    return None
 
 
 _COLUMNS = "SELECT id, regime, request_type, subject_email, country, details FROM dsr_requests"

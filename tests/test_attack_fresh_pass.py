@@ -1,0 +1,91 @@
+"""A fresh attacker's pass on the subject portal and the staff console (2026-12-06), where the other
+attack tests (tests/test_attack_*.py, test_hostile_forms.py, test_redteam_*.py) do not reach
+(docs/security.md, "A fresh pass: appeals"). The real app in-process over ASGI, PostgreSQL and
+Temporal; no worker: every attack is answered before a workflow would run."""
+
+from __future__ import annotations
+
+from dsrflow.crypto.keys import load_secret_key
+from dsrflow.domain.audit import append_event
+from dsrflow.domain.references import short_reference
+from dsrflow.stores.requests_store import create_request
+from policy.model import DEFAULT_POLICY
+from schemas.requests import NewRequest
+from tests.policy_once import policy_of
+from tests.ratelimit_support import app_clients, stored_for, unique_ip
+from tests.support import staff_headers, unique_email
+
+
+async def _refused(pool, settings, email: str, regime: str, **details) -> str:
+    """A request stored as refused (its denial's `letter.sent`, as the letter activity records it),
+    without running its workflow: what an appeal names."""
+    row, _ = await create_request(pool, NewRequest(regime=regime, subject={"email": email}, identity_attested=True,
+                                                   **details),
+                                  loaded_policy=policy_of(settings), secret=load_secret_key(settings),
+                                  actor="test", idempotency_key=None)
+    refused = str(row["id"])
+    async with pool.acquire() as conn:
+        await append_event(conn, event_key=f"{refused}:test-denial", event_type="letter.sent", actor="workflow",
+                           request_id=refused, data={"purpose": "denial", "refusal": True})
+    return refused
+
+
+async def test_an_appeal_asks_for_what_the_refused_request_asked_and_nothing_else(settings, pool, dev_server,
+                                                                                  task_queue):
+    """A subject whose correction of their phone number we refused appealed it, over the API (or
+    the portal's form with a field added), asking to correct something else: only the appeal's
+    type was compared with the refused request's, so it was opened as that refusal's appeal, on
+    an appeal's deadline, its page, letters and evidence saying we reconsidered the refusal while
+    what compliance approved was another correction. So could an objection appeal with another
+    scope, a restriction with other grounds, and staff open such an appeal. Now an appeal asks for
+    what the refused request asked (a restriction's grounds in any order): otherwise it is refused,
+    in the public's same words as any appeal that cannot be opened, naming the detail to staff, and
+    nothing is stored."""
+    full = settings.model_copy(update={"policy_path": DEFAULT_POLICY})
+    email = unique_email("appeal-asks")
+    phone = await _refused(pool, full, email, "uk_gdpr", type="rectification", corrections={"phone": "+44 20 7946 0000"})
+    scope = await _refused(pool, full, email, "vcdpa", type="objection", objection_scope="profiling")
+    grounds = await _refused(pool, full, email, "uk_gdpr", type="restriction",
+                             restriction_grounds=["accuracy_contested", "objection_pending"])
+    async with app_clients(full, dev_server.client, task_queue) as call_from:
+        subject = call_from(unique_ip())
+        for body in (
+            {"type": "rectification", "appeal_of": short_reference(phone), "corrections": {"last_name": "Mallory"}},
+            {"type": "rectification", "appeal_of": phone, "corrections": {"phone": "+44 20 7946 0001"}},
+            {"type": "objection", "appeal_of": short_reference(scope), "objection_scope": "direct_marketing"},
+            {"type": "restriction", "appeal_of": short_reference(grounds), "restriction_grounds": ["unlawful_processing"]},
+        ):
+            r = await subject.post("/v1/public/requests", json={**body, "email": email})
+            assert r.status_code == 422, r.text
+            assert r.json()["errors"] == [{"field": "appeal_of", "message": (
+                f"no request {body['appeal_of']} of this data subject that can be appealed: an appeal (or, under UK "
+                "data protection law, a complaint to us) names a request of yours that we refused, in whole or in "
+                "part, under a law that grants one (VCDPA, CTDPA, CPA; UK GDPR, Data Protection Act 2018 s. 164A), "
+                "and asks for the same as that request")}]
+        # The portal's request form, with the field its complaint form's link would carry added.
+        r = await subject.post("/portal/requests", data={
+            "type": "restriction", "email": email, "appeal_of": short_reference(grounds),
+            "restriction_grounds": "unlawful_processing"})
+        assert r.status_code == 422 and "We cannot open this appeal" in r.text, r.text
+        agent = await staff_headers(pool, "agent")
+        r = await subject.post("/v1/requests", headers=agent, json={
+            "type": "objection", "subject": {"email": email}, "appeal_of": scope, "objection_scope": "legitimate_interest"})
+        assert r.status_code == 422, r.text
+        assert r.json()["errors"] == [{"field": "objection_scope", "message": (
+            "an appeal asks for what the request it is about asked: the same objection scope")}]
+        assert await stored_for(pool, email) == 3
+
+        # What the refused requests asked, the grounds in another order: opened as their appeals.
+        for body in (
+            {"type": "rectification", "appeal_of": short_reference(phone), "corrections": {"phone": "+44 20 7946 0000"}},
+            {"type": "restriction", "appeal_of": short_reference(grounds),
+             "restriction_grounds": ["objection_pending", "accuracy_contested"]},
+        ):
+            r = await subject.post("/v1/public/requests", json={**body, "email": email})
+            assert r.status_code == 202, r.text
+        r = await subject.post("/v1/requests", headers=agent, json={
+            "type": "objection", "subject": {"email": email}, "appeal_of": scope, "objection_scope": "profiling"})
+        assert r.status_code == 201, r.text
+    appeals = await pool.fetch("SELECT details FROM dsr_requests WHERE subject_email = $1 AND details ? 'appeal_of'",
+                               email)
+    assert sorted(row["details"]["appeal_of"] for row in appeals) == sorted((phone, scope, grounds))
