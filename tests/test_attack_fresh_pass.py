@@ -5,15 +5,18 @@ Temporal; no worker: every attack is answered before a workflow would run."""
 
 from __future__ import annotations
 
+import httpx
+
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.domain.audit import append_event
 from dsrflow.domain.references import short_reference
 from dsrflow.stores.requests_store import create_request
+from dsrflow.stores.staff_tokens import create_token
 from policy.model import DEFAULT_POLICY
 from schemas.requests import NewRequest
 from tests.policy_once import policy_of
 from tests.ratelimit_support import app_clients, stored_for, unique_ip
-from tests.support import staff_headers, unique_email
+from tests.support import CSRF_FIELD, staff_headers, unique_email
 
 
 async def _refused(pool, settings, email: str, regime: str, **details) -> str:
@@ -89,3 +92,26 @@ async def test_an_appeal_asks_for_what_the_refused_request_asked_and_nothing_els
     appeals = await pool.fetch("SELECT details FROM dsr_requests WHERE subject_email = $1 AND details ? 'appeal_of'",
                                email)
     assert sorted(row["details"]["appeal_of"] for row in appeals) == sorted((phone, scope, grounds))
+
+
+# What a browser's URL parser drops or reads as a slash (a tab, a line break, a backslash, each
+# percent-encoded too) between the leading slash and a host: each would make a path another host.
+SLIPPED_HOSTS = ("/\t/evil.example", "/\n/evil.example", "/\r\n/evil.example", "/%09/evil.example",
+                 "/%5C/evil.example", "/%2F/evil.example", "/%2F%2Fevil.example", "/.//evil.example")
+
+
+async def test_a_sign_in_link_leads_only_to_a_page_of_the_console(app_http, pool):
+    """A phishing link to our sign-in page whose `next` hides another host where a browser would
+    find one: after a real sign-in, and for a browser already signed in, the redirect stays on this
+    site, whatever the browser's parser makes of it."""
+    token = await create_token(pool, "agent", "fresh pass next")
+    for hostile in SLIPPED_HOSTS:
+        app_http.cookies.clear()
+        page = await app_http.get("/console/sign-in", params={"next": hostile})
+        signed = await app_http.post("/console/sign-in", data={
+            "token": token, "next": hostile, "csrf_token": CSRF_FIELD.search(page.text).group(1)})
+        assert signed.status_code == 303, signed.text
+        again = await app_http.get("/console/sign-in", params={"next": hostile})  # already signed in
+        for location in (signed.headers["location"], again.headers["location"]):
+            assert not set(location) & set("\t\r\n\\"), (hostile, location)
+            assert httpx.URL("http://dsrflow.test/").join(location).host == "dsrflow.test", (hostile, location)
