@@ -19,6 +19,7 @@ from playwright.async_api import Browser, Page, expect
 
 from api.app import create_app
 from api.auth import create_token
+from dsrflow.domain.references import short_reference
 from dsrflow.i18n import long_date
 from tests.conftest import CHROMIUM
 from tests.fanout_stack import loopback_socket, serve
@@ -192,7 +193,7 @@ async def test_compliance_reads_the_evidence_pack_and_the_dashboard(browser, sit
     await expect(page.locator("#status")).to_contain_text("completed")
 
     await page.get_by_role("link", name="Evidence pack").click()
-    await expect(page.get_by_role("heading", level=1)).to_contain_text(rid)
+    await expect(page.get_by_role("heading", level=1)).to_contain_text(short_reference(rid))
     await expect(page.locator("#chain-result")).to_contain_text("linked into the hash chain")
     await shots(page, "evidence")
     pdf = ARTIFACTS / f"evidence-{rid[:8]}.pdf"

@@ -16,6 +16,7 @@ from playwright.async_api import expect
 from api.console import queue
 from api.csrf import SESSION_COOKIE
 from dsrflow.crypto.hashing import token_hash
+from dsrflow.domain.references import short_reference
 from tests.fanout_stack import fanout_stack
 from tests.support import wait_for_letter
 from tests.test_browser import (  # noqa: F401 (fixtures)
@@ -81,7 +82,7 @@ async def test_each_role_follows_the_header_links_and_signs_out(browser, site, p
             await page.goto(f"{site}/console/requests/{later}")
             await page.get_by_role("link", name="Evidence pack").click()
             await expect(page).to_have_url(f"{site}/v1/requests/{later}/evidence.html")
-            await expect(page.get_by_role("heading", level=1)).to_contain_text(later)
+            await expect(page.get_by_role("heading", level=1)).to_contain_text(short_reference(later))
             await expect(page.locator("#chain-result")).to_contain_text("linked into the hash chain")
             await shots(page, "evidence")
             await page.go_back()

@@ -160,7 +160,7 @@ async def test_each_role_follows_the_consoles_back_links(browser, nav_site, pool
         else:
             await page.get_by_role("link", name="Evidence pack").click()
             await expect(page).to_have_url(f"{site}/v1/requests/{rid}/evidence.html")
-            await expect(heading).to_contain_text(rid)
+            await expect(heading).to_contain_text(short_reference(rid))
             await page.get_by_role("link", name="This pack as JSON").click()
             await expect(page).to_have_url(f"{site}/v1/requests/{rid}/evidence")
             assert json.loads(await page.locator("pre").first.inner_text())["request"]["id"] == rid

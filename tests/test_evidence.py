@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import uuid
 
 import pytest
@@ -13,6 +14,7 @@ from api.read_models.evidence import assemble_evidence
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.domain.audit import append_event
 from dsrflow.domain.audit_anchors import write_anchor
+from dsrflow.domain.references import short_reference
 from dsrflow.stores.requests_store import create_request
 from policy.model import load_policy
 from schemas.requests import NewRequest
@@ -92,6 +94,19 @@ async def test_the_pack_names_the_type_in_the_law_of_the_requests_regime(http, p
     page = await http.get(f"/v1/requests/{r.json()['id']}/evidence.html", headers=await staff_headers(pool, "compliance"))
     assert page.status_code == 200
     assert f"<dt>Type</dt><dd>{label}</dd>" in page.text
+
+
+async def test_the_pack_is_titled_by_the_requests_reference_and_keeps_its_id_where_matched(http, pool):
+    """The console names a request by its short reference; the pack's title and heading gave the
+    whole id. The id stays where a tool or an auditor matches it: the facts, the links."""
+    r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
+        "type": "access", "subject": {"email": f"evidence.{uuid.uuid4().hex[:8]}@example.com"}})
+    rid = r.json()["id"]
+    page = (await http.get(f"/v1/requests/{rid}/evidence.html", headers=await staff_headers(pool, "compliance"))).text
+    title, heading = re.search(r"<title>(.*?)</title>", page).group(1), re.search(r"<h1>(.*?)</h1>", page).group(1)
+    assert short_reference(rid) in title and short_reference(rid) in heading
+    assert rid not in title and rid not in heading
+    assert f'id="request-id">{rid}</span>' in page and f'href="/v1/requests/{rid}/evidence"' in page
 
 
 @pytest.mark.parametrize(("role", "json_status", "page_status"), [(None, 401, 303), ("agent", 403, 403)])

@@ -18,6 +18,7 @@ from api.read_models.actors import actor_name
 from api.read_models.evidence import assemble_evidence, planned_recipients
 from api.read_models.evidence_names import Labels
 from dsrflow.crypto.keys import load_secret_key
+from dsrflow.domain.references import short_reference
 from dsrflow.settings import Settings
 from dsrflow.stores.team_store import staff_names
 
@@ -56,7 +57,10 @@ async def evidence_page(staff: Annotated[Staff, require_console_role("compliance
     # console page (the `controller_time` filter, api/pages.py); every day as the `longdate` filter writes it.
     timezone = pack["deadlines"]["basis"]["timezone"]
     return render(request, "console/evidence.html", {
+        # Named by its short reference, as the console names a request; the full id where a tool or
+        # an auditor matches it (the Request facts, the links, the JSON).
         "pack": pack, "staff": staff, "who": lambda actor: actor_name(actor, names),
+        "reference": short_reference(pack["request"]["id"]),
         "controller_timezone": timezone,
         "describe": lambda event: event_lines.describe_event(event, names, labels.systems, language=language,
                                                              timezone=timezone),
