@@ -113,6 +113,7 @@ MATRIX = [
     Row("POST",   "/console/suppressions/lift",         None,                                   303, 403, 422, 422),
     # Legal-claims holds (api/console/holds.py): compliance's; an empty form is refused (422).
     Row("GET",    "/console/holds",                     None,                                   303, 403, 200, 200),
+    Row("GET",    "/console/holds?released=eyJ4IjoxfQ", None,                                   303, 403, 200, 200),
     Row("POST",   "/console/holds",                     None,                                   303, 403, 422, 422),
     Row("POST",   f"/console/holds/{NO_HOLD}/release",  None,                                   303, 403, 404, 404),
     # Staff tokens (api/staff_writes.py TOKEN_ROLE): an empty form is refused (422) for an admin.

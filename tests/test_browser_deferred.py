@@ -6,18 +6,21 @@ policy has no systems, and the panel then named them by their ids: "Ask surveys 
 deferred rows are written as the sweep leaves a failed processor's (activities/deferred_processors.py),
 under a hold that is still in force, so the sweep the retry starts keeps them rather than asking
 the processor. tests/test_browser_deferred_retry.py presses "Ask … again" where the first press
-never reached the processor. The header's "Legal holds" page: a hold placed and released by
-compliance and an admin, not shown to an agent."""
+never reached the processor. The header's "Legal holds" page: a hold placed (on a system and a
+data category) and released by compliance and an admin, then read among the released holds, a page
+at a time, with a link to the request whose erasure it had deferred; not shown to an agent."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from playwright.async_api import expect
 
+from api.console.released_holds import PAGE_SIZE
+from dsrflow.domain.references import short_reference
 from tests.fanout_stack import fanout_stack
 from tests.support import eventually, unique_email
 from tests.test_browser import CHROMIUM, open_request, shots, signed_in  # noqa: F401 (fixtures)
@@ -28,6 +31,7 @@ pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's he
 
 MARKETING, SURVEYS = "E-mail marketing (newsletters)", "Survey service provider"  # the policy's labels
 CRM = "CRM (contacts, support requests, live chat)"
+PAYMENTS = "Payment confirmations, invoices and mandate information"
 
 
 @pytest.fixture
@@ -114,13 +118,25 @@ async def test_compliance_asks_a_processor_again_and_an_admin_records_it_erased(
 
 async def test_compliance_and_an_admin_place_and_release_a_legal_hold_and_an_agent_is_not_shown_it(
         browser, labelled_site, pool):
-    """The header's "Legal holds": compliance and an admin place a hold on one system, first with a
-    reason too short and a review date gone (each refused beside its field, what was typed and
-    ticked kept), then as it should be, see it in force and release it. An agent is shown no link,
-    and the page refuses it. Before the page, a hold was placed and released with curl alone."""
+    """The header's "Legal holds": compliance and an admin place a hold on one system and one data
+    category, first with a reason too short and a review date gone (each refused beside its field,
+    what was typed and ticked kept), then as it should be, see it in force and release it; it is
+    then among the released holds, saying who placed and released it, and links the request whose
+    erasure it had deferred; older released holds are a page away. An agent is shown no link, and
+    the page refuses it. Before the page, a hold was placed and released with curl alone; before
+    the released list, a released hold was gone from the page."""
     site = labelled_site
     past = (date.today() - timedelta(days=1)).isoformat()
     review = date.today() + timedelta(days=200)
+    # More than a page of released holds: the ones released now come first, these a page later.
+    for n in range(PAGE_SIZE):
+        await pool.execute(
+            """INSERT INTO legal_holds (id, subject_hash, subject_email, systems, basis, reason, review_date,
+                                        placed_by, placed_at, released_by, released_at)
+               VALUES ($1, $2, $3, NULL, 'Art. 17(3)(e) GDPR', 'An old dispute, settled', '2001-06-30',
+                       'compliance:test', $4, 'admin:test', $4)""",
+            uuid.uuid4(), f"browser-{uuid.uuid4().hex}", unique_email("held.old"),
+            datetime(2000, 1, 1, tzinfo=UTC) + timedelta(days=n))
     for role in ("compliance", "admin"):
         email = unique_email(f"held.{role}")
         page = await signed_in(browser, site, pool, role, "/console/")
@@ -128,6 +144,7 @@ async def test_compliance_and_an_admin_place_and_release_a_legal_hold_and_an_age
         await expect(page.get_by_role("heading", level=1)).to_have_text("Legal holds")
         await page.get_by_label("Subject's e-mail address").fill(email)
         await page.get_by_label(CRM).check()
+        await page.get_by_label(PAYMENTS).check()
         await page.get_by_label("Reason (the claim it is kept for; kept in the audit trail)").fill("Dispute")
         await page.get_by_label("Review by").fill(past)
         await page.get_by_role("button", name="Place the hold").click()
@@ -135,6 +152,7 @@ async def test_compliance_and_an_admin_place_and_release_a_legal_hold_and_an_age
         await expect(page.locator("#review_date-error")).to_contain_text("must be after today")
         await expect(page.get_by_label("Subject's e-mail address")).to_have_value(email)
         await expect(page.get_by_label(CRM)).to_be_checked()
+        await expect(page.get_by_label(PAYMENTS)).to_be_checked()
         assert await pool.fetchval("SELECT count(*) FROM legal_holds WHERE subject_email = $1", email) == 0
 
         await page.get_by_label("Reason (the claim it is kept for; kept in the audit trail)").fill(
@@ -144,12 +162,21 @@ async def test_compliance_and_an_admin_place_and_release_a_legal_hold_and_an_age
         await expect(page.locator("#hold-placed")).to_contain_text(f"Hold placed on {email}")
         row = page.locator("#holds tbody tr").filter(has_text=email)
         await expect(row).to_contain_text(CRM)
+        await expect(row).to_contain_text(PAYMENTS)
         await expect(row).to_contain_text(f"Dispute over contract 2026/17 ({role})")
-        hold = await pool.fetchrow("SELECT id, systems, review_date FROM legal_holds WHERE subject_email = $1", email)
-        assert (list(hold["systems"]), hold["review_date"]) == (["crm"], review)
+        hold = await pool.fetchrow("SELECT id, systems, categories, review_date FROM legal_holds WHERE subject_email = $1",
+                                   email)
+        assert (list(hold["systems"]), list(hold["categories"]), hold["review_date"]) == (["crm"], ["payments"], review)
 
         # A request of the held subject names the hold, and leads to the page that releases it.
         rid = await open_request(site, pool, subject={"email": email})
+        # What an erasure of it left under the hold, as erased since (the release's sweep has nothing to do).
+        await pool.execute(
+            """INSERT INTO deferred_erasures (request_id, subject_hash, system, dataset, record_key, hold_kind,
+                                              hold_ref, policy_version, done_at)
+               SELECT r.id, h.subject_hash, 'crm', 'contacts', 'c-1', 'legal_claims', $2, r.policy_version, now()
+                 FROM legal_holds h, dsr_requests r WHERE r.id = $1 AND h.id = $3""",
+            uuid.UUID(rid), str(hold["id"]), hold["id"])
         await page.goto(f"{site}/console/requests/{rid}")
         await expect(page.locator("#live")).to_contain_text(f"Legal-claims hold (active): Dispute over contract 2026/17 ({role})")
         await page.locator("#live").get_by_role("link", name="Legal holds").click()
@@ -159,6 +186,17 @@ async def test_compliance_and_an_admin_place_and_release_a_legal_hold_and_an_age
         await expect(page.locator("#hold-released")).to_contain_text(f"Hold on {email} released.")
         await expect(page.locator("#holds tbody tr").filter(has_text=email)).to_have_count(0)
         assert await pool.fetchval("SELECT released_at IS NOT NULL FROM legal_holds WHERE id = $1", hold["id"])
+
+        released = page.locator("#released-holds tbody tr")
+        await expect(released.first).to_contain_text(email)  # the last released first
+        await expect(released.first).to_contain_text(f"by browser {role} ({role})")
+        await expect(released.first).to_contain_text(f"{CRM}; {PAYMENTS}")
+        await page.get_by_role("link", name="Older released holds").click()
+        await expect(released.filter(has_text=email)).to_have_count(0)
+        await expect(released.first).to_be_visible()
+        await page.get_by_role("link", name="back to the last released").click()
+        await released.first.get_by_role("link", name=short_reference(rid)).click()
+        await expect(page).to_have_url(f"{site}/console/requests/{rid}")
         await page.context.close()
 
     page = await signed_in(browser, site, pool, "agent", "/console/")

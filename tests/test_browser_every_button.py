@@ -20,9 +20,11 @@ A = agent, C = compliance, D = admin; "all" = A, C, D. Test names are shortened.
 | objection's link                               |          |                                                          | refused); suppression_lift (HTTP)         |
 | header: Legal holds                            | C, D     | deferred place_and_release_a_legal_hold (C, D)           | A: deferred (not shown, GET 403);         |
 |                                                |          |                                                          | authz_matrix                              |
-| holds: Place the hold (each field)             | C, D     | deferred place_and_release_a_legal_hold (C, D; refused   | A: authz_matrix (403); hostile_forms      |
-|                                                |          | short reason, past date, then placed)                    |                                           |
+| holds: Place the hold (each field, a system and| C, D     | deferred place_and_release_a_legal_hold (C, D; refused   | A: authz_matrix (403); hostile_forms      |
+| a data category ticked)                        |          | short reason, past date, then placed)                    |                                           |
 | holds: a row's Release                         | C, D     | deferred place_and_release_a_legal_hold (C, D)           | A: authz_matrix (403)                     |
+| holds: Older released holds, "back to the last | C, D     | deferred place_and_release_a_legal_hold (C, D)           | A: authz_matrix (403, with `?released=`)  |
+| released", a released hold's request link      |          |                                                          |                                           |
 | header: Tokens                                 | D        | staff_token_browser admin_creates (D)                    | A, C: staff_token_browser (not shown, GET |
 |                                                |          |                                                          | 403); authz_matrix                        |
 | tokens: Create the token (role, label, expiry),| D        | staff_token_browser admin_creates (D)                    | A, C: authz_matrix (403)                  |

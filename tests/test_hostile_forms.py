@@ -156,7 +156,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "/console/views": ("name", "query"),
     "/console/views/{view_id}/delete": (),
     "/console/suppressions/check": ("addresses",),
-    "/console/holds": ("email", "customer_id", "systems", "reason", "review_date", "submission"),
+    "/console/holds": ("email", "customer_id", "systems", "categories", "reason", "review_date", "submission"),
     "/console/holds/{hold_id}/release": (),
     "/console/tokens": ("role", "label", "expires_in_days"),
     "/console/tokens/{token_id}/revoke": ("descendants",),  # "yes": the tokens it created too

@@ -1,7 +1,9 @@
 """The console's "Legal holds" page: compliance (and admins) place an Art. 17(3)(e) legal-claims
-hold on a subject, see the holds in force and release one, as `POST`/`GET`/`DELETE
+hold on a subject, on some systems or data categories or all, see the holds in force and release
+one, and read those released (api/console/released_holds.py), as `POST`/`GET`/`DELETE
 /v1/legal-holds` do (api/rest/legal_holds.py, whose body model checks the form). Without it, a
 compliance officer working in the browser had to leave it for curl to hold or release records.
+Systems and categories are named by the policy's labels in the console's language.
 
 Each answer is the page itself. A placing form carries a one-time `submission` id, sent as the
 hold's idempotency key: pressing again, or reloading the answer, returns the hold it placed
@@ -17,15 +19,18 @@ from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
 
 from api.auth import Staff, require_console_role
+from api.console.released_holds import released_holds
 from api.deps import Pool, State
 from api.erasure_sweeps import release_and_sweep
 from api.forms import read_form
 from api.legal_hold_body import NewLegalHold, hold_context
-from api.pages import problem_pages, render
+from api.pages import page_language, problem_pages, render
 from api.problems import field_errors
+from api.read_models.actors import actor_name
 from api.read_models.staff_reach import LEGAL_CLAIMS_HOLDS, READABLE_BY
 from api.state import AppState
 from dsrflow.crypto.keys import load_secret_key
+from dsrflow.domain.references import short_reference
 from dsrflow.infra.logging import get_logger
 from dsrflow.stores.holds_store import (
     HoldIdempotencyConflict,
@@ -33,32 +38,40 @@ from dsrflow.stores.holds_store import (
     place_hold,
     resolve_customer_email,
 )
+from dsrflow.stores.team_store import staff_names
 
 router = APIRouter(prefix="/console", tags=["console"], include_in_schema=False,
                    route_class=problem_pages("console/problem.html"))
 log = get_logger("dsrflow.console.holds")
 
 ROLE = READABLE_BY[LEGAL_CLAIMS_HOLDS]
-# The form's fields, as staff fill them in; `systems` is one checkbox per system of the policy.
+# The form's fields, as staff fill them in; `systems` and `categories` are one checkbox per system
+# and data category of the policy.
 _TEXT_FIELDS = ("email", "customer_id", "reason", "review_date")
+_TICKED = ("systems", "categories")
 
 
 async def _page(request: Request, state: AppState, pool: Pool, status_code: int = 200, *,
                 form: dict[str, Any] | None = None, errors: dict[str, str] | None = None,
-                **context: Any) -> HTMLResponse:
-    policy = state.policy.policy
+                released_after: str | None = None, **context: Any) -> HTMLResponse:
+    policy = state.policy.in_language(page_language(request))
     holds = await list_holds(pool, active_only=True)
-    labels = {system_id: system.label for system_id, system in policy.systems.items()}
+    names = await staff_names(pool)
     return render(request, "console/holds.html", {
-        "holds": holds, "systems": labels, "form": form or {"submission": uuid.uuid4().hex, "systems": []},
+        "holds": holds, "released": await released_holds(pool, released_after),
+        "systems": {system_id: system.label for system_id, system in policy.systems.items()},
+        "categories": {category_id: category.label for category_id, category in policy.categories.items()},
+        "form": form or {"submission": uuid.uuid4().hex, "systems": [], "categories": []},
         "errors": errors or {}, "today": hold_context(policy)["today"],
+        "who": lambda actor: actor_name(actor, names), "short_reference": short_reference,
         **context}, status_code=status_code)
 
 
 @router.get("/holds", response_class=HTMLResponse)
 async def holds_page(staff: Annotated[Staff, require_console_role(ROLE)], request: Request, state: State,
                      pool: Pool) -> Response:
-    return await _page(request, state, pool)
+    """The page; `?released=` (the "Older released holds" link) pages through the released holds."""
+    return await _page(request, state, pool, released_after=request.query_params.get("released"))
 
 
 # What staff read for the refusals a form left half-filled meets most, in place of pydantic's words.
@@ -85,11 +98,10 @@ async def place(staff: Annotated[Staff, require_console_role(ROLE)], request: Re
                 pool: Pool) -> Response:
     raw = await read_form(request)
     form: dict[str, Any] = {name: str(raw.get(name, "")).strip() for name in (*_TEXT_FIELDS, "submission")}
-    form["systems"] = [str(s) for s in raw.getlist("systems")]
+    for name in _TICKED:
+        form[name] = [str(value) for value in raw.getlist(name)]
     policy = state.policy.policy
-    body = {name: form[name] for name in _TEXT_FIELDS if form[name]}
-    if form["systems"]:
-        body["systems"] = form["systems"]
+    body: dict[str, Any] = {name: form[name] for name in (*_TEXT_FIELDS, *_TICKED) if form[name]}
     context = hold_context(policy)
     errors: dict[str, str] = {}
     hold: NewLegalHold | None = None
@@ -110,7 +122,7 @@ async def place(staff: Annotated[Staff, require_console_role(ROLE)], request: Re
         async with pool.acquire() as conn:
             placed, _ = await place_hold(
                 conn, secret=load_secret_key(state.settings), email=email, customer_id=hold.customer_id,
-                systems=hold.systems, categories=None, basis=hold.basis, reason=hold.reason,
+                systems=hold.systems, categories=hold.categories, basis=hold.basis, reason=hold.reason,
                 review_date=hold.review_date, actor=staff.actor,
                 idempotency_key=f"console:{form['submission']}" if form["submission"] else None)
     except HoldIdempotencyConflict:
