@@ -96,13 +96,23 @@ async def file_message(pool: asyncpg.Pool, secret: bytes, rules: MailboxPolicy, 
     if await _ours(pool, parsed, our_sender):
         return None
     request_id = await thread_for(pool, parsed)
-    if request_id is not None and source != SINK and not vouched_for(raw, parsed.sender, rules.authenticated_by):
+    # On a thread, as the parse: the header parser reads the whole message.
+    vouched = source == SINK or await asyncio.to_thread(vouched_for, raw, parsed.sender, rules.authenticated_by)
+    if request_id is not None and not vouched:
         # A forged From would put a stranger's words on the subject's request as theirs.
         parsed.notes.append(
             "from the address of the subject of a request it names, but not threaded onto it: the receiving "
             "mail server did not vouch for the sender (no DMARC or DKIM pass by a server in the mailbox "
             "policy's authenticated_by); attach it once you are sure it is theirs")
         request_id = None
+    elif not vouched and parsed.sender is not None:
+        # Said of every message, not only of a reply that would have threaded: a forged "please
+        # withdraw my request" from a subject's address, attached by hand, read as theirs, and any
+        # agent may record a subject's withdrawal.
+        parsed.notes.append(
+            "the receiving mail server did not vouch for the sender (no DMARC or DKIM pass by a server in the "
+            "mailbox policy's authenticated_by): anyone can write a From header, so confirm with the subject at "
+            "that address before acting on this message as theirs (a withdrawal, say)")
     suggestion = rules.suggest(parsed.subject, parsed.text)
     received = received_at_for(parsed.date, arrived_at, timedelta(hours=rules.date_tolerance_hours))
     record = {**parsed.as_record(), "arrived_at": arrived_at.isoformat(), "size": size}

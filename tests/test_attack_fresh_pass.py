@@ -1,22 +1,28 @@
 """A fresh attacker's pass on the subject portal and the staff console (2026-12-06), where the other
 attack tests (tests/test_attack_*.py, test_hostile_forms.py, test_redteam_*.py) do not reach
-(docs/security.md, "A fresh pass: appeals"). The real app in-process over ASGI, PostgreSQL and
-Temporal; no worker: every attack is answered before a workflow would run."""
+(docs/security.md, "A fresh pass: appeals and forged withdrawals"). The real app in-process over
+ASGI, PostgreSQL and Temporal; no worker: every attack is answered before a workflow would run."""
 
 from __future__ import annotations
 
+import html
+from datetime import UTC, datetime
+
 import httpx
 
+from activities.mailbox_intake import file_message
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.domain.audit import append_event
 from dsrflow.domain.references import short_reference
 from dsrflow.stores.requests_store import create_request
 from dsrflow.stores.staff_tokens import create_token
+from policy.mailbox import load_mailbox_policy
 from policy.model import DEFAULT_POLICY
 from schemas.requests import NewRequest
 from tests.policy_once import policy_of
 from tests.ratelimit_support import app_clients, stored_for, unique_ip
-from tests.support import CSRF_FIELD, staff_headers, unique_email
+from tests.support import CSRF_FIELD, OUR_SENDER, console_sign_in, staff_headers, stored_request, unique_email
+from tests.test_mailbox_console import raw_mail
 
 
 async def _refused(pool, settings, email: str, regime: str, **details) -> str:
@@ -115,3 +121,40 @@ async def test_a_sign_in_link_leads_only_to_a_page_of_the_console(app_http, pool
         for location in (signed.headers["location"], again.headers["location"]):
             assert not set(location) & set("\t\r\n\\"), (hostile, location)
             assert httpx.URL("http://dsrflow.test/").join(location).host == "dsrflow.test", (hostile, location)
+
+
+async def test_a_message_whose_sender_no_server_vouched_for_says_so_wherever_it_is_read(app_http, pool, settings):
+    """A stranger mails the privacy address as a subject ("From: <their address>"), asking to
+    withdraw their request, without its reference: nothing threads it, and an agent attaches it to
+    the subject's request and records the withdrawal, which any agent may. Only a reply that would
+    have threaded said that no receiving server vouched for its sender: this message read as the
+    subject's on its page and in the request's evidence pack. Now every message read over IMAP
+    whose sender no server the mailbox policy names vouched for says so; one vouched for, or one
+    to the embedded stack's own mailbox (loopback, believed), does not."""
+    victim = unique_email("withdraw-victim")
+    request_id = await stored_request(pool, settings, "withdraw-victim", email=victim)
+    rules = load_mailbox_policy().model_copy(update={"authenticated_by": frozenset({"mx.controller.example"})})
+    vouching = f"Authentication-Results: mx.controller.example; dmarc=pass header.from={victim.split('@')[1]}\r\n"
+
+    async def file(raw: bytes, source: str = "imap") -> str:
+        done = await file_message(pool, load_secret_key(settings), rules, raw, arrived_at=datetime.now(UTC),
+                                  source=source, our_sender=OUR_SENDER)
+        assert done is not None and done.request_id is None
+        return done.message_id
+
+    withdrawal = "Please withdraw my request: I changed my mind."
+    forged = await file(raw_mail(victim, withdrawal))
+    vouched = await file(vouching.encode() + raw_mail(victim, withdrawal))
+    loopback = await file(raw_mail(victim, withdrawal), source="sink")
+    csrf = await console_sign_in(app_http, pool, "agent")
+    for message, warned in ((forged, True), (vouched, False), (loopback, False)):
+        page = html.unescape((await app_http.get(f"/console/inbox/{message}")).text)
+        assert withdrawal in page and ("anyone can write a From header" in page) == warned, message
+
+    attached = await app_http.post(f"/console/inbox/{forged}/attach", data={"csrf_token": csrf, "request_id": request_id})
+    assert attached.status_code == 303, attached.text
+    app_http.cookies.clear()
+    pack = (await app_http.get(f"/v1/requests/{request_id}/evidence",
+                               headers=await staff_headers(pool, "compliance"))).json()
+    [email] = pack["emails"]
+    assert any("anyone can write a From header" in note for note in email["notes"]), email
