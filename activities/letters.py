@@ -35,7 +35,8 @@ from activities.letter_stopped import (
     stopped_sentence,
 )
 from activities.letter_templates import letter_wording, render_letter
-from activities.outbox import OnSent, Sent, send_once, settle
+from activities.outbox import OnSent, Sent, send_once
+from activities.outbox_withdrawal import settle
 from activities.restrictions import lift_letter_context
 from dsrflow.crypto.hashing import keyed_hash, token_hash
 from dsrflow.domain.audit import append_event
@@ -269,7 +270,7 @@ def letter_key_of(request_id: str, purpose: str, key: str) -> str:
 async def settle_letter(ctx: ActivityContext, job: LetterJob, *, secrets: dict[str, Any] | None = None) -> Sent:
     """Settle a letter whose step gave up on it while an attempt may still be under way: it never
     goes from now on (`WITHDRAWN`), unless it went already (`ALREADY`); `BUSY` while an attempt
-    is sending it (activities/outbox.py `withdraw`). A letter that went is on record as sent, with
+    is sending it (activities/outbox_withdrawal.py `withdraw`). A letter that went is on record as sent, with
     its copy, as a retry of its step records it: one whose sender died after handing it to the
     relay had no record yet, so it gets it now (and `mail.unconfirmed`), and nothing is sent."""
     letter_key = letter_key_of(job.request_id, job.purpose, job.key)

@@ -71,12 +71,29 @@ class _SMTP(aiosmtplib.SMTP):
         finally:
             del protocol.write  # the class's own method again
             if ending:
-                # Awaited, never cancelled: `handed` records what the relay may already have.
-                await asyncio.wait(ending)
-                ended = ending[0].exception()
+                # Awaited, never cancelled, and through a cancellation of this call too: `handed`
+                # records what the relay may already have, on the caller's connection, and a
+                # sender stopped here must not use it until then (activities/outbox.py).
+                try:
+                    await outlast(ending[0])
+                finally:
+                    ended = ending[0].exception()
         if ended is not None:
             raise ended
         return reply
+
+
+async def outlast(task: asyncio.Future[Any]) -> None:
+    """Wait until `task` is done, through any cancellation of the caller, which is raised once it
+    is (the task's own outcome is left to the caller)."""
+    stopped = False
+    while not task.done():
+        try:
+            await asyncio.wait([task])
+        except asyncio.CancelledError:
+            stopped = True
+    if stopped:
+        raise asyncio.CancelledError
 
 
 async def _end(transports: list[Any], write: Callable[[bytes], None], handed: Handed) -> None:

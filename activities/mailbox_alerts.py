@@ -31,7 +31,8 @@ import asyncpg
 from activities.letter_templates import render_template_set
 from activities.letters import message_id_for
 from activities.mail import Mailer
-from activities.outbox import Sent, send_once, settle
+from activities.outbox import Sent, send_once
+from activities.outbox_withdrawal import settle
 from dsrflow.domain.audit import append_event
 from dsrflow.domain.deadlines import receipt_date, working_days_after
 from dsrflow.infra.failpoints import failpoint

@@ -18,28 +18,38 @@ Its `mail_outbox` row moves through these states:
    becomes `failed` (waited for through a database restart, like `sent`) and the error
    propagates: the retry sends again.
 
-A retry that finds the row with its lock free (the attempt that wrote it has died) acts on the
-state it finds, and the audit trail says what it did:
+A retry that finds the row with its lock free (the attempt that wrote it ended without finishing:
+its worker died, or its database session was lost) acts on the state it finds, and the audit trail
+says what it did:
 - `sent`: nothing; `failed`: it sends;
-- `claimed`: the sender died before the relay had the message, so it sends (`mail.resent`);
-- `data_sent`: the sender died after handing the relay the message, before hearing its answer. A
-  relay keeps a message it received in full, so **it is recorded as sent and not sent again**
+- `claimed`: the sender ended before recording that the relay had the message, so it sends
+  (`mail.resent`);
+- `data_sent`: the sender ended after handing the relay the message, before recording its answer.
+  A relay keeps a message it received in full, so **it is recorded as sent and not sent again**
   (`mail.unconfirmed`, which names the Message-ID for staff to check with the relay).
 
-A message can also be withdrawn before it goes (`withdraw`): the row becomes `withdrawn`, under
-the same lock, so that an attempt still running (an activity whose step has given up on it) finds
-it so and sends nothing; a claim is taken for dead only once its lock is free and no sender can
-still be alive (`SENDER_LIFETIME`: a database restart frees the lock of a sender still at work).
-One that went out already (`sent`, `data_sent`) stays as it is: the caller learns it went, and
-records one that a dead sender handed over (`data_sent`) as a retry would, through `send_once`,
-so that it has its evidence like any message that went. A staff alert keeps its stored copy with
-its claim (`send_once`'s `copy`), so that one a dead sender handed over is recorded even when
-nobody asks for it again (`handed_over`, read by the start sweep every few minutes).
+A sender can also be stopped while it runs (cancelled: its activity cancelled or timed out, its
+worker shutting down). It stops at once only inside the SMTP transaction, and leaves no state a
+retry would mistake for a death:
+- before the message itself was written (before any SMTP byte, or at MAIL, RCPT, DATA): nothing
+  reached the relay, so its claim becomes `failed` and the retry sends, with no `mail.resent`;
+- once it was (mid-DATA, activities/mail.py writes the withheld end mark all the same, and
+  `handed` runs), the relay has the message, its answer unheard: the sender records the message
+  as sent itself, as a retry would, with a `mail.unconfirmed` saying it was stopped;
+- while it claims or records (the relay's answer heard, or a dead sender's `data_sent` found), it
+  finishes that first, waiting for a database that is restarting as it would anyway: the trail
+  never calls unconfirmed a message the relay confirmed.
+The record is written under the claim's lock, so a retry meanwhile hears `busy`; a database gone
+meanwhile is waited for on connections of their own, the lock given up with its session.
+
+Withdrawing a message before it goes, and settling one its sender left unfinished, are
+activities/outbox_withdrawal.py.
 
 What is left: a death in the microseconds between the two writes, or while the database is down
 and the message already out, leaves `claimed` with the message at the relay, and the retry sends a
-second copy. That side was chosen over the other (`data_sent` recorded first, the message lost if
-the process dies before its end mark goes): a subject may get a letter twice, but never misses one.
+second copy (so does a sender stopped after the hand-over while the database is down). That
+side was chosen over the other (`data_sent` recorded first, the message lost if the process dies
+before its end mark goes): a subject may get a letter twice, but never misses one.
 """
 
 from __future__ import annotations
@@ -54,7 +64,7 @@ from typing import Any
 import asyncpg
 
 from activities.errors import TRANSIENT_DB_ERRORS
-from activities.mail import Mailer
+from activities.mail import Mailer, outlast
 from dsrflow.domain.audit import append_event
 from dsrflow.infra.failpoints import failpoint
 from dsrflow.infra.writes import Write
@@ -79,10 +89,39 @@ class Sent(enum.Enum):
 OnSent = Callable[[asyncpg.Connection, Write], Awaitable[object]]
 
 
+class _Attempt:
+    """How far a send has got, read as its caller is cancelled (`send_once`)."""
+
+    def __init__(self) -> None:
+        self.stop = False  # the caller was cancelled: stop where it is safe
+        self.in_smtp = False  # inside the SMTP transaction: stopped at once
+        self.handed = False  # the message's end mark went: the relay may have it
+
+
 async def send_once(pool: asyncpg.Pool, mailer: Mailer, key: str, message: Message, *,
                     request_id: str | None, on_sent: OnSent, copy: dict[str, Any] | None = None) -> Sent:
     """Send `message` once for `key`; `on_sent` records it with the outbox's mark. `copy`, what
-    `on_sent` stores, is kept with the claim until then, for `handed_over` to record it by."""
+    `on_sent` stores, is kept with the claim until then, for `handed_over` to record it by.
+    Cancelled, it stops where the module doc says, and then raises the cancellation."""
+    attempt = _Attempt()
+    work = asyncio.ensure_future(_send_once(pool, mailer, key, message, request_id, on_sent, copy, attempt))
+    try:
+        return await asyncio.shield(work)
+    except asyncio.CancelledError:
+        attempt.stop = True
+        if attempt.in_smtp:
+            work.cancel()
+        try:
+            await outlast(work)
+        finally:
+            if not work.cancelled():
+                work.exception()  # the cancellation is what the caller hears
+        raise
+
+
+async def _send_once(pool: asyncpg.Pool, mailer: Mailer, key: str, message: Message, request_id: str | None,
+                     on_sent: OnSent, copy: dict[str, Any] | None, attempt: _Attempt) -> Sent:
+    recorded = False
     async with pool.acquire() as conn:
         try:
             held, claimed = await conn.fetchrow(_LOCK_AND_CLAIM, key, request_id, message["Message-ID"], copy)
@@ -94,22 +133,31 @@ async def send_once(pool: asyncpg.Pool, mailer: Mailer, key: str, message: Messa
         try:
             state = "new" if claimed else await _claim_again(conn, key, message, request_id, copy)
             if state not in ("sent", "data_sent", "withdrawn"):
-                await _send(pool, conn, mailer, key, message)
+                if not await _send(pool, conn, mailer, key, message, request_id, attempt):
+                    state = "data_sent"  # stopped once the relay had it: recorded as a retry would
+            if state not in ("sent", "withdrawn"):
+                # Under the claim's lock, so that a retry meanwhile hears `busy` rather than
+                # finding a message the relay confirmed `data_sent`, its sender's lock free.
+                recorded = await _record_sent_here(conn, key, on_sent)
         finally:
             await _unlock(conn, key)
     if state == "sent":
         return Sent.ALREADY
     if state == "withdrawn":
         return Sent.WITHDRAWN
-    # Recorded on a connection of its own, the claim's given back: letters waiting for the
-    # database must not hold the pool's connections between them.
-    await _record_sent(pool, key, on_sent)
-    # A message a dead sender handed to the relay is recorded, not sent again (module doc).
+    if not recorded:
+        # The database went away: waited for on a connection of its own, the claim's given back
+        # (letters waiting for the database must not hold the pool's connections between them).
+        await _record_sent(pool, key, on_sent)
+    # A message a dead or stopped sender handed to the relay is recorded, not sent again (module doc).
     return Sent.ALREADY if state == "data_sent" else Sent.SENT
 
 
-async def _send(pool: asyncpg.Pool, conn: asyncpg.Connection, mailer: Mailer, key: str,
-                message: Message) -> None:
+async def _send(pool: asyncpg.Pool, conn: asyncpg.Connection, mailer: Mailer, key: str, message: Message,
+                request_id: str | None, attempt: _Attempt) -> bool:
+    """Hand `message` to the relay: True once the relay accepted it. A send stopped after the
+    handover returns False, the trail told (`mail.unconfirmed`); stopped before it, the claim is
+    given back (`failed`: nothing went) and the cancellation raised."""
     # A query without parameters goes to the socket as `execute` is called; one with parameters
     # may be prepared first, a round trip during which the message is out and not recorded. The
     # key is spelled in hexadecimal, so nothing in it can be read as SQL.
@@ -117,16 +165,35 @@ async def _send(pool: asyncpg.Pool, conn: asyncpg.Connection, mailer: Mailer, ke
                    f"convert_from(decode('{key.encode().hex()}', 'hex'), 'UTF8')")
 
     async def handed() -> None:
+        attempt.handed = True
         try:
             await conn.execute(handed_over)
         except TRANSIENT_DB_ERRORS:
             return  # the message is out: recorded as sent once the database is back (module doc)
         failpoint("mail-handed", key)
 
+    if attempt.stop:  # cancelled while it claimed
+        await _give_back(conn, key)
+        raise asyncio.CancelledError
     failpoint("mail-claimed", key)
+    attempt.in_smtp = True
     try:
         await mailer.send(message, handed=handed)
+    except asyncio.CancelledError:
+        attempt.in_smtp = False
+        if not attempt.handed:
+            await _give_back(conn, key)
+            raise
+        # The end mark went (mail.py waits for `handed` to be done even when stopped): the relay
+        # has the message, its answer unheard.
+        # Recorded as a retry would, saying why; `send_once` then raises the cancellation.
+        current = asyncio.current_task()
+        if current is not None:
+            current.uncancel()
+        await _tell_unconfirmed(conn, key, message, request_id, _STOPPED)
+        return False
     except Exception:
+        attempt.in_smtp = False
         # Seen failing by this process: the relay did not confirm it, so a retry sends. This
         # must be written down even through a database restart: a `data_sent` left behind (the
         # relay dropped the connection after the end mark, without an answer) would be read by
@@ -134,7 +201,17 @@ async def _send(pool: asyncpg.Pool, conn: asyncpg.Connection, mailer: Mailer, ke
         await _patiently(pool, lambda c: c.execute(
             "UPDATE mail_outbox SET state = 'failed' WHERE mail_key = $1 AND state <> 'sent'", key))
         raise
+    attempt.in_smtp = False
     failpoint("mail-accepted", key)
+    return True
+
+
+async def _give_back(conn: asyncpg.Connection, key: str) -> None:
+    """A claim given up before the message's end mark went: nothing reached the relay, so it
+    becomes `failed`, as a send this process saw fail, and the retry sends without calling it a
+    death. Tried once: a database gone meanwhile leaves it `claimed` (module doc)."""
+    with contextlib.suppress(*TRANSIENT_DB_ERRORS):
+        await conn.execute("UPDATE mail_outbox SET state = 'failed' WHERE mail_key = $1 AND state = 'claimed'", key)
 
 
 # The usual case, a first attempt, in one round trip: the session lock, then (only if it was
@@ -156,13 +233,10 @@ async def _claim_again(conn: asyncpg.Connection, key: str, message: Message, req
         state = str(found["state"])  # outbox rows are never deleted
         if state in ("sent", "withdrawn"):
             return state
-        outcome = _DIED.get(state)
-        if outcome is not None:
-            event_type, reason = outcome
-            await append_event(
-                conn, event_key=f"{event_type}:{key}:{found['attempts']}", request_id=request_id,
-                event_type=event_type, actor="workflow",
-                data={"mail_key": key, "message_id": message["Message-ID"], "reason": reason})
+        if state == "claimed":
+            await _tell(conn, "mail.resent", key, found["attempts"], message, request_id, _RESENT)
+        elif state == "data_sent":
+            await _tell(conn, "mail.unconfirmed", key, found["attempts"], message, request_id, _ENDED)
         if state != "data_sent":
             await conn.execute(
                 "UPDATE mail_outbox SET state = 'claimed', attempts = attempts + 1, claimed_at = now(), copy = $2 "
@@ -170,70 +244,34 @@ async def _claim_again(conn: asyncpg.Connection, key: str, message: Message, req
         return state
 
 
-async def withdraw(pool: asyncpg.Pool, key: str, message_id: str, *, request_id: str | None) -> Sent:
-    """Make sure the message for `key` never goes, unless it went already: `WITHDRAWN` (it will
-    not go), `ALREADY` (it went, or a dead sender handed it to the relay) or `BUSY` (a live
-    attempt is sending it, or may be, after a database restart: ask again later). A message a
-    dead sender handed over is left `data_sent`: the caller records it as a retry would, with its
-    own records, by calling `send_once` (which sends nothing then, and writes `mail.unconfirmed`)."""
-    held, state = await pool.fetchrow(_LOCK_AND_WITHDRAW, key, request_id, message_id, SENDER_LIFETIME)
-    if not held or state == "claimed":  # a sender may still be at it (_LOCK_AND_WITHDRAW)
-        return Sent.BUSY
-    return Sent.ALREADY if state in ("sent", "data_sent") else Sent.WITHDRAWN
+async def _tell_unconfirmed(conn: asyncpg.Connection, key: str, message: Message, request_id: str | None,
+                            reason: str) -> None:
+    """Say in the trail that the message went to the relay unconfirmed, and mark it handed over
+    (its `data_sent` may not have been written: the database was away)."""
+    async with conn.transaction():
+        attempts = await conn.fetchval("SELECT attempts FROM mail_outbox WHERE mail_key = $1 FOR UPDATE", key)
+        await _tell(conn, "mail.unconfirmed", key, attempts, message, request_id, reason)
+        await conn.execute("UPDATE mail_outbox SET state = 'data_sent' WHERE mail_key = $1", key)
 
 
-async def settle(pool: asyncpg.Pool, key: str, message_id: str, *, request_id: str | None,
-                 record: Callable[[], Awaitable[object]]) -> Sent:
-    """Settle a message its sender gave up on, or left unfinished as it died (`withdraw`): it
-    never goes from now on, unless it went already, and then `record` records it as a retry would
-    (its own `send_once`, which sends nothing and writes `mail.unconfirmed`)."""
-    settled = await withdraw(pool, key, message_id, request_id=request_id)
-    if settled is Sent.ALREADY:
-        await record()
-    return settled
+async def _tell(conn: asyncpg.Connection, event_type: str, key: str, attempts: int, message: Message,
+                request_id: str | None, reason: str) -> None:
+    # Keyed by the claim's attempt: a retry finding what a stopped sender told is not told twice.
+    await append_event(conn, event_key=f"{event_type}:{key}:{attempts}", request_id=request_id,
+                       event_type=event_type, actor="workflow",
+                       data={"mail_key": key, "message_id": message["Message-ID"], "reason": reason})
 
 
-async def handed_over(pool: asyncpg.Pool) -> list[asyncpg.Record]:
-    """Messages a dead sender handed to the relay (`data_sent`, no sender alive any more:
-    `SENDER_LIFETIME`) that nobody has asked for since, with the copy kept with their claim
-    (`send_once`'s `copy`): the caller records each as a retry would, through `send_once`
-    (which sends nothing then, and writes `mail.unconfirmed`). A staff alert whose condition
-    passed before its sweep ran again is never asked for again: before, it stayed `data_sent`
-    for good, with no stored copy of what staff were told."""
-    return await pool.fetch(
-        "SELECT mail_key, request_id::text, message_id, copy FROM mail_outbox WHERE state = 'data_sent' "
-        "AND copy IS NOT NULL AND claimed_at < now() - make_interval(secs => $1) ORDER BY claimed_at",
-        SENDER_LIFETIME)
-
-
-# Under the lock a sender holds for its whole send, taken for this statement only: a row not yet
-# there is written `withdrawn`, one a sender left unsent (`failed`, or `claimed` by one that died
-# before the relay had it) becomes so; the state the row ends in comes back. A `claimed` row whose
-# lock is free may still have a live sender: a database restart ends the session, and the lock
-# with it, while the sender goes on handing the message to the relay (its `data_sent` unwritten)
-# and waits to record it. So a claim is taken for dead only once no sender can still be alive
-# ($4 seconds, `SENDER_LIFETIME`); until then the row stays `claimed` and the caller hears `BUSY`.
-_LOCK_AND_WITHDRAW = """
-    WITH lock AS (SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0)) AS held),
-         fence AS (INSERT INTO mail_outbox (mail_key, request_id, message_id, state)
-                   SELECT $1, $2, $3, 'withdrawn' FROM lock WHERE held
-                   ON CONFLICT (mail_key) DO UPDATE SET state = 'withdrawn'
-                   WHERE mail_outbox.state = 'failed'
-                      OR (mail_outbox.state = 'claimed'
-                          AND mail_outbox.claimed_at < now() - make_interval(secs => $4))
-                   RETURNING state)
-    SELECT (SELECT held FROM lock),
-           coalesce((SELECT state FROM fence), (SELECT state FROM mail_outbox WHERE mail_key = $1))"""
-
-
-# What a retry does about a message whose sender died, by the state the sender left (module doc).
-_DIED = {
-    "claimed": ("mail.resent", "an earlier attempt died before the relay received the message; "
-                               "it is sent now"),
-    "data_sent": ("mail.unconfirmed", "an earlier attempt died after handing the message to the "
-                                      "relay, before hearing its answer; it is recorded as sent and "
-                                      "not sent again (check with the relay by its Message-ID)"),
-}
+# What the trail says of a message a sender left unfinished (module doc): found by a retry
+# `claimed` (sent again) or `data_sent` (recorded as sent), or stopped by its own sender after the
+# handover (recorded as sent).
+_RESENT = ("an earlier attempt ended, its worker dead or its database gone, before recording that the "
+           "relay had the message; it is sent again")
+_ENDED = ("an earlier attempt ended, its worker dead or its database gone, after handing the message to "
+          "the relay and before recording its answer; it is recorded as sent and not sent again (check "
+          "with the relay by its Message-ID)")
+_STOPPED = ("the attempt was stopped after handing the message to the relay, before hearing its answer; "
+            "it is recorded as sent and not sent again (check with the relay by its Message-ID)")
 
 
 async def _unlock(conn: asyncpg.Connection, key: str) -> None:
@@ -253,10 +291,23 @@ def _close(conn: asyncpg.Connection) -> None:
         conn.terminate()
 
 
+def _marked(key: str) -> Write:
+    return Write("UPDATE mail_outbox SET state = 'sent', sent_at = now(), copy = NULL WHERE mail_key = $1", (key,))
+
+
+async def _record_sent_here(conn: asyncpg.Connection, key: str, on_sent: OnSent) -> bool:
+    """Mark the message sent, with the caller's records, on the claim's connection: False if the
+    database went away (`_record_sent` then waits for it)."""
+    try:
+        await on_sent(conn, _marked(key))
+    except TRANSIENT_DB_ERRORS:
+        return False
+    return True
+
+
 async def _record_sent(pool: asyncpg.Pool, key: str, on_sent: OnSent) -> None:
     """Mark the message sent, with the caller's records; the database may be restarting."""
-    marked = Write("UPDATE mail_outbox SET state = 'sent', sent_at = now(), copy = NULL WHERE mail_key = $1", (key,))
-    await _patiently(pool, lambda conn: on_sent(conn, marked))
+    await _patiently(pool, lambda conn: on_sent(conn, _marked(key)))
 
 
 async def _patiently(pool: asyncpg.Pool, write: Callable[[asyncpg.Connection], Awaitable[object]]) -> None:

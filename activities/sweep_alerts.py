@@ -13,7 +13,8 @@ from temporalio import activity
 from activities.context import ActivityContext
 from activities.errors import failure_message, refused_for_good
 from activities.letters import deliver_letter, letter_key_of, letter_recorder, message_id_for
-from activities.outbox import Sent, handed_over, send_once
+from activities.outbox import Sent, send_once
+from activities.outbox_withdrawal import handed_over
 from dsrflow.domain.audit import append_event
 from schemas.workflow import LetterJob, LetterReceipt
 
@@ -48,7 +49,7 @@ async def sweep_alert(ctx: ActivityContext, job: LetterJob) -> LetterReceipt | N
 
 async def record_handed_alerts(ctx: ActivityContext) -> int:
     """Record each staff alert a dead sender handed to the relay that nobody asked for again
-    (outbox.py `handed_over`): a sweep killed once the relay had it, whose condition passed
+    (outbox_withdrawal.py `handed_over`): a sweep killed once the relay had it, whose condition passed
     before the next run (the request closed, the stretch ended, the day went by). Recorded as a
     retry would (`letter.sent`, its stored copy, `mail.unconfirmed`), nothing sent; an alert
     asked for again meanwhile is recorded once, by whichever gets there first. How many."""

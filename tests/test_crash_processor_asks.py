@@ -55,6 +55,9 @@ WINDOWS: list[tuple[str, list[str] | None]] = [
 ]
 
 
+_STOPPED = "the attempt was stopped"  # the reason of a stopped try's own `mail.unconfirmed`
+
+
 def _message_id(rid: str) -> str:
     """The Message-ID, and outbox key, of the request's e-mail to the survey provider."""
     return message_id_for(f"{rid}:{REQUEST_PURPOSE}:surveys:erase")
@@ -114,10 +117,17 @@ async def test_a_worker_killed_in_each_window_of_asking_a_processor_asks_it_once
         assert len(letters_for(mail_sink, rid, "response")) == 1, failpoint
         assert await pool.fetchval("SELECT count(*) FROM manual_tasks WHERE request_id = $1", uuid.UUID(rid)) == 1
         events = await pool.fetch("SELECT event_type, data FROM audit_events WHERE request_id = $1 "
-                                  "AND (event_type LIKE 'mail.%' OR event_type LIKE 'processor.%')", uuid.UUID(rid))
-        about_it = [e["event_type"] for e in events
+                                  "AND (event_type LIKE 'mail.%' OR event_type LIKE 'processor.%') ORDER BY seq", uuid.UUID(rid))
+        about_it = [(e["event_type"], e["data"].get("reason", "")) for e in events
                     if e["event_type"].startswith("mail.") and e["data"]["mail_key"] == _message_id(rid)]
-        assert about_it == told or told is None and len(about_it) <= 1, (failpoint, about_it)
+        # What the kill left is told once, by the retry that found it; a try stopped in turn (its
+        # heartbeat timed out on a loaded machine: activities/outbox.py) tells nothing if it gave
+        # its claim back before the message went, or, once the relay had it, records it with one
+        # `mail.unconfirmed` of its own, last. No event says a try died twice: one died.
+        stopped = [t for t, reason in about_it if reason.startswith(_STOPPED)]
+        by_retries = [t for t, reason in about_it if not reason.startswith(_STOPPED)]
+        assert by_retries == told or told is None and len(by_retries) <= 1, (failpoint, about_it)
+        assert len(stopped) <= 1 and (not stopped or about_it[-1][1].startswith(_STOPPED)), (failpoint, about_it)
         kinds = sorted((e["data"].get("system"), e["event_type"]) for e in events if e["event_type"].startswith("processor."))
         assert kinds == [("email_marketing", "processor.callback"), ("surveys", "processor.asked"),
                          ("surveys", "processor.confirmed")], failpoint

@@ -14,7 +14,8 @@ import aiosmtplib
 import pytest
 
 from activities.mail import Handed, Mailer
-from activities.outbox import SENDER_LIFETIME, Sent, send_once, withdraw
+from activities.outbox import SENDER_LIFETIME, Sent, send_once
+from activities.outbox_withdrawal import withdraw
 from devstack.postgres import EmbeddedPostgres
 from devstack.smtp_sink import read_mailbox
 from dsrflow.infra.writes import Write
