@@ -1,12 +1,14 @@
 """A fresh attacker's pass on the subject portal and the staff console (2026-12-06), where the other
 attack tests (tests/test_attack_*.py, test_hostile_forms.py, test_redteam_*.py) do not reach
-(docs/security.md, "A fresh pass: appeals and forged withdrawals"). The real app in-process over
-ASGI, PostgreSQL and Temporal; no worker: every attack is answered before a workflow would run."""
+(docs/security.md, "A fresh pass: appeals, forged withdrawals, expired assignees"). The real app
+in-process over ASGI, PostgreSQL and Temporal; no worker: every attack is answered before a
+workflow would run."""
 
 from __future__ import annotations
 
 import html
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from urllib.parse import unquote_plus
 
 import httpx
 
@@ -158,3 +160,33 @@ async def test_a_message_whose_sender_no_server_vouched_for_says_so_wherever_it_
                                headers=await staff_headers(pool, "compliance"))).json()
     [email] = pack["emails"]
     assert any("anyone can write a From header" in note for note in email["notes"]), email
+
+
+async def test_no_request_is_handed_to_a_token_past_its_expiry(app_http, pool, settings):
+    """Tokens expire, but the console's lists of colleagues (the request page's Assign, the queue's
+    filter) offered every token not revoked, and an assignment took one past its expiry: an agent
+    handed a request (over the console or REST) to a colleague who could no longer sign in, where
+    it sat out of the unassigned queue with nobody to answer it. Now only a token in force is
+    offered or taken; a colleague's token expiring later still is."""
+    request_id = await stored_request(pool, settings, "handed-to-expired")
+    await create_token(pool, "agent", label := f"Gone {request_id[:8]}", lifetime=timedelta(days=1))
+    await create_token(pool, "agent", later := f"Here {request_id[:8]}", lifetime=timedelta(days=1))
+    gone, here = [str(await pool.fetchval("SELECT id FROM staff_tokens WHERE label = $1", name)) for name in (label, later)]
+    await pool.execute("UPDATE staff_tokens SET expires_at = now() - interval '1 minute' WHERE id = $1::uuid", gone)
+
+    refused = await app_http.put(f"/v1/requests/{request_id}/assignee", json={"assignee": gone},
+                                 headers=await staff_headers(pool, "agent"))
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["errors"] == [{"field": "assignee", "message": "that colleague's token is unknown, revoked "
+                                                                           "or expired"}]
+    csrf = await console_sign_in(app_http, pool, "agent")
+    posted = await app_http.post(f"/console/requests/{request_id}/assignment", data={"csrf_token": csrf, "assignee": gone})
+    assert posted.status_code == 303 and "unknown, revoked or expired" in unquote_plus(posted.headers["location"])
+    assert await pool.fetchval("SELECT count(*) FROM request_assignments WHERE request_id = $1::uuid", request_id) == 0
+    queue = (await app_http.get("/console/")).text
+    assert f'value="{here}"' in queue and f'value="{gone}"' not in queue
+
+    handed = await app_http.post(f"/console/requests/{request_id}/assignment", data={"csrf_token": csrf, "assignee": here})
+    assert handed.status_code == 303 and "team_error" not in handed.headers["location"]
+    assert str(await pool.fetchval("SELECT assignee FROM request_assignments WHERE request_id = $1::uuid",
+                                   request_id)) == here

@@ -41,7 +41,8 @@ _VIEW = "id, role, label, created_at, revoked_at, expires_at, created_by"
 _LABEL: TypeAdapter[str] = TypeAdapter(StaffLine)
 _LIFETIME = re.compile(r"^\s*(\d{1,6})\s*([hdw])\s*$")
 _UNITS = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
-_IN_FORCE = "t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > now())"
+# A token that still works (SQL over `staff_tokens t`): neither revoked nor expired.
+IN_FORCE = "t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > now())"
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,7 @@ async def issue_token(
         now, expires_at = await conn.fetchrow("SELECT now(), now() + $1::interval", lifetime)
         if created_by is not None:
             await conn.execute(f"SELECT pg_advisory_xact_lock_shared({_LINEAGE_LOCK})")
-            creator = await conn.fetchrow(f"SELECT expires_at FROM staff_tokens t WHERE id = $1 AND {_IN_FORCE}",
+            creator = await conn.fetchrow(f"SELECT expires_at FROM staff_tokens t WHERE id = $1 AND {IN_FORCE}",
                                           created_by)
             if creator is None:
                 raise CreatorNotInForce(created_by)
@@ -250,7 +251,7 @@ SELECT id FROM below JOIN staff_tokens USING (id) WHERE revoked_at IS NULL AND i
 _ADMINS_AMONG = f"""
 SELECT coalesce(array_agg(t.id::text ORDER BY t.created_at) FILTER (WHERE t.id = ANY($1)), '{{}}') AS among,
        count(*) FILTER (WHERE NOT t.id = ANY($1)) AS others
-FROM staff_tokens t WHERE t.role = 'admin' AND {_IN_FORCE}"""
+FROM staff_tokens t WHERE t.role = 'admin' AND {IN_FORCE}"""
 
 
 async def revoke_token(pool: asyncpg.Pool, token_id: str, *, actor: str, keep_an_admin: bool = False,
@@ -322,7 +323,7 @@ async def start_session(pool: asyncpg.Pool, staff: Staff) -> tuple[str, datetime
 
 
 _LIVE_SESSION = """t.id = s.token_id AND s.id_hash = $1 AND s.ended_at IS NULL AND s.expires_at > now()
-                   AND s.last_used_at > now() - $2::interval AND """ + _IN_FORCE
+                   AND s.last_used_at > now() - $2::interval AND """ + IN_FORCE
 
 
 async def session_staff(pool: asyncpg.Pool, session_id: str, *, used: bool = True) -> Staff | None:

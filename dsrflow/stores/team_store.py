@@ -16,6 +16,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from dsrflow.domain.audit import append_event
 from dsrflow.domain.references import canonical_uuid, typed_reference
+from dsrflow.stores.staff_tokens import IN_FORCE
 from schemas.plain_text import FreeText, OneLine
 from schemas.workflow import request_id_of
 
@@ -53,7 +54,7 @@ class NoteKeyReused(TeamRefused):
 
 async def colleagues(pool: asyncpg.Pool | asyncpg.Connection) -> list[dict[str, Any]]:
     """Everyone a request may be assigned to: the staff tokens in force, by label."""
-    rows = await pool.fetch("SELECT id, role, label FROM staff_tokens WHERE revoked_at IS NULL "
+    rows = await pool.fetch(f"SELECT id, role, label FROM staff_tokens t WHERE {IN_FORCE} "
                             "ORDER BY lower(coalesce(label, '')), created_at")
     return [{"id": str(r["id"]), "role": r["role"], "label": r["label"] or f"{r['role']} {str(r['id'])[:8]}"}
             for r in rows]
@@ -95,8 +96,9 @@ async def assign(pool: asyncpg.Pool, request_id: str, assignee: str | None, *, a
             assignee = canonical_uuid(assignee)
             if assignee is None:
                 raise TeamRefused("choose a colleague from the list")
-            if not await conn.fetchval("SELECT 1 FROM staff_tokens WHERE id = $1 AND revoked_at IS NULL", assignee):
-                raise TeamRefused("that colleague's token is unknown or revoked")
+            # In force: a request handed to a token past its expiry sat with no one who could sign in.
+            if not await conn.fetchval(f"SELECT 1 FROM staff_tokens t WHERE id = $1 AND {IN_FORCE}", assignee):
+                raise TeamRefused("that colleague's token is unknown, revoked or expired")
         if (str(current) if current else None) == assignee:
             return
         if await conn.fetchval(
