@@ -120,6 +120,9 @@ class HttpExchange:
         # The status the last request was refused with outright (a 4xx other than a throttle), no
         # try of it before having been carried out perhaps: the service made no change. Else None.
         self.refused: int | None = None
+        # Requests handed to the HTTP client so far: a change stopped with this unmoved since its
+        # journal's "sending" row sent nothing (http_steps.py).
+        self.requests_started = 0
 
     # -- templates -------------------------------------------------------------------------
 
@@ -276,6 +279,7 @@ class HttpExchange:
                 json_body = body
             try:
                 # (httpx drops a URL's own query when given params, even empty ones: next-page links)
+                self.requests_started += 1
                 response = await self.http.request(spec.method, url, headers=sent,
                                                    params=_plain(query) if query else None, data=form, json=json_body)
             except AnswerTooLarge:

@@ -253,6 +253,14 @@ class Journal:
                                        AND run = $3 AND attempt = $4 AND step = $5 AND item = $6 AND state = 'sending'""",
                                  *self._key, step, item, status)
 
+    async def not_sent(self, step: str, item: str) -> None:
+        """A change stopped before its request went, which no earlier try had sent: its "sending"
+        row goes, so that nothing says the change may have been made. A close that took the row
+        first has counted it so already (0052): left, as for a try that died then."""
+        await self._pool.execute("""DELETE FROM http_run_journal WHERE request_id = $1 AND system = $2 AND run = $3
+                                       AND attempt = $4 AND step = $5 AND item = $6 AND state = 'sending'
+                                       AND status IS NULL""", *self._key, step, item)
+
     def answered(self, step: str, item: str, status: int, counted: bool, values: dict[str, Any]) -> None:
         """Kept with the next request's "sending" (or the run's end): lost with its process, the
         request is sent again, and a `missing` answer then counts as its effect."""

@@ -5,6 +5,7 @@ of the run read or had answered is taken from there, and only the rest is asked 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -130,14 +131,24 @@ class StepRunner:
         if journal is not None:
             await journal.check_time()
             await journal.sending(kept_as, name)  # refused once the task has ended (TaskEnded)
-        if run.evidence is not None:
-            keep, run.evidence = run.evidence, None
-            await keep()
+        started = self.exchange.requests_started
         try:
+            if run.evidence is not None:
+                keep, run.evidence = run.evidence, None
+                await keep()
             status, document = await self._send(step, where, context, run)
         except PermanentConnectorError:
             if journal is not None and self.exchange.refused is not None:
                 await journal.refused(kept_as, name, self.exchange.refused)
+            raise
+        except asyncio.CancelledError:
+            # Stopped (a worker shutting down, the attempt cancelled or timed out) before its
+            # request went: waiting for the service's rate limit, or keeping the evidence. Its
+            # "sending" row, the only one of the item (`entry`), would say a change may have been
+            # made: at the request's close, "at least" (migration 0052), and to a retry, a 404 as
+            # its effect. It goes; one an earlier try wrote stays, that request may have gone.
+            if journal is not None and entry is None and self.exchange.requests_started == started:
+                await journal.not_sent(kept_as, name)
             raise
         run.sent += 1
         failpoint("http-effect-sent", f"{self.name}#{run.sent}")
