@@ -117,7 +117,8 @@ class LifecycleActivities:
             expires_after_days=policy.verification.expires_after_days,
             # Retention erasures are attested by the system, not by staff: no approval.
             approval_required=policy.approval_required(
-                RequestType(row["request_type"]), row["attested_by"] is not None and row["origin"] == "staff"),
+                RequestType(row["request_type"]), row["attested_by"] is not None and row["origin"] == "staff",
+                appeal=_is_appeal(row)),
         )
 
     @activity.defn(name="start_clock_at_verification")

@@ -80,8 +80,8 @@ class Recipient(StrictModel):
     hosts_our_systems: bool = False
 
 
-def _approval_required_by_default() -> list[RequestType | Literal["attested_erasure"]]:
-    return [RequestType.rectification, "attested_erasure"]
+def _approval_required_by_default() -> list[RequestType | Literal["attested_erasure", "appeal"]]:
+    return [RequestType.rectification, "attested_erasure", "appeal"]
 
 
 class Policy(StrictModel):
@@ -110,8 +110,10 @@ class Policy(StrictModel):
     # What compliance approves first: for access and portability the response (with its
     # package) before it is sent; for the types that change systems (rectification, erasure, ...)
     # the change before any system is touched. `attested_erasure`: an erasure whose identity staff
-    # attested (no verification by the subject). On unless a policy says otherwise.
-    approval_required_for: list[RequestType | Literal["attested_erasure"]] = Field(
+    # attested (no verification by the subject). `appeal`: an appeal or a complaint to us, of any
+    # type, which asks us to reconsider a refusal: run unseen, it carried out what compliance had
+    # refused. On unless a policy says otherwise.
+    approval_required_for: list[RequestType | Literal["attested_erasure", "appeal"]] = Field(
         default_factory=_approval_required_by_default)
     statutory_holds: dict[str, StatutoryHold] = Field(default_factory=dict)
     retention: list[RetentionRule] = Field(default_factory=list)
@@ -263,10 +265,11 @@ class Policy(StrictModel):
                 raise ValueError(f"{where}.categories: no field of dataset {dataset.name!r} in "
                                  f"{rule.categories} is erased (all are `keep`): the rule would change nothing")
 
-    def approval_required(self, request_type: RequestType, attested_by_staff: bool) -> bool:
-        """Whether compliance approves this request (see approval_required_for)."""
+    def approval_required(self, request_type: RequestType, attested_by_staff: bool, *, appeal: bool = False) -> bool:
+        """Whether compliance approves this request (see approval_required_for); `appeal`: it
+        appeals (or complains about) a refused request."""
         cases = self.approval_required_for
-        return request_type in cases or (
+        return request_type in cases or (appeal and "appeal" in cases) or (
             request_type == RequestType.erasure and attested_by_staff and "attested_erasure" in cases)
 
     def authority_for(self, country: str) -> Authority:

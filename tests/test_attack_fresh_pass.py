@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import unquote_plus
 
 import httpx
+import yaml
 
 from activities.mailbox_intake import file_message
 from dsrflow.crypto.keys import load_secret_key
@@ -23,7 +24,19 @@ from policy.model import DEFAULT_POLICY
 from schemas.requests import NewRequest
 from tests.policy_once import policy_of
 from tests.ratelimit_support import app_clients, stored_for, unique_ip
-from tests.support import CSRF_FIELD, OUR_SENDER, console_sign_in, staff_headers, stored_request, unique_email
+from tests.support import (
+    CSRF_FIELD,
+    OUR_SENDER,
+    console_sign_in,
+    letters_for,
+    live_view,
+    served,
+    staff_headers,
+    stored_request,
+    unique_email,
+    verification_code,
+    wait_for_letter,
+)
 from tests.test_mailbox_console import raw_mail
 
 
@@ -190,3 +203,43 @@ async def test_no_request_is_handed_to_a_token_past_its_expiry(app_http, pool, s
     assert handed.status_code == 303 and "team_error" not in handed.headers["location"]
     assert str(await pool.fetchval("SELECT assignee FROM request_assignments WHERE request_id = $1::uuid",
                                    request_id)) == here
+
+
+async def test_an_appeal_waits_for_compliance_to_reconsider_the_refusal(settings, lifecycle_policy, pool, dev_server,
+                                                                        mail_sink, task_queue, tmp_path):
+    """Compliance refused an erasure (the records are needed for a pending claim); the subject
+    appealed, confirmed by code, and the appeal, a request like any other, carried the erasure out
+    at once: nobody reconsidered the refusal, it was simply undone (the policy held attested
+    erasures, not the subject's). Now an appeal, or a complaint to us, waits for compliance
+    (`approval_required_for: appeal`, on by default and in the shipped policy), who approve it or
+    refuse it again; the subject's page says we are checking it."""
+    content = yaml.safe_load(lifecycle_policy.read_text())
+    content["approval_required_for"] = ["appeal"]  # held for being an appeal, not for its type
+    (path := tmp_path / "appeals-held.yaml").write_text(yaml.safe_dump(content, sort_keys=False))
+    gated = settings.model_copy(update={"policy_path": path})
+    email = unique_email("appeal-held")
+    refused = await _refused(pool, gated, email, "vcdpa", type="erasure")
+    async with served(gated, pool, dev_server.client, task_queue) as http:
+        r = await http.post("/v1/public/requests", json={"type": "erasure", "email": email,
+                                                         "appeal_of": short_reference(refused)})
+        assert r.status_code == 202, r.text
+        appeal = r.json()["id"]
+        code = verification_code(await wait_for_letter(mail_sink, appeal, "verification"))
+        verified = await http.post(f"/v1/public/requests/{appeal}/verify", json={"code": code})
+        assert verified.status_code == 200, verified.text
+
+        compliance = await staff_headers(pool, "compliance")
+        view = await live_view(http, compliance, appeal, lambda v: v["status"] != "in_progress", timeout=20)
+        assert (view["status"], view["approval_required"]) == ("awaiting_approval", True), view["status"]
+        await wait_for_letter(mail_sink, appeal, "staff_alert")
+        assert letters_for(mail_sink, appeal, "response") == []
+        page = await http.get(f"/portal/requests/{appeal}")
+        assert "Our privacy team is checking your request before we act on it or send our answer." in page.text
+        assert (await http.post(f"/v1/requests/{appeal}/approve", headers=await staff_headers(pool, "agent"))
+                ).status_code == 403
+
+        denied = await http.post(f"/v1/requests/{appeal}/deny", headers=compliance, json={
+            "reason_code": "other", "explanation": "The claim is still pending; the records stay until it ends."})
+        assert denied.status_code == 200, denied.text
+        await wait_for_letter(mail_sink, appeal, "denial")
+        assert letters_for(mail_sink, appeal, "response") == []
