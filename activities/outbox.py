@@ -27,6 +27,11 @@ says what it did:
 - `data_sent`: the sender ended after handing the relay the message, before recording its answer.
   A relay keeps a message it received in full, so **it is recorded as sent and not sent again**
   (`mail.unconfirmed`, which names the Message-ID for staff to check with the relay).
+A lock is also freed by a restart of the database, which ends every session, its sender's process
+alive or not. A `claimed` row claimed before the database's last start is therefore left to its
+sender (the retry hears `busy`) until no sender can still be alive (`SENDER_LIFETIME`): a sender
+at work records what it did once the database is back, and a retry that sent beside it would make
+a second copy. A dead one's message goes that much later.
 
 A sender can also be stopped while it runs (cancelled: its activity cancelled or timed out, its
 worker shutting down). It stops at once only inside the SMTP transaction, and leaves no state a
@@ -47,7 +52,8 @@ activities/outbox_withdrawal.py.
 
 What is left: a death in the microseconds between the two writes, or while the database is down
 and the message already out, leaves `claimed` with the message at the relay, and the retry sends a
-second copy (so does a sender stopped after the hand-over while the database is down). That
+second copy (so does a sender stopped after the hand-over while the database is down; after a
+restart, only once `SENDER_LIFETIME` has passed). That
 side was chosen over the other (`data_sent` recorded first, the message lost if the process dies
 before its end mark goes): a subject may get a letter twice, but never misses one.
 """
@@ -132,6 +138,8 @@ async def _send_once(pool: asyncpg.Pool, mailer: Mailer, key: str, message: Mess
             return Sent.BUSY
         try:
             state = "new" if claimed else await _claim_again(conn, key, message, request_id, copy)
+            if state == "busy":
+                return Sent.BUSY
             if state not in ("sent", "data_sent", "withdrawn"):
                 if not await _send(pool, conn, mailer, key, message, request_id, attempt):
                     state = "data_sent"  # stopped once the relay had it: recorded as a retry would
@@ -225,14 +233,28 @@ _LOCK_AND_CLAIM = """
     SELECT (SELECT held FROM lock), EXISTS (SELECT FROM claim)"""
 
 
+# A claim's lock free means its sender's session ended: its process died, or was stopped (and then
+# gave the claim back, `_give_back`). Unless the database restarted since the claim: a restart
+# ends every session, so the sender may still be in its SMTP transaction, or waiting to record
+# what the relay answered. Sending again then could make a second copy; the claim is left to its
+# sender until no sender can still be alive (`SENDER_LIFETIME`), as `withdraw` leaves it.
+_FOUND = """
+    SELECT state, attempts,
+           claimed_at < pg_postmaster_start_time() AND claimed_at > now() - make_interval(secs => $2) AS lock_lost
+      FROM mail_outbox WHERE mail_key = $1 FOR UPDATE"""
+
+
 async def _claim_again(conn: asyncpg.Connection, key: str, message: Message, request_id: str | None,
                        copy: dict[str, Any] | None) -> str:
-    """Claim a key claimed before (under the lock); returns the state found."""
+    """Claim a key claimed before (under the lock); returns the state found, or `busy` for a
+    claim whose sender may still be at work."""
     async with conn.transaction():
-        found = await conn.fetchrow("SELECT state, attempts FROM mail_outbox WHERE mail_key = $1 FOR UPDATE", key)
+        found = await conn.fetchrow(_FOUND, key, SENDER_LIFETIME)
         state = str(found["state"])  # outbox rows are never deleted
         if state in ("sent", "withdrawn"):
             return state
+        if state == "claimed" and found["lock_lost"]:
+            return "busy"
         if state == "claimed":
             await _tell(conn, "mail.resent", key, found["attempts"], message, request_id, _RESENT)
         elif state == "data_sent":

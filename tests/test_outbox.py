@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from email.message import EmailMessage
 from email.utils import make_msgid
 from pathlib import Path
@@ -200,36 +200,54 @@ async def test_a_message_being_sent_is_busy_to_withdraw_until_its_sender_is_done
     assert _delivered(mail_sink, message) == 1
 
 
+@pytest.mark.parametrize("asker", ["settle", "retry"])
 async def test_a_claim_whose_lock_a_restart_took_is_busy_until_its_sender_cannot_be_alive(
-        own_postgres, settings, mail_sink, tmp_path):
+        own_postgres, settings, mail_sink, tmp_path, asker):
     """PostgreSQL restarts while a sender is inside the SMTP transaction: its session, and the
     lock with it, are gone, but the sender goes on, hands the message to the relay and waits to
-    record it. A settle asking meanwhile is told `BUSY`, not `WITHDRAWN`: before, it withdrew the
-    message (a verification round settled as unsent, its code in the subject's inbox counted as
-    wrong) and the sender then recorded it sent. A claim older than any sender is dead."""
+    record it. A settle (`withdraw`) or a retry (`send_once`) asking meanwhile is told `BUSY`:
+    before, the settle withdrew the message (a verification round settled as unsent, its code in
+    the subject's inbox counted as wrong) and the sender then recorded it sent; the retry sent a
+    second copy, its `mail.resent` saying the sender had ended. A claim older than any sender is
+    dead: withdrawn, or sent again; one whose lock its sender's death freed, since the restart,
+    is sent again at once."""
     mailer = _RestartingMailer(settings, own_postgres, tmp_path / "postgres-again.log", stop_first=True)
     message, key = _letter()
     asked = asyncio.Event()
 
     async def after_the_settle(conn, marked: Write) -> None:
-        await asked.wait()  # the sender records only once the settle has asked
+        await asked.wait()  # the sender records only once the other has asked
         await marked.execute(conn)
 
     async with database_pool(own_postgres, "outbox_fence") as (_, pool):
+        def ask(key: str, message: EmailMessage) -> Awaitable[Sent]:
+            if asker == "settle":
+                return withdraw(pool, key, message["Message-ID"], request_id=None)
+            return send_once(pool, mailer, key, message, request_id=None, on_sent=recorded)
+
         sending = asyncio.create_task(send_once(pool, mailer, key, message, request_id=None,
                                                 on_sent=after_the_settle))
         await asyncio.wait_for(mailer.restarted.wait(), 60)
         await own_postgres.wait_ready()
         assert await pool.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == 0
-        settled = await withdraw(pool, key, message["Message-ID"], request_id=None)
+        settled = await ask(key, message)
         asked.set()
         assert settled is Sent.BUSY
         assert await sending is Sent.SENT
-        assert await withdraw(pool, key, message["Message-ID"], request_id=None) is Sent.ALREADY
+        assert await ask(key, message) is Sent.ALREADY
 
         dead, dead_key = _letter()  # a sender that died before the relay had it, long ago
         await pool.execute("INSERT INTO mail_outbox (mail_key, message_id, state, claimed_at) "
                            "VALUES ($1, $2, 'claimed', now() - make_interval(secs => $3 + 1))",
                            dead_key, dead["Message-ID"], SENDER_LIFETIME)
-        assert await withdraw(pool, dead_key, dead["Message-ID"], request_id=None) is Sent.WITHDRAWN
-    assert _delivered(mail_sink, message) == 1 and _delivered(mail_sink, dead) == 0
+        assert await ask(dead_key, dead) is (Sent.WITHDRAWN if asker == "settle" else Sent.SENT)
+        if asker == "retry":
+            died, died_key = _letter()  # its sender killed just now, the database up all along
+            await pool.execute("INSERT INTO mail_outbox (mail_key, message_id, state) VALUES ($1, $2, 'claimed')",
+                               died_key, died["Message-ID"])
+            assert await ask(died_key, died) is Sent.SENT
+            assert _delivered(mail_sink, died) == 1
+        events = await pool.fetch("SELECT data->>'mail_key' AS key FROM audit_events WHERE event_type = 'mail.resent'")
+    assert _delivered(mail_sink, message) == 1
+    assert _delivered(mail_sink, dead) == (0 if asker == "settle" else 1)
+    assert sorted(e["key"] for e in events) == ([] if asker == "settle" else sorted([dead_key, died_key]))
