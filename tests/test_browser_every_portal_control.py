@@ -58,9 +58,11 @@ portal_access, "every" this module); test names are shortened.
 | verify: See the status of your request         | nothing to confirm; paused      | portal looks_up (confirmed); resume subject_of_a_     |
 |                                                |                                 | stopped_request (paused); access closed_unconfirmed   |
 |                                                |                                 | (shown)                                               |
+| verify, status: Send a new request             | closed unconfirmed (expired)    | access closed_unconfirmed (both)                      |
 | status: Enter the code from our e-mail         | awaiting confirmation, not      | portal looks_up (nl); navigation (de); not shown      |
 |                                                | paused                          | paused: resume subject_of_a_stopped_request           |
 | status: Complaint about (no control)           | a complaint                     | every from_the_link                                   |
+| status: Appeal of (no control)                 | an appeal (VCDPA, CTDPA, CPA)   | every appeals_status_page (each language)             |
 | package: Download your data                    | a valid link                    | review refuses_a_bad_form (mouse); access keyboard    |
 | problem page: Back to the start                | every problem page (not found,  | navigation (request not found, nl); new_pages (page   |
 |                                                | link expired, deleted, too many,| not found, keyboard and mouse, each language); the    |
@@ -210,6 +212,32 @@ async def test_a_uk_subject_complains_from_the_link_in_our_refusal(browser, port
     await expect(page).to_have_url(f"{portal_site}/portal/requests/{complaint}")
     await assert_usable(page, seen, "en", "Your request")
     await expect(page.locator("#complaint-about")).to_have_text(f"request {reference}")
+
+
+async def test_an_appeals_status_page_names_the_request_it_appeals(browser, portal_site, pool, mail_sink):
+    """A VCDPA erasure refused and appealed (the subject replying, or over the public API): the
+    appeal's status page, found by the appeal's reference, names the refused request, in each
+    language, as its letters do; it read as a new erasure request before."""
+    email = unique_email("portal.appeal")
+    async with live_client(base_url=portal_site, timeout=30) as http:
+        refused, _ = await refused_erasure(http, pool, mail_sink, email, "vcdpa", "US")
+        r = await http.post("/v1/public/requests", json={"type": "erasure", "email": email,
+                                                         "appeal_of": short_reference(refused)})
+        assert r.status_code == 202, r.text
+    appeal = r.json()["id"]
+    page, seen = await phone(browser)
+    await page.goto(f"{portal_site}/portal")
+    await page.get_by_label("Reference (of your request, appeal or complaint)").fill(short_reference(appeal))
+    await page.get_by_role("button", name="See its status").click()
+    await assert_usable(page, seen, "en", "Your request")
+    await expect(page.locator("#appeal-of")).to_have_text(f"request {short_reference(refused)}")
+    await expect(page.locator("dt", has_text="Appeal of")).to_have_count(1)
+    await expect(page.locator("#complaint-about")).to_have_count(0)
+    for language, words in (("fr", "demande"), ("nl", "verzoek"), ("de", "Antrag")):
+        await page.goto(f"{portal_site}/portal/requests/{appeal}?lang={language}")
+        await assert_usable(page, seen, language, "Your request")
+        await expect(page.locator("dt", has_text=translations(language).gettext("Appeal of"))).to_have_count(1)
+        await expect(page.locator("#appeal-of")).to_have_text(f"{words} {short_reference(refused)}")
 
 
 async def test_the_complaint_form_in_french_and_german_with_and_without_its_reference(

@@ -317,7 +317,8 @@ async def test_too_many_attempts_and_the_other_refusals(
 async def test_a_request_closed_unconfirmed(
         browser, settings, pool, time_skipping, task_queue, mail_sink, shots):  # noqa: F811 (fixtures)
     """The codes expire with the verification window: the request is closed, its status says so
-    and its verify page has nothing to confirm, as usable as any other."""
+    and so does its verify page (the e-mail's link opened late), which takes no code; both lead to
+    a new request, as their words invite, and are as usable as any other page."""
     async with served_site(settings, pool, time_skipping.client, task_queue) as url:
         rid = await open_request(url, pool)
         await wait_for_letter(mail_sink, rid, "verification")
@@ -327,9 +328,17 @@ async def test_a_request_closed_unconfirmed(
         await page.goto(f"{url}/portal/requests/{rid}")
         await assert_usable(page, seen, "en", "Your request")
         await expect(page.locator("#status-words")).to_contain_text("not confirmed in time")
-        await page.goto(f"{url}/portal/requests/{rid}/verify")
+        await page.get_by_role("link", name="Send a new request").click()
+        await assert_usable(page, seen, "en", "Ask about your personal data")
+        await page.goto(verification_link(await wait_for_letter(mail_sink, rid, "verification")))
         await assert_usable(page, seen, "en", "Confirm it is you")
-        await expect(page.locator("main")).to_contain_text("There is nothing to confirm for this request.")
+        await expect(page.locator("#status-words")).to_have_text(
+            "This request was closed because it was not confirmed in time. You are welcome to send a new one.")
+        await expect(page.locator("main")).not_to_contain_text("There is nothing to confirm")
         await expect(page.locator("#code")).to_have_count(0)
+        await expect(page.get_by_role("button")).to_have_count(0)
         await shots(page, "closed")
+        await page.get_by_role("link", name="Send a new request").click()
+        await expect(page).to_have_url(f"{url}/portal")
+        await assert_usable(page, seen, "en", "Ask about your personal data")
 

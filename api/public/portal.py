@@ -369,9 +369,10 @@ async def status_page(request: Request, request_id: str, state: State) -> HTMLRe
         "awaiting_verification": status == RequestStatus.awaiting_verification and not paused, "status": status,
         "reference": short_reference(row["id"]),
         "controller_timezone": await request_timezone(state, str(row["id"])),
-        # A complaint to us names the refused request it is about (UK GDPR, DPA 2018 s. 164A).
-        "complaint_about": short_reference(about) if (about := (row["details"] or {}).get("appeal_of"))
-        and takes_complaints(row["regime"]) else None,
+        # An appeal or a complaint to us (UK GDPR, DPA 2018 s. 164A) names the refused request it is
+        # about, as its letters do: an appeal's page read as a new request of that type.
+        "appeal_of": short_reference(about) if (about := (row["details"] or {}).get("appeal_of")) else None,
+        "complaint": takes_complaints(row["regime"]),
     })
     if verified:
         response.delete_cookie(CONFIRMED_COOKIE, path=status_path(str(row["id"])))

@@ -19,7 +19,14 @@ from api.forms import read_form
 from api.pages import page_translator, problem_pages, render
 from api.problems import Problem
 from api.public.intake import CODE, check_identity, count_verification
-from api.public.portal import CONFIRMED_COOKIE, current_live, paused_words, request_row, status_path
+from api.public.portal import (
+    CONFIRMED_COOKIE,
+    STATUS_WORDS,
+    current_live,
+    paused_words,
+    request_row,
+    status_path,
+)
 from api.service import paused_on_our_side, run_update
 from api.state import AppState
 from dsrflow.domain.references import short_reference
@@ -46,6 +53,10 @@ _OR_ASK = N_("Or ask for a new code below.")
 # The link of an e-mail a newer code replaced: refused, after a lock or before one (where it costs no
 # attempt: workflows/verification.py EARLIER_LINK), with the ways on that work.
 _EARLIER = N_("This link is from an earlier e-mail: it no longer works.")
+# Closed unconfirmed (its codes expired), cancelled or refused: the verify page (a late e-mail's link)
+# says which, in the status page's words, not only that there is nothing to confirm; a request
+# confirmed and open, or answered, has just "nothing to confirm".
+_CLOSED_UNCONFIRMED = (RequestStatus.closed_unverified, RequestStatus.cancelled, RequestStatus.denied)
 _NO_MORE_CODES = (
     N_("We have sent all the codes we can for this request, so we cannot send another."),
     N_("If none of them reached you, please reply to our e-mail or write to us, and we will help you confirm it."),
@@ -107,7 +118,8 @@ async def _verify_page(request: Request, state: AppState, request_id: str, *, er
     row, status_now, live = current or await current_live(state, request_id)
     now = _Verification.of(status_now, live, locked=locked)
     paused = now.awaiting and (paused or await ended_flag(await state.db(), str(row["id"])) is not None)
-    words = now.words(page_translator(request), link=token is not None, earlier_link=earlier_link)
+    t = page_translator(request)
+    words = now.words(t, link=token is not None, earlier_link=earlier_link)
     in_alert = now.locked or explain_in_alert or earlier_link
     sentences = [*(error or []), *words] if in_alert else list(error or [])
     return render(request, "portal/verify.html", {
@@ -119,6 +131,9 @@ async def _verify_page(request: Request, state: AppState, request_id: str, *, er
         # page itself (the e-mail's link) keeps its query: its token, and so its button.
         "here": None if request.method == "GET" else f"/portal/requests/{row['id']}/verify",
         "reference": short_reference(row["id"]),
+        "status": status_now,
+        "closed_words": " ".join(t.gettext(sentence) for sentence in STATUS_WORDS[status_now])
+        if status_now in _CLOSED_UNCONFIRMED else None,
     }, status_code=status)
 
 
