@@ -69,14 +69,16 @@ async def open_request(
     if new.appeal_of is None and (outside := not_protected(new.regime, new.country)):
         problems["country"] = outside
     if problems:
-        raise Problem(422, "Invalid request", "; ".join(f"{f}: {m}" for f, m in problems.items()),
-                      errors=[{"field": f, "message": m} for f, m in problems.items()])
+        raise _invalid(problems)
     pool = await state.db()
     try:
         new = await check_appeal(pool, new)
     except AppealRefused as exc:
-        raise Problem(422, "Invalid request", f"{exc.field}: {exc}",
-                      errors=[{"field": exc.field, "message": str(exc)}]) from None
+        raise _invalid({exc.field: str(exc)}) from None
+    # What an appeal took from the request it appeals (its corrections) passed the policy of then:
+    # the one in force may no longer take a correction, as it would refuse the appeal typing it.
+    if problems := intake_problems(state.policy.policy, new):
+        raise _invalid(problems)
     try:
         row, created = await create_request(
             pool, new, loaded_policy=state.policy, secret=load_secret_key(state.settings), actor=actor, idempotency_key=idempotency_key,
@@ -101,6 +103,12 @@ async def open_request(
             request_id=request_id, component=WORKFLOW_ENGINE, retry_after=RETRY_AFTER,
         ) from None
     return row, created
+
+
+def _invalid(problems: dict[str, str]) -> Problem:
+    """422 naming each field at fault (`problems`: field -> message)."""
+    return Problem(422, "Invalid request", "; ".join(f"{f}: {m}" for f, m in problems.items()),
+                   errors=[{"field": f, "message": m} for f, m in problems.items()])
 
 
 async def _handle(state: AppState, request_id: str) -> WorkflowHandle:

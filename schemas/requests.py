@@ -160,7 +160,7 @@ class RequestDetails(BaseModel):
     corrections: dict[FieldName, CorrectedValue] | None = Field(
         None, description="rectification: field name -> corrected value; only fields the controller's policy "
         "declares rectifiable, each value in that field's format and length (a 422 names the field and lists "
-        "what can be corrected); at most 20"
+        "what can be corrected); at most 20; an appeal may leave it out (`appeal_of`)"
     )
     restriction_grounds: list[RestrictionGround] | None = Field(
         None, max_length=len(RestrictionGround), description="restriction: the Art. 18(1) grounds invoked"
@@ -173,7 +173,9 @@ class RequestDetails(BaseModel):
         None, description="an appeal (VCDPA, CTDPA, CPA): the subject's request we refused, in whole or in "
         "part, by its id or by the short reference its letters give (such as 9WPSS9NUBP); the appeal takes "
         "its regime (and its country unless `country` is given) and has its own statutory deadline; a complaint "
-        "to us (UK GDPR, Data Protection Act 2018 s. 164A) likewise names the request it is about")
+        "to us (UK GDPR, Data Protection Act 2018 s. 164A) likewise names the request it is about. It asks for what "
+        "that request asked: `corrections`, `restriction_grounds` and `objection_scope` left out are taken from "
+        "it; given, they must be the same")
     complaint_reasons: ComplaintText | None = Field(
         None, description="a complaint to us (UK GDPR, Data "
         "Protection Act 2018 s. 164A; `appeal_of` names the refused request): what the complaint is about, in the "
@@ -224,7 +226,9 @@ class RequestDetails(BaseModel):
         }
         for request_type, (field, message) in need.items():
             value = getattr(self, field)
-            if self.type == request_type and not value:
+            # An appeal left without them asks for what the request it names asked: they are taken
+            # from it when it is opened (dsrflow/domain/appeals.py `check_appeal`).
+            if self.type == request_type and not value and self.appeal_of is None:
                 raise _field_error(field, message)
             if self.type != request_type and value:
                 raise _field_error(field, f"only applies to {request_type.value} requests")

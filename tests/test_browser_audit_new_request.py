@@ -3,8 +3,8 @@
 name, another correction, the customer number, received by post at a time of its own), compliance
 a restriction on a ground under another regime and country, an admin an objection they attested,
 and an agent an appeal of a refused request by its reference (it takes that request's regime,
-whatever the Regime select says). Each is then the request page the user sees, and the row as
-stored. Same setup as tests/test_browser.py."""
+whatever the Regime select says, and its objection's scope, left unchosen). Each is then the
+request page the user sees, and the row as stored. Same setup as tests/test_browser.py."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from playwright.async_api import Page, expect
 
+from api.read_models.event_words import scope_words
 from dsrflow.domain.references import short_reference
 from tests.support import live_client, staff_headers, unique_email
 from tests.test_browser import CHROMIUM, open_request, signed_in, site  # noqa: F401 (fixtures)
@@ -98,26 +99,34 @@ async def test_an_admin_opens_an_objection_they_attested(browser, site, pool):  
 
 
 async def test_an_agent_opens_an_appeal_of_a_refused_request_by_its_reference(browser, site, pool):  # noqa: F811
+    """The refused request was an objection to profiling: the agent chooses no scope (the hint
+    says to leave the type's details empty), and the appeal objects to what that request did."""
     email = unique_email("audit.appeal")
-    refused = await open_request(site, pool, type="access", regime="vcdpa", country="US", subject={"email": email})
+    refused = await open_request(site, pool, type="objection", objection_scope="profiling", regime="vcdpa",
+                                 country="US", subject={"email": email})
     async with live_client(base_url=site, timeout=30) as http:
         r = await http.post(f"/v1/requests/{refused}/deny", headers=await staff_headers(pool, "compliance"), json={
             "reason_code": "excessive", "explanation": "The fourth identical request this month"})
     assert r.status_code == 200, r.text
 
     page = await signed_in(browser, site, pool, "agent", "/console/requests/new")
-    await page.get_by_label("Access to your personal data").check()
+    await page.get_by_role("radio", name="Objection to processing").check()
+    await expect(page.locator("#objection_scope")).to_be_visible()  # left unchosen: the appeal takes it
     await page.get_by_label("Subject's e-mail address").fill(email)
     await expect(page.get_by_label("Regime")).to_have_value("gdpr")  # left as it is: the appeal decides
-    await page.get_by_label("Appeal of or complaint about (optional)").fill(short_reference(refused).lower())
-    rid = await opened(page, "Access request")
+    appeal_of = page.get_by_label("Appeal of or complaint about (optional)")
+    await expect(appeal_of).to_have_accessible_description(re.compile(
+        r"Leave the details for its type empty: it asks for what that request asked"))
+    await appeal_of.fill(short_reference(refused).lower())
+    rid = await opened(page, "Objection request")
 
     await expect(page.locator("#summary")).to_contain_text("VCDPA (Virginia) /")
+    await expect(page.locator("#live")).to_contain_text(scope_words("profiling", "vcdpa"))
     # The details name the appealed request by its reference, and lead to it.
     await expect(page.locator("#appeal-of").get_by_role("link", name=short_reference(refused))).to_have_attribute(
         "href", f"/console/requests/{refused}")
     row = await pool.fetchrow(STORED, rid)
-    assert (row["regime"], row["details"]["appeal_of"]) == ("vcdpa", refused)
+    assert row["details"] == {"appeal_of": refused, "objection_scope": "profiling"} and row["regime"] == "vcdpa"
     # The refused request's page lists the appeal among the subject's other requests, and leads to it.
     await page.goto(f"{site}/console/requests/{refused}")
     await page.locator("#other-requests").get_by_role("link", name=rid[:8]).click()

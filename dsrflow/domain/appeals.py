@@ -43,7 +43,8 @@ _REFUSED = """SELECT EXISTS (SELECT 1 FROM audit_events WHERE request_id = $1 AN
 
 
 # The details that say what a request asks for: an appeal (and the portal's complaint form, which
-# repeats them: api/public/portal.py) asks for the same as the request it is about.
+# repeats them: api/public/portal.py) asks for the same as the request it is about, and takes
+# them from it when it gives none (`check_appeal`).
 ASKED = {"corrections": "corrections", "restriction_grounds": "restriction grounds",
          "objection_scope": "objection scope"}
 # The follow-up as the refusals read it (dsrflow/domain/deadlines.py `reconsiders`).
@@ -52,7 +53,8 @@ _A = {"appeal": "an appeal", "complaint": "a complaint"}
 
 async def check_appeal(conn: asyncpg.Connection | asyncpg.Pool, new: NewRequest) -> NewRequest:
     """The request as it is to be opened: an appeal takes the regime of the request it refers to,
-    and its country unless the appeal states one.
+    its country unless the appeal states one, and what it asked (`ASKED`) where the appeal leaves
+    that out.
     Raises AppealRefused when the referred request does not exist, is another subject's, was not
     refused, is itself an appeal, or falls under a law that grants no appeal, when the appeal asks
     for other than it did (`ASKED`), and when an appeal (not a complaint) carries `complaint_reasons`."""
@@ -79,6 +81,12 @@ async def check_appeal(conn: asyncpg.Connection | asyncpg.Pool, new: NewRequest)
     if new.type.value != original["request_type"]:
         raise AppealRefused("type", f"{_A[kind]} is of the same type as the request it is about "
                             f"({original['request_type']})")
+    if taken := {field: value for field in ASKED
+                 if not getattr(new, field) and (value := (original["details"] or {}).get(field))}:
+        # Left out (or empty), what the refused request asked is taken from it: staff opening an
+        # appeal from a reply or a letter, and the subject, had to retype its corrections exactly.
+        # Validated as if given, so that its workflow, letters and evidence read it as before.
+        new = type(new).model_validate({**new.model_dump(exclude_unset=True), **taken})
     if differs := _asked_otherwise(new.details(), original["details"] or {}):
         # Reconsidering a refusal is deciding again what was refused. Before, only the type was
         # compared: an appeal asking for other corrections, grounds or scope was a new request run

@@ -1,0 +1,87 @@
+"""An appeal (or a UK complaint to us) asks for what the request it names asked
+(dsrflow/domain/appeals.py `ASKED`): staff opening one from the console's New request form or
+POST /v1/requests leave its corrections, restriction grounds and objection scope out, and the
+appeal takes them from the refused request; given, they must be the same. The real app in-process
+over ASGI, PostgreSQL and Temporal; no worker: what is checked is what is stored."""
+
+from __future__ import annotations
+
+import html
+
+from dsrflow.crypto.keys import load_secret_key
+from dsrflow.domain.audit import append_event
+from dsrflow.domain.references import short_reference
+from dsrflow.stores.requests_store import create_request
+from policy.model import DEFAULT_POLICY
+from schemas.requests import NewRequest
+from tests.policy_once import policy_of
+from tests.ratelimit_support import app_clients, stored_for, unique_ip
+from tests.support import console_new_request, staff_headers, unique_email
+
+CORRECTIONS = {"phone": "+44 20 7946 0000", "last_name": "Lovelace"}
+
+
+async def _refused(pool, settings, email: str, **details) -> str:
+    """A UK GDPR request stored as refused (its denial's `letter.sent`, as the letter activity
+    records it), without running its workflow: what a complaint to us names."""
+    row, _ = await create_request(pool, NewRequest(regime="uk_gdpr", subject={"email": email}, identity_attested=True,
+                                                   **details),
+                                  loaded_policy=policy_of(settings), secret=load_secret_key(settings),
+                                  actor="test", idempotency_key=None)
+    refused = str(row["id"])
+    async with pool.acquire() as conn:
+        await append_event(conn, event_key=f"{refused}:test-denial", event_type="letter.sent", actor="workflow",
+                           request_id=refused, data={"purpose": "denial", "refusal": True})
+    return refused
+
+
+async def _details(pool, request_id: str) -> dict:
+    return await pool.fetchval("SELECT details FROM dsr_requests WHERE id = $1::uuid", request_id)
+
+
+async def test_staff_open_an_appeal_without_retyping_what_the_refused_request_asked(settings, pool, dev_server,
+                                                                                    task_queue):
+    """A subject complains that we refused to correct their phone and name; the agent opens the
+    complaint from the console's New request form with the refused request's reference, typing no
+    correction. Before, the form answered "rectification needs at least one correction" (and the
+    API 422 the same), so staff retyped the corrections exactly or the complaint was refused. Now
+    the complaint carries the refused request's corrections, on its page and as stored, as does
+    one opened over the API without a restriction's grounds; a correction given that differs is
+    still refused, naming it, and nothing is stored."""
+    full = settings.model_copy(update={"policy_path": DEFAULT_POLICY})
+    email = unique_email("appeal-takes")
+    rectification = await _refused(pool, full, email, type="rectification", corrections=CORRECTIONS)
+    grounds = ["objection_pending", "accuracy_contested"]
+    restriction = await _refused(pool, full, email, type="restriction", restriction_grounds=grounds)
+    async with app_clients(full, dev_server.client, task_queue) as call_from:
+        http = call_from(unique_ip())
+        form = await console_new_request(http, pool, "agent", type="rectification", email=email,
+                                         appeal_of=short_reference(rectification))
+        assert form.status_code == 303, form.text
+        complaint = form.headers["location"].rsplit("/", 1)[1]
+        assert await _details(pool, complaint) == {"appeal_of": rectification, "corrections": CORRECTIONS}
+        page = html.unescape((await http.get(f"/console/requests/{complaint}")).text)
+        assert "phone → “+44 20 7946 0000”" in page and "last_name → “Lovelace”" in page
+
+        agent = await staff_headers(pool, "agent")
+        r = await http.post("/v1/requests", headers=agent, json={
+            "type": "restriction", "subject": {"email": email}, "appeal_of": short_reference(restriction)})
+        assert r.status_code == 201, r.text
+        assert await _details(pool, r.json()["id"]) == {"appeal_of": restriction, "restriction_grounds": grounds}
+
+        r = await http.post("/v1/requests", headers=agent, json={
+            "type": "rectification", "subject": {"email": email}, "appeal_of": rectification,
+            "corrections": {"phone": "+44 20 7946 0001"}})
+        assert r.status_code == 422, r.text
+        assert r.json()["errors"] == [{"field": "corrections", "message": (
+            "a complaint asks for what the request it is about asked: the same corrections")}]
+        assert await stored_for(pool, email) == 4
+
+    # The policy in force takes no correction any more (here: no system at all): the complaint
+    # that takes the refused request's corrections is refused as one typing them would be.
+    async with app_clients(settings, dev_server.client, task_queue) as call_from:
+        r = await call_from(unique_ip()).post("/v1/requests", headers=agent, json={
+            "type": "rectification", "subject": {"email": email}, "appeal_of": rectification})
+        assert r.status_code == 422, r.text
+        assert {e["field"] for e in r.json()["errors"]} == {"corrections.phone", "corrections.last_name"}
+    assert await stored_for(pool, email) == 4
