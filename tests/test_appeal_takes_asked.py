@@ -1,6 +1,6 @@
 """An appeal (or a UK complaint to us) asks for what the request it names asked
-(dsrflow/domain/appeals.py `ASKED`): staff opening one from the console's New request form or
-POST /v1/requests leave its corrections, restriction grounds and objection scope out, and the
+(dsrflow/domain/appeals.py `ASKED`): staff opening one from the console's New request form, the
+Inbox's or POST /v1/requests leave its corrections, restriction grounds and objection scope out, and the
 appeal takes them from the refused request; given, they must be the same. The real app in-process
 over ASGI, PostgreSQL and Temporal; no worker: what is checked is what is stored."""
 
@@ -16,7 +16,8 @@ from policy.model import DEFAULT_POLICY
 from schemas.requests import NewRequest
 from tests.policy_once import policy_of
 from tests.ratelimit_support import app_clients, stored_for, unique_ip
-from tests.support import console_new_request, staff_headers, unique_email
+from tests.support import console_new_request, console_sign_in, staff_headers, unique_email
+from tests.test_mailbox_console import filed, raw_mail
 
 CORRECTIONS = {"phone": "+44 20 7946 0000", "last_name": "Lovelace"}
 
@@ -43,7 +44,7 @@ async def test_staff_open_an_appeal_without_retyping_what_the_refused_request_as
                                                                                     task_queue):
     """A subject complains that we refused to correct their phone and name; the agent opens the
     complaint from the console's New request form with the refused request's reference, typing no
-    correction. Before, the form answered "rectification needs at least one correction" (and the
+    correction, then from the subject's reply in the Inbox. Before, the form answered "rectification needs at least one correction" (and the
     API 422 the same), so staff retyped the corrections exactly or the complaint was refused. Now
     the complaint carries the refused request's corrections, on its page and as stored, as does
     one opened over the API without a restriction's grounds; a correction given that differs is
@@ -62,6 +63,14 @@ async def test_staff_open_an_appeal_without_retyping_what_the_refused_request_as
         assert await _details(pool, complaint) == {"appeal_of": rectification, "corrections": CORRECTIONS}
         page = html.unescape((await http.get(f"/console/requests/{complaint}")).text)
         assert "phone → “+44 20 7946 0000”" in page and "last_name → “Lovelace”" in page
+        # The same from the Inbox: the subject's reply, converted with its type and reference alone.
+        message_id = await filed(full, pool, raw_mail(email, f"I complain about {short_reference(rectification)}."))
+        csrf = await console_sign_in(http, pool, "agent")
+        converted = await http.post(f"/console/inbox/{message_id}/convert", data={
+            "csrf_token": csrf, "type": "rectification", "email": email, "appeal_of": short_reference(rectification)})
+        assert converted.status_code == 303, converted.text
+        assert await _details(pool, converted.headers["location"].rsplit("/", 1)[1]) == {
+            "appeal_of": rectification, "corrections": CORRECTIONS}
 
         agent = await staff_headers(pool, "agent")
         r = await http.post("/v1/requests", headers=agent, json={
@@ -75,7 +84,7 @@ async def test_staff_open_an_appeal_without_retyping_what_the_refused_request_as
         assert r.status_code == 422, r.text
         assert r.json()["errors"] == [{"field": "corrections", "message": (
             "a complaint asks for what the request it is about asked: the same corrections")}]
-        assert await stored_for(pool, email) == 4
+        assert await stored_for(pool, email) == 5
 
     # The policy in force takes no correction any more (here: no system at all): the complaint
     # that takes the refused request's corrections is refused as one typing them would be.
@@ -84,4 +93,4 @@ async def test_staff_open_an_appeal_without_retyping_what_the_refused_request_as
             "type": "rectification", "subject": {"email": email}, "appeal_of": rectification})
         assert r.status_code == 422, r.text
         assert {e["field"] for e in r.json()["errors"]} == {"corrections.phone", "corrections.last_name"}
-    assert await stored_for(pool, email) == 4
+    assert await stored_for(pool, email) == 5
