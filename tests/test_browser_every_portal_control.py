@@ -63,6 +63,8 @@ portal_access, "every" this module); test names are shortened.
 |                                                | paused                          | paused: resume subject_of_a_stopped_request           |
 | status: Complaint about (no control)           | a complaint                     | every from_the_link                                   |
 | status: Appeal of (no control)                 | an appeal (VCDPA, CTDPA, CPA)   | every appeals_status_page (each language)             |
+| status, verify: withdrawn or cancelled by us   | a request cancelled             | every withdrawal_reads_as_the_subjects (each language)|
+| (no control: the words say which)              |                                 |                                                       |
 | package: Download your data                    | a valid link                    | review refuses_a_bad_form (mouse); access keyboard    |
 | problem page: Back to the start                | every problem page (not found,  | navigation (request not found, nl); new_pages (page   |
 |                                                | link expired, deleted, too many,| not found, keyboard and mouse, each language); the    |
@@ -103,7 +105,7 @@ from tests.support import (
     verification_link,
     wait_for_letter,
 )
-from tests.test_browser import CHROMIUM, five_wrong_codes, served_site
+from tests.test_browser import CHROMIUM, five_wrong_codes, open_request, served_site
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's headless Chromium (apt-get install chromium-headless-shell)")
 COMPLAIN = "Complain about our decision"
@@ -238,6 +240,40 @@ async def test_an_appeals_status_page_names_the_request_it_appeals(browser, port
         await assert_usable(page, seen, language, "Your request")
         await expect(page.locator("dt", has_text=translations(language).gettext("Appeal of"))).to_have_count(1)
         await expect(page.locator("#appeal-of")).to_have_text(f"{words} {short_reference(refused)}")
+
+
+async def test_a_withdrawal_reads_as_the_subjects_and_a_cancellation_by_us_as_a_refusal(
+        browser, portal_site, pool, mail_sink):
+    """Staff record a subject's withdrawal (their e-mail asked for it), and cancel another request
+    themselves, which refuses it: the status page and the verify page (a late e-mail's link) say
+    which, in each language; both read "This request was cancelled." alone before."""
+    words = {
+        True: ("You withdrew this request, and we have closed it.",
+               "If you did not ask us to withdraw it, tell us at once by replying to our e-mail."),
+        False: ("This request was cancelled.", "Our e-mail explains why and how you can challenge it."),
+    }
+    closed = {}
+    async with live_client(base_url=portal_site, timeout=30) as http:
+        for withdrawn in words:
+            rid = await open_request(portal_site, pool)
+            r = await http.post(f"/v1/requests/{rid}/cancel", headers=await staff_headers(pool, "compliance"), json={
+                "reason": "Asked by e-mail" if withdrawn else "A duplicate of another request",
+                "withdrawn_by_subject": withdrawn})
+            assert r.status_code == 200, r.text
+            closed[withdrawn] = rid
+    page, seen = await phone(browser)
+    for withdrawn, rid in closed.items():
+        link = verification_link(await wait_for_letter(mail_sink, rid, "verification"))
+        for language in ("en", "nl", "fr", "de"):
+            t = translations(language)
+            said = " ".join(t.gettext(sentence) for sentence in words[withdrawn])
+            await page.goto(f"{portal_site}/portal/requests/{rid}?lang={language}")
+            await assert_usable(page, seen, language, "Your request")
+            await expect(page.locator("#status-words")).to_have_text(said)
+            await page.goto(link)
+            await assert_usable(page, seen, language, "Confirm it is you")
+            await expect(page.locator("#status-words")).to_have_text(said)
+            await expect(page.get_by_role("button")).to_have_count(0)
 
 
 async def test_the_complaint_form_in_french_and_german_with_and_without_its_reference(

@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from playwright.async_api import Page, expect
 
-from api.public.portal import STATUS_WORDS
+from api.public.status_words import STATUS_WORDS
 from dsrflow.crypto.hashing import token_hash
 from dsrflow.i18n import translations
 from dsrflow.stores.kept_copies import ERASED

@@ -37,6 +37,7 @@ from api.public.intake import (
     find_package,
     submit_request,
 )
+from api.public.status_words import status_words
 from api.ratelimit import RateLimiter
 from api.read_models.evidence_deadlines import policy_defaults
 from api.service import live_state
@@ -72,19 +73,6 @@ _MESSAGES = {
                    "of this page."),
 }
 _APPEAL_NOT_OPENED = N_("We cannot open this appeal")
-# Each status as the subject reads it: a list of sentences, one message each.
-STATUS_WORDS: dict[RequestStatus, tuple[str, ...]] = {
-    RequestStatus.awaiting_verification: (N_("Waiting for you to confirm that the request is yours."),),
-    RequestStatus.in_progress: (N_("We are working on your request."),),
-    RequestStatus.awaiting_approval: (
-        N_("Our privacy team is checking your request before we act on it or send our answer."),),
-    RequestStatus.completed: (N_("We have answered your request by e-mail."),),
-    RequestStatus.denied: (N_("We have refused your request."),
-                           N_("Our e-mail explains why and how you can challenge it.")),
-    RequestStatus.cancelled: (N_("This request was cancelled."),),
-    RequestStatus.closed_unverified: (N_("This request was closed because it was not confirmed in time."),
-                                      N_("You are welcome to send a new one.")),
-}
 # The problems the portal's pages show besides its own (api/public/intake.py, api/ratelimit.py:
 # a package link that is unknown, expired or deleted; too many requests waiting), marked here
 # for the catalogs; portal/problem.html translates a problem's title and detail as it renders.
@@ -357,13 +345,13 @@ def paused_words(request: Request, why: str = PAUSED, *, try_again: bool = False
 async def status_page(request: Request, request_id: str, state: State) -> HTMLResponse:
     """The request's status. "You have confirmed" shows once, on the page the confirmation leads
     to: its cookie is spent here, so a reload or a bookmark shows the status alone."""
-    row, status, _ = await current_live(state, request_id)
+    row, status, live = await current_live(state, request_id)
     t = page_translator(request)
     verified = request.cookies.get(CONFIRMED_COOKIE) == str(row["id"])
     # Stopped, its status stands still: the page says why instead, and offers no code to enter,
     # which the stopped workflow could not take.
     paused = await ended_flag(await state.db(), str(row["id"])) is not None
-    words = paused_words(request) if paused else [t.gettext(sentence) for sentence in STATUS_WORDS[status]]
+    words = paused_words(request) if paused else await status_words(state, row, status, live, t)
     response = render(request, "portal/status.html", {
         "row": row, "status_words": " ".join(words), "verified": verified,
         "awaiting_verification": status == RequestStatus.awaiting_verification and not paused, "status": status,

@@ -21,12 +21,12 @@ from api.problems import Problem
 from api.public.intake import CODE, check_identity, count_verification
 from api.public.portal import (
     CONFIRMED_COOKIE,
-    STATUS_WORDS,
     current_live,
     paused_words,
     request_row,
     status_path,
 )
+from api.public.status_words import status_words
 from api.service import paused_on_our_side, run_update
 from api.state import AppState
 from dsrflow.domain.references import short_reference
@@ -132,7 +132,7 @@ async def _verify_page(request: Request, state: AppState, request_id: str, *, er
         "here": None if request.method == "GET" else f"/portal/requests/{row['id']}/verify",
         "reference": short_reference(row["id"]),
         "status": status_now,
-        "closed_words": " ".join(t.gettext(sentence) for sentence in STATUS_WORDS[status_now])
+        "closed_words": " ".join(await status_words(state, row, status_now, live, t))
         if status_now in _CLOSED_UNCONFIRMED else None,
     }, status_code=status)
 

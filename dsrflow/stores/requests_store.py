@@ -239,3 +239,12 @@ def partial_effect(request_id: str, system: str, action: str, attempt: int, coun
             "data": {"system": system, "action": action, "attempt": attempt, "counted": counted,
                      **({"unsure": unsure} if unsure else {})}}
 
+
+
+async def withdrawn_by_subject(pool: asyncpg.Pool | asyncpg.Connection, request_id: str) -> bool:
+    """Whether the request was cancelled because its subject withdrew it, as its `status.cancelled`
+    event records (written with the status: `set_status`); a cancellation by staff refuses it."""
+    return bool(await pool.fetchval(
+        """SELECT (data->>'withdrawn_by_subject')::boolean FROM audit_events
+            WHERE request_id = $1 AND event_type = 'status.cancelled' ORDER BY seq LIMIT 1""",
+        uuid.UUID(str(request_id))))

@@ -1,0 +1,47 @@
+"""What the portal tells a subject of where their request stands: the status page's words, which
+the verify page repeats for a request closed without a confirmation (api/public/portal.py,
+api/public/portal_verify.py). One message a sentence, translated for the page."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from api.state import AppState
+from dsrflow.i18n import N_, Translator
+from dsrflow.stores.requests_store import withdrawn_by_subject
+from schemas.requests import RequestStatus
+from schemas.workflow import RequestState
+
+# Each status as the subject reads it: a list of sentences, one message each.
+STATUS_WORDS: dict[RequestStatus, tuple[str, ...]] = {
+    RequestStatus.awaiting_verification: (N_("Waiting for you to confirm that the request is yours."),),
+    RequestStatus.in_progress: (N_("We are working on your request."),),
+    RequestStatus.awaiting_approval: (
+        N_("Our privacy team is checking your request before we act on it or send our answer."),),
+    RequestStatus.completed: (N_("We have answered your request by e-mail."),),
+    RequestStatus.denied: (N_("We have refused your request."),
+                           N_("Our e-mail explains why and how you can challenge it.")),
+    # Cancelled by staff, a request is refused (Art. 12(4) GDPR): its letter gives the reasons and
+    # the remedies, as a denial's does.
+    RequestStatus.cancelled: (N_("This request was cancelled."),
+                              N_("Our e-mail explains why and how you can challenge it.")),
+    RequestStatus.closed_unverified: (N_("This request was closed because it was not confirmed in time."),
+                                      N_("You are welcome to send a new one.")),
+}
+# Cancelled because the subject withdrew it: said as theirs, not as our refusal, and, as the letter
+# confirming it says, whom to tell if they did not (a withdrawal is recorded by staff from a message
+# that may not be the subject's: docs/mailbox.md).
+WITHDRAWN = (N_("You withdrew this request, and we have closed it."),
+             N_("If you did not ask us to withdraw it, tell us at once by replying to our e-mail."))
+
+
+async def status_words(state: AppState, row: dict[str, Any], status: RequestStatus, live: RequestState | None,
+                       t: Translator) -> list[str]:
+    """The sentences that say where the request (`row`, its `status` and `live` state as
+    `current_live` read them) stands, in `t`'s language."""
+    said = STATUS_WORDS[status]
+    if status == RequestStatus.cancelled and (
+            live.withdrawn_by_subject if live and live.status == status
+            else await withdrawn_by_subject(await state.db(), str(row["id"]))):
+        said = WITHDRAWN
+    return [t.gettext(sentence) for sentence in said]
