@@ -12,6 +12,7 @@ from typing import Any
 from activities.citations import citation
 from activities.processor_exports import missing_reasons
 from dsrflow.i18n import ENGLISH, N_, SOURCE_LANGUAGE, Translator, and_list
+from policy.keeping import StatutoryHold
 from policy.model import Policy, Recipient
 from policy.systems import dataset_words
 from schemas.workflow import TaskResult
@@ -36,6 +37,10 @@ _CLAIMS_BASIS = ("17(3)(e)", N_("%(citation)s: establishment, exercise or defenc
                  N_("establishment, exercise or defence of legal claims"))
 _OBLIGATION_BASIS = ("17(3)(b)", N_("%(citation)s: compliance with a legal obligation"),
                      N_("compliance with a legal obligation"))
+# A statute that is no legal obligation of ours under the regime's law (a Belgian one under the UK
+# GDPR, which takes only domestic law: `StatutoryHold.obligation_under`): the basis the privacy
+# policy gives for complying with a foreign law.
+_FOREIGN_BASIS = N_("%(citation)s: our legitimate interests in complying with %(law)s")
 
 
 def _basis(basis: tuple[str, str, str], regime: str, t: Translator) -> str:
@@ -54,20 +59,35 @@ def _statute_of(kept: dict[str, Any], source: Policy) -> str | None:
     return None
 
 
+def _statute(kept: dict[str, Any], policy: Policy, source: Policy) -> StatutoryHold | None:
+    """The statutory hold a kept record was stored under, in `policy`'s language; None for a
+    legal-claims hold, or a statute the request's policy version no longer words as recorded."""
+    key = _statute_of(kept, source) if kept["hold_kind"] != "legal_claims" else None
+    return policy.statutory_holds.get(key) if key else None
+
+
+def _foreign_law(kept: dict[str, Any], policy: Policy, source: Policy, regime: str) -> str | None:
+    """The name of the law that made us keep a record ("Belgian law"), where it is no legal
+    obligation of ours under `regime`'s law; None where it is one, or the record is no statute's."""
+    statute = _statute(kept, policy, source)
+    return statute.foreign_law if statute is not None and not statute.obliges_under(regime) else None
+
+
 def _kept_texts(kept: dict[str, Any], policy: Policy, source: Policy, t: Translator,
                 regime: str) -> tuple[str, str | None]:
     """The legal basis and law of a kept record in the letter's language: the statute's texts from
     the policy's translation, ours from the catalog; a basis compliance wrote themselves stays as
     they wrote it (like an explanation). Outside the GDPR, the statute's basis (which cites it)
-    gives way to ours, in the regime's law. A legal-claims hold has no law: None (the letter
-    said "Law: a legal claim (establishment, exercise or defence of legal claims)", the basis again)."""
+    gives way to ours, in the regime's law; where its law is no obligation of ours under the
+    regime's (`_foreign_law`), ours is our legitimate interests in complying with it (Art. 6(1)(f)).
+    A legal-claims hold has no law: None (the letter said "Law: a legal claim (establishment,
+    exercise or defence of legal claims)", the basis again)."""
     if kept["hold_kind"] == "legal_claims":
         return (_basis(_CLAIMS_BASIS, regime, t) if kept["basis"] in _CLAIMS_BASES_STORED else kept["basis"]), None
-    statute = _statute_of(kept, source)
-    if statute is None or statute not in policy.statutory_holds:
-        basis, law = kept["basis"], kept["law"]
-    else:
-        basis, law = policy.statutory_holds[statute].basis, policy.statutory_holds[statute].law
+    statute = _statute(kept, policy, source)
+    basis, law = (kept["basis"], kept["law"]) if statute is None else (statute.basis, statute.law)
+    if (foreign := _foreign_law(kept, policy, source, regime)) is not None:
+        return t.gettext(_FOREIGN_BASIS) % {"citation": citation(regime, "6(1)(f)", t), "law": foreign}, law
     return (basis if regime == "gdpr" else _basis(_OBLIGATION_BASIS, regime, t)), law
 
 
@@ -95,6 +115,7 @@ def _kept_item(kept: dict[str, Any], policy: Policy, regime: str, t: Translator 
     # its period ends; a legal-claims hold's date is when we review whether the claims still need
     # them, not an end date.
     return {"what": what, "basis": basis, "law": law, "reviewed": kept["hold_kind"] == "legal_claims",
+            "foreign_law": _foreign_law(kept, policy, source or policy, regime),
             "until": date.fromisoformat(kept["until"]) if kept.get("until") else None,
             "processor": system if _at_processor(kept, policy) else None,
             "unrestricted": system if _unrestricted(kept, policy) else None}
@@ -125,7 +146,10 @@ def kept_where(kept: list[dict[str, Any]]) -> dict[str, Any]:
     what a legal-claims hold kept (`held_by`) and what a statute requires kept (`kept_by`), and our
     systems that cannot mark what they keep as restricted (`unrestricted`), each named once by its
     label; and which of the reasons to keep data apply (a statute `by_law`, a legal-claims hold
-    `for_claims`, with a review date `reviewed_by`)."""
+    `for_claims`, with a review date `reviewed_by`), and of the statutes those that are a legal
+    obligation of ours under the request's law (`domestic`) and the names of the laws that are none
+    (`foreign_laws`: we keep what they require in our legitimate interests, which the subject may
+    object to)."""
     def processors(legal_claims: bool) -> list[str]:
         return sorted({k["processor"] for k in kept if k.get("processor") and bool(k.get("reviewed")) is legal_claims})
 
@@ -133,6 +157,8 @@ def kept_where(kept: list[dict[str, Any]]) -> dict[str, Any]:
             "held_by": processors(True), "kept_by": processors(False),
             "unrestricted": sorted({k["unrestricted"] for k in kept if k.get("unrestricted")}),
             "by_law": any(not k.get("reviewed") for k in kept), "for_claims": any(k.get("reviewed") for k in kept),
+            "domestic": any(not k.get("reviewed") and not k.get("foreign_law") for k in kept),
+            "foreign_laws": sorted({k["foreign_law"] for k in kept if k.get("foreign_law")}),
             "reviewed_by": any(k.get("reviewed") and k.get("until") for k in kept)}
 
 

@@ -4,11 +4,16 @@ the daily sweep applies."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal, Self, get_args
 
 from pydantic import Field, field_validator, model_validator
 
 from policy.strict import IDENT, StrictModel
+
+# The regimes whose law names a legal obligation's article (Art. 6(1)(c), 17(3)(b)) and asks whose
+# law it must be (Art. 6(3)): the GDPR's and the UK GDPR's.
+ArticleRegime = Literal["gdpr", "uk_gdpr"]
+_ARTICLE_REGIMES: tuple[ArticleRegime, ...] = get_args(ArticleRegime)
 
 
 class HoldPeriod(StrictModel):
@@ -31,6 +36,35 @@ class StatutoryHold(StrictModel):
     law: str
     years: int = Field(ge=1, le=50)
     later_periods: list[HoldPeriod] = Field(default_factory=list)
+    # The regimes under whose law keeping these records is a legal obligation of ours: the GDPR's
+    # Art. 6(1)(c) and 17(3)(b) take an obligation under Union or Member State law (Art. 6(3)),
+    # the UK GDPR's one under domestic law only, so a Belgian statute is one under `gdpr` and none
+    # under `uk_gdpr`. Where it is none, the records are still kept, but the letters give the basis
+    # the privacy policy gives for a foreign law: our legitimate interests in complying with it
+    # (Art. 6(1)(f)), to which the subject may object (Art. 21(1)). The other regimes' laws cite
+    # no article for a hold: their letters say "compliance with a legal obligation" as before.
+    # Unset: both (a policy version stored before this field).
+    obligation_under: list[ArticleRegime] = Field(default_factory=lambda: list(_ARTICLE_REGIMES))
+    # The law's name where it is no obligation of ours, as a sentence takes it after a verb:
+    # "Belgian law" ("... in complying with Belgian law"; French "le droit belge").
+    foreign_law: str | None = None
+
+    @model_validator(mode="after")
+    def _foreign_law_named(self) -> Self:
+        if len(set(self.obligation_under)) != len(self.obligation_under):
+            raise ValueError("obligation_under: a regime is listed twice")
+        foreign = len(self.obligation_under) < len(_ARTICLE_REGIMES)
+        if foreign and not self.foreign_law:
+            raise ValueError("foreign_law: needed, since obligation_under leaves out a regime whose "
+                             "letters then name the law (e.g. 'Belgian law')")
+        if not foreign and self.foreign_law:
+            raise ValueError("foreign_law: only for a law that obligation_under leaves out a regime of")
+        return self
+
+    def obliges_under(self, regime: str) -> bool:
+        """Whether keeping these records is a legal obligation under `regime`'s law (Art. 17(3)(b)
+        GDPR or UK GDPR); True under the regimes that cite no article for it."""
+        return regime not in _ARTICLE_REGIMES or regime in self.obligation_under
 
     @field_validator("later_periods")
     @classmethod

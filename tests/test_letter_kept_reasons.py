@@ -27,6 +27,10 @@ from tests.letters_as_sent import LANGUAGES, LOADED, as_sent, both, erasure_with
 BOTH = ("We could not erase the data listed below, because the law obliges us to keep it or because we need it "
         "for the establishment, exercise or defence of legal claims%(citation)s.")
 BY_LAW = "We could not erase the data listed below, because the law obliges us to keep it%(citation)s."
+# Under the UK GDPR, Belgian law is no legal obligation of ours (tests/test_letter_foreign_law.py).
+BY_FOREIGN_LAW = "We could not erase the data listed below, because we must keep it to comply with %(law)s."
+BOTH_FOREIGN = ("We could not erase the data listed below, because we must keep it to comply with %(law)s or because "
+                "we need it for the establishment, exercise or defence of legal claims%(citation)s.")
 FOR_CLAIMS = ("We could not erase the data listed below, because we need it for the establishment, exercise or "
               "defence of legal claims%(citation)s.")
 PERIOD = "Data the law obliges us to keep is erased when its period, given below, ends."
@@ -48,9 +52,10 @@ def _kept(which: str, *, review: bool = True) -> dict[str, Any]:
     return report
 
 
-def _said(t: Translator, message: str, regime: str = "gdpr", article: str | None = None) -> str:
+def _said(t: Translator, message: str, regime: str = "gdpr", article: str | None = None, **words: str) -> str:
     """The sentence as `both` gives it: whitespace folded (French's no-break spaces too)."""
-    said = t.gettext(message) % {"citation": cite(regime, article, " (%s)", t)} if article else t.gettext(message)
+    cited = {"citation": cite(regime, article, " (%s)", t)} if article else {}
+    said = t.gettext(message) % {**cited, **words} if cited or words else t.gettext(message)
     return " ".join(said.split())
 
 
@@ -103,11 +108,14 @@ async def test_the_letter_gives_only_the_reasons_that_apply(regime, language):
     for part in both(claims):
         assert _said(t, FOR_CLAIMS, regime, "17(3)(e)") in part and _said(t, REVIEWED) in part
         assert _said(t, PERIOD) not in part and _said(t, BOTH, regime, "17(3)") not in part
+    foreign = LOADED.in_language(language).statutory_holds["be_accounting"].foreign_law
+    by_law, by_law_or_claims = ((_said(t, BY_FOREIGN_LAW, law=foreign), _said(t, BOTH_FOREIGN, regime, "17(3)(e)", law=foreign))
+                                if regime == "uk_gdpr" else (_said(t, BY_LAW, regime, "17(3)(b)"), _said(t, BOTH, regime, "17(3)")))
     for part in both(law):
-        assert _said(t, BY_LAW, regime, "17(3)(b)") in part and _said(t, PERIOD) in part
+        assert by_law in part and _said(t, PERIOD) in part
         assert _said(t, UNTIL_CLAIMS_END) not in part and _said(t, REVIEWED) not in part
     for part in both(both_kinds):
-        assert _said(t, BOTH, regime, "17(3)") in part
+        assert by_law_or_claims in part
         assert _said(t, PERIOD) in part and _said(t, REVIEWED) in part
 
 

@@ -97,6 +97,13 @@ def _assert_refused(tmp_path: Path, change, message: str) -> None:
         {"from_year": 2020, "years": 8, "law": "x"}), r"statutory_holds\.be_accounting\.later_periods: .*from_year must strictly increase"),
     (lambda c: c["systems"]["billing"]["datasets"][3]["hold"].update(date_column=["signed_on", "collected"]),
      r"systems\.billing\.datasets\.mandates\.hold\.date_column: unknown column 'collected'"),
+    # A law that is no legal obligation under a regime is named in its letters (tests/test_letter_foreign_law.py).
+    (lambda c: c["statutory_holds"]["be_accounting"].pop("foreign_law"),
+     r"statutory_holds\.be_accounting: .*foreign_law: needed, since obligation_under leaves out a regime"),
+    (lambda c: c["statutory_holds"]["be_accounting"].update(obligation_under=["gdpr", "uk_gdpr"]),
+     r"statutory_holds\.be_accounting: .*foreign_law: only for a law that obligation_under leaves out"),
+    (lambda c: c["statutory_holds"]["be_accounting"].update(obligation_under=["gdpr", "ccpa"]),
+     r"statutory_holds\.be_accounting\.obligation_under\.1: Input should be 'gdpr' or 'uk_gdpr'"),
 ])
 def test_bad_statutory_hold_settings_name_their_path(tmp_path: Path, change, message: str) -> None:
     _assert_refused(tmp_path, change, message)
