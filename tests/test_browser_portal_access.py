@@ -29,8 +29,10 @@ from api.public.status_words import STATUS_WORDS
 from dsrflow.crypto.hashing import token_hash
 from dsrflow.i18n import translations
 from dsrflow.stores.kept_copies import ERASED
+from policy.model import DEFAULT_POLICY
 from schemas.requests import RequestStatus
 from tests.browser_access import assert_usable, errors_of, phone, tab_to, type_in
+from tests.policy_once import policy_at
 from tests.support import (
     eventually,
     letters_for,
@@ -47,6 +49,7 @@ from tests.test_browser_cross_site import hostile_site
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's headless Chromium (apt-get install chromium-headless-shell)")
 
 LANGUAGES = ("en", "nl", "fr", "de")
+PRIVACY_EMAIL = policy_at(DEFAULT_POLICY).policy.controller.privacy_email
 
 
 async def refused_form(page: Page, seen: list[str], language: str, fields: dict[str, str],
@@ -172,6 +175,14 @@ async def test_every_page_at_phone_width_in_each_language(
     for state, title in (("expired", "Link expired"), ("deleted", "Package deleted")):
         await page.goto(f"{site}/portal/packages/{links[state]}")
         await assert_usable(page, seen, language, title)
+        # Expired, the page says how to ask for a new link, as the letter did; deleted with the
+        # subject's data, there is none to ask for.
+        write = page.locator("main").get_by_role("link", name=PRIVACY_EMAIL)
+        await expect(write).to_have_count(1 if state == "expired" else 0)
+        if state == "expired":
+            await expect(write).to_have_attribute("href", f"mailto:{PRIVACY_EMAIL}")
+            said = t.gettext('Write to us at <a href="mailto:%(email)s">%(email)s</a> and we will send you a new one.')
+            await expect(page.locator("main")).to_contain_text(re.sub(r"<[^>]+>", "", said % {"email": PRIVACY_EMAIL}))
         await page.goto(f"{site}/v1/public/packages/{links[state]}")
         await assert_usable(page, seen, language, title)
     await page.goto(f"{site}/portal/packages/{secrets.token_hex(32)}")

@@ -287,10 +287,12 @@ async def find_package(state: AppState, token: str) -> dict[str, Any]:
     row = await pool.fetchrow("SELECT * FROM packages WHERE token_hash = $1", token_hash(token))
     if row is None:
         raise Problem(404, "Not found", "no package for this link")
+    # `renewable`: writing to us gets a new link (the response letter says so); not for a package
+    # deleted with the subject's data or with a request closed unsent.
     if row["purged_at"] is not None:
-        raise Problem(410, "Package deleted", PURGED[row["purge_reason"]])
+        raise Problem(410, "Package deleted", PURGED[row["purge_reason"]], renewable=row["purge_reason"] == EXPIRED)
     if row["expires_at"] is None or row["expires_at"] <= datetime.now(UTC):
-        raise Problem(410, "Link expired", "this download link has expired; ask us for a new one")
+        raise Problem(410, "Link expired", "this download link has expired; ask us for a new one", renewable=True)
     return dict(row)
 
 
