@@ -45,7 +45,8 @@ portal_access, "every" this module); test names are shortened.
 | verify: code, Confirm                          | awaiting confirmation           | browser subject_verifies; access every_page (wrong,   |
 |                                                |                                 | no code, each language); portal relay_refuses;        |
 |                                                |                                 | verify_states last_code; no_worker (paused, then      |
-|                                                |                                 | confirmed); every from_the_link (a complaint's code)  |
+|                                                |                                 | confirmed); every from_the_link (a complaint's code); |
+|                                                |                                 | every first_e_mails_code (after a new code, nl)       |
 | verify: Yes, I made this request               | the e-mail's link opened; the   | portal looks_up_confirms_by_link; navigation (fr);    |
 |                                                | latest e-mail's after a lock    | every link_after_a_lock (locked: it confirms)         |
 | verify: an earlier e-mail's link, pressed      | a later code sent, locked or    | every link_after_a_lock (refused: the latest link and |
@@ -274,6 +275,42 @@ async def test_a_withdrawal_reads_as_the_subjects_and_a_cancellation_by_us_as_a_
             await assert_usable(page, seen, language, "Confirm it is you")
             await expect(page.locator("#status-words")).to_have_text(said)
             await expect(page.get_by_role("button")).to_have_count(0)
+
+
+async def test_the_first_e_mails_code_after_a_new_one_says_only_the_latest_works(browser, portal_site, pool, mail_sink):
+    """The subject asks for a new code, then types the first e-mail's (it arrived late, or is the
+    one they found): refused as any wrong code, the alert says that only the latest e-mail's code
+    works, in the page's language; a wrong code before any new one does not. Before, it said only
+    "That code is not right", with no hint that the code was the earlier e-mail's."""
+    rid = await open_request(portal_site, pool)
+    first = verification_code(await wait_for_letter(mail_sink, rid, "verification"))
+    wrong = "000000" if first != "000000" else "111111"
+    page, seen = await phone(browser)
+    await page.goto(f"{portal_site}/portal/requests/{rid}/verify?lang=nl")
+    t = translations("nl")
+    latest = t.gettext("We have sent you more than one code: only the one in our latest e-mail works.")
+    await field(page, "nl", "Code from the e-mail").fill(wrong)
+    await page.get_by_role("button", name=t.gettext("Confirm"), exact=True).click()
+    await assert_usable(page, seen, "nl", "Confirm it is you", refused=True)
+    await expect(page.get_by_role("alert")).to_have_text(
+        f"{t.gettext('That code is not right.')} {t.ngettext('You have %(num)d attempt left.', 'You have %(num)d attempts left.', 4) % {'num': 4}}")
+
+    await page.get_by_role("button", name=t.gettext("Send me a new code")).click()
+    await expect(page.get_by_role("status")).to_contain_text(t.gettext("We have sent you a new code and link."))
+
+    async def the_new_code_sent() -> bool:
+        return len(letters_for(mail_sink, rid, "verification")) == 2
+    await eventually(the_new_code_sent)
+    await field(page, "nl", "Code from the e-mail").fill(first)
+    await page.get_by_role("button", name=t.gettext("Confirm"), exact=True).click()
+    await assert_usable(page, seen, "nl", "Confirm it is you", refused=True)
+    await expect(page.get_by_role("alert")).to_contain_text(t.gettext("That code is not right."))
+    await expect(page.get_by_role("alert")).to_contain_text(latest)
+
+    [latest_code] = {verification_code(m) for m in letters_for(mail_sink, rid, "verification")} - {first}
+    await field(page, "nl", "Code from the e-mail").fill(latest_code)
+    await page.get_by_role("button", name=t.gettext("Confirm"), exact=True).click()
+    await expect(page).to_have_url(f"{portal_site}/portal/requests/{rid}")
 
 
 async def test_the_complaint_form_in_french_and_german_with_and_without_its_reference(

@@ -53,6 +53,10 @@ _OR_ASK = N_("Or ask for a new code below.")
 # The link of an e-mail a newer code replaced: refused, after a lock or before one (where it costs no
 # attempt: workflows/verification.py EARLIER_LINK), with the ways on that work.
 _EARLIER = N_("This link is from an earlier e-mail: it no longer works.")
+# A wrong code once a newer one replaced the first (a new code asked for, the reminder): likely the
+# first e-mail's, which the page cannot tell from a mistyped one (the workflow keeps only the
+# latest code), so it is said whichever it was.
+_LATEST_CODE = N_("We have sent you more than one code: only the one in our latest e-mail works.")
 # Closed unconfirmed (its codes expired), cancelled or refused: the verify page (a late e-mail's link)
 # says which, in the status page's words, not only that there is nothing to confirm; a request
 # confirmed and open, or answered, has just "nothing to confirm".
@@ -69,12 +73,14 @@ class _Verification:
     every page the portal shows for confirming, opened or answering a button, works it out here.
     `locked`: too many wrong codes, so the code no longer works until a new one is sent (the
     workflow refuses it: 423), though the e-mail's link still does. `more_codes`: the subject may
-    still ask for a new code (`verification.max_codes`; the workflow refuses one more: 409). When
+    still ask for a new code (`verification.max_codes`; the workflow refuses one more: 409).
+    `replaced`: a newer code replaced the first (a new code asked for, or the reminder's). When
     the workflow does not answer, the page offers what it always has."""
 
     awaiting: bool
     locked: bool = False
     more_codes: bool = True
+    replaced: bool = False
 
     @classmethod
     def of(cls, status: RequestStatus, live: RequestState | None, *, locked: bool = False) -> _Verification:
@@ -83,7 +89,8 @@ class _Verification:
             return cls(awaiting=False)
         verification = live.verification if live else None
         return cls(awaiting=True, locked=locked or bool(verification and verification.locked),
-                   more_codes=verification is None or verification.codes_left > 0)
+                   more_codes=verification is None or verification.codes_left > 0,
+                   replaced=bool(verification and verification.round > 1))
 
     def words(self, t: Translator, *, link: bool = False, earlier_link: bool = False) -> list[str]:
         """What the page says about it: a lock and the ways on (the link, a new code), and no more
@@ -104,7 +111,7 @@ class _Verification:
 async def _verify_page(request: Request, state: AppState, request_id: str, *, error: list[str] | None = None,
                        status: int = 200, token: str | None = None, notice: str | None = None,
                        locked: bool = False, explain_in_alert: bool = False, paused: bool = False,
-                       earlier_link: bool = False,
+                       earlier_link: bool = False, wrong_code: bool = False,
                        current: tuple[dict[str, Any], RequestStatus, RequestState | None] | None = None) -> HTMLResponse:
     """The verify page as it stands now (`current`, as `current_live` answers, if already asked):
     the code form, the e-mail link's button, "Send me a new code", each only while it can work
@@ -114,11 +121,15 @@ async def _verify_page(request: Request, state: AppState, request_id: str, *, er
     the last code. `paused`: the workflow has just refused a press because it stopped (before the
     start sweep flags it, which the page then reads itself): the page says so and offers no
     button, as none could work until compliance resumes the request. `earlier_link`: the press was
-    an earlier e-mail's link, refused with no lock: the alert offers the ways on, as a lock's does."""
+    an earlier e-mail's link, refused with no lock: the alert offers the ways on, as a lock's does.
+    `wrong_code`: a code was refused as wrong; once a newer code replaced the first, the alert says
+    only the latest e-mail's works (the subject may have typed an earlier one's)."""
     row, status_now, live = current or await current_live(state, request_id)
     now = _Verification.of(status_now, live, locked=locked)
     paused = now.awaiting and (paused or await ended_flag(await state.db(), str(row["id"])) is not None)
     t = page_translator(request)
+    if wrong_code and now.replaced:
+        error = [*(error or []), t.gettext(_LATEST_CODE)]
     words = now.words(t, link=token is not None, earlier_link=earlier_link)
     in_alert = now.locked or explain_in_alert or earlier_link
     sentences = [*(error or []), *words] if in_alert else list(error or [])
@@ -184,7 +195,7 @@ async def verify(request: Request, request_id: str, state: State, limiter: Limit
             _EARLIER if token
             else N_("That code is not right, and that was the last attempt."))])
     left = result.attempts_left
-    return await _verify_page(request, state, request_id, status=400, error=[
+    return await _verify_page(request, state, request_id, status=400, wrong_code=True, error=[
         t.gettext(N_("That code is not right.")),
         t.ngettext("You have %(num)d attempt left.", "You have %(num)d attempts left.", left) % {"num": left}])
 
