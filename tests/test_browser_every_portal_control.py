@@ -336,6 +336,11 @@ async def test_the_complaint_form_in_french_and_german_with_and_without_its_refe
     await field(page, "de", "Your e-mail address").fill(email)
     await unknown_reference_refused(page, seen, "de", "QQ7QQ7QQ7Q", "Sie haben meine Rechnungen behalten.",
                                     "QQ7QQ7QQ7Q")
+    # The reference named as our German letters name it ("Request reference": "Vorgangsnummer"),
+    # the field and its refusal alike; they said "Referenz", a word no letter showed.
+    letters_word = translations("de").gettext("Request reference")
+    await expect(page.locator("label[for=about]")).to_contain_text(letters_word)
+    await expect(page.locator("#about-error")).to_contain_text(f"die {letters_word} in unserer E-Mail")
 
     # The letter's link, French chosen on it: the reference kept, the complaint in French.
     await page.goto(link)  # its `lang=en`, the letter's language
