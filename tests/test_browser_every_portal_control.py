@@ -11,6 +11,8 @@ portal_access, "every" this module); test names are shortened.
 | control (page, state)                          | shown when                      | pressed by                                            |
 |------------------------------------------------|---------------------------------|-------------------------------------------------------|
 | header: Skip to content                        | every page                      | access keyboard_alone; new_pages page_not_found       |
+| header: a language on a refused request form   | the request form sent back      | every language_chosen_on_a_refused_form (de, no       |
+| (a button: the form sent back in it, as typed) | (refused, or not started)       | JavaScript)                                           |
 | header: controller's name (to /portal)         | every page                      | navigation subject_switches_language                  |
 | header: language links                         | every page; a page's query kept | portal looks_up (status, verify); navigation          |
 |                                                | (a link's token, `about`); a    | subject_switches_language (form, status, the e-mail's |
@@ -311,6 +313,40 @@ async def test_the_first_e_mails_code_after_a_new_one_says_only_the_latest_works
     await field(page, "nl", "Code from the e-mail").fill(latest_code)
     await page.get_by_role("button", name=t.gettext("Confirm"), exact=True).click()
     await expect(page).to_have_url(f"{portal_site}/portal/requests/{rid}")
+
+
+async def test_a_language_chosen_on_a_refused_form_keeps_what_was_typed(browser, portal_site, pool):
+    """The request form refused (a restriction with no ground ticked); the subject, to read the
+    error, chooses German: the same form comes back in German, as typed, its error in German, and
+    nothing is sent until its own button is pressed. Before, the language was a link to an empty
+    form: the type, address and name typed were gone. The same without JavaScript."""
+    email = unique_email("portal.retype")
+    context = await browser.new_context(viewport={"width": 390, "height": 800}, java_script_enabled=False)
+    page = await context.new_page()
+    await page.goto(f"{portal_site}/portal?lang=en")
+    await page.get_by_label("Restriction of processing").check()
+    await page.get_by_label("Your e-mail address").fill(email)
+    await page.get_by_label("Your name (optional)").fill("Jan Peeters")
+    await page.get_by_role("button", name="Send my request").click()
+    await expect(page.locator("#restriction_grounds-error")).to_contain_text("at least one Art. 18(1) ground")
+
+    de = translations("de")
+    await page.get_by_role("navigation", name="Language").get_by_role("button", name="Deutsch").click()
+    await expect(page.locator("html")).to_have_attribute("lang", "de")
+    await expect(page.get_by_role("heading", level=1)).to_have_text(de.gettext("Ask about your personal data"))
+    await expect(page.locator("#restriction_grounds-error")).to_contain_text(de.gettext(
+        "A restriction needs at least one Art. 18(1) ground: tick each one that applies."))
+    await expect(page.locator("#type-restriction")).to_be_checked()
+    await expect(page.get_by_label(de.gettext("Your e-mail address"))).to_have_value(email)
+    await expect(page.get_by_label(de.gettext("Your name (optional)"))).to_have_value("Jan Peeters")
+    assert await pool.fetchval("SELECT count(*) FROM dsr_requests WHERE subject_email = $1", email) == 0
+
+    await page.locator("input[name=restriction_grounds]").first.check()
+    await page.get_by_role("button", name=de.gettext("Send my request")).click()
+    await expect(page).to_have_url(REQUEST_ID)
+    await expect(page.get_by_role("heading", level=1)).to_have_text(de.gettext("Confirm it is you"))
+    assert await pool.fetchval("SELECT language FROM dsr_requests WHERE subject_email = $1", email) == "de"
+    await context.close()
 
 
 async def test_the_complaint_form_in_french_and_german_with_and_without_its_reference(

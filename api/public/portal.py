@@ -56,6 +56,8 @@ from schemas.workflow import RequestState
 router = APIRouter(prefix="/portal", tags=["subject portal pages"], include_in_schema=False,
                    route_class=problem_pages("portal/problem.html"))
 
+# The query of a form sent back only to be shown again in another language (`_form_page`).
+RETYPE = "retype"
 # Set by a confirmation, spent by the status page it leads to: "you have confirmed" shows once.
 CONFIRMED_COOKIE = "dsrflow_confirmed"
 # Friendlier words than the validator's for each field of the form (the validator's are for the
@@ -96,11 +98,14 @@ def _messages(t: Translator) -> dict[str, str]:
 
 def _form_page(request: Request, values: dict[str, Any], errors: dict[str, str], *,
                status: int = 200, headers: dict[str, str] | None = None, **extra: Any) -> HTMLResponse:
-    # A fresh submission id per form: sending the same form twice opens one request. (The page
-    # answering the form's post offers its languages as links to /portal: api/pages.py.)
+    # A fresh submission id per form: sending the same form twice opens one request. The page
+    # answering the form's post offers its languages as buttons that send the form back in that
+    # language (`RETYPE`): a link to /portal lost what was typed, and a link cannot carry it
+    # without putting the address in a URL.
     return render(request, "portal/request_form.html", {
         "values": values, "errors": errors, **request_form.LABELS,
-        "submission": values.get("submission") or uuid.uuid4().hex, **extra,
+        "submission": values.get("submission") or uuid.uuid4().hex,
+        "retype": f"/portal/requests?{RETYPE}=1" if request.method == "POST" else None, **extra,
     }, status_code=status, headers=headers)
 
 
@@ -126,8 +131,10 @@ async def _submit(request: Request, state: State, limiter: Limiter) -> Response:
             "name": request_form.text(form, "name")}
     new = request_form.validate(PublicNewRequest, body, errors, messages)
     request_form.check_policy(state.policy.policy, new, errors, t, messages, words)
-    if new is None or errors:
-        return _form_page(request, values, errors, status=422)
+    if new is None or errors or RETYPE in request.query_params:
+        # A language chosen on the form sent back (portal/base.html): the form as typed, its errors
+        # in that language; sent only by its own button.
+        return _form_page(request, values, errors, status=422 if errors else 200)
     submission = values.get("submission", "")
     key = f"portal:{submission}" if request_form.SUBMISSION.match(submission) else None
     try:
