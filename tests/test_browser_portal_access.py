@@ -156,6 +156,12 @@ async def test_every_page_at_phone_width_in_each_language(
         page_said = await assert_usable(page, seen, language, "Confirm it is you", refused=True)
         assert errors_of(page_said) == ["code-error"]
     await shots(page, "wrong-code")
+    # The forms stand apart: "No e-mail, or the code no longer works?" and the reference below the
+    # new code's button read as stuck to the control above them.
+    for above, below in (("form:has(#code)", "form[action$='/resend']"), ("form[action$='/resend']", "#reference-hint")):
+        top = await page.locator(below).evaluate("e => e.getBoundingClientRect().top")
+        bottom = await page.locator(above).evaluate("e => e.getBoundingClientRect().bottom")
+        assert top - bottom >= 12, (above, below, top - bottom)
     await page.locator("#code").fill(verification_code(letter))
     await page.locator("form:has(#code) button").click()
     await expect(page).to_have_url(f"{site}/portal/requests/{rid}")
