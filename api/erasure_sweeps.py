@@ -36,14 +36,15 @@ async def start_subject_sweep(state: AppState, subject_hash: str, *, reason: str
     )
 
 
-async def release_and_sweep(state: AppState, pool: asyncpg.Pool, hold_id: str,
-                            actor: str) -> tuple[dict[str, Any] | None, str | None]:
-    """Release a legal-claims hold, then start erasing what it kept (DELETE /v1/legal-holds/{id},
-    the console's Release): the hold (None: no such hold) and, when the sweep could not start, the
-    error's name. The release stands whatever the workflow engine says; one sweep per hold, so
-    releasing again finds it running, or runs it again."""
+async def release_and_sweep(state: AppState, pool: asyncpg.Pool, hold_id: str, actor: str, *,
+                            reason: str) -> tuple[dict[str, Any] | None, str | None]:
+    """Release a legal-claims hold, saying why (`reason`, api/legal_hold_body.py `HoldRelease`),
+    then start erasing what it kept (POST /v1/legal-holds/{id}/release, the console's Release):
+    the hold (None: no such hold) and, when the sweep could not start, the error's name. The
+    release stands whatever the workflow engine says; one sweep per hold, so releasing again finds
+    it running, or runs it again."""
     async with pool.acquire() as conn:
-        hold = await release_hold(conn, hold_id, actor)
+        hold = await release_hold(conn, hold_id, actor, reason=reason)
     if hold is None:
         return None, None
     failpoint("hold-released", str(hold["id"]))  # released, its sweep not yet started (a repeat starts it)

@@ -7,8 +7,9 @@ deferred rows are written as the sweep leaves a failed processor's (activities/d
 under a hold that is still in force, so the sweep the retry starts keeps them rather than asking
 the processor. tests/test_browser_deferred_retry.py presses "Ask … again" where the first press
 never reached the processor. The header's "Legal holds" page: a hold placed (on a system and a
-data category) and released by compliance and an admin, then read among the released holds, a page
-at a time, with a link to the request whose erasure it had deferred; not shown to an agent."""
+data category) and released by compliance and an admin, saying why it ends, then read among the
+released holds, a page at a time, with why it ended and a link to the request whose erasure it had
+deferred; not shown to an agent."""
 
 from __future__ import annotations
 
@@ -120,9 +121,11 @@ async def test_compliance_and_an_admin_place_and_release_a_legal_hold_and_an_age
         browser, labelled_site, pool):
     """The header's "Legal holds": compliance and an admin place a hold on one system and one data
     category, first with a reason too short and a review date gone (each refused beside its field,
-    what was typed and ticked kept), then as it should be, see it in force and release it; it is
-    then among the released holds, saying who placed and released it, and links the request whose
-    erasure it had deferred; older released holds are a page away. An agent is shown no link, and
+    what was typed and ticked kept), then as it should be, see it in force and release it, first
+    without saying why (refused beside the field), then saying why; it is then among the released
+    holds, saying who placed and released it and why, and links the request whose erasure it had
+    deferred; older released holds are a page away, released before a release said why ("not
+    recorded"). An agent is shown no link, and
     the page refuses it. Before the page, a hold was placed and released with curl alone; before
     the released list, a released hold was gone from the page."""
     site = labelled_site
@@ -182,6 +185,14 @@ async def test_compliance_and_an_admin_place_and_release_a_legal_hold_and_an_age
         await page.locator("#live").get_by_role("link", name="Legal holds").click()
         await expect(page).to_have_url(f"{site}/console/holds")
         row = page.locator("#holds tbody tr").filter(has_text=email)
+        await row.get_by_label("Why it ends").fill("Settled")
+        await row.get_by_role("button", name="Release").click()
+        await expect(page.locator("#release-error")).to_have_text("Nothing was released: say why the hold ends.")
+        row = page.locator("#holds tbody tr").filter(has_text=email)
+        await expect(row.locator("#reason-error")).to_have_text("Too short: say why the hold ends, in at least 10 characters.")
+        await expect(row.get_by_label("Why it ends")).to_have_value("Settled")
+        assert await pool.fetchval("SELECT released_at IS NULL FROM legal_holds WHERE id = $1", hold["id"])
+        await row.get_by_label("Why it ends").fill(f"Settled out of court ({role})")
         await row.get_by_role("button", name="Release").click()
         await expect(page.locator("#hold-released")).to_contain_text(f"Hold on {email} released.")
         await expect(page.locator("#holds tbody tr").filter(has_text=email)).to_have_count(0)
@@ -191,9 +202,14 @@ async def test_compliance_and_an_admin_place_and_release_a_legal_hold_and_an_age
         await expect(released.first).to_contain_text(email)  # the last released first
         await expect(released.first).to_contain_text(f"by browser {role} ({role})")
         await expect(released.first).to_contain_text(f"{CRM}; {PAYMENTS}")
+        await expect(released.first).to_contain_text(f"Settled out of court ({role})")
         await page.get_by_role("link", name="Older released holds").click()
         await expect(released.filter(has_text=email)).to_have_count(0)
         await expect(released.first).to_be_visible()
+        # Those released before a release said why (other tests' holds released now may push them
+        # a page further: tests/test_console_holds.py reads one for certain).
+        await expect(released.filter(has_text="An old dispute, settled").filter(
+            has_not_text="not recorded")).to_have_count(0)
         await page.get_by_role("link", name="back to the last released").click()
         await released.first.get_by_role("link", name=short_reference(rid)).click()
         await expect(page).to_have_url(f"{site}/console/requests/{rid}")

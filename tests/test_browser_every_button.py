@@ -22,7 +22,8 @@ A = agent, C = compliance, D = admin; "all" = A, C, D. Test names are shortened.
 |                                                |          |                                                          | authz_matrix                              |
 | holds: Place the hold (each field, a system and| C, D     | deferred place_and_release_a_legal_hold (C, D; refused   | A: authz_matrix (403); hostile_forms      |
 | a data category ticked)                        |          | short reason, past date, then placed)                    |                                           |
-| holds: a row's Release                         | C, D     | deferred place_and_release_a_legal_hold (C, D)           | A: authz_matrix (403)                     |
+| holds: a row's Release, its "Why it ends"      | C, D     | deferred place_and_release_a_legal_hold (C, D; refused   | A: authz_matrix (403); hostile_forms      |
+|                                                |          | short reason, then released saying why)                  |                                           |
 | holds: Older released holds, "back to the last | C, D     | deferred place_and_release_a_legal_hold (C, D)           | A: authz_matrix (403, with `?released=`)  |
 | released", a released hold's request link      |          |                                                          |                                           |
 | header: Tokens                                 | D        | staff_token_browser admin_creates (D)                    | A, C: staff_token_browser (not shown, GET |

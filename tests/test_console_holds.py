@@ -1,8 +1,9 @@
 """The console's Legal holds page over the real app in-process (no workflow engine: nothing here
 starts a sweep): a hold limited to data categories, as the REST API's `categories` (one validation
-context, api/legal_hold_body.py), a refused category named and the form kept; the released holds,
-the last released first, a page at a time, with who placed and released each and the requests
-whose erasures it had deferred; the policy's labels in the console's language. The browser presses
+context, api/legal_hold_body.py), a refused category named and the form kept; a release saying why
+the hold ends, a reason refused beside its field; the released holds, the last released first, a
+page at a time, with who placed and released each, why it ended, and the requests whose erasures it
+had deferred; the policy's labels in the console's language. The browser presses
 the page's controls in tests/test_browser_deferred.py."""
 
 from __future__ import annotations
@@ -92,7 +93,8 @@ async def test_released_holds_say_who_placed_and_released_each_and_link_the_requ
                SELECT id, $2, 'billing', 'invoices', 'inv-1', 'legal_claims', $3, policy_version, now()
                  FROM dsr_requests WHERE id = $1""",
             uuid.UUID(rid), subject_hash(load_secret_key(settings), email), hold["id"])
-        await release_hold(conn, hold["id"], f"admin:{releaser['id'][:8]}")
+        await release_hold(conn, hold["id"], f"admin:{releaser['id'][:8]}",
+                           reason="Settled: agreement signed on 2 December")
 
     await console_sign_in(console, pool, "compliance")
     page = (await console.get("/console/holds")).text
@@ -101,11 +103,56 @@ async def test_released_holds_say_who_placed_and_released_each_and_link_the_requ
     row = re.search(rf'<tr data-hold-id="{hold["id"]}">.*?</tr>', released, re.S).group(0)
     text = html.unescape(re.sub(r"<[^>]+>", " ", row))
     for expected in (email, "customer C-7781", REASON, "by Ines Placer (compliance)", "by Arne Releaser (admin)",
-                     "every system;"):
+                     "every system;", "Settled: agreement signed on 2 December"):
         assert expected in text, (expected, text)
     assert f'<a class="mono" href="/console/requests/{rid}">{short_reference(rid)}</a>' in row
     # The last released first: none released before this one comes before it.
     assert released.index(f'data-hold-id="{hold["id"]}"') == released.index("data-hold-id=")
+
+
+def _row(page: str, hold_id: str) -> str:
+    return re.search(rf'<tr data-hold-id="{hold_id}">.*?</tr>', page, re.S).group(0)
+
+
+async def test_release_says_why_the_hold_ends_and_a_reason_refused_is_said_beside_it(console, pool, settings):
+    """The field beside Release: left empty or too short, nothing is released and the row says
+    why, what was typed kept; given, the released holds say it, and a hold released before a
+    release said why reads "not recorded". Before, Release took no reason at all."""
+    email = unique_email("held.release")
+    async with pool.acquire() as conn:
+        hold, _ = await place_hold(conn, secret=load_secret_key(settings), email=email, customer_id=None,
+                                   systems=None, categories=None, basis="Art. 17(3)(e) GDPR", reason=REASON,
+                                   review_date=date.fromisoformat(REVIEW), actor="compliance:test")
+        old, _ = await place_hold(conn, secret=load_secret_key(settings), email=unique_email("held.unsaid"),
+                                  customer_id=None, systems=None, categories=None, basis="Art. 17(3)(e) GDPR",
+                                  reason=REASON, review_date=date.fromisoformat(REVIEW), actor="compliance:test")
+    # Released before migration 0053: no reason on record.
+    await pool.execute("UPDATE legal_holds SET released_at = now(), released_by = 'admin:test' WHERE id = $1",
+                       uuid.UUID(old["id"]))
+    csrf = await console_sign_in(console, pool, "compliance")
+    release = f"/console/holds/{hold['id']}/release"
+    for typed, said in (("", "Say why the hold ends"), ("  settled ", "Too short: say why the hold ends")):
+        refused = await console.post(release, data={"csrf_token": csrf, "reason": typed})
+        assert refused.status_code == 422, refused.text
+        row = html.unescape(_row(refused.text, hold["id"]))
+        assert re.search(rf'<p class="error" id="reason-error">{said}', row), row
+        assert re.search(rf'name="reason"[^>]*value="{re.escape(typed.strip())}"[^>]*aria-invalid="true"', row), row
+        assert await pool.fetchval("SELECT released_at FROM legal_holds WHERE id = $1",
+                                   uuid.UUID(hold["id"])) is None
+
+    released = await console.post(release, data={"csrf_token": csrf, "reason": "  Claim time-barred since 1 May  "})
+    assert released.status_code == 202, released.text  # no workflow engine here to start the sweep
+    assert await pool.fetchval("SELECT release_reason FROM legal_holds WHERE id = $1",
+                               uuid.UUID(hold["id"])) == "Claim time-barred since 1 May"
+    # "Start it again" (the sweep could not start) sends the reason on record: it is pressed as is.
+    again = re.search(r'<input type="hidden" name="reason" value="([^"]*)">\s*<button type="submit" class="link">'
+                      r'Start it again', released.text)
+    assert again and html.unescape(again.group(1)) == "Claim time-barred since 1 May", released.text
+    pressed = await console.post(release, data={"csrf_token": csrf, "reason": html.unescape(again.group(1))})
+    assert pressed.status_code == 202 and 'id="hold-released"' in pressed.text, pressed.text
+    listed = released.text.split('id="released-title"')[1]
+    assert "Claim time-barred since 1 May" in _row(listed, hold["id"])
+    assert re.search(r'<td class="anywhere"><span class="hint">not recorded</span></td>', _row(listed, old["id"]))
 
 
 async def test_released_holds_page_back_to_the_first_released(console, pool, settings):

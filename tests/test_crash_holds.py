@@ -25,6 +25,7 @@ from schemas.holds import SweepInput
 from schemas.workflow import workflow_id_for
 from tests.conftest import database_pool, running_postgres
 from tests.fanout_stack import api, fanout_stack_alone
+from tests.hold_release import release_over_rest
 from tests.process_support import answering, died, dsrflow_process
 from tests.support import (
     attested_request,
@@ -91,7 +92,7 @@ async def test_a_release_killed_before_its_sweep_starts_erases_once_when_complia
         async with dsrflow_process("api", own, client, tmp_path, failpoints=f"hold-released~{hold['id']}") as first:
             await answering(http, first, tmp_path)
             with pytest.raises(httpx.TransportError):
-                await http.delete(f"/v1/legal-holds/{hold['id']}", headers=compliance)
+                await release_over_rest(http, hold['id'], headers=compliance)
             await died(first, tmp_path, role="api")
         # The window is open: released, and nothing erases what it kept.
         assert await pool.fetchval("SELECT released_at FROM legal_holds WHERE id = $1", hold["id"]) is not None
@@ -101,7 +102,7 @@ async def test_a_release_killed_before_its_sweep_starts_erases_once_when_complia
         async with build_worker(client, stack.settings, held["pool"]), \
                 dsrflow_process("api", own, client, tmp_path, failpoints="") as again:
             await answering(http, again, tmp_path)
-            repeated = await http.delete(f"/v1/legal-holds/{hold['id']}", headers=compliance)
+            repeated = await release_over_rest(http, hold['id'], headers=compliance)
             assert repeated.status_code == 204, repeated.text
             report = await asyncio.wait_for(client.get_workflow_handle_for(ErasureSweepWorkflow.run, sweep).result(), 60)
             shown = (await http.get(f"/v1/legal-holds/{hold['id']}", headers=compliance)).json()
@@ -122,7 +123,7 @@ async def _failed_at_the_processor(held) -> str:
     side: the sweep records the erasure as failed and alerts staff. The lost job's id."""
     stack, pool, rid = held["stack"], held["pool"], held["erasures"][ADA]
     async with pool.acquire() as conn:
-        await release_hold(conn, held["holds"][ADA]["id"], "compliance:test")
+        await release_hold(conn, held["holds"][ADA]["id"], "compliance:test", reason="Claim settled")
     sweep = DeferredErasureActivities(activity_context(stack.settings, pool)).sweep
     marketing = "FROM deferred_erasures WHERE request_id = $1 AND system = 'email_marketing'"
     subject = await pool.fetchval(f"SELECT subject_hash {marketing}", uuid.UUID(rid))
@@ -205,13 +206,13 @@ async def test_a_release_while_postgresql_is_down_is_refused_whole_and_done_once
         async with served(ours, pool, client, task_queue) as http:
             compliance = await staff_headers(pool, "compliance")
             server.stop()
-            refused = await http.delete(f"/v1/legal-holds/{hold['id']}", headers=compliance)
+            refused = await release_over_rest(http, hold['id'], headers=compliance)
             assert refused.status_code == 503 and refused.json()["component"] == "database", refused.text
             assert await _no_workflow(client, f"sweep-release-{hold['id']}")
             server.start(tmp_path / "postgres-again.log")
             await server.wait_ready()
             assert await pool.fetchval("SELECT released_at FROM legal_holds WHERE id = $1", hold["id"]) is None
-            released = await http.delete(f"/v1/legal-holds/{hold['id']}", headers=compliance)
+            released = await release_over_rest(http, hold['id'], headers=compliance)
             assert released.status_code == 204, released.text
             report = await asyncio.wait_for(
                 client.get_workflow_handle_for(ErasureSweepWorkflow.run, f"sweep-release-{hold['id']}").result(), 60)

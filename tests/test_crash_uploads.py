@@ -31,6 +31,7 @@ from schemas.workflow import workflow_id_for
 from tests.conftest import running_postgres
 from tests.evidence_pages import LOCAL_TIME
 from tests.fanout_stack import api, fanout_stack, fanout_stack_alone
+from tests.hold_release import release_over_rest
 from tests.process_support import answering, died, dsrflow_process
 from tests.support import (
     attested_request,
@@ -212,7 +213,7 @@ async def test_a_deferred_erasures_confirmation_killed_before_its_sweep_is_recor
     assert (await asyncio.wait_for(client.get_workflow_handle(workflow_id_for(rid)).result(), 90))["status"] == \
         "completed"
     compliance = await staff_headers(pool, "compliance")
-    released = await http.delete(f"/v1/legal-holds/{hold['id']}", headers=compliance)
+    released = await release_over_rest(http, hold['id'], headers=compliance)
     assert released.status_code == 204, released.text
     path = _LINK.search(text_of(await wait_for_letter(mail_sink, rid, "processor_request", 60))).group(1)
     row = "SELECT submitted_at, done_at FROM deferred_erasures WHERE request_id = $1 AND system = 'surveys'"

@@ -36,6 +36,7 @@ from schemas.copies import PurgeInput
 from schemas.holds import SweepInput
 from schemas.workflow import workflow_id_for
 from tests.fanout_stack import FanoutStack, api, fanout_stack_alone
+from tests.hold_release import release_over_rest
 from tests.process_support import answering, died, dsrflow_process
 from tests.support import (
     attested_request,
@@ -107,8 +108,8 @@ async def test_a_sweep_killed_between_groups_and_inside_a_failure_record_erases_
     await fetch_rows(stack.databases[second], f"ALTER TABLE {TABLE[second]} RENAME TO {TABLE[second]}_old")
     sweeps = []
     async with dsrflow_process("worker", stack.settings, client, tmp_path, failpoints=f"deferred-erased~{first}") as worker:
-        released = await later["http"].delete(f"/v1/legal-holds/{later['hold']['id']}",
-                                              headers=await staff_headers(pool, "compliance"))
+        released = await release_over_rest(later["http"], later["hold"]["id"],
+                                           headers=await staff_headers(pool, "compliance"))
         assert released.status_code in (202, 204), released.text
         sweeps.append(client.get_workflow_handle(f"sweep-release-{later['hold']['id']}"))
         await died(worker, tmp_path)

@@ -20,6 +20,7 @@ from dsrflow.stores.holds_store import release_hold
 from schemas.holds import SweepInput
 from schemas.workflow import workflow_id_for
 from tests.fanout_stack import api, fanout_stack_alone
+from tests.hold_release import release_over_rest
 from tests.process_support import sweep_killed_at
 from tests.saas_support import http_system
 from tests.support import (
@@ -56,7 +57,7 @@ async def _kept(http: httpx.AsyncClient, pool, client, stack, email: str, system
 
 async def _kept_then_released(http: httpx.AsyncClient, pool, client, stack, email: str, system: str) -> str:
     rid, hold = await _kept(http, pool, client, stack, email, system)
-    released = await http.delete(f"/v1/legal-holds/{hold['id']}", headers=await staff_headers(pool, "compliance"))
+    released = await release_over_rest(http, hold['id'], headers=await staff_headers(pool, "compliance"))
     assert released.status_code == 204, released.text
     return rid
 
@@ -264,7 +265,7 @@ async def test_a_sweep_killed_after_asking_the_processor_asks_once_and_follows_i
         async with build_worker(dev_server.client, stack.settings, pool), api(stack) as http:
             rid, hold = await _kept(http, pool, dev_server.client, stack, "ada@example.com", "email_marketing")
         async with pool.acquire() as conn:  # released with no worker to sweep: the killed process will
-            await release_hold(conn, hold["id"], "compliance:test")
+            await release_hold(conn, hold["id"], "compliance:test", reason="Claim settled")
 
         await sweep_killed_at(stack.settings, "deferred-processor-asked~email_marketing", datetime.now(UTC))
         row = await _row(pool, rid, "email_marketing")
@@ -318,7 +319,7 @@ async def test_a_processor_that_forgot_the_job_or_never_confirms_fails_and_the_s
         await pool.execute("UPDATE deferred_erasures SET submitted_at = now() - interval '15 days' "
                            "WHERE request_id = $1", silent)
         async with pool.acquire() as conn:  # released with no worker to sweep: the sweep below does
-            await release_hold(conn, tracked["id"], "compliance:test")
+            await release_hold(conn, tracked["id"], "compliance:test", reason="Claim settled")
 
         sweep = DeferredErasureActivities(activity_context(stack.settings, pool)).sweep
         report = await ActivityEnvironment().run(sweep, SweepInput(reason="test"))

@@ -30,7 +30,7 @@ async def test_a_deferred_ask_the_relay_did_not_take_is_asked_once_when_it_is_ba
         async with build_worker(dev_server.client, stack.settings, pool), api(stack) as http:
             rid, hold = await _kept(http, pool, dev_server.client, stack, "grace@example.com", "surveys")
         async with pool.acquire() as conn:  # released with no worker to sweep: the sweeps below do
-            await release_hold(conn, hold["id"], "compliance:test")
+            await release_hold(conn, hold["id"], "compliance:test", reason="Claim settled")
         subject = SweepInput(subject_hash=(await _row(pool, rid, "surveys"))["subject_hash"], reason="test")
 
         down = DeferredErasureActivities(activity_context(

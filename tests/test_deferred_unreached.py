@@ -54,7 +54,7 @@ async def test_a_system_not_reached_for_its_timeout_fails_with_an_alert(postgres
                  FROM dsr_requests, unnest(ARRAY['41', '42']) AS key WHERE id = $1""",
             rid, hold["subject_hash"], str(hold["id"]))
         async with pool.acquire() as conn:
-            await release_hold(conn, hold["id"], "compliance:test")
+            await release_hold(conn, hold["id"], "compliance:test", reason="Claim settled")
 
         sweep = DeferredErasureActivities(activity_context(settings, pool)).sweep
         first = datetime.now(UTC)
@@ -106,7 +106,7 @@ async def test_a_system_not_reached_for_its_timeout_fails_with_an_alert(postgres
         assert (await swept(25)).still_held == 2
         assert {r["unreached_since"] for r in await pool.fetch(_KEPT, rid)} == {None}
         async with pool.acquire() as conn:
-            await release_hold(conn, again["id"], "compliance:test")
+            await release_hold(conn, again["id"], "compliance:test", reason="Claim settled")
         assert (await swept(40)).unable["crm"].startswith("not reached, tried again next run: ")
         # The relay refuses the second attempt's alert (the CRM's refusing port as the relay): the
         # failure stands all the same, and the next run sends its alert, once.
@@ -131,7 +131,7 @@ async def test_a_hold_placed_and_released_between_two_runs_restarts_the_days_unr
         rid = await stored_request(pool, settings, "rehold", "erasure", email="grace@example.com")
         hold = await place_claims_hold(pool, settings, "grace@example.com", ["crm"])
         async with pool.acquire() as conn:
-            await release_hold(conn, hold["id"], "compliance:test")
+            await release_hold(conn, hold["id"], "compliance:test", reason="Claim settled")
         await pool.execute(
             """INSERT INTO deferred_erasures (request_id, subject_hash, system, dataset, record_key, hold_kind,
                                               hold_ref, policy_version, unreached_since)
@@ -140,6 +140,6 @@ async def test_a_hold_placed_and_released_between_two_runs_restarts_the_days_unr
             rid, hold["subject_hash"], str(hold["id"]))
         again = await place_claims_hold(pool, settings, "grace@example.com", ["crm"])  # the CRM only
         async with pool.acquire() as conn:
-            await release_hold(conn, again["id"], "compliance:test")
+            await release_hold(conn, again["id"], "compliance:test", reason="Claim settled")
         since = {r["system"]: r["unreached_since"] for r in await pool.fetch(_KEPT, rid)}
     assert since["crm"] is None and since["billing"] is not None

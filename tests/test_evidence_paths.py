@@ -13,6 +13,7 @@ from api.auth import create_token
 from schemas.workflow import workflow_id_for
 from tests.evidence_pages import LOCAL_TIME, assert_reads_as_words, readable, section
 from tests.fanout_stack import api, fanout_stack
+from tests.hold_release import SETTLED, release_over_rest
 from tests.support import eventually, place_claims_hold, staff_headers, staff_task_answer
 from workers.dsr_worker import build_worker
 
@@ -57,7 +58,7 @@ async def test_access_erasure_under_holds_and_a_rectification_resolved_by_staff(
             pages = {"access": await page(access), "erasure": await page(erasure),
                      "rectification": await page(rectification)}
 
-            released = await http.delete(f"/v1/legal-holds/{hold['id']}", headers=compliance)
+            released = await release_over_rest(http, hold['id'], headers=compliance)
             assert released.status_code in (202, 204), released.text
 
             async def erased() -> bool:
@@ -94,6 +95,8 @@ async def test_access_erasure_under_holds_and_a_rectification_resolved_by_staff(
     assert re.search(f"1 record\\(s\\) of contacts in CRM \\(contacts, support requests, live chat\\), kept under the "
                      f"legal-claims hold placed {LOCAL_TIME} \\(“Dispute over a support contract, claim 2026/17”\\), to "
                      f"be erased after its release \\(1 erased since, the last {LOCAL_TIME}\\)", kept), kept
+    # And why it was released, as compliance said it (POST /v1/legal-holds/{id}/release).
+    assert re.search(f"{LOCAL_TIME} by .+; why: “{SETTLED}”", kept), kept
 
     # Who resolved the processor's task by hand, when, why it needed them, and their note (said once).
     results = section(readable(pages["rectification"]), "Results per system", "Holds and kept records")

@@ -42,7 +42,7 @@ async def test_a_hold_past_its_review_date_shows_until_it_is_released(postgres):
         await conn.execute("UPDATE legal_holds SET review_date = $2 WHERE id = $1::uuid", holds[1]["id"],
                            today - timedelta(days=1))
         seen.append(await _past_review(pool))
-        await release_hold(conn, holds[1]["id"], "compliance:dee")
+        await release_hold(conn, holds[1]["id"], "compliance:dee", reason="Claim settled")
         seen.append(await _past_review(pool))
     assert seen == [0, 1, 0]
     rules = {r["alert"]: r for g in yaml.safe_load(ALERTS.read_text())["groups"] for r in g["rules"]}

@@ -14,6 +14,7 @@ import asyncpg
 from schemas.holds import SweepInput
 from schemas.workflow import workflow_id_for
 from tests.fanout_stack import api, fanout_stack
+from tests.hold_release import release_over_rest
 from tests.support import fetch_rows, place_claims_hold, staff_headers, text_of, wait_for_letter
 from workers.dsr_worker import build_worker
 from workflows.erasure_sweep import ErasureSweepWorkflow
@@ -137,7 +138,7 @@ async def test_legal_claims_hold_blocks_erasure_until_released(postgres, setting
                                                      "VALUES ('grace@example.com', 'Grace') RETURNING id"))[0]["id"]
             old = "SELECT 1 FROM contacts WHERE email = 'grace@example.com' AND id <> $1"
 
-            r = await http.delete(f"/v1/legal-holds/{hold['id']}", headers=await staff_headers(pool, "compliance"))
+            r = await release_over_rest(http, hold['id'], headers=await staff_headers(pool, "compliance"))
             assert r.status_code in (202, 204), r.text
             for _ in range(100):
                 if not await fetch_rows(db["crm"], old, returning):

@@ -157,7 +157,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "/console/views/{view_id}/delete": (),
     "/console/suppressions/check": ("addresses",),
     "/console/holds": ("email", "customer_id", "systems", "categories", "reason", "review_date", "submission"),
-    "/console/holds/{hold_id}/release": (),
+    "/console/holds/{hold_id}/release": ("reason",),
     "/console/tokens": ("role", "label", "expires_in_days"),
     "/console/tokens/{token_id}/revoke": ("descendants",),  # "yes": the tokens it created too
     # The consent's box is named after the address whose Lift button was pressed (api/console/suppressions.py).

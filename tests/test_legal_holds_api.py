@@ -1,5 +1,5 @@
-"""Legal-claims holds through the REST API: compliance places, lists, reads and releases them;
-releasing starts the erasure sweep for the subject; invalid input is refused field by field and
+"""Legal-claims holds through the REST API: compliance places, lists, reads and releases them,
+saying why the claim ended; releasing starts the erasure sweep for the subject; invalid input is refused field by field and
 stores nothing; the audit trail records each step without the subject's address."""
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from dsrflow.crypto.keys import load_secret_key
 from dsrflow.stores.holds_store import active_holds_for
 from policy.model import DEFAULT_POLICY
 from schemas.holds import SweepInput
+from tests.hold_release import SETTLED, release_over_rest
 from tests.support import api_client, staff_headers
 from workers.dsr_worker import build_worker
 
@@ -115,6 +116,7 @@ async def test_place_list_read_release(http, pool, dev_server, holds_settings, c
     assert hold["basis"].startswith("Art. 17(3)(e)")
     assert hold["reason"] == body["reason"] and hold["review_date"] == body["review_date"]
     assert hold["active"] is True and hold["placed_by"].startswith("compliance:") and hold["placed_at"]
+    assert hold["release_reason"] is None
     hold_id = hold["id"]
 
     # The erasure planner sees it under the shared subject hash.
@@ -130,11 +132,13 @@ async def test_place_list_read_release(http, pool, dev_server, holds_settings, c
     read = await http.get(f"/v1/legal-holds/{hold_id}", headers=compliance)
     assert read.status_code == 200 and read.json() == hold
 
-    released = await http.delete(f"/v1/legal-holds/{hold_id}", headers=compliance)
+    released = await http.post(f"/v1/legal-holds/{hold_id}/release", headers=compliance,
+                               json={"reason": "  Claim withdrawn by the claimant on 1 December  "})
 
     assert released.status_code == 204, released.text
     after = (await http.get(f"/v1/legal-holds/{hold_id}", headers=compliance)).json()
     assert after["active"] is False and after["released_at"] and after["released_by"].startswith("compliance:")
+    assert after["release_reason"] == "Claim withdrawn by the claimant on 1 December"
     assert await active_holds_for(pool, key) == []
     still_active = await http.get("/v1/legal-holds", headers=compliance,
                                   params={"active": "true", "email": email})
@@ -147,6 +151,7 @@ async def test_place_list_read_release(http, pool, dev_server, holds_settings, c
     assert events[0]["data"] == {"hold_id": hold_id, "systems": ["billing", "crm"],
                                  "categories": ["payments"], "basis": hold["basis"],
                                  "review_date": body["review_date"]}
+    assert events[1]["data"] == {"hold_id": hold_id, "reason": "Claim withdrawn by the claimant on 1 December"}
     assert all(e["actor"].startswith("compliance:") and e["request_id"] is None for e in events)
 
     sweep = await sweep_started_with(dev_server, hold_id)
@@ -177,14 +182,15 @@ async def test_whole_subject_hold_and_customer_id_lookup(http, pool, holds_setti
 
 async def test_release_twice_is_harmless(http, pool, dev_server, compliance):
     hold_id = (await http.post("/v1/legal-holds", headers=compliance, json=hold_body())).json()["id"]
-    first = await http.delete(f"/v1/legal-holds/{hold_id}", headers=compliance)
+    first = await release_over_rest(http, hold_id, headers=compliance)
     released_at = (await http.get(f"/v1/legal-holds/{hold_id}", headers=compliance)).json()["released_at"]
 
-    second = await http.delete(f"/v1/legal-holds/{hold_id}", headers=compliance)
+    second = await release_over_rest(http, hold_id, headers=compliance, reason="Placed by mistake, wrong subject")
 
     assert first.status_code == 204 and second.status_code == 204, (first.text, second.text)
     again = (await http.get(f"/v1/legal-holds/{hold_id}", headers=compliance)).json()
     assert again["released_at"] == released_at and again["active"] is False
+    assert again["release_reason"] == SETTLED  # the first reason stands
     events = await hold_events(pool, hold_id)
     assert [e["event_type"] for e in events] == ["legal_hold.placed", "legal_hold.released"]
     await sweep_started_with(dev_server, hold_id)
@@ -209,7 +215,7 @@ async def test_placing_again_after_a_lost_answer_returns_the_first_hold(http, po
     assert [h["id"] for h in held["holds"]] == [first.json()["id"]]
     assert [e["event_type"] for e in await hold_events(pool, first.json()["id"])] == ["legal_hold.placed"]
     # Released, nothing holds the subject any more.
-    assert (await http.delete(f"/v1/legal-holds/{first.json()['id']}", headers=compliance)).status_code == 204
+    assert (await release_over_rest(http, first.json()['id'], headers=compliance)).status_code == 204
     held = (await http.get("/v1/legal-holds", headers=compliance, params={"email": email, "active": "true"})).json()
     assert held["holds"] == []
     await sweep_started_with(dev_server, first.json()["id"])
@@ -223,7 +229,7 @@ async def test_release_stands_when_the_sweep_cannot_start(holds_settings, pool, 
                                  timeout=60) as http:
         hold_id = (await http.post("/v1/legal-holds", headers=compliance, json=hold_body())).json()["id"]
 
-        released = await http.delete(f"/v1/legal-holds/{hold_id}", headers=compliance)
+        released = await release_over_rest(http, hold_id, headers=compliance)
 
         assert released.status_code == 202, released.text
         assert released.json()["active"] is False and released.json()["sweep_started"] is False
@@ -240,9 +246,34 @@ async def test_agent_cannot_hold_list_or_release(http, pool, compliance):
     assert_problem(await http.post("/v1/legal-holds", headers=agent, json=hold_body()), 403)
     assert_problem(await http.get("/v1/legal-holds", headers=agent), 403)
     assert_problem(await http.get(f"/v1/legal-holds/{hold_id}", headers=agent), 403)
-    assert_problem(await http.delete(f"/v1/legal-holds/{hold_id}", headers=agent), 403)
+    assert_problem(await release_over_rest(http, hold_id, headers=agent), 403)
     assert_problem(await http.post("/v1/legal-holds", json=hold_body()), 401)
 
+    assert await counts(pool) == before
+    assert (await http.get(f"/v1/legal-holds/{hold_id}", headers=compliance)).json()["active"] is True
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    pytest.param(None, "is required", id="no-body"),
+    pytest.param({}, "is required", id="empty-object"),
+    pytest.param({"reason": "   "}, "at least 10 characters", id="blank"),
+    pytest.param({"reason": "  settled  "}, "at least 10 characters", id="too-short-once-trimmed"),
+    pytest.param({"reason": "x" * 2001}, "at most 2000 characters", id="too-long"),
+    pytest.param({"reason": "Claim settled\x1b[2J today"}, "control characters", id="control-characters"),
+])
+async def test_a_release_without_a_reason_is_refused_naming_it_and_releases_nothing(http, pool, compliance, body,
+                                                                                       message):
+    """A release says why the claim ended, as the placing says which claim: before, a release
+    recorded only who and when, and an auditor could not tell why the records it kept were erased."""
+    hold_id = (await http.post("/v1/legal-holds", headers=compliance, json=hold_body())).json()["id"]
+    before = await counts(pool)
+
+    refused = await http.post(f"/v1/legal-holds/{hold_id}/release", headers=compliance,
+                              **({} if body is None else {"json": body}))
+
+    problem = assert_problem(refused, 422)
+    assert [e["field"] for e in problem["errors"]] == ["reason"], problem
+    assert message in problem["errors"][0]["message"], problem
     assert await counts(pool) == before
     assert (await http.get(f"/v1/legal-holds/{hold_id}", headers=compliance)).json()["active"] is True
 
@@ -299,15 +330,17 @@ async def test_systems_are_checked_against_the_current_policy(settings, pool, de
 async def test_unknown_hold_is_404(http, pool, compliance, hold_id):
     before = await counts(pool)
     assert_problem(await http.get(f"/v1/legal-holds/{hold_id}", headers=compliance), 404)
-    assert_problem(await http.delete(f"/v1/legal-holds/{hold_id}", headers=compliance), 404)
+    assert_problem(await release_over_rest(http, hold_id, headers=compliance), 404)
     assert await counts(pool) == before
 
 
-async def test_audit_events_carry_no_address_or_reason(http, pool, compliance):
+async def test_audit_events_carry_no_address_or_claim(http, pool, compliance):
+    """The address and the claim a hold was placed for stay out of the audit trail; a release's
+    event says why the claim ended (test_place_list_read_release)."""
     email = unique_email("Private.Person")
     body = hold_body(email=email)
     hold_id = (await http.post("/v1/legal-holds", headers=compliance, json=body)).json()["id"]
-    assert (await http.delete(f"/v1/legal-holds/{hold_id}", headers=compliance)).status_code == 204
+    assert (await release_over_rest(http, hold_id, headers=compliance)).status_code == 204
 
     rows = await pool.fetch(
         "SELECT event_key, event_type, actor, data::text AS data FROM audit_events WHERE data->>'hold_id' = $1",

@@ -19,6 +19,7 @@ from schemas.holds import SweepInput
 from schemas.retention import RetentionSweepInput
 from schemas.workflow import workflow_id_for
 from tests.fanout_stack import api, fanout_stack
+from tests.hold_release import release_over_rest
 from tests.support import (
     assert_problem,
     fetch_rows,
@@ -188,7 +189,7 @@ async def test_deferred_erasure_leaves_what_a_legal_claims_restriction_keeps(pos
             assert kept > 0
 
             rid = await _restrict(http, pool, mail_sink, "grace@example.com", ["needed_for_legal_claims"])
-            r = await http.delete(f"/v1/legal-holds/{hold['id']}", headers=compliance)
+            r = await release_over_rest(http, hold['id'], headers=compliance)
             assert r.status_code in (202, 204), r.text
 
             async def kept_by_restriction() -> list[dict]:

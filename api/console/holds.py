@@ -1,8 +1,9 @@
 """The console's "Legal holds" page: compliance (and admins) place an Art. 17(3)(e) legal-claims
 hold on a subject, on some systems or data categories or all, see the holds in force and release
-one, and read those released (api/console/released_holds.py), as `POST`/`GET`/`DELETE
-/v1/legal-holds` do (api/rest/legal_holds.py, whose body model checks the form). Without it, a
-compliance officer working in the browser had to leave it for curl to hold or release records.
+one, saying why it ends, and read those released (api/console/released_holds.py), as `POST`/`GET
+/v1/legal-holds` and `POST /v1/legal-holds/{id}/release` do (api/rest/legal_holds.py, whose body
+models check the forms). Without it, a compliance officer working in the browser had to leave it
+for curl to hold or release records.
 Systems and categories are named by the policy's labels in the console's language.
 
 Each answer is the page itself. A placing form carries a one-time `submission` id, sent as the
@@ -23,7 +24,7 @@ from api.console.released_holds import released_holds
 from api.deps import Pool, State
 from api.erasure_sweeps import release_and_sweep
 from api.forms import read_form
-from api.legal_hold_body import NewLegalHold, hold_context
+from api.legal_hold_body import HoldRelease, NewLegalHold, hold_context
 from api.pages import page_language, problem_pages, render
 from api.problems import field_errors
 from api.read_models.actors import actor_name
@@ -34,6 +35,7 @@ from dsrflow.domain.references import short_reference
 from dsrflow.infra.logging import get_logger
 from dsrflow.stores.holds_store import (
     HoldIdempotencyConflict,
+    get_hold,
     list_holds,
     place_hold,
     resolve_customer_email,
@@ -80,6 +82,11 @@ _PLAIN = {
     ("reason", "string_too_short"): "Too short: say which claim the records are kept for, in at least 10 characters.",
     ("review_date", "missing"): "Give the date to review the hold by.",
     ("email", "value_error"): "This is not an e-mail address: check it.",
+}
+# And for a release's reason, the field beside each Release button.
+_WHY_IT_ENDS = {
+    "missing": "Say why the hold ends: the claim was settled, withdrawn or time-barred, or the hold placed by mistake.",
+    "string_too_short": "Too short: say why the hold ends, in at least 10 characters.",
 }
 
 
@@ -136,9 +143,25 @@ async def place(staff: Annotated[Staff, require_console_role(ROLE)], request: Re
 @router.post("/holds/{hold_id}/release", response_class=HTMLResponse)
 async def release(staff: Annotated[Staff, require_console_role(ROLE)], hold_id: str, request: Request,
                   state: State, pool: Pool) -> Response:
-    """Release the hold, then start erasing what it kept (as DELETE /v1/legal-holds/{id}); a
-    press again after the sweep could not start starts it."""
-    hold, sweep_failed = await release_and_sweep(state, pool, hold_id, staff.actor)
+    """Release the hold, saying why it ends (the field beside its button, checked as the REST
+    API's body: `HoldRelease`), then start erasing what it kept (as POST
+    /v1/legal-holds/{id}/release); a press again after the sweep could not start starts it. A
+    reason refused is said beside the field, what was typed kept."""
+    reason = str((await read_form(request)).get("reason", "")).strip()
+    try:
+        body = HoldRelease.model_validate({"reason": reason} if reason else {})
+    except ValidationError as exc:
+        error: dict[str, Any] = dict(exc.errors()[0])
+        held = await get_hold(pool, hold_id)
+        if held is None:
+            return await _page(request, state, pool, 404, release_error="No such hold: nothing was released.")
+        if not held["active"]:
+            return await _page(request, state, pool, 409,
+                               release_error="This hold was released already: nothing was done.")
+        said = _WHY_IT_ENDS.get(str(error["type"]), field_errors([error])[0]["message"])
+        return await _page(request, state, pool, 422, release_error="Nothing was released: say why the hold ends.",
+                           release_form={"hold_id": held["id"], "reason": reason, "error": said})
+    hold, sweep_failed = await release_and_sweep(state, pool, hold_id, staff.actor, reason=body.reason)
     if hold is None:
         return await _page(request, state, pool, 404, release_error="No such hold: nothing was released.")
     if sweep_failed is not None:

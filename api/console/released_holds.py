@@ -1,8 +1,9 @@
 """The Legal holds page's "Released holds" (api/console/holds.py): the holds no longer in force,
-the last released first, a page at a time, each with who placed and released it and when, and the
-requests whose erasures it had deferred, which its release's sweep took up again (their pages say
-where each erasure stands). An auditor's first question is which holds existed in a past quarter:
-`GET /v1/legal-holds?active=false` answered it, the console did not.
+the last released first, a page at a time, each with who placed and released it and when, why it
+was released (migration 0053: "not recorded" before), and the requests whose erasures it had
+deferred, which its release's sweep took up again (their pages say where each erasure stands).
+An auditor's first question is which holds existed in a past quarter: `GET
+/v1/legal-holds?active=false` answered it, the console did not.
 
 The subject is named as in the list of holds in force, by the address and customer number the
 hold was placed on; nothing else of them is read."""
@@ -32,7 +33,7 @@ def _moment(text: str) -> datetime:
 # legal-claims hold's id), the oldest first.
 _RELEASED = """
     SELECT h.id, h.subject_email, h.customer_id, h.systems, h.categories, h.reason, h.review_date,
-           h.placed_by, h.placed_at, h.released_by, h.released_at,
+           h.placed_by, h.placed_at, h.released_by, h.released_at, h.release_reason,
            ARRAY(SELECT r.id::text FROM dsr_requests r
                   WHERE r.id IN (SELECT d.request_id FROM deferred_erasures d
                                   WHERE d.hold_kind = 'legal_claims' AND d.hold_ref = h.id::text)

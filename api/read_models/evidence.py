@@ -138,7 +138,7 @@ async def _holds(conn: asyncpg.Connection, row: dict[str, Any], secret: bytes,
     # matters all the same (a hold's reason: "dispute over a support contract, claim 2026/17").
     legal = [] if row["request_type"] != "erasure" else await conn.fetch(
         """SELECT id, systems, categories, basis, reason, review_date, placed_by, placed_at,
-                  released_by, released_at
+                  released_by, released_at, release_reason
              FROM legal_holds
             WHERE subject_hash = $1 AND placed_at <= coalesce($2, now())
               AND (released_at IS NULL OR released_at >= $3)

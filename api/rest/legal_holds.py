@@ -1,6 +1,6 @@
 """Legal-claims holds (Art. 17(3)(e) GDPR): compliance places one on a subject, optionally limited
 to some systems or categories, with a reason and a review date; erasure keeps what it covers.
-Releasing a hold starts the sweep that erases what the hold kept."""
+Releasing a hold, saying why the claim ended, starts the sweep that erases what the hold kept."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pydantic import EmailStr, ValidationError
 from api.auth import Staff, require_role
 from api.deps import Pool, State
 from api.erasure_sweeps import release_and_sweep
-from api.legal_hold_body import NewLegalHold, hold_context
+from api.legal_hold_body import HoldRelease, NewLegalHold, hold_context
 from api.problems import Problem
 from api.read_models.staff_reach import LEGAL_CLAIMS_HOLDS, READABLE_BY
 from api.state import AppState
@@ -82,6 +82,8 @@ def _view(hold: dict[str, Any]) -> dict[str, Any]:
         "placed_by": hold["placed_by"],
         "released_at": hold["released_at"],
         "released_by": hold["released_by"],
+        # Why the claim ended; None on a hold released before a release said why (migration 0053).
+        "release_reason": hold["release_reason"],
         "active": hold["active"],
     })
 
@@ -134,21 +136,39 @@ async def read(staff: Annotated[Staff, require_role(READABLE_BY[LEGAL_CLAIMS_HOL
     return _view(hold)
 
 
-@router.delete(
-    "/{hold_id}", status_code=204,
+async def _release_body(request: Request) -> HoldRelease:
+    """The release's body; none at all is an empty one, so that the 422 names `reason`."""
+    body = await request.body()
+    try:
+        raw = json.loads(body) if body.strip() else {}
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise RequestValidationError([{"loc": ("body",), "msg": "not valid JSON", "type": "json_invalid"}]) from None
+    try:
+        return HoldRelease.model_validate(raw)
+    except ValidationError as exc:
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
+
+
+@router.post(
+    "/{hold_id}/release", status_code=204,
+    openapi_extra={"requestBody": {"required": True, "content": {
+        "application/json": {"schema": HoldRelease.model_json_schema()}}}},
     responses={202: {"description": "Released, but the erasure sweep could not start; repeat the call"}},
 )
-async def release(staff: Annotated[Staff, require_role("compliance")], hold_id: str, state: State) -> Response:
-    """Release a hold, then start erasing what it kept. Releasing again changes nothing but
-    starts the sweep again if it could not start before."""
-    hold, sweep_failed = await release_and_sweep(state, await state.db(), hold_id, staff.actor)
+async def release(staff: Annotated[Staff, require_role("compliance")], hold_id: str, request: Request,
+                  state: State) -> Response:
+    """Release a hold, saying why the claim ended (`reason`, kept with the release and in its audit
+    event), then start erasing what it kept. Releasing again changes nothing (the first reason
+    stands) but starts the sweep again if it could not start before."""
+    body = await _release_body(request)
+    hold, sweep_failed = await release_and_sweep(state, await state.db(), hold_id, staff.actor, reason=body.reason)
     if hold is None:
         raise Problem(404, "Not found", f"no legal hold {hold_id}")
     if sweep_failed is not None:
         return JSONResponse(
             {**_view(hold), "sweep_started": False,
              "note": f"the hold is released but the erasure sweep could not start ({sweep_failed}); "
-                     f"repeat DELETE /v1/legal-holds/{hold['id']} to start it"},
+                     f"repeat POST /v1/legal-holds/{hold['id']}/release to start it"},
             status_code=202,
         )
     return Response(status_code=204)

@@ -3,7 +3,8 @@
 A subject is referenced by `subject_hash`, a keyed hash of their e-mail address; it is the one
 subject key of holds, deferred erasures and the erasure ledger. The clear address is kept on the
 hold row only so compliance can see whom they hold; it never goes into the audit trail, whose
-events name the hold, its scope, its basis and its review date and nothing about the person.
+events name the hold, its scope, its basis and its review date, and of a release the reason
+compliance gave for it (why the claim ended); never the address.
 """
 
 from __future__ import annotations
@@ -107,24 +108,26 @@ async def place_hold(
     return _as_dict(row), True
 
 
-async def release_hold(conn: asyncpg.Connection, hold_id: str | uuid.UUID, actor: str) -> dict[str, Any] | None:
-    """End a hold and record `legal_hold.released`. Releasing a released hold changes nothing
-    and returns it as it is; an unknown id returns None."""
+async def release_hold(conn: asyncpg.Connection, hold_id: str | uuid.UUID, actor: str, *,
+                       reason: str) -> dict[str, Any] | None:
+    """End a hold, saying why the claim ended (`reason`, stored with the release in its one
+    statement), and record `legal_hold.released` with it. Releasing a released hold changes
+    nothing, its first reason standing, and returns it as it is; an unknown id returns None."""
     key = _hold_id(hold_id)
     if key is None:
         return None
     async with conn.transaction():
         row = await conn.fetchrow(
-            "UPDATE legal_holds SET released_at = now(), released_by = $2"
+            "UPDATE legal_holds SET released_at = now(), released_by = $2, release_reason = $3"
             " WHERE id = $1 AND released_at IS NULL RETURNING *",
-            key, actor,
+            key, actor, reason,
         )
         if row is None:
             row = await conn.fetchrow("SELECT * FROM legal_holds WHERE id = $1", key)
             return _as_dict(row) if row else None
         await append_event(
             conn, event_key=f"legal_hold:{key}:released", event_type="legal_hold.released",
-            actor=actor, data={"hold_id": str(key)},
+            actor=actor, data={"hold_id": str(key), "reason": reason},
         )
     return _as_dict(row)
 
