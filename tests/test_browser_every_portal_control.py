@@ -57,6 +57,8 @@ portal_access, "every" this module); test names are shortened.
 | verify: Send me a new code                     | awaiting, codes left; locked    | access keyboard; team asks_for_a_new_code (also       |
 |                                                |                                 | locked); portal relay_refuses; verify_states          |
 |                                                |                                 | last_code (until none is left: no button)             |
+| verify: the e-mail's link cut short (its code  | a link's token not whole        | every link_cut_short (fr)                             |
+| form, "This link is not complete.")            |                                 |                                                       |
 | verify: status of your request (in the hint)   | awaiting confirmation           | navigation subject_switches_language                  |
 | verify: See the status of your request         | nothing to confirm; paused      | portal looks_up (confirmed); resume subject_of_a_     |
 |                                                |                                 | stopped_request (paused); access closed_unconfirmed   |
@@ -347,6 +349,31 @@ async def test_a_language_chosen_on_a_refused_form_keeps_what_was_typed(browser,
     await expect(page.get_by_role("heading", level=1)).to_have_text(de.gettext("Confirm it is you"))
     assert await pool.fetchval("SELECT language FROM dsr_requests WHERE subject_email = $1", email) == "de"
     await context.close()
+
+
+async def test_a_link_cut_short_and_a_form_answers_address_opened_again(browser, portal_site, pool, mail_sink):
+    """The e-mail's link cut short (a mail program wrapped it): its page says the link is not
+    complete, in the page's language, and offers the code, where it read as if no link had been
+    opened. The addresses the request form and "Send me a new code" answered at, opened again
+    (history, a restored tab): the form and the verify page, where they read "Page not found"."""
+    rid = await open_request(portal_site, pool)
+    link = verification_link(await wait_for_letter(mail_sink, rid, "verification"))
+    page, seen = await phone(browser)
+    t = translations("fr")
+    await page.goto(f"{link[:-20]}&lang=fr")
+    await assert_usable(page, seen, "fr", "Confirm it is you", refused=True)
+    await expect(page.get_by_role("alert")).to_have_text(
+        f"{t.gettext('This link is not complete.')} "
+        f"{t.gettext('Please copy the whole link from our e-mail, or enter the code instead.')}")
+    await expect(field(page, "fr", "Code from the e-mail")).to_be_visible()
+    await expect(page.get_by_role("button", name=t.gettext("Yes, I made this request"))).to_have_count(0)
+
+    await page.goto(f"{portal_site}/portal/requests/{rid}/resend")
+    await expect(page).to_have_url(f"{portal_site}/portal/requests/{rid}/verify")
+    await assert_usable(page, seen, "fr", "Confirm it is you")
+    await page.goto(f"{portal_site}/portal/requests")
+    await expect(page).to_have_url(f"{portal_site}/portal")
+    await assert_usable(page, seen, "fr", "Ask about your personal data")
 
 
 async def test_the_complaint_form_in_french_and_german_with_and_without_its_reference(

@@ -236,7 +236,7 @@ def test_the_problems_the_portal_shows_are_messages_of_the_catalogs():
 @pytest.mark.parametrize(("path", "language", "title"), [
     ("/portal/nope", "fr", "Page introuvable"),
     ("/v1/public/pakages/a1b2", "nl", "Pagina niet gevonden"),  # a link mistyped
-    ("/portal/requests", "de", "Seite nicht gefunden"),
+    ("/portal/packages", "de", "Seite nicht gefunden"),  # /portal/requests leads to the form now
     ("/portal/nope", "en", "Page not found"),
 ])
 async def test_an_address_no_page_answers_is_a_portal_page_in_the_browsers_language(http, path, language, title):

@@ -114,6 +114,12 @@ async def form_page(request: Request) -> HTMLResponse:
     return _form_page(request, {}, {})
 
 
+@router.get("/requests")
+async def form_again() -> RedirectResponse:
+    """The address a sent form answered at, opened again (history, a restored tab): the form."""
+    return RedirectResponse("/portal", status_code=303)
+
+
 @router.post("/requests", response_class=HTMLResponse)
 async def submit(request: Request, state: State, limiter: Limiter) -> Response:
     return await _kept_while_down(request, _form_page, lambda: _submit(request, state, limiter))

@@ -53,6 +53,9 @@ _OR_ASK = N_("Or ask for a new code below.")
 # The link of an e-mail a newer code replaced: refused, after a lock or before one (where it costs no
 # attempt: workflows/verification.py EARLIER_LINK), with the ways on that work.
 _EARLIER = N_("This link is from an earlier e-mail: it no longer works.")
+# The e-mail's link cut short: its token is not whole (opened, or its button pressed).
+_INCOMPLETE = (N_("This link is not complete."),
+               N_("Please copy the whole link from our e-mail, or enter the code instead."))
 # A wrong code once a newer one replaced the first (a new code asked for, the reminder): likely the
 # first e-mail's, which the page cannot tell from a mistyped one (the workflow keeps only the
 # latest code), so it is said whichever it was.
@@ -152,8 +155,19 @@ async def _verify_page(request: Request, state: AppState, request_id: str, *, er
 async def verify_page(request: Request, request_id: str, state: State, token: str = "") -> HTMLResponse:
     """The code form; with the e-mail's link (`?token=`), a single button instead. Opening the
     link changes nothing by itself: mail scanners follow links, so only the button confirms.
-    Opened again after a lock or the last code, it shows what the buttons' answers showed."""
-    return await _verify_page(request, state, request_id, token=token if _TOKEN.match(token) else None)
+    Opened again after a lock or the last code, it shows what the buttons' answers showed. A link
+    cut short (a mail program wrapping it) says so, with the code form."""
+    if token and not _TOKEN.match(token):
+        return await _verify_page(request, state, request_id, status=422,
+                                  error=[page_translator(request).gettext(m) for m in _INCOMPLETE])
+    return await _verify_page(request, state, request_id, token=token or None)
+
+
+@router.get("/requests/{request_id}/resend", include_in_schema=False)
+async def resend_page(request_id: str) -> RedirectResponse:
+    """The address "Send me a new code" answered at, opened again (history, a restored tab): the
+    verify page, not "Page not found"."""
+    return RedirectResponse(f"/portal/requests/{request_id}/verify", status_code=303)
 
 
 @router.post("/requests/{request_id}/verify", response_class=HTMLResponse)
@@ -168,9 +182,7 @@ async def verify(request: Request, request_id: str, state: State, limiter: Limit
     code = re.sub(r"\s", "", str(form.get("code", "")))
     t = page_translator(request)
     if token and not _TOKEN.match(token):
-        return await _verify_page(request, state, request_id, status=422, error=[
-            t.gettext(N_("This link is not complete.")),
-            t.gettext(N_("Please copy the whole link from our e-mail, or enter the code instead."))])
+        return await _verify_page(request, state, request_id, status=422, error=[t.gettext(m) for m in _INCOMPLETE])
     if not token and not CODE.fullmatch(code):
         return await _verify_page(request, state, request_id, status=422, error=[
             t.gettext(N_("Enter the code from our e-mail: 6 digits, like %(example)s.")) % {"example": "123456"}])
