@@ -37,9 +37,9 @@ async def start_subject_sweep(state: AppState, subject_hash: str, *, reason: str
 
 
 async def release_and_sweep(state: AppState, pool: asyncpg.Pool, hold_id: str, actor: str, *,
-                            reason: str) -> tuple[dict[str, Any] | None, str | None]:
+                            reason: str | None) -> tuple[dict[str, Any] | None, str | None]:
     """Release a legal-claims hold, saying why (`reason`, api/legal_hold_body.py `HoldRelease`),
-    then start erasing what it kept (POST /v1/legal-holds/{id}/release, the console's Release):
+    then start erasing what it kept (DELETE /v1/legal-holds/{id}, the console's Release):
     the hold (None: no such hold) and, when the sweep could not start, the error's name. The
     release stands whatever the workflow engine says; one sweep per hold, so releasing again finds
     it running, or runs it again."""

@@ -10,4 +10,4 @@ SETTLED = "The claim was settled out of court"
 
 async def release_over_rest(http: httpx.AsyncClient, hold_id: str, headers: dict[str, str],
                             reason: str = SETTLED) -> httpx.Response:
-    return await http.post(f"/v1/legal-holds/{hold_id}/release", json={"reason": reason}, headers=headers)
+    return await http.request("DELETE", f"/v1/legal-holds/{hold_id}", json={"reason": reason}, headers=headers)

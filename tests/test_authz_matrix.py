@@ -71,7 +71,7 @@ MATRIX = [
     Row("GET",    "/v1/legal-holds",                    None,                                   401, 403, 200, 200),
     Row("POST",   "/v1/legal-holds",                    {},                                     401, 403, 422, 422),
     Row("GET",    f"/v1/legal-holds/{NO_HOLD}",         None,                                   401, 403, 404, 404),
-    Row("POST",   f"/v1/legal-holds/{NO_HOLD}/release", REASON,                                 401, 403, 404, 404),
+    Row("DELETE", f"/v1/legal-holds/{NO_HOLD}",         REASON,                                 401, 403, 404, 404),
     Row("GET",    "/v1/tokens",                         None,                                   401, 403, 403, 200),
     Row("POST",   "/v1/tokens",                         {},                                     401, 403, 403, 422),
     Row("DELETE", f"/v1/tokens/{NO_TOKEN}",             None,                                   401, 403, 403, 404),

@@ -132,8 +132,8 @@ async def test_place_list_read_release(http, pool, dev_server, holds_settings, c
     read = await http.get(f"/v1/legal-holds/{hold_id}", headers=compliance)
     assert read.status_code == 200 and read.json() == hold
 
-    released = await http.post(f"/v1/legal-holds/{hold_id}/release", headers=compliance,
-                               json={"reason": "  Claim withdrawn by the claimant on 1 December  "})
+    released = await release_over_rest(http, hold_id, headers=compliance,
+                                       reason="  Claim withdrawn by the claimant on 1 December  ")
 
     assert released.status_code == 204, released.text
     after = (await http.get(f"/v1/legal-holds/{hold_id}", headers=compliance)).json()
@@ -151,7 +151,7 @@ async def test_place_list_read_release(http, pool, dev_server, holds_settings, c
     assert events[0]["data"] == {"hold_id": hold_id, "systems": ["billing", "crm"],
                                  "categories": ["payments"], "basis": hold["basis"],
                                  "review_date": body["review_date"]}
-    assert events[1]["data"] == {"hold_id": hold_id, "reason": "Claim withdrawn by the claimant on 1 December"}
+    assert events[1]["data"] == {"hold_id": hold_id}  # the reason is on the hold (test_audit_events_...)
     assert all(e["actor"].startswith("compliance:") and e["request_id"] is None for e in events)
 
     sweep = await sweep_started_with(dev_server, hold_id)
@@ -254,7 +254,6 @@ async def test_agent_cannot_hold_list_or_release(http, pool, compliance):
 
 
 @pytest.mark.parametrize(("body", "message"), [
-    pytest.param(None, "is required", id="no-body"),
     pytest.param({}, "is required", id="empty-object"),
     pytest.param({"reason": "   "}, "at least 10 characters", id="blank"),
     pytest.param({"reason": "  settled  "}, "at least 10 characters", id="too-short-once-trimmed"),
@@ -264,18 +263,31 @@ async def test_agent_cannot_hold_list_or_release(http, pool, compliance):
 async def test_a_release_without_a_reason_is_refused_naming_it_and_releases_nothing(http, pool, compliance, body,
                                                                                        message):
     """A release says why the claim ended, as the placing says which claim: before, a release
-    recorded only who and when, and an auditor could not tell why the records it kept were erased."""
+    recorded only who and when, and an auditor could not tell why the records it kept were erased.
+    A body that does not say it is refused."""
     hold_id = (await http.post("/v1/legal-holds", headers=compliance, json=hold_body())).json()["id"]
     before = await counts(pool)
 
-    refused = await http.post(f"/v1/legal-holds/{hold_id}/release", headers=compliance,
-                              **({} if body is None else {"json": body}))
+    refused = await http.request("DELETE", f"/v1/legal-holds/{hold_id}", headers=compliance, json=body)
 
     problem = assert_problem(refused, 422)
     assert [e["field"] for e in problem["errors"]] == ["reason"], problem
     assert message in problem["errors"][0]["message"], problem
     assert await counts(pool) == before
     assert (await http.get(f"/v1/legal-holds/{hold_id}", headers=compliance)).json()["active"] is True
+
+
+async def test_a_release_without_a_body_releases_with_no_reason_on_record(http, pool, dev_server, compliance):
+    """`DELETE /v1/legal-holds/{id}` took no body before a release said why (DESIGN.md's interface):
+    such a call still releases the hold and starts its sweep, with no reason on record."""
+    hold_id = (await http.post("/v1/legal-holds", headers=compliance, json=hold_body())).json()["id"]
+
+    released = await http.delete(f"/v1/legal-holds/{hold_id}", headers=compliance)
+
+    assert released.status_code == 204, released.text
+    after = (await http.get(f"/v1/legal-holds/{hold_id}", headers=compliance)).json()
+    assert after["active"] is False and after["release_reason"] is None
+    await sweep_started_with(dev_server, hold_id)
 
 
 def _days(n: int) -> str:
@@ -334,13 +346,14 @@ async def test_unknown_hold_is_404(http, pool, compliance, hold_id):
     assert await counts(pool) == before
 
 
-async def test_audit_events_carry_no_address_or_claim(http, pool, compliance):
-    """The address and the claim a hold was placed for stay out of the audit trail; a release's
-    event says why the claim ended (test_place_list_read_release)."""
+async def test_audit_events_carry_no_address_or_reason(http, pool, compliance):
+    """The address, the claim a hold was placed for and why it ended stay out of the audit trail,
+    which can never be changed: they are free text that may name people, kept on the hold."""
     email = unique_email("Private.Person")
     body = hold_body(email=email)
     hold_id = (await http.post("/v1/legal-holds", headers=compliance, json=body)).json()["id"]
     assert (await release_over_rest(http, hold_id, headers=compliance)).status_code == 204
+    assert (await http.get(f"/v1/legal-holds/{hold_id}", headers=compliance)).json()["release_reason"] == SETTLED
 
     rows = await pool.fetch(
         "SELECT event_key, event_type, actor, data::text AS data FROM audit_events WHERE data->>'hold_id' = $1",
@@ -350,4 +363,4 @@ async def test_audit_events_carry_no_address_or_claim(http, pool, compliance):
     for row in rows:
         text = " ".join(str(v) for v in row.values()).lower()
         assert email.lower() not in text and "@" not in text
-        assert body["reason"].lower() not in text
+        assert body["reason"].lower() not in text and SETTLED.lower() not in text

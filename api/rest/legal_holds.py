@@ -136,11 +136,14 @@ async def read(staff: Annotated[Staff, require_role(READABLE_BY[LEGAL_CLAIMS_HOL
     return _view(hold)
 
 
-async def _release_body(request: Request) -> HoldRelease:
-    """The release's body; none at all is an empty one, so that the 422 names `reason`."""
+async def _release_body(request: Request) -> HoldRelease | None:
+    """The release's body: none at all is a release without a reason (DELETE took no body before a
+    release said why, and callers written then keep working); one that is sent must say why."""
     body = await request.body()
+    if not body.strip():
+        return None
     try:
-        raw = json.loads(body) if body.strip() else {}
+        raw = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise RequestValidationError([{"loc": ("body",), "msg": "not valid JSON", "type": "json_invalid"}]) from None
     try:
@@ -149,26 +152,26 @@ async def _release_body(request: Request) -> HoldRelease:
         raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
 
 
-@router.post(
-    "/{hold_id}/release", status_code=204,
-    openapi_extra={"requestBody": {"required": True, "content": {
+@router.delete(
+    "/{hold_id}", status_code=204,
+    openapi_extra={"requestBody": {"required": False, "content": {
         "application/json": {"schema": HoldRelease.model_json_schema()}}}},
     responses={202: {"description": "Released, but the erasure sweep could not start; repeat the call"}},
 )
 async def release(staff: Annotated[Staff, require_role("compliance")], hold_id: str, request: Request,
                   state: State) -> Response:
-    """Release a hold, saying why the claim ended (`reason`, kept with the release and in its audit
-    event), then start erasing what it kept. Releasing again changes nothing (the first reason
-    stands) but starts the sweep again if it could not start before."""
+    """Release a hold, saying why the claim ended (`reason` in the body, kept with the release; a
+    call without a body records none), then start erasing what it kept. Releasing again changes
+    nothing (the first reason stands) but starts the sweep again if it could not start before."""
     body = await _release_body(request)
-    hold, sweep_failed = await release_and_sweep(state, await state.db(), hold_id, staff.actor, reason=body.reason)
+    hold, sweep_failed = await release_and_sweep(state, await state.db(), hold_id, staff.actor, reason=body.reason if body else None)
     if hold is None:
         raise Problem(404, "Not found", f"no legal hold {hold_id}")
     if sweep_failed is not None:
         return JSONResponse(
             {**_view(hold), "sweep_started": False,
              "note": f"the hold is released but the erasure sweep could not start ({sweep_failed}); "
-                     f"repeat POST /v1/legal-holds/{hold['id']}/release to start it"},
+                     f"repeat DELETE /v1/legal-holds/{hold['id']} to start it"},
             status_code=202,
         )
     return Response(status_code=204)

@@ -3,8 +3,10 @@
 A subject is referenced by `subject_hash`, a keyed hash of their e-mail address; it is the one
 subject key of holds, deferred erasures and the erasure ledger. The clear address is kept on the
 hold row only so compliance can see whom they hold; it never goes into the audit trail, whose
-events name the hold, its scope, its basis and its review date, and of a release the reason
-compliance gave for it (why the claim ended); never the address.
+events name the hold, its scope, its basis and its review date and nothing about the person. The
+reasons compliance gives, for placing a hold (which claim) and for releasing it (why the claim
+ended), are free text that may name people: they stay on the hold's row, which can be minimised,
+and out of the trail, which can never be changed.
 """
 
 from __future__ import annotations
@@ -109,10 +111,11 @@ async def place_hold(
 
 
 async def release_hold(conn: asyncpg.Connection, hold_id: str | uuid.UUID, actor: str, *,
-                       reason: str) -> dict[str, Any] | None:
+                       reason: str | None) -> dict[str, Any] | None:
     """End a hold, saying why the claim ended (`reason`, stored with the release in its one
-    statement), and record `legal_hold.released` with it. Releasing a released hold changes
-    nothing, its first reason standing, and returns it as it is; an unknown id returns None."""
+    statement; None when the caller gave none), and record `legal_hold.released`. Releasing a
+    released hold changes nothing, its first reason standing, and returns it as it is; an unknown
+    id returns None."""
     key = _hold_id(hold_id)
     if key is None:
         return None
@@ -127,7 +130,7 @@ async def release_hold(conn: asyncpg.Connection, hold_id: str | uuid.UUID, actor
             return _as_dict(row) if row else None
         await append_event(
             conn, event_key=f"legal_hold:{key}:released", event_type="legal_hold.released",
-            actor=actor, data={"hold_id": str(key), "reason": reason},
+            actor=actor, data={"hold_id": str(key)},
         )
     return _as_dict(row)
 
