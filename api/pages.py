@@ -282,7 +282,8 @@ def _language_links(context: Context) -> list[dict[str, Any]]:
     """The subject's choice of language, for a portal page: one link per supported language,
     named in itself, to this page in that language (`?lang=`). A page answering a form names
     the page to go back to as `here` (there is no page at a form's address to reload), with the
-    query that opens it as it was (the complaint form, on the request it is about)."""
+    query that opens it as it was (the verify page). The request and complaint forms sent back
+    offer buttons instead (portal/base.html `retype`), which send the form back as typed."""
     request: Request = context["request"]
     languages = app_state(request).policy.policy.languages
     query: list[tuple[str, str]] = []

@@ -37,6 +37,7 @@ portal_access, "every" this module); test names are shortened.
 | form: sent again (request stored, not started) | the workflow engine down        | every engine_is_down (Dutch)                          |
 | form: Reference, See its status                | /portal                         | portal looks_up (found); access every_page (not       |
 |                                                |                                 | found); navigation (French); access keyboard          |
+| header: a language on a refused complaint form | the complaint form sent back    | every complaint_in_french_and_german (fr to de)       |
 | complaint: reference of the refused request    | /portal/complaints; filled from | every from_the_link (en: kept, unknown); every        |
 |                                                | the letter's `about`, or empty  | complaint_in_french_and_german (empty fr, unknown de) |
 | complaint: e-mail, What is your complaint      | /portal/complaints              | every from_the_link (empty, a control character,      |
@@ -390,10 +391,20 @@ async def test_the_complaint_form_in_french_and_german_with_and_without_its_refe
     said = await assert_usable(page, seen, "fr", COMPLAIN, refused=True)
     assert sorted(errors_of(said)) == ["about-error", "complaint_reasons-error", "email-error"]
 
-    # German chosen on the refused page: still the complaint form.
+    # Its words typed, the address not: refused again. German chosen on the refused page: the
+    # complaint form again, in German, its words kept and its error in German (the language was a
+    # link to the form, which kept the reference alone), nothing sent.
+    words = "Vous avez gardé mes factures.\nRevoyez-le, svp."
+    await field(page, "fr", "What is your complaint about?").fill(words)
+    await send_complaint(page, "fr")
+    await assert_usable(page, seen, "fr", COMPLAIN, refused=True)
     await page.get_by_role("navigation", name=translations("fr").gettext("Language")).get_by_role(
-        "link", name="Deutsch").click()
-    await assert_usable(page, seen, "de", COMPLAIN)
+        "button", name="Deutsch").click()
+    said = await assert_usable(page, seen, "de", COMPLAIN, refused=True)
+    assert sorted(errors_of(said)) == ["about-error", "email-error"]
+    await expect(page.locator("#email-error")).to_contain_text(
+        translations("de").gettext("Enter your e-mail address, like name@example.com."))
+    await expect(field(page, "de", "What is your complaint about?")).to_have_value(words)
 
     # An unknown reference, in German: refused naming it, what was typed kept.
     await field(page, "de", "Your e-mail address").fill(email)

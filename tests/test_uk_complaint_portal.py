@@ -101,8 +101,9 @@ async def test_a_uk_subject_complains_through_the_portals_form_and_is_acknowledg
     unsaid = await http.post("/portal/complaints", data={"about": reference, "email": email, "language": "en"})
     assert unsaid.status_code == 422 and 'id="complaint_reasons-error"' in unsaid.text
     assert "Tell us what your complaint is about." in unsaid.text
-    # Its languages lead back to the complaint form on the same request, not to an empty one.
-    assert f'href="/portal/complaints?about={reference}&amp;lang=fr"' in unsaid.text
+    # Its languages send the complaint form back as typed, on the same request, not an empty form.
+    assert ('<button type="submit" form="complaint-form" formaction="/portal/complaints?retype=1&amp;lang=fr"'
+            in unsaid.text)
     assert await pool.fetchval("SELECT count(*) FROM dsr_requests") == before
 
     r = await http.post("/portal/complaints", data={"about": reference, "email": email, "language": "en",

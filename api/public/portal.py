@@ -11,7 +11,8 @@ the form sends it as the request's `language`, the one our letters are written i
 on a page is a message of the catalogs: templates translate their own, and what is worded here
 is marked `N_` and translated for the page (`page_translator`, or the template's `translate`).
 Confirming a request (the code, the link, a new code) has a module of its own,
-api/public/portal_verify.py, which reads a request as the status page does (`current_live`).
+api/public/portal_verify.py, which reads a request as the status page does (`current_live`); so
+has the complaint form, api/public/portal_complaints.py.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -42,7 +42,6 @@ from api.ratelimit import RateLimiter
 from api.read_models.evidence_deadlines import policy_defaults
 from api.service import live_state
 from api.state import AppState
-from dsrflow.domain.appeals import ASKED, AppealRefused, appealed_request
 from dsrflow.domain.deadlines import takes_complaints
 from dsrflow.domain.references import short_reference
 from dsrflow.domain.request_resume import ended_flag
@@ -50,7 +49,7 @@ from dsrflow.i18n import N_, Translator
 from dsrflow.stores.requests_store import get_request
 from dsrflow.stores.team_store import request_by_reference
 from schemas.clock_start import clock_waits_for_verification
-from schemas.requests import MAX_COMPLAINT_REASONS, PublicNewRequest, RequestStatus
+from schemas.requests import PublicNewRequest, RequestStatus
 from schemas.workflow import RequestState
 
 router = APIRouter(prefix="/portal", tags=["subject portal pages"], include_in_schema=False,
@@ -92,7 +91,7 @@ PROBLEM_WORDS = (
 )
 
 
-def _messages(t: Translator) -> dict[str, str]:
+def form_messages(t: Translator) -> dict[str, str]:
     return {field: t.gettext(message) for field, message in _MESSAGES.items()}
 
 
@@ -105,6 +104,7 @@ def _form_page(request: Request, values: dict[str, Any], errors: dict[str, str],
     return render(request, "portal/request_form.html", {
         "values": values, "errors": errors, **request_form.LABELS,
         "submission": values.get("submission") or uuid.uuid4().hex,
+        "retype_form": "request-form",
         "retype": f"/portal/requests?{RETYPE}=1" if request.method == "POST" else None, **extra,
     }, status_code=status, headers=headers)
 
@@ -122,7 +122,7 @@ async def form_again() -> RedirectResponse:
 
 @router.post("/requests", response_class=HTMLResponse)
 async def submit(request: Request, state: State, limiter: Limiter) -> Response:
-    return await _kept_while_down(request, _form_page, lambda: _submit(request, state, limiter))
+    return await kept_while_down(request, _form_page, lambda: _submit(request, state, limiter))
 
 
 async def _submit(request: Request, state: State, limiter: Limiter) -> Response:
@@ -131,7 +131,7 @@ async def _submit(request: Request, state: State, limiter: Limiter) -> Response:
     values = request_form.form_values(form)
     errors: dict[str, str] = {}
     t = page_translator(request)
-    messages = _messages(t)
+    messages = form_messages(t)
     words = request_form.field_words(state.policy, page_language(request))
     body = {**request_form.details(form, errors, t, words), "email": request_form.text(form, "email") or "",
             "name": request_form.text(form, "name")}
@@ -144,14 +144,14 @@ async def _submit(request: Request, state: State, limiter: Limiter) -> Response:
     submission = values.get("submission", "")
     key = f"portal:{submission}" if request_form.SUBMISSION.match(submission) else None
     try:
-        return await _started(request, state, limiter, new, key)
+        return await started(request, state, limiter, new, key)
     except AppealNotOpened as refused:
         # The form has no field for it (an appeal's reference comes in a link or a crafted
         # post), so the problem page says it, in the page's language: already worded for it.
         raise Problem(422, _APPEAL_NOT_OPENED, refused.worded(t)) from None
 
 
-async def _started(request: Request, state: AppState, limiter: RateLimiter, new: PublicNewRequest,
+async def started(request: Request, state: AppState, limiter: RateLimiter, new: PublicNewRequest,
                    key: str | None) -> Response:
     """Either form's request stored and started: the way on to its verify page."""
     row = await submit_request(state, limiter, request, new, key)
@@ -163,7 +163,7 @@ async def _started(request: Request, state: AppState, limiter: RateLimiter, new:
 _OUTAGES: tuple[type[Exception], ...] = (Problem, *CONNECTION_ERRORS)
 
 
-async def _kept_while_down(request: Request, page: Callable[..., HTMLResponse],
+async def kept_while_down(request: Request, page: Callable[..., HTMLResponse],
                            handle: Callable[[], Awaitable[Response]]) -> Response:
     """Either form's post, answered while the database or the workflow engine does not answer:
     the form again as sent, saying to send it again in a few seconds (portal/_not_started.html),
@@ -183,99 +183,8 @@ async def _kept_while_down(request: Request, page: Callable[..., HTMLResponse],
     return page(request, values, {}, status=503, not_started=True, headers={"Retry-After": str(RETRY_AFTER)})
 
 
-# The complaint form (UK GDPR: DPA 2018 s. 164A), which a refusal's letter links to, open on the
-# refused request. Its refusal reads the same whatever the reason (no such reference, another
-# subject's, a law with no complaint to us, not refused): it tells a stranger nothing.
-_NOT_COMPLAINABLE = N_("We have no request %(reference)s of yours that we refused, in whole or in part, under "
-                       "UK data protection law. Check the reference in our e-mail, and that the address is the "
-                       "one you used for that request.")
-_NO_REFERENCE = N_("Enter the request reference from our e-mail, like %(example)s.")
-# The complaint's reasons (schemas/requests.py `complaint_reasons`): what we look into.
-_NO_REASONS = N_("Tell us what your complaint is about.")
-_REASONS = N_("Tell us what your complaint is about in at most %(count)s characters, as plain text: line breaks "
-              "are fine, other control characters are not.")
-COMPLAINTS_PATH = "/portal/complaints"
-
-
-def _complaint_page(request: Request, values: dict[str, Any], errors: dict[str, str], *,
-                    status: int = 200, headers: dict[str, str] | None = None, **extra: Any) -> HTMLResponse:
-    # The page answering the form's post offers its languages as links to the complaint form
-    # (api/pages.py `here`), not to /portal, the request form, where they led a subject before;
-    # on the request the complaint is about, as the letter's link opened it.
-    about = urlencode({"about": values["about"]}) if values.get("about") else ""
-    here = f"{COMPLAINTS_PATH}?{about}" if about else COMPLAINTS_PATH
-    return render(request, "portal/complaint_form.html", {
-        "values": values, "errors": errors, "submission": values.get("submission") or uuid.uuid4().hex,
-        "max_reasons": MAX_COMPLAINT_REASONS, "here": here if request.method == "POST" else None,
-        **extra,
-    }, status_code=status, headers=headers)
-
-
-@router.get("/complaints", response_class=HTMLResponse)
-async def complaint_page(request: Request, about: str = "") -> HTMLResponse:
-    return _complaint_page(request, {"about": about[:100]}, {})
-
-
-@router.post("/complaints", response_class=HTMLResponse)
-async def complain(request: Request, state: State, limiter: Limiter) -> Response:
-    """A complaint about a refused request: opened as a request that refers to it (`appeal_of`),
-    of its type and with its details (dsrflow/domain/appeals.py), acknowledged at once by e-mail
-    and, once the subject confirms it is theirs, decided with its own letters."""
-    return await _kept_while_down(request, _complaint_page, lambda: _complain(request, state, limiter))
-
-
-async def _complain(request: Request, state: State, limiter: Limiter) -> Response:
-    await count_submission(request, limiter)  # before the form is read
-    form = await read_form(request)
-    values = request_form.form_values(form)
-    t = page_translator(request)
-    messages = _messages(t)
-    errors: dict[str, str] = {}
-    about, email = request_form.text(form, "about"), request_form.text(form, "email") or ""
-    if about is None:
-        errors["about"] = t.gettext(_NO_REFERENCE) % {"example": "KD7QX3M9TB"}
-    reasons = request_form.text(form, "complaint_reasons")
-    if reasons is None:
-        errors["complaint_reasons"] = t.gettext(_NO_REASONS)
-    messages["complaint_reasons"] = t.gettext(_REASONS) % {"count": MAX_COMPLAINT_REASONS}
-    # The form's own fields first, and only then the reference: looked up beside another field's
-    # error, it was said of a stranger's address alone ("no request ... of yours"), so a form sent
-    # with its reasons left empty told anyone who made a request, storing and mailing nothing.
-    body = {"type": "access", "email": email, "appeal_of": about, "language": request_form.text(form, "language"),
-            "complaint_reasons": reasons}
-    new = request_form.validate(PublicNewRequest, body, errors, messages)
-    request_form.check_policy(state.policy.policy, new, errors, t, messages)
-    errors.pop("appeal_of", None)  # the form's `about`: said below, in the form's words
-    if not errors:
-        new = await _complaint(state, body, t, messages)
-        if new is None:
-            errors["about"] = t.gettext(_NOT_COMPLAINABLE) % {"reference": str(about)[:100]}
-    if new is None or errors:
-        return _complaint_page(request, values, errors, status=422)
-    submission = values.get("submission", "")
-    key = f"portal-complaint:{submission}" if request_form.SUBMISSION.match(submission) else None
-    try:
-        return await _started(request, state, limiter, new, key)
-    except AppealNotOpened:
-        errors["about"] = t.gettext(_NOT_COMPLAINABLE) % {"reference": str(about)[:100]}
-        return _complaint_page(request, values, errors, status=422)
-
-
-async def _complaint(state: AppState, body: dict[str, Any], t: Translator,
-                     messages: dict[str, str]) -> PublicNewRequest | None:
-    """The complaint a form right in its own fields (`body`) makes about the request its reference
-    names: of that request's type and with its details (`ASKED`); None, whatever the reason,
-    when the reference names no request of that address, or one the complaint cannot repeat."""
-    try:
-        refused = await appealed_request(await state.db(), str(body["appeal_of"])[:100], body["email"])
-    except AppealRefused:
-        return None
-    repeated = {k: v for k, v in (refused["details"] or {}).items() if k in ASKED}
-    errors: dict[str, str] = {}
-    new = request_form.validate(PublicNewRequest, {**body, "type": refused["request_type"], **repeated},
-                                errors, messages)
-    request_form.check_policy(state.policy.policy, new, errors, t, messages)
-    return None if errors else new
+# The status lookup's refusal, and the complaint form's (api/public/portal_complaints.py).
+NO_REFERENCE = N_("Enter the request reference from our e-mail, like %(example)s.")
 
 
 @router.get("/status", dependencies=[counted("lookup")])
@@ -285,7 +194,7 @@ async def find_status(request: Request, state: State, reference: str = "") -> Re
     mistyped one: the lookup tells nobody which references exist."""
     request_id = await request_by_reference(await state.db(), reference[:100])
     if request_id is None:
-        reference_error = page_translator(request).gettext(_NO_REFERENCE) % {"example": "KD7QX3M9TB"}
+        reference_error = page_translator(request).gettext(NO_REFERENCE) % {"example": "KD7QX3M9TB"}
         return _form_page(request, {}, {}, status=422, reference=reference, reference_error=reference_error)
     return RedirectResponse(f"/portal/requests/{request_id}", status_code=303)
 
