@@ -179,3 +179,119 @@ async def test_pipedas_extension_of_an_access_request_is_the_rule_we_apply_to_ot
         assert _ACCESS_EXTENSION[language] in part and ours not in part, part
     for part in both(access):
         assert ours in part and _ACCESS_EXTENSION[language] not in part
+
+
+# Every letter a subject can receive along an appeal (VCDPA, CTDPA, CPA) or a UK complaint
+# (DPA 2018 s. 164A), now that one waits for compliance before anything it asks is done, read as a
+# DPO reads them. The appeal (or complaint) was received on 31 January 2026.
+_RECONSIDERS = {"vcdpa": "US", "ctdpa": "US", "cpa": "US", "uk_gdpr": "GB"}
+# The law's days from receipt: the statutes' for an appeal, our target for a complaint's outcome.
+_DUE = {"vcdpa": date(2026, 4, 1), "ctdpa": date(2026, 4, 1), "cpa": date(2026, 3, 17), "uk_gdpr": date(2026, 3, 2)}
+_CODE = {"code": "482913", "link": "https://privacy.example.test/v", "expires_at": "2026-02-07T14:05:00+00:00",
+         "max_attempts": 5}
+_CLOSED = {"acted_in": [], "asked_in": []}
+_STILL_REFUSED = "The records are needed to defend a pending claim."
+_WAITING = {  # what a subject hears before compliance has decided: nothing is done yet
+    "acknowledgement": {"verification_required": True},
+    "verification": _CODE,
+    "reminder": _CODE,
+    "closed_unverified": {"expired_at": "2026-02-07T14:05:00+00:00"},
+    "cancellation": {"withdrawn": True, "reason": "Withdrawn by the subject by e-mail."} | _CLOSED,
+    "staff_cancellation": {"withdrawn": False, "reason": "A duplicate of appeal 7QK2."} | _CLOSED,
+}
+_ERASED = {"report": {"results": [{"system": "crm", "action": "erase", "status": "done", "found": 1, "changed": 1}]}}
+_OVERRIDDEN_AGAIN = {"report": {"results": []},
+                     "decision": {"compelling_grounds": True, "explanation": "Fraud monitoring is required."}}
+
+
+def _all_kept() -> dict:
+    """An erasure approved on appeal whose every record a hold keeps: nothing erased."""
+    crm = erasure_with_kept()["report"]["results"][1]
+    return {"report": {"results": [crm]}}
+
+
+def _appeal_of(regime: str, **details: str) -> dict:
+    return {**_appeal_row(regime), "country": _RECONSIDERS[regime], "verified_at": "2026-01-31",
+            "details": {"appeal_of": APPEAL_OF, **details}}
+
+
+def _remedy(regime: str, language: str, decided: bool) -> tuple[str, str]:
+    """The authority a decided (or undecided) appeal or complaint names, and its paragraph."""
+    remedies = LOADED.in_language(language).remedies_for(regime, _RECONSIDERS[regime])
+    assert remedies.appeal is not None and remedies.authority is not None
+    said = remedies.appeal.complaint_after_appeal if decided else remedies.appeal.complaint_without_appeal
+    assert said is not None
+    return remedies.authority.name, _said(said)
+
+
+@pytest.mark.parametrize("language", ["en", "fr"])
+@pytest.mark.parametrize("regime", sorted(_RECONSIDERS))
+async def test_every_letter_before_compliance_decides_names_the_refused_request_and_does_nothing(regime, language):
+    """The acknowledgement, the confirmation e-mails, a close unverified, a withdrawal and a close
+    by staff: each names the appeal (complaint) and the request it is about, promises the law's
+    date, and none says the request is done or under way; a close names the authority to turn to,
+    a withdrawal needs none."""
+    t = translations(language)
+    complaint = regime == "uk_gdpr"
+    about = t.gettext("Complaint about" if complaint else "Appeal of")
+    named = t.gettext("request %(id)s") % {"id": short_reference(APPEAL_OF)}
+    for purpose, params in _WAITING.items():
+        letter = await as_sent("cancellation" if purpose == "staff_cancellation" else purpose, "erasure", params,
+                               regime=regime, language=language, **_appeal_of(regime))
+        for part in both(letter):
+            assert about in part and named in part, (purpose, part)
+            assert t.gettext("We have now completed your request.") not in part, purpose
+            if purpose == "acknowledgement":
+                assert long_date(_DUE[regime], language) in part
+            if purpose in ("closed_unverified", "staff_cancellation"):
+                authority, paragraph = _remedy(regime, language, decided=False)
+                assert authority in part and paragraph in part, (purpose, part)
+            if purpose == "cancellation":
+                assert t.gettext("Your right to complain to %(authority)s") % {"authority": ""} not in part
+
+
+@pytest.mark.parametrize("language", ["en", "fr"])
+@pytest.mark.parametrize("regime", sorted(_RECONSIDERS))
+async def test_a_refusal_maintained_gives_the_reasons_and_the_attorney_general_or_commissioner(regime, language):
+    """Compliance refuses the appeal (complaint) again: the letter says so, gives the reasons and
+    how to contact the Attorney General (VCDPA § 59.1-577(C), CTDPA § 42-518(d), CPA
+    § 6-1-1306(3)(b)) or complain to the Information Commissioner (DPA 2018 s. 165)."""
+    t = translations(language)
+    letter = await as_sent("denial", "erasure", {"reason_code": "other", "explanation": _STILL_REFUSED} | _CLOSED,
+                           regime=regime, language=language, **_appeal_of(regime))
+    authority, paragraph = _remedy(regime, language, decided=True)
+    for part in both(letter):
+        assert t.gettext("Our reasons") in part and _STILL_REFUSED in part
+        assert authority in part and paragraph in part
+        assert t.gettext("We have now completed your request.") not in part
+
+
+@pytest.mark.parametrize("language", ["en", "fr"])
+@pytest.mark.parametrize("regime", sorted(_RECONSIDERS))
+async def test_an_appeal_reconsidered_and_still_not_done_does_not_say_what_we_have_now_done(regime, language):
+    """An objection overridden again on compelling grounds, or an erasure approved on appeal whose
+    every record the law or a claim keeps: nothing was done. Before, the letter opened "we have
+    reconsidered that decision, and what we have now done is set out below", as if it had been."""
+    t = translations(language)
+    ref = short_reference(APPEAL_OF)
+    if regime == "uk_gdpr":
+        done, not_done = (t.gettext(f"This is the outcome of your complaint about our decision on request %(id)s: we "
+                                    f"have looked into it and reconsidered that decision, {rest}") % {"id": ref}
+                          for rest in ("and what we have now done is set out below.",
+                                       "but we have not done what you asked, for the reasons set out below."))
+    else:
+        done, not_done = (t.gettext(f"This is our decision on your appeal of our decision on request %(id)s: we have "
+                                    f"reconsidered that decision, {rest}") % {"id": ref}
+                          for rest in ("and what we have now done is set out below.",
+                                       "but we have not done what you asked, for the reasons set out below."))
+    authority, paragraph = _remedy(regime, language, decided=True)
+    overridden = await as_sent("response", "objection", _OVERRIDDEN_AGAIN, regime=regime, language=language,
+                               **_appeal_of(regime, objection_scope="legitimate_interests"))
+    kept = await as_sent("response", "erasure", _all_kept(), regime=regime, language=language, **_appeal_of(regime))
+    for letter in (overridden, kept):
+        for part in both(letter):
+            assert _said(not_done) in part and _said(done) not in part, part
+            assert authority in part and paragraph in part
+    erased = await as_sent("response", "erasure", _ERASED, regime=regime, language=language, **_appeal_of(regime))
+    for part in both(erased):
+        assert _said(done) in part and t.gettext("We have now completed your request.") in part
