@@ -229,8 +229,8 @@ def _remedy(regime: str, language: str, decided: bool) -> tuple[str, str]:
 async def test_every_letter_before_compliance_decides_names_the_refused_request_and_does_nothing(regime, language):
     """The acknowledgement, the confirmation e-mails, a close unverified, a withdrawal and a close
     by staff: each names the appeal (complaint) and the request it is about, promises the law's
-    date, and none says the request is done or under way; a close names the authority to turn to,
-    a withdrawal needs none."""
+    date, and none says the request is done; a close names the authority to turn to, a withdrawal
+    needs none but says that nothing was changed and the refusal stands (it said neither)."""
     t = translations(language)
     complaint = regime == "uk_gdpr"
     about = t.gettext("Complaint about" if complaint else "Appeal of")
@@ -246,8 +246,11 @@ async def test_every_letter_before_compliance_decides_names_the_refused_request_
             if purpose in ("closed_unverified", "staff_cancellation"):
                 authority, paragraph = _remedy(regime, language, decided=False)
                 assert authority in part and paragraph in part, (purpose, part)
-            if purpose == "cancellation":
+            if purpose == "cancellation":  # before, a withdrawn appeal left unsaid that the refusal stands
                 assert t.gettext("Your right to complain to %(authority)s") % {"authority": ""} not in part
+                assert t.gettext(f"Nothing was changed in our systems in response to your "
+                                 f"{'complaint' if complaint else 'appeal'}, and our decision on request %(id)s "
+                                 f"stands.") % {"id": short_reference(APPEAL_OF)} in part, part
 
 
 @pytest.mark.parametrize("language", ["en", "fr"])
