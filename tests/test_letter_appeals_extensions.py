@@ -298,3 +298,20 @@ async def test_an_appeal_reconsidered_and_still_not_done_does_not_say_what_we_ha
     erased = await as_sent("response", "erasure", _ERASED, regime=regime, language=language, **_appeal_of(regime))
     for part in both(erased):
         assert _said(done) in part and t.gettext("We have now completed your request.") in part
+
+
+@pytest.mark.parametrize("regime", sorted(_RECONSIDERS))
+@pytest.mark.parametrize("stage", ["changes", "release"])
+async def test_compliance_is_told_an_approval_reconsiders_its_own_refusal(regime, stage):
+    """The alert asking compliance to approve an appeal (complaint) read as any request's ("The
+    request waits for compliance's approval ..."): nothing said it was a refusal of ours to reconsider,
+    nor what approving or denying it does."""
+    facts = {"kind": "needs_attention", "days_left": 50, "facts": {"what": "approval", "stage": stage}}
+    kind = "complaint about" if regime == "uk_gdpr" else "appeal of"
+    told = (f"This is the subject's {kind} request {short_reference(APPEAL_OF)}, which we refused: approving it "
+            "carries out what that request asked; denying it maintains the refusal, and its letter gives the subject "
+            "the reasons.")
+    alert = await as_sent("staff_alert", "erasure", facts, regime=regime, **_appeal_of(regime))
+    assert told in _said(alert.text)
+    request = await as_sent("staff_alert", "erasure", facts, regime=regime, country=_RECONSIDERS[regime])
+    assert "which we refused" not in request.text
