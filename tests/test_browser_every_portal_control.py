@@ -71,6 +71,10 @@ portal_access, "every" this module); test names are shortened.
 | status: Appeal of (no control)                 | an appeal (VCDPA, CTDPA, CPA)   | every appeals_status_page (each language)             |
 | status, verify: withdrawn or cancelled by us   | a request cancelled             | every withdrawal_reads_as_the_subjects (each language)|
 | (no control: the words say which)              |                                 |                                                       |
+| status: privacy address to withdraw (mailto:)  | an open request                 | not pressed (the visitor's mail program): access      |
+|                                                |                                 | past_its_due_date reads its words and address         |
+| status: the authority's website (a link out)   | past its due date, open         | not pressed (another site): access past_its_due_date  |
+|                                                |                                 | reads it, under every law                             |
 | package: Download your data                    | a valid link                    | review refuses_a_bad_form (mouse); access keyboard    |
 | problem page: Back to the start                | every problem page (not found,  | navigation (request not found, nl); new_pages (page   |
 |                                                | link expired, deleted, too many,| not found, keyboard and mouse, each language); the    |

@@ -20,20 +20,23 @@ import re
 import secrets
 import uuid
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from playwright.async_api import Page, expect
 
+from activities.letter_templates import longdate
 from api.public.status_words import STATUS_WORDS
 from dsrflow.crypto.hashing import token_hash
+from dsrflow.domain.references import short_reference
 from dsrflow.i18n import translations
 from dsrflow.stores.kept_copies import ERASED
 from policy.model import DEFAULT_POLICY
 from schemas.requests import RequestStatus
 from tests.browser_access import assert_usable, errors_of, phone, tab_to, type_in
-from tests.policy_once import policy_at
+from tests.policy_once import policy_at, policy_of
 from tests.support import (
+    controller_today,
     eventually,
     letters_for,
     stored_request,
@@ -359,3 +362,70 @@ async def test_a_request_closed_unconfirmed(
         await expect(page).to_have_url(f"{url}/portal")
         await assert_usable(page, seen, "en", "Ask about your personal data")
 
+
+
+async def test_a_request_past_its_due_date_says_we_are_late_and_how_to_withdraw(
+        browser, site, pool, settings, shots):  # noqa: F811 (fixtures)
+    """An open request whose due date (its current one) has passed, judged by the controller's
+    today: the status page says we had to answer by then and have not, that we are sorry, and
+    where the subject may complain (the policy's remedies for its law, as the letters give them:
+    a law that grants an appeal, and the UK GDPR, as a letter that offers none says it), under
+    every law, waiting for compliance's approval or in progress, in each language. On the due date
+    itself the page still says "We answer by". An open request says how to withdraw it; a closed
+    one does not. Before, the page said "We answer by" a day gone, and nothing of a withdrawal."""
+    loaded = policy_of(settings)
+    today = controller_today(settings)
+    countries = {"gdpr": "BE", "uk_gdpr": "GB", "lgpd": "BR", "pipeda": "CA"}
+    regimes = list(loaded.policy.remedies)
+    page, seen = await phone(browser)
+
+    async def opened(regime: str, status: str, due: date) -> str:
+        rid = await stored_request(pool, settings, f"portal.late.{regime}", "erasure", regime=regime)
+        await pool.execute("UPDATE dsr_requests SET status = $2, current_due_date = $3, country = $4 WHERE id = $1",
+                           uuid.UUID(rid), status, due, countries.get(regime, "US"))
+        return rid
+
+    # Each law in one language (in turn), the GDPR's in each; the GDPR's awaits approval.
+    shown = [(regime, LANGUAGES[n % len(LANGUAGES)]) for n, regime in enumerate(regimes)]
+    shown += [("gdpr", language) for language in LANGUAGES if ("gdpr", language) not in shown]
+    late = {regime: await opened(regime, "awaiting_approval" if regime == "gdpr" else "in_progress",
+                                 today - timedelta(days=1)) for regime in regimes}
+    for regime, language in shown:
+        t = translations(language)
+        remedies = loaded.in_language(language).remedies_for(regime, countries.get(regime, "US"))
+        complaint = (remedies.appeal and remedies.appeal.complaint_without_appeal) or remedies.complaint
+        await page.goto(f"{site}/portal/requests/{late[regime]}?lang={language}")
+        await assert_usable(page, seen, language, "Your request")
+        said = page.locator("#late")
+        await expect(said.get_by_role("heading", level=2)).to_have_text(t.gettext("Our answer is late"))
+        await expect(said).to_contain_text(t.gettext(
+            "We had to answer your request by %(date)s, and we have not yet done so. We are sorry. We are still "
+            "working on it, and will answer as soon as we can.") % {"date": longdate(today - timedelta(days=1), language)})
+        await expect(said.get_by_role("heading", level=3)).to_have_text(
+            t.gettext("Your right to complain to %(authority)s") % {"authority": remedies.authority_title})
+        await expect(said).to_contain_text(" ".join(complaint.split()))
+        await expect(said.locator("address")).to_contain_text(remedies.authority.name)
+        await expect(said.get_by_role("link", name=remedies.authority.website)).to_have_count(1)
+        await expect(page.locator("dt", has_text=t.gettext("We had to answer by"))).to_have_count(1)
+        if regime == "gdpr":
+            await expect(page.locator("#status-words")).to_have_text(
+                t.gettext(STATUS_WORDS[RequestStatus.awaiting_approval][0]))
+        await expect(page.locator("#withdraw")).to_contain_text(PRIVACY_EMAIL)
+    await shots(page, "late")
+
+    # Due today, and answered: neither is late; only the open one says how to withdraw it.
+    due_today = await opened("gdpr", "in_progress", today)
+    await page.goto(f"{site}/portal/requests/{due_today}?lang=en")
+    await assert_usable(page, seen, "en", "Your request")
+    await expect(page.locator("#late")).to_have_count(0)
+    await expect(page.locator("dt", has_text="We answer by")).to_have_count(1)
+    await expect(page.locator("#withdraw")).to_have_text(
+        f"To withdraw this request, reply to our e-mail or write to {PRIVACY_EMAIL}, quoting its reference, "
+        f"{short_reference(due_today)}. We will confirm by e-mail once we have closed it.")
+    await expect(page.locator("#withdraw").get_by_role("link", name=PRIVACY_EMAIL)).to_have_attribute(
+        "href", f"mailto:{PRIVACY_EMAIL}")
+    answered = await opened("gdpr", "completed", today - timedelta(days=1))
+    await page.goto(f"{site}/portal/requests/{answered}?lang=en")
+    await assert_usable(page, seen, "en", "Your request")
+    await expect(page.locator("#late")).to_have_count(0)
+    await expect(page.locator("#withdraw")).to_have_count(0)

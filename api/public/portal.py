@@ -37,7 +37,7 @@ from api.public.intake import (
     find_package,
     submit_request,
 )
-from api.public.status_words import status_words
+from api.public.status_words import is_late, late_remedies, status_words
 from api.ratelimit import RateLimiter
 from api.read_models.evidence_deadlines import policy_defaults
 from api.service import live_state
@@ -274,11 +274,15 @@ async def status_page(request: Request, request_id: str, state: State) -> HTMLRe
     # which the stopped workflow could not take.
     paused = await ended_flag(await state.db(), str(row["id"])) is not None
     words = paused_words(request) if paused else await status_words(state, row, status, live, t)
+    timezone = await request_timezone(state, str(row["id"]))
     response = render(request, "portal/status.html", {
         "row": row, "status_words": " ".join(words), "verified": verified,
         "awaiting_verification": status == RequestStatus.awaiting_verification and not paused, "status": status,
         "reference": short_reference(row["id"]),
-        "controller_timezone": await request_timezone(state, str(row["id"])),
+        "controller_timezone": timezone,
+        # Past its due date, the page says so, and where the subject may complain of it (it said
+        # "We answer by" a day gone).
+        "late": await late_remedies(state, row, page_language(request)) if is_late(row, status, timezone) else None,
         # An appeal or a complaint to us (UK GDPR, DPA 2018 s. 164A) names the refused request it is
         # about, as its letters do: an appeal's page read as a new request of that type.
         "appeal_of": short_reference(about) if (about := (row["details"] or {}).get("appeal_of")) else None,

@@ -4,11 +4,15 @@ api/public/portal_verify.py). One message a sentence, translated for the page.""
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
+from api.read_models.evidence_names import version_policy
 from api.state import AppState
 from dsrflow.i18n import N_, Translator
 from dsrflow.stores.requests_store import withdrawn_by_subject
+from policy.remedies import Remedies
 from schemas.requests import RequestStatus
 from schemas.workflow import RequestState
 
@@ -45,3 +49,29 @@ async def status_words(state: AppState, row: dict[str, Any], status: RequestStat
             else await withdrawn_by_subject(await state.db(), str(row["id"]))):
         said = WITHDRAWN
     return [t.gettext(sentence) for sentence in said]
+
+
+def is_late(row: dict[str, Any], status: RequestStatus, timezone: str) -> bool:
+    """Whether the open request's due date (its current one: extended or not) has passed, judged
+    by today in the controller's `timezone`, the one its days are counted and written in: on the
+    due date itself we can still answer in time. A UK GDPR request whose month has not started
+    (`clock_waits`) has no date yet."""
+    due: date | None = row["current_due_date"]
+    return bool(due and not status.is_closed and not row["clock_waits"]
+                and due < datetime.now(ZoneInfo(timezone)).date())
+
+
+async def late_remedies(state: AppState, row: dict[str, Any], language: str) -> Remedies:
+    """The right to complain of a request answered late, as the letters set it out: the remedies of
+    the policy version the request runs under (the policy in force if that version is not on record),
+    in the page's `language`, its authority the one they name for the subject's country. Lateness
+    decides no appeal, so a law that grants one (the US states) and the UK GDPR, whose complaint to us
+    is about a refusal, say the complaint as a letter that offers none does
+    (`complaint_without_appeal`, activities/letter_refusals.py)."""
+    pool = await state.db()
+    async with pool.acquire() as conn:
+        loaded = await version_policy(conn, row["policy_version"]) or state.policy
+    remedies = loaded.in_language(language).remedies_for(row["regime"], row["country"])
+    if remedies.appeal and remedies.appeal.complaint_without_appeal:
+        remedies = remedies.model_copy(update={"complaint": remedies.appeal.complaint_without_appeal})
+    return remedies
