@@ -199,6 +199,14 @@ _WAITING = {  # what a subject hears before compliance has decided: nothing is d
     "cancellation": {"withdrawn": True, "reason": "Withdrawn by the subject by e-mail."} | _CLOSED,
     "staff_cancellation": {"withdrawn": False, "reason": "A duplicate of appeal 7QK2."} | _CLOSED,
 }
+_AGAIN = {False: "If you still want us to reconsider our decision on request %(id)s, you can appeal again: reply to "
+                 "this e-mail or write to %(email)s, saying that you appeal our decision on request %(id)s. We may "
+                 "again ask you to confirm your identity.",
+          True: "If you still want to complain about our decision on request %(id)s, you can complain again: reply to "
+                "this e-mail or write to %(email)s, quoting request %(id)s. We may again ask you to confirm your "
+                "identity."}
+_NEW_REQUEST = ("If you still want to exercise your rights, you are welcome to make a new request at any time at "
+                "%(url)s. We may again ask you to confirm your identity.")
 _ERASED = {"report": {"results": [{"system": "crm", "action": "erase", "status": "done", "found": 1, "changed": 1}]}}
 _OVERRIDDEN_AGAIN = {"report": {"results": []},
                      "decision": {"compelling_grounds": True, "explanation": "Fraud monitoring is required."}}
@@ -229,8 +237,9 @@ def _remedy(regime: str, language: str, decided: bool) -> tuple[str, str]:
 async def test_every_letter_before_compliance_decides_names_the_refused_request_and_does_nothing(regime, language):
     """The acknowledgement, the confirmation e-mails, a close unverified, a withdrawal and a close
     by staff: each names the appeal (complaint) and the request it is about, promises the law's
-    date, and none says the request is done; a close names the authority to turn to, a withdrawal
-    needs none but says that nothing was changed and the refusal stands (it said neither)."""
+    date, and none says the request is done; a close names the authority to turn to, a close
+    unverified how to appeal (complain) again, a withdrawal no authority but that nothing was
+    changed and the refusal stands (before: neither)."""
     t = translations(language)
     complaint = regime == "uk_gdpr"
     about = t.gettext("Complaint about" if complaint else "Appeal of")
@@ -246,6 +255,10 @@ async def test_every_letter_before_compliance_decides_names_the_refused_request_
             if purpose in ("closed_unverified", "staff_cancellation"):
                 authority, paragraph = _remedy(regime, language, decided=False)
                 assert authority in part and paragraph in part, (purpose, part)
+            if purpose == "closed_unverified":  # before: "make a new request", the form of a new request
+                assert t.gettext(_AGAIN[complaint]) % {"id": short_reference(APPEAL_OF),
+                                                       "email": "privacy@onetagger.com"} in part.replace(" ,", ",")
+                assert t.gettext(_NEW_REQUEST).split("%(url)s")[0] not in part
             if purpose == "cancellation":  # before, a withdrawn appeal left unsaid that the refusal stands
                 assert t.gettext("Your right to complain to %(authority)s") % {"authority": ""} not in part
                 assert t.gettext(f"Nothing was changed in our systems in response to your "
