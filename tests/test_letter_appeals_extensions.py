@@ -282,6 +282,34 @@ async def test_a_refusal_maintained_gives_the_reasons_and_the_attorney_general_o
         assert t.gettext("We have now completed your request.") not in part
 
 
+_IDENTITY_AGAIN = {
+    False: "We could not establish that this appeal comes from you, and we cannot decide on an appeal unless we can "
+           "identify you. If you can give us additional information that allows us to identify you, you can appeal "
+           "again: write to %(email)s, saying that you appeal our decision on request %(id)s, and include that "
+           "information.",
+    True: "We could not establish that this complaint comes from you, and we cannot look into a complaint unless we "
+          "can identify you. If you can give us additional information that allows us to identify you, you can "
+          "complain again: write to %(email)s, quoting request %(id)s, and include that information."}
+
+
+@pytest.mark.parametrize("language", ["en", "fr"])
+@pytest.mark.parametrize("regime", sorted(_RECONSIDERS))
+async def test_an_appeal_refused_for_want_of_identity_says_how_to_appeal_again(regime, language):
+    """Before, it said "we could not establish that the request comes from ..." and invited a new
+    request at the portal, whose form makes a new request, not an appeal of the refusal."""
+    t = translations(language)
+    letter = await as_sent("denial", "erasure", {"reason_code": "identity_not_established",
+                                                 "explanation": "The address differs."} | _CLOSED,
+                           regime=regime, language=language, **_appeal_of(regime))
+    again = t.gettext(_IDENTITY_AGAIN[regime == "uk_gdpr"]) % {"email": "privacy@onetagger.com",
+                                                              "id": short_reference(APPEAL_OF)}
+    new_request = t.gettext("If you can give us additional information that allows us to identify you, you are "
+                            "welcome to make a new request at %(url)s or to write to %(email)s.").split("%(url)s")[0]
+    for part in both(letter):
+        assert again in part.replace(" ,", ","), part
+        assert new_request not in part
+
+
 @pytest.mark.parametrize("language", ["en", "fr"])
 @pytest.mark.parametrize("regime", sorted(_RECONSIDERS))
 async def test_an_appeal_reconsidered_and_still_not_done_does_not_say_what_we_have_now_done(regime, language):
