@@ -30,6 +30,7 @@ def _rows(name: str, r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             ("B1 throughput", f"**{f['real_per_second']} requests/s completed**", ">= 7/s",
              _verdict(f["real_per_second"] >= 7)),
             ("B1 ceiling", f"skeleton {f['skeleton_per_second']}/s: **ratio {f['ratio']}**"
+             + (f" (CPU ratio {f['cpu_ratio']})" if "cpu_ratio" in f else "")
              + (f"; beyond the engine {f['own_cpu_ms_per_request']} ms CPU per request"
                 if "own_cpu_ms_per_request" in f else "")
              + (f" ({f['own_cpu_outside_temporal_ms_per_request']} ms outside the dev server)"

@@ -58,6 +58,8 @@ def test_benchmark_runs_small_and_writes_its_result(script: str, tmp_path: Path)
         assert run["own_cpu_ms_per_request"] == (sum(run["cpu_ms_per_request"].values())
                                                  - sum(run["skeleton_cpu_ms_per_request"].values())), run
         assert figures["own_cpu_ms_per_request"] == run["own_cpu_ms_per_request"]
+        assert figures["cpu_ratio"] == round(sum(run["skeleton_cpu_ms_per_request"].values())
+                                             / sum(run["cpu_ms_per_request"].values()), 3), run
         temporal = run["cpu_ms_per_request"].get("temporal", 0) - run["skeleton_cpu_ms_per_request"].get("temporal", 0)
         assert run["own_cpu_outside_temporal_ms_per_request"] == run["own_cpu_ms_per_request"] - temporal, run
     if script == "scale":
