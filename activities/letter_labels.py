@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from activities.citations import AFTER_COMMA as _AFTER_COMMA
 from activities.citations import IN_BRACKETS as _IN_BRACKETS
-from activities.citations import cited_label
+from activities.citations import citation, cited_label, cites_articles
+from activities.staff_alert_words import action_label
 from dsrflow.i18n import ENGLISH, N_, Translator
 
 LETTER_TYPE_LABELS = {
@@ -25,6 +26,7 @@ LETTER_TYPE_LABELS = {
 # The CCPA and PIPEDA name it "deletion of your personal information" through theirs
 # (personal_information.po).
 _DELETION, _DELETION_LAWS = N_("deletion of your personal data"), frozenset({"vcdpa", "ctdpa", "cpa", "lgpd"})
+_STAFF_DELETION = N_("deletion")
 
 
 def type_label(kind: str, regime: str | None, t: Translator) -> str:
@@ -35,6 +37,19 @@ def type_label(kind: str, regime: str | None, t: Translator) -> str:
     if kind == "erasure" and regime in _DELETION_LAWS:
         return t.gettext(_DELETION)
     return cited_label(LETTER_TYPE_LABELS[kind], regime, t)
+
+
+def staff_type_label(kind: str, regime: str, t: Translator) -> str:
+    """A request type as staff read it in their alerts: its plain name, as the console lists it,
+    the law's word for an erasure, citing its article under the GDPR and the UK GDPR ("erasure
+    (Art. 17 GDPR)"; "deletion" under the other laws, which grant the deletion of personal data).
+    Not `type_label`: the subject's names speak to the subject ("access to your personal data",
+    "deletion of your personal data"), and told staff of "your" data."""
+    if kind == "erasure" and not cites_articles(regime):
+        return t.gettext(_STAFF_DELETION)
+    article = LETTER_TYPE_LABELS[kind][1]
+    cited = citation(regime, article, t) if article else None
+    return action_label(kind, t=t) + (_IN_BRACKETS % cited if cited else "")
 
 
 # Each completes the denial letter's "This is because ...". An `other` refusal has none: under "Our

@@ -22,7 +22,7 @@ from temporalio.exceptions import ApplicationError
 from activities.citations import cite, regime_name
 from activities.context import ActivityContext
 from activities.heartbeat import heartbeating
-from activities.letter_labels import denial_label, type_label
+from activities.letter_labels import denial_label, staff_type_label, type_label
 from activities.letter_message import compose_letter
 from activities.letter_outcome import response_outcome
 from activities.letter_refusals import letter_refuses, refuses_in_part, refuses_outright, remedies_context
@@ -137,7 +137,8 @@ async def build_context(ctx: ActivityContext, row: dict[str, Any], job: LetterJo
         "request": {
             "id": str(row["id"]),
             "type": row["request_type"],
-            "type_label": type_label(row["request_type"], row["regime"], t),
+            "type_label": (staff_type_label if job.purpose == "staff_alert" else type_label)(
+                row["request_type"], row["regime"], t),
             "regime": row["regime"],
             "regime_name": regime_name(row["regime"], t),
             # The date the deadline counts from, so a letter and its due date agree.

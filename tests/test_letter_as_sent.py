@@ -5,6 +5,7 @@ requires the letter to say, in every regime and language it applies to."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -278,6 +279,32 @@ async def test_the_staff_alert_names_the_regimes_law(regime, name):
                            regime=regime)
     text, page = both(letter)
     assert f"Regime: {name} Received on" in text and f"Regime {name} Received on" in page
+
+
+# The subject's possessive, which an alert to staff has no one to say it of.
+_YOUR = {"en": r"\byour\b", "nl": r"\buw\b", "fr": r"\b(?:vos|votre)\b", "de": r"\bIhre[mnrs]?\b"}
+_STAFF_TYPES = {"gdpr": ("access (Art. 15 GDPR)", "erasure (Art. 17 GDPR)"),
+                "uk_gdpr": ("access (Art. 15 UK GDPR)", "erasure (Art. 17 UK GDPR)")}
+
+
+@pytest.mark.parametrize("regime", REGIMES)
+async def test_the_staff_alert_names_the_type_as_staff_read_it(regime):
+    """Its "Type" is the request type's plain name, the law's word for an erasure ("deletion" but
+    under the GDPR and the UK GDPR, whose article it cites), in every language, in the text and
+    the HTML. It named the type in the subject's words: "Type: deletion of your personal data"
+    under the US state laws, "access to your personal data (Art. 15 GDPR)"."""
+    for language in LANGUAGES:
+        t = translations(language)
+        for kind in ("access", "portability", "erasure", "rectification", "restriction", "objection"):
+            letter = await as_sent("staff_alert", kind, {"kind": "needs_attention", "days_left": 7, "detail": "d"},
+                                   regime=regime, language=language)
+            text, page = both(letter)
+            label = re.search(rf"{t.gettext('Type')}\s?: (.*?) {t.gettext('Regime')}", text)
+            assert label and f"{t.gettext('Type')} {label[1]} {t.gettext('Regime')}" in page, (kind, language)
+            assert not re.search(_YOUR[language], label[1], re.IGNORECASE), (kind, language, label[1])
+            if language == "en" and kind in ("access", "erasure"):
+                access, erasure = _STAFF_TYPES.get(regime, ("access", "deletion"))
+                assert label[1] == (access if kind == "access" else erasure), regime
 
 
 # --- 6. The restriction's dates are the controller's (Europe/Brussels), near midnight too -----
