@@ -8,32 +8,14 @@ from __future__ import annotations
 
 import html
 
-from dsrflow.crypto.keys import load_secret_key
-from dsrflow.domain.audit import append_event
 from dsrflow.domain.references import short_reference
-from dsrflow.stores.requests_store import create_request
 from policy.model import DEFAULT_POLICY
-from schemas.requests import NewRequest
-from tests.policy_once import policy_of
 from tests.ratelimit_support import app_clients, stored_for, unique_ip
+from tests.refused_requests import stored_refusal
 from tests.support import console_new_request, console_sign_in, staff_headers, unique_email
 from tests.test_mailbox_console import filed, raw_mail
 
 CORRECTIONS = {"phone": "+44 20 7946 0000", "last_name": "Lovelace"}
-
-
-async def _refused(pool, settings, email: str, **details) -> str:
-    """A UK GDPR request stored as refused (its denial's `letter.sent`, as the letter activity
-    records it), without running its workflow: what a complaint to us names."""
-    row, _ = await create_request(pool, NewRequest(regime="uk_gdpr", subject={"email": email}, identity_attested=True,
-                                                   **details),
-                                  loaded_policy=policy_of(settings), secret=load_secret_key(settings),
-                                  actor="test", idempotency_key=None)
-    refused = str(row["id"])
-    async with pool.acquire() as conn:
-        await append_event(conn, event_key=f"{refused}:test-denial", event_type="letter.sent", actor="workflow",
-                           request_id=refused, data={"purpose": "denial", "refusal": True})
-    return refused
 
 
 async def _details(pool, request_id: str) -> dict:
@@ -51,9 +33,9 @@ async def test_staff_open_an_appeal_without_retyping_what_the_refused_request_as
     still refused, naming it, and nothing is stored."""
     full = settings.model_copy(update={"policy_path": DEFAULT_POLICY})
     email = unique_email("appeal-takes")
-    rectification = await _refused(pool, full, email, type="rectification", corrections=CORRECTIONS)
+    rectification = await stored_refusal(pool, full, email, "uk_gdpr", type="rectification", corrections=CORRECTIONS)
     grounds = ["objection_pending", "accuracy_contested"]
-    restriction = await _refused(pool, full, email, type="restriction", restriction_grounds=grounds)
+    restriction = await stored_refusal(pool, full, email, "uk_gdpr", type="restriction", restriction_grounds=grounds)
     async with app_clients(full, dev_server.client, task_queue) as call_from:
         http = call_from(unique_ip())
         form = await console_new_request(http, pool, "agent", type="rectification", email=email,

@@ -15,15 +15,12 @@ import yaml
 
 from activities.mailbox_intake import file_message
 from dsrflow.crypto.keys import load_secret_key
-from dsrflow.domain.audit import append_event
 from dsrflow.domain.references import short_reference
-from dsrflow.stores.requests_store import create_request
 from dsrflow.stores.staff_tokens import create_token
 from policy.mailbox import load_mailbox_policy
 from policy.model import DEFAULT_POLICY
-from schemas.requests import NewRequest
-from tests.policy_once import policy_of
 from tests.ratelimit_support import app_clients, stored_for, unique_ip
+from tests.refused_requests import stored_refusal
 from tests.support import (
     CSRF_FIELD,
     OUR_SENDER,
@@ -40,20 +37,6 @@ from tests.support import (
 from tests.test_mailbox_console import raw_mail
 
 
-async def _refused(pool, settings, email: str, regime: str, **details) -> str:
-    """A request stored as refused (its denial's `letter.sent`, as the letter activity records it),
-    without running its workflow: what an appeal names."""
-    row, _ = await create_request(pool, NewRequest(regime=regime, subject={"email": email}, identity_attested=True,
-                                                   **details),
-                                  loaded_policy=policy_of(settings), secret=load_secret_key(settings),
-                                  actor="test", idempotency_key=None)
-    refused = str(row["id"])
-    async with pool.acquire() as conn:
-        await append_event(conn, event_key=f"{refused}:test-denial", event_type="letter.sent", actor="workflow",
-                           request_id=refused, data={"purpose": "denial", "refusal": True})
-    return refused
-
-
 async def test_an_appeal_asks_for_what_the_refused_request_asked_and_nothing_else(settings, pool, dev_server,
                                                                                   task_queue):
     """A subject whose correction of their phone number we refused appealed it, over the API (or
@@ -67,9 +50,9 @@ async def test_an_appeal_asks_for_what_the_refused_request_asked_and_nothing_els
     nothing is stored."""
     full = settings.model_copy(update={"policy_path": DEFAULT_POLICY})
     email = unique_email("appeal-asks")
-    phone = await _refused(pool, full, email, "uk_gdpr", type="rectification", corrections={"phone": "+44 20 7946 0000"})
-    scope = await _refused(pool, full, email, "vcdpa", type="objection", objection_scope="profiling")
-    grounds = await _refused(pool, full, email, "uk_gdpr", type="restriction",
+    phone = await stored_refusal(pool, full, email, "uk_gdpr", type="rectification", corrections={"phone": "+44 20 7946 0000"})
+    scope = await stored_refusal(pool, full, email, "vcdpa", type="objection", objection_scope="profiling")
+    grounds = await stored_refusal(pool, full, email, "uk_gdpr", type="restriction",
                              restriction_grounds=["accuracy_contested", "objection_pending"])
     async with app_clients(full, dev_server.client, task_queue) as call_from:
         subject = call_from(unique_ip())
@@ -218,7 +201,7 @@ async def test_an_appeal_waits_for_compliance_to_reconsider_the_refusal(settings
     (path := tmp_path / "appeals-held.yaml").write_text(yaml.safe_dump(content, sort_keys=False))
     gated = settings.model_copy(update={"policy_path": path})
     email = unique_email("appeal-held")
-    refused = await _refused(pool, gated, email, "vcdpa", type="erasure")
+    refused = await stored_refusal(pool, gated, email, "vcdpa", type="erasure")
     async with served(gated, pool, dev_server.client, task_queue) as http:
         r = await http.post("/v1/public/requests", json={"type": "erasure", "email": email,
                                                          "appeal_of": short_reference(refused)})
