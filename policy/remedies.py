@@ -63,5 +63,9 @@ class Remedies(StrictModel):
     judicial_heading: str | None = None
     judicial: str
     appeal: Appeal | None = None
+    # The right to complain as the portal's status page of a late request says it, where the letters'
+    # words speak of the e-mail they are in (the LGPD's "keep this e-mail for that purpose"): a page
+    # is none. None: the letters' words (a law's without an appeal: `appeal.complaint_without_appeal`).
+    complaint_on_portal: str | None = None
     # PIPEDA s. 8(4): the extension notice also names the right to complain about the extension.
     complaint_on_extension: bool = False

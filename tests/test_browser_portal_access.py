@@ -364,13 +364,19 @@ async def test_a_request_closed_unconfirmed(
 
 
 
+# The letters' words a web page cannot say of itself (the LGPD's "keep this e-mail for that purpose").
+_THIS_EMAIL = {"en": "this e-mail", "nl": "deze e-mail", "fr": "cet e-mail", "de": "diese E-Mail"}
+
+
 async def test_a_request_past_its_due_date_says_we_are_late_and_how_to_withdraw(
         browser, site, pool, settings, shots):  # noqa: F811 (fixtures)
     """An open request whose due date (its current one) has passed, judged by the controller's
     today: the status page says we had to answer by then and have not, that we are sorry, and
     where the subject may complain (the policy's remedies for its law, as the letters give them:
     a law that grants an appeal, and the UK GDPR, as a letter that offers none says it), under
-    every law, waiting for compliance's approval or in progress, in each language. On the due date
+    every law, waiting for compliance's approval or in progress, in each language; never "keep this
+    e-mail", which the LGPD's letters say (`complaint_on_portal`); the authority's address upright,
+    as in the letters. On the due date
     itself the page still says "We answer by". An open request says how to withdraw it; a closed
     one does not. Before, the page said "We answer by" a day gone, and nothing of a withdrawal."""
     loaded = policy_of(settings)
@@ -393,7 +399,8 @@ async def test_a_request_past_its_due_date_says_we_are_late_and_how_to_withdraw(
     for regime, language in shown:
         t = translations(language)
         remedies = loaded.in_language(language).remedies_for(regime, countries.get(regime, "US"))
-        complaint = (remedies.appeal and remedies.appeal.complaint_without_appeal) or remedies.complaint
+        complaint = (remedies.complaint_on_portal or (remedies.appeal and remedies.appeal.complaint_without_appeal)
+                     or remedies.complaint)
         await page.goto(f"{site}/portal/requests/{late[regime]}?lang={language}")
         await assert_usable(page, seen, language, "Your request")
         said = page.locator("#late")
@@ -404,7 +411,10 @@ async def test_a_request_past_its_due_date_says_we_are_late_and_how_to_withdraw(
         await expect(said.get_by_role("heading", level=3)).to_have_text(
             t.gettext("Your right to complain to %(authority)s") % {"authority": remedies.authority_title})
         await expect(said).to_contain_text(" ".join(complaint.split()))
+        await expect(said).not_to_contain_text(_THIS_EMAIL[language])
         await expect(said.locator("address")).to_contain_text(remedies.authority.name)
+        # Upright, as the letters set it: not the browser's italics for <address>.
+        assert await said.locator("address").evaluate("e => getComputedStyle(e).fontStyle") == "normal"
         await expect(said.get_by_role("link", name=remedies.authority.website)).to_have_count(1)
         await expect(page.locator("dt", has_text=t.gettext("We had to answer by"))).to_have_count(1)
         if regime == "gdpr":
