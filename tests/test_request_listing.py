@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -15,9 +14,18 @@ from bench.queue_listing import seed_queue
 from dsrflow.infra.db import create_pool
 from dsrflow.infra.metrics import _read_gauges
 from tests.conftest import database_pool, make_database
+from tests.controller_day import BRUSSELS, one_controller_day
 from tests.support import api_client, assert_problem, staff_headers
 
-TODAY = datetime.now(ZoneInfo("Europe/Brussels")).date()  # the shipped policy's timezone
+TODAY = datetime.now(BRUSSELS).date()  # taken again by each test (`_within_one_day`)
+
+
+@pytest.fixture(autouse=True)
+async def _within_one_day() -> None:
+    """Each test counts days from the controller's today as the API does when asked: the module's
+    date, taken at collection, is taken again, and a day about to end is waited out."""
+    global TODAY  # noqa: PLW0603 - the date every helper and test of this module counts from
+    TODAY = await one_controller_day()
 
 
 @pytest.fixture
@@ -149,7 +157,7 @@ FILTERS = [
     pytest.param({"type": "erasure"}, {"open_due_today", "stuck", "stuck_but_cancelled"}, id="type"),
     pytest.param({"regime": "uk_gdpr"}, {"verifying"}, id="regime"),
     pytest.param({"overdue": "true"}, {"open_overdue"}, id="overdue"),
-    pytest.param({"due_before": (TODAY + timedelta(days=1)).isoformat()},
+    pytest.param({"due_before": 1},  # days from today: the test's, not the collection's
                  {"open_overdue", "open_due_today", "closed_past_due"}, id="due_before"),
     pytest.param({"needs_attention": "true"}, {"approval", "stuck", "objection_to_decide", "denied_letter_waits",
                                                "lift_stuck"}, id="needs_attention"),
@@ -159,6 +167,8 @@ FILTERS = [
 
 @pytest.mark.parametrize(("params", "expected"), FILTERS)
 async def test_filters(http, varied, params, expected):
+    if "due_before" in params:
+        params = {**params, "due_before": (TODAY + timedelta(days=params["due_before"])).isoformat()}
     r = await http.get("/v1/requests", params=params)
 
     assert r.status_code == 200, r.text
