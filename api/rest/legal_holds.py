@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Body, Header, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -136,35 +136,18 @@ async def read(staff: Annotated[Staff, require_role(READABLE_BY[LEGAL_CLAIMS_HOL
     return _view(hold)
 
 
-async def _release_body(request: Request) -> HoldRelease | None:
-    """The release's body: none at all is a release without a reason (DELETE took no body before a
-    release said why, and callers written then keep working); one that is sent must say why."""
-    body = await request.body()
-    if not body.strip():
-        return None
-    try:
-        raw = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise RequestValidationError([{"loc": ("body",), "msg": "not valid JSON", "type": "json_invalid"}]) from None
-    try:
-        return HoldRelease.model_validate(raw)
-    except ValidationError as exc:
-        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
-
-
 @router.delete(
     "/{hold_id}", status_code=204,
-    openapi_extra={"requestBody": {"required": False, "content": {
-        "application/json": {"schema": HoldRelease.model_json_schema()}}}},
     responses={202: {"description": "Released, but the erasure sweep could not start; repeat the call"}},
 )
-async def release(staff: Annotated[Staff, require_role("compliance")], hold_id: str, request: Request,
-                  state: State) -> Response:
+async def release(staff: Annotated[Staff, require_role("compliance")], hold_id: str, state: State,
+                  body: Annotated[HoldRelease | None, Body()] = None) -> Response:
     """Release a hold, saying why the claim ended (`reason` in the body, kept with the release; a
-    call without a body records none), then start erasing what it kept. Releasing again changes
-    nothing (the first reason stands) but starts the sweep again if it could not start before."""
-    body = await _release_body(request)
-    hold, sweep_failed = await release_and_sweep(state, await state.db(), hold_id, staff.actor, reason=body.reason if body else None)
+    call without a body records none, as DELETE took no body before a release said why), then
+    start erasing what it kept. Releasing again changes nothing (the first reason stands) but
+    starts the sweep again if it could not start before."""
+    hold, sweep_failed = await release_and_sweep(state, await state.db(), hold_id, staff.actor,
+                                                 reason=body.reason if body else None)
     if hold is None:
         raise Problem(404, "Not found", f"no legal hold {hold_id}")
     if sweep_failed is not None:
