@@ -95,7 +95,7 @@ async def test_access_erasure_under_holds_and_a_rectification_resolved_by_staff(
     assert re.search(f"1 record\\(s\\) of contacts in CRM \\(contacts, support requests, live chat\\), kept under the "
                      f"legal-claims hold placed {LOCAL_TIME} \\(“Dispute over a support contract, claim 2026/17”\\), to "
                      f"be erased after its release \\(1 erased since, the last {LOCAL_TIME}\\)", kept), kept
-    # And why it was released, as compliance said it (POST /v1/legal-holds/{id}/release).
+    # And why it was released, as compliance said it (DELETE /v1/legal-holds/{id}).
     assert re.search(f"{LOCAL_TIME} by .+; why: “{SETTLED}”", kept), kept
 
     # Who resolved the processor's task by hand, when, why it needed them, and their note (said once).

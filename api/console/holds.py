@@ -1,7 +1,7 @@
 """The console's "Legal holds" page: compliance (and admins) place an Art. 17(3)(e) legal-claims
 hold on a subject, on some systems or data categories or all, see the holds in force and release
 one, saying why it ends, and read those released (api/console/released_holds.py), as `POST`/`GET
-/v1/legal-holds` and `POST /v1/legal-holds/{id}/release` do (api/rest/legal_holds.py, whose body
+/v1/legal-holds` and `DELETE /v1/legal-holds/{id}` do (api/rest/legal_holds.py, whose body
 models check the forms). Without it, a compliance officer working in the browser had to leave it
 for curl to hold or release records.
 Systems and categories are named by the policy's labels in the console's language.
@@ -144,8 +144,8 @@ async def place(staff: Annotated[Staff, require_console_role(ROLE)], request: Re
 async def release(staff: Annotated[Staff, require_console_role(ROLE)], hold_id: str, request: Request,
                   state: State, pool: Pool) -> Response:
     """Release the hold, saying why it ends (the field beside its button, checked as the REST
-    API's body: `HoldRelease`), then start erasing what it kept (as POST
-    /v1/legal-holds/{id}/release); a press again after the sweep could not start starts it. A
+    API's body: `HoldRelease`), then start erasing what it kept (as DELETE
+    /v1/legal-holds/{id}); a press again after the sweep could not start starts it. A
     reason refused is said beside the field, what was typed kept."""
     reason = str((await read_form(request)).get("reason", "")).strip()
     try:
