@@ -240,7 +240,6 @@ def partial_effect(request_id: str, system: str, action: str, attempt: int, coun
                      **({"unsure": unsure} if unsure else {})}}
 
 
-
 async def withdrawn_by_subject(pool: asyncpg.Pool | asyncpg.Connection, request_id: str) -> bool:
     """Whether the request was cancelled because its subject withdrew it, as its `status.cancelled`
     event records (written with the status: `set_status`); a cancellation by staff refuses it."""
