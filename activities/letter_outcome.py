@@ -66,10 +66,10 @@ def _statute(kept: dict[str, Any], policy: Policy, source: Policy) -> StatutoryH
     return policy.statutory_holds.get(key) if key else None
 
 
-def _foreign_law(kept: dict[str, Any], policy: Policy, source: Policy, regime: str) -> str | None:
-    """The name of the law that made us keep a record ("Belgian law"), where it is no legal
-    obligation of ours under `regime`'s law; None where it is one, or the record is no statute's."""
-    statute = _statute(kept, policy, source)
+def _foreign_law(statute: StatutoryHold | None, regime: str) -> str | None:
+    """The name of the law that made us keep a record (its `statute`'s: "Belgian law"), where it is
+    no legal obligation of ours under `regime`'s law; None where it is one, or the record is no
+    statute's."""
     return statute.foreign_law if statute is not None and not statute.obliges_under(regime) else None
 
 
@@ -86,7 +86,7 @@ def _kept_texts(kept: dict[str, Any], policy: Policy, source: Policy, t: Transla
         return (_basis(_CLAIMS_BASIS, regime, t) if kept["basis"] in _CLAIMS_BASES_STORED else kept["basis"]), None
     statute = _statute(kept, policy, source)
     basis, law = (kept["basis"], kept["law"]) if statute is None else (statute.basis, statute.law)
-    if (foreign := _foreign_law(kept, policy, source, regime)) is not None:
+    if (foreign := _foreign_law(statute, regime)) is not None:
         return t.gettext(_FOREIGN_BASIS) % {"citation": citation(regime, "6(1)(f)", t), "law": foreign}, law
     return (basis if regime == "gdpr" else _basis(_OBLIGATION_BASIS, regime, t)), law
 
@@ -115,7 +115,7 @@ def _kept_item(kept: dict[str, Any], policy: Policy, regime: str, t: Translator 
     # its period ends; a legal-claims hold's date is when we review whether the claims still need
     # them, not an end date.
     return {"what": what, "basis": basis, "law": law, "reviewed": kept["hold_kind"] == "legal_claims",
-            "foreign_law": _foreign_law(kept, policy, source or policy, regime),
+            "foreign_law": _foreign_law(_statute(kept, policy, source or policy), regime),
             "until": date.fromisoformat(kept["until"]) if kept.get("until") else None,
             "processor": system if _at_processor(kept, policy) else None,
             "unrestricted": system if _unrestricted(kept, policy) else None}
