@@ -15,6 +15,7 @@ import asyncio
 import json
 import sys
 import time
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -147,23 +148,13 @@ async def _skeletons(client: Client, shape: Shape, count: int, run: str) -> floa
     return time.perf_counter() - start
 
 
-async def _real_part(bench: BenchStack, emails: list[str], cpu_total: dict[str, float], profile: Path | None,
-                     name: str) -> float:
-    """One slice of a run's real half; its CPU is added to `cpu_total`."""
+async def _part(bench: BenchStack, cpu_total: dict[str, float], profile: Path | None, label: str,
+                pids: dict[str, int], work: Coroutine[Any, Any, float]) -> float:
+    """One slice of a run's half (`work`, its seconds); its CPU is added to `cpu_total`, and `pids`
+    profiled as `label`."""
     cpu = bench.cpu_seconds()
-    with profiled({"worker": bench.pid("worker"), "api": bench.pid("api"),
-                   "processor": bench.pid("demo e-mail marketing service")}, profile, f"b1-real-{name}"):
-        seconds = await erasures(bench, emails)
-    _add_cpu(cpu_total, cpu, bench.cpu_seconds())
-    return seconds
-
-
-async def _skeleton_part(bench: BenchStack, worker_pid: int, shape: Shape, count: int, cpu_total: dict[str, float],
-                         profile: Path | None, name: str) -> float:
-    """The same for the skeleton's half."""
-    cpu = bench.cpu_seconds()
-    with profiled({"worker": worker_pid}, profile, f"b1-skeleton-{name}"):
-        seconds = await _skeletons(bench.client, shape, count, name)
+    with profiled(pids, profile, label):
+        seconds = await work
     _add_cpu(cpu_total, cpu, bench.cpu_seconds())
     return seconds
 
@@ -229,9 +220,13 @@ async def main(requests: int, runs: int, slices: int, workers: int, results: Pat
                 # dev server also slows a little as its database grows: the turns share that too.
                 for part, chunk in enumerate(_slices(batch, slices)):
                     name = f"{run + 1}-{part + 1}"
-                    real_part = _real_part(bench, chunk, cpu_real, profile, name)
-                    skeleton_part = _skeleton_part(bench, skeleton_workers[0].pid, real_shape, len(chunk),
-                                                   cpu_skeleton, profile, name)
+                    real_part = _part(bench, cpu_real, profile, f"b1-real-{name}",
+                                      {"worker": bench.pid("worker"), "api": bench.pid("api"),
+                                       "processor": bench.pid("demo e-mail marketing service")},
+                                      erasures(bench, chunk))
+                    skeleton_part = _part(bench, cpu_skeleton, profile, f"b1-skeleton-{name}",
+                                          {"worker": skeleton_workers[0].pid},
+                                          _skeletons(bench.client, real_shape, len(chunk), name))
                     if (run * slices + part) % 2 == 0:
                         real += await real_part
                         ceiling += await skeleton_part
