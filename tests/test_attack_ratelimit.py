@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 import random
+import uuid
 
 from tests.ratelimit_support import app_clients, assert_limited, stored_for, unique_ip
 from tests.support import unique_email
@@ -45,3 +46,36 @@ async def test_6to4_and_teredo_addresses_count_as_the_ipv4_client_they_carry(set
         other = await call_from(_six_to_four(unique_ip(), 1)).post("/v1/public/requests",
                                                                    json={"type": "access", "email": email})
         assert other.status_code == 202, other.text
+
+
+async def test_a_language_chosen_on_a_refused_form_is_no_submission_and_buys_none(settings, pool, dev_server,
+                                                                                    task_queue):
+    """A subject's form refused, they read it in four languages (each a button posting the form back
+    with `retype`), then send it right: it is accepted. Before, each language counted as a
+    submission against the client's hourly limit, and the request they sent was refused 429. An
+    attacker gains nothing by it: a post with `retype` stores nothing however whole its form, and
+    a real submission counts whatever language it names, `retype` as a form field included."""
+    email = unique_email("retype")
+    async with app_clients(settings, dev_server.client, task_queue, rate_submit_per_ip="2/hour") as call_from:
+        subject = call_from(unique_ip())
+        form = {"type": "restriction", "email": email, "language": "en", "submission": uuid.uuid4().hex}
+        assert (await subject.post("/portal/requests", data=form)).status_code == 422  # no ground ticked
+        for lang in ("fr", "nl", "de", "en", "fr"):
+            again = await subject.post(f"/portal/requests?retype=1&lang={lang}", data=form)
+            assert again.status_code == 422 and f'<html lang="{lang}"' in again.text, again.text[:300]
+        complaint = await subject.post("/portal/complaints?retype=1&lang=de", data={"email": email})
+        assert complaint.status_code == 422, complaint.text[:300]
+        sent = await subject.post("/portal/requests?lang=fr", data={**form, "restriction_grounds": "accuracy_contested"})
+        assert sent.status_code == 303, sent.text[:300]
+        assert await stored_for(pool, email) == 1
+
+        # Its two submissions spent, the client's whole forms sent with `retype` open nothing,
+        # however many; a real one is refused whatever it adds.
+        whole = {**form, "type": "access", "email": unique_email("retype"), "submission": uuid.uuid4().hex}
+        for lang in ("de", "nl", "en"):
+            shown = await subject.post(f"/portal/requests?retype=1&lang={lang}", data=whole)
+            assert shown.status_code == 200 and 'id="request-form"' in shown.text
+        assert await stored_for(pool, whole["email"]) == 0
+        for query, extra in (("?lang=de", {"language": "de"}), ("", {"retype": "1"}), ("?Retype=1", {})):
+            assert_limited(await subject.post(f"/portal/requests{query}", data={**whole, **extra}), 3600)
+        assert await stored_for(pool, whole["email"]) == 0

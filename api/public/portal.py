@@ -126,7 +126,7 @@ async def submit(request: Request, state: State, limiter: Limiter) -> Response:
 
 
 async def _submit(request: Request, state: State, limiter: Limiter) -> Response:
-    await count_submission(request, limiter)  # before the form is read
+    retype = await counted_unless_retyped(request, limiter)
     form = await read_form(request)
     values = request_form.form_values(form)
     errors: dict[str, str] = {}
@@ -137,7 +137,7 @@ async def _submit(request: Request, state: State, limiter: Limiter) -> Response:
             "name": request_form.text(form, "name")}
     new = request_form.validate(PublicNewRequest, body, errors, messages)
     request_form.check_policy(state.policy.policy, new, errors, t, messages, words)
-    if new is None or errors or RETYPE in request.query_params:
+    if new is None or errors or retype:
         # A language chosen on the form sent back (portal/base.html): the form as typed, its errors
         # in that language; sent only by its own button.
         return _form_page(request, values, errors, status=422 if errors else 200)
@@ -149,6 +149,19 @@ async def _submit(request: Request, state: State, limiter: Limiter) -> Response:
         # The form has no field for it (an appeal's reference comes in a link or a crafted
         # post), so the problem page says it, in the page's language: already worded for it.
         raise Problem(422, _APPEAL_NOT_OPENED, refused.worded(t)) from None
+
+
+async def counted_unless_retyped(request: Request, limiter: RateLimiter) -> bool:
+    """Either form's post counted as a submission before its form is read, unless it is a language
+    chosen on the form sent back (`RETYPE`: True), which the caller answers with the form again and
+    never stores, whatever the form holds: it submits nothing, and costs what opening the form
+    does, which is not counted either. Counted, each press spent one of the client's submissions
+    (`DSRFLOW_RATE_SUBMIT_PER_IP`, 20 an hour), and a subject who read a refused form in a few
+    languages was refused the request they then sent."""
+    if RETYPE in request.query_params:
+        return True
+    await count_submission(request, limiter)
+    return False
 
 
 async def started(request: Request, state: AppState, limiter: RateLimiter, new: PublicNewRequest,

@@ -14,8 +14,15 @@ from api import request_form
 from api.deps import Limiter, State
 from api.forms import read_form
 from api.pages import page_translator, problem_pages, render
-from api.public.intake import AppealNotOpened, count_submission
-from api.public.portal import NO_REFERENCE, RETYPE, form_messages, kept_while_down, started
+from api.public.intake import AppealNotOpened
+from api.public.portal import (
+    NO_REFERENCE,
+    RETYPE,
+    counted_unless_retyped,
+    form_messages,
+    kept_while_down,
+    started,
+)
 from api.state import AppState
 from dsrflow.domain.appeals import ASKED, AppealRefused, appealed_request
 from dsrflow.i18n import N_, Translator
@@ -63,7 +70,7 @@ async def complain(request: Request, state: State, limiter: Limiter) -> Response
 
 
 async def _complain(request: Request, state: State, limiter: Limiter) -> Response:
-    await count_submission(request, limiter)  # before the form is read
+    retype = await counted_unless_retyped(request, limiter)
     form = await read_form(request)
     values = request_form.form_values(form)
     t = page_translator(request)
@@ -84,7 +91,7 @@ async def _complain(request: Request, state: State, limiter: Limiter) -> Respons
     new = request_form.validate(PublicNewRequest, body, errors, messages)
     request_form.check_policy(state.policy.policy, new, errors, t, messages)
     errors.pop("appeal_of", None)  # the form's `about`: said below, in the form's words
-    if RETYPE in request.query_params:
+    if retype:
         # Shown again in another language: the form's own fields judged, the reference not looked
         # up (it is, counted, when the form is sent).
         return _complaint_page(request, values, errors, status=422 if errors else 200)
