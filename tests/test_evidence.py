@@ -82,14 +82,21 @@ async def test_pack_of_a_verified_and_extended_request(http, pool, mail_sink, de
     assert code not in page.text
 
 
-@pytest.mark.parametrize(("regime", "label"), [
-    ("gdpr", "access to your personal data (Art. 15 GDPR)"),
-    ("uk_gdpr", "access to your personal data (Art. 15 UK GDPR)"),
-    ("ccpa", "access to your personal information"),  # the CCPA's words, as its letters say
+# Staff and the authorities compliance hands the pack to read the type by its plain name, as the
+# staff alerts give it (activities/letter_labels.py `staff_type_label`): the article of the request's
+# law cited, the law's word for an erasure. The pack gave the subject's words ("access to your
+# personal data (Art. 15 GDPR)", "deletion of your personal information").
+@pytest.mark.parametrize(("regime", "kind", "label"), [
+    ("gdpr", "access", "access (Art. 15 GDPR)"),
+    ("uk_gdpr", "access", "access (Art. 15 UK GDPR)"),
+    ("ccpa", "access", "access"),
+    ("gdpr", "erasure", "erasure (Art. 17 GDPR)"),
+    ("ccpa", "erasure", "deletion"),
 ])
-async def test_the_pack_names_the_type_in_the_law_of_the_requests_regime(http, pool, regime, label):
+async def test_the_pack_names_the_type_as_staff_read_it_in_the_law_of_the_requests_regime(http, pool, regime, kind,
+                                                                                          label):
     r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
-        "type": "access", "subject": {"email": f"evidence.{uuid.uuid4().hex[:8]}@example.com"}, "regime": regime})
+        "type": kind, "subject": {"email": f"evidence.{uuid.uuid4().hex[:8]}@example.com"}, "regime": regime})
     assert r.status_code == 201, r.text
     page = await http.get(f"/v1/requests/{r.json()['id']}/evidence.html", headers=await staff_headers(pool, "compliance"))
     assert page.status_code == 200

@@ -145,10 +145,10 @@ async def test_the_portals_form_cites_no_law_for_the_request_types(app, language
 
 
 def test_the_consoles_form_and_pages_cite_as_the_portal_does():
-    """The console's forms (new request, inbox message) share the portal's macro; its request
-    pages (the evidence pack) name the type with the request's regime, as its letters do: an
-    erasure is the GDPR's "right to be forgotten" under the GDPR and the UK GDPR only. The console
-    speaks English, the staff language."""
+    """The console's forms (new request, inbox message) share the portal's macro; the pages'
+    `type_label` names the type with the request's regime, as its letters do: an erasure is the
+    GDPR's "right to be forgotten" under the GDPR and the UK GDPR only. (The evidence pack names it
+    as staff read it: tests/test_evidence.py.) The console speaks English, the staff language."""
     form = templates.env.from_string('{% import "_request_form.html" as rf with context %}{{ rf.type_choice("Type") }}')
     assert form_labels(form.render(language="en", errors={}, values={}))[:2] == [
         "Access to your personal data", "A copy of your data in a portable format"]

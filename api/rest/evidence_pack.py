@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import HTMLResponse
 
+from activities.letter_labels import staff_type_label
 from api.auth import Staff, require_console_role, require_role
 from api.deps import Pool, State
 from api.pages import page_language, render
@@ -19,6 +20,7 @@ from api.read_models.evidence import assemble_evidence, planned_recipients
 from api.read_models.evidence_names import Labels
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.domain.references import short_reference
+from dsrflow.i18n import translations
 from dsrflow.settings import Settings
 from dsrflow.stores.team_store import staff_names
 
@@ -67,5 +69,8 @@ async def evidence_page(staff: Annotated[Staff, require_console_role("compliance
         "system_label": labels.system, "dataset_label": labels.dataset, "hold_label": labels.hold,
         "category_label": labels.category,
         "country": lambda code: event_words.country_words(code, language),
+        # The type as staff and an authority read it ("access (Art. 15 GDPR)", "deletion"), as the
+        # staff alerts name it: not the subject's words ("access to your personal data").
+        "staff_type_label": lambda kind, regime: staff_type_label(kind, regime, translations(language)),
         # The words the page writes for the pack's codes, as the console's request page does.
         **event_words.WORDS, "recipients": await planned_recipients(pool, pack)})
