@@ -6,8 +6,10 @@ from __future__ import annotations
 import copy
 from datetime import UTC, date, datetime
 
+from activities.letter_labels import staff_type_label
 from activities.letter_outcome import _kept_item
 from activities.letter_refusals import remedies_context
+from dsrflow.i18n import ENGLISH
 from policy.model import load_policy
 
 REQUEST_ID = "3f2b8c1e-9a4d-4e6f-8b2a-1c5d7e9f0a12"
@@ -131,6 +133,9 @@ EXTRA: dict[str, dict] = {
 
 def full_context(purpose: str, **overrides) -> dict:
     ctx = base_context()
+    if purpose == "staff_alert":  # staff read the type by its plain name, as the letter activity gives it
+        request = ctx["request"]
+        request["type_label"] = staff_type_label(request["type"], request["regime"], ENGLISH)
     ctx.update(copy.deepcopy(EXTRA[purpose]))
     ctx.update(overrides)
     return ctx

@@ -11,7 +11,7 @@ from html import unescape
 import pytest
 
 from activities.citations import cited_label
-from activities.letter_labels import LETTER_TYPE_LABELS, denial_label
+from activities.letter_labels import LETTER_TYPE_LABELS, denial_label, staff_type_label
 from activities.letter_message import compose_letter
 from activities.letter_outcome import _kept_item
 from activities.letter_refusals import remedies_context
@@ -39,7 +39,9 @@ def _context(purpose: str, language: str) -> dict:
     policy = POLICY.in_language(language)
     t = translations(language)
     ctx = full_context(purpose)
-    ctx["request"]["type_label"] = cited_label(LETTER_TYPE_LABELS[ctx["request"]["type"]], "gdpr", t)
+    kind = ctx["request"]["type"]
+    ctx["request"]["type_label"] = (staff_type_label(kind, "gdpr", t) if purpose == "staff_alert"
+                                    else cited_label(LETTER_TYPE_LABELS[kind], "gdpr", t))
     ctx["controller"] = policy.controller.model_dump(mode="json")
     if "remedies" in ctx:
         ctx["remedies"] = remedies_context(policy, "gdpr", "BE", appeal=False, t=t)

@@ -14,7 +14,7 @@ from html import unescape
 import pytest
 
 from activities.citations import cited_label, regime_name
-from activities.letter_labels import LETTER_TYPE_LABELS, denial_label
+from activities.letter_labels import LETTER_TYPE_LABELS, denial_label, staff_type_label
 from activities.letter_outcome import response_outcome
 from activities.letter_refusals import refuses_in_part, remedies_context
 from activities.letter_templates import (
@@ -30,6 +30,7 @@ from activities.processor_mail import TITLES as MANUAL_ACTIONS
 from activities.processor_mail import asked_of_processor, render_processor_mail
 from activities.restrictions import GROUND_LABELS
 from api.legal_hold_body import LEGAL_CLAIMS
+from dsrflow.i18n import ENGLISH
 from policy.model import load_policy
 from schemas.requests import DenialReason
 from schemas.vocabulary import PURPOSES, Regime, staff_alert_kinds
@@ -205,7 +206,8 @@ def _render_case(case: str, regime: str) -> RenderedLetter:
             cited_label(GROUND_LABELS[code], regime) for code in extra.pop(LIFT_GROUNDS)]}
     request_type = extra.pop("request_type", "erasure")
     ctx["request"].update(regime=regime, regime_name=regime_name(regime), type=request_type,
-                          type_label=cited_label(LETTER_TYPE_LABELS[request_type], regime))
+                          type_label=staff_type_label(request_type, regime, ENGLISH) if purpose == "staff_alert"
+                          else cited_label(LETTER_TYPE_LABELS[request_type], regime))
     if purpose in ("denial", "cancellation"):
         extra.setdefault("acted_in", [])  # a request closed before any system was changed
         extra.setdefault("asked_in", [])
