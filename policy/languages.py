@@ -30,7 +30,9 @@ TRANSLATABLE: tuple[str, ...] = (
     "controller.address",
     "supervisory_authorities.*.name", "supervisory_authorities.*.address",
     "remedies.*.refusal_rule", "remedies.*.authority_title", "remedies.*.complaint",
-    "remedies.*.complaint_where_you_live", "remedies.*.complaint_on_portal",
+    # `complaint_on_portal`'s words, or its whole paragraph in policy versions stored before those
+    # (policy/remedies.py).
+    "remedies.*.complaint_where_you_live", "remedies.*.complaint_on_portal", "remedies.*.complaint_on_portal.*",
     "remedies.*.judicial_heading", "remedies.*.judicial", "remedies.*.appeal.rule",
     "remedies.*.appeal.complaint_after_appeal", "remedies.*.appeal.complaint_without_appeal",
     "remedies.*.authority.name", "remedies.*.authority.address",

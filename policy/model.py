@@ -27,7 +27,7 @@ from policy.http_model import inline_http_files
 from policy.http_references import check_http_references
 from policy.keeping import RetentionRule, StatutoryHold
 from policy.languages import SOURCE_LANGUAGE, Languages, check_translation, inline_translation_files, translated
-from policy.remedies import Authority, Remedies
+from policy.remedies import Authority, Remedies, check_translated
 from policy.restriction import RestrictionPolicy
 from policy.strict import IDENT, StrictModel
 from policy.systems import System
@@ -363,6 +363,9 @@ def _check_translations(policy: Policy, content: dict) -> None:
         if language not in policy.translations:
             raise ValueError(f"translations.{language.value}: missing; languages.supported lists it")
         check_translation(content, language.value, policy.translations[language])
+        # Texts derived from others (the portal's words of a complaint) hold in each language too.
+        check_translated(translated(content.get("remedies", {}), policy.translations[language].get("remedies", {})),
+                         language.value)
 
 
 def load_policy(path: Path | None = None) -> LoadedPolicy:

@@ -6,7 +6,9 @@ their templates, so that a DPO changes an address or a sentence in the policy al
 
 from __future__ import annotations
 
-from pydantic import EmailStr, Field
+from typing import Any, Self
+
+from pydantic import EmailStr, Field, ValidationError, model_validator
 
 from dsrflow.domain.deadlines import MAX_COMPLAINT_DAYS
 from policy.strict import StrictModel
@@ -45,6 +47,16 @@ class Appeal(StrictModel):
     complaint_without_appeal: str | None = None
 
 
+class PortalWords(StrictModel):
+    """Words of the letters' right to complain that speak of the e-mail they are in (the LGPD's
+    "keep this e-mail"), and what the portal's page of a late request says in their place: a page
+    is no e-mail ("keep our e-mails about this request"). The rest of the paragraph is the letters',
+    so that a change to it is made once and reaches both."""
+
+    letters: str = Field(min_length=1)
+    portal: str = Field(min_length=1)
+
+
 class Remedies(StrictModel):
     # Completes "As ... requires, we set out our reasons and the remedies available to you."
     refusal_rule: str
@@ -63,9 +75,60 @@ class Remedies(StrictModel):
     judicial_heading: str | None = None
     judicial: str
     appeal: Appeal | None = None
-    # The right to complain as the portal's status page of a late request says it, where the letters'
-    # words speak of the e-mail they are in (the LGPD's "keep this e-mail for that purpose"): a page
-    # is none. None: the letters' words (a law's without an appeal: `appeal.complaint_without_appeal`).
-    complaint_on_portal: str | None = None
+    # The words the portal's status page of a late request says in place of some of the letters'
+    # (`portal_complaint`); None: the letters' words as they are.
+    complaint_on_portal: PortalWords | None = None
     # PIPEDA s. 8(4): the extension notice also names the right to complain about the extension.
     complaint_on_extension: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _whole_paragraph(cls, value: Any) -> Any:
+        # Policy versions stored before the portal's words were derived from the letters' gave the
+        # portal's whole paragraph; the requests that started under them still load, that paragraph
+        # in place of the letters' whole one.
+        if isinstance(value, dict) and isinstance(value.get("complaint_on_portal"), str):
+            return {**value, "complaint_on_portal": {"letters": _letters_complaint(value),
+                                                     "portal": value["complaint_on_portal"]}}
+        return value
+
+    @model_validator(mode="after")
+    def _portal_words_in_the_letters(self) -> Self:
+        words = self.complaint_on_portal
+        if words and words.letters not in self._without_appeal():
+            raise ValueError(f"complaint_on_portal.letters: {words.letters!r} is not in the letters' words it "
+                             f"stands for ({'appeal.complaint_without_appeal' if self._appeal_words() else 'complaint'}"
+                             f"), so the portal would say them unchanged")
+        return self
+
+    def portal_complaint(self) -> str:
+        """The right to complain as the portal's status page of a late request says it: as a letter
+        that offers no appeal does (lateness decides nothing to appeal:
+        `appeal.complaint_without_appeal`, activities/letter_refusals.py), `complaint_on_portal`'s
+        words in place of those that speak of the e-mail a letter is."""
+        text = self._without_appeal()
+        words = self.complaint_on_portal
+        return text.replace(words.letters, words.portal) if words else text
+
+    def _appeal_words(self) -> str | None:
+        return self.appeal.complaint_without_appeal if self.appeal else None
+
+    def _without_appeal(self) -> str:
+        return self._appeal_words() or self.complaint
+
+
+def _letters_complaint(value: dict[str, Any]) -> Any:
+    """`Remedies._without_appeal` of remedies not yet validated."""
+    appeal = value.get("appeal")
+    return (appeal.get("complaint_without_appeal") if isinstance(appeal, dict) else None) or value.get("complaint")
+
+
+def check_translated(remedies: dict[str, Any], language: str) -> None:
+    """Each regime's remedies as the policy's translation into `language` words them still hold
+    together (the portal's words are in the translated complaint); ValueError names the path."""
+    for regime, given in remedies.items():
+        try:
+            Remedies.model_validate(given)
+        except ValidationError as exc:
+            problems = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+            raise ValueError(f"translations.{language}.remedies.{regime}: {problems}") from None

@@ -399,8 +399,7 @@ async def test_a_request_past_its_due_date_says_we_are_late_and_how_to_withdraw(
     for regime, language in shown:
         t = translations(language)
         remedies = loaded.in_language(language).remedies_for(regime, countries.get(regime, "US"))
-        complaint = (remedies.complaint_on_portal or (remedies.appeal and remedies.appeal.complaint_without_appeal)
-                     or remedies.complaint)
+        complaint = remedies.portal_complaint()
         await page.goto(f"{site}/portal/requests/{late[regime]}?lang={language}")
         await assert_usable(page, seen, language, "Your request")
         said = page.locator("#late")

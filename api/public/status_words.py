@@ -72,8 +72,4 @@ async def late_remedies(state: AppState, row: dict[str, Any], language: str) -> 
     async with pool.acquire() as conn:
         loaded = await version_policy(conn, row["policy_version"]) or state.policy
     remedies = loaded.in_language(language).remedies_for(row["regime"], row["country"])
-    if remedies.complaint_on_portal:  # the letters' words speak of the e-mail they are in
-        return remedies.model_copy(update={"complaint": remedies.complaint_on_portal})
-    if remedies.appeal and remedies.appeal.complaint_without_appeal:
-        remedies = remedies.model_copy(update={"complaint": remedies.appeal.complaint_without_appeal})
-    return remedies
+    return remedies.model_copy(update={"complaint": remedies.portal_complaint()})
