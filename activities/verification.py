@@ -14,7 +14,7 @@ from temporalio.exceptions import ApplicationError
 from activities.context import ActivityContext
 from activities.letters import deliver_letter, settle_letter
 from activities.outbox import Sent
-from dsrflow.crypto.hashing import code_hash, keyed_hash, link_token_hash
+from dsrflow.crypto.hashing import code_hash, keyed_hash, link_token, link_token_hash
 from policy.model import Verification
 from schemas.workflow import Challenge, IssueChallenge, LetterJob
 
@@ -67,7 +67,7 @@ class VerificationActivities:
         rather than drawn at random: same round, same code, on any retry."""
         seed = keyed_hash(self.ctx.secret, "verification-seed", issue.request_id, str(issue.round))
         code = f"{int(seed[:16], 16) % 10**digits:0{digits}d}"
-        return code, keyed_hash(self.ctx.secret, "verification-token", issue.request_id, str(issue.round))
+        return code, link_token(self.ctx.secret, issue.request_id, issue.round)
 
     def _challenge(self, issue: IssueChallenge, code: str, token: str) -> Challenge:
         return Challenge(

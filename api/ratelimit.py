@@ -12,8 +12,9 @@ What is counted is chosen so that nobody can spend someone else's allowance:
   an IPv6 client's /48 is counted too, at `DSRFLOW_RATE_IPV6_48_MULTIPLE` times each per-client
   limit: a subscriber delegated a /56 or a /48 holds 256 or 65,536 /64s, and would otherwise
   multiply every limit by as many, while a carrier's subscribers sharing a /48 keep room;
-- verification attempts count per client, and per request *and* client, never per e-mail
-  address: a stranger's wrong codes use up the stranger's attempts, not the subject's;
+- verification attempts count per client, and per request's latest code *and* client, never per
+  e-mail address: a stranger's wrong codes use up the stranger's attempts, not the subject's
+  (api/public/attempts.py: a new code is counted apart, a link we sent not at all);
 - the per-address allowance of submissions is spent only when a request is verified, so
   unverified requests in someone's name cannot block them from asking;
 - verification e-mails that anyone may cause (a public submission, the portal's "Send me a new
@@ -178,12 +179,25 @@ class RateLimiter:
             buckets.append(("request", "request", (request_id, clients_of(request)[0]), 1))
         pool = await self._state.db()
         for per, counted, values, multiple in buckets:
-            allowed, window = self._state.settings.rate(action, per)
-            hits, retry_after = await pool.fetchrow(_HIT, self._bucket(action, counted, *values), float(window))
-            if hits > allowed * multiple:
-                rate_limited(action, counted)
-                raise _too_many(retry_after)
+            await self._count(pool, action, per, counted, values, multiple)
         await self._sweep(pool)
+
+    async def hit_request(self, request: Request, action: str, request_id: str, *apart: str) -> tuple[int, int]:
+        """Count one `action` from this client on `request_id` alone (the client itself counted
+        already, by `hit`), each of `apart` counted apart (a verification's code: one per code
+        sent); 429 over the limit. Returns how many more the client may make within the window,
+        and the seconds until it ends, for the page to say."""
+        pool = await self._state.db()
+        return await self._count(pool, action, "request", "request", (request_id, clients_of(request)[0], *apart), 1)
+
+    async def _count(self, pool, action: str, per: str, counted: str, values: tuple[str, ...],
+                     multiple: int) -> tuple[int, int]:
+        allowed, window = self._state.settings.rate(action, per)
+        hits, retry_after = await pool.fetchrow(_HIT, self._bucket(action, counted, *values), float(window))
+        if hits > allowed * multiple:
+            rate_limited(action, counted)
+            raise _too_many(retry_after)
+        return allowed * multiple - hits, retry_after
 
     async def count_wrong_token(self, request: Request) -> None:
         """Count a bearer token that named no staff member (429 past the client's allowance of

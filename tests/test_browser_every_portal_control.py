@@ -55,6 +55,8 @@ portal_access, "every" this module); test names are shortened.
 | verify: an earlier e-mail's link, pressed      | a later code sent, locked or    | every link_after_a_lock (refused: the latest link and |
 | (refused; its page's code form and new code)   | not                             | a new code offered); verify_states last_code (no lock:|
 |                                                |                                 | Send me a new code, then the last code typed there)   |
+| verify: a wrong code, this client's last for   | three wrong codes from one      | verify_states clients_last_code_for_now (en, fr:      |
+| now (said, with the ways on)                   | client within the hour          | Send me a new code, its code confirms)                |
 | verify: Send me a new code                     | awaiting, codes left; locked    | access keyboard; team asks_for_a_new_code (also       |
 |                                                |                                 | locked); portal relay_refuses; verify_states          |
 |                                                |                                 | last_code (until none is left: no button)             |

@@ -11,6 +11,8 @@ from __future__ import annotations
 import pytest
 from playwright.async_api import expect
 
+from api.ratelimit import wait_words
+from dsrflow.i18n import translations
 from tests.support import eventually, letters_for, verification_code, verification_link, wait_for_letter
 from tests.test_browser import CHROMIUM, five_wrong_codes, open_request, served_site, shots, site  # noqa: F401 (fixtures)
 
@@ -122,3 +124,44 @@ async def test_a_reload_after_too_many_wrong_codes_shows_the_lock(browser, site,
     await subject.get_by_role("button", name="Send me a new code").click()
     await expect(subject.get_by_role("status")).to_contain_text("We have sent you a new code and link.")
     await expect(subject.locator("#code")).to_have_count(1)
+
+
+
+async def test_the_clients_last_code_for_now_then_a_new_code_confirms(
+        browser, settings, pool, dev_server, task_queue, mail_sink):  # noqa: F811 (fixtures)
+    """With the default limit of three codes an hour per request and client (below the code's five),
+    three wrong codes: the page counts down what this browser has (two, one), then says it cannot
+    try another from here for 60 minutes and offers the ways on; "Send me a new code" pressed,
+    the new code confirms. Before, the page said "4 attempts", "3", "2", and the new code got the
+    "Too many requests" page. In English, then the same in French (another request)."""
+    limited = settings.model_copy(update={"rate_verify_per_request": "3/hour"})
+    async with served_site(limited, pool, dev_server.client, task_queue) as url:
+        for language in ("en", "fr"):
+            t = translations(language)
+            rid = await open_request(url, pool)
+            first = verification_code(await wait_for_letter(mail_sink, rid, "verification"))
+            subject = await (await browser.new_context()).new_page()
+            await subject.goto(f"{url}/portal/requests/{rid}/verify?lang={language}")
+            confirm = subject.get_by_role("button", name=t.gettext("Confirm"), exact=True)
+            wrong = "000000" if first != "000000" else "111111"
+            left = [t.ngettext("You have %(num)d attempt left.", "You have %(num)d attempts left.", n) % {"num": n}
+                    for n in (2, 1)]
+            spent = t.gettext("That code is not right, and you cannot try another code from here for %(wait)s.") % {
+                "wait": wait_words(3600, language)}
+            ways_on = f"{t.gettext(LINK_WORKS)} {t.gettext('Or ask for a new code below.')}"
+            for says in (*left, f"{spent} {ways_on}"):
+                await subject.locator("#code").fill(wrong)
+                await confirm.click()
+                await expect(subject.get_by_role("alert")).to_have_text(f"{t.gettext('That code is not right.')} {says}"
+                                                                        if says in left else says)
+
+            await subject.get_by_role("button", name=t.gettext("Send me a new code")).click()
+            await expect(subject.get_by_role("status")).to_contain_text(t.gettext(NEW_CODE_SENT))
+
+            async def two_codes_sent(rid: str = rid) -> bool:
+                return len(letters_for(mail_sink, rid, "verification")) == 2
+            await eventually(two_codes_sent)
+            [new] = {verification_code(m) for m in letters_for(mail_sink, rid, "verification")} - {first}
+            await subject.locator("#code").fill(new)
+            await confirm.click()
+            await expect(subject).to_have_url(f"{url}/portal/requests/{rid}")

@@ -18,6 +18,7 @@ from api.deps import Limiter, State, rate_limiter
 from api.outages import RETRY_AFTER
 from api.pages import render
 from api.problems import Problem
+from api.public.attempts import Attempted, count_attempt
 from api.public.cross_site import refuse_cross_site_posts
 from api.ratelimit import RateLimiter
 from api.service import is_repeat, open_request, paused_on_our_side, run_update
@@ -34,7 +35,7 @@ from dsrflow.stores.kept_copies import ERASED, EXPIRED, UNSENT
 from dsrflow.stores.requests_store import get_request
 from policy.intake import intake_problems
 from schemas.requests import Channel, NewRequest, PublicNewRequest, SubjectIdentity
-from schemas.workflow import VerifyAttempt, VerifyResult
+from schemas.workflow import VerifyAttempt
 from workflows.dsr import DataSubjectRequestWorkflow
 
 _Endpoint = TypeVar("_Endpoint", bound=Callable[..., Any])
@@ -109,13 +110,10 @@ async def count_submission(request: Request, limiter: RateLimiter) -> None:
     await limiter.hit(request, "submit")
 
 
-async def count_verification(request: Request, limiter: RateLimiter, request_id: str) -> None:
-    """Count a verification attempt against this client and this request, before its body is read."""
-    await limiter.hit(request, "verify", request_id=request_id)
-
-
-async def _count_verification_of_path(request: Request, limiter: RateLimiter) -> None:
-    await count_verification(request, limiter, request.path_params["request_id"])
+async def count_verification(request: Request, limiter: RateLimiter) -> None:
+    """Count a verification attempt against this client, before its body is read; against the
+    request too once it is read (`check_identity`)."""
+    await limiter.hit(request, "verify")
 
 
 async def admit_submission(limiter: RateLimiter, email: str) -> None:
@@ -236,17 +234,18 @@ def ascii_code(code: str) -> str:
 
 
 async def check_identity(state: AppState, limiter: RateLimiter, request: Request, request_id: str, *,
-                         code: str | None = None, token: str | None = None) -> VerifyResult:
-    """Hash what the subject typed (or the link's token) and ask the workflow whether it matches.
-    A request verified spends one of its address's allowance of submissions, and gives back its
-    network's share if confirmed from it (the caller has counted the attempt against the client
-    and the request already)."""
+                         code: str | None = None, token: str | None = None) -> Attempted:
+    """Count the attempt against this client on the request (`count_attempt`: the caller has
+    counted it against the client), hash what the subject typed (or the link's token) and ask the
+    workflow whether it matches. A request verified spends one of its address's allowance of
+    submissions, and gives back its network's share if confirmed from it."""
     secret = load_secret_key(state.settings)
     attempt = (
         VerifyAttempt(code_hash=code_hash(secret, request_id, ascii_code(code))) if code
         else VerifyAttempt(token_hash=link_token_hash(secret, request_id, token or ""))
     )
     row = await get_request(await state.db(), request_id)
+    here = await count_attempt(state, limiter, request, str(row["id"]), None if code else token) if row else None
     # Wrong codes count against the subject's address over every request in its name: a stranger
     # opening request after request would otherwise have 25 new guesses with each. Taken before the
     # code is compared, so that guesses fired together cannot all pass; given back for a right
@@ -275,7 +274,7 @@ async def check_identity(state: AppState, limiter: RateLimiter, request: Request
         await limiter.confirmed(request, request_id)
         if guessed is not None:
             await limiter.give_back("guess", email=guessed)
-    return result
+    return Attempted(result, *here) if here else Attempted(result)
 
 
 async def find_package(state: AppState, token: str) -> dict[str, Any]:
@@ -311,7 +310,7 @@ async def submit(body: PublicNewRequest, request: Request, state: State, limiter
 
 
 @router.post("/requests/{request_id}/verify")
-@counted_first(_count_verification_of_path)
+@counted_first(count_verification)
 async def verify(request_id: str, body: VerifyBody, request: Request, state: State, limiter: Limiter) -> dict[str, Any]:
     """Confirm your identity with the code or the link token from the e-mail.
     After too many wrong codes the code is refused (423, then 409) until a new one is sent; the
@@ -319,7 +318,8 @@ async def verify(request_id: str, body: VerifyBody, request: Request, state: Sta
     an earlier e-mail's link token (one a newer code replaced) is answered 410, no attempt counted.
     Limited per client and per request and client (429 with `Retry-After`). While the request is
     paused on our side (its workflow stopped, until we resume it), 503 with `Retry-After`."""
-    result = await check_identity(state, limiter, request, request_id, code=body.code, token=body.token)
+    attempted = await check_identity(state, limiter, request, request_id, code=body.code, token=body.token)
+    result = attempted.result
     if result.earlier_link:
         raise Problem(410, "Link from an earlier e-mail", "this link is from an earlier e-mail: it no longer works; "
                       "the link in our latest e-mail does, or ask us for a new code",
@@ -328,10 +328,10 @@ async def verify(request_id: str, body: VerifyBody, request: Request, state: Sta
         raise Problem(
             400 if not result.locked else 423,
             "Wrong code" if not result.locked else "Verification locked",
-            f"{result.attempts_left} attempt(s) left" if not result.locked
+            f"{attempted.attempts_left} attempt(s) left" if not result.locked
             else "too many wrong codes: this code no longer works; the link in our e-mail still does, or ask us "
                  "for a new code",
-            attempts_left=result.attempts_left, locked=result.locked,
+            attempts_left=attempted.attempts_left, locked=result.locked,
         )
     return {"id": request_id, "verified": True}
 

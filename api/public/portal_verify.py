@@ -16,7 +16,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from api.csrf import cookie_secure
 from api.deps import Limiter, State, counted
 from api.forms import read_form
-from api.pages import page_translator, problem_pages, render
+from api.pages import page_language, page_translator, problem_pages, render
 from api.problems import Problem
 from api.public.intake import CODE, check_identity, count_verification
 from api.public.portal import (
@@ -27,6 +27,7 @@ from api.public.portal import (
     status_path,
 )
 from api.public.status_words import status_words
+from api.ratelimit import wait_words
 from api.service import paused_on_our_side, run_update
 from api.state import AppState
 from dsrflow.domain.references import short_reference
@@ -53,6 +54,9 @@ _OR_ASK = N_("Or ask for a new code below.")
 # The link of an e-mail a newer code replaced: refused, after a lock or before one (where it costs no
 # attempt: workflows/verification.py EARLIER_LINK), with the ways on that work.
 _EARLIER = N_("This link is from an earlier e-mail: it no longer works.")
+# A wrong code that was the last this client may try on the code for now (api/public/attempts.py),
+# though the code is not locked: a new code may be tried at once, and the link works.
+_SPENT_HERE = N_("That code is not right, and you cannot try another code from here for %(wait)s.")
 # The e-mail's link cut short: its token is not whole (opened, or its button pressed).
 _INCOMPLETE = (N_("This link is not complete."),
                N_("Please copy the whole link from our e-mail, or enter the code instead."))
@@ -95,18 +99,19 @@ class _Verification:
                    more_codes=verification is None or verification.codes_left > 0,
                    replaced=bool(verification and verification.round > 1))
 
-    def words(self, t: Translator, *, link: bool = False, earlier_link: bool = False) -> list[str]:
+    def words(self, t: Translator, *, link: bool = False, ways_on: bool = False) -> list[str]:
         """What the page says about it: a lock and the ways on (the link, a new code), and no more
         codes. `link`: the page was opened from the e-mail's link, whose button it offers.
-        `earlier_link`: an earlier e-mail's link was just refused, no lock: the same ways on."""
+        `ways_on`: a press was just refused, no lock (an earlier e-mail's link, the client's last
+        code for now): the same ways on."""
         if not self.awaiting:
             return []
         said = [_LOCKED] if self.locked else []
-        if (self.locked or earlier_link) and not link:
+        if (self.locked or ways_on) and not link:
             said.append(_LINK_WORKS)
         if not self.more_codes:
             said += _NO_MORE_CODES
-        elif (self.locked or earlier_link) and not link:
+        elif (self.locked or ways_on) and not link:
             said.append(_OR_ASK)
         return [t.gettext(message) for message in said]
 
@@ -114,7 +119,7 @@ class _Verification:
 async def _verify_page(request: Request, state: AppState, request_id: str, *, error: list[str] | None = None,
                        status: int = 200, token: str | None = None, notice: str | None = None,
                        locked: bool = False, explain_in_alert: bool = False, paused: bool = False,
-                       earlier_link: bool = False, wrong_code: bool = False,
+                       ways_on: bool = False, wrong_code: bool = False,
                        current: tuple[dict[str, Any], RequestStatus, RequestState | None] | None = None) -> HTMLResponse:
     """The verify page as it stands now (`current`, as `current_live` answers, if already asked):
     the code form, the e-mail link's button, "Send me a new code", each only while it can work
@@ -123,8 +128,9 @@ async def _verify_page(request: Request, state: AppState, request_id: str, *, er
     to "Send me a new code"), otherwise in place of that button, beside the form that still takes
     the last code. `paused`: the workflow has just refused a press because it stopped (before the
     start sweep flags it, which the page then reads itself): the page says so and offers no
-    button, as none could work until compliance resumes the request. `earlier_link`: the press was
-    an earlier e-mail's link, refused with no lock: the alert offers the ways on, as a lock's does.
+    button, as none could work until compliance resumes the request. `ways_on`: the press was
+    refused with no lock (an earlier e-mail's link, or the client's last code for now): the alert
+    offers the ways on, as a lock's does.
     `wrong_code`: a code was refused as wrong; once a newer code replaced the first, the alert says
     only the latest e-mail's works (the subject may have typed an earlier one's)."""
     row, status_now, live = current or await current_live(state, request_id)
@@ -133,8 +139,8 @@ async def _verify_page(request: Request, state: AppState, request_id: str, *, er
     t = page_translator(request)
     if wrong_code and now.replaced:
         error = [*(error or []), t.gettext(_LATEST_CODE)]
-    words = now.words(t, link=token is not None, earlier_link=earlier_link)
-    in_alert = now.locked or explain_in_alert or earlier_link
+    words = now.words(t, link=token is not None, ways_on=ways_on)
+    in_alert = now.locked or explain_in_alert or ways_on
     sentences = [*(error or []), *words] if in_alert else list(error or [])
     return render(request, "portal/verify.html", {
         "row": row, "token": token, "error": " ".join(sentences) or None, "notice": notice,
@@ -172,10 +178,11 @@ async def resend_page(request_id: str) -> RedirectResponse:
 
 @router.post("/requests/{request_id}/verify", response_class=HTMLResponse)
 async def verify(request: Request, request_id: str, state: State, limiter: Limiter) -> Response:
-    # Counted before the request is looked up, as the API's verify is: posts to ids that name no
-    # request were answered 404 uncounted, each a lookup. (The path's id is already the request's
-    # one spelling: api/request_ids.py.)
-    await count_verification(request, limiter, request_id)
+    # Counted against the client before the request is looked up, as the API's verify is: posts to
+    # ids that name no request were answered 404 uncounted, each a lookup; against the request once
+    # the form says what it tries (`check_identity`). (The path's id is already the request's one
+    # spelling: api/request_ids.py.)
+    await count_verification(request, limiter)
     await request_row(state, request_id)
     form = await read_form(request)
     token = str(form.get("token", "")).strip()
@@ -187,9 +194,11 @@ async def verify(request: Request, request_id: str, state: State, limiter: Limit
         return await _verify_page(request, state, request_id, status=422, error=[
             t.gettext(N_("Enter the code from our e-mail: 6 digits, like %(example)s.")) % {"example": "123456"}])
     try:
-        result = await check_identity(state, limiter, request, request_id, code=None if token else code, token=token or None)
+        attempted = await check_identity(state, limiter, request, request_id, code=None if token else code,
+                                         token=token or None)
     except Problem as refused:
         return await _refused_attempt(request, state, request_id, refused)
+    result = attempted.result
     if result.verified:
         confirmed = RedirectResponse(status_path(request_id), status_code=303)
         confirmed.set_cookie(CONFIRMED_COOKIE, request_id, max_age=300, path=status_path(request_id),
@@ -197,7 +206,7 @@ async def verify(request: Request, request_id: str, state: State, limiter: Limit
         return confirmed
     if result.earlier_link:
         # An e-mail a newer code replaced: no attempt counted (the subject typed nothing).
-        return await _verify_page(request, state, request_id, status=410, earlier_link=True,
+        return await _verify_page(request, state, request_id, status=410, ways_on=True,
                                   error=[t.gettext(_EARLIER)])
     if result.locked:
         # The page offers what works now: the e-mail's link, a new code (counted like any resend),
@@ -206,7 +215,13 @@ async def verify(request: Request, request_id: str, state: State, limiter: Limit
         return await _verify_page(request, state, request_id, locked=True, status=423, error=[t.gettext(
             _EARLIER if token
             else N_("That code is not right, and that was the last attempt."))])
-    left = result.attempts_left
+    if attempted.spent_here:
+        # This client's attempts on the code are spent for now (`count_attempt`), the code's own
+        # not: the page says until when, and the ways on that work at once, a new code or the link.
+        wait = wait_words(attempted.retry_after, page_language(request))
+        return await _verify_page(request, state, request_id, status=400, ways_on=True, wrong_code=True,
+                                  error=[t.gettext(_SPENT_HERE) % {"wait": wait}])
+    left = attempted.attempts_left
     return await _verify_page(request, state, request_id, status=400, wrong_code=True, error=[
         t.gettext(N_("That code is not right.")),
         t.ngettext("You have %(num)d attempt left.", "You have %(num)d attempts left.", left) % {"num": left}])

@@ -39,6 +39,13 @@ def code_hash(secret: bytes, request_id: str, code: str) -> str:
     return keyed_hash(secret, "verification-code", request_id, code.strip())
 
 
+def link_token(secret: bytes, request_id: str, code_round: int) -> str:
+    """The token of the link a verification round's e-mail carries: derived, not drawn, so that a
+    retry's e-mail carries the same one (activities/verification.py), and so that the API can
+    tell a link we sent from a forged one (api/public/intake.py)."""
+    return keyed_hash(secret, "verification-token", request_id, str(code_round))
+
+
 def link_token_hash(secret: bytes, request_id: str, token: str) -> str:
     """A verification link's token, bound to its request."""
     return keyed_hash(secret, "verification-link", request_id, token.strip())
