@@ -128,14 +128,20 @@ def staff_details(form: FormData, errors: dict[str, str], words: Sequence[Mappin
     return body if body.get("appeal_of") else {**body, "regime": text(form, "regime") or "gdpr"}
 
 
-def refused_fields(problem: Problem, errors: dict[str, str]) -> bool:
+def refused_fields(problem: Problem, errors: dict[str, str], words: Sequence[Mapping[str, str]] = ()) -> bool:
     """A refusal of what the form said (422 naming its fields: an appeal of a request that cannot
-    be appealed, say), as the form's messages; False for any other problem."""
+    be appealed, say), as the form's messages; False for any other problem. The corrections it
+    refuses one by one (`corrections.<field>`: those an appeal took from the refused request, which
+    the policy in force no longer takes) are one message about the form's corrections, worded as
+    the form's own check words them (`check_policy`, `words`), shown beside them: the summary at
+    the top alone showed them, its links leading to no field."""
     named = problem.extra.get("errors") or []
     if problem.status != 422 or not named:
         return False
-    for error in named:
-        errors[str(error["field"])] = str(error["message"])
+    problems = {str(error["field"]): str(error["message"]) for error in named}
+    if refused := _corrections_refused(problems, ENGLISH, words):
+        errors["corrections"] = refused
+    errors.update({field: message for field, message in problems.items() if not field.startswith("corrections.")})
     return True
 
 
@@ -158,15 +164,21 @@ def check_policy(policy: Policy, new: RequestDetails | None, errors: dict[str, s
     if new is None:
         return
     problems = intake_problems(policy, new)
+    if refused := _corrections_refused(problems, t, words):
+        errors["corrections"] = refused
+    if "language" in problems:
+        errors["language"] = (messages or {}).get("language", problems["language"])
+
+
+def _corrections_refused(problems: Mapping[str, str], t: Translator, words: Sequence[Mapping[str, str]]) -> str | None:
+    """The corrections refused among `problems` (`corrections.<field>`), as one message about the
+    form's corrections (`check_policy`); None: none."""
     corrections = {f.removeprefix("corrections."): m for f, m in problems.items() if f.startswith("corrections.")}
     named = words[0] if words else {}
     refused = [_policy_words(message, t, named or None) if message == _NOTHING_CORRECTABLE
                else f"{named.get(field, field)}: {_policy_words(message, t, named or None)}"
                for field, message in corrections.items()]
-    if refused:
-        errors["corrections"] = "; ".join(dict.fromkeys(refused))
-    if "language" in problems:
-        errors["language"] = (messages or {}).get("language", problems["language"])
+    return "; ".join(dict.fromkeys(refused)) or None
 
 
 def validate(model: type[M], body: dict[str, Any], errors: dict[str, str],

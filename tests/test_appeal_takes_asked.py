@@ -7,6 +7,7 @@ over ASGI, PostgreSQL and Temporal; no worker: what is checked is what is stored
 from __future__ import annotations
 
 import html
+import re
 
 from dsrflow.domain.references import short_reference
 from policy.model import DEFAULT_POLICY
@@ -71,8 +72,21 @@ async def test_staff_open_an_appeal_without_retyping_what_the_refused_request_as
     # The policy in force takes no correction any more (here: no system at all): the complaint
     # that takes the refused request's corrections is refused as one typing them would be.
     async with app_clients(settings, dev_server.client, task_queue) as call_from:
-        r = await call_from(unique_ip()).post("/v1/requests", headers=agent, json={
+        http = call_from(unique_ip())
+        r = await http.post("/v1/requests", headers=agent, json={
             "type": "rectification", "subject": {"email": email}, "appeal_of": rectification})
         assert r.status_code == 422, r.text
         assert {e["field"] for e in r.json()["errors"]} == {"corrections.phone", "corrections.last_name"}
+        # On the console's form, beside the corrections, as the form's own check says it, and in
+        # the summary, leading there. Before, the summary alone said it, once per correction,
+        # each linking to "#corrections.phone", which is no field.
+        form = await console_new_request(http, pool, "agent", type="rectification", email=email,
+                                         appeal_of=short_reference(rectification))
+        assert form.status_code == 422, form.text
+        beside = re.search(r'<fieldset id="corrections".*?</fieldset>', form.text, re.S).group(0)
+        assert re.search(r'<p class="error" id="corrections-error">.*nothing can be corrected on request here</p>',
+                         beside), beside
+        summary = re.search(r'<div class="error-summary".*?</div>', form.text, re.S).group(0)
+        assert re.findall(r'<li><a href="([^"]+)">([^<]+)</a></li>', summary) == [
+            ("#correct_name", "nothing can be corrected on request here")]
     assert await stored_for(pool, email) == 5

@@ -142,7 +142,7 @@ async def convert(staff: Annotated[Staff, require_console_role("agent")], reques
     try:
         row, _ = await open_as_staff(state, limiter, staff, new, idempotency_key=f"{CONVERT_KEY}{message_id}")
     except Problem as problem:
-        if not request_form.refused_fields(problem, errors):
+        if not request_form.refused_fields(problem, errors, words):
             raise
         return _message_page(request, state, message, values=values, errors=errors, status=422)
     async with pool.acquire() as conn:

@@ -179,7 +179,7 @@ async def create_request(staff: Annotated[Staff, require_console_role("agent")],
     try:
         row, _ = await open_as_staff(state, limiter, staff, new, idempotency_key=key)
     except Problem as problem:
-        if not request_form.refused_fields(problem, errors):
+        if not request_form.refused_fields(problem, errors, words):
             raise
         return _new_request_page(request, state.policy.policy, values, errors, status=422)
     return RedirectResponse(f"/console/requests/{row['id']}", status_code=303)
