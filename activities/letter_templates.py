@@ -78,6 +78,9 @@ REQUIRED_CONTEXT: dict[str, tuple[str, ...]] = {
     "verification": (*_COMMON, "code", "link", "expires_at", "max_attempts"),
     "reminder": (*_COMMON, "code", "link", "expires_at", "max_attempts"),
     "extension": (*_COMMON, "reason", "new_due_date"),
+    # `stage`: "verification", "review" or "compliance" (workflows/complaint_progress.py); `late`:
+    # the date we aimed at has passed; `complaint`: the Commissioner; `next_date`: when we write next.
+    "complaint_progress": (*_COMMON, "stage", "late", "complaint", "next_date"),
     "response": (*_COMMON, "outcome"),
     # `acted_in`, `asked_in`: the systems the request had already changed when it was closed, and
     # those asked and still at work (either may be empty).

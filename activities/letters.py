@@ -25,6 +25,7 @@ from activities.heartbeat import heartbeating
 from activities.letter_labels import denial_label, staff_type_label, type_label
 from activities.letter_message import compose_letter
 from activities.letter_outcome import response_outcome
+from activities.letter_progress import progress_context
 from activities.letter_refusals import letter_refuses, refuses_in_part, refuses_outright, remedies_context
 from activities.letter_stopped import (
     DONE_SYSTEMS,
@@ -94,6 +95,8 @@ def decision_summary(decision: dict[str, Any], regime: str, t: Translator = ENGL
 _CLOSINGS = {"denial", "cancellation"}
 # Letters that close a request without deciding it (a denial decides it).
 _UNDECIDED_CLOSINGS = {"closed_unverified", "cancellation"}
+# Letters that decide nothing the subject asked: a restriction lifted, a complaint's progress.
+_DECIDING_NOTHING = {"restriction_lift", "complaint_progress"}
 # Request types whose action changes a system (an access only reads it).
 _CHANGING = {"erasure", "rectification", "restriction", "objection"}
 
@@ -166,7 +169,7 @@ async def build_context(ctx: ActivityContext, row: dict[str, Any], job: LetterJo
         appeal = bool(context["request"]["appeal_of"])
         # Lifting a restriction refuses nothing, and an appeal closed unverified or by staff is
         # not decided: neither offers an appeal nor speaks of one (`remedies_context`).
-        undecided = job.purpose == "restriction_lift" or (appeal and job.purpose in _UNDECIDED_CLOSINGS)
+        undecided = job.purpose in _DECIDING_NOTHING or (appeal and job.purpose in _UNDECIDED_CLOSINGS)
         return remedies_context(policy, row["regime"], row["country"], appeal=appeal, undecided=undecided,
                                 t=t, form_url=form)
 
@@ -185,6 +188,8 @@ async def build_context(ctx: ActivityContext, row: dict[str, Any], job: LetterJo
         # The regime's authority and courts, as a refusal names them (not `remedies`: lifting a
         # restriction refuses nothing the subject asked for).
         params["complaint"] = remedies()
+    if job.purpose == "complaint_progress":
+        params.update(progress_context(policy, row["regime"], context["request"]["received_date"], params, remedies()))
     if job.purpose in _CLOSINGS:  # older workflows sent neither
         # A system still asked (a job at the processor) is told of as one that may still act, not
         # as one whose work stopped.

@@ -119,6 +119,7 @@ class LifecycleActivities:
             approval_required=policy.approval_required(
                 RequestType(row["request_type"]), row["attested_by"] is not None and row["origin"] == "staff",
                 appeal=_is_appeal(row)),
+            progress_days=policy.complaint_progress_days(row["regime"]) if _is_appeal(row) else None,
         )
 
     @activity.defn(name="start_clock_at_verification")

@@ -52,6 +52,7 @@ LETTER_STEP_LABELS = {
     "verification": N_("sending the verification code and link"),
     "reminder": N_("sending the verification reminder"),
     "extension": N_("sending the extension notice"),
+    "complaint_progress": N_("sending the progress letter on a complaint"),
     "response": N_("sending the response"),
     "denial": N_("sending the denial letter"),
     "closed_unverified": N_("sending the closing notice (identity not verified)"),

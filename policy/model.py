@@ -147,6 +147,9 @@ class Policy(StrictModel):
                 raise ValueError(f"remedies.{regime.value}.appeal.answer_days: an appeal under {regime.value} is "
                                  f"answered in the days its law sets; only a complaint to us (uk_gdpr) has our "
                                  f"own target")
+            if remedies.appeal and remedies.appeal.progress_days is not None and not takes_complaints(regime):
+                raise ValueError(f"remedies.{regime.value}.appeal.progress_days: an appeal under {regime.value} "
+                                 f"gets no progress letters; only a complaint to us (uk_gdpr) does")
             if others and remedies.authority is None and remedies.complaint_where_you_live is None:
                 raise ValueError(
                     f"remedies.{regime.value}.complaint_where_you_live: needed, since supervisory_authorities "
@@ -280,6 +283,12 @@ class Policy(StrictModel):
         `remedies.<regime>.appeal.answer_days`); None: the default (dsrflow/domain/deadlines.py)."""
         appeal = self.remedies[Regime(regime)].appeal
         return appeal.answer_days if appeal else None
+
+    def complaint_progress_days(self, regime: str) -> int | None:
+        """How often a complaint under `regime` undecided gets a progress letter, in days from its
+        receipt (DPA 2018 s. 164A(5)(b): `remedies.<regime>.appeal.progress_days`); None: never."""
+        appeal = self.remedies[Regime(regime)].appeal
+        return appeal.progress_days if appeal and takes_complaints(regime) else None
 
     def remedies_for(self, regime: str, country: str) -> Remedies:
         """The remedies of a request under `regime` from a subject in `country`, its authority

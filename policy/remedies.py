@@ -13,6 +13,9 @@ from pydantic import EmailStr, Field, ValidationError, model_validator
 from dsrflow.domain.deadlines import MAX_COMPLAINT_DAYS
 from policy.strict import StrictModel
 
+# The longest interval between a complaint's progress letters the policy may set.
+MAX_PROGRESS_DAYS = 90
+
 
 class Authority(StrictModel):
     name: str
@@ -34,6 +37,10 @@ class Appeal(StrictModel):
     # its outcome, in days from receipt, its due date and what the letters promise; none: 30. An
     # appeal's days are the statute's, which the policy cannot change (policy/model.py refuses it).
     answer_days: int | None = Field(None, ge=1, le=MAX_COMPLAINT_DAYS)
+    # A complaint's only: s. 164A(5)(b) has us inform the complainant of its progress. Days after its
+    # receipt when a progress letter goes while the complaint is undecided, and again every that
+    # many days until its outcome (workflows/complaint_progress.py); none: no progress letter.
+    progress_days: int | None = Field(None, ge=1, le=MAX_PROGRESS_DAYS)
     # The right to complain in a letter that decides an appeal, or gives a complaint's outcome (the
     # statute's "if the appeal is denied"; the Commissioner once we have answered): `complaint`
     # speaks of an appeal still to come ("If we deny your appeal, ...").

@@ -34,6 +34,8 @@ class LetterPurpose(StrEnum):
     verification = "verification"
     reminder = "reminder"
     extension = "extension"
+    # A UK complaint undecided: where it stands (DPA 2018 s. 164A(5)(b); workflows/complaint_progress.py).
+    complaint_progress = "complaint_progress"
     response = "response"
     denial = "denial"
     closed_unverified = "closed_unverified"

@@ -95,6 +95,11 @@ class RequestFacts(Contract):
     # Who attested the subject's identity (a staff actor, e.g. "agent:1a2b3c4d"), who may then not
     # approve the request too (workflows/approval.py). Absent from requests prepared before.
     attested_by: str | None = None
+    # A complaint to us (UK GDPR, DPA 2018 s. 164A(5)(b)): the days after its receipt when the
+    # complainant is told how it progresses, and again every that many days while it is undecided
+    # (policy `remedies.<regime>.appeal.progress_days`; workflows/complaint_progress.py). None: no
+    # progress letter (any other request, and complaints prepared before).
+    progress_days: int | None = None
 
 
 class IssueChallenge(Contract):

@@ -129,6 +129,14 @@ EXTRA: dict[str, dict] = {
     },
     "staff_alert": {"kind": "due_in_7_days", "days_left": 7, "detail": "Billing connector awaits a manual step."},
 }
+# A UK complaint's progress letter (workflows/complaint_progress.py): its request names the one
+# complained of, and the Commissioner as a complaint undecided names them.
+EXTRA["complaint_progress"] = {
+    "request": {**base_context()["request"], "regime": "uk_gdpr", "regime_name": "UK GDPR",
+                "appeal_of": "9d1e2f3a-4b5c-4d6e-8f70-8192a3b4c5d6"},
+    "stage": "compliance", "late": False, "next_date": date(2026, 2, 28),
+    "complaint": remedies_context(load_policy().policy, "uk_gdpr", "GB", appeal=True, undecided=True),
+}
 
 
 def full_context(purpose: str, **overrides) -> dict:

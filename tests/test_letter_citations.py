@@ -99,6 +99,8 @@ def _every_letter() -> dict[str, tuple[str, str, dict[str, Any], dict[str, Any]]
                                 {"details": {"appeal_of": APPEAL_OF}}),
         "restriction_lift": ("restriction_lift", "restriction",
                              {"reason": "Settled.", "lift_on": "2026-02-09", "notice_days": 14}, {}),
+        "complaint_progress": ("complaint_progress", "erasure", {"number": 3, "stage": "compliance", "late": True},
+                               {"details": {"appeal_of": APPEAL_OF}}),
         "response-erasure-kept-told": ("response", "erasure", {"report": {"results": [
             {**crm_done, "action": "erase", **_GRANTED_RECIPIENTS}, *erasure_with_kept()["report"]["results"]]}},
             {}),

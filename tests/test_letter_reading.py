@@ -160,6 +160,11 @@ def _letter_cases() -> dict[str, tuple[str, dict]]:
         "denial-of-an-appeal": ("denial", {
             "reason_code": "other", APPEAL_REMEDIES: True,
             "explanation": "We reviewed our decision and confirm it: the records are needed to defend a claim."}),
+        # A complaint to us under the UK GDPR alone; read in every regime all the same.
+        "complaint_progress-late": ("complaint_progress", {"stage": "review", "late": True,
+                                                           "next_date": date(2026, 3, 28), APPEAL_REMEDIES: True}),
+        "complaint_progress-verification": ("complaint_progress", {"stage": "verification", "late": False,
+                                                                   "next_date": None, APPEAL_REMEDIES: True}),
         "restriction_lift": ("restriction_lift", {**EXTRA["restriction_lift"], "request_type": "restriction",
                                                   LIFT_GROUNDS: ["needed_for_legal_claims"]}),
         "restriction_lift-notice-two-grounds": ("restriction_lift", {
@@ -217,7 +222,8 @@ def _render_case(case: str, regime: str) -> RenderedLetter:
         extra["remedies"] = remedies_context(_POLICY, regime, "BE", appeal=False)
     if extra.pop(APPEAL_REMEDIES, False):
         ctx["request"]["appeal_of"] = "9d1e2f3a-4b5c-4d6e-8f70-8192a3b4c5d6"
-        extra["remedies"] = remedies_context(_POLICY, regime, "BE", appeal=True)
+        remedies = remedies_context(_POLICY, regime, "BE", appeal=True, undecided=purpose == "complaint_progress")
+        extra["complaint" if purpose == "complaint_progress" else "remedies"] = remedies
     if extra.pop(COMPLAINT_OF_REGIME, False) and _POLICY.remedies[regime].complaint_on_extension:
         extra["complaint"] = remedies_context(_POLICY, regime, "BE", appeal=False)
     ctx.update(extra)

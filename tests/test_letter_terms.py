@@ -32,6 +32,7 @@ from schemas.requests import DenialReason
 from schemas.vocabulary import SUBJECT_PURPOSES
 from schemas.workflow import LetterJob
 from tests.letters_as_sent import (
+    APPEAL_OF,
     LOADED,
     REFUSED,
     REGIMES,
@@ -243,6 +244,7 @@ CASES: dict[str, tuple[str, str, dict[str, Any]]] = {
                                                              "notice_days": 14}),
     **{f"denial-{code}": ("denial", "erasure", {"reason_code": code, "explanation": GIVEN})
        for code in DenialReason},
+    "complaint_progress": ("complaint_progress", "erasure", {"number": 3, "stage": "compliance", "late": True}),
 }
 
 
@@ -250,8 +252,11 @@ async def _context(purpose: str, request_type: str, params: dict[str, Any], lang
     """The context the letter activity builds (`build_context`) for a GDPR request of a Belgian
     subject in `language`."""
     job = LetterJob(request_id=REQUEST_ID, purpose=purpose, params=params)
-    return await letters.build_context(_Ctx(LOADED), request_row("gdpr", request_type, language),  # type: ignore[arg-type]
-                                       job, language)
+    # A progress letter is a complaint's (a UK one's alone: workflows/complaint_progress.py), read
+    # here as the others are, under the GDPR's words.
+    row = request_row("gdpr", request_type, language, details={"appeal_of": APPEAL_OF} if purpose == "complaint_progress"
+                      else {})
+    return await letters.build_context(_Ctx(LOADED), row, job, language)  # type: ignore[arg-type]
 
 
 async def letter_text(case: str, language: str) -> str:

@@ -30,7 +30,7 @@ from activities.restrictions import GROUND_LABELS
 from dsrflow.i18n import LOCALES, PERSONAL_INFORMATION, catalog_path, translations, worded, wording_of
 from schemas.vocabulary import Regime
 from schemas.workflow import LetterJob
-from tests.letters_as_sent import LOADED, REQUEST_ID, _Ctx, both, request_row
+from tests.letters_as_sent import APPEAL_OF, LOADED, REQUEST_ID, _Ctx, both, request_row
 from tests.test_letter_terms import _PACKAGE as PACKAGE
 from tests.test_letter_terms import CASES, GIVEN
 
@@ -163,7 +163,9 @@ async def _context(purpose: str, request_type: str, params: dict[str, Any], regi
                    country: str) -> dict[str, Any]:
     """The context the letter activity builds (`build_context`) for a request under `regime`."""
     job = LetterJob(request_id=REQUEST_ID, purpose=purpose, params=params)
-    row = request_row(regime, request_type, language, country=country)
+    # A progress letter is a complaint's, which names the request complained of.
+    complaint = {"details": {"appeal_of": APPEAL_OF}} if purpose == "complaint_progress" else {}
+    row = request_row(regime, request_type, language, country=country, **complaint)
     return await letters.build_context(_Ctx(LOADED), row, job, language)  # type: ignore[arg-type]
 
 

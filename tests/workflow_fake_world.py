@@ -66,6 +66,9 @@ class RequestSpec:
     attested: bool = True
     approval_required: bool = False
     regime: str = "gdpr"
+    # A complaint to us (UK GDPR, DPA 2018 s. 164A): its details name the request it complains of,
+    # so its due date is the policy's target and, while undecided, it gets progress letters.
+    complaint: bool = False
     received_at: datetime | None = None  # set to the virtual clock's now when the request opens
     systems: list[FakeSystem] = field(default_factory=lambda: [FakeSystem("crm"), FakeSystem("billing")])
     objection_scope: str | None = None

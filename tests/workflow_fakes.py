@@ -71,7 +71,8 @@ class FakeActivities(FakeWorld):
         policy = SHIPPED.policy
         tz = policy.defaults.timezone
         deadline = compute_deadline(spec.regime, receipt_date(spec.received_at, tz),
-                                    establishment=policy.defaults.country if spec.regime == "gdpr" else None)
+                                    establishment=policy.defaults.country if spec.regime == "gdpr" else None,
+                                    appeal=spec.complaint, target_days=policy.complaint_days(spec.regime))
         warnings = policy.deadline_warnings_days
         return RequestFacts(
             request_id=start.request_id, request_type=spec.request_type, regime=spec.regime, country="BE",
@@ -83,6 +84,7 @@ class FakeActivities(FakeWorld):
             reminder_after_days=policy.verification.reminder_after_days,
             expires_after_days=policy.verification.expires_after_days,
             approval_required=spec.approval_required,
+            progress_days=policy.complaint_progress_days(spec.regime) if spec.complaint else None,
         )
 
     @activity.defn(name="start_clock_at_verification")

@@ -20,6 +20,9 @@ Its alerts to staff are sent beside its loop, one after another (WATCH_LETTERS_A
 warning's alert the relay refused for good waited for staff inside the loop, and the overdue flag,
 its audit event, the overdue alert and the daily reminders waited behind it (the console offered
 Extend, which the workflow then refused).
+
+Beside its loop too, a UK complaint's progress letters to the complainant while it is undecided
+(workflows/complaint_progress.py, COMPLAINT_PROGRESS): their failed steps are its troubles.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
     from schemas.steps import WATCH_TROUBLE
     from schemas.vocabulary import ALERT_OVERDUE, warning_alert_kind
     from schemas.workflow import Checkpoints, LetterJob, RequestFacts
+    from workflows.complaint_progress import COMPLAINT_PROGRESS, keep_informed
     from workflows.dsr_steps import (
         MAILING,
         Decision,
@@ -73,6 +77,7 @@ class WatchedRequest(StepSupervisor, Protocol):
     """What the watch reads of its request's workflow (the supervisor of its older steps)."""
 
     request_id: str
+    _answering: bool  # the response is on its way (a complaint's progress letters stop)
 
     def _days_left(self) -> int: ...
 
@@ -104,16 +109,22 @@ class DeadlineWatch:
         self._handed_over = False  # the failing step's trouble is the request's (older histories)
         self._letters: asyncio.Task[None] | None = None  # the newest of its alerts sent aside
         self._queued = 0  # its alerts sent aside so far
+        self._progress: asyncio.Task[None] | None = None  # a UK complaint's progress letters
 
     async def run(self, request: WatchedRequest) -> None:
         """Warn staff before the current due date and flag it when it passes."""
         self._request, self.attention_after = request, request.attention_after
+        if request._require_facts().progress_days and workflow.patched(COMPLAINT_PROGRESS):
+            # Beside the loop; a failed letter of them is one of the watch's troubles.
+            self._progress = asyncio.create_task(keep_informed(request, self))
         try:
             await self._watch(request)
         except RequestClosed:
             pass  # closed while one of its steps waited for staff
         if self._letters is not None:
             await self._letters  # they end with the watch (cancelled with it)
+        if self._progress is not None:
+            await self._progress  # so do they
 
     async def _watch(self, request: WatchedRequest) -> None:
         while not request.closed:
@@ -228,10 +239,10 @@ class DeadlineWatch:
         self._handed_over = not workflow.patched(WATCH_TROUBLES)
         if self._handed_over:
             return await request.step_failed(step, message, transient=transient, skippable=skippable, about=about)
-        if self._letters is not None:
-            # Its alerts go beside its loop: a step of the other kind (an event's record and an
-            # alert) that fails meanwhile waits for the open trouble to close before opening its
-            # own, one trouble at a time, as staff answer them.
+        if self._letters is not None or self._progress is not None:
+            # Its alerts (and a complaint's progress letters) go beside its loop: a step of the
+            # other kind (an event's record and an alert) that fails meanwhile waits for the open
+            # trouble to close before opening its own, one trouble at a time, as staff answer them.
             await workflow.wait_condition(lambda: self.troubles.current is None or self.troubles.current.step == step
                                           or request.closed)
             if request.closed:

@@ -126,6 +126,7 @@ _PURPOSE_WORDS = {
     "verification": "verification code and link",
     "reminder": "verification reminder (a new code)",
     "extension": "extension notice",
+    "complaint_progress": "progress letter on the complaint",
     "closed_unverified": "closing notice (identity not verified)",
     "restriction_lift": "notice of the restriction's lift",
     "staff_alert": "alert to staff",

@@ -28,6 +28,8 @@ KEYS: list[tuple[str, bytes]] = parse_key_list(key_line())
 PATHS = {"attested_erasure", "verified_access_extended", "objection_decided", "task_retried_and_resolved",
          "approved_access", "system_task_erasure_email_marketing", "cancelled_by_staff",
          "access_with_processor_export", "restriction_lifted", "approved_attested_erasure"}
+# Besides them, complaint_progress.json: a UK complaint's progress letters, whose weeks need the
+# time-skipping server (tests/histories/record_complaint_progress.py records it).
 
 # Histories recorded before a change to the workflows' commands (kept: requests started then are
 # still running and must replay), each directory with the histories it must hold:

@@ -1,0 +1,183 @@
+"""A UK complaint's progress letters (Data Protection Act 2018 s. 164A(5)(b): the controller informs the
+complainant about the progress of the complaint). Its acknowledgement promises to keep them
+informed; while the complaint waits for compliance, a `complaint_progress` letter goes the policy's
+`remedies.uk_gdpr.appeal.progress_days` after receipt and every that many days again, until its
+outcome, a withdrawal or a close. Other requests, a GDPR request and a US state law's appeal, get
+none. On the fast stack (tests/workflow_stack.py), the letters as sent (tests/letters_as_sent.py)."""
+
+from __future__ import annotations
+
+import copy
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from dsrflow.domain.deadlines import compute_deadline
+from dsrflow.domain.references import short_reference
+from dsrflow.i18n import long_date, translations
+from policy.model import PolicyError, parse_policy
+from schemas.requests import DenialReason
+from schemas.workflow import ApproveInput, CancelInput, DenyInput
+from tests.letters_as_sent import APPEAL_OF, LANGUAGES, LOADED, REQUEST_ID, as_sent, both
+from tests.workflow_fakes import SHIPPED, RequestSpec
+from tests.workflow_stack import FastStack, stack_fixture  # noqa: F401 (the fixture)
+from workflows.dsr import DataSubjectRequestWorkflow as DSR
+
+PURPOSE = "complaint_progress"
+EVERY = SHIPPED.policy.complaint_progress_days("uk_gdpr")
+
+
+def _complaint(received: datetime, **facts) -> RequestSpec:
+    return RequestSpec(regime="uk_gdpr", complaint=True, approval_required=True, received_at=received, **facts)
+
+
+def _at_nine(received: datetime, days: int) -> datetime:
+    """9:00 the controller's time, `days` after the controller's day of receipt."""
+    tz = ZoneInfo(SHIPPED.policy.defaults.timezone)
+    day = received.astimezone(tz).date() + timedelta(days=days)
+    return datetime(day.year, day.month, day.day, 9, tzinfo=tz)
+
+
+def _progress(stack: FastStack, request_id: str) -> list[tuple[str, dict, datetime]]:
+    fakes = stack.fakes
+    return [(job.key, job.params, fakes.sent_at[f"{request_id}:{PURPOSE}:{job.key}"]) for job in fakes.letters
+            if job.request_id == request_id and job.purpose == PURPOSE]
+
+
+async def _until(stack: FastStack, when: datetime) -> None:
+    await stack.sleep(when - await stack.env.get_current_time())
+
+
+async def test_an_undecided_uk_complaint_is_told_of_its_progress_until_its_outcome(stack: FastStack):
+    assert EVERY == 14  # the shipped policy's: s. 164A(5)(b)
+    received = await stack.env.get_current_time()
+    request = await stack.open(_complaint(received))
+    await request.until(lambda s: s.status == "awaiting_approval")
+    due = (await request.state()).current_due_date
+    assert due == compute_deadline("uk_gdpr", received.astimezone(ZoneInfo("Europe/Brussels")).date(),
+                                   appeal=True).due_date
+
+    await _until(stack, _at_nine(received, EVERY) - timedelta(minutes=5))
+    assert _progress(stack, request.id) == []  # not before its day
+    await _until(stack, _at_nine(received, 3 * EVERY) + timedelta(hours=1))  # past the due date (day 30)
+    sent = _progress(stack, request.id)
+    assert [(key, params) for key, params, _ in sent] == [
+        ("1", {"number": 1, "stage": "compliance", "late": False}),
+        ("2", {"number": 2, "stage": "compliance", "late": False}),
+        ("3", {"number": 3, "stage": "compliance", "late": True})]  # late: says so, and apologises
+    for (_, _, at), n in zip(sent, (1, 2, 3), strict=True):
+        assert abs(at - _at_nine(received, n * EVERY)) < timedelta(minutes=1)
+
+    await request.handle.execute_update(DSR.approve, ApproveInput(actor="compliance:bo"))
+    assert (await request.result()).status == "completed"
+    await stack.sleep(timedelta(days=3 * EVERY))
+    assert stack.fakes.subject_letters(request.id) == ["acknowledgement", PURPOSE, PURPOSE, PURPOSE, "response"]
+
+
+@pytest.mark.parametrize("close", ["deny", "withdraw"])
+async def test_no_progress_letter_follows_a_denial_or_a_withdrawal(stack: FastStack, close: str):
+    received = await stack.env.get_current_time()
+    request = await stack.open(_complaint(received))
+    await request.until(lambda s: s.status == "awaiting_approval")
+    await _until(stack, _at_nine(received, EVERY) + timedelta(hours=1))
+    if close == "deny":
+        await request.handle.execute_update(DSR.deny, DenyInput(
+            reason_code=DenialReason.other, explanation="We maintain our decision on the request", actor="compliance:cy"))
+    else:
+        await request.handle.execute_update(DSR.cancel, CancelInput(
+            reason="The complainant withdrew it by phone", withdrawn_by_subject=True))
+    await request.result()
+    await stack.sleep(timedelta(days=4 * EVERY))
+    closing = "denial" if close == "deny" else "cancellation"
+    assert stack.fakes.subject_letters(request.id) == ["acknowledgement", PURPOSE, closing]
+
+
+@pytest.mark.parametrize("regime, complaint", [("gdpr", False), ("uk_gdpr", False), ("vcdpa", True)],
+                         ids=["gdpr-request", "uk-request", "vcdpa-appeal"])
+async def test_other_requests_and_a_us_appeal_get_no_progress_letter(stack: FastStack, regime: str, complaint: bool):
+    request = await stack.open(RequestSpec(regime=regime, complaint=complaint, approval_required=True))
+    await request.until(lambda s: s.status == "awaiting_approval")
+    await stack.sleep(timedelta(days=4 * EVERY))
+    assert (await request.state()).status == "awaiting_approval"
+    assert stack.fakes.subject_letters(request.id) == ["acknowledgement"]
+
+
+async def test_a_progress_letters_step_run_again_sends_it_once_under_its_key(stack: FastStack):
+    """The relay fails (transient) as the first progress letter goes: its step runs again under the
+    same key (`<request>:complaint_progress:1`, the outbox's idempotency key: activities/outbox.py
+    `send_once`), never a new one, so a retry after a crash cannot send it twice."""
+    fakes = stack.fakes
+    received = await stack.env.get_current_time()
+    tries: list[str] = []
+
+    def failing(job) -> bool:
+        if job.purpose == PURPOSE:
+            tries.append(job.key)
+        return job.purpose == PURPOSE and len(tries) < 3
+
+    fakes.fail("send_letter", lambda: OSError("relay unreachable"), when=failing)
+    request = await stack.open(_complaint(received))
+    await request.until(lambda s: s.status == "awaiting_approval")
+    await _until(stack, _at_nine(received, EVERY) + timedelta(hours=1))
+    await _until(stack, _at_nine(received, 2 * EVERY) - timedelta(hours=1))
+    assert tries[:3] == ["1", "1", "1"]
+    assert [key for key, _, _ in _progress(stack, request.id)] == ["1"]
+
+
+# ---- the letter ----------------------------------------------------------------------------------
+
+def _said(text: str) -> str:
+    return " ".join(text.split())
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("late", [False, True], ids=["on-time", "late"])
+async def test_the_progress_letter_says_where_the_complaint_stands(language: str, late: bool):
+    received = date(2026, 1, 31)
+    deadline = compute_deadline("uk_gdpr", received, appeal=True)
+    letter = await as_sent(PURPOSE, "erasure", {"number": 3 if late else 1, "stage": "compliance", "late": late},
+                           regime="uk_gdpr", language=language, country="GB", details={"appeal_of": APPEAL_OF},
+                           due_date=deadline.due_date, extended_due_date=deadline.extended_due_date,
+                           current_due_date=deadline.due_date)
+    t = translations(language)
+    remedies = LOADED.in_language(language).remedies_for("uk_gdpr", "GB")
+    due = long_date(deadline.due_date, language)
+    assert letter.subject == t.gettext("An update on your complaint (ref. %(ref)s)") % {
+        "ref": short_reference(REQUEST_ID)}
+    for part in [part.replace(" ,", ",").replace(" .", ".") for part in both(letter)]:
+        assert _said(t.gettext("We received your complaint about our decision on request %(id)s on %(date)s. This "
+                               "e-mail tells you where it stands.") % {
+            "id": short_reference(APPEAL_OF), "date": long_date(received, language)}) in part
+        assert t.gettext("We are still looking into it: it is now awaiting the decision of our compliance "
+                         "team.") in part
+        next_day = received + timedelta(days=EVERY * (4 if late else 2))
+        assert t.gettext("If we have not told you the outcome by %(date)s, we will write to you again "
+                         "then.") % {"date": long_date(next_day, language)} in part
+        sorry = t.gettext("We aimed to tell you the outcome by %(date)s, and we have not yet done so. We are sorry "
+                          "for the delay. We will tell you the outcome as soon as we can.") % {"date": due}
+        aim = t.gettext("We aim to tell you the outcome by %(date)s.") % {"date": due}
+        assert (sorry in part, aim in part) == (late, not late)
+        # The Commissioner, as a complaint not yet decided names them; no further complaint to us.
+        assert _said(remedies.appeal.complaint_without_appeal) in part and remedies.authority.name in part
+        assert t.gettext("Your right to complain to us") not in part
+        if late:
+            assert t.gettext("You can also complain to %(authority)s about the delay (see below).") % {
+                "authority": remedies.authority_title} in part
+    if language == "en":
+        text = _said(letter.text)
+        assert "Complaint about: request" in text and "Information Commissioner's Office" in text
+
+
+def test_progress_days_are_a_complaints_alone_from_1_to_90_days():
+    content = copy.deepcopy(LOADED.content)
+    for days in (0, 91):
+        content["remedies"]["uk_gdpr"]["appeal"]["progress_days"] = days
+        with pytest.raises(PolicyError, match=r"remedies\.uk_gdpr\.appeal\.progress_days"):
+            parse_policy(content)
+    content["remedies"]["uk_gdpr"]["appeal"]["progress_days"] = 90
+    assert parse_policy(content).policy.complaint_progress_days("uk_gdpr") == 90
+    content = copy.deepcopy(LOADED.content)
+    content["remedies"]["vcdpa"]["appeal"]["progress_days"] = 14
+    with pytest.raises(PolicyError, match=r"remedies\.vcdpa\.appeal\.progress_days: an appeal under vcdpa"):
+        parse_policy(content)

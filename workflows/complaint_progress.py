@@ -1,0 +1,98 @@
+"""A UK complaint's progress letters (Data Protection Act 2018 s. 164A(5)(b): the controller informs
+the complainant about the progress of the complaint). Its acknowledgement promises to keep the
+complainant informed; a complaint then waits for compliance's approval, and before this nothing
+told them anything until the outcome. Now, while it is undecided, a `complaint_progress` letter
+goes the policy's `remedies.<regime>.appeal.progress_days` after its receipt and again every that
+many days: where it stands, when we aim to answer (or that we are late, with the Commissioner's
+remedy), each keyed by its number so that a step run again never sends it twice.
+
+Run beside the deadline watch (workflows/deadline_watch.py), whose failed steps' troubles it shares
+with staff. Deterministic: timers on the workflow's clock and one activity per letter. It stops at
+the outcome (the response is on its way, or a denial), a withdrawal or any other close.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from schemas.requests import RequestStatus
+    from schemas.workflow import Checkpoints, RequestFacts
+    from workflows.dsr_steps import MAILING, RequestClosed, StepSupervisor, letter_job, run_step
+    from workflows.step_trouble import REMIND_AT, REMIND_EVERY
+
+# workflow.patched id: complaints prepared before it carry no `progress_days` and never ask it.
+COMPLAINT_PROGRESS = "complaint-progress"
+PURPOSE = "complaint_progress"
+
+
+class Complaint(Protocol):
+    """What the progress letters read of the complaint's workflow (workflows/dsr.py)."""
+
+    request_id: str
+    _answering: bool  # the response (the outcome) is on its way
+
+    def _require_facts(self) -> RequestFacts: ...
+
+    @property
+    def closed(self) -> bool: ...
+
+    @property
+    def status(self) -> RequestStatus: ...
+
+    def current_checkpoints(self) -> Checkpoints: ...
+
+
+def stage(status: RequestStatus) -> str:
+    """Where the complaint stands, as its letter says it."""
+    if status == RequestStatus.awaiting_verification:
+        return "verification"  # the complainant has not confirmed their identity yet
+    return "compliance" if status == RequestStatus.awaiting_approval else "review"
+
+
+def receipt_day(facts: RequestFacts, checkpoints: Checkpoints) -> datetime:
+    """The controller's midnight that began the day of receipt (the checkpoints are the
+    controller's midnights, as UTC instants), as the days of its letters are counted."""
+    midnight = checkpoints.overdue_at
+    return midnight + REMIND_EVERY * ((facts.received_at - midnight) // REMIND_EVERY)
+
+
+async def keep_informed(complaint: Complaint, supervisor: StepSupervisor) -> None:
+    """The n-th progress letter at 9:00 on the day `n * progress_days` after receipt (the hour
+    staff's reminders go), until the complaint is decided or closed. After a worker away for
+    longer than the interval, only the newest letter due goes."""
+    facts = complaint._require_facts()
+    assert facts.progress_days is not None
+    every = timedelta(days=facts.progress_days)
+    start = receipt_day(facts, complaint.current_checkpoints()) + REMIND_AT
+
+    def decided() -> bool:
+        return complaint.closed or complaint._answering
+
+    number = 1
+    with contextlib.suppress(RequestClosed):  # closed while a failed letter waited for staff
+        while not decided():
+            delay = start + every * number - workflow.now()
+            if delay > timedelta(0):
+                try:
+                    await workflow.wait_condition(decided, timeout=delay)
+                    return
+                except TimeoutError:
+                    if decided():  # decided in the same moment: the timer's expiry wins the wait
+                        return
+            number = max(number, (workflow.now() - start) // every)
+            await run_step("send_letter", letter_job(complaint.request_id, PURPOSE, key=str(number),
+                                                     params=progress_params(complaint, number)),
+                           timeouts=MAILING, supervisor=supervisor)
+            number += 1
+
+
+def progress_params(complaint: Complaint, number: int) -> dict[str, Any]:
+    """The letter's facts: which one it is (its next is counted from it), the stage, and whether
+    the date we aimed to answer by has passed."""
+    late = workflow.now() >= complaint.current_checkpoints().overdue_at
+    return {"number": number, "stage": stage(complaint.status), "late": late}
