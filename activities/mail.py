@@ -29,6 +29,9 @@ from dsrflow.settings import Settings
 Handed = Callable[[], Awaitable[None]]
 
 IDLE_SECONDS = 30.0
+# How long a relay may take over each step: a command's answer (aiosmtplib's timeout), and each
+# wait for what was written to leave the event loop's buffers (_in_the_kernel).
+STEP_SECONDS = 30.0
 KEEP = 4  # connections kept open at most; more messages at once open more for the moment
 END_MARK = b".\r\n"  # aiosmtplib writes the message with it, dot-stuffed, in one call
 
@@ -62,7 +65,8 @@ class _SMTP(aiosmtplib.SMTP):
                 return
             write(chunk[:-len(END_MARK)])
             transports = [protocol.transport, self.beneath]
-            ending.append(asyncio.ensure_future(_end(transports, write, handed)))
+            seconds = self.timeout or STEP_SECONDS
+            ending.append(asyncio.ensure_future(_end(transports, write, handed, seconds)))
 
         protocol.write = withhold_end  # type: ignore[method-assign,assignment]  # this exchange's hook, undone below
         ended: BaseException | None = None
@@ -96,19 +100,31 @@ async def outlast(task: asyncio.Future[Any]) -> None:
         raise asyncio.CancelledError
 
 
-async def _end(transports: list[Any], write: Callable[[bytes], None], handed: Handed) -> None:
+async def _end(transports: list[Any], write: Callable[[bytes], None], handed: Handed, seconds: float) -> None:
     # A message larger than the socket's buffer waits in the event loop's: it must all be in the
     # kernel before the end mark can count as handed over, and so must the end mark itself.
-    await _in_the_kernel(transports)
+    await _in_the_kernel(transports, seconds)
     write(END_MARK)
-    await _in_the_kernel(transports)
+    await _in_the_kernel(transports, seconds)
     await handed()
 
 
-async def _in_the_kernel(transports: list[Any]) -> None:
-    """Wait until nothing written waits in the buffers of `transports` (the event loop's, TLS's)."""
-    while any(t is not None and t.get_write_buffer_size() for t in transports):
-        await asyncio.sleep(0.005)
+async def _in_the_kernel(transports: list[Any], seconds: float) -> None:
+    """Wait until nothing written waits in the buffers of `transports` (the event loop's, TLS's).
+
+    A relay that stops reading would keep it there for ever, and the sender with it: a stopped
+    sender waits for this (activities/outbox.py), so a worker could never shut down. After
+    `seconds` the connection is cut, what still waits thrown away: at least the end mark's last
+    byte is among it, so the relay has no message, and the send fails as one that never went."""
+    try:
+        async with asyncio.timeout(seconds):
+            while any(t is not None and t.get_write_buffer_size() for t in transports):
+                await asyncio.sleep(0.005)
+    except TimeoutError:
+        for transport in transports:
+            if transport is not None:
+                transport.abort()
+        raise aiosmtplib.SMTPTimeoutError(f"the relay took no more of the message for {seconds:g} s") from None
 
 
 def relay_options(settings: Settings) -> dict[str, Any]:
@@ -151,7 +167,7 @@ class Mailer:
             if client.is_connected and loop.time() - since < IDLE_SECONDS:
                 return client, True
             client.close()
-        client = _SMTP(**relay_options(self._settings), timeout=30)
+        client = _SMTP(**relay_options(self._settings), timeout=STEP_SECONDS)
         await client.connect()
         return client, False
 

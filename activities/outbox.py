@@ -40,7 +40,8 @@ retry would mistake for a death:
   reached the relay, so its claim becomes `failed` and the retry sends, with no `mail.resent`;
 - once it was (mid-DATA, activities/mail.py writes the withheld end mark all the same, and
   `handed` runs), the relay has the message, its answer unheard: the sender records the message
-  as sent itself, as a retry would, with a `mail.unconfirmed` saying it was stopped;
+  as sent itself, as a retry would, with a `mail.unconfirmed` saying it was stopped (unless the
+  relay stopped reading: mail.py then cuts the connection before the end mark, and it is `failed`);
 - while it claims or records (the relay's answer heard, or a dead sender's `data_sent` found), it
   finishes that first, waiting for a database that is restarting as it would anyway: the trail
   never calls unconfirmed a message the relay confirmed.

@@ -7,12 +7,16 @@ time, and no event says a try died that was stopped."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import socket
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from email.message import EmailMessage
 from email.utils import make_msgid
 
+import aiosmtplib
 import pytest
 from aiosmtpd.controller import Controller
 
@@ -141,11 +145,11 @@ async def test_a_send_stopped_mid_data_hands_the_message_over_and_records_it_unc
     reached, go = asyncio.Event(), asyncio.Event()
     in_the_kernel = mail._in_the_kernel
 
-    async def held_before_the_end_mark(transports) -> None:
+    async def held_before_the_end_mark(transports, seconds) -> None:
         if not reached.is_set():
             reached.set()
             await go.wait()
-        await in_the_kernel(transports)
+        await in_the_kernel(transports, seconds)
 
     monkeypatch.setattr(mail, "_in_the_kernel", held_before_the_end_mark)
     sending = asyncio.create_task(send_once(pool, mailer, key, message, request_id=None, on_sent=_recorded))
@@ -238,4 +242,64 @@ async def test_a_send_stopped_while_recording_what_the_relay_accepted_records_it
         await sending
     assert await _state(pool, key) == "sent"
     assert await send_once(pool, mailer, key, message, request_id=None, on_sent=_recorded) is Sent.ALREADY
+    assert (await _events(pool, key), handler.received) == ([], [message["Message-ID"]])
+
+
+@contextlib.asynccontextmanager
+async def _stalled_relay(settings) -> AsyncIterator[Settings]:
+    """A relay that answers up to DATA, then reads nothing more: the message stays in the
+    sender's buffers. Its receive buffer is kept small (no autotuning) so that they fill."""
+    listening = socket.socket()
+    listening.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    listening.bind(("127.0.0.1", 0))
+    ended = asyncio.Event()
+
+    async def converse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 stalled ESMTP\r\n")
+        while line := await reader.readline():
+            writer.write(b"354 go ahead\r\n" if line.upper().startswith(b"DATA") else b"250 OK\r\n")
+            if line.upper().startswith(b"DATA"):
+                break
+        await ended.wait()  # reads nothing more
+        writer.transport.abort()
+
+    server = await asyncio.start_server(converse, sock=listening)
+    try:
+        yield settings.model_copy(update={
+            "smtp_host": "127.0.0.1", "smtp_port": listening.getsockname()[1], "smtp_starttls": False,
+            "smtp_username": None, "smtp_password": None})
+    finally:
+        ended.set()
+        server.close()
+        await server.wait_closed()
+
+
+def _large_letter() -> tuple[EmailMessage, str]:
+    """Larger than a socket's send buffer can grow (4 MiB here), so some must wait in the loop's."""
+    message, key = _letter()
+    message.add_attachment(os.urandom(9 * 2**20), maintype="application", subtype="octet-stream")
+    return message, key
+
+
+@pytest.mark.parametrize("stopped", [False, True], ids=["timed-out", "stopped-meanwhile"])
+async def test_a_relay_that_stops_reading_the_message_fails_the_send_within_its_step_time(
+        pool, settings, relay, monkeypatch, stopped):
+    """The relay stops reading mid-message. The send used to wait for ever for the message to
+    leave the event loop's buffers, a stop (the worker shutting down) with it. Now the
+    connection is cut after the step's time, the relay never having the end mark: the claim is
+    given back (`failed`), and the next try sends the one copy, with no event saying a try died."""
+    handler, to_relay = relay
+    message, key = _large_letter()
+    async with _stalled_relay(settings) as stalled:
+        monkeypatch.setattr(mail, "STEP_SECONDS", 1.0)  # the stalled relay's sends only
+        sending = asyncio.create_task(send_once(pool, Mailer(stalled), key, message, request_id=None,
+                                                on_sent=_recorded))
+        if stopped:
+            await asyncio.sleep(0.5)
+            sending.cancel()
+        with pytest.raises(asyncio.CancelledError if stopped else aiosmtplib.SMTPTimeoutError):
+            await asyncio.wait_for(asyncio.shield(sending), 15)
+        monkeypatch.undo()
+    assert await _state(pool, key) == "failed"
+    assert await send_once(pool, Mailer(to_relay), key, message, request_id=None, on_sent=_recorded) is Sent.SENT
     assert (await _events(pool, key), handler.received) == ([], [message["Message-ID"]])
