@@ -13,13 +13,23 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from activities.context import ActivityContext
+from activities.letters import LetterActivities
+from activities.lifecycle import LifecycleActivities
+from activities.mail import Mailer
+from api.read_models.evidence import assemble_evidence
+from dsrflow.crypto.keys import load_secret_key
+from dsrflow.domain.audit import append_event
 from dsrflow.domain.deadlines import compute_deadline
 from dsrflow.domain.references import short_reference
 from dsrflow.i18n import long_date, translations
+from dsrflow.stores.requests_store import create_request
 from policy.model import PolicyError, parse_policy
-from schemas.requests import DenialReason
-from schemas.workflow import ApproveInput, CancelInput, DenyInput
+from schemas.requests import DenialReason, NewRequest
+from schemas.workflow import ApproveInput, CancelInput, DenyInput, LetterJob, StartRequest
 from tests.letters_as_sent import APPEAL_OF, LANGUAGES, LOADED, REQUEST_ID, as_sent, both
+from tests.policy_once import policy_of
+from tests.support import letters_for, stored_request, unique_email
 from tests.workflow_fakes import SHIPPED, RequestSpec
 from tests.workflow_stack import FastStack, stack_fixture  # noqa: F401 (the fixture)
 from workflows.dsr import DataSubjectRequestWorkflow as DSR
@@ -126,6 +136,43 @@ async def test_a_progress_letters_step_run_again_sends_it_once_under_its_key(sta
 
 
 # ---- the letter ----------------------------------------------------------------------------------
+
+async def test_a_progress_letter_sent_again_goes_once_and_is_in_the_evidence_pack(pool, settings, mail_sink):
+    """With the real activities and PostgreSQL: `prepare_request` gives a UK complaint the policy's
+    days (none to the request it complains of); the letter's step run again (a worker lost after
+    the relay took it) sends nothing more; the letter is on the trail and in the evidence pack."""
+    loaded = policy_of(settings)
+    email = unique_email("progress")
+    refused = await stored_request(pool, settings, "progress-refused", type_="erasure", regime="uk_gdpr", email=email)
+    async with pool.acquire() as conn:
+        await append_event(conn, event_key=f"{refused}:test-denial", event_type="letter.sent", actor="workflow",
+                           request_id=refused, data={"purpose": "denial", "refusal": True})
+    row, _ = await create_request(pool, NewRequest(type="erasure", regime="uk_gdpr", appeal_of=refused,
+                                                   subject={"email": email}, identity_attested=True),
+                                  loaded_policy=loaded, secret=load_secret_key(settings), actor="test",
+                                  idempotency_key=None)
+    complaint = str(row["id"])
+    ctx = ActivityContext(pool=pool, settings=settings, mailer=Mailer(settings), secret=load_secret_key(settings))
+    lifecycle = LifecycleActivities(ctx)
+    facts = await lifecycle.prepare_request(StartRequest(request_id=complaint, policy_version=loaded.version))
+    assert facts.progress_days == EVERY
+    refused_facts = await lifecycle.prepare_request(StartRequest(request_id=refused, policy_version=loaded.version))
+    assert refused_facts.progress_days is None
+
+    job = LetterJob(request_id=complaint, purpose=PURPOSE, key="1",
+                    params={"number": 1, "stage": "compliance", "late": False})
+    first, again = LetterActivities(ctx), LetterActivities(ctx)
+    assert not (await first.send_letter(job)).already_sent
+    assert (await again.send_letter(job)).already_sent
+    [letter] = letters_for(mail_sink, complaint, PURPOSE)
+    assert "An update on your complaint" in letter["Subject"]
+    pack = await assemble_evidence(pool, complaint, secret=load_secret_key(settings))
+    assert pack is not None
+    assert [lt["purpose"] for lt in pack["letters"]] == [PURPOSE]
+    sent = await pool.fetch("SELECT data->>'purpose' AS purpose FROM audit_events "
+                            "WHERE request_id = $1::uuid AND event_type = 'letter.sent'", complaint)
+    assert [e["purpose"] for e in sent] == [PURPOSE]  # on the trail once
+
 
 def _said(text: str) -> str:
     return " ".join(text.split())
