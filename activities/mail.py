@@ -29,8 +29,8 @@ from dsrflow.settings import Settings
 Handed = Callable[[], Awaitable[None]]
 
 IDLE_SECONDS = 30.0
-# How long a relay may take over each step: a command's answer (aiosmtplib's timeout), and each
-# wait for what was written to leave the event loop's buffers (_in_the_kernel).
+# How long a relay may take over each step: a command's answer (aiosmtplib's timeout), and the
+# message's taking no byte more of what waits in the event loop's buffers (_in_the_kernel).
 STEP_SECONDS = 30.0
 KEEP = 4  # connections kept open at most; more messages at once open more for the moment
 END_MARK = b".\r\n"  # aiosmtplib writes the message with it, dot-stuffed, in one call
@@ -114,17 +114,26 @@ async def _in_the_kernel(transports: list[Any], seconds: float) -> None:
 
     A relay that stops reading would keep it there for ever, and the sender with it: a stopped
     sender waits for this (activities/outbox.py), so a worker could never shut down. After
-    `seconds` the connection is cut, what still waits thrown away: at least the end mark's last
-    byte is among it, so the relay has no message, and the send fails as one that never went."""
-    try:
-        async with asyncio.timeout(seconds):
-            while any(t is not None and t.get_write_buffer_size() for t in transports):
-                await asyncio.sleep(0.005)
-    except TimeoutError:
-        for transport in transports:
-            if transport is not None:
-                transport.abort()
-        raise aiosmtplib.SMTPTimeoutError(f"the relay took no more of the message for {seconds:g} s") from None
+    `seconds` in which none of it left, the connection is cut, what still waits thrown away: at
+    least the end mark's last byte is among it, so the relay has no message, and the send fails
+    as one that never went."""
+    loop = asyncio.get_running_loop()
+    waiting, since = _buffered(transports), loop.time()
+    while any(waiting):
+        await asyncio.sleep(0.005)
+        left = _buffered(transports)
+        if any(now < before for now, before in zip(left, waiting, strict=True)):
+            since = loop.time()  # some of it left (under TLS, a buffer may fill as another drains)
+        elif loop.time() - since > seconds:
+            for transport in transports:
+                if transport is not None:
+                    transport.abort()
+            raise aiosmtplib.SMTPTimeoutError(f"the relay took none of the message for {seconds:g} s")
+        waiting = left
+
+
+def _buffered(transports: list[Any]) -> list[int]:
+    return [t.get_write_buffer_size() if t is not None else 0 for t in transports]
 
 
 def relay_options(settings: Settings) -> dict[str, Any]:
