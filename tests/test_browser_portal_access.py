@@ -366,6 +366,11 @@ async def test_a_request_closed_unconfirmed(
 
 # The letters' words a web page cannot say of itself (the LGPD's "keep this e-mail for that purpose").
 _THIS_EMAIL = {"en": "this e-mail", "nl": "deze e-mail", "fr": "cet e-mail", "de": "diese E-Mail"}
+_WORKING_ON_IT = ("We had to answer your request by %(date)s, and we have not yet done so. We are sorry. We are "
+                  "still working on it, and will answer as soon as we can.")
+_WAITING_FOR_YOU = ("We had to answer your request by %(date)s, and we have not yet done so: we are waiting for you "
+                    "to confirm that the request is yours, and cannot act on it until you do. To confirm it, enter "
+                    "the code from our e-mail or follow the link in it; we will then answer as soon as we can.")
 
 
 async def test_a_request_past_its_due_date_says_we_are_late_and_how_to_withdraw(
@@ -377,7 +382,9 @@ async def test_a_request_past_its_due_date_says_we_are_late_and_how_to_withdraw(
     every law, waiting for compliance's approval or in progress, in each language; never "keep this
     e-mail", which the LGPD's letters say (`complaint_on_portal`); the authority's address upright,
     as in the letters. On the due date
-    itself the page still says "We answer by". An open request says how to withdraw it; a closed
+    itself the page still says "We answer by". One the subject has not confirmed yet says we wait
+    for them and how to confirm (it said "We are still working on it"), unless its month has not
+    started (UK GDPR): then it is not late. An open request says how to withdraw it; a closed
     one does not. Before, the page said "We answer by" a day gone, and nothing of a withdrawal."""
     loaded = policy_of(settings)
     today = controller_today(settings)
@@ -404,9 +411,8 @@ async def test_a_request_past_its_due_date_says_we_are_late_and_how_to_withdraw(
         await assert_usable(page, seen, language, "Your request")
         said = page.locator("#late")
         await expect(said.get_by_role("heading", level=2)).to_have_text(t.gettext("Our answer is late"))
-        await expect(said).to_contain_text(t.gettext(
-            "We had to answer your request by %(date)s, and we have not yet done so. We are sorry. We are still "
-            "working on it, and will answer as soon as we can.") % {"date": longdate(today - timedelta(days=1), language)})
+        await expect(said).to_contain_text(t.gettext(_WORKING_ON_IT) % {
+            "date": longdate(today - timedelta(days=1), language)})
         await expect(said.get_by_role("heading", level=3)).to_have_text(
             t.gettext("Your right to complain to %(authority)s") % {"authority": remedies.authority_title})
         await expect(said).to_contain_text(" ".join(complaint.split()))
@@ -421,6 +427,27 @@ async def test_a_request_past_its_due_date_says_we_are_late_and_how_to_withdraw(
                 t.gettext(STATUS_WORDS[RequestStatus.awaiting_approval][0]))
         await expect(page.locator("#withdraw")).to_contain_text(PRIVACY_EMAIL)
     await shots(page, "late")
+
+    # Not yet confirmed by the subject: under the GDPR, whose time runs from receipt all the same,
+    # late, but we wait for them, and the page says how to confirm (it said "We are still working on
+    # it"); a UK GDPR request's month has not started, so it is not late at all.
+    unconfirmed = {regime: await opened(regime, "awaiting_verification", today - timedelta(days=1))
+                   for regime in ("gdpr", "uk_gdpr")}
+    for language in ("en", "fr"):
+        t = translations(language)
+        await page.goto(f"{site}/portal/requests/{unconfirmed['gdpr']}?lang={language}")
+        await assert_usable(page, seen, language, "Your request")
+        said, day = page.locator("#late"), {"date": longdate(today - timedelta(days=1), language)}
+        await expect(said.get_by_role("heading", level=2)).to_have_text(t.gettext("Our answer is late"))
+        await expect(said).to_contain_text(t.gettext(_WAITING_FOR_YOU) % day)
+        await expect(said).not_to_contain_text(t.gettext(_WORKING_ON_IT) % day)
+        await expect(said.get_by_role("heading", level=3)).to_have_count(1)  # the right to complain of it
+        await expect(page.get_by_role("link", name=t.gettext("Enter the code from our e-mail"))).to_have_count(1)
+    await page.goto(f"{site}/portal/requests/{unconfirmed['uk_gdpr']}?lang=en")
+    await assert_usable(page, seen, "en", "Your request")
+    await expect(page.locator("#late")).to_have_count(0)
+    await expect(page.locator("#due-date")).to_have_text(
+        "We will answer within one month of the day you confirm your identity, at the latest.")
 
     # Due today, and answered: neither is late; only the open one says how to withdraw it.
     due_today = await opened("gdpr", "in_progress", today)
