@@ -268,9 +268,13 @@ class HttpExchange:
         self.unsure_before, self.refused = False, None
         while True:
             attempt += 1
-            await self.ledger.acquire()
-            sent = {"Accept": "application/json", **self.config.headers, **own,
-                    **(await self.credentials.headers())}
+            day = await self.ledger.acquire()
+            try:
+                sent = {"Accept": "application/json", **self.config.headers, **own,
+                        **(await self.credentials.headers())}
+            except BaseException:
+                await self.ledger.give_back(day)  # no request went for this share of the quota
+                raise
             form: dict[str, str] | None = None
             json_body: Any = None
             if body is not None and self.config.body_format == "form":
@@ -288,6 +292,8 @@ class HttpExchange:
                     f"system {self.system}: {self.config.service}'s answer to {what} was longer than "
                     f"{ANSWER_MIB} MiB, far more than a page of its API: not read") from None
             except httpx.TransportError as exc:
+                if isinstance(exc, _NEVER_SENT):
+                    await self.ledger.give_back(day)  # the service saw nothing, nor counted it
                 # An answer sent too slowly to arrive whole by the deadline took minutes already:
                 # the activity's retries, with their backoff, try again later.
                 if attempt >= retry.attempts or isinstance(exc, AnswerTooSlow):

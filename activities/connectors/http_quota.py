@@ -10,13 +10,15 @@ begins, and the caller lets the workflow wait (a timer), never a sleeping activi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import asyncpg
 from temporalio import activity
 
+from activities.errors import TRANSIENT_DB_ERRORS
 from dsrflow.i18n import SOURCE_LANGUAGE, long_datetime
 from policy.http_model import Limits
 
@@ -68,12 +70,31 @@ class QuotaLedger:
         self.clock = clock
         self.zone = ZoneInfo(limits.timezone)
 
-    async def acquire(self) -> None:
-        """Take one request's share of the daily quota, then wait for this bucket's next slot."""
-        if self.limits.per_day is not None:
-            await self._take_daily_unit()
+    async def acquire(self) -> date | None:
+        """Take one request's share of the daily quota, then wait for this bucket's next slot.
+        Returns the quota day the share was taken from (None: no daily quota), for `give_back`;
+        stopped while it waits for the slot, it gives the share back itself."""
+        day = await self._take_daily_unit() if self.limits.per_day is not None else None
         if self.limits.per_second is not None:
-            await self._wait_for_slot(1.0 / self.limits.per_second)
+            try:
+                await self._wait_for_slot(1.0 / self.limits.per_second)
+            except BaseException:
+                await self.give_back(day)
+                raise
+        return day
+
+    async def give_back(self, day: date | None) -> None:
+        """Return a share of `day`'s quota taken for a request that never went (stopped before it,
+        or its connection never made): the service counted nothing, and a network outage's tries
+        must not use up the day's quota, leaving erasures waiting a day for nothing. A database
+        unreachable meanwhile keeps the share used: counting one too many only errs on the side
+        of the service's limit."""
+        if day is None or self.pool is None:
+            return
+        with contextlib.suppress(*TRANSIENT_DB_ERRORS):
+            await self.pool.execute(
+                "UPDATE http_quota_days SET used = used - 1 WHERE bucket = $1 AND day = $2 AND used > 0",
+                self.bucket, day)
 
     def _quota_day(self) -> tuple[datetime, datetime]:
         local = self.clock.now().astimezone(self.zone)
@@ -85,7 +106,7 @@ class QuotaLedger:
         """When the service's next quota day begins (UTC)."""
         return self._quota_day()[1].astimezone(UTC)
 
-    async def _take_daily_unit(self) -> None:
+    async def _take_daily_unit(self) -> date:
         if self.pool is None:
             raise RuntimeError("a daily quota needs the app database")
         day, following = self._quota_day()
@@ -97,6 +118,7 @@ class QuotaLedger:
             self.bucket, day.date(), self.limits.per_day)
         if used is None:
             raise QuotaExhausted(self.bucket, self.limits.per_day or 0, following.astimezone(UTC))
+        return day.date()
 
     async def _wait_for_slot(self, interval: float) -> None:
         if self.pool is None:
