@@ -50,4 +50,6 @@ class ActivityContext:
         if request["current_due_date"] is None or request.get("closed_at") is not None:
             return None
         timezone = (await self.policy(request["policy_version"])).policy.defaults.timezone
+        # Today is the controller's, as the deadline watch's warnings and overdue flag count it (its
+        # midnights), not the earlier of two places' as a request's day of receipt is.
         return int((request["current_due_date"] - receipt_date(now, timezone)).days)

@@ -41,7 +41,7 @@ from activities.outbox_withdrawal import settle
 from activities.restrictions import lift_letter_context
 from dsrflow.crypto.hashing import keyed_hash, token_hash
 from dsrflow.domain.audit import append_event
-from dsrflow.domain.deadlines import receipt_date, takes_complaints
+from dsrflow.domain.deadlines import receipt_date_for, takes_complaints
 from dsrflow.domain.references import short_reference
 from dsrflow.i18n import ENGLISH, Translator, worded
 from dsrflow.infra.failpoints import failpoint
@@ -144,8 +144,9 @@ async def build_context(ctx: ActivityContext, row: dict[str, Any], job: LetterJo
                 row["request_type"], row["regime"], t),
             "regime": row["regime"],
             "regime_name": regime_name(row["regime"], t),
-            # The date the deadline counts from, so a letter and its due date agree.
-            "received_date": receipt_date(row["received_at"], policy.defaults.timezone),
+            # The date the deadline counts from, so a letter and its due date agree: the earlier of
+            # the controller's and the law's place's (a staff alert says the same day).
+            "received_date": receipt_date_for(row["received_at"], policy.defaults.timezone, row["regime"]),
             "due_date": row["due_date"],
             "extended_due_date": row["extended_due_date"],
             "current_due_date": row["current_due_date"],

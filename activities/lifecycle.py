@@ -12,7 +12,7 @@ from temporalio import activity
 
 from activities.context import ActivityContext
 from dsrflow.domain.audit import append_event
-from dsrflow.domain.deadlines import Deadline, compute_deadline, receipt_date
+from dsrflow.domain.deadlines import Deadline, compute_deadline, receipt_date_for
 from dsrflow.infra.failpoints import failpoint
 from dsrflow.infra.metrics import verification_event
 from dsrflow.infra.writes import Write
@@ -50,9 +50,10 @@ def deadline_checkpoints(due: date, timezone: str, warning_days: tuple[int, ...]
 
 def _deadline(row: dict[str, Any], policy: Policy, verified: date | None = None) -> Deadline:
     """The request's deadlines, counted from receipt (and, under the UK GDPR, from `verified`,
-    the controller-local day its identity was verified, if later)."""
+    the day its identity was verified, if later): each day the earlier of the controller's and the
+    law's place's (`receipt_date_for`). An appeal or complaint counts from its own receipt (`row`'s)."""
     return compute_deadline(
-        row["regime"], receipt_date(row["received_at"], policy.defaults.timezone),
+        row["regime"], receipt_date_for(row["received_at"], policy.defaults.timezone, row["regime"]),
         # The controller's calendar, never the subject's country (Reg. 1182/71 Art. 2(1)): the
         # subject's country is only a fact about them, and any valid code may arrive.
         establishment=policy.defaults.country if row["regime"] == "gdpr" else None,
@@ -124,8 +125,8 @@ class LifecycleActivities:
 
     @activity.defn(name="start_clock_at_verification")
     async def start_clock_at_verification(self, verified: VerifiedAt) -> ClockStarted | None:
-        """UK GDPR: the month to answer starts on the controller-local day the identity was verified
-        by code (DESIGN.md, Deadlines; the ICO's guidance on the right of access). The due date and
+        """UK GDPR: the month to answer starts on the day the identity was verified by code (the
+        earlier of London's and the controller's) (DESIGN.md, Deadlines; the ICO's guidance on the right of access). The due date and
         extended due date counted from that day replace those counted from receipt, with the current
         one (the extended date if staff extended already), and the start is audited once
         (`deadline.clock_started`: the days and both dates). None where the clock does not move: any
@@ -138,7 +139,8 @@ class LifecycleActivities:
                 return None
             policy = (await self.ctx.policy(verified.policy_version)).policy
             tz = policy.defaults.timezone
-            day = receipt_date(verified.verified_at, tz)
+            # As receipt is counted: the earlier of London's day and the controller's.
+            day = receipt_date_for(verified.verified_at, tz, row["regime"])
             at_receipt, deadline = _deadline(row, policy), _deadline(row, policy, verified=day)
             await append_event(
                 conn, event_key=f"{verified.request_id}:clock-started", request_id=verified.request_id,

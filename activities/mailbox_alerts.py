@@ -83,6 +83,8 @@ async def _alert_new(pool: asyncpg.Pool, mailer: Mailer, policy: Policy, rules: 
     rows = await pool.fetch(
         "SELECT id, arrived_at FROM mailbox_messages WHERE status = 'new' AND alerted_at IS NULL "
         "AND alert_key IS NULL ORDER BY arrived_at")
+    # The working days of the controller's own office, in its zone (not `receipt_date_for`, a
+    # request's clock): how long mail has waited there to be read, whatever law it falls under.
     tz, country = policy.defaults.timezone, policy.defaults.country
     waiting = [r for r in rows if today >= working_days_after(receipt_date(r["arrived_at"], tz),
                                                               rules.alert_after_working_days, country)]

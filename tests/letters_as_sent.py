@@ -15,7 +15,7 @@ from activities.connectors.base import HeldRecord
 from activities.connectors.sql_erasure import kept_summary
 from activities.letter_stopped import DONE_SYSTEMS, STOPPED_RUNS
 from activities.letter_templates import RenderedLetter, render_letter
-from dsrflow.domain.deadlines import compute_deadline, receipt_date
+from dsrflow.domain.deadlines import compute_deadline, receipt_date_for
 from policy.model import LoadedPolicy, load_policy
 from schemas.vocabulary import Language, Regime
 from schemas.workflow import LetterJob
@@ -39,10 +39,19 @@ class _Ctx:
         return self.loaded
 
 
+# 31 January in Brussels, the GDPR's day; 30 January where the other laws are (`received_on`).
+RECEIVED_AT = datetime(2026, 1, 30, 23, 30, tzinfo=UTC)
+
+
+def received_on(regime: str) -> date:
+    """The day a `request_row` of `regime` was received, the day its clock and letters count from."""
+    return receipt_date_for(RECEIVED_AT, "Europe/Brussels", regime)
+
+
 def request_row(regime: str, request_type: str, language: str, **overrides: Any) -> dict[str, Any]:
     """A request row as `get_request_with` returns it."""
-    received_at = datetime(2026, 1, 30, 23, 30, tzinfo=UTC)  # 31 January in Brussels
-    deadline = compute_deadline(regime, receipt_date(received_at, "Europe/Brussels"),
+    received_at = RECEIVED_AT
+    deadline = compute_deadline(regime, received_on(regime),
                                 establishment="BE" if regime == "gdpr" else None)
     return {"id": REQUEST_ID, "request_type": request_type, "regime": regime, "received_at": received_at,
             "due_date": deadline.due_date, "extended_due_date": deadline.extended_due_date,

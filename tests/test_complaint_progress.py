@@ -8,7 +8,7 @@ none. On the fast stack (tests/workflow_stack.py), the letters as sent (tests/le
 from __future__ import annotations
 
 import copy
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -20,14 +20,14 @@ from activities.mail import Mailer
 from api.read_models.evidence import assemble_evidence
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.domain.audit import append_event
-from dsrflow.domain.deadlines import compute_deadline
+from dsrflow.domain.deadlines import compute_deadline, receipt_date_for
 from dsrflow.domain.references import short_reference
 from dsrflow.i18n import long_date, translations
 from dsrflow.stores.requests_store import create_request
 from policy.model import PolicyError, parse_policy
 from schemas.requests import DenialReason, NewRequest
 from schemas.workflow import ApproveInput, CancelInput, DenyInput, LetterJob, StartRequest
-from tests.letters_as_sent import APPEAL_OF, LANGUAGES, LOADED, REQUEST_ID, as_sent, both
+from tests.letters_as_sent import APPEAL_OF, LANGUAGES, LOADED, REQUEST_ID, as_sent, both, received_on
 from tests.policy_once import policy_of
 from tests.support import letters_for, stored_request, unique_email
 from tests.workflow_fakes import SHIPPED, RequestSpec
@@ -65,7 +65,7 @@ async def test_an_undecided_uk_complaint_is_told_of_its_progress_until_its_outco
     request = await stack.open(_complaint(received))
     await request.until(lambda s: s.status == "awaiting_approval")
     due = (await request.state()).current_due_date
-    assert due == compute_deadline("uk_gdpr", received.astimezone(ZoneInfo("Europe/Brussels")).date(),
+    assert due == compute_deadline("uk_gdpr", receipt_date_for(received, "Europe/Brussels", "uk_gdpr"),
                                    appeal=True).due_date
 
     await _until(stack, _at_nine(received, EVERY) - timedelta(minutes=5))
@@ -181,7 +181,7 @@ def _said(text: str) -> str:
 @pytest.mark.parametrize("language", LANGUAGES)
 @pytest.mark.parametrize("late", [False, True], ids=["on-time", "late"])
 async def test_the_progress_letter_says_where_the_complaint_stands(language: str, late: bool):
-    received = date(2026, 1, 31)
+    received = received_on("uk_gdpr")  # London's day: 30 January, 31 in Brussels
     deadline = compute_deadline("uk_gdpr", received, appeal=True)
     letter = await as_sent(PURPOSE, "erasure", {"number": 3 if late else 1, "stage": "compliance", "late": late},
                            regime="uk_gdpr", language=language, country="GB", details={"appeal_of": APPEAL_OF},

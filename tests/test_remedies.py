@@ -11,7 +11,7 @@ from datetime import timedelta
 from temporalio import activity
 
 from activities.letters import deliver_letter
-from dsrflow.domain.deadlines import receipt_date
+from dsrflow.domain.deadlines import receipt_date_for
 from dsrflow.domain.references import short_reference
 from dsrflow.i18n import long_date
 from schemas.workflow import LetterJob, LetterReceipt, workflow_id_for
@@ -219,8 +219,8 @@ async def test_an_appeal_of_a_vcdpa_denial_opens_with_its_own_deadline(http, poo
     view = (await http.get(f"/v1/requests/{appeal}", headers=compliance)).json()
     assert view["regime"] == "vcdpa" and view["details"]["appeal_of"] == refused
     due = await wait_for_due_date(pool, appeal)
-    received = receipt_date(await pool.fetchval("SELECT received_at FROM dsr_requests WHERE id = $1", appeal),
-                            "Europe/Brussels")
+    received = receipt_date_for(await pool.fetchval("SELECT received_at FROM dsr_requests WHERE id = $1", appeal),
+                                "Europe/Brussels", "vcdpa")
     assert due == received + timedelta(days=60)  # Va. Code § 59.1-577(C), not the 45 days of a request
     acknowledgement = text_of(await wait_for_letter(mail_sink, appeal, "acknowledgement"))
     assert f"Appeal of: request {short_reference(refused)}" in acknowledgement and refused not in acknowledgement

@@ -19,7 +19,7 @@ from activities.lifecycle import LifecycleActivities
 from activities.mail import Mailer
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.domain.audit import append_event
-from dsrflow.domain.deadlines import receipt_date
+from dsrflow.domain.deadlines import receipt_date_for
 from dsrflow.domain.references import short_reference
 from dsrflow.stores.requests_store import create_request
 from policy.model import load_policy, parse_policy
@@ -138,7 +138,7 @@ async def test_a_uk_subject_complains_through_the_portals_form_and_is_acknowledg
     row = await pool.fetchrow("SELECT details, received_at, acknowledge_by, due_date, extended_due_date "
                               "FROM dsr_requests WHERE id = $1::uuid", complaint)
     assert row["details"]["appeal_of"] == refused
-    received = receipt_date(row["received_at"], load_policy().policy.defaults.timezone)
+    received = receipt_date_for(row["received_at"], load_policy().policy.defaults.timezone, "uk_gdpr")
     assert (row["acknowledge_by"], row["due_date"], row["extended_due_date"]) == (
         received + timedelta(days=29), received + timedelta(days=30), received + timedelta(days=30))
 
@@ -248,6 +248,6 @@ async def test_a_complaints_due_date_is_the_target_of_its_policy_version(pool, s
     ctx = ActivityContext(pool=pool, settings=settings, mailer=Mailer(settings), secret=load_secret_key(settings))
     facts = await LifecycleActivities(ctx).prepare_request(StartRequest(request_id=str(row["id"]),
                                                                         policy_version=loaded.version))
-    received = receipt_date(row["received_at"], loaded.policy.defaults.timezone)
+    received = receipt_date_for(row["received_at"], loaded.policy.defaults.timezone, "uk_gdpr")
     assert (facts.acknowledge_by, facts.due_date, facts.extended_due_date) == (
         received + timedelta(days=29), received + timedelta(days=45), received + timedelta(days=45))

@@ -27,7 +27,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.fanout import ACTIONS
 from activities.lifecycle import deadline_checkpoints
-from dsrflow.domain.deadlines import compute_deadline, receipt_date
+from dsrflow.domain.deadlines import compute_deadline, receipt_date_for
 from schemas.audit import AnchorInput, AnchorReport
 from schemas.copies import PurgeInput, PurgeReport
 from schemas.holds import SweepInput, SweepReport
@@ -70,7 +70,7 @@ class FakeActivities(FakeWorld):
         assert spec.received_at is not None
         policy = SHIPPED.policy
         tz = policy.defaults.timezone
-        deadline = compute_deadline(spec.regime, receipt_date(spec.received_at, tz),
+        deadline = compute_deadline(spec.regime, receipt_date_for(spec.received_at, tz, spec.regime),
                                     establishment=policy.defaults.country if spec.regime == "gdpr" else None,
                                     appeal=spec.complaint, target_days=policy.complaint_days(spec.regime))
         warnings = policy.deadline_warnings_days
@@ -89,7 +89,7 @@ class FakeActivities(FakeWorld):
 
     @activity.defn(name="start_clock_at_verification")
     async def start_clock_at_verification(self, verified: VerifiedAt) -> ClockStarted | None:
-        """A UK request's dates counted from the controller-local day of its verification, audited
+        """A UK request's dates counted from the day of its verification (`receipt_date_for`), audited
         once; None under any other law."""
         self._maybe_fail("start_clock_at_verification", verified)
         spec = self.specs[verified.request_id]
@@ -98,8 +98,8 @@ class FakeActivities(FakeWorld):
         assert spec.received_at is not None
         policy = SHIPPED.policy
         tz, warnings = policy.defaults.timezone, policy.deadline_warnings_days
-        deadline = compute_deadline(spec.regime, receipt_date(spec.received_at, tz),
-                                    verified=receipt_date(verified.verified_at, tz))
+        deadline = compute_deadline(spec.regime, receipt_date_for(spec.received_at, tz, spec.regime),
+                                    verified=receipt_date_for(verified.verified_at, tz, spec.regime))
         if self._first("event", verified.request_id, "clock-started"):
             self.events.append(EventRecord(request_id=verified.request_id, event_type="deadline.clock_started",
                                            event_key="clock-started", data={"to": deadline.due_date.isoformat()}))

@@ -91,7 +91,8 @@ async def _queue(request: Request, state: AppState, today: date, staff: Staff) -
             for item in page.items]
     kept = [(k, v) for k, v in request.query_params.multi_items() if k not in _NOT_FILTERS]
     next_url = f"/console/?{urlencode([*kept, ('cursor', page.next_cursor)])}" if page.next_cursor else None
-    return {**WORDS, "rows": rows, "received_in": await received_in(pool, [item.id for item in page.items]),
+    _, received_on = await received_in(pool, [item.id for item in page.items])
+    return {**WORDS, "rows": rows, "received_on": received_on,
             "errors": errors, "filters": filters, "next_url": next_url, "cursor": cursor,
             "statuses": list(RequestStatus), "regimes": list(Regime), "query": urlencode(kept),
             "me": staff.token_id, "colleagues": await colleagues(pool)}

@@ -256,7 +256,8 @@ async def _subject_context(state: AppState, context: dict[str, Any]) -> dict[str
     r, pool = context["r"], await state.db()
     others = await other_requests(pool, r["id"], r["subject"]["email"], r["subject"]["customer_id"],
                                   load_secret_key(state.settings))
-    return {"other_requests": others, "received_in": await received_in(pool, [o.id for o in others]),
+    zones, received_on = await received_in(pool, [o.id for o in others])
+    return {"other_requests": others, "received_in": zones, "received_on": received_on,
             "other_requests_limit": OTHER_REQUESTS_LIMIT}
 
 

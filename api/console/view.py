@@ -10,6 +10,7 @@ import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 from urllib.parse import quote
 
@@ -24,6 +25,7 @@ from api.read_models.event_words import WORDS as WORDS  # the console's template
 from api.read_models.event_words import day_words
 from api.staff_actions import STAFF_ACTIONS, Situation
 from api.state import AppState
+from dsrflow.domain.deadlines import receipt_date_for
 from dsrflow.i18n import language_name
 from dsrflow.settings import Settings
 from policy.controller import Defaults
@@ -73,15 +75,17 @@ def policy_system_labels(state: AppState) -> dict[str, str]:
     return {name: system.label for name, system in policy.systems.items()}
 
 
-async def received_in(pool: asyncpg.Pool, request_ids: list[str]) -> dict[str, str]:
-    """Each listed request's timezone, its policy version's: the day it was received, in the queue
-    or among the subject's other requests, is that zone's day, the one its deadline counts from
-    and its own page shows (a version without one has the policy's default)."""
+async def received_in(pool: asyncpg.Pool, request_ids: list[str]) -> tuple[dict[str, str], dict[str, date]]:
+    """Each listed request's timezone, its policy version's (a version without one has the
+    policy's default), the zone of its days in the queue or among the subject's other requests
+    (its close); and the day it was received, the one its deadline counts from: that zone's day,
+    or its law's place's where that is earlier (`receipt_date_for`), as its letters say."""
     rows = await pool.fetch(
-        """SELECT r.id::text AS id, v.content->'defaults'->>'timezone' AS zone
+        """SELECT r.id::text AS id, r.regime, r.received_at, v.content->'defaults'->>'timezone' AS zone
              FROM dsr_requests r LEFT JOIN policy_versions v ON v.version = r.policy_version
             WHERE r.id = ANY($1::uuid[])""", [uuid.UUID(i) for i in request_ids])
-    return {row["id"]: row["zone"] or Defaults().timezone for row in rows}
+    zones = {row["id"]: row["zone"] or Defaults().timezone for row in rows}
+    return zones, {row["id"]: receipt_date_for(row["received_at"], zones[row["id"]], row["regime"]) for row in rows}
 
 
 def temporal_ui_link(settings: Settings, request_id: str) -> str:

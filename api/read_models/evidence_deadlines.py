@@ -2,7 +2,8 @@
 was answered and its extension announced in time, all counted as the workflow counts them.
 
 Deadlines are dates in the controller's calendar (dsrflow/domain/deadlines.py): the day of receipt
-is the local date in the timezone of the policy the request ran under, not UTC's. The pack used to
+is the local date in the timezone of the policy the request ran under, not UTC's, or the law's
+place's where that is earlier (`receipt_date_for`; the pack names both then). The pack used to
 compare the UTC date of closing with the due date, so a request closed at 00:30 in Brussels on the
 day after its due date (23:30 UTC on the due date) read as answered on time.
 
@@ -24,7 +25,15 @@ import asyncpg
 # table for the letter and the pack.
 from activities.citations import APPEAL_PROVISIONS, PERIODS
 from api.read_models.event_words import country_words
-from dsrflow.domain.deadlines import answer_days, country_of_law, grants_appeal, receipt_date, takes_complaints
+from dsrflow.domain.deadlines import (
+    answer_days,
+    country_of_law,
+    grants_appeal,
+    law_zone,
+    receipt_date,
+    receipt_date_for,
+    takes_complaints,
+)
 from dsrflow.i18n import long_datetime
 from policy.controller import Defaults
 from schemas.clock_start import clock_waits_for_verification
@@ -147,6 +156,17 @@ def _local(moment: datetime | None, timezone: str) -> date | None:
     return receipt_date(moment, timezone) if moment else None
 
 
+def _received(row: dict[str, Any], timezone: str) -> dict[str, Any]:
+    """The day the request's clock counts from (`received_on`): the earlier of its date in the
+    controller's zone and in the zone of the law's place (`receipt_date_for`); `received_in` names
+    the zone whose date that is, `controller_received_on` the controller's date (the pack said the
+    controller's alone, a day late for a request sent in the Californian evening)."""
+    here = receipt_date(row["received_at"], timezone)
+    counted = receipt_date_for(row["received_at"], timezone, row["regime"])
+    return {"received_on": counted, "received_in": timezone if counted == here else law_zone(row["regime"]),
+            "controller_received_on": here}
+
+
 def _day(value: Any) -> date | None:
     """A date an event holds as an ISO string (an extension's, an alert's due date); the JSON writes it alike."""
     return date.fromisoformat(value) if isinstance(value, str) else value
@@ -186,7 +206,7 @@ def _clock(row: dict[str, Any], events: list[dict[str, Any]], timezone: str, app
                 **{key: _day(started[key]) for key in ("from", "to", "extended_from", "extended_to")}}
     because = ("identity_attested" if row["attested_by"] else "counted_from_receipt" if row["verified_at"]
                else "identity_not_verified")
-    return {"start": _local(row["received_at"], timezone), "because": because}
+    return {"start": _received(row, timezone)["received_on"], "because": because}
 
 
 def deadlines(row: dict[str, Any], events: list[dict[str, Any]], letters: list[dict[str, Any]],
@@ -210,7 +230,7 @@ def deadlines(row: dict[str, Any], events: list[dict[str, Any]], letters: list[d
         "due_date": row["due_date"], "extended_due_date": row["extended_due_date"],
         "current_due_date": row["current_due_date"], "extended": row["extended"],
         "basis": {
-            "timezone": tz, "received_on": _local(row["received_at"], tz),
+            "timezone": tz, **_received(row, tz),
             "calendar": calendar, "holidays": _holidays(row["regime"], calendar, appeal),
             "appeal": appeal, "rule": _rule(row["regime"], appeal, target_days),
             "clock": _clock(row, events, tz, appeal),

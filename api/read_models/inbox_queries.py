@@ -14,7 +14,7 @@ import asyncpg
 
 from api.read_models.cursors import decode_cursor, encode_cursor
 from dsrflow.crypto.mail_files import open_record
-from dsrflow.domain.deadlines import compute_deadline, receipt_date, working_days_after
+from dsrflow.domain.deadlines import compute_deadline, receipt_date, receipt_date_for, working_days_after
 from dsrflow.domain.inbound_mail import sound_record
 from dsrflow.stores.mailbox_store import get_message, request_messages
 from policy.mailbox import MailboxPolicy
@@ -28,9 +28,12 @@ def _opened(row: Mapping[str, Any], secret: bytes) -> dict[str, Any]:
 
 def _view(row: dict[str, Any], secret: bytes, policy: Policy, rules: MailboxPolicy, today: date) -> dict[str, Any]:
     record = _opened(row, secret)
-    received = receipt_date(row["received_at"], policy.defaults.timezone)
-    due = compute_deadline(policy.defaults.regime, received,
-                           establishment=policy.defaults.country if policy.defaults.regime == "gdpr" else None).due_date
+    regime = policy.defaults.regime
+    # The due date it would have as a request, counted as prepare_request counts it.
+    received = receipt_date_for(row["received_at"], policy.defaults.timezone, regime)
+    due = compute_deadline(regime, received, establishment=policy.defaults.country if regime == "gdpr" else None).due_date
+    # The alert counts the working days of the controller's own office, where the mail waits to be
+    # read: its days, in its zone, whatever law a message's request would fall under.
     alert_on = working_days_after(receipt_date(row["arrived_at"], policy.defaults.timezone),
                                   rules.alert_after_working_days, policy.defaults.country)
     return {**{k: v for k, v in row.items() if k != "sealed"}, "id": str(row["id"]), "mail": record,

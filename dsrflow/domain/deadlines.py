@@ -50,6 +50,20 @@ _CALENDARS: dict[Regime, tuple[str, str | None]] = {
     Regime.pipeda: ("CA", None),
 }
 
+# The time zone of the place whose law each regime is, where it is not the controller's (the GDPR
+# has no one place: the controller's own zone, `defaults.timezone`, counts). A request sent at
+# 21:30 in California reaches a controller in Brussels the next morning; the regulator counts the
+# day it was sent. Canada spans six zones: the westernmost, whose date is the earliest.
+_LAW_ZONES: dict[Regime, str] = {
+    Regime.uk_gdpr: "Europe/London",
+    Regime.ccpa: "America/Los_Angeles",
+    Regime.vcdpa: "America/New_York",
+    Regime.ctdpa: "America/New_York",
+    Regime.cpa: "America/Denver",
+    Regime.lgpd: "America/Sao_Paulo",
+    Regime.pipeda: "America/Vancouver",
+}
+
 # EU member states plus Iceland, Liechtenstein and Norway, where the GDPR applies through the EEA
 # Agreement. The UK is deliberately absent: its requests belong to `uk_gdpr`.
 _EEA = frozenset(
@@ -135,8 +149,24 @@ def is_working_day(day: date, country: str, subdivision: str | None = None) -> b
 
 
 def receipt_date(received_at: datetime, timezone: str) -> date:
-    """The day a request was received, as the controller counts it: its local date, not UTC's."""
+    """The day a moment fell on in `timezone`: its local date, not UTC's. A subject's request
+    counts its clock from `receipt_date_for`, which also asks the law's own place."""
     return received_at.astimezone(ZoneInfo(timezone)).date()
+
+
+def law_zone(regime: Regime | str) -> str | None:
+    """The time zone of the place whose law `regime` is (None: the GDPR's, the controller's own)."""
+    return _LAW_ZONES.get(_parse_regime(regime))
+
+
+def receipt_date_for(received_at: datetime, controller_tz: str, regime: Regime | str) -> date:
+    """The day a request under `regime` was received, the day its clock counts from: the earlier
+    of its date in the controller's zone and in the zone of the law's place (`law_zone`), so that
+    no deadline runs later than either place counts it (a request sent at 21:30 on 1 March in
+    California, 06:30 on 2 March in Brussels, was received on 1 March)."""
+    zone = law_zone(regime)
+    here = receipt_date(received_at, controller_tz)
+    return here if zone is None else min(here, receipt_date(received_at, zone))
 
 
 def compute_deadline(
