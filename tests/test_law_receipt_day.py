@@ -3,8 +3,8 @@ zone where that day is earlier: never later than either place counts it. A CCPA 
 21:30 on 1 March in California reaches Brussels at 06:30 on 2 March; the Californian regulator
 counts 45 days from 1 March, and so must we. Under the GDPR the controller's day alone counts.
 With the real activities and PostgreSQL, no workflow engine: `prepare_request` registers the dates,
-the acknowledgement letter says them, and the API, the evidence pack and the console's queue show
-them (~1 s)."""
+the acknowledgement letter says them, and the API, the evidence pack, the portal's status page and
+the console's queue show them (~1 s)."""
 
 from __future__ import annotations
 
@@ -99,6 +99,10 @@ async def test_the_subject_staff_and_the_evidence_see_the_day_the_clock_counts_f
         zone = {"ccpa": "America/Los_Angeles", "uk_gdpr": "Europe/London"}[regime]
         assert (f"{_long(start)} in the law's place ({zone}; {_long(here)} in the controller's time, {BRUSSELS}): "
                 "the earlier date counts, the day the deadlines count from") in page
+
+    # The subject's status page on the portal, as their acknowledgement says it.
+    status = " ".join((await app_http.get(f"/portal/requests/{rid}")).text.split())
+    assert f"<dt>Received</dt><dd>{_long(start)}</dd>" in status
 
     # The console's queue: the day received, beside the due date counted from it.
     await console_sign_in(app_http, pool, "compliance")

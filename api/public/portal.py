@@ -42,7 +42,7 @@ from api.ratelimit import RateLimiter
 from api.read_models.evidence_deadlines import policy_defaults
 from api.service import live_state
 from api.state import AppState
-from dsrflow.domain.deadlines import takes_complaints
+from dsrflow.domain.deadlines import receipt_date_for, takes_complaints
 from dsrflow.domain.references import short_reference
 from dsrflow.domain.request_resume import ended_flag
 from dsrflow.i18n import N_, Translator
@@ -293,6 +293,8 @@ async def status_page(request: Request, request_id: str, state: State) -> HTMLRe
         "awaiting_verification": status == RequestStatus.awaiting_verification and not paused, "status": status,
         "reference": short_reference(row["id"]),
         "controller_timezone": timezone,
+        # The day its deadline counts from, as its acknowledgement says (the law's place's if earlier).
+        "received_on": receipt_date_for(row["received_at"], timezone, row["regime"]),
         # Past its due date, the page says so, and where the subject may complain of it (it said
         # "We answer by" a day gone).
         "late": await late_remedies(state, row, page_language(request)) if is_late(row, status, timezone) else None,
