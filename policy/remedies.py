@@ -102,10 +102,18 @@ class Remedies(StrictModel):
     @model_validator(mode="after")
     def _portal_words_in_the_letters(self) -> Self:
         words = self.complaint_on_portal
-        if words and words.letters not in self._without_appeal():
+        if not words:
+            return self
+        # Once: `portal_complaint` replaces each, and words the paragraph says more than once ("the")
+        # made the page say another paragraph than the letters'.
+        times = self._without_appeal().count(words.letters)
+        stands_for = "appeal.complaint_without_appeal" if self._appeal_words() else "complaint"
+        if not times:
             raise ValueError(f"complaint_on_portal.letters: {words.letters!r} is not in the letters' words it "
-                             f"stands for ({'appeal.complaint_without_appeal' if self._appeal_words() else 'complaint'}"
-                             f"), so the portal would say them unchanged")
+                             f"stands for ({stands_for}), so the portal would say them unchanged")
+        if times > 1:
+            raise ValueError(f"complaint_on_portal.letters: {words.letters!r} is {times} times in the letters' words "
+                             f"it stands for ({stands_for}), not once, so the portal would replace each")
         return self
 
     def portal_complaint(self) -> str:

@@ -92,3 +92,18 @@ def test_portal_words_the_letters_do_not_say_fail_the_load_naming_them(tmp_path,
     said = f"complaint_on_portal.letters: '{letters_words}' is not in the letters' words it stands for (complaint)"
     with pytest.raises(PolicyError, match=re.escape(f"{where}: ") + r"(Value error, )?" + re.escape(said)):
         load_policy(_policy_files(tmp_path, reworded))
+
+
+def test_portal_words_said_more_than_once_in_the_letters_fail_the_load(tmp_path):
+    """Letters' words the paragraph says more than once ("the", six times): the page would replace
+    each ("You have our right to petition our national data protection authority ..."). The policy
+    does not load, naming them, rather than the page of a late request saying another paragraph
+    than the letters'."""
+
+    def reworded(lang: str, content: dict) -> None:
+        if lang == "en":
+            content["remedies"]["lgpd"]["complaint_on_portal"] = {"letters": "the", "portal": "our"}
+
+    said = "complaint_on_portal.letters: 'the' is 6 times in the letters' words it stands for (complaint), not once"
+    with pytest.raises(PolicyError, match=re.escape("remedies.lgpd: ") + r"(Value error, )?" + re.escape(said)):
+        load_policy(_policy_files(tmp_path, reworded))
