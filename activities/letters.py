@@ -41,7 +41,7 @@ from activities.outbox_withdrawal import settle
 from activities.restrictions import lift_letter_context
 from dsrflow.crypto.hashing import keyed_hash, token_hash
 from dsrflow.domain.audit import append_event
-from dsrflow.domain.deadlines import receipt_date_for, takes_complaints
+from dsrflow.domain.deadlines import receipt_date, receipt_date_for, takes_complaints
 from dsrflow.domain.references import short_reference
 from dsrflow.i18n import ENGLISH, Translator, worded
 from dsrflow.infra.failpoints import failpoint
@@ -190,7 +190,10 @@ async def build_context(ctx: ActivityContext, row: dict[str, Any], job: LetterJo
         # restriction refuses nothing the subject asked for).
         params["complaint"] = remedies()
     if job.purpose == "complaint_progress":
-        params.update(progress_context(policy, row["regime"], context["request"]["received_date"], params, remedies()))
+        # The letters go on the controller's days (workflows/complaint_progress.py counts from its
+        # midnight), so the next is promised from its day of receipt, which may be a day after London's.
+        params.update(progress_context(policy, row["regime"], receipt_date(row["received_at"], policy.defaults.timezone),
+                                       params, remedies()))
     if job.purpose in _CLOSINGS:  # older workflows sent neither
         # A system still asked (a job at the processor) is told of as one that may still act, not
         # as one whose work stopped.

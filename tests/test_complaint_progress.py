@@ -198,7 +198,8 @@ async def test_the_progress_letter_says_where_the_complaint_stands(language: str
             "id": short_reference(APPEAL_OF), "date": long_date(received, language)}) in part
         assert t.gettext("We are still looking into it: it is now awaiting the decision of our compliance "
                          "team.") in part
-        next_day = received + timedelta(days=EVERY * (4 if late else 2))
+        # When we write next: counted from the controller's day of receipt, the day the letters go by.
+        next_day = received_on("gdpr") + timedelta(days=EVERY * (4 if late else 2))  # Brussels: 31 January
         assert t.gettext("If we have not told you the outcome by %(date)s, we will write to you again "
                          "then.") % {"date": long_date(next_day, language)} in part
         sorry = t.gettext("We aimed to tell you the outcome by %(date)s, and we have not yet done so. We are sorry "
