@@ -52,6 +52,19 @@ def released(process: subprocess.Popen) -> None:
     process.stdin.flush()
 
 
+@contextlib.asynccontextmanager
+async def worker_to_kill(settings, client, tmp_path: Path, *, failpoints: str) -> AsyncIterator[subprocess.Popen]:
+    """A worker process dying at `failpoints`, at work at once: the one tests/worker_process.py runs,
+    which `dsrflow worker` builds but without a sticky task queue. After a `dsrflow worker` died,
+    its workflows' next tasks waited on its sticky queue for the SDK's 10 s before another worker
+    could take them (a crash-window test took 17 s against 7 s); here they go to the shared queue.
+    `dsrflow worker` itself stays where a test needs what only it does (schedules, the mailbox)."""
+    async with dsrflow_process("worker", settings, client, tmp_path, failpoints=failpoints,
+                               module="tests.worker_process", held=True) as worker:
+        released(worker)
+        yield worker
+
+
 async def died(process: subprocess.Popen, tmp_path: Path, timeout: float = 60, role: str = "worker") -> None:
     log = tmp_path / f"{role}.log"
     for _ in range(int(timeout * 10)):

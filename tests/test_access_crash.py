@@ -9,7 +9,7 @@ import uuid
 
 from schemas.workflow import workflow_id_for
 from tests.fanout_stack import api, fanout_stack
-from tests.process_support import died, dsrflow_process
+from tests.process_support import died, worker_to_kill
 from tests.support import attested_request, comparable_letter, wait_for_letter
 from workers.dsr_worker import build_worker
 
@@ -25,7 +25,7 @@ async def test_a_worker_killed_after_the_package_was_recorded_answers_as_a_clean
             clean_state = await client.get_workflow_handle(workflow_id_for(clean_id)).result()
             await wait_for_letter(mail_sink, clean_id, "response")
     async with fanout_stack(postgres, settings, client, tmp_path / "crash") as crash, api(crash) as http:
-        async with dsrflow_process("worker", crash.settings, client, tmp_path, failpoints="package-built") as worker:
+        async with worker_to_kill(crash.settings, client, tmp_path, failpoints="package-built") as worker:
             crash_id = await attested_request(http, pool, "access")
             await died(worker, tmp_path)
         async with build_worker(client, crash.settings, pool):

@@ -25,7 +25,7 @@ from schemas.requests import NewRequest
 from schemas.workflow import StartRequest, workflow_id_for
 from tests.conftest import make_database, running_postgres
 from tests.fanout_stack import api, fanout_stack
-from tests.process_support import answering, died, dsrflow_process
+from tests.process_support import answering, died, dsrflow_process, worker_to_kill
 from tests.support import (
     api_client,
     attested_request,
@@ -78,7 +78,7 @@ async def test_a_task_result_survives_a_worker_killed_after_the_erasure_committe
     clean_id, clean_state = clean_erasure
     (tmp_path / "crash").mkdir()
     async with fanout_stack(postgres, settings, client, tmp_path / "crash") as crash, api(crash) as http:
-        async with dsrflow_process("worker", crash.settings, client, tmp_path, failpoints=failpoint) as worker:
+        async with worker_to_kill(crash.settings, client, tmp_path, failpoints=failpoint) as worker:
             crash_id = await attested_request(http, pool, "erasure")
             await died(worker, tmp_path)
         async with build_worker(client, crash.settings, pool):
@@ -186,7 +186,7 @@ async def test_a_worker_killed_around_the_smtp_transaction_sends_the_letter_once
     client = dev_server.client
     task_queue = f"crash-{uuid.uuid4().hex[:6]}"
     own = settings.model_copy(update={"task_queue": task_queue})
-    async with dsrflow_process("worker", own, client, tmp_path, failpoints=failpoint) as worker:
+    async with worker_to_kill(own, client, tmp_path, failpoints=failpoint) as worker:
         async with api_client(own, client, task_queue) as http:
             r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
                 "type": "erasure", "subject": {"email": "ada@example.com"}, "identity_attested": True})
@@ -235,7 +235,7 @@ async def _unverified_erasure(settings, client, pool, tmp_path, failpoint: str) 
     """A worker process that dies at `failpoint`, an API on its own task queue, and an unverified
     erasure opened there (it stays open, waiting for its code): (worker, http, request id, settings)."""
     own = settings.model_copy(update={"task_queue": f"crash-{uuid.uuid4().hex[:6]}"})
-    async with (dsrflow_process("worker", own, client, tmp_path, failpoints=failpoint) as worker,
+    async with (worker_to_kill(own, client, tmp_path, failpoints=failpoint) as worker,
                 api_client(own, client, own.task_queue) as http):
         r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
             "type": "erasure", "subject": {"email": "ada@example.com"}})
@@ -312,8 +312,7 @@ async def test_a_worker_killed_as_a_task_answer_is_recorded_records_it_once_and_
     key = "retry:email_marketing:" if answer == "retry-task" else "resolved:email_marketing:"
     (tmp_path / "stack").mkdir()
     async with fanout_stack(postgres, settings, client, tmp_path / "stack") as stack, api(stack) as http:
-        async with dsrflow_process("worker", stack.settings, client, tmp_path,
-                                   failpoints=f"event-recorded~{key}") as worker:
+        async with worker_to_kill(stack.settings, client, tmp_path, failpoints=f"event-recorded~{key}") as worker:
             r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
                 "type": "restriction", "identity_attested": True, "restriction_grounds": ["needed_for_legal_claims"],
                 "subject": {"email": unique_email("killed-answer")}})

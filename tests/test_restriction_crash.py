@@ -8,7 +8,7 @@ denial's) left out a system whose rows were restricted."""
 from __future__ import annotations
 
 from tests.fanout_stack import api, fanout_stack
-from tests.process_support import died, dsrflow_process
+from tests.process_support import died, worker_to_kill
 from tests.support import staff_headers, task_result
 from workers.dsr_worker import build_worker
 
@@ -20,8 +20,7 @@ async def test_a_restriction_survives_a_worker_killed_after_a_system_committed_i
         postgres, settings, dev_server, pool, tmp_path):
     client = dev_server.client
     async with fanout_stack(postgres, settings, client, tmp_path) as stack, api(stack) as http:
-        async with dsrflow_process("worker", stack.settings, client, tmp_path,
-                                   failpoints="task-effect-committed~billing:restrict") as worker:
+        async with worker_to_kill(stack.settings, client, tmp_path, failpoints="task-effect-committed~billing:restrict") as worker:
             r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
                 "type": "restriction", "restriction_grounds": ["needed_for_legal_claims"],
                 "subject": {"email": "ada@example.com"}, "identity_attested": True})

@@ -18,7 +18,7 @@ from activities.task_outcomes import resumed
 from devstack.saas.stripe import create_stripe_app
 from schemas.workflow import TaskResult, workflow_id_for
 from tests.fanout_stack import FanoutStack, api, fanout_stack, served
-from tests.process_support import died, dsrflow_process
+from tests.process_support import died, worker_to_kill
 from tests.saas_support import http_system
 from tests.support import attested_request, unique_email
 from workers.dsr_worker import build_worker
@@ -82,8 +82,7 @@ async def test_a_saas_erasure_cut_off_by_a_killed_worker_is_reported_as_a_clean_
     client = dev_server.client
     email, kept, deleted = _customers(stripe, "crash")
     async with api(stack) as http:
-        async with dsrflow_process("worker", stack.settings, client, tmp_path,
-                                   failpoints="http-effect-sent~billing_stripe#2") as worker:
+        async with worker_to_kill(stack.settings, client, tmp_path, failpoints="http-effect-sent~billing_stripe#2") as worker:
             rid = await attested_request(http, pool, "erasure", email)
             await died(worker, tmp_path)
         async with build_worker(client, stack.settings, pool):

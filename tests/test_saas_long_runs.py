@@ -29,7 +29,7 @@ from dsrflow.infra.temporal_client import connect_client
 from dsrflow.settings import Settings
 from schemas.workflow import RUN_CONTINUES, task_workflow_id, workflow_id_for
 from tests.fanout_stack import api
-from tests.process_support import died, dsrflow_process
+from tests.process_support import died, worker_to_kill
 from tests.saas_runs_fixtures import newsletter_service_fixture, saas_stack_fixture  # noqa: F401 (the fixtures)
 from tests.saas_runs_support import (
     HeldAnswer,
@@ -132,7 +132,7 @@ async def test_a_long_erasure_survives_a_killed_worker_with_exact_evidence(
     email = unique_email("killed")
     member_of_lists(app, email, lists)
     async with api(stack) as http:
-        async with dsrflow_process("worker", stack.settings, client, tmp_path,
+        async with worker_to_kill(stack.settings, client, tmp_path,
                                    # The 5th delete of an attempt (the count is the attempt's own:
                                    # a half-second slice sends some tens, not always a hundred).
                                    failpoints="http-effect-sent~newsletter#5") as worker:
@@ -201,8 +201,8 @@ async def test_a_resolution_stored_as_its_worker_dies_ends_the_task_once(
     app.state.standin.tamper("/actions/delete-permanent", hold, method="POST")
     try:
         async with api(stack) as http:
-            async with dsrflow_process("worker", stack.settings, client, tmp_path,
-                                       failpoints="task-result-stored~newsletter:done:workflow") as worker:
+            async with worker_to_kill(stack.settings, client, tmp_path,
+                                      failpoints="task-result-stored~newsletter:done:workflow") as worker:
                 rid = await attested_request(http, pool, "erasure", email)
 
                 async def a_delete_held() -> bool:

@@ -25,7 +25,7 @@ from policy.model import load_policy
 from schemas.requests import NewRequest
 from schemas.steps import RetryStepInput, SkipStepInput
 from schemas.workflow import IssueChallenge, LetterJob, workflow_id_for
-from tests.process_support import died, dsrflow_process
+from tests.process_support import died, worker_to_kill
 from tests.staff_answers import replays
 from tests.support import api_client, letters_for, live_view, staff_headers, stored_request, unique_email
 from tests.workflow_stack import FastStack, stack_fixture  # noqa: F401 (the fixture)
@@ -188,7 +188,7 @@ async def test_a_refused_letter_waits_for_staff_at_once_and_its_skip_survives_a_
     client = dev_server.client
     own = settings.model_copy(update={"task_queue": f"skip-{uuid.uuid4().hex[:6]}", "smtp_port": relay.port})
     try:
-        async with (dsrflow_process("worker", own, client, tmp_path, failpoints="letter-skip-fenced") as worker,
+        async with (worker_to_kill(own, client, tmp_path, failpoints="letter-skip-fenced") as worker,
                     api_client(own, client, own.task_queue) as http):
             r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
                 "type": "erasure", "subject": {"email": unique_email("refused")}, "identity_attested": True})

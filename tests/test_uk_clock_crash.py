@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from dsrflow.domain.deadlines import compute_deadline, receipt_date
 from policy.model import load_policy
 from schemas.workflow import RequestState, workflow_id_for
-from tests.process_support import died, dsrflow_process
+from tests.process_support import died, worker_to_kill
 from tests.support import api_client, staff_headers, unique_email, verification_code, wait_for_letter
 from workers.dsr_worker import build_worker
 
@@ -23,7 +23,7 @@ async def test_a_worker_killed_once_the_clock_started_stores_its_dates_once(
     client = dev_server.client
     own = settings.model_copy(update={"task_queue": f"crash-{uuid.uuid4().hex[:6]}"})
     received = datetime.now(UTC) - timedelta(days=10)  # so that verification moves its month
-    async with (dsrflow_process("worker", own, client, tmp_path, failpoints="clock-started") as worker,
+    async with (worker_to_kill(own, client, tmp_path, failpoints="clock-started") as worker,
                 api_client(own, client, own.task_queue) as http):
         r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
             "type": "erasure", "regime": "uk_gdpr", "received_at": received.isoformat(),
