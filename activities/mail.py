@@ -32,6 +32,13 @@ IDLE_SECONDS = 30.0
 # How long a relay may take over each step: a command's answer (aiosmtplib's timeout), and the
 # message's taking no byte more of what waits in the event loop's buffers (_in_the_kernel).
 STEP_SECONDS = 30.0
+# How long the relay may take over the message, from DATA to its answer to the end mark, as long
+# as it takes it in (`STEP_SECONDS` in which it takes no byte cut it: _in_the_kernel). RFC 5321
+# 4.5.3.2.6 gives a relay 10 minutes to answer the end mark (a content filter may scan the message
+# first); the mail step has 4 (workflows/dsr_steps.py MAILING). Given a command's time from the
+# moment the message was buffered, a relay slower than that had the message when the send gave
+# up, and the retry sent a second copy; a large message on a slow relay never went.
+ANSWER_SECONDS = 120.0
 KEEP = 4  # connections kept open at most; more messages at once open more for the moment
 END_MARK = b".\r\n"  # aiosmtplib writes the message with it, dot-stuffed, in one call
 
@@ -71,17 +78,22 @@ class _SMTP(aiosmtplib.SMTP):
         protocol.write = withhold_end  # type: ignore[method-assign,assignment]  # this exchange's hook, undone below
         ended: BaseException | None = None
         try:
-            reply = await super().data(message, **options)
-        finally:
-            del protocol.write  # the class's own method again
-            if ending:
-                # Awaited, never cancelled, and through a cancellation of this call too: `handed`
-                # records what the relay may already have, on the caller's connection, and a
-                # sender stopped here must not use it until then (activities/outbox.py).
-                try:
-                    await outlast(ending[0])
-                finally:
-                    ended = ending[0].exception()
+            try:
+                reply = await super().data(message, **{**options, "timeout": ANSWER_SECONDS})
+            finally:
+                del protocol.write  # the class's own method again
+                if ending:
+                    # Awaited, never cancelled, and through a cancellation of this call too: `handed`
+                    # records what the relay may already have, on the caller's connection, and a
+                    # sender stopped here must not use it until then (activities/outbox.py).
+                    try:
+                        await outlast(ending[0])
+                    finally:
+                        ended = ending[0].exception()
+        except aiosmtplib.SMTPServerDisconnected:
+            if ended is None:
+                raise
+            raise ended from None  # the connection cut by `_in_the_kernel`: its error says why
         if ended is not None:
             raise ended
         return reply

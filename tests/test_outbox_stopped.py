@@ -246,9 +246,11 @@ async def test_a_send_stopped_while_recording_what_the_relay_accepted_records_it
 
 
 @contextlib.asynccontextmanager
-async def _stalled_relay(settings) -> AsyncIterator[Settings]:
+async def _stalled_relay(settings, pace: float | None = None, got: list[str] | None = None) -> AsyncIterator[Settings]:
     """A relay that answers up to DATA, then reads nothing more: the message stays in the
-    sender's buffers. Its receive buffer is kept small (no autotuning) so that they fill."""
+    sender's buffers. Its receive buffer is kept small (no autotuning) so that they fill. With a
+    `pace`, it reads on at that many bytes a second instead, and accepts the message (each one
+    it has whole is counted in `got`): a slow relay, not a dead one."""
     listening = socket.socket()
     listening.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     listening.bind(("127.0.0.1", 0))
@@ -260,6 +262,14 @@ async def _stalled_relay(settings) -> AsyncIterator[Settings]:
             writer.write(b"354 go ahead\r\n" if line.upper().startswith(b"DATA") else b"250 OK\r\n")
             if line.upper().startswith(b"DATA"):
                 break
+        tail = b""
+        while pace is not None and (chunk := await reader.read(2**16)):
+            tail = (tail + chunk)[-5:]
+            if tail == b"\r\n.\r\n":
+                (got if got is not None else []).append("whole")
+                writer.write(b"250 OK\r\n")
+                break
+            await asyncio.sleep(len(chunk) / pace)
         await ended.wait()  # reads nothing more
         writer.transport.abort()
 
@@ -303,3 +313,34 @@ async def test_a_relay_that_stops_reading_the_message_fails_the_send_within_its_
     assert await _state(pool, key) == "failed"
     assert await send_once(pool, Mailer(to_relay), key, message, request_id=None, on_sent=_recorded) is Sent.SENT
     assert (await _events(pool, key), handler.received) == ([], [message["Message-ID"]])
+
+
+@pytest.mark.parametrize("slow", ["answers-late", "reads-slowly"])
+async def test_a_living_relay_slower_than_a_commands_time_gets_the_message_once(
+        pool, settings, relay, monkeypatch, slow):
+    """A relay that answers the message's end mark after a command's time (a content filter
+    scanning it first: RFC 5321 gives it 10 minutes), or reads a large message slowly all along.
+    The send used to give up a command's time after the message was buffered, the relay having
+    it, or about to: the claim failed, and the retry sent a second copy (the slow reader's, ever
+    again). Now the end mark's answer has `ANSWER_SECONDS`, and a relay that reads is alive: one
+    copy, sent."""
+    handler, to_relay = relay
+    monkeypatch.setattr(mail, "STEP_SECONDS", 0.5)
+    monkeypatch.setattr(mail, "ANSWER_SECONDS", 10.0, raising=False)
+    message, key = _letter()
+    if slow == "reads-slowly":  # 2.8 MB on the wire: read in about a second
+        message.add_attachment(os.urandom(2 * 2**20), maintype="application", subtype="octet-stream")
+    got: list[str] = []
+    async with contextlib.AsyncExitStack() as stack:
+        if slow == "answers-late":
+            handler.hold.set()
+            asyncio.get_running_loop().call_later(1.0, handler.answer.set)
+            mailer = Mailer(to_relay)
+        else:
+            mailer = Mailer(await stack.enter_async_context(_stalled_relay(settings, pace=2.8e6, got=got)))
+        sent = await asyncio.wait_for(send_once(pool, mailer, key, message, request_id=None, on_sent=_recorded), 15)
+        assert sent is Sent.SENT
+        assert await send_once(pool, mailer, key, message, request_id=None, on_sent=_recorded) is Sent.ALREADY
+    assert await _state(pool, key) == "sent"
+    assert await _events(pool, key) == []
+    assert (handler.received, got) == (([message["Message-ID"]], []) if slow == "answers-late" else ([], ["whole"]))
