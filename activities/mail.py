@@ -32,12 +32,13 @@ IDLE_SECONDS = 30.0
 # How long a relay may take over each step: a command's answer (aiosmtplib's timeout), and the
 # message's taking no byte more of what waits in the event loop's buffers (_in_the_kernel).
 STEP_SECONDS = 30.0
-# How long the relay may take over the message, from DATA to its answer to the end mark, as long
-# as it takes it in (`STEP_SECONDS` in which it takes no byte cut it: _in_the_kernel). RFC 5321
-# 4.5.3.2.6 gives a relay 10 minutes to answer the end mark (a content filter may scan the message
-# first); the mail step has 4 (workflows/dsr_steps.py MAILING). Given a command's time from the
-# moment the message was buffered, a relay slower than that had the message when the send gave
-# up, and the retry sent a second copy; a large message on a slow relay never went.
+# How long the relay may take to answer DATA, and then the message: from the moment it is buffered
+# to the answer to its end mark, as long as it takes it in (`STEP_SECONDS` in which it takes no
+# byte cut it: _in_the_kernel). RFC 5321 4.5.3.2.6 gives a relay 10 minutes to answer the end mark
+# (a content filter may scan the message first); the mail step has 4 (workflows/dsr_steps.py
+# MAILING). Given a command's time from the moment the message was buffered, a relay slower than
+# that had the message when the send gave up, and the retry sent a second copy; a large message on
+# a slow relay never went.
 ANSWER_SECONDS = 120.0
 KEEP = 4  # connections kept open at most; more messages at once open more for the moment
 END_MARK = b".\r\n"  # aiosmtplib writes the message with it, dot-stuffed, in one call
