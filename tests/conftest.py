@@ -48,16 +48,17 @@ from workflows.search_attributes import SEARCH_ATTRIBUTES
 # both cores) come one in three, between those that mostly wait (timeouts, backoffs, a browser's
 # polls), so that the workers seldom run stacks at once. A new module past half a minute belongs here.
 RUN_FIRST = (
-    "test_docs_commands.py", "test_crash_windows.py", "test_browser_task_actions.py", "test_browser_actions.py",
-    "test_bench_smoke.py", "test_fanout.py", "test_browser_console.py",
-    "test_devstack_restarts.py", "test_letter_languages.py", "test_remedies.py",
-    "test_chaos_smoke.py", "test_holds.py", "test_retention.py",
-    "test_multi_process.py", "test_request_listing.py", "test_subject_search.py",
-    "test_readme.py", "test_lifecycle.py", "test_processor_exports.py",
+    "test_docs_commands.py", "test_crash_windows.py", "test_saas_long_runs.py", "test_browser_task_actions.py",
+    "test_browser_actions.py", "test_bench_smoke.py", "test_outages.py", "test_fanout.py", "test_browser_console.py",
+    "test_devstack_restarts.py", "test_browser_portal_access.py", "test_letter_languages.py", "test_remedies.py",
+    "test_chaos_smoke.py", "test_crash_windows_later.py", "test_holds.py", "test_retention.py",
+    "test_multi_process.py", "test_crash_processor_asks.py", "test_request_listing.py", "test_subject_search.py",
+    "test_readme.py", "test_crash_uploads.py", "test_lifecycle.py", "test_processor_exports.py",
     "test_browser_owed.py", "test_browser_untold.py", "test_request_journeys.py", "test_up.py",
-    "test_access_crash.py", "test_browser_review.py", "test_saas_crash.py", "test_restriction_crash.py",
-    "test_deferred_processors.py", "test_browser_more_actions.py", "test_browser_navigation.py",
-    "test_browser_audit_request.py", "test_browser_audit_statuses.py", "test_crash_holds.py",
+    "test_browser_audit_queue.py", "test_access_crash.py", "test_browser_review.py", "test_saas_crash.py",
+    "test_saas_ga4.py", "test_restriction_crash.py", "test_newuser_stack.py", "test_deferred_processors.py",
+    "test_browser_more_actions.py", "test_browser_navigation.py", "test_browser_audit_request.py",
+    "test_browser_audit_statuses.py", "test_crash_holds.py",
 )
 
 
