@@ -25,7 +25,7 @@ from activities.heartbeat import heartbeating
 from activities.letter_labels import denial_label, staff_type_label, type_label
 from activities.letter_message import compose_letter
 from activities.letter_outcome import response_outcome
-from activities.letter_progress import progress_context
+from activities.letter_progress import overtaken, progress_context
 from activities.letter_refusals import letter_refuses, refuses_in_part, refuses_outright, remedies_context
 from activities.letter_stopped import (
     DONE_SYSTEMS,
@@ -311,6 +311,8 @@ async def _deliver(ctx: ActivityContext, job: LetterJob, secrets: dict[str, Any]
                 data={"purpose": job.purpose, "origin": row["origin"],
                       "rule": (row["details"] or {}).get("retention_rule")},
             )
+            return LetterReceipt(letter_key=letter_key, message_id=message_id, already_sent=False)
+        if job.purpose == "complaint_progress" and await overtaken(conn, row, letter_key):
             return LetterReceipt(letter_key=letter_key, message_id=message_id, already_sent=False)
         loaded = await ctx.policy(row["policy_version"])
         language = letter_language(loaded.policy, row, job)

@@ -23,9 +23,9 @@ from dsrflow.domain.audit import append_event
 from dsrflow.domain.deadlines import compute_deadline, receipt_date_for
 from dsrflow.domain.references import short_reference
 from dsrflow.i18n import long_date, translations
-from dsrflow.stores.requests_store import create_request
+from dsrflow.stores.requests_store import create_request, set_status
 from policy.model import PolicyError, parse_policy
-from schemas.requests import DenialReason, NewRequest
+from schemas.requests import DenialReason, NewRequest, RequestStatus
 from schemas.workflow import ApproveInput, CancelInput, DenyInput, LetterJob, StartRequest
 from tests.letters_as_sent import APPEAL_OF, LANGUAGES, LOADED, REQUEST_ID, as_sent, both, received_on
 from tests.policy_once import policy_of
@@ -172,6 +172,33 @@ async def test_a_progress_letter_sent_again_goes_once_and_is_in_the_evidence_pac
     sent = await pool.fetch("SELECT data->>'purpose' AS purpose FROM audit_events "
                             "WHERE request_id = $1::uuid AND event_type = 'letter.sent'", complaint)
     assert [e["purpose"] for e in sent] == [PURPOSE]  # on the trail once
+
+
+@pytest.mark.parametrize("outcome", ["response-sent", "closed"])
+async def test_a_progress_letter_overtaken_by_the_outcome_does_not_go(pool, settings, mail_sink, outcome):
+    """The letter's step retried through a relay outage (or was under way) while the complaint's
+    response went, or the complaint was withdrawn: sent then, it would follow the outcome saying
+    "we are still looking into it". It does not go, and the trail says why."""
+    email = unique_email("progress-overtaken")
+    complaint = await stored_request(pool, settings, "progress-overtaken", type_="erasure", regime="uk_gdpr",
+                                     email=email)
+    async with pool.acquire() as conn:
+        if outcome == "closed":
+            await set_status(conn, complaint, RequestStatus.cancelled, event_key=f"{complaint}:test-withdrawn",
+                             actor="test")
+        else:
+            await conn.execute(
+                "INSERT INTO sent_letters (letter_key, request_id, purpose, recipient, subject, message_id, "
+                "body_text, body_html) VALUES ($1, $2, 'response', $3, 'Outcome', '<m@x>', '', '')",
+                f"{complaint}:response:1", complaint, email)
+    ctx = ActivityContext(pool=pool, settings=settings, mailer=Mailer(settings), secret=load_secret_key(settings))
+    job = LetterJob(request_id=complaint, purpose=PURPOSE, key="2",
+                    params={"number": 2, "stage": "compliance", "late": False})
+    receipt = await LetterActivities(ctx).send_letter(job)
+    assert not receipt.already_sent and letters_for(mail_sink, complaint, PURPOSE) == []
+    told = await pool.fetch("SELECT event_type FROM audit_events WHERE request_id = $1::uuid "
+                            "AND event_type LIKE 'letter.%'", complaint)
+    assert [e["event_type"] for e in told] == ["letter.overtaken"]
 
 
 def _said(text: str) -> str:

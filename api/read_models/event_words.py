@@ -34,6 +34,7 @@ EVENT_WORDS = {
     "letter.sent": "Letter sent",
     "letter.refused": "Letter refused for good by the mail relay",
     "letter.suppressed": "Letter not sent (retention request)",
+    "letter.overtaken": "Progress letter not sent: the complaint was answered or closed first",
     "package.built": "Access package built",
     "package.downloaded": "Package downloaded by the subject",
     "processor.callback": "Processor reported back",
