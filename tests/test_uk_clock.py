@@ -22,7 +22,7 @@ from activities.lifecycle import LifecycleActivities
 from activities.staff_alert_words import step_label
 from api.read_models.evidence_deadlines import deadlines, policy_defaults
 from dsrflow.crypto.keys import load_secret_key
-from dsrflow.domain.deadlines import compute_deadline, receipt_date, receipt_date_for
+from dsrflow.domain.deadlines import compute_deadline, receipt_date_for
 from dsrflow.i18n import long_date, translations
 from dsrflow.stores.requests_store import create_request
 from policy.model import load_policy, parse_policy
@@ -248,7 +248,7 @@ async def test_a_back_dated_uk_request_is_not_overdue_before_its_subject_verifie
     tz = SHIPPED.policy.defaults.timezone
     moved = compute_deadline("uk_gdpr", receipt_date_for(spec.received_at, tz, "uk_gdpr"),
                              verified=receipt_date_for(now, tz, "uk_gdpr")).due_date
-    assert not state.overdue and state.current_due_date == moved > receipt_date(now, tz) + timedelta(days=27)
+    assert not state.overdue and state.current_due_date == moved > receipt_date_for(now, tz, "uk_gdpr") + timedelta(days=27)
     assert fakes.event_types(request.id).count("deadline.clock_started") == 1
     await stack.sleep(datetime.combine(moved - timedelta(days=6), datetime.min.time(), UTC) - now)
     state = await request.until(lambda s: f"due_in_7_days:{moved.isoformat()}" in fakes.staff_alerts(request.id))

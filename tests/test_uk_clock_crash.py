@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from dsrflow.domain.deadlines import compute_deadline, receipt_date
+from dsrflow.domain.deadlines import compute_deadline, receipt_date_for
 from policy.model import load_policy
 from schemas.workflow import RequestState, workflow_id_for
 from tests.process_support import died, worker_to_kill
@@ -34,8 +34,9 @@ async def test_a_worker_killed_once_the_clock_started_stores_its_dates_once(
         assert (await http.post(f"/v1/public/requests/{rid}/verify", json={"code": code})).status_code == 200
         await died(worker, tmp_path)
         tz = load_policy(own.policy_path).policy.defaults.timezone
-        moved = compute_deadline("uk_gdpr", receipt_date(received, tz), verified=receipt_date(datetime.now(UTC), tz))
-        assert moved.due_date > compute_deadline("uk_gdpr", receipt_date(received, tz)).due_date
+        moved = compute_deadline("uk_gdpr", receipt_date_for(received, tz, "uk_gdpr"),
+                                 verified=receipt_date_for(datetime.now(UTC), tz, "uk_gdpr"))
+        assert moved.due_date > compute_deadline("uk_gdpr", receipt_date_for(received, tz, "uk_gdpr")).due_date
         stored = await _dates(pool, rid)  # committed before the kill
         assert stored == (moved.due_date, moved.extended_due_date, moved.due_date)
         async with build_worker(client, own, pool, task_queue=own.task_queue):
