@@ -96,7 +96,7 @@ async def test_the_subject_staff_and_the_evidence_see_the_day_the_clock_counts_f
     if start == here:
         assert f"{_long(start)} in the controller's time ({BRUSSELS}), the day the deadlines count from" in page
     else:
-        zone = {"ccpa": "America/Los_Angeles", "uk_gdpr": "Europe/London"}[regime]
+        zone = {"ccpa": "America/Los Angeles", "uk_gdpr": "Europe/London"}[regime]  # as people write it
         assert (f"{_long(start)} in the law's place ({zone}; {_long(here)} in the controller's time, {BRUSSELS}): "
                 "the earlier date counts, the day the deadlines count from") in page
 

@@ -89,7 +89,7 @@ def status_page(app: FastAPI, regime: str, language: str, request_type: str = "a
            "current_due_date": date(2026, 3, 2), "extended": False, "closed_at": None}
     response = render(page_request(app, f"/portal/requests/{REQUEST_ID}", language), "portal/status.html", {
         "row": row, "status_words": "In progress.", "verified": False, "awaiting_verification": False,
-        "status": RequestStatus.in_progress, "reference": "3F2B-8C1E"})
+        "status": RequestStatus.in_progress, "reference": "3F2B-8C1E", "received_on": date(2026, 1, 30)})
     return bytes(response.body).decode()
 
 
