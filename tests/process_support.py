@@ -45,10 +45,11 @@ async def dsrflow_process(role: str, settings, client, tmp_path: Path, *, failpo
             await delete_schedules(client)  # the process worker made them
 
 
-def released(process: subprocess.Popen) -> None:
-    """Let a `held` process start its work."""
+def released(process: subprocess.Popen, failpoints: str | None = None) -> None:
+    """Let a `held` process start its work; `failpoints`, if given, in place of those it was
+    started with (a request's, known only once the request is open)."""
     assert process.stdin is not None
-    process.stdin.write(b"go\n")
+    process.stdin.write(b"go\n" if failpoints is None else f"go {failpoints}\n".encode())
     process.stdin.flush()
 
 

@@ -1,12 +1,13 @@
 """`python -m tests.worker_process worker`: the worker `dsrflow worker` runs, as a process of its
 own to be killed at a failpoint (tests/process_support.py, `held`: it waits for a line on its stdin
-before it works), without the schedules it makes first (the time-skipping test server implements
-none: "CreateSchedule is unimplemented") and without a sticky task queue (where the
-workflow's next task would wait for a timeout after the kill)."""
+before it works, a line that may name its failpoints), without the schedules it makes first (the
+time-skipping test server implements none: "CreateSchedule is unimplemented") and without a sticky
+task queue (where the workflow's next task would wait for a timeout after the kill)."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 
 from dsrflow.infra.db import create_pool_when_reachable
@@ -19,7 +20,9 @@ async def _run() -> None:
     settings = load_settings()
     client = await connect_client_when_reachable(settings, lambda error, delay: None)
     pool = await create_pool_when_reachable(settings.effective_database_url, lambda error, delay: None)
-    await asyncio.to_thread(sys.stdin.readline)  # started early: held until the test needs it
+    line = await asyncio.to_thread(sys.stdin.readline)  # started early: held until the test needs it
+    if failpoints := line.removeprefix("go").strip():  # named on release: read where each is reached
+        os.environ["DSRFLOW_FAILPOINTS"] = failpoints
     async with build_worker(client, settings, pool, sticky=False):
         await asyncio.Event().wait()  # until the failpoint kills the process
 
