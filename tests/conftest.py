@@ -62,6 +62,11 @@ RUN_FIRST = (
 )
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--screenshots", action="store_true",
+                     help="the browser tests save a screenshot of each step in tests/artifacts/")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """RUN_FIRST's modules first, in its order; the rest as collected (each module's tests stay
     together). And each test its own node id: schemathesis names each operation's test
