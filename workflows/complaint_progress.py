@@ -23,7 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from schemas.requests import RequestStatus
     from schemas.workflow import Checkpoints, RequestFacts
     from workflows.dsr_steps import MAILING, RequestClosed, StepSupervisor, letter_job, run_step
-    from workflows.step_trouble import REMIND_AT, REMIND_EVERY
+    from workflows.step_trouble import REMIND_AT, REMIND_EVERY, at_intervals
 
 # workflow.patched id: complaints prepared before it carry no `progress_days` and never ask it.
 COMPLAINT_PROGRESS = "complaint-progress"
@@ -73,22 +73,13 @@ async def keep_informed(complaint: Complaint, supervisor: StepSupervisor) -> Non
     def decided() -> bool:
         return complaint.closed or complaint._answering
 
-    number = 1
+    async def send(number: int) -> None:
+        await run_step("send_letter", letter_job(complaint.request_id, PURPOSE, key=str(number),
+                                                 params=progress_params(complaint, number)),
+                       timeouts=MAILING, supervisor=supervisor)
+
     with contextlib.suppress(RequestClosed):  # closed while a failed letter waited for staff
-        while not decided():
-            delay = start + every * number - workflow.now()
-            if delay > timedelta(0):
-                try:
-                    await workflow.wait_condition(decided, timeout=delay)
-                    return
-                except TimeoutError:
-                    if decided():  # decided in the same moment: the timer's expiry wins the wait
-                        return
-            number = max(number, (workflow.now() - start) // every)
-            await run_step("send_letter", letter_job(complaint.request_id, PURPOSE, key=str(number),
-                                                     params=progress_params(complaint, number)),
-                           timeouts=MAILING, supervisor=supervisor)
-            number += 1
+        await at_intervals(start + every, every, decided, send)
 
 
 def progress_params(complaint: Complaint, number: int) -> dict[str, Any]:

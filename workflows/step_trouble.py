@@ -108,10 +108,16 @@ async def remind_each_morning(since: datetime, over: Callable[[], bool],
     `waited`: the days since the day it began at `since`. Each reminder's alert is keyed by that
     day, so a step run again sends it once, and after a worker away for days only the current
     day's goes."""
-    first = first_reminder(since)
-    waited = 1
+    await at_intervals(first_reminder(since), REMIND_EVERY, over, remind)
+
+
+async def at_intervals(first: datetime, every: timedelta, over: Callable[[], bool],
+                       act: Callable[[int], Awaitable[None]]) -> None:
+    """`act(n)` at `first + (n - 1) * every`, n = 1, 2 ..., until `over()`. After a worker away
+    for several intervals, only the newest `n` due is acted on."""
+    n = 1
     while not over():
-        delay = first + REMIND_EVERY * (waited - 1) - workflow.now()
+        delay = first + every * (n - 1) - workflow.now()
         if delay > timedelta(0):
             try:
                 await workflow.wait_condition(over, timeout=delay)
@@ -119,9 +125,9 @@ async def remind_each_morning(since: datetime, over: Callable[[], bool],
             except TimeoutError:
                 if over():  # ended in the same moment: the timer's expiry wins the wait
                     return
-        waited = max(waited, (workflow.now() - first) // REMIND_EVERY + 1)
-        await remind(waited)
-        waited += 1
+        n = max(n, (workflow.now() - first) // every + 1)
+        await act(n)
+        n += 1
 
 
 class StepTroubles:
