@@ -14,7 +14,7 @@ the outcome (the response is on its way, or a denial), a withdrawal or any other
 from __future__ import annotations
 
 import contextlib
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, Protocol
 
 from temporalio import workflow
@@ -23,7 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from schemas.requests import RequestStatus
     from schemas.workflow import Checkpoints, RequestFacts
     from workflows.dsr_steps import MAILING, RequestClosed, StepSupervisor, letter_job, run_step
-    from workflows.step_trouble import REMIND_AT, REMIND_EVERY, at_intervals
+    from workflows.step_trouble import REMIND_AT, at_intervals, day_began
 
 # workflow.patched id: complaints prepared before it carry no `progress_days` and never ask it.
 COMPLAINT_PROGRESS = "complaint-progress"
@@ -54,13 +54,6 @@ def stage(status: RequestStatus) -> str:
     return "compliance" if status == RequestStatus.awaiting_approval else "review"
 
 
-def receipt_day(facts: RequestFacts, checkpoints: Checkpoints) -> datetime:
-    """The controller's midnight that began the day of receipt (the checkpoints are the
-    controller's midnights, as UTC instants), as the days of its letters are counted."""
-    midnight = checkpoints.overdue_at
-    return midnight + REMIND_EVERY * ((facts.received_at - midnight) // REMIND_EVERY)
-
-
 async def keep_informed(complaint: Complaint, supervisor: StepSupervisor) -> None:
     """The n-th progress letter at 9:00 on the day `n * progress_days` after receipt (the hour
     staff's reminders go), until the complaint is decided or closed. After a worker away for
@@ -68,7 +61,8 @@ async def keep_informed(complaint: Complaint, supervisor: StepSupervisor) -> Non
     facts = complaint._require_facts()
     assert facts.progress_days is not None
     every = timedelta(days=facts.progress_days)
-    start = receipt_day(facts, complaint.current_checkpoints()) + REMIND_AT
+    # 9:00 the controller's time on the day of receipt, as staff's reminders go.
+    start = day_began(facts.received_at, complaint.current_checkpoints()) + REMIND_AT
 
     def decided() -> bool:
         return complaint.closed or complaint._answering

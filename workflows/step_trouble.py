@@ -97,9 +97,14 @@ def first_reminder(since: datetime) -> datetime:
     checkpoints = _checkpoints()
     if checkpoints is None:
         return since + REMIND_EVERY
-    midnight = checkpoints.overdue_at  # one of the controller's midnights
-    opened_day = midnight + REMIND_EVERY * ((since - midnight) // REMIND_EVERY)
-    return opened_day + REMIND_EVERY + REMIND_AT
+    return day_began(since, checkpoints) + REMIND_EVERY + REMIND_AT
+
+
+def day_began(moment: datetime, checkpoints: Checkpoints) -> datetime:
+    """The controller's midnight that began `moment`'s day (the checkpoints are the controller's
+    midnights, as UTC instants), the days its reminders and letters are counted in."""
+    midnight = checkpoints.overdue_at
+    return midnight + REMIND_EVERY * ((moment - midnight) // REMIND_EVERY)
 
 
 async def remind_each_morning(since: datetime, over: Callable[[], bool],
