@@ -174,12 +174,11 @@ class RateLimiter:
         client is counted first: a client over its limit uses up neither its /48's allowance
         (which its neighbours share) nor its allowance on the request. The request's bucket has
         no /48: the code's own attempts (the policy's `verification.max_attempts`) bound it."""
-        buckets = self._client_buckets(request)
-        if request_id is not None:
-            buckets.append(("request", "request", (request_id, clients_of(request)[0]), 1))
         pool = await self._state.db()
-        for per, counted, values, multiple in buckets:
+        for per, counted, values, multiple in self._client_buckets(request):
             await self._count(pool, action, per, counted, values, multiple)
+        if request_id is not None:
+            await self.hit_request(request, action, request_id)
         await self._sweep(pool)
 
     async def hit_request(self, request: Request, action: str, request_id: str, *apart: str) -> tuple[int, int]:

@@ -206,7 +206,7 @@ def _clock(row: dict[str, Any], events: list[dict[str, Any]], timezone: str, app
                 **{key: _day(started[key]) for key in ("from", "to", "extended_from", "extended_to")}}
     because = ("identity_attested" if row["attested_by"] else "counted_from_receipt" if row["verified_at"]
                else "identity_not_verified")
-    return {"start": _received(row, timezone)["received_on"], "because": because}
+    return {"start": receipt_date_for(row["received_at"], timezone, row["regime"]), "because": because}
 
 
 def deadlines(row: dict[str, Any], events: list[dict[str, Any]], letters: list[dict[str, Any]],
