@@ -202,6 +202,8 @@ def settings(home: Path, database_url: str, mail_sink: MailSink, lifecycle_polic
         DSRFLOW_RATE_HEALTH_PER_IP="10000/hour",
         DSRFLOW_RATE_LOOKUP_PER_IP="10000/hour",
         DSRFLOW_RATE_LINK_PER_IP="10000/hour",
+        # Portal resends too: a worker's modules together ask more new codes than 10 an hour.
+        DSRFLOW_RATE_RESEND_PER_IP="10000/hour",
         DSRFLOW_MAX_UNVERIFIED_PER_NETWORK=1_000_000,
         # Workflow code is checked in Temporal's sandbox here, whatever production runs.
         DSRFLOW_WORKFLOW_SANDBOX=True,
