@@ -172,11 +172,29 @@ def _erased(result: TaskResult) -> int:
 
 
 def _datasets_acted_on(result: TaskResult) -> list[str]:
-    """The datasets a system's line names: for an erasure, not those whose records were all kept."""
+    """The datasets a system's line names: for an erasure, not those whose records were all kept;
+    for a correction, not those whose every record it left as an erasure kept it (`_left`)."""
     if result.action != "erase":
-        return list(result.datasets)
+        return [name for name, counts in result.datasets.items()
+                if not (counts.get("left") and not any(n for k, n in counts.items() if k != "left"))]
     return [name for name, counts in result.datasets.items()
             if not (counts.get("kept") and counts["kept"] >= counts.get("found", 0))]
+
+
+def _left(result: TaskResult) -> dict[str, int]:
+    """A correction's records, per dataset, that an erasure kept under a hold and that it left as
+    they were (the connectors count them as `left`: activities/connectors/base.py `left_as_kept`)."""
+    if result.action != "rectify":
+        return {}
+    return {name: counts["left"] for name, counts in result.datasets.items() if counts.get("left")}
+
+
+def _uncorrected(result: TaskResult, left: dict[str, int], policy: Policy, language: str) -> dict[str, Any]:
+    """A system's line under "What we did not correct, and why": its label, the datasets whose
+    records the correction left as kept, and how many."""
+    return {"system": policy.systems[result.system].label if result.system in policy.systems else result.system,
+            "category": and_list(sorted(dataset_words(policy.systems, result.system, d) for d in left), language),
+            "records": sum(left.values())}
 
 
 def _records_acted_on(result: TaskResult) -> int:
@@ -259,7 +277,11 @@ def response_outcome(report: dict[str, Any], policy: Policy, package_link: str |
     # the summary is left for what only this request says (an objection decision).
     # Systems whose data the package could not include, and why: a refusal in part (Art. 15).
     missing = missing_reasons(package.get("missing", {}), policy, t) if package else []
+    # Records a correction left as an earlier erasure kept them: not corrected, a refusal in part
+    # (Art. 16 and 12(4)) that the letter names with its reason.
+    uncorrected = [_uncorrected(r, left, policy, language) for r in results if (left := _left(r))]
     return {"summary": "", "actions": actions, "kept": kept, "informed": told, "missing": missing,
+            "uncorrected": uncorrected,
             "informed_by_kind": by_kind,
             "package_link": package_link, "package_expires_at": package_expires_at}
 

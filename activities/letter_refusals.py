@@ -75,5 +75,7 @@ async def letter_refuses(ctx: ActivityContext, row: dict[str, Any], job: LetterJ
 
 def refuses_in_part(outcome: dict[str, Any], decision: dict[str, Any] | None) -> bool:
     """A response that does not do all the subject asked: records kept (Art. 17(3)), data left out
-    of a copy, processing that continues on compelling grounds (Art. 21(1))."""
-    return bool(outcome["kept"] or outcome.get("missing") or (decision and decision["compelling_grounds"]))
+    of a copy, records a correction left as an erasure kept them, processing that continues on
+    compelling grounds (Art. 21(1))."""
+    return bool(outcome["kept"] or outcome.get("missing") or outcome.get("uncorrected")
+                or (decision and decision["compelling_grounds"]))

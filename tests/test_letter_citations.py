@@ -120,6 +120,10 @@ def _every_letter() -> dict[str, tuple[str, str, dict[str, Any], dict[str, Any]]
     for told, extra in (("told", _GRANTED_RECIPIENTS), ("", {})):
         cases[f"response-rectification-{told}"] = ("response", "rectification", {"report": {"results": [
             {**crm_done, "action": "rectify", **extra}]}}, {})
+    # A correction that left a record an erasure kept as it was: refused in part (tests/test_dpo_rectification.py).
+    cases["response-rectification-left"] = ("response", "rectification", {"report": {"results": [
+        {**crm_done, "action": "rectify"}, {"system": "billing", "action": "rectify", "status": "not_found",
+                                            "datasets": {"customers": {"found": 0, "changed": 0, "left": 1}}}]}}, {})
     # Only a processor asked by e-mail, which confirms without counting records: Art. 19 still names it.
     cases["response-erasure-processor-only"] = ("response", "erasure", {"report": {"results": [
         _PROCESSOR_CONFIRMED]}}, {})

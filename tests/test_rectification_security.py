@@ -234,4 +234,6 @@ async def test_a_correction_leaves_the_records_an_erasure_kept_as_the_law_keeps_
             "identity_attested": True, "corrections": {"street": "Nieuwstraat 1", "city": "Gent"}}, {"billing"})
     assert await _rows(db["billing"], "SELECT id, street, city FROM customers WHERE customer_number = 'C-000000'") == kept
     assert "1 record(s) kept under a hold since an erasure were left as kept" in (results["billing"].message or "")
+    # Counted per dataset too, which the response letter names as not corrected (tests/test_dpo_rectification.py).
+    assert results["billing"].datasets["customers"]["left"] == 1
     assert results["billing"].changed == 0

@@ -311,7 +311,9 @@ class SqlConnector(Connector):
                     for name, values in updates.items():
                         leave = subject.held.get(f"{self.name}.{name}", ()) if leave_held else ()
                         counts[name] = await self._update(conn, self.plan.datasets[name], subject, values, leave)
-                    left = sum(c.pop("left", 0) for c in counts.values())
+                    # Counted per dataset too, as the http connector counts them: the letter names
+                    # what was left uncorrected (activities/letter_outcome.py `_left`).
+                    left = sum(c.get("left", 0) for c in counts.values())
                     if left:
                         message = f"{message}; {left_as_kept(left)}" if message else left_as_kept(left)
                     outcome = self._outcome(counts, message)

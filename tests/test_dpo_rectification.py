@@ -1,0 +1,100 @@
+"""A rectification refused in part, as a data protection officer reads its response. A correction
+leaves the records an earlier erasure kept under a hold as the law keeps them (the connectors
+count them as `left`: activities/connectors/base.py `left_as_kept`). Before, the letter said
+nothing of them: a correction that could change nothing read "We have now completed your
+request. We found no personal data about you in our systems.", and one that changed the rest
+read as done in full, with no reason and no remedies (Art. 12(4) GDPR; Art. 16)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from activities.citations import cite
+from dsrflow.i18n import and_list, worded, wording_of
+from policy.systems import dataset_words
+from tests.letters_as_sent import LANGUAGES, LOADED, REGIMES, as_sent, both
+
+_HEADING = "What we did not correct, and why"
+_NOTHING = ("We have not corrected any of your personal data: the records we hold about you we must keep as they "
+            "are, for the reasons given under “%(heading)s” below.")
+_EXCEPT = "We have now completed your request, except for the data named under “%(heading)s” below."
+_WHY = ("We did not correct the records listed below. When we erased your personal data earlier, we kept these "
+        "records because the law obliges us to keep them or because we need them for the establishment, exercise "
+        "or defence of legal claims%(citation)s. We keep them as they were when we kept them, until they are "
+        "erased: correcting them would change what we must keep.")
+# Billing's customer record, kept for the invoices since an erasure, left as it was; its mandate corrected.
+_BILLING_LEFT = {"system": "billing", "action": "rectify", "status": "not_found", "found": 0, "changed": 0,
+                 "datasets": {"customers": {"found": 0, "changed": 0, "left": 1}},
+                 "message": "1 record(s) kept under a hold since an erasure were left as kept: the law keeps them "
+                            "as they were"}
+_BILLING_PART = {**_BILLING_LEFT, "status": "done", "found": 1, "changed": 1,
+                 "datasets": {"customers": {"found": 0, "changed": 0, "left": 1},
+                              "mandates": {"found": 1, "changed": 1}}}
+_CRM = {"system": "crm", "action": "rectify", "status": "done", "found": 2, "changed": 2,
+        "datasets": {"contacts": {"found": 2, "changed": 2}}}
+
+
+def _said(text: str) -> str:
+    return " ".join(text.split())
+
+
+async def _letter(results: list[dict[str, Any]], regime: str, language: str) -> tuple[list[str], Any]:
+    letter = await as_sent("response", "rectification", {"report": {"results": results}},
+                           regime=regime, language=language)
+    return both(letter), worded(language, wording_of(regime))
+
+
+def _authority(regime: str, language: str) -> str:
+    return LOADED.in_language(language).remedies_for(regime, "BE").authority.name
+
+
+def _uncorrected_line(t: Any, language: str) -> str:
+    customers = dataset_words(LOADED.in_language(language).systems, "billing", "customers")
+    return f"{customers} ({t.ngettext('%(num)d record', '%(num)d records', 1) % {'num': 1}})"
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("regime", REGIMES)
+async def test_a_correction_that_could_change_only_kept_records_says_so_with_its_reason_and_the_remedies(
+        regime, language):
+    parts, t = await _letter([_BILLING_LEFT], regime, language)
+    heading = t.gettext(_HEADING)
+    if language != "en":
+        assert heading != _HEADING and t.gettext(_WHY) != _WHY, "not translated"
+    for part in parts:
+        assert _said(t.gettext(_NOTHING) % {"heading": heading}) in part, (regime, language, part)
+        assert _said(t.gettext(_WHY) % {"citation": cite(regime, "17(3)", " (%s)", t)}) in part, (regime, language)
+        assert _uncorrected_line(t, language) in part, (regime, language, part)
+        # The remedies, naming the authority of the request's law as every refusal does.
+        assert _authority(regime, language) in part, (regime, language)
+        for untrue in ("We have now completed your request.", "We found no personal data about you in our systems."):
+            assert _said(t.gettext(untrue)) not in part, (regime, language, untrue)
+    if regime == "gdpr" and language == "en":
+        assert ("We have not done everything you asked, for the reasons given above. As Article 12(4) GDPR "
+                "requires, we set out below the remedies available to you.") in parts[0]
+        assert "When we erased your personal data earlier, we kept these records because the law obliges us to " \
+               "keep them or because we need them for the establishment, exercise or defence of legal claims " \
+               "(Art. 17(3) GDPR)." in parts[0]
+        assert "- Billing (customers, invoices, payments, mandates): customers (1 record)" in parts[0]
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+async def test_a_correction_done_but_for_kept_records_names_them_apart_from_what_it_corrected(language):
+    parts, t = await _letter([_CRM, _BILLING_PART], "gdpr", language)
+    heading = t.gettext(_HEADING)
+    mandates = dataset_words(LOADED.in_language(language).systems, "billing", "mandates")
+    customers = dataset_words(LOADED.in_language(language).systems, "billing", "customers")
+    for part in parts:
+        assert _said(t.gettext(_EXCEPT) % {"heading": heading}) in part, (language, part)
+        assert _uncorrected_line(t, language) in part, (language, part)
+        assert _authority("gdpr", language) in part
+        # What was corrected (between the opening's heading and the section's) names the mandate
+        # alone, not the customer record left as kept.
+        done = part.split(heading)[1]
+        assert mandates in done and and_list(sorted([customers, mandates]), language) not in done, (language, done)
+    text = parts[0]
+    if language == "en":
+        assert "- Billing (customers, invoices, payments, mandates): mandates corrected (1 record)" in text
+        assert "- Billing (customers, invoices, payments, mandates): customers (1 record)" in text
