@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from activities.citations import citation, cite
+from dsrflow.domain.references import short_reference
 from dsrflow.i18n import SOURCE_LANGUAGE, Translator, long_date, series, translations
 from policy.disclosure import AutomatedDecisions, LegalBasis
 from policy.model import Policy
@@ -63,6 +64,8 @@ def summary_environment(language: str) -> Environment:
     env.filters["series"] = partial(series, language=language)
     # `regime | cite("20")`: "Art. 20 GDPR", or "" where the regime's law is not the GDPR's.
     env.filters["cite"] = partial(cite, t=translations(language))
+    # The request as its letters name it to the subject: its short reference, not the internal id.
+    env.filters["shortid"] = short_reference
     env.globals["language"] = language
     return env
 

@@ -35,6 +35,7 @@ from activities.processor_mail import (
 )
 from api.pages import render, templates
 from api.state import AppState
+from dsrflow.domain.references import short_reference
 from dsrflow.i18n import translations, worded, wording_of
 from dsrflow.settings import Settings
 from policy.model import DEFAULT_POLICY, load_policy, parse_policy
@@ -329,14 +330,16 @@ def test_the_package_summary_cites_only_the_regimes_law(kind, regime, language):
 
 def test_the_package_summary_reads_well_under_each_law():
     gdpr = summary("access", "gdpr", "en")
-    # (The request's id is set in bold: its reader's text has a space after it.)
-    assert f"This copy answers request {REQUEST_ID} , prepared on 1 March 2026 under Art. 15 GDPR." in gdpr
+    # The short reference every letter gives the subject to quote, never the internal id (set in
+    # bold: its reader's text has a space after it).
+    assert f"This copy answers request {short_reference(REQUEST_ID)} , prepared on 1 March 2026 under Art. 15 GDPR." in gdpr
+    assert REQUEST_ID not in gdpr
     assert ("Art. 6(1)(c) GDPR: legal obligation (accounting and financial laws); "
             "Art. 6(1)(f) GDPR: legitimate interests (complying with foreign laws)") in gdpr
     assert "Automated decisions and profiling (Art. 22 GDPR) We take no decision" in gdpr
     assert "prepared on 1 March 2026 under Art. 20 UK GDPR." in summary("portability", "uk_gdpr", "en")
     lgpd = summary("portability", "lgpd", "en")
-    assert f"This portable copy answers request {REQUEST_ID} , prepared on 1 March 2026. It holds" in lgpd
+    assert f"This portable copy answers request {short_reference(REQUEST_ID)} , prepared on 1 March 2026. It holds" in lgpd
     assert "legal obligation (accounting and financial laws); legitimate interests (complying with foreign laws)" in lgpd
     assert "Automated decisions and profiling We take no decision" in lgpd
 
