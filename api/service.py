@@ -16,7 +16,7 @@ from api.problems import Problem
 from api.read_models.event_words import step_words
 from api.state import AppState
 from dsrflow.crypto.keys import load_secret_key
-from dsrflow.domain.appeals import AppealRefused, check_appeal
+from dsrflow.domain.appeals import AppealRefused, check_appeal, refuse_decided
 from dsrflow.domain.failing_workflows import failing_task, unheld_key
 from dsrflow.domain.jurisdiction import not_protected
 from dsrflow.domain.references import short_reference
@@ -57,6 +57,19 @@ async def is_repeat(state: AppState, new: NewRequest, *, idempotency_key: str | 
                                idempotency_key=idempotency_key, origin=origin)
 
 
+async def checked_appeal(state: AppState, new: NewRequest, *, idempotency_key: str | None,
+                         origin: str) -> NewRequest:
+    """`new` as `check_appeal` opens it (raising AppealRefused as it does), and refused when the
+    request it appeals has an appeal being decided or decided (`refuse_decided`), unless `new`
+    repeats a request stored already (its key, the same content): that one is the appeal."""
+    pool = await state.db()
+    new = await check_appeal(pool, new)
+    if new.appeal_of is not None and not await stored_repeat(
+            pool, new, secret=load_secret_key(state.settings), idempotency_key=idempotency_key, origin=origin):
+        await refuse_decided(pool, new)
+    return new
+
+
 async def open_request(
     state: AppState, new: NewRequest, *, actor: str, idempotency_key: str | None, origin: str
 ) -> tuple[dict[str, Any], bool]:
@@ -72,7 +85,7 @@ async def open_request(
         raise _invalid(problems)
     pool = await state.db()
     try:
-        new = await check_appeal(pool, new)
+        new = await checked_appeal(state, new, idempotency_key=idempotency_key, origin=origin)
     except AppealRefused as exc:
         raise _invalid({exc.field: str(exc)}) from None
     # What an appeal took from the request it appeals (its corrections) passed the policy of then:

@@ -134,7 +134,18 @@ async def portal_site(settings, pool, dev_server) -> AsyncIterator[str]:
 @pytest.fixture(scope="module")
 async def refused_uk(portal_site, pool, mail_sink) -> tuple[str, str, str]:
     """A UK erasure compliance refused: its id, its subject's address, and the complaint form's
-    link its letter carries."""
+    link its letter carries. Complained about, unconfirmed, by the tests that share it."""
+    return await _refused_uk(portal_site, pool, mail_sink)
+
+
+@pytest.fixture(scope="module")
+async def refused_uk_to_confirm(portal_site, pool, mail_sink) -> tuple[str, str, str]:
+    """Another, for the test that confirms its complaint: once one is being decided, the refusal
+    takes no other (dsrflow/domain/appeals.py `refuse_decided`)."""
+    return await _refused_uk(portal_site, pool, mail_sink)
+
+
+async def _refused_uk(portal_site, pool, mail_sink) -> tuple[str, str, str]:
     email = unique_email("portal.uk")
     async with live_client(base_url=portal_site, timeout=30) as http:
         refused, denial = await refused_erasure(http, pool, mail_sink, email, "uk_gdpr", "GB")
@@ -167,8 +178,9 @@ async def unknown_reference_refused(page: Page, seen: list[str], language: str, 
     await expect(typed).to_have_value(reasons)
 
 
-async def test_a_uk_subject_complains_from_the_link_in_our_refusal(browser, portal_site, pool, mail_sink, refused_uk):
-    refused, email, link = refused_uk
+async def test_a_uk_subject_complains_from_the_link_in_our_refusal(browser, portal_site, pool, mail_sink,
+                                                                   refused_uk_to_confirm):
+    refused, email, link = refused_uk_to_confirm
     reference = short_reference(refused)
     page, seen = await phone(browser)
     await page.goto(link)

@@ -21,12 +21,12 @@ from api.problems import Problem
 from api.public.attempts import Attempted, count_attempt
 from api.public.cross_site import refuse_cross_site_posts
 from api.ratelimit import RateLimiter
-from api.service import is_repeat, open_request, paused_on_our_side, run_update
+from api.service import checked_appeal, is_repeat, open_request, paused_on_our_side, run_update
 from api.state import AppState
 from dsrflow.crypto.hashing import code_hash, link_token_hash, token_hash
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.crypto.package_files import read_package
-from dsrflow.domain.appeals import AppealRefused, NotAReference, check_appeal
+from dsrflow.domain.appeals import AppealRefused, NotAReference
 from dsrflow.domain.audit import append_event
 from dsrflow.i18n import N_, Translator
 from dsrflow.infra.failpoints import failpoint
@@ -151,7 +151,7 @@ async def submit_request(state: AppState, limiter: RateLimiter, request: Request
         await limiter.give_back_share(share)
         raise
     try:
-        await _check_appeal_as_told_to_anyone(state, new)
+        await _check_appeal_as_told_to_anyone(state, new, idempotency_key)
         row, created = await open_request(state, new, actor="subject", idempotency_key=idempotency_key,
                                           origin="subject")
     except Problem as refused:
@@ -201,7 +201,7 @@ class AppealNotOpened(Problem):
         return t.gettext(self.message) % self.values
 
 
-async def _check_appeal_as_told_to_anyone(state: AppState, new: NewRequest) -> None:
+async def _check_appeal_as_told_to_anyone(state: AppState, new: NewRequest, idempotency_key: str | None) -> None:
     """An appeal that cannot be opened, refused in the same words whatever the reason. Anyone may
     submit one, naming a reference they saw and an address they guess: before, the owner's
     address was told why that request could not be appealed (its regime, that it was not
@@ -213,7 +213,7 @@ async def _check_appeal_as_told_to_anyone(state: AppState, new: NewRequest) -> N
     if new.appeal_of is None or intake_problems(state.policy.policy, new):
         return
     try:
-        await check_appeal(await state.db(), new)
+        await checked_appeal(state, new, idempotency_key=idempotency_key, origin="subject")
     except NotAReference:  # the input's own shape: the same for anyone who types it
         raise AppealNotOpened(_NOT_A_REFERENCE, example="9WPSS9NUBP") from None
     except AppealRefused:

@@ -14,7 +14,7 @@ from typing import Any
 import asyncpg
 
 from dsrflow.domain.deadlines import reconsiders
-from dsrflow.domain.references import typed_reference
+from dsrflow.domain.references import short_reference, typed_reference
 from schemas.requests import NewRequest
 from schemas.vocabulary import Regime
 
@@ -42,6 +42,21 @@ _REFUSED = """SELECT EXISTS (SELECT 1 FROM audit_events WHERE request_id = $1 AN
                       OR (event_type = 'letter.skip_settled' AND NOT (data->>'went')::boolean)))"""
 
 
+# An appeal (complaint) of the same request that is being decided or has been: its outcome is final,
+# as an appeal of the appeal is refused (`check_appeal`). One awaiting its subject's confirmation
+# does not count (a stranger's, made in the subject's name, would hold the subject's own back); nor
+# one closed unconfirmed, withdrawn or cancelled, nor one denied because we could not tell that it
+# came from the subject: their letters invite the subject to appeal (complain) again.
+_DECIDING = ("in_progress", "awaiting_approval")
+_DECIDED = """SELECT a.id, a.status FROM dsr_requests a
+               WHERE lower(a.subject_email) = lower($2) AND a.details->>'appeal_of' = $1
+                 AND (a.status IN ('in_progress', 'awaiting_approval', 'completed')
+                      OR (a.status = 'denied' AND NOT EXISTS (
+                          SELECT FROM audit_events e WHERE e.request_id = a.id AND e.event_type = 'status.denied'
+                             AND e.data->>'reason_code' = 'identity_not_established')))
+               ORDER BY a.received_at LIMIT 1"""
+
+
 # The details that say what a request asks for: an appeal (and the portal's complaint form, which
 # repeats them: api/public/portal.py) asks for the same as the request it is about, and takes
 # them from it when it gives none (`check_appeal`).
@@ -57,7 +72,9 @@ async def check_appeal(conn: asyncpg.Connection | asyncpg.Pool, new: NewRequest)
     that out.
     Raises AppealRefused when the referred request does not exist, is another subject's, was not
     refused, is itself an appeal, or falls under a law that grants no appeal, when the appeal asks
-    for other than it did (`ASKED`), and when an appeal (not a complaint) carries `complaint_reasons`."""
+    for other than it did (`ASKED`), and when an appeal (not a complaint) carries `complaint_reasons`.
+    Whether the request already has an appeal decided, or being decided, is `refuse_decided`'s
+    (api/service.py `checked_appeal`), which a repeat of a stored appeal does not ask."""
     if new.appeal_of is None:
         return new
     original = await appealed_request(conn, new.appeal_of, str(new.subject.email))
@@ -101,6 +118,23 @@ async def check_appeal(conn: asyncpg.Connection | asyncpg.Pool, new: NewRequest)
     # policy's default would make a Virginian Belgian); one the appeal states is newer.
     return new.model_copy(update={"regime": Regime(original["regime"]), "appeal_of": uuid.UUID(str(original["id"])),
                                   "country": new.country or original["country"]})
+
+
+async def refuse_decided(conn: asyncpg.Connection | asyncpg.Pool, new: NewRequest) -> None:
+    """Raises AppealRefused when the request `new` appeals (as `check_appeal` returned it) has an
+    appeal (a complaint) being decided or decided (`_DECIDED`). Appealing the refused request anew
+    had it decided again, each time on a new deadline, after the letter giving the outcome had said
+    it was final. The caller asks it of a new appeal, not of a repeat of one stored (its key): that
+    is the appeal being decided."""
+    if new.appeal_of is None:
+        return
+    earlier = await conn.fetchrow(_DECIDED, str(new.appeal_of), str(new.subject.email))
+    if earlier is not None:
+        said = ("is being decided: its outcome goes to the subject, and is final" if earlier["status"] in _DECIDING
+                else "has been decided: our answer to it is final; the letter that gave it names the authority to "
+                     "complain to")
+        raise AppealRefused("appeal_of", f"that request's {reconsiders(new.regime.value) or 'appeal'} "
+                            f"{short_reference(earlier['id'])} {said}")
 
 
 def _asked_otherwise(appeal: Mapping[str, Any], original: Mapping[str, Any]) -> str | None:
