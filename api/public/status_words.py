@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 from api.read_models.evidence_names import version_policy
 from api.state import AppState
+from dsrflow.domain.deadlines import reconsiders
 from dsrflow.i18n import N_, Translator
 from dsrflow.stores.requests_store import withdrawn_by_subject
 from policy.remedies import Remedies
@@ -32,6 +33,23 @@ STATUS_WORDS: dict[RequestStatus, tuple[str, ...]] = {
     RequestStatus.closed_unverified: (N_("This request was closed because it was not confirmed in time."),
                                       N_("You are welcome to send a new one.")),
 }
+# An appeal (VCDPA, CTDPA, CPA) or a UK complaint (`reconsiders`) closed unconfirmed or denied is
+# said of itself, as its letters say it: the decision it is about stands, and the way on is in our
+# e-mail (appeal or complain again, the Attorney General or the Commissioner), not a new request,
+# which the portal's form would make and which reconsiders nothing.
+FOLLOW_UP_WORDS: dict[tuple[str | None, RequestStatus], tuple[str, ...]] = {
+    ("appeal", RequestStatus.closed_unverified): (
+        N_("This appeal was closed because it was not confirmed in time: our decision on the request it is about "
+           "stands."), N_("Our e-mail says how you can appeal again.")),
+    ("complaint", RequestStatus.closed_unverified): (
+        N_("This complaint was closed because it was not confirmed in time: our decision on the request it is "
+           "about stands."), N_("Our e-mail says how you can complain again.")),
+    ("appeal", RequestStatus.denied): (N_("We have denied your appeal: our decision on the request it is about "
+                                          "stands."), N_("Our e-mail explains why, and what you can do next.")),
+    ("complaint", RequestStatus.denied): (
+        N_("We have decided on your complaint: our decision on the request it is about stands."),
+        N_("Our e-mail explains why, and what you can do next.")),
+}
 # Cancelled because the subject withdrew it: said as theirs, not as our refusal, and, as the letter
 # confirming it says, whom to tell if they did not (a withdrawal is recorded by staff from a message
 # that may not be the subject's: docs/mailbox.md).
@@ -43,7 +61,8 @@ async def status_words(state: AppState, row: dict[str, Any], status: RequestStat
                        t: Translator) -> list[str]:
     """The sentences that say where the request (`row`, its `status` and `live` state as
     `current_live` read them) stands, in `t`'s language."""
-    said = STATUS_WORDS[status]
+    follow_up = reconsiders(row["regime"]) if (row["details"] or {}).get("appeal_of") else None
+    said = FOLLOW_UP_WORDS.get((follow_up, status)) or STATUS_WORDS[status]
     if status == RequestStatus.cancelled and (
             live.withdrawn_by_subject if live and live.status == status
             else await withdrawn_by_subject(await state.db(), str(row["id"]))):
