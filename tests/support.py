@@ -176,13 +176,15 @@ async def attested_request(http: httpx.AsyncClient, pool: asyncpg.Pool, type_: s
 
 
 async def stored_request(pool: asyncpg.Pool, settings: Settings, label: str, type_: str = "access",
-                         regime: str = "gdpr", email: str | None = None) -> str:
+                         regime: str = "gdpr", email: str | None = None,
+                         corrections: dict[str, str] | None = None) -> str:
     """A request stored as intake stores it (identity attested, no workflow started), with the
-    dates registering it would set, which its letters need: its id."""
+    dates registering it would set, which its letters need: its id. A rectification needs its
+    `corrections`."""
     loaded = policy_of(settings)
     row, _ = await create_request(pool, NewRequest(type=type_, regime=regime,
                                                    subject={"email": email or unique_email(label)},
-                                                   identity_attested=True),
+                                                   identity_attested=True, corrections=corrections),
                                   loaded_policy=loaded, secret=load_secret_key(settings),
                                   actor="test", idempotency_key=None)
     # 30 days from the controller's today, as alerts count their days left: the database's

@@ -132,6 +132,22 @@ async def test_what_an_erasure_kept_is_on_the_basis_its_letter_gave_in_the_reque
     assert recorded["basis"] == BE_ACCOUNTING["basis"] and recorded["as_told"]["basis"] == basis
 
 
+async def test_a_correction_that_left_records_an_erasure_kept_names_them_as_refused_in_part(http, pool, settings):
+    """Its letter names them under "What we did not correct, and why" (tests/test_dpo_rectification.py);
+    the pack said "the request was carried out except for: ." and nothing more."""
+    rid = await stored_request(pool, settings, "depth-left", type_="rectification",
+                               corrections={"city": "Gent"})
+    await pool.execute("""INSERT INTO system_tasks (request_id, system, action, status, found, changed, datasets)
+                          VALUES ($1, 'billing', 'rectify', 'done', 1, 1, $2)""", uuid.UUID(rid),
+                       {"customers": {"found": 0, "changed": 0, "left": 1}, "mandates": {"found": 1, "changed": 1}})
+    await answered_in_part(pool, rid)
+
+    assert (await _pack(http, pool, rid))["decisions"]["refused_in_part"]["uncorrected"] == {"billing": 1}
+    decisions = section(await _page(http, pool, rid), "Decisions", "Plan")
+    assert "the request was carried out except for: 1 record(s) billing holds, not corrected: an earlier erasure " \
+           "kept them under a hold, as they were." in decisions, decisions
+
+
 async def test_a_processor_kept_whole_is_named_not_counted_as_one_record(http, pool, settings):
     rid = await _erasure_that_kept(pool, settings, "gdpr", processor_whole=True)
 

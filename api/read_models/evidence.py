@@ -90,6 +90,14 @@ def _as_told(kept: dict[str, Any], policy: Policy | None, regime: str) -> dict[s
 
 
 def cut_short_systems(tasks: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+def uncorrected_systems(tasks: list[dict[str, Any]]) -> dict[str, int]:
+    """Per system, the records a correction left as an earlier erasure kept them (the connectors'
+    per-dataset `left`), which the response letter names as not corrected."""
+    left = {task["system"]: sum(counts.get("left", 0) for counts in (task["datasets"] or {}).values())
+            for task in tasks if task["action"] == "rectify"}
+    return {system: n for system, n in left.items() if n}
+
+
     """Per system, an erasure a legal-claims hold cut short, as the response letter reads it from
     the task (activities/letter_outcome.py `cut_short`): its "all" record, and the erasure deferred
     until the hold ends, keep the data under the identifiers not sent, not all the system holds.
@@ -210,7 +218,7 @@ async def assemble_evidence(pool: asyncpg.Pool, request_id: str, *, secret: byte
         target_days = await complaint_target(conn, row)
         built = with_contents(packages, events)
         decided = await decisions(conn, row, events, letters, defaults.timezone, kept=holds["kept_records"],
-                                  missing=built[0]["missing"] if built else {})
+                                  missing=built[0]["missing"] if built else {}, uncorrected=uncorrected_systems(tasks))
         named = await _labels(conn, row, None if plan is None else plan["plan"], tasks, confirmations, holds,
                               built, decided)
         emails = await evidence_messages(conn, secret, request_id)

@@ -87,7 +87,7 @@ def _refusal(events: list[dict[str, Any]], letters: list[dict[str, Any]]) -> dic
 
 
 def _in_part(events: list[dict[str, Any]], letters: list[dict[str, Any]], kept: list[dict[str, Any]],
-             missing: dict[str, str]) -> dict[str, Any] | None:
+             missing: dict[str, str], uncorrected: dict[str, int]) -> dict[str, Any] | None:
     """The response letter, where it refused in part (its `letter.sent` event says so, as the
     letter activity decided: activities/letter_refusals.py `refuses_in_part`): what it kept back.
     A processor kept whole under a hold (dataset `all`) is one "record" in the trail, whatever it
@@ -95,7 +95,8 @@ def _in_part(events: list[dict[str, Any]], letters: list[dict[str, Any]], kept: 
     among the records (the section said "6 record(s)" for five records and a processor's data).
     One whose erasure the hold cut short (its kept record's `cut_short`) keeps only the data under
     the identifiers not sent, as its letter says: it is named apart again (`cut_short`), with its
-    counts, not as kept whole."""
+    counts, not as kept whole. `uncorrected`: per system, the records a correction left as an
+    earlier erasure kept them, as the letter names them ("What we did not correct, and why")."""
     refused = next((e for e in events if e["event_type"] == "letter.sent" and e["data"].get("purpose") == "response"
                     and e["data"].get("refusal")), None)
     if refused is None:
@@ -104,7 +105,7 @@ def _in_part(events: list[dict[str, Any]], letters: list[dict[str, Any]], kept: 
             "kept_records": sum(k["records"] for k in kept if k["dataset"] != WHOLE_SYSTEM),
             "kept_whole": sorted({k["system"] for k in kept if k["dataset"] == WHOLE_SYSTEM and not k.get("cut_short")}),
             "cut_short": [{"system": k["system"], **k["cut_short"]} for k in kept if k.get("cut_short")],
-            "missing": missing}
+            "missing": missing, "uncorrected": uncorrected}
 
 
 def _interruptions(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -200,10 +201,11 @@ def _objection(row: dict[str, Any], decided: dict[str, Any], letters: list[dict[
 
 async def decisions(conn: asyncpg.Connection, row: dict[str, Any], events: list[dict[str, Any]],
                     letters: list[dict[str, Any]], timezone: str, *, kept: list[dict[str, Any]],
-                    missing: dict[str, str]) -> dict[str, Any]:
+                    missing: dict[str, str], uncorrected: dict[str, int] | None = None) -> dict[str, Any]:
     """The decisions section of the pack (see the module's docstring); `timezone` the controller's
     under the request's policy version; `kept` what holds kept (the pack's `holds.kept_records`),
-    `missing` the processors' exports a package lacks."""
+    `missing` the processors' exports a package lacks, `uncorrected` per system the records a
+    correction left as an erasure kept them."""
     approved, reviewed = _first(events, "approval.granted"), _first(events, "package.reviewed")
     decided = _first(events, "objection.decided")
     restriction = await conn.fetchrow(
@@ -217,7 +219,8 @@ async def decisions(conn: asyncpg.Connection, row: dict[str, Any], events: list[
     if refusal is not None:
         refusal["letter_on_time"] = on_time(refusal["letter_sent_at"], row["current_due_date"], timezone)
     # An objection overridden on compelling grounds refuses in part too: its own entry says so.
-    in_part = None if decided and decided["data"].get("compelling_grounds") else _in_part(events, letters, kept, missing)
+    overridden = decided and decided["data"].get("compelling_grounds")
+    in_part = None if overridden else _in_part(events, letters, kept, missing, uncorrected or {})
     if in_part is not None:
         in_part["letter_on_time"] = on_time(in_part["letter_sent_at"], row["current_due_date"], timezone)
     return {
