@@ -45,6 +45,7 @@ def deadline_checkpoints(due: date, timezone: str, warning_days: tuple[int, ...]
         due_date=due,
         warnings=[(days, start_of(due - timedelta(days=days))) for days in sorted(warning_days, reverse=True)],
         overdue_at=start_of(due + timedelta(days=1)),
+        timezone=timezone,
     )
 
 

@@ -14,7 +14,7 @@ from temporalio.exceptions import ApplicationError
 from activities.context import ActivityContext
 from activities.letters import deliver_letter, settle_letter
 from activities.outbox import Sent
-from dsrflow.crypto.hashing import code_hash, keyed_hash, link_token, link_token_hash
+from dsrflow.crypto.hashing import code_hash, link_token, link_token_hash, verification_code
 from policy.model import Verification
 from schemas.workflow import Challenge, IssueChallenge, LetterJob
 
@@ -65,9 +65,8 @@ class VerificationActivities:
         """The round's code and link token. A retry after the e-mail went out would create a
         second code the subject never sees, so they are derived from the secret and the round
         rather than drawn at random: same round, same code, on any retry."""
-        seed = keyed_hash(self.ctx.secret, "verification-seed", issue.request_id, str(issue.round))
-        code = f"{int(seed[:16], 16) % 10**digits:0{digits}d}"
-        return code, link_token(self.ctx.secret, issue.request_id, issue.round)
+        return (verification_code(self.ctx.secret, issue.request_id, issue.round, digits),
+                link_token(self.ctx.secret, issue.request_id, issue.round))
 
     def _challenge(self, issue: IssueChallenge, code: str, token: str) -> Challenge:
         return Challenge(

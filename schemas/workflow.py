@@ -69,6 +69,10 @@ class Checkpoints(Contract):
     due_date: date
     warnings: list[tuple[int, datetime]]  # (days before due, when)
     overdue_at: datetime
+    # The controller's zone these midnights are in (policy `defaults.timezone`): staff's reminders
+    # and a complaint's progress letters keep 9:00 in it across a change of clocks
+    # (workflows/step_trouble.py LOCAL_HOUR). None in checkpoints prepared before: 24 h steps.
+    timezone: str | None = None
 
 
 class RequestFacts(Contract):
@@ -136,6 +140,8 @@ class VerifyResult(Contract):
     locked: bool
     # The link of an e-mail a newer code replaced, before any lock: refused, no attempt counted.
     earlier_link: bool = False
+    # The code of an e-mail a newer code replaced, before any lock: refused, no attempt counted.
+    earlier_code: bool = False
 
 
 class ExtendInput(Contract):

@@ -142,7 +142,13 @@ async def test_a_new_code_works_after_wrong_guesses_of_the_old_one(settings, poo
         assert_limited(await subject.post(f"/portal/requests/{rid}/verify", data={"code": first}), 3600)
 
         new = await _new_code(subject, mail_sink, rid, {first})
-        wrong = await subject.post(f"/portal/requests/{rid}/verify", data={"code": first})
+        # The first e-mail's code, typed again: told apart, and no try spent (EARLIER_CODE).
+        earlier = await subject.post(f"/portal/requests/{rid}/verify", data={"code": first})
+        assert _said(earlier) == ("That code is from an earlier e-mail: it no longer works. We have sent you more "
+                                  "than one code: only the one in our latest e-mail works. The link in our latest "
+                                  "e-mail still works: open it to confirm that the request is yours. Or ask for a "
+                                  "new code below.")
+        wrong = await subject.post(f"/portal/requests/{rid}/verify", data={"code": _wrong(new)})
         assert _said(wrong) == ("That code is not right. You have 2 attempts left. We have sent you more than one "
                                 "code: only the one in our latest e-mail works.")
         confirmed = await subject.post(f"/portal/requests/{rid}/verify", data={"code": new})

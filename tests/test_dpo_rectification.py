@@ -15,6 +15,7 @@ from activities.citations import cite
 from dsrflow.i18n import and_list, worded, wording_of
 from policy.systems import dataset_words
 from tests.letters_as_sent import LANGUAGES, LOADED, REGIMES, as_sent, both
+from tests.test_letter_citations import _PROCESSOR_CONFIRMED
 
 _HEADING = "What we did not correct, and why"
 _NOTHING = ("We have not corrected any of your personal data: the records we hold about you we must keep as they "
@@ -98,3 +99,14 @@ async def test_a_correction_done_but_for_kept_records_names_them_apart_from_what
     if language == "en":
         assert "- Billing (customers, invoices, payments, mandates): mandates corrected (1 record)" in text
         assert "- Billing (customers, invoices, payments, mandates): customers (1 record)" in text
+
+
+async def test_a_correction_only_a_processor_confirmed_does_not_say_nothing_was_found_or_corrected():
+    """A processor asked by e-mail confirms without counting records, and is told (Art. 19): the
+    letter neither says it corrected nothing nor that it found nothing beside what it left as kept."""
+    parts, t = await _letter([{**_PROCESSOR_CONFIRMED, "action": "rectify"}, _BILLING_LEFT], "gdpr", "en")
+    for part in parts:
+        assert _said(_EXCEPT % {"heading": _HEADING}) in part, part
+        assert "of this rectification (Art. 19 GDPR): Survey service provider." in part
+        assert "We have not corrected any" not in part and "We found no personal data" not in part
+        assert _uncorrected_line(t, "en") in part

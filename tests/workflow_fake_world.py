@@ -74,6 +74,7 @@ class RequestSpec:
     objection_scope: str | None = None
     lift_notice_days: int = 0  # the policy's restriction.lift_notice_days
     attention_after_minutes: int = SHIPPED.policy.attention_after_minutes
+    timezone: str = SHIPPED.policy.defaults.timezone  # the policy's defaults.timezone: the controller's
 
 
 def _hash(*parts: str) -> str:

@@ -69,7 +69,7 @@ class FakeActivities(FakeWorld):
         spec = self.specs[start.request_id]  # a KeyError, like a request not found: deterministic
         assert spec.received_at is not None
         policy = SHIPPED.policy
-        tz = policy.defaults.timezone
+        tz = spec.timezone
         deadline = compute_deadline(spec.regime, receipt_date_for(spec.received_at, tz, spec.regime),
                                     establishment=policy.defaults.country if spec.regime == "gdpr" else None,
                                     appeal=spec.complaint, target_days=policy.complaint_days(spec.regime))
@@ -97,7 +97,7 @@ class FakeActivities(FakeWorld):
             return None
         assert spec.received_at is not None
         policy = SHIPPED.policy
-        tz, warnings = policy.defaults.timezone, policy.deadline_warnings_days
+        tz, warnings = spec.timezone, policy.deadline_warnings_days
         deadline = compute_deadline(spec.regime, receipt_date_for(spec.received_at, tz, spec.regime),
                                     verified=receipt_date_for(verified.verified_at, tz, spec.regime))
         if self._first("event", verified.request_id, "clock-started"):

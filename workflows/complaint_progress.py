@@ -23,7 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from schemas.requests import RequestStatus
     from schemas.workflow import Checkpoints, RequestFacts
     from workflows.dsr_steps import MAILING, RequestClosed, StepSupervisor, letter_job, run_step
-    from workflows.step_trouble import REMIND_AT, at_intervals, day_began
+    from workflows.step_trouble import REMIND_AT, at_intervals, controller_zone, day_began, later
 
 # workflow.patched id: complaints prepared before it carry no `progress_days` and never ask it.
 COMPLAINT_PROGRESS = "complaint-progress"
@@ -61,8 +61,11 @@ async def keep_informed(complaint: Complaint, supervisor: StepSupervisor) -> Non
     facts = complaint._require_facts()
     assert facts.progress_days is not None
     every = timedelta(days=facts.progress_days)
-    # 9:00 the controller's time on the day of receipt, as staff's reminders go.
-    start = day_began(facts.received_at, complaint.current_checkpoints()) + REMIND_AT
+    # 9:00 the controller's time on the day of receipt, as staff's reminders go (on its wall clock
+    # where the checkpoints name its zone: step_trouble.LOCAL_HOUR).
+    checkpoints = complaint.current_checkpoints()
+    zone = controller_zone(checkpoints)
+    start = later(day_began(facts.received_at, checkpoints, zone), REMIND_AT, zone)
 
     def decided() -> bool:
         return complaint.closed or complaint._answering
@@ -73,7 +76,7 @@ async def keep_informed(complaint: Complaint, supervisor: StepSupervisor) -> Non
                        timeouts=MAILING, supervisor=supervisor)
 
     with contextlib.suppress(RequestClosed):  # closed while a failed letter waited for staff
-        await at_intervals(start + every, every, decided, send)
+        await at_intervals(later(start, every, zone), every, decided, send, zone)
 
 
 def progress_params(complaint: Complaint, number: int) -> dict[str, Any]:

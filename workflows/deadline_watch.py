@@ -50,7 +50,7 @@ with workflow.unsafe.imports_passed_through():
         letter_job,
         run_step,
     )
-    from workflows.step_trouble import REMIND_AT, REMIND_EVERY, StepTroubles
+    from workflows.step_trouble import REMIND_AT, REMIND_EVERY, StepTroubles, controller_zone, later, whole_steps
 
 # workflow.patched id (see above).
 WATCH_TROUBLES = "watch-own-troubles"
@@ -70,7 +70,8 @@ WATCH_AFTER_CLOCK_START = "watch-after-clock-start"
 # Staff are reminded of a request still open past its due date as of a stopped one
 # (activities/request_start_sweep.py REMIND_EVERY) and a failed step (workflows/step_trouble.py
 # REMIND_EVERY, REMIND_AT): the warnings and the overdue alert go at the controller's midnight
-# (activities/lifecycle.py deadline_checkpoints); a reminder at 9:00, the morning someone reads it.
+# (activities/lifecycle.py deadline_checkpoints); a reminder at 9:00, the morning someone reads it,
+# on the controller's wall clock (step_trouble.LOCAL_HOUR).
 
 
 class WatchedRequest(StepSupervisor, Protocol):
@@ -188,21 +189,22 @@ class DeadlineWatch:
         is and what holds it back; keyed by the day, so a step run again sends it once. After a
         worker away for days, only the current day's goes. Until closed or the due date moves (an
         extension is refused by then: only the clock started at verification moves it)."""
-        first = checkpoints.overdue_at + REMIND_AT  # the morning the due date has passed
+        zone = controller_zone(checkpoints)  # 9:00 on its wall clock, across a change of clocks
+        first = later(checkpoints.overdue_at, REMIND_AT, zone)  # the morning the due date has passed
 
         def over() -> bool:
             return request.closed or request.current_checkpoints().due_date != checkpoints.due_date
 
         late = 2  # days since the due date: the overdue alert went on the first, at its midnight
         while not over():
-            delay = first + REMIND_EVERY * (late - 1) - workflow.now()
+            delay = later(first, REMIND_EVERY * (late - 1), zone) - workflow.now()
             if delay > timedelta(0):
                 try:
                     await workflow.wait_condition(over, timeout=delay)
                     return
                 except TimeoutError:
                     pass
-            late = max(late, (workflow.now() - first) // REMIND_EVERY + 1)
+            late = max(late, whole_steps(first, workflow.now(), REMIND_EVERY, zone) + 1)
             await self._send(request, letter_job(
                 request.request_id, "staff_alert", key=f"{ALERT_OVERDUE}:{checkpoints.due_date.isoformat()}:day-{late}",
                 to_staff=True, params={"kind": ALERT_OVERDUE, "days_left": -late,

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, Protocol, runtime_checkable
+from zoneinfo import ZoneInfo
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
@@ -45,9 +46,16 @@ TROUBLE_REMINDERS = "trouble-reminders"
 # How often staff are reminded of what waits for them (a trouble here, an overdue request in
 # workflows/deadline_watch.py), and when in the controller's day: at 9:00, the morning someone
 # reads it, counted from the request's deadline checkpoints (the controller's midnights, as UTC
-# instants: an hour off across a change of clocks).
+# instants) on the controller's wall clock (LOCAL_HOUR).
 REMIND_EVERY = timedelta(days=1)
 REMIND_AT = timedelta(hours=9)
+# workflow.patched id: before it, the controller's days were counted in 24 h steps from the
+# checkpoints' midnight: across a change of clocks between that midnight and a moment, the moment
+# in the first or last hour of its day was counted in the day before or after (a reminder or a
+# complaint's progress letter a day early or late), and every reminder or letter after a change
+# went at 8:00 or 10:00. Asked only of a request whose checkpoints name the controller's zone
+# (prepared since; the older ones keep the old arithmetic, and so replay as they ran).
+LOCAL_HOUR = "reminders-keep-local-hour"
 
 
 def trouble_facts(trouble: StepTrouble, waited: int | None = None) -> dict[str, Any]:
@@ -90,21 +98,57 @@ def _checkpoints() -> Checkpoints | None:
         return None
 
 
-def first_reminder(since: datetime) -> datetime:
+def controller_zone(checkpoints: Checkpoints | None) -> tzinfo | None:
+    """The controller's zone the reminders and letters keep their hour in (LOCAL_HOUR), or None:
+    24 h steps, as before (checkpoints that name no zone, or a history that ran without it).
+
+    zoneinfo in a workflow: the sandbox passes the module through and lets ZoneInfo(name) be
+    built (it refuses only from_file, clear_cache and reset_tzpath); the zone's file (the system's
+    tz data, which the activities' deadline_checkpoints read already) is read once per worker
+    process and cached. Every instant here is computed from the history's (receipt, a checkpoint,
+    workflow.now()) by the zone's rules, so a replay on the same tz data computes what the run did;
+    only a tz data update that rewrites a zone's rules for days a running request has already
+    counted could differ. The name is the policy's `defaults.timezone`, no personal data."""
+    if checkpoints is None or checkpoints.timezone is None or not workflow.patched(LOCAL_HOUR):
+        return None
+    return ZoneInfo(checkpoints.timezone)
+
+
+def later(moment: datetime, by: timedelta, zone: tzinfo | None) -> datetime:
+    """`moment + by` on the controller's wall clock (9:00 plus a day is 9:00 the next day, whatever
+    change of clocks lies between); in elapsed time where `zone` is None."""
+    if zone is None:
+        return moment + by
+    return (moment.astimezone(zone) + by).astimezone(UTC)  # aware + timedelta: wall-clock arithmetic
+
+
+def whole_steps(start: datetime, moment: datetime, every: timedelta, zone: tzinfo | None) -> int:
+    """How many whole `every`s from `start` to `moment` (floored), on the controller's wall clock
+    where `zone` is given (the inverse of `later`)."""
+    if zone is None:
+        return (moment - start) // every
+    return (_wall(moment, zone) - _wall(start, zone)) // every
+
+
+def _wall(moment: datetime, zone: tzinfo) -> datetime:
+    return moment.astimezone(zone).replace(tzinfo=None)
+
+
+def first_reminder(since: datetime, checkpoints: Checkpoints | None, zone: tzinfo | None) -> datetime:
     """When a trouble opened at `since` is first reminded of: 9:00 the controller's time on the day
     after the one it opened (its alert went when it opened); a day after it opened if the request
     has no deadline yet."""
-    checkpoints = _checkpoints()
     if checkpoints is None:
         return since + REMIND_EVERY
-    return day_began(since, checkpoints) + REMIND_EVERY + REMIND_AT
+    return later(day_began(since, checkpoints, zone), REMIND_EVERY + REMIND_AT, zone)
 
 
-def day_began(moment: datetime, checkpoints: Checkpoints) -> datetime:
+def day_began(moment: datetime, checkpoints: Checkpoints, zone: tzinfo | None) -> datetime:
     """The controller's midnight that began `moment`'s day (the checkpoints are the controller's
-    midnights, as UTC instants), the days its reminders and letters are counted in."""
+    midnights, as UTC instants; `zone`, controller_zone's), the days its reminders and letters are
+    counted in."""
     midnight = checkpoints.overdue_at
-    return midnight + REMIND_EVERY * ((moment - midnight) // REMIND_EVERY)
+    return later(midnight, REMIND_EVERY * whole_steps(midnight, moment, REMIND_EVERY, zone), zone)
 
 
 async def remind_each_morning(since: datetime, over: Callable[[], bool],
@@ -113,16 +157,19 @@ async def remind_each_morning(since: datetime, over: Callable[[], bool],
     `waited`: the days since the day it began at `since`. Each reminder's alert is keyed by that
     day, so a step run again sends it once, and after a worker away for days only the current
     day's goes."""
-    await at_intervals(first_reminder(since), REMIND_EVERY, over, remind)
+    checkpoints = _checkpoints()
+    zone = controller_zone(checkpoints)
+    await at_intervals(first_reminder(since, checkpoints, zone), REMIND_EVERY, over, remind, zone)
 
 
 async def at_intervals(first: datetime, every: timedelta, over: Callable[[], bool],
-                       act: Callable[[int], Awaitable[None]]) -> None:
-    """`act(n)` at `first + (n - 1) * every`, n = 1, 2 ..., until `over()`. After a worker away
-    for several intervals, only the newest `n` due is acted on."""
+                       act: Callable[[int], Awaitable[None]], zone: tzinfo | None) -> None:
+    """`act(n)` at `first + (n - 1) * every`, n = 1, 2 ..., until `over()`, on the controller's
+    wall clock where `zone` is given (`later`). After a worker away for several intervals, only the
+    newest `n` due is acted on."""
     n = 1
     while not over():
-        delay = first + every * (n - 1) - workflow.now()
+        delay = later(first, every * (n - 1), zone) - workflow.now()
         if delay > timedelta(0):
             try:
                 await workflow.wait_condition(over, timeout=delay)
@@ -130,7 +177,7 @@ async def at_intervals(first: datetime, every: timedelta, over: Callable[[], boo
             except TimeoutError:
                 if over():  # ended in the same moment: the timer's expiry wins the wait
                     return
-        n = max(n, (workflow.now() - first) // every + 1)
+        n = max(n, whole_steps(first, workflow.now(), every, zone) + 1)
         await act(n)
         n += 1
 

@@ -72,6 +72,11 @@ LINK_OUTLIVES_LOCK = "link-outlives-lock"
 # Now it is answered as an earlier e-mail's link and costs no attempt (a forged token still counts).
 # Asked only when such a link arrives, so that other histories carry no marker.
 EARLIER_LINK = "earlier-link-uncounted"
+# workflow.patched id: before it, the code of an e-mail a newer code replaced, typed before any lock,
+# counted as a wrong code against the new one: "That code is not right", an attempt gone, for the
+# code we had sent them. Now it is answered as an earlier e-mail's code and costs no attempt, as its
+# link does (EARLIER_LINK). Asked only when such a code arrives.
+EARLIER_CODE = "earlier-code-uncounted"
 ISSUE = "issue_verification"
 
 
@@ -94,9 +99,10 @@ class IdentityVerification:
         # A code whose e-mail went after its step gave up: it works beside the current one until a
         # new code is sent.
         self._late: Challenge | None = None
-        # The link token hashes of the challenges a newer code replaced (EARLIER_LINK): only hashes,
-        # as for the current one; at most one per code sent.
+        # The link token and code hashes of the challenges a newer code replaced (EARLIER_LINK,
+        # EARLIER_CODE): only hashes, as for the current one; at most one of each per code sent.
         self._replaced: list[str] = []
+        self._replaced_codes: list[str] = []
         self._earlier_presses = 0  # numbers their records apart (`check`)
 
     async def run(self, request_id: str, facts: RequestFacts, closed: Callable[[], bool]) -> datetime | None:
@@ -215,7 +221,8 @@ class IdentityVerification:
                 # Not the current e-mail's link (an older one's): the lock is on record already,
                 # and a token no one can guess needs no count of its own.
                 return VerifyResult(verified=False, attempts_left=0, locked=True)
-            earlier = not verified and self._earlier_link(attempt)
+            earlier = not verified and self._earlier(self._replaced, attempt.token_hash, EARLIER_LINK)
+            earlier_code = not verified and self._earlier(self._replaced_codes, attempt.code_hash, EARLIER_CODE)
             if verified:
                 self.verified_at = workflow.now()
                 self.method = method
@@ -223,17 +230,20 @@ class IdentityVerification:
                     # The reminder that could not be sent is no longer needed (the code may be a
                     # resent one, sent while the reminder waited).
                     self._troubles.abandon(f"not needed: the subject verified with the code of round {challenge.round}")
-            elif earlier:
+            elif earlier or earlier_code:
                 self._earlier_presses += 1
             else:
                 self.attempts += 1
             attempts = self.attempts
             left = 0 if verified else max(facts.verification_max_attempts - attempts, 0)
-            # An earlier e-mail's link is recorded as the refused attempt it is, marked so (and with
-            # a key of its own: `failed:<round>:<attempts>` may be a wrong code's already), so that
-            # the trail and the evidence pack's attempts show it beside the count it left unchanged.
-            failed_key, marked = ((f"earlier_link:{challenge.round}:{self._earlier_presses}", {"earlier_link": True})
-                                  if earlier else (f"failed:{challenge.round}:{attempts}", {}))
+            # An earlier e-mail's link or code is recorded as the refused attempt it is, marked so
+            # (and with a key of its own: `failed:<round>:<attempts>` may be a wrong code's already),
+            # so that the trail and the evidence pack's attempts show it beside the count it left
+            # unchanged.
+            failed_key, marked = (
+                (f"earlier_link:{challenge.round}:{self._earlier_presses}", {"earlier_link": True}) if earlier
+                else (f"earlier_code:{challenge.round}:{self._earlier_presses}", {"earlier_code": True})
+                if earlier_code else (f"failed:{challenge.round}:{attempts}", {}))
             records = [event_record(request_id, "verification.succeeded", f"verified:{challenge.round}",
                                     {"method": method, **({"after_lock": True} if past_lock else {})})] if verified else [
                 event_record(request_id, "verification.failed", failed_key,
@@ -254,17 +264,20 @@ class IdentityVerification:
             for r in records:
                 await run_step("record_event", r)
         return VerifyResult(verified=verified, attempts_left=left, locked=not verified and left == 0,
-                            earlier_link=earlier)
+                            earlier_link=earlier, earlier_code=earlier_code)
 
     def _retire(self, *replaced: Challenge | None) -> None:
-        """Keep the link token hashes of challenges a newer code replaced (EARLIER_LINK)."""
+        """Keep the link token and code hashes of challenges a newer code replaced (EARLIER_LINK,
+        EARLIER_CODE)."""
         self._replaced += [challenge.token_hash for challenge in replaced if challenge is not None]
+        self._replaced_codes += [challenge.code_hash for challenge in replaced if challenge is not None]
 
-    def _earlier_link(self, attempt: VerifyAttempt) -> bool:
-        """The link of an e-mail a newer code replaced (EARLIER_LINK); the patch is asked only then."""
-        given = attempt.token_hash
-        return (bool(given) and any(hmac.compare_digest(kept, given or "") for kept in self._replaced)
-                and workflow.patched(EARLIER_LINK))
+    @staticmethod
+    def _earlier(kept: list[str], given: str | None, patch: str) -> bool:
+        """`given` (a link token's or a code's hash) is one of an e-mail a newer code replaced
+        (`kept`: EARLIER_LINK, EARLIER_CODE); `patch` is asked only then."""
+        return (bool(given) and any(hmac.compare_digest(hashed, given or "") for hashed in kept)
+                and workflow.patched(patch))
 
     @staticmethod
     def _matches(challenge: Challenge, attempt: VerifyAttempt) -> bool:

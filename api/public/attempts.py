@@ -12,7 +12,7 @@ from fastapi import Request
 
 from api.ratelimit import RateLimiter
 from api.state import AppState
-from dsrflow.crypto.hashing import link_token
+from dsrflow.crypto.hashing import link_token, verification_code
 from dsrflow.crypto.keys import load_secret_key
 from schemas.workflow import VerifyResult
 
@@ -45,8 +45,8 @@ class Attempted:
 _ROUNDS_SENT = "SELECT letter_key FROM sent_letters WHERE request_id = $1 AND purpose IN ('verification', 'reminder')"
 
 
-async def count_attempt(state: AppState, limiter: RateLimiter, request: Request, request_id: str,
-                        token: str | None) -> tuple[int, int] | None:
+async def count_attempt(state: AppState, limiter: RateLimiter, request: Request, request_id: str, *,
+                        token: str | None = None, code: str | None = None) -> tuple[int, int] | None:
     """Count an attempt against this client on the request's latest code (`hit_request`: what it
     may still try, and until when), so that one client cannot spend a code's attempts and lock it;
     a new code sent (the portal's "Send me a new code", staff's, the reminder) is counted apart, as
@@ -54,9 +54,16 @@ async def count_attempt(state: AppState, limiter: RateLimiter, request: Request,
     wrong codes left the new code they had asked for refused (429) for the hour. What limits
     guesses over every code and request is the address's allowance (`guess`), which no new code
     gives back. A link one of our e-mails carried is not counted (None): its token cannot be
-    guessed, and after wrong codes it is the way on the page offers; any other token is."""
+    guessed, and after wrong codes it is the way on the page offers; any other token is. Nor is
+    the code of an earlier e-mail (one a newer code replaced), which the workflow counts no attempt
+    of either (workflows/verification.py EARLIER_CODE): codes are derived, so the API can tell one
+    we sent from a guess (one in 10^digits)."""
     secret = load_secret_key(state.settings)
     rounds = [int(row["letter_key"].rsplit(":", 1)[1]) for row in await (await state.db()).fetch(_ROUNDS_SENT, request_id)]
+    latest = max(rounds, default=0)
     if token is not None and any(hmac.compare_digest(link_token(secret, request_id, r), token) for r in rounds):
         return None
-    return await limiter.hit_request(request, "verify", request_id, str(max(rounds, default=0)))
+    if code is not None and any(hmac.compare_digest(verification_code(secret, request_id, r, len(code)), code)
+                                for r in rounds if r != latest):
+        return None
+    return await limiter.hit_request(request, "verify", request_id, str(latest))

@@ -240,16 +240,18 @@ async def check_identity(state: AppState, limiter: RateLimiter, request: Request
     workflow whether it matches. A request verified spends one of its address's allowance of
     submissions, and gives back its network's share if confirmed from it."""
     secret = load_secret_key(state.settings)
+    typed = ascii_code(code) if code else None
     attempt = (
-        VerifyAttempt(code_hash=code_hash(secret, request_id, ascii_code(code))) if code
+        VerifyAttempt(code_hash=code_hash(secret, request_id, typed)) if typed
         else VerifyAttempt(token_hash=link_token_hash(secret, request_id, token or ""))
     )
     row = await get_request(await state.db(), request_id)
-    here = await count_attempt(state, limiter, request, str(row["id"]), None if code else token) if row else None
+    here = await count_attempt(state, limiter, request, str(row["id"]), token=None if typed else token,
+                               code=typed) if row else None
     # Wrong codes count against the subject's address over every request in its name: a stranger
     # opening request after request would otherwise have 25 new guesses with each. Taken before the
     # code is compared, so that guesses fired together cannot all pass; given back for a right
-    # code, and for an attempt the workflow refused to compare.
+    # code, an earlier e-mail's (no guess: we sent it), and an attempt the workflow refused to compare.
     guessed = row["subject_email"] if code and row is not None else None
     if guessed is not None:
         await limiter.take("guess", email=guessed)
@@ -267,6 +269,8 @@ async def check_identity(state: AppState, limiter: RateLimiter, request: Request
                           **({"stopped": True} if stopped else {"unanswered": True}),
                           retry_after=PAUSED_RETRY_AFTER if stopped else RETRY_AFTER) from None
         raise
+    if guessed is not None and result.earlier_code:
+        await limiter.give_back("guess", email=guessed)
     if row is not None and result.verified:
         await limiter.spend("submit", email=row["subject_email"])
         # The mailbox's owner asked for it: its e-mail is no flood (`submit_request`).
@@ -315,7 +319,8 @@ async def verify(request_id: str, body: VerifyBody, request: Request, state: Sta
     """Confirm your identity with the code or the link token from the e-mail.
     After too many wrong codes the code is refused (423, then 409) until a new one is sent; the
     latest e-mail's link token still confirms (an earlier e-mail's is answered 423). Before any lock,
-    an earlier e-mail's link token (one a newer code replaced) is answered 410, no attempt counted.
+    an earlier e-mail's link token or code (one a newer code replaced) is answered 410, no attempt
+    counted.
     Limited per client and per request and client (429 with `Retry-After`). While the request is
     paused on our side (its workflow stopped, until we resume it), 503 with `Retry-After`."""
     attempted = await check_identity(state, limiter, request, request_id, code=body.code, token=body.token)
@@ -324,6 +329,10 @@ async def verify(request_id: str, body: VerifyBody, request: Request, state: Sta
         raise Problem(410, "Link from an earlier e-mail", "this link is from an earlier e-mail: it no longer works; "
                       "the link in our latest e-mail does, or ask us for a new code",
                       attempts_left=result.attempts_left, locked=False, earlier_link=True)
+    if result.earlier_code:
+        raise Problem(410, "Code from an earlier e-mail", "this code is from an earlier e-mail: it no longer works; "
+                      "the code and the link in our latest e-mail do, or ask us for a new code",
+                      attempts_left=attempted.attempts_left, locked=False, earlier_code=True)
     if not result.verified:
         raise Problem(
             400 if not result.locked else 423,

@@ -54,15 +54,18 @@ _OR_ASK = N_("Or ask for a new code below.")
 # The link of an e-mail a newer code replaced: refused, after a lock or before one (where it costs no
 # attempt: workflows/verification.py EARLIER_LINK), with the ways on that work.
 _EARLIER = N_("This link is from an earlier e-mail: it no longer works.")
+# The code of such an e-mail, typed before any lock: no attempt counted (EARLIER_CODE), and said to be
+# what it is, not "That code is not right".
+_EARLIER_CODE = N_("That code is from an earlier e-mail: it no longer works.")
 # A wrong code that was the last this client may try on the code for now (api/public/attempts.py),
 # though the code is not locked: a new code may be tried at once, and the link works.
 _SPENT_HERE = N_("That code is not right, and you cannot try another code from here for %(wait)s.")
 # The e-mail's link cut short: its token is not whole (opened, or its button pressed).
 _INCOMPLETE = (N_("This link is not complete."),
                N_("Please copy the whole link from our e-mail, or enter the code instead."))
-# A wrong code once a newer one replaced the first (a new code asked for, the reminder): likely the
-# first e-mail's, which the page cannot tell from a mistyped one (the workflow keeps only the
-# latest code), so it is said whichever it was.
+# A code refused once a newer one replaced the first (a new code asked for, the reminder): an earlier
+# e-mail's (told so, `_EARLIER_CODE`) or a mistyped one, which may have been copied from an earlier
+# e-mail all the same, so it is said whichever it was.
 _LATEST_CODE = N_("We have sent you more than one code: only the one in our latest e-mail works.")
 # Closed unconfirmed (its codes expired), cancelled or refused: the verify page (a late e-mail's link)
 # says which, in the status page's words, not only that there is nothing to confirm; a request
@@ -208,6 +211,9 @@ async def verify(request: Request, request_id: str, state: State, limiter: Limit
         # An e-mail a newer code replaced: no attempt counted (the subject typed nothing).
         return await _verify_page(request, state, request_id, status=410, ways_on=True,
                                   error=[t.gettext(_EARLIER)])
+    if result.earlier_code:
+        return await _verify_page(request, state, request_id, status=410, ways_on=True, wrong_code=True,
+                                  error=[t.gettext(_EARLIER_CODE)])
     if result.locked:
         # The page offers what works now: the e-mail's link, a new code (counted like any resend),
         # not the form that will refuse every code until then. A link refused here is an older

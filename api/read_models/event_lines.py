@@ -78,9 +78,10 @@ def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = N
         words = f"Status: {status_words(kind.removeprefix('status.'))}"
     elif kind.startswith("deadline.due_in_"):
         words = f"Deadline warning: {kind.removeprefix('deadline.due_in_').replace('_', ' ')} left"
-    elif kind == "verification.failed" and data.get("earlier_link"):
-        # The link of an e-mail a newer code replaced (workflows/verification.py EARLIER_LINK): no code.
-        words = "Refused: an earlier e-mail's link"
+    elif kind == "verification.failed" and (data.get("earlier_link") or data.get("earlier_code")):
+        # The link or code of an e-mail a newer code replaced (workflows/verification.py
+        # EARLIER_LINK, EARLIER_CODE): no attempt counted.
+        words = f"Refused: an earlier e-mail's {'link' if data.get('earlier_link') else 'code'}"
     elif kind.startswith("task."):
         words = words or f"{system or 'system'} task {kind.removeprefix('task.').replace('_', ' ')}"
     # An event this table does not name yet still reads as words, never as `access.not_automated`.
@@ -95,7 +96,7 @@ def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = N
         # What a lock stops (workflows/verification.py LINK_OUTLIVES_LOCK; `{}` before it, the link too).
         "verification.locked": ("typed codes locked until a new code is sent; the link in the subject's latest "
                                 "e-mail still confirms" if data.get("refuses") == "codes" else None),
-        "verification.failed": (("no attempt counted: " if data.get("earlier_link") else "")
+        "verification.failed": (("no attempt counted: " if data.get("earlier_link") or data.get("earlier_code") else "")
                                 + f"{data.get('attempts_left')} attempt(s) left" if "attempts_left" in data else None),
         "deadline.extended": (f"{day_words(data.get('from'), language)} → {day_words(data.get('to'), language)}: "
                               f"{data.get('reason')}"),

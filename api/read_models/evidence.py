@@ -66,13 +66,14 @@ def _verification(row: dict[str, Any], events: list[dict[str, Any]],
         "codes_sent": [{"purpose": letter["purpose"], "sent_at": letter["sent_at"]}
                        for letter in letters if letter["purpose"] in ("verification", "reminder")],
         # `refuses` ("codes": a lock that left the latest e-mail's link working), `after_lock`
-        # (confirmed by that link after it) and `earlier_link` (an earlier e-mail's link, refused
-        # and not counted), as the trail has them: the page said "locked" and then "verified"
-        # with nothing to say how, and an old link's press read as a wrong attempt.
+        # (confirmed by that link after it), `earlier_link` and `earlier_code` (an earlier e-mail's
+        # link or code, refused and not counted), as the trail has them: the page said "locked" and
+        # then "verified" with nothing to say how, and an old link's press read as a wrong attempt.
         "attempts": [{"at": e["occurred_at"], "event": e["event_type"], "actor": e["actor"],
                       "method": e["data"].get("method"), "attempts_left": e["data"].get("attempts_left"),
                       "refuses": e["data"].get("refuses"), "after_lock": bool(e["data"].get("after_lock")),
-                      "earlier_link": bool(e["data"].get("earlier_link"))}
+                      "earlier_link": bool(e["data"].get("earlier_link")),
+                      "earlier_code": bool(e["data"].get("earlier_code"))}
                      for e in events if e["event_type"] in _VERIFICATION_EVENTS],
     }
 

@@ -39,6 +39,14 @@ def code_hash(secret: bytes, request_id: str, code: str) -> str:
     return keyed_hash(secret, "verification-code", request_id, code.strip())
 
 
+def verification_code(secret: bytes, request_id: str, code_round: int, digits: int) -> str:
+    """The code a verification round's e-mail carries: derived, not drawn, so that a retry's e-mail
+    carries the same one (activities/verification.py), and so that the API can tell a code of an
+    earlier e-mail from a guess (api/public/attempts.py)."""
+    seed = keyed_hash(secret, "verification-seed", request_id, str(code_round))
+    return f"{int(seed[:16], 16) % 10**digits:0{digits}d}"
+
+
 def link_token(secret: bytes, request_id: str, code_round: int) -> str:
     """The token of the link a verification round's e-mail carries: derived, not drawn, so that a
     retry's e-mail carries the same one (activities/verification.py), and so that the API can

@@ -53,7 +53,9 @@ PATHS = {"attested_erasure", "verified_access_extended", "objection_decided", "t
 # (workflows/task_fanout.py TASK_ANSWERS_OWED); quota_retried_by_its_activity/ left a daily quota
 # used up in an http system's first run to the activity's retries, a quota day apart, then the
 # task needed staff (workflows/system_task.py QUOTA_WAITS; a task on the time-skipping server with
-# fake activities, the request's workflow not kept).
+# fake activities, the request's workflow not kept); progress_in_24h_steps/ counted a complaint's
+# progress letters in 24 h steps from its checkpoints' midnight, whose checkpoints named no zone
+# (workflows/step_trouble.py LOCAL_HOUR).
 EARLIER = {"children_per_system": PATHS | {"system_task_erasure_billing"}, "sql_activity_tasks": PATHS,
            "callbacks_confirmed_by_poll": {"system_task_erasure_email_marketing"},
            "retry_answered_once_settled": {"task_retried_and_resolved"},
@@ -64,7 +66,8 @@ EARLIER = {"children_per_system": PATHS | {"system_task_erasure_billing"}, "sql_
            "approvals_recorded_inside_updates": {"approved_access", "approved_attested_erasure"},
            "task_answers_retried_for_threshold": {"task_retried_and_resolved"},
            "task_answers_taken_back": {"task_retried_and_resolved", "restriction_lifted"},
-           "quota_retried_by_its_activity": {"system_task_quota_day"}}
+           "quota_retried_by_its_activity": {"system_task_quota_day"},
+           "progress_in_24h_steps": {"complaint_progress"}}
 
 
 def history_files() -> list[Path]:
