@@ -90,7 +90,6 @@ def _as_told(kept: dict[str, Any], policy: Policy | None, regime: str) -> dict[s
     return {"basis": basis, "law": law}
 
 
-def cut_short_systems(tasks: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
 def uncorrected_systems(tasks: list[dict[str, Any]]) -> dict[str, int]:
     """Per system, the records a correction left as an earlier erasure kept them (the connectors'
     per-dataset `left`), which the response letter names as not corrected."""
@@ -99,6 +98,7 @@ def uncorrected_systems(tasks: list[dict[str, Any]]) -> dict[str, int]:
     return {system: n for system, n in left.items() if n}
 
 
+def cut_short_systems(tasks: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
     """Per system, an erasure a legal-claims hold cut short, as the response letter reads it from
     the task (activities/letter_outcome.py `cut_short`): its "all" record, and the erasure deferred
     until the hold ends, keep the data under the identifiers not sent, not all the system holds.
