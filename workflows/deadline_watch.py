@@ -115,7 +115,9 @@ class DeadlineWatch:
     async def run(self, request: WatchedRequest) -> None:
         """Warn staff before the current due date and flag it when it passes."""
         self._request, self.attention_after = request, request.attention_after
-        if request._require_facts().progress_days and workflow.patched(COMPLAINT_PROGRESS):
+        if request._require_facts().progress_days:
+            # The facts decide (complaint_progress.COMPLAINT_PROGRESS); the marker is deprecated.
+            workflow.deprecate_patch(COMPLAINT_PROGRESS)
             # Beside the loop; a failed letter of them is one of the watch's troubles.
             self._progress = asyncio.create_task(keep_informed(request, self))
         try:

@@ -108,9 +108,19 @@ def controller_zone(checkpoints: Checkpoints | None) -> tzinfo | None:
     process and cached. Every instant here is computed from the history's (receipt, a checkpoint,
     workflow.now()) by the zone's rules, so a replay on the same tz data computes what the run did;
     only a tz data update that rewrites a zone's rules for days a running request has already
-    counted could differ. The name is the policy's `defaults.timezone`, no personal data."""
-    if checkpoints is None or checkpoints.timezone is None or not workflow.patched(LOCAL_HOUR):
+    counted could differ. The name is the policy's `defaults.timezone`, no personal data.
+
+    The checkpoints decide, not the patch's marker: only code with this arithmetic names the zone
+    in them, and the same worker runs the activity that builds them and the workflow that reads
+    them. The marker is deprecated (`deprecate_patch`): a `patched` call asked in the activation a
+    local activity's result straddled into from the task before is answered False on replay, whose
+    run asked it in the next task (seen on the time-skipping server with a query arriving during
+    the first task: "Non-deprecated patch marker encountered ... no corresponding change command");
+    a deprecated marker missing its call is no nondeterminism. Histories recorded with the
+    undeprecated marker still replay."""
+    if checkpoints is None or checkpoints.timezone is None:
         return None
+    workflow.deprecate_patch(LOCAL_HOUR)
     return ZoneInfo(checkpoints.timezone)
 
 

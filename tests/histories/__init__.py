@@ -55,7 +55,9 @@ PATHS = {"attested_erasure", "verified_access_extended", "objection_decided", "t
 # task needed staff (workflows/system_task.py QUOTA_WAITS; a task on the time-skipping server with
 # fake activities, the request's workflow not kept); progress_in_24h_steps/ counted a complaint's
 # progress letters in 24 h steps from its checkpoints' midnight, whose checkpoints named no zone
-# (workflows/step_trouble.py LOCAL_HOUR).
+# (workflows/step_trouble.py LOCAL_HOUR); progress_patch_undeprecated/ recorded the progress letters'
+# and the local hour's patch markers undeprecated, in an unstraddled run (workflows/complaint_progress.py
+# COMPLAINT_PROGRESS: complaint_progress.json is a straddled run's, with them deprecated).
 EARLIER = {"children_per_system": PATHS | {"system_task_erasure_billing"}, "sql_activity_tasks": PATHS,
            "callbacks_confirmed_by_poll": {"system_task_erasure_email_marketing"},
            "retry_answered_once_settled": {"task_retried_and_resolved"},
@@ -67,7 +69,8 @@ EARLIER = {"children_per_system": PATHS | {"system_task_erasure_billing"}, "sql_
            "task_answers_retried_for_threshold": {"task_retried_and_resolved"},
            "task_answers_taken_back": {"task_retried_and_resolved", "restriction_lifted"},
            "quota_retried_by_its_activity": {"system_task_quota_day"},
-           "progress_in_24h_steps": {"complaint_progress"}}
+           "progress_in_24h_steps": {"complaint_progress"},
+           "progress_patch_undeprecated": {"complaint_progress"}}
 
 
 def history_files() -> list[Path]:
