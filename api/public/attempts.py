@@ -21,7 +21,7 @@ from schemas.workflow import VerifyResult
 class Attempted:
     """The workflow's answer to an attempt, and what the client may still try on the request's
     code (`count_attempt`): `left_here` more codes within `retry_after` seconds (None for a link
-    we sent, which is not counted so)."""
+    we sent or an earlier e-mail's code, which are not counted so)."""
 
     result: VerifyResult
     left_here: int | None = None
