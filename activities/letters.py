@@ -165,14 +165,16 @@ async def build_context(ctx: ActivityContext, row: dict[str, Any], job: LetterJo
     params = _coerce(job.params)
 
     def remedies() -> dict[str, Any]:
-        # The portal's complaint form, open on this request (a UK complaint: api/public/portal.py).
+        # The portal's complaint form, open on this request (a UK complaint: api/public/portal.py),
+        # which takes complaints about a refusal: a letter that decides nothing the subject asked
+        # (a restriction lifted) gives the privacy address alone, as the form would refuse them.
         form = f"{ctx.settings.base_url}/portal/complaints?about={short_reference(row['id'])}&lang={language}"
         appeal = bool(context["request"]["appeal_of"])
         # Lifting a restriction refuses nothing, and an appeal closed unverified or by staff is
         # not decided: neither offers an appeal nor speaks of one (`remedies_context`).
         undecided = job.purpose in _DECIDING_NOTHING or (appeal and job.purpose in _UNDECIDED_CLOSINGS)
         return remedies_context(policy, row["regime"], row["country"], appeal=appeal, undecided=undecided,
-                                t=t, form_url=form)
+                                t=t, form_url=None if job.purpose in _DECIDING_NOTHING else form)
 
     if job.purpose == "staff_alert":
         params["warning_days"] = policy.deadline_warnings_days

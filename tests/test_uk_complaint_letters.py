@@ -228,9 +228,12 @@ def test_a_target_out_of_bounds_or_for_a_statutory_appeal_stops_the_policy(regim
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
-async def test_a_uk_restriction_lift_links_the_complaint_form_as_a_refusal_does(monkeypatch, language):
+async def test_a_uk_restriction_lift_says_how_to_complain_to_us_by_writing(monkeypatch, language):
     """The lift letter's Commissioner paragraph says the Commissioner may expect a complaint to us
-    first: the letter now says how to make one (the refusals' part of _remedies, not a copy)."""
+    first: the letter says how to make one (the refusals' part of _remedies, not a copy). By writing
+    to the privacy address, quoting the request: the portal's complaint form, which the letter
+    linked before, takes complaints about a refusal, and answered one about a lift "that request
+    was not refused", so the letter sent the subject to a form that turned them away."""
     async def restriction_as_told(pool: object, request_id: str, notice_days: int) -> dict[str, Any]:
         return {"since": datetime(2025, 11, 4, 9, 30, tzinfo=UTC), "lift_effective_on": None,
                 "grounds": ["needed_for_legal_claims"], "systems": ["crm"]}
@@ -239,11 +242,12 @@ async def test_a_uk_restriction_lift_links_the_complaint_form_as_a_refusal_does(
     lift = {"reason": "The court case was settled.", "lift_on": "2026-02-09", "notice_days": 14}
     letter = await as_sent("restriction_lift", "restriction", lift, regime="uk_gdpr", language=language, country="GB")
     t = translations(language)
-    form = FORM.format(ref=short_reference(REQUEST_ID), lang=language)
-    remedies = LOADED.in_language(language).remedies_for("uk_gdpr", "GB")
+    localized = LOADED.in_language(language)
+    remedies = localized.remedies_for("uk_gdpr", "GB")
     for part in _read(letter):
-        assert t.gettext("Your right to complain to us") in part and form in part
+        assert t.gettext("Your right to complain to us") in part
+        assert localized.controller.privacy_email in part and short_reference(REQUEST_ID) in part
+        assert "/portal/complaints" not in part
         assert _said(remedies.complaint) in part
-    assert f'href="{form.replace("&", "&amp;")}"' in letter.html
     eu = await as_sent("restriction_lift", "restriction", lift, regime="gdpr", language=language)
     assert "/portal/complaints" not in eu.text and t.gettext("Your right to complain to us") not in eu.text
