@@ -165,9 +165,8 @@ async def build_context(ctx: ActivityContext, row: dict[str, Any], job: LetterJo
     params = _coerce(job.params)
 
     def remedies() -> dict[str, Any]:
-        # The portal's complaint form, open on this request (a UK complaint: api/public/portal.py),
-        # which takes complaints about a refusal: a letter that decides nothing the subject asked
-        # (a restriction lifted) gives the privacy address alone, as the form would refuse them.
+        # The portal's complaint form, open on this request (a UK complaint: api/public/portal.py);
+        # it takes refusals only, so a letter deciding nothing asked gives the privacy address alone.
         form = f"{ctx.settings.base_url}/portal/complaints?about={short_reference(row['id'])}&lang={language}"
         appeal = bool(context["request"]["appeal_of"])
         # Lifting a restriction refuses nothing, and an appeal closed unverified or by staff is
