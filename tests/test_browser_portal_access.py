@@ -275,7 +275,8 @@ async def test_the_whole_flow_with_the_keyboard_alone(browser, site, pool, mail_
     await tab_to(page, "main button[type=submit]")
     async with page.expect_download() as download:
         await page.keyboard.press("Enter")
-    assert (await download.value).suggested_filename.startswith("portability-")
+    # Named by the reference its letters quote (api/public/intake.py `downloaded`), not the internal id.
+    assert (await download.value).suggested_filename == f"portability-{short_reference(pid)}.zip"
     downloads = "SELECT count(*) FROM audit_events WHERE request_id = $1 AND event_type = 'package.downloaded'"
 
     async def downloaded_once() -> bool:

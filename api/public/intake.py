@@ -28,6 +28,7 @@ from dsrflow.crypto.keys import load_secret_key
 from dsrflow.crypto.package_files import read_package
 from dsrflow.domain.appeals import AppealRefused, NotAReference
 from dsrflow.domain.audit import append_event
+from dsrflow.domain.references import short_reference
 from dsrflow.i18n import N_, Translator
 from dsrflow.infra.failpoints import failpoint
 from dsrflow.infra.writes import Write
@@ -374,7 +375,8 @@ async def downloaded(state: AppState, row: dict[str, Any]) -> StreamingResponse:
     a byte was read, so a download cut off (the API dying, the storage failing, the file purged
     meanwhile) stood in the evidence as the subject having their data."""
     chunks = read_package(state.storage.blocks(row["path"]), load_secret_key(state.settings), str(row["id"]))
-    filename = f"{row['kind']}-{str(row['request_id'])[:8]}.zip"
+    # Named by the reference the subject's letters quote, not by our internal id's first characters.
+    filename = f"{row['kind']}-{short_reference(row['request_id'])}.zip"
     return StreamingResponse(_recorded_once_sent(state, row, chunks), media_type="application/zip",
                              headers={"Content-Disposition": f'attachment; filename="{filename}"',
                                       "Cache-Control": "no-store"})
