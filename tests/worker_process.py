@@ -6,23 +6,32 @@ task queue (where the workflow's next task would wait for a timeout after the ki
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
+import gc
 
-from dsrflow.infra.db import create_pool_when_reachable
-from dsrflow.infra.temporal_client import connect_client_when_reachable
-from dsrflow.settings import load_settings
-from workers.dsr_worker import build_worker
+# As `dsrflow worker` does (cli/main.py LONG_STARTS): no collection while the modules are imported,
+# whose objects live as long as the process. The collector's passes over them took 0.14-0.16 s of
+# this process's 1.0-1.2 s of imports (gc.callbacks), and the crash tests start it dozens of times.
+gc.disable()
+
+import asyncio  # noqa: E402 - after the collector is off
+import os  # noqa: E402
+import sys  # noqa: E402
+
+from dsrflow.infra.db import create_pool_when_reachable  # noqa: E402
+from dsrflow.infra.temporal_client import connect_client_when_reachable  # noqa: E402
+from dsrflow.settings import load_settings  # noqa: E402
+from workers.dsr_worker import build_worker  # noqa: E402
 
 
 async def _run() -> None:
+    gc.enable()
     settings = load_settings()
     client = await connect_client_when_reachable(settings, lambda error, delay: None)
     pool = await create_pool_when_reachable(settings.effective_database_url, lambda error, delay: None)
     line = await asyncio.to_thread(sys.stdin.readline)  # started early: held until the test needs it
     if failpoints := line.removeprefix("go").strip():  # named on release: read where each is reached
         os.environ["DSRFLOW_FAILPOINTS"] = failpoints
+    gc.freeze()  # what start-up built lives as long as the process, as in `dsrflow worker`
     async with build_worker(client, settings, pool, sticky=False):
         await asyncio.Event().wait()  # until the failpoint kills the process
 
