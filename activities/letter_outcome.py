@@ -15,7 +15,7 @@ from dsrflow.i18n import ENGLISH, N_, SOURCE_LANGUAGE, Translator, and_list
 from policy.keeping import StatutoryHold
 from policy.model import Policy, Recipient
 from policy.systems import dataset_words
-from schemas.workflow import TaskResult
+from schemas.workflow import TaskResult, records_left
 
 _ACTION_WORDS = {"erase": N_("erased"), "rectify": N_("corrected"), "restrict": N_("restricted"),
                  "object": N_("stopped processing as you objected"), "access": N_("found")}
@@ -189,6 +189,11 @@ def _left(result: TaskResult) -> dict[str, int]:
     return {name: counts["left"] for name, counts in result.datasets.items() if counts.get("left")}
 
 
+def _left_alone(result: TaskResult) -> bool:
+    """A correction that found nothing to correct but records it left as an erasure kept them."""
+    return not (result.found or result.changed) and records_left(result.action, result.datasets) > 0
+
+
 def _uncorrected(result: TaskResult, left: dict[str, int], policy: Policy, language: str) -> dict[str, Any]:
     """A system's line under "What we did not correct, and why": its label, the datasets whose
     records the correction left as kept, and how many."""
@@ -269,9 +274,12 @@ def response_outcome(report: dict[str, Any], policy: Policy, package_link: str |
     # A processor kept whole under a legal-claims hold (dataset "all") was asked nothing: it is
     # in what we kept, with the reason, not among the recipients told (Art. 19). One whose
     # erasure the hold cut short was told of what it erased.
+    # Nor is one whose every record a correction left as an earlier erasure kept it: done (the
+    # records exist), but nothing corrected to tell of.
     told_to = [policy.recipients[r.recipient] for r in results
                if r.recipient and r.recipient in policy.recipients and r.status == "done"
-               and r.action in _ART19_ACTIONS and (cut_short(r) is not None or not _kept_whole(r))]
+               and r.action in _ART19_ACTIONS and (cut_short(r) is not None or not _kept_whole(r))
+               and not _left_alone(r)]
     told, by_kind = recipients_named(told_to)
     # The letter itself says the request is completed and, after the actions, whom Art. 19 reached;
     # the summary is left for what only this request says (an objection decision).

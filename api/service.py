@@ -14,6 +14,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.outages import RETRY_AFTER, WORKFLOW_ENGINE
 from api.problems import Problem
 from api.read_models.event_words import step_words
+from api.read_models.evidence_results import task_words
 from api.state import AppState
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.domain.appeals import AppealRefused, check_appeal, refuse_decided
@@ -339,7 +340,9 @@ async def request_view(state: AppState, request_id: str, *, live_too: bool = Tru
             overdue=live.overdue, warnings_sent=live.warnings_sent,
             verification=live.verification.model_dump(mode="json") if live.verification else None,
             plan=live.plan.model_dump(mode="json") if live.plan else None,
-            results=[r.model_dump(mode="json") for r in live.results],
+            # With the records a correction left as an earlier erasure kept them, and the status
+            # as the console says it ("records kept ..., not corrected", never "not found").
+            results=[{**(task := r.model_dump(mode="json")), **task_words(task)} for r in live.results],
             # An access or portability package: records read from each system at once (those
             # systems have no task, so no entry in `results`), files each processor sent.
             package=live.package.model_dump(mode="json") if live.package else None,

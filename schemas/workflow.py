@@ -270,6 +270,14 @@ class TaskResult(Contract):
     note: str | None = None
 
 
+def records_left(action: str, datasets: dict[str, dict[str, int]] | None) -> int:
+    """A correction's records that an earlier erasure kept under a hold and that it left as they
+    were (the connectors count them per dataset as `left`, apart from `found`). A task whose every
+    record is so left ends `done` with found and changed 0: the records exist, and were not
+    corrected; readers say so rather than "not found" (api/read_models/event_words.py)."""
+    return sum(c.get("left", 0) for c in (datasets or {}).values()) if action == "rectify" else 0
+
+
 def waits_unreached(result: TaskResult) -> bool:
     """A task whose SaaS is down, tried again by itself (SAAS_OUTAGE_ERRORS): staff may resolve it
     meanwhile (a change made by hand), not retry it (it is being tried)."""

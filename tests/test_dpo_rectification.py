@@ -7,6 +7,7 @@ read as done in full, with no reason and no remedies (Art. 12(4) GDPR; Art. 16).
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import pytest
@@ -14,7 +15,9 @@ import pytest
 from activities.citations import cite
 from dsrflow.i18n import and_list, worded, wording_of
 from policy.systems import dataset_words
+from tests.evidence_pages import readable, section
 from tests.letters_as_sent import LANGUAGES, LOADED, REGIMES, as_sent, both
+from tests.support import console_sign_in, staff_headers, stored_request
 from tests.test_letter_citations import _PROCESSOR_CONFIRMED
 
 _HEADING = "What we did not correct, and why"
@@ -26,7 +29,9 @@ _WHY = ("We did not correct the records listed below. When we erased your person
         "or defence of legal claims%(citation)s. We keep them as they were when we kept them, until they are "
         "erased: correcting them would change what we must keep.")
 # Billing's customer record, kept for the invoices since an erasure, left as it was; its mandate corrected.
-_BILLING_LEFT = {"system": "billing", "action": "rectify", "status": "not_found", "found": 0, "changed": 0,
+# Recorded `done` (the records exist), with nothing found to correct; before, `not_found`.
+_BILLING_LEFT = {"system": "billing", "action": "rectify", "status": "done", "found": 0, "changed": 0,
+                 "recipient": "financial_services",
                  "datasets": {"customers": {"found": 0, "changed": 0, "left": 1}},
                  "message": "1 record(s) kept under a hold since an erasure were left as kept: the law keeps them "
                             "as they were"}
@@ -72,6 +77,9 @@ async def test_a_correction_that_could_change_only_kept_records_says_so_with_its
         assert _authority(regime, language) in part, (regime, language)
         for untrue in ("We have now completed your request.", "We found no personal data about you in our systems."):
             assert _said(t.gettext(untrue)) not in part, (regime, language, untrue)
+        # Billing's recipient is told of no correction (Art. 19): nothing was corrected.
+        told = LOADED.in_language(language).recipients["financial_services"]
+        assert (told.identity or told.name) not in part, (regime, language)
     if regime == "gdpr" and language == "en":
         assert ("We have not done everything you asked, for the reasons given above. As Article 12(4) GDPR "
                 "requires, we set out below the remedies available to you.") in parts[0]
@@ -110,3 +118,32 @@ async def test_a_correction_only_a_processor_confirmed_does_not_say_nothing_was_
         assert "of this rectification (Art. 19 GDPR): Survey service provider." in part
         assert "We have not corrected any" not in part and "We found no personal data" not in part
         assert _uncorrected_line(t, "en") in part
+
+
+_NOT_CORRECTED = "records kept as an earlier erasure left them, not corrected"
+
+
+@pytest.mark.parametrize("recorded", ["done", "not_found"])
+async def test_a_correction_that_left_every_record_reads_as_not_corrected_not_as_not_found(
+        http, pool, settings, recorded):
+    """The task of a system whose every record an earlier erasure kept, left as it was, is recorded
+    `done` (the connectors: the records exist) and read so: the console's Systems table and the
+    evidence pack said "not found", as if the system held nothing about the subject. One recorded
+    `not_found` before (2026-12-07) reads the same; a system that did hold nothing still reads so."""
+    rid = await stored_request(pool, settings, f"left-{recorded}", type_="rectification", corrections={"city": "Gent"})
+    await pool.executemany(
+        """INSERT INTO system_tasks (request_id, system, action, status, found, changed, datasets)
+           VALUES ($1, $2, 'rectify', $3, 0, 0, $4)""",
+        [(uuid.UUID(rid), "billing", recorded, {"customers": {"found": 0, "changed": 0, "left": 1}}),
+         (uuid.UUID(rid), "crm", "not_found", {"contacts": {"found": 0, "changed": 0}})])
+
+    pack = (await http.get(f"/v1/requests/{rid}/evidence", headers=await staff_headers(pool))).json()
+    words = {t["system"]: (t["status_words"], t["uncorrected"]) for t in pack["results"]}
+    assert words == {"billing": (_NOT_CORRECTED, 1), "crm": ("not found", 0)}, words
+    page = readable((await http.get(f"/v1/requests/{rid}/evidence.html", headers=await staff_headers(pool))).text)
+    results = section(page, "Results per system", "Holds and kept records")
+    assert f"billing correct {_NOT_CORRECTED} 0 0" in results and results.count("not found") == 1, results
+
+    await console_sign_in(http, pool, "agent")
+    systems = section(readable((await http.get(f"/console/requests/{rid}")).text), "Systems", "Holds")
+    assert _NOT_CORRECTED in systems and systems.count("not found") == 1, systems

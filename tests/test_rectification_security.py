@@ -229,11 +229,17 @@ async def test_a_correction_leaves_the_records_an_erasure_kept_as_the_law_keeps_
         assert len(kept) == 1  # kept for the invoices, as the hold says
         assert await pool.fetchval("SELECT count(*) FROM deferred_erasures WHERE request_id = $1 AND system = 'billing' "
                                    "AND dataset = 'customers' AND record_key = $2", erased, str(kept[0][0])) == 1
-        _, results = await _approved_and_settled(http, pool, dev_server, {
+        corrected, results = await _approved_and_settled(http, pool, dev_server, {
             "type": "rectification", "subject": {"email": unique_email("ada-new"), "customer_id": "C-000000"},
             "identity_attested": True, "corrections": {"street": "Nieuwstraat 1", "city": "Gent"}}, {"billing"})
+        # The REST API's task list says what the console says (tests/test_dpo_rectification.py).
+        view = (await http.get(f"/v1/requests/{corrected}", headers=await staff_headers(pool, "agent"))).json()
+    (billing,) = [r for r in view["results"] if r["system"] == "billing"]
+    assert (billing["status"], billing["uncorrected"], billing["status_words"]) == (
+        "done", 1, "records kept as an earlier erasure left them, not corrected"), billing
     assert await _rows(db["billing"], "SELECT id, street, city FROM customers WHERE customer_number = 'C-000000'") == kept
     assert "1 record(s) kept under a hold since an erasure were left as kept" in (results["billing"].message or "")
     # Counted per dataset too, which the response letter names as not corrected (tests/test_dpo_rectification.py).
     assert results["billing"].datasets["customers"]["left"] == 1
-    assert results["billing"].changed == 0
+    # The record exists: done, not "not found" (before, not_found: found counts the rest only).
+    assert (results["billing"].status, results["billing"].found, results["billing"].changed) == ("done", 0, 0)

@@ -215,6 +215,8 @@ async def test_a_correction_leaves_the_customer_an_erasure_kept_for_its_invoices
     kept = data.add_customer("ada@example.com", "Ada Lovelace")
     data.add_invoice(kept, NOW - YEAR)
     current = data.add_customer("ada@example.com", "Ada Lovelace")
+    alone = data.add_customer("grace@example.com", "Grace Hopper")  # her one customer, kept
+    data.add_invoice(alone, NOW - YEAR)
     async with served(app) as url:
         monkeypatch.setenv("STRIPE_API_BASE", url)
         monkeypatch.setenv("STRIPE_SECRET_KEY", KEY)
@@ -223,9 +225,16 @@ async def test_a_correction_leaves_the_customer_an_erasure_kept_for_its_invoices
         try:
             who = replace(subject("ada@example.com"), held={"billing_stripe.customers": [kept]})
             outcome = await connector_.rectify(who, {"name": "Ada King"})
+            grace = replace(subject("grace@example.com"), held={"billing_stripe.customers": [alone]})
+            left_alone = await connector_.rectify(grace, {"name": "Grace Murray"})
         finally:
             await connector_.close()
     assert (data.customers[kept]["name"], data.customers[current]["name"]) == ("Ada Lovelace", "Ada King")
-    assert outcome.datasets["customers"] == {"found": 2, "changed": 1, "left": 1} and outcome.changed == 1
+    # The record left is counted apart from those found, as the sql connector counts it.
+    assert outcome.datasets["customers"] == {"found": 1, "changed": 1, "left": 1} and outcome.changed == 1
     assert outcome.message == ("1 record(s) kept under a hold since an erasure were left as kept: the law keeps "
                                "them as they were")
+    # Every record left: done (the record exists), nothing found to correct; not "not_found".
+    assert data.customers[alone]["name"] == "Grace Hopper"
+    assert (left_alone.status, left_alone.changed, left_alone.datasets["customers"]) == (
+        "done", 0, {"found": 0, "left": 1}), left_alone

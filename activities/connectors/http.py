@@ -354,10 +354,15 @@ class HttpConnector(Rounds, Connector):
                         f"{accepted} of {total} identifiers accepted by {self.config.service}; its daily quota "
                         f"({run.waiting.limit}) is used up, the rest follows after "
                         f"{renewal_words(run.waiting.resumes_at)}"))
+        for counts in datasets.values():
+            # A record a correction left as an erasure kept it is counted apart from those found,
+            # as the sql connector counts it: `found` is what the correction could act on.
+            if counts.get("left"):
+                counts["found"] = max(counts.get("found", 0) - counts["left"], 0)
         found = sum(c.get("found", 0) for c in datasets.values())
         changed = sum(n for c in datasets.values() for k, n in c.items() if k not in ("found", "kept", "left"))
         left = sum(c.get("left", 0) for c in datasets.values())
-        if not found and not changed:
+        if not found and not changed and not left:
             where = sorted({i.system for i in self.config.identifiers})
             message = (f"no identifiers of the subject in {', '.join(where)} to ask {self.config.service} about"
                        if "identifiers" in datasets else f"{self.config.service} holds no record of the subject")

@@ -155,7 +155,10 @@ class SqlConnector(Connector):
         found = sum(c["found"] for c in counts.values())
         changed = sum(c["changed"] for c in counts.values())
         # Nothing to apply in this system is done; something to apply but no rows is not_found.
-        status: TaskStatus = "done" if found or not counts else "not_found"
+        # Rows a correction left as an earlier erasure kept them (`left`, counted apart from
+        # `found`) exist: done, not "not found" (readers say they were not corrected).
+        left = sum(c.get("left", 0) for c in counts.values())
+        status: TaskStatus = "done" if found or left or not counts else "not_found"
         return ActionOutcome(status=status, found=found, changed=changed,
                              datasets=counts, message=message)
 

@@ -15,6 +15,7 @@ from babel import Locale
 
 from activities.citations import citation, regime_name
 from dsrflow.i18n import SOURCE_LANGUAGE, long_date
+from schemas.workflow import records_left
 
 EVENT_WORDS = {
     "request.created": "Request opened",
@@ -326,8 +327,25 @@ def partial_words(task: Mapping[str, Any]) -> str:
     return f" (and {made_before_stopping(made, unsure)})" if unsure or made > (task.get("changed") or 0) else ""
 
 
+LEFT_UNCORRECTED = "kept as an earlier erasure left them, not corrected"
+
+
+def task_status_words(task: Mapping[str, Any]) -> str:
+    """A task's status as the request page, the evidence pack and the REST API say it. A correction
+    whose records an earlier erasure kept under a hold, which it left as they were, did find them:
+    "records kept as an earlier erasure left them, not corrected" where it corrected nothing (such a
+    task recorded before 2026-12-07 reads `not_found`), the count beside `done` where it corrected
+    the rest (schemas/workflow.py `records_left`)."""
+    status = str(task.get("status") or "")
+    left = records_left(str(task.get("action") or ""), task.get("datasets"))
+    if left and status in ("done", "not_found") and not (task.get("found") or task.get("changed")):
+        return f"records {LEFT_UNCORRECTED}"
+    words = status.replace("_", " ")
+    return f"{words} ({left} record(s) {LEFT_UNCORRECTED})" if left and status == "done" else words
+
+
 # Every helper above a page's template writes codes with, by name (a form still submits the code).
 WORDS: dict[str, Callable[..., Any]] = {helper.__name__: helper for helper in (
     method_words, ground_words, status_words, purpose_words, regime_words, scope_words, restriction_words,
     details_words, channel_words, origin_words, action_words, recipient_words, step_words, hold_words, country_words,
-    missing_words, ended_words, connector_words, package_words, partial_words)}
+    missing_words, ended_words, connector_words, package_words, partial_words, task_status_words)}

@@ -30,7 +30,7 @@ from dsrflow.i18n import ENGLISH
 from dsrflow.stores.requests_store import get_request
 from policy.model import Policy
 from schemas.requests import without_complaint_reasons
-from schemas.workflow import TaskResult
+from schemas.workflow import TaskResult, records_left
 
 _VERIFICATION_EVENTS = ("verification.succeeded", "verification.failed", "verification.locked",
                         "verification.resent", "status.closed_unverified")
@@ -93,8 +93,7 @@ def _as_told(kept: dict[str, Any], policy: Policy | None, regime: str) -> dict[s
 def uncorrected_systems(tasks: list[dict[str, Any]]) -> dict[str, int]:
     """Per system, the records a correction left as an earlier erasure kept them (the connectors'
     per-dataset `left`), which the response letter names as not corrected."""
-    left = {task["system"]: sum(counts.get("left", 0) for counts in (task["datasets"] or {}).values())
-            for task in tasks if task["action"] == "rectify"}
+    left = {task["system"]: records_left(task["action"], task["datasets"]) for task in tasks}
     return {system: n for system, n in left.items() if n}
 
 

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from api.read_models.event_words import task_status_words
+from schemas.workflow import records_left
+
 # What staff did to a task that needed them (workflows/task_fanout.py records both).
 _STAFF_EVENTS = {"task.resolved": "resolved", "task.retried": "retried"}
 
@@ -41,7 +44,14 @@ def with_history(tasks: list[dict[str, Any]], events: list[dict[str, Any]]) -> l
         elif e["event_type"] == "task.needs_attention" and system:
             attention[(system, e["data"].get("action"))] = {"at": e["occurred_at"], "message": e["data"].get("message")}
     return [{**t, "attention": attention.get((t["system"], t["action"])),
-             "staff": staff.get((t["system"], t["action"]), [])} for t in tasks]
+             "staff": staff.get((t["system"], t["action"]), []), **task_words(t)} for t in tasks]
+
+
+def task_words(task: dict[str, Any]) -> dict[str, Any]:
+    """What the pack's JSON and the REST API's results add to a task's recorded status: the records
+    a correction left as an earlier erasure kept them (`uncorrected`), and the status as the pages
+    say it (`status_words`: such a correction's "not corrected", never "not found")."""
+    return {"uncorrected": records_left(task["action"], task.get("datasets")), "status_words": task_status_words(task)}
 
 
 def with_contents(packages: list[dict[str, Any]], events: list[dict[str, Any]]) -> list[dict[str, Any]]:
