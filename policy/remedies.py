@@ -1,12 +1,13 @@
 """What a refusal, whole or in part, tells the subject, per regime: the rule that obliges us to say
-it, the authority they can complain to (named, with its contact details), the courts, and the
-appeal where the law grants one (the US state laws), or the complaint to us where the law makes
-us hear one (the UK GDPR: Data Protection Act 2018 s. 164A). Letters read all of it from here, never from
-their templates, so that a DPO changes an address or a sentence in the policy alone."""
+it (and whether it obliges us to name the remedies too), the authority they can complain to
+(named, with its contact details), the courts, and the appeal where the law grants one (the US
+state laws), or the complaint to us where the law makes us hear one (the UK GDPR: Data
+Protection Act 2018 s. 164A). Letters read all of it from here, never from their templates, so
+that a DPO changes an address or a sentence in the policy alone."""
 
 from __future__ import annotations
 
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from pydantic import EmailStr, Field, ValidationError, model_validator
 
@@ -65,8 +66,13 @@ class PortalWords(StrictModel):
 
 
 class Remedies(StrictModel):
-    # Completes "As ... requires, we set out our reasons and the remedies available to you."
+    # Completes "As ... requires, we set out below our reasons ..." (`refusal_rule_requires`).
     refusal_rule: str
+    # What `refusal_rule` obliges a refusal to give: its reasons and the remedies (GDPR Art. 12(4),
+    # PIPEDA s. 8(7), the US appeal laws), or its reasons alone (the CCPA's regulations, LGPD Art.
+    # 18 § 4), whose letters still give the remedies but no longer say the rule requires them
+    # (docs/legal.md, "Refusals and remedies"). The default keeps a policy's letters as they were.
+    refusal_rule_requires: Literal["reasons", "reasons_and_remedies"] = "reasons_and_remedies"
     # Completes "Your right to complain to ...", e.g. "the supervisory authority".
     authority_title: str
     # The right to complain, with its source; the authority's details follow it.

@@ -13,17 +13,19 @@ from tests.letters_as_sent import LANGUAGES, as_sent, both
 # --- The CCPA's refusal rule reads as one sentence ---------------------------------------------
 # "As the California Consumer Privacy Act and its regulations (...) requires": a plural subject
 # with a singular verb, in English, Dutch and French; the rule is the policy's text
-# (`remedies.ccpa.refusal_rule`), set into "As %(rule)s requires, ...".
+# (`remedies.ccpa.refusal_rule`), set into "As %(rule)s requires, we set out below our reasons" (a
+# denial) or "..., we have given you our reasons" (a closure): the regulations require the reasons,
+# not the remedies (tests/test_dpo_refusal_rule.py).
 
 _CCPA_RULE = {
     "en": "As the California Consumer Privacy Act, read with its regulations (Cal. Code Regs. tit. 11, §§ 7022, "
-          "7023 and 7024), requires, we set out",
+          "7023 and 7024), requires, we ",
     "nl": "Zoals de California Consumer Privacy Act, gelezen in samenhang met de uitvoeringsbepalingen ervan (Cal. "
-          "Code Regs. tit. 11, §§ 7022, 7023 en 7024), voorschrijft, vermelden wij",
+          "Code Regs. tit. 11, §§ 7022, 7023 en 7024), voorschrijft, ",
     "fr": "Comme l'exige le California Consumer Privacy Act, lu en combinaison avec ses règlements d'application "
-          "(Cal. Code Regs. tit. 11, §§ 7022, 7023 et 7024), nous vous",
-    "de": "Gemäß Cal. Code Regs. tit. 11, §§ 7022, 7023 und 7024 in Verbindung mit dem California Consumer Privacy Act "
-          "legen wir Ihnen",
+          "(Cal. Code Regs. tit. 11, §§ 7022, 7023 et 7024), nous vous ",
+    # Then "legen wir Ihnen ... dar" (a denial) or "haben wir Ihnen ... dargelegt" (a closure).
+    "de": "Gemäß Cal. Code Regs. tit. 11, §§ 7022, 7023 und 7024 in Verbindung mit dem California Consumer Privacy Act ",
 }
 
 

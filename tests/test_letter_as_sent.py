@@ -154,10 +154,10 @@ async def test_the_appeal_quotes_the_short_reference(regime, language):
     decided = t.gettext("This is our decision on your appeal of our decision on request %(id)s: we have "
                         "reconsidered that decision, and what we have now done is set out below.") % {"id": ref}
     rule = LOADED.in_language(language).remedies_for(regime, "US").refusal_rule
-    denied = t.gettext("We have carefully considered your appeal of our decision on request %(id)s and have "
-                       "decided to deny it: we maintain that decision. As "
-                       "%(rule)s requires, we set out below our reasons and the remedies available to you.") % {
-        "id": ref, "rule": rule}
+    denied = " ".join((t.gettext("We have carefully considered your appeal of our decision on request %(id)s and "
+                                 "have decided to deny it: we maintain that decision.") % {"id": ref},
+                       t.gettext("As %(rule)s requires, we set out below our reasons and the remedies available "
+                                 "to you.") % {"rule": rule}))
     for letter, said in ((appeal, decided), (appeal_denied, denied)):
         for part in both(letter):
             assert " ".join(said.split()) in part

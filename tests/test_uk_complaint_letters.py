@@ -124,10 +124,11 @@ async def test_a_complaints_outcome_names_the_commissioner_and_no_further_compla
                          details={"appeal_of": APPEAL_OF})
     assert denied.subject == done.subject == t.gettext("The outcome of your complaint (ref. %(ref)s)") % {
         "ref": short_reference(REQUEST_ID)}
-    stands = _said(t.gettext("We have looked into your complaint about our decision on request %(id)s. Its "
-                             "outcome: we maintain that decision. As %(rule)s "
-                             "requires, we set out below our reasons and the remedies available to you.") % {
-        "id": ref, "rule": remedies.refusal_rule})
+    stands = _said(" ".join((
+        t.gettext("We have looked into your complaint about our decision on request %(id)s. Its outcome: we "
+                  "maintain that decision.") % {"id": ref},
+        t.gettext("As %(rule)s requires, we set out below our reasons and the remedies available to you.") % {
+            "rule": remedies.refusal_rule})))
     redone = _said(t.gettext("This is the outcome of your complaint about our decision on request %(id)s: we have "
                              "looked into it and reconsidered that decision, and what we have now done is set out "
                              "below.") % {"id": ref})
