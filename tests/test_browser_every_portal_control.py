@@ -302,9 +302,10 @@ async def test_a_withdrawal_reads_as_the_subjects_and_a_cancellation_by_us_as_a_
 
 async def test_the_first_e_mails_code_after_a_new_one_says_only_the_latest_works(browser, portal_site, pool, mail_sink):
     """The subject asks for a new code, then types the first e-mail's (it arrived late, or is the
-    one they found): refused as any wrong code, the alert says that only the latest e-mail's code
-    works, in the page's language; a wrong code before any new one does not. Before, it said only
-    "That code is not right", with no hint that the code was the earlier e-mail's."""
+    one they found): the alert says it is an earlier e-mail's code and that only the latest
+    e-mail's works, in the page's language, and no attempt is spent (workflows/verification.py
+    EARLIER_CODE); a wrong code before any new one says it is not right. Before, it said only
+    "That code is not right", and the attempt was spent."""
     rid = await open_request(portal_site, pool)
     first = verification_code(await wait_for_letter(mail_sink, rid, "verification"))
     wrong = "000000" if first != "000000" else "111111"
@@ -327,8 +328,10 @@ async def test_the_first_e_mails_code_after_a_new_one_says_only_the_latest_works
     await field(page, "nl", "Code from the e-mail").fill(first)
     await page.get_by_role("button", name=t.gettext("Confirm"), exact=True).click()
     await assert_usable(page, seen, "nl", "Confirm it is you", refused=True)
-    await expect(page.get_by_role("alert")).to_contain_text(t.gettext("That code is not right."))
+    await expect(page.get_by_role("alert")).to_contain_text(
+        t.gettext("That code is from an earlier e-mail: it no longer works."))
     await expect(page.get_by_role("alert")).to_contain_text(latest)
+    await expect(page.get_by_role("alert")).not_to_contain_text(t.gettext("That code is not right."))
 
     [latest_code] = {verification_code(m) for m in letters_for(mail_sink, rid, "verification")} - {first}
     await field(page, "nl", "Code from the e-mail").fill(latest_code)

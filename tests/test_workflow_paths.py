@@ -99,7 +99,8 @@ async def test_wrong_codes_lock_and_a_resent_code_unlocks(stack: FastStack):
     second = fakes.code(request.id)
     assert second != first
     stale = await request.handle.execute_update(DSR.verify, fakes.typed(request.id, first))
-    assert (stale.verified, stale.attempts_left) == (False, 4)  # the first code no longer works
+    # The first code no longer works, and is refused as an earlier e-mail's: no attempt spent.
+    assert (stale.verified, stale.earlier_code, stale.attempts_left) == (False, True, 5)
     assert (await request.handle.execute_update(DSR.verify, fakes.typed(request.id, second))).verified
     assert (await request.result()).status == "completed"
     assert fakes.subject_letters(request.id) == ["acknowledgement", "verification", "verification", "response"]
