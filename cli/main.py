@@ -70,7 +70,8 @@ def _options(
 ) -> None:
     # The option acts in its callback; the app's help is the Typer's.
     if ctx.invoked_subcommand not in LONG_STARTS:
-        gc.enable()  # off since `main` (see LONG_STARTS)
+        gc.freeze()  # what `main` imported, as the worker and the API do (LONG_STARTS)
+        gc.enable()  # off since `main`
 
 
 @app.command()
