@@ -53,6 +53,21 @@ async def _failed_records(pool, rid: str, count: int) -> list[dict]:
     raise AssertionError(f"{count} verification.failed records expected for {rid}")
 
 
+async def _told_earlier(http, rid: str, field: str, value: str, said: tuple[str, ...]) -> None:
+    """The portal and the public API refuse an earlier e-mail's link token or code (`field`) as
+    such: 410, the page saying `said` with the ways on, never "That code is not right", and no
+    attempt spent."""
+    page = await http.post(f"/portal/requests/{rid}/verify", data={field: value})
+    assert page.status_code == 410, page.text
+    for words in (*said, "Send me a new code", 'name="code"'):
+        assert words in page.text, words
+    assert "That code is not right" not in page.text and "attempts left" not in page.text
+    answer = await http.post(f"/v1/public/requests/{rid}/verify", json={field: value})
+    assert answer.status_code == 410, answer.text
+    assert answer.json()["earlier_link" if field == "token" else "earlier_code"] is True
+    assert answer.json()["attempts_left"] == MAX_ATTEMPTS and "earlier e-mail" in answer.json()["detail"]
+
+
 def _link(request_id: str, round_: int) -> VerifyAttempt:
     """The link of a round's e-mail, as the fakes hash its token (tests/workflow_fakes.py)."""
     return VerifyAttempt(token_hash=_hash("token-hash", request_id, str(round_)))
@@ -98,18 +113,10 @@ async def test_the_portal_and_the_api_say_an_earlier_e_mails_link_no_longer_work
     assert (await http.post(f"/portal/requests/{rid}/resend")).status_code == 200
     assert len(letters_for(mail_sink, rid, "verification")) == 2
 
-    page = await http.post(f"/portal/requests/{rid}/verify", data={"token": first})
-    assert page.status_code == 410, page.text
-    for said in ("This link is from an earlier e-mail: it no longer works.",
-                 "The link in our latest e-mail still works: open it to confirm that the request is yours.",
-                 "Or ask for a new code below.", "Send me a new code", 'name="code"'):
-        assert said in page.text, said
-    assert "That code is not right" not in page.text and "attempts left" not in page.text
-
-    answer = await http.post(f"/v1/public/requests/{rid}/verify", json={"token": first})
-    assert answer.status_code == 410, answer.text
-    assert answer.json()["earlier_link"] is True and answer.json()["attempts_left"] == MAX_ATTEMPTS
-    assert "earlier e-mail" in answer.json()["detail"]
+    await _told_earlier(http, rid, "token", first, (
+        "This link is from an earlier e-mail: it no longer works.",
+        "The link in our latest e-mail still works: open it to confirm that the request is yours.",
+        "Or ask for a new code below."))
 
     pressed = {"method": "email_link", "attempts_left": MAX_ATTEMPTS, "earlier_link": True}
     assert await _failed_records(pool, rid, 2) == [pressed] * 2
@@ -134,17 +141,10 @@ async def test_the_portal_and_the_api_say_an_earlier_e_mails_code_no_longer_work
         assert latest != first
 
         for _ in range(3):
-            page = await http.post(f"/portal/requests/{rid}/verify", data={"code": first})
-            assert page.status_code == 410, page.text
-            for said in ("That code is from an earlier e-mail: it no longer works.",
-                         "We have sent you more than one code: only the one in our latest e-mail works.",
-                         "The link in our latest e-mail still works", "Send me a new code", 'name="code"'):
-                assert said in page.text, said
-            assert "That code is not right" not in page.text and "attempts left" not in page.text
-            answer = await http.post(f"/v1/public/requests/{rid}/verify", json={"code": first})
-            assert answer.status_code == 410, answer.text
-            assert answer.json()["earlier_code"] is True and answer.json()["attempts_left"] == MAX_ATTEMPTS
-            assert "earlier e-mail" in answer.json()["detail"]
+            await _told_earlier(http, rid, "code", first, (
+                "That code is from an earlier e-mail: it no longer works.",
+                "We have sent you more than one code: only the one in our latest e-mail works.",
+                "The link in our latest e-mail still works"))
 
         confirmed = await http.post(f"/portal/requests/{rid}/verify", data={"code": latest})
         assert confirmed.status_code == 303, confirmed.text
