@@ -20,6 +20,8 @@ from schemas.workflow import TaskResult, records_left
 _ACTION_WORDS = {"erase": N_("erased"), "rectify": N_("corrected"), "restrict": N_("restricted"),
                  "object": N_("stopped processing as you objected"), "access": N_("found")}
 _ART19_ACTIONS = {"erase", "rectify", "restrict"}
+# A correction's datasets whose records it found and changed none of (`_correction_lines`).
+_NOTHING_TO_CORRECT = N_("nothing to correct")
 
 
 # What a legal-claims hold kept is stored with the basis compliance gave the hold (the API's default
@@ -171,12 +173,18 @@ def _erased(result: TaskResult) -> int:
     return max(result.changed - minimised, 0)
 
 
+def _changes(counts: dict[str, int]) -> int:
+    """A dataset's records that an action changed: its counts but what was found, kept or left
+    (the sql connector's `changed`, an http step's effect, `updated` or `deleted`, by its name)."""
+    return sum(n for k, n in counts.items() if k not in ("found", "kept", "left"))
+
+
 def _datasets_acted_on(result: TaskResult) -> list[str]:
     """The datasets a system's line names: for an erasure, not those whose records were all kept;
-    for a correction, not those whose every record it left as an erasure kept it (`_left`)."""
+    for a restriction or objection, all it counts (a correction has its own lines, which name
+    neither what it left as an erasure kept it nor what it did not change: `_correction_lines`)."""
     if result.action != "erase":
-        return [name for name, counts in result.datasets.items()
-                if not (counts.get("left") and not any(n for k, n in counts.items() if k != "left"))]
+        return list(result.datasets)
     return [name for name, counts in result.datasets.items()
             if not (counts.get("kept") and counts["kept"] >= counts.get("found", 0))]
 
@@ -204,8 +212,9 @@ def _uncorrected(result: TaskResult, left: dict[str, int], policy: Policy, langu
 
 def _records_acted_on(result: TaskResult) -> int:
     """The count the letter gives a system: what was erased for an erasure (a system whose records
-    were all kept is not listed as erased), what was found for a copy, and for a rectification,
-    restriction or objection what was changed, else what was found (already as asked)."""
+    were all kept is not listed as erased), what was found for a copy, and for a restriction or
+    objection what was changed, else what was found (already as asked). A correction's counts are
+    its lines' (`_correction_lines`)."""
     if result.action == "erase":
         return _erased(result)
     return result.changed or result.found
@@ -233,17 +242,51 @@ def _done_to(action: str, datasets: str, num: int, t: Translator) -> str | None:
     return None
 
 
-def _system_action(result: TaskResult, records: int, policy: Policy, t: Translator, language: str) -> dict[str, Any]:
-    """A system's line: its label, the datasets acted on ("and"-joined, as the letter's language
-    joins them), what was done and how many records; `done` is the line's words after the label in
-    the plain-text letter (None: a system that names no dataset, or an action of no such words)."""
-    datasets = and_list(sorted(dataset_words(policy.systems, result.system, d) for d in _datasets_acted_on(result)),
-                        language)
+def _system_action(result: TaskResult, records: int, policy: Policy, t: Translator, language: str,
+                   names: list[str] | None = None, *, unchanged: bool = False) -> dict[str, Any]:
+    """A system's line: its label, the datasets acted on (`names`, else `_datasets_acted_on`;
+    "and"-joined, as the letter's language joins them), what was done and how many records; `done`
+    is the line's words after the label in the plain-text letter (None: a system that names no
+    dataset, or an action of no such words). `unchanged`: a correction's datasets that held nothing
+    to correct, "nothing to correct" where the action's word would be."""
+    names = _datasets_acted_on(result) if names is None else names
+    datasets = and_list(sorted(dataset_words(policy.systems, result.system, d) for d in names), language)
+    action = _NOTHING_TO_CORRECT if unchanged else _ACTION_WORDS.get(result.action)
     return {"system": policy.systems[result.system].label if result.system in policy.systems else result.system,
             "category": datasets or t.gettext("all records"),
-            "action": t.gettext(_ACTION_WORDS[result.action]) if result.action in _ACTION_WORDS else result.action,
-            "records": records, "note": result.note,
-            "done": _done_to(result.action, datasets, records, t) if datasets else None}
+            "action": t.gettext(action) if action else result.action,
+            "records": records, "note": None if unchanged else result.note,
+            "done": _done_to(result.action, datasets, records, t) if datasets and not unchanged else None}
+
+
+def _correction_lines(result: TaskResult, policy: Policy, t: Translator, language: str) -> list[dict[str, Any]]:
+    """A correction's lines for a system: the datasets it changed, "corrected" with the records
+    changed; then those whose records it found but changed none of, "nothing to correct" with the
+    records found (an http system's lookup reads datasets its steps never change, the invoices of
+    a customer whose name is corrected; a sql row may already hold the value asked). Never
+    "corrected" for a dataset with no change. What it left as an earlier erasure kept it is under
+    "What we did not correct" (`_uncorrected`). A system that counts no datasets (a processor's
+    answer) keeps one line, its changes, else what it found, as already as asked."""
+    if not result.datasets:
+        records = result.changed or result.found
+        return [_system_action(result, records, policy, t, language)] if records else []
+    changed = [name for name, counts in result.datasets.items() if _changes(counts)]
+    unchanged = [name for name, counts in result.datasets.items() if counts.get("found") and not _changes(counts)]
+    lines = [_system_action(result, result.changed, policy, t, language, changed)] if result.changed else []
+    if unchanged:
+        found = sum(result.datasets[name]["found"] for name in unchanged)
+        lines.append(_system_action(result, found, policy, t, language, unchanged, unchanged=True))
+    return lines
+
+
+def _action_lines(result: TaskResult, policy: Policy, t: Translator, language: str) -> list[dict[str, Any]]:
+    """A system's lines under what was done: none where it acted on nothing."""
+    if result.action == "rectify":
+        return _correction_lines(result, policy, t, language)
+    if not (records := _records_acted_on(result)):
+        return []
+    short = cut_short(result)
+    return [_cut_short_action(result, short, policy, t) if short else _system_action(result, records, policy, t, language)]
 
 
 def response_outcome(report: dict[str, Any], policy: Policy, package_link: str | None,
@@ -253,9 +296,7 @@ def response_outcome(report: dict[str, Any], policy: Policy, package_link: str |
     the letter's language (`t`'s, `language`); `source` is the same policy in its source language
     (default: `policy`)."""
     results = [TaskResult.model_validate(r) for r in report.get("results", [])]
-    actions = [_cut_short_action(r, short, policy, t) if (short := cut_short(r)) else
-               _system_action(r, records, policy, t, language)
-               for r in results if (records := _records_acted_on(r))]
+    actions = [line for r in results for line in _action_lines(r, policy, t, language)]
     package = report.get("package")
     if package:
         # A system that held nothing, or a processor that said it holds nothing, is not "included

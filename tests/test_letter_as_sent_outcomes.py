@@ -88,7 +88,6 @@ async def test_a_system_whose_records_were_all_kept_is_not_listed_as_erased(chan
 @pytest.mark.parametrize(("request_type", "action", "result", "records"), [
     ("access", "access", {"found": 5, "changed": 0}, 5),
     ("rectification", "rectify", {"found": 2, "changed": 1}, 1),
-    ("rectification", "rectify", {"found": 2, "changed": 0}, 2),
     ("restriction", "restrict", {"found": 3, "changed": 0}, 3),
     ("objection", "object", {"found": 4, "changed": 4}, 4),
 ])
@@ -99,6 +98,19 @@ async def test_other_requests_still_count_what_they_found_or_changed(request_typ
     crm = LOADED.policy.systems["crm"].label
     for part, line in zip(both(letter), _listed(crm, "contacts", action, records), strict=True):
         assert line in part
+
+
+async def test_a_correction_that_changed_nothing_it_found_says_nothing_needed_correcting():
+    """Records a correction found already as asked (a sql row holding the value) are not
+    "corrected" (the letter said "contacts corrected (2 records)"): they held nothing to correct."""
+    result = {"found": 2, "changed": 0}
+    letter = await as_sent("response", "rectification", {"report": {"results": [
+        {"system": "crm", "action": "rectify", "status": "done", "datasets": {"contacts": result}, **result}]}})
+    crm = LOADED.policy.systems["crm"].label
+    text, html = both(letter)
+    assert f"{crm}: contacts – nothing to correct (2 records)" in text, text
+    assert f"{crm} contacts nothing to correct 2" in html, html
+    assert "corrected (" not in text and " corrected " not in html
 
 
 # The erasure of tests/letters_as_sent.py `erasure_with_kept`: Billing's customer record and a

@@ -14,8 +14,11 @@ import yaml
 
 from activities.connectors.base import ErasureContext, PermanentConnectorError
 from devstack.saas.stripe import create_stripe_app
+from dsrflow.i18n import and_list, worded, wording_of
 from policy.model import DEFAULT_POLICY
+from policy.systems import dataset_words
 from tests.fanout_stack import served
+from tests.letters_as_sent import LOADED, as_sent, both
 from tests.saas_support import collect, connector, http_policy, stripe_served, subject
 
 KEY = "sk_test_51standin"
@@ -200,17 +203,23 @@ async def test_the_evidence_is_heard_before_the_first_request_changes_anything(s
     assert kept not in data.customers
 
 
-async def test_a_correction_leaves_the_customer_an_erasure_kept_for_its_invoices(monkeypatch, tmp_path, pool):
-    """A Stripe configuration that corrects names (the shipped one has no rectification): the
-    customer an erasure kept, minimised, for its invoices under the accounting hold stays as the law
-    keeps it, whatever the steps would send; another customer of the subject is corrected, and the
-    task says how many it left."""
-    app = create_stripe_app(KEY)
+def _correcting_names() -> dict[str, Any]:
+    """The shipped stripe.yaml with a correction of the customers' names, found by its access
+    lookup (which reads customers, their invoices and charges)."""
     config = yaml.safe_load((DEFAULT_POLICY.parent / "http/stripe.yaml").read_text())
     config["actions"]["rectify"] = {"find": "access", "steps": [{
         "name": "correct_name", "for_each": "customers", "effect": "changed",
         "request": {"method": "POST", "path": "/v1/customers/{{ item.id }}",
                     "body": {"name": "{{ corrections.name }}"}}}]}
+    return config
+
+
+async def test_a_correction_leaves_the_customer_an_erasure_kept_for_its_invoices(monkeypatch, tmp_path, pool):
+    """A Stripe configuration that corrects names (the shipped one has no rectification): the
+    customer an erasure kept, minimised, for its invoices under the accounting hold stays as the law
+    keeps it, whatever the steps would send; another customer of the subject is corrected, and the
+    task says how many it left."""
+    app, config = create_stripe_app(KEY), _correcting_names()
     data = app.state.data
     kept = data.add_customer("ada@example.com", "Ada Lovelace")
     data.add_invoice(kept, NOW - YEAR)
@@ -238,3 +247,48 @@ async def test_a_correction_leaves_the_customer_an_erasure_kept_for_its_invoices
     assert data.customers[alone]["name"] == "Grace Hopper"
     assert (left_alone.status, left_alone.changed, left_alone.datasets["customers"]) == (
         "done", 0, {"found": 0, "left": 1}), left_alone
+
+
+@pytest.mark.parametrize("language", ["en", "fr"])
+async def test_a_correction_letter_names_as_corrected_only_the_dataset_it_changed(monkeypatch, tmp_path, pool,
+                                                                                  language):
+    """The lookup reads the customer and its invoice; the correction changes the customer alone.
+    The letter said "customers and invoices corrected (1 record)": now the customers corrected,
+    the invoices as holding nothing to correct. The letter is read under the shipped policy, whose
+    translations cover its own systems: the task's counts as billing's, whose datasets are named
+    alike (a policy moving billing to Stripe records them so)."""
+    app, config = create_stripe_app(KEY), _correcting_names()
+    customer = app.state.data.add_customer("ada@example.com", "Ada Lovelace")
+    app.state.data.add_invoice(customer, NOW - YEAR)
+    async with served(app) as url:
+        monkeypatch.setenv("STRIPE_API_BASE", url)
+        monkeypatch.setenv("STRIPE_SECRET_KEY", KEY)
+        loaded = http_policy(tmp_path, {"billing_stripe": {"label": "Stripe", "connector": "http", "config": config}})
+        connector_ = connector(loaded, "billing_stripe", pool)
+        try:
+            outcome = await connector_.rectify(subject("ada@example.com"), {"name": "Ada King"})
+        finally:
+            await connector_.close()
+    assert {name: counts for name, counts in outcome.datasets.items() if counts.get("found")} == {
+        "customers": {"found": 1, "changed": 1}, "invoices": {"found": 1}}, outcome.datasets
+    result = {"system": "billing", "action": "rectify", "status": outcome.status, "found": outcome.found,
+              "changed": outcome.changed, "datasets": outcome.datasets}
+    letter = await as_sent("response", "rectification", {"report": {"results": [result]}}, language=language)
+    t = worded(language, wording_of("gdpr"))
+    systems = LOADED.in_language(language).systems
+    customers, invoices = (dataset_words(systems, "billing", d) for d in ("customers", "invoices"))
+    one = t.ngettext("%(num)d record", "%(num)d records", 1) % {"num": 1}
+    corrected = t.ngettext("%(datasets)s corrected (%(num)d record)", "%(datasets)s corrected (%(num)d records)",
+                           1) % {"datasets": customers, "num": 1}
+    text, html = both(letter)
+    assert corrected in text, text
+    assert f"{invoices} – {t.gettext('nothing to correct')} ({one})" in text, text
+    for part in (text, html):
+        assert t.gettext("We have now completed your request.") in part, part
+        for untrue in (and_list(sorted([customers, invoices]), language), f"{invoices} {t.gettext('corrected')}",
+                       t.ngettext("%(datasets)s corrected (%(num)d record)", "%(datasets)s corrected (%(num)d records)",
+                                  1) % {"datasets": invoices, "num": 1}):
+            assert untrue not in part, (untrue, part)
+    if language == "en":
+        assert "- Billing (customers, invoices, payments, mandates): customers corrected (1 record)" in text
+        assert "- Billing (customers, invoices, payments, mandates): invoices – nothing to correct (1 record)" in text
