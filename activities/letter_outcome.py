@@ -15,7 +15,7 @@ from dsrflow.i18n import ENGLISH, N_, SOURCE_LANGUAGE, Translator, and_list
 from policy.keeping import StatutoryHold
 from policy.model import Policy, Recipient
 from policy.systems import dataset_words
-from schemas.workflow import TaskResult, records_left
+from schemas.workflow import TaskResult
 
 _ACTION_WORDS = {"erase": N_("erased"), "rectify": N_("corrected"), "restrict": N_("restricted"),
                  "object": N_("stopped processing as you objected"), "access": N_("found")}
@@ -197,9 +197,12 @@ def _left(result: TaskResult) -> dict[str, int]:
     return {name: counts["left"] for name, counts in result.datasets.items() if counts.get("left")}
 
 
-def _left_alone(result: TaskResult) -> bool:
-    """A correction that found nothing to correct but records it left as an erasure kept them."""
-    return not (result.found or result.changed) and records_left(result.action, result.datasets) > 0
+def _corrected_nothing(result: TaskResult) -> bool:
+    """A correction whose system counted its records and changed none: it left each as an earlier
+    erasure kept it (schemas/workflow.py `records_left`) or found it with nothing to correct
+    (`_correction_lines`). A processor's confirmation counts no datasets: it corrected what it was
+    asked to."""
+    return result.action == "rectify" and not result.changed and bool(result.datasets)
 
 
 def _uncorrected(result: TaskResult, left: dict[str, int], policy: Policy, language: str) -> dict[str, Any]:
@@ -315,12 +318,12 @@ def response_outcome(report: dict[str, Any], policy: Policy, package_link: str |
     # A processor kept whole under a legal-claims hold (dataset "all") was asked nothing: it is
     # in what we kept, with the reason, not among the recipients told (Art. 19). One whose
     # erasure the hold cut short was told of what it erased.
-    # Nor is one whose every record a correction left as an earlier erasure kept it: done (the
-    # records exist), but nothing corrected to tell of.
+    # Nor is one where a correction changed nothing (every record left as an earlier erasure kept
+    # it, or holding nothing to correct): done (the records exist), but nothing corrected to tell of.
     told_to = [policy.recipients[r.recipient] for r in results
                if r.recipient and r.recipient in policy.recipients and r.status == "done"
                and r.action in _ART19_ACTIONS and (cut_short(r) is not None or not _kept_whole(r))
-               and not _left_alone(r)]
+               and not _corrected_nothing(r)]
     told, by_kind = recipients_named(told_to)
     # The letter itself says the request is completed and, after the actions, whom Art. 19 reached;
     # the summary is left for what only this request says (an objection decision).

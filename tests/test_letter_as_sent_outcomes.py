@@ -102,15 +102,24 @@ async def test_other_requests_still_count_what_they_found_or_changed(request_typ
 
 async def test_a_correction_that_changed_nothing_it_found_says_nothing_needed_correcting():
     """Records a correction found already as asked (a sql row holding the value) are not
-    "corrected" (the letter said "contacts corrected (2 records)"): they held nothing to correct."""
-    result = {"found": 2, "changed": 0}
-    letter = await as_sent("response", "rectification", {"report": {"results": [
-        {"system": "crm", "action": "rectify", "status": "done", "datasets": {"contacts": result}, **result}]}})
+    "corrected" (the letter said "contacts corrected (2 records)"): they held nothing to correct,
+    and the system's recipient is not named as told of a rectification (Art. 19) it was not sent."""
+    def task(changed: int) -> dict[str, Any]:
+        counts = {"found": 2, "changed": changed}
+        return {"system": "crm", "action": "rectify", "status": "done", "recipient": "financial_services",
+                "datasets": {"contacts": counts}, **counts}
+
+    letter = await as_sent("response", "rectification", {"report": {"results": [task(0)]}})
     crm = LOADED.policy.systems["crm"].label
+    told = LOADED.policy.recipients["financial_services"]
     text, html = both(letter)
     assert f"{crm}: contacts – nothing to correct (2 records)" in text, text
     assert f"{crm} contacts nothing to correct 2" in html, html
     assert "corrected (" not in text and " corrected " not in html
+    assert (told.identity or told.name) not in text and (told.identity or told.name) not in html
+    # One that changed a record there tells its recipient, as before.
+    assert (told.identity or told.name) in both(await as_sent("response", "rectification", {"report": {
+        "results": [task(1)]}}))[0]
 
 
 # The erasure of tests/letters_as_sent.py `erasure_with_kept`: Billing's customer record and a
