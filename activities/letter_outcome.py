@@ -332,8 +332,12 @@ def response_outcome(report: dict[str, Any], policy: Policy, package_link: str |
     # Records a correction left as an earlier erasure kept them: not corrected, a refusal in part
     # (Art. 16 and 12(4)) that the letter names with its reason.
     uncorrected = [_uncorrected(r, left, policy, language) for r in results if (left := _left(r))]
+    # Whether a correction changed anything anywhere: lines that say "nothing to correct" are no
+    # correction, so the letter opens "We have not corrected any of your personal data" and claims
+    # no recipient told where none is.
+    corrected_any = any(r.action == "rectify" and r.status == "done" and not _corrected_nothing(r) for r in results)
     return {"summary": "", "actions": actions, "kept": kept, "informed": told, "missing": missing,
-            "uncorrected": uncorrected,
+            "uncorrected": uncorrected, "corrected_any": corrected_any,
             "informed_by_kind": by_kind,
             "package_link": package_link, "package_expires_at": package_expires_at}
 

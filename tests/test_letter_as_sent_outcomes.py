@@ -117,9 +117,26 @@ async def test_a_correction_that_changed_nothing_it_found_says_nothing_needed_co
     assert f"{crm} contacts nothing to correct 2" in html, html
     assert "corrected (" not in text and " corrected " not in html
     assert (told.identity or told.name) not in text and (told.identity or told.name) not in html
+    # Nor does the letter say recipients were told of it in general (Art. 19): nothing changed.
+    assert "of this rectification" not in text and "of this rectification" not in html
     # One that changed a record there tells its recipient, as before.
     assert (told.identity or told.name) in both(await as_sent("response", "rectification", {"report": {
         "results": [task(1)]}}))[0]
+
+
+async def test_a_correction_that_changed_nothing_anywhere_opens_saying_so():
+    """One system held nothing to correct, another's records an earlier erasure kept as they were:
+    nothing was corrected, and the letter opens so ("We have not corrected any of your personal
+    data"), with no general word of recipients told. Before, the "nothing to correct" line counted
+    as an action, and it opened "We have now completed your request, except for ..."."""
+    unchanged = {"system": "crm", "action": "rectify", "status": "done", "found": 2, "changed": 0,
+                 "datasets": {"contacts": {"found": 2, "changed": 0}}}
+    left = {"system": "billing", "action": "rectify", "status": "done", "found": 0, "changed": 0,
+            "datasets": {"customers": {"found": 0, "changed": 0, "left": 1}}}
+    text, html = both(await as_sent("response", "rectification", {"report": {"results": [unchanged, left]}}))
+    for part in (text, html):
+        assert "We have not corrected any of your personal data" in part, part
+        assert "We have now completed your request" not in part and "of this rectification" not in part
 
 
 # The erasure of tests/letters_as_sent.py `erasure_with_kept`: Billing's customer record and a
