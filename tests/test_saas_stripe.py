@@ -5,6 +5,8 @@ hold kept."""
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, date, datetime
 from typing import Any
@@ -214,6 +216,22 @@ def _correcting_names() -> dict[str, Any]:
     return config
 
 
+@asynccontextmanager
+async def _correcting(app: Any, config: dict[str, Any], monkeypatch: Any, tmp_path: Any,
+                      pool: Any) -> AsyncIterator[Any]:
+    """The http connector of a `billing_stripe` system with `config` (`_correcting_names`), on the
+    Stripe stand-in `app` served on loopback; closed afterwards."""
+    async with served(app) as url:
+        monkeypatch.setenv("STRIPE_API_BASE", url)
+        monkeypatch.setenv("STRIPE_SECRET_KEY", KEY)
+        loaded = http_policy(tmp_path, {"billing_stripe": {"label": "Stripe", "connector": "http", "config": config}})
+        connector_ = connector(loaded, "billing_stripe", pool)
+        try:
+            yield connector_
+        finally:
+            await connector_.close()
+
+
 async def test_a_correction_leaves_the_customer_an_erasure_kept_for_its_invoices(monkeypatch, tmp_path, pool):
     """A Stripe configuration that corrects names (the shipped one has no rectification): the
     customer an erasure kept, minimised, for its invoices under the accounting hold stays as the law
@@ -226,18 +244,11 @@ async def test_a_correction_leaves_the_customer_an_erasure_kept_for_its_invoices
     current = data.add_customer("ada@example.com", "Ada Lovelace")
     alone = data.add_customer("grace@example.com", "Grace Hopper")  # her one customer, kept
     data.add_invoice(alone, NOW - YEAR)
-    async with served(app) as url:
-        monkeypatch.setenv("STRIPE_API_BASE", url)
-        monkeypatch.setenv("STRIPE_SECRET_KEY", KEY)
-        loaded = http_policy(tmp_path, {"billing_stripe": {"label": "Stripe", "connector": "http", "config": config}})
-        connector_ = connector(loaded, "billing_stripe", pool)
-        try:
-            who = replace(subject("ada@example.com"), held={"billing_stripe.customers": [kept]})
-            outcome = await connector_.rectify(who, {"name": "Ada King"})
-            grace = replace(subject("grace@example.com"), held={"billing_stripe.customers": [alone]})
-            left_alone = await connector_.rectify(grace, {"name": "Grace Murray"})
-        finally:
-            await connector_.close()
+    async with _correcting(app, config, monkeypatch, tmp_path, pool) as connector_:
+        who = replace(subject("ada@example.com"), held={"billing_stripe.customers": [kept]})
+        outcome = await connector_.rectify(who, {"name": "Ada King"})
+        grace = replace(subject("grace@example.com"), held={"billing_stripe.customers": [alone]})
+        left_alone = await connector_.rectify(grace, {"name": "Grace Murray"})
     assert (data.customers[kept]["name"], data.customers[current]["name"]) == ("Ada Lovelace", "Ada King")
     # The record left is counted apart from those found, as the sql connector counts it.
     assert outcome.datasets["customers"] == {"found": 1, "changed": 1, "left": 1} and outcome.changed == 1
@@ -260,15 +271,8 @@ async def test_a_correction_letter_names_as_corrected_only_the_dataset_it_change
     app, config = create_stripe_app(KEY), _correcting_names()
     customer = app.state.data.add_customer("ada@example.com", "Ada Lovelace")
     app.state.data.add_invoice(customer, NOW - YEAR)
-    async with served(app) as url:
-        monkeypatch.setenv("STRIPE_API_BASE", url)
-        monkeypatch.setenv("STRIPE_SECRET_KEY", KEY)
-        loaded = http_policy(tmp_path, {"billing_stripe": {"label": "Stripe", "connector": "http", "config": config}})
-        connector_ = connector(loaded, "billing_stripe", pool)
-        try:
-            outcome = await connector_.rectify(subject("ada@example.com"), {"name": "Ada King"})
-        finally:
-            await connector_.close()
+    async with _correcting(app, config, monkeypatch, tmp_path, pool) as connector_:
+        outcome = await connector_.rectify(subject("ada@example.com"), {"name": "Ada King"})
     assert {name: counts for name, counts in outcome.datasets.items() if counts.get("found")} == {
         "customers": {"found": 1, "changed": 1}, "invoices": {"found": 1}}, outcome.datasets
     result = {"system": "billing", "action": "rectify", "status": outcome.status, "found": outcome.found,
