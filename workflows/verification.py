@@ -99,10 +99,9 @@ class IdentityVerification:
         # A code whose e-mail went after its step gave up: it works beside the current one until a
         # new code is sent.
         self._late: Challenge | None = None
-        # The link token and code hashes of the challenges a newer code replaced (EARLIER_LINK,
-        # EARLIER_CODE): only hashes, as for the current one; at most one of each per code sent.
-        self._replaced: list[str] = []
-        self._replaced_codes: list[str] = []
+        # The challenges a newer code replaced, whose link and code are told apart (EARLIER_LINK,
+        # EARLIER_CODE): only hashes, as for the current one; at most one per code sent.
+        self._replaced: list[Challenge] = []
         self._earlier_presses = 0  # numbers their records apart (`check`)
 
     async def run(self, request_id: str, facts: RequestFacts, closed: Callable[[], bool]) -> datetime | None:
@@ -221,8 +220,8 @@ class IdentityVerification:
                 # Not the current e-mail's link (an older one's): the lock is on record already,
                 # and a token no one can guess needs no count of its own.
                 return VerifyResult(verified=False, attempts_left=0, locked=True)
-            earlier = not verified and self._earlier(self._replaced, attempt.token_hash, EARLIER_LINK)
-            earlier_code = not verified and self._earlier(self._replaced_codes, attempt.code_hash, EARLIER_CODE)
+            earlier = not verified and self._earlier(attempt, code=False)
+            earlier_code = not verified and self._earlier(attempt, code=True)
             if verified:
                 self.verified_at = workflow.now()
                 self.method = method
@@ -267,17 +266,16 @@ class IdentityVerification:
                             earlier_link=earlier, earlier_code=earlier_code)
 
     def _retire(self, *replaced: Challenge | None) -> None:
-        """Keep the link token and code hashes of challenges a newer code replaced (EARLIER_LINK,
-        EARLIER_CODE)."""
-        self._replaced += [challenge.token_hash for challenge in replaced if challenge is not None]
-        self._replaced_codes += [challenge.code_hash for challenge in replaced if challenge is not None]
+        """Keep the challenges a newer code replaced (EARLIER_LINK, EARLIER_CODE)."""
+        self._replaced += [challenge for challenge in replaced if challenge is not None]
 
-    @staticmethod
-    def _earlier(kept: list[str], given: str | None, patch: str) -> bool:
-        """`given` (a link token's or a code's hash) is one of an e-mail a newer code replaced
-        (`kept`: EARLIER_LINK, EARLIER_CODE); `patch` is asked only then."""
-        return (bool(given) and any(hmac.compare_digest(hashed, given or "") for hashed in kept)
-                and workflow.patched(patch))
+    def _earlier(self, attempt: VerifyAttempt, *, code: bool) -> bool:
+        """The attempt's link (or, `code`, its code) is one of an e-mail a newer code replaced
+        (EARLIER_LINK, EARLIER_CODE); the patch is asked only then."""
+        given = attempt.code_hash if code else attempt.token_hash
+        return (bool(given) and any(hmac.compare_digest(c.code_hash if code else c.token_hash, given or "")
+                                    for c in self._replaced)
+                and workflow.patched(EARLIER_CODE if code else EARLIER_LINK))
 
     @staticmethod
     def _matches(challenge: Challenge, attempt: VerifyAttempt) -> bool:
