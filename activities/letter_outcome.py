@@ -15,7 +15,7 @@ from dsrflow.i18n import ENGLISH, N_, SOURCE_LANGUAGE, Translator, and_list
 from policy.keeping import StatutoryHold
 from policy.model import Policy, Recipient
 from policy.systems import dataset_words
-from schemas.workflow import TaskResult
+from schemas.workflow import TaskResult, dataset_changes
 
 _ACTION_WORDS = {"erase": N_("erased"), "rectify": N_("corrected"), "restrict": N_("restricted"),
                  "object": N_("stopped processing as you objected"), "access": N_("found")}
@@ -173,12 +173,6 @@ def _erased(result: TaskResult) -> int:
     return max(result.changed - minimised, 0)
 
 
-def _changes(counts: dict[str, int]) -> int:
-    """A dataset's records that an action changed: its counts but what was found, kept or left
-    (the sql connector's `changed`, an http step's effect, `updated` or `deleted`, by its name)."""
-    return sum(n for k, n in counts.items() if k not in ("found", "kept", "left"))
-
-
 def _datasets_acted_on(result: TaskResult) -> list[str]:
     """The datasets a system's line names: for an erasure, not those whose records were all kept;
     for a restriction or objection, all it counts (a correction has its own lines, which name
@@ -273,8 +267,8 @@ def _correction_lines(result: TaskResult, policy: Policy, t: Translator, languag
     if not result.datasets:
         records = result.changed or result.found
         return [_system_action(result, records, policy, t, language)] if records else []
-    changed = [name for name, counts in result.datasets.items() if _changes(counts)]
-    unchanged = [name for name, counts in result.datasets.items() if counts.get("found") and not _changes(counts)]
+    changed = [name for name, counts in result.datasets.items() if dataset_changes(counts)]
+    unchanged = [name for name, counts in result.datasets.items() if counts.get("found") and not dataset_changes(counts)]
     lines = [_system_action(result, result.changed, policy, t, language, changed)] if result.changed else []
     if unchanged:
         found = sum(result.datasets[name]["found"] for name in unchanged)

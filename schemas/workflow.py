@@ -270,6 +270,12 @@ class TaskResult(Contract):
     note: str | None = None
 
 
+def dataset_changes(counts: dict[str, int]) -> int:
+    """A dataset's records an action changed: its counts but what was found, kept or left (the sql
+    connector's `changed`, an http step's effect by its name, `updated` or `deleted`)."""
+    return sum(n for k, n in counts.items() if k not in ("found", "kept", "left"))
+
+
 def records_left(action: str, datasets: dict[str, dict[str, int]] | None) -> int:
     """A correction's records that an earlier erasure kept under a hold and that it left as they
     were (the connectors count them per dataset as `left`, apart from `found`). A task whose every

@@ -63,7 +63,7 @@ from activities.connectors.http_run import MIB, Budget, Run
 from dsrflow.infra.failpoints import failpoint
 from policy.http_model import Action, HttpConfig, Step
 from policy.systems import System
-from schemas.workflow import RUN_CONTINUES
+from schemas.workflow import RUN_CONTINUES, dataset_changes
 
 PENDING_QUOTA = "http-quota"  # external_id of a task waiting for the next quota day
 
@@ -360,7 +360,7 @@ class HttpConnector(Rounds, Connector):
             if counts.get("left"):
                 counts["found"] = max(counts.get("found", 0) - counts["left"], 0)
         found = sum(c.get("found", 0) for c in datasets.values())
-        changed = sum(n for c in datasets.values() for k, n in c.items() if k not in ("found", "kept", "left"))
+        changed = sum(dataset_changes(c) for c in datasets.values())
         left = sum(c.get("left", 0) for c in datasets.values())
         if not found and not changed and not left:
             where = sorted({i.system for i in self.config.identifiers})
