@@ -49,12 +49,13 @@ TROUBLE_REMINDERS = "trouble-reminders"
 # instants) on the controller's wall clock (LOCAL_HOUR).
 REMIND_EVERY = timedelta(days=1)
 REMIND_AT = timedelta(hours=9)
-# workflow.patched id: before it, the controller's days were counted in 24 h steps from the
-# checkpoints' midnight: across a change of clocks between that midnight and a moment, the moment
-# in the first or last hour of its day was counted in the day before or after (a reminder or a
-# complaint's progress letter a day early or late), and every reminder or letter after a change
-# went at 8:00 or 10:00. Asked only of a request whose checkpoints name the controller's zone
-# (prepared since; the older ones keep the old arithmetic, and so replay as they ran).
+# Patch id, deprecated (`controller_zone`): before it, the controller's days were counted in 24 h
+# steps from the checkpoints' midnight: across a change of clocks between that midnight and a
+# moment, the moment in the first or last hour of its day was counted in the day before or after (a
+# reminder or a complaint's progress letter a day early or late), and every reminder or letter after
+# a change went at 8:00 or 10:00. The checkpoints decide: those that name the controller's zone
+# (prepared since) keep its wall clock; the older ones keep the old arithmetic, and so replay as
+# they ran.
 LOCAL_HOUR = "reminders-keep-local-hour"
 
 
