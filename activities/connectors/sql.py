@@ -156,8 +156,12 @@ class SqlConnector(Connector):
         changed = sum(c["changed"] for c in counts.values())
         # Nothing to apply in this system is done; something to apply but no rows is not_found.
         # Rows a correction left as an earlier erasure kept them (`left`, counted apart from
-        # `found`) exist: done, not "not found" (readers say they were not corrected).
+        # `found`) exist: done, not "not found" (readers say they were not corrected). Counted
+        # per dataset too, as the http connector counts them, and said in the message: the letter
+        # names what was left uncorrected (activities/letter_outcome.py `_left`).
         left = sum(c.get("left", 0) for c in counts.values())
+        if left:
+            message = f"{message}; {left_as_kept(left)}" if message else left_as_kept(left)
         status: TaskStatus = "done" if found or left or not counts else "not_found"
         return ActionOutcome(status=status, found=found, changed=changed,
                              datasets=counts, message=message)
@@ -314,11 +318,6 @@ class SqlConnector(Connector):
                     for name, values in updates.items():
                         leave = subject.held.get(f"{self.name}.{name}", ()) if leave_held else ()
                         counts[name] = await self._update(conn, self.plan.datasets[name], subject, values, leave)
-                    # Counted per dataset too, as the http connector counts them: the letter names
-                    # what was left uncorrected (activities/letter_outcome.py `_left`).
-                    left = sum(c.get("left", 0) for c in counts.values())
-                    if left:
-                        message = f"{message}; {left_as_kept(left)}" if message else left_as_kept(left)
                     outcome = self._outcome(counts, message)
                     if before_commit is not None:
                         await before_commit(outcome)
